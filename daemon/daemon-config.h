@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tsmd's configuration: built-in defaults, then /etc/tsmd/tsmd.conf (INI, systemd style),
+ * then the command line. Every limit a client controls is a knob here. Runs in: daemon.
+ */
+#pragma once
+
+#include <stdio.h>
+
+#include "varlink-stream.h"
+
+#define DAEMON_CONFIG_FILE_DEFAULT SYSCONFDIR "/tsmd/tsmd.conf"
+#define DAEMON_CONFIG_FILE_MAX (1024U * 1024U)
+
+typedef struct DaemonConfig {
+        VarlinkLimits limits;
+} DaemonConfig;
+
+void daemon_config_init(DaemonConfig *c);
+void daemon_config_done(DaemonConfig *c);
+
+/* Loads a config file over the current values. A missing file is -ENOENT (callers decide
+ * whether that matters). Syntax or value errors are -EBADMSG/-EINVAL/-ERANGE with the line
+ * in *ret_line and a description in *ret_message (static string). */
+int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message);
+
+/* Writes the effective configuration in config-file syntax (tsmd --dump-config). */
+void daemon_config_dump(const DaemonConfig *c, FILE *f);
+
+/* Parses "16M", "4096", "64K" into bytes (base 1024). */
+int parse_size(const char *s, uint64_t *ret);

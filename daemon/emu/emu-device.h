@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * One emulated TDISP device interface (TDI): the TDISP 1.0 state machine (CONFIG_UNLOCKED,
+ * CONFIG_LOCKED, RUN, ERROR), a request processor that answers with real TDISP responses or
+ * TDISP ERROR messages, the scope check a TSM backend applies to guest requests, a small
+ * debug protocol, and fault injection for tests. Deterministic: the MMIO layout, interface
+ * report and nonces derive from the device's configuration and a per-device counter through
+ * a seeded PRNG, so the same configuration and call sequence give the same bytes.
+ * Pure library: no I/O, no threads, no clock. Runs in: worker (emulated backend), tests.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "emu-config.h"
+#include "macro.h"
+#include "tdisp.h"
+
+typedef struct EmuDevice EmuDevice;
+
+/* The kernel's PCI TSM request scopes, with the values of IOMMU_VDEVICE_TSM_REQ_SCOPE_PCI_*
+ * (iommufd TSM series v5): a request is processed only in the scope its message belongs to. */
+typedef enum EmuScope {
+        EMU_SCOPE_INFO = 0,         /* GET_TDISP_VERSION, GET_TDISP_CAPABILITIES,
+                                     * GET_DEVICE_INTERFACE_REPORT, GET_DEVICE_INTERFACE_STATE */
+        EMU_SCOPE_STATE_CHANGE = 1, /* LOCK_INTERFACE, START_INTERFACE, STOP_INTERFACE */
+        EMU_SCOPE_DEBUG_READ = 2,   /* debug VDM, read */
+        EMU_SCOPE_DEBUG_WRITE = 3,  /* debug VDM, write */
+        _EMU_SCOPE_MAX,
+        _EMU_SCOPE_INVALID = -EINVAL,
+} EmuScope;
+
+const char *emu_scope_to_string(EmuScope s);
+EmuScope emu_scope_from_string(const char *s);
+
+/* Injectable faults. BUSY, TIMEOUT and GONE fail requests with -EBUSY, -ETIMEDOUT and
+ * -ENODEV before the device sees them; GONE additionally resets the TDI (a device that
+ * dropped off the bus and comes back has lost its state). TDISP_ERROR makes the device
+ * answer with a TDISP ERROR message carrying a chosen code. */
+typedef enum EmuFault {
+        EMU_FAULT_BUSY,
+        EMU_FAULT_TIMEOUT,
+        EMU_FAULT_GONE,
+        EMU_FAULT_TDISP_ERROR,
+        _EMU_FAULT_MAX,
+        _EMU_FAULT_INVALID = -EINVAL,
+} EmuFault;
+
+const char *emu_fault_to_string(EmuFault f);
+EmuFault emu_fault_from_string(const char *s);
+
+/* The emulator's debug protocol, carried in TDISP VDM_REQUEST/VDM_RESPONSE with registry id
+ * PCI-SIG and the device's own vendor id (2 bytes). The vendor data is one EmuDebugPayload:
+ * READ returns a register, WRITE sets one and returns the new value. Registers 0-3 are read
+ * only; 4-7 are configuration registers: writing one while the TDI is CONFIG_LOCKED or RUN
+ * is a change to locked configuration and moves the TDI to ERROR, as TDISP requires; 8-15
+ * are scratch. Nothing secret (the nonce) is readable. A READ needs scope DEBUG_READ, a
+ * WRITE scope DEBUG_WRITE. Errors: bad op, register, reserved bytes or length, or writing a
+ * read-only register: ERROR(INVALID_REQUEST); another registry or vendor:
+ * ERROR(UNSUPPORTED_REQUEST). */
+#define EMU_DEBUG_OP_READ 0x01u
+#define EMU_DEBUG_OP_WRITE 0x02u
+
+enum {
+        EMU_DEBUG_REG_ID = 0,         /* RO: vendor id | device id << 16 | function id << 32 */
+        EMU_DEBUG_REG_TDI_STATE = 1,  /* RO: TdispState */
+        EMU_DEBUG_REG_LOCK_COUNT = 2, /* RO: successful LOCK_INTERFACE requests so far */
+        EMU_DEBUG_REG_RESERVED = 3,   /* RO: 0 */
+        EMU_DEBUG_REG_CONFIG_FIRST = 4,
+        EMU_DEBUG_REG_CONFIG_LAST = 7,
+        EMU_DEBUG_REG_SCRATCH_FIRST = 8,
+        EMU_DEBUG_N_REGS = 16,
+};
+
+typedef struct _packed_ EmuDebugPayload {
+        uint8_t op;
+        uint8_t reserved[3];
+        uint32_t reg;   /* little-endian */
+        uint64_t value; /* little-endian; 0 in a READ request */
+} EmuDebugPayload;
+
+typedef struct _packed_ EmuDebugMessage {
+        TdispVdmHeader vdm;       /* registry_id PCI-SIG, vendor_id_len 2 */
+        uint16_t vendor_id;       /* little-endian */
+        EmuDebugPayload payload;
+} EmuDebugMessage;
+
+_Static_assert(sizeof(EmuDebugPayload) == 16, "debug payload");
+_Static_assert(sizeof(EmuDebugMessage) == 36, "debug VDM");
+_Static_assert(offsetof(EmuDebugMessage, payload) == 20, "debug payload offset");
+
+/* The largest response the device produces (a DEVICE_INTERFACE_REPORT with a full portion). */
+#define EMU_REPORT_PORTION_MAX 1024u
+#define EMU_RESPONSE_MAX (sizeof(TdispDeviceInterfaceReportResponse) + EMU_REPORT_PORTION_MAX)
+
+/* What the emulated device advertises in TDISP_CAPABILITIES. */
+#define EMU_LOCK_FLAGS_SUPPORTED                                                                   \
+        (TDISP_LOCK_FLAG_NO_FW_UPDATE | TDISP_LOCK_FLAG_SYSTEM_CACHE_LINE_SIZE |                   \
+         TDISP_LOCK_FLAG_LOCK_MSIX | TDISP_LOCK_FLAG_ALL_REQUEST_REDIRECT)
+#define EMU_DEV_ADDR_WIDTH 52u
+
+/* Creates a device in CONFIG_UNLOCKED with one reference. -ERANGE if the domain does not fit
+ * TDISP's FUNCTION_ID, -EINVAL for a bad config, -ENOMEM. */
+int emu_device_new(const EmuDeviceConfig *c, EmuDevice **ret);
+EmuDevice *emu_device_ref(EmuDevice *d);
+EmuDevice *emu_device_unref(EmuDevice *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EmuDevice *, emu_device_unref);
+
+/* Marks the device as removed from its platform: every later request, bind or unbind fails
+ * with -ENODEV. Holders of a reference keep a valid object. */
+void emu_device_mark_removed(EmuDevice *d);
+bool emu_device_is_removed(const EmuDevice *d);
+
+const char *emu_device_get_address(const EmuDevice *d);
+const EmuDeviceConfig *emu_device_get_config(const EmuDevice *d);
+uint32_t emu_device_get_function_id(const EmuDevice *d);
+TdispState emu_device_get_state(const EmuDevice *d);
+
+/* Processes one TDISP request (req/req_len, may be any bytes) sent in the given scope, and
+ * writes a TDISP response or ERROR message to resp (must not overlap req). Returns 0 and sets
+ * *ret_resp_len when a TDISP message was produced; -EPERM if the scope does not permit the
+ * request; -EBUSY, -ETIMEDOUT, -ENODEV for injected faults or a removed device; -ENOBUFS if
+ * the response does not fit in resp_size; -EINVAL only for invalid arguments. Whenever it
+ * fails, the device state is unchanged (except that GONE resets the TDI). */
+int emu_device_request(
+                EmuDevice *d,
+                EmuScope scope,
+                const void *req,
+                size_t req_len,
+                void *resp,
+                size_t resp_size,
+                size_t *ret_resp_len);
+
+/* Host side, what the kernel's TSM bind/unbind does: bind sends LOCK_INTERFACE_REQUEST (no
+ * firmware update, stream 0, no reporting offset) through the same state machine and
+ * returns the start-interface nonce in ret_nonce (TDISP_NONCE_SIZE bytes, may be NULL);
+ * -EALREADY unless the TDI was CONFIG_UNLOCKED. Unbind sends STOP_INTERFACE_REQUEST, which
+ * returns the TDI to CONFIG_UNLOCKED from any state. Both fail like emu_device_request() on
+ * faults, -EBUSY on an injected TDISP BUSY error and -EIO on any other TDISP error. */
+int emu_device_bind(EmuDevice *d, uint8_t *ret_nonce);
+int emu_device_unbind(EmuDevice *d);
+
+/* Arms a fault for the next count requests, binds or unbinds (0: until cleared), replacing
+ * any armed fault. EMU_FAULT_TDISP_ERROR answers with UNSPECIFIED; use
+ * emu_device_inject_tdisp_error() to choose the code. */
+int emu_device_inject_fault(EmuDevice *d, EmuFault fault, unsigned count);
+int emu_device_inject_tdisp_error(EmuDevice *d, uint32_t error_code, unsigned count);
+void emu_device_clear_fault(EmuDevice *d);
+
+/* A security-relevant event outside the protocol (the host changed locked configuration, an
+ * IDE stream failed): a CONFIG_LOCKED or RUN TDI moves to ERROR and forgets its nonce.
+ * Returns 1 if the state changed, 0 if the TDI was CONFIG_UNLOCKED or already in ERROR. */
+int emu_device_trigger_tdi_error(EmuDevice *d);
+
+/* Builds a debug VDM_REQUEST (see above). */
+int emu_debug_build_request(
+                uint32_t function_id,
+                uint16_t vendor_id,
+                uint8_t op,
+                uint32_t reg,
+                uint64_t value,
+                void *buf,
+                size_t size,
+                size_t *ret_len);

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* INI parser for tsmd.conf and the policy files. Runs in: daemon. */
+
+#include <fcntl.h>
+#include <stdio.h>
+
+#include "ini.h"
+
+static char *strstrip(char *s) {
+        char *e;
+
+        s += strspn(s, " \t\r");
+        e = s + strlen(s);
+        while (e > s && strchr(" \t\r", e[-1]))
+                *--e = 0;
+        return s;
+}
+
+static bool section_name_valid(const char *s) {
+        if (isempty(s))
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+                      (*s >= '0' && *s <= '9') || strchr("-_.:@", *s)))
+                        return false;
+        return true;
+}
+
+static bool key_valid(const char *s) {
+        return section_name_valid(s);
+}
+
+int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsigned *ret_line) {
+        _cleanup_free_ char *section = NULL;
+        unsigned line = 0;
+        const char *p = text;
+        int r;
+
+        assert(text);
+        assert(callback);
+
+        while (*p) {
+                char buf[INI_LINE_MAX + 1];
+                size_t len = strcspn(p, "\n");
+                char *l, *eq;
+
+                line++;
+                if (len > INI_LINE_MAX)
+                        goto fail;
+                memcpy(buf, p, len);
+                buf[len] = 0;
+                p += len;
+                if (*p == '\n')
+                        p++;
+                if (memchr(buf, 0, len))
+                        goto fail;
+
+                l = strstrip(buf);
+                if (*l == 0 || *l == '#' || *l == ';')
+                        continue;
+
+                if (*l == '[') {
+                        size_t n = strlen(l);
+                        char *name;
+
+                        if (n < 3 || l[n - 1] != ']')
+                                goto fail;
+                        l[n - 1] = 0;
+                        name = strstrip(l + 1);
+                        if (!section_name_valid(name))
+                                goto fail;
+                        free(section);
+                        section = strdup(name);
+                        if (!section)
+                                return -ENOMEM;
+                        continue;
+                }
+
+                /* Assignments outside of a section have no meaning in our files. */
+                eq = strchr(l, '=');
+                if (!eq || !section)
+                        goto fail;
+                *eq = 0;
+                l = strstrip(l);
+                if (!key_valid(l))
+                        goto fail;
+
+                r = callback(section, l, strstrip(eq + 1), line, userdata);
+                if (r < 0) {
+                        if (ret_line)
+                                *ret_line = line;
+                        return r;
+                }
+        }
+        return 0;
+
+fail:
+        if (ret_line)
+                *ret_line = line;
+        return -EBADMSG;
+}
+
+int ini_parse_file(const char *path, size_t max_size, IniAssignmentFunc callback, void *userdata,
+                   unsigned *ret_line) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0;
+
+        assert(path);
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+
+        buf = malloc(max_size + 1);
+        if (!buf)
+                return -ENOMEM;
+
+        for (;;) {
+                ssize_t k = read(fd, buf + n, max_size + 1 - n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n > max_size)
+                        return -EFBIG;
+        }
+        buf[n] = 0;
+        if (memchr(buf, 0, n))
+                return -EBADMSG;
+
+        return ini_parse(buf, callback, userdata, ret_line);
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A parser for the INI dialect of systemd unit files, which is what Linux admins expect of
+ * a daemon's configuration: [Section] headers, Key=Value assignments, '#' and ';' comments,
+ * whitespace around keys and values ignored. No continuation lines, no quoting. Runs in:
+ * the daemon (trusted, root-owned input; still fuzzed).
+ */
+#pragma once
+
+#include "macro.h"
+
+/* Called for every assignment. Return < 0 to stop parsing with that error. */
+typedef int (*IniAssignmentFunc)(const char *section, const char *key, const char *value,
+                                 unsigned line, void *userdata);
+
+#define INI_LINE_MAX 4096U
+
+/* Parses text. On a syntax error returns -EBADMSG with the 1-based line in *ret_line;
+ * a callback error is returned as is, also with the line. */
+int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsigned *ret_line);
+
+/* Reads a whole file (at most max_size bytes) and parses it. */
+int ini_parse_file(const char *path, size_t max_size, IniAssignmentFunc callback, void *userdata,
+                   unsigned *ret_line);

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon's top-level object: event loop, Varlink server, configuration. Runs in: daemon. */
+#pragma once
+
+#include <event2/event.h>
+
+#include "daemon-config.h"
+#include "varlink-server.h"
+
+typedef struct Manager {
+        struct event_base *base;
+        VarlinkServer *server;
+        DaemonConfig config;
+        uint64_t start_usec;
+
+        struct event *sigterm, *sigint, *sighup;
+
+        /* io.tsmd.Service.GetStatus callers with "more", told about every change. */
+        VarlinkCall **status_subscribers;
+        size_t n_status_subscribers, allocated_status_subscribers;
+} Manager;
+
+int manager_new(const DaemonConfig *config, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Adopts sockets passed by the service manager (sd_listen_fds), or listens on path. */
+int manager_listen(Manager *m, const char *path);
+int manager_run(Manager *m);
+
+uint64_t now_monotonic_usec(void);
+
+/* io.tsmd.Service (service-methods.c) */
+int service_methods_register(Manager *m);
+void service_status_changed(Manager *m);
+void service_forget_connection(Manager *m, VarlinkConn *c);

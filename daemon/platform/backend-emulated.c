@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tsmd's built-in emulated TDISP platform. It never appears in sysfs, so it has no parent
+ * match. Its requests never reach the kernel either; the numbers exist so the emulated
+ * transport takes its scope exactly like the kernel transports do (by backend + name +
+ * version), and it mirrors the kernel's pci_tsm_req_scope, including the debug scopes that a
+ * software model can safely offer (still off by default).
+ *
+ * Runs in: any.
+ */
+
+#include "backend.h"
+#include "macro.h"
+
+/* PCIe TDISP message sizes (libspdm include/industry_standard/pci_tdisp.h, packed). */
+#define TDISP_HEADER 16U                       /* version, type, reserved[2], interface_id */
+#define TDISP_GET_REPORT_REQ (TDISP_HEADER + 4U) /* + offset u16, length u16: largest INFO req */
+#define TDISP_REPORT_RSP_MAX (TDISP_HEADER + 4U + 0xFFFFU) /* + portion/remainder u16, portion */
+#define TDISP_START_REQ (TDISP_HEADER + 32U)   /* + start_interface_nonce[32] */
+#define TDISP_LOCK_RSP (TDISP_HEADER + 32U)    /* + start_interface_nonce[32] */
+/* VDM_REQ/RSP: header + registry_id + vendor_id_len + vendor_id[<=255] + vendor data, whose
+ * length TDISP leaves open; the emulated platform caps vendor data at 4 KiB. */
+#define TDISP_VDM_MAX (TDISP_HEADER + 2U + 255U + 4096U)
+
+static const TsmScopeDesc emulated_scopes[] = {
+        {
+                .name = TSM_SCOPE_INFO,
+                .number = { [TSM_UAPI_V4] = 0, [TSM_UAPI_V5] = 0 },
+                .max_request = TDISP_GET_REPORT_REQ,
+                .max_response = TDISP_REPORT_RSP_MAX,
+                .default_allowed = true,
+                .description = "GET_VERSION/CAPABILITIES/DEVICE_INTERFACE_REPORT/STATE",
+        },
+        {
+                .name = TSM_SCOPE_STATE_CHANGE,
+                .number = { [TSM_UAPI_V4] = 1, [TSM_UAPI_V5] = 1 },
+                .max_request = TDISP_START_REQ,
+                .max_response = TDISP_LOCK_RSP,
+                .default_allowed = true,
+                .description = "LOCK_INTERFACE, START_INTERFACE, STOP_INTERFACE and related requests",
+        },
+        {
+                .name = TSM_SCOPE_DEBUG_READ,
+                .number = { [TSM_UAPI_V4] = 2, [TSM_UAPI_V5] = 2 },
+                .max_request = TDISP_VDM_MAX,
+                .max_response = TDISP_VDM_MAX,
+                .default_allowed = false,
+                .description = "Read-only vendor-defined (VDM) debug queries of the emulated device",
+        },
+        {
+                .name = TSM_SCOPE_DEBUG_WRITE,
+                .number = { [TSM_UAPI_V4] = 3, [TSM_UAPI_V5] = 3 },
+                .max_request = TDISP_VDM_MAX,
+                .max_response = TDISP_VDM_MAX,
+                .default_allowed = false,
+                .description = "Vendor-defined (VDM) debug state changes of the emulated device",
+        },
+};
+
+const TsmBackendDesc tsm_backend_emulated = {
+        .type = TSM_BACKEND_EMULATED,
+        .description = "tsmd built-in emulated TDISP platform (software device model)",
+        .parent_matches = NULL,
+        .n_parent_matches = 0,
+        .scopes = emulated_scopes,
+        .n_scopes = ELEMENTSOF(emulated_scopes),
+};

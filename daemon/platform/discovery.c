@@ -1,0 +1,568 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sysfs discovery with sd-device and hotplug with sd_device_monitor, in a libevent loop.
+ * libsystemd 252 does not export the monitor's socket, so the monitor is attached to a
+ * private sd_event whose epoll fd libevent watches; when it is readable we let sd-event
+ * dispatch with a zero timeout. Nothing here blocks.
+ *
+ * Runs in: privileged parent (tsmd).
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <systemd/sd-device.h>
+#include <systemd/sd-event.h>
+
+#include "backend.h"
+#include "discovery.h"
+#include "log.h"
+#include "macro.h"
+
+/* How many uevents to handle per wakeup before yielding to other libevent users; the epoll fd
+ * stays readable, so the rest is picked up on the next iteration. */
+#define DISCOVERY_EVENTS_PER_WAKEUP 64
+
+/* Room for a burst of hotplug events (a TSM arriving can be followed by many devices). The
+ * kernel caps this at net.core.rmem_max for unprivileged sockets; failure is not fatal. */
+#define DISCOVERY_RCVBUF (4U * 1024U * 1024U)
+
+struct Discovery {
+        Inventory *inv;
+        struct event_base *base;
+        sd_event *sd_event;
+        sd_device_monitor *monitor;
+        struct event *sd_event_watch;
+        uint64_t n_events;
+};
+
+int discovery_enter_sysfs_root(const char *root) {
+        _cleanup_free_ char *resolved = NULL;
+        struct stat st;
+
+        if (!root)
+                return 0;
+
+        resolved = realpath(root, NULL);
+        if (!resolved)
+                return negative_errno();
+        if (streq(resolved, "/sys"))
+                return 0;
+        /* Binding a subtree of /sys over /sys would hide the tree being bound. */
+        if (strneq(resolved, "/sys/", 5))
+                return -EINVAL;
+        if (stat(resolved, &st) < 0)
+                return negative_errno();
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+
+        /* Private mount namespace first, so the bind mount never propagates to the host. */
+        if (unshare(CLONE_NEWNS) < 0)
+                return negative_errno();
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return negative_errno();
+        if (mount(resolved, "/sys", NULL, MS_BIND | MS_REC, NULL) < 0)
+                return negative_errno();
+
+        /* sd-device refuses syspaths not backed by sysfs unless told otherwise. */
+        if (setenv("SYSTEMD_DEVICE_VERIFY_SYSFS", "0", 1) < 0)
+                return negative_errno();
+
+        return 1;
+}
+
+/* sysattr that may legitimately be missing: NULL instead of -ENOENT. */
+static int get_optional_sysattr(sd_device *dev, const char *attr, const char **ret) {
+        const char *v;
+        int r;
+
+        r = sd_device_get_sysattr_value(dev, attr, &v);
+        if (r == -ENOENT) {
+                *ret = NULL;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+
+        *ret = v;
+        return 0;
+}
+
+static int get_optional(int (*getter)(sd_device *, const char **), sd_device *dev,
+                        const char **ret) {
+        const char *v;
+        int r;
+
+        r = getter(dev, &v);
+        if (r == -ENOENT) {
+                *ret = NULL;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+
+        *ret = v;
+        return 0;
+}
+
+static int read_tsm(sd_device *dev, InventoryTsm *ret) {
+        const char *name, *syspath, *pci_mode;
+        const char *p_syspath = NULL, *p_subsystem = NULL, *p_driver = NULL, *p_sysname = NULL;
+        sd_device *parent;
+        int r;
+
+        r = sd_device_get_sysname(dev, &name);
+        if (r < 0)
+                return r;
+        r = sd_device_get_syspath(dev, &syspath);
+        if (r < 0)
+                return r;
+
+        /* The parent is the platform TSM driver's device; it tells the backend apart. The
+         * reference belongs to dev. */
+        r = sd_device_get_parent(dev, &parent);
+        if (r >= 0) {
+                r = sd_device_get_syspath(parent, &p_syspath);
+                if (r < 0)
+                        return r;
+                r = get_optional(sd_device_get_subsystem, parent, &p_subsystem);
+                if (r < 0)
+                        return r;
+                r = get_optional(sd_device_get_driver, parent, &p_driver);
+                if (r < 0)
+                        return r;
+                r = sd_device_get_sysname(parent, &p_sysname);
+                if (r < 0)
+                        return r;
+        } else if (r != -ENOENT && r != -ENODEV)
+                return r;
+
+        r = get_optional_sysattr(dev, "pci_mode", &pci_mode);
+        if (r < 0)
+                return r;
+
+        /* Borrowed strings: inventory_put_tsm() copies them. */
+        *ret = (InventoryTsm) {
+                .name = (char *) name,
+                .syspath = (char *) syspath,
+                .type = tsm_backend_type_from_parent(p_subsystem, p_driver, p_sysname),
+                .parent_syspath = (char *) p_syspath,
+                .parent_subsystem = (char *) p_subsystem,
+                .parent_driver = (char *) p_driver,
+                .parent_sysname = (char *) p_sysname,
+                .pci_mode = (char *) pci_mode,
+        };
+        return 0;
+}
+
+static int parse_hex(const char *s, unsigned long max, unsigned long *ret) {
+        unsigned long v;
+        char *end;
+
+        if (isempty(s))
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(s, &end, 16); /* accepts the "0x" prefix sysfs prints */
+        if (errno != 0 || *end != 0 || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static void read_ids(sd_device *dev, InventoryDevice *d) {
+        const char *v;
+        unsigned long n;
+
+        if (sd_device_get_sysattr_value(dev, "vendor", &v) >= 0 && parse_hex(v, 0xffff, &n) >= 0)
+                d->vendor_id = (uint16_t) n;
+        if (sd_device_get_sysattr_value(dev, "device", &v) >= 0 && parse_hex(v, 0xffff, &n) >= 0)
+                d->device_id = (uint16_t) n;
+        if (sd_device_get_sysattr_value(dev, "class", &v) >= 0 && parse_hex(v, 0xffffff, &n) >= 0)
+                d->class_code = (uint32_t) n;
+}
+
+/*
+ * Whether <syspath>/tsm is the PCI TSM attribute group. The name is ambiguous: a device that
+ * is the *parent* of a TSM (the SEV-TIO PSP function) also has a "tsm" directory, the driver
+ * core's class glue directory holding tsmN. The attribute group holds files (connect,
+ * disconnect, ...); the glue directory only holds class device directories.
+ */
+static int has_tsm_attribute_group(const char *syspath) {
+        _cleanup_free_ char *path = NULL;
+        struct dirent *de;
+        DIR *dir;
+        int r = 0;
+
+        if (asprintf(&path, "%s/tsm", syspath) < 0)
+                return -ENOMEM;
+
+        dir = opendir(path);
+        if (!dir)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : negative_errno();
+
+        while ((de = readdir(dir))) {
+                struct stat st;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (S_ISREG(st.st_mode)) {
+                        r = 1;
+                        break;
+                }
+        }
+
+        closedir(dir);
+        return r;
+}
+
+static int read_device(sd_device *dev, InventoryDevice *ret) {
+        const char *address, *syspath, *driver, *connect, *auth;
+        InventoryDevice d = { .authenticated = -1 };
+        int r;
+
+        r = sd_device_get_sysname(dev, &address);
+        if (r < 0)
+                return r;
+        if (!pci_address_is_valid(address))
+                return -EINVAL;
+        r = sd_device_get_syspath(dev, &syspath);
+        if (r < 0)
+                return r;
+        r = get_optional(sd_device_get_driver, dev, &driver);
+        if (r < 0)
+                return r;
+
+        read_ids(dev, &d);
+
+        r = has_tsm_attribute_group(syspath);
+        if (r < 0)
+                return r;
+        d.tdisp_capable = r > 0;
+
+        connect = NULL;
+        if (d.tdisp_capable) {
+                r = get_optional_sysattr(dev, "tsm/connect", &connect);
+                if (r < 0)
+                        return r;
+                /* The kernel prints "\n" when not connected; sd-device strips the newline. */
+                if (isempty(connect))
+                        connect = NULL;
+        }
+
+        r = get_optional_sysattr(dev, "authenticated", &auth);
+        if (r < 0)
+                return r;
+        if (auth)
+                /* Reads like tsm/connect (the TSM name or ""); early drafts printed 0/1. */
+                d.authenticated = !isempty(auth) && !streq(auth, "0");
+
+        d.address = (char *) address;
+        d.syspath = (char *) syspath;
+        d.driver = (char *) driver;
+        d.connected_tsm = (char *) connect;
+
+        *ret = d;
+        return 0;
+}
+
+static bool is_gone(int r) {
+        /* The device went away between being listed and being read: not an error. */
+        return r == -ENOENT || r == -ENODEV;
+}
+
+static int put_tsm_from_device(Discovery *d, sd_device *dev) {
+        InventoryTsm t;
+        int r;
+
+        r = read_tsm(dev, &t);
+        if (r < 0)
+                return r;
+        if (t.type < 0)
+                log_debug("TSM %s: parent %s (subsystem %s, driver %s) is not a known backend.",
+                          t.name, strna(t.parent_syspath), strna(t.parent_subsystem),
+                          strna(t.parent_driver));
+
+        r = inventory_put_tsm(d->inv, &t);
+        return r < 0 ? r : 0;
+}
+
+static int put_pci_from_device(Discovery *d, sd_device *dev) {
+        InventoryDevice dv;
+        int r;
+
+        r = read_device(dev, &dv);
+        if (r < 0)
+                return r;
+
+        r = inventory_put_device(d->inv, &dv);
+        return r < 0 ? r : 0;
+}
+
+static int scan_subsystem(Discovery *d, const char *subsystem,
+                          int (*put)(Discovery *d, sd_device *dev)) {
+        _cleanup_(sd_device_enumerator_unrefp) sd_device_enumerator *e = NULL;
+        int r;
+
+        r = sd_device_enumerator_new(&e);
+        if (r < 0)
+                return r;
+        r = sd_device_enumerator_add_match_subsystem(e, subsystem, true);
+        if (r < 0)
+                return r;
+        /* Devices without a device node count as initialized anyway, but be explicit: tsmd
+         * must not depend on udev having processed a device. */
+        r = sd_device_enumerator_allow_uninitialized(e);
+        if (r < 0)
+                return r;
+
+        for (sd_device *dev = sd_device_enumerator_get_device_first(e); dev;
+             dev = sd_device_enumerator_get_device_next(e)) {
+                const char *syspath = NULL;
+
+                r = put(d, dev);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        (void) sd_device_get_syspath(dev, &syspath);
+                        log_full_errno(is_gone(r) || r == -EINVAL ? LOG_DEBUG : LOG_WARNING, r,
+                                       "Skipping %s device %s: %m", subsystem, strna(syspath));
+                }
+        }
+
+        return 0;
+}
+
+int discovery_new(Inventory *inv, struct event_base *base, Discovery **ret) {
+        Discovery *d;
+
+        assert_return(inv, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        d = new0(Discovery, 1);
+        if (!d)
+                return -ENOMEM;
+
+        d->inv = inv;
+        d->base = base;
+        *ret = d;
+        return 0;
+}
+
+Discovery *discovery_free(Discovery *d) {
+        if (!d)
+                return NULL;
+
+        /* Stop watching the epoll fd before sd-event closes it. */
+        if (d->sd_event_watch)
+                event_free(d->sd_event_watch);
+        sd_device_monitor_unref(d->monitor);
+        sd_event_unref(d->sd_event);
+
+        return mfree(d);
+}
+
+int discovery_scan(Discovery *d) {
+        int r;
+
+        assert_return(d, -EINVAL);
+
+        inventory_sync_begin(d->inv);
+
+        r = scan_subsystem(d, "tsm", put_tsm_from_device);
+        if (r < 0)
+                return r;
+        r = scan_subsystem(d, "pci", put_pci_from_device);
+        if (r < 0)
+                return r;
+
+        inventory_sync_end(d->inv, INVENTORY_SYNC_TSMS | INVENTORY_SYNC_DEVICES);
+        return 0;
+}
+
+static int rescan_devices(Discovery *d) {
+        int r;
+
+        inventory_sync_begin(d->inv);
+        r = scan_subsystem(d, "pci", put_pci_from_device);
+        if (r < 0)
+                return r;
+        inventory_sync_end(d->inv, INVENTORY_SYNC_DEVICES);
+        return 0;
+}
+
+static int refresh_by_syspath(Discovery *d, const char *syspath, const char *sysname,
+                              bool is_tsm) {
+        _cleanup_(sd_device_unrefp) sd_device *dev = NULL;
+        int r;
+
+        /* A fresh object: the event's device carries udev's properties, not current sysfs
+         * values, and sd-device caches attributes per object. */
+        r = sd_device_new_from_syspath(&dev, syspath);
+        if (is_gone(r)) {
+                r = is_tsm ? inventory_remove_tsm(d->inv, sysname) :
+                             inventory_remove_device(d->inv, sysname);
+                return r == -ENOENT ? 0 : r;
+        }
+        if (r < 0)
+                return r;
+
+        return is_tsm ? put_tsm_from_device(d, dev) : put_pci_from_device(d, dev);
+}
+
+int discovery_refresh_device(Discovery *d, const char *address) {
+        _cleanup_free_ char *syspath = NULL;
+
+        assert_return(d, -EINVAL);
+        assert_return(pci_address_is_valid(address), -EINVAL);
+
+        /* The bus link resolves to the device wherever it sits in the topology. */
+        if (asprintf(&syspath, "/sys/bus/pci/devices/%s", address) < 0)
+                return -ENOMEM;
+
+        return refresh_by_syspath(d, syspath, address, /* is_tsm= */ false);
+}
+
+static int handle_uevent(Discovery *d, sd_device *dev) {
+        const char *subsystem, *syspath, *sysname;
+        sd_device_action_t action;
+        int r;
+
+        r = sd_device_get_action(dev, &action);
+        if (r < 0)
+                return r;
+        r = sd_device_get_subsystem(dev, &subsystem);
+        if (r < 0)
+                return r;
+        r = sd_device_get_syspath(dev, &syspath);
+        if (r < 0)
+                return r;
+        r = sd_device_get_sysname(dev, &sysname);
+        if (r < 0)
+                return r;
+
+        log_debug("uevent: action %d, %s %s", (int) action, subsystem, syspath);
+
+        if (streq(subsystem, "tsm")) {
+                if (action == SD_DEVICE_REMOVE) {
+                        r = inventory_remove_tsm(d->inv, sysname);
+                        if (r < 0 && r != -ENOENT)
+                                return r;
+                } else {
+                        r = refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ true);
+                        if (r < 0)
+                                return r;
+                }
+
+                /* Registering or removing a TSM shows, hides and disconnects the tsm/
+                 * directories of PCI devices without any per-device uevent. */
+                return rescan_devices(d);
+        }
+
+        if (streq(subsystem, "pci")) {
+                if (!pci_address_is_valid(sysname))
+                        return 0;
+
+                if (action == SD_DEVICE_REMOVE) {
+                        r = inventory_remove_device(d->inv, sysname);
+                        return r == -ENOENT ? 0 : r;
+                }
+                if (action == SD_DEVICE_MOVE)
+                        /* The old name is only in DEVPATH_OLD; a rescan drops it reliably. */
+                        return rescan_devices(d);
+
+                return refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ false);
+        }
+
+        return 0;
+}
+
+static int on_uevent(sd_device_monitor *m, sd_device *dev, void *userdata) {
+        Discovery *d = userdata;
+        int r;
+
+        d->n_events++;
+
+        r = handle_uevent(d, dev);
+        if (r < 0)
+                log_warning_errno(r, "Failed to apply device event, inventory may be stale: %m");
+
+        /* Never propagate an error: sd-event would disable the monitor's event source. */
+        return 0;
+}
+
+static void on_sd_event_fd(evutil_socket_t fd, short what, void *userdata) {
+        Discovery *d = userdata;
+
+        for (unsigned i = 0; i < DISCOVERY_EVENTS_PER_WAKEUP; i++) {
+                int r = sd_event_run(d->sd_event, 0);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to dispatch device events: %m");
+                        return;
+                }
+                if (r == 0)
+                        return;
+        }
+}
+
+int discovery_start_monitor(Discovery *d) {
+        _cleanup_(sd_device_monitor_unrefp) sd_device_monitor *m = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        struct event *watch;
+        int r, fd;
+
+        assert_return(d, -EINVAL);
+        assert_return(d->base, -EINVAL);
+        assert_return(!d->monitor, -EBUSY);
+
+        r = sd_event_new(&e);
+        if (r < 0)
+                return r;
+
+        r = sd_device_monitor_new(&m);
+        if (r < 0)
+                return r;
+        (void) sd_device_monitor_set_receive_buffer_size(m, DISCOVERY_RCVBUF);
+
+        r = sd_device_monitor_filter_add_match_subsystem_devtype(m, "tsm", NULL);
+        if (r < 0)
+                return r;
+        r = sd_device_monitor_filter_add_match_subsystem_devtype(m, "pci", NULL);
+        if (r < 0)
+                return r;
+
+        r = sd_device_monitor_attach_event(m, e);
+        if (r < 0)
+                return r;
+        r = sd_device_monitor_start(m, on_uevent, d);
+        if (r < 0)
+                return r;
+
+        fd = sd_event_get_fd(e);
+        if (fd < 0)
+                return fd;
+
+        watch = event_new(d->base, fd, EV_READ | EV_PERSIST, on_sd_event_fd, d);
+        if (!watch)
+                return -ENOMEM;
+        if (event_add(watch, NULL) < 0) {
+                event_free(watch);
+                return -EIO;
+        }
+
+        d->sd_event_watch = watch;
+        d->monitor = TAKE_PTR(m);
+        d->sd_event = TAKE_PTR(e);
+        return 0;
+}
+
+uint64_t discovery_n_events(const Discovery *d) {
+        return d ? d->n_events : 0;
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Discovery: fills an Inventory from sysfs with sd-device (enumerating the "tsm" and "pci"
+ * subsystems) and keeps it current from udev's hotplug events (sd_device_monitor on the udev
+ * netlink group, filtered on tsm and pci), driven from a libevent loop. sd-event is only used
+ * as the monitor's dispatcher; it is never run as a loop (see SYSFS.md).
+ *
+ * The kernel announces neither tsm/connect changes nor the tsm/ directories that appear when a
+ * TSM registers (SYSFS.md), so every tsm add/change/remove triggers a re-read of all PCI
+ * devices, and code that writes tsm/connect must call discovery_refresh_device() afterwards.
+ *
+ * Runs in: privileged parent (tsmd). Reads sysfs only; never writes it.
+ */
+#pragma once
+
+#include "inventory.h"
+
+struct event_base;
+
+typedef struct Discovery Discovery;
+
+/*
+ * Make "root" appear as /sys for this process, so sd-device (which only accepts syspaths
+ * under /sys) reads a fixture tree. With root NULL or "/sys" this does nothing. Otherwise:
+ * unshare(CLONE_NEWNS), make "/" private recursively, bind-mount root over /sys and set
+ * SYSTEMD_DEVICE_VERIFY_SYSFS=0 (the tree is not sysfs). Needs CAP_SYS_ADMIN and must run
+ * before any thread is created (unshare of the mount namespace requires an unshared fs).
+ * -EPERM without privilege, -ENOTDIR/-ENOENT if root is not a directory.
+ */
+int discovery_enter_sysfs_root(const char *root);
+
+/*
+ * base may be NULL for scan-only use (no monitor). The inventory is borrowed and must outlive
+ * the Discovery object.
+ */
+int discovery_new(Inventory *inv, struct event_base *base, Discovery **ret);
+Discovery *discovery_free(Discovery *d);
+
+/* Full enumeration; reconciles the inventory (adds, changes, and removes what vanished). */
+int discovery_scan(Discovery *d);
+
+/*
+ * Subscribe to udev events for tsm and pci and attach to the libevent base. Events that
+ * arrive are applied to the inventory from the event loop. -EINVAL without an event base,
+ * -EBUSY if already started.
+ */
+int discovery_start_monitor(Discovery *d);
+
+/* Re-read one PCI device (after tsmd wrote its tsm/connect, which the kernel does not
+ * announce). Removes it from the inventory if it vanished. -EINVAL on a malformed address. */
+int discovery_refresh_device(Discovery *d, const char *address);
+
+/* Number of udev events received and applied so far (for tests and metrics). */
+uint64_t discovery_n_events(const Discovery *d);

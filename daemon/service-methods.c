@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* io.tsmd.Service: Ping, GetStatus (streamed), SetLogLevel. Runs in: daemon. */
+
+#include "config.h"
+#include "json-util.h"
+#include "log.h"
+#include "manager.h"
+#include "varlink-errors.h"
+#include "varlink-service.h"
+
+static int build_status(Manager *m, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *s = NULL, *l = NULL;
+        const VarlinkLimits *lim = varlink_server_get_limits(m->server);
+
+        l = json_object_new_object();
+        if (!l || json_object_add(l, "maxMessageSize", json_object_new_int64((int64_t) lim->max_message_size)) < 0 ||
+            json_object_add(l, "maxDepth", json_object_new_int64(lim->max_depth)) < 0 ||
+            json_object_add(l, "maxFdsPerMessage", json_object_new_int64(lim->max_fds_per_message)) < 0 ||
+            json_object_add(l, "maxPendingCalls", json_object_new_int64(lim->max_pending_calls)) < 0 ||
+            json_object_add(l, "maxConnections", json_object_new_int64(lim->max_connections)) < 0 ||
+            json_object_add(l, "maxConnectionsPerUid", json_object_new_int64(lim->max_connections_per_uid)) < 0)
+                return -ENOMEM;
+
+        s = json_object_new_object();
+        if (!s || json_object_add(s, "version", json_object_new_string(PACKAGE_VERSION)) < 0 ||
+            json_object_add(s, "uptimeUsec", json_object_new_int64((int64_t) (now_monotonic_usec() - m->start_usec))) < 0 ||
+            json_object_add(s, "connections", json_object_new_int64(varlink_server_get_n_connections(m->server))) < 0 ||
+            json_object_add(s, "limits", TAKE_PTR(l)) < 0)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+static int vl_method_ping(VarlinkCall *call, json_object *parameters, void *userdata) {
+        return varlink_call_reply(call, NULL);
+}
+
+static int vl_method_get_status(VarlinkCall *call, json_object *parameters, void *userdata) {
+        Manager *m = userdata;
+        json_object *status;
+        int r;
+
+        r = build_status(m, &status);
+        if (r < 0)
+                return r;
+
+        if (!(varlink_call_get_flags(call) & VARLINK_CALL_MORE))
+                return varlink_call_reply(call, status);
+
+        /* First the current state, then changes: the race-free monitor pattern. */
+        r = varlink_call_notify(call, status);
+        if (r < 0)
+                return r;
+        if (!GREEDY_REALLOC(m->status_subscribers, m->allocated_status_subscribers,
+                            m->n_status_subscribers + 1))
+                return -ENOMEM;
+        m->status_subscribers[m->n_status_subscribers++] = varlink_call_ref(call);
+        return 0;
+}
+
+void service_status_changed(Manager *m) {
+        for (size_t i = 0; i < m->n_status_subscribers; i++) {
+                json_object *status;
+
+                if (build_status(m, &status) < 0) {
+                        log_oom();
+                        return;
+                }
+                (void) varlink_call_notify(m->status_subscribers[i], status);
+        }
+}
+
+void service_forget_connection(Manager *m, VarlinkConn *c) {
+        size_t j = 0;
+
+        for (size_t i = 0; i < m->n_status_subscribers; i++) {
+                VarlinkCall *call = m->status_subscribers[i];
+
+                if (varlink_call_get_conn(call) == c)
+                        varlink_call_unref(call);
+                else
+                        m->status_subscribers[j++] = call;
+        }
+        m->n_status_subscribers = j;
+}
+
+static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, void *userdata) {
+        const struct ucred *peer = varlink_conn_get_peer(varlink_call_get_conn(call));
+        const char *level = json_get_string(parameters, "level");
+        int l;
+
+        if (peer->uid != 0)
+                return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+
+        l = log_parse_level(level);
+        if (l < 0)
+                return varlink_call_error_invalid_parameter(call, "level");
+
+        log_set_max_level(l);
+        log_info("Log level set to %s by pid %i.", level, peer->pid);
+        return varlink_call_reply(call, NULL);
+}
+
+int service_methods_register(Manager *m) {
+        static const struct {
+                const char *name;
+                VarlinkMethodFunc func;
+        } methods[] = {
+                { "io.tsmd.Service.Ping", vl_method_ping },
+                { "io.tsmd.Service.GetStatus", vl_method_get_status },
+                { "io.tsmd.Service.SetLogLevel", vl_method_set_log_level },
+        };
+        int r;
+
+        r = varlink_server_add_interface(m->server, varlink_builtin_idl_find("io.tsmd.Service"));
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                r = varlink_server_bind_method(m->server, methods[i].name, methods[i].func);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A strict RFC 8259 syntax check that runs before json-c builds objects. json-c, even with
+ * JSON_TOKENER_STRICT, accepts single quotes, NaN/Infinity, raw control characters in
+ * strings, lone surrogate escapes and duplicate keys (the last one silently wins), and a
+ * Varlink peer must not be able to smuggle any of that past the IDL validation. Runs in:
+ * worker, clients.
+ */
+#pragma once
+
+#include "macro.h"
+
+/* Checks that text[0..len) is exactly one JSON value (surrounding whitespace allowed) with
+ * well-formed UTF-8, no nesting deeper than max_depth, and returns the number of object
+ * members it contains (for the duplicate-key check done by json_parse_strict()).
+ * -EBADMSG on any violation, -ELOOP if nested too deep. */
+int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t *ret_n_members);

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* json-c helpers. Runs in: worker, clients. */
+
+#include <math.h>
+
+#include "json-strict.h"
+#include "json-util.h"
+
+int json_tokener_new_strict(unsigned depth, json_tokener **ret) {
+        json_tokener *tok;
+
+        assert(ret);
+
+        /* json-c's default depth is 32; callers choose theirs on purpose. json_strict_check()
+         * enforces the limit exactly; json-c gets one level of slack as it counts differently. */
+        tok = json_tokener_new_ex((int) CLAMP(depth, 1u, 4096u) + 1);
+        if (!tok)
+                return -ENOMEM;
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        *ret = tok;
+        return 0;
+}
+
+/* Counts object members and refuses numbers json-c could not represent. */
+static int json_count_members(json_object *o, size_t *n) {
+        switch (json_object_get_type(o)) {
+        case json_type_object: {
+                json_object_object_foreach(o, key, value) {
+                        (void) key;
+                        (*n)++;
+                        if (json_count_members(value, n) < 0)
+                                return -EBADMSG;
+                }
+                return 0;
+        }
+        case json_type_array:
+                for (size_t i = 0; i < json_object_array_length(o); i++)
+                        if (json_count_members(json_object_array_get_idx(o, i), n) < 0)
+                                return -EBADMSG;
+                return 0;
+        case json_type_double:
+                return isfinite(json_object_get_double(o)) ? 0 : -EBADMSG;
+        default:
+                return 0;
+        }
+}
+
+int json_parse_strict(json_tokener *tok, unsigned max_depth, const char *text, size_t len, json_object **ret) {
+        enum json_tokener_error err;
+        json_object *obj;
+        size_t off, n_members = 0, n_parsed = 0;
+        int r;
+
+        assert(tok);
+        assert(text || len == 0);
+        assert(ret);
+
+        if (len > INT32_MAX)
+                return -E2BIG;
+
+        r = json_strict_check(text, len, max_depth, &n_members);
+        if (r < 0)
+                return r;
+
+        json_tokener_reset(tok);
+        obj = json_tokener_parse_ex(tok, text, (int) len);
+        err = json_tokener_get_error(tok);
+        if (!obj) {
+                /* json-c reports an incomplete value as "continue": for us the message ended. */
+                if (err == json_tokener_error_depth)
+                        return -ELOOP;
+                return -EBADMSG;
+        }
+
+        /* Anything but whitespace after the value is garbage. */
+        for (off = json_tokener_get_parse_end(tok); off < len; off++)
+                if (!strchr(" \t\r\n", text[off])) {
+                        json_object_put(obj);
+                        return -EBADMSG;
+                }
+
+        /* json-c keeps the last of duplicate keys: a member went missing if counts differ. */
+        if (json_count_members(obj, &n_parsed) < 0 || n_parsed != n_members) {
+                json_object_put(obj);
+                return -EBADMSG;
+        }
+
+        *ret = obj;
+        return 0;
+}
+
+int json_object_add(json_object *obj, const char *key, json_object *value) {
+        assert(obj);
+        assert(key);
+
+        if (json_object_object_add(obj, key, value) < 0) {
+                json_object_put(value);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+const char *json_get_string(json_object *obj, const char *key) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
+                return NULL;
+        return json_object_get_string(v);
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* json-c helpers: cleanup, strict bounded parsing, typed field access. Runs in: worker, clients. */
+#pragma once
+
+#include <json-c/json.h>
+
+#include "macro.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_object *, json_object_put, NULL);
+DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_tokener *, json_tokener_free, NULL);
+#define _cleanup_json_ _cleanup_(json_object_putp)
+
+/* Parses exactly one JSON value occupying text[0..len) (trailing whitespace allowed), with
+ * strict RFC 8259 syntax (see json-strict.h), no duplicate keys, finite numbers only, and
+ * at most max_depth levels of nesting. `tok` is reused across calls
+ * so a connection does not allocate a tokener per message. Returns -EBADMSG on any syntax
+ * error, -ELOOP when nested deeper than the tokener's depth. */
+int json_parse_strict(json_tokener *tok, unsigned max_depth, const char *text, size_t len,
+                      json_object **ret);
+
+/* Creates a tokener with an explicit depth limit and the strict flags used everywhere. */
+int json_tokener_new_strict(unsigned depth, json_tokener **ret);
+
+/* Adds key=value to obj, taking ownership of value even on failure. */
+int json_object_add(json_object *obj, const char *key, json_object *value);
+
+/* Typed getters returning NULL/default when the key is missing or has another type. */
+const char *json_get_string(json_object *obj, const char *key);

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Logging backend: stderr, with journald priority prefixes when run under systemd. */
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "log.h"
+
+static int max_level = LOG_INFO;
+static const char *ident = NULL;
+
+void log_set_max_level(int level) {
+        max_level = CLAMP(level, LOG_EMERG, LOG_DEBUG);
+}
+
+int log_get_max_level(void) {
+        return max_level;
+}
+
+void log_set_ident(const char *s) {
+        ident = s;
+}
+
+int log_parse_level(const char *s) {
+        static const char *const names[] = {
+                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
+                [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+                [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+        };
+
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (streq(names[i], s))
+                        return (int) i;
+        return -EINVAL;
+}
+
+int log_internal(int level, int error, const char *file _unused_, int line _unused_,
+                 const char *func _unused_, const char *format, ...) {
+        char buf[2048];
+        va_list ap;
+        int saved = errno;
+
+        /* %m must print the error we were given, not whatever errno happens to be. */
+        errno = error;
+        va_start(ap, format);
+        (void) vsnprintf(buf, sizeof(buf), format, ap);
+        va_end(ap);
+
+        if (getenv("JOURNAL_STREAM"))
+                fprintf(stderr, "<%i>%s\n", level, buf);
+        else if (ident)
+                fprintf(stderr, "%s: %s\n", ident, buf);
+        else
+                fprintf(stderr, "%s\n", buf);
+
+        errno = saved;
+        return -error;
+}

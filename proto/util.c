@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Small helpers declared in macro.h that need a body. */
+
+#include "macro.h"
+
+void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size) {
+        size_t n;
+        void *q;
+
+        if (*allocated >= need)
+                return *p;
+
+        n = MAX(need * 2, (size_t) 8);
+        if (size_multiply_overflow(size, n))
+                return NULL;
+
+        q = realloc(*p, n * size);
+        if (!q)
+                return NULL;
+
+        *p = q;
+        *allocated = n;
+        return q;
+}

@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Varlink client: blocking and loop-integrated calls. Runs in: clients. */
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "json-util.h"
+#include "varlink-client.h"
+#include "varlink-errors.h"
+
+#define DEFAULT_TIMEOUT_USEC (45ULL * 1000000ULL)
+
+typedef struct Pending {
+        VarlinkReplyFunc callback; /* NULL: a blocking call collects the reply */
+        void *userdata;
+        unsigned flags;
+        uint64_t id;
+} Pending;
+
+struct VarlinkClient {
+        VarlinkStream *stream;
+        VarlinkLimits limits;
+        uint64_t timeout_usec;
+        bool dead;
+        int dead_error;
+
+        int *out_fds;
+        size_t n_out_fds, allocated_out_fds;
+
+        Pending *pending; /* ring of calls awaiting replies, oldest first */
+        size_t n_pending, allocated_pending, pending_head;
+        uint64_t next_id;
+
+        /* The reply being delivered, or the last reply of a blocking call. */
+        json_object *current;
+        int *current_fds;
+        size_t n_current_fds;
+
+        /* What a blocking call waits for. */
+        uint64_t wait_id;
+        bool wait_done;
+        bool wait_more;
+        VarlinkReplyFunc wait_callback;
+        void *wait_userdata;
+        json_object *wait_parameters;
+        const char *wait_error;
+};
+
+static void current_clear(VarlinkClient *c) {
+        close_many(c->current_fds, c->n_current_fds);
+        c->current_fds = mfree(c->current_fds);
+        c->n_current_fds = 0;
+        c->current = (json_object_put(c->current), NULL);
+}
+
+int varlink_client_new_from_fd(int fd, VarlinkClient **ret) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        int r;
+
+        assert_return(ret, -EINVAL);
+        if (fd < 0)
+                return -EBADF;
+
+        c = new0(VarlinkClient, 1);
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        c->limits = VARLINK_LIMITS_DEFAULT;
+        c->timeout_usec = DEFAULT_TIMEOUT_USEC;
+
+        r = varlink_stream_new(fd, &c->limits, &c->stream);
+        if (r < 0)
+                return r;
+        varlink_stream_set_allow_fds(c->stream, true, true);
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int varlink_client_connect(const char *address, VarlinkClient **ret) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+        const char *path;
+        socklen_t sl;
+        size_t len;
+
+        assert_return(address, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        path = strneq(address, "unix:", 5) ? address + 5 : address;
+        /* Parameters after ';' are reserved for future use by the spec: ignore them. */
+        len = strcspn(path, ";");
+        if (len == 0 || len >= sizeof(sa.sun_path))
+                return -EINVAL;
+        if (path[0] != '/' && path[0] != '@' && !strneq(path, "./", 2))
+                return -EINVAL;
+
+        memcpy(sa.sun_path, path, len);
+        sl = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + len);
+        if (path[0] == '@')
+                sa.sun_path[0] = 0; /* abstract namespace */
+        else
+                sl++; /* include the NUL */
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return negative_errno();
+
+        if (connect(fd, (struct sockaddr *) &sa, sl) < 0) {
+                if (errno != EINPROGRESS && errno != EAGAIN)
+                        return negative_errno();
+                /* A full backlog: wait for the connection like a blocking connect would. */
+                struct pollfd p = { .fd = fd, .events = POLLOUT };
+                int err = 0;
+                socklen_t el = sizeof(err);
+
+                if (poll(&p, 1, (int) (DEFAULT_TIMEOUT_USEC / 1000)) <= 0)
+                        return -ETIMEDOUT;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+                        return negative_errno();
+                if (err != 0)
+                        return -err;
+        }
+
+        return varlink_client_new_from_fd(TAKE_FD(fd), ret);
+}
+
+VarlinkClient *varlink_client_free(VarlinkClient *c) {
+        if (!c)
+                return NULL;
+        current_clear(c);
+        close_many(c->out_fds, c->n_out_fds);
+        free(c->out_fds);
+        free(c->pending);
+        varlink_stream_free(c->stream);
+        return mfree(c);
+}
+
+int varlink_client_set_limits(VarlinkClient *c, const VarlinkLimits *limits) {
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(limits, -EINVAL);
+
+        r = varlink_stream_set_limits(c->stream, limits);
+        if (r < 0)
+                return r;
+        c->limits = *limits;
+        return 0;
+}
+
+void varlink_client_set_timeout(VarlinkClient *c, uint64_t usec) {
+        c->timeout_usec = usec;
+}
+
+int varlink_client_get_fd(const VarlinkClient *c) {
+        return c->stream ? varlink_stream_get_fd(c->stream) : -EBADF;
+}
+
+short varlink_client_get_events(const VarlinkClient *c) {
+        short events = 0;
+
+        if (c->dead)
+                return 0;
+        if (c->n_pending > 0)
+                events |= POLLIN;
+        if (varlink_stream_get_output_size(c->stream) > 0)
+                events |= POLLOUT;
+        return events;
+}
+
+size_t varlink_client_get_n_pending(const VarlinkClient *c) {
+        return c->n_pending;
+}
+
+bool varlink_client_is_connected(const VarlinkClient *c) {
+        return !c->dead;
+}
+
+int varlink_client_push_fd(VarlinkClient *c, int fd) {
+        if (!c || fd < 0) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        if (c->n_out_fds >= c->limits.max_fds_per_message) {
+                safe_close(fd);
+                return -ENOBUFS;
+        }
+        if (!GREEDY_REALLOC(c->out_fds, c->allocated_out_fds, c->n_out_fds + 1)) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        c->out_fds[c->n_out_fds] = fd;
+        return (int) c->n_out_fds++;
+}
+
+int varlink_client_take_fd(VarlinkClient *c, size_t index) {
+        int fd;
+
+        assert_return(c, -EINVAL);
+        if (index >= c->n_current_fds || c->current_fds[index] < 0)
+                return -ENXIO;
+        fd = c->current_fds[index];
+        c->current_fds[index] = -EBADF;
+        return fd;
+}
+
+static Pending *pending_at(VarlinkClient *c, size_t i) {
+        return &c->pending[(c->pending_head + i) % c->allocated_pending];
+}
+
+static int pending_push(VarlinkClient *c, const Pending *p) {
+        if (c->n_pending == c->allocated_pending) {
+                size_t n = MAX(c->allocated_pending * 2, (size_t) 8);
+                Pending *q = new(Pending, n);
+
+                if (!q)
+                        return -ENOMEM;
+                for (size_t i = 0; i < c->n_pending; i++)
+                        q[i] = *pending_at(c, i);
+                free(c->pending);
+                c->pending = q;
+                c->allocated_pending = n;
+                c->pending_head = 0;
+        }
+        *pending_at(c, c->n_pending++) = *p;
+        return 0;
+}
+
+static void pending_pop(VarlinkClient *c) {
+        c->pending_head = (c->pending_head + 1) % c->allocated_pending;
+        c->n_pending--;
+}
+
+static int deliver(VarlinkClient *c, const Pending *p, json_object *parameters, const char *error,
+                   bool continues) {
+        if (p->id == c->wait_id && !p->callback) {
+                if (c->wait_callback) {
+                        int r = c->wait_callback(c, parameters, error, continues, c->wait_userdata);
+                        if (!continues)
+                                c->wait_done = true;
+                        return r;
+                }
+                c->wait_parameters = parameters;
+                c->wait_error = error;
+                c->wait_done = true;
+                return 0;
+        }
+        return p->callback ? p->callback(c, parameters, error, continues, p->userdata) : 0;
+}
+
+/* The connection is unusable: every waiting caller learns it exactly once. */
+static int client_die(VarlinkClient *c, int error) {
+        const char *name = error == -ETIMEDOUT ? VARLINK_ERROR_TIMEOUT :
+                           error == -EPROTO    ? VARLINK_ERROR_PROTOCOL :
+                                                 VARLINK_ERROR_DISCONNECTED;
+
+        if (!c->dead) {
+                c->dead = true;
+                c->dead_error = error;
+        }
+        while (c->n_pending > 0) {
+                Pending p = *pending_at(c, 0);
+
+                pending_pop(c);
+                current_clear(c);
+                (void) deliver(c, &p, NULL, name, false);
+        }
+        return c->dead_error;
+}
+
+static int client_dispatch_one(VarlinkClient *c) {
+        _cleanup_(json_object_putp) json_object *msg = NULL;
+        _cleanup_free_ int *fds = NULL;
+        VarlinkReplyMessage reply;
+        size_t n_fds = 0;
+        Pending p;
+        int r;
+
+        r = varlink_stream_next(c->stream, &msg, &fds, &n_fds);
+        if (r <= 0)
+                return r;
+
+        r = varlink_message_parse_reply(msg, &reply);
+        if (r < 0 || c->n_pending == 0 ||
+            (reply.continues && !(pending_at(c, 0)->flags & VARLINK_CALL_MORE))) {
+                close_many(fds, n_fds);
+                return -EPROTO;
+        }
+
+        p = *pending_at(c, 0);
+        if (!reply.continues)
+                pending_pop(c);
+
+        current_clear(c);
+        c->current = TAKE_PTR(msg);
+        c->current_fds = TAKE_PTR(fds);
+        c->n_current_fds = n_fds;
+
+        r = deliver(c, &p, reply.parameters, reply.error, reply.continues);
+        return r < 0 ? r : 1;
+}
+
+int varlink_client_process(VarlinkClient *c) {
+        bool progress = false;
+        int r;
+
+        assert_return(c, -EINVAL);
+        if (c->dead)
+                return c->dead_error;
+
+        r = varlink_stream_write(c->stream);
+        if (r < 0)
+                return client_die(c, r == -EPIPE ? -ECONNRESET : r);
+        progress = r > 0;
+
+        for (;;) {
+                r = client_dispatch_one(c);
+                if (r < 0)
+                        return client_die(c, r == -EBADMSG || r == -ELOOP ? -EPROTO : r);
+                if (r > 0) {
+                        progress = true;
+                        if (c->wait_done)
+                                break;
+                        continue;
+                }
+                if (c->n_pending == 0)
+                        break;
+
+                r = varlink_stream_read(c->stream);
+                if (r < 0)
+                        return client_die(c, r == -EMSGSIZE ? -EPROTO : r);
+                if (r == 0)
+                        break;
+                progress = true;
+        }
+        return progress;
+}
+
+static int client_send(VarlinkClient *c, const char *method, json_object *parameters,
+                       unsigned flags, const Pending *p) {
+        _cleanup_(json_object_putp) json_object *m = NULL;
+        int r;
+
+        if (c->dead) {
+                json_object_put(parameters);
+                return c->dead_error;
+        }
+
+        r = varlink_message_new_call(method, parameters, flags, &m);
+        if (r < 0)
+                return r;
+
+        if (p) {
+                r = pending_push(c, p);
+                if (r < 0)
+                        return r;
+        }
+
+        r = varlink_stream_enqueue(c->stream, m, TAKE_PTR(c->out_fds), c->n_out_fds);
+        c->n_out_fds = c->allocated_out_fds = 0;
+        if (r < 0) {
+                if (p)
+                        c->n_pending--; /* it was the newest entry */
+                return r;
+        }
+        return 0;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+static int client_wait(VarlinkClient *c) {
+        uint64_t deadline = c->timeout_usec > 0 ? now_usec() + c->timeout_usec : 0;
+        int r;
+
+        while (!c->wait_done) {
+                struct pollfd pfd = { .fd = varlink_client_get_fd(c) };
+                int timeout_ms = -1;
+
+                r = varlink_client_process(c);
+                if (r < 0)
+                        return r;
+                if (c->wait_done)
+                        break;
+                if (r > 0)
+                        continue;
+
+                if (deadline > 0) {
+                        uint64_t n = now_usec();
+                        if (n >= deadline)
+                                return client_die(c, -ETIMEDOUT);
+                        timeout_ms = (int) DIV_ROUND_UP(deadline - n, 1000ULL);
+                }
+                pfd.events = varlink_client_get_events(c);
+                r = poll(&pfd, 1, timeout_ms);
+                if (r < 0 && errno != EINTR)
+                        return client_die(c, negative_errno());
+        }
+        return 0;
+}
+
+static int client_call_blocking(VarlinkClient *c, const char *method, json_object *parameters,
+                                unsigned flags, VarlinkReplyFunc callback, void *userdata) {
+        Pending p = { .flags = flags, .id = ++c->next_id };
+        int r;
+
+        current_clear(c);
+        r = client_send(c, method, parameters, flags, &p);
+        if (r < 0)
+                return r;
+
+        c->wait_id = p.id;
+        c->wait_done = false;
+        c->wait_callback = callback;
+        c->wait_userdata = userdata;
+        c->wait_parameters = NULL;
+        c->wait_error = NULL;
+
+        r = client_wait(c);
+        c->wait_id = 0;
+        c->wait_callback = NULL;
+        return r;
+}
+
+int varlink_client_call(VarlinkClient *c, const char *method, json_object *parameters,
+                        json_object **ret_parameters, const char **ret_error) {
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(method, -EINVAL);
+
+        r = client_call_blocking(c, method, parameters, 0, NULL, NULL);
+        if (r < 0)
+                return r;
+        if (c->wait_error && !ret_error)
+                return -varlink_error_to_errno(c->wait_error);
+        if (ret_parameters)
+                *ret_parameters = c->wait_parameters;
+        if (ret_error)
+                *ret_error = c->wait_error;
+        return 0;
+}
+
+int varlink_client_call_more(VarlinkClient *c, const char *method, json_object *parameters,
+                             VarlinkReplyFunc callback, void *userdata) {
+        assert_return(c, -EINVAL);
+        assert_return(method, -EINVAL);
+        assert_return(callback, -EINVAL);
+
+        return client_call_blocking(c, method, parameters, VARLINK_CALL_MORE, callback, userdata);
+}
+
+int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object *parameters) {
+        uint64_t deadline;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(method, -EINVAL);
+
+        r = client_send(c, method, parameters, VARLINK_CALL_ONEWAY, NULL);
+        if (r < 0)
+                return r;
+
+        deadline = now_usec() + (c->timeout_usec ?: DEFAULT_TIMEOUT_USEC);
+        while (varlink_stream_get_output_size(c->stream) > 0) {
+                struct pollfd pfd = { .fd = varlink_client_get_fd(c), .events = POLLOUT };
+                uint64_t n;
+
+                r = varlink_stream_write(c->stream);
+                if (r < 0)
+                        return client_die(c, r == -EPIPE ? -ECONNRESET : r);
+                if (r > 0)
+                        continue;
+                n = now_usec();
+                if (n >= deadline)
+                        return -ETIMEDOUT;
+                (void) poll(&pfd, 1, (int) DIV_ROUND_UP(deadline - n, 1000ULL));
+        }
+        return 0;
+}
+
+int varlink_client_call_async(VarlinkClient *c, const char *method, json_object *parameters,
+                              unsigned flags, VarlinkReplyFunc callback, void *userdata) {
+        Pending p = { .callback = callback, .userdata = userdata, .flags = flags & VARLINK_CALL_MORE };
+
+        assert_return(c, -EINVAL);
+        assert_return(method, -EINVAL);
+        assert_return(callback, -EINVAL);
+
+        p.id = ++c->next_id;
+        return client_send(c, method, parameters, p.flags, &p);
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A Varlink client on the same transport code as the server. Blocking calls for tools,
+ * and an asynchronous mode for event loops that are not ours: the caller polls
+ * varlink_client_get_fd() for varlink_client_get_events() and calls varlink_client_process()
+ * when it is ready; callbacks run from inside varlink_client_process(). Never logs above
+ * debug level. Runs in: clients (tsmctl, libtsm, tests).
+ */
+#pragma once
+
+#include <json-c/json.h>
+
+#include "macro.h"
+#include "varlink-message.h"
+#include "varlink-stream.h"
+
+typedef struct VarlinkClient VarlinkClient;
+
+/* One reply of an asynchronous or streamed call. `error` is NULL on success; local errors
+ * (the connection broke, a timeout) are reported as io.tsmd.Disconnected / io.tsmd.TimedOut /
+ * io.tsmd.Protocol. `parameters` is borrowed for the duration of the callback. Return < 0 to
+ * drop the connection. */
+typedef int (*VarlinkReplyFunc)(VarlinkClient *c, json_object *parameters, const char *error,
+                                bool continues, void *userdata);
+
+/* address: "unix:/path", "unix:@abstract" or a plain absolute or ./relative path. */
+int varlink_client_connect(const char *address, VarlinkClient **ret);
+/* Takes ownership of a connected stream socket (closed even on failure). */
+int varlink_client_new_from_fd(int fd, VarlinkClient **ret);
+VarlinkClient *varlink_client_free(VarlinkClient *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkClient *, varlink_client_free);
+
+int varlink_client_set_limits(VarlinkClient *c, const VarlinkLimits *limits);
+/* Timeout for blocking calls, in microseconds; 0 waits forever. Default 45 s, as sd-varlink. */
+void varlink_client_set_timeout(VarlinkClient *c, uint64_t usec);
+
+/* Attaches an fd (ownership passes) to the next call; returns its index in that call. */
+int varlink_client_push_fd(VarlinkClient *c, int fd);
+/* Takes the index-th fd that came with the current reply (-ENXIO if none). The current reply
+ * is the one being delivered to a callback, or the last reply of a blocking call. */
+int varlink_client_take_fd(VarlinkClient *c, size_t index);
+
+/* Blocking call. Returns 0 when a reply arrived: *ret_parameters (borrowed, valid until the
+ * next call on this client) and *ret_error (NULL on success, borrowed likewise). Negative
+ * errno for local failures: -ETIMEDOUT, -ECONNRESET, -EPROTO. Takes ownership of parameters. */
+int varlink_client_call(VarlinkClient *c, const char *method, json_object *parameters,
+                        json_object **ret_parameters, const char **ret_error);
+
+/* Blocking call with "more": callback for every reply until the final one. */
+int varlink_client_call_more(VarlinkClient *c, const char *method, json_object *parameters,
+                             VarlinkReplyFunc callback, void *userdata);
+
+/* Sends a call with "oneway" (no reply) and flushes it. */
+int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object *parameters);
+
+/* Queues a call; the callback runs from varlink_client_process() (or while a later blocking
+ * call waits). flags: VARLINK_CALL_MORE. */
+int varlink_client_call_async(VarlinkClient *c, const char *method, json_object *parameters,
+                              unsigned flags, VarlinkReplyFunc callback, void *userdata);
+
+int varlink_client_get_fd(const VarlinkClient *c);
+/* poll(2) events to wait for: POLLIN while replies are expected, POLLOUT while output waits. */
+short varlink_client_get_events(const VarlinkClient *c);
+/* Non-blocking step. Returns 1 if progress was made, 0 if there was nothing to do, negative
+ * errno when the connection is unusable (after failing every pending callback). */
+int varlink_client_process(VarlinkClient *c);
+size_t varlink_client_get_n_pending(const VarlinkClient *c);
+bool varlink_client_is_connected(const VarlinkClient *c);

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Names of the standard Varlink errors, and the one place where errno values and error
+ * names meet. Runs in: worker, clients.
+ *
+ * General format (what a negative errno means wherever tsmd code returns one):
+ *   EINVAL      a field has a value that is never acceptable
+ *   ENOENT      an id or name does not exist (or is not yours: ownership is not revealed)
+ *   EEXIST      the object already exists
+ *   EPERM       the policy forbids it; EACCES: the peer's identity is not allowed at all
+ *   EOPNOTSUPP  a known field with a value this build or kernel does not support
+ *   E2BIG       a payload or extension larger than the limit
+ *   EBUSY       the device or object is in use or transitioning; retry later
+ *   ENODEV      the device vanished
+ *   ETIMEDOUT   the backend did not answer in time
+ *   ENOBUFS     a reply or queue would exceed its bound
+ *   EPROTO      the peer violated the wire protocol
+ */
+#pragma once
+
+#include "macro.h"
+
+#define VARLINK_ERROR_INTERFACE_NOT_FOUND "org.varlink.service.InterfaceNotFound"
+#define VARLINK_ERROR_METHOD_NOT_FOUND "org.varlink.service.MethodNotFound"
+#define VARLINK_ERROR_METHOD_NOT_IMPLEMENTED "org.varlink.service.MethodNotImplemented"
+#define VARLINK_ERROR_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
+#define VARLINK_ERROR_PERMISSION_DENIED "org.varlink.service.PermissionDenied"
+#define VARLINK_ERROR_EXPECTED_MORE "org.varlink.service.ExpectedMore"
+
+/* A handler that fails with an errno it did not name gets this, with errno and errnoName. */
+#define VARLINK_ERROR_SYSTEM "io.tsmd.System"
+
+/* Local-only errors (never sent): what a client library reports when the connection broke. */
+#define VARLINK_ERROR_DISCONNECTED "io.tsmd.Disconnected"
+#define VARLINK_ERROR_TIMEOUT "io.tsmd.TimedOut"
+#define VARLINK_ERROR_PROTOCOL "io.tsmd.Protocol"
+
+/* Maps a received error name to an errno, as systemd's sd-varlink does (any other: EBADR). */
+int varlink_error_to_errno(const char *error);
+
+/* The symbolic name of an errno value ("ENOENT"), or NULL if unknown. */
+const char *errno_to_name(int error);

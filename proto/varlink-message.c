@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Varlink call/reply encoding and strict decoding. Runs in: worker, clients. */
+
+#include <ctype.h>
+
+#include "json-util.h"
+#include "varlink-message.h"
+
+bool varlink_method_name_valid(const char *method, const char **ret_dot) {
+        const char *dot;
+
+        if (!method)
+                return false;
+        dot = strrchr(method, '.');
+        if (!dot || dot == method || !isupper((unsigned char) dot[1]))
+                return false;
+        for (const char *p = dot + 1; *p; p++)
+                if (!isalnum((unsigned char) *p))
+                        return false;
+        /* The interface part is checked against registered names; keep it to the characters
+         * of interface names (upper case included, as systemd's "io.systemd.Resolve"). */
+        for (const char *p = method; p < dot; p++)
+                if (!isalnum((unsigned char) *p) && *p != '.' && *p != '-')
+                        return false;
+        if (ret_dot)
+                *ret_dot = dot;
+        return true;
+}
+
+static json_object *empty_object(void) {
+        /* A shared immutable {} would be nicer; json-c objects are refcounted, not const. */
+        return json_object_new_object();
+}
+
+int varlink_message_parse_call(json_object *msg, VarlinkCallMessage *ret, const char **ret_bad_key) {
+        VarlinkCallMessage c = {};
+        const char *bad = NULL;
+
+        assert(msg);
+        assert(ret);
+
+        json_object_object_foreach(msg, key, value) {
+                if (streq(key, "method")) {
+                        if (!json_object_is_type(value, json_type_string)) {
+                                bad = "method";
+                                break;
+                        }
+                        c.method = json_object_get_string(value);
+                } else if (streq(key, "parameters")) {
+                        if (json_object_is_type(value, json_type_null))
+                                continue;
+                        if (!json_object_is_type(value, json_type_object)) {
+                                bad = "parameters";
+                                break;
+                        }
+                        c.parameters = value;
+                } else if (streq(key, "oneway") || streq(key, "more") || streq(key, "upgrade")) {
+                        unsigned f = streq(key, "oneway") ? VARLINK_CALL_ONEWAY :
+                                     streq(key, "more")   ? VARLINK_CALL_MORE :
+                                                            VARLINK_CALL_UPGRADE;
+
+                        if (json_object_is_type(value, json_type_null))
+                                continue;
+                        if (!json_object_is_type(value, json_type_boolean)) {
+                                bad = key;
+                                break;
+                        }
+                        if (json_object_get_boolean(value))
+                                c.flags |= f;
+                } else {
+                        bad = key;
+                        break;
+                }
+        }
+
+        if (!bad && !c.method)
+                bad = "method";
+        if (!bad && !varlink_method_name_valid(c.method, NULL))
+                bad = "method";
+        if (!bad && (c.flags & VARLINK_CALL_ONEWAY) && (c.flags & (VARLINK_CALL_MORE | VARLINK_CALL_UPGRADE)))
+                bad = (c.flags & VARLINK_CALL_MORE) ? "more" : "upgrade";
+        if (bad) {
+                if (ret_bad_key)
+                        *ret_bad_key = bad;
+                return -EBADMSG;
+        }
+
+        if (!c.parameters) {
+                /* Attach an empty object to the message so its lifetime follows the message. */
+                json_object *e = empty_object();
+                if (!e || json_object_add(msg, "parameters", e) < 0)
+                        return -ENOMEM;
+                c.parameters = e;
+        }
+
+        *ret = c;
+        return 0;
+}
+
+int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret) {
+        VarlinkReplyMessage r = {};
+
+        assert(msg);
+        assert(ret);
+
+        json_object_object_foreach(msg, key, value) {
+                if (streq(key, "parameters")) {
+                        if (json_object_is_type(value, json_type_null))
+                                continue;
+                        if (!json_object_is_type(value, json_type_object))
+                                return -EBADMSG;
+                        r.parameters = value;
+                } else if (streq(key, "error")) {
+                        if (json_object_is_type(value, json_type_null))
+                                continue;
+                        if (!json_object_is_type(value, json_type_string) ||
+                            isempty(json_object_get_string(value)))
+                                return -EBADMSG;
+                        r.error = json_object_get_string(value);
+                } else if (streq(key, "continues")) {
+                        if (json_object_is_type(value, json_type_null))
+                                continue;
+                        if (!json_object_is_type(value, json_type_boolean))
+                                return -EBADMSG;
+                        r.continues = json_object_get_boolean(value);
+                } else
+                        return -EBADMSG;
+        }
+
+        /* An error ends a call: an error that claims more follows is a protocol violation. */
+        if (r.error && r.continues)
+                return -EBADMSG;
+
+        if (!r.parameters) {
+                json_object *e = empty_object();
+                if (!e || json_object_add(msg, "parameters", e) < 0)
+                        return -ENOMEM;
+                r.parameters = e;
+        }
+
+        *ret = r;
+        return 0;
+}
+
+int varlink_message_new_call(const char *method, json_object *parameters, unsigned flags,
+                             json_object **ret) {
+        _cleanup_(json_object_putp) json_object *p = parameters, *m = NULL;
+
+        assert(method);
+        assert(ret);
+
+        m = json_object_new_object();
+        if (!m)
+                return -ENOMEM;
+        if (json_object_add(m, "method", json_object_new_string(method)) < 0)
+                return -ENOMEM;
+        if (!p) {
+                p = empty_object();
+                if (!p)
+                        return -ENOMEM;
+        }
+        if (json_object_add(m, "parameters", TAKE_PTR(p)) < 0)
+                return -ENOMEM;
+        if ((flags & VARLINK_CALL_ONEWAY) && json_object_add(m, "oneway", json_object_new_boolean(1)) < 0)
+                return -ENOMEM;
+        if ((flags & VARLINK_CALL_MORE) && json_object_add(m, "more", json_object_new_boolean(1)) < 0)
+                return -ENOMEM;
+        if ((flags & VARLINK_CALL_UPGRADE) && json_object_add(m, "upgrade", json_object_new_boolean(1)) < 0)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int varlink_message_new_reply(json_object *parameters, bool continues, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *p = parameters, *m = NULL;
+
+        assert(ret);
+
+        m = json_object_new_object();
+        if (!m)
+                return -ENOMEM;
+        if (!p) {
+                p = empty_object();
+                if (!p)
+                        return -ENOMEM;
+        }
+        if (json_object_add(m, "parameters", TAKE_PTR(p)) < 0)
+                return -ENOMEM;
+        if (continues && json_object_add(m, "continues", json_object_new_boolean(1)) < 0)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int varlink_message_new_error(const char *error, json_object *parameters, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *p = parameters, *m = NULL;
+
+        assert(error);
+        assert(ret);
+
+        m = json_object_new_object();
+        if (!m)
+                return -ENOMEM;
+        if (json_object_add(m, "error", json_object_new_string(error)) < 0)
+                return -ENOMEM;
+        if (!p) {
+                p = empty_object();
+                if (!p)
+                        return -ENOMEM;
+        }
+        if (json_object_add(m, "parameters", TAKE_PTR(p)) < 0)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Varlink call and reply objects: strict decoding of what arrives and construction of what
+ * leaves. Runs in: worker, clients.
+ */
+#pragma once
+
+#include <json-c/json.h>
+
+#include "macro.h"
+
+typedef enum VarlinkCallFlags {
+        VARLINK_CALL_ONEWAY = 1 << 0,
+        VARLINK_CALL_MORE = 1 << 1,
+        VARLINK_CALL_UPGRADE = 1 << 2,
+} VarlinkCallFlags;
+
+typedef struct VarlinkCallMessage {
+        const char *method;     /* borrowed from the message object */
+        json_object *parameters; /* borrowed; never NULL: missing or null becomes {} */
+        unsigned flags;         /* VarlinkCallFlags */
+} VarlinkCallMessage;
+
+typedef struct VarlinkReplyMessage {
+        json_object *parameters; /* borrowed; never NULL */
+        const char *error;       /* borrowed; NULL for a successful reply */
+        bool continues;
+} VarlinkReplyMessage;
+
+/* Decodes a call. Unknown top-level keys, wrong types, a malformed method name or both
+ * oneway and more are -EBADMSG, with the offending key in *ret_bad_key (a static string or
+ * a string owned by msg). */
+int varlink_message_parse_call(json_object *msg, VarlinkCallMessage *ret, const char **ret_bad_key);
+
+/* Decodes a reply, as strictly as sd-varlink: only parameters, continues, error. */
+int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret);
+
+/* Builders. They take ownership of `parameters` (which may be NULL for {}). */
+int varlink_message_new_call(const char *method, json_object *parameters, unsigned flags,
+                             json_object **ret);
+int varlink_message_new_reply(json_object *parameters, bool continues, json_object **ret);
+int varlink_message_new_error(const char *error, json_object *parameters, json_object **ret);
+
+/* True for a syntactically valid "interface.Method" name; *ret_split points at the dot. */
+bool varlink_method_name_valid(const char *method, const char **ret_dot);

@@ -1,0 +1,1172 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Varlink server: listeners, connections, dispatch and in-order replies. Runs in: worker. */
+
+#include <fcntl.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "json-util.h"
+#include "log.h"
+#include "varlink-errors.h"
+#include "varlink-idl.h"
+#include "varlink-server.h"
+#include "varlink-service.h"
+
+/* Messages handled per wake-up of one connection, so a client pipelining thousands of calls
+ * cannot starve the others. */
+#define PROCESS_BATCH 32
+/* Connections accepted per wake-up of a listener. */
+#define ACCEPT_BATCH 64
+
+typedef struct Interface {
+        VarlinkInterface *idl;
+} Interface;
+
+typedef struct Method {
+        char *name; /* "interface.Method" */
+        const VarlinkSymbol *symbol;
+        VarlinkMethodFunc func;
+} Method;
+
+typedef struct UidCount {
+        uid_t uid;
+        unsigned n;
+} UidCount;
+
+typedef struct Listener {
+        VarlinkServer *server;
+        int fd;
+        struct event *event;
+} Listener;
+
+typedef struct Output {
+        char *text;
+        size_t len;
+        int *fds;
+        size_t n_fds;
+        STAILQ_ENTRY(Output) entry;
+} Output;
+
+struct VarlinkCall {
+        unsigned n_ref;
+        VarlinkConn *conn;
+        json_object *message;
+        const char *method;
+        unsigned flags;
+        const VarlinkSymbol *symbol;
+
+        int *fds;
+        size_t n_fds;
+        int *out_fds;
+        size_t n_out_fds, allocated_out_fds;
+
+        STAILQ_HEAD(, Output) outputs; /* replies waiting for earlier calls to finish */
+        bool answered;
+        bool queued;
+        TAILQ_ENTRY(VarlinkCall) entry;
+};
+
+struct VarlinkConn {
+        unsigned n_ref;
+        VarlinkServer *server;
+        VarlinkStream *stream;
+        struct event *ev_read, *ev_write, *ev_process;
+        struct ucred peer;
+        void *userdata;
+        bool connected;
+        bool closing;
+        bool read_paused;
+
+        TAILQ_HEAD(, VarlinkCall) calls;
+        unsigned n_calls;
+        TAILQ_ENTRY(VarlinkConn) entry;
+};
+
+struct VarlinkServer {
+        struct event_base *base;
+        VarlinkLimits limits;
+        char *vendor, *product, *version, *url;
+        void *userdata;
+        VarlinkConnectFunc on_connect;
+        VarlinkDisconnectFunc on_disconnect;
+
+        Interface *interfaces;
+        size_t n_interfaces, allocated_interfaces;
+        Method *methods;
+        size_t n_methods, allocated_methods;
+        Listener **listeners;
+        size_t n_listeners, allocated_listeners;
+        struct event *accept_resume;
+        bool accept_paused;
+
+        TAILQ_HEAD(, VarlinkConn) conns;
+        unsigned n_conns;
+        UidCount *uids;
+        size_t n_uids, allocated_uids;
+};
+
+static void conn_disconnect(VarlinkConn *c);
+static void conn_free_events(VarlinkConn *c);
+static void conn_schedule(VarlinkConn *c);
+static int call_flush_outputs(VarlinkCall *call);
+
+/* ---- server ---------------------------------------------------------------------------- */
+
+int varlink_server_new(struct event_base *base, VarlinkServer **ret) {
+        _cleanup_(varlink_server_freep) VarlinkServer *s = NULL;
+        int r;
+
+        assert(base);
+        assert(ret);
+
+        s = new0(VarlinkServer, 1);
+        if (!s)
+                return -ENOMEM;
+        s->base = base;
+        s->limits = VARLINK_LIMITS_DEFAULT;
+        TAILQ_INIT(&s->conns);
+
+        r = varlink_server_set_info(s, "tsmd", "tsmd", "0", "");
+        if (r < 0)
+                return r;
+
+        r = varlink_service_register(s);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+VarlinkServer *varlink_server_free(VarlinkServer *s) {
+        if (!s)
+                return NULL;
+
+        varlink_server_shutdown(s);
+
+        for (size_t i = 0; i < s->n_methods; i++)
+                free(s->methods[i].name);
+        free(s->methods);
+        for (size_t i = 0; i < s->n_interfaces; i++)
+                varlink_interface_free(s->interfaces[i].idl);
+        free(s->interfaces);
+        free(s->listeners);
+        free(s->uids);
+        if (s->accept_resume)
+                event_free(s->accept_resume);
+        free(s->vendor);
+        free(s->product);
+        free(s->version);
+        free(s->url);
+        return mfree(s);
+}
+
+static int strdup_replace(char **p, const char *s) {
+        char *t = strdup(s ?: "");
+        if (!t)
+                return -ENOMEM;
+        free(*p);
+        *p = t;
+        return 0;
+}
+
+int varlink_server_set_info(VarlinkServer *s, const char *vendor, const char *product,
+                            const char *version, const char *url) {
+        assert_return(s, -EINVAL);
+
+        if (strdup_replace(&s->vendor, vendor) < 0 || strdup_replace(&s->product, product) < 0 ||
+            strdup_replace(&s->version, version) < 0 || strdup_replace(&s->url, url) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+void varlink_server_get_info(const VarlinkServer *s, const char **vendor, const char **product,
+                             const char **version, const char **url) {
+        *vendor = s->vendor;
+        *product = s->product;
+        *version = s->version;
+        *url = s->url;
+}
+
+int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
+        assert_return(s, -EINVAL);
+        assert_return(l, -EINVAL);
+
+        /* Each limit must allow at least the smallest useful value; 253 is SCM_MAX_FD. */
+        if (l->max_message_size < 64 || l->max_output_size < l->max_message_size ||
+            l->max_depth < 2 || l->max_fds_per_message > 253 || l->max_pending_calls < 1 ||
+            l->max_connections < 1 || l->max_connections_per_uid < 1)
+                return -EINVAL;
+
+        s->limits = *l;
+        return 0;
+}
+
+const VarlinkLimits *varlink_server_get_limits(const VarlinkServer *s) {
+        return &s->limits;
+}
+
+void varlink_server_set_userdata(VarlinkServer *s, void *userdata) {
+        s->userdata = userdata;
+}
+
+void *varlink_server_get_userdata(const VarlinkServer *s) {
+        return s->userdata;
+}
+
+void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFunc on_connect,
+                                             VarlinkDisconnectFunc on_disconnect) {
+        s->on_connect = on_connect;
+        s->on_disconnect = on_disconnect;
+}
+
+struct event_base *varlink_server_get_event_base(const VarlinkServer *s) {
+        return s->base;
+}
+
+unsigned varlink_server_get_n_connections(const VarlinkServer *s) {
+        return s->n_conns;
+}
+
+size_t varlink_server_get_n_interfaces(const VarlinkServer *s) {
+        return s->n_interfaces;
+}
+
+const VarlinkInterface *varlink_server_get_interface(const VarlinkServer *s, size_t i) {
+        return i < s->n_interfaces ? s->interfaces[i].idl : NULL;
+}
+
+static const VarlinkInterface *find_interface(const VarlinkServer *s, const char *name, size_t len) {
+        for (size_t i = 0; i < s->n_interfaces; i++) {
+                const char *n = varlink_interface_get_name(s->interfaces[i].idl);
+
+                if (strlen(n) == len && strneq(n, name, len))
+                        return s->interfaces[i].idl;
+        }
+        return NULL;
+}
+
+const VarlinkInterface *varlink_server_find_interface(const VarlinkServer *s, const char *name) {
+        return find_interface(s, name, strlen(name));
+}
+
+int varlink_server_add_interface(VarlinkServer *s, const char *idl) {
+        _cleanup_(varlink_interface_freep) VarlinkInterface *i = NULL;
+        unsigned line = 0, column = 0;
+        int r;
+
+        assert_return(s, -EINVAL);
+        assert_return(idl, -EINVAL);
+
+        r = varlink_interface_parse(idl, &i, &line, &column);
+        if (r < 0)
+                return log_debug_errno(r, "Failed to parse interface description at %u:%u: %m",
+                                       line, column);
+
+        if (varlink_server_find_interface(s, varlink_interface_get_name(i)))
+                return -EEXIST;
+
+        if (!GREEDY_REALLOC(s->interfaces, s->allocated_interfaces, s->n_interfaces + 1))
+                return -ENOMEM;
+        s->interfaces[s->n_interfaces++] = (Interface){ .idl = TAKE_PTR(i) };
+        return 0;
+}
+
+static Method *find_method(const VarlinkServer *s, const char *name) {
+        for (size_t i = 0; i < s->n_methods; i++)
+                if (streq(s->methods[i].name, name))
+                        return &s->methods[i];
+        return NULL;
+}
+
+int varlink_server_bind_method(VarlinkServer *s, const char *method, VarlinkMethodFunc func) {
+        const VarlinkInterface *iface;
+        const VarlinkSymbol *symbol;
+        const char *dot;
+        char *name;
+
+        assert_return(s, -EINVAL);
+        assert_return(func, -EINVAL);
+
+        if (!varlink_method_name_valid(method, &dot))
+                return -EINVAL;
+        iface = find_interface(s, method, (size_t) (dot - method));
+        if (!iface)
+                return -ENOENT;
+        symbol = varlink_interface_find_method(iface, dot + 1);
+        if (!symbol)
+                return -ENOENT;
+        if (find_method(s, method))
+                return -EEXIST;
+
+        name = strdup(method);
+        if (!name)
+                return -ENOMEM;
+        if (!GREEDY_REALLOC(s->methods, s->allocated_methods, s->n_methods + 1)) {
+                free(name);
+                return -ENOMEM;
+        }
+        s->methods[s->n_methods++] = (Method){ .name = name, .symbol = symbol, .func = func };
+        return 0;
+}
+
+int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing) {
+        static char missing[256];
+
+        for (size_t i = 0; i < s->n_interfaces; i++) {
+                const VarlinkInterface *iface = s->interfaces[i].idl;
+
+                for (size_t m = 0; m < varlink_interface_get_n_methods(iface); m++) {
+                        const VarlinkSymbol *sym = varlink_interface_get_method_by_index(iface, m);
+
+                        (void) snprintf(missing, sizeof(missing), "%s.%s",
+                                        varlink_interface_get_name(iface),
+                                        varlink_symbol_get_name(sym));
+                        if (!find_method(s, missing)) {
+                                if (ret_missing)
+                                        *ret_missing = missing;
+                                return -ENOENT;
+                        }
+                }
+        }
+        return 0;
+}
+
+static UidCount *uid_count(VarlinkServer *s, uid_t uid) {
+        for (size_t i = 0; i < s->n_uids; i++)
+                if (s->uids[i].uid == uid)
+                        return &s->uids[i];
+        return NULL;
+}
+
+static void accept_pause(VarlinkServer *s) {
+        struct timeval one_second = { .tv_sec = 1 };
+
+        /* Out of fds: stop accepting for a second instead of spinning on a readable socket. */
+        for (size_t i = 0; i < s->n_listeners; i++)
+                (void) event_del(s->listeners[i]->event);
+        s->accept_paused = true;
+        (void) event_add(s->accept_resume, &one_second);
+}
+
+static void accept_resume(VarlinkServer *s) {
+        if (!s->accept_paused)
+                return;
+        s->accept_paused = false;
+        (void) event_del(s->accept_resume);
+        for (size_t i = 0; i < s->n_listeners; i++)
+                (void) event_add(s->listeners[i]->event, NULL);
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *userdata) {
+        accept_resume(userdata);
+}
+
+/* ---- calls ----------------------------------------------------------------------------- */
+
+static void output_free(Output *o) {
+        close_many(o->fds, o->n_fds);
+        free(o->fds);
+        free(o->text);
+        free(o);
+}
+
+VarlinkCall *varlink_call_ref(VarlinkCall *call) {
+        if (call)
+                call->n_ref++;
+        return call;
+}
+
+VarlinkCall *varlink_call_unref(VarlinkCall *call) {
+        Output *o;
+
+        if (!call)
+                return NULL;
+        assert(call->n_ref > 0);
+        if (--call->n_ref > 0)
+                return NULL;
+
+        while ((o = STAILQ_FIRST(&call->outputs))) {
+                STAILQ_REMOVE_HEAD(&call->outputs, entry);
+                output_free(o);
+        }
+        close_many(call->fds, call->n_fds);
+        free(call->fds);
+        close_many(call->out_fds, call->n_out_fds);
+        free(call->out_fds);
+        json_object_put(call->message);
+        varlink_conn_unref(call->conn);
+        return mfree(call);
+}
+
+VarlinkConn *varlink_call_get_conn(const VarlinkCall *call) {
+        return call->conn;
+}
+
+const char *varlink_call_get_method(const VarlinkCall *call) {
+        return call->method;
+}
+
+unsigned varlink_call_get_flags(const VarlinkCall *call) {
+        return call->flags;
+}
+
+bool varlink_call_is_answered(const VarlinkCall *call) {
+        return call->answered;
+}
+
+static bool call_is_head(const VarlinkCall *call) {
+        return call->queued && TAILQ_FIRST(&call->conn->calls) == call;
+}
+
+/* Pops answered calls off the head of the queue; their successors may now send. */
+static void conn_complete_calls(VarlinkConn *c) {
+        VarlinkCall *call;
+
+        while ((call = TAILQ_FIRST(&c->calls)) && call->answered && STAILQ_EMPTY(&call->outputs)) {
+                TAILQ_REMOVE(&c->calls, call, entry);
+                call->queued = false;
+                c->n_calls--;
+                varlink_call_unref(call);
+
+                call = TAILQ_FIRST(&c->calls);
+                if (call && call_flush_outputs(call) < 0) {
+                        conn_disconnect(c);
+                        return;
+                }
+        }
+
+        /* A connection marked for closing goes once its last reply has left. */
+        if (c->closing && TAILQ_EMPTY(&c->calls)) {
+                if (varlink_stream_get_output_size(c->stream) == 0)
+                        conn_disconnect(c);
+                return;
+        }
+
+        /* A slot for another call is free: take in what the client queued meanwhile. */
+        if (c->read_paused && c->n_calls < c->server->limits.max_pending_calls)
+                conn_schedule(c);
+}
+
+static void conn_want_write(VarlinkConn *c) {
+        int r;
+
+        if (!c->connected)
+                return;
+
+        /* Try at once: most replies fit into the socket buffer and leave without a wake-up. */
+        r = varlink_stream_write(c->stream);
+        if (r < 0) {
+                log_debug_errno(r, "Failed to write to client: %m");
+                conn_disconnect(c);
+                return;
+        }
+        if (varlink_stream_get_output_size(c->stream) > 0)
+                (void) event_add(c->ev_write, NULL);
+        else if (c->closing && TAILQ_EMPTY(&c->calls))
+                conn_disconnect(c);
+}
+
+static int call_flush_outputs(VarlinkCall *call) {
+        VarlinkConn *c = call->conn;
+        Output *o;
+        bool any = false;
+        int r;
+
+        while ((o = STAILQ_FIRST(&call->outputs))) {
+                STAILQ_REMOVE_HEAD(&call->outputs, entry);
+                r = varlink_stream_enqueue_text(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds);
+                o->n_fds = 0;
+                output_free(o);
+                if (r < 0)
+                        return r;
+                any = true;
+        }
+        if (any)
+                conn_want_write(c);
+        return 0;
+}
+
+#if VARLINK_VALIDATE_REPLIES
+static void validate_reply(VarlinkCall *call, const char *error, json_object *parameters) {
+        _cleanup_free_ char *bad = NULL;
+        int r;
+
+        if (!error)
+                r = varlink_method_validate_output(call->symbol, parameters, &bad);
+        else {
+                const char *dot = strrchr(error, '.');
+                const VarlinkInterface *iface;
+                const VarlinkSymbol *e;
+
+                if (!dot)
+                        return;
+                iface = find_interface(call->conn->server, error, (size_t) (dot - error));
+                e = iface ? varlink_interface_find_error(iface, dot + 1) : NULL;
+                if (!e) {
+                        log_error("Reply to %s uses error %s that no registered interface declares.",
+                                  call->method, error);
+                        return;
+                }
+                r = varlink_error_validate(e, parameters, &bad);
+        }
+        if (r < 0)
+                log_error("Reply to %s does not match the IDL: field '%s'.", call->method, strna(bad));
+}
+#endif
+
+static int call_send(VarlinkCall *call, json_object *message, bool final) {
+        _cleanup_(json_object_putp) json_object *m = message;
+        _cleanup_free_ int *fds = NULL;
+        VarlinkConn *c = call->conn;
+        size_t n_fds = 0;
+        const char *text;
+        size_t len;
+        int r;
+
+        if (final)
+                call->answered = true;
+
+        /* A oneway caller asked for silence; a departed one cannot hear. */
+        if ((call->flags & VARLINK_CALL_ONEWAY) || !c->connected) {
+                close_many(call->out_fds, call->n_out_fds);
+                call->n_out_fds = 0;
+                if (final && c->connected)
+                        conn_complete_calls(c);
+                return c->connected ? 0 : -ENOTCONN;
+        }
+
+        fds = TAKE_PTR(call->out_fds);
+        n_fds = call->n_out_fds;
+        call->n_out_fds = call->allocated_out_fds = 0;
+
+        if (call_is_head(call)) {
+                r = varlink_stream_enqueue(c->stream, m, TAKE_PTR(fds), n_fds);
+                if (r < 0) {
+                        /* A client that does not read its replies loses its connection. */
+                        log_debug_errno(r, "Failed to queue reply: %m");
+                        conn_disconnect(c);
+                        return r;
+                }
+                conn_want_write(c);
+        } else {
+                Output *o;
+
+                text = json_object_to_json_string_length(
+                        m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+                o = new0(Output, 1);
+                if (!text || !o || !(o->text = strndup(text, len))) {
+                        free(o);
+                        close_many(fds, n_fds);
+                        return -ENOMEM;
+                }
+                o->len = len;
+                o->fds = TAKE_PTR(fds);
+                o->n_fds = n_fds;
+                STAILQ_INSERT_TAIL(&call->outputs, o, entry);
+        }
+
+        if (final && c->connected)
+                conn_complete_calls(c);
+        return 0;
+}
+
+int varlink_call_reply(VarlinkCall *call, json_object *parameters) {
+        json_object *m;
+        int r;
+
+        if (!call || call->answered) {
+                json_object_put(parameters);
+                return call ? -EALREADY : -EINVAL;
+        }
+
+#if VARLINK_VALIDATE_REPLIES
+        validate_reply(call, NULL, parameters);
+#endif
+        r = varlink_message_new_reply(parameters, false, &m);
+        if (r < 0)
+                return r;
+        return call_send(call, m, true);
+}
+
+int varlink_call_notify(VarlinkCall *call, json_object *parameters) {
+        json_object *m;
+        int r;
+
+        if (!call || call->answered) {
+                json_object_put(parameters);
+                return call ? -EALREADY : -EINVAL;
+        }
+        if (!(call->flags & VARLINK_CALL_MORE)) {
+                json_object_put(parameters);
+                return -EBADE;
+        }
+
+#if VARLINK_VALIDATE_REPLIES
+        validate_reply(call, NULL, parameters);
+#endif
+        r = varlink_message_new_reply(parameters, true, &m);
+        if (r < 0)
+                return r;
+        return call_send(call, m, false);
+}
+
+int varlink_call_error(VarlinkCall *call, const char *error, json_object *parameters) {
+        json_object *m;
+        int r;
+
+        if (!call || !error || call->answered) {
+                json_object_put(parameters);
+                return call && error ? -EALREADY : -EINVAL;
+        }
+
+        /* Never send fds along with an error, as sd-varlink. */
+        close_many(call->out_fds, call->n_out_fds);
+        call->n_out_fds = 0;
+
+#if VARLINK_VALIDATE_REPLIES
+        if (call->symbol)
+                validate_reply(call, error, parameters);
+#endif
+        r = varlink_message_new_error(error, parameters, &m);
+        if (r < 0)
+                return r;
+        return call_send(call, m, true);
+}
+
+static int call_error_with_string(VarlinkCall *call, const char *error, const char *key,
+                                  const char *value) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_object_add(p, key, json_object_new_string(value)) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_call_error(call, error, p);
+}
+
+int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter) {
+        return call_error_with_string(call, VARLINK_ERROR_INVALID_PARAMETER, "parameter", parameter);
+}
+
+int varlink_call_error_errno(VarlinkCall *call, int error) {
+        json_object *p = json_object_new_object();
+        const char *name;
+
+        error = abs(error);
+        name = errno_to_name(error);
+        if (!p || json_object_add(p, "errno", json_object_new_int(error)) < 0 ||
+            (name && json_object_add(p, "errnoName", json_object_new_string(name)) < 0)) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_call_error(call, VARLINK_ERROR_SYSTEM, p);
+}
+
+int varlink_call_push_fd(VarlinkCall *call, int fd) {
+        size_t limit;
+
+        if (!call || fd < 0) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        limit = call->conn->server ? call->conn->server->limits.max_fds_per_message : 253;
+        if (call->n_out_fds >= limit) {
+                safe_close(fd);
+                return -ENOBUFS;
+        }
+        if (!GREEDY_REALLOC(call->out_fds, call->allocated_out_fds, call->n_out_fds + 1)) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        call->out_fds[call->n_out_fds] = fd;
+        return (int) call->n_out_fds++;
+}
+
+int varlink_call_peek_fd(VarlinkCall *call, size_t index) {
+        if (!call || index >= call->n_fds || call->fds[index] < 0)
+                return -ENXIO;
+        return call->fds[index];
+}
+
+int varlink_call_take_fd(VarlinkCall *call, size_t index) {
+        int fd = varlink_call_peek_fd(call, index);
+
+        if (fd >= 0)
+                call->fds[index] = -EBADF;
+        return fd;
+}
+
+size_t varlink_call_get_n_fds(const VarlinkCall *call) {
+        return call->n_fds;
+}
+
+int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, const char *field) {
+        json_object *v;
+        int64_t i;
+
+        if (!json_object_object_get_ex(parameters, field, &v) ||
+            !json_object_is_type(v, json_type_int))
+                return -EINVAL;
+        i = json_object_get_int64(v);
+        if (i < 0 || (uint64_t) i >= call->n_fds)
+                return -ENXIO;
+        return varlink_call_peek_fd(call, (size_t) i);
+}
+
+/* ---- dispatch -------------------------------------------------------------------------- */
+
+static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fds) {
+        _cleanup_(varlink_call_unrefp) VarlinkCall *call = NULL;
+        _cleanup_free_ char *bad_field = NULL;
+        const VarlinkInterface *iface;
+        VarlinkCallMessage m = {};
+        const char *bad_key = NULL, *dot;
+        Method *method;
+        int r;
+
+        call = new0(VarlinkCall, 1);
+        if (!call) {
+                json_object_put(message);
+                close_many(fds, n_fds);
+                free(fds);
+                conn_disconnect(c);
+                return;
+        }
+        call->n_ref = 1;
+        call->conn = varlink_conn_ref(c);
+        call->message = message;
+        call->fds = fds;
+        call->n_fds = n_fds;
+        STAILQ_INIT(&call->outputs);
+
+        /* Queue first, so even an error answer keeps the order of replies. */
+        /* The queue holds its own reference (TAILQ macros evaluate elm more than once). */
+        varlink_call_ref(call);
+        TAILQ_INSERT_TAIL(&c->calls, call, entry);
+        call->queued = true;
+        c->n_calls++;
+
+        r = varlink_message_parse_call(message, &m, &bad_key);
+        if (r == -EBADMSG) {
+                /* A well-formed object that is not a valid call: say which key is wrong, then
+                 * hang up, as the rest of the stream cannot be trusted (sd-varlink hangs up
+                 * without saying anything). */
+                log_debug("Invalid call object (key '%s'), disconnecting.", strna(bad_key));
+                call->method = "";
+                c->closing = true;
+                (void) varlink_call_error_invalid_parameter(call, bad_key ?: "method");
+                return;
+        }
+        if (r < 0) {
+                conn_disconnect(c);
+                return;
+        }
+        call->method = m.method;
+        call->flags = m.flags;
+
+        if (m.flags & VARLINK_CALL_UPGRADE) {
+                /* No tsmd method hands its connection over to another protocol. */
+                (void) varlink_call_error_invalid_parameter(call, "upgrade");
+                return;
+        }
+
+        dot = strrchr(m.method, '.');
+        iface = find_interface(c->server, m.method, (size_t) (dot - m.method));
+        if (!iface) {
+                _cleanup_free_ char *name = strndup(m.method, (size_t) (dot - m.method));
+                if (!name) {
+                        conn_disconnect(c);
+                        return;
+                }
+                (void) call_error_with_string(call, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface", name);
+                return;
+        }
+        call->symbol = varlink_interface_find_method(iface, dot + 1);
+        if (!call->symbol) {
+                (void) call_error_with_string(call, VARLINK_ERROR_METHOD_NOT_FOUND, "method", m.method);
+                return;
+        }
+        method = find_method(c->server, m.method);
+        if (!method) {
+                (void) call_error_with_string(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method", m.method);
+                return;
+        }
+        if (varlink_method_requires_more(call->symbol) && !(m.flags & VARLINK_CALL_MORE)) {
+                (void) varlink_call_error(call, VARLINK_ERROR_EXPECTED_MORE, NULL);
+                return;
+        }
+        r = varlink_method_validate_input(call->symbol, m.parameters, &bad_field);
+        if (r < 0) {
+                (void) varlink_call_error_invalid_parameter(call, bad_field ?: "parameters");
+                return;
+        }
+
+        r = method->func(call, m.parameters, c->server->userdata);
+        if (r < 0 && !call->answered) {
+                log_debug_errno(r, "Method %s failed: %m", m.method);
+                (void) varlink_call_error_errno(call, r);
+        }
+
+        /* A oneway call is finished once its handler returned, whatever it does later. */
+        if ((call->flags & VARLINK_CALL_ONEWAY) && !call->answered) {
+                call->answered = true;
+                if (c->connected)
+                        conn_complete_calls(c);
+        }
+}
+
+static void conn_process(VarlinkConn *c) {
+        unsigned budget = PROCESS_BATCH;
+        int r;
+
+        varlink_conn_ref(c);
+        while (c->connected && !c->closing) {
+                json_object *message = NULL;
+                int *fds = NULL;
+                size_t n_fds = 0;
+
+                if (c->n_calls >= c->server->limits.max_pending_calls) {
+                        /* Backpressure: stop reading until a call finishes. */
+                        c->read_paused = true;
+                        (void) event_del(c->ev_read);
+                        break;
+                }
+                if (budget-- == 0) {
+                        conn_schedule(c);
+                        break;
+                }
+
+                r = varlink_stream_next(c->stream, &message, &fds, &n_fds);
+                if (r == 0) {
+                        r = varlink_stream_read(c->stream);
+                        if (r > 0)
+                                continue;
+                }
+                if (r < 0) {
+                        if (r != -ECONNRESET)
+                                log_debug_errno(r, "Dropping client connection: %m");
+                        conn_disconnect(c);
+                        break;
+                }
+                if (r == 0) {
+                        if (c->read_paused) {
+                                c->read_paused = false;
+                                (void) event_add(c->ev_read, NULL);
+                        }
+                        break;
+                }
+
+                dispatch(c, message, fds, n_fds);
+        }
+        varlink_conn_unref(c);
+}
+
+/* ---- connections ----------------------------------------------------------------------- */
+
+static void on_conn_readable(evutil_socket_t fd, short what, void *userdata) {
+        conn_process(userdata);
+}
+
+static void on_conn_process(evutil_socket_t fd, short what, void *userdata) {
+        conn_process(userdata);
+}
+
+static void conn_schedule(VarlinkConn *c) {
+        if (c->connected)
+                event_active(c->ev_process, EV_TIMEOUT, 0);
+}
+
+static void on_conn_writable(evutil_socket_t fd, short what, void *userdata) {
+        VarlinkConn *c = userdata;
+        int r;
+
+        r = varlink_stream_write(c->stream);
+        if (r < 0) {
+                log_debug_errno(r, "Failed to write to client: %m");
+                conn_disconnect(c);
+                return;
+        }
+        if (varlink_stream_get_output_size(c->stream) == 0) {
+                (void) event_del(c->ev_write);
+                if (c->closing && TAILQ_EMPTY(&c->calls))
+                        conn_disconnect(c);
+        }
+}
+
+VarlinkConn *varlink_conn_ref(VarlinkConn *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
+VarlinkConn *varlink_conn_unref(VarlinkConn *c) {
+        if (!c)
+                return NULL;
+        assert(c->n_ref > 0);
+        if (--c->n_ref > 0)
+                return NULL;
+
+        assert(!c->connected);
+        conn_free_events(c);
+        varlink_stream_free(c->stream);
+        return mfree(c);
+}
+
+static void on_deferred_unref(evutil_socket_t fd, short what, void *userdata) {
+        varlink_conn_unref(userdata);
+}
+
+static void conn_disconnect_full(VarlinkConn *c, bool defer) {
+        VarlinkServer *s = c->server;
+        VarlinkCall *call;
+        UidCount *u;
+
+        if (!c->connected)
+                return;
+        c->connected = false;
+
+        TAILQ_REMOVE(&s->conns, c, entry);
+        s->n_conns--;
+        u = uid_count(s, c->peer.uid);
+        if (u && --u->n == 0)
+                *u = s->uids[--s->n_uids];
+
+        /* Events are freed here, but never from inside their own callback: libevent allows
+         * event_free() of a running event only as its last act, which we cannot promise. */
+        event_del(c->ev_read);
+        event_del(c->ev_write);
+        event_del(c->ev_process);
+
+        /* Close the socket now so the peer sees the hang-up at once. */
+        varlink_stream_free(c->stream);
+        c->stream = NULL;
+
+        while ((call = TAILQ_FIRST(&c->calls))) {
+                TAILQ_REMOVE(&c->calls, call, entry);
+                call->queued = false;
+                varlink_call_unref(call);
+        }
+        c->n_calls = 0;
+
+        if (s->on_disconnect)
+                s->on_disconnect(s, c, s->userdata);
+
+        accept_resume(s);
+
+        /* Drop the server's reference later, outside of any callback of this connection. */
+        if (!defer)
+                varlink_conn_unref(c);
+        else if (event_base_once(s->base, -1, EV_TIMEOUT, on_deferred_unref, c, NULL) < 0)
+                log_error("Failed to schedule freeing a connection, leaking it.");
+}
+
+static void conn_disconnect(VarlinkConn *c) {
+        conn_disconnect_full(c, true);
+}
+
+static void conn_free_events(VarlinkConn *c) {
+        if (c->ev_read)
+                event_free(c->ev_read);
+        if (c->ev_write)
+                event_free(c->ev_write);
+        if (c->ev_process)
+                event_free(c->ev_process);
+        c->ev_read = c->ev_write = c->ev_process = NULL;
+}
+
+const struct ucred *varlink_conn_get_peer(const VarlinkConn *c) {
+        return &c->peer;
+}
+
+void varlink_conn_set_userdata(VarlinkConn *c, void *userdata) {
+        c->userdata = userdata;
+}
+
+void *varlink_conn_get_userdata(const VarlinkConn *c) {
+        return c->userdata;
+}
+
+VarlinkServer *varlink_conn_get_server(const VarlinkConn *c) {
+        return c->server;
+}
+
+bool varlink_conn_is_connected(const VarlinkConn *c) {
+        return c->connected;
+}
+
+void varlink_conn_close(VarlinkConn *c) {
+        if (!c->connected)
+                return;
+        c->closing = true;
+        if (varlink_stream_get_output_size(c->stream) == 0 && TAILQ_EMPTY(&c->calls))
+                conn_disconnect(c);
+}
+
+static int conn_new(VarlinkServer *s, int fd) {
+        _cleanup_close_ int fd_owned = fd;
+        struct ucred peer = {};
+        socklen_t sl = sizeof(peer);
+        UidCount *u;
+        VarlinkConn *c;
+        int r;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &sl) < 0)
+                return negative_errno();
+
+        /* SECURITY: admission control happens before any byte of the peer is read. */
+        if (s->n_conns >= s->limits.max_connections)
+                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections, peer.uid);
+        u = uid_count(s, peer.uid);
+        if (u && u->n >= s->limits.max_connections_per_uid)
+                return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections_per_uid, peer.uid);
+        if (!u) {
+                if (!GREEDY_REALLOC(s->uids, s->allocated_uids, s->n_uids + 1))
+                        return -ENOMEM;
+                u = &s->uids[s->n_uids++];
+                *u = (UidCount){ .uid = peer.uid };
+        }
+
+        c = new0(VarlinkConn, 1);
+        if (!c)
+                goto fail_uid;
+        c->n_ref = 1;
+        c->server = s;
+        c->peer = peer;
+        TAILQ_INIT(&c->calls);
+
+        r = varlink_stream_new(TAKE_FD(fd_owned), &s->limits, &c->stream);
+        if (r < 0)
+                goto fail_conn;
+        varlink_stream_set_allow_fds(c->stream, true, true);
+
+        c->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST, on_conn_readable, c);
+        c->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_conn_writable, c);
+        c->ev_process = event_new(s->base, -1, 0, on_conn_process, c);
+        if (!c->ev_read || !c->ev_write || !c->ev_process || event_add(c->ev_read, NULL) < 0)
+                goto fail_conn;
+
+        c->connected = true;
+        u->n++;
+        s->n_conns++;
+        TAILQ_INSERT_TAIL(&s->conns, c, entry);
+
+        if (s->on_connect) {
+                r = s->on_connect(s, c, s->userdata);
+                if (r < 0) {
+                        conn_disconnect(c);
+                        return r;
+                }
+        }
+        return 0;
+
+fail_conn:
+        conn_free_events(c);
+        varlink_stream_free(c->stream);
+        free(c);
+fail_uid:
+        if (u->n == 0)
+                *u = s->uids[--s->n_uids];
+        return -ENOMEM;
+}
+
+static void on_listener(evutil_socket_t fd, short what, void *userdata) {
+        Listener *l = userdata;
+
+        for (unsigned i = 0; i < ACCEPT_BATCH; i++) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EMFILE || errno == ENFILE) {
+                                log_warning_errno(-errno, "Cannot accept connections: %m");
+                                accept_pause(l->server);
+                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning_errno(-errno, "accept4() failed: %m");
+                        return;
+                }
+                (void) conn_new(l->server, cfd);
+        }
+}
+
+int varlink_server_listen_fd(VarlinkServer *s, int fd) {
+        Listener *l;
+
+        assert_return(s, -EINVAL);
+        assert_return(fd >= 0, -EBADF);
+
+        if (!s->accept_resume) {
+                s->accept_resume = evtimer_new(s->base, on_accept_resume, s);
+                if (!s->accept_resume)
+                        return -ENOMEM;
+        }
+
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+                return negative_errno();
+
+        l = new0(Listener, 1);
+        if (!l)
+                return -ENOMEM;
+        l->server = s;
+        l->fd = fd;
+        l->event = event_new(s->base, fd, EV_READ | EV_PERSIST, on_listener, l);
+        if (!l->event || !GREEDY_REALLOC(s->listeners, s->allocated_listeners, s->n_listeners + 1) ||
+            (!s->accept_paused && event_add(l->event, NULL) < 0)) {
+                if (l->event)
+                        event_free(l->event);
+                free(l);
+                return -ENOMEM;
+        }
+        s->listeners[s->n_listeners++] = l;
+        return 0;
+}
+
+int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        mode_t old_umask;
+        int r;
+
+        assert_return(s, -EINVAL);
+        assert_return(path, -EINVAL);
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return negative_errno();
+
+        (void) unlink(path);
+        /* Create the socket node with its final mode, so no client can race a chmod(). */
+        old_umask = umask(~mode & 0777);
+        r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+        umask(old_umask);
+        if (r < 0)
+                return negative_errno();
+
+        if (listen(fd, SOMAXCONN) < 0)
+                return negative_errno();
+
+        r = varlink_server_listen_fd(s, fd);
+        if (r < 0)
+                return r;
+        TAKE_FD(fd);
+        return 0;
+}
+
+void varlink_server_shutdown(VarlinkServer *s) {
+        VarlinkConn *c;
+
+        for (size_t i = 0; i < s->n_listeners; i++) {
+                event_free(s->listeners[i]->event);
+                safe_close(s->listeners[i]->fd);
+                free(s->listeners[i]);
+        }
+        s->n_listeners = 0;
+
+        while ((c = TAILQ_FIRST(&s->conns)))
+                conn_disconnect_full(c, false);
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A Varlink server on libevent: listening sockets, connections with peer credentials and
+ * per-UID accounting, a method table checked against the IDL, in-order replies for
+ * pipelined and deferred calls, streamed replies ("more"), fd passing, and the
+ * org.varlink.service interface. Runs in: worker.
+ *
+ * A method handler gets a VarlinkCall. It replies at once or keeps a reference and replies
+ * later (varlink_call_ref()); replies leave in the order the calls arrived, whatever order
+ * the handlers finish in. A handler that returns a negative errno without replying gets
+ * io.tsmd.System{errno, errnoName} sent for it.
+ */
+#pragma once
+
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <json-c/json.h>
+
+#include "macro.h"
+#include "varlink-message.h"
+#include "varlink-stream.h"
+
+typedef struct VarlinkServer VarlinkServer;
+typedef struct VarlinkConn VarlinkConn;
+typedef struct VarlinkCall VarlinkCall;
+
+typedef int (*VarlinkMethodFunc)(VarlinkCall *call, json_object *parameters, void *userdata);
+/* Called after a connection is accepted (return < 0 to refuse it) and when it goes away. */
+typedef int (*VarlinkConnectFunc)(VarlinkServer *s, VarlinkConn *c, void *userdata);
+typedef void (*VarlinkDisconnectFunc)(VarlinkServer *s, VarlinkConn *c, void *userdata);
+
+int varlink_server_new(struct event_base *base, VarlinkServer **ret);
+VarlinkServer *varlink_server_free(VarlinkServer *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkServer *, varlink_server_free);
+
+int varlink_server_set_info(VarlinkServer *s, const char *vendor, const char *product,
+                            const char *version, const char *url);
+/* Limits apply to connections accepted afterwards. -EINVAL for nonsensical values. */
+int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *limits);
+const VarlinkLimits *varlink_server_get_limits(const VarlinkServer *s);
+void varlink_server_set_userdata(VarlinkServer *s, void *userdata);
+void *varlink_server_get_userdata(const VarlinkServer *s);
+void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFunc on_connect,
+                                             VarlinkDisconnectFunc on_disconnect);
+struct event_base *varlink_server_get_event_base(const VarlinkServer *s);
+
+/* Registers an interface from its IDL text (which must outlive the server). */
+int varlink_server_add_interface(VarlinkServer *s, const char *idl);
+/* Binds "interface.Method" to a handler; the method must exist in a registered interface. */
+int varlink_server_bind_method(VarlinkServer *s, const char *method, VarlinkMethodFunc func);
+/* Every method of every registered interface (except org.varlink.service) has a handler? */
+int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
+
+/* Adopts a listening socket (from socket activation or varlink_listen_unix()). */
+int varlink_server_listen_fd(VarlinkServer *s, int fd);
+/* Creates, binds and adopts a socket at path with the given mode; an existing socket at
+ * path is replaced. */
+int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode);
+
+unsigned varlink_server_get_n_connections(const VarlinkServer *s);
+/* Closes every connection and listener (used on shutdown). */
+void varlink_server_shutdown(VarlinkServer *s);
+
+/* Connections */
+VarlinkConn *varlink_conn_ref(VarlinkConn *c);
+VarlinkConn *varlink_conn_unref(VarlinkConn *c);
+const struct ucred *varlink_conn_get_peer(const VarlinkConn *c);
+void varlink_conn_set_userdata(VarlinkConn *c, void *userdata);
+void *varlink_conn_get_userdata(const VarlinkConn *c);
+VarlinkServer *varlink_conn_get_server(const VarlinkConn *c);
+bool varlink_conn_is_connected(const VarlinkConn *c);
+/* Drops the connection after flushing what is queued. */
+void varlink_conn_close(VarlinkConn *c);
+
+/* Calls */
+VarlinkCall *varlink_call_ref(VarlinkCall *call);
+VarlinkCall *varlink_call_unref(VarlinkCall *call);
+DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkCall *, varlink_call_unref);
+VarlinkConn *varlink_call_get_conn(const VarlinkCall *call);
+const char *varlink_call_get_method(const VarlinkCall *call);
+unsigned varlink_call_get_flags(const VarlinkCall *call);
+bool varlink_call_is_answered(const VarlinkCall *call);
+
+/* Final reply; takes ownership of parameters (NULL means {}). -ENOTCONN if the peer left,
+ * -EALREADY if answered. */
+int varlink_call_reply(VarlinkCall *call, json_object *parameters);
+/* Intermediate reply of a "more" call (continues: true). -EBADE without "more". */
+int varlink_call_notify(VarlinkCall *call, json_object *parameters);
+int varlink_call_error(VarlinkCall *call, const char *error, json_object *parameters);
+int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter);
+int varlink_call_error_errno(VarlinkCall *call, int error);
+
+/* fd passing. push_fd takes ownership and returns the index the fd will have in the next
+ * reply of this call. peek_fd returns the index-th fd that came with the call (owned by the
+ * call), take_fd transfers ownership. -ENXIO for an index out of range. */
+int varlink_call_push_fd(VarlinkCall *call, int fd);
+int varlink_call_peek_fd(VarlinkCall *call, size_t index);
+int varlink_call_take_fd(VarlinkCall *call, size_t index);
+size_t varlink_call_get_n_fds(const VarlinkCall *call);
+
+/* Validates a fd index field in parameters ("…FileDescriptor": int) and returns the fd. */
+int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, const char *field);
+
+/* Introspection, for org.varlink.service and for tests. */
+void varlink_server_get_info(const VarlinkServer *s, const char **vendor, const char **product,
+                             const char **version, const char **url);
+size_t varlink_server_get_n_interfaces(const VarlinkServer *s);
+const struct VarlinkInterface *varlink_server_get_interface(const VarlinkServer *s, size_t i);
+const struct VarlinkInterface *varlink_server_find_interface(const VarlinkServer *s, const char *name);

@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * NUL-framed JSON messages with SCM_RIGHTS fds on a non-blocking stream socket.
+ * Runs in: worker, clients.
+ *
+ * Where received fds belong: the kernel detaches a message's fds with the first socket
+ * buffer of that message and ends the read right after that buffer (unix_stream_read_generic
+ * never glues data after an skb that carried fds). We send every message that carries fds
+ * with a sendmsg() of its own, so the fds of a read belong to the last message that starts
+ * within that read. A read that carries fds but starts no message is a protocol violation.
+ */
+
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+
+#include "json-util.h"
+#include "varlink-stream.h"
+
+#define READ_CHUNK (64U * 1024U)
+
+typedef struct FdBatch {
+        uint64_t start; /* absolute stream position of the message these fds belong to */
+        uint64_t end;   /* output only: end of that message */
+        int *fds;
+        size_t n_fds;
+} FdBatch;
+
+struct VarlinkStream {
+        int fd;
+        VarlinkLimits limits;
+        bool allow_fd_input;
+        bool allow_fd_output;
+
+        json_tokener *tokener;
+
+        struct evbuffer *in;
+        uint64_t in_offset;     /* absolute position of the first byte in `in` */
+        size_t in_scanned;      /* bytes at the front of `in` known to hold no NUL */
+        bool in_complete;       /* a NUL is known to be in `in` */
+        FdBatch in_fds[2];      /* read gating guarantees at most two pending batches */
+        size_t n_in_fds;
+
+        struct evbuffer *out;
+        uint64_t out_offset;
+        FdBatch *out_fds;
+        size_t n_out_fds, allocated_out_fds;
+};
+
+static void fd_batch_done(FdBatch *b) {
+        close_many(b->fds, b->n_fds);
+        b->fds = mfree(b->fds);
+        b->n_fds = 0;
+}
+
+int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret) {
+        _cleanup_(varlink_stream_freep) VarlinkStream *s = NULL;
+        int r;
+
+        assert(limits);
+        assert(ret);
+
+        s = new0(VarlinkStream, 1);
+        if (!s) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        s->fd = fd;
+        s->limits = *limits;
+
+        r = json_tokener_new_strict(limits->max_depth, &s->tokener);
+        if (r < 0)
+                return r;
+
+        s->in = evbuffer_new();
+        s->out = evbuffer_new();
+        if (!s->in || !s->out)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+VarlinkStream *varlink_stream_free(VarlinkStream *s) {
+        if (!s)
+                return NULL;
+
+        for (size_t i = 0; i < s->n_in_fds; i++)
+                fd_batch_done(&s->in_fds[i]);
+        for (size_t i = 0; i < s->n_out_fds; i++)
+                fd_batch_done(&s->out_fds[i]);
+        free(s->out_fds);
+
+        if (s->in)
+                evbuffer_free(s->in);
+        if (s->out)
+                evbuffer_free(s->out);
+        if (s->tokener)
+                json_tokener_free(s->tokener);
+        safe_close(s->fd);
+        return mfree(s);
+}
+
+int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits) {
+        json_tokener *tok;
+        int r;
+
+        assert(s);
+        assert(limits);
+
+        r = json_tokener_new_strict(limits->max_depth, &tok);
+        if (r < 0)
+                return r;
+        json_tokener_free(s->tokener);
+        s->tokener = tok;
+        s->limits = *limits;
+        return 0;
+}
+
+int varlink_stream_get_fd(const VarlinkStream *s) {
+        return s->fd;
+}
+
+void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output) {
+        s->allow_fd_input = input;
+        s->allow_fd_output = output;
+}
+
+/* Looks for a NUL in the bytes not scanned yet. */
+static bool stream_scan(VarlinkStream *s) {
+        struct evbuffer_ptr start, found;
+        size_t len;
+
+        if (s->in_complete)
+                return true;
+
+        len = evbuffer_get_length(s->in);
+        if (s->in_scanned >= len)
+                return false;
+
+        if (evbuffer_ptr_set(s->in, &start, s->in_scanned, EVBUFFER_PTR_SET) < 0)
+                return false;
+        found = evbuffer_search(s->in, "", 1, &start);
+        if (found.pos < 0) {
+                s->in_scanned = len;
+                return false;
+        }
+
+        s->in_scanned = (size_t) found.pos;
+        s->in_complete = true;
+        return true;
+}
+
+bool varlink_stream_has_message(VarlinkStream *s) {
+        return stream_scan(s);
+}
+
+static int collect_fds(struct msghdr *mh, int **ret_fds, size_t *ret_n) {
+        _cleanup_free_ int *fds = NULL;
+        size_t n = 0;
+
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+                size_t k;
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+
+                k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                int *p = realloc(fds, (n + k) * sizeof(int));
+                if (!p) {
+                        /* Never leak what the kernel installed into our table. */
+                        for (size_t i = 0; i < k; i++) {
+                                int fd;
+
+                                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                safe_close(fd);
+                        }
+                        close_many(fds, n);
+                        return -ENOMEM;
+                }
+                fds = p;
+                memcpy(fds + n, CMSG_DATA(c), k * sizeof(int));
+                n += k;
+        }
+
+        *ret_fds = TAKE_PTR(fds);
+        *ret_n = n;
+        return 0;
+}
+
+int varlink_stream_read(VarlinkStream *s) {
+        _cleanup_free_ int *fds = NULL;
+        struct evbuffer_iovec vec;
+        struct msghdr mh = {};
+        size_t n_fds = 0, control_size;
+        uint64_t read_start;
+        ssize_t n;
+        int r;
+
+        assert(s);
+
+        if (stream_scan(s))
+                return 0; /* the caller must consume what is there first */
+        if (evbuffer_get_length(s->in) >= s->limits.max_message_size)
+                return -EMSGSIZE;
+
+        control_size = CMSG_SPACE(sizeof(int) * MAX(s->limits.max_fds_per_message, 1U));
+        _cleanup_free_ void *control = malloc(control_size);
+        if (!control)
+                return -ENOMEM;
+
+        if (evbuffer_reserve_space(s->in, READ_CHUNK, &vec, 1) != 1)
+                return -ENOMEM;
+        vec.iov_len = MIN(vec.iov_len, (size_t) READ_CHUNK);
+
+        mh.msg_iov = (struct iovec *) &vec;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control;
+        mh.msg_controllen = control_size;
+
+        do
+                n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+                r = errno == EAGAIN ? 0 : negative_errno();
+                vec.iov_len = 0;
+                (void) evbuffer_commit_space(s->in, &vec, 1);
+                return r;
+        }
+
+        r = collect_fds(&mh, &fds, &n_fds);
+        if (r < 0)
+                return r;
+
+        vec.iov_len = (size_t) n;
+        if (evbuffer_commit_space(s->in, &vec, 1) < 0) {
+                close_many(fds, n_fds);
+                return -ENOMEM;
+        }
+        if (n == 0) {
+                close_many(fds, n_fds);
+                return -ECONNRESET;
+        }
+
+        if (n_fds == 0 && !(mh.msg_flags & MSG_CTRUNC))
+                return 1;
+
+        /* SECURITY: a peer must not be able to park fds in our table beyond the limits. */
+        if ((mh.msg_flags & MSG_CTRUNC) || !s->allow_fd_input ||
+            n_fds > s->limits.max_fds_per_message || s->n_in_fds >= ELEMENTSOF(s->in_fds)) {
+                close_many(fds, n_fds);
+                return -EPROTO;
+        }
+
+        /* The fds belong to the last message starting within this read. Read gating means
+         * the bytes buffered before this read are one incomplete message (or none). */
+        size_t prev_len = evbuffer_get_length(s->in) - (size_t) n;
+        const char *p = (const char *) vec.iov_base;
+        const char *nul = n > 1 ? memrchr(p, 0, (size_t) n - 1) : NULL;
+        uint64_t msg_start;
+
+        read_start = s->in_offset + prev_len;
+        if (nul)
+                msg_start = read_start + (uint64_t) (nul - p) + 1;
+        else if (prev_len == 0)
+                msg_start = read_start;
+        else {
+                close_many(fds, n_fds);
+                return -EPROTO;
+        }
+
+        s->in_fds[s->n_in_fds++] = (FdBatch){
+                .start = msg_start,
+                .fds = TAKE_PTR(fds),
+                .n_fds = n_fds,
+        };
+        return 1;
+}
+
+int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds) {
+        _cleanup_(json_object_putp) json_object *msg = NULL;
+        FdBatch batch = {};
+        size_t len;
+        const char *text;
+        uint64_t start;
+        int r;
+
+        assert(s);
+        assert(ret_msg);
+
+        if (!stream_scan(s)) {
+                if (evbuffer_get_length(s->in) >= s->limits.max_message_size)
+                        return -EMSGSIZE;
+                return 0;
+        }
+
+        len = s->in_scanned; /* position of the NUL */
+        if (len + 1 > s->limits.max_message_size)
+                return -EMSGSIZE;
+
+        start = s->in_offset;
+        text = (const char *) evbuffer_pullup(s->in, (ssize_t) len + 1);
+        if (!text)
+                return -ENOMEM;
+
+        r = json_parse_strict(s->tokener, s->limits.max_depth, text, len, &msg);
+
+        (void) evbuffer_drain(s->in, len + 1);
+        s->in_offset += len + 1;
+        s->in_scanned = 0;
+        s->in_complete = false;
+
+        /* Hand over the fds that arrived with this message's first byte. A batch for a
+         * position this message spans but does not start at is a violation. */
+        while (s->n_in_fds > 0 && s->in_fds[0].start < s->in_offset) {
+                FdBatch b = s->in_fds[0];
+
+                memmove(s->in_fds, s->in_fds + 1, (--s->n_in_fds) * sizeof(FdBatch));
+                if (b.start != start || batch.fds) {
+                        fd_batch_done(&b);
+                        fd_batch_done(&batch);
+                        return -EPROTO;
+                }
+                batch = b;
+        }
+
+        if (r < 0) {
+                fd_batch_done(&batch);
+                return r;
+        }
+        if (!json_object_is_type(msg, json_type_object)) {
+                fd_batch_done(&batch);
+                return -EBADMSG;
+        }
+
+        *ret_msg = TAKE_PTR(msg);
+        if (ret_fds) {
+                *ret_fds = batch.fds;
+                *ret_n_fds = batch.n_fds;
+        } else
+                fd_batch_done(&batch);
+        return 1;
+}
+
+int varlink_stream_enqueue_text(VarlinkStream *s, const char *text, size_t len, int *fds,
+                                size_t n_fds) {
+        uint64_t start;
+
+        assert(s);
+        assert(text || len == 0);
+
+        if (n_fds > 0 && (!s->allow_fd_output || n_fds > s->limits.max_fds_per_message)) {
+                close_many(fds, n_fds);
+                free(fds);
+                return n_fds > s->limits.max_fds_per_message ? -E2BIG : -EOPNOTSUPP;
+        }
+        if (len + 1 > s->limits.max_message_size) {
+                close_many(fds, n_fds);
+                free(fds);
+                return -E2BIG;
+        }
+        if (evbuffer_get_length(s->out) + len + 1 > s->limits.max_output_size) {
+                close_many(fds, n_fds);
+                free(fds);
+                return -ENOBUFS;
+        }
+
+        start = s->out_offset + evbuffer_get_length(s->out);
+        if (n_fds > 0) {
+                if (!GREEDY_REALLOC(s->out_fds, s->allocated_out_fds, s->n_out_fds + 1)) {
+                        close_many(fds, n_fds);
+                        free(fds);
+                        return -ENOMEM;
+                }
+        }
+
+        if (evbuffer_add(s->out, text, len) < 0 || evbuffer_add(s->out, "", 1) < 0) {
+                close_many(fds, n_fds);
+                free(fds);
+                return -ENOMEM;
+        }
+
+        if (n_fds > 0)
+                s->out_fds[s->n_out_fds++] = (FdBatch){
+                        .start = start,
+                        .end = start + len + 1,
+                        .fds = fds,
+                        .n_fds = n_fds,
+                };
+        else
+                free(fds);
+        return 0;
+}
+
+int varlink_stream_enqueue(VarlinkStream *s, json_object *msg, int *fds, size_t n_fds) {
+        const char *text;
+        size_t len;
+
+        assert(s);
+        assert(msg);
+
+        text = json_object_to_json_string_length(
+                msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        if (!text) {
+                close_many(fds, n_fds);
+                free(fds);
+                return -ENOMEM;
+        }
+        return varlink_stream_enqueue_text(s, text, len, fds, n_fds);
+}
+
+int varlink_stream_write(VarlinkStream *s) {
+        bool progress = false;
+
+        assert(s);
+
+        for (;;) {
+                struct evbuffer_iovec vec[16];
+                char control[CMSG_SPACE(sizeof(int) * 253)];
+                struct msghdr mh = {};
+                FdBatch *batch = NULL;
+                size_t len, limit;
+                ssize_t n;
+                int nvec;
+
+                len = evbuffer_get_length(s->out);
+                if (len == 0)
+                        break;
+
+                /* A message with fds goes out in a sendmsg() of its own (see the top). */
+                limit = len;
+                if (s->n_out_fds > 0) {
+                        FdBatch *b = &s->out_fds[0];
+
+                        if (b->start == s->out_offset) {
+                                batch = b;
+                                limit = (size_t) (b->end - b->start);
+                        } else
+                                limit = (size_t) (b->start - s->out_offset);
+                }
+
+                nvec = evbuffer_peek(s->out, (ssize_t) limit, NULL, vec, ELEMENTSOF(vec));
+                if (nvec <= 0)
+                        return -EIO;
+                nvec = MIN(nvec, (int) ELEMENTSOF(vec));
+
+                /* Do not send past the limit even if the peeked segments reach further. */
+                size_t total = 0;
+                for (int i = 0; i < nvec; i++) {
+                        if (total + vec[i].iov_len > limit) {
+                                vec[i].iov_len = limit - total;
+                                nvec = i + 1;
+                                total = limit;
+                                break;
+                        }
+                        total += vec[i].iov_len;
+                }
+
+                mh.msg_iov = (struct iovec *) vec;
+                mh.msg_iovlen = (size_t) nvec;
+                if (batch) {
+                        struct cmsghdr *c;
+
+                        if (batch->n_fds > 253)
+                                return -E2BIG;
+                        mh.msg_control = control;
+                        mh.msg_controllen = CMSG_SPACE(sizeof(int) * batch->n_fds);
+                        c = CMSG_FIRSTHDR(&mh);
+                        c->cmsg_level = SOL_SOCKET;
+                        c->cmsg_type = SCM_RIGHTS;
+                        c->cmsg_len = CMSG_LEN(sizeof(int) * batch->n_fds);
+                        memcpy(CMSG_DATA(c), batch->fds, sizeof(int) * batch->n_fds);
+                }
+
+                n = sendmsg(s->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        return negative_errno();
+                }
+
+                if (batch) {
+                        /* The fds went with the first byte; the rest of the message needs none. */
+                        fd_batch_done(batch);
+                        memmove(s->out_fds, s->out_fds + 1, (--s->n_out_fds) * sizeof(FdBatch));
+                }
+
+                (void) evbuffer_drain(s->out, (size_t) n);
+                s->out_offset += (uint64_t) n;
+                progress = true;
+        }
+
+        return progress;
+}
+
+size_t varlink_stream_get_output_size(const VarlinkStream *s) {
+        return evbuffer_get_length(s->out);
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The Varlink transport, independent of any event loop: NUL-terminated JSON messages on a
+ * non-blocking AF_UNIX stream socket, with file descriptors attached to the first byte of
+ * the message they belong to (SCM_RIGHTS), as systemd does. The server drives it from
+ * libevent, the client from poll() or the caller's own loop. Runs in: worker, clients.
+ *
+ * Input is consumed one message at a time and only read from the socket when no complete
+ * message is buffered, so a connection buffers at most one maximum-size message plus one
+ * read chunk, and at most one read's worth of received fds: that is what bounds a peer.
+ */
+#pragma once
+
+#include <json-c/json.h>
+
+#include "macro.h"
+
+typedef struct VarlinkLimits {
+        size_t max_message_size;      /* bytes, including the terminating NUL */
+        size_t max_output_size;       /* bytes queued for a slow reader before giving up */
+        unsigned max_depth;           /* JSON nesting */
+        unsigned max_fds_per_message; /* received and sent */
+        unsigned max_pending_calls;   /* per connection, server side */
+        unsigned max_connections;     /* per server */
+        unsigned max_connections_per_uid;
+} VarlinkLimits;
+
+/* 16 MiB messages, 4096/1024 connections and 253 fds match systemd's sd-varlink. JSON depth
+ * is 64: our interfaces nest at most five levels, and systemd's 2048 only buys attack surface. */
+#define VARLINK_LIMITS_DEFAULT                                                                     \
+        ((const VarlinkLimits){                                                                    \
+                .max_message_size = 16U * 1024U * 1024U,                                           \
+                .max_output_size = 16U * 1024U * 1024U,                                            \
+                .max_depth = 64,                                                                   \
+                .max_fds_per_message = 253,                                                        \
+                .max_pending_calls = 64,                                                           \
+                .max_connections = 4096,                                                           \
+                .max_connections_per_uid = 1024,                                                   \
+        })
+
+typedef struct VarlinkStream VarlinkStream;
+
+/* Takes ownership of fd (closed by varlink_stream_free(), even if this fails). */
+int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret);
+VarlinkStream *varlink_stream_free(VarlinkStream *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkStream *, varlink_stream_free);
+
+int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits);
+int varlink_stream_get_fd(const VarlinkStream *s);
+void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output);
+
+/* Reads once. Returns 1 if bytes arrived, 0 if the socket had nothing (EAGAIN), -ECONNRESET
+ * at end of stream, -EMSGSIZE if the buffered message grew beyond the limit, -EPROTO on fds
+ * that arrive in the middle of a message, more fds than allowed, or fds when not allowed. */
+int varlink_stream_read(VarlinkStream *s);
+
+/* Extracts the next complete message. Returns 1 and the message (a JSON object) plus the
+ * fds that came with it (ownership passes to the caller), 0 if no complete message is
+ * buffered, -EBADMSG if it is not valid JSON or not an object, -ELOOP if too deeply nested. */
+int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds);
+
+/* True if a complete message is buffered (so the caller should not read more yet). */
+bool varlink_stream_has_message(VarlinkStream *s);
+
+/* Queues a message. Takes ownership of fds in all cases. -ENOBUFS if the output queue would
+ * exceed its limit, -E2BIG if the message alone exceeds the maximum message size. */
+int varlink_stream_enqueue(VarlinkStream *s, json_object *msg, int *fds, size_t n_fds);
+/* Same, with already serialised JSON (without the NUL). */
+int varlink_stream_enqueue_text(VarlinkStream *s, const char *text, size_t len, int *fds,
+                                size_t n_fds);
+
+/* Writes as much queued output as the socket takes. Returns 1 if something was written, 0 if
+ * nothing could be, negative errno (-EPIPE, -ECONNRESET) if the peer is gone. */
+int varlink_stream_write(VarlinkStream *s);
+size_t varlink_stream_get_output_size(const VarlinkStream *s);

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A small in-house test harness: TEST(name) { ... } registers a test; the test binary's
+ * main() (TEST_MAIN()) runs all of them, or those named on the command line, in a forked
+ * child each so a crash fails one test and not the binary. ASSERT_* macros print where
+ * and why and abort the test. A test that cannot run here calls SKIP("why") (exit 77,
+ * which meson reports as skipped when every test in the binary skips).
+ */
+#pragma once
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct TestCase {
+        const char *name;
+        void (*func)(void);
+} TestCase;
+
+#define TEST_MAX 512
+extern TestCase test_cases[TEST_MAX];
+extern size_t test_n_cases;
+
+#define TEST(n)                                                                                    \
+        static void test_##n(void);                                                                \
+        __attribute__((constructor)) static void test_register_##n(void) {                         \
+                if (test_n_cases < TEST_MAX)                                                       \
+                        test_cases[test_n_cases++] = (TestCase){ #n, test_##n };                   \
+        }                                                                                          \
+        static void test_##n(void)
+
+#define TEST_FAIL(...)                                                                             \
+        do {                                                                                       \
+                fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                    \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+                _exit(1);                                                                          \
+        } while (0)
+
+#define SKIP(...)                                                                                  \
+        do {                                                                                       \
+                fprintf(stderr, "skipped: ");                                                      \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+                _exit(77);                                                                         \
+        } while (0)
+
+#define ASSERT_TRUE(expr)                                                                          \
+        do {                                                                                       \
+                if (!(expr))                                                                       \
+                        TEST_FAIL("expected true: %s", #expr);                                     \
+        } while (0)
+#define ASSERT_FALSE(expr)                                                                         \
+        do {                                                                                       \
+                if (expr)                                                                          \
+                        TEST_FAIL("expected false: %s", #expr);                                    \
+        } while (0)
+#define ASSERT_NULL(expr) ASSERT_TRUE((expr) == NULL)
+#define ASSERT_NOT_NULL(expr) ASSERT_TRUE((expr) != NULL)
+
+#define ASSERT_OK(expr)                                                                            \
+        ({                                                                                         \
+                typeof(expr) _r_ = (expr);                                                         \
+                if (_r_ < 0)                                                                       \
+                        TEST_FAIL("%s failed: %s", #expr, strerror((int) -_r_));                   \
+                _r_;                                                                               \
+        })
+
+#define ASSERT_ERRNO(expr, e)                                                                      \
+        do {                                                                                       \
+                long long _r_ = (long long) (expr);                                                \
+                if (_r_ != -(long long) (e))                                                       \
+                        TEST_FAIL("%s: expected -%s, got %lld (%s)", #expr, #e, _r_,               \
+                                  _r_ < 0 ? strerror((int) -_r_) : "success");                     \
+        } while (0)
+
+#define ASSERT_EQ(a, b)                                                                            \
+        do {                                                                                       \
+                long long _a_ = (long long) (a), _b_ = (long long) (b);                            \
+                if (_a_ != _b_)                                                                    \
+                        TEST_FAIL("%s == %s: %lld != %lld", #a, #b, _a_, _b_);                     \
+        } while (0)
+#define ASSERT_NE(a, b)                                                                            \
+        do {                                                                                       \
+                long long _a_ = (long long) (a), _b_ = (long long) (b);                            \
+                if (_a_ == _b_)                                                                    \
+                        TEST_FAIL("%s != %s: both %lld", #a, #b, _a_);                             \
+        } while (0)
+#define ASSERT_GE(a, b)                                                                            \
+        do {                                                                                       \
+                long long _a_ = (long long) (a), _b_ = (long long) (b);                            \
+                if (!(_a_ >= _b_))                                                                 \
+                        TEST_FAIL("%s >= %s: %lld < %lld", #a, #b, _a_, _b_);                      \
+        } while (0)
+#define ASSERT_LE(a, b)                                                                            \
+        do {                                                                                       \
+                long long _a_ = (long long) (a), _b_ = (long long) (b);                            \
+                if (!(_a_ <= _b_))                                                                 \
+                        TEST_FAIL("%s <= %s: %lld > %lld", #a, #b, _a_, _b_);                      \
+        } while (0)
+
+#define ASSERT_STREQ(a, b)                                                                         \
+        do {                                                                                       \
+                const char *_a_ = (a), *_b_ = (b);                                                 \
+                if (!_a_ || !_b_ || strcmp(_a_, _b_) != 0)                                         \
+                        TEST_FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, _a_ ?: "(null)",          \
+                                  _b_ ?: "(null)");                                                \
+        } while (0)
+
+#define ASSERT_MEMEQ(a, b, n)                                                                      \
+        do {                                                                                       \
+                if (memcmp((a), (b), (n)) != 0)                                                    \
+                        TEST_FAIL("%s and %s differ in their first %zu bytes", #a, #b,            \
+                                  (size_t) (n));                                                   \
+        } while (0)
+
+int test_main(int argc, char *argv[]);
+
+#define TEST_MAIN()                                                                                \
+        TestCase test_cases[TEST_MAX];                                                             \
+        size_t test_n_cases;                                                                       \
+        int main(int argc, char *argv[]) {                                                         \
+                return test_main(argc, argv);                                                      \
+        }

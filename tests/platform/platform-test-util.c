@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Sandbox and fixture setup for the platform tests (see platform-test-util.h). Runs in: tests. */
+
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "discovery.h"
+#include "harness.h"
+#include "platform-test-util.h"
+#include "sysfs-fixture.h"
+
+static struct stat original_netns;
+
+void platform_test_sandbox(bool with_net) {
+        if (stat("/proc/self/ns/net", &original_netns) < 0)
+                TEST_FAIL("stat /proc/self/ns/net: %s", strerror(errno));
+        if (geteuid() != 0)
+                SKIP("needs root (mount and network namespaces, bind mount over /sys)");
+
+        if (unshare(CLONE_NEWNS | (with_net ? CLONE_NEWNET : 0)) < 0) {
+                if (errno == EPERM || errno == EINVAL || errno == ENOSYS)
+                        SKIP("cannot create private namespaces: %s", strerror(errno));
+                TEST_FAIL("unshare: %s", strerror(errno));
+        }
+        /* Nothing mounted from here on may propagate to the host. */
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                TEST_FAIL("making / private: %s", strerror(errno));
+        if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                TEST_FAIL("tmpfs on /tmp: %s", strerror(errno));
+}
+
+bool platform_test_netns_is_private(void) {
+        struct stat now;
+
+        if (stat("/proc/self/ns/net", &now) < 0)
+                TEST_FAIL("stat /proc/self/ns/net: %s", strerror(errno));
+        return now.st_dev != original_netns.st_dev || now.st_ino != original_netns.st_ino;
+}
+
+const char *platform_test_fixture(const char *name, const char *text) {
+        static char root[] = "/tmp/tsmd-sysfs-XXXXXX";
+        char path[PATH_MAX];
+        int r;
+
+        if (!mkdtemp(root))
+                TEST_FAIL("mkdtemp: %s", strerror(errno));
+
+        if (name) {
+                snprintf(path, sizeof(path), "%s/%s.sysfs", PLATFORM_FIXTURE_DIR, name);
+                r = sysfs_fixture_apply_file(root, path);
+        } else
+                r = sysfs_fixture_apply_text(root, text);
+        if (r < 0)
+                TEST_FAIL("building fixture %s: %s", name ?: "(text)", strerror(-r));
+
+        r = discovery_enter_sysfs_root(root);
+        if (r == -EPERM)
+                SKIP("cannot bind a fixture over /sys: %s", strerror(-r));
+        if (r <= 0)
+                TEST_FAIL("discovery_enter_sysfs_root: %s", r < 0 ? strerror(-r) : "did nothing");
+
+        return root;
+}

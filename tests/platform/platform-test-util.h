@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Shared setup for the platform tests that need a fake sysfs: a private mount namespace
+ * (optionally also a private network namespace for fake uevents) with a private tmpfs on
+ * /tmp, a fixture tree built there, and that tree bound over /sys with
+ * discovery_enter_sysfs_root(). Everything disappears with the test's forked child. Tests
+ * SKIP (exit 77) when not root or when namespaces are unavailable.
+ *
+ * Runs in: tests only.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+/* Private mount namespace (+ network namespace if with_net), private /tmp. SKIPs if impossible. */
+void platform_test_sandbox(bool with_net);
+
+/* True once platform_test_sandbox(true) moved this process to a new network namespace. */
+bool platform_test_netns_is_private(void);
+
+/* Builds fixtures/<name>.sysfs (or, with name NULL, the given description text) in a fresh
+ * directory under the private /tmp, binds it over /sys and returns the directory (static
+ * storage), through which the test edits the tree while sd-device sees it as /sys. */
+const char *platform_test_fixture(const char *name, const char *text);

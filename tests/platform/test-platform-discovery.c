@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Discovery with the real sd-device code against fixture trees bound over /sys in a private
+ * mount namespace: TSM count and backend type, PCI devices with TDISP capability, connection
+ * and authentication state, rescans and single-device refreshes.
+ *
+ * Runs in: tests; needs root for the namespace (SKIPs otherwise), except where noted.
+ */
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "discovery.h"
+#include "harness.h"
+#include "inventory.h"
+#include "macro.h"
+#include "platform-test-util.h"
+#include "sysfs-fixture.h"
+
+#define MAX_LOG 256
+
+#define NIC "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
+#define NVME "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
+
+typedef struct EventLog {
+        InventoryEventType type[MAX_LOG];
+        char key[MAX_LOG][32];
+        unsigned changes[MAX_LOG];
+        size_t n;
+} EventLog;
+
+static void record(Inventory *inv, const InventoryEvent *ev, void *userdata) {
+        EventLog *log = userdata;
+
+        if (log->n >= MAX_LOG)
+                return;
+        log->type[log->n] = ev->type;
+        snprintf(log->key[log->n], sizeof(log->key[0]), "%s",
+                 ev->tsm ? ev->tsm->name : ev->device->address);
+        log->changes[log->n] = ev->changes;
+        log->n++;
+}
+
+static Inventory *scan(Discovery **ret_d) {
+        Inventory *inv;
+        Discovery *d;
+
+        ASSERT_OK(inventory_new(&inv));
+        ASSERT_OK(discovery_new(inv, NULL, &d));
+        ASSERT_OK(discovery_scan(d));
+        *ret_d = d;
+        return inv;
+}
+
+static const InventoryDevice *device(Inventory *inv, const char *address) {
+        const InventoryDevice *d = inventory_get_device(inv, address);
+
+        if (!d)
+                TEST_FAIL("device %s not discovered", address);
+        return d;
+}
+
+TEST(enter_sysfs_root_argument_checks) {
+        /* These paths return before touching namespaces: no privileges needed. */
+        int fd;
+
+        ASSERT_EQ(discovery_enter_sysfs_root(NULL), 0);
+        ASSERT_EQ(discovery_enter_sysfs_root("/sys"), 0);
+        ASSERT_EQ(discovery_enter_sysfs_root("/sys/"), 0);
+        ASSERT_ERRNO(discovery_enter_sysfs_root("/nonexistent-tsmd-root"), ENOENT);
+        ASSERT_ERRNO(discovery_enter_sysfs_root("/sys/class"), EINVAL);
+
+        char file[] = "/tmp/tsmd-notadir-XXXXXX";
+        fd = mkstemp(file);
+        ASSERT_TRUE(fd >= 0);
+        close(fd);
+        ASSERT_ERRNO(discovery_enter_sysfs_root(file), ENOTDIR);
+        unlink(file);
+}
+
+TEST(no_tsm) {
+        Discovery *d;
+        Inventory *inv;
+
+        platform_test_sandbox(false);
+        platform_test_fixture("no-tsm", NULL);
+        inv = scan(&d);
+
+        ASSERT_EQ(inventory_n_tsms(inv), 0);
+        ASSERT_EQ(inventory_n_devices(inv), 3);
+        for (size_t i = 0; i < inventory_n_devices(inv); i++) {
+                const InventoryDevice *dv = inventory_device_at(inv, i);
+
+                ASSERT_FALSE(dv->tdisp_capable);
+                ASSERT_NULL(dv->connected_tsm);
+                ASSERT_EQ(dv->authenticated, -1);
+        }
+
+        const InventoryDevice *v = device(inv, "0000:00:01.0");
+        ASSERT_STREQ(v->syspath, "/sys/devices/pci0000:00/0000:00:01.0");
+        ASSERT_STREQ(v->driver, "virtio-pci");
+        ASSERT_EQ(v->vendor_id, 0x1af4);
+        ASSERT_EQ(v->device_id, 0x1045);
+        ASSERT_EQ(v->class_code, 0xffff00);
+        ASSERT_NULL(device(inv, "0000:00:00.0")->driver);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+TEST(devsec_sample) {
+        Discovery *d;
+        Inventory *inv;
+        const InventoryTsm *t;
+
+        platform_test_sandbox(false);
+        platform_test_fixture("devsec-sample", NULL);
+        inv = scan(&d);
+
+        ASSERT_EQ(inventory_n_tsms(inv), 1);
+        t = inventory_get_tsm(inv, "tsm0");
+        ASSERT_NOT_NULL(t);
+        ASSERT_EQ(t->type, TSM_BACKEND_DEVSEC_SAMPLE);
+        ASSERT_STREQ(t->syspath, "/sys/devices/faux/devsec_link_tsm/tsm/tsm0");
+        ASSERT_STREQ(t->parent_syspath, "/sys/devices/faux/devsec_link_tsm");
+        ASSERT_STREQ(t->parent_subsystem, "faux");
+        ASSERT_STREQ(t->parent_driver, "faux_driver");
+        ASSERT_STREQ(t->parent_sysname, "devsec_link_tsm");
+        ASSERT_STREQ(t->pci_mode, "link");
+
+        /* 2 host functions, 2 emulated root ports, 2 x 2 emulated endpoint functions. */
+        ASSERT_EQ(inventory_n_devices(inv), 8);
+
+        const char *dsm[] = { "10000:01:00.0", "10001:03:00.0" };
+        const char *fn1[] = { "10000:01:00.1", "10001:03:00.1" };
+        for (size_t i = 0; i < 2; i++) {
+                const InventoryDevice *a = device(inv, dsm[i]), *b = device(inv, fn1[i]);
+
+                ASSERT_TRUE(a->tdisp_capable);
+                ASSERT_NULL(a->connected_tsm); /* the sample's connect() always fails */
+                ASSERT_EQ(a->authenticated, 0);
+                ASSERT_EQ(a->vendor_id, 0x8086);
+                ASSERT_EQ(a->device_id, 0xffff);
+                ASSERT_EQ(a->class_code, 0x120000);
+                ASSERT_FALSE(b->tdisp_capable);
+                ASSERT_EQ(b->authenticated, -1);
+        }
+        ASSERT_STREQ(device(inv, "10000:01:00.0")->syspath,
+                     "/sys/devices/faux/devsec_bus/pci10000:00/10000:00:00.0/10000:01:00.0");
+        ASSERT_FALSE(device(inv, "10001:02:00.0")->tdisp_capable);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+TEST(two_tsms) {
+        Discovery *d;
+        Inventory *inv;
+        const InventoryTsm *t0, *t1;
+        uint32_t n;
+
+        platform_test_sandbox(false);
+        platform_test_fixture("two-tsms", NULL);
+        inv = scan(&d);
+
+        ASSERT_EQ(inventory_n_tsms(inv), 2);
+        t0 = inventory_get_tsm(inv, "tsm0");
+        t1 = inventory_get_tsm(inv, "tsm1");
+        ASSERT_EQ(t0->type, TSM_BACKEND_SEV_TIO);
+        ASSERT_STREQ(t0->parent_subsystem, "pci");
+        ASSERT_STREQ(t0->parent_driver, "ccp");
+        ASSERT_STREQ(t0->parent_sysname, "0000:00:18.2");
+        ASSERT_NULL(t0->pci_mode); /* torvalds' ABI has no pci_mode */
+        ASSERT_EQ(t1->type, TSM_BACKEND_TDX_CONNECT);
+        ASSERT_STREQ(t1->parent_sysname, "tdx_host");
+        ASSERT_STREQ(t1->parent_syspath, "/sys/devices/faux/tdx_host");
+
+        ASSERT_EQ(inventory_n_devices(inv), 10);
+
+        const InventoryDevice *nic = device(inv, "0000:01:00.0");
+        const InventoryDevice *gpu = device(inv, "0000:02:00.0");
+        const InventoryDevice *nvme = device(inv, "0000:03:00.0");
+        const InventoryDevice *vf = device(inv, "0000:01:00.1");
+        ASSERT_TRUE(nic->tdisp_capable);
+        ASSERT_STREQ(nic->connected_tsm, "tsm0");
+        ASSERT_EQ(nic->authenticated, 1);
+        ASSERT_STREQ(nic->driver, "vfio-pci");
+        ASSERT_EQ(inventory_device_get_tsm(inv, nic)->type, TSM_BACKEND_SEV_TIO);
+        ASSERT_STREQ(gpu->connected_tsm, "tsm1");
+        ASSERT_EQ(inventory_device_get_tsm(inv, gpu)->type, TSM_BACKEND_TDX_CONNECT);
+        ASSERT_TRUE(nvme->tdisp_capable);
+        ASSERT_NULL(nvme->connected_tsm);
+        ASSERT_EQ(nvme->authenticated, 0);
+        ASSERT_FALSE(vf->tdisp_capable);
+        ASSERT_EQ(vf->authenticated, -1);
+        ASSERT_FALSE(device(inv, "0000:00:18.2")->tdisp_capable);
+
+        /* Scope numbers follow each device's own TSM. */
+        ASSERT_OK(inventory_device_scope_number(inv, "0000:01:00.0", TSM_SCOPE_DEBUG_READ,
+                                                TSM_UAPI_V5, &n));
+        ASSERT_EQ(n, 2);
+        ASSERT_ERRNO(inventory_device_scope_number(inv, "0000:02:00.0", TSM_SCOPE_DEBUG_READ,
+                                                   TSM_UAPI_V4, &n),
+                     EOPNOTSUPP);
+        ASSERT_ERRNO(inventory_device_scope_number(inv, "0000:03:00.0", TSM_SCOPE_INFO,
+                                                   TSM_UAPI_V4, &n),
+                     ENOTCONN);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+TEST(unrecognised_parent_is_listed_without_a_type) {
+        Discovery *d;
+        Inventory *inv;
+        const InventoryTsm *t;
+
+        platform_test_sandbox(false);
+        platform_test_fixture(NULL,
+                              "device /devices/platform\n"
+                              "busdev /devices/platform/MYST0001:00 bus=platform driver=mystery_tsm\n"
+                              "tsm /devices/platform/MYST0001:00/tsm/tsm3 pci_mode=link\n"
+                              "busdev /devices/platform/arm-rmi-dev bus=arm_smccc driver=arm_cca_host\n"
+                              "tsm /devices/platform/arm-rmi-dev/tsm/tsm4\n");
+        inv = scan(&d);
+
+        ASSERT_EQ(inventory_n_tsms(inv), 2);
+        t = inventory_get_tsm(inv, "tsm3");
+        ASSERT_EQ(t->type, _TSM_BACKEND_TYPE_INVALID);
+        ASSERT_STREQ(t->parent_subsystem, "platform");
+        ASSERT_STREQ(t->parent_driver, "mystery_tsm");
+        ASSERT_EQ(inventory_get_tsm(inv, "tsm4")->type, TSM_BACKEND_ARM_CCA);
+        ASSERT_EQ(inventory_n_devices(inv), 0);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+static void check_scaled(unsigned n_devices) {
+        _cleanup_free_ char *text = sysfs_fixture_generate_scaled(n_devices);
+        SysfsFixtureCounts want;
+        unsigned tdisp = 0, connected = 0;
+        Discovery *d;
+        Inventory *inv;
+
+        ASSERT_NOT_NULL(text);
+        sysfs_fixture_scaled_counts(n_devices, &want);
+        platform_test_sandbox(false);
+        platform_test_fixture(NULL, text);
+        inv = scan(&d);
+
+        ASSERT_EQ(inventory_n_tsms(inv), 2);
+        ASSERT_EQ(inventory_n_devices(inv), want.n_pci);
+        for (size_t i = 0; i < inventory_n_devices(inv); i++) {
+                const InventoryDevice *dv = inventory_device_at(inv, i);
+
+                tdisp += dv->tdisp_capable;
+                if (dv->connected_tsm) {
+                        connected++;
+                        ASSERT_NOT_NULL(inventory_device_get_tsm(inv, dv));
+                }
+        }
+        ASSERT_EQ(tdisp, want.n_tdisp);
+        ASSERT_EQ(connected, want.n_connected);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+TEST(scaled_100) {
+        check_scaled(100);
+}
+
+TEST(scaled_1000) {
+        check_scaled(1000);
+}
+
+TEST(rescan_reconciles_changes) {
+        const char *root;
+        Discovery *d;
+        Inventory *inv;
+        EventLog log = {};
+
+        platform_test_sandbox(false);
+        root = platform_test_fixture("two-tsms", NULL);
+        inv = scan(&d);
+        ASSERT_OK(inventory_add_watch(inv, record, &log, NULL, NULL));
+
+        /* Behind sd-device's back: disconnect the NIC, remove the GPU, drop tsm1. */
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "tsm/connect", ""));
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "authenticated", ""));
+        ASSERT_OK(sysfs_fixture_remove(root, "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"));
+        ASSERT_OK(sysfs_fixture_remove(root, "/devices/faux/tdx_host/tsm/tsm1"));
+        ASSERT_OK(discovery_scan(d));
+
+        ASSERT_EQ(inventory_n_tsms(inv), 1);
+        ASSERT_EQ(inventory_n_devices(inv), 9);
+        ASSERT_NULL(device(inv, "0000:01:00.0")->connected_tsm);
+        ASSERT_EQ(log.n, 3);
+        ASSERT_EQ(log.type[0], INVENTORY_DEVICE_CHANGED);
+        ASSERT_STREQ(log.key[0], "0000:01:00.0");
+        ASSERT_EQ(log.changes[0], INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_AUTH);
+        ASSERT_EQ(log.type[1], INVENTORY_TSM_REMOVED);
+        ASSERT_STREQ(log.key[1], "tsm1");
+        ASSERT_EQ(log.type[2], INVENTORY_DEVICE_REMOVED);
+        ASSERT_STREQ(log.key[2], "0000:02:00.0");
+
+        /* A scan with nothing changed emits nothing. */
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_EQ(log.n, 3);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+TEST(refresh_single_device) {
+        const char *root;
+        Discovery *d;
+        Inventory *inv;
+        EventLog log = {};
+
+        platform_test_sandbox(false);
+        root = platform_test_fixture("two-tsms", NULL);
+        inv = scan(&d);
+        ASSERT_OK(inventory_add_watch(inv, record, &log, NULL, NULL));
+
+        /* What tsmd's own "echo tsm1 > tsm/connect" would do; the kernel sends no uevent. */
+        ASSERT_OK(sysfs_fixture_write_attr(root, NVME, "tsm/connect", "tsm1"));
+        ASSERT_OK(sysfs_fixture_write_attr(root, NVME, "authenticated", "tsm1"));
+        ASSERT_OK(discovery_refresh_device(d, "0000:03:00.0"));
+        ASSERT_STREQ(device(inv, "0000:03:00.0")->connected_tsm, "tsm1");
+        ASSERT_EQ(device(inv, "0000:03:00.0")->authenticated, 1);
+        ASSERT_EQ(log.n, 1);
+        ASSERT_EQ(log.changes[0], INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_AUTH);
+
+        ASSERT_OK(sysfs_fixture_remove(root, NVME));
+        ASSERT_OK(discovery_refresh_device(d, "0000:03:00.0"));
+        ASSERT_NULL(inventory_get_device(inv, "0000:03:00.0"));
+        ASSERT_EQ(log.type[1], INVENTORY_DEVICE_REMOVED);
+
+        /* Unknown and already-gone devices are not errors; malformed addresses are. */
+        ASSERT_OK(discovery_refresh_device(d, "0000:03:00.0"));
+        ASSERT_ERRNO(discovery_refresh_device(d, "../../../etc"), EINVAL);
+        ASSERT_ERRNO(discovery_refresh_device(d, "0000:03:00"), EINVAL);
+        ASSERT_EQ(log.n, 2);
+
+        /* Without an event base there is nothing to attach a monitor to. */
+        ASSERT_ERRNO(discovery_start_monitor(d), EINVAL);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+TEST_MAIN();

@@ -1,0 +1,881 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The Varlink server and client against each other over a real socket: the server runs its
+ * libevent loop in a thread, the test drives it with the blocking/async client and with raw
+ * bytes. Covers every standard error, parameter validation, ordering of pipelined and
+ * deferred replies, oneway, more, fd passing and each client-controlled limit.
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "json-util.h"
+#include "varlink-client.h"
+#include "varlink-errors.h"
+#include "varlink-server.h"
+
+static const char test_idl[] =
+        "# A test interface.\n"
+        "interface io.tsmd.Test\n"
+        "type Kind (a, b)\n"
+        "type Inner (value: int, label: ?string)\n"
+        "method Echo(text: string, number: ?int, list: ?[]string, map: ?[string]int,\n"
+        "            kind: ?Kind, inner: ?Inner) -> (text: string, number: ?int)\n"
+        "method Fail(errnoValue: int) -> ()\n"
+        "method NotBound() -> ()\n"
+        "method Denied() -> ()\n"
+        "# [Requires 'more' flag]\n"
+        "method Count(n: int) -> (i: int)\n"
+        "method Defer(id: int) -> (id: int)\n"
+        "method Release(id: int) -> (released: int)\n"
+        "method Pending() -> (calls: int)\n"
+        "method Record(text: string) -> ()\n"
+        "method Recorded() -> (count: int)\n"
+        "method PassFd(fd: int) -> (fd: int)\n"
+        "error Nothing ()\n";
+
+typedef struct TestServer {
+        struct event_base *base;
+        VarlinkServer *server;
+        pthread_t thread;
+        char dir[64];
+        char path[128];
+        int stop_pipe[2];
+        struct event *stop_event;
+
+        VarlinkCall *deferred[64];
+        unsigned recorded;
+} TestServer;
+
+static TestServer ts;
+
+static int m_echo(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *reply = json_object_new_object(), *v;
+
+        json_object_add(reply, "text", json_object_get(json_object_object_get(p, "text")));
+        if (json_object_object_get_ex(p, "number", &v) && v)
+                json_object_add(reply, "number", json_object_get(v));
+        return varlink_call_reply(call, reply);
+}
+
+static int m_fail(VarlinkCall *call, json_object *p, void *userdata) {
+        return -(int) json_object_get_int(json_object_object_get(p, "errnoValue"));
+}
+
+static int m_denied(VarlinkCall *call, json_object *p, void *userdata) {
+        return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+}
+
+static int m_count(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t n = json_object_get_int64(json_object_object_get(p, "n"));
+        json_object *o;
+
+        for (int64_t i = 0; i < n - 1; i++) {
+                o = json_object_new_object();
+                json_object_add(o, "i", json_object_new_int64(i));
+                if (varlink_call_notify(call, o) < 0)
+                        return 0;
+        }
+        o = json_object_new_object();
+        json_object_add(o, "i", json_object_new_int64(n - 1));
+        return varlink_call_reply(call, o);
+}
+
+static int m_defer(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t id = json_object_get_int64(json_object_object_get(p, "id"));
+
+        if (id < 0 || id >= 64 || ts.deferred[id])
+                return varlink_call_error_invalid_parameter(call, "id");
+        ts.deferred[id] = varlink_call_ref(call);
+        return 0;
+}
+
+static int m_release(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t id = json_object_get_int64(json_object_object_get(p, "id"));
+        VarlinkCall *d;
+        json_object *o;
+
+        if (id < 0 || id >= 64 || !ts.deferred[id])
+                return varlink_call_error_invalid_parameter(call, "id");
+        d = ts.deferred[id];
+        ts.deferred[id] = NULL;
+        o = json_object_new_object();
+        json_object_add(o, "id", json_object_new_int64(id));
+        (void) varlink_call_reply(d, o);
+        varlink_call_unref(d);
+
+        o = json_object_new_object();
+        json_object_add(o, "released", json_object_new_int64(id));
+        return varlink_call_reply(call, o);
+}
+
+static int m_pending(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *o = json_object_new_object();
+        int n = 0;
+
+        for (unsigned i = 0; i < 64; i++)
+                n += !!ts.deferred[i];
+        json_object_add(o, "calls", json_object_new_int(n));
+        return varlink_call_reply(call, o);
+}
+
+static int m_record(VarlinkCall *call, json_object *p, void *userdata) {
+        ts.recorded++;
+        return varlink_call_reply(call, NULL);
+}
+
+static int m_recorded(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *o = json_object_new_object();
+
+        json_object_add(o, "count", json_object_new_int((int) ts.recorded));
+        return varlink_call_reply(call, o);
+}
+
+static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *o;
+        int fd, copy, idx;
+
+        fd = varlink_call_get_fd_parameter(call, p, "fd");
+        if (fd < 0)
+                return varlink_call_error_invalid_parameter(call, "fd");
+        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return -errno;
+        idx = varlink_call_push_fd(call, copy);
+        if (idx < 0)
+                return idx;
+        o = json_object_new_object();
+        json_object_add(o, "fd", json_object_new_int(idx));
+        return varlink_call_reply(call, o);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *userdata) {
+        event_base_loopbreak(ts.base);
+}
+
+static void *server_thread(void *arg) {
+        event_base_dispatch(ts.base);
+        return NULL;
+}
+
+static void server_start(const VarlinkLimits *limits) {
+        static const struct {
+                const char *name;
+                VarlinkMethodFunc func;
+        } methods[] = {
+                { "io.tsmd.Test.Echo", m_echo },         { "io.tsmd.Test.Fail", m_fail },
+                { "io.tsmd.Test.Denied", m_denied },     { "io.tsmd.Test.Count", m_count },
+                { "io.tsmd.Test.Defer", m_defer },       { "io.tsmd.Test.Release", m_release },
+                { "io.tsmd.Test.Pending", m_pending },   { "io.tsmd.Test.Record", m_record },
+                { "io.tsmd.Test.Recorded", m_recorded }, { "io.tsmd.Test.PassFd", m_pass_fd },
+        };
+
+        strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
+        ASSERT_NOT_NULL(mkdtemp(ts.dir));
+        ASSERT_OK(chmod(ts.dir, 0755));
+        snprintf(ts.path, sizeof(ts.path), "%s/sock", ts.dir);
+
+        ts.base = event_base_new();
+        ASSERT_NOT_NULL(ts.base);
+        ASSERT_OK(varlink_server_new(ts.base, &ts.server));
+        ASSERT_OK(varlink_server_set_info(ts.server, "Test Vendor", "test-product", "1.2.3", "https://example.org/"));
+        if (limits)
+                ASSERT_OK(varlink_server_set_limits(ts.server, limits));
+        ASSERT_OK(varlink_server_add_interface(ts.server, test_idl));
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                ASSERT_OK(varlink_server_bind_method(ts.server, methods[i].name, methods[i].func));
+        ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Nope", m_echo), ENOENT);
+        ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Echo", m_echo), EEXIST);
+        ASSERT_OK(varlink_server_listen_path(ts.server, ts.path, 0666));
+
+        ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
+        ts.stop_event = event_new(ts.base, ts.stop_pipe[0], EV_READ, on_stop, NULL);
+        event_add(ts.stop_event, NULL);
+        ASSERT_EQ(pthread_create(&ts.thread, NULL, server_thread, NULL), 0);
+}
+
+static void server_stop(void) {
+        ASSERT_EQ(write(ts.stop_pipe[1], "x", 1), 1);
+        pthread_join(ts.thread, NULL);
+        for (unsigned i = 0; i < 64; i++)
+                ts.deferred[i] = varlink_call_unref(ts.deferred[i]);
+        varlink_server_free(ts.server);
+        event_free(ts.stop_event);
+        /* Run the deferred frees the shutdown scheduled, then make sure nothing is left. */
+        event_base_loop(ts.base, EVLOOP_NONBLOCK);
+        event_base_free(ts.base);
+        unlink(ts.path);
+        rmdir(ts.dir);
+}
+
+static VarlinkClient *client_new(void) {
+        VarlinkClient *c;
+
+        ASSERT_OK(varlink_client_connect(ts.path, &c));
+        varlink_client_set_timeout(c, 10 * 1000000ULL);
+        return c;
+}
+
+static json_object *parse(const char *s) {
+        json_object *o = json_tokener_parse(s);
+        ASSERT_NOT_NULL(o);
+        return o;
+}
+
+/* Calls a method expecting an error; returns the error's parameters as a JSON string. */
+static void expect_error(VarlinkClient *c, const char *method, const char *params,
+                         const char *error, const char *error_params) {
+        json_object *reply = NULL;
+        const char *e = NULL;
+
+        ASSERT_OK(varlink_client_call(c, method, params ? parse(params) : NULL, &reply, &e));
+        ASSERT_STREQ(e, error);
+        if (error_params)
+                ASSERT_STREQ(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN), error_params);
+}
+
+/* Raw socket helpers for what the client library would never send. */
+static int raw_connect(void) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ASSERT_TRUE(fd >= 0);
+        strcpy(sa.sun_path, ts.path);
+        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        return fd;
+}
+
+static void raw_send(int fd, const void *p, size_t n) {
+        ASSERT_EQ(send(fd, p, n, MSG_NOSIGNAL), (ssize_t) n);
+}
+
+/* Sends a message with its terminating NUL. */
+static void raw_call(int fd, const char *s) {
+        raw_send(fd, s, strlen(s) + 1);
+}
+
+/* Reads one NUL-terminated reply; returns NULL on EOF (the server hung up). */
+static char *raw_recv(int fd) {
+        static char buf[1 << 16];
+        size_t n = 0;
+
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t k;
+
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                k = read(fd, buf + n, 1);
+                if (k == 0)
+                        return NULL;
+                if (k < 0 && errno == ECONNRESET)
+                        return NULL;
+                ASSERT_EQ(k, 1);
+                if (buf[n] == 0)
+                        return buf;
+                n++;
+                ASSERT_TRUE(n < sizeof(buf) - 1);
+        }
+}
+
+static bool raw_is_closed(int fd) {
+        char c;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t k;
+
+        if (poll(&p, 1, 10000) != 1)
+                return false;
+        k = read(fd, &c, 1);
+        return k == 0 || (k < 0 && errno == ECONNRESET);
+}
+
+TEST(get_info) {
+        VarlinkClient *c;
+        json_object *reply, *ifaces;
+        const char *e = NULL;
+        bool found = false;
+
+        server_start(NULL);
+        c = client_new();
+        ASSERT_OK(varlink_client_call(c, "org.varlink.service.GetInfo", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(json_get_string(reply, "vendor"), "Test Vendor");
+        ASSERT_STREQ(json_get_string(reply, "product"), "test-product");
+        ASSERT_STREQ(json_get_string(reply, "version"), "1.2.3");
+        ASSERT_STREQ(json_get_string(reply, "url"), "https://example.org/");
+        ASSERT_TRUE(json_object_object_get_ex(reply, "interfaces", &ifaces));
+        for (size_t i = 0; i < json_object_array_length(ifaces); i++)
+                if (streq(json_object_get_string(json_object_array_get_idx(ifaces, i)), "io.tsmd.Test"))
+                        found = true;
+        ASSERT_TRUE(found);
+
+        /* GetInfo takes no parameters. */
+        expect_error(c, "org.varlink.service.GetInfo", "{\"x\":1}", VARLINK_ERROR_INVALID_PARAMETER,
+                     "{\"parameter\":\"x\"}");
+        varlink_client_free(c);
+        server_stop();
+}
+
+TEST(get_interface_description) {
+        VarlinkClient *c;
+        json_object *reply;
+        const char *e = NULL;
+
+        server_start(NULL);
+        c = client_new();
+        ASSERT_OK(varlink_client_call(c, "org.varlink.service.GetInterfaceDescription",
+                                      parse("{\"interface\":\"io.tsmd.Test\"}"), &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(json_get_string(reply, "description"), test_idl);
+
+        expect_error(c, "org.varlink.service.GetInterfaceDescription", "{\"interface\":\"com.example.nothing\"}",
+                     VARLINK_ERROR_INTERFACE_NOT_FOUND, "{\"interface\":\"com.example.nothing\"}");
+        expect_error(c, "org.varlink.service.GetInterfaceDescription", "{}",
+                     VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"interface\"}");
+        varlink_client_free(c);
+        server_stop();
+}
+
+TEST(standard_errors) {
+        VarlinkClient *c;
+
+        server_start(NULL);
+        c = client_new();
+        expect_error(c, "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND,
+                     "{\"method\":\"io.tsmd.Test.Nope\"}");
+        expect_error(c, "com.example.Foo.Bar", NULL, VARLINK_ERROR_INTERFACE_NOT_FOUND,
+                     "{\"interface\":\"com.example.Foo\"}");
+        expect_error(c, "io.tsmd.Test.NotBound", NULL, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED,
+                     "{\"method\":\"io.tsmd.Test.NotBound\"}");
+        expect_error(c, "io.tsmd.Test.Denied", NULL, VARLINK_ERROR_PERMISSION_DENIED, "{}");
+        expect_error(c, "io.tsmd.Test.Count", "{\"n\":1}", VARLINK_ERROR_EXPECTED_MORE, "{}");
+        expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":5}", VARLINK_ERROR_SYSTEM,
+                     "{\"errno\":5,\"errnoName\":\"EIO\"}");
+        /* The connection survives all of them. */
+        expect_error(c, "io.tsmd.Test.Echo", "{}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"text\"}");
+        varlink_client_free(c);
+        server_stop();
+}
+
+TEST(parameter_validation) {
+        VarlinkClient *c;
+        json_object *reply;
+        const char *e = NULL;
+
+        server_start(NULL);
+        c = client_new();
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":1}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"text\"}");
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":null}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"text\"}");
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":\"a\",\"bogus\":true}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"bogus\"}");
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":\"a\",\"number\":1.5}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"number\"}");
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":\"a\",\"kind\":\"c\"}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"kind\"}");
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":\"a\",\"list\":[\"x\",2]}", VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":\"a\",\"map\":{\"k\":\"v\"}}", VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":\"a\",\"inner\":{\"label\":\"x\"}}", VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        expect_error(c, "io.tsmd.Test.Echo", "{\"text\":\"a\",\"number\":9223372036854775808}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"number\"}");
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo",
+                                      parse("{\"text\":\"a\",\"number\":9223372036854775807,\"list\":[\"x\"],"
+                                            "\"map\":{\"k\":1},\"kind\":\"b\",\"inner\":{\"value\":-1}}"),
+                                      &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(reply, "number")), INT64_MAX);
+        varlink_client_free(c);
+        server_stop();
+}
+
+TEST(nul_inside_strings) {
+        VarlinkClient *c;
+        json_object *reply;
+        const char *e = NULL;
+        char *raw;
+        int fd;
+
+        server_start(NULL);
+        c = client_new();
+        /* An escaped NUL is data, not a frame boundary: the message arrives whole, and the
+         * IDL validation refuses it by name, since C code would truncate such a string. */
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"a\\u0000b\"}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_INVALID_PARAMETER);
+        ASSERT_STREQ(json_get_string(reply, "parameter"), "text");
+        varlink_client_free(c);
+
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\\u0000y\"}}");
+        raw = raw_recv(fd);
+        ASSERT_NOT_NULL(raw);
+        ASSERT_STREQ(raw, "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"text\"}}");
+        /* The frame after it is intact. */
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\\u00e9\"}}");
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"\xc3\xa9\"}}");
+        close(fd);
+        server_stop();
+}
+
+TEST(split_and_batched_messages) {
+        static const char call[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"hi\"}}";
+        char batch[4 * sizeof(call)];
+        size_t n = 0;
+        int fd;
+
+        server_start(NULL);
+        fd = raw_connect();
+
+        /* One byte at a time, with pauses so the server really sees partial reads. */
+        for (size_t i = 0; i < sizeof(call); i++) {
+                raw_send(fd, call + i, 1);
+                if (i % 16 == 0)
+                        usleep(1000);
+        }
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"hi\"}}");
+
+        /* Several calls in one write are answered one by one, in order. */
+        for (unsigned i = 0; i < 4; i++) {
+                memcpy(batch + n, call, sizeof(call)); /* includes the NUL */
+                n += sizeof(call);
+        }
+        raw_send(fd, batch, n);
+        for (unsigned i = 0; i < 4; i++)
+                ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"hi\"}}");
+        close(fd);
+        server_stop();
+}
+
+typedef struct Collected {
+        char replies[16][128];
+        unsigned n;
+} Collected;
+
+static int collect(VarlinkClient *c, json_object *p, const char *error, bool continues, void *userdata) {
+        Collected *col = userdata;
+
+        ASSERT_TRUE(col->n < 16);
+        snprintf(col->replies[col->n++], 128, "%s%s%s", error ?: "",
+                 p ? json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN) : "null",
+                 continues ? "+" : "");
+        return 0;
+}
+
+TEST(more) {
+        VarlinkClient *c;
+        Collected col = {};
+
+        server_start(NULL);
+        c = client_new();
+        ASSERT_OK(varlink_client_call_more(c, "io.tsmd.Test.Count", parse("{\"n\":3}"), collect, &col));
+        ASSERT_EQ(col.n, 3);
+        ASSERT_STREQ(col.replies[0], "{\"i\":0}+");
+        ASSERT_STREQ(col.replies[1], "{\"i\":1}+");
+        ASSERT_STREQ(col.replies[2], "{\"i\":2}");
+
+        /* "more" on a method that answers once is a plain call. */
+        col.n = 0;
+        ASSERT_OK(varlink_client_call_more(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), collect, &col));
+        ASSERT_EQ(col.n, 1);
+        ASSERT_STREQ(col.replies[0], "{\"text\":\"x\"}");
+        varlink_client_free(c);
+        server_stop();
+}
+
+TEST(oneway) {
+        VarlinkClient *c;
+        json_object *reply;
+        const char *e = NULL;
+
+        server_start(NULL);
+        c = client_new();
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(varlink_client_send_oneway(c, "io.tsmd.Test.Record", parse("{\"text\":\"x\"}")));
+        /* The next reply on the wire must be this call's: nothing was sent for the oneways. */
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Recorded", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_EQ(json_object_get_int(json_object_object_get(reply, "count")), 3);
+        varlink_client_free(c);
+        server_stop();
+}
+
+TEST(deferred_replies_keep_call_order) {
+        VarlinkClient *c, *c2;
+        Collected col = {};
+        json_object *reply;
+        const char *e = NULL;
+
+        server_start(NULL);
+        c = client_new();
+        c2 = client_new();
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Defer", parse("{\"id\":1}"), 0, collect, &col));
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Defer", parse("{\"id\":2}"), 0, collect, &col));
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Echo", parse("{\"text\":\"third\"}"), 0, collect, &col));
+        while (varlink_client_process(c) > 0)
+                ;
+        /* Wait until the server has both deferred calls. */
+        for (int i = 0; i < 1000; i++) {
+                ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Pending", NULL, &reply, &e));
+                if (json_object_get_int(json_object_object_get(reply, "calls")) == 2)
+                        break;
+                usleep(1000);
+        }
+        ASSERT_EQ(col.n, 0); /* the Echo answer waits behind the deferred calls */
+
+        /* Answer them in reverse order; replies still arrive in call order. */
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Release", parse("{\"id\":2}"), &reply, &e));
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Release", parse("{\"id\":1}"), &reply, &e));
+        while (varlink_client_get_n_pending(c) > 0) {
+                struct pollfd p = { .fd = varlink_client_get_fd(c), .events = varlink_client_get_events(c) };
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                ASSERT_OK(varlink_client_process(c));
+        }
+        ASSERT_EQ(col.n, 3);
+        ASSERT_STREQ(col.replies[0], "{\"id\":1}");
+        ASSERT_STREQ(col.replies[1], "{\"id\":2}");
+        ASSERT_STREQ(col.replies[2], "{\"text\":\"third\"}");
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+TEST(fd_passing) {
+        VarlinkClient *c;
+        json_object *reply;
+        const char *e = NULL;
+        struct stat a, b;
+        int p[2], idx, fd;
+
+        server_start(NULL);
+        c = client_new();
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        idx = varlink_client_push_fd(c, p[0]);
+        ASSERT_EQ(idx, 0);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.PassFd", parse("{\"fd\":0}"), &reply, &e));
+        ASSERT_NULL(e);
+        fd = varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fd")));
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fstat(fd, &a));
+        ASSERT_OK(fstat(p[1], &b));
+        ASSERT_EQ(a.st_ino, b.st_ino); /* the same pipe came back */
+        ASSERT_EQ(write(p[1], "z", 1), 1);
+        char ch = 0;
+        ASSERT_EQ(read(fd, &ch, 1), 1);
+        ASSERT_EQ(ch, 'z');
+        close(fd);
+
+        /* An index without an fd attached is refused by name. */
+        expect_error(c, "io.tsmd.Test.PassFd", "{\"fd\":0}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"fd\"}");
+        ASSERT_ERRNO(varlink_client_take_fd(c, 0), ENXIO);
+        close(p[1]);
+        varlink_client_free(c);
+        server_stop();
+}
+
+TEST(protocol_violations) {
+        char *r;
+        int fd;
+
+        server_start(NULL);
+
+        /* Unknown top-level key: named, then the connection is closed. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"},\"bogus\":1}");
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_STREQ(r, "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"bogus\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* Not JSON at all: hang up without a word. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* Not an object. */
+        fd = raw_connect();
+        raw_send(fd, "[1,2]", 6);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* Invalid UTF-8. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\xff\xfe\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* oneway together with more. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Count\",\"parameters\":{\"n\":1},\"more\":true,\"oneway\":true}");
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_STREQ(r, "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"more\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* upgrade is refused cleanly and the connection stays usable. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"},\"upgrade\":true}");
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_STREQ(r, "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"upgrade\"}}");
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"y\"}}");
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"y\"}}");
+        close(fd);
+
+        server_stop();
+}
+
+TEST(limit_message_size) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c;
+        char *big;
+        int fd;
+
+        l.max_message_size = 4096;
+        l.max_output_size = 4096;
+        server_start(&l);
+
+        /* 5000 bytes without a NUL: the connection is dropped... */
+        fd = raw_connect();
+        big = malloc(5000);
+        memset(big, ' ', 5000);
+        big[0] = '{';
+        raw_send(fd, big, 5000);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* ...and so is a complete message over the limit. */
+        fd = raw_connect();
+        raw_send(fd, big, 5000);
+        raw_send(fd, "", 1);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        free(big);
+
+        /* Others are unaffected. */
+        c = client_new();
+        expect_error(c, "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+        varlink_client_free(c);
+        server_stop();
+}
+
+TEST(limit_json_depth) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char bomb[1024];
+        size_t n = 0;
+        int fd;
+
+        l.max_depth = 8;
+        server_start(&l);
+
+        fd = raw_connect();
+        n += (size_t) sprintf(bomb, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\",\"inner\":");
+        for (unsigned i = 0; i < 20; i++)
+                bomb[n++] = '[';
+        for (unsigned i = 0; i < 20; i++)
+                bomb[n++] = ']';
+        n += (size_t) sprintf(bomb + n, "}}");
+        raw_send(fd, bomb, n + 1);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* Within the limit, a nesting that is merely wrong gets a named error. */
+        fd = raw_connect();
+        n = (size_t) sprintf(bomb, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\",\"inner\":[[1]]}}");
+        raw_send(fd, bomb, n + 1);
+        ASSERT_STREQ(raw_recv(fd), "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"inner\"}}");
+        close(fd);
+        server_stop();
+}
+
+static void send_with_fds(int fd, const char *msg, unsigned n_fds) {
+        char control[CMSG_SPACE(sizeof(int) * 16)] = {};
+        struct iovec iov = { .iov_base = (void *) msg, .iov_len = strlen(msg) + 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        int fds[16];
+
+        ASSERT_TRUE(n_fds <= 16);
+        for (unsigned i = 0; i < n_fds; i++)
+                fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (n_fds > 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+        ASSERT_EQ(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t) iov.iov_len);
+        for (unsigned i = 0; i < n_fds; i++)
+                close(fds[i]);
+}
+
+static unsigned count_open_fds(void) {
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/fd");
+
+        ASSERT_NOT_NULL(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
+
+TEST(limit_fds_per_message) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        unsigned before;
+        int fd;
+
+        l.max_fds_per_message = 2;
+        server_start(&l);
+        before = count_open_fds();
+
+        fd = raw_connect();
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":1}}", 2);
+        ASSERT_NOT_NULL(strstr(raw_recv(fd), "\"fd\":0"));
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 3);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* Nothing the client sent is left open in the server. */
+        usleep(100000);
+        ASSERT_EQ(count_open_fds(), before);
+        server_stop();
+}
+
+TEST(limit_pending_calls) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c, *c2;
+        Collected col = {};
+        json_object *reply;
+        const char *e = NULL;
+        int calls = 0;
+
+        l.max_pending_calls = 2;
+        server_start(&l);
+        c = client_new();
+        c2 = client_new();
+        for (int i = 0; i < 5; i++) {
+                char p[32];
+                snprintf(p, sizeof(p), "{\"id\":%d}", i);
+                ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Defer", parse(p), 0, collect, &col));
+        }
+        while (varlink_client_process(c) > 0)
+                ;
+        usleep(200000);
+        /* The server took in only two of the five calls: it stopped reading. */
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Pending", NULL, &reply, &e));
+        calls = json_object_get_int(json_object_object_get(reply, "calls"));
+        ASSERT_EQ(calls, 2);
+
+        /* Releasing one lets the next in. */
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Release", parse("{\"id\":0}"), &reply, &e));
+        ASSERT_NULL(e);
+        for (int i = 0; i < 1000 && calls != 2 + 0; i++)
+                ;
+        for (int i = 0; i < 200; i++) {
+                ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Pending", NULL, &reply, &e));
+                if (json_object_get_int(json_object_object_get(reply, "calls")) == 2 &&
+                    varlink_client_process(c) >= 0 && col.n == 1)
+                        break;
+                usleep(5000);
+        }
+        ASSERT_EQ(col.n, 1);
+        ASSERT_STREQ(col.replies[0], "{\"id\":0}");
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+TEST(limit_connections) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c[3];
+        int fd;
+
+        l.max_connections = 3;
+        server_start(&l);
+        for (unsigned i = 0; i < 3; i++) {
+                c[i] = client_new();
+                expect_error(c[i], "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+        }
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* A slot frees up when a client leaves. */
+        varlink_client_free(c[0]);
+        usleep(100000);
+        c[0] = client_new();
+        expect_error(c[0], "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+        for (unsigned i = 0; i < 3; i++)
+                varlink_client_free(c[i]);
+        server_stop();
+}
+
+TEST(limit_connections_per_uid) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c[2];
+        int fd, status;
+        pid_t pid;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+
+        l.max_connections_per_uid = 2;
+        server_start(&l);
+        for (unsigned i = 0; i < 2; i++)
+                c[i] = client_new();
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        /* Another uid still gets in. */
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                VarlinkClient *o;
+                if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+                        _exit(2);
+                o = client_new();
+                expect_error(o, "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+                _exit(0);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        for (unsigned i = 0; i < 2; i++)
+                varlink_client_free(c[i]);
+        server_stop();
+}
+
+TEST(client_sees_disconnect) {
+        VarlinkClient *c;
+        Collected col = {};
+
+        server_start(NULL);
+        c = client_new();
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Defer", parse("{\"id\":7}"), 0, collect, &col));
+        while (varlink_client_process(c) > 0)
+                ;
+        usleep(100000);
+        server_stop();
+        /* The pending call fails with a local, named error; the client does not hang. */
+        while (varlink_client_get_n_pending(c) > 0) {
+                struct pollfd p = { .fd = varlink_client_get_fd(c), .events = POLLIN };
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                if (varlink_client_process(c) < 0)
+                        break;
+        }
+        ASSERT_EQ(col.n, 1);
+        ASSERT_STREQ(col.replies[0], VARLINK_ERROR_DISCONNECTED "null");
+        ASSERT_FALSE(varlink_client_is_connected(c));
+        varlink_client_free(c);
+}
+
+TEST_MAIN();

@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The framing layer on its own: partial reads, batches, escaping, limits, fd attachment. */
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "harness.h"
+#include "json-util.h"
+#include "varlink-stream.h"
+
+static VarlinkStream *stream_pair(const VarlinkLimits *l, int *ret_peer) {
+        VarlinkStream *s;
+        int sv[2];
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv));
+        ASSERT_OK(varlink_stream_new(sv[0], l ?: &VARLINK_LIMITS_DEFAULT, &s));
+        varlink_stream_set_allow_fds(s, true, true);
+        *ret_peer = sv[1];
+        return s;
+}
+
+static void put(int fd, const void *p, size_t n) {
+        ASSERT_EQ(send(fd, p, n, MSG_NOSIGNAL), (ssize_t) n);
+}
+
+/* Reads until a message is complete or the stream fails; returns next()'s result. */
+static int pump(VarlinkStream *s, json_object **ret) {
+        int r;
+
+        for (;;) {
+                r = varlink_stream_next(s, ret, NULL, NULL);
+                if (r != 0)
+                        return r;
+                r = varlink_stream_read(s);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return 0;
+        }
+}
+
+static const char *str(json_object *o) {
+        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+}
+
+TEST(split_reads) {
+        static const char m[] = "{\"method\":\"a.b.C\"}";
+        json_object *o = NULL;
+        int peer;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        for (size_t i = 0; i < sizeof(m) - 1; i++) {
+                put(peer, m + i, 1);
+                ASSERT_EQ(pump(s, &o), 0);
+        }
+        put(peer, "", 1);
+        ASSERT_EQ(pump(s, &o), 1);
+        ASSERT_STREQ(str(o), m);
+        json_object_put(o);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+TEST(several_messages_in_one_read) {
+        static const char m[] = "{\"a\":1}\0{\"a\":2}\0{\"a\":3}";
+        json_object *o;
+        int peer;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        put(peer, m, sizeof(m)); /* three messages, the last one's NUL included */
+        for (int i = 1; i <= 3; i++) {
+                char want[16];
+
+                ASSERT_EQ(pump(s, &o), 1);
+                snprintf(want, sizeof(want), "{\"a\":%d}", i);
+                ASSERT_STREQ(str(o), want);
+                json_object_put(o);
+        }
+        ASSERT_EQ(pump(s, &o), 0);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+TEST(escaped_nul_round_trip) {
+        json_object *o, *msg;
+        char buf[128];
+        ssize_t n;
+        int peer;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        msg = json_object_new_object();
+        json_object_add(msg, "s", json_object_new_string_len("x\0y", 3));
+        ASSERT_OK(varlink_stream_enqueue(s, msg, NULL, 0));
+        json_object_put(msg);
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        n = read(peer, buf, sizeof(buf));
+        /* Exactly one raw NUL on the wire: the terminator. */
+        ASSERT_EQ(n, (ssize_t) strlen("{\"s\":\"x\\u0000y\"}") + 1);
+        ASSERT_EQ(memchr(buf, 0, (size_t) n), buf + n - 1);
+
+        put(peer, buf, (size_t) n);
+        ASSERT_EQ(pump(s, &o), 1);
+        ASSERT_EQ(json_object_get_string_len(json_object_object_get(o, "s")), 3);
+        json_object_put(o);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+TEST(malformed_messages) {
+        static const struct {
+                const char *text;
+                int error;
+        } cases[] = {
+                { "{\"a\":", EBADMSG },       { "[1]", EBADMSG },         { "\"str\"", EBADMSG },
+                { "{\"a\":1} x", EBADMSG },   { "{'a':1}", EBADMSG },     { "{\"a\":1,}", EBADMSG },
+                { "{\"a\":\"\xc3\x28\"}", EBADMSG }, { "", EBADMSG },    { "{\"a\":NaN}", EBADMSG },
+                { "{\"a\":1,\"a\":2}", EBADMSG },        /* duplicate key */
+                { "{\"o\":{\"k\":1,\"k\":{}}}", EBADMSG }, /* duplicate key, nested */
+                { "{\"a\":\"\\ud800\"}", EBADMSG },     /* lone surrogate */
+                { "{\"a\":\"\\udc00\\ud800\"}", EBADMSG },
+                { "{\"a\":\"x\ty\"}", EBADMSG },        /* raw control character */
+                { "{\"a\":-Infinity}", EBADMSG },  { "{\"a\":1e999}", EBADMSG },
+                { "{\"a\":01}", EBADMSG },         { "{\"a\":\"\xed\xa0\x80\"}", EBADMSG },
+                { "{\"a\":\"\xc0\xaf\"}", EBADMSG }, /* overlong */
+                { "{\"a\":1}{\"b\":2}", EBADMSG }, { "{\"a\" 1}", EBADMSG },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                json_object *o = NULL;
+                int peer;
+                VarlinkStream *s = stream_pair(NULL, &peer);
+
+                put(peer, cases[i].text, strlen(cases[i].text) + 1);
+                ASSERT_ERRNO(pump(s, &o), cases[i].error);
+                varlink_stream_free(s);
+                close(peer);
+        }
+}
+
+TEST(valid_json_accepted) {
+        static const char *const ok[] = {
+                "{}", " {\"a\" : [ 1, -0.5e+3, true, false, null, \"\\ud83d\\ude00\\n\" ] } ",
+                "{\"a\":{\"a\":{\"a\":1}}}", "{\"\xf0\x9f\x98\x80\":\"\xc3\xa9\"}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+                json_object *o = NULL;
+                int peer;
+                VarlinkStream *s = stream_pair(NULL, &peer);
+
+                put(peer, ok[i], strlen(ok[i]) + 1);
+                ASSERT_EQ(pump(s, &o), 1);
+                json_object_put(o);
+                varlink_stream_free(s);
+                close(peer);
+        }
+}
+
+TEST(depth_limit) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *o;
+        int peer;
+        VarlinkStream *s;
+
+        l.max_depth = 4;
+        s = stream_pair(&l, &peer);
+        put(peer, "{\"a\":[[1]]}", 12); /* depth 3 */
+        ASSERT_EQ(pump(s, &o), 1);
+        json_object_put(o);
+
+        put(peer, "{\"a\":[[[[[[1]]]]]]}", 20);
+        ASSERT_ERRNO(pump(s, &o), ELOOP);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+TEST(oversize) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char buf[300];
+        json_object *o;
+        int peer;
+        VarlinkStream *s;
+
+        l.max_message_size = 128;
+        l.max_output_size = 128;
+
+        /* Endless bytes without a NUL. */
+        s = stream_pair(&l, &peer);
+        memset(buf, ' ', sizeof(buf));
+        put(peer, buf, sizeof(buf));
+        ASSERT_ERRNO(pump(s, &o), EMSGSIZE);
+        varlink_stream_free(s);
+        close(peer);
+
+        /* A complete message just over the limit, and one just at it. */
+        s = stream_pair(&l, &peer);
+        memset(buf, ' ', 128);
+        buf[0] = '{';
+        buf[126] = '}';
+        buf[127] = 0; /* 128 bytes with the NUL: allowed */
+        put(peer, buf, 128);
+        ASSERT_EQ(pump(s, &o), 1);
+        json_object_put(o);
+        buf[127] = '}';
+        buf[126] = ' ';
+        buf[128] = 0; /* 129 bytes */
+        put(peer, buf, 129);
+        ASSERT_ERRNO(pump(s, &o), EMSGSIZE);
+        varlink_stream_free(s);
+        close(peer);
+
+        /* Output over the limit is refused before it is queued. */
+        s = stream_pair(&l, &peer);
+        o = json_object_new_object();
+        memset(buf, 'x', 200);
+        buf[200] = 0;
+        json_object_add(o, "s", json_object_new_string(buf));
+        ASSERT_ERRNO(varlink_stream_enqueue(s, o, NULL, 0), E2BIG);
+        json_object_put(o);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+static void send_fds(int sock, const void *data, size_t len, unsigned n) {
+        char control[CMSG_SPACE(sizeof(int) * 8)] = {};
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        int fds[8];
+
+        ASSERT_TRUE(n <= 8);
+        for (unsigned i = 0; i < n; i++)
+                fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (n > 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+        }
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) len);
+        for (unsigned i = 0; i < n; i++)
+                close(fds[i]);
+}
+
+static int next_with_fds(VarlinkStream *s, json_object **o, int **fds, size_t *n) {
+        int r;
+
+        for (;;) {
+                r = varlink_stream_next(s, o, fds, n);
+                if (r != 0)
+                        return r;
+                r = varlink_stream_read(s);
+                if (r <= 0)
+                        return r;
+        }
+}
+
+TEST(fds_attach_to_their_message) {
+        json_object *o;
+        int *fds = NULL;
+        size_t n = 0;
+        int peer;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        /* A message without fds, then one with two: each gets its own. */
+        send_fds(peer, "{\"a\":1}", 8, 0);
+        send_fds(peer, "{\"a\":2}", 8, 2);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"a\":1}");
+        ASSERT_EQ(n, 0);
+        json_object_put(o);
+        free(fds);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"a\":2}");
+        ASSERT_EQ(n, 2);
+        ASSERT_TRUE(fcntl(fds[0], F_GETFD) & FD_CLOEXEC);
+        close(fds[0]);
+        close(fds[1]);
+        free(fds);
+        json_object_put(o);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+TEST(fds_in_the_middle_of_a_message) {
+        json_object *o;
+        int *fds = NULL;
+        size_t n = 0;
+        int peer;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        send_fds(peer, "{\"a\":", 5, 0);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 0);
+        send_fds(peer, "1}", 3, 1);
+        ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EPROTO);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+TEST(fds_over_limit_or_not_allowed) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *o;
+        int *fds = NULL;
+        size_t n = 0;
+        int peer;
+        VarlinkStream *s;
+
+        l.max_fds_per_message = 2;
+        s = stream_pair(&l, &peer);
+        send_fds(peer, "{}", 3, 3);
+        ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EPROTO);
+        varlink_stream_free(s);
+        close(peer);
+
+        s = stream_pair(NULL, &peer);
+        varlink_stream_set_allow_fds(s, false, false);
+        send_fds(peer, "{}", 3, 1);
+        ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EPROTO);
+        /* Nor may we send any. */
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{}", 2, NULL, 0));
+        fds = malloc(sizeof(int));
+        fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_ERRNO(varlink_stream_enqueue_text(s, "{}", 2, fds, 1), EOPNOTSUPP);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+TEST(fds_sent_with_their_message) {
+        char buf[64], control[CMSG_SPACE(sizeof(int) * 4)];
+        struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control) };
+        int *fds, peer;
+        ssize_t k;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        fds = malloc(sizeof(int));
+        fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"a\":1}", 7, NULL, 0));
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"b\":2}", 7, fds, 1));
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"c\":3}", 7, NULL, 0));
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        ASSERT_EQ(varlink_stream_get_output_size(s), 0);
+
+        /* The first read ends at the fd-carrying message: it went out on its own. */
+        k = recvmsg(peer, &mh, MSG_CMSG_CLOEXEC);
+        ASSERT_EQ(k, 16);
+        ASSERT_MEMEQ(buf, "{\"a\":1}\0{\"b\":2}", 16);
+        ASSERT_NOT_NULL(CMSG_FIRSTHDR(&mh));
+        close(*(int *) CMSG_DATA(CMSG_FIRSTHDR(&mh)));
+        k = read(peer, buf, sizeof(buf));
+        ASSERT_EQ(k, 8);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+TEST(end_of_stream) {
+        json_object *o;
+        int peer;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        put(peer, "{\"a\":", 5);
+        close(peer);
+        ASSERT_ERRNO(pump(s, &o), ECONNRESET);
+        varlink_stream_free(s);
+}
+
+TEST_MAIN();
