@@ -1073,6 +1073,17 @@ fail_uid:
         return -ENOMEM;
 }
 
+int varlink_server_add_connection(VarlinkServer *s, int fd) {
+        assert_return(s, -EINVAL);
+        assert_return(fd >= 0, -EBADF);
+
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+                safe_close(fd);
+                return negative_errno();
+        }
+        return conn_new(s, fd);
+}
+
 static void on_listener(evutil_socket_t fd, short what, void *userdata) {
         Listener *l = userdata;
 

@@ -58,6 +58,10 @@ int varlink_server_listen_fd(VarlinkServer *s, int fd);
  * path is replaced. */
 int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode);
 
+/* Adopts an already connected socket (ownership passes, closed on failure), e.g. from
+ * socket activation with Accept=yes, or a socketpair in tests and fuzzers. */
+int varlink_server_add_connection(VarlinkServer *s, int fd);
+
 unsigned varlink_server_get_n_connections(const VarlinkServer *s);
 /* Closes every connection and listener (used on shutdown). */
 void varlink_server_shutdown(VarlinkServer *s);

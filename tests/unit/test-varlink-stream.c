@@ -351,7 +351,9 @@ TEST(fds_sent_with_their_message) {
         ASSERT_EQ(k, 16);
         ASSERT_MEMEQ(buf, "{\"a\":1}\0{\"b\":2}", 16);
         ASSERT_NOT_NULL(CMSG_FIRSTHDR(&mh));
-        close(*(int *) CMSG_DATA(CMSG_FIRSTHDR(&mh)));
+        int received;
+        memcpy(&received, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+        close(received);
         k = read(peer, buf, sizeof(buf));
         ASSERT_EQ(k, 8);
         varlink_stream_free(s);

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl: global options, verb lookup, shared helpers. Runs in: the admin's shell. */
+
+#include <getopt.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "tsmctl.h"
+#include "varlink-errors.h"
+
+static const TsmctlVerb *const verbs[] = {
+        &verb_status,
+        &verb_info,
+        &verb_introspect,
+        &verb_call,
+};
+
+int tsmctl_exit_code_for_error(const char *error) {
+        if (streq(error, VARLINK_ERROR_PERMISSION_DENIED))
+                return EXIT_PERMISSION;
+        if (streq(error, VARLINK_ERROR_INVALID_PARAMETER))
+                return EXIT_USAGE;
+        if (streq(error, VARLINK_ERROR_METHOD_NOT_FOUND) || streq(error, VARLINK_ERROR_INTERFACE_NOT_FOUND) ||
+            streq(error, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED))
+                return EXIT_UNIMPLEMENTED;
+        return EXIT_GENERIC;
+}
+
+int tsmctl_connect(const TsmctlOptions *o, VarlinkClient **ret) {
+        int r = varlink_client_connect(o->socket, ret);
+
+        if (r < 0) {
+                fprintf(stderr, "Failed to connect to tsmd at %s: %s\n", o->socket, strerror(-r));
+                return EXIT_NOT_RUNNING;
+        }
+        return 0;
+}
+
+int tsmctl_call(VarlinkClient *c, const char *method, json_object *params, json_object **ret) {
+        const char *error = NULL;
+        json_object *reply = NULL;
+        int r;
+
+        r = varlink_client_call(c, method, params, &reply, &error);
+        if (r < 0) {
+                fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
+                return EXIT_NOT_RUNNING;
+        }
+        if (error) {
+                fprintf(stderr, "%s failed: %s %s\n", method, error,
+                        json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+                return tsmctl_exit_code_for_error(error);
+        }
+        *ret = reply;
+        return 0;
+}
+
+void tsmctl_print_json(json_object *o) {
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static void help(void) {
+        printf("Usage: tsmctl [OPTIONS] COMMAND [ARGS...]\n\n"
+               "Administer tsmd, the TSM broker.\n\nCommands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                printf("  %-12s %-28s %s\n", verbs[i]->name, verbs[i]->usage, verbs[i]->summary);
+        printf("\nOptions:\n"
+               "  -h --help          Show this help\n"
+               "     --version       Show the version\n"
+               "     --socket=PATH   Talk to tsmd at PATH (default: $TSMD_SOCKET or " TSMD_SOCKET_DEFAULT ")\n"
+               "     --json          Print JSON instead of tables\n");
+}
+
+int main(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_JSON, ARG_VERBS };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "socket", required_argument, NULL, ARG_SOCKET },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "list-verbs", no_argument, NULL, ARG_VERBS }, /* for shell completion */
+                {},
+        };
+        TsmctlOptions o = { .socket = getenv("TSMD_SOCKET") ?: TSMD_SOCKET_DEFAULT };
+        const TsmctlVerb *verb = NULL;
+        int c;
+
+        /* "+": stop at the verb, so verbs may take options of their own. */
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("tsmctl %s\n", PACKAGE_VERSION);
+                        return 0;
+                case ARG_SOCKET:
+                        o.socket = optarg;
+                        break;
+                case ARG_JSON:
+                        o.json = true;
+                        break;
+                case ARG_VERBS:
+                        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                                puts(verbs[i]->name);
+                        return 0;
+                default:
+                        return EXIT_USAGE;
+                }
+
+        if (optind >= argc) {
+                help();
+                return EXIT_USAGE;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(verbs[i]->name, argv[optind]))
+                        verb = verbs[i];
+        if (!verb) {
+                fprintf(stderr, "Unknown command '%s'. See tsmctl --help.\n", argv[optind]);
+                return EXIT_USAGE;
+        }
+
+        argc -= optind + 1;
+        argv += optind + 1;
+        if (argc == 1 && (streq(argv[0], "--help") || streq(argv[0], "-h"))) {
+                printf("Usage: tsmctl %s %s\n\n%s\n", verb->name, verb->usage, verb->summary);
+                return 0;
+        }
+        if ((unsigned) argc < verb->min_args || (unsigned) argc > verb->max_args) {
+                fprintf(stderr, "Usage: tsmctl %s %s\n", verb->name, verb->usage);
+                return EXIT_USAGE;
+        }
+        return verb->run(&o, argc, argv);
+}

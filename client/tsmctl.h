@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tsmctl: the administration tool. tsmctl.c parses global options and dispatches to one
+ * verb; each verb lives in verb-<name>.c and is described by one TsmctlVerb. Help text and
+ * shell completion come from the same table. Runs in: the admin's shell.
+ */
+#pragma once
+
+#include <json-c/json.h>
+
+#include "config.h"
+#include "macro.h"
+#include "varlink-client.h"
+
+#define TSMD_SOCKET_DEFAULT RUNSTATEDIR "/tsmd/io.tsmd"
+
+/* Exit codes, as LSB defines them for status tools: scripts can tell failures apart. */
+enum {
+        EXIT_GENERIC = 1,
+        EXIT_USAGE = 2,
+        EXIT_UNIMPLEMENTED = 3,
+        EXIT_PERMISSION = 4,
+        EXIT_NOT_RUNNING = 7,
+};
+
+typedef struct TsmctlOptions {
+        const char *socket;
+        bool json;
+} TsmctlOptions;
+
+typedef struct TsmctlVerb {
+        const char *name;
+        const char *usage;   /* arguments, for the help text */
+        const char *summary; /* one line */
+        unsigned min_args, max_args;
+        int (*run)(const TsmctlOptions *o, int argc, char *argv[]);
+} TsmctlVerb;
+
+extern const TsmctlVerb verb_call, verb_info, verb_introspect, verb_status;
+
+/* Connects to tsmd; prints why on failure and returns an exit code (> 0). */
+int tsmctl_connect(const TsmctlOptions *o, VarlinkClient **ret);
+/* Makes a call; on an error reply prints it and returns the matching exit code (> 0). */
+int tsmctl_call(VarlinkClient *c, const char *method, json_object *params, json_object **ret);
+/* Maps a Varlink error name to an exit code. */
+int tsmctl_exit_code_for_error(const char *error);
+void tsmctl_print_json(json_object *o);

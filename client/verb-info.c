@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl info: what org.varlink.service.GetInfo says about the daemon. */
+
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *reply, *ifaces;
+        int r;
+
+        r = tsmctl_connect(o, &c);
+        if (r > 0)
+                return r;
+        r = tsmctl_call(c, "org.varlink.service.GetInfo", NULL, &reply);
+        if (r > 0)
+                return r;
+        if (o->json) {
+                tsmctl_print_json(reply);
+                return 0;
+        }
+
+        printf("    Vendor: %s\n   Product: %s\n   Version: %s\n       URL: %s\n",
+               strna(json_get_string(reply, "vendor")), strna(json_get_string(reply, "product")),
+               strna(json_get_string(reply, "version")), strna(json_get_string(reply, "url")));
+        if (json_object_object_get_ex(reply, "interfaces", &ifaces))
+                for (size_t i = 0; i < json_object_array_length(ifaces); i++)
+                        printf("%s %s\n", i == 0 ? "Interfaces:" : "           ",
+                               json_object_get_string(json_object_array_get_idx(ifaces, i)));
+        return 0;
+}
+
+const TsmctlVerb verb_info = {
+        .name = "info",
+        .usage = "",
+        .summary = "Show vendor, version and interfaces of tsmd",
+        .min_args = 0,
+        .max_args = 0,
+        .run = run,
+};

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl status: the daemon's version, uptime, connections and limits. */
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+static int64_t get_int(json_object *o, const char *key) {
+        json_object *v;
+
+        return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+}
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *reply, *limits = NULL;
+        int64_t up;
+        int r;
+
+        r = tsmctl_connect(o, &c);
+        if (r > 0)
+                return r;
+        r = tsmctl_call(c, "io.tsmd.Service.GetStatus", NULL, &reply);
+        if (r > 0)
+                return r;
+        if (o->json) {
+                tsmctl_print_json(reply);
+                return 0;
+        }
+
+        up = get_int(reply, "uptimeUsec") / 1000000;
+        printf("     Version: %s\n      Uptime: %" PRIi64 "d %02" PRIi64 ":%02" PRIi64 ":%02" PRIi64 "\n"
+               " Connections: %" PRIi64 "\n",
+               strna(json_get_string(reply, "version")), up / 86400, up / 3600 % 24, up / 60 % 60, up % 60,
+               get_int(reply, "connections"));
+        (void) json_object_object_get_ex(reply, "limits", &limits);
+        printf("      Limits: message %" PRIi64 " bytes, depth %" PRIi64 ", %" PRIi64 " fds/message,\n"
+               "              %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid)\n",
+               get_int(limits, "maxMessageSize"), get_int(limits, "maxDepth"),
+               get_int(limits, "maxFdsPerMessage"), get_int(limits, "maxPendingCalls"),
+               get_int(limits, "maxConnections"), get_int(limits, "maxConnectionsPerUid"));
+        return 0;
+}
+
+const TsmctlVerb verb_status = {
+        .name = "status",
+        .usage = "",
+        .summary = "Show the daemon's status",
+        .min_args = 0,
+        .max_args = 0,
+        .run = run,
+};
