@@ -39,40 +39,57 @@ int parse_size(const char *s, uint64_t *ret) {
         return 0;
 }
 
+typedef enum ConfigType {
+        CONFIG_UNSIGNED, /* unsigned */
+        CONFIG_SIZE_T,   /* size_t, with K/M/G suffixes */
+        CONFIG_UINT64,   /* uint64_t */
+        CONFIG_STRING,   /* char *, "" means unset */
+        CONFIG_PLATFORM_MODE,
+} ConfigType;
+
 typedef struct ConfigItem {
         const char *section;
         const char *key;
+        ConfigType type;
         size_t offset;
-        size_t width; /* sizeof the field: unsigned or size_t */
         uint64_t min, max;
-        bool size_suffix;
 } ConfigItem;
 
-#define LIMIT(key_, field_, min_, max_, sz_)                                                       \
-        {                                                                                          \
-                "Varlink", key_, offsetof(DaemonConfig, limits.field_),                            \
-                sizeof(((DaemonConfig *) NULL)->limits.field_), min_, max_, sz_                    \
-        }
+#define ITEM(section_, key_, type_, field_, min_, max_)                                            \
+        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_ }
 
 /* Bounds keep every knob in the range the code is written and tested for. */
 static const ConfigItem config_items[] = {
-        LIMIT("MaxMessageSize", max_message_size, 64, 256ULL << 20, true),
-        LIMIT("MaxOutputSize", max_output_size, 64, 1ULL << 30, true),
-        LIMIT("MaxJsonDepth", max_depth, 2, 4096, false),
-        LIMIT("MaxFdsPerMessage", max_fds_per_message, 0, 253, false),
-        LIMIT("MaxPendingCalls", max_pending_calls, 1, 65536, false),
-        LIMIT("MaxConnections", max_connections, 1, 1U << 20, false),
-        LIMIT("MaxConnectionsPerUid", max_connections_per_uid, 1, 1U << 20, false),
+        ITEM("Varlink", "MaxMessageSize", CONFIG_SIZE_T, limits.max_message_size, 64, 256ULL << 20),
+        ITEM("Varlink", "MaxOutputSize", CONFIG_SIZE_T, limits.max_output_size, 64, 1ULL << 30),
+        ITEM("Varlink", "MaxJsonDepth", CONFIG_UNSIGNED, limits.max_depth, 2, 4096),
+        ITEM("Varlink", "MaxFdsPerMessage", CONFIG_UNSIGNED, limits.max_fds_per_message, 0, 253),
+        ITEM("Varlink", "MaxPendingCalls", CONFIG_UNSIGNED, limits.max_pending_calls, 1, 65536),
+        ITEM("Varlink", "MaxConnections", CONFIG_UNSIGNED, limits.max_connections, 1, 1U << 20),
+        ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),
+        ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
+        ITEM("Platform", "IommuDevice", CONFIG_STRING, platform.iommu_device, 0, 0),
+        ITEM("Platform", "EmulatedDevices", CONFIG_STRING, platform.emulated_devices, 0, 0),
+        ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
+        ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
+        ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
 };
 
 void daemon_config_init(DaemonConfig *c) {
         *c = (DaemonConfig){
                 .limits = VARLINK_LIMITS_DEFAULT,
+                .platform = { .mode = TSM_PLATFORM_AUTO },
+                .max_contexts_per_client = 16,
+                .max_vdevices_per_client = 64,
         };
 }
 
 void daemon_config_done(DaemonConfig *c) {
-        (void) c;
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (config_items[i].type == CONFIG_STRING) {
+                        char **s = (char **) ((uint8_t *) c + config_items[i].offset);
+                        *s = mfree(*s);
+                }
 }
 
 typedef struct LoadState {
@@ -80,59 +97,113 @@ typedef struct LoadState {
         const char *message;
 } LoadState;
 
+static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, const char **msg) {
+        uint64_t v;
+        char *end;
+
+        if (it->type == CONFIG_SIZE_T) {
+                if (parse_size(value, &v) < 0) {
+                        *msg = "not a size (use a number with an optional K, M or G)";
+                        return -EINVAL;
+                }
+        } else {
+                errno = 0;
+                v = strtoull(value, &end, 10);
+                if (isempty(value) || *end || errno != 0 || *value == '-') {
+                        *msg = "not a non-negative integer";
+                        return -EINVAL;
+                }
+        }
+        if (v < it->min || v > it->max) {
+                *msg = "value out of range";
+                return -ERANGE;
+        }
+        *ret = v;
+        return 0;
+}
+
 static int on_assignment(const char *section, const char *key, const char *value, unsigned line,
                          void *userdata) {
         LoadState *st = userdata;
 
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
+                void *field = (uint8_t *) st->config + it->offset;
                 uint64_t v;
-                char *end;
-                void *field;
+                int r;
 
                 if (!streq(it->section, section) || !streq(it->key, key))
                         continue;
 
-                if (it->size_suffix) {
-                        if (parse_size(value, &v) < 0) {
-                                st->message = "not a size (use a number with an optional K, M or G)";
+                switch (it->type) {
+                case CONFIG_STRING: {
+                        char *s = isempty(value) ? NULL : strdup(value);
+                        if (!isempty(value) && !s)
+                                return -ENOMEM;
+                        free(*(char **) field);
+                        *(char **) field = s;
+                        return 0;
+                }
+                case CONFIG_PLATFORM_MODE: {
+                        TsmPlatformMode m = tsm_platform_mode_from_string(value);
+                        if (m < 0) {
+                                st->message = "not one of auto, kernel, emulated";
                                 return -EINVAL;
                         }
-                } else {
-                        errno = 0;
-                        v = strtoull(value, &end, 10);
-                        if (isempty(value) || *end || errno != 0 || *value == '-') {
-                                st->message = "not a non-negative integer";
-                                return -EINVAL;
-                        }
+                        *(TsmPlatformMode *) field = m;
+                        return 0;
                 }
-                if (v < it->min || v > it->max) {
-                        st->message = "value out of range";
-                        return -ERANGE;
+                default:
+                        r = parse_number(it, value, &v, &st->message);
+                        if (r < 0)
+                                return r;
+                        if (it->type == CONFIG_UNSIGNED)
+                                *(unsigned *) field = (unsigned) v;
+                        else if (it->type == CONFIG_SIZE_T)
+                                *(size_t *) field = (size_t) v;
+                        else
+                                *(uint64_t *) field = v;
+                        return 0;
                 }
-
-                field = (uint8_t *) st->config + it->offset;
-                if (it->width == sizeof(unsigned))
-                        *(unsigned *) field = (unsigned) v;
-                else
-                        *(size_t *) field = (size_t) v;
-                return 0;
         }
 
         st->message = "unknown section or key";
         return -EINVAL;
 }
 
+static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
+        *dst = *src;
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (config_items[i].type == CONFIG_STRING) {
+                        char **s = (char **) ((uint8_t *) dst + config_items[i].offset);
+                        if (*s && !(*s = strdup(*s)))
+                                return -ENOMEM;
+                }
+        return 0;
+}
+
 int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message) {
-        DaemonConfig copy = *c;
+        DaemonConfig copy;
         LoadState st = { .config = &copy };
         unsigned line = 0;
         int r;
 
+        /* Work on a copy so a bad file leaves the configuration in force untouched. */
+        r = config_copy(&copy, c);
+        if (r < 0)
+                return r;
+
         r = ini_parse_file(path, DAEMON_CONFIG_FILE_MAX, on_assignment, &st, &line);
         if (r == -EBADMSG && !st.message)
                 st.message = "syntax error";
+        if (r >= 0 && copy.limits.max_output_size < copy.limits.max_message_size) {
+                /* The output queue must hold at least one maximum-size message. */
+                line = 0;
+                st.message = "MaxOutputSize must not be smaller than MaxMessageSize";
+                r = -EINVAL;
+        }
         if (r < 0) {
+                daemon_config_done(&copy);
                 if (ret_line)
                         *ret_line = line;
                 if (ret_message)
@@ -140,15 +211,7 @@ int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, co
                 return r;
         }
 
-        /* The output queue must hold at least one maximum-size message. */
-        if (copy.limits.max_output_size < copy.limits.max_message_size) {
-                if (ret_line)
-                        *ret_line = 0;
-                if (ret_message)
-                        *ret_message = "MaxOutputSize must not be smaller than MaxMessageSize";
-                return -EINVAL;
-        }
-
+        daemon_config_done(c);
         *c = copy;
         return 0;
 }
@@ -159,13 +222,27 @@ void daemon_config_dump(const DaemonConfig *c, FILE *f) {
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
                 const void *field = (const uint8_t *) c + it->offset;
-                uint64_t v = it->width == sizeof(unsigned) ? *(const unsigned *) field :
-                                                              *(const size_t *) field;
 
                 if (!section || !streq(section, it->section)) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", it->section);
                         section = it->section;
                 }
-                fprintf(f, "%s=%" PRIu64 "\n", it->key, v);
+                switch (it->type) {
+                case CONFIG_STRING:
+                        fprintf(f, "%s=%s\n", it->key, *(char *const *) field ?: "");
+                        break;
+                case CONFIG_PLATFORM_MODE:
+                        fprintf(f, "%s=%s\n", it->key, tsm_platform_mode_to_string(*(const TsmPlatformMode *) field));
+                        break;
+                case CONFIG_UNSIGNED:
+                        fprintf(f, "%s=%u\n", it->key, *(const unsigned *) field);
+                        break;
+                case CONFIG_SIZE_T:
+                        fprintf(f, "%s=%zu\n", it->key, *(const size_t *) field);
+                        break;
+                case CONFIG_UINT64:
+                        fprintf(f, "%s=%" PRIu64 "\n", it->key, *(const uint64_t *) field);
+                        break;
+                }
         }
 }

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 
+#include "tsm-platform.h"
 #include "varlink-stream.h"
 
 #define DAEMON_CONFIG_FILE_DEFAULT SYSCONFDIR "/tsmd/tsmd.conf"
@@ -14,14 +15,17 @@
 
 typedef struct DaemonConfig {
         VarlinkLimits limits;
+        TsmPlatformConfig platform;
+        unsigned max_contexts_per_client;
+        unsigned max_vdevices_per_client;
 } DaemonConfig;
 
 void daemon_config_init(DaemonConfig *c);
 void daemon_config_done(DaemonConfig *c);
 
-/* Loads a config file over the current values. A missing file is -ENOENT (callers decide
- * whether that matters). Syntax or value errors are -EBADMSG/-EINVAL/-ERANGE with the line
- * in *ret_line and a description in *ret_message (static string). */
+/* Loads a config file over the current values (which stay untouched on failure). A missing
+ * file is -ENOENT. Syntax or value errors are -EBADMSG/-EINVAL/-ERANGE with the line in
+ * *ret_line and a description in *ret_message (static string). */
 int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message);
 
 /* Writes the effective configuration in config-file syntax (tsmd --dump-config). */

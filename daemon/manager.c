@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "guest.h"
 #include "log.h"
 #include "manager.h"
 #include "varlink-service.h"
@@ -27,31 +28,95 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
         (void) event_base_loopexit(m->base, NULL);
 }
 
+static void on_reload_signal(evutil_socket_t sig, short what, void *userdata) {
+        (void) manager_reload(userdata);
+}
+
+int manager_reload(Manager *m) {
+        DaemonConfig config;
+        const char *message = NULL;
+        unsigned line = 0;
+        int r;
+
+        if (!m->config_path)
+                return 0;
+
+        (void) sd_notify(false, "RELOADING=1");
+        daemon_config_init(&config);
+        r = daemon_config_load(&config, m->config_path, &line, &message);
+        if (r < 0) {
+                daemon_config_done(&config);
+                (void) sd_notify(false, "READY=1");
+                return log_error_errno(r, "%s:%u: %s; keeping the configuration in force.",
+                                       m->config_path, line, message);
+        }
+
+        /* What changes at run time: the emulated device set. Limits apply to new connections. */
+        if (tsm_platform_is_emulated(m->platform)) {
+                r = tsm_platform_set_emulated_devices(m->platform, config.platform.emulated_devices);
+                if (r < 0)
+                        log_error_errno(r, "Failed to apply the emulated device list: %m");
+        }
+        (void) varlink_server_set_limits(m->server, &config.limits);
+        m->config.limits = config.limits;
+        m->config.max_contexts_per_client = config.max_contexts_per_client;
+        m->config.max_vdevices_per_client = config.max_vdevices_per_client;
+        daemon_config_done(&config);
+
+        log_info("Configuration reloaded from %s.", m->config_path);
+        (void) sd_notify(false, "READY=1");
+        return 0;
+}
+
+static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userdata) {
+        guest_device_gone(userdata, pci_address);
+}
+
 static int on_connect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
-        service_status_changed(userdata);
+        Manager *m = userdata;
+        GuestClient *g;
+        int r;
+
+        r = guest_client_new(m, c, &g);
+        if (r < 0)
+                return r;
+        varlink_conn_set_userdata(c, g);
+        service_status_changed(m);
         return 0;
 }
 
 static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         Manager *m = userdata;
 
+        /* Everything the client created dies with its connection. */
+        guest_client_free(varlink_conn_get_userdata(c));
+        varlink_conn_set_userdata(c, NULL);
         service_forget_connection(m, c);
         service_status_changed(m);
 }
 
-int manager_new(const DaemonConfig *config, Manager **ret) {
+int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
+        const char *missing = NULL;
         int r;
 
         m = new0(Manager, 1);
         if (!m)
                 return -ENOMEM;
         m->config = *config;
+        *config = (DaemonConfig) {};
         m->start_usec = now_monotonic_usec();
+        if (config_path && !(m->config_path = strdup(config_path)))
+                return -ENOMEM;
 
         m->base = event_base_new();
         if (!m->base)
                 return -ENOMEM;
+
+        r = tsm_platform_new(m->base, &m->config.platform, &m->platform);
+        if (r < 0)
+                return r;
+        tsm_platform_set_device_gone_callback(m->platform, on_device_gone, m);
 
         r = varlink_server_new(m->base, &m->server);
         if (r < 0)
@@ -68,11 +133,19 @@ int manager_new(const DaemonConfig *config, Manager **ret) {
         r = service_methods_register(m);
         if (r < 0)
                 return r;
+        r = guest_methods_register(m);
+        if (r < 0)
+                return r;
+        /* Every method the IDL declares must have a handler. */
+        r = varlink_server_check_complete(m->server, &missing);
+        if (r < 0)
+                return log_error_errno(r, "No handler for %s.", missing);
 
         m->sigterm = evsignal_new(m->base, SIGTERM, on_exit_signal, m);
         m->sigint = evsignal_new(m->base, SIGINT, on_exit_signal, m);
-        if (!m->sigterm || !m->sigint || event_add(m->sigterm, NULL) < 0 ||
-            event_add(m->sigint, NULL) < 0)
+        m->sighup = evsignal_new(m->base, SIGHUP, on_reload_signal, m);
+        if (!m->sigterm || !m->sigint || !m->sighup || event_add(m->sigterm, NULL) < 0 ||
+            event_add(m->sigint, NULL) < 0 || event_add(m->sighup, NULL) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);
@@ -88,7 +161,10 @@ Manager *manager_free(Manager *m) {
         free(m->status_subscribers);
         m->n_status_subscribers = 0;
 
+        /* Connections first: their owners unbind and close through the platform. */
         varlink_server_free(m->server);
+        tsm_platform_free(m->platform);
+        free(m->config_path);
         if (m->sigterm)
                 event_free(m->sigterm);
         if (m->sigint)

@@ -2,16 +2,26 @@
 /* The daemon's top-level object: event loop, Varlink server, configuration. Runs in: daemon. */
 #pragma once
 
+#include <sys/queue.h>
+
 #include <event2/event.h>
 
 #include "daemon-config.h"
+#include "tsm-platform.h"
 #include "varlink-server.h"
+
+typedef struct GuestClient GuestClient;
 
 typedef struct Manager {
         struct event_base *base;
         VarlinkServer *server;
         DaemonConfig config;
+        char *config_path; /* reloaded on SIGHUP; NULL: defaults only */
         uint64_t start_usec;
+        TsmPlatform *platform;
+
+        /* One per connection: what that VMM owns (guest.c). */
+        LIST_HEAD(, GuestClient) guest_clients;
 
         struct event *sigterm, *sigint, *sighup;
 
@@ -20,7 +30,11 @@ typedef struct Manager {
         size_t n_status_subscribers, allocated_status_subscribers;
 } Manager;
 
-int manager_new(const DaemonConfig *config, Manager **ret);
+/* Takes over config (its strings); config_path is reread on SIGHUP. */
+int manager_new(DaemonConfig *config, const char *config_path, Manager **ret);
+/* Rereads the configuration file: applies what can change at run time, keeps the old
+ * configuration and says why if the file is bad. */
+int manager_reload(Manager *m);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 

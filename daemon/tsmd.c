@@ -7,11 +7,13 @@
 
 #include "config.h"
 #include "daemon-config.h"
+#include "discovery.h"
 #include "log.h"
 #include "manager.h"
 
 static const char *arg_socket = NULL;
 static const char *arg_config = NULL;
+static const char *arg_sysfs_root = NULL;
 static bool arg_check_config = false;
 static bool arg_dump_config = false;
 
@@ -23,12 +25,14 @@ static void help(void) {
                "     --socket=PATH      Listen on PATH (in addition to sockets passed by systemd)\n"
                "     --config=FILE      Read FILE instead of " DAEMON_CONFIG_FILE_DEFAULT "\n"
                "     --log-level=LEVEL  emerg, alert, crit, err, warning, notice, info, debug\n"
+               "     --sysfs-root=DIR   Discover TSMs and devices in DIR instead of /sys (enters a\n"
+               "                        private mount namespace; for tests and diagnosis)\n"
                "     --check-config     Check the configuration and exit\n"
                "     --dump-config      Print the effective configuration and exit\n");
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP };
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP, ARG_SYSFS_ROOT };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -37,6 +41,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "check-config", no_argument, NULL, ARG_CHECK },
                 { "dump-config", no_argument, NULL, ARG_DUMP },
+                { "sysfs-root", required_argument, NULL, ARG_SYSFS_ROOT },
                 {},
         };
         int c, l;
@@ -67,6 +72,9 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_DUMP:
                         arg_dump_config = true;
                         break;
+                case ARG_SYSFS_ROOT:
+                        arg_sysfs_root = optarg;
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -78,15 +86,16 @@ static int parse_argv(int argc, char *argv[]) {
         return 1;
 }
 
-static int load_config(DaemonConfig *config) {
+static int load_config(DaemonConfig *config, const char **ret_path) {
         const char *path = arg_config ?: DAEMON_CONFIG_FILE_DEFAULT;
         const char *message = NULL;
         unsigned line = 0;
         int r;
 
+        *ret_path = path;
         r = daemon_config_load(config, path, &line, &message);
         if (r == -ENOENT && !arg_config)
-                return 0; /* no config file: built-in defaults */
+                return 0; /* no config file: built-in defaults (reload picks one up later) */
         if (r < 0 && line > 0)
                 return log_error_errno(r, "%s:%u: %s.", path, line, message);
         if (r < 0)
@@ -96,6 +105,7 @@ static int load_config(DaemonConfig *config) {
 
 int main(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
+        const char *config_path = NULL;
         DaemonConfig config;
         int r;
 
@@ -106,22 +116,34 @@ int main(int argc, char *argv[]) {
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
         daemon_config_init(&config);
-        r = load_config(&config);
-        if (r < 0)
+        r = load_config(&config, &config_path);
+        if (r < 0) {
+                daemon_config_done(&config);
                 return EXIT_FAILURE;
-        if (arg_check_config) {
-                printf("configuration OK\n");
+        }
+        if (arg_check_config || arg_dump_config) {
+                if (arg_dump_config)
+                        daemon_config_dump(&config, stdout);
+                else
+                        printf("configuration OK\n");
+                daemon_config_done(&config);
                 return EXIT_SUCCESS;
         }
-        if (arg_dump_config) {
-                daemon_config_dump(&config, stdout);
-                return EXIT_SUCCESS;
+
+        /* Before any thread or sd-device object exists: it changes the mount namespace. */
+        if (arg_sysfs_root) {
+                r = discovery_enter_sysfs_root(arg_sysfs_root);
+                if (r < 0) {
+                        daemon_config_done(&config);
+                        return log_error_errno(r, "Cannot use '%s' as sysfs root: %m", arg_sysfs_root), EXIT_FAILURE;
+                }
         }
 
         /* A client hanging up must not kill us; writes report EPIPE instead. */
         (void) signal(SIGPIPE, SIG_IGN);
 
-        r = manager_new(&config, &m);
+        r = manager_new(&config, config_path, &m);
+        daemon_config_done(&config);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
 

@@ -32,8 +32,6 @@ void platform_test_sandbox(bool with_net) {
         /* Nothing mounted from here on may propagate to the host. */
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 TEST_FAIL("making / private: %s", strerror(errno));
-        if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
-                TEST_FAIL("tmpfs on /tmp: %s", strerror(errno));
 }
 
 bool platform_test_netns_is_private(void) {
@@ -51,6 +49,10 @@ const char *platform_test_fixture(const char *name, const char *text) {
 
         if (!mkdtemp(root))
                 TEST_FAIL("mkdtemp: %s", strerror(errno));
+        /* A private tmpfs on the fixture directory only: the tree vanishes with the mount
+         * namespace, and the source tree (which may itself live under /tmp) stays visible. */
+        if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                TEST_FAIL("tmpfs on %s: %s", root, strerror(errno));
 
         if (name) {
                 snprintf(path, sizeof(path), "%s/%s.sysfs", PLATFORM_FIXTURE_DIR, name);

@@ -1,0 +1,803 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* io.tsmd.Guest: contexts, vDevices, binding, guest requests, events. Runs in: daemon (worker). */
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/mman.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "backend.h"
+#include "base64.h"
+#include "guest.h"
+#include "iommufd-transport.h"
+#include "json-util.h"
+#include "log.h"
+#include "tdisp.h"
+#include "tsm-platform.h"
+#include "varlink-errors.h"
+#include "varlink-service.h"
+
+#define GUEST_ERROR(name) "io.tsmd.Guest." name
+
+typedef struct GuestVDevice {
+        uint32_t id;
+        char *pci_address;
+        bool bound;
+        bool gone;
+} GuestVDevice;
+
+typedef struct GuestContext {
+        uint64_t handle;
+        int fd; /* tsmd's own reference to the iommufd */
+        GuestVDevice *vdevices;
+        size_t n_vdevices, allocated_vdevices;
+} GuestContext;
+
+typedef struct PendingRequest {
+        GuestClient *client;
+        VarlinkCall *call;
+        TsmRequest *request;
+        TAILQ_ENTRY(PendingRequest) entry;
+} PendingRequest;
+
+struct GuestClient {
+        Manager *manager;
+        VarlinkConn *conn;
+        GuestContext **contexts;
+        size_t n_contexts, allocated_contexts;
+        uint64_t next_handle;
+        VarlinkCall *watch; /* WatchEvents subscription */
+        TAILQ_HEAD(, PendingRequest) pending;
+        LIST_ENTRY(GuestClient) entry;
+};
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+static GuestClient *client_of(VarlinkCall *call) {
+        return varlink_conn_get_userdata(varlink_call_get_conn(call));
+}
+
+static int64_t get_int(json_object *p, const char *key, int64_t def) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(p, key, &v) || !json_object_is_type(v, json_type_int))
+                return def;
+        return json_object_get_int64(v);
+}
+
+static int reply_error_kv(VarlinkCall *call, const char *error, const char *k1, json_object *v1,
+                          const char *k2, json_object *v2) {
+        json_object *p = json_object_new_object();
+
+        if (!p || (k1 && json_object_add(p, k1, v1) < 0) || (k2 && json_object_add(p, k2, v2) < 0)) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_call_error(call, error, p);
+}
+
+static int reply_no_such_context(VarlinkCall *call, int64_t handle) {
+        return reply_error_kv(call, GUEST_ERROR("NoSuchContext"), "context", json_object_new_int64(handle), NULL, NULL);
+}
+
+static int reply_no_such_vdevice(VarlinkCall *call, int64_t handle, int64_t id) {
+        return reply_error_kv(call, GUEST_ERROR("NoSuchVDevice"), "context", json_object_new_int64(handle),
+                              "vdeviceId", json_object_new_int64(id));
+}
+
+static int reply_denied(VarlinkCall *call, const char *reason) {
+        return reply_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL, NULL);
+}
+
+static int reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
+        return reply_error_kv(call, GUEST_ERROR("LimitReached"), "limit", json_object_new_string(limit),
+                              "max", json_object_new_int64(max));
+}
+
+/* Maps what the platform or a backend said to the interface's named errors. */
+static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address) {
+        switch (r) {
+        case -ENODEV:
+                return reply_error_kv(call, GUEST_ERROR("DeviceGone"), "pciAddress",
+                                      json_object_new_string(pci_address), NULL, NULL);
+        case -EBUSY:
+                return reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress",
+                                      json_object_new_string(pci_address), NULL, NULL);
+        case -ETIMEDOUT:
+                return reply_error_kv(call, GUEST_ERROR("Timeout"), "pciAddress",
+                                      json_object_new_string(pci_address), NULL, NULL);
+        case -EPERM:
+                return reply_denied(call, "the backend refused this message in this scope");
+        case -ENOMEM:
+                return r;
+        default:
+                return reply_error_kv(call, GUEST_ERROR("BackendError"), "name",
+                                      json_object_new_string(iommufd_tsm_error_name(r)), "errno",
+                                      json_object_new_int(-r));
+        }
+}
+
+static GuestContext *find_context(GuestClient *c, int64_t handle) {
+        for (size_t i = 0; i < c->n_contexts; i++)
+                if ((int64_t) c->contexts[i]->handle == handle)
+                        return c->contexts[i];
+        return NULL;
+}
+
+static GuestVDevice *find_vdevice(GuestContext *ctx, int64_t id) {
+        for (size_t i = 0; i < ctx->n_vdevices; i++)
+                if ((int64_t) ctx->vdevices[i].id == id)
+                        return &ctx->vdevices[i];
+        return NULL;
+}
+
+/* Looks up context and vDevice named in the parameters, replying the right error if absent. */
+static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev) {
+        GuestClient *c = client_of(call);
+        int64_t handle = get_int(p, "context", -1), id = get_int(p, "vdeviceId", -1);
+        GuestContext *ctx;
+        GuestVDevice *v;
+
+        ctx = find_context(c, handle);
+        if (!ctx) {
+                (void) reply_no_such_context(call, handle);
+                return 0;
+        }
+        if (!ret_vdev) {
+                *ret_ctx = ctx;
+                return 1;
+        }
+        v = find_vdevice(ctx, id);
+        if (!v) {
+                (void) reply_no_such_vdevice(call, handle, id);
+                return 0;
+        }
+        *ret_ctx = ctx;
+        *ret_vdev = v;
+        return 1;
+}
+
+static TsmTarget target_of(const GuestContext *ctx, const GuestVDevice *v) {
+        return (TsmTarget){ .pci_address = v->pci_address, .iommufd = ctx->fd, .vdevice_id = v->id };
+}
+
+/* The IDL's TdiState: the TDISP names in lower case, as Varlink enums are. */
+static const char *const tdi_state_table[_TDISP_STATE_MAX] = {
+        [TDISP_STATE_CONFIG_UNLOCKED] = "config_unlocked",
+        [TDISP_STATE_CONFIG_LOCKED] = "config_locked",
+        [TDISP_STATE_RUN] = "run",
+        [TDISP_STATE_ERROR] = "error",
+};
+
+static json_object *state_json(TsmPlatform *p, const GuestContext *ctx, const GuestVDevice *v) {
+        TsmTarget t = target_of(ctx, v);
+        int state;
+
+        if (tsm_platform_get_state(p, &t, &state) < 0 || state < 0 || state >= _TDISP_STATE_MAX)
+                return NULL;
+        return json_object_new_string(tdi_state_table[state]);
+}
+
+/* ---- contexts -------------------------------------------------------------------------- */
+
+/* Opens the IOMMU device. Without one, the emulated platform hands out a stand-in (a sealed
+ * memfd) so a VMM's fd handling works the same; the real iommufd ioctls would not. */
+static int open_iommufd(Manager *m) {
+        const char *path = tsm_platform_get_iommu_device(m->platform);
+        int fd;
+
+        fd = iommufd_open(path);
+        if (fd >= 0 || fd != -ENOENT || !tsm_platform_is_emulated(m->platform))
+                return fd;
+
+        fd = memfd_create("tsmd-emulated-iommufd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return negative_errno();
+        (void) fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+        return fd;
+}
+
+/* SECURITY: an adopted fd must be what it claims: the same kind of object OpenContext hands
+ * out (the IOMMU character device, or the emulated stand-in). */
+static int verify_iommufd(Manager *m, int fd, const char **ret_reason) {
+        const char *path = tsm_platform_get_iommu_device(m->platform);
+        struct stat st, want;
+        char link[64], target[128];
+        ssize_t n;
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (stat(path, &want) >= 0) {
+                if (!S_ISCHR(st.st_mode) || st.st_rdev != want.st_rdev) {
+                        *ret_reason = "not an iommufd";
+                        return -EBADF;
+                }
+                return 0;
+        }
+        if (!tsm_platform_is_emulated(m->platform)) {
+                *ret_reason = "no IOMMU device on this host";
+                return -EBADF;
+        }
+        snprintf(link, sizeof(link), "/proc/self/fd/%i", fd);
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n < 0)
+                return negative_errno();
+        target[n] = 0;
+        if (!strneq(target, "/memfd:tsmd-emulated-iommufd", 28)) {
+                *ret_reason = "not an emulated iommufd";
+                return -EBADF;
+        }
+        return 0;
+}
+
+static int add_context(VarlinkCall *call, int fd, uint64_t *ret_handle) {
+        GuestClient *c = client_of(call);
+        unsigned max = c->manager->config.max_contexts_per_client;
+        GuestContext *ctx;
+
+        if (c->n_contexts >= max) {
+                safe_close(fd);
+                return reply_limit(call, "contexts", max);
+        }
+        if (!GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1)) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        ctx = new0(GuestContext, 1);
+        if (!ctx) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        ctx->handle = ++c->next_handle;
+        ctx->fd = fd;
+        c->contexts[c->n_contexts++] = ctx;
+        *ret_handle = ctx->handle;
+        return 1;
+}
+
+static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_close_ int fd = -EBADF;
+        json_object *reply;
+        uint64_t handle;
+        int r, copy, idx;
+
+        fd = open_iommufd(m);
+        if (fd < 0)
+                return log_warning_errno(fd, "Failed to open '%s': %m", tsm_platform_get_iommu_device(m->platform));
+
+        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return negative_errno();
+        idx = varlink_call_push_fd(call, copy);
+        if (idx < 0)
+                return idx;
+
+        r = add_context(call, TAKE_FD(fd), &handle);
+        if (r <= 0)
+                return r;
+
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) handle)) < 0 ||
+            json_object_add(reply, "fileDescriptor", json_object_new_int(idx)) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        const char *reason = "not an fd";
+        json_object *reply;
+        uint64_t handle;
+        int fd, r = 0;
+
+        fd = varlink_call_get_fd_parameter(call, p, "fileDescriptor");
+        if (fd >= 0)
+                r = verify_iommufd(m, fd, &reason);
+        if (fd < 0 || r < 0)
+                return reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
+                                      json_object_new_string("fileDescriptor"), "reason",
+                                      json_object_new_string(fd < 0 ? "no fd attached at that index" : reason));
+
+        r = add_context(call, varlink_call_take_fd(call, (size_t) get_int(p, "fileDescriptor", 0)), &handle);
+        if (r <= 0)
+                return r;
+
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) handle)) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+/* Unbinds (if bound) and forgets one vDevice. */
+static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
+        if (v->bound && !v->gone) {
+                TsmTarget t = target_of(ctx, v);
+                int r = tsm_platform_unbind(m->platform, &t);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to unbind %s while releasing it: %m", v->pci_address);
+        }
+        v->bound = false;
+        free(v->pci_address);
+        v->pci_address = NULL;
+}
+
+static void context_free(Manager *m, GuestContext *ctx) {
+        for (size_t i = 0; i < ctx->n_vdevices; i++)
+                vdevice_release(m, ctx, &ctx->vdevices[i]);
+        free(ctx->vdevices);
+        safe_close(ctx->fd);
+        free(ctx);
+}
+
+static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
+        GuestClient *c = client_of(call);
+        GuestContext *ctx;
+
+        if (lookup(call, p, &ctx, NULL) <= 0)
+                return 0;
+        for (size_t i = 0; i < c->n_contexts; i++)
+                if (c->contexts[i] == ctx) {
+                        c->contexts[i] = c->contexts[--c->n_contexts];
+                        break;
+                }
+        context_free(userdata, ctx);
+        return varlink_call_reply(call, NULL);
+}
+
+/* ---- devices --------------------------------------------------------------------------- */
+
+static bool device_attached_anywhere(Manager *m, const char *pci_address) {
+        GuestClient *c;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++)
+                                if (streq(c->contexts[i]->vdevices[j].pci_address, pci_address))
+                                        return true;
+        return false;
+}
+
+/* SECURITY: a VFIO device fd proves which physical device the VMM holds: its character
+ * device's sysfs node must be the device at pci_address. */
+static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reason) {
+        char path[128], target[PATH_MAX];
+        struct stat st;
+        const char *base;
+        ssize_t n;
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISCHR(st.st_mode)) {
+                *ret_reason = "not a character device";
+                return -EBADF;
+        }
+        snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/device", major(st.st_rdev), minor(st.st_rdev));
+        n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0) {
+                *ret_reason = "not a VFIO device";
+                return -EBADF;
+        }
+        target[n] = 0;
+        base = strrchr(target, '/');
+        if (!streq(base ? base + 1 : target, pci_address)) {
+                *ret_reason = "the VFIO device is another PCI device";
+                return -EBADF;
+        }
+        return 0;
+}
+
+static int build_scopes(Manager *m, const TsmDeviceInfo *info, json_object **ret) {
+        const TsmBackendDesc *b = tsm_backend_desc(info->backend);
+        _cleanup_(json_object_putp) json_object *a = json_object_new_array();
+
+        if (!a || !b)
+                return -ENOMEM;
+        for (size_t i = 0; i < b->n_scopes; i++) {
+                const TsmScopeDesc *s = &b->scopes[i];
+                json_object *o = json_object_new_object();
+                uint32_t number;
+
+                if (tsm_platform_scope_number(m->platform, info->pci_address, s->name, &number) < 0) {
+                        json_object_put(o);
+                        continue; /* not reachable through this UAPI: not offered */
+                }
+                if (!o || json_object_add(o, "name", json_object_new_string(s->name)) < 0 ||
+                    json_object_add(o, "description", json_object_new_string(s->description)) < 0 ||
+                    json_object_add(o, "number", json_object_new_int64(number)) < 0 ||
+                    json_object_add(o, "maxRequestSize", json_object_new_int64(s->max_request)) < 0 ||
+                    json_object_add(o, "maxResponseSize", json_object_new_int64(s->max_response)) < 0 ||
+                    json_object_add(o, "allowed", json_object_new_boolean(s->default_allowed)) < 0 ||
+                    json_object_array_add(a, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        GuestClient *c = client_of(call);
+        const char *address = json_get_string(p, "pciAddress"), *reason = NULL;
+        int64_t id = get_int(p, "vdeviceId", -1);
+        json_object *reply = NULL, *scopes = NULL, *vfio;
+        TsmDeviceInfo info;
+        GuestContext *ctx;
+        unsigned total = 0;
+        int r;
+
+        if (lookup(call, p, &ctx, NULL) <= 0)
+                return 0;
+        if (id <= 0 || id > UINT32_MAX) /* iommufd object ids start at 1 */
+                return varlink_call_error_invalid_parameter(call, "vdeviceId");
+        if (find_vdevice(ctx, id))
+                return reply_error_kv(call, GUEST_ERROR("VDeviceExists"), "context",
+                                      json_object_new_int64((int64_t) ctx->handle), "vdeviceId",
+                                      json_object_new_int64(id));
+
+        r = tsm_platform_get_device(m->platform, address, &info);
+        if (r < 0)
+                return reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
+                                      json_object_new_string(address), NULL, NULL);
+
+        if (json_object_object_get_ex(p, "vfioFileDescriptor", &vfio) && vfio) {
+                int fd = varlink_call_get_fd_parameter(call, p, "vfioFileDescriptor");
+
+                if (fd < 0)
+                        reason = "no fd attached at that index";
+                else
+                        (void) verify_vfio_fd(fd, info.pci_address, &reason);
+                if (reason)
+                        return reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
+                                              json_object_new_string("vfioFileDescriptor"), "reason",
+                                              json_object_new_string(reason));
+        }
+
+        /* SECURITY: one physical device belongs to one guest at a time. */
+        if (device_attached_anywhere(m, info.pci_address))
+                return reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress",
+                                      json_object_new_string(info.pci_address), NULL, NULL);
+
+        for (size_t i = 0; i < c->n_contexts; i++)
+                total += c->contexts[i]->n_vdevices;
+        if (total >= m->config.max_vdevices_per_client)
+                return reply_limit(call, "vdevices", m->config.max_vdevices_per_client);
+
+        r = build_scopes(m, &info, &scopes);
+        if (r < 0)
+                return r;
+
+        if (!GREEDY_REALLOC(ctx->vdevices, ctx->allocated_vdevices, ctx->n_vdevices + 1)) {
+                json_object_put(scopes);
+                return -ENOMEM;
+        }
+        ctx->vdevices[ctx->n_vdevices] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = strdup(info.pci_address) };
+        if (!ctx->vdevices[ctx->n_vdevices].pci_address) {
+                json_object_put(scopes);
+                return -ENOMEM;
+        }
+        ctx->n_vdevices++;
+
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "backend", json_object_new_string(tsm_backend_type_to_string(info.backend))) < 0 ||
+            json_object_add(reply, "tsm", json_object_new_string(info.tsm)) < 0 ||
+            json_object_add(reply, "uapi", json_object_new_string(info.emulated ? "emulated" :
+                                                                  strna(tsm_uapi_version_to_string(info.uapi)))) < 0 ||
+            json_object_add(reply, "scopes", scopes) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
+        GuestContext *ctx;
+        GuestVDevice *v;
+
+        if (lookup(call, p, &ctx, &v) <= 0)
+                return 0;
+        vdevice_release(userdata, ctx, v);
+        *v = ctx->vdevices[--ctx->n_vdevices];
+        return varlink_call_reply(call, NULL);
+}
+
+static int reply_state(VarlinkCall *call, Manager *m, GuestContext *ctx, GuestVDevice *v, bool with_bound) {
+        json_object *reply = json_object_new_object(), *state = state_json(m->platform, ctx, v);
+
+        if (!reply || json_object_add(reply, "state", state) < 0 ||
+            (with_bound && json_object_add(reply, "bound", json_object_new_boolean(v->bound)) < 0)) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+static int vl_bind(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        GuestContext *ctx;
+        GuestVDevice *v;
+        TsmTarget t;
+        int r;
+
+        if (lookup(call, p, &ctx, &v) <= 0)
+                return 0;
+        if (v->gone)
+                return reply_backend_error(call, -ENODEV, v->pci_address);
+        t = target_of(ctx, v);
+        r = tsm_platform_bind(m->platform, &t);
+        if (r == -EIO || r == -EINVAL) {
+                json_object *s = state_json(m->platform, ctx, v);
+                return reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", s ?: json_object_new_string("error"), NULL, NULL);
+        }
+        if (r < 0)
+                return reply_backend_error(call, r, v->pci_address);
+        v->bound = true;
+        return reply_state(call, m, ctx, v, false);
+}
+
+static int vl_unbind(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        GuestContext *ctx;
+        GuestVDevice *v;
+        TsmTarget t;
+        int r;
+
+        if (lookup(call, p, &ctx, &v) <= 0)
+                return 0;
+        if (v->gone)
+                return reply_backend_error(call, -ENODEV, v->pci_address);
+        t = target_of(ctx, v);
+        r = tsm_platform_unbind(m->platform, &t);
+        if (r < 0)
+                return reply_backend_error(call, r, v->pci_address);
+        v->bound = false;
+        return reply_state(call, m, ctx, v, false);
+}
+
+static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata) {
+        GuestContext *ctx;
+        GuestVDevice *v;
+
+        if (lookup(call, p, &ctx, &v) <= 0)
+                return 0;
+        if (v->gone)
+                return reply_backend_error(call, -ENODEV, v->pci_address);
+        return reply_state(call, userdata, ctx, v, true);
+}
+
+/* ---- guest requests -------------------------------------------------------------------- */
+
+static void pending_free(PendingRequest *pr) {
+        TAILQ_REMOVE(&pr->client->pending, pr, entry);
+        varlink_call_unref(pr->call);
+        free(pr);
+}
+
+static void on_request_done(TsmRequest *req, int result, void *userdata) {
+        PendingRequest *pr = userdata;
+        VarlinkCall *call = pr->call;
+        _cleanup_free_ char *b64 = NULL;
+        json_object *reply;
+        const void *resp;
+        size_t len;
+        int r;
+
+        if (result < 0) {
+                if (result == -ENOBUFS)
+                        r = reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                           json_object_new_string("maxResponseSize"), "limit",
+                                           json_object_new_int64(0));
+                else
+                        r = reply_backend_error(call, result, tsm_request_get_pci_address(req));
+                goto finish;
+        }
+
+        resp = tsm_request_get_response(req, &len);
+        r = base64_encode(resp, len, &b64);
+        if (r < 0)
+                goto finish;
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "response", json_object_new_string(b64)) < 0 ||
+            json_object_add(reply, "scopeNumber", json_object_new_int64(tsm_request_get_scope_number(req))) < 0) {
+                json_object_put(reply);
+                r = -ENOMEM;
+                goto finish;
+        }
+        r = varlink_call_reply(call, reply);
+
+finish:
+        if (r < 0 && !varlink_call_is_answered(call))
+                (void) varlink_call_error_errno(call, r);
+        pending_free(pr);
+}
+
+static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        GuestClient *c = client_of(call);
+        const char *scope = json_get_string(p, "scope"), *b64 = json_get_string(p, "request");
+        int64_t max_response = get_int(p, "maxResponseSize", -1);
+        _cleanup_free_ void *req = NULL;
+        const TsmScopeDesc *desc;
+        TsmDeviceInfo info;
+        PendingRequest *pr;
+        GuestContext *ctx;
+        GuestVDevice *v;
+        TsmTarget t;
+        size_t req_len;
+        uint32_t number;
+        int r;
+
+        if (lookup(call, p, &ctx, &v) <= 0)
+                return 0;
+        if (v->gone)
+                return reply_backend_error(call, -ENODEV, v->pci_address);
+        if (max_response < 0)
+                return varlink_call_error_invalid_parameter(call, "maxResponseSize");
+        r = tsm_platform_get_device(m->platform, v->pci_address, &info);
+        if (r < 0)
+                return reply_backend_error(call, -ENODEV, v->pci_address);
+
+        /* The scope, by name, for the backend serving this device; numbers are never taken. */
+        desc = tsm_backend_find_scope(tsm_backend_desc(info.backend), scope);
+        if (!desc)
+                return reply_error_kv(call, GUEST_ERROR("NoSuchScope"), "scope", json_object_new_string(scope),
+                                      "backend", json_object_new_string(tsm_backend_type_to_string(info.backend)));
+        r = tsm_platform_scope_number(m->platform, v->pci_address, scope, &number);
+        if (r < 0)
+                return reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope", json_object_new_string(scope),
+                                      "uapi", json_object_new_string(strna(tsm_uapi_version_to_string(info.uapi))));
+        if (!desc->default_allowed)
+                return reply_denied(call, "debug scopes are not granted");
+
+        if (strlen(b64) > (size_t) DIV_ROUND_UP(desc->max_request, 3) * 4)
+                return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string("request"),
+                                      "limit", json_object_new_int64(desc->max_request));
+        r = base64_decode(b64, strlen(b64), &req, &req_len);
+        if (r == -EINVAL)
+                return varlink_call_error_invalid_parameter(call, "request");
+        if (r < 0)
+                return r;
+
+        pr = new0(PendingRequest, 1);
+        if (!pr)
+                return -ENOMEM;
+        pr->client = c;
+        pr->call = varlink_call_ref(call);
+        TAILQ_INSERT_TAIL(&c->pending, pr, entry);
+
+        t = target_of(ctx, v);
+        r = tsm_platform_request(m->platform, &t, scope, req, req_len, (size_t) max_response,
+                                 on_request_done, pr, &pr->request);
+        if (r < 0) {
+                pending_free(pr);
+                if (r == -E2BIG)
+                        return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                              json_object_new_string("request"), "limit",
+                                              json_object_new_int64(desc->max_request));
+                return reply_backend_error(call, r, v->pci_address);
+        }
+        return 0;
+}
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
+        GuestClient *c = client_of(call);
+        json_object *first = json_object_new_object();
+
+        if (!first || json_object_add(first, "event", NULL) < 0) {
+                json_object_put(first);
+                return -ENOMEM;
+        }
+        varlink_call_unref(c->watch);
+        c->watch = varlink_call_ref(call);
+        return varlink_call_notify(call, first);
+}
+
+static void notify_event(GuestClient *c, const char *kind, const GuestContext *ctx, const GuestVDevice *v,
+                         json_object *state) {
+        json_object *reply, *ev;
+
+        if (!c->watch) {
+                json_object_put(state);
+                return;
+        }
+        ev = json_object_new_object();
+        reply = json_object_new_object();
+        if (!ev || !reply || json_object_add(ev, "kind", json_object_new_string(kind)) < 0 ||
+            json_object_add(ev, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
+            json_object_add(ev, "vdeviceId", json_object_new_int64(v->id)) < 0 ||
+            json_object_add(ev, "pciAddress", json_object_new_string(v->pci_address)) < 0 ||
+            json_object_add(ev, "state", state) < 0 || json_object_add(reply, "event", ev) < 0) {
+                json_object_put(reply);
+                return;
+        }
+        (void) varlink_call_notify(c->watch, reply);
+}
+
+void guest_device_gone(Manager *m, const char *pci_address) {
+        GuestClient *c;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++) {
+                                GuestVDevice *v = &c->contexts[i]->vdevices[j];
+
+                                if (!streq(v->pci_address, pci_address) || v->gone)
+                                        continue;
+                                v->gone = true;
+                                v->bound = false;
+                                notify_event(c, "device-removed", c->contexts[i], v, NULL);
+                        }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
+        GuestClient *c = new0(GuestClient, 1);
+
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->conn = conn;
+        TAILQ_INIT(&c->pending);
+        LIST_INSERT_HEAD(&m->guest_clients, c, entry);
+        *ret = c;
+        return 0;
+}
+
+GuestClient *guest_client_free(GuestClient *c) {
+        PendingRequest *pr;
+
+        if (!c)
+                return NULL;
+
+        /* Requests first (nobody is left to answer), then bindings and contexts. */
+        while ((pr = TAILQ_FIRST(&c->pending))) {
+                tsm_request_cancel(pr->request);
+                pending_free(pr);
+        }
+        for (size_t i = 0; i < c->n_contexts; i++)
+                context_free(c->manager, c->contexts[i]);
+        free(c->contexts);
+        varlink_call_unref(c->watch);
+        LIST_REMOVE(c, entry);
+        return mfree(c);
+}
+
+int guest_methods_register(Manager *m) {
+        static const struct {
+                const char *name;
+                VarlinkMethodFunc func;
+        } methods[] = {
+                { "io.tsmd.Guest.OpenContext", vl_open_context },
+                { "io.tsmd.Guest.AdoptContext", vl_adopt_context },
+                { "io.tsmd.Guest.CloseContext", vl_close_context },
+                { "io.tsmd.Guest.AttachDevice", vl_attach_device },
+                { "io.tsmd.Guest.DetachDevice", vl_detach_device },
+                { "io.tsmd.Guest.Bind", vl_bind },
+                { "io.tsmd.Guest.Unbind", vl_unbind },
+                { "io.tsmd.Guest.GetDeviceState", vl_get_device_state },
+                { "io.tsmd.Guest.GuestRequest", vl_guest_request },
+                { "io.tsmd.Guest.WatchEvents", vl_watch_events },
+        };
+        int r;
+
+        r = varlink_server_add_interface(m->server, varlink_builtin_idl_find("io.tsmd.Guest"));
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                r = varlink_server_bind_method(m->server, methods[i].name, methods[i].func);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}

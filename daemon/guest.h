@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * io.tsmd.Guest: what one VMM connection owns (iommufd contexts, their vDevices, bindings,
+ * requests in flight, its event subscription) and the methods acting on it. Ownership is
+ * per connection: handles are looked up in the caller's own tables only, so no client can
+ * name another's objects, and everything is released when the connection goes.
+ * Runs in: daemon (worker).
+ */
+#pragma once
+
+#include "manager.h"
+
+typedef struct GuestClient GuestClient;
+
+int guest_methods_register(Manager *m);
+
+/* Connection lifecycle, called by the manager. */
+int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret);
+/* Releases in the right order: requests, bindings, vDevices, contexts. */
+GuestClient *guest_client_free(GuestClient *c);
+
+/* A device vanished: fail what used it and tell subscribers. */
+void guest_device_gone(Manager *m, const char *pci_address);

@@ -1,0 +1,475 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Backends, devices and request routing. Runs in: daemon. */
+
+#include <limits.h>
+#include <sys/queue.h>
+
+#include "backend.h"
+#include "discovery.h"
+#include "emu-config.h"
+#include "iommufd-transport.h"
+#include "log.h"
+#include "tsm-platform.h"
+
+struct TsmRequest {
+        TsmPlatform *platform;
+        char *pci_address;
+        EmuDevice *emu;   /* emulated backend: the device, referenced */
+        EmuScope emu_scope;
+        uint8_t *request;
+        size_t request_len;
+        uint8_t *response;
+        size_t response_size, response_len;
+        uint32_t scope_number;
+        int result;
+        bool completed; /* result is final; only the callback is left */
+        struct event *timer;
+        TsmRequestCallback callback;
+        void *userdata;
+        TAILQ_ENTRY(TsmRequest) entry;
+};
+
+struct TsmPlatform {
+        struct event_base *base;
+        TsmPlatformConfig config;
+        Inventory *inventory;
+        Discovery *discovery;
+        EmuPlatform *emu;
+        int uapi; /* TsmUapiVersion, or negative errno from probing */
+        uint64_t watch_id;
+
+        TsmPlatformDeviceGone gone_callback;
+        void *gone_userdata;
+
+        TAILQ_HEAD(, TsmRequest) requests;
+};
+
+static const char *const tsm_platform_mode_table[_TSM_PLATFORM_MODE_MAX] = {
+        [TSM_PLATFORM_AUTO] = "auto",
+        [TSM_PLATFORM_KERNEL] = "kernel",
+        [TSM_PLATFORM_EMULATED] = "emulated",
+};
+DEFINE_STRING_TABLE_LOOKUP(tsm_platform_mode, TsmPlatformMode);
+
+static void request_free(TsmRequest *r) {
+        if (r->timer)
+                event_free(r->timer);
+        emu_device_unref(r->emu);
+        free(r->pci_address);
+        free(r->request);
+        free(r->response);
+        free(r);
+}
+
+static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
+        TsmRequest *r = userdata;
+        TsmPlatform *p = r->platform;
+
+        if (!r->completed) {
+                /* The emulated device answers now, after its transport latency: if it was
+                 * unplugged meanwhile, it says so itself (-ENODEV). */
+                r->result = emu_device_request(r->emu, r->emu_scope, r->request, r->request_len,
+                                               r->response, r->response_size, &r->response_len);
+                r->completed = true;
+        }
+
+        TAILQ_REMOVE(&p->requests, r, entry);
+        r->callback(r, r->result, r->userdata);
+        request_free(r);
+}
+
+static void request_complete_later(TsmRequest *r, int result, uint64_t delay_usec) {
+        struct timeval tv = { .tv_sec = (time_t) (delay_usec / 1000000), .tv_usec = (suseconds_t) (delay_usec % 1000000) };
+
+        if (result != INT_MIN) {
+                r->result = result;
+                r->completed = true;
+        }
+        (void) evtimer_add(r->timer, &tv);
+}
+
+/* Everything in flight to a device that is gone fails with -ENODEV. */
+static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
+        TsmRequest *r;
+
+        TAILQ_FOREACH(r, &p->requests, entry)
+                if (!pci_address || streq(r->pci_address, pci_address)) {
+                        (void) evtimer_del(r->timer);
+                        request_complete_later(r, -ENODEV, 0);
+                }
+}
+
+static void device_gone(TsmPlatform *p, const char *pci_address) {
+        log_info("Device %s is gone.", pci_address);
+        fail_requests_for(p, pci_address);
+        if (p->gone_callback)
+                p->gone_callback(p, pci_address, p->gone_userdata);
+}
+
+static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *userdata) {
+        TsmPlatform *p = userdata;
+
+        switch (ev->type) {
+        case INVENTORY_DEVICE_REMOVED:
+                device_gone(p, ev->device->address);
+                break;
+        case INVENTORY_DEVICE_CHANGED:
+                /* Disconnected from its TSM, or no longer TDISP capable: gone for our purposes. */
+                if ((ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP)) &&
+                    (!ev->device->connected_tsm || !ev->device->tdisp_capable))
+                        device_gone(p, ev->device->address);
+                break;
+        case INVENTORY_TSM_REMOVED:
+                log_info("TSM %s is gone.", ev->tsm->name);
+                /* Its devices lose their connection in the same scan and are reported then. */
+                break;
+        case INVENTORY_TSM_ADDED:
+                log_info("TSM %s (%s) appeared.", ev->tsm->name,
+                         strna(tsm_backend_type_to_string(ev->tsm->type)));
+                break;
+        default:
+                break;
+        }
+}
+
+int tsm_platform_new(struct event_base *base, const TsmPlatformConfig *config, TsmPlatform **ret) {
+        _cleanup_(tsm_platform_freep) TsmPlatform *p = NULL;
+        int r;
+
+        assert(base);
+        assert(config);
+        assert(ret);
+
+        p = new0(TsmPlatform, 1);
+        if (!p)
+                return -ENOMEM;
+        p->base = base;
+        p->uapi = -EOPNOTSUPP;
+        TAILQ_INIT(&p->requests);
+        p->config.mode = config->mode;
+        p->config.emulated_latency_usec = config->emulated_latency_usec;
+        p->config.iommu_device = strdup(config->iommu_device ?: "/dev/iommu");
+        if (!p->config.iommu_device)
+                return -ENOMEM;
+
+        r = inventory_new(&p->inventory);
+        if (r < 0)
+                return r;
+        r = inventory_add_watch(p->inventory, on_inventory_event, p, NULL, &p->watch_id);
+        if (r < 0)
+                return r;
+
+        if (config->mode != TSM_PLATFORM_EMULATED) {
+                r = discovery_new(p->inventory, base, &p->discovery);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up device discovery: %m");
+                r = discovery_scan(p->discovery);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to enumerate TSMs and PCI devices: %m");
+                r = discovery_start_monitor(p->discovery);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot follow device hotplug, continuing without: %m");
+
+                TsmUapiVersion v;
+
+                r = iommufd_probe_uapi(p->config.iommu_device, &v);
+                p->uapi = r < 0 ? r : (int) v;
+                if (r < 0) {
+                        log_info_errno(r, "Kernel TSM requests unavailable through %s: %m",
+                                       p->config.iommu_device);
+                } else
+                        log_info("Kernel speaks the %s iommufd TSM UAPI.",
+                                 tsm_uapi_version_to_string(p->uapi));
+        }
+
+        if (config->mode == TSM_PLATFORM_EMULATED ||
+            (config->mode == TSM_PLATFORM_AUTO && inventory_n_tsms(p->inventory) == 0)) {
+                r = emu_platform_new_from_config(config->emulated_devices, &p->emu);
+                if (r < 0)
+                        return log_error_errno(r, "Invalid emulated device list '%s': %m",
+                                               strna(config->emulated_devices));
+                log_info("No TSM found, serving the emulated TDISP platform with %zu devices.",
+                         emu_platform_get_n_devices(p->emu));
+        }
+
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+TsmPlatform *tsm_platform_free(TsmPlatform *p) {
+        TsmRequest *r;
+
+        if (!p)
+                return NULL;
+
+        while ((r = TAILQ_FIRST(&p->requests))) {
+                TAILQ_REMOVE(&p->requests, r, entry);
+                request_free(r);
+        }
+        discovery_free(p->discovery);
+        inventory_free(p->inventory);
+        emu_platform_free(p->emu);
+        free(p->config.iommu_device);
+        return mfree(p);
+}
+
+void tsm_platform_set_device_gone_callback(TsmPlatform *p, TsmPlatformDeviceGone cb, void *userdata) {
+        p->gone_callback = cb;
+        p->gone_userdata = userdata;
+}
+
+bool tsm_platform_is_emulated(const TsmPlatform *p) {
+        return !!p->emu;
+}
+
+const char *tsm_platform_get_iommu_device(const TsmPlatform *p) {
+        return p->config.iommu_device;
+}
+
+Inventory *tsm_platform_get_inventory(TsmPlatform *p) {
+        return p->inventory;
+}
+
+EmuPlatform *tsm_platform_get_emulated(TsmPlatform *p) {
+        return p->emu;
+}
+
+int tsm_platform_get_uapi(const TsmPlatform *p, TsmUapiVersion *ret) {
+        if (p->uapi < 0)
+                return p->uapi;
+        *ret = p->uapi;
+        return 0;
+}
+
+int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
+        _cleanup_free_ EmuDeviceConfig *configs = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!p->emu)
+                return -EOPNOTSUPP;
+
+        r = emu_config_parse(devices, &configs, &n);
+        if (r < 0)
+                return r;
+
+        /* Remove first (walking backwards, as removal shifts the list), then add. */
+        for (size_t i = emu_platform_get_n_devices(p->emu); i > 0; i--) {
+                EmuDevice *d = emu_platform_get_device(p->emu, i - 1);
+                const EmuDeviceConfig *dc = emu_device_get_config(d);
+                bool keep = false;
+
+                for (size_t j = 0; j < n; j++)
+                        if (emu_pci_address_equal(&dc->address, &configs[j].address))
+                                keep = true;
+                if (!keep) {
+                        char address[64];
+
+                        snprintf(address, sizeof(address), "%s", emu_device_get_address(d));
+                        (void) emu_platform_remove_device(p->emu, address);
+                        device_gone(p, address);
+                }
+        }
+        for (size_t j = 0; j < n; j++) {
+                char address[64];
+
+                emu_pci_address_format(&configs[j].address, address);
+                if (emu_platform_find_device(p->emu, address))
+                        continue;
+                r = emu_platform_add_device_config(p->emu, &configs[j], NULL);
+                if (r < 0)
+                        return r;
+                log_info("Emulated device %s added.", address);
+        }
+        return 0;
+}
+
+int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret) {
+        const InventoryDevice *d;
+        const InventoryTsm *t;
+
+        assert(pci_address);
+        assert(ret);
+
+        if (p->emu) {
+                EmuDevice *e = emu_platform_find_device(p->emu, pci_address);
+                if (e) {
+                        *ret = (TsmDeviceInfo){
+                                .pci_address = emu_device_get_address(e),
+                                .tsm = EMULATED_TSM_NAME,
+                                .backend = TSM_BACKEND_EMULATED,
+                                .emulated = true,
+                                .uapi = TSM_UAPI_V5,
+                        };
+                        return 0;
+                }
+        }
+
+        d = inventory_get_device(p->inventory, pci_address);
+        if (!d || !d->tdisp_capable)
+                return -ENODEV;
+        t = inventory_device_get_tsm(p->inventory, d);
+        if (!t || t->type < 0)
+                return -ENXIO;
+
+        *ret = (TsmDeviceInfo){
+                .pci_address = d->address,
+                .tsm = t->name,
+                .backend = t->type,
+                .uapi = p->uapi >= 0 ? (TsmUapiVersion) p->uapi : _TSM_UAPI_VERSION_INVALID,
+        };
+        return 0;
+}
+
+static int device_scope(TsmPlatform *p, const TsmDeviceInfo *info, const char *scope,
+                        const TsmScopeDesc **ret_desc, uint32_t *ret_number) {
+        const TsmBackendDesc *b = tsm_backend_desc(info->backend);
+        TsmUapiVersion v;
+        int r;
+
+        if (!b)
+                return -ENXIO;
+        if (info->emulated)
+                v = TSM_UAPI_V5; /* the emulated backend numbers its scopes like v5 */
+        else if (p->uapi < 0)
+                return -EOPNOTSUPP;
+        else
+                v = p->uapi;
+
+        /* SECURITY: the number comes from the table of the backend serving this device. */
+        r = tsm_backend_scope_number(b, scope, v, ret_number);
+        if (r < 0)
+                return r;
+        if (ret_desc)
+                *ret_desc = tsm_backend_find_scope(b, scope);
+        return 0;
+}
+
+int tsm_platform_scope_number(TsmPlatform *p, const char *pci_address, const char *scope, uint32_t *ret) {
+        TsmDeviceInfo info;
+        int r;
+
+        r = tsm_platform_get_device(p, pci_address, &info);
+        if (r < 0)
+                return r;
+        return device_scope(p, &info, scope, NULL, ret);
+}
+
+int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t) {
+        TsmDeviceInfo info;
+        int r;
+
+        r = tsm_platform_get_device(p, t->pci_address, &info);
+        if (r < 0)
+                return r;
+        if (info.emulated)
+                return emu_device_bind(emu_platform_find_device(p->emu, t->pci_address), NULL);
+        if (p->uapi < 0)
+                return p->uapi;
+        return iommufd_tsm_bind(t->iommufd, p->uapi, t->vdevice_id);
+}
+
+int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t) {
+        TsmDeviceInfo info;
+        int r;
+
+        r = tsm_platform_get_device(p, t->pci_address, &info);
+        if (r < 0)
+                return r;
+        if (info.emulated)
+                return emu_device_unbind(emu_platform_find_device(p->emu, t->pci_address));
+        if (p->uapi < 0)
+                return p->uapi;
+        return iommufd_tsm_unbind(t->iommufd, p->uapi, t->vdevice_id);
+}
+
+int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_state) {
+        TsmDeviceInfo info;
+        int r;
+
+        r = tsm_platform_get_device(p, t->pci_address, &info);
+        if (r < 0)
+                return r;
+        if (!info.emulated)
+                return -EOPNOTSUPP; /* the kernel does not expose the TDI state to the host */
+        *ret_tdisp_state = emu_device_get_state(emu_platform_find_device(p->emu, t->pci_address));
+        return 0;
+}
+
+int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, const void *req,
+                         size_t req_len, size_t max_response, TsmRequestCallback cb, void *userdata,
+                         TsmRequest **ret) {
+        const TsmScopeDesc *desc = NULL;
+        TsmDeviceInfo info;
+        TsmRequest *r;
+        uint32_t number;
+        int k;
+
+        assert(p);
+        assert(t);
+        assert(cb);
+
+        k = tsm_platform_get_device(p, t->pci_address, &info);
+        if (k < 0)
+                return k;
+        k = device_scope(p, &info, scope, &desc, &number);
+        if (k < 0)
+                return k;
+        if (req_len > desc->max_request)
+                return -E2BIG;
+
+        r = new0(TsmRequest, 1);
+        if (!r)
+                return -ENOMEM;
+        r->platform = p;
+        r->scope_number = number;
+        r->callback = cb;
+        r->userdata = userdata;
+        r->response_size = MIN(max_response, (size_t) desc->max_response);
+        r->pci_address = strdup(info.pci_address);
+        r->request = malloc(MAX(req_len, (size_t) 1));
+        r->response = malloc(MAX(r->response_size, (size_t) 1));
+        r->timer = evtimer_new(p->base, on_request_timer, r);
+        if (!r->pci_address || !r->request || !r->response || !r->timer) {
+                request_free(r);
+                return -ENOMEM;
+        }
+        memcpy(r->request, req, req_len);
+        r->request_len = req_len;
+        TAILQ_INSERT_TAIL(&p->requests, r, entry);
+
+        if (info.emulated) {
+                r->emu = emu_device_ref(emu_platform_find_device(p->emu, t->pci_address));
+                r->emu_scope = (EmuScope) number; /* v5 numbering equals EmuScope */
+                request_complete_later(r, INT_MIN, p->config.emulated_latency_usec);
+        } else {
+                /* The kernel answers synchronously; deliver like every other completion. */
+                k = iommufd_tsm_request(t->iommufd, info.uapi, t->vdevice_id, number, r->request,
+                                        req_len, r->response, r->response_size, &r->response_len);
+                request_complete_later(r, k, 0);
+        }
+
+        if (ret)
+                *ret = r;
+        return 0;
+}
+
+void tsm_request_cancel(TsmRequest *r) {
+        if (!r)
+                return;
+        TAILQ_REMOVE(&r->platform->requests, r, entry);
+        request_free(r);
+}
+
+const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len) {
+        *ret_len = r->response_len;
+        return r->response;
+}
+
+uint32_t tsm_request_get_scope_number(const TsmRequest *r) {
+        return r->scope_number;
+}
+
+const char *tsm_request_get_pci_address(const TsmRequest *r) {
+        return r->pci_address;
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The TSM platform as the rest of tsmd sees it: which backends exist (discovered in sysfs,
+ * or the built-in emulated platform when there is no TSM), which devices they serve, and the
+ * router that sends a guest request to the right backend with the scope number of *that*
+ * backend. Runs in: daemon (the kernel calls move to the privileged monitor later).
+ */
+#pragma once
+
+#include <event2/event.h>
+
+#include "emu-platform.h"
+#include "inventory.h"
+#include "tsm-types.h"
+
+typedef enum TsmPlatformMode {
+        TSM_PLATFORM_AUTO,     /* the kernel's TSMs if any, else the emulated platform */
+        TSM_PLATFORM_KERNEL,   /* only what sysfs shows */
+        TSM_PLATFORM_EMULATED, /* only the emulated platform */
+        _TSM_PLATFORM_MODE_MAX,
+        _TSM_PLATFORM_MODE_INVALID = -EINVAL,
+} TsmPlatformMode;
+
+const char *tsm_platform_mode_to_string(TsmPlatformMode m);
+TsmPlatformMode tsm_platform_mode_from_string(const char *s);
+
+#define EMULATED_TSM_NAME "emu0"
+
+typedef struct TsmPlatformConfig {
+        TsmPlatformMode mode;
+        char *iommu_device;      /* /dev/iommu */
+        char *emulated_devices;  /* emu-config syntax; NULL: the default set */
+        uint64_t emulated_latency_usec; /* how long an emulated TDISP exchange takes */
+} TsmPlatformConfig;
+
+typedef struct TsmPlatform TsmPlatform;
+
+/* Where a request goes: the physical device and, for the kernel, the VMM's iommufd + vDevice. */
+typedef struct TsmTarget {
+        const char *pci_address;
+        int iommufd;
+        uint32_t vdevice_id;
+} TsmTarget;
+
+/* What tsmd knows about one device it can route to. Pointers are valid until the next
+ * change of the platform (the caller copies what it keeps). */
+typedef struct TsmDeviceInfo {
+        const char *pci_address;
+        const char *tsm;        /* "tsm0", "emu0" */
+        TsmBackendType backend;
+        bool emulated;
+        TsmUapiVersion uapi;    /* for kernel backends */
+} TsmDeviceInfo;
+
+/* Device and backend changes, for the Guest layer (events, failing in-flight requests). */
+typedef void (*TsmPlatformDeviceGone)(TsmPlatform *p, const char *pci_address, void *userdata);
+
+int tsm_platform_new(struct event_base *base, const TsmPlatformConfig *config, TsmPlatform **ret);
+TsmPlatform *tsm_platform_free(TsmPlatform *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPlatform *, tsm_platform_free);
+
+void tsm_platform_set_device_gone_callback(TsmPlatform *p, TsmPlatformDeviceGone cb, void *userdata);
+
+/* Applies a new emulated device list (on reload): devices no longer listed vanish (their
+ * in-flight requests fail with -ENODEV), new ones appear. */
+int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices);
+
+bool tsm_platform_is_emulated(const TsmPlatform *p);
+const char *tsm_platform_get_iommu_device(const TsmPlatform *p);
+Inventory *tsm_platform_get_inventory(TsmPlatform *p);
+EmuPlatform *tsm_platform_get_emulated(TsmPlatform *p);
+/* The UAPI the kernel speaks, or -EOPNOTSUPP if it has no TSM ioctls. */
+int tsm_platform_get_uapi(const TsmPlatform *p, TsmUapiVersion *ret);
+
+/* -ENODEV if tsmd knows no TSM-served device at that address, -ENXIO if it is not connected
+ * to a TSM tsmd recognises. */
+int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret);
+
+/* The number to put into the kernel request for scope on that device: the only way a scope
+ * number is ever made. -ENOENT unknown scope for the backend, -EOPNOTSUPP not in this UAPI. */
+int tsm_platform_scope_number(TsmPlatform *p, const char *pci_address, const char *scope, uint32_t *ret);
+
+/* TDISP lifecycle (the kernel's TSM bind/unbind, or the emulated device's). */
+int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t);
+int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t);
+/* The TDI state, if the backend lets tsmd see it (-EOPNOTSUPP otherwise). */
+int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_state);
+
+/* One guest request in flight. The callback runs exactly once from the event loop (never
+ * from inside tsm_platform_request()), unless the request is cancelled first. */
+typedef struct TsmRequest TsmRequest;
+typedef void (*TsmRequestCallback)(TsmRequest *r, int result, void *userdata);
+
+int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, const void *req,
+                         size_t req_len, size_t max_response, TsmRequestCallback cb, void *userdata,
+                         TsmRequest **ret);
+/* Drops a request whose caller went away; its callback will not run. */
+void tsm_request_cancel(TsmRequest *r);
+const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len);
+uint32_t tsm_request_get_scope_number(const TsmRequest *r);
+const char *tsm_request_get_pci_address(const TsmRequest *r);

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Base64 (RFC 4648, standard alphabet, padded), for binary payloads inside JSON. Runs in:
+ * worker, clients. */
+#pragma once
+
+#include "macro.h"
+
+/* Encodes len bytes; returns a NUL-terminated malloc'd string. */
+int base64_encode(const void *data, size_t len, char **ret);
+/* Decodes strictly: padding required, no whitespace, no trailing garbage. -EINVAL if malformed. */
+int base64_decode(const char *text, size_t text_len, void **ret, size_t *ret_len);
