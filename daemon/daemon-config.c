@@ -73,6 +73,8 @@ static const ConfigItem config_items[] = {
         ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
         ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
         ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
+        ITEM("Guest", "MaxRequestSize", CONFIG_SIZE_T, max_request_size, 0, 16ULL << 20),
+        ITEM("Guest", "MaxResponseSize", CONFIG_SIZE_T, max_response_size, 0, 16ULL << 20),
 };
 
 void daemon_config_init(DaemonConfig *c) {
@@ -81,6 +83,8 @@ void daemon_config_init(DaemonConfig *c) {
                 .platform = { .mode = TSM_PLATFORM_AUTO },
                 .max_contexts_per_client = 16,
                 .max_vdevices_per_client = 64,
+                .max_request_size = 1U << 20,
+                .max_response_size = 1U << 20,
         };
 }
 

@@ -18,6 +18,8 @@ typedef struct DaemonConfig {
         TsmPlatformConfig platform;
         unsigned max_contexts_per_client;
         unsigned max_vdevices_per_client;
+        size_t max_request_size;  /* caps every scope's own request limit */
+        size_t max_response_size; /* caps every scope's own response limit */
 } DaemonConfig;
 
 void daemon_config_init(DaemonConfig *c);

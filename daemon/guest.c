@@ -631,7 +631,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         GuestContext *ctx;
         GuestVDevice *v;
         TsmTarget t;
-        size_t req_len;
+        size_t req_len, max_request;
         uint32_t number;
         int r;
 
@@ -657,14 +657,20 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (!desc->default_allowed)
                 return reply_denied(call, "debug scopes are not granted");
 
-        if (strlen(b64) > (size_t) DIV_ROUND_UP(desc->max_request, 3) * 4)
+        /* The smaller of the backend's limit for the scope and the configured cap. */
+        max_request = MIN((size_t) desc->max_request, m->config.max_request_size);
+        if (strlen(b64) > DIV_ROUND_UP(max_request, 3) * 4)
                 return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string("request"),
-                                      "limit", json_object_new_int64(desc->max_request));
+                                      "limit", json_object_new_int64((int64_t) max_request));
         r = base64_decode(b64, strlen(b64), &req, &req_len);
         if (r == -EINVAL)
                 return varlink_call_error_invalid_parameter(call, "request");
         if (r < 0)
                 return r;
+        if (req_len > max_request)
+                return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string("request"),
+                                      "limit", json_object_new_int64((int64_t) max_request));
+        max_response = MIN(max_response, (int64_t) m->config.max_response_size);
 
         pr = new0(PendingRequest, 1);
         if (!pr)
@@ -681,7 +687,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 if (r == -E2BIG)
                         return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
                                               json_object_new_string("request"), "limit",
-                                              json_object_new_int64(desc->max_request));
+                                              json_object_new_int64((int64_t) max_request));
                 return reply_backend_error(call, r, v->pci_address);
         }
         return 0;

@@ -29,10 +29,10 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
 }
 
 static void on_reload_signal(evutil_socket_t sig, short what, void *userdata) {
-        (void) manager_reload(userdata);
+        (void) manager_reload(userdata, NULL);
 }
 
-int manager_reload(Manager *m) {
+int manager_reload(Manager *m, char **ret_message) {
         DaemonConfig config;
         const char *message = NULL;
         unsigned line = 0;
@@ -44,9 +44,13 @@ int manager_reload(Manager *m) {
         (void) sd_notify(false, "RELOADING=1");
         daemon_config_init(&config);
         r = daemon_config_load(&config, m->config_path, &line, &message);
+        if (r == -ENOENT)
+                r = 0; /* no file: the built-in defaults */
         if (r < 0) {
                 daemon_config_done(&config);
                 (void) sd_notify(false, "READY=1");
+                if (ret_message && asprintf(ret_message, "%s:%u: %s", m->config_path, line, message) < 0)
+                        *ret_message = NULL;
                 return log_error_errno(r, "%s:%u: %s; keeping the configuration in force.",
                                        m->config_path, line, message);
         }
@@ -61,6 +65,8 @@ int manager_reload(Manager *m) {
         m->config.limits = config.limits;
         m->config.max_contexts_per_client = config.max_contexts_per_client;
         m->config.max_vdevices_per_client = config.max_vdevices_per_client;
+        m->config.max_request_size = config.max_request_size;
+        m->config.max_response_size = config.max_response_size;
         daemon_config_done(&config);
 
         log_info("Configuration reloaded from %s.", m->config_path);

@@ -34,7 +34,7 @@ typedef struct Manager {
 int manager_new(DaemonConfig *config, const char *config_path, Manager **ret);
 /* Rereads the configuration file: applies what can change at run time, keeps the old
  * configuration and says why if the file is bad. */
-int manager_reload(Manager *m);
+int manager_reload(Manager *m, char **ret_message);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 

@@ -102,6 +102,27 @@ static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, v
         return varlink_call_reply(call, NULL);
 }
 
+static int vl_method_reload(VarlinkCall *call, json_object *parameters, void *userdata) {
+        const struct ucred *peer = varlink_conn_get_peer(varlink_call_get_conn(call));
+        _cleanup_free_ char *message = NULL;
+        json_object *p;
+        int r;
+
+        if (peer->uid != 0)
+                return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+
+        r = manager_reload(userdata, &message);
+        if (r >= 0)
+                return varlink_call_reply(call, NULL);
+
+        p = json_object_new_object();
+        if (!p || json_object_add(p, "message", json_object_new_string(message ?: strerror(-r))) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_call_error(call, "io.tsmd.Service.ReloadFailed", p);
+}
+
 int service_methods_register(Manager *m) {
         static const struct {
                 const char *name;
@@ -110,6 +131,7 @@ int service_methods_register(Manager *m) {
                 { "io.tsmd.Service.Ping", vl_method_ping },
                 { "io.tsmd.Service.GetStatus", vl_method_get_status },
                 { "io.tsmd.Service.SetLogLevel", vl_method_set_log_level },
+                { "io.tsmd.Service.Reload", vl_method_reload },
         };
         int r;
 

@@ -980,6 +980,10 @@ const struct ucred *varlink_conn_get_peer(const VarlinkConn *c) {
         return &c->peer;
 }
 
+int varlink_conn_get_fd(const VarlinkConn *c) {
+        return c->connected ? varlink_stream_get_fd(c->stream) : -ENOTCONN;
+}
+
 void varlink_conn_set_userdata(VarlinkConn *c, void *userdata) {
         c->userdata = userdata;
 }

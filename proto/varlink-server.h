@@ -70,6 +70,8 @@ void varlink_server_shutdown(VarlinkServer *s);
 VarlinkConn *varlink_conn_ref(VarlinkConn *c);
 VarlinkConn *varlink_conn_unref(VarlinkConn *c);
 const struct ucred *varlink_conn_get_peer(const VarlinkConn *c);
+/* The socket, for further peer queries (SO_PEERGROUPS, SO_PEERPIDFD); not for I/O. */
+int varlink_conn_get_fd(const VarlinkConn *c);
 void varlink_conn_set_userdata(VarlinkConn *c, void *userdata);
 void *varlink_conn_get_userdata(const VarlinkConn *c);
 VarlinkServer *varlink_conn_get_server(const VarlinkConn *c);

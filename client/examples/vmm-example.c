@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What a VMM does with tsmd, start to finish: open an iommufd context, attach the vDevice it
+ * assigned to its guest, learn the backend and its named scopes, bind (TDISP lock), forward
+ * the guest's TDISP requests, unbind. Runs against the emulated platform out of the box.
+ *
+ *   vmm-example [--socket=PATH] [PCI-ADDRESS]
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "base64.h"
+#include "emu-config.h"
+#include "json-util.h"
+#include "tdisp.h"
+#include "varlink-client.h"
+
+static VarlinkClient *client;
+static uint32_t function_id;
+
+static json_object *call(const char *method, json_object *params) {
+        json_object *reply = NULL;
+        const char *error = NULL;
+        int r;
+
+        r = varlink_client_call(client, method, params, &reply, &error);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", method, strerror(-r));
+                exit(EXIT_FAILURE);
+        }
+        if (error) {
+                fprintf(stderr, "%s: %s %s\n", method, error, json_object_to_json_string(reply));
+                exit(EXIT_FAILURE);
+        }
+        return reply;
+}
+
+static json_object *params(const char *json) {
+        return json_tokener_parse(json);
+}
+
+/* Sends one TDISP request in a scope and returns the response bytes. */
+static size_t guest_request(int64_t ctx, const char *scope, uint8_t type, const void *body, size_t body_len,
+                            uint8_t *resp, size_t resp_size) {
+        uint8_t msg[256];
+        size_t len;
+        _cleanup_free_ char *b64 = NULL;
+        _cleanup_free_ void *out = NULL;
+        json_object *p = json_object_new_object(), *reply;
+        size_t out_len;
+
+        if (tdisp_build_request(type, function_id, body, body_len, msg, sizeof(msg), &len) < 0 ||
+            base64_encode(msg, len, &b64) < 0)
+                exit(EXIT_FAILURE);
+        json_object_add(p, "context", json_object_new_int64(ctx));
+        json_object_add(p, "vdeviceId", json_object_new_int(1));
+        json_object_add(p, "scope", json_object_new_string(scope));
+        json_object_add(p, "request", json_object_new_string(b64));
+        json_object_add(p, "maxResponseSize", json_object_new_int((int) resp_size));
+        reply = call("io.tsmd.Guest.GuestRequest", p);
+        if (base64_decode(json_get_string(reply, "response"), strlen(json_get_string(reply, "response")), &out, &out_len) < 0 ||
+            out_len > resp_size)
+                exit(EXIT_FAILURE);
+        memcpy(resp, out, out_len);
+        printf("  %-13s %-32s -> %zu bytes, %s\n", scope, tdisp_message_type_to_string(type), out_len,
+               out_len >= 2 ? tdisp_message_type_to_string(resp[1]) : "?");
+        return out_len;
+}
+
+int main(int argc, char *argv[]) {
+        const char *socket = getenv("TSMD_SOCKET") ?: "/run/tsmd/io.tsmd";
+        const char *address = "0000:01:00.0";
+        EmuPciAddress pci;
+        json_object *reply, *scopes, *p;
+        uint8_t resp[4096];
+        int64_t ctx;
+        int fd, r;
+        struct stat st;
+        char path[64], link[256];
+        ssize_t n;
+
+        for (int i = 1; i < argc; i++) {
+                if (strneq(argv[i], "--socket=", 9))
+                        socket = argv[i] + 9;
+                else
+                        address = argv[i];
+        }
+
+        r = emu_pci_address_parse(address, &pci);
+        if (r >= 0)
+                r = tdisp_function_id_from_pci((uint16_t) pci.domain, pci.bus, (uint8_t) (pci.device << 3 | pci.function), &function_id);
+        if (r < 0) {
+                fprintf(stderr, "Not a PCI address: %s\n", address);
+                return EXIT_FAILURE;
+        }
+
+        r = varlink_client_connect(socket, &client);
+        if (r < 0) {
+                fprintf(stderr, "Cannot connect to %s: %s\n", socket, strerror(-r));
+                return EXIT_FAILURE;
+        }
+
+        reply = call("io.tsmd.Guest.OpenContext", NULL);
+        ctx = json_object_get_int64(json_object_object_get(reply, "context"));
+        fd = varlink_client_take_fd(client, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor")));
+        snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
+        n = readlink(path, link, sizeof(link) - 1);
+        link[n > 0 ? n : 0] = 0;
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                fprintf(stderr, "No iommufd came with the reply.\n");
+                return EXIT_FAILURE;
+        }
+        printf("context %" PRIi64 ": iommufd %i (%s)\n", ctx, fd, link);
+
+        p = json_object_new_object();
+        json_object_add(p, "context", json_object_new_int64(ctx));
+        json_object_add(p, "vdeviceId", json_object_new_int(1));
+        json_object_add(p, "pciAddress", json_object_new_string(address));
+        reply = call("io.tsmd.Guest.AttachDevice", p);
+        printf("vDevice 1 = %s: backend %s, TSM %s, UAPI %s\n", address, json_get_string(reply, "backend"),
+               json_get_string(reply, "tsm"), json_get_string(reply, "uapi"));
+        scopes = json_object_object_get(reply, "scopes");
+        for (size_t i = 0; i < json_object_array_length(scopes); i++) {
+                json_object *s = json_object_array_get_idx(scopes, i);
+                printf("  scope %-13s number %" PRIi64 ", %s\n", json_get_string(s, "name"),
+                       json_object_get_int64(json_object_object_get(s, "number")),
+                       json_object_get_boolean(json_object_object_get(s, "allowed")) ? "allowed" : "not granted");
+        }
+
+        printf("guest requests:\n");
+        guest_request(ctx, "info", TDISP_MSG_GET_VERSION, NULL, 0, resp, sizeof(resp));
+        guest_request(ctx, "info", TDISP_MSG_GET_CAPABILITIES, (const uint8_t[4]){}, 4, resp, sizeof(resp));
+
+        p = params("{}");
+        json_object_add(p, "context", json_object_new_int64(ctx));
+        json_object_add(p, "vdeviceId", json_object_new_int(1));
+        reply = call("io.tsmd.Guest.Bind", json_object_get(p));
+        printf("bound: TDI state %s\n", json_get_string(reply, "state"));
+
+        guest_request(ctx, "info", TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0, resp, sizeof(resp));
+        reply = call("io.tsmd.Guest.Unbind", p);
+        printf("unbound: TDI state %s\n", json_get_string(reply, "state"));
+
+        varlink_client_free(client);
+        close(fd);
+        return EXIT_SUCCESS;
+}
