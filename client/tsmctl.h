@@ -12,7 +12,7 @@
 #include "macro.h"
 #include "varlink-client.h"
 
-#define TSMD_SOCKET_DEFAULT RUNSTATEDIR "/tsmd/io.tsmd"
+#define TSMD_SOCKET_DEFAULT RUNSTATEDIR "/tsmd/io.tsmd.Admin"
 
 /* Exit codes, as LSB defines them for status tools: scripts can tell failures apart. */
 enum {

@@ -576,9 +576,17 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
 /* ---- guest requests -------------------------------------------------------------------- */
 
 static void pending_free(PendingRequest *pr) {
+        Manager *m = pr->client->manager;
+
         TAILQ_REMOVE(&pr->client->pending, pr, entry);
         varlink_call_unref(pr->call);
         free(pr);
+        m->n_pending_requests--;
+        manager_request_finished(m);
+}
+
+unsigned guest_n_pending(Manager *m) {
+        return m->n_pending_requests;
 }
 
 static void on_request_done(TsmRequest *req, int result, void *userdata) {
@@ -678,6 +686,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         pr->client = c;
         pr->call = varlink_call_ref(call);
         TAILQ_INSERT_TAIL(&c->pending, pr, entry);
+        m->n_pending_requests++;
 
         t = target_of(ctx, v);
         r = tsm_platform_request(m->platform, &t, scope, req, req_len, (size_t) max_response,

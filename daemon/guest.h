@@ -19,5 +19,8 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret);
 /* Releases in the right order: requests, bindings, vDevices, contexts. */
 GuestClient *guest_client_free(GuestClient *c);
 
+/* Guest requests in flight, over all clients (shutdown waits for them). */
+unsigned guest_n_pending(Manager *m);
+
 /* A device vanished: fail what used it and tell subscribers. */
 void guest_device_gone(Manager *m, const char *pci_address);

@@ -20,12 +20,55 @@ uint64_t now_monotonic_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
-static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
+/* How long a graceful stop waits for guest requests in flight. */
+#define DRAIN_TIMEOUT_SEC 10
+
+void manager_update_status(Manager *m) {
+        (void) sd_notifyf(false, "STATUS=%s%u clients, %u requests in flight, platform %s.",
+                          m->draining ? "Stopping: " : "",
+                          varlink_server_get_n_connections(m->server), m->n_pending_requests,
+                          tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
+}
+
+void manager_request_finished(Manager *m) {
+        if (m->draining && m->n_pending_requests == 0) {
+                log_info("All requests in flight finished, exiting.");
+                (void) event_base_loopexit(m->base, NULL);
+        }
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *userdata) {
         Manager *m = userdata;
 
-        log_info("Received %s, exiting.", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        (void) sd_notify(false, "STOPPING=1");
+        log_warning("%u requests still in flight after %us, exiting anyway.", m->n_pending_requests,
+                    DRAIN_TIMEOUT_SEC);
         (void) event_base_loopexit(m->base, NULL);
+}
+
+static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
+        struct timeval tv = { .tv_sec = DRAIN_TIMEOUT_SEC };
+        Manager *m = userdata;
+
+        if (m->draining)
+                return;
+        m->draining = true;
+        log_info("Received %s, finishing %u requests in flight, then exiting.",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", m->n_pending_requests);
+        (void) sd_notify(false, "STOPPING=1");
+        manager_update_status(m);
+
+        /* No new clients; those connected get their answers (and audit records) first. */
+        varlink_server_stop_listening(m->server);
+        if (m->n_pending_requests == 0) {
+                (void) event_base_loopexit(m->base, NULL);
+                return;
+        }
+        (void) evtimer_add(m->drain_timeout, &tv);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *userdata) {
+        /* Sent from the event loop itself: a wedged loop stops the pings. */
+        (void) sd_notify(false, "WATCHDOG=1");
 }
 
 static void on_reload_signal(evutil_socket_t sig, short what, void *userdata) {
@@ -88,6 +131,7 @@ static int on_connect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
                 return r;
         varlink_conn_set_userdata(c, g);
         service_status_changed(m);
+        manager_update_status(m);
         return 0;
 }
 
@@ -99,6 +143,7 @@ static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         varlink_conn_set_userdata(c, NULL);
         service_forget_connection(m, c);
         service_status_changed(m);
+        manager_update_status(m);
 }
 
 int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
@@ -150,9 +195,19 @@ int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
         m->sigterm = evsignal_new(m->base, SIGTERM, on_exit_signal, m);
         m->sigint = evsignal_new(m->base, SIGINT, on_exit_signal, m);
         m->sighup = evsignal_new(m->base, SIGHUP, on_reload_signal, m);
-        if (!m->sigterm || !m->sigint || !m->sighup || event_add(m->sigterm, NULL) < 0 ||
+        m->drain_timeout = evtimer_new(m->base, on_drain_timeout, m);
+        if (!m->sigterm || !m->sigint || !m->sighup || !m->drain_timeout || event_add(m->sigterm, NULL) < 0 ||
             event_add(m->sigint, NULL) < 0 || event_add(m->sighup, NULL) < 0)
                 return -ENOMEM;
+
+        if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0) {
+                struct timeval tv = { .tv_sec = (time_t) (m->watchdog_usec / 2 / 1000000),
+                                      .tv_usec = (suseconds_t) (m->watchdog_usec / 2 % 1000000) };
+
+                m->watchdog = event_new(m->base, -1, EV_PERSIST, on_watchdog, m);
+                if (!m->watchdog || event_add(m->watchdog, &tv) < 0)
+                        return -ENOMEM;
+        }
 
         *ret = TAKE_PTR(m);
         return 0;
@@ -177,43 +232,96 @@ Manager *manager_free(Manager *m) {
                 event_free(m->sigint);
         if (m->sighup)
                 event_free(m->sighup);
+        if (m->watchdog)
+                event_free(m->watchdog);
+        if (m->drain_timeout)
+                event_free(m->drain_timeout);
         if (m->base)
                 event_base_free(m->base);
         daemon_config_done(&m->config);
         return mfree(m);
 }
 
-int manager_listen(Manager *m, const char *path) {
+/* Which interfaces a socket passed by the service manager serves, by its FileDescriptorName=:
+ * a socket named after io.tsmd.Guest serves VMMs only (plus io.tsmd.Service); any other
+ * name (io.tsmd.Admin, varlink, the unit's default) serves everything, and its file mode
+ * decides who may connect. */
+static int interfaces_for_name(const char *name, char ***ret) {
+        char **l = NULL;
+
+        if (name && streq(name, "io.tsmd.Guest")) {
+                l = new0(char *, 3);
+                if (!l || !(l[0] = strdup("io.tsmd.Guest")) || !(l[1] = strdup("io.tsmd.Service"))) {
+                        if (l) {
+                                free(l[0]);
+                                free(l);
+                        }
+                        return -ENOMEM;
+                }
+        }
+        *ret = l;
+        return 0;
+}
+
+int manager_listen(Manager *m, const char *path, const char *guest_path) {
+        _cleanup_free_ char **names = NULL;
         int n, r;
 
-        n = sd_listen_fds(true);
+        n = sd_listen_fds_with_names(true, &names);
         if (n < 0)
                 return log_error_errno(n, "Failed to read sockets passed by the service manager: %m");
 
-        for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                const char *name = names ? names[i] : NULL;
+                char **interfaces;
+
                 /* Only listening AF_UNIX stream sockets make sense for Varlink. */
                 r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
                 if (r <= 0)
                         return log_error_errno(r < 0 ? r : -EINVAL,
-                                               "Passed fd %d is not a listening AF_UNIX stream socket.", fd);
-                r = varlink_server_listen_fd(m->server, fd);
+                                               "Passed fd %d ('%s') is not a listening AF_UNIX stream socket.",
+                                               fd, strna(name));
+                r = interfaces_for_name(name, &interfaces);
+                if (r < 0)
+                        return log_oom();
+                r = varlink_server_listen_fd_full(m->server, fd, interfaces);
                 if (r < 0)
                         return log_error_errno(r, "Failed to adopt passed socket: %m");
+                log_info("Serving %s on passed socket '%s'.", interfaces ? "io.tsmd.Guest" : "all interfaces",
+                         strna(name));
         }
+        for (int i = 0; names && i < n; i++)
+                free(names[i]);
 
         if (path) {
-                r = varlink_server_listen_path(m->server, path, 0666);
+                r = varlink_server_listen_path(m->server, path, 0660);
                 if (r < 0)
                         return log_error_errno(r, "Failed to listen on '%s': %m", path);
-                log_info("Listening on unix:%s", path);
-        } else if (n == 0)
+                log_info("Serving all interfaces on unix:%s", path);
+        }
+        if (guest_path) {
+                char **interfaces;
+
+                r = interfaces_for_name("io.tsmd.Guest", &interfaces);
+                if (r < 0)
+                        return log_oom();
+                /* Everyone may connect; the policy decides what they may do. */
+                r = varlink_server_listen_path_full(m->server, guest_path, 0666, interfaces);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to listen on '%s': %m", guest_path);
+                log_info("Serving io.tsmd.Guest on unix:%s", guest_path);
+        }
+        if (n == 0 && !path && !guest_path)
                 return log_error_errno(-EINVAL, "No socket passed by the service manager and no --socket= given.");
 
         return 0;
 }
 
 int manager_run(Manager *m) {
-        (void) sd_notify(false, "READY=1\nSTATUS=Serving.");
+        /* Discovery ran in manager_new() and the sockets are adopted: now we serve. */
+        (void) sd_notify(false, "READY=1");
+        manager_update_status(m);
 
         if (event_base_dispatch(m->base) < 0)
                 return log_error_errno(-EIO, "Event loop failed.");

@@ -24,6 +24,10 @@ typedef struct Manager {
         LIST_HEAD(, GuestClient) guest_clients;
 
         struct event *sigterm, *sigint, *sighup;
+        struct event *watchdog, *drain_timeout;
+        uint64_t watchdog_usec;
+        bool draining;       /* SIGTERM: no new connections, finishing what is in flight */
+        unsigned n_pending_requests;
 
         /* io.tsmd.Service.GetStatus callers with "more", told about every change. */
         VarlinkCall **status_subscribers;
@@ -38,11 +42,17 @@ int manager_reload(Manager *m, char **ret_message);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
-/* Adopts sockets passed by the service manager (sd_listen_fds), or listens on path. */
-int manager_listen(Manager *m, const char *path);
+/* Adopts sockets passed by the service manager (sd_listen_fds), and listens on path (all
+ * interfaces, mode 0660) and guest_path (io.tsmd.Guest, mode 0666) if given. */
+int manager_listen(Manager *m, const char *path, const char *guest_path);
 int manager_run(Manager *m);
 
 uint64_t now_monotonic_usec(void);
+
+/* Called when a guest request completes: a draining daemon exits after the last one. */
+void manager_request_finished(Manager *m);
+/* Tells the service manager what we are doing (STATUS=). */
+void manager_update_status(Manager *m);
 
 /* io.tsmd.Service (service-methods.c) */
 int service_methods_register(Manager *m);

@@ -12,6 +12,7 @@
 #include "manager.h"
 
 static const char *arg_socket = NULL;
+static const char *arg_guest_socket = NULL;
 static const char *arg_config = NULL;
 static const char *arg_sysfs_root = NULL;
 static bool arg_check_config = false;
@@ -22,7 +23,9 @@ static void help(void) {
                "Brokers TSM/TDISP device-security requests between VMMs and the kernel.\n\n"
                "  -h --help             Show this help\n"
                "     --version          Show the version\n"
-               "     --socket=PATH      Listen on PATH (in addition to sockets passed by systemd)\n"
+               "     --socket=PATH      Serve all interfaces on PATH (mode 0660), in addition to\n"
+               "                        sockets passed by systemd\n"
+               "     --guest-socket=PATH  Serve io.tsmd.Guest on PATH (mode 0666)\n"
                "     --config=FILE      Read FILE instead of " DAEMON_CONFIG_FILE_DEFAULT "\n"
                "     --log-level=LEVEL  emerg, alert, crit, err, warning, notice, info, debug\n"
                "     --sysfs-root=DIR   Discover TSMs and devices in DIR instead of /sys (enters a\n"
@@ -32,11 +35,12 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP, ARG_SYSFS_ROOT };
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_GUEST_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP, ARG_SYSFS_ROOT };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "socket", required_argument, NULL, ARG_SOCKET },
+                { "guest-socket", required_argument, NULL, ARG_GUEST_SOCKET },
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "check-config", no_argument, NULL, ARG_CHECK },
@@ -56,6 +60,9 @@ static int parse_argv(int argc, char *argv[]) {
                         return 0;
                 case ARG_SOCKET:
                         arg_socket = optarg;
+                        break;
+                case ARG_GUEST_SOCKET:
+                        arg_guest_socket = optarg;
                         break;
                 case ARG_CONFIG:
                         arg_config = optarg;
@@ -147,7 +154,7 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
 
-        r = manager_listen(m, arg_socket);
+        r = manager_listen(m, arg_socket, arg_guest_socket);
         if (r < 0)
                 return EXIT_FAILURE;
 

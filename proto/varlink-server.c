@@ -38,7 +38,14 @@ typedef struct Listener {
         VarlinkServer *server;
         int fd;
         struct event *event;
+        char **interfaces; /* what connections from here may use; NULL: everything */
 } Listener;
+
+static void strv_free(char **l) {
+        for (char **i = l; i && *i; i++)
+                free(*i);
+        free(l);
+}
 
 typedef struct Output {
         char *text;
@@ -74,6 +81,7 @@ struct VarlinkConn {
         struct event *ev_read, *ev_write, *ev_process;
         struct ucred peer;
         void *userdata;
+        const char *const *interfaces; /* from the listener; NULL: everything */
         bool connected;
         bool closing;
         bool read_paused;
@@ -99,6 +107,7 @@ struct VarlinkServer {
         size_t n_listeners, allocated_listeners;
         struct event *accept_resume;
         bool accept_paused;
+        bool stopped_listening;
 
         TAILQ_HEAD(, VarlinkConn) conns;
         unsigned n_conns;
@@ -351,7 +360,7 @@ static void accept_pause(VarlinkServer *s) {
 }
 
 static void accept_resume(VarlinkServer *s) {
-        if (!s->accept_paused)
+        if (!s->accept_paused || s->stopped_listening)
                 return;
         s->accept_paused = false;
         (void) event_del(s->accept_resume);
@@ -774,6 +783,9 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
 
         dot = strrchr(m.method, '.');
         iface = find_interface(c->server, m.method, (size_t) (dot - m.method));
+        /* SECURITY: an interface this socket does not serve does not exist for its clients. */
+        if (iface && !varlink_conn_allows_interface(c, varlink_interface_get_name(iface)))
+                iface = NULL;
         if (!iface) {
                 _cleanup_free_ char *name = strndup(m.method, (size_t) (dot - m.method));
                 if (!name) {
@@ -1008,7 +1020,7 @@ void varlink_conn_close(VarlinkConn *c) {
                 conn_disconnect(c);
 }
 
-static int conn_new(VarlinkServer *s, int fd) {
+static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         _cleanup_close_ int fd_owned = fd;
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
@@ -1040,6 +1052,7 @@ static int conn_new(VarlinkServer *s, int fd) {
         c->n_ref = 1;
         c->server = s;
         c->peer = peer;
+        c->interfaces = interfaces;
         TAILQ_INIT(&c->calls);
 
         r = varlink_stream_new(TAKE_FD(fd_owned), &s->limits, &c->stream);
@@ -1085,7 +1098,7 @@ int varlink_server_add_connection(VarlinkServer *s, int fd) {
                 safe_close(fd);
                 return negative_errno();
         }
-        return conn_new(s, fd);
+        return conn_new(s, fd, NULL);
 }
 
 static void on_listener(evutil_socket_t fd, short what, void *userdata) {
@@ -1101,35 +1114,50 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
                                 log_warning_errno(-errno, "accept4() failed: %m");
                         return;
                 }
-                (void) conn_new(l->server, cfd);
+                (void) conn_new(l->server, cfd, (const char *const *) l->interfaces);
         }
 }
 
 int varlink_server_listen_fd(VarlinkServer *s, int fd) {
+        return varlink_server_listen_fd_full(s, fd, NULL);
+}
+
+int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces) {
         Listener *l;
 
         assert_return(s, -EINVAL);
-        assert_return(fd >= 0, -EBADF);
+        if (fd < 0) {
+                strv_free(interfaces);
+                return -EBADF;
+        }
 
         if (!s->accept_resume) {
                 s->accept_resume = evtimer_new(s->base, on_accept_resume, s);
-                if (!s->accept_resume)
+                if (!s->accept_resume) {
+                        strv_free(interfaces);
                         return -ENOMEM;
+                }
         }
 
-        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+                strv_free(interfaces);
                 return negative_errno();
+        }
 
         l = new0(Listener, 1);
-        if (!l)
+        if (!l) {
+                strv_free(interfaces);
                 return -ENOMEM;
+        }
         l->server = s;
         l->fd = fd;
+        l->interfaces = interfaces;
         l->event = event_new(s->base, fd, EV_READ | EV_PERSIST, on_listener, l);
         if (!l->event || !GREEDY_REALLOC(s->listeners, s->allocated_listeners, s->n_listeners + 1) ||
             (!s->accept_paused && event_add(l->event, NULL) < 0)) {
                 if (l->event)
                         event_free(l->event);
+                strv_free(l->interfaces);
                 free(l);
                 return -ENOMEM;
         }
@@ -1138,6 +1166,10 @@ int varlink_server_listen_fd(VarlinkServer *s, int fd) {
 }
 
 int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode) {
+        return varlink_server_listen_path_full(s, path, mode, NULL);
+}
+
+int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         mode_t old_umask;
@@ -1146,26 +1178,29 @@ int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode) 
         assert_return(s, -EINVAL);
         assert_return(path, -EINVAL);
 
-        if (strlen(path) >= sizeof(sa.sun_path))
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                strv_free(interfaces);
                 return -ENAMETOOLONG;
+        }
         strcpy(sa.sun_path, path);
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
+        if (fd < 0) {
+                strv_free(interfaces);
                 return negative_errno();
+        }
 
         (void) unlink(path);
         /* Create the socket node with its final mode, so no client can race a chmod(). */
         old_umask = umask(~mode & 0777);
         r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
         umask(old_umask);
-        if (r < 0)
+        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
+                strv_free(interfaces);
                 return negative_errno();
+        }
 
-        if (listen(fd, SOMAXCONN) < 0)
-                return negative_errno();
-
-        r = varlink_server_listen_fd(s, fd);
+        r = varlink_server_listen_fd_full(s, fd, interfaces);
         if (r < 0)
                 return r;
         TAKE_FD(fd);
@@ -1175,13 +1210,34 @@ int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode) 
 void varlink_server_shutdown(VarlinkServer *s) {
         VarlinkConn *c;
 
+        /* Connections first: they borrow their listener's interface list. */
+        while ((c = TAILQ_FIRST(&s->conns)))
+                conn_disconnect_full(c, false);
+
         for (size_t i = 0; i < s->n_listeners; i++) {
                 event_free(s->listeners[i]->event);
                 safe_close(s->listeners[i]->fd);
+                strv_free(s->listeners[i]->interfaces);
                 free(s->listeners[i]);
         }
         s->n_listeners = 0;
+}
 
-        while ((c = TAILQ_FIRST(&s->conns)))
-                conn_disconnect_full(c, false);
+void varlink_server_stop_listening(VarlinkServer *s) {
+        for (size_t i = 0; i < s->n_listeners; i++)
+                (void) event_del(s->listeners[i]->event);
+        s->accept_paused = false;
+        if (s->accept_resume)
+                (void) event_del(s->accept_resume);
+        s->stopped_listening = true;
+}
+
+bool varlink_conn_allows_interface(const VarlinkConn *c, const char *interface) {
+        /* Introspection and the shared errors are everybody's. */
+        if (!c->interfaces || streq(interface, "org.varlink.service") || streq(interface, "io.tsmd"))
+                return true;
+        for (const char *const *i = c->interfaces; *i; i++)
+                if (streq(*i, interface))
+                        return true;
+        return false;
 }

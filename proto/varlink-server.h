@@ -54,15 +54,22 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 
 /* Adopts a listening socket (from socket activation or varlink_listen_unix()). */
 int varlink_server_listen_fd(VarlinkServer *s, int fd);
+/* Same, restricted: connections accepted there may only use the listed interfaces (a
+ * NULL-terminated malloc'd list, owned from now on; NULL: all), plus org.varlink.service.
+ * Others are InterfaceNotFound for them, and GetInfo does not list them. */
+int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces);
 /* Creates, binds and adopts a socket at path with the given mode; an existing socket at
  * path is replaced. */
 int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode);
+int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces);
 
 /* Adopts an already connected socket (ownership passes, closed on failure), e.g. from
  * socket activation with Accept=yes, or a socketpair in tests and fuzzers. */
 int varlink_server_add_connection(VarlinkServer *s, int fd);
 
 unsigned varlink_server_get_n_connections(const VarlinkServer *s);
+/* Stops accepting new connections; existing ones carry on (graceful shutdown). */
+void varlink_server_stop_listening(VarlinkServer *s);
 /* Closes every connection and listener (used on shutdown). */
 void varlink_server_shutdown(VarlinkServer *s);
 
@@ -70,6 +77,8 @@ void varlink_server_shutdown(VarlinkServer *s);
 VarlinkConn *varlink_conn_ref(VarlinkConn *c);
 VarlinkConn *varlink_conn_unref(VarlinkConn *c);
 const struct ucred *varlink_conn_get_peer(const VarlinkConn *c);
+/* Whether the socket this connection came through serves that interface. */
+bool varlink_conn_allows_interface(const VarlinkConn *c, const char *interface);
 /* The socket, for further peer queries (SO_PEERGROUPS, SO_PEERPIDFD); not for I/O. */
 int varlink_conn_get_fd(const VarlinkConn *c);
 void varlink_conn_set_userdata(VarlinkConn *c, void *userdata);

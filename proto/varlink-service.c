@@ -31,6 +31,8 @@ static int vl_method_get_info(VarlinkCall *call, json_object *parameters, void *
         for (size_t i = 0; i < varlink_server_get_n_interfaces(s); i++) {
                 const VarlinkInterface *iface = varlink_server_get_interface(s, i);
 
+                if (!varlink_conn_allows_interface(varlink_call_get_conn(call), varlink_interface_get_name(iface)))
+                        continue;
                 if (json_object_array_add(interfaces,
                                           json_object_new_string(varlink_interface_get_name(iface))) < 0)
                         return -ENOMEM;
@@ -56,6 +58,8 @@ static int vl_method_get_interface_description(VarlinkCall *call, json_object *p
 
         name = json_get_string(parameters, "interface");
         iface = name ? varlink_server_find_interface(s, name) : NULL;
+        if (iface && !varlink_conn_allows_interface(varlink_call_get_conn(call), name))
+                iface = NULL;
         if (!iface) {
                 json_object *p = json_object_new_object();
                 if (!p || json_object_add(p, "interface", json_object_new_string(strna(name))) < 0) {

@@ -70,7 +70,7 @@ static size_t guest_request(int64_t ctx, const char *scope, uint8_t type, const 
 }
 
 int main(int argc, char *argv[]) {
-        const char *socket = getenv("TSMD_SOCKET") ?: "/run/tsmd/io.tsmd";
+        const char *socket = getenv("TSMD_GUEST_SOCKET") ?: "/run/tsmd/io.tsmd.Guest";
         const char *address = "0000:01:00.0";
         EmuPciAddress pci;
         json_object *reply, *scopes, *p;
