@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "capability.h"
 #include "config.h"
 #include "daemon-config.h"
 #include "discovery.h"
@@ -15,6 +16,7 @@ static const char *arg_socket = NULL;
 static const char *arg_guest_socket = NULL;
 static const char *arg_config = NULL;
 static const char *arg_sysfs_root = NULL;
+static bool arg_keep_capabilities = false;
 static bool arg_check_config = false;
 static bool arg_dump_config = false;
 
@@ -30,12 +32,14 @@ static void help(void) {
                "     --log-level=LEVEL  emerg, alert, crit, err, warning, notice, info, debug\n"
                "     --sysfs-root=DIR   Discover TSMs and devices in DIR instead of /sys (enters a\n"
                "                        private mount namespace; for tests and diagnosis)\n"
+               "     --keep-capabilities  Run even if capabilities beyond the minimum cannot be\n"
+               "                        dropped (default: refuse)\n"
                "     --check-config     Check the configuration and exit\n"
                "     --dump-config      Print the effective configuration and exit\n");
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_GUEST_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP, ARG_SYSFS_ROOT };
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_GUEST_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP, ARG_SYSFS_ROOT, ARG_KEEP_CAPS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -46,6 +50,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "check-config", no_argument, NULL, ARG_CHECK },
                 { "dump-config", no_argument, NULL, ARG_DUMP },
                 { "sysfs-root", required_argument, NULL, ARG_SYSFS_ROOT },
+                { "keep-capabilities", no_argument, NULL, ARG_KEEP_CAPS },
                 {},
         };
         int c, l;
@@ -81,6 +86,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_SYSFS_ROOT:
                         arg_sysfs_root = optarg;
+                        break;
+                case ARG_KEEP_CAPS:
+                        arg_keep_capabilities = true;
                         break;
                 case '?':
                         return -EINVAL;
@@ -145,6 +153,15 @@ int main(int argc, char *argv[]) {
                         return log_error_errno(r, "Cannot use '%s' as sysfs root: %m", arg_sysfs_root), EXIT_FAILURE;
                 }
         }
+
+        /* Everything needing more privilege (the mount namespace above) is done. */
+        r = capability_drop_to_minimum(arg_keep_capabilities);
+        if (r < 0) {
+                daemon_config_done(&config);
+                log_error("Refusing to run with more capabilities than needed (see --keep-capabilities).");
+                return EXIT_FAILURE;
+        }
+        capability_log_effective();
 
         /* A client hanging up must not kill us; writes report EPIPE instead. */
         (void) signal(SIGPIPE, SIG_IGN);

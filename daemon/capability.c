@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Capability drop and verification with libcap. Runs in: daemon. */
+
+#include <stdio.h>
+#include <sys/prctl.h>
+
+#include "capability.h"
+#include "log.h"
+
+const cap_value_t tsmd_capabilities[] = { CAP_SYS_RAWIO, CAP_SYS_RESOURCE };
+const size_t tsmd_n_capabilities = ELEMENTSOF(tsmd_capabilities);
+
+static bool needed(cap_value_t c) {
+        for (size_t i = 0; i < tsmd_n_capabilities; i++)
+                if (tsmd_capabilities[i] == c)
+                        return true;
+        return false;
+}
+
+int capability_drop_to_minimum(bool allow_more) {
+        _cleanup_(cap_freep) cap_t have = NULL, want = NULL, now = NULL;
+        cap_flag_value_t v;
+        int r;
+
+        have = cap_get_proc();
+        want = cap_init(); /* all clear */
+        if (!have || !want)
+                return -ENOMEM;
+
+        /* Keep the minimum where we have it; never add what we lack. */
+        for (size_t i = 0; i < tsmd_n_capabilities; i++) {
+                cap_value_t c = tsmd_capabilities[i];
+
+                if (cap_get_flag(have, c, CAP_PERMITTED, &v) >= 0 && v == CAP_SET) {
+                        (void) cap_set_flag(want, CAP_PERMITTED, 1, &c, CAP_SET);
+                        (void) cap_set_flag(want, CAP_EFFECTIVE, 1, &c, CAP_SET);
+                }
+        }
+
+        /* The bounding set first (needs CAP_SETPCAP, which is still effective now). */
+        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
+                if (needed(c) || !CAP_IS_SUPPORTED(c))
+                        continue;
+                if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1 && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
+                    errno != EPERM)
+                        return log_error_errno(-errno, "Failed to drop capability %s from the bounding set: %m",
+                                               cap_to_name(c));
+        }
+        (void) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+
+        if (cap_set_proc(want) < 0)
+                return log_error_errno(-errno, "Failed to drop capabilities: %m");
+
+        /* SECURITY: verify, do not assume. */
+        now = cap_get_proc();
+        if (!now)
+                return -ENOMEM;
+        r = 0;
+        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
+                if (needed(c) || !CAP_IS_SUPPORTED(c))
+                        continue;
+                if ((cap_get_flag(now, c, CAP_EFFECTIVE, &v) >= 0 && v == CAP_SET) ||
+                    (cap_get_flag(now, c, CAP_PERMITTED, &v) >= 0 && v == CAP_SET) ||
+                    prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1) {
+                        log_full(allow_more ? LOG_WARNING : LOG_ERR, "Capability %s could not be dropped.",
+                                 cap_to_name(c));
+                        r = -EPERM;
+                }
+        }
+        return allow_more ? 0 : r;
+}
+
+void capability_log_effective(void) {
+        _cleanup_(cap_freep) cap_t now = cap_get_proc();
+        char buf[512] = "";
+        size_t n = 0;
+
+        for (cap_value_t c = 0; now && c <= CAP_LAST_CAP; c++) {
+                cap_flag_value_t v;
+                char *name;
+
+                if (cap_get_flag(now, c, CAP_EFFECTIVE, &v) < 0 || v != CAP_SET)
+                        continue;
+                name = cap_to_name(c);
+                n += (size_t) snprintf(buf + n, sizeof(buf) - MIN(n, sizeof(buf)), "%s%s", n ? "," : "", strna(name));
+                cap_free(name);
+                if (n >= sizeof(buf))
+                        break;
+        }
+        log_info("Effective capabilities: %s", n ? buf : "(none)");
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The capabilities tsmd keeps. It runs as root because /dev/iommu and the PCI TSM sysfs
+ * files belong to root, and needs only two capabilities on top of that ownership:
+ * CAP_SYS_RAWIO (the kernel requires it of the debug-write scope) and CAP_SYS_RESOURCE
+ * (iommufd's RLIMIT_MEMLOCK accounting mode). Everything else is dropped at start, from the
+ * bounding set too, and the result is verified. Runs in: daemon.
+ */
+#pragma once
+
+#include <sys/capability.h>
+
+#include "macro.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(cap_t, cap_free, NULL);
+
+/* The documented minimum, as text ("cap_sys_rawio,cap_sys_resource"). */
+extern const cap_value_t tsmd_capabilities[];
+extern const size_t tsmd_n_capabilities;
+
+/* Drops every capability not in the minimum from the effective, permitted, inheritable,
+ * ambient and bounding sets, then re-reads and checks. -EPERM if more than the minimum
+ * remains afterwards (unless allow_more), which means something outside tsmd holds it. */
+int capability_drop_to_minimum(bool allow_more);
+
+/* Logs the effective set ("Effective capabilities: cap_sys_rawio,cap_sys_resource"). */
+void capability_log_effective(void);
