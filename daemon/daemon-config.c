@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "daemon-config.h"
+#include "emu-config.h"
 #include "ini.h"
 
 int parse_size(const char *s, uint64_t *ret) {
@@ -45,6 +46,7 @@ typedef enum ConfigType {
         CONFIG_UINT64,   /* uint64_t */
         CONFIG_STRING,   /* char *, "" means unset */
         CONFIG_PLATFORM_MODE,
+        CONFIG_DEVICE_LIST, /* char *, emulated devices (emu-config.h syntax) */
 } ConfigType;
 
 typedef struct ConfigItem {
@@ -69,12 +71,14 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),
         ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
         ITEM("Platform", "IommuDevice", CONFIG_STRING, platform.iommu_device, 0, 0),
-        ITEM("Platform", "EmulatedDevices", CONFIG_STRING, platform.emulated_devices, 0, 0),
+        ITEM("Platform", "EmulatedDevices", CONFIG_DEVICE_LIST, platform.emulated_devices, 0, 0),
         ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
         ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
         ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
         ITEM("Guest", "MaxRequestSize", CONFIG_SIZE_T, max_request_size, 0, 16ULL << 20),
         ITEM("Guest", "MaxResponseSize", CONFIG_SIZE_T, max_response_size, 0, 16ULL << 20),
+        ITEM("Guest", "ContextStateDirectory", CONFIG_STRING, context_state_dir, 0, 0),
+        ITEM("Guest", "ReclaimTimeoutSec", CONFIG_UINT64, reclaim_timeout_sec, 1, 86400),
 };
 
 void daemon_config_init(DaemonConfig *c) {
@@ -85,13 +89,15 @@ void daemon_config_init(DaemonConfig *c) {
                 .max_vdevices_per_client = 64,
                 .max_request_size = 1U << 20,
                 .max_response_size = 1U << 20,
+                .reclaim_timeout_sec = 60,
         };
+        c->context_state_dir = strdup(RUNSTATEDIR "/tsmd/contexts");
 }
 
 void daemon_config_done(DaemonConfig *c) {
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
-                if (config_items[i].type == CONFIG_STRING) {
-                        char **s = (char **) ((uint8_t *) c + config_items[i].offset);
+                if (config_items[i].type == CONFIG_STRING || config_items[i].type == CONFIG_DEVICE_LIST) {
+                        char **s = (char **) (void *) ((uint8_t *) c + config_items[i].offset);
                         *s = mfree(*s);
                 }
 }
@@ -132,7 +138,7 @@ static int on_assignment(const char *section, const char *key, const char *value
 
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
-                void *field = (uint8_t *) st->config + it->offset;
+                void *field = (void *) ((uint8_t *) st->config + it->offset);
                 uint64_t v;
                 int r;
 
@@ -140,6 +146,16 @@ static int on_assignment(const char *section, const char *key, const char *value
                         continue;
 
                 switch (it->type) {
+                case CONFIG_DEVICE_LIST: {
+                        _cleanup_free_ EmuDeviceConfig *devices = NULL;
+                        size_t n;
+
+                        if (!isempty(value) && emu_config_parse(value, &devices, &n) < 0) {
+                                st->message = "not a valid device list (DDDD:BB:DD.F[:ranges=N][:vendor=HHHH][:device=HHHH],...)";
+                                return -EINVAL;
+                        }
+                }
+                        _fallthrough_;
                 case CONFIG_STRING: {
                         char *s = isempty(value) ? NULL : strdup(value);
                         if (!isempty(value) && !s)
@@ -178,8 +194,8 @@ static int on_assignment(const char *section, const char *key, const char *value
 static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
         *dst = *src;
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
-                if (config_items[i].type == CONFIG_STRING) {
-                        char **s = (char **) ((uint8_t *) dst + config_items[i].offset);
+                if (config_items[i].type == CONFIG_STRING || config_items[i].type == CONFIG_DEVICE_LIST) {
+                        char **s = (char **) (void *) ((uint8_t *) dst + config_items[i].offset);
                         if (*s && !(*s = strdup(*s)))
                                 return -ENOMEM;
                 }
@@ -225,7 +241,7 @@ void daemon_config_dump(const DaemonConfig *c, FILE *f) {
 
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
-                const void *field = (const uint8_t *) c + it->offset;
+                const void *field = (const void *) ((const uint8_t *) c + it->offset);
 
                 if (!section || !streq(section, it->section)) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", it->section);
@@ -233,6 +249,7 @@ void daemon_config_dump(const DaemonConfig *c, FILE *f) {
                 }
                 switch (it->type) {
                 case CONFIG_STRING:
+                case CONFIG_DEVICE_LIST:
                         fprintf(f, "%s=%s\n", it->key, *(char *const *) field ?: "");
                         break;
                 case CONFIG_PLATFORM_MODE:

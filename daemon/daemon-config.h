@@ -20,6 +20,8 @@ typedef struct DaemonConfig {
         unsigned max_vdevices_per_client;
         size_t max_request_size;  /* caps every scope's own request limit */
         size_t max_response_size; /* caps every scope's own response limit */
+        char *context_state_dir;  /* state of stored contexts, for restarts */
+        uint64_t reclaim_timeout_sec;
 } DaemonConfig;
 
 void daemon_config_init(DaemonConfig *c);

@@ -2,6 +2,7 @@
 /* io.tsmd.Guest: contexts, vDevices, binding, guest requests, events. Runs in: daemon (worker). */
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <sys/mman.h>
 #include <sys/queue.h>
@@ -9,7 +10,10 @@
 #include <sys/sysmacros.h>
 
 #include "backend.h"
+#include "config.h"
 #include "base64.h"
+#include "context-store.h"
+#include "fdstore.h"
 #include "guest.h"
 #include "iommufd-transport.h"
 #include "json-util.h"
@@ -28,12 +32,17 @@ typedef struct GuestVDevice {
         bool gone;
 } GuestVDevice;
 
-typedef struct GuestContext {
+struct GuestContext {
         uint64_t handle;
         int fd; /* tsmd's own reference to the iommufd */
         GuestVDevice *vdevices;
         size_t n_vdevices, allocated_vdevices;
-} GuestContext;
+
+        /* Surviving restarts: the owner's uid and the token it reclaims the context with. */
+        uid_t uid;
+        char token[RECLAIM_TOKEN_LEN + 1];
+        bool stored; /* the fd is in systemd's fd store */
+};
 
 typedef struct PendingRequest {
         GuestClient *client;
@@ -133,6 +142,33 @@ static GuestVDevice *find_vdevice(GuestContext *ctx, int64_t id) {
         return NULL;
 }
 
+/* Writes what a restarted tsmd needs to rebuild the context. Failure only costs the ability
+ * to survive a restart, so it is logged, not returned. */
+static const char *state_dir(const Manager *m) {
+        return m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
+}
+
+static void context_persist(Manager *m, const GuestContext *ctx) {
+        _cleanup_free_ StoredVDevice *v = NULL;
+        int r;
+
+        if (!ctx->stored)
+                return;
+        v = new0(StoredVDevice, ctx->n_vdevices);
+        if (!v) {
+                log_oom();
+                return;
+        }
+        for (size_t i = 0; i < ctx->n_vdevices; i++) {
+                v[i].id = ctx->vdevices[i].id;
+                snprintf(v[i].pci_address, sizeof(v[i].pci_address), "%s", ctx->vdevices[i].pci_address);
+                v[i].bound = ctx->vdevices[i].bound;
+        }
+        r = context_store_save(state_dir(m), ctx->token, ctx->uid, v, ctx->n_vdevices);
+        if (r < 0)
+                log_warning_errno(r, "Failed to save the state of a context, it will not survive a restart: %m");
+}
+
 /* Looks up context and vDevice named in the parameters, replying the right error if absent. */
 static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev) {
         GuestClient *c = client_of(call);
@@ -225,17 +261,22 @@ static int verify_iommufd(Manager *m, int fd, const char **ret_reason) {
         if (n < 0)
                 return negative_errno();
         target[n] = 0;
-        if (!strneq(target, "/memfd:tsmd-emulated-iommufd", 28)) {
+        if (!strneq(target, "/memfd:tsmd-emulated-iommufd", 28) ||
+            fcntl(fd, F_GET_SEALS) != (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)) {
                 *ret_reason = "not an emulated iommufd";
                 return -EBADF;
         }
         return 0;
 }
 
-static int add_context(VarlinkCall *call, int fd, uint64_t *ret_handle) {
+static void context_free(Manager *m, GuestContext *ctx);
+
+static int add_context(VarlinkCall *call, int fd, GuestContext **ret) {
         GuestClient *c = client_of(call);
-        unsigned max = c->manager->config.max_contexts_per_client;
+        Manager *m = c->manager;
+        unsigned max = m->config.max_contexts_per_client;
         GuestContext *ctx;
+        int r;
 
         if (c->n_contexts >= max) {
                 safe_close(fd);
@@ -250,18 +291,47 @@ static int add_context(VarlinkCall *call, int fd, uint64_t *ret_handle) {
                 safe_close(fd);
                 return -ENOMEM;
         }
-        ctx->handle = ++c->next_handle;
         ctx->fd = fd;
+        ctx->uid = varlink_conn_get_peer(c->conn)->uid;
+        r = reclaim_token_new(ctx->token);
+        if (r < 0) {
+                context_free(m, ctx);
+                return r;
+        }
+
+        /* Keep a copy with the service manager, so a restart of tsmd does not tear it down. */
+        if (fdstore_available()) {
+                r = fdstore_put(fd, ctx->uid, ctx->token);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to store a context's iommufd with the service manager: %m");
+                else
+                        ctx->stored = true;
+        }
+        context_persist(m, ctx);
+
+        ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
-        *ret_handle = ctx->handle;
+        *ret = ctx;
         return 1;
+}
+
+static int reply_context(VarlinkCall *call, const GuestContext *ctx, int fd_index) {
+        json_object *reply = json_object_new_object();
+
+        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
+            (fd_index >= 0 && json_object_add(reply, "fileDescriptor", json_object_new_int(fd_index)) < 0) ||
+            (fd_index != -2 &&
+             json_object_add(reply, "reclaimToken", ctx->stored ? json_object_new_string(ctx->token) : NULL) < 0)) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
 }
 
 static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         _cleanup_close_ int fd = -EBADF;
-        json_object *reply;
-        uint64_t handle;
+        GuestContext *ctx;
         int r, copy, idx;
 
         fd = open_iommufd(m);
@@ -275,24 +345,16 @@ static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
         if (idx < 0)
                 return idx;
 
-        r = add_context(call, TAKE_FD(fd), &handle);
+        r = add_context(call, TAKE_FD(fd), &ctx);
         if (r <= 0)
                 return r;
-
-        reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) handle)) < 0 ||
-            json_object_add(reply, "fileDescriptor", json_object_new_int(idx)) < 0) {
-                json_object_put(reply);
-                return -ENOMEM;
-        }
-        return varlink_call_reply(call, reply);
+        return reply_context(call, ctx, idx);
 }
 
 static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         const char *reason = "not an fd";
-        json_object *reply;
-        uint64_t handle;
+        GuestContext *ctx;
         int fd, r = 0;
 
         fd = varlink_call_get_fd_parameter(call, p, "fileDescriptor");
@@ -303,16 +365,10 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
                                       json_object_new_string("fileDescriptor"), "reason",
                                       json_object_new_string(fd < 0 ? "no fd attached at that index" : reason));
 
-        r = add_context(call, varlink_call_take_fd(call, (size_t) get_int(p, "fileDescriptor", 0)), &handle);
+        r = add_context(call, varlink_call_take_fd(call, (size_t) get_int(p, "fileDescriptor", 0)), &ctx);
         if (r <= 0)
                 return r;
-
-        reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) handle)) < 0) {
-                json_object_put(reply);
-                return -ENOMEM;
-        }
-        return varlink_call_reply(call, reply);
+        return reply_context(call, ctx, -1);
 }
 
 /* Unbinds (if bound) and forgets one vDevice. */
@@ -329,9 +385,22 @@ static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
 }
 
 static void context_free(Manager *m, GuestContext *ctx) {
-        for (size_t i = 0; i < ctx->n_vdevices; i++)
+        /* Exiting to be restarted: the fd store keeps the kernel's objects alive, so leave
+         * bindings and stored state as they are for the next tsmd to take over. */
+        bool preserve = m->preserve_contexts && ctx->stored;
+
+        for (size_t i = 0; i < ctx->n_vdevices; i++) {
+                if (preserve) {
+                        free(ctx->vdevices[i].pci_address);
+                        continue;
+                }
                 vdevice_release(m, ctx, &ctx->vdevices[i]);
+        }
         free(ctx->vdevices);
+        if (ctx->stored && !preserve) {
+                (void) fdstore_remove(ctx->uid, ctx->token);
+                (void) context_store_remove(state_dir(m), ctx->token);
+        }
         safe_close(ctx->fd);
         free(ctx);
 }
@@ -358,9 +427,14 @@ static bool device_attached_anywhere(Manager *m, const char *pci_address) {
 
         LIST_FOREACH(c, &m->guest_clients, entry)
                 for (size_t i = 0; i < c->n_contexts; i++)
-                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++)
-                                if (streq(c->contexts[i]->vdevices[j].pci_address, pci_address))
+                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++) {
+                                const GuestVDevice *v = &c->contexts[i]->vdevices[j];
+
+                                /* A vDevice whose device vanished no longer holds the device that
+                                 * came back under the same address. */
+                                if (!v->gone && streq(v->pci_address, pci_address))
                                         return true;
+                        }
         return false;
 }
 
@@ -485,12 +559,13 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 return -ENOMEM;
         }
         ctx->n_vdevices++;
+        context_persist(m, ctx);
 
         reply = json_object_new_object();
         if (!reply || json_object_add(reply, "backend", json_object_new_string(tsm_backend_type_to_string(info.backend))) < 0 ||
             json_object_add(reply, "tsm", json_object_new_string(info.tsm)) < 0 ||
             json_object_add(reply, "uapi", json_object_new_string(info.emulated ? "emulated" :
-                                                                  strna(tsm_uapi_version_to_string(info.uapi)))) < 0 ||
+                                                                  tsm_uapi_version_to_string(info.uapi) ?: "none")) < 0 ||
             json_object_add(reply, "scopes", scopes) < 0) {
                 json_object_put(reply);
                 return -ENOMEM;
@@ -506,6 +581,7 @@ static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 return 0;
         vdevice_release(userdata, ctx, v);
         *v = ctx->vdevices[--ctx->n_vdevices];
+        context_persist(userdata, ctx);
         return varlink_call_reply(call, NULL);
 }
 
@@ -533,13 +609,14 @@ static int vl_bind(VarlinkCall *call, json_object *p, void *userdata) {
                 return reply_backend_error(call, -ENODEV, v->pci_address);
         t = target_of(ctx, v);
         r = tsm_platform_bind(m->platform, &t);
-        if (r == -EIO || r == -EINVAL) {
+        if (r == -EIO || r == -EINVAL || r == -EALREADY) {
                 json_object *s = state_json(m->platform, ctx, v);
                 return reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", s ?: json_object_new_string("error"), NULL, NULL);
         }
         if (r < 0)
                 return reply_backend_error(call, r, v->pci_address);
         v->bound = true;
+        context_persist(m, ctx);
         return reply_state(call, m, ctx, v, false);
 }
 
@@ -559,6 +636,7 @@ static int vl_unbind(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0)
                 return reply_backend_error(call, r, v->pci_address);
         v->bound = false;
+        context_persist(m, ctx);
         return reply_state(call, m, ctx, v, false);
 }
 
@@ -661,7 +739,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         r = tsm_platform_scope_number(m->platform, v->pci_address, scope, &number);
         if (r < 0)
                 return reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope", json_object_new_string(scope),
-                                      "uapi", json_object_new_string(strna(tsm_uapi_version_to_string(info.uapi))));
+                                      "uapi", json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));
         if (!desc->default_allowed)
                 return reply_denied(call, "debug scopes are not granted");
 
@@ -717,25 +795,36 @@ static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_notify(call, first);
 }
 
-static void notify_event(GuestClient *c, const char *kind, const GuestContext *ctx, const GuestVDevice *v,
-                         json_object *state) {
-        json_object *reply, *ev;
+/* Events go to every subscription of the process that owns the device: a VMM watches on a
+ * connection of its own, since a "more" call keeps its connection busy until the end. */
+static bool same_process(const GuestClient *a, const GuestClient *b) {
+        const struct ucred *x = varlink_conn_get_peer(a->conn), *y = varlink_conn_get_peer(b->conn);
 
-        if (!c->watch) {
-                json_object_put(state);
-                return;
+        return x->pid == y->pid && x->uid == y->uid;
+}
+
+static void notify_event(Manager *m, GuestClient *owner, const char *kind, const GuestContext *ctx,
+                         const GuestVDevice *v) {
+        GuestClient *w;
+
+        LIST_FOREACH(w, &m->guest_clients, entry) {
+                json_object *reply, *ev;
+
+                if (!w->watch || !same_process(w, owner))
+                        continue;
+                ev = json_object_new_object();
+                reply = json_object_new_object();
+                if (!ev || !reply || json_object_add(ev, "kind", json_object_new_string(kind)) < 0 ||
+                    json_object_add(ev, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
+                    json_object_add(ev, "vdeviceId", json_object_new_int64(v->id)) < 0 ||
+                    json_object_add(ev, "pciAddress", json_object_new_string(v->pci_address)) < 0 ||
+                    json_object_add(ev, "state", NULL) < 0 || json_object_add(reply, "event", ev) < 0) {
+                        json_object_put(ev);
+                        json_object_put(reply);
+                        return;
+                }
+                (void) varlink_call_notify(w->watch, reply);
         }
-        ev = json_object_new_object();
-        reply = json_object_new_object();
-        if (!ev || !reply || json_object_add(ev, "kind", json_object_new_string(kind)) < 0 ||
-            json_object_add(ev, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
-            json_object_add(ev, "vdeviceId", json_object_new_int64(v->id)) < 0 ||
-            json_object_add(ev, "pciAddress", json_object_new_string(v->pci_address)) < 0 ||
-            json_object_add(ev, "state", state) < 0 || json_object_add(reply, "event", ev) < 0) {
-                json_object_put(reply);
-                return;
-        }
-        (void) varlink_call_notify(c->watch, reply);
 }
 
 void guest_device_gone(Manager *m, const char *pci_address) {
@@ -750,8 +839,154 @@ void guest_device_gone(Manager *m, const char *pci_address) {
                                         continue;
                                 v->gone = true;
                                 v->bound = false;
-                                notify_event(c, "device-removed", c->contexts[i], v, NULL);
+                                notify_event(m, c, "device-removed", c->contexts[i], v);
                         }
+}
+
+/* ---- restarts: restored contexts wait for their owners ---------------------------------- */
+
+static void orphans_release(Manager *m) {
+        for (size_t i = 0; i < m->n_orphans; i++) {
+                if (!m->preserve_contexts)
+                        log_info("Context of uid %u was not reclaimed in time, releasing it.", (unsigned) m->orphans[i]->uid);
+                context_free(m, m->orphans[i]);
+        }
+        m->n_orphans = 0;
+}
+
+static void on_orphan_timeout(evutil_socket_t fd, short what, void *userdata) {
+        orphans_release(userdata);
+}
+
+int guest_restore_context(Manager *m, int fd, const char *name) {
+        _cleanup_free_ StoredVDevice *stored = NULL;
+        struct timeval tv = { .tv_sec = (time_t) m->config.reclaim_timeout_sec };
+        GuestContext *ctx;
+        size_t n = 0;
+        uid_t uid;
+        int r;
+
+        ctx = new0(GuestContext, 1);
+        if (!ctx) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        ctx->fd = fd;
+        r = fdstore_parse_name(name, &ctx->uid, ctx->token);
+        if (r < 0) {
+                free(ctx);
+                safe_close(fd);
+                return log_warning_errno(r, "Ignoring stored fd with unknown name '%s'.", name);
+        }
+        ctx->stored = true;
+
+        r = context_store_load(state_dir(m), ctx->token, &uid, &stored, &n);
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "State of a stored context is unreadable, restoring it without vDevices: %m");
+        else if (r >= 0 && uid != ctx->uid) {
+                /* SECURITY: the fd name and the state must agree on the owner. */
+                log_warning("Stored context state names uid %u, the fd uid %u; dropping it.", (unsigned) uid,
+                            (unsigned) ctx->uid);
+                n = 0;
+        }
+
+        ctx->vdevices = new0(GuestVDevice, MAX(n, (size_t) 1));
+        if (!ctx->vdevices) {
+                context_free(m, ctx);
+                return -ENOMEM;
+        }
+        ctx->allocated_vdevices = MAX(n, (size_t) 1);
+        for (size_t i = 0; i < n; i++) {
+                GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
+                TsmDeviceInfo info;
+
+                v->id = stored[i].id;
+                v->pci_address = strdup(stored[i].pci_address);
+                if (!v->pci_address)
+                        break;
+                ctx->n_vdevices++;
+                if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0) {
+                        v->gone = true;
+                        continue;
+                }
+                v->bound = stored[i].bound;
+                /* The kernel kept the binding alive with the fd; the emulated TSM lived in the
+                 * old process, so it is brought back to where the guest left it. */
+                if (v->bound && info.emulated) {
+                        TsmTarget t = target_of(ctx, v);
+                        r = tsm_platform_bind(m->platform, &t);
+                        if (r < 0)
+                                log_warning_errno(r, "Failed to rebind emulated %s: %m", v->pci_address);
+                }
+        }
+
+        if (!GREEDY_REALLOC(m->orphans, m->allocated_orphans, m->n_orphans + 1)) {
+                context_free(m, ctx);
+                return -ENOMEM;
+        }
+        m->orphans[m->n_orphans++] = ctx;
+        (void) evtimer_add(m->orphan_timeout, &tv);
+        log_info("Restored a context of uid %u with %zu vDevices; waiting %" PRIu64 "s for it to be reclaimed.",
+                 (unsigned) ctx->uid, ctx->n_vdevices, m->config.reclaim_timeout_sec);
+        return 0;
+}
+
+static int vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        GuestClient *c = client_of(call);
+        const char *token = json_get_string(p, "reclaimToken");
+        uid_t uid = varlink_conn_get_peer(c->conn)->uid;
+        GuestContext *ctx = NULL;
+        json_object *reply;
+        int idx, copy;
+
+        for (size_t i = 0; i < m->n_orphans; i++)
+                /* SECURITY: the token alone is not enough; it must be the owner asking. The
+                 * answer does not tell a foreign token from an unknown one. */
+                if (streq(m->orphans[i]->token, token) && m->orphans[i]->uid == uid) {
+                        ctx = m->orphans[i];
+                        m->orphans[i] = m->orphans[--m->n_orphans];
+                        break;
+                }
+        if (!ctx)
+                return reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
+                                      json_object_new_string("no context of yours waits under this token"), NULL, NULL);
+
+        if (c->n_contexts >= m->config.max_contexts_per_client ||
+            !GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1)) {
+                m->orphans[m->n_orphans++] = ctx; /* still reclaimable, by a less busy connection */
+                return reply_limit(call, "contexts", m->config.max_contexts_per_client);
+        }
+        ctx->handle = ++c->next_handle;
+        c->contexts[c->n_contexts++] = ctx;
+
+        copy = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return negative_errno();
+        idx = varlink_call_push_fd(call, copy);
+        if (idx < 0)
+                return idx;
+        log_info("Context of uid %u reclaimed.", (unsigned) uid);
+
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
+            json_object_add(reply, "fileDescriptor", json_object_new_int(idx)) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+void guest_orphans_free(Manager *m) {
+        orphans_release(m);
+        free(m->orphans);
+        m->orphans = NULL;
+        m->allocated_orphans = 0;
+}
+
+int guest_setup(Manager *m) {
+        m->orphan_timeout = evtimer_new(m->base, on_orphan_timeout, m);
+        return m->orphan_timeout ? 0 : -ENOMEM;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -795,6 +1030,7 @@ int guest_methods_register(Manager *m) {
         } methods[] = {
                 { "io.tsmd.Guest.OpenContext", vl_open_context },
                 { "io.tsmd.Guest.AdoptContext", vl_adopt_context },
+                { "io.tsmd.Guest.ReclaimContext", vl_reclaim_context },
                 { "io.tsmd.Guest.CloseContext", vl_close_context },
                 { "io.tsmd.Guest.AttachDevice", vl_attach_device },
                 { "io.tsmd.Guest.DetachDevice", vl_detach_device },

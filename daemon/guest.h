@@ -19,6 +19,15 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret);
 /* Releases in the right order: requests, bindings, vDevices, contexts. */
 GuestClient *guest_client_free(GuestClient *c);
 
+/* Creates what the guest layer needs in the manager (timers). */
+int guest_setup(Manager *m);
+
+/* A context handed back by the service manager after a restart: rebuilt as an orphan that
+ * its owner can reclaim until the reclaim timeout. Takes the fd. */
+int guest_restore_context(Manager *m, int fd, const char *name);
+/* Releases (or, when preserving for a restart, just closes) unreclaimed contexts. */
+void guest_orphans_free(Manager *m);
+
 /* Guest requests in flight, over all clients (shutdown waits for them). */
 unsigned guest_n_pending(Manager *m);
 

@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "fdstore.h"
 #include "guest.h"
 #include "log.h"
 #include "manager.h"
@@ -52,6 +53,9 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
         if (m->draining)
                 return;
         m->draining = true;
+        /* With a service manager keeping our fds, exiting means being restarted or stopped:
+         * either way the kernel objects are the fd store's to keep or drop, not ours. */
+        m->preserve_contexts = fdstore_available();
         log_info("Received %s, finishing %u requests in flight, then exiting.",
                  sig == SIGTERM ? "SIGTERM" : "SIGINT", m->n_pending_requests);
         (void) sd_notify(false, "STOPPING=1");
@@ -187,6 +191,9 @@ int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
         r = guest_methods_register(m);
         if (r < 0)
                 return r;
+        r = guest_setup(m);
+        if (r < 0)
+                return r;
         /* Every method the IDL declares must have a handler. */
         r = varlink_server_check_complete(m->server, &missing);
         if (r < 0)
@@ -224,6 +231,9 @@ Manager *manager_free(Manager *m) {
 
         /* Connections first: their owners unbind and close through the platform. */
         varlink_server_free(m->server);
+        guest_orphans_free(m);
+        if (m->orphan_timeout)
+                event_free(m->orphan_timeout);
         tsm_platform_free(m->platform);
         free(m->config_path);
         if (m->sigterm)
@@ -265,7 +275,7 @@ static int interfaces_for_name(const char *name, char ***ret) {
 
 int manager_listen(Manager *m, const char *path, const char *guest_path) {
         _cleanup_free_ char **names = NULL;
-        int n, r;
+        int n, r, n_stored = 0;
 
         n = sd_listen_fds_with_names(true, &names);
         if (n < 0)
@@ -275,6 +285,13 @@ int manager_listen(Manager *m, const char *path, const char *guest_path) {
                 int fd = SD_LISTEN_FDS_START + i;
                 const char *name = names ? names[i] : NULL;
                 char **interfaces;
+
+                /* An iommufd kept for us across a restart (fdstore.h). */
+                if (name && strneq(name, FDSTORE_PREFIX, strlen(FDSTORE_PREFIX))) {
+                        (void) guest_restore_context(m, fd, name);
+                        n_stored++;
+                        continue;
+                }
 
                 /* Only listening AF_UNIX stream sockets make sense for Varlink. */
                 r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
@@ -312,7 +329,9 @@ int manager_listen(Manager *m, const char *path, const char *guest_path) {
                         return log_error_errno(r, "Failed to listen on '%s': %m", guest_path);
                 log_info("Serving io.tsmd.Guest on unix:%s", guest_path);
         }
-        if (n == 0 && !path && !guest_path)
+        if (!fdstore_available())
+                log_info("No service manager to keep iommufds across restarts: contexts end with tsmd.");
+        if (n - n_stored == 0 && !path && !guest_path)
                 return log_error_errno(-EINVAL, "No socket passed by the service manager and no --socket= given.");
 
         return 0;
@@ -325,5 +344,10 @@ int manager_run(Manager *m) {
 
         if (event_base_dispatch(m->base) < 0)
                 return log_error_errno(-EIO, "Event loop failed.");
+
+        /* Freeing the signal events restores the default actions; a second SIGTERM during
+         * the final clean-up must not kill us halfway. */
+        (void) signal(SIGTERM, SIG_IGN);
+        (void) signal(SIGINT, SIG_IGN);
         return 0;
 }

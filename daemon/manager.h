@@ -11,6 +11,7 @@
 #include "varlink-server.h"
 
 typedef struct GuestClient GuestClient;
+typedef struct GuestContext GuestContext;
 
 typedef struct Manager {
         struct event_base *base;
@@ -22,6 +23,12 @@ typedef struct Manager {
 
         /* One per connection: what that VMM owns (guest.c). */
         LIST_HEAD(, GuestClient) guest_clients;
+        /* Contexts restored after a restart, until their owners reclaim them. */
+        GuestContext **orphans;
+        size_t n_orphans, allocated_orphans;
+        struct event *orphan_timeout;
+        /* Exiting to be restarted: keep stored contexts as they are (see fdstore.h). */
+        bool preserve_contexts;
 
         struct event *sigterm, *sigint, *sighup;
         struct event *watchdog, *drain_timeout;

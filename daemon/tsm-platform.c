@@ -249,7 +249,8 @@ int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
         if (!p->emu)
                 return -EOPNOTSUPP;
 
-        r = emu_config_parse(devices, &configs, &n);
+        /* Unset means what it means at start: the default set. */
+        r = emu_config_parse(devices ?: EMU_CONFIG_DEFAULT, &configs, &n);
         if (r < 0)
                 return r;
 

@@ -458,6 +458,13 @@ static void conn_complete_calls(VarlinkConn *c) {
                 conn_schedule(c);
 }
 
+/* Reads nothing more from a connection that is going: its socket may stay readable until
+ * the last reply is out, and a level-triggered read event would spin. */
+static void conn_set_closing(VarlinkConn *c) {
+        c->closing = true;
+        (void) event_del(c->ev_read);
+}
+
 static void conn_want_write(VarlinkConn *c) {
         int r;
 
@@ -764,7 +771,7 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
                  * without saying anything). */
                 log_debug("Invalid call object (key '%s'), disconnecting.", strna(bad_key));
                 call->method = "";
-                c->closing = true;
+                conn_set_closing(c);
                 (void) varlink_call_error_invalid_parameter(call, bad_key ?: "method");
                 return;
         }
@@ -1015,7 +1022,7 @@ bool varlink_conn_is_connected(const VarlinkConn *c) {
 void varlink_conn_close(VarlinkConn *c) {
         if (!c->connected)
                 return;
-        c->closing = true;
+        conn_set_closing(c);
         if (varlink_stream_get_output_size(c->stream) == 0 && TAILQ_EMPTY(&c->calls))
                 conn_disconnect(c);
 }

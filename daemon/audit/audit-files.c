@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Audit files: resume, repair, rotation. Runs in: worker (audit writer and sync thread).
+ *
+ * Crash safety of rotation: every step is one atomic rename or create, and every record in
+ * a file was synced before any newer file was created (audit_files_rotate()'s contract). So
+ * after a crash at any point the newest file that holds a record holds the last written
+ * one: resume walks audit.log, audit.log.1, ... and continues after the first record it
+ * finds. A crash between the renames leaves a hole in the numbering (audit.log.2 missing),
+ * which only moves up with the next rotation; queries skip missing files.
+ */
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include "audit-files.h"
+#include "audit-record.h"
+#include "json-util.h"
+#include "log.h"
+
+void audit_file_name(unsigned i, char buf[static sizeof(AUDIT_FILE_NAME) + 12]) {
+        if (i == 0)
+                strcpy(buf, AUDIT_FILE_NAME);
+        else
+                (void) snprintf(buf, sizeof(AUDIT_FILE_NAME) + 12, AUDIT_FILE_NAME ".%u", i);
+}
+
+int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_size,
+                    const AuditFileOps *ops, AuditFiles **ret) {
+        _cleanup_(audit_files_freep) AuditFiles *f = NULL;
+        int r;
+
+        assert(directory);
+        assert(ops);
+        assert(ret);
+
+        /* Rotation keeps the previous file: with one file it would have to delete records. */
+        if (n_files < 2 || n_files > AUDIT_FILES_MAX || max_file_size == 0)
+                return -EINVAL;
+
+        f = new0(AuditFiles, 1);
+        if (!f)
+                return -ENOMEM;
+        f->ops = ops;
+        f->n_files = n_files;
+        f->max_file_size = max_file_size;
+        f->dir_fd = f->fd = -EBADF;
+        r = -pthread_mutex_init(&f->rotate_lock, NULL);
+        if (r < 0) {
+                free(f);
+                f = NULL;
+                return r;
+        }
+        f->directory = strdup(directory);
+        if (!f->directory)
+                return -ENOMEM;
+
+        if (mkdir(directory, 0750) < 0 && errno != EEXIST)
+                return -errno;
+        f->dir_fd = RET_NERRNO(open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (f->dir_fd < 0)
+                return f->dir_fd;
+        /* SECURITY: two writers would interleave sequence numbers and rotate each other's
+         * files away. */
+        if (flock(f->dir_fd, LOCK_EX | LOCK_NB) < 0)
+                return errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+        *ret = TAKE_PTR(f);
+        return 0;
+}
+
+AuditFiles *audit_files_free(AuditFiles *f) {
+        if (!f)
+                return NULL;
+        safe_close(f->fd);
+        safe_close(f->dir_fd);
+        pthread_mutex_destroy(&f->rotate_lock);
+        free(f->directory);
+        return mfree(f);
+}
+
+static int pread_full(int fd, void *buf, size_t n, uint64_t offset) {
+        size_t done = 0;
+
+        while (done < n) {
+                ssize_t k = pread(fd, (char *) buf + done, n - done, (off_t) (offset + done));
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EIO; /* shrank under us */
+                done += (size_t) k;
+        }
+        return 0;
+}
+
+/* Scans the tail of one file. On return *ret_found says whether a complete record was found
+ * (its seq in *ret_last_seq), *ret_cut how many bytes after it are torn. */
+static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, json_tokener *tok,
+                     bool *ret_found, uint64_t *ret_last_seq, uint64_t *ret_cut,
+                     unsigned *ret_anomalies) {
+        _cleanup_free_ char *buf = NULL;
+        size_t w = (size_t) MIN(size, (uint64_t) AUDIT_TAIL_WINDOW), start = 0, good_end = 0;
+        uint64_t base = size - w, last_seq = 0, prev = 0;
+        unsigned anomalies = 0;
+        bool found = false, have_prev = false;
+        int r;
+
+        buf = malloc(w ?: 1);
+        if (!buf)
+                return -ENOMEM;
+        r = pread_full(fd, buf, w, base);
+        if (r < 0)
+                return r;
+
+        /* A window that does not start at offset 0 starts inside a line: skip to the next. */
+        if (base > 0) {
+                char *nl = memchr(buf, '\n', w);
+                start = nl ? (size_t) (nl - buf) + 1 : w;
+        }
+
+        /* Walk the complete lines forward: the last one that parses ends the good part; lines
+         * after it (and bytes after the last '\n') are the torn tail. */
+        for (size_t pos = start; pos < w;) {
+                char *nl = memchr(buf + pos, '\n', w - pos);
+                uint64_t seq;
+
+                if (!nl)
+                        break;
+                r = audit_line_parse(tok, buf + pos, (size_t) (nl - (buf + pos)), NULL, &seq);
+                if (r >= 0) {
+                        if (have_prev && seq != prev + 1) {
+                                anomalies++;
+                                log_warning("Audit log '%s/%s': sequence %s from %" PRIu64
+                                            " to %" PRIu64 ", continuing.",
+                                            f->directory, name, seq > prev ? "gap" : "regression",
+                                            prev, seq);
+                        }
+                        prev = seq;
+                        have_prev = true;
+                        found = true;
+                        last_seq = seq;
+                        good_end = (size_t) (nl - buf) + 1;
+                } else if (found) {
+                        /* A bad line followed by good ones is damage inside the file, not a
+                         * torn tail: queries skip it, resume must not cut good records. */
+                        log_warning("Audit log '%s/%s': unparsable line at offset %" PRIu64
+                                    ", ignoring.",
+                                    f->directory, name, base + pos);
+                }
+                pos = (size_t) (nl - buf) + 1;
+        }
+
+        if (!found) {
+                if (base > 0)
+                        /* A whole window of garbage is not a torn write: refuse to guess. */
+                        return log_error_errno(-EBADMSG,
+                                               "Audit log '%s/%s': no record in its last %zu bytes, "
+                                               "refusing to cut it.",
+                                               f->directory, name, w);
+                good_end = 0;
+        }
+
+        *ret_found = found;
+        *ret_last_seq = last_seq;
+        *ret_cut = w - good_end;
+        *ret_anomalies = anomalies;
+        return 0;
+}
+
+static int open_current(AuditFiles *f) {
+        struct stat st;
+        int fd;
+
+        fd = f->ops->openat(f->dir_fd, AUDIT_FILE_NAME,
+                            O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0) {
+                int r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                safe_close(fd);
+                return -EBADFD;
+        }
+        safe_close(f->fd);
+        f->fd = fd;
+        f->size = f->alloc_end = (uint64_t) st.st_size;
+        /* The file may have just been created (first start, or a crash mid-rotation). */
+        return f->ops->fsync(f->dir_fd);
+}
+
+int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        AuditResumeInfo info = {};
+        int r;
+
+        assert(f);
+        assert(ret);
+
+        f->fd = safe_close(f->fd);
+
+        r = json_tokener_new_strict(1, &tok);
+        if (r < 0)
+                return r;
+
+        for (unsigned i = 0; i < f->n_files; i++) {
+                char name[sizeof(AUDIT_FILE_NAME) + 12];
+                _cleanup_close_ int fd = -EBADF;
+                uint64_t seq = 0, cut = 0;
+                unsigned anomalies = 0;
+                struct stat st;
+                bool found = false;
+
+                audit_file_name(i, name);
+                fd = f->ops->openat(f->dir_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+                if (fd == -ENOENT)
+                        continue;
+                if (fd < 0)
+                        return log_error_errno(fd, "Failed to open audit log '%s/%s': %m",
+                                               f->directory, name);
+                if (fstat(fd, &st) < 0)
+                        return -errno;
+                if (!S_ISREG(st.st_mode))
+                        return log_error_errno(-EBADFD, "Audit log '%s/%s' is not a regular file.",
+                                               f->directory, name);
+                if (st.st_size == 0)
+                        continue;
+
+                r = scan_tail(f, name, fd, (uint64_t) st.st_size, tok, &found, &seq, &cut,
+                              &anomalies);
+                if (r < 0)
+                        return r;
+                info.n_anomalies += anomalies;
+
+                if (cut > 0) {
+                        uint64_t keep = (uint64_t) st.st_size - cut;
+
+                        r = f->ops->ftruncate(fd, (off_t) keep);
+                        if (r >= 0)
+                                r = f->ops->fsync(fd);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to cut torn tail of audit log '%s/%s': %m",
+                                                       f->directory, name);
+                        log_warning("Audit log '%s/%s' had a torn tail: cut %" PRIu64
+                                    " bytes after offset %" PRIu64 ".",
+                                    f->directory, name, cut, keep);
+                        info.repaired_bytes += cut;
+                }
+                if (found) {
+                        info.last_seq = seq;
+                        break;
+                }
+        }
+
+        r = open_current(f);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open audit log '%s/" AUDIT_FILE_NAME "': %m",
+                                       f->directory);
+
+        *ret = info;
+        return 0;
+}
+
+int audit_files_preallocate(AuditFiles *f, uint64_t end) {
+        int r;
+
+        assert(f);
+        assert(f->fd >= 0);
+
+        if (end <= f->alloc_end)
+                return 0;
+        if (end > INT64_MAX)
+                return -EFBIG;
+        /* KEEP_SIZE: the space is ours, but readers and resume never see zeros after the
+         * last record. */
+        r = f->ops->fallocate(f->fd, FALLOC_FL_KEEP_SIZE, (off_t) f->size,
+                              (off_t) (end - f->size));
+        if (r < 0)
+                return r;
+        f->alloc_end = end;
+        return 0;
+}
+
+int audit_files_rotate(AuditFiles *f) {
+        int fd, r = 0;
+
+        assert(f);
+        assert(f->fd >= 0);
+
+        /* The old file never grows again: give its preallocated tail back to the new one. */
+        if (f->alloc_end > f->size)
+                (void) f->ops->ftruncate(f->fd, (off_t) f->size);
+
+        pthread_mutex_lock(&f->rotate_lock);
+        /* Oldest first, so each rename replaces a file that was already copied up; the
+         * first one drops the oldest file. A file missing after an earlier crash is fine. */
+        for (unsigned i = f->n_files - 1; i >= 1; i--) {
+                char from[sizeof(AUDIT_FILE_NAME) + 12], to[sizeof(AUDIT_FILE_NAME) + 12];
+
+                audit_file_name(i - 1, from);
+                audit_file_name(i, to);
+                r = f->ops->renameat(f->dir_fd, from, f->dir_fd, to);
+                if (r == -ENOENT)
+                        r = 0;
+                if (r < 0)
+                        goto unlock;
+        }
+        fd = f->ops->openat(f->dir_fd, AUDIT_FILE_NAME,
+                            O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0) {
+                r = fd;
+                goto unlock;
+        }
+        safe_close(f->fd);
+        f->fd = fd;
+        f->size = f->alloc_end = 0;
+        /* The renames and the new name must be durable before a record in the new file is
+         * acknowledged. */
+        r = f->ops->fsync(f->dir_fd);
+unlock:
+        pthread_mutex_unlock(&f->rotate_lock);
+        return r;
+}
+
+int audit_files_snapshot(AuditFiles *f, int *fds) {
+        int r = 0;
+
+        assert(f);
+        assert(fds);
+
+        for (unsigned i = 0; i < f->n_files; i++)
+                fds[i] = -EBADF;
+
+        pthread_mutex_lock(&f->rotate_lock);
+        for (unsigned i = 0; i < f->n_files; i++) {
+                char name[sizeof(AUDIT_FILE_NAME) + 12];
+                unsigned idx = f->n_files - 1 - i;
+                int fd;
+
+                audit_file_name(idx, name);
+                fd = RET_NERRNO(openat(f->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+                if (fd == -ENOENT)
+                        continue;
+                if (fd < 0) {
+                        r = fd;
+                        break;
+                }
+                fds[i] = fd;
+        }
+        pthread_mutex_unlock(&f->rotate_lock);
+
+        if (r < 0)
+                close_many(fds, f->n_files);
+        return r;
+}

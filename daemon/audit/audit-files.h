@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The audit log's files in one directory: audit.log (newest), audit.log.1 ... audit.log.<N-1>
+ * (oldest). Finds where the sequence continues after a restart or crash, cuts a torn tail,
+ * rotates crash-safely, and hands out consistent snapshots of the file set for queries.
+ * Only whoever owns an AuditFiles writes (the sync thread while it runs); the snapshot and
+ * the fixed fields may be used from any thread. Runs in: worker (audit writer), tests.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "audit-ops.h"
+#include "macro.h"
+
+#define AUDIT_FILE_NAME "audit.log"
+#define AUDIT_FILES_MAX 1000u
+/* How much of a file's end is read to find the last record and check the sequence. */
+#define AUDIT_TAIL_WINDOW (64u * 1024u)
+
+typedef struct AuditFiles {
+        const AuditFileOps *ops;
+        char *directory;
+        unsigned n_files;
+        uint64_t max_file_size;
+        int dir_fd; /* O_DIRECTORY, flock()ed: one writer per directory */
+
+        /* The newest file, open for writing; owned by the writer. */
+        int fd;
+        uint64_t size;      /* bytes of records in it */
+        uint64_t alloc_end; /* preallocated (FALLOC_FL_KEEP_SIZE) up to here; >= size */
+
+        /* Held across the renames of a rotation, so a snapshot never sees one file twice or
+         * misses one. */
+        pthread_mutex_t rotate_lock;
+} AuditFiles;
+
+typedef struct AuditResumeInfo {
+        uint64_t last_seq;       /* seq of the last complete record; 0 if none */
+        uint64_t repaired_bytes; /* bytes cut from torn tails */
+        unsigned n_anomalies;    /* sequence gaps/regressions seen in the tails read */
+} AuditResumeInfo;
+
+/* Opens (creating if missing, mode 0750) the directory and locks it (-EBUSY if another
+ * writer holds it). n_files counts audit.log too and must be 2..AUDIT_FILES_MAX. */
+int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_size,
+                    const AuditFileOps *ops, AuditFiles **ret);
+AuditFiles *audit_files_free(AuditFiles *f);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AuditFiles *, audit_files_free);
+
+/* Finds the last complete record in the newest file that has one, cuts torn tails (with a
+ * warning each), reports sequence anomalies, and opens audit.log for appending (creating it
+ * if a crash happened mid-rotation). Closes a previously open audit.log first. */
+int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret);
+
+/* Starts a new audit.log: releases the old file's preallocated tail, shifts every file one
+ * up (dropping the oldest), creates the new file and syncs the directory. The caller has
+ * synced the old file's data first, so no record in a newer file can exist without the
+ * records before it. */
+int audit_files_rotate(AuditFiles *f);
+
+/* Extends the preallocation of audit.log to at least `end` bytes. */
+int audit_files_preallocate(AuditFiles *f, uint64_t end);
+
+/* Opens every existing file read-only, oldest first, into fds[0..n_files) (-EBADF for a
+ * missing one). */
+int audit_files_snapshot(AuditFiles *f, int *fds);
+
+/* "audit.log" for 0, "audit.log.<i>" otherwise. */
+void audit_file_name(unsigned i, char buf[static sizeof(AUDIT_FILE_NAME) + 12]);

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The journal mirror of the audit log. Runs in: worker (loop thread + mirror thread). */
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+
+#include "audit-journal.h"
+
+typedef struct JournalMessage {
+        struct JournalMessage *next;
+        char **fields;
+        size_t n_fields;
+} JournalMessage;
+
+struct AuditJournal {
+        pthread_t thread;
+        bool running;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        JournalMessage *head, **tail;
+        size_t n_queued;
+        bool stop;
+        AuditJournalStats stats;
+};
+
+static void fields_free(char **fields, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(fields[i]);
+        free(fields);
+}
+
+static JournalMessage *message_free(JournalMessage *m) {
+        if (!m)
+                return NULL;
+        fields_free(m->fields, m->n_fields);
+        return mfree(m);
+}
+
+static int add_field(char **fields, size_t *n, const char *format, ...) _printf_(3, 4);
+static int add_field(char **fields, size_t *n, const char *format, ...) {
+        va_list ap;
+        int k;
+
+        va_start(ap, format);
+        k = vasprintf(&fields[*n], format, ap);
+        va_end(ap);
+        if (k < 0) {
+                fields[*n] = NULL;
+                return -ENOMEM;
+        }
+        (*n)++;
+        return 0;
+}
+
+int audit_journal_format(const AuditRecord *r, char ***ret, size_t *ret_n) {
+        char uid[24] = "-";
+        char **fields;
+        size_t n = 0;
+        int k = 0;
+
+        assert(r);
+        assert(ret);
+        assert(ret_n);
+
+        if (r->uid != AUDIT_UID_INVALID)
+                (void) snprintf(uid, sizeof(uid), "%" PRIu32, (uint32_t) r->uid);
+
+        fields = new0(char *, 24);
+        if (!fields)
+                return -ENOMEM;
+
+#define ADD(...)                                                                                   \
+        do {                                                                                       \
+                if (k >= 0)                                                                        \
+                        k = add_field(fields, &n, __VA_ARGS__);                                    \
+        } while (0)
+
+        ADD("MESSAGE=tsmd audit: seq=%" PRIu64 " event=%s uid=%s pci=%s scope=%s result=%s",
+            r->seq, r->event, uid, strna(r->pci), strna(r->scope), strna(r->result));
+        ADD("MESSAGE_ID=%s", AUDIT_JOURNAL_MESSAGE_ID);
+        ADD("PRIORITY=%i", audit_record_is_error(r) ? LOG_NOTICE : LOG_INFO);
+        ADD("TSMD_SEQ=%" PRIu64, r->seq);
+        ADD("TSMD_EVENT=%s", r->event);
+        if (r->uid != AUDIT_UID_INVALID)
+                ADD("TSMD_UID=%" PRIu32, (uint32_t) r->uid);
+        if (r->gid != AUDIT_GID_INVALID)
+                ADD("TSMD_GID=%" PRIu32, (uint32_t) r->gid);
+        if (r->pid > 0)
+                ADD("TSMD_PID=%" PRIi32, (int32_t) r->pid);
+        if (r->unit)
+                ADD("TSMD_UNIT=%s", r->unit);
+        if (r->context_id != AUDIT_U64_NONE)
+                ADD("TSMD_CONTEXT=%" PRIu64, r->context_id);
+        if (r->vdevice_id != AUDIT_U64_NONE)
+                ADD("TSMD_VDEVICE=%" PRIu64, r->vdevice_id);
+        if (r->pci)
+                ADD("TSMD_PCI=%s", r->pci);
+        if (r->backend)
+                ADD("TSMD_BACKEND=%s", r->backend);
+        if (r->scope)
+                ADD("TSMD_SCOPE=%s", r->scope);
+        if (r->scope_number >= 0)
+                ADD("TSMD_SCOPE_NUMBER=%" PRIi64, r->scope_number);
+        if (r->request_size != AUDIT_U64_NONE)
+                ADD("TSMD_REQUEST_SIZE=%" PRIu64, r->request_size);
+        if (r->response_size != AUDIT_U64_NONE)
+                ADD("TSMD_RESPONSE_SIZE=%" PRIu64, r->response_size);
+        if (r->result)
+                ADD("TSMD_RESULT=%s", r->result);
+        if (r->latency_usec != AUDIT_U64_NONE)
+                ADD("TSMD_LATENCY_USEC=%" PRIu64, r->latency_usec);
+#undef ADD
+
+        if (k < 0) {
+                fields_free(fields, n);
+                return k;
+        }
+        *ret = fields;
+        *ret_n = n;
+        return 0;
+}
+
+static void *journal_thread(void *userdata) {
+        AuditJournal *j = userdata;
+
+        pthread_mutex_lock(&j->lock);
+        for (;;) {
+                struct iovec iov[24];
+                JournalMessage *m;
+                int r;
+
+                while (!j->head && !j->stop)
+                        pthread_cond_wait(&j->cond, &j->lock);
+                m = j->head;
+                if (!m)
+                        break;
+                j->head = m->next;
+                if (!j->head)
+                        j->tail = &j->head;
+                j->n_queued--;
+                pthread_mutex_unlock(&j->lock);
+
+                for (size_t i = 0; i < m->n_fields; i++)
+                        iov[i] = (struct iovec){ m->fields[i], strlen(m->fields[i]) };
+                r = sd_journal_sendv(iov, (int) m->n_fields);
+                message_free(m);
+
+                pthread_mutex_lock(&j->lock);
+                if (r < 0)
+                        j->stats.n_failed++;
+                else
+                        j->stats.n_sent++;
+        }
+        pthread_mutex_unlock(&j->lock);
+        return NULL;
+}
+
+int audit_journal_new(AuditJournal **ret) {
+        sigset_t all, saved;
+        AuditJournal *j;
+        int r;
+
+        assert(ret);
+
+        j = new0(AuditJournal, 1);
+        if (!j)
+                return -ENOMEM;
+        j->tail = &j->head;
+        pthread_mutex_init(&j->lock, NULL);
+        pthread_cond_init(&j->cond, NULL);
+
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        r = -pthread_create(&j->thread, NULL, journal_thread, j);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0) {
+                audit_journal_free(j);
+                return r;
+        }
+        j->running = true;
+
+        *ret = j;
+        return 0;
+}
+
+AuditJournal *audit_journal_free(AuditJournal *j) {
+        if (!j)
+                return NULL;
+        if (j->running) {
+                pthread_mutex_lock(&j->lock);
+                j->stop = true;
+                pthread_cond_signal(&j->cond);
+                pthread_mutex_unlock(&j->lock);
+                (void) pthread_join(j->thread, NULL);
+        }
+        while (j->head) {
+                JournalMessage *m = j->head;
+                j->head = m->next;
+                message_free(m);
+        }
+        pthread_cond_destroy(&j->cond);
+        pthread_mutex_destroy(&j->lock);
+        return mfree(j);
+}
+
+void audit_journal_submit(AuditJournal *j, const AuditRecord *r) {
+        JournalMessage *m;
+
+        assert(j);
+        assert(r);
+
+        m = new0(JournalMessage, 1);
+        if (!m || audit_journal_format(r, &m->fields, &m->n_fields) < 0) {
+                free(m);
+                pthread_mutex_lock(&j->lock);
+                j->stats.n_dropped++;
+                pthread_mutex_unlock(&j->lock);
+                return;
+        }
+
+        pthread_mutex_lock(&j->lock);
+        if (j->n_queued >= AUDIT_JOURNAL_QUEUE_MAX) {
+                /* Overflow policy: drop and count, like auditd's overflow_action=syslog. */
+                j->stats.n_dropped++;
+                pthread_mutex_unlock(&j->lock);
+                message_free(m);
+                return;
+        }
+        *j->tail = m;
+        j->tail = &m->next;
+        j->n_queued++;
+        pthread_cond_signal(&j->cond);
+        pthread_mutex_unlock(&j->lock);
+}
+
+void audit_journal_get_stats(AuditJournal *j, AuditJournalStats *ret) {
+        assert(j);
+        assert(ret);
+
+        pthread_mutex_lock(&j->lock);
+        *ret = j->stats;
+        pthread_mutex_unlock(&j->lock);
+}

@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The audit log: reservations, sequence numbers, the failed state, dispatch of completions,
+ * listeners. Runs in: worker (event loop thread; the disk is touched by audit-sync.c).
+ *
+ * Reservation accounting. Bytes are counted in one stream across files since the last
+ * (re)open: planned_total is what was committed, the sync thread publishes alloc_total, the
+ * end of the space it has preallocated. A reservation stands for one maximum-size record, so
+ * reserve succeeds if
+ *     planned_total + (reserved + 1) * AUDIT_RECORD_MAX <= alloc_total,
+ * which is a pure comparison in the common case. When the tail is short, the thread is asked
+ * to extend it and the file system's free space (fstatvfs) decides instead; if the thread
+ * could not even preallocate the minimum, reserve fails with its error (-ENOSPC). Committing
+ * replaces the reserved maximum with the record's real size.
+ */
+
+#include <inttypes.h>
+#include <time.h>
+
+#include "audit-log.h"
+#include "event-util.h"
+#include "log.h"
+
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
+struct AuditReservation {
+        AuditSyncItem item; /* first: the sync queue links it */
+        AuditLog *log;      /* NULL once the log is gone */
+        AuditReservation *prev, *next; /* in log->reservations while uncommitted */
+        bool committed;
+        unsigned generation;
+        uint64_t seq;
+        char *line;
+        AuditRecord record; /* bounded copy; strings in storage */
+        char *storage;
+        AuditCommitCallback callback;
+        void *userdata;
+        AuditReservation *dispatch_next;
+};
+
+struct AuditListener {
+        AuditLog *log; /* NULL once detached */
+        AuditListener *prev, *next;
+        AuditListenerCallback callback;
+        void *userdata;
+        AuditDestroyCallback destroy;
+        bool floating;
+        bool dead;
+};
+
+struct AuditLog {
+        AuditConfig config;
+        char *directory;
+        struct event_base *base;
+        AuditFiles *files;
+        AuditSync *sync;
+        struct event *completion_event;
+        AuditCounters *counters;
+        AuditJournal *journal;
+
+        uint64_t next_seq;
+        uint64_t last_committed_seq;
+        uint64_t pending_repaired; /* reported in the next record */
+        uint64_t repaired_bytes;
+        unsigned n_anomalies;
+        unsigned generation; /* bumped by reopen: old failures do not fail the new files */
+        int failed;
+
+        uint64_t planned_total;
+        unsigned n_reserved, n_in_flight;
+        AuditReservation *reservations;
+
+        /* Completed, not yet reported; popped one at a time so nested dispatch keeps order. */
+        AuditReservation *dispatch_head, **dispatch_tail;
+
+        AuditListener *listeners;
+        unsigned listener_walks;
+        bool listeners_dead;
+};
+
+void audit_config_init(AuditConfig *c) {
+        assert(c);
+
+        *c = (AuditConfig){
+                .max_file_size = AUDIT_MAX_FILE_SIZE_DEFAULT,
+                .n_files = AUDIT_N_FILES_DEFAULT,
+                .sync_mode = AUDIT_SYNC_GROUP,
+                .journal = true,
+                .max_in_flight = AUDIT_MAX_IN_FLIGHT_DEFAULT,
+                .prealloc_size = AUDIT_PREALLOC_SIZE_DEFAULT,
+        };
+}
+
+static uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        if (clock_gettime(clock, &ts) < 0)
+                return 0;
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+static AuditReservation *reservation_free(AuditReservation *r) {
+        if (!r)
+                return NULL;
+        free(r->line);
+        free(r->storage);
+        return mfree(r);
+}
+
+static void reservation_unlink(AuditLog *a, AuditReservation *r) {
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                a->reservations = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
+        r->prev = r->next = NULL;
+        a->n_reserved--;
+}
+
+static void listeners_sweep(AuditLog *a) {
+        AuditListener *l = a->listeners;
+
+        if (a->listener_walks > 0 || !a->listeners_dead)
+                return;
+        while (l) {
+                AuditListener *next = l->next;
+
+                if (l->dead) {
+                        if (l->prev)
+                                l->prev->next = l->next;
+                        else
+                                a->listeners = l->next;
+                        if (l->next)
+                                l->next->prev = l->prev;
+                        l->prev = l->next = NULL;
+                        l->log = NULL;
+                        if (l->floating)
+                                free(l);
+                }
+                l = next;
+        }
+        a->listeners_dead = false;
+}
+
+/* Reports one completed record: counters, journal, listeners, then its own callback. */
+static void dispatch_one(AuditLog *a, AuditReservation *res) {
+        int error = res->item.error;
+
+        a->n_in_flight--;
+        if (error < 0) {
+                if (a->failed == 0 && res->generation == a->generation) {
+                        a->failed = error;
+                        log_error_errno(error,
+                                        "Audit log '%s' failed, refusing requests until it is "
+                                        "reopened: %m",
+                                        a->directory);
+                }
+        } else {
+                a->last_committed_seq = MAX(a->last_committed_seq, res->seq);
+                if (audit_counters_add(a->counters, &res->record) < 0)
+                        log_oom();
+                if (a->journal)
+                        audit_journal_submit(a->journal, &res->record);
+
+                a->listener_walks++;
+                for (AuditListener *l = a->listeners; l; l = l->next)
+                        if (!l->dead)
+                                l->callback(a, &res->record, res->line, res->item.len, l->userdata);
+                a->listener_walks--;
+                listeners_sweep(a);
+        }
+
+        if (res->callback)
+                res->callback(a, res->seq, error, res->userdata);
+        reservation_free(res);
+}
+
+static void dispatch_completed(AuditLog *a) {
+        AuditSyncItem *list = audit_sync_take_completed(a->sync);
+
+        for (AuditSyncItem *i = list; i; i = i->next) {
+                AuditReservation *res = (AuditReservation *) i;
+
+                res->dispatch_next = NULL;
+                *a->dispatch_tail = res;
+                a->dispatch_tail = &res->dispatch_next;
+        }
+
+        while (a->dispatch_head) {
+                AuditReservation *res = a->dispatch_head;
+
+                a->dispatch_head = res->dispatch_next;
+                if (!a->dispatch_head)
+                        a->dispatch_tail = &a->dispatch_head;
+                dispatch_one(a, res);
+        }
+}
+
+static void on_completion(evutil_socket_t fd, short what, void *userdata) {
+        dispatch_completed(userdata);
+}
+
+static int config_check(const AuditConfig *c) {
+        if (isempty(c->directory) || c->n_files < 2 || c->n_files > AUDIT_FILES_MAX ||
+            c->max_file_size < AUDIT_RECORD_MAX || c->max_in_flight == 0 ||
+            c->sync_mode < 0 || c->sync_mode >= _AUDIT_SYNC_MODE_MAX)
+                return -EINVAL;
+        return 0;
+}
+
+static int resume(AuditLog *a) {
+        AuditResumeInfo info;
+        int r;
+
+        r = audit_files_resume(a->files, &info);
+        if (r < 0)
+                return r;
+
+        if (info.last_seq < a->last_committed_seq)
+                log_error("Audit log '%s' ends at seq %" PRIu64 " but seq %" PRIu64
+                          " was acknowledged: records were lost outside tsmd.",
+                          a->directory, info.last_seq, a->last_committed_seq);
+        a->next_seq = MAX(info.last_seq, a->last_committed_seq) + 1;
+        a->last_committed_seq = MAX(a->last_committed_seq, info.last_seq);
+        a->pending_repaired = info.repaired_bytes;
+        a->repaired_bytes = info.repaired_bytes;
+        a->n_anomalies = info.n_anomalies;
+        a->planned_total = 0;
+        return 0;
+}
+
+int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret) {
+        _cleanup_(audit_log_freep) AuditLog *a = NULL;
+        int r;
+
+        assert_return(base, -EINVAL);
+        assert_return(c, -EINVAL);
+        assert_return(ret, -EINVAL);
+        r = config_check(c);
+        if (r < 0)
+                return r;
+
+        a = new0(AuditLog, 1);
+        if (!a)
+                return -ENOMEM;
+        a->config = *c;
+        a->config.ops = c->ops ?: &audit_file_ops_default;
+        a->base = base;
+        a->dispatch_tail = &a->dispatch_head;
+        a->directory = strdup(c->directory);
+        if (!a->directory)
+                return -ENOMEM;
+        a->config.directory = a->directory;
+
+        r = audit_files_new(a->directory, c->n_files, c->max_file_size, a->config.ops, &a->files);
+        if (r == -EBUSY)
+                return log_error_errno(r, "Audit log '%s' is in use by another process.", a->directory);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open audit log directory '%s': %m", a->directory);
+        r = resume(a);
+        if (r < 0)
+                return r;
+
+        r = audit_counters_new(&a->counters);
+        if (r < 0)
+                return r;
+        r = audit_sync_new(a->files, c->sync_mode, c->prealloc_size, &a->sync);
+        if (r < 0)
+                return r;
+        a->completion_event = event_new(base, audit_sync_get_fd(a->sync), EV_READ | EV_PERSIST,
+                                        on_completion, a);
+        if (!a->completion_event || event_add(a->completion_event, NULL) < 0)
+                return -ENOMEM;
+
+        if (c->journal) {
+                if (access(JOURNAL_SOCKET, W_OK) < 0)
+                        log_debug("No journald socket, not mirroring audit records to the journal.");
+                else {
+                        r = audit_journal_new(&a->journal);
+                        if (r < 0)
+                                log_warning_errno(r, "Failed to start audit journal mirror, ignoring: %m");
+                }
+        }
+
+        r = audit_sync_start(a->sync, 0);
+        if (r < 0)
+                return r;
+
+        log_debug("Audit log '%s' continues at seq %" PRIu64 ".", a->directory, a->next_seq);
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+AuditLog *audit_log_free(AuditLog *a) {
+        if (!a)
+                return NULL;
+
+        assert(a->listener_walks == 0);
+
+        if (a->sync) {
+                /* Everything committed gets written and reported: no callback is lost. */
+                audit_sync_stop(a->sync);
+                dispatch_completed(a);
+        }
+        if (a->completion_event)
+                event_free(a->completion_event); /* not NULL-safe */
+        audit_journal_free(a->journal);
+
+        while (a->listeners) {
+                AuditListener *l = a->listeners;
+
+                a->listeners = l->next;
+                l->prev = l->next = NULL;
+                l->log = NULL;
+                if (l->destroy && !l->dead)
+                        l->destroy(l->userdata);
+                l->destroy = NULL;
+                if (l->floating)
+                        free(l);
+        }
+        while (a->reservations) {
+                AuditReservation *r = a->reservations;
+
+                a->reservations = r->next;
+                r->prev = r->next = NULL;
+                r->log = NULL;
+        }
+
+        audit_sync_free(a->sync);
+        audit_files_free(a->files);
+        audit_counters_free(a->counters);
+        free(a->directory);
+        return mfree(a);
+}
+
+int audit_log_reopen(AuditLog *a) {
+        int r;
+
+        assert_return(a, -EINVAL);
+
+        /* Queued records are written (or failed) by the old generation and reported later
+         * through the event as usual; their failures no longer count. */
+        audit_sync_stop(a->sync);
+        a->generation++;
+
+        r = resume(a);
+        if (r < 0) {
+                a->failed = r;
+                (void) audit_sync_start(a->sync, r);
+                return log_error_errno(r, "Failed to reopen audit log '%s': %m", a->directory);
+        }
+        r = audit_sync_start(a->sync, 0);
+        if (r < 0) {
+                a->failed = r;
+                return r;
+        }
+        if (a->failed < 0)
+                log_notice("Audit log '%s' reopened, continuing at seq %" PRIu64 ".",
+                           a->directory, a->next_seq);
+        a->failed = 0;
+        return 0;
+}
+
+static int check_space(AuditLog *a) {
+        uint64_t need = a->planned_total + (uint64_t) (a->n_reserved + 1) * AUDIT_RECORD_MAX;
+        AuditSyncSpace space;
+        struct statvfs sv;
+        uint64_t avail;
+        int r;
+
+        audit_sync_get_space(a->sync, &space);
+        if (space.failed < 0)
+                /* The thread saw the failure; its completions may not have reached us yet. */
+                return space.failed;
+        if (need <= space.alloc_total)
+                return 0;
+
+        audit_sync_want_space(a->sync, need);
+        if (space.space_error < 0)
+                return space.space_error;
+
+        /* The tail is short (a burst, or no fallocate here): is there room on the disk? */
+        r = a->config.ops->fstatvfs(a->files->dir_fd, &sv);
+        if (r < 0)
+                return r;
+        if (sv.f_flag & ST_RDONLY)
+                return -EROFS;
+        avail = (uint64_t) sv.f_bavail * (uint64_t) sv.f_frsize;
+        if (avail < need - space.alloc_total)
+                return -ENOSPC;
+        return 0;
+}
+
+int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
+        AuditReservation *res;
+        int r;
+
+        assert_return(a, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        if (a->failed < 0)
+                return a->failed;
+        /* SECURITY: a bounded queue; past it the daemon sheds load instead of growing. */
+        if (a->n_reserved + a->n_in_flight >= a->config.max_in_flight)
+                return -ENOBUFS;
+        r = check_space(a);
+        if (r < 0)
+                return r;
+
+        res = new0(AuditReservation, 1);
+        if (!res)
+                return -ENOMEM;
+        res->log = a;
+        res->next = a->reservations;
+        if (res->next)
+                res->next->prev = res;
+        a->reservations = res;
+        a->n_reserved++;
+
+        *ret = res;
+        return 0;
+}
+
+AuditReservation *audit_log_cancel(AuditReservation *r) {
+        if (!r)
+                return NULL;
+        assert(!r->committed);
+        if (r->log)
+                reservation_unlink(r->log, r);
+        return reservation_free(r);
+}
+
+int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
+                     void *userdata, uint64_t *ret_seq) {
+        _cleanup_(audit_log_cancelp) AuditReservation *r = NULL;
+        AuditRecord rec;
+        AuditLog *a;
+        size_t len;
+        int k;
+
+        assert_return(res, -EINVAL);
+        assert_return(!res->committed, -EINVAL);
+
+        /* From here on the reservation is ours: any failure below gives it back. */
+        r = res;
+        a = r->log;
+        if (!a)
+                return -ESTALE;
+        if (!record || !record->event)
+                return -EINVAL;
+
+        rec = *record;
+        rec.seq = a->next_seq;
+        rec.realtime_usec = now_usec(CLOCK_REALTIME);
+        rec.monotonic_usec = now_usec(CLOCK_MONOTONIC);
+        rec.repaired_bytes = a->pending_repaired;
+        k = audit_record_copy_bounded(&rec, &r->record, &r->storage);
+        if (k < 0)
+                return k;
+        k = audit_record_serialize(&r->record, &r->line, &len);
+        if (k < 0)
+                return k;
+
+        reservation_unlink(a, r);
+        r->committed = true;
+        r->generation = a->generation;
+        r->seq = rec.seq;
+        r->callback = cb;
+        r->userdata = userdata;
+        r->item.line = r->line;
+        r->item.len = len;
+
+        a->next_seq++;
+        a->pending_repaired = 0;
+        a->n_in_flight++;
+        a->planned_total += len;
+        audit_sync_submit(a->sync, &TAKE_PTR(r)->item);
+
+        if (ret_seq)
+                *ret_seq = rec.seq;
+        return 0;
+}
+
+int audit_log_record(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
+                     void *userdata, uint64_t *ret_seq) {
+        AuditReservation *res;
+        int r;
+
+        assert_return(a, -EINVAL);
+        assert_return(record, -EINVAL);
+
+        r = audit_log_reserve(a, &res);
+        if (r < 0)
+                return r;
+        return audit_log_commit(res, record, cb, userdata, ret_seq);
+}
+
+int audit_log_add_listener(AuditLog *a, AuditListenerCallback cb, void *userdata,
+                           AuditDestroyCallback destroy, AuditListener **ret) {
+        AuditListener *l;
+
+        assert_return(a, -EINVAL);
+        assert_return(cb, -EINVAL);
+
+        l = new0(AuditListener, 1);
+        if (!l)
+                return -ENOMEM;
+        *l = (AuditListener){
+                .log = a,
+                .callback = cb,
+                .userdata = userdata,
+                .destroy = destroy,
+                .floating = !ret,
+                .next = a->listeners,
+        };
+        if (l->next)
+                l->next->prev = l;
+        a->listeners = l;
+
+        if (ret)
+                *ret = l;
+        return 0;
+}
+
+AuditListener *audit_listener_free(AuditListener *l) {
+        AuditDestroyCallback destroy;
+        void *userdata;
+
+        if (!l)
+                return NULL;
+
+        destroy = TAKE_PTR(l->destroy);
+        userdata = l->userdata;
+        if (!l->log)
+                free(l); /* detached when the log was freed */
+        else if (!l->dead) {
+                /* Unlinked and freed by the sweep, once no walk over the list is running: a
+                 * listener may free itself from its own callback. */
+                l->dead = true;
+                l->floating = true;
+                l->log->listeners_dead = true;
+                listeners_sweep(l->log);
+        }
+        if (destroy)
+                destroy(userdata);
+        return NULL;
+}
+
+int audit_log_query(AuditLog *a, const AuditQueryFilter *f, AuditQueryCallback cb, void *userdata) {
+        _cleanup_free_ int *fds = NULL;
+        AuditQueryFilter g;
+        int r;
+
+        assert_return(a, -EINVAL);
+        assert_return(f, -EINVAL);
+        assert_return(cb, -EINVAL);
+
+        fds = new(int, a->config.n_files);
+        if (!fds)
+                return -ENOMEM;
+        r = audit_files_snapshot(a->files, fds);
+        if (r < 0)
+                return r;
+
+        /* Records after the last acknowledged one may still fail: not part of the log yet. */
+        g = *f;
+        g.seq_to = MIN(g.seq_to, a->last_committed_seq);
+        r = audit_query_fds(fds, a->config.n_files, &g, cb, userdata, NULL);
+        close_many(fds, a->config.n_files);
+        return r;
+}
+
+AuditCounters *audit_log_get_counters(AuditLog *a) {
+        return a ? a->counters : NULL;
+}
+
+int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
+        assert_return(a, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        *ret = (AuditLogStatus){
+                .failed = a->failed,
+                .next_seq = a->next_seq,
+                .last_committed_seq = a->last_committed_seq,
+                .n_reserved = a->n_reserved,
+                .n_in_flight = a->n_in_flight,
+                .repaired_bytes = a->repaired_bytes,
+                .n_anomalies = a->n_anomalies,
+                .journal = !!a->journal,
+        };
+        audit_sync_get_stats(a->sync, &ret->sync);
+        if (a->journal)
+                audit_journal_get_stats(a->journal, &ret->journal_stats);
+        return 0;
+}

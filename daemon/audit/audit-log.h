@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The tsmd audit log: durable, append-only, sequence-numbered JSON lines in
+ * <directory>/audit.log (rotated to audit.log.1 ... by size). Every guest request and every
+ * lifecycle call produces one record, and a request is answered only after its record is on
+ * disk.
+ *
+ * Fail closed in two steps: audit_log_reserve() before the request is forwarded (cheap; fails
+ * if the log is broken, overloaded, or cannot guarantee room for one more record), then
+ * audit_log_commit() with the outcome (assigns the sequence number; the callback reports
+ * durability later, from the event loop, in sequence order). Writes and fdatasync happen in
+ * a sync thread that groups concurrent records into one fdatasync. After any write or sync
+ * error the log is failed: every reserve returns that error until audit_log_reopen().
+ *
+ * Runs in: worker (event loop thread; all functions here must be called from it).
+ */
+#pragma once
+
+#include <event2/event.h>
+#include <stdint.h>
+
+#include "audit-counters.h"
+#include "audit-journal.h"
+#include "audit-ops.h"
+#include "audit-query.h"
+#include "audit-record.h"
+#include "audit-sync.h"
+#include "macro.h"
+
+#define AUDIT_MAX_FILE_SIZE_DEFAULT (8u * 1024u * 1024u)
+#define AUDIT_N_FILES_DEFAULT 5u
+#define AUDIT_MAX_IN_FLIGHT_DEFAULT 4096u
+#define AUDIT_PREALLOC_SIZE_DEFAULT (1024u * 1024u)
+
+typedef struct AuditConfig {
+        const char *directory;   /* borrowed; copied by audit_log_open() */
+        uint64_t max_file_size;  /* rotate before a record would make audit.log larger */
+        unsigned n_files;        /* files kept, audit.log included: 2..AUDIT_FILES_MAX */
+        AuditSyncMode sync_mode; /* group commit, or one fdatasync per record (benchmarks) */
+        bool journal;            /* mirror committed records to journald */
+        unsigned max_in_flight;  /* reserved + queued records; beyond: -ENOBUFS */
+        uint64_t prealloc_size;  /* preallocated tail kept ahead of the write position */
+        const AuditFileOps *ops; /* NULL: the real system calls; tests inject faults */
+} AuditConfig;
+
+/* Defaults, with directory NULL (must be set). */
+void audit_config_init(AuditConfig *c);
+
+typedef struct AuditLog AuditLog;
+typedef struct AuditReservation AuditReservation;
+typedef struct AuditListener AuditListener;
+
+/* Called once per committed record, from the event loop, in sequence order: error 0 when the
+ * record is durable, else -errno (the record may or may not be in the file). */
+typedef void (*AuditCommitCallback)(AuditLog *a, uint64_t seq, int error, void *userdata);
+
+/* Called once per durable record, after counters were updated and before the commit
+ * callback. record and line (with its '\n', len bytes) are valid during the call only. */
+typedef void (*AuditListenerCallback)(AuditLog *a, const AuditRecord *record, const char *line,
+                                      size_t len, void *userdata);
+typedef void (*AuditDestroyCallback)(void *userdata);
+
+typedef struct AuditLogStatus {
+        int failed;                  /* 0, or the error every reserve returns */
+        uint64_t next_seq;
+        uint64_t last_committed_seq; /* last seq known durable (from the files at open) */
+        unsigned n_reserved;
+        unsigned n_in_flight;        /* committed, not yet reported */
+        uint64_t repaired_bytes;     /* cut from torn tails at the last (re)open */
+        unsigned n_anomalies;        /* sequence gaps/regressions seen at the last (re)open */
+        bool journal;                /* mirror active */
+        AuditSyncStats sync;
+        AuditJournalStats journal_stats;
+} AuditLogStatus;
+
+/* Opens the log in c->directory (created if missing), resumes the sequence after the last
+ * complete record and repairs a torn tail, starts the sync thread and registers its
+ * completion event with base. -EBUSY if another process has the directory open. Blocks on
+ * the disk (reading the tail): call it before the loop runs. */
+int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret);
+
+/* Writes and syncs every committed record, runs their callbacks, calls every listener's
+ * destroy, and frees the log. Reservations still held become stale (commit → -ESTALE). Must
+ * not be called from one of the log's own callbacks. */
+AuditLog *audit_log_free(AuditLog *a);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AuditLog *, audit_log_free);
+
+/* Leaves the failed state (admin request, SIGHUP): waits for the sync thread to finish what
+ * is queued, reopens the newest file and resumes the sequence from the files (never below
+ * the last acknowledged seq). Blocks on the disk. On failure the log stays failed with the
+ * new error. */
+int audit_log_reopen(AuditLog *a);
+
+/* Guarantees room for one record, or fails: the failed state's error (-EIO, -ENOSPC,
+ * -EROFS, ...), -ENOSPC if the file system cannot hold one more maximum-size record, -ENOBUFS
+ * if max_in_flight records are reserved or queued. Does not block. */
+int audit_log_reserve(AuditLog *a, AuditReservation **ret);
+
+/* Gives a reservation back without using a sequence number. Returns NULL. */
+AuditReservation *audit_log_cancel(AuditReservation *r);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AuditReservation *, audit_log_cancel);
+
+/* Consumes the reservation (also on failure): assigns the next seq and the timestamps,
+ * queues the record. Returns < 0 only for invalid arguments (no event), -ENOMEM, or
+ * -ESTALE if the log is gone; then cb is never called. Otherwise cb (may be NULL) is called
+ * exactly once, later, from the event loop. ret_seq may be NULL. */
+int audit_log_commit(AuditReservation *r, const AuditRecord *record, AuditCommitCallback cb,
+                     void *userdata, uint64_t *ret_seq);
+
+/* Reserve + commit, for lifecycle events that have nothing to refuse. */
+int audit_log_record(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
+                     void *userdata, uint64_t *ret_seq);
+
+/* Follows the log: cb sees every durable record once (streamed Varlink "more" calls).
+ * destroy(userdata) runs exactly once, when the listener is freed or the log is. With ret
+ * NULL the listener belongs to the log; otherwise free it with audit_listener_free() (also
+ * after the log is gone). Safe to free from inside its own callback. */
+int audit_log_add_listener(AuditLog *a, AuditListenerCallback cb, void *userdata,
+                           AuditDestroyCallback destroy, AuditListener **ret);
+AuditListener *audit_listener_free(AuditListener *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AuditListener *, audit_listener_free);
+
+/* Reads durable records matching f, oldest first (see audit-query.h). Blocks on the disk. */
+int audit_log_query(AuditLog *a, const AuditQueryFilter *f, AuditQueryCallback cb, void *userdata);
+
+/* Counters over the records committed since open (borrowed). */
+AuditCounters *audit_log_get_counters(AuditLog *a);
+
+int audit_log_get_status(AuditLog *a, AuditLogStatus *ret);

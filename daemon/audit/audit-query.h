@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Reading the audit files back: records with seq in [from, to], optionally only those of one
+ * uid, PCI device, scope, result or event, oldest first. Used by `tsmctl audit query`.
+ * Lines that do not parse (damage inside a file) are skipped and counted. Reads the files
+ * synchronously: a caller in the event loop should bound the range or run it in a thread.
+ * Runs in: worker, tests.
+ */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "audit-record.h"
+#include "macro.h"
+
+typedef struct AuditQueryFilter {
+        uint64_t seq_from;  /* inclusive */
+        uint64_t seq_to;    /* inclusive; UINT64_MAX: no bound */
+        uid_t uid;          /* AUDIT_UID_INVALID: any */
+        const char *pci;    /* NULL: any */
+        const char *scope;  /* NULL: any */
+        const char *result; /* NULL: any */
+        const char *event;  /* NULL: any */
+} AuditQueryFilter;
+
+#define AUDIT_QUERY_FILTER_INIT ((AuditQueryFilter){ .seq_to = UINT64_MAX, .uid = AUDIT_UID_INVALID })
+
+/* Called for each matching record (the object is borrowed: json_object_get() to keep it).
+ * Return 0 to go on, > 0 to stop the query (it then returns 0), < 0 to abort with that error. */
+typedef int (*AuditQueryCallback)(json_object *record, uint64_t seq, void *userdata);
+
+typedef struct AuditQueryStats {
+        uint64_t n_matched;
+        uint64_t n_scanned;
+        uint64_t n_damaged; /* lines skipped because they do not parse or are too long */
+} AuditQueryStats;
+
+bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t seq);
+
+/* Runs a query over fds[0..n) (oldest first; negative entries are skipped), reading each
+ * from its current offset to EOF. A partial last line (being written) is ignored. ret_stats
+ * may be NULL. */
+int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, AuditQueryCallback cb,
+                    void *userdata, AuditQueryStats *ret_stats);

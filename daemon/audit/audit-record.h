@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * One audit record: what tsmd knows about one guest request or lifecycle call, and its
+ * serialization as one JSON line. Strings in a record are client-influenced (unit names, PCI
+ * addresses from requests, scope names), so every string is bounded, made valid UTF-8 and
+ * escaped by json-c: a serialized record is at most AUDIT_RECORD_MAX bytes including its
+ * terminating '\n' and contains no other '\n'. Runs in: worker (audit writer), tests.
+ */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+/* Upper bound of one serialized record, '\n' included. Reservations are made in these units. */
+#define AUDIT_RECORD_MAX 4096u
+/* Upper bound of one string field after JSON escaping (quotes not included). Seven string
+ * fields of this size plus every number at its widest stay below AUDIT_RECORD_MAX; the
+ * serializer checks the total anyway. */
+#define AUDIT_FIELD_MAX 256u
+/* Appended to a string cut to fit AUDIT_FIELD_MAX (counted within the bound). */
+#define AUDIT_TRUNCATED_MARKER "...(truncated)"
+
+/* "Not applicable" values: serialized as JSON null. */
+#define AUDIT_UID_INVALID ((uid_t) -1)
+#define AUDIT_GID_INVALID ((gid_t) -1)
+#define AUDIT_U64_NONE UINT64_MAX
+#define AUDIT_SCOPE_NUMBER_NONE INT64_C(-1)
+
+/* "2024-05-06T07:08:09.123456Z" plus NUL. */
+#define AUDIT_TIME_STRLEN 28u
+
+typedef struct AuditRecord {
+        /* Set by the caller. Strings may be NULL (→ null), except event. */
+        const char *event;  /* "guest-request", "open-context", "denied", ... */
+        uid_t uid;          /* AUDIT_UID_INVALID: no client */
+        gid_t gid;          /* AUDIT_GID_INVALID */
+        pid_t pid;          /* 0: unknown */
+        const char *unit;   /* systemd unit of the client, if any */
+        uint64_t context_id; /* AUDIT_U64_NONE */
+        uint64_t vdevice_id; /* AUDIT_U64_NONE */
+        const char *pci;     /* "0000:01:00.0" */
+        const char *backend; /* tsm_backend_type_to_string() */
+        const char *scope;   /* the backend's scope name */
+        int64_t scope_number; /* AUDIT_SCOPE_NUMBER_NONE */
+        uint64_t request_size;  /* AUDIT_U64_NONE */
+        uint64_t response_size; /* AUDIT_U64_NONE */
+        const char *result;     /* "ok" or an error name; NULL: not known */
+        uint64_t latency_usec;  /* AUDIT_U64_NONE */
+
+        /* Set by the audit log when the record is committed; callers leave them zero. */
+        uint64_t seq;
+        uint64_t realtime_usec;
+        uint64_t monotonic_usec;
+        uint64_t repaired_bytes; /* 0: field omitted */
+} AuditRecord;
+
+#define AUDIT_RECORD_INIT                                                                          \
+        ((AuditRecord){                                                                            \
+                .uid = AUDIT_UID_INVALID,                                                          \
+                .gid = AUDIT_GID_INVALID,                                                          \
+                .context_id = AUDIT_U64_NONE,                                                      \
+                .vdevice_id = AUDIT_U64_NONE,                                                      \
+                .scope_number = AUDIT_SCOPE_NUMBER_NONE,                                           \
+                .request_size = AUDIT_U64_NONE,                                                    \
+                .response_size = AUDIT_U64_NONE,                                                   \
+                .latency_usec = AUDIT_U64_NONE,                                                    \
+        })
+
+/* True when the record's result counts as an error (set and not "ok"). */
+bool audit_record_is_error(const AuditRecord *r);
+
+/* Copies s (NULL allowed) into a new string that is valid UTF-8 (invalid bytes become U+FFFD)
+ * and whose JSON-escaped form is at most `budget` bytes, cutting at a character boundary and
+ * appending AUDIT_TRUNCATED_MARKER if needed. budget must exceed the marker. */
+int audit_string_bound(const char *s, size_t budget, char **ret);
+
+/* Copies src into *ret with every string bounded as above; the strings live in one block
+ * returned in *ret_storage (free it when done with *ret). */
+int audit_record_copy_bounded(const AuditRecord *src, AuditRecord *ret, char **ret_storage);
+
+/* Builds the JSON object for r (strings bounded). */
+int audit_record_to_json(const AuditRecord *r, json_object **ret);
+
+/* Serializes r as one JSON line ending in '\n' (*ret_len bytes, then a NUL). -E2BIG if it
+ * would exceed AUDIT_RECORD_MAX (cannot happen with bounded strings; checked so that the
+ * invariant is enforced here). */
+int audit_record_serialize(const AuditRecord *r, char **ret_line, size_t *ret_len);
+
+/* Formats CLOCK_REALTIME microseconds as RFC 3339 UTC with microseconds. */
+int audit_format_time(uint64_t realtime_usec, char buf[static AUDIT_TIME_STRLEN]);
+
+/* Parses one line (without its '\n') as a record: a JSON object with a non-negative integer
+ * "seq". Returns -EBADMSG otherwise. tok is reused (see json_tokener_new_strict()). ret_obj
+ * may be NULL. */
+int audit_line_parse(json_tokener *tok, const char *line, size_t len, json_object **ret_obj,
+                     uint64_t *ret_seq);

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Context state files for restarts. Runs in: daemon. */
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "context-store.h"
+#include "ini.h"
+
+static int state_path(const char *dir, const char *token, char *buf, size_t size) {
+        if ((size_t) snprintf(buf, size, "%s/%s.state", dir, token) >= size)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+int context_store_save(const char *dir, const char *token, uid_t uid, const StoredVDevice *v, size_t n) {
+        char path[PATH_MAX], tmp[PATH_MAX + 8];
+        _cleanup_close_ int fd = -EBADF;
+        FILE *f;
+        int r;
+
+        r = state_path(dir, token, path, sizeof(path));
+        if (r < 0)
+                return r;
+        (void) mkdir(dir, 0700);
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return negative_errno();
+        f = fdopen(TAKE_FD(fd), "w");
+        if (!f)
+                return negative_errno();
+
+        fprintf(f, "[Context]\nUid=%u\n", (unsigned) uid);
+        for (size_t i = 0; i < n; i++)
+                fprintf(f, "VDevice=%u %s %s\n", v[i].id, v[i].pci_address, v[i].bound ? "bound" : "unbound");
+        if (fflush(f) != 0 || ferror(f)) {
+                r = negative_errno();
+                fclose(f);
+                (void) unlink(tmp);
+                return r;
+        }
+        fclose(f);
+
+        /* Readers see the old file or the new one, never half of one. */
+        if (rename(tmp, path) < 0) {
+                r = negative_errno();
+                (void) unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+typedef struct LoadState {
+        uid_t uid;
+        bool have_uid;
+        StoredVDevice *v;
+        size_t n, allocated;
+} LoadState;
+
+static int on_assignment(const char *section, const char *key, const char *value, unsigned line, void *userdata) {
+        LoadState *st = userdata;
+
+        if (!streq(section, "Context"))
+                return -EBADMSG;
+        if (streq(key, "Uid")) {
+                unsigned u;
+                if (sscanf(value, "%u", &u) != 1)
+                        return -EBADMSG;
+                st->uid = (uid_t) u;
+                st->have_uid = true;
+                return 0;
+        }
+        if (streq(key, "VDevice")) {
+                StoredVDevice d = {};
+                char state[16];
+
+                if (st->n >= CONTEXT_STORE_MAX_VDEVICES ||
+                    sscanf(value, "%u %31s %15s", &d.id, d.pci_address, state) != 3 ||
+                    (!streq(state, "bound") && !streq(state, "unbound")))
+                        return -EBADMSG;
+                d.bound = streq(state, "bound");
+                if (!GREEDY_REALLOC(st->v, st->allocated, st->n + 1))
+                        return -ENOMEM;
+                st->v[st->n++] = d;
+                return 0;
+        }
+        return -EBADMSG;
+}
+
+int context_store_load(const char *dir, const char *token, uid_t *ret_uid, StoredVDevice **ret, size_t *ret_n) {
+        char path[PATH_MAX];
+        LoadState st = {};
+        int r;
+
+        r = state_path(dir, token, path, sizeof(path));
+        if (r < 0)
+                return r;
+        r = ini_parse_file(path, 1024 * 1024, on_assignment, &st, NULL);
+        if (r >= 0 && !st.have_uid)
+                r = -EBADMSG;
+        if (r < 0) {
+                free(st.v);
+                return r;
+        }
+        *ret_uid = st.uid;
+        *ret = st.v;
+        *ret_n = st.n;
+        return 0;
+}
+
+int context_store_remove(const char *dir, const char *token) {
+        char path[PATH_MAX];
+        int r;
+
+        r = state_path(dir, token, path, sizeof(path));
+        if (r < 0)
+                return r;
+        return unlink(path) < 0 && errno != ENOENT ? negative_errno() : 0;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Who is on the other end of an AF_UNIX socket: uid, gid and pid as the kernel recorded them
+ * at connect() time (SO_PEERCRED), the supplementary groups (SO_PEERGROUPS), and the systemd
+ * unit and cgroup of that process. The unit is read by pid, which is only meaningful while
+ * the pid still names the process that connected, so it is read through a pidfd and dropped
+ * whenever that cannot be proven (see peer_identity_read_unit()).
+ *
+ * Runs in: the worker (unprivileged; no capability is needed for any of this).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifndef UID_INVALID
+#define UID_INVALID ((uid_t) -1)
+#endif
+#ifndef GID_INVALID
+#define GID_INVALID ((gid_t) -1)
+#endif
+
+typedef struct PeerIdentity {
+        uid_t uid;        /* effective uid at connect() time */
+        gid_t gid;        /* effective gid at connect() time */
+        pid_t pid;        /* 0 if the peer lives in a PID namespace we cannot see */
+        gid_t *groups;    /* supplementary groups at connect() time */
+        size_t n_groups;
+        char *unit;       /* system unit ("vm-web1.service", "machine-qemu\x2d1.scope"), or NULL
+                           * when the process is in no unit or its unit could not be verified */
+        char *user_unit;  /* unit inside a per-user manager, or NULL. Informational (audit)
+                           * only: its name is chosen by the unprivileged user, so the policy
+                           * never matches on it. */
+        char *cgroup;     /* cgroup path, or NULL when unknown/unverified */
+} PeerIdentity;
+
+#define PEER_IDENTITY_NULL                                                                         \
+        ((PeerIdentity){ .uid = UID_INVALID, .gid = GID_INVALID, .pid = 0 })
+
+/*
+ * Fills *ret with the identity of the peer of the connected AF_UNIX socket fd.
+ *
+ * Returns 0 on success; *ret must be released with peer_identity_done(). Errors:
+ *   -EBADF, -ENOTSOCK   fd is not a socket;
+ *   -EAFNOSUPPORT       not an AF_UNIX socket;
+ *   -ENOTCONN           no peer credentials (socket not connected);
+ *   -ENOMEM, -EMFILE    resource shortage.
+ * A peer whose unit cannot be determined is not an error: unit/cgroup are NULL.
+ */
+int peer_identity_from_socket(int fd, PeerIdentity *ret);
+
+/* Frees the strings and the group array and resets *id to PEER_IDENTITY_NULL. NULL-safe. */
+void peer_identity_done(PeerIdentity *id);
+
+/* True if gid is the peer's primary gid or one of its supplementary groups. */
+bool peer_identity_in_group(const PeerIdentity *id, gid_t gid);
+
+/* ---- lower-level pieces, exposed so the tests can drive each path on any kernel ---- */
+
+typedef enum PeerIdentityFlags {
+        /* Do not ask for SO_PEERPIDFD; behave as on kernels before 6.5 (pidfd_open(pid)). */
+        PEER_IDENTITY_NO_PEERPIDFD = 1 << 0,
+} PeerIdentityFlags;
+
+int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, PeerIdentity *ret);
+
+/*
+ * Reads unit, user unit and cgroup of pid, then proves that pidfd still refers to a process
+ * that has not been reaped (so pid cannot have been reused while we read). If that proof
+ * fails, or pid/pidfd are invalid, all three results are NULL. Each ret_* may be NULL.
+ * Returns 0, or -ENOMEM.
+ */
+int peer_identity_read_unit(pid_t pid, int pidfd, char **ret_unit, char **ret_user_unit,
+                            char **ret_cgroup);
+
+/* 1 if the process behind pidfd has not been reaped, 0 if it has, < 0 on other errors. */
+int pidfd_is_alive(int pidfd);

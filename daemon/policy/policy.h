@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The authorisation policy: which clients may use which devices, on which backends, in which
+ * request scopes, with which limits; and who is an administrator. Loaded from
+ * /etc/tsmd/policy.conf and the *.conf files in /etc/tsmd/policy.d into an immutable,
+ * reference-counted Policy; a reload builds a new one and the caller swaps pointers, so a
+ * broken file never replaces a working policy. User documentation: daemon/policy/POLICY.md.
+ *
+ * Runs in: the privileged parent loads and validates (trusted, root-owned files; NSS lookups
+ * happen here, once); the worker evaluates decisions (pure functions, no I/O).
+ *
+ * File syntax (INI, systemd-unit-file style, see daemon/ini.h): comments only on lines of
+ * their own ('#' or ';' first), values are whitespace-separated lists, sections:
+ *
+ *   [Defaults]        Scopes=, MaxContexts=, MaxVDevices=
+ *   [Admin]           Users=, Groups=
+ *   [Client:NAME]     Users=, Groups=, Units=, Devices=, Backends=, Scopes=, MaxContexts=,
+ *                     MaxVDevices=       (NAME: letters, digits and - _ . : @)
+ *
+ * Merging: the main file is read first, then the drop-ins in lexical (strcmp) order of their
+ * file names. A section may appear several times, in one file or in several; all occurrences
+ * of [Client:NAME] form one rule, ordered by its first appearance. Assigning a key again in a
+ * later file replaces the earlier value completely (lists are not appended). Assigning a key
+ * twice in one file is an error, so a list is never silently cut to its last line. An empty
+ * assignment ("Devices=") resets the key to unset.
+ *
+ * Decisions:
+ *   - A client matches a rule when every identity key the rule sets matches: Users= (uid is
+ *     one of them), Groups= (primary or a supplementary group is one of them), Units= (the
+ *     peer's verified system unit matches one of the fnmatch globs). A rule must set at least
+ *     one identity key. Unset keys do not constrain.
+ *   - A request for device D on backend B in scope S is allowed iff some matching rule lists
+ *     D in Devices= (fnmatch globs over "DDDD:BB:DD.F"), allows B (Backends= unset: any
+ *     backend), and grants S: its own Scopes= if set, else [Defaults] Scopes=. A scope that
+ *     some backend marks as not allowed by default (debug-read, debug-write) is granted only
+ *     when named in the rule's own Scopes=, never through [Defaults], which refuses to list
+ *     them. S must also exist in B's scope table.
+ *   - No matching rule: denied. Root is not a client unless a rule says so.
+ *   - Limits (MaxContexts=, MaxVDevices=) come from the first matching rule in rule order,
+ *     the rule's unset keys from [Defaults].
+ *   - Administrators: uid 0 always; else uid in [Admin] Users= OR any group in [Admin]
+ *     Groups= (an OR, unlike the AND across a client rule's keys).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "macro.h"
+#include "peer-identity.h"
+#include "tsm-types.h"
+
+#define POLICY_FILE_DEFAULT SYSCONFDIR "/tsmd/policy.conf"
+#define POLICY_DROPIN_DIR_DEFAULT SYSCONFDIR "/tsmd/policy.d"
+
+#define POLICY_FILE_MAX (1024U * 1024U) /* per file */
+#define POLICY_DROPINS_MAX 1024U
+#define POLICY_RULES_MAX 4096U
+#define POLICY_RULE_NAME_MAX 128U
+#define POLICY_LIMIT_MAX 65536U /* MaxContexts=/MaxVDevices= accept 1..POLICY_LIMIT_MAX */
+#define POLICY_LIST_MAX 256U    /* values per list key: keeps every dumped line reloadable */
+
+#define POLICY_DEFAULT_MAX_CONTEXTS 4U
+#define POLICY_DEFAULT_MAX_VDEVICES 16U
+
+typedef struct Policy Policy;
+
+/*
+ * Loads main_file, then every "*.conf" in dropin_dir (names starting with '.' are ignored; a
+ * symlink to /dev/null masks a name). Either path may be NULL; a missing main file or
+ * directory counts as empty, so the result denies every client (root stays admin).
+ * Files must be regular, owned by root or the calling euid, and not world-writable.
+ *
+ * On success returns 0 and a new Policy (one reference) in *ret. On failure returns
+ *   -EBADMSG   syntax error;  -EINVAL  bad section, key or value;  -ENOENT  unknown user or
+ *   group;  -E2BIG  a size limit;  -EPERM  unsafe file ownership/mode;  other -errno for I/O;
+ * and, if ret_error is non-NULL, a newly allocated "file:line: message" (or "file: message")
+ * in *ret_error (NULL only if even that allocation failed). ret is untouched on failure.
+ */
+int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error);
+
+/* In-memory file, for policy_load_from_text(). */
+typedef struct PolicySource {
+        const char *name; /* shown in messages and in policy_dump() */
+        const char *text; /* NUL-terminated contents */
+} PolicySource;
+
+/* The same as policy_load() for files already in memory, merged in array order (tests,
+ * fuzzing, and a parent that read the files itself). */
+int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy **ret,
+                          char **ret_error);
+
+/* Reference counting. Not atomic: a Policy is shared within one thread (the event loop). */
+Policy *policy_ref(Policy *p);
+Policy *policy_unref(Policy *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Policy *, policy_unref);
+
+/* May this peer call io.tsmd.Admin? */
+bool policy_is_admin(const Policy *p, const PeerIdentity *id);
+
+/* Does any client rule match this peer (so it is worth serving at all)? */
+bool policy_is_client(const Policy *p, const PeerIdentity *id);
+
+/*
+ * May this peer use device pci_address ("DDDD:BB:DD.F") served by backend?
+ * Returns 0 if allowed, -EPERM if denied, -EINVAL for a NULL argument, an invalid backend or a
+ * malformed address. If ret_reason is non-NULL it always receives a static string: why the
+ * request was denied (for the audit record and the error reply), or "allowed".
+ */
+int policy_check_device(const Policy *p, const PeerIdentity *id, const char *pci_address,
+                        TsmBackendType backend, const char **ret_reason);
+
+/* The same, and may it send requests in scope scope_name ("info", "debug-read", ...)? */
+int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_address,
+                       TsmBackendType backend, const char *scope_name, const char **ret_reason);
+
+/* The limits for this peer: its first matching rule's, else [Defaults]. Never fails. */
+void policy_get_limits(const Policy *p, const PeerIdentity *id, unsigned *ret_max_contexts,
+                       unsigned *ret_max_vdevices);
+
+/*
+ * The name of the rule that decides, for the audit record: with pci_address NULL, the first
+ * rule matching the peer (the one whose limits apply); else the first rule that allows the
+ * device on backend (and scope_name, if non-NULL). NULL when there is none. The string lives
+ * as long as the Policy.
+ */
+const char *policy_get_rule_name(const Policy *p, const PeerIdentity *id, const char *pci_address,
+                                 TsmBackendType backend, const char *scope_name);
+
+/* Number of client rules, for status output. */
+size_t policy_n_rules(const Policy *p);
+
+/*
+ * Writes the effective policy in policy-file syntax (tsmd --dump-config): ids are written as
+ * numbers, with what the file said in a comment, and inherited values are shown as comments.
+ * Loading the output yields the same decisions, and dumping that again yields the same text.
+ * Returns 0 or -EIO.
+ */
+int policy_dump(const Policy *p, FILE *f);
+
+/* "DDDD:BB:DD.F" with a 4..8 digit hex domain, device <= 0x1f, function <= 7. */
+bool policy_pci_address_is_valid(const char *s);

@@ -1,0 +1,1002 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The audit log end to end on a real directory: sequence continuity across rotation and
+ * reopen, group commit, torn-tail repair, fail-closed behaviour under injected faults,
+ * limits, queries, listeners and counters. Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "audit-test-util.h"
+#include "event-util.h"
+#include "harness.h"
+#include "json-util.h"
+
+typedef struct Fixture {
+        char *dir;
+        struct event_base *base;
+        AuditConfig config;
+        AuditLog *log;
+        Acks acks;
+} Fixture;
+
+static void fixture_init(Fixture *f) {
+        *f = (Fixture){};
+        f->dir = test_dir_new();
+        f->base = event_base_new();
+        ASSERT_NOT_NULL(f->base);
+        test_config(&f->config, f->dir);
+}
+
+static void fixture_open(Fixture *f) {
+        ASSERT_OK(audit_log_open(f->base, &f->config, &f->log));
+}
+
+static void fixture_close(Fixture *f) {
+        f->log = audit_log_free(f->log);
+}
+
+static void fixture_done(Fixture *f) {
+        fixture_close(f);
+        event_base_free(f->base);
+        acks_done(&f->acks);
+        test_dir_remove(f->dir);
+}
+
+static uint64_t commit_one(Fixture *f, const AuditRecord *r) {
+        AuditReservation *res;
+        uint64_t seq;
+
+        ASSERT_OK(audit_log_reserve(f->log, &res));
+        ASSERT_OK(audit_log_commit(res, r, ack_callback, &f->acks, &seq));
+        return seq;
+}
+
+static void commit_n(Fixture *f, size_t n) {
+        AuditRecord r = sample_record();
+
+        for (size_t i = 0; i < n; i++)
+                (void) commit_one(f, &r);
+}
+
+/* Reserves n first, then commits them: a failure of the first write cannot refuse the
+ * reservations of the later ones. */
+static void reserve_then_commit(Fixture *f, size_t n) {
+        AuditReservation *res[16];
+        AuditRecord r = sample_record();
+
+        assert(n <= ELEMENTSOF(res));
+        for (size_t i = 0; i < n; i++)
+                ASSERT_OK(audit_log_reserve(f->log, &res[i]));
+        for (size_t i = 0; i < n; i++)
+                ASSERT_OK(audit_log_commit(res[i], &r, ack_callback, &f->acks, NULL));
+}
+
+static void wait_acks(Fixture *f, size_t n) {
+        run_until(f->base, &f->acks.n, n);
+}
+
+/* All acks so far succeeded, in order, with seqs first..first+n-1. */
+static void assert_acks_ok(const Fixture *f, uint64_t first) {
+        ASSERT_FALSE(f->acks.out_of_order);
+        for (size_t i = 0; i < f->acks.n; i++) {
+                ASSERT_EQ(f->acks.errors[i], 0);
+                ASSERT_EQ(f->acks.seqs[i], first + i);
+        }
+}
+
+/* The files hold exactly seqs first..last, in order. */
+static void assert_files(const Fixture *f, uint64_t first, uint64_t last) {
+        _cleanup_free_ uint64_t *seqs = NULL;
+        size_t n;
+
+        read_all_seqs(f->dir, f->config.n_files, &seqs, &n);
+        ASSERT_EQ(n, last - first + 1);
+        for (size_t i = 0; i < n; i++)
+                ASSERT_EQ(seqs[i], first + i);
+}
+
+static bool file_exists(const Fixture *f, const char *name) {
+        char path[4096];
+
+        snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+        return access(path, F_OK) == 0;
+}
+
+static uint64_t file_size(const Fixture *f, const char *name) {
+        char path[4096];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+        if (stat(path, &st) < 0)
+                return UINT64_MAX;
+        return (uint64_t) st.st_size;
+}
+
+TEST(sequence_no_gaps_in_order) {
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        for (unsigned round = 0; round < 20; round++) {
+                commit_n(&f, 10);
+                wait_acks(&f, (round + 1) * 10);
+        }
+        ASSERT_EQ(f.acks.n, 200);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 200);
+        fixture_done(&f);
+}
+
+TEST(rotation_keeps_sequence) {
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX; /* ~9 records per file */
+        f.config.n_files = 100;
+        fixture_open(&f);
+        commit_n(&f, 150);
+        wait_acks(&f, 150);
+        commit_n(&f, 150);
+        wait_acks(&f, 300);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 300);
+        ASSERT_TRUE(file_exists(&f, "audit.log.20"));
+        for (unsigned i = 0; i < f.config.n_files; i++) {
+                char name[64];
+                audit_file_name(i, name);
+                if (file_exists(&f, name))
+                        ASSERT_LE(file_size(&f, name), f.config.max_file_size);
+        }
+        fixture_done(&f);
+}
+
+TEST(rotation_drops_oldest) {
+        _cleanup_free_ uint64_t *seqs = NULL;
+        Fixture f;
+        size_t n;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 3;
+        fixture_open(&f);
+        commit_n(&f, 100);
+        wait_acks(&f, 100);
+        assert_acks_ok(&f, 1);
+        ASSERT_TRUE(file_exists(&f, "audit.log.2"));
+        ASSERT_FALSE(file_exists(&f, "audit.log.3"));
+        read_all_seqs(f.dir, f.config.n_files, &seqs, &n);
+        ASSERT_TRUE(n > 0 && n < 100);
+        for (size_t i = 0; i < n; i++)
+                ASSERT_EQ(seqs[i], 100 - n + 1 + i);
+        fixture_done(&f);
+}
+
+TEST(reopen_resumes_sequence) {
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 50;
+        fixture_open(&f);
+        commit_n(&f, 25);
+        wait_acks(&f, 25);
+        fixture_close(&f);
+
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.next_seq, 26);
+        ASSERT_EQ(st.last_committed_seq, 25);
+        ASSERT_EQ(st.repaired_bytes, 0);
+        commit_n(&f, 25);
+        wait_acks(&f, 50);
+        assert_acks_ok(&f, 1);
+
+        /* audit_log_reopen() on a healthy log continues too. */
+        ASSERT_OK(audit_log_reopen(f.log));
+        commit_n(&f, 5);
+        wait_acks(&f, 55);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 55);
+        fixture_done(&f);
+}
+
+TEST(free_reports_everything_queued) {
+        Fixture f;
+
+        fixture_init(&f);
+        atomic_store(&faults.fdatasync_delay_usec, 20000);
+        fixture_open(&f);
+        commit_n(&f, 30);
+        ASSERT_EQ(f.acks.n, 0);
+        fixture_close(&f);
+        ASSERT_EQ(f.acks.n, 30);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 30);
+        fixture_done(&f);
+}
+
+TEST(group_commit_groups) {
+        AuditLogStatus st;
+        unsigned syncs;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        syncs = atomic_load(&faults.n_fdatasync);
+        /* 1000 records from one loop iteration, while the disk is busy (so that the result
+         * does not depend on how fast this machine serializes records compared to its
+         * disk): whatever the thread took first syncs alone, the rest must share. */
+        atomic_store(&faults.fdatasync_hold, true);
+        commit_n(&f, 1000);
+        atomic_store(&faults.fdatasync_hold, false);
+        wait_acks(&f, 1000);
+        assert_acks_ok(&f, 1);
+        syncs = atomic_load(&faults.n_fdatasync) - syncs;
+        fprintf(stderr, "group commit: 1000 records, %u fdatasync\n", syncs);
+        ASSERT_GE(syncs, 1);
+        ASSERT_LE(syncs, 10);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.sync.n_records, 1000);
+        ASSERT_EQ(st.sync.n_syncs, syncs);
+        assert_files(&f, 1, 1000);
+        fixture_done(&f);
+}
+
+TEST(group_commit_groups_on_slow_disk) {
+        unsigned syncs;
+        Fixture f;
+
+        fixture_init(&f);
+        atomic_store(&faults.fdatasync_delay_usec, 5000);
+        fixture_open(&f);
+        syncs = atomic_load(&faults.n_fdatasync);
+        commit_n(&f, 1000);
+        wait_acks(&f, 1000);
+        assert_acks_ok(&f, 1);
+        syncs = atomic_load(&faults.n_fdatasync) - syncs;
+        fprintf(stderr, "group commit, 5 ms disk: 1000 records, %u fdatasync\n", syncs);
+        /* Far fewer syncs than records even though the thread runs during the burst. */
+        ASSERT_LE(syncs, 100);
+        fixture_done(&f);
+}
+
+TEST(pipeline_accumulates_while_syncing) {
+        unsigned syncs;
+        Fixture f;
+
+        /* Records arriving one per loop iteration while a slow sync runs still share syncs:
+         * batch N+1 accumulates during batch N's fdatasync. */
+        fixture_init(&f);
+        atomic_store(&faults.fdatasync_delay_usec, 20000);
+        fixture_open(&f);
+        syncs = atomic_load(&faults.n_fdatasync);
+        for (unsigned i = 0; i < 200; i++) {
+                commit_n(&f, 1);
+                event_base_loop(f.base, EVLOOP_NONBLOCK);
+                usleep(500);
+        }
+        wait_acks(&f, 200);
+        assert_acks_ok(&f, 1);
+        syncs = atomic_load(&faults.n_fdatasync) - syncs;
+        fprintf(stderr, "pipeline: 200 records over ~100 ms, %u fdatasync\n", syncs);
+        ASSERT_LE(syncs, 40);
+        fixture_done(&f);
+}
+
+TEST(per_record_mode_syncs_each) {
+        unsigned syncs;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.sync_mode = AUDIT_SYNC_PER_RECORD;
+        fixture_open(&f);
+        syncs = atomic_load(&faults.n_fdatasync);
+        commit_n(&f, 300);
+        wait_acks(&f, 300);
+        assert_acks_ok(&f, 1);
+        ASSERT_EQ(atomic_load(&faults.n_fdatasync) - syncs, 300);
+        assert_files(&f, 1, 300);
+        fixture_done(&f);
+}
+
+static void check_first_record_repaired(Fixture *f, uint64_t seq, uint64_t repaired) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        _cleanup_free_ char *data = malloc(1 << 20);
+        char path[4096];
+        ssize_t n;
+        int fd;
+        bool seen = false;
+
+        ASSERT_OK(json_tokener_new_strict(1, &tok));
+        snprintf(path, sizeof(path), "%s/audit.log", f->dir);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        ASSERT_GE(fd, 0);
+        n = read(fd, data, 1 << 20);
+        close(fd);
+        ASSERT_GE(n, 1);
+        for (char *p = data; p < data + n;) {
+                char *nl = memchr(p, '\n', (size_t) (data + n - p));
+                _cleanup_json_ json_object *o = NULL;
+                json_object *v;
+                uint64_t s;
+
+                ASSERT_NOT_NULL(nl);
+                ASSERT_OK(audit_line_parse(tok, p, (size_t) (nl - p), &o, &s));
+                if (s == seq) {
+                        ASSERT_TRUE(json_object_object_get_ex(o, "repairedBytes", &v));
+                        ASSERT_EQ(json_object_get_int64(v), (int64_t) repaired);
+                        seen = true;
+                } else
+                        ASSERT_FALSE(json_object_object_get_ex(o, "repairedBytes", &v));
+                p = nl + 1;
+        }
+        ASSERT_TRUE(seen);
+}
+
+TEST(torn_tail_partial_line) {
+        static const char torn[] = "{\"seq\":6,\"time\":\"20";
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+        fixture_close(&f);
+        append_bytes(f.dir, "audit.log", torn, strlen(torn));
+
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.repaired_bytes, strlen(torn));
+        ASSERT_EQ(st.next_seq, 6);
+        commit_n(&f, 5);
+        wait_acks(&f, 10);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 10);
+        check_first_record_repaired(&f, 6, strlen(torn));
+        fixture_done(&f);
+}
+
+TEST(torn_tail_unparsable_lines) {
+        static const char torn[] = "{\"seq\":6,\"time\":}\n\x00\x00\x00garbage\n";
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+        fixture_close(&f);
+        append_bytes(f.dir, "audit.log", torn, sizeof(torn) - 1);
+
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.repaired_bytes, sizeof(torn) - 1);
+        ASSERT_EQ(st.next_seq, 6);
+        commit_n(&f, 1);
+        wait_acks(&f, 6);
+        assert_files(&f, 1, 6);
+        fixture_done(&f);
+}
+
+TEST(torn_tail_whole_file_garbage) {
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        append_bytes(f.dir, "audit.log", "{\"se", 4);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.repaired_bytes, 4);
+        ASSERT_EQ(st.next_seq, 1);
+        commit_n(&f, 2);
+        wait_acks(&f, 2);
+        assert_files(&f, 1, 2);
+        fixture_done(&f);
+}
+
+TEST(crash_mid_rotation_states) {
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.n_files = 10;
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+        fixture_close(&f);
+
+        /* Crash after "audit.log → audit.log.1", before the new audit.log was created. */
+        {
+                char a[4096], b[4096];
+                snprintf(a, sizeof(a), "%s/audit.log", f.dir);
+                snprintf(b, sizeof(b), "%s/audit.log.1", f.dir);
+                ASSERT_EQ(rename(a, b), 0);
+        }
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.next_seq, 6);
+        ASSERT_TRUE(file_exists(&f, "audit.log"));
+        fixture_close(&f);
+
+        /* Crash after creating the new, empty audit.log: audit.log.1 has the last record, with
+         * a torn tail. */
+        append_bytes(f.dir, "audit.log.1", "{\"seq\":6", 8);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.next_seq, 6);
+        ASSERT_EQ(st.repaired_bytes, 8);
+        commit_n(&f, 40);
+        wait_acks(&f, 45);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 45);
+        fixture_close(&f);
+
+        /* Crash between two renames: a hole in the numbering. */
+        {
+                char a[4096];
+                snprintf(a, sizeof(a), "%s/audit.log.2", f.dir);
+                ASSERT_TRUE(file_exists(&f, "audit.log.3"));
+                ASSERT_EQ(unlink(a), 0);
+        }
+        fixture_open(&f);
+        commit_n(&f, 20);
+        wait_acks(&f, 65);
+        assert_acks_ok(&f, 1);
+        fixture_close(&f);
+        {
+                /* The hole moved up but everything after it is contiguous and complete. */
+                _cleanup_free_ uint64_t *seqs = NULL;
+                size_t n, gaps = 0;
+
+                read_all_seqs(f.dir, f.config.n_files, &seqs, &n);
+                ASSERT_EQ(seqs[n - 1], 65);
+                for (size_t i = 1; i < n; i++) {
+                        ASSERT_TRUE(seqs[i] > seqs[i - 1]);
+                        gaps += seqs[i] != seqs[i - 1] + 1;
+                }
+                ASSERT_LE(gaps, 1);
+        }
+        fixture_done(&f);
+}
+
+TEST(sequence_gap_detected) {
+        static const char lines[] = "{\"seq\":1}\n{\"seq\":2}\n{\"seq\":5}\n{\"seq\":4}\n";
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        append_bytes(f.dir, "audit.log", lines, strlen(lines));
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_anomalies, 2); /* the gap 2→5 and the regression 5→4 */
+        ASSERT_EQ(st.next_seq, 5);
+        ASSERT_EQ(st.repaired_bytes, 0);
+        fixture_done(&f);
+}
+
+TEST(fdatasync_eio_fails_closed) {
+        AuditReservation *res;
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+
+        atomic_store(&faults.fdatasync_errno, EIO);
+        reserve_then_commit(&f, 3);
+        wait_acks(&f, 8);
+        for (size_t i = 5; i < 8; i++)
+                ASSERT_EQ(f.acks.errors[i], -EIO);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), EIO);
+        ASSERT_ERRNO(audit_log_record(f.log, &(AuditRecord){ .event = "x" }, NULL, NULL, NULL), EIO);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.failed, -EIO);
+
+        /* Still failing: reopen fails over to the same state only if the disk still fails;
+         * here the disk recovered. */
+        atomic_store(&faults.fdatasync_errno, 0);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), EIO);
+        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.failed, 0);
+        ASSERT_EQ(st.next_seq, 6); /* the failed records were taken back out of the file */
+        commit_n(&f, 2);
+        wait_acks(&f, 10);
+        ASSERT_EQ(f.acks.errors[8], 0);
+        ASSERT_EQ(f.acks.seqs[8], 6);
+        assert_files(&f, 1, 7);
+        fixture_done(&f);
+}
+
+TEST(reservation_made_before_failure_completes_with_error) {
+        AuditReservation *res;
+        AuditRecord r = sample_record();
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_reserve(f.log, &res));
+        atomic_store(&faults.fdatasync_errno, EIO);
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+        ASSERT_EQ(f.acks.errors[0], -EIO);
+        /* The log failed after this reservation was made: the record is refused, reported
+         * through its callback like any write failure. */
+        ASSERT_OK(audit_log_commit(res, &r, ack_callback, &f.acks, NULL));
+        wait_acks(&f, 2);
+        ASSERT_EQ(f.acks.errors[1], -EIO);
+        fixture_done(&f);
+}
+
+TEST(write_enospc_fails_closed) {
+        AuditReservation *res;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 3);
+        wait_acks(&f, 3);
+        atomic_store(&faults.pwritev_errno, ENOSPC);
+        reserve_then_commit(&f, 2);
+        wait_acks(&f, 5);
+        ASSERT_EQ(f.acks.errors[3], -ENOSPC);
+        ASSERT_EQ(f.acks.errors[4], -ENOSPC);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
+        atomic_store(&faults.pwritev_errno, 0);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
+        ASSERT_OK(audit_log_reopen(f.log));
+        commit_n(&f, 1);
+        wait_acks(&f, 6);
+        ASSERT_EQ(f.acks.errors[5], 0);
+        ASSERT_EQ(f.acks.seqs[5], 4);
+        assert_files(&f, 1, 4);
+        fixture_done(&f);
+}
+
+TEST(rename_failure_fails_closed) {
+        AuditReservation *res;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 20;
+        atomic_store(&faults.renameat_errno, EROFS);
+        fixture_open(&f);
+        reserve_then_commit(&f, 15);
+        reserve_then_commit(&f, 15);
+        wait_acks(&f, 30);
+        /* The records that fit the first file were synced before the rotation failed. */
+        ASSERT_EQ(f.acks.errors[0], 0);
+        ASSERT_EQ(f.acks.errors[29], -EROFS);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), EROFS);
+        fixture_done(&f);
+}
+
+TEST(fallocate_enospc_refuses_reserve) {
+        AuditReservation *res;
+        Fixture f;
+
+        fixture_init(&f);
+        atomic_store(&faults.fallocate_errno, ENOSPC);
+        atomic_store(&faults.fstatvfs_avail, 0);
+        fixture_open(&f);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
+        ASSERT_ERRNO(audit_log_record(f.log, &(AuditRecord){ .event = "x" }, NULL, NULL, NULL), ENOSPC);
+
+        /* Not the failed state: once space is back, reservations work again by themselves. */
+        atomic_store(&faults.fallocate_errno, 0);
+        atomic_store(&faults.fstatvfs_avail, -1);
+        for (unsigned i = 0; i < 1000; i++) {
+                int r = audit_log_reserve(f.log, &res);
+                if (r >= 0)
+                        break;
+                ASSERT_ERRNO(r, ENOSPC);
+                usleep(1000);
+        }
+        ASSERT_OK(audit_log_commit(res, &(AuditRecord){ .event = "x" }, ack_callback, &f.acks, NULL));
+        wait_acks(&f, 1);
+        assert_acks_ok(&f, 1);
+        fixture_done(&f);
+}
+
+TEST(no_fallocate_falls_back_to_statvfs) {
+        AuditReservation *res;
+        Fixture f;
+
+        fixture_init(&f);
+        atomic_store(&faults.fallocate_errno, EOPNOTSUPP);
+        fixture_open(&f);
+        commit_n(&f, 10);
+        wait_acks(&f, 10);
+        assert_acks_ok(&f, 1);
+        ASSERT_GE(atomic_load(&faults.n_fstatvfs), 1);
+
+        atomic_store(&faults.fstatvfs_avail, AUDIT_RECORD_MAX - 1);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
+        atomic_store(&faults.fstatvfs_avail, AUDIT_RECORD_MAX);
+        ASSERT_OK(audit_log_reserve(f.log, &res));
+        /* Room for one, not two. */
+        {
+                AuditReservation *res2;
+                ASSERT_ERRNO(audit_log_reserve(f.log, &res2), ENOSPC);
+        }
+        audit_log_cancel(res);
+        fixture_done(&f);
+}
+
+TEST(max_in_flight_enobufs) {
+        AuditReservation *res[9];
+        AuditRecord r = sample_record();
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_in_flight = 8;
+        fixture_open(&f);
+        for (unsigned i = 0; i < 8; i++)
+                ASSERT_OK(audit_log_reserve(f.log, &res[i]));
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res[8]), ENOBUFS);
+        audit_log_cancel(res[0]);
+        ASSERT_OK(audit_log_reserve(f.log, &res[0]));
+        /* Committed but not yet durable still counts. */
+        for (unsigned i = 0; i < 8; i++)
+                ASSERT_OK(audit_log_commit(res[i], &r, ack_callback, &f.acks, NULL));
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res[8]), ENOBUFS);
+        wait_acks(&f, 8);
+        assert_acks_ok(&f, 1);
+        ASSERT_OK(audit_log_reserve(f.log, &res[8]));
+        audit_log_cancel(res[8]);
+        fixture_done(&f);
+}
+
+TEST(cancel_uses_no_sequence_number) {
+        _cleanup_(audit_log_cancelp) AuditReservation *scoped = NULL;
+        AuditReservation *a, *b;
+        AuditRecord r = sample_record();
+        AuditLogStatus st;
+        uint64_t seq;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_reserve(f.log, &a));
+        ASSERT_OK(audit_log_reserve(f.log, &b));
+        ASSERT_OK(audit_log_reserve(f.log, &scoped));
+        ASSERT_NULL(audit_log_cancel(a));
+        ASSERT_OK(audit_log_commit(b, &r, ack_callback, &f.acks, &seq));
+        ASSERT_EQ(seq, 1);
+        wait_acks(&f, 1);
+        scoped = audit_log_cancel(scoped);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_reserved, 0);
+        ASSERT_EQ(st.next_seq, 2);
+        /* Invalid record: the reservation is consumed, no callback, no seq. */
+        ASSERT_OK(audit_log_reserve(f.log, &a));
+        ASSERT_ERRNO(audit_log_commit(a, &(AuditRecord){}, ack_callback, &f.acks, NULL), EINVAL);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_reserved, 0);
+        ASSERT_EQ(st.next_seq, 2);
+        fixture_done(&f);
+}
+
+TEST(commit_after_free_is_stale) {
+        AuditReservation *res;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_reserve(f.log, &res));
+        fixture_close(&f);
+        ASSERT_ERRNO(audit_log_commit(res, &(AuditRecord){ .event = "x" }, NULL, NULL, NULL), ESTALE);
+        fixture_done(&f);
+}
+
+TEST(directory_is_locked) {
+        AuditLog *second;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_ERRNO(audit_log_open(f.base, &f.config, &second), EBUSY);
+        fixture_done(&f);
+}
+
+TEST(bad_config) {
+        AuditConfig c;
+        AuditLog *a;
+        struct event_base *base = event_base_new();
+
+        test_config(&c, "/tmp");
+        c.n_files = 1;
+        ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
+        test_config(&c, NULL);
+        ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
+        test_config(&c, "/tmp");
+        c.max_in_flight = 0;
+        ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
+        event_base_free(base);
+}
+
+typedef struct Collected {
+        uint64_t seqs[1000];
+        size_t n;
+        unsigned limit;
+} Collected;
+
+static int collect(json_object *record, uint64_t seq, void *userdata) {
+        Collected *c = userdata;
+
+        c->seqs[c->n++] = seq;
+        return c->limit > 0 && c->n >= c->limit ? 1 : 0;
+}
+
+TEST(query_by_range_and_filters) {
+        static const char *const pcis[] = { "0000:01:00.0", "0000:02:00.0" };
+        static const char *const results[] = { "ok", "io.tsmd.PermissionDenied" };
+        AuditQueryFilter q;
+        Collected c = {};
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 100;
+        fixture_open(&f);
+        for (unsigned i = 0; i < 120; i++) {
+                AuditRecord r = sample_record();
+
+                r.uid = 1000 + i % 3;
+                r.pci = pcis[i % 2];
+                r.scope = i % 4 == 0 ? "state-change" : "info";
+                r.result = results[i % 5 == 0];
+                (void) commit_one(&f, &r);
+        }
+        wait_acks(&f, 120);
+
+        q = AUDIT_QUERY_FILTER_INIT;
+        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        ASSERT_EQ(c.n, 120);
+        for (size_t i = 0; i < c.n; i++)
+                ASSERT_EQ(c.seqs[i], i + 1);
+
+        c = (Collected){};
+        q.seq_from = 50;
+        q.seq_to = 59;
+        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        ASSERT_EQ(c.n, 10);
+        ASSERT_EQ(c.seqs[0], 50);
+        ASSERT_EQ(c.seqs[9], 59);
+
+        /* seq i+1 has uid 1000 + i%3, pci i%2, scope state-change iff i%4 == 0, denied iff i%5 == 0. */
+        c = (Collected){};
+        q = AUDIT_QUERY_FILTER_INIT;
+        q.uid = 1001;
+        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        ASSERT_EQ(c.n, 40);
+        for (size_t i = 0; i < c.n; i++)
+                ASSERT_EQ((c.seqs[i] - 1) % 3, 1);
+
+        c = (Collected){};
+        q = AUDIT_QUERY_FILTER_INIT;
+        q.pci = "0000:02:00.0";
+        q.scope = "info";
+        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        ASSERT_EQ(c.n, 60);
+        c = (Collected){};
+        q = AUDIT_QUERY_FILTER_INIT;
+        q.result = "io.tsmd.PermissionDenied";
+        q.scope = "state-change";
+        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        ASSERT_EQ(c.n, 6); /* i % 20 == 0 */
+
+        /* The callback can stop the walk. */
+        c = (Collected){ .limit = 7 };
+        q = AUDIT_QUERY_FILTER_INIT;
+        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        ASSERT_EQ(c.n, 7);
+        fixture_done(&f);
+}
+
+TEST(query_skips_damage) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        AuditQueryStats stats;
+        Collected c = {};
+        Fixture f;
+        int fds[1];
+        char path[4096];
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 3);
+        wait_acks(&f, 3);
+        fixture_close(&f);
+        append_bytes(f.dir, "audit.log", "not json\n", 9);
+        {
+                char *big = malloc(200000);
+                memset(big, 'x', 200000);
+                append_bytes(f.dir, "audit.log", big, 200000);
+                free(big);
+        }
+        append_bytes(f.dir, "audit.log", "\n{\"seq\":4}\n", 11);
+        snprintf(path, sizeof(path), "%s/audit.log", f.dir);
+        fds[0] = open(path, O_RDONLY | O_CLOEXEC);
+        ASSERT_OK(audit_query_fds(fds, 1, &q, collect, &c, &stats));
+        close(fds[0]);
+        ASSERT_EQ(c.n, 4);
+        ASSERT_EQ(stats.n_damaged, 2);
+        fixture_done(&f);
+}
+
+typedef struct ListenerState {
+        uint64_t seqs[200];
+        size_t n;
+        unsigned destroyed;
+        AuditListener *self; /* freed from its own callback when n reaches stop_at */
+        size_t stop_at;
+} ListenerState;
+
+static void on_record(AuditLog *a, const AuditRecord *record, const char *line, size_t len,
+                      void *userdata) {
+        ListenerState *s = userdata;
+
+        ASSERT_TRUE(len > 0 && line[len - 1] == '\n');
+        ASSERT_EQ(record->seq, strtoull(line + strlen("{\"seq\":"), NULL, 10));
+        s->seqs[s->n++] = record->seq;
+        if (s->self && s->n == s->stop_at)
+                s->self = audit_listener_free(s->self);
+}
+
+static void on_destroy(void *userdata) {
+        ListenerState *s = userdata;
+        s->destroyed++;
+}
+
+TEST(listeners_see_every_record_once) {
+        ListenerState all = {}, floating = {}, once = { .stop_at = 10 };
+        AuditListener *l;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 100;
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_record, &all, on_destroy, &l));
+        ASSERT_OK(audit_log_add_listener(f.log, on_record, &floating, on_destroy, NULL));
+        ASSERT_OK(audit_log_add_listener(f.log, on_record, &once, on_destroy, &once.self));
+
+        /* A failed record is not seen. */
+        commit_n(&f, 50);
+        wait_acks(&f, 50);
+        atomic_store(&faults.fdatasync_errno, EIO);
+        commit_n(&f, 1);
+        wait_acks(&f, 51);
+        atomic_store(&faults.fdatasync_errno, 0);
+        ASSERT_OK(audit_log_reopen(f.log));
+        commit_n(&f, 50);
+        wait_acks(&f, 101);
+
+        ASSERT_EQ(all.n, 100);
+        for (size_t i = 0; i < all.n; i++)
+                ASSERT_EQ(all.seqs[i], i + 1);
+        ASSERT_EQ(floating.n, 100);
+        ASSERT_EQ(once.n, 10);
+        ASSERT_EQ(once.destroyed, 1);
+        ASSERT_NULL(once.self);
+
+        l = audit_listener_free(l);
+        ASSERT_EQ(all.destroyed, 1);
+        ASSERT_EQ(floating.destroyed, 0);
+        fixture_close(&f);
+        ASSERT_EQ(floating.destroyed, 1);
+        ASSERT_EQ(all.destroyed, 1);
+        ASSERT_EQ(once.destroyed, 1);
+        fixture_done(&f);
+}
+
+TEST(listener_outlives_log) {
+        ListenerState s = {};
+        AuditListener *l;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_record, &s, on_destroy, &l));
+        commit_n(&f, 3);
+        fixture_close(&f);
+        ASSERT_EQ(s.n, 3);
+        ASSERT_EQ(s.destroyed, 1);
+        l = audit_listener_free(l);
+        ASSERT_EQ(s.destroyed, 1);
+        fixture_done(&f);
+}
+
+typedef struct Totals {
+        uint64_t requests, errors, latency;
+        size_t keys;
+        char first_key[32];
+} Totals;
+
+static int sum_counters(AuditCounterDimension d, const char *key, const AuditCounterStats *s,
+                        void *userdata) {
+        Totals *t = userdata;
+        uint64_t bucket_total = 0;
+
+        for (unsigned i = 0; i < AUDIT_LATENCY_BUCKETS; i++)
+                bucket_total += s->latency_buckets[i];
+        ASSERT_EQ(bucket_total, s->n_latency);
+        if (t->keys++ == 0)
+                snprintf(t->first_key, sizeof(t->first_key), "%s", key);
+        t->requests += s->n_requests;
+        t->errors += s->n_errors;
+        t->latency += s->latency_usec_sum;
+        return 0;
+}
+
+TEST(counters_add_up) {
+        AuditCounterStats st;
+        AuditCounters *c;
+        uint64_t latency_total = 0;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        for (unsigned i = 0; i < 90; i++) {
+                AuditRecord r = sample_record();
+
+                r.uid = i % 3 == 0 ? 10 : 9;
+                r.backend = i % 2 ? "emulated" : "sev-tio";
+                r.result = i % 10 == 0 ? "io.tsmd.NoSuchDevice" : "ok";
+                r.latency_usec = i * 7;
+                latency_total += i * 7;
+                if (i == 89) {
+                        r.latency_usec = AUDIT_U64_NONE;
+                        latency_total -= 89 * 7;
+                        r.scope = NULL;
+                }
+                (void) commit_one(&f, &r);
+        }
+        wait_acks(&f, 90);
+        c = audit_log_get_counters(f.log);
+
+        for (AuditCounterDimension d = 0; d < _AUDIT_COUNTER_DIMENSION_MAX; d++) {
+                Totals t = {};
+                ASSERT_OK(audit_counters_foreach(c, d, sum_counters, &t));
+                ASSERT_EQ(t.requests, 90);
+                ASSERT_EQ(t.errors, 9);
+                ASSERT_EQ(t.latency, latency_total);
+                if (d == AUDIT_COUNTER_UID) {
+                        ASSERT_EQ(t.keys, 2);
+                        ASSERT_STREQ(t.first_key, "9"); /* numeric order: 9 before 10 */
+                }
+        }
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_UID, "10", &st));
+        ASSERT_EQ(st.n_requests, 30);
+        ASSERT_EQ(st.n_errors, 3); /* i % 10 == 0 and i % 3 == 0: i = 0, 30, 60 */
+        fixture_done(&f);
+}
+
+TEST(counters_bound_keys) {
+        _cleanup_(audit_counters_freep) AuditCounters *c = NULL;
+        AuditCounterStats st;
+
+        ASSERT_OK(audit_counters_new(&c));
+        for (unsigned i = 0; i < 3 * AUDIT_COUNTERS_KEYS_MAX; i++) {
+                AuditRecord r = sample_record();
+                char scope[32];
+
+                snprintf(scope, sizeof(scope), "scope-%u", i);
+                r.scope = scope;
+                ASSERT_OK(audit_counters_add(c, &r));
+        }
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_SCOPE, AUDIT_COUNTERS_OTHER, &st));
+        ASSERT_EQ(st.n_requests, 2 * AUDIT_COUNTERS_KEYS_MAX + 1);
+        ASSERT_ERRNO(audit_counters_get(c, AUDIT_COUNTER_SCOPE, "scope-3000", &st), ENOENT);
+}
+
+TEST_MAIN();

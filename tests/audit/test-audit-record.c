@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Audit record serialization: golden lines, bounded strings, escaping, parsing. Runs in: tests. */
+
+#include "audit-counters.h"
+#include "audit-journal.h"
+#include "audit-record.h"
+#include "audit-test-util.h"
+#include "harness.h"
+#include "json-util.h"
+
+static char *serialize(const AuditRecord *r) {
+        char *line;
+        size_t len;
+
+        ASSERT_OK(audit_record_serialize(r, &line, &len));
+        ASSERT_EQ(strlen(line), len);
+        /* Exactly one newline, at the end. */
+        ASSERT_TRUE(len > 0 && line[len - 1] == '\n');
+        ASSERT_NULL(memchr(line, '\n', len - 1));
+        ASSERT_LE(len, AUDIT_RECORD_MAX);
+        return line;
+}
+
+static json_object *parse(const char *line) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        json_object *o;
+        uint64_t seq;
+
+        ASSERT_OK(json_tokener_new_strict(1, &tok));
+        ASSERT_OK(audit_line_parse(tok, line, strlen(line) - 1, &o, &seq));
+        return o;
+}
+
+TEST(golden_full) {
+        AuditRecord r = sample_record();
+        _cleanup_free_ char *line = NULL;
+
+        r.seq = 42;
+        r.realtime_usec = UINT64_C(1700000000123456);
+        r.monotonic_usec = 987654321;
+        line = serialize(&r);
+        ASSERT_STREQ(line,
+                     "{\"seq\":42,\"time\":\"2023-11-14T22:13:20.123456Z\",\"monotonicUsec\":987654321,"
+                     "\"event\":\"guest-request\",\"uid\":107,\"gid\":107,\"pid\":4242,"
+                     "\"unit\":\"qemu-vm1.scope\",\"contextId\":3,\"vdeviceId\":17,"
+                     "\"pci\":\"0000:01:00.0\",\"backend\":\"emulated\",\"scope\":\"info\","
+                     "\"scopeNumber\":0,\"requestSize\":16,\"responseSize\":32,\"result\":\"ok\","
+                     "\"latencyUsec\":120}\n");
+}
+
+TEST(golden_nulls_and_repaired) {
+        AuditRecord r = AUDIT_RECORD_INIT;
+        _cleanup_free_ char *line = NULL;
+
+        r.event = "open-context";
+        r.seq = 1;
+        r.repaired_bytes = 17;
+        line = serialize(&r);
+        ASSERT_STREQ(line,
+                     "{\"seq\":1,\"time\":\"1970-01-01T00:00:00.000000Z\",\"monotonicUsec\":0,"
+                     "\"event\":\"open-context\",\"uid\":null,\"gid\":null,\"pid\":null,\"unit\":null,"
+                     "\"contextId\":null,\"vdeviceId\":null,\"pci\":null,\"backend\":null,"
+                     "\"scope\":null,\"scopeNumber\":null,\"requestSize\":null,\"responseSize\":null,"
+                     "\"result\":null,\"latencyUsec\":null,\"repairedBytes\":17}\n");
+}
+
+TEST(event_is_mandatory) {
+        AuditRecord r = AUDIT_RECORD_INIT;
+        char *line;
+        size_t len;
+
+        ASSERT_ERRNO(audit_record_serialize(&r, &line, &len), EINVAL);
+}
+
+TEST(escaping_cannot_forge_a_record) {
+        AuditRecord r = sample_record();
+        _cleanup_free_ char *line = NULL;
+        _cleanup_json_ json_object *o = NULL;
+
+        r.unit = "evil\n{\"seq\":999}\t\x01\x7f/x";
+        line = serialize(&r);
+        ASSERT_NOT_NULL(strstr(line, "\"unit\":\"evil\\n{\\\"seq\\\":999}\\t\\u0001\x7f/x\""));
+        o = parse(line);
+        ASSERT_STREQ(json_get_string(o, "unit"), "evil\n{\"seq\":999}\t\x01\x7f/x");
+}
+
+TEST(truncation_ascii) {
+        _cleanup_free_ char *in = malloc(1001), *out = NULL, *expect = malloc(300);
+        size_t keep = AUDIT_FIELD_MAX - strlen(AUDIT_TRUNCATED_MARKER);
+
+        memset(in, 'a', 1000);
+        in[1000] = 0;
+        ASSERT_OK(audit_string_bound(in, AUDIT_FIELD_MAX, &out));
+        memset(expect, 'a', keep);
+        strcpy(expect + keep, AUDIT_TRUNCATED_MARKER);
+        ASSERT_STREQ(out, expect);
+        ASSERT_EQ(strlen(out), AUDIT_FIELD_MAX);
+
+        /* Exactly at the budget: kept whole, no marker. */
+        in[AUDIT_FIELD_MAX] = 0;
+        free(out);
+        ASSERT_OK(audit_string_bound(in, AUDIT_FIELD_MAX, &out));
+        ASSERT_STREQ(out, in);
+
+        /* Idempotent: bounding a bounded string changes nothing. */
+        in[1000 - 1] = 0;
+        memset(in, 'b', 999);
+        free(out);
+        ASSERT_OK(audit_string_bound(in, AUDIT_FIELD_MAX, &out));
+        {
+                _cleanup_free_ char *again = NULL;
+                ASSERT_OK(audit_string_bound(out, AUDIT_FIELD_MAX, &again));
+                ASSERT_STREQ(again, out);
+        }
+}
+
+TEST(truncation_counts_escapes) {
+        _cleanup_free_ char *in = malloc(301), *out = NULL;
+        size_t keep = AUDIT_FIELD_MAX - strlen(AUDIT_TRUNCATED_MARKER);
+
+        memset(in, '\n', 300);
+        in[300] = 0;
+        ASSERT_OK(audit_string_bound(in, AUDIT_FIELD_MAX, &out));
+        /* "\n" escapes to 2 bytes, so half as many fit. */
+        ASSERT_EQ(strlen(out), keep / 2 + strlen(AUDIT_TRUNCATED_MARKER));
+        ASSERT_STREQ(out + keep / 2, AUDIT_TRUNCATED_MARKER);
+
+        memset(in, '\x02', 300);
+        free(out);
+        ASSERT_OK(audit_string_bound(in, AUDIT_FIELD_MAX, &out));
+        ASSERT_EQ(strlen(out), keep / 6 + strlen(AUDIT_TRUNCATED_MARKER));
+}
+
+TEST(truncation_keeps_utf8_whole) {
+        _cleanup_free_ char *in = malloc(2 * 200 + 1), *out = NULL;
+        size_t keep = AUDIT_FIELD_MAX - strlen(AUDIT_TRUNCATED_MARKER);
+
+        for (size_t i = 0; i < 200; i++)
+                memcpy(in + 2 * i, "\xc3\xa9", 2); /* é */
+        in[400] = 0;
+        ASSERT_OK(audit_string_bound(in, AUDIT_FIELD_MAX, &out));
+        ASSERT_EQ(strlen(out), keep / 2 * 2 + strlen(AUDIT_TRUNCATED_MARKER));
+        ASSERT_TRUE(memcmp(out + keep / 2 * 2 - 2, "\xc3\xa9", 2) == 0);
+}
+
+TEST(invalid_utf8_replaced) {
+        AuditRecord r = sample_record();
+        _cleanup_free_ char *out = NULL, *line = NULL;
+        _cleanup_json_ json_object *o = NULL;
+
+        ASSERT_OK(audit_string_bound("a\xff" "b\xc3(\xed\xa0\x80", 64, &out));
+        ASSERT_STREQ(out, "a\xef\xbf\xbd" "b\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+
+        /* The strict parser validates UTF-8: a record with client garbage still parses. */
+        r.pci = "\xc0\xaf\xff";
+        line = serialize(&r);
+        o = parse(line);
+        ASSERT_STREQ(json_get_string(o, "pci"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+}
+
+TEST(worst_case_fits) {
+        _cleanup_free_ char *junk = malloc(10001), *line = NULL;
+        AuditRecord r = AUDIT_RECORD_INIT;
+        _cleanup_json_ json_object *o = NULL;
+
+        memset(junk, '\x01', 10000);
+        junk[10000] = 0;
+        r.event = r.unit = r.pci = r.backend = r.scope = r.result = junk;
+        r.uid = AUDIT_UID_INVALID - 1;
+        r.gid = AUDIT_GID_INVALID - 1;
+        r.pid = INT32_MAX;
+        r.context_id = r.vdevice_id = r.request_size = r.response_size = r.latency_usec =
+                UINT64_MAX - 1;
+        r.scope_number = INT64_MAX;
+        r.seq = r.monotonic_usec = r.repaired_bytes = UINT64_MAX;
+        r.realtime_usec = UINT64_C(253402300799999999); /* 9999-12-31T23:59:59.999999Z */
+        line = serialize(&r);
+        o = parse(line);
+        ASSERT_NOT_NULL(strstr(line, "\"time\":\"9999-12-31T23:59:59.999999Z\""));
+}
+
+TEST(copy_bounded) {
+        _cleanup_free_ char *storage = NULL, *long_unit = malloc(1001);
+        AuditRecord in = sample_record(), out;
+
+        memset(long_unit, 'u', 1000);
+        long_unit[1000] = 0;
+        in.unit = long_unit;
+        in.result = NULL;
+        ASSERT_OK(audit_record_copy_bounded(&in, &out, &storage));
+        ASSERT_EQ(strlen(out.unit), AUDIT_FIELD_MAX);
+        ASSERT_NULL(out.result);
+        ASSERT_STREQ(out.pci, "0000:01:00.0");
+        ASSERT_TRUE(out.pci != in.pci);
+        ASSERT_EQ(out.context_id, 3);
+}
+
+TEST(line_parse_rejects) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        static const char *const bad[] = {
+                "", "[]", "{}", "{\"seq\":\"1\"}", "{\"seq\":-1}", "{\"seq\":1.5}",
+                "{\"seq\":1,\"x\":{\"y\":1}}", "{\"seq\":1", "{\"seq\":1,\"seq\":2}", "garbage",
+        };
+        uint64_t seq;
+
+        ASSERT_OK(json_tokener_new_strict(1, &tok));
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (audit_line_parse(tok, bad[i], strlen(bad[i]), NULL, &seq) != -EBADMSG)
+                        TEST_FAIL("accepted '%s'", bad[i]);
+        ASSERT_OK(audit_line_parse(tok, "{\"seq\":18446744073709551615}", 28, NULL, &seq));
+        ASSERT_EQ(seq == UINT64_MAX, 1);
+}
+
+TEST(journal_fields) {
+        AuditRecord r = sample_record();
+        char **fields;
+        size_t n;
+        bool seen_id = false, seen_scope = false, seen_msg = false;
+
+        r.seq = 9;
+        ASSERT_OK(audit_journal_format(&r, &fields, &n));
+        for (size_t i = 0; i < n; i++) {
+                if (streq(fields[i], "MESSAGE_ID=" AUDIT_JOURNAL_MESSAGE_ID))
+                        seen_id = true;
+                if (streq(fields[i], "TSMD_SCOPE=info"))
+                        seen_scope = true;
+                if (streq(fields[i], "MESSAGE=tsmd audit: seq=9 event=guest-request uid=107 "
+                                     "pci=0000:01:00.0 scope=info result=ok"))
+                        seen_msg = true;
+                free(fields[i]);
+        }
+        free(fields);
+        ASSERT_TRUE(seen_id && seen_scope && seen_msg);
+        ASSERT_EQ(strlen(AUDIT_JOURNAL_MESSAGE_ID), 32);
+}
+
+TEST(latency_buckets) {
+        ASSERT_EQ(audit_latency_bucket(0), 0);
+        ASSERT_EQ(audit_latency_bucket(1), 1);
+        ASSERT_EQ(audit_latency_bucket(2), 2);
+        ASSERT_EQ(audit_latency_bucket(3), 2);
+        ASSERT_EQ(audit_latency_bucket(4), 3);
+        ASSERT_EQ(audit_latency_bucket(UINT64_MAX), AUDIT_LATENCY_BUCKETS - 1);
+        for (uint64_t v = 1; v < (UINT64_C(1) << 29); v = v * 3 + 1)
+                ASSERT_TRUE(v < audit_latency_bucket_upper(audit_latency_bucket(v)) &&
+                            v >= audit_latency_bucket_upper(audit_latency_bucket(v)) / 2);
+}
+
+TEST_MAIN();

@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The tsmd daemon as an administrator meets it: --check-config and --dump-config, SIGHUP
+ * with good and broken files, socket activation through systemd-socket-activate, and tsmctl
+ * against a live tsmd (output and exit codes).
+ *
+ * Runs in: tests. The socket-activation test SKIPs without systemd-socket-activate.
+ */
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "json-util.h"
+#include "tsmd-fixture.h"
+#include "varlink-errors.h"
+
+#ifndef TSMCTL_PATH
+#error "TSMCTL_PATH must be defined (the tsmctl executable)"
+#endif
+
+#define RUN_TIMEOUT_USEC (10 * USEC_PER_SEC)
+
+/* A path in a scratch directory (static storage: strf()'s buffers are reused). */
+static const char *scratch_path(const char *dir, const char *name) {
+        static char paths[4][300];
+        static unsigned next;
+        char *p = paths[next++ % ELEMENTSOF(paths)];
+
+        snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
+        return p;
+}
+
+/* tsmd with the given arguments; returns the wait status, output in *out and *err. */
+static int tsmd_run(const char *config_path, const char *option, char **out, char **err) {
+        const char *argv[] = { TSMD_PATH, strf("--config=%s", config_path), option, NULL };
+
+        return run_capture(argv, out, err, RUN_TIMEOUT_USEC);
+}
+
+static bool exited_with(int status, int code) {
+        return WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
+
+/* ---- --check-config and --dump-config ---------------------------------------------------- */
+
+static const char good_config[] =
+        "# Every knob, none at its default.\n"
+        "[Varlink]\n"
+        "MaxMessageSize=1M\n"
+        "MaxOutputSize=4M\n"
+        "MaxJsonDepth=32\n"
+        "MaxFdsPerMessage=8\n"
+        "MaxPendingCalls=16\n"
+        "MaxConnections=100\n"
+        "MaxConnectionsPerUid=10\n"
+        "\n"
+        "[Platform]\n"
+        "Mode=emulated\n"
+        "IommuDevice=/dev/zero\n"
+        "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"
+        "EmulatedLatencyUSec=1000\n"
+        "\n"
+        "[Guest]\n"
+        "MaxContextsPerClient=3\n"
+        "MaxVDevicesPerClient=5\n";
+
+TEST(check_config_good) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf");
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        int status;
+
+        write_file(path, good_config);
+        status = tsmd_run(path, "--check-config", &out, &err);
+        if (!exited_with(status, 0))
+                TEST_FAIL("--check-config on a good file: status 0x%x, stderr: %s", status, err);
+        ASSERT_STREQ(out, "configuration OK\n");
+
+        /* An empty file is the built-in defaults, also fine. */
+        write_file(path, "");
+        free(out);
+        out = NULL;
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", &out, NULL), 0));
+        ASSERT_STREQ(out, "configuration OK\n");
+}
+
+TEST(check_config_bad_names_file_and_line) {
+        static const struct {
+                const char *text;
+                unsigned line;
+                const char *reason;
+        } bad[] = {
+                { "[Varlink]\nMaxJsonDepth=1\n", 2, "value out of range" },
+                { "[Varlink]\nMaxMessageSize=12Q\n", 2, "not a size" },
+                { "[Varlink]\nMaxConnections=-1\n", 2, "not a non-negative integer" },
+                { "[Varlink]\n\n# comment\nNoSuchKey=1\n", 4, "unknown section or key" },
+                { "[NoSuchSection]\nMode=emulated\n", 2, "unknown section or key" },
+                { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },
+                { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range" },
+                { "[Platform]\nEmulatedLatencyUSec=60000001\n", 2, "value out of range" },
+                { "[Varlink\nMaxJsonDepth=8\n", 1, NULL },
+                { "[Varlink]\njust some words\n", 2, NULL },
+        };
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf");
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *where = strf("%s:%u:", path, bad[i].line);
+                int status;
+
+                write_file(path, bad[i].text);
+                status = tsmd_run(path, "--check-config", &out, &err);
+                if (exited_with(status, 0) || !WIFEXITED(status))
+                        TEST_FAIL("case %zu: --check-config accepted or crashed (0x%x) on:\n%s", i, status, bad[i].text);
+                if (!strstr(err, where))
+                        TEST_FAIL("case %zu: stderr does not name %s: %s", i, where, err);
+                if (bad[i].reason && !strstr(err, bad[i].reason))
+                        TEST_FAIL("case %zu: stderr does not say '%s': %s", i, bad[i].reason, err);
+                ASSERT_NULL(strstr(out, "configuration OK"));
+        }
+
+        /* A constraint between two keys has no single line, but the file is named. */
+        {
+                _cleanup_free_ char *err = NULL;
+                write_file(path, "[Varlink]\nMaxMessageSize=1M\nMaxOutputSize=64K\n");
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, path));
+                ASSERT_NOT_NULL(strstr(err, "MaxOutputSize"));
+        }
+        /* A missing file given explicitly is an error too. */
+        {
+                _cleanup_free_ char *err = NULL;
+                ASSERT_FALSE(exited_with(tsmd_run(scratch_path(dir, "missing.conf"), "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "missing.conf"));
+        }
+}
+
+TEST(check_config_validates_emulated_devices) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf");
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        int status;
+
+        /* tsmd refuses to start with this list ("Invalid emulated device list"), so the check
+         * must refuse it as well. */
+        write_file(path, "[Platform]\nMode=emulated\nEmulatedDevices=0000:zz:00.0\n");
+        status = tsmd_run(path, "--check-config", &out, &err);
+        /* EmulatedDevices= is parsed when the file is checked, not when tsmd starts: a bad
+         * list fails --check-config naming its line. */
+        if (exited_with(status, 0))
+                TEST_FAIL("--check-config accepted an invalid EmulatedDevices= list (stdout: %s)", out);
+        ASSERT_NOT_NULL(strstr(err, strf("%s:3:", path)));
+}
+
+TEST(dump_config_round_trips) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf"), *dump_path = scratch_path(dir, "dump.conf");
+        _cleanup_free_ char *dump1 = NULL, *dump2 = NULL, *check = NULL;
+
+        write_file(path, good_config);
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump1, NULL), 0));
+        /* The effective values, in config-file syntax. */
+        ASSERT_NOT_NULL(strstr(dump1, "[Varlink]\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxMessageSize=1048576\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxJsonDepth=32\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "[Platform]\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "Mode=emulated\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "[Guest]\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxContextsPerClient=3\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxVDevicesPerClient=5\n"));
+
+        /* The dump is itself a valid configuration that dumps identically. */
+        write_file(dump_path, dump1);
+        ASSERT_TRUE(exited_with(tsmd_run(dump_path, "--check-config", &check, NULL), 0));
+        ASSERT_STREQ(check, "configuration OK\n");
+        ASSERT_TRUE(exited_with(tsmd_run(dump_path, "--dump-config", &dump2, NULL), 0));
+        ASSERT_STREQ(dump2, dump1);
+
+        /* The same holds for the built-in defaults (an empty file). */
+        free(dump1);
+        free(dump2);
+        dump1 = dump2 = NULL;
+        write_file(path, "");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump1, NULL), 0));
+        ASSERT_NOT_NULL(strstr(dump1, "Mode=auto\n"));
+        write_file(dump_path, dump1);
+        ASSERT_TRUE(exited_with(tsmd_run(dump_path, "--dump-config", &dump2, NULL), 0));
+        ASSERT_STREQ(dump2, dump1);
+}
+
+/* ---- reload ---------------------------------------------------------------------------- */
+
+static int64_t max_depth(VarlinkClient *c) {
+        json_object *r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL), *l;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "limits", &l));
+        return JINT(l, "maxDepth");
+}
+
+TEST(sighup_with_broken_file_keeps_serving) {
+        static const char config[] = "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\n[Varlink]\nMaxJsonDepth=32\n";
+        Tsmd t;
+        VarlinkClient *c;
+        json_object *r;
+
+        tsmd_start_config(&t, config);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 32);
+
+        /* Broken: kept, and the log says where and why. */
+        ASSERT_FALSE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=1\n"));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("%s:4: value out of range; keeping the configuration in force.",
+                                               t.config_path)));
+        ASSERT_FALSE(tsmd_reload(&t, "[Varlink\n"));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("%s:1:", t.config_path)));
+
+        /* Still serving the old configuration, to old and new clients. */
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        ASSERT_EQ(max_depth(c), 32);
+        VarlinkClient *c2 = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c2), 32);
+        r = CALL_OK(c2, "io.tsmd.Guest.OpenContext", NULL);
+        safe_close(varlink_client_take_fd(c2, (size_t) JINT(r, "fileDescriptor")));
+
+        /* Fixed: applied. */
+        ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=48\n"));
+        ASSERT_EQ(max_depth(c), 48);
+
+        /* No file at all is not an error on reload: the built-in defaults (manager_reload()). */
+        ASSERT_OK(unlink(t.config_path));
+        tsmd_kill(&t, SIGHUP);
+        ASSERT_TRUE(tsmd_wait_log(&t, "Configuration reloaded from", 2, TSMD_WAIT_USEC));
+        ASSERT_EQ(max_depth(c), 64);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        tsmd_teardown(&t);
+}
+
+/* ---- socket activation ------------------------------------------------------------------- */
+
+static const char *find_socket_activate(void) {
+        static const char *const candidates[] = {
+                "/usr/lib/systemd/systemd-socket-activate",
+                "/lib/systemd/systemd-socket-activate",
+                "/usr/bin/systemd-socket-activate",
+                "/bin/systemd-socket-activate",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
+                if (access(candidates[i], X_OK) >= 0)
+                        return candidates[i];
+        return NULL;
+}
+
+TEST(socket_activation) {
+        const char *activate = find_socket_activate();
+        Tsmd t;
+        VarlinkClient *c;
+        json_object *r, *ifaces;
+        bool guest = false;
+
+        if (!activate)
+                SKIP("systemd-socket-activate not found (package systemd)");
+
+        const char *wrapper[] = { activate, "-l", "@SOCKET@", NULL };
+
+        tsmd_start(&t, &(TsmdOptions) {
+                .config = "[Platform]\nMode=emulated\n",
+                .wrapper = wrapper,
+        });
+        /* tsmd runs with the passed socket only. */
+        ASSERT_TRUE(tsmd_log_contains(&t, "running."));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Listening on unix:"));
+
+        c = tsmd_connect(&t);
+        r = CALL_OK(c, "org.varlink.service.GetInfo", NULL);
+        ASSERT_STREQ(JSTR(r, "vendor"), "tsmd");
+        ASSERT_STREQ(JSTR(r, "product"), "tsmd");
+        ASSERT_TRUE(strlen(JSTR(r, "version")) > 0);
+        ASSERT_TRUE(json_object_object_get_ex(r, "interfaces", &ifaces));
+        for (size_t i = 0; i < json_object_array_length(ifaces); i++)
+                if (streq(json_object_get_string(json_object_array_get_idx(ifaces, i)), "io.tsmd.Guest"))
+                        guest = true;
+        ASSERT_TRUE(guest);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* ---- tsmctl ------------------------------------------------------------------------------ */
+
+static int tsmctl(Tsmd *t, char **out, char **err, const char *a1, const char *a2, const char *a3) {
+        const char *argv[] = { TSMCTL_PATH, strf("--socket=%s", t ? t->socket : "/nonexistent/tsmd.sock"), a1, a2, a3, NULL };
+
+        return run_capture(argv, out, err, RUN_TIMEOUT_USEC);
+}
+
+static void expect_contains(const char *haystack, const char *needle) {
+        if (!strstr(haystack, needle))
+                TEST_FAIL("output lacks \"%s\":\n%s", needle, haystack);
+}
+
+TEST(tsmctl_against_live_tsmd) {
+        Tsmd t;
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n");
+
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                status = tsmctl(&t, &out, &err, "status", NULL, NULL);
+                if (!exited_with(status, 0))
+                        TEST_FAIL("tsmctl status: 0x%x %s", status, err);
+                expect_contains(out, "Version: 0.1");
+                expect_contains(out, "Uptime:");
+                expect_contains(out, "Connections: 1");
+                expect_contains(out, "Limits:");
+                expect_contains(out, "depth 40");
+                expect_contains(out, "(77 per uid)");
+        }
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                status = tsmctl(&t, &out, &err, "--json", "status", NULL);
+                ASSERT_TRUE(exited_with(status, 0));
+                _cleanup_(json_object_putp) json_object *o = json_tokener_parse(out);
+                ASSERT_NOT_NULL(o);
+                ASSERT_EQ(JINT(o, "connections"), 1);
+        }
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                status = tsmctl(&t, &out, &err, "info", NULL, NULL);
+                if (!exited_with(status, 0))
+                        TEST_FAIL("tsmctl info: 0x%x %s", status, err);
+                expect_contains(out, "Vendor: tsmd");
+                expect_contains(out, "Product: tsmd");
+                expect_contains(out, "Version: ");
+                expect_contains(out, "URL: ");
+                expect_contains(out, "org.varlink.service");
+                expect_contains(out, "io.tsmd.Service");
+                expect_contains(out, "io.tsmd.Guest");
+        }
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                status = tsmctl(&t, &out, &err, "introspect", "io.tsmd.Guest", NULL);
+                if (!exited_with(status, 0))
+                        TEST_FAIL("tsmctl introspect: 0x%x %s", status, err);
+                expect_contains(out, "interface io.tsmd.Guest");
+                expect_contains(out, "method OpenContext()");
+                expect_contains(out, "method GuestRequest(");
+                expect_contains(out, "error DeviceGone");
+        }
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                status = tsmctl(&t, &out, &err, "call", "io.tsmd.Service.Ping", "{}");
+                ASSERT_TRUE(exited_with(status, 0));
+                expect_contains(out, "{");
+        }
+        /* Exit codes for failures, as tsmctl documents them. */
+        {
+                _cleanup_free_ char *err = NULL;
+                status = tsmctl(&t, NULL, &err, "call", "io.tsmd.Guest.NoSuchMethod", "{}");
+                if (!exited_with(status, 3))
+                        TEST_FAIL("tsmctl call with an unknown method: status 0x%x, %s", status, err);
+                expect_contains(err, VARLINK_ERROR_METHOD_NOT_FOUND);
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                status = tsmctl(&t, NULL, &err, "call", "io.tsmd.NoSuchInterface.Method", "{}");
+                ASSERT_TRUE(exited_with(status, 3));
+                expect_contains(err, VARLINK_ERROR_INTERFACE_NOT_FOUND);
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                status = tsmctl(&t, NULL, &err, "introspect", "io.tsmd.Nothing", NULL);
+                ASSERT_TRUE(exited_with(status, 3));
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                status = tsmctl(&t, NULL, &err, "call", "io.tsmd.Service.SetLogLevel", "{\"level\":\"loud\"}");
+                ASSERT_TRUE(exited_with(status, 2));
+                expect_contains(err, VARLINK_ERROR_INVALID_PARAMETER);
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                status = tsmctl(&t, NULL, &err, "frobnicate", NULL, NULL);
+                ASSERT_TRUE(exited_with(status, 2));
+        }
+        /* tsmd is still fine after all that. */
+        {
+                _cleanup_free_ char *out = NULL;
+                ASSERT_TRUE(exited_with(tsmctl(&t, &out, NULL, "status", NULL, NULL), 0));
+        }
+        tsmd_teardown(&t);
+
+        /* No tsmd at all: "not running". */
+        {
+                _cleanup_free_ char *err = NULL;
+                status = tsmctl(NULL, NULL, &err, "status", NULL, NULL);
+                if (!exited_with(status, 7))
+                        TEST_FAIL("tsmctl against a missing socket: status 0x%x, %s", status, err);
+                status = tsmctl(NULL, NULL, NULL, "call", "io.tsmd.Service.Ping", NULL);
+                ASSERT_TRUE(exited_with(status, 7));
+        }
+}
+
+TEST_MAIN();

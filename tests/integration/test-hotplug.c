@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Kernel-side discovery through the daemon ("TSM platform"): the real tsmd in Mode=kernel on
+ * a fixture sysfs tree (--sysfs-root), inside private mount and network namespaces so the
+ * fake udev events this test sends reach that tsmd and nothing on the host. Checks which
+ * backend and TSM serve each device and with which scope numbers, hot removal (NoSuchDevice,
+ * device-removed events), a TSM and a device appearing later, and that requests to kernel
+ * backends fail with named errors on a kernel without the TSM ioctls.
+ *
+ * Runs in: tests; needs root (SKIPs otherwise).
+ */
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "platform-test-util.h"
+#include "sysfs-fixture.h"
+#include "tsm-types.h"
+#include "tsmd-fixture.h"
+#include "uevent-sender.h"
+#include "varlink-errors.h"
+
+#define G "io.tsmd.Guest."
+#define E_GUEST(name) "io.tsmd.Guest." name
+
+/* two-tsms.sysfs */
+#define NIC "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"  /* connected to tsm0 (SEV-TIO) */
+#define NIC_ADDR "0000:01:00.0"
+#define GPU "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"  /* connected to tsm1 (TDX Connect) */
+#define GPU_ADDR "0000:02:00.0"
+#define NVME_ADDR "0000:03:00.0"                               /* TDISP capable, not connected */
+#define TSM1 "/devices/faux/tdx_host/tsm/tsm1"
+#define NEW_PORT "/devices/pci0000:00/0000:00:05.1"
+#define NEW_DEV NEW_PORT "/0000:05:00.0"
+#define NEW_ADDR "0000:05:00.0"
+#define NEW_TSM "/devices/faux/devsec_link_tsm/tsm/tsm2"
+/* devsec-sample.sysfs */
+#define DEVSEC_FN0 "/devices/faux/devsec_bus/pci10000:00/10000:00:00.0/10000:01:00.0"
+#define DEVSEC_ADDR "10000:01:00.0"
+
+#define KERNEL_CONF "[Platform]\nMode=kernel\nIommuDevice=/dev/zero\n"
+
+typedef struct Env {
+        Tsmd tsmd;
+        char root[128];
+        uint64_t seqnum;
+} Env;
+
+/* See test-platform-hotplug.c: sd-device listens to no uevents at all unless udev runs or
+ * /dev is devtmpfs. */
+static bool udev_monitor_possible(void) {
+        _cleanup_free_ char *line = NULL;
+        size_t allocated = 0;
+        bool found = false;
+        FILE *f;
+
+        if (access("/run/udev/control", F_OK) >= 0)
+                return true;
+        f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return false;
+        while (!found && getline(&line, &allocated, f) >= 0) {
+                char mountpoint[256], fstype[64];
+                const char *sep = strstr(line, " - ");
+
+                if (sep && sscanf(line, "%*s %*s %*s %*s %255s", mountpoint) == 1 &&
+                    sscanf(sep, " - %63s", fstype) == 1)
+                        found = streq(mountpoint, "/dev") && streq(fstype, "devtmpfs");
+        }
+        fclose(f);
+        return found;
+}
+
+/* Private namespaces, a fixture tree on a private tmpfs, and tsmd in kernel mode on it. */
+static void setup(Env *e, const char *fixture, void (*edit)(const char *root)) {
+        int r;
+
+        *e = (Env) {};
+        if (geteuid() != 0)
+                SKIP("needs root (namespaces, a fixture bound over /sys)");
+        if (!udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        /* Made (with its cleanup) before entering the namespaces, where the host's view of
+         * the fixture directory is an empty directory that the cleanup can remove. */
+        snprintf(e->root, sizeof(e->root), "%s/sysfs", scratch_dir());
+        if (mkdir(e->root, 0755) < 0)
+                TEST_FAIL("mkdir %s: %s", e->root, strerror(errno));
+        platform_test_sandbox(true);
+        /* SECURITY: fake uevents must never be sent in the host's network namespace. */
+        ASSERT_TRUE(platform_test_netns_is_private());
+        r = uevent_in_private_netns();
+        ASSERT_OK(r);
+        ASSERT_EQ(r, 1);
+
+        /* Vanishes with the mount namespace; only the empty directory needs removing. */
+        if (mount("tmpfs", e->root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                TEST_FAIL("tmpfs on %s: %s", e->root, strerror(errno));
+        r = sysfs_fixture_apply_file(e->root, strf("%s/%s.sysfs", PLATFORM_FIXTURE_DIR, fixture));
+        if (r < 0)
+                TEST_FAIL("building fixture %s: %s", fixture, strerror(-r));
+        if (edit)
+                edit(e->root);
+
+        tsmd_start(&e->tsmd, &(TsmdOptions) { .config = KERNEL_CONF, .sysfs_root = e->root });
+        /* Discovery ran before tsmd listened; the monitor too. */
+        ASSERT_FALSE(tsmd_log_contains(&e->tsmd, "Cannot follow device hotplug"));
+}
+
+static void teardown(Env *e) {
+        tsmd_teardown(&e->tsmd);
+        (void) umount2(e->root, MNT_DETACH);
+}
+
+static void send_event(Env *e, const char *action, const char *devpath, const char *subsystem) {
+        int r = uevent_send(action, devpath, subsystem, NULL, ++e->seqnum);
+
+        if (r < 0)
+                TEST_FAIL("uevent_send %s %s: %s", action, devpath, strerror(-r));
+}
+
+static int64_t open_context(VarlinkClient *c) {
+        json_object *r = CALL_OK(c, G "OpenContext", NULL);
+        int fd = varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor"));
+        struct stat st, zero;
+
+        /* IommuDevice=/dev/zero: that is what comes back. */
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fstat(fd, &st));
+        ASSERT_OK(stat("/dev/zero", &zero));
+        ASSERT_EQ(st.st_rdev, zero.st_rdev);
+        close(fd);
+        return JINT(r, "context");
+}
+
+static const char *attach_params(int64_t ctx, int64_t vdev, const char *address) {
+        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"%s\"}", ctx, vdev, address);
+}
+
+/* Attaches, retrying while tsmd answers NoSuchDevice (it may not have seen the device yet). */
+static json_object *attach_eventually(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *address) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+        char params[256];
+
+        snprintf(params, sizeof(params), "%s", attach_params(ctx, vdev, address));
+        for (;;) {
+                json_object *r = NULL;
+                const char *error = tsmd_call(c, G "AttachDevice", params, &r);
+
+                if (!error)
+                        return r;
+                if (!streq(error, E_GUEST("NoSuchDevice")))
+                        TEST_FAIL("AttachDevice(%s): %s %s", address, error, json_object_to_json_string(r));
+                if (now_usec() > deadline)
+                        TEST_FAIL("%s did not become attachable within %llu ms", address,
+                                  (unsigned long long) (TSMD_WAIT_USEC / USEC_PER_MSEC));
+                sleep_usec(10 * USEC_PER_MSEC);
+        }
+}
+
+/* Waits until AttachDevice of address says NoSuchDevice (in a scratch vDevice id). */
+static void wait_no_such_device(VarlinkClient *c, int64_t ctx, const char *address) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+        char params[256];
+
+        snprintf(params, sizeof(params), "%s", attach_params(ctx, 999, address));
+        for (;;) {
+                json_object *r = NULL;
+                const char *error = tsmd_call(c, G "AttachDevice", params, &r);
+
+                if (error && streq(error, E_GUEST("NoSuchDevice"))) {
+                        ASSERT_TRUE(json_matches(r, strf("{\"pciAddress\":\"%s\"}", address)));
+                        return;
+                }
+                if (!error) /* still there: undo and retry */
+                        CALL_OK(c, G "DetachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":999}", ctx));
+                else if (!streq(error, E_GUEST("DeviceBusy")))
+                        TEST_FAIL("AttachDevice(%s): %s %s", address, error, json_object_to_json_string(r));
+                if (now_usec() > deadline)
+                        TEST_FAIL("%s still attachable %llu ms after its removal", address,
+                                  (unsigned long long) (TSMD_WAIT_USEC / USEC_PER_MSEC));
+                sleep_usec(10 * USEC_PER_MSEC);
+        }
+}
+
+/*
+ * The AttachDevice answer: backend and TSM as expected, and every scope reported with the
+ * number the registry gives for that backend in the UAPI tsmd reports. Scopes the UAPI
+ * cannot carry are not offered; without the kernel's TSM ioctls none can be.
+ */
+static void expect_kernel_attach(json_object *r, TsmBackendType type, const char *tsm) {
+        const TsmBackendDesc *b = tsm_backend_desc(type);
+        TsmUapiVersion v = tsm_uapi_version_from_string(JSTR(r, "uapi"));
+        json_object *scopes;
+
+        printf("# AttachDevice -> %s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+        ASSERT_NOT_NULL(b);
+        ASSERT_STREQ(JSTR(r, "backend"), tsm_backend_type_to_string(type));
+        ASSERT_STREQ(JSTR(r, "tsm"), tsm);
+        ASSERT_TRUE(json_object_object_get_ex(r, "scopes", &scopes));
+        if (v < 0)
+                ASSERT_EQ(json_object_array_length(scopes), 0);
+        for (size_t i = 0; i < json_object_array_length(scopes); i++) {
+                json_object *s = json_object_array_get_idx(scopes, i);
+                const TsmScopeDesc *d = tsm_backend_find_scope(b, JSTR(s, "name"));
+                uint32_t n;
+
+                ASSERT_NOT_NULL(d);
+                ASSERT_OK(tsm_backend_scope_number(b, JSTR(s, "name"), v, &n));
+                ASSERT_EQ(JINT(s, "number"), n);
+                ASSERT_EQ(JINT(s, "maxRequestSize"), d->max_request);
+                ASSERT_EQ(JINT(s, "maxResponseSize"), d->max_response);
+                ASSERT_EQ(JBOOL(s, "allowed"), d->default_allowed);
+        }
+}
+
+/* A guest request to a kernel backend on this kernel: a named error, never a crash. */
+static void expect_kernel_request_refused(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *backend) {
+        static const char *const acceptable[] = {
+                E_GUEST("BackendError"),
+                E_GUEST("ScopeUnavailable"),
+        };
+        json_object *r = NULL;
+        const char *error;
+        bool ok = false;
+
+        /* GET_TDISP_VERSION, header only; the bytes do not matter here. */
+        error = tsmd_call(c, G "GuestRequest",
+                          strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"scope\":\"info\","
+                               "\"request\":\"EIEAAAAAAAAAAAAAAAAAAA==\",\"maxResponseSize\":4096}", ctx, vdev),
+                          &r);
+        ASSERT_NOT_NULL(error);
+        for (size_t i = 0; i < ELEMENTSOF(acceptable); i++)
+                if (streq(error, acceptable[i]))
+                        ok = true;
+        if (!ok)
+                TEST_FAIL("GuestRequest on a %s device: unexpected %s %s", backend, error, json_object_to_json_string(r));
+
+        /* A scope the backend does not have is named as that backend's. */
+        CALL_ERROR(c, G "GuestRequest",
+                   strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"scope\":\"bogus\","
+                        "\"request\":\"\",\"maxResponseSize\":16}", ctx, vdev),
+                   E_GUEST("NoSuchScope"), strf("{\"scope\":\"bogus\",\"backend\":\"%s\"}", backend));
+}
+
+TEST(two_tsms_each_device_its_backend) {
+        Env e;
+        VarlinkClient *c;
+        json_object *nic, *gpu, *r;
+        int64_t ctx;
+        bool bound = true;
+
+        setup(&e, "two-tsms", NULL);
+        c = tsmd_connect(&e.tsmd);
+        ctx = open_context(c);
+
+        nic = attach_eventually(c, ctx, 1, NIC_ADDR);
+        expect_kernel_attach(nic, TSM_BACKEND_SEV_TIO, "tsm0");
+        gpu = CALL_OK(c, G "AttachDevice", attach_params(ctx, 2, GPU_ADDR));
+        expect_kernel_attach(gpu, TSM_BACKEND_TDX_CONNECT, "tsm1");
+        /* The two devices really are served by different backends. */
+        ASSERT_NE(tsm_backend_desc(TSM_BACKEND_SEV_TIO), tsm_backend_desc(TSM_BACKEND_TDX_CONNECT));
+
+        /* TDISP capable but connected to no TSM; no tsm/ at all; a plain device; nothing. */
+        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 3, "0000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 3, "0000:00:04.0"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 3, "0000:42:00.0"), E_GUEST("NoSuchDevice"), NULL);
+
+        /* No TSM ioctls on this kernel: binding and requests fail with named errors. */
+        expect_kernel_request_refused(c, ctx, 1, "sev-tio");
+        expect_kernel_request_refused(c, ctx, 2, "tdx-connect");
+        CALL_ERROR(c, G "Bind", "{\"context\":1,\"vdeviceId\":1}", E_GUEST("BackendError"), NULL);
+        /* The kernel keeps the TDI state between TSM and guest: tsmd reports none. */
+        r = CALL_OK(c, G "GetDeviceState", "{\"context\":1,\"vdeviceId\":2}");
+        json_object *state = NULL;
+        ASSERT_TRUE(!json_object_object_get_ex(r, "state", &state) || state == NULL);
+        bound = JBOOL(r, "bound");
+        ASSERT_FALSE(bound);
+
+        /* Still alive and well. */
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        CALL_OK(c, G "DetachDevice", "{\"context\":1,\"vdeviceId\":1}");
+        varlink_client_free(c);
+        teardown(&e);
+}
+
+static void connect_devsec_fn0(const char *root) {
+        /* The sample TSM's connect() fails in the kernel; pretend it worked. */
+        ASSERT_OK(sysfs_fixture_write_attr(root, DEVSEC_FN0, "tsm/connect", "tsm0"));
+        ASSERT_OK(sysfs_fixture_write_attr(root, DEVSEC_FN0, "authenticated", "tsm0"));
+}
+
+TEST(devsec_sample_backend) {
+        Env e;
+        VarlinkClient *c;
+        int64_t ctx;
+
+        setup(&e, "devsec-sample", connect_devsec_fn0);
+        c = tsmd_connect(&e.tsmd);
+        ctx = open_context(c);
+        expect_kernel_attach(attach_eventually(c, ctx, 1, DEVSEC_ADDR), TSM_BACKEND_DEVSEC_SAMPLE, "tsm0");
+        /* Its second function has no tsm/; the other host bridge's device is not connected. */
+        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 2, "10000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 2, "10001:03:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        expect_kernel_request_refused(c, ctx, 1, "devsec-sample");
+        varlink_client_free(c);
+        teardown(&e);
+}
+
+TEST(hot_removal_and_late_arrival) {
+        Env e;
+        VarlinkClient *a, *b;
+        AsyncCall we;
+        int64_t ca, cb;
+        json_object *ev;
+
+        setup(&e, "two-tsms", NULL);
+        a = tsmd_connect(&e.tsmd);
+        b = tsmd_connect_guest(&e.tsmd);
+        ca = open_context(a);
+        cb = open_context(b);
+        attach_eventually(a, ca, 1, NIC_ADDR);
+        CALL_OK(a, G "AttachDevice", attach_params(ca, 2, GPU_ADDR));
+        tsmd_call_async(a, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we);
+        ASSERT_TRUE(tsmd_async_wait(a, &we, 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(json_matches(we.params[0], "{\"event\":null}"));
+
+        /* Hot-unplug of the NIC: the directory goes, then udev's "remove". */
+        ASSERT_OK(sysfs_fixture_remove(e.root, NIC));
+        send_event(&e, "remove", NIC, "pci");
+        ASSERT_TRUE(tsmd_async_wait(a, &we, 2, TSMD_WAIT_USEC));
+        ASSERT_NULL(we.errors[1]);
+        ASSERT_TRUE(json_object_object_get_ex(we.params[1], "event", &ev));
+        ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-removed\",\"context\":%" PRIi64 ",\"vdeviceId\":1,"
+                                          "\"pciAddress\":\"" NIC_ADDR "\"}", ca)));
+        wait_no_such_device(b, cb, NIC_ADDR);
+        /* Only the NIC went. */
+        tsmd_pump(a, 100 * USEC_PER_MSEC);
+        ASSERT_EQ(we.n, 2);
+
+        /* The TDX Connect TSM goes: the GPU loses its connection, which is gone too. */
+        ASSERT_OK(sysfs_fixture_write_attr(e.root, GPU, "tsm/connect", ""));
+        ASSERT_OK(sysfs_fixture_write_attr(e.root, GPU, "authenticated", ""));
+        ASSERT_OK(sysfs_fixture_remove(e.root, TSM1));
+        send_event(&e, "remove", TSM1, "tsm");
+        ASSERT_TRUE(tsmd_async_wait(a, &we, 3, TSMD_WAIT_USEC));
+        ASSERT_TRUE(json_object_object_get_ex(we.params[2], "event", &ev));
+        ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-removed\",\"context\":%" PRIi64 ",\"vdeviceId\":2,"
+                                          "\"pciAddress\":\"" GPU_ADDR "\"}", ca)));
+        wait_no_such_device(b, cb, GPU_ADDR);
+        /* A lets go of its dead vDevices (see gone_vdevice_does_not_block_readded_device in
+         * test-guest.c for what happens if it does not). */
+        async_call_done(&we);
+        varlink_client_free(a);
+
+        /* Later a TSM of a third kind registers, and a device connected to it is plugged in. */
+        ASSERT_OK(sysfs_fixture_apply_text(e.root, "faux /devices/faux/devsec_link_tsm\n"
+                                                   "tsm " NEW_TSM " pci_mode=link\n"));
+        send_event(&e, "add", NEW_TSM, "tsm");
+        ASSERT_OK(sysfs_fixture_apply_line(e.root, "pci " NEW_PORT " class=0x060400 driver=pcieport"));
+        ASSERT_OK(sysfs_fixture_apply_line(e.root, "pci " NEW_DEV " vendor=0x8086 device=0x0d58 class=0x120000 tsm=tsm2"));
+        send_event(&e, "add", NEW_PORT, "pci");
+        send_event(&e, "add", NEW_DEV, "pci");
+        expect_kernel_attach(attach_eventually(b, cb, 1, NEW_ADDR), TSM_BACKEND_DEVSEC_SAMPLE, "tsm2");
+        expect_kernel_request_refused(b, cb, 1, "devsec-sample");
+
+        /* And the NIC comes back: attachable again, by a client that never had it. */
+        ASSERT_OK(sysfs_fixture_apply_line(e.root, "pci " NIC " vendor=0x15b3 device=0x1021 class=0x020000 "
+                                                   "driver=vfio-pci tsm=tsm0"));
+        send_event(&e, "add", NIC, "pci");
+        expect_kernel_attach(attach_eventually(b, cb, 2, NIC_ADDR), TSM_BACKEND_SEV_TIO, "tsm0");
+
+        varlink_client_free(b);
+        teardown(&e);
+}
+
+TEST(scope_numbers_come_from_each_backends_table) {
+        /* Without a tsmd: the registry itself, for every backend and UAPI, so that the
+         * comparison in the tests above means something when a UAPI is present. */
+        for (TsmBackendType t = 0; t < _TSM_BACKEND_TYPE_MAX; t++) {
+                const TsmBackendDesc *b = tsm_backend_desc(t);
+
+                ASSERT_NOT_NULL(b);
+                ASSERT_OK(tsm_backend_desc_verify(b));
+                for (size_t i = 0; i < b->n_scopes; i++)
+                        for (TsmUapiVersion v = 0; v < _TSM_UAPI_VERSION_MAX; v++) {
+                                uint32_t n;
+                                int r = tsm_backend_scope_number(b, b->scopes[i].name, v, &n);
+
+                                if (b->scopes[i].number[v] < 0)
+                                        ASSERT_ERRNO(r, EOPNOTSUPP);
+                                else {
+                                        ASSERT_OK(r);
+                                        ASSERT_EQ(n, b->scopes[i].number[v]);
+                                }
+                        }
+        }
+}
+
+TEST_MAIN();

@@ -1,0 +1,1023 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Starting, talking to and stopping the real tsmd (see tsmd-fixture.h). Runs in: tests. */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "base64.h"
+#include "json-util.h"
+#include "tsmd-fixture.h"
+#include "varlink-message.h"
+
+#ifndef TSMD_PATH
+#error "TSMD_PATH must be defined (the tsmd executable)"
+#endif
+
+#define FAIL_AT(file, line, ...)                                                                   \
+        do {                                                                                       \
+                fprintf(stderr, "%s:%d: ", (file), (line));                                        \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+                _exit(1);                                                                          \
+        } while (0)
+
+/* ---- small utilities ------------------------------------------------------------------- */
+
+uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+void sleep_usec(uint64_t usec) {
+        struct timespec ts = { .tv_sec = (time_t) (usec / USEC_PER_SEC),
+                               .tv_nsec = (long) (usec % USEC_PER_SEC) * 1000 };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+const char *strf(const char *format, ...) {
+        static char ring[8][8192];
+        static unsigned next;
+        char *buf = ring[next++ % ELEMENTSOF(ring)];
+        va_list ap;
+        int n;
+
+        va_start(ap, format);
+        n = vsnprintf(buf, sizeof(ring[0]), format, ap);
+        va_end(ap);
+        if (n < 0 || (size_t) n >= sizeof(ring[0]))
+                TEST_FAIL("strf: result too long for \"%s\"", format);
+        return buf;
+}
+
+void write_file(const char *path, const char *text) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        size_t len = strlen(text), done = 0;
+
+        if (fd < 0)
+                TEST_FAIL("open %s: %s", path, strerror(errno));
+        while (done < len) {
+                ssize_t n = write(fd, text + done, len - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        TEST_FAIL("write %s: %s", path, strerror(errno));
+                done += (size_t) n;
+        }
+}
+
+static char *read_all_fd(int fd) {
+        size_t len = 0, allocated = 4096;
+        char *buf = malloc(allocated);
+
+        if (!buf)
+                TEST_FAIL("out of memory");
+        for (;;) {
+                ssize_t n;
+
+                if (allocated - len < 2048) {
+                        char *p = realloc(buf, allocated * 2);
+                        if (!p)
+                                TEST_FAIL("out of memory");
+                        buf = p;
+                        allocated *= 2;
+                }
+                n = read(fd, buf + len, allocated - len - 1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                len += (size_t) n;
+        }
+        buf[len] = 0;
+        return buf;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) (flag == FTW_DP ? rmdir(path) : unlink(path));
+        return 0;
+}
+
+int rm_rf(const char *path) {
+        return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 ? -errno : 0;
+}
+
+char *b64(const void *data, size_t len) {
+        char *s = NULL;
+
+        if (base64_encode(data, len, &s) < 0 || !s)
+                TEST_FAIL("base64_encode failed");
+        return s;
+}
+
+void *unb64(const char *text, size_t *ret_len) {
+        void *p = NULL;
+        int r = base64_decode(text, strlen(text), &p, ret_len);
+
+        if (r < 0)
+                TEST_FAIL("base64_decode(\"%s\"): %s", text, strerror(-r));
+        return p;
+}
+
+const char *scratch_dir(void) {
+        static char dir[] = "/tmp/tsmd-integ-scratch-XXXXXX";
+        int p[2];
+        pid_t pid;
+
+        if (!mkdtemp(dir))
+                TEST_FAIL("mkdtemp: %s", strerror(errno));
+        /* The write end stays open in the test until it exits (it is close-on-exec, so
+         * nothing the test runs keeps it); then the child removes the directory. */
+        if (pipe2(p, O_CLOEXEC) < 0)
+                TEST_FAIL("pipe2: %s", strerror(errno));
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0)
+                TEST_FAIL("fork: %s", strerror(errno));
+        if (pid == 0) {
+                char c;
+
+                for (int i = 3; i < 1024; i++)
+                        if (i != p[0])
+                                (void) close(i);
+                while (read(p[0], &c, 1) > 0 || errno == EINTR)
+                        ;
+                (void) rm_rf(dir);
+                _exit(0);
+        }
+        close(p[0]);
+        return dir;
+}
+
+/* ---- the guard process ------------------------------------------------------------------ */
+
+/*
+ * Reads lines from the test: "P<pid>" (tsmd's pid), "D" (teardown done: nothing to do). On
+ * EOF without "D" the test died: kill tsmd, print its log, remove the directory.
+ */
+static _noreturn_ void guard_main(int fd, const char *dir, const char *log_path) {
+        char buf[256];
+        size_t len = 0;
+        pid_t pid = 0;
+        bool done = false;
+        int log_fd;
+
+        /* The guard must not be the one keeping tsmd's socket or a client alive. */
+        for (int i = 3; i < 1024; i++)
+                if (i != fd)
+                        (void) close(i);
+
+        for (;;) {
+                ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+                char *nl;
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                len += (size_t) n;
+                buf[len] = 0;
+                while ((nl = strchr(buf, '\n'))) {
+                        *nl = 0;
+                        if (buf[0] == 'P')
+                                pid = (pid_t) atoi(buf + 1);
+                        else if (buf[0] == 'D')
+                                done = true;
+                        len -= (size_t) (nl + 1 - buf);
+                        memmove(buf, nl + 1, len + 1);
+                }
+        }
+        if (done)
+                _exit(0);
+
+        if (pid > 0)
+                (void) kill(pid, SIGKILL);
+        fprintf(stderr, "---- the test failed; tsmd's log (%s) ----\n", log_path);
+        log_fd = open(log_path, O_RDONLY | O_CLOEXEC);
+        if (log_fd >= 0) {
+                char *text = read_all_fd(log_fd);
+                fputs(text, stderr);
+                free(text);
+                close(log_fd);
+        }
+        fprintf(stderr, "---- end of tsmd's log ----\n");
+        fflush(stderr);
+        /* Let tsmd die before its directory goes. */
+        sleep_usec(100 * USEC_PER_MSEC);
+        (void) rm_rf(dir);
+        _exit(0);
+}
+
+static void guard_send(Tsmd *t, const char *line) {
+        size_t len = strlen(line);
+
+        if (t->guard_fd >= 0 && write(t->guard_fd, line, len) != (ssize_t) len)
+                TEST_FAIL("writing to the guard: %s", strerror(errno));
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+int tsmd_raw_connect(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+static void format_status(int status, char *buf, size_t size) {
+        if (WIFEXITED(status))
+                snprintf(buf, size, "exit status %d", WEXITSTATUS(status));
+        else if (WIFSIGNALED(status))
+                snprintf(buf, size, "killed by signal %d (%s)%s", WTERMSIG(status),
+                         strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
+        else
+                snprintf(buf, size, "wait status 0x%x", status);
+}
+
+bool tsmd_is_running(Tsmd *t) {
+        int status;
+        pid_t p;
+
+        if (t->pid <= 0)
+                return false;
+        p = waitpid(t->pid, &status, WNOHANG);
+        if (p == 0)
+                return true;
+        if (p == t->pid) {
+                t->exit_status = status;
+                t->pid = 0;
+        }
+        return false;
+}
+
+static void append_arg(const char **argv, size_t *n, size_t max, const char *arg) {
+        if (*n + 1 >= max)
+                TEST_FAIL("too many tsmd arguments");
+        argv[(*n)++] = arg;
+        argv[*n] = NULL;
+}
+
+void tsmd_start(Tsmd *t, const TsmdOptions *o) {
+        static const TsmdOptions none = {};
+        char socket_arg[400], guest_arg[400], config_arg[400], sysfs_arg[400], level_arg[64];
+        const char *argv[64];
+        size_t n = 0;
+        int guard[2];
+        uint64_t deadline;
+
+        if (!o)
+                o = &none;
+        *t = (Tsmd) { .guard_fd = -EBADF };
+
+        snprintf(t->dir, sizeof(t->dir), "/tmp/tsmd-integ-XXXXXX");
+        if (!mkdtemp(t->dir))
+                TEST_FAIL("mkdtemp: %s", strerror(errno));
+        /* Clients running as another user must reach the socket inside. */
+        if (chmod(t->dir, 0755) < 0)
+                TEST_FAIL("chmod %s: %s", t->dir, strerror(errno));
+        snprintf(t->socket, sizeof(t->socket), "%s/io.tsmd", t->dir);
+        snprintf(t->guest_socket, sizeof(t->guest_socket), "%s/io.tsmd.Guest", t->dir);
+        snprintf(t->config_path, sizeof(t->config_path), "%s/tsmd.conf", t->dir);
+        snprintf(t->log_path, sizeof(t->log_path), "%s/tsmd.log", t->dir);
+
+        write_file(t->config_path, o->config ?: "");
+        for (size_t i = 0; i < o->n_files; i++) {
+                if (strchr(o->files[i].name, '/'))
+                        TEST_FAIL("fixture file names are relative: %s", o->files[i].name);
+                write_file(strf("%s/%s", t->dir, o->files[i].name), o->files[i].text);
+        }
+        write_file(t->log_path, "");
+
+        /* The guard, before tsmd exists, so it never holds any of tsmd's fds. */
+        if (pipe2(guard, O_CLOEXEC) < 0)
+                TEST_FAIL("pipe2: %s", strerror(errno));
+        fflush(NULL);
+        t->guard_pid = fork();
+        if (t->guard_pid < 0)
+                TEST_FAIL("fork: %s", strerror(errno));
+        if (t->guard_pid == 0) {
+                close(guard[1]);
+                guard_main(guard[0], t->dir, t->log_path);
+        }
+        close(guard[0]);
+        t->guard_fd = guard[1];
+
+        if (o->wrapper)
+                for (size_t i = 0; o->wrapper[i]; i++)
+                        append_arg(argv, &n, ELEMENTSOF(argv),
+                                   streq(o->wrapper[i], "@SOCKET@") ? t->socket : o->wrapper[i]);
+        append_arg(argv, &n, ELEMENTSOF(argv), TSMD_PATH);
+        snprintf(config_arg, sizeof(config_arg), "--config=%s", t->config_path);
+        append_arg(argv, &n, ELEMENTSOF(argv), config_arg);
+        if (!o->wrapper) {
+                snprintf(socket_arg, sizeof(socket_arg), "--socket=%s", t->socket);
+                append_arg(argv, &n, ELEMENTSOF(argv), socket_arg);
+                snprintf(guest_arg, sizeof(guest_arg), "--guest-socket=%s", t->guest_socket);
+                append_arg(argv, &n, ELEMENTSOF(argv), guest_arg);
+        }
+        snprintf(level_arg, sizeof(level_arg), "--log-level=%s", o->log_level ?: "debug");
+        append_arg(argv, &n, ELEMENTSOF(argv), level_arg);
+        /* Unprivileged, tsmd cannot shrink its bounding set and refuses to run without this. */
+        if (geteuid() != 0)
+                append_arg(argv, &n, ELEMENTSOF(argv), "--keep-capabilities");
+        if (o->sysfs_root) {
+                snprintf(sysfs_arg, sizeof(sysfs_arg), "--sysfs-root=%s", o->sysfs_root);
+                append_arg(argv, &n, ELEMENTSOF(argv), sysfs_arg);
+        }
+        if (o->args)
+                for (size_t i = 0; o->args[i]; i++)
+                        append_arg(argv, &n, ELEMENTSOF(argv), o->args[i]);
+
+        pid_t parent = getpid();
+        fflush(NULL);
+        t->pid = fork();
+        if (t->pid < 0)
+                TEST_FAIL("fork: %s", strerror(errno));
+        if (t->pid == 0) {
+                sigset_t all;
+                int log_fd, null_fd;
+
+                /* Never outlive the test, whatever happens to it. */
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(127);
+                log_fd = open(t->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+                null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (log_fd < 0 || null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 ||
+                    dup2(log_fd, 2) < 0)
+                        _exit(127);
+                /* Only stdio crosses into tsmd (socket activation passes its own fds). */
+                (void) syscall(SYS_close_range, 3U, ~0U, 0U);
+                /* The harness ignores SIGPIPE, and ignored signals survive exec. */
+                (void) signal(SIGPIPE, SIG_DFL);
+                sigemptyset(&all);
+                (void) sigprocmask(SIG_SETMASK, &all, NULL);
+                (void) unsetenv("LISTEN_FDS");
+                (void) unsetenv("LISTEN_PID");
+                (void) unsetenv("NOTIFY_SOCKET");
+                execv(argv[0], (char **) argv);
+                fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+                _exit(127);
+        }
+        guard_send(t, strf("P%d\n", (int) t->pid));
+
+        /* Ready when the socket accepts a connection. */
+        deadline = now_usec() + TSMD_START_TIMEOUT_USEC;
+        for (;;) {
+                int fd;
+
+                if (!tsmd_is_running(t)) {
+                        char s[128];
+                        format_status(t->exit_status, s, sizeof(s));
+                        TEST_FAIL("tsmd exited during start-up (%s)", s);
+                }
+                fd = tsmd_raw_connect(t->socket);
+                if (fd >= 0 && !o->wrapper) {
+                        /* Both sockets are set up before the loop runs; check the second too. */
+                        close(fd);
+                        fd = tsmd_raw_connect(t->guest_socket);
+                }
+                if (fd >= 0) {
+                        close(fd);
+                        break;
+                }
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd did not listen on %s within %llu ms", t->socket,
+                                  (unsigned long long) (TSMD_START_TIMEOUT_USEC / USEC_PER_MSEC));
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        /* With socket activation tsmd is exec'd on the first connection: wait for it. */
+        if (o->wrapper)
+                for (;;) {
+                        char exe[512];
+                        ssize_t l = readlink(strf("/proc/%d/exe", (int) t->pid), exe, sizeof(exe) - 1);
+
+                        if (l > 0) {
+                                exe[l] = 0;
+                                if (streq(exe, TSMD_PATH) && tsmd_log_contains(t, "running."))
+                                        break;
+                        }
+                        if (!tsmd_is_running(t))
+                                TEST_FAIL("tsmd exited during socket activation");
+                        if (now_usec() > deadline)
+                                TEST_FAIL("the wrapper did not exec tsmd in time");
+                        sleep_usec(5 * USEC_PER_MSEC);
+                }
+}
+
+void tsmd_start_config(Tsmd *t, const char *config) {
+        tsmd_start(t, &(TsmdOptions) { .config = config });
+}
+
+int tsmd_terminate(Tsmd *t) {
+        uint64_t deadline;
+
+        if (!tsmd_is_running(t))
+                return t->exit_status;
+        if (!t->sigterm_sent)
+                tsmd_kill(t, SIGTERM);
+        deadline = now_usec() + TSMD_STOP_TIMEOUT_USEC;
+        while (tsmd_is_running(t)) {
+                if (now_usec() > deadline) {
+                        (void) kill(t->pid, SIGKILL);
+                        (void) waitpid(t->pid, NULL, 0);
+                        t->pid = 0;
+                        TEST_FAIL("tsmd did not exit within %llu ms of SIGTERM; killed it",
+                                  (unsigned long long) (TSMD_STOP_TIMEOUT_USEC / USEC_PER_MSEC));
+                }
+                sleep_usec(2 * USEC_PER_MSEC);
+        }
+        return t->exit_status;
+}
+
+void tsmd_kill(Tsmd *t, int sig) {
+        if (t->pid <= 0 || kill(t->pid, sig) < 0)
+                TEST_FAIL("kill -%d tsmd: %s", sig, t->pid <= 0 ? "not running" : strerror(errno));
+        if (sig == SIGTERM)
+                t->sigterm_sent = true;
+}
+
+void tsmd_stop(Tsmd *t) {
+        int status = tsmd_terminate(t);
+
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                char s[128];
+                format_status(status, s, sizeof(s));
+                TEST_FAIL("tsmd did not exit cleanly after SIGTERM: %s", s);
+        }
+}
+
+void tsmd_teardown(Tsmd *t) {
+        if (t->pid > 0)
+                tsmd_stop(t);
+        for (size_t i = 0; i < t->n_helpers; i++) {
+                safe_close(t->helper_fds[i]);
+                (void) waitpid(t->helpers[i], NULL, 0);
+        }
+        t->n_helpers = 0;
+        (void) rm_rf(t->dir);
+        guard_send(t, "D\n");
+        t->guard_fd = safe_close(t->guard_fd);
+        if (t->guard_pid > 0)
+                (void) waitpid(t->guard_pid, NULL, 0);
+        t->guard_pid = 0;
+}
+
+void tsmd_write_file(Tsmd *t, const char *name, const char *text) {
+        const char *tmp = strf("%s/.%s.tmp", t->dir, name), *path = strf("%s/%s", t->dir, name);
+
+        write_file(tmp, text);
+        if (rename(tmp, path) < 0)
+                TEST_FAIL("rename %s: %s", path, strerror(errno));
+}
+
+char *tsmd_read_log(Tsmd *t) {
+        _cleanup_close_ int fd = open(t->log_path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                TEST_FAIL("open %s: %s", t->log_path, strerror(errno));
+        return read_all_fd(fd);
+}
+
+unsigned tsmd_log_count(Tsmd *t, const char *needle) {
+        _cleanup_free_ char *log = tsmd_read_log(t);
+        unsigned n = 0;
+
+        for (const char *p = log; (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        return n;
+}
+
+bool tsmd_log_contains(Tsmd *t, const char *needle) {
+        return tsmd_log_count(t, needle) > 0;
+}
+
+bool tsmd_wait_log(Tsmd *t, const char *needle, unsigned n, uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+
+        for (;;) {
+                if (tsmd_log_count(t, needle) >= n)
+                        return true;
+                if (now_usec() > deadline)
+                        return false;
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+}
+
+bool tsmd_reload(Tsmd *t, const char *config) {
+        static const char reloaded[] = "Configuration reloaded from", kept[] = "keeping the configuration in force";
+        unsigned n_reloaded = tsmd_log_count(t, reloaded), n_kept = tsmd_log_count(t, kept);
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        tsmd_write_file(t, "tsmd.conf", config);
+        tsmd_kill(t, SIGHUP);
+        for (;;) {
+                if (tsmd_log_count(t, reloaded) > n_reloaded)
+                        return true;
+                if (tsmd_log_count(t, kept) > n_kept)
+                        return false;
+                if (!tsmd_is_running(t))
+                        TEST_FAIL("tsmd died on SIGHUP");
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd did not log a reload within %llu ms of SIGHUP",
+                                  (unsigned long long) (TSMD_WAIT_USEC / USEC_PER_MSEC));
+                sleep_usec(2 * USEC_PER_MSEC);
+        }
+}
+
+/* ---- resource accounting ------------------------------------------------------------------ */
+
+unsigned tsmd_count_fds(Tsmd *t) {
+        DIR *d = opendir(strf("/proc/%d/fd", (int) t->pid));
+        struct dirent *de;
+        unsigned n = 0;
+
+        if (!d)
+                TEST_FAIL("opendir /proc/%d/fd: %s", (int) t->pid, strerror(errno));
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static char *read_proc(Tsmd *t, const char *file) {
+        _cleanup_close_ int fd = open(strf("/proc/%d/%s", (int) t->pid, file), O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                TEST_FAIL("open /proc/%d/%s: %s", (int) t->pid, file, strerror(errno));
+        return read_all_fd(fd);
+}
+
+unsigned long tsmd_rss_kib(Tsmd *t) {
+        _cleanup_free_ char *s = read_proc(t, "status");
+        const char *p = strstr(s, "VmRSS:");
+
+        if (!p)
+                TEST_FAIL("no VmRSS in /proc/%d/status", (int) t->pid);
+        return strtoul(p + strlen("VmRSS:"), NULL, 10);
+}
+
+unsigned long long tsmd_cpu_ticks(Tsmd *t) {
+        _cleanup_free_ char *s = read_proc(t, "stat");
+        const char *p = strrchr(s, ')');
+        unsigned long long utime = 0, stime = 0;
+
+        /* After "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+         * cmajflt utime stime. */
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+                TEST_FAIL("cannot parse /proc/%d/stat", (int) t->pid);
+        return utime + stime;
+}
+
+unsigned tsmd_wait_fds(Tsmd *t, unsigned n, uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+        unsigned k;
+
+        for (;;) {
+                k = tsmd_count_fds(t);
+                if (k == n || now_usec() > deadline)
+                        return k;
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+}
+
+static VarlinkClient *connect_to(const char *path);
+
+unsigned tsmd_settled_fds(Tsmd *t, unsigned n_clients) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = connect_to(t->socket);
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        for (;;) {
+                json_object *r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL);
+
+                if (JINT(r, "connections") == (int64_t) n_clients + 1)
+                        return tsmd_count_fds(t) - 1;
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd still counts %" PRIi64 " connections, expected %u", JINT(r, "connections"),
+                                  n_clients + 1);
+                sleep_usec(2 * USEC_PER_MSEC);
+        }
+}
+
+unsigned tsmd_idle_fds(Tsmd *t) {
+        return tsmd_settled_fds(t, 0);
+}
+
+/* ---- clients ------------------------------------------------------------------------------ */
+
+static VarlinkClient *connect_to(const char *path) {
+        VarlinkClient *c = NULL;
+        int r = varlink_client_connect(path, &c);
+
+        if (r < 0)
+                TEST_FAIL("connecting to %s: %s", path, strerror(-r));
+        varlink_client_set_timeout(c, 10 * USEC_PER_SEC);
+        return c;
+}
+
+VarlinkClient *tsmd_connect(Tsmd *t) {
+        return connect_to(t->socket);
+}
+
+VarlinkClient *tsmd_connect_guest(Tsmd *t) {
+        return connect_to(t->guest_socket);
+}
+
+bool tsmd_can_switch_uid(void) {
+        return geteuid() == 0;
+}
+
+static int send_fd(int sock, int fd) {
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        char byte = 'F';
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+static int recv_fd(int sock, int timeout_ms) {
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        char byte = 0;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control) };
+        struct pollfd p = { .fd = sock, .events = POLLIN };
+        struct cmsghdr *cm;
+        int fd;
+
+        if (poll(&p, 1, timeout_ms) != 1)
+                return -ETIMEDOUT;
+        if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1)
+                return -EIO;
+        cm = CMSG_FIRSTHDR(&mh);
+        if (byte != 'F' || !cm || cm->cmsg_type != SCM_RIGHTS)
+                return -EIO;
+        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        return fd;
+}
+
+VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid) {
+        VarlinkClient *c = NULL;
+        int pair[2], fd, r;
+        pid_t pid;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("connecting as uid %u needs root", (unsigned) uid);
+        if (t->n_helpers >= TSMD_MAX_HELPERS)
+                TEST_FAIL("too many helper processes");
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                TEST_FAIL("socketpair: %s", strerror(errno));
+
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0)
+                TEST_FAIL("fork: %s", strerror(errno));
+        if (pid == 0) {
+                char byte;
+
+                /* Hold nothing of the test's: a dup of another client's socket would keep that
+                 * connection open after the test closed it. */
+                if (dup2(pair[1], 3) < 0)
+                        _exit(2);
+                (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+                pair[1] = 3;
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+                        _exit(2);
+                if (geteuid() != uid || getegid() != gid)
+                        _exit(3);
+                fd = tsmd_raw_connect(t->guest_socket);
+                if (fd < 0 || send_fd(pair[1], fd) < 0)
+                        _exit(4);
+                close(fd);
+                /* Stay around (SO_PEERCRED names this pid) until the test lets go. */
+                while (read(pair[1], &byte, 1) < 0 && errno == EINTR)
+                        ;
+                _exit(0);
+        }
+        close(pair[1]);
+        fd = recv_fd(pair[0], 5000);
+        if (fd < 0) {
+                int status = 0;
+                (void) kill(pid, SIGKILL);
+                (void) waitpid(pid, &status, 0);
+                TEST_FAIL("connecting as uid %u failed (helper status 0x%x): %s", (unsigned) uid, status,
+                          strerror(-fd));
+        }
+        t->helpers[t->n_helpers] = pid;
+        t->helper_fds[t->n_helpers++] = pair[0];
+
+        r = varlink_client_new_from_fd(fd, &c);
+        if (r < 0)
+                TEST_FAIL("varlink_client_new_from_fd: %s", strerror(-r));
+        varlink_client_set_timeout(c, 10 * USEC_PER_SEC);
+        return c;
+}
+
+/* ---- calls -------------------------------------------------------------------------------- */
+
+static json_object *parse_json(const char *file, int line, const char *text) {
+        json_object *o;
+
+        if (!text)
+                return NULL;
+        o = json_tokener_parse(text);
+        if (!o)
+                FAIL_AT(file, line, "test bug: not JSON: %s", text);
+        return o;
+}
+
+static const char *json_text(json_object *o) {
+        return o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) : "null";
+}
+
+static const char *call_at(const char *file, int line, VarlinkClient *c, const char *method,
+                           const char *params, json_object **ret) {
+        json_object *reply = NULL;
+        const char *error = NULL;
+        int r;
+
+        r = varlink_client_call(c, method, parse_json(file, line, params), &reply, &error);
+        if (r < 0)
+                FAIL_AT(file, line, "%s(%s): no reply: %s", method, params ?: "{}", strerror(-r));
+        if (ret)
+                *ret = reply;
+        return error;
+}
+
+const char *tsmd_call(VarlinkClient *c, const char *method, const char *params, json_object **ret) {
+        return call_at(__FILE__, __LINE__, c, method, params, ret);
+}
+
+json_object *tsmd_call_ok_at(const char *file, int line, VarlinkClient *c, const char *method,
+                             const char *params) {
+        json_object *reply = NULL;
+        const char *error = call_at(file, line, c, method, params, &reply);
+
+        if (error)
+                FAIL_AT(file, line, "%s(%s) failed: %s %s", method, params ?: "{}", error, json_text(reply));
+        return reply;
+}
+
+bool json_matches(json_object *o, const char *expected) {
+        _cleanup_(json_object_putp) json_object *e = parse_json(__FILE__, __LINE__, expected);
+
+        if (!e)
+                return true;
+        if (!o || !json_object_is_type(o, json_type_object))
+                return false;
+        json_object_object_foreach(e, key, want) {
+                json_object *have;
+
+                if (!json_object_object_get_ex(o, key, &have) || !json_object_equal(have, want))
+                        return false;
+        }
+        return true;
+}
+
+json_object *tsmd_call_error_at(const char *file, int line, VarlinkClient *c, const char *method,
+                                const char *params, const char *error, const char *expected_params) {
+        json_object *reply = NULL;
+        const char *got = call_at(file, line, c, method, params, &reply);
+
+        if (!got)
+                FAIL_AT(file, line, "%s(%s): expected %s, but it succeeded: %s", method, params ?: "{}",
+                        error, json_text(reply));
+        if (!streq(got, error))
+                FAIL_AT(file, line, "%s(%s): expected %s, got %s %s", method, params ?: "{}", error, got,
+                        json_text(reply));
+        if (!json_matches(reply, expected_params))
+                FAIL_AT(file, line, "%s(%s): %s carries %s, expected at least %s", method,
+                        params ?: "{}", error, json_text(reply), expected_params);
+        return reply;
+}
+
+static json_object *field_at(const char *file, int line, json_object *o, const char *key,
+                             json_type type) {
+        json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, type))
+                FAIL_AT(file, line, "expected a %s field '%s' in %s", json_type_to_name(type), key,
+                        json_text(o));
+        return v;
+}
+
+int64_t json_int_at(const char *file, int line, json_object *o, const char *key) {
+        return json_object_get_int64(field_at(file, line, o, key, json_type_int));
+}
+
+const char *json_str_at(const char *file, int line, json_object *o, const char *key) {
+        return json_object_get_string(field_at(file, line, o, key, json_type_string));
+}
+
+bool json_bool_at(const char *file, int line, json_object *o, const char *key) {
+        return json_object_get_boolean(field_at(file, line, o, key, json_type_boolean));
+}
+
+/* ---- asynchronous calls -------------------------------------------------------------------- */
+
+static int on_async_reply(VarlinkClient *c, json_object *parameters, const char *error,
+                          bool continues, void *userdata) {
+        AsyncCall *a = userdata;
+
+        if (a->n >= ASYNC_MAX_REPLIES)
+                TEST_FAIL("more than %d replies to one call", ASYNC_MAX_REPLIES);
+        a->params[a->n] = json_object_get(parameters);
+        a->errors[a->n] = error ? strdup(error) : NULL;
+        a->n++;
+        if (!continues)
+                a->done = true;
+        return 0;
+}
+
+void tsmd_call_async(VarlinkClient *c, const char *method, const char *params, unsigned flags,
+                     AsyncCall *a) {
+        int r;
+
+        *a = (AsyncCall) {};
+        r = varlink_client_call_async(c, method, parse_json(__FILE__, __LINE__, params), flags,
+                                      on_async_reply, a);
+        if (r < 0)
+                TEST_FAIL("%s: sending failed: %s", method, strerror(-r));
+        /* Push it out now: the caller usually waits for tsmd to act on it. */
+        (void) varlink_client_process(c);
+}
+
+bool tsmd_async_wait(VarlinkClient *c, AsyncCall *a, size_t n, uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+
+        for (;;) {
+                struct pollfd p = { .fd = varlink_client_get_fd(c) };
+                uint64_t now;
+                int r;
+
+                do
+                        r = varlink_client_process(c);
+                while (r > 0 && a->n < n);
+                if (a->n >= n)
+                        return true;
+                if (r < 0) /* dead: every pending callback has run */
+                        return a->n >= n;
+                now = now_usec();
+                if (now >= deadline)
+                        return false;
+                p.events = varlink_client_get_events(c) ?: POLLIN;
+                (void) poll(&p, 1, (int) DIV_ROUND_UP(deadline - now, USEC_PER_MSEC));
+        }
+}
+
+void tsmd_pump(VarlinkClient *c, uint64_t timeout_usec) {
+        AsyncCall never = {};
+
+        (void) tsmd_async_wait(c, &never, 1, timeout_usec);
+}
+
+void async_call_done(AsyncCall *a) {
+        for (size_t i = 0; i < a->n; i++) {
+                json_object_put(a->params[i]);
+                free(a->errors[i]);
+        }
+        *a = (AsyncCall) {};
+}
+
+bool tsmd_wait_hangup(VarlinkClient *c, uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+        int fd = varlink_client_get_fd(c);
+
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+                uint64_t now = now_usec();
+                char buf[4096];
+
+                if (now >= deadline)
+                        return false;
+                if (poll(&p, 1, (int) DIV_ROUND_UP(deadline - now, USEC_PER_MSEC)) <= 0)
+                        continue;
+                if (p.revents & (POLLHUP | POLLRDHUP | POLLERR))
+                        return true;
+                /* Readable: drain what tsmd still sent; EOF is the hang-up. */
+                ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                        return true;
+        }
+}
+
+/* ---- running programs ------------------------------------------------------------------- */
+
+int run_capture(const char *const *argv, char **ret_stdout, char **ret_stderr, uint64_t timeout_usec) {
+        int out[2], err[2], status = 0;
+        uint64_t deadline = now_usec() + timeout_usec;
+        size_t len[2] = {}, allocated[2] = { 4096, 4096 };
+        char *buf[2] = { malloc(4096), malloc(4096) };
+        struct pollfd p[2];
+        bool open_[2] = { true, true };
+        pid_t pid;
+
+        if (!buf[0] || !buf[1])
+                TEST_FAIL("out of memory");
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+                TEST_FAIL("pipe2: %s", strerror(errno));
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0)
+                TEST_FAIL("fork: %s", strerror(errno));
+        if (pid == 0) {
+                int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
+                        _exit(127);
+                (void) signal(SIGPIPE, SIG_DFL);
+                execv(argv[0], (char **) argv);
+                fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+                _exit(127);
+        }
+        close(out[1]);
+        close(err[1]);
+        p[0] = (struct pollfd) { .fd = out[0], .events = POLLIN };
+        p[1] = (struct pollfd) { .fd = err[0], .events = POLLIN };
+
+        while (open_[0] || open_[1]) {
+                uint64_t now = now_usec();
+
+                if (now >= deadline) {
+                        (void) kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                        TEST_FAIL("%s did not finish within %llu ms", argv[0],
+                                  (unsigned long long) (timeout_usec / USEC_PER_MSEC));
+                }
+                for (int i = 0; i < 2; i++)
+                        p[i].fd = open_[i] ? (i == 0 ? out[0] : err[0]) : -1;
+                if (poll(p, 2, (int) DIV_ROUND_UP(deadline - now, USEC_PER_MSEC)) < 0 && errno != EINTR)
+                        TEST_FAIL("poll: %s", strerror(errno));
+                for (int i = 0; i < 2; i++) {
+                        ssize_t n;
+
+                        if (!open_[i] || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        if (allocated[i] - len[i] < 1024) {
+                                char *q = realloc(buf[i], allocated[i] * 2);
+                                if (!q)
+                                        TEST_FAIL("out of memory");
+                                buf[i] = q;
+                                allocated[i] *= 2;
+                        }
+                        n = read(p[i].fd, buf[i] + len[i], allocated[i] - len[i] - 1);
+                        if (n > 0)
+                                len[i] += (size_t) n;
+                        else if (n == 0 || errno != EINTR)
+                                open_[i] = false;
+                }
+        }
+        close(out[0]);
+        close(err[0]);
+        buf[0][len[0]] = 0;
+        buf[1][len[1]] = 0;
+
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        TEST_FAIL("waitpid: %s", strerror(errno));
+
+        if (ret_stdout)
+                *ret_stdout = buf[0];
+        else
+                free(buf[0]);
+        if (ret_stderr)
+                *ret_stderr = buf[1];
+        else
+                free(buf[1]);
+        return status;
+}

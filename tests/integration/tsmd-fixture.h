@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Integration test fixture: starts the real tsmd binary (TSMD_PATH, set by meson) in a fresh
+ * temporary directory with a given tsmd.conf (and any further files, such as a policy), waits
+ * until its socket accepts connections, and stops it with SIGTERM expecting exit status 0.
+ * tsmd's stderr goes to <dir>/tsmd.log. A guard process watches the test: if the test dies
+ * before tsmd_teardown() (a failed ASSERT_* is an _exit(1)), the guard kills tsmd, prints its
+ * log to stderr and removes the directory. tsmd also gets PR_SET_PDEATHSIG, so nothing
+ * outlives a test.
+ *
+ * Plus helpers to connect clients (also as another uid/gid), to call methods and assert on
+ * their errors and error parameters, to wait for asynchronous replies with a bound, base64,
+ * and to read tsmd's fd count, RSS and CPU time for leak checks.
+ *
+ * Every wait is bounded. Everything fails through TEST_FAIL()/SKIP() of tests/harness.h.
+ * Runs in: tests only.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include "harness.h"
+#include "varlink-client.h"
+
+#define USEC_PER_MSEC UINT64_C(1000)
+#define USEC_PER_SEC UINT64_C(1000000)
+
+/* How long tsmd may take to start listening, and to exit after SIGTERM. */
+#define TSMD_START_TIMEOUT_USEC (10 * USEC_PER_SEC)
+#define TSMD_STOP_TIMEOUT_USEC (5 * USEC_PER_SEC)
+/* Default bound for a wait on something tsmd should do promptly. */
+#define TSMD_WAIT_USEC (5 * USEC_PER_SEC)
+
+/* An extra file written into tsmd's directory before it starts (a policy, say). */
+typedef struct TsmdFile {
+        const char *name; /* relative to the directory, no slashes */
+        const char *text;
+} TsmdFile;
+
+typedef struct TsmdOptions {
+        /* Contents of <dir>/tsmd.conf, always passed as --config=. NULL: an empty file. */
+        const char *config;
+        const TsmdFile *files;
+        size_t n_files;
+        /* --sysfs-root=; NULL: none. */
+        const char *sysfs_root;
+        /* Program (and its arguments, NULL-terminated) that runs tsmd, e.g. systemd-socket-
+         * activate -l @SOCKET@: an argument "@SOCKET@" is replaced by the socket's path. With
+         * a wrapper, tsmd gets no --socket= nor --guest-socket=. The wrapper must exec tsmd in
+         * place (same pid). */
+        const char *const *wrapper;
+        /* Further tsmd arguments, NULL-terminated; NULL: none. */
+        const char *const *args;
+        /* --log-level=; NULL: debug. */
+        const char *log_level;
+} TsmdOptions;
+
+#define TSMD_MAX_HELPERS 16
+
+typedef struct Tsmd {
+        pid_t pid;         /* tsmd; 0 once it was reaped */
+        bool sigterm_sent;
+        int exit_status;   /* wait status, once reaped */
+        pid_t guard_pid;
+        int guard_fd;
+        char dir[256];
+        char socket[300];       /* --socket=: every interface, mode 0660 */
+        char guest_socket[300]; /* --guest-socket=: io.tsmd.Guest (and Service), mode 0666 */
+        char config_path[300];
+        char log_path[300];
+        /* Processes holding connections made as another user (see tsmd_connect_as()). */
+        pid_t helpers[TSMD_MAX_HELPERS];
+        int helper_fds[TSMD_MAX_HELPERS];
+        size_t n_helpers;
+} Tsmd;
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+/* Starts tsmd; fails the test if it does not listen within TSMD_START_TIMEOUT_USEC. */
+void tsmd_start(Tsmd *t, const TsmdOptions *o);
+/* Shorthand: only a tsmd.conf. */
+void tsmd_start_config(Tsmd *t, const char *config);
+
+/* True while tsmd has not exited (reaps it if it has). */
+bool tsmd_is_running(Tsmd *t);
+
+/* SIGTERM (unless the test sent one already: a second one is not what is being tested), then
+ * waits up to TSMD_STOP_TIMEOUT_USEC; SIGKILL and a test failure if it does not exit in time.
+ * Returns the wait status (does not judge it). */
+int tsmd_terminate(Tsmd *t);
+/* tsmd_terminate() and fails the test unless tsmd exited with status 0. */
+void tsmd_stop(Tsmd *t);
+/* Stops tsmd if still running (expecting exit status 0), ends the helpers, removes the
+ * directory and dismisses the guard. Call at the end of every test. */
+void tsmd_teardown(Tsmd *t);
+
+/* Sends a signal to tsmd (and remembers a SIGTERM). */
+void tsmd_kill(Tsmd *t, int sig);
+
+/* Replaces tsmd.conf (atomically) and sends SIGHUP; waits until tsmd logged that it reloaded
+ * or kept its configuration (bounded). Returns true if it reloaded, false if it kept the old. */
+bool tsmd_reload(Tsmd *t, const char *config);
+/* Rewrites a file in tsmd's directory (atomically). */
+void tsmd_write_file(Tsmd *t, const char *name, const char *text);
+
+/* tsmd's log so far (malloc'd, NUL-terminated), and whether it contains needle. */
+char *tsmd_read_log(Tsmd *t);
+bool tsmd_log_contains(Tsmd *t, const char *needle);
+/* Number of occurrences of needle in the log. */
+unsigned tsmd_log_count(Tsmd *t, const char *needle);
+/* Waits (bounded) until the log holds at least n occurrences of needle. */
+bool tsmd_wait_log(Tsmd *t, const char *needle, unsigned n, uint64_t timeout_usec);
+
+/* ---- resource accounting --------------------------------------------------------------- */
+
+unsigned tsmd_count_fds(Tsmd *t);
+/* VmRSS in KiB. */
+unsigned long tsmd_rss_kib(Tsmd *t);
+/* utime + stime in clock ticks. */
+unsigned long long tsmd_cpu_ticks(Tsmd *t);
+/* tsmd's fd count with no client connected, measured deterministically: through a client
+ * that waits until GetStatus counts only itself (so every earlier connection, including the
+ * fixture's readiness probes, is fully closed), minus that client's connection. */
+unsigned tsmd_idle_fds(Tsmd *t);
+/* The same with n_clients of the test's connections open (they must be idle). */
+unsigned tsmd_settled_fds(Tsmd *t, unsigned n_clients);
+/* Waits (bounded) until tsmd has exactly n open fds; returns the last count seen. */
+unsigned tsmd_wait_fds(Tsmd *t, unsigned n, uint64_t timeout_usec);
+
+/* ---- clients --------------------------------------------------------------------------- */
+
+/* A connection to the socket serving everything (as the test's own uid, root or not). */
+VarlinkClient *tsmd_connect(Tsmd *t);
+/* A connection to the guest socket (no wrapper: tsmd listens there too). */
+VarlinkClient *tsmd_connect_guest(Tsmd *t);
+/* A connection to the guest socket made by a process running as uid/gid (no supplementary
+ * groups), handed over to this process with SCM_RIGHTS: tsmd sees that uid in SO_PEERCRED.
+ * The process stays alive (so its pid stays valid) until tsmd_teardown(). SKIPs unless
+ * running as root. */
+VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid);
+bool tsmd_can_switch_uid(void);
+
+/* A connected AF_UNIX socket to tsmd, for raw-protocol use; -errno on failure. */
+int tsmd_raw_connect(const char *path);
+
+/* printf into one of a ring of static buffers (for JSON parameters). */
+const char *strf(const char *format, ...) _printf_(1, 2);
+
+/* Calls method with parameters given as JSON text (NULL: {}). Returns the error name (NULL
+ * on success) and the reply's parameters in *ret (borrowed: valid until the next call on c).
+ * A local failure (disconnect, timeout) fails the test. */
+const char *tsmd_call(VarlinkClient *c, const char *method, const char *params, json_object **ret);
+
+/* Location-reporting assertions around tsmd_call(). */
+json_object *tsmd_call_ok_at(const char *file, int line, VarlinkClient *c, const char *method,
+                             const char *params);
+/* Asserts the call fails with error, and that every key of expected_params (JSON object text,
+ * may be NULL) is in the error's parameters with an equal value. Returns the parameters. */
+json_object *tsmd_call_error_at(const char *file, int line, VarlinkClient *c, const char *method,
+                                const char *params, const char *error, const char *expected_params);
+#define CALL_OK(c, method, params) tsmd_call_ok_at(__FILE__, __LINE__, (c), (method), (params))
+#define CALL_ERROR(c, method, params, error, expected)                                             \
+        tsmd_call_error_at(__FILE__, __LINE__, (c), (method), (params), (error), (expected))
+
+/* Typed getters that fail the test when the field is missing or mistyped. */
+int64_t json_int_at(const char *file, int line, json_object *o, const char *key);
+const char *json_str_at(const char *file, int line, json_object *o, const char *key);
+bool json_bool_at(const char *file, int line, json_object *o, const char *key);
+#define JINT(o, key) json_int_at(__FILE__, __LINE__, (o), (key))
+#define JSTR(o, key) json_str_at(__FILE__, __LINE__, (o), (key))
+#define JBOOL(o, key) json_bool_at(__FILE__, __LINE__, (o), (key))
+/* True if every key of expected (JSON text) is in o with an equal value. */
+bool json_matches(json_object *o, const char *expected);
+
+/* ---- asynchronous calls ---------------------------------------------------------------- */
+
+#define ASYNC_MAX_REPLIES 32
+
+/* Collects every reply of one asynchronous (possibly "more") call. */
+typedef struct AsyncCall {
+        json_object *params[ASYNC_MAX_REPLIES]; /* owned references */
+        char *errors[ASYNC_MAX_REPLIES];        /* NULL for a successful reply */
+        size_t n;
+        bool done; /* the final reply (continues: false) arrived */
+} AsyncCall;
+
+/* Sends a call without waiting (flags: 0 or VARLINK_CALL_MORE); replies land in *a. */
+void tsmd_call_async(VarlinkClient *c, const char *method, const char *params, unsigned flags,
+                     AsyncCall *a);
+/* Processes c's input until *a holds at least n replies or the timeout passes. A local
+ * failure of the connection is recorded by the client as an error reply (io.tsmd.Disconnected).
+ * Returns true if the n replies arrived. */
+bool tsmd_async_wait(VarlinkClient *c, AsyncCall *a, size_t n, uint64_t timeout_usec);
+/* Processes whatever is readable on c for up to timeout_usec (to let replies arrive that
+ * must not). */
+void tsmd_pump(VarlinkClient *c, uint64_t timeout_usec);
+void async_call_done(AsyncCall *a);
+
+/* Waits (bounded) until the peer closed the connection: POLLHUP or EOF on the socket. */
+bool tsmd_wait_hangup(VarlinkClient *c, uint64_t timeout_usec);
+
+/* ---- misc ------------------------------------------------------------------------------ */
+
+uint64_t now_usec(void);
+void sleep_usec(uint64_t usec);
+/* Base64 of len bytes (malloc'd) / decoding into a malloc'd buffer (fails the test if bad). */
+char *b64(const void *data, size_t len);
+void *unb64(const char *text, size_t *ret_len);
+/* Writes text to path (creating or truncating it). */
+void write_file(const char *path, const char *text);
+/* Runs argv (argv[0] a path), with stdout and stderr captured (malloc'd); returns the wait
+ * status. Bounded by timeout_usec (SIGKILL and a test failure after it). */
+int run_capture(const char *const *argv, char **ret_stdout, char **ret_stderr, uint64_t timeout_usec);
+/* Removes a directory tree. */
+int rm_rf(const char *path);
+/* A fresh directory under /tmp (static storage) that is removed when the test process ends,
+ * however it ends. */
+const char *scratch_dir(void);

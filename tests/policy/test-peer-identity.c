@@ -1,0 +1,701 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Peer identity over socketpairs and over a real listening socket: uid, gid, pid and
+ * supplementary groups of ourselves and of a child that dropped to another uid/gid/groups;
+ * the pidfd liveness gate (an exited or reaped peer, a pid that now names someone else, pid
+ * 0); the unit and cgroup of a peer, both where we run inside a unit and, as root, in cgroups
+ * made for the test. Each case runs with SO_PEERPIDFD and with the pidfd_open() fallback.
+ *
+ * Runs in: tests. Cases that change uid or create cgroups need root and SKIP without it.
+ */
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/un.h>
+#include <systemd/sd-login.h>
+
+#include "harness.h"
+#include "macro.h"
+#include "peer-identity.h"
+#include "policy.h"
+
+#define OTHER_UID 1500
+#define OTHER_GID 1500
+static const gid_t other_groups[] = { 2001, 2002, 2003 };
+
+static const PeerIdentityFlags flag_variants[] = { 0, PEER_IDENTITY_NO_PEERPIDFD };
+
+static void identity_done(PeerIdentity *id) {
+        peer_identity_done(id);
+}
+
+/* Can this system prove liveness through a pidfd? Not before Linux 5.3, under a seccomp
+ * filter, or under valgrind 3.19, which knows neither pidfd_open() nor pidfd_send_signal(). */
+static bool pidfd_works(void) {
+        int fd = pidfd_open(getpid(), 0);
+        bool ok = fd >= 0 && pidfd_send_signal(fd, 0, NULL, 0) >= 0;
+
+        safe_close(fd);
+        return ok;
+}
+
+/* What peer_identity_*() should report as our own unit or cgroup: the truth where it can be
+ * verified, NULL (fail closed) where it cannot. */
+static char *self_lookup(int (*func)(pid_t, char **)) {
+        char *s = NULL;
+
+        if (!pidfd_works() || func(getpid(), &s) < 0)
+                return mfree(s);
+        return s;
+}
+
+static bool streq_null(const char *a, const char *b) {
+        return (!a && !b) || (a && b && streq(a, b));
+}
+
+static void check_is_self(const PeerIdentity *id) {
+        _cleanup_free_ char *unit = self_lookup(sd_pid_get_unit);
+        _cleanup_free_ char *cgroup = self_lookup(sd_pid_get_cgroup);
+        gid_t groups[256];
+        int n;
+
+        ASSERT_EQ(id->uid, geteuid());
+        ASSERT_EQ(id->gid, getegid());
+        ASSERT_EQ(id->pid, getpid());
+
+        n = getgroups(ELEMENTSOF(groups), groups);
+        ASSERT_GE(n, 0);
+        ASSERT_EQ(id->n_groups, n);
+        for (int i = 0; i < n; i++)
+                ASSERT_TRUE(peer_identity_in_group(id, groups[i]));
+
+        /* Inside a unit we must find it; outside any unit (a container, a CI job without
+         * systemd) it must be NULL, not some guess. */
+        if (!streq_null(id->unit, unit))
+                TEST_FAIL("unit '%s', expected '%s'", strna(id->unit), strna(unit));
+        if (!streq_null(id->cgroup, cgroup))
+                TEST_FAIL("cgroup '%s', expected '%s'", strna(id->cgroup), strna(cgroup));
+}
+
+TEST(socketpair_self) {
+        for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                _cleanup_(identity_done) PeerIdentity a = PEER_IDENTITY_NULL, b = PEER_IDENTITY_NULL;
+                int fds[2];
+
+                ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+                ASSERT_OK(peer_identity_from_socket_full(fds[0], flag_variants[v], &a));
+                ASSERT_OK(peer_identity_from_socket_full(fds[1], flag_variants[v], &b));
+                check_is_self(&a);
+                check_is_self(&b);
+                close_many(fds, 2);
+        }
+}
+
+static char tmpdir[] = "/tmp/test-peer-identity-XXXXXX";
+static char socket_path[sizeof(tmpdir) + 16];
+
+/* The harness ends a test with _exit(), which skips atexit(): clean up when the test's scope
+ * ends instead. Declare the guard before the listening socket. */
+static void tmpdir_guard(bool *armed) {
+        if (*armed && !strstr(tmpdir, "XXXXXX")) {
+                (void) unlink(socket_path);
+                (void) rmdir(tmpdir);
+        }
+}
+#define TMPDIR_GUARD _cleanup_(tmpdir_guard) _unused_ bool _tmpdir_armed_ = true
+
+/* A listening socket anyone may connect to, like /run/tsmd/io.tsmd. */
+static int listen_socket(void) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        ASSERT_NOT_NULL(mkdtemp(tmpdir));
+        ASSERT_OK(chmod(tmpdir, 0755));
+        snprintf(socket_path, sizeof(socket_path), "%s/sock", tmpdir);
+        strcpy(sa.sun_path, socket_path);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(chmod(socket_path, 0777));
+        ASSERT_OK(listen(fd, 16));
+        return fd;
+}
+
+static int connect_socket(void) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        strcpy(sa.sun_path, socket_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        return fd;
+}
+
+TEST(listening_socket_self) {
+        TMPDIR_GUARD;
+        _cleanup_close_ int lfd = listen_socket(), cfd = -EBADF, afd = -EBADF;
+
+        cfd = connect_socket();
+        ASSERT_OK(cfd);
+        afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_OK(afd);
+
+        for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                _cleanup_(identity_done) PeerIdentity server_side = PEER_IDENTITY_NULL,
+                                                      client_side = PEER_IDENTITY_NULL;
+
+                ASSERT_OK(peer_identity_from_socket_full(afd, flag_variants[v], &server_side));
+                check_is_self(&server_side);
+                /* The client sees the listener's credentials (taken at listen()). */
+                ASSERT_OK(peer_identity_from_socket_full(cfd, flag_variants[v], &client_side));
+                check_is_self(&client_side);
+        }
+}
+
+TEST(errors) {
+        _cleanup_close_ int unconnected = -EBADF, inet = -EBADF;
+        PeerIdentity id = PEER_IDENTITY_NULL;
+        int pipefd[2];
+
+        ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
+        ASSERT_ERRNO(peer_identity_from_socket(pipefd[0], &id), ENOTSOCK);
+        close_many(pipefd, 2);
+
+        inet = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_OK(inet);
+        ASSERT_ERRNO(peer_identity_from_socket(inet, &id), EAFNOSUPPORT);
+
+        unconnected = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_OK(unconnected);
+        ASSERT_ERRNO(peer_identity_from_socket(unconnected, &id), ENOTCONN);
+
+        ASSERT_ERRNO(peer_identity_from_socket(-1, &id), EBADF);
+        /* ret untouched on failure */
+        ASSERT_EQ(id.uid, UID_INVALID);
+        ASSERT_NULL(id.groups);
+}
+
+TEST(in_group) {
+        gid_t groups[] = { 10, 20 };
+        PeerIdentity id = { .uid = 5, .gid = 7, .groups = groups, .n_groups = 2 };
+
+        ASSERT_TRUE(peer_identity_in_group(&id, 7));
+        ASSERT_TRUE(peer_identity_in_group(&id, 10));
+        ASSERT_TRUE(peer_identity_in_group(&id, 20));
+        ASSERT_FALSE(peer_identity_in_group(&id, 5));
+        ASSERT_FALSE(peer_identity_in_group(&id, GID_INVALID));
+        ASSERT_FALSE(peer_identity_in_group(NULL, 7));
+}
+
+/* ---- peers in child processes ---- */
+
+static void send_fd(int channel, int fd) {
+        char byte = 'x';
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control) };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        if (sendmsg(channel, &mh, MSG_NOSIGNAL) != 1)
+                _exit(2);
+}
+
+static int recv_fd(int channel) {
+        char byte;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control) };
+        struct cmsghdr *c;
+        int fd;
+
+        if (recvmsg(channel, &mh, MSG_CMSG_CLOEXEC) != 1)
+                return -EIO;
+        c = CMSG_FIRSTHDR(&mh);
+        if (!c || c->cmsg_type != SCM_RIGHTS)
+                return -EIO;
+        memcpy(&fd, CMSG_DATA(c), sizeof(int));
+        return fd;
+}
+
+typedef enum PeerHow {
+        PEER_SOCKETPAIR, /* the child makes a socketpair and hands us one end */
+        PEER_CONNECT,    /* the child connect()s to socket_path; we accept */
+} PeerHow;
+
+typedef struct Peer {
+        pid_t pid;
+        int channel; /* closing it lets the child exit */
+        int fd;      /* our end of the connection to the child */
+} Peer;
+
+static void drop_to_other_user(void) {
+        if (setgroups(ELEMENTSOF(other_groups), other_groups) < 0 ||
+            setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 || setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                _exit(3);
+}
+
+static char *move_to_cgroup_path; /* for move_to_cgroup() */
+
+static void move_to_cgroup(void) {
+        char pid[32];
+        int fd, n;
+
+        n = snprintf(pid, sizeof(pid), "%d", (int) getpid());
+        fd = open(move_to_cgroup_path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, pid, (size_t) n) != n)
+                _exit(4);
+        close(fd);
+}
+
+/* Starts a child that runs setup() and then becomes our peer. lfd: listener for PEER_CONNECT. */
+static Peer spawn_peer(PeerHow how, int lfd, void (*setup)(void)) {
+        int channel[2];
+        Peer peer;
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel));
+        fflush(NULL);
+        peer.pid = fork();
+        ASSERT_OK(peer.pid);
+
+        if (peer.pid == 0) {
+                char byte;
+                int fd, pair[2];
+
+                close(channel[0]);
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (setup)
+                        setup();
+
+                if (how == PEER_SOCKETPAIR) {
+                        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                                _exit(5);
+                        send_fd(channel[1], pair[0]);
+                } else {
+                        fd = connect_socket();
+                        if (fd < 0)
+                                _exit(6);
+                        if (write(channel[1], "c", 1) != 1)
+                                _exit(7);
+                }
+
+                /* Stay alive (keeping the pid) until the parent is done. */
+                while (read(channel[1], &byte, 1) > 0)
+                        ;
+                _exit(0);
+        }
+
+        close(channel[1]);
+        peer.channel = channel[0];
+        if (how == PEER_SOCKETPAIR)
+                peer.fd = recv_fd(peer.channel);
+        else {
+                char byte;
+
+                ASSERT_EQ(read(peer.channel, &byte, 1), 1);
+                peer.fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        }
+        ASSERT_OK(peer.fd);
+        return peer;
+}
+
+/* Lets the child exit and reaps it; returns its exit status. */
+static int finish_peer(Peer *peer) {
+        int status;
+
+        peer->channel = safe_close(peer->channel);
+        peer->fd = safe_close(peer->fd);
+        ASSERT_EQ(waitpid(peer->pid, &status, 0), peer->pid);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void check_is_other_user(const PeerIdentity *id, pid_t pid) {
+        ASSERT_EQ(id->uid, OTHER_UID);
+        ASSERT_EQ(id->gid, OTHER_GID);
+        ASSERT_EQ(id->pid, pid);
+        ASSERT_EQ(id->n_groups, ELEMENTSOF(other_groups));
+        for (size_t i = 0; i < ELEMENTSOF(other_groups); i++)
+                ASSERT_TRUE(peer_identity_in_group(id, other_groups[i]));
+        ASSERT_TRUE(peer_identity_in_group(id, OTHER_GID));
+        ASSERT_FALSE(peer_identity_in_group(id, 0));
+}
+
+TEST(other_user_with_supplementary_groups) {
+        TMPDIR_GUARD;
+        _cleanup_close_ int lfd = -EBADF;
+        _cleanup_free_ char *cgroup = self_lookup(sd_pid_get_cgroup);
+
+        if (geteuid() != 0)
+                SKIP("needs root to run a peer as another uid/gid with supplementary groups");
+
+        lfd = listen_socket();
+
+        for (PeerHow how = PEER_SOCKETPAIR; how <= PEER_CONNECT; how++)
+                for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                        _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+                        Peer peer = spawn_peer(how, lfd, drop_to_other_user);
+
+                        ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &id));
+                        check_is_other_user(&id, peer.pid);
+                        /* Same cgroup as ours: the child never moved. */
+                        if (!streq_null(id.cgroup, cgroup))
+                                TEST_FAIL("cgroup '%s', expected '%s'", strna(id.cgroup), strna(cgroup));
+                        ASSERT_EQ(finish_peer(&peer), 0);
+                }
+}
+
+#define DEV "0000:01:00.0"
+#define EMU TSM_BACKEND_EMULATED
+
+TEST(policy_end_to_end) {
+        TMPDIR_GUARD;
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        _cleanup_close_ int lfd = -EBADF;
+        /* Matches only through a supplementary group the peer got from setgroups(). */
+        const PolicySource src = {
+                "e2e.conf",
+                "[Client:by-group]\nUsers=1500\nGroups=2003\nDevices=0000:01:00.0\nScopes=info debug-read\n"
+                "[Client:root-needs-a-rule]\nUsers=0\nGroups=2003\nDevices=*\n",
+        };
+
+        if (geteuid() != 0)
+                SKIP("needs root to run a peer as another uid/gid with supplementary groups");
+
+        ASSERT_OK(policy_load_from_text(&src, 1, &p, &error));
+        lfd = listen_socket();
+
+        for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                _cleanup_(identity_done) PeerIdentity other = PEER_IDENTITY_NULL, self = PEER_IDENTITY_NULL;
+                Peer peer = spawn_peer(PEER_CONNECT, lfd, drop_to_other_user);
+                const char *reason = NULL;
+
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &other));
+                ASSERT_OK(policy_check_scope(p, &other, DEV, EMU, "debug-read", &reason));
+                ASSERT_STREQ(policy_get_rule_name(p, &other, DEV, EMU, "debug-read"), "by-group");
+                ASSERT_ERRNO(policy_check_scope(p, &other, DEV, EMU, "debug-write", &reason), EPERM);
+                ASSERT_STREQ(reason, "scope 'debug-write' not granted");
+                ASSERT_FALSE(policy_is_admin(p, &other));
+                ASSERT_EQ(finish_peer(&peer), 0);
+
+                /* We are root, but not in group 2003: root gets no device without a rule. */
+                peer = spawn_peer(PEER_CONNECT, lfd, NULL);
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &self));
+                ASSERT_EQ(self.uid, 0);
+                ASSERT_ERRNO(policy_check_device(p, &self, DEV, EMU, &reason), EPERM);
+                ASSERT_STREQ(reason, "no policy rule matches the client");
+                ASSERT_TRUE(policy_is_admin(p, &self));
+                ASSERT_EQ(finish_peer(&peer), 0);
+        }
+}
+
+TEST(exited_peer_has_no_unit_or_cgroup) {
+        TMPDIR_GUARD;
+        _cleanup_close_ int lfd = listen_socket();
+        _cleanup_free_ char *cgroup = self_lookup(sd_pid_get_cgroup);
+
+        for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                _cleanup_(identity_done) PeerIdentity live = PEER_IDENTITY_NULL, dead = PEER_IDENTITY_NULL;
+                Peer peer = spawn_peer(PEER_CONNECT, lfd, NULL);
+                int fd;
+
+                /* Alive: the cgroup is known (where the environment has one). */
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &live));
+                if (!streq_null(live.cgroup, cgroup))
+                        TEST_FAIL("cgroup '%s', expected '%s'", strna(live.cgroup), strna(cgroup));
+
+                /* Exited and reaped: the credentials stay (they are the connect()-time facts),
+                 * the unit and cgroup go, because the pid may belong to someone else now. */
+                fd = fcntl(peer.fd, F_DUPFD_CLOEXEC, 3);
+                ASSERT_OK(fd);
+                ASSERT_EQ(finish_peer(&peer), 0);
+                ASSERT_OK(peer_identity_from_socket_full(fd, flag_variants[v], &dead));
+                ASSERT_EQ(dead.uid, live.uid);
+                ASSERT_EQ(dead.gid, live.gid);
+                ASSERT_EQ(dead.pid, peer.pid);
+                ASSERT_NULL(dead.unit);
+                ASSERT_NULL(dead.user_unit);
+                ASSERT_NULL(dead.cgroup);
+                safe_close(fd);
+        }
+        if (!cgroup)
+                fprintf(stderr, "note: no cgroup here; the live/dead contrast is weaker\n");
+}
+
+static pid_t fork_sleeper(void) {
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                /* Never outlive a failed test. */
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                for (;;)
+                        pause();
+        }
+        return pid;
+}
+
+TEST(pidfd_liveness) {
+        _cleanup_close_ int pidfd = -EBADF;
+        siginfo_t si = {};
+        pid_t pid;
+
+        if (!pidfd_works())
+                SKIP("pidfd_open()/pidfd_send_signal() not available here");
+        pid = fork_sleeper();
+
+        pidfd = pidfd_open(pid, 0);
+        ASSERT_OK(pidfd);
+        ASSERT_EQ(pidfd_is_alive(pidfd), 1);
+
+        ASSERT_OK(kill(pid, SIGKILL));
+        /* A zombie still owns its pid: alive for our purpose. */
+        ASSERT_OK(waitid(P_PID, (id_t) pid, &si, WEXITED | WNOWAIT));
+        ASSERT_EQ(pidfd_is_alive(pidfd), 1);
+
+        ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+        ASSERT_EQ(pidfd_is_alive(pidfd), 0);
+        ASSERT_ERRNO(pidfd_is_alive(-1), EBADF);
+}
+
+TEST(pidfd_liveness_without_permission) {
+        _cleanup_close_ int pidfd = -EBADF;
+        pid_t child;
+        int status;
+
+        if (geteuid() != 0)
+                SKIP("needs root to drop to another uid");
+        if (!pidfd_works())
+                SKIP("pidfd_open()/pidfd_send_signal() not available here");
+
+        /* The unprivileged worker may not signal the peer: EPERM must still mean "alive". */
+        pidfd = pidfd_open(getpid(), 0);
+        ASSERT_OK(pidfd);
+        fflush(NULL);
+        child = fork();
+        ASSERT_OK(child);
+        if (child == 0) {
+                drop_to_other_user();
+                _exit(pidfd_is_alive(pidfd) == 1 ? 0 : 1);
+        }
+        ASSERT_EQ(waitpid(child, &status, 0), child);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(read_unit_refuses_reused_pid) {
+        _cleanup_free_ char *unit = NULL, *user_unit = NULL, *cgroup = NULL;
+        _cleanup_free_ char *self_cgroup = self_lookup(sd_pid_get_cgroup);
+        _cleanup_close_ int dead_pidfd = -EBADF, self_pidfd = -EBADF;
+        pid_t pid;
+
+        if (!pidfd_works())
+                SKIP("pidfd_open()/pidfd_send_signal() not available here");
+        pid = fork_sleeper();
+
+        dead_pidfd = pidfd_open(pid, 0);
+        ASSERT_OK(dead_pidfd);
+        ASSERT_OK(kill(pid, SIGKILL));
+        ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+
+        /* Simulates pid reuse: the pid (ours) names a live process with a cgroup, but the
+         * pidfd says the peer is gone. Nothing read by pid may be reported. */
+        ASSERT_OK(peer_identity_read_unit(getpid(), dead_pidfd, &unit, &user_unit, &cgroup));
+        ASSERT_NULL(unit);
+        ASSERT_NULL(user_unit);
+        ASSERT_NULL(cgroup);
+
+        /* The same read with a live pidfd reports what is there. */
+        self_pidfd = pidfd_open(getpid(), 0);
+        ASSERT_OK(self_pidfd);
+        ASSERT_OK(peer_identity_read_unit(getpid(), self_pidfd, NULL, NULL, &cgroup));
+        if (!streq_null(cgroup, self_cgroup))
+                TEST_FAIL("cgroup '%s', expected '%s'", strna(cgroup), strna(self_cgroup));
+
+        /* pid 0 would make libsystemd describe *us*; never. Nor without a pidfd. */
+        cgroup = mfree(cgroup);
+        ASSERT_OK(peer_identity_read_unit(0, self_pidfd, &unit, NULL, &cgroup));
+        ASSERT_NULL(unit);
+        ASSERT_NULL(cgroup);
+        ASSERT_OK(peer_identity_read_unit(getpid(), -EBADF, &unit, NULL, &cgroup));
+        ASSERT_NULL(unit);
+        ASSERT_NULL(cgroup);
+}
+
+/* ---- units ---- */
+
+TEST(unit_of_self_when_inside_a_unit) {
+        _cleanup_free_ char *unit = self_lookup(sd_pid_get_unit);
+        _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+        int fds[2];
+
+        if (!unit)
+                SKIP("this test process runs in no systemd unit (or its unit cannot be verified)");
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+        ASSERT_OK(peer_identity_from_socket(fds[0], &id));
+        ASSERT_STREQ(id.unit, unit);
+        close_many(fds, 2);
+}
+
+static const char *cgroup2_root(void) {
+        static const char *const candidates[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
+        struct statfs fs;
+
+        for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
+                if (statfs(candidates[i], &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC)
+                        return candidates[i];
+        return NULL;
+}
+
+typedef struct CgroupCase {
+        const char *path; /* relative to the cgroup2 root; "%d" = our pid */
+        const char *unit;
+        const char *user_unit;
+} CgroupCase;
+
+static const CgroupCase cgroup_cases[] = {
+        /* A plain cgroup that is no unit: "no unit", but the cgroup is known. */
+        { "tsmd-test-%d", NULL, NULL },
+        { "tsmd-test-%d.slice/vm-web1-%d.service", "vm-web1-%d.service", NULL },
+        { "machine.slice/machine-qemu\\x2d%d\\x2dvm.scope", "machine-qemu\\x2d%d\\x2dvm.scope", NULL },
+        /* Inside a user manager the system unit is user@UID.service; the unit the user named
+         * is only the user unit, which the policy never matches on. */
+        { "tsmd-test-%d.slice/user@4242.service/app.slice/vm-web1.service", "user@4242.service",
+          "vm-web1.service" },
+};
+
+/* Replaces every "%d" with our pid. */
+static char *format_pid(const char *format) {
+        char pid[32], *s = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        if (!format)
+                return NULL;
+        snprintf(pid, sizeof(pid), "%d", (int) getpid());
+        f = open_memstream(&s, &size);
+        ASSERT_NOT_NULL(f);
+        for (const char *p = format; *p; p++) {
+                if (p[0] == '%' && p[1] == 'd') {
+                        fputs(pid, f);
+                        p++;
+                } else
+                        fputc(*p, f);
+        }
+        ASSERT_EQ(fclose(f), 0);
+        return s;
+}
+
+/* mkdir -p under root; returns how many directories were created (to remove them again). */
+static int mkdir_chain(const char *root, const char *rel, char created[][512], int max) {
+        char path[512];
+        int n = 0;
+
+        for (const char *p = rel;; p++) {
+                if (*p == '/' || *p == 0) {
+                        snprintf(path, sizeof(path), "%s/%.*s", root, (int) (p - rel), rel);
+                        if (mkdir(path, 0755) == 0) {
+                                if (n < max)
+                                        snprintf(created[n++], 512, "%s", path);
+                        } else if (errno != EEXIST) {
+                                int r = -errno;
+
+                                while (n > 0)
+                                        (void) rmdir(created[--n]);
+                                return r;
+                        }
+                }
+                if (*p == 0)
+                        return n;
+        }
+}
+
+TEST(unit_detection_in_test_cgroups) {
+        const char *root = cgroup2_root();
+        _cleanup_free_ char *self = self_lookup(sd_pid_get_cgroup);
+
+        if (geteuid() != 0)
+                SKIP("needs root to create cgroups");
+        if (!pidfd_works())
+                SKIP("pidfd_open()/pidfd_send_signal() not available: units are never reported");
+        if (!root)
+                SKIP("no cgroup2 hierarchy mounted");
+        /* Under a real systemd we would be writing into its tree; only do this where nobody
+         * manages cgroups (we sit in the root cgroup). Inside a unit, the test above covers it. */
+        if (!self || !streq(self, "/"))
+                SKIP("not in the root cgroup (%s); not touching a managed hierarchy", strna(self));
+
+        for (size_t i = 0; i < ELEMENTSOF(cgroup_cases); i++) {
+                _cleanup_free_ char *rel = format_pid(cgroup_cases[i].path);
+                _cleanup_free_ char *unit = format_pid(cgroup_cases[i].unit);
+                _cleanup_free_ char *user_unit = format_pid(cgroup_cases[i].user_unit);
+                _cleanup_free_ char *procs = NULL, *expected_cgroup = NULL;
+                char created[8][512];
+                int n;
+
+                n = mkdir_chain(root, rel, created, ELEMENTSOF(created));
+                if (n < 0)
+                        SKIP("cannot create cgroup %s/%s: %s", root, rel, strerror(-n));
+                ASSERT_TRUE(asprintf(&procs, "%s/%s/cgroup.procs", root, rel) > 0);
+                ASSERT_TRUE(asprintf(&expected_cgroup, "/%s", rel) > 0);
+                move_to_cgroup_path = procs;
+
+                PeerIdentity ids[ELEMENTSOF(flag_variants)];
+                int rs[ELEMENTSOF(flag_variants)], statuses[ELEMENTSOF(flag_variants)];
+
+                for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                        Peer peer = spawn_peer(PEER_SOCKETPAIR, -EBADF, move_to_cgroup);
+
+                        ids[v] = PEER_IDENTITY_NULL;
+                        rs[v] = peer_identity_from_socket_full(peer.fd, flag_variants[v], &ids[v]);
+                        statuses[v] = finish_peer(&peer);
+                }
+
+                /* Remove the cgroups before asserting anything, so a failure leaves no litter. */
+                for (int k = n - 1; k >= 0; k--)
+                        (void) rmdir(created[k]);
+
+                for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                        _cleanup_(identity_done) PeerIdentity id = ids[v];
+
+                        ASSERT_EQ(statuses[v], 0);
+                        ASSERT_OK(rs[v]);
+                        if (!id.cgroup || !streq(id.cgroup, expected_cgroup)) {
+                                if (i == 0 && id.cgroup && streq(id.cgroup, "/"))
+                                        SKIP("libsystemd reads another hierarchy than %s", root);
+                                TEST_FAIL("case %zu: cgroup '%s', expected '%s'", i, strna(id.cgroup),
+                                          expected_cgroup);
+                        }
+                        if (!streq_null(id.unit, unit))
+                                TEST_FAIL("case %zu: unit '%s', expected '%s'", i, strna(id.unit),
+                                          strna(unit));
+                        if (!streq_null(id.user_unit, user_unit))
+                                TEST_FAIL("case %zu: user unit '%s', expected '%s'", i, strna(id.user_unit),
+                                          strna(user_unit));
+                }
+        }
+}
+
+TEST_MAIN();

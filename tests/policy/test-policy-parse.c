@@ -1,0 +1,748 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Loading the policy: good files, drop-ins that add rules and override keys, every error the
+ * loader knows with its exact "file:line: message", unsafe files refused, and the
+ * --dump-config round trip. Runs in: tests (a few cases need root and SKIP without it).
+ */
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "macro.h"
+#include "policy.h"
+
+typedef struct ErrorCase {
+        const char *text;
+        int error;
+        const char *message;
+} ErrorCase;
+
+static const ErrorCase error_cases[] = {
+        /* Syntax, as diagnosed on top of ini_parse(). */
+        { "[Defaults]\nScopes\n", EBADMSG, "t.conf:2: expected Key=Value, a [Section] header or a comment" },
+        { "[Defaults\nScopes=info\n", EBADMSG, "t.conf:1: section header without closing ']'" },
+        { "[Client \"vm-web1\"]\nUsers=0\n", EBADMSG,
+          "t.conf:1: invalid section header [Client \"vm-web1\"]: use [Defaults], [Admin] or "
+          "[Client:NAME], NAME made of letters, digits and - _ . : @" },
+        { "# comment\nUsers=0\n[Admin]\n", EBADMSG,
+          "t.conf:2: assignment before the first [Section] header" },
+        { "[Admin]\nUs ers=0\n", EBADMSG, "t.conf:2: invalid key name 'Us ers'" },
+
+        /* Sections. */
+        { "[Foo]\nUsers=0\n", EINVAL,
+          "t.conf:1: unknown section [Foo]; expected [Defaults], [Admin] or [Client:NAME] (names are "
+          "case-sensitive)" },
+        { "[Admin]\n\n[Foo]\n", EINVAL,
+          "t.conf:3: unknown section [Foo]; expected [Defaults], [Admin] or [Client:NAME] (names are "
+          "case-sensitive)" },
+        { "[client:x]\nUsers=0\n", EINVAL,
+          "t.conf:1: unknown section [client:x]; expected [Defaults], [Admin] or [Client:NAME] (names "
+          "are case-sensitive)" },
+        { "[Client:]\nUsers=0\n", EINVAL, "t.conf:1: rule name missing: write [Client:NAME]" },
+
+        /* Keys. */
+        { "[Defaults]\nDevices=*\n", EINVAL,
+          "t.conf:2: unknown key 'Devices' in [Defaults] (valid: Scopes, MaxContexts, MaxVDevices)" },
+        { "[Admin]\nUnits=a.service\n", EINVAL,
+          "t.conf:2: unknown key 'Units' in [Admin] (valid: Users, Groups)" },
+        { "[Client:a]\nUsers=0\nUser=0\n", EINVAL,
+          "t.conf:3: unknown key 'User' in [Client:a] (valid: Users, Groups, Units, Devices, Backends, "
+          "Scopes, MaxContexts, MaxVDevices)" },
+        { "[Client:a]\nusers=0\n", EINVAL,
+          "t.conf:2: unknown key 'users' in [Client:a] (valid: Users, Groups, Units, Devices, Backends, "
+          "Scopes, MaxContexts, MaxVDevices)" },
+
+        /* Users= and Groups=. */
+        { "[Client:a]\nUsers=tsmd-no-such-user\n", ENOENT, "t.conf:2: unknown user 'tsmd-no-such-user'" },
+        { "[Admin]\nGroups=tsmd-no-such-group\n", ENOENT, "t.conf:2: unknown group 'tsmd-no-such-group'" },
+        { "[Client:a]\nUsers=4294967295\n", EINVAL, "t.conf:2: '4294967295' is not a valid user ID" },
+        { "[Client:a]\nUsers=65535\n", EINVAL, "t.conf:2: '65535' is not a valid user ID" },
+        { "[Client:a]\nUsers=99999999999\n", EINVAL, "t.conf:2: '99999999999' is not a valid user ID" },
+        { "[Client:a]\nGroups=4294967295\n", EINVAL, "t.conf:2: '4294967295' is not a valid group ID" },
+        { "[Client:a]\nUsers=-1\n", EINVAL, "t.conf:2: '-1' is not a valid user name or ID" },
+        { "[Client:a]\nUsers=0 a/b\n", EINVAL, "t.conf:2: 'a/b' is not a valid user name or ID" },
+
+        /* Units=. */
+        { "[Client:a]\nUnits=vm-web1\n", EINVAL,
+          "t.conf:2: 'vm-web1' is not a unit name (expected NAME.service or NAME.scope, or a glob "
+          "such as machine-*.scope)" },
+        { "[Client:a]\nUnits=vm-web1.slice\n", EINVAL,
+          "t.conf:2: 'vm-web1.slice' is not a unit name (expected NAME.service or NAME.scope, or a "
+          "glob such as machine-*.scope)" },
+        { "[Client:a]\nUnits=vm[.service\n", EINVAL,
+          "t.conf:2: malformed unit glob 'vm[.service': '[' without matching ']'" },
+        { "[Client:a]\nUnits=vm/x.service\n", EINVAL,
+          "t.conf:2: malformed unit glob 'vm/x.service': invalid character" },
+
+        /* Devices=. */
+        { "[Client:a]\nUsers=0\nDevices=0000:1:00.0\n", EINVAL,
+          "t.conf:3: '0000:1:00.0' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:01:00.0, or "
+          "a glob such as 0000:02:*)" },
+        { "[Client:a]\nUsers=0\nDevices=0000:01:20.0\n", EINVAL,
+          "t.conf:3: '0000:01:20.0' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:01:00.0, or "
+          "a glob such as 0000:02:*)" },
+        { "[Client:a]\nUsers=0\nDevices=0000:0[1\n", EINVAL,
+          "t.conf:3: malformed device glob '0000:0[1': '[' without matching ']'" },
+        { "[Client:a]\nUsers=0\nDevices=0000:01:00.[]\n", EINVAL,
+          "t.conf:3: malformed device glob '0000:01:00.[]': empty '[]'" },
+        { "[Client:a]\nUsers=0\nDevices=0000:01:00.0]\n", EINVAL,
+          "t.conf:3: malformed device glob '0000:01:00.0]': ']' without '['" },
+        { "[Client:a]\nUsers=0\nDevices=0000:01:0[0/]*\n", EINVAL,
+          "t.conf:3: malformed device glob '0000:01:0[0/]*': invalid character in '[...]'" },
+        { "[Client:a]\nUsers=0\nDevices=0000:01:00.0/x\n", EINVAL,
+          "t.conf:3: malformed device glob '0000:01:00.0/x': invalid character" },
+
+        /* Backends= and Scopes=. */
+        { "[Client:a]\nUsers=0\nBackends=emulated sgx\n", EINVAL,
+          "t.conf:3: unknown backend 'sgx' (known: tdx-connect sev-tio arm-cca devsec-sample emulated)" },
+        { "[Client:a]\nUsers=0\nScopes=info debug\n", EINVAL,
+          "t.conf:3: unknown scope 'debug' (known: info state-change debug-read debug-write)" },
+        { "[Client:a]\nUsers=0\nScopes=INFO\n", EINVAL,
+          "t.conf:3: unknown scope 'INFO' (known: info state-change debug-read debug-write)" },
+        { "[Defaults]\nScopes=info debug-read\n", EINVAL,
+          "t.conf:2: scope 'debug-read' cannot be granted by [Defaults]; name it in the Scopes= of a "
+          "[Client:NAME] rule" },
+        { "[Defaults]\nScopes=debug-write\n", EINVAL,
+          "t.conf:2: scope 'debug-write' cannot be granted by [Defaults]; name it in the Scopes= of a "
+          "[Client:NAME] rule" },
+
+        /* Limits. */
+        { "[Defaults]\nMaxContexts=0\n", EINVAL,
+          "t.conf:2: MaxContexts= must be an integer from 1 to 65536, not '0'" },
+        { "[Defaults]\nMaxVDevices=65537\n", EINVAL,
+          "t.conf:2: MaxVDevices= must be an integer from 1 to 65536, not '65537'" },
+        { "[Client:a]\nUsers=0\nMaxContexts=-1\n", EINVAL,
+          "t.conf:3: MaxContexts= must be an integer from 1 to 65536, not '-1'" },
+        { "[Client:a]\nUsers=0\nMaxContexts=2 3\n", EINVAL,
+          "t.conf:3: MaxContexts= must be an integer from 1 to 65536, not '2 3'" },
+        { "[Client:a]\nUsers=0\nMaxContexts=0x10\n", EINVAL,
+          "t.conf:3: MaxContexts= must be an integer from 1 to 65536, not '0x10'" },
+
+        /* Trailing comments are a classic; say what is wrong. */
+        { "[Client:a]\nUsers=107              # user names or numeric uids\n", EINVAL,
+          "t.conf:2: comments must be on a line of their own; '#' is not allowed in a value" },
+        { "[Defaults]\nMaxContexts=4 ; four\n", EINVAL,
+          "t.conf:2: comments must be on a line of their own; ';' is not allowed in a value" },
+
+        /* The same key twice in one file, also across two occurrences of a section. */
+        { "[Client:a]\nUsers=0\nDevices=0000:01:00.0\nDevices=0000:02:00.0\n", EINVAL,
+          "t.conf:4: Devices= is already set on line 3 of this file; put all values into one assignment" },
+        { "[Client:a]\nUsers=0\n[Client:b]\nUsers=1\n[Client:a]\nUsers=2\n", EINVAL,
+          "t.conf:6: Users= is already set on line 2 of this file; put all values into one assignment" },
+        { "[Defaults]\nMaxContexts=1\n[Admin]\n[Defaults]\nMaxContexts=2\n", EINVAL,
+          "t.conf:5: MaxContexts= is already set on line 2 of this file; put all values into one "
+          "assignment" },
+
+        /* Rules that would match everybody. */
+        { "[Client:a]\nDevices=*\n", EINVAL,
+          "t.conf:1: rule 'a' sets none of Users=, Groups=, Units=, so it would match every client" },
+        { "[Defaults]\nMaxContexts=1\n\n[Client:empty]\n", EINVAL,
+          "t.conf:4: rule 'empty' sets none of Users=, Groups=, Units=, so it would match every client" },
+        { "[Client:a]\nUsers=\nGroups=\nUnits=\nDevices=*\n", EINVAL,
+          "t.conf:1: rule 'a' sets none of Users=, Groups=, Units=, so it would match every client" },
+};
+
+TEST(error_messages) {
+        for (size_t i = 0; i < ELEMENTSOF(error_cases); i++) {
+                const ErrorCase *c = &error_cases[i];
+                const PolicySource src = { "t.conf", c->text };
+                _cleanup_free_ char *error = NULL;
+                Policy *p = NULL;
+                int r;
+
+                r = policy_load_from_text(&src, 1, &p, &error);
+                if (r != -c->error || !error || !streq(error, c->message))
+                        TEST_FAIL("case %zu: got %d '%s',\n  expected %d '%s'", i, r, strna(error),
+                                  -c->error, c->message);
+                ASSERT_NULL(p);
+        }
+}
+
+TEST(long_line_and_long_names) {
+        _cleanup_free_ char *text = NULL, *error = NULL;
+        char name[200];
+        Policy *p = NULL;
+        PolicySource src = { "t.conf", NULL };
+
+        text = malloc(5000 + 32);
+        ASSERT_NOT_NULL(text);
+        strcpy(text, "[Admin]\n# ");
+        memset(text + strlen(text), 'x', 5000);
+        strcpy(text + 10 + 5000, "\n");
+        src.text = text;
+        ASSERT_ERRNO(policy_load_from_text(&src, 1, &p, &error), EBADMSG);
+        ASSERT_STREQ(error, "t.conf:2: line too long (more than 4096 bytes)");
+        error = mfree(error);
+
+        memset(name, 'n', sizeof(name));
+        snprintf(text, 5000, "[Client:%.*s]\nUsers=0\n", (int) POLICY_RULE_NAME_MAX + 1, name);
+        ASSERT_ERRNO(policy_load_from_text(&src, 1, &p, &error), EINVAL);
+        ASSERT_STREQ(error, "t.conf:1: rule name too long (max 128 characters)");
+        error = mfree(error);
+
+        /* Exactly the maximum is fine. */
+        snprintf(text, 5000, "[Client:%.*s]\nUsers=0\n", (int) POLICY_RULE_NAME_MAX, name);
+        ASSERT_OK(policy_load_from_text(&src, 1, &p, &error));
+        p = policy_unref(p);
+}
+
+TEST(too_many_rules) {
+        _cleanup_free_ char *text = NULL, *error = NULL, *expected = NULL;
+        size_t size = 0;
+        Policy *p = NULL;
+        FILE *f;
+
+        f = open_memstream(&text, &size);
+        ASSERT_NOT_NULL(f);
+        for (unsigned i = 0; i <= POLICY_RULES_MAX; i++)
+                fprintf(f, "[Client:r%u]\nUsers=%u\n", i, i + 1);
+        ASSERT_EQ(fclose(f), 0);
+
+        const PolicySource src = { "t.conf", text };
+        ASSERT_ERRNO(policy_load_from_text(&src, 1, &p, &error), E2BIG);
+        ASSERT_TRUE(asprintf(&expected, "t.conf:%u: too many [Client:NAME] rules (at most %u)",
+                             2 * POLICY_RULES_MAX + 1, POLICY_RULES_MAX) > 0);
+        ASSERT_STREQ(error, expected);
+}
+
+TEST(list_limit) {
+        _cleanup_free_ char *text = NULL, *error = NULL;
+        size_t size = 0;
+        Policy *p = NULL;
+        FILE *f;
+
+        f = open_memstream(&text, &size);
+        ASSERT_NOT_NULL(f);
+        fputs("[Client:a]\nUsers=", f);
+        for (unsigned i = 0; i <= POLICY_LIST_MAX; i++)
+                fprintf(f, "%u ", i);
+        fputs("\n", f);
+        ASSERT_EQ(fclose(f), 0);
+
+        const PolicySource src = { "t.conf", text };
+        ASSERT_ERRNO(policy_load_from_text(&src, 1, &p, &error), E2BIG);
+        ASSERT_STREQ(error, "t.conf:2: too many values for Users= (at most 256)");
+}
+
+#define EMU TSM_BACKEND_EMULATED
+#define SEV TSM_BACKEND_SEV_TIO
+
+TEST(good_file_and_names) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        const PolicySource src = {
+                "good.conf",
+                "# The brief's example, with names that exist on every Debian system.\n"
+                "[Defaults]\n"
+                "# comment lines and blank lines are fine anywhere\n"
+                "\n"
+                "  Scopes = info state-change  \n"
+                "MaxContexts=4\n"
+                "MaxVDevices=16\n"
+                "; semicolon comment\n"
+                "[Admin]\n"
+                "Users=root\n"
+                "Groups=adm\n"
+                "\n"
+                "[Client:vm-web1]\n"
+                "Users=daemon 107\n"
+                "Groups=root\n"
+                "Units=vm-web1.service machine-*.scope\n"
+                "Devices=0000:01:00.0 0000:02:*\n"
+                "Backends=emulated sev-tio\n"
+                "Scopes=info state-change debug-read\n"
+                "MaxContexts=2\n"
+                "MaxVDevices=8\n",
+        };
+        PeerIdentity daemon_in_unit = { .uid = 1, .gid = 0, .unit = (char *) "vm-web1.service" },
+                     daemon_no_unit = { .uid = 1, .gid = 0 }, adm = { .uid = 1234, .gid = 1234 };
+        struct group *g;
+        gid_t adm_gid;
+        unsigned c, v;
+
+        g = getgrnam("adm");
+        if (!g)
+                SKIP("no group 'adm' here");
+        adm_gid = g->gr_gid;
+        adm.gid = adm_gid;
+
+        ASSERT_OK(policy_load_from_text(&src, 1, &p, &error));
+        ASSERT_NULL(error);
+        ASSERT_EQ(policy_n_rules(p), 1);
+
+        ASSERT_OK(policy_check_scope(p, &daemon_in_unit, "0000:02:03.1", SEV, "debug-read", NULL));
+        ASSERT_ERRNO(policy_check_scope(p, &daemon_in_unit, "0000:02:03.1", SEV, "debug-write", NULL),
+                     EPERM);
+        ASSERT_ERRNO(policy_check_device(p, &daemon_no_unit, "0000:01:00.0", EMU, NULL), EPERM);
+        policy_get_limits(p, &daemon_in_unit, &c, &v);
+        ASSERT_EQ(c, 2);
+        ASSERT_EQ(v, 8);
+
+        ASSERT_TRUE(policy_is_admin(p, &adm));
+        ASSERT_FALSE(policy_is_admin(p, &daemon_in_unit));
+}
+
+TEST(example_file_loads) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        PeerIdentity u = { .uid = 1000, .gid = 1000 };
+        int r;
+
+        r = policy_load(POLICY_EXAMPLE_FILE, NULL, &p, &error);
+        if (r < 0)
+                TEST_FAIL("%s", strna(error));
+        /* Safe default: nobody is a client. */
+        ASSERT_EQ(policy_n_rules(p), 0);
+        ASSERT_FALSE(policy_is_client(p, &u));
+}
+
+TEST(example_rule_uncommented_loads) {
+        _cleanup_free_ char *text = NULL, *error = NULL;
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        size_t size = 0;
+        char line[4096];
+        bool in_rule = false;
+        FILE *in, *out;
+
+        /* The commented example rule must be valid once uncommented (with ids in place of
+         * names that may not exist on the test machine). */
+        in = fopen(POLICY_EXAMPLE_FILE, "re");
+        ASSERT_NOT_NULL(in);
+        out = open_memstream(&text, &size);
+        ASSERT_NOT_NULL(out);
+        while (fgets(line, sizeof(line), in)) {
+                if (strneq(line, "#[Client:", 9))
+                        in_rule = true;
+                else if (line[0] == '[')
+                        in_rule = false;
+
+                /* "#[Client:...]" and "#Key=..." lines of the example rule; prose stays. */
+                bool key = line[1] >= 'A' && line[1] <= 'Z' && strcspn(line, "= ") < strcspn(line, " ");
+
+                if (in_rule && line[0] == '#' && (line[1] == '[' || key))
+                        fputs(line + 1, out);
+                else
+                        fputs(line, out);
+        }
+        fclose(in);
+        ASSERT_EQ(fclose(out), 0);
+
+        const PolicySource src = { "example-uncommented", text };
+        ASSERT_OK(policy_load_from_text(&src, 1, &p, &error));
+        ASSERT_GE(policy_n_rules(p), 1);
+}
+
+/* ---- files and drop-ins ---- */
+
+static char tmpdir[] = "/tmp/test-policy-XXXXXX";
+
+static int rm_cb(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        return remove(path);
+}
+
+/* The harness ends a test with _exit(), which skips atexit(): remove the directory when the
+ * test's scope ends instead. (A failed ASSERT leaves it, for a look at what went wrong.) */
+static void tmpdir_guard(const char **dir) {
+        if (*dir)
+                (void) nftw(*dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+#define TMPDIR_GUARD _cleanup_(tmpdir_guard) _unused_ const char *_tmpdir_ = make_tmpdir()
+
+static const char *make_tmpdir(void) {
+        ASSERT_NOT_NULL(mkdtemp(tmpdir));
+        ASSERT_OK(chmod(tmpdir, 0755));
+        return tmpdir;
+}
+
+_printf_(1, 2) static char *path_of(const char *format, ...) {
+        char *rel = NULL, *path = NULL;
+        va_list ap;
+
+        va_start(ap, format);
+        ASSERT_TRUE(vasprintf(&rel, format, ap) >= 0);
+        va_end(ap);
+        ASSERT_TRUE(asprintf(&path, "%s/%s", tmpdir, rel) >= 0);
+        free(rel);
+        return path;
+}
+
+static void write_file(const char *path, mode_t mode, const char *text) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        ASSERT_OK(fchmod(fd, mode));
+        close(fd);
+}
+
+TEST(missing_files_give_empty_policy) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL, *main_file = NULL, *dir = NULL;
+        PeerIdentity root = { .uid = 0, .gid = 0 };
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        dir = path_of("policy.d");
+
+        ASSERT_OK(policy_load(main_file, dir, &p, &error));
+        ASSERT_EQ(policy_n_rules(p), 0);
+        ASSERT_TRUE(policy_is_admin(p, &root));
+        ASSERT_FALSE(policy_is_client(p, &root));
+}
+
+TEST(dropins) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL, *main_file = NULL, *dir = NULL, *f = NULL;
+        PeerIdentity u1000 = { .uid = 1000, .gid = 1000 }, u2000 = { .uid = 2000, .gid = 2000 };
+        unsigned c, v;
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        dir = path_of("policy.d");
+        ASSERT_OK(mkdir(dir, 0755));
+
+        write_file(main_file, 0644,
+                   "[Defaults]\nMaxContexts=4\nMaxVDevices=16\n"
+                   "[Client:a]\nUsers=1000\nDevices=0000:01:00.0\nScopes=info\n");
+        /* Lexical order: 10-a before 20-b, whatever readdir() returns. */
+        f = path_of("policy.d/20-b.conf");
+        write_file(f, 0644,
+                   "[Defaults]\nMaxVDevices=7\n"
+                   "[Client:b]\nUsers=2000\nDevices=0000:02:00.0\nMaxContexts=8\n");
+        free(f);
+        f = path_of("policy.d/10-a.conf");
+        write_file(f, 0644,
+                   "# Replaces the main file's values: lists are not appended.\n"
+                   "[Defaults]\nMaxContexts=6\nMaxVDevices=5\n"
+                   "[Client:a]\nDevices=0000:03:00.0\nScopes=\n");
+        free(f);
+        /* Ignored: hidden, wrong suffix, masked. */
+        f = path_of("policy.d/.hidden.conf");
+        write_file(f, 0644, "garbage\n");
+        free(f);
+        f = path_of("policy.d/README");
+        write_file(f, 0644, "garbage\n");
+        free(f);
+        f = path_of("policy.d/30-masked.conf");
+        ASSERT_OK(symlink("/dev/null", f));
+
+        ASSERT_OK(policy_load(main_file, dir, &p, &error));
+        ASSERT_EQ(policy_n_rules(p), 2);
+
+        /* Rule 'a': Devices= replaced by 10-a.conf, Scopes= reset to [Defaults]. */
+        ASSERT_ERRNO(policy_check_device(p, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL), EPERM);
+        ASSERT_OK(policy_check_scope(p, &u1000, "0000:03:00.0", TSM_BACKEND_EMULATED, "state-change", NULL));
+        ASSERT_OK(policy_check_scope(p, &u2000, "0000:02:00.0", TSM_BACKEND_EMULATED, "info", NULL));
+
+        /* [Defaults]: MaxContexts from 10-a, MaxVDevices from 20-b (later file wins). */
+        policy_get_limits(p, &u1000, &c, &v);
+        ASSERT_EQ(c, 6);
+        ASSERT_EQ(v, 7);
+        policy_get_limits(p, &u2000, &c, &v);
+        ASSERT_EQ(c, 8);
+        ASSERT_EQ(v, 7);
+}
+
+TEST(dropin_only_and_cross_file_override_is_not_duplicate) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        const PolicySource src[] = {
+                { "main.conf", "[Client:a]\nUsers=1000\nDevices=0000:01:00.0\n" },
+                { "10.conf", "[Client:a]\nUsers=1001\n" },
+                { "20.conf", "[Client:a]\nUsers=1002\n" },
+        };
+        PeerIdentity u1000 = { .uid = 1000, .gid = 1000 }, u1002 = { .uid = 1002, .gid = 1002 };
+
+        ASSERT_OK(policy_load_from_text(src, ELEMENTSOF(src), &p, &error));
+        ASSERT_ERRNO(policy_check_device(p, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL), EPERM);
+        ASSERT_OK(policy_check_device(p, &u1002, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL));
+}
+
+TEST(dropin_that_empties_a_rule_is_refused) {
+        _cleanup_free_ char *error = NULL;
+        const PolicySource src[] = {
+                { "main.conf", "\n[Client:a]\nUsers=1000\nDevices=*\n" },
+                { "50-reset.conf", "[Client:a]\nUsers=\n" },
+        };
+        Policy *p = NULL;
+
+        ASSERT_ERRNO(policy_load_from_text(src, ELEMENTSOF(src), &p, &error), EINVAL);
+        ASSERT_STREQ(error, "main.conf:2: rule 'a' sets none of Users=, Groups=, Units=, so it would match "
+                            "every client");
+        ASSERT_NULL(p);
+}
+
+TEST(errors_name_the_dropin) {
+        _cleanup_free_ char *error = NULL, *main_file = NULL, *dir = NULL, *f = NULL, *expected = NULL;
+        Policy *p = NULL;
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        dir = path_of("policy.d");
+        ASSERT_OK(mkdir(dir, 0755));
+        write_file(main_file, 0644, "[Client:a]\nUsers=0\n");
+        f = path_of("policy.d/10-a.conf");
+        write_file(f, 0644, "[Client:a]\n\nGroups=tsmd-no-such-group\n");
+
+        ASSERT_ERRNO(policy_load(main_file, dir, &p, &error), ENOENT);
+        ASSERT_TRUE(asprintf(&expected, "%s:3: unknown group 'tsmd-no-such-group'", f) > 0);
+        ASSERT_STREQ(error, expected);
+        ASSERT_NULL(p);
+}
+
+static void expect_file_error(const char *main_file, const char *dir, int e, const char *expected) {
+        _cleanup_free_ char *error = NULL;
+        Policy *p = (Policy *) 0x1; /* must stay untouched on failure */
+        int r;
+
+        r = policy_load(main_file, dir, &p, &error);
+        if (r != -e || !error || !streq(error, expected))
+                TEST_FAIL("got %d '%s', expected %d '%s'", r, strna(error), -e, expected);
+        ASSERT_TRUE(p == (Policy *) 0x1);
+}
+
+TEST(unsafe_and_odd_files) {
+        _cleanup_free_ char *main_file = NULL, *dir = NULL, *f = NULL, *expected = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        dir = path_of("policy.d");
+        ASSERT_OK(mkdir(dir, 0755));
+
+        /* World-writable file. */
+        write_file(main_file, 0666, "[Admin]\n");
+        ASSERT_TRUE(asprintf(&expected, "%s: writable by every user; refusing to use it", main_file) > 0);
+        expect_file_error(main_file, NULL, EPERM, expected);
+        expected = mfree(expected);
+
+        /* NUL byte, with its line. */
+        {
+                static const char text[] = "[Admin]\n\nUsers=0\0\n";
+                fd = open(main_file, O_WRONLY | O_TRUNC | O_CLOEXEC);
+                ASSERT_TRUE(fd >= 0);
+                ASSERT_EQ(write(fd, text, sizeof(text) - 1), (ssize_t) sizeof(text) - 1);
+                ASSERT_OK(fchmod(fd, 0644));
+                fd = safe_close(fd);
+        }
+        ASSERT_TRUE(asprintf(&expected, "%s:3: NUL byte in a text file", main_file) > 0);
+        expect_file_error(main_file, NULL, EBADMSG, expected);
+        expected = mfree(expected);
+
+        /* Too large (sparse). */
+        fd = open(main_file, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(ftruncate(fd, POLICY_FILE_MAX + 1));
+        fd = safe_close(fd);
+        ASSERT_TRUE(asprintf(&expected, "%s: larger than 1048576 bytes", main_file) > 0);
+        expect_file_error(main_file, NULL, E2BIG, expected);
+        expected = mfree(expected);
+        ASSERT_OK(unlink(main_file));
+
+        /* A directory where a file is expected, in the drop-in directory and as main file. */
+        f = path_of("policy.d/10-dir.conf");
+        ASSERT_OK(mkdir(f, 0755));
+        ASSERT_TRUE(asprintf(&expected, "%s: not a regular file", f) > 0);
+        expect_file_error(NULL, dir, EINVAL, expected);
+        expected = mfree(expected);
+        ASSERT_TRUE(asprintf(&expected, "%s: not a regular file", dir) > 0);
+        expect_file_error(dir, NULL, EINVAL, expected);
+        expected = mfree(expected);
+        ASSERT_OK(rmdir(f));
+        f = mfree(f);
+
+        /* A FIFO must not hang the loader. */
+        f = path_of("policy.d/10-fifo.conf");
+        ASSERT_OK(mkfifo(f, 0644));
+        ASSERT_TRUE(asprintf(&expected, "%s: not a regular file", f) > 0);
+        expect_file_error(NULL, dir, EINVAL, expected);
+        expected = mfree(expected);
+        ASSERT_OK(unlink(f));
+        f = mfree(f);
+
+        /* A world-writable drop-in directory. */
+        ASSERT_OK(chmod(dir, 0777));
+        ASSERT_TRUE(asprintf(&expected, "%s: writable by every user; refusing to use it", dir) > 0);
+        expect_file_error(NULL, dir, EPERM, expected);
+        expected = mfree(expected);
+        ASSERT_OK(chmod(dir, 0755));
+
+        /* The drop-in directory is a file. */
+        f = path_of("notadir");
+        write_file(f, 0644, "");
+        ASSERT_TRUE(asprintf(&expected, "%s: cannot open directory: Not a directory", f) > 0);
+        expect_file_error(NULL, f, ENOTDIR, expected);
+}
+
+TEST(foreign_owner_refused) {
+        _cleanup_free_ char *main_file = NULL, *expected = NULL;
+
+        if (geteuid() != 0)
+                SKIP("needs root to chown a file to another user");
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        write_file(main_file, 0644, "[Admin]\n");
+        ASSERT_OK(chown(main_file, 4242, 4242));
+        ASSERT_TRUE(asprintf(&expected,
+                             "%s: owned by uid 4242, which is neither root nor the daemon's user; "
+                             "refusing to use it",
+                             main_file) > 0);
+        expect_file_error(main_file, NULL, EPERM, expected);
+}
+
+TEST(failed_reload_keeps_old_policy) {
+        _cleanup_(policy_unrefp) Policy *current = NULL;
+        _cleanup_free_ char *error = NULL;
+        const PolicySource good = { "p.conf", "[Client:a]\nUsers=1000\nDevices=*\n" };
+        const PolicySource bad = { "p.conf", "[Client:a]\nUsers=1000\nDevices=*\nScopes=everything\n" };
+        PeerIdentity u = { .uid = 1000, .gid = 1000 };
+        Policy *next = NULL;
+
+        ASSERT_OK(policy_load_from_text(&good, 1, &current, &error));
+        ASSERT_ERRNO(policy_load_from_text(&bad, 1, &next, &error), EINVAL);
+        ASSERT_STREQ(error, "p.conf:4: unknown scope 'everything' (known: info state-change debug-read "
+                            "debug-write)");
+        ASSERT_NULL(next);
+        ASSERT_OK(policy_check_device(current, &u, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL));
+
+        /* ret_error is optional. */
+        ASSERT_ERRNO(policy_load_from_text(&bad, 1, &next, NULL), EINVAL);
+}
+
+/* ---- --dump-config ---- */
+
+static char *dump(const Policy *p) {
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        f = open_memstream(&text, &size);
+        ASSERT_NOT_NULL(f);
+        ASSERT_OK(policy_dump(p, f));
+        ASSERT_EQ(fclose(f), 0);
+        return text;
+}
+
+/* The dump without comment lines: what a reload would see. */
+static char *settings_only(const char *text) {
+        char *out = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&out, &size);
+
+        ASSERT_NOT_NULL(f);
+        for (const char *p = text; *p;) {
+                size_t n = strcspn(p, "\n");
+
+                if (p[0] != '#')
+                        fprintf(f, "%.*s\n", (int) n, p);
+                p += n + (p[n] == '\n');
+        }
+        ASSERT_EQ(fclose(f), 0);
+        return out;
+}
+
+TEST(dump_round_trip) {
+        _cleanup_(policy_unrefp) Policy *p = NULL, *q = NULL;
+        _cleanup_free_ char *error = NULL, *d1 = NULL, *d2 = NULL, *s1 = NULL, *s2 = NULL;
+        const PolicySource src[] = {
+                { "main.conf",
+                  "[Defaults]\nScopes=info\nMaxVDevices=3\n"
+                  "[Admin]\nUsers=root 1234\nGroups=root\n"
+                  "[Client:vm-web1]\nUsers=daemon 107 daemon\nUnits=vm-web1.service machine-*.scope\n"
+                  "Devices=0000:01:00.0 0000:02:*\nBackends=sev-tio emulated\n"
+                  "Scopes=info state-change debug-read\nMaxContexts=2\n"
+                  "[Client:g]\nGroups=100\nDevices=0000:0[0-3]:00.[!1]\n" },
+                { "10-override.conf", "[Defaults]\nMaxContexts=9\n[Client:late]\nUsers=5\n" },
+        };
+        PeerIdentity ids[] = {
+                { .uid = 1, .gid = 1, .unit = (char *) "vm-web1.service" },
+                { .uid = 107, .gid = 107, .unit = (char *) "machine-x.scope" },
+                { .uid = 107, .gid = 107 },
+                { .uid = 5, .gid = 100 },
+                { .uid = 1234, .gid = 1234 },
+        };
+        static const char *const devices[] = { "0000:01:00.0", "0000:02:00.0", "0000:03:00.0",
+                                               "0000:03:00.1" };
+        static const char *const scopes[] = { "info", "state-change", "debug-read", "debug-write" };
+
+        ASSERT_OK(policy_load_from_text(src, ELEMENTSOF(src), &p, &error));
+        d1 = dump(p);
+
+        /* Spot checks of the format. */
+        ASSERT_NOT_NULL(strstr(d1, "\n[Client:vm-web1]\n# Users=daemon 107 daemon\nUsers=1 107\n"));
+        ASSERT_NOT_NULL(strstr(d1, "\nBackends=sev-tio emulated\n"));
+        ASSERT_NOT_NULL(strstr(d1, "\n[Defaults]\nScopes=info\nMaxContexts=9\nMaxVDevices=3\n"));
+        ASSERT_NOT_NULL(strstr(d1, "# First defined at 10-override.conf:3\n[Client:late]\n"));
+        ASSERT_NOT_NULL(strstr(d1, "# Scopes= not set, from [Defaults]: info\n"));
+        ASSERT_NOT_NULL(strstr(d1, "# Devices= not set: this rule grants no device\n"));
+
+        const PolicySource again = { "dump", d1 };
+        ASSERT_OK(policy_load_from_text(&again, 1, &q, &error));
+        d2 = dump(q);
+        s1 = settings_only(d1);
+        s2 = settings_only(d2);
+        ASSERT_STREQ(s1, s2);
+
+        /* Same decisions, limits and admin status. */
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                unsigned c1, v1, c2, v2;
+
+                ASSERT_EQ(policy_is_admin(p, &ids[i]), policy_is_admin(q, &ids[i]));
+                policy_get_limits(p, &ids[i], &c1, &v1);
+                policy_get_limits(q, &ids[i], &c2, &v2);
+                ASSERT_EQ(c1, c2);
+                ASSERT_EQ(v1, v2);
+                for (size_t d = 0; d < ELEMENTSOF(devices); d++)
+                        for (TsmBackendType b = 0; b < _TSM_BACKEND_TYPE_MAX; b++)
+                                for (size_t s = 0; s < ELEMENTSOF(scopes); s++)
+                                        ASSERT_EQ(policy_check_scope(p, &ids[i], devices[d], b,
+                                                                     scopes[s], NULL),
+                                                  policy_check_scope(q, &ids[i], devices[d], b,
+                                                                     scopes[s], NULL));
+        }
+}
+
+TEST(dump_cannot_be_injected_through_file_names) {
+        _cleanup_(policy_unrefp) Policy *p = NULL, *q = NULL;
+        _cleanup_free_ char *error = NULL, *d = NULL;
+        /* A drop-in's file name may contain a newline; it must stay inside its comment. */
+        const PolicySource src[] = {
+                { "a.conf", "[Client:a]\nUsers=1\nDevices=0000:01:00.0\n" },
+                { "x\n[Client:evil]\nUsers=1000\nDevices=*\n.conf", "[Client:b]\nUsers=2\n" },
+        };
+
+        ASSERT_OK(policy_load_from_text(src, ELEMENTSOF(src), &p, &error));
+        d = dump(p);
+        ASSERT_NULL(strstr(d, "\n[Client:evil]"));
+        const PolicySource again = { "dump", d };
+        ASSERT_OK(policy_load_from_text(&again, 1, &q, &error));
+        ASSERT_EQ(policy_n_rules(q), 2);
+}
+
+TEST(dump_empty_policy) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL, *d = NULL;
+
+        ASSERT_OK(policy_load(NULL, NULL, &p, &error));
+        d = dump(p);
+        ASSERT_STREQ(d,
+                     "# Effective tsmd policy, loaded from:\n"
+                     "#   (no files)\n"
+                     "\n"
+                     "[Defaults]\n"
+                     "Scopes=info state-change\n"
+                     "MaxContexts=4\n"
+                     "MaxVDevices=16\n"
+                     "\n"
+                     "[Admin]\n"
+                     "# uid 0 (root) is always an administrator.\n"
+                     "\n"
+                     "# No [Client:NAME] rules: every client is denied.\n");
+}
+
+TEST_MAIN();

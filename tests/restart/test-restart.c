@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tsmd under a service manager, played by this test: it passes a named listening socket
+ * (LISTEN_FDS/LISTEN_FDNAMES, as systemd does), reads READY/STATUS/WATCHDOG/STOPPING and
+ * FDSTORE notifications on its own NOTIFY_SOCKET, keeps the stored fds, kills tsmd and starts
+ * it again with them, as systemd does on a crash. A reconnecting client gets its context
+ * back; stale and foreign reclaims are refused.
+ */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "json-util.h"
+#include "varlink-client.h"
+
+typedef struct Manager {
+        char dir[64];
+        char guest[128], notify[128], config[128];
+        int listen_fd, notify_fd;
+        pid_t pid;
+        /* What tsmd told us. */
+        bool ready, stopping, watchdog;
+        char status[256];
+        int stored_fd;
+        char stored_name[128];
+        bool store_removed;
+} Manager;
+
+static int unix_socket(int type, const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0), one = 1;
+
+        ASSERT_TRUE(fd >= 0);
+        strcpy(sa.sun_path, path);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        if (type == SOCK_STREAM)
+                ASSERT_OK(listen(fd, 16));
+        else
+                ASSERT_OK(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)));
+        return fd;
+}
+
+static void manager_init(Manager *m) {
+        FILE *f;
+
+        *m = (Manager){ .stored_fd = -1 };
+        strcpy(m->dir, "/tmp/test-restart-XXXXXX");
+        ASSERT_NOT_NULL(mkdtemp(m->dir));
+        ASSERT_OK(chmod(m->dir, 0755));
+        snprintf(m->guest, sizeof(m->guest), "%s/guest", m->dir);
+        snprintf(m->notify, sizeof(m->notify), "%s/notify", m->dir);
+        snprintf(m->config, sizeof(m->config), "%s/tsmd.conf", m->dir);
+        m->listen_fd = unix_socket(SOCK_STREAM, m->guest);
+        ASSERT_OK(chmod(m->guest, 0666));
+        m->notify_fd = unix_socket(SOCK_DGRAM, m->notify);
+
+        f = fopen(m->config, "w");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Platform]\nMode=emulated\nIommuDevice=%s/no-iommu\n"
+                   "[Guest]\nContextStateDirectory=%s/state\nReclaimTimeoutSec=30\n", m->dir, m->dir);
+        fclose(f);
+}
+
+/* Starts tsmd the way systemd would: the socket at fd 3, stored fds after it. */
+static void manager_start(Manager *m) {
+        m->ready = false;
+        m->pid = fork();
+        ASSERT_TRUE(m->pid >= 0);
+        if (m->pid == 0) {
+                char pid[16], names[256], n[8];
+                int nfds = 1;
+
+                /* A failing test must not leave a daemon behind. */
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                /* Move both out of the way first: either may already sit at 3 or 4. */
+                int l = fcntl(m->listen_fd, F_DUPFD, 100), s = m->stored_fd >= 0 ? fcntl(m->stored_fd, F_DUPFD, 100) : -1;
+
+                ASSERT_TRUE(dup2(l, 3) == 3);
+                snprintf(names, sizeof(names), "io.tsmd.Guest");
+                if (s >= 0) {
+                        ASSERT_TRUE(dup2(s, 4) == 4);
+                        nfds++;
+                        strcat(names, ":");
+                        strcat(names, m->stored_name);
+                }
+                snprintf(pid, sizeof(pid), "%i", getpid());
+                snprintf(n, sizeof(n), "%i", nfds);
+                setenv("LISTEN_PID", pid, 1);
+                setenv("LISTEN_FDS", n, 1);
+                setenv("LISTEN_FDNAMES", names, 1);
+                setenv("NOTIFY_SOCKET", m->notify, 1);
+                setenv("WATCHDOG_PID", pid, 1);
+                setenv("WATCHDOG_USEC", "200000", 1);
+                execl(TSMD_PATH, "tsmd", "--config", m->config, NULL);
+                _exit(127);
+        }
+}
+
+/* Reads notifications for up to timeout_ms, or until pred is true. */
+static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
+        for (int waited = 0; waited < timeout_ms && !(pred && pred(m)); waited += 10) {
+                char buf[4096], control[CMSG_SPACE(sizeof(int) * 8) + CMSG_SPACE(sizeof(struct ucred))];
+                struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) - 1 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                                     .msg_controllen = sizeof(control) };
+                struct pollfd p = { .fd = m->notify_fd, .events = POLLIN };
+                int fd = -1;
+                ssize_t k;
+
+                if (poll(&p, 1, 10) <= 0)
+                        continue;
+                k = recvmsg(m->notify_fd, &mh, MSG_CMSG_CLOEXEC);
+                ASSERT_TRUE(k >= 0);
+                buf[k] = 0;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                                memcpy(&fd, CMSG_DATA(c), sizeof(int));
+
+                for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+                        if (streq(line, "READY=1"))
+                                m->ready = true;
+                        else if (streq(line, "STOPPING=1"))
+                                m->stopping = true;
+                        else if (streq(line, "WATCHDOG=1"))
+                                m->watchdog = true;
+                        else if (strneq(line, "STATUS=", 7))
+                                snprintf(m->status, sizeof(m->status), "%s", line + 7);
+                        else if (strneq(line, "FDNAME=", 7) && fd >= 0) {
+                                /* The service manager keeps it; we keep one, as it would. */
+                                if (m->stored_fd >= 0)
+                                        close(m->stored_fd);
+                                m->stored_fd = fd;
+                                fd = -1;
+                                snprintf(m->stored_name, sizeof(m->stored_name), "%s", line + 7);
+                        } else if (streq(line, "FDSTOREREMOVE=1"))
+                                m->store_removed = true;
+                }
+                if (fd >= 0)
+                        close(fd);
+        }
+}
+
+static bool is_ready(Manager *m) {
+        return m->ready;
+}
+
+static bool has_stored(Manager *m) {
+        return m->stored_fd >= 0;
+}
+
+static bool has_watchdog(Manager *m) {
+        return m->watchdog;
+}
+
+static bool store_removed(Manager *m) {
+        return m->store_removed;
+}
+
+static VarlinkClient *connect_client(Manager *m) {
+        VarlinkClient *c;
+
+        ASSERT_OK(varlink_client_connect(m->guest, &c));
+        varlink_client_set_timeout(c, 10 * 1000000ULL);
+        return c;
+}
+
+static json_object *call_ok(VarlinkClient *c, const char *method, const char *params) {
+        json_object *reply = NULL;
+        const char *error = NULL;
+
+        ASSERT_OK(varlink_client_call(c, method, params ? json_tokener_parse(params) : NULL, &reply, &error));
+        if (error)
+                TEST_FAIL("%s: %s %s", method, error, json_object_to_json_string(reply));
+        return reply;
+}
+
+static const char *call_error(VarlinkClient *c, const char *method, const char *params) {
+        json_object *reply = NULL;
+        const char *error = NULL;
+
+        ASSERT_OK(varlink_client_call(c, method, params ? json_tokener_parse(params) : NULL, &reply, &error));
+        ASSERT_NOT_NULL(error);
+        return error;
+}
+
+static int exit_status(pid_t pid) {
+        int status;
+
+        for (int i = 0; i < 1000; i++) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+                if (r == pid)
+                        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                usleep(10000);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return -1;
+}
+
+static ino_t inode_of(int fd) {
+        struct stat st;
+
+        ASSERT_OK(fstat(fd, &st));
+        return st.st_ino;
+}
+
+TEST(notify_and_watchdog) {
+        Manager m;
+
+        manager_init(&m);
+        manager_start(&m);
+        manager_wait(&m, is_ready, 10000);
+        ASSERT_TRUE(m.ready);
+        manager_wait(&m, has_watchdog, 2000);
+        ASSERT_TRUE(m.watchdog); /* WATCHDOG_USEC=200ms: a ping every 100ms */
+        ASSERT_NOT_NULL(strstr(m.status, "clients")); /* STATUS= follows READY=1 */
+
+        /* SIGTERM: STOPPING=1, then a clean exit. */
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_wait(&m, NULL, 100);
+        ASSERT_TRUE(m.stopping);
+}
+
+TEST(context_survives_restart) {
+        VarlinkClient *c;
+        json_object *reply;
+        char token[64], params[256];
+        ino_t ino;
+        int fd, status;
+        pid_t pid;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to try a reclaim as another uid");
+
+        manager_init(&m);
+        manager_start(&m);
+        manager_wait(&m, is_ready, 10000);
+        ASSERT_TRUE(m.ready);
+
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
+        ASSERT_EQ(strlen(token), 32);
+        fd = varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor")));
+        ASSERT_TRUE(fd >= 0);
+        ino = inode_of(fd);
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+        call_ok(c, "io.tsmd.Guest.Bind", "{\"context\":1,\"vdeviceId\":5}");
+
+        /* The iommufd went to the fd store under a name saying whose it is. */
+        manager_wait(&m, has_stored, 5000);
+        ASSERT_TRUE(m.stored_fd >= 0);
+        ASSERT_EQ(inode_of(m.stored_fd), ino);
+        ASSERT_NOT_NULL(strstr(m.stored_name, token));
+
+        /* tsmd crashes; the client notices; the service manager restarts tsmd with the fds. */
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
+        ASSERT_ERRNO(varlink_client_call(c, "io.tsmd.Service.Ping", NULL, &reply, NULL), ECONNRESET);
+        varlink_client_free(c);
+        manager_start(&m);
+        manager_wait(&m, is_ready, 10000);
+        ASSERT_TRUE(m.ready);
+
+        c = connect_client(&m);
+        /* Handles belong to connections: the new one has none yet. */
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", "{\"context\":1,\"vdeviceId\":5}"),
+                     "io.tsmd.Guest.NoSuchContext");
+        /* A stale token is refused. */
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.ReclaimContext", "{\"reclaimToken\":\"00000000000000000000000000000000\"}"),
+                     "io.tsmd.Guest.ReclaimRefused");
+
+        /* Another user with the right token is refused too. */
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                VarlinkClient *other;
+                if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+                        _exit(2);
+                other = connect_client(&m);
+                _exit(streq(call_error(other, "io.tsmd.Guest.ReclaimContext", params), "io.tsmd.Guest.ReclaimRefused") ? 0 : 1);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        /* The owner gets it back: the same iommufd, its vDevice still attached and bound. */
+        reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
+        {
+                int64_t ctx = json_object_get_int64(json_object_object_get(reply, "context"));
+                int back = varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor")));
+                char q[128];
+
+                ASSERT_TRUE(back >= 0);
+                ASSERT_EQ(inode_of(back), ino);
+                close(back);
+                snprintf(q, sizeof(q), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+                reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", q);
+                ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+                ASSERT_STREQ(json_get_string(reply, "state"), "config_locked");
+        }
+        /* Only once. */
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.ReclaimContext", params), "io.tsmd.Guest.ReclaimRefused");
+
+        /* Closing it for good takes it out of the store. */
+        call_ok(c, "io.tsmd.Guest.CloseContext", "{\"context\":1}");
+        manager_wait(&m, store_removed, 5000);
+        ASSERT_TRUE(m.store_removed);
+
+        varlink_client_free(c);
+        close(fd);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+}
+
+TEST_MAIN();
