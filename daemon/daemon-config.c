@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "daemon-config.h"
+#include "audit-sync.h"
 #include "emu-config.h"
 #include "ini.h"
 
@@ -47,6 +48,8 @@ typedef enum ConfigType {
         CONFIG_STRING,   /* char *, "" means unset */
         CONFIG_PLATFORM_MODE,
         CONFIG_DEVICE_LIST, /* char *, emulated devices (emu-config.h syntax) */
+        CONFIG_BOOL,
+        CONFIG_SYNC_MODE,
 } ConfigType;
 
 typedef struct ConfigItem {
@@ -79,6 +82,13 @@ static const ConfigItem config_items[] = {
         ITEM("Guest", "MaxResponseSize", CONFIG_SIZE_T, max_response_size, 0, 16ULL << 20),
         ITEM("Guest", "ContextStateDirectory", CONFIG_STRING, context_state_dir, 0, 0),
         ITEM("Guest", "ReclaimTimeoutSec", CONFIG_UINT64, reclaim_timeout_sec, 1, 86400),
+        ITEM("Policy", "File", CONFIG_STRING, policy_file, 0, 0),
+        ITEM("Policy", "DropInDirectory", CONFIG_STRING, policy_dropin_dir, 0, 0),
+        ITEM("Audit", "Directory", CONFIG_STRING, audit_dir, 0, 0),
+        ITEM("Audit", "MaxFileSize", CONFIG_UINT64, audit_max_file_size, 16384, 1ULL << 40),
+        ITEM("Audit", "Files", CONFIG_UNSIGNED, audit_files, 2, 100),
+        ITEM("Audit", "SyncMode", CONFIG_SYNC_MODE, audit_sync_mode, 0, 0),
+        ITEM("Audit", "Journal", CONFIG_BOOL, audit_journal, 0, 0),
 };
 
 void daemon_config_init(DaemonConfig *c) {
@@ -90,8 +100,15 @@ void daemon_config_init(DaemonConfig *c) {
                 .max_request_size = 1U << 20,
                 .max_response_size = 1U << 20,
                 .reclaim_timeout_sec = 60,
+                .audit_max_file_size = 8ULL << 20,
+                .audit_files = 5,
+                .audit_sync_mode = AUDIT_SYNC_GROUP,
+                .audit_journal = true,
         };
         c->context_state_dir = strdup(RUNSTATEDIR "/tsmd/contexts");
+        c->policy_file = strdup(SYSCONFDIR "/tsmd/policy.conf");
+        c->policy_dropin_dir = strdup(SYSCONFDIR "/tsmd/policy.d");
+        c->audit_dir = strdup(LOCALSTATEDIR "/log/tsmd");
 }
 
 void daemon_config_done(DaemonConfig *c) {
@@ -162,6 +179,28 @@ static int on_assignment(const char *section, const char *key, const char *value
                                 return -ENOMEM;
                         free(*(char **) field);
                         *(char **) field = s;
+                        return 0;
+                }
+                case CONFIG_BOOL: {
+                        bool b;
+                        if (streq(value, "yes") || streq(value, "true") || streq(value, "1") || streq(value, "on"))
+                                b = true;
+                        else if (streq(value, "no") || streq(value, "false") || streq(value, "0") || streq(value, "off"))
+                                b = false;
+                        else {
+                                st->message = "not a boolean (yes/no)";
+                                return -EINVAL;
+                        }
+                        *(bool *) field = b;
+                        return 0;
+                }
+                case CONFIG_SYNC_MODE: {
+                        AuditSyncMode m = audit_sync_mode_from_string(value);
+                        if (m < 0) {
+                                st->message = "not a sync mode (group, per-record)";
+                                return -EINVAL;
+                        }
+                        *(AuditSyncMode *) field = m;
                         return 0;
                 }
                 case CONFIG_PLATFORM_MODE: {
@@ -254,6 +293,12 @@ void daemon_config_dump(const DaemonConfig *c, FILE *f) {
                         break;
                 case CONFIG_PLATFORM_MODE:
                         fprintf(f, "%s=%s\n", it->key, tsm_platform_mode_to_string(*(const TsmPlatformMode *) field));
+                        break;
+                case CONFIG_BOOL:
+                        fprintf(f, "%s=%s\n", it->key, *(const bool *) field ? "yes" : "no");
+                        break;
+                case CONFIG_SYNC_MODE:
+                        fprintf(f, "%s=%s\n", it->key, audit_sync_mode_to_string(*(const AuditSyncMode *) field));
                         break;
                 case CONFIG_UNSIGNED:
                         fprintf(f, "%s=%u\n", it->key, *(const unsigned *) field);

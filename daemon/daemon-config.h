@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 
+#include "audit-log.h"
 #include "tsm-platform.h"
 #include "varlink-stream.h"
 
@@ -22,6 +23,15 @@ typedef struct DaemonConfig {
         size_t max_response_size; /* caps every scope's own response limit */
         char *context_state_dir;  /* state of stored contexts, for restarts */
         uint64_t reclaim_timeout_sec;
+
+        char *policy_file;        /* who may do what (daemon/policy/POLICY.md) */
+        char *policy_dropin_dir;
+
+        char *audit_dir;
+        uint64_t audit_max_file_size;
+        unsigned audit_files;
+        AuditSyncMode audit_sync_mode;
+        bool audit_journal;
 } DaemonConfig;
 
 void daemon_config_init(DaemonConfig *c);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "audit-log.h"
 #include "backend.h"
 #include "config.h"
 #include "base64.h"
@@ -18,9 +19,12 @@
 #include "iommufd-transport.h"
 #include "json-util.h"
 #include "log.h"
+#include "peer-identity.h"
+#include "policy.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
 #include "varlink-errors.h"
+#include "varlink-message.h"
 #include "varlink-service.h"
 
 #define GUEST_ERROR(name) "io.tsmd.Guest." name
@@ -54,13 +58,56 @@ typedef struct PendingRequest {
 struct GuestClient {
         Manager *manager;
         VarlinkConn *conn;
+        PeerIdentity identity; /* taken at connect time */
         GuestContext **contexts;
         size_t n_contexts, allocated_contexts;
         uint64_t next_handle;
         VarlinkCall *watch; /* WatchEvents subscription */
         TAILQ_HEAD(, PendingRequest) pending;
+        TAILQ_HEAD(, GuestOp) ops;
         LIST_ENTRY(GuestClient) entry;
 };
+
+/*
+ * One audited call. The audit space is reserved before the method runs, so a call the log
+ * cannot record is refused before anything happens (fail closed); the method fills in what
+ * it touched as it goes; its final answer is intercepted, recorded, and released to the
+ * client only once the record is durable.
+ */
+typedef struct GuestOp {
+        Manager *manager;
+        GuestClient *client;
+        VarlinkCall *call;
+        AuditReservation *reservation;
+        const char *event;
+        uint64_t start_usec;
+        uint64_t context_id, vdevice_id;
+        char *pci_address;
+        const char *backend;
+        const char *scope; /* points into the call's parameters */
+        int64_t scope_number;
+        uint64_t request_size, response_size;
+        json_object *answer; /* the intercepted final message, until the record is durable */
+        TAILQ_ENTRY(GuestOp) entry; /* in client->ops while the client exists */
+} GuestOp;
+
+static void op_free(GuestOp *op);
+static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *rec);
+
+static GuestOp *op_of(VarlinkCall *call) {
+        return varlink_call_get_userdata(call);
+}
+
+static void op_set_vdevice(VarlinkCall *call, const char *pci_address, TsmBackendType backend) {
+        GuestOp *op = op_of(call);
+
+        if (!op || !pci_address)
+                return;
+        free(op->pci_address);
+        op->pci_address = strdup(pci_address);
+        if (backend >= 0)
+                op->backend = tsm_backend_type_to_string(backend);
+}
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
@@ -181,6 +228,8 @@ static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, Gue
                 (void) reply_no_such_context(call, handle);
                 return 0;
         }
+        if (op_of(call))
+                op_of(call)->context_id = (uint64_t) handle;
         if (!ret_vdev) {
                 *ret_ctx = ctx;
                 return 1;
@@ -189,6 +238,13 @@ static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, Gue
         if (!v) {
                 (void) reply_no_such_vdevice(call, handle, id);
                 return 0;
+        }
+        if (op_of(call)) {
+                TsmDeviceInfo info;
+                op_of(call)->vdevice_id = (uint64_t) id;
+                op_set_vdevice(call, v->pci_address,
+                               tsm_platform_get_device(c->manager->platform, v->pci_address, &info) >= 0 ?
+                                       info.backend : _TSM_BACKEND_TYPE_INVALID);
         }
         *ret_ctx = ctx;
         *ret_vdev = v;
@@ -271,13 +327,29 @@ static int verify_iommufd(Manager *m, int fd, const char **ret_reason) {
 
 static void context_free(Manager *m, GuestContext *ctx);
 
+/* The per-client limits: the configuration's, lowered by the client's policy rule. */
+static void client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices) {
+        Manager *m = c->manager;
+        unsigned pc = UINT_MAX, pv = UINT_MAX;
+
+        policy_get_limits(m->policy, &c->identity, &pc, &pv);
+        *ret_contexts = MIN(m->config.max_contexts_per_client, pc ?: UINT_MAX);
+        *ret_vdevices = MIN(m->config.max_vdevices_per_client, pv ?: UINT_MAX);
+}
+
 static int add_context(VarlinkCall *call, int fd, GuestContext **ret) {
         GuestClient *c = client_of(call);
         Manager *m = c->manager;
-        unsigned max = m->config.max_contexts_per_client;
+        unsigned max, max_vdevices;
         GuestContext *ctx;
         int r;
 
+        /* SECURITY: only clients the policy knows get an iommufd. */
+        if (!policy_is_client(m->policy, &c->identity)) {
+                safe_close(fd);
+                return reply_denied(call, "no policy rule matches the client");
+        }
+        client_limits(c, &max, &max_vdevices);
         if (c->n_contexts >= max) {
                 safe_close(fd);
                 return reply_limit(call, "contexts", max);
@@ -372,12 +444,15 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 /* Unbinds (if bound) and forgets one vDevice. */
+static void audit_release(Manager *m, const GuestContext *ctx, const GuestVDevice *v, int result);
+
 static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
         if (v->bound && !v->gone) {
                 TsmTarget t = target_of(ctx, v);
                 int r = tsm_platform_unbind(m->platform, &t);
                 if (r < 0)
                         log_warning_errno(r, "Failed to unbind %s while releasing it: %m", v->pci_address);
+                audit_release(m, ctx, v, r);
         }
         v->bound = false;
         free(v->pci_address);
@@ -467,7 +542,7 @@ static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reas
         return 0;
 }
 
-static int build_scopes(Manager *m, const TsmDeviceInfo *info, json_object **ret) {
+static int build_scopes(Manager *m, GuestClient *c, const TsmDeviceInfo *info, json_object **ret) {
         const TsmBackendDesc *b = tsm_backend_desc(info->backend);
         _cleanup_(json_object_putp) json_object *a = json_object_new_array();
 
@@ -487,7 +562,9 @@ static int build_scopes(Manager *m, const TsmDeviceInfo *info, json_object **ret
                     json_object_add(o, "number", json_object_new_int64(number)) < 0 ||
                     json_object_add(o, "maxRequestSize", json_object_new_int64(s->max_request)) < 0 ||
                     json_object_add(o, "maxResponseSize", json_object_new_int64(s->max_response)) < 0 ||
-                    json_object_add(o, "allowed", json_object_new_boolean(s->default_allowed)) < 0 ||
+                    json_object_add(o, "allowed", json_object_new_boolean(
+                                    policy_check_scope(m->policy, &c->identity, info->pci_address,
+                                                       info->backend, s->name, NULL) >= 0)) < 0 ||
                     json_object_array_add(a, o) < 0) {
                         json_object_put(o);
                         return -ENOMEM;
@@ -505,11 +582,13 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *reply = NULL, *scopes = NULL, *vfio;
         TsmDeviceInfo info;
         GuestContext *ctx;
-        unsigned total = 0;
+        unsigned total = 0, max_contexts, max_vdevices;
         int r;
 
         if (lookup(call, p, &ctx, NULL) <= 0)
                 return 0;
+        if (op_of(call))
+                op_of(call)->vdevice_id = (uint64_t) id;
         if (id <= 0 || id > UINT32_MAX) /* iommufd object ids start at 1 */
                 return varlink_call_error_invalid_parameter(call, "vdeviceId");
         if (find_vdevice(ctx, id))
@@ -535,6 +614,11 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                                               json_object_new_string(reason));
         }
 
+        op_set_vdevice(call, info.pci_address, info.backend);
+        r = policy_check_device(m->policy, &c->identity, info.pci_address, info.backend, &reason);
+        if (r < 0)
+                return reply_denied(call, reason);
+
         /* SECURITY: one physical device belongs to one guest at a time. */
         if (device_attached_anywhere(m, info.pci_address))
                 return reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress",
@@ -542,10 +626,11 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
 
         for (size_t i = 0; i < c->n_contexts; i++)
                 total += c->contexts[i]->n_vdevices;
-        if (total >= m->config.max_vdevices_per_client)
-                return reply_limit(call, "vdevices", m->config.max_vdevices_per_client);
+        client_limits(c, &max_contexts, &max_vdevices);
+        if (total >= max_vdevices)
+                return reply_limit(call, "vdevices", max_vdevices);
 
-        r = build_scopes(m, &info, &scopes);
+        r = build_scopes(m, c, &info, &scopes);
         if (r < 0)
                 return r;
 
@@ -659,8 +744,7 @@ static void pending_free(PendingRequest *pr) {
         TAILQ_REMOVE(&pr->client->pending, pr, entry);
         varlink_call_unref(pr->call);
         free(pr);
-        m->n_pending_requests--;
-        manager_request_finished(m);
+        (void) m;
 }
 
 unsigned guest_n_pending(Manager *m) {
@@ -687,6 +771,8 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
         }
 
         resp = tsm_request_get_response(req, &len);
+        if (op_of(call))
+                op_of(call)->response_size = len;
         r = base64_encode(resp, len, &b64);
         if (r < 0)
                 goto finish;
@@ -708,7 +794,7 @@ finish:
 static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = client_of(call);
-        const char *scope = json_get_string(p, "scope"), *b64 = json_get_string(p, "request");
+        const char *scope = json_get_string(p, "scope"), *b64 = json_get_string(p, "request"), *reason = NULL;
         int64_t max_response = get_int(p, "maxResponseSize", -1);
         _cleanup_free_ void *req = NULL;
         const TsmScopeDesc *desc;
@@ -740,8 +826,14 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0)
                 return reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope", json_object_new_string(scope),
                                       "uapi", json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));
-        if (!desc->default_allowed)
-                return reply_denied(call, "debug scopes are not granted");
+        if (op_of(call)) {
+                op_of(call)->scope = desc->name;
+                op_of(call)->scope_number = number;
+        }
+        /* SECURITY: per scope, per device, per client; debug scopes only where granted. */
+        r = policy_check_scope(m->policy, &c->identity, v->pci_address, info.backend, scope, &reason);
+        if (r < 0)
+                return reply_denied(call, reason);
 
         /* The smaller of the backend's limit for the scope and the configured cap. */
         max_request = MIN((size_t) desc->max_request, m->config.max_request_size);
@@ -753,6 +845,8 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return varlink_call_error_invalid_parameter(call, "request");
         if (r < 0)
                 return r;
+        if (op_of(call))
+                op_of(call)->request_size = req_len;
         if (req_len > max_request)
                 return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string("request"),
                                       "limit", json_object_new_int64((int64_t) max_request));
@@ -764,7 +858,6 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         pr->client = c;
         pr->call = varlink_call_ref(call);
         TAILQ_INSERT_TAIL(&c->pending, pr, entry);
-        m->n_pending_requests++;
 
         t = target_of(ctx, v);
         r = tsm_platform_request(m->platform, &t, scope, req, req_len, (size_t) max_response,
@@ -993,15 +1086,53 @@ int guest_setup(Manager *m) {
 
 int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         GuestClient *c = new0(GuestClient, 1);
+        int r;
 
         if (!c)
                 return -ENOMEM;
         c->manager = m;
         c->conn = conn;
         TAILQ_INIT(&c->pending);
+        TAILQ_INIT(&c->ops);
+
+        /* Who it is, once: SO_PEERCRED at connect time, groups, and the unit (pidfd-checked). */
+        r = peer_identity_from_socket(varlink_conn_get_fd(conn), &c->identity);
+        if (r < 0) {
+                free(c);
+                return log_warning_errno(r, "Cannot identify a client, refusing it: %m");
+        }
         LIST_INSERT_HEAD(&m->guest_clients, c, entry);
         *ret = c;
         return 0;
+}
+
+static void on_abandoned_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of an abandoned call failed: %m");
+}
+
+/* The client went away with calls unanswered: each still gets its record, saying so. */
+static void ops_abandon(GuestClient *c) {
+        GuestOp *op;
+
+        while ((op = TAILQ_FIRST(&c->ops))) {
+                TAILQ_REMOVE(&c->ops, op, entry);
+                if (op->reservation) {
+                        AuditReservation *res = TAKE_PTR(op->reservation);
+                        AuditRecord rec;
+
+                        op_fill_record(op, VARLINK_ERROR_DISCONNECTED, &rec);
+                        (void) audit_log_commit(res, &rec, on_abandoned_recorded, NULL, NULL);
+                        op->client = NULL;
+                        op_free(op);
+                } else
+                        /* Its record is being written; the commit callback frees it. */
+                        op->client = NULL;
+        }
+}
+
+const PeerIdentity *guest_client_get_identity(const GuestClient *c) {
+        return &c->identity;
 }
 
 GuestClient *guest_client_free(GuestClient *c) {
@@ -1015,38 +1146,202 @@ GuestClient *guest_client_free(GuestClient *c) {
                 tsm_request_cancel(pr->request);
                 pending_free(pr);
         }
+        ops_abandon(c);
         for (size_t i = 0; i < c->n_contexts; i++)
                 context_free(c->manager, c->contexts[i]);
         free(c->contexts);
         varlink_call_unref(c->watch);
         LIST_REMOVE(c, entry);
+        peer_identity_done(&c->identity);
         return mfree(c);
 }
 
-int guest_methods_register(Manager *m) {
-        static const struct {
-                const char *name;
-                VarlinkMethodFunc func;
-        } methods[] = {
-                { "io.tsmd.Guest.OpenContext", vl_open_context },
-                { "io.tsmd.Guest.AdoptContext", vl_adopt_context },
-                { "io.tsmd.Guest.ReclaimContext", vl_reclaim_context },
-                { "io.tsmd.Guest.CloseContext", vl_close_context },
-                { "io.tsmd.Guest.AttachDevice", vl_attach_device },
-                { "io.tsmd.Guest.DetachDevice", vl_detach_device },
-                { "io.tsmd.Guest.Bind", vl_bind },
-                { "io.tsmd.Guest.Unbind", vl_unbind },
-                { "io.tsmd.Guest.GetDeviceState", vl_get_device_state },
-                { "io.tsmd.Guest.GuestRequest", vl_guest_request },
-                { "io.tsmd.Guest.WatchEvents", vl_watch_events },
+/* ---- audited dispatch ------------------------------------------------------------------ */
+
+typedef struct GuestMethod {
+        const char *name;
+        const char *event; /* the audit record's event */
+        VarlinkMethodFunc func;
+} GuestMethod;
+
+static const GuestMethod guest_methods[] = {
+        { "io.tsmd.Guest.OpenContext", "open-context", vl_open_context },
+        { "io.tsmd.Guest.AdoptContext", "adopt-context", vl_adopt_context },
+        { "io.tsmd.Guest.ReclaimContext", "reclaim-context", vl_reclaim_context },
+        { "io.tsmd.Guest.CloseContext", "close-context", vl_close_context },
+        { "io.tsmd.Guest.AttachDevice", "attach", vl_attach_device },
+        { "io.tsmd.Guest.DetachDevice", "detach", vl_detach_device },
+        { "io.tsmd.Guest.Bind", "bind", vl_bind },
+        { "io.tsmd.Guest.Unbind", "unbind", vl_unbind },
+        { "io.tsmd.Guest.GetDeviceState", "get-state", vl_get_device_state },
+        { "io.tsmd.Guest.GuestRequest", "guest-request", vl_guest_request },
+        { "io.tsmd.Guest.WatchEvents", "watch-events", vl_watch_events },
+};
+
+static void op_free(GuestOp *op) {
+        if (!op)
+                return;
+        /* Answered and recorded (or abandoned): a draining daemon may exit after the last. */
+        op->manager->n_pending_requests--;
+        manager_request_finished(op->manager);
+        if (op->client)
+                TAILQ_REMOVE(&op->client->ops, op, entry);
+        audit_log_cancel(op->reservation);
+        varlink_call_set_userdata(op->call, NULL);
+        varlink_call_unref(op->call);
+        json_object_put(op->answer);
+        free(op->pci_address);
+        free(op);
+}
+
+static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *rec) {
+        const PeerIdentity *id = &op->client->identity;
+
+        *rec = AUDIT_RECORD_INIT;
+        rec->event = op->event;
+        rec->uid = id->uid;
+        rec->gid = id->gid;
+        rec->pid = id->pid;
+        rec->unit = id->unit;
+        rec->context_id = op->context_id;
+        rec->vdevice_id = op->vdevice_id;
+        rec->pci = op->pci_address;
+        rec->backend = op->backend;
+        rec->scope = op->scope;
+        rec->scope_number = op->scope_number;
+        rec->request_size = op->request_size;
+        rec->response_size = op->response_size;
+        rec->result = result;
+        rec->latency_usec = now_monotonic_usec() - op->start_usec;
+}
+
+static json_object *audit_failed_message(int error) {
+        json_object *p = json_object_new_object(), *m = NULL;
+
+        if (p && json_object_add(p, "errno", json_object_new_int(abs(error))) >= 0)
+                (void) varlink_message_new_error(GUEST_ERROR("AuditFailed"), TAKE_PTR(p), &m);
+        json_object_put(p);
+        return m;
+}
+
+static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        GuestOp *op = userdata;
+        json_object *answer = TAKE_PTR(op->answer), *params;
+
+        if (error < 0) {
+                /* SECURITY: an answer whose record is not durable is not given. */
+                log_error_errno(error, "Audit record for %s failed, answering AuditFailed: %m", op->event);
+                json_object_put(answer);
+                answer = audit_failed_message(error);
+        } else if (streq(op->event, "guest-request") && !json_object_object_get_ex(answer, "error", NULL) &&
+                   json_object_object_get_ex(answer, "parameters", &params))
+                (void) json_object_add(params, "auditSequence", json_object_new_int64((int64_t) seq));
+
+        if (answer)
+                (void) varlink_call_release(op->call, answer);
+        op_free(op);
+}
+
+/* The method answered: record the outcome, answer once it is on disk. */
+static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
+        GuestOp *op = userdata;
+        AuditReservation *res = TAKE_PTR(op->reservation);
+        json_object *error;
+        AuditRecord rec;
+        int r;
+
+        op->answer = message;
+        op_fill_record(op, json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok",
+                       &rec);
+        r = audit_log_commit(res, &rec, on_record_committed, op, NULL);
+        if (r < 0)
+                on_record_committed(op->manager->audit, 0, r, op);
+}
+
+static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        op_free(userdata);
+}
+
+static int guest_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        const GuestMethod *method = NULL;
+        GuestOp *op;
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(guest_methods); i++)
+                if (streq(guest_methods[i].name, varlink_call_get_method(call)))
+                        method = &guest_methods[i];
+        assert(method);
+
+        op = new0(GuestOp, 1);
+        if (!op)
+                return -ENOMEM;
+        m->n_pending_requests++;
+        *op = (GuestOp){
+                .manager = m,
+                .client = client_of(call),
+                .call = varlink_call_ref(call),
+                .event = method->event,
+                .start_usec = now_monotonic_usec(),
+                .context_id = AUDIT_U64_NONE,
+                .vdevice_id = AUDIT_U64_NONE,
+                .scope_number = AUDIT_SCOPE_NUMBER_NONE,
+                .request_size = AUDIT_U64_NONE,
+                .response_size = AUDIT_U64_NONE,
         };
+        TAILQ_INSERT_TAIL(&op->client->ops, op, entry);
+
+        /* SECURITY: fail closed: no room for the record, nothing happens. */
+        r = audit_log_reserve(m->audit, &op->reservation);
+        if (r < 0) {
+                op_free(op);
+                log_warning_errno(r, "Refusing %s, the audit log cannot take a record: %m", method->event);
+                return varlink_call_release(call, audit_failed_message(r));
+        }
+        varlink_call_set_userdata(call, op);
+
+        /* A subscription has no final answer to wait for: it is recorded when made. */
+        if (streq(method->event, "watch-events")) {
+                AuditReservation *res = TAKE_PTR(op->reservation);
+                AuditRecord rec;
+
+                r = method->func(call, p, userdata);
+                op_fill_record(op, r < 0 ? "io.tsmd.System" : "ok", &rec);
+                if (audit_log_commit(res, &rec, on_watch_recorded, op, NULL) < 0)
+                        op_free(op);
+                return r;
+        }
+
+        varlink_call_set_interceptor(call, on_answer, op);
+        return method->func(call, p, userdata);
+}
+
+/* Records what tsmd does on a client's behalf without a call (releases at disconnect). */
+static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of a release failed: %m");
+}
+
+static void audit_release(Manager *m, const GuestContext *ctx, const GuestVDevice *v, int result) {
+        AuditRecord rec = AUDIT_RECORD_INIT;
+
+        rec.event = "release";
+        rec.uid = ctx->uid;
+        rec.context_id = ctx->handle;
+        rec.vdevice_id = v->id;
+        rec.pci = v->pci_address;
+        rec.result = result < 0 ? "io.tsmd.Guest.BackendError" : "ok";
+        (void) audit_log_record(m->audit, &rec, on_release_recorded, NULL, NULL);
+}
+
+int guest_methods_register(Manager *m) {
         int r;
 
         r = varlink_server_add_interface(m->server, varlink_builtin_idl_find("io.tsmd.Guest"));
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
-                r = varlink_server_bind_method(m->server, methods[i].name, methods[i].func);
+        for (size_t i = 0; i < ELEMENTSOF(guest_methods); i++) {
+                r = varlink_server_bind_method(m->server, guest_methods[i].name, guest_dispatch);
                 if (r < 0)
                         return r;
         }

@@ -28,7 +28,11 @@ int guest_restore_context(Manager *m, int fd, const char *name);
 /* Releases (or, when preserving for a restart, just closes) unreclaimed contexts. */
 void guest_orphans_free(Manager *m);
 
-/* Guest requests in flight, over all clients (shutdown waits for them). */
+/* The identity taken when the connection was accepted. */
+const struct PeerIdentity *guest_client_get_identity(const GuestClient *c);
+
+/* Guest calls in flight (not yet answered and recorded), over all clients; shutdown waits
+ * for them. */
 unsigned guest_n_pending(Manager *m);
 
 /* A device vanished: fail what used it and tell subscribers. */

@@ -75,6 +75,43 @@ static void on_watchdog(evutil_socket_t fd, short what, void *userdata) {
         (void) sd_notify(false, "WATCHDOG=1");
 }
 
+/* Loads the policy named by the configuration; on failure *ret_message says why. */
+static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) {
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = policy_load(c->policy_file, c->policy_dropin_dir, ret, &error);
+        if (r < 0) {
+                if (ret_message)
+                        *ret_message = TAKE_PTR(error);
+                return r;
+        }
+        log_info("Policy loaded: %zu client rules.", policy_n_rules(*ret));
+        return 0;
+}
+
+static int open_audit(Manager *m) {
+        AuditConfig ac;
+        int r;
+
+        audit_config_init(&ac);
+        ac.directory = m->config.audit_dir;
+        ac.max_file_size = m->config.audit_max_file_size;
+        ac.n_files = m->config.audit_files;
+        ac.sync_mode = m->config.audit_sync_mode;
+        ac.journal = m->config.audit_journal;
+
+        /* systemd's LogsDirectory= makes it; by hand, we do (its parent must exist). */
+        if (m->config.audit_dir && mkdir(m->config.audit_dir, 0750) < 0 && errno != EEXIST)
+                log_debug_errno(-errno, "Cannot create '%s': %m", m->config.audit_dir);
+
+        r = audit_log_open(m->base, &ac, &m->audit);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the audit log in '%s', refusing to serve unaudited: %m",
+                                       strna(m->config.audit_dir));
+        return 0;
+}
+
 static void on_reload_signal(evutil_socket_t sig, short what, void *userdata) {
         (void) manager_reload(userdata, NULL);
 }
@@ -101,6 +138,29 @@ int manager_reload(Manager *m, char **ret_message) {
                 return log_error_errno(r, "%s:%u: %s; keeping the configuration in force.",
                                        m->config_path, line, message);
         }
+
+        /* The policy is replaced whole or not at all. */
+        {
+                _cleanup_free_ char *policy_error = NULL;
+                Policy *p = NULL;
+
+                r = load_policy(&config, &p, &policy_error);
+                if (r < 0) {
+                        daemon_config_done(&config);
+                        (void) sd_notify(false, "READY=1");
+                        if (ret_message)
+                                *ret_message = policy_error ? strdup(policy_error) : NULL;
+                        return log_error_errno(r, "%s; keeping the policy in force.",
+                                               policy_error ?: "Failed to load the policy");
+                }
+                policy_unref(m->policy);
+                m->policy = p;
+        }
+
+        /* An audit log that failed (EIO, a full disk) gets another chance. */
+        r = audit_log_reopen(m->audit);
+        if (r < 0)
+                log_error_errno(r, "The audit log is still failing, guest requests stay refused: %m");
 
         /* What changes at run time: the emulated device set. Limits apply to new connections. */
         if (tsm_platform_is_emulated(m->platform)) {
@@ -152,6 +212,7 @@ static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
 
 int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
+        _cleanup_free_ char *error = NULL;
         const char *missing = NULL;
         int r;
 
@@ -169,6 +230,13 @@ int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
                 return -ENOMEM;
 
         r = tsm_platform_new(m->base, &m->config.platform, &m->platform);
+        if (r < 0)
+                return r;
+
+        r = load_policy(&m->config, &m->policy, &error);
+        if (r < 0)
+                return log_error_errno(r, "%s", strna(error));
+        r = open_audit(m);
         if (r < 0)
                 return r;
         tsm_platform_set_device_gone_callback(m->platform, on_device_gone, m);
@@ -234,6 +302,9 @@ Manager *manager_free(Manager *m) {
         guest_orphans_free(m);
         if (m->orphan_timeout)
                 event_free(m->orphan_timeout);
+        /* After every client: their last records (releases) must reach the disk. */
+        audit_log_free(m->audit);
+        policy_unref(m->policy);
         tsm_platform_free(m->platform);
         free(m->config_path);
         if (m->sigterm)

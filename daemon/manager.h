@@ -6,7 +6,9 @@
 
 #include <event2/event.h>
 
+#include "audit-log.h"
 #include "daemon-config.h"
+#include "policy.h"
 #include "tsm-platform.h"
 #include "varlink-server.h"
 
@@ -20,6 +22,8 @@ typedef struct Manager {
         char *config_path; /* reloaded on SIGHUP; NULL: defaults only */
         uint64_t start_usec;
         TsmPlatform *platform;
+        Policy *policy;  /* replaced whole on reload */
+        AuditLog *audit;
 
         /* One per connection: what that VMM owns (guest.c). */
         LIST_HEAD(, GuestClient) guest_clients;

@@ -2,6 +2,7 @@
 /* io.tsmd.Service: Ping, GetStatus (streamed), SetLogLevel. Runs in: daemon. */
 
 #include "config.h"
+#include "guest.h"
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
@@ -85,12 +86,19 @@ void service_forget_connection(Manager *m, VarlinkConn *c) {
         m->n_status_subscribers = j;
 }
 
+/* Administrators: root, and whom the policy's [Admin] names. */
+static bool is_admin(Manager *m, VarlinkCall *call) {
+        GuestClient *c = varlink_conn_get_userdata(varlink_call_get_conn(call));
+
+        return c && policy_is_admin(m->policy, guest_client_get_identity(c));
+}
+
 static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, void *userdata) {
         const struct ucred *peer = varlink_conn_get_peer(varlink_call_get_conn(call));
         const char *level = json_get_string(parameters, "level");
         int l;
 
-        if (peer->uid != 0)
+        if (!is_admin(userdata, call))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
 
         l = log_parse_level(level);
@@ -103,12 +111,11 @@ static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, v
 }
 
 static int vl_method_reload(VarlinkCall *call, json_object *parameters, void *userdata) {
-        const struct ucred *peer = varlink_conn_get_peer(varlink_call_get_conn(call));
         _cleanup_free_ char *message = NULL;
         json_object *p;
         int r;
 
-        if (peer->uid != 0)
+        if (!is_admin(userdata, call))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
 
         r = manager_reload(userdata, &message);

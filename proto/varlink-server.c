@@ -69,6 +69,9 @@ struct VarlinkCall {
         size_t n_out_fds, allocated_out_fds;
 
         STAILQ_HEAD(, Output) outputs; /* replies waiting for earlier calls to finish */
+        VarlinkReplyInterceptor interceptor;
+        void *interceptor_userdata;
+        void *userdata;
         bool answered;
         bool queued;
         TAILQ_ENTRY(VarlinkCall) entry;
@@ -544,6 +547,16 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         if (final)
                 call->answered = true;
 
+        /* The final answer goes to the interceptor first, which releases it (or another one)
+         * when it is done with it (the daemon writes its audit record there). */
+        if (final && call->interceptor) {
+                VarlinkReplyInterceptor f = call->interceptor;
+
+                call->interceptor = NULL;
+                f(call, TAKE_PTR(m), call->interceptor_userdata);
+                return 0;
+        }
+
         /* A oneway caller asked for silence; a departed one cannot hear. */
         if ((call->flags & VARLINK_CALL_ONEWAY) || !c->connected) {
                 close_many(call->out_fds, call->n_out_fds);
@@ -586,6 +599,28 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         if (final && c->connected)
                 conn_complete_calls(c);
         return 0;
+}
+
+void varlink_call_set_interceptor(VarlinkCall *call, VarlinkReplyInterceptor f, void *userdata) {
+        call->interceptor = f;
+        call->interceptor_userdata = userdata;
+}
+
+int varlink_call_release(VarlinkCall *call, json_object *message) {
+        if (json_object_object_get_ex(message, "error", NULL)) {
+                /* Never send fds along with an error, as sd-varlink. */
+                close_many(call->out_fds, call->n_out_fds);
+                call->n_out_fds = 0;
+        }
+        return call_send(call, message, true);
+}
+
+void varlink_call_set_userdata(VarlinkCall *call, void *userdata) {
+        call->userdata = userdata;
+}
+
+void *varlink_call_get_userdata(const VarlinkCall *call) {
+        return call->userdata;
 }
 
 int varlink_call_reply(VarlinkCall *call, json_object *parameters) {

@@ -106,6 +106,16 @@ int varlink_call_error(VarlinkCall *call, const char *error, json_object *parame
 int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter);
 int varlink_call_error_errno(VarlinkCall *call, int error);
 
+/* Intercepting the final answer: the interceptor gets the message (reply or error, owned)
+ * instead of the client, and passes it, or another, on with varlink_call_release() when it
+ * is ready. Intermediate replies of "more" calls are not intercepted. */
+typedef void (*VarlinkReplyInterceptor)(VarlinkCall *call, json_object *message, void *userdata);
+void varlink_call_set_interceptor(VarlinkCall *call, VarlinkReplyInterceptor f, void *userdata);
+int varlink_call_release(VarlinkCall *call, json_object *message);
+
+void varlink_call_set_userdata(VarlinkCall *call, void *userdata);
+void *varlink_call_get_userdata(const VarlinkCall *call);
+
 /* fd passing. push_fd takes ownership and returns the index the fd will have in the next
  * reply of this call. peek_fd returns the index-th fd that came with the call (owned by the
  * call), take_fd transfers ownership. -ENXIO for an index out of range. */

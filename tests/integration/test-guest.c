@@ -261,9 +261,9 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
         /* Debug scopes exist on the emulated backend but are not granted. */
         m = tdisp_msg(TDISP_MSG_GET_VERSION, address, NULL, 0);
         CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "debug-read", &m, 4096), E_GUEST("Denied"),
-                   "{\"reason\":\"debug scopes are not granted\"}");
+                   "{\"reason\":\"scope 'debug-read' not granted\"}");
         CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "debug-write", &m, 4096), E_GUEST("Denied"),
-                   "{\"reason\":\"debug scopes are not granted\"}");
+                   "{\"reason\":\"scope 'debug-write' not granted\"}");
 
         /* Back to CONFIG_LOCKED for the caller: STOP, then the host binds again. */
         m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, address, NULL, 0);

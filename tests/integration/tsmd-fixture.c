@@ -282,6 +282,21 @@ static void append_arg(const char **argv, size_t *n, size_t max, const char *arg
         argv[*n] = NULL;
 }
 
+/* Every test daemon audits into its own directory and reads its own policy; a test that
+ * brings a policy.conf of its own overrides the default one, which lets root and uid 65534
+ * (the second test client) use every device in the non-debug scopes. */
+static const char default_policy[] =
+        "[Client:tests]\n"
+        "Users=root 65534\n"
+        "Devices=*\n"
+        "Scopes=info state-change\n";
+
+static const char *config_with_test_sections(Tsmd *t, const char *config) {
+        return strf("%s\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                    "[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n",
+                    config ?: "", t->dir, t->dir, t->dir);
+}
+
 void tsmd_start(Tsmd *t, const TsmdOptions *o) {
         static const TsmdOptions none = {};
         char socket_arg[400], guest_arg[400], config_arg[400], sysfs_arg[400], level_arg[64];
@@ -305,7 +320,8 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
         snprintf(t->config_path, sizeof(t->config_path), "%s/tsmd.conf", t->dir);
         snprintf(t->log_path, sizeof(t->log_path), "%s/tsmd.log", t->dir);
 
-        write_file(t->config_path, o->config ?: "");
+        write_file(t->config_path, config_with_test_sections(t, o->config));
+        write_file(strf("%s/policy.conf", t->dir), default_policy);
         for (size_t i = 0; i < o->n_files; i++) {
                 if (strchr(o->files[i].name, '/'))
                         TEST_FAIL("fixture file names are relative: %s", o->files[i].name);
@@ -534,7 +550,7 @@ bool tsmd_reload(Tsmd *t, const char *config) {
         unsigned n_reloaded = tsmd_log_count(t, reloaded), n_kept = tsmd_log_count(t, kept);
         uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
 
-        tsmd_write_file(t, "tsmd.conf", config);
+        tsmd_write_file(t, "tsmd.conf", config_with_test_sections(t, config));
         tsmd_kill(t, SIGHUP);
         for (;;) {
                 if (tsmd_log_count(t, reloaded) > n_reloaded)

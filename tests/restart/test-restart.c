@@ -49,6 +49,7 @@ static int unix_socket(int type, const char *path) {
 }
 
 static void manager_init(Manager *m) {
+        char path[256];
         FILE *f;
 
         *m = (Manager){ .stored_fd = -1 };
@@ -65,7 +66,15 @@ static void manager_init(Manager *m) {
         f = fopen(m->config, "w");
         ASSERT_NOT_NULL(f);
         fprintf(f, "[Platform]\nMode=emulated\nIommuDevice=%s/no-iommu\n"
-                   "[Guest]\nContextStateDirectory=%s/state\nReclaimTimeoutSec=30\n", m->dir, m->dir);
+                   "[Guest]\nContextStateDirectory=%s/state\nReclaimTimeoutSec=30\n"
+                   "[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                   "[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n",
+                   m->dir, m->dir, m->dir, m->dir, m->dir);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/policy.conf", m->dir);
+        f = fopen(path, "w");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Client:tests]\nUsers=root 65534\nDevices=*\n");
         fclose(f);
 }
 
