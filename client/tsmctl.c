@@ -10,6 +10,12 @@
 
 static const TsmctlVerb *const verbs[] = {
         &verb_status,
+        &verb_backends,
+        &verb_devices,
+        &verb_clients,
+        &verb_audit,
+        &verb_monitor,
+        &verb_metrics,
         &verb_info,
         &verb_introspect,
         &verb_call,

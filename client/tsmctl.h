@@ -36,7 +36,8 @@ typedef struct TsmctlVerb {
         int (*run)(const TsmctlOptions *o, int argc, char *argv[]);
 } TsmctlVerb;
 
-extern const TsmctlVerb verb_call, verb_info, verb_introspect, verb_status;
+extern const TsmctlVerb verb_call, verb_info, verb_introspect, verb_status, verb_backends, verb_devices,
+        verb_clients, verb_audit, verb_monitor, verb_metrics;
 
 /* Connects to tsmd; prints why on failure and returns an exit code (> 0). */
 int tsmctl_connect(const TsmctlOptions *o, VarlinkClient **ret);
@@ -45,3 +46,7 @@ int tsmctl_call(VarlinkClient *c, const char *method, json_object *params, json_
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);
 void tsmctl_print_json(json_object *o);
+
+/* Audit records as table rows (audit-format.c). */
+void tsmctl_print_audit_header(void);
+void tsmctl_print_audit_row(json_object *record);

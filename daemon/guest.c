@@ -65,6 +65,7 @@ struct GuestClient {
         VarlinkCall *watch; /* WatchEvents subscription */
         TAILQ_HEAD(, PendingRequest) pending;
         TAILQ_HEAD(, GuestOp) ops;
+        uint64_t n_calls; /* answered and recorded */
         LIST_ENTRY(GuestClient) entry;
 };
 
@@ -1131,6 +1132,39 @@ static void ops_abandon(GuestClient *c) {
         }
 }
 
+void guest_foreach_vdevice(Manager *m, GuestVDeviceFunc f, void *userdata) {
+        GuestClient *c;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++) {
+                                const GuestVDevice *v = &c->contexts[i]->vdevices[j];
+
+                                f(&(GuestVDeviceInfo){ .client = c,
+                                                       .context = c->contexts[i]->handle,
+                                                       .vdevice_id = v->id,
+                                                       .pci_address = v->pci_address,
+                                                       .bound = v->bound,
+                                                       .gone = v->gone },
+                                  userdata);
+                        }
+}
+
+GuestClient *guest_client_next(Manager *m, GuestClient *prev) {
+        return prev ? LIST_NEXT(prev, entry) : LIST_FIRST(&m->guest_clients);
+}
+
+void guest_client_get_stats(const GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices,
+                            uint64_t *ret_calls) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < c->n_contexts; i++)
+                n += (unsigned) c->contexts[i]->n_vdevices;
+        *ret_contexts = (unsigned) c->n_contexts;
+        *ret_vdevices = n;
+        *ret_calls = c->n_calls;
+}
+
 const PeerIdentity *guest_client_get_identity(const GuestClient *c) {
         return &c->identity;
 }
@@ -1239,6 +1273,8 @@ static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *user
 
         if (answer)
                 (void) varlink_call_release(op->call, answer);
+        if (op->client)
+                op->client->n_calls++;
         op_free(op);
 }
 

@@ -28,6 +28,21 @@ int guest_restore_context(Manager *m, int fd, const char *name);
 /* Releases (or, when preserving for a restart, just closes) unreclaimed contexts. */
 void guest_orphans_free(Manager *m);
 
+/* For io.tsmd.Admin: walking clients and what they hold. */
+typedef struct GuestVDeviceInfo {
+        const GuestClient *client;
+        uint64_t context;
+        uint32_t vdevice_id;
+        const char *pci_address;
+        bool bound;
+        bool gone;
+} GuestVDeviceInfo;
+typedef void (*GuestVDeviceFunc)(const GuestVDeviceInfo *v, void *userdata);
+void guest_foreach_vdevice(Manager *m, GuestVDeviceFunc f, void *userdata);
+GuestClient *guest_client_next(Manager *m, GuestClient *prev);
+void guest_client_get_stats(const GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices,
+                            uint64_t *ret_calls);
+
 /* The identity taken when the connection was accepted. */
 const struct PeerIdentity *guest_client_get_identity(const GuestClient *c);
 

@@ -7,6 +7,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "admin.h"
 #include "config.h"
 #include "fdstore.h"
 #include "guest.h"
@@ -257,6 +258,9 @@ int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
         if (r < 0)
                 return r;
         r = guest_methods_register(m);
+        if (r < 0)
+                return r;
+        r = admin_methods_register(m);
         if (r < 0)
                 return r;
         r = guest_setup(m);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* io.tsmd.Service: Ping, GetStatus (streamed), SetLogLevel. Runs in: daemon. */
 
+#include "admin.h"
 #include "config.h"
-#include "guest.h"
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
@@ -86,11 +86,8 @@ void service_forget_connection(Manager *m, VarlinkConn *c) {
         m->n_status_subscribers = j;
 }
 
-/* Administrators: root, and whom the policy's [Admin] names. */
 static bool is_admin(Manager *m, VarlinkCall *call) {
-        GuestClient *c = varlink_conn_get_userdata(varlink_call_get_conn(call));
-
-        return c && policy_is_admin(m->policy, guest_client_get_identity(c));
+        return manager_is_admin(m, varlink_call_get_conn(call));
 }
 
 static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, void *userdata) {

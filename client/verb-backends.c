@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl backends: the TSMs tsmd routes to, with their type and UAPI. */
+
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *reply, *list;
+        int r;
+
+        r = tsmctl_connect(o, &c);
+        if (r > 0)
+                return r;
+        r = tsmctl_call(c, "io.tsmd.Admin.ListBackends", NULL, &reply);
+        if (r > 0)
+                return r;
+        if (o->json) {
+                tsmctl_print_json(reply);
+                return 0;
+        }
+
+        printf("Platform: %s\n\n%-8s %-14s %-16s %-9s %s\n", strna(json_get_string(reply, "platform")), "TSM",
+               "TYPE", "PARENT DRIVER", "UAPI", "DEVICES");
+        list = json_object_object_get(reply, "backends");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                json_object *b = json_object_array_get_idx(list, i);
+
+                printf("%-8s %-14s %-16s %-9s %d\n", strna(json_get_string(b, "tsm")),
+                       json_get_string(b, "type") ?: "unknown", json_get_string(b, "parentDriver") ?: "-",
+                       strna(json_get_string(b, "uapi")), json_object_get_int(json_object_object_get(b, "devices")));
+        }
+        return 0;
+}
+
+const TsmctlVerb verb_backends = {
+        .name = "backends",
+        .usage = "",
+        .summary = "List TSM backends: type, UAPI version, devices",
+        .max_args = 0,
+        .run = run,
+};

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl devices: devices with their TSM, TDISP state and owner. */
+
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *reply, *list;
+        int r;
+
+        r = tsmctl_connect(o, &c);
+        if (r > 0)
+                return r;
+        r = tsmctl_call(c, "io.tsmd.Admin.ListDevices", NULL, &reply);
+        if (r > 0)
+                return r;
+        if (o->json) {
+                tsmctl_print_json(reply);
+                return 0;
+        }
+
+        printf("%-14s %-6s %-14s %-16s %s\n", "DEVICE", "TSM", "BACKEND", "STATE", "OWNER");
+        list = json_object_object_get(reply, "devices");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                json_object *d = json_object_array_get_idx(list, i), *owner = json_object_object_get(d, "owner");
+                char who[96] = "-";
+
+                if (owner)
+                        snprintf(who, sizeof(who), "uid %d pid %d ctx %d vdev %d%s",
+                                 json_object_get_int(json_object_object_get(owner, "uid")),
+                                 json_object_get_int(json_object_object_get(owner, "pid")),
+                                 json_object_get_int(json_object_object_get(owner, "context")),
+                                 json_object_get_int(json_object_object_get(owner, "vdeviceId")),
+                                 json_object_get_boolean(json_object_object_get(owner, "bound")) ? " bound" : "");
+                printf("%-14s %-6s %-14s %-16s %s\n", strna(json_get_string(d, "pciAddress")),
+                       json_get_string(d, "tsm") ?: "-", json_get_string(d, "backend") ?: "-",
+                       json_get_string(d, "state") ?: "-", who);
+        }
+        return 0;
+}
+
+const TsmctlVerb verb_devices = {
+        .name = "devices",
+        .usage = "",
+        .summary = "List devices: TSM, TDISP state, owner",
+        .max_args = 0,
+        .run = run,
+};

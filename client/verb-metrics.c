@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl metrics: counters and latency histograms in the Prometheus text format. */
+
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+/* Label values: backslash, double quote and newline must be escaped. */
+static void print_label(const char *s) {
+        for (; s && *s; s++) {
+                if (*s == '\\' || *s == '"')
+                        putchar('\\');
+                if (*s == '\n') {
+                        fputs("\\n", stdout);
+                        continue;
+                }
+                putchar(*s);
+        }
+}
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *reply, *list;
+        int r;
+
+        r = tsmctl_connect(o, &c);
+        if (r > 0)
+                return r;
+        r = tsmctl_call(c, "io.tsmd.Admin.GetCounters", NULL, &reply);
+        if (r > 0)
+                return r;
+        if (o->json) {
+                tsmctl_print_json(reply);
+                return 0;
+        }
+
+        list = json_object_object_get(reply, "counters");
+        puts("# HELP tsmd_calls_total Audited calls, by uid, backend, scope or result.\n"
+             "# TYPE tsmd_calls_total counter");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                json_object *x = json_object_array_get_idx(list, i);
+
+                printf("tsmd_calls_total{%s=\"", json_get_string(x, "dimension"));
+                print_label(json_get_string(x, "key"));
+                printf("\"} %lld\n", (long long) json_object_get_int64(json_object_object_get(x, "calls")));
+        }
+        puts("# HELP tsmd_call_errors_total Audited calls that failed.\n# TYPE tsmd_call_errors_total counter");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                json_object *x = json_object_array_get_idx(list, i);
+
+                printf("tsmd_call_errors_total{%s=\"", json_get_string(x, "dimension"));
+                print_label(json_get_string(x, "key"));
+                printf("\"} %lld\n", (long long) json_object_get_int64(json_object_object_get(x, "errors")));
+        }
+        puts("# HELP tsmd_call_latency_seconds Latency of audited calls, per scope.\n"
+             "# TYPE tsmd_call_latency_seconds histogram");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                json_object *x = json_object_array_get_idx(list, i), *b = json_object_object_get(x, "latencyBuckets");
+                long long cumulative = 0;
+
+                if (!streq(json_get_string(x, "dimension") ?: "", "scope"))
+                        continue;
+                for (size_t k = 0; k < json_object_array_length(b); k++) {
+                        cumulative += json_object_get_int64(json_object_array_get_idx(b, k));
+                        printf("tsmd_call_latency_seconds_bucket{scope=\"");
+                        print_label(json_get_string(x, "key"));
+                        /* Bucket k holds latencies below 2^k µs. */
+                        if (k + 1 < json_object_array_length(b))
+                                printf("\",le=\"%.6f\"} %lld\n", (double) (1ULL << k) / 1e6, cumulative);
+                        else
+                                printf("\",le=\"+Inf\"} %lld\n", cumulative);
+                }
+                printf("tsmd_call_latency_seconds_sum{scope=\"");
+                print_label(json_get_string(x, "key"));
+                printf("\"} %.6f\n", (double) json_object_get_int64(json_object_object_get(x, "latencySumUsec")) / 1e6);
+                printf("tsmd_call_latency_seconds_count{scope=\"");
+                print_label(json_get_string(x, "key"));
+                printf("\"} %lld\n", cumulative);
+        }
+        return 0;
+}
+
+const TsmctlVerb verb_metrics = {
+        .name = "metrics",
+        .usage = "",
+        .summary = "Print counters and latency histograms (Prometheus text format)",
+        .max_args = 0,
+        .run = run,
+};

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl monitor: follow the audit log live (io.tsmd.Admin.FollowAudit, with "more"). */
+
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+static int on_reply(VarlinkClient *c, json_object *p, const char *error, bool continues, void *userdata) {
+        const TsmctlOptions *o = userdata;
+        json_object *record;
+
+        if (error) {
+                fprintf(stderr, "Following the audit log failed: %s\n", error);
+                return -EIO;
+        }
+        record = json_object_object_get(p, "record");
+        if (!record)
+                return 0; /* the first reply: we are following now */
+        if (o->json)
+                puts(json_object_to_json_string_ext(record, JSON_C_TO_STRING_PLAIN));
+        else
+                tsmctl_print_audit_row(record);
+        fflush(stdout);
+        return 0;
+}
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        int r;
+
+        r = tsmctl_connect(o, &c);
+        if (r > 0)
+                return r;
+        varlink_client_set_timeout(c, 0); /* until interrupted */
+        if (!o->json)
+                tsmctl_print_audit_header();
+        r = varlink_client_call_more(c, "io.tsmd.Admin.FollowAudit", NULL, on_reply, (void *) o);
+        if (r < 0) {
+                fprintf(stderr, "Connection to tsmd lost: %s\n", strerror(-r));
+                return EXIT_NOT_RUNNING;
+        }
+        return 0;
+}
+
+const TsmctlVerb verb_monitor = {
+        .name = "monitor",
+        .usage = "",
+        .summary = "Follow the audit log live",
+        .max_args = 0,
+        .run = run,
+};

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* io.tsmd.Admin: backends, devices, clients, audit query and follow, counters. Every call is
+ * checked against the policy's administrators and audited. Runs in: daemon (worker). */
+
+#include "admin.h"
+#include "backend.h"
+#include "guest.h"
+#include "json-util.h"
+#include "log.h"
+#include "peer-identity.h"
+#include "tdisp.h"
+#include "tsm-platform.h"
+#include "varlink-errors.h"
+#include "varlink-service.h"
+
+#define QUERY_LIMIT_MAX 10000
+
+bool manager_is_admin(Manager *m, VarlinkConn *conn) {
+        GuestClient *c = varlink_conn_get_userdata(conn);
+
+        return c && policy_is_admin(m->policy, guest_client_get_identity(c));
+}
+
+static json_object *string_or_null(const char *s) {
+        return s ? json_object_new_string(s) : NULL;
+}
+
+static const char *uapi_name(Manager *m, bool emulated) {
+        TsmUapiVersion v;
+
+        if (emulated)
+                return "emulated";
+        if (tsm_platform_get_uapi(m->platform, &v) < 0)
+                return "none";
+        return tsm_uapi_version_to_string(v) ?: "none";
+}
+
+static int vl_list_backends(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        Inventory *inv = tsm_platform_get_inventory(m->platform);
+        EmuPlatform *emu = tsm_platform_get_emulated(m->platform);
+        _cleanup_(json_object_putp) json_object *a = json_object_new_array(), *reply = NULL;
+
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < inventory_n_tsms(inv); i++) {
+                const InventoryTsm *t = inventory_tsm_at(inv, i);
+                json_object *o = json_object_new_object();
+                unsigned n = 0;
+
+                for (size_t j = 0; j < inventory_n_devices(inv); j++) {
+                        const InventoryDevice *d = inventory_device_at(inv, j);
+                        if (d->connected_tsm && streq(d->connected_tsm, t->name))
+                                n++;
+                }
+                if (!o || json_object_add(o, "tsm", json_object_new_string(t->name)) < 0 ||
+                    json_object_add(o, "type", string_or_null(tsm_backend_type_to_string(t->type))) < 0 ||
+                    json_object_add(o, "parentDriver", string_or_null(t->parent_driver)) < 0 ||
+                    json_object_add(o, "uapi", json_object_new_string(uapi_name(m, false))) < 0 ||
+                    json_object_add(o, "devices", json_object_new_int(n)) < 0 || json_object_array_add(a, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+        }
+        if (emu) {
+                json_object *o = json_object_new_object();
+
+                if (!o || json_object_add(o, "tsm", json_object_new_string(EMULATED_TSM_NAME)) < 0 ||
+                    json_object_add(o, "type", json_object_new_string("emulated")) < 0 ||
+                    json_object_add(o, "parentDriver", NULL) < 0 ||
+                    json_object_add(o, "uapi", json_object_new_string("emulated")) < 0 ||
+                    json_object_add(o, "devices", json_object_new_int((int) emu_platform_get_n_devices(emu))) < 0 ||
+                    json_object_array_add(a, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+        }
+
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "platform", json_object_new_string(emu ? "emulated" : "kernel")) < 0 ||
+            json_object_add(reply, "backends", TAKE_PTR(a)) < 0)
+                return -ENOMEM;
+        return varlink_call_reply(call, TAKE_PTR(reply));
+}
+
+typedef struct OwnerLookup {
+        const char *pci_address;
+        json_object *owner;
+} OwnerLookup;
+
+static void find_owner(const GuestVDeviceInfo *v, void *userdata) {
+        OwnerLookup *l = userdata;
+        const PeerIdentity *id = guest_client_get_identity(v->client);
+        json_object *o;
+
+        if (l->owner || v->gone || !streq(v->pci_address, l->pci_address))
+                return;
+        o = json_object_new_object();
+        if (!o || json_object_add(o, "uid", json_object_new_int64(id->uid)) < 0 ||
+            json_object_add(o, "pid", json_object_new_int64(id->pid)) < 0 ||
+            json_object_add(o, "unit", string_or_null(id->unit)) < 0 ||
+            json_object_add(o, "context", json_object_new_int64((int64_t) v->context)) < 0 ||
+            json_object_add(o, "vdeviceId", json_object_new_int64(v->vdevice_id)) < 0 ||
+            json_object_add(o, "bound", json_object_new_boolean(v->bound)) < 0) {
+                json_object_put(o);
+                return;
+        }
+        l->owner = o;
+}
+
+static int add_device(Manager *m, json_object *a, const char *address, const char *tsm, const char *backend,
+                      const char *state) {
+        OwnerLookup l = { .pci_address = address };
+        json_object *o = json_object_new_object();
+
+        guest_foreach_vdevice(m, find_owner, &l);
+        if (!o || json_object_add(o, "pciAddress", json_object_new_string(address)) < 0 ||
+            json_object_add(o, "tsm", string_or_null(tsm)) < 0 ||
+            json_object_add(o, "backend", string_or_null(backend)) < 0 ||
+            json_object_add(o, "state", string_or_null(state)) < 0 ||
+            json_object_add(o, "owner", TAKE_PTR(l.owner)) < 0 || json_object_array_add(a, o) < 0) {
+                json_object_put(o);
+                json_object_put(l.owner);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int vl_list_devices(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        Inventory *inv = tsm_platform_get_inventory(m->platform);
+        EmuPlatform *emu = tsm_platform_get_emulated(m->platform);
+        _cleanup_(json_object_putp) json_object *a = json_object_new_array();
+        json_object *reply;
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; emu && i < emu_platform_get_n_devices(emu); i++) {
+                EmuDevice *d = emu_platform_get_device(emu, i);
+
+                r = add_device(m, a, emu_device_get_address(d), EMULATED_TSM_NAME, "emulated",
+                               tdisp_state_to_string(emu_device_get_state(d)));
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < inventory_n_devices(inv); i++) {
+                const InventoryDevice *d = inventory_device_at(inv, i);
+                const InventoryTsm *t;
+
+                if (!d->tdisp_capable)
+                        continue;
+                t = inventory_device_get_tsm(inv, d);
+                r = add_device(m, a, d->address, d->connected_tsm, t ? tsm_backend_type_to_string(t->type) : NULL, NULL);
+                if (r < 0)
+                        return r;
+        }
+
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "devices", TAKE_PTR(a)) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+static int vl_list_clients(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_(json_object_putp) json_object *a = json_object_new_array();
+        json_object *reply;
+
+        if (!a)
+                return -ENOMEM;
+        for (GuestClient *c = guest_client_next(m, NULL); c; c = guest_client_next(m, c)) {
+                const PeerIdentity *id = guest_client_get_identity(c);
+                unsigned contexts, vdevices;
+                uint64_t calls;
+                json_object *o = json_object_new_object();
+
+                guest_client_get_stats(c, &contexts, &vdevices, &calls);
+                if (!o || json_object_add(o, "uid", json_object_new_int64(id->uid)) < 0 ||
+                    json_object_add(o, "gid", json_object_new_int64(id->gid)) < 0 ||
+                    json_object_add(o, "pid", json_object_new_int64(id->pid)) < 0 ||
+                    json_object_add(o, "unit", string_or_null(id->unit)) < 0 ||
+                    json_object_add(o, "contexts", json_object_new_int64(contexts)) < 0 ||
+                    json_object_add(o, "vdevices", json_object_new_int64(vdevices)) < 0 ||
+                    json_object_add(o, "calls", json_object_new_int64((int64_t) calls)) < 0 ||
+                    json_object_array_add(a, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+        }
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "clients", TAKE_PTR(a)) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+typedef struct QueryState {
+        json_object *records;
+        int64_t limit;
+} QueryState;
+
+static int on_query_record(json_object *record, uint64_t seq, void *userdata) {
+        QueryState *q = userdata;
+
+        if ((int64_t) json_object_array_length(q->records) >= q->limit)
+                return -ENOBUFS; /* enough: stop reading */
+        return json_object_array_add(q->records, json_object_get(record)) < 0 ? -ENOMEM : 0;
+}
+
+static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        AuditQueryFilter f = { .seq_to = UINT64_MAX, .uid = AUDIT_UID_INVALID };
+        QueryState q = { .records = json_object_new_array(), .limit = QUERY_LIMIT_MAX };
+        json_object *v, *reply;
+        int r;
+
+        if (!q.records)
+                return -ENOMEM;
+        if (json_object_object_get_ex(p, "fromSeq", &v) && v)
+                f.seq_from = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
+        if (json_object_object_get_ex(p, "toSeq", &v) && v)
+                f.seq_to = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
+        if (json_object_object_get_ex(p, "uid", &v) && v)
+                f.uid = (uid_t) json_object_get_int64(v);
+        f.pci = json_get_string(p, "pciAddress");
+        f.scope = json_get_string(p, "scope");
+        f.result = json_get_string(p, "result");
+        if (json_object_object_get_ex(p, "limit", &v) && v)
+                q.limit = CLAMP(json_object_get_int64(v), (int64_t) 0, (int64_t) QUERY_LIMIT_MAX);
+
+        r = audit_log_query(m->audit, &f, on_query_record, &q);
+        if (r < 0 && r != -ENOBUFS) {
+                json_object_put(q.records);
+                return r;
+        }
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "records", q.records) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+typedef struct Follower {
+        VarlinkCall *call;
+        AuditListener *listener;
+} Follower;
+
+static void follower_destroy(void *userdata) {
+        Follower *f = userdata;
+
+        varlink_call_unref(f->call);
+        free(f);
+}
+
+static void on_audit_record(AuditLog *a, const AuditRecord *record, const char *line, size_t len, void *userdata) {
+        Follower *f = userdata;
+        json_object *o, *reply;
+
+        /* The follower left: stop following (freeing from the callback is allowed). */
+        if (!varlink_conn_is_connected(varlink_call_get_conn(f->call))) {
+                audit_listener_free(f->listener);
+                return;
+        }
+        o = json_tokener_parse(line);
+        reply = json_object_new_object();
+        if (!o || !reply || json_object_add(reply, "record", o) < 0) {
+                json_object_put(reply);
+                return;
+        }
+        if (varlink_call_notify(f->call, reply) < 0)
+                audit_listener_free(f->listener);
+}
+
+static int vl_follow_audit(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        json_object *first;
+        Follower *f;
+        int r;
+
+        f = new0(Follower, 1);
+        if (!f)
+                return -ENOMEM;
+        f->call = varlink_call_ref(call);
+        r = audit_log_add_listener(m->audit, on_audit_record, f, follower_destroy, &f->listener);
+        if (r < 0) {
+                follower_destroy(f);
+                return r;
+        }
+        first = json_object_new_object();
+        if (!first || json_object_add(first, "record", NULL) < 0) {
+                json_object_put(first);
+                return -ENOMEM;
+        }
+        return varlink_call_notify(call, first);
+}
+
+typedef struct CounterState {
+        json_object *counters;
+} CounterState;
+
+static int on_counter(AuditCounterDimension d, const char *key, const AuditCounterStats *st, void *userdata) {
+        CounterState *s = userdata;
+        json_object *o = json_object_new_object(), *b = json_object_new_array();
+
+        for (unsigned i = 0; b && i < AUDIT_LATENCY_BUCKETS; i++)
+                if (json_object_array_add(b, json_object_new_int64((int64_t) st->latency_buckets[i])) < 0)
+                        break;
+        if (!o || !b || json_object_add(o, "dimension", json_object_new_string(audit_counter_dimension_to_string(d))) < 0 ||
+            json_object_add(o, "key", json_object_new_string(key)) < 0 ||
+            json_object_add(o, "calls", json_object_new_int64((int64_t) st->n_requests)) < 0 ||
+            json_object_add(o, "errors", json_object_new_int64((int64_t) st->n_errors)) < 0 ||
+            json_object_add(o, "latencySumUsec", json_object_new_int64((int64_t) st->latency_usec_sum)) < 0 ||
+            json_object_add(o, "latencyBuckets", TAKE_PTR(b)) < 0 || json_object_array_add(s->counters, o) < 0) {
+                json_object_put(o);
+                json_object_put(b);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int vl_get_counters(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        CounterState s = { .counters = json_object_new_array() };
+        json_object *reply;
+        int r = 0;
+
+        if (!s.counters)
+                return -ENOMEM;
+        for (AuditCounterDimension d = 0; d < _AUDIT_COUNTER_DIMENSION_MAX && r >= 0; d++)
+                r = audit_counters_foreach(audit_log_get_counters(m->audit), d, on_counter, &s);
+        if (r < 0) {
+                json_object_put(s.counters);
+                return r;
+        }
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "counters", s.counters) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+static const struct {
+        const char *name;
+        VarlinkMethodFunc func;
+} admin_methods[] = {
+        { "io.tsmd.Admin.ListBackends", vl_list_backends },
+        { "io.tsmd.Admin.ListDevices", vl_list_devices },
+        { "io.tsmd.Admin.ListClients", vl_list_clients },
+        { "io.tsmd.Admin.QueryAudit", vl_query_audit },
+        { "io.tsmd.Admin.FollowAudit", vl_follow_audit },
+        { "io.tsmd.Admin.GetCounters", vl_get_counters },
+};
+
+static void on_admin_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of an admin call failed: %m");
+}
+
+/* Every admin call is recorded, refusals included. */
+static void audit_admin(Manager *m, VarlinkCall *call, const char *result) {
+        GuestClient *c = varlink_conn_get_userdata(varlink_call_get_conn(call));
+        const PeerIdentity *id = c ? guest_client_get_identity(c) : NULL;
+        AuditRecord rec = AUDIT_RECORD_INIT;
+
+        rec.event = varlink_call_get_method(call);
+        if (id) {
+                rec.uid = id->uid;
+                rec.gid = id->gid;
+                rec.pid = id->pid;
+                rec.unit = id->unit;
+        }
+        rec.result = result;
+        (void) audit_log_record(m->audit, &rec, on_admin_recorded, NULL, NULL);
+}
+
+static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        if (!manager_is_admin(m, varlink_call_get_conn(call))) {
+                audit_admin(m, call, VARLINK_ERROR_PERMISSION_DENIED);
+                return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++)
+                if (streq(admin_methods[i].name, varlink_call_get_method(call))) {
+                        r = admin_methods[i].func(call, p, userdata);
+                        audit_admin(m, call, r < 0 ? VARLINK_ERROR_SYSTEM : "ok");
+                        return r;
+                }
+        return -EOPNOTSUPP;
+}
+
+int admin_methods_register(Manager *m) {
+        int r;
+
+        r = varlink_server_add_interface(m->server, varlink_builtin_idl_find("io.tsmd.Admin"));
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++) {
+                r = varlink_server_bind_method(m->server, admin_methods[i].name, admin_dispatch);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}

@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* io.tsmd.Admin and who counts as an administrator. Runs in: daemon (worker). */
+#pragma once
+
+#include "manager.h"
+
+int admin_methods_register(Manager *m);
+
+/* Root, and whom the policy's [Admin] names (identity taken at connect time). */
+bool manager_is_admin(Manager *m, VarlinkConn *conn);
