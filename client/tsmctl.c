@@ -61,6 +61,17 @@ int tsmctl_call(VarlinkClient *c, const char *method, json_object *params, json_
         return 0;
 }
 
+int tsmctl_fetch(const TsmctlOptions *o, VarlinkClient **c, const char *method, json_object *params,
+                 json_object **ret) {
+        int r = tsmctl_connect(o, c);
+
+        if (r > 0) {
+                json_object_put(params);
+                return r;
+        }
+        return tsmctl_call(*c, method, params, ret);
+}
+
 void tsmctl_print_json(json_object *o) {
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                        JSON_C_TO_STRING_NOSLASHESCAPE));

@@ -43,6 +43,10 @@ extern const TsmctlVerb verb_call, verb_info, verb_introspect, verb_status, verb
 int tsmctl_connect(const TsmctlOptions *o, VarlinkClient **ret);
 /* Makes a call; on an error reply prints it and returns the matching exit code (> 0). */
 int tsmctl_call(VarlinkClient *c, const char *method, json_object *params, json_object **ret);
+/* Both: connects to o->socket and makes the call (takes params). *c stays connected for more
+ * calls, and owns *ret until the next one. */
+int tsmctl_fetch(const TsmctlOptions *o, VarlinkClient **c, const char *method, json_object *params,
+                 json_object **ret);
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);
 void tsmctl_print_json(json_object *o);

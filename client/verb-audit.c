@@ -42,12 +42,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                         json_object_add(params, key, json_object_new_string(optarg));
         }
 
-        r = tsmctl_connect(o, &c);
-        if (r > 0) {
-                json_object_put(params);
-                return r;
-        }
-        r = tsmctl_call(c, "io.tsmd.Admin.QueryAudit", params, &reply);
+        r = tsmctl_fetch(o, &c, "io.tsmd.Admin.QueryAudit", params, &reply);
         if (r > 0)
                 return r;
         if (o->json) {

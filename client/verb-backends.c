@@ -11,10 +11,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         json_object *reply, *list;
         int r;
 
-        r = tsmctl_connect(o, &c);
-        if (r > 0)
-                return r;
-        r = tsmctl_call(c, "io.tsmd.Admin.ListBackends", NULL, &reply);
+        r = tsmctl_fetch(o, &c, "io.tsmd.Admin.ListBackends", NULL, &reply);
         if (r > 0)
                 return r;
         if (o->json) {

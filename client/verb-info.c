@@ -11,10 +11,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         json_object *reply, *ifaces;
         int r;
 
-        r = tsmctl_connect(o, &c);
-        if (r > 0)
-                return r;
-        r = tsmctl_call(c, "org.varlink.service.GetInfo", NULL, &reply);
+        r = tsmctl_fetch(o, &c, "org.varlink.service.GetInfo", NULL, &reply);
         if (r > 0)
                 return r;
         if (o->json) {

@@ -19,10 +19,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         int64_t up;
         int r;
 
-        r = tsmctl_connect(o, &c);
-        if (r > 0)
-                return r;
-        r = tsmctl_call(c, "io.tsmd.Service.GetStatus", NULL, &reply);
+        r = tsmctl_fetch(o, &c, "io.tsmd.Service.GetStatus", NULL, &reply);
         if (r > 0)
                 return r;
         if (o->json) {

@@ -682,8 +682,8 @@ static int reply_state(VarlinkCall *call, Manager *m, GuestContext *ctx, GuestVD
         return varlink_call_reply(call, reply);
 }
 
-static int vl_bind(VarlinkCall *call, json_object *p, void *userdata) {
-        Manager *m = userdata;
+/* Bind (TDISP lock) or unbind (stop) the TDI of a vDevice. */
+static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         GuestContext *ctx;
         GuestVDevice *v;
         TsmTarget t;
@@ -694,36 +694,24 @@ static int vl_bind(VarlinkCall *call, json_object *p, void *userdata) {
         if (v->gone)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
         t = target_of(ctx, v);
-        r = tsm_platform_bind(m->platform, &t);
-        if (r == -EIO || r == -EINVAL || r == -EALREADY) {
+        r = bind ? tsm_platform_bind(m->platform, &t) : tsm_platform_unbind(m->platform, &t);
+        if (bind && (r == -EIO || r == -EINVAL || r == -EALREADY)) {
                 json_object *s = state_json(m->platform, ctx, v);
                 return reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", s ?: json_object_new_string("error"), NULL, NULL);
         }
         if (r < 0)
                 return reply_backend_error(call, r, v->pci_address);
-        v->bound = true;
+        v->bound = bind;
         context_persist(m, ctx);
         return reply_state(call, m, ctx, v, false);
 }
 
-static int vl_unbind(VarlinkCall *call, json_object *p, void *userdata) {
-        Manager *m = userdata;
-        GuestContext *ctx;
-        GuestVDevice *v;
-        TsmTarget t;
-        int r;
+static int vl_bind(VarlinkCall *call, json_object *p, void *userdata) {
+        return set_bound(call, p, userdata, true);
+}
 
-        if (lookup(call, p, &ctx, &v) <= 0)
-                return 0;
-        if (v->gone)
-                return reply_backend_error(call, -ENODEV, v->pci_address);
-        t = target_of(ctx, v);
-        r = tsm_platform_unbind(m->platform, &t);
-        if (r < 0)
-                return reply_backend_error(call, r, v->pci_address);
-        v->bound = false;
-        context_persist(m, ctx);
-        return reply_state(call, m, ctx, v, false);
+static int vl_unbind(VarlinkCall *call, json_object *p, void *userdata) {
+        return set_bound(call, p, userdata, false);
 }
 
 static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata) {

@@ -427,6 +427,8 @@ static int client_call_blocking(VarlinkClient *c, const char *method, json_objec
         r = client_wait(c);
         c->wait_id = 0;
         c->wait_callback = NULL;
+        /* Or varlink_client_process() would stop after every reply from now on. */
+        c->wait_done = false;
         return r;
 }
 

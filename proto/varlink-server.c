@@ -73,6 +73,7 @@ struct VarlinkCall {
         void *interceptor_userdata;
         void *userdata;
         bool answered;
+        bool intercepted; /* answered, but the interceptor has not released it yet */
         bool queued;
         TAILQ_ENTRY(VarlinkCall) entry;
 };
@@ -436,7 +437,7 @@ static bool call_is_head(const VarlinkCall *call) {
 static void conn_complete_calls(VarlinkConn *c) {
         VarlinkCall *call;
 
-        while ((call = TAILQ_FIRST(&c->calls)) && call->answered && STAILQ_EMPTY(&call->outputs)) {
+        while ((call = TAILQ_FIRST(&c->calls)) && call->answered && !call->intercepted && STAILQ_EMPTY(&call->outputs)) {
                 TAILQ_REMOVE(&c->calls, call, entry);
                 call->queued = false;
                 c->n_calls--;
@@ -553,6 +554,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 VarlinkReplyInterceptor f = call->interceptor;
 
                 call->interceptor = NULL;
+                call->intercepted = true;
                 f(call, TAKE_PTR(m), call->interceptor_userdata);
                 return 0;
         }
@@ -607,6 +609,7 @@ void varlink_call_set_interceptor(VarlinkCall *call, VarlinkReplyInterceptor f, 
 }
 
 int varlink_call_release(VarlinkCall *call, json_object *message) {
+        call->intercepted = false;
         if (json_object_object_get_ex(message, "error", NULL)) {
                 /* Never send fds along with an error, as sd-varlink. */
                 close_many(call->out_fds, call->n_out_fds);

@@ -465,6 +465,8 @@ int varlink_stream_write(VarlinkStream *s) {
                                 return -E2BIG;
                         mh.msg_control = control;
                         mh.msg_controllen = CMSG_SPACE(sizeof(int) * batch->n_fds);
+                        /* CMSG_SPACE() pads: no uninitialised bytes to the kernel. */
+                        memset(control, 0, mh.msg_controllen);
                         c = CMSG_FIRSTHDR(&mh);
                         c->cmsg_level = SOL_SOCKET;
                         c->cmsg_type = SCM_RIGHTS;

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the files of libtsm share: the TsmClient object, pending asynchronous operations, the
+ * call helpers and error bookkeeping. Nothing here is exported (-fvisibility=hidden and the
+ * version script libtsm.sym). Runs in: the VMM process.
+ */
+#pragma once
+
+#include <sys/queue.h>
+
+#include <json-c/json.h>
+
+#include "macro.h"
+#include "tsm.h"
+#include "varlink-client.h"
+
+#define TSM_GUEST_SOCKET_DEFAULT "/run/tsmd/io.tsmd.Guest"
+#define TSM_TIMEOUT_DEFAULT_USEC (45ULL * 1000000ULL)
+#define TSM_ERROR_MESSAGE_MAX 256
+
+typedef enum TsmOpType {
+        TSM_OP_GUEST_REQUEST,
+        TSM_OP_WATCH,
+} TsmOpType;
+
+/* One asynchronous call: owned by the client's list from registration until destroy ran. The
+ * VarlinkClient holds a pointer to it as the userdata of its reply callback. */
+typedef struct TsmOp TsmOp;
+struct TsmOp {
+        TsmClient *client;
+        TsmOpType type;
+        TsmGuestRequestFunc request_callback;
+        TsmEventFunc event_callback;
+        void *userdata;
+        TsmDestroyFunc destroy;
+        size_t max_response_size;
+        bool subscribed; /* TSM_OP_WATCH: the first reply arrived */
+        LIST_ENTRY(TsmOp) entry;
+};
+LIST_HEAD(TsmOpList, TsmOp);
+
+struct TsmClient {
+        VarlinkClient *vc; /* NULL after a failed reconnect */
+        char *address;
+        uint64_t timeout_usec;
+
+        char *error_name;
+        char *error_message;
+
+        struct TsmOpList ops;
+        TsmOp *watch; /* the open WatchEvents stream, if any */
+
+        unsigned n_busy;        /* entry points running that may run callbacks */
+        unsigned n_dispatching; /* user callbacks running */
+        bool free_requested;    /* tsm_client_free() from a callback: free when n_busy drops to 0 */
+};
+
+struct TsmScope {
+        char *name;
+        char *description;
+        uint32_t number;
+        uint64_t max_request_size;
+        uint64_t max_response_size;
+        bool allowed;
+};
+
+struct TsmDeviceInfo {
+        char *backend;
+        char *tsm;
+        char *uapi;
+        TsmScope *scopes;
+        size_t n_scopes;
+};
+
+struct TsmEvent {
+        const char *kind;
+        uint64_t context;
+        uint32_t vdevice_id;
+        const char *pci_address;
+        TsmTdiState state;
+};
+
+/* ---- libtsm.c: calls ---- */
+
+/* Whether a call may be made now: -EDEADLK for a blocking call from a callback, or while a
+ * watch is open; -ENOTCONN without a working connection (error state set accordingly). */
+int ltsm_client_check_callable(TsmClient *c, bool blocking);
+/* One blocking call. Takes ownership of params. If fd >= 0, a duplicate of it is attached as
+ * the call's fd number 0. On success *ret_reply is borrowed until the next call on c. Returns
+ * the mapped errno and sets the error state. -ECANCELED if a callback freed c meanwhile (c is
+ * gone then: the caller must return at once). */
+int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
+                     json_object **ret_reply);
+/* Ends a public blocking function whose ltsm_client_call() succeeded, after it took what it
+ * needs from the reply, returning r: delivers replies to asynchronous calls that were read
+ * together with that reply. Callbacks may run (and free c): the caller must return at once. */
+int ltsm_client_call_done(TsmClient *c, int r);
+/* Queues an asynchronous call (flags: VARLINK_CALL_MORE) for op, which is added to c's list
+ * on success. Takes ownership of params, not of op. */
+int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params, unsigned flags,
+                           TsmOp *op);
+/* Removes op from its client's list and runs its destroy (as a callback). */
+void ltsm_op_finish(TsmOp *op);
+
+/* ---- tsm-error.c ---- */
+
+/* The errno a Varlink error name (with its parameters) stands for (positive). */
+int ltsm_error_to_errno(const char *name, json_object *parameters);
+/* Records a Varlink error reply as the client's error state; returns the negative errno. */
+int ltsm_error_set_reply(TsmClient *c, const char *name, json_object *parameters);
+/* Records a local failure r (< 0); connection failures get their io.tsmd.* name. Returns r. */
+int ltsm_error_set_local(TsmClient *c, int r);
+void ltsm_error_clear(TsmClient *c);
+
+/* ---- tsm-reply.c: typed access to reply fields, -EBADMSG when missing or mistyped ---- */
+
+int ltsm_reply_get_int(json_object *o, const char *key, int64_t min, int64_t max, int64_t *ret);
+int ltsm_reply_get_string(json_object *o, const char *key, const char **ret);
+int ltsm_reply_get_bool(json_object *o, const char *key, bool *ret);
+/* A nullable TdiState field: _TSM_TDI_STATE_INVALID for null, missing or a newer name. */
+TsmTdiState ltsm_reply_get_state(json_object *o, const char *key);
+/* Decodes a base64 field into a malloc'd buffer of at most max bytes (-ENOBUFS beyond). */
+int ltsm_reply_get_base64(json_object *o, const char *key, size_t max, void **ret, size_t *ret_len);
+
+/* ---- tsm-device-info.c ---- */
+
+int ltsm_device_info_from_reply(json_object *reply, TsmDeviceInfo **ret);
+
+/* ---- tsm-guest.c ---- */
+
+/* The parameters of io.tsmd.Guest.GuestRequest; -EINVAL for invalid arguments, -ENOMEM. */
+int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char *scope, const void *req,
+                              size_t req_len, size_t max_response_size, json_object **ret);
+
+/* ---- tsm-async.c ---- */
+
+/* Runs an op's callback with a local error (-ECANCELED on reconnect), as a callback. */
+void ltsm_op_fail(TsmOp *op, int error);

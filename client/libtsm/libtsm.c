@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libtsm's client object: connecting, reconnecting, freeing (also from callbacks), the
+ * caller's event loop (fd, events, process) and the blocking and asynchronous call helpers
+ * the other files use. Public functions are documented in tsm.h. Runs in: the VMM process.
+ */
+
+#include <fcntl.h>
+#include <poll.h>
+
+#include "json-util.h"
+#include "libtsm-internal.h"
+
+static void client_free_now(TsmClient *c) {
+        TsmOp *op;
+
+        /* Pending calls are dropped without their callbacks running. */
+        c->vc = varlink_client_free(c->vc);
+        while ((op = LIST_FIRST(&c->ops))) {
+                LIST_REMOVE(op, entry);
+                if (op->destroy)
+                        op->destroy(op->userdata);
+                free(op);
+        }
+        free(c->address);
+        free(c->error_name);
+        free(c->error_message);
+        free(c);
+}
+
+/* Leaves an entry point that may have run callbacks. Returns true if the client is gone. */
+static bool client_leave(TsmClient *c) {
+        assert(c->n_busy > 0);
+        if (--c->n_busy > 0 || !c->free_requested)
+                return false;
+        client_free_now(c);
+        return true;
+}
+
+/* tsm_client_connect(): see tsm.h. */
+_public_ int tsm_client_connect(const char *address, TsmClient **ret) {
+        TsmClient *c;
+        int r;
+
+        assert_return(ret, -EINVAL);
+
+        if (!address)
+                address = secure_getenv("TSMD_GUEST_SOCKET");
+        if (isempty(address))
+                address = TSM_GUEST_SOCKET_DEFAULT;
+
+        c = new0(TsmClient, 1);
+        if (!c)
+                return -ENOMEM;
+        LIST_INIT(&c->ops);
+        c->timeout_usec = TSM_TIMEOUT_DEFAULT_USEC;
+        c->address = strdup(address);
+        if (!c->address) {
+                free(c);
+                return -ENOMEM;
+        }
+
+        r = varlink_client_connect(c->address, &c->vc);
+        if (r < 0) {
+                client_free_now(c);
+                return r;
+        }
+        varlink_client_set_timeout(c->vc, c->timeout_usec);
+
+        *ret = c;
+        return 0;
+}
+
+/* tsm_client_free(): see tsm.h. */
+_public_ TsmClient *tsm_client_free(TsmClient *c) {
+        if (!c)
+                return NULL;
+        if (c->n_busy > 0) {
+                /* From a callback: the entry point that runs it frees the client on its way out. */
+                c->free_requested = true;
+                return NULL;
+        }
+        client_free_now(c);
+        return NULL;
+}
+
+/* tsm_client_set_timeout(): see tsm.h. */
+_public_ int tsm_client_set_timeout(TsmClient *c, uint64_t usec) {
+        assert_return(c, -EINVAL);
+
+        c->timeout_usec = usec;
+        if (c->vc)
+                varlink_client_set_timeout(c->vc, usec);
+        return 0;
+}
+
+/* tsm_client_reconnect(): see tsm.h. */
+_public_ int tsm_client_reconnect(TsmClient *c) {
+        struct TsmOpList old;
+        VarlinkClient *vc = NULL;
+        TsmOp *op;
+        int r;
+
+        assert_return(c, -EINVAL);
+        if (c->n_dispatching > 0)
+                return -EDEADLK;
+
+        /* Close the old connection first, so tsmd releases what it held. Its pending calls
+         * are taken aside: callbacks they run below may already use the new connection. */
+        LIST_INIT(&old);
+        while ((op = LIST_FIRST(&c->ops))) {
+                LIST_REMOVE(op, entry);
+                LIST_INSERT_HEAD(&old, op, entry);
+        }
+        c->watch = NULL;
+        c->vc = varlink_client_free(c->vc);
+
+        r = varlink_client_connect(c->address, &vc);
+        if (r >= 0) {
+                c->vc = vc;
+                varlink_client_set_timeout(c->vc, c->timeout_usec);
+                ltsm_error_clear(c);
+        } else
+                (void) ltsm_error_set_local(c, -ENOTCONN);
+
+        c->n_busy++;
+        while ((op = LIST_FIRST(&old))) {
+                LIST_REMOVE(op, entry);
+                LIST_INSERT_HEAD(&c->ops, op, entry); /* so ltsm_op_finish() finds it */
+                if (!c->free_requested)
+                        ltsm_op_fail(op, -ECANCELED);
+                ltsm_op_finish(op);
+        }
+        if (client_leave(c))
+                return -ECANCELED;
+        return r;
+}
+
+/* tsm_client_get_error_name(): see tsm.h. */
+_public_ const char *tsm_client_get_error_name(const TsmClient *c) {
+        return c ? c->error_name : NULL;
+}
+
+/* tsm_client_get_error_message(): see tsm.h. */
+_public_ const char *tsm_client_get_error_message(const TsmClient *c) {
+        return c && c->error_name ? c->error_message : NULL;
+}
+
+/* tsm_client_get_fd(): see tsm.h. */
+_public_ int tsm_client_get_fd(const TsmClient *c) {
+        assert_return(c, -EINVAL);
+        if (!c->vc)
+                return -ENOTCONN;
+        return varlink_client_get_fd(c->vc);
+}
+
+/* tsm_client_get_events(): see tsm.h. */
+_public_ int tsm_client_get_events(const TsmClient *c) {
+        assert_return(c, -EINVAL);
+        if (!c->vc)
+                return 0;
+        return varlink_client_get_events(c->vc);
+}
+
+/* tsm_client_process(): see tsm.h. */
+_public_ int tsm_client_process(TsmClient *c) {
+        bool progress = false;
+        int r;
+
+        assert_return(c, -EINVAL);
+        if (c->n_dispatching > 0)
+                return -EDEADLK;
+        if (!c->vc || !varlink_client_is_connected(c->vc))
+                return -ENOTCONN;
+
+        /* Until nothing is left to do: the caller's loop wakes up on the fd, and replies
+         * already read into the buffer would never make it readable again. */
+        c->n_busy++;
+        do {
+                r = varlink_client_process(c->vc);
+                progress = progress || r > 0;
+        } while (r > 0 && !c->free_requested);
+        if (client_leave(c))
+                return 1; /* a callback freed the client */
+        if (r < 0)
+                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+        return progress;
+}
+
+/* ---- call helpers ------------------------------------------------------------------------ */
+
+int ltsm_client_check_callable(TsmClient *c, bool blocking) {
+        /* A blocking call from a callback would nest inside the wait or dispatch that runs it. */
+        if (blocking && c->n_dispatching > 0)
+                return -EDEADLK;
+        if (!c->vc || !varlink_client_is_connected(c->vc))
+                return ltsm_error_set_local(c, -ENOTCONN);
+        /* tsmd answers in call order and WatchEvents never finishes: nothing after it could
+         * ever be answered. */
+        if (c->watch) {
+                ltsm_error_clear(c);
+                return -EDEADLK;
+        }
+        return 0;
+}
+
+int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
+                     json_object **ret_reply) {
+        _cleanup_(json_object_putp) json_object *p = params;
+        json_object *reply = NULL;
+        const char *error = NULL;
+        bool pushed = false;
+        int r;
+
+        r = ltsm_client_check_callable(c, true);
+        if (r < 0)
+                return r;
+
+        if (fd >= 0) {
+                int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+                if (copy < 0)
+                        return ltsm_error_set_local(c, negative_errno());
+                /* The queue of fds to send is empty between calls, so this one is number 0. */
+                r = varlink_client_push_fd(c->vc, copy);
+                if (r < 0)
+                        return ltsm_error_set_local(c, r);
+                if (r != 0) {
+                        /* Cannot happen; but never send an fd the call does not name. */
+                        c->vc = varlink_client_free(c->vc);
+                        return ltsm_error_set_local(c, -ENOTCONN);
+                }
+                pushed = true;
+        }
+
+        c->n_busy++;
+        r = varlink_client_call(c->vc, method, TAKE_PTR(p), &reply, &error);
+        if (client_leave(c))
+                return -ECANCELED;
+        if (r < 0) {
+                /* A call that failed before it was sent (out of memory) leaves its fd queued
+                 * for the next call: drop the connection instead of sending it with that. */
+                if (pushed && varlink_client_is_connected(c->vc))
+                        c->vc = varlink_client_free(c->vc);
+                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+        }
+        if (error)
+                return ltsm_error_set_reply(c, error, reply);
+
+        ltsm_error_clear(c);
+        *ret_reply = reply;
+        return 0;
+}
+
+int ltsm_client_call_done(TsmClient *c, int r) {
+        if (!c->vc || LIST_EMPTY(&c->ops))
+                return r;
+
+        /* Replies to asynchronous calls made during the wait (from callbacks) may have been
+         * read together with this call's reply: deliver them now, as nothing would wake the
+         * caller's loop for them. */
+        c->n_busy++;
+        while (varlink_client_process(c->vc) > 0 && !c->free_requested)
+                ;
+        (void) client_leave(c);
+        return r;
+}
+
+void ltsm_op_finish(TsmOp *op) {
+        TsmClient *c = op->client;
+
+        LIST_REMOVE(op, entry);
+        if (c->watch == op)
+                c->watch = NULL;
+        if (op->destroy) {
+                c->n_dispatching++;
+                op->destroy(op->userdata);
+                c->n_dispatching--;
+        }
+        free(op);
+}

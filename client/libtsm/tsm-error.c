@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libtsm's errors: the one table from Varlink error names to errno values (documented in
+ * tsm.h, part of the ABI), and the client's "last error" state with a short human rendering of
+ * the error's parameters. Runs in: the VMM process.
+ */
+
+#include <stdio.h>
+
+#include "libtsm-internal.h"
+#include "varlink-errors.h"
+
+#define GUEST "io.tsmd.Guest."
+
+static const struct {
+        const char *name;
+        int error;
+} error_table[] = {
+        { GUEST "NoSuchContext", ENOENT },
+        { GUEST "NoSuchVDevice", ENOENT },
+        { GUEST "NoSuchDevice", ENOENT },
+        { GUEST "VDeviceExists", EEXIST },
+        { GUEST "NoSuchScope", EOPNOTSUPP },
+        { GUEST "ScopeUnavailable", EOPNOTSUPP },
+        { GUEST "Denied", EACCES },
+        { VARLINK_ERROR_PERMISSION_DENIED, EACCES },
+        { GUEST "BadFileDescriptor", EBADF },
+        { GUEST "PayloadTooLarge", E2BIG },
+        { GUEST "DeviceGone", ENODEV },
+        { GUEST "DeviceBusy", EBUSY },
+        { GUEST "Timeout", ETIMEDOUT },
+        { GUEST "InvalidState", EBADFD },
+        { GUEST "AuditFailed", EIO },
+        { GUEST "LimitReached", EUSERS },
+        { VARLINK_ERROR_INVALID_PARAMETER, EINVAL },
+        { VARLINK_ERROR_INTERFACE_NOT_FOUND, EOPNOTSUPP },
+        { VARLINK_ERROR_METHOD_NOT_FOUND, EOPNOTSUPP },
+        { VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, EOPNOTSUPP },
+        { VARLINK_ERROR_EXPECTED_MORE, EPROTO },
+        /* Local: what the Varlink client reports when the connection broke. */
+        { VARLINK_ERROR_DISCONNECTED, ECONNRESET },
+        { VARLINK_ERROR_TIMEOUT, ETIMEDOUT },
+        { VARLINK_ERROR_PROTOCOL, EPROTO },
+};
+
+/* Errors carrying the errno they stand for. */
+static int errno_parameter(json_object *parameters) {
+        json_object *v;
+        int64_t e;
+
+        if (!json_object_object_get_ex(parameters, "errno", &v) || !json_object_is_type(v, json_type_int))
+                return EIO;
+        e = json_object_get_int64(v);
+        return e >= 1 && e <= 4095 ? (int) e : EIO;
+}
+
+int ltsm_error_to_errno(const char *name, json_object *parameters) {
+        if (!name)
+                return 0;
+        if (streq(name, GUEST "BackendError") || streq(name, VARLINK_ERROR_SYSTEM))
+                return errno_parameter(parameters);
+        for (size_t i = 0; i < ELEMENTSOF(error_table); i++)
+                if (streq(error_table[i].name, name))
+                        return error_table[i].error;
+        return EBADR;
+}
+
+/* Appends text to buf (of size TSM_ERROR_MESSAGE_MAX) at *pos, control characters replaced,
+ * "..." when it does not fit. Returns false once full. */
+static bool append(char *buf, size_t *pos, const char *text) {
+        const size_t room = TSM_ERROR_MESSAGE_MAX - 4; /* "..." and NUL */
+
+        for (const char *t = text; *t; t++) {
+                if (*pos >= room) {
+                        memcpy(buf + *pos, "...", 4);
+                        return false;
+                }
+                buf[(*pos)++] = (unsigned char) *t < 0x20 || *t == 0x7f ? '?' : *t;
+        }
+        buf[*pos] = 0;
+        return true;
+}
+
+/* "key=value, key=value": strings as they are, anything else as JSON. */
+static char *format_parameters(json_object *parameters) {
+        char *buf = malloc(TSM_ERROR_MESSAGE_MAX);
+        size_t pos = 0;
+        bool first = true;
+
+        if (!buf)
+                return NULL;
+        buf[0] = 0;
+        if (!json_object_is_type(parameters, json_type_object))
+                return buf;
+
+        json_object_object_foreach(parameters, key, value) {
+                const char *text = json_object_is_type(value, json_type_string) ?
+                                           json_object_get_string(value) :
+                                           json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN);
+
+                if ((!first && !append(buf, &pos, ", ")) || !append(buf, &pos, key) ||
+                    !append(buf, &pos, "=") || !append(buf, &pos, text ?: "?"))
+                        break;
+                first = false;
+        }
+        return buf;
+}
+
+static void error_set(TsmClient *c, const char *name, char *message) {
+        free(c->error_name);
+        free(c->error_message);
+        c->error_name = name ? strdup(name) : NULL;
+        c->error_message = message;
+        /* Out of memory: no error state rather than a name without a message. */
+        if (!c->error_name || !c->error_message) {
+                c->error_name = mfree(c->error_name);
+                c->error_message = mfree(c->error_message);
+        }
+}
+
+void ltsm_error_clear(TsmClient *c) {
+        error_set(c, NULL, NULL);
+}
+
+int ltsm_error_set_reply(TsmClient *c, const char *name, json_object *parameters) {
+        /* The local errors the Varlink client reports for a broken connection. */
+        if (streq(name, VARLINK_ERROR_DISCONNECTED) || streq(name, VARLINK_ERROR_TIMEOUT) ||
+            streq(name, VARLINK_ERROR_PROTOCOL))
+                return ltsm_error_set_local(c, -ltsm_error_to_errno(name, parameters));
+
+        error_set(c, name, format_parameters(parameters));
+        return -ltsm_error_to_errno(name, parameters);
+}
+
+int ltsm_error_set_local(TsmClient *c, int r) {
+        const char *name, *message;
+
+        switch (r) {
+        case -ECONNRESET:
+                name = VARLINK_ERROR_DISCONNECTED;
+                message = "the connection to tsmd was lost";
+                break;
+        case -ENOTCONN:
+                name = VARLINK_ERROR_DISCONNECTED;
+                message = "not connected to tsmd (tsm_client_reconnect() makes a new connection)";
+                break;
+        case -ETIMEDOUT:
+                name = VARLINK_ERROR_TIMEOUT;
+                message = "tsmd did not answer in time; the connection was closed";
+                break;
+        case -EPROTO:
+                name = VARLINK_ERROR_PROTOCOL;
+                message = "tsmd violated the Varlink protocol; the connection was closed";
+                break;
+        default:
+                ltsm_error_clear(c);
+                return r;
+        }
+        error_set(c, name, strdup(message));
+        return r;
+}

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The blocking calls of io.tsmd.Guest: contexts, vDevices, binding, guest requests. Each one
+ * checks its arguments, builds the parameters, makes one call and copies what the caller gets
+ * out of the reply. Documented in tsm.h. Runs in: the VMM process.
+ */
+
+#include <fcntl.h>
+
+#include "base64.h"
+#include "json-util.h"
+#include "libtsm-internal.h"
+
+#define METHOD(name) "io.tsmd.Guest." name
+
+/* Handles and ids travel as JSON integers (int64). */
+#define CONTEXT_VALID(ctx) ((ctx) <= (uint64_t) INT64_MAX)
+#define VDEVICE_VALID(id) ((id) > 0)
+
+/* {"context": ctx, "vdeviceId": id} (the latter only if id > 0). */
+static json_object *params_new(uint64_t context, uint32_t vdevice_id) {
+        _cleanup_(json_object_putp) json_object *p = json_object_new_object();
+
+        if (!p || json_object_add(p, "context", json_object_new_int64((int64_t) context)) < 0)
+                return NULL;
+        if (vdevice_id > 0 && json_object_add(p, "vdeviceId", json_object_new_int64(vdevice_id)) < 0)
+                return NULL;
+        return TAKE_PTR(p);
+}
+
+/* For parameters that could not be built: the error state says "no Varlink error". */
+static int oom(TsmClient *c) {
+        ltsm_error_clear(c);
+        return -ENOMEM;
+}
+
+/* A reply that does not match the interface. */
+static int bad_reply(TsmClient *c, int r) {
+        ltsm_error_clear(c);
+        return ltsm_client_call_done(c, r);
+}
+
+/* tsm_context_open(): see tsm.h. */
+_public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd) {
+        json_object *reply;
+        int64_t context, index;
+        int r, fd;
+
+        assert_return(c, -EINVAL);
+        assert_return(ret_context, -EINVAL);
+
+        r = ltsm_client_call(c, METHOD("OpenContext"), NULL, -EBADF, &reply);
+        if (r < 0)
+                return r;
+        r = ltsm_reply_get_int(reply, "context", 0, INT64_MAX, &context);
+        if (r >= 0)
+                r = ltsm_reply_get_int(reply, "fileDescriptor", 0, INT32_MAX, &index);
+        if (r < 0)
+                return bad_reply(c, r);
+        /* Taken out of the reply in any case, so it is never left behind open. */
+        fd = varlink_client_take_fd(c->vc, (size_t) index);
+        if (fd < 0)
+                return bad_reply(c, -EBADMSG);
+
+        *ret_context = (uint64_t) context;
+        if (ret_iommufd)
+                *ret_iommufd = fd;
+        else
+                safe_close(fd);
+        return ltsm_client_call_done(c, 0);
+}
+
+/* tsm_context_adopt(): see tsm.h. */
+_public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context) {
+        json_object *p, *reply;
+        int64_t context;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(ret_context, -EINVAL);
+        if (iommufd < 0 || fcntl(iommufd, F_GETFD) < 0)
+                return -EBADF;
+
+        p = json_object_new_object();
+        if (!p || json_object_add(p, "fileDescriptor", json_object_new_int(0)) < 0) {
+                json_object_put(p);
+                return oom(c);
+        }
+        r = ltsm_client_call(c, METHOD("AdoptContext"), p, iommufd, &reply);
+        if (r < 0)
+                return r;
+        r = ltsm_reply_get_int(reply, "context", 0, INT64_MAX, &context);
+        if (r < 0)
+                return bad_reply(c, r);
+        *ret_context = (uint64_t) context;
+        return ltsm_client_call_done(c, 0);
+}
+
+/* tsm_context_close(): see tsm.h. */
+_public_ int tsm_context_close(TsmClient *c, uint64_t context) {
+        json_object *p, *reply;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(CONTEXT_VALID(context), -EINVAL);
+
+        p = params_new(context, 0);
+        if (!p)
+                return oom(c);
+        r = ltsm_client_call(c, METHOD("CloseContext"), p, -EBADF, &reply);
+        if (r < 0)
+                return r;
+        return ltsm_client_call_done(c, 0);
+}
+
+/* tsm_device_attach(): see tsm.h. */
+_public_ int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *pci_address,
+                               int vfio_fd, TsmDeviceInfo **ret) {
+        json_object *p, *reply;
+        TsmDeviceInfo *info;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(CONTEXT_VALID(context), -EINVAL);
+        assert_return(VDEVICE_VALID(vdevice_id), -EINVAL);
+        assert_return(pci_address, -EINVAL);
+        assert_return(vfio_fd >= -1, -EINVAL);
+        if (vfio_fd >= 0 && fcntl(vfio_fd, F_GETFD) < 0)
+                return -EBADF;
+
+        p = params_new(context, vdevice_id);
+        if (!p || json_object_add(p, "pciAddress", json_object_new_string(pci_address)) < 0 ||
+            (vfio_fd >= 0 && json_object_add(p, "vfioFileDescriptor", json_object_new_int(0)) < 0)) {
+                json_object_put(p);
+                return oom(c);
+        }
+        r = ltsm_client_call(c, METHOD("AttachDevice"), p, vfio_fd, &reply);
+        if (r < 0)
+                return r;
+        if (!ret)
+                return ltsm_client_call_done(c, 0);
+        r = ltsm_device_info_from_reply(reply, &info);
+        if (r < 0)
+                return bad_reply(c, r);
+        *ret = info;
+        return ltsm_client_call_done(c, 0);
+}
+
+/* tsm_device_detach(): see tsm.h. */
+_public_ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id) {
+        json_object *p, *reply;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(CONTEXT_VALID(context), -EINVAL);
+        assert_return(VDEVICE_VALID(vdevice_id), -EINVAL);
+
+        p = params_new(context, vdevice_id);
+        if (!p)
+                return oom(c);
+        r = ltsm_client_call(c, METHOD("DetachDevice"), p, -EBADF, &reply);
+        if (r < 0)
+                return r;
+        return ltsm_client_call_done(c, 0);
+}
+
+static int call_with_state(TsmClient *c, const char *method, uint64_t context, uint32_t vdevice_id,
+                           json_object **ret_reply) {
+        json_object *p;
+
+        assert_return(c, -EINVAL);
+        assert_return(CONTEXT_VALID(context), -EINVAL);
+        assert_return(VDEVICE_VALID(vdevice_id), -EINVAL);
+
+        p = params_new(context, vdevice_id);
+        if (!p)
+                return oom(c);
+        return ltsm_client_call(c, method, p, -EBADF, ret_reply);
+}
+
+/* tsm_device_bind(): see tsm.h. */
+_public_ int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state) {
+        json_object *reply;
+        int r;
+
+        r = call_with_state(c, METHOD("Bind"), context, vdevice_id, &reply);
+        if (r < 0)
+                return r;
+        if (ret_state)
+                *ret_state = ltsm_reply_get_state(reply, "state");
+        return ltsm_client_call_done(c, 0);
+}
+
+/* tsm_device_unbind(): see tsm.h. */
+_public_ int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state) {
+        json_object *reply;
+        int r;
+
+        r = call_with_state(c, METHOD("Unbind"), context, vdevice_id, &reply);
+        if (r < 0)
+                return r;
+        if (ret_state)
+                *ret_state = ltsm_reply_get_state(reply, "state");
+        return ltsm_client_call_done(c, 0);
+}
+
+/* tsm_device_get_state(): see tsm.h. */
+_public_ int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state,
+                                  bool *ret_bound) {
+        json_object *reply;
+        bool bound;
+        int r;
+
+        r = call_with_state(c, METHOD("GetDeviceState"), context, vdevice_id, &reply);
+        if (r < 0)
+                return r;
+        r = ltsm_reply_get_bool(reply, "bound", &bound);
+        if (r < 0)
+                return bad_reply(c, r);
+        if (ret_state)
+                *ret_state = ltsm_reply_get_state(reply, "state");
+        if (ret_bound)
+                *ret_bound = bound;
+        return ltsm_client_call_done(c, 0);
+}
+
+/* The parameters of GuestRequest; shared with tsm_guest_request_async(). */
+int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char *scope, const void *req,
+                              size_t req_len, size_t max_response_size, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *p = NULL;
+        _cleanup_free_ char *b64 = NULL;
+        int r;
+
+        if (!CONTEXT_VALID(context) || !VDEVICE_VALID(vdevice_id) || !scope || (!req && req_len > 0) ||
+            max_response_size > (size_t) INT64_MAX)
+                return -EINVAL;
+
+        r = base64_encode(req, req_len, &b64);
+        if (r < 0)
+                return r;
+        p = params_new(context, vdevice_id);
+        if (!p || json_object_add(p, "scope", json_object_new_string(scope)) < 0 ||
+            json_object_add(p, "request", json_object_new_string(b64)) < 0 ||
+            json_object_add(p, "maxResponseSize", json_object_new_int64((int64_t) max_response_size)) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* tsm_guest_request(): see tsm.h. */
+_public_ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
+                               const void *req, size_t req_len, void *resp, size_t resp_size,
+                               size_t *ret_resp_len) {
+        _cleanup_free_ void *data = NULL;
+        json_object *p, *reply;
+        size_t len;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(resp || resp_size == 0, -EINVAL);
+
+        r = ltsm_guest_request_params(context, vdevice_id, scope, req, req_len, resp_size, &p);
+        if (r == -EINVAL)
+                return r;
+        if (r < 0)
+                return oom(c);
+        r = ltsm_client_call(c, METHOD("GuestRequest"), p, -EBADF, &reply);
+        if (r < 0)
+                return r;
+        r = ltsm_reply_get_base64(reply, "response", resp_size, &data, &len);
+        if (r < 0)
+                return bad_reply(c, r);
+        if (len > 0)
+                memcpy(resp, data, len);
+        if (ret_resp_len)
+                *ret_resp_len = len;
+        return ltsm_client_call_done(c, 0);
+}

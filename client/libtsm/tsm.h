@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libtsm: the C library a virtual machine monitor links to talk to tsmd's io.tsmd.Guest
+ * interface (iommufd contexts, vDevices, TDISP binding, forwarding a guest's TSM requests).
+ * Runs in: the VMM process.
+ *
+ * Conventions, everywhere in this header:
+ *
+ *  - Every function that can fail returns 0 (or a documented non-negative value) on success
+ *    and a negative errno on failure. Outputs (ret_*) are written only on success.
+ *  - Invalid arguments (NULL where an object is needed, out-of-range values) give -EINVAL;
+ *    the library never asserts, aborts or logs.
+ *  - A TsmClient is one connection to tsmd and is not thread-safe: use it from one thread at a
+ *    time. Separate clients are independent (the library has no global state).
+ *  - Everything a connection creates (contexts, attached vDevices, bindings) belongs to that
+ *    connection: tsmd releases it when the connection closes, and no other connection can
+ *    name it.
+ *  - Callbacks are registered with (callback, userdata, destroy). destroy, if not NULL, runs
+ *    exactly once per successful registration: after the last callback, or from
+ *    tsm_client_free() if the call is still pending then (in which case the callback does not
+ *    run at all). A registration that fails (returns < 0) calls neither.
+ *  - Callbacks run only from inside tsm_client_process(), a blocking call on the same client
+ *    (replies arrive in call order, so replies to earlier asynchronous calls are delivered
+ *    while a later blocking call waits) or tsm_client_reconnect(). Inside a callback, the
+ *    client may be used for asynchronous registrations, the error accessors and
+ *    tsm_client_free() (the client is then released once the callback returns); blocking
+ *    calls, tsm_client_process() and tsm_client_reconnect() fail with -EDEADLK there.
+ *
+ * Errors. When tsmd answers a call with a Varlink error, the call returns the errno below and
+ * tsm_client_get_error_name() / tsm_client_get_error_message() describe it. The mapping is
+ * fixed (part of the ABI):
+ *
+ *   io.tsmd.Guest.NoSuchContext                -ENOENT      unknown or foreign context handle
+ *   io.tsmd.Guest.NoSuchVDevice                -ENOENT      no such vDevice in the context
+ *   io.tsmd.Guest.NoSuchDevice                 -ENOENT      no TSM-capable device at that address
+ *   io.tsmd.Guest.VDeviceExists                -EEXIST      vDevice id already attached
+ *   io.tsmd.Guest.NoSuchScope                  -EOPNOTSUPP  the backend has no such scope
+ *   io.tsmd.Guest.ScopeUnavailable             -EOPNOTSUPP  the UAPI cannot carry that scope
+ *   io.tsmd.Guest.Denied                       -EACCES      the policy does not allow it
+ *   org.varlink.service.PermissionDenied       -EACCES      the caller may not use tsmd at all
+ *   io.tsmd.Guest.BadFileDescriptor            -EBADF       the fd passed is not what it should be
+ *   io.tsmd.Guest.PayloadTooLarge              -E2BIG       request or response limit exceeded
+ *   io.tsmd.Guest.DeviceGone                   -ENODEV      the device went away
+ *   io.tsmd.Guest.DeviceBusy                   -EBUSY       device or TSM busy; retry later
+ *   io.tsmd.Guest.Timeout                      -ETIMEDOUT   the backend did not answer in time
+ *   io.tsmd.Guest.InvalidState                 -EBADFD      the TDI state does not allow it
+ *   io.tsmd.Guest.BackendError                 -errno       its "errno" parameter (1..4095), else -EIO
+ *   io.tsmd.Guest.AuditFailed                  -EIO         nothing was forwarded
+ *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit was reached
+ *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO
+ *   org.varlink.service.InvalidParameter       -EINVAL      tsmd rejected a parameter
+ *   org.varlink.service.InterfaceNotFound,
+ *   org.varlink.service.MethodNotFound,
+ *   org.varlink.service.MethodNotImplemented   -EOPNOTSUPP  this tsmd does not offer the call
+ *   org.varlink.service.ExpectedMore           -EPROTO
+ *   any other error name                       -EBADR
+ *
+ * Local failures, with the error name libtsm reports for them:
+ *
+ *   connection lost during the call           -ECONNRESET  io.tsmd.Disconnected
+ *   no reply within the timeout                -ETIMEDOUT   io.tsmd.TimedOut (connection closed)
+ *   tsmd violated the wire protocol            -EPROTO      io.tsmd.Protocol (connection closed)
+ *   call on a connection known to be lost      -ENOTCONN    io.tsmd.Disconnected
+ *   a reply that does not match the interface  -EBADMSG     (NULL)
+ *   a response larger than the buffer          -ENOBUFS     (NULL)
+ *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
+ *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
+ *
+ * After -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO the connection is gone (and with it
+ * every context it held): tsm_client_reconnect() makes a new one.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One connection to tsmd's io.tsmd.Guest interface. */
+typedef struct TsmClient TsmClient;
+/* What tsm_device_attach() learned about a device: backend, TSM, UAPI and scopes. */
+typedef struct TsmDeviceInfo TsmDeviceInfo;
+/* One request scope of a device's backend (borrowed from its TsmDeviceInfo). */
+typedef struct TsmScope TsmScope;
+/* One event of a tsm_client_watch_events() stream (borrowed for the callback). */
+typedef struct TsmEvent TsmEvent;
+
+/* The TDISP state of a device interface (TDI). */
+typedef enum TsmTdiState {
+        TSM_TDI_STATE_CONFIG_UNLOCKED,
+        TSM_TDI_STATE_CONFIG_LOCKED,
+        TSM_TDI_STATE_RUN,
+        TSM_TDI_STATE_ERROR,
+        _TSM_TDI_STATE_MAX,
+        /* Not known: the backend keeps the state between the TSM and the guest. */
+        _TSM_TDI_STATE_INVALID = -EINVAL,
+} TsmTdiState;
+
+/* What a tsm_client_watch_events() event is about. */
+typedef enum TsmEventKind {
+        TSM_EVENT_DEVICE_REMOVED,  /* the physical device went away */
+        TSM_EVENT_BACKEND_REMOVED, /* the TSM serving the device went away */
+        TSM_EVENT_STATE_CHANGED,   /* the TDI changed state */
+        TSM_EVENT_DEVICE_CHANGED,  /* the device's properties changed */
+        _TSM_EVENT_KIND_MAX,
+        /* A kind this libtsm does not know (a newer tsmd): see tsm_event_get_kind_string(). */
+        _TSM_EVENT_KIND_INVALID = -EINVAL,
+} TsmEventKind;
+
+/**
+ * TsmDestroyFunc - releases the userdata of a callback registration
+ * @userdata: what was registered
+ *
+ * Runs exactly once per successful registration (see the conventions above).
+ */
+typedef void (*TsmDestroyFunc)(void *userdata);
+
+/**
+ * TsmGuestRequestFunc - completion of tsm_guest_request_async()
+ * @c: the client
+ * @error: 0, or the negative errno the call failed with (see the table above; the error name
+ *         and message are available from @c during the callback)
+ * @response: the response bytes (NULL when @error < 0); borrowed for the callback only
+ * @response_len: their number
+ * @userdata: what was registered
+ *
+ * Runs once per request; destroy follows it.
+ */
+typedef void (*TsmGuestRequestFunc)(TsmClient *c, int error, const void *response,
+                                    size_t response_len, void *userdata);
+
+/**
+ * TsmEventFunc - one reply of a tsm_client_watch_events() stream
+ * @c: the client
+ * @error: 0 while the stream is open; a negative errno when it ended (the last call; destroy
+ *         follows): -ECONNRESET when the connection was lost, -ECANCELED after
+ *         tsm_client_reconnect(), -ENODATA if tsmd ended the stream, a mapped Varlink error
+ *         if tsmd refused the subscription
+ * @event: NULL for the first reply (the subscription is established) and when @error < 0;
+ *         otherwise the event, borrowed for the callback only
+ * @userdata: what was registered
+ */
+typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, void *userdata);
+
+/* ---- the client ----------------------------------------------------------------------- */
+
+/**
+ * tsm_client_connect() - connects to tsmd's io.tsmd.Guest socket
+ * @address: "unix:/path", "/path", "./relative" or "@abstract"; NULL: $TSMD_GUEST_SOCKET if set
+ *           (ignored in setuid programs), else /run/tsmd/io.tsmd.Guest
+ * @ret: the new client, to be released with tsm_client_free()
+ *
+ * Connects without blocking for long (a full listen backlog is waited for up to 45 s). The
+ * default timeout of blocking calls is 45 s (tsm_client_set_timeout()).
+ *
+ * Return: 0; -EINVAL for a malformed address; -ENOENT, -ECONNREFUSED, -EACCES ... from
+ * connect(2); -ENOMEM.
+ */
+int tsm_client_connect(const char *address, TsmClient **ret);
+
+/**
+ * tsm_client_free() - closes the connection and releases the client
+ * @c: the client, or NULL
+ *
+ * tsmd releases every context, vDevice and binding the connection held. Asynchronous calls
+ * still pending get their destroy function called (not their callback). Called from inside a
+ * callback of @c, the client is released once that callback returned; no further callbacks
+ * run.
+ *
+ * Return: NULL.
+ */
+TsmClient *tsm_client_free(TsmClient *c);
+
+/**
+ * tsm_client_set_timeout() - bounds how long blocking calls wait for their reply
+ * @c: the client
+ * @usec: microseconds; 0 waits forever
+ *
+ * A blocking call that times out returns -ETIMEDOUT and closes the connection (a late reply
+ * could not be told apart from the next one): every pending asynchronous call fails with
+ * -ETIMEDOUT too. Asynchronous calls have no timeout of their own. Kept across
+ * tsm_client_reconnect().
+ *
+ * Return: 0 or -EINVAL.
+ */
+int tsm_client_set_timeout(TsmClient *c, uint64_t usec);
+
+/**
+ * tsm_client_reconnect() - replaces the connection with a new one to the same address
+ * @c: the client
+ *
+ * The old connection is closed first, whether it still works or not. Everything it held is
+ * gone: tsmd releases its contexts (their handles are invalid on the new connection), vDevices
+ * and bindings; the iommufds the VMM holds stay open but are no longer known to tsmd. tsmd
+ * notices the old connection's end asynchronously, so a device attached there may still be
+ * busy (-EBUSY) for a moment. A later version of tsmd and libtsm lets a reconnecting client
+ * reclaim its contexts.
+ *
+ * Asynchronous calls still pending on the old connection get their callback with -ECANCELED
+ * (from inside this function), then their destroy function. The fd of tsm_client_get_fd()
+ * changes. The error state is cleared.
+ *
+ * Return: 0; as tsm_client_connect() when the new connection cannot be made (@c then has no
+ * working connection: calls fail with -ENOTCONN until a reconnect succeeds); -EDEADLK from a
+ * callback.
+ */
+int tsm_client_reconnect(TsmClient *c);
+
+/**
+ * tsm_client_get_error_name() - the Varlink error name of the last failed call
+ * @c: the client
+ *
+ * The name ("io.tsmd.Guest.Denied", "io.tsmd.Disconnected", ...) of the error the most recent
+ * failed call got. A blocking call that succeeds clears it; an asynchronous call that fails
+ * sets it before its callback runs. Local failures that are not about the connection
+ * (-EINVAL, -ENOMEM, -EBADMSG, ...) clear it too.
+ *
+ * Return: the name, borrowed until the next call on @c; NULL if there is none or @c is NULL.
+ */
+const char *tsm_client_get_error_name(const TsmClient *c);
+
+/**
+ * tsm_client_get_error_message() - the parameters of the last error as a short human string
+ * @c: the client
+ *
+ * E.g. "scope=debug-read, backend=emulated" for io.tsmd.Guest.NoSuchScope, "reason=debug
+ * scopes are not granted" for io.tsmd.Guest.Denied, a sentence for the local errors, "" for an
+ * error without parameters. At most a few hundred bytes (longer ones are cut with "...").
+ *
+ * Return: the text, borrowed like tsm_client_get_error_name(); NULL when that is NULL.
+ */
+const char *tsm_client_get_error_message(const TsmClient *c);
+
+/**
+ * tsm_client_get_fd() - the fd to watch in the caller's event loop
+ * @c: the client
+ *
+ * Return: the connection's socket (owned by @c: do not close or read it); it changes with
+ * tsm_client_reconnect(). -EINVAL; -ENOTCONN if there is no connection.
+ */
+int tsm_client_get_fd(const TsmClient *c);
+
+/**
+ * tsm_client_get_events() - the poll(2) events to wait for on tsm_client_get_fd()
+ * @c: the client
+ *
+ * POLLIN while replies are expected, POLLOUT while output waits to be written, 0 when there
+ * is nothing to wait for (no call pending, or the connection is lost).
+ *
+ * Return: the event mask (>= 0) or -EINVAL.
+ */
+int tsm_client_get_events(const TsmClient *c);
+
+/**
+ * tsm_client_process() - does whatever can be done without blocking
+ * @c: the client
+ *
+ * Writes queued calls, reads replies and runs their callbacks. Call it when the fd is ready
+ * for the events of tsm_client_get_events() (calling it at other times is harmless).
+ *
+ * Return: 1 if something was done, 0 if there was nothing to do; -ECONNRESET (or -EPROTO) when
+ * the connection was lost now (every pending callback has then run with that error), -ENOTCONN
+ * if it was lost before; -EDEADLK from a callback.
+ */
+int tsm_client_process(TsmClient *c);
+
+/* ---- contexts ------------------------------------------------------------------------- */
+
+/**
+ * tsm_context_open() - io.tsmd.Guest.OpenContext: tsmd opens an iommufd for the VMM
+ * @c: the client
+ * @ret_context: the context's handle, valid on this connection only
+ * @ret_iommufd: the iommufd (received with SCM_RIGHTS, O_CLOEXEC); the caller owns it and must
+ *               close it. tsmd keeps its own reference until the context is closed. May be
+ *               NULL (the fd is closed at once).
+ *
+ * Return: 0; -EUSERS (LimitReached); -EBADMSG if no fd came with the reply; see the table.
+ */
+int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd);
+
+/**
+ * tsm_context_adopt() - io.tsmd.Guest.AdoptContext: registers an iommufd the VMM opened
+ * @c: the client
+ * @iommufd: the iommufd; a duplicate is sent, the caller keeps (and still owns) @iommufd
+ * @ret_context: the context's handle, valid on this connection only
+ *
+ * Return: 0; -EBADF if @iommufd is not an open fd, or tsmd found it is not an iommufd
+ * (BadFileDescriptor); -EUSERS; see the table.
+ */
+int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
+
+/**
+ * tsm_context_close() - io.tsmd.Guest.CloseContext: unbinds, detaches and releases a context
+ * @c: the client
+ * @context: its handle
+ *
+ * The iommufd the VMM holds stays open; tsmd drops its own reference.
+ *
+ * Return: 0; -ENOENT (NoSuchContext); see the table.
+ */
+int tsm_context_close(TsmClient *c, uint64_t context);
+
+/* ---- devices -------------------------------------------------------------------------- */
+
+/**
+ * tsm_device_attach() - io.tsmd.Guest.AttachDevice: registers a vDevice of a context
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the id IOMMU_VDEVICE_ALLOC gave (1..UINT32_MAX), unique within the context
+ * @pci_address: the physical device behind it, "DDDD:BB:DD.F"
+ * @vfio_fd: the VFIO device fd proving the VMM holds that device (a duplicate is sent, the
+ *           caller keeps its own), or -1: the policy alone decides
+ * @ret: what tsmd said about the device (free with tsm_device_info_free()); may be NULL
+ *
+ * Return: 0; -ENOENT (NoSuchContext, NoSuchDevice); -EEXIST (VDeviceExists); -EBUSY (the
+ * device is attached elsewhere); -EBADF (the VFIO fd is not that device); -EACCES; -EUSERS;
+ * -EINVAL; see the table.
+ */
+int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *pci_address,
+                      int vfio_fd, TsmDeviceInfo **ret);
+
+/**
+ * tsm_device_detach() - io.tsmd.Guest.DetachDevice: unregisters a vDevice (unbinding it first)
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ *
+ * Return: 0; -ENOENT (NoSuchContext, NoSuchVDevice); see the table.
+ */
+int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
+
+/**
+ * tsm_device_bind() - io.tsmd.Guest.Bind: binds the device to the TSM (TDISP LOCK_INTERFACE)
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @ret_state: the TDI state afterwards (config_locked), _TSM_TDI_STATE_INVALID when the
+ *             backend does not show it to the host; may be NULL
+ *
+ * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY; -ETIMEDOUT; -EACCES; see the table.
+ */
+int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state);
+
+/**
+ * tsm_device_unbind() - io.tsmd.Guest.Unbind: TDISP STOP_INTERFACE (back to config_unlocked)
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @ret_state: as for tsm_device_bind(); may be NULL
+ *
+ * Return: 0; see tsm_device_bind().
+ */
+int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state);
+
+/**
+ * tsm_device_get_state() - io.tsmd.Guest.GetDeviceState
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @ret_state: the TDI state, or _TSM_TDI_STATE_INVALID when the backend does not show it to the
+ *             host (the kernel's TSMs); may be NULL
+ * @ret_bound: whether this client bound the device; may be NULL
+ *
+ * Return: 0; -ENOENT; -ENODEV; see the table.
+ */
+int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state,
+                         bool *ret_bound);
+
+/**
+ * tsm_device_info_free() - releases what tsm_device_attach() returned
+ * @info: the info, or NULL
+ *
+ * Return: NULL.
+ */
+TsmDeviceInfo *tsm_device_info_free(TsmDeviceInfo *info);
+
+/**
+ * tsm_device_info_get_backend() - the backend type serving the device
+ * @info: the info
+ *
+ * Return: "tdx-connect", "sev-tio", "arm-cca", "devsec-sample" or "emulated" (borrowed from
+ * @info); NULL if @info is NULL.
+ */
+const char *tsm_device_info_get_backend(const TsmDeviceInfo *info);
+
+/**
+ * tsm_device_info_get_tsm() - the TSM's name ("tsm0"; "emu0" on the emulated platform)
+ * @info: the info
+ *
+ * Return: the name (borrowed from @info); NULL if @info is NULL.
+ */
+const char *tsm_device_info_get_tsm(const TsmDeviceInfo *info);
+
+/**
+ * tsm_device_info_get_uapi() - the kernel UAPI requests go through ("v4", "v5", "emulated")
+ * @info: the info
+ *
+ * Return: the name (borrowed from @info); NULL if @info is NULL.
+ */
+const char *tsm_device_info_get_uapi(const TsmDeviceInfo *info);
+
+/**
+ * tsm_device_info_get_n_scopes() - how many request scopes the device offers
+ * @info: the info
+ *
+ * Return: the number (0 if @info is NULL).
+ */
+size_t tsm_device_info_get_n_scopes(const TsmDeviceInfo *info);
+
+/**
+ * tsm_device_info_get_scope() - a scope by index
+ * @info: the info
+ * @index: 0 .. tsm_device_info_get_n_scopes() - 1
+ *
+ * Return: the scope (borrowed from @info); NULL if out of range.
+ */
+const TsmScope *tsm_device_info_get_scope(const TsmDeviceInfo *info, size_t index);
+
+/**
+ * tsm_device_info_find_scope() - a scope by name
+ * @info: the info
+ * @name: "info", "state-change", "debug-read", "debug-write"
+ *
+ * Return: the scope (borrowed from @info); NULL if the device offers none of that name.
+ */
+const TsmScope *tsm_device_info_find_scope(const TsmDeviceInfo *info, const char *name);
+
+/* Accessors of a scope; NULL / 0 / false for a NULL scope. Strings are borrowed. */
+/* The scope's name, as tsm_guest_request() takes it. */
+const char *tsm_scope_get_name(const TsmScope *s);
+/* What the scope may do, in one line. */
+const char *tsm_scope_get_description(const TsmScope *s);
+/* Its number in the UAPI the backend is reached through (informational). */
+uint32_t tsm_scope_get_number(const TsmScope *s);
+/* Largest request payload accepted, in bytes. */
+uint64_t tsm_scope_get_max_request_size(const TsmScope *s);
+/* Largest response returned, in bytes. */
+uint64_t tsm_scope_get_max_response_size(const TsmScope *s);
+/* Whether the policy lets this client use the scope on this device. */
+bool tsm_scope_is_allowed(const TsmScope *s);
+
+/* ---- guest requests ------------------------------------------------------------------- */
+
+/**
+ * tsm_guest_request() - io.tsmd.Guest.GuestRequest: forwards one guest request and waits
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @scope: the scope by name ("info", "state-change", "debug-read", "debug-write")
+ * @req: the request payload (NULL only if @req_len is 0)
+ * @req_len: its length
+ * @resp: where the response goes (NULL only if @resp_size is 0)
+ * @resp_size: its size; also the largest response tsmd is asked for
+ * @ret_resp_len: the response's length; may be NULL
+ *
+ * Return: 0; -EOPNOTSUPP (NoSuchScope, ScopeUnavailable); -EACCES (Denied: e.g. a debug scope
+ * the policy does not grant); -E2BIG (PayloadTooLarge); -ENODEV; -EBUSY; -ETIMEDOUT; -EIO
+ * (AuditFailed); -ENOBUFS if tsmd sent more than @resp_size; see the table.
+ */
+int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
+                      const void *req, size_t req_len, void *resp, size_t resp_size,
+                      size_t *ret_resp_len);
+
+/**
+ * tsm_guest_request_async() - tsm_guest_request() without waiting
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @scope: the scope by name
+ * @req: the request payload (copied; NULL only if @req_len is 0)
+ * @req_len: its length
+ * @max_response_size: the largest response the guest can take
+ * @callback: runs once with the result (see TsmGuestRequestFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * Queues the call; it is sent and its reply read by tsm_client_process() (or a later blocking
+ * call). Callbacks of several requests run in the order the requests were made.
+ *
+ * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOMEM.
+ */
+int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
+                            const void *req, size_t req_len, size_t max_response_size,
+                            TsmGuestRequestFunc callback, void *userdata, TsmDestroyFunc destroy);
+
+/* ---- events --------------------------------------------------------------------------- */
+
+/**
+ * tsm_client_watch_events() - io.tsmd.Guest.WatchEvents: streams events about the devices of
+ *                             the calling process
+ * @c: the client; use one of its own for the watch (see below)
+ * @callback: runs for the first reply (event NULL: subscribed), every event, and once more
+ *            with an error when the stream ends (see TsmEventFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after the last callback, or from tsm_client_free(); may be NULL
+ *
+ * tsmd sends the events about every context the calling process holds, on any of its
+ * connections. A Varlink connection answers its calls strictly in order and a WatchEvents call
+ * never finishes, so once it was made no later call on the same connection could ever be
+ * answered: watch on a TsmClient of its own (a second tsm_client_connect()), and keep using the
+ * first one for contexts, devices and requests. libtsm refuses every further call on @c with
+ * -EDEADLK while the stream is open (calls made before it are answered normally); the stream
+ * ends with tsm_client_free() or tsm_client_reconnect().
+ *
+ * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is already open on @c); -ENOMEM.
+ */
+int tsm_client_watch_events(TsmClient *c, TsmEventFunc callback, void *userdata, TsmDestroyFunc destroy);
+
+/* Accessors of an event (borrowed for the callback). NULL / 0 / invalid for a NULL event. */
+/* What the event is about; _TSM_EVENT_KIND_INVALID for a kind this libtsm does not know. */
+TsmEventKind tsm_event_get_kind(const TsmEvent *e);
+/* The kind as tsmd named it ("device-removed", ...). */
+const char *tsm_event_get_kind_string(const TsmEvent *e);
+/* The context and vDevice the event is about. */
+uint64_t tsm_event_get_context(const TsmEvent *e);
+uint32_t tsm_event_get_vdevice_id(const TsmEvent *e);
+/* The physical device, "DDDD:BB:DD.F". */
+const char *tsm_event_get_pci_address(const TsmEvent *e);
+/* The TDI state after the event; _TSM_TDI_STATE_INVALID when not known. */
+TsmTdiState tsm_event_get_state(const TsmEvent *e);
+
+/* ---- names ---------------------------------------------------------------------------- */
+
+/* "config_unlocked", "config_locked", "run", "error" (as the IDL names them); NULL if invalid. */
+const char *tsm_tdi_state_to_string(TsmTdiState s);
+/* The reverse; _TSM_TDI_STATE_INVALID for NULL or an unknown name. */
+TsmTdiState tsm_tdi_state_from_string(const char *s);
+/* "device-removed", "backend-removed", "state-changed", "device-changed"; NULL if invalid. */
+const char *tsm_event_kind_to_string(TsmEventKind k);
+/* The reverse; _TSM_EVENT_KIND_INVALID for NULL or an unknown name. */
+TsmEventKind tsm_event_kind_from_string(const char *s);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,471 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libtsm's asynchronous API in a caller's poll() loop: several guest requests in flight,
+ * callbacks in call order, destroy exactly once (also when the client is freed with calls
+ * pending, or from a callback), what may be called from a callback, callbacks running during
+ * a blocking call, WatchEvents, and tsm_client_reconnect() cancelling pending calls.
+ * Runs in: tests.
+ */
+
+#include <poll.h>
+
+#include "libtsm-test-util.h"
+#include "tdisp.h"
+#include "tsmd-instance.h"
+
+#define WAIT_USEC (10 * 1000000ULL)
+#define N_REQUESTS 8
+
+/* What happened to one asynchronous call. */
+typedef struct Record {
+        unsigned index;
+        uint8_t type; /* the TDISP request sent */
+        int error;
+        int response_type;
+        char error_name[128];
+        unsigned n_callbacks;
+        unsigned n_destroys;
+        unsigned callback_seq; /* order in which the callback ran, from 1 */
+        bool destroyed_after_callback;
+        struct Log *log;
+} Record;
+
+typedef struct Log {
+        unsigned seq;     /* callbacks run so far */
+        unsigned destroys;
+        TsmClient *free_in_callback; /* free this client from the first callback */
+        bool chain;                  /* queue another request from the first callback */
+        Record chained;
+} Log;
+
+static void on_response(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Record *r = userdata;
+
+        r->n_callbacks++;
+        r->callback_seq = ++r->log->seq;
+        r->error = error;
+        r->response_type = error < 0 ? -1 : tdisp_response_type(response, len);
+        snprintf(r->error_name, sizeof(r->error_name), "%s", tsm_client_get_error_name(c) ?: "");
+        if (error < 0)
+                ASSERT_NULL(response);
+        else
+                ASSERT_NOT_NULL(response);
+
+        if (r->log->free_in_callback) {
+                TsmClient *f = r->log->free_in_callback;
+
+                r->log->free_in_callback = NULL;
+                ASSERT_NULL(tsm_client_free(f));
+        }
+}
+
+static void on_destroy(void *userdata) {
+        Record *r = userdata;
+
+        r->n_destroys++;
+        r->destroyed_after_callback = r->n_callbacks > 0;
+        r->log->destroys++;
+}
+
+static void submit(TsmClient *c, uint64_t ctx, Record *r, unsigned index, uint8_t type, const char *scope, Log *log) {
+        uint8_t req[64];
+        size_t len = tdisp_request(DEV0, type, NULL, 0, req, sizeof(req));
+
+        *r = (Record){ .index = index, .type = type, .log = log };
+        ASSERT_OK(tsm_guest_request_async(c, ctx, 1, scope, req, len, 4096, on_response, r, on_destroy));
+}
+
+static const uint8_t request_types[] = {
+        TDISP_MSG_GET_VERSION,
+        TDISP_MSG_GET_DEVICE_INTERFACE_STATE,
+};
+
+TEST(requests_in_flight) {
+        Record records[N_REQUESTS];
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx, start, elapsed;
+
+        /* Each request takes 200 ms in the emulated backend. */
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=200000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+        for (unsigned i = 0; i < N_REQUESTS; i++)
+                submit(c, ctx, &records[i], i, request_types[i % 2], "info", &log);
+        /* Queued, not sent: nothing ran, and the loop is asked to wait for writability. */
+        ASSERT_TRUE(tsm_client_get_events(c) & POLLOUT);
+        ASSERT_TRUE(tsm_client_get_events(c) & POLLIN);
+        ASSERT_EQ(log.seq, 0);
+
+        start = test_now_usec();
+        ASSERT_TRUE(pump_until(c, &log.destroys, N_REQUESTS, WAIT_USEC, NULL));
+        elapsed = test_now_usec() - start;
+        fprintf(stderr, "%u requests of 200 ms each took %" PRIu64 " ms\n", N_REQUESTS, elapsed / 1000);
+
+        for (unsigned i = 0; i < N_REQUESTS; i++) {
+                Record *r = &records[i];
+
+                ASSERT_EQ(r->n_callbacks, 1);
+                ASSERT_EQ(r->n_destroys, 1);
+                ASSERT_TRUE(r->destroyed_after_callback);
+                ASSERT_EQ(r->callback_seq, i + 1); /* in call order */
+                ASSERT_OK(r->error);
+                ASSERT_EQ(r->response_type, r->type & 0x7f);
+        }
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+TEST(errors_in_order) {
+        Record records[4];
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+
+        submit(c, ctx, &records[0], 0, TDISP_MSG_GET_VERSION, "info", &log);
+        submit(c, ctx, &records[1], 1, TDISP_MSG_GET_VERSION, "no-such-scope", &log);
+        submit(c, ctx, &records[2], 2, TDISP_MSG_GET_VERSION, "debug-write", &log);
+        submit(c, ctx, &records[3], 3, TDISP_MSG_GET_VERSION, "info", &log);
+        ASSERT_TRUE(pump_until(c, &log.destroys, 4, WAIT_USEC, NULL));
+
+        for (unsigned i = 0; i < 4; i++) {
+                ASSERT_EQ(records[i].callback_seq, i + 1);
+                ASSERT_EQ(records[i].n_destroys, 1);
+        }
+        ASSERT_OK(records[0].error);
+        ASSERT_ERRNO(records[1].error, EOPNOTSUPP);
+        ASSERT_STREQ(records[1].error_name, "io.tsmd.Guest.NoSuchScope");
+        ASSERT_ERRNO(records[2].error, EACCES);
+        ASSERT_STREQ(records[2].error_name, "io.tsmd.Guest.Denied");
+        ASSERT_OK(records[3].error);
+        ASSERT_EQ(records[3].response_type, TDISP_MSG_VERSION);
+
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+TEST(free_with_calls_pending) {
+        Record records[3];
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx;
+
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=300000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+
+        for (unsigned i = 0; i < 3; i++)
+                submit(c, ctx, &records[i], i, TDISP_MSG_GET_VERSION, "info", &log);
+        ASSERT_OK(tsm_client_process(c)); /* sent; the answers take 300 ms */
+        ASSERT_NULL(tsm_client_free(c));
+
+        for (unsigned i = 0; i < 3; i++) {
+                ASSERT_EQ(records[i].n_callbacks, 0);
+                ASSERT_EQ(records[i].n_destroys, 1);
+        }
+        tsmd_instance_done(&t);
+}
+
+TEST(free_from_callback) {
+        Record records[3];
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx;
+        unsigned n = 0;
+        int r;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+
+        for (unsigned i = 0; i < 3; i++)
+                submit(c, ctx, &records[i], i, TDISP_MSG_GET_VERSION, "info", &log);
+        log.free_in_callback = c;
+
+        /* Drive it by hand: c is gone once a callback freed it. */
+        while (log.seq == 0 && n++ < 1000) {
+                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+
+                ASSERT_TRUE(poll(&p, 1, 10000) > 0);
+                r = tsm_client_process(c);
+                ASSERT_TRUE(r >= 0);
+        }
+
+        ASSERT_EQ(records[0].n_callbacks, 1);
+        ASSERT_EQ(records[0].n_destroys, 1);
+        ASSERT_TRUE(records[0].destroyed_after_callback);
+        for (unsigned i = 1; i < 3; i++) {
+                ASSERT_EQ(records[i].n_callbacks, 0);
+                ASSERT_EQ(records[i].n_destroys, 1);
+        }
+        tsmd_instance_done(&t);
+}
+
+/* From a callback: blocking calls and process are refused, asynchronous calls work. */
+typedef struct Reentry {
+        Log log;
+        Record chained;
+        uint64_t ctx;
+        int sync_result, process_result, reconnect_result, async_result;
+        unsigned n;
+} Reentry;
+
+static void on_reentry(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Reentry *e = userdata;
+        uint8_t req[64];
+        size_t l = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+
+        e->n++;
+        e->sync_result = tsm_device_get_state(c, e->ctx, 1, NULL, NULL);
+        e->process_result = tsm_client_process(c);
+        e->reconnect_result = tsm_client_reconnect(c);
+        e->chained = (Record){ .log = &e->log };
+        e->async_result = tsm_guest_request_async(c, e->ctx, 1, "info", req, l, 4096, on_response, &e->chained,
+                                                  on_destroy);
+}
+
+TEST(calls_from_callbacks) {
+        TsmdInstance t;
+        TsmClient *c;
+        Reentry e = {};
+        uint8_t req[64];
+        size_t len;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        e.ctx = setup_device(c, DEV0, 1, NULL);
+        len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+        ASSERT_OK(tsm_guest_request_async(c, e.ctx, 1, "info", req, len, 4096, on_reentry, &e, NULL));
+
+        ASSERT_TRUE(pump_until(c, &e.log.destroys, 1, WAIT_USEC, NULL));
+        ASSERT_EQ(e.n, 1);
+        ASSERT_ERRNO(e.sync_result, EDEADLK);
+        ASSERT_ERRNO(e.process_result, EDEADLK);
+        ASSERT_ERRNO(e.reconnect_result, EDEADLK);
+        ASSERT_OK(e.async_result);
+        ASSERT_EQ(e.chained.n_callbacks, 1);
+        ASSERT_OK(e.chained.error);
+
+        /* The client is fine afterwards. */
+        ASSERT_OK(tsm_device_get_state(c, e.ctx, 1, NULL, NULL));
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+TEST(callbacks_during_blocking_call) {
+        Record records[2];
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx;
+        bool bound;
+
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=100000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+
+        submit(c, ctx, &records[0], 0, TDISP_MSG_GET_VERSION, "info", &log);
+        submit(c, ctx, &records[1], 1, TDISP_MSG_GET_VERSION, "info", &log);
+        /* Replies come in call order: both callbacks ran before this returns. */
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, NULL, &bound));
+        ASSERT_EQ(log.seq, 2);
+        ASSERT_EQ(log.destroys, 2);
+        ASSERT_EQ(records[0].callback_seq, 1);
+        ASSERT_EQ(records[1].callback_seq, 2);
+        ASSERT_EQ(tsm_client_process(c), 0);
+
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+/* A callback running during a blocking call queues another request. tsmd answers that one at
+ * once but must hold the answer behind the blocking call's reply, so both arrive together: the
+ * second callback must not wait for the fd to become readable again (it never would). */
+typedef struct Chain {
+        Log log;
+        Record first, second;
+        uint64_t ctx;
+} Chain;
+
+static void on_first(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Chain *ch = userdata;
+        uint8_t req[64];
+        size_t l = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+
+        on_response(c, error, response, len, &ch->first);
+        ch->second = (Record){ .index = 1, .log = &ch->log };
+        ASSERT_OK(tsm_guest_request_async(c, ch->ctx, 1, "no-such-scope", req, l, 64, on_response,
+                                          &ch->second, on_destroy));
+}
+
+TEST(replies_read_with_blocking_reply) {
+        TsmdInstance t;
+        TsmClient *c;
+        Chain ch = {};
+        uint8_t req[64], resp[256];
+        size_t len;
+
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=300000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ch.ctx = setup_device(c, DEV0, 1, NULL);
+        ch.first = (Record){ .log = &ch.log };
+        len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+
+        /* Answered at once (unknown scope), while the blocking request below takes 300 ms. */
+        ASSERT_OK(tsm_guest_request_async(c, ch.ctx, 1, "no-such-scope", req, len, 64, on_first, &ch, NULL));
+        ASSERT_OK(tsm_guest_request(c, ch.ctx, 1, "info", req, len, resp, sizeof(resp), NULL));
+        ASSERT_EQ(ch.first.n_callbacks, 1);
+
+        /* Whether the second reply came in the same read or not, the loop gets it. */
+        ASSERT_TRUE(pump_until(c, &ch.second.n_destroys, 1, 2 * 1000000ULL, NULL));
+        ASSERT_EQ(ch.second.n_callbacks, 1);
+        ASSERT_ERRNO(ch.second.error, EOPNOTSUPP);
+
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+/* ---- WatchEvents ------------------------------------------------------------------------ */
+
+typedef struct Watch {
+        unsigned n_subscribed, n_events, n_ended, n_destroys;
+        int end_error;
+        char kind[64], pci_address[32];
+        TsmEventKind kind_enum;
+        uint64_t context;
+        uint32_t vdevice_id;
+        bool callback_after_destroy;
+} Watch;
+
+static void on_event(TsmClient *c, int error, const TsmEvent *event, void *userdata) {
+        Watch *w = userdata;
+
+        if (w->n_destroys > 0)
+                w->callback_after_destroy = true;
+        if (error < 0) {
+                ASSERT_NULL(event);
+                w->n_ended++;
+                w->end_error = error;
+                return;
+        }
+        if (!event) {
+                w->n_subscribed++;
+                return;
+        }
+        w->n_events++;
+        snprintf(w->kind, sizeof(w->kind), "%s", tsm_event_get_kind_string(event));
+        snprintf(w->pci_address, sizeof(w->pci_address), "%s", tsm_event_get_pci_address(event));
+        w->kind_enum = tsm_event_get_kind(event);
+        w->context = tsm_event_get_context(event);
+        w->vdevice_id = tsm_event_get_vdevice_id(event);
+}
+
+static void on_watch_destroy(void *userdata) {
+        Watch *w = userdata;
+
+        w->n_destroys++;
+}
+
+TEST(watch_events) {
+        TsmdInstance t;
+        TsmClient *c, *wc;
+        Watch w = {};
+        uint64_t ctx;
+        uint8_t buf[64] = {};
+
+        tsmd_instance_start(&t, "EmulatedDevices=" DEV0 "," DEV1 "\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV1, 7, NULL);
+
+        /* The watch on a connection of its own: it sees the process's devices on any. */
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &wc));
+        ASSERT_OK(tsm_client_watch_events(wc, on_event, &w, on_watch_destroy));
+        ASSERT_TRUE(pump_until(wc, &w.n_subscribed, 1, WAIT_USEC, NULL));
+        ASSERT_EQ(w.n_events, 0);
+
+        /* Nothing after a WatchEvents call on that connection could be answered. */
+        ASSERT_ERRNO(tsm_context_open(wc, &ctx, NULL), EDEADLK);
+        ASSERT_NO_ERROR_NAME(wc);
+        ASSERT_ERRNO(tsm_guest_request_async(wc, ctx, 7, "info", buf, 1, 64, on_response, NULL, NULL), EDEADLK);
+        ASSERT_ERRNO(tsm_client_watch_events(wc, on_event, &w, on_watch_destroy), EDEADLK);
+
+        /* The other connection works as before. */
+        ASSERT_OK(tsm_device_get_state(c, ctx, 7, NULL, NULL));
+
+        /* The emulated device goes away with a configuration that no longer lists it. */
+        tsmd_instance_reload(&t, "EmulatedDevices=" DEV0 "\n");
+        ASSERT_TRUE(pump_until(wc, &w.n_events, 1, WAIT_USEC, NULL));
+        ASSERT_STREQ(w.kind, "device-removed");
+        ASSERT_EQ(w.kind_enum, TSM_EVENT_DEVICE_REMOVED);
+        ASSERT_STREQ(w.pci_address, DEV1);
+        ASSERT_EQ(w.context, ctx);
+        ASSERT_EQ(w.vdevice_id, 7);
+        ASSERT_EQ(w.n_ended, 0);
+        ASSERT_EQ(w.n_destroys, 0);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 7, NULL, NULL), ENODEV);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Guest.DeviceGone");
+
+        /* Freed with the stream open: destroy, no further callback. */
+        tsm_client_free(wc);
+        ASSERT_EQ(w.n_ended, 0);
+        ASSERT_EQ(w.n_destroys, 1);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+TEST(reconnect_cancels_pending) {
+        Record records[2];
+        TsmdInstance t;
+        TsmClient *c;
+        Watch w = {};
+        Log log = {};
+        uint64_t ctx;
+        int old_fd;
+
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=300000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+        submit(c, ctx, &records[0], 0, TDISP_MSG_GET_VERSION, "info", &log);
+        submit(c, ctx, &records[1], 1, TDISP_MSG_GET_VERSION, "info", &log);
+        ASSERT_OK(tsm_client_watch_events(c, on_event, &w, on_watch_destroy));
+        ASSERT_OK(tsm_client_process(c));
+        old_fd = tsm_client_get_fd(c);
+        ASSERT_TRUE(old_fd >= 0);
+
+        ASSERT_OK(tsm_client_reconnect(c));
+        for (unsigned i = 0; i < 2; i++) {
+                ASSERT_EQ(records[i].n_callbacks, 1);
+                ASSERT_ERRNO(records[i].error, ECANCELED);
+                ASSERT_EQ(records[i].n_destroys, 1);
+                ASSERT_EQ(records[i].callback_seq, i + 1);
+        }
+        ASSERT_EQ(w.n_ended, 1);
+        ASSERT_ERRNO(w.end_error, ECANCELED);
+        ASSERT_EQ(w.n_destroys, 1);
+        ASSERT_FALSE(w.callback_after_destroy);
+
+        /* A new connection: the old context is gone, new calls work (the watch is over).
+         * (DEV1: tsmd may not have seen the old connection close yet, so DEV0 could still be
+         * busy for a moment.) */
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 1, NULL, NULL), ENOENT);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Guest.NoSuchContext");
+        ctx = setup_device(c, DEV1, 1, NULL);
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, NULL, NULL));
+
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+TEST_MAIN();

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libtsm when tsmd goes away: SIGKILL while an asynchronous request is in flight, while a
+ * blocking call waits (killed from a second thread), while idle, a blocking call timing out,
+ * a WatchEvents stream ending; then tsmd restarted and tsm_client_reconnect(). Never a hang
+ * or a crash: -ECONNRESET, then -ENOTCONN until a reconnect. Runs in: tests.
+ */
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+#include "libtsm-test-util.h"
+#include "tdisp.h"
+#include "tsmd-instance.h"
+
+#define WAIT_USEC (10 * 1000000ULL)
+#define LATENCY "EmulatedLatencyUSec=500000\n"
+
+typedef struct Result {
+        unsigned n_callbacks, n_destroys;
+        int error;
+        char error_name[128];
+} Result;
+
+static void on_response(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Result *r = userdata;
+
+        r->n_callbacks++;
+        r->error = error;
+        snprintf(r->error_name, sizeof(r->error_name), "%s", tsm_client_get_error_name(c) ?: "");
+}
+
+static void on_destroy(void *userdata) {
+        Result *r = userdata;
+
+        r->n_destroys++;
+}
+
+/* After tsmd came back: a new connection works for the whole flow. */
+static void check_works_after_reconnect(TsmdInstance *t, TsmClient *c) {
+        uint8_t req[64], resp[256];
+        size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req)), resp_len;
+        uint64_t ctx;
+
+        (void) t;
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_NO_ERROR_NAME(c);
+        ctx = setup_device(c, DEV0, 1, NULL);
+        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
+        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+}
+
+TEST(kill_during_async_request) {
+        TsmdInstance t;
+        TsmClient *c;
+        Result res = {};
+        uint8_t req[64];
+        size_t len;
+        uint64_t ctx, start;
+        int process = 0;
+
+        tsmd_instance_start(&t, LATENCY);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+        len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+        ASSERT_OK(tsm_guest_request_async(c, ctx, 1, "info", req, len, 256, on_response, &res, on_destroy));
+        ASSERT_OK(tsm_client_process(c)); /* sent; the answer takes 500 ms */
+
+        /* Wait until tsmd has the request in hand, then kill it. */
+        {
+                struct timespec ts = { .tv_nsec = 100 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        ASSERT_EQ(res.n_callbacks, 0);
+        tsmd_instance_kill(&t, SIGKILL);
+
+        start = test_now_usec();
+        ASSERT_TRUE(pump_until(c, &res.n_destroys, 1, WAIT_USEC, &process));
+        ASSERT_LE(test_now_usec() - start, 2 * 1000000ULL);
+        ASSERT_ERRNO(process, ECONNRESET);
+        ASSERT_EQ(res.n_callbacks, 1);
+        ASSERT_EQ(res.n_destroys, 1);
+        ASSERT_ERRNO(res.error, ECONNRESET);
+        ASSERT_STREQ(res.error_name, "io.tsmd.Disconnected");
+
+        /* From now on: not connected, and nothing to wait for. */
+        ASSERT_ERRNO(tsm_client_process(c), ENOTCONN);
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 1, NULL, NULL), ENOTCONN);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_guest_request_async(c, ctx, 1, "info", req, len, 256, on_response, &res, on_destroy), ENOTCONN);
+        ASSERT_EQ(res.n_destroys, 1);
+
+        tsmd_instance_restart(&t);
+        check_works_after_reconnect(&t, c);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+typedef struct Killer {
+        pid_t pid;
+        unsigned delay_msec;
+} Killer;
+
+static void *killer_thread(void *userdata) {
+        Killer *k = userdata;
+        struct timespec ts = { .tv_sec = k->delay_msec / 1000, .tv_nsec = (long) (k->delay_msec % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);
+        (void) kill(k->pid, SIGKILL);
+        return NULL;
+}
+
+TEST(kill_during_blocking_call) {
+        TsmdInstance t;
+        TsmClient *c;
+        Killer k;
+        pthread_t thread;
+        uint8_t req[64], resp[256];
+        size_t len;
+        uint64_t ctx, start;
+
+        tsmd_instance_start(&t, LATENCY);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+        len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+
+        k = (Killer){ .pid = t.pid, .delay_msec = 150 };
+        ASSERT_EQ(pthread_create(&thread, NULL, killer_thread, &k), 0);
+        start = test_now_usec();
+        ASSERT_ERRNO(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), NULL), ECONNRESET);
+        ASSERT_LE(test_now_usec() - start, 2 * 1000000ULL);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Disconnected");
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 1, NULL, NULL), ENOTCONN);
+
+        /* Reap the killed tsmd (already dead: SIGCONT does no harm), start a new one. */
+        tsmd_instance_kill(&t, SIGCONT);
+        tsmd_instance_restart(&t);
+        check_works_after_reconnect(&t, c);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+TEST(blocking_call_timeout) {
+        TsmdInstance t;
+        TsmClient *c;
+        uint8_t req[64], resp[256];
+        size_t len;
+        uint64_t ctx, start;
+
+        tsmd_instance_start(&t, LATENCY);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+        len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+
+        ASSERT_OK(tsm_client_set_timeout(c, 100 * 1000));
+        start = test_now_usec();
+        ASSERT_ERRNO(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), NULL), ETIMEDOUT);
+        ASSERT_LE(test_now_usec() - start, 400 * 1000ULL);
+        ASSERT_ERROR_NAME(c, "io.tsmd.TimedOut");
+        /* The connection was closed: a late reply could not be told from the next one. */
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 1, NULL, NULL), ENOTCONN);
+
+        /* tsmd still runs: reconnect (the timeout is kept) and wait longer this time. */
+        ASSERT_OK(tsm_client_set_timeout(c, 5 * 1000000ULL));
+        check_works_after_reconnect(&t, c);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+TEST(kill_while_idle) {
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+        tsmd_instance_kill(&t, SIGKILL);
+
+        /* Nothing pending: the loop has nothing to wait for, and the next call finds out. */
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+        ASSERT_ERRNO(tsm_device_bind(c, ctx, 1, NULL), ECONNRESET);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_device_bind(c, ctx, 1, NULL), ENOTCONN);
+
+        /* No tsmd: the reconnect fails, and the client is left without a connection. */
+        ASSERT_TRUE(tsm_client_reconnect(c) < 0);
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+        ASSERT_ERRNO(tsm_client_process(c), ENOTCONN);
+        ASSERT_ERRNO(tsm_context_open(c, &ctx, NULL), ENOTCONN);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Disconnected");
+
+        tsmd_instance_restart(&t);
+        check_works_after_reconnect(&t, c);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+typedef struct Watch {
+        unsigned n_subscribed, n_ended, n_destroys;
+        int end_error;
+} Watch;
+
+static void on_event(TsmClient *c, int error, const TsmEvent *event, void *userdata) {
+        Watch *w = userdata;
+
+        if (error < 0) {
+                w->n_ended++;
+                w->end_error = error;
+        } else if (!event)
+                w->n_subscribed++;
+}
+
+static void on_watch_destroy(void *userdata) {
+        Watch *w = userdata;
+
+        w->n_destroys++;
+}
+
+TEST(kill_during_watch) {
+        TsmdInstance t;
+        TsmClient *c;
+        Watch w = {};
+        int process = 0;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ASSERT_OK(tsm_client_watch_events(c, on_event, &w, on_watch_destroy));
+        ASSERT_TRUE(pump_until(c, &w.n_subscribed, 1, WAIT_USEC, NULL));
+
+        tsmd_instance_kill(&t, SIGKILL);
+        ASSERT_TRUE(pump_until(c, &w.n_destroys, 1, WAIT_USEC, &process));
+        ASSERT_ERRNO(process, ECONNRESET);
+        ASSERT_EQ(w.n_ended, 1);
+        ASSERT_ERRNO(w.end_error, ECONNRESET);
+        ASSERT_EQ(w.n_destroys, 1);
+
+        tsmd_instance_restart(&t);
+        check_works_after_reconnect(&t, c);
+        tsm_client_free(c);
+        ASSERT_EQ(w.n_destroys, 1);
+        tsmd_instance_done(&t);
+}
+
+TEST_MAIN();

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libtsm's error table and error messages, without a daemon: every Varlink error name tsm.h
+ * documents maps to its errno, errno-carrying errors use their parameter, and the parameters
+ * are rendered as a short, single-line string. Links the static libtsm to reach the internal
+ * functions. Runs in: tests.
+ */
+
+#include "json-util.h"
+#include "libtsm-internal.h"
+#include "harness.h"
+
+static const struct {
+        const char *name;
+        int error;
+} table[] = {
+        { "io.tsmd.Guest.NoSuchContext", ENOENT },
+        { "io.tsmd.Guest.NoSuchVDevice", ENOENT },
+        { "io.tsmd.Guest.NoSuchDevice", ENOENT },
+        { "io.tsmd.Guest.VDeviceExists", EEXIST },
+        { "io.tsmd.Guest.NoSuchScope", EOPNOTSUPP },
+        { "io.tsmd.Guest.ScopeUnavailable", EOPNOTSUPP },
+        { "io.tsmd.Guest.Denied", EACCES },
+        { "org.varlink.service.PermissionDenied", EACCES },
+        { "io.tsmd.Guest.BadFileDescriptor", EBADF },
+        { "io.tsmd.Guest.PayloadTooLarge", E2BIG },
+        { "io.tsmd.Guest.DeviceGone", ENODEV },
+        { "io.tsmd.Guest.DeviceBusy", EBUSY },
+        { "io.tsmd.Guest.Timeout", ETIMEDOUT },
+        { "io.tsmd.Guest.InvalidState", EBADFD },
+        { "io.tsmd.Guest.AuditFailed", EIO },
+        { "io.tsmd.Guest.LimitReached", EUSERS },
+        { "org.varlink.service.InvalidParameter", EINVAL },
+        { "org.varlink.service.InterfaceNotFound", EOPNOTSUPP },
+        { "org.varlink.service.MethodNotFound", EOPNOTSUPP },
+        { "org.varlink.service.MethodNotImplemented", EOPNOTSUPP },
+        { "org.varlink.service.ExpectedMore", EPROTO },
+        { "io.tsmd.Disconnected", ECONNRESET },
+        { "io.tsmd.TimedOut", ETIMEDOUT },
+        { "io.tsmd.Protocol", EPROTO },
+        { "io.tsmd.Guest.SomethingNew", EBADR },
+        { "com.example.Other", EBADR },
+};
+
+TEST(error_table) {
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                int e = ltsm_error_to_errno(table[i].name, NULL);
+
+                if (e != table[i].error)
+                        TEST_FAIL("%s -> %d, expected %d", table[i].name, e, table[i].error);
+        }
+        ASSERT_EQ(ltsm_error_to_errno(NULL, NULL), 0);
+}
+
+static json_object *parse(const char *text) {
+        json_object *o = json_tokener_parse(text);
+
+        ASSERT_NOT_NULL(o);
+        return o;
+}
+
+TEST(errno_parameter) {
+        static const char *const names[] = { "io.tsmd.Guest.BackendError", "io.tsmd.System" };
+
+        for (size_t i = 0; i < 2; i++) {
+                json_object *p;
+
+                p = parse("{\"name\": \"EALREADY\", \"errno\": 114}");
+                ASSERT_EQ(ltsm_error_to_errno(names[i], p), EALREADY);
+                json_object_put(p);
+                p = parse("{\"errno\": 0}");
+                ASSERT_EQ(ltsm_error_to_errno(names[i], p), EIO);
+                json_object_put(p);
+                p = parse("{\"errno\": 4096}");
+                ASSERT_EQ(ltsm_error_to_errno(names[i], p), EIO);
+                json_object_put(p);
+                p = parse("{\"errno\": -5}");
+                ASSERT_EQ(ltsm_error_to_errno(names[i], p), EIO);
+                json_object_put(p);
+                p = parse("{\"errno\": \"5\"}");
+                ASSERT_EQ(ltsm_error_to_errno(names[i], p), EIO);
+                json_object_put(p);
+                ASSERT_EQ(ltsm_error_to_errno(names[i], NULL), EIO);
+        }
+}
+
+static void client_done(TsmClient *c) {
+        ltsm_error_clear(c);
+}
+
+TEST(error_messages) {
+        TsmClient c = {};
+        json_object *p;
+        char long_value[1024];
+
+        p = parse("{\"scope\": \"debug-x\", \"backend\": \"emulated\"}");
+        ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Guest.NoSuchScope", p), -EOPNOTSUPP);
+        json_object_put(p);
+        ASSERT_STREQ(tsm_client_get_error_name(&c), "io.tsmd.Guest.NoSuchScope");
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "scope=debug-x, backend=emulated");
+
+        /* Numbers, booleans, null and nested values as JSON; control characters replaced. */
+        p = parse("{\"a\": 1, \"b\": true, \"c\": null, \"d\": [1, \"x\"], \"e\": \"two\\nlines\"}");
+        ASSERT_EQ(ltsm_error_set_reply(&c, "com.example.Other", p), -EBADR);
+        json_object_put(p);
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "a=1, b=true, c=null, d=[1,\"x\"], e=two?lines");
+
+        /* No parameters: an empty message. */
+        ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Guest.DeviceBusy", NULL), -EBUSY);
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "");
+
+        /* Long values are cut. */
+        memset(long_value, 'x', sizeof(long_value) - 1);
+        long_value[sizeof(long_value) - 1] = 0;
+        p = json_object_new_object();
+        ASSERT_OK(json_object_add(p, "reason", json_object_new_string(long_value)));
+        ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Guest.Denied", p), -EACCES);
+        json_object_put(p);
+        ASSERT_LE(strlen(tsm_client_get_error_message(&c)), TSM_ERROR_MESSAGE_MAX - 1);
+        ASSERT_TRUE(strncmp(tsm_client_get_error_message(&c), "reason=xxx", 10) == 0);
+        ASSERT_NOT_NULL(strstr(tsm_client_get_error_message(&c), "..."));
+
+        /* The local errors the Varlink client reports get a sentence. */
+        ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Disconnected", NULL), -ECONNRESET);
+        ASSERT_STREQ(tsm_client_get_error_name(&c), "io.tsmd.Disconnected");
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "the connection to tsmd was lost");
+        ASSERT_EQ(ltsm_error_set_local(&c, -ETIMEDOUT), -ETIMEDOUT);
+        ASSERT_STREQ(tsm_client_get_error_name(&c), "io.tsmd.TimedOut");
+
+        /* Other local failures leave no name. */
+        ASSERT_EQ(ltsm_error_set_local(&c, -ENOMEM), -ENOMEM);
+        ASSERT_NULL(tsm_client_get_error_name(&c));
+        ASSERT_NULL(tsm_client_get_error_message(&c));
+
+        client_done(&c);
+}
+
+TEST_MAIN();

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libtsm's blocking API against a live tsmd on the emulated platform: the whole guest flow,
+ * adopting an iommufd, the mapping of named errors to errno values and error state, and the
+ * argument checks of every entry point. Also run under valgrind (libtsm-sync-valgrind).
+ * Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "libtsm-test-util.h"
+#include "tdisp.h"
+#include "tsmd-instance.h"
+
+static TsmClient *connect_to(TsmdInstance *t) {
+        TsmClient *c = NULL;
+
+        ASSERT_OK(tsm_client_connect(t->guest_socket, &c));
+        ASSERT_NOT_NULL(c);
+        return c;
+}
+
+static bool is_emulated_iommufd(int fd) {
+        char path[64], target[256];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
+        n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0)
+                return false;
+        target[n] = 0;
+        return strncmp(target, "/memfd:tsmd-emulated-iommufd", 28) == 0;
+}
+
+TEST(guest_flow) {
+        TsmdInstance t;
+        TsmClient *c;
+        TsmDeviceInfo *info = NULL;
+        const TsmScope *s;
+        TsmTdiState state;
+        uint8_t req[64], resp[4096];
+        size_t len, resp_len = 0;
+        uint64_t ctx = 0;
+        int fd = -1, flags;
+        bool bound = true;
+
+        tsmd_instance_start(&t, NULL);
+        c = connect_to(&t);
+
+        ASSERT_OK(tsm_context_open(c, &ctx, &fd));
+        ASSERT_GE(ctx, 1);
+        ASSERT_GE(fd, 0);
+        ASSERT_TRUE(is_emulated_iommufd(fd));
+        flags = fcntl(fd, F_GETFD);
+        ASSERT_TRUE(flags >= 0 && (flags & FD_CLOEXEC));
+        ASSERT_NO_ERROR_NAME(c);
+
+        ASSERT_OK(tsm_device_attach(c, ctx, 1, DEV0, -1, &info));
+        ASSERT_STREQ(tsm_device_info_get_backend(info), "emulated");
+        ASSERT_STREQ(tsm_device_info_get_tsm(info), "emu0");
+        ASSERT_STREQ(tsm_device_info_get_uapi(info), "emulated");
+        ASSERT_EQ(tsm_device_info_get_n_scopes(info), 4);
+        ASSERT_STREQ(tsm_scope_get_name(tsm_device_info_get_scope(info, 0)), "info");
+        ASSERT_NULL(tsm_device_info_get_scope(info, 4));
+        s = tsm_device_info_find_scope(info, "info");
+        ASSERT_NOT_NULL(s);
+        ASSERT_TRUE(tsm_scope_is_allowed(s));
+        ASSERT_EQ(tsm_scope_get_number(s), 0);
+        ASSERT_GE(tsm_scope_get_max_request_size(s), 16);
+        ASSERT_GE(tsm_scope_get_max_response_size(s), 16);
+        ASSERT_NOT_NULL(tsm_scope_get_description(s));
+        s = tsm_device_info_find_scope(info, "debug-read");
+        ASSERT_NOT_NULL(s);
+        ASSERT_FALSE(tsm_scope_is_allowed(s));
+        ASSERT_NULL(tsm_device_info_find_scope(info, "no-such-scope"));
+        info = tsm_device_info_free(info);
+        ASSERT_NULL(info);
+
+        /* GET_TDISP_VERSION in scope "info" is answered with TDISP_VERSION. */
+        len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
+        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+        ASSERT_EQ(resp[0], TDISP_VERSION_1_0);
+
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_UNLOCKED);
+        ASSERT_FALSE(bound);
+
+        ASSERT_OK(tsm_device_bind(c, ctx, 1, &state));
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
+        ASSERT_TRUE(bound);
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, NULL, NULL));
+
+        len = tdisp_request(DEV0, TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0, req, sizeof(req));
+        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), NULL));
+
+        ASSERT_OK(tsm_device_unbind(c, ctx, 1, &state));
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(tsm_device_detach(c, ctx, 1));
+        ASSERT_OK(tsm_context_close(c, ctx));
+        ASSERT_NO_ERROR_NAME(c);
+        ASSERT_NULL(tsm_client_get_error_message(c));
+
+        /* The iommufd stays the caller's after the context is gone. */
+        ASSERT_TRUE(fcntl(fd, F_GETFD) >= 0);
+        close(fd);
+
+        /* Without the iommufd: tsm_context_open() closes it. */
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_OK(tsm_device_attach(c, ctx, 5, DEV1, -1, NULL));
+
+        ASSERT_NULL(tsm_client_free(c));
+        tsmd_instance_done(&t);
+}
+
+TEST(adopt_context) {
+        TsmdInstance t;
+        TsmClient *a, *b;
+        uint64_t ctx_a, ctx_b;
+        int fd, pipefd[2];
+
+        tsmd_instance_start(&t, NULL);
+        a = connect_to(&t);
+        b = connect_to(&t);
+
+        /* An iommufd tsmd handed out is one tsmd takes back (the emulated stand-in here). */
+        ASSERT_OK(tsm_context_open(a, &ctx_a, &fd));
+        ASSERT_OK(tsm_context_adopt(b, fd, &ctx_b));
+        ASSERT_TRUE(fcntl(fd, F_GETFD) >= 0); /* still ours */
+        ASSERT_OK(tsm_device_attach(b, ctx_b, 3, DEV0, -1, NULL));
+        ASSERT_OK(tsm_context_close(b, ctx_b));
+
+        /* Anything else is refused by tsmd... */
+        ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
+        ASSERT_ERRNO(tsm_context_adopt(b, pipefd[0], &ctx_b), EBADF);
+        ASSERT_ERROR_NAME(b, "io.tsmd.Guest.BadFileDescriptor");
+        ASSERT_NOT_NULL(strstr(tsm_client_get_error_message(b), "field=fileDescriptor"));
+        ASSERT_TRUE(fcntl(pipefd[0], F_GETFD) >= 0);
+        close(pipefd[0]);
+        close(pipefd[1]);
+
+        /* ... and what is not an fd at all by libtsm. */
+        ASSERT_ERRNO(tsm_context_adopt(b, -1, &ctx_b), EBADF);
+        ASSERT_ERRNO(tsm_context_adopt(b, pipefd[0], &ctx_b), EBADF);
+
+        /* The connection is fine after all that. */
+        ASSERT_OK(tsm_context_open(b, &ctx_b, NULL));
+
+        close(fd);
+        tsm_client_free(a);
+        tsm_client_free(b);
+        tsmd_instance_done(&t);
+}
+
+TEST(named_errors) {
+        TsmdInstance t;
+        TsmClient *a, *b;
+        TsmDeviceInfo *info;
+        uint8_t req[64], resp[4096], *big;
+        size_t len, max_request;
+        uint64_t ctx_a, ctx_a2;
+
+        tsmd_instance_start(&t, NULL);
+        a = connect_to(&t);
+        b = connect_to(&t);
+        ASSERT_OK(tsm_context_open(a, &ctx_a, NULL));
+        ASSERT_OK(tsm_device_attach(a, ctx_a, 1, DEV0, -1, &info));
+        max_request = (size_t) tsm_scope_get_max_request_size(tsm_device_info_find_scope(info, "info"));
+        tsm_device_info_free(info);
+        len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+
+        /* Unknown scope. */
+        ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "no-such-scope", req, len, resp, sizeof(resp), NULL), EOPNOTSUPP);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.NoSuchScope");
+        ASSERT_STREQ(tsm_client_get_error_message(a), "scope=no-such-scope, backend=emulated");
+
+        /* A successful call clears the error state. */
+        ASSERT_OK(tsm_guest_request(a, ctx_a, 1, "info", req, len, resp, sizeof(resp), NULL));
+        ASSERT_NO_ERROR_NAME(a);
+
+        /* Debug scopes are not granted. */
+        ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "debug-read", req, len, resp, sizeof(resp), NULL), EACCES);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.Denied");
+        ASSERT_TRUE(strncmp(tsm_client_get_error_message(a), "reason=", 7) == 0);
+
+        /* Another connection's context handle does not exist for this one. */
+        ASSERT_ERRNO(tsm_device_attach(b, ctx_a, 1, DEV1, -1, NULL), ENOENT);
+        ASSERT_ERROR_NAME(b, "io.tsmd.Guest.NoSuchContext");
+        ASSERT_ERRNO(tsm_guest_request(b, ctx_a, 1, "info", req, len, resp, sizeof(resp), NULL), ENOENT);
+        ASSERT_ERROR_NAME(b, "io.tsmd.Guest.NoSuchContext");
+        ASSERT_ERRNO(tsm_context_close(b, ctx_a), ENOENT);
+
+        /* Unknown vDevice, unknown device, vDevice id taken, device taken. */
+        ASSERT_ERRNO(tsm_device_bind(a, ctx_a, 99, NULL), ENOENT);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.NoSuchVDevice");
+        ASSERT_STREQ(tsm_client_get_error_message(a), "context=1, vdeviceId=99");
+        ASSERT_ERRNO(tsm_device_attach(a, ctx_a, 2, "0000:7f:1f.7", -1, NULL), ENOENT);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.NoSuchDevice");
+        ASSERT_ERRNO(tsm_device_attach(a, ctx_a, 1, DEV1, -1, NULL), EEXIST);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.VDeviceExists");
+        ASSERT_OK(tsm_context_open(a, &ctx_a2, NULL));
+        ASSERT_ERRNO(tsm_device_attach(a, ctx_a2, 1, DEV0, -1, NULL), EBUSY);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.DeviceBusy");
+
+        /* Binding twice: the TDI is locked already. */
+        ASSERT_OK(tsm_device_bind(a, ctx_a, 1, NULL));
+        ASSERT_ERRNO(tsm_device_bind(a, ctx_a, 1, NULL), EBADFD);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.InvalidState");
+        ASSERT_STREQ(tsm_client_get_error_message(a), "state=config_locked");
+
+        /* A request over the scope's limit. */
+        big = calloc(1, max_request + 1);
+        ASSERT_NOT_NULL(big);
+        memcpy(big, req, len);
+        ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "info", big, max_request + 1, resp, sizeof(resp), NULL), E2BIG);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.PayloadTooLarge");
+        free(big);
+
+        /* A response buffer too small for the response. */
+        ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "info", req, len, resp, 4, NULL), E2BIG);
+        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.PayloadTooLarge");
+
+        /* Local argument errors leave no Varlink error behind. */
+        ASSERT_ERRNO(tsm_device_bind(a, ctx_a, 0, NULL), EINVAL);
+
+        tsm_client_free(a);
+        tsm_client_free(b);
+        tsmd_instance_done(&t);
+}
+
+TEST(limit_reached) {
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx;
+
+        tsmd_instance_start(&t, "[Guest]\nMaxContextsPerClient=2\n");
+        c = connect_to(&t);
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_ERRNO(tsm_context_open(c, &ctx, NULL), EUSERS);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Guest.LimitReached");
+        ASSERT_STREQ(tsm_client_get_error_message(c), "limit=contexts, max=2");
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+TEST(default_address) {
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(setenv("TSMD_GUEST_SOCKET", t.guest_socket, 1));
+        ASSERT_OK(tsm_client_connect(NULL, &c));
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        tsm_client_free(c);
+
+        /* unix: addresses work too. */
+        {
+                char address[PATH_MAX + 8];
+
+                snprintf(address, sizeof(address), "unix:%s", t.guest_socket);
+                ASSERT_OK(tsm_client_connect(address, &c));
+                ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+                tsm_client_free(c);
+        }
+        tsmd_instance_done(&t);
+}
+
+TEST(invalid_arguments) {
+        TsmClient *c = NULL;
+        TsmDeviceInfo *info = NULL;
+        uint64_t ctx;
+        uint8_t buf[8];
+        int fd;
+
+        ASSERT_ERRNO(tsm_client_connect("/nonexistent/socket", &c), ENOENT);
+        ASSERT_ERRNO(tsm_client_connect("relative/socket", &c), EINVAL);
+        ASSERT_ERRNO(tsm_client_connect("/x", NULL), EINVAL);
+        ASSERT_NULL(c);
+
+        ASSERT_NULL(tsm_client_free(NULL));
+        ASSERT_NULL(tsm_device_info_free(NULL));
+        ASSERT_ERRNO(tsm_client_set_timeout(NULL, 1), EINVAL);
+        ASSERT_ERRNO(tsm_client_reconnect(NULL), EINVAL);
+        ASSERT_NULL(tsm_client_get_error_name(NULL));
+        ASSERT_NULL(tsm_client_get_error_message(NULL));
+        ASSERT_ERRNO(tsm_client_get_fd(NULL), EINVAL);
+        ASSERT_ERRNO(tsm_client_get_events(NULL), EINVAL);
+        ASSERT_ERRNO(tsm_client_process(NULL), EINVAL);
+        ASSERT_ERRNO(tsm_context_open(NULL, &ctx, &fd), EINVAL);
+        ASSERT_ERRNO(tsm_context_adopt(NULL, 0, &ctx), EINVAL);
+        ASSERT_ERRNO(tsm_context_close(NULL, 1), EINVAL);
+        ASSERT_ERRNO(tsm_device_attach(NULL, 1, 1, DEV0, -1, &info), EINVAL);
+        ASSERT_ERRNO(tsm_device_detach(NULL, 1, 1), EINVAL);
+        ASSERT_ERRNO(tsm_device_bind(NULL, 1, 1, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_unbind(NULL, 1, 1, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_get_state(NULL, 1, 1, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_guest_request(NULL, 1, 1, "info", buf, 1, buf, 8, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_guest_request_async(NULL, 1, 1, "info", buf, 1, 8, NULL, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_client_watch_events(NULL, NULL, NULL, NULL), EINVAL);
+
+        ASSERT_NULL(tsm_device_info_get_backend(NULL));
+        ASSERT_EQ(tsm_device_info_get_n_scopes(NULL), 0);
+        ASSERT_NULL(tsm_device_info_get_scope(NULL, 0));
+        ASSERT_NULL(tsm_device_info_find_scope(NULL, "info"));
+        ASSERT_NULL(tsm_scope_get_name(NULL));
+        ASSERT_FALSE(tsm_scope_is_allowed(NULL));
+        ASSERT_NULL(tsm_event_get_pci_address(NULL));
+        ASSERT_EQ(tsm_event_get_kind(NULL), _TSM_EVENT_KIND_INVALID);
+        ASSERT_EQ(tsm_event_get_state(NULL), _TSM_TDI_STATE_INVALID);
+
+        for (int i = 0; i < _TSM_TDI_STATE_MAX; i++)
+                ASSERT_EQ(tsm_tdi_state_from_string(tsm_tdi_state_to_string((TsmTdiState) i)), i);
+        ASSERT_NULL(tsm_tdi_state_to_string(_TSM_TDI_STATE_MAX));
+        ASSERT_NULL(tsm_tdi_state_to_string(_TSM_TDI_STATE_INVALID));
+        ASSERT_EQ(tsm_tdi_state_from_string("locked"), _TSM_TDI_STATE_INVALID);
+        ASSERT_EQ(tsm_tdi_state_from_string(NULL), _TSM_TDI_STATE_INVALID);
+        for (int i = 0; i < _TSM_EVENT_KIND_MAX; i++)
+                ASSERT_EQ(tsm_event_kind_from_string(tsm_event_kind_to_string((TsmEventKind) i)), i);
+        ASSERT_STREQ(tsm_event_kind_to_string(TSM_EVENT_DEVICE_REMOVED), "device-removed");
+        ASSERT_EQ(tsm_event_kind_from_string("exploded"), _TSM_EVENT_KIND_INVALID);
+}
+
+static void no_request_callback(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        TEST_FAIL("callback of a refused registration ran");
+}
+
+TEST(invalid_arguments_connected) {
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx;
+        uint8_t buf[8] = {};
+
+        tsmd_instance_start(&t, NULL);
+        c = connect_to(&t);
+        ctx = setup_device(c, DEV0, 1, NULL);
+
+        ASSERT_ERRNO(tsm_context_open(c, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_context_adopt(c, 0, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_context_close(c, UINT64_MAX), EINVAL);
+        ASSERT_ERRNO(tsm_device_attach(c, ctx, 0, DEV1, -1, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_attach(c, ctx, 2, NULL, -1, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_attach(c, ctx, 2, DEV1, -2, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_attach(c, ctx, 2, DEV1, 1000, NULL), EBADF);
+        ASSERT_ERRNO(tsm_device_detach(c, ctx, 0), EINVAL);
+        ASSERT_ERRNO(tsm_guest_request(c, ctx, 1, NULL, buf, 1, buf, sizeof(buf), NULL), EINVAL);
+        ASSERT_ERRNO(tsm_guest_request(c, ctx, 1, "info", NULL, 1, buf, sizeof(buf), NULL), EINVAL);
+        ASSERT_ERRNO(tsm_guest_request(c, ctx, 1, "info", buf, 1, NULL, 8, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_guest_request(c, UINT64_MAX, 1, "info", buf, 1, buf, 8, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_guest_request_async(c, ctx, 1, "info", buf, 1, 8, NULL, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_guest_request_async(c, ctx, 0, "info", buf, 1, 8, no_request_callback, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_client_watch_events(c, NULL, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_client_set_timeout(c, 0), 0);
+
+        /* None of that disturbed the connection. */
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, NULL, NULL));
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+        ASSERT_EQ(tsm_client_process(c), 0);
+
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+/* The example VMM program (client/libtsm/examples/vmm-libtsm.c) runs its flow to the end. */
+TEST(example_program) {
+        TsmdInstance t;
+        char cmd[2 * PATH_MAX], line[512];
+        bool unbound = false, async = false;
+        FILE *f;
+
+        tsmd_instance_start(&t, NULL);
+        snprintf(cmd, sizeof(cmd), "'%s' --socket='%s' " DEV1, VMM_LIBTSM_PATH, t.guest_socket);
+        f = popen(cmd, "re");
+        ASSERT_NOT_NULL(f);
+        while (fgets(line, sizeof(line), f)) {
+                fputs(line, stderr);
+                if (strstr(line, "unbound: TDI state config_unlocked"))
+                        unbound = true;
+                if (strstr(line, "info (async)") && strstr(line, "TDISP_VERSION"))
+                        async = true;
+        }
+        ASSERT_EQ(pclose(f), 0);
+        ASSERT_TRUE(unbound);
+        ASSERT_TRUE(async);
+        tsmd_instance_done(&t);
+}
+
+TEST_MAIN();
