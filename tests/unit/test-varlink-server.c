@@ -39,6 +39,8 @@ static const char test_idl[] =
         "method Record(text: string) -> ()\n"
         "method Recorded() -> (count: int)\n"
         "method PassFd(fd: int) -> (fd: int)\n"
+        "method Held(id: int) -> (id: int)\n"
+        "method Unhold(id: int) -> ()\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -51,6 +53,8 @@ typedef struct TestServer {
         struct event *stop_event;
 
         VarlinkCall *deferred[64];
+        VarlinkCall *held[64];
+        json_object *held_answer[64];
         unsigned recorded;
 } TestServer;
 
@@ -156,6 +160,36 @@ static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_reply(call, o);
 }
 
+/* Held: answers at once, but its answer is intercepted and released only by Unhold, as the
+ * daemon does while an audit record is written. */
+static void on_held_answer(VarlinkCall *call, json_object *message, void *userdata) {
+        intptr_t id = (intptr_t) userdata;
+
+        ts.held[id] = varlink_call_ref(call);
+        ts.held_answer[id] = message;
+}
+
+static int m_held(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t id = json_object_get_int64(json_object_object_get(p, "id"));
+        json_object *o = json_object_new_object();
+
+        if (id < 0 || id >= 64)
+                return varlink_call_error_invalid_parameter(call, "id");
+        varlink_call_set_interceptor(call, on_held_answer, (void *) (intptr_t) id);
+        json_object_add(o, "id", json_object_new_int64(id));
+        return varlink_call_reply(call, o);
+}
+
+static int m_unhold(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t id = json_object_get_int64(json_object_object_get(p, "id"));
+
+        if (id < 0 || id >= 64 || !ts.held[id])
+                return varlink_call_error_invalid_parameter(call, "id");
+        (void) varlink_call_release(ts.held[id], ts.held_answer[id]);
+        ts.held[id] = varlink_call_unref(ts.held[id]);
+        return varlink_call_reply(call, NULL);
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *userdata) {
         event_base_loopbreak(ts.base);
 }
@@ -175,6 +209,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Defer", m_defer },       { "io.tsmd.Test.Release", m_release },
                 { "io.tsmd.Test.Pending", m_pending },   { "io.tsmd.Test.Record", m_record },
                 { "io.tsmd.Test.Recorded", m_recorded }, { "io.tsmd.Test.PassFd", m_pass_fd },
+                { "io.tsmd.Test.Held", m_held },         { "io.tsmd.Test.Unhold", m_unhold },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -204,8 +239,11 @@ static void server_start(const VarlinkLimits *limits) {
 static void server_stop(void) {
         ASSERT_EQ(write(ts.stop_pipe[1], "x", 1), 1);
         pthread_join(ts.thread, NULL);
-        for (unsigned i = 0; i < 64; i++)
+        for (unsigned i = 0; i < 64; i++) {
                 ts.deferred[i] = varlink_call_unref(ts.deferred[i]);
+                ts.held[i] = varlink_call_unref(ts.held[i]);
+                ts.held_answer[i] = (json_object_put(ts.held_answer[i]), NULL);
+        }
         varlink_server_free(ts.server);
         event_free(ts.stop_event);
         /* Run the deferred frees the shutdown scheduled, then make sure nothing is left. */
@@ -526,6 +564,44 @@ TEST(deferred_replies_keep_call_order) {
         /* Answer them in reverse order; replies still arrive in call order. */
         ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Release", parse("{\"id\":2}"), &reply, &e));
         ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Release", parse("{\"id\":1}"), &reply, &e));
+        while (varlink_client_get_n_pending(c) > 0) {
+                struct pollfd p = { .fd = varlink_client_get_fd(c), .events = varlink_client_get_events(c) };
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                ASSERT_OK(varlink_client_process(c));
+        }
+        ASSERT_EQ(col.n, 3);
+        ASSERT_STREQ(col.replies[0], "{\"id\":1}");
+        ASSERT_STREQ(col.replies[1], "{\"id\":2}");
+        ASSERT_STREQ(col.replies[2], "{\"text\":\"third\"}");
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+TEST(intercepted_answers_keep_call_order) {
+        VarlinkClient *c, *c2;
+        Collected col = {};
+        json_object *reply;
+        const char *e = NULL;
+
+        server_start(NULL);
+        c = client_new();
+        c2 = client_new();
+        /* Two answers held by the interceptor and a plain call behind them, pipelined. */
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Held", parse("{\"id\":1}"), 0, collect, &col));
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Held", parse("{\"id\":2}"), 0, collect, &col));
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Echo", parse("{\"text\":\"third\"}"), 0, collect, &col));
+        while (varlink_client_process(c) > 0)
+                ;
+        usleep(100000);
+        ASSERT_EQ(col.n, 0);
+
+        /* Released in call order, the first release must not take the second call with it. */
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Unhold", parse("{\"id\":1}"), &reply, &e));
+        ASSERT_NULL(e);
+        usleep(100000);
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Unhold", parse("{\"id\":2}"), &reply, &e));
+        ASSERT_NULL(e);
         while (varlink_client_get_n_pending(c) > 0) {
                 struct pollfd p = { .fd = varlink_client_get_fd(c), .events = varlink_client_get_events(c) };
                 ASSERT_EQ(poll(&p, 1, 10000), 1);
