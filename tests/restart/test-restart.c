@@ -239,6 +239,42 @@ TEST(notify_and_watchdog) {
         ASSERT_TRUE(m.stopping);
 }
 
+static uint64_t status_hex(pid_t pid, const char *field) {
+        char path[64], line[256];
+        uint64_t v = UINT64_MAX;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/status", pid);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        while (fgets(line, sizeof(line), f))
+                if (strneq(line, field, strlen(field)))
+                        v = strtoull(line + strlen(field), NULL, 16);
+        fclose(f);
+        return v;
+}
+
+TEST(capabilities_are_the_documented_minimum) {
+        /* CAP_SYS_RAWIO (17) and CAP_SYS_RESOURCE (24), where the environment has them. */
+        uint64_t minimum = (UINT64_C(1) << 17) | (UINT64_C(1) << 24), ours;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("tsmd drops capabilities only when it has them");
+        ours = status_hex(getpid(), "CapBnd:");
+        manager_init(&m);
+        manager_start(&m);
+        manager_wait(&m, is_ready, 10000);
+        ASSERT_TRUE(m.ready);
+        ASSERT_EQ(status_hex(m.pid, "CapEff:"), minimum & ours);
+        ASSERT_EQ(status_hex(m.pid, "CapPrm:"), minimum & ours);
+        ASSERT_EQ(status_hex(m.pid, "CapBnd:"), minimum & ours);
+        ASSERT_EQ(status_hex(m.pid, "CapInh:"), 0);
+        ASSERT_EQ(status_hex(m.pid, "CapAmb:"), 0);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+}
+
 TEST(context_survives_restart) {
         VarlinkClient *c;
         json_object *reply;
