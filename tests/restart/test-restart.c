@@ -23,8 +23,8 @@
 
 typedef struct Manager {
         char dir[64];
-        char guest[128], notify[128], config[128];
-        int listen_fd, notify_fd;
+        char guest[128], admin[128], notify[128], config[128];
+        int listen_fd, admin_fd, notify_fd;
         pid_t pid;
         /* What tsmd told us. */
         bool ready, stopping, watchdog;
@@ -59,8 +59,10 @@ static void manager_init(Manager *m) {
         snprintf(m->guest, sizeof(m->guest), "%s/guest", m->dir);
         snprintf(m->notify, sizeof(m->notify), "%s/notify", m->dir);
         snprintf(m->config, sizeof(m->config), "%s/tsmd.conf", m->dir);
+        snprintf(m->admin, sizeof(m->admin), "%s/admin", m->dir);
         m->listen_fd = unix_socket(SOCK_STREAM, m->guest);
         ASSERT_OK(chmod(m->guest, 0666));
+        m->admin_fd = unix_socket(SOCK_STREAM, m->admin);
         m->notify_fd = unix_socket(SOCK_DGRAM, m->notify);
 
         f = fopen(m->config, "w");
@@ -85,17 +87,21 @@ static void manager_start(Manager *m) {
         ASSERT_TRUE(m->pid >= 0);
         if (m->pid == 0) {
                 char pid[16], names[256], n[8];
-                int nfds = 1;
+                int nfds;
 
                 /* A failing test must not leave a daemon behind. */
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
                 /* Move both out of the way first: either may already sit at 3 or 4. */
-                int l = fcntl(m->listen_fd, F_DUPFD, 100), s = m->stored_fd >= 0 ? fcntl(m->stored_fd, F_DUPFD, 100) : -1;
+                int l = fcntl(m->listen_fd, F_DUPFD, 100), a = fcntl(m->admin_fd, F_DUPFD, 100),
+                    s = m->stored_fd >= 0 ? fcntl(m->stored_fd, F_DUPFD, 100) : -1;
 
+                /* The two sockets of tsmd.socket and tsmd-admin.socket, named as there. */
                 ASSERT_TRUE(dup2(l, 3) == 3);
-                snprintf(names, sizeof(names), "io.tsmd.Guest");
+                ASSERT_TRUE(dup2(a, 4) == 4);
+                nfds = 2;
+                snprintf(names, sizeof(names), "io.tsmd.Guest:io.tsmd.Admin");
                 if (s >= 0) {
-                        ASSERT_TRUE(dup2(s, 4) == 4);
+                        ASSERT_TRUE(dup2(s, 5) == 5);
                         nfds++;
                         strcat(names, ":");
                         strcat(names, m->stored_name);
@@ -231,6 +237,24 @@ TEST(notify_and_watchdog) {
         manager_wait(&m, has_watchdog, 2000);
         ASSERT_TRUE(m.watchdog); /* WATCHDOG_USEC=200ms: a ping every 100ms */
         ASSERT_NOT_NULL(strstr(m.status, "clients")); /* STATUS= follows READY=1 */
+
+        /* The Guest socket serves VMMs only; the admin socket everything. */
+        {
+                VarlinkClient *g, *a;
+                json_object *reply;
+                const char *error = NULL;
+
+                ASSERT_OK(varlink_client_connect(m.guest, &g));
+                ASSERT_OK(varlink_client_connect(m.admin, &a));
+                ASSERT_OK(varlink_client_call(g, "io.tsmd.Admin.ListDevices", NULL, &reply, &error));
+                ASSERT_STREQ(error, "org.varlink.service.InterfaceNotFound");
+                ASSERT_OK(varlink_client_call(g, "io.tsmd.Guest.OpenContext", NULL, &reply, &error));
+                ASSERT_NULL(error);
+                ASSERT_OK(varlink_client_call(a, "io.tsmd.Admin.ListDevices", NULL, &reply, &error));
+                ASSERT_NULL(error);
+                varlink_client_free(g);
+                varlink_client_free(a);
+        }
 
         /* SIGTERM: STOPPING=1, then a clean exit. */
         kill(m.pid, SIGTERM);
