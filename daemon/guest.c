@@ -751,9 +751,10 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
 
         if (result < 0) {
                 if (result == -ENOBUFS)
+                        /* The response did not fit what the caller (or the scope) allows. */
                         r = reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
                                            json_object_new_string("maxResponseSize"), "limit",
-                                           json_object_new_int64(0));
+                                           json_object_new_int64((int64_t) tsm_request_get_response_size(req)));
                 else
                         r = reply_backend_error(call, result, tsm_request_get_pci_address(req));
                 goto finish;

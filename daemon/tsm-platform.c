@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Backends, devices and request routing. Runs in: daemon. */
 
-#include <limits.h>
 #include <sys/queue.h>
 
 #include "backend.h"
@@ -78,14 +77,18 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
         request_free(r);
 }
 
-static void request_complete_later(TsmRequest *r, int result, uint64_t delay_usec) {
+/* Runs the request's completion from the event loop after delay_usec. */
+static void request_schedule(TsmRequest *r, uint64_t delay_usec) {
         struct timeval tv = { .tv_sec = (time_t) (delay_usec / 1000000), .tv_usec = (suseconds_t) (delay_usec % 1000000) };
 
-        if (result != INT_MIN) {
-                r->result = result;
-                r->completed = true;
-        }
         (void) evtimer_add(r->timer, &tv);
+}
+
+/* The result is known now; only the callback is left to run. */
+static void request_finish(TsmRequest *r, int result) {
+        r->result = result;
+        r->completed = true;
+        request_schedule(r, 0);
 }
 
 /* Everything in flight to a device that is gone fails with -ENODEV. */
@@ -95,7 +98,7 @@ static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
         TAILQ_FOREACH(r, &p->requests, entry)
                 if (!pci_address || streq(r->pci_address, pci_address)) {
                         (void) evtimer_del(r->timer);
-                        request_complete_later(r, -ENODEV, 0);
+                        request_finish(r, -ENODEV);
                 }
 }
 
@@ -442,12 +445,12 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         if (info.emulated) {
                 r->emu = emu_device_ref(emu_platform_find_device(p->emu, t->pci_address));
                 r->emu_scope = (EmuScope) number; /* v5 numbering equals EmuScope */
-                request_complete_later(r, INT_MIN, p->config.emulated_latency_usec);
+                request_schedule(r, p->config.emulated_latency_usec);
         } else {
                 /* The kernel answers synchronously; deliver like every other completion. */
                 k = iommufd_tsm_request(t->iommufd, info.uapi, t->vdevice_id, number, r->request,
                                         req_len, r->response, r->response_size, &r->response_len);
-                request_complete_later(r, k, 0);
+                request_finish(r, k);
         }
 
         if (ret)
@@ -460,6 +463,10 @@ void tsm_request_cancel(TsmRequest *r) {
                 return;
         TAILQ_REMOVE(&r->platform->requests, r, entry);
         request_free(r);
+}
+
+size_t tsm_request_get_response_size(const TsmRequest *r) {
+        return r->response_size;
 }
 
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len) {
