@@ -185,7 +185,7 @@ static int m_unhold(VarlinkCall *call, json_object *p, void *userdata) {
 
         if (id < 0 || id >= 64 || !ts.held[id])
                 return varlink_call_error_invalid_parameter(call, "id");
-        (void) varlink_call_release(ts.held[id], ts.held_answer[id]);
+        (void) varlink_call_release(ts.held[id], TAKE_PTR(ts.held_answer[id]));
         ts.held[id] = varlink_call_unref(ts.held[id]);
         return varlink_call_reply(call, NULL);
 }
