@@ -384,6 +384,8 @@ static int add_context(VarlinkCall *call, int fd, GuestContext **ret) {
 
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
+        if (op_of(call))
+                op_of(call)->context_id = ctx->handle;
         *ret = ctx;
         return 1;
 }
@@ -1042,6 +1044,8 @@ static int vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata)
         }
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
+        if (op_of(call))
+                op_of(call)->context_id = ctx->handle;
 
         copy = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 3);
         if (copy < 0)
@@ -1252,8 +1256,21 @@ static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *user
         json_object *answer = TAKE_PTR(op->answer), *params;
 
         if (error < 0) {
-                /* SECURITY: an answer whose record is not durable is not given. */
-                log_error_errno(error, "Audit record for %s failed, answering AuditFailed: %m", op->event);
+                /* SECURITY: an answer whose record is not durable is not given. The call had
+                 * room reserved and ran; the record of what it did goes to the journal at
+                 * critical priority (journald writes those at once), and the log stays failed,
+                 * refusing everything, until an administrator repairs it and reloads. */
+                _cleanup_free_ char *line = NULL;
+                json_object *e;
+                AuditRecord rec;
+                size_t len;
+
+                op_fill_record(op, json_object_object_get_ex(answer, "error", &e) ? json_object_get_string(e) : "ok",
+                               &rec);
+                if (audit_record_serialize(&rec, &line, &len) >= 0 && len > 0)
+                        line[len - 1] = 0; /* the newline */
+                log_full_errno(LOG_CRIT, error, "Audit log failed after %s ran, answering AuditFailed; "
+                               "unrecorded: %s (%m)", op->event, strna(line));
                 json_object_put(answer);
                 answer = audit_failed_message(error);
         } else if (streq(op->event, "guest-request") && !json_object_object_get_ex(answer, "error", NULL) &&

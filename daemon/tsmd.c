@@ -163,8 +163,10 @@ int main(int argc, char *argv[]) {
         }
         capability_log_effective();
 
-        /* A client hanging up must not kill us; writes report EPIPE instead. */
+        /* A client hanging up must not kill us; writes report EPIPE instead. Likewise a file
+         * size limit: the audit log must see EFBIG and fail closed, not die. */
         (void) signal(SIGPIPE, SIG_IGN);
+        (void) signal(SIGXFSZ, SIG_IGN);
 
         r = manager_new(&config, config_path, &m);
         daemon_config_done(&config);

@@ -119,14 +119,32 @@ static bool scan_digits(Scanner *s) {
         return s->p > start;
 }
 
+/* An integer literal json-c would not store faithfully: it clamps below INT64_MIN and
+ * above UINT64_MAX, silently. */
+static bool integer_out_of_range(const unsigned char *digits, size_t n, bool negative) {
+        const char *limit = negative ? "9223372036854775808" : "18446744073709551615";
+        size_t ln = strlen(limit);
+
+        return n > ln || (n == ln && memcmp(digits, limit, n) > 0);
+}
+
 static bool scan_number(Scanner *s) {
-        if (*s->p == '-')
+        const unsigned char *digits;
+        bool negative = false;
+
+        if (*s->p == '-') {
+                negative = true;
                 s->p++;
+        }
         if (s->p >= s->end)
                 return false;
+        digits = s->p;
         if (*s->p == '0')
                 s->p++;
         else if (!scan_digits(s))
+                return false;
+        if ((s->p >= s->end || (*s->p != '.' && *s->p != 'e' && *s->p != 'E')) &&
+            integer_out_of_range(digits, (size_t) (s->p - digits), negative))
                 return false;
         if (s->p < s->end && *s->p == '.') {
                 s->p++;

@@ -546,8 +546,10 @@ bool tsmd_wait_log(Tsmd *t, const char *needle, unsigned n, uint64_t timeout_use
 }
 
 bool tsmd_reload(Tsmd *t, const char *config) {
-        static const char reloaded[] = "Configuration reloaded from", kept[] = "keeping the configuration in force";
-        unsigned n_reloaded = tsmd_log_count(t, reloaded), n_kept = tsmd_log_count(t, kept);
+        static const char reloaded[] = "Configuration reloaded from", kept[] = "keeping the configuration in force",
+                          kept_policy[] = "keeping the policy in force";
+        unsigned n_reloaded = tsmd_log_count(t, reloaded),
+                 n_kept = tsmd_log_count(t, kept) + tsmd_log_count(t, kept_policy);
         uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
 
         tsmd_write_file(t, "tsmd.conf", config_with_test_sections(t, config));
@@ -555,7 +557,7 @@ bool tsmd_reload(Tsmd *t, const char *config) {
         for (;;) {
                 if (tsmd_log_count(t, reloaded) > n_reloaded)
                         return true;
-                if (tsmd_log_count(t, kept) > n_kept)
+                if (tsmd_log_count(t, kept) + tsmd_log_count(t, kept_policy) > n_kept)
                         return false;
                 if (!tsmd_is_running(t))
                         TEST_FAIL("tsmd died on SIGHUP");

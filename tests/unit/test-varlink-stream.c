@@ -123,6 +123,8 @@ TEST(malformed_messages) {
                 { "{\"a\":01}", EBADMSG },         { "{\"a\":\"\xed\xa0\x80\"}", EBADMSG },
                 { "{\"a\":\"\xc0\xaf\"}", EBADMSG }, /* overlong */
                 { "{\"a\":1}{\"b\":2}", EBADMSG }, { "{\"a\" 1}", EBADMSG },
+                { "{\"a\":-9223372036854775809}", EBADMSG },  /* json-c would clamp it */
+                { "{\"a\":18446744073709551616}", EBADMSG },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -140,6 +142,7 @@ TEST(malformed_messages) {
 TEST(valid_json_accepted) {
         static const char *const ok[] = {
                 "{}", " {\"a\" : [ 1, -0.5e+3, true, false, null, \"\\ud83d\\ude00\\n\" ] } ",
+                "{\"min\":-9223372036854775808,\"max\":18446744073709551615,\"big\":1e30}",
                 "{\"a\":{\"a\":{\"a\":1}}}", "{\"\xf0\x9f\x98\x80\":\"\xc3\xa9\"}",
         };
 

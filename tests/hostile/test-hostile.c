@@ -1,0 +1,1144 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Hostile clients against the real tsmd on its emulated platform. Every case runs an attack
+ * over the guest socket while a well-behaved VMM (a context with DEV2 attached, TDISP
+ * GET_VERSION in scope "info") keeps working, and checks afterwards that tsmd is still up,
+ * that the good client's requests stayed fast (GOOD_MAX_USEC each), that tsmd's fd count is
+ * back to exactly its baseline and its RSS near it, and that refusals were named errors
+ * where the protocol allows an answer.
+ *
+ * Runs in: tests. The second-uid parts of the connection flood need root (SKIP otherwise).
+ */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "emu-config.h"
+#include "tdisp.h"
+#include "tsmd-fixture.h"
+#include "varlink-errors.h"
+
+#define G "io.tsmd.Guest."
+#define E_GUEST(name) "io.tsmd.Guest." name
+
+#define DEV1 "0000:01:00.0"
+#define DEV2 "0000:02:00.0"
+#define NOBODY 65534
+
+#define CONF(extra)                                                                                \
+        "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDevices=" DEV1 "," DEV2 "\n" extra
+
+/* A good client's request must never take longer than this, whatever else goes on. */
+#define GOOD_MAX_USEC (1 * USEC_PER_SEC)
+/* RSS may grow this much over the baseline (allocator caches, audit buffers). */
+#define RSS_SLACK_KIB 4096UL
+
+/* ---- the well-behaved client ---------------------------------------------------------------- */
+
+typedef struct Good {
+        VarlinkClient *c;
+        int64_t ctx;
+        char params[512];
+        unsigned n_ok;
+        uint64_t max_usec;
+} Good;
+
+static uint32_t function_id(const char *address) {
+        EmuPciAddress a;
+        uint32_t id;
+
+        ASSERT_OK(emu_pci_address_parse(address, &a));
+        ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &id));
+        return id;
+}
+
+/* GuestRequest parameters for one TDISP request (body: zeros of body_len). */
+static const char *request_params(int64_t ctx, int64_t vdev, const char *address, uint8_t type,
+                                  size_t body_len) {
+        uint8_t msg[256], body[16] = {};
+        size_t len;
+        _cleanup_free_ char *enc = NULL;
+
+        ASSERT_OK(tdisp_build_request(type, function_id(address), body, body_len, msg, sizeof(msg), &len));
+        enc = b64(msg, len);
+        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"scope\":\"info\",\"request\":\"%s\","
+                    "\"maxResponseSize\":4096}",
+                    ctx, vdev, enc);
+}
+
+static void good_connect(Tsmd *t, Good *g) {
+        json_object *r;
+
+        *g = (Good) {};
+        g->c = tsmd_connect_guest(t);
+        r = CALL_OK(g->c, G "OpenContext", NULL);
+        g->ctx = JINT(r, "context");
+        close(varlink_client_take_fd(g->c, (size_t) JINT(r, "fileDescriptor")));
+        CALL_OK(g->c, G "AttachDevice",
+                strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"" DEV2 "\"}", g->ctx));
+        snprintf(g->params, sizeof(g->params), "%s", request_params(g->ctx, 1, DEV2, TDISP_MSG_GET_VERSION, 0));
+}
+
+/* One GET_VERSION through the good client: must succeed, in time, with a VERSION response. */
+#define good_check(g) good_check_at(__FILE__, __LINE__, (g))
+static void good_check_at(const char *file, int line, Good *g) {
+        json_object *r = NULL;
+        uint64_t start = now_usec(), took;
+        const char *error = tsmd_call(g->c, G "GuestRequest", g->params, &r);
+        size_t len;
+        _cleanup_free_ uint8_t *resp = NULL;
+
+        took = now_usec() - start;
+        if (error)
+                TEST_FAIL("%s:%d: the good client's GuestRequest failed: %s %s", file, line, error,
+                          json_object_to_json_string(r));
+        if (took > GOOD_MAX_USEC)
+                TEST_FAIL("%s:%d: the good client's GuestRequest took %llu ms", file, line,
+                          (unsigned long long) (took / USEC_PER_MSEC));
+        resp = unb64(JSTR(r, "response"), &len);
+        if (len < sizeof(TdispHeader) || resp[1] != TDISP_MSG_VERSION)
+                TEST_FAIL("%s:%d: the good client got no VERSION response", file, line);
+        if (took > g->max_usec)
+                g->max_usec = took;
+        g->n_ok++;
+}
+
+/* ---- baseline and the checks after each attack ---------------------------------------------- */
+
+typedef struct Baseline {
+        unsigned fds;      /* with the good client (and its context) connected, idle */
+        unsigned long rss; /* KiB */
+} Baseline;
+
+static Baseline baseline_take(Tsmd *t, Good *g) {
+        Baseline b;
+
+        /* Warm up: every path the attacks touch has run once, so the allocator has its arenas. */
+        for (unsigned i = 0; i < 5; i++)
+                good_check(g);
+        b.fds = tsmd_settled_fds(t, 1);
+        b.rss = tsmd_rss_kib(t);
+        return b;
+}
+
+static void expect_recovered(Tsmd *t, Good *g, const Baseline *b) {
+        unsigned fds;
+        unsigned long rss;
+
+        ASSERT_TRUE(tsmd_is_running(t));
+        good_check(g);
+        fds = tsmd_wait_fds(t, b->fds, TSMD_WAIT_USEC);
+        if (fds != b->fds)
+                TEST_FAIL("tsmd holds %u fds after the attack, %u before", fds, b->fds);
+        rss = tsmd_rss_kib(t);
+        fprintf(stderr, "# good client: %u requests, slowest %llu ms; fds %u; RSS %lu -> %lu KiB\n", g->n_ok,
+                (unsigned long long) (g->max_usec / USEC_PER_MSEC), fds, b->rss, rss);
+#if !TSMD_SANITIZED
+        if (rss > b->rss + RSS_SLACK_KIB)
+                TEST_FAIL("tsmd's RSS grew from %lu to %lu KiB", b->rss, rss);
+#endif
+        ASSERT_TRUE(tsmd_is_running(t));
+}
+
+static void good_done(Good *g) {
+        varlink_client_free(g->c);
+        g->c = NULL;
+}
+
+/* ---- raw sockets, for what no client library would send ------------------------------------- */
+
+static int raw_open(Tsmd *t) {
+        int fd = tsmd_raw_connect(t->guest_socket);
+
+        if (fd < 0)
+                TEST_FAIL("connecting to %s: %s", t->guest_socket, strerror(-fd));
+        return fd;
+}
+
+/* Sends all of it; false if the peer is gone (EPIPE/ECONNRESET). */
+static bool raw_send(int fd, const void *p, size_t n) {
+        const char *s = p;
+
+        while (n > 0) {
+                ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
+                        return false;
+                if (k < 0)
+                        TEST_FAIL("send: %s", strerror(errno));
+                s += k;
+                n -= (size_t) k;
+        }
+        return true;
+}
+
+static bool raw_call(int fd, const char *s) {
+        return raw_send(fd, s, strlen(s) + 1);
+}
+
+/* Reads one NUL-terminated message (malloc'd); NULL on EOF. Fails the test on a timeout. */
+static char *raw_recv(int fd, uint64_t timeout_usec) {
+        size_t n = 0, size = 4096;
+        char *buf = malloc(size);
+        uint64_t deadline = now_usec() + timeout_usec;
+
+        ASSERT_NOT_NULL(buf);
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                uint64_t now = now_usec();
+                ssize_t k;
+
+                if (now >= deadline)
+                        TEST_FAIL("no message and no hangup from tsmd within %llu ms",
+                                  (unsigned long long) (timeout_usec / USEC_PER_MSEC));
+                if (poll(&p, 1, (int) ((deadline - now) / USEC_PER_MSEC) + 1) <= 0)
+                        continue;
+                k = recv(fd, buf + n, 1, 0);
+                if (k == 0 || (k < 0 && errno == ECONNRESET)) {
+                        free(buf);
+                        return NULL;
+                }
+                if (k < 0 && errno == EINTR)
+                        continue;
+                ASSERT_EQ(k, 1);
+                if (buf[n] == 0)
+                        return buf;
+                if (++n == size) {
+                        size *= 2;
+                        buf = realloc(buf, size);
+                        ASSERT_NOT_NULL(buf);
+                }
+        }
+}
+
+/* True if tsmd hangs up within the timeout, without sending anything first. */
+static bool raw_closed_silently(int fd, uint64_t timeout_usec) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char c;
+        ssize_t k;
+
+        if (poll(&p, 1, (int) (timeout_usec / USEC_PER_MSEC)) != 1)
+                return false;
+        k = recv(fd, &c, 1, 0);
+        return k == 0 || (k < 0 && errno == ECONNRESET);
+}
+
+/* Expects exactly this reply (compared as JSON; params NULL: any parameters). */
+static void raw_expect_reply(int fd, const char *error, const char *params) {
+        _cleanup_free_ char *m = raw_recv(fd, TSMD_WAIT_USEC);
+        json_object *o, *want;
+
+        if (!m)
+                TEST_FAIL("tsmd hung up instead of answering %s %s", error, params ?: "");
+        o = json_tokener_parse(m);
+        ASSERT_NOT_NULL(o);
+        want = json_tokener_parse(strf("{\"error\":\"%s\",\"parameters\":%s}", error, params ?: "{}"));
+        ASSERT_NOT_NULL(want);
+        if (!json_object_equal(o, want) && !(params == NULL && json_matches(o, strf("{\"error\":\"%s\"}", error))))
+                TEST_FAIL("expected %s %s, got %s", error, params ?: "", m);
+        json_object_put(o);
+        json_object_put(want);
+}
+
+/* The connection still works: a call gets its (error) answer. */
+static void raw_expect_alive(int fd) {
+        ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":987654321}}"));
+        raw_expect_reply(fd, E_GUEST("NoSuchContext"), "{\"context\":987654321}");
+}
+
+/* Sends msg (with its NUL) with n_fds fds attached, each a dup of fd_src (or /dev/null). */
+static bool send_with_fds(int sock, const char *msg, size_t len, unsigned n_fds, int fd_src) {
+        char control[CMSG_SPACE(sizeof(int) * 253)] = {};
+        struct iovec iov = { .iov_base = (void *) msg, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        int fds[253];
+        ssize_t k;
+
+        ASSERT_TRUE(n_fds <= 253);
+        for (unsigned i = 0; i < n_fds; i++) {
+                fds[i] = fd_src >= 0 ? fcntl(fd_src, F_DUPFD_CLOEXEC, 3) : open("/dev/null", O_RDONLY | O_CLOEXEC);
+                ASSERT_TRUE(fds[i] >= 0);
+        }
+        if (n_fds > 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+        k = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        for (unsigned i = 0; i < n_fds; i++)
+                close(fds[i]);
+        if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
+                return false;
+        ASSERT_EQ(k, (ssize_t) len);
+        return true;
+}
+
+/* ---- oversize messages ---------------------------------------------------------------------- */
+
+TEST(oversize_message_and_endless_bytes) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        char *big;
+        int fd, bystander;
+        size_t sent = 0;
+        bool closed = false;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=4096\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+        /* A raw client that behaves, open through all of it: only the offenders are closed. */
+        bystander = raw_open(&t);
+        raw_expect_alive(bystander);
+
+        /* A complete, valid-looking message of 5000 bytes. */
+        big = malloc(1 << 16);
+        ASSERT_NOT_NULL(big);
+        fd = raw_open(&t);
+        {
+                int n = snprintf(big, 1 << 16, "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":1,\"pad\":\"");
+                memset(big + n, 'a', 5000 - (size_t) n - 3);
+                memcpy(big + 5000 - 3, "\"}}", 3);
+                big[5000] = 0;
+        }
+        (void) raw_send(fd, big, 5001);
+        ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+        close(fd);
+        good_check(&g);
+
+        /* Endless bytes without a NUL, 64 KiB at a time: tsmd must hang up, long before 64 MiB. */
+        fd = raw_open(&t);
+        memset(big, ' ', 1 << 16);
+        big[0] = '{';
+        while (sent < (64u << 20)) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+
+                if (!raw_send(fd, big, 1 << 16)) {
+                        closed = true;
+                        break;
+                }
+                sent += 1 << 16;
+                if (poll(&p, 1, 0) == 1) {
+                        closed = true;
+                        break;
+                }
+                big[0] = ' ';
+        }
+        ASSERT_TRUE(closed);
+        ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+        fprintf(stderr, "# endless stream: hung up after %zu KiB\n", sent / 1024);
+        close(fd);
+        good_check(&g);
+
+        /* The same with a valid message first: it is answered, then the flood closes. */
+        fd = raw_open(&t);
+        raw_expect_alive(fd);
+        memset(big, 'x', 1 << 16);
+        (void) raw_send(fd, big, 8192);
+        ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+        close(fd);
+
+        raw_expect_alive(bystander);
+        close(bystander);
+        free(big);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* A client that calls and never reads: tsmd either stops reading from it (MaxPendingCalls)
+ * or closes it when its queued replies pass MaxOutputSize; either way its memory is bounded. */
+TEST(never_reading_client) {
+        static const char call[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":987654321}}";
+        Tsmd t;
+        Good g;
+        Baseline b;
+        int fd;
+        size_t sent = 0;
+        bool closed = false;
+        uint64_t idle_since = 0, deadline;
+        unsigned long rss;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=65536\nMaxOutputSize=65536\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        fd = raw_open(&t);
+        ASSERT_OK(fcntl(fd, F_SETFL, O_NONBLOCK));
+        deadline = now_usec() + 5 * USEC_PER_SEC;
+        /* Up to 32 MiB of calls (about 400000 replies), until tsmd hangs up or stops reading
+         * for 500 ms. */
+        while (sent < (32u << 20) && now_usec() < deadline) {
+                ssize_t k = send(fd, call, sizeof(call), MSG_NOSIGNAL);
+
+                if (k < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+                        closed = true;
+                        break;
+                }
+                if (k < 0 && errno == EAGAIN) {
+                        if (!idle_since)
+                                idle_since = now_usec();
+                        else if (now_usec() - idle_since > 500 * USEC_PER_MSEC)
+                                break;
+                        sleep_usec(USEC_PER_MSEC);
+                        continue;
+                }
+                ASSERT_EQ(k, (ssize_t) sizeof(call)); /* AF_UNIX stream: no partial sends of this size */
+                idle_since = 0;
+                sent += (size_t) k;
+                if ((sent / sizeof(call)) % 2000 == 0)
+                        good_check(&g);
+        }
+        rss = tsmd_rss_kib(&t);
+        good_check(&g);
+        fprintf(stderr, "# never-reading client: %zu calls sent, %s; RSS %lu KiB\n", sent / sizeof(call),
+                closed ? "tsmd hung up" : "tsmd stopped reading", rss);
+        /* Not both open and still taking calls: that would be unbounded. */
+        ASSERT_TRUE(closed || idle_since != 0);
+#if !TSMD_SANITIZED
+        ASSERT_LE(rss, b.rss + RSS_SLACK_KIB);
+#endif
+        close(fd);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- slowloris -------------------------------------------------------------------------------- */
+
+#define SLOW_CONNS 20
+
+static const char slow_head[] = "{\"method\":\"io.tsmd.Guest.GuestRequest\",\"parameters\":{\"scope\":\"";
+
+/* SLOW_CONNS connections writing one byte every 50 ms of a message that never ends, for
+ * duration_usec, the good client working in between; then they go away. */
+static void slowloris_round(Tsmd *t, Good *g, const Baseline *b, uint64_t duration_usec) {
+        int fds[SLOW_CONNS];
+        uint64_t end;
+        unsigned ticks = 0;
+
+        for (unsigned i = 0; i < SLOW_CONNS; i++) {
+                fds[i] = raw_open(t);
+                ASSERT_TRUE(raw_send(fds[i], slow_head, 1));
+        }
+        end = now_usec() + duration_usec;
+        for (size_t pos = 1; now_usec() < end; pos++, ticks++) {
+                for (unsigned i = 0; i < SLOW_CONNS; i++)
+                        ASSERT_TRUE(raw_send(fds[i], pos < sizeof(slow_head) - 1 ? &slow_head[pos] : "a", 1));
+                good_check(g);
+                sleep_usec(50 * USEC_PER_MSEC);
+        }
+        ASSERT_GE(ticks, duration_usec / (100 * USEC_PER_MSEC));
+        /* They are unfinished, not wrong: still connected, each costing tsmd one fd. */
+        ASSERT_EQ(tsmd_count_fds(t), b->fds + SLOW_CONNS);
+        for (unsigned i = 0; i < SLOW_CONNS; i++)
+                close(fds[i]);
+        ASSERT_EQ(tsmd_wait_fds(t, b->fds, TSMD_WAIT_USEC), b->fds);
+}
+
+TEST(slowloris) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        unsigned long rss1, rss2;
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        slowloris_round(&t, &g, &b, 3 * USEC_PER_SEC);
+        rss1 = tsmd_rss_kib(&t);
+        /* Again: what the first round cost is reused, not leaked per connection. */
+        slowloris_round(&t, &g, &b, 1 * USEC_PER_SEC);
+        rss2 = tsmd_rss_kib(&t);
+        fprintf(stderr, "# slowloris: RSS %lu -> %lu -> %lu KiB\n", b.rss, rss1, rss2);
+#if !TSMD_SANITIZED
+        ASSERT_LE(rss2, rss1 + 512);
+#endif
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- malformed and mistyped JSON ----------------------------------------------------------------- */
+
+/* A message that must close its connection without an answer. */
+static void expect_silent_close(Tsmd *t, Good *g, const char *what, const void *msg, size_t len) {
+        int fd = raw_open(t);
+
+        (void) raw_send(fd, msg, len);
+        if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
+                TEST_FAIL("%s: tsmd did not close the connection silently", what);
+        close(fd);
+        good_check(g);
+}
+
+/* A call whose parameters must be refused with InvalidParameter naming param; the connection
+ * stays usable. */
+static void expect_invalid_param(Tsmd *t, Good *g, const char *method, const char *params, const char *param) {
+        int fd = raw_open(t);
+
+        ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"%s\",\"parameters\":%s}", method, params)));
+        raw_expect_reply(fd, VARLINK_ERROR_INVALID_PARAMETER, strf("{\"parameter\":\"%s\"}", param));
+        raw_expect_alive(fd);
+        close(fd);
+        good_check(g);
+}
+
+/* A number json-c cannot represent: RFC 8259 lets a parser refuse it, so tsmd may either
+ * hang up (as for malformed JSON) or name the parameter; nothing else. */
+static void expect_invalid_param_or_close(Tsmd *t, Good *g, const char *method, const char *params, const char *param) {
+        int fd = raw_open(t);
+        char *m;
+
+        ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"%s\",\"parameters\":%s}", method, params)));
+        m = raw_recv(fd, TSMD_WAIT_USEC);
+        if (m) {
+                json_object *o = json_tokener_parse(m);
+                ASSERT_NOT_NULL(o);
+                if (!json_matches(o, strf("{\"error\":\"%s\",\"parameters\":{\"parameter\":\"%s\"}}",
+                                          VARLINK_ERROR_INVALID_PARAMETER, param)))
+                        TEST_FAIL("%s: expected InvalidParameter %s or a hangup, got %s", params, param, m);
+                json_object_put(o);
+                free(m);
+                raw_expect_alive(fd);
+                fprintf(stderr, "# %s: InvalidParameter\n", params);
+        } else
+                fprintf(stderr, "# %s: connection closed\n", params);
+        close(fd);
+        good_check(g);
+}
+
+static char *nesting_bomb(size_t depth, size_t *ret_len) {
+        static const char pre[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":";
+        size_t n = strlen(pre);
+        char *s = malloc(n + 2 * depth + 8);
+
+        ASSERT_NOT_NULL(s);
+        memcpy(s, pre, n);
+        memset(s + n, '[', depth);
+        memset(s + n + depth, ']', depth);
+        n += 2 * depth;
+        memcpy(s + n, "}}", 3);
+        *ret_len = n + 3;
+        return s;
+}
+
+TEST(malformed_json) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        size_t len;
+        char *s;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxJsonDepth=16\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        /* Nesting past MaxJsonDepth, a little and a lot (1 MB of brackets), and unterminated. */
+        s = nesting_bomb(20, &len);
+        expect_silent_close(&t, &g, "nesting 20", s, len);
+        free(s);
+        s = nesting_bomb(500000, &len);
+        expect_silent_close(&t, &g, "nesting 500000", s, len);
+        free(s);
+        /* Just within the limit, but the wrong type: a named refusal. */
+        expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":[[[[1]]]]}", "context");
+
+#define M(x) ("{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":" x "}")
+#define SILENT(what, x) expect_silent_close(&t, &g, what, M(x), sizeof(M(x)))
+        /* Invalid UTF-8: a stray continuation byte, an overlong '/', a truncated sequence, a
+         * UTF-16 surrogate encoded in UTF-8, and a code point beyond U+10FFFF. */
+        SILENT("bad utf-8 0xff", "{\"context\":1,\"x\":\"\xff\"}");
+        SILENT("overlong utf-8", "{\"context\":1,\"x\":\"\xc0\xaf\"}");
+        SILENT("truncated utf-8", "{\"context\":1,\"x\":\"\xe2\x82\"}");
+        SILENT("utf-8 surrogate", "{\"context\":1,\"x\":\"\xed\xa0\x80\"}");
+        SILENT("beyond U+10FFFF", "{\"context\":1,\"x\":\"\xf4\x90\x80\x80\"}");
+        SILENT("bad utf-8 in a key", "{\"cont\xff\":1}");
+        /* Lone surrogates, NaN, single quotes, a raw control character, trailing garbage,
+         * duplicate keys (in the parameters and at the top level). */
+        SILENT("lone surrogate", "{\"context\":1,\"x\":\"\\ud800\"}");
+        SILENT("NaN", "{\"context\":NaN}");
+        SILENT("single quotes", "{'context':1}");
+        SILENT("raw control character", "{\"context\":1,\"x\":\"\x01\"}");
+        SILENT("leading zero", "{\"context\":01}");
+        SILENT("duplicate key", "{\"context\":1,\"context\":2}");
+        expect_silent_close(&t, &g, "duplicate method",
+                            "{\"method\":\"io.tsmd.Guest.CloseContext\",\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{\"context\":1}}",
+                            sizeof("{\"method\":\"io.tsmd.Guest.CloseContext\",\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{\"context\":1}}"));
+        expect_silent_close(&t, &g, "not an object", "[1]", 4);
+        expect_silent_close(&t, &g, "empty message", "", 1);
+        expect_silent_close(&t, &g, "trailing garbage", "{}x", 4);
+#undef SILENT
+#undef M
+
+        /* Well-formed JSON, wrong values: named refusals, and the connection stays usable. */
+        expect_invalid_param_or_close(&t, &g, G "CloseContext", "{\"context\":1e400}", "context");
+        expect_invalid_param_or_close(&t, &g, G "CloseContext", "{\"context\":-1e400}", "context");
+        expect_invalid_param_or_close(&t, &g, G "CloseContext", "{\"context\":1180591620717411303424}", "context"); /* 2^70 */
+        expect_invalid_param_or_close(&t, &g, G "CloseContext", "{\"context\":9223372036854775808}", "context");    /* 2^63 */
+        expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":1.5}", "context");
+        expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":\"1\"}", "context");
+        expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":true}", "context");
+        expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":null}", "context");
+        expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":{}}", "context");
+        expect_invalid_param(&t, &g, G "CloseContext", "{}", "context");
+        expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":1,\"extra\":1}", "extra");
+        expect_invalid_param(&t, &g, G "GuestRequest",
+                             "{\"context\":1,\"vdeviceId\":1,\"scope\":7,\"request\":\"\",\"maxResponseSize\":1}", "scope");
+        expect_invalid_param(&t, &g, G "GuestRequest",
+                             "{\"context\":1,\"vdeviceId\":1,\"scope\":\"info\",\"request\":[],\"maxResponseSize\":1}", "request");
+        expect_invalid_param(&t, &g, G "GuestRequest",
+                             "{\"context\":1,\"vdeviceId\":1,\"scope\":\"in\\u0000fo\",\"request\":\"\",\"maxResponseSize\":1}", "scope");
+        expect_invalid_param_or_close(&t, &g, G "GuestRequest",
+                             "{\"context\":1,\"vdeviceId\":1,\"scope\":\"info\",\"request\":\"\",\"maxResponseSize\":1e400}",
+                             "maxResponseSize");
+
+        /* Not a valid call: named, then closed. */
+        {
+                int fd = raw_open(&t);
+                ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":1},\"bogus\":1}"));
+                raw_expect_reply(fd, VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"bogus\"}");
+                ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+                close(fd);
+        }
+
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/*
+ * DAEMON BUG (left failing on purpose): an int field below INT64_MIN is not refused but
+ * silently clamped to INT64_MIN, while the symmetric case above INT64_MAX is refused with
+ * InvalidParameter. json-c clamps -9223372036854775809 to INT64_MIN (errno ERANGE) and
+ * json_is_int64() in proto/varlink-idl.c only tells a clamped INT64_MAX apart, so tsmd acts on
+ * a number the client never sent: here it answers NoSuchContext {"context":
+ * -9223372036854775808}. README: a mistyped field is answered with InvalidParameter naming it.
+ */
+TEST(int_below_int64_min_is_refused) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+        /* The control: one above INT64_MAX is refused by name. */
+        expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":9223372036854775808}", "context");
+        /* One below INT64_MIN must be refused the same way (or the connection closed). */
+        expect_invalid_param_or_close(&t, &g, G "CloseContext", "{\"context\":-9223372036854775809}", "context");
+        expect_invalid_param_or_close(&t, &g, G "GuestRequest",
+                                      "{\"context\":1,\"vdeviceId\":-99999999999999999999,\"scope\":\"info\",\"request\":\"\","
+                                      "\"maxResponseSize\":1}", "vdeviceId");
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- unknown methods, other clients' handles, released handles ------------------------------ */
+
+TEST(unknown_methods_and_foreign_handles) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *a, *other;
+        json_object *r;
+        int64_t mine, gone;
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+        a = tsmd_connect_guest(&t);
+
+        CALL_ERROR(a, G "Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+        CALL_ERROR(a, "io.tsmd.Nope.Call", NULL, VARLINK_ERROR_INTERFACE_NOT_FOUND, NULL);
+        CALL_ERROR(a, "io.tsmd.guest.OpenContext", NULL, VARLINK_ERROR_INTERFACE_NOT_FOUND, NULL);
+        /* Not a valid method name at all: the call object is refused by name, then closed. */
+        {
+                int fd = raw_open(&t);
+                ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.openContext\",\"parameters\":{}}"));
+                raw_expect_reply(fd, VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"method\"}");
+                ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+                close(fd);
+        }
+        /* The guest socket serves no io.tsmd.Admin. */
+        CALL_ERROR(a, "io.tsmd.Admin.GetClients", NULL, VARLINK_ERROR_INTERFACE_NOT_FOUND, NULL);
+        /* WatchEvents without more. */
+        CALL_ERROR(a, G "WatchEvents", NULL, VARLINK_ERROR_EXPECTED_MORE, NULL);
+        good_check(&g);
+
+        /* The good client's context, named from another connection of the same uid, and from
+         * another uid: as if it did not exist. */
+        const char *p_ctx = strf("{\"context\":%" PRIi64 "}", g.ctx);
+        char ctx_params[64], err_params[64];
+        snprintf(ctx_params, sizeof(ctx_params), "%s", p_ctx);
+        snprintf(err_params, sizeof(err_params), "%s", p_ctx);
+        CALL_ERROR(a, G "CloseContext", ctx_params, E_GUEST("NoSuchContext"), err_params);
+        CALL_ERROR(a, G "GuestRequest", g.params, E_GUEST("NoSuchContext"), err_params);
+        CALL_ERROR(a, G "Bind", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", g.ctx), E_GUEST("NoSuchContext"), err_params);
+        CALL_ERROR(a, G "DetachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", g.ctx), E_GUEST("NoSuchContext"), err_params);
+        CALL_ERROR(a, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":2,\"pciAddress\":\"" DEV1 "\"}", g.ctx),
+                   E_GUEST("NoSuchContext"), err_params);
+        if (tsmd_can_switch_uid()) {
+                other = tsmd_connect_as(&t, NOBODY, NOBODY);
+                CALL_ERROR(other, G "GuestRequest", g.params, E_GUEST("NoSuchContext"), err_params);
+                CALL_ERROR(other, G "CloseContext", ctx_params, E_GUEST("NoSuchContext"), err_params);
+                varlink_client_free(other);
+        }
+        /* Guessing: neighbours, zero, negatives, the extremes. */
+        const int64_t guesses[] = { g.ctx - 1, g.ctx + 1, 0, 1, 2, -1, INT64_MAX, INT64_MIN };
+        for (size_t i = 0; i < ELEMENTSOF(guesses); i++) {
+                const char *e = tsmd_call(a, G "GuestRequest", request_params(guesses[i], 1, DEV2, TDISP_MSG_GET_VERSION, 0), &r);
+                ASSERT_NOT_NULL(e);
+                if (!streq(e, E_GUEST("NoSuchContext")) && !streq(e, VARLINK_ERROR_INVALID_PARAMETER))
+                        TEST_FAIL("GuestRequest on guessed context %" PRIi64 ": %s", guesses[i], e);
+        }
+        good_check(&g);
+
+        /* Replay of released handles. */
+        r = CALL_OK(a, G "OpenContext", NULL);
+        mine = JINT(r, "context");
+        close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
+        CALL_OK(a, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":5,\"pciAddress\":\"" DEV1 "\"}", mine));
+        CALL_OK(a, G "GuestRequest", request_params(mine, 5, DEV1, TDISP_MSG_GET_VERSION, 0));
+        gone = mine;
+        CALL_OK(a, G "CloseContext", strf("{\"context\":%" PRIi64 "}", gone));
+        snprintf(err_params, sizeof(err_params), "{\"context\":%" PRIi64 "}", gone);
+        CALL_ERROR(a, G "GuestRequest", request_params(gone, 5, DEV1, TDISP_MSG_GET_VERSION, 0), E_GUEST("NoSuchContext"), err_params);
+        CALL_ERROR(a, G "CloseContext", err_params, E_GUEST("NoSuchContext"), err_params);
+        CALL_ERROR(a, G "GetDeviceState", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":5}", gone), E_GUEST("NoSuchContext"), err_params);
+        /* A new context does not reuse the released handle. */
+        r = CALL_OK(a, G "OpenContext", NULL);
+        close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
+        mine = JINT(r, "context");
+        ASSERT_NE(mine, gone);
+        CALL_ERROR(a, G "GuestRequest", request_params(gone, 5, DEV1, TDISP_MSG_GET_VERSION, 0), E_GUEST("NoSuchContext"), err_params);
+        /* Detached vDevice of a live context. */
+        CALL_OK(a, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":6,\"pciAddress\":\"" DEV1 "\"}", mine));
+        CALL_OK(a, G "DetachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":6}", mine));
+        snprintf(err_params, sizeof(err_params), "{\"context\":%" PRIi64 ",\"vdeviceId\":6}", mine);
+        CALL_ERROR(a, G "GuestRequest", request_params(mine, 6, DEV1, TDISP_MSG_GET_VERSION, 0), E_GUEST("NoSuchVDevice"), err_params);
+
+        /* The good client's context survived all of it. */
+        good_check(&g);
+        varlink_client_free(a);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- fd floods and fds of the wrong kind ------------------------------------------------------ */
+
+TEST(fd_flood) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *a;
+        int fd, sp[2], pp[2];
+        const char *call = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":987654321}}";
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxFdsPerMessage=4\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        /* More fds than allowed on one message: the connection is closed, the fds with it. */
+        for (unsigned n = 5; n <= 253; n += 124) {
+                fd = raw_open(&t);
+                (void) send_with_fds(fd, call, strlen(call) + 1, n, -1);
+                ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+                close(fd);
+                good_check(&g);
+        }
+        ASSERT_EQ(tsmd_wait_fds(&t, b.fds, TSMD_WAIT_USEC), b.fds);
+
+        /* Within the limit but for a method that takes none, 200 times: answered, and tsmd
+         * keeps none of the 800 fds. */
+        fd = raw_open(&t);
+        for (unsigned i = 0; i < 200; i++) {
+                ASSERT_TRUE(send_with_fds(fd, call, strlen(call) + 1, 4, -1));
+                raw_expect_reply(fd, E_GUEST("NoSuchContext"), "{\"context\":987654321}");
+                if (i % 50 == 0)
+                        good_check(&g);
+        }
+        ASSERT_EQ(tsmd_settled_fds(&t, 2), b.fds + 1);
+        /* Fds attached to a message that never ends, then a hangup. */
+        ASSERT_TRUE(send_with_fds(fd, "{\"method\":", 10, 4, -1));
+        close(fd);
+        ASSERT_EQ(tsmd_wait_fds(&t, b.fds, TSMD_WAIT_USEC), b.fds);
+
+        /* The wrong kind of fd to AdoptContext: named refusals, nothing kept. */
+        a = tsmd_connect_guest(&t);
+        ASSERT_OK(pipe2(pp, O_CLOEXEC));
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp));
+        const int wrong[] = { pp[0], pp[1], sp[0], ASSERT_OK(eventfd(0, EFD_CLOEXEC)), ASSERT_OK(open("/dev/null", O_RDWR | O_CLOEXEC)),
+                              ASSERT_OK(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+                              ASSERT_OK(dup(varlink_client_get_fd(a))) };
+        for (size_t i = 0; i < ELEMENTSOF(wrong); i++) {
+                ASSERT_EQ(varlink_client_push_fd(a, wrong[i]), 0);
+                CALL_ERROR(a, G "AdoptContext", "{\"fileDescriptor\":0}", E_GUEST("BadFileDescriptor"),
+                           "{\"field\":\"fileDescriptor\"}");
+        }
+        close(sp[1]);
+        /* Indexes that name no fd, with and without fds attached. */
+        CALL_ERROR(a, G "AdoptContext", "{\"fileDescriptor\":0}", E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\"}");
+        ASSERT_EQ(varlink_client_push_fd(a, open("/dev/zero", O_RDWR | O_CLOEXEC)), 0);
+        CALL_ERROR(a, G "AdoptContext", "{\"fileDescriptor\":4}", E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\"}");
+        ASSERT_EQ(varlink_client_push_fd(a, open("/dev/zero", O_RDWR | O_CLOEXEC)), 0);
+        {
+                json_object *r = NULL;
+                const char *e = tsmd_call(a, G "AdoptContext", "{\"fileDescriptor\":-1}", &r);
+                if (!e || (!streq(e, E_GUEST("BadFileDescriptor")) && !streq(e, VARLINK_ERROR_INVALID_PARAMETER)))
+                        TEST_FAIL("AdoptContext(fileDescriptor -1): %s", e ?: "success");
+        }
+        good_check(&g);
+        ASSERT_EQ(tsmd_settled_fds(&t, 2), b.fds + 1);
+        varlink_client_free(a);
+
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- disconnects mid-request and mid-stream --------------------------------------------------- */
+
+TEST(disconnect_mid_request_and_mid_stream) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+
+        tsmd_start_config(&t, CONF("EmulatedLatencyUSec=300000\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        for (unsigned round = 0; round < 4; round++) {
+                VarlinkClient *a = tsmd_connect_guest(&t);
+                json_object *r = CALL_OK(a, G "OpenContext", NULL);
+                int64_t ctx = JINT(r, "context");
+                uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+                AsyncCall calls[3] = {};
+
+                close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
+                /* DEV1 is released asynchronously after the previous round's hangup. */
+                for (;;) {
+                        const char *e = tsmd_call(a, G "AttachDevice",
+                                                  strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}", ctx), &r);
+                        if (!e)
+                                break;
+                        if (!streq(e, E_GUEST("DeviceBusy")) || now_usec() > deadline)
+                                TEST_FAIL("AttachDevice(" DEV1 ") in round %u: %s", round, e);
+                        sleep_usec(5 * USEC_PER_MSEC);
+                }
+                if (round % 2)
+                        CALL_OK(a, G "Bind", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", ctx));
+                /* Three requests in flight (300 ms each), then gone. */
+                for (unsigned i = 0; i < 3; i++)
+                        tsmd_call_async(a, G "GuestRequest", request_params(ctx, 1, DEV1, TDISP_MSG_GET_VERSION, 0), 0, &calls[i]);
+                tsmd_pump(a, 20 * USEC_PER_MSEC);
+                ASSERT_EQ(varlink_client_get_events(a) & POLLOUT, 0);
+                for (unsigned i = 0; i < 3; i++) {
+                        ASSERT_EQ(calls[i].n, 0);
+                        async_call_done(&calls[i]);
+                }
+                varlink_client_free(a);
+                good_check(&g);
+        }
+
+        /* Half-close after a request: tsmd answers or not, but lets go of the connection. */
+        {
+                int fd = raw_open(&t);
+                char *m;
+
+                ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{}}"));
+                ASSERT_OK(shutdown(fd, SHUT_WR));
+                while ((m = raw_recv(fd, TSMD_WAIT_USEC)))
+                        free(m);
+                close(fd);
+                good_check(&g);
+        }
+
+        /* Mid-stream: subscribe, get the first reply, hang up; and one that never reads while
+         * events are generated for it (a device of its process goes away and comes back). */
+        for (unsigned i = 0; i < 5; i++) {
+                VarlinkClient *w = tsmd_connect_guest(&t);
+                AsyncCall we = {};
+
+                tsmd_call_async(w, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we);
+                ASSERT_TRUE(tsmd_async_wait(w, &we, 1, TSMD_WAIT_USEC));
+                async_call_done(&we);
+                varlink_client_free(w);
+        }
+        {
+                VarlinkClient *w = tsmd_connect_guest(&t), *a = tsmd_connect_guest(&t);
+                AsyncCall we = {};
+                json_object *r = CALL_OK(a, G "OpenContext", NULL);
+                int64_t ctx = JINT(r, "context");
+
+                close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
+                CALL_OK(a, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}", ctx));
+                tsmd_call_async(w, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we);
+                ASSERT_TRUE(tsmd_async_wait(w, &we, 1, TSMD_WAIT_USEC));
+                /* The event is queued for w, which hangs up before reading it. */
+                ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDevices=" DEV2
+                                            "\nEmulatedLatencyUSec=300000\n"));
+                good_check(&g);
+                async_call_done(&we);
+                varlink_client_free(w);
+                varlink_client_free(a);
+                ASSERT_TRUE(tsmd_reload(&t, CONF("EmulatedLatencyUSec=300000\n")));
+        }
+
+        /* Past the cancelled requests' completion times. */
+        sleep_usec(400 * USEC_PER_MSEC);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- connection floods -------------------------------------------------------------------------- */
+
+TEST(connection_flood) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        int mine[3], extra;
+        VarlinkClient *nb[3];
+        uint64_t start;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a second uid");
+        /* 4 per uid, 6 in all; the good client (root) is one of them. */
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=6\nMaxConnectionsPerUid=4\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        /* Root fills its share: 3 more are served. */
+        for (unsigned i = 0; i < 3; i++) {
+                mine[i] = raw_open(&t);
+                raw_expect_alive(mine[i]);
+        }
+        /* Past MaxConnectionsPerUid: each extra one is closed at once. */
+        for (unsigned i = 0; i < 20; i++) {
+                extra = raw_open(&t);
+                start = now_usec();
+                (void) raw_call(extra, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{}}");
+                if (!raw_closed_silently(extra, 500 * USEC_PER_MSEC))
+                        TEST_FAIL("connection %u past MaxConnectionsPerUid was not closed", i);
+                ASSERT_LE(now_usec() - start, 500 * USEC_PER_MSEC);
+                close(extra);
+                if (i % 5 == 0)
+                        good_check(&g);
+        }
+        /* Another uid gets the 2 slots left in all... */
+        for (unsigned i = 0; i < 2; i++) {
+                nb[i] = tsmd_connect_as(&t, NOBODY, NOBODY);
+                CALL_ERROR(nb[i], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        }
+        /* ...and no more: past MaxConnections. */
+        nb[2] = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ASSERT_TRUE(tsmd_wait_hangup(nb[2], 500 * USEC_PER_MSEC));
+        varlink_client_free(nb[2]);
+        nb[2] = tsmd_connect_as(&t, NOBODY - 1, NOBODY - 1);
+        ASSERT_TRUE(tsmd_wait_hangup(nb[2], 500 * USEC_PER_MSEC));
+        varlink_client_free(nb[2]);
+        good_check(&g);
+
+        /* A root flooder leaves: its slot is free for the other uid. */
+        close(mine[0]);
+        {
+                uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+                for (;;) {
+                        nb[2] = tsmd_connect_as(&t, NOBODY, NOBODY);
+                        if (!tsmd_wait_hangup(nb[2], 100 * USEC_PER_MSEC))
+                                break;
+                        varlink_client_free(nb[2]);
+                        if (now_usec() > deadline)
+                                TEST_FAIL("the slot of a closed connection did not free up");
+                }
+                CALL_ERROR(nb[2], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        }
+        good_check(&g);
+
+        /* Everyone leaves but the good client: root may open its 3 again. */
+        close(mine[1]);
+        close(mine[2]);
+        for (unsigned i = 0; i < 3; i++)
+                varlink_client_free(nb[i]);
+        ASSERT_EQ(tsmd_wait_fds(&t, b.fds, TSMD_WAIT_USEC), b.fds);
+        for (unsigned i = 0; i < 3; i++) {
+                mine[i] = raw_open(&t);
+                raw_expect_alive(mine[i]);
+        }
+        for (unsigned i = 0; i < 3; i++)
+                close(mine[i]);
+
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- pending-call flood ------------------------------------------------------------------------- */
+
+#define FLOOD_CALLS 1000
+
+static int cmp_int64(const void *a, const void *b) {
+        int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+TEST(pending_call_flood) {
+        static const struct {
+                uint8_t type;
+                size_t body;
+                uint8_t response;
+        } kinds[] = {
+                { TDISP_MSG_GET_VERSION, 0, TDISP_MSG_VERSION },
+                { TDISP_MSG_GET_CAPABILITIES, 4, TDISP_MSG_CAPABILITIES },
+                { TDISP_MSG_GET_DEVICE_INTERFACE_STATE, 0, TDISP_MSG_DEVICE_INTERFACE_STATE },
+        };
+        Tsmd t;
+        Good g;
+        Baseline b;
+        int fd;
+        char *m, *out = NULL;
+        size_t out_len = 0, out_off = 0;
+        int64_t ctx, seqs[FLOOD_CALLS];
+        size_t n_seqs = 0;
+        unsigned got = 0;
+        uint64_t start, deadline;
+        FILE *f;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxPendingCalls=4\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        /* The flooder sets up its own context on DEV1 (raw: the iommufd in the reply is
+         * dropped by the kernel since nothing receives it). */
+        fd = raw_open(&t);
+        ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{}}"));
+        m = raw_recv(fd, TSMD_WAIT_USEC);
+        ASSERT_NOT_NULL(m);
+        {
+                json_object *o = json_tokener_parse(m), *p;
+                ASSERT_NOT_NULL(o);
+                ASSERT_TRUE(json_object_object_get_ex(o, "parameters", &p));
+                ctx = JINT(p, "context");
+                json_object_put(o);
+        }
+        free(m);
+        ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"io.tsmd.Guest.AttachDevice\",\"parameters\":{\"context\":%" PRIi64
+                                      ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}}", ctx)));
+        m = raw_recv(fd, TSMD_WAIT_USEC);
+        ASSERT_NOT_NULL(m);
+        ASSERT_NULL(strstr(m, "\"error\""));
+        free(m);
+
+        /* 1000 calls in one buffer; every 7th names a context that does not exist, so the
+         * order of the replies is visible. */
+        f = open_memstream(&out, &out_len);
+        ASSERT_NOT_NULL(f);
+        for (unsigned i = 0; i < FLOOD_CALLS; i++) {
+                const char *p = i % 7 == 3 ? strf("{\"context\":%u}", 1000000 + i)
+                                           : request_params(ctx, 1, DEV1, kinds[i % 3].type, kinds[i % 3].body);
+                fprintf(f, "{\"method\":\"io.tsmd.Guest.%s\",\"parameters\":%s}", i % 7 == 3 ? "CloseContext" : "GuestRequest", p);
+                fputc(0, f);
+        }
+        ASSERT_EQ(fclose(f), 0);
+        ASSERT_OK(fcntl(fd, F_SETFL, O_NONBLOCK));
+
+        start = now_usec();
+        deadline = start + 60 * USEC_PER_SEC;
+        {
+                char buf[65536];
+                size_t have = 0;
+
+                while (got < FLOOD_CALLS) {
+                        struct pollfd p = { .fd = fd, .events = POLLIN | (out_off < out_len ? POLLOUT : 0) };
+
+                        if (now_usec() > deadline)
+                                TEST_FAIL("only %u of %u replies within 60 s", got, FLOOD_CALLS);
+                        ASSERT_OK(poll(&p, 1, 1000));
+                        if (p.revents & POLLOUT) {
+                                ssize_t k = send(fd, out + out_off, out_len - out_off, MSG_NOSIGNAL);
+                                if (k < 0 && errno != EAGAIN)
+                                        TEST_FAIL("send: %s", strerror(errno));
+                                if (k > 0)
+                                        out_off += (size_t) k;
+                        }
+                        if (p.revents & (POLLIN | POLLHUP)) {
+                                ssize_t k = recv(fd, buf + have, sizeof(buf) - have, 0);
+                                char *nul;
+
+                                if (k == 0)
+                                        TEST_FAIL("tsmd hung up after %u replies", got);
+                                if (k < 0 && errno != EAGAIN)
+                                        TEST_FAIL("recv: %s", strerror(errno));
+                                if (k > 0)
+                                        have += (size_t) k;
+                                while ((nul = memchr(buf, 0, have))) {
+                                        json_object *o = json_tokener_parse(buf), *par = NULL, *e = NULL;
+                                        unsigned i = got;
+
+                                        ASSERT_NOT_NULL(o);
+                                        json_object_object_get_ex(o, "parameters", &par);
+                                        json_object_object_get_ex(o, "error", &e);
+                                        if (i % 7 == 3) {
+                                                if (!e || !streq(json_object_get_string(e), E_GUEST("NoSuchContext")) ||
+                                                    JINT(par, "context") != 1000000 + i)
+                                                        TEST_FAIL("reply %u out of order: %s", i, buf);
+                                        } else {
+                                                size_t len;
+                                                _cleanup_free_ uint8_t *r = NULL;
+                                                int64_t seq;
+
+                                                if (e)
+                                                        TEST_FAIL("reply %u: %s", i, buf);
+                                                r = unb64(JSTR(par, "response"), &len);
+                                                if (len < 2 || r[1] != kinds[i % 3].response)
+                                                        TEST_FAIL("reply %u out of order: response type 0x%02x, expected 0x%02x", i,
+                                                                  len >= 2 ? r[1] : 0, kinds[i % 3].response);
+                                                seq = JINT(par, "auditSequence");
+                                                ASSERT_TRUE(seq > 0);
+                                                ASSERT_TRUE(n_seqs < FLOOD_CALLS);
+                                                seqs[n_seqs++] = seq;
+                                        }
+                                        json_object_put(o);
+                                        got++;
+                                        have -= (size_t) (nul + 1 - buf);
+                                        memmove(buf, nul + 1, have);
+                                        /* Others are served meanwhile. */
+                                        if (got % 100 == 50)
+                                                good_check(&g);
+                                }
+                                ASSERT_TRUE(have < sizeof(buf));
+                        }
+                }
+        }
+        fprintf(stderr, "# %u pipelined calls answered in order in %llu ms\n", got,
+                (unsigned long long) ((now_usec() - start) / USEC_PER_MSEC));
+        ASSERT_EQ(out_off, out_len);
+        free(out);
+        /* Every request has an audit record of its own (the records are numbered in the order
+         * the requests completed, which need not be the order of the replies). */
+        qsort(seqs, n_seqs, sizeof(seqs[0]), cmp_int64);
+        for (size_t i = 1; i < n_seqs; i++)
+                ASSERT_TRUE(seqs[i] > seqs[i - 1]);
+        raw_expect_alive(fd);
+        close(fd);
+
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+TEST_MAIN();

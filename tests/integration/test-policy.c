@@ -1,0 +1,673 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The authorisation policy end to end: the real tsmd reading a policy.conf (and drop-ins) of
+ * the test's, clients of different uids driving it over the socket. Which client gets which
+ * device and scope, with which reason when not; reloads that fail keep the policy in force
+ * (and say where the error is), reloads under load switch atomically; per-client limits from
+ * the rules; [Admin].
+ *
+ * Runs in: tests. Most of it needs clients of other uids, so it SKIPs without root.
+ */
+
+#include <endian.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include "emu-config.h"
+#include "emu-device.h"
+#include "tdisp.h"
+#include "tsmd-fixture.h"
+#include "varlink-errors.h"
+
+#define G "io.tsmd.Guest."
+#define E_GUEST(name) "io.tsmd.Guest." name
+
+#define DEV1 "0000:01:00.0"
+#define DEV2 "0000:02:00.0"
+#define DEV3 "0000:03:00.0"
+#define DEV4 "0000:04:00.0"
+#define DEV5 "0000:05:00.0"
+
+#define NOBODY 65534
+#define OTHER_UID 4242
+
+#define CONF_EMU(devices, extra)                                                                   \
+        "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDevices=" devices "\n" extra
+#define CONF_ZERO CONF_EMU(DEV1 "," DEV2, "")
+
+/* ---- calls -------------------------------------------------------------------------------- */
+
+static int64_t open_context(VarlinkClient *c) {
+        json_object *r = CALL_OK(c, G "OpenContext", NULL);
+        int64_t handle = JINT(r, "context");
+        int fd = varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor"));
+
+        ASSERT_TRUE(handle > 0);
+        ASSERT_TRUE(fd >= 0);
+        close(fd);
+        return handle;
+}
+
+static const char *attach_params(int64_t ctx, int64_t vdev, const char *address) {
+        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"%s\"}", ctx, vdev,
+                    address);
+}
+
+static const char *vdev_params(int64_t ctx, int64_t vdev) {
+        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 "}", ctx, vdev);
+}
+
+static uint32_t function_id(const char *address) {
+        EmuPciAddress a;
+        uint32_t id;
+
+        ASSERT_OK(emu_pci_address_parse(address, &a));
+        ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &id));
+        return id;
+}
+
+typedef struct Msg {
+        uint8_t buf[2048];
+        size_t len;
+} Msg;
+
+static Msg tdisp_msg(uint8_t type, const char *address) {
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        bool is_lock = type == TDISP_MSG_LOCK_INTERFACE_REQ;
+        Msg m = {};
+
+        ASSERT_OK(tdisp_build_request(type, function_id(address), is_lock ? &lock : NULL, is_lock ? sizeof(lock) : 0,
+                                      m.buf, sizeof(m.buf), &m.len));
+        return m;
+}
+
+static Msg debug_msg(const char *address, uint8_t op) {
+        Msg m = {};
+
+        ASSERT_OK(emu_debug_build_request(function_id(address), EMU_VENDOR_ID_DEFAULT, op, 8, op == EMU_DEBUG_OP_WRITE ? 7 : 0,
+                                          m.buf, sizeof(m.buf), &m.len));
+        return m;
+}
+
+static const char *request_params(int64_t ctx, int64_t vdev, const char *scope, const Msg *m) {
+        _cleanup_free_ char *enc = b64(m->buf, m->len);
+
+        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"scope\":\"%s\",\"request\":\"%s\","
+                    "\"maxResponseSize\":4096}",
+                    ctx, vdev, scope, enc);
+}
+
+/* The requests used below, each valid in its scope on a CONFIG_LOCKED device and changing
+ * nothing: GET_VERSION (info), LOCK_INTERFACE (state-change; refused by the device with a
+ * TDISP ERROR, as it is locked already), a debug READ (debug-read) and WRITE to a scratch
+ * register (debug-write). */
+static Msg scope_msg(const char *scope, const char *address) {
+        if (streq(scope, "info"))
+                return tdisp_msg(TDISP_MSG_GET_VERSION, address);
+        if (streq(scope, "state-change"))
+                return tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, address);
+        if (streq(scope, "debug-read"))
+                return debug_msg(address, EMU_DEBUG_OP_READ);
+        return debug_msg(address, EMU_DEBUG_OP_WRITE);
+}
+
+/* A GuestRequest in scope; returns the error (NULL: it went through) and the reply. */
+static const char *request_in(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *scope, const char *address,
+                              json_object **ret) {
+        Msg m = scope_msg(scope, address);
+
+        return tsmd_call(c, G "GuestRequest", request_params(ctx, vdev, scope, &m), ret);
+}
+
+static void expect_scope_ok(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *scope, const char *address) {
+        json_object *r = NULL;
+        const char *error = request_in(c, ctx, vdev, scope, address, &r);
+
+        if (error)
+                TEST_FAIL("GuestRequest in scope %s refused: %s %s", scope, error, json_object_to_json_string(r));
+        ASSERT_TRUE(strlen(JSTR(r, "response")) > 0);
+}
+
+static void expect_scope_denied(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *scope, const char *address) {
+        json_object *r = NULL;
+        const char *error = request_in(c, ctx, vdev, scope, address, &r);
+        const char *want = strf("{\"reason\":\"scope '%s' not granted\"}", scope);
+
+        if (!error || !streq(error, E_GUEST("Denied")) || !json_matches(r, want))
+                TEST_FAIL("GuestRequest in scope %s: expected Denied %s, got %s %s", scope, want, error ?: "success",
+                          json_object_to_json_string(r));
+}
+
+/* The "allowed" flag AttachDevice reports for each scope. */
+static void expect_allowed(json_object *attach_reply, bool info, bool state_change, bool debug_read, bool debug_write) {
+        const bool want[] = { info, state_change, debug_read, debug_write };
+        static const char *const names[] = { "info", "state-change", "debug-read", "debug-write" };
+        json_object *scopes;
+
+        ASSERT_TRUE(json_object_object_get_ex(attach_reply, "scopes", &scopes));
+        ASSERT_EQ(json_object_array_length(scopes), ELEMENTSOF(names));
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                json_object *s = json_object_array_get_idx(scopes, i);
+
+                ASSERT_STREQ(JSTR(s, "name"), names[i]);
+                if (JBOOL(s, "allowed") != want[i])
+                        TEST_FAIL("AttachDevice says scope %s is %sallowed", names[i], want[i] ? "not " : "");
+        }
+}
+
+static void need_root(void) {
+        if (!tsmd_can_switch_uid())
+                SKIP("clients of other uids need root");
+}
+
+/* ---- reloads whose policy is refused ------------------------------------------------------ */
+
+/*
+ * SIGHUP after a broken policy: tsmd logs "...; keeping the policy in force." and nothing
+ * about the configuration, so the fixture's tsmd_reload() (which waits for "Configuration
+ * reloaded from" or "keeping the configuration in force") cannot be used; this waits for the
+ * policy's line instead. Returns that log line (malloc'd).
+ */
+static char *reload_expect_policy_kept(Tsmd *t) {
+        static const char kept[] = "keeping the policy in force";
+        unsigned n = tsmd_log_count(t, kept), n_reloaded = tsmd_log_count(t, "Configuration reloaded from");
+        _cleanup_free_ char *log = NULL;
+        const char *p, *start;
+        char *line;
+
+        tsmd_kill(t, SIGHUP);
+        if (!tsmd_wait_log(t, kept, n + 1, TSMD_WAIT_USEC))
+                TEST_FAIL("tsmd did not log that it kept the policy within %llu ms of SIGHUP",
+                          (unsigned long long) (TSMD_WAIT_USEC / USEC_PER_MSEC));
+        ASSERT_TRUE(tsmd_is_running(t));
+        ASSERT_EQ(tsmd_log_count(t, "Configuration reloaded from"), n_reloaded);
+
+        log = tsmd_read_log(t);
+        p = log;
+        for (unsigned i = 0; i <= n; i++)
+                p = strstr(p, kept) + (i < n ? strlen(kept) : 0);
+        for (start = p; start > log && start[-1] != '\n'; start--)
+                ;
+        line = strndup(start, (size_t) (strchrnul(p, '\n') - start));
+        ASSERT_NOT_NULL(line);
+        return line;
+}
+
+/* ---- who gets which device and scope ------------------------------------------------------ */
+
+TEST(rule_grants_one_device_and_scope) {
+        static const TsmdFile files[] = {
+                { "policy.conf",
+                  "# uid 65534 may use DEV1 in scope info; nobody else is a client\n"
+                  "[Client:nobody-vm]\n"
+                  "Users=65534\n"
+                  "Devices=" DEV1 "\n"
+                  "Scopes=info\n" },
+        };
+        Tsmd t;
+        VarlinkClient *b, *root;
+        json_object *r;
+        int64_t ctx;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        b = tsmd_connect_as(&t, NOBODY, NOBODY);
+        root = tsmd_connect(&t);
+
+        ctx = open_context(b);
+        r = CALL_OK(b, G "AttachDevice", attach_params(ctx, 1, DEV1));
+        expect_allowed(r, true, false, false, false);
+        CALL_ERROR(b, G "AttachDevice", attach_params(ctx, 2, DEV2), E_GUEST("Denied"),
+                   "{\"reason\":\"device not in any rule matching the client\"}");
+        /* The refusal did not attach it. */
+        CALL_ERROR(b, G "GetDeviceState", vdev_params(ctx, 2), E_GUEST("NoSuchVDevice"), NULL);
+        CALL_OK(b, G "Bind", vdev_params(ctx, 1));
+
+        expect_scope_ok(b, ctx, 1, "info", DEV1);
+        expect_scope_denied(b, ctx, 1, "state-change", DEV1);
+        expect_scope_denied(b, ctx, 1, "debug-read", DEV1);
+        expect_scope_denied(b, ctx, 1, "debug-write", DEV1);
+
+        /* Root matches no rule: not a client at all. */
+        CALL_ERROR(root, G "OpenContext", NULL, E_GUEST("Denied"), "{\"reason\":\"no policy rule matches the client\"}");
+        ASSERT_ERRNO(varlink_client_take_fd(root, 0), ENXIO); /* no iommufd came with the refusal */
+        ASSERT_EQ(varlink_client_push_fd(root, open("/dev/zero", O_RDWR | O_CLOEXEC)), 0);
+        CALL_ERROR(root, G "AdoptContext", "{\"fileDescriptor\":0}", E_GUEST("Denied"),
+                   "{\"reason\":\"no policy rule matches the client\"}");
+
+        /* A drop-in grants debug-read explicitly (replacing the rule's Scopes=). */
+        ASSERT_OK(mkdir(strf("%s/policy.d", t.dir), 0755));
+        write_file(strf("%s/policy.d/50-debug.conf", t.dir), "[Client:nobody-vm]\nScopes=info debug-read\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_scope_ok(b, ctx, 1, "debug-read", DEV1);
+        expect_scope_ok(b, ctx, 1, "info", DEV1);
+        expect_scope_denied(b, ctx, 1, "debug-write", DEV1);
+        expect_scope_denied(b, ctx, 1, "state-change", DEV1);
+        /* AttachDevice reports the new grant. */
+        CALL_OK(b, G "DetachDevice", vdev_params(ctx, 1));
+        r = CALL_OK(b, G "AttachDevice", attach_params(ctx, 3, DEV1));
+        expect_allowed(r, true, false, true, false);
+        /* The rule still names DEV1 only, and root is still nobody. */
+        CALL_ERROR(b, G "AttachDevice", attach_params(ctx, 2, DEV2), E_GUEST("Denied"),
+                   "{\"reason\":\"device not in any rule matching the client\"}");
+        CALL_ERROR(root, G "OpenContext", NULL, E_GUEST("Denied"), "{\"reason\":\"no policy rule matches the client\"}");
+
+        /* Masking the drop-in takes the grant away again. */
+        ASSERT_OK(unlink(strf("%s/policy.d/50-debug.conf", t.dir)));
+        ASSERT_OK(symlink("/dev/null", strf("%s/policy.d/50-debug.conf", t.dir)));
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        CALL_OK(b, G "Bind", vdev_params(ctx, 3));
+        expect_scope_denied(b, ctx, 3, "debug-read", DEV1);
+        expect_scope_ok(b, ctx, 3, "info", DEV1);
+
+        varlink_client_free(b);
+        varlink_client_free(root);
+        tsmd_teardown(&t);
+}
+
+/* ---- a broken policy on reload -------------------------------------------------------------- */
+
+#define POLICY_BOTH_SCOPES                                                                         \
+        "[Client:tests]\n"                                                                         \
+        "Users=root 65534\n"                                                                       \
+        "Devices=*\n"                                                                              \
+        "Scopes=info state-change\n"
+#define POLICY_INFO_ONLY                                                                           \
+        "[Client:tests]\n"                                                                         \
+        "Users=root 65534\n"                                                                       \
+        "Devices=*\n"                                                                              \
+        "Scopes=info\n"
+/* Would grant info only, but line 3 has an unknown key. */
+#define POLICY_BROKEN                                                                              \
+        "[Client:tests]\n"                                                                         \
+        "Users=root 65534\n"                                                                       \
+        "Bogus=yes\n"                                                                              \
+        "Devices=*\n"                                                                              \
+        "Scopes=info\n"
+
+TEST(broken_policy_on_reload_keeps_the_old_one) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        Tsmd t;
+        VarlinkClient *a;
+        json_object *r = NULL;
+        const char *error;
+        int64_t ctx;
+
+        need_root(); /* the client is root */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t); /* root, on the socket serving every interface */
+        ctx = open_context(a);
+        CALL_OK(a, G "AttachDevice", attach_params(ctx, 1, DEV1));
+        CALL_OK(a, G "Bind", vdev_params(ctx, 1));
+        expect_scope_ok(a, ctx, 1, "state-change", DEV1);
+
+        /* SIGHUP: refused, with the place of the error in the log; tsmd goes on serving. */
+        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN);
+        _cleanup_free_ char *line = reload_expect_policy_kept(&t);
+        printf("# %s\n", line);
+        if (!strstr(line, "policy.conf:3:") || !strstr(line, "Bogus"))
+                TEST_FAIL("the log line does not name policy.conf:3 and the key: %s", line);
+        /* The old policy is still in force: state-change still allowed, new contexts too. */
+        expect_scope_ok(a, ctx, 1, "state-change", DEV1);
+        expect_scope_ok(a, ctx, 1, "info", DEV1);
+        int64_t ctx2 = open_context(a);
+        CALL_OK(a, G "AttachDevice", attach_params(ctx2, 1, DEV2));
+
+        /* io.tsmd.Service.Reload says the same to an administrator. */
+        error = tsmd_call(a, "io.tsmd.Service.Reload", NULL, &r);
+        ASSERT_STREQ(error, "io.tsmd.Service.ReloadFailed");
+        const char *message = JSTR(r, "message");
+        printf("# ReloadFailed: %s\n", message);
+        if (!strstr(message, "policy.conf:3:"))
+                TEST_FAIL("ReloadFailed does not name policy.conf:3: %s", message);
+        expect_scope_ok(a, ctx, 1, "state-change", DEV1);
+
+        /* Fixed, the new policy applies (through the method, then through SIGHUP). */
+        tsmd_write_file(&t, "policy.conf", POLICY_INFO_ONLY);
+        CALL_OK(a, "io.tsmd.Service.Reload", NULL);
+        expect_scope_denied(a, ctx, 1, "state-change", DEV1);
+        expect_scope_ok(a, ctx, 1, "info", DEV1);
+        tsmd_write_file(&t, "policy.conf", POLICY_BOTH_SCOPES);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_scope_ok(a, ctx, 1, "state-change", DEV1);
+
+        /* A drop-in with an error is refused the same way, naming its own file and line. */
+        ASSERT_OK(mkdir(strf("%s/policy.d", t.dir), 0755));
+        write_file(strf("%s/policy.d/10-bad.conf", t.dir), "[Client:tests]\n\nScopes=info bogus-scope\n");
+        error = tsmd_call(a, "io.tsmd.Service.Reload", NULL, &r);
+        ASSERT_STREQ(error, "io.tsmd.Service.ReloadFailed");
+        message = JSTR(r, "message");
+        if (!strstr(message, "10-bad.conf:3:"))
+                TEST_FAIL("ReloadFailed does not name 10-bad.conf:3: %s", message);
+        expect_scope_ok(a, ctx, 1, "state-change", DEV1);
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* SECURITY: whoever can write the policy decides who gets the devices; files and drop-in
+ * directories that others could write are refused whole, and the old policy stays. */
+TEST(unsafe_policy_files_are_refused) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        Tsmd t;
+        VarlinkClient *a;
+        json_object *r = NULL;
+        const char *error, *dir;
+        int64_t ctx;
+
+        need_root(); /* chown */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t);
+        ctx = open_context(a);
+        CALL_OK(a, G "AttachDevice", attach_params(ctx, 1, DEV1));
+        CALL_OK(a, G "Bind", vdev_params(ctx, 1));
+
+#define EXPECT_REFUSED(what)                                                                       \
+        do {                                                                                       \
+                error = tsmd_call(a, "io.tsmd.Service.Reload", NULL, &r);                          \
+                if (!error || !streq(error, "io.tsmd.Service.ReloadFailed") ||                     \
+                    !strstr(JSTR(r, "message"), (what)))                                           \
+                        TEST_FAIL("Reload: expected ReloadFailed saying '%s', got %s %s", (what),  \
+                                  error ?: "success", json_object_to_json_string(r));              \
+                expect_scope_ok(a, ctx, 1, "state-change", DEV1); /* the old policy */             \
+        } while (0)
+
+        /* The main file, writable by everyone (and what it says would take state-change away). */
+        tsmd_write_file(&t, "policy.conf", POLICY_INFO_ONLY);
+        ASSERT_OK(chmod(strf("%s/policy.conf", t.dir), 0666));
+        EXPECT_REFUSED("writable by every user");
+        ASSERT_OK(chmod(strf("%s/policy.conf", t.dir), 0644));
+        tsmd_write_file(&t, "policy.conf", POLICY_BOTH_SCOPES);
+
+        /* A drop-in directory writable by everyone; a drop-in of another user; a FIFO. */
+        dir = strf("%s/policy.d", t.dir);
+        char path[400];
+        snprintf(path, sizeof(path), "%s/20-info.conf", dir);
+        ASSERT_OK(mkdir(dir, 0755));
+        ASSERT_OK(chmod(dir, 0777));
+        write_file(path, "[Client:tests]\nScopes=info\n");
+        EXPECT_REFUSED("writable by every user");
+        ASSERT_OK(chmod(dir, 0755));
+        ASSERT_OK(chown(path, OTHER_UID, OTHER_UID));
+        EXPECT_REFUSED("owned by uid 4242");
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(mkfifo(path, 0644));
+        EXPECT_REFUSED("not a regular file");
+        ASSERT_OK(unlink(path));
+#undef EXPECT_REFUSED
+
+        /* Made safe, it applies. */
+        write_file(path, "[Client:tests]\nScopes=info\n");
+        CALL_OK(a, "io.tsmd.Service.Reload", NULL);
+        expect_scope_denied(a, ctx, 1, "state-change", DEV1);
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* A reload that takes a grant away applies to devices already attached, not only to new ones. */
+TEST(revoked_grants_apply_to_attached_devices) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        Tsmd t;
+        VarlinkClient *b;
+        int64_t ctx;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        b = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ctx = open_context(b);
+        CALL_OK(b, G "AttachDevice", attach_params(ctx, 1, DEV1));
+        CALL_OK(b, G "Bind", vdev_params(ctx, 1));
+        expect_scope_ok(b, ctx, 1, "info", DEV1);
+
+        /* The rule no longer lists the device. */
+        tsmd_write_file(&t, "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=" DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        Msg m = scope_msg("info", DEV1);
+        CALL_ERROR(b, G "GuestRequest", request_params(ctx, 1, "info", &m), E_GUEST("Denied"),
+                   "{\"reason\":\"device not in any rule matching the client\"}");
+        /* No rule for the client at all. */
+        tsmd_write_file(&t, "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        CALL_ERROR(b, G "GuestRequest", request_params(ctx, 1, "info", &m), E_GUEST("Denied"),
+                   "{\"reason\":\"no policy rule matches the client\"}");
+        CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("Denied"), "{\"reason\":\"no policy rule matches the client\"}");
+        /* Granted again. */
+        tsmd_write_file(&t, "policy.conf", POLICY_BOTH_SCOPES);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_scope_ok(b, ctx, 1, "info", DEV1);
+
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
+/* ---- reloads under load --------------------------------------------------------------------- */
+
+typedef struct LoadResult {
+        unsigned ok[2], denied[2], other;
+        char other_error[128];
+} LoadResult;
+
+static const char *const load_scopes[2] = { "info", "state-change" };
+
+/* A client (uid given) sending GuestRequests in both scopes until stop is readable. */
+static _noreturn_ void load_client(Tsmd *t, uid_t uid, const char *address, int ready, int stop, int out) {
+        VarlinkClient *c;
+        LoadResult res = {};
+        char params[2][512];
+        int64_t ctx;
+
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (uid != 0 && (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
+                _exit(2);
+        c = tsmd_connect_guest(t);
+        ctx = open_context(c);
+        CALL_OK(c, G "AttachDevice", attach_params(ctx, 1, address));
+        CALL_OK(c, G "Bind", vdev_params(ctx, 1));
+        for (size_t i = 0; i < 2; i++) {
+                Msg m = scope_msg(load_scopes[i], address);
+                snprintf(params[i], sizeof(params[i]), "%s", request_params(ctx, 1, load_scopes[i], &m));
+        }
+        if (write(ready, "R", 1) != 1)
+                _exit(3);
+
+        for (unsigned n = 0;; n++) {
+                struct pollfd p = { .fd = stop, .events = POLLIN };
+                json_object *r = NULL;
+                const char *error;
+                size_t i = n % 2;
+
+                if (poll(&p, 1, 0) != 0)
+                        break;
+                error = tsmd_call(c, G "GuestRequest", params[i], &r);
+                if (!error)
+                        res.ok[i]++;
+                else if (streq(error, E_GUEST("Denied")))
+                        res.denied[i]++;
+                else if (res.other++ == 0)
+                        snprintf(res.other_error, sizeof(res.other_error), "%s %s", error,
+                                 json_object_to_json_string(r));
+        }
+        varlink_client_free(c);
+        if (write(out, &res, sizeof(res)) != (ssize_t) sizeof(res))
+                _exit(3);
+        _exit(0);
+}
+
+TEST(reload_under_load) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        static const char *const policies[2] = { POLICY_INFO_ONLY, POLICY_BOTH_SCOPES };
+        Tsmd t;
+        int ready[2], stop[2], out[2];
+        pid_t pids[2];
+        LoadResult total = {};
+        unsigned baseline;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files),
+                                        .log_level = "info" });
+        baseline = tsmd_idle_fds(&t);
+
+        ASSERT_OK(pipe2(ready, O_CLOEXEC));
+        ASSERT_OK(pipe2(stop, O_CLOEXEC));
+        ASSERT_OK(pipe2(out, O_CLOEXEC));
+        for (size_t i = 0; i < 2; i++) {
+                fflush(NULL);
+                pids[i] = fork();
+                ASSERT_OK(pids[i]);
+                if (pids[i] == 0) {
+                        close(ready[0]);
+                        close(stop[1]);
+                        close(out[0]);
+                        load_client(&t, i == 0 ? 0 : NOBODY, i == 0 ? DEV1 : DEV2, ready[1], stop[0], out[1]);
+                }
+        }
+        close(ready[1]);
+        close(stop[0]);
+        close(out[1]);
+        for (size_t i = 0; i < 2; i++) {
+                struct pollfd p = { .fd = ready[0], .events = POLLIN };
+                char byte;
+                ASSERT_EQ(poll(&p, 1, 5000), 1);
+                ASSERT_EQ(read(ready[0], &byte, 1), 1);
+        }
+
+        for (unsigned i = 0; i < 20; i++) {
+                tsmd_write_file(&t, "policy.conf", policies[i % 2]);
+                ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+                sleep_usec(10 * USEC_PER_MSEC);
+        }
+        close(stop[1]);
+
+        for (size_t i = 0; i < 2; i++) {
+                struct pollfd p = { .fd = out[0], .events = POLLIN };
+                LoadResult res;
+
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                ASSERT_EQ(read(out[0], &res, sizeof(res)), (ssize_t) sizeof(res));
+                printf("# client: info %u ok / %u denied, state-change %u ok / %u denied, %u other\n", res.ok[0],
+                       res.denied[0], res.ok[1], res.denied[1], res.other);
+                if (res.other > 0)
+                        TEST_FAIL("%u requests failed otherwise than Denied, first: %s", res.other, res.other_error);
+                for (size_t k = 0; k < 2; k++) {
+                        total.ok[k] += res.ok[k];
+                        total.denied[k] += res.denied[k];
+                }
+        }
+        for (size_t i = 0; i < 2; i++) {
+                int status;
+                ASSERT_EQ(waitpid(pids[i], &status, 0), pids[i]);
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        close(out[0]);
+        close(ready[0]);
+
+        /* Both policies grant info: never a moment without a policy. Both were seen in force. */
+        ASSERT_EQ(total.denied[0], 0);
+        ASSERT_TRUE(total.ok[0] > 0);
+        ASSERT_TRUE(total.ok[1] > 0);
+        ASSERT_TRUE(total.denied[1] > 0);
+
+        ASSERT_TRUE(tsmd_is_running(&t));
+        ASSERT_EQ(tsmd_wait_fds(&t, baseline, TSMD_WAIT_USEC), baseline);
+        tsmd_teardown(&t);
+}
+
+/* ---- limits from the rules ------------------------------------------------------------------ */
+
+TEST(rule_limits_lower_the_configured_ones) {
+        static const TsmdFile files[] = {
+                { "policy.conf",
+                  "[Defaults]\n"
+                  "MaxContexts=3\n"
+                  "MaxVDevices=3\n"
+                  "[Client:small]\n"
+                  "Users=65534\n"
+                  "Devices=*\n"
+                  "MaxContexts=2\n"
+                  "MaxVDevices=1\n"
+                  "[Client:root]\n"
+                  "Users=root\n"
+                  "Devices=*\n"
+                  "MaxContexts=100\n" },
+        };
+        Tsmd t;
+        VarlinkClient *a, *b;
+        int64_t ca[8], cb[2];
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) {
+                .config = CONF_EMU(DEV1 "," DEV2 "," DEV3 "," DEV4 "," DEV5,
+                                   "[Guest]\nMaxContextsPerClient=5\nMaxVDevicesPerClient=8\n"),
+                .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t);
+        b = tsmd_connect_as(&t, NOBODY, NOBODY);
+
+        /* The rule's limits are below the configured ones: they apply. */
+        cb[0] = open_context(b);
+        cb[1] = open_context(b);
+        CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":2}");
+        CALL_OK(b, G "AttachDevice", attach_params(cb[0], 1, DEV1));
+        CALL_ERROR(b, G "AttachDevice", attach_params(cb[1], 1, DEV2), E_GUEST("LimitReached"),
+                   "{\"limit\":\"vdevices\",\"max\":1}");
+
+        /* Root's rule allows more contexts than configured: the configuration wins (5); its
+         * vDevices come from [Defaults] (3), below the configured 8. */
+        for (size_t i = 0; i < 5; i++)
+                ca[i] = open_context(a);
+        CALL_ERROR(a, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":5}");
+        CALL_OK(a, G "AttachDevice", attach_params(ca[0], 1, DEV2));
+        CALL_OK(a, G "AttachDevice", attach_params(ca[1], 1, DEV3));
+        CALL_OK(a, G "AttachDevice", attach_params(ca[2], 1, DEV4));
+        CALL_ERROR(a, G "AttachDevice", attach_params(ca[3], 1, DEV5), E_GUEST("LimitReached"),
+                   "{\"limit\":\"vdevices\",\"max\":3}");
+
+        /* Room made, room used. */
+        CALL_OK(b, G "CloseContext", strf("{\"context\":%" PRIi64 "}", cb[1]));
+        open_context(b);
+        CALL_OK(a, G "DetachDevice", vdev_params(ca[2], 1));
+        CALL_OK(a, G "AttachDevice", attach_params(ca[3], 1, DEV5));
+
+        varlink_client_free(a);
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
+/* ---- [Admin] ---------------------------------------------------------------------------------- */
+
+TEST(admin_users_may_administer) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        Tsmd t;
+        VarlinkClient *b, *o;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        b = tsmd_connect_as(&t, NOBODY, NOBODY);
+        o = tsmd_connect_as(&t, OTHER_UID, OTHER_UID);
+
+        /* Without [Admin], only root administers. */
+        CALL_ERROR(b, "io.tsmd.Service.SetLogLevel", "{\"level\":\"debug\"}", VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        CALL_ERROR(b, "io.tsmd.Service.Reload", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+
+        tsmd_write_file(&t, "policy.conf", POLICY_BOTH_SCOPES "[Admin]\nUsers=65534\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+
+        /* The same connection, now an administrator; the other uid still is not. */
+        CALL_OK(b, "io.tsmd.Service.SetLogLevel", "{\"level\":\"info\"}");
+        ASSERT_TRUE(tsmd_wait_log(&t, "Log level set to info", 1, TSMD_WAIT_USEC));
+        CALL_OK(b, "io.tsmd.Service.Reload", NULL);
+        CALL_ERROR(o, "io.tsmd.Service.SetLogLevel", "{\"level\":\"debug\"}", VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        CALL_ERROR(o, "io.tsmd.Service.Reload", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        /* Administering does not make a client: uid 4242 has no rule. */
+        CALL_ERROR(o, G "OpenContext", NULL, E_GUEST("Denied"), "{\"reason\":\"no policy rule matches the client\"}");
+
+        varlink_client_free(b);
+        varlink_client_free(o);
+        tsmd_teardown(&t);
+}
+
+TEST_MAIN();
