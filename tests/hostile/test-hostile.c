@@ -17,6 +17,7 @@
 
 #include "emu-config.h"
 #include "tdisp.h"
+#include "guest-calls.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
 
@@ -45,15 +46,6 @@ typedef struct Good {
         uint64_t max_usec;
 } Good;
 
-static uint32_t function_id(const char *address) {
-        EmuPciAddress a;
-        uint32_t id;
-
-        ASSERT_OK(emu_pci_address_parse(address, &a));
-        ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &id));
-        return id;
-}
-
 /* GuestRequest parameters for one TDISP request (body: zeros of body_len). */
 static const char *request_params(int64_t ctx, int64_t vdev, const char *address, uint8_t type,
                                   size_t body_len) {
@@ -61,7 +53,7 @@ static const char *request_params(int64_t ctx, int64_t vdev, const char *address
         size_t len;
         _cleanup_free_ char *enc = NULL;
 
-        ASSERT_OK(tdisp_build_request(type, function_id(address), body, body_len, msg, sizeof(msg), &len));
+        ASSERT_OK(tdisp_build_request(type, guest_function_id(address), body, body_len, msg, sizeof(msg), &len));
         enc = b64(msg, len);
         return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"scope\":\"info\",\"request\":\"%s\","
                     "\"maxResponseSize\":4096}",

@@ -25,6 +25,7 @@
 #include "emu-config.h"
 #include "emu-device.h"
 #include "tdisp.h"
+#include "guest-calls.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
 
@@ -55,35 +56,6 @@ static void start(Tsmd *t, const char *config, const char *log_level) {
 
 /* ---- calls -------------------------------------------------------------------------------- */
 
-static int64_t open_context(VarlinkClient *c) {
-        json_object *r = CALL_OK(c, G "OpenContext", NULL);
-        int64_t handle = JINT(r, "context");
-        int fd = varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor"));
-
-        ASSERT_TRUE(handle > 0);
-        ASSERT_TRUE(fd >= 0);
-        close(fd);
-        return handle;
-}
-
-static const char *attach_params(int64_t ctx, int64_t vdev, const char *address) {
-        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"%s\"}", ctx, vdev,
-                    address);
-}
-
-static const char *vdev_params(int64_t ctx, int64_t vdev) {
-        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 "}", ctx, vdev);
-}
-
-static uint32_t function_id(const char *address) {
-        EmuPciAddress a;
-        uint32_t id;
-
-        ASSERT_OK(emu_pci_address_parse(address, &a));
-        ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &id));
-        return id;
-}
-
 typedef struct Msg {
         uint8_t buf[2048];
         size_t len;
@@ -92,14 +64,14 @@ typedef struct Msg {
 static Msg tdisp_msg(uint8_t type, const char *address, const void *body, size_t body_len) {
         Msg m = {};
 
-        ASSERT_OK(tdisp_build_request(type, function_id(address), body, body_len, m.buf, sizeof(m.buf), &m.len));
+        ASSERT_OK(tdisp_build_request(type, guest_function_id(address), body, body_len, m.buf, sizeof(m.buf), &m.len));
         return m;
 }
 
 static Msg debug_read_msg(const char *address) {
         Msg m = {};
 
-        ASSERT_OK(emu_debug_build_request(function_id(address), EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_READ, 8, 0,
+        ASSERT_OK(emu_debug_build_request(guest_function_id(address), EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_READ, 8, 0,
                                           m.buf, sizeof(m.buf), &m.len));
         return m;
 }
@@ -440,13 +412,13 @@ TEST(one_record_per_call_in_call_order) {
 #define WANT(ev, res) (w[n++] = want(ev, res, uid, gid, pid))
 #define WANT_DEV1(ev, res) (w[n++] = on_dev(want(ev, res, uid, gid, pid), ctx, 1, DEV1))
 
-        ctx = open_context(c);
+        ctx = guest_open_context(c);
         /* Which context it created is not asked here (see open_context_record_names_its_context). */
         WANT("open-context", "ok");
         w[n - 1].ctx = ANY_I;
-        CALL_OK(c, G "AttachDevice", attach_params(ctx, 1, DEV1));
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
         WANT_DEV1("attach", "ok");
-        CALL_OK(c, G "Bind", vdev_params(ctx, 1));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
         WANT_DEV1("bind", "ok");
 
         /* Guest requests in both granted scopes, each with its sizes and its sequence number. */
@@ -488,13 +460,13 @@ TEST(one_record_per_call_in_call_order) {
         in_scope(&w[n - 1], "state-change", 1, (int64_t) m.len, NUL_I);
 
         /* Another connection's handle names nothing on this one. */
-        CALL_ERROR(other, G "Bind", vdev_params(ctx, 1), E_GUEST("NoSuchContext"),
+        CALL_ERROR(other, G "Bind", guest_vdev_params(ctx, 1), E_GUEST("NoSuchContext"),
                    strf("{\"context\":%" PRIi64 "}", ctx));
         WANT("bind", E_GUEST("NoSuchContext"));
 
-        CALL_OK(c, G "Unbind", vdev_params(ctx, 1));
+        CALL_OK(c, G "Unbind", guest_vdev_params(ctx, 1));
         WANT_DEV1("unbind", "ok");
-        CALL_OK(c, G "DetachDevice", vdev_params(ctx, 1));
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 1));
         WANT_DEV1("detach", "ok");
         CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
         WANT("close-context", "ok");
@@ -540,8 +512,8 @@ TEST(open_context_record_names_its_context) {
 
         start(&t, CONF_ZERO(), NULL);
         c = tsmd_connect(&t);
-        ctx1 = open_context(c);
-        ctx2 = open_context(c);
+        ctx1 = guest_open_context(c);
+        ctx2 = guest_open_context(c);
         ASSERT_NE(ctx1, ctx2);
 
         audit_read(&t, &l);
@@ -577,12 +549,12 @@ TEST(records_carry_each_clients_identity) {
         pid_b = t.helpers[t.n_helpers - 1];
 
         /* Interleaved, so a record attributed to the wrong connection shows. */
-        ca = open_context(a);
-        cb = open_context(b);
-        CALL_OK(b, G "AttachDevice", attach_params(cb, 7, DEV2));
-        CALL_OK(a, G "AttachDevice", attach_params(ca, 3, DEV1));
-        CALL_OK(a, G "Bind", vdev_params(ca, 3));
-        CALL_OK(b, G "Bind", vdev_params(cb, 7));
+        ca = guest_open_context(a);
+        cb = guest_open_context(b);
+        CALL_OK(b, G "AttachDevice", guest_attach_params(cb, 7, DEV2));
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ca, 3, DEV1));
+        CALL_OK(a, G "Bind", guest_vdev_params(ca, 3));
+        CALL_OK(b, G "Bind", guest_vdev_params(cb, 7));
         ma = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
         mb = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_STATE, DEV2, NULL, 0);
         lb = guest_ok(b, cb, 7, "info", &mb, &sb);
@@ -683,10 +655,10 @@ TEST(client_killed_mid_request_is_recorded) {
                 close(notify[0]);
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
                 c = tsmd_connect(&t);
-                info.ctx = open_context(c);
+                info.ctx = guest_open_context(c);
                 info.request_len = m.len;
-                CALL_OK(c, G "AttachDevice", attach_params(info.ctx, 1, DEV1));
-                CALL_OK(c, G "Bind", vdev_params(info.ctx, 1));
+                CALL_OK(c, G "AttachDevice", guest_attach_params(info.ctx, 1, DEV1));
+                CALL_OK(c, G "Bind", guest_vdev_params(info.ctx, 1));
                 tsmd_call_async(c, G "GuestRequest", request_params(info.ctx, 1, "info", &m), 0, &gr);
                 ASSERT_EQ(varlink_client_get_events(c) & POLLOUT, 0); /* all of it was sent */
                 ASSERT_EQ(write(notify[1], &info, sizeof(info)), (ssize_t) sizeof(info));
@@ -765,9 +737,9 @@ TEST(sigterm_records_what_it_finishes) {
 
         start(&t, CONF_ZERO("EmulatedLatencyUSec=300000\n"), NULL);
         c = tsmd_connect(&t);
-        ctx = open_context(c);
-        CALL_OK(c, G "AttachDevice", attach_params(ctx, 1, DEV1));
-        CALL_OK(c, G "Bind", vdev_params(ctx, 1));
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
         tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m), 0, &gr);
         tsmd_pump(c, 50 * USEC_PER_MSEC);
         ASSERT_EQ(gr.n, 0);
@@ -837,9 +809,9 @@ static _noreturn_ void load_client(const char *socket, const char *address, int 
         STEP(G "OpenContext", (const char *) NULL);
         ctx = json_object_get_int64(json_object_object_get(r, "context"));
         safe_close(varlink_client_take_fd(c, 0));
-        snprintf(params, sizeof(params), "%s", attach_params(ctx, 1, address));
+        snprintf(params, sizeof(params), "%s", guest_attach_params(ctx, 1, address));
         STEP(G "AttachDevice", params);
-        snprintf(params, sizeof(params), "%s", vdev_params(ctx, 1));
+        snprintf(params, sizeof(params), "%s", guest_vdev_params(ctx, 1));
         STEP(G "Bind", params);
         m = tdisp_msg(TDISP_MSG_GET_VERSION, address, NULL, 0);
         snprintf(params, sizeof(params), "%s", request_params(ctx, 1, "info", &m));
@@ -897,12 +869,12 @@ static bool acked_collect(Acked *a, int fd, int timeout_ms) {
  * record in the file. The probe adds five records (four calls, and a release as it leaves). */
 static void probe_continues_at(Tsmd *t, uint64_t last) {
         VarlinkClient *c = tsmd_connect(t);
-        int64_t ctx = open_context(c), seq;
+        int64_t ctx = guest_open_context(c), seq;
         Msg m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV3, NULL, 0);
         AuditLines l;
 
-        CALL_OK(c, G "AttachDevice", attach_params(ctx, 1, DEV3));
-        CALL_OK(c, G "Bind", vdev_params(ctx, 1));
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV3));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
         guest_ok(c, ctx, 1, "info", &m, &seq);
         ASSERT_EQ(seq, (int64_t) last + 4);
         audit_read(t, &l);
@@ -1074,13 +1046,13 @@ TEST(full_disk_fails_closed) {
         tsmd_restart(&t);
 
         c = tsmd_connect(&t);
-        ctx = open_context(c);
+        ctx = guest_open_context(c);
         expect_call(&e, "open-context", "ok");
-        CALL_OK(c, G "AttachDevice", attach_params(ctx, 1, DEV1)); /* stays unbound */
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1)); /* stays unbound */
         expect_call(&e, "attach", "ok");
-        CALL_OK(c, G "AttachDevice", attach_params(ctx, 2, DEV2));
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 2, DEV2));
         expect_call(&e, "attach", "ok");
-        CALL_OK(c, G "Bind", vdev_params(ctx, 2));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 2));
         expect_call(&e, "bind", "ok");
 
         /* Fill it: requests until they are refused for good. A refusal alone does not mean
@@ -1115,8 +1087,8 @@ TEST(full_disk_fails_closed) {
         ASSERT_TRUE(answered > 0);
 
         /* Full: every call is refused the same way, and none of them runs. */
-        CALL_ERROR(c, G "Bind", vdev_params(ctx, 1), E_GUEST("AuditFailed"), "{\"errno\":28}");
-        CALL_ERROR(c, G "GetDeviceState", vdev_params(ctx, 1), E_GUEST("AuditFailed"), "{\"errno\":28}");
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 1), E_GUEST("AuditFailed"), "{\"errno\":28}");
+        CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("AuditFailed"), "{\"errno\":28}");
         CALL_ERROR(c, G "GuestRequest", request_params(ctx, 2, "info", &m), E_GUEST("AuditFailed"), "{\"errno\":28}");
         CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
         ASSERT_ERRNO(varlink_client_take_fd(c, 0), ENXIO); /* no iommufd came with the refusal */
@@ -1132,7 +1104,7 @@ TEST(full_disk_fails_closed) {
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
 
         /* The refused Bind did not happen. */
-        r = CALL_OK(c, G "GetDeviceState", vdev_params(ctx, 1));
+        r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 1));
         expect_call(&e, "get-state", "ok");
         ASSERT_STREQ(JSTR(r, "state"), "config_unlocked");
         ASSERT_FALSE(JBOOL(r, "bound"));
@@ -1140,17 +1112,17 @@ TEST(full_disk_fails_closed) {
         expect_call(&e, "guest-request", "ok");
         ASSERT_TRUE(seq > last_seq);
         /* A fresh client gets the device as it was: attachable, unlocked, bindable. */
-        CALL_OK(c, G "DetachDevice", vdev_params(ctx, 1));
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 1));
         expect_call(&e, "detach", "ok");
-        int64_t cd = open_context(d);
+        int64_t cd = guest_open_context(d);
         expect_call(&e, "open-context", "ok");
-        CALL_OK(d, G "AttachDevice", attach_params(cd, 1, DEV1));
+        CALL_OK(d, G "AttachDevice", guest_attach_params(cd, 1, DEV1));
         expect_call(&e, "attach", "ok");
-        r = CALL_OK(d, G "GetDeviceState", vdev_params(cd, 1));
+        r = CALL_OK(d, G "GetDeviceState", guest_vdev_params(cd, 1));
         expect_call(&e, "get-state", "ok");
         ASSERT_STREQ(JSTR(r, "state"), "config_unlocked");
         ASSERT_FALSE(JBOOL(r, "bound"));
-        r = CALL_OK(d, G "Bind", vdev_params(cd, 1));
+        r = CALL_OK(d, G "Bind", guest_vdev_params(cd, 1));
         expect_call(&e, "bind", "ok");
         ASSERT_STREQ(JSTR(r, "state"), "config_locked");
 
@@ -1181,8 +1153,8 @@ TEST(record_failing_after_the_call_ran) {
 
         start(&t, CONF_ZERO(), "info");
         c = tsmd_connect(&t);
-        ctx = open_context(c);
-        CALL_OK(c, G "AttachDevice", attach_params(ctx, 1, DEV1));
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
 
         /* Every answered record is on disk: no write may grow the file any more. */
         ASSERT_OK(stat(strf("%s/audit/audit.log", t.dir), &st));
@@ -1190,11 +1162,11 @@ TEST(record_failing_after_the_call_ran) {
         struct rlimit lim = { .rlim_cur = (rlim_t) st.st_size, .rlim_max = RLIM_INFINITY };
         ASSERT_OK(prlimit(t.pid, RLIMIT_FSIZE, &lim, NULL));
 
-        error = tsmd_call(c, G "Bind", vdev_params(ctx, 1), &r);
+        error = tsmd_call(c, G "Bind", guest_vdev_params(ctx, 1), &r);
         ASSERT_STREQ(error, E_GUEST("AuditFailed"));
         ASSERT_TRUE(json_matches(r, "{\"errno\":27}")); /* EFBIG: not a refusal before the call */
         /* The log is failed now: every call is refused until it is reopened. */
-        CALL_ERROR(c, G "GetDeviceState", vdev_params(ctx, 1), E_GUEST("AuditFailed"), NULL);
+        CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("AuditFailed"), NULL);
 
         lim.rlim_cur = RLIM_INFINITY;
         ASSERT_OK(prlimit(t.pid, RLIMIT_FSIZE, &lim, NULL));
@@ -1204,7 +1176,7 @@ TEST(record_failing_after_the_call_ran) {
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
 
         /* The bind did happen, and the repaired log serves (and records) calls again. */
-        r = CALL_OK(c, G "GetDeviceState", vdev_params(ctx, 1));
+        r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 1));
         ASSERT_TRUE(JBOOL(r, "bound"));
 
         varlink_client_free(c);

@@ -20,6 +20,7 @@
 
 #include "emu-config.h"
 #include "tdisp.h"
+#include "guest-calls.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
 
@@ -102,12 +103,8 @@ static json_object *attach(VarlinkClient *c, int64_t ctx, int64_t vdev, const ch
                             ctx, vdev, address));
 }
 
-static const char *vdev_params(int64_t ctx, int64_t vdev) {
-        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 "}", ctx, vdev);
-}
-
 static const char *state_of(VarlinkClient *c, int64_t ctx, int64_t vdev, bool *ret_bound) {
-        json_object *r = CALL_OK(c, G "GetDeviceState", vdev_params(ctx, vdev));
+        json_object *r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, vdev));
 
         if (ret_bound)
                 *ret_bound = JBOOL(r, "bound");
@@ -115,17 +112,8 @@ static const char *state_of(VarlinkClient *c, int64_t ctx, int64_t vdev, bool *r
 }
 
 static void bind_device(VarlinkClient *c, int64_t ctx, int64_t vdev) {
-        json_object *r = CALL_OK(c, G "Bind", vdev_params(ctx, vdev));
+        json_object *r = CALL_OK(c, G "Bind", guest_vdev_params(ctx, vdev));
         ASSERT_STREQ(JSTR(r, "state"), "config_locked");
-}
-
-static uint32_t function_id(const char *address) {
-        EmuPciAddress a;
-        uint32_t id;
-
-        ASSERT_OK(emu_pci_address_parse(address, &a));
-        ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &id));
-        return id;
 }
 
 typedef struct Msg {
@@ -136,7 +124,7 @@ typedef struct Msg {
 static Msg tdisp_msg(uint8_t type, const char *address, const void *body, size_t body_len) {
         Msg m = {};
 
-        ASSERT_OK(tdisp_build_request(type, function_id(address), body, body_len, m.buf, sizeof(m.buf), &m.len));
+        ASSERT_OK(tdisp_build_request(type, guest_function_id(address), body, body_len, m.buf, sizeof(m.buf), &m.len));
         return m;
 }
 
@@ -214,7 +202,7 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
         ASSERT_EQ(r.len, sizeof(TdispVersionResponse) + 1);
         ASSERT_EQ(r.buf[sizeof(TdispHeader)], 1); /* VERSION_NUM_COUNT */
         ASSERT_EQ(r.buf[sizeof(TdispHeader) + 1], TDISP_VERSION_1_0);
-        ASSERT_EQ(le32toh(((TdispHeader *) r.buf)->interface_id.function_id), function_id(address));
+        ASSERT_EQ(le32toh(((TdispHeader *) r.buf)->interface_id.function_id), guest_function_id(address));
 
         /* After the host's Bind the TDI is CONFIG_LOCKED. */
         ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_CONFIG_LOCKED);
@@ -269,7 +257,7 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
         m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, address, NULL, 0);
         r = guest_ok(c, ctx, vdev, "state-change", &m, 1);
         ASSERT_EQ(r.buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
-        json_object *u = CALL_OK(c, G "Unbind", vdev_params(ctx, vdev));
+        json_object *u = CALL_OK(c, G "Unbind", guest_vdev_params(ctx, vdev));
         ASSERT_STREQ(JSTR(u, "state"), "config_unlocked");
         bind_device(c, ctx, vdev);
 }
@@ -332,8 +320,8 @@ static void client_flow(VarlinkClient *c, const char *address, bool memfd) {
 
         exercise_guest_scopes(c, ctx, 42, address);
 
-        CALL_OK(c, G "DetachDevice", vdev_params(ctx, 42));
-        CALL_ERROR(c, G "GetDeviceState", vdev_params(ctx, 42), E_GUEST("NoSuchVDevice"), NULL);
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 42));
+        CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 42), E_GUEST("NoSuchVDevice"), NULL);
         CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
         CALL_ERROR(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx), E_GUEST("NoSuchContext"),
                    strf("{\"context\":%" PRIi64 "}", ctx));
@@ -517,7 +505,7 @@ TEST(foreign_handles_and_named_errors) {
         /* B has no context yet: A's handle names nothing on B's connection. */
         const char *ctx_only = strf("{\"context\":%" PRIi64 "}", ca);
         CALL_ERROR(b, G "CloseContext", ctx_only, E_GUEST("NoSuchContext"), ctx_only);
-        CALL_ERROR(b, G "GetDeviceState", vdev_params(ca, 7), E_GUEST("NoSuchContext"), ctx_only);
+        CALL_ERROR(b, G "GetDeviceState", guest_vdev_params(ca, 7), E_GUEST("NoSuchContext"), ctx_only);
         CALL_ERROR(b, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":8,\"pciAddress\":\"" DEV2 "\"}", ca),
                    E_GUEST("NoSuchContext"), ctx_only);
 
@@ -525,10 +513,10 @@ TEST(foreign_handles_and_named_errors) {
         cb = open_context(b, NULL);
         ASSERT_EQ(cb, ca);
         const char *nsv = strf("{\"context\":%" PRIi64 ",\"vdeviceId\":7}", cb);
-        CALL_ERROR(b, G "GetDeviceState", vdev_params(cb, 7), E_GUEST("NoSuchVDevice"), nsv);
-        CALL_ERROR(b, G "Bind", vdev_params(cb, 7), E_GUEST("NoSuchVDevice"), nsv);
-        CALL_ERROR(b, G "Unbind", vdev_params(cb, 7), E_GUEST("NoSuchVDevice"), nsv);
-        CALL_ERROR(b, G "DetachDevice", vdev_params(cb, 7), E_GUEST("NoSuchVDevice"), nsv);
+        CALL_ERROR(b, G "GetDeviceState", guest_vdev_params(cb, 7), E_GUEST("NoSuchVDevice"), nsv);
+        CALL_ERROR(b, G "Bind", guest_vdev_params(cb, 7), E_GUEST("NoSuchVDevice"), nsv);
+        CALL_ERROR(b, G "Unbind", guest_vdev_params(cb, 7), E_GUEST("NoSuchVDevice"), nsv);
+        CALL_ERROR(b, G "DetachDevice", guest_vdev_params(cb, 7), E_GUEST("NoSuchVDevice"), nsv);
         m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
         CALL_ERROR(b, G "GuestRequest", request_params(cb, 7, "info", &m, 4096), E_GUEST("NoSuchVDevice"), nsv);
         /* ...and A's device stayed bound through all that. */
@@ -566,7 +554,7 @@ TEST(foreign_handles_and_named_errors) {
         CALL_ERROR(a, G "AttachDevice", vfio_params, E_GUEST("BadFileDescriptor"),
                    "{\"field\":\"vfioFileDescriptor\",\"reason\":\"no fd attached at that index\"}");
         /* None of that attached DEV2. */
-        CALL_ERROR(a, G "GetDeviceState", vdev_params(ca, 8), E_GUEST("NoSuchVDevice"), NULL);
+        CALL_ERROR(a, G "GetDeviceState", guest_vdev_params(ca, 8), E_GUEST("NoSuchVDevice"), NULL);
         /* iommufd object ids start at 1. */
         CALL_ERROR(a, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":0,\"pciAddress\":\"" DEV2 "\"}", ca),
                    VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"vdeviceId\"}");
@@ -681,7 +669,7 @@ TEST(limit_vdevices_per_client) {
         attach(b, cb, 2, "0000:04:00.0");
 
         /* Detaching makes room again. */
-        CALL_OK(a, G "DetachDevice", vdev_params(c2, 1));
+        CALL_OK(a, G "DetachDevice", guest_vdev_params(c2, 1));
         attach(a, c1, 2, DEV2);
 
         varlink_client_free(a);
@@ -925,15 +913,15 @@ TEST(requests_on_removed_device_fail_device_gone) {
         const char *gone = "{\"pciAddress\":\"" DEV2 "\"}";
         m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV2, NULL, 0);
         CALL_ERROR(a, G "GuestRequest", request_params(ctx, 2, "info", &m, 4096), E_GUEST("DeviceGone"), gone);
-        CALL_ERROR(a, G "GetDeviceState", vdev_params(ctx, 2), E_GUEST("DeviceGone"), gone);
-        CALL_ERROR(a, G "Bind", vdev_params(ctx, 2), E_GUEST("DeviceGone"), gone);
-        CALL_ERROR(a, G "Unbind", vdev_params(ctx, 2), E_GUEST("DeviceGone"), gone);
+        CALL_ERROR(a, G "GetDeviceState", guest_vdev_params(ctx, 2), E_GUEST("DeviceGone"), gone);
+        CALL_ERROR(a, G "Bind", guest_vdev_params(ctx, 2), E_GUEST("DeviceGone"), gone);
+        CALL_ERROR(a, G "Unbind", guest_vdev_params(ctx, 2), E_GUEST("DeviceGone"), gone);
         /* The device that stayed is unaffected. */
         bind_device(a, ctx, 1);
         ASSERT_EQ(guest_tdi_state(a, ctx, 1, DEV1), TDISP_STATE_CONFIG_LOCKED);
         /* The stale vDevice can be detached, and its id reused. */
-        CALL_OK(a, G "DetachDevice", vdev_params(ctx, 2));
-        CALL_ERROR(a, G "GetDeviceState", vdev_params(ctx, 2), E_GUEST("NoSuchVDevice"), NULL);
+        CALL_OK(a, G "DetachDevice", guest_vdev_params(ctx, 2));
+        CALL_ERROR(a, G "GetDeviceState", guest_vdev_params(ctx, 2), E_GUEST("NoSuchVDevice"), NULL);
 
         /* Re-added: the same client attaches it again, as a fresh device. */
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
@@ -986,10 +974,10 @@ TEST(gone_vdevice_does_not_block_readded_device) {
         bind_device(a, ca, 2);
 
         ASSERT_TRUE(tsmd_reload(&t, CONF_EMU("/dev/zero", DEV1, "")));
-        CALL_ERROR(a, G "GetDeviceState", vdev_params(ca, 2), E_GUEST("DeviceGone"), NULL);
+        CALL_ERROR(a, G "GetDeviceState", guest_vdev_params(ca, 2), E_GUEST("DeviceGone"), NULL);
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
         /* A's vDevice stays dead even though the address is back. */
-        CALL_ERROR(a, G "GetDeviceState", vdev_params(ca, 2), E_GUEST("DeviceGone"), NULL);
+        CALL_ERROR(a, G "GetDeviceState", guest_vdev_params(ca, 2), E_GUEST("DeviceGone"), NULL);
 
         /* A dead vDevice does not hold the device that came back under its address. */
         attach(b, cb, 1, DEV2);
@@ -1012,7 +1000,7 @@ TEST(bind_twice_is_invalid_state) {
         bind_device(a, ctx, 1);
 
         /* Binding a bound device is a state error, named by the IDL. */
-        CALL_ERROR(a, G "Bind", vdev_params(ctx, 1), E_GUEST("InvalidState"), "{\"state\":\"config_locked\"}");
+        CALL_ERROR(a, G "Bind", guest_vdev_params(ctx, 1), E_GUEST("InvalidState"), "{\"state\":\"config_locked\"}");
 
         varlink_client_free(a);
         tsmd_teardown(&t);
@@ -1039,7 +1027,7 @@ TEST(watch_events_keeps_connection_busy) {
         ASSERT_TRUE(tsmd_async_wait(a, &we, 1, TSMD_WAIT_USEC));
         ASSERT_TRUE(json_matches(we.params[0], "{\"event\":null}"));
 
-        tsmd_call_async(a, G "GetDeviceState", vdev_params(ctx, 2), 0, &st);
+        tsmd_call_async(a, G "GetDeviceState", guest_vdev_params(ctx, 2), 0, &st);
         ASSERT_FALSE(tsmd_async_wait(a, &st, 1, 300 * USEC_PER_MSEC));
 
         /* Events still arrive on the subscription; the call stays unanswered. */

@@ -17,6 +17,7 @@
 #include "platform-test-util.h"
 #include "sysfs-fixture.h"
 #include "tsm-types.h"
+#include "guest-calls.h"
 #include "tsmd-fixture.h"
 #include "uevent-sender.h"
 #include "varlink-errors.h"
@@ -133,16 +134,12 @@ static int64_t open_context(VarlinkClient *c) {
         return JINT(r, "context");
 }
 
-static const char *attach_params(int64_t ctx, int64_t vdev, const char *address) {
-        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"%s\"}", ctx, vdev, address);
-}
-
 /* Attaches, retrying while tsmd answers NoSuchDevice (it may not have seen the device yet). */
 static json_object *attach_eventually(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *address) {
         uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
         char params[256];
 
-        snprintf(params, sizeof(params), "%s", attach_params(ctx, vdev, address));
+        snprintf(params, sizeof(params), "%s", guest_attach_params(ctx, vdev, address));
         for (;;) {
                 json_object *r = NULL;
                 const char *error = tsmd_call(c, G "AttachDevice", params, &r);
@@ -163,7 +160,7 @@ static void wait_no_such_device(VarlinkClient *c, int64_t ctx, const char *addre
         uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
         char params[256];
 
-        snprintf(params, sizeof(params), "%s", attach_params(ctx, 999, address));
+        snprintf(params, sizeof(params), "%s", guest_attach_params(ctx, 999, address));
         for (;;) {
                 json_object *r = NULL;
                 const char *error = tsmd_call(c, G "AttachDevice", params, &r);
@@ -256,16 +253,16 @@ TEST(two_tsms_each_device_its_backend) {
 
         nic = attach_eventually(c, ctx, 1, NIC_ADDR);
         expect_kernel_attach(nic, TSM_BACKEND_SEV_TIO, "tsm0");
-        gpu = CALL_OK(c, G "AttachDevice", attach_params(ctx, 2, GPU_ADDR));
+        gpu = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 2, GPU_ADDR));
         expect_kernel_attach(gpu, TSM_BACKEND_TDX_CONNECT, "tsm1");
         /* The two devices really are served by different backends. */
         ASSERT_NE(tsm_backend_desc(TSM_BACKEND_SEV_TIO), tsm_backend_desc(TSM_BACKEND_TDX_CONNECT));
 
         /* TDISP capable but connected to no TSM; no tsm/ at all; a plain device; nothing. */
-        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
-        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 3, "0000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
-        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 3, "0000:00:04.0"), E_GUEST("NoSuchDevice"), NULL);
-        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 3, "0000:42:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:00:04.0"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:42:00.0"), E_GUEST("NoSuchDevice"), NULL);
 
         /* No TSM ioctls on this kernel: binding and requests fail with named errors. */
         expect_kernel_request_refused(c, ctx, 1, "sev-tio");
@@ -301,8 +298,8 @@ TEST(devsec_sample_backend) {
         ctx = open_context(c);
         expect_kernel_attach(attach_eventually(c, ctx, 1, DEVSEC_ADDR), TSM_BACKEND_DEVSEC_SAMPLE, "tsm0");
         /* Its second function has no tsm/; the other host bridge's device is not connected. */
-        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 2, "10000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
-        CALL_ERROR(c, G "AttachDevice", attach_params(ctx, 2, "10001:03:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 2, "10000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 2, "10001:03:00.0"), E_GUEST("NoSuchDevice"), NULL);
         expect_kernel_request_refused(c, ctx, 1, "devsec-sample");
         varlink_client_free(c);
         teardown(&e);
@@ -321,7 +318,7 @@ TEST(hot_removal_and_late_arrival) {
         ca = open_context(a);
         cb = open_context(b);
         attach_eventually(a, ca, 1, NIC_ADDR);
-        CALL_OK(a, G "AttachDevice", attach_params(ca, 2, GPU_ADDR));
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ca, 2, GPU_ADDR));
         tsmd_call_async(a, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we);
         ASSERT_TRUE(tsmd_async_wait(a, &we, 1, TSMD_WAIT_USEC));
         ASSERT_TRUE(json_matches(we.params[0], "{\"event\":null}"));

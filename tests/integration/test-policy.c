@@ -20,6 +20,7 @@
 #include "emu-config.h"
 #include "emu-device.h"
 #include "tdisp.h"
+#include "guest-calls.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
 
@@ -41,35 +42,6 @@
 
 /* ---- calls -------------------------------------------------------------------------------- */
 
-static int64_t open_context(VarlinkClient *c) {
-        json_object *r = CALL_OK(c, G "OpenContext", NULL);
-        int64_t handle = JINT(r, "context");
-        int fd = varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor"));
-
-        ASSERT_TRUE(handle > 0);
-        ASSERT_TRUE(fd >= 0);
-        close(fd);
-        return handle;
-}
-
-static const char *attach_params(int64_t ctx, int64_t vdev, const char *address) {
-        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"%s\"}", ctx, vdev,
-                    address);
-}
-
-static const char *vdev_params(int64_t ctx, int64_t vdev) {
-        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 "}", ctx, vdev);
-}
-
-static uint32_t function_id(const char *address) {
-        EmuPciAddress a;
-        uint32_t id;
-
-        ASSERT_OK(emu_pci_address_parse(address, &a));
-        ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &id));
-        return id;
-}
-
 typedef struct Msg {
         uint8_t buf[2048];
         size_t len;
@@ -80,7 +52,7 @@ static Msg tdisp_msg(uint8_t type, const char *address) {
         bool is_lock = type == TDISP_MSG_LOCK_INTERFACE_REQ;
         Msg m = {};
 
-        ASSERT_OK(tdisp_build_request(type, function_id(address), is_lock ? &lock : NULL, is_lock ? sizeof(lock) : 0,
+        ASSERT_OK(tdisp_build_request(type, guest_function_id(address), is_lock ? &lock : NULL, is_lock ? sizeof(lock) : 0,
                                       m.buf, sizeof(m.buf), &m.len));
         return m;
 }
@@ -88,7 +60,7 @@ static Msg tdisp_msg(uint8_t type, const char *address) {
 static Msg debug_msg(const char *address, uint8_t op) {
         Msg m = {};
 
-        ASSERT_OK(emu_debug_build_request(function_id(address), EMU_VENDOR_ID_DEFAULT, op, 8, op == EMU_DEBUG_OP_WRITE ? 7 : 0,
+        ASSERT_OK(emu_debug_build_request(guest_function_id(address), EMU_VENDOR_ID_DEFAULT, op, 8, op == EMU_DEBUG_OP_WRITE ? 7 : 0,
                                           m.buf, sizeof(m.buf), &m.len));
         return m;
 }
@@ -218,14 +190,14 @@ TEST(rule_grants_one_device_and_scope) {
         b = tsmd_connect_as(&t, NOBODY, NOBODY);
         root = tsmd_connect(&t);
 
-        ctx = open_context(b);
-        r = CALL_OK(b, G "AttachDevice", attach_params(ctx, 1, DEV1));
+        ctx = guest_open_context(b);
+        r = CALL_OK(b, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
         expect_allowed(r, true, false, false, false);
-        CALL_ERROR(b, G "AttachDevice", attach_params(ctx, 2, DEV2), E_GUEST("Denied"),
+        CALL_ERROR(b, G "AttachDevice", guest_attach_params(ctx, 2, DEV2), E_GUEST("Denied"),
                    "{\"reason\":\"device not in any rule matching the client\"}");
         /* The refusal did not attach it. */
-        CALL_ERROR(b, G "GetDeviceState", vdev_params(ctx, 2), E_GUEST("NoSuchVDevice"), NULL);
-        CALL_OK(b, G "Bind", vdev_params(ctx, 1));
+        CALL_ERROR(b, G "GetDeviceState", guest_vdev_params(ctx, 2), E_GUEST("NoSuchVDevice"), NULL);
+        CALL_OK(b, G "Bind", guest_vdev_params(ctx, 1));
 
         expect_scope_ok(b, ctx, 1, "info", DEV1);
         expect_scope_denied(b, ctx, 1, "state-change", DEV1);
@@ -248,11 +220,11 @@ TEST(rule_grants_one_device_and_scope) {
         expect_scope_denied(b, ctx, 1, "debug-write", DEV1);
         expect_scope_denied(b, ctx, 1, "state-change", DEV1);
         /* AttachDevice reports the new grant. */
-        CALL_OK(b, G "DetachDevice", vdev_params(ctx, 1));
-        r = CALL_OK(b, G "AttachDevice", attach_params(ctx, 3, DEV1));
+        CALL_OK(b, G "DetachDevice", guest_vdev_params(ctx, 1));
+        r = CALL_OK(b, G "AttachDevice", guest_attach_params(ctx, 3, DEV1));
         expect_allowed(r, true, false, true, false);
         /* The rule still names DEV1 only, and root is still nobody. */
-        CALL_ERROR(b, G "AttachDevice", attach_params(ctx, 2, DEV2), E_GUEST("Denied"),
+        CALL_ERROR(b, G "AttachDevice", guest_attach_params(ctx, 2, DEV2), E_GUEST("Denied"),
                    "{\"reason\":\"device not in any rule matching the client\"}");
         CALL_ERROR(root, G "OpenContext", NULL, E_GUEST("Denied"), "{\"reason\":\"no policy rule matches the client\"}");
 
@@ -260,7 +232,7 @@ TEST(rule_grants_one_device_and_scope) {
         ASSERT_OK(unlink(strf("%s/policy.d/50-debug.conf", t.dir)));
         ASSERT_OK(symlink("/dev/null", strf("%s/policy.d/50-debug.conf", t.dir)));
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
-        CALL_OK(b, G "Bind", vdev_params(ctx, 3));
+        CALL_OK(b, G "Bind", guest_vdev_params(ctx, 3));
         expect_scope_denied(b, ctx, 3, "debug-read", DEV1);
         expect_scope_ok(b, ctx, 3, "info", DEV1);
 
@@ -300,9 +272,9 @@ TEST(broken_policy_on_reload_keeps_the_old_one) {
         need_root(); /* the client is root */
         tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
         a = tsmd_connect(&t); /* root, on the socket serving every interface */
-        ctx = open_context(a);
-        CALL_OK(a, G "AttachDevice", attach_params(ctx, 1, DEV1));
-        CALL_OK(a, G "Bind", vdev_params(ctx, 1));
+        ctx = guest_open_context(a);
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(a, G "Bind", guest_vdev_params(ctx, 1));
         expect_scope_ok(a, ctx, 1, "state-change", DEV1);
 
         /* SIGHUP: refused, with the place of the error in the log; tsmd goes on serving. */
@@ -314,8 +286,8 @@ TEST(broken_policy_on_reload_keeps_the_old_one) {
         /* The old policy is still in force: state-change still allowed, new contexts too. */
         expect_scope_ok(a, ctx, 1, "state-change", DEV1);
         expect_scope_ok(a, ctx, 1, "info", DEV1);
-        int64_t ctx2 = open_context(a);
-        CALL_OK(a, G "AttachDevice", attach_params(ctx2, 1, DEV2));
+        int64_t ctx2 = guest_open_context(a);
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ctx2, 1, DEV2));
 
         /* io.tsmd.Service.Reload says the same to an administrator. */
         error = tsmd_call(a, "io.tsmd.Service.Reload", NULL, &r);
@@ -362,9 +334,9 @@ TEST(unsafe_policy_files_are_refused) {
         need_root(); /* chown */
         tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
         a = tsmd_connect(&t);
-        ctx = open_context(a);
-        CALL_OK(a, G "AttachDevice", attach_params(ctx, 1, DEV1));
-        CALL_OK(a, G "Bind", vdev_params(ctx, 1));
+        ctx = guest_open_context(a);
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(a, G "Bind", guest_vdev_params(ctx, 1));
 
 #define EXPECT_REFUSED(what)                                                                       \
         do {                                                                                       \
@@ -419,9 +391,9 @@ TEST(revoked_grants_apply_to_attached_devices) {
         need_root();
         tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
         b = tsmd_connect_as(&t, NOBODY, NOBODY);
-        ctx = open_context(b);
-        CALL_OK(b, G "AttachDevice", attach_params(ctx, 1, DEV1));
-        CALL_OK(b, G "Bind", vdev_params(ctx, 1));
+        ctx = guest_open_context(b);
+        CALL_OK(b, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(b, G "Bind", guest_vdev_params(ctx, 1));
         expect_scope_ok(b, ctx, 1, "info", DEV1);
 
         /* The rule no longer lists the device. */
@@ -465,9 +437,9 @@ static _noreturn_ void load_client(Tsmd *t, uid_t uid, const char *address, int 
         if (uid != 0 && (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
                 _exit(2);
         c = tsmd_connect_guest(t);
-        ctx = open_context(c);
-        CALL_OK(c, G "AttachDevice", attach_params(ctx, 1, address));
-        CALL_OK(c, G "Bind", vdev_params(ctx, 1));
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, address));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
         for (size_t i = 0; i < 2; i++) {
                 Msg m = scope_msg(load_scopes[i], address);
                 snprintf(params[i], sizeof(params[i]), "%s", request_params(ctx, 1, load_scopes[i], &m));
@@ -608,29 +580,29 @@ TEST(rule_limits_lower_the_configured_ones) {
         b = tsmd_connect_as(&t, NOBODY, NOBODY);
 
         /* The rule's limits are below the configured ones: they apply. */
-        cb[0] = open_context(b);
-        cb[1] = open_context(b);
+        cb[0] = guest_open_context(b);
+        cb[1] = guest_open_context(b);
         CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":2}");
-        CALL_OK(b, G "AttachDevice", attach_params(cb[0], 1, DEV1));
-        CALL_ERROR(b, G "AttachDevice", attach_params(cb[1], 1, DEV2), E_GUEST("LimitReached"),
+        CALL_OK(b, G "AttachDevice", guest_attach_params(cb[0], 1, DEV1));
+        CALL_ERROR(b, G "AttachDevice", guest_attach_params(cb[1], 1, DEV2), E_GUEST("LimitReached"),
                    "{\"limit\":\"vdevices\",\"max\":1}");
 
         /* Root's rule allows more contexts than configured: the configuration wins (5); its
          * vDevices come from [Defaults] (3), below the configured 8. */
         for (size_t i = 0; i < 5; i++)
-                ca[i] = open_context(a);
+                ca[i] = guest_open_context(a);
         CALL_ERROR(a, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":5}");
-        CALL_OK(a, G "AttachDevice", attach_params(ca[0], 1, DEV2));
-        CALL_OK(a, G "AttachDevice", attach_params(ca[1], 1, DEV3));
-        CALL_OK(a, G "AttachDevice", attach_params(ca[2], 1, DEV4));
-        CALL_ERROR(a, G "AttachDevice", attach_params(ca[3], 1, DEV5), E_GUEST("LimitReached"),
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ca[0], 1, DEV2));
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ca[1], 1, DEV3));
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ca[2], 1, DEV4));
+        CALL_ERROR(a, G "AttachDevice", guest_attach_params(ca[3], 1, DEV5), E_GUEST("LimitReached"),
                    "{\"limit\":\"vdevices\",\"max\":3}");
 
         /* Room made, room used. */
         CALL_OK(b, G "CloseContext", strf("{\"context\":%" PRIi64 "}", cb[1]));
-        open_context(b);
-        CALL_OK(a, G "DetachDevice", vdev_params(ca[2], 1));
-        CALL_OK(a, G "AttachDevice", attach_params(ca[3], 1, DEV5));
+        guest_open_context(b);
+        CALL_OK(a, G "DetachDevice", guest_vdev_params(ca[2], 1));
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ca[3], 1, DEV5));
 
         varlink_client_free(a);
         varlink_client_free(b);
