@@ -12,6 +12,8 @@ static const TsmctlVerb *const verbs[] = {
         &verb_status,
         &verb_backends,
         &verb_devices,
+        &verb_connect,
+        &verb_disconnect,
         &verb_clients,
         &verb_audit,
         &verb_monitor,

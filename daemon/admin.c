@@ -345,10 +345,65 @@ static int vl_get_counters(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_reply(call, reply);
 }
 
+typedef struct InUse {
+        const char *pci_address;
+        bool found;
+} InUse;
+
+static void check_in_use(const GuestVDeviceInfo *v, void *userdata) {
+        InUse *u = userdata;
+
+        if (!v->gone && streq(v->pci_address, u->pci_address))
+                u->found = true;
+}
+
+static int reply_admin_error(VarlinkCall *call, const char *error, const char *key, json_object *value) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_object_add(p, key, value) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_call_error(call, error, p);
+}
+
+static int connect_result(VarlinkCall *call, int r, const char *address, const char *tsm) {
+        if (r == -ENODEV)
+                return reply_admin_error(call, "io.tsmd.Admin.NoSuchDevice", "pciAddress", json_object_new_string(address));
+        if (r == -ENXIO)
+                return reply_admin_error(call, "io.tsmd.Admin.NoSuchTsm", "tsm", json_object_new_string(strna(tsm)));
+        if (r == -EBUSY)
+                return reply_admin_error(call, "io.tsmd.Admin.DeviceBusy", "pciAddress", json_object_new_string(address));
+        if (r < 0)
+                return reply_admin_error(call, "io.tsmd.Admin.ConnectFailed", "errno", json_object_new_int(-r));
+        return varlink_call_reply(call, NULL);
+}
+
+static int vl_connect_device(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        const char *address = json_get_string(p, "pciAddress"), *tsm = json_get_string(p, "tsm");
+
+        return connect_result(call, tsm_platform_connect(m->platform, address, tsm), address, tsm);
+}
+
+static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        const char *address = json_get_string(p, "pciAddress");
+        InUse u = { .pci_address = address };
+
+        /* SECURITY: pulling a device from under a guest is not an admin convenience. */
+        guest_foreach_vdevice(m, check_in_use, &u);
+        if (u.found)
+                return connect_result(call, -EBUSY, address, NULL);
+        return connect_result(call, tsm_platform_disconnect(m->platform, address), address, NULL);
+}
+
 static const struct {
         const char *name;
         VarlinkMethodFunc func;
 } admin_methods[] = {
+        { "io.tsmd.Admin.ConnectDevice", vl_connect_device },
+        { "io.tsmd.Admin.DisconnectDevice", vl_disconnect_device },
         { "io.tsmd.Admin.ListBackends", vl_list_backends },
         { "io.tsmd.Admin.ListDevices", vl_list_devices },
         { "io.tsmd.Admin.ListClients", vl_list_clients },

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Backends, devices and request routing. Runs in: daemon. */
 
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/queue.h>
 
 #include "backend.h"
@@ -357,6 +359,61 @@ int tsm_platform_scope_number(TsmPlatform *p, const char *pci_address, const cha
         if (r < 0)
                 return r;
         return device_scope(p, &info, scope, NULL, ret);
+}
+
+/* SECURITY: the path is built from an address the inventory knows, never from client text. */
+static int write_tsm_attribute(const InventoryDevice *d, const char *attribute, const char *value) {
+        _cleanup_close_ int fd = -EBADF;
+        char path[PATH_MAX];
+        size_t n = strlen(value);
+        ssize_t k;
+
+        if ((size_t) snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/tsm/%s", d->address, attribute) >= sizeof(path))
+                return -ENAMETOOLONG;
+        fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        k = write(fd, value, n);
+        if (k < 0)
+                return negative_errno();
+        return (size_t) k == n ? 0 : -EIO;
+}
+
+int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm) {
+        const InventoryDevice *d = inventory_get_device(p->inventory, pci_address);
+        int r;
+
+        if (!d || !d->tdisp_capable || !p->discovery)
+                return -ENODEV;
+        if (!inventory_get_tsm(p->inventory, tsm))
+                return -ENXIO;
+        if (d->connected_tsm)
+                return streq(d->connected_tsm, tsm) ? 0 : -EBUSY;
+
+        r = write_tsm_attribute(d, "connect", tsm);
+        if (r < 0)
+                return r;
+        /* Connecting emits no uevent: look again ourselves. */
+        return discovery_refresh_device(p->discovery, pci_address);
+}
+
+int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address) {
+        const InventoryDevice *d = inventory_get_device(p->inventory, pci_address);
+        _cleanup_free_ char *tsm = NULL;
+        int r;
+
+        if (!d || !d->tdisp_capable || !p->discovery)
+                return -ENODEV;
+        if (!d->connected_tsm)
+                return 0;
+        tsm = strdup(d->connected_tsm);
+        if (!tsm)
+                return -ENOMEM;
+
+        r = write_tsm_attribute(d, "disconnect", tsm);
+        if (r < 0)
+                return r;
+        return discovery_refresh_device(p->discovery, pci_address);
 }
 
 int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t) {

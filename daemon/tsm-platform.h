@@ -80,6 +80,12 @@ int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceIn
  * number is ever made. -ENOENT unknown scope for the backend, -EOPNOTSUPP not in this UAPI. */
 int tsm_platform_scope_number(TsmPlatform *p, const char *pci_address, const char *scope, uint32_t *ret);
 
+/* Connects a TDISP-capable device to a TSM (SPDM session, IDE) or disconnects it, through
+ * the PCI TSM sysfs ABI (tsm/connect, tsm/disconnect). Kernel devices only. -ENODEV unknown
+ * or not TDISP capable, -ENXIO unknown TSM, -EBUSY connected to another TSM. */
+int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm);
+int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address);
+
 /* TDISP lifecycle (the kernel's TSM bind/unbind, or the emulated device's). */
 int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t);
 int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t);

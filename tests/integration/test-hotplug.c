@@ -282,6 +282,56 @@ TEST(two_tsms_each_device_its_backend) {
         teardown(&e);
 }
 
+#define NVME_PATH "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
+
+/* io.tsmd.Admin.ConnectDevice/DisconnectDevice write the PCI TSM sysfs ABI (here: the fixture's
+ * files, which the kernel would act on) and refresh the device. */
+TEST(connect_and_disconnect_through_admin) {
+        _cleanup_free_ char *written = NULL;
+        Env e;
+        VarlinkClient *c;
+        json_object *r;
+        int64_t ctx;
+        FILE *f;
+        char buf[64] = "";
+
+        setup(&e, "two-tsms", NULL);
+        c = tsmd_connect(&e.tsmd);
+        ctx = open_context(c);
+
+        CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm9\"}",
+                   "io.tsmd.Admin.NoSuchTsm", "{\"tsm\":\"tsm9\"}");
+        CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"0000:00:04.0\",\"tsm\":\"tsm1\"}",
+                   "io.tsmd.Admin.NoSuchDevice", NULL);
+        /* The NIC is tsm0's: not taken over silently. */
+        (void) attach_eventually(c, ctx, 1, NIC_ADDR);
+        CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\",\"tsm\":\"tsm1\"}",
+                   "io.tsmd.Admin.DeviceBusy", NULL);
+
+        /* Not attachable while unconnected; connected to tsm1, it is TDX Connect's. */
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
+        CALL_OK(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm1\"}");
+        r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR));
+        expect_kernel_attach(r, TSM_BACKEND_TDX_CONNECT, "tsm1");
+
+        /* A guest holds it: no disconnect from under it. */
+        CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}",
+                   "io.tsmd.Admin.DeviceBusy", NULL);
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 3));
+        ASSERT_OK(sysfs_fixture_write_attr(e.root, NVME_PATH, "tsm/disconnect", ""));
+        CALL_OK(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}");
+        /* What the kernel was told: the TSM to disconnect from. */
+        written = strdup(strf("%s%s/tsm/disconnect", e.root, NVME_PATH));
+        f = fopen(written, "re");
+        ASSERT_NOT_NULL(f);
+        ASSERT_NOT_NULL(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        ASSERT_STREQ(buf, "tsm1");
+
+        varlink_client_free(c);
+        teardown(&e);
+}
+
 static void connect_devsec_fn0(const char *root) {
         /* The sample TSM's connect() fails in the kernel; pretend it worked. */
         ASSERT_OK(sysfs_fixture_write_attr(root, DEVSEC_FN0, "tsm/connect", "tsm0"));

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl connect PCI-ADDRESS TSM: connect a device to a TSM (SPDM, IDE) via the kernel. */
+
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *params = json_object_new_object(), *reply;
+        int r;
+
+        json_object_add(params, "pciAddress", json_object_new_string(argv[0]));
+        json_object_add(params, "tsm", json_object_new_string(argv[1]));
+        r = tsmctl_fetch(o, &c, "io.tsmd.Admin.ConnectDevice", params, &reply);
+        if (r > 0)
+                return r;
+        if (o->json)
+                tsmctl_print_json(reply);
+        return 0;
+}
+
+const TsmctlVerb verb_connect = {
+        .name = "connect",
+        .usage = "PCI-ADDRESS TSM",
+        .summary = "Connect a device to a TSM (kernel TSMs)",
+        .min_args = 2,
+        .max_args = 2,
+        .run = run,
+};

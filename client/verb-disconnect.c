@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl disconnect PCI-ADDRESS: disconnect a device from its TSM (refused while a guest holds it). */
+
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *params = json_object_new_object(), *reply;
+        int r;
+
+        json_object_add(params, "pciAddress", json_object_new_string(argv[0]));
+        r = tsmctl_fetch(o, &c, "io.tsmd.Admin.DisconnectDevice", params, &reply);
+        if (r > 0)
+                return r;
+        if (o->json)
+                tsmctl_print_json(reply);
+        return 0;
+}
+
+const TsmctlVerb verb_disconnect = {
+        .name = "disconnect",
+        .usage = "PCI-ADDRESS",
+        .summary = "Disconnect a device from its TSM",
+        .min_args = 1,
+        .max_args = 1,
+        .run = run,
+};
