@@ -44,6 +44,8 @@ struct GuestContext {
 
         /* Surviving restarts: the owner's uid and the token it reclaims the context with. */
         uid_t uid;
+        gid_t gid; /* the owner's, for records made on its behalf (releases) */
+        pid_t pid; /* 0 once restored: the owner's process is not known then */
         char token[RECLAIM_TOKEN_LEN + 1];
         bool stored; /* the fd is in systemd's fd store */
 };
@@ -366,6 +368,8 @@ static int add_context(VarlinkCall *call, int fd, GuestContext **ret) {
         }
         ctx->fd = fd;
         ctx->uid = varlink_conn_get_peer(c->conn)->uid;
+        ctx->gid = varlink_conn_get_peer(c->conn)->gid;
+        ctx->pid = varlink_conn_get_peer(c->conn)->pid;
         r = reclaim_token_new(ctx->token);
         if (r < 0) {
                 context_free(m, ctx);
@@ -1366,12 +1370,17 @@ static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *user
 
 static void audit_release(Manager *m, const GuestContext *ctx, const GuestVDevice *v, int result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
+        TsmDeviceInfo info;
 
         rec.event = "release";
         rec.uid = ctx->uid;
+        rec.gid = ctx->pid > 0 ? ctx->gid : AUDIT_GID_INVALID;
+        rec.pid = ctx->pid;
         rec.context_id = ctx->handle;
         rec.vdevice_id = v->id;
         rec.pci = v->pci_address;
+        if (tsm_platform_get_device(m->platform, v->pci_address, &info) >= 0)
+                rec.backend = tsm_backend_type_to_string(info.backend);
         rec.result = result < 0 ? "io.tsmd.Guest.BackendError" : "ok";
         (void) audit_log_record(m->audit, &rec, on_release_recorded, NULL, NULL);
 }
