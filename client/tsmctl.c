@@ -34,8 +34,8 @@ int tsmctl_exit_code_for_error(const char *error) {
         return EXIT_GENERIC;
 }
 
-int tsmctl_connect(const TsmctlOptions *o, VarlinkClient **ret) {
-        int r = varlink_client_connect(o->socket, ret);
+int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
+        int r = tsm_client_connect(o->socket, ret);
 
         if (r < 0) {
                 fprintf(stderr, "Failed to connect to tsmd at %s: %s\n", o->socket, strerror(-r));
@@ -44,26 +44,40 @@ int tsmctl_connect(const TsmctlOptions *o, VarlinkClient **ret) {
         return 0;
 }
 
-int tsmctl_call(VarlinkClient *c, const char *method, json_object *params, json_object **ret) {
-        const char *error = NULL;
-        json_object *reply = NULL;
+/* The reply of the last call; a verb looks at one reply at a time (json_object_get() keeps one). */
+static json_object *last_reply = NULL;
+
+int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_object **ret) {
+        _cleanup_free_ char *reply = NULL;
+        const char *error;
         int r;
 
-        r = varlink_client_call(c, method, params, &reply, &error);
+        r = tsm_client_call_json(c, method,
+                                 params ? json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN) : NULL,
+                                 &reply);
+        json_object_put(params);
         if (r < 0) {
-                fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
-                return EXIT_NOT_RUNNING;
-        }
-        if (error) {
-                fprintf(stderr, "%s failed: %s %s\n", method, error,
-                        json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+                error = tsm_client_get_error_name(c);
+                if (!error || strneq(error, "io.tsmd.Disconnected", 20) || strneq(error, "io.tsmd.TimedOut", 16) ||
+                    strneq(error, "io.tsmd.Protocol", 16)) {
+                        fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
+                        return EXIT_NOT_RUNNING;
+                }
+                fprintf(stderr, "%s failed: %s %s\n", method, error, strempty(tsm_client_get_error_message(c)));
                 return tsmctl_exit_code_for_error(error);
         }
-        *ret = reply;
+
+        json_object_put(last_reply);
+        last_reply = json_tokener_parse(reply);
+        if (!last_reply) {
+                fprintf(stderr, "%s: tsmd's reply is not JSON.\n", method);
+                return EXIT_GENERIC;
+        }
+        *ret = last_reply;
         return 0;
 }
 
-int tsmctl_fetch(const TsmctlOptions *o, VarlinkClient **c, const char *method, json_object *params,
+int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
                  json_object **ret) {
         int r = tsmctl_connect(o, c);
 

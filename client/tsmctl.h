@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "macro.h"
-#include "varlink-client.h"
+#include "tsm.h"
 
 #define TSMD_SOCKET_DEFAULT RUNSTATEDIR "/tsmd/io.tsmd.Admin"
 
@@ -22,6 +22,8 @@ enum {
         EXIT_PERMISSION = 4,
         EXIT_NOT_RUNNING = 7,
 };
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(TsmClient *, tsm_client_free);
 
 typedef struct TsmctlOptions {
         const char *socket;
@@ -40,12 +42,12 @@ extern const TsmctlVerb verb_call, verb_info, verb_introspect, verb_status, verb
         verb_clients, verb_audit, verb_monitor, verb_metrics, verb_connect, verb_disconnect;
 
 /* Connects to tsmd; prints why on failure and returns an exit code (> 0). */
-int tsmctl_connect(const TsmctlOptions *o, VarlinkClient **ret);
+int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret);
 /* Makes a call; on an error reply prints it and returns the matching exit code (> 0). */
-int tsmctl_call(VarlinkClient *c, const char *method, json_object *params, json_object **ret);
+int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_object **ret);
 /* Both: connects to o->socket and makes the call (takes params). *c stays connected for more
  * calls, and owns *ret until the next one. */
-int tsmctl_fetch(const TsmctlOptions *o, VarlinkClient **c, const char *method, json_object *params,
+int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
                  json_object **ret);
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);

@@ -14,7 +14,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 { "scope", required_argument, NULL, 's' }, { "result", required_argument, NULL, 'r' },
                 { "limit", required_argument, NULL, 'l' }, {},
         };
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *params = json_object_new_object(), *reply, *list;
         int r, opt;
 

@@ -7,7 +7,7 @@
 #include "tsmctl.h"
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *ifaces;
         int r;
 

@@ -6,7 +6,7 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
-static int print_interface(VarlinkClient *c, const TsmctlOptions *o, const char *name) {
+static int print_interface(TsmClient *c, const TsmctlOptions *o, const char *name) {
         json_object *params = json_object_new_object(), *reply;
         int r;
 
@@ -22,7 +22,7 @@ static int print_interface(VarlinkClient *c, const TsmctlOptions *o, const char 
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *ifaces;
         int r;
 

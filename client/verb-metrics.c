@@ -20,7 +20,7 @@ static void print_label(const char *s) {
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *list;
         int r;
 

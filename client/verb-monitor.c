@@ -6,14 +6,13 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
-static int on_reply(VarlinkClient *c, json_object *p, const char *error, bool continues, void *userdata) {
+static int on_reply(TsmClient *c, const char *reply, bool continues, void *userdata) {
         const TsmctlOptions *o = userdata;
+        _cleanup_(json_object_putp) json_object *p = json_tokener_parse(reply);
         json_object *record;
 
-        if (error) {
-                fprintf(stderr, "Following the audit log failed: %s\n", error);
-                return -EIO;
-        }
+        if (!p)
+                return -EBADMSG;
         record = json_object_object_get(p, "record");
         if (!record)
                 return 0; /* the first reply: we are following now */
@@ -26,16 +25,20 @@ static int on_reply(VarlinkClient *c, json_object *p, const char *error, bool co
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         int r;
 
         r = tsmctl_connect(o, &c);
         if (r > 0)
                 return r;
-        varlink_client_set_timeout(c, 0); /* until interrupted */
+        tsm_client_set_timeout(c, 0); /* until interrupted */
         if (!o->json)
                 tsmctl_print_audit_header();
-        r = varlink_client_call_more(c, "io.tsmd.Admin.FollowAudit", NULL, on_reply, (void *) o);
+        r = tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_reply, (void *) o);
+        if (r < 0 && tsm_client_get_error_name(c) && !strneq(tsm_client_get_error_name(c), "io.tsmd.", 8)) {
+                fprintf(stderr, "Following the audit log failed: %s\n", tsm_client_get_error_name(c));
+                return tsmctl_exit_code_for_error(tsm_client_get_error_name(c));
+        }
         if (r < 0) {
                 fprintf(stderr, "Connection to tsmd lost: %s\n", strerror(-r));
                 return EXIT_NOT_RUNNING;

@@ -14,7 +14,7 @@ static int64_t get_int(json_object *o, const char *key) {
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *limits = NULL;
         int64_t up;
         int r;

@@ -51,6 +51,10 @@ static inline const char *strna(const char *s) {
         return s ?: "n/a";
 }
 
+static inline const char *strempty(const char *s) {
+        return s ?: "";
+}
+
 /* Takes ownership of a pointer/fd out of a cleanup-managed variable. */
 #define TAKE_GENERIC(var, type, nullvalue)                                                         \
         ({                                                                                         \

@@ -89,6 +89,9 @@ int ltsm_client_check_callable(TsmClient *c, bool blocking);
  * the call's fd number 0. On success *ret_reply is borrowed until the next call on c. Returns
  * the mapped errno and sets the error state. -ECANCELED if a callback freed c meanwhile (c is
  * gone then: the caller must return at once). */
+/* Leaves an entry point that may have run callbacks (n_busy); true if the client is gone. */
+bool ltsm_client_leave(TsmClient *c);
+
 int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
                      json_object **ret_reply);
 /* Ends a public blocking function whose ltsm_client_call() succeeded, after it took what it

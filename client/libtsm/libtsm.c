@@ -29,7 +29,7 @@ static void client_free_now(TsmClient *c) {
 }
 
 /* Leaves an entry point that may have run callbacks. Returns true if the client is gone. */
-static bool client_leave(TsmClient *c) {
+bool ltsm_client_leave(TsmClient *c) {
         assert(c->n_busy > 0);
         if (--c->n_busy > 0 || !c->free_requested)
                 return false;
@@ -131,7 +131,7 @@ _public_ int tsm_client_reconnect(TsmClient *c) {
                         ltsm_op_fail(op, -ECANCELED);
                 ltsm_op_finish(op);
         }
-        if (client_leave(c))
+        if (ltsm_client_leave(c))
                 return -ECANCELED;
         return r;
 }
@@ -180,7 +180,7 @@ _public_ int tsm_client_process(TsmClient *c) {
                 r = varlink_client_process(c->vc);
                 progress = progress || r > 0;
         } while (r > 0 && !c->free_requested);
-        if (client_leave(c))
+        if (ltsm_client_leave(c))
                 return 1; /* a callback freed the client */
         if (r < 0)
                 return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
@@ -235,7 +235,7 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
 
         c->n_busy++;
         r = varlink_client_call(c->vc, method, TAKE_PTR(p), &reply, &error);
-        if (client_leave(c))
+        if (ltsm_client_leave(c))
                 return -ECANCELED;
         if (r < 0) {
                 /* A call that failed before it was sent (out of memory) leaves its fd queued
@@ -262,7 +262,7 @@ int ltsm_client_call_done(TsmClient *c, int r) {
         c->n_busy++;
         while (varlink_client_process(c->vc) > 0 && !c->free_requested)
                 ;
-        (void) client_leave(c);
+        (void) ltsm_client_leave(c);
         return r;
 }
 

@@ -534,6 +534,46 @@ const char *tsm_event_kind_to_string(TsmEventKind k);
 /* The reverse; _TSM_EVENT_KIND_INVALID for NULL or an unknown name. */
 TsmEventKind tsm_event_kind_from_string(const char *s);
 
+/**
+ * tsm_client_call_json() - any Varlink method, with JSON text in and out (for tools)
+ * @c: the client
+ * @method: "interface.Method", e.g. "io.tsmd.Admin.ListDevices"
+ * @parameters: a JSON object as text, or NULL for none
+ * @ret_reply: the reply's parameters as JSON text, malloc'd, the caller's to free
+ *
+ * Return: 0; -EINVAL for parameters that are not a JSON object; for an error reply, its
+ * errno from the table above, with tsm_client_get_error_name() naming it.
+ */
+int tsm_client_call_json(TsmClient *c, const char *method, const char *parameters, char **ret_reply);
+
+/**
+ * typedef TsmJsonReplyFunc - one reply of tsm_client_call_more_json()
+ * @c: the client
+ * @reply: the reply's parameters as JSON text, valid during the call only
+ * @continues: true while more replies follow
+ * @userdata: as passed
+ *
+ * Return: < 0 to stop (the connection is dropped), else 0.
+ */
+typedef int (*TsmJsonReplyFunc)(TsmClient *c, const char *reply, bool continues, void *userdata);
+
+/**
+ * tsm_client_call_more_json() - a call with "more": @callback for every reply until the last
+ * @c: the client
+ * @method: "interface.Method"
+ * @parameters: a JSON object as text, or NULL
+ * @callback: runs for each reply, from inside this function
+ * @userdata: passed to @callback
+ *
+ * Blocks until the final reply, an error reply (returned as with tsm_client_call_json()), or
+ * the connection ends. With tsm_client_set_timeout(c, 0) it can follow a stream forever.
+ *
+ * Return: 0 after the final reply; a negative errno otherwise.
+ */
+int tsm_client_call_more_json(TsmClient *c, const char *method, const char *parameters,
+                              TsmJsonReplyFunc callback, void *userdata);
+
+
 #ifdef __cplusplus
 }
 #endif

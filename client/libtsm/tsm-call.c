@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Any Varlink call with JSON text in and out, for tools (tsmctl) that speak other interfaces
+ * than io.tsmd.Guest on the same connection logic. */
+
+#include "json-util.h"
+#include "libtsm-internal.h"
+#include "tsm.h"
+
+static int parse_parameters(const char *parameters, json_object **ret) {
+        json_object *p;
+
+        if (!parameters) {
+                *ret = NULL;
+                return 0;
+        }
+        p = json_tokener_parse(parameters);
+        if (!p || !json_object_is_type(p, json_type_object)) {
+                json_object_put(p);
+                return -EINVAL;
+        }
+        *ret = p;
+        return 0;
+}
+
+static char *to_text(json_object *o) {
+        return strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* tsm_client_call_json(): see tsm.h. */
+_public_ int tsm_client_call_json(TsmClient *c, const char *method, const char *parameters, char **ret_reply) {
+        json_object *p, *reply;
+        char *text;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(method, -EINVAL);
+        assert_return(ret_reply, -EINVAL);
+        if (parse_parameters(parameters, &p) < 0)
+                return -EINVAL;
+
+        r = ltsm_client_call(c, method, p, -EBADF, &reply);
+        if (r < 0)
+                return r;
+        text = to_text(reply);
+        r = ltsm_client_call_done(c, 0);
+        if (r < 0 || !text) {
+                free(text);
+                return r < 0 ? r : -ENOMEM;
+        }
+        *ret_reply = text;
+        return 0;
+}
+
+typedef struct MoreState {
+        TsmClient *client;
+        TsmJsonReplyFunc callback;
+        void *userdata;
+        int error;
+} MoreState;
+
+static int on_more_reply(VarlinkClient *vc, json_object *parameters, const char *error, bool continues,
+                         void *userdata) {
+        MoreState *s = userdata;
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        if (error) {
+                s->error = ltsm_error_set_reply(s->client, error, parameters);
+                return 0;
+        }
+        text = to_text(parameters);
+        if (!text)
+                return -ENOMEM;
+        s->client->n_dispatching++;
+        r = s->callback(s->client, text, continues, s->userdata);
+        s->client->n_dispatching--;
+        return r;
+}
+
+/* tsm_client_call_more_json(): see tsm.h. */
+_public_ int tsm_client_call_more_json(TsmClient *c, const char *method, const char *parameters,
+                                       TsmJsonReplyFunc callback, void *userdata) {
+        MoreState s = { .client = c, .callback = callback, .userdata = userdata };
+        json_object *p;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(method, -EINVAL);
+        assert_return(callback, -EINVAL);
+        if (parse_parameters(parameters, &p) < 0)
+                return -EINVAL;
+        r = ltsm_client_check_callable(c, true);
+        if (r < 0) {
+                json_object_put(p);
+                return r;
+        }
+
+        c->n_busy++;
+        r = varlink_client_call_more(c->vc, method, p, on_more_reply, &s);
+        if (ltsm_client_leave(c))
+                return -ECANCELED;
+        if (r < 0)
+                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+        if (s.error < 0)
+                return s.error;
+        ltsm_error_clear(c);
+        return 0;
+}
