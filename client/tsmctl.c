@@ -18,6 +18,7 @@ static const TsmctlVerb *const verbs[] = {
         &verb_audit,
         &verb_monitor,
         &verb_metrics,
+        &verb_reload,
         &verb_info,
         &verb_introspect,
         &verb_call,

@@ -39,7 +39,7 @@ typedef struct TsmctlVerb {
 } TsmctlVerb;
 
 extern const TsmctlVerb verb_call, verb_info, verb_introspect, verb_status, verb_backends, verb_devices,
-        verb_clients, verb_audit, verb_monitor, verb_metrics, verb_connect, verb_disconnect;
+        verb_clients, verb_audit, verb_monitor, verb_metrics, verb_connect, verb_disconnect, verb_reload;
 
 /* Connects to tsmd; prints why on failure and returns an exit code (> 0). */
 int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret);

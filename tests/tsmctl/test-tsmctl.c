@@ -6,12 +6,14 @@
  * what the README says. Admin verbs are refused for a non-admin uid, and that is audited.
  */
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "harness.h"
 #include "json-util.h"
+#include "guest-calls.h"
 #include "tsmd-fixture.h"
 #include "varlink-idl.h"
 #include "varlink-service.h"
@@ -117,13 +119,73 @@ TEST(tables) {
         ASSERT_NOT_NULL(strstr(out, " guest-request "));
         out = mfree(out);
 
-        argv[3] = "metrics";
+        argv[3] = "reload";
         argv[4] = NULL;
+        status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_STREQ(out, "Configuration and policy reloaded.\n");
+        out = mfree(out);
+
+        argv[3] = "metrics";
         status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         ASSERT_NOT_NULL(strstr(out, "# TYPE tsmd_calls_total counter\n"));
         ASSERT_NOT_NULL(strstr(out, "tsmd_calls_total{scope=\"info\"} 3\n"));
         ASSERT_NOT_NULL(strstr(out, "tsmd_call_latency_seconds_count{scope=\"info\"} 3\n"));
+        tsmd_teardown(&t);
+}
+
+TEST(clients_and_monitor) {
+        _cleanup_free_ char *out = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "clients", NULL };
+        VarlinkClient *held;
+        Tsmd t = {};
+        int status, pipefd[2];
+        pid_t pid;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        argv[2] = t.socket;
+
+        /* A connected client holding a context shows up with it. */
+        held = tsmd_connect_guest(&t);
+        ASSERT_TRUE(guest_open_context(held) > 0);
+        status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        {
+                static const char header[] = "UID      GID      PID      CONTEXTS  VDEVICES  CALLS    UNIT\n";
+                if (!strneq(out, header, strlen(header)))
+                        TEST_FAIL("clients table: %s", out);
+        }
+        ASSERT_NOT_NULL(strstr(out, "1         0         1        -\n")); /* the held client */
+        varlink_client_free(held);
+
+        /* monitor: the header, then every record as it is committed. */
+        ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                const char *m[] = { TSMCTL_PATH, "--socket", t.socket, "monitor", NULL };
+                dup2(pipefd[1], STDOUT_FILENO);
+                execv(m[0], (char **) m);
+                _exit(127);
+        }
+        close(pipefd[1]);
+        usleep(300000);
+        guest_activity(&t);
+        usleep(300000);
+        kill(pid, SIGTERM);
+        (void) waitpid(pid, &status, 0);
+        {
+                char buf[8192];
+                ssize_t n = read(pipefd[0], buf, sizeof(buf) - 1);
+
+                ASSERT_TRUE(n > 0);
+                buf[n] = 0;
+                ASSERT_TRUE(strneq(buf, "SEQ ", 4));
+                ASSERT_NOT_NULL(strstr(buf, " open-context "));
+                ASSERT_NOT_NULL(strstr(buf, " unbind "));
+        }
+        close(pipefd[0]);
         tsmd_teardown(&t);
 }
 

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tsmctl reload: reread tsmd.conf and the policy (as SIGHUP); a bad file is named, the old
+ * configuration stays in force. */
+
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tsmctl.h"
+
+static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(tsm_client_freep) TsmClient *c = NULL;
+        json_object *reply;
+        int r;
+
+        r = tsmctl_fetch(o, &c, "io.tsmd.Service.Reload", NULL, &reply);
+        if (r > 0)
+                return r;
+        if (o->json)
+                tsmctl_print_json(reply);
+        else
+                puts("Configuration and policy reloaded.");
+        return 0;
+}
+
+const TsmctlVerb verb_reload = {
+        .name = "reload",
+        .usage = "",
+        .summary = "Reread tsmd.conf and the policy; a bad file keeps the old ones and is named",
+        .max_args = 0,
+        .run = run,
+};
