@@ -245,10 +245,12 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_reply(call, reply);
 }
 
-typedef struct Follower {
+struct AdminFollower {
         VarlinkCall *call;
         AuditListener *listener;
-} Follower;
+};
+
+typedef AdminFollower Follower;
 
 static void follower_destroy(void *userdata) {
         Follower *f = userdata;
@@ -257,23 +259,44 @@ static void follower_destroy(void *userdata) {
         free(f);
 }
 
+/* Frees the listener, whose destroy callback frees the follower. */
+static void follower_stop(Manager *m, Follower *f) {
+        for (size_t i = 0; i < m->n_followers; i++)
+                if (m->followers[i] == f) {
+                        m->followers[i] = m->followers[--m->n_followers];
+                        break;
+                }
+        audit_listener_free(f->listener);
+}
+
+void admin_forget_followers(Manager *m, VarlinkConn *conn) {
+        for (size_t i = m->n_followers; i > 0; i--) {
+                Follower *f = m->followers[i - 1];
+
+                if (!conn || varlink_call_get_conn(f->call) == conn)
+                        follower_stop(m, f);
+        }
+        if (!conn) {
+                m->followers = mfree(m->followers);
+                m->allocated_followers = 0;
+        }
+}
+
 static void on_audit_record(AuditLog *a, const AuditRecord *record, const char *line, size_t len, void *userdata) {
         Follower *f = userdata;
+        Manager *m = varlink_server_get_userdata(varlink_conn_get_server(varlink_call_get_conn(f->call)));
         json_object *o, *reply;
 
-        /* The follower left: stop following (freeing from the callback is allowed). */
-        if (!varlink_conn_is_connected(varlink_call_get_conn(f->call))) {
-                audit_listener_free(f->listener);
-                return;
-        }
         o = json_tokener_parse(line);
         reply = json_object_new_object();
         if (!o || !reply || json_object_add(reply, "record", o) < 0) {
+                json_object_put(o);
                 json_object_put(reply);
                 return;
         }
-        if (varlink_call_notify(f->call, reply) < 0)
-                audit_listener_free(f->listener);
+        /* A follower that cannot take it any more stops (freeing from the callback is allowed). */
+        if (varlink_call_notify(f->call, reply) < 0 && m)
+                follower_stop(m, f);
 }
 
 static int vl_follow_audit(VarlinkCall *call, json_object *p, void *userdata) {
@@ -282,6 +305,8 @@ static int vl_follow_audit(VarlinkCall *call, json_object *p, void *userdata) {
         Follower *f;
         int r;
 
+        if (!GREEDY_REALLOC(m->followers, m->allocated_followers, m->n_followers + 1))
+                return -ENOMEM;
         f = new0(Follower, 1);
         if (!f)
                 return -ENOMEM;
@@ -291,6 +316,7 @@ static int vl_follow_audit(VarlinkCall *call, json_object *p, void *userdata) {
                 follower_destroy(f);
                 return r;
         }
+        m->followers[m->n_followers++] = f;
         first = json_object_new_object();
         if (!first || json_object_add(first, "record", NULL) < 0) {
                 json_object_put(first);

@@ -6,5 +6,8 @@
 
 int admin_methods_register(Manager *m);
 
+/* Stops the audit follows of a connection that went away (conn NULL: all of them). */
+void admin_forget_followers(Manager *m, VarlinkConn *conn);
+
 /* Root, and whom the policy's [Admin] names (identity taken at connect time). */
 bool manager_is_admin(Manager *m, VarlinkConn *conn);

@@ -206,6 +206,7 @@ static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         /* Everything the client created dies with its connection. */
         guest_client_free(varlink_conn_get_userdata(c));
         varlink_conn_set_userdata(c, NULL);
+        admin_forget_followers(m, c);
         service_forget_connection(m, c);
         service_status_changed(m);
         manager_update_status(m);
@@ -307,6 +308,7 @@ Manager *manager_free(Manager *m) {
         if (m->orphan_timeout)
                 event_free(m->orphan_timeout);
         /* After every client: their last records (releases) must reach the disk. */
+        admin_forget_followers(m, NULL);
         audit_log_free(m->audit);
         policy_unref(m->policy);
         tsm_platform_free(m->platform);

@@ -14,6 +14,7 @@
 
 typedef struct GuestClient GuestClient;
 typedef struct GuestContext GuestContext;
+typedef struct AdminFollower AdminFollower;
 
 typedef struct Manager {
         struct event_base *base;
@@ -39,6 +40,10 @@ typedef struct Manager {
         uint64_t watchdog_usec;
         bool draining;       /* SIGTERM: no new connections, finishing what is in flight */
         unsigned n_pending_requests;
+
+        /* io.tsmd.Admin.FollowAudit callers, until their connection goes (admin.c). */
+        AdminFollower **followers;
+        size_t n_followers, allocated_followers;
 
         /* io.tsmd.Service.GetStatus callers with "more", told about every change. */
         VarlinkCall **status_subscribers;
