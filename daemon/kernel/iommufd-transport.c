@@ -89,7 +89,7 @@ int iommufd_close(int fd) {
  *
  *   op          bad          info         → result
  *   ENOTTY      ENOTTY       ENOTTY       → -EOPNOTSUPP  no TSM series in this kernel
- *   EOPNOTSUPP  EOPNOTSUPP   EOPNOTSUPP   → -EOPNOTSUPP  series present, CONFIG_TSM=n stubs
+ *   EOPNOTSUPP  EOPNOTSUPP   EOPNOTSUPP   → -EOPNOTSUPP  series present, CONFIG_TSM=n
  *   ENOENT      EINVAL       ENOENT       → TSM_UAPI_V5  scope validated before the lookup
  *   ENOENT      ENOENT       ENOENT       → TSM_UAPI_V4  scope is the backend's business
  *   ENOTTY      ENOENT       ENOENT       → TSM_UAPI_V4  (a v4 kernel without TSM_OP)

@@ -48,31 +48,6 @@ typedef struct Env {
         uint64_t seqnum;
 } Env;
 
-/* See test-platform-hotplug.c: sd-device listens to no uevents at all unless udev runs or
- * /dev is devtmpfs. */
-static bool udev_monitor_possible(void) {
-        _cleanup_free_ char *line = NULL;
-        size_t allocated = 0;
-        bool found = false;
-        FILE *f;
-
-        if (access("/run/udev/control", F_OK) >= 0)
-                return true;
-        f = fopen("/proc/self/mountinfo", "re");
-        if (!f)
-                return false;
-        while (!found && getline(&line, &allocated, f) >= 0) {
-                char mountpoint[256], fstype[64];
-                const char *sep = strstr(line, " - ");
-
-                if (sep && sscanf(line, "%*s %*s %*s %*s %255s", mountpoint) == 1 &&
-                    sscanf(sep, " - %63s", fstype) == 1)
-                        found = streq(mountpoint, "/dev") && streq(fstype, "devtmpfs");
-        }
-        fclose(f);
-        return found;
-}
-
 /* Private namespaces, a fixture tree on a private tmpfs, and tsmd in kernel mode on it. */
 static void setup(Env *e, const char *fixture, void (*edit)(const char *root)) {
         int r;
@@ -80,7 +55,7 @@ static void setup(Env *e, const char *fixture, void (*edit)(const char *root)) {
         *e = (Env) {};
         if (geteuid() != 0)
                 SKIP("needs root (namespaces, a fixture bound over /sys)");
-        if (!udev_monitor_possible())
+        if (!platform_test_udev_monitor_possible())
                 SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
         /* Made (with its cleanup) before entering the namespaces, where the host's view of
          * the fixture directory is an empty directory that the cleanup can remove. */

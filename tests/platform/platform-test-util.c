@@ -13,6 +13,7 @@
 
 #include "discovery.h"
 #include "harness.h"
+#include "macro.h"
 #include "platform-test-util.h"
 #include "sysfs-fixture.h"
 
@@ -32,6 +33,29 @@ void platform_test_sandbox(bool with_net) {
         /* Nothing mounted from here on may propagate to the host. */
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 TEST_FAIL("making / private: %s", strerror(errno));
+}
+
+bool platform_test_udev_monitor_possible(void) {
+        _cleanup_free_ char *line = NULL;
+        size_t allocated = 0;
+        bool found = false;
+        FILE *f;
+
+        if (access("/run/udev/control", F_OK) >= 0)
+                return true;
+        f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return false;
+        while (!found && getline(&line, &allocated, f) >= 0) {
+                char mountpoint[256], fstype[64];
+                const char *sep = strstr(line, " - ");
+
+                if (sep && sscanf(line, "%*s %*s %*s %*s %255s", mountpoint) == 1 &&
+                    sscanf(sep, " - %63s", fstype) == 1)
+                        found = streq(mountpoint, "/dev") && streq(fstype, "devtmpfs");
+        }
+        fclose(f);
+        return found;
 }
 
 bool platform_test_netns_is_private(void) {

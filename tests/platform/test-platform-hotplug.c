@@ -53,40 +53,11 @@ static void record(Inventory *inv, const InventoryEvent *ev, void *userdata) {
         c->n++;
 }
 
-/*
- * sd_device_monitor_new() silently listens to no group at all unless udev runs
- * (/run/udev/control) or /dev is devtmpfs (systemd's "no uevents in containers" rule); the
- * test cannot work there and says so instead of timing out.
- */
-static bool udev_monitor_possible(void) {
-        _cleanup_free_ char *line = NULL;
-        size_t allocated = 0;
-        bool found = false;
-        FILE *f;
-
-        if (access("/run/udev/control", F_OK) >= 0)
-                return true;
-
-        f = fopen("/proc/self/mountinfo", "re");
-        if (!f)
-                return false;
-        while (!found && getline(&line, &allocated, f) >= 0) {
-                char mountpoint[256], fstype[64];
-                const char *sep = strstr(line, " - ");
-
-                if (sep && sscanf(line, "%*s %*s %*s %*s %255s", mountpoint) == 1 &&
-                    sscanf(sep, " - %63s", fstype) == 1)
-                        found = streq(mountpoint, "/dev") && streq(fstype, "devtmpfs");
-        }
-        fclose(f);
-        return found;
-}
-
 static void setup(Ctx *c, const char *fixture) {
         int r;
 
         *c = (Ctx) {};
-        if (!udev_monitor_possible())
+        if (!platform_test_udev_monitor_possible())
                 SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
         platform_test_sandbox(true);
 
