@@ -5,7 +5,7 @@
 
 #include "config.h"
 #include "daemon-config.h"
-#include "audit-sync.h"
+#include "audit-sync-mode.h"
 #include "emu-config.h"
 #include "ini.h"
 

@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-#include "audit-log.h"
+#include "audit-sync-mode.h"
 #include "tsm-platform.h"
 #include "varlink-stream.h"
 

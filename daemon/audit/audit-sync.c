@@ -23,12 +23,6 @@
 
 #define IOV_BATCH 256
 
-static const char *const audit_sync_mode_table[_AUDIT_SYNC_MODE_MAX] = {
-        [AUDIT_SYNC_GROUP] = "group",
-        [AUDIT_SYNC_PER_RECORD] = "per-record",
-};
-DEFINE_STRING_TABLE_LOOKUP(audit_sync_mode, AuditSyncMode);
-
 struct AuditSync {
         AuditFiles *files;
         AuditSyncMode mode;

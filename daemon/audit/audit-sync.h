@@ -13,17 +13,8 @@
 #include <stdint.h>
 
 #include "audit-files.h"
+#include "audit-sync-mode.h"
 #include "macro.h"
-
-typedef enum AuditSyncMode {
-        AUDIT_SYNC_GROUP,
-        AUDIT_SYNC_PER_RECORD,
-        _AUDIT_SYNC_MODE_MAX,
-        _AUDIT_SYNC_MODE_INVALID = -EINVAL,
-} AuditSyncMode;
-
-const char *audit_sync_mode_to_string(AuditSyncMode m);
-AuditSyncMode audit_sync_mode_from_string(const char *s);
 
 /* One queued record. Embedded as first member by the owner; the thread only reads line/len
  * and writes error. */

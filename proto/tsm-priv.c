@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The monitor/worker channel's wire rules (see tsm-priv.h). Runs in: monitor and worker. */
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "macro.h"
+#include "tsm-priv.h"
+
+#define M TSM_PRIV_FROM_MONITOR
+#define W TSM_PRIV_FROM_WORKER
+#define TYPE(t, s, from, payload, fds)                                                             \
+        [TSM_PRIV_##t] = { .name = #t, .size = sizeof(struct s), .min_size = sizeof(struct s),    \
+                           .sender = (from), .max_payload = (payload), .n_fds = (fds) }
+
+static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
+        TYPE(HELLO, tsm_priv_hello, M, 0, 0),
+        TYPE(LISTEN_SOCKET, tsm_priv_listen_socket, M, 0, 1),
+        TYPE(RESTORED_CONTEXT, tsm_priv_restored_context, M, 0, 0),
+        TYPE(READY, tsm_priv_ready, W, 0, 0),
+        TYPE(STATUS, tsm_priv_status, W, 0, 0),
+        TYPE(OPEN_CONTEXT, tsm_priv_new_context, W, 0, 0),
+        TYPE(ADOPT_CONTEXT, tsm_priv_new_context, W, 0, 1),
+        TYPE(RECLAIM_CONTEXT, tsm_priv_context, W, 0, 0),
+        TYPE(CLOSE_CONTEXT, tsm_priv_context, W, 0, 0),
+        TYPE(ATTACH_VDEVICE, tsm_priv_attach_vdevice, W, 0, 0),
+        TYPE(DETACH_VDEVICE, tsm_priv_vdevice, W, 0, 0),
+        TYPE(BIND_VDEVICE, tsm_priv_vdevice, W, 0, 0),
+        TYPE(UNBIND_VDEVICE, tsm_priv_vdevice, W, 0, 0),
+        TYPE(GET_VDEVICE_STATE, tsm_priv_vdevice, W, 0, 0),
+        TYPE(GET_DEVICE_STATE, tsm_priv_device, W, 0, 0),
+        TYPE(GUEST_REQUEST, tsm_priv_guest_request, W, TSM_PRIV_PAYLOAD_MAX, 0),
+        TYPE(CONNECT_DEVICE, tsm_priv_device, W, 0, 0),
+        TYPE(DISCONNECT_DEVICE, tsm_priv_device, W, 0, 0),
+        TYPE(RELOAD, tsm_priv_reload, W, 0, 0),
+        /* The fd of OPEN/RECLAIM replies is optional: counted by the receiver, not here. */
+        TYPE(REPLY, tsm_priv_reply, M, TSM_PRIV_PAYLOAD_MAX, 0),
+};
+#undef TYPE
+#undef M
+#undef W
+
+const TsmPrivTypeDesc *tsm_priv_type_desc(uint32_t type) {
+        if (type >= _TSM_PRIV_TYPE_MAX || !type_table[type].name)
+                return NULL;
+        return &type_table[type];
+}
+
+const char *tsm_priv_type_to_string(uint32_t type) {
+        const TsmPrivTypeDesc *d = tsm_priv_type_desc(type);
+
+        return d ? d->name : NULL;
+}
+
+bool tsm_priv_check_string(const char *field, size_t size) {
+        const char *nul = memchr(field, 0, size);
+
+        if (!nul)
+                return false;
+        for (const char *p = nul; p < field + size; p++)
+                if (*p)
+                        return false;
+        return true;
+}
+
+static bool all_zero(const uint8_t *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
+int tsm_priv_check(const void *buf, size_t len, size_t n_fds, TsmPrivSender sender, void *ret,
+                   size_t ret_size, const void **ret_payload, const char **ret_reason) {
+        const TsmPrivTypeDesc *d;
+        struct tsm_priv_hdr h;
+
+#define REFUSE(err, why)                                                                           \
+        ({                                                                                         \
+                *ret_reason = (why);                                                               \
+                return (err);                                                                      \
+        })
+
+        if (len < sizeof(h))
+                REFUSE(-EBADMSG, "shorter than a header");
+        memcpy(&h, buf, sizeof(h));
+        d = tsm_priv_type_desc(h.type);
+        if (!d)
+                REFUSE(-EOPNOTSUPP, "unknown message type");
+        if (!(d->sender & sender))
+                REFUSE(-EPROTO, "message type not sent in this direction");
+        if (h.flags != 0 || h.__reserved != 0)
+                REFUSE(-EBADMSG, "flags or reserved header field not zero");
+        if (h.size < d->min_size)
+                REFUSE(-EBADMSG, "fixed part shorter than the type's minimum");
+        if (h.size > TSM_PRIV_FIXED_MAX)
+                REFUSE(-EBADMSG, "fixed part longer than any message");
+        if (h.payload_len > d->max_payload)
+                REFUSE(-EPROTO, "payload where none is allowed, or too large");
+        if ((size_t) h.size + h.payload_len != len)
+                REFUSE(-EBADMSG, "datagram length does not match size + payload_len");
+        if (n_fds > d->n_fds && h.type != TSM_PRIV_REPLY)
+                REFUSE(-EPROTO, "unexpected file descriptors");
+        if (n_fds > 1 || (n_fds < d->n_fds))
+                REFUSE(-EPROTO, "file descriptors missing or too many");
+        /* copy_struct_from_user(): a longer struct is fine if we know everything non-zero in it. */
+        if (h.size > d->size && !all_zero((const uint8_t *) buf + d->size, h.size - d->size))
+                REFUSE(-E2BIG, "non-zero bytes past the known fixed part");
+        if (ret_size != d->size)
+                REFUSE(-EPROTO, "receiver's struct does not match the type");
+
+        memset(ret, 0, ret_size);
+        memcpy(ret, buf, MIN((size_t) h.size, ret_size));
+        if (ret_payload)
+                *ret_payload = h.payload_len > 0 ? (const uint8_t *) buf + h.size : NULL;
+        return 0;
+#undef REFUSE
+}
+
+void tsm_priv_init(void *msg, uint32_t type, uint32_t cookie, uint32_t payload_len) {
+        const TsmPrivTypeDesc *d = tsm_priv_type_desc(type);
+        struct tsm_priv_hdr *h = msg;
+
+        assert(d);
+        memset(msg, 0, d->size);
+        *h = (struct tsm_priv_hdr){ .size = d->size, .type = type, .cookie = cookie, .payload_len = payload_len };
+}
+
+int tsm_priv_send(int channel, const void *msg, const void *payload, size_t payload_len, int fd) {
+        const struct tsm_priv_hdr *h = msg;
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov[2] = {
+                { .iov_base = (void *) msg, .iov_len = h->size },
+                { .iov_base = (void *) payload, .iov_len = payload_len },
+        };
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = payload_len > 0 ? 2 : 1 };
+        ssize_t n;
+
+        if (payload_len != h->payload_len)
+                return -EINVAL;
+        if (fd >= 0) {
+                mh.msg_control = &control;
+                mh.msg_controllen = sizeof(control.buf);
+                control.cmsg.cmsg_level = SOL_SOCKET;
+                control.cmsg.cmsg_type = SCM_RIGHTS;
+                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(&control.cmsg), &fd, sizeof(int));
+        }
+        do
+                n = sendmsg(channel, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return negative_errno();
+        return (size_t) n == h->size + payload_len ? 0 : -EIO;
+}
+
+ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, size_t *ret_n_fds) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * 4)];
+        } control;
+        struct iovec iov = { .iov_base = buf, .iov_len = TSM_PRIV_DATAGRAM_MAX };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.buf) };
+        size_t n_fds = 0;
+        bool excess = false;
+        ssize_t n;
+
+        do
+                n = recvmsg(channel, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
+
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                        int fd;
+
+                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        if (n_fds < max_fds)
+                                ret_fds[n_fds++] = fd;
+                        else {
+                                safe_close(fd);
+                                excess = true;
+                        }
+                }
+        }
+        if (excess || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+                close_many(ret_fds, n_fds);
+                *ret_n_fds = 0;
+                return excess || (mh.msg_flags & MSG_CTRUNC) ? -EPROTO : -EMSGSIZE;
+        }
+        *ret_n_fds = n_fds;
+        return n;
+}

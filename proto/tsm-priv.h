@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The channel between the privileged monitor (tsmd, root) and the worker (tsmd-worker, no
+ * capabilities): one SOCK_SEQPACKET socketpair, the worker's end on fd 3. Every message is one
+ * datagram: a fixed struct in the manner of the kernel's UAPI, then, for guest requests and
+ * their replies only, payload_len bytes of opaque payload. File descriptors travel as
+ * SCM_RIGHTS on the datagram that names them.
+ *
+ * Wire rules (checked by tsm_priv_check() on both ends):
+ *   - fixed-width types only, no implicit padding (static asserts below), host byte order;
+ *   - size first: the fixed part's length as the sender knows it. Shorter than the type's
+ *     min_size is rejected; longer is accepted only if every extra byte is zero (the
+ *     copy_struct_from_user() rule), so a newer sender's zeroed extensions are harmless;
+ *   - flags and every __reserved field must be zero; strings are NUL-terminated inside their
+ *     field and zero after the NUL;
+ *   - the datagram is exactly size + payload_len bytes, and payload_len is zero for every type
+ *     that carries no payload.
+ *
+ * General format of results (struct tsm_priv_reply.result), negative errno:
+ *   -ENOENT   no such context / vDevice in the monitor's table
+ *   -ENODEV   the device is unknown to the monitor or gone
+ *   -ENXIO    no TSM serves the device
+ *   -EBADF    an adopted fd is not an iommufd
+ *   -EOPNOTSUPP  the backend or UAPI cannot do it
+ *   -EBUSY, -EIO, -ETIMEDOUT, ...  what the backend or kernel said
+ * A message that breaks the wire rules, or names state the sender does not own, is not
+ * answered: the monitor kills the worker (a compromised worker) and starts a fresh one.
+ *
+ * Runs in: monitor and worker (libc only; the monitor links no JSON or Varlink code).
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define TSM_PRIV_VERSION 1U
+
+/* The monitor hands the worker its end of the channel on this fd. */
+#define TSM_PRIV_CHANNEL_FD 3
+
+/* Largest guest request or response payload that crosses the channel. Every backend's scope
+ * limits stay at or below it (checked by test-priv-proto). */
+#define TSM_PRIV_PAYLOAD_MAX (64U * 1024U)
+/* Largest fixed part of any message, with room for newer, zero-extended versions. */
+#define TSM_PRIV_FIXED_MAX 512U
+#define TSM_PRIV_DATAGRAM_MAX (TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLOAD_MAX)
+
+#define TSM_PRIV_PCI_ADDRESS_MAX 16U /* "DDDD:BB:DD.F" and its NUL */
+#define TSM_PRIV_NAME_MAX 16U        /* a TSM ("tsm0") or scope ("state-change") name and NUL */
+#define TSM_PRIV_TOKEN_MAX 40U       /* a reclaim token: 32 hex digits and NUL */
+
+/* Slot 0 is the worker itself: contexts nobody holds (restored, waiting to be reclaimed). Every
+ * client connection gets a slot of its own, never reused while the worker lives. */
+#define TSM_PRIV_SLOT_WORKER 0U
+
+typedef enum TsmPrivType {
+        /* monitor -> worker, at start, in this order: HELLO, LISTEN_SOCKET..., RESTORED_CONTEXT... */
+        TSM_PRIV_HELLO = 1,
+        TSM_PRIV_LISTEN_SOCKET,       /* + fd: a listening Varlink socket */
+        TSM_PRIV_RESTORED_CONTEXT,    /* a context kept from before, to be reclaimed */
+        /* worker -> monitor, not answered */
+        TSM_PRIV_READY,               /* serving; at most once */
+        TSM_PRIV_STATUS,              /* for the service manager's STATUS= */
+        /* worker -> monitor, answered by one TSM_PRIV_REPLY with the same cookie */
+        TSM_PRIV_OPEN_CONTEXT,        /* reply + fd: a duplicate of the new iommufd */
+        TSM_PRIV_ADOPT_CONTEXT,       /* + fd: the client's iommufd */
+        TSM_PRIV_RECLAIM_CONTEXT,     /* reply + fd */
+        TSM_PRIV_CLOSE_CONTEXT,
+        TSM_PRIV_ATTACH_VDEVICE,      /* reply value: 1 if the monitor has it bound already */
+        TSM_PRIV_DETACH_VDEVICE,
+        TSM_PRIV_BIND_VDEVICE,
+        TSM_PRIV_UNBIND_VDEVICE,
+        TSM_PRIV_GET_VDEVICE_STATE,   /* reply value: TdispState */
+        TSM_PRIV_GET_DEVICE_STATE,    /* reply value: TdispState (emulated devices) */
+        TSM_PRIV_GUEST_REQUEST,       /* + payload; reply + payload, possibly later */
+        TSM_PRIV_CONNECT_DEVICE,
+        TSM_PRIV_DISCONNECT_DEVICE,
+        TSM_PRIV_RELOAD,              /* the monitor rereads its own configuration */
+        /* monitor -> worker */
+        TSM_PRIV_REPLY,
+        _TSM_PRIV_TYPE_MAX,
+        _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
+} TsmPrivType;
+
+struct tsm_priv_hdr {
+        uint32_t size;        /* of the fixed part, this header included */
+        uint32_t flags;       /* none defined: must be 0 */
+        uint32_t type;        /* TsmPrivType */
+        uint32_t cookie;      /* chosen by the asker, echoed in the reply; 0 if none comes */
+        uint32_t payload_len; /* bytes after the fixed part */
+        uint32_t __reserved;
+};
+
+struct tsm_priv_hello {
+        struct tsm_priv_hdr hdr;
+        uint32_t version;        /* TSM_PRIV_VERSION */
+        int32_t uapi;            /* TsmUapiVersion the kernel speaks, or -errno if none */
+        uint32_t emulated;       /* 1: the emulated platform serves */
+        uint32_t fdstore;        /* 1: contexts also survive a restart of tsmd itself */
+        uint32_t n_restored;     /* RESTORED_CONTEXT messages that follow the sockets */
+        uint32_t __reserved;
+};
+
+typedef enum TsmPrivSocketKind {
+        TSM_PRIV_SOCKET_ALL = 0,   /* every interface; the file mode decides who connects */
+        TSM_PRIV_SOCKET_GUEST = 1, /* io.tsmd.Guest and io.tsmd.Service only */
+} TsmPrivSocketKind;
+
+struct tsm_priv_listen_socket {
+        struct tsm_priv_hdr hdr;
+        uint32_t kind; /* TsmPrivSocketKind */
+        uint32_t __reserved;
+};
+
+struct tsm_priv_restored_context {
+        struct tsm_priv_hdr hdr;
+        uint32_t context;
+        uint32_t uid;
+        char token[TSM_PRIV_TOKEN_MAX];
+};
+
+struct tsm_priv_ready {
+        struct tsm_priv_hdr hdr;
+};
+
+struct tsm_priv_status {
+        struct tsm_priv_hdr hdr;
+        uint32_t n_clients;
+        uint32_t n_pending;
+        uint32_t draining; /* 0 or 1 */
+        uint32_t __reserved;
+};
+
+/* OPEN_CONTEXT and ADOPT_CONTEXT: a new context for a client slot (never slot 0). The uid and
+ * token name it in the fd store, so the owner can reclaim it after a restart. */
+struct tsm_priv_new_context {
+        struct tsm_priv_hdr hdr;
+        uint32_t slot;
+        uint32_t uid;
+        char token[TSM_PRIV_TOKEN_MAX];
+};
+
+/* RECLAIM_CONTEXT moves a slot-0 context to slot; CLOSE_CONTEXT ends a context of slot. */
+struct tsm_priv_context {
+        struct tsm_priv_hdr hdr;
+        uint32_t slot;
+        uint32_t context;
+};
+
+struct tsm_priv_attach_vdevice {
+        struct tsm_priv_hdr hdr;
+        uint32_t slot;
+        uint32_t context;
+        uint32_t vdevice;
+        uint32_t __reserved;
+        char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
+};
+
+/* DETACH, BIND, UNBIND, GET_VDEVICE_STATE: a vDevice attached to a context of slot. */
+struct tsm_priv_vdevice {
+        struct tsm_priv_hdr hdr;
+        uint32_t slot;
+        uint32_t context;
+        uint32_t vdevice;
+        uint32_t __reserved;
+};
+
+/* GET_DEVICE_STATE and DISCONNECT_DEVICE (tsm all zero), CONNECT_DEVICE. */
+struct tsm_priv_device {
+        struct tsm_priv_hdr hdr;
+        char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
+        char tsm[TSM_PRIV_NAME_MAX];
+};
+
+/* The scope travels by name: the monitor makes the number from the table of the backend that
+ * serves the device, as everywhere else. */
+struct tsm_priv_guest_request {
+        struct tsm_priv_hdr hdr;
+        uint32_t slot;
+        uint32_t context;
+        uint32_t vdevice;
+        uint32_t max_response;
+        char scope[TSM_PRIV_NAME_MAX];
+};
+
+struct tsm_priv_reload {
+        struct tsm_priv_hdr hdr;
+};
+
+struct tsm_priv_reply {
+        struct tsm_priv_hdr hdr;
+        int32_t result;  /* 0 or -errno (see the general format above) */
+        uint32_t value;  /* per request type */
+};
+
+_Static_assert(sizeof(struct tsm_priv_hdr) == 24, "no padding");
+_Static_assert(sizeof(struct tsm_priv_hello) == 48, "no padding");
+_Static_assert(sizeof(struct tsm_priv_listen_socket) == 32, "no padding");
+_Static_assert(sizeof(struct tsm_priv_restored_context) == 72, "no padding");
+_Static_assert(sizeof(struct tsm_priv_ready) == 24, "no padding");
+_Static_assert(sizeof(struct tsm_priv_status) == 40, "no padding");
+_Static_assert(sizeof(struct tsm_priv_new_context) == 72, "no padding");
+_Static_assert(sizeof(struct tsm_priv_context) == 32, "no padding");
+_Static_assert(sizeof(struct tsm_priv_attach_vdevice) == 56, "no padding");
+_Static_assert(sizeof(struct tsm_priv_vdevice) == 40, "no padding");
+_Static_assert(sizeof(struct tsm_priv_device) == 56, "no padding");
+_Static_assert(sizeof(struct tsm_priv_guest_request) == 56, "no padding");
+_Static_assert(sizeof(struct tsm_priv_reload) == 24, "no padding");
+_Static_assert(sizeof(struct tsm_priv_reply) == 32, "no padding");
+
+/* Who may send a type (the other end kills a sender that breaks it). */
+typedef enum TsmPrivSender {
+        TSM_PRIV_FROM_MONITOR = 1 << 0,
+        TSM_PRIV_FROM_WORKER = 1 << 1,
+} TsmPrivSender;
+
+typedef struct TsmPrivTypeDesc {
+        const char *name;      /* "OPEN_CONTEXT", for logs */
+        uint32_t size;         /* the fixed part this version sends */
+        uint32_t min_size;     /* the shortest fixed part accepted */
+        uint32_t sender;       /* TsmPrivSender */
+        uint32_t max_payload;  /* 0: none allowed */
+        uint32_t n_fds;        /* fds that must come with it (exactly) */
+} TsmPrivTypeDesc;
+
+/* The table for a type, or NULL if the type is unknown. */
+const TsmPrivTypeDesc *tsm_priv_type_desc(uint32_t type);
+const char *tsm_priv_type_to_string(uint32_t type);
+
+/*
+ * Checks one received datagram of len bytes against the wire rules for a message from sender,
+ * with n_fds attached. On success, copies the fixed part into ret (of ret_size bytes, the
+ * struct for the type: zero-extended when the sender's is shorter) and points *ret_payload
+ * into buf. On failure returns -EBADMSG (shape), -E2BIG (non-zero bytes past what we know),
+ * -EPROTO (wrong direction, fds or payload), -EOPNOTSUPP (unknown type), with a static
+ * description in *ret_reason.
+ */
+int tsm_priv_check(const void *buf, size_t len, size_t n_fds, TsmPrivSender sender, void *ret,
+                   size_t ret_size, const void **ret_payload, const char **ret_reason);
+
+/* True if the string field is NUL-terminated and zero after the NUL. */
+bool tsm_priv_check_string(const char *field, size_t size);
+
+/* Fills the header of a message of type; payload_len for the bytes that will follow. */
+void tsm_priv_init(void *msg, uint32_t type, uint32_t cookie, uint32_t payload_len);
+
+/*
+ * Sends one message: the fixed part, then payload (may be NULL if payload_len is 0), with the
+ * fd if fd >= 0. Blocks only as long as the socket buffer is full (the channel is local).
+ */
+int tsm_priv_send(int channel, const void *msg, const void *payload, size_t payload_len, int fd);
+
+/*
+ * Receives one datagram into buf (TSM_PRIV_DATAGRAM_MAX bytes) with up to max_fds fds (closed
+ * and reported as -EPROTO if more arrive). Returns the length, 0 on EOF, -EAGAIN if nothing is
+ * there, -EMSGSIZE if the datagram was truncated (too long).
+ */
+ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, size_t *ret_n_fds);
