@@ -23,3 +23,10 @@ install_deps() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# tsmd runs its worker as the system user 'tsmd' (privilege separation): create it, and the
+# tsm-admin group, the way a package would (systemd-sysusers, idempotent).
+create_users() {
+    [ "$(id -u)" -eq 0 ] || return 0
+    systemd-sysusers systemd/tsmd.sysusers
+}

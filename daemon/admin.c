@@ -139,8 +139,13 @@ static int vl_list_devices(VarlinkCall *call, json_object *p, void *userdata) {
         for (size_t i = 0; emu && i < emu_platform_get_n_devices(emu); i++) {
                 EmuDevice *d = emu_platform_get_device(emu, i);
 
+                int state;
+
+                /* The catalogue is ours; the device's state is the monitor's. */
+                if (priv_call_get_device_state(m->channel, emu_device_get_address(d), &state) < 0)
+                        state = -1;
                 r = add_device(m, a, emu_device_get_address(d), EMULATED_TSM_NAME, "emulated",
-                               tdisp_state_to_string(emu_device_get_state(d)));
+                               state >= 0 ? tdisp_state_to_string(state) : NULL);
                 if (r < 0)
                         return r;
         }
@@ -405,11 +410,22 @@ static int connect_result(VarlinkCall *call, int r, const char *address, const c
         return varlink_call_reply(call, NULL);
 }
 
+/* The monitor writes the PCI TSM sysfs attribute; we look at the device again ourselves, as
+ * connecting emits no uevent. */
+static int device_connect(Manager *m, const char *address, const char *tsm) {
+        int r;
+
+        r = tsm ? priv_call_connect_device(m->channel, address, tsm) : priv_call_disconnect_device(m->channel, address);
+        if (r < 0)
+                return r;
+        return tsm_platform_refresh_device(m->platform, address);
+}
+
 static int vl_connect_device(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         const char *address = json_get_string(p, "pciAddress"), *tsm = json_get_string(p, "tsm");
 
-        return connect_result(call, tsm_platform_connect(m->platform, address, tsm), address, tsm);
+        return connect_result(call, device_connect(m, address, tsm), address, tsm);
 }
 
 static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdata) {
@@ -421,7 +437,7 @@ static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdat
         guest_foreach_vdevice(m, check_in_use, &u);
         if (u.found)
                 return connect_result(call, -EBUSY, address, NULL);
-        return connect_result(call, tsm_platform_disconnect(m->platform, address), address, NULL);
+        return connect_result(call, device_connect(m, address, NULL), address, NULL);
 }
 
 static const struct {

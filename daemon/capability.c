@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Capability drop and verification with libcap. Runs in: daemon. */
+/* Capability drop and verification with libcap. Runs in: monitor and worker. */
 
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -7,7 +7,14 @@
 #include "capability.h"
 #include "log.h"
 
-const cap_value_t tsmd_capabilities[] = { CAP_SYS_RAWIO, CAP_SYS_RESOURCE };
+const cap_value_t tsmd_capabilities[] = {
+        CAP_SYS_RAWIO,    /* the kernel requires it of the debug-write scope */
+        CAP_SYS_RESOURCE, /* iommufd's RLIMIT_MEMLOCK accounting mode */
+        CAP_SETUID,       /* starting a worker: its own user */
+        CAP_SETGID,
+        CAP_SETPCAP,      /* starting a worker: an empty bounding set */
+        CAP_KILL,         /* stopping a worker, which runs as another user */
+};
 const size_t tsmd_n_capabilities = ELEMENTSOF(tsmd_capabilities);
 
 static bool needed(cap_value_t c) {
@@ -88,4 +95,30 @@ void capability_log_effective(void) {
                         break;
         }
         log_info("Effective capabilities: %s", n ? buf : "(none)");
+}
+
+int capability_verify_none(void) {
+        _cleanup_(cap_freep) cap_t now = cap_get_proc(), none = cap_init();
+        int r = 0;
+
+        if (!now || !none)
+                return -ENOMEM;
+        if (cap_compare(now, none) != 0) {
+                log_error("Capabilities remain in the effective, permitted or inheritable set.");
+                r = -EPERM;
+        }
+        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
+                if (!CAP_IS_SUPPORTED(c))
+                        continue;
+                if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) != 0 ||
+                    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c, 0, 0) != 0) {
+                        log_error("Capability %s remains in the bounding or ambient set.", cap_to_name(c));
+                        r = -EPERM;
+                }
+        }
+        if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) {
+                log_error("No-new-privileges is not set.");
+                r = -EPERM;
+        }
+        return r;
 }

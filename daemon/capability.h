@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The capabilities tsmd keeps. It runs as root because /dev/iommu and the PCI TSM sysfs
- * files belong to root, and needs only two capabilities on top of that ownership:
- * CAP_SYS_RAWIO (the kernel requires it of the debug-write scope) and CAP_SYS_RESOURCE
- * (iommufd's RLIMIT_MEMLOCK accounting mode). Everything else is dropped at start, from the
- * bounding set too, and the result is verified. Runs in: daemon.
+ * The capabilities tsmd keeps. The monitor runs as root because /dev/iommu and the PCI TSM
+ * sysfs files belong to root, and needs on top of that ownership: CAP_SYS_RAWIO (the kernel
+ * requires it of the debug-write scope), CAP_SYS_RESOURCE (iommufd's RLIMIT_MEMLOCK
+ * accounting mode), and what starting and stopping a worker as another user takes
+ * (CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_KILL). Everything else is dropped at start, from
+ * the bounding set too, and the result is verified. The worker keeps nothing at all.
+ * Runs in: monitor and worker.
  */
 #pragma once
 
@@ -22,6 +24,10 @@ extern const size_t tsmd_n_capabilities;
  * ambient and bounding sets, then re-reads and checks. -EPERM if more than the minimum
  * remains afterwards (unless allow_more), which means something outside tsmd holds it. */
 int capability_drop_to_minimum(bool allow_more);
+
+/* The worker's check after its start: every set empty (bounding and ambient too) and
+ * no-new-privileges on; -EPERM (and a log line per finding) otherwise. */
+int capability_verify_none(void);
 
 /* Logs the effective set ("Effective capabilities: cap_sys_rawio,cap_sys_resource"). */
 void capability_log_effective(void);

@@ -8,6 +8,7 @@
 #include "audit-sync-mode.h"
 #include "emu-config.h"
 #include "ini.h"
+#include "log.h"
 
 int parse_size(const char *s, uint64_t *ret) {
         static const struct {
@@ -311,4 +312,19 @@ void daemon_config_dump(const DaemonConfig *c, FILE *f) {
                         break;
                 }
         }
+}
+
+int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional) {
+        const char *message = NULL;
+        unsigned line = 0;
+        int r;
+
+        r = daemon_config_load(c, path, &line, &message);
+        if (r == -ENOENT && optional)
+                return 0; /* built-in defaults (a reload picks up a file that appears later) */
+        if (r < 0 && line > 0)
+                return log_error_errno(r, "%s:%u: %s.", path, line, message);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load '%s': %s: %m", path, message);
+        return 0;
 }

@@ -42,6 +42,10 @@ void daemon_config_done(DaemonConfig *c);
  * *ret_line and a description in *ret_message (static string). */
 int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message);
 
+/* daemon_config_load() for a program's start, logging what is wrong; a missing file is fine
+ * (built-in defaults) if optional. */
+int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional);
+
 /* Writes the effective configuration in config-file syntax (tsmd --dump-config). */
 void daemon_config_dump(const DaemonConfig *c, FILE *f);
 

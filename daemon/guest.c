@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* io.tsmd.Guest: contexts, vDevices, binding, guest requests, events. Runs in: daemon (worker). */
+/*
+ * io.tsmd.Guest: contexts, vDevices, binding, guest requests, events. Everything privileged
+ * (the iommufd, the TSM operations) is the monitor's: each call that needs it goes through a
+ * priv_call_*() stub, on behalf of the client's slot. Runs in: worker.
+ */
 
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <sys/mman.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -17,6 +19,7 @@
 #include "fdstore.h"
 #include "guest.h"
 #include "iommufd-transport.h"
+#include "priv-call.h"
 #include "json-util.h"
 #include "log.h"
 #include "peer-identity.h"
@@ -38,7 +41,8 @@ typedef struct GuestVDevice {
 
 struct GuestContext {
         uint64_t handle;
-        int fd; /* tsmd's own reference to the iommufd */
+        uint32_t id;   /* the monitor's name for it; the monitor holds the iommufd */
+        uint32_t slot; /* whose it is in the monitor's table: the owner's, or 0 while orphaned */
         GuestVDevice *vdevices;
         size_t n_vdevices, allocated_vdevices;
 
@@ -47,19 +51,22 @@ struct GuestContext {
         gid_t gid; /* the owner's, for records made on its behalf (releases) */
         pid_t pid; /* 0 once restored: the owner's process is not known then */
         char token[RECLAIM_TOKEN_LEN + 1];
-        bool stored; /* the fd is in systemd's fd store */
 };
 
 typedef struct PendingRequest {
         GuestClient *client;
         VarlinkCall *call;
-        TsmRequest *request;
+        PrivRequest *request;
+        char *pci_address;
+        uint32_t scope_number;
+        size_t response_size; /* offered: the caller's limit, capped by the scope's */
         TAILQ_ENTRY(PendingRequest) entry;
 } PendingRequest;
 
 struct GuestClient {
         Manager *manager;
         VarlinkConn *conn;
+        uint32_t slot;         /* its slot in the monitor's table */
         PeerIdentity identity; /* taken at connect time */
         GuestContext **contexts;
         size_t n_contexts, allocated_contexts;
@@ -202,8 +209,6 @@ static void context_persist(Manager *m, const GuestContext *ctx) {
         _cleanup_free_ StoredVDevice *v = NULL;
         int r;
 
-        if (!ctx->stored)
-                return;
         v = new0(StoredVDevice, ctx->n_vdevices);
         if (!v) {
                 log_oom();
@@ -254,9 +259,6 @@ static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, Gue
         return 1;
 }
 
-static TsmTarget target_of(const GuestContext *ctx, const GuestVDevice *v) {
-        return (TsmTarget){ .pci_address = v->pci_address, .iommufd = ctx->fd, .vdevice_id = v->id };
-}
 
 /* The IDL's TdiState: the TDISP names in lower case, as Varlink enums are. */
 static const char *const tdi_state_table[_TDISP_STATE_MAX] = {
@@ -266,67 +268,16 @@ static const char *const tdi_state_table[_TDISP_STATE_MAX] = {
         [TDISP_STATE_ERROR] = "error",
 };
 
-static json_object *state_json(TsmPlatform *p, const GuestContext *ctx, const GuestVDevice *v) {
-        TsmTarget t = target_of(ctx, v);
+static json_object *state_json(Manager *m, const GuestContext *ctx, const GuestVDevice *v) {
         int state;
 
-        if (tsm_platform_get_state(p, &t, &state) < 0 || state < 0 || state >= _TDISP_STATE_MAX)
+        if (priv_call_get_vdevice_state(m->channel, ctx->slot, ctx->id, v->id, &state) < 0 || state < 0 ||
+            state >= _TDISP_STATE_MAX)
                 return NULL;
         return json_object_new_string(tdi_state_table[state]);
 }
 
 /* ---- contexts -------------------------------------------------------------------------- */
-
-/* Opens the IOMMU device. Without one, the emulated platform hands out a stand-in (a sealed
- * memfd) so a VMM's fd handling works the same; the real iommufd ioctls would not. */
-static int open_iommufd(Manager *m) {
-        const char *path = tsm_platform_get_iommu_device(m->platform);
-        int fd;
-
-        fd = iommufd_open(path);
-        if (fd >= 0 || fd != -ENOENT || !tsm_platform_is_emulated(m->platform))
-                return fd;
-
-        fd = memfd_create("tsmd-emulated-iommufd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (fd < 0)
-                return negative_errno();
-        (void) fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
-        return fd;
-}
-
-/* SECURITY: an adopted fd must be what it claims: the same kind of object OpenContext hands
- * out (the IOMMU character device, or the emulated stand-in). */
-static int verify_iommufd(Manager *m, int fd, const char **ret_reason) {
-        const char *path = tsm_platform_get_iommu_device(m->platform);
-        struct stat st, want;
-        char link[64], target[128];
-        ssize_t n;
-
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (stat(path, &want) >= 0) {
-                if (!S_ISCHR(st.st_mode) || st.st_rdev != want.st_rdev) {
-                        *ret_reason = "not an iommufd";
-                        return -EBADF;
-                }
-                return 0;
-        }
-        if (!tsm_platform_is_emulated(m->platform)) {
-                *ret_reason = "no IOMMU device on this host";
-                return -EBADF;
-        }
-        snprintf(link, sizeof(link), "/proc/self/fd/%i", fd);
-        n = readlink(link, target, sizeof(target) - 1);
-        if (n < 0)
-                return negative_errno();
-        target[n] = 0;
-        if (!strneq(target, "/memfd:tsmd-emulated-iommufd", 28) ||
-            fcntl(fd, F_GET_SEALS) != (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)) {
-                *ret_reason = "not an emulated iommufd";
-                return -EBADF;
-        }
-        return 0;
-}
 
 static void context_free(Manager *m, GuestContext *ctx);
 
@@ -340,57 +291,55 @@ static void client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_
         *ret_vdevices = MIN(m->config.max_vdevices_per_client, pv ?: UINT_MAX);
 }
 
-static int add_context(VarlinkCall *call, int fd, GuestContext **ret) {
+/* Makes a context for the calling client: the monitor opens a fresh iommufd (adopt_fd < 0,
+ * its duplicate for the client in *ret_fd) or adopts the client's. Returns 1 when a context
+ * was made, 0 when the client got an error reply. */
+static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int *ret_fd) {
         GuestClient *c = client_of(call);
         Manager *m = c->manager;
         unsigned max, max_vdevices;
-        GuestContext *ctx;
+        _cleanup_free_ GuestContext *ctx = NULL;
         int r;
 
         /* SECURITY: only clients the policy knows get an iommufd. */
-        if (!policy_is_client(m->policy, &c->identity)) {
-                safe_close(fd);
+        if (!policy_is_client(m->policy, &c->identity))
                 return reply_denied(call, "no policy rule matches the client");
-        }
         client_limits(c, &max, &max_vdevices);
-        if (c->n_contexts >= max) {
-                safe_close(fd);
+        if (c->n_contexts >= max)
                 return reply_limit(call, "contexts", max);
-        }
-        if (!GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1)) {
-                safe_close(fd);
+        if (!GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1))
                 return -ENOMEM;
-        }
         ctx = new0(GuestContext, 1);
-        if (!ctx) {
-                safe_close(fd);
+        if (!ctx)
                 return -ENOMEM;
-        }
-        ctx->fd = fd;
+        ctx->slot = c->slot;
         ctx->uid = varlink_conn_get_peer(c->conn)->uid;
         ctx->gid = varlink_conn_get_peer(c->conn)->gid;
         ctx->pid = varlink_conn_get_peer(c->conn)->pid;
         r = reclaim_token_new(ctx->token);
-        if (r < 0) {
-                context_free(m, ctx);
+        if (r < 0)
                 return r;
-        }
 
-        /* Keep a copy with the service manager, so a restart of tsmd does not tear it down. */
-        if (fdstore_available()) {
-                r = fdstore_put(fd, ctx->uid, ctx->token);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to store a context's iommufd with the service manager: %m");
-                else
-                        ctx->stored = true;
-        }
+        /* The monitor keeps the iommufd (and a copy with the service manager, if there is one),
+         * so neither a restart of the worker nor of tsmd tears the context down. */
+        if (adopt_fd >= 0)
+                r = priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->token, adopt_fd, &ctx->id);
+        else
+                r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->token, &ctx->id, ret_fd);
+        if (r == -EBADF || r == -ENODEV)
+                return reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
+                                      json_object_new_string("fileDescriptor"), "reason",
+                                      json_object_new_string(r == -EBADF ? "not an iommufd" :
+                                                             "no IOMMU device on this host"));
+        if (r < 0)
+                return log_warning_errno(r, "The monitor could not make a context: %m");
         context_persist(m, ctx);
 
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
         if (op_of(call))
                 op_of(call)->context_id = ctx->handle;
-        *ret = ctx;
+        *ret = TAKE_PTR(ctx);
         return 1;
 }
 
@@ -399,8 +348,7 @@ static int reply_context(VarlinkCall *call, const GuestContext *ctx, int fd_inde
 
         if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
             (fd_index >= 0 && json_object_add(reply, "fileDescriptor", json_object_new_int(fd_index)) < 0) ||
-            (fd_index != -2 &&
-             json_object_add(reply, "reclaimToken", ctx->stored ? json_object_new_string(ctx->token) : NULL) < 0)) {
+            (fd_index != -2 && json_object_add(reply, "reclaimToken", json_object_new_string(ctx->token)) < 0)) {
                 json_object_put(reply);
                 return -ENOMEM;
         }
@@ -408,43 +356,29 @@ static int reply_context(VarlinkCall *call, const GuestContext *ctx, int fd_inde
 }
 
 static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
-        Manager *m = userdata;
-        _cleanup_close_ int fd = -EBADF;
         GuestContext *ctx;
-        int r, copy, idx;
+        int r, fd = -EBADF, idx;
 
-        fd = open_iommufd(m);
-        if (fd < 0)
-                return log_warning_errno(fd, "Failed to open '%s': %m", tsm_platform_get_iommu_device(m->platform));
-
-        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (copy < 0)
-                return negative_errno();
-        idx = varlink_call_push_fd(call, copy);
-        if (idx < 0)
-                return idx;
-
-        r = add_context(call, TAKE_FD(fd), &ctx);
+        r = add_context(call, -EBADF, &ctx, &fd);
         if (r <= 0)
                 return r;
+        idx = varlink_call_push_fd(call, fd); /* takes it */
+        if (idx < 0)
+                return idx;
         return reply_context(call, ctx, idx);
 }
 
 static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
-        Manager *m = userdata;
-        const char *reason = "not an fd";
         GuestContext *ctx;
-        int fd, r = 0;
+        int fd, r;
 
+        /* SECURITY: the monitor checks that it is an iommufd before it keeps it. */
         fd = varlink_call_get_fd_parameter(call, p, "fileDescriptor");
-        if (fd >= 0)
-                r = verify_iommufd(m, fd, &reason);
-        if (fd < 0 || r < 0)
+        if (fd < 0)
                 return reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                       json_object_new_string("fileDescriptor"), "reason",
-                                      json_object_new_string(fd < 0 ? "no fd attached at that index" : reason));
-
-        r = add_context(call, varlink_call_take_fd(call, (size_t) get_int(p, "fileDescriptor", 0)), &ctx);
+                                      json_object_new_string("no fd attached at that index"));
+        r = add_context(call, fd, &ctx, NULL);
         if (r <= 0)
                 return r;
         return reply_context(call, ctx, -1);
@@ -454,22 +388,26 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
 static void audit_release(Manager *m, const GuestContext *ctx, const GuestVDevice *v, int result);
 
 static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
+        int r;
+
         if (v->bound && !v->gone) {
-                TsmTarget t = target_of(ctx, v);
-                int r = tsm_platform_unbind(m->platform, &t);
+                r = priv_call_unbind_vdevice(m->channel, ctx->slot, ctx->id, v->id);
                 if (r < 0)
                         log_warning_errno(r, "Failed to unbind %s while releasing it: %m", v->pci_address);
                 audit_release(m, ctx, v, r);
         }
+        r = priv_call_detach_vdevice(m->channel, ctx->slot, ctx->id, v->id);
+        if (r < 0 && r != -ECONNRESET)
+                log_warning_errno(r, "The monitor could not detach %s: %m", v->pci_address);
         v->bound = false;
         free(v->pci_address);
         v->pci_address = NULL;
 }
 
 static void context_free(Manager *m, GuestContext *ctx) {
-        /* Exiting to be restarted: the fd store keeps the kernel's objects alive, so leave
-         * bindings and stored state as they are for the next tsmd to take over. */
-        bool preserve = m->preserve_contexts && ctx->stored;
+        /* Exiting to be restarted: the monitor (or the fd store) keeps the kernel's objects
+         * alive, so leave bindings and stored state as they are for the next worker. */
+        bool preserve = m->preserve_contexts;
 
         for (size_t i = 0; i < ctx->n_vdevices; i++) {
                 if (preserve) {
@@ -479,11 +417,12 @@ static void context_free(Manager *m, GuestContext *ctx) {
                 vdevice_release(m, ctx, &ctx->vdevices[i]);
         }
         free(ctx->vdevices);
-        if (ctx->stored && !preserve) {
-                (void) fdstore_remove(ctx->uid, ctx->token);
+        if (!preserve) {
+                int r = priv_call_close_context(m->channel, ctx->slot, ctx->id);
+                if (r < 0 && r != -ECONNRESET)
+                        log_warning_errno(r, "The monitor could not close a context: %m");
                 (void) context_store_remove(state_dir(m), ctx->token);
         }
-        safe_close(ctx->fd);
         free(ctx);
 }
 
@@ -645,6 +584,14 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 json_object_put(scopes);
                 return -ENOMEM;
         }
+        r = priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, (uint32_t) id, info.pci_address, NULL);
+        if (r < 0) {
+                json_object_put(scopes);
+                if (r == -ENODEV || r == -ENXIO) /* gone since we looked */
+                        return reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
+                                              json_object_new_string(address), NULL, NULL);
+                return reply_backend_error(call, r, info.pci_address);
+        }
         ctx->vdevices[ctx->n_vdevices] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = strdup(info.pci_address) };
         if (!ctx->vdevices[ctx->n_vdevices].pci_address) {
                 json_object_put(scopes);
@@ -678,7 +625,7 @@ static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 static int reply_state(VarlinkCall *call, Manager *m, GuestContext *ctx, GuestVDevice *v, bool with_bound) {
-        json_object *reply = json_object_new_object(), *state = state_json(m->platform, ctx, v);
+        json_object *reply = json_object_new_object(), *state = state_json(m, ctx, v);
 
         if (!reply || json_object_add(reply, "state", state) < 0 ||
             (with_bound && json_object_add(reply, "bound", json_object_new_boolean(v->bound)) < 0)) {
@@ -692,17 +639,16 @@ static int reply_state(VarlinkCall *call, Manager *m, GuestContext *ctx, GuestVD
 static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         GuestContext *ctx;
         GuestVDevice *v;
-        TsmTarget t;
         int r;
 
         if (lookup(call, p, &ctx, &v) <= 0)
                 return 0;
         if (v->gone)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
-        t = target_of(ctx, v);
-        r = bind ? tsm_platform_bind(m->platform, &t) : tsm_platform_unbind(m->platform, &t);
+        r = bind ? priv_call_bind_vdevice(m->channel, ctx->slot, ctx->id, v->id)
+                 : priv_call_unbind_vdevice(m->channel, ctx->slot, ctx->id, v->id);
         if (bind && (r == -EIO || r == -EINVAL || r == -EALREADY)) {
-                json_object *s = state_json(m->platform, ctx, v);
+                json_object *s = state_json(m, ctx, v);
                 return reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", s ?: json_object_new_string("error"), NULL, NULL);
         }
         if (r < 0)
@@ -738,6 +684,7 @@ static void pending_free(PendingRequest *pr) {
 
         TAILQ_REMOVE(&pr->client->pending, pr, entry);
         varlink_call_unref(pr->call);
+        free(pr->pci_address);
         free(pr);
         (void) m;
 }
@@ -746,13 +693,11 @@ unsigned guest_n_pending(Manager *m) {
         return m->n_pending_requests;
 }
 
-static void on_request_done(TsmRequest *req, int result, void *userdata) {
+static void on_request_done(int result, const void *resp, size_t len, void *userdata) {
         PendingRequest *pr = userdata;
         VarlinkCall *call = pr->call;
         _cleanup_free_ char *b64 = NULL;
         json_object *reply;
-        const void *resp;
-        size_t len;
         int r;
 
         if (result < 0) {
@@ -760,13 +705,12 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
                         /* The response did not fit what the caller (or the scope) allows. */
                         r = reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
                                            json_object_new_string("maxResponseSize"), "limit",
-                                           json_object_new_int64((int64_t) tsm_request_get_response_size(req)));
+                                           json_object_new_int64((int64_t) pr->response_size));
                 else
-                        r = reply_backend_error(call, result, tsm_request_get_pci_address(req));
+                        r = reply_backend_error(call, result, pr->pci_address);
                 goto finish;
         }
 
-        resp = tsm_request_get_response(req, &len);
         if (op_of(call))
                 op_of(call)->response_size = len;
         r = base64_encode(resp, len, &b64);
@@ -774,7 +718,7 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
                 goto finish;
         reply = json_object_new_object();
         if (!reply || json_object_add(reply, "response", json_object_new_string(b64)) < 0 ||
-            json_object_add(reply, "scopeNumber", json_object_new_int64(tsm_request_get_scope_number(req))) < 0) {
+            json_object_add(reply, "scopeNumber", json_object_new_int64(pr->scope_number)) < 0) {
                 json_object_put(reply);
                 r = -ENOMEM;
                 goto finish;
@@ -798,7 +742,6 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         PendingRequest *pr;
         GuestContext *ctx;
         GuestVDevice *v;
-        TsmTarget t;
         size_t req_len, max_request;
         uint32_t number;
         int r;
@@ -853,11 +796,17 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return -ENOMEM;
         pr->client = c;
         pr->call = varlink_call_ref(call);
+        pr->scope_number = number;
+        pr->response_size = MIN((size_t) max_response, (size_t) desc->max_response);
+        pr->pci_address = strdup(v->pci_address);
         TAILQ_INSERT_TAIL(&c->pending, pr, entry);
+        if (!pr->pci_address) {
+                pending_free(pr);
+                return -ENOMEM;
+        }
 
-        t = target_of(ctx, v);
-        r = tsm_platform_request(m->platform, &t, scope, req, req_len, (size_t) max_response,
-                                 on_request_done, pr, &pr->request);
+        r = priv_call_guest_request(m->channel, ctx->slot, ctx->id, v->id, scope, req, req_len,
+                                    pr->response_size, on_request_done, pr, &pr->request);
         if (r < 0) {
                 pending_free(pr);
                 if (r == -E2BIG)
@@ -947,7 +896,7 @@ static void on_orphan_timeout(evutil_socket_t fd, short what, void *userdata) {
         orphans_release(userdata);
 }
 
-int guest_restore_context(Manager *m, int fd, const char *name) {
+int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc) {
         _cleanup_free_ StoredVDevice *stored = NULL;
         struct timeval tv = { .tv_sec = (time_t) m->config.reclaim_timeout_sec };
         GuestContext *ctx;
@@ -955,19 +904,15 @@ int guest_restore_context(Manager *m, int fd, const char *name) {
         uid_t uid;
         int r;
 
+        if (strlen(rc->token) != RECLAIM_TOKEN_LEN)
+                return log_warning_errno(-EINVAL, "Ignoring a kept context with a malformed token.");
         ctx = new0(GuestContext, 1);
-        if (!ctx) {
-                safe_close(fd);
+        if (!ctx)
                 return -ENOMEM;
-        }
-        ctx->fd = fd;
-        r = fdstore_parse_name(name, &ctx->uid, ctx->token);
-        if (r < 0) {
-                free(ctx);
-                safe_close(fd);
-                return log_warning_errno(r, "Ignoring stored fd with unknown name '%s'.", name);
-        }
-        ctx->stored = true;
+        ctx->id = rc->context;
+        ctx->slot = TSM_PRIV_SLOT_WORKER;
+        ctx->uid = (uid_t) rc->uid;
+        memcpy(ctx->token, rc->token, RECLAIM_TOKEN_LEN + 1);
 
         r = context_store_load(state_dir(m), ctx->token, &uid, &stored, &n);
         if (r < 0 && r != -ENOENT)
@@ -989,21 +934,26 @@ int guest_restore_context(Manager *m, int fd, const char *name) {
                 GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
                 TsmDeviceInfo info;
 
+                bool monitor_bound = false;
+
                 v->id = stored[i].id;
                 v->pci_address = strdup(stored[i].pci_address);
                 if (!v->pci_address)
                         break;
                 ctx->n_vdevices++;
-                if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0) {
+                if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
+                    priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address,
+                                             &monitor_bound) < 0) {
                         v->gone = true;
                         continue;
                 }
                 v->bound = stored[i].bound;
-                /* The kernel kept the binding alive with the fd; the emulated TSM lived in the
-                 * old process, so it is brought back to where the guest left it. */
-                if (v->bound && info.emulated) {
-                        TsmTarget t = target_of(ctx, v);
-                        r = tsm_platform_bind(m->platform, &t);
+                /* After a restart of the worker alone, the monitor still has it bound. After a
+                 * restart of tsmd, the kernel kept the binding alive with the fd, but the
+                 * emulated TSM lived in the old monitor: it is brought back to where the guest
+                 * left it. */
+                if (v->bound && info.emulated && !monitor_bound) {
+                        r = priv_call_bind_vdevice(m->channel, ctx->slot, ctx->id, v->id);
                         if (r < 0)
                                 log_warning_errno(r, "Failed to rebind emulated %s: %m", v->pci_address);
                 }
@@ -1027,7 +977,7 @@ static int vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata)
         uid_t uid = varlink_conn_get_peer(c->conn)->uid;
         GuestContext *ctx = NULL;
         json_object *reply;
-        int idx, copy;
+        int idx, fd = -EBADF, r;
 
         for (size_t i = 0; i < m->n_orphans; i++)
                 /* SECURITY: the token alone is not enough; it must be the owner asking. The
@@ -1046,15 +996,18 @@ static int vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata)
                 m->orphans[m->n_orphans++] = ctx; /* still reclaimable, by a less busy connection */
                 return reply_limit(call, "contexts", m->config.max_contexts_per_client);
         }
+        r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, &fd);
+        if (r < 0) {
+                m->orphans[m->n_orphans++] = ctx;
+                return log_warning_errno(r, "The monitor could not hand back a context: %m");
+        }
+        ctx->slot = c->slot;
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
         if (op_of(call))
                 op_of(call)->context_id = ctx->handle;
 
-        copy = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 3);
-        if (copy < 0)
-                return negative_errno();
-        idx = varlink_call_push_fd(call, copy);
+        idx = varlink_call_push_fd(call, fd); /* takes it */
         if (idx < 0)
                 return idx;
         log_info("Context of uid %u reclaimed.", (unsigned) uid);
@@ -1090,6 +1043,9 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
                 return -ENOMEM;
         c->manager = m;
         c->conn = conn;
+        c->slot = ++m->next_slot;
+        if (c->slot == TSM_PRIV_SLOT_WORKER) /* wrapped: 0 is the worker's own */
+                c->slot = ++m->next_slot;
         TAILQ_INIT(&c->pending);
         TAILQ_INIT(&c->ops);
 
@@ -1174,7 +1130,7 @@ GuestClient *guest_client_free(GuestClient *c) {
 
         /* Requests first (nobody is left to answer), then bindings and contexts. */
         while ((pr = TAILQ_FIRST(&c->pending))) {
-                tsm_request_cancel(pr->request);
+                priv_request_cancel(pr->request);
                 pending_free(pr);
         }
         ops_abandon(c);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "manager.h"
+#include "tsm-priv.h"
 
 typedef struct GuestClient GuestClient;
 
@@ -24,7 +25,8 @@ int guest_setup(Manager *m);
 
 /* A context handed back by the service manager after a restart: rebuilt as an orphan that
  * its owner can reclaim until the reclaim timeout. Takes the fd. */
-int guest_restore_context(Manager *m, int fd, const char *name);
+/* A context the monitor kept from before (a restart of the worker or of tsmd). */
+int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc);
 /* Releases (or, when preserving for a restart, just closes) unreclaimed contexts. */
 void guest_orphans_free(Manager *m);
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Daemon set-up, socket adoption, signals and the main loop. Runs in: daemon. */
+/* The worker's set-up, its sockets, signals and the main loop. Runs in: worker. */
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,7 +9,6 @@
 
 #include "admin.h"
 #include "config.h"
-#include "fdstore.h"
 #include "guest.h"
 #include "log.h"
 #include "manager.h"
@@ -24,12 +23,15 @@ uint64_t now_monotonic_usec(void) {
 
 /* How long a graceful stop waits for guest requests in flight. */
 #define DRAIN_TIMEOUT_SEC 10
+/* How often the worker says it is alive, from its event loop: a wedged loop goes quiet, and
+ * the monitor stops feeding the service manager's watchdog. */
+#define HEARTBEAT_SEC 5
 
+/* The monitor turns it into the service manager's STATUS= (and takes it as a sign of life
+ * for the watchdog: see HEARTBEAT_SEC). */
 void manager_update_status(Manager *m) {
-        (void) sd_notifyf(false, "STATUS=%s%u clients, %u requests in flight, platform %s.",
-                          m->draining ? "Stopping: " : "",
-                          varlink_server_get_n_connections(m->server), m->n_pending_requests,
-                          tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
+        (void) priv_send_status(m->channel, varlink_server_get_n_connections(m->server),
+                                m->n_pending_requests, m->draining);
 }
 
 void manager_request_finished(Manager *m) {
@@ -54,12 +56,11 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
         if (m->draining)
                 return;
         m->draining = true;
-        /* With a service manager keeping our fds, exiting means being restarted or stopped:
-         * either way the kernel objects are the fd store's to keep or drop, not ours. */
-        m->preserve_contexts = fdstore_available();
+        /* With a service manager keeping the monitor's fds, exiting means being restarted or
+         * stopped: either way the kernel objects are the fd store's to keep or drop. */
+        m->preserve_contexts = m->hello.fdstore;
         log_info("Received %s, finishing %u requests in flight, then exiting.",
                  sig == SIGTERM ? "SIGTERM" : "SIGINT", m->n_pending_requests);
-        (void) sd_notify(false, "STOPPING=1");
         manager_update_status(m);
 
         /* No new clients; those connected get their answers (and audit records) first. */
@@ -71,9 +72,17 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
         (void) evtimer_add(m->drain_timeout, &tv);
 }
 
-static void on_watchdog(evutil_socket_t fd, short what, void *userdata) {
-        /* Sent from the event loop itself: a wedged loop stops the pings. */
-        (void) sd_notify(false, "WATCHDOG=1");
+static void on_heartbeat(evutil_socket_t fd, short what, void *userdata) {
+        manager_update_status(userdata);
+}
+
+/* The monitor is gone (it exited, or it killed us and this is what is left): nothing
+ * privileged can happen any more, so stop at once. */
+static void on_monitor_gone(void *userdata) {
+        Manager *m = userdata;
+
+        m->preserve_contexts = true; /* the monitor decides what becomes of them */
+        (void) event_base_loopexit(m->base, NULL);
 }
 
 /* Loads the policy named by the configuration; on failure *ret_message says why. */
@@ -126,14 +135,17 @@ int manager_reload(Manager *m, char **ret_message) {
         if (!m->config_path)
                 return 0;
 
-        (void) sd_notify(false, "RELOADING=1");
+        /* The monitor's part first (the emulated devices it serves): it rereads the same file. */
+        r = priv_call_reload(m->channel);
+        if (r < 0)
+                log_warning_errno(r, "The monitor failed to reload its configuration: %m");
+
         daemon_config_init(&config);
         r = daemon_config_load(&config, m->config_path, &line, &message);
         if (r == -ENOENT)
                 r = 0; /* no file: the built-in defaults */
         if (r < 0) {
                 daemon_config_done(&config);
-                (void) sd_notify(false, "READY=1");
                 if (ret_message && asprintf(ret_message, "%s:%u: %s", m->config_path, line, message) < 0)
                         *ret_message = NULL;
                 return log_error_errno(r, "%s:%u: %s; keeping the configuration in force.",
@@ -148,7 +160,6 @@ int manager_reload(Manager *m, char **ret_message) {
                 r = load_policy(&config, &p, &policy_error);
                 if (r < 0) {
                         daemon_config_done(&config);
-                        (void) sd_notify(false, "READY=1");
                         if (ret_message)
                                 *ret_message = policy_error ? strdup(policy_error) : NULL;
                         return log_error_errno(r, "%s; keeping the policy in force.",
@@ -178,7 +189,6 @@ int manager_reload(Manager *m, char **ret_message) {
         daemon_config_done(&config);
 
         log_info("Configuration reloaded from %s.", m->config_path);
-        (void) sd_notify(false, "READY=1");
         return 0;
 }
 
@@ -212,7 +222,7 @@ static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         manager_update_status(m);
 }
 
-int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
+int manager_new(DaemonConfig *config, const char *config_path, int channel, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         _cleanup_free_ char *error = NULL;
         const char *missing = NULL;
@@ -228,10 +238,21 @@ int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
                 return -ENOMEM;
 
         m->base = event_base_new();
-        if (!m->base)
+        if (!m->base) {
+                safe_close(channel);
                 return -ENOMEM;
+        }
 
-        r = tsm_platform_new(m->base, &m->config.platform, &m->platform);
+        r = priv_channel_new(m->base, channel, on_monitor_gone, m, &m->channel);
+        if (r < 0) {
+                safe_close(channel);
+                return r;
+        }
+        r = priv_channel_read_hello(m->channel, &m->hello);
+        if (r < 0)
+                return log_error_errno(r, "No start sequence from the monitor: %m");
+
+        r = tsm_platform_new_view(m->base, &m->config.platform, m->hello.emulated, m->hello.uapi, &m->platform);
         if (r < 0)
                 return r;
 
@@ -280,12 +301,11 @@ int manager_new(DaemonConfig *config, const char *config_path, Manager **ret) {
             event_add(m->sigint, NULL) < 0 || event_add(m->sighup, NULL) < 0)
                 return -ENOMEM;
 
-        if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0) {
-                struct timeval tv = { .tv_sec = (time_t) (m->watchdog_usec / 2 / 1000000),
-                                      .tv_usec = (suseconds_t) (m->watchdog_usec / 2 % 1000000) };
+        {
+                struct timeval tv = { .tv_sec = HEARTBEAT_SEC };
 
-                m->watchdog = event_new(m->base, -1, EV_PERSIST, on_watchdog, m);
-                if (!m->watchdog || event_add(m->watchdog, &tv) < 0)
+                m->heartbeat = event_new(m->base, -1, EV_PERSIST, on_heartbeat, m);
+                if (!m->heartbeat || event_add(m->heartbeat, &tv) < 0)
                         return -ENOMEM;
         }
 
@@ -312,6 +332,8 @@ Manager *manager_free(Manager *m) {
         audit_log_free(m->audit);
         policy_unref(m->policy);
         tsm_platform_free(m->platform);
+        priv_channel_free(m->channel);
+        priv_hello_done(&m->hello);
         free(m->config_path);
         if (m->sigterm)
                 event_free(m->sigterm);
@@ -319,8 +341,8 @@ Manager *manager_free(Manager *m) {
                 event_free(m->sigint);
         if (m->sighup)
                 event_free(m->sighup);
-        if (m->watchdog)
-                event_free(m->watchdog);
+        if (m->heartbeat)
+                event_free(m->heartbeat);
         if (m->drain_timeout)
                 event_free(m->drain_timeout);
         if (m->base)
@@ -329,14 +351,12 @@ Manager *manager_free(Manager *m) {
         return mfree(m);
 }
 
-/* Which interfaces a socket passed by the service manager serves, by its FileDescriptorName=:
- * a socket named after io.tsmd.Guest serves VMMs only (plus io.tsmd.Service); any other
- * name (io.tsmd.Admin, varlink, the unit's default) serves everything, and its file mode
- * decides who may connect. */
-static int interfaces_for_name(const char *name, char ***ret) {
+/* A socket of kind TSM_PRIV_SOCKET_GUEST serves VMMs only (plus io.tsmd.Service); one of
+ * kind TSM_PRIV_SOCKET_ALL serves everything, and its file mode decides who may connect. */
+static int interfaces_for_kind(TsmPrivSocketKind kind, char ***ret) {
         char **l = NULL;
 
-        if (name && streq(name, "io.tsmd.Guest")) {
+        if (kind == TSM_PRIV_SOCKET_GUEST) {
                 l = new0(char *, 3);
                 if (!l || !(l[0] = strdup("io.tsmd.Guest")) || !(l[1] = strdup("io.tsmd.Service"))) {
                         if (l) {
@@ -350,73 +370,38 @@ static int interfaces_for_name(const char *name, char ***ret) {
         return 0;
 }
 
-int manager_listen(Manager *m, const char *path, const char *guest_path) {
-        _cleanup_free_ char **names = NULL;
-        int n, r, n_stored = 0;
+int manager_listen(Manager *m) {
+        PrivHello *h = &m->hello;
+        int r;
 
-        n = sd_listen_fds_with_names(true, &names);
-        if (n < 0)
-                return log_error_errno(n, "Failed to read sockets passed by the service manager: %m");
-
-        for (int i = 0; i < n; i++) {
-                int fd = SD_LISTEN_FDS_START + i;
-                const char *name = names ? names[i] : NULL;
+        for (size_t i = 0; i < h->n_sockets; i++) {
                 char **interfaces;
 
-                /* An iommufd kept for us across a restart (fdstore.h). */
-                if (name && strneq(name, FDSTORE_PREFIX, strlen(FDSTORE_PREFIX))) {
-                        (void) guest_restore_context(m, fd, name);
-                        n_stored++;
-                        continue;
-                }
-
-                /* Only listening AF_UNIX stream sockets make sense for Varlink. */
-                r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
+                /* SECURITY: what the monitor passed must be what it says it is. */
+                r = sd_is_socket_unix(h->socket_fds[i], SOCK_STREAM, 1, NULL, 0);
                 if (r <= 0)
-                        return log_error_errno(r < 0 ? r : -EINVAL,
-                                               "Passed fd %d ('%s') is not a listening AF_UNIX stream socket.",
-                                               fd, strna(name));
-                r = interfaces_for_name(name, &interfaces);
+                        return log_error_errno(r < 0 ? r : -EINVAL, "Monitor passed something other than a listening AF_UNIX stream socket.");
+                r = interfaces_for_kind(h->socket_kinds[i], &interfaces);
                 if (r < 0)
                         return log_oom();
-                r = varlink_server_listen_fd_full(m->server, fd, interfaces);
+                r = varlink_server_listen_fd_full(m->server, h->socket_fds[i], interfaces);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to adopt passed socket: %m");
-                log_info("Serving %s on passed socket '%s'.", interfaces ? "io.tsmd.Guest" : "all interfaces",
-                         strna(name));
+                        return log_error_errno(r, "Failed to serve a passed socket: %m");
+                h->socket_fds[i] = -EBADF; /* the server has it */
         }
-        for (int i = 0; names && i < n; i++)
-                free(names[i]);
 
-        if (path) {
-                r = varlink_server_listen_path(m->server, path, 0660);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to listen on '%s': %m", path);
-                log_info("Serving all interfaces on unix:%s", path);
-        }
-        if (guest_path) {
-                char **interfaces;
-
-                r = interfaces_for_name("io.tsmd.Guest", &interfaces);
-                if (r < 0)
-                        return log_oom();
-                /* Everyone may connect; the policy decides what they may do. */
-                r = varlink_server_listen_path_full(m->server, guest_path, 0666, interfaces);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to listen on '%s': %m", guest_path);
-                log_info("Serving io.tsmd.Guest on unix:%s", guest_path);
-        }
-        if (!fdstore_available())
-                log_info("No service manager to keep iommufds across restarts: contexts end with tsmd.");
-        if (n - n_stored == 0 && !path && !guest_path)
-                return log_error_errno(-EINVAL, "No socket passed by the service manager and no --socket= given.");
-
+        for (size_t i = 0; i < h->n_restored; i++)
+                (void) guest_restore_context(m, &h->restored[i]);
         return 0;
 }
 
 int manager_run(Manager *m) {
+        int r;
+
         /* Discovery ran in manager_new() and the sockets are adopted: now we serve. */
-        (void) sd_notify(false, "READY=1");
+        r = priv_send_ready(m->channel);
+        if (r < 0)
+                return log_error_errno(r, "Cannot tell the monitor we are ready: %m");
         manager_update_status(m);
 
         if (event_base_dispatch(m->base) < 0)

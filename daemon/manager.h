@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The daemon's top-level object: event loop, Varlink server, configuration. Runs in: daemon. */
+/* The worker's top-level object: event loop, Varlink server, configuration, the channel to
+ * the monitor. Runs in: worker. */
 #pragma once
 
 #include <sys/queue.h>
@@ -9,6 +10,7 @@
 #include "audit-log.h"
 #include "daemon-config.h"
 #include "policy.h"
+#include "priv-call.h"
 #include "tsm-platform.h"
 #include "varlink-server.h"
 
@@ -22,7 +24,10 @@ typedef struct Manager {
         DaemonConfig config;
         char *config_path; /* reloaded on SIGHUP; NULL: defaults only */
         uint64_t start_usec;
-        TsmPlatform *platform;
+        TsmPlatform *platform; /* a view: operations go to the monitor through channel */
+        PrivChannel *channel;
+        PrivHello hello;
+        uint32_t next_slot;
         Policy *policy;  /* replaced whole on reload */
         AuditLog *audit;
 
@@ -36,8 +41,7 @@ typedef struct Manager {
         bool preserve_contexts;
 
         struct event *sigterm, *sigint, *sighup;
-        struct event *watchdog, *drain_timeout;
-        uint64_t watchdog_usec;
+        struct event *heartbeat, *drain_timeout;
         bool draining;       /* SIGTERM: no new connections, finishing what is in flight */
         unsigned n_pending_requests;
 
@@ -50,17 +54,17 @@ typedef struct Manager {
         size_t n_status_subscribers, allocated_status_subscribers;
 } Manager;
 
-/* Takes over config (its strings); config_path is reread on SIGHUP. */
-int manager_new(DaemonConfig *config, const char *config_path, Manager **ret);
+/* Takes over config (its strings) and the channel to the monitor (read up to its HELLO and
+ * the sockets); config_path is reread on SIGHUP. */
+int manager_new(DaemonConfig *config, const char *config_path, int channel, Manager **ret);
 /* Rereads the configuration file: applies what can change at run time, keeps the old
  * configuration and says why if the file is bad. */
 int manager_reload(Manager *m, char **ret_message);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
-/* Adopts sockets passed by the service manager (sd_listen_fds), and listens on path (all
- * interfaces, mode 0660) and guest_path (io.tsmd.Guest, mode 0666) if given. */
-int manager_listen(Manager *m, const char *path, const char *guest_path);
+/* Serves the sockets the monitor passed, and takes in the contexts it kept. */
+int manager_listen(Manager *m);
 int manager_run(Manager *m);
 
 uint64_t now_monotonic_usec(void);

@@ -37,6 +37,7 @@ struct TsmPlatform {
         Discovery *discovery;
         EmuPlatform *emu;
         int uapi; /* TsmUapiVersion, or negative errno from probing */
+        bool view; /* the worker's: no operations of its own */
         uint64_t watch_id;
 
         TsmPlatformDeviceGone gone_callback;
@@ -137,7 +138,8 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
         }
 }
 
-int tsm_platform_new(struct event_base *base, const TsmPlatformConfig *config, TsmPlatform **ret) {
+static int platform_new(struct event_base *base, const TsmPlatformConfig *config, bool view, bool emulated,
+                        int uapi, TsmPlatform **ret) {
         _cleanup_(tsm_platform_freep) TsmPlatform *p = NULL;
         int r;
 
@@ -149,7 +151,8 @@ int tsm_platform_new(struct event_base *base, const TsmPlatformConfig *config, T
         if (!p)
                 return -ENOMEM;
         p->base = base;
-        p->uapi = -EOPNOTSUPP;
+        p->uapi = view ? uapi : -EOPNOTSUPP;
+        p->view = view;
         TAILQ_INIT(&p->requests);
         p->config.mode = config->mode;
         p->config.emulated_latency_usec = config->emulated_latency_usec;
@@ -174,7 +177,9 @@ int tsm_platform_new(struct event_base *base, const TsmPlatformConfig *config, T
                 r = discovery_start_monitor(p->discovery);
                 if (r < 0)
                         log_warning_errno(r, "Cannot follow device hotplug, continuing without: %m");
+        }
 
+        if (config->mode != TSM_PLATFORM_EMULATED && !view) {
                 TsmUapiVersion v;
 
                 r = iommufd_probe_uapi(p->config.iommu_device, &v);
@@ -187,18 +192,30 @@ int tsm_platform_new(struct event_base *base, const TsmPlatformConfig *config, T
                                  tsm_uapi_version_to_string(p->uapi));
         }
 
-        if (config->mode == TSM_PLATFORM_EMULATED ||
-            (config->mode == TSM_PLATFORM_AUTO && inventory_n_tsms(p->inventory) == 0)) {
+        /* The worker follows the monitor's choice: their scans may race a hotplug. */
+        if (view ? emulated
+                 : config->mode == TSM_PLATFORM_EMULATED ||
+                           (config->mode == TSM_PLATFORM_AUTO && inventory_n_tsms(p->inventory) == 0)) {
                 r = emu_platform_new_from_config(config->emulated_devices, &p->emu);
                 if (r < 0)
                         return log_error_errno(r, "Invalid emulated device list '%s': %m",
                                                strna(config->emulated_devices));
-                log_info("No TSM found, serving the emulated TDISP platform with %zu devices.",
-                         emu_platform_get_n_devices(p->emu));
+                if (!view)
+                        log_info("No TSM found, serving the emulated TDISP platform with %zu devices.",
+                                 emu_platform_get_n_devices(p->emu));
         }
 
         *ret = TAKE_PTR(p);
         return 0;
+}
+
+int tsm_platform_new(struct event_base *base, const TsmPlatformConfig *config, TsmPlatform **ret) {
+        return platform_new(base, config, false, false, 0, ret);
+}
+
+int tsm_platform_new_view(struct event_base *base, const TsmPlatformConfig *config, bool emulated, int uapi,
+                          TsmPlatform **ret) {
+        return platform_new(base, config, true, emulated, uapi, ret);
 }
 
 TsmPlatform *tsm_platform_free(TsmPlatform *p) {
@@ -383,6 +400,9 @@ int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *ts
         const InventoryDevice *d = inventory_get_device(p->inventory, pci_address);
         int r;
 
+        if (p->view)
+                return -EPERM;
+
         if (!d || !d->tdisp_capable || !p->discovery)
                 return -ENODEV;
         if (!inventory_get_tsm(p->inventory, tsm))
@@ -402,6 +422,9 @@ int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address) {
         _cleanup_free_ char *tsm = NULL;
         int r;
 
+        if (p->view)
+                return -EPERM;
+
         if (!d || !d->tdisp_capable || !p->discovery)
                 return -ENODEV;
         if (!d->connected_tsm)
@@ -416,9 +439,18 @@ int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address) {
         return discovery_refresh_device(p->discovery, pci_address);
 }
 
+int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address) {
+        if (!p->discovery)
+                return -ENODEV;
+        return discovery_refresh_device(p->discovery, pci_address);
+}
+
 int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t) {
         TsmDeviceInfo info;
         int r;
+
+        if (p->view)
+                return -EPERM;
 
         r = tsm_platform_get_device(p, t->pci_address, &info);
         if (r < 0)
@@ -434,6 +466,9 @@ int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t) {
         TsmDeviceInfo info;
         int r;
 
+        if (p->view)
+                return -EPERM;
+
         r = tsm_platform_get_device(p, t->pci_address, &info);
         if (r < 0)
                 return r;
@@ -447,6 +482,9 @@ int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t) {
 int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_state) {
         TsmDeviceInfo info;
         int r;
+
+        if (p->view)
+                return -EPERM;
 
         r = tsm_platform_get_device(p, t->pci_address, &info);
         if (r < 0)
@@ -470,6 +508,8 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         assert(t);
         assert(cb);
 
+        if (p->view)
+                return -EPERM;
         k = tsm_platform_get_device(p, t->pci_address, &info);
         if (k < 0)
                 return k;

@@ -3,7 +3,8 @@
  * The TSM platform as the rest of tsmd sees it: which backends exist (discovered in sysfs,
  * or the built-in emulated platform when there is no TSM), which devices they serve, and the
  * router that sends a guest request to the right backend with the scope number of *that*
- * backend. Runs in: daemon (the kernel calls move to the privileged monitor later).
+ * backend. Runs in: monitor (everything) and worker (a view: discovery and the device
+ * catalogue only; every operation goes to the monitor, see priv-call.h).
  */
 #pragma once
 
@@ -56,6 +57,11 @@ typedef struct TsmDeviceInfo {
 typedef void (*TsmPlatformDeviceGone)(TsmPlatform *p, const char *pci_address, void *userdata);
 
 int tsm_platform_new(struct event_base *base, const TsmPlatformConfig *config, TsmPlatform **ret);
+/* The worker's view of the monitor's platform: the same discovery, and the emulated devices as
+ * a catalogue if the monitor serves them; no kernel probing (uapi is what the monitor found, or
+ * its -errno) and no operations (bind, unbind, state, requests, connect: -EPERM). */
+int tsm_platform_new_view(struct event_base *base, const TsmPlatformConfig *config, bool emulated, int uapi,
+                          TsmPlatform **ret);
 TsmPlatform *tsm_platform_free(TsmPlatform *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPlatform *, tsm_platform_free);
 
@@ -85,6 +91,8 @@ int tsm_platform_scope_number(TsmPlatform *p, const char *pci_address, const cha
  * or not TDISP capable, -ENXIO unknown TSM, -EBUSY connected to another TSM. */
 int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm);
 int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address);
+/* Looks at a device in sysfs again (after the monitor connected or disconnected it). */
+int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address);
 
 /* TDISP lifecycle (the kernel's TSM bind/unbind, or the emulated device's). */
 int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t);

@@ -1,16 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmd: the TSM broker daemon. Command line, configuration, then the main loop. Runs in: daemon. */
+/*
+ * tsmd: the TSM broker daemon, privileged half (the monitor). Command line, configuration, the
+ * capability drop, then the monitor's loop, which starts tsmd-worker for everything that
+ * faces clients. This program never parses JSON: it does not link json-c or the Varlink code
+ * (tests/privsep checks the binary). Runs in: monitor.
+ */
 
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "capability.h"
 #include "config.h"
 #include "daemon-config.h"
 #include "discovery.h"
 #include "log.h"
-#include "manager.h"
+#include "monitor.h"
 
 static const char *arg_socket = NULL;
 static const char *arg_guest_socket = NULL;
@@ -19,6 +27,8 @@ static const char *arg_sysfs_root = NULL;
 static bool arg_keep_capabilities = false;
 static bool arg_check_config = false;
 static bool arg_dump_config = false;
+static const char *arg_worker = NULL;
+static const char *arg_worker_user = TSMD_WORKER_USER;
 
 static void help(void) {
         printf("Usage: tsmd [OPTIONS]\n\n"
@@ -34,12 +44,16 @@ static void help(void) {
                "                        private mount namespace; for tests and diagnosis)\n"
                "     --keep-capabilities  Run even if capabilities beyond the minimum cannot be\n"
                "                        dropped (default: refuse)\n"
+               "     --worker=PATH      Run PATH as the worker (default: " TSMD_WORKER_PATH ",\n"
+               "                        or tsmd-worker next to tsmd in a build tree)\n"
+               "     --worker-user=USER Run the worker as USER (default: " TSMD_WORKER_USER ")\n"
                "     --check-config     Check the configuration and exit\n"
                "     --dump-config      Print the effective configuration and exit\n");
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_GUEST_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP, ARG_SYSFS_ROOT, ARG_KEEP_CAPS };
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_GUEST_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP, ARG_SYSFS_ROOT, ARG_KEEP_CAPS,
+               ARG_WORKER, ARG_WORKER_USER };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -51,6 +65,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "dump-config", no_argument, NULL, ARG_DUMP },
                 { "sysfs-root", required_argument, NULL, ARG_SYSFS_ROOT },
                 { "keep-capabilities", no_argument, NULL, ARG_KEEP_CAPS },
+                { "worker", required_argument, NULL, ARG_WORKER },
+                { "worker-user", required_argument, NULL, ARG_WORKER_USER },
                 {},
         };
         int c, l;
@@ -90,6 +106,12 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_KEEP_CAPS:
                         arg_keep_capabilities = true;
                         break;
+                case ARG_WORKER:
+                        arg_worker = optarg;
+                        break;
+                case ARG_WORKER_USER:
+                        arg_worker_user = optarg;
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -101,26 +123,52 @@ static int parse_argv(int argc, char *argv[]) {
         return 1;
 }
 
-static int load_config(DaemonConfig *config, const char **ret_path) {
-        const char *path = arg_config ?: DAEMON_CONFIG_FILE_DEFAULT;
-        const char *message = NULL;
-        unsigned line = 0;
+/* SECURITY: root runs this program as the worker's user; only root may have written it. */
+static int check_worker_binary(const char *path) {
+        struct stat st;
+
+        if (stat(path, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 0022))
+                return -EPERM;
+        return 0;
+}
+
+/* The installed worker, else the one next to this tsmd (an uninstalled build tree). */
+static int find_worker(char **ret) {
+        char self[PATH_MAX], *path;
+        ssize_t n;
         int r;
 
-        *ret_path = path;
-        r = daemon_config_load(config, path, &line, &message);
-        if (r == -ENOENT && !arg_config)
-                return 0; /* no config file: built-in defaults (reload picks one up later) */
-        if (r < 0 && line > 0)
-                return log_error_errno(r, "%s:%u: %s.", path, line, message);
-        if (r < 0)
-                return log_error_errno(r, "Failed to load '%s': %s: %m", path, message);
+        if (arg_worker)
+                path = strdup(arg_worker);
+        else if (access(TSMD_WORKER_PATH, X_OK) >= 0)
+                path = strdup(TSMD_WORKER_PATH);
+        else {
+                n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+                if (n < 0)
+                        return negative_errno();
+                self[n] = 0;
+                if (asprintf(&path, "%s/tsmd-worker", dirname(self)) < 0)
+                        path = NULL;
+        }
+        if (!path)
+                return -ENOMEM;
+        r = check_worker_binary(path);
+        if (r < 0) {
+                log_error_errno(r, "Cannot run '%s' as the worker (it must be a regular file owned by root, "
+                                   "writable by root only): %m", path);
+                free(path);
+                return r;
+        }
+        *ret = path;
         return 0;
 }
 
 int main(int argc, char *argv[]) {
-        _cleanup_(manager_freep) Manager *m = NULL;
-        const char *config_path = NULL;
+        _cleanup_(monitor_freep) Monitor *m = NULL;
+        _cleanup_free_ char *worker = NULL;
+        const char *config_path = arg_config;
         DaemonConfig config;
         int r;
 
@@ -129,9 +177,10 @@ int main(int argc, char *argv[]) {
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        config_path = arg_config ?: DAEMON_CONFIG_FILE_DEFAULT;
 
         daemon_config_init(&config);
-        r = load_config(&config, &config_path);
+        r = daemon_config_load_logged(&config, config_path, !arg_config);
         if (r < 0) {
                 daemon_config_done(&config);
                 return EXIT_FAILURE;
@@ -145,6 +194,18 @@ int main(int argc, char *argv[]) {
                 return EXIT_SUCCESS;
         }
 
+        if (geteuid() != 0) {
+                daemon_config_done(&config);
+                log_error("tsmd must be started as root: it keeps the IOMMU and TSM access, and runs "
+                          "everything that faces clients as '%s' without privileges.", arg_worker_user);
+                return EXIT_FAILURE;
+        }
+        r = find_worker(&worker);
+        if (r < 0) {
+                daemon_config_done(&config);
+                return EXIT_FAILURE;
+        }
+
         /* Before any thread or sd-device object exists: it changes the mount namespace. */
         if (arg_sysfs_root) {
                 r = discovery_enter_sysfs_root(arg_sysfs_root);
@@ -154,30 +215,36 @@ int main(int argc, char *argv[]) {
                 }
         }
 
-        /* Everything needing more privilege (the mount namespace above) is done. */
+        /* Ignored, so that a worker that hangs up on us cannot kill us, nor a full log file. */
+        (void) signal(SIGPIPE, SIG_IGN);
+        (void) signal(SIGXFSZ, SIG_IGN);
+
+        r = monitor_new(&(MonitorOptions){
+                                .config_path = config_path,
+                                .config_optional = !arg_config,
+                                .socket_path = arg_socket,
+                                .guest_socket_path = arg_guest_socket,
+                                .worker_path = worker,
+                                .worker_user = arg_worker_user,
+                                .log_level = log_get_max_level(),
+                        },
+                        &config, &m);
+        daemon_config_done(&config);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
+        r = monitor_listen(m);
+        if (r < 0)
+                return EXIT_FAILURE;
+
+        /* Everything needing more privilege (the namespace, the worker's directories, binding
+         * the sockets) is done. */
         r = capability_drop_to_minimum(arg_keep_capabilities);
         if (r < 0) {
-                daemon_config_done(&config);
                 log_error("Refusing to run with more capabilities than needed (see --keep-capabilities).");
                 return EXIT_FAILURE;
         }
         capability_log_effective();
 
-        /* A client hanging up must not kill us; writes report EPIPE instead. Likewise a file
-         * size limit: the audit log must see EFBIG and fail closed, not die. */
-        (void) signal(SIGPIPE, SIG_IGN);
-        (void) signal(SIGXFSZ, SIG_IGN);
-
-        r = manager_new(&config, config_path, &m);
-        daemon_config_done(&config);
-        if (r < 0)
-                return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
-
-        r = manager_listen(m, arg_socket, arg_guest_socket);
-        if (r < 0)
-                return EXIT_FAILURE;
-
-        log_info("tsmd %s running.", PACKAGE_VERSION);
-        r = manager_run(m);
+        r = monitor_run(m);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

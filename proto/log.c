@@ -21,19 +21,25 @@ void log_set_ident(const char *s) {
         ident = s;
 }
 
-int log_parse_level(const char *s) {
-        static const char *const names[] = {
-                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
-                [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
-                [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
-        };
+static const char *const log_level_names[] = {
+        [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
+        [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+        [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+};
 
+int log_parse_level(const char *s) {
         if (!s)
                 return -EINVAL;
-        for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if (streq(names[i], s))
+        for (size_t i = 0; i < ELEMENTSOF(log_level_names); i++)
+                if (streq(log_level_names[i], s))
                         return (int) i;
         return -EINVAL;
+}
+
+const char *log_level_to_string(int level) {
+        if (level < 0 || (size_t) level >= ELEMENTSOF(log_level_names))
+                return NULL;
+        return log_level_names[level];
 }
 
 int log_internal(int level, int error, const char *file _unused_, int line _unused_,

@@ -15,6 +15,7 @@
 void log_set_max_level(int level);
 int log_get_max_level(void);
 int log_parse_level(const char *s);
+const char *log_level_to_string(int level);
 
 /* Sets the program name shown in front of every line ("tsmd", "tsmctl"). */
 void log_set_ident(const char *ident);

@@ -99,8 +99,8 @@ struct tsm_priv_hello {
         int32_t uapi;            /* TsmUapiVersion the kernel speaks, or -errno if none */
         uint32_t emulated;       /* 1: the emulated platform serves */
         uint32_t fdstore;        /* 1: contexts also survive a restart of tsmd itself */
+        uint32_t n_sockets;      /* LISTEN_SOCKET messages that follow */
         uint32_t n_restored;     /* RESTORED_CONTEXT messages that follow the sockets */
-        uint32_t __reserved;
 };
 
 typedef enum TsmPrivSocketKind {

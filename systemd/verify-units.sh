@@ -20,6 +20,6 @@ if command -v systemd-sysusers >/dev/null; then
     systemd-sysusers --dry-run "$src/tsmd.sysusers" >/dev/null 2>&1 || systemd-sysusers --root="$tmp" "$src/tsmd.sysusers"
 fi
 if command -v systemd-tmpfiles >/dev/null; then
-    systemd-tmpfiles --root="$tmp" --create "$src/tsmd.tmpfiles" 2>&1 | grep -v 'Failed to resolve group' || true
+    systemd-tmpfiles --root="$tmp" --create "$src/tsmd.tmpfiles" 2>&1 | grep -v 'Failed to resolve' || true
 fi
 echo "units verified"

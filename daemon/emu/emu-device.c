@@ -56,6 +56,9 @@ struct EmuDevice {
         TdispLockInterfaceParams lock;
         /* Debug registers; the read-only ones are computed on read. */
         uint64_t regs[EMU_DEBUG_N_REGS];
+        /* The debug memory window, EMU_DEBUG_MEM_SIZE bytes; NULL while it is all zeros (never
+         * written since the last scrub), so idle devices cost no memory. */
+        uint8_t *mem;
 
         EmuFault fault; /* _EMU_FAULT_INVALID: none armed */
         unsigned fault_left; /* 0: until cleared */
@@ -153,8 +156,19 @@ static bool state_is_locked(TdispState s) {
         return s == TDISP_STATE_CONFIG_LOCKED || s == TDISP_STATE_RUN;
 }
 
-/* Back to CONFIG_UNLOCKED, as after STOP_INTERFACE: the nonce and the lock parameters go. */
+/* The debug memory back to zeros. Freed rather than cleared, so its pages go back too. */
+static void device_scrub_memory(EmuDevice *d) {
+        if (!d->mem)
+                return;
+        explicit_bzero(d->mem, EMU_DEBUG_MEM_SIZE);
+        d->mem = mfree(d->mem);
+}
+
+/* Back to CONFIG_UNLOCKED, as after STOP_INTERFACE: the nonce and the lock parameters go, and
+ * what the TDI held in memory while it was locked (or in ERROR) with them. */
 static void device_unlock(EmuDevice *d) {
+        if (d->state != TDISP_STATE_CONFIG_UNLOCKED)
+                device_scrub_memory(d);
         d->state = TDISP_STATE_CONFIG_UNLOCKED;
         explicit_bzero(d->nonce, sizeof(d->nonce));
         d->lock = (TdispLockInterfaceParams) {};
@@ -165,6 +179,7 @@ static void device_reset(EmuDevice *d) {
         uint64_t st = d->seed ^ PRNG_TAG_REGS;
 
         device_unlock(d);
+        device_scrub_memory(d);
         memset(d->regs, 0, sizeof(d->regs));
         for (unsigned i = EMU_DEBUG_REG_CONFIG_FIRST; i <= EMU_DEBUG_REG_CONFIG_LAST; i++)
                 d->regs[i] = splitmix64(&st);
@@ -484,52 +499,117 @@ static uint64_t device_reg_read(const EmuDevice *d, uint32_t reg) {
         }
 }
 
-static int handle_vdm(EmuDevice *d, const Request *req, Reply *reply) {
-        const size_t prefix = sizeof(EmuDebugMessage) - sizeof(TdispHeader) - sizeof(EmuDebugPayload);
-        EmuDebugPayload p;
+/* The vendor data of a debug VDM before its payload: registry id, vendor id length, vendor id. */
+#define DEBUG_PREFIX (sizeof(EmuDebugMessage) - sizeof(TdispHeader) - sizeof(EmuDebugPayload))
+
+/* Starts a debug VDM_RESPONSE that echoes op, reg and value, with room for data_len bytes
+ * after it; returns where those go. */
+static int reply_debug(EmuDevice *d, const Request *req, uint8_t op, uint32_t reg, uint64_t value,
+                       size_t data_len, Reply *reply, uint8_t **ret_data) {
         uint8_t *body;
-        uint32_t reg;
-        uint64_t value;
         int r;
 
-        /* Only our own vendor protocol: registry PCI-SIG and this device's vendor id. */
-        if (req->body_len < prefix || req->body[0] != TDISP_REGISTRY_ID_PCISIG ||
-            req->body[1] != sizeof(uint16_t) || get_le16(req->body + 2) != d->config.vendor_id)
-                return reply_error(reply, &req->header, TDISP_ERROR_UNSUPPORTED_REQUEST,
-                                   TDISP_MSG_VDM_REQ);
-
-        if (req->body_len != prefix + sizeof(p))
-                return reply_error(reply, &req->header, TDISP_ERROR_INVALID_REQUEST, 0);
-
-        memcpy(&p, req->body + prefix, sizeof(p));
-        reg = le32toh(p.reg);
-        value = le64toh(p.value);
-
-        if (p.reserved[0] != 0 || p.reserved[1] != 0 || p.reserved[2] != 0 ||
-            reg >= EMU_DEBUG_N_REGS ||
-            (p.op == EMU_DEBUG_OP_READ && value != 0) ||
-            (p.op == EMU_DEBUG_OP_WRITE && reg < EMU_DEBUG_REG_CONFIG_FIRST) ||
-            (p.op != EMU_DEBUG_OP_READ && p.op != EMU_DEBUG_OP_WRITE))
-                return reply_error(reply, &req->header, TDISP_ERROR_INVALID_REQUEST, 0);
-
-        r = reply_begin(reply, &req->header, TDISP_MSG_VDM_RSP, prefix + sizeof(p), &body);
+        r = reply_begin(reply, &req->header, TDISP_MSG_VDM_RSP, DEBUG_PREFIX + sizeof(EmuDebugPayload) + data_len,
+                        &body);
         if (r < 0)
                 return r;
 
-        if (p.op == EMU_DEBUG_OP_WRITE) {
+        body[0] = TDISP_REGISTRY_ID_PCISIG;
+        body[1] = sizeof(uint16_t);
+        put_le16(body + 2, d->config.vendor_id);
+        body[DEBUG_PREFIX] = op;
+        put_le32(body + DEBUG_PREFIX + offsetof(EmuDebugPayload, reg), reg);
+        put_le64(body + DEBUG_PREFIX + offsetof(EmuDebugPayload, value), value);
+        if (ret_data)
+                *ret_data = body + DEBUG_PREFIX + sizeof(EmuDebugPayload);
+        return 0;
+}
+
+static int debug_register(EmuDevice *d, const Request *req, uint8_t op, uint32_t reg, uint64_t value,
+                          Reply *reply) {
+        int r;
+
+        if (req->body_len != DEBUG_PREFIX + sizeof(EmuDebugPayload) || reg >= EMU_DEBUG_N_REGS ||
+            (op == EMU_DEBUG_OP_READ && value != 0) ||
+            (op == EMU_DEBUG_OP_WRITE && reg < EMU_DEBUG_REG_CONFIG_FIRST))
+                return reply_error(reply, &req->header, TDISP_ERROR_INVALID_REQUEST, 0);
+
+        /* The value is filled in below, once the write (if any) took effect. */
+        r = reply_debug(d, req, op, reg, 0, 0, reply, NULL);
+        if (r < 0)
+                return r;
+
+        if (op == EMU_DEBUG_OP_WRITE) {
                 d->regs[reg] = value;
                 /* Changing locked configuration is what TDISP moves a TDI to ERROR for. */
                 if (reg_is_config(reg) && state_is_locked(d->state))
                         device_enter_error(d);
         }
 
-        body[0] = TDISP_REGISTRY_ID_PCISIG;
-        body[1] = sizeof(uint16_t);
-        put_le16(body + 2, d->config.vendor_id);
-        body[prefix] = p.op;
-        put_le32(body + prefix + offsetof(EmuDebugPayload, reg), reg);
-        put_le64(body + prefix + offsetof(EmuDebugPayload, value), device_reg_read(d, reg));
+        put_le64(reply->buf + sizeof(TdispHeader) + DEBUG_PREFIX + offsetof(EmuDebugPayload, value),
+                 device_reg_read(d, reg));
         return 0;
+}
+
+static int debug_memory(EmuDevice *d, const Request *req, uint8_t op, uint32_t length, uint64_t offset,
+                        Reply *reply) {
+        const uint8_t *data = req->body + DEBUG_PREFIX + sizeof(EmuDebugPayload);
+        size_t data_len = req->body_len - DEBUG_PREFIX - sizeof(EmuDebugPayload);
+        uint8_t *out;
+        int r;
+
+        /* Inside the window, at most one message's worth, and a MEM_WRITE carries exactly the
+         * bytes it announces. */
+        if (length == 0 || length > EMU_DEBUG_MEM_XFER_MAX || offset > EMU_DEBUG_MEM_SIZE ||
+            length > EMU_DEBUG_MEM_SIZE - offset ||
+            data_len != (op == EMU_DEBUG_OP_MEM_WRITE ? (size_t) length : 0))
+                return reply_error(reply, &req->header, TDISP_ERROR_INVALID_REQUEST, 0);
+
+        /* Allocated before anything is answered, so a failure changes nothing. */
+        if (op == EMU_DEBUG_OP_MEM_WRITE && !d->mem) {
+                d->mem = calloc(1, EMU_DEBUG_MEM_SIZE);
+                if (!d->mem)
+                        return -ENOMEM;
+        }
+
+        r = reply_debug(d, req, op, length, offset, op == EMU_DEBUG_OP_MEM_READ ? length : 0, reply, &out);
+        if (r < 0)
+                return r;
+
+        if (op == EMU_DEBUG_OP_MEM_WRITE)
+                memcpy(d->mem + offset, data, length);
+        else if (d->mem)
+                memcpy(out, d->mem + offset, length);
+        /* else: never written, reads as the zeros reply_begin() left there. */
+        return 0;
+}
+
+static int handle_vdm(EmuDevice *d, const Request *req, Reply *reply) {
+        EmuDebugPayload p;
+
+        /* Only our own vendor protocol: registry PCI-SIG and this device's vendor id. */
+        if (req->body_len < DEBUG_PREFIX || req->body[0] != TDISP_REGISTRY_ID_PCISIG ||
+            req->body[1] != sizeof(uint16_t) || get_le16(req->body + 2) != d->config.vendor_id)
+                return reply_error(reply, &req->header, TDISP_ERROR_UNSUPPORTED_REQUEST,
+                                   TDISP_MSG_VDM_REQ);
+
+        if (req->body_len < DEBUG_PREFIX + sizeof(p))
+                return reply_error(reply, &req->header, TDISP_ERROR_INVALID_REQUEST, 0);
+
+        memcpy(&p, req->body + DEBUG_PREFIX, sizeof(p));
+        if (p.reserved[0] != 0 || p.reserved[1] != 0 || p.reserved[2] != 0)
+                return reply_error(reply, &req->header, TDISP_ERROR_INVALID_REQUEST, 0);
+
+        switch (p.op) {
+        case EMU_DEBUG_OP_READ:
+        case EMU_DEBUG_OP_WRITE:
+                return debug_register(d, req, p.op, le32toh(p.reg), le64toh(p.value), reply);
+        case EMU_DEBUG_OP_MEM_READ:
+        case EMU_DEBUG_OP_MEM_WRITE:
+                return debug_memory(d, req, p.op, le32toh(p.reg), le64toh(p.value), reply);
+        default:
+                return reply_error(reply, &req->header, TDISP_ERROR_INVALID_REQUEST, 0);
+        }
 }
 
 /* The requests this device implements, and the scope each belongs to. BIND_P2P_STREAM,
@@ -587,9 +667,9 @@ static bool request_permitted(const uint8_t *msg, size_t len, EmuScope scope) {
          * debug scope. */
         if (len >= sizeof(m)) {
                 memcpy(&m, msg, sizeof(m));
-                if (m.payload.op == EMU_DEBUG_OP_WRITE)
+                if (m.payload.op == EMU_DEBUG_OP_WRITE || m.payload.op == EMU_DEBUG_OP_MEM_WRITE)
                         return scope == EMU_SCOPE_DEBUG_WRITE;
-                if (m.payload.op == EMU_DEBUG_OP_READ)
+                if (m.payload.op == EMU_DEBUG_OP_READ || m.payload.op == EMU_DEBUG_OP_MEM_READ)
                         return scope == EMU_SCOPE_DEBUG_READ;
         }
         return true;
@@ -799,6 +879,7 @@ EmuDevice *emu_device_unref(EmuDevice *d) {
                 return NULL;
 
         explicit_bzero(d->nonce, sizeof(d->nonce));
+        device_scrub_memory(d);
         return mfree(d);
 }
 
@@ -897,4 +978,35 @@ int emu_debug_build_request(
         return tdisp_build_request(TDISP_MSG_VDM_REQ, function_id,
                                    (const uint8_t *) &m + sizeof(TdispHeader),
                                    sizeof(m) - sizeof(TdispHeader), buf, size, ret_len);
+}
+
+int emu_debug_build_mem_request(
+                uint32_t function_id,
+                uint16_t vendor_id,
+                uint8_t op,
+                uint64_t offset,
+                uint32_t length,
+                const void *data,
+                void *buf,
+                size_t size,
+                size_t *ret_len) {
+
+        size_t data_len = op == EMU_DEBUG_OP_MEM_WRITE ? length : 0, len;
+        int r;
+
+        assert_return(op == EMU_DEBUG_OP_MEM_READ || op == EMU_DEBUG_OP_MEM_WRITE, -EINVAL);
+        assert_return(data || data_len == 0, -EINVAL);
+        assert_return(buf || size == 0, -EINVAL);
+        assert_return(ret_len, -EINVAL);
+
+        if (size < data_len)
+                return -ENOBUFS;
+        r = emu_debug_build_request(function_id, vendor_id, op, length, offset, buf, size - data_len, &len);
+        if (r < 0)
+                return r;
+
+        if (data_len > 0)
+                memcpy((uint8_t *) buf + len, data, data_len);
+        *ret_len = len + data_len;
+        return 0;
 }

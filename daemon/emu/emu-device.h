@@ -58,9 +58,22 @@ EmuFault emu_fault_from_string(const char *s);
  * are scratch. Nothing secret (the nonce) is readable. A READ needs scope DEBUG_READ, a
  * WRITE scope DEBUG_WRITE. Errors: bad op, register, reserved bytes or length, or writing a
  * read-only register: ERROR(INVALID_REQUEST); another registry or vendor:
- * ERROR(UNSUPPORTED_REQUEST). */
+ * ERROR(UNSUPPORTED_REQUEST).
+ *
+ * MEM_READ and MEM_WRITE move bulk data: they access a window of EMU_DEBUG_MEM_SIZE bytes of
+ * the device's own memory (a debug aperture onto its RAM), with reg the length in bytes and
+ * value the offset into the window. A MEM_READ response is the echoed message followed by the
+ * length bytes read; a MEM_WRITE request is followed by the length bytes to store, and its
+ * response is the echoed message. A transfer is 1..EMU_DEBUG_MEM_XFER_MAX bytes inside the
+ * window (so no debug VDM exceeds EMU_DEBUG_MSG_MAX), otherwise ERROR(INVALID_REQUEST). The
+ * memory reads as zeros until written. It is scrubbed (zeros again) by a function reset and
+ * when the TDI goes back to CONFIG_UNLOCKED from CONFIG_LOCKED, RUN or ERROR, so that data the
+ * TDI held while assigned to a guest is not readable by the host afterwards. Memory is data,
+ * not configuration: writing it never moves the TDI to ERROR. */
 #define EMU_DEBUG_OP_READ 0x01u
 #define EMU_DEBUG_OP_WRITE 0x02u
+#define EMU_DEBUG_OP_MEM_READ 0x03u
+#define EMU_DEBUG_OP_MEM_WRITE 0x04u
 
 enum {
         EMU_DEBUG_REG_ID = 0,         /* RO: vendor id | device id << 16 | function id << 32 */
@@ -76,8 +89,8 @@ enum {
 typedef struct _packed_ EmuDebugPayload {
         uint8_t op;
         uint8_t reserved[3];
-        uint32_t reg;   /* little-endian */
-        uint64_t value; /* little-endian; 0 in a READ request */
+        uint32_t reg;   /* little-endian; MEM_*: the length in bytes */
+        uint64_t value; /* little-endian; 0 in a READ request; MEM_*: the offset */
 } EmuDebugPayload;
 
 typedef struct _packed_ EmuDebugMessage {
@@ -90,9 +103,17 @@ _Static_assert(sizeof(EmuDebugPayload) == 16, "debug payload");
 _Static_assert(sizeof(EmuDebugMessage) == 36, "debug VDM");
 _Static_assert(offsetof(EmuDebugMessage, payload) == 20, "debug payload offset");
 
-/* The largest response the device produces (a DEVICE_INTERFACE_REPORT with a full portion). */
+/* The largest debug VDM, request or response: 64 KiB, the most a guest request or response may
+ * carry through any TSM backend of tsmd (TSM_PRIV_PAYLOAD_MAX). */
+#define EMU_DEBUG_MSG_MAX (64u * 1024u)
+#define EMU_DEBUG_MEM_XFER_MAX (EMU_DEBUG_MSG_MAX - sizeof(EmuDebugMessage))
+#define EMU_DEBUG_MEM_SIZE (64u * 1024u)
+
 #define EMU_REPORT_PORTION_MAX 1024u
-#define EMU_RESPONSE_MAX (sizeof(TdispDeviceInterfaceReportResponse) + EMU_REPORT_PORTION_MAX)
+/* The largest response the device produces: a MEM_READ of EMU_DEBUG_MEM_XFER_MAX bytes. */
+#define EMU_RESPONSE_MAX EMU_DEBUG_MSG_MAX
+_Static_assert(sizeof(TdispDeviceInterfaceReportResponse) + EMU_REPORT_PORTION_MAX <= EMU_RESPONSE_MAX,
+               "a full report portion fits");
 
 /* What the emulated device advertises in TDISP_CAPABILITIES. */
 #define EMU_LOCK_FLAGS_SUPPORTED                                                                   \
@@ -121,7 +142,8 @@ TdispState emu_device_get_state(const EmuDevice *d);
  * writes a TDISP response or ERROR message to resp (must not overlap req). Returns 0 and sets
  * *ret_resp_len when a TDISP message was produced; -EPERM if the scope does not permit the
  * request; -EBUSY, -ETIMEDOUT, -ENODEV for injected faults or a removed device; -ENOBUFS if
- * the response does not fit in resp_size; -EINVAL only for invalid arguments. Whenever it
+ * the response does not fit in resp_size; -ENOMEM if the device memory could not be allocated
+ * for a first MEM_WRITE; -EINVAL only for invalid arguments. Whenever it
  * fails, the device state is unchanged (except that GONE resets the TDI). */
 int emu_device_request(
                 EmuDevice *d,
@@ -153,13 +175,27 @@ void emu_device_clear_fault(EmuDevice *d);
  * Returns 1 if the state changed, 0 if the TDI was CONFIG_UNLOCKED or already in ERROR. */
 int emu_device_trigger_tdi_error(EmuDevice *d);
 
-/* Builds a debug VDM_REQUEST (see above). */
+/* Builds a debug VDM_REQUEST (see above): READ or WRITE of a register. */
 int emu_debug_build_request(
                 uint32_t function_id,
                 uint16_t vendor_id,
                 uint8_t op,
                 uint32_t reg,
                 uint64_t value,
+                void *buf,
+                size_t size,
+                size_t *ret_len);
+
+/* Builds a MEM_READ (data NULL) or MEM_WRITE (the length bytes of data follow the message)
+ * debug VDM_REQUEST. -EINVAL for another op or missing data, -ENOBUFS if it does not fit in
+ * size. Offset and length are not checked: the device judges them. */
+int emu_debug_build_mem_request(
+                uint32_t function_id,
+                uint16_t vendor_id,
+                uint8_t op,
+                uint64_t offset,
+                uint32_t length,
+                const void *data,
                 void *buf,
                 size_t size,
                 size_t *ret_len);

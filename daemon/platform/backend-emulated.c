@@ -11,16 +11,25 @@
 
 #include "backend.h"
 #include "macro.h"
+#include "tsm-priv.h"
 
 /* PCIe TDISP message sizes (libspdm include/industry_standard/pci_tdisp.h, packed). */
 #define TDISP_HEADER 16U                       /* version, type, reserved[2], interface_id */
 #define TDISP_GET_REPORT_REQ (TDISP_HEADER + 4U) /* + offset u16, length u16: largest INFO req */
-#define TDISP_REPORT_RSP_MAX (TDISP_HEADER + 4U + 0xFFFFU) /* + portion/remainder u16, portion */
+/* + portion/remainder u16, portion: up to 0xFFFF bytes in TDISP, but no request or response
+ * crosses tsmd's monitor/worker channel beyond TSM_PRIV_PAYLOAD_MAX (the emulated device sends
+ * portions of at most 1 KiB anyway). */
+#define TDISP_REPORT_RSP_MAX MIN(TDISP_HEADER + 4U + 0xFFFFU, TSM_PRIV_PAYLOAD_MAX)
 #define TDISP_START_REQ (TDISP_HEADER + 32U)   /* + start_interface_nonce[32] */
 #define TDISP_LOCK_RSP (TDISP_HEADER + 32U)    /* + start_interface_nonce[32] */
 /* VDM_REQ/RSP: header + registry_id + vendor_id_len + vendor_id[<=255] + vendor data, whose
- * length TDISP leaves open; the emulated platform caps vendor data at 4 KiB. */
-#define TDISP_VDM_MAX (TDISP_HEADER + 2U + 255U + 4096U)
+ * length TDISP leaves open. The emulated device's debug VDMs move up to 64 KiB of device memory
+ * per message (EMU_DEBUG_MSG_MAX in emu/emu-device.h), the most the channel carries. */
+#define TDISP_VDM_MAX TSM_PRIV_PAYLOAD_MAX
+
+_Static_assert(TDISP_REPORT_RSP_MAX <= TSM_PRIV_PAYLOAD_MAX, "INFO responses cross the channel");
+_Static_assert(TDISP_START_REQ <= TSM_PRIV_PAYLOAD_MAX && TDISP_LOCK_RSP <= TSM_PRIV_PAYLOAD_MAX,
+               "STATE_CHANGE messages cross the channel");
 
 static const TsmScopeDesc emulated_scopes[] = {
         {

@@ -2,7 +2,8 @@
 /*
  * Tests of the emulated TDI: TDISP wire format (golden bytes), the state machine (every
  * state x message), interface report portions, malformed input, scope enforcement, fault
- * injection, -ENOBUFS, host bind/unbind, the debug protocol and determinism.
+ * injection, -ENOBUFS, host bind/unbind, the debug protocol (registers and device memory) and
+ * determinism.
  * Runs in: tests.
  */
 
@@ -715,10 +716,11 @@ TEST(distinct_and_deterministic) {
         ASSERT_FALSE(memcmp(pa.info + 16, pc.info + 16, 16) == 0);
 
         /* The second nonce of a device differs from its first, identically on both. */
-        send_msg(da, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, ra);
-        send_msg(db, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, rb);
         {
-                uint8_t na2[TDISP_NONCE_SIZE], nb2[TDISP_NONCE_SIZE];
+                uint8_t na2[TDISP_NONCE_SIZE], nb2[TDISP_NONCE_SIZE], resp[EMU_RESPONSE_MAX];
+
+                send_msg(da, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, resp);
+                send_msg(db, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, resp);
 
                 do_lock(da, na2);
                 do_lock(db, nb2);
@@ -874,6 +876,27 @@ TEST(scope_enforcement) {
                                                   rd, sizeof(rd), &rd_len));
                 ASSERT_OK(emu_debug_build_request(FID1, EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_WRITE, 8, 42,
                                                   wr, sizeof(wr), &wr_len));
+                for (EmuScope s = 0; s < _EMU_SCOPE_MAX; s++) {
+                        int r;
+
+                        r = request(d, s, rd, rd_len, resp, &len);
+                        if (s == EMU_SCOPE_DEBUG_READ)
+                                ASSERT_OK(r);
+                        else
+                                ASSERT_ERRNO(r, EPERM);
+
+                        r = request(d, s, wr, wr_len, resp, &len);
+                        if (s == EMU_SCOPE_DEBUG_WRITE)
+                                ASSERT_OK(r);
+                        else
+                                ASSERT_ERRNO(r, EPERM);
+                }
+
+                /* The same for device memory. */
+                ASSERT_OK(emu_debug_build_mem_request(FID1, EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_MEM_READ, 0, 8,
+                                                      NULL, rd, sizeof(rd), &rd_len));
+                ASSERT_OK(emu_debug_build_mem_request(FID1, EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_MEM_WRITE, 0, 8,
+                                                      "12345678", wr, sizeof(wr), &wr_len));
                 for (EmuScope s = 0; s < _EMU_SCOPE_MAX; s++) {
                         int r;
 
@@ -1229,6 +1252,219 @@ TEST(debug_protocol) {
                 len = send_msg(d, TDISP_MSG_GET_DEVICE_INTERFACE_REPORT, q, sizeof(q), resp);
                 ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_INTERFACE_STATE);
         }
+}
+
+/* A MEM_WRITE of data at offset; returns the TDISP error code, 0 if it was done. */
+static uint32_t mem_write(EmuDevice *d, uint64_t offset, uint32_t length, const void *data) {
+        _cleanup_free_ uint8_t *msg = malloc(sizeof(EmuDebugMessage) + length);
+        uint8_t resp[EMU_RESPONSE_MAX];
+        EmuDebugMessage m;
+        size_t msg_len, len;
+
+        ASSERT_NOT_NULL(msg);
+        ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(d), emu_device_get_config(d)->vendor_id,
+                                              EMU_DEBUG_OP_MEM_WRITE, offset, length, data, msg,
+                                              sizeof(EmuDebugMessage) + length, &msg_len));
+        ASSERT_EQ(msg_len, sizeof(EmuDebugMessage) + length);
+        ASSERT_OK(request(d, EMU_SCOPE_DEBUG_WRITE, msg, msg_len, resp, &len));
+        if (resp[1] == TDISP_MSG_ERROR)
+                return error_code_of(resp, len, emu_device_get_function_id(d));
+
+        /* The answer echoes the request without its data. */
+        assert_message(resp, len, TDISP_MSG_VDM_RSP, sizeof(EmuDebugMessage), emu_device_get_function_id(d));
+        memcpy(&m, resp, sizeof(m));
+        ASSERT_EQ(m.payload.op, EMU_DEBUG_OP_MEM_WRITE);
+        ASSERT_EQ(le32toh(m.payload.reg), length);
+        ASSERT_EQ(le64toh(m.payload.value), offset);
+        ASSERT_MEMEQ(resp + sizeof(TdispHeader), msg + sizeof(TdispHeader), sizeof(m) - sizeof(TdispHeader));
+        return 0;
+}
+
+/* A MEM_READ into buf; returns the TDISP error code, 0 if it was done. */
+static uint32_t mem_read(EmuDevice *d, uint64_t offset, uint32_t length, uint8_t *buf) {
+        _cleanup_free_ uint8_t *resp = malloc(EMU_RESPONSE_MAX);
+        uint8_t msg[sizeof(EmuDebugMessage)];
+        EmuDebugMessage m;
+        size_t msg_len, len;
+
+        ASSERT_NOT_NULL(resp);
+        ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(d), emu_device_get_config(d)->vendor_id,
+                                              EMU_DEBUG_OP_MEM_READ, offset, length, NULL, msg, sizeof(msg),
+                                              &msg_len));
+        ASSERT_EQ(msg_len, sizeof(msg));
+        ASSERT_OK(request(d, EMU_SCOPE_DEBUG_READ, msg, msg_len, resp, &len));
+        if (resp[1] == TDISP_MSG_ERROR)
+                return error_code_of(resp, len, emu_device_get_function_id(d));
+
+        assert_message(resp, len, TDISP_MSG_VDM_RSP, sizeof(EmuDebugMessage) + length,
+                       emu_device_get_function_id(d));
+        memcpy(&m, resp, sizeof(m));
+        ASSERT_EQ(m.payload.op, EMU_DEBUG_OP_MEM_READ);
+        ASSERT_EQ(le32toh(m.payload.reg), length);
+        ASSERT_EQ(le64toh(m.payload.value), offset);
+        memcpy(buf, resp + sizeof(m), length);
+        return 0;
+}
+
+static void fill_pattern(uint8_t *buf, size_t n, unsigned seed) {
+        for (size_t i = 0; i < n; i++)
+                buf[i] = (uint8_t) (i * 131 + seed * 7 + (i >> 8));
+}
+
+TEST(debug_memory) {
+        _cleanup_(emu_device_unrefp) EmuDevice *d = device_new(ADDR1 ":vendor=8086");
+        _cleanup_(emu_device_unrefp) EmuDevice *other = device_new("0000:02:00.0:vendor=8086");
+        _cleanup_free_ uint8_t *data = malloc(EMU_DEBUG_MEM_SIZE), *got = malloc(EMU_DEBUG_MEM_SIZE),
+                               *zero = calloc(1, EMU_DEBUG_MEM_SIZE);
+        uint8_t nonce[TDISP_NONCE_SIZE];
+
+        ASSERT_NOT_NULL(data);
+        ASSERT_NOT_NULL(got);
+        ASSERT_NOT_NULL(zero);
+        fill_pattern(data, EMU_DEBUG_MEM_SIZE, 1);
+
+        /* Zeros until written; the largest transfer makes a message of exactly EMU_DEBUG_MSG_MAX. */
+        ASSERT_EQ(sizeof(EmuDebugMessage) + EMU_DEBUG_MEM_XFER_MAX, EMU_DEBUG_MSG_MAX);
+        ASSERT_EQ(mem_read(d, 0, EMU_DEBUG_MEM_XFER_MAX, got), 0);
+        ASSERT_MEMEQ(got, zero, EMU_DEBUG_MEM_XFER_MAX);
+
+        /* Written bytes read back, whole and in pieces, at any alignment. */
+        ASSERT_EQ(mem_write(d, 0, EMU_DEBUG_MEM_XFER_MAX, data), 0);
+        ASSERT_EQ(mem_write(d, EMU_DEBUG_MEM_XFER_MAX, EMU_DEBUG_MEM_SIZE - EMU_DEBUG_MEM_XFER_MAX,
+                            data + EMU_DEBUG_MEM_XFER_MAX), 0);
+        ASSERT_EQ(mem_read(d, 0, EMU_DEBUG_MEM_XFER_MAX, got), 0);
+        ASSERT_MEMEQ(got, data, EMU_DEBUG_MEM_XFER_MAX);
+        ASSERT_EQ(mem_read(d, EMU_DEBUG_MEM_SIZE - 4096, 4096, got), 0);
+        ASSERT_MEMEQ(got, data + EMU_DEBUG_MEM_SIZE - 4096, 4096);
+        ASSERT_EQ(mem_read(d, 12345, 1, got), 0);
+        ASSERT_EQ(got[0], data[12345]);
+        ASSERT_EQ(mem_write(d, 7, 3, "abc"), 0);
+        ASSERT_EQ(mem_read(d, 6, 5, got), 0);
+        ASSERT_MEMEQ(got, ((const uint8_t[]) { data[6], 'a', 'b', 'c', data[10] }), 5);
+
+        /* Another device's memory is its own. */
+        ASSERT_EQ(mem_read(other, 0, 4096, got), 0);
+        ASSERT_MEMEQ(got, zero, 4096);
+
+        /* Out of the window, empty, or more than one message may carry: refused, nothing written. */
+        ASSERT_EQ(mem_read(d, 0, 0, got), TDISP_ERROR_INVALID_REQUEST);
+        ASSERT_EQ(mem_write(d, 0, 0, data), TDISP_ERROR_INVALID_REQUEST);
+        ASSERT_EQ(mem_read(d, 0, EMU_DEBUG_MEM_XFER_MAX + 1, got), TDISP_ERROR_INVALID_REQUEST);
+        ASSERT_EQ(mem_read(d, EMU_DEBUG_MEM_SIZE - 1, 2, got), TDISP_ERROR_INVALID_REQUEST);
+        ASSERT_EQ(mem_write(d, EMU_DEBUG_MEM_SIZE - 1, 2, "zz"), TDISP_ERROR_INVALID_REQUEST);
+        ASSERT_EQ(mem_read(d, EMU_DEBUG_MEM_SIZE, 1, got), TDISP_ERROR_INVALID_REQUEST);
+        ASSERT_EQ(mem_read(d, UINT64_MAX, 2, got), TDISP_ERROR_INVALID_REQUEST);
+        ASSERT_EQ(mem_write(d, UINT64_MAX - 1, 2, "zz"), TDISP_ERROR_INVALID_REQUEST);
+        ASSERT_EQ(mem_read(d, EMU_DEBUG_MEM_SIZE - 1, 1, got), 0);
+        ASSERT_EQ(got[0], data[EMU_DEBUG_MEM_SIZE - 1]);
+
+        /* A MEM_WRITE must carry exactly its length, a MEM_READ nothing; reserved bytes are zero. */
+        {
+                uint8_t msg[64], resp[EMU_RESPONSE_MAX];
+                size_t msg_len, len;
+
+                ASSERT_OK(emu_debug_build_mem_request(FID1, 0x8086, EMU_DEBUG_OP_MEM_WRITE, 0, 4, "wxyz", msg,
+                                                      sizeof(msg), &msg_len));
+                for (size_t n = sizeof(EmuDebugMessage); n <= msg_len + 1; n++) {
+                        if (n == msg_len)
+                                continue;
+                        ASSERT_OK(request(d, EMU_SCOPE_DEBUG_WRITE, msg, n, resp, &len));
+                        ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
+                }
+                ASSERT_OK(emu_debug_build_mem_request(FID1, 0x8086, EMU_DEBUG_OP_MEM_READ, 0, 4, NULL, msg,
+                                                      sizeof(msg), &msg_len));
+                ASSERT_OK(request(d, EMU_SCOPE_DEBUG_READ, msg, msg_len + 1, resp, &len));
+                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
+                msg[offsetof(EmuDebugMessage, payload.reserved) + 1] = 1;
+                ASSERT_OK(request(d, EMU_SCOPE_DEBUG_READ, msg, msg_len, resp, &len));
+                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
+
+                /* Unknown ops are refused in either debug scope. */
+                ASSERT_OK(emu_debug_build_mem_request(FID1, 0x8086, EMU_DEBUG_OP_MEM_READ, 0, 4, NULL, msg,
+                                                      sizeof(msg), &msg_len));
+                msg[offsetof(EmuDebugMessage, payload.op)] = 0x05;
+                ASSERT_OK(request(d, EMU_SCOPE_DEBUG_READ, msg, msg_len, resp, &len));
+                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
+                ASSERT_OK(request(d, EMU_SCOPE_DEBUG_WRITE, msg, msg_len, resp, &len));
+                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
+        }
+        ASSERT_EQ(mem_read(d, 0, 16, got), 0);
+        ASSERT_MEMEQ(got, data, 7); /* none of the refused writes landed */
+
+        /* Memory is data, not configuration: writing it while locked keeps the TDI running, and
+         * what it holds survives until the TDI is unlocked, which scrubs it. */
+        drive_to(d, TDISP_STATE_RUN, nonce);
+        ASSERT_EQ(mem_write(d, 100, 4096, data), 0);
+        ASSERT_EQ(wire_state(d), TDISP_STATE_RUN);
+        ASSERT_EQ(mem_read(d, 100, 4096, got), 0);
+        ASSERT_MEMEQ(got, data, 4096);
+        ASSERT_OK(emu_device_unbind(d));
+        ASSERT_EQ(mem_read(d, 0, EMU_DEBUG_MEM_XFER_MAX, got), 0);
+        ASSERT_MEMEQ(got, zero, EMU_DEBUG_MEM_XFER_MAX);
+
+        /* Also from ERROR. A STOP while already unlocked leaves the memory alone. */
+        ASSERT_EQ(mem_write(d, 0, 8, "unlocked"), 0);
+        ASSERT_OK(emu_device_unbind(d));
+        ASSERT_EQ(mem_read(d, 0, 8, got), 0);
+        ASSERT_MEMEQ(got, "unlocked", 8);
+        drive_to(d, TDISP_STATE_ERROR, nonce);
+        ASSERT_EQ(mem_read(d, 0, 8, got), 0);
+        ASSERT_MEMEQ(got, "unlocked", 8);
+        ASSERT_OK(emu_device_unbind(d));
+        ASSERT_EQ(mem_read(d, 0, 8, got), 0);
+        ASSERT_MEMEQ(got, zero, 8);
+
+        /* A device that drops off the bus comes back with its memory reset. */
+        ASSERT_EQ(mem_write(d, 0, 8, "volatile"), 0);
+        ASSERT_OK(emu_device_inject_fault(d, EMU_FAULT_GONE, 1));
+        ASSERT_ERRNO(emu_device_unbind(d), ENODEV);
+        ASSERT_EQ(mem_read(d, 0, 8, got), 0);
+        ASSERT_MEMEQ(got, zero, 8);
+}
+
+TEST(debug_memory_enobufs) {
+        _cleanup_(emu_device_unrefp) EmuDevice *d = device_new(ADDR1);
+        _cleanup_free_ uint8_t *msg = malloc(EMU_DEBUG_MSG_MAX), *resp = malloc(EMU_RESPONSE_MAX),
+                               *got = malloc(EMU_DEBUG_MEM_XFER_MAX);
+        size_t msg_len, len = 0;
+
+        ASSERT_NOT_NULL(msg);
+        ASSERT_NOT_NULL(resp);
+        ASSERT_NOT_NULL(got);
+
+        /* A read that does not fit the caller's buffer fails as a whole... */
+        ASSERT_OK(emu_debug_build_mem_request(FID1, EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_MEM_READ, 0,
+                                              EMU_DEBUG_MEM_XFER_MAX, NULL, msg, EMU_DEBUG_MSG_MAX, &msg_len));
+        ASSERT_ERRNO(emu_device_request(d, EMU_SCOPE_DEBUG_READ, msg, msg_len, resp, EMU_RESPONSE_MAX - 1, &len),
+                     ENOBUFS);
+        ASSERT_EQ(len, 0);
+        ASSERT_OK(emu_device_request(d, EMU_SCOPE_DEBUG_READ, msg, msg_len, resp, EMU_RESPONSE_MAX, &len));
+        ASSERT_EQ(len, EMU_RESPONSE_MAX);
+
+        /* ...and so does a write, which then stored nothing. */
+        memset(got, 0xaa, EMU_DEBUG_MEM_XFER_MAX);
+        ASSERT_OK(emu_debug_build_mem_request(FID1, EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_MEM_WRITE, 0,
+                                              EMU_DEBUG_MEM_XFER_MAX, got, msg, EMU_DEBUG_MSG_MAX, &msg_len));
+        ASSERT_EQ(msg_len, EMU_DEBUG_MSG_MAX);
+        len = 0;
+        ASSERT_ERRNO(emu_device_request(d, EMU_SCOPE_DEBUG_WRITE, msg, msg_len, resp, sizeof(EmuDebugMessage) - 1,
+                                        &len),
+                     ENOBUFS);
+        ASSERT_EQ(len, 0);
+        ASSERT_EQ(mem_read(d, 0, 64, got), 0);
+        for (size_t i = 0; i < 64; i++)
+                ASSERT_EQ(got[i], 0);
+
+        /* The builder: memory ops only, data for a write, and room for it. */
+        ASSERT_ERRNO(emu_debug_build_mem_request(FID1, 1, EMU_DEBUG_OP_READ, 0, 4, NULL, msg, 64, &msg_len), EINVAL);
+        ASSERT_ERRNO(emu_debug_build_mem_request(FID1, 1, EMU_DEBUG_OP_MEM_WRITE, 0, 4, NULL, msg, 64, &msg_len),
+                     EINVAL);
+        ASSERT_ERRNO(emu_debug_build_mem_request(FID1, 1, EMU_DEBUG_OP_MEM_WRITE, 0, 4, "abcd", msg,
+                                                 sizeof(EmuDebugMessage) + 3, &msg_len),
+                     ENOBUFS);
+        ASSERT_ERRNO(emu_debug_build_mem_request(FID1, 1, EMU_DEBUG_OP_MEM_READ, 0, 4, NULL, msg,
+                                                 sizeof(EmuDebugMessage) - 1, &msg_len),
+                     ENOBUFS);
 }
 
 /* The same calls on two platforms give the same bytes, step by step. */

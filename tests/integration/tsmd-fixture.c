@@ -293,8 +293,9 @@ static const char default_policy[] =
 
 static const char *config_with_test_sections(Tsmd *t, const char *config) {
         return strf("%s\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
-                    "[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n",
-                    config ?: "", t->dir, t->dir, t->dir);
+                    "[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n"
+                    "[Guest]\nContextStateDirectory=%s/contexts\n",
+                    config ?: "", t->dir, t->dir, t->dir, t->dir);
 }
 
 void tsmd_start(Tsmd *t, const TsmdOptions *o) {
@@ -402,7 +403,9 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
         }
         guard_send(t, strf("P%d\n", (int) t->pid));
 
-        /* Ready when the socket accepts a connection. */
+        /* With socket activation tsmd is exec'd on the first connection: make it. Without,
+         * no probe: the monitor listens before its worker serves, and a probe would show up
+         * as a connection in the worker's counts. */
         deadline = now_usec() + TSMD_START_TIMEOUT_USEC;
         for (;;) {
                 int fd;
@@ -412,12 +415,9 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
                         format_status(t->exit_status, s, sizeof(s));
                         TEST_FAIL("tsmd exited during start-up (%s)", s);
                 }
+                if (!o->wrapper)
+                        break;
                 fd = tsmd_raw_connect(t->socket);
-                if (fd >= 0 && !o->wrapper) {
-                        /* Both sockets are set up before the loop runs; check the second too. */
-                        close(fd);
-                        fd = tsmd_raw_connect(t->guest_socket);
-                }
                 if (fd >= 0) {
                         close(fd);
                         break;
@@ -427,23 +427,23 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
                                   (unsigned long long) (TSMD_START_TIMEOUT_USEC / USEC_PER_MSEC));
                 sleep_usec(5 * USEC_PER_MSEC);
         }
-        /* With socket activation tsmd is exec'd on the first connection: wait for it. */
-        if (o->wrapper)
-                for (;;) {
-                        char exe[512];
-                        ssize_t l = readlink(strf("/proc/%d/exe", (int) t->pid), exe, sizeof(exe) - 1);
+        /* Ready when the monitor says its worker serves ("tsmd ... running."). */
+        for (;;) {
+                char exe[512];
+                ssize_t l = readlink(strf("/proc/%d/exe", (int) t->pid), exe, sizeof(exe) - 1);
 
-                        if (l > 0) {
-                                exe[l] = 0;
-                                if (streq(exe, TSMD_PATH) && tsmd_log_contains(t, "running."))
-                                        break;
-                        }
-                        if (!tsmd_is_running(t))
-                                TEST_FAIL("tsmd exited during socket activation");
-                        if (now_usec() > deadline)
-                                TEST_FAIL("the wrapper did not exec tsmd in time");
-                        sleep_usec(5 * USEC_PER_MSEC);
+                if (l > 0) {
+                        exe[l] = 0;
+                        if (streq(exe, TSMD_PATH) && tsmd_log_contains(t, "running."))
+                                break;
                 }
+                if (!tsmd_is_running(t))
+                        TEST_FAIL("tsmd exited during start-up");
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd did not report its worker serving within %llu ms",
+                                  (unsigned long long) (TSMD_START_TIMEOUT_USEC / USEC_PER_MSEC));
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
 }
 
 void tsmd_start_config(Tsmd *t, const char *config) {
@@ -570,13 +570,33 @@ bool tsmd_reload(Tsmd *t, const char *config) {
 
 /* ---- resource accounting ------------------------------------------------------------------ */
 
-unsigned tsmd_count_fds(Tsmd *t) {
-        DIR *d = opendir(strf("/proc/%d/fd", (int) t->pid));
+/* The monitor's children: its worker (none while one is being restarted). */
+pid_t tsmd_worker_pid(Tsmd *t) {
+        _cleanup_close_ int fd = open(strf("/proc/%d/task/%d/children", (int) t->pid, (int) t->pid), O_RDONLY | O_CLOEXEC);
+        _cleanup_free_ char *s = NULL;
+
+        if (fd < 0)
+                TEST_FAIL("open /proc/%d/task/%d/children: %s", (int) t->pid, (int) t->pid, strerror(errno));
+        s = read_all_fd(fd);
+        return (pid_t) strtol(s, NULL, 10);
+}
+
+/* Monitor and worker: what tsmd holds is the sum of both. */
+static size_t tsmd_pids(Tsmd *t, pid_t ret[static 2]) {
+        pid_t w = tsmd_worker_pid(t);
+
+        ret[0] = t->pid;
+        ret[1] = w;
+        return w > 0 ? 2 : 1;
+}
+
+static unsigned count_fds_of(pid_t pid) {
+        DIR *d = opendir(strf("/proc/%d/fd", (int) pid));
         struct dirent *de;
         unsigned n = 0;
 
         if (!d)
-                TEST_FAIL("opendir /proc/%d/fd: %s", (int) t->pid, strerror(errno));
+                TEST_FAIL("opendir /proc/%d/fd: %s", (int) pid, strerror(errno));
         while ((de = readdir(d)))
                 if (de->d_name[0] != '.')
                         n++;
@@ -584,33 +604,57 @@ unsigned tsmd_count_fds(Tsmd *t) {
         return n;
 }
 
-static char *read_proc(Tsmd *t, const char *file) {
-        _cleanup_close_ int fd = open(strf("/proc/%d/%s", (int) t->pid, file), O_RDONLY | O_CLOEXEC);
+unsigned tsmd_count_fds(Tsmd *t) {
+        pid_t pids[2];
+        size_t n = tsmd_pids(t, pids);
+        unsigned k = 0;
+
+        for (size_t i = 0; i < n; i++)
+                k += count_fds_of(pids[i]);
+        return k;
+}
+
+static char *read_proc(pid_t pid, const char *file) {
+        _cleanup_close_ int fd = open(strf("/proc/%d/%s", (int) pid, file), O_RDONLY | O_CLOEXEC);
 
         if (fd < 0)
-                TEST_FAIL("open /proc/%d/%s: %s", (int) t->pid, file, strerror(errno));
+                TEST_FAIL("open /proc/%d/%s: %s", (int) pid, file, strerror(errno));
         return read_all_fd(fd);
 }
 
 unsigned long tsmd_rss_kib(Tsmd *t) {
-        _cleanup_free_ char *s = read_proc(t, "status");
-        const char *p = strstr(s, "VmRSS:");
+        pid_t pids[2];
+        size_t n = tsmd_pids(t, pids);
+        unsigned long kib = 0;
 
-        if (!p)
-                TEST_FAIL("no VmRSS in /proc/%d/status", (int) t->pid);
-        return strtoul(p + strlen("VmRSS:"), NULL, 10);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *s = read_proc(pids[i], "status");
+                const char *p = strstr(s, "VmRSS:");
+
+                if (!p)
+                        TEST_FAIL("no VmRSS in /proc/%d/status", (int) pids[i]);
+                kib += strtoul(p + strlen("VmRSS:"), NULL, 10);
+        }
+        return kib;
 }
 
 unsigned long long tsmd_cpu_ticks(Tsmd *t) {
-        _cleanup_free_ char *s = read_proc(t, "stat");
-        const char *p = strrchr(s, ')');
-        unsigned long long utime = 0, stime = 0;
+        pid_t pids[2];
+        size_t n = tsmd_pids(t, pids);
+        unsigned long long ticks = 0;
 
-        /* After "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
-         * cmajflt utime stime. */
-        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-                TEST_FAIL("cannot parse /proc/%d/stat", (int) t->pid);
-        return utime + stime;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *s = read_proc(pids[i], "stat");
+                const char *p = strrchr(s, ')');
+                unsigned long long utime = 0, stime = 0;
+
+                /* After "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+                 * cmajflt utime stime. */
+                if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+                        TEST_FAIL("cannot parse /proc/%d/stat", (int) pids[i]);
+                ticks += utime + stime;
+        }
+        return ticks;
 }
 
 unsigned tsmd_wait_fds(Tsmd *t, unsigned n, uint64_t timeout_usec) {

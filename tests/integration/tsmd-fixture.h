@@ -116,6 +116,10 @@ unsigned tsmd_log_count(Tsmd *t, const char *needle);
 bool tsmd_wait_log(Tsmd *t, const char *needle, unsigned n, uint64_t timeout_usec);
 
 /* ---- resource accounting --------------------------------------------------------------- */
+/* tsmd is two processes, the monitor (t->pid) and its worker: counts are their sums. */
+
+/* The worker's pid, or 0 while the monitor restarts it. */
+pid_t tsmd_worker_pid(Tsmd *t);
 
 unsigned tsmd_count_fds(Tsmd *t);
 /* VmRSS in KiB. */

@@ -56,6 +56,8 @@ bail() {
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tsmd-interop.XXXXXXXXXX") || bail "mktemp -d"
+# tsmd's worker runs as its own user and reads the configuration in here.
+chmod 0755 "$tmp"
 tsmd_pid=
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
@@ -87,8 +89,8 @@ fi
 
 sock=$tmp/tsmd.sock
 # Its own audit directory and an empty policy (this test uses no io.tsmd.Guest call).
-printf '[Audit]\nDirectory=%s/audit\nJournal=no\n[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n' \
-        "$tmp" "$tmp" "$tmp" >"$tmp/tsmd.conf"
+printf '[Audit]\nDirectory=%s/audit\nJournal=no\n[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n[Guest]\nContextStateDirectory=%s/contexts\n' \
+        "$tmp" "$tmp" "$tmp" "$tmp" >"$tmp/tsmd.conf"
 "$tsmd" --config="$tmp/tsmd.conf" --socket="$sock" 2>"$tmp/tsmd.log" &
 tsmd_pid=$!
 

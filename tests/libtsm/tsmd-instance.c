@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -77,8 +78,9 @@ static void grant_access(TsmdInstance *t, FILE *config, const char **args, size_
 
         fprintf(config,
                 "\n[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n"
-                "\n[Audit]\nDirectory=%s/audit\nJournal=no\n",
-                t->dir, t->dir, t->dir);
+                "\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                "\n[Guest]\nContextStateDirectory=%s/contexts\n",
+                t->dir, t->dir, t->dir, t->dir);
 }
 
 static void write_config(TsmdInstance *t, const char *extra_config, const char **args, size_t n_args_max) {
@@ -105,20 +107,23 @@ void tsmd_instance_dump_log(TsmdInstance *t) {
         fclose(f);
 }
 
-static bool socket_accepts(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd;
-        bool ok;
+/* tsmd's monitor listens before its worker serves; it logs "running." once the worker does.
+ * The log is appended to across restarts: only what came after offset counts. */
+static bool log_says_running(TsmdInstance *t, long offset) {
+        char line[1024];
+        bool found = false;
+        FILE *f = fopen(t->log_path, "re");
 
-        if (strlen(path) >= sizeof(sa.sun_path))
-                TEST_FAIL("Socket path too long: %s", path);
-        strcpy(sa.sun_path, path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                TEST_FAIL("socket: %s", strerror(errno));
-        ok = connect(fd, (struct sockaddr *) &sa, sizeof(sa)) >= 0;
-        close(fd);
-        return ok;
+        if (!f)
+                return false;
+        if (fseek(f, offset, SEEK_SET) < 0) {
+                fclose(f);
+                return false;
+        }
+        while (!found && fgets(line, sizeof(line), f))
+                found = strstr(line, "running.");
+        fclose(f);
+        return found;
 }
 
 /* Reaps tsmd if it exited; returns true if it still runs. */
@@ -143,6 +148,8 @@ static void spawn(TsmdInstance *t) {
         size_t n = 0;
         uint64_t deadline;
         pid_t parent = getpid(), pid;
+        struct stat st;
+        long log_offset = stat(t->log_path, &st) >= 0 ? (long) st.st_size : 0;
 
         snprintf(guest_arg, sizeof(guest_arg), "--guest-socket=%s", t->guest_socket);
         snprintf(admin_arg, sizeof(admin_arg), "--socket=%s", t->admin_socket);
@@ -179,7 +186,7 @@ static void spawn(TsmdInstance *t) {
         for (;;) {
                 int status = 0;
 
-                if (socket_accepts(t->guest_socket))
+                if (log_says_running(t, log_offset))
                         return;
                 if (!still_running(t, &status)) {
                         tsmd_instance_dump_log(t);
@@ -200,6 +207,9 @@ void tsmd_instance_start(TsmdInstance *t, const char *extra_config) {
         if ((size_t) snprintf(t->dir, sizeof(t->dir), "%s/test-libtsm-XXXXXX", tmp) >= sizeof(t->dir) ||
             !mkdtemp(t->dir))
                 TEST_FAIL("mkdtemp: %s", strerror(errno));
+        /* tsmd's worker runs as its own user and reads the configuration and policy in here. */
+        if (chmod(t->dir, 0755) < 0)
+                TEST_FAIL("chmod %s: %s", t->dir, strerror(errno));
         path_join(t->guest_socket, t->dir, "guest");
         path_join(t->admin_socket, t->dir, "admin");
         path_join(t->config_path, t->dir, "tsmd.conf");
@@ -231,12 +241,57 @@ static int reap(TsmdInstance *t, uint64_t timeout_usec) {
         return status;
 }
 
+/* tsmd's worker: the monitor's only child (0 if there is none right now). */
+static pid_t worker_pid(TsmdInstance *t) {
+        char path[96], buf[64] = "";
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int) t->pid, (int) t->pid);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+        fclose(f);
+        return (pid_t) strtol(buf, NULL, 10);
+}
+
+/* Gone, or dead and waiting to be reaped by whoever inherited it. */
+static bool process_gone(pid_t pid) {
+        char path[64], buf[256] = "";
+        const char *p;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return true;
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+        fclose(f);
+        p = strrchr(buf, ')');
+        return !p || p[1] == 0 || p[2] == 'Z';
+}
+
 void tsmd_instance_kill(TsmdInstance *t, int sig) {
+        pid_t worker;
+        uint64_t deadline;
+
         if (t->pid <= 0)
                 TEST_FAIL("tsmd is not running");
+        worker = worker_pid(t);
         if (kill(t->pid, sig) < 0)
                 TEST_FAIL("kill: %s", strerror(errno));
         (void) reap(t, STOP_TIMEOUT_USEC);
+
+        /* Its worker follows it (PR_SET_PDEATHSIG), a moment later: until then it still holds
+         * the listening sockets. */
+        deadline = test_now_usec() + STOP_TIMEOUT_USEC;
+        while (worker > 0 && !process_gone(worker)) {
+                if (test_now_usec() > deadline)
+                        TEST_FAIL("tsmd's worker %d outlived tsmd", (int) worker);
+                sleep_msec(5);
+        }
 }
 
 void tsmd_instance_stop(TsmdInstance *t) {

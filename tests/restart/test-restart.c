@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -17,6 +18,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "config.h"
 #include "harness.h"
 #include "json-util.h"
 #include "varlink-client.h"
@@ -263,7 +265,8 @@ TEST(notify_and_watchdog) {
         ASSERT_TRUE(m.stopping);
 }
 
-static uint64_t status_hex(pid_t pid, const char *field) {
+/* A field of /proc/<pid>/status, read in base (16 for capability sets, 10 for ids). */
+static uint64_t status_field(pid_t pid, const char *field, int base) {
         char path[64], line[256];
         uint64_t v = UINT64_MAX;
         FILE *f;
@@ -273,14 +276,35 @@ static uint64_t status_hex(pid_t pid, const char *field) {
         ASSERT_NOT_NULL(f);
         while (fgets(line, sizeof(line), f))
                 if (strneq(line, field, strlen(field)))
-                        v = strtoull(line + strlen(field), NULL, 16);
+                        v = strtoull(line + strlen(field), NULL, base);
         fclose(f);
         return v;
 }
 
+static uint64_t status_hex(pid_t pid, const char *field) {
+        return status_field(pid, field, 16);
+}
+
+/* The monitor's only child: its worker. */
+static pid_t worker_of(pid_t monitor) {
+        char path[96], buf[64] = "";
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/task/%i/children", monitor, monitor);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        ASSERT_NOT_NULL(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        return (pid_t) strtol(buf, NULL, 10);
+}
+
 TEST(capabilities_are_the_documented_minimum) {
-        /* CAP_SYS_RAWIO (17) and CAP_SYS_RESOURCE (24), where the environment has them. */
-        uint64_t minimum = (UINT64_C(1) << 17) | (UINT64_C(1) << 24), ours;
+        /* The monitor: CAP_KILL (5), CAP_SETGID (6), CAP_SETUID (7), CAP_SETPCAP (8),
+         * CAP_SYS_RAWIO (17) and CAP_SYS_RESOURCE (24), where the environment has them. */
+        uint64_t minimum = (UINT64_C(1) << 5) | (UINT64_C(1) << 6) | (UINT64_C(1) << 7) | (UINT64_C(1) << 8) |
+                           (UINT64_C(1) << 17) | (UINT64_C(1) << 24), ours;
+        struct passwd *pw;
+        pid_t worker;
         Manager m;
 
         if (geteuid() != 0)
@@ -295,6 +319,35 @@ TEST(capabilities_are_the_documented_minimum) {
         ASSERT_EQ(status_hex(m.pid, "CapBnd:"), minimum & ours);
         ASSERT_EQ(status_hex(m.pid, "CapInh:"), 0);
         ASSERT_EQ(status_hex(m.pid, "CapAmb:"), 0);
+
+        /* The worker, which parses what VMMs send: nothing at all, for good, as its own user. */
+        worker = worker_of(m.pid);
+        ASSERT_TRUE(worker > 0);
+        pw = getpwnam(TSMD_WORKER_USER);
+        ASSERT_NOT_NULL(pw);
+        ASSERT_EQ(status_hex(worker, "CapEff:"), 0);
+        ASSERT_EQ(status_hex(worker, "CapPrm:"), 0);
+        ASSERT_EQ(status_hex(worker, "CapBnd:"), 0);
+        ASSERT_EQ(status_hex(worker, "CapInh:"), 0);
+        ASSERT_EQ(status_hex(worker, "CapAmb:"), 0);
+        ASSERT_EQ(status_field(worker, "NoNewPrivs:", 10), 1);
+        ASSERT_EQ(status_field(worker, "Uid:", 10), pw->pw_uid); /* the real uid; all four are checked below */
+        {
+                char path[64], line[256];
+                unsigned r_, e_, s_, f_;
+                FILE *f;
+
+                snprintf(path, sizeof(path), "/proc/%i/status", worker);
+                f = fopen(path, "re");
+                ASSERT_NOT_NULL(f);
+                while (fgets(line, sizeof(line), f))
+                        if (sscanf(line, "Uid: %u %u %u %u", &r_, &e_, &s_, &f_) == 4 ||
+                            sscanf(line, "Gid: %u %u %u %u", &r_, &e_, &s_, &f_) == 4) {
+                                unsigned want = strneq(line, "Uid:", 4) ? (unsigned) pw->pw_uid : (unsigned) pw->pw_gid;
+                                ASSERT_TRUE(r_ == want && e_ == want && s_ == want && f_ == want);
+                        }
+                fclose(f);
+        }
         kill(m.pid, SIGTERM);
         ASSERT_EQ(exit_status(m.pid), 0);
 }

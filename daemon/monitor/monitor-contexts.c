@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The monitor's table of iommufd contexts. Runs in: monitor. */
+
+#include <inttypes.h>
+
+#include "log.h"
+#include "monitor-contexts.h"
+#include "tsm-platform.h"
+
+struct MonitorContexts {
+        TAILQ_HEAD(, MonitorContext) contexts;
+        size_t n_contexts;
+        uint32_t next_id;
+};
+
+int monitor_contexts_new(MonitorContexts **ret) {
+        MonitorContexts *c;
+
+        assert(ret);
+
+        c = new0(MonitorContexts, 1);
+        if (!c)
+                return -ENOMEM;
+        TAILQ_INIT(&c->contexts);
+        c->next_id = 1;
+        *ret = c;
+        return 0;
+}
+
+static void context_free(MonitorContexts *c, MonitorContext *ctx, bool preserve) {
+        TAILQ_REMOVE(&c->contexts, ctx, entry);
+        c->n_contexts--;
+        if (ctx->stored && !preserve) {
+                int r = fdstore_remove(ctx->uid, ctx->token);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to remove context %" PRIu32
+                                          " from the fd store, ignoring: %m", ctx->id);
+        }
+        safe_close(ctx->fd);
+        free(ctx->vdevices);
+        free(ctx);
+}
+
+MonitorContexts *monitor_contexts_free(MonitorContexts *c, bool preserve) {
+        MonitorContext *ctx;
+
+        if (!c)
+                return NULL;
+        while ((ctx = TAILQ_FIRST(&c->contexts)))
+                context_free(c, ctx, preserve);
+        return mfree(c);
+}
+
+bool monitor_token_is_valid(const char *token) {
+        return token && strlen(token) == RECLAIM_TOKEN_LEN &&
+               strspn(token, "0123456789abcdef") == RECLAIM_TOKEN_LEN;
+}
+
+/* Takes fd (closed on failure too). */
+static int context_insert(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *token,
+                          MonitorContext **ret) {
+        _cleanup_close_ int fd_close = fd;
+        MonitorContext *ctx;
+
+        /* (uid_t) -1 means "no change" to chown() and friends: never an owner. */
+        if (!monitor_token_is_valid(token) || uid == (uid_t) -1)
+                return -EINVAL;
+        /* Two fds under one name would leave the fd store together. */
+        if (monitor_contexts_find_token(c, token))
+                return -EEXIST;
+        /* Ids are never reused while the monitor runs: a stale id must not reach a new context. */
+        if (c->next_id == 0)
+                return -ENOSPC;
+
+        ctx = new0(MonitorContext, 1);
+        if (!ctx)
+                return -ENOMEM;
+        ctx->id = c->next_id++;
+        ctx->fd = TAKE_FD(fd_close);
+        ctx->slot = slot;
+        ctx->uid = uid;
+        memcpy(ctx->token, token, sizeof(ctx->token));
+        TAILQ_INSERT_TAIL(&c->contexts, ctx, entry);
+        c->n_contexts++;
+        *ret = ctx;
+        return 0;
+}
+
+int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *token,
+                         uint32_t *ret_id) {
+        MonitorContext *ctx;
+        int r;
+
+        assert(c);
+        assert(fd >= 0);
+
+        r = context_insert(c, fd, slot, uid, token, &ctx);
+        if (r < 0)
+                return r;
+
+        if (fdstore_available()) {
+                r = fdstore_put(ctx->fd, uid, token);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to store context %" PRIu32 " with the service manager, "
+                                          "it will not survive a restart of tsmd: %m", ctx->id);
+                else
+                        ctx->stored = true;
+        }
+
+        if (ret_id)
+                *ret_id = ctx->id;
+        return 0;
+}
+
+int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id) {
+        char token[RECLAIM_TOKEN_LEN + 1];
+        MonitorContext *ctx;
+        uid_t uid;
+        int r;
+
+        assert(c);
+        assert(fd >= 0);
+
+        r = fdstore_parse_name(fdname, &uid, token);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        r = context_insert(c, fd, TSM_PRIV_SLOT_WORKER, uid, token, &ctx);
+        if (r < 0)
+                return r;
+        /* Not stored again: the service manager has it already. */
+        ctx->stored = true;
+
+        log_info("Restored context %" PRIu32 " of uid %u from the fd store.", ctx->id, (unsigned) uid);
+        if (ret_id)
+                *ret_id = ctx->id;
+        return 0;
+}
+
+MonitorContext *monitor_contexts_get(MonitorContexts *c, uint32_t id) {
+        MonitorContext *ctx;
+
+        TAILQ_FOREACH(ctx, &c->contexts, entry)
+                if (ctx->id == id)
+                        return ctx;
+        return NULL;
+}
+
+MonitorContext *monitor_contexts_find_token(MonitorContexts *c, const char *token) {
+        MonitorContext *ctx;
+
+        TAILQ_FOREACH(ctx, &c->contexts, entry)
+                if (streq(ctx->token, token))
+                        return ctx;
+        return NULL;
+}
+
+MonitorVDevice *monitor_contexts_find_device(MonitorContexts *c, const char *pci_address,
+                                             MonitorContext **ret_ctx) {
+        MonitorContext *ctx;
+
+        TAILQ_FOREACH(ctx, &c->contexts, entry)
+                for (size_t i = 0; i < ctx->n_vdevices; i++)
+                        if (!ctx->vdevices[i].gone && streq(ctx->vdevices[i].pci_address, pci_address)) {
+                                if (ret_ctx)
+                                        *ret_ctx = ctx;
+                                return &ctx->vdevices[i];
+                        }
+        return NULL;
+}
+
+static void vdevice_unbind(MonitorContext *ctx, TsmPlatform *p, MonitorVDevice *v) {
+        TsmTarget t = { .pci_address = v->pci_address, .iommufd = ctx->fd, .vdevice_id = v->id };
+        int r;
+
+        /* SECURITY: a gone vDevice's address may name another device by now. */
+        if (!v->bound || v->gone)
+                return;
+        r = tsm_platform_unbind(p, &t);
+        if (r == -ENODEV)
+                log_info("Device %s of context %" PRIu32 " is gone, nothing to unbind.", v->pci_address,
+                         ctx->id);
+        else if (r < 0)
+                log_warning_errno(r, "Failed to unbind %s of context %" PRIu32
+                                  " while releasing it, ignoring: %m", v->pci_address, ctx->id);
+        else
+                log_info("Unbound %s of context %" PRIu32 " while releasing it.", v->pci_address, ctx->id);
+        v->bound = false;
+}
+
+int monitor_contexts_remove(MonitorContexts *c, TsmPlatform *p, uint32_t id) {
+        MonitorContext *ctx = monitor_contexts_get(c, id);
+
+        assert(p);
+
+        if (!ctx)
+                return -ENOENT;
+        for (size_t i = 0; i < ctx->n_vdevices; i++)
+                vdevice_unbind(ctx, p, &ctx->vdevices[i]);
+        context_free(c, ctx, false);
+        return 0;
+}
+
+void monitor_contexts_device_gone(MonitorContexts *c, const char *pci_address) {
+        MonitorContext *ctx;
+
+        TAILQ_FOREACH(ctx, &c->contexts, entry)
+                for (size_t i = 0; i < ctx->n_vdevices; i++) {
+                        MonitorVDevice *v = &ctx->vdevices[i];
+
+                        if (v->gone || !streq(v->pci_address, pci_address))
+                                continue;
+                        /* The TDI went with the device: nothing is bound any more. */
+                        v->gone = true;
+                        v->bound = false;
+                        log_info("vDevice %" PRIu32 " of context %" PRIu32 " lost its device %s.", v->id,
+                                 ctx->id, pci_address);
+                }
+}
+
+void monitor_contexts_orphan_all(MonitorContexts *c) {
+        MonitorContext *ctx;
+
+        TAILQ_FOREACH(ctx, &c->contexts, entry)
+                ctx->slot = TSM_PRIV_SLOT_WORKER;
+}
+
+size_t monitor_contexts_size(const MonitorContexts *c) {
+        return c->n_contexts;
+}
+
+MonitorContext *monitor_contexts_next(MonitorContexts *c, MonitorContext *prev) {
+        return prev ? TAILQ_NEXT(prev, entry) : TAILQ_FIRST(&c->contexts);
+}
+
+MonitorVDevice *monitor_context_find_vdevice(MonitorContext *ctx, uint32_t id) {
+        for (size_t i = 0; i < ctx->n_vdevices; i++)
+                if (ctx->vdevices[i].id == id)
+                        return &ctx->vdevices[i];
+        return NULL;
+}
+
+int monitor_context_add_vdevice(MonitorContext *ctx, uint32_t id, const char *pci_address,
+                                MonitorVDevice **ret) {
+        MonitorVDevice *v;
+
+        if (id == 0 || !pci_address || strlen(pci_address) >= sizeof(v->pci_address))
+                return -EINVAL;
+        if (monitor_context_find_vdevice(ctx, id))
+                return -EEXIST;
+        if (!GREEDY_REALLOC(ctx->vdevices, ctx->allocated_vdevices, ctx->n_vdevices + 1))
+                return -ENOMEM;
+
+        v = &ctx->vdevices[ctx->n_vdevices++];
+        *v = (MonitorVDevice){ .id = id };
+        strcpy(v->pci_address, pci_address);
+        if (ret)
+                *ret = v;
+        return 0;
+}
+
+void monitor_context_remove_vdevice(MonitorContext *ctx, TsmPlatform *p, MonitorVDevice *v) {
+        assert(v >= ctx->vdevices && v < ctx->vdevices + ctx->n_vdevices);
+
+        vdevice_unbind(ctx, p, v);
+        *v = ctx->vdevices[--ctx->n_vdevices];
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The monitor's own table of iommufd contexts: the authority the dispatch table checks every
+ * worker request against. Each context has an id the monitor chose (from 1, never reused while
+ * the monitor runs), the monitor's reference to the iommufd, the worker client slot that holds
+ * it (TSM_PRIV_SLOT_WORKER, 0, for nobody: restored, waiting to be reclaimed), its owner's uid
+ * and reclaim token (together they name the fd in systemd's fd store), and the vDevices
+ * attached to it. Runs in: monitor.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "fdstore.h"
+#include "macro.h"
+#include "tsm-priv.h"
+
+typedef struct TsmPlatform TsmPlatform;
+
+typedef struct MonitorVDevice {
+        uint32_t id; /* the VMM's iommufd vDevice id, never 0 */
+        char pci_address[TSM_PRIV_PCI_ADDRESS_MAX]; /* as the platform spells it */
+        bool bound;
+        /* Its device went away. A device that comes back under the address is another one: a
+         * gone vDevice neither holds nor operates it, and waits to be detached. */
+        bool gone;
+} MonitorVDevice;
+
+typedef struct MonitorContext {
+        uint32_t id;
+        int fd;
+        uint32_t slot;
+        uid_t uid;
+        char token[RECLAIM_TOKEN_LEN + 1];
+        bool stored; /* the fd is in systemd's fd store under uid and token */
+        MonitorVDevice *vdevices;
+        size_t n_vdevices, allocated_vdevices;
+        TAILQ_ENTRY(MonitorContext) entry;
+} MonitorContext;
+
+typedef struct MonitorContexts MonitorContexts;
+
+int monitor_contexts_new(MonitorContexts **ret);
+/*
+ * Closes every context's fd. With preserve (stopping under a service manager that keeps the
+ * fds for the next tsmd), the fd store keeps them; without, they are removed from it, and
+ * the kernel tears the contexts down with the last fd. Bindings are not undone here: the
+ * kernel ends them with the context, and the emulated devices end with the process.
+ */
+MonitorContexts *monitor_contexts_free(MonitorContexts *c, bool preserve);
+/* Scope cleanup preserves: an error path must not end the contexts of running VMs. */
+static inline MonitorContexts *monitor_contexts_free_preserve(MonitorContexts *c) {
+        return monitor_contexts_free(c, true);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(MonitorContexts *, monitor_contexts_free_preserve);
+
+/* True if token is exactly RECLAIM_TOKEN_LEN lowercase hex digits. */
+bool monitor_token_is_valid(const char *token);
+
+/*
+ * Adds a context for slot, taking fd (closed on failure too). When the fd store is available
+ * the fd is stored there under uid and token (a failure to store is logged, not fatal: the
+ * context then just does not survive a restart of tsmd). Returns 0 and the new id in
+ * *ret_id (may be NULL); -EINVAL for a bad token or uid, -EEXIST if the token names a
+ * context already, -ENOSPC once ids run out, -ENOMEM.
+ */
+int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *token,
+                         uint32_t *ret_id);
+/* Adds a context handed back by the service manager under fdname (fdstore.h), taking fd: at
+ * slot 0, with no vDevices. -EINVAL if the name is not one of ours, else as _add(). */
+int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id);
+
+/* Borrowed, valid until the context is removed; NULL if there is none. */
+MonitorContext *monitor_contexts_get(MonitorContexts *c, uint32_t id);
+MonitorContext *monitor_contexts_find_token(MonitorContexts *c, const char *token);
+/* The vDevice holding the physical device at pci_address (as the platform spells it), in any
+ * context; NULL if none. Gone vDevices hold nothing. */
+MonitorVDevice *monitor_contexts_find_device(MonitorContexts *c, const char *pci_address,
+                                             MonitorContext **ret_ctx);
+
+/* Ends a context: unbinds its still-bound vDevices (not the gone ones) through the platform,
+ * takes it out of the fd store, closes the fd. -ENOENT if there is no such context. */
+int monitor_contexts_remove(MonitorContexts *c, TsmPlatform *p, uint32_t id);
+
+/* The device at pci_address went away (hotplug, a reload of the emulated devices): every vDevice
+ * on it is gone, and no longer bound. */
+void monitor_contexts_device_gone(MonitorContexts *c, const char *pci_address);
+
+/* The worker died: nobody holds any context now (every slot becomes 0). */
+void monitor_contexts_orphan_all(MonitorContexts *c);
+
+size_t monitor_contexts_size(const MonitorContexts *c);
+/* In order of ids: the first context if prev is NULL, else the one after prev. */
+MonitorContext *monitor_contexts_next(MonitorContexts *c, MonitorContext *prev);
+#define MONITOR_CONTEXTS_FOREACH(ctx, c)                                                           \
+        for ((ctx) = monitor_contexts_next((c), NULL); (ctx); (ctx) = monitor_contexts_next((c), (ctx)))
+
+MonitorVDevice *monitor_context_find_vdevice(MonitorContext *ctx, uint32_t id);
+/* Records a vDevice (unbound). -EINVAL for id 0 or an address that does not fit, -EEXIST if
+ * the id is attached already, -ENOMEM. The pointer is valid until the next change of ctx. */
+int monitor_context_add_vdevice(MonitorContext *ctx, uint32_t id, const char *pci_address,
+                                MonitorVDevice **ret);
+/* Unbinds v through the platform if it is bound and not gone (a failure is logged: the vDevice
+ * goes anyway), then forgets it. */
+void monitor_context_remove_vdevice(MonitorContext *ctx, TsmPlatform *p, MonitorVDevice *v);

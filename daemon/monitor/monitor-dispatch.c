@@ -1,0 +1,785 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The monitor's request table and its handlers. Runs in: monitor. */
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/queue.h>
+
+#include "backend.h"
+#include "emu-platform.h"
+#include "fdstore.h"
+#include "log.h"
+#include "monitor-dispatch.h"
+#include "monitor-iommufd.h"
+#include "tsm-platform.h"
+
+/* Every fixed part the channel knows, so one buffer takes whichever type arrives. */
+typedef union PrivMessage {
+        struct tsm_priv_hdr hdr;
+        struct tsm_priv_hello hello;
+        struct tsm_priv_listen_socket listen_socket;
+        struct tsm_priv_restored_context restored_context;
+        struct tsm_priv_ready ready;
+        struct tsm_priv_status status;
+        struct tsm_priv_new_context new_context;
+        struct tsm_priv_context context;
+        struct tsm_priv_attach_vdevice attach;
+        struct tsm_priv_vdevice vdevice;
+        struct tsm_priv_device device;
+        struct tsm_priv_guest_request guest_request;
+        struct tsm_priv_reload reload;
+        struct tsm_priv_reply reply;
+} PrivMessage;
+
+/* A guest request in flight: its reply goes out from the platform's callback. */
+typedef struct MonitorRequest {
+        MonitorDispatch *dispatch;
+        uint32_t cookie;
+        TsmRequest *request;
+        LIST_ENTRY(MonitorRequest) entry;
+} MonitorRequest;
+
+struct MonitorDispatch {
+        struct event_base *base;
+        TsmPlatform *platform;
+        MonitorContexts *contexts;
+        MonitorDispatchCallbacks cb;
+        void *userdata;
+
+        int channel;        /* borrowed; -EBADF while no worker is served */
+        uint32_t seen_once; /* a bit per type: MON_ONCE messages this worker sent */
+        uint32_t violation_type;
+
+        LIST_HEAD(, MonitorRequest) requests;
+        size_t n_requests;
+
+        uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+};
+
+/* When a request may come, as OpenSSH's monitor has it. */
+typedef enum MonitorPermit {
+        MON_PERMIT = 1 << 0, /* the worker may send it */
+        MON_ONCE = 1 << 1,   /* at most once per worker */
+} MonitorPermit;
+
+_Static_assert(_TSM_PRIV_TYPE_MAX <= 32, "seen_once has a bit per type");
+
+/*
+ * A handler gets a message whose shape tsm_priv_check() accepted, its payload (NULL if none)
+ * and its fd (-EBADF if none; the handler may take it). It answers the worker itself and
+ * returns 0; or, when the message breaks a rule, a negative errno with *ret_reason set (no
+ * answer goes out); or the send error with *ret_reason untouched.
+ */
+typedef int (*PrivHandler)(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                           const char **ret_reason);
+
+#define VIOLATION(err, why)                                                                        \
+        ({                                                                                         \
+                *ret_reason = (why);                                                               \
+                return (err);                                                                      \
+        })
+
+static int reply_full(MonitorDispatch *d, uint32_t cookie, int result, uint32_t value, const void *payload,
+                      size_t payload_len, int fd) {
+        struct tsm_priv_reply rep;
+
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, (uint32_t) payload_len);
+        rep.result = result;
+        rep.value = value;
+        return tsm_priv_send(d->channel, &rep, payload, payload_len, fd);
+}
+
+static int reply(MonitorDispatch *d, const PrivMessage *m, int result, uint32_t value, int fd) {
+        return reply_full(d, m->hdr.cookie, result, value, NULL, 0, fd);
+}
+
+/* ---- lookups: the worker names only what the monitor gave out, on behalf of its holder ---- */
+
+static int lookup_context(MonitorDispatch *d, uint32_t slot, uint32_t id, MonitorContext **ret,
+                          const char **ret_reason) {
+        MonitorContext *ctx = monitor_contexts_get(d->contexts, id);
+
+        /* SECURITY: contexts are named by the ids the monitor handed out, each on behalf of the
+         * slot holding it. Slot 0 names the orphans, which the worker reattaches or lets go. */
+        if (!ctx)
+                VIOLATION(-EPERM, "unknown context");
+        if (ctx->slot != slot)
+                VIOLATION(-EPERM, "context held by another slot");
+        *ret = ctx;
+        return 0;
+}
+
+static int lookup_vdevice(MonitorDispatch *d, uint32_t slot, uint32_t context, uint32_t id,
+                          MonitorContext **ret_ctx, MonitorVDevice **ret_vdev, const char **ret_reason) {
+        MonitorContext *ctx;
+        MonitorVDevice *v;
+        int r;
+
+        r = lookup_context(d, slot, context, &ctx, ret_reason);
+        if (r < 0)
+                return r;
+        v = monitor_context_find_vdevice(ctx, id);
+        if (!v)
+                VIOLATION(-EPERM, "vDevice not attached to the context");
+        *ret_ctx = ctx;
+        *ret_vdev = v;
+        return 0;
+}
+
+static TsmTarget target_of(const MonitorContext *ctx, const MonitorVDevice *v) {
+        return (TsmTarget){ .pci_address = v->pci_address, .iommufd = ctx->fd, .vdevice_id = v->id };
+}
+
+/* ---- worker status ----------------------------------------------------------------------- */
+
+static int priv_ready(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                      const char **ret_reason) {
+        log_debug("Worker is ready.");
+        if (d->cb.ready)
+                d->cb.ready(d->userdata);
+        return 0;
+}
+
+static int priv_status(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                       const char **ret_reason) {
+        const struct tsm_priv_status *s = &m->status;
+
+        if (s->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
+        if (s->draining > 1)
+                VIOLATION(-EBADMSG, "draining neither 0 nor 1");
+        if (d->cb.status)
+                d->cb.status(s, d->userdata);
+        return 0;
+}
+
+static int priv_reload(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                       const char **ret_reason) {
+        int r = d->cb.reload ? d->cb.reload(d->userdata) : -EOPNOTSUPP;
+
+        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+}
+
+/* ---- contexts ---------------------------------------------------------------------------- */
+
+static int check_new_context(MonitorDispatch *d, const struct tsm_priv_new_context *n,
+                             const char **ret_reason) {
+        /* SECURITY: slot 0 is the worker itself; a new context is always some client's. */
+        if (n->slot == TSM_PRIV_SLOT_WORKER)
+                VIOLATION(-EPERM, "new context for slot 0");
+        if (n->uid == UINT32_MAX)
+                VIOLATION(-EBADMSG, "invalid uid");
+        if (!tsm_priv_check_string(n->token, sizeof(n->token)) || !monitor_token_is_valid(n->token))
+                VIOLATION(-EBADMSG, "reclaim token not 32 lowercase hex digits");
+        /* The worker makes tokens from 128 random bits: a repeat is no accident. Two fds under
+         * one name would leave the fd store together. */
+        if (monitor_contexts_find_token(d->contexts, n->token))
+                VIOLATION(-EPERM, "reclaim token names another context");
+        return 0;
+}
+
+static int priv_open_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                             const char **ret_reason) {
+        const struct tsm_priv_new_context *n = &m->new_context;
+        _cleanup_close_ int iommufd = -EBADF, copy = -EBADF;
+        uint32_t id;
+        int r;
+
+        r = check_new_context(d, n, ret_reason);
+        if (r < 0)
+                return r;
+
+        r = monitor_iommufd_open(d->platform, &iommufd);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to open '%s': %m", tsm_platform_get_iommu_device(d->platform));
+                return reply(d, m, r, 0, -EBADF);
+        }
+        /* The worker passes its copy on to the client; the monitor keeps its own reference. */
+        copy = fcntl(iommufd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return reply(d, m, negative_errno(), 0, -EBADF);
+        r = monitor_contexts_add(d->contexts, TAKE_FD(iommufd), n->slot, n->uid, n->token, &id);
+        if (r < 0)
+                return reply(d, m, r, 0, -EBADF);
+
+        log_info("Opened context %" PRIu32 " for uid %" PRIu32 " (slot %" PRIu32 ").", id, n->uid, n->slot);
+        return reply(d, m, 0, id, copy);
+}
+
+static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                              const char **ret_reason) {
+        const struct tsm_priv_new_context *n = &m->new_context;
+        uint32_t id;
+        int r;
+
+        r = check_new_context(d, n, ret_reason);
+        if (r < 0)
+                return r;
+
+        /* Not a violation: the fd comes from a client, and clients pass junk. */
+        r = monitor_iommufd_verify(d->platform, *fd);
+        if (r < 0) {
+                log_debug_errno(r, "Refusing to adopt an fd of uid %" PRIu32 ": %m", n->uid);
+                return reply(d, m, r, 0, -EBADF);
+        }
+        r = monitor_contexts_add(d->contexts, TAKE_FD(*fd), n->slot, n->uid, n->token, &id);
+        if (r < 0)
+                return reply(d, m, r, 0, -EBADF);
+
+        log_info("Adopted context %" PRIu32 " of uid %" PRIu32 " (slot %" PRIu32 ").", id, n->uid, n->slot);
+        return reply(d, m, 0, id, -EBADF);
+}
+
+static int priv_reclaim_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                                const char **ret_reason) {
+        const struct tsm_priv_context *c = &m->context;
+        _cleanup_close_ int copy = -EBADF;
+        MonitorContext *ctx;
+        int r;
+
+        if (c->slot == TSM_PRIV_SLOT_WORKER)
+                VIOLATION(-EPERM, "reclaim for slot 0");
+        /* SECURITY: only an orphan can change hands; one held by a client stays with it. The
+         * worker checked uid and token, from what RESTORED_CONTEXT told it. */
+        r = lookup_context(d, TSM_PRIV_SLOT_WORKER, c->context, &ctx, ret_reason);
+        if (r < 0)
+                return r;
+
+        copy = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return reply(d, m, negative_errno(), 0, -EBADF);
+        ctx->slot = c->slot;
+
+        log_info("Context %" PRIu32 " of uid %u reclaimed (slot %" PRIu32 ").", ctx->id, (unsigned) ctx->uid,
+                 c->slot);
+        return reply(d, m, 0, 0, copy);
+}
+
+static int priv_close_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                              const char **ret_reason) {
+        const struct tsm_priv_context *c = &m->context;
+        MonitorContext *ctx;
+        uid_t uid;
+        int r;
+
+        r = lookup_context(d, c->slot, c->context, &ctx, ret_reason);
+        if (r < 0)
+                return r;
+
+        uid = ctx->uid;
+        r = monitor_contexts_remove(d->contexts, d->platform, c->context);
+        if (r >= 0)
+                log_info("Closed context %" PRIu32 " of uid %u.", c->context, (unsigned) uid);
+        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+}
+
+/* ---- vDevices ---------------------------------------------------------------------------- */
+
+static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                               const char **ret_reason) {
+        const struct tsm_priv_attach_vdevice *a = &m->attach;
+        MonitorContext *ctx;
+        MonitorVDevice *v;
+        TsmDeviceInfo info;
+        int r;
+
+        if (a->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
+        r = lookup_context(d, a->slot, a->context, &ctx, ret_reason);
+        if (r < 0)
+                return r;
+        if (a->vdevice == 0)
+                VIOLATION(-EINVAL, "vDevice id 0"); /* iommufd object ids start at 1 */
+        if (!tsm_priv_check_string(a->pci_address, sizeof(a->pci_address)))
+                VIOLATION(-EBADMSG, "PCI address not a NUL-terminated string");
+
+        /* Not a violation: the device may have gone since the worker looked (hotplug). */
+        r = tsm_platform_get_device(d->platform, a->pci_address, &info);
+        if (r < 0)
+                return reply(d, m, r, 0, -EBADF);
+
+        v = monitor_context_find_vdevice(ctx, a->vdevice);
+        if (v) {
+                /* A new worker restoring its view of what its predecessor attached. */
+                if (!streq(v->pci_address, info.pci_address))
+                        VIOLATION(-EPERM, "vDevice attached already, with another address");
+                return reply(d, m, v->gone ? -ENODEV : 0, v->bound, -EBADF);
+        }
+
+        /* SECURITY: one physical device belongs to one context at a time. Only the monitor sees
+         * every context, the orphans the worker knows nothing of included. */
+        if (monitor_contexts_find_device(d->contexts, info.pci_address, NULL))
+                return reply(d, m, -EBUSY, 0, -EBADF);
+
+        r = monitor_context_add_vdevice(ctx, a->vdevice, info.pci_address, NULL);
+        if (r < 0)
+                return reply(d, m, r, 0, -EBADF);
+        log_debug("Attached %s as vDevice %" PRIu32 " of context %" PRIu32 ".", info.pci_address, a->vdevice,
+                  ctx->id);
+        return reply(d, m, 0, 0, -EBADF);
+}
+
+static int priv_detach_vdevice(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                               const char **ret_reason) {
+        const struct tsm_priv_vdevice *q = &m->vdevice;
+        MonitorContext *ctx;
+        MonitorVDevice *v;
+        int r;
+
+        if (q->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
+        r = lookup_vdevice(d, q->slot, q->context, q->vdevice, &ctx, &v, ret_reason);
+        if (r < 0)
+                return r;
+
+        monitor_context_remove_vdevice(ctx, d->platform, v);
+        log_debug("Detached vDevice %" PRIu32 " of context %" PRIu32 ".", q->vdevice, ctx->id);
+        return reply(d, m, 0, 0, -EBADF);
+}
+
+static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const char **ret_reason) {
+        const struct tsm_priv_vdevice *q = &m->vdevice;
+        MonitorContext *ctx;
+        MonitorVDevice *v;
+        TsmTarget t;
+        int r;
+
+        if (q->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
+        r = lookup_vdevice(d, q->slot, q->context, q->vdevice, &ctx, &v, ret_reason);
+        if (r < 0)
+                return r;
+
+        if (v->gone)
+                return reply(d, m, -ENODEV, 0, -EBADF);
+
+        t = target_of(ctx, v);
+        r = bind ? tsm_platform_bind(d->platform, &t) : tsm_platform_unbind(d->platform, &t);
+        if (r < 0)
+                log_debug_errno(r, "Failed to %s %s (vDevice %" PRIu32 " of context %" PRIu32 "): %m",
+                                bind ? "bind" : "unbind", v->pci_address, v->id, ctx->id);
+        else {
+                v->bound = bind;
+                log_info("%s %s (vDevice %" PRIu32 " of context %" PRIu32 ").", bind ? "Bound" : "Unbound",
+                         v->pci_address, v->id, ctx->id);
+        }
+        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+}
+
+static int priv_bind_vdevice(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                             const char **ret_reason) {
+        return set_bound(d, m, true, ret_reason);
+}
+
+static int priv_unbind_vdevice(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                               const char **ret_reason) {
+        return set_bound(d, m, false, ret_reason);
+}
+
+static int priv_get_vdevice_state(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                                  const char **ret_reason) {
+        const struct tsm_priv_vdevice *q = &m->vdevice;
+        MonitorContext *ctx;
+        MonitorVDevice *v;
+        TsmTarget t;
+        int r, state = 0;
+
+        if (q->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
+        r = lookup_vdevice(d, q->slot, q->context, q->vdevice, &ctx, &v, ret_reason);
+        if (r < 0)
+                return r;
+
+        if (v->gone)
+                return reply(d, m, -ENODEV, 0, -EBADF);
+
+        t = target_of(ctx, v);
+        r = tsm_platform_get_state(d->platform, &t, &state);
+        return reply(d, m, r < 0 ? r : 0, r < 0 ? 0 : (uint32_t) state, -EBADF);
+}
+
+/* ---- devices ----------------------------------------------------------------------------- */
+
+static int check_device(const struct tsm_priv_device *dev, bool with_tsm, const char **ret_reason) {
+        if (!tsm_priv_check_string(dev->pci_address, sizeof(dev->pci_address)))
+                VIOLATION(-EBADMSG, "PCI address not a NUL-terminated string");
+        if (!tsm_priv_check_string(dev->tsm, sizeof(dev->tsm)))
+                VIOLATION(-EBADMSG, "TSM name not a NUL-terminated string");
+        if (!with_tsm && dev->tsm[0] != 0)
+                VIOLATION(-EBADMSG, "TSM name where none belongs");
+        return 0;
+}
+
+static int priv_get_device_state(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                                 const char **ret_reason) {
+        EmuPlatform *emu = tsm_platform_get_emulated(d->platform);
+        EmuDevice *dev;
+        int r;
+
+        r = check_device(&m->device, false, ret_reason);
+        if (r < 0)
+                return r;
+
+        /* Only the emulated TSM lets the host see a TDI's state without a vDevice. */
+        dev = emu ? emu_platform_find_device(emu, m->device.pci_address) : NULL;
+        if (!dev)
+                return reply(d, m, -ENODEV, 0, -EBADF);
+        return reply(d, m, 0, (uint32_t) emu_device_get_state(dev), -EBADF);
+}
+
+static int priv_connect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                               const char **ret_reason) {
+        const struct tsm_priv_device *dev = &m->device;
+        int r;
+
+        r = check_device(dev, true, ret_reason);
+        if (r < 0)
+                return r;
+
+        /* SECURITY: the sysfs path is made from an address the inventory knows (tsm-platform.c). */
+        r = tsm_platform_connect(d->platform, dev->pci_address, dev->tsm);
+        if (r < 0)
+                log_debug_errno(r, "Failed to connect '%s' to '%s': %m", dev->pci_address, dev->tsm);
+        else
+                log_info("Connected %s to %s.", dev->pci_address, dev->tsm);
+        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+}
+
+static int priv_disconnect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                                  const char **ret_reason) {
+        const struct tsm_priv_device *dev = &m->device;
+        int r;
+
+        r = check_device(dev, false, ret_reason);
+        if (r < 0)
+                return r;
+
+        r = tsm_platform_disconnect(d->platform, dev->pci_address);
+        if (r < 0)
+                log_debug_errno(r, "Failed to disconnect '%s': %m", dev->pci_address);
+        else
+                log_info("Disconnected %s from its TSM.", dev->pci_address);
+        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+}
+
+/* ---- guest requests ---------------------------------------------------------------------- */
+
+static MonitorRequest *request_free(MonitorRequest *mr) {
+        if (!mr)
+                return NULL;
+        LIST_REMOVE(mr, entry);
+        mr->dispatch->n_requests--;
+        return mfree(mr);
+}
+
+static void on_request_done(TsmRequest *req, int result, void *userdata) {
+        MonitorRequest *mr = userdata;
+        MonitorDispatch *d = mr->dispatch;
+        const void *response = NULL;
+        size_t len = 0;
+        int r;
+
+        if (result >= 0) {
+                response = tsm_request_get_response(req, &len);
+                if (len > TSM_PRIV_PAYLOAD_MAX) { /* max_response was capped; never happens */
+                        result = -ENOBUFS;
+                        response = NULL;
+                        len = 0;
+                }
+        }
+        r = reply_full(d, mr->cookie, result < 0 ? result : 0, 0, response, len, -EBADF);
+        if (r == -EPIPE || r == -ECONNRESET)
+                /* The worker is gone; the end of file on the channel tells the caller so. */
+                log_debug_errno(r, "Failed to send the reply to a guest request: %m");
+        else if (r < 0)
+                /* A worker that does not read its replies (the send timed out) loses them. */
+                log_warning_errno(r, "Failed to send the reply to a guest request, dropping it: %m");
+        request_free(mr);
+}
+
+static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                              const char **ret_reason) {
+        const struct tsm_priv_guest_request *g = &m->guest_request;
+        const TsmScopeDesc *desc;
+        MonitorRequest *mr;
+        MonitorContext *ctx;
+        MonitorVDevice *v;
+        TsmDeviceInfo info;
+        TsmTarget t;
+        uint32_t number;
+        int r;
+
+        r = lookup_vdevice(d, g->slot, g->context, g->vdevice, &ctx, &v, ret_reason);
+        if (r < 0)
+                return r;
+        if (!tsm_priv_check_string(g->scope, sizeof(g->scope)))
+                VIOLATION(-EBADMSG, "scope not a NUL-terminated string");
+
+        /* Gone or disconnected since the worker looked: an answer, not a violation. */
+        if (v->gone)
+                return reply(d, m, -ENODEV, 0, -EBADF);
+        r = tsm_platform_get_device(d->platform, v->pci_address, &info);
+        if (r < 0)
+                return reply(d, m, r, 0, -EBADF);
+
+        /* SECURITY: the scope is looked up by name in the table of the backend serving this
+         * device, in the UAPI in use; the worker knows both, so anything else is not a slip. */
+        r = tsm_platform_scope_number(d->platform, v->pci_address, g->scope, &number);
+        if (r == -ENOENT)
+                VIOLATION(-EPERM, "no such scope for the device's backend");
+        if (r == -EOPNOTSUPP)
+                VIOLATION(-EPERM, "scope not available in the UAPI in use");
+        if (r < 0)
+                return reply(d, m, r, 0, -EBADF);
+        desc = tsm_backend_find_scope(tsm_backend_desc(info.backend), g->scope);
+        if (!desc)
+                return reply(d, m, -ENOENT, 0, -EBADF);
+        if (g->hdr.payload_len > desc->max_request)
+                VIOLATION(-EMSGSIZE, "request larger than the scope allows");
+
+        if (d->n_requests >= MONITOR_REQUESTS_MAX) {
+                log_debug("Too many guest requests in flight, refusing another.");
+                return reply(d, m, -EBUSY, 0, -EBADF);
+        }
+        mr = new0(MonitorRequest, 1);
+        if (!mr)
+                return reply(d, m, -ENOMEM, 0, -EBADF);
+        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie };
+        LIST_INSERT_HEAD(&d->requests, mr, entry);
+        d->n_requests++;
+
+        t = target_of(ctx, v);
+        /* The response buffer: the worker's limit, capped by what crosses the channel here and
+         * by the scope's own limit in the platform. */
+        r = tsm_platform_request(d->platform, &t, g->scope, payload ?: (const void *) "", g->hdr.payload_len,
+                                 MIN((size_t) g->max_response, (size_t) TSM_PRIV_PAYLOAD_MAX),
+                                 on_request_done, mr, &mr->request);
+        if (r < 0) {
+                request_free(mr);
+                return reply(d, m, r, 0, -EBADF);
+        }
+        log_debug("Guest request (scope %s, %" PRIu32 " bytes) to %s for context %" PRIu32 ".", desc->name,
+                  g->hdr.payload_len, v->pci_address, ctx->id);
+        return 0;
+}
+
+/* ---- devices going away ------------------------------------------------------------------ */
+
+static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userdata) {
+        MonitorDispatch *d = userdata;
+
+        /* Its requests in flight fail by themselves (the platform answers them -ENODEV). */
+        monitor_contexts_device_gone(d->contexts, pci_address);
+}
+
+/* ---- the table --------------------------------------------------------------------------- */
+
+/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT and REPLY go the other way: no entry, never permitted. */
+static const struct {
+        PrivHandler handler;
+        unsigned flags; /* MonitorPermit */
+} priv_table[_TSM_PRIV_TYPE_MAX] = {
+        [TSM_PRIV_READY] = { priv_ready, MON_PERMIT | MON_ONCE },
+        [TSM_PRIV_STATUS] = { priv_status, MON_PERMIT },
+        [TSM_PRIV_OPEN_CONTEXT] = { priv_open_context, MON_PERMIT },
+        [TSM_PRIV_ADOPT_CONTEXT] = { priv_adopt_context, MON_PERMIT },
+        [TSM_PRIV_RECLAIM_CONTEXT] = { priv_reclaim_context, MON_PERMIT },
+        [TSM_PRIV_CLOSE_CONTEXT] = { priv_close_context, MON_PERMIT },
+        [TSM_PRIV_ATTACH_VDEVICE] = { priv_attach_vdevice, MON_PERMIT },
+        [TSM_PRIV_DETACH_VDEVICE] = { priv_detach_vdevice, MON_PERMIT },
+        [TSM_PRIV_BIND_VDEVICE] = { priv_bind_vdevice, MON_PERMIT },
+        [TSM_PRIV_UNBIND_VDEVICE] = { priv_unbind_vdevice, MON_PERMIT },
+        [TSM_PRIV_GET_VDEVICE_STATE] = { priv_get_vdevice_state, MON_PERMIT },
+        [TSM_PRIV_GET_DEVICE_STATE] = { priv_get_device_state, MON_PERMIT },
+        [TSM_PRIV_GUEST_REQUEST] = { priv_guest_request, MON_PERMIT },
+        [TSM_PRIV_CONNECT_DEVICE] = { priv_connect_device, MON_PERMIT },
+        [TSM_PRIV_DISCONNECT_DEVICE] = { priv_disconnect_device, MON_PERMIT },
+        [TSM_PRIV_RELOAD] = { priv_reload, MON_PERMIT },
+};
+
+int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, MonitorContexts *contexts,
+                         const MonitorDispatchCallbacks *cb, void *userdata, MonitorDispatch **ret) {
+        MonitorDispatch *d;
+
+        assert(base);
+        assert(platform);
+        assert(contexts);
+        assert(ret);
+
+        d = new0(MonitorDispatch, 1);
+        if (!d)
+                return -ENOMEM;
+        d->base = base;
+        d->platform = platform;
+        d->contexts = contexts;
+        if (cb)
+                d->cb = *cb;
+        d->userdata = userdata;
+        d->channel = -EBADF;
+        LIST_INIT(&d->requests);
+        tsm_platform_set_device_gone_callback(platform, on_device_gone, d);
+        *ret = d;
+        return 0;
+}
+
+MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
+        if (!d)
+                return NULL;
+        monitor_dispatch_stop(d);
+        tsm_platform_set_device_gone_callback(d->platform, NULL, NULL);
+        return mfree(d);
+}
+
+int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
+                           size_t n_sockets) {
+        struct tsm_priv_hello hello;
+        MonitorContext *ctx;
+        TsmUapiVersion v;
+        int r;
+
+        assert(d);
+        assert(channel >= 0);
+        assert(sockets || n_sockets == 0);
+
+        if (d->channel >= 0)
+                return -EBUSY;
+        if (n_sockets > UINT32_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < n_sockets; i++)
+                if (sockets[i].fd < 0 ||
+                    (sockets[i].kind != TSM_PRIV_SOCKET_ALL && sockets[i].kind != TSM_PRIV_SOCKET_GUEST))
+                        return -EINVAL;
+
+        /* Whatever an earlier worker held is nobody's now: the new one starts from orphans. */
+        monitor_contexts_orphan_all(d->contexts);
+
+        tsm_priv_init(&hello, TSM_PRIV_HELLO, 0, 0);
+        hello.version = TSM_PRIV_VERSION;
+        r = tsm_platform_get_uapi(d->platform, &v);
+        hello.uapi = r < 0 ? r : (int32_t) v;
+        hello.emulated = tsm_platform_is_emulated(d->platform);
+        hello.fdstore = fdstore_available();
+        hello.n_sockets = (uint32_t) n_sockets;
+        hello.n_restored = (uint32_t) monitor_contexts_size(d->contexts);
+        r = tsm_priv_send(channel, &hello, NULL, 0, -EBADF);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < n_sockets; i++) {
+                struct tsm_priv_listen_socket ls;
+
+                tsm_priv_init(&ls, TSM_PRIV_LISTEN_SOCKET, 0, 0);
+                ls.kind = sockets[i].kind;
+                r = tsm_priv_send(channel, &ls, NULL, 0, sockets[i].fd);
+                if (r < 0)
+                        return r;
+        }
+
+        MONITOR_CONTEXTS_FOREACH(ctx, d->contexts) {
+                struct tsm_priv_restored_context rc;
+
+                tsm_priv_init(&rc, TSM_PRIV_RESTORED_CONTEXT, 0, 0);
+                rc.context = ctx->id;
+                rc.uid = (uint32_t) ctx->uid;
+                memcpy(rc.token, ctx->token, sizeof(ctx->token));
+                r = tsm_priv_send(channel, &rc, NULL, 0, -EBADF);
+                if (r < 0)
+                        return r;
+        }
+
+        d->channel = channel;
+        d->seen_once = 0;
+        log_debug("Worker started with %zu sockets and %zu contexts to reclaim.", n_sockets,
+                  monitor_contexts_size(d->contexts));
+        return 0;
+}
+
+static int violation(MonitorDispatch *d, int r, const char *reason, const char **ret_reason) {
+        *ret_reason = reason;
+        return r;
+}
+
+int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
+        assert(d);
+        assert(ret_reason);
+
+        *ret_reason = NULL;
+        if (d->channel < 0)
+                return -ENOTCONN;
+
+        for (;;) {
+                _cleanup_close_ int fd = -EBADF;
+                const TsmPrivTypeDesc *desc;
+                const char *reason = NULL;
+                const void *payload = NULL;
+                struct tsm_priv_hdr h = {};
+                PrivMessage m;
+                size_t n_fds = 0;
+                int fds[1], r;
+                ssize_t n;
+
+                n = tsm_priv_receive(d->channel, d->buf, fds, ELEMENTSOF(fds), &n_fds);
+                if (n >= 0 && n_fds > 0)
+                        fd = fds[0]; /* closed on every path, unless a handler takes it */
+                if (n == -EAGAIN)
+                        return 0;
+                /* An empty datagram reads like end of file, unless an fd came with it. */
+                if ((n == 0 && n_fds == 0) || n == -ECONNRESET)
+                        return -EPIPE;
+                d->violation_type = 0;
+                if (n == -EMSGSIZE)
+                        return violation(d, -EMSGSIZE, "datagram longer than any message", ret_reason);
+                if (n == -EPROTO)
+                        return violation(d, -EPROTO, "more file descriptors than any message carries",
+                                         ret_reason);
+                if (n < 0)
+                        return (int) n;
+
+                if ((size_t) n >= sizeof(h))
+                        memcpy(&h, d->buf, sizeof(h));
+                desc = tsm_priv_type_desc(h.type);
+                if (desc)
+                        d->violation_type = h.type;
+
+                /* The shape first, with the rules both ends share... */
+                r = tsm_priv_check(d->buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &m,
+                                   desc && desc->size <= sizeof(m) ? desc->size : sizeof(m), &payload,
+                                   &reason);
+                if (r < 0)
+                        return violation(d, r, reason, ret_reason);
+
+                /* ... then whether it may come now ... */
+                if (!priv_table[h.type].handler || !(priv_table[h.type].flags & MON_PERMIT))
+                        return violation(d, -EPROTO, "message type not permitted", ret_reason);
+                if ((priv_table[h.type].flags & MON_ONCE) && (d->seen_once & (UINT32_C(1) << h.type)))
+                        return violation(d, -EPROTO, "permitted once per worker, sent again", ret_reason);
+                d->seen_once |= UINT32_C(1) << h.type;
+
+                /* ... then what it means, against the monitor's own state. */
+                r = priv_table[h.type].handler(d, &m, payload, &fd, &reason);
+                if (r < 0)
+                        return reason ? violation(d, r, reason, ret_reason) : r;
+        }
+}
+
+const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d) {
+        return tsm_priv_type_to_string(d->violation_type) ?: "unknown";
+}
+
+void monitor_dispatch_stop(MonitorDispatch *d) {
+        MonitorRequest *mr;
+
+        assert(d);
+
+        while ((mr = LIST_FIRST(&d->requests))) {
+                tsm_request_cancel(mr->request);
+                request_free(mr);
+        }
+        d->channel = -EBADF;
+        d->seen_once = 0;
+        monitor_contexts_orphan_all(d->contexts);
+}
+
+size_t monitor_dispatch_n_requests(const MonitorDispatch *d) {
+        return d->n_requests;
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The monitor's end of the channel to the worker (proto/tsm-priv.h): one table, indexed by
+ * message type, of the requests the worker may make, each with its permit flags and its
+ * handler priv_<op>(). tsm_priv_check() decides the shape; the handler then re-validates the
+ * meaning against the monitor's own state (MonitorContexts, the platform): who holds which
+ * context, which vDevice is attached where, which scopes the serving backend has. A worker
+ * that breaks a rule is not answered: the caller kills it and starts a fresh one.
+ *
+ * Replies (struct tsm_priv_reply, the request's cookie echoed): result 0 or -errno as in
+ * tsm-priv.h; value: OPEN_CONTEXT and ADOPT_CONTEXT the new context's id, ATTACH_VDEVICE 1 if
+ * that vDevice was attached and bound already, GET_VDEVICE_STATE and GET_DEVICE_STATE the
+ * TdispState, else 0. OPEN_CONTEXT and RECLAIM_CONTEXT replies carry a duplicate of the
+ * context's fd when they succeed; GUEST_REQUEST replies carry the response as payload, and
+ * come from the event loop, when the device has answered. READY and STATUS get no reply.
+ * Runs in: monitor.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "monitor-contexts.h"
+#include "tsm-priv.h"
+
+typedef struct TsmPlatform TsmPlatform;
+typedef struct MonitorDispatch MonitorDispatch;
+
+/* Guest requests in flight at once: beyond this the monitor answers -EBUSY rather than hold
+ * more buffers (each up to a request and a response of TSM_PRIV_PAYLOAD_MAX). */
+#define MONITOR_REQUESTS_MAX 256U
+
+/* Run from monitor_dispatch_process(); they must not stop or free the dispatch. */
+typedef struct MonitorDispatchCallbacks {
+        void (*ready)(void *userdata);                                  /* worker sent READY */
+        void (*status)(const struct tsm_priv_status *s, void *userdata); /* worker sent STATUS */
+        int (*reload)(void *userdata); /* worker sent RELOAD: the monitor rereads its config; the
+                                        * result goes in the reply (NULL: -EOPNOTSUPP) */
+} MonitorDispatchCallbacks;
+
+/* platform and contexts are borrowed and must outlive the dispatch; cb is copied (may be NULL).
+ * The dispatch installs the platform's device-gone callback (to mark vDevices gone); a caller
+ * that needs that callback too calls monitor_contexts_device_gone() from its own. */
+int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, MonitorContexts *contexts,
+                         const MonitorDispatchCallbacks *cb, void *userdata, MonitorDispatch **ret);
+/* Stops (see below) and frees; accepts NULL. */
+MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(MonitorDispatch *, monitor_dispatch_free);
+
+typedef struct MonitorListenSocket {
+        int fd;
+        TsmPrivSocketKind kind;
+} MonitorListenSocket;
+
+/*
+ * A new worker on channel (borrowed: the caller closes it after monitor_dispatch_stop()).
+ * Sends HELLO (version, the UAPI or its -errno, emulated, fd store, the counts), one
+ * LISTEN_SOCKET with its fd per socket (borrowed: the worker gets a copy), then
+ * RESTORED_CONTEXT for every context, all of them at slot 0 by then. Returns 0, -EBUSY if a
+ * worker is served already, -EINVAL for an invalid socket, or the send error (the caller
+ * then kills the worker and tries again with a fresh one).
+ */
+int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
+                           size_t n_sockets);
+
+/*
+ * Reads and handles every datagram available on the channel (non-blocking, until -EAGAIN),
+ * answering each request. Returns:
+ *   0          drained;
+ *   -EPIPE     end of file: the worker is gone;
+ *   a negative errno with a static description in *ret_reason: the worker broke the rules
+ *              (malformed, unknown, wrong direction, unpermitted or out-of-state). The caller
+ *              kills it, logs "compromised worker: <type>: <reason>" with the type from
+ *              monitor_dispatch_get_violation_type(), and starts a new one;
+ *   any other negative errno with *ret_reason NULL: the channel failed (receiving or sending
+ *              a reply); the caller treats it like -EPIPE.
+ */
+int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason);
+
+/* The name of the message type ("OPEN_CONTEXT") of the last violation, or "unknown" when the
+ * datagram did not name a known type. */
+const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d);
+
+/* The worker is gone: forgets the channel, cancels the guest requests in flight (their
+ * replies are dropped) and orphans every context (slot 0), for the next worker to reclaim.
+ * The once-only permits (READY) start afresh. */
+void monitor_dispatch_stop(MonitorDispatch *d);
+
+/* Guest requests in flight. */
+size_t monitor_dispatch_n_requests(const MonitorDispatch *d);

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Opening and recognising iommufds. Runs in: monitor. */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "iommufd-transport.h"
+#include "monitor-iommufd.h"
+#include "tsm-platform.h"
+
+#define EMULATED_IOMMUFD_NAME "tsmd-emulated-iommufd"
+#define EMULATED_IOMMUFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)
+
+int monitor_iommufd_open(TsmPlatform *p, int *ret_fd) {
+        const char *path = tsm_platform_get_iommu_device(p);
+        int fd;
+
+        assert(p);
+        assert(ret_fd);
+
+        fd = iommufd_open(path);
+        if (fd >= 0 || fd != -ENOENT || !tsm_platform_is_emulated(p)) {
+                if (fd < 0)
+                        return fd;
+                *ret_fd = fd;
+                return 0;
+        }
+
+        /* Sealed, so it stays an empty, inert object whoever holds it; verify checks the seals. */
+        fd = memfd_create(EMULATED_IOMMUFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return negative_errno();
+        (void) fcntl(fd, F_ADD_SEALS, EMULATED_IOMMUFD_SEALS);
+        *ret_fd = fd;
+        return 0;
+}
+
+/* SECURITY: an adopted fd must be what it claims: the same kind of object that
+ * monitor_iommufd_open() hands out. The monitor later issues ioctls on it as root. */
+int monitor_iommufd_verify(TsmPlatform *p, int fd) {
+        const char *path = tsm_platform_get_iommu_device(p);
+        char link[64], target[128];
+        struct stat st, want;
+        ssize_t n;
+
+        assert(p);
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (stat(path, &want) >= 0)
+                return S_ISCHR(st.st_mode) && st.st_rdev == want.st_rdev ? 0 : -EBADF;
+        if (!tsm_platform_is_emulated(p))
+                return -ENODEV;
+
+        /* memfd names show in the /proc link as "/memfd:<name> (deleted)". */
+        snprintf(link, sizeof(link), "/proc/self/fd/%i", fd);
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n < 0)
+                return negative_errno();
+        target[n] = 0;
+        if (!strneq(target, "/memfd:" EMULATED_IOMMUFD_NAME, strlen("/memfd:" EMULATED_IOMMUFD_NAME)) ||
+            fcntl(fd, F_GET_SEALS) != EMULATED_IOMMUFD_SEALS)
+                return -EBADF;
+        return 0;
+}

@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The monitor's process: sockets, the worker's life, signals, the service manager. Runs in: monitor. */
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "fdstore.h"
+#include "log.h"
+#include "monitor-dispatch.h"
+#include "monitor.h"
+#include "tsm-platform.h"
+#include "worker-spawn.h"
+
+/* Restarting a worker that keeps dying: from 100 ms, doubling, up to 30 s; a worker that ran
+ * for a minute starts the count afresh. */
+#define BACKOFF_MIN_USEC (100 * 1000ULL)
+#define BACKOFF_MAX_USEC (30 * 1000 * 1000ULL)
+#define BACKOFF_RESET_USEC (60 * 1000 * 1000ULL)
+/* The worker says it is alive every 5 s (manager.c); three missed beats and it is wedged. */
+#define WORKER_SILENCE_MAX_USEC (15 * 1000 * 1000ULL)
+/* How long a stopping worker may take (its own drain allows 10 s). */
+#define STOP_TIMEOUT_SEC 15
+
+struct Monitor {
+        struct event_base *base;
+        DaemonConfig config;
+        char *config_path;
+        bool config_optional;
+        char *socket_path, *guest_socket_path;
+        TsmPlatform *platform;
+        MonitorContexts *contexts;
+        MonitorDispatch *dispatch;
+        MonitorListenSocket *sockets;
+        size_t n_sockets, allocated_sockets;
+
+        char *worker_path;
+        char *worker_argv[4];
+        uid_t worker_uid;
+        gid_t worker_gid;
+        pid_t worker_pid;
+        int channel;
+        struct event *ev_channel;
+        uint64_t worker_start_usec, last_sign_of_life_usec, backoff_usec;
+        bool worker_ready; /* the current worker sent READY */
+        bool ready_sent;   /* READY=1 went to the service manager */
+        bool stopping;
+
+        struct event *sigterm, *sigint, *sighup, *sigchld;
+        struct event *restart_timer, *stop_timer, *tick;
+};
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+static struct timeval timeval_of(uint64_t usec) {
+        return (struct timeval){ .tv_sec = (time_t) (usec / 1000000), .tv_usec = (suseconds_t) (usec % 1000000) };
+}
+
+/* ---- the worker's life ----------------------------------------------------------------- */
+
+static void worker_kill(Monitor *m, int sig) {
+        if (m->worker_pid > 0)
+                (void) kill(m->worker_pid, sig);
+}
+
+static void channel_close(Monitor *m) {
+        if (m->ev_channel) {
+                event_free(m->ev_channel);
+                m->ev_channel = NULL;
+        }
+        m->channel = safe_close(m->channel);
+}
+
+static void on_channel(evutil_socket_t fd, short what, void *userdata) {
+        Monitor *m = userdata;
+        const char *reason = NULL;
+        int r;
+
+        r = monitor_dispatch_process(m->dispatch, &reason);
+        if (r >= 0) {
+                m->last_sign_of_life_usec = now_usec();
+                return;
+        }
+        if (reason) {
+                /* SECURITY: it never gets another message through: killed, not argued with. */
+                log_error("Compromised worker (pid %d): %s: %s. Killing it.", (int) m->worker_pid,
+                          monitor_dispatch_get_violation_type(m->dispatch), reason);
+                worker_kill(m, SIGKILL);
+        } else if (r != -EPIPE)
+                log_warning_errno(r, "Channel to the worker failed, killing it: %m");
+        /* Either way the worker is done: what is left happens when it is reaped. */
+        monitor_dispatch_stop(m->dispatch);
+        channel_close(m);
+        if (r != -EPIPE)
+                worker_kill(m, SIGKILL);
+}
+
+static int worker_start(Monitor *m) {
+        _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
+        int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, r;
+        struct timeval send_timeout = { .tv_sec = 5 };
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+                return log_error_errno(-errno, "Failed to make the worker's channel: %m");
+        ours = pair[0];
+        theirs = pair[1];
+        /* Room for a few full guest requests either way; and a worker that stops reading must
+         * not stall the monitor: a send that waits 5 s fails, and the worker is killed. */
+        (void) setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        (void) setsockopt(ours, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+        (void) setsockopt(theirs, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        (void) setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+        (void) setsockopt(ours, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
+
+        r = worker_spawn(m->worker_path, m->worker_argv, theirs, m->worker_uid, m->worker_gid, &m->worker_pid);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the worker '%s': %m", m->worker_path);
+        theirs = safe_close(theirs);
+        m->worker_start_usec = m->last_sign_of_life_usec = now_usec();
+        m->worker_ready = false;
+        log_info("Started worker %s as pid %d (uid %u).", m->worker_path, (int) m->worker_pid,
+                 (unsigned) m->worker_uid);
+
+        m->channel = TAKE_FD(ours);
+        r = monitor_dispatch_start(m->dispatch, m->channel, m->sockets, m->n_sockets);
+        if (r < 0) {
+                log_error_errno(r, "Failed to hand the worker its start: %m");
+                monitor_dispatch_stop(m->dispatch);
+                channel_close(m);
+                worker_kill(m, SIGKILL);
+                return 0; /* reaped and retried like any dead worker */
+        }
+        m->ev_channel = event_new(m->base, m->channel, EV_READ | EV_PERSIST, on_channel, m);
+        if (!m->ev_channel || event_add(m->ev_channel, NULL) < 0)
+                return log_oom();
+        return 0;
+}
+
+static void on_restart_timer(evutil_socket_t fd, short what, void *userdata) {
+        Monitor *m = userdata;
+
+        if (m->stopping)
+                return;
+        if (worker_start(m) < 0) {
+                /* Could not even fork: try again later rather than leave the VMs alone. */
+                struct timeval tv = timeval_of(BACKOFF_MAX_USEC);
+                (void) evtimer_add(m->restart_timer, &tv);
+        }
+}
+
+static void worker_exited(Monitor *m, int status) {
+        uint64_t ran = now_usec() - m->worker_start_usec;
+        struct timeval tv;
+
+        if (WIFEXITED(status))
+                log_full(WEXITSTATUS(status) == 0 ? LOG_INFO : LOG_WARNING, "Worker %d exited with status %d.",
+                         (int) m->worker_pid, WEXITSTATUS(status));
+        else
+                log_warning("Worker %d was killed by signal %s.", (int) m->worker_pid,
+                            strna(sigabbrev_np(WTERMSIG(status))));
+        m->worker_pid = 0;
+        m->worker_ready = false;
+        monitor_dispatch_stop(m->dispatch);
+        channel_close(m);
+
+        if (m->stopping) {
+                (void) event_base_loopexit(m->base, NULL);
+                return;
+        }
+
+        /* The contexts stay (orphaned, with the monitor); the next worker offers them back. */
+        if (ran >= BACKOFF_RESET_USEC || m->backoff_usec == 0)
+                m->backoff_usec = BACKOFF_MIN_USEC;
+        else
+                m->backoff_usec = MIN(m->backoff_usec * 2, BACKOFF_MAX_USEC);
+        log_info("Restarting the worker in %" PRIu64 " ms; %zu contexts are kept.", m->backoff_usec / 1000,
+                 monitor_contexts_size(m->contexts));
+        (void) sd_notifyf(false, "STATUS=Worker restarting, %zu contexts kept.", monitor_contexts_size(m->contexts));
+        tv = timeval_of(m->backoff_usec);
+        (void) evtimer_add(m->restart_timer, &tv);
+}
+
+static void on_sigchld(evutil_socket_t sig, short what, void *userdata) {
+        Monitor *m = userdata;
+        int status;
+        pid_t pid;
+
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+                if (pid == m->worker_pid)
+                        worker_exited(m, status);
+}
+
+/* ---- the worker's requests of the monitor itself ---------------------------------------- */
+
+static void on_worker_ready(void *userdata) {
+        Monitor *m = userdata;
+
+        m->worker_ready = true;
+        if (m->ready_sent) {
+                log_info("Worker %d serving again.", (int) m->worker_pid);
+                return;
+        }
+        m->ready_sent = true;
+        (void) sd_notify(false, "READY=1");
+        log_info("tsmd %s running.", PACKAGE_VERSION);
+}
+
+static void on_worker_status(const struct tsm_priv_status *s, void *userdata) {
+        Monitor *m = userdata;
+
+        (void) sd_notifyf(false, "STATUS=%s%u clients, %u requests in flight, %zu contexts, platform %s.",
+                          s->draining ? "Stopping: " : "", s->n_clients, s->n_pending,
+                          monitor_contexts_size(m->contexts),
+                          tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
+}
+
+/* What the monitor applies of a new configuration: the emulated devices it serves. The rest
+ * (policy, limits, audit) is the worker's, which reads the same file. */
+static int on_worker_reload(void *userdata) {
+        Monitor *m = userdata;
+        DaemonConfig config;
+        int r;
+
+        if (!m->config_path)
+                return 0;
+        (void) sd_notify(false, "RELOADING=1");
+        daemon_config_init(&config);
+        r = daemon_config_load_logged(&config, m->config_path, true);
+        if (r >= 0 && tsm_platform_is_emulated(m->platform)) {
+                r = tsm_platform_set_emulated_devices(m->platform, config.platform.emulated_devices);
+                if (r < 0)
+                        log_error_errno(r, "Failed to apply the emulated device list: %m");
+        }
+        daemon_config_done(&config);
+        (void) sd_notify(false, "READY=1");
+        return r;
+}
+
+/* ---- signals and the watchdog ---------------------------------------------------------- */
+
+static void on_stop_timeout(evutil_socket_t fd, short what, void *userdata) {
+        Monitor *m = userdata;
+
+        log_warning("Worker %d did not stop in %us, killing it.", (int) m->worker_pid, STOP_TIMEOUT_SEC);
+        worker_kill(m, SIGKILL);
+}
+
+static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
+        struct timeval tv = { .tv_sec = STOP_TIMEOUT_SEC };
+        Monitor *m = userdata;
+
+        if (m->stopping)
+                return;
+        m->stopping = true;
+        log_info("Received %s, stopping the worker.", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        (void) sd_notify(false, "STOPPING=1");
+        if (m->worker_pid <= 0) {
+                (void) event_base_loopexit(m->base, NULL);
+                return;
+        }
+        /* It finishes what is in flight (and records it) first. */
+        worker_kill(m, SIGTERM);
+        (void) evtimer_add(m->stop_timer, &tv);
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
+        Monitor *m = userdata;
+
+        /* The worker reloads, and asks us for our part (RELOAD): one path for both. */
+        if (m->worker_pid > 0)
+                worker_kill(m, SIGHUP);
+        else
+                (void) on_worker_reload(m);
+}
+
+/* Once a second: the monitor's own watchdog ping (it holds the VMs' contexts, so it is what
+ * must stay up), and a check that a serving worker still speaks. */
+static void on_tick(evutil_socket_t fd, short what, void *userdata) {
+        Monitor *m = userdata;
+
+        (void) sd_notify(false, "WATCHDOG=1");
+        if (m->worker_pid > 0 && m->worker_ready && !m->stopping &&
+            now_usec() - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC) {
+                log_error("Worker %d has not spoken for %llu s, killing it.", (int) m->worker_pid,
+                          WORKER_SILENCE_MAX_USEC / 1000000);
+                m->worker_ready = false;
+                worker_kill(m, SIGKILL);
+        }
+}
+
+/* ---- set-up ---------------------------------------------------------------------------- */
+
+int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
+        _cleanup_(monitor_freep) Monitor *m = NULL;
+        static const MonitorDispatchCallbacks callbacks = {
+                .ready = on_worker_ready,
+                .status = on_worker_status,
+                .reload = on_worker_reload,
+        };
+        struct timeval second = { .tv_sec = 1 };
+        char log_level[32];
+        int r;
+
+        m = new0(Monitor, 1);
+        if (!m)
+                return -ENOMEM;
+        m->channel = -EBADF;
+        m->config = *config;
+        *config = (DaemonConfig) {};
+        m->config_optional = o->config_optional;
+        if ((o->config_path && !(m->config_path = strdup(o->config_path))) ||
+            (o->socket_path && !(m->socket_path = strdup(o->socket_path))) ||
+            (o->guest_socket_path && !(m->guest_socket_path = strdup(o->guest_socket_path))) ||
+            !(m->worker_path = strdup(o->worker_path)))
+                return -ENOMEM;
+
+        r = worker_user_lookup(o->worker_user, &m->worker_uid, &m->worker_gid);
+        if (r == -ESRCH)
+                return log_error_errno(r, "There is no user '%s' for the worker; create it with "
+                                          "systemd-sysusers (see tsmd.sysusers.conf).", o->worker_user);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use '%s' as the worker's user: %m", o->worker_user);
+
+        /* What the worker writes must be the worker's (an older tsmd wrote it as root). */
+        if (m->config.audit_dir) {
+                r = worker_dir_prepare(m->config.audit_dir, m->worker_uid, m->worker_gid);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot give the audit directory '%s' to the worker: %m",
+                                               m->config.audit_dir);
+        }
+        r = worker_dir_prepare(m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts", m->worker_uid, m->worker_gid);
+        if (r < 0)
+                log_warning_errno(r, "Cannot give the context state directory to the worker, contexts will "
+                                     "not survive restarts: %m");
+
+        snprintf(log_level, sizeof(log_level), "--log-level=%s", strna(log_level_to_string(o->log_level)));
+        m->worker_argv[0] = m->worker_path;
+        m->worker_argv[1] = strdup(log_level);
+        if (m->config_path && asprintf(&m->worker_argv[2], "--config=%s", m->config_path) < 0)
+                m->worker_argv[2] = NULL;
+        if (!m->worker_argv[1] || (m->config_path && !m->worker_argv[2]))
+                return -ENOMEM;
+
+        m->base = event_base_new();
+        if (!m->base)
+                return -ENOMEM;
+        r = tsm_platform_new(m->base, &m->config.platform, &m->platform);
+        if (r < 0)
+                return r;
+        r = monitor_contexts_new(&m->contexts);
+        if (r < 0)
+                return r;
+        r = monitor_dispatch_new(m->base, m->platform, m->contexts, &callbacks, m, &m->dispatch);
+        if (r < 0)
+                return r;
+
+        m->sigterm = evsignal_new(m->base, SIGTERM, on_exit_signal, m);
+        m->sigint = evsignal_new(m->base, SIGINT, on_exit_signal, m);
+        m->sighup = evsignal_new(m->base, SIGHUP, on_sighup, m);
+        m->sigchld = evsignal_new(m->base, SIGCHLD, on_sigchld, m);
+        m->restart_timer = evtimer_new(m->base, on_restart_timer, m);
+        m->stop_timer = evtimer_new(m->base, on_stop_timeout, m);
+        m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+        if (!m->sigterm || !m->sigint || !m->sighup || !m->sigchld || !m->restart_timer || !m->stop_timer ||
+            !m->tick || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
+            event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &second) < 0)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Monitor *monitor_free(Monitor *m) {
+        if (!m)
+                return NULL;
+
+        worker_kill(m, SIGKILL);
+        monitor_dispatch_free(m->dispatch);
+        channel_close(m);
+        /* Stopping with a service manager that keeps the fds: the next tsmd takes them. */
+        monitor_contexts_free(m->contexts, fdstore_available());
+        tsm_platform_free(m->platform);
+        for (size_t i = 0; i < m->n_sockets; i++)
+                safe_close(m->sockets[i].fd);
+        free(m->sockets);
+        for (size_t i = 1; i < ELEMENTSOF(m->worker_argv); i++)
+                free(m->worker_argv[i]);
+        free(m->worker_path);
+        free(m->config_path);
+        free(m->socket_path);
+        free(m->guest_socket_path);
+        if (m->sigterm)
+                event_free(m->sigterm);
+        if (m->sigint)
+                event_free(m->sigint);
+        if (m->sighup)
+                event_free(m->sighup);
+        if (m->sigchld)
+                event_free(m->sigchld);
+        if (m->restart_timer)
+                event_free(m->restart_timer);
+        if (m->stop_timer)
+                event_free(m->stop_timer);
+        if (m->tick)
+                event_free(m->tick);
+        if (m->base)
+                event_base_free(m->base);
+        daemon_config_done(&m->config);
+        return mfree(m);
+}
+
+static int add_socket(Monitor *m, int fd, TsmPrivSocketKind kind) {
+        if (!GREEDY_REALLOC(m->sockets, m->allocated_sockets, m->n_sockets + 1)) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        m->sockets[m->n_sockets++] = (MonitorListenSocket){ .fd = fd, .kind = kind };
+        return 0;
+}
+
+static int listen_path(Monitor *m, const char *path, mode_t mode, TsmPrivSocketKind kind) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return log_error_errno(-ENAMETOOLONG, "Socket path '%s' is too long.", path);
+        memcpy(sa.sun_path, path, strlen(path));
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return negative_errno();
+        (void) unlink(path);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || chmod(path, mode) < 0 || listen(fd, SOMAXCONN) < 0)
+                return log_error_errno(-errno, "Failed to listen on '%s': %m", path);
+        log_info("Serving %s on unix:%s", kind == TSM_PRIV_SOCKET_GUEST ? "io.tsmd.Guest" : "all interfaces", path);
+        return add_socket(m, TAKE_FD(fd), kind);
+}
+
+int monitor_listen(Monitor *m) {
+        _cleanup_free_ char **names = NULL;
+        int n, r;
+
+        n = sd_listen_fds_with_names(true, &names);
+        if (n < 0)
+                return log_error_errno(n, "Failed to read sockets passed by the service manager: %m");
+
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                const char *name = names ? names[i] : NULL;
+
+                (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+                /* An iommufd kept for us across a restart (fdstore.h). */
+                if (name && strneq(name, FDSTORE_PREFIX, strlen(FDSTORE_PREFIX))) {
+                        uint32_t id;
+
+                        r = monitor_contexts_restore(m->contexts, fd, name, &id);
+                        if (r < 0)
+                                log_warning_errno(r, "Ignoring kept fd '%s': %m", name);
+                        continue;
+                }
+                r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
+                if (r <= 0) {
+                        r = log_error_errno(r < 0 ? r : -EINVAL,
+                                            "Passed fd %d ('%s') is not a listening AF_UNIX stream socket.", fd, strna(name));
+                        goto finish;
+                }
+                /* A socket named after io.tsmd.Guest serves VMMs only; any other name serves
+                 * everything, and its file mode decides who may connect. */
+                r = add_socket(m, fd, name && streq(name, "io.tsmd.Guest") ? TSM_PRIV_SOCKET_GUEST : TSM_PRIV_SOCKET_ALL);
+                if (r < 0)
+                        goto finish;
+                log_info("Serving %s on passed socket '%s'.", name && streq(name, "io.tsmd.Guest") ? "io.tsmd.Guest" : "all interfaces",
+                         strna(name));
+        }
+
+        if (m->socket_path) {
+                r = listen_path(m, m->socket_path, 0660, TSM_PRIV_SOCKET_ALL);
+                if (r < 0)
+                        goto finish;
+        }
+        if (m->guest_socket_path) {
+                /* Everyone may connect; the policy decides what they may do. */
+                r = listen_path(m, m->guest_socket_path, 0666, TSM_PRIV_SOCKET_GUEST);
+                if (r < 0)
+                        goto finish;
+        }
+        if (m->n_sockets == 0) {
+                r = log_error_errno(-EINVAL, "No socket passed by the service manager and no --socket= given.");
+                goto finish;
+        }
+        if (!fdstore_available())
+                log_info("No service manager to keep iommufds across restarts of tsmd: contexts survive "
+                         "restarts of the worker only.");
+        if (monitor_contexts_size(m->contexts) > 0)
+                log_info("Kept %zu contexts from before the restart.", monitor_contexts_size(m->contexts));
+        r = 0;
+finish:
+        for (int i = 0; names && i < n; i++)
+                free(names[i]);
+        return r;
+}
+
+int monitor_run(Monitor *m) {
+        int r;
+
+        r = worker_start(m);
+        if (r < 0)
+                return r;
+        if (event_base_dispatch(m->base) < 0)
+                return log_error_errno(-EIO, "Event loop failed.");
+        (void) signal(SIGTERM, SIG_IGN);
+        (void) signal(SIGINT, SIG_IGN);
+        return 0;
+}

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Runs in: monitor (and, between fork() and execv(), the worker-to-be). */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "capability.h"
+#include "log.h"
+#include "tsm-priv.h"
+#include "worker-spawn.h"
+
+int worker_user_lookup(const char *name, uid_t *ret_uid, gid_t *ret_gid) {
+        struct passwd pw, *result = NULL;
+        char buf[4096];
+        int r;
+
+        r = getpwnam_r(name, &pw, buf, sizeof(buf), &result);
+        if (r != 0)
+                return -r;
+        if (!result)
+                return -ESRCH;
+        if (pw.pw_uid == 0)
+                return -EPERM; /* the point is not to be root */
+        *ret_uid = pw.pw_uid;
+        *ret_gid = pw.pw_gid;
+        return 0;
+}
+
+int worker_dir_prepare(const char *dir, uid_t uid, gid_t gid) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        DIR *d;
+        struct dirent *de;
+
+        if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+                return negative_errno();
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        if (fchown(fd, uid, gid) < 0 || fstat(fd, &st) < 0 || fchmod(fd, (st.st_mode & 07777) | 0700) < 0)
+                return negative_errno();
+
+        d = fdopendir(fcntl(fd, F_DUPFD_CLOEXEC, 3));
+        if (!d)
+                return negative_errno();
+        while ((de = readdir(d)))
+                if (de->d_type == DT_REG && fchownat(fd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+                        log_warning_errno(-errno, "Cannot give '%s/%s' to the worker, ignoring: %m", dir, de->d_name);
+        closedir(d);
+        return 0;
+}
+
+/* In the child: everything that can fail ends it with a status saying which step failed. */
+static _noreturn_ void child(const char *path, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t parent) {
+        _cleanup_(cap_freep) cap_t none = NULL;
+
+        if (channel == TSM_PRIV_CHANNEL_FD) {
+                if (fcntl(channel, F_SETFD, 0) < 0)
+                        _exit(10);
+        } else if (dup2(channel, TSM_PRIV_CHANNEL_FD) < 0)
+                _exit(10);
+        /* Nothing else crosses: fds from the service manager are not all close-on-exec. */
+        if (syscall(SYS_close_range, TSM_PRIV_CHANNEL_FD + 1, ~0U, 0) < 0)
+                _exit(11);
+
+        if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0)
+                _exit(12);
+        /* The bounding set while CAP_SETPCAP is still ours; setresuid() then clears the rest. */
+        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
+                if (CAP_IS_SUPPORTED(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+                        _exit(13);
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+                _exit(13);
+        if (setresuid(uid, uid, uid) < 0)
+                _exit(14);
+        none = cap_init();
+        if (!none || cap_set_proc(none) < 0)
+                _exit(15);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                _exit(16);
+        /* After the uid change, which clears it: a worker never outlives its monitor. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
+                _exit(17);
+
+        (void) unsetenv("NOTIFY_SOCKET");
+        (void) unsetenv("LISTEN_FDS");
+        (void) unsetenv("LISTEN_PID");
+        (void) unsetenv("LISTEN_FDNAMES");
+        (void) unsetenv("WATCHDOG_USEC");
+        (void) unsetenv("WATCHDOG_PID");
+
+        execv(path, argv);
+        _exit(127);
+}
+
+int worker_spawn(const char *path, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid) {
+        pid_t parent = getpid(), pid;
+        sigset_t all, old;
+
+        /* No handler may run in the child between fork() and execv(). */
+        sigfillset(&all);
+        if (sigprocmask(SIG_SETMASK, &all, &old) < 0)
+                return negative_errno();
+        pid = fork();
+        if (pid == 0) {
+                /* The monitor's handlers (libevent's, writing to the monitor's own pipe) and its
+                 * ignored signals are not the worker's business. */
+                for (int sig = 1; sig < NSIG; sig++)
+                        (void) signal(sig, SIG_DFL);
+                (void) sigprocmask(SIG_SETMASK, &old, NULL);
+                child(path, argv, channel, uid, gid, parent);
+        }
+        (void) sigprocmask(SIG_SETMASK, &old, NULL);
+        if (pid < 0)
+                return negative_errno();
+        *ret_pid = pid;
+        return 0;
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Starting the worker: fork() + execv() for a fresh address space, its end of the channel on
+ * fd 3 (TSM_PRIV_CHANNEL_FD) and nothing else inherited, running as its own user with every
+ * capability set empty (the bounding set too) and no-new-privileges. The worker verifies all
+ * of that again itself before it touches a socket. Runs in: monitor.
+ */
+#pragma once
+
+#include <sys/types.h>
+
+#include "macro.h"
+
+/* The worker's user and primary group, by name. -ESRCH if there is no such user. */
+int worker_user_lookup(const char *name, uid_t *ret_uid, gid_t *ret_gid);
+
+/* Makes dir (if missing, mode 0750) the worker's: owned by uid:gid, with the regular files in
+ * it (an audit log written by an older, unseparated tsmd). Never follows symlinks. */
+int worker_dir_prepare(const char *dir, uid_t uid, gid_t gid);
+
+/* Starts path with argv, channel as its fd 3, as uid:gid. */
+int worker_spawn(const char *path, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid);

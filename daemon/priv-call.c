@@ -1,0 +1,535 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The worker's stubs for the monitor's operations. Runs in: worker. */
+
+#include <poll.h>
+#include <stdio.h>
+#include <sys/queue.h>
+
+#include "log.h"
+#include "priv-call.h"
+
+struct PrivRequest {
+        PrivChannel *channel;
+        uint32_t cookie;
+        PrivRequestCallback callback;
+        void *userdata;
+        TAILQ_ENTRY(PrivRequest) entry;
+};
+
+/* A reply to a guest request that came while a stub waited for its own. */
+typedef struct PrivQueued {
+        struct PrivQueued *next;
+        struct tsm_priv_reply reply;
+        size_t payload_len;
+        uint8_t payload[];
+} PrivQueued;
+
+struct PrivChannel {
+        struct event_base *base;
+        int fd;
+        struct event *ev_read, *ev_deferred;
+        uint32_t next_cookie;
+        TAILQ_HEAD(, PrivRequest) requests;
+        PrivQueued *queued, *queued_tail;
+        void (*on_gone)(void *userdata);
+        void *userdata;
+        bool gone;
+        uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+};
+
+void priv_hello_done(PrivHello *h) {
+        for (size_t i = 0; i < h->n_sockets; i++)
+                safe_close(h->socket_fds[i]);
+        free(h->socket_fds);
+        free(h->socket_kinds);
+        free(h->restored);
+        *h = (PrivHello) {};
+}
+
+/* The monitor hung up or sent something it never would: tell the owner, once, from the loop. */
+static void channel_gone(PrivChannel *c, const char *why) {
+        if (c->gone)
+                return;
+        c->gone = true;
+        log_error("Lost the monitor: %s. Exiting.", why);
+        event_del(c->ev_read);
+        event_active(c->ev_deferred, EV_TIMEOUT, 0);
+}
+
+static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const void *payload, size_t len) {
+        PrivRequest *r;
+
+        TAILQ_FOREACH(r, &c->requests, entry)
+                if (r->cookie == reply->hdr.cookie) {
+                        TAILQ_REMOVE(&c->requests, r, entry);
+                        r->callback(reply->result, payload, len, r->userdata);
+                        free(r);
+                        return;
+                }
+        /* A cancelled request's answer: nobody waits for it any more. */
+}
+
+/* Validates a datagram from the monitor as a REPLY. */
+static int parse_reply(PrivChannel *c, size_t len, size_t n_fds, struct tsm_priv_reply *ret, const void **ret_payload) {
+        const char *reason = NULL;
+        int r;
+
+        r = tsm_priv_check(c->buf, len, n_fds, TSM_PRIV_FROM_MONITOR, ret, sizeof(*ret), ret_payload, &reason);
+        if (r < 0 || ret->hdr.type != TSM_PRIV_REPLY) {
+                log_error("Monitor sent a malformed message: %s.", reason ?: "not a reply");
+                return -EPROTO;
+        }
+        return 0;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *userdata) {
+        PrivChannel *c = userdata;
+
+        for (;;) {
+                struct tsm_priv_reply reply;
+                const void *payload;
+                size_t n_fds;
+                int fds[1];
+                ssize_t n;
+
+                n = tsm_priv_receive(c->fd, c->buf, fds, ELEMENTSOF(fds), &n_fds);
+                if (n == -EAGAIN)
+                        return;
+                if (n <= 0)
+                        return channel_gone(c, n == 0 ? "it hung up" : "receive failed");
+                close_many(fds, n_fds); /* asynchronous replies never carry fds */
+                if (parse_reply(c, (size_t) n, n_fds, &reply, &payload) < 0)
+                        return channel_gone(c, "malformed message");
+                deliver(c, &reply, payload, reply.hdr.payload_len);
+                if (c->gone)
+                        return;
+        }
+}
+
+static void on_deferred(evutil_socket_t fd, short what, void *userdata) {
+        PrivChannel *c = userdata;
+        PrivQueued *q;
+
+        if (c->gone) {
+                if (c->on_gone)
+                        c->on_gone(c->userdata);
+                return;
+        }
+        while ((q = c->queued)) {
+                c->queued = q->next;
+                if (!c->queued)
+                        c->queued_tail = NULL;
+                deliver(c, &q->reply, q->payload_len ? q->payload : NULL, q->payload_len);
+                free(q);
+        }
+}
+
+int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *userdata), void *userdata,
+                     PrivChannel **ret) {
+        PrivChannel *c;
+
+        c = new0(PrivChannel, 1);
+        if (!c)
+                return -ENOMEM;
+        c->base = base;
+        c->fd = fd;
+        c->next_cookie = 1;
+        c->on_gone = on_gone;
+        c->userdata = userdata;
+        TAILQ_INIT(&c->requests);
+        c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
+        c->ev_deferred = event_new(base, -1, 0, on_deferred, c);
+        if (!c->ev_read || !c->ev_deferred || event_add(c->ev_read, NULL) < 0) {
+                c->fd = -EBADF; /* the caller keeps it on failure */
+                priv_channel_free(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+PrivChannel *priv_channel_free(PrivChannel *c) {
+        PrivRequest *r;
+
+        if (!c)
+                return NULL;
+        while ((r = TAILQ_FIRST(&c->requests))) {
+                TAILQ_REMOVE(&c->requests, r, entry);
+                free(r);
+        }
+        while (c->queued) {
+                PrivQueued *q = c->queued;
+                c->queued = q->next;
+                free(q);
+        }
+        if (c->ev_read)
+                event_free(c->ev_read);
+        if (c->ev_deferred)
+                event_free(c->ev_deferred);
+        safe_close(c->fd);
+        return mfree(c);
+}
+
+/* Waits for one datagram (the channel is non-blocking for the loop's sake). */
+static ssize_t receive_wait(PrivChannel *c, int *fds, size_t max_fds, size_t *ret_n_fds) {
+        for (;;) {
+                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                ssize_t n;
+
+                n = tsm_priv_receive(c->fd, c->buf, fds, max_fds, ret_n_fds);
+                if (n != -EAGAIN)
+                        return n;
+                if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                        return negative_errno();
+        }
+}
+
+int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
+        _cleanup_(priv_hello_done) PrivHello h = {};
+        struct tsm_priv_hello hello;
+        const char *reason = NULL;
+        size_t n_fds, allocated_fds = 0, allocated_kinds = 0, allocated_restored = 0;
+        ssize_t n;
+        int fd, r;
+
+        n = receive_wait(c, &fd, 1, &n_fds);
+        if (n <= 0)
+                return n < 0 ? (int) n : -ECONNRESET;
+        r = tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &hello, sizeof(hello), NULL, &reason);
+        if (r < 0 || hello.hdr.type != TSM_PRIV_HELLO || hello.version != TSM_PRIV_VERSION)
+                return log_error_errno(-EPROTO, "Monitor did not start with a HELLO of version %u: %s.",
+                                       TSM_PRIV_VERSION, reason ?: "wrong type or version");
+        h.uapi = hello.uapi;
+        h.emulated = hello.emulated;
+        h.fdstore = hello.fdstore;
+
+        /* Sockets, then the contexts kept from before, then it waits for READY. */
+        for (;;) {
+                struct tsm_priv_listen_socket ls;
+                struct tsm_priv_restored_context rc;
+
+                if (h.n_sockets == hello.n_sockets && h.n_restored == hello.n_restored)
+                        break;
+                n = receive_wait(c, &fd, 1, &n_fds);
+                if (n <= 0)
+                        return n < 0 ? (int) n : -ECONNRESET;
+                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &ls, sizeof(ls), NULL, &reason) >= 0 &&
+                    ls.hdr.type == TSM_PRIV_LISTEN_SOCKET && h.n_sockets < hello.n_sockets && n_fds == 1 &&
+                    (ls.kind == TSM_PRIV_SOCKET_ALL || ls.kind == TSM_PRIV_SOCKET_GUEST)) {
+                        if (!GREEDY_REALLOC(h.socket_fds, allocated_fds, h.n_sockets + 1) ||
+                            !GREEDY_REALLOC(h.socket_kinds, allocated_kinds, h.n_sockets + 1)) {
+                                safe_close(fd);
+                                return -ENOMEM;
+                        }
+                        h.socket_fds[h.n_sockets] = fd;
+                        h.socket_kinds[h.n_sockets++] = ls.kind;
+                        continue;
+                }
+                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rc, sizeof(rc), NULL, &reason) >= 0 &&
+                    rc.hdr.type == TSM_PRIV_RESTORED_CONTEXT && h.n_sockets == hello.n_sockets &&
+                    h.n_restored < hello.n_restored &&
+                    tsm_priv_check_string(rc.token, sizeof(rc.token))) {
+                        if (!GREEDY_REALLOC(h.restored, allocated_restored, h.n_restored + 1))
+                                return -ENOMEM;
+                        h.restored[h.n_restored++] = rc;
+                        continue;
+                }
+                close_many(&fd, n_fds);
+                return log_error_errno(-EPROTO, "Monitor sent an unexpected message at start.");
+        }
+
+        *ret = h;
+        h = (PrivHello) {};
+        return 0;
+}
+
+static int send_simple(PrivChannel *c, void *msg) {
+        if (c->gone)
+                return -ECONNRESET;
+        return tsm_priv_send(c->fd, msg, NULL, 0, -EBADF);
+}
+
+int priv_send_ready(PrivChannel *c) {
+        struct tsm_priv_ready m;
+
+        tsm_priv_init(&m, TSM_PRIV_READY, 0, 0);
+        return send_simple(c, &m);
+}
+
+int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining) {
+        struct tsm_priv_status m;
+
+        tsm_priv_init(&m, TSM_PRIV_STATUS, 0, 0);
+        m.n_clients = n_clients;
+        m.n_pending = n_pending;
+        m.draining = draining;
+        return send_simple(c, &m);
+}
+
+static uint32_t next_cookie(PrivChannel *c) {
+        uint32_t cookie = c->next_cookie++;
+
+        if (c->next_cookie == 0)
+                c->next_cookie = 1; /* 0 means "no reply" */
+        return cookie;
+}
+
+/* Sends msg and waits for its reply; keeps replies to guest requests for the loop. */
+static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd) {
+        struct tsm_priv_hdr *h = msg;
+        int r;
+
+        if (c->gone)
+                return -ECONNRESET;
+        h->cookie = next_cookie(c);
+        r = tsm_priv_send(c->fd, msg, NULL, 0, fd);
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                struct tsm_priv_reply reply;
+                const void *payload;
+                PrivQueued *q;
+                size_t n_fds;
+                int fds[1];
+                ssize_t n;
+
+                n = receive_wait(c, fds, ELEMENTSOF(fds), &n_fds);
+                if (n <= 0) {
+                        channel_gone(c, n == 0 ? "it hung up" : "receive failed");
+                        return -ECONNRESET;
+                }
+                if (parse_reply(c, (size_t) n, n_fds, &reply, &payload) < 0) {
+                        close_many(fds, n_fds);
+                        channel_gone(c, "malformed message");
+                        return -ECONNRESET;
+                }
+                if (reply.hdr.cookie == h->cookie) {
+                        if (ret_fd && n_fds == 1 && reply.result >= 0)
+                                *ret_fd = fds[0];
+                        else
+                                close_many(fds, n_fds);
+                        if (ret_fd && reply.result >= 0 && n_fds != 1) {
+                                channel_gone(c, "reply without the fd it owes");
+                                return -ECONNRESET;
+                        }
+                        *ret = reply;
+                        return reply.result;
+                }
+                close_many(fds, n_fds);
+                q = malloc(offsetof(PrivQueued, payload) + reply.hdr.payload_len);
+                if (!q)
+                        return -ENOMEM;
+                *q = (PrivQueued) { .reply = reply, .payload_len = reply.hdr.payload_len };
+                memcpy(q->payload, payload, reply.hdr.payload_len);
+                if (c->queued_tail)
+                        c->queued_tail->next = q;
+                else
+                        c->queued = q;
+                c->queued_tail = q;
+                event_active(c->ev_deferred, EV_TIMEOUT, 0);
+        }
+}
+
+static int copy_string(char *field, size_t size, const char *s) {
+        if (!s || strlen(s) >= size)
+                return -EINVAL;
+        memset(field, 0, size);
+        memcpy(field, s, strlen(s));
+        return 0;
+}
+
+static int new_context(PrivChannel *c, uint32_t type, uint32_t slot, uid_t uid, const char *token, int fd,
+                       uint32_t *ret_context, int *ret_fd) {
+        struct tsm_priv_new_context m;
+        struct tsm_priv_reply reply;
+        int r;
+
+        tsm_priv_init(&m, type, 0, 0);
+        m.slot = slot;
+        m.uid = (uint32_t) uid;
+        r = copy_string(m.token, sizeof(m.token), token);
+        if (r < 0)
+                return r;
+        r = call(c, &m, fd, &reply, ret_fd);
+        if (r < 0)
+                return r;
+        *ret_context = reply.value;
+        return 0;
+}
+
+int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *token, uint32_t *ret_context,
+                           int *ret_fd) {
+        return new_context(c, TSM_PRIV_OPEN_CONTEXT, slot, uid, token, -EBADF, ret_context, ret_fd);
+}
+
+int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *token, int fd,
+                            uint32_t *ret_context) {
+        return new_context(c, TSM_PRIV_ADOPT_CONTEXT, slot, uid, token, fd, ret_context, NULL);
+}
+
+static int context_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t context, int *ret_fd) {
+        struct tsm_priv_context m;
+        struct tsm_priv_reply reply;
+
+        tsm_priv_init(&m, type, 0, 0);
+        m.slot = slot;
+        m.context = context;
+        return call(c, &m, -EBADF, &reply, ret_fd);
+}
+
+int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd) {
+        return context_op(c, TSM_PRIV_RECLAIM_CONTEXT, slot, context, ret_fd);
+}
+
+int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context) {
+        return context_op(c, TSM_PRIV_CLOSE_CONTEXT, slot, context, NULL);
+}
+
+int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
+                             const char *pci_address, bool *ret_bound) {
+        struct tsm_priv_attach_vdevice m;
+        struct tsm_priv_reply reply;
+        int r;
+
+        tsm_priv_init(&m, TSM_PRIV_ATTACH_VDEVICE, 0, 0);
+        m.slot = slot;
+        m.context = context;
+        m.vdevice = vdevice;
+        r = copy_string(m.pci_address, sizeof(m.pci_address), pci_address);
+        if (r < 0)
+                return -ENODEV; /* no device has such an address */
+        r = call(c, &m, -EBADF, &reply, NULL);
+        if (r < 0)
+                return r;
+        if (ret_bound)
+                *ret_bound = reply.value != 0;
+        return 0;
+}
+
+static int vdevice_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t context, uint32_t vdevice,
+                      uint32_t *ret_value) {
+        struct tsm_priv_vdevice m;
+        struct tsm_priv_reply reply;
+        int r;
+
+        tsm_priv_init(&m, type, 0, 0);
+        m.slot = slot;
+        m.context = context;
+        m.vdevice = vdevice;
+        r = call(c, &m, -EBADF, &reply, NULL);
+        if (r < 0)
+                return r;
+        if (ret_value)
+                *ret_value = reply.value;
+        return 0;
+}
+
+int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
+        return vdevice_op(c, TSM_PRIV_DETACH_VDEVICE, slot, context, vdevice, NULL);
+}
+
+int priv_call_bind_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
+        return vdevice_op(c, TSM_PRIV_BIND_VDEVICE, slot, context, vdevice, NULL);
+}
+
+int priv_call_unbind_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
+        return vdevice_op(c, TSM_PRIV_UNBIND_VDEVICE, slot, context, vdevice, NULL);
+}
+
+int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state) {
+        uint32_t v;
+        int r;
+
+        r = vdevice_op(c, TSM_PRIV_GET_VDEVICE_STATE, slot, context, vdevice, &v);
+        if (r < 0)
+                return r;
+        *ret_state = (int) v;
+        return 0;
+}
+
+static int device_op(PrivChannel *c, uint32_t type, const char *pci_address, const char *tsm, uint32_t *ret_value) {
+        struct tsm_priv_device m;
+        struct tsm_priv_reply reply;
+        int r;
+
+        tsm_priv_init(&m, type, 0, 0);
+        if (copy_string(m.pci_address, sizeof(m.pci_address), pci_address) < 0)
+                return -ENODEV;
+        if (tsm && copy_string(m.tsm, sizeof(m.tsm), tsm) < 0)
+                return -ENXIO;
+        r = call(c, &m, -EBADF, &reply, NULL);
+        if (r < 0)
+                return r;
+        if (ret_value)
+                *ret_value = reply.value;
+        return 0;
+}
+
+int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state) {
+        uint32_t v;
+        int r;
+
+        r = device_op(c, TSM_PRIV_GET_DEVICE_STATE, pci_address, NULL, &v);
+        if (r < 0)
+                return r;
+        *ret_state = (int) v;
+        return 0;
+}
+
+int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char *tsm) {
+        return device_op(c, TSM_PRIV_CONNECT_DEVICE, pci_address, tsm, NULL);
+}
+
+int priv_call_disconnect_device(PrivChannel *c, const char *pci_address) {
+        return device_op(c, TSM_PRIV_DISCONNECT_DEVICE, pci_address, NULL, NULL);
+}
+
+int priv_call_reload(PrivChannel *c) {
+        struct tsm_priv_reload m;
+        struct tsm_priv_reply reply;
+
+        tsm_priv_init(&m, TSM_PRIV_RELOAD, 0, 0);
+        return call(c, &m, -EBADF, &reply, NULL);
+}
+
+int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
+                            const char *scope, const void *request, size_t request_len, size_t max_response,
+                            PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
+        struct tsm_priv_guest_request m;
+        PrivRequest *r;
+        int k;
+
+        if (c->gone)
+                return -ECONNRESET;
+        if (request_len > TSM_PRIV_PAYLOAD_MAX)
+                return -E2BIG;
+        tsm_priv_init(&m, TSM_PRIV_GUEST_REQUEST, next_cookie(c), (uint32_t) request_len);
+        m.slot = slot;
+        m.context = context;
+        m.vdevice = vdevice;
+        m.max_response = (uint32_t) MIN(max_response, (size_t) TSM_PRIV_PAYLOAD_MAX);
+        if (copy_string(m.scope, sizeof(m.scope), scope) < 0)
+                return -ENOENT;
+
+        r = new0(PrivRequest, 1);
+        if (!r)
+                return -ENOMEM;
+        *r = (PrivRequest) { .channel = c, .cookie = m.hdr.cookie, .callback = cb, .userdata = userdata };
+        k = tsm_priv_send(c->fd, &m, request, request_len, -EBADF);
+        if (k < 0) {
+                free(r);
+                return k;
+        }
+        TAILQ_INSERT_TAIL(&c->requests, r, entry);
+        if (ret)
+                *ret = r;
+        return 0;
+}
+
+void priv_request_cancel(PrivRequest *r) {
+        if (!r)
+                return;
+        TAILQ_REMOVE(&r->channel->requests, r, entry);
+        free(r);
+}

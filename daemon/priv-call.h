@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The worker's end of the channel to the privileged monitor (proto/tsm-priv.h): one stub per
+ * privileged operation, priv_call_<op>(). Every operation but the guest request is answered at
+ * once by the monitor, so those stubs wait for their reply (a local round trip); guest requests
+ * may take as long as the device does, so they complete from the event loop. Replies that
+ * arrive while a stub waits are kept and delivered afterwards, in order.
+ * Runs in: worker.
+ */
+#pragma once
+
+#include <event2/event.h>
+
+#include "macro.h"
+#include "tsm-priv.h"
+
+typedef struct PrivChannel PrivChannel;
+
+/* What the monitor said at start (HELLO), with the sockets it passed. */
+typedef struct PrivHello {
+        int32_t uapi;   /* TsmUapiVersion, or -errno */
+        bool emulated;
+        bool fdstore;
+        int *socket_fds;
+        TsmPrivSocketKind *socket_kinds;
+        size_t n_sockets;
+        struct tsm_priv_restored_context *restored;
+        size_t n_restored;
+} PrivHello;
+
+void priv_hello_done(PrivHello *h);
+
+/* Takes the channel fd. on_gone runs (from the loop) when the monitor hangs up or breaks the
+ * rules: the worker cannot do anything useful without it. */
+int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *userdata), void *userdata,
+                     PrivChannel **ret);
+PrivChannel *priv_channel_free(PrivChannel *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PrivChannel *, priv_channel_free);
+
+/* Reads the start sequence (HELLO, LISTEN_SOCKET..., RESTORED_CONTEXT...), blocking. */
+int priv_channel_read_hello(PrivChannel *c, PrivHello *ret);
+
+int priv_send_ready(PrivChannel *c);
+int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining);
+
+int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *token, uint32_t *ret_context,
+                           int *ret_fd);
+/* fd is not taken. -EBADF: not an iommufd; -ENODEV: no IOMMU on this host. */
+int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *token, int fd,
+                            uint32_t *ret_context);
+int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd);
+int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);
+/* *ret_bound: the monitor has it bound already (kept across a restart of the worker). */
+int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
+                             const char *pci_address, bool *ret_bound);
+int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
+int priv_call_bind_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
+int priv_call_unbind_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
+int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state);
+int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state);
+int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char *tsm);
+int priv_call_disconnect_device(PrivChannel *c, const char *pci_address);
+int priv_call_reload(PrivChannel *c);
+
+/* One guest request in flight. The callback runs once from the event loop with the result and
+ * the response (valid during the callback only), unless cancelled first. */
+typedef struct PrivRequest PrivRequest;
+typedef void (*PrivRequestCallback)(int result, const void *response, size_t response_len, void *userdata);
+
+int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
+                            const char *scope, const void *request, size_t request_len, size_t max_response,
+                            PrivRequestCallback cb, void *userdata, PrivRequest **ret);
+void priv_request_cancel(PrivRequest *r);

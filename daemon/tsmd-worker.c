@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tsmd-worker: the half of tsmd that faces the VMMs. Started by tsmd (the monitor) only, with
+ * its end of the channel on fd 3, as its own user, with no capabilities. It checks that before
+ * anything else, then serves Varlink: authentication, policy, limits and audit. Everything
+ * privileged it asks of the monitor (priv-call.h). Runs in: worker.
+ */
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "capability.h"
+#include "config.h"
+#include "daemon-config.h"
+#include "log.h"
+#include "manager.h"
+#include "tsm-priv.h"
+
+static const char *arg_config = NULL;
+
+static void help(void) {
+        printf("Usage: tsmd-worker [OPTIONS]\n\n"
+               "The unprivileged half of tsmd; started by tsmd, not by hand.\n\n"
+               "  -h --help             Show this help\n"
+               "     --version          Show the version\n"
+               "     --config=FILE      Read FILE instead of " DAEMON_CONFIG_FILE_DEFAULT "\n"
+               "     --log-level=LEVEL  emerg, alert, crit, err, warning, notice, info, debug\n");
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_LOG_LEVEL };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                {},
+        };
+        int c, l;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("tsmd-worker %s\n", PACKAGE_VERSION);
+                        return 0;
+                case ARG_CONFIG:
+                        arg_config = optarg;
+                        break;
+                case ARG_LOG_LEVEL:
+                        l = log_parse_level(optarg);
+                        if (l < 0)
+                                return log_error_errno(l, "Invalid log level '%s'.", optarg);
+                        log_set_max_level(l);
+                        break;
+                default:
+                        return -EINVAL;
+                }
+
+        if (optind < argc)
+                return log_error_errno(-EINVAL, "This program takes no positional arguments.");
+        return 1;
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        const char *config_path;
+        DaemonConfig config;
+        int r;
+
+        log_set_ident("tsmd-worker");
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+        config_path = arg_config ?: DAEMON_CONFIG_FILE_DEFAULT;
+
+        if (sd_is_socket(TSM_PRIV_CHANNEL_FD, AF_UNIX, SOCK_SEQPACKET, -1) <= 0) {
+                log_error("No channel to tsmd on fd %d: tsmd-worker is started by tsmd only.", TSM_PRIV_CHANNEL_FD);
+                return EXIT_FAILURE;
+        }
+
+        /* SECURITY: this process parses what VMMs send. Before it reads a byte of that, make
+         * sure it could not do anything privileged even if it wanted to. */
+        r = capability_verify_none();
+        if (r < 0 || getuid() == 0 || geteuid() == 0) {
+                log_full(LOG_EMERG, "Refusing to run with privileges left (uid %u, see above).", (unsigned) geteuid());
+                abort();
+        }
+
+        /* A client hanging up must not kill us; writes report EPIPE instead. Likewise a file
+         * size limit: the audit log must see EFBIG and fail closed, not die. */
+        (void) signal(SIGPIPE, SIG_IGN);
+        (void) signal(SIGXFSZ, SIG_IGN);
+
+        daemon_config_init(&config);
+        r = daemon_config_load_logged(&config, config_path, !arg_config);
+        if (r < 0) {
+                daemon_config_done(&config);
+                return EXIT_FAILURE;
+        }
+
+        r = manager_new(&config, config_path, TSM_PRIV_CHANNEL_FD, &m);
+        daemon_config_done(&config);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
+
+        r = manager_listen(m);
+        if (r < 0)
+                return EXIT_FAILURE;
+
+        log_info("Worker serving as uid %u with no capabilities.", (unsigned) getuid());
+        r = manager_run(m);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The monitor's context table: ids, ownership of fds on every path, vDevices, orphaning,
+ * restoring from fd-store names, and what the service manager's fd store is told (through a
+ * notification socket this test plays). Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <event2/event.h>
+
+#include "emu-platform.h"
+#include "harness.h"
+#include "monitor-contexts.h"
+#include "tsm-platform.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#endif
+#ifdef HAVE_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#define TOKEN_A "0123456789abcdef0123456789abcdef"
+#define TOKEN_B "fedcba9876543210fedcba9876543210"
+#define TOKEN_C "00000000000000000000000000000000"
+
+/* The harness ends each test with _exit(), which skips LeakSanitizer's exit check: run it here. */
+static void check_leaks(void) {
+#ifdef HAVE_ASAN
+        if (__lsan_do_recoverable_leak_check() != 0)
+                TEST_FAIL("memory leaked");
+#endif
+}
+
+/* A pipe whose write end stands in for an iommufd: closing it shows as EOF at the read end. */
+typedef struct Probe {
+        int r, w;
+} Probe;
+
+static Probe probe_new(void) {
+        int p[2];
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC | O_NONBLOCK));
+        return (Probe){ .r = p[0], .w = p[1] };
+}
+
+static bool probe_closed(Probe *p) {
+        char c;
+
+        return read(p->r, &c, 1) == 0;
+}
+
+static TsmPlatform *emulated_platform(struct event_base *base) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+        };
+        TsmPlatform *p;
+
+        ASSERT_OK(tsm_platform_new(base, &config, &p));
+        return p;
+}
+
+TEST(ids_and_lookup) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        struct event_base *base = event_base_new();
+        TsmPlatform *p = emulated_platform(base);
+        MonitorContext *ctx;
+        uint32_t a, b, id;
+        size_t n = 0;
+        Probe pa = probe_new(), pb = probe_new(), pc = probe_new();
+
+        unsetenv("NOTIFY_SOCKET");
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_EQ(monitor_contexts_size(c), 0);
+        ASSERT_NULL(monitor_contexts_next(c, NULL));
+
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 5, 1000, TOKEN_A, &a));
+        ASSERT_OK(monitor_contexts_add(c, pb.w, 6, 1001, TOKEN_B, &b));
+        ASSERT_EQ(a, 1);
+        ASSERT_EQ(b, 2);
+        ASSERT_EQ(monitor_contexts_size(c), 2);
+
+        ctx = monitor_contexts_get(c, a);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_EQ(ctx->fd, pa.w);
+        ASSERT_EQ(ctx->slot, 5);
+        ASSERT_EQ(ctx->uid, 1000);
+        ASSERT_STREQ(ctx->token, TOKEN_A);
+        ASSERT_FALSE(ctx->stored); /* no service manager */
+        ASSERT_TRUE(monitor_contexts_find_token(c, TOKEN_B) == monitor_contexts_get(c, b));
+        ASSERT_NULL(monitor_contexts_find_token(c, TOKEN_C));
+        ASSERT_NULL(monitor_contexts_get(c, 0));
+        ASSERT_NULL(monitor_contexts_get(c, 3));
+
+        /* Iteration in id order. */
+        MONITOR_CONTEXTS_FOREACH(ctx, c)
+                ASSERT_EQ(ctx->id, ++n);
+        ASSERT_EQ(n, 2);
+
+        /* Ids are never reused. */
+        ASSERT_FALSE(probe_closed(&pa));
+        ASSERT_OK(monitor_contexts_remove(c, p, a));
+        ASSERT_TRUE(probe_closed(&pa));
+        ASSERT_NULL(monitor_contexts_get(c, a));
+        ASSERT_ERRNO(monitor_contexts_remove(c, p, a), ENOENT);
+        ASSERT_OK(monitor_contexts_add(c, pc.w, 7, 1002, TOKEN_A, &id));
+        ASSERT_EQ(id, 3);
+
+        /* The worker died: nobody holds anything. */
+        monitor_contexts_orphan_all(c);
+        MONITOR_CONTEXTS_FOREACH(ctx, c)
+                ASSERT_EQ(ctx->slot, TSM_PRIV_SLOT_WORKER);
+
+        c = monitor_contexts_free(c, false);
+        ASSERT_TRUE(probe_closed(&pb));
+        ASSERT_TRUE(probe_closed(&pc));
+        tsm_platform_free(p);
+        event_base_free(base);
+        close(pa.r);
+        close(pb.r);
+        close(pc.r);
+        check_leaks();
+}
+
+TEST(add_refused_closes_fd) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        static const char *const bad[] = {
+                "",
+                "0123456789abcdef0123456789abcde",   /* 31 */
+                "0123456789abcdef0123456789abcdef0", /* 33 */
+                "0123456789ABCDEF0123456789abcdef",  /* upper case */
+                "0123456789abcdef0123456789abcdeg",
+                "0123456789abcdef 123456789abcdef",
+        };
+
+        unsetenv("NOTIFY_SOCKET");
+        ASSERT_OK(monitor_contexts_new(&c));
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                Probe p = probe_new();
+
+                ASSERT_ERRNO(monitor_contexts_add(c, p.w, 1, 1000, bad[i], NULL), EINVAL);
+                ASSERT_TRUE(probe_closed(&p));
+                close(p.r);
+        }
+
+        Probe p = probe_new(), q = probe_new(), u = probe_new();
+        ASSERT_ERRNO(monitor_contexts_add(c, u.w, 1, (uid_t) -1, TOKEN_A, NULL), EINVAL);
+        ASSERT_TRUE(probe_closed(&u));
+        ASSERT_OK(monitor_contexts_add(c, p.w, 1, 1000, TOKEN_A, NULL));
+        ASSERT_ERRNO(monitor_contexts_add(c, q.w, 2, 1001, TOKEN_A, NULL), EEXIST);
+        ASSERT_TRUE(probe_closed(&q));
+        ASSERT_FALSE(probe_closed(&p));
+        ASSERT_EQ(monitor_contexts_size(c), 1);
+
+        c = monitor_contexts_free(c, false);
+        ASSERT_TRUE(probe_closed(&p));
+        close(p.r);
+        close(q.r);
+        close(u.r);
+        check_leaks();
+}
+
+TEST(restore) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        static const char *const bad[] = {
+                NULL,
+                "",
+                "ctx.",
+                "ctx.1000",
+                "ctx.1000." TOKEN_A "0",
+                "ctx.1000." "0123456789ABCDEF0123456789abcdef",
+                "ctx.-1." TOKEN_A,
+                "ctx.4294967295." TOKEN_A,
+                "ctx.x." TOKEN_A,
+                "xyz.1000." TOKEN_A,
+                "varlink",
+        };
+        MonitorContext *ctx;
+        uint32_t id;
+
+        unsetenv("NOTIFY_SOCKET");
+        ASSERT_OK(monitor_contexts_new(&c));
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                Probe p = probe_new();
+
+                if (monitor_contexts_restore(c, p.w, bad[i], NULL) != -EINVAL)
+                        TEST_FAIL("'%s' restored", strna(bad[i]));
+                ASSERT_TRUE(probe_closed(&p));
+                close(p.r);
+        }
+
+        Probe p = probe_new(), q = probe_new();
+        ASSERT_OK(monitor_contexts_restore(c, p.w, "ctx.1000." TOKEN_A, &id));
+        ASSERT_EQ(id, 1);
+        ctx = monitor_contexts_get(c, id);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_EQ(ctx->slot, TSM_PRIV_SLOT_WORKER);
+        ASSERT_EQ(ctx->uid, 1000);
+        ASSERT_STREQ(ctx->token, TOKEN_A);
+        ASSERT_TRUE(ctx->stored);
+        ASSERT_EQ(ctx->n_vdevices, 0);
+        ASSERT_ERRNO(monitor_contexts_restore(c, q.w, "ctx.1001." TOKEN_A, NULL), EEXIST);
+        ASSERT_TRUE(probe_closed(&q));
+
+        c = monitor_contexts_free(c, true);
+        ASSERT_TRUE(probe_closed(&p));
+        close(p.r);
+        close(q.r);
+        check_leaks();
+}
+
+TEST(vdevices) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        struct event_base *base = event_base_new();
+        TsmPlatform *p = emulated_platform(base);
+        EmuDevice *dev = emu_platform_find_device(tsm_platform_get_emulated(p), "0000:01:00.0");
+        MonitorContext *ctx, *holder = NULL;
+        MonitorVDevice *v, *w;
+        Probe pa = probe_new();
+        uint32_t id;
+
+        unsetenv("NOTIFY_SOCKET");
+        ASSERT_NOT_NULL(dev);
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, TOKEN_A, &id));
+        ctx = monitor_contexts_get(c, id);
+
+        ASSERT_ERRNO(monitor_context_add_vdevice(ctx, 0, "0000:01:00.0", NULL), EINVAL);
+        ASSERT_ERRNO(monitor_context_add_vdevice(ctx, 1, "0000:01:00.0.0000000", NULL), EINVAL);
+        ASSERT_OK(monitor_context_add_vdevice(ctx, 7, "0000:01:00.0", &v));
+        ASSERT_EQ(v->id, 7);
+        ASSERT_FALSE(v->bound);
+        ASSERT_ERRNO(monitor_context_add_vdevice(ctx, 7, "0000:02:00.0", NULL), EEXIST);
+        ASSERT_OK(monitor_context_add_vdevice(ctx, 8, "0000:02:00.0", NULL));
+        ASSERT_EQ(ctx->n_vdevices, 2);
+        ASSERT_NULL(monitor_context_find_vdevice(ctx, 9));
+
+        w = monitor_contexts_find_device(c, "0000:02:00.0", &holder);
+        ASSERT_NOT_NULL(w);
+        ASSERT_EQ(w->id, 8);
+        ASSERT_TRUE(holder == ctx);
+        ASSERT_NULL(monitor_contexts_find_device(c, "0000:03:00.0", NULL));
+
+        /* A vDevice whose device went away holds it no longer, and is not bound. */
+        w->bound = true;
+        monitor_contexts_device_gone(c, "0000:02:00.0");
+        ASSERT_TRUE(w->gone);
+        ASSERT_FALSE(w->bound);
+        ASSERT_FALSE(monitor_context_find_vdevice(ctx, 7)->gone);
+        ASSERT_NULL(monitor_contexts_find_device(c, "0000:02:00.0", NULL));
+        ASSERT_OK(monitor_context_add_vdevice(ctx, 9, "0000:02:00.0", NULL));
+        ASSERT_EQ(monitor_contexts_find_device(c, "0000:02:00.0", NULL)->id, 9);
+        monitor_context_remove_vdevice(ctx, p, monitor_context_find_vdevice(ctx, 9));
+
+        /* Detaching an unbound vDevice touches nothing else. */
+        monitor_context_remove_vdevice(ctx, p, monitor_context_find_vdevice(ctx, 8));
+        ASSERT_EQ(ctx->n_vdevices, 1);
+        ASSERT_NULL(monitor_contexts_find_device(c, "0000:02:00.0", NULL));
+
+        /* Removing a context unbinds what is still bound. */
+        v = monitor_context_find_vdevice(ctx, 7);
+        ASSERT_OK(emu_device_bind(dev, NULL));
+        v->bound = true;
+        ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_OK(monitor_contexts_remove(c, p, id));
+        ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_TRUE(probe_closed(&pa));
+
+        c = monitor_contexts_free(c, false);
+        tsm_platform_free(p);
+        event_base_free(base);
+        close(pa.r);
+        check_leaks();
+}
+
+/* ---- the fd store, with this test as the service manager ---------------------------------- */
+
+typedef struct Notify {
+        char dir[64];
+        int fd;
+} Notify;
+
+static void notify_setup(Notify *n) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        snprintf(n->dir, sizeof(n->dir), "/tmp/tsmd-test-notify-XXXXXX");
+        ASSERT_NOT_NULL(mkdtemp(n->dir));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", n->dir);
+        n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        ASSERT_OK(n->fd);
+        ASSERT_OK(bind(n->fd, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(setenv("NOTIFY_SOCKET", sa.sun_path, 1));
+}
+
+static void notify_done(Notify *n) {
+        char path[128];
+
+        snprintf(path, sizeof(path), "%s/notify", n->dir);
+        unlink(path);
+        rmdir(n->dir);
+        close(n->fd);
+        unsetenv("NOTIFY_SOCKET");
+}
+
+/* The next notification, or "" if none is waiting; *ret_fd gets its fd (or -1). */
+static const char *notify_next(Notify *n, char *text, size_t size, int *ret_fd) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t b[CMSG_SPACE(sizeof(int) * 4) + CMSG_SPACE(sizeof(struct ucred))];
+        } control;
+        struct iovec iov = { .iov_base = text, .iov_len = size - 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control) };
+        ssize_t k;
+
+        *ret_fd = -1;
+        k = recvmsg(n->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (k < 0) {
+                ASSERT_EQ(errno, EAGAIN);
+                text[0] = 0;
+                return text;
+        }
+        text[k] = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                        ASSERT_EQ(c->cmsg_len, CMSG_LEN(sizeof(int)));
+                        memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
+                }
+        return text;
+}
+
+TEST(fdstore) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        struct event_base *base = event_base_new();
+        TsmPlatform *p = emulated_platform(base);
+        Probe pa = probe_new(), pb = probe_new(), pr = probe_new();
+        char text[256];
+        uint32_t a, b, r;
+        Notify n;
+        int fd;
+
+        notify_setup(&n);
+        ASSERT_TRUE(fdstore_available());
+        ASSERT_OK(monitor_contexts_new(&c));
+
+        /* A new context goes to the store under its owner and token. */
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, TOKEN_A, &a));
+        ASSERT_TRUE(monitor_contexts_get(c, a)->stored);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctx.1000." TOKEN_A);
+        ASSERT_GE(fd, 0);
+        close(fd); /* the store's copy */
+        ASSERT_OK(monitor_contexts_add(c, pb.w, 2, 1001, TOKEN_B, &b));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctx.1001." TOKEN_B);
+        close(fd);
+
+        /* A restored one is in the store already. */
+        ASSERT_OK(monitor_contexts_restore(c, pr.w, "ctx.1002." TOKEN_C, &r));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+
+        /* Closing a context takes it out. */
+        ASSERT_OK(monitor_contexts_remove(c, p, a));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1000." TOKEN_A);
+        ASSERT_EQ(fd, -1);
+
+        /* Stopping to be restarted: the store keeps the rest. */
+        c = monitor_contexts_free(c, true);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_TRUE(probe_closed(&pb));
+        ASSERT_TRUE(probe_closed(&pr));
+
+        /* Stopping for good: out of the store, restored ones too. */
+        Probe pb2 = probe_new(), pr2 = probe_new();
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_OK(monitor_contexts_restore(c, pb2.w, "ctx.1001." TOKEN_B, NULL));
+        ASSERT_OK(monitor_contexts_restore(c, pr2.w, "ctx.1002." TOKEN_C, NULL));
+        c = monitor_contexts_free(c, false);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1001." TOKEN_B);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1002." TOKEN_C);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+
+        notify_done(&n);
+        tsm_platform_free(p);
+        event_base_free(base);
+        close(pa.r);
+        close(pb.r);
+        close(pr.r);
+        close(pb2.r);
+        close(pr2.r);
+        check_leaks();
+}
+
+TEST_MAIN();

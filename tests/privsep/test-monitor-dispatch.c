@@ -1,0 +1,1156 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The monitor's request table, in process: an emulated platform, the monitor's context table
+ * and its dispatch over a SOCK_SEQPACKET socketpair, with this test playing the worker. The
+ * whole life of a context (open, attach, bind, a real TDISP exchange with the emulated
+ * device, unbind, detach, close), adoption, a worker restart with reclaim, the answers that
+ * are errors but not violations, and every class of violation. Runs in: tests.
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+
+#include "backend.h"
+#include "emu-platform.h"
+#include "harness.h"
+#include "monitor-dispatch.h"
+#include "tdisp.h"
+#include "tsm-platform.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#endif
+#ifdef HAVE_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#define DEV_A "0000:01:00.0" /* the emulated platform's default devices */
+#define DEV_B "0000:02:00.0"
+#define TOKEN_A "0123456789abcdef0123456789abcdef"
+#define TOKEN_B "fedcba9876543210fedcba9876543210"
+#define TOKEN_C "00112233445566778899aabbccddeeff"
+#define SLOT 7U
+#define OTHER_SLOT 8U
+
+typedef struct Fixture {
+        struct event_base *base;
+        TsmPlatform *platform;
+        MonitorContexts *contexts;
+        MonitorDispatch *dispatch;
+        int worker;  /* the test's end */
+        int monitor; /* the dispatch's end */
+        int listen_fd;
+        uint32_t cookie;
+        size_t n_fds_before; /* open before the fixture: the same number must be after */
+
+        unsigned n_ready, n_status, n_reload;
+        struct tsm_priv_status status;
+        int reload_result;
+
+        _Alignas(8) uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+} Fixture;
+
+typedef struct Reply {
+        struct tsm_priv_reply r;
+        uint8_t payload[TSM_PRIV_PAYLOAD_MAX];
+        int fd;
+} Reply;
+
+/* The harness ends each test with _exit(), which skips LeakSanitizer's exit check: run it here. */
+static void check_leaks(void) {
+#ifdef HAVE_ASAN
+        if (__lsan_do_recoverable_leak_check() != 0)
+                TEST_FAIL("memory leaked");
+#endif
+}
+
+static size_t count_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
+
+static void on_ready(void *userdata) {
+        Fixture *f = userdata;
+
+        f->n_ready++;
+}
+
+static void on_status(const struct tsm_priv_status *s, void *userdata) {
+        Fixture *f = userdata;
+
+        f->n_status++;
+        f->status = *s;
+}
+
+static int on_reload(void *userdata) {
+        Fixture *f = userdata;
+
+        f->n_reload++;
+        return f->reload_result;
+}
+
+static const MonitorDispatchCallbacks callbacks = {
+        .ready = on_ready,
+        .status = on_status,
+        .reload = on_reload,
+};
+
+/* Receives one message from the monitor, which must be there already. */
+static size_t receive(Fixture *f, uint32_t type, void *ret, size_t ret_size, const void **ret_payload,
+                      int *ret_fd) {
+        const char *reason = NULL;
+        size_t n_fds;
+        int fds[1] = { -1 };
+        ssize_t n;
+
+        n = tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds);
+        if (n < 0)
+                TEST_FAIL("expected a %s, got %s", tsm_priv_type_to_string(type), strerror((int) -n));
+        ASSERT_GE(n, 1);
+        if (tsm_priv_check(f->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, ret, ret_size, ret_payload,
+                           &reason) < 0)
+                TEST_FAIL("monitor sent a bad message: %s", reason);
+        ASSERT_EQ(((struct tsm_priv_hdr *) ret)->type, type);
+        if (ret_fd)
+                *ret_fd = n_fds > 0 ? fds[0] : -1;
+        else
+                ASSERT_EQ(n_fds, 0);
+        return (size_t) n;
+}
+
+static void nothing_waiting(Fixture *f) {
+        size_t n_fds;
+        int fds[1];
+
+        ASSERT_ERRNO(tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds), EAGAIN);
+}
+
+/* Starts a worker on a fresh socketpair; returns HELLO's n_restored after checking the start. */
+static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *restored, size_t n_max) {
+        MonitorListenSocket sockets[] = { { f->listen_fd, TSM_PRIV_SOCKET_GUEST } };
+        struct tsm_priv_listen_socket ls;
+        struct tsm_priv_hello hello;
+        struct stat a, b;
+        int sv[2], fd;
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
+        f->monitor = sv[0];
+        f->worker = sv[1];
+        ASSERT_OK(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)));
+        ASSERT_ERRNO(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)), EBUSY);
+
+        receive(f, TSM_PRIV_HELLO, &hello, sizeof(hello), NULL, NULL);
+        ASSERT_EQ(hello.version, TSM_PRIV_VERSION);
+        ASSERT_EQ(hello.emulated, 1);
+        ASSERT_EQ(hello.fdstore, 0);
+        ASSERT_EQ(hello.uapi, -EOPNOTSUPP); /* the emulated platform probes no kernel */
+        ASSERT_EQ(hello.n_sockets, 1);
+
+        receive(f, TSM_PRIV_LISTEN_SOCKET, &ls, sizeof(ls), NULL, &fd);
+        ASSERT_EQ(ls.kind, TSM_PRIV_SOCKET_GUEST);
+        ASSERT_GE(fd, 0);
+        ASSERT_OK(fstat(fd, &a));
+        ASSERT_OK(fstat(f->listen_fd, &b));
+        ASSERT_EQ(a.st_ino, b.st_ino);
+        close(fd);
+
+        ASSERT_LE(hello.n_restored, n_max);
+        for (uint32_t i = 0; i < hello.n_restored; i++) {
+                receive(f, TSM_PRIV_RESTORED_CONTEXT, &restored[i], sizeof(restored[i]), NULL, NULL);
+                ASSERT_TRUE(tsm_priv_check_string(restored[i].token, sizeof(restored[i].token)));
+        }
+        nothing_waiting(f);
+        return hello.n_restored;
+}
+
+/* The worker died: what the process model does. */
+static void worker_stop(Fixture *f) {
+        monitor_dispatch_stop(f->dispatch);
+        f->monitor = safe_close(f->monitor);
+        f->worker = safe_close(f->worker);
+}
+
+static void setup(Fixture *f) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                /* No IOMMU here, whatever the host has: the emulated stand-in is handed out. */
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+                .emulated_latency_usec = 0,
+        };
+        struct tsm_priv_restored_context none[1];
+
+        unsetenv("NOTIFY_SOCKET"); /* no service manager, no fd store */
+        *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .n_fds_before = count_fds() };
+        f->base = event_base_new();
+        ASSERT_NOT_NULL(f->base);
+        ASSERT_OK(tsm_platform_new(f->base, &config, &f->platform));
+        ASSERT_OK(monitor_contexts_new(&f->contexts));
+        ASSERT_OK(monitor_dispatch_new(f->base, f->platform, f->contexts, &callbacks, f, &f->dispatch));
+        f->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_OK(f->listen_fd);
+        ASSERT_EQ(worker_start(f, none, 0), 0);
+}
+
+static void teardown(Fixture *f) {
+        f->dispatch = monitor_dispatch_free(f->dispatch);
+        f->contexts = monitor_contexts_free(f->contexts, false);
+        f->platform = tsm_platform_free(f->platform);
+        event_base_free(f->base);
+        safe_close(f->monitor);
+        safe_close(f->worker);
+        safe_close(f->listen_fd);
+        /* Every fd that crossed the channel or was handed out is closed again. */
+        ASSERT_EQ(count_fds(), f->n_fds_before);
+        check_leaks();
+}
+
+static Fixture *fixture(void) {
+        Fixture *f = malloc(sizeof(Fixture));
+
+        ASSERT_NOT_NULL(f);
+        setup(f);
+        return f;
+}
+
+static void fixture_free(Fixture *f) {
+        teardown(f);
+        free(f);
+}
+
+/* ---- sending as the worker ----------------------------------------------------------------- */
+
+static void send_raw(Fixture *f, const void *data, size_t len, int fd) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t b[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (fd >= 0) {
+                mh.msg_control = &control;
+                mh.msg_controllen = sizeof(control.b);
+                control.cmsg.cmsg_level = SOL_SOCKET;
+                control.cmsg.cmsg_type = SCM_RIGHTS;
+                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(&control.cmsg), &fd, sizeof(int));
+        }
+        ASSERT_EQ(sendmsg(f->worker, &mh, MSG_NOSIGNAL), (ssize_t) len);
+}
+
+static void process_ok(Fixture *f) {
+        const char *reason = NULL;
+        int r;
+
+        r = monitor_dispatch_process(f->dispatch, &reason);
+        if (r < 0)
+                TEST_FAIL("process failed: %s: %s (%s)", strerror(-r), strna(reason),
+                          monitor_dispatch_get_violation_type(f->dispatch));
+}
+
+/* Sends msg (its cookie set here) and returns the reply. */
+static int call_full(Fixture *f, void *msg, const void *payload, size_t payload_len, int fd, Reply *ret) {
+        struct tsm_priv_hdr *h = msg;
+        const void *p;
+
+        h->cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, msg, payload, payload_len, fd));
+        process_ok(f);
+        receive(f, TSM_PRIV_REPLY, &ret->r, sizeof(ret->r), &p, &ret->fd);
+        ASSERT_EQ(ret->r.hdr.cookie, f->cookie);
+        if (ret->r.hdr.payload_len > 0)
+                memcpy(ret->payload, p, ret->r.hdr.payload_len);
+        nothing_waiting(f);
+        return ret->r.result;
+}
+
+static int call(Fixture *f, void *msg, Reply *ret) {
+        return call_full(f, msg, NULL, 0, -EBADF, ret);
+}
+
+/* Sends a message that breaks a rule: no answer, an error and a reason. */
+static int expect_violation_full(Fixture *f, const void *data, size_t len, int fd, const char *type) {
+        const char *reason = NULL;
+        int r;
+
+        send_raw(f, data, len, fd);
+        r = monitor_dispatch_process(f->dispatch, &reason);
+        if (r >= 0 || !reason)
+                TEST_FAIL("violation (%s) not detected: %d", type, r);
+        ASSERT_STREQ(monitor_dispatch_get_violation_type(f->dispatch), type);
+        fprintf(stderr, "compromised worker: %s: %s\n", monitor_dispatch_get_violation_type(f->dispatch),
+                reason);
+        nothing_waiting(f);
+        return r;
+}
+
+static int expect_violation(Fixture *f, const void *msg, const char *type) {
+        return expect_violation_full(f, msg, ((const struct tsm_priv_hdr *) msg)->size, -EBADF, type);
+}
+
+static struct tsm_priv_new_context new_context_msg(uint32_t type, uint32_t slot, uint32_t uid,
+                                                   const char *token) {
+        struct tsm_priv_new_context m;
+
+        tsm_priv_init(&m, type, 0, 0);
+        m.slot = slot;
+        m.uid = uid;
+        strcpy(m.token, token);
+        return m;
+}
+
+static uint32_t open_context(Fixture *f, uint32_t slot, const char *token, int *ret_fd) {
+        struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_OPEN_CONTEXT, slot, 1000, token);
+        Reply rep;
+
+        ASSERT_OK(call(f, &m, &rep));
+        ASSERT_GE(rep.fd, 0);
+        ASSERT_NE(rep.r.value, 0);
+        if (ret_fd)
+                *ret_fd = rep.fd;
+        else
+                close(rep.fd);
+        return rep.r.value;
+}
+
+static struct tsm_priv_context context_msg(uint32_t type, uint32_t slot, uint32_t context) {
+        struct tsm_priv_context m;
+
+        tsm_priv_init(&m, type, 0, 0);
+        m.slot = slot;
+        m.context = context;
+        return m;
+}
+
+static struct tsm_priv_attach_vdevice attach_msg(uint32_t slot, uint32_t context, uint32_t vdevice,
+                                                 const char *address) {
+        struct tsm_priv_attach_vdevice m;
+
+        tsm_priv_init(&m, TSM_PRIV_ATTACH_VDEVICE, 0, 0);
+        m.slot = slot;
+        m.context = context;
+        m.vdevice = vdevice;
+        strcpy(m.pci_address, address);
+        return m;
+}
+
+static int attach(Fixture *f, uint32_t slot, uint32_t context, uint32_t vdevice, const char *address,
+                  uint32_t *ret_value) {
+        struct tsm_priv_attach_vdevice m = attach_msg(slot, context, vdevice, address);
+        Reply rep;
+        int r;
+
+        r = call(f, &m, &rep);
+        ASSERT_EQ(rep.fd, -1);
+        if (ret_value)
+                *ret_value = rep.r.value;
+        return r;
+}
+
+static struct tsm_priv_vdevice vdevice_msg(uint32_t type, uint32_t slot, uint32_t context, uint32_t vdevice) {
+        struct tsm_priv_vdevice m;
+
+        tsm_priv_init(&m, type, 0, 0);
+        m.slot = slot;
+        m.context = context;
+        m.vdevice = vdevice;
+        return m;
+}
+
+static int vdevice_op(Fixture *f, uint32_t type, uint32_t slot, uint32_t context, uint32_t vdevice,
+                      uint32_t *ret_value) {
+        struct tsm_priv_vdevice m = vdevice_msg(type, slot, context, vdevice);
+        Reply rep;
+        int r;
+
+        r = call(f, &m, &rep);
+        ASSERT_EQ(rep.fd, -1);
+        if (ret_value)
+                *ret_value = rep.r.value;
+        return r;
+}
+
+static struct tsm_priv_guest_request guest_request_msg(uint32_t slot, uint32_t context, uint32_t vdevice,
+                                                       const char *scope, size_t payload_len) {
+        struct tsm_priv_guest_request m;
+
+        tsm_priv_init(&m, TSM_PRIV_GUEST_REQUEST, 0, (uint32_t) payload_len);
+        m.slot = slot;
+        m.context = context;
+        m.vdevice = vdevice;
+        m.max_response = 4096;
+        strcpy(m.scope, scope);
+        return m;
+}
+
+static EmuDevice *device(Fixture *f, const char *address) {
+        EmuDevice *d = emu_platform_find_device(tsm_platform_get_emulated(f->platform), address);
+
+        ASSERT_NOT_NULL(d);
+        return d;
+}
+
+/* A TDISP request to the emulated device at address, built as a guest would. */
+static size_t tdisp_request(Fixture *f, const char *address, uint8_t type, void *buf, size_t size) {
+        size_t len;
+
+        ASSERT_OK(tdisp_build_request(type, emu_device_get_function_id(device(f, address)), NULL, 0, buf, size,
+                                      &len));
+        return len;
+}
+
+/* Sends a guest request; the answer comes from the event loop, as the device takes its time. */
+static int guest_request(Fixture *f, uint32_t slot, uint32_t context, uint32_t vdevice, const char *scope,
+                         const void *req, size_t req_len, Reply *ret) {
+        struct tsm_priv_guest_request m = guest_request_msg(slot, context, vdevice, scope, req_len);
+        const void *p;
+
+        m.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, req, req_len, -EBADF));
+        process_ok(f);
+        for (int i = 0; i < 100; i++) {
+                size_t n_fds;
+                int fds[1];
+                ssize_t n;
+
+                n = tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds);
+                if (n == -EAGAIN) {
+                        ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
+                        continue;
+                }
+                ASSERT_GE(n, 1);
+                ASSERT_EQ(n_fds, 0);
+                ASSERT_OK(tsm_priv_check(f->buf, (size_t) n, 0, TSM_PRIV_FROM_MONITOR, &ret->r, sizeof(ret->r),
+                                         &p, &(const char *){ NULL }));
+                ASSERT_EQ(ret->r.hdr.type, TSM_PRIV_REPLY);
+                ASSERT_EQ(ret->r.hdr.cookie, f->cookie);
+                ASSERT_EQ(ret->r.value, 0);
+                if (ret->r.hdr.payload_len > 0)
+                        memcpy(ret->payload, p, ret->r.hdr.payload_len);
+                ret->fd = -1;
+                ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0);
+                return ret->r.result;
+        }
+        TEST_FAIL("no reply to the guest request");
+}
+
+static bool same_object(int a, int b) {
+        struct stat x, y;
+
+        ASSERT_OK(fstat(a, &x));
+        ASSERT_OK(fstat(b, &y));
+        return x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/* ---- the life of a context ----------------------------------------------------------------- */
+
+TEST(lifecycle) {
+        Fixture *f = fixture();
+        EmuDevice *dev = device(f, DEV_A);
+        MonitorContext *ctx;
+        TdispDeviceInterfaceStateResponse state;
+        TdispHeader h;
+        uint8_t req[64];
+        uint32_t id, value;
+        size_t len;
+        Reply rep;
+        int fd;
+
+        id = open_context(f, SLOT, TOKEN_A, &fd);
+        ASSERT_EQ(id, 1);
+        ctx = monitor_contexts_get(f->contexts, id);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_EQ(ctx->slot, SLOT);
+        ASSERT_EQ(ctx->uid, 1000);
+        ASSERT_TRUE(same_object(fd, ctx->fd)); /* the worker gets the monitor's object */
+        ASSERT_NE(fd, ctx->fd);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        close(fd);
+
+        /* Attach, and again as a restarting worker would: answered with what is bound. */
+        ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
+        ASSERT_EQ(value, 0);
+        ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
+        ASSERT_EQ(value, 0);
+        ASSERT_EQ(ctx->n_vdevices, 1);
+
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, SLOT, id, 5, &value));
+        ASSERT_EQ(value, TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 5, NULL));
+        ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, SLOT, id, 5, &value));
+        ASSERT_EQ(value, TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
+        ASSERT_EQ(value, 1);
+        /* Binding twice: the device says so, and that is an answer. */
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 5, NULL), EALREADY);
+
+        /* A real TDISP exchange: the device reports the state the bind put it in. */
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_DEVICE_INTERFACE_STATE, req, sizeof(req));
+        ASSERT_OK(guest_request(f, SLOT, id, 5, TSM_SCOPE_INFO, req, len, &rep));
+        ASSERT_EQ(rep.r.hdr.payload_len, sizeof(state));
+        memcpy(&state, rep.payload, sizeof(state));
+        ASSERT_EQ(state.header.message_type, TDISP_MSG_DEVICE_INTERFACE_STATE);
+        ASSERT_EQ(state.tdi_state, TDISP_STATE_CONFIG_LOCKED);
+
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        ASSERT_OK(guest_request(f, SLOT, id, 5, TSM_SCOPE_INFO, req, len, &rep));
+        ASSERT_OK(tdisp_header_decode(rep.payload, rep.r.hdr.payload_len, &h));
+        ASSERT_EQ(h.message_type, TDISP_MSG_VERSION);
+
+        /* The device refuses a request outside its scope: an answer, not a violation. */
+        ASSERT_ERRNO(guest_request(f, SLOT, id, 5, TSM_SCOPE_STATE_CHANGE, req, len, &rep), EPERM);
+        /* An empty request reaches the device, which has its say. */
+        (void) guest_request(f, SLOT, id, 5, TSM_SCOPE_INFO, NULL, 0, &rep);
+
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_UNBIND_VDEVICE, SLOT, id, 5, NULL));
+        ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_FALSE(monitor_context_find_vdevice(ctx, 5)->bound);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, SLOT, id, 5, NULL));
+        ASSERT_EQ(ctx->n_vdevices, 0);
+
+        /* Closing unbinds what is still bound. */
+        ASSERT_OK(attach(f, SLOT, id, 6, DEV_B, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 6, NULL));
+        {
+                struct tsm_priv_context m = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, id);
+                ASSERT_OK(call(f, &m, &rep));
+        }
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_B)),
+                  TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_NULL(monitor_contexts_get(f->contexts, id));
+
+        /* Ids are not reused. */
+        ASSERT_EQ(open_context(f, SLOT, TOKEN_B, NULL), 2);
+        fixture_free(f);
+}
+
+TEST(status_ready_reload) {
+        Fixture *f = fixture();
+        struct tsm_priv_status s;
+        struct tsm_priv_ready ready;
+        struct tsm_priv_reload reload;
+        Reply rep;
+
+        tsm_priv_init(&ready, TSM_PRIV_READY, 0, 0);
+        ASSERT_OK(tsm_priv_send(f->worker, &ready, NULL, 0, -EBADF));
+        tsm_priv_init(&s, TSM_PRIV_STATUS, 0, 0);
+        s.n_clients = 3;
+        s.n_pending = 2;
+        s.draining = 1;
+        ASSERT_OK(tsm_priv_send(f->worker, &s, NULL, 0, -EBADF));
+        ASSERT_OK(tsm_priv_send(f->worker, &s, NULL, 0, -EBADF));
+        process_ok(f); /* all three at once */
+        nothing_waiting(f); /* none answered */
+        ASSERT_EQ(f->n_ready, 1);
+        ASSERT_EQ(f->n_status, 2);
+        ASSERT_EQ(f->status.n_clients, 3);
+        ASSERT_EQ(f->status.n_pending, 2);
+        ASSERT_EQ(f->status.draining, 1);
+
+        tsm_priv_init(&reload, TSM_PRIV_RELOAD, 0, 0);
+        f->reload_result = -EINVAL;
+        ASSERT_ERRNO(call(f, &reload, &rep), EINVAL);
+        f->reload_result = 0;
+        ASSERT_OK(call(f, &reload, &rep));
+        ASSERT_EQ(f->n_reload, 2);
+
+        /* A new worker may say READY again. */
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, NULL, 0), 0);
+        ASSERT_OK(tsm_priv_send(f->worker, &ready, NULL, 0, -EBADF));
+        process_ok(f);
+        ASSERT_EQ(f->n_ready, 2);
+        fixture_free(f);
+}
+
+#define TOKEN_D "ffeeddccbbaa99887766554433221100"
+
+TEST(answers_not_violations) {
+        Fixture *f = fixture();
+        struct tsm_priv_device dev;
+        uint8_t req[64];
+        uint32_t a, b, c;
+        size_t len;
+        Reply rep;
+        int p[2], fd;
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        b = open_context(f, OTHER_SLOT, TOKEN_B, NULL);
+
+        /* Unknown devices: hotplug races. */
+        ASSERT_ERRNO(attach(f, SLOT, a, 1, "0000:7f:00.0", NULL), ENODEV);
+        ASSERT_ERRNO(attach(f, SLOT, a, 1, "", NULL), ENODEV);
+        ASSERT_ERRNO(attach(f, SLOT, a, 1, "nonsense", NULL), ENODEV);
+        ASSERT_EQ(monitor_contexts_get(f->contexts, a)->n_vdevices, 0);
+        /* One physical device, one context. */
+        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        ASSERT_ERRNO(attach(f, OTHER_SLOT, b, 1, DEV_A, NULL), EBUSY);
+        ASSERT_ERRNO(attach(f, SLOT, a, 2, DEV_A, NULL), EBUSY);
+        /* Addresses are compared as the platform spells them. */
+        ASSERT_OK(attach(f, OTHER_SLOT, b, 1, "0000:02:00.0", NULL));
+        ASSERT_OK(attach(f, OTHER_SLOT, b, 1, "0000:02:00.0", NULL));
+
+        /* Adopting what is not an iommufd. */
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        {
+                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, TOKEN_C);
+                ASSERT_ERRNO(call_full(f, &m, NULL, 0, p[0], &rep), EBADF);
+                ASSERT_EQ(rep.fd, -1);
+        }
+        close(p[0]);
+        close(p[1]);
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 2);
+
+        /* Adopting what the monitor hands out (here the emulated stand-in) works. */
+        c = open_context(f, SLOT, TOKEN_C, &fd);
+        {
+                struct tsm_priv_context m = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, c);
+                ASSERT_OK(call(f, &m, &rep));
+        }
+        {
+                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1001, TOKEN_D);
+                ASSERT_OK(call_full(f, &m, NULL, 0, fd, &rep));
+                ASSERT_EQ(rep.fd, -1); /* the client has it already */
+                ASSERT_EQ(rep.r.value, c + 1);
+                ASSERT_TRUE(same_object(fd, monitor_contexts_get(f->contexts, c + 1)->fd));
+                ASSERT_EQ(monitor_contexts_get(f->contexts, c + 1)->uid, 1001);
+        }
+        close(fd);
+
+        /* Device operations on devices the platform does not have. */
+        tsm_priv_init(&dev, TSM_PRIV_GET_DEVICE_STATE, 0, 0);
+        strcpy(dev.pci_address, DEV_A);
+        ASSERT_OK(call(f, &dev, &rep));
+        ASSERT_EQ(rep.r.value, TDISP_STATE_CONFIG_UNLOCKED);
+        strcpy(dev.pci_address, "0000:7f:00.0");
+        ASSERT_ERRNO(call(f, &dev, &rep), ENODEV);
+        tsm_priv_init(&dev, TSM_PRIV_CONNECT_DEVICE, 0, 0);
+        strcpy(dev.pci_address, DEV_A);
+        strcpy(dev.tsm, "tsm0");
+        ASSERT_ERRNO(call(f, &dev, &rep), ENODEV); /* the emulated devices need no connecting */
+        tsm_priv_init(&dev, TSM_PRIV_DISCONNECT_DEVICE, 0, 0);
+        strcpy(dev.pci_address, DEV_A);
+        ASSERT_ERRNO(call(f, &dev, &rep), ENODEV);
+
+        /* A device that went away: what uses it gets answers, and can be let go. */
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, OTHER_SLOT, b, 1, NULL));
+        ASSERT_OK(tsm_platform_set_emulated_devices(f->platform, DEV_A));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        ASSERT_ERRNO(guest_request(f, OTHER_SLOT, b, 1, TSM_SCOPE_INFO, req, len, &rep), ENODEV);
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, OTHER_SLOT, b, 1, NULL), ENODEV);
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_UNBIND_VDEVICE, OTHER_SLOT, b, 1, NULL), ENODEV);
+        ASSERT_ERRNO(attach(f, OTHER_SLOT, b, 1, DEV_B, NULL), ENODEV);
+
+        /* It comes back: another device under the same address, which the dead vDevice neither
+         * holds nor operates. */
+        ASSERT_OK(tsm_platform_set_emulated_devices(f->platform, DEV_A "," DEV_B));
+        ASSERT_ERRNO(attach(f, OTHER_SLOT, b, 1, DEV_B, NULL), ENODEV);
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, OTHER_SLOT, b, 1, NULL), ENODEV);
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, OTHER_SLOT, b, 1, NULL), ENODEV);
+        ASSERT_ERRNO(guest_request(f, OTHER_SLOT, b, 1, TSM_SCOPE_INFO, req, len, &rep), ENODEV);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_B)), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(attach(f, SLOT, a, 7, DEV_B, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 7, NULL));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_B)), TDISP_STATE_CONFIG_LOCKED);
+        /* Letting the dead one go leaves the new owner's binding alone. */
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, OTHER_SLOT, b, 1, NULL));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_B)), TDISP_STATE_CONFIG_LOCKED);
+        {
+                struct tsm_priv_context m = context_msg(TSM_PRIV_CLOSE_CONTEXT, OTHER_SLOT, b);
+                ASSERT_OK(call(f, &m, &rep));
+        }
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_B)), TDISP_STATE_CONFIG_LOCKED);
+
+        fixture_free(f);
+}
+
+/* A device answering later than the worker lives: its answer goes nowhere. */
+TEST(stop_cancels_requests) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[4];
+        struct tsm_priv_guest_request m;
+        uint8_t req[64];
+        uint32_t id;
+        size_t len;
+
+        id = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        for (int i = 0; i < 3; i++) {
+                m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_INFO, len);
+                m.hdr.cookie = 100 + i;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
+        }
+        process_ok(f);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 3);
+
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0);
+        ASSERT_EQ(monitor_contexts_get(f->contexts, id)->slot, TSM_PRIV_SLOT_WORKER);
+        ASSERT_EQ(event_base_loop(f->base, EVLOOP_NONBLOCK), 1); /* nothing left to run */
+
+        /* The next worker hears of the context, and nothing else. */
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        ASSERT_EQ(restored[0].context, id);
+        (void) event_base_loop(f->base, EVLOOP_NONBLOCK);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* The worker restarts; the monitor's contexts wait for it at slot 0. */
+TEST(reclaim_after_restart) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[4];
+        struct tsm_priv_context m;
+        uint32_t a, b, value;
+        Reply rep;
+        int fa, fd;
+
+        a = open_context(f, SLOT, TOKEN_A, &fa);
+        b = open_context(f, OTHER_SLOT, TOKEN_B, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 3, DEV_A, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 3, NULL));
+
+        /* Held by a slot: not to be reclaimed. */
+        m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, OTHER_SLOT, a);
+        expect_violation(f, &m, "RECLAIM_CONTEXT");
+
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_EQ(restored[0].context, a);
+        ASSERT_EQ(restored[0].uid, 1000);
+        ASSERT_STREQ(restored[0].token, TOKEN_A);
+        ASSERT_EQ(restored[1].context, b);
+        ASSERT_STREQ(restored[1].token, TOKEN_B);
+
+        /* Slot 0 acts on orphans. */
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, TSM_PRIV_SLOT_WORKER, a, 3, &value));
+        ASSERT_EQ(value, TDISP_STATE_CONFIG_LOCKED);
+        /* The old slots mean nothing now. */
+        {
+                struct tsm_priv_vdevice v = vdevice_msg(TSM_PRIV_GET_VDEVICE_STATE, SLOT, a, 3);
+                int r;
+
+                send_raw(f, &v, sizeof(v), -EBADF);
+                r = monitor_dispatch_process(f->dispatch, &(const char *){ NULL });
+                ASSERT_EQ(r, -EPERM);
+                worker_stop(f);
+                ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        }
+
+        m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 42, a);
+        ASSERT_OK(call(f, &m, &rep));
+        fd = rep.fd;
+        ASSERT_GE(fd, 0);
+        ASSERT_TRUE(same_object(fd, fa)); /* the same kernel object as before the restart */
+        ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        ASSERT_EQ(monitor_contexts_get(f->contexts, a)->slot, 42);
+        close(fd);
+        close(fa);
+
+        /* The new worker restores its view: the vDevice is there, bound. */
+        ASSERT_OK(attach(f, 42, a, 3, DEV_A, &value));
+        ASSERT_EQ(value, 1);
+
+        /* Reclaimed once: a second time is someone else's doing. */
+        m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 43, a);
+        expect_violation(f, &m, "RECLAIM_CONTEXT");
+        fixture_free(f);
+}
+
+/* The worker may let an orphan go (it was not reclaimed in time). */
+TEST(close_orphan) {
+        Fixture *f = fixture();
+        struct tsm_priv_context m;
+        uint32_t a;
+        Reply rep;
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 3, DEV_A, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 3, NULL));
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, (struct tsm_priv_restored_context[1]){}, 1), 1);
+
+        m = context_msg(TSM_PRIV_CLOSE_CONTEXT, TSM_PRIV_SLOT_WORKER, a);
+        ASSERT_OK(call(f, &m, &rep));
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 0);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)),
+                  TDISP_STATE_CONFIG_UNLOCKED);
+        fixture_free(f);
+}
+
+TEST(request_limit) {
+        Fixture *f = fixture();
+        struct tsm_priv_guest_request m;
+        uint8_t req[64];
+        uint32_t id;
+        size_t len, sent = 0;
+        Reply rep;
+
+        id = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+
+        /* Without the loop running, the device answers none of them. */
+        while (sent < MONITOR_REQUESTS_MAX) {
+                for (int i = 0; i < 32 && sent < MONITOR_REQUESTS_MAX; i++, sent++) {
+                        m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_INFO, len);
+                        m.hdr.cookie = 1000 + (uint32_t) sent;
+                        ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
+                }
+                process_ok(f);
+        }
+        nothing_waiting(f);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), MONITOR_REQUESTS_MAX);
+
+        m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_INFO, len);
+        ASSERT_ERRNO(call_full(f, &m, req, len, -EBADF, &rep), EBUSY);
+
+        /* Once they are answered, there is room again. */
+        for (size_t i = 0; i < MONITOR_REQUESTS_MAX;) {
+                size_t n_fds;
+                int fds[1];
+                ssize_t n;
+
+                ASSERT_OK(event_base_loop(f->base, EVLOOP_NONBLOCK));
+                while ((n = tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds)) > 0)
+                        i++;
+                ASSERT_ERRNO(n, EAGAIN);
+        }
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0);
+        ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_INFO, req, len, &rep));
+        fixture_free(f);
+}
+
+TEST(worker_gone) {
+        Fixture *f = fixture();
+        const char *reason = NULL;
+
+        ASSERT_OK(monitor_dispatch_process(f->dispatch, &reason)); /* nothing there */
+        f->worker = safe_close(f->worker);
+        ASSERT_ERRNO(monitor_dispatch_process(f->dispatch, &reason), EPIPE);
+        ASSERT_NULL(reason);
+        worker_stop(f);
+        ASSERT_ERRNO(monitor_dispatch_process(f->dispatch, &reason), ENOTCONN);
+        fixture_free(f);
+}
+
+/* ---- violations: each kills the worker ------------------------------------------------------ */
+
+TEST(violation_shape) {
+        static const char *const cases[] = {
+                "short", "long", "reserved", "flags", "unknown", "direction", "hello", "payload", "length", "fd",
+                "no-fd", "two-fds", "huge", "empty-fd",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Fixture *f = fixture();
+                _Alignas(8) uint8_t raw[TSM_PRIV_FIXED_MAX] = {};
+                struct tsm_priv_new_context *n = (struct tsm_priv_new_context *) raw;
+                struct tsm_priv_hdr *h = (struct tsm_priv_hdr *) raw;
+                const char *c = cases[i];
+                int r = 0;
+
+                *n = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, TOKEN_A);
+                if (streq(c, "short")) {
+                        tsm_priv_init(raw, TSM_PRIV_READY, 0, 0);
+                        h->size = sizeof(struct tsm_priv_ready) - 1;
+                        /* Not even a header: no type to name. */
+                        r = expect_violation_full(f, raw, sizeof(struct tsm_priv_ready) - 1, -EBADF, "unknown");
+                        ASSERT_EQ(r, -EBADMSG);
+                        r = expect_violation_full(f, raw, 1, -EBADF, "unknown");
+                        ASSERT_EQ(r, -EBADMSG);
+                        /* min_size - 1, as the header says and as it came. */
+                        *n = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, TOKEN_A);
+                        h->size = sizeof(*n) - 1;
+                        r = expect_violation_full(f, raw, sizeof(*n) - 1, -EBADF, "OPEN_CONTEXT");
+                        ASSERT_EQ(r, -EBADMSG);
+                } else if (streq(c, "long")) {
+                        h->size = sizeof(*n) + 8;
+                        raw[sizeof(*n) + 3] = 1;
+                        r = expect_violation_full(f, raw, sizeof(*n) + 8, -EBADF, "OPEN_CONTEXT");
+                        ASSERT_EQ(r, -E2BIG);
+                } else if (streq(c, "reserved"))  {
+                        h->__reserved = 1;
+                        r = expect_violation(f, raw, "OPEN_CONTEXT");
+                } else if (streq(c, "flags")) {
+                        h->flags = 0x80000000;
+                        r = expect_violation(f, raw, "OPEN_CONTEXT");
+                } else if (streq(c, "unknown")) {
+                        h->type = _TSM_PRIV_TYPE_MAX;
+                        r = expect_violation(f, raw, "unknown");
+                        ASSERT_EQ(r, -EOPNOTSUPP);
+                        h->type = 0;
+                        r = expect_violation(f, raw, "unknown");
+                } else if (streq(c, "direction")) {
+                        tsm_priv_init(raw, TSM_PRIV_REPLY, 1, 0);
+                        r = expect_violation(f, raw, "REPLY");
+                        ASSERT_EQ(r, -EPROTO);
+                } else if (streq(c, "hello")) {
+                        tsm_priv_init(raw, TSM_PRIV_HELLO, 0, 0);
+                        r = expect_violation(f, raw, "HELLO");
+                } else if (streq(c, "payload")) {
+                        h->payload_len = 4;
+                        r = expect_violation_full(f, raw, sizeof(*n) + 4, -EBADF, "OPEN_CONTEXT");
+                } else if (streq(c, "length")) {
+                        r = expect_violation_full(f, raw, sizeof(*n) + 1, -EBADF, "OPEN_CONTEXT");
+                } else if (streq(c, "fd")) {
+                        r = expect_violation_full(f, raw, sizeof(*n), f->listen_fd, "OPEN_CONTEXT");
+                } else if (streq(c, "no-fd")) {
+                        h->type = TSM_PRIV_ADOPT_CONTEXT;
+                        r = expect_violation(f, raw, "ADOPT_CONTEXT");
+                } else if (streq(c, "two-fds")) {
+                        union {
+                                struct cmsghdr cmsg;
+                                uint8_t b[CMSG_SPACE(2 * sizeof(int))];
+                        } control = {};
+                        int fds[2] = { f->listen_fd, f->listen_fd };
+                        struct iovec iov = { .iov_base = raw, .iov_len = sizeof(*n) };
+                        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                             .msg_controllen = sizeof(control.b) };
+                        const char *reason = NULL;
+
+                        h->type = TSM_PRIV_ADOPT_CONTEXT;
+                        control.cmsg.cmsg_level = SOL_SOCKET;
+                        control.cmsg.cmsg_type = SCM_RIGHTS;
+                        control.cmsg.cmsg_len = CMSG_LEN(sizeof(fds));
+                        memcpy(CMSG_DATA(&control.cmsg), fds, sizeof(fds));
+                        ASSERT_EQ(sendmsg(f->worker, &mh, 0), sizeof(*n));
+                        r = monitor_dispatch_process(f->dispatch, &reason);
+                        ASSERT_NOT_NULL(reason);
+                } else if (streq(c, "empty-fd")) {
+                        /* An empty datagram would read like end of file, but for its fd. */
+                        int p[2];
+
+                        ASSERT_OK(pipe2(p, O_CLOEXEC));
+                        r = expect_violation_full(f, raw, 0, p[0], "unknown");
+                        ASSERT_EQ(r, -EBADMSG);
+                        close(p[0]);
+                        ASSERT_ERRNO(write(p[1], "x", 1) < 0 ? -errno : 0, EPIPE); /* no reader left */
+                        close(p[1]);
+                } else if (streq(c, "huge")) {
+                        _cleanup_free_ uint8_t *big = calloc(1, TSM_PRIV_DATAGRAM_MAX + 1);
+                        ASSERT_NOT_NULL(big);
+                        r = expect_violation_full(f, big, TSM_PRIV_DATAGRAM_MAX + 1, -EBADF, "unknown");
+                        ASSERT_EQ(r, -EMSGSIZE);
+                }
+                ASSERT_TRUE(r < 0);
+                ASSERT_EQ(monitor_contexts_size(f->contexts), 0); /* nothing happened */
+                fixture_free(f);
+        }
+}
+
+/* Sends an OPEN_CONTEXT or ADOPT_CONTEXT that must be refused, with an fd for ADOPT. */
+static void new_context_violation(uint32_t type, uint32_t slot, uint32_t uid, const char *token,
+                                  size_t token_len) {
+        Fixture *f = fixture();
+        struct tsm_priv_new_context m = new_context_msg(type, slot, uid, TOKEN_A);
+        int fd;
+
+        memset(m.token, 0, sizeof(m.token));
+        memcpy(m.token, token, token_len);
+        /* A context under TOKEN_B, whose fd is a valid one to adopt. */
+        open_context(f, SLOT, TOKEN_B, &fd);
+        expect_violation_full(f, &m, sizeof(m), type == TSM_PRIV_ADOPT_CONTEXT ? fd : -EBADF,
+                              tsm_priv_type_to_string(type));
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 1);
+        safe_close(fd);
+        fixture_free(f);
+}
+
+TEST(violation_new_context) {
+        static const uint32_t types[] = { TSM_PRIV_OPEN_CONTEXT, TSM_PRIV_ADOPT_CONTEXT };
+
+        for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+                /* Slot 0 is the worker's own. */
+                new_context_violation(types[i], TSM_PRIV_SLOT_WORKER, 1000, TOKEN_A, 32);
+                new_context_violation(types[i], SLOT, UINT32_MAX, TOKEN_A, 32);
+                /* Tokens: exactly 32 lowercase hex digits, NUL-terminated, zero after. */
+                new_context_violation(types[i], SLOT, 1000, "0123456789ABCDEF0123456789abcdef", 32);
+                new_context_violation(types[i], SLOT, 1000, TOKEN_A, 31);
+                new_context_violation(types[i], SLOT, 1000, TOKEN_A "0", 33);
+                new_context_violation(types[i], SLOT, 1000, "0123456789abcdef0123456789abcdeg", 32);
+                new_context_violation(types[i], SLOT, 1000, "", 0);
+                new_context_violation(types[i], SLOT, 1000, TOKEN_A "\0x", 34);
+                new_context_violation(types[i], SLOT, 1000, TOKEN_A "0123456789", TSM_PRIV_TOKEN_MAX);
+                /* A token already in use. */
+                new_context_violation(types[i], SLOT, 1000, TOKEN_B, 32);
+        }
+}
+
+/* What a worker may name: contexts and vDevices of the slot it says, as the monitor has them. */
+TEST(violation_out_of_state) {
+        static const char *const cases[] = {
+                "other-slot", "unknown-context", "context-0", "vdevice-not-attached", "reclaim-held",
+                "reclaim-to-0", "reclaim-unknown", "close-other-slot", "attach-id-0", "attach-other-address",
+                "attach-address-string", "attach-reserved", "vdevice-reserved", "unknown-scope", "scope-string",
+                "scope-junk", "over-max-request", "second-ready", "status-reserved", "status-draining",
+                "device-tsm", "device-string", "detach-other-slot", "bind-detached", "request-orphan-slot",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Fixture *f = fixture();
+                const char *c = cases[i];
+                uint8_t req[TSM_PRIV_PAYLOAD_MAX];
+                uint32_t a, b;
+
+                a = open_context(f, SLOT, TOKEN_A, NULL);
+                b = open_context(f, OTHER_SLOT, TOKEN_B, NULL);
+                ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+                memset(req, 0, sizeof(req));
+
+                if (streq(c, "other-slot")) {
+                        struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_BIND_VDEVICE, OTHER_SLOT, a, 1);
+                        ASSERT_EQ(expect_violation(f, &m, "BIND_VDEVICE"), -EPERM);
+                        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+                } else if (streq(c, "unknown-context")) {
+                        struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_GET_VDEVICE_STATE, SLOT, 99, 1);
+                        expect_violation(f, &m, "GET_VDEVICE_STATE");
+                } else if (streq(c, "context-0")) {
+                        struct tsm_priv_attach_vdevice m = attach_msg(SLOT, 0, 2, DEV_B);
+                        expect_violation(f, &m, "ATTACH_VDEVICE");
+                } else if (streq(c, "vdevice-not-attached")) {
+                        struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_GET_VDEVICE_STATE, SLOT, a, 2);
+                        expect_violation(f, &m, "GET_VDEVICE_STATE");
+                } else if (streq(c, "reclaim-held")) {
+                        struct tsm_priv_context m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 9, b);
+                        expect_violation(f, &m, "RECLAIM_CONTEXT");
+                } else if (streq(c, "reclaim-to-0")) {
+                        struct tsm_priv_context m =
+                                context_msg(TSM_PRIV_RECLAIM_CONTEXT, TSM_PRIV_SLOT_WORKER, a);
+                        monitor_contexts_orphan_all(f->contexts);
+                        expect_violation(f, &m, "RECLAIM_CONTEXT");
+                } else if (streq(c, "reclaim-unknown")) {
+                        struct tsm_priv_context m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 9, 99);
+                        expect_violation(f, &m, "RECLAIM_CONTEXT");
+                } else if (streq(c, "close-other-slot")) {
+                        struct tsm_priv_context m = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, b);
+                        expect_violation(f, &m, "CLOSE_CONTEXT");
+                        ASSERT_NOT_NULL(monitor_contexts_get(f->contexts, b));
+                } else if (streq(c, "attach-id-0")) {
+                        struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 0, DEV_B);
+                        expect_violation(f, &m, "ATTACH_VDEVICE");
+                } else if (streq(c, "attach-other-address")) {
+                        struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 1, DEV_B);
+                        expect_violation(f, &m, "ATTACH_VDEVICE");
+                } else if (streq(c, "attach-address-string")) {
+                        struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
+                        memset(m.pci_address, 'a', sizeof(m.pci_address));
+                        expect_violation(f, &m, "ATTACH_VDEVICE");
+                } else if (streq(c, "attach-reserved")) {
+                        struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
+                        m.__reserved = 1;
+                        expect_violation(f, &m, "ATTACH_VDEVICE");
+                } else if (streq(c, "vdevice-reserved")) {
+                        struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, SLOT, a, 1);
+                        m.__reserved = 0x100;
+                        expect_violation(f, &m, "UNBIND_VDEVICE");
+                } else if (streq(c, "unknown-scope")) {
+                        struct tsm_priv_guest_request m = guest_request_msg(SLOT, a, 1, "bogus", 4);
+                        ASSERT_OK(tsm_priv_send(f->worker, &m, req, 4, -EBADF));
+                        {
+                                const char *reason = NULL;
+                                ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), -EPERM);
+                                ASSERT_NOT_NULL(reason);
+                        }
+                } else if (streq(c, "scope-string") || streq(c, "scope-junk")) {
+                        struct tsm_priv_guest_request m = guest_request_msg(SLOT, a, 1, TSM_SCOPE_INFO, 4);
+                        const char *reason = NULL;
+                        if (streq(c, "scope-string"))
+                                memset(m.scope, 'i', sizeof(m.scope));
+                        else
+                                m.scope[sizeof(m.scope) - 1] = 'x';
+                        ASSERT_OK(tsm_priv_send(f->worker, &m, req, 4, -EBADF));
+                        ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), -EBADMSG);
+                        ASSERT_NOT_NULL(reason);
+                } else if (streq(c, "over-max-request")) {
+                        const TsmScopeDesc *s = tsm_backend_find_scope(tsm_backend_desc(TSM_BACKEND_EMULATED),
+                                                                       TSM_SCOPE_INFO);
+                        struct tsm_priv_guest_request m =
+                                guest_request_msg(SLOT, a, 1, TSM_SCOPE_INFO, s->max_request + 1);
+                        const char *reason = NULL;
+                        Reply rep;
+
+                        /* Exactly the limit is fine (the device judges the bytes). */
+                        (void) guest_request(f, SLOT, a, 1, TSM_SCOPE_INFO, req, s->max_request, &rep);
+                        ASSERT_OK(tsm_priv_send(f->worker, &m, req, s->max_request + 1, -EBADF));
+                        ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), -EMSGSIZE);
+                        ASSERT_NOT_NULL(reason);
+                } else if (streq(c, "second-ready")) {
+                        struct tsm_priv_ready m;
+                        tsm_priv_init(&m, TSM_PRIV_READY, 0, 0);
+                        ASSERT_OK(tsm_priv_send(f->worker, &m, NULL, 0, -EBADF));
+                        process_ok(f);
+                        expect_violation(f, &m, "READY");
+                        ASSERT_EQ(f->n_ready, 1);
+                } else if (streq(c, "status-reserved") || streq(c, "status-draining")) {
+                        struct tsm_priv_status m;
+                        tsm_priv_init(&m, TSM_PRIV_STATUS, 0, 0);
+                        if (streq(c, "status-reserved"))
+                                m.__reserved = 1;
+                        else
+                                m.draining = 2;
+                        expect_violation(f, &m, "STATUS");
+                        ASSERT_EQ(f->n_status, 0);
+                } else if (streq(c, "device-tsm")) {
+                        struct tsm_priv_device m;
+                        tsm_priv_init(&m, TSM_PRIV_GET_DEVICE_STATE, 0, 0);
+                        strcpy(m.pci_address, DEV_A);
+                        strcpy(m.tsm, "emu0");
+                        expect_violation(f, &m, "GET_DEVICE_STATE");
+                        tsm_priv_init(&m, TSM_PRIV_DISCONNECT_DEVICE, 0, 0);
+                        strcpy(m.pci_address, DEV_A);
+                        m.tsm[5] = 1;
+                        expect_violation(f, &m, "DISCONNECT_DEVICE");
+                } else if (streq(c, "device-string")) {
+                        struct tsm_priv_device m;
+                        tsm_priv_init(&m, TSM_PRIV_CONNECT_DEVICE, 0, 0);
+                        strcpy(m.pci_address, DEV_A);
+                        memset(m.tsm, 't', sizeof(m.tsm));
+                        expect_violation(f, &m, "CONNECT_DEVICE");
+                        tsm_priv_init(&m, TSM_PRIV_CONNECT_DEVICE, 0, 0);
+                        memset(m.pci_address, '0', sizeof(m.pci_address));
+                        strcpy(m.tsm, "tsm0");
+                        expect_violation(f, &m, "CONNECT_DEVICE");
+                } else if (streq(c, "detach-other-slot")) {
+                        struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_DETACH_VDEVICE, OTHER_SLOT, b, 1);
+                        expect_violation(f, &m, "DETACH_VDEVICE");
+                        ASSERT_NOT_NULL(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, a), 1));
+                } else if (streq(c, "bind-detached")) {
+                        struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, a, 1);
+                        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, SLOT, a, 1, NULL));
+                        expect_violation(f, &m, "BIND_VDEVICE");
+                } else if (streq(c, "request-orphan-slot")) {
+                        /* An orphan's vDevice, named by the slot that held it before the restart. */
+                        struct tsm_priv_guest_request m = guest_request_msg(SLOT, a, 1, TSM_SCOPE_INFO, 4);
+                        const char *reason = NULL;
+                        monitor_contexts_orphan_all(f->contexts);
+                        ASSERT_OK(tsm_priv_send(f->worker, &m, req, 4, -EBADF));
+                        ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), -EPERM);
+                        ASSERT_NOT_NULL(reason);
+                } else
+                        TEST_FAIL("unknown case %s", c);
+
+                ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0);
+                fixture_free(f);
+        }
+}
+
+TEST_MAIN();

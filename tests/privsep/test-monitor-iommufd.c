@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Which fds the monitor hands out as iommufds and which it accepts back: the IOMMU device
+ * (played by /dev/null, a character device anyone may open), the emulated platform's sealed
+ * memfd when there is none, and everything else refused. Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+
+#include "harness.h"
+#include "monitor-iommufd.h"
+#include "tsm-platform.h"
+
+typedef struct Platform {
+        struct event_base *base;
+        TsmPlatform *p;
+} Platform;
+
+static int platform_new(TsmPlatformMode mode, const char *iommu_device, Platform *ret) {
+        TsmPlatformConfig config = { .mode = mode, .iommu_device = (char *) iommu_device };
+        int r;
+
+        ret->base = event_base_new();
+        ASSERT_NOT_NULL(ret->base);
+        r = tsm_platform_new(ret->base, &config, &ret->p);
+        if (r < 0)
+                event_base_free(ret->base);
+        return r;
+}
+
+static void platform_done(Platform *p) {
+        tsm_platform_free(p->p);
+        event_base_free(p->base);
+}
+
+/* Fds that are never iommufds. */
+static void refuses_junk(TsmPlatform *p, int expected) {
+        int fds[2], fd;
+
+        ASSERT_OK(pipe2(fds, O_CLOEXEC));
+        ASSERT_ERRNO(monitor_iommufd_verify(p, fds[0]), expected);
+        close(fds[0]);
+        close(fds[1]);
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+        ASSERT_ERRNO(monitor_iommufd_verify(p, fds[0]), expected);
+        close(fds[0]);
+        close(fds[1]);
+
+        fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_OK(fd);
+        ASSERT_ERRNO(monitor_iommufd_verify(p, fd), expected);
+        close(fd);
+
+        /* A memfd of the right name without the seals, and one with them but another name. */
+        fd = memfd_create("tsmd-emulated-iommufd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ASSERT_OK(fd);
+        ASSERT_ERRNO(monitor_iommufd_verify(p, fd), expected);
+        close(fd);
+        fd = memfd_create("something-else", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ASSERT_OK(fd);
+        ASSERT_OK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL));
+        ASSERT_ERRNO(monitor_iommufd_verify(p, fd), expected);
+        close(fd);
+
+        ASSERT_ERRNO(monitor_iommufd_verify(p, -1), EBADF);
+}
+
+TEST(emulated_stand_in) {
+        Platform p;
+        int fd;
+
+        ASSERT_OK(platform_new(TSM_PLATFORM_EMULATED, "/nonexistent/tsmd-test-iommu", &p));
+        ASSERT_OK(monitor_iommufd_open(p.p, &fd));
+        ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        ASSERT_EQ(fcntl(fd, F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+        ASSERT_ERRNO(write(fd, "x", 1) < 0 ? -errno : 0, EPERM); /* inert */
+        ASSERT_OK(monitor_iommufd_verify(p.p, fd));
+        close(fd);
+        refuses_junk(p.p, EBADF);
+        platform_done(&p);
+}
+
+TEST(iommu_device) {
+        Platform p;
+        int fd, other;
+
+        /* Whatever the platform, an IOMMU device that exists is what is handed out. */
+        ASSERT_OK(platform_new(TSM_PLATFORM_EMULATED, "/dev/null", &p));
+        ASSERT_OK(monitor_iommufd_open(p.p, &fd));
+        ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        ASSERT_OK(monitor_iommufd_verify(p.p, fd));
+        other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_OK(monitor_iommufd_verify(p.p, other)); /* the same device, opened elsewhere */
+        close(other);
+        close(fd);
+
+        /* The stand-in is not accepted where there is a real device. */
+        fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, fd), EBADF); /* another character device */
+        close(fd);
+        platform_done(&p);
+
+        ASSERT_OK(platform_new(TSM_PLATFORM_EMULATED, "/nonexistent/tsmd-test-iommu", &p));
+        ASSERT_OK(monitor_iommufd_open(p.p, &fd));
+        platform_done(&p);
+        ASSERT_OK(platform_new(TSM_PLATFORM_EMULATED, "/dev/null", &p));
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, fd), EBADF);
+        close(fd);
+        refuses_junk(p.p, EBADF);
+        platform_done(&p);
+}
+
+TEST(no_iommu_not_emulated) {
+        Platform p;
+        int fd;
+
+        /* The kernel platform scans sysfs; where that fails here, there is nothing to test. */
+        if (platform_new(TSM_PLATFORM_KERNEL, "/nonexistent/tsmd-test-iommu", &p) < 0)
+                SKIP("no kernel platform here");
+        if (tsm_platform_is_emulated(p.p)) {
+                platform_done(&p);
+                SKIP("kernel mode served the emulated platform");
+        }
+        ASSERT_ERRNO(monitor_iommufd_open(p.p, &fd), ENOENT);
+        fd = memfd_create("tsmd-emulated-iommufd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ASSERT_OK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL));
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, fd), ENODEV);
+        close(fd);
+        refuses_junk(p.p, ENODEV);
+        platform_done(&p);
+}
+
+TEST_MAIN();

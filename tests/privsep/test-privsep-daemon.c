@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The monitor against a compromised worker, end to end: the real tsmd runs worker-proxy in the
+ * worker's seat (tsmd --worker=), which relays to a real tsmd-worker and, on SIGUSR1, sends the
+ * monitor one datagram no worker may send: short, long, with reserved bits or flags, of an
+ * unknown type or direction, naming another slot's or no context, a scope the device lacks, a
+ * payload beyond the scope's limit, a stray fd, a second READY. Each must get the worker
+ * killed (logged as compromised, with the type and reason) and replaced, while a client's
+ * context survives: its owner reclaims the same kernel object on a new connection, still bound
+ * and locked, guest requests work, and the monitor holds no more fds than before. Likewise a
+ * worker that stops speaking, and a worker left behind by its killed proxy, which must end by
+ * itself.
+ *
+ * The test process is a child subreaper: the real worker behind a killed proxy becomes its
+ * child, so its end can be waited for and its status read.
+ *
+ * Runs in: tests. Needs root (the monitor drops to the tsmd user); SKIPs otherwise.
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "guest-calls.h"
+#include "tdisp.h"
+#include "tsmd-fixture.h"
+
+#ifndef TSMD_WORKER_PATH
+#error "TSMD_WORKER_PATH must be defined (the real tsmd-worker)"
+#endif
+#ifndef WORKER_PROXY_PATH
+#error "WORKER_PROXY_PATH must be defined (worker-proxy)"
+#endif
+
+#define G "io.tsmd.Guest."
+#define DEV1 "0000:01:00.0"
+#define VDEV 1
+
+/* No IOMMU device: the monitor hands out memfds, each its own inode, so "the same kernel
+ * object" can be told from "another open of the same device". */
+#define CONFIG                                                                                     \
+        "[Platform]\nMode=emulated\nIommuDevice=/nonexistent/tsmd-test/iommu\nEmulatedDevices=" DEV1 "\n" \
+        "[Guest]\nContextStateDirectory=%s/state\n"
+
+/* The monitor's silence limit (monitor.c) and its once-a-second check, with room to spare. */
+#define WEDGED_KILL_USEC (20 * USEC_PER_SEC)
+
+typedef struct Setup {
+        Tsmd t;
+        char control[300];
+        VarlinkClient *client;
+        int context_fd;
+        char token[64];
+        dev_t dev;
+        ino_t ino;
+        pid_t proxy, worker;
+        unsigned fds, monitor_fds;
+} Setup;
+
+/* ---- processes ------------------------------------------------------------------------- */
+
+/* The proxy's only child: the real worker. */
+static pid_t child_of(pid_t pid) {
+        char buf[64] = {};
+        _cleanup_close_ int fd = open(strf("/proc/%d/task/%d/children", (int) pid, (int) pid), O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                TEST_FAIL("open /proc/%d/task/%d/children: %s", (int) pid, (int) pid, strerror(errno));
+        if (read(fd, buf, sizeof(buf) - 1) < 0)
+                TEST_FAIL("read /proc/%d/task/%d/children: %s", (int) pid, (int) pid, strerror(errno));
+        return (pid_t) strtol(buf, NULL, 10);
+}
+
+static unsigned count_fds_of(pid_t pid) {
+        DIR *d = opendir(strf("/proc/%d/fd", (int) pid));
+        struct dirent *de;
+        unsigned n = 0;
+
+        if (!d)
+                TEST_FAIL("opendir /proc/%d/fd: %s", (int) pid, strerror(errno));
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+/* Monitor, proxy and the real worker behind it. */
+static unsigned count_fds(Tsmd *t) {
+        pid_t proxy = tsmd_worker_pid(t), worker = proxy > 0 ? child_of(proxy) : 0;
+
+        return tsmd_count_fds(t) + (worker > 0 ? count_fds_of(worker) : 0);
+}
+
+/* Waits (bounded) until all of tsmd, and the monitor alone, hold what they held at the start. */
+static void expect_fds(Setup *s) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        for (;;) {
+                unsigned n = count_fds(&s->t), m = count_fds_of(s->t.pid);
+
+                if (n == s->fds && m == s->monitor_fds)
+                        return;
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd holds %u fds (the monitor %u), %u (%u) before the worker was replaced", n, m,
+                                  s->fds, s->monitor_fds);
+                sleep_usec(10 * USEC_PER_MSEC);
+        }
+}
+
+/* Waits (bounded) for a child of ours to end; returns its wait status. */
+static int wait_child(pid_t pid, uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+        int status;
+
+        for (;;) {
+                pid_t p = waitpid(pid, &status, WNOHANG);
+
+                if (p == pid)
+                        return status;
+                if (p < 0)
+                        TEST_FAIL("waitpid %d: %s (not handed to us as subreaper?)", (int) pid, strerror(errno));
+                if (now_usec() > deadline)
+                        TEST_FAIL("process %d did not end within %llu ms", (int) pid,
+                                  (unsigned long long) (timeout_usec / USEC_PER_MSEC));
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+}
+
+static bool wait_gone(pid_t pid, uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+
+        while (kill(pid, 0) == 0 || errno != ESRCH) {
+                if (now_usec() > deadline)
+                        return false;
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        return true;
+}
+
+/* A stopped process outlives everything (end of file on its channel does not wake it): if the
+ * test dies, this kills it. Write "D" and close fd to dismiss it. */
+static int guard_stopped(pid_t victim) {
+        int p[2];
+        pid_t pid;
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        fflush(NULL);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                char c = 0;
+
+                (void) dup2(p[0], 3);
+                (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+                while (read(3, &c, 1) < 0 && errno == EINTR)
+                        ;
+                if (c != 'D')
+                        (void) kill(victim, SIGKILL);
+                _exit(0);
+        }
+        close(p[0]);
+        return p[1];
+}
+
+/* ---- the scene ---------------------------------------------------------------------------- */
+
+/* tsmd with the proxy as its worker, and a client with a context holding DEV1, bound. */
+static void setup(Setup *s) {
+        static const char *const args[] = { "--worker=" WORKER_PROXY_PATH, NULL };
+        const char *scratch;
+        json_object *r;
+        int64_t context;
+        struct stat st;
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        if (!getpwnam("tsmd"))
+                SKIP("no user 'tsmd' for the worker");
+        *s = (Setup) { .context_fd = -EBADF };
+
+        /* The real worker behind a killed proxy lands here, to be waited for. */
+        ASSERT_OK(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0));
+
+        /* The proxy and the worker run as tsmd: they read the control file and keep the
+         * contexts' state here. */
+        scratch = scratch_dir();
+        ASSERT_OK(chmod(scratch, 0755));
+        snprintf(s->control, sizeof(s->control), "%s/attack", scratch);
+        write_file(s->control, "");
+        ASSERT_OK(setenv("TSMD_PROXY_WORKER", TSMD_WORKER_PATH, 1));
+        ASSERT_OK(setenv("TSMD_PROXY_CONTROL", s->control, 1));
+
+        tsmd_start(&s->t, &(TsmdOptions) { .config = strf(CONFIG, scratch), .args = args });
+        s->proxy = tsmd_worker_pid(&s->t);
+        ASSERT_TRUE(s->proxy > 0);
+        s->worker = child_of(s->proxy);
+        ASSERT_TRUE(s->worker > 0);
+
+        s->client = tsmd_connect_guest(&s->t);
+        r = CALL_OK(s->client, G "OpenContext", NULL);
+        snprintf(s->token, sizeof(s->token), "%s", JSTR(r, "reclaimToken"));
+        s->context_fd = varlink_client_take_fd(s->client, (size_t) JINT(r, "fileDescriptor"));
+        ASSERT_TRUE(s->context_fd >= 0);
+        ASSERT_OK(fstat(s->context_fd, &st));
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+        context = JINT(r, "context");
+        CALL_OK(s->client, G "AttachDevice", guest_attach_params(context, VDEV, DEV1));
+        r = CALL_OK(s->client, G "Bind", guest_vdev_params(context, VDEV));
+        ASSERT_STREQ(JSTR(r, "state"), "config_locked");
+
+        s->fds = count_fds(&s->t);
+        s->monitor_fds = count_fds_of(s->t.pid);
+}
+
+static void teardown(Setup *s) {
+        varlink_client_free(s->client);
+        safe_close(s->context_fd);
+        tsmd_teardown(&s->t);
+}
+
+/*
+ * The worker in the proxy's seat was let go of: the proxy is gone, the real worker behind it
+ * ended by itself (end of file on its channel, not a signal), the old client was hung up on,
+ * and a new worker serves.
+ */
+static void expect_replaced(Setup *s) {
+        int status;
+        pid_t p;
+
+        if (!wait_gone(s->proxy, TSMD_WAIT_USEC))
+                TEST_FAIL("the worker in the proxy's seat (pid %d) is still there", (int) s->proxy);
+        status = wait_child(s->worker, TSMD_WAIT_USEC);
+        if (!WIFEXITED(status))
+                TEST_FAIL("the real worker %d did not exit by itself (wait status 0x%x)", (int) s->worker, status);
+        ASSERT_TRUE(tsmd_wait_hangup(s->client, TSMD_WAIT_USEC));
+
+        ASSERT_TRUE(tsmd_wait_log(&s->t, "serving again.", 1, TSMD_WAIT_USEC));
+        p = tsmd_worker_pid(&s->t);
+        ASSERT_TRUE(p > 0);
+        ASSERT_NE(p, s->proxy);
+        if (!tsmd_log_contains(&s->t, strf("Worker %d serving again.", (int) p)))
+                TEST_FAIL("the monitor did not log worker %d serving again", (int) p);
+        ASSERT_TRUE(child_of(p) > 0);
+        ASSERT_TRUE(tsmd_is_running(&s->t));
+}
+
+/* The client's context came through: same kernel object, bound, locked, serving, and the
+ * monitor and worker hold what they held before. */
+static void expect_context_intact(Setup *s) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = tsmd_connect_guest(&s->t);
+        _cleanup_free_ void *response = NULL;
+        _cleanup_free_ char *request = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        uint8_t msg[64];
+        size_t len;
+        int64_t ctx;
+        json_object *r;
+        struct stat st;
+
+        r = CALL_OK(c, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", s->token));
+        ctx = JINT(r, "context");
+        fd = varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor"));
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fstat(fd, &st));
+        ASSERT_EQ(st.st_dev, s->dev);
+        ASSERT_EQ(st.st_ino, s->ino);
+
+        r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, VDEV));
+        ASSERT_TRUE(JBOOL(r, "bound"));
+        ASSERT_STREQ(JSTR(r, "state"), "config_locked");
+
+        /* info: GET_VERSION -> VERSION, through the new worker and the monitor. */
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, guest_function_id(DEV1), NULL, 0, msg, sizeof(msg), &len));
+        request = b64(msg, len);
+        r = CALL_OK(c, G "GuestRequest",
+                    strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%d,\"scope\":\"info\",\"request\":\"%s\","
+                         "\"maxResponseSize\":4096}",
+                         ctx, VDEV, request));
+        ASSERT_EQ(JINT(r, "scopeNumber"), 0);
+        response = unb64(JSTR(r, "response"), &len);
+        ASSERT_GE(len, sizeof(TdispHeader));
+        ASSERT_EQ(((uint8_t *) response)[1], TDISP_MSG_VERSION);
+
+        /* One client with one context, as before: nothing left over in the monitor. */
+        expect_fds(s);
+}
+
+/* ---- a worker that breaks the rules ------------------------------------------------------- */
+
+static void run_attack(const char *attack, const char *type, const char *reason) {
+        Setup s;
+
+        setup(&s);
+        write_file(s.control, attack);
+        ASSERT_OK(kill(s.proxy, SIGUSR1));
+
+        if (!tsmd_wait_log(&s.t, strf("Compromised worker (pid %d): %s: %s. Killing it.", (int) s.proxy, type, reason),
+                           1, TSMD_WAIT_USEC))
+                TEST_FAIL("no \"Compromised worker (pid %d): %s: %s.\" for '%s'", (int) s.proxy, type, reason, attack);
+        expect_replaced(&s);
+        expect_context_intact(&s);
+        /* The new worker was not taken for a compromised one too. */
+        ASSERT_EQ(tsmd_log_count(&s.t, "Compromised worker"), 1);
+        teardown(&s);
+}
+
+/* attack (the proxy's name for it), then what the monitor logs: the type and the reason. */
+#define ATTACK(id, attack, type, reason) TEST(attack_##id) { run_attack(attack, type, reason); }
+
+ATTACK(short, "short", "unknown", "shorter than a header")
+ATTACK(long, "long", "BIND_VDEVICE", "non-zero bytes past the known fixed part")
+ATTACK(reserved, "reserved", "BIND_VDEVICE", "flags or reserved header field not zero")
+ATTACK(flags, "flags", "BIND_VDEVICE", "flags or reserved header field not zero")
+ATTACK(unknown_type, "unknown", "unknown", "unknown message type")
+ATTACK(direction, "direction", "REPLY", "message type not sent in this direction")
+ATTACK(foreign_slot, "foreign-slot", "BIND_VDEVICE", "context held by another slot")
+ATTACK(no_context, "no-context", "BIND_VDEVICE", "unknown context")
+ATTACK(bad_scope, "bad-scope", "GUEST_REQUEST", "no such scope for the device's backend")
+ATTACK(oversize_payload, "oversize-payload", "GUEST_REQUEST", "request larger than the scope allows")
+ATTACK(stray_fd, "stray-fd", "STATUS", "unexpected file descriptors")
+ATTACK(ready_twice, "ready-twice", "READY", "permitted once per worker, sent again")
+
+/* ---- a worker that goes quiet, one whose proxy dies ---------------------------------------- */
+
+TEST(wedged_worker) {
+        uint64_t start;
+        Setup s;
+        int guard;
+
+        setup(&s);
+        guard = guard_stopped(s.worker);
+        ASSERT_OK(kill(s.worker, SIGSTOP));
+        start = now_usec();
+
+        /* Its heartbeats stop; the monitor kills what sits in its seat and starts another. */
+        if (!tsmd_wait_log(&s.t, strf("Worker %d has not spoken for 15 s, killing it.", (int) s.proxy), 1,
+                           WEDGED_KILL_USEC))
+                TEST_FAIL("a silent worker was not killed within %llu s",
+                          (unsigned long long) (WEDGED_KILL_USEC / USEC_PER_SEC));
+        fprintf(stderr, "# silent worker killed after %.1f s\n", (double) (now_usec() - start) / USEC_PER_SEC);
+
+        /* The monitor's SIGKILL hit the proxy only. Woken, the real worker finds its channel
+         * closed and ends; until then it holds the audit log, and its successor cannot start. */
+        ASSERT_OK(kill(s.worker, SIGCONT));
+        expect_replaced(&s);
+        ASSERT_EQ(write(guard, "D", 1), 1);
+        close(guard);
+
+        expect_context_intact(&s);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        teardown(&s);
+}
+
+TEST(worker_ends_with_its_proxy) {
+        Setup s;
+
+        setup(&s);
+        /* Not the monitor's doing: nothing but the end of file tells the real worker. */
+        ASSERT_OK(kill(s.proxy, SIGKILL));
+        expect_replaced(&s);
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "Lost the monitor: it hung up."));
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        expect_context_intact(&s);
+        teardown(&s);
+}
+
+TEST_MAIN();

@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * worker-proxy: sits in the worker's seat for test-privsep-daemon (tsmd --worker=<this>). The
+ * monitor starts it as it would tsmd-worker, with the channel on fd 3; it starts the real
+ * worker ($TSMD_PROXY_WORKER, with our own arguments) behind a channel of its own and relays
+ * every datagram both ways unchanged, fds included. On SIGUSR1 it reads an attack name from
+ * the file $TSMD_PROXY_CONTROL and sends the monitor one hostile datagram, so the test can
+ * see what the monitor does with a compromised worker while a real one serves clients.
+ *
+ * The real worker is our child, not the monitor's: the monitor's PR_SET_PDEATHSIG does not
+ * reach it, so when the monitor kills us, the end of file on its channel is what must end it.
+ * That is left so on purpose (the test checks it).
+ *
+ * Runs in: tests only, as the worker's user with no capabilities.
+ */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "macro.h"
+#include "tsm-priv.h"
+
+#define MONITOR TSM_PRIV_CHANNEL_FD
+#define RELAY_FDS_MAX 8
+/* Cookies of injected requests: far from the worker's, which count up from 1. */
+#define INJECT_COOKIE UINT32_C(0xfffff000)
+
+/* One byte more than any message, so that a longer datagram reaches the monitor still too long. */
+static uint8_t relay_buf[TSM_PRIV_DATAGRAM_MAX + 1];
+/* Aligned: the messages are built in place. */
+static _Alignas(uint64_t) uint8_t inject_buf[TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLOAD_MAX];
+
+/* What the worker last named on a client's behalf: the injected requests name it too. */
+static uint32_t last_slot, last_context;
+static bool seen_context;
+
+static void plog(const char *format, ...) _printf_(1, 2);
+static void plog(const char *format, ...) {
+        int saved_errno = errno;
+        va_list ap;
+
+        fprintf(stderr, "worker-proxy[%d]: ", (int) getpid());
+        errno = saved_errno; /* for %m */
+        va_start(ap, format);
+        vfprintf(stderr, format, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+static int send_datagram(int fd, const void *data, size_t len, const int *fds, size_t n_fds) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * RELAY_FDS_MAX)];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t n;
+
+        assert(n_fds <= RELAY_FDS_MAX);
+        if (n_fds > 0) {
+                mh.msg_control = &control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                control.cmsg.cmsg_level = SOL_SOCKET;
+                control.cmsg.cmsg_type = SCM_RIGHTS;
+                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(&control.cmsg), fds, sizeof(int) * n_fds);
+        }
+        do
+                n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return negative_errno();
+        return (size_t) n == len ? 0 : -EIO;
+}
+
+/* Remembers the slot and context a worker->monitor message names (all such types have them at
+ * the same offsets; OPEN/ADOPT_CONTEXT name a slot only). */
+static void snoop(const uint8_t *p, size_t len) {
+        struct tsm_priv_hdr h;
+        uint32_t slot, context;
+
+        _Static_assert(offsetof(struct tsm_priv_context, context) == offsetof(struct tsm_priv_vdevice, context) &&
+                       offsetof(struct tsm_priv_attach_vdevice, context) == offsetof(struct tsm_priv_vdevice, context) &&
+                       offsetof(struct tsm_priv_guest_request, context) == offsetof(struct tsm_priv_vdevice, context) &&
+                       offsetof(struct tsm_priv_new_context, slot) == offsetof(struct tsm_priv_vdevice, slot),
+                       "slot and context at the same offsets");
+
+        if (len < sizeof(struct tsm_priv_vdevice))
+                return;
+        memcpy(&h, p, sizeof(h));
+        memcpy(&slot, p + offsetof(struct tsm_priv_vdevice, slot), sizeof(slot));
+        memcpy(&context, p + offsetof(struct tsm_priv_vdevice, context), sizeof(context));
+        switch (h.type) {
+        case TSM_PRIV_OPEN_CONTEXT:
+        case TSM_PRIV_ADOPT_CONTEXT:
+                last_slot = slot;
+                break;
+        case TSM_PRIV_RECLAIM_CONTEXT:
+        case TSM_PRIV_CLOSE_CONTEXT:
+        case TSM_PRIV_ATTACH_VDEVICE:
+        case TSM_PRIV_DETACH_VDEVICE:
+        case TSM_PRIV_BIND_VDEVICE:
+        case TSM_PRIV_UNBIND_VDEVICE:
+        case TSM_PRIV_GET_VDEVICE_STATE:
+        case TSM_PRIV_GUEST_REQUEST:
+                last_slot = slot;
+                last_context = context;
+                seen_context = true;
+                break;
+        default:
+                break;
+        }
+}
+
+/* Moves one datagram, with its fds, from one end to the other. Returns 1 if one moved, 0 at
+ * end of file, -EAGAIN if none is there, or the error. */
+static int relay_one(int from, int to, bool from_worker) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * RELAY_FDS_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = relay_buf, .iov_len = sizeof(relay_buf) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.buf) };
+        int fds[RELAY_FDS_MAX];
+        size_t n_fds = 0;
+        ssize_t n;
+        int r;
+
+        do
+                n = recvmsg(from, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
+
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && n_fds < RELAY_FDS_MAX; i++)
+                        memcpy(&fds[n_fds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        }
+        /* An empty datagram reads like end of file; so does the monitor take it. */
+        if (n == 0 && n_fds == 0)
+                return 0;
+        if (mh.msg_flags & MSG_CTRUNC)
+                plog("more than %d fds on one datagram, relaying the first ones", RELAY_FDS_MAX);
+
+        if (from_worker)
+                snoop(relay_buf, (size_t) n);
+        r = send_datagram(to, relay_buf, (size_t) n, fds, n_fds);
+        close_many(fds, n_fds);
+        return r < 0 ? r : 1;
+}
+
+/* Relays what is there; 0 at end of file or failure of either end, 1 otherwise. */
+static int relay(int from, int to, bool from_worker) {
+        for (;;) {
+                int r = relay_one(from, to, from_worker);
+
+                if (r == -EAGAIN)
+                        return 1;
+                if (r < 0)
+                        plog("relaying from the %s failed: %s", from_worker ? "worker" : "monitor", strerror(-r));
+                if (r <= 0)
+                        return 0;
+        }
+}
+
+/* ---- attacks ----------------------------------------------------------------------------- */
+
+static size_t build_vdevice(uint32_t type) {
+        struct tsm_priv_vdevice v;
+
+        tsm_priv_init(&v, type, INJECT_COOKIE, 0);
+        v.slot = last_slot;
+        v.context = last_context;
+        v.vdevice = 1;
+        memcpy(inject_buf, &v, sizeof(v));
+        return sizeof(v);
+}
+
+static size_t build_guest_request(const char *scope, size_t payload_len) {
+        struct tsm_priv_guest_request g;
+
+        assert(strlen(scope) < sizeof(g.scope));
+        tsm_priv_init(&g, TSM_PRIV_GUEST_REQUEST, INJECT_COOKIE, (uint32_t) payload_len);
+        g.slot = last_slot;
+        g.context = last_context;
+        g.vdevice = 1;
+        g.max_response = 4096;
+        memcpy(g.scope, scope, strlen(scope));
+        memcpy(inject_buf, &g, sizeof(g));
+        /* Filler: the monitor must refuse on the scope or the size, before it reads a byte. */
+        memset(inject_buf + sizeof(g), 0x10, payload_len);
+        return sizeof(g) + payload_len;
+}
+
+static struct tsm_priv_hdr *inject_hdr(void) {
+        return (struct tsm_priv_hdr *) inject_buf;
+}
+
+/* Builds the named hostile datagram in inject_buf; returns its length, or 0 if there is no
+ * such attack. *ret_fd: an fd to attach, or -EBADF. */
+static size_t build_attack(const char *name, int *ret_fd) {
+        *ret_fd = -EBADF;
+
+        if (streq(name, "short")) {
+                struct tsm_priv_ready m;
+
+                /* The start of a valid READY, cut off inside the header. */
+                tsm_priv_init(&m, TSM_PRIV_READY, 0, 0);
+                memcpy(inject_buf, &m, 10);
+                return 10;
+        }
+        if (streq(name, "long")) {
+                size_t n = build_vdevice(TSM_PRIV_BIND_VDEVICE);
+
+                /* copy_struct_from_user(): an extension byte we do not know, and not zero. */
+                inject_buf[n] = 0x5a;
+                inject_hdr()->size = (uint32_t) n + 1;
+                return n + 1;
+        }
+        if (streq(name, "reserved")) {
+                size_t n = build_vdevice(TSM_PRIV_BIND_VDEVICE);
+
+                inject_hdr()->__reserved = 1;
+                return n;
+        }
+        if (streq(name, "flags")) {
+                size_t n = build_vdevice(TSM_PRIV_BIND_VDEVICE);
+
+                inject_hdr()->flags = 1;
+                return n;
+        }
+        if (streq(name, "unknown")) {
+                *inject_hdr() = (struct tsm_priv_hdr){ .size = sizeof(struct tsm_priv_hdr), .type = 999,
+                                                       .cookie = INJECT_COOKIE };
+                return sizeof(struct tsm_priv_hdr);
+        }
+        if (streq(name, "direction")) {
+                struct tsm_priv_reply rep;
+
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, INJECT_COOKIE, 0);
+                memcpy(inject_buf, &rep, sizeof(rep));
+                return sizeof(rep);
+        }
+        if (streq(name, "foreign-slot")) {
+                struct tsm_priv_vdevice *v = (struct tsm_priv_vdevice *) inject_buf;
+                size_t n = build_vdevice(TSM_PRIV_BIND_VDEVICE);
+
+                v->slot = last_slot + 1;
+                return n;
+        }
+        if (streq(name, "no-context")) {
+                struct tsm_priv_vdevice *v = (struct tsm_priv_vdevice *) inject_buf;
+                size_t n = build_vdevice(TSM_PRIV_BIND_VDEVICE);
+
+                v->context = 99999;
+                return n;
+        }
+        if (streq(name, "bad-scope"))
+                return build_guest_request("no-such-scope", 8);
+        if (streq(name, "oversize-payload"))
+                /* Within the channel's limit, far beyond the few bytes scope info takes. */
+                return build_guest_request("info", TSM_PRIV_PAYLOAD_MAX);
+        if (streq(name, "stray-fd")) {
+                struct tsm_priv_status s;
+
+                tsm_priv_init(&s, TSM_PRIV_STATUS, 0, 0);
+                memcpy(inject_buf, &s, sizeof(s));
+                *ret_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (*ret_fd < 0)
+                        plog("open /dev/null: %m");
+                return sizeof(s);
+        }
+        if (streq(name, "ready-twice")) {
+                struct tsm_priv_ready m;
+
+                tsm_priv_init(&m, TSM_PRIV_READY, 0, 0);
+                memcpy(inject_buf, &m, sizeof(m));
+                return sizeof(m);
+        }
+        return 0;
+}
+
+static void inject(const char *control_path) {
+        _cleanup_close_ int fd = -EBADF, attach = -EBADF;
+        char name[64] = {};
+        ssize_t n;
+        size_t len;
+        int r;
+
+        fd = open(control_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                plog("open %s: %m", control_path);
+                return;
+        }
+        n = read(fd, name, sizeof(name) - 1);
+        if (n < 0) {
+                plog("read %s: %m", control_path);
+                return;
+        }
+        name[strcspn(name, "\n")] = 0;
+
+        len = build_attack(name, &attach);
+        if (len == 0) {
+                plog("no attack '%s'", name);
+                return;
+        }
+        if (!seen_context)
+                plog("no context seen yet: '%s' names slot %u, context %u", name, last_slot, last_context);
+        plog("injecting '%s' (%zu bytes%s, slot %u, context %u)", name, len, attach >= 0 ? ", with an fd" : "",
+             last_slot, last_context);
+        r = send_datagram(MONITOR, inject_buf, len, &attach, attach >= 0 ? 1 : 0);
+        if (r < 0)
+                plog("sending '%s' failed: %s", name, strerror(-r));
+}
+
+/* ---- the real worker --------------------------------------------------------------------- */
+
+static pid_t start_worker(const char *path, char *argv[], int channel) {
+        sigset_t none;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        if (pid != 0)
+                return pid;
+
+        /* As the monitor would have started it: the channel on fd 3 and nothing else. The
+         * monitor's end, which sits at fd 3 here, is not the worker's to hold. */
+        if (dup2(channel, TSM_PRIV_CHANNEL_FD) < 0)
+                _exit(126);
+        if (syscall(SYS_close_range, TSM_PRIV_CHANNEL_FD + 1, ~0U, 0) < 0)
+                _exit(126);
+        /* A blocked signal mask survives execve(). */
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        argv[0] = (char *) path;
+        execv(path, argv);
+        plog("exec %s: %m", path);
+        _exit(127);
+}
+
+static _noreturn_ void exit_like(int status) {
+        if (WIFSIGNALED(status)) {
+                sigset_t s;
+
+                /* Die the way the worker died, so the monitor logs what it would have. */
+                (void) signal(WTERMSIG(status), SIG_DFL);
+                sigemptyset(&s);
+                sigaddset(&s, WTERMSIG(status));
+                (void) sigprocmask(SIG_UNBLOCK, &s, NULL);
+                (void) raise(WTERMSIG(status));
+        }
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+int main(int argc, char *argv[]) {
+        const char *worker_path = getenv("TSMD_PROXY_WORKER"), *control_path = getenv("TSMD_PROXY_CONTROL");
+        _cleanup_close_ int sfd = -EBADF, worker = -EBADF;
+        int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, status;
+        bool monitor_open = true;
+        sigset_t mask;
+        pid_t pid;
+
+        if (!worker_path || !control_path) {
+                plog("TSMD_PROXY_WORKER and TSMD_PROXY_CONTROL must be set");
+                return 1;
+        }
+        if (fcntl(MONITOR, F_SETFD, FD_CLOEXEC) < 0) {
+                plog("no channel on fd %d: %m", MONITOR);
+                return 1;
+        }
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGUSR1);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 || (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+                plog("signalfd: %m");
+                return 1;
+        }
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+                plog("socketpair: %m");
+                return 1;
+        }
+        /* Room for full guest requests, as on the monitor's channel (capped for non-root). */
+        for (size_t i = 0; i < 2; i++) {
+                (void) setsockopt(pair[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+                (void) setsockopt(pair[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+        }
+        worker = pair[0];
+        pid = start_worker(worker_path, argv, pair[1]);
+        safe_close(pair[1]);
+        if (pid < 0) {
+                plog("fork: %m");
+                return 1;
+        }
+        plog("started %s as pid %d", worker_path, (int) pid);
+
+        for (;;) {
+                struct pollfd p[] = {
+                        { .fd = sfd, .events = POLLIN },
+                        { .fd = worker, .events = POLLIN },
+                        { .fd = monitor_open ? MONITOR : -1, .events = POLLIN },
+                };
+                struct signalfd_siginfo si;
+
+                if (poll(p, ELEMENTSOF(p), -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        plog("poll: %m");
+                        (void) kill(pid, SIGKILL);
+                        break;
+                }
+
+                if (p[1].revents && worker >= 0 && relay(worker, MONITOR, true) == 0)
+                        /* The worker closed its channel: it is exiting; SIGCHLD tells how. */
+                        worker = safe_close(worker);
+                if (p[2].revents && monitor_open && relay(MONITOR, worker, false) == 0) {
+                        /* The monitor let go of us: so must the worker, by end of file. */
+                        monitor_open = false;
+                        worker = safe_close(worker);
+                }
+
+                while (read(sfd, &si, sizeof(si)) == (ssize_t) sizeof(si))
+                        switch (si.ssi_signo) {
+                        case SIGUSR1:
+                                inject(control_path);
+                                break;
+                        case SIGTERM:
+                        case SIGINT:
+                        case SIGHUP:
+                                (void) kill(pid, (int) si.ssi_signo);
+                                break;
+                        case SIGCHLD:
+                                if (waitpid(pid, &status, WNOHANG) != pid)
+                                        break;
+                                /* What it said last goes on before we go. */
+                                if (worker >= 0 && monitor_open)
+                                        (void) relay(worker, MONITOR, true);
+                                plog("worker %d exited (status 0x%x)", (int) pid, status);
+                                exit_like(status);
+                        }
+        }
+
+        (void) waitpid(pid, &status, 0);
+        return 1;
+}
