@@ -28,5 +28,5 @@ install_deps() {
 # tsm-admin group, the way a package would (systemd-sysusers, idempotent).
 create_users() {
     [ "$(id -u)" -eq 0 ] || return 0
-    systemd-sysusers systemd/tsmd.sysusers
+    systemd-sysusers "$PWD/systemd/tsmd.sysusers"
 }

@@ -95,18 +95,18 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
                 m->last_sign_of_life_usec = now_usec();
                 return;
         }
-        if (reason) {
-                /* SECURITY: it never gets another message through: killed, not argued with. */
+        /* SECURITY: a worker that broke a rule never gets another message through: killed,
+         * not argued with. */
+        if (reason)
                 log_error("Compromised worker (pid %d): %s: %s. Killing it.", (int) m->worker_pid,
                           monitor_dispatch_get_violation_type(m->dispatch), reason);
-                worker_kill(m, SIGKILL);
-        } else if (r != -EPIPE)
+        else if (r != -EPIPE)
                 log_warning_errno(r, "Channel to the worker failed, killing it: %m");
+        if (r != -EPIPE)
+                worker_kill(m, SIGKILL);
         /* Either way the worker is done: what is left happens when it is reaped. */
         monitor_dispatch_stop(m->dispatch);
         channel_close(m);
-        if (r != -EPIPE)
-                worker_kill(m, SIGKILL);
 }
 
 static int worker_start(Monitor *m) {
