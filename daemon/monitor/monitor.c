@@ -43,7 +43,8 @@ struct Monitor {
         MonitorListenSocket *sockets;
         size_t n_sockets, allocated_sockets;
 
-        char *worker_path;
+        char *worker_path; /* for logs: it runs from worker_binary */
+        int worker_binary;
         char *worker_argv[4];
         uid_t worker_uid;
         gid_t worker_gid;
@@ -126,7 +127,7 @@ static int worker_start(Monitor *m) {
         (void) setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
         (void) setsockopt(ours, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
 
-        r = worker_spawn(m->worker_path, m->worker_argv, theirs, m->worker_uid, m->worker_gid, &m->worker_pid);
+        r = worker_spawn(m->worker_binary, m->worker_argv, theirs, m->worker_uid, m->worker_gid, &m->worker_pid);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the worker '%s': %m", m->worker_path);
         theirs = safe_close(theirs);
@@ -318,7 +319,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m = new0(Monitor, 1);
         if (!m)
                 return -ENOMEM;
-        m->channel = -EBADF;
+        m->channel = m->worker_binary = -EBADF;
         m->config = *config;
         *config = (DaemonConfig) {};
         m->config_optional = o->config_optional;
@@ -328,6 +329,11 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
             !(m->worker_path = strdup(o->worker_path)))
                 return -ENOMEM;
 
+        r = worker_binary_open(m->worker_path, &m->worker_binary);
+        if (r < 0)
+                return log_error_errno(r, "Cannot run '%s' as the worker (it must be a regular file owned by "
+                                          "root, writable by root only, executable by others): %m",
+                                       m->worker_path);
         r = worker_user_lookup(o->worker_user, &m->worker_uid, &m->worker_gid);
         if (r == -ESRCH)
                 return log_error_errno(r, "There is no user '%s' for the worker; create it with "
@@ -400,6 +406,7 @@ Monitor *monitor_free(Monitor *m) {
         for (size_t i = 1; i < ELEMENTSOF(m->worker_argv); i++)
                 free(m->worker_argv[i]);
         free(m->worker_path);
+        safe_close(m->worker_binary);
         free(m->config_path);
         free(m->socket_path);
         free(m->guest_socket_path);

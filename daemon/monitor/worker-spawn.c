@@ -56,17 +56,36 @@ int worker_dir_prepare(const char *dir, uid_t uid, gid_t gid) {
         return 0;
 }
 
-/* In the child: everything that can fail ends it with a status saying which step failed. */
-static _noreturn_ void child(const char *path, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t parent) {
-        _cleanup_(cap_freep) cap_t none = NULL;
+int worker_binary_open(const char *path, int *ret_fd) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
 
-        if (channel == TSM_PRIV_CHANNEL_FD) {
-                if (fcntl(channel, F_SETFD, 0) < 0)
-                        _exit(10);
-        } else if (dup2(channel, TSM_PRIV_CHANNEL_FD) < 0)
+        fd = open(path, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 0022) || !(st.st_mode & 0001))
+                return -EPERM;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* In the child: everything that can fail ends it with a status saying which step failed. */
+static _noreturn_ void child(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t parent) {
+        _cleanup_(cap_freep) cap_t none = NULL;
+        int b, ch;
+
+        /* The channel to fd 3, the binary (close-on-exec) to fd 4, nothing else crosses: fds
+         * from the service manager are not all close-on-exec. Out of the way first, so that
+         * neither lands on the other. */
+        b = fcntl(binary, F_DUPFD_CLOEXEC, 10);
+        ch = fcntl(channel, F_DUPFD, 10);
+        if (b < 0 || ch < 0 || dup2(ch, TSM_PRIV_CHANNEL_FD) < 0 ||
+            dup3(b, TSM_PRIV_CHANNEL_FD + 1, O_CLOEXEC) < 0)
                 _exit(10);
-        /* Nothing else crosses: fds from the service manager are not all close-on-exec. */
-        if (syscall(SYS_close_range, TSM_PRIV_CHANNEL_FD + 1, ~0U, 0) < 0)
+        binary = TSM_PRIV_CHANNEL_FD + 1;
+        if (syscall(SYS_close_range, TSM_PRIV_CHANNEL_FD + 2, ~0U, 0) < 0)
                 _exit(11);
 
         if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0)
@@ -95,11 +114,11 @@ static _noreturn_ void child(const char *path, char *const argv[], int channel, 
         (void) unsetenv("WATCHDOG_USEC");
         (void) unsetenv("WATCHDOG_PID");
 
-        execv(path, argv);
+        (void) syscall(SYS_execveat, binary, "", argv, environ, AT_EMPTY_PATH);
         _exit(127);
 }
 
-int worker_spawn(const char *path, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid) {
+int worker_spawn(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid) {
         pid_t parent = getpid(), pid;
         sigset_t all, old;
 
@@ -114,7 +133,7 @@ int worker_spawn(const char *path, char *const argv[], int channel, uid_t uid, g
                 for (int sig = 1; sig < NSIG; sig++)
                         (void) signal(sig, SIG_DFL);
                 (void) sigprocmask(SIG_SETMASK, &old, NULL);
-                child(path, argv, channel, uid, gid, parent);
+                child(binary, argv, channel, uid, gid, parent);
         }
         (void) sigprocmask(SIG_SETMASK, &old, NULL);
         if (pid < 0)

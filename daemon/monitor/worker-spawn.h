@@ -18,5 +18,10 @@ int worker_user_lookup(const char *name, uid_t *ret_uid, gid_t *ret_gid);
  * it (an audit log written by an older, unseparated tsmd). Never follows symlinks. */
 int worker_dir_prepare(const char *dir, uid_t uid, gid_t gid);
 
-/* Starts path with argv, channel as its fd 3, as uid:gid. */
-int worker_spawn(const char *path, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid);
+/* Opens the worker's binary (O_PATH), refusing one that anybody but root could have written:
+ * root runs it as the worker's user. The worker is later executed from this fd, so neither a
+ * rename in between nor directories the worker's user cannot search get in the way. */
+int worker_binary_open(const char *path, int *ret_fd);
+
+/* Starts the binary (from worker_binary_open()) with argv, channel as its fd 3, as uid:gid. */
+int worker_spawn(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid);

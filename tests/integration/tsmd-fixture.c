@@ -590,7 +590,7 @@ static size_t tsmd_pids(Tsmd *t, pid_t ret[static 2]) {
         return w > 0 ? 2 : 1;
 }
 
-static unsigned count_fds_of(pid_t pid) {
+unsigned tsmd_count_fds_of(pid_t pid) {
         DIR *d = opendir(strf("/proc/%d/fd", (int) pid));
         struct dirent *de;
         unsigned n = 0;
@@ -610,7 +610,7 @@ unsigned tsmd_count_fds(Tsmd *t) {
         unsigned k = 0;
 
         for (size_t i = 0; i < n; i++)
-                k += count_fds_of(pids[i]);
+                k += tsmd_count_fds_of(pids[i]);
         return k;
 }
 

@@ -120,6 +120,8 @@ bool tsmd_wait_log(Tsmd *t, const char *needle, unsigned n, uint64_t timeout_use
 
 /* The worker's pid, or 0 while the monitor restarts it. */
 pid_t tsmd_worker_pid(Tsmd *t);
+/* The open fds of one process. */
+unsigned tsmd_count_fds_of(pid_t pid);
 
 unsigned tsmd_count_fds(Tsmd *t);
 /* VmRSS in KiB. */

@@ -75,25 +75,11 @@ static pid_t child_of(pid_t pid) {
         return (pid_t) strtol(buf, NULL, 10);
 }
 
-static unsigned count_fds_of(pid_t pid) {
-        DIR *d = opendir(strf("/proc/%d/fd", (int) pid));
-        struct dirent *de;
-        unsigned n = 0;
-
-        if (!d)
-                TEST_FAIL("opendir /proc/%d/fd: %s", (int) pid, strerror(errno));
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
-}
-
 /* Monitor, proxy and the real worker behind it. */
 static unsigned count_fds(Tsmd *t) {
         pid_t proxy = tsmd_worker_pid(t), worker = proxy > 0 ? child_of(proxy) : 0;
 
-        return tsmd_count_fds(t) + (worker > 0 ? count_fds_of(worker) : 0);
+        return tsmd_count_fds(t) + (worker > 0 ? tsmd_count_fds_of(worker) : 0);
 }
 
 /* Waits (bounded) until all of tsmd, and the monitor alone, hold what they held at the start. */
@@ -101,7 +87,7 @@ static void expect_fds(Setup *s) {
         uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
 
         for (;;) {
-                unsigned n = count_fds(&s->t), m = count_fds_of(s->t.pid);
+                unsigned n = count_fds(&s->t), m = tsmd_count_fds_of(s->t.pid);
 
                 if (n == s->fds && m == s->monitor_fds)
                         return;
@@ -170,6 +156,21 @@ static int guard_stopped(pid_t victim) {
 /* ---- the scene ---------------------------------------------------------------------------- */
 
 /* tsmd with the proxy as its worker, and a client with a context holding DEV1, bound. */
+/* Copies src to dst (created with mode). */
+static void copy_file(const char *src, const char *dst, mode_t mode) {
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC), out = -EBADF;
+        char b[65536];
+        ssize_t n;
+
+        ASSERT_OK(in);
+        out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        ASSERT_OK(out);
+        while ((n = read(in, b, sizeof(b))) > 0)
+                ASSERT_EQ(write(out, b, (size_t) n), n);
+        ASSERT_OK(n);
+        ASSERT_OK(fchmod(out, mode));
+}
+
 static void setup(Setup *s) {
         static const char *const args[] = { "--worker=" WORKER_PROXY_PATH, NULL };
         const char *scratch;
@@ -192,7 +193,11 @@ static void setup(Setup *s) {
         ASSERT_OK(chmod(scratch, 0755));
         snprintf(s->control, sizeof(s->control), "%s/attack", scratch);
         write_file(s->control, "");
-        ASSERT_OK(setenv("TSMD_PROXY_WORKER", TSMD_WORKER_PATH, 1));
+        /* The proxy runs as tsmd and starts the real worker by its path: a copy here, as the
+         * build tree may lie below a directory tsmd cannot search (the monitor itself runs
+         * its worker from an fd and does not care). */
+        copy_file(TSMD_WORKER_PATH, strf("%s/tsmd-worker", scratch), 0755);
+        ASSERT_OK(setenv("TSMD_PROXY_WORKER", strf("%s/tsmd-worker", scratch), 1));
         ASSERT_OK(setenv("TSMD_PROXY_CONTROL", s->control, 1));
 
         tsmd_start(&s->t, &(TsmdOptions) { .config = strf(CONFIG, scratch), .args = args });
@@ -215,7 +220,7 @@ static void setup(Setup *s) {
         ASSERT_STREQ(JSTR(r, "state"), "config_locked");
 
         s->fds = count_fds(&s->t);
-        s->monitor_fds = count_fds_of(s->t.pid);
+        s->monitor_fds = tsmd_count_fds_of(s->t.pid);
 }
 
 static void teardown(Setup *s) {
