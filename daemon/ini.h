@@ -13,7 +13,8 @@
 typedef int (*IniAssignmentFunc)(const char *section, const char *key, const char *value,
                                  unsigned line, void *userdata);
 
-#define INI_LINE_MAX 4096U
+/* Long enough for an EmulatedDevices= line of EMU_DEVICES_MAX addresses (13 bytes each). */
+#define INI_LINE_MAX 16384U
 
 /* Parses text. On a syntax error returns -EBADMSG with the 1-based line in *ret_line;
  * a callback error is returned as is, also with the line. */

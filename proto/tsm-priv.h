@@ -64,9 +64,9 @@ typedef enum TsmPrivType {
         TSM_PRIV_READY,               /* serving; at most once */
         TSM_PRIV_STATUS,              /* for the service manager's STATUS= */
         /* worker -> monitor, answered by one TSM_PRIV_REPLY with the same cookie */
-        TSM_PRIV_OPEN_CONTEXT,        /* reply + fd: a duplicate of the new iommufd */
-        TSM_PRIV_ADOPT_CONTEXT,       /* + fd: the client's iommufd */
-        TSM_PRIV_RECLAIM_CONTEXT,     /* reply + fd */
+        TSM_PRIV_OPEN_CONTEXT,        /* reply value: the context id; + fd: a duplicate of the iommufd */
+        TSM_PRIV_ADOPT_CONTEXT,       /* + fd: the client's iommufd; reply value: the context id */
+        TSM_PRIV_RECLAIM_CONTEXT,     /* reply + fd: a duplicate of the context's iommufd */
         TSM_PRIV_CLOSE_CONTEXT,
         TSM_PRIV_ATTACH_VDEVICE,      /* reply value: 1 if the monitor has it bound already */
         TSM_PRIV_DETACH_VDEVICE,

@@ -24,8 +24,9 @@
 
 #include "macro.h"
 
-/* A platform holds at most this many devices: the config is client-controlled. */
-#define EMU_DEVICES_MAX 256u
+/* A platform holds at most this many devices: the config is client-controlled. Enough for a
+ * host of 1,024 emulated guests (one device each; the benchmarks run 512). */
+#define EMU_DEVICES_MAX 1024u
 #define EMU_MMIO_RANGES_MAX 32u
 #define EMU_MMIO_RANGES_DEFAULT 4u
 /* Placeholder identity: the vendor id QEMU uses for its own virtual devices. */

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "ini.h"
 #include "macro.h"
 #include "policy.h"
 
@@ -168,14 +169,19 @@ TEST(long_line_and_long_names) {
         Policy *p = NULL;
         PolicySource src = { "t.conf", NULL };
 
-        text = malloc(5000 + 32);
+        text = malloc(INI_LINE_MAX + 1000 + 32);
         ASSERT_NOT_NULL(text);
         strcpy(text, "[Admin]\n# ");
-        memset(text + strlen(text), 'x', 5000);
-        strcpy(text + 10 + 5000, "\n");
+        memset(text + strlen(text), 'x', INI_LINE_MAX + 1000);
+        strcpy(text + 10 + INI_LINE_MAX + 1000, "\n");
         src.text = text;
         ASSERT_ERRNO(policy_load_from_text(&src, 1, &p, &error), EBADMSG);
-        ASSERT_STREQ(error, "t.conf:2: line too long (more than 4096 bytes)");
+        {
+                char want[96];
+
+                snprintf(want, sizeof(want), "t.conf:2: line too long (more than %u bytes)", INI_LINE_MAX);
+                ASSERT_STREQ(error, want);
+        }
         error = mfree(error);
 
         memset(name, 'n', sizeof(name));
