@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libFuzzer target for tsmd.conf: arbitrary bytes as a configuration file, loaded over the
+ * defaults as tsmd (monitor and worker) and a reload do, then dumped and loaded again. Checks
+ * what must hold, not only the absence of crashes: a failed load leaves the configuration in
+ * force untouched, and whatever loads round-trips through --dump-config to the same dump.
+ * Runs in: tests (fuzzing builds only).
+ */
+
+#include <stdio.h>
+#include <sys/mman.h>
+
+#include "daemon-config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(expr)                                                                                \
+        do {                                                                                       \
+                if (!(expr)) {                                                                     \
+                        fprintf(stderr, "fuzz-config: check failed: %s\n", #expr);               \
+                        abort();                                                                   \
+                }                                                                                  \
+        } while (0)
+
+/* The configuration as --dump-config writes it (malloc'd). */
+static char *dump(const DaemonConfig *c, size_t *ret_len) {
+        char *text = NULL;
+        FILE *f = open_memstream(&text, ret_len);
+
+        CHECK(f);
+        daemon_config_dump(c, f);
+        CHECK(fclose(f) == 0);
+        return text;
+}
+
+/* Loads text (as a file: the parser reads files) over c. */
+static int load(DaemonConfig *c, const void *text, size_t len) {
+        char path[64];
+        int fd, r;
+
+        fd = memfd_create("fuzz-config", MFD_CLOEXEC);
+        CHECK(fd >= 0);
+        CHECK(len == 0 || write(fd, text, len) == (ssize_t) len);
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        r = daemon_config_load(c, path, NULL, NULL);
+        close(fd);
+        return r;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        DaemonConfig c, again;
+        char *before, *after, *redump;
+        size_t n_before, n_after, n_redump;
+
+        if (size > DAEMON_CONFIG_FILE_MAX)
+                return 0;
+        daemon_config_init(&c);
+        before = dump(&c, &n_before);
+
+        if (load(&c, data, size) < 0) {
+                /* Refused: nothing of it took effect. */
+                after = dump(&c, &n_after);
+                CHECK(n_after == n_before && memcmp(after, before, n_before) == 0);
+        } else {
+                /* Accepted: its dump loads again, to the same configuration. */
+                after = dump(&c, &n_after);
+                daemon_config_init(&again);
+                CHECK(load(&again, after, n_after) >= 0);
+                redump = dump(&again, &n_redump);
+                CHECK(n_redump == n_after && memcmp(redump, after, n_after) == 0);
+                free(redump);
+                daemon_config_done(&again);
+        }
+        free(before);
+        free(after);
+        daemon_config_done(&c);
+        return 0;
+}
