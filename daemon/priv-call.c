@@ -13,6 +13,9 @@ struct PrivRequest {
         uint32_t cookie;
         PrivRequestCallback callback;
         void *userdata;
+        /* Not sent yet: the monitor holds TSM_PRIV_REQUESTS_MAX already. */
+        struct tsm_priv_guest_request *queued;
+        void *payload;
         TAILQ_ENTRY(PrivRequest) entry;
 };
 
@@ -29,7 +32,9 @@ struct PrivChannel {
         int fd;
         struct event *ev_read, *ev_deferred;
         uint32_t next_cookie;
-        TAILQ_HEAD(, PrivRequest) requests;
+        TAILQ_HEAD(, PrivRequest) requests; /* sent, awaiting their reply */
+        TAILQ_HEAD(, PrivRequest) waiting;  /* queued behind them, in order */
+        size_t n_requests;
         PrivQueued *queued, *queued_tail;
         void (*on_gone)(void *userdata);
         void *userdata;
@@ -56,17 +61,54 @@ static void channel_gone(PrivChannel *c, const char *why) {
         event_active(c->ev_deferred, EV_TIMEOUT, 0);
 }
 
+static void request_free(PrivRequest *r) {
+        free(r->queued);
+        free(r->payload);
+        free(r);
+}
+
+static int request_send(PrivChannel *c, PrivRequest *r) {
+        int k;
+
+        k = tsm_priv_send(c->fd, r->queued, r->payload, r->queued->hdr.payload_len, -EBADF);
+        if (k < 0)
+                return k;
+        r->queued = mfree(r->queued);
+        r->payload = mfree(r->payload);
+        TAILQ_INSERT_TAIL(&c->requests, r, entry);
+        c->n_requests++;
+        return 0;
+}
+
+/* A reply made room in the monitor: the oldest queued requests go now. */
+static void requests_flush(PrivChannel *c) {
+        PrivRequest *r;
+
+        while (c->n_requests < TSM_PRIV_REQUESTS_MAX && (r = TAILQ_FIRST(&c->waiting))) {
+                int k;
+
+                TAILQ_REMOVE(&c->waiting, r, entry);
+                k = request_send(c, r);
+                if (k < 0) {
+                        r->callback(k, NULL, 0, r->userdata);
+                        request_free(r);
+                }
+        }
+}
+
 static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const void *payload, size_t len) {
         PrivRequest *r;
 
         TAILQ_FOREACH(r, &c->requests, entry)
                 if (r->cookie == reply->hdr.cookie) {
                         TAILQ_REMOVE(&c->requests, r, entry);
-                        r->callback(reply->result, payload, len, r->userdata);
-                        free(r);
+                        c->n_requests--;
+                        if (r->callback) /* else cancelled: nobody waits for it any more */
+                                r->callback(reply->result, payload, len, r->userdata);
+                        request_free(r);
+                        requests_flush(c);
                         return;
                 }
-        /* A cancelled request's answer: nobody waits for it any more. */
 }
 
 /* Validates a datagram from the monitor as a REPLY. */
@@ -137,6 +179,7 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
         c->on_gone = on_gone;
         c->userdata = userdata;
         TAILQ_INIT(&c->requests);
+        TAILQ_INIT(&c->waiting);
         c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
         c->ev_deferred = event_new(base, -1, 0, on_deferred, c);
         if (!c->ev_read || !c->ev_deferred || event_add(c->ev_read, NULL) < 0) {
@@ -155,7 +198,11 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
                 return NULL;
         while ((r = TAILQ_FIRST(&c->requests))) {
                 TAILQ_REMOVE(&c->requests, r, entry);
-                free(r);
+                request_free(r);
+        }
+        while ((r = TAILQ_FIRST(&c->waiting))) {
+                TAILQ_REMOVE(&c->waiting, r, entry);
+                request_free(r);
         }
         while (c->queued) {
                 PrivQueued *q = c->queued;
@@ -496,7 +543,7 @@ int priv_call_reload(PrivChannel *c) {
 int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
                             const char *scope, const void *request, size_t request_len, size_t max_response,
                             PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
-        struct tsm_priv_guest_request m;
+        struct tsm_priv_guest_request *m;
         PrivRequest *r;
         int k;
 
@@ -504,32 +551,58 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
                 return -ECONNRESET;
         if (request_len > TSM_PRIV_PAYLOAD_MAX)
                 return -E2BIG;
-        tsm_priv_init(&m, TSM_PRIV_GUEST_REQUEST, next_cookie(c), (uint32_t) request_len);
-        m.slot = slot;
-        m.context = context;
-        m.vdevice = vdevice;
-        m.max_response = (uint32_t) MIN(max_response, (size_t) TSM_PRIV_PAYLOAD_MAX);
-        if (copy_string(m.scope, sizeof(m.scope), scope) < 0)
-                return -ENOENT;
-
         r = new0(PrivRequest, 1);
         if (!r)
                 return -ENOMEM;
-        *r = (PrivRequest) { .channel = c, .cookie = m.hdr.cookie, .callback = cb, .userdata = userdata };
-        k = tsm_priv_send(c->fd, &m, request, request_len, -EBADF);
-        if (k < 0) {
-                free(r);
-                return k;
+        m = r->queued = new0(struct tsm_priv_guest_request, 1);
+        r->payload = malloc(MAX(request_len, (size_t) 1));
+        if (!m || !r->payload) {
+                request_free(r);
+                return -ENOMEM;
         }
-        TAILQ_INSERT_TAIL(&c->requests, r, entry);
+        memcpy(r->payload, request, request_len);
+        tsm_priv_init(m, TSM_PRIV_GUEST_REQUEST, next_cookie(c), (uint32_t) request_len);
+        m->slot = slot;
+        m->context = context;
+        m->vdevice = vdevice;
+        m->max_response = (uint32_t) MIN(max_response, (size_t) TSM_PRIV_PAYLOAD_MAX);
+        if (copy_string(m->scope, sizeof(m->scope), scope) < 0) {
+                request_free(r);
+                return -ENOENT;
+        }
+        r->channel = c;
+        r->cookie = m->hdr.cookie;
+        r->callback = cb;
+        r->userdata = userdata;
+
+        /* The monitor holds a bounded number; the rest wait here, in order. */
+        if (c->n_requests >= TSM_PRIV_REQUESTS_MAX || !TAILQ_EMPTY(&c->waiting))
+                TAILQ_INSERT_TAIL(&c->waiting, r, entry);
+        else {
+                k = request_send(c, r);
+                if (k < 0) {
+                        request_free(r);
+                        return k;
+                }
+        }
         if (ret)
                 *ret = r;
         return 0;
 }
 
 void priv_request_cancel(PrivRequest *r) {
+        PrivChannel *c;
+
         if (!r)
                 return;
-        TAILQ_REMOVE(&r->channel->requests, r, entry);
-        free(r);
+        c = r->channel;
+        if (!r->queued) {
+                /* The monitor still works on it, and it counts against what the monitor holds
+                 * until its answer comes; that answer will find nobody waiting. */
+                r->callback = NULL;
+                r->userdata = NULL;
+                return;
+        }
+        TAILQ_REMOVE(&c->waiting, r, entry);
+        request_free(r);
 }

@@ -63,7 +63,9 @@ int priv_call_disconnect_device(PrivChannel *c, const char *pci_address);
 int priv_call_reload(PrivChannel *c);
 
 /* One guest request in flight. The callback runs once from the event loop with the result and
- * the response (valid during the callback only), unless cancelled first. */
+ * the response (valid during the callback only), unless cancelled first. Beyond
+ * TSM_PRIV_REQUESTS_MAX in flight, requests wait in the worker and go in order as answers
+ * make room. */
 typedef struct PrivRequest PrivRequest;
 typedef void (*PrivRequestCallback)(int result, const void *response, size_t response_len, void *userdata);
 

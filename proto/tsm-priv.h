@@ -47,6 +47,10 @@
 #define TSM_PRIV_FIXED_MAX 512U
 #define TSM_PRIV_DATAGRAM_MAX (TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLOAD_MAX)
 
+/* Guest requests the monitor holds at once (each with buffers up to TSM_PRIV_PAYLOAD_MAX):
+ * beyond it the monitor answers -EBUSY, so the worker queues the rest itself. */
+#define TSM_PRIV_REQUESTS_MAX 256U
+
 #define TSM_PRIV_PCI_ADDRESS_MAX 16U /* "DDDD:BB:DD.F" and its NUL */
 #define TSM_PRIV_NAME_MAX 16U        /* a TSM ("tsm0") or scope ("state-change") name and NUL */
 #define TSM_PRIV_TOKEN_MAX 40U       /* a reclaim token: 32 hex digits and NUL */

@@ -28,8 +28,9 @@ typedef struct TsmPlatform TsmPlatform;
 typedef struct MonitorDispatch MonitorDispatch;
 
 /* Guest requests in flight at once: beyond this the monitor answers -EBUSY rather than hold
- * more buffers (each up to a request and a response of TSM_PRIV_PAYLOAD_MAX). */
-#define MONITOR_REQUESTS_MAX 256U
+ * more buffers (each up to a request and a response of TSM_PRIV_PAYLOAD_MAX). The worker
+ * queues what is beyond it, so a correct worker never sees that answer. */
+#define MONITOR_REQUESTS_MAX TSM_PRIV_REQUESTS_MAX
 
 /* Run from monitor_dispatch_process(); they must not stop or free the dispatch. */
 typedef struct MonitorDispatchCallbacks {
