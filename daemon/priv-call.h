@@ -63,7 +63,8 @@ int priv_call_disconnect_device(PrivChannel *c, const char *pci_address);
 int priv_call_reload(PrivChannel *c);
 
 /* One guest request in flight. The callback runs once from the event loop with the result and
- * the response (valid during the callback only), unless cancelled first. Beyond
+ * the response (valid during the callback only, and only until it makes another priv_call),
+ * unless cancelled first. Beyond
  * TSM_PRIV_REQUESTS_MAX in flight, requests wait in the worker and go in order as answers
  * make room. */
 typedef struct PrivRequest PrivRequest;
