@@ -348,6 +348,16 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
                 for (size_t i = 0; o->wrapper[i]; i++)
                         append_arg(argv, &n, ELEMENTSOF(argv),
                                    streq(o->wrapper[i], "@SOCKET@") ? t->socket : o->wrapper[i]);
+        if (tsmd_under_valgrind()) {
+                /* Monitor and worker (which it runs from an fd: execveat) both under memcheck;
+                 * with -q, every line valgrind prints as "==pid== " is an error it found. */
+                append_arg(argv, &n, ELEMENTSOF(argv), VALGRIND_PATH);
+                append_arg(argv, &n, ELEMENTSOF(argv), "-q");
+                append_arg(argv, &n, ELEMENTSOF(argv), "--vgdb=no");
+                append_arg(argv, &n, ELEMENTSOF(argv), "--trace-children=yes");
+                append_arg(argv, &n, ELEMENTSOF(argv), "--leak-check=full");
+                append_arg(argv, &n, ELEMENTSOF(argv), "--errors-for-leak-kinds=definite");
+        }
         append_arg(argv, &n, ELEMENTSOF(argv), TSMD_PATH);
         snprintf(config_arg, sizeof(config_arg), "--config=%s", t->config_path);
         append_arg(argv, &n, ELEMENTSOF(argv), config_arg);
@@ -434,7 +444,8 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
 
                 if (l > 0) {
                         exe[l] = 0;
-                        if (streq(exe, TSMD_PATH) && tsmd_log_contains(t, "running."))
+                        /* Under valgrind, the exe is valgrind's tool. */
+                        if ((streq(exe, TSMD_PATH) || tsmd_under_valgrind()) && tsmd_log_contains(t, "running."))
                                 break;
                 }
                 if (!tsmd_is_running(t))
@@ -488,9 +499,33 @@ void tsmd_stop(Tsmd *t) {
         }
 }
 
+bool tsmd_under_valgrind(void) {
+        return !isempty(getenv("TSMD_TEST_VALGRIND"));
+}
+
+/* The first error valgrind reported in the log, if any: "==pid== " starts every line of one
+ * (its warnings about syscalls it does not know start with "--pid--"). */
+static void check_valgrind_log(Tsmd *t) {
+        _cleanup_free_ char *log = NULL;
+        const char *p;
+
+        if (!tsmd_under_valgrind())
+                return;
+        log = tsmd_read_log(t);
+        for (p = log; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+                unsigned pid;
+                int end = 0;
+
+                if (sscanf(p, "==%u==%n", &pid, &end) == 1 && end > 0)
+                        TEST_FAIL("valgrind found an error in tsmd (see its log): %.*s",
+                                  (int) strcspn(p, "\n"), p);
+        }
+}
+
 void tsmd_teardown(Tsmd *t) {
         if (t->pid > 0)
                 tsmd_stop(t);
+        check_valgrind_log(t);
         for (size_t i = 0; i < t->n_helpers; i++) {
                 safe_close(t->helper_fds[i]);
                 (void) waitpid(t->helpers[i], NULL, 0);

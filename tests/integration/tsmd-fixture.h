@@ -80,6 +80,10 @@ typedef struct Tsmd {
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
+/* With $TSMD_TEST_VALGRIND set, tsmd (monitor and worker) runs under valgrind's memcheck, and
+ * tsmd_teardown() fails the test for any error it reported. */
+bool tsmd_under_valgrind(void);
+
 /* Starts tsmd; fails the test if it does not listen within TSMD_START_TIMEOUT_USEC. */
 void tsmd_start(Tsmd *t, const TsmdOptions *o);
 /* Shorthand: only a tsmd.conf. */
