@@ -13,9 +13,20 @@ static int64_t get_int(json_object *o, const char *key) {
         return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
 }
 
+/* A timeout in seconds, 0 meaning none (missing from an older tsmd: unknown). */
+static const char *format_timeout(int64_t sec, char *buf, size_t size) {
+        if (sec < 0)
+                return "unknown";
+        if (sec == 0)
+                return "none";
+        (void) snprintf(buf, size, "%" PRIi64 " s", sec);
+        return buf;
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *limits = NULL;
+        char message_timeout[32], idle_timeout[32];
         int64_t up;
         int r;
 
@@ -34,10 +45,13 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                get_int(reply, "connections"));
         (void) json_object_object_get_ex(reply, "limits", &limits);
         printf("      Limits: message %" PRIi64 " bytes, depth %" PRIi64 ", %" PRIi64 " fds/message,\n"
-               "              %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid)\n",
+               "              %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid),\n"
+               "              message timeout %s, idle timeout %s\n",
                get_int(limits, "maxMessageSize"), get_int(limits, "maxDepth"),
                get_int(limits, "maxFdsPerMessage"), get_int(limits, "maxPendingCalls"),
-               get_int(limits, "maxConnections"), get_int(limits, "maxConnectionsPerUid"));
+               get_int(limits, "maxConnections"), get_int(limits, "maxConnectionsPerUid"),
+               format_timeout(get_int(limits, "messageTimeoutSec"), message_timeout, sizeof(message_timeout)),
+               format_timeout(get_int(limits, "idleTimeoutSec"), idle_timeout, sizeof(idle_timeout)));
         return 0;
 }
 

@@ -73,10 +73,13 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MaxPendingCalls", CONFIG_UNSIGNED, limits.max_pending_calls, 1, 65536),
         ITEM("Varlink", "MaxConnections", CONFIG_UNSIGNED, limits.max_connections, 1, 1U << 20),
         ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),
+        ITEM("Varlink", "MessageTimeoutSec", CONFIG_UNSIGNED, limits.message_timeout_sec, 0, 3600),
+        ITEM("Varlink", "IdleTimeoutSec", CONFIG_UNSIGNED, limits.idle_timeout_sec, 0, 86400),
         ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
         ITEM("Platform", "IommuDevice", CONFIG_STRING, platform.iommu_device, 0, 0),
         ITEM("Platform", "EmulatedDevices", CONFIG_DEVICE_LIST, platform.emulated_devices, 0, 0),
         ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
+        ITEM("Platform", "RequestTimeoutUSec", CONFIG_UINT64, platform.request_timeout_usec, 1000, 600000000),
         ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
         ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
         ITEM("Guest", "MaxRequestSize", CONFIG_SIZE_T, max_request_size, 0, 16ULL << 20),
@@ -95,7 +98,7 @@ static const ConfigItem config_items[] = {
 void daemon_config_init(DaemonConfig *c) {
         *c = (DaemonConfig){
                 .limits = VARLINK_LIMITS_DEFAULT,
-                .platform = { .mode = TSM_PLATFORM_AUTO },
+                .platform = { .mode = TSM_PLATFORM_AUTO, .request_timeout_usec = TSM_REQUEST_TIMEOUT_USEC_DEFAULT },
                 .max_contexts_per_client = 16,
                 .max_vdevices_per_client = 64,
                 .max_request_size = 1U << 20,
@@ -169,7 +172,7 @@ static int on_assignment(const char *section, const char *key, const char *value
                         size_t n;
 
                         if (!isempty(value) && emu_config_parse(value, &devices, &n) < 0) {
-                                st->message = "not a valid device list (DDDD:BB:DD.F[:ranges=N][:vendor=HHHH][:device=HHHH],...)";
+                                st->message = "not a valid device list (DDDD:BB:DD.F[:ranges=N][:vendor=HHHH][:device=HHHH][:fault=NAME],...)";
                                 return -EINVAL;
                         }
                 }

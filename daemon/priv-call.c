@@ -8,9 +8,15 @@
 #include "log.h"
 #include "priv-call.h"
 
+/* What one client may hold in the monitor at once: an eighth of what it holds in all, so a
+ * client whose device hangs fills only its share until the requests time out, and the others
+ * keep getting through. */
+#define PRIV_SLOT_REQUESTS_MAX (TSM_PRIV_REQUESTS_MAX / 8)
+
 struct PrivRequest {
         PrivChannel *channel;
         uint32_t cookie;
+        uint32_t slot;
         PrivRequestCallback callback;
         void *userdata;
         /* Not sent yet: the monitor holds TSM_PRIV_REQUESTS_MAX already. */
@@ -80,13 +86,31 @@ static int request_send(PrivChannel *c, PrivRequest *r) {
         return 0;
 }
 
-/* A reply made room in the monitor: the oldest queued requests go now. */
-static void requests_flush(PrivChannel *c) {
-        PrivRequest *r;
+static size_t slot_count(const PrivRequest *first, uint32_t slot) {
+        size_t n = 0;
 
-        while (c->n_requests < TSM_PRIV_REQUESTS_MAX && (r = TAILQ_FIRST(&c->waiting))) {
+        for (const PrivRequest *r = first; r; r = TAILQ_NEXT(r, entry))
+                n += r->slot == slot;
+        return n;
+}
+
+/* Whether a request of slot may go to the monitor now (rather than wait here). */
+static bool may_send(PrivChannel *c, uint32_t slot) {
+        return c->n_requests < TSM_PRIV_REQUESTS_MAX &&
+               slot_count(TAILQ_FIRST(&c->requests), slot) < PRIV_SLOT_REQUESTS_MAX;
+}
+
+/* A reply made room in the monitor: the oldest queued requests that may go now, go. A slot's
+ * requests keep their order: once one of them must wait, so do those after it. */
+static void requests_flush(PrivChannel *c) {
+        PrivRequest *r, *next;
+
+        for (r = TAILQ_FIRST(&c->waiting); r && c->n_requests < TSM_PRIV_REQUESTS_MAX; r = next) {
                 int k;
 
+                next = TAILQ_NEXT(r, entry);
+                if (!may_send(c, r->slot))
+                        continue;
                 TAILQ_REMOVE(&c->waiting, r, entry);
                 k = request_send(c, r);
                 if (k < 0) {
@@ -571,12 +595,14 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
                 return -ENOENT;
         }
         r->channel = c;
+        r->slot = slot;
         r->cookie = m->hdr.cookie;
         r->callback = cb;
         r->userdata = userdata;
 
-        /* The monitor holds a bounded number; the rest wait here, in order. */
-        if (c->n_requests >= TSM_PRIV_REQUESTS_MAX || !TAILQ_EMPTY(&c->waiting))
+        /* The monitor holds a bounded number, each client a share of it; the rest wait here,
+         * each client's in order. */
+        if (!may_send(c, slot) || slot_count(TAILQ_FIRST(&c->waiting), slot) > 0)
                 TAILQ_INSERT_TAIL(&c->waiting, r, entry);
         else {
                 k = request_send(c, r);

@@ -64,9 +64,9 @@ int priv_call_reload(PrivChannel *c);
 
 /* One guest request in flight. The callback runs once from the event loop with the result and
  * the response (valid during the callback only, and only until it makes another priv_call),
- * unless cancelled first. Beyond
- * TSM_PRIV_REQUESTS_MAX in flight, requests wait in the worker and go in order as answers
- * make room. */
+ * unless cancelled first. Beyond TSM_PRIV_REQUESTS_MAX in flight, or an eighth of that for
+ * one client slot, requests wait in the worker and go, each slot's in order, as answers make
+ * room. */
 typedef struct PrivRequest PrivRequest;
 typedef void (*PrivRequestCallback)(int result, const void *response, size_t response_len, void *userdata);
 

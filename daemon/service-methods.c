@@ -19,7 +19,9 @@ static int build_status(Manager *m, json_object **ret) {
             json_object_add(l, "maxFdsPerMessage", json_object_new_int64(lim->max_fds_per_message)) < 0 ||
             json_object_add(l, "maxPendingCalls", json_object_new_int64(lim->max_pending_calls)) < 0 ||
             json_object_add(l, "maxConnections", json_object_new_int64(lim->max_connections)) < 0 ||
-            json_object_add(l, "maxConnectionsPerUid", json_object_new_int64(lim->max_connections_per_uid)) < 0)
+            json_object_add(l, "maxConnectionsPerUid", json_object_new_int64(lim->max_connections_per_uid)) < 0 ||
+            json_object_add(l, "messageTimeoutSec", json_object_new_int64(lim->message_timeout_sec)) < 0 ||
+            json_object_add(l, "idleTimeoutSec", json_object_new_int64(lim->idle_timeout_sec)) < 0)
                 return -ENOMEM;
 
         s = json_object_new_object();

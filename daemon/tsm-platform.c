@@ -2,6 +2,7 @@
 /* Backends, devices and request routing. Runs in: daemon. */
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <sys/queue.h>
 
@@ -24,6 +25,8 @@ struct TsmRequest {
         uint32_t scope_number;
         int result;
         bool completed; /* result is final; only the callback is left */
+        bool answer_due; /* the timer is the emulated device's answer, not the deadline */
+        uint64_t timeout_left_usec; /* from the answer that did not come to the deadline */
         struct event *timer;
         TsmRequestCallback callback;
         void *userdata;
@@ -63,28 +66,42 @@ static void request_free(TsmRequest *r) {
         free(r);
 }
 
+/* Runs the request's timer from the event loop after delay_usec. */
+static void request_schedule(TsmRequest *r, uint64_t delay_usec) {
+        struct timeval tv = { .tv_sec = (time_t) (delay_usec / 1000000), .tv_usec = (suseconds_t) (delay_usec % 1000000) };
+
+        (void) evtimer_add(r->timer, &tv);
+}
+
 static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
         TsmRequest *r = userdata;
         TsmPlatform *p = r->platform;
 
-        if (!r->completed) {
+        if (!r->completed && r->answer_due) {
+                int k;
+
                 /* The emulated device answers now, after its transport latency: if it was
                  * unplugged meanwhile, it says so itself (-ENODEV). */
-                r->result = emu_device_request(r->emu, r->emu_scope, r->request, r->request_len,
-                                               r->response, r->response_size, &r->response_len);
+                r->answer_due = false;
+                k = emu_device_request(r->emu, r->emu_scope, r->request, r->request_len, r->response,
+                                       r->response_size, &r->response_len);
+                if (k == -ETIMEDOUT) {
+                        /* A device that does not answer: nothing comes, the deadline ends it. */
+                        request_schedule(r, r->timeout_left_usec);
+                        return;
+                }
+                r->result = k;
+                r->completed = true;
+        } else if (!r->completed) {
+                log_warning("Guest request to %s not answered within %" PRIu64 " ms, failing it.",
+                            r->pci_address, p->config.request_timeout_usec / 1000);
+                r->result = -ETIMEDOUT;
                 r->completed = true;
         }
 
         TAILQ_REMOVE(&p->requests, r, entry);
         r->callback(r, r->result, r->userdata);
         request_free(r);
-}
-
-/* Runs the request's completion from the event loop after delay_usec. */
-static void request_schedule(TsmRequest *r, uint64_t delay_usec) {
-        struct timeval tv = { .tv_sec = (time_t) (delay_usec / 1000000), .tv_usec = (suseconds_t) (delay_usec % 1000000) };
-
-        (void) evtimer_add(r->timer, &tv);
 }
 
 /* The result is known now; only the callback is left to run. */
@@ -156,6 +173,7 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
         TAILQ_INIT(&p->requests);
         p->config.mode = config->mode;
         p->config.emulated_latency_usec = config->emulated_latency_usec;
+        p->config.request_timeout_usec = config->request_timeout_usec ?: TSM_REQUEST_TIMEOUT_USEC_DEFAULT;
         p->config.iommu_device = strdup(config->iommu_device ?: "/dev/iommu");
         if (!p->config.iommu_device)
                 return -ENOMEM;
@@ -295,10 +313,24 @@ int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
         }
         for (size_t j = 0; j < n; j++) {
                 char address[64];
+                EmuDevice *d;
 
                 emu_pci_address_format(&configs[j].address, address);
-                if (emu_platform_find_device(p->emu, address))
+                d = emu_platform_find_device(p->emu, address);
+                if (d) {
+                        /* Faults switch on and off in place; the rest of a listed device's
+                         * configuration is its hardware and stays as it was. */
+                        EmuFault f = configs[j].fault;
+
+                        if (emu_device_get_fault(d) == f)
+                                continue;
+                        if (f < 0)
+                                emu_device_clear_fault(d);
+                        else
+                                (void) emu_device_inject_fault(d, f, 0);
+                        log_info("Emulated device %s: fault %s.", address, f < 0 ? "cleared" : emu_fault_to_string(f));
                         continue;
+                }
                 r = emu_platform_add_device_config(p->emu, &configs[j], NULL);
                 if (r < 0)
                         return r;
@@ -540,9 +572,14 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         TAILQ_INSERT_TAIL(&p->requests, r, entry);
 
         if (info.emulated) {
+                uint64_t latency = p->config.emulated_latency_usec, timeout = p->config.request_timeout_usec;
+
                 r->emu = emu_device_ref(emu_platform_find_device(p->emu, t->pci_address));
                 r->emu_scope = (EmuScope) number; /* v5 numbering equals EmuScope */
-                request_schedule(r, p->config.emulated_latency_usec);
+                /* Whichever comes first: the device's answer, or the deadline. */
+                r->answer_due = latency < timeout;
+                r->timeout_left_usec = r->answer_due ? timeout - latency : 0;
+                request_schedule(r, MIN(latency, timeout));
         } else {
                 /* The kernel answers synchronously; deliver like every other completion. */
                 k = iommufd_tsm_request(t->iommufd, info.uapi, t->vdevice_id, number, r->request,

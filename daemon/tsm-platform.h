@@ -27,11 +27,17 @@ TsmPlatformMode tsm_platform_mode_from_string(const char *s);
 
 #define EMULATED_TSM_NAME "emu0"
 
+/* How long a guest request may wait for its backend's answer, unless configured. */
+#define TSM_REQUEST_TIMEOUT_USEC_DEFAULT (30ULL * 1000000ULL)
+
 typedef struct TsmPlatformConfig {
         TsmPlatformMode mode;
         char *iommu_device;      /* /dev/iommu */
         char *emulated_devices;  /* emu-config syntax; NULL: the default set */
         uint64_t emulated_latency_usec; /* how long an emulated TDISP exchange takes */
+        /* A backend that never answers must not hold a VMM's call forever: a request still
+         * unanswered after this long fails with -ETIMEDOUT. 0: the default. */
+        uint64_t request_timeout_usec;
 } TsmPlatformConfig;
 
 typedef struct TsmPlatform TsmPlatform;
@@ -68,7 +74,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPlatform *, tsm_platform_free);
 void tsm_platform_set_device_gone_callback(TsmPlatform *p, TsmPlatformDeviceGone cb, void *userdata);
 
 /* Applies a new emulated device list (on reload): devices no longer listed vanish (their
- * in-flight requests fail with -ENODEV), new ones appear. */
+ * in-flight requests fail with -ENODEV), new ones appear, and those that stay get the fault
+ * the list names for them, or none (emu-config.h). */
 int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices);
 
 bool tsm_platform_is_emulated(const TsmPlatform *p);
@@ -101,7 +108,11 @@ int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t);
 int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_state);
 
 /* One guest request in flight. The callback runs exactly once from the event loop (never
- * from inside tsm_platform_request()), unless the request is cancelled first. */
+ * from inside tsm_platform_request()), unless the request is cancelled first: with the
+ * backend's result, or -ETIMEDOUT when the backend has not answered within the request
+ * timeout (-ENODEV at once if the device goes away first). The timeout bounds the backends
+ * that answer asynchronously (the emulated one); a kernel request is one synchronous ioctl,
+ * bounded by the kernel's own transport timeouts, which the callback follows immediately. */
 typedef struct TsmRequest TsmRequest;
 typedef void (*TsmRequestCallback)(TsmRequest *r, int result, void *userdata);
 

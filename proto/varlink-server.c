@@ -83,6 +83,9 @@ struct VarlinkConn {
         VarlinkServer *server;
         VarlinkStream *stream;
         struct event *ev_read, *ev_write, *ev_process;
+        struct event *ev_timeout; /* see conn_update_timeout() */
+        uint64_t timeout_mark;    /* what ev_timeout waits for: 0 the first byte, else 1 + the
+                                   * stream position of the message that must complete */
         struct ucred peer;
         void *userdata;
         const char *const *interfaces; /* from the listener; NULL: everything */
@@ -113,6 +116,12 @@ struct VarlinkServer {
         bool accept_paused;
         bool stopped_listening;
 
+        /* The durations of limits.message/idle_timeout_sec as libevent common timeouts (or
+         * the plain values in message/idle_tv, should libevent have no slot left). */
+        const struct timeval *message_timeout, *idle_timeout;
+        struct timeval message_tv, idle_tv;
+        uint64_t n_timed_out;
+
         TAILQ_HEAD(, VarlinkConn) conns;
         unsigned n_conns;
         UidCount *uids;
@@ -122,7 +131,9 @@ struct VarlinkServer {
 static void conn_disconnect(VarlinkConn *c);
 static void conn_free_events(VarlinkConn *c);
 static void conn_schedule(VarlinkConn *c);
+static void conn_update_timeout(VarlinkConn *c);
 static int call_flush_outputs(VarlinkCall *call);
+static void server_update_timeouts(VarlinkServer *s);
 
 /* ---- server ---------------------------------------------------------------------------- */
 
@@ -138,6 +149,7 @@ int varlink_server_new(struct event_base *base, VarlinkServer **ret) {
                 return -ENOMEM;
         s->base = base;
         s->limits = VARLINK_LIMITS_DEFAULT;
+        server_update_timeouts(s);
         TAILQ_INIT(&s->conns);
 
         r = varlink_server_set_info(s, "tsmd", "tsmd", "0", "");
@@ -213,11 +225,33 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
                 return -EINVAL;
 
         s->limits = *l;
+        server_update_timeouts(s);
         return 0;
+}
+
+static const struct timeval *common_timeout(VarlinkServer *s, unsigned sec, struct timeval *tv) {
+        const struct timeval *common;
+
+        if (sec == 0)
+                return NULL;
+        *tv = (struct timeval){ .tv_sec = sec };
+        /* libevent has 256 slots per base (reloads with ever new values could use them up);
+         * without one, the timers go into the heap: slower, still correct. */
+        common = event_base_init_common_timeout(s->base, tv);
+        return common ?: tv;
+}
+
+static void server_update_timeouts(VarlinkServer *s) {
+        s->message_timeout = common_timeout(s, s->limits.message_timeout_sec, &s->message_tv);
+        s->idle_timeout = common_timeout(s, s->limits.idle_timeout_sec, &s->idle_tv);
 }
 
 const VarlinkLimits *varlink_server_get_limits(const VarlinkServer *s) {
         return &s->limits;
+}
+
+uint64_t varlink_server_get_n_timed_out(const VarlinkServer *s) {
+        return s->n_timed_out;
 }
 
 void varlink_server_set_userdata(VarlinkServer *s, void *userdata) {
@@ -467,6 +501,7 @@ static void conn_complete_calls(VarlinkConn *c) {
 static void conn_set_closing(VarlinkConn *c) {
         c->closing = true;
         (void) event_del(c->ev_read);
+        conn_update_timeout(c);
 }
 
 static void conn_want_write(VarlinkConn *c) {
@@ -917,6 +952,7 @@ static void conn_process(VarlinkConn *c) {
 
                 dispatch(c, message, fds, n_fds);
         }
+        conn_update_timeout(c);
         varlink_conn_unref(c);
 }
 
@@ -933,6 +969,63 @@ static void on_conn_process(evutil_socket_t fd, short what, void *userdata) {
 static void conn_schedule(VarlinkConn *c) {
         if (c->connected)
                 event_active(c->ev_process, EV_TIMEOUT, 0);
+}
+
+/* SECURITY: a client must not hold a connection, and its per-uid slot, by trickling a message
+ * a byte at a time (slowloris) or, with IdleTimeoutSec=, by never sending anything. Each
+ * connection has one timer, armed only while the client owes us bytes: from the first byte of
+ * a message to its NUL, and from connect to the first byte. A connection idle between
+ * messages (how VMMs keep theirs) has none armed, and neither has one whose next message we
+ * are not reading yet (a complete one buffered, MaxPendingCalls reached, closing): that wait
+ * is ours. The timers are libevent common timeouts: those of one duration sit in a queue
+ * ordered by deadline, O(1) to arm and disarm, where the heap costs O(log n). We prefer that
+ * to a periodic sweep, which would wake the daemon even with nothing pending and walk every
+ * connection, and is only as exact as its period. */
+static void conn_update_timeout(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        const struct timeval *tv = NULL;
+        uint64_t mark = 0;
+
+        if (!c->connected)
+                return;
+
+        if (!c->closing && !c->read_paused && !varlink_stream_has_message(c->stream)) {
+                if (varlink_stream_get_input_size(c->stream) > 0) {
+                        tv = s->message_timeout;
+                        mark = 1 + varlink_stream_get_input_offset(c->stream);
+                } else if (varlink_stream_get_input_offset(c->stream) == 0)
+                        tv = s->idle_timeout;
+        }
+
+        if (!tv) {
+                (void) event_del(c->ev_timeout);
+                return;
+        }
+        /* Armed for this very message (or still for the first byte): its deadline stands,
+         * however many bytes of it trickle in meanwhile. */
+        if (evtimer_pending(c->ev_timeout, NULL) && c->timeout_mark == mark)
+                return;
+        c->timeout_mark = mark;
+        if (event_add(c->ev_timeout, tv) < 0) {
+                log_debug("Failed to arm a connection timeout, disconnecting.");
+                conn_disconnect(c);
+        }
+}
+
+static void on_conn_timeout(evutil_socket_t fd, short what, void *userdata) {
+        VarlinkConn *c = userdata;
+        VarlinkServer *s = c->server;
+
+        if (c->timeout_mark > 0)
+                log_debug("Client (uid %u, pid %i) did not complete its message within %us "
+                          "(%zu bytes so far), disconnecting.",
+                          c->peer.uid, c->peer.pid, s->limits.message_timeout_sec,
+                          varlink_stream_get_input_size(c->stream));
+        else
+                log_debug("Client (uid %u, pid %i) sent nothing within %us of connecting, disconnecting.",
+                          c->peer.uid, c->peer.pid, s->limits.idle_timeout_sec);
+        s->n_timed_out++;
+        conn_disconnect(c);
 }
 
 static void on_conn_writable(evutil_socket_t fd, short what, void *userdata) {
@@ -995,6 +1088,7 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         event_del(c->ev_read);
         event_del(c->ev_write);
         event_del(c->ev_process);
+        event_del(c->ev_timeout);
 
         /* Close the socket now so the peer sees the hang-up at once. */
         varlink_stream_free(c->stream);
@@ -1030,7 +1124,9 @@ static void conn_free_events(VarlinkConn *c) {
                 event_free(c->ev_write);
         if (c->ev_process)
                 event_free(c->ev_process);
-        c->ev_read = c->ev_write = c->ev_process = NULL;
+        if (c->ev_timeout)
+                event_free(c->ev_timeout);
+        c->ev_read = c->ev_write = c->ev_process = c->ev_timeout = NULL;
 }
 
 const struct ucred *varlink_conn_get_peer(const VarlinkConn *c) {
@@ -1108,7 +1204,8 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         c->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST, on_conn_readable, c);
         c->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_conn_writable, c);
         c->ev_process = event_new(s->base, -1, 0, on_conn_process, c);
-        if (!c->ev_read || !c->ev_write || !c->ev_process || event_add(c->ev_read, NULL) < 0)
+        c->ev_timeout = evtimer_new(s->base, on_conn_timeout, c);
+        if (!c->ev_read || !c->ev_write || !c->ev_process || !c->ev_timeout || event_add(c->ev_read, NULL) < 0)
                 goto fail_conn;
 
         c->connected = true;
@@ -1123,6 +1220,7 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
                         return r;
                 }
         }
+        conn_update_timeout(c);
         return 0;
 
 fail_conn:

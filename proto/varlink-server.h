@@ -36,9 +36,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkServer *, varlink_server_free);
 
 int varlink_server_set_info(VarlinkServer *s, const char *vendor, const char *product,
                             const char *version, const char *url);
-/* Limits apply to connections accepted afterwards. -EINVAL for nonsensical values. */
+/* Limits apply to connections accepted afterwards, the timeouts also to messages (and
+ * connections' waits for their first byte) that start afterwards. -EINVAL for nonsensical
+ * values. */
 int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *limits);
 const VarlinkLimits *varlink_server_get_limits(const VarlinkServer *s);
+/* Connections closed by the message or idle timeout so far. */
+uint64_t varlink_server_get_n_timed_out(const VarlinkServer *s);
 void varlink_server_set_userdata(VarlinkServer *s, void *userdata);
 void *varlink_server_get_userdata(const VarlinkServer *s);
 void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFunc on_connect,

@@ -155,6 +155,14 @@ bool varlink_stream_has_message(VarlinkStream *s) {
         return stream_scan(s);
 }
 
+size_t varlink_stream_get_input_size(const VarlinkStream *s) {
+        return evbuffer_get_length(s->in);
+}
+
+uint64_t varlink_stream_get_input_offset(const VarlinkStream *s) {
+        return s->in_offset;
+}
+
 static int collect_fds(struct msghdr *mh, int **ret_fds, size_t *ret_n) {
         _cleanup_free_ int *fds = NULL;
         size_t n = 0;

@@ -23,10 +23,15 @@ typedef struct VarlinkLimits {
         unsigned max_pending_calls;   /* per connection, server side */
         unsigned max_connections;     /* per server */
         unsigned max_connections_per_uid;
+        unsigned message_timeout_sec; /* server side: first byte of a message to its NUL; 0: none */
+        unsigned idle_timeout_sec;    /* server side: connect to the first byte; 0: none */
 } VarlinkLimits;
 
 /* 16 MiB messages, 4096/1024 connections and 253 fds match systemd's sd-varlink. JSON depth
- * is 64: our interfaces nest at most five levels, and systemd's 2048 only buys attack surface. */
+ * is 64: our interfaces nest at most five levels, and systemd's 2048 only buys attack surface.
+ * Our clients write a message in one go, so 10 s to complete one only hurts a trickling peer
+ * (slowloris); a connection that sends nothing is left alone by default, as VMMs may connect
+ * early and call later. */
 #define VARLINK_LIMITS_DEFAULT                                                                     \
         ((const VarlinkLimits){                                                                    \
                 .max_message_size = 16U * 1024U * 1024U,                                           \
@@ -36,6 +41,8 @@ typedef struct VarlinkLimits {
                 .max_pending_calls = 64,                                                           \
                 .max_connections = 4096,                                                           \
                 .max_connections_per_uid = 1024,                                                   \
+                .message_timeout_sec = 10,                                                         \
+                .idle_timeout_sec = 0,                                                             \
         })
 
 typedef struct VarlinkStream VarlinkStream;
@@ -61,6 +68,10 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
 
 /* True if a complete message is buffered (so the caller should not read more yet). */
 bool varlink_stream_has_message(VarlinkStream *s);
+/* Input received but not consumed yet, and the stream position of its first byte (where the
+ * next message starts; 0 and 0: nothing received since the stream was created). */
+size_t varlink_stream_get_input_size(const VarlinkStream *s);
+uint64_t varlink_stream_get_input_offset(const VarlinkStream *s);
 
 /* Queues a message. Takes ownership of fds in all cases. -ENOBUFS if the output queue would
  * exceed its limit, -E2BIG if the message alone exceeds the maximum message size. */

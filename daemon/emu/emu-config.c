@@ -9,6 +9,14 @@
 
 #include "emu-config.h"
 
+static const char *const emu_fault_table[_EMU_FAULT_MAX] = {
+        [EMU_FAULT_BUSY] = "busy",
+        [EMU_FAULT_TIMEOUT] = "timeout",
+        [EMU_FAULT_GONE] = "gone",
+        [EMU_FAULT_TDISP_ERROR] = "tdisp-error",
+};
+DEFINE_STRING_TABLE_LOOKUP(emu_fault, EmuFault);
+
 static int hex_digit(char c) {
         if (c >= '0' && c <= '9')
                 return c - '0';
@@ -81,6 +89,7 @@ void emu_device_config_init(EmuDeviceConfig *c, const EmuPciAddress *a) {
                 .vendor_id = EMU_VENDOR_ID_DEFAULT,
                 .device_id = EMU_DEVICE_ID_DEFAULT,
                 .n_mmio_ranges = EMU_MMIO_RANGES_DEFAULT,
+                .fault = _EMU_FAULT_INVALID,
         };
 }
 
@@ -126,8 +135,18 @@ static int parse_id(const char *s, size_t n, uint16_t *ret) {
         return 0;
 }
 
+/* One of the fault names, exactly (the value is not NUL-terminated). */
+static int parse_fault(const char *s, size_t n, EmuFault *ret) {
+        for (size_t i = 0; i < ELEMENTSOF(emu_fault_table); i++)
+                if (strlen(emu_fault_table[i]) == n && memcmp(emu_fault_table[i], s, n) == 0) {
+                        *ret = (EmuFault) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
 static int device_config_parse_n(const char *s, size_t n, EmuDeviceConfig *ret) {
-        bool have_ranges = false, have_vendor = false, have_device = false;
+        bool have_ranges = false, have_vendor = false, have_device = false, have_fault = false;
         EmuDeviceConfig c;
         EmuPciAddress a;
         size_t pos;
@@ -167,6 +186,10 @@ static int device_config_parse_n(const char *s, size_t n, EmuDeviceConfig *ret) 
                         if (have_device || parse_id(value, value_len, &c.device_id) < 0)
                                 return -EINVAL;
                         have_device = true;
+                } else if (option_key(opt, opt_len, "fault=", &value, &value_len)) {
+                        if (have_fault || parse_fault(value, value_len, &c.fault) < 0)
+                                return -EINVAL;
+                        have_fault = true;
                 } else
                         return -EINVAL;
         }

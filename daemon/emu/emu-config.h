@@ -12,10 +12,24 @@
  *     option  = "ranges=" N                   MMIO ranges in the interface report, 0..32
  *             | "vendor=" HHHH                PCI vendor id (4 hex digits, not ffff)
  *             | "device=" HHHH                PCI device id (4 hex digits)
+ *             | "fault=" fault                a fault armed from the start, until cleared
+ *     fault   = "busy" | "timeout" | "gone" | "tdisp-error"
  *
- * e.g. "0000:01:00.0,0000:02:00.0:ranges=3:vendor=8086:device=0b25". Each option may be
- * given once per device, each address once per config, and the domain must be <= 00ff
- * because TDISP's FUNCTION_ID has an 8-bit segment field.
+ * e.g. "0000:01:00.0,0000:02:00.0:ranges=3:vendor=8086:device=0b25,0000:03:00.0:fault=busy".
+ * Each option may be given once per device, each address once per config, and the domain
+ * must be <= 00ff because TDISP's FUNCTION_ID has an 8-bit segment field.
+ *
+ * Faults make an emulated device misbehave for every guest request, bind and unbind, so that
+ * tests and demonstrations can show what tsmd does then (emu-device.h has the details):
+ *     busy         the device answers busy: -EBUSY (tsmd: io.tsmd.Guest.DeviceBusy)
+ *     timeout      the device never answers: -ETIMEDOUT (tsmd holds a guest request until its
+ *                  [Platform] RequestTimeoutUSec passes, then io.tsmd.Guest.Timeout)
+ *     gone         the device has dropped off the bus: -ENODEV, and its TDI is reset (tsmd:
+ *                  io.tsmd.Guest.DeviceGone) while it stays listed
+ *     tdisp-error  the device answers every message with a TDISP ERROR (UNSPECIFIED): a guest
+ *                  gets that ERROR message as its response; a host bind fails with -EIO
+ * On a reload of tsmd's configuration, a device that stays listed gets the fault the new list
+ * names, or none: faults can be switched on and off without unplugging the device.
  */
 #pragma once
 
@@ -46,11 +60,26 @@ typedef struct EmuPciAddress {
         uint8_t function; /* 0..7 */
 } EmuPciAddress;
 
+/* Injectable faults; what each does is described in emu-device.h. */
+typedef enum EmuFault {
+        EMU_FAULT_BUSY,
+        EMU_FAULT_TIMEOUT,
+        EMU_FAULT_GONE,
+        EMU_FAULT_TDISP_ERROR,
+        _EMU_FAULT_MAX,
+        _EMU_FAULT_INVALID = -EINVAL,
+} EmuFault;
+
+/* "busy", "timeout", "gone", "tdisp-error": the names of the config syntax. */
+const char *emu_fault_to_string(EmuFault f);
+EmuFault emu_fault_from_string(const char *s);
+
 typedef struct EmuDeviceConfig {
         EmuPciAddress address;
         uint16_t vendor_id;
         uint16_t device_id;
         unsigned n_mmio_ranges;
+        EmuFault fault; /* armed when the device is created; _EMU_FAULT_INVALID: none */
 } EmuDeviceConfig;
 
 /* Parses exactly "DDDD:BB:DD.F" (either hex case); -EINVAL otherwise. */
@@ -62,7 +91,7 @@ static inline uint8_t emu_pci_address_devfn(const EmuPciAddress *a) {
         return (uint8_t) (a->device << 3 | a->function);
 }
 
-/* A device at address a with the default identity and range count. */
+/* A device at address a with the default identity and range count, and no fault. */
 void emu_device_config_init(EmuDeviceConfig *c, const EmuPciAddress *a);
 
 /* Parses one "device" production of the syntax above. */

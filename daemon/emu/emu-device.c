@@ -91,14 +91,6 @@ static const char *const emu_scope_table[_EMU_SCOPE_MAX] = {
 };
 DEFINE_STRING_TABLE_LOOKUP(emu_scope, EmuScope);
 
-static const char *const emu_fault_table[_EMU_FAULT_MAX] = {
-        [EMU_FAULT_BUSY] = "busy",
-        [EMU_FAULT_TIMEOUT] = "timeout",
-        [EMU_FAULT_GONE] = "gone",
-        [EMU_FAULT_TDISP_ERROR] = "tdisp-error",
-};
-DEFINE_STRING_TABLE_LOOKUP(emu_fault, EmuFault);
-
 /* splitmix64 (Steele, Lea, Flood 2014): tiny, well mixed, and the same on every platform. */
 static uint64_t mix64(uint64_t z) {
         z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
@@ -838,6 +830,7 @@ int emu_device_new(const EmuDeviceConfig *c, EmuDevice **ret) {
         assert_return(ret, -EINVAL);
         assert_return(c->address.device <= 0x1f && c->address.function <= 7, -EINVAL);
         assert_return(c->n_mmio_ranges <= EMU_MMIO_RANGES_MAX, -EINVAL);
+        assert_return(c->fault == _EMU_FAULT_INVALID || (c->fault >= 0 && c->fault < _EMU_FAULT_MAX), -EINVAL);
 
         r = tdisp_function_id_from_pci(c->address.domain, c->address.bus,
                                        emu_pci_address_devfn(&c->address), &function_id);
@@ -851,7 +844,8 @@ int emu_device_new(const EmuDeviceConfig *c, EmuDevice **ret) {
         d->n_ref = 1;
         d->config = *c;
         d->function_id = function_id;
-        d->fault = _EMU_FAULT_INVALID;
+        d->fault = c->fault;
+        d->fault_error_code = c->fault == EMU_FAULT_TDISP_ERROR ? TDISP_ERROR_UNSPECIFIED : 0;
         emu_pci_address_format(&c->address, d->address);
         d->seed = device_seed(c);
         device_init_layout(d);
@@ -942,6 +936,11 @@ void emu_device_clear_fault(EmuDevice *d) {
         d->fault = _EMU_FAULT_INVALID;
         d->fault_left = 0;
         d->fault_error_code = 0;
+}
+
+EmuFault emu_device_get_fault(const EmuDevice *d) {
+        assert_return(d, _EMU_FAULT_INVALID);
+        return d->fault;
 }
 
 int emu_device_trigger_tdi_error(EmuDevice *d) {

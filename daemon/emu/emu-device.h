@@ -34,22 +34,6 @@ typedef enum EmuScope {
 const char *emu_scope_to_string(EmuScope s);
 EmuScope emu_scope_from_string(const char *s);
 
-/* Injectable faults. BUSY, TIMEOUT and GONE fail requests with -EBUSY, -ETIMEDOUT and
- * -ENODEV before the device sees them; GONE additionally resets the TDI (a device that
- * dropped off the bus and comes back has lost its state). TDISP_ERROR makes the device
- * answer with a TDISP ERROR message carrying a chosen code. */
-typedef enum EmuFault {
-        EMU_FAULT_BUSY,
-        EMU_FAULT_TIMEOUT,
-        EMU_FAULT_GONE,
-        EMU_FAULT_TDISP_ERROR,
-        _EMU_FAULT_MAX,
-        _EMU_FAULT_INVALID = -EINVAL,
-} EmuFault;
-
-const char *emu_fault_to_string(EmuFault f);
-EmuFault emu_fault_from_string(const char *s);
-
 /* The emulator's debug protocol, carried in TDISP VDM_REQUEST/VDM_RESPONSE with registry id
  * PCI-SIG and the device's own vendor id (2 bytes). The vendor data is one EmuDebugPayload:
  * READ returns a register, WRITE sets one and returns the new value. Registers 0-3 are read
@@ -121,8 +105,9 @@ _Static_assert(sizeof(TdispDeviceInterfaceReportResponse) + EMU_REPORT_PORTION_M
          TDISP_LOCK_FLAG_LOCK_MSIX | TDISP_LOCK_FLAG_ALL_REQUEST_REDIRECT)
 #define EMU_DEV_ADDR_WIDTH 52u
 
-/* Creates a device in CONFIG_UNLOCKED with one reference. -ERANGE if the domain does not fit
- * TDISP's FUNCTION_ID, -EINVAL for a bad config, -ENOMEM. */
+/* Creates a device in CONFIG_UNLOCKED with one reference, with the config's fault (if any)
+ * armed until cleared; a TDISP_ERROR fault answers UNSPECIFIED. -ERANGE if the domain does
+ * not fit TDISP's FUNCTION_ID, -EINVAL for a bad config, -ENOMEM. */
 int emu_device_new(const EmuDeviceConfig *c, EmuDevice **ret);
 EmuDevice *emu_device_ref(EmuDevice *d);
 EmuDevice *emu_device_unref(EmuDevice *d);
@@ -163,12 +148,22 @@ int emu_device_request(
 int emu_device_bind(EmuDevice *d, uint8_t *ret_nonce);
 int emu_device_unbind(EmuDevice *d);
 
-/* Arms a fault for the next count requests, binds or unbinds (0: until cleared), replacing
+/* Injectable faults (EmuFault, in emu-config.h so that a config can name one). BUSY, TIMEOUT
+ * and GONE fail requests with -EBUSY, -ETIMEDOUT and -ENODEV before the device sees them;
+ * GONE additionally resets the TDI (a device that dropped off the bus and comes back has lost
+ * its state). TIMEOUT stands for a device that never answers: this library has no clock, so
+ * the caller learns it at once, and a caller with a clock (tsmd's router) lets the answer
+ * never come. TDISP_ERROR makes the device answer with a TDISP ERROR message carrying a
+ * chosen code.
+ *
+ * Arms a fault for the next count requests, binds or unbinds (0: until cleared), replacing
  * any armed fault. EMU_FAULT_TDISP_ERROR answers with UNSPECIFIED; use
  * emu_device_inject_tdisp_error() to choose the code. */
 int emu_device_inject_fault(EmuDevice *d, EmuFault fault, unsigned count);
 int emu_device_inject_tdisp_error(EmuDevice *d, uint32_t error_code, unsigned count);
 void emu_device_clear_fault(EmuDevice *d);
+/* The armed fault, or _EMU_FAULT_INVALID. */
+EmuFault emu_device_get_fault(const EmuDevice *d);
 
 /* A security-relevant event outside the protocol (the host changed locked configuration, an
  * IDE stream failed): a CONFIG_LOCKED or RUN TDI moves to ERROR and forgets its nonce.

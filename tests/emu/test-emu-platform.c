@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Tests of the emulated platform: PCI address and config-string parsing (valid, invalid,
- * limits), the default device set, hotplug and device lifetime. Runs in: tests.
+ * limits, faults), the default device set, hotplug, device lifetime, and devices created with
+ * a configured fault. Runs in: tests.
  */
 
 #include <stdio.h>
@@ -36,6 +37,14 @@ TEST(pci_address) {
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 if (emu_pci_address_parse(bad[i], &a) != -EINVAL)
                         TEST_FAIL("'%s' parsed", bad[i]);
+}
+
+/* "0000:01:00.0:fault=<name of f>" (static storage). */
+static const char *strf_fault(EmuFault f) {
+        static char buf[64];
+
+        snprintf(buf, sizeof(buf), "0000:01:00.0:fault=%s", emu_fault_to_string(f));
+        return buf;
 }
 
 TEST(config_valid) {
@@ -113,6 +122,75 @@ TEST(config_invalid) {
                 ASSERT_NULL(devices); /* outputs untouched on failure */
                 ASSERT_EQ(n, 4242);
         }
+}
+
+TEST(config_faults) {
+        static const struct {
+                const char *entry;
+                EmuFault fault;
+        } good[] = {
+                { "0000:01:00.0", _EMU_FAULT_INVALID },
+                { "0000:01:00.0:fault=busy", EMU_FAULT_BUSY },
+                { "0000:01:00.0:fault=timeout", EMU_FAULT_TIMEOUT },
+                { "0000:01:00.0:fault=gone", EMU_FAULT_GONE },
+                { "0000:01:00.0:fault=tdisp-error", EMU_FAULT_TDISP_ERROR },
+                { "0000:01:00.0:ranges=2:fault=gone:vendor=8086", EMU_FAULT_GONE },
+        };
+        static const char *const bad[] = {
+                "0000:01:00.0:fault=",
+                "0000:01:00.0:fault",
+                "0000:01:00.0:fault=Busy",
+                "0000:01:00.0:fault=BUSY",
+                "0000:01:00.0:fault=bus",
+                "0000:01:00.0:fault=busyy",
+                "0000:01:00.0:fault=busy ",
+                "0000:01:00.0:fault= busy",
+                "0000:01:00.0:fault=hang",
+                "0000:01:00.0:fault=error",
+                "0000:01:00.0:fault=tdisp",
+                "0000:01:00.0:fault=tdisp-error-1",
+                "0000:01:00.0:fault=0",
+                "0000:01:00.0:fault=busy:fault=busy",  /* option twice, even the same */
+                "0000:01:00.0:fault=busy:fault=gone",
+                "0000:01:00.0:fault=busy,gone",
+                "0000:01:00.0:faults=busy",
+                "0000:01:00.0:Fault=busy",
+                "0000:01:00.0fault=busy",
+        };
+        _cleanup_free_ EmuDeviceConfig *devices = NULL;
+        EmuDeviceConfig c;
+        size_t n = 4242;
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                if (emu_device_config_parse(good[i].entry, &c) < 0)
+                        TEST_FAIL("'%s' did not parse", good[i].entry);
+                ASSERT_EQ(c.fault, good[i].fault);
+        }
+        /* The names are the fault table's, both ways. */
+        for (EmuFault f = 0; f < _EMU_FAULT_MAX; f++) {
+                ASSERT_OK(emu_device_config_parse(strf_fault(f), &c));
+                ASSERT_EQ(c.fault, f);
+                ASSERT_EQ(emu_fault_from_string(emu_fault_to_string(f)), f);
+        }
+        ASSERT_NULL(emu_fault_to_string(_EMU_FAULT_INVALID));
+        ASSERT_NULL(emu_fault_to_string(_EMU_FAULT_MAX));
+        ASSERT_ERRNO(emu_fault_from_string("hang"), EINVAL);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                if (emu_device_config_parse(bad[i], &c) != -EINVAL)
+                        TEST_FAIL("'%s' parsed", bad[i]);
+                if (emu_config_parse(bad[i], &devices, &n) != -EINVAL)
+                        TEST_FAIL("'%s' parsed as a list", bad[i]);
+                ASSERT_NULL(devices);
+                ASSERT_EQ(n, 4242);
+        }
+
+        /* Per device: each entry has its own, or none. */
+        ASSERT_OK(emu_config_parse("0000:01:00.0:fault=busy,0000:02:00.0,0000:03:00.0:fault=tdisp-error", &devices, &n));
+        ASSERT_EQ(n, 3);
+        ASSERT_EQ(devices[0].fault, EMU_FAULT_BUSY);
+        ASSERT_EQ(devices[1].fault, _EMU_FAULT_INVALID);
+        ASSERT_EQ(devices[2].fault, EMU_FAULT_TDISP_ERROR);
 }
 
 /* Writes "0000:BB:DD.F,..." for n distinct devices into buf. */
@@ -255,6 +333,95 @@ TEST(platform_limit) {
         ASSERT_OK(emu_platform_remove_device(p, "0000:00:00.0"));
         ASSERT_OK(emu_platform_add_device(p, "0001:00:00.0", NULL));
         ASSERT_EQ(emu_device_get_function_id(emu_platform_find_device(p, "0001:00:00.0")), 0x01010000);
+}
+
+/* A device from a config with a fault: armed from the start, for requests, bind and unbind
+ * alike, and for good (until cleared); the identity and bytes are those of the same device
+ * without the fault. */
+TEST(platform_config_faults) {
+        _cleanup_(emu_platform_freep) EmuPlatform *p = NULL;
+        uint8_t resp[EMU_RESPONSE_MAX], msg[16], plain[EMU_RESPONSE_MAX];
+        size_t len, plain_len, msg_len;
+        EmuDevice *busy, *timeout, *gone, *tdisp, *fine;
+        uint32_t code;
+
+        ASSERT_OK(emu_platform_new_from_config("0000:01:00.0:fault=busy,0000:02:00.0:fault=timeout,"
+                                               "0000:03:00.0:fault=gone,0000:04:00.0:fault=tdisp-error,"
+                                               "0000:05:00.0",
+                                               &p));
+        busy = emu_platform_find_device(p, "0000:01:00.0");
+        timeout = emu_platform_find_device(p, "0000:02:00.0");
+        gone = emu_platform_find_device(p, "0000:03:00.0");
+        tdisp = emu_platform_find_device(p, "0000:04:00.0");
+        fine = emu_platform_find_device(p, "0000:05:00.0");
+        ASSERT_EQ(emu_device_get_fault(busy), EMU_FAULT_BUSY);
+        ASSERT_EQ(emu_device_get_fault(timeout), EMU_FAULT_TIMEOUT);
+        ASSERT_EQ(emu_device_get_fault(gone), EMU_FAULT_GONE);
+        ASSERT_EQ(emu_device_get_fault(tdisp), EMU_FAULT_TDISP_ERROR);
+        ASSERT_EQ(emu_device_get_fault(fine), _EMU_FAULT_INVALID);
+        ASSERT_EQ(emu_device_get_config(busy)->fault, EMU_FAULT_BUSY);
+
+        for (unsigned i = 0; i < 3; i++) {
+                ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, emu_device_get_function_id(busy), NULL, 0, msg,
+                                              sizeof(msg), &msg_len));
+                ASSERT_ERRNO(emu_device_request(busy, EMU_SCOPE_INFO, msg, msg_len, resp, sizeof(resp), &len), EBUSY);
+                ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, emu_device_get_function_id(timeout), NULL, 0, msg,
+                                              sizeof(msg), &msg_len));
+                ASSERT_ERRNO(emu_device_request(timeout, EMU_SCOPE_INFO, msg, msg_len, resp, sizeof(resp), &len),
+                             ETIMEDOUT);
+                ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, emu_device_get_function_id(gone), NULL, 0, msg,
+                                              sizeof(msg), &msg_len));
+                ASSERT_ERRNO(emu_device_request(gone, EMU_SCOPE_INFO, msg, msg_len, resp, sizeof(resp), &len), ENODEV);
+                ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, emu_device_get_function_id(tdisp), NULL, 0, msg,
+                                              sizeof(msg), &msg_len));
+                ASSERT_OK(emu_device_request(tdisp, EMU_SCOPE_INFO, msg, msg_len, resp, sizeof(resp), &len));
+                ASSERT_OK(tdisp_error_decode(resp, len, &code, NULL));
+                ASSERT_EQ(code, TDISP_ERROR_UNSPECIFIED);
+        }
+        ASSERT_ERRNO(emu_device_bind(busy, NULL), EBUSY);
+        ASSERT_ERRNO(emu_device_bind(timeout, NULL), ETIMEDOUT);
+        ASSERT_ERRNO(emu_device_bind(gone, NULL), ENODEV);
+        ASSERT_ERRNO(emu_device_bind(tdisp, NULL), EIO);
+        ASSERT_ERRNO(emu_device_unbind(tdisp), EIO);
+        ASSERT_EQ(emu_device_get_state(tdisp), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(emu_device_bind(fine, NULL));
+
+        /* "gone" is not removal: the device stays listed and comes back once cleared. */
+        ASSERT_FALSE(emu_device_is_removed(gone));
+        emu_device_clear_fault(gone);
+        ASSERT_EQ(emu_device_get_fault(gone), _EMU_FAULT_INVALID);
+        ASSERT_OK(emu_device_bind(gone, NULL));
+
+        /* Cleared, the device answers like one that never had a fault. */
+        emu_device_clear_fault(tdisp);
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, emu_device_get_function_id(tdisp), NULL, 0, msg,
+                                      sizeof(msg), &msg_len));
+        ASSERT_OK(emu_device_request(tdisp, EMU_SCOPE_INFO, msg, msg_len, resp, sizeof(resp), &len));
+        ASSERT_EQ(resp[1], TDISP_MSG_VERSION);
+        {
+                _cleanup_(emu_platform_freep) EmuPlatform *q = NULL;
+
+                ASSERT_OK(emu_platform_new_from_config("0000:04:00.0", &q));
+                ASSERT_OK(emu_device_request(emu_platform_get_device(q, 0), EMU_SCOPE_INFO, msg, msg_len, plain,
+                                             sizeof(plain), &plain_len));
+                ASSERT_EQ(len, plain_len);
+                ASSERT_MEMEQ(resp, plain, len);
+                /* Same seed: the fault is behaviour, not identity. */
+                ASSERT_OK(emu_device_bind(tdisp, resp));
+                ASSERT_OK(emu_device_bind(emu_platform_get_device(q, 0), plain));
+                ASSERT_MEMEQ(resp, plain, TDISP_NONCE_SIZE);
+        }
+
+        /* A hand-built config with a fault out of range is refused, not armed. */
+        {
+                EmuDeviceConfig c;
+                EmuDevice *d = NULL;
+
+                ASSERT_OK(emu_device_config_parse("0000:06:00.0", &c));
+                c.fault = _EMU_FAULT_MAX;
+                ASSERT_ERRNO(emu_device_new(&c, &d), EINVAL);
+                ASSERT_NULL(d);
+        }
 }
 
 TEST_MAIN();

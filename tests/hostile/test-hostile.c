@@ -414,7 +414,8 @@ TEST(never_reading_client) {
 static const char slow_head[] = "{\"method\":\"io.tsmd.Guest.GuestRequest\",\"parameters\":{\"scope\":\"";
 
 /* SLOW_CONNS connections writing one byte every 50 ms of a message that never ends, for
- * duration_usec, the good client working in between; then they go away. */
+ * duration_usec (less than the default MessageTimeoutSec=10), the good client working in
+ * between; then they go away. */
 static void slowloris_round(Tsmd *t, Good *g, const Baseline *b, uint64_t duration_usec) {
         int fds[SLOW_CONNS];
         uint64_t end;
@@ -432,7 +433,7 @@ static void slowloris_round(Tsmd *t, Good *g, const Baseline *b, uint64_t durati
                 sleep_usec(50 * USEC_PER_MSEC);
         }
         ASSERT_GE(ticks, duration_usec / (100 * USEC_PER_MSEC));
-        /* They are unfinished, not wrong: still connected, each costing tsmd one fd. */
+        /* Unfinished, not yet late: still connected, each costing tsmd one fd. */
         ASSERT_EQ(tsmd_count_fds(t), b->fds + SLOW_CONNS);
         for (unsigned i = 0; i < SLOW_CONNS; i++)
                 close(fds[i]);
@@ -458,6 +459,82 @@ TEST(slowloris) {
 #if !TSMD_SANITIZED
         ASSERT_LE(rss2, rss1 + 512);
 #endif
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* With MessageTimeoutSec=1, tsmd hangs up on 1-byte-per-second writers itself, about a
+ * second after each started its message, and with IdleTimeoutSec=2 on a connection that
+ * never sent anything; a connection idle between messages stays. The good client works
+ * throughout, and tsmd's fd count is back at its baseline while the attackers still hold
+ * their ends open. */
+TEST(slowloris_timeout) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        int slow[SLOW_CONNS], silent, bystander;
+        uint64_t start, last_byte = 0, closed_at[SLOW_CONNS] = {}, silent_closed_at = 0, first = UINT64_MAX, last = 0;
+        unsigned n_closed = 0;
+        size_t pos = 0;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMessageTimeoutSec=1\nIdleTimeoutSec=2\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+        bystander = raw_open(&t);
+        raw_expect_alive(bystander);
+
+        start = now_usec();
+        silent = raw_open(&t);
+        for (unsigned i = 0; i < SLOW_CONNS; i++)
+                slow[i] = raw_open(&t);
+        while (n_closed < SLOW_CONNS + 1 && now_usec() - start < 4 * USEC_PER_SEC) {
+                uint64_t now = now_usec();
+                bool send_byte = now - last_byte >= USEC_PER_SEC;
+
+                for (unsigned i = 0; i < SLOW_CONNS; i++) {
+                        if (closed_at[i] > 0)
+                                continue;
+                        if (raw_closed_silently(slow[i], 0) || (send_byte && !raw_send(slow[i], &slow_head[pos], 1))) {
+                                closed_at[i] = now - start;
+                                n_closed++;
+                        }
+                }
+                if (send_byte) {
+                        last_byte = now;
+                        pos++;
+                }
+                if (silent_closed_at == 0 && raw_closed_silently(silent, 0)) {
+                        silent_closed_at = now - start;
+                        n_closed++;
+                }
+                good_check(&g);
+                sleep_usec(100 * USEC_PER_MSEC);
+        }
+        if (n_closed < SLOW_CONNS + 1)
+                TEST_FAIL("after 4 s, tsmd still serves %u of the slow and silent connections", SLOW_CONNS + 1 - n_closed);
+        for (unsigned i = 0; i < SLOW_CONNS; i++) {
+                first = MIN(first, closed_at[i]);
+                last = MAX(last, closed_at[i]);
+        }
+        ASSERT_GE(first, 900 * USEC_PER_MSEC);
+        ASSERT_LE(last, 2500 * USEC_PER_MSEC);
+        ASSERT_GE(silent_closed_at, 1800 * USEC_PER_MSEC);
+        fprintf(stderr, "# slowloris with MessageTimeoutSec=1: closed after %llu..%llu ms; silent after %llu ms\n",
+                (unsigned long long) (first / USEC_PER_MSEC), (unsigned long long) (last / USEC_PER_MSEC),
+                (unsigned long long) (silent_closed_at / USEC_PER_MSEC));
+
+        /* tsmd let go of them on its own (our ends are still open), saying why. */
+        ASSERT_EQ(tsmd_wait_fds(&t, b.fds + 1, TSMD_WAIT_USEC), b.fds + 1);
+        ASSERT_EQ(tsmd_log_count(&t, "did not complete its message within 1s"), SLOW_CONNS);
+        ASSERT_GE(tsmd_log_count(&t, "sent nothing within 2s of connecting"), 1U);
+
+        /* Idle for over 2 s, but between messages: still served. */
+        raw_expect_alive(bystander);
+        for (unsigned i = 0; i < SLOW_CONNS; i++)
+                close(slow[i]);
+        close(silent);
+        close(bystander);
         expect_recovered(&t, &g, &b);
         good_done(&g);
         tsmd_teardown(&t);

@@ -53,12 +53,15 @@ static const char good_config[] =
         "MaxPendingCalls=16\n"
         "MaxConnections=100\n"
         "MaxConnectionsPerUid=10\n"
+        "MessageTimeoutSec=30\n"
+        "IdleTimeoutSec=600\n"
         "\n"
         "[Platform]\n"
         "Mode=emulated\n"
         "IommuDevice=/dev/zero\n"
         "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"
         "EmulatedLatencyUSec=1000\n"
+        "RequestTimeoutUSec=2000000\n"
         "\n"
         "[Guest]\n"
         "MaxContextsPerClient=3\n"
@@ -97,6 +100,8 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },
                 { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range" },
                 { "[Platform]\nEmulatedLatencyUSec=60000001\n", 2, "value out of range" },
+                { "[Platform]\nRequestTimeoutUSec=999\n", 2, "value out of range" },
+                { "[Varlink]\nMessageTimeoutSec=3601\n", 2, "value out of range" },
                 { "[Varlink\nMaxJsonDepth=8\n", 1, NULL },
                 { "[Varlink]\njust some words\n", 2, NULL },
         };

@@ -3,7 +3,8 @@
  * The Varlink server and client against each other over a real socket: the server runs its
  * libevent loop in a thread, the test drives it with the blocking/async client and with raw
  * bytes. Covers every standard error, parameter validation, ordering of pipelined and
- * deferred replies, oneway, more, fd passing and each client-controlled limit.
+ * deferred replies, oneway, more, fd passing and each client-controlled limit, including the
+ * message and idle timeouts.
  */
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "harness.h"
 #include "json-util.h"
@@ -56,6 +58,7 @@ typedef struct TestServer {
         VarlinkCall *held[64];
         json_object *held_answer[64];
         unsigned recorded;
+        uint64_t n_timed_out; /* the server's count, taken in server_stop() */
 } TestServer;
 
 static TestServer ts;
@@ -244,6 +247,7 @@ static void server_stop(void) {
                 ts.held[i] = varlink_call_unref(ts.held[i]);
                 ts.held_answer[i] = (json_object_put(ts.held_answer[i]), NULL);
         }
+        ts.n_timed_out = varlink_server_get_n_timed_out(ts.server);
         varlink_server_free(ts.server);
         event_free(ts.stop_event);
         /* Run the deferred frees the shutdown scheduled, then make sure nothing is left. */
@@ -929,6 +933,176 @@ TEST(limit_connections_per_uid) {
         for (unsigned i = 0; i < 2; i++)
                 varlink_client_free(c[i]);
         server_stop();
+}
+
+static uint64_t now_usec(void) {
+        struct timespec t;
+
+        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &t));
+        return (uint64_t) t.tv_sec * 1000000U + (uint64_t) t.tv_nsec / 1000U;
+}
+
+/* Sends; false if the server has hung up already. */
+static bool raw_try_send(int fd, const void *p, size_t n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+        if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
+                return false;
+        ASSERT_EQ(k, (ssize_t) n);
+        return true;
+}
+
+/* Whether the server has hung up, without waiting (a pending reply is not a hang-up). */
+static bool raw_hung_up(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t k;
+        char c;
+
+        if (poll(&p, 1, 0) != 1)
+                return false;
+        k = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        return k == 0 || (k < 0 && errno == ECONNRESET);
+}
+
+TEST(message_timeout) {
+        static const char endless[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"";
+        static const char slow[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"slow\"}}";
+        static const char behind[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"behind\"}}";
+        static const char defer[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":1}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int trickler, slowpoke, silent, blocked, chained;
+        uint64_t start, closed_after = 0;
+        size_t pos = 0, slow_sent = 0;
+        unsigned chain_step = 0;
+        char buf[256];
+
+        l.message_timeout_sec = 1;
+        l.max_pending_calls = 1;
+        server_start(&l);
+        trickler = raw_connect();
+        slowpoke = raw_connect();
+        silent = raw_connect();
+        blocked = raw_connect();
+        chained = raw_connect();
+
+        /* A call the server holds, and in the same write the start of the next message. With
+         * MaxPendingCalls=1 the server stops reading there: the wait is the server's, so the
+         * timeout does not run. */
+        memcpy(buf, defer, sizeof(defer));
+        memcpy(buf + sizeof(defer), behind, 20);
+        raw_send(blocked, buf, sizeof(defer) + 20);
+
+        /* 2 s in 50 ms ticks: the trickler sends a byte of a message that never ends each
+         * tick; the slow client sends a whole message in pieces over 400 ms, well within the
+         * timeout, then idles for longer than the timeout. The chained client sends two
+         * messages 1.4 s apart, each within 0.7 s; the second starts in the write that ends
+         * the first, and has its own deadline. */
+        start = now_usec();
+        while (now_usec() - start < 2000000U) {
+                uint64_t t = now_usec() - start;
+
+                if (chain_step == 0) {
+                        raw_send(chained, slow, 20);
+                        chain_step++;
+                } else if (chain_step == 1 && t >= 700000U) {
+                        memcpy(buf, slow + 20, sizeof(slow) - 20);
+                        memcpy(buf + sizeof(slow) - 20, slow, 20);
+                        raw_send(chained, buf, sizeof(slow));
+                        chain_step++;
+                } else if (chain_step == 2 && t >= 1400000U) {
+                        raw_send(chained, slow + 20, sizeof(slow) - 20);
+                        chain_step++;
+                }
+
+                if (closed_after == 0 &&
+                    (raw_hung_up(trickler) ||
+                     !raw_try_send(trickler, pos < sizeof(endless) - 1 ? &endless[pos] : "a", 1)))
+                        closed_after = now_usec() - start;
+                pos++;
+                if (slow_sent < sizeof(slow)) {
+                        size_t n = MIN(sizeof(slow) - slow_sent, sizeof(slow) / 8 + 1);
+
+                        raw_send(slowpoke, slow + slow_sent, n);
+                        slow_sent += n;
+                        if (slow_sent == sizeof(slow))
+                                ASSERT_STREQ(raw_recv(slowpoke), "{\"parameters\":{\"text\":\"slow\"}}");
+                }
+                usleep(50000);
+        }
+        /* Closed, without a word, once its message was a second old; not before. */
+        if (closed_after == 0)
+                TEST_FAIL("the trickling client is still connected after 2 s");
+        ASSERT_GE(closed_after, 900000U);
+        ASSERT_TRUE(raw_is_closed(trickler));
+        close(trickler);
+
+        /* Idle between messages, or never having sent anything: kept. */
+        raw_call(slowpoke, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"again\"}}");
+        ASSERT_STREQ(raw_recv(slowpoke), "{\"parameters\":{\"text\":\"again\"}}");
+        raw_call(silent, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"late\"}}");
+        ASSERT_STREQ(raw_recv(silent), "{\"parameters\":{\"text\":\"late\"}}");
+        ASSERT_EQ(chain_step, 3U);
+        for (unsigned i = 0; i < 2; i++)
+                ASSERT_STREQ(raw_recv(chained), "{\"parameters\":{\"text\":\"slow\"}}");
+
+        /* The held call is released: the server reads on, and the rest of the message that
+         * waited 2 s in its buffer gets a fresh timeout. */
+        raw_call(slowpoke, "{\"method\":\"io.tsmd.Test.Release\",\"parameters\":{\"id\":1}}");
+        ASSERT_STREQ(raw_recv(slowpoke), "{\"parameters\":{\"released\":1}}");
+        ASSERT_STREQ(raw_recv(blocked), "{\"parameters\":{\"id\":1}}");
+        raw_send(blocked, behind + 20, sizeof(behind) - 20);
+        ASSERT_STREQ(raw_recv(blocked), "{\"parameters\":{\"text\":\"behind\"}}");
+
+        close(slowpoke);
+        close(silent);
+        close(blocked);
+        close(chained);
+        server_stop();
+        ASSERT_EQ(ts.n_timed_out, 1U);
+}
+
+TEST(idle_timeout) {
+        static const char call[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int silent, talker, partial;
+        uint64_t start, closed_after = 0;
+
+        l.idle_timeout_sec = 1;
+        l.message_timeout_sec = 0; /* none */
+        server_start(&l);
+        start = now_usec();
+        silent = raw_connect();
+        talker = raw_connect();
+        partial = raw_connect();
+        raw_call(talker, call);
+        ASSERT_STREQ(raw_recv(talker), "{\"parameters\":{\"text\":\"x\"}}");
+        raw_send(partial, call, 10);
+
+        /* A connection that never sends anything goes after a second... */
+        while (now_usec() - start < 2000000U) {
+                if (raw_hung_up(silent)) {
+                        closed_after = now_usec() - start;
+                        break;
+                }
+                usleep(20000);
+        }
+        if (closed_after == 0)
+                TEST_FAIL("the silent client is still connected after 2 s");
+        ASSERT_GE(closed_after, 900000U);
+        close(silent);
+
+        /* ...one that did is kept while idle, and so is an unfinished message without a
+         * message timeout. */
+        usleep(500000);
+        raw_call(talker, call);
+        ASSERT_STREQ(raw_recv(talker), "{\"parameters\":{\"text\":\"x\"}}");
+        raw_send(partial, call + 10, sizeof(call) - 10);
+        ASSERT_STREQ(raw_recv(partial), "{\"parameters\":{\"text\":\"x\"}}");
+
+        close(talker);
+        close(partial);
+        server_stop();
+        ASSERT_EQ(ts.n_timed_out, 1U);
 }
 
 TEST(client_sees_disconnect) {

@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The platform router (daemon/tsm-platform.c) over emulated devices with configured faults:
+ * a device that never answers fails its request with -ETIMEDOUT after the request timeout
+ * (not before, and without the device having acted on it), a device slower than the timeout
+ * likewise, a device removed meanwhile fails it at once with -ENODEV, a cancelled or freed
+ * request never calls back, and a reload switches a listed device's fault on and off in place.
+ * Runs in: tests.
+ */
+
+#include <time.h>
+
+#include "emu-device.h"
+#include "harness.h"
+#include "tdisp.h"
+#include "tsm-platform.h"
+
+#define DEV1 "0000:01:00.0"
+#define DEV2 "0000:02:00.0"
+
+#define MSEC 1000ULL
+/* How late a timer may fire on a loaded machine before the test calls it wrong. */
+#define SLACK_USEC (2000 * MSEC)
+/* libevent measures timeouts from its cached loop time, which may lag the clock read here
+ * when the request is made: a timer may seem to fire this much early. */
+#define EARLY_USEC (5 * MSEC)
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &ts));
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+typedef struct Done {
+        bool called;
+        int result;
+        uint64_t at; /* usec since the request was made */
+        uint64_t start;
+        uint8_t type; /* the response's message type */
+} Done;
+
+static void on_done(TsmRequest *r, int result, void *userdata) {
+        Done *d = userdata;
+        const uint8_t *resp;
+        size_t len;
+
+        ASSERT_FALSE(d->called);
+        d->called = true;
+        d->result = result;
+        d->at = now_usec() - d->start;
+        if (result >= 0) {
+                resp = tsm_request_get_response(r, &len);
+                ASSERT_GE(len, sizeof(TdispHeader));
+                d->type = resp[1];
+        }
+}
+
+typedef struct Router {
+        struct event_base *base;
+        TsmPlatform *p;
+} Router;
+
+static void router_new(Router *r, const char *devices, uint64_t latency_usec, uint64_t timeout_usec) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+                .emulated_devices = (char *) devices,
+                .emulated_latency_usec = latency_usec,
+                .request_timeout_usec = timeout_usec,
+        };
+
+        r->base = event_base_new();
+        ASSERT_NOT_NULL(r->base);
+        ASSERT_OK(tsm_platform_new(r->base, &config, &r->p));
+}
+
+static void router_free(Router *r) {
+        r->p = tsm_platform_free(r->p);
+        event_base_free(r->base);
+}
+
+/* A request of this type (no body) to address, in the scope its type belongs to. */
+static TsmRequest *submit(Router *r, const char *address, uint8_t type, Done *d) {
+        EmuDevice *dev = emu_platform_find_device(tsm_platform_get_emulated(r->p), address);
+        const char *scope = type == TDISP_MSG_GET_VERSION ? "info" : "state-change";
+        TsmTarget t = { .pci_address = address, .iommufd = -EBADF };
+        uint8_t msg[64], body[sizeof(TdispLockInterfaceParams)] = {};
+        size_t len, body_len = type == TDISP_MSG_LOCK_INTERFACE_REQ ? sizeof(body) : 0;
+        TsmRequest *req = NULL;
+
+        ASSERT_NOT_NULL(dev);
+        ASSERT_OK(tdisp_build_request(type, emu_device_get_function_id(dev), body, body_len, msg, sizeof(msg), &len));
+        *d = (Done) { .start = now_usec() };
+        ASSERT_OK(tsm_platform_request(r->p, &t, scope, msg, len, 4096, on_done, d, &req));
+        ASSERT_NOT_NULL(req);
+        ASSERT_FALSE(d->called); /* never from inside the call */
+        return req;
+}
+
+/* Runs the loop until *flag or for at most usec. */
+static void run_until(Router *r, const bool *flag, uint64_t usec) {
+        uint64_t deadline = now_usec() + usec;
+
+        while ((!flag || !*flag) && now_usec() < deadline) {
+                struct timeval tv = { .tv_usec = 1000 };
+
+                ASSERT_OK(event_base_loopexit(r->base, &tv));
+                ASSERT_OK(event_base_loop(r->base, 0));
+        }
+}
+
+static TdispState state_of(Router *r, const char *address) {
+        return emu_device_get_state(emu_platform_find_device(tsm_platform_get_emulated(r->p), address));
+}
+
+TEST(hanging_device_times_out) {
+        Router r;
+        Done hung, fine, lock;
+
+        router_new(&r, DEV1 ":fault=timeout," DEV2, 20 * MSEC, 300 * MSEC);
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &hung);
+        (void) submit(&r, DEV2, TDISP_MSG_GET_VERSION, &fine);
+        (void) submit(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock);
+
+        /* The healthy device answers after its latency, meanwhile. */
+        run_until(&r, &fine.called, SLACK_USEC);
+        ASSERT_TRUE(fine.called);
+        ASSERT_EQ(fine.result, 0);
+        ASSERT_EQ(fine.type, TDISP_MSG_VERSION);
+        ASSERT_GE(fine.at + EARLY_USEC, 20 * MSEC);
+        ASSERT_FALSE(hung.called);
+
+        run_until(&r, &lock.called, 300 * MSEC + SLACK_USEC);
+        ASSERT_TRUE(hung.called && lock.called);
+        ASSERT_ERRNO(hung.result, ETIMEDOUT);
+        ASSERT_ERRNO(lock.result, ETIMEDOUT);
+        /* At the deadline: not at the answer's due time, not long after. */
+        ASSERT_GE(hung.at + EARLY_USEC, 300 * MSEC);
+        ASSERT_LE(hung.at, 300 * MSEC + SLACK_USEC);
+        /* The device never acted on what it did not answer. */
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        router_free(&r);
+}
+
+/* Slower than the deadline is as good as never: the request fails before the device acts. */
+TEST(slow_device_times_out) {
+        Router r;
+        Done lock;
+
+        router_new(&r, DEV1, 400 * MSEC, 100 * MSEC);
+        (void) submit(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock);
+        run_until(&r, &lock.called, 100 * MSEC + SLACK_USEC);
+        ASSERT_TRUE(lock.called);
+        ASSERT_ERRNO(lock.result, ETIMEDOUT);
+        ASSERT_GE(lock.at + EARLY_USEC, 100 * MSEC);
+        ASSERT_TRUE(lock.at < 400 * MSEC);
+        /* Past the time the device would have answered: it was never asked. */
+        run_until(&r, NULL, 400 * MSEC);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        router_free(&r);
+}
+
+TEST(removed_while_hanging) {
+        Router r;
+        Done hung;
+
+        router_new(&r, DEV1 ":fault=timeout," DEV2, 0, 5000 * MSEC);
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &hung);
+        run_until(&r, NULL, 50 * MSEC); /* the answer was due, and did not come */
+        ASSERT_FALSE(hung.called);
+
+        ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV2));
+        run_until(&r, &hung.called, SLACK_USEC);
+        ASSERT_TRUE(hung.called);
+        ASSERT_ERRNO(hung.result, ENODEV);
+        ASSERT_LE(hung.at, SLACK_USEC);
+        router_free(&r);
+}
+
+/* A request whose caller left never calls back, before or after its deadline; nor does one
+ * still in flight when the platform goes (ASan checks that nothing leaks). */
+TEST(cancelled_and_freed_while_hanging) {
+        Router r;
+        Done cancelled, left;
+        TsmRequest *req;
+
+        router_new(&r, DEV1 ":fault=timeout", 0, 100 * MSEC);
+        req = submit(&r, DEV1, TDISP_MSG_GET_VERSION, &cancelled);
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &left);
+        run_until(&r, NULL, 20 * MSEC);
+        tsm_request_cancel(req);
+        run_until(&r, &left.called, 100 * MSEC + SLACK_USEC);
+        ASSERT_TRUE(left.called);
+        ASSERT_ERRNO(left.result, ETIMEDOUT);
+        run_until(&r, NULL, 50 * MSEC);
+        ASSERT_FALSE(cancelled.called);
+
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &left);
+        run_until(&r, NULL, 10 * MSEC);
+        router_free(&r);
+        ASSERT_FALSE(left.called);
+}
+
+/* A reload that keeps a device switches its fault in place: same device, same TDI state. */
+TEST(reload_switches_faults) {
+        static const struct {
+                const char *devices;
+                int result;
+                uint8_t type;
+        } steps[] = {
+                { DEV1 ":fault=busy", -EBUSY, 0 },
+                { DEV1 ":fault=gone", -ENODEV, 0 },
+                { DEV1, 0, TDISP_MSG_VERSION },
+                { DEV1 ":fault=tdisp-error", 0, TDISP_MSG_ERROR },
+                { DEV1 ":fault=tdisp-error:ranges=7", 0, TDISP_MSG_ERROR }, /* hardware options stay */
+                { DEV1 ":fault=busy", -EBUSY, 0 },
+                { DEV1, 0, TDISP_MSG_VERSION },
+        };
+        Router r;
+        EmuDevice *dev;
+
+        router_new(&r, DEV1, 0, 1000 * MSEC);
+        dev = emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1);
+        ASSERT_OK(emu_device_bind(dev, NULL));
+
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                Done d;
+
+                ASSERT_OK(tsm_platform_set_emulated_devices(r.p, steps[i].devices));
+                ASSERT_TRUE(emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1) == dev);
+                (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &d);
+                run_until(&r, &d.called, SLACK_USEC);
+                ASSERT_TRUE(d.called);
+                if (d.result != steps[i].result || (d.result >= 0 && d.type != steps[i].type))
+                        TEST_FAIL("after '%s': result %d type 0x%02x, expected %d 0x%02x", steps[i].devices, d.result,
+                                  d.type, steps[i].result, steps[i].type);
+                /* Busy and ERROR answers leave the TDI as it was; "gone" resets it. */
+                ASSERT_EQ(emu_device_get_state(dev), i == 1 || i == 2 ? TDISP_STATE_CONFIG_UNLOCKED
+                                                                      : TDISP_STATE_CONFIG_LOCKED);
+                if (i == 2)
+                        ASSERT_OK(emu_device_bind(dev, NULL));
+        }
+        ASSERT_EQ(emu_device_get_config(dev)->n_mmio_ranges, EMU_MMIO_RANGES_DEFAULT);
+        /* A bad list changes nothing. */
+        ASSERT_ERRNO(tsm_platform_set_emulated_devices(r.p, DEV1 ":fault=hang"), EINVAL);
+        ASSERT_EQ(emu_device_get_fault(dev), _EMU_FAULT_INVALID);
+        router_free(&r);
+}
+
+TEST_MAIN();

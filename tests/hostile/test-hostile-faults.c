@@ -1,0 +1,1117 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Backend and audit faults against the real tsmd on its emulated platform. A VMM uses a
+ * device that misbehaves (an emulated device with "fault=" in EmulatedDevices=, see
+ * daemon/emu/emu-config.h), or the audit log's file system misbehaves, while a well-behaved
+ * VMM keeps working on another device (a context with DEV2 attached, TDISP GET_VERSION in
+ * scope "info"). For each fault the test checks that tsmd stays up (the monitor, and the same
+ * worker process), that the good client's requests keep succeeding within a bound, that
+ * tsmd's fd count is back to exactly its baseline and its RSS near it afterwards, that every
+ * refusal is a named io.tsmd.Guest error, and that it is audited (io.tsmd.Admin.QueryAudit).
+ *
+ *   busy, gone, tdisp-error  the device answers busy / as absent / with TDISP ERROR messages
+ *   hang                     the device never answers: the platform router fails the request
+ *                            after RequestTimeoutUSec (short here) with Timeout
+ *   hang, monitor full       more hanging requests than the monitor holds at once: others
+ *                            wait, but no longer than the timeout (a limitation, see there)
+ *   removed mid-request      a device with latency is unlisted by a reload while requests
+ *                            are in flight: they fail with DeviceGone, before their answer
+ *   audit ENOSPC             a tiny tmpfs over the audit directory fills up
+ *   audit slow disk          the audit directory on ext4 on a loop device whose writes the
+ *                            kernel's block-layer throttle (a blkio/io cgroup holding the
+ *                            worker) limits to a few per second: every fdatasync really waits
+ *                            for the worker's data writes (the journal's own commits, by the
+ *                            jbd2 thread outside the cgroup, are not slowed)
+ *   audit EIO                the same file system shut down (EXT4_IOC_SHUTDOWN, what xfstests
+ *                            use to simulate a dead disk): every write and sync fails with EIO
+ *
+ * The audit faults cannot keep "the other client succeeding": tsmd fails closed, so while no
+ * record can be written every audited call of every client is refused (AuditFailed, with the
+ * errno); what must stay up is everything else (Ping is answered at once), the same worker,
+ * and, once there is room again and tsmd reloaded, service for all. The refused calls have no
+ * record (there was no room for one): what is checked is that every answered call has one, in
+ * an unbroken sequence.
+ *
+ * Not covered: an EIO from which tsmd recovers in place (the worker keeps its audit
+ * directory open from its start, so a file system that died stays dead to it until the worker
+ * or tsmd restarts; the test checks that it keeps refusing by name and stays up); a slow or
+ * failing disk under the context state directory rather than the audit log; a real device's
+ * latency profile (the throttle delays each write evenly).
+ *
+ * Runs in: tests. The audit faults need root (a private mount namespace; loop devices and a
+ * cgroup for the slow disk) and SKIP without; the slow disk and EIO cases SKIP without loop
+ * devices, mkfs.ext4 or a block-I/O throttle.
+ */
+
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "guest-calls.h"
+#include "tdisp.h"
+#include "tsmd-fixture.h"
+#include "varlink-errors.h"
+
+#define G "io.tsmd.Guest."
+#define E_GUEST(name) "io.tsmd.Guest." name
+
+#define DEV1 "0000:01:00.0" /* the misbehaving device */
+#define DEV2 "0000:02:00.0" /* the good client's */
+
+/* A device list and further [Platform] keys. */
+#define CONF(devices, extra) \
+        strf("[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDevices=%s\n%s", (devices), (extra))
+
+/* A good client's request must not take longer than this (plus the emulated latency). */
+#define GOOD_MAX_USEC (1 * USEC_PER_SEC)
+/* RSS may grow this much over the baseline (allocator caches, audit buffers). */
+#define RSS_SLACK_KIB 4096UL
+/* A call tsmd does not audit must be answered this fast whatever the disk does. */
+#define PING_MAX_USEC (500 * USEC_PER_MSEC)
+/* How late a timeout may fire on a loaded machine. */
+#define LATE_USEC (2 * USEC_PER_SEC)
+
+/* ---- calls ---------------------------------------------------------------------------------- */
+
+/* GuestRequest parameters: a TDISP GET_VERSION to address in scope "info". */
+static const char *version_params(int64_t ctx, int64_t vdev, const char *address) {
+        uint8_t msg[64];
+        size_t len;
+        _cleanup_free_ char *enc = NULL;
+
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, guest_function_id(address), NULL, 0, msg, sizeof(msg), &len));
+        enc = b64(msg, len);
+        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"scope\":\"info\",\"request\":\"%s\","
+                    "\"maxResponseSize\":4096}",
+                    ctx, vdev, enc);
+}
+
+/* The TDISP response type of a successful GuestRequest reply; the error code if ERROR. */
+static uint8_t response_type(json_object *reply, uint32_t *ret_error_code) {
+        _cleanup_free_ uint8_t *resp = NULL;
+        size_t len;
+
+        resp = unb64(JSTR(reply, "response"), &len);
+        ASSERT_GE(len, sizeof(TdispHeader));
+        if (resp[1] == TDISP_MSG_ERROR && ret_error_code)
+                ASSERT_OK(tdisp_error_decode(resp, len, ret_error_code, NULL));
+        return resp[1];
+}
+
+static uint64_t usec_since(uint64_t start) {
+        return now_usec() - start;
+}
+
+/* A call that tsmd does not audit answers promptly: its event loop is not blocked. Returns
+ * how long it took. */
+static uint64_t expect_ping_fast(Tsmd *t) {
+        VarlinkClient *c = tsmd_connect(t);
+        uint64_t start = now_usec(), took;
+
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        took = usec_since(start);
+        varlink_client_free(c);
+        if (took > PING_MAX_USEC)
+                TEST_FAIL("Ping took %llu ms", (unsigned long long) (took / USEC_PER_MSEC));
+        return took;
+}
+
+/* ---- the well-behaved client ---------------------------------------------------------------- */
+
+typedef struct Good {
+        VarlinkClient *c;
+        int64_t ctx;
+        char params[512];
+        unsigned n_ok;
+        uint64_t bound_usec, max_usec;
+} Good;
+
+static void good_connect(Tsmd *t, Good *g, uint64_t latency_usec) {
+        *g = (Good) { .bound_usec = GOOD_MAX_USEC + latency_usec };
+        g->c = tsmd_connect_guest(t);
+        g->ctx = guest_open_context(g->c);
+        CALL_OK(g->c, G "AttachDevice", guest_attach_params(g->ctx, 1, DEV2));
+        snprintf(g->params, sizeof(g->params), "%s", version_params(g->ctx, 1, DEV2));
+}
+
+/* One GET_VERSION through the good client: must succeed, in time, with a VERSION response.
+ * Returns how long it took. */
+#define good_check(g) good_check_at(__FILE__, __LINE__, (g))
+static uint64_t good_check_at(const char *file, int line, Good *g) {
+        json_object *r = NULL;
+        uint64_t start = now_usec(), took;
+        const char *error = tsmd_call(g->c, G "GuestRequest", g->params, &r);
+
+        took = usec_since(start);
+        if (error)
+                TEST_FAIL("%s:%d: the good client's GuestRequest failed: %s %s", file, line, error,
+                          json_object_to_json_string(r));
+        if (took > g->bound_usec)
+                TEST_FAIL("%s:%d: the good client's GuestRequest took %llu ms", file, line,
+                          (unsigned long long) (took / USEC_PER_MSEC));
+        if (response_type(r, NULL) != TDISP_MSG_VERSION)
+                TEST_FAIL("%s:%d: the good client got no VERSION response", file, line);
+        g->max_usec = MAX(g->max_usec, took);
+        g->n_ok++;
+        return took;
+}
+
+static void good_done(Good *g) {
+        varlink_client_free(g->c);
+        g->c = NULL;
+}
+
+/* ---- the audit log, through io.tsmd.Admin.QueryAudit ---------------------------------------- */
+
+/* The records QueryAudit returns for params (JSON text), as a new reference. */
+static json_object *audit_query(Tsmd *t, const char *params) {
+        VarlinkClient *a = tsmd_connect(t);
+        json_object *r = CALL_OK(a, "io.tsmd.Admin.QueryAudit", params), *records;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "records", &records));
+        ASSERT_TRUE(json_object_is_type(records, json_type_array));
+        json_object_get(records);
+        varlink_client_free(a);
+        return records;
+}
+
+static int64_t audit_last_seq(Tsmd *t) {
+        json_object *records = audit_query(t, NULL);
+        size_t n = json_object_array_length(records);
+        int64_t seq = n > 0 ? JINT(json_object_array_get_idx(records, n - 1), "seq") : 0;
+
+        json_object_put(records);
+        return seq;
+}
+
+/* Records after seq `after` for address whose event and result are as given. */
+static size_t audit_count(Tsmd *t, int64_t after, const char *address, const char *event, const char *result) {
+        json_object *records = audit_query(t, strf("{\"fromSeq\":%" PRIi64 ",\"pciAddress\":\"%s\"}", after + 1, address));
+        size_t n = 0;
+
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i), *e, *res;
+
+                if (json_object_object_get_ex(rec, "event", &e) && streq(json_object_get_string(e), event) &&
+                    json_object_object_get_ex(rec, "result", &res) && streq(json_object_get_string(res), result))
+                        n++;
+        }
+        json_object_put(records);
+        return n;
+}
+
+#define expect_audited(t, after, address, event, result, n)                                                 \
+        do {                                                                                                \
+                size_t _have = audit_count((t), (after), (address), (event), (result));                     \
+                if (_have != (size_t) (n))                                                                  \
+                        TEST_FAIL("%zu audit records of %s %s -> %s, expected %zu", _have, (address), (event), \
+                                  (result), (size_t) (n));                                                  \
+        } while (false)
+
+/* Every record after seq `after` (the guest requests among them counted into *ret_requests),
+ * numbered without a gap. */
+static void expect_unbroken_log(Tsmd *t, int64_t after, size_t *ret_requests, size_t *ret_failed) {
+        json_object *records = audit_query(t, strf("{\"fromSeq\":%" PRIi64 "}", after + 1));
+        size_t n = json_object_array_length(records), requests = 0, failed = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *rec = json_object_array_get_idx(records, i), *e, *res;
+
+                if (JINT(rec, "seq") != after + 1 + (int64_t) i)
+                        TEST_FAIL("audit record %zu after %" PRIi64 " has seq %" PRIi64, i, after, JINT(rec, "seq"));
+                if (json_object_object_get_ex(rec, "event", &e) && streq(json_object_get_string(e), "guest-request")) {
+                        requests++;
+                        if (!json_object_object_get_ex(rec, "result", &res) || !streq(json_object_get_string(res), "ok"))
+                                failed++;
+                }
+        }
+        json_object_put(records);
+        *ret_requests = requests;
+        *ret_failed = failed;
+}
+
+/* ---- baseline and the checks after each fault ----------------------------------------------- */
+
+typedef struct Baseline {
+        unsigned fds;      /* with the good client (and its context) connected, idle */
+        unsigned long rss; /* KiB */
+        pid_t worker;
+        int64_t seq;       /* the last audit record before the fault */
+} Baseline;
+
+static Baseline baseline_take(Tsmd *t, Good *g) {
+        Baseline b;
+
+        /* Warm up: every path the faults touch has run once, so the allocator has its arenas. */
+        for (unsigned i = 0; i < 4; i++)
+                good_check(g);
+        b.fds = tsmd_settled_fds(t, 1);
+        b.rss = tsmd_rss_kib(t);
+        b.worker = tsmd_worker_pid(t);
+        ASSERT_TRUE(b.worker > 0);
+        b.seq = audit_last_seq(t);
+        return b;
+}
+
+static void expect_recovered(Tsmd *t, Good *g, const Baseline *b) {
+        unsigned fds;
+        unsigned long rss;
+
+        ASSERT_TRUE(tsmd_is_running(t));
+        ASSERT_EQ(tsmd_worker_pid(t), b->worker);
+        good_check(g);
+        fds = tsmd_wait_fds(t, b->fds, TSMD_WAIT_USEC);
+        if (fds != b->fds)
+                TEST_FAIL("tsmd holds %u fds after the fault, %u before", fds, b->fds);
+        rss = tsmd_rss_kib(t);
+        fprintf(stderr, "# good client: %u requests, slowest %llu ms; fds %u; RSS %lu -> %lu KiB\n", g->n_ok,
+                (unsigned long long) (g->max_usec / USEC_PER_MSEC), fds, b->rss, rss);
+#if !TSMD_SANITIZED
+        if (rss > b->rss + RSS_SLACK_KIB)
+                TEST_FAIL("tsmd's RSS grew from %lu to %lu KiB", b->rss, rss);
+#endif
+        ASSERT_TRUE(tsmd_is_running(t));
+        ASSERT_EQ(tsmd_worker_pid(t), b->worker);
+}
+
+/* ---- a VMM on the misbehaving device -------------------------------------------------------- */
+
+typedef struct Vmm {
+        VarlinkClient *c;
+        int64_t ctx;
+} Vmm;
+
+static void vmm_attach(Tsmd *t, Vmm *v, const char *address) {
+        v->c = tsmd_connect_guest(t);
+        v->ctx = guest_open_context(v->c);
+        CALL_OK(v->c, G "AttachDevice", guest_attach_params(v->ctx, 1, address));
+}
+
+/* A GuestRequest on the VMM's vDevice 1 that must be refused with error and pciAddress DEV1. */
+static void vmm_refused(Vmm *v, const char *error) {
+        CALL_ERROR(v->c, G "GuestRequest", version_params(v->ctx, 1, DEV1), error, "{\"pciAddress\":\"" DEV1 "\"}");
+}
+
+/* n requests in flight at once; each reply is checked by check(). Returns when all came. */
+static void vmm_burst(Vmm *v, Good *g, unsigned n, uint64_t timeout_usec, void (*check)(AsyncCall *a)) {
+        AsyncCall calls[64] = {};
+
+        ASSERT_TRUE(n <= ELEMENTSOF(calls));
+        for (unsigned i = 0; i < n; i++)
+                tsmd_call_async(v->c, G "GuestRequest", version_params(v->ctx, 1, DEV1), 0, &calls[i]);
+        /* The good client is served meanwhile. */
+        good_check(g);
+        for (unsigned i = 0; i < n; i++) {
+                if (!tsmd_async_wait(v->c, &calls[i], 1, timeout_usec))
+                        TEST_FAIL("request %u of a burst of %u not answered", i, n);
+                check(&calls[i]);
+                async_call_done(&calls[i]);
+        }
+}
+
+static const char *expected_error;
+
+static void check_expected_error(AsyncCall *a) {
+        if (!a->errors[0] || !streq(a->errors[0], expected_error))
+                TEST_FAIL("expected %s, got %s %s", expected_error, a->errors[0] ?: "success",
+                          json_object_to_json_string(a->params[0]));
+        ASSERT_TRUE(json_matches(a->params[0], "{\"pciAddress\":\"" DEV1 "\"}"));
+}
+
+static void check_tdisp_error(AsyncCall *a) {
+        uint32_t code;
+
+        if (a->errors[0])
+                TEST_FAIL("expected a TDISP ERROR response, got %s", a->errors[0]);
+        ASSERT_EQ(response_type(a->params[0], &code), TDISP_MSG_ERROR);
+        ASSERT_EQ(code, TDISP_ERROR_UNSPECIFIED);
+}
+
+/* ---- busy, gone, TDISP ERROR ---------------------------------------------------------------- */
+
+#define N_SEQUENTIAL 20
+#define N_BURST 16
+
+typedef struct QuickFault {
+        const char *fault;
+        const char *request_error; /* NULL: answered, with a TDISP ERROR message */
+        const char *bind_error;
+} QuickFault;
+
+/*
+ * The device answers at once, but wrongly, for as long as the fault is armed: every request
+ * of its VMM is refused by name (or answered with the device's ERROR), one at a time and in
+ * bursts, and so is a bind; the good client does not notice. Then a reload clears the fault
+ * and the same vDevice works again, no re-attach needed.
+ */
+static void quick_fault(const QuickFault *f) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm v;
+        json_object *r;
+
+        tsmd_start_config(&t, CONF(strf(DEV1 ":fault=%s," DEV2, f->fault), ""));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        vmm_attach(&t, &v, DEV1);
+
+        for (unsigned i = 0; i < N_SEQUENTIAL; i++) {
+                if (f->request_error)
+                        vmm_refused(&v, f->request_error);
+                else {
+                        uint32_t code;
+
+                        r = CALL_OK(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1));
+                        ASSERT_EQ(response_type(r, &code), TDISP_MSG_ERROR);
+                        ASSERT_EQ(code, TDISP_ERROR_UNSPECIFIED);
+                }
+                if (i % 4 == 0)
+                        good_check(&g);
+        }
+        expected_error = f->request_error;
+        vmm_burst(&v, &g, N_BURST, TSMD_WAIT_USEC, f->request_error ? check_expected_error : check_tdisp_error);
+        CALL_ERROR(v.c, G "Bind", guest_vdev_params(v.ctx, 1), f->bind_error, NULL);
+        good_check(&g);
+
+        /* Each refusal (or ERROR answer) has its record, under the device's address. */
+        expect_audited(&t, b.seq, DEV1, "guest-request", f->request_error ?: "ok", N_SEQUENTIAL + N_BURST);
+        expect_audited(&t, b.seq, DEV1, "bind", f->bind_error, 1);
+        expect_audited(&t, b.seq, DEV2, "guest-request", "ok", g.n_ok - 4);
+
+        /* The fault cleared by a reload: the same vDevice works again. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, "")));
+        ASSERT_EQ(response_type(CALL_OK(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1)), NULL), TDISP_MSG_VERSION);
+        r = CALL_OK(v.c, G "Bind", guest_vdev_params(v.ctx, 1));
+        ASSERT_STREQ(JSTR(r, "state"), "config_locked");
+        expect_audited(&t, b.seq, DEV1, "bind", "ok", 1);
+
+        varlink_client_free(v.c);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+TEST(backend_busy) {
+        quick_fault(&(QuickFault) { "busy", E_GUEST("DeviceBusy"), E_GUEST("DeviceBusy") });
+}
+
+TEST(backend_gone) {
+        quick_fault(&(QuickFault) { "gone", E_GUEST("DeviceGone"), E_GUEST("DeviceGone") });
+}
+
+/* A device answering TDISP ERROR is not a refusal by tsmd: the guest gets the device's answer
+ * (that is the protocol); only the host-side bind, which needs a LOCK_INTERFACE response, is
+ * refused. */
+TEST(backend_tdisp_error) {
+        quick_fault(&(QuickFault) { "tdisp-error", NULL, E_GUEST("InvalidState") });
+}
+
+/* ---- a device that never answers ------------------------------------------------------------ */
+
+#define HANG_TIMEOUT_USEC (300 * USEC_PER_MSEC)
+/* libevent measures timeouts from its cached loop time: a timer may seem a little early. */
+#define EARLY_USEC (5 * USEC_PER_MSEC)
+#define N_HANGING 32
+#define N_ABANDONED 8
+
+TEST(backend_hang) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm v;
+        AsyncCall calls[N_HANGING] = {};
+        uint64_t start, took;
+        unsigned early = 0;
+
+        tsmd_start_config(&t, CONF(DEV1 ":fault=timeout," DEV2, strf("RequestTimeoutUSec=%llu\n",
+                                                                   (unsigned long long) HANG_TIMEOUT_USEC)));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        vmm_attach(&t, &v, DEV1);
+
+        /* One request: refused by name at the deadline, not before and not much after. */
+        start = now_usec();
+        vmm_refused(&v, E_GUEST("Timeout"));
+        took = usec_since(start);
+        ASSERT_GE(took + EARLY_USEC, HANG_TIMEOUT_USEC);
+        ASSERT_LE(took, HANG_TIMEOUT_USEC + LATE_USEC);
+
+        /* Many at once: they hold their calls (and the monitor's request slots) until the
+         * deadline, while the good client is served as fast as ever. */
+        start = now_usec();
+        for (unsigned i = 0; i < N_HANGING; i++)
+                tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &calls[i]);
+        while (usec_since(start) < HANG_TIMEOUT_USEC / 2) {
+                good_check(&g);
+                expect_ping_fast(&t);
+        }
+        tsmd_pump(v.c, 0);
+        if (usec_since(start) + EARLY_USEC < HANG_TIMEOUT_USEC)
+                for (unsigned i = 0; i < N_HANGING; i++)
+                        early += calls[i].n;
+        ASSERT_EQ(early, 0);
+        expected_error = E_GUEST("Timeout");
+        for (unsigned i = 0; i < N_HANGING; i++) {
+                if (!tsmd_async_wait(v.c, &calls[i], 1, HANG_TIMEOUT_USEC + LATE_USEC))
+                        TEST_FAIL("hanging request %u not refused in time", i);
+                check_expected_error(&calls[i]);
+                async_call_done(&calls[i]);
+        }
+        took = usec_since(start);
+        ASSERT_GE(took + EARLY_USEC, HANG_TIMEOUT_USEC);
+        fprintf(stderr, "# %u hanging requests refused with Timeout after %llu ms\n", N_HANGING,
+                (unsigned long long) (took / USEC_PER_MSEC));
+        good_check(&g);
+
+        /* Bind and unbind are synchronous in the monitor (as the kernel's ioctls are): a device
+         * that does not answer fails them at once, with the same error. */
+        CALL_ERROR(v.c, G "Bind", guest_vdev_params(v.ctx, 1), E_GUEST("Timeout"), "{\"pciAddress\":\"" DEV1 "\"}");
+
+        /* Every timeout has its record. */
+        expect_audited(&t, b.seq, DEV1, "guest-request", E_GUEST("Timeout"), 1 + N_HANGING);
+        expect_audited(&t, b.seq, DEV1, "bind", E_GUEST("Timeout"), 1);
+
+        /* The fault cleared by a reload: the vDevice answers again. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, strf("RequestTimeoutUSec=%llu\n",
+                                                            (unsigned long long) HANG_TIMEOUT_USEC))));
+        ASSERT_EQ(response_type(CALL_OK(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1)), NULL), TDISP_MSG_VERSION);
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 ":fault=timeout," DEV2, strf("RequestTimeoutUSec=%llu\n",
+                                                                          (unsigned long long) HANG_TIMEOUT_USEC))));
+
+        /* A VMM that gives up (hangs up) with requests hanging: nothing stays behind once their
+         * deadline passed. */
+        for (unsigned i = 0; i < N_ABANDONED; i++)
+                tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &calls[i]);
+        tsmd_pump(v.c, 20 * USEC_PER_MSEC);
+        for (unsigned i = 0; i < N_ABANDONED; i++) {
+                ASSERT_EQ(calls[i].n, 0);
+                async_call_done(&calls[i]);
+        }
+        varlink_client_free(v.c);
+        good_check(&g);
+        sleep_usec(HANG_TIMEOUT_USEC + 100 * USEC_PER_MSEC);
+        /* Recorded when their caller left; nothing more came of them. */
+        expect_audited(&t, b.seq, DEV1, "guest-request", "io.tsmd.Disconnected", N_ABANDONED);
+        expect_audited(&t, b.seq, DEV1, "guest-request", E_GUEST("Timeout"), 1 + N_HANGING);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/*
+ * More requests hanging at once than the monitor holds (TSM_PRIV_REQUESTS_MAX, 256) must not
+ * delay other clients: the worker gives each client slot at most an eighth of the monitor's
+ * room (daemon/priv-call.c), so five VMMs (one uid, within the default limits) keeping 300
+ * requests hanging on five devices fill 160 slots, and a good client's request on a healthy
+ * device goes straight through. Every hanging request is still refused by name at its deadline.
+ */
+#define STARVE_TIMEOUT_USEC (1 * USEC_PER_SEC)
+#define STARVE_CONNS 5
+#define STARVE_PER_CONN 60
+
+TEST(hanging_clients_do_not_starve_others) {
+        static AsyncCall calls[STARVE_CONNS][STARVE_PER_CONN];
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm v[STARVE_CONNS];
+        uint64_t took;
+        char devices[256];
+
+        snprintf(devices, sizeof(devices), DEV2);
+        for (unsigned i = 0; i < STARVE_CONNS; i++)
+                snprintf(devices + strlen(devices), sizeof(devices) - strlen(devices), ",0000:%02x:00.0:fault=timeout", 0x10 + i);
+        tsmd_start_config(&t, CONF(devices, strf("RequestTimeoutUSec=%llu\n", (unsigned long long) STARVE_TIMEOUT_USEC)));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        for (unsigned i = 0; i < STARVE_CONNS; i++) {
+                char address[16], params[512];
+
+                snprintf(address, sizeof(address), "0000:%02x:00.0", 0x10 + i);
+                vmm_attach(&t, &v[i], address);
+                snprintf(params, sizeof(params), "%s", version_params(v[i].ctx, 1, address));
+                for (unsigned j = 0; j < STARVE_PER_CONN; j++)
+                        tsmd_call_async(v[i].c, G "GuestRequest", params, 0, &calls[i][j]);
+                tsmd_pump(v[i].c, 10 * USEC_PER_MSEC);
+        }
+
+        /* Well within the timeout: nothing of the good client's waits behind the hanging. */
+        g.bound_usec = STARVE_TIMEOUT_USEC / 4;
+        took = good_check(&g);
+        fprintf(stderr, "# the good client's request, behind %u hanging ones: %llu ms (timeout %llu ms)\n",
+                STARVE_CONNS * STARVE_PER_CONN, (unsigned long long) (took / USEC_PER_MSEC),
+                (unsigned long long) (STARVE_TIMEOUT_USEC / USEC_PER_MSEC));
+        expect_ping_fast(&t);
+
+        expected_error = E_GUEST("Timeout");
+        for (unsigned i = 0; i < STARVE_CONNS; i++) {
+                for (unsigned j = 0; j < STARVE_PER_CONN; j++) {
+                        if (!tsmd_async_wait(v[i].c, &calls[i][j], 1, 2 * STARVE_TIMEOUT_USEC + LATE_USEC))
+                                TEST_FAIL("hanging request %u/%u not refused in time", i, j);
+                        if (!calls[i][j].errors[0] || !streq(calls[i][j].errors[0], E_GUEST("Timeout")))
+                                TEST_FAIL("hanging request %u/%u: %s", i, j, calls[i][j].errors[0] ?: "success");
+                        async_call_done(&calls[i][j]);
+                }
+                varlink_client_free(v[i].c);
+        }
+        g.bound_usec = GOOD_MAX_USEC;
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- a device removed while requests to it are in flight ------------------------------------ */
+
+#define REMOVE_LATENCY_USEC (600 * USEC_PER_MSEC)
+#define N_IN_FLIGHT 6
+
+TEST(device_removed_mid_request) {
+        const char *latency = strf("EmulatedLatencyUSec=%llu\n", (unsigned long long) REMOVE_LATENCY_USEC);
+        char extra[64];
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm v;
+        AsyncCall calls[N_IN_FLIGHT] = {};
+        uint64_t start, deadline;
+        json_object *r;
+        const char *e;
+
+        snprintf(extra, sizeof(extra), "%s", latency);
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2, extra));
+        good_connect(&t, &g, REMOVE_LATENCY_USEC);
+        b = baseline_take(&t, &g);
+        vmm_attach(&t, &v, DEV1);
+        CALL_OK(v.c, G "Bind", guest_vdev_params(v.ctx, 1));
+
+        /* In flight, then the device is unlisted: each fails by name, and before the device
+         * would have answered. */
+        start = now_usec();
+        for (unsigned i = 0; i < N_IN_FLIGHT; i++)
+                tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &calls[i]);
+        tsmd_pump(v.c, 20 * USEC_PER_MSEC);
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV2, extra)));
+        expected_error = E_GUEST("DeviceGone");
+        for (unsigned i = 0; i < N_IN_FLIGHT; i++) {
+                ASSERT_TRUE(tsmd_async_wait(v.c, &calls[i], 1, TSMD_WAIT_USEC));
+                check_expected_error(&calls[i]);
+                async_call_done(&calls[i]);
+        }
+        fprintf(stderr, "# %u requests in flight refused with DeviceGone after %llu ms (latency %llu ms)\n",
+                N_IN_FLIGHT, (unsigned long long) (usec_since(start) / USEC_PER_MSEC),
+                (unsigned long long) (REMOVE_LATENCY_USEC / USEC_PER_MSEC));
+        good_check(&g);
+
+        /* Gone for good: everything on the vDevice is refused the same way. */
+        vmm_refused(&v, E_GUEST("DeviceGone"));
+        CALL_ERROR(v.c, G "Bind", guest_vdev_params(v.ctx, 1), E_GUEST("DeviceGone"), "{\"pciAddress\":\"" DEV1 "\"}");
+        CALL_ERROR(v.c, G "GetDeviceState", guest_vdev_params(v.ctx, 1), E_GUEST("DeviceGone"),
+                   "{\"pciAddress\":\"" DEV1 "\"}");
+        expect_audited(&t, b.seq, DEV1, "guest-request", E_GUEST("DeviceGone"), N_IN_FLIGHT + 1);
+        expect_audited(&t, b.seq, DEV1, "bind", E_GUEST("DeviceGone"), 1);
+        good_check(&g);
+
+        /* Back: a fresh device for a fresh attach (once tsmd has released the old binding). */
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, extra)));
+        CALL_OK(v.c, G "DetachDevice", guest_vdev_params(v.ctx, 1));
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while ((e = tsmd_call(v.c, G "AttachDevice", guest_attach_params(v.ctx, 2, DEV1), &r))) {
+                if (!streq(e, E_GUEST("DeviceBusy")) || now_usec() > deadline)
+                        TEST_FAIL("AttachDevice(" DEV1 ") after it came back: %s", e);
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        ASSERT_EQ(response_type(CALL_OK(v.c, G "GuestRequest", version_params(v.ctx, 2, DEV1)), NULL), TDISP_MSG_VERSION);
+
+        varlink_client_free(v.c);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- audit faults: the file system under the audit directory -------------------------------- */
+
+/* A mount namespace of the test's own, shared with the tsmd it starts: what the test mounts
+ * there tsmd sees, and it all goes away with them. */
+static void private_mounts(void) {
+        if (geteuid() != 0)
+                SKIP("mounting over the audit directory needs root");
+        if (unshare(CLONE_NEWNS) < 0)
+                SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                SKIP("making / private: %s", strerror(errno));
+}
+
+static const char *audit_dir(Tsmd *t) {
+        return strf("%s/audit", t->dir);
+}
+
+/*
+ * The worker opens its audit directory when it starts. To put it on another file system,
+ * mount that over the directory and let the monitor start a fresh worker (as after a crash):
+ * it opens the directory anew, on what is mounted there now, and continues with an empty log.
+ */
+static void worker_restart(Tsmd *t) {
+        pid_t old = tsmd_worker_pid(t), now = 0;
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+        VarlinkClient *c;
+
+        ASSERT_TRUE(old > 0);
+        ASSERT_OK(kill(old, SIGKILL));
+        while ((now = tsmd_worker_pid(t)) == 0 || now == old) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("the monitor did not start a new worker");
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        c = tsmd_connect(t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+}
+
+static void worker_ids(Tsmd *t, uid_t *ret_uid, gid_t *ret_gid) {
+        struct stat st;
+
+        ASSERT_OK(stat(strf("/proc/%d", (int) tsmd_worker_pid(t)), &st));
+        *ret_uid = st.st_uid;
+        *ret_gid = st.st_gid;
+}
+
+static void unmount_audit(Tsmd *t) {
+        tsmd_stop(t);
+        (void) umount2(audit_dir(t), MNT_DETACH);
+}
+
+#define N_FULL_REFUSALS 5
+
+/*
+ * A full disk: room for the audit record is reserved before a call runs, so once there is none
+ * the call is refused (AuditFailed, errno ENOSPC) and nothing runs. Refused and accepted may
+ * alternate for a while as the log uses up blocks it already has (see test-audit.c), so the
+ * disk counts as full after N_FULL_REFUSALS refusals in a row.
+ */
+TEST(audit_full_disk) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *d;
+        json_object *r;
+        const char *error;
+        char filler[400];
+        size_t answered = 0, requests, failed;
+        unsigned refused = 0, attempts = 0;
+        uid_t uid;
+        gid_t gid;
+
+        private_mounts();
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
+        worker_ids(&t, &uid, &gid);
+        if (mount("tsmd-test-audit", audit_dir(&t), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  strf("size=64k,mode=0750,uid=%u,gid=%u", (unsigned) uid, (unsigned) gid)) < 0)
+                TEST_FAIL("mounting a tmpfs on %s: %s", audit_dir(&t), strerror(errno));
+        /* Part of it taken by a file the test removes later, to make room again. */
+        snprintf(filler, sizeof(filler), "%s/filler", audit_dir(&t));
+        {
+                char block[16384];
+                _cleanup_close_ int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+                memset(block, 'x', sizeof(block));
+                ASSERT_OK(fd);
+                ASSERT_EQ(write(fd, block, sizeof(block)), (ssize_t) sizeof(block));
+        }
+        worker_restart(&t);
+
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+
+        /* Fill it up with the good client's own requests. */
+        while (refused < N_FULL_REFUSALS) {
+                if (++attempts > 3000)
+                        TEST_FAIL("3000 requests did not fill a 64 KiB file system");
+                error = tsmd_call(g.c, G "GuestRequest", g.params, &r);
+                if (error) {
+                        ASSERT_STREQ(error, E_GUEST("AuditFailed"));
+                        ASSERT_TRUE(json_matches(r, "{\"errno\":28}")); /* ENOSPC */
+                        refused++;
+                        sleep_usec(20 * USEC_PER_MSEC);
+                        continue;
+                }
+                refused = 0;
+                answered++;
+        }
+        fprintf(stderr, "# %zu requests answered before the audit file system was full\n", answered);
+        ASSERT_TRUE(answered > 0);
+
+        /* Full: every client's audited calls are refused by name, nothing else is affected. */
+        d = tsmd_connect_guest(&t);
+        for (unsigned i = 0; i < 10; i++) {
+                CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), "{\"errno\":28}");
+                CALL_ERROR(d, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
+                expect_ping_fast(&t);
+        }
+        varlink_client_free(d);
+        ASSERT_TRUE(tsmd_is_running(&t));
+        ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
+
+        /* Room again, and a reload (which reopens a failed log): served again. */
+        write_file(filler, "");
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, "")));
+        good_check(&g);
+
+        /* Every answered request has its record, in an unbroken sequence; no refused one has. */
+        expect_unbroken_log(&t, b.seq, &requests, &failed);
+        ASSERT_EQ(requests, answered + 1);
+        ASSERT_EQ(failed, 0);
+
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        unmount_audit(&t);
+        tsmd_teardown(&t);
+}
+
+/* ---- a loop device: a block device the test controls ---------------------------------------- */
+
+#ifndef EXT4_IOC_SHUTDOWN
+#define EXT4_IOC_SHUTDOWN _IOR('X', 125, uint32_t)
+#endif
+#ifndef EXT4_GOING_FLAGS_NOLOGFLUSH
+#define EXT4_GOING_FLAGS_NOLOGFLUSH 0x2
+#endif
+
+static const char *find_mkfs(void) {
+        static const char *const paths[] = { "/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4" };
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                if (access(paths[i], X_OK) == 0)
+                        return paths[i];
+        return NULL;
+}
+
+/* Attaches a new loop device over image (LOOP_CONFIGURE, or the older two-step way), set to
+ * detach itself once nothing uses it. Returns its fd; SKIPs if there is no loop device to be
+ * had. */
+static int loop_attach(int image, char path[static 32]) {
+        _cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+
+        if (ctl < 0)
+                SKIP("no /dev/loop-control: %s", strerror(errno));
+        for (unsigned attempt = 0; attempt < 10; attempt++) {
+                struct loop_config lc = { .fd = (uint32_t) image, .info.lo_flags = LO_FLAGS_AUTOCLEAR };
+                struct loop_info64 info = { .lo_flags = LO_FLAGS_AUTOCLEAR };
+                int n = ioctl(ctl, LOOP_CTL_GET_FREE), fd;
+
+                if (n < 0)
+                        SKIP("LOOP_CTL_GET_FREE: %s", strerror(errno));
+                snprintf(path, 32, "/dev/loop%d", n);
+                fd = open(path, O_RDWR | O_CLOEXEC);
+                if (fd < 0)
+                        SKIP("%s: %s (no device node for a new loop device here)", path, strerror(errno));
+                if (ioctl(fd, LOOP_CONFIGURE, &lc) == 0)
+                        return fd;
+                if (errno == EINVAL || errno == ENOTTY) {
+                        if (ioctl(fd, LOOP_SET_FD, image) == 0) {
+                                if (ioctl(fd, LOOP_SET_STATUS64, &info) == 0)
+                                        return fd;
+                                (void) ioctl(fd, LOOP_CLR_FD, 0);
+                        }
+                }
+                /* EBUSY: someone else took it meanwhile; try the next free one. */
+                close(fd);
+        }
+        SKIP("no free loop device");
+}
+
+/* A fresh ext4 on a loop device over a sparse file, mounted on the audit directory and given
+ * to the worker's user. The loop device goes away with the mount. Returns its device number. */
+static dev_t mount_loop_ext4(Tsmd *t) {
+        const char *mkfs = find_mkfs(), *image_path;
+        _cleanup_close_ int image = -EBADF, loop = -EBADF;
+        _cleanup_free_ char *err = NULL;
+        char dev[32];
+        struct stat st;
+        uid_t uid;
+        gid_t gid;
+        int status;
+
+        if (!mkfs)
+                SKIP("no mkfs.ext4");
+        image_path = strf("%s/audit-%d.img", scratch_dir(), (int) getpid());
+        image = open(image_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ASSERT_OK(image);
+        ASSERT_OK(ftruncate(image, 32 << 20));
+        loop = loop_attach(image, dev);
+        status = run_capture((const char *const[]) { mkfs, "-q", "-F", "-E", "nodiscard", dev, NULL }, NULL, &err,
+                             30 * USEC_PER_SEC);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("mkfs.ext4 %s: %s", dev, strna(err));
+        if (mount(dev, audit_dir(t), "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                TEST_FAIL("mounting %s on %s: %s", dev, audit_dir(t), strerror(errno));
+        worker_ids(t, &uid, &gid);
+        ASSERT_OK(chown(audit_dir(t), uid, gid));
+        ASSERT_OK(chmod(audit_dir(t), 0750));
+        ASSERT_OK(fstat(loop, &st));
+        return st.st_rdev;
+}
+
+/* ---- a slow disk: the kernel's block-I/O throttle -------------------------------------------- */
+
+typedef struct Throttle {
+        char dir[512];    /* the cgroup made for the worker */
+        char home[512];   /* cgroup.procs of the one it came from */
+        pid_t pid;
+} Throttle;
+
+static int write_text(const char *path, const char *text) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        size_t n = strlen(text);
+
+        if (fd < 0)
+                return -errno;
+        if (write(fd, text, n) != (ssize_t) n)
+                return -errno;
+        return 0;
+}
+
+/* The cgroup path of pid in the hierarchy whose /proc/PID/cgroup line starts with prefix. */
+static bool cgroup_of(pid_t pid, const char *prefix, char *buf, size_t size) {
+        FILE *f = fopen(strf("/proc/%d/cgroup", (int) pid), "re");
+        char line[1024];
+        bool found = false;
+
+        ASSERT_NOT_NULL(f);
+        while (!found && fgets(line, sizeof(line), f)) {
+                char *p = strstr(line, prefix);
+
+                if (p && (p == line || p[-1] == ':')) {
+                        p += strlen(prefix);
+                        p[strcspn(p, "\n")] = 0;
+                        snprintf(buf, size, "%s", p);
+                        found = true;
+                }
+        }
+        fclose(f);
+        return found;
+}
+
+/*
+ * Limits the writes of pid to the block device dev to iops per second, by moving pid into a
+ * cgroup of its own with the block layer's throttle: cgroup v1 blkio
+ * (blkio.throttle.write_iops_device) or cgroup v2 io (io.max, where the worker's cgroup may
+ * have children with the io controller). Every fdatasync of the audit log really waits for
+ * its writes to be let through. SKIPs where neither is available.
+ */
+static void throttle_start(Throttle *th, pid_t pid, dev_t dev, unsigned iops) {
+        char path[256];
+        int r;
+
+        *th = (Throttle) { .pid = pid };
+        if (access("/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device", F_OK) == 0 &&
+            cgroup_of(pid, "blkio:", path, sizeof(path))) {
+                snprintf(th->home, sizeof(th->home), "/sys/fs/cgroup/blkio%s/cgroup.procs", path);
+                snprintf(th->dir, sizeof(th->dir), "/sys/fs/cgroup/blkio%s/tsmd-test-%d", streq(path, "/") ? "" : path,
+                         (int) getpid());
+                if (mkdir(th->dir, 0755) < 0)
+                        SKIP("mkdir %s: %s", th->dir, strerror(errno));
+                r = write_text(strf("%s/blkio.throttle.write_iops_device", th->dir),
+                               strf("%u:%u %u", major(dev), minor(dev), iops));
+        } else if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0 && cgroup_of(pid, "0::", path, sizeof(path))) {
+                char parent[320];
+
+                snprintf(parent, sizeof(parent), "/sys/fs/cgroup%s", streq(path, "/") ? "" : path);
+                snprintf(th->home, sizeof(th->home), "%s/cgroup.procs", parent);
+                if (write_text(strf("%s/cgroup.subtree_control", parent), "+io") < 0)
+                        SKIP("cannot enable the io controller below %s: %s", parent, strerror(errno));
+                snprintf(th->dir, sizeof(th->dir), "%s/tsmd-test-%d", parent, (int) getpid());
+                if (mkdir(th->dir, 0755) < 0)
+                        SKIP("mkdir %s: %s", th->dir, strerror(errno));
+                r = write_text(strf("%s/io.max", th->dir), strf("%u:%u wiops=%u", major(dev), minor(dev), iops));
+        } else
+                SKIP("no block-I/O throttle (cgroup v1 blkio or v2 io) here");
+        if (r < 0) {
+                (void) rmdir(th->dir);
+                SKIP("cannot throttle %u:%u: %s", major(dev), minor(dev), strerror(-r));
+        }
+        r = write_text(strf("%s/cgroup.procs", th->dir), strf("%d", (int) pid));
+        if (r < 0) {
+                (void) rmdir(th->dir);
+                SKIP("cannot move the worker into %s: %s", th->dir, strerror(-r));
+        }
+}
+
+static void throttle_stop(Throttle *th) {
+        ASSERT_OK(write_text(th->home, strf("%d", (int) th->pid)));
+        ASSERT_OK(rmdir(th->dir));
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+#define N_TIMED 9
+
+/* The median of N_TIMED good requests. */
+static uint64_t good_median(Good *g) {
+        uint64_t t[N_TIMED];
+
+        for (unsigned i = 0; i < N_TIMED; i++)
+                t[i] = good_check(g);
+        qsort(t, N_TIMED, sizeof(t[0]), cmp_u64);
+        return t[N_TIMED / 2];
+}
+
+/* What a slow disk may cost one request: a few throttled syncs. */
+#define SLOW_BOUND_USEC (3 * USEC_PER_SEC)
+#define SLOW_IOPS 5
+
+/*
+ * A slow disk: every audited call waits for its record to be durable, so it takes as long as
+ * the disk needs, but no longer (group commit shares one sync among the calls waiting), and
+ * nothing else waits: calls tsmd does not audit are answered at once, as the sync runs in a
+ * thread of its own. Concurrent VMMs all get through.
+ */
+TEST(audit_slow_disk) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm v;
+        Throttle th;
+        dev_t dev;
+        uint64_t fast, slow, start, ping, took;
+        size_t requests, failed;
+        AsyncCall calls[8] = {};
+
+        private_mounts();
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
+        dev = mount_loop_ext4(&t);
+        worker_restart(&t);
+        good_connect(&t, &g, 0);
+        g.bound_usec = SLOW_BOUND_USEC;
+        b = baseline_take(&t, &g);
+        fast = good_median(&g);
+        vmm_attach(&t, &v, DEV1);
+
+        throttle_start(&th, b.worker, dev, SLOW_IOPS);
+        slow = good_median(&g);
+        fprintf(stderr, "# audited request, median: %llu us on the disk, %llu us on the throttled disk (%u writes/s)\n",
+                (unsigned long long) fast, (unsigned long long) slow, SLOW_IOPS);
+        if (slow < 20 * USEC_PER_MSEC) {
+                throttle_stop(&th);
+                SKIP("the throttle did not slow the disk down (median %llu us): nothing to test",
+                     (unsigned long long) slow);
+        }
+
+        /* Two VMMs at once, one with 8 requests in flight: all get through, none waits more
+         * than the disk makes it, and unaudited calls are answered meanwhile: while those
+         * requests still wait for their records to be durable. */
+        start = now_usec();
+        for (unsigned i = 0; i < ELEMENTSOF(calls); i++)
+                tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &calls[i]);
+        tsmd_pump(v.c, 0);
+        ping = expect_ping_fast(&t);
+        tsmd_pump(v.c, 0);
+        for (unsigned i = 0; i < ELEMENTSOF(calls); i++)
+                if (calls[i].n > 0)
+                        TEST_FAIL("an audited request was answered before Ping (%llu us) on the slow disk",
+                                  (unsigned long long) ping);
+        good_check(&g);
+        expect_ping_fast(&t);
+        for (unsigned i = 0; i < ELEMENTSOF(calls); i++) {
+                if (!tsmd_async_wait(v.c, &calls[i], 1, SLOW_BOUND_USEC))
+                        TEST_FAIL("request %u of 8 not answered within %llu ms on the slow disk", i,
+                                  (unsigned long long) (SLOW_BOUND_USEC / USEC_PER_MSEC));
+                if (calls[i].errors[0])
+                        TEST_FAIL("request %u of 8 on the slow disk: %s", i, calls[i].errors[0]);
+                async_call_done(&calls[i]);
+        }
+        took = usec_since(start);
+        fprintf(stderr, "# 8 concurrent requests on the slow disk answered within %llu ms\n",
+                (unsigned long long) (took / USEC_PER_MSEC));
+        /* They shared syncs (group commit), rather than waiting for one each. */
+        if (took > 5 * slow)
+                TEST_FAIL("8 concurrent requests took %llu ms, a sync %llu ms", (unsigned long long) (took / USEC_PER_MSEC),
+                          (unsigned long long) (slow / USEC_PER_MSEC));
+        ASSERT_TRUE(tsmd_is_running(&t));
+        ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
+
+        throttle_stop(&th);
+        g.bound_usec = GOOD_MAX_USEC;
+        good_check(&g);
+
+        /* Slow, not lost: every request has its record, in an unbroken sequence. */
+        expect_unbroken_log(&t, b.seq, &requests, &failed);
+        ASSERT_EQ(requests, g.n_ok - 4 + ELEMENTSOF(calls));
+        ASSERT_EQ(failed, 0);
+
+        varlink_client_free(v.c);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        unmount_audit(&t);
+        tsmd_teardown(&t);
+}
+
+/*
+ * A disk that fails: the file system under the audit log shuts down, so every write and sync
+ * fails with EIO. The call whose record fails is answered AuditFailed (errno 5), and from
+ * then on every audited call, of every client, is refused the same way; tsmd, the same worker,
+ * and what it does not audit stay up.
+ */
+TEST(audit_io_error) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *d;
+        json_object *r = NULL;
+        const char *error;
+        uint32_t flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+        unsigned fds;
+
+        private_mounts();
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
+        (void) mount_loop_ext4(&t);
+        worker_restart(&t);
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+
+        {
+                _cleanup_close_ int fd = open(audit_dir(&t), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                ASSERT_OK(fd);
+                if (ioctl(fd, EXT4_IOC_SHUTDOWN, &flags) < 0)
+                        SKIP("EXT4_IOC_SHUTDOWN: %s", strerror(errno));
+        }
+
+        error = tsmd_call(g.c, G "GuestRequest", g.params, &r);
+        ASSERT_STREQ(error, E_GUEST("AuditFailed"));
+        ASSERT_TRUE(json_matches(r, "{\"errno\":5}")); /* EIO */
+        d = tsmd_connect_guest(&t);
+        for (unsigned i = 0; i < 10; i++) {
+                CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), NULL);
+                CALL_ERROR(d, G "OpenContext", NULL, E_GUEST("AuditFailed"), NULL);
+                expect_ping_fast(&t);
+        }
+        varlink_client_free(d);
+
+        /* A reload tries the log again, and it is still dead: refused, still by name. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, "")));
+        CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), NULL);
+
+        ASSERT_TRUE(tsmd_is_running(&t));
+        ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
+        expect_ping_fast(&t);
+        /* No fd leaked (the failed log may have closed its file). */
+        fds = tsmd_settled_fds(&t, 1);
+        if (fds > b.fds)
+                TEST_FAIL("tsmd holds %u fds after the disk failed, %u before", fds, b.fds);
+        fprintf(stderr, "# fds %u -> %u after the audit file system failed\n", b.fds, fds);
+
+        good_done(&g);
+        unmount_audit(&t);
+        tsmd_teardown(&t);
+}
+
+TEST_MAIN();
