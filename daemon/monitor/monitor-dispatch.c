@@ -126,6 +126,14 @@ static int lookup_vdevice(MonitorDispatch *d, uint32_t slot, uint32_t context, u
         return 0;
 }
 
+/* The vDevice a DETACH/BIND/UNBIND/GET_VDEVICE_STATE message names, with its shape checked. */
+static int lookup_vdevice_message(MonitorDispatch *d, const struct tsm_priv_vdevice *q, MonitorContext **ret_ctx,
+                                  MonitorVDevice **ret_vdev, const char **ret_reason) {
+        if (q->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
+        return lookup_vdevice(d, q->slot, q->context, q->vdevice, ret_ctx, ret_vdev, ret_reason);
+}
+
 static TsmTarget target_of(const MonitorContext *ctx, const MonitorVDevice *v) {
         return (TsmTarget){ .pci_address = v->pci_address, .iommufd = ctx->fd, .vdevice_id = v->id };
 }
@@ -326,9 +334,7 @@ static int priv_detach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
         MonitorVDevice *v;
         int r;
 
-        if (q->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
-        r = lookup_vdevice(d, q->slot, q->context, q->vdevice, &ctx, &v, ret_reason);
+        r = lookup_vdevice_message(d, q, &ctx, &v, ret_reason);
         if (r < 0)
                 return r;
 
@@ -344,9 +350,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
         TsmTarget t;
         int r;
 
-        if (q->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
-        r = lookup_vdevice(d, q->slot, q->context, q->vdevice, &ctx, &v, ret_reason);
+        r = lookup_vdevice_message(d, q, &ctx, &v, ret_reason);
         if (r < 0)
                 return r;
 
@@ -384,9 +388,7 @@ static int priv_get_vdevice_state(MonitorDispatch *d, const PrivMessage *m, cons
         TsmTarget t;
         int r, state = 0;
 
-        if (q->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
-        r = lookup_vdevice(d, q->slot, q->context, q->vdevice, &ctx, &v, ret_reason);
+        r = lookup_vdevice_message(d, q, &ctx, &v, ret_reason);
         if (r < 0)
                 return r;
 
