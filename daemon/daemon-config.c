@@ -69,7 +69,7 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MaxMessageSize", CONFIG_SIZE_T, limits.max_message_size, 64, 256ULL << 20),
         ITEM("Varlink", "MaxOutputSize", CONFIG_SIZE_T, limits.max_output_size, 64, 1ULL << 30),
         ITEM("Varlink", "MaxJsonDepth", CONFIG_UNSIGNED, limits.max_depth, 2, 4096),
-        ITEM("Varlink", "MaxFdsPerMessage", CONFIG_UNSIGNED, limits.max_fds_per_message, 0, 253),
+        ITEM("Varlink", "MaxFdsPerMessage", CONFIG_UNSIGNED, limits.max_fds_per_message, 0, VARLINK_FDS_PER_MESSAGE_MAX),
         ITEM("Varlink", "MaxPendingCalls", CONFIG_UNSIGNED, limits.max_pending_calls, 1, 65536),
         ITEM("Varlink", "MaxConnections", CONFIG_UNSIGNED, limits.max_connections, 1, 1U << 20),
         ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),

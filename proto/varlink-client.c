@@ -305,7 +305,7 @@ static int client_dispatch_one(VarlinkClient *c) {
 }
 
 int varlink_client_process(VarlinkClient *c) {
-        bool progress = false;
+        bool progress = false, drained = false;
         int r;
 
         assert_return(c, -EINVAL);
@@ -327,7 +327,7 @@ int varlink_client_process(VarlinkClient *c) {
                                 break;
                         continue;
                 }
-                if (c->n_pending == 0)
+                if (c->n_pending == 0 || drained)
                         break;
 
                 r = varlink_stream_read(c->stream);
@@ -335,6 +335,7 @@ int varlink_client_process(VarlinkClient *c) {
                         return client_die(c, r == -EMSGSIZE ? -EPROTO : r);
                 if (r == 0)
                         break;
+                drained = r == 2;
                 progress = true;
         }
         return progress;
@@ -492,11 +493,18 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
 int varlink_client_call_async(VarlinkClient *c, const char *method, json_object *parameters,
                               unsigned flags, VarlinkReplyFunc callback, void *userdata) {
         Pending p = { .callback = callback, .userdata = userdata, .flags = flags & VARLINK_CALL_MORE };
+        int r;
 
         assert_return(c, -EINVAL);
         assert_return(method, -EINVAL);
         assert_return(callback, -EINVAL);
 
         p.id = ++c->next_id;
-        return client_send(c, method, parameters, p.flags, &p);
+        r = client_send(c, method, parameters, p.flags, &p);
+        if (r < 0)
+                return r;
+        /* On its way at once if the socket takes it: the caller's next poll waits for the
+         * reply, not for POLLOUT. A write error shows in varlink_client_process(). */
+        (void) varlink_stream_write(c->stream);
+        return 0;
 }

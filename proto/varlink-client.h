@@ -53,8 +53,9 @@ int varlink_client_call_more(VarlinkClient *c, const char *method, json_object *
 /* Sends a call with "oneway" (no reply) and flushes it. */
 int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object *parameters);
 
-/* Queues a call; the callback runs from varlink_client_process() (or while a later blocking
- * call waits). flags: VARLINK_CALL_MORE. */
+/* Sends a call, at once if the socket takes it, else from varlink_client_process(); the
+ * callback runs from varlink_client_process() (or while a later blocking call waits), never
+ * from here. flags: VARLINK_CALL_MORE. */
 int varlink_client_call_async(VarlinkClient *c, const char *method, json_object *parameters,
                               unsigned flags, VarlinkReplyFunc callback, void *userdata);
 

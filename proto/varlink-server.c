@@ -218,9 +218,9 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         assert_return(s, -EINVAL);
         assert_return(l, -EINVAL);
 
-        /* Each limit must allow at least the smallest useful value; 253 is SCM_MAX_FD. */
+        /* Each limit must allow at least the smallest useful value. */
         if (l->max_message_size < 64 || l->max_output_size < l->max_message_size ||
-            l->max_depth < 2 || l->max_fds_per_message > 253 || l->max_pending_calls < 1 ||
+            l->max_depth < 2 || l->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX || l->max_pending_calls < 1 ||
             l->max_connections < 1 || l->max_connections_per_uid < 1)
                 return -EINVAL;
 
@@ -760,7 +760,7 @@ int varlink_call_push_fd(VarlinkCall *call, int fd) {
                 safe_close(fd);
                 return -EINVAL;
         }
-        limit = call->conn->server ? call->conn->server->limits.max_fds_per_message : 253;
+        limit = call->conn->server ? call->conn->server->limits.max_fds_per_message : VARLINK_FDS_PER_MESSAGE_MAX;
         if (call->n_out_fds >= limit) {
                 safe_close(fd);
                 return -ENOBUFS;
@@ -911,6 +911,7 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
 
 static void conn_process(VarlinkConn *c) {
         unsigned budget = PROCESS_BATCH;
+        bool drained = false;
         int r;
 
         varlink_conn_ref(c);
@@ -931,8 +932,9 @@ static void conn_process(VarlinkConn *c) {
                 }
 
                 r = varlink_stream_next(c->stream, &message, &fds, &n_fds);
-                if (r == 0) {
+                if (r == 0 && !drained) {
                         r = varlink_stream_read(c->stream);
+                        drained = r == 2;
                         if (r > 0)
                                 continue;
                 }

@@ -17,7 +17,8 @@
 #include "json-util.h"
 #include "varlink-stream.h"
 
-#define READ_CHUNK (64U * 1024U)
+/* Per read: on the stack of whoever reads (the daemon's loop, a VMM's thread). */
+#define READ_CHUNK (16U * 1024U)
 
 typedef struct FdBatch {
         uint64_t start; /* absolute stream position of the message these fds belong to */
@@ -67,6 +68,8 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
         }
         s->fd = fd;
         s->limits = *limits;
+        if (limits->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX)
+                return -EINVAL;
 
         r = json_tokener_new_strict(limits->max_depth, &s->tokener);
         if (r < 0)
@@ -108,6 +111,8 @@ int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits) {
         assert(s);
         assert(limits);
 
+        if (limits->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX)
+                return -EINVAL;
         r = json_tokener_new_strict(limits->max_depth, &tok);
         if (r < 0)
                 return r;
@@ -198,10 +203,26 @@ static int collect_fds(struct msghdr *mh, int **ret_fds, size_t *ret_n) {
 
 int varlink_stream_read(VarlinkStream *s) {
         _cleanup_free_ int *fds = NULL;
-        struct evbuffer_iovec vec;
-        struct msghdr mh = {};
-        size_t n_fds = 0, control_size;
+        /* Bytes land on the stack and are appended to `in`: reserving READ_CHUNK in the
+         * evbuffer instead costs a malloc() and free() of that much per read, and glibc
+         * consolidates its whole heap on every free() of 64 KiB or more. */
+        uint8_t chunk[READ_CHUNK];
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * VARLINK_FDS_PER_MESSAGE_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = chunk, .iov_len = sizeof(chunk) };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                /* No room for more fds than allowed: more are MSG_CTRUNC, refused below. */
+                .msg_controllen = CMSG_SPACE(sizeof(int) * CLAMP(s->limits.max_fds_per_message, 1U,
+                                                                 VARLINK_FDS_PER_MESSAGE_MAX)),
+        };
+        size_t n_fds = 0;
         uint64_t read_start;
+        bool drained;
         ssize_t n;
         int r;
 
@@ -212,46 +233,29 @@ int varlink_stream_read(VarlinkStream *s) {
         if (evbuffer_get_length(s->in) >= s->limits.max_message_size)
                 return -EMSGSIZE;
 
-        control_size = CMSG_SPACE(sizeof(int) * MAX(s->limits.max_fds_per_message, 1U));
-        _cleanup_free_ void *control = malloc(control_size);
-        if (!control)
-                return -ENOMEM;
-
-        if (evbuffer_reserve_space(s->in, READ_CHUNK, &vec, 1) != 1)
-                return -ENOMEM;
-        vec.iov_len = MIN(vec.iov_len, (size_t) READ_CHUNK);
-
-        mh.msg_iov = (struct iovec *) &vec;
-        mh.msg_iovlen = 1;
-        mh.msg_control = control;
-        mh.msg_controllen = control_size;
-
         do
                 n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         while (n < 0 && errno == EINTR);
-        if (n < 0) {
-                r = errno == EAGAIN ? 0 : negative_errno();
-                vec.iov_len = 0;
-                (void) evbuffer_commit_space(s->in, &vec, 1);
-                return r;
-        }
+        if (n < 0)
+                return errno == EAGAIN ? 0 : negative_errno();
 
         r = collect_fds(&mh, &fds, &n_fds);
         if (r < 0)
                 return r;
-
-        vec.iov_len = (size_t) n;
-        if (evbuffer_commit_space(s->in, &vec, 1) < 0) {
-                close_many(fds, n_fds);
-                return -ENOMEM;
-        }
         if (n == 0) {
                 close_many(fds, n_fds);
                 return -ECONNRESET;
         }
+        if (evbuffer_add(s->in, chunk, (size_t) n) < 0) {
+                close_many(fds, n_fds);
+                return -ENOMEM;
+        }
 
+        /* Short: the socket is empty (or the read stopped at an fd boundary; then the next
+         * readiness brings the rest). */
+        drained = (size_t) n < sizeof(chunk);
         if (n_fds == 0 && !(mh.msg_flags & MSG_CTRUNC))
-                return 1;
+                return drained ? 2 : 1;
 
         /* SECURITY: a peer must not be able to park fds in our table beyond the limits. */
         if ((mh.msg_flags & MSG_CTRUNC) || !s->allow_fd_input ||
@@ -263,7 +267,7 @@ int varlink_stream_read(VarlinkStream *s) {
         /* The fds belong to the last message starting within this read. Read gating means
          * the bytes buffered before this read are one incomplete message (or none). */
         size_t prev_len = evbuffer_get_length(s->in) - (size_t) n;
-        const char *p = (const char *) vec.iov_base;
+        const char *p = (const char *) chunk;
         const char *nul = n > 1 ? memrchr(p, 0, (size_t) n - 1) : NULL;
         uint64_t msg_start;
 
@@ -282,7 +286,7 @@ int varlink_stream_read(VarlinkStream *s) {
                 .fds = TAKE_PTR(fds),
                 .n_fds = n_fds,
         };
-        return 1;
+        return drained ? 2 : 1;
 }
 
 int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds) {

@@ -27,6 +27,9 @@ typedef struct VarlinkLimits {
         unsigned idle_timeout_sec;    /* server side: connect to the first byte; 0: none */
 } VarlinkLimits;
 
+/* SCM_MAX_FD: the most fds the kernel passes in one message. */
+#define VARLINK_FDS_PER_MESSAGE_MAX 253U
+
 /* 16 MiB messages, 4096/1024 connections and 253 fds match systemd's sd-varlink. JSON depth
  * is 64: our interfaces nest at most five levels, and systemd's 2048 only buys attack surface.
  * Our clients write a message in one go, so 10 s to complete one only hurts a trickling peer
@@ -37,7 +40,7 @@ typedef struct VarlinkLimits {
                 .max_message_size = 16U * 1024U * 1024U,                                           \
                 .max_output_size = 16U * 1024U * 1024U,                                            \
                 .max_depth = 64,                                                                   \
-                .max_fds_per_message = 253,                                                        \
+                .max_fds_per_message = VARLINK_FDS_PER_MESSAGE_MAX,                                                        \
                 .max_pending_calls = 64,                                                           \
                 .max_connections = 4096,                                                           \
                 .max_connections_per_uid = 1024,                                                   \
@@ -56,7 +59,9 @@ int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits);
 int varlink_stream_get_fd(const VarlinkStream *s);
 void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output);
 
-/* Reads once. Returns 1 if bytes arrived, 0 if the socket had nothing (EAGAIN), -ECONNRESET
+/* Reads once. Returns 1 if bytes arrived, 2 if they did and the read was short: the socket is
+ * empty, so reading again before it polls readable would only cost an EAGAIN (callers are
+ * level-triggered, so stopping early loses nothing); 0 if the socket had nothing (EAGAIN), -ECONNRESET
  * at end of stream, -EMSGSIZE if the buffered message grew beyond the limit, -EPROTO on fds
  * that arrive in the middle of a message, more fds than allowed, or fds when not allowed. */
 int varlink_stream_read(VarlinkStream *s);

@@ -478,8 +478,10 @@ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  * @userdata: passed to @callback and @destroy
  * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
  *
- * Queues the call; it is sent and its reply read by tsm_client_process() (or a later blocking
- * call). Callbacks of several requests run in the order the requests were made.
+ * Sends the call at once if the socket takes it (else it waits in the queue, and
+ * tsm_client_get_events() asks for POLLOUT); its reply is read and the callback run by
+ * tsm_client_process() (or a later blocking call), never from here. Callbacks of several
+ * requests run in the order the requests were made.
  *
  * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOMEM.
  */

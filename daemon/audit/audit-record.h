@@ -3,7 +3,7 @@
  * One audit record: what tsmd knows about one guest request or lifecycle call, and its
  * serialization as one JSON line. Strings in a record are client-influenced (unit names, PCI
  * addresses from requests, scope names), so every string is bounded, made valid UTF-8 and
- * escaped by json-c: a serialized record is at most AUDIT_RECORD_MAX bytes including its
+ * escaped as json-c escapes: a serialized record is at most AUDIT_RECORD_MAX bytes including its
  * terminating '\n' and contains no other '\n'. Runs in: worker (audit writer), tests.
  */
 #pragma once
@@ -80,9 +80,6 @@ int audit_string_bound(const char *s, size_t budget, char **ret);
 /* Copies src into *ret with every string bounded as above; the strings live in one block
  * returned in *ret_storage (free it when done with *ret). */
 int audit_record_copy_bounded(const AuditRecord *src, AuditRecord *ret, char **ret_storage);
-
-/* Builds the JSON object for r (strings bounded). */
-int audit_record_to_json(const AuditRecord *r, json_object **ret);
 
 /* Serializes r as one JSON line ending in '\n' (*ret_len bytes, then a NUL). -E2BIG if it
  * would exceed AUDIT_RECORD_MAX (cannot happen with bounded strings; checked so that the

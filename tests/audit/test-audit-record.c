@@ -64,6 +64,99 @@ TEST(golden_nulls_and_repaired) {
                      "\"result\":null,\"latencyUsec\":null,\"repairedBytes\":17}\n");
 }
 
+/* The reference: what the serializer did before it wrote lines itself (json-c objects with
+ * bounded strings). The line writer must match it byte for byte. */
+static void add_ref_string(json_object *o, const char *key, const char *value) {
+        _cleanup_free_ char *b = NULL;
+
+        ASSERT_OK(audit_string_bound(value, AUDIT_FIELD_MAX, &b));
+        ASSERT_OK(json_object_add(o, key, b ? json_object_new_string(b) : NULL));
+}
+
+static void add_ref_u64(json_object *o, const char *key, uint64_t v, bool is_null) {
+        ASSERT_OK(json_object_add(o, key, is_null ? NULL : json_object_new_uint64(v)));
+}
+
+static char *reference_line(const AuditRecord *r) {
+        _cleanup_json_ json_object *o = json_object_new_object();
+        char ts[AUDIT_TIME_STRLEN];
+
+        ASSERT_OK(audit_format_time(r->realtime_usec, ts));
+        add_ref_u64(o, "seq", r->seq, false);
+        add_ref_string(o, "time", ts);
+        add_ref_u64(o, "monotonicUsec", r->monotonic_usec, false);
+        add_ref_string(o, "event", r->event);
+        add_ref_u64(o, "uid", r->uid, r->uid == AUDIT_UID_INVALID);
+        add_ref_u64(o, "gid", r->gid, r->gid == AUDIT_GID_INVALID);
+        ASSERT_OK(json_object_add(o, "pid", r->pid <= 0 ? NULL : json_object_new_int64(r->pid)));
+        add_ref_string(o, "unit", r->unit);
+        add_ref_u64(o, "contextId", r->context_id, r->context_id == AUDIT_U64_NONE);
+        add_ref_u64(o, "vdeviceId", r->vdevice_id, r->vdevice_id == AUDIT_U64_NONE);
+        add_ref_string(o, "pci", r->pci);
+        add_ref_string(o, "backend", r->backend);
+        add_ref_string(o, "scope", r->scope);
+        ASSERT_OK(json_object_add(o, "scopeNumber", r->scope_number < 0 ? NULL : json_object_new_int64(r->scope_number)));
+        add_ref_u64(o, "requestSize", r->request_size, r->request_size == AUDIT_U64_NONE);
+        add_ref_u64(o, "responseSize", r->response_size, r->response_size == AUDIT_U64_NONE);
+        add_ref_string(o, "result", r->result);
+        add_ref_u64(o, "latencyUsec", r->latency_usec, r->latency_usec == AUDIT_U64_NONE);
+        if (r->repaired_bytes > 0)
+                add_ref_u64(o, "repairedBytes", r->repaired_bytes, false);
+        char *line;
+
+        ASSERT_TRUE(asprintf(&line, "%s\n",
+                             json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) > 0);
+        return line;
+}
+
+static void assert_matches_reference(const AuditRecord *r) {
+        _cleanup_free_ char *line = serialize(r), *ref = reference_line(r);
+
+        ASSERT_STREQ(line, ref);
+}
+
+TEST(writer_matches_json_c) {
+        AuditRecord r = sample_record();
+        char one[2] = {}, s[AUDIT_FIELD_MAX * 2 + 1];
+        uint64_t x = 0x9e3779b97f4a7c15;
+
+        /* Every byte on its own, in every string field. */
+        for (unsigned c = 1; c < 256; c++) {
+                one[0] = (char) c;
+                r.unit = r.pci = r.backend = r.scope = r.result = one;
+                assert_matches_reference(&r);
+        }
+        /* Random bytes of random lengths around the bound (escapes and multibyte sequences
+         * straddling the cut), numbers at their extremes, times across seconds. */
+        for (unsigned i = 0; i < 2000; i++) {
+                size_t n = (size_t) (x % sizeof(s));
+
+                for (size_t k = 0; k < n; k++) {
+                        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                        /* Mostly printable, some escapes, some high bytes. */
+                        if (x % 4 == 0)
+                                s[k] = (char) (1 + x % 255);
+                        else if (x % 4 == 1)
+                                s[k] = "\"\\\n\xc3\xa9\xe2\x82\xac"[x % 8];
+                        else
+                                s[k] = (char) ('a' + x % 26);
+                }
+                s[n] = 0;
+                r = sample_record();
+                r.unit = s;
+                r.scope = i % 2 ? s + n / 2 : NULL;
+                r.seq = i % 3 ? x : UINT64_MAX;
+                r.realtime_usec = UINT64_C(1700000000000000) + x % (UINT64_C(86400) * 1000000);
+                r.monotonic_usec = x >> 3;
+                r.uid = i % 5 ? (uid_t) x : AUDIT_UID_INVALID;
+                r.pid = (pid_t) (x % 5000000);
+                r.scope_number = i % 7 ? (int64_t) (x >> 1) : AUDIT_SCOPE_NUMBER_NONE;
+                r.latency_usec = x % 3 ? x : AUDIT_U64_NONE;
+                r.repaired_bytes = i % 11 ? 0 : x;
+                assert_matches_reference(&r);
+        }
+}
+
 TEST(event_is_mandatory) {
         AuditRecord r = AUDIT_RECORD_INIT;
         char *line;

@@ -30,10 +30,15 @@
  * children, utime+stime). Prints tables and ratios; never asserts on times. Exits 0 unless
  * something failed functionally (a call errored, a response was wrong, tsmd died).
  *
- *   bench-guest-request [--quick] [--audit-sync=group|per-record]
+ *   bench-guest-request [--quick] [--audit-sync=group|per-record] [--workload=NAME]
+ *                       [--clients=N] [--seconds=S]
  *
  * --quick: the same code with small counts (the bench-smoke test), numbers meaningless.
  * --audit-sync=per-record: one fdatasync per audit record instead of group commit.
+ * --workload=, --clients=, --seconds=: one workload (version, write-64, read-4096, ...), one
+ * number of clients, phases of S seconds without a request bound: for profiling one case
+ * (perf record -a while it runs). A read workload runs after its write, which fills the memory
+ * it reads back.
  *
  * Runs in: benchmarks (and, with --quick, as a bench-smoke test).
  */
@@ -59,7 +64,7 @@ size_t test_n_cases;
 
 #define G "io.tsmd.Guest."
 
-static const unsigned levels[] = { 1, 8, 64, 256, 512 };
+static unsigned levels[] = { 1, 8, 64, 256, 512 };
 #define MAX_CLIENTS 512u
 
 /* One device per client, and the device list is one tsmd.conf line: "EmulatedDevices=" and
@@ -78,6 +83,8 @@ static const Params params_full = {
         .max_requests = 50000,
         .phase_usec = 3 * USEC_PER_SEC,
 };
+static Params params_custom;
+
 static const Params params_quick = {
         .baseline_iters = 1000,
         .max_requests = 600,
@@ -130,6 +137,16 @@ static size_t response_len(const Workload *w) {
         return w->kind == KIND_VERSION ? sizeof(TdispVersionResponse) + 1 :
                w->kind == KIND_WRITE   ? sizeof(EmuDebugMessage) :
                                          w->size;
+}
+
+/* "version", "write-64", "read-4096", ...: for --workload=. */
+static bool workload_matches(const Workload *w, const char *name) {
+        char buf[32];
+
+        if (w->kind == KIND_VERSION)
+                return streq(name, "version");
+        snprintf(buf, sizeof(buf), "%s-%zu", w->kind == KIND_WRITE ? "write" : "read", w->size);
+        return streq(name, buf);
 }
 
 static const char *workload_name(const Workload *w) {
@@ -433,8 +450,8 @@ static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, 
                                 cls[i].in_flight = true;
                                 stop = ++sent >= P->max_requests;
                         }
-                        /* Flush what was queued (and take whatever already arrived). */
-                        ASSERT_OK(varlink_client_process(cls[i].c));
+                        /* The call went out at once (or waits for POLLOUT below); like the raw
+                         * driver, a client is only touched again when poll says so. */
                         busy += cls[i].in_flight;
                 }
                 if (stop && busy == 0)
@@ -575,7 +592,8 @@ static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
 
 int main(int argc, char *argv[]) {
         const Params *P = &params_full;
-        const char *sync_mode = "group";
+        const char *sync_mode = "group", *only_workload = NULL;
+        unsigned only_clients = 0;
         Result res[ELEMENTSOF(workloads)] = {};
         _cleanup_free_ Client *cls = new0(Client, MAX_DEVICES);
         _cleanup_free_ uint64_t *ns = NULL;
@@ -589,8 +607,27 @@ int main(int argc, char *argv[]) {
                 else if (strneq(argv[i], "--audit-sync=", 13) &&
                          (streq(argv[i] + 13, "group") || streq(argv[i] + 13, "per-record")))
                         sync_mode = argv[i] + 13;
-                else {
-                        fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record]\n", argv[0]);
+                else if (strneq(argv[i], "--workload=", 11))
+                        only_workload = argv[i] + 11;
+                else if (strneq(argv[i], "--clients=", 10) && atoi(argv[i] + 10) > 0)
+                        only_clients = (unsigned) atoi(argv[i] + 10);
+                else if (strneq(argv[i], "--seconds=", 10) && atoi(argv[i] + 10) > 0) {
+                        params_custom = *P;
+                        params_custom.max_requests = 4000000; /* only bounds the latency array */
+                        params_custom.phase_usec = (uint64_t) atoi(argv[i] + 10) * USEC_PER_SEC;
+                        P = &params_custom;
+                } else {
+                        fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record] [--workload=NAME] "
+                                "[--clients=N] [--seconds=S]\n", argv[0]);
+                        return 2;
+                }
+        }
+        if (only_workload) {
+                bool known = false;
+                for (size_t k = 0; k < ELEMENTSOF(workloads); k++)
+                        known = known || workload_matches(&workloads[k], only_workload);
+                if (!known) {
+                        fprintf(stderr, "--workload: version, write-N or read-N with N = 64, 4096, 65536\n");
                         return 2;
                 }
         }
@@ -599,6 +636,14 @@ int main(int argc, char *argv[]) {
         ASSERT_NOT_NULL(ns = new0(uint64_t, MAX(P->baseline_iters, P->max_requests)));
         while (n_levels < ELEMENTSOF(levels) && levels[n_levels] <= n_devices)
                 n_levels++;
+        if (only_clients > 0) {
+                if (only_clients > n_devices) {
+                        fprintf(stderr, "--clients: at most %u here\n", n_devices);
+                        return 2;
+                }
+                levels[0] = only_clients;
+                n_levels = 1;
+        }
         /* Two fds per client here (connection, iommufd copy closed at once) and in tsmd. */
         raise_nofile(4 * MAX_DEVICES + 256);
 
@@ -627,7 +672,7 @@ int main(int argc, char *argv[]) {
                "# %ld CPUs online, load average %s at the start.\n",
                P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_mode, n_devices,
                sysconf(_SC_NPROCESSORS_ONLN), loadavg());
-        for (size_t i = n_levels; i < ELEMENTSOF(levels); i++)
+        for (size_t i = n_levels; only_clients == 0 && i < ELEMENTSOF(levels); i++)
                 printf("# %u clients: skipped, the emulated platform holds at most %u devices here (EMU_DEVICES_MAX %u,\n"
                        "# %zu addresses fit the one EmulatedDevices= line of INI_LINE_MAX %u) and each client needs one.\n",
                        levels[i], n_devices, EMU_DEVICES_MAX, (size_t) DEVICES_PER_LINE, INI_LINE_MAX);
@@ -638,6 +683,10 @@ int main(int argc, char *argv[]) {
                 _cleanup_free_ char *call = NULL, *reply = NULL;
                 EchoServer *echo;
 
+                if (only_workload && !workload_matches(w, only_workload) &&
+                    !(k + 1 < ELEMENTSOF(workloads) && workloads[k + 1].kind == KIND_READ &&
+                      workload_matches(&workloads[k + 1], only_workload)))
+                        continue;
                 r->w = w;
                 for (unsigned i = 0; i < n_devices; i++)
                         client_set_workload(&cls[i], w);
@@ -660,7 +709,8 @@ int main(int argc, char *argv[]) {
                 if (!tsmd_is_running(&t))
                         TEST_FAIL("tsmd exited during the benchmark");
         }
-        print_targets(res, ELEMENTSOF(workloads), n_levels);
+        if (!only_workload && only_clients == 0)
+                print_targets(res, ELEMENTSOF(workloads), n_levels);
         printf("\n# load average %s at the end\n", loadavg());
 
         for (unsigned i = 0; i < n_devices; i++)
