@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "event-util.h"
 #include "guest.h"
 #include "log.h"
 #include "manager.h"
@@ -237,7 +238,7 @@ int manager_new(DaemonConfig *config, const char *config_path, int channel, Mana
         if (config_path && !(m->config_path = strdup(config_path)))
                 return -ENOMEM;
 
-        m->base = event_base_new();
+        m->base = event_base_new_prioritized();
         if (!m->base) {
                 safe_close(channel);
                 return -ENOMEM;

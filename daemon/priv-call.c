@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <sys/queue.h>
 
+#include "event-util.h"
 #include "log.h"
 #include "priv-call.h"
+#include "tsm-priv-batch.h"
 
 /* What one client may hold in the monitor at once: an eighth of what it holds in all, so a
  * client whose device hangs fills only its share until the requests time out, and the others
@@ -36,7 +38,11 @@ typedef struct PrivQueued {
 struct PrivChannel {
         struct event_base *base;
         int fd;
-        struct event *ev_read, *ev_deferred;
+        struct event *ev_read, *ev_deferred, *ev_flush;
+        /* Guest requests leave together once the loop has seen everything ready this round
+         * (ev_flush has the loop's lowest priority); replies arrive by the batch. */
+        TsmPrivOutbox *outbox;
+        TsmPrivInbox *inbox;
         uint32_t next_cookie;
         TAILQ_HEAD(, PrivRequest) requests; /* sent, awaiting their reply */
         TAILQ_HEAD(, PrivRequest) waiting;  /* queued behind them, in order */
@@ -76,14 +82,43 @@ static void request_free(PrivRequest *r) {
 static int request_send(PrivChannel *c, PrivRequest *r) {
         int k;
 
-        k = tsm_priv_send(c->fd, r->queued, r->payload, r->queued->hdr.payload_len, -EBADF);
+        k = tsm_priv_outbox_add(c->outbox, c->fd, r->queued, r->payload, r->queued->hdr.payload_len, r);
         if (k < 0)
                 return k;
+        event_active(c->ev_flush, EV_TIMEOUT, 0);
         r->queued = mfree(r->queued);
         r->payload = mfree(r->payload);
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
         c->n_requests++;
         return 0;
+}
+
+static void requests_flush(PrivChannel *c);
+
+/* The kernel refused a queued request: it fails like one the monitor refused. */
+static void on_send_failed(int error, void *userdata) {
+        PrivRequest *r = userdata;
+        PrivChannel *c = r->channel;
+
+        TAILQ_REMOVE(&c->requests, r, entry);
+        c->n_requests--;
+        if (r->callback)
+                r->callback(error, NULL, 0, r->userdata);
+        request_free(r);
+        requests_flush(c);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *userdata) {
+        PrivChannel *c = userdata;
+
+        tsm_priv_outbox_flush(c->outbox, c->fd);
+}
+
+/* What waits in the outbox goes before anything sent directly, so the monitor sees the
+ * worker's messages in the order they were made. */
+static void outbox_flush(PrivChannel *c) {
+        if (tsm_priv_outbox_size(c->outbox) > 0)
+                tsm_priv_outbox_flush(c->outbox, c->fd);
 }
 
 static size_t slot_count(const PrivRequest *first, uint32_t slot) {
@@ -136,11 +171,11 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
 }
 
 /* Validates a datagram from the monitor as a REPLY. */
-static int parse_reply(PrivChannel *c, size_t len, size_t n_fds, struct tsm_priv_reply *ret, const void **ret_payload) {
+static int parse_reply(const void *buf, size_t len, size_t n_fds, struct tsm_priv_reply *ret, const void **ret_payload) {
         const char *reason = NULL;
         int r;
 
-        r = tsm_priv_check(c->buf, len, n_fds, TSM_PRIV_FROM_MONITOR, ret, sizeof(*ret), ret_payload, &reason);
+        r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, ret, sizeof(*ret), ret_payload, &reason);
         if (r < 0 || ret->hdr.type != TSM_PRIV_REPLY) {
                 log_error("Monitor sent a malformed message: %s.", reason ?: "not a reply");
                 return -EPROTO;
@@ -150,26 +185,30 @@ static int parse_reply(PrivChannel *c, size_t len, size_t n_fds, struct tsm_priv
 
 static void on_readable(evutil_socket_t fd, short what, void *userdata) {
         PrivChannel *c = userdata;
+        int k;
 
-        for (;;) {
-                struct tsm_priv_reply reply;
-                const void *payload;
-                size_t n_fds;
-                int fds[1];
-                ssize_t n;
+        do {
+                k = tsm_priv_inbox_receive(c->inbox, c->fd);
+                if (k == -EAGAIN)
+                        return;
+                if (k < 0)
+                        return channel_gone(c, "receive failed");
 
-                n = tsm_priv_receive(c->fd, c->buf, fds, ELEMENTSOF(fds), &n_fds);
-                if (n == -EAGAIN)
-                        return;
-                if (n <= 0)
-                        return channel_gone(c, n == 0 ? "it hung up" : "receive failed");
-                close_many(fds, n_fds); /* asynchronous replies never carry fds */
-                if (parse_reply(c, (size_t) n, n_fds, &reply, &payload) < 0)
-                        return channel_gone(c, "malformed message");
-                deliver(c, &reply, payload, reply.hdr.payload_len);
-                if (c->gone)
-                        return;
-        }
+                for (size_t i = 0; i < (size_t) k; i++) {
+                        TsmPrivDatagram *d = tsm_priv_inbox_get(c->inbox, i);
+                        struct tsm_priv_reply reply;
+                        const void *payload;
+
+                        /* Asynchronous replies never carry fds: the next receive closes any. */
+                        if (d->len <= 0)
+                                return channel_gone(c, d->len == 0 ? "it hung up" : "receive failed");
+                        if (parse_reply(d->buf, (size_t) d->len, d->n_fds, &reply, &payload) < 0)
+                                return channel_gone(c, "malformed message");
+                        deliver(c, &reply, payload, reply.hdr.payload_len);
+                        if (c->gone)
+                                return;
+                }
+        } while ((size_t) k == TSM_PRIV_BATCH_MAX); /* fewer: the socket is empty */
 }
 
 static void on_deferred(evutil_socket_t fd, short what, void *userdata) {
@@ -206,7 +245,11 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
         TAILQ_INIT(&c->waiting);
         c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
         c->ev_deferred = event_new(base, -1, 0, on_deferred, c);
-        if (!c->ev_read || !c->ev_deferred || event_add(c->ev_read, NULL) < 0) {
+        c->ev_flush = event_new(base, -1, 0, on_flush, c);
+        if (!c->ev_read || !c->ev_deferred || !c->ev_flush ||
+            event_priority_set(c->ev_flush, MIN(EVENT_PRIORITY_LAST, event_base_get_npriorities(base) - 1)) < 0 ||
+            tsm_priv_outbox_new(on_send_failed, &c->outbox) < 0 || tsm_priv_inbox_new(&c->inbox) < 0 ||
+            event_add(c->ev_read, NULL) < 0) {
                 c->fd = -EBADF; /* the caller keeps it on failure */
                 priv_channel_free(c);
                 return -ENOMEM;
@@ -237,6 +280,10 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
                 event_free(c->ev_read);
         if (c->ev_deferred)
                 event_free(c->ev_deferred);
+        if (c->ev_flush)
+                event_free(c->ev_flush);
+        tsm_priv_outbox_free(c->outbox);
+        tsm_priv_inbox_free(c->inbox);
         safe_close(c->fd);
         return mfree(c);
 }
@@ -317,6 +364,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
 static int send_simple(PrivChannel *c, void *msg) {
         if (c->gone)
                 return -ECONNRESET;
+        outbox_flush(c);
         return tsm_priv_send(c->fd, msg, NULL, 0, -EBADF);
 }
 
@@ -353,6 +401,7 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
         if (c->gone)
                 return -ECONNRESET;
         h->cookie = next_cookie(c);
+        outbox_flush(c);
         r = tsm_priv_send(c->fd, msg, NULL, 0, fd);
         if (r < 0)
                 return r;
@@ -370,7 +419,7 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
                         channel_gone(c, n == 0 ? "it hung up" : "receive failed");
                         return -ECONNRESET;
                 }
-                if (parse_reply(c, (size_t) n, n_fds, &reply, &payload) < 0) {
+                if (parse_reply(c->buf, (size_t) n, n_fds, &reply, &payload) < 0) {
                         close_many(fds, n_fds);
                         channel_gone(c, "malformed message");
                         return -ECONNRESET;

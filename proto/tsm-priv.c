@@ -157,25 +157,11 @@ int tsm_priv_send(int channel, const void *msg, const void *payload, size_t payl
         return (size_t) n == h->size + payload_len ? 0 : -EIO;
 }
 
-ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, size_t *ret_n_fds) {
-        union {
-                struct cmsghdr cmsg;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * 4)];
-        } control;
-        struct iovec iov = { .iov_base = buf, .iov_len = TSM_PRIV_DATAGRAM_MAX };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
-                             .msg_controllen = sizeof(control.buf) };
+ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max_fds, size_t *ret_n_fds) {
         size_t n_fds = 0;
         bool excess = false;
-        ssize_t n;
 
-        do
-                n = recvmsg(channel, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
-
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
                 if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
                         continue;
                 for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
@@ -190,11 +176,26 @@ ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, s
                         }
                 }
         }
-        if (excess || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        if (excess || (mh->msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
                 close_many(ret_fds, n_fds);
                 *ret_n_fds = 0;
-                return excess || (mh.msg_flags & MSG_CTRUNC) ? -EPROTO : -EMSGSIZE;
+                return excess || (mh->msg_flags & MSG_CTRUNC) ? -EPROTO : -EMSGSIZE;
         }
         *ret_n_fds = n_fds;
         return n;
+}
+
+ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, size_t *ret_n_fds) {
+        TsmPrivControl control;
+        struct iovec iov = { .iov_base = buf, .iov_len = TSM_PRIV_DATAGRAM_MAX };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.buf) };
+        ssize_t n;
+
+        do
+                n = recvmsg(channel, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
+        return tsm_priv_received(&mh, n, ret_fds, max_fds, ret_n_fds);
 }

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define TSM_PRIV_VERSION 1U
@@ -262,3 +263,13 @@ int tsm_priv_send(int channel, const void *msg, const void *payload, size_t payl
  * there, -EMSGSIZE if the datagram was truncated (too long).
  */
 ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, size_t *ret_n_fds);
+
+/* Room for more fds than any message carries, so that extra ones show (and are closed). */
+typedef union TsmPrivControl {
+        struct cmsghdr cmsg;
+        uint8_t buf[CMSG_SPACE(sizeof(int) * 4)];
+} TsmPrivControl;
+
+/* The receive rules of tsm_priv_receive() applied to a datagram of n bytes that recvmsg() (or
+ * recvmmsg()) filled into mh: takes up to max_fds fds, returns n or the error. */
+ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max_fds, size_t *ret_n_fds);

@@ -7,11 +7,13 @@
 
 #include "backend.h"
 #include "emu-platform.h"
+#include "event-util.h"
 #include "fdstore.h"
 #include "log.h"
 #include "monitor-dispatch.h"
 #include "monitor-iommufd.h"
 #include "tsm-platform.h"
+#include "tsm-priv-batch.h"
 
 /* Every fixed part the channel knows, so one buffer takes whichever type arrives. */
 typedef union PrivMessage {
@@ -53,7 +55,12 @@ struct MonitorDispatch {
         LIST_HEAD(, MonitorRequest) requests;
         size_t n_requests;
 
-        uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+        /* Requests arrive by the batch and the replies without fds to a batch leave together
+         * at its end; those of guest requests once the loop has run every completion ready
+         * this round (ev_flush has its lowest priority). */
+        TsmPrivOutbox *outbox;
+        TsmPrivInbox *inbox;
+        struct event *ev_flush;
 };
 
 /* When a request may come, as OpenSSH's monitor has it. */
@@ -86,7 +93,31 @@ static int reply_full(MonitorDispatch *d, uint32_t cookie, int result, uint32_t 
         tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, (uint32_t) payload_len);
         rep.result = result;
         rep.value = value;
+        if (fd < 0) {
+                int r = tsm_priv_outbox_add(d->outbox, d->channel, &rep, payload, payload_len, NULL);
+                if (r >= 0)
+                        event_active(d->ev_flush, EV_TIMEOUT, 0);
+                return r;
+        }
+        /* In order: what waits goes first. */
+        tsm_priv_outbox_flush(d->outbox, d->channel);
         return tsm_priv_send(d->channel, &rep, payload, payload_len, fd);
+}
+
+static void on_reply_failed(int error, void *userdata) {
+        if (error == -EPIPE || error == -ECONNRESET)
+                /* The worker is gone; the end of file on the channel tells the monitor so. */
+                log_debug_errno(error, "Failed to send a reply to the worker: %m");
+        else
+                /* A worker that does not read its replies (the send timed out) loses them. */
+                log_warning_errno(error, "Failed to send a reply to the worker, dropping it: %m");
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *userdata) {
+        MonitorDispatch *d = userdata;
+
+        if (d->channel >= 0)
+                tsm_priv_outbox_flush(d->outbox, d->channel);
 }
 
 static int reply(MonitorDispatch *d, const PrivMessage *m, int result, uint32_t value, int fd) {
@@ -490,12 +521,8 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
                 }
         }
         r = reply_full(d, mr->cookie, result < 0 ? result : 0, 0, response, len, -EBADF);
-        if (r == -EPIPE || r == -ECONNRESET)
-                /* The worker is gone; the end of file on the channel tells the caller so. */
-                log_debug_errno(r, "Failed to send the reply to a guest request: %m");
-        else if (r < 0)
-                /* A worker that does not read its replies (the send timed out) loses them. */
-                log_warning_errno(r, "Failed to send the reply to a guest request, dropping it: %m");
+        if (r < 0)
+                on_reply_failed(r, NULL);
         request_free(mr);
 }
 
@@ -619,6 +646,12 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->userdata = userdata;
         d->channel = -EBADF;
         LIST_INIT(&d->requests);
+        d->ev_flush = event_new(base, -1, 0, on_flush, d);
+        if (!d->ev_flush || event_priority_set(d->ev_flush, MIN(EVENT_PRIORITY_LAST, event_base_get_npriorities(base) - 1)) < 0 ||
+            tsm_priv_outbox_new(on_reply_failed, &d->outbox) < 0 || tsm_priv_inbox_new(&d->inbox) < 0) {
+                monitor_dispatch_free(d);
+                return -ENOMEM;
+        }
         tsm_platform_set_device_gone_callback(platform, on_device_gone, d);
         *ret = d;
         return 0;
@@ -629,6 +662,10 @@ MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
                 return NULL;
         monitor_dispatch_stop(d);
         tsm_platform_set_device_gone_callback(d->platform, NULL, NULL);
+        if (d->ev_flush)
+                event_free(d->ev_flush);
+        tsm_priv_outbox_free(d->outbox);
+        tsm_priv_inbox_free(d->inbox);
         return mfree(d);
 }
 
@@ -701,7 +738,62 @@ static int violation(MonitorDispatch *d, int r, const char *reason, const char *
         return r;
 }
 
+/* One datagram from the worker: its shape, whether it may come now, what it means. */
+static int process_datagram(MonitorDispatch *d, TsmPrivDatagram *dg, const char **ret_reason) {
+        _cleanup_close_ int fd = -EBADF;
+        const TsmPrivTypeDesc *desc;
+        const char *reason = NULL;
+        const void *payload = NULL;
+        struct tsm_priv_hdr h = {};
+        size_t n_fds = dg->n_fds;
+        ssize_t n = dg->len;
+        PrivMessage m;
+        int r;
+
+        if (n >= 0 && n_fds > 0) {
+                fd = TAKE_FD(dg->fds[0]); /* closed on every path, unless a handler takes it */
+                dg->n_fds = 0;
+        }
+        /* An empty datagram reads like end of file, unless an fd came with it. */
+        if ((n == 0 && n_fds == 0) || n == -ECONNRESET)
+                return -EPIPE;
+        d->violation_type = 0;
+        if (n == -EMSGSIZE)
+                return violation(d, -EMSGSIZE, "datagram longer than any message", ret_reason);
+        if (n == -EPROTO)
+                return violation(d, -EPROTO, "more file descriptors than any message carries", ret_reason);
+        if (n < 0)
+                return (int) n;
+
+        if ((size_t) n >= sizeof(h))
+                memcpy(&h, dg->buf, sizeof(h));
+        desc = tsm_priv_type_desc(h.type);
+        if (desc)
+                d->violation_type = h.type;
+
+        /* The shape first, with the rules both ends share... */
+        r = tsm_priv_check(dg->buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &m,
+                           desc && desc->size <= sizeof(m) ? desc->size : sizeof(m), &payload, &reason);
+        if (r < 0)
+                return violation(d, r, reason, ret_reason);
+
+        /* ... then whether it may come now ... */
+        if (!priv_table[h.type].handler || !(priv_table[h.type].flags & MON_PERMIT))
+                return violation(d, -EPROTO, "message type not permitted", ret_reason);
+        if ((priv_table[h.type].flags & MON_ONCE) && (d->seen_once & (UINT32_C(1) << h.type)))
+                return violation(d, -EPROTO, "permitted once per worker, sent again", ret_reason);
+        d->seen_once |= UINT32_C(1) << h.type;
+
+        /* ... then what it means, against the monitor's own state. */
+        r = priv_table[h.type].handler(d, &m, payload, &fd, &reason);
+        if (r < 0)
+                return reason ? violation(d, r, reason, ret_reason) : r;
+        return 0;
+}
+
 int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
+        int k;
+
         assert(d);
         assert(ret_reason);
 
@@ -709,59 +801,27 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
         if (d->channel < 0)
                 return -ENOTCONN;
 
-        for (;;) {
-                _cleanup_close_ int fd = -EBADF;
-                const TsmPrivTypeDesc *desc;
-                const char *reason = NULL;
-                const void *payload = NULL;
-                struct tsm_priv_hdr h = {};
-                PrivMessage m;
-                size_t n_fds = 0;
-                int fds[1], r;
-                ssize_t n;
-
-                n = tsm_priv_receive(d->channel, d->buf, fds, ELEMENTSOF(fds), &n_fds);
-                if (n >= 0 && n_fds > 0)
-                        fd = fds[0]; /* closed on every path, unless a handler takes it */
-                if (n == -EAGAIN)
+        do {
+                k = tsm_priv_inbox_receive(d->inbox, d->channel);
+                if (k == -EAGAIN)
                         return 0;
-                /* An empty datagram reads like end of file, unless an fd came with it. */
-                if ((n == 0 && n_fds == 0) || n == -ECONNRESET)
+                if (k == -ECONNRESET)
                         return -EPIPE;
-                d->violation_type = 0;
-                if (n == -EMSGSIZE)
-                        return violation(d, -EMSGSIZE, "datagram longer than any message", ret_reason);
-                if (n == -EPROTO)
-                        return violation(d, -EPROTO, "more file descriptors than any message carries",
-                                         ret_reason);
-                if (n < 0)
-                        return (int) n;
+                if (k < 0)
+                        return k;
 
-                if ((size_t) n >= sizeof(h))
-                        memcpy(&h, d->buf, sizeof(h));
-                desc = tsm_priv_type_desc(h.type);
-                if (desc)
-                        d->violation_type = h.type;
+                for (size_t i = 0; i < (size_t) k; i++) {
+                        int r = process_datagram(d, tsm_priv_inbox_get(d->inbox, i), ret_reason);
+                        if (r < 0) {
+                                tsm_priv_inbox_clear(d->inbox);
+                                return r;
+                        }
+                }
+        } while ((size_t) k == TSM_PRIV_BATCH_MAX); /* fewer: the socket is empty */
 
-                /* The shape first, with the rules both ends share... */
-                r = tsm_priv_check(d->buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &m,
-                                   desc && desc->size <= sizeof(m) ? desc->size : sizeof(m), &payload,
-                                   &reason);
-                if (r < 0)
-                        return violation(d, r, reason, ret_reason);
-
-                /* ... then whether it may come now ... */
-                if (!priv_table[h.type].handler || !(priv_table[h.type].flags & MON_PERMIT))
-                        return violation(d, -EPROTO, "message type not permitted", ret_reason);
-                if ((priv_table[h.type].flags & MON_ONCE) && (d->seen_once & (UINT32_C(1) << h.type)))
-                        return violation(d, -EPROTO, "permitted once per worker, sent again", ret_reason);
-                d->seen_once |= UINT32_C(1) << h.type;
-
-                /* ... then what it means, against the monitor's own state. */
-                r = priv_table[h.type].handler(d, &m, payload, &fd, &reason);
-                if (r < 0)
-                        return reason ? violation(d, r, reason, ret_reason) : r;
-        }
+        /* The answers to this batch leave together; those of guest requests come later. */
+        tsm_priv_outbox_flush(d->outbox, d->channel);
+        return 0;
 }
 
 const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d) {
@@ -777,6 +837,9 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
                 tsm_request_cancel(mr->request);
                 request_free(mr);
         }
+        /* Nothing meant for the old worker may reach the next one. */
+        tsm_priv_outbox_clear(d->outbox);
+        tsm_priv_inbox_clear(d->inbox);
         d->channel = -EBADF;
         d->seen_once = 0;
         monitor_contexts_orphan_all(d->contexts);

@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "event-util.h"
 #include "fdstore.h"
 #include "log.h"
 #include "monitor-dispatch.h"
@@ -361,7 +362,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         if (!m->worker_argv[1] || (m->config_path && !m->worker_argv[2]))
                 return -ENOMEM;
 
-        m->base = event_base_new();
+        m->base = event_base_new_prioritized();
         if (!m->base)
                 return -ENOMEM;
         r = tsm_platform_new(m->base, &m->config.platform, &m->platform);

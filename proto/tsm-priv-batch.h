@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Many channel messages per system call. Under load the worker has several guest requests for
+ * the monitor, and the monitor several replies, each time either side wakes up; one
+ * sendmmsg() and one recvmmsg() for all of them instead of a sendmsg() and a recvmsg() each
+ * (plus the recvmsg() that finds the socket empty) is most of the cost of the hop. The
+ * datagrams and their rules stay exactly those of tsm-priv.h: batching is invisible on the
+ * wire.
+ *
+ * Runs in: monitor and worker.
+ */
+#pragma once
+
+#include "macro.h"
+#include "tsm-priv.h"
+
+/* Datagrams per sendmmsg() or recvmmsg(). */
+#define TSM_PRIV_BATCH_MAX 32U
+
+/* ---- sending ---------------------------------------------------------------------------- */
+
+/* A queued message the kernel refused (error: what sendmsg() said). */
+typedef void (*TsmPrivSendFailed)(int error, void *userdata);
+
+typedef struct TsmPrivOutbox TsmPrivOutbox;
+
+int tsm_priv_outbox_new(TsmPrivSendFailed failed, TsmPrivOutbox **ret);
+/* Both drop whatever is still queued, without calling anyone. */
+void tsm_priv_outbox_clear(TsmPrivOutbox *o);
+TsmPrivOutbox *tsm_priv_outbox_free(TsmPrivOutbox *o);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPrivOutbox *, tsm_priv_outbox_free);
+
+/* Queues a copy of one message without fd (msg and payload may be reused at once); a full
+ * outbox is flushed to channel first. userdata goes to the failure callback if the send fails. */
+int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const void *payload,
+                        size_t payload_len, void *userdata);
+/* Sends what is queued, in order, in as few calls as the socket allows. Each message the
+ * kernel refuses goes to the failure callback (after the outbox is empty again, so the callback
+ * may queue more) and the rest still go out. */
+void tsm_priv_outbox_flush(TsmPrivOutbox *o, int channel);
+size_t tsm_priv_outbox_size(const TsmPrivOutbox *o);
+
+/* ---- receiving -------------------------------------------------------------------------- */
+
+typedef struct TsmPrivDatagram {
+        const uint8_t *buf;
+        ssize_t len;  /* as tsm_priv_receive() returns it: bytes, 0 for EOF, or -EMSGSIZE/-EPROTO */
+        int fds[1];   /* a taker sets the entry to -EBADF; the rest are closed by the next receive */
+        size_t n_fds;
+} TsmPrivDatagram;
+
+typedef struct TsmPrivInbox TsmPrivInbox;
+
+int tsm_priv_inbox_new(TsmPrivInbox **ret);
+TsmPrivInbox *tsm_priv_inbox_free(TsmPrivInbox *in);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPrivInbox *, tsm_priv_inbox_free);
+
+/* Receives what is there, up to TSM_PRIV_BATCH_MAX datagrams, without blocking. Returns how
+ * many (then tsm_priv_inbox_get(0..n-1)), -EAGAIN if none, or the socket's error. Fewer than
+ * TSM_PRIV_BATCH_MAX means the socket is empty now. Closes the fds the last batch left. */
+int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel);
+TsmPrivDatagram *tsm_priv_inbox_get(TsmPrivInbox *in, size_t i);
+/* Closes every fd of the current batch not taken. */
+void tsm_priv_inbox_clear(TsmPrivInbox *in);

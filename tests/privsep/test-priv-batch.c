@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Batched sending and receiving on the channel (proto/tsm-priv-batch.h): order across batch
+ * boundaries, payloads, fds taken or closed, every receive error per datagram, the failure
+ * callback (which may queue more), and that a batch shorter than the maximum means the socket
+ * was empty. Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "macro.h"
+#include "tsm-priv-batch.h"
+
+static void channel(int sv[2]) {
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
+}
+
+static struct tsm_priv_reply reply_msg(uint32_t cookie, uint32_t payload_len) {
+        struct tsm_priv_reply m;
+
+        tsm_priv_init(&m, TSM_PRIV_REPLY, cookie, payload_len);
+        m.value = cookie * 3;
+        return m;
+}
+
+static size_t n_open_fds(void) {
+        size_t n = 0;
+
+        for (int fd = 0; fd < 1024; fd++)
+                n += fcntl(fd, F_GETFD) >= 0;
+        return n;
+}
+
+/* Receives everything there and checks cookies first..first+n-1 with their payloads. */
+static void receive_all(TsmPrivInbox *in, int fd, uint32_t first, size_t n) {
+        size_t got = 0;
+        int k;
+
+        do {
+                k = tsm_priv_inbox_receive(in, fd);
+                if (k == -EAGAIN)
+                        break;
+                ASSERT_GE(k, 1);
+                ASSERT_LE((size_t) k, TSM_PRIV_BATCH_MAX);
+                for (size_t i = 0; i < (size_t) k; i++, got++) {
+                        TsmPrivDatagram *d = tsm_priv_inbox_get(in, i);
+                        struct tsm_priv_reply r;
+                        const void *payload;
+                        const char *reason;
+                        uint32_t cookie = first + (uint32_t) got;
+
+                        ASSERT_GE(d->len, 1);
+                        ASSERT_OK(tsm_priv_check(d->buf, (size_t) d->len, d->n_fds, TSM_PRIV_FROM_MONITOR, &r,
+                                                 sizeof(r), &payload, &reason));
+                        ASSERT_EQ(r.hdr.cookie, cookie);
+                        ASSERT_EQ(r.value, cookie * 3);
+                        ASSERT_EQ(r.hdr.payload_len, cookie % 100);
+                        for (size_t b = 0; b < r.hdr.payload_len; b++)
+                                ASSERT_EQ(((const uint8_t *) payload)[b], (uint8_t) (cookie + b));
+                }
+        } while ((size_t) k == TSM_PRIV_BATCH_MAX);
+        ASSERT_EQ(got, n);
+        ASSERT_ERRNO(tsm_priv_inbox_receive(in, fd), EAGAIN);
+}
+
+static void never_fails(int error, void *userdata) {
+        TEST_FAIL("unexpected send failure: %s", strerror(-error));
+}
+
+TEST(order_across_batches) {
+        _cleanup_(tsm_priv_outbox_freep) TsmPrivOutbox *o = NULL;
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        int sv[2];
+
+        channel(sv);
+        ASSERT_OK(tsm_priv_outbox_new(never_fails, &o));
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+        ASSERT_ERRNO(tsm_priv_inbox_receive(in, sv[1]), EAGAIN);
+
+        /* More than two batches: the outbox flushes itself when full, and keeps the order. */
+        for (uint32_t c = 1; c <= 2 * TSM_PRIV_BATCH_MAX + 5; c++) {
+                struct tsm_priv_reply m = reply_msg(c, c % 100);
+                uint8_t payload[100];
+
+                for (size_t b = 0; b < sizeof(payload); b++)
+                        payload[b] = (uint8_t) (c + b);
+                ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, payload, c % 100, NULL));
+                /* A copy was taken: the caller's buffers may change at once. */
+                memset(payload, 0xee, sizeof(payload));
+                ASSERT_LE(tsm_priv_outbox_size(o), TSM_PRIV_BATCH_MAX);
+        }
+        ASSERT_EQ(tsm_priv_outbox_size(o), 5);
+        tsm_priv_outbox_flush(o, sv[0]);
+        ASSERT_EQ(tsm_priv_outbox_size(o), 0);
+        receive_all(in, sv[1], 1, 2 * TSM_PRIV_BATCH_MAX + 5);
+
+        /* Exactly a full batch: the receiver cannot know the socket is empty, asks once more. */
+        for (uint32_t c = 1; c <= TSM_PRIV_BATCH_MAX; c++) {
+                struct tsm_priv_reply m = reply_msg(c, 0);
+                ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, NULL, 0, NULL));
+        }
+        tsm_priv_outbox_flush(o, sv[0]);
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), (int) TSM_PRIV_BATCH_MAX);
+        ASSERT_ERRNO(tsm_priv_inbox_receive(in, sv[1]), EAGAIN);
+
+        /* A payload that does not match the header is refused before it is queued. */
+        {
+                struct tsm_priv_reply m = reply_msg(1, 10);
+                ASSERT_ERRNO(tsm_priv_outbox_add(o, sv[0], &m, "x", 1, NULL), EINVAL);
+                ASSERT_EQ(tsm_priv_outbox_size(o), 0);
+        }
+        safe_close(sv[0]);
+        safe_close(sv[1]);
+}
+
+typedef struct Failures {
+        TsmPrivOutbox *o;
+        int fd;
+        size_t n;
+        uintptr_t last;
+        int error;
+        bool queue_more;
+} Failures;
+
+static Failures failures;
+
+static void on_failed(int error, void *userdata) {
+        /* Called in queue order, after the outbox is empty again. */
+        ASSERT_EQ((uintptr_t) userdata, failures.last + 1);
+        ASSERT_EQ(tsm_priv_outbox_size(failures.o), failures.queue_more ? failures.n : 0);
+        failures.last = (uintptr_t) userdata;
+        failures.error = error;
+        failures.n++;
+        if (failures.queue_more) {
+                struct tsm_priv_reply m = reply_msg(1, 0);
+                ASSERT_OK(tsm_priv_outbox_add(failures.o, failures.fd, &m, NULL, 0, (void *) (uintptr_t) 1000));
+        }
+}
+
+TEST(failures_reach_the_callback) {
+        _cleanup_(tsm_priv_outbox_freep) TsmPrivOutbox *o = NULL;
+        int sv[2];
+
+        channel(sv);
+        ASSERT_OK(tsm_priv_outbox_new(on_failed, &o));
+        failures = (Failures) { .o = o, .fd = sv[0], .queue_more = true };
+        safe_close(sv[1]);
+
+        /* The peer is gone: every message fails on its own, each once, in order; the callback
+         * can queue more (which wait for the next flush). */
+        for (uintptr_t i = 1; i <= 5; i++) {
+                struct tsm_priv_reply m = reply_msg((uint32_t) i, 0);
+                ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, NULL, 0, (void *) i));
+        }
+        tsm_priv_outbox_flush(o, sv[0]);
+        ASSERT_EQ(failures.n, 5);
+        ASSERT_EQ(failures.error, -EPIPE);
+        ASSERT_EQ(tsm_priv_outbox_size(o), 5);
+
+        /* Clearing drops them without calling anyone. */
+        tsm_priv_outbox_clear(o);
+        ASSERT_EQ(tsm_priv_outbox_size(o), 0);
+        tsm_priv_outbox_flush(o, sv[0]);
+        ASSERT_EQ(failures.n, 5);
+        safe_close(sv[0]);
+}
+
+TEST(fds_and_errors_per_datagram) {
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        struct tsm_priv_reply m = reply_msg(7, 0);
+        size_t fds_before = n_open_fds();
+        _cleanup_free_ uint8_t *big = malloc(TSM_PRIV_DATAGRAM_MAX + 1);
+        int sv[2], devnull, taken;
+        TsmPrivDatagram *d;
+
+        ASSERT_NOT_NULL(big);
+        channel(sv);
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+        ASSERT_OK(devnull = open("/dev/null", O_RDONLY | O_CLOEXEC));
+
+        /* An fd taken, an fd left (closed by the next receive), a datagram too long, more fds
+         * than any message carries, and end of file: one batch, each judged on its own. */
+        ASSERT_OK(tsm_priv_send(sv[0], &m, NULL, 0, devnull));
+        ASSERT_OK(tsm_priv_send(sv[0], &m, NULL, 0, devnull));
+        memset(big, 0, TSM_PRIV_DATAGRAM_MAX + 1);
+        ASSERT_EQ(send(sv[0], big, TSM_PRIV_DATAGRAM_MAX + 1, 0), (ssize_t) TSM_PRIV_DATAGRAM_MAX + 1);
+        {
+                int fds[5] = { devnull, devnull, devnull, devnull, devnull };
+                union {
+                        struct cmsghdr c;
+                        uint8_t b[CMSG_SPACE(sizeof(fds))];
+                } control = {};
+                struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                     .msg_controllen = sizeof(control.b) };
+
+                control.c.cmsg_level = SOL_SOCKET;
+                control.c.cmsg_type = SCM_RIGHTS;
+                control.c.cmsg_len = CMSG_LEN(sizeof(fds));
+                memcpy(CMSG_DATA(&control.c), fds, sizeof(fds));
+                ASSERT_EQ(sendmsg(sv[0], &mh, 0), (ssize_t) sizeof(m));
+        }
+        safe_close(devnull);
+        safe_close(sv[0]);
+
+        ASSERT_GE(tsm_priv_inbox_receive(in, sv[1]), 5);
+        d = tsm_priv_inbox_get(in, 0);
+        ASSERT_EQ(d->len, (ssize_t) sizeof(m));
+        ASSERT_EQ(d->n_fds, 1);
+        taken = TAKE_FD(d->fds[0]);
+        ASSERT_EQ(tsm_priv_inbox_get(in, 1)->n_fds, 1);
+        ASSERT_ERRNO(tsm_priv_inbox_get(in, 2)->len, EMSGSIZE);
+        ASSERT_ERRNO(tsm_priv_inbox_get(in, 3)->len, EPROTO);
+        ASSERT_EQ(tsm_priv_inbox_get(in, 3)->n_fds, 0); /* all five closed already */
+        ASSERT_EQ(tsm_priv_inbox_get(in, 4)->len, 0);
+
+        /* The next receive closes the fd left in the last batch; the taken one is ours. */
+        (void) tsm_priv_inbox_receive(in, sv[1]);
+        tsm_priv_inbox_clear(in);
+        ASSERT_EQ(n_open_fds(), fds_before + 2); /* sv[1] and the taken fd */
+        safe_close(taken);
+        safe_close(sv[1]);
+        ASSERT_EQ(n_open_fds(), fds_before);
+}
+
+TEST_MAIN();
