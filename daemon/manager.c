@@ -9,8 +9,8 @@
 
 #include "admin.h"
 #include "config.h"
-#include "event-util.h"
 #include "guest.h"
+#include "idle-flush.h"
 #include "log.h"
 #include "manager.h"
 #include "varlink-service.h"

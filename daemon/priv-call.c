@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <sys/queue.h>
 
-#include "event-util.h"
+#include "idle-flush.h"
 #include "log.h"
 #include "priv-call.h"
 #include "tsm-priv-batch.h"
@@ -38,9 +38,10 @@ typedef struct PrivQueued {
 struct PrivChannel {
         struct event_base *base;
         int fd;
-        struct event *ev_read, *ev_deferred, *ev_flush;
-        /* Guest requests leave together once the loop has seen everything ready this round
-         * (ev_flush has the loop's lowest priority); replies arrive by the batch. */
+        struct event *ev_read, *ev_deferred;
+        /* Guest requests leave together once the loop is idle (or 1 ms from the first at the
+         * latest: idle-flush.h); replies arrive by the batch. */
+        IdleFlush *flush;
         TsmPrivOutbox *outbox;
         TsmPrivInbox *inbox;
         uint32_t next_cookie;
@@ -85,7 +86,7 @@ static int request_send(PrivChannel *c, PrivRequest *r) {
         k = tsm_priv_outbox_add(c->outbox, c->fd, r->queued, r->payload, r->queued->hdr.payload_len, r);
         if (k < 0)
                 return k;
-        event_active(c->ev_flush, EV_TIMEOUT, 0);
+        idle_flush_schedule(c->flush);
         r->queued = mfree(r->queued);
         r->payload = mfree(r->payload);
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
@@ -108,7 +109,7 @@ static void on_send_failed(int error, void *userdata) {
         requests_flush(c);
 }
 
-static void on_flush(evutil_socket_t fd, short what, void *userdata) {
+static void on_flush(void *userdata) {
         PrivChannel *c = userdata;
 
         tsm_priv_outbox_flush(c->outbox, c->fd);
@@ -245,9 +246,7 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
         TAILQ_INIT(&c->waiting);
         c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
         c->ev_deferred = event_new(base, -1, 0, on_deferred, c);
-        c->ev_flush = event_new(base, -1, 0, on_flush, c);
-        if (!c->ev_read || !c->ev_deferred || !c->ev_flush ||
-            event_priority_set(c->ev_flush, MIN(EVENT_PRIORITY_LAST, event_base_get_npriorities(base) - 1)) < 0 ||
+        if (!c->ev_read || !c->ev_deferred || idle_flush_new(base, on_flush, c, &c->flush) < 0 ||
             tsm_priv_outbox_new(on_send_failed, &c->outbox) < 0 || tsm_priv_inbox_new(&c->inbox) < 0 ||
             event_add(c->ev_read, NULL) < 0) {
                 c->fd = -EBADF; /* the caller keeps it on failure */
@@ -280,8 +279,7 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
                 event_free(c->ev_read);
         if (c->ev_deferred)
                 event_free(c->ev_deferred);
-        if (c->ev_flush)
-                event_free(c->ev_flush);
+        idle_flush_free(c->flush);
         tsm_priv_outbox_free(c->outbox);
         tsm_priv_inbox_free(c->inbox);
         safe_close(c->fd);

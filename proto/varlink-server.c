@@ -968,9 +968,16 @@ static void on_conn_process(evutil_socket_t fd, short what, void *userdata) {
         conn_process(userdata);
 }
 
+/* SECURITY: the rest of a connection's work waits for the next round of the loop, not the end of
+ * this one. libevent runs an event activated now in this very round, after the others, and
+ * never polls until the round is empty: a client that keeps its socket full would keep the
+ * round going and nobody else's readiness would be seen. A zero timer fires after the next
+ * poll, so every connection ready by then goes first. */
 static void conn_schedule(VarlinkConn *c) {
+        static const struct timeval next_round = {};
+
         if (c->connected)
-                event_active(c->ev_process, EV_TIMEOUT, 0);
+                (void) evtimer_add(c->ev_process, &next_round);
 }
 
 /* SECURITY: a client must not hold a connection, and its per-uid slot, by trickling a message
@@ -1205,7 +1212,7 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
 
         c->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST, on_conn_readable, c);
         c->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_conn_writable, c);
-        c->ev_process = event_new(s->base, -1, 0, on_conn_process, c);
+        c->ev_process = evtimer_new(s->base, on_conn_process, c);
         c->ev_timeout = evtimer_new(s->base, on_conn_timeout, c);
         if (!c->ev_read || !c->ev_write || !c->ev_process || !c->ev_timeout || event_add(c->ev_read, NULL) < 0)
                 goto fail_conn;

@@ -7,7 +7,7 @@
 
 #include "backend.h"
 #include "emu-platform.h"
-#include "event-util.h"
+#include "idle-flush.h"
 #include "fdstore.h"
 #include "log.h"
 #include "monitor-dispatch.h"
@@ -56,11 +56,11 @@ struct MonitorDispatch {
         size_t n_requests;
 
         /* Requests arrive by the batch and the replies without fds to a batch leave together
-         * at its end; those of guest requests once the loop has run every completion ready
-         * this round (ev_flush has its lowest priority). */
+         * at its end; those of guest requests once the loop is idle (or 1 ms from the first
+         * at the latest: idle-flush.h). */
         TsmPrivOutbox *outbox;
         TsmPrivInbox *inbox;
-        struct event *ev_flush;
+        IdleFlush *flush;
 };
 
 /* When a request may come, as OpenSSH's monitor has it. */
@@ -96,7 +96,7 @@ static int reply_full(MonitorDispatch *d, uint32_t cookie, int result, uint32_t 
         if (fd < 0) {
                 int r = tsm_priv_outbox_add(d->outbox, d->channel, &rep, payload, payload_len, NULL);
                 if (r >= 0)
-                        event_active(d->ev_flush, EV_TIMEOUT, 0);
+                        idle_flush_schedule(d->flush);
                 return r;
         }
         /* In order: what waits goes first. */
@@ -113,7 +113,7 @@ static void on_reply_failed(int error, void *userdata) {
                 log_warning_errno(error, "Failed to send a reply to the worker, dropping it: %m");
 }
 
-static void on_flush(evutil_socket_t fd, short what, void *userdata) {
+static void on_flush(void *userdata) {
         MonitorDispatch *d = userdata;
 
         if (d->channel >= 0)
@@ -646,8 +646,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->userdata = userdata;
         d->channel = -EBADF;
         LIST_INIT(&d->requests);
-        d->ev_flush = event_new(base, -1, 0, on_flush, d);
-        if (!d->ev_flush || event_priority_set(d->ev_flush, MIN(EVENT_PRIORITY_LAST, event_base_get_npriorities(base) - 1)) < 0 ||
+        if (idle_flush_new(base, on_flush, d, &d->flush) < 0 ||
             tsm_priv_outbox_new(on_reply_failed, &d->outbox) < 0 || tsm_priv_inbox_new(&d->inbox) < 0) {
                 monitor_dispatch_free(d);
                 return -ENOMEM;
@@ -662,8 +661,7 @@ MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
                 return NULL;
         monitor_dispatch_stop(d);
         tsm_platform_set_device_gone_callback(d->platform, NULL, NULL);
-        if (d->ev_flush)
-                event_free(d->ev_flush);
+        idle_flush_free(d->flush);
         tsm_priv_outbox_free(d->outbox);
         tsm_priv_inbox_free(d->inbox);
         return mfree(d);

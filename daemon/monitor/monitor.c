@@ -14,8 +14,8 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
-#include "event-util.h"
 #include "fdstore.h"
+#include "idle-flush.h"
 #include "log.h"
 #include "monitor-dispatch.h"
 #include "monitor.h"

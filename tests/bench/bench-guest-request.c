@@ -31,10 +31,12 @@
  * something failed functionally (a call errored, a response was wrong, tsmd died).
  *
  *   bench-guest-request [--quick] [--audit-sync=group|per-record] [--workload=NAME]
- *                       [--clients=N] [--seconds=S]
+ *                       [--clients=N] [--depth=N] [--seconds=S]
  *
  * --quick: the same code with small counts (the bench-smoke test), numbers meaningless.
  * --audit-sync=per-record: one fdatasync per audit record instead of group commit.
+ * --depth=N: every client keeps N requests in flight (pipelined on its connection, as a VMM
+ * with several guests' requests outstanding does), the raw baseline as many; default 1.
  * --workload=, --clients=, --seconds=: one workload (version, write-64, read-4096, ...), one
  * number of clients, phases of S seconds without a request bound: for profiling one case
  * (perf record -a while it runs). A read workload runs after its write, which fills the memory
@@ -310,8 +312,7 @@ typedef struct Client {
         size_t b64resp_len; /* what a correct answer's base64 is long */
         size_t max_response;
         const char *scope;
-        bool in_flight;
-        uint64_t t0;
+        InFlight f;
         struct Phase *phase;
 } Client;
 
@@ -382,16 +383,17 @@ static int on_reply(VarlinkClient *c, json_object *parameters, const char *error
         Client *cl = userdata;
         const char *resp = error ? NULL : json_get_string(parameters, "response");
 
+        uint64_t t0 = in_flight_pop(&cl->f);
+
         (void) c;
         (void) continues;
-        cl->in_flight = false;
         /* A TDISP ERROR would be another length: the device did not do what was asked. */
         if (!resp || strlen(resp) != cl->b64resp_len) {
                 cl->phase->failed++;
                 fprintf(stderr, "GuestRequest failed: %s %s\n", error ?: "(unexpected response)",
                         json_object_to_json_string(parameters));
         } else
-                cl->phase->ns[cl->phase->completed++] = now_nsec() - cl->t0;
+                cl->phase->ns[cl->phase->completed++] = now_nsec() - t0;
         return 0;
 }
 
@@ -411,9 +413,10 @@ static uint64_t self_cpu_nsec(void) {
         return (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
 }
 
-/* Closed loop: every client keeps exactly one GuestRequest in flight until max_requests were
- * sent or the phase's time is up; all from this thread. */
-static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, unsigned n_clients, uint64_t *ns) {
+/* Closed loop: every client keeps exactly depth GuestRequests in flight until max_requests
+ * were sent or the phase's time is up; all from this thread. */
+static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, unsigned n_clients, unsigned depth,
+                      uint64_t *ns) {
         _cleanup_free_ struct pollfd *pfd = new0(struct pollfd, n_clients);
         Phase ph = { .ns = ns };
         size_t sent = 0;
@@ -442,17 +445,16 @@ static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, 
                 unsigned busy = 0;
 
                 for (unsigned i = 0; i < n_clients; i++) {
-                        if (!cls[i].in_flight && !stop) {
-                                cls[i].t0 = now_nsec();
+                        while (cls[i].f.n < depth && !stop) {
+                                in_flight_push(&cls[i].f, now_nsec());
                                 ASSERT_OK(varlink_client_call_async(cls[i].c, G "GuestRequest",
                                                                     guest_request_params(&cls[i]), 0, on_reply,
                                                                     &cls[i]));
-                                cls[i].in_flight = true;
                                 stop = ++sent >= P->max_requests;
                         }
                         /* The call went out at once (or waits for POLLOUT below); like the raw
                          * driver, a client is only touched again when poll says so. */
-                        busy += cls[i].in_flight;
+                        busy += cls[i].f.n;
                 }
                 if (stop && busy == 0)
                         break;
@@ -593,7 +595,7 @@ static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
 int main(int argc, char *argv[]) {
         const Params *P = &params_full;
         const char *sync_mode = "group", *only_workload = NULL;
-        unsigned only_clients = 0;
+        unsigned only_clients = 0, depth = 1;
         Result res[ELEMENTSOF(workloads)] = {};
         _cleanup_free_ Client *cls = new0(Client, MAX_DEVICES);
         _cleanup_free_ uint64_t *ns = NULL;
@@ -609,6 +611,9 @@ int main(int argc, char *argv[]) {
                         sync_mode = argv[i] + 13;
                 else if (strneq(argv[i], "--workload=", 11))
                         only_workload = argv[i] + 11;
+                else if (strneq(argv[i], "--depth=", 8) && atoi(argv[i] + 8) > 0 &&
+                         atoi(argv[i] + 8) <= (int) BENCH_DEPTH_MAX)
+                        depth = (unsigned) atoi(argv[i] + 8);
                 else if (strneq(argv[i], "--clients=", 10) && atoi(argv[i] + 10) > 0)
                         only_clients = (unsigned) atoi(argv[i] + 10);
                 else if (strneq(argv[i], "--seconds=", 10) && atoi(argv[i] + 10) > 0) {
@@ -618,7 +623,7 @@ int main(int argc, char *argv[]) {
                         P = &params_custom;
                 } else {
                         fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record] [--workload=NAME] "
-                                "[--clients=N] [--seconds=S]\n", argv[0]);
+                                "[--clients=N] [--depth=N] [--seconds=S]\n", argv[0]);
                         return 2;
                 }
         }
@@ -666,12 +671,12 @@ int main(int argc, char *argv[]) {
                 client_setup(&t, &cls[i], i);
 
         printf("# bench-guest-request%s: tsmd on its emulated platform, audit SyncMode=%s (durable: fdatasync\n"
-               "# before each reply), %u emulated devices, one client per device, 1 request in flight per client.\n"
+               "# before each reply), %u emulated devices, one client per device, %u request%s in flight per client.\n"
                "# Latency = every round trip of the phase. CPU us/req: tsmd = tsmd and its children (utime+stime),\n"
                "# client = this process (the client library's JSON/base64 work, the raw baseline has none).\n"
                "# %ld CPUs online, load average %s at the start.\n",
-               P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_mode, n_devices,
-               sysconf(_SC_NPROCESSORS_ONLN), loadavg());
+               P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_mode, n_devices, depth,
+               depth == 1 ? "" : "s", sysconf(_SC_NPROCESSORS_ONLN), loadavg());
         for (size_t i = n_levels; only_clients == 0 && i < ELEMENTSOF(levels); i++)
                 printf("# %u clients: skipped, the emulated platform holds at most %u devices here (EMU_DEVICES_MAX %u,\n"
                        "# %zu addresses fit the one EmulatedDevices= line of INI_LINE_MAX %u) and each client needs one.\n",
@@ -700,11 +705,11 @@ int main(int argc, char *argv[]) {
                 r->sync = bench_fdatasync(P, ns, t.dir);
                 echo = echo_server_new(levels[n_levels - 1], reply, r->reply_len);
                 for (unsigned i = 0; i < n_levels; i++)
-                        r->raw[i] = echo_server_run(echo, levels[i], call, r->call_len, r->reply_len,
+                        r->raw[i] = echo_server_run(echo, levels[i], depth, call, r->call_len, r->reply_len,
                                                     P->max_requests, P->phase_usec, ns);
                 echo_server_free(echo);
                 for (unsigned i = 0; i < n_levels; i++)
-                        r->tsmd[i] = bench_tsmd(P, w, &t, cls, levels[i], ns);
+                        r->tsmd[i] = bench_tsmd(P, w, &t, cls, levels[i], depth, ns);
                 print_result(r, n_levels);
                 if (!tsmd_is_running(&t))
                         TEST_FAIL("tsmd exited during the benchmark");

@@ -312,13 +312,12 @@ void echo_server_free(EchoServer *e) {
 }
 
 typedef struct RawClient {
-        bool in_flight;
-        size_t received;
-        uint64_t t0;
+        InFlight f;
+        size_t received; /* bytes of the reply being read */
 } RawClient;
 
-RawRun echo_server_run(EchoServer *e, size_t n_clients, const char *call, size_t call_len, size_t reply_len,
-                       size_t max_requests, uint64_t max_usec, uint64_t *ns) {
+RawRun echo_server_run(EchoServer *e, size_t n_clients, unsigned depth, const char *call, size_t call_len,
+                       size_t reply_len, size_t max_requests, uint64_t max_usec, uint64_t *ns) {
         _cleanup_free_ struct pollfd *pfd = new0(struct pollfd, n_clients);
         _cleanup_free_ RawClient *cl = new0(RawClient, n_clients);
         uint64_t start = now_nsec(), deadline = start + max_usec * NSEC_PER_USEC;
@@ -326,18 +325,18 @@ RawRun echo_server_run(EchoServer *e, size_t n_clients, const char *call, size_t
         RawRun run = {};
         char buf[65536];
 
-        ASSERT_TRUE(pfd && cl && n_clients <= e->n);
+        ASSERT_TRUE(pfd && cl && n_clients <= e->n && depth >= 1 && depth <= BENCH_DEPTH_MAX);
         for (;;) {
                 bool stop = sent >= max_requests || now_nsec() > deadline;
                 size_t busy = 0;
 
                 for (size_t i = 0; i < n_clients; i++) {
-                        if (!cl[i].in_flight && !stop) {
-                                cl[i] = (RawClient) { .in_flight = true, .t0 = now_nsec() };
+                        while (cl[i].f.n < depth && !stop) {
+                                in_flight_push(&cl[i].f, now_nsec());
                                 ASSERT_OK(write_all(e->client_fds[i], call, call_len));
                                 stop = ++sent >= max_requests;
                         }
-                        busy += cl[i].in_flight;
+                        busy += cl[i].f.n;
                         pfd[i] = (struct pollfd) { .fd = e->client_fds[i], .events = POLLIN };
                 }
                 if (stop && busy == 0)
@@ -354,16 +353,17 @@ RawRun echo_server_run(EchoServer *e, size_t n_clients, const char *call, size_t
                         k = read(e->client_fds[i], buf, sizeof(buf));
                         if (k < 0 && errno == EAGAIN)
                                 continue;
-                        if (k <= 0 || !cl[i].in_flight)
-                                TEST_FAIL("raw echo connection %zu: %s", i, k < 0 ? strerror(errno) : "unexpected data or EOF");
-                        cl[i].received += (size_t) k;
-                        if (cl[i].received > reply_len)
-                                TEST_FAIL("raw echo connection %zu: more than one reply", i);
-                        if (cl[i].received == reply_len) {
-                                if (buf[k - 1] != 0)
+                        if (k <= 0)
+                                TEST_FAIL("raw echo connection %zu: %s", i, k < 0 ? strerror(errno) : "EOF");
+                        for (ssize_t j = 0; j < k; j++) {
+                                if (cl[i].f.n == 0)
+                                        TEST_FAIL("raw echo connection %zu: more replies than calls", i);
+                                if (++cl[i].received < reply_len)
+                                        continue;
+                                if (buf[j] != 0)
                                         TEST_FAIL("raw echo connection %zu: reply not NUL-terminated", i);
-                                ns[done++] = now_nsec() - cl[i].t0;
-                                cl[i].in_flight = false;
+                                cl[i].received = 0;
+                                ns[done++] = now_nsec() - in_flight_pop(&cl[i].f);
                         }
                 }
         }

@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,8 +77,32 @@ typedef struct RawRun {
         double rps;
 } RawRun;
 
-/* Closed loop on the first n_clients connections of e from this thread: each keeps one call
- * (call_len bytes, NUL included) in flight until max_requests were sent or max_usec passed;
- * records every round trip in ns (room for max_requests). */
-RawRun echo_server_run(EchoServer *e, size_t n_clients, const char *call, size_t call_len, size_t reply_len,
-                       size_t max_requests, uint64_t max_usec, uint64_t *ns);
+/* Closed loop on the first n_clients connections of e from this thread: each keeps depth
+ * calls (call_len bytes, NUL included; at most BENCH_DEPTH_MAX) in flight until max_requests
+ * were sent or max_usec passed; records every round trip in ns (room for max_requests). */
+RawRun echo_server_run(EchoServer *e, size_t n_clients, unsigned depth, const char *call, size_t call_len,
+                       size_t reply_len, size_t max_requests, uint64_t max_usec, uint64_t *ns);
+
+/* Calls one client keeps in flight at most (--depth=). */
+#define BENCH_DEPTH_MAX 64u
+
+/* Send times of one client's calls in flight, oldest first: replies come in call order. */
+typedef struct InFlight {
+        uint64_t t0[BENCH_DEPTH_MAX];
+        unsigned head, n;
+} InFlight;
+
+static inline void in_flight_push(InFlight *f, uint64_t t0) {
+        assert(f->n < BENCH_DEPTH_MAX);
+        f->t0[(f->head + f->n++) % BENCH_DEPTH_MAX] = t0;
+}
+
+static inline uint64_t in_flight_pop(InFlight *f) {
+        uint64_t t0;
+
+        assert(f->n > 0);
+        t0 = f->t0[f->head];
+        f->head = (f->head + 1) % BENCH_DEPTH_MAX;
+        f->n--;
+        return t0;
+}

@@ -12,8 +12,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "emu-config.h"
 #include "tdisp.h"
@@ -1205,6 +1207,68 @@ TEST(pending_call_flood) {
                 ASSERT_TRUE(seqs[i] > seqs[i - 1]);
         raw_expect_alive(fd);
         close(fd);
+
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* A client that never stops: pipelined calls as fast as tsmd takes them, replies drained, from
+ * a process of its own, until killed. tsmd serves a connection a batch at a time and then lets
+ * the others' turn come, so its flood must not hold anyone else back. */
+static void flood_forever(int fd) {
+        static const char ping[] = "{\"method\":\"io.tsmd.Service.Ping\"}";
+        char out[64 * sizeof(ping)], in[65536];
+        size_t out_off = sizeof(out);
+
+        for (size_t i = 0; i < 64; i++)
+                memcpy(out + i * sizeof(ping), ping, sizeof(ping));
+        (void) fcntl(fd, F_SETFL, O_NONBLOCK);
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT };
+                ssize_t k;
+
+                if (poll(&p, 1, 1000) < 0 && errno != EINTR)
+                        _exit(EXIT_FAILURE);
+                if (p.revents & POLLOUT) {
+                        if (out_off == sizeof(out))
+                                out_off = 0;
+                        k = send(fd, out + out_off, sizeof(out) - out_off, MSG_NOSIGNAL);
+                        if (k > 0)
+                                out_off += (size_t) k;
+                }
+                k = recv(fd, in, sizeof(in), MSG_DONTWAIT);
+                if (k == 0 || (p.revents & (POLLHUP | POLLERR)))
+                        _exit(EXIT_FAILURE); /* tsmd hung up on it: the parent sees it exited */
+        }
+}
+
+TEST(sustained_pipelined_flood) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        pid_t flooder;
+        int fd, status;
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        fd = raw_open(&t);
+        flooder = fork();
+        ASSERT_OK(flooder);
+        if (flooder == 0)
+                flood_forever(fd);
+        close(fd);
+
+        /* Well into the flood, the good client gets every answer in time (good_check), while
+         * the flooder is still at it. */
+        usleep(300 * 1000);
+        for (unsigned i = 0; i < 20; i++)
+                good_check(&g);
+        ASSERT_EQ(waitpid(flooder, &status, WNOHANG), 0);
+        ASSERT_OK(kill(flooder, SIGKILL));
+        ASSERT_EQ(waitpid(flooder, &status, 0), flooder);
 
         expect_recovered(&t, &g, &b);
         good_done(&g);

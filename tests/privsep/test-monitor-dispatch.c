@@ -17,7 +17,6 @@
 
 #include "backend.h"
 #include "emu-platform.h"
-#include "event-util.h"
 #include "harness.h"
 #include "monitor-dispatch.h"
 #include "tdisp.h"
@@ -198,7 +197,7 @@ static void setup(Fixture *f) {
 
         unsetenv("NOTIFY_SOCKET"); /* no service manager, no fd store */
         *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .n_fds_before = count_fds() };
-        f->base = event_base_new_prioritized();
+        f->base = event_base_new();
         ASSERT_NOT_NULL(f->base);
         ASSERT_OK(tsm_platform_new(f->base, &config, &f->platform));
         ASSERT_OK(monitor_contexts_new(&f->contexts));

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The idle flush (proto/idle-flush.h): it waits while other events are ready, runs once however
+ * often it was scheduled, and a loop that is never idle holds it back no longer than
+ * IDLE_FLUSH_MAX_DELAY_USEC. Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "idle-flush.h"
+
+typedef struct Counts {
+        unsigned busy_runs;   /* of the busy event when the flush ran */
+        unsigned flushes;
+        unsigned busy_until;  /* the busy event re-activates itself this many times */
+        uint64_t flushed_usec;
+        struct event *busy;
+} Counts;
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+static unsigned busy_runs;
+
+static void on_busy(evutil_socket_t fd, short what, void *userdata) {
+        Counts *c = userdata;
+
+        if (++busy_runs < c->busy_until)
+                event_active(c->busy, EV_TIMEOUT, 0);
+}
+
+static void on_flush(void *userdata) {
+        Counts *c = userdata;
+
+        c->flushes++;
+        c->busy_runs = busy_runs;
+        c->flushed_usec = now_usec();
+}
+
+static struct event_base *base_new(IdleFlush **f, Counts *c) {
+        struct event_base *b = event_base_new_prioritized();
+
+        ASSERT_NOT_NULL(b);
+        ASSERT_EQ(event_base_get_npriorities(b), EVENT_PRIORITIES);
+        ASSERT_NOT_NULL(c->busy = event_new(b, -1, 0, on_busy, c));
+        ASSERT_OK(idle_flush_new(b, on_flush, c, f));
+        busy_runs = 0;
+        return b;
+}
+
+TEST(waits_for_idle_runs_once) {
+        Counts c = { .busy_until = 100 };
+        IdleFlush *f;
+        struct event_base *b = base_new(&f, &c);
+
+        /* Scheduled before and amid other work, several times: one run, after all of it. */
+        idle_flush_schedule(f);
+        event_active(c.busy, EV_TIMEOUT, 0);
+        idle_flush_schedule(f);
+        ASSERT_OK(event_base_loop(b, EVLOOP_NONBLOCK));
+        ASSERT_EQ(c.flushes, 1);
+        ASSERT_EQ(c.busy_runs, 100);
+
+        /* And again, once per schedule after it ran. */
+        idle_flush_schedule(f);
+        ASSERT_OK(event_base_loop(b, EVLOOP_NONBLOCK));
+        ASSERT_EQ(c.flushes, 2);
+
+        /* Its deadline timer went with the run: nothing fires later. */
+        usleep(2 * IDLE_FLUSH_MAX_DELAY_USEC);
+        ASSERT_OK(event_base_loop(b, EVLOOP_NONBLOCK));
+        ASSERT_EQ(c.flushes, 2);
+
+        idle_flush_free(f);
+        event_free(c.busy);
+        event_base_free(b);
+}
+
+static unsigned readable_runs;
+
+static void on_readable(evutil_socket_t fd, short what, void *userdata) {
+        readable_runs++; /* never reads: the fd stays readable, every poll reports it */
+}
+
+TEST(busy_loop_cannot_hold_it_back) {
+        Counts c = {};
+        IdleFlush *f;
+        struct event_base *b = base_new(&f, &c);
+        struct event *ev;
+        uint64_t start;
+        int p[2];
+
+        /* A socket that is always readable (a client keeping the loop busy): no round of the
+         * loop is ever idle, and the flush runs by its deadline anyway. */
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_EQ(write(p[1], "x", 1), 1);
+        ASSERT_NOT_NULL(ev = event_new(b, p[0], EV_READ | EV_PERSIST, on_readable, NULL));
+        ASSERT_OK(event_add(ev, NULL));
+
+        start = now_usec();
+        idle_flush_schedule(f);
+        while (c.flushes == 0 && now_usec() - start < 10000000u)
+                ASSERT_OK(event_base_loop(b, EVLOOP_ONCE));
+        /* It ran (where without the deadline it never would), not before its deadline, and
+         * while the loop was busy every round. */
+        ASSERT_EQ(c.flushes, 1);
+        ASSERT_GE(c.flushed_usec - start, IDLE_FLUSH_MAX_DELAY_USEC);
+        ASSERT_GE(readable_runs, 2u);
+
+        event_free(ev);
+        close(p[0]);
+        close(p[1]);
+        idle_flush_free(f);
+        event_free(c.busy);
+        event_base_free(b);
+}
+
+TEST_MAIN();
