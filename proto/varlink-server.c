@@ -8,6 +8,7 @@
 
 #include "json-util.h"
 #include "log.h"
+#include "idle-flush.h"
 #include "varlink-errors.h"
 #include "varlink-idl.h"
 #include "varlink-server.h"
@@ -92,10 +93,12 @@ struct VarlinkConn {
         bool connected;
         bool closing;
         bool read_paused;
+        bool write_queued; /* in the server's write_queue, holding a reference */
 
         TAILQ_HEAD(, VarlinkCall) calls;
         unsigned n_calls;
         TAILQ_ENTRY(VarlinkConn) entry;
+        TAILQ_ENTRY(VarlinkConn) write_entry;
 };
 
 struct VarlinkServer {
@@ -126,6 +129,12 @@ struct VarlinkServer {
         unsigned n_conns;
         UidCount *uids;
         size_t n_uids, allocated_uids;
+
+        /* Connections with replies to write: written together once the loop is idle (or 1 ms
+         * from the first at the latest), so a pipelining client gets a round's replies in one
+         * write, and the loop finishes its round before it writes. */
+        TAILQ_HEAD(, VarlinkConn) write_queue;
+        IdleFlush *write_flush;
 };
 
 static void conn_disconnect(VarlinkConn *c);
@@ -134,6 +143,7 @@ static void conn_schedule(VarlinkConn *c);
 static void conn_update_timeout(VarlinkConn *c);
 static int call_flush_outputs(VarlinkCall *call);
 static void server_update_timeouts(VarlinkServer *s);
+static void on_write_flush(void *userdata);
 
 /* ---- server ---------------------------------------------------------------------------- */
 
@@ -151,6 +161,10 @@ int varlink_server_new(struct event_base *base, VarlinkServer **ret) {
         s->limits = VARLINK_LIMITS_DEFAULT;
         server_update_timeouts(s);
         TAILQ_INIT(&s->conns);
+        TAILQ_INIT(&s->write_queue);
+        r = idle_flush_new(base, on_write_flush, s, &s->write_flush);
+        if (r < 0)
+                return r;
 
         r = varlink_server_set_info(s, "tsmd", "tsmd", "0", "");
         if (r < 0)
@@ -180,6 +194,7 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
         free(s->uids);
         if (s->accept_resume)
                 event_free(s->accept_resume);
+        idle_flush_free(s->write_flush);
         free(s->vendor);
         free(s->product);
         free(s->version);
@@ -504,13 +519,13 @@ static void conn_set_closing(VarlinkConn *c) {
         conn_update_timeout(c);
 }
 
-static void conn_want_write(VarlinkConn *c) {
+static void conn_write_now(VarlinkConn *c) {
         int r;
 
         if (!c->connected)
                 return;
 
-        /* Try at once: most replies fit into the socket buffer and leave without a wake-up. */
+        /* Most replies fit into the socket buffer and leave without waiting for POLLOUT. */
         r = varlink_stream_write(c->stream);
         if (r < 0) {
                 log_debug_errno(r, "Failed to write to client: %m");
@@ -521,6 +536,29 @@ static void conn_want_write(VarlinkConn *c) {
                 (void) event_add(c->ev_write, NULL);
         else if (c->closing && TAILQ_EMPTY(&c->calls))
                 conn_disconnect(c);
+}
+
+static void on_write_flush(void *userdata) {
+        VarlinkServer *s = userdata;
+        VarlinkConn *c;
+
+        while ((c = TAILQ_FIRST(&s->write_queue))) {
+                TAILQ_REMOVE(&s->write_queue, c, write_entry);
+                c->write_queued = false;
+                conn_write_now(c);
+                varlink_conn_unref(c);
+        }
+}
+
+static void conn_want_write(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+
+        if (!c->connected || c->write_queued)
+                return;
+        c->write_queued = true;
+        varlink_conn_ref(c); /* not inside TAILQ_INSERT_TAIL(), which uses its arguments twice */
+        TAILQ_INSERT_TAIL(&s->write_queue, c, write_entry);
+        idle_flush_schedule(s->write_flush);
 }
 
 static int call_flush_outputs(VarlinkCall *call) {
@@ -1088,6 +1126,8 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
 
         TAILQ_REMOVE(&s->conns, c, entry);
         s->n_conns--;
+        if (c->write_queued)
+                TAILQ_REMOVE(&s->write_queue, c, write_entry);
         u = uid_count(s, c->peer.uid);
         if (u && --u->n == 0)
                 *u = s->uids[--s->n_uids];
@@ -1114,6 +1154,12 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
                 s->on_disconnect(s, c, s->userdata);
 
         accept_resume(s);
+
+        /* Nothing is left to write: the queue's reference goes (the server's still holds). */
+        if (c->write_queued) {
+                c->write_queued = false;
+                varlink_conn_unref(c);
+        }
 
         /* Drop the server's reference later, outside of any callback of this connection. */
         if (!defer)
@@ -1361,6 +1407,15 @@ int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t m
 
 void varlink_server_shutdown(VarlinkServer *s) {
         VarlinkConn *c;
+
+        /* Replies given but not written yet (the loop stopped before it was idle) still go
+         * out, as far as the sockets take them without waiting. */
+        while ((c = TAILQ_FIRST(&s->write_queue))) {
+                TAILQ_REMOVE(&s->write_queue, c, write_entry);
+                c->write_queued = false;
+                (void) varlink_stream_write(c->stream);
+                varlink_conn_unref(c);
+        }
 
         /* Connections first: they borrow their listener's interface list. */
         while ((c = TAILQ_FIRST(&s->conns)))
