@@ -310,7 +310,9 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
                 o = &none;
         *t = (Tsmd) { .guard_fd = -EBADF };
 
-        snprintf(t->dir, sizeof(t->dir), "/tmp/tsmd-integ-XXXXXX");
+        /* TSMD_TEST_TMPDIR: another file system for tsmd's directory, audit log included (the
+         * benchmarks' --state-dir=). */
+        snprintf(t->dir, sizeof(t->dir), "%s/tsmd-integ-XXXXXX", getenv("TSMD_TEST_TMPDIR") ?: "/tmp");
         if (!mkdtemp(t->dir))
                 TEST_FAIL("mkdtemp: %s", strerror(errno));
         /* Clients running as another user must reach the socket inside. */
