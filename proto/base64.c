@@ -33,23 +33,29 @@ int base64_encode(const void *data, size_t len, char **ret) {
         return 0;
 }
 
-static int value_of(char c) {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        return -1;
+/* One more than each character's value, 0 for every byte outside the alphabet ('=' included:
+ * it is handled apart). */
+static const uint8_t value_plus_one[256] = {
+        ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+        ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+        ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+        ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+        ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+        ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+        ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+        ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+};
+
+/* The 6-bit value of c, or 0x40 (outside any value) if c is not in the alphabet. */
+static inline uint8_t value_of(uint8_t c) {
+        return value_plus_one[c] > 0 ? (uint8_t) (value_plus_one[c] - 1) : 0x40;
 }
 
 int base64_decode(const char *text, size_t n, void **ret, size_t *ret_len) {
+        const uint8_t *in = (const uint8_t *) text;
         _cleanup_free_ uint8_t *out = NULL;
-        size_t len = 0;
+        size_t len = 0, full;
+        unsigned pad = 0;
 
         if (n % 4 != 0)
                 return -EINVAL;
@@ -57,30 +63,34 @@ int base64_decode(const char *text, size_t n, void **ret, size_t *ret_len) {
         if (!out)
                 return -ENOMEM;
 
-        for (size_t i = 0; i < n; i += 4) {
-                int v[4], pad = 0;
+        /* '=' may only end the text, once or twice. */
+        if (n > 0 && in[n - 1] == '=')
+                pad = n > 1 && in[n - 2] == '=' ? 2 : 1;
+        full = n - (pad > 0 ? 4 : 0);
 
-                for (int k = 0; k < 4; k++) {
-                        if (text[i + k] == '=' && i + 4 == n && k >= 2) {
-                                v[k] = 0;
-                                pad++;
-                                continue;
-                        }
-                        if (pad > 0) /* '=' only at the very end */
-                                return -EINVAL;
-                        v[k] = value_of(text[i + k]);
-                        if (v[k] < 0)
-                                return -EINVAL;
-                }
-                uint32_t w = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12 | (uint32_t) v[2] << 6 | (uint32_t) v[3];
-                /* Non-canonical: bits under the padding must be zero. */
-                if ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff)))
+        /* Every group but a padded last one: four table lookups; a byte outside the alphabet
+         * shows in the OR. */
+        for (size_t i = 0; i < full; i += 4) {
+                uint8_t a = value_of(in[i]), b = value_of(in[i + 1]), c = value_of(in[i + 2]), d = value_of(in[i + 3]);
+
+                if ((a | b | c | d) & 0xc0)
                         return -EINVAL;
-                out[len++] = (uint8_t) (w >> 16);
-                if (pad < 2)
-                        out[len++] = (uint8_t) (w >> 8);
-                if (pad < 1)
-                        out[len++] = (uint8_t) w;
+                out[len++] = (uint8_t) (a << 2 | b >> 4);
+                out[len++] = (uint8_t) (b << 4 | c >> 2);
+                out[len++] = (uint8_t) (c << 6 | d);
+        }
+        if (pad > 0) {
+                uint8_t a = value_of(in[full]), b = value_of(in[full + 1]);
+                uint8_t c = pad == 1 ? value_of(in[full + 2]) : 0;
+
+                if (((a | b | c) & 0xc0))
+                        return -EINVAL;
+                /* Non-canonical: the bits under the padding must be zero. */
+                if ((pad == 2 && (b & 0x0f)) || (pad == 1 && (c & 0x03)))
+                        return -EINVAL;
+                out[len++] = (uint8_t) (a << 2 | b >> 4);
+                if (pad == 1)
+                        out[len++] = (uint8_t) (b << 4 | c >> 2);
         }
 
         *ret = TAKE_PTR(out);

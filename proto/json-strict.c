@@ -69,7 +69,15 @@ static int hex4(const unsigned char *p) {
 static bool scan_string(Scanner *s) {
         s->p++; /* opening quote */
         while (s->p < s->end) {
-                unsigned char c = *s->p;
+                unsigned char c;
+
+                /* Plain ASCII first, a byte at a time without calls: a base64 payload is tens
+                 * of kilobytes of nothing else. */
+                while (s->p < s->end && *s->p >= 0x20 && *s->p < 0x80 && *s->p != '"' && *s->p != '\\')
+                        s->p++;
+                if (s->p >= s->end)
+                        break;
+                c = *s->p;
 
                 if (c == '"') {
                         s->p++;

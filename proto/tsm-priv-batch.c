@@ -88,9 +88,16 @@ void tsm_priv_outbox_flush(TsmPrivOutbox *o, int channel) {
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0) {
-                        /* The first unsent one is refused; the others get their own try. */
-                        errors[n_failed] = negative_errno();
-                        failed[n_failed++] = o->userdata[done++];
+                        int r = negative_errno();
+
+                        /* The first unsent one is refused. Only a message of its own is (too
+                         * long); anything else is the socket's (the peer is gone, or does not
+                         * read: a blocking send timed out), and would refuse the rest after
+                         * as long again each, so they fail with it at once. */
+                        do {
+                                errors[n_failed] = r;
+                                failed[n_failed++] = o->userdata[done++];
+                        } while (r != -EMSGSIZE && done < o->n);
                         continue;
                 }
                 /* A datagram goes whole or not at all. */

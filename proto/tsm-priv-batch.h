@@ -36,7 +36,8 @@ int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const vo
                         size_t payload_len, void *userdata);
 /* Sends what is queued, in order, in as few calls as the socket allows. Each message the
  * kernel refuses goes to the failure callback (after the outbox is empty again, so the callback
- * may queue more) and the rest still go out. */
+ * may queue more): one too long alone, the rest still go out; on any other error (the peer is
+ * gone, or a send timed out) everything not sent yet fails with it. */
 void tsm_priv_outbox_flush(TsmPrivOutbox *o, int channel);
 size_t tsm_priv_outbox_size(const TsmPrivOutbox *o);
 

@@ -160,12 +160,42 @@ TEST(failures_reach_the_callback) {
         ASSERT_EQ(failures.error, -EPIPE);
         ASSERT_EQ(tsm_priv_outbox_size(o), 5);
 
-        /* Clearing drops them without calling anyone. */
+        /* The rest of a socket error fails at once: the callback saw all five in one flush
+         * above. Clearing drops what the callback queued without calling anyone. */
         tsm_priv_outbox_clear(o);
         ASSERT_EQ(tsm_priv_outbox_size(o), 0);
         tsm_priv_outbox_flush(o, sv[0]);
         ASSERT_EQ(failures.n, 5);
         safe_close(sv[0]);
+}
+
+TEST(only_a_message_too_long_fails_alone) {
+        _cleanup_(tsm_priv_outbox_freep) TsmPrivOutbox *o = NULL;
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        _cleanup_free_ uint8_t *big = calloc(1, TSM_PRIV_PAYLOAD_MAX);
+        int sv[2], small = 4096;
+
+        ASSERT_NOT_NULL(big);
+        channel(sv);
+        /* A datagram longer than the send buffer can ever hold is EMSGSIZE, for it alone. */
+        ASSERT_OK(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)));
+        ASSERT_OK(tsm_priv_outbox_new(on_failed, &o));
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+        failures = (Failures) { .o = o, .fd = sv[0], .last = 1 };
+
+        for (uintptr_t i = 1; i <= 3; i++) {
+                struct tsm_priv_reply m = reply_msg((uint32_t) i, i == 2 ? TSM_PRIV_PAYLOAD_MAX : 0);
+                ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, i == 2 ? big : NULL, m.hdr.payload_len, (void *) i));
+        }
+        tsm_priv_outbox_flush(o, sv[0]);
+        ASSERT_EQ(failures.n, 1);
+        ASSERT_EQ(failures.last, 2);
+        ASSERT_EQ(failures.error, -EMSGSIZE);
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 2);
+        ASSERT_EQ(((const struct tsm_priv_hdr *) tsm_priv_inbox_get(in, 0)->buf)->cookie, 1);
+        ASSERT_EQ(((const struct tsm_priv_hdr *) tsm_priv_inbox_get(in, 1)->buf)->cookie, 3);
+        safe_close(sv[0]);
+        safe_close(sv[1]);
 }
 
 TEST(fds_and_errors_per_datagram) {

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The base64 codec (proto/base64.c): round trips of every length, and the decoder against a
+ * plain reference (a character at a time, RFC 4648 read literally) on random texts, valid and
+ * not: a payload has exactly one encoding. Runs in: tests.
+ */
+
+#include "base64.h"
+#include "harness.h"
+
+static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* RFC 4648 section 4, strictly: length a multiple of 4, '=' only as the last one or two
+ * characters, the bits under the padding zero. Returns the length or -1. */
+static ssize_t reference_decode(const char *t, size_t n, uint8_t *out) {
+        size_t len = 0;
+
+        if (n % 4 != 0)
+                return -1;
+        for (size_t i = 0; i < n; i += 4) {
+                uint32_t w = 0;
+                unsigned pad = 0;
+
+                for (size_t k = 0; k < 4; k++) {
+                        const char *pos = t[i + k] ? strchr(alphabet, t[i + k]) : NULL;
+
+                        if (t[i + k] == '=' && i + 4 == n && k >= 2 && (k == 3 || t[i + 3] == '=')) {
+                                pad++;
+                                w <<= 6;
+                                continue;
+                        }
+                        if (!pos || pad > 0)
+                                return -1;
+                        w = w << 6 | (uint32_t) (pos - alphabet);
+                }
+                if ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff)))
+                        return -1;
+                out[len++] = (uint8_t) (w >> 16);
+                if (pad < 2)
+                        out[len++] = (uint8_t) (w >> 8);
+                if (pad < 1)
+                        out[len++] = (uint8_t) w;
+        }
+        return (ssize_t) len;
+}
+
+static uint64_t rnd_state = 0x243f6a8885a308d3;
+
+static uint64_t rnd(void) {
+        rnd_state ^= rnd_state << 13;
+        rnd_state ^= rnd_state >> 7;
+        rnd_state ^= rnd_state << 17;
+        return rnd_state;
+}
+
+TEST(round_trip_every_length) {
+        uint8_t data[300];
+
+        for (size_t n = 0; n <= sizeof(data); n++) {
+                _cleanup_free_ char *text = NULL;
+                _cleanup_free_ void *back = NULL;
+                size_t len;
+
+                for (size_t i = 0; i < n; i++)
+                        data[i] = (uint8_t) rnd();
+                ASSERT_OK(base64_encode(data, n, &text));
+                ASSERT_EQ(strlen(text), (n + 2) / 3 * 4);
+                ASSERT_OK(base64_decode(text, strlen(text), &back, &len));
+                ASSERT_EQ(len, n);
+                ASSERT_MEMEQ(back, data, n);
+        }
+}
+
+TEST(rejects_what_is_not_the_one_encoding) {
+        static const char *const bad[] = {
+                "A", "AA", "AAA", "AAAAA",     /* length */
+                "A===", "====", "=AAA", "AA=A", /* '=' out of place */
+                "AA==AAAA", "AAA=AAAA",         /* '=' before the end */
+                "AB==", "AAB=",                 /* bits under the padding */
+                "AA A", "AA\nA", "AA-_", "AAA\x80", /* outside the alphabet */
+        };
+        void *out;
+        size_t len;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (base64_decode(bad[i], strlen(bad[i]), &out, &len) != -EINVAL)
+                        TEST_FAIL("accepted \"%s\"", bad[i]);
+        ASSERT_OK(base64_decode("", 0, &out, &len));
+        ASSERT_EQ(len, 0);
+        free(out);
+}
+
+TEST(decoder_matches_reference) {
+        /* Mostly the alphabet, some '=' and some bytes outside it, at every length up to 24:
+         * every position of every kind of mistake, many times over. */
+        static const char extra[] = "=\n \x80-_.";
+        char t[25];
+        uint8_t ref[24];
+
+        for (unsigned iter = 0; iter < 200000; iter++) {
+                size_t n = rnd() % sizeof(t);
+                _cleanup_free_ void *out = NULL;
+                ssize_t want;
+                size_t len;
+                int r;
+
+                for (size_t i = 0; i < n; i++) {
+                        uint64_t x = rnd();
+                        t[i] = x % 16 == 0 ? extra[(x >> 8) % (sizeof(extra) - 1)] : alphabet[(x >> 8) % 64];
+                }
+                /* Often a valid text with padding, so the padding paths get their share. */
+                if (n >= 4 && n % 4 == 0 && rnd() % 3 == 0) {
+                        t[n - 1] = '=';
+                        if (rnd() % 2)
+                                t[n - 2] = '=';
+                }
+                t[n] = 0;
+
+                want = reference_decode(t, n, ref);
+                r = base64_decode(t, n, &out, &len);
+                if (want < 0 && r != -EINVAL)
+                        TEST_FAIL("accepted \"%s\"", t);
+                if (want >= 0 && r < 0)
+                        TEST_FAIL("refused \"%s\" (%d)", t, r);
+                if (want >= 0) {
+                        ASSERT_EQ(len, (size_t) want);
+                        ASSERT_MEMEQ(out, ref, len);
+                }
+        }
+}
+
+TEST_MAIN();
