@@ -192,8 +192,12 @@ TEST(only_a_message_too_long_fails_alone) {
         ASSERT_EQ(failures.last, 2);
         ASSERT_EQ(failures.error, -EMSGSIZE);
         ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 2);
-        ASSERT_EQ(((const struct tsm_priv_hdr *) tsm_priv_inbox_get(in, 0)->buf)->cookie, 1);
-        ASSERT_EQ(((const struct tsm_priv_hdr *) tsm_priv_inbox_get(in, 1)->buf)->cookie, 3);
+        for (size_t i = 0; i < 2; i++) {
+                struct tsm_priv_hdr h;
+
+                memcpy(&h, tsm_priv_inbox_get(in, i)->buf, sizeof(h));
+                ASSERT_EQ(h.cookie, i == 0 ? 1u : 3u);
+        }
         safe_close(sv[0]);
         safe_close(sv[1]);
 }
