@@ -57,7 +57,8 @@ int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const vo
 
         if (payload_len != h->payload_len)
                 return -EINVAL;
-        if (o->n == TSM_PRIV_BATCH_MAX)
+        /* A loop: failure callbacks of the flush may queue messages of their own. */
+        while (o->n == TSM_PRIV_BATCH_MAX)
                 tsm_priv_outbox_flush(o, channel);
 
         copy = malloc(h->size + payload_len);

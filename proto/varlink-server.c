@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "idle-flush.h"
 #include "json-util.h"
 #include "log.h"
-#include "idle-flush.h"
 #include "varlink-errors.h"
 #include "varlink-idl.h"
 #include "varlink-server.h"

@@ -72,6 +72,33 @@ int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_s
         return 0;
 }
 
+int audit_files_reopen_directory(AuditFiles *f) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat old, new;
+
+        assert(f);
+
+        fd = RET_NERRNO(open(f->directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (fd < 0)
+                return fd;
+        /* The same directory: our lock is on it already (a second flock() of it would
+         * conflict with our own), and there is nothing to change. */
+        if (fstat(fd, &new) < 0)
+                return -errno;
+        if (fstat(f->dir_fd, &old) >= 0 && old.st_dev == new.st_dev && old.st_ino == new.st_ino)
+                return 0;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                return errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+        /* Another file system (or directory) is mounted at the path now: the old one and its
+         * open file go; audit_files_resume() continues in the new one. */
+        f->fd = safe_close(f->fd);
+        safe_close(f->dir_fd);
+        f->dir_fd = TAKE_FD(fd);
+        f->size = f->alloc_end = 0;
+        return 1;
+}
+
 AuditFiles *audit_files_free(AuditFiles *f) {
         if (!f)
                 return NULL;

@@ -46,6 +46,11 @@ typedef struct AuditResumeInfo {
  * writer holds it). n_files counts audit.log too and must be 2..AUDIT_FILES_MAX. */
 int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_size,
                     const AuditFileOps *ops, AuditFiles **ret);
+/* Opens the directory again by its path (and locks it) if what is there now is not the
+ * directory open already: another file system mounted in place of one that failed. Returns 1
+ * if it changed (the current file is closed; audit_files_resume() opens the new one), 0 if the
+ * path still names the same directory. */
+int audit_files_reopen_directory(AuditFiles *f);
 AuditFiles *audit_files_free(AuditFiles *f);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditFiles *, audit_files_free);
 

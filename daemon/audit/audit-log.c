@@ -344,7 +344,13 @@ int audit_log_reopen(AuditLog *a) {
         audit_sync_stop(a->sync);
         a->generation++;
 
-        r = resume(a);
+        /* A file system that failed stays failed; an administrator mounts a working one in
+         * its place, and this is where tsmd moves to it. */
+        r = audit_files_reopen_directory(a->files);
+        if (r > 0)
+                log_notice("Audit log directory '%s' is another one now, continuing there.", a->directory);
+        if (r >= 0)
+                r = resume(a);
         if (r < 0) {
                 a->failed = r;
                 (void) audit_sync_start(a->sync, r);

@@ -7,8 +7,8 @@
 
 #include "backend.h"
 #include "emu-platform.h"
-#include "idle-flush.h"
 #include "fdstore.h"
+#include "idle-flush.h"
 #include "log.h"
 #include "monitor-dispatch.h"
 #include "monitor-iommufd.h"

@@ -32,11 +32,12 @@
  * record (there was no room for one): what is checked is that every answered call has one, in
  * an unbroken sequence.
  *
- * Not covered: an EIO from which tsmd recovers in place (the worker keeps its audit
- * directory open from its start, so a file system that died stays dead to it until the worker
- * or tsmd restarts; the test checks that it keeps refusing by name and stays up); a slow or
- * failing disk under the context state directory rather than the audit log; a real device's
- * latency profile (the throttle delays each write evenly).
+ * After the EIO, a reload alone does not help (the file system is dead) and tsmd keeps
+ * refusing by name; once a working file system is mounted in its place, a reload moves the log
+ * there and every client is served again, the sequence continuing.
+ *
+ * Not covered: a slow or failing disk under the context state directory rather than the audit
+ * log; a real device's latency profile (the throttle delays each write evenly).
  *
  * Runs in: tests. The audit faults need root (a private mount namespace; loop devices and a
  * cgroup for the slow disk) and SKIP without; the slow disk and EIO cases SKIP without loop
@@ -1058,7 +1059,8 @@ TEST(audit_slow_disk) {
  * A disk that fails: the file system under the audit log shuts down, so every write and sync
  * fails with EIO. The call whose record fails is answered AuditFailed (errno 5), and from
  * then on every audited call, of every client, is refused the same way; tsmd, the same worker,
- * and what it does not audit stay up.
+ * and what it does not audit stay up. An administrator mounts a working file system in its
+ * place and reloads: the same worker continues there.
  */
 TEST(audit_io_error) {
         Tsmd t;
@@ -1069,6 +1071,9 @@ TEST(audit_io_error) {
         const char *error;
         uint32_t flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
         unsigned fds;
+        int64_t seq;
+        uid_t uid;
+        gid_t gid;
 
         private_mounts();
         tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
@@ -1103,13 +1108,31 @@ TEST(audit_io_error) {
         ASSERT_TRUE(tsmd_is_running(&t));
         ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
         expect_ping_fast(&t);
-        /* No fd leaked (the failed log may have closed its file). */
+
+        /* The replacement: a working file system mounted over the dead one, then a reload. */
+        worker_ids(&t, &uid, &gid);
+        if (mount("tsmd-test-audit-new", audit_dir(&t), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  strf("size=1m,mode=0750,uid=%u,gid=%u", (unsigned) uid, (unsigned) gid)) < 0)
+                TEST_FAIL("mounting a tmpfs on %s: %s", audit_dir(&t), strerror(errno));
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, "")));
+        r = CALL_OK(g.c, G "GuestRequest", g.params);
+        seq = JINT(r, "auditSequence");
+        ASSERT_TRUE(seq > b.seq);
+        d = tsmd_connect_guest(&t);
+        CALL_OK(d, G "OpenContext", NULL);
+        varlink_client_free(d);
+        ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
+        /* The new log holds them, numbered on from before the failure. */
+        ASSERT_TRUE(audit_last_seq(&t) > seq);
+
+        /* No fd leaked (the failed log may have closed its file; the new one has one). */
         fds = tsmd_settled_fds(&t, 1);
         if (fds > b.fds)
-                TEST_FAIL("tsmd holds %u fds after the disk failed, %u before", fds, b.fds);
-        fprintf(stderr, "# fds %u -> %u after the audit file system failed\n", b.fds, fds);
+                TEST_FAIL("tsmd holds %u fds after the disk failed and was replaced, %u before", fds, b.fds);
+        fprintf(stderr, "# fds %u -> %u after the audit file system failed and was replaced\n", b.fds, fds);
 
         good_done(&g);
+        (void) umount2(audit_dir(&t), MNT_DETACH); /* the tmpfs; unmount_audit() the ext4 */
         unmount_audit(&t);
         tsmd_teardown(&t);
 }
