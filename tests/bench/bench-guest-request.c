@@ -566,8 +566,12 @@ static void print_result(const Result *r, unsigned n_levels) {
         for (unsigned i = 0; i < n_levels; i++)
                 printf("%-21s %7u %9s %9.1fx %9.1fx %10.2fx\n", "", levels[i], "", r->tsmd[i].lat.p50_us / r->raw[i].lat.p50_us,
                        r->tsmd[i].lat.p99_us / r->raw[i].lat.p99_us, r->tsmd[i].rps / r->raw[i].rps);
+        if (levels[0] != 1)
+                return; /* --clients= without the 1-client level to compare with */
         printf("1 client: tsmd p50 / emu p50 %.0fx, tsmd p50 / (raw p50 + fdatasync p50) %.2fx\n",
                r->tsmd[0].lat.p50_us / r->emu.lat.p50_us, r->tsmd[0].lat.p50_us / (r->raw[0].lat.p50_us + r->sync.p50_us));
+        if (n_levels < 2)
+                return;
         printf("tsmd N clients / 1 client req/s:");
         for (unsigned i = 1; i < n_levels; i++)
                 printf(" %u: %.2fx", levels[i], r->tsmd[i].rps / r->tsmd[0].rps);
