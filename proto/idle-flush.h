@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * A flush that waits for the loop to be idle, within a bound. Sends that can go in one batch
- * (guest requests to the monitor, replies to the worker) wait until the loop has nothing else
- * to run, so a busy round's worth leaves in one system call and wakes the other side once. A
+ * (guest requests to the monitor, the monitor's replies, a connection's Varlink replies) wait
+ * until the loop has nothing else to run, so a busy round's worth leaves in one system call and
+ * wakes the other side once. A
  * loop that never runs idle (a client keeping it busy on purpose) would hold them forever, so a
  * timer flushes them anyway after IDLE_FLUSH_MAX_DELAY_USEC.
  *
  * The loop needs EVENT_PRIORITIES priorities (event_base_new_prioritized()): libevent runs an
- * event of the lowest one only when no other event is active. Runs in: monitor and worker.
+ * event of the lowest one only when no other event is active. Runs in: monitor, worker, and
+ * whatever runs a Varlink server.
  */
 #pragma once
 
