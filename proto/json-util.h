@@ -18,7 +18,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_tokener *, json_tokener_free, NULL);
 int json_parse_strict(json_tokener *tok, unsigned max_depth, const char *text, size_t len,
                       json_object **ret);
 
-/* Creates a tokener with an explicit depth limit and the strict flags used everywhere. */
+/* Creates a tokener with an explicit depth limit and the strict flags, for json_parse_strict()
+ * (which checks every byte, UTF-8 included, before json-c sees the text). */
 int json_tokener_new_strict(unsigned depth, json_tokener **ret);
 
 /* Adds key=value to obj, taking ownership of value even on failure. */
