@@ -57,6 +57,10 @@ int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const vo
 
         if (payload_len != h->payload_len)
                 return -EINVAL;
+        if (payload_len > TSM_PRIV_BATCH_PAYLOAD_MAX) {
+                tsm_priv_outbox_flush(o, channel);
+                return tsm_priv_send(channel, msg, payload, payload_len, -EBADF);
+        }
         /* A loop: failure callbacks of the flush may queue messages of their own. */
         while (o->n == TSM_PRIV_BATCH_MAX)
                 tsm_priv_outbox_flush(o, channel);

@@ -16,6 +16,9 @@
 
 /* Datagrams per sendmmsg() or recvmmsg(). */
 #define TSM_PRIV_BATCH_MAX 32U
+/* Larger payloads are not copied into a batch but sent at once (after what is queued): the copy,
+ * and the heap growing and shrinking under 64 KiB buffers, cost more than the call saved. */
+#define TSM_PRIV_BATCH_PAYLOAD_MAX 4096U
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
@@ -31,7 +34,9 @@ TsmPrivOutbox *tsm_priv_outbox_free(TsmPrivOutbox *o);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPrivOutbox *, tsm_priv_outbox_free);
 
 /* Queues a copy of one message without fd (msg and payload may be reused at once); a full
- * outbox is flushed to channel first. userdata goes to the failure callback if the send fails. */
+ * outbox is flushed to channel first. userdata goes to the failure callback if the send fails.
+ * A payload over TSM_PRIV_BATCH_PAYLOAD_MAX is sent now, after the queue: then the send's error
+ * is returned instead. */
 int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const void *payload,
                         size_t payload_len, void *userdata);
 /* Sends what is queued, in order, in as few calls as the socket allows. Each message the

@@ -179,18 +179,20 @@ TEST(only_a_message_too_long_fails_alone) {
         channel(sv);
         /* A datagram longer than the send buffer can ever hold is EMSGSIZE, for it alone. */
         ASSERT_OK(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)));
-        ASSERT_OK(tsm_priv_outbox_new(on_failed, &o));
+        ASSERT_OK(tsm_priv_outbox_new(never_fails, &o));
         ASSERT_OK(tsm_priv_inbox_new(&in));
-        failures = (Failures) { .o = o, .fd = sv[0], .last = 1 };
 
-        for (uintptr_t i = 1; i <= 3; i++) {
-                struct tsm_priv_reply m = reply_msg((uint32_t) i, i == 2 ? TSM_PRIV_PAYLOAD_MAX : 0);
-                ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, i == 2 ? big : NULL, m.hdr.payload_len, (void *) i));
+        for (uint32_t i = 1; i <= 3; i++) {
+                struct tsm_priv_reply m = reply_msg(i, i == 2 ? TSM_PRIV_PAYLOAD_MAX : 0);
+                int r = tsm_priv_outbox_add(o, sv[0], &m, i == 2 ? big : NULL, m.hdr.payload_len, NULL);
+
+                /* Too large to batch, so sent (and refused) at once. */
+                if (i == 2)
+                        ASSERT_ERRNO(r, EMSGSIZE);
+                else
+                        ASSERT_OK(r);
         }
         tsm_priv_outbox_flush(o, sv[0]);
-        ASSERT_EQ(failures.n, 1);
-        ASSERT_EQ(failures.last, 2);
-        ASSERT_EQ(failures.error, -EMSGSIZE);
         ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 2);
         for (size_t i = 0; i < 2; i++) {
                 struct tsm_priv_hdr h;
@@ -200,6 +202,42 @@ TEST(only_a_message_too_long_fails_alone) {
         }
         safe_close(sv[0]);
         safe_close(sv[1]);
+}
+
+TEST(large_payloads_go_at_once_in_order) {
+        _cleanup_(tsm_priv_outbox_freep) TsmPrivOutbox *o = NULL;
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        _cleanup_free_ uint8_t *big = calloc(1, TSM_PRIV_BATCH_PAYLOAD_MAX + 1);
+        struct tsm_priv_reply m;
+        int sv[2];
+
+        ASSERT_NOT_NULL(big);
+        channel(sv);
+        ASSERT_OK(tsm_priv_outbox_new(never_fails, &o));
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+
+        /* Queued, queued, then one too large to copy: it leaves at once, after the two. */
+        for (uint32_t c = 1; c <= 2; c++) {
+                m = reply_msg(c, 0);
+                ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, NULL, 0, NULL));
+        }
+        ASSERT_ERRNO(tsm_priv_inbox_receive(in, sv[1]), EAGAIN);
+        m = reply_msg(3, TSM_PRIV_BATCH_PAYLOAD_MAX + 1);
+        ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, big, m.hdr.payload_len, NULL));
+        ASSERT_EQ(tsm_priv_outbox_size(o), 0);
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 3);
+        for (size_t i = 0; i < 3; i++) {
+                struct tsm_priv_hdr h;
+
+                memcpy(&h, tsm_priv_inbox_get(in, i)->buf, sizeof(h));
+                ASSERT_EQ(h.cookie, (uint32_t) i + 1);
+                ASSERT_EQ((size_t) tsm_priv_inbox_get(in, i)->len, sizeof(m) + (i == 2 ? TSM_PRIV_BATCH_PAYLOAD_MAX + 1 : 0));
+        }
+
+        /* Its send error is the caller's, at once. */
+        safe_close(sv[1]);
+        ASSERT_ERRNO(tsm_priv_outbox_add(o, sv[0], &m, big, m.hdr.payload_len, NULL), EPIPE);
+        safe_close(sv[0]);
 }
 
 TEST(fds_and_errors_per_datagram) {
