@@ -61,6 +61,31 @@ TEST(split_reads) {
         close(peer);
 }
 
+TEST(short_read_means_empty) {
+        _cleanup_free_ char *big = malloc(64 * 1024 + 100);
+        int peer, r;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        /* Fewer bytes than a read takes: the socket is empty now, and read says so (2), so
+         * callers do not ask again only to get EAGAIN. */
+        put(peer, "{\"a\":", 5);
+        ASSERT_EQ(varlink_stream_read(s), 2);
+        ASSERT_EQ(varlink_stream_read(s), 0);
+
+        /* More than one read takes (and not a multiple of it): it cannot know, and says 1
+         * until the short one. */
+        ASSERT_NOT_NULL(big);
+        memset(big, ' ', 64 * 1024 + 100);
+        put(peer, big, 64 * 1024 + 100);
+        ASSERT_EQ(varlink_stream_read(s), 1);
+        do
+                r = varlink_stream_read(s);
+        while (r == 1);
+        ASSERT_EQ(r, 2);
+        varlink_stream_free(s);
+        close(peer);
+}
+
 TEST(several_messages_in_one_read) {
         static const char m[] = "{\"a\":1}\0{\"a\":2}\0{\"a\":3}";
         json_object *o;
