@@ -2,7 +2,7 @@
 /*
  * io.tsmd.Guest: contexts, vDevices, binding, guest requests, events. Everything privileged
  * (the iommufd, the TSM operations) is the monitor's: each call that needs it goes through a
- * priv_call_*() stub, on behalf of the client's slot. Runs in: worker.
+ * priv_call_*() call to the monitor, on behalf of the client's slot. Runs in: worker.
  */
 
 #include <inttypes.h>

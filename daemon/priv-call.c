@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The worker's stubs for the monitor's operations. Runs in: worker. */
+/* The worker's side of the monitor's operations: a call per operation, over the channel.
+ * Runs in: worker. */
 
 #include <poll.h>
 #include <stdio.h>
@@ -109,17 +110,12 @@ static void on_send_failed(int error, void *userdata) {
         requests_flush(c);
 }
 
-static void on_flush(void *userdata) {
+/* Also before anything sent directly: the monitor sees the worker's messages in the order they
+ * were made. */
+static void outbox_flush(void *userdata) {
         PrivChannel *c = userdata;
 
         tsm_priv_outbox_flush(c->outbox, c->fd);
-}
-
-/* What waits in the outbox goes before anything sent directly, so the monitor sees the
- * worker's messages in the order they were made. */
-static void outbox_flush(PrivChannel *c) {
-        if (tsm_priv_outbox_size(c->outbox) > 0)
-                tsm_priv_outbox_flush(c->outbox, c->fd);
 }
 
 static size_t slot_count(const PrivRequest *first, uint32_t slot) {
@@ -246,7 +242,7 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
         TAILQ_INIT(&c->waiting);
         c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
         c->ev_deferred = event_new(base, -1, 0, on_deferred, c);
-        if (!c->ev_read || !c->ev_deferred || idle_flush_new(base, on_flush, c, &c->flush) < 0 ||
+        if (!c->ev_read || !c->ev_deferred || idle_flush_new(base, outbox_flush, c, &c->flush) < 0 ||
             tsm_priv_outbox_new(on_send_failed, &c->outbox) < 0 || tsm_priv_inbox_new(&c->inbox) < 0 ||
             event_add(c->ev_read, NULL) < 0) {
                 c->fd = -EBADF; /* the caller keeps it on failure */
