@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The worker's end of the channel to the privileged monitor (proto/tsm-priv.h): one stub per
+ * The worker's end of the channel to the privileged monitor (proto/tsm-priv.h): one function per
  * privileged operation, priv_call_<op>(). Every operation but the guest request is answered at
- * once by the monitor, so those stubs wait for their reply (a local round trip); guest requests
+ * once by the monitor, so those calls wait for their reply (a local round trip); guest requests
  * may take as long as the device does, so they complete from the event loop. Replies that
- * arrive while a stub waits are kept and delivered afterwards, in order.
+ * arrive while a call waits are kept and delivered afterwards, in order.
  * Runs in: worker.
  */
 #pragma once

@@ -10,6 +10,7 @@
 #include "discovery.h"
 #include "emu-config.h"
 #include "iommufd-transport.h"
+#include "kernel-lanes.h"
 #include "log.h"
 #include "tsm-platform.h"
 
@@ -17,6 +18,7 @@ struct TsmRequest {
         TsmPlatform *platform;
         char *pci_address;
         EmuDevice *emu;   /* emulated backend: the device, referenced */
+        KernelCall *call; /* kernel backend: the ioctl, on the device's lane */
         EmuScope emu_scope;
         uint8_t *request;
         size_t request_len;
@@ -39,6 +41,7 @@ struct TsmPlatform {
         Inventory *inventory;
         Discovery *discovery;
         EmuPlatform *emu;
+        KernelLanes *lanes; /* made at the first kernel request */
         int uapi; /* TsmUapiVersion, or negative errno from probing */
         bool view; /* the worker's: no operations of its own */
         uint64_t watch_id;
@@ -57,6 +60,7 @@ static const char *const tsm_platform_mode_table[_TSM_PLATFORM_MODE_MAX] = {
 DEFINE_STRING_TABLE_LOOKUP(tsm_platform_mode, TsmPlatformMode);
 
 static void request_free(TsmRequest *r) {
+        kernel_call_abandon(r->call);
         if (r->timer)
                 event_free(r->timer);
         emu_device_unref(r->emu);
@@ -118,6 +122,7 @@ static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
         TAILQ_FOREACH(r, &p->requests, entry)
                 if (!pci_address || streq(r->pci_address, pci_address)) {
                         (void) evtimer_del(r->timer);
+                        kernel_call_abandon(TAKE_PTR(r->call));
                         request_finish(r, -ENODEV);
                 }
 }
@@ -246,6 +251,7 @@ TsmPlatform *tsm_platform_free(TsmPlatform *p) {
                 TAILQ_REMOVE(&p->requests, r, entry);
                 request_free(r);
         }
+        kernel_lanes_free(p->lanes);
         discovery_free(p->discovery);
         inventory_free(p->inventory);
         emu_platform_free(p->emu);
@@ -527,6 +533,16 @@ int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_st
         return 0;
 }
 
+static void on_kernel_call_done(KernelCall *c, int result, void *userdata) {
+        TsmRequest *r = userdata;
+
+        r->call = NULL; /* freed when this returns */
+        free(r->response);
+        r->response = kernel_call_take_response(c, &r->response_len);
+        (void) evtimer_del(r->timer); /* the deadline */
+        request_finish(r, result);
+}
+
 int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, const void *req,
                          size_t req_len, size_t max_response, TsmRequestCallback cb, void *userdata,
                          TsmRequest **ret) {
@@ -581,10 +597,27 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
                 r->timeout_left_usec = r->answer_due ? timeout - latency : 0;
                 request_schedule(r, MIN(latency, timeout));
         } else {
-                /* The kernel answers synchronously; deliver like every other completion. */
-                k = iommufd_tsm_request(t->iommufd, info.uapi, t->vdevice_id, number, r->request,
-                                        req_len, r->response, r->response_size, &r->response_len);
-                request_finish(r, k);
+                KernelRequestArgs args = {
+                        .iommufd = t->iommufd,
+                        .version = info.uapi,
+                        .vdevice_id = t->vdevice_id,
+                        .scope_number = number,
+                        .request = r->request,
+                        .request_len = req_len,
+                        .response_size = r->response_size,
+                };
+
+                /* On the device's lane, so that a slow device holds only its own requests;
+                 * whichever comes first: the kernel's answer, or the deadline. */
+                k = p->lanes ? 0 : kernel_lanes_new(p->base, KERNEL_LANE_LINGER_USEC, &p->lanes);
+                if (k >= 0)
+                        k = kernel_lanes_request(p->lanes, info.pci_address, &args, on_kernel_call_done, r, &r->call);
+                if (k < 0) {
+                        TAILQ_REMOVE(&p->requests, r, entry);
+                        request_free(r);
+                        return k;
+                }
+                request_schedule(r, p->config.request_timeout_usec);
         }
 
         if (ret)

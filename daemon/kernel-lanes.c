@@ -1,0 +1,371 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Kernel TSM guest requests, one thread per busy device. Runs in: monitor.
+ *
+ * Locking: `lock` protects the lanes, their queues, a call's state and the done list. A lane's
+ * thread drops it for the ioctl. `abandoned` and the callback belong to the loop's thread
+ * alone, which is the only one to look at a call once it is done.
+ */
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "event-util.h"
+#include "iommufd-transport.h"
+#include "kernel-lanes.h"
+#include "log.h"
+
+typedef struct Lane Lane;
+
+typedef enum KernelCallState {
+        KERNEL_CALL_QUEUED,
+        KERNEL_CALL_RUNNING,
+        KERNEL_CALL_DONE,
+} KernelCallState;
+
+struct KernelCall {
+        KernelLanes *lanes;
+        Lane *lane;          /* while queued or running */
+        char *lane_name;     /* for the log, after the lane is gone */
+        KernelCallState state;
+        bool abandoned;
+
+        int fd; /* our duplicate of the VMM's iommufd */
+        TsmUapiVersion version;
+        uint32_t vdevice_id, scope_number;
+        void *request;
+        size_t request_len;
+        void *response;
+        size_t response_size, response_len;
+        int result;
+
+        KernelCallDone callback;
+        void *userdata;
+        TAILQ_ENTRY(KernelCall) entry; /* in its lane's queue, then in the done list */
+};
+
+struct Lane {
+        KernelLanes *lanes;
+        char *name;
+        pthread_cond_t wake; /* a call was queued, or the lanes are stopping */
+        TAILQ_HEAD(, KernelCall) queue;
+        LIST_ENTRY(Lane) entry;
+};
+
+struct KernelLanes {
+        struct event_base *base;
+        uint64_t linger_usec;
+        int event_fd;           /* a lane thread → the loop: calls are done */
+        struct event *done_event;
+
+        pthread_mutex_t lock;
+        pthread_cond_t thread_ended;
+        LIST_HEAD(, Lane) lanes; /* each with its thread */
+        unsigned n_threads;
+        bool stopping;
+        TAILQ_HEAD(, KernelCall) done;
+};
+
+static KernelCall *call_free(KernelCall *c) {
+        if (!c)
+                return NULL;
+        safe_close(c->fd);
+        free(c->lane_name);
+        free(c->request);
+        free(c->response);
+        return mfree(c);
+}
+
+static void lane_free(Lane *lane) {
+        pthread_cond_destroy(&lane->wake);
+        free(lane->name);
+        free(lane);
+}
+
+static void *lane_thread(void *userdata) {
+        Lane *lane = userdata;
+        KernelLanes *l = lane->lanes;
+
+        pthread_mutex_lock(&l->lock);
+        for (;;) {
+                KernelCall *c = TAILQ_FIRST(&lane->queue);
+
+                if (!c) {
+                        struct timespec until;
+                        uint64_t ns;
+
+                        if (l->stopping)
+                                break;
+                        clock_gettime(CLOCK_MONOTONIC, &until);
+                        ns = (uint64_t) until.tv_nsec + l->linger_usec * 1000ULL;
+                        until.tv_sec += (time_t) (ns / 1000000000ULL);
+                        until.tv_nsec = (long) (ns % 1000000000ULL);
+                        if (pthread_cond_timedwait(&lane->wake, &l->lock, &until) == ETIMEDOUT &&
+                            TAILQ_EMPTY(&lane->queue))
+                                break;
+                        continue;
+                }
+
+                TAILQ_REMOVE(&lane->queue, c, entry);
+                c->state = KERNEL_CALL_RUNNING;
+                pthread_mutex_unlock(&l->lock);
+
+                c->result = iommufd_tsm_request(c->fd, c->version, c->vdevice_id, c->scope_number, c->request,
+                                                c->request_len, c->response, c->response_size, &c->response_len);
+                /* The iommufd reference goes as soon as the kernel is done with it. */
+                c->fd = safe_close(c->fd);
+
+                pthread_mutex_lock(&l->lock);
+                c->state = KERNEL_CALL_DONE;
+                c->lane = NULL;
+                TAILQ_INSERT_TAIL(&l->done, c, entry);
+                /* Cannot fail short of a counter overflow, which would still leave it readable. */
+                (void) eventfd_write(l->event_fd, 1);
+        }
+
+        /* Under the lock: a call queued from now on finds no lane and starts a new one. */
+        LIST_REMOVE(lane, entry);
+        lane_free(lane);
+        l->n_threads--;
+        pthread_cond_broadcast(&l->thread_ended);
+        pthread_mutex_unlock(&l->lock);
+        return NULL;
+}
+
+static void on_calls_done(evutil_socket_t fd, short what, void *userdata) {
+        KernelLanes *l = userdata;
+        TAILQ_HEAD(, KernelCall) done = TAILQ_HEAD_INITIALIZER(done);
+        KernelCall *c;
+        eventfd_t v;
+
+        (void) eventfd_read(l->event_fd, &v);
+        pthread_mutex_lock(&l->lock);
+        TAILQ_CONCAT(&done, &l->done, entry);
+        pthread_mutex_unlock(&l->lock);
+
+        while ((c = TAILQ_FIRST(&done))) {
+                TAILQ_REMOVE(&done, c, entry);
+                if (c->abandoned && c->result < 0)
+                        log_warning_errno(c->result, "Kernel TSM request to %s failed after its requester gave up: %m",
+                                          c->lane_name);
+                else if (c->abandoned)
+                        /* Too late for the VMM, which was told it timed out: the journal says
+                         * what the device did after all. */
+                        log_warning("Kernel TSM request to %s succeeded after its requester gave up; "
+                                    "the answer is dropped.", c->lane_name);
+                else
+                        c->callback(c, c->result, c->userdata);
+                call_free(c);
+        }
+}
+
+int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes **ret) {
+        _cleanup_(kernel_lanes_freep) KernelLanes *l = NULL;
+        pthread_condattr_t attr;
+
+        assert(base);
+        assert(ret);
+
+        l = new0(KernelLanes, 1);
+        if (!l)
+                return -ENOMEM;
+        l->base = base;
+        l->linger_usec = linger_usec;
+        LIST_INIT(&l->lanes);
+        TAILQ_INIT(&l->done);
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&l->thread_ended, &attr);
+        pthread_condattr_destroy(&attr);
+
+        l->event_fd = RET_NERRNO(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (l->event_fd < 0)
+                return l->event_fd;
+        l->done_event = event_new(base, l->event_fd, EV_READ | EV_PERSIST, on_calls_done, l);
+        if (!l->done_event || event_add(l->done_event, NULL) < 0)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+KernelLanes *kernel_lanes_free(KernelLanes *l) {
+        KernelCall *c;
+        Lane *lane;
+
+        if (!l)
+                return NULL;
+
+        pthread_mutex_lock(&l->lock);
+        l->stopping = true;
+        LIST_FOREACH(lane, &l->lanes, entry) {
+                while ((c = TAILQ_FIRST(&lane->queue))) {
+                        TAILQ_REMOVE(&lane->queue, c, entry);
+                        call_free(c);
+                }
+                pthread_cond_signal(&lane->wake);
+        }
+        while (l->n_threads > 0)
+                pthread_cond_wait(&l->thread_ended, &l->lock);
+        pthread_mutex_unlock(&l->lock);
+
+        while ((c = TAILQ_FIRST(&l->done))) {
+                TAILQ_REMOVE(&l->done, c, entry);
+                call_free(c);
+        }
+        if (l->done_event)
+                event_free(l->done_event);
+        safe_close(l->event_fd);
+        pthread_cond_destroy(&l->thread_ended);
+        pthread_mutex_destroy(&l->lock);
+        return mfree(l);
+}
+
+/* Under the lock. */
+static int lane_get(KernelLanes *l, const char *name, Lane **ret) {
+        pthread_condattr_t attr;
+        sigset_t all, saved;
+        pthread_t thread;
+        Lane *lane;
+        int r;
+
+        LIST_FOREACH(lane, &l->lanes, entry)
+                if (streq(lane->name, name)) {
+                        *ret = lane;
+                        return 0;
+                }
+
+        lane = new0(Lane, 1);
+        if (!lane)
+                return -ENOMEM;
+        lane->name = strdup(name);
+        if (!lane->name) {
+                free(lane);
+                return -ENOMEM;
+        }
+        lane->lanes = l;
+        TAILQ_INIT(&lane->queue);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&lane->wake, &attr);
+        pthread_condattr_destroy(&attr);
+
+        /* Signals belong to the event loop's thread. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        r = -pthread_create(&thread, NULL, lane_thread, lane);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0) {
+                lane_free(lane);
+                return r;
+        }
+        (void) pthread_detach(thread);
+        LIST_INSERT_HEAD(&l->lanes, lane, entry);
+        l->n_threads++;
+        *ret = lane;
+        return 0;
+}
+
+int kernel_lanes_request(KernelLanes *l, const char *lane_name, const KernelRequestArgs *args, KernelCallDone cb,
+                         void *userdata, KernelCall **ret) {
+        KernelCall *c;
+        Lane *lane;
+        int r;
+
+        assert(l);
+        assert(lane_name);
+        assert(args);
+        assert(cb);
+
+        c = new0(KernelCall, 1);
+        if (!c)
+                return -ENOMEM;
+        *c = (KernelCall){
+                .lanes = l,
+                .fd = -EBADF,
+                .version = args->version,
+                .vdevice_id = args->vdevice_id,
+                .scope_number = args->scope_number,
+                .request_len = args->request_len,
+                .response_size = args->response_size,
+                .callback = cb,
+                .userdata = userdata,
+        };
+        c->lane_name = strdup(lane_name);
+        c->request = malloc(MAX(args->request_len, (size_t) 1));
+        c->response = malloc(MAX(args->response_size, (size_t) 1));
+        if (!c->lane_name || !c->request || !c->response) {
+                call_free(c);
+                return -ENOMEM;
+        }
+        if (args->request_len > 0)
+                memcpy(c->request, args->request, args->request_len);
+        c->fd = RET_NERRNO(fcntl(args->iommufd, F_DUPFD_CLOEXEC, 3));
+        if (c->fd < 0) {
+                r = c->fd;
+                call_free(c);
+                return r;
+        }
+
+        pthread_mutex_lock(&l->lock);
+        r = lane_get(l, lane_name, &lane);
+        if (r >= 0) {
+                c->lane = lane;
+                c->state = KERNEL_CALL_QUEUED;
+                TAILQ_INSERT_TAIL(&lane->queue, c, entry);
+                pthread_cond_signal(&lane->wake);
+        }
+        pthread_mutex_unlock(&l->lock);
+        if (r < 0) {
+                call_free(c);
+                return r;
+        }
+
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+void kernel_call_abandon(KernelCall *c) {
+        KernelLanes *l;
+
+        if (!c)
+                return;
+        l = c->lanes;
+
+        pthread_mutex_lock(&l->lock);
+        if (c->state == KERNEL_CALL_QUEUED) {
+                /* Not started: the kernel never sees it. */
+                TAILQ_REMOVE(&c->lane->queue, c, entry);
+                pthread_mutex_unlock(&l->lock);
+                call_free(c);
+                return;
+        }
+        /* Running, or done and not yet delivered: freed on delivery. */
+        c->abandoned = true;
+        pthread_mutex_unlock(&l->lock);
+}
+
+void *kernel_call_take_response(KernelCall *c, size_t *ret_len) {
+        assert(c);
+        assert(c->state == KERNEL_CALL_DONE);
+
+        if (ret_len)
+                *ret_len = c->result >= 0 ? c->response_len : 0;
+        return TAKE_PTR(c->response);
+}
+
+unsigned kernel_lanes_n_threads(KernelLanes *l) {
+        unsigned n;
+
+        pthread_mutex_lock(&l->lock);
+        n = l->n_threads;
+        pthread_mutex_unlock(&l->lock);
+        return n;
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Kernel TSM guest requests, off the event loop. Such a request is an SPDM exchange with the
+ * device through its DOE mailbox and the TSM's firmware: milliseconds to seconds, and an ioctl
+ * that cannot be interrupted. Issued from the monitor's loop, one slow device would hold every
+ * other VM's requests, and the request timeout could not even fire. So each device gets a
+ * lane: a thread that runs that device's calls one after the other, in the order they came
+ * (the kernel serialises a device's TSM calls anyway), and waits a little for the next one
+ * before it ends. A device that hangs holds only its own lane.
+ *
+ * A call owns everything its thread touches: a duplicate of the VMM's iommufd (the context may
+ * be closed meanwhile), the request and the response buffer. Abandoning a call (its deadline
+ * passed, its requester went away) only drops the callback; an ioctl already running is left
+ * to finish, and its late answer is logged and dropped.
+ *
+ * Runs in: monitor (the loop's thread, plus one thread per device with calls in flight).
+ */
+#pragma once
+
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "tsm-types.h"
+
+/* How long a lane's thread waits for its device's next call before it ends. */
+#define KERNEL_LANE_LINGER_USEC (2ULL * 1000000ULL)
+
+typedef struct KernelLanes KernelLanes;
+typedef struct KernelCall KernelCall;
+
+/* Runs on the loop's thread with iommufd_tsm_request()'s result; the call is freed when this
+ * returns. */
+typedef void (*KernelCallDone)(KernelCall *c, int result, void *userdata);
+
+typedef struct KernelRequestArgs {
+        int iommufd;            /* the VMM's; duplicated, the caller keeps its own */
+        TsmUapiVersion version;
+        uint32_t vdevice_id;
+        uint32_t scope_number;  /* the UAPI number, from the serving backend's table */
+        const void *request;    /* copied */
+        size_t request_len;
+        size_t response_size;
+} KernelRequestArgs;
+
+/* linger_usec: KERNEL_LANE_LINGER_USEC outside tests. */
+int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes **ret);
+/* Drops queued calls without their callbacks, then waits for calls inside the kernel to
+ * return: an ioctl cannot be cancelled, and its thread uses the lanes until it ends. */
+KernelLanes *kernel_lanes_free(KernelLanes *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(KernelLanes *, kernel_lanes_free);
+
+/* Queues a guest request on the lane named @lane (the device's PCI address). Returns 0 and the
+ * call, or -EBADF (iommufd), -ENOMEM, -EAGAIN (no thread could be started). */
+int kernel_lanes_request(KernelLanes *l, const char *lane, const KernelRequestArgs *args, KernelCallDone cb,
+                         void *userdata, KernelCall **ret);
+
+/* The callback never comes, and the call frees itself: at once if it has not started yet (the
+ * kernel never sees it), else when the kernel returns. Call from the loop's thread only. */
+void kernel_call_abandon(KernelCall *c);
+
+/* In the callback: the response buffer (response_size bytes, of which the kernel wrote
+ * *ret_len), now the caller's to free. */
+void *kernel_call_take_response(KernelCall *c, size_t *ret_len);
+
+/* Threads running or waiting for work (for tests and counters). */
+unsigned kernel_lanes_n_threads(KernelLanes *l);

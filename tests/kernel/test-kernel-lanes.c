@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Kernel TSM requests on per-device lanes (daemon/kernel-lanes.h), against a fake kernel in the
+ * transport's syscall seam whose ioctl can be held inside "the kernel" like a device whose
+ * firmware takes its time: the loop and the other devices go on meanwhile, one device's calls
+ * keep their order, an abandoned call never calls back (and never reaches the kernel if it had
+ * not started), the VMM may close its iommufd while the call runs, freeing waits for a call in
+ * the kernel, and no thread, fd or allocation is left behind. Runs in: tests.
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "iommufd-transport.h"
+#include "kernel-lanes.h"
+
+#define DEV_A "0000:01:00.0"
+#define DEV_B "0000:02:00.0"
+#define VDEV_SLOW 7 /* the fake kernel holds calls for this vDevice until released */
+#define LINGER_USEC 20000ULL
+#define ORDER_MAX 64
+
+/* The fake kernel. Its ioctl runs on lane threads, hence the lock. */
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        bool hold_slow;       /* VDEV_SLOW's calls wait in the kernel while set */
+        unsigned n_inside;    /* calls in the kernel now */
+        unsigned n_calls;
+        uint32_t order[ORDER_MAX]; /* first request byte of each call, in kernel order */
+        int original_fd;      /* the VMM's fd: the kernel must be given a duplicate */
+        bool fd_was_valid;
+} fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
+
+static uint32_t get_le32(const uint8_t *p) {
+        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+static uint64_t get_le64(const uint8_t *p) {
+        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
+}
+
+/* v5 IOMMU_VDEVICE_TSM_REQ: answers the request bytes reversed, and the residue. */
+static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
+        const uint8_t *cmd = arg;
+        uint32_t vdevice = get_le32(cmd + 4), req_len = get_le32(cmd + 12), resp_len = get_le32(cmd + 16);
+        const uint8_t *req = (const uint8_t *) (uintptr_t) get_le64(cmd + 24);
+        uint8_t *resp = (uint8_t *) (uintptr_t) get_le64(cmd + 32);
+        size_t n = MIN(req_len, resp_len);
+
+        pthread_mutex_lock(&fake.lock);
+        fake.fd_was_valid = fd != fake.original_fd && fcntl(fd, F_GETFD) >= 0;
+        if (fake.n_calls < ORDER_MAX)
+                fake.order[fake.n_calls] = req_len > 0 ? req[0] : 0;
+        fake.n_calls++;
+        fake.n_inside++;
+        pthread_cond_broadcast(&fake.changed);
+        while (vdevice == VDEV_SLOW && fake.hold_slow)
+                pthread_cond_wait(&fake.changed, &fake.lock);
+        fake.n_inside--;
+        pthread_cond_broadcast(&fake.changed);
+        pthread_mutex_unlock(&fake.lock);
+
+        for (size_t i = 0; i < n; i++)
+                resp[i] = req[req_len - 1 - i];
+        return (int) (resp_len - n);
+}
+
+static int fake_open(void *userdata, const char *path, int flags) {
+        return -ENOENT;
+}
+
+static int fake_close(void *userdata, int fd) {
+        return 0;
+}
+
+static const IommufdSyscalls fake_syscalls = { fake_open, fake_ioctl, fake_close, NULL };
+
+static void fake_set_hold(bool hold) {
+        pthread_mutex_lock(&fake.lock);
+        fake.hold_slow = hold;
+        pthread_cond_broadcast(&fake.changed);
+        pthread_mutex_unlock(&fake.lock);
+}
+
+static void fake_wait_inside(unsigned n) {
+        pthread_mutex_lock(&fake.lock);
+        while (fake.n_inside != n)
+                pthread_cond_wait(&fake.changed, &fake.lock);
+        pthread_mutex_unlock(&fake.lock);
+}
+
+static unsigned fake_n_calls(void) {
+        unsigned n;
+
+        pthread_mutex_lock(&fake.lock);
+        n = fake.n_calls;
+        pthread_mutex_unlock(&fake.lock);
+        return n;
+}
+
+static size_t count_entries(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+typedef struct Done {
+        unsigned n;
+        int result;
+        uint8_t response[16];
+        size_t response_len;
+        uint8_t first_byte[ORDER_MAX]; /* of each completed call's response, in callback order */
+} Done;
+
+static void on_done(KernelCall *c, int result, void *userdata) {
+        Done *d = userdata;
+        _cleanup_free_ uint8_t *resp = NULL;
+        size_t len;
+
+        resp = kernel_call_take_response(c, &len);
+        ASSERT_NOT_NULL(resp);
+        ASSERT_LE(len, sizeof(d->response));
+        memcpy(d->response, resp, len);
+        d->response_len = len;
+        d->result = result;
+        if (d->n < ORDER_MAX)
+                d->first_byte[d->n] = len > 0 ? resp[0] : 0;
+        d->n++;
+}
+
+typedef struct Lanes {
+        struct event_base *base;
+        KernelLanes *lanes;
+        int iommufd; /* stands for the VMM's iommufd */
+        size_t fds_before, threads_before;
+} Lanes;
+
+static void lanes_setup(Lanes *t) {
+        memset(&fake.order, 0, sizeof(fake.order));
+        fake.n_calls = 0;
+        fake.hold_slow = false;
+        iommufd_set_syscalls(&fake_syscalls);
+
+        t->fds_before = count_entries("/proc/self/fd");
+        t->threads_before = count_entries("/proc/self/task");
+        ASSERT_NOT_NULL(t->base = event_base_new());
+        ASSERT_OK(kernel_lanes_new(t->base, LINGER_USEC, &t->lanes));
+        ASSERT_OK(t->iommufd = open("/dev/null", O_RDWR | O_CLOEXEC));
+        fake.original_fd = t->iommufd;
+}
+
+static void lanes_teardown(Lanes *t) {
+        safe_close(t->iommufd);
+        kernel_lanes_free(t->lanes);
+        event_base_free(t->base);
+        ASSERT_EQ(count_entries("/proc/self/fd"), t->fds_before);
+        /* Detached threads are gone from /proc a moment after they signalled their end. */
+        for (int i = 0; i < 1000 && count_entries("/proc/self/task") != t->threads_before; i++)
+                usleep(1000);
+        ASSERT_EQ(count_entries("/proc/self/task"), t->threads_before);
+        iommufd_set_syscalls(NULL);
+}
+
+static KernelCall *submit(Lanes *t, const char *lane, uint32_t vdevice, const char *payload, Done *d) {
+        KernelRequestArgs a = {
+                .iommufd = t->iommufd,
+                .version = TSM_UAPI_V5,
+                .vdevice_id = vdevice,
+                .scope_number = 0,
+                .request = payload,
+                .request_len = strlen(payload),
+                .response_size = 16,
+        };
+        KernelCall *c = NULL;
+
+        ASSERT_OK(kernel_lanes_request(t->lanes, lane, &a, on_done, d, &c));
+        ASSERT_NOT_NULL(c);
+        return c;
+}
+
+/* Runs the loop for about usec without waiting for anything in particular. */
+static void run_for(Lanes *t, uint64_t usec) {
+        struct timeval tv = { .tv_sec = 0, .tv_usec = (suseconds_t) usec };
+
+        ASSERT_OK(event_base_loopexit(t->base, &tv));
+        ASSERT_OK(event_base_dispatch(t->base));
+}
+
+/* Runs the loop until done->n reaches n; fails after 10 s. */
+static void run_until(Lanes *t, Done *done, unsigned n) {
+        for (unsigned ms = 0; done->n < n; ms += 10) {
+                ASSERT_LE(ms, 10000u);
+                run_for(t, 10000);
+        }
+}
+
+TEST(request_answered_on_the_loop) {
+        Lanes t;
+        Done d = {};
+
+        lanes_setup(&t);
+        submit(&t, DEV_A, 1, "abc", &d);
+        ASSERT_EQ(d.n, 0u); /* never from inside the submit */
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_EQ(d.response_len, 3u);
+        ASSERT_MEMEQ(d.response, "cba", 3);
+        ASSERT_TRUE(fake.fd_was_valid);
+        lanes_teardown(&t);
+}
+
+TEST(slow_device_holds_only_its_own_lane) {
+        Lanes t;
+        Done slow = {}, fast = {};
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        submit(&t, DEV_A, VDEV_SLOW, "s", &slow);
+        fake_wait_inside(1);
+
+        /* Another device's requests come and go while the first is in the kernel. */
+        for (unsigned i = 1; i <= 5; i++) {
+                submit(&t, DEV_B, 1, "f", &fast);
+                run_until(&t, &fast, i);
+        }
+        ASSERT_EQ(slow.n, 0u);
+
+        fake_set_hold(false);
+        run_until(&t, &slow, 1);
+        ASSERT_EQ(slow.result, 0);
+        ASSERT_MEMEQ(slow.response, "s", 1);
+        lanes_teardown(&t);
+}
+
+TEST(one_device_keeps_its_order) {
+        Lanes t;
+        Done d = {};
+        char p[2] = {};
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        submit(&t, DEV_A, VDEV_SLOW, "A", &d);
+        fake_wait_inside(1);
+        /* Queued behind the held call on the same lane: none may overtake it. */
+        for (char ch = 'B'; ch <= 'H'; ch++) {
+                p[0] = ch;
+                submit(&t, DEV_A, 1, p, &d);
+        }
+        run_for(&t, 50000);
+        ASSERT_EQ(d.n, 0u);
+        ASSERT_EQ(fake_n_calls(), 1u);
+
+        fake_set_hold(false);
+        run_until(&t, &d, 8);
+        for (unsigned i = 0; i < 8; i++) {
+                ASSERT_EQ(fake.order[i], (uint32_t) ('A' + i));
+                ASSERT_EQ(d.first_byte[i], (uint8_t) ('A' + i));
+        }
+        lanes_teardown(&t);
+}
+
+TEST(abandoned_while_queued_never_reaches_the_kernel) {
+        Lanes t;
+        Done held = {}, dropped = {};
+        KernelCall *c;
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        submit(&t, DEV_A, VDEV_SLOW, "h", &held);
+        fake_wait_inside(1);
+        c = submit(&t, DEV_A, 1, "x", &dropped);
+        kernel_call_abandon(c);
+
+        fake_set_hold(false);
+        run_until(&t, &held, 1);
+        run_for(&t, 50000);
+        ASSERT_EQ(dropped.n, 0u);
+        ASSERT_EQ(fake_n_calls(), 1u);
+        lanes_teardown(&t);
+}
+
+TEST(abandoned_while_in_the_kernel_never_calls_back) {
+        Lanes t;
+        Done dropped = {}, after = {};
+        KernelCall *c;
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        c = submit(&t, DEV_A, VDEV_SLOW, "x", &dropped);
+        fake_wait_inside(1);
+        kernel_call_abandon(c); /* as when the deadline passes */
+
+        fake_set_hold(false);
+        fake_wait_inside(0);
+        /* The late answer is delivered to nobody; the lane serves the next call. */
+        submit(&t, DEV_A, 1, "y", &after);
+        run_until(&t, &after, 1);
+        ASSERT_EQ(dropped.n, 0u);
+        ASSERT_EQ(fake_n_calls(), 2u);
+        lanes_teardown(&t);
+}
+
+TEST(vmm_may_close_its_iommufd_meanwhile) {
+        Lanes t;
+        Done d = {};
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        submit(&t, DEV_A, VDEV_SLOW, "q", &d);
+        fake_wait_inside(1);
+        t.iommufd = safe_close(t.iommufd);
+        fake_set_hold(false);
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_TRUE(fake.fd_was_valid);
+        lanes_teardown(&t);
+}
+
+TEST(refuses_a_closed_iommufd) {
+        Lanes t;
+        Done d = {};
+        KernelRequestArgs a = { .iommufd = 1000, .version = TSM_UAPI_V5 };
+        KernelCall *c = NULL;
+
+        lanes_setup(&t);
+        ASSERT_ERRNO(kernel_lanes_request(t.lanes, DEV_A, &a, on_done, &d, &c), EBADF);
+        ASSERT_NULL(c);
+        ASSERT_EQ(kernel_lanes_n_threads(t.lanes), 0u);
+        lanes_teardown(&t);
+}
+
+TEST(idle_lanes_end_their_threads) {
+        Lanes t;
+        Done d = {};
+
+        lanes_setup(&t);
+        submit(&t, DEV_A, 1, "a", &d);
+        submit(&t, DEV_B, 1, "b", &d);
+        ASSERT_EQ(kernel_lanes_n_threads(t.lanes), 2u);
+        run_until(&t, &d, 2);
+        for (int i = 0; i < 1000 && kernel_lanes_n_threads(t.lanes) > 0; i++)
+                run_for(&t, 1000);
+        ASSERT_EQ(kernel_lanes_n_threads(t.lanes), 0u);
+
+        /* And a lane comes back with the next call. */
+        submit(&t, DEV_A, 1, "c", &d);
+        run_until(&t, &d, 3);
+        lanes_teardown(&t);
+}
+
+static void *release_later(void *userdata) {
+        usleep(100000);
+        fake_set_hold(false);
+        return NULL;
+}
+
+TEST(free_waits_for_a_call_in_the_kernel) {
+        Lanes t;
+        Done held = {}, queued = {};
+        pthread_t releaser;
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        submit(&t, DEV_A, VDEV_SLOW, "h", &held);
+        submit(&t, DEV_A, 1, "q", &queued);
+        fake_wait_inside(1);
+
+        ASSERT_OK(-pthread_create(&releaser, NULL, release_later, NULL));
+        /* Returns once the kernel lets go; the queued call is dropped, nobody is called. */
+        lanes_teardown(&t);
+        ASSERT_OK(-pthread_join(releaser, NULL));
+        ASSERT_EQ(held.n, 0u);
+        ASSERT_EQ(queued.n, 0u);
+        ASSERT_EQ(fake_n_calls(), 1u);
+}
+
+TEST_MAIN();

@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The router's kernel path (daemon/tsm-platform.c, over daemon/kernel-lanes.c) on the two-TSM
+ * fixture, with a fake v5 kernel in the transport's syscall seam that can hold a device's call
+ * the way slow firmware does: a request reaches the kernel with the serving backend's scope
+ * number and is answered on the loop; while one device's call is held, the other device's
+ * requests are answered, and the held one fails with -ETIMEDOUT at the request timeout (its
+ * late answer dropped); a device that disconnects meanwhile fails its request at once with
+ * -ENODEV. Runs in: tests (root, a private mount namespace; SKIPs otherwise).
+ */
+
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "harness.h"
+#include "iommufd-transport.h"
+#include "platform-test-util.h"
+#include "tsm-platform.h"
+
+#define NIC "0000:01:00.0" /* on tsm0, SEV-TIO */
+#define GPU "0000:02:00.0" /* on tsm1, TDX Connect */
+#define NIC_CONNECT "devices/pci0000:00/0000:00:01.1/0000:01:00.0/tsm/connect"
+#define VDEV_NIC 11
+#define VDEV_GPU 22
+#define TIMEOUT_USEC 300000ULL
+#define PROBE_FD 1000
+
+/* The fake kernel; its request ioctl runs on lane threads. */
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        bool hold_nic;
+        unsigned n_inside, n_requests;
+        uint32_t last_scope;
+} fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
+
+static uint32_t get_le32(const uint8_t *p) {
+        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+static int fake_open(void *userdata, const char *path, int flags) {
+        return PROBE_FD;
+}
+
+static int fake_close(void *userdata, int fd) {
+        return 0;
+}
+
+static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
+        const uint8_t *cmd = arg;
+        uint32_t size = get_le32(cmd), vdevice = get_le32(cmd + 4), scope, resp_len;
+
+        /* Probing, on a private context: answer like a v5 kernel (see iommufd-transport.c).
+         * The TSM_OP struct has 16 bytes, the request 40. */
+        if (fd == PROBE_FD) {
+                ASSERT_EQ(vdevice, 0u);
+                return size == 40 && get_le32(cmd + 8) == UINT32_MAX ? -EINVAL : -ENOENT;
+        }
+        ASSERT_EQ(size, 40u);
+        scope = get_le32(cmd + 8);
+        resp_len = get_le32(cmd + 16);
+
+        pthread_mutex_lock(&fake.lock);
+        fake.n_requests++;
+        fake.last_scope = scope;
+        fake.n_inside++;
+        pthread_cond_broadcast(&fake.changed);
+        while (vdevice == VDEV_NIC && fake.hold_nic)
+                pthread_cond_wait(&fake.changed, &fake.lock);
+        fake.n_inside--;
+        pthread_cond_broadcast(&fake.changed);
+        pthread_mutex_unlock(&fake.lock);
+        return (int) (resp_len > 4 ? resp_len - 4 : 0); /* wrote 4 bytes */
+}
+
+static const IommufdSyscalls fake_syscalls = { fake_open, fake_ioctl, fake_close, NULL };
+
+static void fake_set_hold(bool hold) {
+        pthread_mutex_lock(&fake.lock);
+        fake.hold_nic = hold;
+        pthread_cond_broadcast(&fake.changed);
+        pthread_mutex_unlock(&fake.lock);
+}
+
+static unsigned fake_n_inside(void) {
+        unsigned n;
+
+        pthread_mutex_lock(&fake.lock);
+        n = fake.n_inside;
+        pthread_mutex_unlock(&fake.lock);
+        return n;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &ts));
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+typedef struct Done {
+        unsigned n;
+        int result;
+        size_t response_len;
+        uint64_t start, at;
+} Done;
+
+static void on_done(TsmRequest *r, int result, void *userdata) {
+        Done *d = userdata;
+
+        d->n++;
+        d->result = result;
+        d->at = now_usec() - d->start;
+        if (result >= 0)
+                (void) tsm_request_get_response(r, &d->response_len);
+}
+
+typedef struct Router {
+        const char *sysfs;
+        struct event_base *base;
+        TsmPlatform *platform;
+        int iommufd; /* stands for the VMM's */
+} Router;
+
+static void router_setup(Router *t) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_KERNEL,
+                .iommu_device = (char *) "/dev/iommu",
+                .request_timeout_usec = TIMEOUT_USEC,
+        };
+        TsmUapiVersion v;
+
+        platform_test_sandbox(false);
+        t->sysfs = platform_test_fixture("two-tsms", NULL);
+        iommufd_set_syscalls(&fake_syscalls);
+        ASSERT_NOT_NULL(t->base = event_base_new());
+        ASSERT_OK(tsm_platform_new(t->base, &config, &t->platform));
+        ASSERT_OK(tsm_platform_get_uapi(t->platform, &v));
+        ASSERT_EQ(v, TSM_UAPI_V5);
+        ASSERT_OK(t->iommufd = open("/dev/null", O_RDWR | O_CLOEXEC));
+}
+
+static void router_teardown(Router *t) {
+        safe_close(t->iommufd);
+        tsm_platform_free(t->platform);
+        event_base_free(t->base);
+        iommufd_set_syscalls(NULL);
+}
+
+static void request(Router *t, const char *device, uint32_t vdevice, const char *scope, Done *d) {
+        TsmTarget target = { .pci_address = device, .iommufd = t->iommufd, .vdevice_id = vdevice };
+
+        d->start = now_usec();
+        ASSERT_OK(tsm_platform_request(t->platform, &target, scope, "ping", 4, 64, on_done, d, NULL));
+}
+
+static void run_until(Router *t, Done *d, unsigned n) {
+        const struct timeval slice = { .tv_sec = 0, .tv_usec = 5000 };
+
+        for (unsigned i = 0; d->n < n; i++) {
+                ASSERT_LE(i, 2000u); /* 10 s */
+                ASSERT_OK(event_base_loopexit(t->base, &slice));
+                ASSERT_OK(event_base_dispatch(t->base));
+        }
+}
+
+TEST(request_reaches_the_kernel_and_is_answered) {
+        Router t;
+        Done d = {};
+
+        router_setup(&t);
+        request(&t, GPU, VDEV_GPU, TSM_SCOPE_DEBUG_READ, &d);
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_EQ(d.response_len, 4u);
+        ASSERT_EQ(fake.last_scope, 2u); /* v5 PCI_DEBUG_READ */
+        router_teardown(&t);
+}
+
+TEST(held_device_times_out_and_others_go_on) {
+        Router t;
+        Done held = {}, other = {};
+
+        router_setup(&t);
+        fake_set_hold(true);
+        request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
+
+        /* The loop is free: the other device's requests are answered meanwhile. */
+        for (unsigned i = 1; i <= 10; i++) {
+                request(&t, GPU, VDEV_GPU, TSM_SCOPE_INFO, &other);
+                run_until(&t, &other, i);
+                ASSERT_EQ(other.result, 0);
+        }
+        ASSERT_EQ(held.n, 0u);
+        ASSERT_EQ(fake_n_inside(), 1u);
+
+        run_until(&t, &held, 1);
+        ASSERT_EQ(held.result, -ETIMEDOUT);
+        ASSERT_GE(held.at, TIMEOUT_USEC - 5000);
+
+        /* The kernel lets go later: the answer goes nowhere, and the lane serves the next. */
+        fake_set_hold(false);
+        request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
+        run_until(&t, &held, 2);
+        ASSERT_EQ(held.result, 0);
+        router_teardown(&t);
+}
+
+TEST(disconnected_device_fails_its_request_at_once) {
+        Router t;
+        Done held = {};
+        char path[PATH_MAX];
+        FILE *f;
+
+        router_setup(&t);
+        fake_set_hold(true);
+        request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
+        while (fake_n_inside() == 0)
+                usleep(1000);
+
+        snprintf(path, sizeof(path), "%s/%s", t.sysfs, NIC_CONNECT);
+        ASSERT_NOT_NULL(f = fopen(path, "we"));
+        ASSERT_OK(fputs("\n", f) >= 0 ? 0 : -EIO);
+        ASSERT_OK(fclose(f));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
+        run_until(&t, &held, 1);
+        ASSERT_EQ(held.result, -ENODEV);
+        ASSERT_LE(held.at, TIMEOUT_USEC);
+
+        fake_set_hold(false);
+        router_teardown(&t);
+}
+
+TEST_MAIN();
