@@ -19,7 +19,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -294,89 +293,6 @@ static void expect_record(json_object *rec, const Want *w, size_t line) {
         if (!json_object_object_get_ex(rec, "latencyUsec", &v) || !json_object_is_type(v, json_type_int) ||
             json_object_get_int64(v) < 0)
                 TEST_FAIL("audit record %zu: latencyUsec should be a non-negative integer: %s", line, rec_text(rec));
-}
-
-/* ---- restarting tsmd on the same directory ------------------------------------------------ */
-
-/*
- * Starts tsmd again after it died, on the same directory (tsmd.conf, sockets, audit log,
- * tsmd.log), the way tsmd_start() runs it, and tells the fixture's guard its new pid. The
- * fixture has no restart of its own.
- */
-static void tsmd_restart(Tsmd *t) {
-        char config_arg[400], socket_arg[400], guest_arg[400];
-        const char *argv[8];
-        size_t n = 0;
-        uint64_t deadline;
-        pid_t parent = getpid(), pid;
-
-        ASSERT_FALSE(tsmd_is_running(t));
-        snprintf(config_arg, sizeof(config_arg), "--config=%s", t->config_path);
-        snprintf(socket_arg, sizeof(socket_arg), "--socket=%s", t->socket);
-        snprintf(guest_arg, sizeof(guest_arg), "--guest-socket=%s", t->guest_socket);
-        argv[n++] = TSMD_PATH;
-        argv[n++] = config_arg;
-        argv[n++] = socket_arg;
-        argv[n++] = guest_arg;
-        argv[n++] = "--log-level=info";
-        if (geteuid() != 0)
-                argv[n++] = "--keep-capabilities";
-        argv[n] = NULL;
-
-        fflush(NULL);
-        pid = fork();
-        ASSERT_OK(pid);
-        if (pid == 0) {
-                sigset_t all;
-                int log_fd, null_fd;
-
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (getppid() != parent)
-                        _exit(127);
-                log_fd = open(t->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
-                null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                if (log_fd < 0 || null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 ||
-                    dup2(log_fd, 2) < 0)
-                        _exit(127);
-                (void) syscall(SYS_close_range, 3U, ~0U, 0U);
-                (void) signal(SIGPIPE, SIG_DFL);
-                sigemptyset(&all);
-                (void) sigprocmask(SIG_SETMASK, &all, NULL);
-                (void) unsetenv("LISTEN_FDS");
-                (void) unsetenv("LISTEN_PID");
-                (void) unsetenv("NOTIFY_SOCKET");
-                execv(argv[0], (char **) argv);
-                _exit(127);
-        }
-        t->pid = pid;
-        t->sigterm_sent = false;
-        t->exit_status = 0;
-        {
-                const char *line = strf("P%d\n", (int) pid);
-                if (write(t->guard_fd, line, strlen(line)) != (ssize_t) strlen(line))
-                        TEST_FAIL("telling the guard about the new tsmd: %s", strerror(errno));
-        }
-
-        deadline = now_usec() + TSMD_START_TIMEOUT_USEC;
-        for (;;) {
-                int a, b = -1;
-
-                if (!tsmd_is_running(t))
-                        TEST_FAIL("the restarted tsmd exited during start-up (status 0x%x)", t->exit_status);
-                a = tsmd_raw_connect(t->socket);
-                if (a >= 0)
-                        b = tsmd_raw_connect(t->guest_socket);
-                if (a >= 0)
-                        close(a);
-                if (b >= 0) {
-                        close(b);
-                        return;
-                }
-                if (now_usec() > deadline)
-                        TEST_FAIL("the restarted tsmd did not listen within %llu ms",
-                                  (unsigned long long) (TSMD_START_TIMEOUT_USEC / USEC_PER_MSEC));
-                sleep_usec(5 * USEC_PER_MSEC);
-        }
 }
 
 /* SIGKILL and reap (bounded). */
@@ -965,7 +881,7 @@ TEST(sigkill_under_load_loses_no_acknowledged_record) {
                 audit_lines_done(&l);
 
                 /* Same directory: the new tsmd continues at last + 1. */
-                tsmd_restart(&t);
+                tsmd_restart(&t, &(TsmdOptions) { .log_level = "info" });
                 probe_continues_at(&t, last);
                 last += 5;
         }
@@ -1044,7 +960,7 @@ TEST(full_disk_fails_closed) {
                 ASSERT_OK(fd);
                 ASSERT_EQ(write(fd, block, sizeof(block)), (ssize_t) sizeof(block));
         }
-        tsmd_restart(&t);
+        tsmd_restart(&t, &(TsmdOptions) { .log_level = "info" });
 
         c = tsmd_connect(&t);
         ctx = guest_open_context(c);

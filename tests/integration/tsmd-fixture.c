@@ -298,53 +298,17 @@ static const char *config_with_test_sections(Tsmd *t, const char *config) {
                     config ?: "", t->dir, t->dir, t->dir, t->dir);
 }
 
-void tsmd_start(Tsmd *t, const TsmdOptions *o) {
-        static const TsmdOptions none = {};
+/*
+ * Runs tsmd as o says, its output appended to tsmd.log, tells the guard its pid, and waits
+ * until the monitor reports its worker serving: its "running." line, the first after those
+ * already in the log (a restart reuses the log).
+ */
+static void spawn(Tsmd *t, const TsmdOptions *o) {
         char socket_arg[400], guest_arg[400], config_arg[400], sysfs_arg[400], level_arg[64];
         const char *argv[64];
         size_t n = 0;
-        int guard[2];
         uint64_t deadline;
-
-        if (!o)
-                o = &none;
-        *t = (Tsmd) { .guard_fd = -EBADF };
-
-        /* TSMD_TEST_TMPDIR: another file system for tsmd's directory, audit log included (the
-         * benchmarks' --state-dir=). */
-        snprintf(t->dir, sizeof(t->dir), "%s/tsmd-integ-XXXXXX", getenv("TSMD_TEST_TMPDIR") ?: "/tmp");
-        if (!mkdtemp(t->dir))
-                TEST_FAIL("mkdtemp: %s", strerror(errno));
-        /* Clients running as another user must reach the socket inside. */
-        if (chmod(t->dir, 0755) < 0)
-                TEST_FAIL("chmod %s: %s", t->dir, strerror(errno));
-        snprintf(t->socket, sizeof(t->socket), "%s/io.tsmd", t->dir);
-        snprintf(t->guest_socket, sizeof(t->guest_socket), "%s/io.tsmd.Guest", t->dir);
-        snprintf(t->config_path, sizeof(t->config_path), "%s/tsmd.conf", t->dir);
-        snprintf(t->log_path, sizeof(t->log_path), "%s/tsmd.log", t->dir);
-
-        write_file(t->config_path, config_with_test_sections(t, o->config));
-        write_file(strf("%s/policy.conf", t->dir), default_policy);
-        for (size_t i = 0; i < o->n_files; i++) {
-                if (strchr(o->files[i].name, '/'))
-                        TEST_FAIL("fixture file names are relative: %s", o->files[i].name);
-                write_file(strf("%s/%s", t->dir, o->files[i].name), o->files[i].text);
-        }
-        write_file(t->log_path, "");
-
-        /* The guard, before tsmd exists, so it never holds any of tsmd's fds. */
-        if (pipe2(guard, O_CLOEXEC) < 0)
-                TEST_FAIL("pipe2: %s", strerror(errno));
-        fflush(NULL);
-        t->guard_pid = fork();
-        if (t->guard_pid < 0)
-                TEST_FAIL("fork: %s", strerror(errno));
-        if (t->guard_pid == 0) {
-                close(guard[1]);
-                guard_main(guard[0], t->dir, t->log_path);
-        }
-        close(guard[0]);
-        t->guard_fd = guard[1];
+        unsigned running_before = tsmd_log_count(t, "running.");
 
         if (o->wrapper)
                 for (size_t i = 0; o->wrapper[i]; i++)
@@ -413,6 +377,8 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
                 fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
                 _exit(127);
         }
+        t->sigterm_sent = false;
+        t->exit_status = 0;
         guard_send(t, strf("P%d\n", (int) t->pid));
 
         /* With socket activation tsmd is exec'd on the first connection: make it. Without,
@@ -423,9 +389,9 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
                 int fd;
 
                 if (!tsmd_is_running(t)) {
-                        char s[128];
-                        format_status(t->exit_status, s, sizeof(s));
-                        TEST_FAIL("tsmd exited during start-up (%s)", s);
+                        char st[128];
+                        format_status(t->exit_status, st, sizeof(st));
+                        TEST_FAIL("tsmd exited during start-up (%s)", st);
                 }
                 if (!o->wrapper)
                         break;
@@ -447,7 +413,8 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
                 if (l > 0) {
                         exe[l] = 0;
                         /* Under valgrind, the exe is valgrind's tool. */
-                        if ((streq(exe, TSMD_PATH) || tsmd_under_valgrind()) && tsmd_log_contains(t, "running."))
+                        if ((streq(exe, TSMD_PATH) || tsmd_under_valgrind()) &&
+                            tsmd_log_count(t, "running.") > running_before)
                                 break;
                 }
                 if (!tsmd_is_running(t))
@@ -457,6 +424,61 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
                                   (unsigned long long) (TSMD_START_TIMEOUT_USEC / USEC_PER_MSEC));
                 sleep_usec(5 * USEC_PER_MSEC);
         }
+}
+
+void tsmd_start(Tsmd *t, const TsmdOptions *o) {
+        static const TsmdOptions none = {};
+        int guard[2];
+
+        if (!o)
+                o = &none;
+        *t = (Tsmd) { .guard_fd = -EBADF };
+
+        /* TSMD_TEST_TMPDIR: another file system for tsmd's directory, audit log included (the
+         * benchmarks' --state-dir=). */
+        snprintf(t->dir, sizeof(t->dir), "%s/tsmd-integ-XXXXXX", getenv("TSMD_TEST_TMPDIR") ?: "/tmp");
+        if (!mkdtemp(t->dir))
+                TEST_FAIL("mkdtemp: %s", strerror(errno));
+        /* Clients running as another user must reach the socket inside. */
+        if (chmod(t->dir, 0755) < 0)
+                TEST_FAIL("chmod %s: %s", t->dir, strerror(errno));
+        snprintf(t->socket, sizeof(t->socket), "%s/io.tsmd", t->dir);
+        snprintf(t->guest_socket, sizeof(t->guest_socket), "%s/io.tsmd.Guest", t->dir);
+        snprintf(t->config_path, sizeof(t->config_path), "%s/tsmd.conf", t->dir);
+        snprintf(t->log_path, sizeof(t->log_path), "%s/tsmd.log", t->dir);
+
+        write_file(t->config_path, config_with_test_sections(t, o->config));
+        write_file(strf("%s/policy.conf", t->dir), default_policy);
+        for (size_t i = 0; i < o->n_files; i++) {
+                if (strchr(o->files[i].name, '/'))
+                        TEST_FAIL("fixture file names are relative: %s", o->files[i].name);
+                write_file(strf("%s/%s", t->dir, o->files[i].name), o->files[i].text);
+        }
+        write_file(t->log_path, "");
+
+        /* The guard, before tsmd exists, so it never holds any of tsmd's fds. */
+        if (pipe2(guard, O_CLOEXEC) < 0)
+                TEST_FAIL("pipe2: %s", strerror(errno));
+        fflush(NULL);
+        t->guard_pid = fork();
+        if (t->guard_pid < 0)
+                TEST_FAIL("fork: %s", strerror(errno));
+        if (t->guard_pid == 0) {
+                close(guard[1]);
+                guard_main(guard[0], t->dir, t->log_path);
+        }
+        close(guard[0]);
+        t->guard_fd = guard[1];
+
+        spawn(t, o);
+}
+
+void tsmd_restart(Tsmd *t, const TsmdOptions *o) {
+        static const TsmdOptions none = {};
+
+        if (tsmd_is_running(t))
+                TEST_FAIL("tsmd_restart() needs tsmd stopped or dead first");
+        spawn(t, o ?: &none);
 }
 
 void tsmd_start_config(Tsmd *t, const char *config) {

@@ -88,6 +88,10 @@ bool tsmd_under_valgrind(void);
 void tsmd_start(Tsmd *t, const TsmdOptions *o);
 /* Shorthand: only a tsmd.conf. */
 void tsmd_start_config(Tsmd *t, const char *config);
+/* Starts tsmd again after it stopped or died, on the same directory (configuration, sockets,
+ * audit log, contexts, tsmd.log), with options o: those of tsmd_start() but for the files,
+ * which are already there. */
+void tsmd_restart(Tsmd *t, const TsmdOptions *o);
 
 /* True while tsmd has not exited (reaps it if it has). */
 bool tsmd_is_running(Tsmd *t);
