@@ -20,6 +20,9 @@
 #include "kernel-lanes.h"
 #include "log.h"
 
+/* Generous for a function that fills a struct and calls ioctl(), sanitizers included. */
+#define KERNEL_LANE_STACK_SIZE (256U * 1024U)
+
 typedef struct Lane Lane;
 
 typedef enum KernelCallState {
@@ -229,6 +232,7 @@ KernelLanes *kernel_lanes_free(KernelLanes *l) {
 
 /* Under the lock. */
 static int lane_get(KernelLanes *l, const char *name, Lane **ret) {
+        pthread_attr_t thread_attr;
         pthread_condattr_t attr;
         sigset_t all, saved;
         pthread_t thread;
@@ -256,16 +260,20 @@ static int lane_get(KernelLanes *l, const char *name, Lane **ret) {
         pthread_cond_init(&lane->wake, &attr);
         pthread_condattr_destroy(&attr);
 
-        /* Signals belong to the event loop's thread. */
+        /* Detached, and with a small stack: a host may have hundreds of devices busy at once,
+         * and a lane only copies structs into the kernel. Signals belong to the loop's thread. */
+        pthread_attr_init(&thread_attr);
+        pthread_attr_setdetachstate(&thread_attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&thread_attr, KERNEL_LANE_STACK_SIZE);
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &saved);
-        r = -pthread_create(&thread, NULL, lane_thread, lane);
+        r = -pthread_create(&thread, &thread_attr, lane_thread, lane);
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        pthread_attr_destroy(&thread_attr);
         if (r < 0) {
                 lane_free(lane);
                 return r;
         }
-        (void) pthread_detach(thread);
         LIST_INSERT_HEAD(&l->lanes, lane, entry);
         l->n_threads++;
         *ret = lane;
