@@ -766,8 +766,14 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope", json_object_new_string(scope),
                                       "uapi", json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));
         if (op_of(call)) {
+                size_t claimed;
+
                 op_of(call)->scope = desc->name;
                 op_of(call)->scope_number = number;
+                /* The size the request claims, so that a refusal records it too: the payload is
+                 * decoded only for a client the policy lets through. */
+                if (base64_decoded_size(b64, strlen(b64), &claimed) >= 0)
+                        op_of(call)->request_size = claimed;
         }
         /* SECURITY: per scope, per device, per client; debug scopes only where granted. */
         r = policy_check_scope(m->policy, &c->identity, v->pci_address, info.backend, scope, &reason);

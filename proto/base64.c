@@ -51,11 +51,28 @@ static inline uint8_t value_of(uint8_t c) {
         return value_plus_one[c] > 0 ? (uint8_t) (value_plus_one[c] - 1) : 0x40;
 }
 
+static unsigned padding_of(const uint8_t *in, size_t n) {
+        /* '=' may only end the text, once or twice. */
+        if (n > 0 && in[n - 1] == '=')
+                return n > 1 && in[n - 2] == '=' ? 2 : 1;
+        return 0;
+}
+
+int base64_decoded_size(const char *text, size_t n, size_t *ret) {
+        assert(text || n == 0);
+        assert(ret);
+
+        if (n % 4 != 0)
+                return -EINVAL;
+        *ret = n / 4 * 3 - padding_of((const uint8_t *) text, n);
+        return 0;
+}
+
 int base64_decode(const char *text, size_t n, void **ret, size_t *ret_len) {
         const uint8_t *in = (const uint8_t *) text;
         _cleanup_free_ uint8_t *out = NULL;
         size_t len = 0, full;
-        unsigned pad = 0;
+        unsigned pad;
 
         if (n % 4 != 0)
                 return -EINVAL;
@@ -63,9 +80,7 @@ int base64_decode(const char *text, size_t n, void **ret, size_t *ret_len) {
         if (!out)
                 return -ENOMEM;
 
-        /* '=' may only end the text, once or twice. */
-        if (n > 0 && in[n - 1] == '=')
-                pad = n > 1 && in[n - 2] == '=' ? 2 : 1;
+        pad = padding_of(in, n);
         full = n - (pad > 0 ? 4 : 0);
 
         /* Every group but a padded last one: four table lookups; a byte outside the alphabet

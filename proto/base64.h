@@ -9,3 +9,7 @@
 int base64_encode(const void *data, size_t len, char **ret);
 /* Decodes strictly: padding required, no whitespace, no trailing garbage. -EINVAL if malformed. */
 int base64_decode(const char *text, size_t text_len, void **ret, size_t *ret_len);
+/* How many bytes a text of text_len characters decodes to, from its length and padding alone
+ * (the characters are not checked): what a payload claims before anyone decodes it. -EINVAL if
+ * text_len is not a multiple of 4. */
+int base64_decoded_size(const char *text, size_t text_len, size_t *ret);

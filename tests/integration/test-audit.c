@@ -510,7 +510,8 @@ TEST(records_carry_each_clients_identity) {
                   .scope_number = 0, .request_size = (int64_t) ma.len, .response_size = (int64_t) la },
                 { .event = "guest-request", .result = E_GUEST("Denied"), .uid = NOBODY, .gid = NOBODY,
                   .pid = pid_b, .seq = 9, .ctx = cb, .vdev = 7, .pci = DEV2, .backend = "emulated",
-                  .scope = "debug-read", .scope_number = 2, .request_size = ANY_I, .response_size = NUL_I },
+                  .scope = "debug-read", .scope_number = 2, .request_size = (int64_t) md.len,
+                  .response_size = NUL_I },
         };
         for (size_t i = 0; i < ELEMENTSOF(want); i++)
                 expect_record(l.rec[i], &want[i], i + 1);

@@ -68,7 +68,24 @@ TEST(round_trip_every_length) {
                 ASSERT_OK(base64_decode(text, strlen(text), &back, &len));
                 ASSERT_EQ(len, n);
                 ASSERT_MEMEQ(back, data, n);
+                /* The size the text claims, without decoding it, is the same. */
+                len = SIZE_MAX;
+                ASSERT_OK(base64_decoded_size(text, strlen(text), &len));
+                ASSERT_EQ(len, n);
         }
+}
+
+TEST(decoded_size_needs_whole_groups) {
+        size_t len = 7;
+
+        ASSERT_ERRNO(base64_decoded_size("AAAAA", 5, &len), EINVAL);
+        ASSERT_ERRNO(base64_decoded_size("AA", 2, &len), EINVAL);
+        ASSERT_EQ(len, 7u); /* untouched on failure */
+        ASSERT_OK(base64_decoded_size("", 0, &len));
+        ASSERT_EQ(len, 0u);
+        /* Only the length and the padding count, as the header says. */
+        ASSERT_OK(base64_decoded_size("!!!!", 4, &len));
+        ASSERT_EQ(len, 3u);
 }
 
 TEST(rejects_what_is_not_the_one_encoding) {
