@@ -1009,6 +1009,10 @@ static int vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata)
         }
         ctx->slot = c->slot;
         ctx->handle = ++c->next_handle;
+        /* What tsmd does with it from now on (releases) is on behalf of whoever took it back:
+         * after a restart of tsmd the restored context knows no process at all. */
+        ctx->gid = varlink_conn_get_peer(c->conn)->gid;
+        ctx->pid = varlink_conn_get_peer(c->conn)->pid;
         c->contexts[c->n_contexts++] = ctx;
         if (op_of(call))
                 op_of(call)->context_id = ctx->handle;

@@ -8,6 +8,7 @@
  */
 
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -352,6 +353,28 @@ TEST(capabilities_are_the_documented_minimum) {
         ASSERT_EQ(exit_status(m.pid), 0);
 }
 
+/* The last record of this event in the current audit file, or NULL. */
+static json_object *last_audit_record(Manager *m, const char *event) {
+        char path[PATH_MAX], line[4096];
+        json_object *found = NULL;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/audit/audit.log", m->dir);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        while (fgets(line, sizeof(line), f)) {
+                json_object *rec = json_tokener_parse(line), *ev;
+
+                if (rec && json_object_object_get_ex(rec, "event", &ev) && streq(json_object_get_string(ev), event)) {
+                        json_object_put(found);
+                        found = rec;
+                } else
+                        json_object_put(rec);
+        }
+        fclose(f);
+        return found;
+}
+
 TEST(context_survives_restart) {
         VarlinkClient *c;
         json_object *reply;
@@ -438,6 +461,16 @@ TEST(context_survives_restart) {
         call_ok(c, "io.tsmd.Guest.CloseContext", "{\"context\":1}");
         manager_wait(&m, store_removed, 5000);
         ASSERT_TRUE(m.store_removed);
+
+        /* The unbind on closing was done for the process that reclaimed it, and says so. */
+        {
+                _cleanup_(json_object_putp) json_object *rec = last_audit_record(&m, "release");
+
+                ASSERT_NOT_NULL(rec);
+                ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "pid")), (int64_t) getpid());
+                ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "gid")), (int64_t) getgid());
+                ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "vdeviceId")), 5);
+        }
 
         varlink_client_free(c);
         close(fd);
