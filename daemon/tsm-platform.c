@@ -537,7 +537,6 @@ static void on_kernel_call_done(KernelCall *c, int result, void *userdata) {
         TsmRequest *r = userdata;
 
         r->call = NULL; /* freed when this returns */
-        free(r->response);
         r->response = kernel_call_take_response(c, &r->response_len);
         (void) evtimer_del(r->timer); /* the deadline */
         request_finish(r, result);
@@ -576,20 +575,26 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         r->userdata = userdata;
         r->response_size = MIN(max_response, (size_t) desc->max_response);
         r->pci_address = strdup(info.pci_address);
-        r->request = malloc(MAX(req_len, (size_t) 1));
-        r->response = malloc(MAX(r->response_size, (size_t) 1));
         r->timer = evtimer_new(p->base, on_request_timer, r);
-        if (!r->pci_address || !r->request || !r->response || !r->timer) {
+        if (!r->pci_address || !r->timer) {
                 request_free(r);
                 return -ENOMEM;
         }
-        memcpy(r->request, req, req_len);
-        r->request_len = req_len;
         TAILQ_INSERT_TAIL(&p->requests, r, entry);
 
         if (info.emulated) {
                 uint64_t latency = p->config.emulated_latency_usec, timeout = p->config.request_timeout_usec;
 
+                /* The device answers later, from the timer: keep the request until then. */
+                r->request = malloc(MAX(req_len, (size_t) 1));
+                r->response = malloc(MAX(r->response_size, (size_t) 1));
+                if (!r->request || !r->response) {
+                        TAILQ_REMOVE(&p->requests, r, entry);
+                        request_free(r);
+                        return -ENOMEM;
+                }
+                memcpy(r->request, req, req_len);
+                r->request_len = req_len;
                 r->emu = emu_device_ref(emu_platform_find_device(p->emu, t->pci_address));
                 r->emu_scope = (EmuScope) number; /* v5 numbering equals EmuScope */
                 /* Whichever comes first: the device's answer, or the deadline. */
@@ -602,7 +607,7 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
                         .version = info.uapi,
                         .vdevice_id = t->vdevice_id,
                         .scope_number = number,
-                        .request = r->request,
+                        .request = req, /* the call keeps a copy, and the response buffer */
                         .request_len = req_len,
                         .response_size = r->response_size,
                 };

@@ -43,6 +43,10 @@ static uint32_t get_le32(const uint8_t *p) {
         return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
 }
 
+static uint64_t get_le64(const uint8_t *p) {
+        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
+}
+
 static int fake_open(void *userdata, const char *path, int flags) {
         return PROBE_FD;
 }
@@ -75,7 +79,11 @@ static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) 
         fake.n_inside--;
         pthread_cond_broadcast(&fake.changed);
         pthread_mutex_unlock(&fake.lock);
-        return (int) (resp_len > 4 ? resp_len - 4 : 0); /* wrote 4 bytes */
+
+        /* The TSM's answer, written through resp_uptr. */
+        ASSERT_GE(resp_len, 4u);
+        memcpy((void *) (uintptr_t) get_le64(cmd + 32), "pong", 4);
+        return (int) (resp_len - 4);
 }
 
 static const IommufdSyscalls fake_syscalls = { fake_open, fake_ioctl, fake_close, NULL };
@@ -107,6 +115,7 @@ typedef struct Done {
         unsigned n;
         int result;
         size_t response_len;
+        char response[8];
         uint64_t start, at;
 } Done;
 
@@ -116,8 +125,12 @@ static void on_done(TsmRequest *r, int result, void *userdata) {
         d->n++;
         d->result = result;
         d->at = now_usec() - d->start;
-        if (result >= 0)
-                (void) tsm_request_get_response(r, &d->response_len);
+        if (result >= 0) {
+                const void *resp = tsm_request_get_response(r, &d->response_len);
+
+                ASSERT_LE(d->response_len, sizeof(d->response));
+                memcpy(d->response, resp, d->response_len);
+        }
 }
 
 typedef struct Router {
@@ -178,6 +191,7 @@ TEST(request_reaches_the_kernel_and_is_answered) {
         run_until(&t, &d, 1);
         ASSERT_EQ(d.result, 0);
         ASSERT_EQ(d.response_len, 4u);
+        ASSERT_MEMEQ(d.response, "pong", 4);
         ASSERT_EQ(fake.last_scope, 2u); /* v5 PCI_DEBUG_READ */
         router_teardown(&t);
 }
