@@ -234,8 +234,10 @@ TEST(disconnected_device_fails_its_request_at_once) {
         router_setup(&t);
         fake_set_hold(true);
         request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
-        while (fake_n_inside() == 0)
+        for (unsigned i = 0; fake_n_inside() == 0; i++) {
+                ASSERT_LE(i, 5000u); /* 5 s */
                 usleep(1000);
+        }
 
         snprintf(path, sizeof(path), "%s/%s", t.sysfs, NIC_CONNECT);
         ASSERT_NOT_NULL(f = fopen(path, "we"));
