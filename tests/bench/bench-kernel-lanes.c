@@ -10,7 +10,10 @@
  * "warm" keeps the lane's thread between calls (as in tsmd, calls less than 2 s apart), "cold"
  * starts a thread for every call (a device's first call after a pause). A real TSM call takes
  * milliseconds to seconds of firmware and SPDM, so what matters is that the lane's share stays
- * in the order of a socket round trip. Never asserts a time.
+ * in the order of a socket round trip.
+ * Then throughput with DEVICES devices whose calls each take DEVICE_USEC in the kernel, every
+ * device with one request in flight: on the loop (calls one after the other, as before lanes)
+ * against lanes (the devices in parallel). Never asserts a time.
  * Usage: bench-kernel-lanes [--quick]. Runs in: tests (benchmark).
  */
 
@@ -28,8 +31,12 @@
 
 #define DEVICE "0000:01:00.0"
 #define PAYLOAD 64
+#define DEVICES 8
+#define DEVICE_USEC 1000
 
 static unsigned n_rounds = 20000;
+static uint64_t phase_usec = 2000000;
+static uint64_t kernel_delay_usec; /* how long the fake TSM takes per call */
 
 static uint64_t now_nsec(void) {
         struct timespec ts;
@@ -63,6 +70,10 @@ static int instant_ioctl(void *userdata, int fd, unsigned long request, void *ar
         struct tsmd_iommu_vdevice_tsm_req_v5 cmd;
         size_t n;
 
+        if (kernel_delay_usec > 0) {
+                struct timespec ts = { .tv_nsec = (long) (kernel_delay_usec * 1000) };
+                nanosleep(&ts, NULL);
+        }
         memcpy(&cmd, arg, sizeof(cmd));
         n = MIN(cmd.req_len, cmd.resp_len);
         memcpy((void *) (uintptr_t) cmd.resp_uptr, (const void *) (uintptr_t) cmd.req_uptr, n);
@@ -142,6 +153,88 @@ static Stats run_lane(int iommufd, uint64_t linger_usec, uint64_t *ns) {
         return stats_of(ns, n_rounds);
 }
 
+/* Every device gets its next request when the last one is answered, as a VMM per device would. */
+static double run_devices_direct(int iommufd) {
+        uint8_t req[PAYLOAD] = { 1 }, resp[PAYLOAD];
+        uint64_t start = now_nsec(), end = start + phase_usec * 1000ULL, n = 0;
+
+        while (now_nsec() < end)
+                for (unsigned d = 0; d < DEVICES; d++, n++) {
+                        int r = iommufd_tsm_request(iommufd, TSM_UAPI_V5, d + 1, 0, req, sizeof(req), resp,
+                                                    sizeof(resp), NULL);
+                        if (r < 0)
+                                die("direct request", r);
+                }
+        return (double) n * 1e9 / (double) (now_nsec() - start);
+}
+
+typedef struct Devices {
+        KernelLanes *lanes;
+        KernelRequestArgs args[DEVICES];
+        char names[DEVICES][16];
+        uint64_t end, n_done;
+        unsigned n_in_flight;
+} Devices;
+
+static void on_device_done(KernelCall *c, int result, void *userdata);
+
+static void device_submit(Devices *t, unsigned d) {
+        int r = kernel_lanes_request(t->lanes, t->names[d], &t->args[d], on_device_done, t, NULL);
+
+        if (r < 0)
+                die("lane request", r);
+        t->n_in_flight++;
+}
+
+static void on_device_done(KernelCall *c, int result, void *userdata) {
+        Devices *t = userdata;
+        uint8_t *resp;
+
+        if (result < 0)
+                die("lane request", result);
+        resp = kernel_call_take_response(c, NULL);
+        t->n_in_flight--;
+        t->n_done++;
+        if (now_nsec() < t->end)
+                device_submit(t, resp[0]); /* the first byte names the device */
+        free(resp);
+}
+
+static double run_devices_lanes(int iommufd) {
+        struct event_base *base = event_base_new();
+        uint8_t req[DEVICES][PAYLOAD];
+        uint64_t start;
+        Devices t = {};
+        int r;
+
+        if (!base)
+                die("event base", -ENOMEM);
+        r = kernel_lanes_new(base, KERNEL_LANE_LINGER_USEC, &t.lanes);
+        if (r < 0)
+                die("lanes", r);
+        start = now_nsec();
+        t.end = start + phase_usec * 1000ULL;
+        for (unsigned d = 0; d < DEVICES; d++) {
+                memset(req[d], (int) d, sizeof(req[d]));
+                snprintf(t.names[d], sizeof(t.names[d]), "0000:%02x:00.0", d + 1);
+                t.args[d] = (KernelRequestArgs){
+                        .iommufd = iommufd,
+                        .version = TSM_UAPI_V5,
+                        .vdevice_id = d + 1,
+                        .request = req[d],
+                        .request_len = PAYLOAD,
+                        .response_size = PAYLOAD,
+                };
+                device_submit(&t, d);
+        }
+        while (t.n_in_flight > 0)
+                if (event_base_loop(base, EVLOOP_ONCE) < 0)
+                        die("event loop", -EIO);
+        kernel_lanes_free(t.lanes);
+        event_base_free(base);
+        return (double) t.n_done * 1e9 / (double) (now_nsec() - start);
+}
+
 static void *echo_thread(void *userdata) {
         int fd = *(int *) userdata;
         uint8_t b[PAYLOAD];
@@ -185,11 +278,14 @@ static Stats run_raw(uint64_t *ns) {
 
 int main(int argc, char *argv[]) {
         Stats direct, raw, warm, cold;
+        double devices_direct, devices_lanes;
         uint64_t *ns;
         int iommufd;
 
-        if (argc > 1 && streq(argv[1], "--quick"))
+        if (argc > 1 && streq(argv[1], "--quick")) {
                 n_rounds = 500;
+                phase_usec = 200000;
+        }
         else if (argc > 1) {
                 fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
                 return EXIT_FAILURE;
@@ -205,6 +301,9 @@ int main(int argc, char *argv[]) {
         direct = run_direct(iommufd, ns);
         warm = run_lane(iommufd, KERNEL_LANE_LINGER_USEC, ns);
         cold = run_lane(iommufd, 0, ns);
+        kernel_delay_usec = DEVICE_USEC;
+        devices_direct = run_devices_direct(iommufd);
+        devices_lanes = run_devices_lanes(iommufd);
 
         printf("# bench-kernel-lanes: one kernel TSM request (%d B each way) at a time, %u rounds,\n"
                "# against a fake kernel that answers at once. CPUs online: %ld.\n",
@@ -216,6 +315,11 @@ int main(int argc, char *argv[]) {
         printf("%-34s %10.2f %10.2f %11.2fx\n", "lane, warm thread", warm.p50_us, warm.p99_us, warm.p50_us / raw.p50_us);
         printf("%-34s %10.2f %10.2f %11.2fx\n", "lane, thread started per call", cold.p50_us, cold.p99_us,
                cold.p50_us / raw.p50_us);
+        printf("\n# %d devices, each call %d us in the kernel, each device one request in flight, %.1f s:\n",
+               DEVICES, DEVICE_USEC, (double) phase_usec / 1e6);
+        printf("%-34s %10s %12s\n", "", "req/s", "/ on the loop");
+        printf("%-34s %10.0f %11.2fx\n", "on the loop, one after the other", devices_direct, 1.0);
+        printf("%-34s %10.0f %11.2fx\n", "on lanes, devices in parallel", devices_lanes, devices_lanes / devices_direct);
 
         iommufd_set_syscalls(NULL);
         close(iommufd);
