@@ -735,6 +735,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = client_of(call);
         const char *scope = json_get_string(p, "scope"), *b64 = json_get_string(p, "request"), *reason = NULL;
+        size_t b64_len = strlen(b64); /* up to 88 KB: once */
         int64_t max_response = get_int(p, "maxResponseSize", -1);
         _cleanup_free_ void *req = NULL;
         const TsmScopeDesc *desc;
@@ -772,7 +773,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 op_of(call)->scope_number = number;
                 /* The size the request claims, so that a refusal records it too: the payload is
                  * decoded only for a client the policy lets through. */
-                if (base64_decoded_size(b64, strlen(b64), &claimed) >= 0)
+                if (base64_decoded_size(b64, b64_len, &claimed) >= 0)
                         op_of(call)->request_size = claimed;
         }
         /* SECURITY: per scope, per device, per client; debug scopes only where granted. */
@@ -782,10 +783,10 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
 
         /* The smaller of the backend's limit for the scope and the configured cap. */
         max_request = MIN((size_t) desc->max_request, m->config.max_request_size);
-        if (strlen(b64) > DIV_ROUND_UP(max_request, 3) * 4)
+        if (b64_len > DIV_ROUND_UP(max_request, 3) * 4)
                 return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string("request"),
                                       "limit", json_object_new_int64((int64_t) max_request));
-        r = base64_decode(b64, strlen(b64), &req, &req_len);
+        r = base64_decode(b64, b64_len, &req, &req_len);
         if (r == -EINVAL)
                 return varlink_call_error_invalid_parameter(call, "request");
         if (r < 0)
