@@ -28,7 +28,7 @@ struct PrivRequest {
         TAILQ_ENTRY(PrivRequest) entry;
 };
 
-/* A reply to a guest request that came while a stub waited for its own. */
+/* A reply to a guest request that came while a call waited for its own. */
 typedef struct PrivQueued {
         struct PrivQueued *next;
         struct tsm_priv_reply reply;
