@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "iommufd-transport.h"
+#include "iommufd-uapi.h"
 #include "kernel-lanes.h"
 
 #define DEV_A "0000:01:00.0"
@@ -36,21 +37,22 @@ static struct {
         bool fd_was_valid;
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
 
-static uint32_t get_le32(const uint8_t *p) {
-        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p) {
-        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
-}
-
 /* v5 IOMMU_VDEVICE_TSM_REQ: answers the request bytes reversed, and the residue. */
 static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
-        const uint8_t *cmd = arg;
-        uint32_t vdevice = get_le32(cmd + 4), req_len = get_le32(cmd + 12), resp_len = get_le32(cmd + 16);
-        const uint8_t *req = (const uint8_t *) (uintptr_t) get_le64(cmd + 24);
-        uint8_t *resp = (uint8_t *) (uintptr_t) get_le64(cmd + 32);
-        size_t n = MIN(req_len, resp_len);
+        struct tsmd_iommu_vdevice_tsm_req_v5 cmd;
+        const uint8_t *req;
+        uint8_t *resp;
+        uint32_t vdevice, req_len, resp_len;
+        size_t n;
+
+        ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
+        memcpy(&cmd, arg, sizeof(cmd));
+        vdevice = cmd.vdevice_id;
+        req_len = cmd.req_len;
+        resp_len = cmd.resp_len;
+        req = (const uint8_t *) (uintptr_t) cmd.req_uptr;
+        resp = (uint8_t *) (uintptr_t) cmd.resp_uptr;
+        n = MIN(req_len, resp_len);
 
         pthread_mutex_lock(&fake.lock);
         fake.fd_was_valid = fd != fake.original_fd && fcntl(fd, F_GETFD) >= 0;

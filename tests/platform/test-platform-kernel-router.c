@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "harness.h"
 #include "iommufd-transport.h"
+#include "iommufd-uapi.h"
 #include "platform-test-util.h"
 #include "tsm-platform.h"
 
@@ -39,14 +40,6 @@ static struct {
         uint32_t last_scope;
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
 
-static uint32_t get_le32(const uint8_t *p) {
-        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p) {
-        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
-}
-
 static int fake_open(void *userdata, const char *path, int flags) {
         return PROBE_FD;
 }
@@ -56,34 +49,34 @@ static int fake_close(void *userdata, int fd) {
 }
 
 static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
-        const uint8_t *cmd = arg;
-        uint32_t size = get_le32(cmd), vdevice = get_le32(cmd + 4), scope, resp_len;
+        struct tsmd_iommu_vdevice_tsm_req_v5 cmd = {};
 
-        /* Probing, on a private context: answer like a v5 kernel (see iommufd-transport.c).
-         * The TSM_OP struct has 16 bytes, the request 40. */
+        /* Probing, on a private context: answer like a v5 kernel (see iommufd-transport.c). */
         if (fd == PROBE_FD) {
-                ASSERT_EQ(vdevice, 0u);
-                return size == 40 && get_le32(cmd + 8) == UINT32_MAX ? -EINVAL : -ENOENT;
+                if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5)
+                        return -ENOENT;
+                memcpy(&cmd, arg, sizeof(cmd));
+                ASSERT_EQ(cmd.vdevice_id, 0u);
+                return cmd.scope == UINT32_MAX ? -EINVAL : -ENOENT;
         }
-        ASSERT_EQ(size, 40u);
-        scope = get_le32(cmd + 8);
-        resp_len = get_le32(cmd + 16);
+        ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
+        memcpy(&cmd, arg, sizeof(cmd));
 
         pthread_mutex_lock(&fake.lock);
         fake.n_requests++;
-        fake.last_scope = scope;
+        fake.last_scope = cmd.scope;
         fake.n_inside++;
         pthread_cond_broadcast(&fake.changed);
-        while (vdevice == VDEV_NIC && fake.hold_nic)
+        while (cmd.vdevice_id == VDEV_NIC && fake.hold_nic)
                 pthread_cond_wait(&fake.changed, &fake.lock);
         fake.n_inside--;
         pthread_cond_broadcast(&fake.changed);
         pthread_mutex_unlock(&fake.lock);
 
         /* The TSM's answer, written through resp_uptr. */
-        ASSERT_GE(resp_len, 4u);
-        memcpy((void *) (uintptr_t) get_le64(cmd + 32), "pong", 4);
-        return (int) (resp_len - 4);
+        ASSERT_GE(cmd.resp_len, 4u);
+        memcpy((void *) (uintptr_t) cmd.resp_uptr, "pong", 4);
+        return (int) (cmd.resp_len - 4);
 }
 
 static const IommufdSyscalls fake_syscalls = { fake_open, fake_ioctl, fake_close, NULL };
