@@ -36,6 +36,7 @@ typedef struct GuestVDevice {
         uint32_t id;
         char *pci_address;
         bool bound;
+        bool changing; /* a Bind or Unbind of it awaits the TSM */
         bool gone;
 } GuestVDevice;
 
@@ -63,6 +64,17 @@ typedef struct PendingRequest {
         TAILQ_ENTRY(PendingRequest) entry;
 } PendingRequest;
 
+/* A Bind or Unbind the TSM works on: the device answers when it is done (an SPDM exchange). */
+typedef struct PendingChange {
+        GuestClient *client;
+        VarlinkCall *call;
+        PrivRequest *request;
+        uint64_t context; /* handle */
+        uint32_t vdevice;
+        bool bind;
+        LIST_ENTRY(PendingChange) entry;
+} PendingChange;
+
 struct GuestClient {
         Manager *manager;
         VarlinkConn *conn;
@@ -73,6 +85,7 @@ struct GuestClient {
         uint64_t next_handle;
         VarlinkCall *watch; /* WatchEvents subscription */
         TAILQ_HEAD(, PendingRequest) pending;
+        LIST_HEAD(, PendingChange) changes;
         TAILQ_HEAD(, GuestOp) ops;
         uint64_t n_calls; /* answered and recorded */
         LIST_ENTRY(GuestClient) entry;
@@ -384,22 +397,58 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
         return reply_context(call, ctx, -1);
 }
 
-/* Unbinds (if bound) and forgets one vDevice. */
-static void audit_release(Manager *m, const GuestContext *ctx, const GuestVDevice *v, int result);
+/* A release's unbind the TSM works on, with what its audit record needs once it is done. */
+typedef struct Release {
+        Manager *manager;
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        uint64_t context; /* handle */
+        uint32_t vdevice;
+        char *pci_address;
+} Release;
 
+static void audit_release(const Release *rel, int result);
+
+static void on_release_unbound(int result, const void *response, size_t len, void *userdata) {
+        Release *rel = userdata;
+
+        if (result < 0)
+                log_warning_errno(result, "Failed to unbind %s while releasing it: %m", rel->pci_address);
+        audit_release(rel, result);
+        free(rel->pci_address);
+        free(rel);
+}
+
+/* Unbinds one vDevice if it is (or is being) bound, and forgets it. The unbind completes later,
+ * on its device's lane in the monitor, and is recorded then; the detach sent right after it
+ * cannot overtake it, and what the next guest of the device sends queues behind it. */
 static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
         int r;
 
-        if (v->bound && !v->gone) {
-                r = priv_call_unbind_vdevice(m->channel, ctx->slot, ctx->id, v->id);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to unbind %s while releasing it: %m", v->pci_address);
-                audit_release(m, ctx, v, r);
+        if ((v->bound || v->changing) && !v->gone) {
+                Release *rel = new0(Release, 1);
+
+                if (rel)
+                        *rel = (Release){ .manager = m, .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid,
+                                          .context = ctx->handle, .vdevice = v->id,
+                                          .pci_address = strdup(v->pci_address) };
+                if (!rel || !rel->pci_address) {
+                        /* The monitor unbinds it at the detach below all the same, unrecorded. */
+                        log_oom();
+                        if (rel)
+                                free(rel);
+                } else {
+                        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, false, on_release_unbound,
+                                                rel, NULL);
+                        if (r < 0)
+                                on_release_unbound(r, NULL, 0, rel);
+                }
         }
         r = priv_call_detach_vdevice(m->channel, ctx->slot, ctx->id, v->id);
         if (r < 0 && r != -ECONNRESET)
                 log_warning_errno(r, "The monitor could not detach %s: %m", v->pci_address);
-        v->bound = false;
+        v->bound = v->changing = false;
         free(v->pci_address);
         v->pci_address = NULL;
 }
@@ -426,12 +475,21 @@ static void context_free(Manager *m, GuestContext *ctx) {
         free(ctx);
 }
 
+static int reply_device_busy(VarlinkCall *call, const char *pci_address) {
+        return reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress", json_object_new_string(pci_address),
+                              NULL, NULL);
+}
+
 static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
         GuestClient *c = client_of(call);
         GuestContext *ctx;
 
         if (lookup(call, p, &ctx, NULL) <= 0)
                 return 0;
+        /* The answer of a Bind or Unbind in flight is due first (see set_bound()). */
+        for (size_t i = 0; i < ctx->n_vdevices; i++)
+                if (ctx->vdevices[i].changing)
+                        return reply_device_busy(call, ctx->vdevices[i].pci_address);
         for (size_t i = 0; i < c->n_contexts; i++)
                 if (c->contexts[i] == ctx) {
                         c->contexts[i] = c->contexts[--c->n_contexts];
@@ -567,8 +625,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
 
         /* SECURITY: one physical device belongs to one guest at a time. */
         if (device_attached_anywhere(m, info.pci_address))
-                return reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress",
-                                      json_object_new_string(info.pci_address), NULL, NULL);
+                return reply_device_busy(call, info.pci_address);
 
         for (size_t i = 0; i < c->n_contexts; i++)
                 total += c->contexts[i]->n_vdevices;
@@ -618,6 +675,8 @@ static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
 
         if (lookup(call, p, &ctx, &v) <= 0)
                 return 0;
+        if (v->changing)
+                return reply_device_busy(call, v->pci_address);
         vdevice_release(userdata, ctx, v);
         *v = ctx->vdevices[--ctx->n_vdevices];
         context_persist(userdata, ctx);
@@ -635,8 +694,49 @@ static int reply_state(VarlinkCall *call, Manager *m, GuestContext *ctx, GuestVD
         return varlink_call_reply(call, reply);
 }
 
-/* Bind (TDISP lock) or unbind (stop) the TDI of a vDevice. */
+static PendingChange *change_free(PendingChange *pc) {
+        if (!pc)
+                return NULL;
+        LIST_REMOVE(pc, entry);
+        varlink_call_unref(pc->call);
+        return mfree(pc);
+}
+
+static void on_bound(int result, const void *response, size_t len, void *userdata) {
+        PendingChange *pc = userdata;
+        VarlinkCall *call = pc->call;
+        Manager *m = pc->client->manager;
+        GuestContext *ctx = find_context(pc->client, (int64_t) pc->context);
+        GuestVDevice *v = ctx ? find_vdevice(ctx, pc->vdevice) : NULL;
+        int r;
+
+        /* Neither can go while it changes: Detach and CloseContext wait, a disconnect cancels. */
+        assert(v);
+        v->changing = false;
+        if (result >= 0 && v->gone) /* unplugged as the answer came: it holds no TDI now */
+                result = -ENODEV;
+        if (pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY)) {
+                json_object *state = state_json(m, ctx, v);
+                r = reply_error_kv(call, GUEST_ERROR("InvalidState"), "state",
+                                   state ?: json_object_new_string("error"), NULL, NULL);
+        } else if (result < 0)
+                r = reply_backend_error(call, result, v->pci_address);
+        else {
+                v->bound = pc->bind;
+                context_persist(m, ctx);
+                r = reply_state(call, m, ctx, v, false);
+        }
+        if (r < 0 && !varlink_call_is_answered(call))
+                (void) varlink_call_error_errno(call, r);
+        change_free(pc);
+}
+
+/* Bind (TDISP lock) or unbind (stop) the TDI of a vDevice. The TSM answers when the device has
+ * (an SPDM exchange): meanwhile the vDevice is busy for another Bind, Unbind or Detach, and
+ * its context for CloseContext, which answer DeviceBusy. */
 static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
+        GuestClient *c = client_of(call);
+        PendingChange *pc;
         GuestContext *ctx;
         GuestVDevice *v;
         int r;
@@ -645,17 +745,22 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
                 return 0;
         if (v->gone)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
-        r = bind ? priv_call_bind_vdevice(m->channel, ctx->slot, ctx->id, v->id)
-                 : priv_call_unbind_vdevice(m->channel, ctx->slot, ctx->id, v->id);
-        if (bind && (r == -EIO || r == -EINVAL || r == -EALREADY)) {
-                json_object *s = state_json(m, ctx, v);
-                return reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", s ?: json_object_new_string("error"), NULL, NULL);
-        }
-        if (r < 0)
+        if (v->changing)
+                return reply_device_busy(call, v->pci_address);
+
+        pc = new0(PendingChange, 1);
+        if (!pc)
+                return -ENOMEM;
+        *pc = (PendingChange){ .client = c, .call = varlink_call_ref(call), .context = ctx->handle,
+                               .vdevice = v->id, .bind = bind };
+        LIST_INSERT_HEAD(&c->changes, pc, entry);
+        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, bind, on_bound, pc, &pc->request);
+        if (r < 0) {
+                change_free(pc);
                 return reply_backend_error(call, r, v->pci_address);
-        v->bound = bind;
-        context_persist(m, ctx);
-        return reply_state(call, m, ctx, v, false);
+        }
+        v->changing = true;
+        return 0;
 }
 
 static int vl_bind(VarlinkCall *call, json_object *p, void *userdata) {
@@ -903,6 +1008,11 @@ static void on_orphan_timeout(evutil_socket_t fd, short what, void *userdata) {
         orphans_release(userdata);
 }
 
+static void on_rebound(int result, const void *response, size_t len, void *userdata) {
+        if (result < 0)
+                log_warning_errno(result, "Failed to rebind an emulated device of a restored context: %m");
+}
+
 int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc) {
         _cleanup_free_ StoredVDevice *stored = NULL;
         struct timeval tv = { .tv_sec = (time_t) m->config.reclaim_timeout_sec };
@@ -960,9 +1070,10 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
                  * emulated TSM lived in the old monitor: it is brought back to where the guest
                  * left it. */
                 if (v->bound && info.emulated && !monitor_bound) {
-                        r = priv_call_bind_vdevice(m->channel, ctx->slot, ctx->id, v->id);
+                        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, true, on_rebound,
+                                                NULL, NULL);
                         if (r < 0)
-                                log_warning_errno(r, "Failed to rebind emulated %s: %m", v->pci_address);
+                                on_rebound(r, NULL, 0, NULL);
                 }
         }
 
@@ -1058,6 +1169,7 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         if (c->slot == TSM_PRIV_SLOT_WORKER) /* wrapped: 0 is the worker's own */
                 c->slot = ++m->next_slot;
         TAILQ_INIT(&c->pending);
+        LIST_INIT(&c->changes);
         TAILQ_INIT(&c->ops);
 
         /* Who it is, once: SO_PEERCRED at connect time, groups, and the unit (pidfd-checked). */
@@ -1134,15 +1246,21 @@ const PeerIdentity *guest_client_get_identity(const GuestClient *c) {
 }
 
 GuestClient *guest_client_free(GuestClient *c) {
+        PendingChange *pc;
         PendingRequest *pr;
 
         if (!c)
                 return NULL;
 
-        /* Requests first (nobody is left to answer), then bindings and contexts. */
+        /* Requests first (nobody is left to answer), then bindings and contexts. A vDevice
+         * whose Bind is still on its way stays "changing": its release unbinds it after it. */
         while ((pr = TAILQ_FIRST(&c->pending))) {
                 priv_request_cancel(pr->request);
                 pending_free(pr);
+        }
+        while ((pc = LIST_FIRST(&c->changes))) {
+                priv_request_cancel(pc->request);
+                change_free(pc);
         }
         ops_abandon(c);
         for (size_t i = 0; i < c->n_contexts; i++)
@@ -1335,21 +1453,21 @@ static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *user
                 log_error_errno(error, "Audit record of a release failed: %m");
 }
 
-static void audit_release(Manager *m, const GuestContext *ctx, const GuestVDevice *v, int result) {
+static void audit_release(const Release *rel, int result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         TsmDeviceInfo info;
 
         rec.event = "release";
-        rec.uid = ctx->uid;
-        rec.gid = ctx->pid > 0 ? ctx->gid : AUDIT_GID_INVALID;
-        rec.pid = ctx->pid;
-        rec.context_id = ctx->handle;
-        rec.vdevice_id = v->id;
-        rec.pci = v->pci_address;
-        if (tsm_platform_get_device(m->platform, v->pci_address, &info) >= 0)
+        rec.uid = rel->uid;
+        rec.gid = rel->pid > 0 ? rel->gid : AUDIT_GID_INVALID;
+        rec.pid = rel->pid;
+        rec.context_id = rel->context;
+        rec.vdevice_id = rel->vdevice;
+        rec.pci = rel->pci_address;
+        if (tsm_platform_get_device(rel->manager->platform, rel->pci_address, &info) >= 0)
                 rec.backend = tsm_backend_type_to_string(info.backend);
         rec.result = result < 0 ? "io.tsmd.Guest.BackendError" : "ok";
-        (void) audit_log_record(m->audit, &rec, on_release_recorded, NULL, NULL);
+        (void) audit_log_record(rel->manager->audit, &rec, on_release_recorded, NULL, NULL);
 }
 
 int guest_methods_register(Manager *m) {

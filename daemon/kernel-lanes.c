@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Kernel TSM guest requests, one thread per busy device. Runs in: monitor.
+ * Kernel TSM calls, one thread per busy device. Runs in: monitor.
  *
  * Locking: `lock` protects the lanes, their queues, a call's state and the done list. A lane's
  * thread drops it for the ioctl. `abandoned` and the callback belong to the loop's thread
@@ -25,6 +25,12 @@
 
 typedef struct Lane Lane;
 
+static const char *const kernel_op_table[_KERNEL_OP_MAX] = {
+        [KERNEL_OP_REQUEST] = "request",
+        [KERNEL_OP_BIND] = "bind",
+        [KERNEL_OP_UNBIND] = "unbind",
+};
+
 typedef enum KernelCallState {
         KERNEL_CALL_QUEUED,
         KERNEL_CALL_RUNNING,
@@ -38,6 +44,7 @@ struct KernelCall {
         KernelCallState state;
         bool abandoned;
 
+        KernelOp op;
         int fd; /* our duplicate of the VMM's iommufd */
         TsmUapiVersion version;
         uint32_t vdevice_id, scope_number;
@@ -90,6 +97,21 @@ static void lane_free(Lane *lane) {
         free(lane);
 }
 
+/* On the lane's thread, without the lock: the kernel may take seconds. */
+static int call_run(KernelCall *c) {
+        switch (c->op) {
+        case KERNEL_OP_REQUEST:
+                return iommufd_tsm_request(c->fd, c->version, c->vdevice_id, c->scope_number, c->request,
+                                           c->request_len, c->response, c->response_size, &c->response_len);
+        case KERNEL_OP_BIND:
+                return iommufd_tsm_bind(c->fd, c->version, c->vdevice_id);
+        case KERNEL_OP_UNBIND:
+                return iommufd_tsm_unbind(c->fd, c->version, c->vdevice_id);
+        default:
+                return -EINVAL; /* kernel_lanes_submit() let no other op in */
+        }
+}
+
 static void *lane_thread(void *userdata) {
         Lane *lane = userdata;
         KernelLanes *l = lane->lanes;
@@ -118,8 +140,7 @@ static void *lane_thread(void *userdata) {
                 c->state = KERNEL_CALL_RUNNING;
                 pthread_mutex_unlock(&l->lock);
 
-                c->result = iommufd_tsm_request(c->fd, c->version, c->vdevice_id, c->scope_number, c->request,
-                                                c->request_len, c->response, c->response_size, &c->response_len);
+                c->result = call_run(c);
                 /* The iommufd reference goes as soon as the kernel is done with it. */
                 c->fd = safe_close(c->fd);
 
@@ -154,13 +175,13 @@ static void on_calls_done(evutil_socket_t fd, short what, void *userdata) {
         while ((c = TAILQ_FIRST(&done))) {
                 TAILQ_REMOVE(&done, c, entry);
                 if (c->abandoned && c->result < 0)
-                        log_warning_errno(c->result, "Kernel TSM request to %s failed after its requester gave up: %m",
-                                          c->lane_name);
+                        log_warning_errno(c->result, "Kernel TSM %s of %s failed after its requester gave up: %m",
+                                          kernel_op_table[c->op], c->lane_name);
                 else if (c->abandoned)
                         /* Too late for the VMM, which was told it timed out: the journal says
                          * what the device did after all. */
-                        log_warning("Kernel TSM request to %s succeeded after its requester gave up; "
-                                    "the answer is dropped.", c->lane_name);
+                        log_warning("Kernel TSM %s of %s succeeded after its requester gave up; "
+                                    "the answer is dropped.", kernel_op_table[c->op], c->lane_name);
                 else
                         c->callback(c, c->result, c->userdata);
                 call_free(c);
@@ -280,8 +301,8 @@ static int lane_get(KernelLanes *l, const char *name, Lane **ret) {
         return 0;
 }
 
-int kernel_lanes_request(KernelLanes *l, const char *lane_name, const KernelRequestArgs *args, KernelCallDone cb,
-                         void *userdata, KernelCall **ret) {
+int kernel_lanes_submit(KernelLanes *l, const char *lane_name, const KernelCallArgs *args, KernelCallDone cb,
+                        void *userdata, KernelCall **ret) {
         KernelCall *c;
         Lane *lane;
         int r;
@@ -291,11 +312,14 @@ int kernel_lanes_request(KernelLanes *l, const char *lane_name, const KernelRequ
         assert(args);
         assert(cb);
 
+        if (args->op < 0 || args->op >= _KERNEL_OP_MAX)
+                return -EINVAL;
         c = new0(KernelCall, 1);
         if (!c)
                 return -ENOMEM;
         *c = (KernelCall){
                 .lanes = l,
+                .op = args->op,
                 .fd = -EBADF,
                 .version = args->version,
                 .vdevice_id = args->vdevice_id,

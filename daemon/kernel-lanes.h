@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Kernel TSM guest requests, off the event loop. Such a request is an SPDM exchange with the
- * device through its DOE mailbox and the TSM's firmware: milliseconds to seconds, and an ioctl
- * that cannot be interrupted. Issued from the monitor's loop, one slow device would hold every
- * other VM's requests, and the request timeout could not even fire. So each device gets a
- * lane: a thread that runs that device's calls one after the other, in the order they came
- * (the kernel serialises a device's TSM calls anyway), and waits a little for the next one
- * before it ends. A device that hangs holds only its own lane.
+ * Kernel TSM calls (guest requests, bind, unbind), off the event loop. Each is an SPDM exchange
+ * with the device through its DOE mailbox and the TSM's firmware: milliseconds to seconds, and
+ * an ioctl that cannot be interrupted. Issued from the monitor's loop, one slow device would
+ * hold every other VM's calls, and the request timeout could not even fire. So each device
+ * gets a lane: a thread that runs that device's calls one after the other, in the order they
+ * came (the kernel serialises a device's TSM calls anyway, and a request sent after a bind
+ * must find the TDI locked), and waits a little for the next one before it ends. A device that
+ * hangs holds only its own lane.
  *
  * A call owns everything its thread touches: a duplicate of the VMM's iommufd (the context may
  * be closed meanwhile), the request and the response buffer. Abandoning a call (its deadline
@@ -30,19 +31,28 @@
 typedef struct KernelLanes KernelLanes;
 typedef struct KernelCall KernelCall;
 
-/* Runs on the loop's thread with iommufd_tsm_request()'s result; the call is freed when this
- * returns. */
+/* Runs on the loop's thread with the ioctl's result (iommufd-transport.h); the call is freed
+ * when this returns. */
 typedef void (*KernelCallDone)(KernelCall *c, int result, void *userdata);
 
-typedef struct KernelRequestArgs {
+typedef enum KernelOp {
+        KERNEL_OP_REQUEST, /* iommufd_tsm_request() */
+        KERNEL_OP_BIND,    /* iommufd_tsm_bind() */
+        KERNEL_OP_UNBIND,  /* iommufd_tsm_unbind() */
+        _KERNEL_OP_MAX,
+} KernelOp;
+
+typedef struct KernelCallArgs {
+        KernelOp op;
         int iommufd;            /* the VMM's; duplicated, the caller keeps its own */
         TsmUapiVersion version;
         uint32_t vdevice_id;
+        /* KERNEL_OP_REQUEST only: */
         uint32_t scope_number;  /* the UAPI number, from the serving backend's table */
         const void *request;    /* copied */
         size_t request_len;
         size_t response_size;
-} KernelRequestArgs;
+} KernelCallArgs;
 
 /* linger_usec: KERNEL_LANE_LINGER_USEC outside tests. */
 int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes **ret);
@@ -51,10 +61,11 @@ int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes 
 KernelLanes *kernel_lanes_free(KernelLanes *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KernelLanes *, kernel_lanes_free);
 
-/* Queues a guest request on the lane named @lane (the device's PCI address). Returns 0 and the
- * call, or -EBADF (iommufd), -ENOMEM, -EAGAIN (no thread could be started). */
-int kernel_lanes_request(KernelLanes *l, const char *lane, const KernelRequestArgs *args, KernelCallDone cb,
-                         void *userdata, KernelCall **ret);
+/* Queues a call on the lane named @lane (the device's PCI address), after the calls queued
+ * there before it. Returns 0 and the call, or -EBADF (iommufd), -EINVAL (op), -ENOMEM, -EAGAIN
+ * (no thread could be started). */
+int kernel_lanes_submit(KernelLanes *l, const char *lane, const KernelCallArgs *args, KernelCallDone cb,
+                        void *userdata, KernelCall **ret);
 
 /* The callback never comes, and the call frees itself: at once if it has not started yet (the
  * kernel never sees it), else when the kernel returns. Call from the loop's thread only. */

@@ -24,6 +24,8 @@ uint64_t now_monotonic_usec(void) {
 
 /* How long a graceful stop waits for guest requests in flight. */
 #define DRAIN_TIMEOUT_SEC 10
+/* At exit, how long the monitor may stay silent while the last releases' unbinds complete. */
+#define FINISH_TIMEOUT_USEC (5ULL * 1000000ULL)
 /* How often the worker says it is alive, from its event loop: a wedged loop goes quiet, and
  * the monitor stops feeding the service manager's watchdog. */
 #define HEARTBEAT_SEC 5
@@ -328,6 +330,10 @@ Manager *manager_free(Manager *m) {
         guest_orphans_free(m);
         if (m->orphan_timeout)
                 event_free(m->orphan_timeout);
+        /* The unbinds of those releases complete in the monitor; their records are written
+         * when they do, and must be before the log closes. */
+        if (m->channel)
+                priv_channel_finish(m->channel, FINISH_TIMEOUT_USEC);
         /* After every client: their last records (releases) must reach the disk. */
         admin_forget_followers(m, NULL);
         audit_log_free(m->audit);

@@ -2,6 +2,7 @@
 /* The worker's side of the monitor's operations: a call per operation, over the channel.
  * Runs in: worker. */
 
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/queue.h>
@@ -22,8 +23,11 @@ struct PrivRequest {
         uint32_t slot;
         PrivRequestCallback callback;
         void *userdata;
+        /* Guest requests count against what the monitor holds; binds and unbinds (at most two
+         * per vDevice) do not, and are never held back: a detach must not overtake them. */
+        bool counted;
         /* Not sent yet: the monitor holds TSM_PRIV_REQUESTS_MAX already. */
-        struct tsm_priv_guest_request *queued;
+        struct tsm_priv_hdr *queued;
         void *payload;
         TAILQ_ENTRY(PrivRequest) entry;
 };
@@ -84,14 +88,14 @@ static void request_free(PrivRequest *r) {
 static int request_send(PrivChannel *c, PrivRequest *r) {
         int k;
 
-        k = tsm_priv_outbox_add(c->outbox, c->fd, r->queued, r->payload, r->queued->hdr.payload_len, r);
+        k = tsm_priv_outbox_add(c->outbox, c->fd, r->queued, r->payload, r->queued->payload_len, r);
         if (k < 0)
                 return k;
         idle_flush_schedule(c->flush);
         r->queued = mfree(r->queued);
         r->payload = mfree(r->payload);
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
-        c->n_requests++;
+        c->n_requests += r->counted;
         return 0;
 }
 
@@ -103,7 +107,7 @@ static void on_send_failed(int error, void *userdata) {
         PrivChannel *c = r->channel;
 
         TAILQ_REMOVE(&c->requests, r, entry);
-        c->n_requests--;
+        c->n_requests -= r->counted;
         if (r->callback)
                 r->callback(error, NULL, 0, r->userdata);
         request_free(r);
@@ -122,7 +126,7 @@ static size_t slot_count(const PrivRequest *first, uint32_t slot) {
         size_t n = 0;
 
         for (const PrivRequest *r = first; r; r = TAILQ_NEXT(r, entry))
-                n += r->slot == slot;
+                n += r->counted && r->slot == slot;
         return n;
 }
 
@@ -158,7 +162,7 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
         TAILQ_FOREACH(r, &c->requests, entry)
                 if (r->cookie == reply->hdr.cookie) {
                         TAILQ_REMOVE(&c->requests, r, entry);
-                        c->n_requests--;
+                        c->n_requests -= r->counted;
                         if (r->callback) /* else cancelled: nobody waits for it any more */
                                 r->callback(reply->result, payload, len, r->userdata);
                         request_free(r);
@@ -280,6 +284,54 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
         tsm_priv_inbox_free(c->inbox);
         safe_close(c->fd);
         return mfree(c);
+}
+
+static bool anyone_waits(PrivChannel *c) {
+        PrivRequest *r;
+
+        TAILQ_FOREACH(r, &c->requests, entry)
+                if (r->callback)
+                        return true;
+        TAILQ_FOREACH(r, &c->waiting, entry)
+                if (r->callback)
+                        return true;
+        return false;
+}
+
+void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
+        int timeout_msec = (int) MIN(DIV_ROUND_UP(timeout_usec, 1000), (uint64_t) INT_MAX);
+        PrivRequest *r, *next;
+
+        if (!c->gone) {
+                outbox_flush(c);
+                on_deferred(-1, EV_TIMEOUT, c); /* replies that came during a call */
+        }
+        /* Until the monitor has been silent for the timeout: each answer shows it still works. */
+        while (!c->gone && anyone_waits(c)) {
+                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                int k;
+
+                k = poll(&p, 1, timeout_msec);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                on_readable(c->fd, EV_READ, c);
+        }
+
+        /* Nobody will answer the rest. */
+        TAILQ_FOREACH(r, &c->requests, entry)
+                if (r->callback) {
+                        PrivRequestCallback cb = TAKE_PTR(r->callback);
+                        cb(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
+                }
+        for (r = TAILQ_FIRST(&c->waiting); r; r = next) {
+                next = TAILQ_NEXT(r, entry);
+                TAILQ_REMOVE(&c->waiting, r, entry);
+                if (r->callback)
+                        r->callback(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
+                request_free(r);
+        }
 }
 
 /* Waits for one datagram (the channel is non-blocking for the loop's sake). */
@@ -543,14 +595,6 @@ int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, ui
         return vdevice_op(c, TSM_PRIV_DETACH_VDEVICE, slot, context, vdevice, NULL);
 }
 
-int priv_call_bind_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
-        return vdevice_op(c, TSM_PRIV_BIND_VDEVICE, slot, context, vdevice, NULL);
-}
-
-int priv_call_unbind_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
-        return vdevice_op(c, TSM_PRIV_UNBIND_VDEVICE, slot, context, vdevice, NULL);
-}
-
 int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state) {
         uint32_t v;
         int r;
@@ -607,12 +651,28 @@ int priv_call_reload(PrivChannel *c) {
         return call(c, &m, -EBADF, &reply, NULL);
 }
 
+/* Sends r (taking it), unless a counted request must wait: the monitor holds a bounded number,
+ * each client a share of it; the rest wait here, each client's in order. */
+static int request_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret) {
+        if (r->counted && (!may_send(c, r->slot) || slot_count(TAILQ_FIRST(&c->waiting), r->slot) > 0))
+                TAILQ_INSERT_TAIL(&c->waiting, r, entry);
+        else {
+                int k = request_send(c, r);
+                if (k < 0) {
+                        request_free(r);
+                        return k;
+                }
+        }
+        if (ret)
+                *ret = r;
+        return 0;
+}
+
 int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
                             const char *scope, const void *request, size_t request_len, size_t max_response,
                             PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
         struct tsm_priv_guest_request *m;
         PrivRequest *r;
-        int k;
 
         if (c->gone)
                 return -ECONNRESET;
@@ -621,7 +681,8 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         r = new0(PrivRequest, 1);
         if (!r)
                 return -ENOMEM;
-        m = r->queued = new0(struct tsm_priv_guest_request, 1);
+        m = new0(struct tsm_priv_guest_request, 1);
+        r->queued = &m->hdr;
         r->payload = malloc(MAX(request_len, (size_t) 1));
         if (!m || !r->payload) {
                 request_free(r);
@@ -642,21 +703,34 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         r->cookie = m->hdr.cookie;
         r->callback = cb;
         r->userdata = userdata;
+        r->counted = true;
+        return request_submit(c, r, ret);
+}
 
-        /* The monitor holds a bounded number, each client a share of it; the rest wait here,
-         * each client's in order. */
-        if (!may_send(c, slot) || slot_count(TAILQ_FIRST(&c->waiting), slot) > 0)
-                TAILQ_INSERT_TAIL(&c->waiting, r, entry);
-        else {
-                k = request_send(c, r);
-                if (k < 0) {
-                        request_free(r);
-                        return k;
-                }
+int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, bool bind,
+                        PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
+        struct tsm_priv_vdevice *m;
+        PrivRequest *r;
+
+        assert(cb);
+
+        if (c->gone)
+                return -ECONNRESET;
+        r = new0(PrivRequest, 1);
+        if (!r)
+                return -ENOMEM;
+        m = new0(struct tsm_priv_vdevice, 1);
+        if (!m) {
+                free(r);
+                return -ENOMEM;
         }
-        if (ret)
-                *ret = r;
-        return 0;
+        tsm_priv_init(m, bind ? TSM_PRIV_BIND_VDEVICE : TSM_PRIV_UNBIND_VDEVICE, next_cookie(c), 0);
+        m->slot = slot;
+        m->context = context;
+        m->vdevice = vdevice;
+        *r = (PrivRequest){ .channel = c, .cookie = m->hdr.cookie, .slot = slot, .callback = cb,
+                            .userdata = userdata, .queued = &m->hdr };
+        return request_submit(c, r, ret);
 }
 
 void priv_request_cancel(PrivRequest *r) {

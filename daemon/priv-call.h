@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The worker's end of the channel to the privileged monitor (proto/tsm-priv.h): one function per
- * privileged operation, priv_call_<op>(). Every operation but the guest request is answered at
- * once by the monitor, so those calls wait for their reply (a local round trip); guest requests
- * may take as long as the device does, so they complete from the event loop. Replies that
- * arrive while a call waits are kept and delivered afterwards, in order.
+ * privileged operation, priv_call_<op>(). Most operations are answered at once by the monitor,
+ * so those calls wait for their reply (a local round trip). Guest requests, binds and unbinds
+ * are SPDM exchanges with the device and may take as long as the device does, so they complete
+ * from the event loop. Replies that arrive while a call waits are kept and delivered
+ * afterwards, in order.
  * Runs in: worker.
  */
 #pragma once
@@ -54,8 +55,6 @@ int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);
 int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
                              const char *pci_address, bool *ret_bound);
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
-int priv_call_bind_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
-int priv_call_unbind_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
 int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state);
 int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state);
 int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char *tsm);
@@ -73,4 +72,13 @@ typedef void (*PrivRequestCallback)(int result, const void *response, size_t res
 int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
                             const char *scope, const void *request, size_t request_len, size_t max_response,
                             PrivRequestCallback cb, void *userdata, PrivRequest **ret);
+/* Binds or unbinds a vDevice, completing like a guest request (with no response). Sent at once,
+ * in order with every other message, and outside the request quota. */
+int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, bool bind,
+                        PrivRequestCallback cb, void *userdata, PrivRequest **ret);
 void priv_request_cancel(PrivRequest *r);
+
+/* At exit, with the loop stopped: waits for the answers someone still waits for (the unbinds of
+ * the last releases) until the monitor stays silent for timeout_usec, then fails the rest
+ * (-ETIMEDOUT, or -ECONNRESET without a monitor): every callback runs before its owner goes. */
+void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec);

@@ -483,40 +483,6 @@ int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address) {
         return discovery_refresh_device(p->discovery, pci_address);
 }
 
-int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t) {
-        TsmDeviceInfo info;
-        int r;
-
-        if (p->view)
-                return -EPERM;
-
-        r = tsm_platform_get_device(p, t->pci_address, &info);
-        if (r < 0)
-                return r;
-        if (info.emulated)
-                return emu_device_bind(emu_platform_find_device(p->emu, t->pci_address), NULL);
-        if (p->uapi < 0)
-                return p->uapi;
-        return iommufd_tsm_bind(t->iommufd, p->uapi, t->vdevice_id);
-}
-
-int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t) {
-        TsmDeviceInfo info;
-        int r;
-
-        if (p->view)
-                return -EPERM;
-
-        r = tsm_platform_get_device(p, t->pci_address, &info);
-        if (r < 0)
-                return r;
-        if (info.emulated)
-                return emu_device_unbind(emu_platform_find_device(p->emu, t->pci_address));
-        if (p->uapi < 0)
-                return p->uapi;
-        return iommufd_tsm_unbind(t->iommufd, p->uapi, t->vdevice_id);
-}
-
 int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_state) {
         TsmDeviceInfo info;
         int r;
@@ -540,6 +506,95 @@ static void on_kernel_call_done(KernelCall *c, int result, void *userdata) {
         r->response = kernel_call_take_response(c, &r->response_len);
         (void) evtimer_del(r->timer); /* the deadline */
         request_finish(r, result);
+}
+
+/* A request in the platform's list, its callback not yet due. */
+static int request_new(TsmPlatform *p, const char *pci_address, TsmRequestCallback cb, void *userdata,
+                       TsmRequest **ret) {
+        TsmRequest *r;
+
+        r = new0(TsmRequest, 1);
+        if (!r)
+                return -ENOMEM;
+        r->platform = p;
+        r->callback = cb;
+        r->userdata = userdata;
+        r->pci_address = strdup(pci_address);
+        r->timer = evtimer_new(p->base, on_request_timer, r);
+        if (!r->pci_address || !r->timer) {
+                request_free(r);
+                return -ENOMEM;
+        }
+        TAILQ_INSERT_TAIL(&p->requests, r, entry);
+        *ret = r;
+        return 0;
+}
+
+/* On the device's lane, so that a slow device holds only its own calls. */
+static int request_submit(TsmRequest *r, const KernelCallArgs *args) {
+        TsmPlatform *p = r->platform;
+        int k;
+
+        k = p->lanes ? 0 : kernel_lanes_new(p->base, KERNEL_LANE_LINGER_USEC, &p->lanes);
+        if (k < 0)
+                return k;
+        return kernel_lanes_submit(p->lanes, r->pci_address, args, on_kernel_call_done, r, &r->call);
+}
+
+static int set_bound(TsmPlatform *p, const TsmTarget *t, bool bind, TsmRequestCallback cb, void *userdata,
+                     TsmRequest **ret) {
+        TsmDeviceInfo info;
+        TsmRequest *r;
+        int k;
+
+        assert(p);
+        assert(t);
+        assert(cb);
+
+        if (p->view)
+                return -EPERM;
+        k = tsm_platform_get_device(p, t->pci_address, &info);
+        if (k < 0)
+                return k;
+        if (!info.emulated && p->uapi < 0)
+                return p->uapi;
+        k = request_new(p, info.pci_address, cb, userdata, &r);
+        if (k < 0)
+                return k;
+
+        if (info.emulated) {
+                EmuDevice *d = emu_platform_find_device(p->emu, info.pci_address);
+
+                /* The emulated TSM keeps its TDIs in memory: done now, answered from the loop. */
+                request_finish(r, bind ? emu_device_bind(d, NULL) : emu_device_unbind(d));
+        } else {
+                KernelCallArgs args = {
+                        .op = bind ? KERNEL_OP_BIND : KERNEL_OP_UNBIND,
+                        .iommufd = t->iommufd,
+                        .version = info.uapi,
+                        .vdevice_id = t->vdevice_id,
+                };
+
+                /* No deadline: what the TDI is after the call must be known, so its answer is
+                 * awaited however late; the kernel's own SPDM timeouts bound it. */
+                k = request_submit(r, &args);
+                if (k < 0) {
+                        tsm_request_cancel(r);
+                        return k;
+                }
+        }
+        if (ret)
+                *ret = r;
+        return 0;
+}
+
+int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata, TsmRequest **ret) {
+        return set_bound(p, t, true, cb, userdata, ret);
+}
+
+int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
+                        TsmRequest **ret) {
+        return set_bound(p, t, false, cb, userdata, ret);
 }
 
 int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, const void *req,
@@ -566,21 +621,11 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         if (req_len > desc->max_request)
                 return -E2BIG;
 
-        r = new0(TsmRequest, 1);
-        if (!r)
-                return -ENOMEM;
-        r->platform = p;
+        k = request_new(p, info.pci_address, cb, userdata, &r);
+        if (k < 0)
+                return k;
         r->scope_number = number;
-        r->callback = cb;
-        r->userdata = userdata;
         r->response_size = MIN(max_response, (size_t) desc->max_response);
-        r->pci_address = strdup(info.pci_address);
-        r->timer = evtimer_new(p->base, on_request_timer, r);
-        if (!r->pci_address || !r->timer) {
-                request_free(r);
-                return -ENOMEM;
-        }
-        TAILQ_INSERT_TAIL(&p->requests, r, entry);
 
         if (info.emulated) {
                 uint64_t latency = p->config.emulated_latency_usec, timeout = p->config.request_timeout_usec;
@@ -589,8 +634,7 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
                 r->request = malloc(MAX(req_len, (size_t) 1));
                 r->response = malloc(MAX(r->response_size, (size_t) 1));
                 if (!r->request || !r->response) {
-                        TAILQ_REMOVE(&p->requests, r, entry);
-                        request_free(r);
+                        tsm_request_cancel(r);
                         return -ENOMEM;
                 }
                 memcpy(r->request, req, req_len);
@@ -602,7 +646,8 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
                 r->timeout_left_usec = r->answer_due ? timeout - latency : 0;
                 request_schedule(r, MIN(latency, timeout));
         } else {
-                KernelRequestArgs args = {
+                KernelCallArgs args = {
+                        .op = KERNEL_OP_REQUEST,
                         .iommufd = t->iommufd,
                         .version = info.uapi,
                         .vdevice_id = t->vdevice_id,
@@ -612,14 +657,10 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
                         .response_size = r->response_size,
                 };
 
-                /* On the device's lane, so that a slow device holds only its own requests;
-                 * whichever comes first: the kernel's answer, or the deadline. */
-                k = p->lanes ? 0 : kernel_lanes_new(p->base, KERNEL_LANE_LINGER_USEC, &p->lanes);
-                if (k >= 0)
-                        k = kernel_lanes_request(p->lanes, info.pci_address, &args, on_kernel_call_done, r, &r->call);
+                /* Whichever comes first: the kernel's answer, or the deadline. */
+                k = request_submit(r, &args);
                 if (k < 0) {
-                        TAILQ_REMOVE(&p->requests, r, entry);
-                        request_free(r);
+                        tsm_request_cancel(r);
                         return k;
                 }
                 request_schedule(r, p->config.request_timeout_usec);

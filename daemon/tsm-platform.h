@@ -101,24 +101,31 @@ int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address);
 /* Looks at a device in sysfs again (after the monitor connected or disconnected it). */
 int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address);
 
-/* TDISP lifecycle (the kernel's TSM bind/unbind, or the emulated device's). */
-int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t);
-int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t);
 /* The TDI state, if the backend lets tsmd see it (-EOPNOTSUPP otherwise). */
 int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_state);
 
 /* One guest request in flight. The callback runs exactly once from the event loop (never
  * from inside tsm_platform_request()), unless the request is cancelled first: with the
  * backend's result, or -ETIMEDOUT when the backend has not answered within the request
- * timeout (-ENODEV at once if the device goes away first). The timeout bounds the backends
- * that answer asynchronously (the emulated one); a kernel request is one synchronous ioctl,
- * bounded by the kernel's own transport timeouts, which the callback follows immediately. */
+ * timeout (-ENODEV at once if the device goes away first). A kernel request runs on its
+ * device's lane (kernel-lanes.h); one that times out there is left to finish, unanswered. */
 typedef struct TsmRequest TsmRequest;
 typedef void (*TsmRequestCallback)(TsmRequest *r, int result, void *userdata);
 
 int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, const void *req,
                          size_t req_len, size_t max_response, TsmRequestCallback cb, void *userdata,
                          TsmRequest **ret);
+/* TDISP lifecycle: bind (lock the TDI, for the guest to accept it) or unbind (stop it), by the
+ * kernel's TSM or the emulated one. Asynchronous like a guest request, and for a kernel device
+ * on the same lane, after the calls made to the device before: a bind is an SPDM exchange too.
+ * The callback runs as for a request, with the result, or -ENODEV at once if the device goes
+ * away first, but with no deadline: what the TDI is afterwards must be known, so the answer
+ * is awaited however late (the kernel's own SPDM timeouts bound it). Cancelling drops only the
+ * callback: a bind or unbind the kernel has started still takes effect. */
+int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata, TsmRequest **ret);
+int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
+                        TsmRequest **ret);
+
 /* Drops a request whose caller went away; its callback will not run. */
 void tsm_request_cancel(TsmRequest *r);
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len);

@@ -170,23 +170,36 @@ MonitorVDevice *monitor_contexts_find_device(MonitorContexts *c, const char *pci
         return NULL;
 }
 
+bool monitor_vdevice_bound_eventually(const MonitorVDevice *v) {
+        return !v->gone && (v->n_changes > 0 ? v->bound_next : v->bound);
+}
+
+static void log_release_unbind(const char *address, uint32_t context, int result) {
+        if (result == -ENODEV)
+                log_info("Device %s of context %" PRIu32 " is gone, nothing to unbind.", address, context);
+        else if (result < 0)
+                log_warning_errno(result, "Failed to unbind %s of context %" PRIu32 " while releasing it, ignoring: %m",
+                                  address, context);
+        else
+                log_info("Unbound %s of context %" PRIu32 " while releasing it.", address, context);
+}
+
+static void on_release_unbound(TsmRequest *req, int result, void *userdata) {
+        log_release_unbind(tsm_request_get_pci_address(req), (uint32_t) (uintptr_t) userdata, result);
+}
+
 static void vdevice_unbind(MonitorContext *ctx, TsmPlatform *p, MonitorVDevice *v) {
         TsmTarget t = { .pci_address = v->pci_address, .iommufd = ctx->fd, .vdevice_id = v->id };
         int r;
 
-        /* SECURITY: a gone vDevice's address may name another device by now. */
-        if (!v->bound || v->gone)
+        /* SECURITY: a gone vDevice's address may name another device by now. A bind still on
+         * its way is undone too: the device must not stay locked for a guest that let it go. */
+        if (!monitor_vdevice_bound_eventually(v))
                 return;
-        r = tsm_platform_unbind(p, &t);
-        if (r == -ENODEV)
-                log_info("Device %s of context %" PRIu32 " is gone, nothing to unbind.", v->pci_address,
-                         ctx->id);
-        else if (r < 0)
-                log_warning_errno(r, "Failed to unbind %s of context %" PRIu32
-                                  " while releasing it, ignoring: %m", v->pci_address, ctx->id);
-        else
-                log_info("Unbound %s of context %" PRIu32 " while releasing it.", v->pci_address, ctx->id);
-        v->bound = false;
+        r = tsm_platform_unbind(p, &t, on_release_unbound, (void *) (uintptr_t) ctx->id, NULL);
+        if (r < 0)
+                log_release_unbind(v->pci_address, ctx->id, r);
+        v->bound = v->bound_next = false;
 }
 
 int monitor_contexts_remove(MonitorContexts *c, TsmPlatform *p, uint32_t id) {
@@ -253,7 +266,7 @@ int monitor_context_add_vdevice(MonitorContext *ctx, uint32_t id, const char *pc
                 return -ENOMEM;
 
         v = &ctx->vdevices[ctx->n_vdevices++];
-        *v = (MonitorVDevice){ .id = id };
+        *v = (MonitorVDevice){ .id = id, .serial = ++ctx->next_serial };
         strcpy(v->pci_address, pci_address);
         if (ret)
                 *ret = v;

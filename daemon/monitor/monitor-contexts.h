@@ -23,7 +23,12 @@ typedef struct TsmPlatform TsmPlatform;
 typedef struct MonitorVDevice {
         uint32_t id; /* the VMM's iommufd vDevice id, never 0 */
         char pci_address[TSM_PRIV_PCI_ADDRESS_MAX]; /* as the platform spells it */
-        bool bound;
+        uint64_t serial; /* tells this attachment from a later one under the same id */
+        bool bound;      /* as the TSM last answered */
+        /* Binds and unbinds sent to the TSM and not answered yet (they run on the device's
+         * lane, in order); bound_next is what the last of them will make it. */
+        unsigned n_changes;
+        bool bound_next;
         /* Its device went away. A device that comes back under the address is another one: a
          * gone vDevice neither holds nor operates it, and waits to be detached. */
         bool gone;
@@ -38,6 +43,7 @@ typedef struct MonitorContext {
         bool stored; /* the fd is in systemd's fd store under uid and token */
         MonitorVDevice *vdevices;
         size_t n_vdevices, allocated_vdevices;
+        uint64_t next_serial;
         TAILQ_ENTRY(MonitorContext) entry;
 } MonitorContext;
 
@@ -81,8 +87,10 @@ MonitorContext *monitor_contexts_find_token(MonitorContexts *c, const char *toke
 MonitorVDevice *monitor_contexts_find_device(MonitorContexts *c, const char *pci_address,
                                              MonitorContext **ret_ctx);
 
-/* Ends a context: unbinds its still-bound vDevices (not the gone ones) through the platform,
- * takes it out of the fd store, closes the fd. -ENOENT if there is no such context. */
+/* Ends a context: unbinds its bound vDevices (not the gone ones) through the platform, takes it
+ * out of the fd store, closes the fd. The unbinds are queued on their devices' lanes after
+ * what runs there, each with its own reference to the iommufd, and their results logged. -ENOENT
+ * if there is no such context. */
 int monitor_contexts_remove(MonitorContexts *c, TsmPlatform *p, uint32_t id);
 
 /* The device at pci_address went away (hotplug, a reload of the emulated devices): every vDevice
@@ -103,6 +111,8 @@ MonitorVDevice *monitor_context_find_vdevice(MonitorContext *ctx, uint32_t id);
  * the id is attached already, -ENOMEM. The pointer is valid until the next change of ctx. */
 int monitor_context_add_vdevice(MonitorContext *ctx, uint32_t id, const char *pci_address,
                                 MonitorVDevice **ret);
-/* Unbinds v through the platform if it is bound and not gone (a failure is logged: the vDevice
- * goes anyway), then forgets it. */
+/* Whether v is bound once the binds and unbinds sent for it are done (if they succeed). */
+bool monitor_vdevice_bound_eventually(const MonitorVDevice *v);
+/* Unbinds v through the platform if it is, or is being, bound and not gone (asynchronously, as
+ * for monitor_contexts_remove()), then forgets it. */
 void monitor_context_remove_vdevice(MonitorContext *ctx, TsmPlatform *p, MonitorVDevice *v);

@@ -41,6 +41,18 @@ typedef struct MonitorRequest {
         LIST_ENTRY(MonitorRequest) entry;
 } MonitorRequest;
 
+/* A bind or unbind in flight. It outlives the worker that asked for it: the TDI changes all the
+ * same, and the monitor's record of it must follow. */
+typedef struct MonitorChange {
+        MonitorDispatch *dispatch;
+        uint32_t cookie; /* 0 once the worker that asked is gone: nobody to answer */
+        TsmRequest *request;
+        bool bind;
+        uint32_t context, vdevice;
+        uint64_t serial;
+        LIST_ENTRY(MonitorChange) entry;
+} MonitorChange;
+
 struct MonitorDispatch {
         struct event_base *base;
         TsmPlatform *platform;
@@ -54,6 +66,7 @@ struct MonitorDispatch {
 
         LIST_HEAD(, MonitorRequest) requests;
         size_t n_requests;
+        LIST_HEAD(, MonitorChange) changes;
 
         /* Requests arrive by the batch and the replies without fds to a batch leave together
          * at its end; those of guest requests once the loop is idle (or 1 ms from the first
@@ -374,8 +387,51 @@ static int priv_detach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
         return reply(d, m, 0, 0, -EBADF);
 }
 
+static MonitorChange *change_free(MonitorChange *mc) {
+        if (!mc)
+                return NULL;
+        LIST_REMOVE(mc, entry);
+        return mfree(mc);
+}
+
+static void on_change_done(TsmRequest *req, int result, void *userdata) {
+        MonitorChange *mc = userdata;
+        MonitorDispatch *d = mc->dispatch;
+        MonitorContext *ctx = monitor_contexts_get(d->contexts, mc->context);
+        MonitorVDevice *v = ctx ? monitor_context_find_vdevice(ctx, mc->vdevice) : NULL;
+        const char *what = mc->bind ? "bind" : "unbind";
+        int r;
+
+        /* Detached meanwhile (its release queued an unbind behind this), or another
+         * attachment under the same id by now: nothing here to update. */
+        if (v && v->serial != mc->serial)
+                v = NULL;
+        if (v) {
+                assert(v->n_changes > 0);
+                v->n_changes--;
+                if (result >= 0 && !v->gone)
+                        v->bound = mc->bind;
+        }
+        if (result < 0)
+                log_debug_errno(result, "Failed to %s %s (vDevice %" PRIu32 " of context %" PRIu32 "): %m", what,
+                                tsm_request_get_pci_address(req), mc->vdevice, mc->context);
+        else
+                log_info("%s %s (vDevice %" PRIu32 " of context %" PRIu32 ").", mc->bind ? "Bound" : "Unbound",
+                         tsm_request_get_pci_address(req), mc->vdevice, mc->context);
+
+        if (mc->cookie != 0 && d->channel >= 0) {
+                r = reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
+                if (r < 0)
+                        on_reply_failed(r, NULL);
+        }
+        change_free(mc);
+}
+
+/* Answered from the platform's callback: a kernel bind is an SPDM exchange, and runs on the
+ * device's lane while the monitor serves everyone else. */
 static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const char **ret_reason) {
         const struct tsm_priv_vdevice *q = &m->vdevice;
+        MonitorChange *mc;
         MonitorContext *ctx;
         MonitorVDevice *v;
         TsmTarget t;
@@ -388,17 +444,25 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
         if (v->gone)
                 return reply(d, m, -ENODEV, 0, -EBADF);
 
+        mc = new0(MonitorChange, 1);
+        if (!mc)
+                return reply(d, m, -ENOMEM, 0, -EBADF);
+        *mc = (MonitorChange){ .dispatch = d, .cookie = q->hdr.cookie, .bind = bind, .context = ctx->id,
+                               .vdevice = v->id, .serial = v->serial };
+        LIST_INSERT_HEAD(&d->changes, mc, entry);
+
         t = target_of(ctx, v);
-        r = bind ? tsm_platform_bind(d->platform, &t) : tsm_platform_unbind(d->platform, &t);
-        if (r < 0)
+        r = bind ? tsm_platform_bind(d->platform, &t, on_change_done, mc, &mc->request)
+                 : tsm_platform_unbind(d->platform, &t, on_change_done, mc, &mc->request);
+        if (r < 0) {
+                change_free(mc);
                 log_debug_errno(r, "Failed to %s %s (vDevice %" PRIu32 " of context %" PRIu32 "): %m",
                                 bind ? "bind" : "unbind", v->pci_address, v->id, ctx->id);
-        else {
-                v->bound = bind;
-                log_info("%s %s (vDevice %" PRIu32 " of context %" PRIu32 ").", bind ? "Bound" : "Unbound",
-                         v->pci_address, v->id, ctx->id);
+                return reply(d, m, r, 0, -EBADF);
         }
-        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+        v->n_changes++;
+        v->bound_next = bind;
+        return 0;
 }
 
 static int priv_bind_vdevice(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
@@ -646,6 +710,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->userdata = userdata;
         d->channel = -EBADF;
         LIST_INIT(&d->requests);
+        LIST_INIT(&d->changes);
         if (idle_flush_new(base, on_flush, d, &d->flush) < 0 ||
             tsm_priv_outbox_new(on_reply_failed, &d->outbox) < 0 || tsm_priv_inbox_new(&d->inbox) < 0) {
                 monitor_dispatch_free(d);
@@ -657,9 +722,16 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
 }
 
 MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
+        MonitorChange *mc;
+
         if (!d)
                 return NULL;
         monitor_dispatch_stop(d);
+        /* The monitor is exiting: its contexts, and with them the bindings, end with it. */
+        while ((mc = LIST_FIRST(&d->changes))) {
+                tsm_request_cancel(mc->request);
+                change_free(mc);
+        }
         tsm_platform_set_device_gone_callback(d->platform, NULL, NULL);
         idle_flush_free(d->flush);
         tsm_priv_outbox_free(d->outbox);
@@ -827,6 +899,7 @@ const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d) {
 }
 
 void monitor_dispatch_stop(MonitorDispatch *d) {
+        MonitorChange *mc;
         MonitorRequest *mr;
 
         assert(d);
@@ -835,6 +908,9 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
                 tsm_request_cancel(mr->request);
                 request_free(mr);
         }
+        /* Binds and unbinds go on: the TSM changes the TDI whether or not anyone listens. */
+        LIST_FOREACH(mc, &d->changes, entry)
+                mc->cookie = 0;
         /* Nothing meant for the old worker may reach the next one. */
         tsm_priv_outbox_clear(d->outbox);
         tsm_priv_inbox_clear(d->inbox);

@@ -96,7 +96,7 @@ static void on_done(KernelCall *c, int result, void *userdata) {
 static Stats run_lane(int iommufd, uint64_t linger_usec, uint64_t *ns) {
         struct event_base *base = event_base_new();
         uint8_t req[PAYLOAD] = { 1 };
-        KernelRequestArgs a = {
+        KernelCallArgs a = {
                 .iommufd = iommufd,
                 .version = TSM_UAPI_V5,
                 .vdevice_id = 1,
@@ -116,7 +116,7 @@ static Stats run_lane(int iommufd, uint64_t linger_usec, uint64_t *ns) {
                 uint64_t t0 = now_nsec();
                 bool done = false;
 
-                r = kernel_lanes_request(l, DEVICE, &a, on_done, &done, NULL);
+                r = kernel_lanes_submit(l, DEVICE, &a, on_done, &done, NULL);
                 if (r < 0)
                         die("lane request", r);
                 while (!done)
@@ -149,7 +149,7 @@ static double run_devices_direct(int iommufd) {
 
 typedef struct Devices {
         KernelLanes *lanes;
-        KernelRequestArgs args[DEVICES];
+        KernelCallArgs args[DEVICES];
         char names[DEVICES][16];
         uint64_t end, n_done;
         unsigned n_in_flight;
@@ -158,7 +158,7 @@ typedef struct Devices {
 static void on_device_done(KernelCall *c, int result, void *userdata);
 
 static void device_submit(Devices *t, unsigned d) {
-        int r = kernel_lanes_request(t->lanes, t->names[d], &t->args[d], on_device_done, t, NULL);
+        int r = kernel_lanes_submit(t->lanes, t->names[d], &t->args[d], on_device_done, t, NULL);
 
         if (r < 0)
                 die("lane request", r);
@@ -196,7 +196,7 @@ static double run_devices_lanes(int iommufd) {
         for (unsigned d = 0; d < DEVICES; d++) {
                 memset(req[d], (int) d, sizeof(req[d]));
                 snprintf(t.names[d], sizeof(t.names[d]), "0000:%02x:00.0", d + 1);
-                t.args[d] = (KernelRequestArgs){
+                t.args[d] = (KernelCallArgs){
                         .iommufd = iommufd,
                         .version = TSM_UAPI_V5,
                         .vdevice_id = d + 1,

@@ -283,11 +283,15 @@ static Stats bench_direct(uint64_t *ns) {
         size_t len = get_version(p, req, sizeof(req));
         int fd = memfd_create("bench-iommufd", MFD_CLOEXEC);
         TsmTarget t = { .pci_address = DEVICE, .iommufd = fd, .vdevice_id = 1 };
-        int r;
+        int r, bound = 0;
 
-        r = tsm_platform_bind(p, &t);
+        r = tsm_platform_bind(p, &t, on_direct_done, &bound, NULL);
         if (r < 0)
                 die("bind", r);
+        while (!bound)
+                (void) event_base_loop(base, EVLOOP_ONCE);
+        if (bound < 0)
+                die("bind", bound);
         for (unsigned i = 0; i < n_rounds; i++) {
                 uint64_t t0 = now_nsec();
                 int done = 0;

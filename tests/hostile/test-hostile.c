@@ -977,6 +977,130 @@ TEST(disconnect_mid_request_and_mid_stream) {
         tsmd_teardown(&t);
 }
 
+/* Expects a successful reply whose parameters hold (at least) want; returns them (owned). */
+static json_object *raw_expect_ok(int fd, const char *want) {
+        _cleanup_free_ char *m = raw_recv(fd, TSMD_WAIT_USEC);
+        json_object *o, *params;
+
+        if (!m)
+                TEST_FAIL("tsmd hung up instead of answering");
+        o = json_tokener_parse(m);
+        ASSERT_NOT_NULL(o);
+        if (json_object_object_get_ex(o, "error", NULL) || !json_object_object_get_ex(o, "parameters", &params) ||
+            !json_matches(params, want))
+                TEST_FAIL("expected parameters %s, got %s", want, m);
+        json_object_get(params);
+        json_object_put(o);
+        return params;
+}
+
+/* Sends the calls in one write, so that tsmd reads them all before any answer can come. */
+static void raw_send_together(int fd, const char *const *calls, size_t n) {
+        char buf[2048];
+        size_t len = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                size_t k = strlen(calls[i]) + 1;
+
+                ASSERT_LE(len + k, sizeof(buf));
+                memcpy(buf + len, calls[i], k);
+                len += k;
+        }
+        ASSERT_TRUE(raw_send(fd, buf, len));
+}
+
+#define VDEV_CALL(method, ctx) \
+        strf("{\"method\":\"" G method "\",\"parameters\":{\"context\":%" PRIi64 ",\"vdeviceId\":1}}", (ctx))
+
+/*
+ * A bind is an SPDM exchange the TSM answers when the device has: what a client sends after it
+ * meanwhile must not tear the vDevice out from under it. Detach and CloseContext are refused
+ * with DeviceBusy until the Bind is answered; a client that hangs up with its Bind in flight is
+ * released after it, unbound. Every round starts by checking that the last one left DEV1
+ * unlocked.
+ */
+TEST(lifecycle_calls_raced_against_a_bind) {
+        const char *busy = "{\"pciAddress\":\"" DEV1 "\"}";
+        Tsmd t;
+        Good g;
+        Baseline b;
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        for (unsigned round = 0; round < 4; round++) {
+                int fd = raw_open(&t);
+                uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+                json_object *r;
+                int64_t ctx;
+                char *m;
+
+                ASSERT_TRUE(raw_call(fd, "{\"method\":\"" G "OpenContext\",\"parameters\":{}}"));
+                r = raw_expect_ok(fd, "{}");
+                ctx = JINT(r, "context");
+                json_object_put(r);
+                /* DEV1 is released asynchronously after the previous round. */
+                for (;;) {
+                        _cleanup_free_ char *reply = NULL;
+
+                        ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"" G "AttachDevice\",\"parameters\":{\"context\":%" PRIi64
+                                                      ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}}", ctx)));
+                        reply = raw_recv(fd, TSMD_WAIT_USEC);
+                        ASSERT_NOT_NULL(reply);
+                        if (!strstr(reply, "\"error\""))
+                                break;
+                        if (!strstr(reply, E_GUEST("DeviceBusy")) || now_usec() > deadline)
+                                TEST_FAIL("AttachDevice(" DEV1 ") in round %u: %s", round, reply);
+                        sleep_usec(5 * USEC_PER_MSEC);
+                }
+                ASSERT_TRUE(raw_call(fd, VDEV_CALL("GetDeviceState", ctx)));
+                json_object_put(raw_expect_ok(fd, "{\"state\":\"config_unlocked\",\"bound\":false}"));
+                if (round == 3) { /* the check of the last round's hangup */
+                        close(fd);
+                        break;
+                }
+
+                if (round == 2) {
+                        /* Gone with the Bind in flight: its release comes after it. */
+                        raw_send_together(fd, (const char *[]){ VDEV_CALL("Bind", ctx) }, 1);
+                        close(fd);
+                        good_check(&g);
+                        continue;
+                }
+
+                raw_send_together(fd, (const char *[]){ VDEV_CALL("Bind", ctx), VDEV_CALL("DetachDevice", ctx),
+                                                        strf("{\"method\":\"" G "CloseContext\",\"parameters\":"
+                                                             "{\"context\":%" PRIi64 "}}", ctx),
+                                                        VDEV_CALL("Unbind", ctx) },
+                                  4);
+                json_object_put(raw_expect_ok(fd, "{\"state\":\"config_locked\"}"));
+                raw_expect_reply(fd, E_GUEST("DeviceBusy"), busy);
+                raw_expect_reply(fd, E_GUEST("DeviceBusy"), busy);
+                raw_expect_reply(fd, E_GUEST("DeviceBusy"), busy);
+                ASSERT_TRUE(raw_call(fd, VDEV_CALL("GetDeviceState", ctx)));
+                json_object_put(raw_expect_ok(fd, "{\"state\":\"config_locked\",\"bound\":true}"));
+
+                /* Answered: now they go through, and release the device unlocked. */
+                if (round == 0)
+                        ASSERT_TRUE(raw_call(fd, VDEV_CALL("DetachDevice", ctx)));
+                else
+                        ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"" G "CloseContext\",\"parameters\":"
+                                                      "{\"context\":%" PRIi64 "}}", ctx)));
+                json_object_put(raw_expect_ok(fd, "{}"));
+                ASSERT_TRUE(raw_call(fd, "{\"method\":\"" G "OpenContext\",\"parameters\":{}}"));
+                m = raw_recv(fd, TSMD_WAIT_USEC); /* still serving this connection */
+                ASSERT_NOT_NULL(m);
+                free(m);
+                close(fd);
+                good_check(&g);
+        }
+
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
 /* ---- connection floods -------------------------------------------------------------------------- */
 
 TEST(connection_flood) {

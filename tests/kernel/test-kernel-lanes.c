@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Kernel TSM requests on per-device lanes (daemon/kernel-lanes.h), against a fake kernel in the
+ * Kernel TSM calls on per-device lanes (daemon/kernel-lanes.h), against a fake kernel in the
  * transport's syscall seam whose ioctl can be held inside "the kernel" like a device whose
  * firmware takes its time: the loop and the other devices go on meanwhile, one device's calls
- * keep their order, an abandoned call never calls back (and never reaches the kernel if it had
+ * (requests, binds and unbinds) keep their order, an abandoned call never calls back (and never reaches the kernel if it had
  * not started), the VMM may close its iommufd while the call runs, freeing waits for a call in
  * the kernel, and no thread, fd or allocation is left behind. Runs in: tests.
  */
@@ -37,27 +37,41 @@ static struct {
         bool fd_was_valid;
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
 
-/* v5 IOMMU_VDEVICE_TSM_REQ: answers the request bytes reversed, and the residue. */
-static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
-        struct tsmd_iommu_vdevice_tsm_req_v5 cmd;
-        const uint8_t *req;
-        uint8_t *resp;
-        uint32_t vdevice, req_len, resp_len;
-        size_t n;
+/* In the kernel's order of calls: a bind or unbind is ORDER_OP | its v5 type. */
+#define ORDER_OP 0x100u
 
-        ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
-        memcpy(&cmd, arg, sizeof(cmd));
-        vdevice = cmd.vdevice_id;
-        req_len = cmd.req_len;
-        resp_len = cmd.resp_len;
-        req = (const uint8_t *) (uintptr_t) cmd.req_uptr;
-        resp = (uint8_t *) (uintptr_t) cmd.resp_uptr;
-        n = MIN(req_len, resp_len);
+/* v5 IOMMU_VDEVICE_TSM_REQ answers the request bytes reversed, and the residue; v5
+ * IOMMU_VDEVICE_TSM_OP (bind, unbind) succeeds. */
+static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
+        struct tsmd_iommu_vdevice_tsm_req_v5 cmd = {};
+        const uint8_t *req = NULL;
+        uint8_t *resp = NULL;
+        uint32_t vdevice, req_len = 0, resp_len = 0, order;
+        size_t n = 0;
+
+        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5) {
+                struct tsmd_iommu_vdevice_tsm_op_v5 op;
+
+                memcpy(&op, arg, sizeof(op));
+                ASSERT_TRUE(op.type == TSMD_IOMMU_VDEVICE_TSM_BIND_V5 || op.type == TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
+                vdevice = op.vdevice_id;
+                order = ORDER_OP | op.type;
+        } else {
+                ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
+                memcpy(&cmd, arg, sizeof(cmd));
+                vdevice = cmd.vdevice_id;
+                req_len = cmd.req_len;
+                resp_len = cmd.resp_len;
+                req = (const uint8_t *) (uintptr_t) cmd.req_uptr;
+                resp = (uint8_t *) (uintptr_t) cmd.resp_uptr;
+                n = MIN(req_len, resp_len);
+                order = req_len > 0 ? req[0] : 0;
+        }
 
         pthread_mutex_lock(&fake.lock);
         fake.fd_was_valid = fd != fake.original_fd && fcntl(fd, F_GETFD) >= 0;
         if (fake.n_calls < ORDER_MAX)
-                fake.order[fake.n_calls] = req_len > 0 ? req[0] : 0;
+                fake.order[fake.n_calls] = order;
         fake.n_calls++;
         fake.n_inside++;
         pthread_cond_broadcast(&fake.changed);
@@ -175,8 +189,18 @@ static void lanes_teardown(Lanes *t) {
         iommufd_set_syscalls(NULL);
 }
 
+static KernelCall *submit_op(Lanes *t, const char *lane, KernelOp op, uint32_t vdevice, Done *d) {
+        KernelCallArgs a = { .op = op, .iommufd = t->iommufd, .version = TSM_UAPI_V5, .vdevice_id = vdevice };
+        KernelCall *c = NULL;
+
+        ASSERT_OK(kernel_lanes_submit(t->lanes, lane, &a, on_done, d, &c));
+        ASSERT_NOT_NULL(c);
+        return c;
+}
+
 static KernelCall *submit(Lanes *t, const char *lane, uint32_t vdevice, const char *payload, Done *d) {
-        KernelRequestArgs a = {
+        KernelCallArgs a = {
+                .op = KERNEL_OP_REQUEST,
                 .iommufd = t->iommufd,
                 .version = TSM_UAPI_V5,
                 .vdevice_id = vdevice,
@@ -187,7 +211,7 @@ static KernelCall *submit(Lanes *t, const char *lane, uint32_t vdevice, const ch
         };
         KernelCall *c = NULL;
 
-        ASSERT_OK(kernel_lanes_request(t->lanes, lane, &a, on_done, d, &c));
+        ASSERT_OK(kernel_lanes_submit(t->lanes, lane, &a, on_done, d, &c));
         ASSERT_NOT_NULL(c);
         return c;
 }
@@ -273,6 +297,52 @@ TEST(one_device_keeps_its_order) {
         lanes_teardown(&t);
 }
 
+/* A bind is an SPDM exchange like a request: it waits its turn on its device's lane, a request
+ * after it finds the TDI locked, and a device that hangs in bind holds no other device. */
+TEST(bind_and_unbind_take_their_turn_on_the_lane) {
+        Lanes t;
+        Done a = {}, b = {};
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        submit_op(&t, DEV_A, KERNEL_OP_BIND, VDEV_SLOW, &a);
+        fake_wait_inside(1);
+        submit(&t, DEV_A, VDEV_SLOW, "R", &a);
+        submit_op(&t, DEV_A, KERNEL_OP_UNBIND, VDEV_SLOW, &a);
+
+        for (unsigned i = 1; i <= 3; i++) {
+                submit(&t, DEV_B, 1, "f", &b);
+                run_until(&t, &b, i);
+        }
+        ASSERT_EQ(a.n, 0u);
+
+        fake_set_hold(false);
+        run_until(&t, &a, 3);
+        ASSERT_EQ(a.result, 0);
+        ASSERT_EQ(fake.order[0], ORDER_OP | TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
+        ASSERT_EQ(fake.order[1], (uint32_t) 'f');
+        ASSERT_EQ(fake.order[4], (uint32_t) 'R');
+        ASSERT_EQ(fake.order[5], ORDER_OP | TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
+        /* Answered in the same order: the bind (no response), the request, the unbind. */
+        ASSERT_EQ(a.first_byte[0], 0);
+        ASSERT_EQ(a.first_byte[1], (uint8_t) 'R');
+        ASSERT_EQ(a.first_byte[2], 0);
+        lanes_teardown(&t);
+}
+
+TEST(refuses_an_unknown_op) {
+        Lanes t;
+        Done d = {};
+        KernelCallArgs a = { .op = _KERNEL_OP_MAX, .iommufd = 0, .version = TSM_UAPI_V5, .vdevice_id = 1 };
+        KernelCall *c = NULL;
+
+        lanes_setup(&t);
+        a.iommufd = t.iommufd;
+        ASSERT_ERRNO(kernel_lanes_submit(t.lanes, DEV_A, &a, on_done, &d, &c), EINVAL);
+        ASSERT_NULL(c);
+        lanes_teardown(&t);
+}
+
 TEST(abandoned_while_queued_never_reaches_the_kernel) {
         Lanes t;
         Done held = {}, dropped = {};
@@ -333,11 +403,11 @@ TEST(vmm_may_close_its_iommufd_meanwhile) {
 TEST(refuses_a_closed_iommufd) {
         Lanes t;
         Done d = {};
-        KernelRequestArgs a = { .iommufd = 1000, .version = TSM_UAPI_V5 };
+        KernelCallArgs a = { .iommufd = 1000, .version = TSM_UAPI_V5 };
         KernelCall *c = NULL;
 
         lanes_setup(&t);
-        ASSERT_ERRNO(kernel_lanes_request(t.lanes, DEV_A, &a, on_done, &d, &c), EBADF);
+        ASSERT_ERRNO(kernel_lanes_submit(t.lanes, DEV_A, &a, on_done, &d, &c), EBADF);
         ASSERT_NULL(c);
         ASSERT_EQ(kernel_lanes_n_threads(t.lanes), 0u);
         lanes_teardown(&t);

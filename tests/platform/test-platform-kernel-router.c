@@ -5,8 +5,8 @@
  * the way slow firmware does: a request reaches the kernel with the serving backend's scope
  * number and is answered on the loop; while one device's call is held, the other device's
  * requests are answered, and the held one fails with -ETIMEDOUT at the request timeout (its
- * late answer dropped); a device that disconnects meanwhile fails its request at once with
- * -ENODEV. Runs in: tests (root, a private mount namespace; SKIPs otherwise).
+ * late answer dropped); a bind waits on the same lane, past that timeout, and holds no other
+ * device; a device that disconnects meanwhile fails its request at once with -ENODEV. Runs in: tests (root, a private mount namespace; SKIPs otherwise).
  */
 
 #include <fcntl.h>
@@ -38,6 +38,7 @@ static struct {
         bool hold_nic;
         unsigned n_inside, n_requests;
         uint32_t last_scope;
+        uint32_t last_op; /* the v5 type of the last bind or unbind */
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
 
 static int fake_open(void *userdata, const char *path, int flags) {
@@ -59,12 +60,25 @@ static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) 
                 ASSERT_EQ(cmd.vdevice_id, 0u);
                 return cmd.scope == UINT32_MAX ? -EINVAL : -ENOENT;
         }
-        ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
-        memcpy(&cmd, arg, sizeof(cmd));
+        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5) {
+                struct tsmd_iommu_vdevice_tsm_op_v5 op;
+
+                memcpy(&op, arg, sizeof(op));
+                ASSERT_EQ(op.size, sizeof(op));
+                cmd.vdevice_id = op.vdevice_id;
+                cmd.resp_len = 4; /* no response: "pong" is not written below */
+        } else {
+                ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
+                memcpy(&cmd, arg, sizeof(cmd));
+        }
 
         pthread_mutex_lock(&fake.lock);
-        fake.n_requests++;
-        fake.last_scope = cmd.scope;
+        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5)
+                fake.last_op = ((struct tsmd_iommu_vdevice_tsm_op_v5 *) arg)->type;
+        else {
+                fake.n_requests++;
+                fake.last_scope = cmd.scope;
+        }
         fake.n_inside++;
         pthread_cond_broadcast(&fake.changed);
         while (cmd.vdevice_id == VDEV_NIC && fake.hold_nic)
@@ -73,6 +87,8 @@ static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) 
         pthread_cond_broadcast(&fake.changed);
         pthread_mutex_unlock(&fake.lock);
 
+        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5)
+                return 0;
         /* The TSM's answer, written through resp_uptr. */
         ASSERT_GE(cmd.resp_len, 4u);
         memcpy((void *) (uintptr_t) cmd.resp_uptr, "pong", 4);
@@ -215,6 +231,45 @@ TEST(held_device_times_out_and_others_go_on) {
         request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
         run_until(&t, &held, 2);
         ASSERT_EQ(held.result, 0);
+        router_teardown(&t);
+}
+
+/* A bind is an SPDM exchange too: it waits on its device's lane, holds no other device, and
+ * has no deadline (what the TDI is afterwards must be known), while a request queued behind it
+ * keeps its own. */
+TEST(held_bind_waits_on_its_lane_alone) {
+        TsmTarget nic = { .pci_address = NIC, .iommufd = -EBADF, .vdevice_id = VDEV_NIC };
+        Router t;
+        Done bind = {}, behind = {}, other = {}, unbind = {};
+
+        router_setup(&t);
+        nic.iommufd = t.iommufd;
+        fake_set_hold(true);
+        bind.start = now_usec();
+        ASSERT_OK(tsm_platform_bind(t.platform, &nic, on_done, &bind, NULL));
+        request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &behind);
+
+        for (unsigned i = 1; i <= 10; i++) {
+                request(&t, GPU, VDEV_GPU, TSM_SCOPE_INFO, &other);
+                run_until(&t, &other, i);
+                ASSERT_EQ(other.result, 0);
+        }
+        run_until(&t, &behind, 1);
+        ASSERT_EQ(behind.result, -ETIMEDOUT);
+        ASSERT_EQ(bind.n, 0u); /* past the request timeout, still waiting for the kernel */
+        ASSERT_EQ(fake_n_inside(), 1u);
+
+        fake_set_hold(false);
+        run_until(&t, &bind, 1);
+        ASSERT_EQ(bind.result, 0);
+        ASSERT_EQ(fake.last_op, TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
+
+        unbind.start = now_usec();
+        ASSERT_OK(tsm_platform_unbind(t.platform, &nic, on_done, &unbind, NULL));
+        ASSERT_EQ(unbind.n, 0u); /* never from inside the call */
+        run_until(&t, &unbind, 1);
+        ASSERT_EQ(unbind.result, 0);
+        ASSERT_EQ(fake.last_op, TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
         router_teardown(&t);
 }
 

@@ -462,10 +462,13 @@ TEST(context_survives_restart) {
         manager_wait(&m, store_removed, 5000);
         ASSERT_TRUE(m.store_removed);
 
-        /* The unbind on closing was done for the process that reclaimed it, and says so. */
+        /* The unbind on closing was done for the process that reclaimed it, and says so (once
+         * the TSM has answered it: the record follows the CloseContext reply). */
         {
-                _cleanup_(json_object_putp) json_object *rec = last_audit_record(&m, "release");
+                _cleanup_(json_object_putp) json_object *rec = NULL;
 
+                for (unsigned i = 0; i < 500 && !(rec = last_audit_record(&m, "release")); i++)
+                        usleep(10000);
                 ASSERT_NOT_NULL(rec);
                 ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "pid")), (int64_t) getpid());
                 ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "gid")), (int64_t) getgid());
