@@ -1,24 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The router's kernel path (daemon/tsm-platform.c, over daemon/kernel-lanes.c) on the two-TSM
- * fixture, with a fake v5 kernel in the transport's syscall seam that can hold a device's call
- * the way slow firmware does: a request reaches the kernel with the serving backend's scope
- * number and is answered on the loop; while one device's call is held, the other device's
- * requests are answered, and the held one fails with -ETIMEDOUT at the request timeout (its
- * late answer dropped); a bind waits on the same lane, past that timeout, and holds no other
- * device; a device that disconnects meanwhile fails its request at once with -ENODEV. Runs in: tests (root, a private mount namespace; SKIPs otherwise).
+ * fixture, with a fake v5 kernel in the transport's syscall seam (fake-tsm-kernel.h) that can
+ * hold a device's call the way slow firmware does: a request reaches the kernel with the
+ * serving backend's scope number and is answered on the loop; while one device's call is
+ * held, the other device's requests are answered, and the held one fails with -ETIMEDOUT at
+ * the request timeout (its late answer dropped); a bind waits on the same lane, past that
+ * timeout, and holds no other device; a device that disconnects meanwhile fails its request
+ * at once with -ENODEV. Runs in: tests (root, a private mount namespace; SKIPs otherwise).
  */
 
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "fake-tsm-kernel.h"
 #include "harness.h"
-#include "iommufd-transport.h"
 #include "iommufd-uapi.h"
 #include "platform-test-util.h"
 #include "tsm-platform.h"
@@ -29,88 +29,17 @@
 #define VDEV_NIC 11
 #define VDEV_GPU 22
 #define TIMEOUT_USEC 300000ULL
-#define PROBE_FD 1000
 
-/* The fake kernel; its request ioctl runs on lane threads. */
-static struct {
-        pthread_mutex_t lock;
-        pthread_cond_t changed;
-        bool hold_nic;
-        unsigned n_inside, n_requests;
-        uint32_t last_scope;
-        uint32_t last_op; /* the v5 type of the last bind or unbind */
-} fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
+/* The last bind or unbind (op) or request the fake kernel saw. */
+static FakeKernelCall last_call(bool op) {
+        FakeKernelCall calls[FAKE_KERNEL_CALLS_MAX];
+        size_t n = fake_kernel_calls(calls, ELEMENTSOF(calls));
 
-static int fake_open(void *userdata, const char *path, int flags) {
-        return PROBE_FD;
-}
-
-static int fake_close(void *userdata, int fd) {
-        return 0;
-}
-
-static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
-        struct tsmd_iommu_vdevice_tsm_req_v5 cmd = {};
-
-        /* Probing, on a private context: answer like a v5 kernel (see iommufd-transport.c). */
-        if (fd == PROBE_FD) {
-                if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5)
-                        return -ENOENT;
-                memcpy(&cmd, arg, sizeof(cmd));
-                ASSERT_EQ(cmd.vdevice_id, 0u);
-                return cmd.scope == UINT32_MAX ? -EINVAL : -ENOENT;
-        }
-        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5) {
-                struct tsmd_iommu_vdevice_tsm_op_v5 op;
-
-                memcpy(&op, arg, sizeof(op));
-                ASSERT_EQ(op.size, sizeof(op));
-                cmd.vdevice_id = op.vdevice_id;
-                cmd.resp_len = 4; /* no response: "pong" is not written below */
-        } else {
-                ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
-                memcpy(&cmd, arg, sizeof(cmd));
-        }
-
-        pthread_mutex_lock(&fake.lock);
-        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5)
-                fake.last_op = ((struct tsmd_iommu_vdevice_tsm_op_v5 *) arg)->type;
-        else {
-                fake.n_requests++;
-                fake.last_scope = cmd.scope;
-        }
-        fake.n_inside++;
-        pthread_cond_broadcast(&fake.changed);
-        while (cmd.vdevice_id == VDEV_NIC && fake.hold_nic)
-                pthread_cond_wait(&fake.changed, &fake.lock);
-        fake.n_inside--;
-        pthread_cond_broadcast(&fake.changed);
-        pthread_mutex_unlock(&fake.lock);
-
-        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5)
-                return 0;
-        /* The TSM's answer, written through resp_uptr. */
-        ASSERT_GE(cmd.resp_len, 4u);
-        memcpy((void *) (uintptr_t) cmd.resp_uptr, "pong", 4);
-        return (int) (cmd.resp_len - 4);
-}
-
-static const IommufdSyscalls fake_syscalls = { fake_open, fake_ioctl, fake_close, NULL };
-
-static void fake_set_hold(bool hold) {
-        pthread_mutex_lock(&fake.lock);
-        fake.hold_nic = hold;
-        pthread_cond_broadcast(&fake.changed);
-        pthread_mutex_unlock(&fake.lock);
-}
-
-static unsigned fake_n_inside(void) {
-        unsigned n;
-
-        pthread_mutex_lock(&fake.lock);
-        n = fake.n_inside;
-        pthread_mutex_unlock(&fake.lock);
-        return n;
+        ASSERT_LE(n, ELEMENTSOF(calls));
+        for (size_t i = n; i > 0; i--)
+                if (calls[i - 1].op == op)
+                        return calls[i - 1];
+        TEST_FAIL("the kernel saw no %s", op ? "bind or unbind" : "request");
 }
 
 static uint64_t now_usec(void) {
@@ -159,7 +88,7 @@ static void router_setup(Router *t) {
 
         platform_test_sandbox(false);
         t->sysfs = platform_test_fixture("two-tsms", NULL);
-        iommufd_set_syscalls(&fake_syscalls);
+        fake_kernel_install(VDEV_NIC);
         ASSERT_NOT_NULL(t->base = event_base_new());
         ASSERT_OK(tsm_platform_new(t->base, &config, &t->platform));
         ASSERT_OK(tsm_platform_get_uapi(t->platform, &v));
@@ -171,7 +100,7 @@ static void router_teardown(Router *t) {
         safe_close(t->iommufd);
         tsm_platform_free(t->platform);
         event_base_free(t->base);
-        iommufd_set_syscalls(NULL);
+        fake_kernel_uninstall();
 }
 
 static void request(Router *t, const char *device, uint32_t vdevice, const char *scope, Done *d) {
@@ -201,7 +130,7 @@ TEST(request_reaches_the_kernel_and_is_answered) {
         ASSERT_EQ(d.result, 0);
         ASSERT_EQ(d.response_len, 4u);
         ASSERT_MEMEQ(d.response, "pong", 4);
-        ASSERT_EQ(fake.last_scope, 2u); /* v5 PCI_DEBUG_READ */
+        ASSERT_EQ(last_call(false).value, 2u); /* v5 PCI_DEBUG_READ */
         router_teardown(&t);
 }
 
@@ -210,7 +139,7 @@ TEST(held_device_times_out_and_others_go_on) {
         Done held = {}, other = {};
 
         router_setup(&t);
-        fake_set_hold(true);
+        fake_kernel_hold(true);
         request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
 
         /* The loop is free: the other device's requests are answered meanwhile. */
@@ -220,14 +149,14 @@ TEST(held_device_times_out_and_others_go_on) {
                 ASSERT_EQ(other.result, 0);
         }
         ASSERT_EQ(held.n, 0u);
-        ASSERT_EQ(fake_n_inside(), 1u);
+        ASSERT_EQ(fake_kernel_n_inside(), 1u);
 
         run_until(&t, &held, 1);
         ASSERT_EQ(held.result, -ETIMEDOUT);
         ASSERT_GE(held.at, TIMEOUT_USEC - 5000);
 
         /* The kernel lets go later: the answer goes nowhere, and the lane serves the next. */
-        fake_set_hold(false);
+        fake_kernel_hold(false);
         request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
         run_until(&t, &held, 2);
         ASSERT_EQ(held.result, 0);
@@ -244,7 +173,7 @@ TEST(held_bind_waits_on_its_lane_alone) {
 
         router_setup(&t);
         nic.iommufd = t.iommufd;
-        fake_set_hold(true);
+        fake_kernel_hold(true);
         bind.start = now_usec();
         ASSERT_OK(tsm_platform_bind(t.platform, &nic, on_done, &bind, NULL));
         request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &behind);
@@ -257,19 +186,19 @@ TEST(held_bind_waits_on_its_lane_alone) {
         run_until(&t, &behind, 1);
         ASSERT_EQ(behind.result, -ETIMEDOUT);
         ASSERT_EQ(bind.n, 0u); /* past the request timeout, still waiting for the kernel */
-        ASSERT_EQ(fake_n_inside(), 1u);
+        ASSERT_EQ(fake_kernel_n_inside(), 1u);
 
-        fake_set_hold(false);
+        fake_kernel_hold(false);
         run_until(&t, &bind, 1);
         ASSERT_EQ(bind.result, 0);
-        ASSERT_EQ(fake.last_op, TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
+        ASSERT_EQ(last_call(true).value, TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
 
         unbind.start = now_usec();
         ASSERT_OK(tsm_platform_unbind(t.platform, &nic, on_done, &unbind, NULL));
         ASSERT_EQ(unbind.n, 0u); /* never from inside the call */
         run_until(&t, &unbind, 1);
         ASSERT_EQ(unbind.result, 0);
-        ASSERT_EQ(fake.last_op, TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
+        ASSERT_EQ(last_call(true).value, TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
         router_teardown(&t);
 }
 
@@ -280,12 +209,9 @@ TEST(disconnected_device_fails_its_request_at_once) {
         FILE *f;
 
         router_setup(&t);
-        fake_set_hold(true);
+        fake_kernel_hold(true);
         request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
-        for (unsigned i = 0; fake_n_inside() == 0; i++) {
-                ASSERT_LE(i, 5000u); /* 5 s */
-                usleep(1000);
-        }
+        fake_kernel_wait_inside(1);
 
         snprintf(path, sizeof(path), "%s/%s", t.sysfs, NIC_CONNECT);
         ASSERT_NOT_NULL(f = fopen(path, "we"));
@@ -296,7 +222,7 @@ TEST(disconnected_device_fails_its_request_at_once) {
         ASSERT_EQ(held.result, -ENODEV);
         ASSERT_LE(held.at, TIMEOUT_USEC);
 
-        fake_set_hold(false);
+        fake_kernel_hold(false);
         router_teardown(&t);
 }
 

@@ -3,8 +3,10 @@
  * The monitor's request table, in process: an emulated platform, the monitor's context table
  * and its dispatch over a SOCK_SEQPACKET socketpair, with this test playing the worker. The
  * whole life of a context (open, attach, bind, a real TDISP exchange with the emulated
- * device, unbind, detach, close), adoption, a worker restart with reclaim, the answers that
- * are errors but not violations, and every class of violation. Runs in: tests.
+ * device, unbind, detach, close), adoption, a worker restart with reclaim, binds still on
+ * their way, the answers that are errors but not violations, and every class of violation.
+ * One case runs on the kernel's TSMs instead: the two-TSM fixture sysfs and a fake kernel
+ * (root; SKIPs otherwise). Runs in: tests.
  */
 
 #include <dirent.h>
@@ -13,13 +15,17 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "backend.h"
 #include "emu-platform.h"
+#include "fake-tsm-kernel.h"
 #include "harness.h"
+#include "iommufd-uapi.h"
 #include "monitor-dispatch.h"
+#include "platform-test-util.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
 
@@ -42,6 +48,9 @@
 #define TOKEN_C "00112233445566778899aabbccddeeff"
 #define SLOT 7U
 #define OTHER_SLOT 8U
+#define NIC "0000:01:00.0" /* the two-TSM fixture's: on tsm0 (SEV-TIO) */
+#define GPU "0000:02:00.0" /* on tsm1 (TDX Connect) */
+#define VDEV_HELD 11U      /* the fake kernel holds its calls when told */
 
 typedef struct Fixture {
         struct event_base *base;
@@ -53,6 +62,7 @@ typedef struct Fixture {
         int listen_fd;
         uint32_t cookie;
         size_t n_fds_before; /* open before the fixture: the same number must be after */
+        bool emulated;       /* else the kernel's TSMs, on a fixture sysfs with a fake kernel */
 
         unsigned n_ready, n_status, n_reload;
         struct tsm_priv_status status;
@@ -158,9 +168,10 @@ static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *resto
 
         receive(f, TSM_PRIV_HELLO, &hello, sizeof(hello), NULL, NULL);
         ASSERT_EQ(hello.version, TSM_PRIV_VERSION);
-        ASSERT_EQ(hello.emulated, 1);
+        ASSERT_EQ(hello.emulated, f->emulated);
         ASSERT_EQ(hello.fdstore, 0);
-        ASSERT_EQ(hello.uapi, -EOPNOTSUPP); /* the emulated platform probes no kernel */
+        /* The emulated platform probes no kernel; the fake one speaks v5. */
+        ASSERT_EQ(hello.uapi, f->emulated ? -EOPNOTSUPP : TSM_UAPI_V5);
         ASSERT_EQ(hello.n_sockets, 1);
 
         receive(f, TSM_PRIV_LISTEN_SOCKET, &ls, sizeof(ls), NULL, &fd);
@@ -187,20 +198,15 @@ static void worker_stop(Fixture *f) {
         f->worker = safe_close(f->worker);
 }
 
-static void setup(Fixture *f) {
-        TsmPlatformConfig config = {
-                .mode = TSM_PLATFORM_EMULATED,
-                /* No IOMMU here, whatever the host has: the emulated stand-in is handed out. */
-                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
-                .emulated_latency_usec = 0,
-        };
+static void setup_platform(Fixture *f, const TsmPlatformConfig *config) {
         struct tsm_priv_restored_context none[1];
 
         unsetenv("NOTIFY_SOCKET"); /* no service manager, no fd store */
-        *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .n_fds_before = count_fds() };
+        *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .n_fds_before = count_fds(),
+                        .emulated = config->mode == TSM_PLATFORM_EMULATED };
         f->base = event_base_new();
         ASSERT_NOT_NULL(f->base);
-        ASSERT_OK(tsm_platform_new(f->base, &config, &f->platform));
+        ASSERT_OK(tsm_platform_new(f->base, config, &f->platform));
         ASSERT_OK(monitor_contexts_new(&f->contexts));
         ASSERT_OK(monitor_dispatch_new(f->base, f->platform, f->contexts, &callbacks, f, &f->dispatch));
         f->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -208,10 +214,23 @@ static void setup(Fixture *f) {
         ASSERT_EQ(worker_start(f, none, 0), 0);
 }
 
+static void setup(Fixture *f) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                /* No IOMMU here, whatever the host has: the emulated stand-in is handed out. */
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+                .emulated_latency_usec = 0,
+        };
+
+        setup_platform(f, &config);
+}
+
 static void teardown(Fixture *f) {
         f->dispatch = monitor_dispatch_free(f->dispatch);
         f->contexts = monitor_contexts_free(f->contexts, false);
         f->platform = tsm_platform_free(f->platform);
+        if (!f->emulated)
+                fake_kernel_uninstall();
         event_base_free(f->base);
         safe_close(f->monitor);
         safe_close(f->worker);
@@ -226,6 +245,23 @@ static Fixture *fixture(void) {
 
         ASSERT_NOT_NULL(f);
         setup(f);
+        return f;
+}
+
+/* The kernel's TSMs: the two-TSM fixture sysfs (in a private mount namespace, as root; the
+ * test SKIPs otherwise), behind a fake v5 kernel that holds VDEV_HELD's calls when told. */
+static Fixture *kernel_fixture(void) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_KERNEL,
+                .iommu_device = (char *) "/dev/iommu",
+        };
+        Fixture *f = malloc(sizeof(Fixture));
+
+        ASSERT_NOT_NULL(f);
+        platform_test_sandbox(false);
+        (void) platform_test_fixture("two-tsms", NULL);
+        fake_kernel_install(VDEV_HELD);
+        setup_platform(f, &config);
         return f;
 }
 
@@ -268,10 +304,12 @@ static void process_ok(Fixture *f) {
 /* Runs the monitor's loop until a reply waits (binds, unbinds and guest requests are answered
  * from there, as the device takes its time). */
 static void await_reply(Fixture *f) {
-        for (int i = 0; i < 100; i++) {
+        /* Up to 5 s: a kernel call's lane thread may be slow. A reply there already is taken
+         * without running the loop, which could answer other calls first. */
+        for (unsigned i = 0; i < 5000; i++) {
                 struct pollfd p = { .fd = f->worker, .events = POLLIN };
 
-                if (poll(&p, 1, 0) > 0)
+                if (poll(&p, 1, i == 0 ? 0 : 1) > 0)
                         return;
                 ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
         }
@@ -824,6 +862,80 @@ TEST(bind_in_flight) {
         ASSERT_EQ(monitor_context_find_vdevice(ctx, 4)->n_changes, 0u);
         ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, 4, DEV_A, &value));
         ASSERT_EQ(value, 1);
+        fixture_free(f);
+}
+
+/* Runs the monitor's loop until the fake kernel has seen n calls (at most 5 s). */
+static void loop_until_kernel_calls(Fixture *f, size_t n) {
+        FakeKernelCall calls[1];
+
+        for (unsigned i = 0; fake_kernel_calls(calls, 0) < n; i++) {
+                ASSERT_LE(i, 5000u);
+                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
+                usleep(1000);
+        }
+}
+
+/* On the kernel's TSMs a bind is an ioctl that may take seconds: it runs on the device's lane,
+ * the monitor answers everything else meanwhile, a detach of the vDevice queues its unbind
+ * behind the bind, and a bind whose worker died is recorded when the kernel answers. */
+TEST(kernel_bind_runs_on_the_devices_lane) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        struct tsm_priv_restored_context restored[1];
+        FakeKernelCall calls[4];
+        MonitorContext *ctx;
+        uint32_t a;
+        Reply rep;
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        ctx = monitor_contexts_get(f->contexts, a);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        ASSERT_OK(attach(f, SLOT, a, 22, GPU, NULL));
+
+        fake_kernel_hold(true);
+        bind.context = a;
+        bind.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+
+        /* The other device is served meanwhile, and the vDevice being bound is detached. */
+        ASSERT_OK(guest_request(f, SLOT, a, 22, TSM_SCOPE_INFO, "ping", 4, &rep));
+        ASSERT_EQ(rep.r.hdr.payload_len, strlen(FAKE_KERNEL_RESPONSE));
+        ASSERT_MEMEQ(rep.payload, FAKE_KERNEL_RESPONSE, strlen(FAKE_KERNEL_RESPONSE));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, SLOT, a, VDEV_HELD, NULL));
+        ASSERT_EQ(fake_kernel_n_inside(), 1u);
+
+        fake_kernel_hold(false);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, bind.hdr.cookie);
+        ASSERT_OK(rep.r.result);
+        loop_until_kernel_calls(f, 3);
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 3u);
+        ASSERT_TRUE(calls[0].op && calls[0].vdevice == VDEV_HELD && calls[0].value == TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
+        ASSERT_TRUE(!calls[1].op && calls[1].vdevice == 22);
+        ASSERT_TRUE(calls[2].op && calls[2].vdevice == VDEV_HELD && calls[2].value == TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
+        nothing_waiting(f); /* the release's unbind is the monitor's own */
+
+        /* The worker dies while the kernel holds a bind. */
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        fake_kernel_hold(true);
+        bind.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        fake_kernel_hold(false);
+        for (unsigned i = 0; monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes > 0; i++) {
+                ASSERT_LE(i, 5000u);
+                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
+                usleep(1000);
+        }
+        ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
+        nothing_waiting(f);
         fixture_free(f);
 }
 

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A fake v5 kernel for the iommufd transport's syscall seam. Runs in: tests. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake-tsm-kernel.h"
+#include "harness.h"
+#include "iommufd-transport.h"
+#include "iommufd-uapi.h"
+#include "macro.h"
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        uint32_t held_vdevice;
+        bool hold;
+        unsigned n_inside;
+        size_t n_calls;
+        FakeKernelCall calls[FAKE_KERNEL_CALLS_MAX];
+} fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
+
+static int fake_open(void *userdata, const char *path, int flags) {
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+        return fd < 0 ? -errno : fd;
+}
+
+static int fake_close(void *userdata, int fd) {
+        return close(fd) < 0 ? -errno : 0;
+}
+
+/* The probe (iommufd-transport.c) asks about vDevice 0, which no VMM has: a v5 kernel says the
+ * object does not exist, unless the scope is out of range. */
+static int probe_answer(unsigned long request, const void *arg) {
+        struct tsmd_iommu_vdevice_tsm_req_v5 req;
+
+        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5)
+                return -ENOENT;
+        memcpy(&req, arg, sizeof(req));
+        return req.scope == UINT32_MAX ? -EINVAL : -ENOENT;
+}
+
+static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
+        struct tsmd_iommu_vdevice_tsm_req_v5 req = {};
+        FakeKernelCall call;
+
+        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5) {
+                struct tsmd_iommu_vdevice_tsm_op_v5 op;
+
+                memcpy(&op, arg, sizeof(op));
+                ASSERT_EQ(op.size, sizeof(op));
+                ASSERT_EQ(op.flags, 0u);
+                call = (FakeKernelCall){ .op = true, .vdevice = op.vdevice_id, .value = op.type };
+        } else {
+                ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
+                memcpy(&req, arg, sizeof(req));
+                call = (FakeKernelCall){ .vdevice = req.vdevice_id, .value = req.scope };
+        }
+        if (call.vdevice == 0)
+                return probe_answer(request, arg);
+
+        pthread_mutex_lock(&fake.lock);
+        if (fake.n_calls < FAKE_KERNEL_CALLS_MAX)
+                fake.calls[fake.n_calls] = call;
+        fake.n_calls++;
+        fake.n_inside++;
+        pthread_cond_broadcast(&fake.changed);
+        while (call.vdevice == fake.held_vdevice && fake.hold)
+                pthread_cond_wait(&fake.changed, &fake.lock);
+        fake.n_inside--;
+        pthread_cond_broadcast(&fake.changed);
+        pthread_mutex_unlock(&fake.lock);
+
+        if (call.op)
+                return 0;
+        /* The TSM's answer, written through resp_uptr; the residue is what it did not fill. */
+        ASSERT_GE(req.resp_len, strlen(FAKE_KERNEL_RESPONSE));
+        memcpy((void *) (uintptr_t) req.resp_uptr, FAKE_KERNEL_RESPONSE, strlen(FAKE_KERNEL_RESPONSE));
+        return (int) (req.resp_len - strlen(FAKE_KERNEL_RESPONSE));
+}
+
+static const IommufdSyscalls fake_syscalls = { fake_open, fake_ioctl, fake_close, NULL };
+
+void fake_kernel_install(uint32_t held_vdevice) {
+        pthread_mutex_lock(&fake.lock);
+        fake.held_vdevice = held_vdevice;
+        fake.hold = false;
+        fake.n_calls = 0;
+        pthread_mutex_unlock(&fake.lock);
+        iommufd_set_syscalls(&fake_syscalls);
+}
+
+void fake_kernel_uninstall(void) {
+        iommufd_set_syscalls(NULL);
+}
+
+void fake_kernel_hold(bool hold) {
+        pthread_mutex_lock(&fake.lock);
+        fake.hold = hold;
+        pthread_cond_broadcast(&fake.changed);
+        pthread_mutex_unlock(&fake.lock);
+}
+
+unsigned fake_kernel_n_inside(void) {
+        unsigned n;
+
+        pthread_mutex_lock(&fake.lock);
+        n = fake.n_inside;
+        pthread_mutex_unlock(&fake.lock);
+        return n;
+}
+
+void fake_kernel_wait_inside(unsigned n) {
+        struct timespec until;
+        int r = 0;
+
+        ASSERT_OK(clock_gettime(CLOCK_REALTIME, &until));
+        until.tv_sec += 5;
+        pthread_mutex_lock(&fake.lock);
+        while (fake.n_inside != n && r == 0)
+                r = pthread_cond_timedwait(&fake.changed, &fake.lock, &until);
+        pthread_mutex_unlock(&fake.lock);
+        if (r != 0)
+                TEST_FAIL("%u calls inside the fake kernel, not %u", fake_kernel_n_inside(), n);
+}
+
+size_t fake_kernel_calls(FakeKernelCall *ret, size_t max) {
+        size_t n;
+
+        pthread_mutex_lock(&fake.lock);
+        n = fake.n_calls;
+        memcpy(ret, fake.calls, MIN(MIN(n, max), (size_t) FAKE_KERNEL_CALLS_MAX) * sizeof(*ret));
+        pthread_mutex_unlock(&fake.lock);
+        return n;
+}
