@@ -15,13 +15,6 @@
 #include "manager.h"
 #include "varlink-service.h"
 
-uint64_t now_monotonic_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 /* How long a graceful stop waits for guest requests in flight. */
 #define DRAIN_TIMEOUT_SEC 10
 /* At exit, how long the monitor may stay silent while the last releases' unbinds complete. */

@@ -67,8 +67,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_listen(Manager *m);
 int manager_run(Manager *m);
 
-uint64_t now_monotonic_usec(void);
-
 /* Called when a guest request completes: a draining daemon exits after the last one. */
 void manager_request_finished(Manager *m);
 /* Tells the service manager what we are doing (STATUS=). */

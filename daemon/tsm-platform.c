@@ -14,8 +14,16 @@
 #include "log.h"
 #include "tsm-platform.h"
 
+/* What a TsmRequest asks of the TSM. */
+typedef enum TsmOp {
+        TSM_OP_REQUEST,
+        TSM_OP_BIND,
+        TSM_OP_UNBIND,
+} TsmOp;
+
 struct TsmRequest {
         TsmPlatform *platform;
+        TsmOp op;
         char *pci_address;
         EmuDevice *emu;   /* emulated backend: the device, referenced */
         KernelCall *call; /* kernel backend: the ioctl, on the device's lane */
@@ -27,8 +35,11 @@ struct TsmRequest {
         uint32_t scope_number;
         int result;
         bool completed; /* result is final; only the callback is left */
+        /* Emulated: the device works on it. Like a DOE mailbox, it takes one exchange at a time
+         * and the others wait their turn, in order. */
+        bool serving;
         bool answer_due; /* the timer is the emulated device's answer, not the deadline */
-        uint64_t timeout_left_usec; /* from the answer that did not come to the deadline */
+        uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX for none (bind, unbind) */
         struct event *timer;
         TsmRequestCallback callback;
         void *userdata;
@@ -77,25 +88,102 @@ static void request_schedule(TsmRequest *r, uint64_t delay_usec) {
         (void) evtimer_add(r->timer, &tv);
 }
 
+static uint64_t usec_until(uint64_t deadline_usec) {
+        uint64_t now = now_monotonic_usec();
+
+        return deadline_usec > now ? deadline_usec - now : 0;
+}
+
+/* The emulated device takes r up now: it answers after its latency, unless r's deadline comes
+ * first. */
+static void emu_serve(TsmRequest *r) {
+        uint64_t latency = r->platform->config.emulated_latency_usec, left = usec_until(r->deadline_usec);
+
+        r->serving = true;
+        r->answer_due = latency < left;
+        (void) evtimer_del(r->timer);
+        request_schedule(r, MIN(latency, left));
+}
+
+static bool emu_busy(TsmPlatform *p, const EmuDevice *d) {
+        TsmRequest *r;
+
+        TAILQ_FOREACH(r, &p->requests, entry)
+                if (r->emu == d && r->serving && !r->completed)
+                        return true;
+        return false;
+}
+
+/* If the device is idle, it takes the first call waiting for it. */
+static void emu_serve_next(TsmPlatform *p, const EmuDevice *d) {
+        TsmRequest *r;
+
+        if (emu_busy(p, d))
+                return;
+        TAILQ_FOREACH(r, &p->requests, entry)
+                if (r->emu == d && !r->serving && !r->completed) {
+                        emu_serve(r);
+                        return;
+                }
+}
+
+/* A call to an emulated device: served at once if the device is idle, else it waits, its
+ * deadline running. */
+static void emu_submit(TsmRequest *r, EmuDevice *d) {
+        TsmPlatform *p = r->platform;
+
+        r->emu = emu_device_ref(d);
+        if (!emu_busy(p, d))
+                emu_serve(r);
+        else if (r->deadline_usec != UINT64_MAX)
+                request_schedule(r, usec_until(r->deadline_usec));
+}
+
+/* The emulated device answers now, after its latency: if it was unplugged meanwhile, it says so
+ * itself (-ENODEV). Returns false if it does not answer at all. */
+static bool emu_answer(TsmRequest *r) {
+        int k;
+
+        switch (r->op) {
+        case TSM_OP_REQUEST:
+                k = emu_device_request(r->emu, r->emu_scope, r->request, r->request_len, r->response,
+                                       r->response_size, &r->response_len);
+                if (k == -ETIMEDOUT)
+                        return false;
+                break;
+        case TSM_OP_BIND:
+                k = emu_device_bind(r->emu, NULL);
+                break;
+        case TSM_OP_UNBIND:
+                k = emu_device_unbind(r->emu);
+                break;
+        default:
+                k = -EINVAL;
+        }
+        r->result = k;
+        r->completed = true;
+        return true;
+}
+
+/* Takes r off the list; the emulated device it held takes its next call, ahead of any call
+ * r's callback may make. */
+static void request_unlink(TsmRequest *r) {
+        TAILQ_REMOVE(&r->platform->requests, r, entry);
+        if (r->serving)
+                emu_serve_next(r->platform, r->emu);
+}
+
 static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
         TsmRequest *r = userdata;
         TsmPlatform *p = r->platform;
 
         if (!r->completed && r->answer_due) {
-                int k;
-
-                /* The emulated device answers now, after its transport latency: if it was
-                 * unplugged meanwhile, it says so itself (-ENODEV). */
                 r->answer_due = false;
-                k = emu_device_request(r->emu, r->emu_scope, r->request, r->request_len, r->response,
-                                       r->response_size, &r->response_len);
-                if (k == -ETIMEDOUT) {
-                        /* A device that does not answer: nothing comes, the deadline ends it. */
-                        request_schedule(r, r->timeout_left_usec);
+                if (!emu_answer(r)) {
+                        /* A device that does not answer holds its mailbox until the deadline. */
+                        request_schedule(r, usec_until(r->deadline_usec));
                         return;
                 }
-                r->result = k;
-                r->completed = true;
         } else if (!r->completed) {
                 log_warning("Guest request to %s not answered within %" PRIu64 " ms, failing it.",
                             r->pci_address, p->config.request_timeout_usec / 1000);
@@ -103,7 +191,7 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
                 r->completed = true;
         }
 
-        TAILQ_REMOVE(&p->requests, r, entry);
+        request_unlink(r);
         r->callback(r, r->result, r->userdata);
         request_free(r);
 }
@@ -562,12 +650,14 @@ static int set_bound(TsmPlatform *p, const TsmTarget *t, bool bind, TsmRequestCa
         if (k < 0)
                 return k;
 
-        if (info.emulated) {
-                EmuDevice *d = emu_platform_find_device(p->emu, info.pci_address);
-
-                /* The emulated TSM keeps its TDIs in memory: done now, answered from the loop. */
-                request_finish(r, bind ? emu_device_bind(d, NULL) : emu_device_unbind(d));
-        } else {
+        r->op = bind ? TSM_OP_BIND : TSM_OP_UNBIND;
+        /* No deadline: what the TDI is after the call must be known, so its answer is awaited
+         * however late; a kernel TSM's own SPDM timeouts bound it. */
+        r->deadline_usec = UINT64_MAX;
+        if (info.emulated)
+                /* An exchange with the device like a request: in turn, after its latency. */
+                emu_submit(r, emu_platform_find_device(p->emu, info.pci_address));
+        else {
                 KernelCallArgs args = {
                         .op = bind ? KERNEL_OP_BIND : KERNEL_OP_UNBIND,
                         .iommufd = t->iommufd,
@@ -575,8 +665,6 @@ static int set_bound(TsmPlatform *p, const TsmTarget *t, bool bind, TsmRequestCa
                         .vdevice_id = t->vdevice_id,
                 };
 
-                /* No deadline: what the TDI is after the call must be known, so its answer is
-                 * awaited however late; the kernel's own SPDM timeouts bound it. */
                 k = request_submit(r, &args);
                 if (k < 0) {
                         tsm_request_cancel(r);
@@ -595,6 +683,15 @@ int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb,
 int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                         TsmRequest **ret) {
         return set_bound(p, t, false, cb, userdata, ret);
+}
+
+bool tsm_platform_is_changing(TsmPlatform *p, const char *pci_address) {
+        TsmRequest *r;
+
+        TAILQ_FOREACH(r, &p->requests, entry)
+                if (r->op != TSM_OP_REQUEST && !r->completed && streq(r->pci_address, pci_address))
+                        return true;
+        return false;
 }
 
 int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, const void *req,
@@ -628,8 +725,6 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         r->response_size = MIN(max_response, (size_t) desc->max_response);
 
         if (info.emulated) {
-                uint64_t latency = p->config.emulated_latency_usec, timeout = p->config.request_timeout_usec;
-
                 /* The device answers later, from the timer: keep the request until then. */
                 r->request = malloc(MAX(req_len, (size_t) 1));
                 r->response = malloc(MAX(r->response_size, (size_t) 1));
@@ -639,12 +734,10 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
                 }
                 memcpy(r->request, req, req_len);
                 r->request_len = req_len;
-                r->emu = emu_device_ref(emu_platform_find_device(p->emu, t->pci_address));
                 r->emu_scope = (EmuScope) number; /* v5 numbering equals EmuScope */
                 /* Whichever comes first: the device's answer, or the deadline. */
-                r->answer_due = latency < timeout;
-                r->timeout_left_usec = r->answer_due ? timeout - latency : 0;
-                request_schedule(r, MIN(latency, timeout));
+                r->deadline_usec = now_monotonic_usec() + p->config.request_timeout_usec;
+                emu_submit(r, emu_platform_find_device(p->emu, t->pci_address));
         } else {
                 KernelCallArgs args = {
                         .op = KERNEL_OP_REQUEST,
@@ -674,7 +767,7 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
 void tsm_request_cancel(TsmRequest *r) {
         if (!r)
                 return;
-        TAILQ_REMOVE(&r->platform->requests, r, entry);
+        request_unlink(r);
         request_free(r);
 }
 

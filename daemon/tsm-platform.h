@@ -34,7 +34,8 @@ typedef struct TsmPlatformConfig {
         TsmPlatformMode mode;
         char *iommu_device;      /* /dev/iommu */
         char *emulated_devices;  /* emu-config syntax; NULL: the default set */
-        uint64_t emulated_latency_usec; /* how long an emulated TDISP exchange takes */
+        uint64_t emulated_latency_usec; /* how long an emulated TDISP exchange takes; a device
+                                         * takes one at a time, in order */
         /* A backend that never answers must not hold a VMM's call forever: a request still
          * unanswered after this long fails with -ETIMEDOUT. 0: the default. */
         uint64_t request_timeout_usec;
@@ -125,6 +126,9 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
 int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata, TsmRequest **ret);
 int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                         TsmRequest **ret);
+
+/* Whether a bind or unbind of the device is still on its way (the TSM has not answered). */
+bool tsm_platform_is_changing(TsmPlatform *p, const char *pci_address);
 
 /* Drops a request whose caller went away; its callback will not run. */
 void tsm_request_cancel(TsmRequest *r);

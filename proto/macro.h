@@ -141,6 +141,9 @@ static inline bool size_multiply_overflow(size_t size, size_t need) {
 #define new(t, n) ((t *) (size_multiply_overflow(sizeof(t), (n)) ? NULL : malloc(sizeof(t) * (n))))
 #define new0(t, n) ((t *) calloc((n) ?: 1, sizeof(t)))
 
+/* CLOCK_MONOTONIC in microseconds: for deadlines and durations. */
+uint64_t now_monotonic_usec(void);
+
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);
 #define GREEDY_REALLOC(array, allocated, need)                                                     \

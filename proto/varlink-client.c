@@ -371,15 +371,8 @@ static int client_send(VarlinkClient *c, const char *method, json_object *parame
         return 0;
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 static int client_wait(VarlinkClient *c) {
-        uint64_t deadline = c->timeout_usec > 0 ? now_usec() + c->timeout_usec : 0;
+        uint64_t deadline = c->timeout_usec > 0 ? now_monotonic_usec() + c->timeout_usec : 0;
         int r;
 
         while (!c->wait_done) {
@@ -395,7 +388,7 @@ static int client_wait(VarlinkClient *c) {
                         continue;
 
                 if (deadline > 0) {
-                        uint64_t n = now_usec();
+                        uint64_t n = now_monotonic_usec();
                         if (n >= deadline)
                                 return client_die(c, -ETIMEDOUT);
                         timeout_ms = (int) DIV_ROUND_UP(deadline - n, 1000ULL);
@@ -472,7 +465,7 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
         if (r < 0)
                 return r;
 
-        deadline = now_usec() + (c->timeout_usec ?: DEFAULT_TIMEOUT_USEC);
+        deadline = now_monotonic_usec() + (c->timeout_usec ?: DEFAULT_TIMEOUT_USEC);
         while (varlink_stream_get_output_size(c->stream) > 0) {
                 struct pollfd pfd = { .fd = varlink_client_get_fd(c), .events = POLLOUT };
                 uint64_t n;
@@ -482,7 +475,7 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
                         return client_die(c, r == -EPIPE ? -ECONNRESET : r);
                 if (r > 0)
                         continue;
-                n = now_usec();
+                n = now_monotonic_usec();
                 if (n >= deadline)
                         return -ETIMEDOUT;
                 (void) poll(&pfd, 1, (int) DIV_ROUND_UP(deadline - n, 1000ULL));

@@ -37,6 +37,7 @@ typedef union PrivMessage {
 typedef struct MonitorRequest {
         MonitorDispatch *dispatch;
         uint32_t cookie;
+        uint32_t context, vdevice;
         TsmRequest *request;
         LIST_ENTRY(MonitorRequest) entry;
 } MonitorRequest;
@@ -307,6 +308,8 @@ static int priv_reclaim_context(MonitorDispatch *d, const PrivMessage *m, const 
         return reply(d, m, 0, 0, copy);
 }
 
+static void fail_requests_of(MonitorDispatch *d, uint32_t context, uint32_t vdevice);
+
 static int priv_close_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                               const char **ret_reason) {
         const struct tsm_priv_context *c = &m->context;
@@ -319,6 +322,7 @@ static int priv_close_context(MonitorDispatch *d, const PrivMessage *m, const vo
                 return r;
 
         uid = ctx->uid;
+        fail_requests_of(d, c->context, 0);
         r = monitor_contexts_remove(d->contexts, d->platform, c->context);
         if (r >= 0)
                 log_info("Closed context %" PRIu32 " of uid %u.", c->context, (unsigned) uid);
@@ -359,8 +363,11 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
         }
 
         /* SECURITY: one physical device belongs to one context at a time. Only the monitor sees
-         * every context, the orphans the worker knows nothing of included. */
-        if (monitor_contexts_find_device(d->contexts, info.pci_address, NULL))
+         * every context, the orphans the worker knows nothing of included. A device released
+         * with a bind or unbind still on its way stays busy until the TSM has answered: the next
+         * guest gets it in the state the release left it in. */
+        if (monitor_contexts_find_device(d->contexts, info.pci_address, NULL) ||
+            tsm_platform_is_changing(d->platform, info.pci_address))
                 return reply(d, m, -EBUSY, 0, -EBADF);
 
         r = monitor_context_add_vdevice(ctx, a->vdevice, info.pci_address, NULL);
@@ -382,6 +389,7 @@ static int priv_detach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
         if (r < 0)
                 return r;
 
+        fail_requests_of(d, ctx->id, v->id);
         monitor_context_remove_vdevice(ctx, d->platform, v);
         log_debug("Detached vDevice %" PRIu32 " of context %" PRIu32 ".", q->vdevice, ctx->id);
         return reply(d, m, 0, 0, -EBADF);
@@ -569,6 +577,25 @@ static MonitorRequest *request_free(MonitorRequest *mr) {
         return mfree(mr);
 }
 
+/* The vDevice (0: every vDevice of the context) is going: its guest requests in flight are
+ * answered -ENODEV now. One the kernel runs finishes unanswered; one still waiting for its
+ * device never reaches it, nor holds up the unbind of the release or the device's next guest. */
+static void fail_requests_of(MonitorDispatch *d, uint32_t context, uint32_t vdevice) {
+        MonitorRequest *mr, *next;
+        int r;
+
+        for (mr = LIST_FIRST(&d->requests); mr; mr = next) {
+                next = LIST_NEXT(mr, entry);
+                if (mr->context != context || (vdevice != 0 && mr->vdevice != vdevice))
+                        continue;
+                tsm_request_cancel(TAKE_PTR(mr->request));
+                r = reply_full(d, mr->cookie, -ENODEV, 0, NULL, 0, -EBADF);
+                if (r < 0)
+                        on_reply_failed(r, NULL);
+                request_free(mr);
+        }
+}
+
 static void on_request_done(TsmRequest *req, int result, void *userdata) {
         MonitorRequest *mr = userdata;
         MonitorDispatch *d = mr->dispatch;
@@ -637,7 +664,7 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         mr = new0(MonitorRequest, 1);
         if (!mr)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
-        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie };
+        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .context = ctx->id, .vdevice = v->id };
         LIST_INSERT_HEAD(&d->requests, mr, entry);
         d->n_requests++;
 

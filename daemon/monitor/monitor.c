@@ -61,13 +61,6 @@ struct Monitor {
         struct event *restart_timer, *stop_timer, *tick;
 };
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 static struct timeval timeval_of(uint64_t usec) {
         return (struct timeval){ .tv_sec = (time_t) (usec / 1000000), .tv_usec = (suseconds_t) (usec % 1000000) };
 }
@@ -94,7 +87,7 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
 
         r = monitor_dispatch_process(m->dispatch, &reason);
         if (r >= 0) {
-                m->last_sign_of_life_usec = now_usec();
+                m->last_sign_of_life_usec = now_monotonic_usec();
                 return;
         }
         /* SECURITY: a worker that broke a rule never gets another message through: killed,
@@ -132,7 +125,7 @@ static int worker_start(Monitor *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to start the worker '%s': %m", m->worker_path);
         theirs = safe_close(theirs);
-        m->worker_start_usec = m->last_sign_of_life_usec = now_usec();
+        m->worker_start_usec = m->last_sign_of_life_usec = now_monotonic_usec();
         m->worker_ready = false;
         log_info("Started worker %s as pid %d (uid %u).", m->worker_path, (int) m->worker_pid,
                  (unsigned) m->worker_uid);
@@ -165,7 +158,7 @@ static void on_restart_timer(evutil_socket_t fd, short what, void *userdata) {
 }
 
 static void worker_exited(Monitor *m, int status) {
-        uint64_t ran = now_usec() - m->worker_start_usec;
+        uint64_t ran = now_monotonic_usec() - m->worker_start_usec;
         struct timeval tv;
 
         if (WIFEXITED(status))
@@ -296,7 +289,7 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
 
         (void) sd_notify(false, "WATCHDOG=1");
         if (m->worker_pid > 0 && m->worker_ready && !m->stopping &&
-            now_usec() - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC) {
+            now_monotonic_usec() - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC) {
                 log_error("Worker %d has not spoken for %llu s, killing it.", (int) m->worker_pid,
                           WORKER_SILENCE_MAX_USEC / 1000000);
                 m->worker_ready = false;

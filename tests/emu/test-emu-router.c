@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The platform router (daemon/tsm-platform.c) over emulated devices with configured faults:
- * a device that never answers fails its request with -ETIMEDOUT after the request timeout
- * (not before, and without the device having acted on it), a device slower than the timeout
+ * a device takes one exchange at a time, in order; a device that never answers fails its
+ * request with -ETIMEDOUT after the request timeout (not before, and without the device
+ * having acted on it, nor on what waited behind it), a device slower than the timeout
  * likewise, a device removed meanwhile fails it at once with -ENODEV, a cancelled or freed
  * request never calls back, and a reload switches a listed device's fault on and off in place.
  * Runs in: tests.
@@ -131,7 +132,9 @@ TEST(hanging_device_times_out) {
         ASSERT_GE(fine.at + EARLY_USEC, 20 * MSEC);
         ASSERT_FALSE(hung.called);
 
-        run_until(&r, &lock.called, 300 * MSEC + SLACK_USEC);
+        /* The one behind it in the device's mailbox waits with it, until its own deadline. */
+        run_until(&r, &hung.called, 300 * MSEC + SLACK_USEC);
+        run_until(&r, &lock.called, SLACK_USEC);
         ASSERT_TRUE(hung.called && lock.called);
         ASSERT_ERRNO(hung.result, ETIMEDOUT);
         ASSERT_ERRNO(lock.result, ETIMEDOUT);
@@ -140,6 +143,51 @@ TEST(hanging_device_times_out) {
         ASSERT_LE(hung.at, 300 * MSEC + SLACK_USEC);
         /* The device never acted on what it did not answer. */
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        router_free(&r);
+}
+
+static void on_bound(TsmRequest *req, int result, void *userdata) {
+        Done *d = userdata;
+
+        ASSERT_FALSE(d->called);
+        d->called = true;
+        d->result = result;
+        d->at = now_usec() - d->start;
+}
+
+/* Like a DOE mailbox, a device takes one exchange at a time, binds included, in the order they
+ * came, each after its latency; another device works meanwhile. */
+TEST(one_exchange_at_a_time) {
+        TsmTarget t = { .pci_address = DEV1, .iommufd = -EBADF };
+        Router r;
+        Done first, second, bind, third, other;
+
+        router_new(&r, DEV1 "," DEV2, 50 * MSEC, 5000 * MSEC);
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &first);
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &second);
+        bind = (Done){ .start = now_usec() };
+        ASSERT_OK(tsm_platform_bind(r.p, &t, on_bound, &bind, NULL));
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &third);
+        (void) submit(&r, DEV2, TDISP_MSG_GET_VERSION, &other);
+
+        run_until(&r, &first.called, SLACK_USEC);
+        ASSERT_FALSE(second.called || bind.called || third.called);
+        run_until(&r, &second.called, SLACK_USEC);
+        ASSERT_TRUE(other.called); /* DEV2's, at the same time as DEV1's first */
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED); /* the bind's turn is next */
+        run_until(&r, &bind.called, SLACK_USEC);
+        ASSERT_OK(bind.result);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_FALSE(third.called);
+        run_until(&r, &third.called, SLACK_USEC);
+
+        ASSERT_OK(first.result);
+        ASSERT_OK(third.result);
+        ASSERT_GE(first.at + EARLY_USEC, 50 * MSEC);
+        ASSERT_GE(second.at + EARLY_USEC, 100 * MSEC);
+        ASSERT_GE(bind.at + EARLY_USEC, 150 * MSEC);
+        ASSERT_GE(third.at + EARLY_USEC, 200 * MSEC);
+        ASSERT_LE(other.at, 50 * MSEC + SLACK_USEC);
         router_free(&r);
 }
 

@@ -882,6 +882,24 @@ TEST(fd_flood) {
         tsmd_teardown(&t);
 }
 
+/* Attaches address as vDevice 1 of ctx once its last owner's release is done (a release, and a
+ * bind or unbind it waits for, take the device's latency): until then it is DeviceBusy. */
+static void attach_when_free(VarlinkClient *c, int64_t ctx, const char *address) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        for (;;) {
+                const char *e = tsmd_call(c, G "AttachDevice",
+                                          strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"%s\"}",
+                                               ctx, address),
+                                          NULL);
+                if (!e)
+                        return;
+                if (!streq(e, E_GUEST("DeviceBusy")) || now_usec() > deadline)
+                        TEST_FAIL("AttachDevice(%s): %s", address, e);
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+}
+
 /* ---- disconnects mid-request and mid-stream --------------------------------------------------- */
 
 TEST(disconnect_mid_request_and_mid_stream) {
@@ -897,20 +915,11 @@ TEST(disconnect_mid_request_and_mid_stream) {
                 VarlinkClient *a = tsmd_connect_guest(&t);
                 json_object *r = CALL_OK(a, G "OpenContext", NULL);
                 int64_t ctx = JINT(r, "context");
-                uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
                 AsyncCall calls[3] = {};
 
                 close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
                 /* DEV1 is released asynchronously after the previous round's hangup. */
-                for (;;) {
-                        const char *e = tsmd_call(a, G "AttachDevice",
-                                                  strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}", ctx), &r);
-                        if (!e)
-                                break;
-                        if (!streq(e, E_GUEST("DeviceBusy")) || now_usec() > deadline)
-                                TEST_FAIL("AttachDevice(" DEV1 ") in round %u: %s", round, e);
-                        sleep_usec(5 * USEC_PER_MSEC);
-                }
+                attach_when_free(a, ctx, DEV1);
                 if (round % 2)
                         CALL_OK(a, G "Bind", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", ctx));
                 /* Three requests in flight (300 ms each), then gone. */
@@ -957,7 +966,7 @@ TEST(disconnect_mid_request_and_mid_stream) {
                 int64_t ctx = JINT(r, "context");
 
                 close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
-                CALL_OK(a, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}", ctx));
+                attach_when_free(a, ctx, DEV1);
                 tsmd_call_async(w, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we);
                 ASSERT_TRUE(tsmd_async_wait(w, &we, 1, TSMD_WAIT_USEC));
                 /* The event is queued for w, which hangs up before reading it. */

@@ -276,6 +276,8 @@ TEST(vdevices) {
         v->bound = true;
         ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_LOCKED);
         ASSERT_OK(monitor_contexts_remove(c, p, id));
+        ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_LOCKED); /* the device's turn comes */
+        ASSERT_OK(event_base_loop(base, EVLOOP_NONBLOCK));
         ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_UNLOCKED);
         ASSERT_TRUE(probe_closed(&pa));
 

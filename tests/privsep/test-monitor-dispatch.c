@@ -570,6 +570,7 @@ TEST(lifecycle) {
                 struct tsm_priv_context m = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, id);
                 ASSERT_OK(call(f, &m, &rep));
         }
+        ASSERT_OK(event_base_loop(f->base, EVLOOP_NONBLOCK)); /* the device takes the unbind */
         ASSERT_EQ(emu_device_get_state(device(f, DEV_B)),
                   TDISP_STATE_CONFIG_UNLOCKED);
         ASSERT_NULL(monitor_contexts_get(f->contexts, id));
@@ -865,16 +866,13 @@ TEST(bind_in_flight) {
         fixture_free(f);
 }
 
-/* Runs the monitor's loop until the fake kernel has seen n calls (at most 5 s). */
-static void loop_until_kernel_calls(Fixture *f, size_t n) {
-        FakeKernelCall calls[1];
-
-        for (unsigned i = 0; fake_kernel_calls(calls, 0) < n; i++) {
-                ASSERT_LE(i, 5000u);
-                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
-                usleep(1000);
+/* Runs the monitor's loop until cond holds (at most 5 s: lane threads may be slow). */
+#define LOOP_UNTIL(f, cond)                                                                        \
+        for (unsigned _i = 0; !(cond); _i++) {                                                     \
+                ASSERT_LE(_i, 5000u);                                                              \
+                ASSERT_OK(event_base_loop((f)->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));              \
+                usleep(1000);                                                                      \
         }
-}
 
 /* On the kernel's TSMs a bind is an ioctl that may take seconds: it runs on the device's lane,
  * the monitor answers everything else meanwhile, a detach of the vDevice queues its unbind
@@ -906,18 +904,21 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         ASSERT_MEMEQ(rep.payload, FAKE_KERNEL_RESPONSE, strlen(FAKE_KERNEL_RESPONSE));
         ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, SLOT, a, VDEV_HELD, NULL));
         ASSERT_EQ(fake_kernel_n_inside(), 1u);
+        /* Busy for the next guest until the release is done. */
+        ASSERT_ERRNO(attach(f, SLOT, a, 33, NIC, NULL), EBUSY);
 
         fake_kernel_hold(false);
         await_reply(f);
         receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
         ASSERT_EQ(rep.r.hdr.cookie, bind.hdr.cookie);
         ASSERT_OK(rep.r.result);
-        loop_until_kernel_calls(f, 3);
+        LOOP_UNTIL(f, fake_kernel_calls(calls, 0) >= 3);
         ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 3u);
         ASSERT_TRUE(calls[0].op && calls[0].vdevice == VDEV_HELD && calls[0].value == TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
         ASSERT_TRUE(!calls[1].op && calls[1].vdevice == 22);
         ASSERT_TRUE(calls[2].op && calls[2].vdevice == VDEV_HELD && calls[2].value == TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
         nothing_waiting(f); /* the release's unbind is the monitor's own */
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
 
         /* The worker dies while the kernel holds a bind. */
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
@@ -929,12 +930,64 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         worker_stop(f);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
         fake_kernel_hold(false);
-        for (unsigned i = 0; monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes > 0; i++) {
-                ASSERT_LE(i, 5000u);
+        LOOP_UNTIL(f, monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes == 0);
+        ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* A detached vDevice's guest requests are answered DeviceGone at once: the one the kernel runs
+ * finishes unanswered, the one still waiting never reaches the device. */
+TEST(detach_fails_requests_in_flight) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_guest_request m;
+        uint32_t a, cookies[2];
+        bool answered[2] = {};
+        FakeKernelCall calls[4];
+        Reply rep;
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        fake_kernel_hold(true);
+        for (unsigned i = 0; i < 2; i++) {
+                m = guest_request_msg(SLOT, a, VDEV_HELD, TSM_SCOPE_INFO, 4);
+                m.hdr.cookie = cookies[i] = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+                process_ok(f);
+                if (i == 0)
+                        fake_kernel_wait_inside(1);
+        }
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 2u);
+
+        {
+                struct tsm_priv_vdevice detach = vdevice_msg(TSM_PRIV_DETACH_VDEVICE, SLOT, a, VDEV_HELD);
+
+                detach.hdr.cookie = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &detach, NULL, 0, -EBADF));
+                process_ok(f);
+        }
+        for (unsigned i = 0; i < 2; i++) {
+                receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+                ASSERT_EQ(rep.r.result, -ENODEV);
+                for (unsigned j = 0; j < 2; j++)
+                        if (rep.r.hdr.cookie == cookies[j]) {
+                                ASSERT_FALSE(answered[j]);
+                                answered[j] = true;
+                        }
+        }
+        ASSERT_TRUE(answered[0] && answered[1]);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, f->cookie); /* the detach */
+        ASSERT_OK(rep.r.result);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
+
+        fake_kernel_hold(false);
+        fake_kernel_wait_inside(0);
+        for (unsigned i = 0; i < 50; i++) { /* the late answer is dropped; nothing else runs */
                 ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
                 usleep(1000);
         }
-        ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 1u);
         nothing_waiting(f);
         fixture_free(f);
 }
@@ -955,6 +1008,7 @@ TEST(close_orphan) {
         m = context_msg(TSM_PRIV_CLOSE_CONTEXT, TSM_PRIV_SLOT_WORKER, a);
         ASSERT_OK(call(f, &m, &rep));
         ASSERT_EQ(monitor_contexts_size(f->contexts), 0);
+        ASSERT_OK(event_base_loop(f->base, EVLOOP_NONBLOCK)); /* the device takes the unbind */
         ASSERT_EQ(emu_device_get_state(device(f, DEV_A)),
                   TDISP_STATE_CONFIG_UNLOCKED);
         fixture_free(f);
