@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "bench-util.h"
 #include "emu-platform.h"
 #include "log.h"
 #include "monitor-contexts.h"
@@ -33,28 +34,6 @@
 
 static unsigned n_rounds = 20000;
 static uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
-
-static uint64_t now_nsec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-
-        return x < y ? -1 : x > y;
-}
-
-typedef struct Stats {
-        double p50_us, p99_us;
-} Stats;
-
-static Stats stats_of(uint64_t *ns, size_t n) {
-        qsort(ns, n, sizeof(uint64_t), cmp_u64);
-        return (Stats){ .p50_us = (double) ns[n / 2] / 1000.0, .p99_us = (double) ns[n * 99 / 100] / 1000.0 };
-}
 
 static void die(const char *what, int r) {
         fprintf(stderr, "bench-privsep: %s: %s\n", what, strerror(r < 0 ? -r : r));

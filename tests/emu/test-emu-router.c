@@ -9,8 +9,6 @@
  * Runs in: tests.
  */
 
-#include <time.h>
-
 #include "emu-device.h"
 #include "harness.h"
 #include "tdisp.h"
@@ -25,13 +23,6 @@
 /* libevent measures timeouts from its cached loop time, which may lag the clock read here
  * when the request is made: a timer may seem to fire this much early. */
 #define EARLY_USEC (5 * MSEC)
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &ts));
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 typedef struct Done {
         bool called;
@@ -49,7 +40,7 @@ static void on_done(TsmRequest *r, int result, void *userdata) {
         ASSERT_FALSE(d->called);
         d->called = true;
         d->result = result;
-        d->at = now_usec() - d->start;
+        d->at = now_monotonic_usec() - d->start;
         if (result >= 0) {
                 resp = tsm_request_get_response(r, &len);
                 ASSERT_GE(len, sizeof(TdispHeader));
@@ -92,7 +83,7 @@ static TsmRequest *submit(Router *r, const char *address, uint8_t type, Done *d)
 
         ASSERT_NOT_NULL(dev);
         ASSERT_OK(tdisp_build_request(type, emu_device_get_function_id(dev), body, body_len, msg, sizeof(msg), &len));
-        *d = (Done) { .start = now_usec() };
+        *d = (Done) { .start = now_monotonic_usec() };
         ASSERT_OK(tsm_platform_request(r->p, &t, scope, msg, len, 4096, on_done, d, &req));
         ASSERT_NOT_NULL(req);
         ASSERT_FALSE(d->called); /* never from inside the call */
@@ -101,9 +92,9 @@ static TsmRequest *submit(Router *r, const char *address, uint8_t type, Done *d)
 
 /* Runs the loop until *flag or for at most usec. */
 static void run_until(Router *r, const bool *flag, uint64_t usec) {
-        uint64_t deadline = now_usec() + usec;
+        uint64_t deadline = now_monotonic_usec() + usec;
 
-        while ((!flag || !*flag) && now_usec() < deadline) {
+        while ((!flag || !*flag) && now_monotonic_usec() < deadline) {
                 struct timeval tv = { .tv_usec = 1000 };
 
                 ASSERT_OK(event_base_loopexit(r->base, &tv));
@@ -152,7 +143,7 @@ static void on_bound(TsmRequest *req, int result, void *userdata) {
         ASSERT_FALSE(d->called);
         d->called = true;
         d->result = result;
-        d->at = now_usec() - d->start;
+        d->at = now_monotonic_usec() - d->start;
 }
 
 /* Like a DOE mailbox, a device takes one exchange at a time, binds included, in the order they
@@ -165,7 +156,7 @@ TEST(one_exchange_at_a_time) {
         router_new(&r, DEV1 "," DEV2, 50 * MSEC, 5000 * MSEC);
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &first);
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &second);
-        bind = (Done){ .start = now_usec() };
+        bind = (Done){ .start = now_monotonic_usec() };
         ASSERT_OK(tsm_platform_bind(r.p, &t, on_bound, &bind, NULL));
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &third);
         (void) submit(&r, DEV2, TDISP_MSG_GET_VERSION, &other);

@@ -2,6 +2,7 @@
 /* Starting, killing, restarting and stopping a tsmd for libtsm's tests (see tsmd-instance.h).
  * Runs in: tests only. */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -256,7 +257,26 @@ static pid_t worker_pid(TsmdInstance *t) {
         return (pid_t) strtol(buf, NULL, 10);
 }
 
-/* Gone, or dead and waiting to be reaped by whoever inherited it. */
+/* Threads of pid still there (the zombie leader included); 0 if it is gone. */
+static size_t count_tasks(pid_t pid) {
+        char path[64];
+        struct dirent *de;
+        size_t n = 0;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", (int) pid);
+        d = opendir(path);
+        if (!d)
+                return 0;
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+/* Gone, or dead and waiting to be reaped by whoever inherited it, all its threads with it: a
+ * leader shows as a zombie while its other threads still exit, and the files they share (the
+ * listening sockets) are closed only with the last of them. */
 static bool process_gone(pid_t pid) {
         char path[64], buf[256] = "";
         const char *p;
@@ -270,7 +290,9 @@ static bool process_gone(pid_t pid) {
                 buf[0] = 0;
         fclose(f);
         p = strrchr(buf, ')');
-        return !p || p[1] == 0 || p[2] == 'Z';
+        if (!p || p[1] == 0)
+                return true;
+        return p[2] == 'Z' && count_tasks(pid) <= 1;
 }
 
 void tsmd_instance_kill(TsmdInstance *t, int sig) {

@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -42,13 +41,6 @@ static FakeKernelCall last_call(bool op) {
         TEST_FAIL("the kernel saw no %s", op ? "bind or unbind" : "request");
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &ts));
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 typedef struct Done {
         unsigned n;
         int result;
@@ -62,7 +54,7 @@ static void on_done(TsmRequest *r, int result, void *userdata) {
 
         d->n++;
         d->result = result;
-        d->at = now_usec() - d->start;
+        d->at = now_monotonic_usec() - d->start;
         if (result >= 0) {
                 const void *resp = tsm_request_get_response(r, &d->response_len);
 
@@ -106,7 +98,7 @@ static void router_teardown(Router *t) {
 static void request(Router *t, const char *device, uint32_t vdevice, const char *scope, Done *d) {
         TsmTarget target = { .pci_address = device, .iommufd = t->iommufd, .vdevice_id = vdevice };
 
-        d->start = now_usec();
+        d->start = now_monotonic_usec();
         ASSERT_OK(tsm_platform_request(t->platform, &target, scope, "ping", 4, 64, on_done, d, NULL));
 }
 
@@ -174,7 +166,7 @@ TEST(held_bind_waits_on_its_lane_alone) {
         router_setup(&t);
         nic.iommufd = t.iommufd;
         fake_kernel_hold(true);
-        bind.start = now_usec();
+        bind.start = now_monotonic_usec();
         ASSERT_OK(tsm_platform_bind(t.platform, &nic, on_done, &bind, NULL));
         request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &behind);
 
@@ -193,7 +185,7 @@ TEST(held_bind_waits_on_its_lane_alone) {
         ASSERT_EQ(bind.result, 0);
         ASSERT_EQ(last_call(true).value, TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
 
-        unbind.start = now_usec();
+        unbind.start = now_monotonic_usec();
         ASSERT_OK(tsm_platform_unbind(t.platform, &nic, on_done, &unbind, NULL));
         ASSERT_EQ(unbind.n, 0u); /* never from inside the call */
         run_until(&t, &unbind, 1);

@@ -6,7 +6,6 @@
  */
 
 #include <fcntl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -19,13 +18,6 @@ typedef struct Counts {
         unsigned flushes;
         struct event *busy;
 } Counts;
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
 
 static void on_busy(evutil_socket_t fd, short what, void *userdata) {
         Counts *c = userdata;
@@ -100,9 +92,9 @@ TEST(busy_loop_cannot_hold_it_back) {
         ASSERT_NOT_NULL(ev = event_new(b, p[0], EV_READ | EV_PERSIST, on_readable, &c));
         ASSERT_OK(event_add(ev, NULL));
 
-        start = now_usec();
+        start = now_monotonic_usec();
         idle_flush_schedule(f);
-        while (c.flushes == 0 && now_usec() - start < 10000000u)
+        while (c.flushes == 0 && now_monotonic_usec() - start < 10000000u)
                 ASSERT_OK(event_base_loop(b, EVLOOP_ONCE));
         /* It ran (where without the deadline it never would), while the loop was busy every
          * round. (No lower bound on when: libevent's timers run on the coarse monotonic

@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 
 #include "harness.h"
 #include "json-util.h"
@@ -935,13 +934,6 @@ TEST(limit_connections_per_uid) {
         server_stop();
 }
 
-static uint64_t now_usec(void) {
-        struct timespec t;
-
-        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &t));
-        return (uint64_t) t.tv_sec * 1000000U + (uint64_t) t.tv_nsec / 1000U;
-}
-
 /* Sends; false if the server has hung up already. */
 static bool raw_try_send(int fd, const void *p, size_t n) {
         ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
@@ -997,9 +989,9 @@ TEST(message_timeout) {
          * timeout, then idles for longer than the timeout. The chained client sends two
          * messages 1.4 s apart, each within 0.7 s; the second starts in the write that ends
          * the first, and has its own deadline. */
-        start = now_usec();
-        while (now_usec() - start < 2000000U) {
-                uint64_t t = now_usec() - start;
+        start = now_monotonic_usec();
+        while (now_monotonic_usec() - start < 2000000U) {
+                uint64_t t = now_monotonic_usec() - start;
 
                 if (chain_step == 0) {
                         raw_send(chained, slow, 20);
@@ -1017,7 +1009,7 @@ TEST(message_timeout) {
                 if (closed_after == 0 &&
                     (raw_hung_up(trickler) ||
                      !raw_try_send(trickler, pos < sizeof(endless) - 1 ? &endless[pos] : "a", 1)))
-                        closed_after = now_usec() - start;
+                        closed_after = now_monotonic_usec() - start;
                 pos++;
                 if (slow_sent < sizeof(slow)) {
                         size_t n = MIN(sizeof(slow) - slow_sent, sizeof(slow) / 8 + 1);
@@ -1070,7 +1062,7 @@ TEST(idle_timeout) {
         l.idle_timeout_sec = 1;
         l.message_timeout_sec = 0; /* none */
         server_start(&l);
-        start = now_usec();
+        start = now_monotonic_usec();
         silent = raw_connect();
         talker = raw_connect();
         partial = raw_connect();
@@ -1079,9 +1071,9 @@ TEST(idle_timeout) {
         raw_send(partial, call, 10);
 
         /* A connection that never sends anything goes after a second... */
-        while (now_usec() - start < 2000000U) {
+        while (now_monotonic_usec() - start < 2000000U) {
                 if (raw_hung_up(silent)) {
-                        closed_after = now_usec() - start;
+                        closed_after = now_monotonic_usec() - start;
                         break;
                 }
                 usleep(20000);
