@@ -300,7 +300,8 @@ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
  *
  * The iommufd the VMM holds stays open; tsmd drops its own reference.
  *
- * Return: 0; -ENOENT (NoSuchContext); see the table.
+ * Return: 0; -ENOENT (NoSuchContext); -EBUSY (a Bind or Unbind of one of its vDevices is still
+ * being answered); see the table.
  */
 int tsm_context_close(TsmClient *c, uint64_t context);
 
@@ -317,7 +318,7 @@ int tsm_context_close(TsmClient *c, uint64_t context);
  * @ret: what tsmd said about the device (free with tsm_device_info_free()); may be NULL
  *
  * Return: 0; -ENOENT (NoSuchContext, NoSuchDevice); -EEXIST (VDeviceExists); -EBUSY (the
- * device is attached elsewhere); -EBADF (the VFIO fd is not that device); -EACCES; -EUSERS;
+ * device is attached elsewhere, or its last guest's release is not done yet); -EBADF (the VFIO fd is not that device); -EACCES; -EUSERS;
  * -EINVAL; see the table.
  */
 int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *pci_address,
@@ -329,7 +330,10 @@ int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  * @context: the context's handle
  * @vdevice_id: the vDevice
  *
- * Return: 0; -ENOENT (NoSuchContext, NoSuchVDevice); see the table.
+ * Its guest requests still in flight fail with -ENODEV (DeviceGone).
+ *
+ * Return: 0; -ENOENT (NoSuchContext, NoSuchVDevice); -EBUSY (a Bind or Unbind of it is still
+ * being answered); see the table.
  */
 int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
 
@@ -341,7 +345,11 @@ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
  * @ret_state: the TDI state afterwards (config_locked), _TSM_TDI_STATE_INVALID when the
  *             backend does not show it to the host; may be NULL
  *
- * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY; -ETIMEDOUT; -EACCES; see the table.
+ * An SPDM exchange with the device: tsmd answers when the TSM is done, however long that
+ * takes, and serves other devices meanwhile; tsm_client_set_timeout() still bounds the wait.
+ *
+ * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY (another Bind or Unbind of it is still
+ * being answered); -ETIMEDOUT; -EACCES; see the table.
  */
 int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state);
 
