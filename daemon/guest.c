@@ -711,7 +711,12 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         int r;
 
         /* Neither can go while it changes: Detach and CloseContext wait, a disconnect cancels. */
-        assert(v);
+        if (!v) {
+                log_error("Bind or Unbind answered for a vDevice that is gone from its client, dropping it.");
+                (void) varlink_call_error_errno(call, -ENODEV);
+                change_free(pc);
+                return;
+        }
         v->changing = false;
         if (result >= 0 && v->gone) /* unplugged as the answer came: it holds no TDI now */
                 result = -ENODEV;
@@ -1466,7 +1471,9 @@ static void audit_release(const Release *rel, int result) {
         rec.pci = rel->pci_address;
         if (tsm_platform_get_device(rel->manager->platform, rel->pci_address, &info) >= 0)
                 rec.backend = tsm_backend_type_to_string(info.backend);
-        rec.result = result < 0 ? "io.tsmd.Guest.BackendError" : "ok";
+        /* Timeout: the TSM gave up, or had not answered when the worker exited; either way
+         * nobody knows what the device did. */
+        rec.result = result >= 0 ? "ok" : result == -ETIMEDOUT ? GUEST_ERROR("Timeout") : GUEST_ERROR("BackendError");
         (void) audit_log_record(rel->manager->audit, &rec, on_release_recorded, NULL, NULL);
 }
 
