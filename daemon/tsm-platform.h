@@ -108,8 +108,10 @@ int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_st
 /* One guest request in flight. The callback runs exactly once from the event loop (never
  * from inside tsm_platform_request()), unless the request is cancelled first: with the
  * backend's result, or -ETIMEDOUT when the backend has not answered within the request
- * timeout (-ENODEV at once if the device goes away first). A kernel request runs on its
- * device's lane (kernel-lanes.h); one that times out there is left to finish, unanswered. */
+ * timeout (-ENODEV at once if the device goes away first). A device takes its calls one at a
+ * time, in order, and the time a request waits for its turn counts: a kernel request runs on
+ * its device's lane (kernel-lanes.h), where one that times out is left to finish, unanswered;
+ * an emulated device works like its DOE mailbox would. */
 typedef struct TsmRequest TsmRequest;
 typedef void (*TsmRequestCallback)(TsmRequest *r, int result, void *userdata);
 
@@ -121,8 +123,9 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
  * on the same lane, after the calls made to the device before: a bind is an SPDM exchange too.
  * The callback runs as for a request, with the result, or -ENODEV at once if the device goes
  * away first, but with no deadline: what the TDI is afterwards must be known, so the answer
- * is awaited however late (the kernel's own SPDM timeouts bound it). Cancelling drops only the
- * callback: a bind or unbind the kernel has started still takes effect. */
+ * is awaited however late (the kernel's own SPDM timeouts bound it). Cancelling drops the
+ * callback; a call still queued for its device never runs, one the kernel has started still
+ * takes effect. */
 int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata, TsmRequest **ret);
 int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                         TsmRequest **ret);
