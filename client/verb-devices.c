@@ -26,12 +26,13 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 char who[96] = "-";
 
                 if (owner)
-                        snprintf(who, sizeof(who), "uid %d pid %d ctx %d vdev %d%s",
+                        snprintf(who, sizeof(who), "uid %d pid %d ctx %d vdev %d%s%s",
                                  json_object_get_int(json_object_object_get(owner, "uid")),
                                  json_object_get_int(json_object_object_get(owner, "pid")),
                                  json_object_get_int(json_object_object_get(owner, "context")),
                                  json_object_get_int(json_object_object_get(owner, "vdeviceId")),
-                                 json_object_get_boolean(json_object_object_get(owner, "bound")) ? " bound" : "");
+                                 json_object_get_boolean(json_object_object_get(owner, "bound")) ? " bound" : "",
+                                 json_object_get_boolean(json_object_object_get(owner, "changing")) ? " changing" : "");
                 printf("%-14s %-6s %-14s %-16s %s\n", strna(json_get_string(d, "pciAddress")),
                        json_get_string(d, "tsm") ?: "-", json_get_string(d, "backend") ?: "-",
                        json_get_string(d, "state") ?: "-", who);

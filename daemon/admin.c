@@ -101,7 +101,8 @@ static void find_owner(const GuestVDeviceInfo *v, void *userdata) {
             json_object_add(o, "unit", string_or_null(id->unit)) < 0 ||
             json_object_add(o, "context", json_object_new_int64((int64_t) v->context)) < 0 ||
             json_object_add(o, "vdeviceId", json_object_new_int64(v->vdevice_id)) < 0 ||
-            json_object_add(o, "bound", json_object_new_boolean(v->bound)) < 0) {
+            json_object_add(o, "bound", json_object_new_boolean(v->bound)) < 0 ||
+            json_object_add(o, "changing", json_object_new_boolean(v->changing)) < 0) {
                 json_object_put(o);
                 return;
         }

@@ -1226,6 +1226,7 @@ void guest_foreach_vdevice(Manager *m, GuestVDeviceFunc f, void *userdata) {
                                                        .vdevice_id = v->id,
                                                        .pci_address = v->pci_address,
                                                        .bound = v->bound,
+                                                       .changing = v->changing,
                                                        .gone = v->gone },
                                   userdata);
                         }

@@ -36,6 +36,7 @@ typedef struct GuestVDeviceInfo {
         uint32_t vdevice_id;
         const char *pci_address;
         bool bound;
+        bool changing; /* a Bind or Unbind of it awaits the TSM */
         bool gone;
 } GuestVDeviceInfo;
 typedef void (*GuestVDeviceFunc)(const GuestVDeviceInfo *v, void *userdata);

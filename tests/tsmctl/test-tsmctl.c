@@ -135,6 +135,53 @@ TEST(tables) {
         tsmd_teardown(&t);
 }
 
+/* A bind the device has not answered yet shows as its owner's "changing", then as "bound". */
+TEST(devices_shows_a_bind_on_its_way) {
+        _cleanup_free_ char *out = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "devices", NULL };
+        AsyncCall bind = {};
+        VarlinkClient *c;
+        Tsmd t = {};
+        int64_t ctx;
+        int status;
+
+        /* Each exchange with the device takes a second: the bind's answer with it. */
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\nEmulatedDevices=0000:01:00.0\nEmulatedLatencyUSec=1000000\n");
+        argv[2] = t.socket;
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, "io.tsmd.Guest.AttachDevice", guest_attach_params(ctx, 1, "0000:01:00.0"));
+        tsmd_call_async(c, "io.tsmd.Guest.Bind", guest_vdev_params(ctx, 1), 0, &bind);
+        tsmd_pump(c, 100 * 1000ULL);
+        ASSERT_EQ(bind.n, 0u);
+
+        status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!strstr(out, " vdev 1 changing\n"))
+                TEST_FAIL("no bind on its way in:\n%s", out);
+        out = mfree(out);
+        assert_matches_idl("io.tsmd.Admin", "ListDevices", tsmctl_json(&t, "devices", &out));
+        {
+                _cleanup_(json_object_putp) json_object *o = json_tokener_parse(out);
+                json_object *d = json_object_array_get_idx(json_object_object_get(o, "devices"), 0);
+
+                ASSERT_TRUE(json_object_get_boolean(json_object_object_get(json_object_object_get(d, "owner"),
+                                                                           "changing")));
+        }
+        out = mfree(out);
+
+        ASSERT_TRUE(tsmd_async_wait(c, &bind, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(bind.errors[0]);
+        status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!strstr(out, " vdev 1 bound\n"))
+                TEST_FAIL("not bound after the answer:\n%s", out);
+
+        async_call_done(&bind);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 TEST(clients_and_monitor) {
         _cleanup_free_ char *out = NULL;
         const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "clients", NULL };
