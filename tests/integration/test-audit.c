@@ -189,6 +189,15 @@ static const char *rec_text(json_object *o) {
         return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
+/* The line (from 1) of the first record of event at index from or later; 0 if there is none.
+ * For records whose order the test does not fix. */
+static size_t line_of(const AuditLines *l, size_t from, const char *event) {
+        for (size_t i = from; i < l->n; i++)
+                if (streq(JSTR(l->rec[i], "event"), event))
+                        return i + 1;
+        return 0;
+}
+
 /* Sequence numbers 1..n, in file order, no gap, no repeat. */
 static void expect_contiguous(const AuditLines *l) {
         for (size_t i = 0; i < l->n; i++)
@@ -617,14 +626,7 @@ TEST(client_killed_mid_request_is_recorded) {
         expect_str(l.rec[0], "event", "open-context", 1);
         expect_str(l.rec[1], "event", "attach", 2);
         expect_str(l.rec[2], "event", "bind", 3);
-        size_t gr_line = 0, release_line = 0;
-        for (size_t i = 3; i < 5; i++) {
-                const char *ev = JSTR(l.rec[i], "event");
-                if (streq(ev, "guest-request"))
-                        gr_line = i + 1;
-                else if (streq(ev, "release"))
-                        release_line = i + 1;
-        }
+        size_t gr_line = line_of(&l, 3, "guest-request"), release_line = line_of(&l, 3, "release");
         if (gr_line == 0 || release_line == 0)
                 TEST_FAIL("expected one guest-request and one release record after the kill: %s / %s",
                           rec_text(l.rec[3]), rec_text(l.rec[4]));
@@ -640,6 +642,43 @@ TEST(client_killed_mid_request_is_recorded) {
         expect_record(l.rec[release_line - 1], &rel, release_line);
         audit_lines_done(&l);
 
+        tsmd_teardown(&t);
+}
+
+/* A VMM that hangs up while its Bind waits for the device: the bind is recorded as
+ * disconnected, and the release, which unbinds after it, once the device has answered. */
+TEST(hangup_with_a_bind_in_flight_is_released_and_recorded) {
+        Tsmd t;
+        VarlinkClient *c;
+        AsyncCall bind = {};
+        AuditLines l;
+        int64_t ctx;
+        size_t bind_line, release_line;
+
+        start(&t, CONF_ZERO("EmulatedLatencyUSec=300000\n"), NULL);
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 1), 0, &bind);
+        tsmd_pump(c, 50 * USEC_PER_MSEC);
+        ASSERT_EQ(bind.n, 0u);
+        async_call_done(&bind);
+        varlink_client_free(c);
+
+        audit_wait(&t, 4, &l);
+        ASSERT_EQ(l.n, 4);
+        expect_contiguous(&l);
+        bind_line = line_of(&l, 2, "bind");
+        release_line = line_of(&l, 2, "release");
+        if (bind_line == 0 || release_line == 0)
+                TEST_FAIL("expected a bind and a release record: %s / %s", rec_text(l.rec[2]), rec_text(l.rec[3]));
+        expect_str(l.rec[bind_line - 1], "result", VARLINK_ERROR_DISCONNECTED, bind_line);
+        const Want rel = { .seq = ANY_I, .event = "release", .result = "ok", .uid = getuid(), .gid = ANY_I,
+                           .pid = ANY_I, .ctx = ctx, .vdev = 1, .pci = DEV1, .backend = ANY_S,
+                           .scope = NULL, .scope_number = NUL_I, .request_size = NUL_I,
+                           .response_size = NUL_I };
+        expect_record(l.rec[release_line - 1], &rel, release_line);
+        audit_lines_done(&l);
         tsmd_teardown(&t);
 }
 
