@@ -232,6 +232,17 @@ static void run_until(Lanes *t, Done *done, unsigned n) {
         }
 }
 
+/* n requests to DEV_B, one after the other, each answered (while DEV_A's lane is held). */
+static void serve_other_device(Lanes *t, unsigned n) {
+        Done d = {};
+
+        for (unsigned i = 1; i <= n; i++) {
+                submit(t, DEV_B, 1, "f", &d);
+                run_until(t, &d, i);
+                ASSERT_EQ(d.result, 0);
+        }
+}
+
 TEST(request_answered_on_the_loop) {
         Lanes t;
         Done d = {};
@@ -249,7 +260,7 @@ TEST(request_answered_on_the_loop) {
 
 TEST(slow_device_holds_only_its_own_lane) {
         Lanes t;
-        Done slow = {}, fast = {};
+        Done slow = {};
 
         lanes_setup(&t);
         fake_set_hold(true);
@@ -257,10 +268,7 @@ TEST(slow_device_holds_only_its_own_lane) {
         fake_wait_inside(1);
 
         /* Another device's requests come and go while the first is in the kernel. */
-        for (unsigned i = 1; i <= 5; i++) {
-                submit(&t, DEV_B, 1, "f", &fast);
-                run_until(&t, &fast, i);
-        }
+        serve_other_device(&t, 5);
         ASSERT_EQ(slow.n, 0u);
 
         fake_set_hold(false);
@@ -301,7 +309,7 @@ TEST(one_device_keeps_its_order) {
  * after it finds the TDI locked, and a device that hangs in bind holds no other device. */
 TEST(bind_and_unbind_take_their_turn_on_the_lane) {
         Lanes t;
-        Done a = {}, b = {};
+        Done a = {};
 
         lanes_setup(&t);
         fake_set_hold(true);
@@ -310,10 +318,7 @@ TEST(bind_and_unbind_take_their_turn_on_the_lane) {
         submit(&t, DEV_A, VDEV_SLOW, "R", &a);
         submit_op(&t, DEV_A, KERNEL_OP_UNBIND, VDEV_SLOW, &a);
 
-        for (unsigned i = 1; i <= 3; i++) {
-                submit(&t, DEV_B, 1, "f", &b);
-                run_until(&t, &b, i);
-        }
+        serve_other_device(&t, 3);
         ASSERT_EQ(a.n, 0u);
 
         fake_set_hold(false);
