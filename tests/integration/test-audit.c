@@ -112,44 +112,15 @@ static void audit_lines_done(AuditLines *l) {
         *l = (AuditLines) {};
 }
 
-static char *read_whole(const char *path) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        size_t len = 0, allocated = 1 << 16;
-        char *buf;
-
-        if (fd < 0)
-                TEST_FAIL("open %s: %s", path, strerror(errno));
-        buf = malloc(allocated);
-        ASSERT_NOT_NULL(buf);
-        for (;;) {
-                ssize_t n;
-
-                if (allocated - len < 4096) {
-                        char *p = realloc(buf, allocated * 2);
-                        ASSERT_NOT_NULL(p);
-                        buf = p;
-                        allocated *= 2;
-                }
-                n = read(fd, buf + len, allocated - len - 1);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        TEST_FAIL("read %s: %s", path, strerror(errno));
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-        }
-        buf[len] = 0;
-        return buf;
-}
-
 /* Every complete line of audit.log, parsed; each must be a JSON object. */
 static void audit_read(Tsmd *t, AuditLines *ret) {
-        _cleanup_free_ char *text = read_whole(strf("%s/audit/audit.log", t->dir));
+        _cleanup_free_ char *text = read_file(strf("%s/audit/audit.log", t->dir));
         AuditLines l = {};
         size_t allocated = 0;
         char *p = text, *nl;
 
+        if (!text)
+                TEST_FAIL("%s/audit/audit.log does not exist", t->dir);
         while ((nl = strchr(p, '\n'))) {
                 json_object *o;
 

@@ -107,6 +107,16 @@ static char *read_all_fd(int fd) {
         return buf;
 }
 
+char *read_file(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0 && errno == ENOENT)
+                return NULL;
+        if (fd < 0)
+                TEST_FAIL("open %s: %s", path, strerror(errno));
+        return read_all_fd(fd);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
         (void) (flag == FTW_DP ? rmdir(path) : unlink(path));
         return 0;
@@ -373,6 +383,9 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                 (void) unsetenv("LISTEN_FDS");
                 (void) unsetenv("LISTEN_PID");
                 (void) unsetenv("NOTIFY_SOCKET");
+                if (o->env)
+                        for (size_t i = 0; o->env[i]; i++)
+                                (void) putenv((char *) o->env[i]);
                 execv(argv[0], (char **) argv);
                 fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
                 _exit(127);
@@ -546,10 +559,31 @@ static void check_valgrind_log(Tsmd *t) {
         }
 }
 
+/* Debug builds check every reply tsmd sends against the IDL and log what does not match
+ * (varlink-server.c): a reply no client may rely on, so a failure here. */
+static void check_replies_log(Tsmd *t) {
+        static const char *const mismatches[] = {
+                "does not match the IDL",
+                "that no registered interface declares",
+        };
+        _cleanup_free_ char *log = tsmd_read_log(t);
+
+        for (size_t i = 0; i < ELEMENTSOF(mismatches); i++) {
+                const char *p = strstr(log, mismatches[i]);
+
+                if (p) {
+                        while (p > log && p[-1] != '\n')
+                                p--;
+                        TEST_FAIL("tsmd sent a reply its IDL does not allow: %.*s", (int) strcspn(p, "\n"), p);
+                }
+        }
+}
+
 void tsmd_teardown(Tsmd *t) {
         if (t->pid > 0)
                 tsmd_stop(t);
         check_valgrind_log(t);
+        check_replies_log(t);
         for (size_t i = 0; i < t->n_helpers; i++) {
                 safe_close(t->helper_fds[i]);
                 (void) waitpid(t->helpers[i], NULL, 0);

@@ -57,6 +57,8 @@ typedef struct TsmdOptions {
         const char *const *args;
         /* --log-level=; NULL: debug. */
         const char *log_level;
+        /* Further environment, "NAME=value", NULL-terminated; NULL: none. */
+        const char *const *env;
 } TsmdOptions;
 
 #define TSMD_MAX_HELPERS 16
@@ -226,6 +228,8 @@ char *b64(const void *data, size_t len);
 void *unb64(const char *text, size_t *ret_len);
 /* Writes text to path (creating or truncating it). */
 void write_file(const char *path, const char *text);
+/* The whole of path (malloc'd, NUL-terminated); NULL if it does not exist. */
+char *read_file(const char *path);
 /* Runs argv (argv[0] a path), with stdout and stderr captured (malloc'd); returns the wait
  * status. Bounded by timeout_usec (SIGKILL and a test failure after it). */
 int run_capture(const char *const *argv, char **ret_stdout, char **ret_stderr, uint64_t timeout_usec);

@@ -11,7 +11,6 @@
 #include "fake-tsm-kernel.h"
 #include "harness.h"
 #include "iommufd-transport.h"
-#include "iommufd-uapi.h"
 #include "macro.h"
 
 static struct {
@@ -34,35 +33,15 @@ static int fake_close(void *userdata, int fd) {
         return close(fd) < 0 ? -errno : 0;
 }
 
-/* The probe (iommufd-transport.c) asks about vDevice 0, which no VMM has: a v5 kernel says the
- * object does not exist, unless the scope is out of range. */
-static int probe_answer(unsigned long request, const void *arg) {
-        struct tsmd_iommu_vdevice_tsm_req_v5 req;
-
-        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5)
-                return -ENOENT;
-        memcpy(&req, arg, sizeof(req));
-        return req.scope == UINT32_MAX ? -EINVAL : -ENOENT;
-}
-
 static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
-        struct tsmd_iommu_vdevice_tsm_req_v5 req = {};
         FakeKernelCall call;
+        int r, probe_answer;
 
-        if (request == TSMD_IOMMU_VDEVICE_TSM_OP_V5) {
-                struct tsmd_iommu_vdevice_tsm_op_v5 op;
-
-                memcpy(&op, arg, sizeof(op));
-                ASSERT_EQ(op.size, sizeof(op));
-                ASSERT_EQ(op.flags, 0u);
-                call = (FakeKernelCall){ .op = true, .vdevice = op.vdevice_id, .value = op.type };
-        } else {
-                ASSERT_EQ(request, TSMD_IOMMU_VDEVICE_TSM_REQ_V5);
-                memcpy(&req, arg, sizeof(req));
-                call = (FakeKernelCall){ .vdevice = req.vdevice_id, .value = req.scope };
-        }
-        if (call.vdevice == 0)
-                return probe_answer(request, arg);
+        r = fake_kernel_v5_decode(request, arg, &call, &probe_answer);
+        if (r == 0)
+                return probe_answer;
+        if (r < 0)
+                TEST_FAIL("the transport made an ioctl a v5 kernel refuses (%#lx): %s", request, strerror(-r));
 
         pthread_mutex_lock(&fake.lock);
         if (fake.n_calls < FAKE_KERNEL_CALLS_MAX)
@@ -76,12 +55,9 @@ static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) 
         pthread_cond_broadcast(&fake.changed);
         pthread_mutex_unlock(&fake.lock);
 
-        if (call.op)
-                return 0;
-        /* The TSM's answer, written through resp_uptr; the residue is what it did not fill. */
-        ASSERT_GE(req.resp_len, strlen(FAKE_KERNEL_RESPONSE));
-        memcpy((void *) (uintptr_t) req.resp_uptr, FAKE_KERNEL_RESPONSE, strlen(FAKE_KERNEL_RESPONSE));
-        return (int) (req.resp_len - strlen(FAKE_KERNEL_RESPONSE));
+        r = fake_kernel_v5_answer(request, arg);
+        ASSERT_TRUE(r != -ENOSPC);
+        return r;
 }
 
 static const IommufdSyscalls fake_syscalls = { fake_open, fake_ioctl, fake_close, NULL };

@@ -14,14 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FAKE_KERNEL_RESPONSE "pong"
-#define FAKE_KERNEL_CALLS_MAX 64
+#include "fake-tsm-kernel-v5.h"
 
-typedef struct FakeKernelCall {
-        bool op;        /* TSM_OP; else TSM_REQ */
-        uint32_t vdevice;
-        uint32_t value; /* the op's v5 type, or the request's scope */
-} FakeKernelCall;
+#define FAKE_KERNEL_CALLS_MAX 64
 
 /* Installs it, with nothing held and an empty log. */
 void fake_kernel_install(uint32_t held_vdevice);

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel path through the whole daemon: the real tsmd in Mode=kernel on the two-TSM
+ * fixture sysfs tree, with a fake v5 kernel preloaded into it (fake-tsm-kernel-preload.c)
+ * that answers the iommufd TSM ioctls on IommuDevice=/dev/null. A VMM's Bind, GuestRequest
+ * and Unbind reach "the kernel" with the vDevice and the scope number of the named scope, the
+ * answers come back through monitor and worker and are audited with the device's backend; a
+ * device held inside the kernel holds only its own calls (another client's device is served,
+ * its own request times out by name, its Unbind waits its turn); a hangup unbinds through the
+ * kernel and is audited.
+ *
+ * Runs in: tests; needs root (SKIPs otherwise): a private mount namespace for the fixture.
+ */
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "platform-test-util.h"
+#include "sysfs-fixture.h"
+#include "guest-calls.h"
+#include "tsmd-fixture.h"
+
+#define G "io.tsmd.Guest."
+#define E_GUEST(name) "io.tsmd.Guest." name
+
+/* two-tsms.sysfs */
+#define NIC_ADDR "0000:01:00.0" /* connected to tsm0 (SEV-TIO) */
+#define GPU_ADDR "0000:02:00.0" /* connected to tsm1 (TDX Connect) */
+
+#define IOMMU_DEVICE "/dev/null"
+/* GET_TDISP_VERSION, header only (16 bytes). */
+#define TDISP_VERSION_REQUEST "EIEAAAAAAAAAAAAAAAAAAA=="
+
+typedef struct Env {
+        Tsmd tsmd;
+        char root[128];
+        char kernel_dir[128]; /* the fake kernel's calls log and hold files */
+} Env;
+
+/* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel. */
+static void setup(Env *e, uint64_t request_timeout_usec) {
+        static char dir_env[256], asan_env[512];
+        const char *env[] = {
+                "LD_PRELOAD=" FAKE_KERNEL_PRELOAD,
+                "TSMD_FAKE_KERNEL_DEVICE=" IOMMU_DEVICE,
+                dir_env,
+                asan_env,
+                NULL,
+        };
+        const char *scratch;
+        int r;
+
+        *e = (Env) {};
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        scratch = scratch_dir();
+        snprintf(e->root, sizeof(e->root), "%s/sysfs", scratch);
+        snprintf(e->kernel_dir, sizeof(e->kernel_dir), "%s/kernel", scratch);
+        if (mkdir(e->root, 0755) < 0 || mkdir(e->kernel_dir, 0755) < 0)
+                TEST_FAIL("mkdir in %s: %s", scratch, strerror(errno));
+        platform_test_sandbox(false);
+        if (mount("tmpfs", e->root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                TEST_FAIL("tmpfs on %s: %s", e->root, strerror(errno));
+        r = sysfs_fixture_apply_file(e->root, PLATFORM_FIXTURE_DIR "/two-tsms.sysfs");
+        if (r < 0)
+                TEST_FAIL("building fixture two-tsms: %s", strerror(-r));
+
+        snprintf(dir_env, sizeof(dir_env), "TSMD_FAKE_KERNEL_DIR=%s", e->kernel_dir);
+        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
+        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+                 getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
+        tsmd_start(&e->tsmd, &(TsmdOptions) {
+                .config = strf("[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\nRequestTimeoutUSec=%" PRIu64 "\n",
+                               request_timeout_usec),
+                .sysfs_root = e->root,
+                .env = env,
+        });
+        ASSERT_TRUE(tsmd_log_contains(&e->tsmd, "Kernel speaks the v5 iommufd TSM UAPI."));
+}
+
+static void teardown(Env *e) {
+        tsmd_teardown(&e->tsmd);
+        (void) umount2(e->root, MNT_DETACH);
+}
+
+/* ---- the fake kernel's side -------------------------------------------------------------- */
+
+/* Every call the kernel saw so far, one "op|req VDEVICE VALUE" line each (malloc'd). */
+static char *kernel_calls(Env *e) {
+        return read_file(strf("%s/calls", e->kernel_dir)) ?: strdup("");
+}
+
+/* Waits (bounded) until the kernel's calls are exactly want. */
+static void expect_kernel_calls(Env *e, const char *want) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        for (;;) {
+                _cleanup_free_ char *calls = kernel_calls(e);
+
+                if (streq(calls, want))
+                        return;
+                if (now_usec() > deadline)
+                        TEST_FAIL("the kernel saw\n%swhere it should have seen\n%s", calls, want);
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+}
+
+static void hold(Env *e, uint32_t vdevice, bool on) {
+        const char *path = strf("%s/hold-%u", e->kernel_dir, vdevice);
+
+        if (on)
+                write_file(path, "");
+        else
+                ASSERT_OK(unlink(path));
+}
+
+/* ---- the VMM's side ---------------------------------------------------------------------- */
+
+/* OpenContext: the iommufd that comes back is IommuDevice's. */
+static int64_t open_context(VarlinkClient *c) {
+        json_object *r = CALL_OK(c, G "OpenContext", NULL);
+        int fd = varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor"));
+        struct stat st, want;
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fstat(fd, &st));
+        ASSERT_OK(stat(IOMMU_DEVICE, &want));
+        ASSERT_EQ(st.st_rdev, want.st_rdev);
+        close(fd);
+        return JINT(r, "context");
+}
+
+static void attach(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *address, const char *backend) {
+        json_object *r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, vdev, address));
+
+        ASSERT_STREQ(JSTR(r, "backend"), backend);
+        ASSERT_STREQ(JSTR(r, "uapi"), "v5");
+}
+
+/* Bind or Unbind: the kernel keeps the TDI state between TSM and guest, so tsmd shows none. */
+static void change(VarlinkClient *c, const char *method, int64_t ctx, int64_t vdev) {
+        json_object *r = CALL_OK(c, method, guest_vdev_params(ctx, vdev)), *state;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "state", &state));
+        ASSERT_NULL(state);
+}
+
+static const char *request_params(int64_t ctx, int64_t vdev, const char *scope) {
+        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"scope\":\"%s\",\"request\":\"" TDISP_VERSION_REQUEST
+                    "\",\"maxResponseSize\":64}",
+                    ctx, vdev, scope);
+}
+
+/* A guest request the kernel answers: its response, the scope number it went with. */
+static void request_ok(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *scope, int64_t number) {
+        json_object *r = CALL_OK(c, G "GuestRequest", request_params(ctx, vdev, scope));
+        _cleanup_free_ char *response = NULL;
+        size_t len;
+
+        response = unb64(JSTR(r, "response"), &len);
+        ASSERT_EQ(len, strlen("pong"));
+        ASSERT_TRUE(memcmp(response, "pong", len) == 0);
+        ASSERT_EQ(JINT(r, "scopeNumber"), number);
+        ASSERT_TRUE(JINT(r, "auditSequence") > 0);
+}
+
+/* The audit records of a device, oldest first (a new reference). */
+static json_object *audit_of(Tsmd *t, const char *address) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = tsmd_connect(t);
+        json_object *r = CALL_OK(admin, "io.tsmd.Admin.QueryAudit", strf("{\"pciAddress\":\"%s\"}", address)), *records;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "records", &records));
+        return json_object_get(records);
+}
+
+/* Whether there is a record of event with result at index from or later, and its index. */
+static bool has_record(json_object *records, size_t from, const char *event, const char *result, size_t *ret) {
+        for (size_t i = from; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i);
+
+                if (streq(JSTR(rec, "event"), event) && streq(JSTR(rec, "result"), result)) {
+                        *ret = i;
+                        return true;
+                }
+        }
+        return false;
+}
+
+static size_t find_record(json_object *records, size_t from, const char *event, const char *result) {
+        size_t i;
+
+        if (!has_record(records, from, event, result, &i))
+                TEST_FAIL("no %s record with result %s from %zu on: %s", event, result, from,
+                          json_object_to_json_string(records));
+        return i;
+}
+
+/* Waits (bounded) for a device's record that is written when the kernel answers. */
+static void wait_record(Tsmd *t, const char *address, const char *event, const char *result) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                json_object *records = audit_of(t, address);
+                size_t i;
+                bool found = has_record(records, 0, event, result, &i);
+
+                json_object_put(records);
+                if (found)
+                        return;
+                if (now_usec() > deadline)
+                        TEST_FAIL("no %s record with result %s for %s", event, result, address);
+        }
+}
+
+TEST(requests_binds_and_unbinds_reach_the_kernel) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *records, *rec;
+        Env e;
+        int64_t ctx;
+        size_t i;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context(c);
+        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+
+        change(c, G "Bind", ctx, 11);
+        request_ok(c, ctx, 11, "info", 0);
+        request_ok(c, ctx, 11, "state-change", 1);
+        change(c, G "Unbind", ctx, 11);
+        /* What the kernel was handed: vDevice 11, bind (1), the two scopes' v5 numbers, unbind (2). */
+        expect_kernel_calls(&e, "op 11 1\nreq 11 0\nreq 11 1\nop 11 2\n");
+
+        /* A scope the policy does not allow never reaches the kernel. */
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "debug-read"), E_GUEST("Denied"), NULL);
+        expect_kernel_calls(&e, "op 11 1\nreq 11 0\nreq 11 1\nop 11 2\n");
+
+        records = audit_of(&e.tsmd, NIC_ADDR);
+        i = find_record(records, 0, "guest-request", "ok");
+        rec = json_object_array_get_idx(records, i);
+        ASSERT_STREQ(JSTR(rec, "backend"), "sev-tio");
+        ASSERT_STREQ(JSTR(rec, "scope"), "info");
+        ASSERT_EQ(JINT(rec, "scopeNumber"), 0);
+        ASSERT_EQ(JINT(rec, "responseSize"), strlen("pong"));
+        rec = json_object_array_get_idx(records, find_record(records, i + 1, "guest-request", "ok"));
+        ASSERT_STREQ(JSTR(rec, "scope"), "state-change");
+        ASSERT_EQ(JINT(rec, "scopeNumber"), 1);
+        json_object_put(records);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+TEST(a_held_device_holds_only_its_own_calls) {
+        _cleanup_(varlink_client_freep) VarlinkClient *a = NULL, *b = NULL;
+        AsyncCall held = {}, unbind = {};
+        int64_t ctx_a, ctx_b;
+        Env e;
+
+        setup(&e, 2 * USEC_PER_SEC);
+        a = tsmd_connect_guest(&e.tsmd);
+        b = tsmd_connect_guest(&e.tsmd);
+        ctx_a = open_context(a);
+        ctx_b = open_context(b);
+        attach(a, ctx_a, 11, NIC_ADDR, "sev-tio");
+        attach(b, ctx_b, 12, GPU_ADDR, "tdx-connect");
+        change(a, G "Bind", ctx_a, 11);
+        change(b, G "Bind", ctx_b, 12);
+
+        /* The NIC's firmware takes its time: its request stays inside the kernel. */
+        hold(&e, 11, true);
+        tsmd_call_async(a, G "GuestRequest", request_params(ctx_a, 11, "info"), 0, &held);
+        expect_kernel_calls(&e, "op 11 1\nop 12 1\nreq 11 0\n");
+
+        /* Another client's device on another TSM is served meanwhile, before the NIC's
+         * request gives up. */
+        request_ok(b, ctx_b, 12, "info", 0);
+        tsmd_pump(a, 0);
+        ASSERT_EQ(held.n, 0u);
+
+        /* The NIC's request times out by name; the call is still inside the kernel. */
+        ASSERT_TRUE(tsmd_async_wait(a, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+
+        /* Its Unbind waits its turn on the device behind that call, and others are served. */
+        tsmd_call_async(a, G "Unbind", guest_vdev_params(ctx_a, 11), 0, &unbind);
+        request_ok(b, ctx_b, 12, "info", 0);
+        tsmd_pump(a, 100 * USEC_PER_MSEC);
+        ASSERT_EQ(unbind.n, 0u);
+        expect_kernel_calls(&e, "op 11 1\nop 12 1\nreq 11 0\nreq 12 0\nreq 12 0\n");
+
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_async_wait(a, &unbind, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(unbind.errors[0]);
+        expect_kernel_calls(&e, "op 11 1\nop 12 1\nreq 11 0\nreq 12 0\nreq 12 0\nop 11 2\n");
+
+        wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout"));
+
+        async_call_done(&held);
+        async_call_done(&unbind);
+        varlink_client_free(TAKE_PTR(a));
+        varlink_client_free(TAKE_PTR(b));
+        teardown(&e);
+}
+
+TEST(hangup_unbinds_through_the_kernel) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context(c);
+        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+        change(c, G "Bind", ctx, 11);
+        varlink_client_free(TAKE_PTR(c));
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+
+        /* Recorded once the kernel answered. */
+        wait_record(&e.tsmd, NIC_ADDR, "release", "ok");
+
+        /* The device is free for the next guest. */
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context(c);
+        attach(c, ctx, 21, NIC_ADDR, "sev-tio");
+        change(c, G "Bind", ctx, 21);
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\nop 21 1\n");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+TEST_MAIN()

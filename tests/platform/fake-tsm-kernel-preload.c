@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The fake v5 kernel (fake-tsm-kernel-v5.h) preloaded into the whole daemon (LD_PRELOAD), so
+ * that a test can drive the kernel path end to end: tsmd runs with IommuDevice= naming the
+ * character device in $TSMD_FAKE_KERNEL_DEVICE, and this ioctl() answers the iommufd TSM
+ * ioctls made on fds of that device as a v5 kernel would; every other ioctl goes to libc.
+ * The test is another process, so it steers through files in $TSMD_FAKE_KERNEL_DIR:
+ *   calls      one line per call, appended as the call enters the kernel:
+ *              "op VDEVICE TYPE" or "req VDEVICE SCOPE" (the probe on vDevice 0 is not logged)
+ *   hold-ID    while it exists, calls for vDevice ID wait inside the kernel, as on a device
+ *              whose firmware takes its time
+ * Runs in: tsmd's processes, under test only.
+ */
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake-tsm-kernel-v5.h"
+#include "iommufd-uapi.h"
+
+#define HOLD_POLL_NSEC 1000000L
+
+static int (*real_ioctl)(int fd, unsigned long request, ...);
+
+/* An fd of $TSMD_FAKE_KERNEL_DEVICE: what IommuDevice= made tsmd open. */
+static int is_fake_iommufd(int fd) {
+        const char *device = getenv("TSMD_FAKE_KERNEL_DEVICE");
+        struct stat st, want;
+
+        if (!device || fstat(fd, &st) < 0 || stat(device, &want) < 0)
+                return 0;
+        return S_ISCHR(st.st_mode) && st.st_rdev == want.st_rdev;
+}
+
+static const char *control_path(char *buf, size_t size, const char *name) {
+        const char *dir = getenv("TSMD_FAKE_KERNEL_DIR");
+
+        if (!dir || (size_t) snprintf(buf, size, "%s/%s", dir, name) >= size)
+                return NULL;
+        return buf;
+}
+
+static void log_call(const FakeKernelCall *call) {
+        char path[512], line[64];
+        const char *p = control_path(path, sizeof(path), "calls");
+        int fd, n;
+
+        if (!p)
+                return;
+        n = snprintf(line, sizeof(line), "%s %u %u\n", call->op ? "op" : "req", call->vdevice, call->value);
+        fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return;
+        /* One write with O_APPEND: lines from concurrent lanes never interleave. */
+        (void) !write(fd, line, (size_t) n);
+        close(fd);
+}
+
+static void wait_while_held(uint32_t vdevice) {
+        char path[512], name[32];
+        const char *p;
+
+        snprintf(name, sizeof(name), "hold-%u", vdevice);
+        p = control_path(path, sizeof(path), name);
+        while (p && access(p, F_OK) >= 0)
+                nanosleep(&(struct timespec){ .tv_nsec = HOLD_POLL_NSEC }, NULL);
+}
+
+static int fake_ioctl(unsigned long request, void *arg) {
+        FakeKernelCall call;
+        int r, probe_answer;
+
+        r = fake_kernel_v5_decode(request, arg, &call, &probe_answer);
+        if (r == 0)
+                return probe_answer;
+        if (r < 0)
+                return r;
+        log_call(&call);
+        wait_while_held(call.vdevice);
+        return fake_kernel_v5_answer(request, arg);
+}
+
+/* Exported in spite of -fvisibility=hidden: this is the symbol that interposes libc's. */
+__attribute__((visibility("default"))) int ioctl(int fd, unsigned long request, ...) {
+        va_list ap;
+        void *arg;
+        int r;
+
+        va_start(ap, request);
+        arg = va_arg(ap, void *);
+        va_end(ap);
+
+        if (_IOC_TYPE(request) != TSMD_IOMMUFD_TYPE || !is_fake_iommufd(fd)) {
+                if (!real_ioctl)
+                        real_ioctl = (int (*)(int, unsigned long, ...)) dlsym(RTLD_NEXT, "ioctl");
+                return real_ioctl(fd, request, arg);
+        }
+        r = fake_ioctl(request, arg);
+        if (r < 0) {
+                errno = -r;
+                return -1;
+        }
+        return r;
+}
