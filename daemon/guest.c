@@ -2,7 +2,8 @@
 /*
  * io.tsmd.Guest: contexts, vDevices, binding, guest requests, events. Everything privileged
  * (the iommufd, the TSM operations) is the monitor's: each call that needs it goes through a
- * priv_call_*() call to the monitor, on behalf of the client's slot. Runs in: worker.
+ * priv_call_*() call to the monitor, on behalf of the client's slot. Every method runs as an
+ * audited call (guest-op.c), told what it touched through guest_op_set_*(). Runs in: worker.
  */
 
 #include <inttypes.h>
@@ -17,6 +18,7 @@
 #include "base64.h"
 #include "context-store.h"
 #include "fdstore.h"
+#include "guest-op.h"
 #include "guest.h"
 #include "iommufd-transport.h"
 #include "priv-call.h"
@@ -86,51 +88,9 @@ struct GuestClient {
         VarlinkCall *watch; /* WatchEvents subscription */
         TAILQ_HEAD(, PendingRequest) pending;
         LIST_HEAD(, PendingChange) changes;
-        TAILQ_HEAD(, GuestOp) ops;
-        uint64_t n_calls; /* answered and recorded */
+        GuestOps ops; /* its audited calls */
         LIST_ENTRY(GuestClient) entry;
 };
-
-/*
- * One audited call. The audit space is reserved before the method runs, so a call the log
- * cannot record is refused before anything happens (fail closed); the method fills in what
- * it touched as it goes; its final answer is intercepted, recorded, and released to the
- * client only once the record is durable.
- */
-typedef struct GuestOp {
-        Manager *manager;
-        GuestClient *client;
-        VarlinkCall *call;
-        AuditReservation *reservation;
-        const char *event;
-        uint64_t start_usec;
-        uint64_t context_id, vdevice_id;
-        char *pci_address;
-        const char *backend;
-        const char *scope; /* points into the call's parameters */
-        int64_t scope_number;
-        uint64_t request_size, response_size;
-        json_object *answer; /* the intercepted final message, until the record is durable */
-        TAILQ_ENTRY(GuestOp) entry; /* in client->ops while the client exists */
-} GuestOp;
-
-static void op_free(GuestOp *op);
-static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *rec);
-
-static GuestOp *op_of(VarlinkCall *call) {
-        return varlink_call_get_userdata(call);
-}
-
-static void op_set_vdevice(VarlinkCall *call, const char *pci_address, TsmBackendType backend) {
-        GuestOp *op = op_of(call);
-
-        if (!op || !pci_address)
-                return;
-        free(op->pci_address);
-        op->pci_address = strdup(pci_address);
-        if (backend >= 0)
-                op->backend = tsm_backend_type_to_string(backend);
-}
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
@@ -241,6 +201,7 @@ static void context_persist(Manager *m, const GuestContext *ctx) {
 static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev) {
         GuestClient *c = client_of(call);
         int64_t handle = get_int(p, "context", -1), id = get_int(p, "vdeviceId", -1);
+        TsmDeviceInfo info;
         GuestContext *ctx;
         GuestVDevice *v;
 
@@ -249,8 +210,7 @@ static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, Gue
                 (void) reply_no_such_context(call, handle);
                 return 0;
         }
-        if (op_of(call))
-                op_of(call)->context_id = (uint64_t) handle;
+        guest_op_set_context(call, (uint64_t) handle);
         if (!ret_vdev) {
                 *ret_ctx = ctx;
                 return 1;
@@ -260,13 +220,10 @@ static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, Gue
                 (void) reply_no_such_vdevice(call, handle, id);
                 return 0;
         }
-        if (op_of(call)) {
-                TsmDeviceInfo info;
-                op_of(call)->vdevice_id = (uint64_t) id;
-                op_set_vdevice(call, v->pci_address,
-                               tsm_platform_get_device(c->manager->platform, v->pci_address, &info) >= 0 ?
-                                       info.backend : _TSM_BACKEND_TYPE_INVALID);
-        }
+        guest_op_set_vdevice(call, (uint64_t) id);
+        guest_op_set_device(call, v->pci_address,
+                            tsm_platform_get_device(c->manager->platform, v->pci_address, &info) >= 0 ?
+                                    info.backend : _TSM_BACKEND_TYPE_INVALID);
         *ret_ctx = ctx;
         *ret_vdev = v;
         return 1;
@@ -350,8 +307,7 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int 
 
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
-        if (op_of(call))
-                op_of(call)->context_id = ctx->handle;
+        guest_op_set_context(call, ctx->handle);
         *ret = TAKE_PTR(ctx);
         return 1;
 }
@@ -408,7 +364,30 @@ typedef struct Release {
         char *pci_address;
 } Release;
 
-static void audit_release(const Release *rel, int result);
+/* Records what tsmd does on a client's behalf without a call (releases at disconnect). */
+static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of a release failed: %m");
+}
+
+static void audit_release(const Release *rel, int result) {
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        TsmDeviceInfo info;
+
+        rec.event = "release";
+        rec.uid = rel->uid;
+        rec.gid = rel->pid > 0 ? rel->gid : AUDIT_GID_INVALID;
+        rec.pid = rel->pid;
+        rec.context_id = rel->context;
+        rec.vdevice_id = rel->vdevice;
+        rec.pci = rel->pci_address;
+        if (tsm_platform_get_device(rel->manager->platform, rel->pci_address, &info) >= 0)
+                rec.backend = tsm_backend_type_to_string(info.backend);
+        /* Timeout: the TSM gave up, or had not answered when the worker exited; either way
+         * nobody knows what the device did. */
+        rec.result = result >= 0 ? "ok" : result == -ETIMEDOUT ? GUEST_ERROR("Timeout") : GUEST_ERROR("BackendError");
+        (void) audit_log_record(rel->manager->audit, &rec, on_release_recorded, NULL, NULL);
+}
 
 static void on_release_unbound(int result, const void *response, size_t len, void *userdata) {
         Release *rel = userdata;
@@ -591,8 +570,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
 
         if (lookup(call, p, &ctx, NULL) <= 0)
                 return 0;
-        if (op_of(call))
-                op_of(call)->vdevice_id = (uint64_t) id;
+        guest_op_set_vdevice(call, (uint64_t) id);
         if (id <= 0 || id > UINT32_MAX) /* iommufd object ids start at 1 */
                 return varlink_call_error_invalid_parameter(call, "vdeviceId");
         if (find_vdevice(ctx, id))
@@ -618,7 +596,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                                               json_object_new_string(reason));
         }
 
-        op_set_vdevice(call, info.pci_address, info.backend);
+        guest_op_set_device(call, info.pci_address, info.backend);
         r = policy_check_device(m->policy, &c->identity, info.pci_address, info.backend, &reason);
         if (r < 0)
                 return reply_denied(call, reason);
@@ -821,8 +799,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
                 goto finish;
         }
 
-        if (op_of(call))
-                op_of(call)->response_size = len;
+        guest_op_set_response_size(call, len);
         r = base64_encode(resp, len, &b64);
         if (r < 0)
                 goto finish;
@@ -853,7 +830,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         PendingRequest *pr;
         GuestContext *ctx;
         GuestVDevice *v;
-        size_t req_len, max_request;
+        size_t req_len, max_request, claimed;
         uint32_t number;
         int r;
 
@@ -876,16 +853,11 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0)
                 return reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope", json_object_new_string(scope),
                                       "uapi", json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));
-        if (op_of(call)) {
-                size_t claimed;
-
-                op_of(call)->scope = desc->name;
-                op_of(call)->scope_number = number;
-                /* The size the request claims, so that a refusal records it too: the payload is
-                 * decoded only for a client the policy lets through. */
-                if (base64_decoded_size(b64, b64_len, &claimed) >= 0)
-                        op_of(call)->request_size = claimed;
-        }
+        guest_op_set_scope(call, desc->name, number);
+        /* The size the request claims, so that a refusal records it too: the payload is
+         * decoded only for a client the policy lets through. */
+        if (base64_decoded_size(b64, b64_len, &claimed) >= 0)
+                guest_op_set_request_size(call, claimed);
         /* SECURITY: per scope, per device, per client; debug scopes only where granted. */
         r = policy_check_scope(m->policy, &c->identity, v->pci_address, info.backend, scope, &reason);
         if (r < 0)
@@ -901,8 +873,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return varlink_call_error_invalid_parameter(call, "request");
         if (r < 0)
                 return r;
-        if (op_of(call))
-                op_of(call)->request_size = req_len;
+        guest_op_set_request_size(call, req_len);
         if (req_len > max_request)
                 return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string("request"),
                                       "limit", json_object_new_int64((int64_t) max_request));
@@ -1131,8 +1102,7 @@ static int vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata)
         ctx->gid = varlink_conn_get_peer(c->conn)->gid;
         ctx->pid = varlink_conn_get_peer(c->conn)->pid;
         c->contexts[c->n_contexts++] = ctx;
-        if (op_of(call))
-                op_of(call)->context_id = ctx->handle;
+        guest_op_set_context(call, ctx->handle);
 
         idx = varlink_call_push_fd(call, fd); /* takes it */
         if (idx < 0)
@@ -1175,7 +1145,7 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
                 c->slot = ++m->next_slot;
         TAILQ_INIT(&c->pending);
         LIST_INIT(&c->changes);
-        TAILQ_INIT(&c->ops);
+        guest_ops_init(&c->ops, &c->identity);
 
         /* Who it is, once: SO_PEERCRED at connect time, groups, and the unit (pidfd-checked). */
         r = peer_identity_from_socket(varlink_conn_get_fd(conn), &c->identity);
@@ -1186,31 +1156,6 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         LIST_INSERT_HEAD(&m->guest_clients, c, entry);
         *ret = c;
         return 0;
-}
-
-static void on_abandoned_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
-        if (error < 0)
-                log_error_errno(error, "Audit record of an abandoned call failed: %m");
-}
-
-/* The client went away with calls unanswered: each still gets its record, saying so. */
-static void ops_abandon(GuestClient *c) {
-        GuestOp *op;
-
-        while ((op = TAILQ_FIRST(&c->ops))) {
-                TAILQ_REMOVE(&c->ops, op, entry);
-                if (op->reservation) {
-                        AuditReservation *res = TAKE_PTR(op->reservation);
-                        AuditRecord rec;
-
-                        op_fill_record(op, VARLINK_ERROR_DISCONNECTED, &rec);
-                        (void) audit_log_commit(res, &rec, on_abandoned_recorded, NULL, NULL);
-                        op->client = NULL;
-                        op_free(op);
-                } else
-                        /* Its record is being written; the commit callback frees it. */
-                        op->client = NULL;
-        }
 }
 
 void guest_foreach_vdevice(Manager *m, GuestVDeviceFunc f, void *userdata) {
@@ -1244,7 +1189,7 @@ void guest_client_get_stats(const GuestClient *c, unsigned *ret_contexts, unsign
                 n += (unsigned) c->contexts[i]->n_vdevices;
         *ret_contexts = (unsigned) c->n_contexts;
         *ret_vdevices = n;
-        *ret_calls = c->n_calls;
+        *ret_calls = c->ops.n_answered;
 }
 
 const PeerIdentity *guest_client_get_identity(const GuestClient *c) {
@@ -1268,7 +1213,7 @@ GuestClient *guest_client_free(GuestClient *c) {
                 priv_request_cancel(pc->request);
                 change_free(pc);
         }
-        ops_abandon(c);
+        guest_ops_abandon(&c->ops);
         for (size_t i = 0; i < c->n_contexts; i++)
                 context_free(c->manager, c->contexts[i]);
         free(c->contexts);
@@ -1278,7 +1223,7 @@ GuestClient *guest_client_free(GuestClient *c) {
         return mfree(c);
 }
 
-/* ---- audited dispatch ------------------------------------------------------------------ */
+/* ---- methods --------------------------------------------------------------------------- */
 
 typedef struct GuestMethod {
         const char *name;
@@ -1300,182 +1245,14 @@ static const GuestMethod guest_methods[] = {
         { "io.tsmd.Guest.WatchEvents", "watch-events", vl_watch_events },
 };
 
-static void op_free(GuestOp *op) {
-        if (!op)
-                return;
-        /* Answered and recorded (or abandoned): a draining daemon may exit after the last. */
-        op->manager->n_pending_requests--;
-        manager_request_finished(op->manager);
-        if (op->client)
-                TAILQ_REMOVE(&op->client->ops, op, entry);
-        audit_log_cancel(op->reservation);
-        varlink_call_set_userdata(op->call, NULL);
-        varlink_call_unref(op->call);
-        json_object_put(op->answer);
-        free(op->pci_address);
-        free(op);
-}
-
-static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *rec) {
-        const PeerIdentity *id = &op->client->identity;
-
-        *rec = AUDIT_RECORD_INIT;
-        rec->event = op->event;
-        rec->uid = id->uid;
-        rec->gid = id->gid;
-        rec->pid = id->pid;
-        rec->unit = id->unit;
-        rec->context_id = op->context_id;
-        rec->vdevice_id = op->vdevice_id;
-        rec->pci = op->pci_address;
-        rec->backend = op->backend;
-        rec->scope = op->scope;
-        rec->scope_number = op->scope_number;
-        rec->request_size = op->request_size;
-        rec->response_size = op->response_size;
-        rec->result = result;
-        rec->latency_usec = now_monotonic_usec() - op->start_usec;
-}
-
-static json_object *audit_failed_message(int error) {
-        json_object *p = json_object_new_object(), *m = NULL;
-
-        if (p && json_object_add(p, "errno", json_object_new_int(abs(error))) >= 0)
-                (void) varlink_message_new_error(GUEST_ERROR("AuditFailed"), TAKE_PTR(p), &m);
-        json_object_put(p);
-        return m;
-}
-
-static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *userdata) {
-        GuestOp *op = userdata;
-        json_object *answer = TAKE_PTR(op->answer), *params;
-
-        if (error < 0) {
-                /* SECURITY: an answer whose record is not durable is not given. The call had
-                 * room reserved and ran; the record of what it did goes to the journal at
-                 * critical priority (journald writes those at once), and the log stays failed,
-                 * refusing everything, until an administrator repairs it and reloads. */
-                _cleanup_free_ char *line = NULL;
-                json_object *e;
-                AuditRecord rec;
-                size_t len;
-
-                op_fill_record(op, json_object_object_get_ex(answer, "error", &e) ? json_object_get_string(e) : "ok",
-                               &rec);
-                if (audit_record_serialize(&rec, &line, &len) >= 0 && len > 0)
-                        line[len - 1] = 0; /* the newline */
-                log_full_errno(LOG_CRIT, error, "Audit log failed after %s ran, answering AuditFailed; "
-                               "unrecorded: %s (%m)", op->event, strna(line));
-                json_object_put(answer);
-                answer = audit_failed_message(error);
-        } else if (streq(op->event, "guest-request") && !json_object_object_get_ex(answer, "error", NULL) &&
-                   json_object_object_get_ex(answer, "parameters", &params))
-                (void) json_object_add(params, "auditSequence", json_object_new_int64((int64_t) seq));
-
-        if (answer)
-                (void) varlink_call_release(op->call, answer);
-        if (op->client)
-                op->client->n_calls++;
-        op_free(op);
-}
-
-/* The method answered: record the outcome, answer once it is on disk. */
-static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
-        GuestOp *op = userdata;
-        AuditReservation *res = TAKE_PTR(op->reservation);
-        json_object *error;
-        AuditRecord rec;
-        int r;
-
-        op->answer = message;
-        op_fill_record(op, json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok",
-                       &rec);
-        r = audit_log_commit(res, &rec, on_record_committed, op, NULL);
-        if (r < 0)
-                on_record_committed(op->manager->audit, 0, r, op);
-}
-
-static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
-        op_free(userdata);
-}
-
 static int guest_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
-        Manager *m = userdata;
         const GuestMethod *method = NULL;
-        GuestOp *op;
-        int r;
 
         for (size_t i = 0; i < ELEMENTSOF(guest_methods); i++)
                 if (streq(guest_methods[i].name, varlink_call_get_method(call)))
                         method = &guest_methods[i];
         assert(method);
-
-        op = new0(GuestOp, 1);
-        if (!op)
-                return -ENOMEM;
-        m->n_pending_requests++;
-        *op = (GuestOp){
-                .manager = m,
-                .client = client_of(call),
-                .call = varlink_call_ref(call),
-                .event = method->event,
-                .start_usec = now_monotonic_usec(),
-                .context_id = AUDIT_U64_NONE,
-                .vdevice_id = AUDIT_U64_NONE,
-                .scope_number = AUDIT_SCOPE_NUMBER_NONE,
-                .request_size = AUDIT_U64_NONE,
-                .response_size = AUDIT_U64_NONE,
-        };
-        TAILQ_INSERT_TAIL(&op->client->ops, op, entry);
-
-        /* SECURITY: fail closed: no room for the record, nothing happens. */
-        r = audit_log_reserve(m->audit, &op->reservation);
-        if (r < 0) {
-                op_free(op);
-                log_warning_errno(r, "Refusing %s, the audit log cannot take a record: %m", method->event);
-                return varlink_call_release(call, audit_failed_message(r));
-        }
-        varlink_call_set_userdata(call, op);
-
-        /* A subscription has no final answer to wait for: it is recorded when made. */
-        if (streq(method->event, "watch-events")) {
-                AuditReservation *res = TAKE_PTR(op->reservation);
-                AuditRecord rec;
-
-                r = method->func(call, p, userdata);
-                op_fill_record(op, r < 0 ? "io.tsmd.System" : "ok", &rec);
-                if (audit_log_commit(res, &rec, on_watch_recorded, op, NULL) < 0)
-                        op_free(op);
-                return r;
-        }
-
-        varlink_call_set_interceptor(call, on_answer, op);
-        return method->func(call, p, userdata);
-}
-
-/* Records what tsmd does on a client's behalf without a call (releases at disconnect). */
-static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
-        if (error < 0)
-                log_error_errno(error, "Audit record of a release failed: %m");
-}
-
-static void audit_release(const Release *rel, int result) {
-        AuditRecord rec = AUDIT_RECORD_INIT;
-        TsmDeviceInfo info;
-
-        rec.event = "release";
-        rec.uid = rel->uid;
-        rec.gid = rel->pid > 0 ? rel->gid : AUDIT_GID_INVALID;
-        rec.pid = rel->pid;
-        rec.context_id = rel->context;
-        rec.vdevice_id = rel->vdevice;
-        rec.pci = rel->pci_address;
-        if (tsm_platform_get_device(rel->manager->platform, rel->pci_address, &info) >= 0)
-                rec.backend = tsm_backend_type_to_string(info.backend);
-        /* Timeout: the TSM gave up, or had not answered when the worker exited; either way
-         * nobody knows what the device did. */
-        rec.result = result >= 0 ? "ok" : result == -ETIMEDOUT ? GUEST_ERROR("Timeout") : GUEST_ERROR("BackendError");
-        (void) audit_log_record(rel->manager->audit, &rec, on_release_recorded, NULL, NULL);
+        return guest_op_run(userdata, &client_of(call)->ops, method->event, method->func, call, p);
 }
 
 int guest_methods_register(Manager *m) {

@@ -143,6 +143,8 @@ static inline bool size_multiply_overflow(size_t size, size_t need) {
 
 /* CLOCK_MONOTONIC in microseconds: for deadlines and durations. */
 uint64_t now_monotonic_usec(void);
+/* CLOCK_REALTIME in microseconds: for timestamps. */
+uint64_t now_realtime_usec(void);
 
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);

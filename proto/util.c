@@ -5,11 +5,19 @@
 
 #include "macro.h"
 
-uint64_t now_monotonic_usec(void) {
+static uint64_t now_usec(clockid_t clock) {
         struct timespec ts;
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        clock_gettime(clock, &ts);
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+uint64_t now_monotonic_usec(void) {
+        return now_usec(CLOCK_MONOTONIC);
+}
+
+uint64_t now_realtime_usec(void) {
+        return now_usec(CLOCK_REALTIME);
 }
 
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size) {

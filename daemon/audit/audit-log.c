@@ -91,14 +91,6 @@ void audit_config_init(AuditConfig *c) {
         };
 }
 
-static uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-
-        if (clock_gettime(clock, &ts) < 0)
-                return 0;
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
-
 static AuditReservation *reservation_free(AuditReservation *r) {
         if (!r)
                 return NULL;
@@ -458,8 +450,8 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
 
         rec = *record;
         rec.seq = a->next_seq;
-        rec.realtime_usec = now_usec(CLOCK_REALTIME);
-        rec.monotonic_usec = now_usec(CLOCK_MONOTONIC);
+        rec.realtime_usec = now_realtime_usec();
+        rec.monotonic_usec = now_monotonic_usec();
         rec.repaired_bytes = a->pending_repaired;
         k = audit_record_copy_bounded(&rec, &r->record, &r->storage);
         if (k < 0)

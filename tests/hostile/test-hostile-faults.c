@@ -24,6 +24,7 @@
  *                            jbd2 thread outside the cgroup, are not slowed)
  *   audit EIO                the same file system shut down (EXT4_IOC_SHUTDOWN, what xfstests
  *                            use to simulate a dead disk): every write and sync fails with EIO
+ *   audit EIO, client gone   the disk dies under the record of a VMM that already hung up
  *
  * The audit faults cannot keep "the other client succeeding": tsmd fails closed, so while no
  * record can be written every audited call of every client is refused (AuditFailed, with the
@@ -1055,6 +1056,29 @@ TEST(audit_slow_disk) {
         tsmd_teardown(&t);
 }
 
+/* The audit log's file system dies: every write and sync fails with EIO from now on. */
+static void audit_fs_shut_down(Tsmd *t) {
+        _cleanup_close_ int fd = open(audit_dir(t), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        uint32_t flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+
+        ASSERT_OK(fd);
+        if (ioctl(fd, EXT4_IOC_SHUTDOWN, &flags) < 0)
+                SKIP("EXT4_IOC_SHUTDOWN: %s", strerror(errno));
+}
+
+/* The administrator's repair: a working file system mounted over the dead one, then a reload
+ * (the caller unmounts it before unmount_audit()). */
+static void audit_fs_replace(Tsmd *t) {
+        uid_t uid;
+        gid_t gid;
+
+        worker_ids(t, &uid, &gid);
+        if (mount("tsmd-test-audit-new", audit_dir(t), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  strf("size=1m,mode=0750,uid=%u,gid=%u", (unsigned) uid, (unsigned) gid)) < 0)
+                TEST_FAIL("mounting a tmpfs on %s: %s", audit_dir(t), strerror(errno));
+        ASSERT_TRUE(tsmd_reload(t, CONF(DEV1 "," DEV2, "")));
+}
+
 /*
  * A disk that fails: the file system under the audit log shuts down, so every write and sync
  * fails with EIO. The call whose record fails is answered AuditFailed (errno 5), and from
@@ -1069,11 +1093,8 @@ TEST(audit_io_error) {
         VarlinkClient *d;
         json_object *r = NULL;
         const char *error;
-        uint32_t flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
         unsigned fds;
         int64_t seq;
-        uid_t uid;
-        gid_t gid;
 
         private_mounts();
         tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
@@ -1082,13 +1103,7 @@ TEST(audit_io_error) {
         good_connect(&t, &g, 0);
         b = baseline_take(&t, &g);
 
-        {
-                _cleanup_close_ int fd = open(audit_dir(&t), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-                ASSERT_OK(fd);
-                if (ioctl(fd, EXT4_IOC_SHUTDOWN, &flags) < 0)
-                        SKIP("EXT4_IOC_SHUTDOWN: %s", strerror(errno));
-        }
+        audit_fs_shut_down(&t);
 
         error = tsmd_call(g.c, G "GuestRequest", g.params, &r);
         ASSERT_STREQ(error, E_GUEST("AuditFailed"));
@@ -1109,12 +1124,7 @@ TEST(audit_io_error) {
         ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
         expect_ping_fast(&t);
 
-        /* The replacement: a working file system mounted over the dead one, then a reload. */
-        worker_ids(&t, &uid, &gid);
-        if (mount("tsmd-test-audit-new", audit_dir(&t), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                  strf("size=1m,mode=0750,uid=%u,gid=%u", (unsigned) uid, (unsigned) gid)) < 0)
-                TEST_FAIL("mounting a tmpfs on %s: %s", audit_dir(&t), strerror(errno));
-        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, "")));
+        audit_fs_replace(&t);
         r = CALL_OK(g.c, G "GuestRequest", g.params);
         seq = JINT(r, "auditSequence");
         ASSERT_TRUE(seq > b.seq);
@@ -1133,6 +1143,91 @@ TEST(audit_io_error) {
 
         good_done(&g);
         (void) umount2(audit_dir(&t), MNT_DETACH); /* the tmpfs; unmount_audit() the ext4 */
+        unmount_audit(&t);
+        tsmd_teardown(&t);
+}
+
+/* How long the test gives tsmd to run a request, and to see a hangup; the slow disk's pace. */
+#define HANGUP_STEP_USEC (50 * USEC_PER_MSEC)
+#define HANGUP_IOPS 2
+#define HANGUP_ATTEMPTS 10
+
+/*
+ * A disk that fails under the record of a client that is gone: the VMM's request is answered
+ * by its device while the audit thread waits in a slow sync for another record, the VMM hangs
+ * up, and then the disk dies, so the record fails with nobody left to answer. tsmd logs what
+ * the record would have said (with the VMM's identity, kept with the call) and carries on,
+ * the same worker, refusing by name until the disk is replaced.
+ */
+TEST(audit_io_error_after_hangup) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm v;
+        Throttle th;
+        dev_t dev;
+        AsyncCall busy = {}, late = {};
+        _cleanup_free_ char *log = NULL;
+        const char *line;
+
+        private_mounts();
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
+        dev = mount_loop_ext4(&t);
+        worker_restart(&t);
+        good_connect(&t, &g, 0);
+        g.bound_usec = SLOW_BOUND_USEC;
+        b = baseline_take(&t, &g);
+        vmm_attach(&t, &v, DEV1);
+
+        /* A record of the good client's stuck in a slow sync (the throttle lets a burst
+         * through after a pause, so not every sync is slow). */
+        throttle_start(&th, b.worker, dev, HANGUP_IOPS);
+        for (unsigned i = 0;; i++) {
+                if (i == HANGUP_ATTEMPTS) {
+                        throttle_stop(&th);
+                        SKIP("the throttle did not slow a sync down in %u attempts: nothing to test", i);
+                }
+                tsmd_call_async(g.c, G "GuestRequest", g.params, 0, &busy);
+                tsmd_pump(g.c, HANGUP_STEP_USEC);
+                if (busy.n == 0)
+                        break;
+                ASSERT_NULL(busy.errors[0]);
+                async_call_done(&busy);
+        }
+
+        /* Meanwhile the VMM's request is answered by its device and its record waits behind. */
+        tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &late);
+        tsmd_pump(v.c, HANGUP_STEP_USEC);
+        ASSERT_EQ(late.n, 0u);
+        async_call_done(&late);
+        varlink_client_free(v.c);
+        sleep_usec(HANGUP_STEP_USEC);
+        audit_fs_shut_down(&t);
+        throttle_stop(&th);
+
+        /* The VMM's record is lost with nobody to answer, and said so with who it was. */
+        ASSERT_TRUE(tsmd_wait_log(&t, "\"pci\":\"" DEV1 "\"", 1, TSMD_WAIT_USEC));
+        log = tsmd_read_log(&t);
+        line = strstr(log, "\"pci\":\"" DEV1 "\"");
+        while (line > log && line[-1] != '\n')
+                line--;
+        fprintf(stderr, "# %.*s\n", (int) strcspn(line, "\n"), line);
+        ASSERT_NOT_NULL(strstr(line, "Audit log failed after guest-request ran"));
+        ASSERT_NOT_NULL(strstr(line, strf("\"uid\":%u", (unsigned) getuid())));
+        ASSERT_NOT_NULL(strstr(line, strf("\"pid\":%d", (int) getpid())));
+
+        ASSERT_TRUE(tsmd_async_wait(g.c, &busy, 1, SLOW_BOUND_USEC));
+        async_call_done(&busy);
+        ASSERT_TRUE(tsmd_is_running(&t));
+        ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
+        expect_ping_fast(&t);
+        CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), NULL);
+
+        audit_fs_replace(&t);
+        good_check(&g);
+        ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
+        good_done(&g);
+        (void) umount2(audit_dir(&t), MNT_DETACH);
         unmount_audit(&t);
         tsmd_teardown(&t);
 }

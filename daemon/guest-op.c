@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Audited io.tsmd.Guest calls: reserve, run, intercept the answer, record, answer. Runs in: worker. */
+
+#include <stdlib.h>
+
+#include "audit-log.h"
+#include "guest-op.h"
+#include "json-util.h"
+#include "log.h"
+#include "varlink-errors.h"
+#include "varlink-message.h"
+
+struct GuestOp {
+        Manager *manager;
+        GuestOps *ops; /* the client's; NULL once it went away */
+        VarlinkCall *call;
+        AuditReservation *reservation;
+        const char *event;
+        uint64_t start_usec;
+        /* Who, copied: the record may be written after the client (and its identity) went. */
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        char *unit;
+        uint64_t context_id, vdevice_id;
+        char *pci_address;
+        const char *backend;
+        const char *scope;
+        int64_t scope_number;
+        uint64_t request_size, response_size;
+        json_object *answer; /* the intercepted final message, until the record is durable */
+        TAILQ_ENTRY(GuestOp) entry; /* in ops->unanswered while the client exists */
+};
+
+void guest_ops_init(GuestOps *ops, const PeerIdentity *identity) {
+        *ops = (GuestOps){ .identity = identity };
+        TAILQ_INIT(&ops->unanswered);
+}
+
+static GuestOp *op_of(VarlinkCall *call) {
+        return varlink_call_get_userdata(call);
+}
+
+static void op_free(GuestOp *op) {
+        if (!op)
+                return;
+        /* Answered and recorded (or abandoned): a draining daemon may exit after the last. */
+        op->manager->n_pending_requests--;
+        manager_request_finished(op->manager);
+        if (op->ops)
+                TAILQ_REMOVE(&op->ops->unanswered, op, entry);
+        audit_log_cancel(op->reservation);
+        varlink_call_set_userdata(op->call, NULL);
+        varlink_call_unref(op->call);
+        json_object_put(op->answer);
+        free(op->pci_address);
+        free(op->unit);
+        free(op);
+}
+
+static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *rec) {
+        *rec = AUDIT_RECORD_INIT;
+        rec->event = op->event;
+        rec->uid = op->uid;
+        rec->gid = op->gid;
+        rec->pid = op->pid;
+        rec->unit = op->unit;
+        rec->context_id = op->context_id;
+        rec->vdevice_id = op->vdevice_id;
+        rec->pci = op->pci_address;
+        rec->backend = op->backend;
+        rec->scope = op->scope;
+        rec->scope_number = op->scope_number;
+        rec->request_size = op->request_size;
+        rec->response_size = op->response_size;
+        rec->result = result;
+        rec->latency_usec = now_monotonic_usec() - op->start_usec;
+}
+
+/* The outcome a record gives for a final message: its error name, or "ok". */
+static const char *result_of(json_object *message) {
+        json_object *error;
+
+        return json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok";
+}
+
+static void on_abandoned_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of an abandoned call failed: %m");
+}
+
+void guest_ops_abandon(GuestOps *ops) {
+        GuestOp *op;
+
+        while ((op = TAILQ_FIRST(&ops->unanswered))) {
+                TAILQ_REMOVE(&ops->unanswered, op, entry);
+                op->ops = NULL;
+                if (op->reservation) {
+                        AuditReservation *res = TAKE_PTR(op->reservation);
+                        AuditRecord rec;
+
+                        op_fill_record(op, VARLINK_ERROR_DISCONNECTED, &rec);
+                        (void) audit_log_commit(res, &rec, on_abandoned_recorded, NULL, NULL);
+                        op_free(op);
+                }
+                /* else its record is being written: the commit callback frees it. */
+        }
+}
+
+static json_object *audit_failed_message(int error) {
+        json_object *p = json_object_new_object(), *m = NULL;
+
+        if (p && json_object_add(p, "errno", json_object_new_int(abs(error))) >= 0)
+                (void) varlink_message_new_error("io.tsmd.Guest.AuditFailed", TAKE_PTR(p), &m);
+        json_object_put(p);
+        return m;
+}
+
+static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        GuestOp *op = userdata;
+        json_object *answer = TAKE_PTR(op->answer), *params;
+
+        if (error < 0) {
+                /* SECURITY: an answer whose record is not durable is not given. The call had
+                 * room reserved and ran; the record of what it did goes to the journal at
+                 * critical priority (journald writes those at once), and the log stays failed,
+                 * refusing everything, until an administrator repairs it and reloads. */
+                _cleanup_free_ char *line = NULL;
+                AuditRecord rec;
+                size_t len;
+
+                op_fill_record(op, result_of(answer), &rec);
+                rec.realtime_usec = now_realtime_usec(); /* when it was lost; it has no seq */
+                rec.monotonic_usec = now_monotonic_usec();
+                if (audit_record_serialize(&rec, &line, &len) >= 0 && len > 0)
+                        line[len - 1] = 0; /* the newline */
+                log_full_errno(LOG_CRIT, error, "Audit log failed after %s ran, %s; unrecorded: %s (%m)", op->event,
+                               op->ops ? "answering AuditFailed" : "its client is gone", strna(line));
+                json_object_put(answer);
+                answer = audit_failed_message(error);
+        } else if (streq(op->event, "guest-request") && !json_object_object_get_ex(answer, "error", NULL) &&
+                   json_object_object_get_ex(answer, "parameters", &params))
+                (void) json_object_add(params, "auditSequence", json_object_new_int64((int64_t) seq));
+
+        if (answer)
+                (void) varlink_call_release(op->call, answer);
+        if (op->ops)
+                op->ops->n_answered++;
+        op_free(op);
+}
+
+/* The method answered: record the outcome, answer once it is on disk. */
+static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
+        GuestOp *op = userdata;
+        AuditReservation *res = TAKE_PTR(op->reservation);
+        AuditRecord rec;
+        int r;
+
+        op->answer = message;
+        op_fill_record(op, result_of(message), &rec);
+        r = audit_log_commit(res, &rec, on_record_committed, op, NULL);
+        if (r < 0)
+                on_record_committed(op->manager->audit, 0, r, op);
+}
+
+static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        op_free(userdata);
+}
+
+int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc func, VarlinkCall *call,
+                 json_object *parameters) {
+        GuestOp *op;
+        int r;
+
+        op = new0(GuestOp, 1);
+        if (!op)
+                return -ENOMEM;
+        m->n_pending_requests++;
+        *op = (GuestOp){
+                .manager = m,
+                .ops = ops,
+                .call = varlink_call_ref(call),
+                .event = event,
+                .start_usec = now_monotonic_usec(),
+                .uid = ops->identity->uid,
+                .gid = ops->identity->gid,
+                .pid = ops->identity->pid,
+                .context_id = AUDIT_U64_NONE,
+                .vdevice_id = AUDIT_U64_NONE,
+                .scope_number = AUDIT_SCOPE_NUMBER_NONE,
+                .request_size = AUDIT_U64_NONE,
+                .response_size = AUDIT_U64_NONE,
+        };
+        TAILQ_INSERT_TAIL(&ops->unanswered, op, entry);
+        if (ops->identity->unit) {
+                op->unit = strdup(ops->identity->unit);
+                if (!op->unit) {
+                        op_free(op);
+                        return -ENOMEM;
+                }
+        }
+
+        /* SECURITY: fail closed: no room for the record, nothing happens. */
+        r = audit_log_reserve(m->audit, &op->reservation);
+        if (r < 0) {
+                op_free(op);
+                log_warning_errno(r, "Refusing %s, the audit log cannot take a record: %m", event);
+                return varlink_call_release(call, audit_failed_message(r));
+        }
+        varlink_call_set_userdata(call, op);
+
+        /* A subscription has no final answer to wait for: it is recorded when made. */
+        if (streq(event, "watch-events")) {
+                AuditReservation *res = TAKE_PTR(op->reservation);
+                AuditRecord rec;
+
+                r = func(call, parameters, m);
+                op_fill_record(op, r < 0 ? "io.tsmd.System" : "ok", &rec);
+                if (audit_log_commit(res, &rec, on_watch_recorded, op, NULL) < 0)
+                        op_free(op);
+                return r;
+        }
+
+        varlink_call_set_interceptor(call, on_answer, op);
+        return func(call, parameters, m);
+}
+
+void guest_op_set_context(VarlinkCall *call, uint64_t context) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->context_id = context;
+}
+
+void guest_op_set_vdevice(VarlinkCall *call, uint64_t vdevice) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->vdevice_id = vdevice;
+}
+
+void guest_op_set_device(VarlinkCall *call, const char *pci_address, TsmBackendType backend) {
+        GuestOp *op = op_of(call);
+
+        if (!op || !pci_address)
+                return;
+        free(op->pci_address);
+        op->pci_address = strdup(pci_address); /* NULL: recorded without it */
+        if (backend >= 0)
+                op->backend = tsm_backend_type_to_string(backend);
+}
+
+void guest_op_set_scope(VarlinkCall *call, const char *scope, uint32_t number) {
+        GuestOp *op = op_of(call);
+
+        if (op) {
+                op->scope = scope;
+                op->scope_number = number;
+        }
+}
+
+void guest_op_set_request_size(VarlinkCall *call, uint64_t size) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->request_size = size;
+}
+
+void guest_op_set_response_size(VarlinkCall *call, uint64_t size) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->response_size = size;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Audited io.tsmd.Guest calls. The audit space is reserved before the method runs, so a call
+ * the log cannot record is refused before anything happens (fail closed); the method fills in
+ * what it touched as it goes (guest_op_set_*()); its final answer is intercepted, recorded,
+ * and released to the client only once the record is durable. A subscription (WatchEvents)
+ * has no final answer and is recorded when made. Runs in: worker.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "manager.h"
+#include "peer-identity.h"
+#include "tsm-types.h"
+#include "varlink-server.h"
+
+typedef struct GuestOp GuestOp;
+
+/* A client's audited calls: whose they are, those not answered yet, how many were. */
+typedef struct GuestOps {
+        const PeerIdentity *identity;
+        TAILQ_HEAD(, GuestOp) unanswered;
+        uint64_t n_answered; /* answered and recorded */
+} GuestOps;
+
+void guest_ops_init(GuestOps *ops, const PeerIdentity *identity);
+/* The client went away with calls unanswered: each still gets its record, saying so. */
+void guest_ops_abandon(GuestOps *ops);
+
+/* Runs func(call, parameters, m) as one audited call of the event named event (the record's
+ * "event"), on behalf of ops' client. Returns what func returns, or an error reply's. */
+int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc func, VarlinkCall *call,
+                 json_object *parameters);
+
+/* What the call touched, for its record. No-ops for a call that is not audited. */
+void guest_op_set_context(VarlinkCall *call, uint64_t context);
+void guest_op_set_vdevice(VarlinkCall *call, uint64_t vdevice);
+void guest_op_set_device(VarlinkCall *call, const char *pci_address, TsmBackendType backend);
+/* scope must outlive the call (a backend's scope table entry). */
+void guest_op_set_scope(VarlinkCall *call, const char *scope, uint32_t number);
+void guest_op_set_request_size(VarlinkCall *call, uint64_t size);
+void guest_op_set_response_size(VarlinkCall *call, uint64_t size);
