@@ -598,14 +598,14 @@ static void validate_reply(VarlinkCall *call, const char *error, json_object *pa
                 iface = find_interface(call->conn->server, error, (size_t) (dot - error));
                 e = iface ? varlink_interface_find_error(iface, dot + 1) : NULL;
                 if (!e) {
-                        log_error("Reply to %s uses error %s that no registered interface declares.",
+                        log_error("Reply to %s " VARLINK_REPLY_MISMATCH ": no registered interface declares error %s.",
                                   call->method, error);
                         return;
                 }
                 r = varlink_error_validate(e, parameters, &bad);
         }
         if (r < 0)
-                log_error("Reply to %s does not match the IDL: field '%s'.", call->method, strna(bad));
+                log_error("Reply to %s " VARLINK_REPLY_MISMATCH ": field '%s'.", call->method, strna(bad));
 }
 #endif
 

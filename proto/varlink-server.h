@@ -26,6 +26,10 @@ typedef struct VarlinkConn VarlinkConn;
 typedef struct VarlinkCall VarlinkCall;
 
 typedef int (*VarlinkMethodFunc)(VarlinkCall *call, json_object *parameters, void *userdata);
+/* Debug builds check every reply against the IDL and log an error containing this for one
+ * that does not match; the tests fail on it. */
+#define VARLINK_REPLY_MISMATCH "does not match the IDL"
+
 /* Called after a connection is accepted (return < 0 to refuse it) and when it goes away. */
 typedef int (*VarlinkConnectFunc)(VarlinkServer *s, VarlinkConn *c, void *userdata);
 typedef void (*VarlinkDisconnectFunc)(VarlinkServer *s, VarlinkConn *c, void *userdata);

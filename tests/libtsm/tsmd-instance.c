@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "tsmd-instance.h"
+#include "varlink-server.h"
 
 #define N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -316,20 +317,6 @@ void tsmd_instance_kill(TsmdInstance *t, int sig) {
         }
 }
 
-void tsmd_instance_stop(TsmdInstance *t) {
-        int status;
-
-        if (t->pid <= 0)
-                TEST_FAIL("tsmd is not running");
-        if (kill(t->pid, SIGTERM) < 0)
-                TEST_FAIL("kill: %s", strerror(errno));
-        status = reap(t, STOP_TIMEOUT_USEC);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                tsmd_instance_dump_log(t);
-                TEST_FAIL("tsmd did not exit cleanly (status 0x%x)", (unsigned) status);
-        }
-}
-
 static unsigned log_count(TsmdInstance *t, const char *needle) {
         char line[2048];
         unsigned n = 0;
@@ -342,6 +329,25 @@ static unsigned log_count(TsmdInstance *t, const char *needle) {
                         n++;
         fclose(f);
         return n;
+}
+
+void tsmd_instance_stop(TsmdInstance *t) {
+        int status;
+
+        if (t->pid <= 0)
+                TEST_FAIL("tsmd is not running");
+        if (kill(t->pid, SIGTERM) < 0)
+                TEST_FAIL("kill: %s", strerror(errno));
+        status = reap(t, STOP_TIMEOUT_USEC);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                tsmd_instance_dump_log(t);
+                TEST_FAIL("tsmd did not exit cleanly (status 0x%x)", (unsigned) status);
+        }
+        /* Debug builds log every reply that does not match the IDL. */
+        if (log_count(t, VARLINK_REPLY_MISMATCH) > 0) {
+                tsmd_instance_dump_log(t);
+                TEST_FAIL("tsmd sent a reply its IDL does not allow (see its log)");
+        }
 }
 
 void tsmd_instance_reload(TsmdInstance *t, const char *extra_config) {
