@@ -984,6 +984,59 @@ static void on_orphan_timeout(evutil_socket_t fd, short what, void *userdata) {
         orphans_release(userdata);
 }
 
+/* A restored vDevice whose bind or unbind the previous worker did not see answered. */
+typedef struct Settle {
+        Manager *manager;
+        uint32_t context; /* the monitor's ids: the context may be reclaimed meanwhile */
+        uint32_t vdevice;
+} Settle;
+
+static GuestContext *find_context_by_id(Manager *m, uint32_t id) {
+        GuestClient *c;
+
+        for (size_t i = 0; i < m->n_orphans; i++)
+                if (m->orphans[i]->id == id)
+                        return m->orphans[i];
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        if (c->contexts[i]->id == id)
+                                return c->contexts[i];
+        return NULL;
+}
+
+static void on_settled(int result, const void *response, size_t len, void *userdata) {
+        Settle *s = userdata;
+        GuestContext *ctx = find_context_by_id(s->manager, s->context);
+        GuestVDevice *v = ctx ? find_vdevice(ctx, s->vdevice) : NULL;
+
+        /* Released meanwhile (that waited for it as for any change): nothing to update. */
+        if (v && v->changing) {
+                v->changing = false;
+                if (result >= 0) {
+                        v->bound = result > 0;
+                        context_persist(s->manager, ctx);
+                } else
+                        log_warning_errno(result, "Cannot tell whether %s is bound: %m", v->pci_address);
+        }
+        free(s);
+}
+
+/* Busy (as for a Bind of its own) until the monitor says where the change ended. */
+static void vdevice_settle(Manager *m, GuestContext *ctx, GuestVDevice *v) {
+        Settle *s = new(Settle, 1);
+        int r;
+
+        if (!s) {
+                log_oom();
+                return;
+        }
+        *s = (Settle){ .manager = m, .context = ctx->id, .vdevice = v->id };
+        v->changing = true;
+        r = priv_call_settle_vdevice(m->channel, ctx->slot, ctx->id, v->id, on_settled, s, NULL);
+        if (r < 0)
+                on_settled(r, NULL, 0, s);
+}
+
 static void on_rebound(int result, const void *response, size_t len, void *userdata) {
         if (result < 0)
                 log_warning_errno(result, "Failed to rebind an emulated device of a restored context: %m");
@@ -1026,8 +1079,7 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         for (size_t i = 0; i < n; i++) {
                 GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
                 TsmDeviceInfo info;
-
-                bool monitor_bound = false;
+                uint32_t monitor = 0;
 
                 v->id = stored[i].id;
                 v->pci_address = strdup(stored[i].pci_address);
@@ -1035,17 +1087,23 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
                         break;
                 ctx->n_vdevices++;
                 if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
-                    priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address,
-                                             &monitor_bound) < 0) {
+                    priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address, &monitor) < 0) {
                         v->gone = true;
                         continue;
                 }
-                v->bound = stored[i].bound;
-                /* After a restart of the worker alone, the monitor still has it bound. After a
-                 * restart of tsmd, the kernel kept the binding alive with the fd, but the
+                if (monitor & TSM_PRIV_ATTACHED_KNOWN) {
+                        /* After a restart of the worker alone, the monitor's record is the TSM's
+                         * last answer; one on its way is learnt when it comes. */
+                        v->bound = monitor & TSM_PRIV_ATTACHED_BOUND;
+                        if (monitor & TSM_PRIV_ATTACHED_CHANGING)
+                                vdevice_settle(m, ctx, v);
+                        continue;
+                }
+                /* After a restart of tsmd, the kernel kept the binding alive with the fd, but the
                  * emulated TSM lived in the old monitor: it is brought back to where the guest
                  * left it. */
-                if (v->bound && info.emulated && !monitor_bound) {
+                v->bound = stored[i].bound;
+                if (v->bound && info.emulated) {
                         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, true, on_rebound,
                                                 NULL, NULL);
                         if (r < 0)

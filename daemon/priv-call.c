@@ -164,7 +164,8 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
                         TAILQ_REMOVE(&c->requests, r, entry);
                         c->n_requests -= r->counted;
                         if (r->callback) /* else cancelled: nobody waits for it any more */
-                                r->callback(reply->result, payload, len, r->userdata);
+                                r->callback(reply->result < 0 ? reply->result : (int) MIN(reply->value, (uint32_t) INT_MAX),
+                                            payload, len, r->userdata);
                         request_free(r);
                         requests_flush(c);
                         return;
@@ -553,7 +554,7 @@ int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context) {
 }
 
 int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                             const char *pci_address, bool *ret_bound) {
+                             const char *pci_address, uint32_t *ret_flags) {
         struct tsm_priv_attach_vdevice m;
         struct tsm_priv_reply reply;
         int r;
@@ -568,8 +569,8 @@ int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, ui
         r = call(c, &m, -EBADF, &reply, NULL);
         if (r < 0)
                 return r;
-        if (ret_bound)
-                *ret_bound = reply.value != 0;
+        if (ret_flags)
+                *ret_flags = reply.value;
         return 0;
 }
 
@@ -707,8 +708,9 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         return request_submit(c, r, ret);
 }
 
-int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, bool bind,
-                        PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
+/* A vDevice message answered from the monitor's loop when the TSM is done. */
+static int vdevice_request(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t context, uint32_t vdevice,
+                           PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
         struct tsm_priv_vdevice *m;
         PrivRequest *r;
 
@@ -724,13 +726,24 @@ int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_
                 free(r);
                 return -ENOMEM;
         }
-        tsm_priv_init(m, bind ? TSM_PRIV_BIND_VDEVICE : TSM_PRIV_UNBIND_VDEVICE, next_cookie(c), 0);
+        tsm_priv_init(m, type, next_cookie(c), 0);
         m->slot = slot;
         m->context = context;
         m->vdevice = vdevice;
         *r = (PrivRequest){ .channel = c, .cookie = m->hdr.cookie, .slot = slot, .callback = cb,
                             .userdata = userdata, .queued = &m->hdr };
         return request_submit(c, r, ret);
+}
+
+int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, bool bind,
+                        PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
+        return vdevice_request(c, bind ? TSM_PRIV_BIND_VDEVICE : TSM_PRIV_UNBIND_VDEVICE, slot, context, vdevice, cb,
+                               userdata, ret);
+}
+
+int priv_call_settle_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
+                             PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
+        return vdevice_request(c, TSM_PRIV_SETTLE_VDEVICE, slot, context, vdevice, cb, userdata, ret);
 }
 
 void priv_request_cancel(PrivRequest *r) {

@@ -51,9 +51,10 @@ int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char
                             uint32_t *ret_context);
 int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd);
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);
-/* *ret_bound: the monitor has it bound already (kept across a restart of the worker). */
+/* *ret_flags: TSM_PRIV_ATTACHED_*, the monitor's record of a vDevice it has already (kept
+ * across a restart of the worker); 0 for a new one. */
 int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                             const char *pci_address, bool *ret_bound);
+                             const char *pci_address, uint32_t *ret_flags);
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
 int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state);
 int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state);
@@ -61,8 +62,8 @@ int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char
 int priv_call_disconnect_device(PrivChannel *c, const char *pci_address);
 int priv_call_reload(PrivChannel *c);
 
-/* One guest request in flight. The callback runs once from the event loop with the result and
- * the response (valid during the callback only, and only until it makes another priv_call),
+/* One guest request in flight. The callback runs once from the event loop with the result (a
+ * negative errno, or the reply's value: 0 but where a call says otherwise) and the response (valid during the callback only, and only until it makes another priv_call),
  * unless cancelled first. Beyond TSM_PRIV_REQUESTS_MAX in flight, or an eighth of that for
  * one client slot, requests wait in the worker and go, each slot's in order, as answers make
  * room. */
@@ -76,6 +77,11 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
  * in order with every other message, and outside the request quota. */
 int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, bool bind,
                         PrivRequestCallback cb, void *userdata, PrivRequest **ret);
+/* Completes, with 1 if bound or 0, once no bind or unbind of the vDevice is on its way (a new
+ * worker's restore of a vDevice whose change its predecessor did not see answered). Sent like
+ * priv_call_set_bound(). */
+int priv_call_settle_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
+                             PrivRequestCallback cb, void *userdata, PrivRequest **ret);
 void priv_request_cancel(PrivRequest *r);
 
 /* At exit, with the loop stopped: waits for the answers someone still waits for (the unbinds of

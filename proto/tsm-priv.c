@@ -27,6 +27,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(DETACH_VDEVICE, tsm_priv_vdevice, W, 0, 0),
         TYPE(BIND_VDEVICE, tsm_priv_vdevice, W, 0, 0),
         TYPE(UNBIND_VDEVICE, tsm_priv_vdevice, W, 0, 0),
+        TYPE(SETTLE_VDEVICE, tsm_priv_vdevice, W, 0, 0),
         TYPE(GET_VDEVICE_STATE, tsm_priv_vdevice, W, 0, 0),
         TYPE(GET_DEVICE_STATE, tsm_priv_device, W, 0, 0),
         TYPE(GUEST_REQUEST, tsm_priv_guest_request, W, TSM_PRIV_PAYLOAD_MAX, 0),

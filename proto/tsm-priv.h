@@ -73,10 +73,12 @@ typedef enum TsmPrivType {
         TSM_PRIV_ADOPT_CONTEXT,       /* + fd: the client's iommufd; reply value: the context id */
         TSM_PRIV_RECLAIM_CONTEXT,     /* reply + fd: a duplicate of the context's iommufd */
         TSM_PRIV_CLOSE_CONTEXT,
-        TSM_PRIV_ATTACH_VDEVICE,      /* reply value: 1 if the monitor has it bound already */
+        TSM_PRIV_ATTACH_VDEVICE,      /* reply value: TSM_PRIV_ATTACHED_* flags */
         TSM_PRIV_DETACH_VDEVICE,
         TSM_PRIV_BIND_VDEVICE,
         TSM_PRIV_UNBIND_VDEVICE,
+        TSM_PRIV_SETTLE_VDEVICE,      /* answered once no bind or unbind of it is on its way;
+                                       * reply value: 1 if bound then */
         TSM_PRIV_GET_VDEVICE_STATE,   /* reply value: TdispState */
         TSM_PRIV_GET_DEVICE_STATE,    /* reply value: TdispState (emulated devices) */
         TSM_PRIV_GUEST_REQUEST,       /* + payload; reply + payload, possibly later */
@@ -88,6 +90,12 @@ typedef enum TsmPrivType {
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
+
+/* ATTACH_VDEVICE of a vDevice the monitor has already (a new worker restoring what its
+ * predecessor attached): the monitor's record of it, which follows the TSM's answers. */
+#define TSM_PRIV_ATTACHED_KNOWN (1U << 0)    /* attached already */
+#define TSM_PRIV_ATTACHED_BOUND (1U << 1)    /* bound, as the TSM last answered */
+#define TSM_PRIV_ATTACHED_CHANGING (1U << 2) /* a bind or unbind is on its way: SETTLE_VDEVICE */
 
 struct tsm_priv_hdr {
         uint32_t size;        /* of the fixed part, this header included */

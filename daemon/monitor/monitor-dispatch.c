@@ -43,11 +43,13 @@ typedef struct MonitorRequest {
 } MonitorRequest;
 
 /* A bind or unbind in flight. It outlives the worker that asked for it: the TDI changes all the
- * same, and the monitor's record of it must follow. */
+ * same, and the monitor's record of it must follow. Or a SETTLE_VDEVICE waiting for those of its
+ * vDevice to be answered (no request of its own). */
 typedef struct MonitorChange {
         MonitorDispatch *dispatch;
         uint32_t cookie; /* 0 once the worker that asked is gone: nobody to answer */
         TsmRequest *request;
+        bool settle;
         bool bind;
         uint32_t context, vdevice;
         uint64_t serial;
@@ -359,7 +361,10 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
                 /* A new worker restoring its view of what its predecessor attached. */
                 if (!streq(v->pci_address, info.pci_address))
                         VIOLATION(-EPERM, "vDevice attached already, with another address");
-                return reply(d, m, v->gone ? -ENODEV : 0, v->bound, -EBADF);
+                return reply(d, m, v->gone ? -ENODEV : 0,
+                             TSM_PRIV_ATTACHED_KNOWN | (v->bound ? TSM_PRIV_ATTACHED_BOUND : 0) |
+                                     (v->n_changes > 0 ? TSM_PRIV_ATTACHED_CHANGING : 0),
+                             -EBADF);
         }
 
         /* SECURITY: one physical device belongs to one context at a time. Only the monitor sees
@@ -402,6 +407,25 @@ static MonitorChange *change_free(MonitorChange *mc) {
         return mfree(mc);
 }
 
+/* The vDevice (NULL: detached) has no bind or unbind on its way any more: answer who waits. */
+static void answer_settled(MonitorDispatch *d, uint32_t context, uint32_t vdevice, uint64_t serial,
+                           const MonitorVDevice *v) {
+        MonitorChange *mc, *next;
+        int r;
+
+        for (mc = LIST_FIRST(&d->changes); mc; mc = next) {
+                next = LIST_NEXT(mc, entry);
+                if (!mc->settle || mc->context != context || mc->vdevice != vdevice || mc->serial != serial)
+                        continue;
+                if (mc->cookie != 0 && d->channel >= 0) {
+                        r = reply_full(d, mc->cookie, v ? 0 : -ENODEV, v && v->bound, NULL, 0, -EBADF);
+                        if (r < 0)
+                                on_reply_failed(r, NULL);
+                }
+                change_free(mc);
+        }
+}
+
 static void on_change_done(TsmRequest *req, int result, void *userdata) {
         MonitorChange *mc = userdata;
         MonitorDispatch *d = mc->dispatch;
@@ -432,6 +456,8 @@ static void on_change_done(TsmRequest *req, int result, void *userdata) {
                 if (r < 0)
                         on_reply_failed(r, NULL);
         }
+        if (!v || v->n_changes == 0)
+                answer_settled(d, mc->context, mc->vdevice, mc->serial, v);
         change_free(mc);
 }
 
@@ -481,6 +507,31 @@ static int priv_bind_vdevice(MonitorDispatch *d, const PrivMessage *m, const voi
 static int priv_unbind_vdevice(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                const char **ret_reason) {
         return set_bound(d, m, false, ret_reason);
+}
+
+/* A new worker restoring a vDevice whose bind or unbind its predecessor did not see answered
+ * learns where it ends: answered when none is on its way any more. */
+static int priv_settle_vdevice(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                               const char **ret_reason) {
+        const struct tsm_priv_vdevice *q = &m->vdevice;
+        MonitorChange *mc;
+        MonitorContext *ctx;
+        MonitorVDevice *v;
+        int r;
+
+        r = lookup_vdevice_message(d, q, &ctx, &v, ret_reason);
+        if (r < 0)
+                return r;
+        if (v->n_changes == 0)
+                return reply(d, m, 0, v->bound, -EBADF);
+
+        mc = new0(MonitorChange, 1);
+        if (!mc)
+                return reply(d, m, -ENOMEM, 0, -EBADF);
+        *mc = (MonitorChange){ .dispatch = d, .cookie = q->hdr.cookie, .settle = true, .context = ctx->id,
+                               .vdevice = v->id, .serial = v->serial };
+        LIST_INSERT_HEAD(&d->changes, mc, entry);
+        return 0;
 }
 
 static int priv_get_vdevice_state(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
@@ -709,6 +760,7 @@ static const struct {
         [TSM_PRIV_DETACH_VDEVICE] = { priv_detach_vdevice, MON_PERMIT },
         [TSM_PRIV_BIND_VDEVICE] = { priv_bind_vdevice, MON_PERMIT },
         [TSM_PRIV_UNBIND_VDEVICE] = { priv_unbind_vdevice, MON_PERMIT },
+        [TSM_PRIV_SETTLE_VDEVICE] = { priv_settle_vdevice, MON_PERMIT },
         [TSM_PRIV_GET_VDEVICE_STATE] = { priv_get_vdevice_state, MON_PERMIT },
         [TSM_PRIV_GET_DEVICE_STATE] = { priv_get_device_state, MON_PERMIT },
         [TSM_PRIV_GUEST_REQUEST] = { priv_guest_request, MON_PERMIT },
@@ -926,7 +978,7 @@ const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d) {
 }
 
 void monitor_dispatch_stop(MonitorDispatch *d) {
-        MonitorChange *mc;
+        MonitorChange *mc, *next;
         MonitorRequest *mr;
 
         assert(d);
@@ -935,9 +987,14 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
                 tsm_request_cancel(mr->request);
                 request_free(mr);
         }
-        /* Binds and unbinds go on: the TSM changes the TDI whether or not anyone listens. */
-        LIST_FOREACH(mc, &d->changes, entry)
+        /* Binds and unbinds go on: the TSM changes the TDI whether or not anyone listens.
+         * Who waited for them to settle was the worker that is gone. */
+        for (mc = LIST_FIRST(&d->changes); mc; mc = next) {
+                next = LIST_NEXT(mc, entry);
                 mc->cookie = 0;
+                if (mc->settle)
+                        change_free(mc);
+        }
         /* Nothing meant for the old worker may reach the next one. */
         tsm_priv_outbox_clear(d->outbox);
         tsm_priv_inbox_clear(d->inbox);

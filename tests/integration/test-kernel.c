@@ -12,6 +12,7 @@
  * Runs in: tests; needs root (SKIPs otherwise): a private mount namespace for the fixture.
  */
 
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -116,8 +117,10 @@ static void hold(Env *e, uint32_t vdevice, bool on) {
 
 /* ---- the VMM's side ---------------------------------------------------------------------- */
 
-/* OpenContext: the iommufd that comes back is IommuDevice's. */
-static int64_t open_context(VarlinkClient *c) {
+/* OpenContext: the iommufd that comes back is IommuDevice's. Its reclaim token in
+ * ret_token (optional, RECLAIM_TOKEN_MAX bytes). */
+#define RECLAIM_TOKEN_MAX 128
+static int64_t open_context_full(VarlinkClient *c, char *ret_token) {
         json_object *r = CALL_OK(c, G "OpenContext", NULL);
         int fd = varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor"));
         struct stat st, want;
@@ -127,7 +130,13 @@ static int64_t open_context(VarlinkClient *c) {
         ASSERT_OK(stat(IOMMU_DEVICE, &want));
         ASSERT_EQ(st.st_rdev, want.st_rdev);
         close(fd);
+        if (ret_token)
+                snprintf(ret_token, RECLAIM_TOKEN_MAX, "%s", JSTR(r, "reclaimToken"));
         return JINT(r, "context");
+}
+
+static int64_t open_context(VarlinkClient *c) {
+        return open_context_full(c, NULL);
 }
 
 static void attach(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *address, const char *backend) {
@@ -323,6 +332,70 @@ TEST(hangup_unbinds_through_the_kernel) {
         attach(c, ctx, 21, NIC_ADDR, "sev-tio");
         change(c, G "Bind", ctx, 21);
         expect_kernel_calls(&e, "op 11 1\nop 11 2\nop 21 1\n");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* Kills the worker; returns once the monitor's next one serves. */
+static void worker_restart(Tsmd *t) {
+        pid_t old = tsmd_worker_pid(t), now;
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        ASSERT_TRUE(old > 0);
+        ASSERT_OK(kill(old, SIGKILL));
+        ASSERT_TRUE(tsmd_wait_log(t, "serving again.", 1, TSMD_WAIT_USEC));
+        while ((now = tsmd_worker_pid(t)) == 0 || now == old) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("the monitor did not start a new worker");
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+}
+
+/* Whether the client bound the vDevice, as GetDeviceState says. */
+static bool is_bound(VarlinkClient *c, int64_t ctx, int64_t vdev) {
+        return JBOOL(CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, vdev)), "bound");
+}
+
+/* The worker dies while the kernel holds the VMM's Bind. The next worker restores the context
+ * with the vDevice busy (the bind is still on its way), and learns from the monitor where the
+ * bind ended once the kernel answers: bound, so the reclaiming VMM can unbind it. */
+TEST(a_bind_on_its_way_across_a_worker_restart) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        char token[RECLAIM_TOKEN_MAX];
+        AsyncCall bind = {};
+        uint64_t deadline;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context_full(c, token);
+        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 11), 0, &bind);
+        expect_kernel_calls(&e, "op 11 1\n");
+        worker_restart(&e.tsmd);
+        async_call_done(&bind);
+        varlink_client_free(TAKE_PTR(c));
+
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = JINT(CALL_OK(c, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", token)), "context");
+        ASSERT_FALSE(is_bound(c, ctx, 11));
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("DeviceBusy"),
+                   "{\"pciAddress\":\"" NIC_ADDR "\"}");
+        CALL_ERROR(c, G "DetachDevice", guest_vdev_params(ctx, 11), E_GUEST("DeviceBusy"), NULL);
+
+        hold(&e, 11, false);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (!is_bound(c, ctx, 11)) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("the restored vDevice never showed the bind the kernel answered");
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        change(c, G "Unbind", ctx, 11);
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 11));
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);

@@ -525,7 +525,7 @@ TEST(lifecycle) {
         ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
         ASSERT_EQ(value, 0);
         ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
-        ASSERT_EQ(value, 0);
+        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN);
         ASSERT_EQ(ctx->n_vdevices, 1);
 
         ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, SLOT, id, 5, &value));
@@ -535,7 +535,10 @@ TEST(lifecycle) {
         ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, SLOT, id, 5, &value));
         ASSERT_EQ(value, TDISP_STATE_CONFIG_LOCKED);
         ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
-        ASSERT_EQ(value, 1);
+        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_BOUND);
+        /* Nothing on its way: settled at once, bound. */
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_SETTLE_VDEVICE, SLOT, id, 5, &value));
+        ASSERT_EQ(value, 1u);
         /* Binding twice: the device says so, and that is an answer. */
         ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 5, NULL), EALREADY);
 
@@ -806,7 +809,7 @@ TEST(reclaim_after_restart) {
 
         /* The new worker restores its view: the vDevice is there, bound. */
         ASSERT_OK(attach(f, 42, a, 3, DEV_A, &value));
-        ASSERT_EQ(value, 1);
+        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_BOUND);
 
         /* Reclaimed once: a second time is someone else's doing. */
         m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 43, a);
@@ -862,7 +865,7 @@ TEST(bind_in_flight) {
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, 4)->bound);
         ASSERT_EQ(monitor_context_find_vdevice(ctx, 4)->n_changes, 0u);
         ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, 4, DEV_A, &value));
-        ASSERT_EQ(value, 1);
+        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_BOUND);
         fixture_free(f);
 }
 
@@ -933,6 +936,92 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         LOOP_UNTIL(f, monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes == 0);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
         nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* Sends a SETTLE_VDEVICE for vdevice of context a (slot 0: restored), answered later. */
+static uint32_t send_settle(Fixture *f, uint32_t a, uint32_t vdevice) {
+        struct tsm_priv_vdevice settle = vdevice_msg(TSM_PRIV_SETTLE_VDEVICE, TSM_PRIV_SLOT_WORKER, a, vdevice);
+
+        settle.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &settle, NULL, 0, -EBADF));
+        process_ok(f);
+        nothing_waiting(f);
+        return settle.hdr.cookie;
+}
+
+/* A new worker restores a vDevice whose bind its predecessor did not see answered: the monitor
+ * says a change is on its way, and SETTLE_VDEVICE is answered once the kernel is done (with
+ * where it ended, or ENODEV if the vDevice was detached meanwhile); nothing reaches a worker
+ * that stopped waiting. */
+TEST(settle_follows_a_change_the_worker_did_not_see) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        struct tsm_priv_vdevice unbind = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, TSM_PRIV_SLOT_WORKER, 0, VDEV_HELD);
+        struct tsm_priv_restored_context restored[1];
+        uint32_t a, value, cookie;
+        MonitorContext *ctx;
+        Reply rep;
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        ctx = monitor_contexts_get(f->contexts, a);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        fake_kernel_hold(true);
+        bind.context = a;
+        bind.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+
+        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, VDEV_HELD, NIC, &value));
+        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_CHANGING);
+        cookie = send_settle(f, a, VDEV_HELD);
+        fake_kernel_hold(false);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, cookie);
+        ASSERT_OK(rep.r.result);
+        ASSERT_EQ(rep.r.value, 1u);
+        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, VDEV_HELD, NIC, &value));
+        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_BOUND);
+
+        /* Detached while it waits: the change ends, the vDevice is not there to say. */
+        fake_kernel_hold(true);
+        unbind.context = a;
+        unbind.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &unbind, NULL, 0, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        cookie = send_settle(f, a, VDEV_HELD);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, TSM_PRIV_SLOT_WORKER, a, VDEV_HELD, NULL));
+        fake_kernel_hold(false);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, unbind.hdr.cookie);
+        ASSERT_OK(rep.r.result);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, cookie);
+        ASSERT_EQ(rep.r.result, -ENODEV);
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
+
+        /* A worker that stops while it waits: the next one hears nothing of it. */
+        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, VDEV_HELD, NIC, NULL));
+        fake_kernel_hold(true);
+        bind.vdevice = VDEV_HELD;
+        bind.slot = TSM_PRIV_SLOT_WORKER;
+        bind.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        (void) send_settle(f, a, VDEV_HELD);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        fake_kernel_hold(false);
+        LOOP_UNTIL(f, monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes == 0);
+        nothing_waiting(f);
+        ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
         fixture_free(f);
 }
 
