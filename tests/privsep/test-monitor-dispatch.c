@@ -869,6 +869,14 @@ TEST(bind_in_flight) {
         fixture_free(f);
 }
 
+/* Sends m (a bind or unbind) with a fresh cookie; returns once the fake kernel holds it. */
+static void send_into_held_kernel(Fixture *f, struct tsm_priv_vdevice *m) {
+        m->hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, m, NULL, 0, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+}
+
 /* Runs the monitor's loop until cond holds (at most 5 s: lane threads may be slow). */
 #define LOOP_UNTIL(f, cond)                                                                        \
         for (unsigned _i = 0; !(cond); _i++) {                                                     \
@@ -896,10 +904,7 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
 
         fake_kernel_hold(true);
         bind.context = a;
-        bind.hdr.cookie = ++f->cookie;
-        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
-        process_ok(f);
-        fake_kernel_wait_inside(1);
+        send_into_held_kernel(f, &bind);
 
         /* The other device is served meanwhile, and the vDevice being bound is detached. */
         ASSERT_OK(guest_request(f, SLOT, a, 22, TSM_SCOPE_INFO, "ping", 4, &rep));
@@ -926,10 +931,7 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         /* The worker dies while the kernel holds a bind. */
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         fake_kernel_hold(true);
-        bind.hdr.cookie = ++f->cookie;
-        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
-        process_ok(f);
-        fake_kernel_wait_inside(1);
+        send_into_held_kernel(f, &bind);
         worker_stop(f);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
         fake_kernel_hold(false);
@@ -968,10 +970,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         fake_kernel_hold(true);
         bind.context = a;
-        bind.hdr.cookie = ++f->cookie;
-        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
-        process_ok(f);
-        fake_kernel_wait_inside(1);
+        send_into_held_kernel(f, &bind);
         worker_stop(f);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
 
@@ -990,10 +989,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         /* Detached while it waits: the change ends, the vDevice is not there to say. */
         fake_kernel_hold(true);
         unbind.context = a;
-        unbind.hdr.cookie = ++f->cookie;
-        ASSERT_OK(tsm_priv_send(f->worker, &unbind, NULL, 0, -EBADF));
-        process_ok(f);
-        fake_kernel_wait_inside(1);
+        send_into_held_kernel(f, &unbind);
         cookie = send_settle(f, a, VDEV_HELD);
         ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, TSM_PRIV_SLOT_WORKER, a, VDEV_HELD, NULL));
         fake_kernel_hold(false);
@@ -1011,10 +1007,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         fake_kernel_hold(true);
         bind.vdevice = VDEV_HELD;
         bind.slot = TSM_PRIV_SLOT_WORKER;
-        bind.hdr.cookie = ++f->cookie;
-        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
-        process_ok(f);
-        fake_kernel_wait_inside(1);
+        send_into_held_kernel(f, &bind);
         (void) send_settle(f, a, VDEV_HELD);
         worker_stop(f);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
