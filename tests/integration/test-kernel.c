@@ -264,7 +264,7 @@ TEST(a_held_device_holds_only_its_own_calls) {
         int64_t ctx_a, ctx_b;
         Env e;
 
-        setup(&e, 2 * USEC_PER_SEC);
+        setup(&e, 3 * USEC_PER_SEC);
         a = tsmd_connect_guest(&e.tsmd);
         b = tsmd_connect_guest(&e.tsmd);
         ctx_a = open_context(a);
