@@ -39,6 +39,12 @@ struct TsmOp {
 };
 LIST_HEAD(TsmOpList, TsmOp);
 
+/* What OpenContext or AdoptContext said takes a context of this connection back. */
+typedef struct TsmReclaimToken {
+        uint64_t context;
+        char *token;
+} TsmReclaimToken;
+
 struct TsmClient {
         VarlinkClient *vc; /* NULL after a failed reconnect */
         char *address;
@@ -49,6 +55,9 @@ struct TsmClient {
 
         struct TsmOpList ops;
         TsmOp *watch; /* the open WatchEvents stream, if any */
+
+        TsmReclaimToken *tokens; /* of this connection's contexts */
+        size_t n_tokens, allocated_tokens;
 
         unsigned n_busy;        /* entry points running that may run callbacks */
         unsigned n_dispatching; /* user callbacks running */
@@ -134,6 +143,15 @@ int ltsm_device_info_from_reply(json_object *reply, TsmDeviceInfo **ret);
 /* The parameters of io.tsmd.Guest.GuestRequest; -EINVAL for invalid arguments, -ENOMEM. */
 int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char *scope, const void *req,
                               size_t req_len, size_t max_response_size, json_object **ret);
+
+/* ---- tsm-reclaim.c ---- */
+
+/* The context's token (replacing one it had); forgetting one not there is a no-op. */
+int ltsm_tokens_remember(TsmClient *c, uint64_t context, const char *token);
+void ltsm_tokens_forget(TsmClient *c, uint64_t context);
+/* A new connection: the old handles mean nothing. */
+void ltsm_tokens_clear(TsmClient *c);
+void ltsm_tokens_free(TsmClient *c);
 
 /* ---- tsm-async.c ---- */
 

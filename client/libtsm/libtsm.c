@@ -22,6 +22,7 @@ static void client_free_now(TsmClient *c) {
                         op->destroy(op->userdata);
                 free(op);
         }
+        ltsm_tokens_free(c);
         free(c->address);
         free(c->error_name);
         free(c->error_message);
@@ -114,6 +115,7 @@ _public_ int tsm_client_reconnect(TsmClient *c) {
         }
         c->watch = NULL;
         c->vc = varlink_client_free(c->vc);
+        ltsm_tokens_clear(c);
 
         r = varlink_client_connect(c->address, &vc);
         if (r >= 0) {

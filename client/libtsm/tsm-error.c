@@ -32,6 +32,7 @@ static const struct {
         { GUEST "InvalidState", EBADFD },
         { GUEST "AuditFailed", EIO },
         { GUEST "LimitReached", EUSERS },
+        { GUEST "ReclaimRefused", ENOENT },
         { VARLINK_ERROR_INVALID_PARAMETER, EINVAL },
         { VARLINK_ERROR_INTERFACE_NOT_FOUND, EOPNOTSUPP },
         { VARLINK_ERROR_METHOD_NOT_FOUND, EOPNOTSUPP },

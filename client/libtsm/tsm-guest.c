@@ -40,11 +40,42 @@ static int bad_reply(TsmClient *c, int r) {
         return ltsm_client_call_done(c, r);
 }
 
+/* The context and iommufd of an OpenContext or ReclaimContext reply; the fd is taken out of
+ * the reply in any case, so it is never left behind open. */
+static int reply_context_fd(TsmClient *c, json_object *reply, uint64_t *ret_context, int *ret_iommufd) {
+        int64_t context, index;
+        int r, fd;
+
+        r = ltsm_reply_get_int(reply, "context", 0, INT64_MAX, &context);
+        if (r >= 0)
+                r = ltsm_reply_get_int(reply, "fileDescriptor", 0, INT32_MAX, &index);
+        if (r < 0)
+                return r;
+        fd = varlink_client_take_fd(c->vc, (size_t) index);
+        if (fd < 0)
+                return -EBADMSG;
+        *ret_context = (uint64_t) context;
+        if (ret_iommufd)
+                *ret_iommufd = fd;
+        else
+                safe_close(fd);
+        return 0;
+}
+
+/* Keeps the reply's reclaimToken for tsm_context_get_reclaim_token(); tsmd gives none where it
+ * cannot keep contexts. Out of memory, the context is not failed for it: it just has none. */
+static void remember_token(TsmClient *c, json_object *reply, uint64_t context) {
+        const char *token;
+
+        if (ltsm_reply_get_string(reply, "reclaimToken", &token) >= 0)
+                (void) ltsm_tokens_remember(c, context, token);
+}
+
 /* tsm_context_open(): see tsm.h. */
 _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd) {
         json_object *reply;
-        int64_t context, index;
-        int r, fd;
+        uint64_t context;
+        int r;
 
         assert_return(c, -EINVAL);
         assert_return(ret_context, -EINVAL);
@@ -52,21 +83,11 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
         r = ltsm_client_call(c, METHOD("OpenContext"), NULL, -EBADF, &reply);
         if (r < 0)
                 return r;
-        r = ltsm_reply_get_int(reply, "context", 0, INT64_MAX, &context);
-        if (r >= 0)
-                r = ltsm_reply_get_int(reply, "fileDescriptor", 0, INT32_MAX, &index);
+        r = reply_context_fd(c, reply, &context, ret_iommufd);
         if (r < 0)
                 return bad_reply(c, r);
-        /* Taken out of the reply in any case, so it is never left behind open. */
-        fd = varlink_client_take_fd(c->vc, (size_t) index);
-        if (fd < 0)
-                return bad_reply(c, -EBADMSG);
-
-        *ret_context = (uint64_t) context;
-        if (ret_iommufd)
-                *ret_iommufd = fd;
-        else
-                safe_close(fd);
+        *ret_context = context;
+        remember_token(c, reply, context);
         return ltsm_client_call_done(c, 0);
 }
 
@@ -93,6 +114,34 @@ _public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context)
         if (r < 0)
                 return bad_reply(c, r);
         *ret_context = (uint64_t) context;
+        remember_token(c, reply, (uint64_t) context);
+        return ltsm_client_call_done(c, 0);
+}
+
+/* tsm_context_reclaim(): see tsm.h. */
+_public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd) {
+        json_object *p, *reply;
+        uint64_t context;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(!isempty(reclaim_token), -EINVAL);
+        assert_return(ret_context, -EINVAL);
+
+        p = json_object_new_object();
+        if (!p || json_object_add(p, "reclaimToken", json_object_new_string(reclaim_token)) < 0) {
+                json_object_put(p);
+                return oom(c);
+        }
+        r = ltsm_client_call(c, METHOD("ReclaimContext"), p, -EBADF, &reply);
+        if (r < 0)
+                return r;
+        r = reply_context_fd(c, reply, &context, ret_iommufd);
+        if (r < 0)
+                return bad_reply(c, r);
+        *ret_context = context;
+        /* The token stays the context's: it takes it back after the next restart too. */
+        (void) ltsm_tokens_remember(c, context, reclaim_token);
         return ltsm_client_call_done(c, 0);
 }
 
@@ -110,6 +159,7 @@ _public_ int tsm_context_close(TsmClient *c, uint64_t context) {
         r = ltsm_client_call(c, METHOD("CloseContext"), p, -EBADF, &reply);
         if (r < 0)
                 return r;
+        ltsm_tokens_forget(c, context);
         return ltsm_client_call_done(c, 0);
 }
 

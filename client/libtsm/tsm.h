@@ -47,6 +47,7 @@
  *   io.tsmd.Guest.BackendError                 -errno       its "errno" parameter (1..4095), else -EIO
  *   io.tsmd.Guest.AuditFailed                  -EIO         nothing was forwarded
  *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit was reached
+ *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
  *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO
  *   org.varlink.service.InvalidParameter       -EINVAL      tsmd rejected a parameter
  *   org.varlink.service.InterfaceNotFound,
@@ -197,8 +198,8 @@ int tsm_client_set_timeout(TsmClient *c, uint64_t usec);
  * gone: tsmd releases its contexts (their handles are invalid on the new connection), vDevices
  * and bindings; the iommufds the VMM holds stay open but are no longer known to tsmd. tsmd
  * notices the old connection's end asynchronously, so a device attached there may still be
- * busy (-EBUSY) for a moment. A later version of tsmd and libtsm lets a reconnecting client
- * reclaim its contexts.
+ * busy (-EBUSY) for a moment. Unless tsmd restarted: then its contexts wait to be taken back
+ * with tsm_context_reclaim().
  *
  * Asynchronous calls still pending on the old connection get their callback with -ECANCELED
  * (from inside this function), then their destroy function. The fd of tsm_client_get_fd()
@@ -292,6 +293,41 @@ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd);
  * (BadFileDescriptor); -EUSERS; see the table.
  */
 int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
+
+/**
+ * tsm_context_get_reclaim_token() - the token that takes a context back after tsmd restarts
+ * @c: the client
+ * @context: a context opened, adopted or reclaimed on this connection
+ * @ret_token: a copy of the token (free() it)
+ *
+ * When tsmd's worker restarts (after a crash; or tsmd itself, under a service manager that
+ * keeps its file descriptors), the connection fails (-ECONNRESET) but the contexts stay,
+ * with their vDevices and bindings, for a while (ReclaimTimeoutSec): after
+ * tsm_client_reconnect(), tsm_context_reclaim() with this token gets one back. Copy it right
+ * after opening the context: a reconnect forgets the tokens of the old connection.
+ *
+ * Return: 0; -ENOENT if the context is not one of this connection's, tsmd gave it no token, or
+ * memory ran out keeping it; -ENOMEM.
+ */
+int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_token);
+
+/**
+ * tsm_context_reclaim() - io.tsmd.Guest.ReclaimContext: takes a context back after a restart
+ * @c: the client, reconnected
+ * @reclaim_token: from tsm_context_get_reclaim_token() before the restart
+ * @ret_context: the context's handle on this connection (the old one is void)
+ * @ret_iommufd: a duplicate of the context's iommufd (O_CLOEXEC), owned by the caller; may be
+ *               NULL (closed at once)
+ *
+ * The vDevices and bindings come back with it (tsm_device_get_state() says whether each is
+ * bound; one whose Bind or Unbind the TSM had not answered when tsmd restarted is busy until
+ * it has). The token stays the context's for the next restart.
+ *
+ * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
+ * reclaimed already, released after ReclaimTimeoutSec, or another uid's); -EUSERS; see the
+ * table.
+ */
+int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd);
 
 /**
  * tsm_context_close() - io.tsmd.Guest.CloseContext: unbinds, detaches and releases a context

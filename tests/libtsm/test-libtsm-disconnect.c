@@ -3,12 +3,14 @@
  * libtsm when tsmd goes away: SIGKILL while an asynchronous request is in flight, while a
  * blocking call waits (killed from a second thread), while idle, a blocking call timing out,
  * a WatchEvents stream ending; then tsmd restarted and tsm_client_reconnect(). Never a hang
- * or a crash: -ECONNRESET, then -ENOTCONN until a reconnect. Runs in: tests.
+ * or a crash: -ECONNRESET, then -ENOTCONN until a reconnect. And a restart of tsmd's worker
+ * alone, after which the context is reclaimed by its token. Runs in: tests.
  */
 
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "libtsm-test-util.h"
@@ -244,6 +246,61 @@ TEST(kill_during_watch) {
         check_works_after_reconnect(&t, c);
         tsm_client_free(c);
         ASSERT_EQ(w.n_destroys, 1);
+        tsmd_instance_done(&t);
+}
+
+/* A VMM whose tsmd's worker restarts: the call finds the connection gone, the VMM reconnects and
+ * takes its context back by its token, with the vDevice still bound and serving; the token
+ * works once per restart, for this context only. */
+TEST(reclaim_after_worker_restart) {
+        uint8_t req[64], resp[256];
+        size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req)), resp_len;
+        _cleanup_free_ char *token = NULL, *again = NULL;
+        TsmdInstance t;
+        TsmClient *c;
+        TsmTdiState state;
+        uint64_t ctx, other;
+        bool bound;
+        int fd, fd2;
+        struct stat a, b;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, &fd);
+        ASSERT_OK(tsm_device_bind(c, ctx, 1, NULL));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &token));
+        ASSERT_TRUE(strlen(token) > 0);
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, ctx + 1000, &again), ENOENT);
+
+        tsmd_instance_kill_worker(&t);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 1, &state, &bound), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+        /* A new connection: the old handles and their tokens are void. */
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, ctx, &again), ENOENT);
+        ASSERT_ERRNO(tsm_context_reclaim(c, "not-a-token", &other, NULL), ENOENT);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Guest.ReclaimRefused");
+
+        ASSERT_OK(tsm_context_reclaim(c, token, &ctx, &fd2));
+        ASSERT_OK(fstat(fd, &a));
+        ASSERT_OK(fstat(fd2, &b));
+        ASSERT_TRUE(a.st_dev == b.st_dev && a.st_ino == b.st_ino); /* the same iommufd */
+        close(fd2);
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
+        ASSERT_TRUE(bound);
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
+        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
+        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+
+        /* Taken: not a second time. The token stays the context's, for the next restart. */
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &other, NULL), ENOENT);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &again));
+        ASSERT_STREQ(again, token);
+        ASSERT_OK(tsm_context_close(c, ctx));
+        again = mfree(again);
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, ctx, &again), ENOENT);
+
+        close(fd);
+        tsm_client_free(c);
         tsmd_instance_done(&t);
 }
 

@@ -30,6 +30,7 @@ static const struct {
         { "io.tsmd.Guest.InvalidState", EBADFD },
         { "io.tsmd.Guest.AuditFailed", EIO },
         { "io.tsmd.Guest.LimitReached", EUSERS },
+        { "io.tsmd.Guest.ReclaimRefused", ENOENT },
         { "org.varlink.service.InvalidParameter", EINVAL },
         { "org.varlink.service.InterfaceNotFound", EOPNOTSUPP },
         { "org.varlink.service.MethodNotFound", EOPNOTSUPP },

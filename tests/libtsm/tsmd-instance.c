@@ -331,6 +331,25 @@ static unsigned log_count(TsmdInstance *t, const char *needle) {
         return n;
 }
 
+void tsmd_instance_kill_worker(TsmdInstance *t) {
+        const char *needle = "serving again.";
+        unsigned before = log_count(t, needle);
+        uint64_t deadline = test_now_usec() + START_TIMEOUT_USEC;
+        pid_t worker = worker_pid(t);
+
+        if (worker <= 0)
+                TEST_FAIL("tsmd has no worker");
+        if (kill(worker, SIGKILL) < 0)
+                TEST_FAIL("kill: %s", strerror(errno));
+        while (log_count(t, needle) <= before) {
+                if (test_now_usec() > deadline) {
+                        tsmd_instance_dump_log(t);
+                        TEST_FAIL("the monitor did not start a new worker");
+                }
+                sleep_msec(5);
+        }
+}
+
 void tsmd_instance_stop(TsmdInstance *t) {
         int status;
 

@@ -33,6 +33,9 @@ void tsmd_instance_start(TsmdInstance *t, const char *extra_config);
 void tsmd_instance_restart(TsmdInstance *t);
 /* Sends sig and reaps tsmd (bounded). */
 void tsmd_instance_kill(TsmdInstance *t, int sig);
+/* SIGKILLs tsmd's worker; returns once the monitor's next one serves (its contexts wait to be
+ * reclaimed). */
+void tsmd_instance_kill_worker(TsmdInstance *t);
 /* SIGTERM, expecting a clean exit (status 0) within 5 s. */
 void tsmd_instance_stop(TsmdInstance *t);
 /* Rewrites the configuration (extra_config as for start) and sends SIGHUP; waits until tsmd
