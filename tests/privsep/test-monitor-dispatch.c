@@ -1303,6 +1303,7 @@ TEST(violation_out_of_state) {
                 "attach-address-string", "attach-reserved", "vdevice-reserved", "unknown-scope", "scope-string",
                 "scope-junk", "over-max-request", "second-ready", "status-reserved", "status-draining",
                 "device-tsm", "device-string", "detach-other-slot", "bind-detached", "request-orphan-slot",
+                "settle-other-slot", "settle-not-attached",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -1323,6 +1324,12 @@ TEST(violation_out_of_state) {
                 } else if (streq(c, "unknown-context")) {
                         struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_GET_VDEVICE_STATE, SLOT, 99, 1);
                         expect_violation(f, &m, "GET_VDEVICE_STATE");
+                } else if (streq(c, "settle-other-slot")) {
+                        struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_SETTLE_VDEVICE, OTHER_SLOT, a, 1);
+                        ASSERT_EQ(expect_violation(f, &m, "SETTLE_VDEVICE"), -EPERM);
+                } else if (streq(c, "settle-not-attached")) {
+                        struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_SETTLE_VDEVICE, SLOT, a, 2);
+                        expect_violation(f, &m, "SETTLE_VDEVICE");
                 } else if (streq(c, "context-0")) {
                         struct tsm_priv_attach_vdevice m = attach_msg(SLOT, 0, 2, DEV_B);
                         expect_violation(f, &m, "ATTACH_VDEVICE");
