@@ -35,15 +35,17 @@ struct TsmRequest {
         uint32_t scope_number;
         int result;
         bool completed; /* result is final; only the callback is left */
-        /* Emulated: the device works on it. Like a DOE mailbox, it takes one exchange at a time
-         * and the others wait their turn, in order. */
+        /* Emulated: the device works on it (it is the device's exchange). Like a DOE mailbox, it
+         * takes one exchange at a time and the others wait their turn, in order. */
         bool serving;
+        bool waiting; /* in the platform's emu_waiting */
         bool answer_due; /* the timer is the emulated device's answer, not the deadline */
         uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX for none (bind, unbind) */
         struct event *timer;
         TsmRequestCallback callback;
         void *userdata;
         TAILQ_ENTRY(TsmRequest) entry;
+        TAILQ_ENTRY(TsmRequest) waiting_entry;
 };
 
 struct TsmPlatform {
@@ -61,6 +63,9 @@ struct TsmPlatform {
         void *gone_userdata;
 
         TAILQ_HEAD(, TsmRequest) requests;
+        /* Calls to emulated devices busy with another, oldest first: few, as most devices are
+         * idle when called. */
+        TAILQ_HEAD(, TsmRequest) emu_waiting;
 };
 
 static const char *const tsm_platform_mode_table[_TSM_PLATFORM_MODE_MAX] = {
@@ -71,6 +76,9 @@ static const char *const tsm_platform_mode_table[_TSM_PLATFORM_MODE_MAX] = {
 DEFINE_STRING_TABLE_LOOKUP(tsm_platform_mode, TsmPlatformMode);
 
 static void request_free(TsmRequest *r) {
+        /* The device may outlive it (a reference elsewhere): it must not point here. */
+        if (emu_device_get_exchange(r->emu) == r)
+                emu_device_set_exchange(r->emu, NULL);
         kernel_call_abandon(r->call);
         if (r->timer)
                 event_free(r->timer);
@@ -99,29 +107,32 @@ static uint64_t usec_until(uint64_t deadline_usec) {
 static void emu_serve(TsmRequest *r) {
         uint64_t latency = r->platform->config.emulated_latency_usec, left = usec_until(r->deadline_usec);
 
+        if (r->waiting) {
+                TAILQ_REMOVE(&r->platform->emu_waiting, r, waiting_entry);
+                r->waiting = false;
+        }
         r->serving = true;
+        emu_device_set_exchange(r->emu, r);
         r->answer_due = latency < left;
         (void) evtimer_del(r->timer);
         request_schedule(r, MIN(latency, left));
 }
 
-static bool emu_busy(TsmPlatform *p, const EmuDevice *d) {
-        TsmRequest *r;
+/* Busy while its exchange is not answered (a completed one only waits for its callback). */
+static bool emu_busy(const EmuDevice *d) {
+        const TsmRequest *r = emu_device_get_exchange(d);
 
-        TAILQ_FOREACH(r, &p->requests, entry)
-                if (r->emu == d && r->serving && !r->completed)
-                        return true;
-        return false;
+        return r && !r->completed;
 }
 
 /* If the device is idle, it takes the first call waiting for it. */
-static void emu_serve_next(TsmPlatform *p, const EmuDevice *d) {
+static void emu_serve_next(TsmPlatform *p, EmuDevice *d) {
         TsmRequest *r;
 
-        if (emu_busy(p, d))
+        if (emu_busy(d))
                 return;
-        TAILQ_FOREACH(r, &p->requests, entry)
-                if (r->emu == d && !r->serving && !r->completed) {
+        TAILQ_FOREACH(r, &p->emu_waiting, waiting_entry)
+                if (r->emu == d && !r->completed) {
                         emu_serve(r);
                         return;
                 }
@@ -133,9 +144,13 @@ static void emu_submit(TsmRequest *r, EmuDevice *d) {
         TsmPlatform *p = r->platform;
 
         r->emu = emu_device_ref(d);
-        if (!emu_busy(p, d))
+        if (!emu_busy(d)) {
                 emu_serve(r);
-        else if (r->deadline_usec != UINT64_MAX)
+                return;
+        }
+        TAILQ_INSERT_TAIL(&p->emu_waiting, r, waiting_entry);
+        r->waiting = true;
+        if (r->deadline_usec != UINT64_MAX)
                 request_schedule(r, usec_until(r->deadline_usec));
 }
 
@@ -169,8 +184,15 @@ static bool emu_answer(TsmRequest *r) {
  * r's callback may make. */
 static void request_unlink(TsmRequest *r) {
         TAILQ_REMOVE(&r->platform->requests, r, entry);
-        if (r->serving)
-                emu_serve_next(r->platform, r->emu);
+        if (r->waiting) {
+                TAILQ_REMOVE(&r->platform->emu_waiting, r, waiting_entry);
+                r->waiting = false;
+        }
+        if (!r->serving)
+                return;
+        if (emu_device_get_exchange(r->emu) == r)
+                emu_device_set_exchange(r->emu, NULL);
+        emu_serve_next(r->platform, r->emu);
 }
 
 static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
@@ -264,6 +286,7 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
         p->uapi = view ? uapi : -EOPNOTSUPP;
         p->view = view;
         TAILQ_INIT(&p->requests);
+        TAILQ_INIT(&p->emu_waiting);
         p->config.mode = config->mode;
         p->config.emulated_latency_usec = config->emulated_latency_usec;
         p->config.request_timeout_usec = config->request_timeout_usec ?: TSM_REQUEST_TIMEOUT_USEC_DEFAULT;

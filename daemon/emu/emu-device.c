@@ -60,6 +60,7 @@ struct EmuDevice {
          * written since the last scrub), so idle devices cost no memory. */
         uint8_t *mem;
 
+        void *exchange; /* the caller's, see emu_device_set_exchange() */
         EmuFault fault; /* _EMU_FAULT_INVALID: none armed */
         unsigned fault_left; /* 0: until cleared */
         uint32_t fault_error_code;
@@ -884,6 +885,15 @@ void emu_device_mark_removed(EmuDevice *d) {
 
 bool emu_device_is_removed(const EmuDevice *d) {
         return !d || d->removed;
+}
+
+void *emu_device_get_exchange(const EmuDevice *d) {
+        return d ? d->exchange : NULL;
+}
+
+void emu_device_set_exchange(EmuDevice *d, void *exchange) {
+        if (d)
+                d->exchange = exchange;
 }
 
 const char *emu_device_get_address(const EmuDevice *d) {

@@ -139,6 +139,12 @@ int emu_device_request(
                 size_t resp_size,
                 size_t *ret_resp_len);
 
+/* The exchange the device's DOE mailbox works on, for the caller that queues exchanges on it
+ * (tsmd's router: one at a time, as a mailbox takes them); NULL while idle. The device keeps no
+ * queue and never looks at it. */
+void *emu_device_get_exchange(const EmuDevice *d);
+void emu_device_set_exchange(EmuDevice *d, void *exchange);
+
 /* Host side, what the kernel's TSM bind/unbind does: bind sends LOCK_INTERFACE_REQUEST (no
  * firmware update, stream 0, no reporting offset) through the same state machine and
  * returns the start-interface nonce in ret_nonce (TDISP_NONCE_SIZE bytes, may be NULL);

@@ -1,33 +1,63 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The set of emulated devices: construction from a config string, lookup by PCI address,
- * hotplug. At most EMU_DEVICES_MAX devices, so lookups stay linear scans. Runs in: worker,
- * tests.
+ * hotplug. Devices keep the order they were configured in; an index sorted by address finds
+ * one in O(log n), as every call to a device looks it up. Runs in: monitor, worker, tests.
  */
 
 #include "emu-platform.h"
 
 struct EmuPlatform {
-        EmuDevice **devices; /* one reference each */
+        EmuDevice **devices;    /* one reference each, in configuration order */
+        EmuDevice **by_address; /* the same, sorted by address */
         size_t n_devices;
-        size_t n_allocated;
+        size_t n_allocated, n_allocated_index;
 };
 
-static ssize_t platform_find_index(const EmuPlatform *p, const EmuPciAddress *a) {
-        for (size_t i = 0; i < p->n_devices; i++)
-                if (emu_pci_address_equal(&emu_device_get_config(p->devices[i])->address, a))
-                        return (ssize_t) i;
-        return -ENOENT;
+static int address_compare(const EmuPciAddress *a, const EmuPciAddress *b) {
+        if (a->domain != b->domain)
+                return a->domain < b->domain ? -1 : 1;
+        if (a->bus != b->bus)
+                return a->bus < b->bus ? -1 : 1;
+        if (a->device != b->device)
+                return a->device < b->device ? -1 : 1;
+        if (a->function != b->function)
+                return a->function < b->function ? -1 : 1;
+        return 0;
+}
+
+/* Where a is in the index, or would go: the first device not below it. */
+static size_t index_position(const EmuPlatform *p, const EmuPciAddress *a) {
+        size_t lo = 0, hi = p->n_devices;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (address_compare(&emu_device_get_config(p->by_address[mid])->address, a) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+static EmuDevice *platform_find(const EmuPlatform *p, const EmuPciAddress *a) {
+        size_t i = index_position(p, a);
+
+        if (i < p->n_devices && address_compare(&emu_device_get_config(p->by_address[i])->address, a) == 0)
+                return p->by_address[i];
+        return NULL;
 }
 
 int emu_platform_add_device_config(EmuPlatform *p, const EmuDeviceConfig *c, EmuDevice **ret) {
         _cleanup_(emu_device_unrefp) EmuDevice *d = NULL;
+        size_t pos;
         int r;
 
         assert_return(p, -EINVAL);
         assert_return(c, -EINVAL);
 
-        if (platform_find_index(p, &c->address) >= 0)
+        if (platform_find(p, &c->address))
                 return -EEXIST;
         if (p->n_devices >= EMU_DEVICES_MAX)
                 return -E2BIG;
@@ -36,9 +66,13 @@ int emu_platform_add_device_config(EmuPlatform *p, const EmuDeviceConfig *c, Emu
         if (r < 0)
                 return r;
 
-        if (!GREEDY_REALLOC(p->devices, p->n_allocated, p->n_devices + 1))
+        if (!GREEDY_REALLOC(p->devices, p->n_allocated, p->n_devices + 1) ||
+            !GREEDY_REALLOC(p->by_address, p->n_allocated_index, p->n_devices + 1))
                 return -ENOMEM;
 
+        pos = index_position(p, &c->address);
+        memmove(p->by_address + pos + 1, p->by_address + pos, (p->n_devices - pos) * sizeof(EmuDevice *));
+        p->by_address[pos] = d;
         p->devices[p->n_devices++] = d;
         if (ret)
                 *ret = d;
@@ -63,7 +97,7 @@ int emu_platform_add_device(EmuPlatform *p, const char *device, EmuDevice **ret)
 int emu_platform_remove_device(EmuPlatform *p, const char *pci_address) {
         EmuPciAddress a;
         EmuDevice *d;
-        ssize_t i;
+        size_t i;
 
         assert_return(p, -EINVAL);
         assert_return(pci_address, -EINVAL);
@@ -71,12 +105,15 @@ int emu_platform_remove_device(EmuPlatform *p, const char *pci_address) {
         if (emu_pci_address_parse(pci_address, &a) < 0)
                 return -EINVAL;
 
-        i = platform_find_index(p, &a);
-        if (i < 0)
-                return (int) i;
+        d = platform_find(p, &a);
+        if (!d)
+                return -ENOENT;
 
-        d = p->devices[i];
-        memmove(p->devices + i, p->devices + i + 1, (p->n_devices - (size_t) i - 1) * sizeof(EmuDevice *));
+        i = index_position(p, &a);
+        memmove(p->by_address + i, p->by_address + i + 1, (p->n_devices - i - 1) * sizeof(EmuDevice *));
+        for (i = 0; p->devices[i] != d; i++)
+                ;
+        memmove(p->devices + i, p->devices + i + 1, (p->n_devices - i - 1) * sizeof(EmuDevice *));
         p->n_devices--;
 
         emu_device_mark_removed(d);
@@ -86,13 +123,10 @@ int emu_platform_remove_device(EmuPlatform *p, const char *pci_address) {
 
 EmuDevice *emu_platform_find_device(EmuPlatform *p, const char *pci_address) {
         EmuPciAddress a;
-        ssize_t i;
 
         if (!p || !pci_address || emu_pci_address_parse(pci_address, &a) < 0)
                 return NULL;
-
-        i = platform_find_index(p, &a);
-        return i < 0 ? NULL : p->devices[i];
+        return platform_find(p, &a);
 }
 
 size_t emu_platform_get_n_devices(const EmuPlatform *p) {
@@ -115,6 +149,7 @@ EmuPlatform *emu_platform_free(EmuPlatform *p) {
                 emu_device_unref(p->devices[i]);
         }
         free(p->devices);
+        free(p->by_address);
         return mfree(p);
 }
 

@@ -289,6 +289,45 @@ TEST(platform_hotplug) {
         ASSERT_FALSE(emu_device_is_removed(d2));
 }
 
+/* The address of device k of 200: domain, bus, device and function each vary. */
+static const char *address_of(unsigned k, char buf[static 32]) {
+        snprintf(buf, 32, "%04x:%02x:%02x.%x", k % 3, (k / 3) % 5, (k / 15) % 4, k / 60);
+        return buf;
+}
+
+/* Devices added and removed in an order unlike their addresses' (domain, bus, device and
+ * function each deciding): every one is found, the absent ones are not, and the configuration
+ * order is kept. */
+TEST(platform_lookup_index) {
+        _cleanup_(emu_platform_freep) EmuPlatform *p = NULL;
+        char addr[32];
+        unsigned key[200];
+        const size_t n = ELEMENTSOF(key);
+
+        ASSERT_OK(emu_platform_new_from_config("0001:00:00.0", &p));
+        ASSERT_OK(emu_platform_remove_device(p, "0001:00:00.0"));
+        for (size_t i = 0; i < n; i++) {
+                key[i] = (unsigned) ((i * 71) % n); /* a permutation: 71 and 200 are coprime */
+                ASSERT_OK(emu_platform_add_device(p, address_of(key[i], addr), NULL));
+        }
+        for (size_t i = 0; i < n; i++)
+                ASSERT_TRUE(emu_platform_find_device(p, address_of(key[i], addr)) == emu_platform_get_device(p, i));
+        ASSERT_NULL(emu_platform_find_device(p, "0003:00:00.0"));
+        ASSERT_NULL(emu_platform_find_device(p, "0000:05:00.0"));
+        ASSERT_NULL(emu_platform_find_device(p, "0000:00:04.0"));
+        ASSERT_NULL(emu_platform_find_device(p, "0000:00:00.4"));
+
+        /* Every other one goes; the rest keep their order and are still found. */
+        for (size_t i = 0; i < n; i += 2) {
+                ASSERT_OK(emu_platform_remove_device(p, address_of(key[i], addr)));
+                ASSERT_NULL(emu_platform_find_device(p, addr));
+        }
+        ASSERT_EQ(emu_platform_get_n_devices(p), n / 2);
+        for (size_t i = 1; i < n; i += 2)
+                ASSERT_TRUE(emu_platform_find_device(p, address_of(key[i], addr)) ==
+                            emu_platform_get_device(p, i / 2));
+}
+
 TEST(platform_removed_reference) {
         _cleanup_(emu_platform_freep) EmuPlatform *p = NULL;
         _cleanup_(emu_device_unrefp) EmuDevice *kept = NULL, *orphan = NULL;

@@ -182,6 +182,30 @@ TEST(one_exchange_at_a_time) {
         router_free(&r);
 }
 
+/* A waiting call whose caller left leaves the queue, unrun: the next one takes its turn. */
+TEST(cancelled_while_waiting) {
+        TsmTarget t = { .pci_address = DEV1, .iommufd = -EBADF };
+        Router r;
+        Done first, bind = {}, third;
+        TsmRequest *req = NULL;
+
+        router_new(&r, DEV1, 100 * MSEC, 5000 * MSEC);
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &first);
+        ASSERT_OK(tsm_platform_bind(r.p, &t, on_bound, &bind, &req));
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &third);
+        run_until(&r, NULL, 20 * MSEC);
+        tsm_request_cancel(req);
+        run_until(&r, &first.called, SLACK_USEC);
+        ASSERT_FALSE(third.called);
+        run_until(&r, &third.called, SLACK_USEC);
+        ASSERT_OK(first.result);
+        ASSERT_OK(third.result);
+        ASSERT_GE(third.at + EARLY_USEC, 200 * MSEC);
+        ASSERT_FALSE(bind.called);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED); /* the bind never ran */
+        router_free(&r);
+}
+
 /* Slower than the deadline is as good as never: the request fails before the device acts. */
 TEST(slow_device_times_out) {
         Router r;
