@@ -10,6 +10,7 @@
 #include "idle-flush.h"
 #include "log.h"
 #include "priv-call.h"
+#include "priv-slots.h"
 #include "tsm-priv-batch.h"
 
 /* What one client may hold in the monitor at once: an eighth of what it holds in all, so a
@@ -51,8 +52,9 @@ struct PrivChannel {
         TsmPrivInbox *inbox;
         uint32_t next_cookie;
         TAILQ_HEAD(, PrivRequest) requests; /* sent, awaiting their reply */
-        TAILQ_HEAD(, PrivRequest) waiting;  /* queued behind them, in order */
-        size_t n_requests;
+        TAILQ_HEAD(, PrivRequest) waiting;  /* queued behind them, in order (all counted) */
+        size_t n_requests;                  /* counted ones sent */
+        PrivSlots *slots;                   /* counted ones sent and waiting, per slot */
         PrivQueued *queued, *queued_tail;
         void (*on_gone)(void *userdata);
         void *userdata;
@@ -85,18 +87,42 @@ static void request_free(PrivRequest *r) {
         free(r);
 }
 
-static int request_send(PrivChannel *c, PrivRequest *r) {
+/* Sends r (off any list; taken from the waiting ones if was_waiting) to the monitor, which then
+ * holds it. */
+static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
         int k;
 
+        /* From waiting to sent in one step: the slot's entry exists, nothing to allocate. */
+        if (r->counted) {
+                k = priv_slots_add(c->slots, r->slot, 1, was_waiting ? -1 : 0);
+                if (k < 0)
+                        return k;
+        }
         k = tsm_priv_outbox_add(c->outbox, c->fd, r->queued, r->payload, r->queued->payload_len, r);
-        if (k < 0)
+        if (k < 0) {
+                if (r->counted)
+                        (void) priv_slots_add(c->slots, r->slot, -1, 0);
                 return k;
+        }
         idle_flush_schedule(c->flush);
         r->queued = mfree(r->queued);
         r->payload = mfree(r->payload);
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
         c->n_requests += r->counted;
         return 0;
+}
+
+/* r's answer came, or will not: the monitor no longer holds it. */
+static void request_unlink_sent(PrivChannel *c, PrivRequest *r) {
+        TAILQ_REMOVE(&c->requests, r, entry);
+        c->n_requests -= r->counted;
+        if (r->counted)
+                (void) priv_slots_add(c->slots, r->slot, -1, 0);
+}
+
+static void request_unlink_waiting(PrivChannel *c, PrivRequest *r) {
+        TAILQ_REMOVE(&c->waiting, r, entry);
+        (void) priv_slots_add(c->slots, r->slot, 0, -1);
 }
 
 static void requests_flush(PrivChannel *c);
@@ -106,8 +132,7 @@ static void on_send_failed(int error, void *userdata) {
         PrivRequest *r = userdata;
         PrivChannel *c = r->channel;
 
-        TAILQ_REMOVE(&c->requests, r, entry);
-        c->n_requests -= r->counted;
+        request_unlink_sent(c, r);
         if (r->callback)
                 r->callback(error, NULL, 0, r->userdata);
         request_free(r);
@@ -122,18 +147,17 @@ static void outbox_flush(void *userdata) {
         tsm_priv_outbox_flush(c->outbox, c->fd);
 }
 
-static size_t slot_count(const PrivRequest *first, uint32_t slot) {
-        size_t n = 0;
-
-        for (const PrivRequest *r = first; r; r = TAILQ_NEXT(r, entry))
-                n += r->counted && r->slot == slot;
-        return n;
-}
-
 /* Whether a request of slot may go to the monitor now (rather than wait here). */
 static bool may_send(PrivChannel *c, uint32_t slot) {
-        return c->n_requests < TSM_PRIV_REQUESTS_MAX &&
-               slot_count(TAILQ_FIRST(&c->requests), slot) < PRIV_SLOT_REQUESTS_MAX;
+        const PrivSlotCounts *e = priv_slots_find(c->slots, slot);
+
+        return c->n_requests < TSM_PRIV_REQUESTS_MAX && (!e || e->n_sent < PRIV_SLOT_REQUESTS_MAX);
+}
+
+static bool slot_has_waiting(PrivChannel *c, uint32_t slot) {
+        const PrivSlotCounts *e = priv_slots_find(c->slots, slot);
+
+        return e && e->n_waiting > 0;
 }
 
 /* A reply made room in the monitor: the oldest queued requests that may go now, go. A slot's
@@ -148,8 +172,9 @@ static void requests_flush(PrivChannel *c) {
                 if (!may_send(c, r->slot))
                         continue;
                 TAILQ_REMOVE(&c->waiting, r, entry);
-                k = request_send(c, r);
+                k = request_send(c, r, true);
                 if (k < 0) {
+                        (void) priv_slots_add(c->slots, r->slot, 0, -1);
                         r->callback(k, NULL, 0, r->userdata);
                         request_free(r);
                 }
@@ -161,8 +186,7 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
 
         TAILQ_FOREACH(r, &c->requests, entry)
                 if (r->cookie == reply->hdr.cookie) {
-                        TAILQ_REMOVE(&c->requests, r, entry);
-                        c->n_requests -= r->counted;
+                        request_unlink_sent(c, r);
                         if (r->callback) /* else cancelled: nobody waits for it any more */
                                 r->callback(reply->result < 0 ? reply->result : (int) MIN(reply->value, (uint32_t) INT_MAX),
                                             payload, len, r->userdata);
@@ -247,7 +271,8 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
         TAILQ_INIT(&c->waiting);
         c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
         c->ev_deferred = event_new(base, -1, 0, on_deferred, c);
-        if (!c->ev_read || !c->ev_deferred || idle_flush_new(base, outbox_flush, c, &c->flush) < 0 ||
+        if (!c->ev_read || !c->ev_deferred || priv_slots_new(&c->slots) < 0 ||
+            idle_flush_new(base, outbox_flush, c, &c->flush) < 0 ||
             tsm_priv_outbox_new(on_send_failed, &c->outbox) < 0 || tsm_priv_inbox_new(&c->inbox) < 0 ||
             event_add(c->ev_read, NULL) < 0) {
                 c->fd = -EBADF; /* the caller keeps it on failure */
@@ -283,6 +308,7 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
         idle_flush_free(c->flush);
         tsm_priv_outbox_free(c->outbox);
         tsm_priv_inbox_free(c->inbox);
+        priv_slots_free(c->slots);
         safe_close(c->fd);
         return mfree(c);
 }
@@ -328,7 +354,7 @@ void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
                 }
         for (r = TAILQ_FIRST(&c->waiting); r; r = next) {
                 next = TAILQ_NEXT(r, entry);
-                TAILQ_REMOVE(&c->waiting, r, entry);
+                request_unlink_waiting(c, r);
                 if (r->callback)
                         r->callback(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
                 request_free(r);
@@ -655,10 +681,17 @@ int priv_call_reload(PrivChannel *c) {
 /* Sends r (taking it), unless a counted request must wait: the monitor holds a bounded number,
  * each client a share of it; the rest wait here, each client's in order. */
 static int request_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret) {
-        if (r->counted && (!may_send(c, r->slot) || slot_count(TAILQ_FIRST(&c->waiting), r->slot) > 0))
+        int k;
+
+        if (r->counted && (!may_send(c, r->slot) || slot_has_waiting(c, r->slot))) {
+                k = priv_slots_add(c->slots, r->slot, 0, 1);
+                if (k < 0) {
+                        request_free(r);
+                        return k;
+                }
                 TAILQ_INSERT_TAIL(&c->waiting, r, entry);
-        else {
-                int k = request_send(c, r);
+        } else {
+                k = request_send(c, r, false);
                 if (k < 0) {
                         request_free(r);
                         return k;
@@ -759,6 +792,6 @@ void priv_request_cancel(PrivRequest *r) {
                 r->userdata = NULL;
                 return;
         }
-        TAILQ_REMOVE(&c->waiting, r, entry);
+        request_unlink_waiting(c, r);
         request_free(r);
 }
