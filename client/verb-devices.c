@@ -23,16 +23,19 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         list = json_object_object_get(reply, "devices");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 json_object *d = json_object_array_get_idx(list, i), *owner = json_object_object_get(d, "owner");
-                char who[96] = "-";
+                char who[128] = "-", held[48] = "to be reclaimed";
 
-                if (owner)
-                        snprintf(who, sizeof(who), "uid %d pid %d ctx %d vdev %d%s%s",
-                                 json_object_get_int(json_object_object_get(owner, "uid")),
-                                 json_object_get_int(json_object_object_get(owner, "pid")),
-                                 json_object_get_int(json_object_object_get(owner, "context")),
+                if (owner) {
+                        if (!json_object_get_boolean(json_object_object_get(owner, "reclaimable")))
+                                snprintf(held, sizeof(held), "pid %d ctx %d",
+                                         json_object_get_int(json_object_object_get(owner, "pid")),
+                                         json_object_get_int(json_object_object_get(owner, "context")));
+                        snprintf(who, sizeof(who), "uid %d %s vdev %d%s%s",
+                                 json_object_get_int(json_object_object_get(owner, "uid")), held,
                                  json_object_get_int(json_object_object_get(owner, "vdeviceId")),
                                  json_object_get_boolean(json_object_object_get(owner, "bound")) ? " bound" : "",
                                  json_object_get_boolean(json_object_object_get(owner, "changing")) ? " changing" : "");
+                }
                 printf("%-14s %-6s %-14s %-16s %s\n", strna(json_get_string(d, "pciAddress")),
                        json_get_string(d, "tsm") ?: "-", json_get_string(d, "backend") ?: "-",
                        json_get_string(d, "state") ?: "-", who);

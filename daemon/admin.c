@@ -90,19 +90,20 @@ typedef struct OwnerLookup {
 
 static void find_owner(const GuestVDeviceInfo *v, void *userdata) {
         OwnerLookup *l = userdata;
-        const PeerIdentity *id = guest_client_get_identity(v->client);
+        const PeerIdentity *id = v->client ? guest_client_get_identity(v->client) : NULL;
         json_object *o;
 
         if (l->owner || v->gone || !streq(v->pci_address, l->pci_address))
                 return;
         o = json_object_new_object();
-        if (!o || json_object_add(o, "uid", json_object_new_int64(id->uid)) < 0 ||
-            json_object_add(o, "pid", json_object_new_int64(id->pid)) < 0 ||
-            json_object_add(o, "unit", string_or_null(id->unit)) < 0 ||
+        if (!o || json_object_add(o, "uid", json_object_new_int64(v->uid)) < 0 ||
+            json_object_add(o, "pid", json_object_new_int64(id ? id->pid : 0)) < 0 ||
+            json_object_add(o, "unit", string_or_null(id ? id->unit : NULL)) < 0 ||
             json_object_add(o, "context", json_object_new_int64((int64_t) v->context)) < 0 ||
             json_object_add(o, "vdeviceId", json_object_new_int64(v->vdevice_id)) < 0 ||
             json_object_add(o, "bound", json_object_new_boolean(v->bound)) < 0 ||
-            json_object_add(o, "changing", json_object_new_boolean(v->changing)) < 0) {
+            json_object_add(o, "changing", json_object_new_boolean(v->changing)) < 0 ||
+            json_object_add(o, "reclaimable", json_object_new_boolean(!v->client)) < 0) {
                 json_object_put(o);
                 return;
         }

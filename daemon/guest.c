@@ -1216,23 +1216,30 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         return 0;
 }
 
+static void foreach_vdevice_of(const GuestContext *ctx, const GuestClient *c, GuestVDeviceFunc f, void *userdata) {
+        for (size_t j = 0; j < ctx->n_vdevices; j++) {
+                const GuestVDevice *v = &ctx->vdevices[j];
+
+                f(&(GuestVDeviceInfo){ .client = c,
+                                       .uid = c ? c->identity.uid : ctx->uid,
+                                       .context = c ? ctx->handle : 0,
+                                       .vdevice_id = v->id,
+                                       .pci_address = v->pci_address,
+                                       .bound = v->bound,
+                                       .changing = v->changing,
+                                       .gone = v->gone },
+                  userdata);
+        }
+}
+
 void guest_foreach_vdevice(Manager *m, GuestVDeviceFunc f, void *userdata) {
         GuestClient *c;
 
         LIST_FOREACH(c, &m->guest_clients, entry)
                 for (size_t i = 0; i < c->n_contexts; i++)
-                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++) {
-                                const GuestVDevice *v = &c->contexts[i]->vdevices[j];
-
-                                f(&(GuestVDeviceInfo){ .client = c,
-                                                       .context = c->contexts[i]->handle,
-                                                       .vdevice_id = v->id,
-                                                       .pci_address = v->pci_address,
-                                                       .bound = v->bound,
-                                                       .changing = v->changing,
-                                                       .gone = v->gone },
-                                  userdata);
-                        }
+                        foreach_vdevice_of(c->contexts[i], c, f, userdata);
+        for (size_t i = 0; i < m->n_orphans; i++)
+                foreach_vdevice_of(m->orphans[i], NULL, f, userdata);
 }
 
 GuestClient *guest_client_next(Manager *m, GuestClient *prev) {

@@ -29,9 +29,11 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
 /* Releases (or, when preserving for a restart, just closes) unreclaimed contexts. */
 void guest_orphans_free(Manager *m);
 
-/* For io.tsmd.Admin: walking clients and what they hold. */
+/* For io.tsmd.Admin: walking clients and what they hold, and the contexts that wait to be
+ * reclaimed after a restart (client NULL, context 0). */
 typedef struct GuestVDeviceInfo {
         const GuestClient *client;
+        uid_t uid; /* the owner's */
         uint64_t context;
         uint32_t vdevice_id;
         const char *pci_address;

@@ -604,11 +604,20 @@ static int priv_connect_device(MonitorDispatch *d, const PrivMessage *m, const v
 static int priv_disconnect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                   const char **ret_reason) {
         const struct tsm_priv_device *dev = &m->device;
+        TsmDeviceInfo info;
         int r;
 
         r = check_device(dev, false, ret_reason);
         if (r < 0)
                 return r;
+
+        /* SECURITY: not from under a guest, not even one whose VMM has yet to reclaim its
+         * context after a restart (which only the monitor sees), nor while a release's unbind
+         * is on its way. Not a violation: the worker may not have seen it yet. */
+        if (tsm_platform_get_device(d->platform, dev->pci_address, &info) >= 0 && !info.emulated &&
+            (monitor_contexts_find_device(d->contexts, info.pci_address, NULL) ||
+             tsm_platform_is_changing(d->platform, info.pci_address)))
+                return reply(d, m, -EBUSY, 0, -EBADF);
 
         r = tsm_platform_disconnect(d->platform, dev->pci_address);
         if (r < 0)

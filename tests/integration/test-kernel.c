@@ -337,6 +337,18 @@ TEST(hangup_unbinds_through_the_kernel) {
         teardown(&e);
 }
 
+/* A context (its token in token) with the NIC attached as vDevice 11. */
+static int64_t nic_context(VarlinkClient *c, char token[static RECLAIM_TOKEN_MAX]) {
+        int64_t ctx = open_context_full(c, token);
+
+        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+        return ctx;
+}
+
+static int64_t reclaim(VarlinkClient *c, const char *token) {
+        return JINT(CALL_OK(c, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", token)), "context");
+}
+
 /* Kills the worker; returns once the monitor's next one serves. */
 static void worker_restart(Tsmd *t) {
         pid_t old = tsmd_worker_pid(t), now;
@@ -370,8 +382,7 @@ TEST(a_bind_on_its_way_across_a_worker_restart) {
 
         setup(&e, 5 * USEC_PER_SEC);
         c = tsmd_connect_guest(&e.tsmd);
-        ctx = open_context_full(c, token);
-        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+        ctx = nic_context(c, token);
         hold(&e, 11, true);
         tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 11), 0, &bind);
         expect_kernel_calls(&e, "op 11 1\n");
@@ -380,7 +391,7 @@ TEST(a_bind_on_its_way_across_a_worker_restart) {
         varlink_client_free(TAKE_PTR(c));
 
         c = tsmd_connect_guest(&e.tsmd);
-        ctx = JINT(CALL_OK(c, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", token)), "context");
+        ctx = reclaim(c, token);
         ASSERT_FALSE(is_bound(c, ctx, 11));
         CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("DeviceBusy"),
                    "{\"pciAddress\":\"" NIC_ADDR "\"}");
@@ -396,6 +407,78 @@ TEST(a_bind_on_its_way_across_a_worker_restart) {
         change(c, G "Unbind", ctx, 11);
         expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
         CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 11));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The owner ListDevices reports for address (a new reference; NULL: none). */
+static json_object *owner_of(Tsmd *t, const char *address) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = tsmd_connect(t);
+        json_object *devices, *owner = NULL;
+
+        ASSERT_TRUE(json_object_object_get_ex(CALL_OK(admin, "io.tsmd.Admin.ListDevices", NULL), "devices", &devices));
+        for (size_t i = 0; i < json_object_array_length(devices); i++) {
+                json_object *d = json_object_array_get_idx(devices, i);
+
+                if (streq(JSTR(d, "pciAddress"), address) && json_object_object_get_ex(d, "owner", &owner))
+                        return json_object_get(owner);
+        }
+        return NULL;
+}
+
+static void disconnect_refused(Tsmd *t, const char *address) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = tsmd_connect(t);
+
+        CALL_ERROR(admin, "io.tsmd.Admin.DisconnectDevice", strf("{\"pciAddress\":\"%s\"}", address),
+                   "io.tsmd.Admin.DeviceBusy", NULL);
+}
+
+/* After a restart of the worker, a bound device whose VMM has not reclaimed its context yet is
+ * still the VMM's: the admin sees it so (tsmctl too) and cannot disconnect it from its TSM;
+ * once reclaimed, unbound and detached, it can. */
+TEST(a_context_waiting_to_be_reclaimed_keeps_its_device) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *admin = NULL;
+        char token[RECLAIM_TOKEN_MAX];
+        const char *argv[] = { TSMCTL_PATH, NULL, "devices", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        json_object *owner;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, token);
+        change(c, G "Bind", ctx, 11);
+        disconnect_refused(&e.tsmd, NIC_ADDR);
+        worker_restart(&e.tsmd);
+        varlink_client_free(TAKE_PTR(c));
+
+        owner = owner_of(&e.tsmd, NIC_ADDR);
+        ASSERT_NOT_NULL(owner);
+        ASSERT_TRUE(JBOOL(owner, "reclaimable"));
+        ASSERT_TRUE(JBOOL(owner, "bound"));
+        ASSERT_EQ(JINT(owner, "uid"), (int64_t) getuid());
+        ASSERT_EQ(JINT(owner, "vdeviceId"), 11);
+        json_object_put(owner);
+        argv[1] = strf("--socket=%s", e.tsmd.socket);
+        ASSERT_EQ(run_capture(argv, &out, &err, TSMD_WAIT_USEC), 0);
+        ASSERT_NOT_NULL(strstr(out, strf("uid %u to be reclaimed vdev 11 bound", (unsigned) getuid())));
+        disconnect_refused(&e.tsmd, NIC_ADDR);
+
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = reclaim(c, token);
+        owner = owner_of(&e.tsmd, NIC_ADDR);
+        ASSERT_FALSE(JBOOL(owner, "reclaimable"));
+        ASSERT_EQ(JINT(owner, "pid"), (int64_t) getpid());
+        ASSERT_EQ(JINT(owner, "context"), ctx);
+        json_object_put(owner);
+
+        change(c, G "Unbind", ctx, 11);
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 11));
+        ASSERT_NULL(owner_of(&e.tsmd, NIC_ADDR));
+        admin = tsmd_connect(&e.tsmd);
+        CALL_OK(admin, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\"}");
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);

@@ -1018,6 +1018,35 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         fixture_free(f);
 }
 
+static int disconnect(Fixture *f, const char *address) {
+        struct tsm_priv_device dev;
+        Reply rep;
+
+        tsm_priv_init(&dev, TSM_PRIV_DISCONNECT_DEVICE, 0, 0);
+        strcpy(dev.pci_address, address);
+        return call(f, &dev, &rep);
+}
+
+/* A device assigned to a guest is not disconnected from its TSM: not while its VMM holds the
+ * context, nor after a restart while the context waits to be reclaimed (which only the
+ * monitor knows of when the worker is new). */
+TEST(disconnect_refused_while_assigned) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_restored_context restored[1];
+        uint32_t a;
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 3, NIC, NULL));
+        ASSERT_ERRNO(disconnect(f, NIC), EBUSY);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        ASSERT_ERRNO(disconnect(f, NIC), EBUSY);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, TSM_PRIV_SLOT_WORKER, a, 3, NULL));
+        ASSERT_OK(disconnect(f, NIC));
+        ASSERT_OK(disconnect(f, GPU)); /* never assigned */
+        fixture_free(f);
+}
+
 /* A detached vDevice's guest requests are answered DeviceGone at once: the one the kernel runs
  * finishes unanswered, the one still waiting never reaches the device. */
 TEST(detach_fails_requests_in_flight) {
