@@ -27,13 +27,13 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(DETACH_VDEVICE, tsm_priv_vdevice, W, 0, 0),
         TYPE(BIND_VDEVICE, tsm_priv_vdevice, W, 0, 0),
         TYPE(UNBIND_VDEVICE, tsm_priv_vdevice, W, 0, 0),
-        TYPE(SETTLE_VDEVICE, tsm_priv_vdevice, W, 0, 0),
         TYPE(GET_VDEVICE_STATE, tsm_priv_vdevice, W, 0, 0),
         TYPE(GET_DEVICE_STATE, tsm_priv_device, W, 0, 0),
         TYPE(GUEST_REQUEST, tsm_priv_guest_request, W, TSM_PRIV_PAYLOAD_MAX, 0),
         TYPE(CONNECT_DEVICE, tsm_priv_device, W, 0, 0),
         TYPE(DISCONNECT_DEVICE, tsm_priv_device, W, 0, 0),
         TYPE(RELOAD, tsm_priv_reload, W, 0, 0),
+        TYPE(SETTLE_VDEVICE, tsm_priv_vdevice, W, 0, 0),
         /* The fd of OPEN/RECLAIM replies is optional: counted by the receiver, not here. */
         TYPE(REPLY, tsm_priv_reply, M, TSM_PRIV_PAYLOAD_MAX, 0),
 };

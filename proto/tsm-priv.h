@@ -77,14 +77,14 @@ typedef enum TsmPrivType {
         TSM_PRIV_DETACH_VDEVICE,
         TSM_PRIV_BIND_VDEVICE,
         TSM_PRIV_UNBIND_VDEVICE,
-        TSM_PRIV_SETTLE_VDEVICE,      /* answered once no bind or unbind of it is on its way;
-                                       * reply value: 1 if bound then */
         TSM_PRIV_GET_VDEVICE_STATE,   /* reply value: TdispState */
         TSM_PRIV_GET_DEVICE_STATE,    /* reply value: TdispState (emulated devices) */
         TSM_PRIV_GUEST_REQUEST,       /* + payload; reply + payload, possibly later */
         TSM_PRIV_CONNECT_DEVICE,
         TSM_PRIV_DISCONNECT_DEVICE,
         TSM_PRIV_RELOAD,              /* the monitor rereads its own configuration */
+        TSM_PRIV_SETTLE_VDEVICE,      /* answered once no bind or unbind of it is on its way;
+                                       * reply value: 1 if bound then */
         /* monitor -> worker */
         TSM_PRIV_REPLY,
         _TSM_PRIV_TYPE_MAX,

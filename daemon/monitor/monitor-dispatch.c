@@ -769,13 +769,13 @@ static const struct {
         [TSM_PRIV_DETACH_VDEVICE] = { priv_detach_vdevice, MON_PERMIT },
         [TSM_PRIV_BIND_VDEVICE] = { priv_bind_vdevice, MON_PERMIT },
         [TSM_PRIV_UNBIND_VDEVICE] = { priv_unbind_vdevice, MON_PERMIT },
-        [TSM_PRIV_SETTLE_VDEVICE] = { priv_settle_vdevice, MON_PERMIT },
         [TSM_PRIV_GET_VDEVICE_STATE] = { priv_get_vdevice_state, MON_PERMIT },
         [TSM_PRIV_GET_DEVICE_STATE] = { priv_get_device_state, MON_PERMIT },
         [TSM_PRIV_GUEST_REQUEST] = { priv_guest_request, MON_PERMIT },
         [TSM_PRIV_CONNECT_DEVICE] = { priv_connect_device, MON_PERMIT },
         [TSM_PRIV_DISCONNECT_DEVICE] = { priv_disconnect_device, MON_PERMIT },
         [TSM_PRIV_RELOAD] = { priv_reload, MON_PERMIT },
+        [TSM_PRIV_SETTLE_VDEVICE] = { priv_settle_vdevice, MON_PERMIT },
 };
 
 int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, MonitorContexts *contexts,
