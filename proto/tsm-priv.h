@@ -36,7 +36,10 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#define TSM_PRIV_VERSION 1U
+/* Raised whenever a message's meaning changes (2: SETTLE_VDEVICE, ATTACH_VDEVICE's flags): a
+ * worker binary newer or older than its running monitor refuses the HELLO rather than
+ * misreading it. */
+#define TSM_PRIV_VERSION 2U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
