@@ -953,20 +953,28 @@ static void notify_event(Manager *m, GuestClient *owner, const char *kind, const
         }
 }
 
+/* A vDevice whose device went: it holds nothing now, only a detach is left to it. */
+static bool vdevice_gone(GuestVDevice *v, const char *pci_address) {
+        if (v->gone || !streq(v->pci_address, pci_address))
+                return false;
+        v->gone = true;
+        v->bound = false;
+        return true;
+}
+
 void guest_device_gone(Manager *m, const char *pci_address) {
         GuestClient *c;
 
         LIST_FOREACH(c, &m->guest_clients, entry)
                 for (size_t i = 0; i < c->n_contexts; i++)
-                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++) {
-                                GuestVDevice *v = &c->contexts[i]->vdevices[j];
-
-                                if (!streq(v->pci_address, pci_address) || v->gone)
-                                        continue;
-                                v->gone = true;
-                                v->bound = false;
-                                notify_event(m, c, "device-removed", c->contexts[i], v);
-                        }
+                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++)
+                                if (vdevice_gone(&c->contexts[i]->vdevices[j], pci_address))
+                                        notify_event(m, c, "device-removed", c->contexts[i],
+                                                     &c->contexts[i]->vdevices[j]);
+        /* Contexts waiting to be reclaimed: once reclaimed, the vDevice answers DeviceGone. */
+        for (size_t i = 0; i < m->n_orphans; i++)
+                for (size_t j = 0; j < m->orphans[i]->n_vdevices; j++)
+                        (void) vdevice_gone(&m->orphans[i]->vdevices[j], pci_address);
 }
 
 /* ---- restarts: restored contexts wait for their owners ---------------------------------- */

@@ -659,17 +659,9 @@ static const char *audit_dir(Tsmd *t) {
  * it opens the directory anew, on what is mounted there now, and continues with an empty log.
  */
 static void worker_restart(Tsmd *t) {
-        pid_t old = tsmd_worker_pid(t), now = 0;
-        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
         VarlinkClient *c;
 
-        ASSERT_TRUE(old > 0);
-        ASSERT_OK(kill(old, SIGKILL));
-        while ((now = tsmd_worker_pid(t)) == 0 || now == old) {
-                if (now_usec() > deadline)
-                        TEST_FAIL("the monitor did not start a new worker");
-                sleep_usec(5 * USEC_PER_MSEC);
-        }
+        tsmd_kill_worker(t);
         c = tsmd_connect(t);
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
         varlink_client_free(c);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Small io.tsmd.Guest helpers shared by the daemon-level tests. */
+/* Small io.tsmd.Guest (and io.tsmd.Admin) helpers shared by the daemon-level tests. */
 
 #include <inttypes.h>
 
@@ -36,4 +36,17 @@ uint32_t guest_function_id(const char *address) {
         ASSERT_OK(emu_pci_address_parse(address, &a));
         ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &id));
         return id;
+}
+
+json_object *admin_device_owner(VarlinkClient *admin, const char *address) {
+        json_object *devices, *owner = NULL;
+
+        ASSERT_TRUE(json_object_object_get_ex(CALL_OK(admin, "io.tsmd.Admin.ListDevices", NULL), "devices", &devices));
+        for (size_t i = 0; i < json_object_array_length(devices); i++) {
+                json_object *d = json_object_array_get_idx(devices, i);
+
+                if (streq(JSTR(d, "pciAddress"), address) && json_object_object_get_ex(d, "owner", &owner))
+                        return json_object_get(owner);
+        }
+        return NULL;
 }

@@ -397,6 +397,60 @@ TEST(hot_removal_and_late_arrival) {
         teardown(&e);
 }
 
+/* A device unplugged while its context waits to be reclaimed (after a restart of the worker) is
+ * gone for that context too: when it comes back it is another device, owned by nobody and free
+ * to disconnect, and the reclaiming VMM finds its vDevice gone. */
+TEST(removal_while_waiting_to_be_reclaimed) {
+        Env e;
+        VarlinkClient *c, *admin;
+        json_object *r, *owner;
+        char token[128];
+        int64_t ctx;
+
+        setup(&e, "two-tsms", NULL);
+        c = tsmd_connect_guest(&e.tsmd);
+        r = CALL_OK(c, G "OpenContext", NULL);
+        ctx = JINT(r, "context");
+        snprintf(token, sizeof(token), "%s", JSTR(r, "reclaimToken"));
+        attach_eventually(c, ctx, 1, NIC_ADDR);
+        tsmd_kill_worker(&e.tsmd);
+        varlink_client_free(c);
+
+        admin = tsmd_connect(&e.tsmd);
+        owner = admin_device_owner(admin, NIC_ADDR);
+        ASSERT_NOT_NULL(owner);
+        ASSERT_TRUE(JBOOL(owner, "reclaimable"));
+        json_object_put(owner);
+
+        ASSERT_OK(sysfs_fixture_remove(e.root, NIC));
+        send_event(&e, "remove", NIC, "pci");
+        ASSERT_OK(sysfs_fixture_apply_line(e.root, "pci " NIC " vendor=0x15b3 device=0x1021 class=0x020000 "
+                                                   "driver=vfio-pci tsm=tsm0"));
+        send_event(&e, "add", NIC, "pci");
+        /* Back, and nobody's: the admin may disconnect it (which the monitor allows too). */
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(10 * USEC_PER_MSEC)) {
+                const char *error = tsmd_call(admin, "io.tsmd.Admin.DisconnectDevice",
+                                              "{\"pciAddress\":\"" NIC_ADDR "\"}", &r);
+
+                if (!error)
+                        break;
+                if (!streq(error, "io.tsmd.Admin.DeviceBusy") && !streq(error, "io.tsmd.Admin.NoSuchDevice"))
+                        TEST_FAIL("DisconnectDevice: %s %s", error, json_object_to_json_string(r));
+                if (now_usec() > deadline)
+                        TEST_FAIL("the returned NIC is still held (%s)", error);
+        }
+        ASSERT_NULL(admin_device_owner(admin, NIC_ADDR));
+
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = JINT(CALL_OK(c, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", token)), "context");
+        CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("DeviceGone"), NULL);
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 1));
+
+        varlink_client_free(c);
+        varlink_client_free(admin);
+        teardown(&e);
+}
+
 TEST(scope_numbers_come_from_each_backends_table) {
         /* Without a tsmd: the registry itself, for every backend and UAPI, so that the
          * comparison in the tests above means something when a UAPI is present. */

@@ -12,7 +12,6 @@
  * Runs in: tests; needs root (SKIPs otherwise): a private mount namespace for the fixture.
  */
 
-#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -349,21 +348,6 @@ static int64_t reclaim(VarlinkClient *c, const char *token) {
         return JINT(CALL_OK(c, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", token)), "context");
 }
 
-/* Kills the worker; returns once the monitor's next one serves. */
-static void worker_restart(Tsmd *t) {
-        pid_t old = tsmd_worker_pid(t), now;
-        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
-
-        ASSERT_TRUE(old > 0);
-        ASSERT_OK(kill(old, SIGKILL));
-        ASSERT_TRUE(tsmd_wait_log(t, "serving again.", 1, TSMD_WAIT_USEC));
-        while ((now = tsmd_worker_pid(t)) == 0 || now == old) {
-                if (now_usec() > deadline)
-                        TEST_FAIL("the monitor did not start a new worker");
-                sleep_usec(5 * USEC_PER_MSEC);
-        }
-}
-
 /* Whether the client bound the vDevice, as GetDeviceState says. */
 static bool is_bound(VarlinkClient *c, int64_t ctx, int64_t vdev) {
         return JBOOL(CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, vdev)), "bound");
@@ -386,7 +370,7 @@ TEST(a_bind_on_its_way_across_a_worker_restart) {
         hold(&e, 11, true);
         tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 11), 0, &bind);
         expect_kernel_calls(&e, "op 11 1\n");
-        worker_restart(&e.tsmd);
+        tsmd_kill_worker(&e.tsmd);
         async_call_done(&bind);
         varlink_client_free(TAKE_PTR(c));
 
@@ -412,19 +396,11 @@ TEST(a_bind_on_its_way_across_a_worker_restart) {
         teardown(&e);
 }
 
-/* The owner ListDevices reports for address (a new reference; NULL: none). */
+/* admin_device_owner() on an admin connection of its own. */
 static json_object *owner_of(Tsmd *t, const char *address) {
         _cleanup_(varlink_client_freep) VarlinkClient *admin = tsmd_connect(t);
-        json_object *devices, *owner = NULL;
 
-        ASSERT_TRUE(json_object_object_get_ex(CALL_OK(admin, "io.tsmd.Admin.ListDevices", NULL), "devices", &devices));
-        for (size_t i = 0; i < json_object_array_length(devices); i++) {
-                json_object *d = json_object_array_get_idx(devices, i);
-
-                if (streq(JSTR(d, "pciAddress"), address) && json_object_object_get_ex(d, "owner", &owner))
-                        return json_object_get(owner);
-        }
-        return NULL;
+        return admin_device_owner(admin, address);
 }
 
 static void disconnect_refused(Tsmd *t, const char *address) {
@@ -451,7 +427,7 @@ TEST(a_context_waiting_to_be_reclaimed_keeps_its_device) {
         ctx = nic_context(c, token);
         change(c, G "Bind", ctx, 11);
         disconnect_refused(&e.tsmd, NIC_ADDR);
-        worker_restart(&e.tsmd);
+        tsmd_kill_worker(&e.tsmd);
         varlink_client_free(TAKE_PTR(c));
 
         owner = owner_of(&e.tsmd, NIC_ADDR);

@@ -527,6 +527,23 @@ void tsmd_kill(Tsmd *t, int sig) {
                 t->sigterm_sent = true;
 }
 
+void tsmd_kill_worker(Tsmd *t) {
+        unsigned before = tsmd_log_count(t, "serving again.");
+        pid_t old = tsmd_worker_pid(t), now;
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        if (old <= 0)
+                TEST_FAIL("tsmd has no worker to kill");
+        if (kill(old, SIGKILL) < 0)
+                TEST_FAIL("kill -KILL %d: %s", (int) old, strerror(errno));
+        while (tsmd_log_count(t, "serving again.") <= before || (now = tsmd_worker_pid(t)) == 0 || now == old) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("the monitor did not start a new worker within %llu ms",
+                                  (unsigned long long) (TSMD_WAIT_USEC / USEC_PER_MSEC));
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+}
+
 void tsmd_stop(Tsmd *t) {
         int status = tsmd_terminate(t);
 

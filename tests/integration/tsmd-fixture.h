@@ -110,6 +110,9 @@ void tsmd_teardown(Tsmd *t);
 
 /* Sends a signal to tsmd (and remembers a SIGTERM). */
 void tsmd_kill(Tsmd *t, int sig);
+/* SIGKILLs tsmd's worker, as a crash would; returns once the monitor's next one serves. Its
+ * clients' connections are gone; their contexts wait to be reclaimed. */
+void tsmd_kill_worker(Tsmd *t);
 
 /* Replaces tsmd.conf (atomically) and sends SIGHUP; waits until tsmd logged that it reloaded
  * or kept its configuration (bounded). Returns true if it reloaded, false if it kept the old. */
