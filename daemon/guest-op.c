@@ -17,11 +17,10 @@ struct GuestOp {
         AuditReservation *reservation;
         const char *event;
         uint64_t start_usec;
-        /* Who, copied: the record may be written after the client (and its identity) went. */
-        uid_t uid;
-        gid_t gid;
-        pid_t pid;
-        char *unit;
+        /* Who: the client's identity; once the client went with the record still being
+         * written, a copy of what the record needs (its failure is logged with it). */
+        const PeerIdentity *identity;
+        PeerIdentity left;
         uint64_t context_id, vdevice_id;
         char *pci_address;
         const char *backend;
@@ -54,17 +53,17 @@ static void op_free(GuestOp *op) {
         varlink_call_unref(op->call);
         json_object_put(op->answer);
         free(op->pci_address);
-        free(op->unit);
+        free(op->left.unit);
         free(op);
 }
 
 static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *rec) {
         *rec = AUDIT_RECORD_INIT;
         rec->event = op->event;
-        rec->uid = op->uid;
-        rec->gid = op->gid;
-        rec->pid = op->pid;
-        rec->unit = op->unit;
+        rec->uid = op->identity->uid;
+        rec->gid = op->identity->gid;
+        rec->pid = op->identity->pid;
+        rec->unit = op->identity->unit;
         rec->context_id = op->context_id;
         rec->vdevice_id = op->vdevice_id;
         rec->pci = op->pci_address;
@@ -102,8 +101,14 @@ void guest_ops_abandon(GuestOps *ops) {
                         op_fill_record(op, VARLINK_ERROR_DISCONNECTED, &rec);
                         (void) audit_log_commit(res, &rec, on_abandoned_recorded, NULL, NULL);
                         op_free(op);
+                        continue;
                 }
-                /* else its record is being written: the commit callback frees it. */
+                /* Its record is being written, and the commit callback frees it: it outlives the
+                 * client's identity. Without memory for the unit, a failure's log line lacks it. */
+                op->left = (PeerIdentity){ .uid = op->identity->uid, .gid = op->identity->gid,
+                                           .pid = op->identity->pid,
+                                           .unit = op->identity->unit ? strdup(op->identity->unit) : NULL };
+                op->identity = &op->left;
         }
 }
 
@@ -182,9 +187,7 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc
                 .call = varlink_call_ref(call),
                 .event = event,
                 .start_usec = now_monotonic_usec(),
-                .uid = ops->identity->uid,
-                .gid = ops->identity->gid,
-                .pid = ops->identity->pid,
+                .identity = ops->identity,
                 .context_id = AUDIT_U64_NONE,
                 .vdevice_id = AUDIT_U64_NONE,
                 .scope_number = AUDIT_SCOPE_NUMBER_NONE,
@@ -192,13 +195,6 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc
                 .response_size = AUDIT_U64_NONE,
         };
         TAILQ_INSERT_TAIL(&ops->unanswered, op, entry);
-        if (ops->identity->unit) {
-                op->unit = strdup(ops->identity->unit);
-                if (!op->unit) {
-                        op_free(op);
-                        return -ENOMEM;
-                }
-        }
 
         /* SECURITY: fail closed: no room for the record, nothing happens. */
         r = audit_log_reserve(m->audit, &op->reservation);
