@@ -958,6 +958,22 @@ static uint64_t good_median(Good *g) {
         return t[N_TIMED / 2];
 }
 
+/* tsmd with its audit log on ext4 on a loop device (which the throttle slows and the shutdown
+ * kills), the good client connected with its requests bounded by bound_usec, and the baseline
+ * taken. Returns the file system's device. */
+static dev_t start_on_loop_disk(Tsmd *t, Good *g, Baseline *b, uint64_t bound_usec) {
+        dev_t dev;
+
+        private_mounts();
+        tsmd_start_config(t, CONF(DEV1 "," DEV2, ""));
+        dev = mount_loop_ext4(t);
+        worker_restart(t);
+        good_connect(t, g, 0);
+        g->bound_usec = bound_usec;
+        *b = baseline_take(t, g);
+        return dev;
+}
+
 /* What a slow disk may cost one request: a few throttled syncs. */
 #define SLOW_BOUND_USEC (3 * USEC_PER_SEC)
 #define SLOW_IOPS 5
@@ -979,13 +995,7 @@ TEST(audit_slow_disk) {
         size_t requests, failed;
         AsyncCall calls[8] = {};
 
-        private_mounts();
-        tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
-        dev = mount_loop_ext4(&t);
-        worker_restart(&t);
-        good_connect(&t, &g, 0);
-        g.bound_usec = SLOW_BOUND_USEC;
-        b = baseline_take(&t, &g);
+        dev = start_on_loop_disk(&t, &g, &b, SLOW_BOUND_USEC);
         fast = good_median(&g);
         vmm_attach(&t, &v, DEV1);
 
@@ -1088,12 +1098,7 @@ TEST(audit_io_error) {
         unsigned fds;
         int64_t seq;
 
-        private_mounts();
-        tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
-        (void) mount_loop_ext4(&t);
-        worker_restart(&t);
-        good_connect(&t, &g, 0);
-        b = baseline_take(&t, &g);
+        (void) start_on_loop_disk(&t, &g, &b, GOOD_MAX_USEC);
 
         audit_fs_shut_down(&t);
 
@@ -1162,13 +1167,7 @@ TEST(audit_io_error_after_hangup) {
         _cleanup_free_ char *log = NULL;
         const char *line;
 
-        private_mounts();
-        tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
-        dev = mount_loop_ext4(&t);
-        worker_restart(&t);
-        good_connect(&t, &g, 0);
-        g.bound_usec = SLOW_BOUND_USEC;
-        b = baseline_take(&t, &g);
+        dev = start_on_loop_disk(&t, &g, &b, SLOW_BOUND_USEC);
         vmm_attach(&t, &v, DEV1);
 
         /* A record of the good client's stuck in a slow sync (the throttle lets a burst
