@@ -145,6 +145,14 @@ static void attach(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *addr
         ASSERT_STREQ(JSTR(r, "uapi"), "v5");
 }
 
+/* A context with the NIC attached as vDevice 11; its reclaim token in token (optional). */
+static int64_t nic_context(VarlinkClient *c, char *token) {
+        int64_t ctx = open_context_full(c, token);
+
+        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+        return ctx;
+}
+
 /* Bind or Unbind: the kernel keeps the TDI state between TSM and guest, so tsmd shows none. */
 static void change(VarlinkClient *c, const char *method, int64_t ctx, int64_t vdev) {
         json_object *r = CALL_OK(c, method, guest_vdev_params(ctx, vdev)), *state;
@@ -227,8 +235,7 @@ TEST(requests_binds_and_unbinds_reach_the_kernel) {
 
         setup(&e, 5 * USEC_PER_SEC);
         c = tsmd_connect_guest(&e.tsmd);
-        ctx = open_context(c);
-        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+        ctx = nic_context(c, NULL);
 
         change(c, G "Bind", ctx, 11);
         request_ok(c, ctx, 11, "info", 0);
@@ -316,8 +323,7 @@ TEST(hangup_unbinds_through_the_kernel) {
 
         setup(&e, 5 * USEC_PER_SEC);
         c = tsmd_connect_guest(&e.tsmd);
-        ctx = open_context(c);
-        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+        ctx = nic_context(c, NULL);
         change(c, G "Bind", ctx, 11);
         varlink_client_free(TAKE_PTR(c));
         expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
@@ -334,14 +340,6 @@ TEST(hangup_unbinds_through_the_kernel) {
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
-}
-
-/* A context (its token in token) with the NIC attached as vDevice 11. */
-static int64_t nic_context(VarlinkClient *c, char token[static RECLAIM_TOKEN_MAX]) {
-        int64_t ctx = open_context_full(c, token);
-
-        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
-        return ctx;
 }
 
 static int64_t reclaim(VarlinkClient *c, const char *token) {
