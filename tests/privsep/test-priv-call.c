@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The worker's side of the channel (daemon/priv-call.h), against a test playing the monitor:
+ * one client slot gets at most an eighth of what the monitor holds, the rest of its guest
+ * requests wait in the worker, and they leave in the order they were made, even when the slot
+ * makes another request the moment an answer frees room (from the answer's callback).
+ * Runs in: tests.
+ */
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "harness.h"
+#include "macro.h"
+#include "priv-call.h"
+#include "tsm-priv.h"
+
+#define SLOT 7
+#define CONTEXT 3
+#define SLOT_MAX (TSM_PRIV_REQUESTS_MAX / 8)
+
+typedef struct Fixture {
+        struct event_base *base;
+        PrivChannel *channel;
+        int monitor;
+        unsigned n_answered;
+        uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+} Fixture;
+
+static Fixture *fixture;
+
+static void on_gone(void *userdata) {
+        TEST_FAIL("the worker says the monitor is gone");
+}
+
+/* Request number id (its vDevice) of SLOT. */
+static void submit(uint32_t id, PrivRequestCallback cb) {
+        ASSERT_OK(priv_call_guest_request(fixture->channel, SLOT, CONTEXT, id, "info", "x", 1, 16, cb,
+                                          (void *) (uintptr_t) id, NULL));
+}
+
+/* Runs the worker's loop long enough for queued requests to leave (they go once it is idle,
+ * or 1 ms after the first). */
+static void run_worker(void) {
+        for (unsigned i = 0; i < 5; i++) {
+                ASSERT_OK(event_base_loop(fixture->base, EVLOOP_NONBLOCK));
+                usleep(2000);
+        }
+}
+
+/* The requests the monitor received, in order: their vDevice ids into ids, their cookies into
+ * cookies; returns how many. */
+static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
+        size_t n = 0;
+
+        for (;;) {
+                struct tsm_priv_guest_request m;
+                size_t n_fds;
+                ssize_t k = tsm_priv_receive(fixture->monitor, fixture->buf, NULL, 0, &n_fds);
+
+                if (k == -EAGAIN)
+                        return n;
+                ASSERT_TRUE(k >= (ssize_t) sizeof(m));
+                memcpy(&m, fixture->buf, sizeof(m));
+                ASSERT_EQ(m.hdr.type, (uint32_t) TSM_PRIV_GUEST_REQUEST);
+                ASSERT_EQ(m.slot, (uint32_t) SLOT);
+                ASSERT_TRUE(n < max);
+                ids[n] = m.vdevice;
+                cookies[n++] = m.hdr.cookie;
+        }
+}
+
+static void monitor_answer(uint32_t cookie) {
+        struct tsm_priv_reply rep;
+
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, 0);
+        rep.result = 0;
+        ASSERT_OK(tsm_priv_send(fixture->monitor, &rep, NULL, 0, -EBADF));
+}
+
+static void on_answer(int result, const void *response, size_t len, void *userdata) {
+        ASSERT_OK(result);
+        fixture->n_answered++;
+}
+
+/* The first answer's callback makes a request at once, as a client would. */
+static void on_answer_then_submit(int result, const void *response, size_t len, void *userdata) {
+        on_answer(result, response, len, userdata);
+        submit(1000, on_answer);
+}
+
+TEST(slot_quota_keeps_order) {
+        uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        int sv[2];
+        Fixture f = {};
+
+        fixture = &f;
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv));
+        f.monitor = sv[0];
+        f.base = event_base_new();
+        ASSERT_NOT_NULL(f.base);
+        ASSERT_OK(priv_channel_new(f.base, sv[1], on_gone, NULL, &f.channel));
+
+        /* Two more than the slot's share: those two wait in the worker. */
+        submit(1, on_answer_then_submit);
+        for (uint32_t id = 2; id <= SLOT_MAX + 2; id++)
+                submit(id, on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+        for (size_t i = 0; i < SLOT_MAX; i++)
+                ASSERT_EQ(ids[i], (uint32_t) i + 1);
+
+        /* An answer makes room for one: the oldest waiting goes, not the request its callback
+         * made, which waits behind the other. */
+        monitor_answer(cookies[0]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, 1u);
+        ASSERT_EQ(monitor_receive(ids, cookies + SLOT_MAX, 4), 1u);
+        ASSERT_EQ(ids[0], (uint32_t) SLOT_MAX + 1);
+
+        monitor_answer(cookies[1]);
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies + SLOT_MAX + 1, 4), 1u);
+        ASSERT_EQ(ids[0], (uint32_t) SLOT_MAX + 2);
+
+        monitor_answer(cookies[2]);
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies + SLOT_MAX + 2, 4), 1u);
+        ASSERT_EQ(ids[0], 1000u);
+
+        /* Everything answered: nothing is left over. */
+        for (size_t i = 3; i < SLOT_MAX + 3; i++)
+                monitor_answer(cookies[i]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX + 3);
+        ASSERT_EQ(monitor_receive(ids, cookies, 4), 0u);
+
+        priv_channel_free(f.channel);
+        close(f.monitor);
+        event_base_free(f.base);
+}
+
+TEST_MAIN();
