@@ -35,6 +35,19 @@
 #define VARLINK_ERROR_TIMEOUT "io.tsmd.TimedOut"
 #define VARLINK_ERROR_PROTOCOL "io.tsmd.Protocol"
 
+/* Refusals that end a connection without an answer: the stream cannot be trusted after them
+ * (sd-varlink hangs up the same way). They are never sent; the daemon's audit record of the
+ * refusal names them (declared in io.tsmd). */
+#define VARLINK_REFUSED_TOO_MANY_CONNECTIONS "io.tsmd.TooManyConnections"
+#define VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID "io.tsmd.TooManyConnectionsPerUid"
+#define VARLINK_REFUSED_MESSAGE_TOO_LARGE "io.tsmd.MessageTooLarge"
+#define VARLINK_REFUSED_MALFORMED_MESSAGE "io.tsmd.MalformedMessage"
+#define VARLINK_REFUSED_NESTING_TOO_DEEP "io.tsmd.NestingTooDeep"
+#define VARLINK_REFUSED_FILE_DESCRIPTORS "io.tsmd.FileDescriptorsRefused"
+#define VARLINK_REFUSED_MESSAGE_TIMEOUT "io.tsmd.MessageTimeout"
+#define VARLINK_REFUSED_IDLE_TIMEOUT "io.tsmd.IdleTimeout"
+#define VARLINK_REFUSED_REPLIES_NOT_READ "io.tsmd.RepliesNotRead"
+
 /* Maps a received error name to an errno, as systemd's sd-varlink does (any other: EBADR). */
 int varlink_error_to_errno(const char *error);
 

@@ -108,6 +108,7 @@ struct VarlinkServer {
         void *userdata;
         VarlinkConnectFunc on_connect;
         VarlinkDisconnectFunc on_disconnect;
+        VarlinkRefusalFunc on_refusal;
 
         Interface *interfaces;
         size_t n_interfaces, allocated_interfaces;
@@ -281,6 +282,20 @@ void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFun
                                              VarlinkDisconnectFunc on_disconnect) {
         s->on_connect = on_connect;
         s->on_disconnect = on_disconnect;
+}
+
+void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on_refusal) {
+        s->on_refusal = on_refusal;
+}
+
+static void refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call, const char *error) {
+        if (s->on_refusal)
+                s->on_refusal(s, peer, c, call, error, s->userdata);
+}
+
+/* Before the answer is sent, so that the callback can hold it back. */
+static void call_refused(VarlinkCall *call, const char *error) {
+        refused(call->conn->server, &call->conn->peer, call->conn, call, error);
 }
 
 struct event_base *varlink_server_get_event_base(const VarlinkServer *s) {
@@ -650,6 +665,8 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 if (r < 0) {
                         /* A client that does not read its replies loses its connection. */
                         log_debug_errno(r, "Failed to queue reply: %m");
+                        if (r == -ENOBUFS)
+                                refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect(c);
                         return r;
                 }
@@ -883,6 +900,7 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
                 log_debug("Invalid call object (key '%s'), disconnecting.", strna(bad_key));
                 call->method = "";
                 conn_set_closing(c);
+                call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
                 (void) varlink_call_error_invalid_parameter(call, bad_key ?: "method");
                 return;
         }
@@ -895,6 +913,7 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
 
         if (m.flags & VARLINK_CALL_UPGRADE) {
                 /* No tsmd method hands its connection over to another protocol. */
+                call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
                 (void) varlink_call_error_invalid_parameter(call, "upgrade");
                 return;
         }
@@ -910,25 +929,30 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
                         conn_disconnect(c);
                         return;
                 }
+                call_refused(call, VARLINK_ERROR_INTERFACE_NOT_FOUND);
                 (void) call_error_with_string(call, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface", name);
                 return;
         }
         call->symbol = varlink_interface_find_method(iface, dot + 1);
         if (!call->symbol) {
+                call_refused(call, VARLINK_ERROR_METHOD_NOT_FOUND);
                 (void) call_error_with_string(call, VARLINK_ERROR_METHOD_NOT_FOUND, "method", m.method);
                 return;
         }
         method = find_method(c->server, m.method);
         if (!method) {
+                call_refused(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED);
                 (void) call_error_with_string(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method", m.method);
                 return;
         }
         if (varlink_method_requires_more(call->symbol) && !(m.flags & VARLINK_CALL_MORE)) {
+                call_refused(call, VARLINK_ERROR_EXPECTED_MORE);
                 (void) varlink_call_error(call, VARLINK_ERROR_EXPECTED_MORE, NULL);
                 return;
         }
         r = varlink_method_validate_input(call->symbol, m.parameters, &bad_field);
         if (r < 0) {
+                call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
                 (void) varlink_call_error_invalid_parameter(call, bad_field ?: "parameters");
                 return;
         }
@@ -944,6 +968,22 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
                 call->answered = true;
                 if (c->connected)
                         conn_complete_calls(c);
+        }
+}
+
+/* What a read or parse error refuses, or NULL where the peer hung up or we failed. */
+static const char *stream_refusal(int error) {
+        switch (error) {
+        case -EMSGSIZE:
+                return VARLINK_REFUSED_MESSAGE_TOO_LARGE;
+        case -EBADMSG:
+                return VARLINK_REFUSED_MALFORMED_MESSAGE;
+        case -ELOOP:
+                return VARLINK_REFUSED_NESTING_TOO_DEEP;
+        case -EPROTO:
+                return VARLINK_REFUSED_FILE_DESCRIPTORS;
+        default:
+                return NULL;
         }
 }
 
@@ -977,7 +1017,12 @@ static void conn_process(VarlinkConn *c) {
                                 continue;
                 }
                 if (r < 0) {
-                        if (r != -ECONNRESET)
+                        const char *error = stream_refusal(r);
+
+                        if (error) {
+                                log_debug_errno(r, "Dropping client connection (%s): %m", error);
+                                refused(c->server, &c->peer, c, NULL, error);
+                        } else if (r != -ECONNRESET)
                                 log_debug_errno(r, "Dropping client connection: %m");
                         conn_disconnect(c);
                         break;
@@ -1072,6 +1117,7 @@ static void on_conn_timeout(evutil_socket_t fd, short what, void *userdata) {
                 log_debug("Client (uid %u, pid %i) sent nothing within %us of connecting, disconnecting.",
                           c->peer.uid, c->peer.pid, s->limits.idle_timeout_sec);
         s->n_timed_out++;
+        refused(s, &c->peer, c, NULL, c->timeout_mark > 0 ? VARLINK_REFUSED_MESSAGE_TIMEOUT : VARLINK_REFUSED_IDLE_TIMEOUT);
         conn_disconnect(c);
 }
 
@@ -1228,13 +1274,17 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
                 return negative_errno();
 
         /* SECURITY: admission control happens before any byte of the peer is read. */
-        if (s->n_conns >= s->limits.max_connections)
+        if (s->n_conns >= s->limits.max_connections) {
+                refused(s, &peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
                 return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
                                        s->limits.max_connections, peer.uid);
+        }
         u = uid_count(s, peer.uid);
-        if (u && u->n >= s->limits.max_connections_per_uid)
+        if (u && u->n >= s->limits.max_connections_per_uid) {
+                refused(s, &peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
                 return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
                                        s->limits.max_connections_per_uid, peer.uid);
+        }
         if (!u) {
                 if (!GREEDY_REALLOC(s->uids, s->allocated_uids, s->n_uids + 1))
                         return -ENOMEM;

@@ -34,6 +34,13 @@ typedef int (*VarlinkMethodFunc)(VarlinkCall *call, json_object *parameters, voi
 typedef int (*VarlinkConnectFunc)(VarlinkServer *s, VarlinkConn *c, void *userdata);
 typedef void (*VarlinkDisconnectFunc)(VarlinkServer *s, VarlinkConn *c, void *userdata);
 
+/* The server refused something on its own, before any method ran: a connection past a limit
+ * (c NULL), a message or a timeout that ends its connection (call NULL), or a call it answers
+ * with a standard error (call set, its answer not given yet: the callback may intercept it).
+ * error names the refusal (varlink-errors.h); peer is who it refused. */
+typedef void (*VarlinkRefusalFunc)(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
+                                   const char *error, void *userdata);
+
 int varlink_server_new(struct event_base *base, VarlinkServer **ret);
 VarlinkServer *varlink_server_free(VarlinkServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkServer *, varlink_server_free);
@@ -51,6 +58,7 @@ void varlink_server_set_userdata(VarlinkServer *s, void *userdata);
 void *varlink_server_get_userdata(const VarlinkServer *s);
 void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFunc on_connect,
                                              VarlinkDisconnectFunc on_disconnect);
+void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on_refusal);
 struct event_base *varlink_server_get_event_base(const VarlinkServer *s);
 
 /* Registers an interface from its IDL text (which must outlive the server). */

@@ -20,6 +20,7 @@
 #include "json-util.h"
 #include "varlink-client.h"
 #include "varlink-errors.h"
+#include "varlink-message.h"
 #include "varlink-server.h"
 
 static const char test_idl[] =
@@ -58,6 +59,7 @@ typedef struct TestServer {
         json_object *held_answer[64];
         unsigned recorded;
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
+        char refusals[4096];  /* "error method\n" for each refusal, in order */
 } TestServer;
 
 static TestServer ts;
@@ -192,6 +194,27 @@ static int m_unhold(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_reply(call, NULL);
 }
 
+/* The refusal callback may take over the answer: shown by replacing the one of a made-up method. */
+static void on_intercepted_refusal(VarlinkCall *call, json_object *message, void *userdata) {
+        json_object *m = NULL;
+
+        json_object_put(message);
+        ASSERT_OK(varlink_message_new_error("io.tsmd.Test.Nothing", NULL, &m));
+        (void) varlink_call_release(call, m);
+}
+
+static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
+                       const char *error, void *userdata) {
+        size_t n = strlen(ts.refusals);
+
+        ASSERT_TRUE(!call || varlink_call_get_conn(call) == c);
+        snprintf(ts.refusals + n, sizeof(ts.refusals) - n, "%s %s%s\n", error,
+                 call ? varlink_call_get_method(call) : c ? "-" : "(not accepted)",
+                 peer->uid == geteuid() && peer->pid == getpid() ? "" : " (another peer)");
+        if (call && streq(varlink_call_get_method(call), "io.tsmd.Test.Intercepted"))
+                varlink_call_set_interceptor(call, on_intercepted_refusal, NULL);
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *userdata) {
         event_base_loopbreak(ts.base);
 }
@@ -231,6 +254,8 @@ static void server_start(const VarlinkLimits *limits) {
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Nope", m_echo), ENOENT);
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Echo", m_echo), EEXIST);
         ASSERT_OK(varlink_server_listen_path(ts.server, ts.path, 0666));
+        ts.refusals[0] = 0;
+        varlink_server_set_refusal_callback(ts.server, on_refusal);
 
         ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
         ts.stop_event = event_new(ts.base, ts.stop_pipe[0], EV_READ, on_stop, NULL);
@@ -334,6 +359,15 @@ static bool raw_is_closed(int fd) {
                 return false;
         k = read(fd, &c, 1);
         return k == 0 || (k < 0 && errno == ECONNRESET);
+}
+
+/* Sends n bytes on a new connection and expects a hangup without an answer. */
+static void raw_expect_hangup(const void *p, size_t n) {
+        int fd = raw_connect();
+
+        raw_send(fd, p, n);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
 }
 
 TEST(get_info) {
@@ -668,22 +702,14 @@ TEST(protocol_violations) {
         close(fd);
 
         /* Not JSON at all: hang up without a word. */
-        fd = raw_connect();
-        raw_call(fd, "{\"method\":");
-        ASSERT_TRUE(raw_is_closed(fd));
-        close(fd);
+        raw_expect_hangup("{\"method\":", sizeof("{\"method\":"));
 
         /* Not an object. */
-        fd = raw_connect();
-        raw_send(fd, "[1,2]", 6);
-        ASSERT_TRUE(raw_is_closed(fd));
-        close(fd);
+        raw_expect_hangup("[1,2]", 6);
 
         /* Invalid UTF-8. */
-        fd = raw_connect();
-        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\xff\xfe\"}}");
-        ASSERT_TRUE(raw_is_closed(fd));
-        close(fd);
+        raw_expect_hangup("{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\xff\xfe\"}}",
+                          sizeof("{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\xff\xfe\"}}"));
 
         /* oneway together with more. */
         fd = raw_connect();
@@ -932,6 +958,83 @@ TEST(limit_connections_per_uid) {
         for (unsigned i = 0; i < 2; i++)
                 varlink_client_free(c[i]);
         server_stop();
+}
+
+/* Whatever the server refuses on its own is reported by name, calls before their answer. */
+TEST(refusals_are_reported) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c, *full[3];
+        static const char deep[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":[[[[[1]]]]]}}";
+        char big[300];
+        int fd;
+
+        l.max_message_size = 256;
+        l.max_output_size = 256;
+        l.max_depth = 4;
+        l.max_fds_per_message = 1;
+        l.max_connections = 3;
+        l.message_timeout_sec = 1;
+        server_start(&l);
+
+        c = client_new();
+        expect_error(c, "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+        expect_error(c, "io.tsmd.Nope.Call", NULL, VARLINK_ERROR_INTERFACE_NOT_FOUND, NULL);
+        expect_error(c, "io.tsmd.Test.Echo", "{}", VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        expect_error(c, "io.tsmd.Test.Count", "{\"n\":1}", VARLINK_ERROR_EXPECTED_MORE, NULL);
+        expect_error(c, "io.tsmd.Test.NotBound", NULL, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, NULL);
+        expect_error(c, "io.tsmd.Test.Intercepted", NULL, "io.tsmd.Test.Nothing", NULL);
+        /* Answered by a method, even with an error: not the server's refusal. */
+        expect_error(c, "io.tsmd.Test.Denied", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"},\"upgrade\":true}");
+        ASSERT_NOT_NULL(raw_recv(fd));
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"},\"bogus\":1}");
+        ASSERT_NOT_NULL(raw_recv(fd));
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        raw_expect_hangup("{\"method\":", sizeof("{\"method\":"));
+        memset(big, ' ', sizeof(big));
+        raw_expect_hangup(big, sizeof(big));
+        raw_expect_hangup(deep, sizeof(deep));
+
+        fd = raw_connect();
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}", 2);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        raw_expect_hangup("{", 1);
+
+        /* c and two more fill MaxConnections. */
+        full[0] = client_new();
+        expect_error(full[0], "io.tsmd.Test.Denied", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        full[1] = client_new();
+        expect_error(full[1], "io.tsmd.Test.Denied", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        for (unsigned i = 0; i < 2; i++)
+                varlink_client_free(full[i]);
+        varlink_client_free(c);
+        server_stop();
+        ASSERT_STREQ(ts.refusals,
+                     VARLINK_ERROR_METHOD_NOT_FOUND " io.tsmd.Test.Nope\n"
+                     VARLINK_ERROR_INTERFACE_NOT_FOUND " io.tsmd.Nope.Call\n"
+                     VARLINK_ERROR_INVALID_PARAMETER " io.tsmd.Test.Echo\n"
+                     VARLINK_ERROR_EXPECTED_MORE " io.tsmd.Test.Count\n"
+                     VARLINK_ERROR_METHOD_NOT_IMPLEMENTED " io.tsmd.Test.NotBound\n"
+                     VARLINK_ERROR_METHOD_NOT_FOUND " io.tsmd.Test.Intercepted\n"
+                     VARLINK_ERROR_INVALID_PARAMETER " io.tsmd.Test.Echo\n"
+                     VARLINK_ERROR_INVALID_PARAMETER " \n"
+                     VARLINK_REFUSED_MALFORMED_MESSAGE " -\n"
+                     VARLINK_REFUSED_MESSAGE_TOO_LARGE " -\n"
+                     VARLINK_REFUSED_NESTING_TOO_DEEP " -\n"
+                     VARLINK_REFUSED_FILE_DESCRIPTORS " -\n"
+                     VARLINK_REFUSED_MESSAGE_TIMEOUT " -\n"
+                     VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+        ASSERT_EQ(ts.n_timed_out, 1U);
 }
 
 /* Sends; false if the server has hung up already. */
