@@ -172,8 +172,8 @@ static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userda
         op_free(userdata);
 }
 
-int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc func, VarlinkCall *call,
-                 json_object *parameters) {
+/* A call of ops' client, with room for its record reserved. */
+static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *call, GuestOp **ret) {
         GuestOp *op;
         int r;
 
@@ -196,10 +196,25 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc
         };
         TAILQ_INSERT_TAIL(&ops->unanswered, op, entry);
 
-        /* SECURITY: fail closed: no room for the record, nothing happens. */
         r = audit_log_reserve(m->audit, &op->reservation);
         if (r < 0) {
                 op_free(op);
+                return r;
+        }
+        *ret = op;
+        return 0;
+}
+
+int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc func, VarlinkCall *call,
+                 json_object *parameters) {
+        GuestOp *op;
+        int r;
+
+        /* SECURITY: fail closed: no room for the record, nothing happens. */
+        r = op_new(m, ops, event, call, &op);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
                 log_warning_errno(r, "Refusing %s, the audit log cannot take a record: %m", event);
                 return varlink_call_release(call, audit_failed_message(r));
         }
@@ -219,6 +234,22 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc
 
         varlink_call_set_interceptor(call, on_answer, op);
         return func(call, parameters, m);
+}
+
+void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call) {
+        const char *method = varlink_call_get_method(call);
+        GuestOp *op;
+        int r;
+
+        /* Not a call at all (an invalid call object): the record says "call". */
+        r = op_new(m, ops, !isempty(method) ? method : "call", call, &op);
+        if (r < 0) {
+                /* Nothing happens either way; the refusal goes out unrecorded. */
+                log_debug_errno(r, "Refusal of %s not recorded, the audit log cannot take it: %m", strna(method));
+                return;
+        }
+        varlink_call_set_userdata(call, op);
+        varlink_call_set_interceptor(call, on_answer, op);
 }
 
 void guest_op_set_context(VarlinkCall *call, uint64_t context) {

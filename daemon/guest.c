@@ -1269,6 +1269,10 @@ const PeerIdentity *guest_client_get_identity(const GuestClient *c) {
         return &c->identity;
 }
 
+void guest_client_refused(GuestClient *c, VarlinkCall *call) {
+        guest_op_refused(c->manager, &c->ops, call);
+}
+
 GuestClient *guest_client_free(GuestClient *c) {
         PendingChange *pc;
         PendingRequest *pr;

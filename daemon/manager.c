@@ -13,6 +13,7 @@
 #include "idle-flush.h"
 #include "log.h"
 #include "manager.h"
+#include "refusals.h"
 #include "varlink-service.h"
 
 /* How long a graceful stop waits for guest requests in flight. */
@@ -271,6 +272,7 @@ int manager_new(DaemonConfig *config, const char *config_path, int channel, Mana
                 return r;
         varlink_server_set_userdata(m->server, m);
         varlink_server_set_connection_callbacks(m->server, on_connect, on_disconnect);
+        refusals_setup(m);
 
         r = service_methods_register(m);
         if (r < 0)

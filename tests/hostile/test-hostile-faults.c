@@ -170,30 +170,9 @@ static void good_done(Good *g) {
 
 /* ---- the audit log, through io.tsmd.Admin.QueryAudit ---------------------------------------- */
 
-/* The records QueryAudit returns for params (JSON text), as a new reference. */
-static json_object *audit_query(Tsmd *t, const char *params) {
-        VarlinkClient *a = tsmd_connect(t);
-        json_object *r = CALL_OK(a, "io.tsmd.Admin.QueryAudit", params), *records;
-
-        ASSERT_TRUE(json_object_object_get_ex(r, "records", &records));
-        ASSERT_TRUE(json_object_is_type(records, json_type_array));
-        json_object_get(records);
-        varlink_client_free(a);
-        return records;
-}
-
-static int64_t audit_last_seq(Tsmd *t) {
-        json_object *records = audit_query(t, NULL);
-        size_t n = json_object_array_length(records);
-        int64_t seq = n > 0 ? JINT(json_object_array_get_idx(records, n - 1), "seq") : 0;
-
-        json_object_put(records);
-        return seq;
-}
-
 /* Records after seq `after` for address whose event and result are as given. */
 static size_t audit_count(Tsmd *t, int64_t after, const char *address, const char *event, const char *result) {
-        json_object *records = audit_query(t, strf("{\"fromSeq\":%" PRIi64 ",\"pciAddress\":\"%s\"}", after + 1, address));
+        json_object *records = tsmd_audit_query(t, strf("{\"fromSeq\":%" PRIi64 ",\"pciAddress\":\"%s\"}", after + 1, address));
         size_t n = 0;
 
         for (size_t i = 0; i < json_object_array_length(records); i++) {
@@ -218,7 +197,7 @@ static size_t audit_count(Tsmd *t, int64_t after, const char *address, const cha
 /* Every record after seq `after` (the guest requests among them counted into *ret_requests),
  * numbered without a gap. */
 static void expect_unbroken_log(Tsmd *t, int64_t after, size_t *ret_requests, size_t *ret_failed) {
-        json_object *records = audit_query(t, strf("{\"fromSeq\":%" PRIi64 "}", after + 1));
+        json_object *records = tsmd_audit_query(t, strf("{\"fromSeq\":%" PRIi64 "}", after + 1));
         size_t n = json_object_array_length(records), requests = 0, failed = 0;
 
         for (size_t i = 0; i < n; i++) {
@@ -256,7 +235,7 @@ static Baseline baseline_take(Tsmd *t, Good *g) {
         b.rss = tsmd_rss_kib(t);
         b.worker = tsmd_worker_pid(t);
         ASSERT_TRUE(b.worker > 0);
-        b.seq = audit_last_seq(t);
+        b.seq = tsmd_audit_last_seq(t);
         return b;
 }
 
@@ -1130,7 +1109,7 @@ TEST(audit_io_error) {
         varlink_client_free(d);
         ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
         /* The new log holds them, numbered on from before the failure. */
-        ASSERT_TRUE(audit_last_seq(&t) > seq);
+        ASSERT_TRUE(tsmd_audit_last_seq(&t) > seq);
 
         /* No fd leaked (the failed log may have closed its file; the new one has one). */
         fds = tsmd_settled_fds(&t, 1);

@@ -5,7 +5,8 @@
  * GET_VERSION in scope "info") keeps working, and checks afterwards that tsmd is still up,
  * that the good client's requests stayed fast (GOOD_MAX_USEC each), that tsmd's fd count is
  * back to exactly its baseline and its RSS near it, and that refusals were named errors
- * where the protocol allows an answer.
+ * where the protocol allows an answer. Every refusal is in the audit log under its name: a
+ * call's with the method as event, one that ends its connection with event "connection".
  *
  * Runs in: tests. The second-uid parts of the connection flood need root (SKIP otherwise).
  */
@@ -104,6 +105,7 @@ static void good_check_at(const char *file, int line, Good *g) {
 typedef struct Baseline {
         unsigned fds;      /* with the good client (and its context) connected, idle */
         unsigned long rss; /* KiB */
+        int64_t seq;       /* the last audit record before the attack */
 } Baseline;
 
 static Baseline baseline_take(Tsmd *t, Good *g) {
@@ -112,6 +114,8 @@ static Baseline baseline_take(Tsmd *t, Good *g) {
         /* Warm up: every path the attacks touch has run once, so the allocator has its arenas. */
         for (unsigned i = 0; i < 5; i++)
                 good_check(g);
+        /* Before the fds settle: the admin connection that asks is gone when they have. */
+        b.seq = tsmd_audit_last_seq(t);
         b.fds = tsmd_settled_fds(t, 1);
         b.rss = tsmd_rss_kib(t);
         return b;
@@ -222,6 +226,9 @@ static bool raw_closed_silently(int fd, uint64_t timeout_usec) {
         return k == 0 || (k < 0 && errno == ECONNRESET);
 }
 
+/* The refusals that ended connections since seq after, by name. */
+#define expect_hangups_audited(t, after, refusal, n) tsmd_expect_audit((t), (after), "connection", (refusal), (n))
+
 /* Expects exactly this reply (compared as JSON; params NULL: any parameters). */
 static void raw_expect_reply(int fd, const char *error, const char *params) {
         _cleanup_free_ char *m = raw_recv(fd, TSMD_WAIT_USEC);
@@ -309,6 +316,7 @@ TEST(oversize_message_and_endless_bytes) {
         (void) raw_send(fd, big, 5001);
         ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
         close(fd);
+        expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 1);
         good_check(&g);
 
         /* Endless bytes without a NUL, 64 KiB at a time: tsmd must hang up, long before 64 MiB. */
@@ -333,6 +341,7 @@ TEST(oversize_message_and_endless_bytes) {
         ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
         fprintf(stderr, "# endless stream: hung up after %zu KiB\n", sent / 1024);
         close(fd);
+        expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 2);
         good_check(&g);
 
         /* The same with a valid message first: it is answered, then the flood closes. */
@@ -342,6 +351,7 @@ TEST(oversize_message_and_endless_bytes) {
         (void) raw_send(fd, big, 8192);
         ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
         close(fd);
+        expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 3);
 
         raw_expect_alive(bystander);
         close(bystander);
@@ -400,6 +410,7 @@ TEST(never_reading_client) {
                 closed ? "tsmd hung up" : "tsmd stopped reading", rss);
         /* Not both open and still taking calls: that would be unbounded. */
         ASSERT_TRUE(closed || idle_since != 0);
+        expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_REPLIES_NOT_READ, closed ? 1 : 0);
 #if !TSMD_SANITIZED
         ASSERT_LE(rss, b.rss + RSS_SLACK_KIB);
 #endif
@@ -529,7 +540,9 @@ TEST(slowloris_timeout) {
         /* tsmd let go of them on its own (our ends are still open), saying why. */
         ASSERT_EQ(tsmd_wait_fds(&t, b.fds + 1, TSMD_WAIT_USEC), b.fds + 1);
         ASSERT_EQ(tsmd_log_count(&t, "did not complete its message within 1s"), SLOW_CONNS);
-        ASSERT_GE(tsmd_log_count(&t, "sent nothing within 2s of connecting"), 1U);
+        ASSERT_EQ(tsmd_log_count(&t, "sent nothing within 2s of connecting"), 1U);
+        expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TIMEOUT, SLOW_CONNS);
+        expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_IDLE_TIMEOUT, 1);
 
         /* Idle for over 2 s, but between messages: still served. */
         raw_expect_alive(bystander);
@@ -544,32 +557,37 @@ TEST(slowloris_timeout) {
 
 /* ---- malformed and mistyped JSON ----------------------------------------------------------------- */
 
-/* A message that must close its connection without an answer. */
-static void expect_silent_close(Tsmd *t, Good *g, const char *what, const void *msg, size_t len) {
+/* A message that must close its connection without an answer, refused by that name. */
+static void expect_silent_close(Tsmd *t, Good *g, const char *what, const void *msg, size_t len, const char *refusal) {
+        int64_t seq = tsmd_audit_last_seq(t);
         int fd = raw_open(t);
 
         (void) raw_send(fd, msg, len);
         if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
                 TEST_FAIL("%s: tsmd did not close the connection silently", what);
         close(fd);
+        expect_hangups_audited(t, seq, refusal, 1);
         good_check(g);
 }
 
 /* A call whose parameters must be refused with InvalidParameter naming param; the connection
  * stays usable. */
 static void expect_invalid_param(Tsmd *t, Good *g, const char *method, const char *params, const char *param) {
+        int64_t seq = tsmd_audit_last_seq(t);
         int fd = raw_open(t);
 
         ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"%s\",\"parameters\":%s}", method, params)));
         raw_expect_reply(fd, VARLINK_ERROR_INVALID_PARAMETER, strf("{\"parameter\":\"%s\"}", param));
         raw_expect_alive(fd);
         close(fd);
+        tsmd_expect_audit(t, seq, method, VARLINK_ERROR_INVALID_PARAMETER, 1);
         good_check(g);
 }
 
 /* A number json-c cannot represent: RFC 8259 lets a parser refuse it, so tsmd may either
  * hang up (as for malformed JSON) or name the parameter; nothing else. */
 static void expect_invalid_param_or_close(Tsmd *t, Good *g, const char *method, const char *params, const char *param) {
+        int64_t seq = tsmd_audit_last_seq(t);
         int fd = raw_open(t);
         char *m;
 
@@ -585,8 +603,11 @@ static void expect_invalid_param_or_close(Tsmd *t, Good *g, const char *method, 
                 free(m);
                 raw_expect_alive(fd);
                 fprintf(stderr, "# %s: InvalidParameter\n", params);
-        } else
+                tsmd_expect_audit(t, seq, method, VARLINK_ERROR_INVALID_PARAMETER, 1);
+        } else {
                 fprintf(stderr, "# %s: connection closed\n", params);
+                expect_hangups_audited(t, seq, VARLINK_REFUSED_MALFORMED_MESSAGE, 1);
+        }
         close(fd);
         good_check(g);
 }
@@ -619,16 +640,16 @@ TEST(malformed_json) {
 
         /* Nesting past MaxJsonDepth, a little and a lot (1 MB of brackets), and unterminated. */
         s = nesting_bomb(20, &len);
-        expect_silent_close(&t, &g, "nesting 20", s, len);
+        expect_silent_close(&t, &g, "nesting 20", s, len, VARLINK_REFUSED_NESTING_TOO_DEEP);
         free(s);
         s = nesting_bomb(500000, &len);
-        expect_silent_close(&t, &g, "nesting 500000", s, len);
+        expect_silent_close(&t, &g, "nesting 500000", s, len, VARLINK_REFUSED_NESTING_TOO_DEEP);
         free(s);
         /* Just within the limit, but the wrong type: a named refusal. */
         expect_invalid_param(&t, &g, G "CloseContext", "{\"context\":[[[[1]]]]}", "context");
 
 #define M(x) ("{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":" x "}")
-#define SILENT(what, x) expect_silent_close(&t, &g, what, M(x), sizeof(M(x)))
+#define SILENT(what, x) expect_silent_close(&t, &g, what, M(x), sizeof(M(x)), VARLINK_REFUSED_MALFORMED_MESSAGE)
         /* Invalid UTF-8: a stray continuation byte, an overlong '/', a truncated sequence, a
          * UTF-16 surrogate encoded in UTF-8, and a code point beyond U+10FFFF. */
         SILENT("bad utf-8 0xff", "{\"context\":1,\"x\":\"\xff\"}");
@@ -647,10 +668,11 @@ TEST(malformed_json) {
         SILENT("duplicate key", "{\"context\":1,\"context\":2}");
         expect_silent_close(&t, &g, "duplicate method",
                             "{\"method\":\"io.tsmd.Guest.CloseContext\",\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{\"context\":1}}",
-                            sizeof("{\"method\":\"io.tsmd.Guest.CloseContext\",\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{\"context\":1}}"));
-        expect_silent_close(&t, &g, "not an object", "[1]", 4);
-        expect_silent_close(&t, &g, "empty message", "", 1);
-        expect_silent_close(&t, &g, "trailing garbage", "{}x", 4);
+                            sizeof("{\"method\":\"io.tsmd.Guest.CloseContext\",\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{\"context\":1}}"),
+                            VARLINK_REFUSED_MALFORMED_MESSAGE);
+        expect_silent_close(&t, &g, "not an object", "[1]", 4, VARLINK_REFUSED_MALFORMED_MESSAGE);
+        expect_silent_close(&t, &g, "empty message", "", 1, VARLINK_REFUSED_MALFORMED_MESSAGE);
+        expect_silent_close(&t, &g, "trailing garbage", "{}x", 4, VARLINK_REFUSED_MALFORMED_MESSAGE);
 #undef SILENT
 #undef M
 
@@ -676,13 +698,15 @@ TEST(malformed_json) {
                              "{\"context\":1,\"vdeviceId\":1,\"scope\":\"info\",\"request\":\"\",\"maxResponseSize\":1e400}",
                              "maxResponseSize");
 
-        /* Not a valid call: named, then closed. */
+        /* Not a valid call: named, then closed; recorded as a "call" (it is none). */
         {
+                int64_t seq = tsmd_audit_last_seq(&t);
                 int fd = raw_open(&t);
                 ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":1},\"bogus\":1}"));
                 raw_expect_reply(fd, VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"bogus\"}");
                 ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
                 close(fd);
+                tsmd_expect_audit(&t, seq, "call", VARLINK_ERROR_INVALID_PARAMETER, 1);
         }
 
         expect_recovered(&t, &g, &b);
@@ -691,12 +715,10 @@ TEST(malformed_json) {
 }
 
 /*
- * DAEMON BUG (left failing on purpose): an int field below INT64_MIN is not refused but
- * silently clamped to INT64_MIN, while the symmetric case above INT64_MAX is refused with
- * InvalidParameter. json-c clamps -9223372036854775809 to INT64_MIN (errno ERANGE) and
- * json_is_int64() in proto/varlink-idl.c only tells a clamped INT64_MAX apart, so tsmd acts on
- * a number the client never sent: here it answers NoSuchContext {"context":
- * -9223372036854775808}. README: a mistyped field is answered with InvalidParameter naming it.
+ * An int field below INT64_MIN must be refused as one above INT64_MAX is, never acted on:
+ * json-c clamps -9223372036854775809 to INT64_MIN silently, so tsmd would answer NoSuchContext
+ * {"context": -9223372036854775808} for a number the client never sent. The strict pre-check
+ * (proto/json-strict.c) refuses integers json-c cannot store faithfully; this guards it.
  */
 TEST(int_below_int64_min_is_refused) {
         Tsmd t;
@@ -749,6 +771,13 @@ TEST(unknown_methods_and_foreign_handles) {
         /* WatchEvents without more. */
         CALL_ERROR(a, G "WatchEvents", NULL, VARLINK_ERROR_EXPECTED_MORE, NULL);
         good_check(&g);
+        /* Refused before any method ran, each is on record as the call it was. */
+        tsmd_expect_audit(&t, b.seq, G "Nope", VARLINK_ERROR_METHOD_NOT_FOUND, 1);
+        tsmd_expect_audit(&t, b.seq, "io.tsmd.Nope.Call", VARLINK_ERROR_INTERFACE_NOT_FOUND, 1);
+        tsmd_expect_audit(&t, b.seq, "io.tsmd.guest.OpenContext", VARLINK_ERROR_INTERFACE_NOT_FOUND, 1);
+        tsmd_expect_audit(&t, b.seq, "call", VARLINK_ERROR_INVALID_PARAMETER, 1);
+        tsmd_expect_audit(&t, b.seq, "io.tsmd.Admin.GetClients", VARLINK_ERROR_INTERFACE_NOT_FOUND, 1);
+        tsmd_expect_audit(&t, b.seq, G "WatchEvents", VARLINK_ERROR_EXPECTED_MORE, 1);
 
         /* The good client's context, named from another connection of the same uid, and from
          * another uid: as if it did not exist. */
@@ -779,6 +808,7 @@ TEST(unknown_methods_and_foreign_handles) {
         good_check(&g);
 
         /* Replay of released handles. */
+        int64_t replay_seq = tsmd_audit_last_seq(&t);
         r = CALL_OK(a, G "OpenContext", NULL);
         mine = JINT(r, "context");
         close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
@@ -801,6 +831,10 @@ TEST(unknown_methods_and_foreign_handles) {
         CALL_OK(a, G "DetachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":6}", mine));
         snprintf(err_params, sizeof(err_params), "{\"context\":%" PRIi64 ",\"vdeviceId\":6}", mine);
         CALL_ERROR(a, G "GuestRequest", request_params(mine, 6, DEV1, TDISP_MSG_GET_VERSION, 0), E_GUEST("NoSuchVDevice"), err_params);
+        tsmd_expect_audit(&t, replay_seq, "guest-request", E_GUEST("NoSuchContext"), 2);
+        tsmd_expect_audit(&t, replay_seq, "close-context", E_GUEST("NoSuchContext"), 1);
+        tsmd_expect_audit(&t, replay_seq, "get-state", E_GUEST("NoSuchContext"), 1);
+        tsmd_expect_audit(&t, replay_seq, "guest-request", E_GUEST("NoSuchVDevice"), 1);
 
         /* The good client's context survived all of it. */
         good_check(&g);
@@ -832,6 +866,7 @@ TEST(fd_flood) {
                 close(fd);
                 good_check(&g);
         }
+        expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_FILE_DESCRIPTORS, 3);
         ASSERT_EQ(tsmd_wait_fds(&t, b.fds, TSMD_WAIT_USEC), b.fds);
 
         /* Within the limit but for a method that takes none, 200 times: answered, and tsmd
@@ -850,6 +885,7 @@ TEST(fd_flood) {
         ASSERT_EQ(tsmd_wait_fds(&t, b.fds, TSMD_WAIT_USEC), b.fds);
 
         /* The wrong kind of fd to AdoptContext: named refusals, nothing kept. */
+        int64_t adopt_seq = tsmd_audit_last_seq(&t);
         a = tsmd_connect_guest(&t);
         ASSERT_OK(pipe2(pp, O_CLOEXEC));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp));
@@ -866,6 +902,7 @@ TEST(fd_flood) {
         CALL_ERROR(a, G "AdoptContext", "{\"fileDescriptor\":0}", E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\"}");
         ASSERT_EQ(varlink_client_push_fd(a, open("/dev/zero", O_RDWR | O_CLOEXEC)), 0);
         CALL_ERROR(a, G "AdoptContext", "{\"fileDescriptor\":4}", E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\"}");
+        tsmd_expect_audit(&t, adopt_seq, "adopt-context", E_GUEST("BadFileDescriptor"), ELEMENTSOF(wrong) + 2);
         ASSERT_EQ(varlink_client_push_fd(a, open("/dev/zero", O_RDWR | O_CLOEXEC)), 0);
         {
                 json_object *r = NULL;
@@ -1180,6 +1217,22 @@ TEST(connection_flood) {
         for (unsigned i = 0; i < 3; i++)
                 varlink_client_free(nb[i]);
         ASSERT_EQ(tsmd_wait_fds(&t, b.fds, TSMD_WAIT_USEC), b.fds);
+
+        /* Every refused connection is on record, under its uid and the limit it hit. */
+        tsmd_expect_audit(&t, b.seq, "connection", VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, 20);
+        {
+                json_object *records = tsmd_audit_query(
+                        &t, strf("{\"fromSeq\":%" PRIi64 ",\"result\":\"" VARLINK_REFUSED_TOO_MANY_CONNECTIONS "\"}", b.seq + 1));
+                size_t n = json_object_array_length(records);
+
+                /* Two past MaxConnections, and any the wait for a free slot met. */
+                ASSERT_GE(n, 2U);
+                for (size_t i = 0; i < n; i++) {
+                        int64_t uid = JINT(json_object_array_get_idx(records, i), "uid");
+                        ASSERT_TRUE(uid == NOBODY || uid == NOBODY - 1);
+                }
+                json_object_put(records);
+        }
         for (unsigned i = 0; i < 3; i++) {
                 mine[i] = raw_open(&t);
                 raw_expect_alive(mine[i]);

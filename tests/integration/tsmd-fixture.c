@@ -944,6 +944,61 @@ static const char *call_at(const char *file, int line, VarlinkClient *c, const c
         return error;
 }
 
+json_object *tsmd_audit_query(Tsmd *t, const char *params) {
+        VarlinkClient *a = tsmd_connect(t);
+        json_object *r = CALL_OK(a, "io.tsmd.Admin.QueryAudit", params), *records;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "records", &records));
+        ASSERT_TRUE(json_object_is_type(records, json_type_array));
+        json_object_get(records);
+        varlink_client_free(a);
+        return records;
+}
+
+int64_t tsmd_audit_last_seq(Tsmd *t) {
+        json_object *records = tsmd_audit_query(t, NULL);
+        size_t n = json_object_array_length(records);
+        int64_t seq = n > 0 ? JINT(json_object_array_get_idx(records, n - 1), "seq") : 0;
+
+        json_object_put(records);
+        return seq;
+}
+
+static bool field_is(json_object *rec, const char *key, const char *value) {
+        json_object *v;
+
+        return json_object_object_get_ex(rec, key, &v) && json_object_is_type(v, json_type_string) &&
+               streq(json_object_get_string(v), value);
+}
+
+size_t tsmd_audit_count(Tsmd *t, int64_t after, const char *event, const char *result) {
+        json_object *records = tsmd_audit_query(t, strf("{\"fromSeq\":%" PRIi64 ",\"uid\":%u,\"result\":\"%s\"}",
+                                                        after + 1, (unsigned) getuid(), result));
+        size_t n = 0;
+
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i);
+
+                if (field_is(rec, "event", event) && field_is(rec, "result", result))
+                        n++;
+        }
+        json_object_put(records);
+        return n;
+}
+
+void tsmd_expect_audit_at(const char *file, int line, Tsmd *t, int64_t after, const char *event, const char *result,
+                          size_t n) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+        size_t have;
+
+        /* Some records are written after the answer (a refused connection's, which has none). */
+        while ((have = tsmd_audit_count(t, after, event, result)) < n && now_usec() < deadline)
+                sleep_usec(5 * USEC_PER_MSEC);
+        if (have != n)
+                TEST_FAIL("%s:%d: %zu audit records of %s -> %s after seq %" PRIi64 ", expected %zu", file, line, have,
+                          event, result, after, n);
+}
+
 const char *tsmd_call(VarlinkClient *c, const char *method, const char *params, json_object **ret) {
         return call_at(__FILE__, __LINE__, c, method, params, ret);
 }

@@ -163,6 +163,20 @@ VarlinkClient *tsmd_connect_guest(Tsmd *t);
 VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid);
 bool tsmd_can_switch_uid(void);
 
+/* ---- the audit log, through io.tsmd.Admin.QueryAudit ----------------------------------------- */
+
+/* The records QueryAudit returns for params (JSON text, NULL: all), a new reference. */
+json_object *tsmd_audit_query(Tsmd *t, const char *params);
+/* The seq of the last record, 0 if there is none. */
+int64_t tsmd_audit_last_seq(Tsmd *t);
+/* Records after seq `after` of this event with this result, made by the test's own uid. */
+size_t tsmd_audit_count(Tsmd *t, int64_t after, const char *event, const char *result);
+/* Waits (bounded) for n such records; fails the test if there are more, or fewer by then. */
+#define tsmd_expect_audit(t, after, event, result, n) \
+        tsmd_expect_audit_at(__FILE__, __LINE__, (t), (after), (event), (result), (n))
+void tsmd_expect_audit_at(const char *file, int line, Tsmd *t, int64_t after, const char *event, const char *result,
+                          size_t n);
+
 /* A connected AF_UNIX socket to tsmd, for raw-protocol use; -errno on failure. */
 int tsmd_raw_connect(const char *path);
 
