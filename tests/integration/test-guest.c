@@ -677,6 +677,38 @@ TEST(limit_vdevices_per_client) {
         tsmd_teardown(&t);
 }
 
+/* [Guest] MaxRequestSize= and MaxResponseSize= cap every scope's own limits, and a reload moves
+ * the caps. GET_VERSION is a 16-byte request with an 18-byte answer (one version). */
+TEST(limit_request_and_response_size) {
+        Tsmd t;
+        VarlinkClient *a;
+        Msg m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0), big = m, resp;
+        int64_t ctx;
+
+        tsmd_start_config(&t, CONF_ZERO("\n[Guest]\nMaxRequestSize=15\nMaxResponseSize=17\n"));
+        a = tsmd_connect(&t);
+        ctx = open_context(a, NULL);
+        attach(a, ctx, 1, DEV1);
+
+        /* Within the scope's 20 bytes, beyond the cap. */
+        CALL_ERROR(a, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), E_GUEST("PayloadTooLarge"),
+                   "{\"field\":\"request\",\"limit\":15}");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("\n[Guest]\nMaxRequestSize=16\nMaxResponseSize=17\n")));
+        /* The request fits now; the answer does not, however much room the caller offers. */
+        CALL_ERROR(a, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), E_GUEST("PayloadTooLarge"),
+                   "{\"field\":\"maxResponseSize\",\"limit\":17}");
+        big.len = 17;
+        CALL_ERROR(a, G "GuestRequest", request_params(ctx, 1, "info", &big, 4096), E_GUEST("PayloadTooLarge"),
+                   "{\"field\":\"request\",\"limit\":16}");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("\n[Guest]\nMaxRequestSize=16\nMaxResponseSize=18\n")));
+        ASSERT_NULL(guest_request(a, ctx, 1, "info", &m, &resp, NULL));
+        ASSERT_EQ(resp.len, 18U);
+        ASSERT_EQ(resp.buf[1], TDISP_MSG_VERSION);
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* ---- clients that go away ---------------------------------------------------------------- */
 
 TEST(client_killed_mid_request) {
