@@ -412,7 +412,8 @@ TEST(never_reading_client) {
         ASSERT_TRUE(closed || idle_since != 0);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_REPLIES_NOT_READ, closed ? 1 : 0);
 #if !TSMD_SANITIZED
-        ASSERT_LE(rss, b.rss + RSS_SLACK_KIB);
+        if (!tsmd_under_valgrind()) /* valgrind's RSS; its leak check speaks instead */
+                ASSERT_LE(rss, b.rss + RSS_SLACK_KIB);
 #endif
         close(fd);
         expect_recovered(&t, &g, &b);
