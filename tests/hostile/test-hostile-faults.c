@@ -550,6 +550,62 @@ TEST(hanging_clients_do_not_starve_others) {
         tsmd_teardown(&t);
 }
 
+/*
+ * MaxPendingCalls= stops tsmd reading a client, not just answering it: with four requests of
+ * one connection hanging on a device and MaxPendingCalls=4, the call sent behind them is not
+ * even run (no record of it) until one times out; with room for five it runs at once (its
+ * answer waits its turn either way). The good client is served throughout.
+ */
+#define PENDING_TIMEOUT_USEC (1 * USEC_PER_SEC)
+#define PENDING_HANGING 4
+#define HANGING_DEV "0000:10:00.0"
+
+static void pending_calls_round(unsigned max_pending_calls) {
+        static const char bogus[] = "{\"context\":987654321}";
+        AsyncCall calls[PENDING_HANGING + 1] = {};
+        bool held = max_pending_calls <= PENDING_HANGING;
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm v;
+
+        tsmd_start_config(&t, CONF(DEV2 "," HANGING_DEV ":fault=timeout",
+                                   strf("RequestTimeoutUSec=%llu\n[Varlink]\nMaxPendingCalls=%u\n",
+                                        (unsigned long long) PENDING_TIMEOUT_USEC, max_pending_calls)));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        vmm_attach(&t, &v, HANGING_DEV);
+
+        for (unsigned i = 0; i < PENDING_HANGING; i++)
+                tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, HANGING_DEV), 0, &calls[i]);
+        tsmd_call_async(v.c, G "CloseContext", bogus, 0, &calls[PENDING_HANGING]);
+        tsmd_pump(v.c, 300 * USEC_PER_MSEC);
+        good_check(&g);
+        if (held)
+                ASSERT_EQ(tsmd_audit_count(&t, b.seq, "close-context", E_GUEST("NoSuchContext")), 0U);
+        else
+                tsmd_expect_audit(&t, b.seq, "close-context", E_GUEST("NoSuchContext"), 1);
+        ASSERT_EQ(calls[PENDING_HANGING].n, 0U);
+
+        /* In call order: the hanging ones by their deadline, then the one behind them. */
+        for (unsigned i = 0; i <= PENDING_HANGING; i++) {
+                if (!tsmd_async_wait(v.c, &calls[i], 1, PENDING_TIMEOUT_USEC + LATE_USEC))
+                        TEST_FAIL("call %u of the VMM not answered in time", i);
+                ASSERT_STREQ(calls[i].errors[0], i < PENDING_HANGING ? E_GUEST("Timeout") : E_GUEST("NoSuchContext"));
+                async_call_done(&calls[i]);
+        }
+        tsmd_expect_audit(&t, b.seq, "close-context", E_GUEST("NoSuchContext"), 1);
+        varlink_client_free(v.c);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+TEST(max_pending_calls_stops_reading) {
+        pending_calls_round(PENDING_HANGING);
+        pending_calls_round(PENDING_HANGING + 1);
+}
+
 /* ---- a device removed while requests to it are in flight ------------------------------------ */
 
 #define REMOVE_LATENCY_USEC (600 * USEC_PER_MSEC)
