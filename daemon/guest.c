@@ -197,11 +197,14 @@ static void context_persist(Manager *m, const GuestContext *ctx) {
                 log_warning_errno(r, "Failed to save the state of a context, it will not survive a restart: %m");
 }
 
-/* Looks up context and vDevice named in the parameters, replying the right error if absent. */
-static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev) {
+/* Looks up context and vDevice named in the parameters, replying the right error if absent.
+ * ret_info (optional) describes the vDevice's device; its backend is _TSM_BACKEND_TYPE_INVALID
+ * if the platform serves it no more. */
+static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev,
+                       TsmDeviceInfo *ret_info) {
         GuestClient *c = client_of(call);
         int64_t handle = get_int(p, "context", -1), id = get_int(p, "vdeviceId", -1);
-        TsmDeviceInfo info;
+        TsmDeviceInfo info = { .backend = _TSM_BACKEND_TYPE_INVALID };
         GuestContext *ctx;
         GuestVDevice *v;
 
@@ -221,12 +224,18 @@ static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, Gue
                 return 0;
         }
         guest_op_set_vdevice(call, (uint64_t) id);
-        guest_op_set_device(call, v->pci_address,
-                            tsm_platform_get_device(c->manager->platform, v->pci_address, &info) >= 0 ?
-                                    info.backend : _TSM_BACKEND_TYPE_INVALID);
+        if (tsm_platform_get_device(c->manager->platform, v->pci_address, &info) < 0)
+                info = (TsmDeviceInfo){ .backend = _TSM_BACKEND_TYPE_INVALID };
+        guest_op_set_device(call, v->pci_address, info.backend);
         *ret_ctx = ctx;
         *ret_vdev = v;
+        if (ret_info)
+                *ret_info = info;
         return 1;
+}
+
+static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev) {
+        return lookup_full(call, p, ret_ctx, ret_vdev, NULL);
 }
 
 
@@ -536,7 +545,7 @@ static int build_scopes(Manager *m, GuestClient *c, const TsmDeviceInfo *info, j
                 json_object *o = json_object_new_object();
                 uint32_t number;
 
-                if (tsm_platform_scope_number(m->platform, info->pci_address, s->name, &number) < 0) {
+                if (tsm_platform_scope_number(m->platform, info, s->name, &number) < 0) {
                         json_object_put(o);
                         continue; /* not reachable through this UAPI: not offered */
                 }
@@ -834,22 +843,19 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         uint32_t number;
         int r;
 
-        if (lookup(call, p, &ctx, &v) <= 0)
+        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
                 return 0;
-        if (v->gone)
+        if (v->gone || info.backend == _TSM_BACKEND_TYPE_INVALID)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
         if (max_response < 0)
                 return varlink_call_error_invalid_parameter(call, "maxResponseSize");
-        r = tsm_platform_get_device(m->platform, v->pci_address, &info);
-        if (r < 0)
-                return reply_backend_error(call, -ENODEV, v->pci_address);
 
         /* The scope, by name, for the backend serving this device; numbers are never taken. */
         desc = tsm_backend_find_scope(tsm_backend_desc(info.backend), scope);
         if (!desc)
                 return reply_error_kv(call, GUEST_ERROR("NoSuchScope"), "scope", json_object_new_string(scope),
                                       "backend", json_object_new_string(tsm_backend_type_to_string(info.backend)));
-        r = tsm_platform_scope_number(m->platform, v->pci_address, scope, &number);
+        r = tsm_platform_scope_number(m->platform, &info, scope, &number);
         if (r < 0)
                 return reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope", json_object_new_string(scope),
                                       "uapi", json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));

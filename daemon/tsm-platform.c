@@ -517,14 +517,8 @@ static int device_scope(TsmPlatform *p, const TsmDeviceInfo *info, const char *s
         return 0;
 }
 
-int tsm_platform_scope_number(TsmPlatform *p, const char *pci_address, const char *scope, uint32_t *ret) {
-        TsmDeviceInfo info;
-        int r;
-
-        r = tsm_platform_get_device(p, pci_address, &info);
-        if (r < 0)
-                return r;
-        return device_scope(p, &info, scope, NULL, ret);
+int tsm_platform_scope_number(TsmPlatform *p, const TsmDeviceInfo *device, const char *scope, uint32_t *ret) {
+        return device_scope(p, device, scope, NULL, ret);
 }
 
 /* SECURITY: the path is built from an address the inventory knows, never from client text. */

@@ -90,9 +90,10 @@ int tsm_platform_get_uapi(const TsmPlatform *p, TsmUapiVersion *ret);
  * to a TSM tsmd recognises. */
 int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret);
 
-/* The number to put into the kernel request for scope on that device: the only way a scope
- * number is ever made. -ENOENT unknown scope for the backend, -EOPNOTSUPP not in this UAPI. */
-int tsm_platform_scope_number(TsmPlatform *p, const char *pci_address, const char *scope, uint32_t *ret);
+/* The number to put into the kernel request for scope on a device (as tsm_platform_get_device()
+ * describes it): the only way a scope number is ever made. -ENOENT unknown scope for the
+ * backend, -EOPNOTSUPP not in this UAPI. */
+int tsm_platform_scope_number(TsmPlatform *p, const TsmDeviceInfo *device, const char *scope, uint32_t *ret);
 
 /* Connects a TDISP-capable device to a TSM (SPDM session, IDE) or disconnects it, through
  * the PCI TSM sysfs ABI (tsm/connect, tsm/disconnect). Kernel devices only. -ENODEV unknown

@@ -704,7 +704,7 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
 
         /* SECURITY: the scope is looked up by name in the table of the backend serving this
          * device, in the UAPI in use; the worker knows both, so anything else is not a slip. */
-        r = tsm_platform_scope_number(d->platform, v->pci_address, g->scope, &number);
+        r = tsm_platform_scope_number(d->platform, &info, g->scope, &number);
         if (r == -ENOENT)
                 VIOLATION(-EPERM, "no such scope for the device's backend");
         if (r == -EOPNOTSUPP)
