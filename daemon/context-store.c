@@ -36,7 +36,8 @@ int context_store_save(const char *dir, const char *token, uid_t uid, const Stor
 
         fprintf(f, "[Context]\nUid=%u\n", (unsigned) uid);
         for (size_t i = 0; i < n; i++)
-                fprintf(f, "VDevice=%u %s %s\n", v[i].id, v[i].pci_address, v[i].bound ? "bound" : "unbound");
+                fprintf(f, "VDevice=%u %s %s\n", v[i].id, v[i].pci_address,
+                        v[i].changing ? "changing" : v[i].bound ? "bound" : "unbound");
         if (fflush(f) != 0 || ferror(f)) {
                 r = negative_errno();
                 fclose(f);
@@ -80,9 +81,10 @@ static int on_assignment(const char *section, const char *key, const char *value
 
                 if (st->n >= CONTEXT_STORE_MAX_VDEVICES ||
                     sscanf(value, "%u %31s %15s", &d.id, d.pci_address, state) != 3 ||
-                    (!streq(state, "bound") && !streq(state, "unbound")))
+                    (!streq(state, "bound") && !streq(state, "unbound") && !streq(state, "changing")))
                         return -EBADMSG;
                 d.bound = streq(state, "bound");
+                d.changing = streq(state, "changing");
                 if (!GREEDY_REALLOC(st->v, st->allocated, st->n + 1))
                         return -ENOMEM;
                 st->v[st->n++] = d;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The state of an iommufd context kept next to its fd in systemd's fd store: whose it is and
- * which vDevices it had, bound or not. One small file per context, named by its reclaim token,
+ * which vDevices it had, bound, unbound, or changing (a bind or unbind was on its way, so a
+ * restart cannot know where it ended). One small file per context, named by its reclaim token,
  * replaced atomically on every change. Runs in: daemon.
  */
 #pragma once
@@ -14,6 +15,7 @@ typedef struct StoredVDevice {
         uint32_t id;
         char pci_address[32];
         bool bound;
+        bool changing; /* bound is what it was before the change */
 } StoredVDevice;
 
 #define CONTEXT_STORE_MAX_VDEVICES 4096U

@@ -191,6 +191,7 @@ static void context_persist(Manager *m, const GuestContext *ctx) {
                 v[i].id = ctx->vdevices[i].id;
                 snprintf(v[i].pci_address, sizeof(v[i].pci_address), "%s", ctx->vdevices[i].pci_address);
                 v[i].bound = ctx->vdevices[i].bound;
+                v[i].changing = ctx->vdevices[i].changing;
         }
         r = context_store_save(state_dir(m), ctx->token, ctx->uid, v, ctx->n_vdevices);
         if (r < 0)
@@ -363,17 +364,27 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 /* A release's unbind the TSM works on, with what its audit record needs once it is done. */
+/* An unbind tsmd makes on a client's behalf without a call: at release, or after a restart
+ * cut a bind or unbind off. */
 typedef struct Release {
         Manager *manager;
+        const char *event; /* the record's: "release" or "restore-unbind" */
         uid_t uid;
         gid_t gid;
         pid_t pid;
         uint64_t context; /* handle */
+        uint32_t context_id; /* the monitor's: the context may be reclaimed meanwhile */
         uint32_t vdevice;
         char *pci_address;
 } Release;
 
-/* Records what tsmd does on a client's behalf without a call (releases at disconnect). */
+static Release *release_free(Release *rel) {
+        if (rel)
+                free(rel->pci_address);
+        return mfree(rel);
+}
+
+/* Records what tsmd does on a client's behalf without a call. */
 static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
         if (error < 0)
                 log_error_errno(error, "Audit record of a release failed: %m");
@@ -383,7 +394,7 @@ static void audit_release(const Release *rel, int result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         TsmDeviceInfo info;
 
-        rec.event = "release";
+        rec.event = rel->event;
         rec.uid = rel->uid;
         rec.gid = rel->pid > 0 ? rel->gid : AUDIT_GID_INVALID;
         rec.pid = rel->pid;
@@ -404,8 +415,7 @@ static void on_release_unbound(int result, const void *response, size_t len, voi
         if (result < 0)
                 log_warning_errno(result, "Failed to unbind %s while releasing it: %m", rel->pci_address);
         audit_release(rel, result);
-        free(rel->pci_address);
-        free(rel);
+        release_free(rel);
 }
 
 /* Unbinds one vDevice if it is (or is being) bound, and forgets it. The unbind completes later,
@@ -418,14 +428,13 @@ static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
                 Release *rel = new0(Release, 1);
 
                 if (rel)
-                        *rel = (Release){ .manager = m, .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid,
-                                          .context = ctx->handle, .vdevice = v->id,
-                                          .pci_address = strdup(v->pci_address) };
+                        *rel = (Release){ .manager = m, .event = "release", .uid = ctx->uid, .gid = ctx->gid,
+                                          .pid = ctx->pid, .context = ctx->handle, .context_id = ctx->id,
+                                          .vdevice = v->id, .pci_address = strdup(v->pci_address) };
                 if (!rel || !rel->pci_address) {
                         /* The monitor unbinds it at the detach below all the same, unrecorded. */
                         log_oom();
-                        if (rel)
-                                free(rel);
+                        release_free(rel);
                 } else {
                         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, false, on_release_unbound,
                                                 rel, NULL);
@@ -707,17 +716,18 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         v->changing = false;
         if (result >= 0 && v->gone) /* unplugged as the answer came: it holds no TDI now */
                 result = -ENODEV;
+        if (result >= 0)
+                v->bound = pc->bind;
+        /* Before the answer: a restart after it must not find the change still on its way. */
+        context_persist(m, ctx);
         if (pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY)) {
                 json_object *state = state_json(m, ctx, v);
                 r = reply_error_kv(call, GUEST_ERROR("InvalidState"), "state",
                                    state ?: json_object_new_string("error"), NULL, NULL);
         } else if (result < 0)
                 r = reply_backend_error(call, result, v->pci_address);
-        else {
-                v->bound = pc->bind;
-                context_persist(m, ctx);
+        else
                 r = reply_state(call, m, ctx, v, false);
-        }
         if (r < 0 && !varlink_call_is_answered(call))
                 (void) varlink_call_error_errno(call, r);
         change_free(pc);
@@ -746,12 +756,17 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         *pc = (PendingChange){ .client = c, .call = varlink_call_ref(call), .context = ctx->handle,
                                .vdevice = v->id, .bind = bind };
         LIST_INSERT_HEAD(&c->changes, pc, entry);
+        /* Stored as changing before the TSM hears of it: if tsmd stops before the answer, the
+         * next one cannot know where the change ended, and unbinds (guest_restore_context()). */
+        v->changing = true;
+        context_persist(m, ctx);
         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, bind, on_bound, pc, &pc->request);
         if (r < 0) {
                 change_free(pc);
+                v->changing = false;
+                context_persist(m, ctx);
                 return reply_backend_error(call, r, v->pci_address);
         }
-        v->changing = true;
         return 0;
 }
 
@@ -1056,6 +1071,53 @@ static void on_rebound(int result, const void *response, size_t len, void *userd
                 log_warning_errno(result, "Failed to rebind an emulated device of a restored context: %m");
 }
 
+static void on_restore_unbound(int result, const void *response, size_t len, void *userdata) {
+        Release *rel = userdata;
+        GuestContext *ctx = find_context_by_id(rel->manager, rel->context_id);
+        GuestVDevice *v = ctx ? find_vdevice(ctx, rel->vdevice) : NULL;
+
+        if (result < 0)
+                log_warning_errno(result, "Failed to unbind %s after a restart cut its bind or unbind off, "
+                                  "it may still be bound: %m", rel->pci_address);
+        /* Released meanwhile (that waited for it as for any change): nothing to update. */
+        if (v && v->changing) {
+                v->changing = false;
+                v->bound = false;
+                context_persist(rel->manager, ctx);
+        }
+        audit_release(rel, result);
+        release_free(rel);
+}
+
+/* A kernel vDevice stored as changing: the bind or unbind on its way when tsmd stopped may or
+ * may not have happened, in a kernel that kept the iommufd alive. Unbinding brings it to a
+ * state tsmd knows; the VMM reclaiming it sees it unbound and binds it again. Busy meanwhile,
+ * as for a Bind of its own. */
+static void vdevice_unbind_unknown(Manager *m, GuestContext *ctx, GuestVDevice *v) {
+        Release *rel = new0(Release, 1);
+        int r;
+
+        if (!rel || !(rel->pci_address = strdup(v->pci_address))) {
+                release_free(rel);
+                log_oom();
+                return;
+        }
+        rel->manager = m;
+        rel->event = "restore-unbind";
+        rel->uid = ctx->uid;
+        rel->gid = ctx->gid;
+        rel->context_id = ctx->id;
+        rel->vdevice = v->id;
+        log_notice("A restart cut off a bind or unbind of %s (vDevice %u of uid %u), unbinding it.", v->pci_address,
+                   v->id, (unsigned) ctx->uid);
+        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, false, on_restore_unbound, rel, NULL);
+        if (r < 0) {
+                on_restore_unbound(r, NULL, 0, rel);
+                return;
+        }
+        v->changing = true;
+}
+
 int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc) {
         _cleanup_free_ StoredVDevice *stored = NULL;
         struct timeval tv = { .tv_sec = (time_t) m->config.reclaim_timeout_sec };
@@ -1115,9 +1177,12 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
                 }
                 /* After a restart of tsmd, the kernel kept the binding alive with the fd, but the
                  * emulated TSM lived in the old monitor: it is brought back to where the guest
-                 * left it. */
-                v->bound = stored[i].bound;
-                if (v->bound && info.emulated) {
+                 * left it. A change cut off on its way left the kernel's state unknown, and the
+                 * new emulated TSM's unbound. */
+                v->bound = stored[i].bound && !stored[i].changing;
+                if (stored[i].changing && !info.emulated)
+                        vdevice_unbind_unknown(m, ctx, v);
+                else if (v->bound && info.emulated) {
                         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, true, on_rebound,
                                                 NULL, NULL);
                         if (r < 0)

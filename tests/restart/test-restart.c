@@ -13,6 +13,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,11 +23,15 @@
 #include "config.h"
 #include "harness.h"
 #include "json-util.h"
+#include "platform-test-util.h"
+#include "sysfs-fixture.h"
 #include "varlink-client.h"
 
 typedef struct Manager {
         char dir[64];
         char guest[128], admin[128], notify[128], config[128];
+        /* Kernel mode: the fixture sysfs tree and the fake kernel's directory (empty: emulated). */
+        char sysfs_root[128], kernel_dir[128];
         int listen_fd, admin_fd, notify_fd;
         pid_t pid;
         /* What tsmd told us. */
@@ -51,7 +56,8 @@ static int unix_socket(int type, const char *path) {
         return fd;
 }
 
-static void manager_init(Manager *m) {
+/* Emulated, or kernel mode with the fake kernel's IommuDevice= (manager_init_kernel()). */
+static void manager_init_mode(Manager *m, bool kernel) {
         char path[256];
         FILE *f;
 
@@ -70,17 +76,41 @@ static void manager_init(Manager *m) {
 
         f = fopen(m->config, "w");
         ASSERT_NOT_NULL(f);
-        fprintf(f, "[Platform]\nMode=emulated\nIommuDevice=%s/no-iommu\n"
-                   "[Guest]\nContextStateDirectory=%s/state\nReclaimTimeoutSec=30\n"
+        if (kernel)
+                fprintf(f, "[Platform]\nMode=kernel\nIommuDevice=/dev/null\n");
+        else
+                fprintf(f, "[Platform]\nMode=emulated\nIommuDevice=%s/no-iommu\n", m->dir);
+        fprintf(f, "[Guest]\nContextStateDirectory=%s/state\nReclaimTimeoutSec=30\n"
                    "[Audit]\nDirectory=%s/audit\nJournal=no\n"
                    "[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n",
-                   m->dir, m->dir, m->dir, m->dir, m->dir);
+                   m->dir, m->dir, m->dir, m->dir);
         fclose(f);
         snprintf(path, sizeof(path), "%s/policy.conf", m->dir);
         f = fopen(path, "w");
         ASSERT_NOT_NULL(f);
         fprintf(f, "[Client:tests]\nUsers=root 65534\nDevices=*\n");
         fclose(f);
+}
+
+static void manager_init(Manager *m) {
+        manager_init_mode(m, false);
+}
+
+/* Kernel mode on the two-TSM fixture, in a mount namespace of this test's own, with the fake
+ * v5 kernel (tests/platform/fake-tsm-kernel-preload.c) answering on IommuDevice=/dev/null. */
+static void manager_init_kernel(Manager *m) {
+        int r;
+
+        manager_init_mode(m, true);
+        snprintf(m->sysfs_root, sizeof(m->sysfs_root), "%s/sysfs", m->dir);
+        snprintf(m->kernel_dir, sizeof(m->kernel_dir), "%s/kernel", m->dir);
+        ASSERT_OK(mkdir(m->sysfs_root, 0755));
+        ASSERT_OK(mkdir(m->kernel_dir, 0755));
+        platform_test_sandbox(false);
+        ASSERT_OK(mount("tmpfs", m->sysfs_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+        r = sysfs_fixture_apply_file(m->sysfs_root, PLATFORM_FIXTURE_DIR "/two-tsms.sysfs");
+        if (r < 0)
+                TEST_FAIL("building fixture two-tsms: %s", strerror(-r));
 }
 
 /* Starts tsmd the way systemd would: the socket at fd 3, stored fds after it. */
@@ -117,7 +147,20 @@ static void manager_start(Manager *m) {
                 setenv("NOTIFY_SOCKET", m->notify, 1);
                 setenv("WATCHDOG_PID", pid, 1);
                 setenv("WATCHDOG_USEC", "200000", 1);
-                execl(TSMD_PATH, "tsmd", "--config", m->config, NULL);
+                if (m->sysfs_root[0]) {
+                        char sysfs_arg[160], asan[512];
+
+                        setenv("LD_PRELOAD", FAKE_KERNEL_PRELOAD, 1);
+                        setenv("TSMD_FAKE_KERNEL_DEVICE", "/dev/null", 1);
+                        setenv("TSMD_FAKE_KERNEL_DIR", m->kernel_dir, 1);
+                        /* Under ASan the preloaded library comes before the sanitizer's runtime. */
+                        snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0", getenv("ASAN_OPTIONS") ?: "",
+                                 getenv("ASAN_OPTIONS") ? ":" : "");
+                        setenv("ASAN_OPTIONS", asan, 1);
+                        snprintf(sysfs_arg, sizeof(sysfs_arg), "--sysfs-root=%s", m->sysfs_root);
+                        execl(TSMD_PATH, "tsmd", "--config", m->config, sysfs_arg, NULL);
+                } else
+                        execl(TSMD_PATH, "tsmd", "--config", m->config, NULL);
                 _exit(127);
         }
 }
@@ -479,6 +522,106 @@ TEST(context_survives_restart) {
         close(fd);
         kill(m.pid, SIGTERM);
         ASSERT_EQ(exit_status(m.pid), 0);
+}
+
+/* ---- the fake kernel's side (manager_init_kernel()) ------------------------------------------- */
+
+/* Waits (bounded) until the calls the kernel saw are exactly want ("op VDEVICE TYPE" lines). */
+static void expect_kernel_calls(Manager *m, const char *want) {
+        char path[PATH_MAX], calls[4096] = "";
+
+        snprintf(path, sizeof(path), "%s/calls", m->kernel_dir);
+        for (int i = 0; i < 1000; i++) {
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+                ssize_t k = fd >= 0 ? read(fd, calls, sizeof(calls) - 1) : 0;
+
+                calls[MAX(k, (ssize_t) 0)] = 0;
+                if (streq(calls, want))
+                        return;
+                usleep(10000);
+        }
+        TEST_FAIL("the kernel saw\n%swhere it should have seen\n%s", calls, want);
+}
+
+/* While it exists, the kernel holds calls for that vDevice, as on a device taking its time. */
+static void kernel_hold(Manager *m, uint32_t vdevice, bool on) {
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/hold-%u", m->kernel_dir, vdevice);
+        if (on)
+                safe_close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        else
+                ASSERT_OK(unlink(path));
+}
+
+/*
+ * tsmd dies, monitor and all, while the kernel holds a VMM's Bind. The iommufd outlives it in
+ * the fd store, but whether the bind happened nobody can tell: the next tsmd unbinds the vDevice
+ * (and records that) before its VMM reclaims the context, which then shows it unbound, as it
+ * is, and binds it again.
+ */
+TEST(bind_cut_off_by_a_restart_is_undone) {
+        static const char bind[] = "{\"method\":\"io.tsmd.Guest.Bind\",\"parameters\":{\"context\":1,\"vdeviceId\":11}}";
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        VarlinkClient *c;
+        json_object *reply;
+        char token[64], params[128];
+        int64_t ctx;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        manager_init_kernel(&m);
+        manager_start(&m);
+        manager_wait(&m, is_ready, 10000);
+        ASSERT_TRUE(m.ready);
+
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":11,\"pciAddress\":\"0000:01:00.0\"}");
+        manager_wait(&m, has_stored, 5000);
+        ASSERT_TRUE(m.stored_fd >= 0);
+
+        /* The Bind, written onto the VMM's connection, reaches the kernel and stays there. */
+        kernel_hold(&m, 11, true);
+        ASSERT_EQ(send(varlink_client_get_fd(c), bind, sizeof(bind), MSG_NOSIGNAL), (ssize_t) sizeof(bind));
+        expect_kernel_calls(&m, "op 11 1\n");
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
+        varlink_client_free(c);
+        kernel_hold(&m, 11, false);
+
+        manager_start(&m);
+        manager_wait(&m, is_ready, 10000);
+        ASSERT_TRUE(m.ready);
+        expect_kernel_calls(&m, "op 11 1\nop 11 2\n");
+        for (unsigned i = 0; i < 500 && !(rec = last_audit_record(&m, "restore-unbind")); i++)
+                usleep(10000);
+        ASSERT_NOT_NULL(rec);
+        ASSERT_STREQ(json_get_string(rec, "result"), "ok");
+        ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
+        ASSERT_STREQ(json_get_string(rec, "backend"), "sev-tio");
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "vdeviceId")), 11);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "uid")), (int64_t) getuid());
+
+        c = connect_client(&m);
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
+        ctx = json_object_get_int64(json_object_object_get(reply, "context"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":11}", (long long) ctx);
+        reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_FALSE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+        call_ok(c, "io.tsmd.Guest.Bind", params);
+        expect_kernel_calls(&m, "op 11 1\nop 11 2\nop 11 1\n");
+        reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+
+        varlink_client_free(c);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
 }
 
 TEST_MAIN();

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The context state kept for restarts (daemon/context-store.c): vDevices round-trip bound,
+ * unbound and changing; a damaged file is refused as a whole, a missing one is -ENOENT.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "context-store.h"
+#include "harness.h"
+
+#define TOKEN "0123456789abcdef0123456789abcdef"
+
+static char dir[] = "/tmp/test-context-store-XXXXXX";
+
+static void write_state(const char *text) {
+        char path[256];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/" TOKEN ".state", dir);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fputs(text, f);
+        ASSERT_EQ(fclose(f), 0);
+}
+
+TEST(round_trip) {
+        const StoredVDevice saved[] = {
+                { .id = 1, .pci_address = "0000:01:00.0", .bound = true },
+                { .id = 2, .pci_address = "0000:02:00.0" },
+                /* Bound when a change set off: stored as changing, which is all a restart knows. */
+                { .id = 3, .pci_address = "0000:03:00.0", .bound = true, .changing = true },
+        };
+        StoredVDevice *v = NULL;
+        size_t n = 0;
+        uid_t uid = 0;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        ASSERT_OK(context_store_save(dir, TOKEN, 1000, saved, ELEMENTSOF(saved)));
+        ASSERT_OK(context_store_load(dir, TOKEN, &uid, &v, &n));
+        ASSERT_EQ(uid, 1000U);
+        ASSERT_EQ(n, ELEMENTSOF(saved));
+        for (size_t i = 0; i < n; i++) {
+                ASSERT_EQ(v[i].id, saved[i].id);
+                ASSERT_STREQ(v[i].pci_address, saved[i].pci_address);
+                ASSERT_EQ(v[i].changing, saved[i].changing);
+                ASSERT_EQ(v[i].bound, saved[i].bound && !saved[i].changing);
+        }
+        free(v);
+
+        ASSERT_OK(context_store_remove(dir, TOKEN));
+        ASSERT_ERRNO(context_store_load(dir, TOKEN, &uid, &v, &n), ENOENT);
+        ASSERT_OK(context_store_remove(dir, TOKEN));
+        ASSERT_OK(rmdir(dir));
+}
+
+TEST(damaged_files_are_refused) {
+        static const char *const damaged[] = {
+                "[Context]\nUid=5\nVDevice=1 0000:01:00.0 maybe\n",
+                "[Context]\nUid=5\nVDevice=1 0000:01:00.0\n",
+                "[Context]\nVDevice=1 0000:01:00.0 bound\n", /* whose? */
+                "[Context]\nUid=5\nColour=blue\n",
+                "[Other]\nUid=5\n",
+        };
+        StoredVDevice *v = NULL;
+        size_t n = 0;
+        uid_t uid;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        for (size_t i = 0; i < ELEMENTSOF(damaged); i++) {
+                write_state(damaged[i]);
+                ASSERT_ERRNO(context_store_load(dir, TOKEN, &uid, &v, &n), EBADMSG);
+                ASSERT_NULL(v);
+        }
+        /* What the previous versions wrote still loads. */
+        write_state("[Context]\nUid=5\nVDevice=7 0000:01:00.0 bound\nVDevice=8 0000:02:00.0 unbound\n");
+        ASSERT_OK(context_store_load(dir, TOKEN, &uid, &v, &n));
+        ASSERT_EQ(n, 2U);
+        ASSERT_TRUE(v[0].bound && !v[0].changing);
+        ASSERT_TRUE(!v[1].bound && !v[1].changing);
+        free(v);
+        ASSERT_OK(context_store_remove(dir, TOKEN));
+        ASSERT_OK(rmdir(dir));
+}
+
+TEST_MAIN();
