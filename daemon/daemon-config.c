@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "daemon-config.h"
+#include "audit-log.h"
 #include "audit-sync-mode.h"
 #include "emu-config.h"
 #include "ini.h"
@@ -93,6 +94,7 @@ static const ConfigItem config_items[] = {
         ITEM("Audit", "Files", CONFIG_UNSIGNED, audit_files, 2, 100),
         ITEM("Audit", "SyncMode", CONFIG_SYNC_MODE, audit_sync_mode, 0, 0),
         ITEM("Audit", "Journal", CONFIG_BOOL, audit_journal, 0, 0),
+        ITEM("Audit", "MaxRecordsInFlight", CONFIG_UNSIGNED, audit_max_in_flight, 1, 1U << 20),
 };
 
 void daemon_config_init(DaemonConfig *c) {
@@ -108,6 +110,7 @@ void daemon_config_init(DaemonConfig *c) {
                 .audit_files = 5,
                 .audit_sync_mode = AUDIT_SYNC_GROUP,
                 .audit_journal = true,
+                .audit_max_in_flight = AUDIT_MAX_IN_FLIGHT_DEFAULT,
         };
         c->context_state_dir = strdup(RUNSTATEDIR "/tsmd/contexts");
         c->policy_file = strdup(SYSCONFDIR "/tsmd/policy.conf");

@@ -32,6 +32,7 @@ typedef struct DaemonConfig {
         unsigned audit_files;
         AuditSyncMode audit_sync_mode;
         bool audit_journal;
+        unsigned audit_max_in_flight;
 } DaemonConfig;
 
 void daemon_config_init(DaemonConfig *c);

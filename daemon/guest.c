@@ -393,6 +393,7 @@ static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *user
 static void audit_release(const Release *rel, int result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         TsmDeviceInfo info;
+        int r;
 
         rec.event = rel->event;
         rec.uid = rel->uid;
@@ -406,7 +407,9 @@ static void audit_release(const Release *rel, int result) {
         /* Timeout: the TSM gave up, or had not answered when the worker exited; either way
          * nobody knows what the device did. */
         rec.result = result >= 0 ? "ok" : result == -ETIMEDOUT ? GUEST_ERROR("Timeout") : GUEST_ERROR("BackendError");
-        (void) audit_log_record(rel->manager->audit, &rec, on_release_recorded, NULL, NULL);
+        r = audit_log_record_owed(rel->manager->audit, &rec, on_release_recorded, NULL, NULL);
+        if (r < 0)
+                on_release_recorded(rel->manager->audit, 0, r, NULL);
 }
 
 static void on_release_unbound(int result, const void *response, size_t len, void *userdata) {

@@ -107,6 +107,7 @@ static int open_audit(Manager *m) {
         ac.n_files = m->config.audit_files;
         ac.sync_mode = m->config.audit_sync_mode;
         ac.journal = m->config.audit_journal;
+        ac.max_in_flight = m->config.audit_max_in_flight;
 
         /* systemd's LogsDirectory= makes it; by hand, we do (its parent must exist). */
         if (m->config.audit_dir && mkdir(m->config.audit_dir, 0750) < 0 && errno != EEXIST)

@@ -390,7 +390,7 @@ static int check_space(AuditLog *a) {
         return 0;
 }
 
-int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
+static int reserve(AuditLog *a, bool bounded, AuditReservation **ret) {
         AuditReservation *res;
         int r;
 
@@ -400,7 +400,7 @@ int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
         if (a->failed < 0)
                 return a->failed;
         /* SECURITY: a bounded queue; past it the daemon sheds load instead of growing. */
-        if (a->n_reserved + a->n_in_flight >= a->config.max_in_flight)
+        if (bounded && a->n_reserved + a->n_in_flight >= a->config.max_in_flight)
                 return -ENOBUFS;
         r = check_space(a);
         if (r < 0)
@@ -418,6 +418,10 @@ int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
 
         *ret = res;
         return 0;
+}
+
+int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
+        return reserve(a, true, ret);
 }
 
 AuditReservation *audit_log_cancel(AuditReservation *r) {
@@ -480,18 +484,28 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
         return 0;
 }
 
-int audit_log_record(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
-                     void *userdata, uint64_t *ret_seq) {
+static int record(AuditLog *a, bool bounded, const AuditRecord *rec, AuditCommitCallback cb, void *userdata,
+                  uint64_t *ret_seq) {
         AuditReservation *res;
         int r;
 
         assert_return(a, -EINVAL);
-        assert_return(record, -EINVAL);
+        assert_return(rec, -EINVAL);
 
-        r = audit_log_reserve(a, &res);
+        r = reserve(a, bounded, &res);
         if (r < 0)
                 return r;
-        return audit_log_commit(res, record, cb, userdata, ret_seq);
+        return audit_log_commit(res, rec, cb, userdata, ret_seq);
+}
+
+int audit_log_record(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb, void *userdata,
+                     uint64_t *ret_seq) {
+        return record(a, true, rec, cb, userdata, ret_seq);
+}
+
+int audit_log_record_owed(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb, void *userdata,
+                          uint64_t *ret_seq) {
+        return record(a, false, rec, cb, userdata, ret_seq);
 }
 
 int audit_log_add_listener(AuditLog *a, AuditListenerCallback cb, void *userdata,

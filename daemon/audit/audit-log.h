@@ -110,6 +110,11 @@ int audit_log_commit(AuditReservation *r, const AuditRecord *record, AuditCommit
 /* Reserve + commit, for lifecycle events that have nothing to refuse. */
 int audit_log_record(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
                      void *userdata, uint64_t *ret_seq);
+/* The same for a record tsmd owes for what it did on its own, on a client's behalf (unbinding at
+ * a release): taken past max_in_flight, so that a full queue cannot lose it. Callers bound
+ * these by what they track (a release per vDevice a client held). */
+int audit_log_record_owed(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
+                          void *userdata, uint64_t *ret_seq);
 
 /* Follows the log: cb sees every durable record once (streamed Varlink "more" calls).
  * destroy(userdata) runs exactly once, when the listener is freed or the log is. With ret

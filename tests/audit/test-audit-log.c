@@ -649,7 +649,10 @@ TEST(max_in_flight_enobufs) {
         for (unsigned i = 0; i < 8; i++)
                 ASSERT_OK(audit_log_commit(res[i], &r, ack_callback, &f.acks, NULL));
         ASSERT_ERRNO(audit_log_reserve(f.log, &res[8]), ENOBUFS);
-        wait_acks(&f, 8);
+        ASSERT_ERRNO(audit_log_record(f.log, &r, ack_callback, &f.acks, NULL), ENOBUFS);
+        /* What tsmd owes for what it did on its own goes in all the same. */
+        ASSERT_OK(audit_log_record_owed(f.log, &r, ack_callback, &f.acks, NULL));
+        wait_acks(&f, 9);
         assert_acks_ok(&f, 1);
         ASSERT_OK(audit_log_reserve(f.log, &res[8]));
         audit_log_cancel(res[8]);

@@ -606,6 +606,55 @@ TEST(max_pending_calls_stops_reading) {
         pending_calls_round(PENDING_HANGING + 1);
 }
 
+/*
+ * [Audit] MaxRecordsInFlight= bounds the audited calls in progress over all clients: with two
+ * requests hanging on a device and room for two, the next call is refused AuditFailed (ENOBUFS)
+ * and nothing happens. What tsmd owes for what it did on its own is recorded all the same: a VMM
+ * leaving with a bound device gets its unbind and its release record while the queue is full.
+ */
+#define QUEUE_TIMEOUT_USEC (1500 * USEC_PER_MSEC)
+
+TEST(a_full_audit_queue_refuses_calls_but_records_releases) {
+        AsyncCall hanging[2] = {};
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm hang, leaving;
+
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2 "," HANGING_DEV ":fault=timeout",
+                                   strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlight=2\n",
+                                        (unsigned long long) QUEUE_TIMEOUT_USEC)));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        vmm_attach(&t, &leaving, DEV1);
+        CALL_OK(leaving.c, G "Bind", guest_vdev_params(leaving.ctx, 1));
+        vmm_attach(&t, &hang, HANGING_DEV);
+
+        for (unsigned i = 0; i < ELEMENTSOF(hanging); i++)
+                tsmd_call_async(hang.c, G "GuestRequest", version_params(hang.ctx, 1, HANGING_DEV), 0, &hanging[i]);
+        tsmd_pump(hang.c, 100 * USEC_PER_MSEC);
+        CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), "{\"errno\":105}"); /* ENOBUFS */
+
+        /* The VMM leaves: tsmd unbinds its device and owes the record of that. */
+        varlink_client_free(leaving.c);
+        for (uint64_t deadline = now_usec() + QUEUE_TIMEOUT_USEC / 2; audit_count(&t, b.seq, DEV1, "release", "ok") == 0;
+             sleep_usec(5 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("no release record while the audit queue was full");
+        ASSERT_EQ(hanging[0].n, 0U); /* all of it while the queue was full */
+
+        for (unsigned i = 0; i < ELEMENTSOF(hanging); i++) {
+                ASSERT_TRUE(tsmd_async_wait(hang.c, &hanging[i], 1, QUEUE_TIMEOUT_USEC + LATE_USEC));
+                ASSERT_STREQ(hanging[i].errors[0], E_GUEST("Timeout"));
+                async_call_done(&hanging[i]);
+        }
+        varlink_client_free(hang.c);
+        expect_audited(&t, b.seq, DEV1, "release", "ok", 1);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
 /* ---- a device removed while requests to it are in flight ------------------------------------ */
 
 #define REMOVE_LATENCY_USEC (600 * USEC_PER_MSEC)
