@@ -363,9 +363,8 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
         return reply_context(call, ctx, -1);
 }
 
-/* A release's unbind the TSM works on, with what its audit record needs once it is done. */
-/* An unbind tsmd makes on a client's behalf without a call: at release, or after a restart
- * cut a bind or unbind off. */
+/* An unbind tsmd makes on a client's behalf without a call (at release, or after a restart cut
+ * a bind or unbind off), with what its audit record needs once the TSM is done. */
 typedef struct Release {
         Manager *manager;
         const char *event; /* the record's: "release" or "restore-unbind" */
