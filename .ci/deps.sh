@@ -5,7 +5,7 @@
 TSMD_PACKAGES=(
     meson ninja-build pkg-config gcc clang python3
     libsystemd-dev libjson-c-dev libevent-dev libcap-dev
-    systemd util-linux iproute2 procps
+    systemd util-linux iproute2 procps e2fsprogs
     golang-go golang-github-varlink-go-dev
     valgrind
 )
