@@ -972,6 +972,9 @@ TEST(disconnect_mid_request_and_mid_stream) {
                 varlink_client_free(a);
                 good_check(&g);
         }
+        /* Each abandoned request is on record as such, and each bound device's release. */
+        tsmd_expect_audit(&t, b.seq, "guest-request", VARLINK_ERROR_DISCONNECTED, 4 * 3);
+        tsmd_expect_audit(&t, b.seq, "release", "ok", 2);
 
         /* Half-close after a request: tsmd answers or not, but lets go of the connection. */
         {
