@@ -456,13 +456,29 @@ static const struct {
         { "io.tsmd.Admin.GetCounters", vl_get_counters },
 };
 
+/* Every admin call is recorded, with the answer it got: refusals under their error's name. The
+ * record is taken even past the audit queue's bound (admin calls are few, and each waits for its
+ * record), and an admin is answered even when the log has failed: reloading it is how it is
+ * repaired. */
+typedef struct AdminAnswer {
+        VarlinkCall *call;
+        json_object *message; /* held until the record is durable */
+} AdminAnswer;
+
+static void admin_answer_release(AdminAnswer *a) {
+        (void) varlink_call_release(a->call, TAKE_PTR(a->message));
+        varlink_call_unref(a->call);
+        free(a);
+}
+
 static void on_admin_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
         if (error < 0)
                 log_error_errno(error, "Audit record of an admin call failed: %m");
+        if (userdata)
+                admin_answer_release(userdata);
 }
 
-/* Every admin call is recorded, refusals included. */
-static void audit_admin(Manager *m, VarlinkCall *call, const char *result) {
+static int audit_admin(Manager *m, VarlinkCall *call, const char *result, AdminAnswer *answer) {
         GuestClient *c = varlink_conn_get_userdata(varlink_call_get_conn(call));
         const PeerIdentity *id = c ? guest_client_get_identity(c) : NULL;
         AuditRecord rec = AUDIT_RECORD_INIT;
@@ -475,23 +491,47 @@ static void audit_admin(Manager *m, VarlinkCall *call, const char *result) {
                 rec.unit = id->unit;
         }
         rec.result = result;
-        (void) audit_log_record(m->audit, &rec, on_admin_recorded, NULL, NULL);
+        return audit_log_record_owed(m->audit, &rec, on_admin_recorded, answer, NULL);
+}
+
+static void on_admin_answer(VarlinkCall *call, json_object *message, void *userdata) {
+        AdminAnswer *a = new0(AdminAnswer, 1);
+        json_object *error;
+        int r;
+
+        if (!a) {
+                log_oom();
+                (void) varlink_call_release(call, message);
+                return;
+        }
+        *a = (AdminAnswer){ .call = varlink_call_ref(call), .message = message };
+        r = audit_admin(userdata, call,
+                        json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok", a);
+        if (r < 0) {
+                log_error_errno(r, "Audit record of an admin call failed: %m");
+                admin_answer_release(a);
+        }
 }
 
 static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         int r;
 
-        if (!manager_is_admin(m, varlink_call_get_conn(call))) {
-                audit_admin(m, call, VARLINK_ERROR_PERMISSION_DENIED);
+        varlink_call_set_interceptor(call, on_admin_answer, m);
+        if (!manager_is_admin(m, varlink_call_get_conn(call)))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++)
-                if (streq(admin_methods[i].name, varlink_call_get_method(call))) {
-                        r = admin_methods[i].func(call, p, userdata);
-                        audit_admin(m, call, r < 0 ? VARLINK_ERROR_SYSTEM : "ok");
-                        return r;
+        for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++) {
+                if (!streq(admin_methods[i].name, varlink_call_get_method(call)))
+                        continue;
+                r = admin_methods[i].func(call, p, userdata);
+                /* A subscription has no final answer to wait for: it is recorded when made. */
+                if (varlink_call_get_flags(call) & VARLINK_CALL_MORE && !varlink_call_is_answered(call)) {
+                        varlink_call_set_interceptor(call, NULL, NULL);
+                        if (audit_admin(m, call, r < 0 ? VARLINK_ERROR_SYSTEM : "ok", NULL) < 0)
+                                log_error("Audit record of an admin call failed.");
                 }
+                return r;
+        }
         return -EOPNOTSUPP;
 }
 

@@ -303,6 +303,14 @@ TEST(connect_and_disconnect_through_admin) {
         fclose(f);
         ASSERT_STREQ(buf, "tsm1");
 
+        /* Each on record with the answer it got, refusals by name. */
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.NoSuchTsm", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.NoSuchDevice", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.DeviceBusy", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.DeviceBusy", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "ok", 1);
+
         varlink_client_free(c);
         teardown(&e);
 }
