@@ -513,11 +513,15 @@ static void on_admin_answer(VarlinkCall *call, json_object *message, void *userd
         }
 }
 
+void admin_audit_answer(Manager *m, VarlinkCall *call) {
+        varlink_call_set_interceptor(call, on_admin_answer, m);
+}
+
 static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         int r;
 
-        varlink_call_set_interceptor(call, on_admin_answer, m);
+        admin_audit_answer(m, call);
         if (!manager_is_admin(m, varlink_call_get_conn(call)))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
         for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++) {

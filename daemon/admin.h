@@ -9,5 +9,10 @@ int admin_methods_register(Manager *m);
 /* Stops the audit follows of a connection that went away (conn NULL: all of them). */
 void admin_forget_followers(Manager *m, VarlinkConn *conn);
 
+/* Records the call's final answer as every admin call's is (io.tsmd.Service's Reload and
+ * SetLogLevel are admin actions too): under its error's name for a refusal, answered once the
+ * record is durable. Call before answering. */
+void admin_audit_answer(Manager *m, VarlinkCall *call);
+
 /* Root, and whom the policy's [Admin] names (identity taken at connect time). */
 bool manager_is_admin(Manager *m, VarlinkConn *conn);

@@ -97,6 +97,7 @@ static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, v
         const char *level = json_get_string(parameters, "level");
         int l;
 
+        admin_audit_answer(userdata, call);
         if (!is_admin(userdata, call))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
 
@@ -114,6 +115,7 @@ static int vl_method_reload(VarlinkCall *call, json_object *parameters, void *us
         json_object *p;
         int r;
 
+        admin_audit_answer(userdata, call);
         if (!is_admin(userdata, call))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
 

@@ -317,6 +317,10 @@ TEST(broken_policy_on_reload_keeps_the_old_one) {
                 TEST_FAIL("ReloadFailed does not name 10-bad.conf:3: %s", message);
         expect_scope_ok(a, ctx, 1, "state-change", DEV1);
 
+        /* Reloading the policy is an admin action: on record, refusals by name. */
+        tsmd_expect_audit(&t, 0, "io.tsmd.Service.Reload", "io.tsmd.Service.ReloadFailed", 2);
+        tsmd_expect_audit(&t, 0, "io.tsmd.Service.Reload", "ok", 1);
+
         varlink_client_free(a);
         tsmd_teardown(&t);
 }
