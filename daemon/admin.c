@@ -529,7 +529,7 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
                         continue;
                 r = admin_methods[i].func(call, p, userdata);
                 /* A subscription has no final answer to wait for: it is recorded when made. */
-                if (varlink_call_get_flags(call) & VARLINK_CALL_MORE && !varlink_call_is_answered(call)) {
+                if ((varlink_call_get_flags(call) & VARLINK_CALL_MORE) && !varlink_call_is_answered(call)) {
                         varlink_call_set_interceptor(call, NULL, NULL);
                         if (audit_admin(m, call, r < 0 ? VARLINK_ERROR_SYSTEM : "ok", NULL) < 0)
                                 log_error("Audit record of an admin call failed.");
