@@ -120,6 +120,32 @@ static int open_audit(Manager *m) {
         return 0;
 }
 
+static void on_worker_end_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of the previous worker's end failed: %m");
+}
+
+/* A worker restarted under the VMs: the audit log says why the one before it ended, the
+ * monitor's kill of a compromised one first of all. */
+static void audit_previous_worker(Manager *m) {
+        static const char *const results[_TSM_PRIV_WORKER_END_MAX] = {
+                [TSM_PRIV_WORKER_EXITED] = "io.tsmd.WorkerExited",
+                [TSM_PRIV_WORKER_CRASHED] = "io.tsmd.WorkerCrashed",
+                [TSM_PRIV_WORKER_COMPROMISED] = "io.tsmd.WorkerCompromised",
+                [TSM_PRIV_WORKER_UNRESPONSIVE] = "io.tsmd.WorkerUnresponsive",
+        };
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        int r;
+
+        if (m->hello.previous_end == TSM_PRIV_WORKER_FIRST)
+                return;
+        rec.event = "worker-restart";
+        rec.result = results[m->hello.previous_end];
+        r = audit_log_record_owed(m->audit, &rec, on_worker_end_recorded, NULL, NULL);
+        if (r < 0)
+                on_worker_end_recorded(m->audit, 0, r, NULL);
+}
+
 static void on_reload_signal(evutil_socket_t sig, short what, void *userdata) {
         (void) manager_reload(userdata, NULL);
 }
@@ -260,6 +286,7 @@ int manager_new(DaemonConfig *config, const char *config_path, int channel, Mana
         r = open_audit(m);
         if (r < 0)
                 return r;
+        audit_previous_worker(m);
         tsm_platform_set_device_gone_callback(m->platform, on_device_gone, m);
 
         r = varlink_server_new(m->base, &m->server);

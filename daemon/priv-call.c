@@ -393,6 +393,8 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         h.uapi = hello.uapi;
         h.emulated = hello.emulated;
         h.fdstore = hello.fdstore;
+        h.previous_end = hello.previous_end < _TSM_PRIV_WORKER_END_MAX ? hello.previous_end : TSM_PRIV_WORKER_FIRST;
+        h.previous_status = hello.previous_status;
 
         /* Sockets, then the contexts kept from before, then it waits for READY. */
         for (;;) {

@@ -22,6 +22,8 @@ typedef struct PrivHello {
         int32_t uapi;   /* TsmUapiVersion, or -errno */
         bool emulated;
         bool fdstore;
+        TsmPrivWorkerEnd previous_end; /* how the worker before this one ended */
+        uint32_t previous_status;
         int *socket_fds;
         TsmPrivSocketKind *socket_kinds;
         size_t n_sockets;

@@ -36,10 +36,10 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* Raised whenever a message's meaning changes (2: SETTLE_VDEVICE, ATTACH_VDEVICE's flags): a
- * worker binary newer or older than its running monitor refuses the HELLO rather than
- * misreading it. */
-#define TSM_PRIV_VERSION 2U
+/* Raised whenever a message's meaning changes (2: SETTLE_VDEVICE, ATTACH_VDEVICE's flags; 3:
+ * HELLO says how the previous worker ended): a worker binary newer or older than its running
+ * monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 3U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -109,6 +109,16 @@ struct tsm_priv_hdr {
         uint32_t __reserved;
 };
 
+/* How the worker before this one ended, for the new one's audit log. */
+typedef enum TsmPrivWorkerEnd {
+        TSM_PRIV_WORKER_FIRST = 0,        /* there was none */
+        TSM_PRIV_WORKER_EXITED = 1,       /* status: its exit status */
+        TSM_PRIV_WORKER_CRASHED = 2,      /* status: the signal that ended it */
+        TSM_PRIV_WORKER_COMPROMISED = 3,  /* killed by the monitor for breaking a rule */
+        TSM_PRIV_WORKER_UNRESPONSIVE = 4, /* killed by the monitor after it fell silent */
+        _TSM_PRIV_WORKER_END_MAX,
+} TsmPrivWorkerEnd;
+
 struct tsm_priv_hello {
         struct tsm_priv_hdr hdr;
         uint32_t version;        /* TSM_PRIV_VERSION */
@@ -117,6 +127,8 @@ struct tsm_priv_hello {
         uint32_t fdstore;        /* 1: contexts also survive a restart of tsmd itself */
         uint32_t n_sockets;      /* LISTEN_SOCKET messages that follow */
         uint32_t n_restored;     /* RESTORED_CONTEXT messages that follow the sockets */
+        uint32_t previous_end;   /* TsmPrivWorkerEnd */
+        uint32_t previous_status;
 };
 
 typedef enum TsmPrivSocketKind {
@@ -212,7 +224,7 @@ struct tsm_priv_reply {
 };
 
 _Static_assert(sizeof(struct tsm_priv_hdr) == 24, "no padding");
-_Static_assert(sizeof(struct tsm_priv_hello) == 48, "no padding");
+_Static_assert(sizeof(struct tsm_priv_hello) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_listen_socket) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_restored_context) == 72, "no padding");
 _Static_assert(sizeof(struct tsm_priv_ready) == 24, "no padding");

@@ -66,6 +66,8 @@ struct MonitorDispatch {
         int channel;        /* borrowed; -EBADF while no worker is served */
         uint32_t seen_once; /* a bit per type: MON_ONCE messages this worker sent */
         uint32_t violation_type;
+        TsmPrivWorkerEnd previous_end; /* for the next HELLO */
+        uint32_t previous_status;
 
         LIST_HEAD(, MonitorRequest) requests;
         size_t n_requests;
@@ -827,6 +829,11 @@ MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
         return mfree(d);
 }
 
+void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status) {
+        d->previous_end = end;
+        d->previous_status = status;
+}
+
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
                            size_t n_sockets) {
         struct tsm_priv_hello hello;
@@ -858,6 +865,8 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         hello.fdstore = fdstore_available();
         hello.n_sockets = (uint32_t) n_sockets;
         hello.n_restored = (uint32_t) monitor_contexts_size(d->contexts);
+        hello.previous_end = d->previous_end;
+        hello.previous_status = d->previous_status;
         r = tsm_priv_send(channel, &hello, NULL, 0, -EBADF);
         if (r < 0)
                 return r;

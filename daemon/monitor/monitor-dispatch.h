@@ -64,6 +64,8 @@ typedef struct MonitorListenSocket {
  */
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
                            size_t n_sockets);
+/* What the next HELLO says of the worker before (TSM_PRIV_WORKER_FIRST until set). */
+void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status);
 
 /*
  * Reads and handles every datagram available on the channel (non-blocking, until -EAGAIN),

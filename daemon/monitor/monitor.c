@@ -54,6 +54,7 @@ struct Monitor {
         struct event *ev_channel;
         uint64_t worker_start_usec, last_sign_of_life_usec, backoff_usec;
         bool worker_ready; /* the current worker sent READY */
+        TsmPrivWorkerEnd worker_killed_for; /* COMPROMISED or UNRESPONSIVE once the monitor kills it */
         bool ready_sent;   /* READY=1 went to the service manager */
         bool stopping;
 
@@ -92,9 +93,11 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         }
         /* SECURITY: a worker that broke a rule never gets another message through: killed,
          * not argued with. */
-        if (reason)
+        if (reason) {
                 log_error("Compromised worker (pid %d): %s: %s. Killing it.", (int) m->worker_pid,
                           monitor_dispatch_get_violation_type(m->dispatch), reason);
+                m->worker_killed_for = TSM_PRIV_WORKER_COMPROMISED;
+        }
         else if (r != -EPIPE)
                 log_warning_errno(r, "Channel to the worker failed, killing it: %m");
         if (r != -EPIPE)
@@ -167,6 +170,14 @@ static void worker_exited(Monitor *m, int status) {
         else
                 log_warning("Worker %d was killed by signal %s.", (int) m->worker_pid,
                             strna(sigabbrev_np(WTERMSIG(status))));
+        /* The next worker records it: the audit log is the worker's. */
+        if (m->worker_killed_for != TSM_PRIV_WORKER_FIRST)
+                monitor_dispatch_set_previous_worker(m->dispatch, m->worker_killed_for, 0);
+        else if (WIFEXITED(status))
+                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_EXITED, (uint32_t) WEXITSTATUS(status));
+        else
+                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_CRASHED, (uint32_t) WTERMSIG(status));
+        m->worker_killed_for = TSM_PRIV_WORKER_FIRST;
         m->worker_pid = 0;
         m->worker_ready = false;
         monitor_dispatch_stop(m->dispatch);
@@ -293,6 +304,7 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
                 log_error("Worker %d has not spoken for %llu s, killing it.", (int) m->worker_pid,
                           WORKER_SILENCE_MAX_USEC / 1000000);
                 m->worker_ready = false;
+                m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
                 worker_kill(m, SIGKILL);
         }
 }

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,6 +64,7 @@ typedef struct Fixture {
         uint32_t cookie;
         size_t n_fds_before; /* open before the fixture: the same number must be after */
         bool emulated;       /* else the kernel's TSMs, on a fixture sysfs with a fake kernel */
+        struct tsm_priv_hello hello; /* the last worker_start()'s */
 
         unsigned n_ready, n_status, n_reload;
         struct tsm_priv_status status;
@@ -167,6 +169,7 @@ static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *resto
         ASSERT_ERRNO(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)), EBUSY);
 
         receive(f, TSM_PRIV_HELLO, &hello, sizeof(hello), NULL, NULL);
+        f->hello = hello;
         ASSERT_EQ(hello.version, TSM_PRIV_VERSION);
         ASSERT_EQ(hello.emulated, f->emulated);
         ASSERT_EQ(hello.fdstore, 0);
@@ -774,8 +777,13 @@ TEST(reclaim_after_restart) {
         m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, OTHER_SLOT, a);
         expect_violation(f, &m, "RECLAIM_CONTEXT");
 
+        /* The new worker hears how the one before ended (the first heard of none). */
+        ASSERT_EQ(f->hello.previous_end, TSM_PRIV_WORKER_FIRST);
         worker_stop(f);
+        monitor_dispatch_set_previous_worker(f->dispatch, TSM_PRIV_WORKER_CRASHED, SIGSEGV);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_EQ(f->hello.previous_end, TSM_PRIV_WORKER_CRASHED);
+        ASSERT_EQ(f->hello.previous_status, SIGSEGV);
         ASSERT_EQ(restored[0].context, a);
         ASSERT_EQ(restored[0].uid, 1000);
         ASSERT_STREQ(restored[0].token, TOKEN_A);

@@ -296,6 +296,30 @@ static void expect_context_intact(Setup *s) {
         expect_fds(s);
 }
 
+/* The new worker's audit log says how the one before it ended: exactly once, as result. */
+static void expect_worker_end_audited(Setup *s, const char *result) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        for (;; sleep_usec(5 * USEC_PER_MSEC)) {
+                json_object *records = tsmd_audit_query(&s->t, NULL);
+                size_t n = 0, n_result = 0;
+
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+
+                        if (!streq(JSTR(rec, "event"), "worker-restart"))
+                                continue;
+                        n++;
+                        n_result += streq(JSTR(rec, "result"), result);
+                }
+                json_object_put(records);
+                if (n == 1 && n_result == 1)
+                        return;
+                if (n > 1 || now_usec() > deadline)
+                        TEST_FAIL("%zu worker-restart records, %zu of them %s; expected one", n, n_result, result);
+        }
+}
+
 /* ---- a worker that breaks the rules ------------------------------------------------------- */
 
 static void run_attack(const char *attack, const char *type, const char *reason) {
@@ -309,6 +333,7 @@ static void run_attack(const char *attack, const char *type, const char *reason)
                            1, TSMD_WAIT_USEC))
                 TEST_FAIL("no \"Compromised worker (pid %d): %s: %s.\" for '%s'", (int) s.proxy, type, reason, attack);
         expect_replaced(&s);
+        expect_worker_end_audited(&s, "io.tsmd.WorkerCompromised");
         expect_context_intact(&s);
         /* The new worker was not taken for a compromised one too. */
         ASSERT_EQ(tsmd_log_count(&s.t, "Compromised worker"), 1);
@@ -356,6 +381,7 @@ TEST(wedged_worker) {
         expect_replaced(&s);
         ASSERT_EQ(write(guard, "D", 1), 1);
         close(guard);
+        expect_worker_end_audited(&s, "io.tsmd.WorkerUnresponsive");
 
         expect_context_intact(&s);
         ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
@@ -369,6 +395,7 @@ TEST(worker_ends_with_its_proxy) {
         /* Not the monitor's doing: nothing but the end of file tells the real worker. */
         ASSERT_OK(kill(s.proxy, SIGKILL));
         expect_replaced(&s);
+        expect_worker_end_audited(&s, "io.tsmd.WorkerCrashed");
         ASSERT_TRUE(tsmd_log_contains(&s.t, "Lost the monitor: it hung up."));
         ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
         expect_context_intact(&s);
