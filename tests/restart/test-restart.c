@@ -213,6 +213,13 @@ static bool is_ready(Manager *m) {
         return m->ready;
 }
 
+/* Starts tsmd and waits (bounded) for its READY=1. */
+static void manager_start_ready(Manager *m) {
+        manager_start(m);
+        manager_wait(m, is_ready, 10000);
+        ASSERT_TRUE(m->ready);
+}
+
 static bool has_stored(Manager *m) {
         return m->stored_fd >= 0;
 }
@@ -277,9 +284,7 @@ TEST(notify_and_watchdog) {
         Manager m;
 
         manager_init(&m);
-        manager_start(&m);
-        manager_wait(&m, is_ready, 10000);
-        ASSERT_TRUE(m.ready);
+        manager_start_ready(&m);
         manager_wait(&m, has_watchdog, 2000);
         ASSERT_TRUE(m.watchdog); /* WATCHDOG_USEC=200ms: a ping every 100ms */
         ASSERT_NOT_NULL(strstr(m.status, "clients")); /* STATUS= follows READY=1 */
@@ -355,9 +360,7 @@ TEST(capabilities_are_the_documented_minimum) {
                 SKIP("tsmd drops capabilities only when it has them");
         ours = status_hex(getpid(), "CapBnd:");
         manager_init(&m);
-        manager_start(&m);
-        manager_wait(&m, is_ready, 10000);
-        ASSERT_TRUE(m.ready);
+        manager_start_ready(&m);
         ASSERT_EQ(status_hex(m.pid, "CapEff:"), minimum & ours);
         ASSERT_EQ(status_hex(m.pid, "CapPrm:"), minimum & ours);
         ASSERT_EQ(status_hex(m.pid, "CapBnd:"), minimum & ours);
@@ -431,9 +434,7 @@ TEST(context_survives_restart) {
                 SKIP("needs root to try a reclaim as another uid");
 
         manager_init(&m);
-        manager_start(&m);
-        manager_wait(&m, is_ready, 10000);
-        ASSERT_TRUE(m.ready);
+        manager_start_ready(&m);
 
         c = connect_client(&m);
         reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
@@ -456,9 +457,7 @@ TEST(context_survives_restart) {
         ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
         ASSERT_ERRNO(varlink_client_call(c, "io.tsmd.Service.Ping", NULL, &reply, NULL), ECONNRESET);
         varlink_client_free(c);
-        manager_start(&m);
-        manager_wait(&m, is_ready, 10000);
-        ASSERT_TRUE(m.ready);
+        manager_start_ready(&m);
 
         c = connect_client(&m);
         /* Handles belong to connections: the new one has none yet. */
@@ -572,9 +571,7 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
         if (geteuid() != 0)
                 SKIP("needs root (a mount namespace, a fixture bound over /sys)");
         manager_init_kernel(&m);
-        manager_start(&m);
-        manager_wait(&m, is_ready, 10000);
-        ASSERT_TRUE(m.ready);
+        manager_start_ready(&m);
 
         c = connect_client(&m);
         reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
@@ -592,9 +589,7 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
         varlink_client_free(c);
         kernel_hold(&m, 11, false);
 
-        manager_start(&m);
-        manager_wait(&m, is_ready, 10000);
-        ASSERT_TRUE(m.ready);
+        manager_start_ready(&m);
         expect_kernel_calls(&m, "op 11 1\nop 11 2\n");
         for (unsigned i = 0; i < 500 && !(rec = last_audit_record(&m, "restore-unbind")); i++)
                 usleep(10000);
