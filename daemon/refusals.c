@@ -20,8 +20,10 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
         AuditRecord rec = AUDIT_RECORD_INIT;
         int r;
 
-        if (call && c) {
-                guest_client_refused(c, call);
+        if (call) {
+                /* Every connection has its client from accept on. */
+                if (c)
+                        guest_client_refused(c, call);
                 return;
         }
 
