@@ -18,8 +18,8 @@
 #include "base64.h"
 #include "context-store.h"
 #include "fdstore.h"
+#include "guest-internal.h"
 #include "guest-op.h"
-#include "guest.h"
 #include "iommufd-transport.h"
 #include "priv-call.h"
 #include "json-util.h"
@@ -31,30 +31,6 @@
 #include "varlink-errors.h"
 #include "varlink-message.h"
 #include "varlink-service.h"
-
-#define GUEST_ERROR(name) "io.tsmd.Guest." name
-
-typedef struct GuestVDevice {
-        uint32_t id;
-        char *pci_address;
-        bool bound;
-        bool changing; /* a Bind or Unbind of it awaits the TSM */
-        bool gone;
-} GuestVDevice;
-
-struct GuestContext {
-        uint64_t handle;
-        uint32_t id;   /* the monitor's name for it; the monitor holds the iommufd */
-        uint32_t slot; /* whose it is in the monitor's table: the owner's, or 0 while orphaned */
-        GuestVDevice *vdevices;
-        size_t n_vdevices, allocated_vdevices;
-
-        /* Surviving restarts: the owner's uid and the token it reclaims the context with. */
-        uid_t uid;
-        gid_t gid; /* the owner's, for records made on its behalf (releases) */
-        pid_t pid; /* 0 once restored: the owner's process is not known then */
-        char token[RECLAIM_TOKEN_LEN + 1];
-};
 
 typedef struct PendingRequest {
         GuestClient *client;
@@ -77,24 +53,10 @@ typedef struct PendingChange {
         LIST_ENTRY(PendingChange) entry;
 } PendingChange;
 
-struct GuestClient {
-        Manager *manager;
-        VarlinkConn *conn;
-        uint32_t slot;         /* its slot in the monitor's table */
-        PeerIdentity identity; /* taken at connect time */
-        GuestContext **contexts;
-        size_t n_contexts, allocated_contexts;
-        uint64_t next_handle;
-        VarlinkCall *watch; /* WatchEvents subscription */
-        TAILQ_HEAD(, PendingRequest) pending;
-        LIST_HEAD(, PendingChange) changes;
-        GuestOps ops; /* its audited calls */
-        LIST_ENTRY(GuestClient) entry;
-};
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-static GuestClient *client_of(VarlinkCall *call) {
+GuestClient *guest_client_of(VarlinkCall *call) {
         return varlink_conn_get_userdata(varlink_call_get_conn(call));
 }
 
@@ -106,8 +68,8 @@ static int64_t get_int(json_object *p, const char *key, int64_t def) {
         return json_object_get_int64(v);
 }
 
-static int reply_error_kv(VarlinkCall *call, const char *error, const char *k1, json_object *v1,
-                          const char *k2, json_object *v2) {
+int guest_reply_error_kv(VarlinkCall *call, const char *error, const char *k1, json_object *v1,
+                                const char *k2, json_object *v2) {
         json_object *p = json_object_new_object();
 
         if (!p || (k1 && json_object_add(p, k1, v1) < 0) || (k2 && json_object_add(p, k2, v2) < 0)) {
@@ -118,43 +80,44 @@ static int reply_error_kv(VarlinkCall *call, const char *error, const char *k1, 
 }
 
 static int reply_no_such_context(VarlinkCall *call, int64_t handle) {
-        return reply_error_kv(call, GUEST_ERROR("NoSuchContext"), "context", json_object_new_int64(handle), NULL, NULL);
+        return guest_reply_error_kv(call, GUEST_ERROR("NoSuchContext"), "context", json_object_new_int64(handle),
+                                    NULL, NULL);
 }
 
 static int reply_no_such_vdevice(VarlinkCall *call, int64_t handle, int64_t id) {
-        return reply_error_kv(call, GUEST_ERROR("NoSuchVDevice"), "context", json_object_new_int64(handle),
-                              "vdeviceId", json_object_new_int64(id));
+        return guest_reply_error_kv(call, GUEST_ERROR("NoSuchVDevice"), "context", json_object_new_int64(handle),
+                                    "vdeviceId", json_object_new_int64(id));
 }
 
 static int reply_denied(VarlinkCall *call, const char *reason) {
-        return reply_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL, NULL);
+        return guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL, NULL);
 }
 
-static int reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
-        return reply_error_kv(call, GUEST_ERROR("LimitReached"), "limit", json_object_new_string(limit),
-                              "max", json_object_new_int64(max));
+int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
+        return guest_reply_error_kv(call, GUEST_ERROR("LimitReached"), "limit", json_object_new_string(limit),
+                                    "max", json_object_new_int64(max));
 }
 
 /* Maps what the platform or a backend said to the interface's named errors. */
 static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address) {
         switch (r) {
         case -ENODEV:
-                return reply_error_kv(call, GUEST_ERROR("DeviceGone"), "pciAddress",
-                                      json_object_new_string(pci_address), NULL, NULL);
+                return guest_reply_error_kv(call, GUEST_ERROR("DeviceGone"), "pciAddress",
+                                            json_object_new_string(pci_address), NULL, NULL);
         case -EBUSY:
-                return reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress",
-                                      json_object_new_string(pci_address), NULL, NULL);
+                return guest_reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress",
+                                            json_object_new_string(pci_address), NULL, NULL);
         case -ETIMEDOUT:
-                return reply_error_kv(call, GUEST_ERROR("Timeout"), "pciAddress",
-                                      json_object_new_string(pci_address), NULL, NULL);
+                return guest_reply_error_kv(call, GUEST_ERROR("Timeout"), "pciAddress",
+                                            json_object_new_string(pci_address), NULL, NULL);
         case -EPERM:
                 return reply_denied(call, "the backend refused this message in this scope");
         case -ENOMEM:
                 return r;
         default:
-                return reply_error_kv(call, GUEST_ERROR("BackendError"), "name",
-                                      json_object_new_string(iommufd_tsm_error_name(r)), "errno",
-                                      json_object_new_int(-r));
+                return guest_reply_error_kv(call, GUEST_ERROR("BackendError"), "name",
+                                            json_object_new_string(iommufd_tsm_error_name(r)), "errno",
+                                            json_object_new_int(-r));
         }
 }
 
@@ -165,20 +128,18 @@ static GuestContext *find_context(GuestClient *c, int64_t handle) {
         return NULL;
 }
 
-static GuestVDevice *find_vdevice(GuestContext *ctx, int64_t id) {
+GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id) {
         for (size_t i = 0; i < ctx->n_vdevices; i++)
                 if ((int64_t) ctx->vdevices[i].id == id)
                         return &ctx->vdevices[i];
         return NULL;
 }
 
-/* Writes what a restarted tsmd needs to rebuild the context. Failure only costs the ability
- * to survive a restart, so it is logged, not returned. */
-static const char *state_dir(const Manager *m) {
+const char *guest_state_dir(const Manager *m) {
         return m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
 }
 
-static void context_persist(Manager *m, const GuestContext *ctx) {
+void guest_context_persist(Manager *m, const GuestContext *ctx) {
         _cleanup_free_ StoredVDevice *v = NULL;
         int r;
 
@@ -193,7 +154,7 @@ static void context_persist(Manager *m, const GuestContext *ctx) {
                 v[i].bound = ctx->vdevices[i].bound;
                 v[i].changing = ctx->vdevices[i].changing;
         }
-        r = context_store_save(state_dir(m), ctx->token, ctx->uid, v, ctx->n_vdevices);
+        r = context_store_save(guest_state_dir(m), ctx->token, ctx->uid, v, ctx->n_vdevices);
         if (r < 0)
                 log_warning_errno(r, "Failed to save the state of a context, it will not survive a restart: %m");
 }
@@ -203,7 +164,7 @@ static void context_persist(Manager *m, const GuestContext *ctx) {
  * if the platform serves it no more. */
 static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev,
                        TsmDeviceInfo *ret_info) {
-        GuestClient *c = client_of(call);
+        GuestClient *c = guest_client_of(call);
         int64_t handle = get_int(p, "context", -1), id = get_int(p, "vdeviceId", -1);
         TsmDeviceInfo info = { .backend = _TSM_BACKEND_TYPE_INVALID };
         GuestContext *ctx;
@@ -219,7 +180,7 @@ static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx
                 *ret_ctx = ctx;
                 return 1;
         }
-        v = find_vdevice(ctx, id);
+        v = guest_find_vdevice(ctx, id);
         if (!v) {
                 (void) reply_no_such_vdevice(call, handle, id);
                 return 0;
@@ -259,8 +220,6 @@ static json_object *state_json(Manager *m, const GuestContext *ctx, const GuestV
 
 /* ---- contexts -------------------------------------------------------------------------- */
 
-static void context_free(Manager *m, GuestContext *ctx);
-
 /* The per-client limits: the configuration's, lowered by the client's policy rule. */
 static void client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices) {
         Manager *m = c->manager;
@@ -275,7 +234,7 @@ static void client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_
  * its duplicate for the client in *ret_fd) or adopts the client's. Returns 1 when a context
  * was made, 0 when the client got an error reply. */
 static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int *ret_fd) {
-        GuestClient *c = client_of(call);
+        GuestClient *c = guest_client_of(call);
         Manager *m = c->manager;
         unsigned max, max_vdevices;
         _cleanup_free_ GuestContext *ctx = NULL;
@@ -286,7 +245,7 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int 
                 return reply_denied(call, "no policy rule matches the client");
         client_limits(c, &max, &max_vdevices);
         if (c->n_contexts >= max)
-                return reply_limit(call, "contexts", max);
+                return guest_reply_limit(call, "contexts", max);
         if (!GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1))
                 return -ENOMEM;
         ctx = new0(GuestContext, 1);
@@ -307,13 +266,13 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int 
         else
                 r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->token, &ctx->id, ret_fd);
         if (r == -EBADF || r == -ENODEV)
-                return reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
-                                      json_object_new_string("fileDescriptor"), "reason",
-                                      json_object_new_string(r == -EBADF ? "not an iommufd" :
-                                                             "no IOMMU device on this host"));
+                return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
+                                            json_object_new_string("fileDescriptor"), "reason",
+                                            json_object_new_string(r == -EBADF ? "not an iommufd" :
+                                                                   "no IOMMU device on this host"));
         if (r < 0)
                 return log_warning_errno(r, "The monitor could not make a context: %m");
-        context_persist(m, ctx);
+        guest_context_persist(m, ctx);
 
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
@@ -354,30 +313,16 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
         /* SECURITY: the monitor checks that it is an iommufd before it keeps it. */
         fd = varlink_call_get_fd_parameter(call, p, "fileDescriptor");
         if (fd < 0)
-                return reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
-                                      json_object_new_string("fileDescriptor"), "reason",
-                                      json_object_new_string("no fd attached at that index"));
+                return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
+                                            json_object_new_string("fileDescriptor"), "reason",
+                                            json_object_new_string("no fd attached at that index"));
         r = add_context(call, fd, &ctx, NULL);
         if (r <= 0)
                 return r;
         return reply_context(call, ctx, -1);
 }
 
-/* An unbind tsmd makes on a client's behalf without a call (at release, or after a restart cut
- * a bind or unbind off), with what its audit record needs once the TSM is done. */
-typedef struct Release {
-        Manager *manager;
-        const char *event; /* the record's: "release" or "restore-unbind" */
-        uid_t uid;
-        gid_t gid;
-        pid_t pid;
-        uint64_t context; /* handle */
-        uint32_t context_id; /* the monitor's: the context may be reclaimed meanwhile */
-        uint32_t vdevice;
-        char *pci_address;
-} Release;
-
-static Release *release_free(Release *rel) {
+Release *guest_release_free(Release *rel) {
         if (rel)
                 free(rel->pci_address);
         return mfree(rel);
@@ -389,7 +334,7 @@ static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *user
                 log_error_errno(error, "Audit record of a release failed: %m");
 }
 
-static void audit_release(const Release *rel, int result) {
+void guest_audit_release(const Release *rel, int result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         TsmDeviceInfo info;
         int r;
@@ -416,8 +361,8 @@ static void on_release_unbound(int result, const void *response, size_t len, voi
 
         if (result < 0)
                 log_warning_errno(result, "Failed to unbind %s while releasing it: %m", rel->pci_address);
-        audit_release(rel, result);
-        release_free(rel);
+        guest_audit_release(rel, result);
+        guest_release_free(rel);
 }
 
 /* Unbinds one vDevice if it is (or is being) bound, and forgets it. The unbind completes later,
@@ -436,7 +381,7 @@ static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
                 if (!rel || !rel->pci_address) {
                         /* The monitor unbinds it at the detach below all the same, unrecorded. */
                         log_oom();
-                        release_free(rel);
+                        guest_release_free(rel);
                 } else {
                         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, false, on_release_unbound,
                                                 rel, NULL);
@@ -452,7 +397,7 @@ static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
         v->pci_address = NULL;
 }
 
-static void context_free(Manager *m, GuestContext *ctx) {
+void guest_context_free(Manager *m, GuestContext *ctx) {
         /* Exiting to be restarted: the monitor (or the fd store) keeps the kernel's objects
          * alive, so leave bindings and stored state as they are for the next worker. */
         bool preserve = m->preserve_contexts;
@@ -469,18 +414,18 @@ static void context_free(Manager *m, GuestContext *ctx) {
                 int r = priv_call_close_context(m->channel, ctx->slot, ctx->id);
                 if (r < 0 && r != -ECONNRESET)
                         log_warning_errno(r, "The monitor could not close a context: %m");
-                (void) context_store_remove(state_dir(m), ctx->token);
+                (void) context_store_remove(guest_state_dir(m), ctx->token);
         }
         free(ctx);
 }
 
 static int reply_device_busy(VarlinkCall *call, const char *pci_address) {
-        return reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress", json_object_new_string(pci_address),
-                              NULL, NULL);
+        return guest_reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress", json_object_new_string(pci_address),
+                                    NULL, NULL);
 }
 
 static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
-        GuestClient *c = client_of(call);
+        GuestClient *c = guest_client_of(call);
         GuestContext *ctx;
 
         if (lookup(call, p, &ctx, NULL) <= 0)
@@ -494,7 +439,7 @@ static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
                         c->contexts[i] = c->contexts[--c->n_contexts];
                         break;
                 }
-        context_free(userdata, ctx);
+        guest_context_free(userdata, ctx);
         return varlink_call_reply(call, NULL);
 }
 
@@ -579,7 +524,7 @@ static int build_scopes(Manager *m, GuestClient *c, const TsmDeviceInfo *info, j
 
 static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
-        GuestClient *c = client_of(call);
+        GuestClient *c = guest_client_of(call);
         const char *address = json_get_string(p, "pciAddress"), *reason = NULL;
         int64_t id = get_int(p, "vdeviceId", -1);
         json_object *reply = NULL, *scopes = NULL, *vfio;
@@ -593,15 +538,15 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         guest_op_set_vdevice(call, (uint64_t) id);
         if (id <= 0 || id > UINT32_MAX) /* iommufd object ids start at 1 */
                 return varlink_call_error_invalid_parameter(call, "vdeviceId");
-        if (find_vdevice(ctx, id))
-                return reply_error_kv(call, GUEST_ERROR("VDeviceExists"), "context",
-                                      json_object_new_int64((int64_t) ctx->handle), "vdeviceId",
-                                      json_object_new_int64(id));
+        if (guest_find_vdevice(ctx, id))
+                return guest_reply_error_kv(call, GUEST_ERROR("VDeviceExists"), "context",
+                                            json_object_new_int64((int64_t) ctx->handle), "vdeviceId",
+                                            json_object_new_int64(id));
 
         r = tsm_platform_get_device(m->platform, address, &info);
         if (r < 0)
-                return reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
-                                      json_object_new_string(address), NULL, NULL);
+                return guest_reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
+                                            json_object_new_string(address), NULL, NULL);
 
         if (json_object_object_get_ex(p, "vfioFileDescriptor", &vfio) && vfio) {
                 int fd = varlink_call_get_fd_parameter(call, p, "vfioFileDescriptor");
@@ -611,9 +556,9 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 else
                         (void) verify_vfio_fd(fd, info.pci_address, &reason);
                 if (reason)
-                        return reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
-                                              json_object_new_string("vfioFileDescriptor"), "reason",
-                                              json_object_new_string(reason));
+                        return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
+                                                    json_object_new_string("vfioFileDescriptor"), "reason",
+                                                    json_object_new_string(reason));
         }
 
         guest_op_set_device(call, info.pci_address, info.backend);
@@ -629,7 +574,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 total += c->contexts[i]->n_vdevices;
         client_limits(c, &max_contexts, &max_vdevices);
         if (total >= max_vdevices)
-                return reply_limit(call, "vdevices", max_vdevices);
+                return guest_reply_limit(call, "vdevices", max_vdevices);
 
         r = build_scopes(m, c, &info, &scopes);
         if (r < 0)
@@ -643,8 +588,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0) {
                 json_object_put(scopes);
                 if (r == -ENODEV || r == -ENXIO) /* gone since we looked */
-                        return reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
-                                              json_object_new_string(address), NULL, NULL);
+                        return guest_reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
+                                                    json_object_new_string(address), NULL, NULL);
                 return reply_backend_error(call, r, info.pci_address);
         }
         ctx->vdevices[ctx->n_vdevices] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = strdup(info.pci_address) };
@@ -653,7 +598,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 return -ENOMEM;
         }
         ctx->n_vdevices++;
-        context_persist(m, ctx);
+        guest_context_persist(m, ctx);
 
         reply = json_object_new_object();
         if (!reply || json_object_add(reply, "backend", json_object_new_string(tsm_backend_type_to_string(info.backend))) < 0 ||
@@ -677,7 +622,7 @@ static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 return reply_device_busy(call, v->pci_address);
         vdevice_release(userdata, ctx, v);
         *v = ctx->vdevices[--ctx->n_vdevices];
-        context_persist(userdata, ctx);
+        guest_context_persist(userdata, ctx);
         return varlink_call_reply(call, NULL);
 }
 
@@ -705,7 +650,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         VarlinkCall *call = pc->call;
         Manager *m = pc->client->manager;
         GuestContext *ctx = find_context(pc->client, (int64_t) pc->context);
-        GuestVDevice *v = ctx ? find_vdevice(ctx, pc->vdevice) : NULL;
+        GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
         int r;
 
         /* Neither can go while it changes: Detach and CloseContext wait, a disconnect cancels. */
@@ -721,11 +666,11 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         if (result >= 0)
                 v->bound = pc->bind;
         /* Before the answer: a restart after it must not find the change still on its way. */
-        context_persist(m, ctx);
+        guest_context_persist(m, ctx);
         if (pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY)) {
                 json_object *state = state_json(m, ctx, v);
-                r = reply_error_kv(call, GUEST_ERROR("InvalidState"), "state",
-                                   state ?: json_object_new_string("error"), NULL, NULL);
+                r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state",
+                                         state ?: json_object_new_string("error"), NULL, NULL);
         } else if (result < 0)
                 r = reply_backend_error(call, result, v->pci_address);
         else
@@ -739,7 +684,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
  * (an SPDM exchange): meanwhile the vDevice is busy for another Bind, Unbind or Detach, and
  * its context for CloseContext, which answer DeviceBusy. */
 static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
-        GuestClient *c = client_of(call);
+        GuestClient *c = guest_client_of(call);
         PendingChange *pc;
         GuestContext *ctx;
         GuestVDevice *v;
@@ -761,12 +706,12 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         /* Stored as changing before the TSM hears of it: if tsmd stops before the answer, the
          * next one cannot know where the change ended, and unbinds (guest_restore_context()). */
         v->changing = true;
-        context_persist(m, ctx);
+        guest_context_persist(m, ctx);
         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, bind, on_bound, pc, &pc->request);
         if (r < 0) {
                 change_free(pc);
                 v->changing = false;
-                context_persist(m, ctx);
+                guest_context_persist(m, ctx);
                 return reply_backend_error(call, r, v->pci_address);
         }
         return 0;
@@ -817,9 +762,9 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
         if (result < 0) {
                 if (result == -ENOBUFS)
                         /* The response did not fit what the caller (or the scope) allows. */
-                        r = reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                           json_object_new_string("maxResponseSize"), "limit",
-                                           json_object_new_int64((int64_t) pr->response_size));
+                        r = guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                                 json_object_new_string("maxResponseSize"), "limit",
+                                                 json_object_new_int64((int64_t) pr->response_size));
                 else
                         r = reply_backend_error(call, result, pr->pci_address);
                 goto finish;
@@ -846,7 +791,7 @@ finish:
 
 static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
-        GuestClient *c = client_of(call);
+        GuestClient *c = guest_client_of(call);
         const char *scope = json_get_string(p, "scope"), *b64 = json_get_string(p, "request"), *reason = NULL;
         size_t b64_len = strlen(b64); /* up to 88 KB: once */
         int64_t max_response = get_int(p, "maxResponseSize", -1);
@@ -870,12 +815,14 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         /* The scope, by name, for the backend serving this device; numbers are never taken. */
         desc = tsm_backend_find_scope(tsm_backend_desc(info.backend), scope);
         if (!desc)
-                return reply_error_kv(call, GUEST_ERROR("NoSuchScope"), "scope", json_object_new_string(scope),
-                                      "backend", json_object_new_string(tsm_backend_type_to_string(info.backend)));
+                return guest_reply_error_kv(call, GUEST_ERROR("NoSuchScope"), "scope",
+                                            json_object_new_string(scope), "backend",
+                                            json_object_new_string(tsm_backend_type_to_string(info.backend)));
         r = tsm_platform_scope_number(m->platform, &info, scope, &number);
         if (r < 0)
-                return reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope", json_object_new_string(scope),
-                                      "uapi", json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));
+                return guest_reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope",
+                                            json_object_new_string(scope), "uapi",
+                                            json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));
         guest_op_set_scope(call, desc->name, number);
         /* The size the request claims, so that a refusal records it too: the payload is
          * decoded only for a client the policy lets through. */
@@ -889,8 +836,9 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         /* The smaller of the backend's limit for the scope and the configured cap. */
         max_request = MIN((size_t) desc->max_request, m->config.max_request_size);
         if (b64_len > DIV_ROUND_UP(max_request, 3) * 4)
-                return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string("request"),
-                                      "limit", json_object_new_int64((int64_t) max_request));
+                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                            json_object_new_string("request"), "limit",
+                                            json_object_new_int64((int64_t) max_request));
         r = base64_decode(b64, b64_len, &req, &req_len);
         if (r == -EINVAL)
                 return varlink_call_error_invalid_parameter(call, "request");
@@ -898,8 +846,9 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return r;
         guest_op_set_request_size(call, req_len);
         if (req_len > max_request)
-                return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string("request"),
-                                      "limit", json_object_new_int64((int64_t) max_request));
+                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                            json_object_new_string("request"), "limit",
+                                            json_object_new_int64((int64_t) max_request));
         max_response = MIN(max_response, (int64_t) m->config.max_response_size);
 
         pr = new0(PendingRequest, 1);
@@ -921,9 +870,9 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0) {
                 pending_free(pr);
                 if (r == -E2BIG)
-                        return reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                              json_object_new_string("request"), "limit",
-                                              json_object_new_int64((int64_t) max_request));
+                        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                                    json_object_new_string("request"), "limit",
+                                                    json_object_new_int64((int64_t) max_request));
                 return reply_backend_error(call, r, v->pci_address);
         }
         return 0;
@@ -932,7 +881,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
 /* ---- events ---------------------------------------------------------------------------- */
 
 static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
-        GuestClient *c = client_of(call);
+        GuestClient *c = guest_client_of(call);
         json_object *first = json_object_new_object();
 
         if (!first || json_object_add(first, "event", NULL) < 0) {
@@ -998,275 +947,6 @@ void guest_device_gone(Manager *m, const char *pci_address) {
         for (size_t i = 0; i < m->n_orphans; i++)
                 for (size_t j = 0; j < m->orphans[i]->n_vdevices; j++)
                         (void) vdevice_gone(&m->orphans[i]->vdevices[j], pci_address);
-}
-
-/* ---- restarts: restored contexts wait for their owners ---------------------------------- */
-
-static void orphans_release(Manager *m) {
-        for (size_t i = 0; i < m->n_orphans; i++) {
-                if (!m->preserve_contexts)
-                        log_info("Context of uid %u was not reclaimed in time, releasing it.", (unsigned) m->orphans[i]->uid);
-                context_free(m, m->orphans[i]);
-        }
-        m->n_orphans = 0;
-}
-
-static void on_orphan_timeout(evutil_socket_t fd, short what, void *userdata) {
-        orphans_release(userdata);
-}
-
-/* A restored vDevice whose bind or unbind the previous worker did not see answered. */
-typedef struct Settle {
-        Manager *manager;
-        uint32_t context; /* the monitor's ids: the context may be reclaimed meanwhile */
-        uint32_t vdevice;
-} Settle;
-
-static GuestContext *find_context_by_id(Manager *m, uint32_t id) {
-        GuestClient *c;
-
-        for (size_t i = 0; i < m->n_orphans; i++)
-                if (m->orphans[i]->id == id)
-                        return m->orphans[i];
-        LIST_FOREACH(c, &m->guest_clients, entry)
-                for (size_t i = 0; i < c->n_contexts; i++)
-                        if (c->contexts[i]->id == id)
-                                return c->contexts[i];
-        return NULL;
-}
-
-static void on_settled(int result, const void *response, size_t len, void *userdata) {
-        Settle *s = userdata;
-        GuestContext *ctx = find_context_by_id(s->manager, s->context);
-        GuestVDevice *v = ctx ? find_vdevice(ctx, s->vdevice) : NULL;
-
-        /* Released meanwhile (that waited for it as for any change): nothing to update. */
-        if (v && v->changing) {
-                v->changing = false;
-                if (result >= 0) {
-                        v->bound = result > 0;
-                        context_persist(s->manager, ctx);
-                } else
-                        log_warning_errno(result, "Cannot tell whether %s is bound: %m", v->pci_address);
-        }
-        free(s);
-}
-
-/* Busy (as for a Bind of its own) until the monitor says where the change ended. */
-static void vdevice_settle(Manager *m, GuestContext *ctx, GuestVDevice *v) {
-        Settle *s = new(Settle, 1);
-        int r;
-
-        if (!s) {
-                log_oom();
-                return;
-        }
-        *s = (Settle){ .manager = m, .context = ctx->id, .vdevice = v->id };
-        v->changing = true;
-        r = priv_call_settle_vdevice(m->channel, ctx->slot, ctx->id, v->id, on_settled, s, NULL);
-        if (r < 0)
-                on_settled(r, NULL, 0, s);
-}
-
-static void on_rebound(int result, const void *response, size_t len, void *userdata) {
-        if (result < 0)
-                log_warning_errno(result, "Failed to rebind an emulated device of a restored context: %m");
-}
-
-static void on_restore_unbound(int result, const void *response, size_t len, void *userdata) {
-        Release *rel = userdata;
-        GuestContext *ctx = find_context_by_id(rel->manager, rel->context_id);
-        GuestVDevice *v = ctx ? find_vdevice(ctx, rel->vdevice) : NULL;
-
-        if (result < 0)
-                log_warning_errno(result, "Failed to unbind %s after a restart cut its bind or unbind off, "
-                                  "it may still be bound: %m", rel->pci_address);
-        /* Released meanwhile (that waited for it as for any change): nothing to update. */
-        if (v && v->changing) {
-                v->changing = false;
-                v->bound = false;
-                context_persist(rel->manager, ctx);
-        }
-        audit_release(rel, result);
-        release_free(rel);
-}
-
-/* A kernel vDevice stored as changing: the bind or unbind on its way when tsmd stopped may or
- * may not have happened, in a kernel that kept the iommufd alive. Unbinding brings it to a
- * state tsmd knows; the VMM reclaiming it sees it unbound and binds it again. Busy meanwhile,
- * as for a Bind of its own. */
-static void vdevice_unbind_unknown(Manager *m, GuestContext *ctx, GuestVDevice *v) {
-        Release *rel = new0(Release, 1);
-        int r;
-
-        if (!rel || !(rel->pci_address = strdup(v->pci_address))) {
-                release_free(rel);
-                log_oom();
-                return;
-        }
-        rel->manager = m;
-        rel->event = "restore-unbind";
-        rel->uid = ctx->uid;
-        rel->gid = ctx->gid;
-        rel->context_id = ctx->id;
-        rel->vdevice = v->id;
-        log_notice("A restart cut off a bind or unbind of %s (vDevice %u of uid %u), unbinding it.", v->pci_address,
-                   v->id, (unsigned) ctx->uid);
-        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, false, on_restore_unbound, rel, NULL);
-        if (r < 0) {
-                on_restore_unbound(r, NULL, 0, rel);
-                return;
-        }
-        v->changing = true;
-}
-
-int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc) {
-        _cleanup_free_ StoredVDevice *stored = NULL;
-        struct timeval tv = { .tv_sec = (time_t) m->config.reclaim_timeout_sec };
-        GuestContext *ctx;
-        size_t n = 0;
-        uid_t uid;
-        int r;
-
-        if (strlen(rc->token) != RECLAIM_TOKEN_LEN)
-                return log_warning_errno(-EINVAL, "Ignoring a kept context with a malformed token.");
-        ctx = new0(GuestContext, 1);
-        if (!ctx)
-                return -ENOMEM;
-        ctx->id = rc->context;
-        ctx->slot = TSM_PRIV_SLOT_WORKER;
-        ctx->uid = (uid_t) rc->uid;
-        memcpy(ctx->token, rc->token, RECLAIM_TOKEN_LEN + 1);
-
-        r = context_store_load(state_dir(m), ctx->token, &uid, &stored, &n);
-        if (r < 0 && r != -ENOENT)
-                log_warning_errno(r, "State of a stored context is unreadable, restoring it without vDevices: %m");
-        else if (r >= 0 && uid != ctx->uid) {
-                /* SECURITY: the fd name and the state must agree on the owner. */
-                log_warning("Stored context state names uid %u, the fd uid %u; dropping it.", (unsigned) uid,
-                            (unsigned) ctx->uid);
-                n = 0;
-        }
-
-        ctx->vdevices = new0(GuestVDevice, MAX(n, (size_t) 1));
-        if (!ctx->vdevices) {
-                context_free(m, ctx);
-                return -ENOMEM;
-        }
-        ctx->allocated_vdevices = MAX(n, (size_t) 1);
-        for (size_t i = 0; i < n; i++) {
-                GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
-                TsmDeviceInfo info;
-                uint32_t monitor = 0;
-
-                v->id = stored[i].id;
-                v->pci_address = strdup(stored[i].pci_address);
-                if (!v->pci_address)
-                        break;
-                ctx->n_vdevices++;
-                if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
-                    priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address, &monitor) < 0) {
-                        v->gone = true;
-                        continue;
-                }
-                if (monitor & TSM_PRIV_ATTACHED_KNOWN) {
-                        /* After a restart of the worker alone, the monitor's record is the TSM's
-                         * last answer; one on its way is learnt when it comes. */
-                        v->bound = monitor & TSM_PRIV_ATTACHED_BOUND;
-                        if (monitor & TSM_PRIV_ATTACHED_CHANGING)
-                                vdevice_settle(m, ctx, v);
-                        continue;
-                }
-                /* After a restart of tsmd, the kernel kept the binding alive with the fd, but the
-                 * emulated TSM lived in the old monitor: it is brought back to where the guest
-                 * left it. A change cut off on its way left the kernel's state unknown, and the
-                 * new emulated TSM's unbound. */
-                v->bound = stored[i].bound && !stored[i].changing;
-                if (stored[i].changing && !info.emulated)
-                        vdevice_unbind_unknown(m, ctx, v);
-                else if (v->bound && info.emulated) {
-                        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, true, on_rebound,
-                                                NULL, NULL);
-                        if (r < 0)
-                                on_rebound(r, NULL, 0, NULL);
-                }
-        }
-
-        if (!GREEDY_REALLOC(m->orphans, m->allocated_orphans, m->n_orphans + 1)) {
-                context_free(m, ctx);
-                return -ENOMEM;
-        }
-        m->orphans[m->n_orphans++] = ctx;
-        (void) evtimer_add(m->orphan_timeout, &tv);
-        log_info("Restored a context of uid %u with %zu vDevices; waiting %" PRIu64 "s for it to be reclaimed.",
-                 (unsigned) ctx->uid, ctx->n_vdevices, m->config.reclaim_timeout_sec);
-        return 0;
-}
-
-static int vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) {
-        Manager *m = userdata;
-        GuestClient *c = client_of(call);
-        const char *token = json_get_string(p, "reclaimToken");
-        uid_t uid = varlink_conn_get_peer(c->conn)->uid;
-        GuestContext *ctx = NULL;
-        json_object *reply;
-        int idx, fd = -EBADF, r;
-
-        for (size_t i = 0; i < m->n_orphans; i++)
-                /* SECURITY: the token alone is not enough; it must be the owner asking. The
-                 * answer does not tell a foreign token from an unknown one. */
-                if (streq(m->orphans[i]->token, token) && m->orphans[i]->uid == uid) {
-                        ctx = m->orphans[i];
-                        m->orphans[i] = m->orphans[--m->n_orphans];
-                        break;
-                }
-        if (!ctx)
-                return reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
-                                      json_object_new_string("no context of yours waits under this token"), NULL, NULL);
-
-        if (c->n_contexts >= m->config.max_contexts_per_client ||
-            !GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1)) {
-                m->orphans[m->n_orphans++] = ctx; /* still reclaimable, by a less busy connection */
-                return reply_limit(call, "contexts", m->config.max_contexts_per_client);
-        }
-        r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, &fd);
-        if (r < 0) {
-                m->orphans[m->n_orphans++] = ctx;
-                return log_warning_errno(r, "The monitor could not hand back a context: %m");
-        }
-        ctx->slot = c->slot;
-        ctx->handle = ++c->next_handle;
-        /* What tsmd does with it from now on (releases) is on behalf of whoever took it back:
-         * after a restart of tsmd the restored context knows no process at all. */
-        ctx->gid = varlink_conn_get_peer(c->conn)->gid;
-        ctx->pid = varlink_conn_get_peer(c->conn)->pid;
-        c->contexts[c->n_contexts++] = ctx;
-        guest_op_set_context(call, ctx->handle);
-
-        idx = varlink_call_push_fd(call, fd); /* takes it */
-        if (idx < 0)
-                return idx;
-        log_info("Context of uid %u reclaimed.", (unsigned) uid);
-
-        reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
-            json_object_add(reply, "fileDescriptor", json_object_new_int(idx)) < 0) {
-                json_object_put(reply);
-                return -ENOMEM;
-        }
-        return varlink_call_reply(call, reply);
-}
-
-void guest_orphans_free(Manager *m) {
-        orphans_release(m);
-        free(m->orphans);
-        m->orphans = NULL;
-        m->allocated_orphans = 0;
-}
-
-int guest_setup(Manager *m) {
-        m->orphan_timeout = evtimer_new(m->base, on_orphan_timeout, m);
-        return m->orphan_timeout ? 0 : -ENOMEM;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -1365,7 +1045,7 @@ GuestClient *guest_client_free(GuestClient *c) {
         }
         guest_ops_abandon(&c->ops);
         for (size_t i = 0; i < c->n_contexts; i++)
-                context_free(c->manager, c->contexts[i]);
+                guest_context_free(c->manager, c->contexts[i]);
         free(c->contexts);
         varlink_call_unref(c->watch);
         LIST_REMOVE(c, entry);
@@ -1384,7 +1064,7 @@ typedef struct GuestMethod {
 static const GuestMethod guest_methods[] = {
         { "io.tsmd.Guest.OpenContext", "open-context", vl_open_context },
         { "io.tsmd.Guest.AdoptContext", "adopt-context", vl_adopt_context },
-        { "io.tsmd.Guest.ReclaimContext", "reclaim-context", vl_reclaim_context },
+        { "io.tsmd.Guest.ReclaimContext", "reclaim-context", guest_vl_reclaim_context },
         { "io.tsmd.Guest.CloseContext", "close-context", vl_close_context },
         { "io.tsmd.Guest.AttachDevice", "attach", vl_attach_device },
         { "io.tsmd.Guest.DetachDevice", "detach", vl_detach_device },
@@ -1402,7 +1082,7 @@ static int guest_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
                 if (streq(guest_methods[i].name, varlink_call_get_method(call)))
                         method = &guest_methods[i];
         assert(method);
-        return guest_op_run(userdata, &client_of(call)->ops, method->event, method->func, call, p);
+        return guest_op_run(userdata, &guest_client_of(call)->ops, method->event, method->func, call, p);
 }
 
 int guest_methods_register(Manager *m) {

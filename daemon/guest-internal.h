@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the io.tsmd.Guest files share (guest.c: the methods and a client's lifecycle;
+ * guest-restore.c: contexts kept across a restart, waiting for their owners). Not for other
+ * modules: they go through guest.h. Runs in: worker.
+ */
+#pragma once
+
+#include <sys/queue.h>
+
+#include "context-store.h"
+#include "fdstore.h"
+#include "guest-op.h"
+#include "guest.h"
+#include "json-util.h"
+#include "peer-identity.h"
+#include "varlink-service.h"
+
+#define GUEST_ERROR(name) "io.tsmd.Guest." name
+
+typedef struct PendingRequest PendingRequest;
+typedef struct PendingChange PendingChange;
+
+typedef struct GuestVDevice {
+        uint32_t id;
+        char *pci_address;
+        bool bound;
+        bool changing; /* a Bind or Unbind of it awaits the TSM */
+        bool gone;
+} GuestVDevice;
+
+struct GuestContext {
+        uint64_t handle;
+        uint32_t id;   /* the monitor's name for it; the monitor holds the iommufd */
+        uint32_t slot; /* whose it is in the monitor's table: the owner's, or 0 while orphaned */
+        GuestVDevice *vdevices;
+        size_t n_vdevices, allocated_vdevices;
+
+        /* Surviving restarts: the owner's uid and the token it reclaims the context with. */
+        uid_t uid;
+        gid_t gid; /* the owner's, for records made on its behalf (releases) */
+        pid_t pid; /* 0 once restored: the owner's process is not known then */
+        char token[RECLAIM_TOKEN_LEN + 1];
+};
+
+struct GuestClient {
+        Manager *manager;
+        VarlinkConn *conn;
+        uint32_t slot;         /* its slot in the monitor's table */
+        PeerIdentity identity; /* taken at connect time */
+        GuestContext **contexts;
+        size_t n_contexts, allocated_contexts;
+        uint64_t next_handle;
+        VarlinkCall *watch; /* WatchEvents subscription */
+        TAILQ_HEAD(, PendingRequest) pending;
+        LIST_HEAD(, PendingChange) changes;
+        GuestOps ops; /* its audited calls */
+        LIST_ENTRY(GuestClient) entry;
+};
+
+/* An unbind tsmd makes on a client's behalf without a call (at release, or after a restart cut
+ * a bind or unbind off), with what its audit record needs once the TSM is done. */
+typedef struct Release {
+        Manager *manager;
+        const char *event; /* the record's: "release" or "restore-unbind" */
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        uint64_t context; /* handle */
+        uint32_t context_id; /* the monitor's: the context may be reclaimed meanwhile */
+        uint32_t vdevice;
+        char *pci_address;
+} Release;
+
+GuestClient *guest_client_of(VarlinkCall *call);
+/* Replies the named error with up to two parameters (k2 NULL for one); -ENOMEM if they could
+ * not be built. */
+int guest_reply_error_kv(VarlinkCall *call, const char *error, const char *k1, json_object *v1, const char *k2,
+                         json_object *v2);
+int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max);
+
+GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
+
+/* Where contexts' state files live, and writing one: what a restarted tsmd needs to rebuild
+ * the context. Failure only costs the ability to survive a restart, so it is logged. */
+const char *guest_state_dir(const Manager *m);
+void guest_context_persist(Manager *m, const GuestContext *ctx);
+
+/* Releases its vDevices (unbinding and recording them) and closes it in the monitor, or, when
+ * the worker exits to be restarted, only forgets it. */
+void guest_context_free(Manager *m, GuestContext *ctx);
+
+Release *guest_release_free(Release *rel);
+/* The audit record of a Release, made once the TSM answered its unbind. */
+void guest_audit_release(const Release *rel, int result);
+
+/* io.tsmd.Guest.ReclaimContext (guest-restore.c). */
+int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata);

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * io.tsmd.Guest across restarts: the contexts the monitor kept (after a restart of the worker,
+ * or of all of tsmd, through the fd store) are rebuilt from their state files as orphans, put
+ * right where a restart cut a bind or unbind off, and handed back to their owners by
+ * ReclaimContext, or released when nobody reclaims them in time. Runs in: worker.
+ */
+
+#include <inttypes.h>
+
+#include "guest-internal.h"
+#include "log.h"
+#include "priv-call.h"
+#include "tsm-platform.h"
+
+static void orphans_release(Manager *m) {
+        for (size_t i = 0; i < m->n_orphans; i++) {
+                if (!m->preserve_contexts)
+                        log_info("Context of uid %u was not reclaimed in time, releasing it.", (unsigned) m->orphans[i]->uid);
+                guest_context_free(m, m->orphans[i]);
+        }
+        m->n_orphans = 0;
+}
+
+static void on_orphan_timeout(evutil_socket_t fd, short what, void *userdata) {
+        orphans_release(userdata);
+}
+
+/* A restored vDevice whose bind or unbind the previous worker did not see answered. */
+typedef struct Settle {
+        Manager *manager;
+        uint32_t context; /* the monitor's ids: the context may be reclaimed meanwhile */
+        uint32_t vdevice;
+} Settle;
+
+static GuestContext *find_context_by_id(Manager *m, uint32_t id) {
+        GuestClient *c;
+
+        for (size_t i = 0; i < m->n_orphans; i++)
+                if (m->orphans[i]->id == id)
+                        return m->orphans[i];
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        if (c->contexts[i]->id == id)
+                                return c->contexts[i];
+        return NULL;
+}
+
+static void on_settled(int result, const void *response, size_t len, void *userdata) {
+        Settle *s = userdata;
+        GuestContext *ctx = find_context_by_id(s->manager, s->context);
+        GuestVDevice *v = ctx ? guest_find_vdevice(ctx, s->vdevice) : NULL;
+
+        /* Released meanwhile (that waited for it as for any change): nothing to update. */
+        if (v && v->changing) {
+                v->changing = false;
+                if (result >= 0) {
+                        v->bound = result > 0;
+                        guest_context_persist(s->manager, ctx);
+                } else
+                        log_warning_errno(result, "Cannot tell whether %s is bound: %m", v->pci_address);
+        }
+        free(s);
+}
+
+/* Busy (as for a Bind of its own) until the monitor says where the change ended. */
+static void vdevice_settle(Manager *m, GuestContext *ctx, GuestVDevice *v) {
+        Settle *s = new(Settle, 1);
+        int r;
+
+        if (!s) {
+                log_oom();
+                return;
+        }
+        *s = (Settle){ .manager = m, .context = ctx->id, .vdevice = v->id };
+        v->changing = true;
+        r = priv_call_settle_vdevice(m->channel, ctx->slot, ctx->id, v->id, on_settled, s, NULL);
+        if (r < 0)
+                on_settled(r, NULL, 0, s);
+}
+
+static void on_rebound(int result, const void *response, size_t len, void *userdata) {
+        if (result < 0)
+                log_warning_errno(result, "Failed to rebind an emulated device of a restored context: %m");
+}
+
+static void on_restore_unbound(int result, const void *response, size_t len, void *userdata) {
+        Release *rel = userdata;
+        GuestContext *ctx = find_context_by_id(rel->manager, rel->context_id);
+        GuestVDevice *v = ctx ? guest_find_vdevice(ctx, rel->vdevice) : NULL;
+
+        if (result < 0)
+                log_warning_errno(result, "Failed to unbind %s after a restart cut its bind or unbind off, "
+                                  "it may still be bound: %m", rel->pci_address);
+        /* Released meanwhile (that waited for it as for any change): nothing to update. */
+        if (v && v->changing) {
+                v->changing = false;
+                v->bound = false;
+                guest_context_persist(rel->manager, ctx);
+        }
+        guest_audit_release(rel, result);
+        guest_release_free(rel);
+}
+
+/* A kernel vDevice stored as changing: the bind or unbind on its way when tsmd stopped may or
+ * may not have happened, in a kernel that kept the iommufd alive. Unbinding brings it to a
+ * state tsmd knows; the VMM reclaiming it sees it unbound and binds it again. Busy meanwhile,
+ * as for a Bind of its own. */
+static void vdevice_unbind_unknown(Manager *m, GuestContext *ctx, GuestVDevice *v) {
+        Release *rel = new0(Release, 1);
+        int r;
+
+        if (!rel || !(rel->pci_address = strdup(v->pci_address))) {
+                guest_release_free(rel);
+                log_oom();
+                return;
+        }
+        rel->manager = m;
+        rel->event = "restore-unbind";
+        rel->uid = ctx->uid;
+        rel->gid = ctx->gid;
+        rel->context_id = ctx->id;
+        rel->vdevice = v->id;
+        log_notice("A restart cut off a bind or unbind of %s (vDevice %u of uid %u), unbinding it.", v->pci_address,
+                   v->id, (unsigned) ctx->uid);
+        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, false, on_restore_unbound, rel, NULL);
+        if (r < 0) {
+                on_restore_unbound(r, NULL, 0, rel);
+                return;
+        }
+        v->changing = true;
+}
+
+int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc) {
+        _cleanup_free_ StoredVDevice *stored = NULL;
+        struct timeval tv = { .tv_sec = (time_t) m->config.reclaim_timeout_sec };
+        GuestContext *ctx;
+        size_t n = 0;
+        uid_t uid;
+        int r;
+
+        if (strlen(rc->token) != RECLAIM_TOKEN_LEN)
+                return log_warning_errno(-EINVAL, "Ignoring a kept context with a malformed token.");
+        ctx = new0(GuestContext, 1);
+        if (!ctx)
+                return -ENOMEM;
+        ctx->id = rc->context;
+        ctx->slot = TSM_PRIV_SLOT_WORKER;
+        ctx->uid = (uid_t) rc->uid;
+        memcpy(ctx->token, rc->token, RECLAIM_TOKEN_LEN + 1);
+
+        r = context_store_load(guest_state_dir(m), ctx->token, &uid, &stored, &n);
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "State of a stored context is unreadable, restoring it without vDevices: %m");
+        else if (r >= 0 && uid != ctx->uid) {
+                /* SECURITY: the fd name and the state must agree on the owner. */
+                log_warning("Stored context state names uid %u, the fd uid %u; dropping it.", (unsigned) uid,
+                            (unsigned) ctx->uid);
+                n = 0;
+        }
+
+        ctx->vdevices = new0(GuestVDevice, MAX(n, (size_t) 1));
+        if (!ctx->vdevices) {
+                guest_context_free(m, ctx);
+                return -ENOMEM;
+        }
+        ctx->allocated_vdevices = MAX(n, (size_t) 1);
+        for (size_t i = 0; i < n; i++) {
+                GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
+                TsmDeviceInfo info;
+                uint32_t monitor = 0;
+
+                v->id = stored[i].id;
+                v->pci_address = strdup(stored[i].pci_address);
+                if (!v->pci_address)
+                        break;
+                ctx->n_vdevices++;
+                if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
+                    priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address, &monitor) < 0) {
+                        v->gone = true;
+                        continue;
+                }
+                if (monitor & TSM_PRIV_ATTACHED_KNOWN) {
+                        /* After a restart of the worker alone, the monitor's record is the TSM's
+                         * last answer; one on its way is learnt when it comes. */
+                        v->bound = monitor & TSM_PRIV_ATTACHED_BOUND;
+                        if (monitor & TSM_PRIV_ATTACHED_CHANGING)
+                                vdevice_settle(m, ctx, v);
+                        continue;
+                }
+                /* After a restart of tsmd, the kernel kept the binding alive with the fd, but the
+                 * emulated TSM lived in the old monitor: it is brought back to where the guest
+                 * left it. A change cut off on its way left the kernel's state unknown, and the
+                 * new emulated TSM's unbound. */
+                v->bound = stored[i].bound && !stored[i].changing;
+                if (stored[i].changing && !info.emulated)
+                        vdevice_unbind_unknown(m, ctx, v);
+                else if (v->bound && info.emulated) {
+                        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, true, on_rebound,
+                                                NULL, NULL);
+                        if (r < 0)
+                                on_rebound(r, NULL, 0, NULL);
+                }
+        }
+
+        if (!GREEDY_REALLOC(m->orphans, m->allocated_orphans, m->n_orphans + 1)) {
+                guest_context_free(m, ctx);
+                return -ENOMEM;
+        }
+        m->orphans[m->n_orphans++] = ctx;
+        (void) evtimer_add(m->orphan_timeout, &tv);
+        log_info("Restored a context of uid %u with %zu vDevices; waiting %" PRIu64 "s for it to be reclaimed.",
+                 (unsigned) ctx->uid, ctx->n_vdevices, m->config.reclaim_timeout_sec);
+        return 0;
+}
+
+int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        GuestClient *c = guest_client_of(call);
+        const char *token = json_get_string(p, "reclaimToken");
+        uid_t uid = varlink_conn_get_peer(c->conn)->uid;
+        GuestContext *ctx = NULL;
+        json_object *reply;
+        int idx, fd = -EBADF, r;
+
+        for (size_t i = 0; i < m->n_orphans; i++)
+                /* SECURITY: the token alone is not enough; it must be the owner asking. The
+                 * answer does not tell a foreign token from an unknown one. */
+                if (streq(m->orphans[i]->token, token) && m->orphans[i]->uid == uid) {
+                        ctx = m->orphans[i];
+                        m->orphans[i] = m->orphans[--m->n_orphans];
+                        break;
+                }
+        if (!ctx)
+                return guest_reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
+                                            json_object_new_string("no context of yours waits under this token"), NULL, NULL);
+
+        if (c->n_contexts >= m->config.max_contexts_per_client ||
+            !GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1)) {
+                m->orphans[m->n_orphans++] = ctx; /* still reclaimable, by a less busy connection */
+                return guest_reply_limit(call, "contexts", m->config.max_contexts_per_client);
+        }
+        r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, &fd);
+        if (r < 0) {
+                m->orphans[m->n_orphans++] = ctx;
+                return log_warning_errno(r, "The monitor could not hand back a context: %m");
+        }
+        ctx->slot = c->slot;
+        ctx->handle = ++c->next_handle;
+        /* What tsmd does with it from now on (releases) is on behalf of whoever took it back:
+         * after a restart of tsmd the restored context knows no process at all. */
+        ctx->gid = varlink_conn_get_peer(c->conn)->gid;
+        ctx->pid = varlink_conn_get_peer(c->conn)->pid;
+        c->contexts[c->n_contexts++] = ctx;
+        guest_op_set_context(call, ctx->handle);
+
+        idx = varlink_call_push_fd(call, fd); /* takes it */
+        if (idx < 0)
+                return idx;
+        log_info("Context of uid %u reclaimed.", (unsigned) uid);
+
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
+            json_object_add(reply, "fileDescriptor", json_object_new_int(idx)) < 0) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        return varlink_call_reply(call, reply);
+}
+
+void guest_orphans_free(Manager *m) {
+        orphans_release(m);
+        free(m->orphans);
+        m->orphans = NULL;
+        m->allocated_orphans = 0;
+}
+
+int guest_setup(Manager *m) {
+        m->orphan_timeout = evtimer_new(m->base, on_orphan_timeout, m);
+        return m->orphan_timeout ? 0 : -ENOMEM;
+}
