@@ -11,6 +11,8 @@
 #include "varlink-errors.h"
 
 #define DEFAULT_TIMEOUT_USEC (45ULL * 1000000ULL)
+/* Between connect() attempts while the listen backlog is full. */
+#define CONNECT_BACKOFF_MAX_USEC (50ULL * 1000ULL)
 
 typedef struct Pending {
         VarlinkReplyFunc callback; /* NULL: a blocking call collects the reply */
@@ -80,9 +82,10 @@ int varlink_client_new_from_fd(int fd, VarlinkClient **ret) {
         return 0;
 }
 
-int varlink_client_connect(const char *address, VarlinkClient **ret) {
+int varlink_client_connect_full(const char *address, uint64_t timeout_usec, VarlinkClient **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -EBADF;
+        uint64_t deadline, backoff_usec = 1000;
         const char *path;
         socklen_t sl;
         size_t len;
@@ -109,23 +112,31 @@ int varlink_client_connect(const char *address, VarlinkClient **ret) {
         if (fd < 0)
                 return negative_errno();
 
-        if (connect(fd, (struct sockaddr *) &sa, sl) < 0) {
-                if (errno != EINPROGRESS && errno != EAGAIN)
-                        return negative_errno();
-                /* A full backlog: wait for the connection like a blocking connect would. */
-                struct pollfd p = { .fd = fd, .events = POLLOUT };
-                int err = 0;
-                socklen_t el = sizeof(err);
+        /* SOCK_NONBLOCK, so that a full listen backlog does not block us forever. On AF_UNIX
+         * that connect() fails with EAGAIN and nothing is queued (unlike TCP's EINPROGRESS):
+         * polling the socket would report it writable but unconnected. Retry instead, until
+         * the deadline, as a blocking connect would wait. */
+        deadline = now_monotonic_usec() + timeout_usec;
+        for (;;) {
+                uint64_t n;
 
-                if (poll(&p, 1, (int) (DEFAULT_TIMEOUT_USEC / 1000)) <= 0)
-                        return -ETIMEDOUT;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+                if (connect(fd, (struct sockaddr *) &sa, sl) >= 0)
+                        break;
+                if (errno != EAGAIN)
                         return negative_errno();
-                if (err != 0)
-                        return -err;
+                n = now_monotonic_usec();
+                if (n >= deadline)
+                        return -ETIMEDOUT;
+                (void) nanosleep(&(struct timespec){ .tv_nsec = (long) MIN(backoff_usec, deadline - n) * 1000L },
+                                 NULL);
+                backoff_usec = MIN(backoff_usec * 2, CONNECT_BACKOFF_MAX_USEC);
         }
 
         return varlink_client_new_from_fd(TAKE_FD(fd), ret);
+}
+
+int varlink_client_connect(const char *address, VarlinkClient **ret) {
+        return varlink_client_connect_full(address, DEFAULT_TIMEOUT_USEC, ret);
 }
 
 VarlinkClient *varlink_client_free(VarlinkClient *c) {

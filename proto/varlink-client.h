@@ -23,7 +23,10 @@ typedef struct VarlinkClient VarlinkClient;
 typedef int (*VarlinkReplyFunc)(VarlinkClient *c, json_object *parameters, const char *error,
                                 bool continues, void *userdata);
 
-/* address: "unix:/path", "unix:@abstract" or a plain absolute or ./relative path. */
+/* address: "unix:/path", "unix:@abstract" or a plain absolute or ./relative path. While the
+ * server's listen backlog is full, retries for up to timeout_usec (-ETIMEDOUT after that). */
+int varlink_client_connect_full(const char *address, uint64_t timeout_usec, VarlinkClient **ret);
+/* The same, waiting up to 45 s for a full backlog. */
 int varlink_client_connect(const char *address, VarlinkClient **ret);
 /* Takes ownership of a connected stream socket (closed even on failure). */
 int varlink_client_new_from_fd(int fd, VarlinkClient **ret);

@@ -159,7 +159,7 @@ typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, voi
  * default timeout of blocking calls is 45 s (tsm_client_set_timeout()).
  *
  * Return: 0; -EINVAL for a malformed address; -ENOENT, -ECONNREFUSED, -EACCES ... from
- * connect(2); -ENOMEM.
+ * connect(2); -ETIMEDOUT if the backlog stayed full for 45 s; -ENOMEM.
  */
 int tsm_client_connect(const char *address, TsmClient **ret);
 

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libtsm's client object against a scripted peer instead of tsmd: a full listen backlog, a
+ * call that times out, freeing the client from callbacks, and the error state after local
+ * failures. The peer is a plain Unix socket driven by the test (or a thread of it), so the
+ * exact replies and their timing are under control. Links the static libtsm to reach the
+ * internal Varlink client. Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "harness.h"
+#include "libtsm-internal.h"
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+static void sleep_msec(unsigned msec) {
+        struct timespec ts = { .tv_sec = msec / 1000, .tv_nsec = (long) (msec % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);
+}
+
+/* A listening socket at a fresh path; the path goes to path (of size PATH_MAX-ish). */
+static int listen_at(char *path, size_t size, int backlog) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        static unsigned n;
+        int fd;
+
+        snprintf(path, size, "/tmp/test-libtsm-client.%d.%u", (int) getpid(), n++);
+        ASSERT_TRUE(strlen(path) < sizeof(sa.sun_path));
+        strcpy(sa.sun_path, path);
+        (void) unlink(path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(listen(fd, backlog));
+        return fd;
+}
+
+static int connect_raw(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ASSERT_TRUE(fd >= 0);
+        strcpy(sa.sun_path, path);
+        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        return fd;
+}
+
+/* Reads one NUL-terminated message from fd (blocking); false at EOF. */
+static bool read_message(int fd, char *buf, size_t size) {
+        size_t n = 0;
+
+        for (;;) {
+                ssize_t k = read(fd, buf + n, 1);
+
+                if (k <= 0)
+                        return false;
+                if (buf[n] == 0)
+                        return true;
+                if (++n >= size)
+                        TEST_FAIL("message too long");
+        }
+}
+
+typedef struct Acceptor {
+        int listen_fd;
+        unsigned delay_msec;
+        unsigned n;
+        int fds[4];
+} Acceptor;
+
+static void *acceptor_thread(void *userdata) {
+        Acceptor *a = userdata;
+
+        sleep_msec(a->delay_msec);
+        for (unsigned i = 0; i < a->n; i++)
+                a->fds[i] = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        return NULL;
+}
+
+/* tsmd's backlog is full: connecting waits until tsmd accepts, and then is connected. */
+TEST(connect_waits_for_full_backlog) {
+        char path[108];
+        Acceptor a = { .delay_msec = 300, .n = 2 };
+        pthread_t thread;
+        struct sockaddr_un peer;
+        socklen_t len = sizeof(peer);
+        TsmClient *c = NULL;
+        uint64_t start;
+        int first;
+
+        a.listen_fd = listen_at(path, sizeof(path), 0);
+        first = connect_raw(path); /* fills a backlog of 0 */
+        ASSERT_EQ(pthread_create(&thread, NULL, acceptor_thread, &a), 0);
+
+        start = now_usec();
+        ASSERT_OK(tsm_client_connect(path, &c));
+        ASSERT_GE(now_usec() - start, 200 * 1000ULL);
+        ASSERT_OK(getpeername(tsm_client_get_fd(c), (struct sockaddr *) &peer, &len));
+
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_TRUE(a.fds[0] >= 0 && a.fds[1] >= 0);
+        /* The server's end is this client's connection: it sees what the client sends. */
+        ASSERT_OK(tsm_client_watch_events(c, (TsmEventFunc) abort, NULL, NULL));
+        {
+                char buf[4096];
+
+                ASSERT_TRUE(read_message(a.fds[1], buf, sizeof(buf)));
+                ASSERT_NOT_NULL(strstr(buf, "io.tsmd.Guest.WatchEvents"));
+        }
+        tsm_client_free(c);
+        close(first);
+        close(a.fds[0]);
+        close(a.fds[1]);
+        close(a.listen_fd);
+        unlink(path);
+}
+
+/* A backlog that stays full: -ETIMEDOUT after the connect timeout, not a dead socket. */
+TEST(connect_full_backlog_times_out) {
+        VarlinkClient *vc = NULL;
+        char path[108];
+        uint64_t start;
+        int l, first;
+
+        l = listen_at(path, sizeof(path), 0);
+        first = connect_raw(path);
+
+        start = now_usec();
+        ASSERT_ERRNO(varlink_client_connect_full(path, 200 * 1000ULL, &vc), ETIMEDOUT);
+        ASSERT_GE(now_usec() - start, 200 * 1000ULL);
+        ASSERT_LE(now_usec() - start, 2 * 1000000ULL);
+        ASSERT_NULL(vc);
+
+        close(first);
+        close(l);
+        unlink(path);
+}
+
+TEST_MAIN();
