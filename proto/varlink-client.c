@@ -155,6 +155,8 @@ int varlink_client_set_limits(VarlinkClient *c, const VarlinkLimits *limits) {
 
         assert_return(c, -EINVAL);
         assert_return(limits, -EINVAL);
+        if (!c->stream)
+                return -ENOTCONN;
 
         r = varlink_stream_set_limits(c->stream, limits);
         if (r < 0)
@@ -168,7 +170,7 @@ void varlink_client_set_timeout(VarlinkClient *c, uint64_t usec) {
 }
 
 int varlink_client_get_fd(const VarlinkClient *c) {
-        return c->stream ? varlink_stream_get_fd(c->stream) : -EBADF;
+        return c->stream ? varlink_stream_get_fd(c->stream) : -ENOTCONN;
 }
 
 short varlink_client_get_events(const VarlinkClient *c) {
@@ -263,7 +265,7 @@ static int deliver(VarlinkClient *c, const Pending *p, json_object *parameters, 
         return p->callback ? p->callback(c, parameters, error, continues, p->userdata) : 0;
 }
 
-/* The connection is unusable: every waiting caller learns it exactly once. */
+/* The connection is unusable: it is closed, and every waiting caller learns it exactly once. */
 static int client_die(VarlinkClient *c, int error) {
         const char *name = error == -ETIMEDOUT ? VARLINK_ERROR_TIMEOUT :
                            error == -EPROTO    ? VARLINK_ERROR_PROTOCOL :
@@ -272,6 +274,10 @@ static int client_die(VarlinkClient *c, int error) {
         if (!c->dead) {
                 c->dead = true;
                 c->dead_error = error;
+                /* Closed now, not by varlink_client_free(): the server releases what the
+                 * connection held only once it sees the hang-up, and after a timeout a late
+                 * reply must never be read as the answer to a later call. */
+                c->stream = varlink_stream_free(c->stream);
         }
         while (c->n_pending > 0) {
                 Pending p = *pending_at(c, 0);

@@ -151,7 +151,7 @@ _public_ const char *tsm_client_get_error_message(const TsmClient *c) {
 /* tsm_client_get_fd(): see tsm.h. */
 _public_ int tsm_client_get_fd(const TsmClient *c) {
         assert_return(c, -EINVAL);
-        if (!c->vc)
+        if (!c->vc || !varlink_client_is_connected(c->vc))
                 return -ENOTCONN;
         return varlink_client_get_fd(c->vc);
 }

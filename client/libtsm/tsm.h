@@ -68,7 +68,8 @@
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *
  * After -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO the connection is gone (and with it
- * every context it held): tsm_client_reconnect() makes a new one.
+ * every context it held): libtsm has closed its socket, and tsm_client_reconnect() makes a
+ * new one.
  */
 #pragma once
 
@@ -241,7 +242,9 @@ const char *tsm_client_get_error_message(const TsmClient *c);
  * @c: the client
  *
  * Return: the connection's socket (owned by @c: do not close or read it); it changes with
- * tsm_client_reconnect(). -EINVAL; -ENOTCONN if there is no connection.
+ * tsm_client_reconnect(). -EINVAL; -ENOTCONN if there is no connection: also once it was
+ * lost (-ECONNRESET, -ETIMEDOUT, -EPROTO), as libtsm closes the socket then, so take it out
+ * of the event loop.
  */
 int tsm_client_get_fd(const TsmClient *c);
 

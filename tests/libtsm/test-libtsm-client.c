@@ -73,6 +73,43 @@ static bool read_message(int fd, char *buf, size_t size) {
         }
 }
 
+/* Writes text and its NUL. */
+static void write_message(int fd, const char *text) {
+        ASSERT_EQ(write(fd, text, strlen(text) + 1), (ssize_t) strlen(text) + 1);
+}
+
+/* Whether the peer of fd hung up within a second (after whatever it had sent). */
+static bool sees_hangup(int fd) {
+        char buf[4096];
+
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+
+                if (poll(&p, 1, 1000) <= 0)
+                        return false;
+                if (read(fd, buf, sizeof(buf)) <= 0)
+                        return true;
+        }
+}
+
+/* A client connected to a fresh socket, and the server's end of that connection. */
+static TsmClient *connect_pair(char *path, size_t size, int *ret_listen_fd, int *ret_server_fd) {
+        TsmClient *c = NULL;
+
+        *ret_listen_fd = listen_at(path, size, 4);
+        ASSERT_OK(tsm_client_connect(path, &c));
+        *ret_server_fd = accept4(*ret_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(*ret_server_fd >= 0);
+        return c;
+}
+
+static void pair_done(TsmClient *c, const char *path, int listen_fd, int server_fd) {
+        tsm_client_free(c);
+        close(server_fd);
+        close(listen_fd);
+        unlink(path);
+}
+
 typedef struct Acceptor {
         int listen_fd;
         unsigned delay_msec;
@@ -146,6 +183,38 @@ TEST(connect_full_backlog_times_out) {
         close(first);
         close(l);
         unlink(path);
+}
+
+/* After a timeout the connection is really closed: tsmd sees the hang-up and releases what
+ * the connection held, and the caller's loop has no fd left to watch. */
+TEST(timeout_closes_connection) {
+        char path[108], buf[4096], *reply = NULL;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_client_set_timeout(c, 100 * 1000));
+        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", NULL, &reply), ETIMEDOUT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.TimedOut");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf))); /* the call */
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(c, path, l, s);
+}
+
+/* The same after tsmd violated the protocol. */
+TEST(protocol_error_closes_connection) {
+        char path[108], *reply = NULL;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        write_message(s, "this is not JSON");
+        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", NULL, &reply), EPROTO);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(c, path, l, s);
 }
 
 TEST_MAIN();
