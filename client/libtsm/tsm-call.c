@@ -64,6 +64,10 @@ static int on_more_reply(VarlinkClient *vc, json_object *parameters, const char 
         _cleanup_free_ char *text = NULL;
         int r;
 
+        /* Freed from a callback: no further callbacks. Failing ends the call (and closes the
+         * connection) at once; tsm_client_call_more_json() then releases the client. */
+        if (s->client->free_requested)
+                return -ECANCELED;
         if (error) {
                 s->error = ltsm_error_set_reply(s->client, error, parameters);
                 return 0;
@@ -74,7 +78,7 @@ static int on_more_reply(VarlinkClient *vc, json_object *parameters, const char 
         s->client->n_dispatching++;
         r = s->callback(s->client, text, continues, s->userdata);
         s->client->n_dispatching--;
-        return r;
+        return s->client->free_requested ? -ECANCELED : r;
 }
 
 /* tsm_client_call_more_json(): see tsm.h. */

@@ -217,4 +217,29 @@ TEST(protocol_error_closes_connection) {
         pair_done(c, path, l, s);
 }
 
+static int on_more_free(TsmClient *c, const char *reply, bool continues, void *userdata) {
+        unsigned *n = userdata;
+
+        (*n)++;
+        tsm_client_free(c);
+        return 0;
+}
+
+/* tsm_client_free() from a tsm_client_call_more_json() callback ends the stream: no further
+ * callback, though more replies were already read; the call returns -ECANCELED. */
+TEST(free_from_more_callback) {
+        char path[108];
+        unsigned n = 0;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (unsigned i = 0; i < 3; i++)
+                write_message(s, "{\"parameters\":{},\"continues\":true}");
+        ASSERT_OK(tsm_client_set_timeout(c, 500 * 1000));
+        ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_free, &n), ECANCELED);
+        ASSERT_EQ(n, 1);
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(NULL, path, l, s);
+}
+
 TEST_MAIN();
