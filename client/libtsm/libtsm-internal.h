@@ -105,7 +105,9 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
                      json_object **ret_reply);
 /* Ends a public blocking function whose ltsm_client_call() succeeded, after it took what it
  * needs from the reply, returning r: delivers replies to asynchronous calls that were read
- * together with that reply. Callbacks may run (and free c): the caller must return at once. */
+ * together with that reply. Callbacks may run and free c: then c is gone and this returns
+ * -ECANCELED, so the caller writes its outputs only after this succeeded, and returns at once
+ * if it did not. */
 int ltsm_client_call_done(TsmClient *c, int r);
 /* Queues an asynchronous call (flags: VARLINK_CALL_MORE) for op, which is added to c's list
  * on success. Takes ownership of params, not of op. */

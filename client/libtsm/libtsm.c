@@ -264,7 +264,8 @@ int ltsm_client_call_done(TsmClient *c, int r) {
         c->n_busy++;
         while (varlink_client_process(c->vc) > 0 && !c->free_requested)
                 ;
-        (void) ltsm_client_leave(c);
+        if (ltsm_client_leave(c))
+                return -ECANCELED; /* as if it came while the call waited */
         return r;
 }
 

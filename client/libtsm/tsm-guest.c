@@ -55,6 +55,20 @@ static int reply_context_fd(TsmClient *c, json_object *reply, uint64_t *ret_cont
         if (fd < 0)
                 return -EBADMSG;
         *ret_context = (uint64_t) context;
+        *ret_iommufd = fd;
+        return 0;
+}
+
+/* Hands the context's fd out (or closes it) once the call is done; closes it if the call
+ * failed after all (a callback freed the client: tsmd releases the context with it). */
+static int context_fd_done(TsmClient *c, uint64_t context, int fd, uint64_t *ret_context, int *ret_iommufd) {
+        int r = ltsm_client_call_done(c, 0);
+
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        *ret_context = context;
         if (ret_iommufd)
                 *ret_iommufd = fd;
         else
@@ -75,7 +89,7 @@ static void remember_token(TsmClient *c, json_object *reply, uint64_t context) {
 _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd) {
         json_object *reply;
         uint64_t context;
-        int r;
+        int r, fd;
 
         assert_return(c, -EINVAL);
         assert_return(ret_context, -EINVAL);
@@ -83,12 +97,11 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
         r = ltsm_client_call(c, METHOD("OpenContext"), NULL, -EBADF, &reply);
         if (r < 0)
                 return r;
-        r = reply_context_fd(c, reply, &context, ret_iommufd);
+        r = reply_context_fd(c, reply, &context, &fd);
         if (r < 0)
                 return bad_reply(c, r);
-        *ret_context = context;
         remember_token(c, reply, context);
-        return ltsm_client_call_done(c, 0);
+        return context_fd_done(c, context, fd, ret_context, ret_iommufd);
 }
 
 /* tsm_context_adopt(): see tsm.h. */
@@ -113,16 +126,19 @@ _public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context)
         r = ltsm_reply_get_int(reply, "context", 0, INT64_MAX, &context);
         if (r < 0)
                 return bad_reply(c, r);
-        *ret_context = (uint64_t) context;
         remember_token(c, reply, (uint64_t) context);
-        return ltsm_client_call_done(c, 0);
+        r = ltsm_client_call_done(c, 0);
+        if (r < 0)
+                return r;
+        *ret_context = (uint64_t) context;
+        return 0;
 }
 
 /* tsm_context_reclaim(): see tsm.h. */
 _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd) {
         json_object *p, *reply;
         uint64_t context;
-        int r;
+        int r, fd;
 
         assert_return(c, -EINVAL);
         assert_return(!isempty(reclaim_token), -EINVAL);
@@ -136,13 +152,12 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
         r = ltsm_client_call(c, METHOD("ReclaimContext"), p, -EBADF, &reply);
         if (r < 0)
                 return r;
-        r = reply_context_fd(c, reply, &context, ret_iommufd);
+        r = reply_context_fd(c, reply, &context, &fd);
         if (r < 0)
                 return bad_reply(c, r);
-        *ret_context = context;
         /* The token stays the context's: it takes it back after the next restart too. */
         (void) ltsm_tokens_remember(c, context, reclaim_token);
-        return ltsm_client_call_done(c, 0);
+        return context_fd_done(c, context, fd, ret_context, ret_iommufd);
 }
 
 /* tsm_context_close(): see tsm.h. */
@@ -192,8 +207,13 @@ _public_ int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_
         r = ltsm_device_info_from_reply(reply, &info);
         if (r < 0)
                 return bad_reply(c, r);
+        r = ltsm_client_call_done(c, 0);
+        if (r < 0) {
+                tsm_device_info_free(info);
+                return r;
+        }
         *ret = info;
-        return ltsm_client_call_done(c, 0);
+        return 0;
 }
 
 /* tsm_device_detach(): see tsm.h. */
@@ -231,33 +251,44 @@ static int call_with_state(TsmClient *c, const char *method, uint64_t context, u
 /* tsm_device_bind(): see tsm.h. */
 _public_ int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state) {
         json_object *reply;
+        TsmTdiState state;
         int r;
 
         r = call_with_state(c, METHOD("Bind"), context, vdevice_id, &reply);
         if (r < 0)
                 return r;
+        state = ltsm_reply_get_state(reply, "state");
+        r = ltsm_client_call_done(c, 0);
+        if (r < 0)
+                return r;
         if (ret_state)
-                *ret_state = ltsm_reply_get_state(reply, "state");
-        return ltsm_client_call_done(c, 0);
+                *ret_state = state;
+        return 0;
 }
 
 /* tsm_device_unbind(): see tsm.h. */
 _public_ int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state) {
         json_object *reply;
+        TsmTdiState state;
         int r;
 
         r = call_with_state(c, METHOD("Unbind"), context, vdevice_id, &reply);
         if (r < 0)
                 return r;
+        state = ltsm_reply_get_state(reply, "state");
+        r = ltsm_client_call_done(c, 0);
+        if (r < 0)
+                return r;
         if (ret_state)
-                *ret_state = ltsm_reply_get_state(reply, "state");
-        return ltsm_client_call_done(c, 0);
+                *ret_state = state;
+        return 0;
 }
 
 /* tsm_device_get_state(): see tsm.h. */
 _public_ int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state,
                                   bool *ret_bound) {
         json_object *reply;
+        TsmTdiState state;
         bool bound;
         int r;
 
@@ -267,11 +298,15 @@ _public_ int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevi
         r = ltsm_reply_get_bool(reply, "bound", &bound);
         if (r < 0)
                 return bad_reply(c, r);
+        state = ltsm_reply_get_state(reply, "state");
+        r = ltsm_client_call_done(c, 0);
+        if (r < 0)
+                return r;
         if (ret_state)
-                *ret_state = ltsm_reply_get_state(reply, "state");
+                *ret_state = state;
         if (ret_bound)
                 *ret_bound = bound;
-        return ltsm_client_call_done(c, 0);
+        return 0;
 }
 
 /* The parameters of GuestRequest; shared with tsm_guest_request_async(). */
@@ -320,9 +355,12 @@ _public_ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_
         r = ltsm_reply_get_base64(reply, "response", resp_size, &data, &len);
         if (r < 0)
                 return bad_reply(c, r);
+        r = ltsm_client_call_done(c, 0);
+        if (r < 0)
+                return r;
         if (len > 0)
                 memcpy(resp, data, len);
         if (ret_resp_len)
                 *ret_resp_len = len;
-        return ltsm_client_call_done(c, 0);
+        return 0;
 }

@@ -66,10 +66,20 @@
  *   a response larger than the buffer          -ENOBUFS     (NULL)
  *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
+ *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
  *
  * After -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO the connection is gone (and with it
  * every context it held): libtsm has closed its socket, and tsm_client_reconnect() makes a
  * new one.
+ *
+ * -ECANCELED: the client is gone. A blocking call (and tsm_client_reconnect()) runs the
+ * callbacks of earlier asynchronous calls whose replies arrive meanwhile. If one of them calls
+ * tsm_client_free(), the client is released before the blocking call returns, and the call
+ * returns -ECANCELED (its outputs unwritten; what tsmd did for it is released with the
+ * connection). @c is then a dangling pointer: do not pass it to anything, not even
+ * tsm_client_get_error_name() or tsm_client_free(). Only a program that frees a client from
+ * its own callbacks can get -ECANCELED from a blocking call, and it must check for it before
+ * the usual error handling. (tsm_client_process() returns 1 in that case.)
  */
 #pragma once
 
@@ -209,6 +219,7 @@ int tsm_client_set_timeout(TsmClient *c, uint64_t usec);
  * Return: 0; as tsm_client_connect() when the new connection cannot be made (@c then has no
  * working connection: calls fail with -ENOTCONN until a reconnect succeeds); -EDEADLK from a
  * callback.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_client_reconnect(TsmClient *c);
 
@@ -266,9 +277,10 @@ int tsm_client_get_events(const TsmClient *c);
  * Writes queued calls, reads replies and runs their callbacks. Call it when the fd is ready
  * for the events of tsm_client_get_events() (calling it at other times is harmless).
  *
- * Return: 1 if something was done, 0 if there was nothing to do; -ECONNRESET (or -EPROTO) when
- * the connection was lost now (every pending callback has then run with that error), -ENOTCONN
- * if it was lost before; -EDEADLK from a callback.
+ * Return: 1 if something was done (also when a callback freed @c: it is gone then), 0 if
+ * there was nothing to do; -ECONNRESET (or -EPROTO) when the connection was lost now (every
+ * pending callback has then run with that error), -ENOTCONN if it was lost before; -EDEADLK
+ * from a callback.
  */
 int tsm_client_process(TsmClient *c);
 
@@ -283,6 +295,7 @@ int tsm_client_process(TsmClient *c);
  *               NULL (the fd is closed at once).
  *
  * Return: 0; -EUSERS (LimitReached); -EBADMSG if no fd came with the reply; see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd);
 
@@ -294,6 +307,7 @@ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd);
  *
  * Return: 0; -EBADF if @iommufd is not an open fd, or tsmd found it is not an iommufd
  * (BadFileDescriptor); -EUSERS; see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
 
@@ -329,6 +343,7 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
  * reclaimed already, released after ReclaimTimeoutSec, or another uid's); -EUSERS; see the
  * table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd);
 
@@ -341,6 +356,7 @@ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_c
  *
  * Return: 0; -ENOENT (NoSuchContext); -EBUSY (a Bind or Unbind of one of its vDevices is still
  * being answered); see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_close(TsmClient *c, uint64_t context);
 
@@ -359,6 +375,7 @@ int tsm_context_close(TsmClient *c, uint64_t context);
  * Return: 0; -ENOENT (NoSuchContext, NoSuchDevice); -EEXIST (VDeviceExists); -EBUSY (the
  * device is attached elsewhere, or its last guest's release is not done yet); -EBADF (the VFIO fd is not that device); -EACCES; -EUSERS;
  * -EINVAL; see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *pci_address,
                       int vfio_fd, TsmDeviceInfo **ret);
@@ -373,6 +390,7 @@ int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  *
  * Return: 0; -ENOENT (NoSuchContext, NoSuchVDevice); -EBUSY (a Bind or Unbind of it is still
  * being answered); see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
 
@@ -389,6 +407,7 @@ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
  *
  * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY (another Bind or Unbind of it is still
  * being answered); -ETIMEDOUT; -EACCES; see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state);
 
@@ -400,6 +419,7 @@ int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiS
  * @ret_state: as for tsm_device_bind(); may be NULL
  *
  * Return: 0; see tsm_device_bind().
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state);
 
@@ -413,6 +433,7 @@ int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTd
  * @ret_bound: whether this client bound the device; may be NULL
  *
  * Return: 0; -ENOENT; -ENODEV; see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state,
                          bool *ret_bound);
@@ -507,6 +528,7 @@ bool tsm_scope_is_allowed(const TsmScope *s);
  * Return: 0; -EOPNOTSUPP (NoSuchScope, ScopeUnavailable); -EACCES (Denied: e.g. a debug scope
  * the policy does not grant); -E2BIG (PayloadTooLarge); -ENODEV; -EBUSY; -ETIMEDOUT; -EIO
  * (AuditFailed); -ENOBUFS if tsmd sent more than @resp_size; see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
                       const void *req, size_t req_len, void *resp, size_t resp_size,
@@ -592,6 +614,7 @@ TsmEventKind tsm_event_kind_from_string(const char *s);
  *
  * Return: 0; -EINVAL for parameters that are not a JSON object; for an error reply, its
  * errno from the table above, with tsm_client_get_error_name() naming it.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_client_call_json(TsmClient *c, const char *method, const char *parameters, char **ret_reply);
 
@@ -618,6 +641,7 @@ typedef int (*TsmJsonReplyFunc)(TsmClient *c, const char *reply, bool continues,
  * the connection ends. With tsm_client_set_timeout(c, 0) it can follow a stream forever.
  *
  * Return: 0 after the final reply; a negative errno otherwise.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_client_call_more_json(TsmClient *c, const char *method, const char *parameters,
                               TsmJsonReplyFunc callback, void *userdata);

@@ -242,4 +242,88 @@ TEST(free_from_more_callback) {
         pair_done(NULL, path, l, s);
 }
 
+typedef struct Freer {
+        unsigned n_callbacks, n_destroys;
+} Freer;
+
+static void on_response_free(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Freer *f = userdata;
+
+        f->n_callbacks++;
+        tsm_client_free(c);
+}
+
+static void on_destroy_count(void *userdata) {
+        Freer *f = userdata;
+
+        f->n_destroys++;
+}
+
+/* An asynchronous callback that frees the client while a blocking call waits: the blocking
+ * call returns -ECANCELED (and the client is gone; nothing may touch it). */
+TEST(free_during_blocking_call) {
+        char path[108], buf[4096];
+        Freer f = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free, &f, on_destroy_count));
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}"); /* the request's */
+        write_message(s, "{\"parameters\":{}}");                           /* CloseContext's */
+        ASSERT_ERRNO(tsm_context_close(c, 1), ECANCELED);
+        ASSERT_EQ(f.n_callbacks, 1);
+        ASSERT_EQ(f.n_destroys, 1);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(NULL, path, l, s);
+}
+
+static void on_response_chain(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Freer *f = userdata;
+
+        f->n_callbacks++;
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free, f, on_destroy_count));
+}
+
+/* A reply read together with the blocking call's own, to an asynchronous call made while it
+ * waited, is delivered before the call returns; if its callback frees the client, the call
+ * returns -ECANCELED too, not success with the client gone, and writes no output. */
+TEST(free_after_blocking_reply) {
+        char path[108];
+        Freer f = {};
+        bool bound = false;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_chain, &f, on_destroy_count));
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");          /* the first request's */
+        write_message(s, "{\"parameters\":{\"bound\":true,\"state\":null}}");  /* GetDeviceState's */
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");          /* the second's */
+        ASSERT_ERRNO(tsm_device_get_state(c, 1, 1, NULL, &bound), ECANCELED);
+        ASSERT_FALSE(bound);
+        ASSERT_EQ(f.n_callbacks, 2);
+        ASSERT_EQ(f.n_destroys, 2);
+        pair_done(NULL, path, l, s);
+}
+
+/* The same from tsm_client_process(): it says 1 (progress). */
+TEST(free_during_process) {
+        char path[108];
+        Freer f = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free, &f, on_destroy_count));
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        {
+                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+                ASSERT_EQ(poll(&p, 1, 1000), 1);
+        }
+        ASSERT_EQ(tsm_client_process(c), 1);
+        ASSERT_EQ(f.n_callbacks, 1);
+        ASSERT_EQ(f.n_destroys, 1);
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(NULL, path, l, s);
+}
+
 TEST_MAIN();

@@ -25,6 +25,8 @@
 
 static uint32_t function_id;
 
+/* c is still valid here whatever r is: this program never frees the client from a callback,
+ * the one case where a call returns -ECANCELED with the client gone (see tsm.h). */
 static void die(TsmClient *c, const char *what, int r) {
         fprintf(stderr, "%s: %s", what, strerror(-r));
         if (tsm_client_get_error_name(c))
