@@ -40,6 +40,9 @@ int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
 
         if (r < 0) {
                 fprintf(stderr, "Failed to connect to tsmd at %s: %s\n", o->socket, strerror(-r));
+                /* The socket's mode or owner keeps us out: tsmd may well be running. */
+                if (r == -EACCES || r == -EPERM)
+                        return EXIT_PERMISSION;
                 return EXIT_NOT_RUNNING;
         }
         return 0;

@@ -280,6 +280,19 @@ TEST(admin_refused_for_others_and_audited) {
         tsmd_teardown(&t);
 }
 
+/* A socket the caller may not connect to is "permission denied" (4), not "not running" (7). */
+TEST(connect_refused_by_socket_mode) {
+        Tsmd t = {};
+
+        if (geteuid() != 0)
+                SKIP("needs root to run tsmctl as another uid");
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        ASSERT_OK(chmod(t.socket, 0600));
+        ASSERT_EQ(tsmctl_as_nobody(&t, "devices"), 4);
+        tsmd_teardown(&t);
+}
+
 TEST(exit_codes) {
         _cleanup_free_ char *out = NULL;
         Tsmd t = {};
