@@ -97,6 +97,21 @@ void tsmctl_print_json(json_object *o) {
                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
+/* The verb's positional arguments: its options and their values are not counted. -EINVAL
+ * for an unknown option or one missing its value. */
+static int count_args(const TsmctlVerb *verb, int argc, char *argv[]) {
+        int opt;
+
+        if (!verb->options)
+                return argc;
+        /* As run() will parse them: argv[-1] is the verb, in getopt's place of the program. */
+        optind = 0;
+        while ((opt = getopt_long(argc + 1, argv - 1, "", verb->options, NULL)) >= 0)
+                if (opt == '?')
+                        return -EINVAL;
+        return argc + 1 - optind;
+}
+
 static void help(void) {
         printf("Usage: tsmctl [OPTIONS] COMMAND [ARGS...]\n\n"
                "Administer tsmd, the TSM broker.\n\nCommands:\n");
@@ -121,7 +136,7 @@ int main(int argc, char *argv[]) {
         };
         TsmctlOptions o = { .socket = getenv("TSMD_SOCKET") ?: TSMD_SOCKET_DEFAULT };
         const TsmctlVerb *verb = NULL;
-        int c;
+        int c, n_args;
 
         /* "+": stop at the verb, so verbs may take options of their own. */
         while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
@@ -164,7 +179,10 @@ int main(int argc, char *argv[]) {
                 printf("Usage: tsmctl %s %s\n\n%s\n", verb->name, verb->usage, verb->summary);
                 return 0;
         }
-        if ((unsigned) argc < verb->min_args || (unsigned) argc > verb->max_args) {
+        n_args = count_args(verb, argc, argv);
+        if (n_args < 0)
+                return EXIT_USAGE; /* getopt_long() said why */
+        if ((unsigned) n_args < verb->min_args || (unsigned) n_args > verb->max_args) {
                 fprintf(stderr, "Usage: tsmctl %s %s\n", verb->name, verb->usage);
                 return EXIT_USAGE;
         }

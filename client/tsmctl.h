@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <getopt.h>
 #include <json-c/json.h>
 
 #include "config.h"
@@ -34,7 +35,10 @@ typedef struct TsmctlVerb {
         const char *name;
         const char *usage;   /* arguments, for the help text */
         const char *summary; /* one line */
-        unsigned min_args, max_args;
+        unsigned min_args, max_args; /* positional arguments, options not counted */
+        /* The verb's own options (getopt_long(), NULL-terminated), or NULL for none. tsmctl.c
+         * checks them and counts the arguments left; run() parses them again for their values. */
+        const struct option *options;
         int (*run)(const TsmctlOptions *o, int argc, char *argv[]);
 } TsmctlVerb;
 

@@ -7,13 +7,14 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
+static const struct option options[] = {
+        { "from", required_argument, NULL, 'f' },  { "to", required_argument, NULL, 't' },
+        { "uid", required_argument, NULL, 'u' },   { "device", required_argument, NULL, 'd' },
+        { "scope", required_argument, NULL, 's' }, { "result", required_argument, NULL, 'r' },
+        { "limit", required_argument, NULL, 'l' }, {},
+};
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "from", required_argument, NULL, 'f' },  { "to", required_argument, NULL, 't' },
-                { "uid", required_argument, NULL, 'u' },   { "device", required_argument, NULL, 'd' },
-                { "scope", required_argument, NULL, 's' }, { "result", required_argument, NULL, 'r' },
-                { "limit", required_argument, NULL, 'l' }, {},
-        };
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *params = json_object_new_object(), *reply, *list;
         int r, opt;
@@ -60,6 +61,7 @@ const TsmctlVerb verb_audit = {
         .name = "audit",
         .usage = "[--from=SEQ] [--to=SEQ] [--uid=UID] [--device=PCI] [--scope=S] [--result=R] [--limit=N]",
         .summary = "Query the audit log",
-        .max_args = 7,
+        .max_args = 0,
+        .options = options,
         .run = run,
 };

@@ -293,6 +293,38 @@ TEST(connect_refused_by_socket_mode) {
         tsmd_teardown(&t);
 }
 
+/* A verb's options are not counted as its arguments: many of them are fine, a stray word or an
+ * unknown option is not. */
+TEST(verb_options_not_counted_as_arguments) {
+        static const struct {
+                const char *args[10];
+                int status;
+        } cases[] = {
+                { { "--from", "1", "--to", "100", "--uid", "0", "--limit", "5" }, 0 },
+                { { "--from=1", "--to=100", "--uid=0", "--device=0000:01:00.0", "--scope=info", "--result=ok", "--limit=5" }, 0 },
+                { { "--from", "1", "stray" }, 2 },
+                { { "stray" }, 2 },
+                { { "--nosuchoption" }, 2 },
+                { { "--from" }, 2 },
+        };
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[16] = { TSMCTL_PATH, "--socket", t.socket, "audit" };
+                size_t n = 4;
+                int status;
+
+                for (size_t k = 0; cases[i].args[k]; k++)
+                        argv[n++] = cases[i].args[k];
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != cases[i].status)
+                        TEST_FAIL("case %zu: exit %d, expected %d: %s", i, WEXITSTATUS(status), cases[i].status, err);
+        }
+        tsmd_teardown(&t);
+}
+
 TEST(exit_codes) {
         _cleanup_free_ char *out = NULL;
         Tsmd t = {};
