@@ -7,6 +7,9 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
+/* tsmd's cap on the records of one QueryAudit (the IDL's "default and maximum"). */
+#define QUERY_LIMIT_MAX 10000
+
 static const struct option options[] = {
         { "from", required_argument, NULL, 'f' },  { "to", required_argument, NULL, 't' },
         { "uid", required_argument, NULL, 'u' },   { "device", required_argument, NULL, 'd' },
@@ -16,7 +19,9 @@ static const struct option options[] = {
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
-        json_object *params = json_object_new_object(), *reply, *list;
+        json_object *params = json_object_new_object(), *reply, *list, *last;
+        long long limit = QUERY_LIMIT_MAX;
+        size_t n;
         int r, opt;
 
         optind = 0;
@@ -39,6 +44,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                 return EXIT_USAGE;
                         }
                         json_object_add(params, key, json_object_new_int64(v));
+                        if (opt == 'l')
+                                limit = MIN(v, (long long) QUERY_LIMIT_MAX);
                 } else
                         json_object_add(params, key, json_object_new_string(optarg));
         }
@@ -46,14 +53,26 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.QueryAudit", params, &reply);
         if (r > 0)
                 return r;
-        if (o->json) {
-                tsmctl_print_json(reply);
-                return 0;
-        }
-        tsmctl_print_audit_header();
         list = json_object_object_get(reply, "records");
-        for (size_t i = 0; i < json_object_array_length(list); i++)
-                tsmctl_print_audit_row(json_object_array_get_idx(list, i));
+        n = json_object_array_length(list);
+        if (o->json)
+                tsmctl_print_json(reply);
+        else {
+                tsmctl_print_audit_header();
+                for (size_t i = 0; i < n; i++)
+                        tsmctl_print_audit_row(json_object_array_get_idx(list, i));
+        }
+
+        /* The reply does not say whether more records matched: a full one may have been cut,
+         * and nobody should take the oldest 10000 records for the whole log. */
+        last = n > 0 ? json_object_array_get_idx(list, n - 1) : NULL;
+        if (last && (long long) n >= limit) {
+                fflush(stdout);
+                fprintf(stderr,
+                        "Only the first %zu matching records are shown; there may be more. "
+                        "Continue with --from=%lld (and the same filters).\n",
+                        n, (long long) json_object_get_int64(json_object_object_get(last, "seq")) + 1);
+        }
         return 0;
 }
 

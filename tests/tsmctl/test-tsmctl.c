@@ -8,7 +8,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -322,6 +324,98 @@ TEST(verb_options_not_counted_as_arguments) {
                 if (!WIFEXITED(status) || WEXITSTATUS(status) != cases[i].status)
                         TEST_FAIL("case %zu: exit %d, expected %d: %s", i, WEXITSTATUS(status), cases[i].status, err);
         }
+        tsmd_teardown(&t);
+}
+
+/* A stand-in for tsmd at path that answers one call with reply (NUL-terminated on the wire);
+ * returns its pid. */
+static pid_t fake_tsmd(const char *path, const char *reply) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        pid_t pid;
+
+        ASSERT_TRUE(l >= 0 && strlen(path) < sizeof(sa.sun_path));
+        strcpy(sa.sun_path, path);
+        ASSERT_OK(bind(l, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(listen(l, 1));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+                size_t len = strlen(reply) + 1;
+                char ch;
+
+                while (fd >= 0 && read(fd, &ch, 1) == 1 && ch != 0)
+                        ;
+                for (size_t done = 0; fd >= 0 && done < len;) {
+                        ssize_t k = write(fd, reply + done, len - done);
+                        if (k <= 0)
+                                _exit(1);
+                        done += (size_t) k;
+                }
+                while (fd >= 0 && read(fd, &ch, 1) > 0) /* until tsmctl hangs up */
+                        ;
+                _exit(0);
+        }
+        close(l);
+        return pid;
+}
+
+/* tsmctl audit against a QueryAudit reply of n records (seq 1..n); its stderr. */
+static char *audit_with_records(unsigned n) {
+        _cleanup_free_ char *path = NULL, *out = NULL;
+        char *err = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "audit", NULL };
+        size_t size = 64 + (size_t) n * 24, pos;
+        char *reply = malloc(size);
+        int status;
+        pid_t pid;
+
+        ASSERT_NOT_NULL(reply);
+        pos = (size_t) snprintf(reply, size, "{\"parameters\":{\"records\":[");
+        for (unsigned i = 1; i <= n; i++)
+                pos += (size_t) snprintf(reply + pos, size - pos, "%s{\"seq\":%u}", i > 1 ? "," : "", i);
+        snprintf(reply + pos, size - pos, "]}}");
+
+        static const char *dir = NULL;
+
+        if (!dir)
+                dir = scratch_dir(); /* one per process */
+        ASSERT_TRUE(asprintf(&path, "%s/fake-admin-%u", dir, n) > 0);
+        pid = fake_tsmd(path, reply);
+        free(reply);
+        argv[2] = path;
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_EQ(count_lines(out), n + 1);
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        return err;
+}
+
+/* tsmd answers QueryAudit with at most 10000 records and does not say whether more matched: a
+ * reply that full gets a notice saying where to page on, one short of it none. */
+TEST(audit_says_when_cut) {
+        _cleanup_free_ char *full = audit_with_records(10000), *short_of_it = audit_with_records(9999);
+
+        ASSERT_NOT_NULL(strstr(full, "--from=10001"));
+        ASSERT_NULL(strstr(short_of_it, "--from="));
+}
+
+/* The same with --limit, against tsmd. */
+TEST(audit_limit_says_when_cut) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        guest_activity(&t); /* a few records */
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", "--limit=2", NULL };
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        ASSERT_EQ(count_lines(out), 3);
+        ASSERT_NOT_NULL(strstr(err, "--from=3"));
         tsmd_teardown(&t);
 }
 
