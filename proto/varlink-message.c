@@ -9,7 +9,8 @@
 bool varlink_method_name_valid(const char *method, const char **ret_dot) {
         const char *dot;
 
-        if (!method)
+        /* Bounded, as error replies echo it: an answer must never outgrow a message. */
+        if (!method || strnlen(method, VARLINK_METHOD_NAME_MAX + 1) > VARLINK_METHOD_NAME_MAX)
                 return false;
         dot = strrchr(method, '.');
         if (!dot || dot == method || !isupper((unsigned char) dot[1]))

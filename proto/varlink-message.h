@@ -41,5 +41,9 @@ int varlink_message_new_call(const char *method, json_object *parameters, unsign
 int varlink_message_new_reply(json_object *parameters, bool continues, json_object **ret);
 int varlink_message_new_error(const char *error, json_object *parameters, json_object **ret);
 
-/* True for a syntactically valid "interface.Method" name; *ret_split points at the dot. */
+/* Interface names are reverse-domain names (at most 253 bytes as DNS has them); with a dot
+ * and a method name, 255 holds any real one. */
+#define VARLINK_METHOD_NAME_MAX 255U
+/* True for a syntactically valid "interface.Method" name of at most VARLINK_METHOD_NAME_MAX
+ * bytes; *ret_dot points at the dot. */
 bool varlink_method_name_valid(const char *method, const char **ret_dot);

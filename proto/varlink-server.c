@@ -2,6 +2,7 @@
 /* The Varlink server: listeners, connections, dispatch and in-order replies. Runs in: worker. */
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -59,7 +60,8 @@ typedef struct Output {
 struct VarlinkCall {
         unsigned n_ref;
         VarlinkConn *conn;
-        json_object *message;
+        json_object *message; /* NULL once answered and its handler returned */
+        json_object *method_name; /* holds method alive without the message */
         const char *method;
         unsigned flags;
         const VarlinkSymbol *symbol;
@@ -76,6 +78,8 @@ struct VarlinkCall {
         bool answered;
         bool intercepted; /* answered, but the interceptor has not released it yet */
         bool queued;
+        bool in_handler;
+        bool streaming; /* a "more" call not finished yet: nothing after it is read */
         TAILQ_ENTRY(VarlinkCall) entry;
 };
 
@@ -84,6 +88,8 @@ struct VarlinkConn {
         VarlinkServer *server;
         VarlinkStream *stream;
         struct event *ev_read, *ev_write, *ev_process;
+        struct event *ev_hangup;  /* see conn_watch_hangup() */
+        int hangup_fd;
         struct event *ev_timeout; /* see conn_update_timeout() */
         uint64_t timeout_mark;    /* what ev_timeout waits for: 0 the first byte, else 1 + the
                                    * stream position of the message that must complete */
@@ -92,11 +98,14 @@ struct VarlinkConn {
         const char *const *interfaces; /* from the listener; NULL: everything */
         bool connected;
         bool closing;
+        bool failing; /* to be disconnected from the loop: see conn_disconnect_soon() */
         bool read_paused;
         bool write_queued; /* in the server's write_queue, holding a reference */
 
         TAILQ_HEAD(, VarlinkCall) calls;
         unsigned n_calls;
+        unsigned n_streaming;
+        size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs) */
         TAILQ_ENTRY(VarlinkConn) entry;
         TAILQ_ENTRY(VarlinkConn) write_entry;
 };
@@ -139,9 +148,11 @@ struct VarlinkServer {
 };
 
 static void conn_disconnect(VarlinkConn *c);
+static void conn_disconnect_soon(VarlinkConn *c);
 static void conn_free_events(VarlinkConn *c);
 static void conn_schedule(VarlinkConn *c);
 static void conn_update_timeout(VarlinkConn *c);
+static void conn_watch_hangup(VarlinkConn *c);
 static int call_flush_outputs(VarlinkCall *call);
 static void server_update_timeouts(VarlinkServer *s);
 static void on_write_flush(void *userdata);
@@ -466,6 +477,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
 
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
+                call->conn->held_output -= o->len;
                 output_free(o);
         }
         close_many(call->fds, call->n_fds);
@@ -473,6 +485,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
         close_many(call->out_fds, call->n_out_fds);
         free(call->out_fds);
         json_object_put(call->message);
+        json_object_put(call->method_name);
         varlink_conn_unref(call->conn);
         return mfree(call);
 }
@@ -493,6 +506,18 @@ bool varlink_call_is_answered(const VarlinkCall *call) {
         return call->answered;
 }
 
+/* What came with a call is its handler's while it runs, which takes the fds it keeps; once the
+ * call is answered, its message goes too. A call may wait in the queue long after that,
+ * behind a slow one, and must not hold a client's fds or a large message meanwhile. */
+static void call_drop_input(VarlinkCall *call) {
+        if (call->in_handler)
+                return;
+        close_many(call->fds, call->n_fds);
+        call->n_fds = 0;
+        if (call->answered && !call->intercepted)
+                call->message = (json_object_put(call->message), NULL);
+}
+
 static bool call_is_head(const VarlinkCall *call) {
         return call->queued && TAILQ_FIRST(&call->conn->calls) == call;
 }
@@ -509,7 +534,7 @@ static void conn_complete_calls(VarlinkConn *c) {
 
                 call = TAILQ_FIRST(&c->calls);
                 if (call && call_flush_outputs(call) < 0) {
-                        conn_disconnect(c);
+                        conn_disconnect_soon(c);
                         return;
                 }
         }
@@ -517,12 +542,12 @@ static void conn_complete_calls(VarlinkConn *c) {
         /* A connection marked for closing goes once its last reply has left. */
         if (c->closing && TAILQ_EMPTY(&c->calls)) {
                 if (varlink_stream_get_output_size(c->stream) == 0)
-                        conn_disconnect(c);
+                        conn_disconnect_soon(c);
                 return;
         }
 
         /* A slot for another call is free: take in what the client queued meanwhile. */
-        if (c->read_paused && c->n_calls < c->server->limits.max_pending_calls)
+        if (c->read_paused && c->n_calls < c->server->limits.max_pending_calls && c->n_streaming == 0)
                 conn_schedule(c);
 }
 
@@ -537,7 +562,7 @@ static void conn_set_closing(VarlinkConn *c) {
 static void conn_write_now(VarlinkConn *c) {
         int r;
 
-        if (!c->connected)
+        if (!c->connected || c->failing)
                 return;
 
         /* Most replies fit into the socket buffer and leave without waiting for POLLOUT. */
@@ -568,7 +593,7 @@ static void on_write_flush(void *userdata) {
 static void conn_want_write(VarlinkConn *c) {
         VarlinkServer *s = c->server;
 
-        if (!c->connected || c->write_queued)
+        if (!c->connected || c->failing || c->write_queued)
                 return;
         c->write_queued = true;
         varlink_conn_ref(c); /* not inside TAILQ_INSERT_TAIL(), which uses its arguments twice */
@@ -584,6 +609,7 @@ static int call_flush_outputs(VarlinkCall *call) {
 
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
+                c->held_output -= o->len;
                 r = varlink_stream_enqueue_text(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds);
                 o->n_fds = 0;
                 output_free(o);
@@ -646,14 +672,21 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 f(call, TAKE_PTR(m), call->interceptor_userdata);
                 return 0;
         }
+        if (final) {
+                call_drop_input(call);
+                if (call->streaming) {
+                        call->streaming = false;
+                        c->n_streaming--;
+                }
+        }
 
         /* A oneway caller asked for silence; a departed one cannot hear. */
-        if ((call->flags & VARLINK_CALL_ONEWAY) || !c->connected) {
+        if ((call->flags & VARLINK_CALL_ONEWAY) || !c->connected || c->failing) {
                 close_many(call->out_fds, call->n_out_fds);
                 call->n_out_fds = 0;
-                if (final && c->connected)
+                if (final && c->connected && !c->failing)
                         conn_complete_calls(c);
-                return c->connected ? 0 : -ENOTCONN;
+                return c->connected && !c->failing ? 0 : -ENOTCONN;
         }
 
         fds = TAKE_PTR(call->out_fds);
@@ -667,7 +700,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         log_debug_errno(r, "Failed to queue reply: %m");
                         if (r == -ENOBUFS)
                                 refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
-                        conn_disconnect(c);
+                        conn_disconnect_soon(c);
                         return r;
                 }
                 conn_want_write(c);
@@ -676,6 +709,13 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
 
                 text = json_object_to_json_string_length(
                         m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+                /* Waiting for an earlier call counts against what a slow reader may have queued. */
+                if (text && c->held_output + len + 1 > c->server->limits.max_output_size) {
+                        close_many(fds, n_fds);
+                        refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
+                        conn_disconnect_soon(c);
+                        return -ENOBUFS;
+                }
                 o = new0(Output, 1);
                 if (!text || !o || !(o->text = strndup(text, len))) {
                         free(o);
@@ -686,6 +726,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 o->fds = TAKE_PTR(fds);
                 o->n_fds = n_fds;
                 STAILQ_INSERT_TAIL(&call->outputs, o, entry);
+                c->held_output += len;
         }
 
         if (final && c->connected)
@@ -861,38 +902,16 @@ int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, co
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
-static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fds) {
-        _cleanup_(varlink_call_unrefp) VarlinkCall *call = NULL;
+static void call_dispatch(VarlinkCall *call) {
         _cleanup_free_ char *bad_field = NULL;
+        VarlinkConn *c = call->conn;
         const VarlinkInterface *iface;
         VarlinkCallMessage m = {};
         const char *bad_key = NULL, *dot;
         Method *method;
         int r;
 
-        call = new0(VarlinkCall, 1);
-        if (!call) {
-                json_object_put(message);
-                close_many(fds, n_fds);
-                free(fds);
-                conn_disconnect(c);
-                return;
-        }
-        call->n_ref = 1;
-        call->conn = varlink_conn_ref(c);
-        call->message = message;
-        call->fds = fds;
-        call->n_fds = n_fds;
-        STAILQ_INIT(&call->outputs);
-
-        /* Queue first, so even an error answer keeps the order of replies. */
-        /* The queue holds its own reference (TAILQ macros evaluate elm more than once). */
-        varlink_call_ref(call);
-        TAILQ_INSERT_TAIL(&c->calls, call, entry);
-        call->queued = true;
-        c->n_calls++;
-
-        r = varlink_message_parse_call(message, &m, &bad_key);
+        r = varlink_message_parse_call(call->message, &m, &bad_key);
         if (r == -EBADMSG) {
                 /* A well-formed object that is not a valid call: say which key is wrong, then
                  * hang up, as the rest of the stream cannot be trusted (sd-varlink hangs up
@@ -908,6 +927,9 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
                 conn_disconnect(c);
                 return;
         }
+        /* The method's name outlives the message, which goes once the call is answered. */
+        if (json_object_object_get_ex(call->message, "method", &call->method_name))
+                json_object_get(call->method_name);
         call->method = m.method;
         call->flags = m.flags;
 
@@ -957,18 +979,50 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
                 return;
         }
 
+        call->in_handler = true;
         r = method->func(call, m.parameters, c->server->userdata);
+        call->in_handler = false;
         if (r < 0 && !call->answered) {
                 log_debug_errno(r, "Method %s failed: %m", m.method);
                 (void) varlink_call_error_errno(call, r);
         }
-
-        /* A oneway call is finished once its handler returned, whatever it does later. */
-        if ((call->flags & VARLINK_CALL_ONEWAY) && !call->answered) {
-                call->answered = true;
-                if (c->connected)
-                        conn_complete_calls(c);
+        /* SECURITY: until it finishes, nothing after a "more" call is read (as sd-varlink): its
+         * replies could not leave before it, so calls piling up behind it would only hold
+         * memory and fds. A oneway call whose handler answers later stays queued like any
+         * other, counted and recorded; only its answer is not sent. */
+        if ((call->flags & VARLINK_CALL_MORE) && !call->answered) {
+                call->streaming = true;
+                c->n_streaming++;
         }
+}
+
+static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fds) {
+        _cleanup_(varlink_call_unrefp) VarlinkCall *call = NULL;
+
+        call = new0(VarlinkCall, 1);
+        if (!call) {
+                json_object_put(message);
+                close_many(fds, n_fds);
+                free(fds);
+                conn_disconnect(c);
+                return;
+        }
+        call->n_ref = 1;
+        call->conn = varlink_conn_ref(c);
+        call->message = message;
+        call->fds = fds;
+        call->n_fds = n_fds;
+        STAILQ_INIT(&call->outputs);
+
+        /* Queue first, so even an error answer keeps the order of replies. */
+        /* The queue holds its own reference (TAILQ macros evaluate elm more than once). */
+        varlink_call_ref(call);
+        TAILQ_INSERT_TAIL(&c->calls, call, entry);
+        call->queued = true;
+        c->n_calls++;
+
+        call_dispatch(call);
+        call_drop_input(call);
 }
 
 /* What a read or parse error refuses, or NULL where the peer hung up or we failed. */
@@ -993,15 +1047,19 @@ static void conn_process(VarlinkConn *c) {
         int r;
 
         varlink_conn_ref(c);
+        if (c->failing)
+                conn_disconnect(c);
         while (c->connected && !c->closing) {
                 json_object *message = NULL;
                 int *fds = NULL;
                 size_t n_fds = 0;
 
-                if (c->n_calls >= c->server->limits.max_pending_calls) {
-                        /* Backpressure: stop reading until a call finishes. */
+                if (c->n_calls >= c->server->limits.max_pending_calls || c->n_streaming > 0) {
+                        /* Backpressure: stop reading until a call finishes, but not watching
+                         * for the peer to go, which otherwise only a write would notice. */
                         c->read_paused = true;
                         (void) event_del(c->ev_read);
+                        conn_watch_hangup(c);
                         break;
                 }
                 if (budget-- == 0) {
@@ -1030,6 +1088,8 @@ static void conn_process(VarlinkConn *c) {
                 if (r == 0) {
                         if (c->read_paused) {
                                 c->read_paused = false;
+                                if (c->ev_hangup)
+                                        (void) event_del(c->ev_hangup);
                                 (void) event_add(c->ev_read, NULL);
                         }
                         break;
@@ -1049,6 +1109,41 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *userdata) {
 
 static void on_conn_process(evutil_socket_t fd, short what, void *userdata) {
         conn_process(userdata);
+}
+
+static void on_conn_hangup(evutil_socket_t fd, short what, void *userdata) {
+        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+        /* New bytes (unread: they wait), or the peer gone. */
+        if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                return;
+        log_debug("Client hung up while its calls were pending.");
+        conn_disconnect(userdata);
+}
+
+/* While reading is paused, a hang-up must still be seen: else a client that subscribed and
+ * left keeps its connection, and all it owns, until something is written to it. libevent
+ * delivers EPOLLHUP only as readable (never as EV_CLOSED), which a level-triggered watch
+ * would report forever while unread calls wait. So this watch is edge-triggered, on a
+ * duplicate of the socket (all events on one fd must agree on that), and asks poll() what
+ * happened when it fires. Without it (no fd left), the pause is as it was before. */
+static void conn_watch_hangup(VarlinkConn *c) {
+        int fd;
+
+        if (!c->ev_hangup) {
+                fd = fcntl(varlink_stream_get_fd(c->stream), F_DUPFD_CLOEXEC, 3);
+                if (fd < 0) {
+                        log_debug_errno(-errno, "Cannot watch a paused connection for its hang-up: %m");
+                        return;
+                }
+                c->ev_hangup = event_new(c->server->base, fd, EV_READ | EV_ET | EV_PERSIST, on_conn_hangup, c);
+                if (!c->ev_hangup) {
+                        safe_close(fd);
+                        return;
+                }
+                c->hangup_fd = fd;
+        }
+        (void) event_add(c->ev_hangup, NULL);
 }
 
 /* SECURITY: the rest of a connection's work waits for the next round of the loop, not the end of
@@ -1078,7 +1173,7 @@ static void conn_update_timeout(VarlinkConn *c) {
         const struct timeval *tv = NULL;
         uint64_t mark = 0;
 
-        if (!c->connected)
+        if (!c->connected || c->failing)
                 return;
 
         if (!c->closing && !c->read_paused && !varlink_stream_has_message(c->stream)) {
@@ -1183,6 +1278,9 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         event_del(c->ev_read);
         event_del(c->ev_write);
         event_del(c->ev_process);
+        if (c->ev_hangup)
+                event_del(c->ev_hangup);
+        c->hangup_fd = safe_close(c->hangup_fd);
         event_del(c->ev_timeout);
 
         /* Close the socket now so the peer sees the hang-up at once. */
@@ -1194,7 +1292,7 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
                 call->queued = false;
                 varlink_call_unref(call);
         }
-        c->n_calls = 0;
+        c->n_calls = c->n_streaming = 0;
 
         if (s->on_disconnect)
                 s->on_disconnect(s, c, s->userdata);
@@ -1218,6 +1316,21 @@ static void conn_disconnect(VarlinkConn *c) {
         conn_disconnect_full(c, true);
 }
 
+/* Disconnects from the loop, not here: called from inside a reply, a notification or a
+ * release, whose caller may be walking what the disconnect callback frees (a list of
+ * subscribers, say). Nothing is read or written meanwhile. */
+static void conn_disconnect_soon(VarlinkConn *c) {
+        if (!c->connected || c->failing)
+                return;
+        c->failing = true;
+        (void) event_del(c->ev_read);
+        (void) event_del(c->ev_write);
+        if (c->ev_hangup)
+                (void) event_del(c->ev_hangup);
+        (void) event_del(c->ev_timeout);
+        conn_schedule(c);
+}
+
 static void conn_free_events(VarlinkConn *c) {
         if (c->ev_read)
                 event_free(c->ev_read);
@@ -1225,9 +1338,11 @@ static void conn_free_events(VarlinkConn *c) {
                 event_free(c->ev_write);
         if (c->ev_process)
                 event_free(c->ev_process);
+        if (c->ev_hangup)
+                event_free(c->ev_hangup);
         if (c->ev_timeout)
                 event_free(c->ev_timeout);
-        c->ev_read = c->ev_write = c->ev_process = c->ev_timeout = NULL;
+        c->ev_read = c->ev_write = c->ev_process = c->ev_hangup = c->ev_timeout = NULL;
 }
 
 const struct ucred *varlink_conn_get_peer(const VarlinkConn *c) {
@@ -1259,7 +1374,7 @@ void varlink_conn_close(VarlinkConn *c) {
                 return;
         conn_set_closing(c);
         if (varlink_stream_get_output_size(c->stream) == 0 && TAILQ_EMPTY(&c->calls))
-                conn_disconnect(c);
+                conn_disconnect_soon(c);
 }
 
 static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
@@ -1299,6 +1414,7 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         c->server = s;
         c->peer = peer;
         c->interfaces = interfaces;
+        c->hangup_fd = -EBADF;
         TAILQ_INIT(&c->calls);
 
         r = varlink_stream_new(TAKE_FD(fd_owned), &s->limits, &c->stream);

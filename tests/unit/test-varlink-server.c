@@ -43,6 +43,10 @@ static const char test_idl[] =
         "method PassFd(fd: int) -> (fd: int)\n"
         "method Held(id: int) -> (id: int)\n"
         "method Unhold(id: int) -> ()\n"
+        "# [Requires 'more' flag]\n"
+        "method Stream(id: int) -> (id: int)\n"
+        "# [Requires 'more' flag]\n"
+        "method Flood(size: int) -> (text: string)\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -58,6 +62,9 @@ typedef struct TestServer {
         VarlinkCall *held[64];
         json_object *held_answer[64];
         unsigned recorded;
+        unsigned n_disconnects;
+        int flood_result;            /* what the notification that failed returned */
+        unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
         char refusals[4096];  /* "error method\n" for each refusal, in order */
 } TestServer;
@@ -105,10 +112,21 @@ static int m_defer(VarlinkCall *call, json_object *p, void *userdata) {
         return 0;
 }
 
+/* Stream: a "more" call that notifies once and waits, as a subscription; Release ends it. */
+static int m_stream(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *o = json_object_new_object();
+
+        json_object_add(o, "id", json_object_new_int64(-1));
+        ASSERT_OK(varlink_call_notify(call, o));
+        return m_defer(call, p, userdata);
+}
+
+/* Answers the deferred call; released is its id, or the negative errno of that answer. */
 static int m_release(VarlinkCall *call, json_object *p, void *userdata) {
         int64_t id = json_object_get_int64(json_object_object_get(p, "id"));
         VarlinkCall *d;
         json_object *o;
+        int r;
 
         if (id < 0 || id >= 64 || !ts.deferred[id])
                 return varlink_call_error_invalid_parameter(call, "id");
@@ -116,12 +134,39 @@ static int m_release(VarlinkCall *call, json_object *p, void *userdata) {
         ts.deferred[id] = NULL;
         o = json_object_new_object();
         json_object_add(o, "id", json_object_new_int64(id));
-        (void) varlink_call_reply(d, o);
+        r = varlink_call_reply(d, o);
         varlink_call_unref(d);
 
         o = json_object_new_object();
-        json_object_add(o, "released", json_object_new_int64(id));
+        json_object_add(o, "released", json_object_new_int64(r < 0 ? r : id));
         return varlink_call_reply(call, o);
+}
+
+/* Flood: notifies until the connection's output is full, as an event source does to a
+ * subscriber that stopped reading. */
+static int m_flood(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t size = json_object_get_int64(json_object_object_get(p, "size"));
+        _cleanup_free_ char *text = malloc((size_t) size + 1);
+        int r;
+
+        ASSERT_NOT_NULL(text);
+        memset(text, 'x', (size_t) size);
+        text[size] = 0;
+        for (;;) {
+                json_object *o = json_object_new_object();
+
+                json_object_add(o, "text", json_object_new_string(text));
+                r = varlink_call_notify(call, o);
+                if (r < 0)
+                        break;
+        }
+        ts.flood_result = r;
+        ts.flood_disconnects = ts.n_disconnects;
+        return 0;
+}
+
+static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
+        ts.n_disconnects++;
 }
 
 static int m_pending(VarlinkCall *call, json_object *p, void *userdata) {
@@ -235,6 +280,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Pending", m_pending },   { "io.tsmd.Test.Record", m_record },
                 { "io.tsmd.Test.Recorded", m_recorded }, { "io.tsmd.Test.PassFd", m_pass_fd },
                 { "io.tsmd.Test.Held", m_held },         { "io.tsmd.Test.Unhold", m_unhold },
+                { "io.tsmd.Test.Stream", m_stream },     { "io.tsmd.Test.Flood", m_flood },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -255,7 +301,9 @@ static void server_start(const VarlinkLimits *limits) {
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Echo", m_echo), EEXIST);
         ASSERT_OK(varlink_server_listen_path(ts.server, ts.path, 0666));
         ts.refusals[0] = 0;
+        ts.n_disconnects = 0;
         varlink_server_set_refusal_callback(ts.server, on_refusal);
+        varlink_server_set_connection_callbacks(ts.server, NULL, on_disconnect);
 
         ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
         ts.stop_event = event_new(ts.base, ts.stop_pipe[0], EV_READ, on_stop, NULL);
@@ -720,6 +768,20 @@ TEST(protocol_violations) {
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
 
+        /* A method name longer than any real one: its error could not echo it. */
+        {
+                char call[512];
+
+                snprintf(call, sizeof(call), "{\"method\":\"io.tsmd.Test.E%0*d\"}", (int) VARLINK_METHOD_NAME_MAX, 0);
+                fd = raw_connect();
+                raw_call(fd, call);
+                r = raw_recv(fd);
+                ASSERT_NOT_NULL(r);
+                ASSERT_STREQ(r, "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"method\"}}");
+                ASSERT_TRUE(raw_is_closed(fd));
+                close(fd);
+        }
+
         /* upgrade is refused cleanly and the connection stays usable. */
         fd = raw_connect();
         raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"},\"upgrade\":true}");
@@ -896,6 +958,253 @@ TEST(limit_pending_calls) {
         ASSERT_STREQ(col.replies[0], "{\"id\":0}");
         varlink_client_free(c);
         varlink_client_free(c2);
+        server_stop();
+}
+
+/* The server runs on its own thread: what it counts is read, not locked. */
+static unsigned server_n_connections(void) {
+        return __atomic_load_n(&ts.server, __ATOMIC_ACQUIRE) ? varlink_server_get_n_connections(ts.server) : 0;
+}
+
+static bool wait_n_connections(unsigned n) {
+        for (unsigned i = 0; i < 400; i++) {
+                if (server_n_connections() == n)
+                        return true;
+                usleep(5000);
+        }
+        return false;
+}
+
+static int pending_calls(VarlinkClient *c) {
+        json_object *reply;
+        const char *e = NULL;
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Pending", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        return json_object_get_int(json_object_object_get(reply, "calls"));
+}
+
+static bool wait_pending_calls(VarlinkClient *c, int n) {
+        for (unsigned i = 0; i < 400; i++) {
+                if (pending_calls(c) == n)
+                        return true;
+                usleep(5000);
+        }
+        return false;
+}
+
+static int64_t release(VarlinkClient *c, int id) {
+        json_object *reply;
+        const char *e = NULL;
+        char p[32];
+
+        snprintf(p, sizeof(p), "{\"id\":%d}", id);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Release", parse(p), &reply, &e));
+        ASSERT_NULL(e);
+        return json_object_get_int64(json_object_object_get(reply, "released"));
+}
+
+static void wait_collected(VarlinkClient *c, Collected *col, unsigned n) {
+        while (col->n < n) {
+                struct pollfd p = { .fd = varlink_client_get_fd(c), .events = POLLIN };
+
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                ASSERT_TRUE(varlink_client_process(c) >= 0);
+        }
+}
+
+TEST(nothing_is_read_behind_a_stream) {
+        VarlinkClient *c, *c2;
+        Collected col = {};
+        json_object *reply;
+        const char *e = NULL;
+
+        server_start(NULL);
+        c = client_new();
+        c2 = client_new();
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Stream", parse("{\"id\":5}"), VARLINK_CALL_MORE, collect,
+                                            &col));
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Record", parse("{\"text\":\"x\"}"), 0, collect,
+                                                    &col));
+        while (varlink_client_process(c) > 0)
+                ;
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        usleep(100000);
+        /* Their answers could not leave before the stream's end: they wait in the socket. */
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Recorded", NULL, &reply, &e));
+        ASSERT_EQ(json_object_get_int(json_object_object_get(reply, "count")), 0);
+        wait_collected(c, &col, 1);
+        usleep(50000);
+        ASSERT_TRUE(varlink_client_process(c) >= 0);
+        ASSERT_EQ(col.n, 1);
+
+        /* The stream ends: the rest is read and answered, in order. */
+        ASSERT_EQ(release(c2, 5), 5);
+        wait_collected(c, &col, 5);
+        ASSERT_STREQ(col.replies[0], "{\"id\":-1}+");
+        ASSERT_STREQ(col.replies[1], "{\"id\":5}");
+        ASSERT_STREQ(col.replies[4], "{}");
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Recorded", NULL, &reply, &e));
+        ASSERT_EQ(json_object_get_int(json_object_object_get(reply, "count")), 3);
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+TEST(hangup_while_reading_is_paused) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c, *c2;
+        Collected col = {};
+        int fd;
+
+        l.max_pending_calls = 2;
+        server_start(&l);
+        c2 = client_new();
+
+        /* Paused behind a stream that never ends: the hang-up is seen all the same. */
+        c = client_new();
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Stream", parse("{\"id\":6}"), VARLINK_CALL_MORE, collect,
+                                            &col));
+        while (varlink_client_process(c) > 0)
+                ;
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        ASSERT_EQ(server_n_connections(), 2u);
+        varlink_client_free(c);
+        ASSERT_TRUE(wait_n_connections(1));
+        ASSERT_EQ(release(c2, 6), -ENOTCONN);
+
+        /* The same, leaving a notification unread (the kernel reports an error with the
+         * hang-up then), and with more calls waiting unread in the socket. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":7},\"more\":true}");
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Record\",\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+        ASSERT_EQ(release(c2, 7), -ENOTCONN);
+
+        /* Paused at MaxPendingCalls. */
+        c = client_new();
+        for (int i = 0; i < 4; i++) {
+                char p[32];
+
+                snprintf(p, sizeof(p), "{\"id\":%d}", i);
+                ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Defer", parse(p), 0, collect, &col));
+        }
+        while (varlink_client_process(c) > 0)
+                ;
+        ASSERT_TRUE(wait_pending_calls(c2, 2));
+        varlink_client_free(c);
+        ASSERT_TRUE(wait_n_connections(1));
+        ASSERT_EQ(ts.n_disconnects, 3u);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+TEST(oneway_answered_later_is_counted) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c, *c2;
+
+        l.max_pending_calls = 2;
+        server_start(&l);
+        c = client_new();
+        c2 = client_new();
+        for (int i = 0; i < 5; i++) {
+                char p[32];
+
+                snprintf(p, sizeof(p), "{\"id\":%d}", i);
+                ASSERT_OK(varlink_client_send_oneway(c, "io.tsmd.Test.Defer", parse(p)));
+        }
+        /* A oneway call is pending until its handler answers, like any other. */
+        ASSERT_TRUE(wait_pending_calls(c2, 2));
+        usleep(100000);
+        ASSERT_EQ(pending_calls(c2), 2);
+        /* Its answer goes through the server (where it would be intercepted), not to the client. */
+        ASSERT_EQ(release(c2, 0), 0);
+        ASSERT_TRUE(wait_pending_calls(c2, 2));
+        ASSERT_EQ(release(c2, 1), 1);
+        ASSERT_EQ(release(c2, 2), 2);
+        ASSERT_TRUE(wait_pending_calls(c2, 2));
+        ASSERT_EQ(release(c2, 3), 3);
+        ASSERT_EQ(release(c2, 4), 4);
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+TEST(fds_go_when_the_handler_returns) {
+        VarlinkClient *c2;
+        unsigned before;
+        int fd;
+
+        server_start(NULL);
+        c2 = client_new();
+        fd = raw_connect();
+        ASSERT_TRUE(wait_n_connections(2));
+        before = count_open_fds();
+        /* Calls that wait, with fds their handler did not take: the fds do not wait with them. */
+        for (int i = 0; i < 3; i++) {
+                char p[64];
+
+                snprintf(p, sizeof(p), "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":%d}}", i);
+                send_with_fds(fd, p, 16);
+        }
+        ASSERT_TRUE(wait_pending_calls(c2, 3));
+        ASSERT_EQ(count_open_fds(), before);
+        for (int i = 0; i < 3; i++)
+                ASSERT_EQ(release(c2, i), i);
+        close(fd);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+TEST(replies_waiting_behind_a_call_are_bounded) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        _cleanup_free_ char *call = NULL;
+        char text[4001];
+        int fd;
+
+        l.max_message_size = 16 * 1024;
+        l.max_output_size = 64 * 1024;
+        server_start(&l);
+        memset(text, 'y', sizeof(text) - 1);
+        text[sizeof(text) - 1] = 0;
+        ASSERT_TRUE(asprintf(&call, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"%s\"}}", text) > 0);
+
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}");
+        /* Answers that must wait for the deferred call pile up in the server, up to a point. */
+        for (unsigned i = 0; i < 32; i++)
+                if (send(fd, call, strlen(call) + 1, MSG_NOSIGNAL) < 0)
+                        break;
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_NOT_NULL(strstr(ts.refusals, VARLINK_REFUSED_REPLIES_NOT_READ " -\n"));
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
+TEST(a_failed_notification_disconnects_later) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int fd;
+
+        l.max_message_size = 16 * 1024;
+        l.max_output_size = 64 * 1024;
+        server_start(&l);
+        ts.flood_result = 0;
+        fd = raw_connect();
+        /* Never read: the notifications fill the socket and then the server's queue. */
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Flood\",\"parameters\":{\"size\":1000},\"more\":true}");
+        for (unsigned i = 0; i < 400 && __atomic_load_n(&ts.flood_result, __ATOMIC_ACQUIRE) == 0; i++)
+                usleep(5000);
+        ASSERT_TRUE(wait_n_connections(0));
+        ASSERT_EQ(ts.flood_result, -ENOBUFS);
+        /* The disconnect callback ran from the loop, not under the notification: its caller
+         * may be walking what the callback frees. */
+        ASSERT_EQ(ts.flood_disconnects, 0u);
+        ASSERT_EQ(ts.n_disconnects, 1u);
+        close(fd);
         server_stop();
 }
 
