@@ -89,6 +89,16 @@ struct TsmEvent {
         TsmTdiState state;
 };
 
+/* assert_return() for the entry points of a client (after checking c itself): like every local
+ * failure, a failed check clears the client's error state (tsm.h), so that the name of an
+ * earlier call's error is not taken for this one's. Other local failures return through
+ * ltsm_error_set_local() for the same reason. */
+#define assert_return_client(c, expr, r)                                                           \
+        do {                                                                                       \
+                if (_unlikely_(!(expr)))                                                           \
+                        return ltsm_error_set_local((c), (r));                                     \
+        } while (false)
+
 /* ---- libtsm.c: calls ---- */
 
 /* Whether a call may be made now: -EDEADLK for a blocking call from a callback, or while a

@@ -104,7 +104,7 @@ _public_ int tsm_client_reconnect(TsmClient *c) {
 
         assert_return(c, -EINVAL);
         if (c->n_dispatching > 0)
-                return -EDEADLK;
+                return ltsm_error_set_local(c, -EDEADLK);
 
         /* Close the old connection first, so tsmd releases what it held. Its pending calls
          * are taken aside: callbacks they run below may already use the new connection. */
@@ -171,7 +171,7 @@ _public_ int tsm_client_process(TsmClient *c) {
 
         assert_return(c, -EINVAL);
         if (c->n_dispatching > 0)
-                return -EDEADLK;
+                return ltsm_error_set_local(c, -EDEADLK);
         if (!c->vc || !varlink_client_is_connected(c->vc))
                 return -ENOTCONN;
 
@@ -194,7 +194,7 @@ _public_ int tsm_client_process(TsmClient *c) {
 int ltsm_client_check_callable(TsmClient *c, bool blocking) {
         /* A blocking call from a callback would nest inside the wait or dispatch that runs it. */
         if (blocking && c->n_dispatching > 0)
-                return -EDEADLK;
+                return ltsm_error_set_local(c, -EDEADLK);
         if (!c->vc || !varlink_client_is_connected(c->vc))
                 return ltsm_error_set_local(c, -ENOTCONN);
         /* tsmd answers in call order and WatchEvents never finishes: nothing after it could

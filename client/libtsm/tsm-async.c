@@ -145,15 +145,15 @@ _public_ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vd
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(callback, -EINVAL);
+        assert_return_client(c, callback, -EINVAL);
 
         r = ltsm_guest_request_params(context, vdevice_id, scope, req, req_len, max_response_size, &p);
         if (r < 0)
-                return r;
+                return ltsm_error_set_local(c, r);
         op = new0(TsmOp, 1);
         if (!op) {
                 json_object_put(p);
-                return -ENOMEM;
+                return ltsm_error_set_local(c, -ENOMEM);
         }
         *op = (TsmOp) {
                 .type = TSM_OP_GUEST_REQUEST,
@@ -176,11 +176,11 @@ _public_ int tsm_client_watch_events(TsmClient *c, TsmEventFunc callback, void *
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(callback, -EINVAL);
+        assert_return_client(c, callback, -EINVAL);
 
         op = new0(TsmOp, 1);
         if (!op)
-                return -ENOMEM;
+                return ltsm_error_set_local(c, -ENOMEM);
         *op = (TsmOp) {
                 .type = TSM_OP_WATCH,
                 .event_callback = callback,

@@ -33,20 +33,22 @@ _public_ int tsm_client_call_json(TsmClient *c, const char *method, const char *
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(method, -EINVAL);
-        assert_return(ret_reply, -EINVAL);
+        assert_return_client(c, method, -EINVAL);
+        assert_return_client(c, ret_reply, -EINVAL);
         if (parse_parameters(parameters, &p) < 0)
-                return -EINVAL;
+                return ltsm_error_set_local(c, -EINVAL);
 
         r = ltsm_client_call(c, method, p, -EBADF, &reply);
         if (r < 0)
                 return r;
         text = to_text(reply);
         r = ltsm_client_call_done(c, 0);
-        if (r < 0 || !text) {
+        if (r < 0) {
                 free(text);
-                return r < 0 ? r : -ENOMEM;
+                return r; /* c may be gone */
         }
+        if (!text)
+                return ltsm_error_set_local(c, -ENOMEM);
         *ret_reply = text;
         return 0;
 }
@@ -89,10 +91,10 @@ _public_ int tsm_client_call_more_json(TsmClient *c, const char *method, const c
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(method, -EINVAL);
-        assert_return(callback, -EINVAL);
+        assert_return_client(c, method, -EINVAL);
+        assert_return_client(c, callback, -EINVAL);
         if (parse_parameters(parameters, &p) < 0)
-                return -EINVAL;
+                return ltsm_error_set_local(c, -EINVAL);
         r = ltsm_client_check_callable(c, true);
         if (r < 0) {
                 json_object_put(p);

@@ -92,7 +92,7 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
         int r, fd;
 
         assert_return(c, -EINVAL);
-        assert_return(ret_context, -EINVAL);
+        assert_return_client(c, ret_context, -EINVAL);
 
         r = ltsm_client_call(c, METHOD("OpenContext"), NULL, -EBADF, &reply);
         if (r < 0)
@@ -111,9 +111,9 @@ _public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context)
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(ret_context, -EINVAL);
+        assert_return_client(c, ret_context, -EINVAL);
         if (iommufd < 0 || fcntl(iommufd, F_GETFD) < 0)
-                return -EBADF;
+                return ltsm_error_set_local(c, -EBADF);
 
         p = json_object_new_object();
         if (!p || json_object_add(p, "fileDescriptor", json_object_new_int(0)) < 0) {
@@ -141,8 +141,8 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
         int r, fd;
 
         assert_return(c, -EINVAL);
-        assert_return(!isempty(reclaim_token), -EINVAL);
-        assert_return(ret_context, -EINVAL);
+        assert_return_client(c, !isempty(reclaim_token), -EINVAL);
+        assert_return_client(c, ret_context, -EINVAL);
 
         p = json_object_new_object();
         if (!p || json_object_add(p, "reclaimToken", json_object_new_string(reclaim_token)) < 0) {
@@ -166,7 +166,7 @@ _public_ int tsm_context_close(TsmClient *c, uint64_t context) {
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(CONTEXT_VALID(context), -EINVAL);
+        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
 
         p = params_new(context, 0);
         if (!p)
@@ -186,12 +186,12 @@ _public_ int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(CONTEXT_VALID(context), -EINVAL);
-        assert_return(VDEVICE_VALID(vdevice_id), -EINVAL);
-        assert_return(pci_address, -EINVAL);
-        assert_return(vfio_fd >= -1, -EINVAL);
+        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
+        assert_return_client(c, VDEVICE_VALID(vdevice_id), -EINVAL);
+        assert_return_client(c, pci_address, -EINVAL);
+        assert_return_client(c, vfio_fd >= -1, -EINVAL);
         if (vfio_fd >= 0 && fcntl(vfio_fd, F_GETFD) < 0)
-                return -EBADF;
+                return ltsm_error_set_local(c, -EBADF);
 
         p = params_new(context, vdevice_id);
         if (!p || json_object_add(p, "pciAddress", json_object_new_string(pci_address)) < 0 ||
@@ -222,8 +222,8 @@ _public_ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(CONTEXT_VALID(context), -EINVAL);
-        assert_return(VDEVICE_VALID(vdevice_id), -EINVAL);
+        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
+        assert_return_client(c, VDEVICE_VALID(vdevice_id), -EINVAL);
 
         p = params_new(context, vdevice_id);
         if (!p)
@@ -239,8 +239,8 @@ static int call_with_state(TsmClient *c, const char *method, uint64_t context, u
         json_object *p;
 
         assert_return(c, -EINVAL);
-        assert_return(CONTEXT_VALID(context), -EINVAL);
-        assert_return(VDEVICE_VALID(vdevice_id), -EINVAL);
+        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
+        assert_return_client(c, VDEVICE_VALID(vdevice_id), -EINVAL);
 
         p = params_new(context, vdevice_id);
         if (!p)
@@ -342,11 +342,11 @@ _public_ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return(resp || resp_size == 0, -EINVAL);
+        assert_return_client(c, resp || resp_size == 0, -EINVAL);
 
         r = ltsm_guest_request_params(context, vdevice_id, scope, req, req_len, resp_size, &p);
         if (r == -EINVAL)
-                return r;
+                return ltsm_error_set_local(c, r);
         if (r < 0)
                 return oom(c);
         r = ltsm_client_call(c, METHOD("GuestRequest"), p, -EBADF, &reply);

@@ -55,14 +55,14 @@ _public_ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char 
         char *copy;
 
         assert_return(c, -EINVAL);
-        assert_return(ret_token, -EINVAL);
+        assert_return_client(c, ret_token, -EINVAL);
 
         i = token_find(c, context);
         if (i < 0)
-                return -ENOENT;
+                return ltsm_error_set_local(c, -ENOENT);
         copy = strdup(c->tokens[i].token);
         if (!copy)
-                return -ENOMEM;
+                return ltsm_error_set_local(c, -ENOMEM);
         *ret_token = copy;
         return 0;
 }

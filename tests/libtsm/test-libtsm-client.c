@@ -326,4 +326,55 @@ TEST(free_during_process) {
         pair_done(NULL, path, l, s);
 }
 
+static int noop_json(TsmClient *c, const char *reply, bool continues, void *userdata) {
+        return 0;
+}
+
+static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+}
+
+/* Local failures clear the error state: the name of an earlier call's error is never taken for
+ * theirs (tsm.h). Each case starts from a client whose last call got io.tsmd.Guest.Denied. */
+TEST(local_failures_clear_error_name) {
+        char path[108], *text = NULL;
+        uint64_t ctx;
+        uint8_t buf[8];
+        int l, s, r;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+#define CHECK_CLEARS(call, e)                                                                      \
+        do {                                                                                       \
+                ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);         \
+                ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Guest.Denied");                \
+                r = (call);                                                                        \
+                ASSERT_ERRNO(r, e);                                                                \
+                if (tsm_client_get_error_name(c))                                                  \
+                        TEST_FAIL("%s: error name %s left over", #call, tsm_client_get_error_name(c)); \
+        } while (0)
+
+        CHECK_CLEARS(tsm_context_open(c, NULL, NULL), EINVAL);
+        CHECK_CLEARS(tsm_context_adopt(c, -1, &ctx), EBADF);
+        CHECK_CLEARS(tsm_context_adopt(c, 1000, &ctx), EBADF); /* not open */
+        CHECK_CLEARS(tsm_context_adopt(c, 0, NULL), EINVAL);
+        CHECK_CLEARS(tsm_context_reclaim(c, "", &ctx, NULL), EINVAL);
+        CHECK_CLEARS(tsm_context_close(c, UINT64_MAX), EINVAL);
+        CHECK_CLEARS(tsm_device_attach(c, 1, 0, "0000:01:00.0", -1, NULL), EINVAL);
+        CHECK_CLEARS(tsm_device_attach(c, 1, 1, "0000:01:00.0", 1000, NULL), EBADF);
+        CHECK_CLEARS(tsm_device_detach(c, 1, 0), EINVAL);
+        CHECK_CLEARS(tsm_device_bind(c, 1, 0, NULL), EINVAL);
+        CHECK_CLEARS(tsm_device_unbind(c, UINT64_MAX, 1, NULL), EINVAL);
+        CHECK_CLEARS(tsm_device_get_state(c, 1, 0, NULL, NULL), EINVAL);
+        CHECK_CLEARS(tsm_guest_request(c, 1, 1, NULL, "x", 1, buf, sizeof(buf), NULL), EINVAL);
+        CHECK_CLEARS(tsm_guest_request(c, 1, 1, "info", "x", 1, NULL, 8, NULL), EINVAL);
+        CHECK_CLEARS(tsm_guest_request_async(c, 1, 1, NULL, "x", 1, 8, noop_response, NULL, NULL), EINVAL);
+        CHECK_CLEARS(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 8, NULL, NULL, NULL), EINVAL);
+        CHECK_CLEARS(tsm_client_watch_events(c, NULL, NULL, NULL), EINVAL);
+        CHECK_CLEARS(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", "[1]", &text), EINVAL);
+        CHECK_CLEARS(tsm_client_call_json(c, NULL, NULL, &text), EINVAL);
+        CHECK_CLEARS(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", "nope", noop_json, NULL), EINVAL);
+        CHECK_CLEARS(tsm_context_get_reclaim_token(c, 1, &text), ENOENT);
+#undef CHECK_CLEARS
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
