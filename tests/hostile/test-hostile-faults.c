@@ -607,6 +607,42 @@ TEST(max_pending_calls_stops_reading) {
 }
 
 /*
+ * A oneway call is an audited call like any other: each of a VMM's oneway GuestRequests gets
+ * its own record when it is done (not "Disconnected" once the VMM leaves), and gives its room
+ * in the audit queue back then: round after round of them, with room for 8 records, the VMM's
+ * and other clients' calls keep being taken.
+ */
+TEST(oneway_calls_are_recorded) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        Vmm v;
+
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2, "[Audit]\nMaxRecordsInFlight=8\n"));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        vmm_attach(&t, &v, DEV1);
+        CALL_OK(v.c, G "Bind", guest_vdev_params(v.ctx, 1));
+        for (unsigned round = 1; round <= 4; round++) {
+                for (unsigned i = 0; i < 6; i++)
+                        ASSERT_OK(varlink_client_send_oneway(v.c, G "GuestRequest",
+                                                             json_tokener_parse(version_params(v.ctx, 1, DEV1))));
+                tsmd_pump(v.c, 10 * USEC_PER_MSEC);
+                for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+                     audit_count(&t, b.seq, DEV1, "guest-request", "ok") < 6 * round; sleep_usec(5 * USEC_PER_MSEC))
+                        if (now_usec() > deadline)
+                                TEST_FAIL("round %u of oneway requests not on record", round);
+                expect_audited(&t, b.seq, DEV1, "guest-request", "ok", 6 * round);
+                good_check(&g);
+        }
+        varlink_client_free(v.c);
+        expect_audited(&t, b.seq, DEV1, "guest-request", VARLINK_ERROR_DISCONNECTED, 0);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/*
  * [Audit] MaxRecordsInFlight= bounds the audited calls in progress over all clients: with two
  * requests hanging on a device and room for two, the next call is refused AuditFailed (ENOBUFS)
  * and nothing happens. What tsmd owes for what it did on its own is recorded all the same: a VMM
