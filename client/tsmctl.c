@@ -35,6 +35,12 @@ int tsmctl_exit_code_for_error(const char *error) {
         return EXIT_GENERIC;
 }
 
+bool tsmctl_is_connection_error(const char *error) {
+        /* libtsm's names for a connection that broke, timed out or was spoken to wrongly. */
+        return !error || streq(error, "io.tsmd.Disconnected") || streq(error, "io.tsmd.TimedOut") ||
+               streq(error, "io.tsmd.Protocol");
+}
+
 int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
         int r = tsm_client_connect(o->socket, ret);
 
@@ -62,8 +68,7 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
         json_object_put(params);
         if (r < 0) {
                 error = tsm_client_get_error_name(c);
-                if (!error || strneq(error, "io.tsmd.Disconnected", 20) || strneq(error, "io.tsmd.TimedOut", 16) ||
-                    strneq(error, "io.tsmd.Protocol", 16)) {
+                if (tsmctl_is_connection_error(error)) {
                         fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
                         return EXIT_NOT_RUNNING;
                 }

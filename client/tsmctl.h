@@ -53,6 +53,8 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
  * calls, and owns *ret until the next one. */
 int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
                  json_object **ret);
+/* Whether libtsm's error name (NULL: a local failure) means tsmd could not be talked to. */
+bool tsmctl_is_connection_error(const char *error);
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);
 void tsmctl_print_json(json_object *o);

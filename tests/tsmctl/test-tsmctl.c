@@ -361,6 +361,18 @@ static pid_t fake_tsmd(const char *path, const char *reply) {
         return pid;
 }
 
+static const char *fake_socket_path(const char *name) {
+        static const char *dir = NULL;
+        static char path[4][256];
+        static unsigned n;
+
+        if (!dir)
+                dir = scratch_dir(); /* one per process */
+        ASSERT_TRUE(n < ELEMENTSOF(path));
+        snprintf(path[n], sizeof(path[n]), "%s/%s", dir, name);
+        return path[n++];
+}
+
 /* tsmctl audit against a QueryAudit reply of n records (seq 1..n); its stderr. */
 static char *audit_with_records(unsigned n) {
         _cleanup_free_ char *path = NULL, *out = NULL;
@@ -377,11 +389,7 @@ static char *audit_with_records(unsigned n) {
                 pos += (size_t) snprintf(reply + pos, size - pos, "%s{\"seq\":%u}", i > 1 ? "," : "", i);
         snprintf(reply + pos, size - pos, "]}}");
 
-        static const char *dir = NULL;
-
-        if (!dir)
-                dir = scratch_dir(); /* one per process */
-        ASSERT_TRUE(asprintf(&path, "%s/fake-admin-%u", dir, n) > 0);
+        ASSERT_TRUE(asprintf(&path, "%s", fake_socket_path(n == 10000 ? "fake-full" : "fake-short")) > 0);
         pid = fake_tsmd(path, reply);
         free(reply);
         argv[2] = path;
@@ -417,6 +425,22 @@ TEST(audit_limit_says_when_cut) {
         ASSERT_EQ(count_lines(out), 3);
         ASSERT_NOT_NULL(strstr(err, "--from=3"));
         tsmd_teardown(&t);
+}
+
+/* tsmd refusing FollowAudit with an error of its own is that error, not a lost connection. */
+TEST(monitor_error_reply_is_not_lost_connection) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        const char *path = fake_socket_path("fake-monitor");
+        const char *argv[] = { TSMCTL_PATH, "--socket", path, "monitor", NULL };
+        pid_t pid = fake_tsmd(path, "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":5}}");
+        int status;
+
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 1);
+        ASSERT_NOT_NULL(strstr(err, "io.tsmd.System"));
+        ASSERT_NULL(strstr(err, "lost"));
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
 }
 
 TEST(exit_codes) {
