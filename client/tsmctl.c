@@ -139,7 +139,9 @@ int main(int argc, char *argv[]) {
                 { "list-verbs", no_argument, NULL, ARG_VERBS }, /* for shell completion */
                 {},
         };
-        TsmctlOptions o = { .socket = getenv("TSMD_SOCKET") ?: TSMD_SOCKET_DEFAULT };
+        const char *env = getenv("TSMD_SOCKET");
+        /* Empty is unset: libtsm would take "" for its own default, the Guest socket. */
+        TsmctlOptions o = { .socket = isempty(env) ? TSMD_SOCKET_DEFAULT : env };
         const TsmctlVerb *verb = NULL;
         int c, n_args;
 
@@ -153,6 +155,10 @@ int main(int argc, char *argv[]) {
                         printf("tsmctl %s\n", PACKAGE_VERSION);
                         return 0;
                 case ARG_SOCKET:
+                        if (isempty(optarg)) {
+                                fprintf(stderr, "--socket= needs a path.\n");
+                                return EXIT_USAGE;
+                        }
                         o.socket = optarg;
                         break;
                 case ARG_JSON:

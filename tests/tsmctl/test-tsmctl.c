@@ -443,6 +443,29 @@ TEST(monitor_error_reply_is_not_lost_connection) {
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
 }
 
+/* An empty TSMD_SOCKET is unset (not libtsm's Guest socket); an empty --socket= is refused. */
+TEST(empty_socket_settings) {
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+        int status;
+
+        ASSERT_OK(setenv("TSMD_SOCKET", "", 1));
+        {
+                const char *argv[] = { TSMCTL_PATH, "devices", NULL };
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        }
+        ASSERT_TRUE(WIFEXITED(status));
+        /* Unless a tsmd runs here, the default admin socket is not there. */
+        if (WEXITSTATUS(status) != 0)
+                ASSERT_NOT_NULL(strstr(err, "io.tsmd.Admin"));
+        ASSERT_NULL(strstr(err, "io.tsmd.Guest"));
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket=", "devices", NULL };
+                status = run_capture(argv, &out2, &err2, 10 * 1000000ULL);
+        }
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 2);
+}
+
 TEST(exit_codes) {
         _cleanup_free_ char *out = NULL;
         Tsmd t = {};
