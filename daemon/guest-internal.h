@@ -27,6 +27,10 @@ typedef struct GuestVDevice {
         bool bound;
         bool changing; /* a Bind or Unbind of it awaits the TSM */
         bool gone;
+        /* Restored, but the monitor did not take it back (its device missing or busy): the
+         * monitor may not know it at all, and a detach of a vDevice it does not know is a
+         * violation. Whatever it still holds goes with the context. */
+        bool unattached;
 } GuestVDevice;
 
 struct GuestContext {

@@ -177,7 +177,7 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
                 ctx->n_vdevices++;
                 if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
                     priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address, &monitor) < 0) {
-                        v->gone = true;
+                        v->gone = v->unattached = true;
                         continue;
                 }
                 if (monitor & TSM_PRIV_ATTACHED_KNOWN) {

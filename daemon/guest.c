@@ -389,7 +389,7 @@ static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
                                 on_release_unbound(r, NULL, 0, rel);
                 }
         }
-        r = priv_call_detach_vdevice(m->channel, ctx->slot, ctx->id, v->id);
+        r = v->unattached ? 0 : priv_call_detach_vdevice(m->channel, ctx->slot, ctx->id, v->id);
         if (r < 0 && r != -ECONNRESET)
                 log_warning_errno(r, "The monitor could not detach %s: %m", v->pci_address);
         v->bound = v->changing = false;

@@ -619,4 +619,64 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
         (void) umount2(m.sysfs_root, MNT_DETACH);
 }
 
+/*
+ * A device gone while tsmd was down: its vDevice comes back gone, and its VMM can detach it.
+ * The new monitor never knew it (the worker could not attach it), and a detach of an unknown
+ * vDevice is a violation: the worker used to be killed for it, dropping every client (and, left
+ * to the reclaim timeout, again after each restart while the context's state file stayed).
+ */
+TEST(device_missing_at_restart) {
+        VarlinkClient *c, *bystander;
+        json_object *reply;
+        char token[64], params[128];
+        pid_t worker;
+        int64_t ctx;
+        Manager m;
+        FILE *f;
+
+        manager_init(&m);
+        ASSERT_NOT_NULL(f = fopen(m.config, "ae"));
+        fprintf(f, "[Platform]\nEmulatedDevices=0000:01:00.0,0000:02:00.0\n");
+        fclose(f);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":7,\"pciAddress\":\"0000:02:00.0\"}");
+        manager_wait(&m, has_stored, 5000);
+        ASSERT_TRUE(m.stored_fd >= 0);
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
+        varlink_client_free(c);
+
+        /* Restarted without the device (the last [Platform] section wins). */
+        ASSERT_NOT_NULL(f = fopen(m.config, "ae"));
+        fprintf(f, "[Platform]\nEmulatedDevices=0000:01:00.0\n");
+        fclose(f);
+        manager_start_ready(&m);
+        worker = worker_of(m.pid);
+        bystander = connect_client(&m);
+        call_ok(bystander, "io.tsmd.Guest.OpenContext", NULL);
+
+        c = connect_client(&m);
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
+        ctx = json_object_get_int64(json_object_object_get(reply, "context"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":7}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.DeviceGone");
+        call_ok(c, "io.tsmd.Guest.DetachDevice", params);
+        snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
+        call_ok(c, "io.tsmd.Guest.CloseContext", params);
+
+        /* The same worker serves on; the bystander never lost its connection. */
+        call_ok(bystander, "io.tsmd.Service.Ping", NULL);
+        ASSERT_EQ(worker_of(m.pid), worker);
+        varlink_client_free(c);
+        varlink_client_free(bystander);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+}
+
 TEST_MAIN();
