@@ -100,8 +100,9 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
         }
         k = tsm_priv_outbox_add(c->outbox, c->fd, r->queued, r->payload, r->queued->payload_len, r);
         if (k < 0) {
+                /* Back to where it was: the caller unlinks a waiting one, counts and all. */
                 if (r->counted)
-                        (void) priv_slots_add(c->slots, r->slot, -1, 0);
+                        (void) priv_slots_add(c->slots, r->slot, -1, was_waiting ? 1 : 0);
                 return k;
         }
         idle_flush_schedule(c->flush);
@@ -175,7 +176,8 @@ static void requests_flush(PrivChannel *c) {
                 k = request_send(c, r, true);
                 if (k < 0) {
                         (void) priv_slots_add(c->slots, r->slot, 0, -1);
-                        r->callback(k, NULL, 0, r->userdata);
+                        if (r->callback) /* else cancelled */
+                                r->callback(k, NULL, 0, r->userdata);
                         request_free(r);
                 }
         }

@@ -26,13 +26,16 @@ typedef struct Fixture {
         PrivChannel *channel;
         int monitor;
         unsigned n_answered;
+        unsigned n_failed;
+        bool gone_ok; /* the test cuts the channel on purpose */
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
 } Fixture;
 
 static Fixture *fixture;
 
 static void on_gone(void *userdata) {
-        TEST_FAIL("the worker says the monitor is gone");
+        if (!fixture->gone_ok)
+                TEST_FAIL("the worker says the monitor is gone");
 }
 
 /* Request number id (its vDevice) of SLOT. */
@@ -136,6 +139,47 @@ TEST(slot_quota_keeps_order) {
         run_worker();
         ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX + 3);
         ASSERT_EQ(monitor_receive(ids, cookies, 4), 0u);
+
+        priv_channel_free(f.channel);
+        close(f.monitor);
+        event_base_free(f.base);
+}
+
+static void on_failed(int result, const void *response, size_t len, void *userdata) {
+        ASSERT_TRUE(result < 0);
+        fixture->n_failed++;
+}
+
+/* Requests that waited in the worker and then cannot be sent (the monitor stopped reading,
+ * while its last answer is still on its way) fail one by one, and the slot's counts stay
+ * right: each waiting one was uncounted twice, which aborted the worker at the second. */
+TEST(waiting_requests_that_cannot_be_sent_fail) {
+        uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        static char big[8192]; /* over 4 KiB: sent at once, not batched */
+        int sv[2];
+        Fixture f = {};
+
+        fixture = &f;
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv));
+        f.monitor = sv[0];
+        f.base = event_base_new();
+        ASSERT_NOT_NULL(f.base);
+        ASSERT_OK(priv_channel_new(f.base, sv[1], on_gone, NULL, &f.channel));
+
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit(id, on_answer);
+        for (uint32_t id = 100; id < 103; id++)
+                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, id, "info", big, sizeof(big), 16,
+                                                  on_failed, NULL, NULL));
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+
+        f.gone_ok = true;
+        ASSERT_OK(shutdown(f.monitor, SHUT_RD));
+        monitor_answer(cookies[0]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, 1u);
+        ASSERT_EQ(f.n_failed, 3u);
 
         priv_channel_free(f.channel);
         close(f.monitor);
