@@ -83,6 +83,9 @@ int guest_reply_error_kv(VarlinkCall *call, const char *error, const char *k1, j
                          json_object *v2);
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max);
 
+/* The per-client limits: the configuration's, lowered by the client's policy rule. */
+void guest_client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices);
+
 GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
 
 /* Where contexts' state files live, and writing one: what a restarted tsmd needs to rebuild

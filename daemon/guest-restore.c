@@ -10,6 +10,7 @@
 
 #include "guest-internal.h"
 #include "log.h"
+#include "policy.h"
 #include "priv-call.h"
 #include "tsm-platform.h"
 
@@ -219,6 +220,8 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         GuestClient *c = guest_client_of(call);
         const char *token = json_get_string(p, "reclaimToken");
         uid_t uid = varlink_conn_get_peer(c->conn)->uid;
+        unsigned max_contexts, max_vdevices;
+        size_t n_vdevices = 0;
         GuestContext *ctx = NULL;
         json_object *reply;
         int idx, fd = -EBADF, r;
@@ -235,10 +238,25 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                 return guest_reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
                                             json_object_new_string("no context of yours waits under this token"), NULL, NULL);
 
-        if (c->n_contexts >= m->config.max_contexts_per_client ||
-            !GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1)) {
-                m->orphans[m->n_orphans++] = ctx; /* still reclaimable, by a less busy connection */
-                return guest_reply_limit(call, "contexts", m->config.max_contexts_per_client);
+        /* Taking a context back is taking one: the same rules as for a new one, the policy's
+         * of today included. Refused, it stays reclaimable (by a less busy connection). */
+        guest_client_limits(c, &max_contexts, &max_vdevices);
+        for (size_t i = 0; i < c->n_contexts; i++)
+                n_vdevices += c->contexts[i]->n_vdevices;
+        if (!policy_is_client(m->policy, &c->identity))
+                r = guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason",
+                                         json_object_new_string("no policy rule matches the client"), NULL, NULL);
+        else if (c->n_contexts >= max_contexts)
+                r = guest_reply_limit(call, "contexts", max_contexts);
+        else if (n_vdevices + ctx->n_vdevices > max_vdevices)
+                r = guest_reply_limit(call, "vdevices", max_vdevices);
+        else if (!GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1))
+                r = -ENOMEM;
+        else
+                r = 1;
+        if (r <= 0) {
+                m->orphans[m->n_orphans++] = ctx;
+                return r;
         }
         r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, &fd);
         if (r < 0) {

@@ -220,8 +220,7 @@ static json_object *state_json(Manager *m, const GuestContext *ctx, const GuestV
 
 /* ---- contexts -------------------------------------------------------------------------- */
 
-/* The per-client limits: the configuration's, lowered by the client's policy rule. */
-static void client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices) {
+void guest_client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices) {
         Manager *m = c->manager;
         unsigned pc = UINT_MAX, pv = UINT_MAX;
 
@@ -243,7 +242,7 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int 
         /* SECURITY: only clients the policy knows get an iommufd. */
         if (!policy_is_client(m->policy, &c->identity))
                 return reply_denied(call, "no policy rule matches the client");
-        client_limits(c, &max, &max_vdevices);
+        guest_client_limits(c, &max, &max_vdevices);
         if (c->n_contexts >= max)
                 return guest_reply_limit(call, "contexts", max);
         if (!GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1))
@@ -572,7 +571,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
 
         for (size_t i = 0; i < c->n_contexts; i++)
                 total += c->contexts[i]->n_vdevices;
-        client_limits(c, &max_contexts, &max_vdevices);
+        guest_client_limits(c, &max_contexts, &max_vdevices);
         if (total >= max_vdevices)
                 return guest_reply_limit(call, "vdevices", max_vdevices);
 

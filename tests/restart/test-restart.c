@@ -679,4 +679,57 @@ TEST(device_missing_at_restart) {
         ASSERT_EQ(exit_status(m.pid), 0);
 }
 
+/* Taking a context back is taking one: the limits of today apply, vDevices included, and a
+ * refused context stays reclaimable (here after a reload that raises the limit). */
+TEST(reclaim_obeys_todays_limits) {
+        VarlinkClient *c;
+        json_object *reply;
+        char token[64], params[128];
+        Manager m;
+        FILE *f;
+
+        manager_init(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":6,\"pciAddress\":\"0000:02:00.0\"}");
+        manager_wait(&m, has_stored, 5000);
+        ASSERT_TRUE(m.stored_fd >= 0);
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
+        varlink_client_free(c);
+
+        ASSERT_NOT_NULL(f = fopen(m.config, "ae"));
+        fprintf(f, "[Guest]\nMaxVDevicesPerClient=1\n");
+        fclose(f);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.ReclaimContext", params), "io.tsmd.Guest.LimitReached");
+
+        ASSERT_NOT_NULL(f = fopen(m.config, "ae"));
+        fprintf(f, "[Guest]\nMaxVDevicesPerClient=2\n");
+        fclose(f);
+        ASSERT_OK(kill(m.pid, SIGHUP));
+        for (unsigned i = 0;; i++) {
+                const char *error = NULL;
+
+                ASSERT_OK(varlink_client_call(c, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply,
+                                              &error));
+                if (!error)
+                        break;
+                ASSERT_STREQ(error, "io.tsmd.Guest.LimitReached");
+                ASSERT_TRUE(i < 200); /* the reload takes effect */
+                usleep(10000);
+        }
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":6}");
+        varlink_client_free(c);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+}
+
 TEST_MAIN();
