@@ -30,9 +30,13 @@ int context_store_save(const char *dir, const char *token, uid_t uid, const Stor
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negative_errno();
-        f = fdopen(TAKE_FD(fd), "w");
-        if (!f)
-                return negative_errno();
+        f = fdopen(fd, "w");
+        if (!f) {
+                r = negative_errno();
+                (void) unlink(tmp);
+                return r;
+        }
+        TAKE_FD(fd); /* the FILE has it */
 
         fprintf(f, "[Context]\nUid=%u\n", (unsigned) uid);
         for (size_t i = 0; i < n; i++)
@@ -83,6 +87,13 @@ static int on_assignment(const char *section, const char *key, const char *value
                     sscanf(value, "%u %31s %15s", &d.id, d.pci_address, state) != 3 ||
                     (!streq(state, "bound") && !streq(state, "unbound") && !streq(state, "changing")))
                         return -EBADMSG;
+                /* A restored worker attaches each in the monitor, which takes an id 0 or a
+                 * second attach of one id as a violation. */
+                if (d.id == 0)
+                        return -EBADMSG;
+                for (size_t i = 0; i < st->n; i++)
+                        if (st->v[i].id == d.id)
+                                return -EBADMSG;
                 d.bound = streq(state, "bound");
                 d.changing = streq(state, "changing");
                 if (!GREEDY_REALLOC(st->v, st->allocated, st->n + 1))

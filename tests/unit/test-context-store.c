@@ -64,6 +64,9 @@ TEST(damaged_files_are_refused) {
                 "[Context]\nVDevice=1 0000:01:00.0 bound\n", /* whose? */
                 "[Context]\nUid=5\nColour=blue\n",
                 "[Other]\nUid=5\n",
+                /* What the monitor would take as a violation when the worker attaches it again. */
+                "[Context]\nUid=5\nVDevice=0 0000:01:00.0 bound\n",
+                "[Context]\nUid=5\nVDevice=3 0000:01:00.0 bound\nVDevice=3 0000:02:00.0 unbound\n",
         };
         StoredVDevice *v = NULL;
         size_t n = 0;
