@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include "backend.h"
 #include "emu-platform.h"
@@ -64,6 +66,7 @@ struct MonitorDispatch {
         void *userdata;
 
         int channel;        /* borrowed; -EBADF while no worker is served */
+        bool stalled;       /* a reply could not be sent: nothing more goes to this worker */
         uint32_t seen_once; /* a bit per type: MON_ONCE messages this worker sent */
         uint32_t violation_type;
         TsmPrivWorkerEnd previous_end; /* for the next HELLO */
@@ -104,37 +107,62 @@ typedef int (*PrivHandler)(MonitorDispatch *d, const PrivMessage *m, const void 
                 return (err);                                                                      \
         })
 
+/*
+ * SECURITY: the monitor never waits on the worker for long. Its sends block at most
+ * MONITOR_SEND_TIMEOUT_USEC (the socket's SO_SNDTIMEO); a reply the worker does not take in that
+ * time, or one that fails otherwise, ends this worker: nothing more is sent to it (each further
+ * send could block as long again, and the kernel lanes deliver many replies in one callback),
+ * and the caller kills it. A worker that leaves its replies unread is wedged or compromised;
+ * a reply dropped silently would leave it out of step anyway.
+ */
+static void reply_failed(MonitorDispatch *d, int error) {
+        if (error == -EPIPE || error == -ECONNRESET) {
+                /* The worker is gone; the end of file on the channel tells the monitor so. */
+                log_debug_errno(error, "Failed to send a reply to the worker: %m");
+                return;
+        }
+        if (d->stalled)
+                return;
+        d->stalled = true;
+        if (d->cb.stalled)
+                d->cb.stalled(error, d->userdata);
+}
+
+static void on_reply_failed(int error, void *userdata) {
+        reply_failed(userdata, error);
+}
+
 static int reply_full(MonitorDispatch *d, uint32_t cookie, int result, uint32_t value, const void *payload,
                       size_t payload_len, int fd) {
         struct tsm_priv_reply rep;
+        int r;
 
+        if (d->stalled)
+                return -EPIPE;
         tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, (uint32_t) payload_len);
         rep.result = result;
         rep.value = value;
         if (fd < 0) {
-                int r = tsm_priv_outbox_add(d->outbox, d->channel, &rep, payload, payload_len, NULL);
+                r = tsm_priv_outbox_add(d->outbox, d->channel, &rep, payload, payload_len, d);
                 if (r >= 0)
                         idle_flush_schedule(d->flush);
-                return r;
+        } else {
+                /* In order: what waits goes first. */
+                tsm_priv_outbox_flush(d->outbox, d->channel);
+                r = d->stalled ? -EPIPE : tsm_priv_send(d->channel, &rep, payload, payload_len, fd);
         }
-        /* In order: what waits goes first. */
-        tsm_priv_outbox_flush(d->outbox, d->channel);
-        return tsm_priv_send(d->channel, &rep, payload, payload_len, fd);
-}
-
-static void on_reply_failed(int error, void *userdata) {
-        if (error == -EPIPE || error == -ECONNRESET)
-                /* The worker is gone; the end of file on the channel tells the monitor so. */
-                log_debug_errno(error, "Failed to send a reply to the worker: %m");
-        else
-                /* A worker that does not read its replies (the send timed out) loses them. */
-                log_warning_errno(error, "Failed to send a reply to the worker, dropping it: %m");
+        if (r < 0) {
+                reply_failed(d, r);
+                /* A stalled worker is gone as far as the dispatch is concerned. */
+                return d->stalled ? -EPIPE : r;
+        }
+        return 0;
 }
 
 static void on_flush(void *userdata) {
         MonitorDispatch *d = userdata;
 
-        if (d->channel >= 0)
+        if (d->channel >= 0 && !d->stalled)
                 tsm_priv_outbox_flush(d->outbox, d->channel);
 }
 
@@ -413,17 +441,13 @@ static MonitorChange *change_free(MonitorChange *mc) {
 static void answer_settled(MonitorDispatch *d, uint32_t context, uint32_t vdevice, uint64_t serial,
                            const MonitorVDevice *v) {
         MonitorChange *mc, *next;
-        int r;
 
         for (mc = LIST_FIRST(&d->changes); mc; mc = next) {
                 next = LIST_NEXT(mc, entry);
                 if (!mc->settle || mc->context != context || mc->vdevice != vdevice || mc->serial != serial)
                         continue;
-                if (mc->cookie != 0 && d->channel >= 0) {
-                        r = reply_full(d, mc->cookie, v ? 0 : -ENODEV, v && v->bound, NULL, 0, -EBADF);
-                        if (r < 0)
-                                on_reply_failed(r, NULL);
-                }
+                if (mc->cookie != 0 && d->channel >= 0)
+                        (void) reply_full(d, mc->cookie, v ? 0 : -ENODEV, v && v->bound, NULL, 0, -EBADF);
                 change_free(mc);
         }
 }
@@ -434,7 +458,6 @@ static void on_change_done(TsmRequest *req, int result, void *userdata) {
         MonitorContext *ctx = monitor_contexts_get(d->contexts, mc->context);
         MonitorVDevice *v = ctx ? monitor_context_find_vdevice(ctx, mc->vdevice) : NULL;
         const char *what = mc->bind ? "bind" : "unbind";
-        int r;
 
         /* Detached meanwhile (its release queued an unbind behind this), or another
          * attachment under the same id by now: nothing here to update. */
@@ -453,11 +476,8 @@ static void on_change_done(TsmRequest *req, int result, void *userdata) {
                 log_info("%s %s (vDevice %" PRIu32 " of context %" PRIu32 ").", mc->bind ? "Bound" : "Unbound",
                          tsm_request_get_pci_address(req), mc->vdevice, mc->context);
 
-        if (mc->cookie != 0 && d->channel >= 0) {
-                r = reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
-                if (r < 0)
-                        on_reply_failed(r, NULL);
-        }
+        if (mc->cookie != 0 && d->channel >= 0)
+                (void) reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
         if (!v || v->n_changes == 0)
                 answer_settled(d, mc->context, mc->vdevice, mc->serial, v);
         change_free(mc);
@@ -644,16 +664,13 @@ static MonitorRequest *request_free(MonitorRequest *mr) {
  * device never reaches it, nor holds up the unbind of the release or the device's next guest. */
 static void fail_requests_of(MonitorDispatch *d, uint32_t context, uint32_t vdevice) {
         MonitorRequest *mr, *next;
-        int r;
 
         for (mr = LIST_FIRST(&d->requests); mr; mr = next) {
                 next = LIST_NEXT(mr, entry);
                 if (mr->context != context || (vdevice != 0 && mr->vdevice != vdevice))
                         continue;
                 tsm_request_cancel(TAKE_PTR(mr->request));
-                r = reply_full(d, mr->cookie, -ENODEV, 0, NULL, 0, -EBADF);
-                if (r < 0)
-                        on_reply_failed(r, NULL);
+                (void) reply_full(d, mr->cookie, -ENODEV, 0, NULL, 0, -EBADF);
                 request_free(mr);
         }
 }
@@ -663,7 +680,6 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
         MonitorDispatch *d = mr->dispatch;
         const void *response = NULL;
         size_t len = 0;
-        int r;
 
         if (result >= 0) {
                 response = tsm_request_get_response(req, &len);
@@ -673,9 +689,7 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
                         len = 0;
                 }
         }
-        r = reply_full(d, mr->cookie, result < 0 ? result : 0, 0, response, len, -EBADF);
-        if (r < 0)
-                on_reply_failed(r, NULL);
+        (void) reply_full(d, mr->cookie, result < 0 ? result : 0, 0, response, len, -EBADF);
         request_free(mr);
 }
 
@@ -836,6 +850,8 @@ void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd e
 
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
                            size_t n_sockets) {
+        struct timeval send_timeout = { .tv_sec = MONITOR_SEND_TIMEOUT_USEC / 1000000,
+                                        .tv_usec = MONITOR_SEND_TIMEOUT_USEC % 1000000 };
         struct tsm_priv_hello hello;
         MonitorContext *ctx;
         TsmUapiVersion v;
@@ -853,6 +869,11 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
                 if (sockets[i].fd < 0 ||
                     (sockets[i].kind != TSM_PRIV_SOCKET_ALL && sockets[i].kind != TSM_PRIV_SOCKET_GUEST))
                         return -EINVAL;
+
+        /* No send waits on this worker longer than this (reply_failed()). */
+        if (setsockopt(channel, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout)) < 0)
+                return negative_errno();
+        d->stalled = false;
 
         /* Whatever an earlier worker held is nobody's now: the new one starts from orphans. */
         monitor_contexts_orphan_all(d->contexts);
@@ -967,6 +988,9 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
         *ret_reason = NULL;
         if (d->channel < 0)
                 return -ENOTCONN;
+        /* Not another message from a worker that does not take its replies: it is being killed. */
+        if (d->stalled)
+                return -EPIPE;
 
         do {
                 k = tsm_priv_inbox_receive(d->inbox, d->channel);
@@ -988,7 +1012,7 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
 
         /* The answers to this batch leave together; those of guest requests come later. */
         tsm_priv_outbox_flush(d->outbox, d->channel);
-        return 0;
+        return d->stalled ? -EPIPE : 0;
 }
 
 const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d) {
@@ -1018,6 +1042,7 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
         tsm_priv_inbox_clear(d->inbox);
         d->channel = -EBADF;
         d->seen_once = 0;
+        d->stalled = false;
         monitor_contexts_orphan_all(d->contexts);
 }
 

@@ -32,12 +32,23 @@ typedef struct MonitorDispatch MonitorDispatch;
  * queues what is beyond it, so a correct worker never sees that answer. */
 #define MONITOR_REQUESTS_MAX TSM_PRIV_REQUESTS_MAX
 
-/* Run from monitor_dispatch_process(); they must not stop or free the dispatch. */
+/* The longest any send to the worker may block (SO_SNDTIMEO, set by monitor_dispatch_start()).
+ * A reply not taken by then ends the worker: the stalled callback. */
+#define MONITOR_SEND_TIMEOUT_USEC (5 * 1000 * 1000ULL)
+
+/* Run from monitor_dispatch_process() (stalled: from the event loop's callbacks too); they must
+ * not stop or free the dispatch. */
 typedef struct MonitorDispatchCallbacks {
         void (*ready)(void *userdata);                                  /* worker sent READY */
         void (*status)(const struct tsm_priv_status *s, void *userdata); /* worker sent STATUS */
         int (*reload)(void *userdata); /* worker sent RELOAD: the monitor rereads its config; the
                                         * result goes in the reply (NULL: -EOPNOTSUPP) */
+        void (*stalled)(int error, void *userdata); /* a reply could not be sent (error: -EAGAIN
+                                                      * when the worker left it unread for
+                                                      * MONITOR_SEND_TIMEOUT_USEC): nothing more
+                                                      * goes to this worker and
+                                                      * monitor_dispatch_process() says -EPIPE;
+                                                      * the caller kills it. Once per worker. */
 } MonitorDispatchCallbacks;
 
 /* platform and contexts are borrowed and must outlive the dispatch; cb is copied (may be NULL).
@@ -58,7 +69,8 @@ typedef struct MonitorListenSocket {
  * A new worker on channel (borrowed: the caller closes it after monitor_dispatch_stop()).
  * Sends HELLO (version, the UAPI or its -errno, emulated, fd store, the counts), one
  * LISTEN_SOCKET with its fd per socket (borrowed: the worker gets a copy), then
- * RESTORED_CONTEXT for every context, all of them at slot 0 by then. Returns 0, -EBUSY if a
+ * RESTORED_CONTEXT for every context, all of them at slot 0 by then. Sets the channel's send
+ * timeout (MONITOR_SEND_TIMEOUT_USEC). Returns 0, -EBUSY if a
  * worker is served already, -EINVAL for an invalid socket, or the send error (the caller
  * then kills the worker and tries again with a fresh one).
  */

@@ -110,19 +110,18 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
 static int worker_start(Monitor *m) {
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
         int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, r;
-        struct timeval send_timeout = { .tv_sec = 5 };
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
                 return log_error_errno(-errno, "Failed to make the worker's channel: %m");
         ours = pair[0];
         theirs = pair[1];
-        /* Room for a few full guest requests either way; and a worker that stops reading must
-         * not stall the monitor: a send that waits 5 s fails, and the worker is killed. */
+        /* Room for a few full guest requests either way. A worker that stops reading must not
+         * stall the monitor: the dispatch gives every send a timeout, and on_worker_stalled()
+         * kills the worker at the first that expires. */
         (void) setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
         (void) setsockopt(ours, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
         (void) setsockopt(theirs, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
         (void) setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-        (void) setsockopt(ours, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
 
         r = worker_spawn(m->worker_binary, m->worker_argv, theirs, m->worker_uid, m->worker_gid, &m->worker_pid);
         if (r < 0)
@@ -234,6 +233,19 @@ static void on_worker_status(const struct tsm_priv_status *s, void *userdata) {
                           tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
 }
 
+/* A reply the worker did not take in time (or could not be sent at all): it is wedged, or
+ * compromised and trying to stall the monitor. Either way it is replaced, as a silent one is. */
+static void on_worker_stalled(int error, void *userdata) {
+        Monitor *m = userdata;
+
+        if (m->worker_pid <= 0)
+                return;
+        log_error_errno(error, "Worker %d does not take its replies (%m), killing it.", (int) m->worker_pid);
+        m->worker_ready = false;
+        m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
+        worker_kill(m, SIGKILL);
+}
+
 /* What the monitor applies of a new configuration: the emulated devices it serves. The rest
  * (policy, limits, audit) is the worker's, which reads the same file. */
 static int on_worker_reload(void *userdata) {
@@ -317,6 +329,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 .ready = on_worker_ready,
                 .status = on_worker_status,
                 .reload = on_worker_reload,
+                .stalled = on_worker_stalled,
         };
         struct timeval second = { .tv_sec = 1 };
         char log_level[32];

@@ -66,7 +66,8 @@ typedef struct Fixture {
         bool emulated;       /* else the kernel's TSMs, on a fixture sysfs with a fake kernel */
         struct tsm_priv_hello hello; /* the last worker_start()'s */
 
-        unsigned n_ready, n_status, n_reload;
+        unsigned n_ready, n_status, n_reload, n_stalled;
+        int stalled_error;
         struct tsm_priv_status status;
         int reload_result;
 
@@ -118,10 +119,18 @@ static int on_reload(void *userdata) {
         return f->reload_result;
 }
 
+static void on_stalled(int error, void *userdata) {
+        Fixture *f = userdata;
+
+        f->n_stalled++;
+        f->stalled_error = error;
+}
+
 static const MonitorDispatchCallbacks callbacks = {
         .ready = on_ready,
         .status = on_status,
         .reload = on_reload,
+        .stalled = on_stalled,
 };
 
 /* Receives one message from the monitor, which must be there already. */
@@ -1108,6 +1117,69 @@ TEST(detach_fails_requests_in_flight) {
         }
         ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 1u);
         nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* A worker that stops reading while large replies are due (64 KiB debug reads, sent at once,
+ * not batched) must not hold the monitor: the first send that times out ends it, the replies
+ * after it are not even tried, and the loop runs on. A fresh worker is served again. */
+TEST(worker_not_reading_is_stalled) {
+        Fixture *f = fixture();
+        _cleanup_free_ uint8_t *req = malloc(EMU_DEBUG_MSG_MAX);
+        struct tsm_priv_guest_request m;
+        struct tsm_priv_restored_context restored[1];
+        const char *reason = NULL;
+        uint64_t start, took;
+        uint32_t id;
+        size_t len;
+        Reply rep;
+
+        ASSERT_NOT_NULL(req);
+        id = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(device(f, DEV_A)), EMU_VENDOR_ID_DEFAULT,
+                                              EMU_DEBUG_OP_MEM_READ, 0, EMU_DEBUG_MEM_XFER_MAX, NULL, req,
+                                              EMU_DEBUG_MSG_MAX, &len));
+
+        /* Far more than the socket holds (the buffer takes a few). */
+        for (unsigned i = 0; i < 16; i++) {
+                m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_DEBUG_READ, len);
+                m.max_response = TSM_PRIV_PAYLOAD_MAX;
+                m.hdr.cookie = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
+        }
+        process_ok(f);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 16u);
+
+        start = now_monotonic_usec();
+        while (monitor_dispatch_n_requests(f->dispatch) > 0) {
+                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
+                if (now_monotonic_usec() - start > MONITOR_SEND_TIMEOUT_USEC + 5 * 1000 * 1000ULL)
+                        TEST_FAIL("the monitor's loop is still sending to a worker that does not read");
+        }
+        took = now_monotonic_usec() - start;
+        fprintf(stderr, "# worker declared stalled after %.1f s\n", (double) took / 1e6);
+        ASSERT_EQ(f->n_stalled, 1u);
+        ASSERT_EQ(f->stalled_error, -EAGAIN);
+        /* One timeout, not one per reply. */
+        ASSERT_LE(took, MONITOR_SEND_TIMEOUT_USEC + 2 * 1000 * 1000ULL);
+
+        /* Nothing more is read from it, nor answered. */
+        m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_INFO, 4);
+        ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+        ASSERT_ERRNO(monitor_dispatch_process(f->dispatch, &reason), EPIPE);
+        ASSERT_NULL(reason);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
+
+        /* The next worker is served as usual. */
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, TSM_PRIV_SLOT_WORKER, id, 1, NULL));
+        m = guest_request_msg(TSM_PRIV_SLOT_WORKER, id, 1, TSM_SCOPE_DEBUG_READ, len);
+        m.max_response = TSM_PRIV_PAYLOAD_MAX;
+        ASSERT_OK(call_full(f, &m, req, len, -EBADF, &rep));
+        ASSERT_EQ(rep.r.hdr.payload_len, EMU_DEBUG_MSG_MAX);
+        ASSERT_EQ(f->n_stalled, 1u);
         fixture_free(f);
 }
 

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include "emu-device.h"
 #include "guest-calls.h"
 #include "tdisp.h"
 #include "tsmd-fixture.h"
@@ -45,6 +46,10 @@
 #define CONFIG                                                                                     \
         "[Platform]\nMode=emulated\nIommuDevice=/nonexistent/tsmd-test/iommu\nEmulatedDevices=" DEV1 "\n" \
         "[Guest]\nContextStateDirectory=%s/state\n"
+
+/* The monitor's send timeout (monitor-dispatch.h, 5 s), the emulated device's time for the
+ * requests before it, and room to spare: well inside systemd's WatchdogSec=30s. */
+#define STALL_KILL_USEC (10 * USEC_PER_SEC)
 
 /* The monitor's silence limit (monitor.c) and its once-a-second check, with room to spare. */
 #define WEDGED_KILL_USEC (20 * USEC_PER_SEC)
@@ -155,6 +160,13 @@ static int guard_stopped(pid_t victim) {
 
 /* ---- the scene ---------------------------------------------------------------------------- */
 
+static void write_file_bytes(const char *path, const void *data, size_t len) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+        ASSERT_OK(fd);
+        ASSERT_EQ(write(fd, data, len), (ssize_t) len);
+}
+
 /* tsmd with the proxy as its worker, and a client with a context holding DEV1, bound. */
 /* Copies src to dst (created with mode). */
 static void copy_file(const char *src, const char *dst, mode_t mode) {
@@ -171,7 +183,7 @@ static void copy_file(const char *src, const char *dst, mode_t mode) {
         ASSERT_OK(fchmod(out, mode));
 }
 
-static void setup(Setup *s) {
+static void setup_with(Setup *s, const TsmdFile *files, size_t n_files) {
         static const char *const args[] = { "--worker=" WORKER_PROXY_PATH, NULL };
         const char *scratch;
         json_object *r;
@@ -200,7 +212,8 @@ static void setup(Setup *s) {
         ASSERT_OK(setenv("TSMD_PROXY_WORKER", strf("%s/tsmd-worker", scratch), 1));
         ASSERT_OK(setenv("TSMD_PROXY_CONTROL", s->control, 1));
 
-        tsmd_start(&s->t, &(TsmdOptions) { .config = strf(CONFIG, scratch), .args = args });
+        tsmd_start(&s->t, &(TsmdOptions) { .config = strf(CONFIG, scratch), .args = args, .files = files,
+                                           .n_files = n_files });
         s->proxy = tsmd_worker_pid(&s->t);
         ASSERT_TRUE(s->proxy > 0);
         s->worker = child_of(s->proxy);
@@ -221,6 +234,10 @@ static void setup(Setup *s) {
 
         s->fds = count_fds(&s->t);
         s->monitor_fds = tsmd_count_fds_of(s->t.pid);
+}
+
+static void setup(Setup *s) {
+        setup_with(s, NULL, 0);
 }
 
 static void teardown(Setup *s) {
@@ -384,6 +401,41 @@ TEST(wedged_worker) {
         expect_worker_end_audited(&s, "io.tsmd.WorkerUnresponsive");
 
         expect_context_intact(&s);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        teardown(&s);
+}
+
+/* A worker that sends large requests and then reads no replies: the monitor's first send that
+ * times out gets it killed (unresponsive), at once, not a send timeout per reply while the
+ * monitor's loop (and its watchdog ping) stands still; the replies after it are not tried. */
+TEST(worker_not_reading_replies) {
+        static const TsmdFile debug_policy[] = { {
+                "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\nScopes=info state-change debug-read\n",
+        } };
+        _cleanup_free_ uint8_t *req = malloc(EMU_DEBUG_MSG_MAX);
+        uint64_t start, took;
+        size_t len;
+        Setup s;
+
+        ASSERT_NOT_NULL(req);
+        setup_with(&s, debug_policy, ELEMENTSOF(debug_policy));
+        ASSERT_OK(emu_debug_build_mem_request(guest_function_id(DEV1), EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_MEM_READ, 0,
+                                              EMU_DEBUG_MEM_XFER_MAX, NULL, req, EMU_DEBUG_MSG_MAX, &len));
+        write_file_bytes(strf("%s.payload", s.control), req, len);
+        write_file(s.control, "stall");
+        start = now_usec();
+        ASSERT_OK(kill(s.proxy, SIGUSR1));
+
+        if (!tsmd_wait_log(&s.t, strf("Worker %d does not take its replies", (int) s.proxy), 1, STALL_KILL_USEC))
+                TEST_FAIL("a worker that reads no replies was not killed within %llu s",
+                          (unsigned long long) (STALL_KILL_USEC / USEC_PER_SEC));
+        took = now_usec() - start;
+        fprintf(stderr, "# worker not reading killed after %.1f s\n", (double) took / USEC_PER_SEC);
+        expect_replaced(&s);
+        expect_worker_end_audited(&s, "io.tsmd.WorkerUnresponsive");
+        expect_context_intact(&s);
+        /* Once: the replies after the first that timed out were not tried. */
+        ASSERT_EQ(tsmd_log_count(&s.t, "does not take its replies"), 1);
         ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
         teardown(&s);
 }

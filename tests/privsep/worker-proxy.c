@@ -5,7 +5,8 @@
  * worker ($TSMD_PROXY_WORKER, with our own arguments) behind a channel of its own and relays
  * every datagram both ways unchanged, fds included. On SIGUSR1 it reads an attack name from
  * the file $TSMD_PROXY_CONTROL and sends the monitor one hostile datagram, so the test can
- * see what the monitor does with a compromised worker while a real one serves clients.
+ * see what the monitor does with a compromised worker while a real one serves clients; or,
+ * for "stall", large requests whose replies it then never reads.
  *
  * The real worker is our child, not the monitor's: the monitor's PR_SET_PDEATHSIG does not
  * reach it, so when the monitor kills us, the end of file on its channel is what must end it.
@@ -15,6 +16,7 @@
  */
 
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -37,6 +39,9 @@
 static uint8_t relay_buf[TSM_PRIV_DATAGRAM_MAX + 1];
 /* Aligned: the messages are built in place. */
 static _Alignas(uint64_t) uint8_t inject_buf[TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLOAD_MAX];
+
+/* Set by the attack "stall": the monitor's replies are no longer read (nor relayed). */
+static bool monitor_paused;
 
 /* What the worker last named on a client's behalf: the injected requests name it too. */
 static uint32_t last_slot, last_context;
@@ -291,6 +296,47 @@ static size_t build_attack(const char *name, int *ret_fd) {
         return 0;
 }
 
+/* "stall": STALL_REQUESTS debug-read requests (the test writes the payload, a MEM_READ of
+ * 64 KiB, to <control>.payload), each with room for the full response; then the proxy stops
+ * reading the channel, as a compromised worker would to block the monitor on its replies. */
+#define STALL_REQUESTS 16U
+
+static void inject_stall(const char *control_path) {
+        _cleanup_close_ int fd = -EBADF;
+        char path[PATH_MAX];
+        ssize_t n;
+        int r;
+
+        snprintf(path, sizeof(path), "%s.payload", control_path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                plog("open %s: %m", path);
+                return;
+        }
+        n = read(fd, inject_buf + sizeof(struct tsm_priv_guest_request), TSM_PRIV_PAYLOAD_MAX);
+        if (n <= 0) {
+                plog("read %s: %m", path);
+                return;
+        }
+        monitor_paused = true;
+        plog("injecting 'stall' (%u debug-read requests of %zd bytes, slot %u, context %u), reading no more",
+             STALL_REQUESTS, n, last_slot, last_context);
+        for (uint32_t i = 0; i < STALL_REQUESTS; i++) {
+                struct tsm_priv_guest_request g;
+
+                tsm_priv_init(&g, TSM_PRIV_GUEST_REQUEST, INJECT_COOKIE + i, (uint32_t) n);
+                g.slot = last_slot;
+                g.context = last_context;
+                g.vdevice = 1;
+                g.max_response = TSM_PRIV_PAYLOAD_MAX;
+                strcpy(g.scope, "debug-read");
+                memcpy(inject_buf, &g, sizeof(g));
+                r = send_datagram(MONITOR, inject_buf, sizeof(g) + (size_t) n, NULL, 0);
+                if (r < 0)
+                        plog("sending 'stall' failed: %s", strerror(-r));
+        }
+}
+
 static void inject(const char *control_path) {
         _cleanup_close_ int fd = -EBADF, attach = -EBADF;
         char name[64] = {};
@@ -310,6 +356,10 @@ static void inject(const char *control_path) {
         }
         name[strcspn(name, "\n")] = 0;
 
+        if (streq(name, "stall")) {
+                inject_stall(control_path);
+                return;
+        }
         len = build_attack(name, &attach);
         if (len == 0) {
                 plog("no attack '%s'", name);
@@ -414,7 +464,7 @@ int main(int argc, char *argv[]) {
                 struct pollfd p[] = {
                         { .fd = sfd, .events = POLLIN },
                         { .fd = worker, .events = POLLIN },
-                        { .fd = monitor_open ? MONITOR : -1, .events = POLLIN },
+                        { .fd = monitor_open && !monitor_paused ? MONITOR : -1, .events = POLLIN },
                 };
                 struct signalfd_siginfo si;
 
@@ -429,7 +479,7 @@ int main(int argc, char *argv[]) {
                 if (p[1].revents && worker >= 0 && relay(worker, MONITOR, true) == 0)
                         /* The worker closed its channel: it is exiting; SIGCHLD tells how. */
                         worker = safe_close(worker);
-                if (p[2].revents && monitor_open && relay(MONITOR, worker, false) == 0) {
+                if (p[2].revents && monitor_open && !monitor_paused && relay(MONITOR, worker, false) == 0) {
                         /* The monitor let go of us: so must the worker, by end of file. */
                         monitor_open = false;
                         worker = safe_close(worker);
