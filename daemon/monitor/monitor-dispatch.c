@@ -499,6 +499,14 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
 
         if (v->gone)
                 return reply(d, m, -ENODEV, 0, -EBADF);
+        /* SECURITY: bounded, as guest requests are; a flood of binds and unbinds would hold
+         * memory (and fds) while the device takes its time, past the worker's end. Over the
+         * bound no correct worker goes, but a refusal is enough: it holds nothing. */
+        if (v->n_changes >= MONITOR_CHANGES_PER_VDEVICE_MAX) {
+                log_debug("Too many binds and unbinds of vDevice %" PRIu32 " of context %" PRIu32
+                          " on their way, refusing another.", v->id, ctx->id);
+                return reply(d, m, -EBUSY, 0, -EBADF);
+        }
 
         mc = new0(MonitorChange, 1);
         if (!mc)
@@ -546,6 +554,13 @@ static int priv_settle_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
                 return r;
         if (v->n_changes == 0)
                 return reply(d, m, 0, v->bound, -EBADF);
+        /* SECURITY: one waits per vDevice; more would only pile up (see set_bound()). */
+        LIST_FOREACH(mc, &d->changes, entry)
+                if (mc->settle && mc->context == ctx->id && mc->vdevice == v->id && mc->serial == v->serial) {
+                        log_debug("A SETTLE_VDEVICE of vDevice %" PRIu32 " of context %" PRIu32
+                                  " waits already, refusing another.", v->id, ctx->id);
+                        return reply(d, m, -EBUSY, 0, -EBADF);
+                }
 
         mc = new0(MonitorChange, 1);
         if (!mc)

@@ -32,6 +32,14 @@ typedef struct MonitorDispatch MonitorDispatch;
  * queues what is beyond it, so a correct worker never sees that answer. */
 #define MONITOR_REQUESTS_MAX TSM_PRIV_REQUESTS_MAX
 
+/* Binds and unbinds on their way for one vDevice at once: beyond this the monitor answers
+ * -EBUSY rather than queue more (each holds memory, and on the kernel's TSMs a copy of the
+ * iommufd, until the TSM answers; they outlive the worker). A correct worker has one on its
+ * way per vDevice, two with the release's unbind behind it, three when a restarted worker's
+ * unbind joins its predecessor's: it never sees that answer. Likewise one SETTLE_VDEVICE per
+ * vDevice waits at a time (a worker sends one per vDevice it restores). */
+#define MONITOR_CHANGES_PER_VDEVICE_MAX 4U
+
 /* The longest any send to the worker may block (SO_SNDTIMEO, set by monitor_dispatch_start()).
  * A reply not taken by then ends the worker: the stalled callback. */
 #define MONITOR_SEND_TIMEOUT_USEC (5 * 1000 * 1000ULL)

@@ -1183,6 +1183,86 @@ TEST(worker_not_reading_is_stalled) {
         fixture_free(f);
 }
 
+/* Takes every reply waiting; each must be a refusal (-EBUSY). Returns how many. */
+static unsigned drain_refusals(Fixture *f) {
+        struct tsm_priv_reply rep;
+        const char *reason = NULL;
+        unsigned n = 0;
+        size_t n_fds;
+        int fds[1];
+        ssize_t k;
+
+        while ((k = tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds)) > 0) {
+                ASSERT_OK(tsm_priv_check(f->buf, (size_t) k, n_fds, TSM_PRIV_FROM_MONITOR, &rep, sizeof(rep), NULL,
+                                         &reason));
+                ASSERT_EQ(rep.hdr.type, TSM_PRIV_REPLY);
+                ASSERT_EQ(rep.result, -EBUSY);
+                n++;
+        }
+        ASSERT_ERRNO(k, EAGAIN);
+        return n;
+}
+
+/* A flood of binds and unbinds (or settles) of one vDevice while the device takes its time:
+ * what waits is bounded, the rest refused at once; what was taken is answered as usual. */
+TEST(changes_are_bounded) {
+        Fixture *f = fixture();
+        struct tsm_priv_vdevice m;
+        MonitorVDevice *v;
+        unsigned n_refused = 0, n_answered = 0, n_flood = 2000;
+        uint32_t a, settle_cookie;
+        Reply rep;
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        v = monitor_context_find_vdevice(monitor_contexts_get(f->contexts, a), 1);
+
+        /* The loop does not run meanwhile: the device answers none of them. */
+        for (unsigned i = 0; i < n_flood; i++) {
+                m = vdevice_msg(i % 2 ? TSM_PRIV_UNBIND_VDEVICE : TSM_PRIV_BIND_VDEVICE, SLOT, a, 1);
+                m.hdr.cookie = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, NULL, 0, -EBADF));
+                if (i % 16 == 15) {
+                        process_ok(f);
+                        n_refused += drain_refusals(f);
+                }
+        }
+        process_ok(f);
+        n_refused += drain_refusals(f);
+        ASSERT_EQ(v->n_changes, MONITOR_CHANGES_PER_VDEVICE_MAX);
+        ASSERT_EQ(n_refused, n_flood - MONITOR_CHANGES_PER_VDEVICE_MAX);
+
+        /* One settle waits; another is refused. */
+        m = vdevice_msg(TSM_PRIV_SETTLE_VDEVICE, SLOT, a, 1);
+        m.hdr.cookie = settle_cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, NULL, 0, -EBADF));
+        process_ok(f);
+        nothing_waiting(f);
+        for (unsigned i = 0; i < 100; i++) {
+                m.hdr.cookie = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, NULL, 0, -EBADF));
+                process_ok(f);
+                ASSERT_EQ(drain_refusals(f), 1u);
+        }
+
+        /* The four taken are answered, then the settle (unbound: an unbind came last). */
+        while (n_answered < MONITOR_CHANGES_PER_VDEVICE_MAX + 1) {
+                await_reply(f);
+                receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+                ASSERT_OK(rep.r.result);
+                if (++n_answered == MONITOR_CHANGES_PER_VDEVICE_MAX + 1) {
+                        ASSERT_EQ(rep.r.hdr.cookie, settle_cookie);
+                        ASSERT_EQ(rep.r.value, 0u);
+                } else
+                        ASSERT_LE(rep.r.hdr.cookie, MONITOR_CHANGES_PER_VDEVICE_MAX + 2 /* open, attach */);
+        }
+        ASSERT_EQ(v->n_changes, 0u);
+        ASSERT_FALSE(v->bound);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 1, NULL));
+        ASSERT_TRUE(v->bound);
+        fixture_free(f);
+}
+
 /* The worker may let an orphan go (it was not reclaimed in time). */
 TEST(close_orphan) {
         Fixture *f = fixture();
