@@ -46,10 +46,12 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         (void) json_object_object_get_ex(reply, "limits", &limits);
         printf("      Limits: message %" PRIi64 " bytes, depth %" PRIi64 ", %" PRIi64 " fds/message,\n"
                "              %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid),\n"
+               "              %" PRIi64 " bytes buffered per uid,\n"
                "              message timeout %s, idle timeout %s\n",
                get_int(limits, "maxMessageSize"), get_int(limits, "maxDepth"),
                get_int(limits, "maxFdsPerMessage"), get_int(limits, "maxPendingCalls"),
                get_int(limits, "maxConnections"), get_int(limits, "maxConnectionsPerUid"),
+               get_int(limits, "maxBufferedPerUid"),
                format_timeout(get_int(limits, "messageTimeoutSec"), message_timeout, sizeof(message_timeout)),
                format_timeout(get_int(limits, "idleTimeoutSec"), idle_timeout, sizeof(idle_timeout)));
         return 0;

@@ -74,6 +74,7 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MaxPendingCalls", CONFIG_UNSIGNED, limits.max_pending_calls, 1, 65536),
         ITEM("Varlink", "MaxConnections", CONFIG_UNSIGNED, limits.max_connections, 1, 1U << 20),
         ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),
+        ITEM("Varlink", "MaxBufferedPerUid", CONFIG_SIZE_T, limits.max_buffered_per_uid, 64, 1ULL << 34),
         ITEM("Varlink", "MessageTimeoutSec", CONFIG_UNSIGNED, limits.message_timeout_sec, 0, 3600),
         ITEM("Varlink", "IdleTimeoutSec", CONFIG_UNSIGNED, limits.idle_timeout_sec, 0, 86400),
         ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
@@ -266,6 +267,12 @@ int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, co
                 /* The output queue must hold at least one maximum-size message. */
                 line = 0;
                 st.message = "MaxOutputSize must not be smaller than MaxMessageSize";
+                r = -EINVAL;
+        }
+        if (r >= 0 && copy.limits.max_buffered_per_uid < copy.limits.max_output_size) {
+                /* A uid's budget must hold at least what one of its connections may. */
+                line = 0;
+                st.message = "MaxBufferedPerUid must not be smaller than MaxOutputSize";
                 r = -EINVAL;
         }
         if (r < 0) {

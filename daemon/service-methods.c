@@ -20,6 +20,7 @@ static int build_status(Manager *m, json_object **ret) {
             json_object_add(l, "maxPendingCalls", json_object_new_int64(lim->max_pending_calls)) < 0 ||
             json_object_add(l, "maxConnections", json_object_new_int64(lim->max_connections)) < 0 ||
             json_object_add(l, "maxConnectionsPerUid", json_object_new_int64(lim->max_connections_per_uid)) < 0 ||
+            json_object_add(l, "maxBufferedPerUid", json_object_new_int64((int64_t) lim->max_buffered_per_uid)) < 0 ||
             json_object_add(l, "messageTimeoutSec", json_object_new_int64(lim->message_timeout_sec)) < 0 ||
             json_object_add(l, "idleTimeoutSec", json_object_new_int64(lim->idle_timeout_sec)) < 0)
                 return -ENOMEM;

@@ -47,6 +47,7 @@
 #define VARLINK_REFUSED_MESSAGE_TIMEOUT "io.tsmd.MessageTimeout"
 #define VARLINK_REFUSED_IDLE_TIMEOUT "io.tsmd.IdleTimeout"
 #define VARLINK_REFUSED_REPLIES_NOT_READ "io.tsmd.RepliesNotRead"
+#define VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID "io.tsmd.TooMuchBufferedPerUid"
 
 /* Maps a received error name to an errno, as systemd's sd-varlink does (any other: EBADR). */
 int varlink_error_to_errno(const char *error);

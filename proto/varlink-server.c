@@ -34,6 +34,7 @@ typedef struct Method {
 typedef struct UidCount {
         uid_t uid;
         unsigned n;
+        size_t buffered; /* over its connections: see conn_account() */
 } UidCount;
 
 typedef struct Listener {
@@ -106,6 +107,7 @@ struct VarlinkConn {
         unsigned n_calls;
         unsigned n_streaming;
         size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs) */
+        size_t buffered;    /* what conn_account() last counted for it in its uid's total */
         TAILQ_ENTRY(VarlinkConn) entry;
         TAILQ_ENTRY(VarlinkConn) write_entry;
 };
@@ -248,7 +250,8 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         /* Each limit must allow at least the smallest useful value. */
         if (l->max_message_size < 64 || l->max_output_size < l->max_message_size ||
             l->max_depth < 2 || l->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX || l->max_pending_calls < 1 ||
-            l->max_connections < 1 || l->max_connections_per_uid < 1)
+            l->max_connections < 1 || l->max_connections_per_uid < 1 ||
+            l->max_buffered_per_uid < MAX(l->max_message_size, l->max_output_size))
                 return -EINVAL;
 
         s->limits = *l;
@@ -428,6 +431,20 @@ static UidCount *uid_count(VarlinkServer *s, uid_t uid) {
         return NULL;
 }
 
+/* Counts what the connection buffers now (unparsed input, queued output, replies waiting
+ * behind an earlier call) into its uid's total; -ENOBUFS if that total is past the limit. */
+static int conn_account(VarlinkConn *c) {
+        UidCount *u = uid_count(c->server, c->peer.uid);
+        size_t now = c->stream ? varlink_stream_get_input_size(c->stream) + varlink_stream_get_output_size(c->stream) +
+                                         c->held_output : 0;
+
+        if (!u)
+                return 0;
+        u->buffered = u->buffered - c->buffered + now;
+        c->buffered = now;
+        return u->buffered > c->server->limits.max_buffered_per_uid ? -ENOBUFS : 0;
+}
+
 static void accept_pause(VarlinkServer *s) {
         struct timeval one_second = { .tv_sec = 1 };
 
@@ -567,6 +584,7 @@ static void conn_write_now(VarlinkConn *c) {
 
         /* Most replies fit into the socket buffer and leave without waiting for POLLOUT. */
         r = varlink_stream_write(c->stream);
+        (void) conn_account(c);
         if (r < 0) {
                 log_debug_errno(r, "Failed to write to client: %m");
                 conn_disconnect(c);
@@ -704,6 +722,11 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         return r;
                 }
                 conn_want_write(c);
+                if (conn_account(c) < 0) {
+                        refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+                        conn_disconnect_soon(c);
+                        return -ENOBUFS;
+                }
         } else {
                 Output *o;
 
@@ -727,6 +750,11 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 o->n_fds = n_fds;
                 STAILQ_INSERT_TAIL(&call->outputs, o, entry);
                 c->held_output += len;
+                if (conn_account(c) < 0) {
+                        refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+                        conn_disconnect_soon(c);
+                        return -ENOBUFS;
+                }
         }
 
         if (final && c->connected)
@@ -1071,6 +1099,12 @@ static void conn_process(VarlinkConn *c) {
                 if (r == 0 && !drained) {
                         r = varlink_stream_read(c->stream);
                         drained = r == 2;
+                        if (r > 0 && conn_account(c) < 0) {
+                                log_debug("Dropping client connection: its uid buffers too much.");
+                                refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+                                conn_disconnect(c);
+                                break;
+                        }
                         if (r > 0)
                                 continue;
                 }
@@ -1095,6 +1129,7 @@ static void conn_process(VarlinkConn *c) {
                         break;
                 }
 
+                (void) conn_account(c); /* the message left the input */
                 dispatch(c, message, fds, n_fds);
         }
         conn_update_timeout(c);
@@ -1270,6 +1305,9 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         if (c->write_queued)
                 TAILQ_REMOVE(&s->write_queue, c, write_entry);
         u = uid_count(s, c->peer.uid);
+        if (u)
+                u->buffered -= c->buffered;
+        c->buffered = 0;
         if (u && --u->n == 0)
                 *u = s->uids[--s->n_uids];
 

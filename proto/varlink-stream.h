@@ -23,6 +23,7 @@ typedef struct VarlinkLimits {
         unsigned max_pending_calls;   /* per connection, server side */
         unsigned max_connections;     /* per server */
         unsigned max_connections_per_uid;
+        size_t max_buffered_per_uid;  /* bytes in and out over a uid's connections, server side */
         unsigned message_timeout_sec; /* server side: first byte of a message to its NUL; 0: none */
         unsigned idle_timeout_sec;    /* server side: connect to the first byte; 0: none */
 } VarlinkLimits;
@@ -34,7 +35,9 @@ typedef struct VarlinkLimits {
  * is 64: our interfaces nest at most five levels, and systemd's 2048 only buys attack surface.
  * Our clients write a message in one go, so 10 s to complete one only hurts a trickling peer
  * (slowloris); a connection that sends nothing is left alone by default, as VMMs may connect
- * early and call later. */
+ * early and call later. Those per-connection bounds times 1024 connections would let one user
+ * make tsmd buffer 32 GiB: what a uid's connections buffer together, unfinished messages in
+ * and unread replies out, is bounded on its own, to room for a few largest messages. */
 #define VARLINK_LIMITS_DEFAULT                                                                     \
         ((const VarlinkLimits){                                                                    \
                 .max_message_size = 16U * 1024U * 1024U,                                           \
@@ -44,6 +47,7 @@ typedef struct VarlinkLimits {
                 .max_pending_calls = 64,                                                           \
                 .max_connections = 4096,                                                           \
                 .max_connections_per_uid = 1024,                                                   \
+                .max_buffered_per_uid = 64U * 1024U * 1024U,                                       \
                 .message_timeout_sec = 10,                                                         \
                 .idle_timeout_sec = 0,                                                             \
         })

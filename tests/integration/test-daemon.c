@@ -131,6 +131,12 @@ TEST(check_config_bad_names_file_and_line) {
                 ASSERT_NOT_NULL(strstr(err, path));
                 ASSERT_NOT_NULL(strstr(err, "MaxOutputSize"));
         }
+        {
+                _cleanup_free_ char *err = NULL;
+                write_file(path, "[Varlink]\nMaxBufferedPerUid=8M\n"); /* MaxOutputSize is 16M */
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "MaxBufferedPerUid"));
+        }
         /* A missing file given explicitly is an error too. */
         {
                 _cleanup_free_ char *err = NULL;

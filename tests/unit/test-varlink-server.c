@@ -1208,6 +1208,70 @@ TEST(a_failed_notification_disconnects_later) {
         server_stop();
 }
 
+/* Whether the server closed fd within 200 ms (false: still open, nothing to read). */
+static bool raw_closed_soon(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char c;
+
+        if (poll(&p, 1, 200) != 1)
+                return false;
+        return read(fd, &c, 1) <= 0;
+}
+
+TEST(limit_buffered_per_uid) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char partial[3001], echo[3600];
+        VarlinkClient *c;
+        int fds[8];
+
+        l.max_message_size = l.max_output_size = 4096;
+        l.max_buffered_per_uid = 16384;
+        server_start(&l);
+
+        /* Unfinished messages: each within MaxMessageSize, five of them fit, the rest not. */
+        memset(partial, ' ', sizeof(partial) - 1);
+        memcpy(partial, "{\"method\":", 10);
+        partial[sizeof(partial) - 1] = 0;
+        for (unsigned i = 0; i < 8; i++) {
+                fds[i] = raw_connect();
+                raw_send(fds[i], partial, strlen(partial));
+                usleep(20000);
+        }
+        for (unsigned i = 0; i < 8; i++) {
+                ASSERT_EQ(raw_closed_soon(fds[i]), i >= 5);
+                close(fds[i]);
+        }
+        ASSERT_TRUE(wait_n_connections(0));
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n"
+                                  VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n"
+                                  VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n");
+        ts.refusals[0] = 0;
+
+        /* Replies that cannot leave yet (behind a deferred call) count the same way. */
+        snprintf(echo, sizeof(echo), "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"%03000d\"}}", 0);
+        for (unsigned i = 0; i < 6; i++) {
+                char defer[64];
+
+                fds[i] = raw_connect();
+                snprintf(defer, sizeof(defer), "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":%u}}", i);
+                raw_call(fds[i], defer);
+                raw_call(fds[i], echo);
+                usleep(20000);
+        }
+        for (unsigned i = 0; i < 6; i++)
+                ASSERT_EQ(raw_closed_soon(fds[i]), i >= 5);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n");
+
+        /* What went is no longer counted: a new client is served. */
+        for (unsigned i = 0; i < 6; i++)
+                close(fds[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        c = client_new();
+        expect_error(c, "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+        varlink_client_free(c);
+        server_stop();
+}
+
 TEST(limit_connections) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         VarlinkClient *c[3];
