@@ -1249,6 +1249,63 @@ TEST(connection_flood) {
         tsmd_teardown(&t);
 }
 
+/*
+ * One uid's unfinished messages are bounded together (MaxBufferedPerUid=), not only each
+ * connection's: nobody's connections each hold a partial message within MaxMessageSize until
+ * their sum passes the budget; each one past it is closed and audited. Root's good client is
+ * not affected, and what was held is given back.
+ */
+TEST(buffered_per_uid_flood) {
+        static char partial[60000];
+        VarlinkClient *nb[12];
+        unsigned closed = 0;
+        Tsmd t;
+        Good g;
+        Baseline b;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a second uid");
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBufferedPerUid=512K\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        memset(partial, ' ', sizeof(partial));
+        partial[0] = '{';
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
+                nb[i] = tsmd_connect_as(&t, NOBODY, NOBODY);
+                ASSERT_EQ(send(varlink_client_get_fd(nb[i]), partial, sizeof(partial), MSG_NOSIGNAL),
+                          (ssize_t) sizeof(partial));
+                sleep_usec(20 * USEC_PER_MSEC);
+        }
+        good_check(&g);
+        /* 8 x 60,000 bytes fit into 512 KiB, a ninth does not. */
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                if (tsmd_wait_hangup(nb[i], 200 * USEC_PER_MSEC)) {
+                        ASSERT_GE(i, 8U);
+                        closed++;
+                }
+        ASSERT_EQ(closed, ELEMENTSOF(nb) - 8);
+        {
+                json_object *records = tsmd_audit_query(
+                        &t, strf("{\"fromSeq\":%" PRIi64 ",\"result\":\"" VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID "\"}",
+                                 b.seq + 1));
+
+                ASSERT_EQ(json_object_array_length(records), ELEMENTSOF(nb) - 8);
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+
+                        ASSERT_STREQ(JSTR(rec, "event"), "connection");
+                        ASSERT_EQ(JINT(rec, "uid"), (int64_t) NOBODY);
+                }
+                json_object_put(records);
+        }
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                varlink_client_free(nb[i]);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
 /* ---- pending-call flood ------------------------------------------------------------------------- */
 
 #define FLOOD_CALLS 1000
