@@ -745,6 +745,15 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         desc = tsm_backend_find_scope(tsm_backend_desc(info.backend), g->scope);
         if (!desc)
                 return reply(d, m, -ENOENT, 0, -EBADF);
+        /* SECURITY: the worker checked the client against the policy; the monitor checks the
+         * scope against it too, as far as it can without trusting the worker's word on who the
+         * client is: an opt-in scope only where some rule opens it (MonitorDispatchCallbacks). */
+        if (!desc->default_allowed &&
+            !(d->cb.scope_granted && d->cb.scope_granted(info.pci_address, info.backend, desc->name, d->userdata))) {
+                log_warning("Refusing a guest request in scope %s to %s: no policy rule grants it for the device.",
+                            desc->name, info.pci_address);
+                return reply(d, m, -EPERM, 0, -EBADF);
+        }
         if (g->hdr.payload_len > desc->max_request)
                 VIOLATION(-EMSGSIZE, "request larger than the scope allows");
 

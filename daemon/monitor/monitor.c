@@ -2,6 +2,7 @@
 /* The monitor's process: sockets, the worker's life, signals, the service manager. Runs in: monitor. */
 
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,8 @@
 #include "log.h"
 #include "monitor-dispatch.h"
 #include "monitor.h"
+#include "policy-internal.h"
+#include "policy.h"
 #include "tsm-platform.h"
 #include "worker-spawn.h"
 
@@ -43,6 +46,7 @@ struct Monitor {
         MonitorDispatch *dispatch;
         MonitorListenSocket *sockets;
         size_t n_sockets, allocated_sockets;
+        Policy *policy; /* for the scope gate only (scope_granted()); NULL: none loaded */
 
         char *worker_path; /* for logs: it runs from worker_binary */
         int worker_binary;
@@ -246,15 +250,73 @@ static void on_worker_stalled(int error, void *userdata) {
         worker_kill(m, SIGKILL);
 }
 
-/* What the monitor applies of a new configuration: the emulated devices it serves. The rest
- * (policy, limits, audit) is the worker's, which reads the same file. */
+/* ---- the monitor's scope gate ------------------------------------------------------------ */
+
+/*
+ * SECURITY: DESIGN.md has the monitor check that a request's scope is allowed. Who the client
+ * is, the monitor only knows from the worker (the uid it names), so it cannot apply the policy
+ * as the worker does; what it can apply without trusting the worker is the policy with the
+ * identities left out. A scope that backends keep off by default (debug-read, debug-write:
+ * the device's memory, and the kernel's debug-write is what the monitor holds CAP_SYS_RAWIO
+ * for) is granted only by a rule's own Scopes= (never [Defaults], policy.h), so it may go to a
+ * device only if some rule names it, lists the device and allows its backend. With no such rule
+ * (the shipped policy), a compromised worker reaches no debug scope at all; with one, only the
+ * devices that rule opens. The monitor loads the same files as the worker (it is root), at
+ * start and at each RELOAD; a policy that fails to load leaves the last one in force, and
+ * before any loaded every debug scope is refused.
+ *
+ * CAP_SYS_RAWIO stays even when no rule grants debug-write: dropping it is for good, and a
+ * reload that grants debug-write later would then fail in the kernel until tsmd restarts;
+ * nor can capability.c's helpers drop one capability of the minimum.
+ */
+static bool scope_granted(const char *pci_address, TsmBackendType backend, const char *scope, void *userdata) {
+        Monitor *m = userdata;
+
+        if (!m->policy)
+                return false;
+        for (size_t i = 0; i < m->policy->n_rules; i++) {
+                const PolicyRule *rule = m->policy->rules[i];
+
+                if (!str_list_contains(&rule->scopes, scope))
+                        continue;
+                if (rule->backends != 0 && !(rule->backends & (UINT32_C(1) << backend)))
+                        continue;
+                for (size_t j = 0; j < rule->devices.n; j++)
+                        /* As policy.c matches Devices=. */
+                        if (fnmatch(rule->devices.items[j], pci_address, FNM_NOESCAPE | FNM_CASEFOLD) == 0)
+                                return true;
+        }
+        return false;
+}
+
+static void policy_load_logged(Monitor *m, const DaemonConfig *config) {
+        _cleanup_free_ char *error = NULL;
+        Policy *p;
+        int r;
+
+        r = policy_load(config->policy_file, config->policy_dropin_dir, &p, &error);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to load the policy for the monitor's scope checks (%s), %s: %m",
+                                  strna(error), m->policy ? "keeping the last one" : "refusing every debug scope");
+                return;
+        }
+        policy_unref(m->policy);
+        m->policy = p;
+        log_info("Scope checks follow the policy in '%s' (%zu rules).", strna(config->policy_file), policy_n_rules(p));
+}
+
+/* What the monitor applies of a new configuration: the emulated devices it serves, and the
+ * policy for its scope gate. The rest (the policy's decisions, limits, audit) is the worker's,
+ * which reads the same files. */
 static int on_worker_reload(void *userdata) {
         Monitor *m = userdata;
         DaemonConfig config;
         int r;
 
-        if (!m->config_path)
+        if (!m->config_path) {
+                policy_load_logged(m, &m->config);
                 return 0;
+        }
         (void) sd_notify(false, "RELOADING=1");
         daemon_config_init(&config);
         r = daemon_config_load_logged(&config, m->config_path, true);
@@ -263,6 +325,7 @@ static int on_worker_reload(void *userdata) {
                 if (r < 0)
                         log_error_errno(r, "Failed to apply the emulated device list: %m");
         }
+        policy_load_logged(m, r >= 0 ? &config : &m->config);
         daemon_config_done(&config);
         (void) sd_notify(false, "READY=1");
         return r;
@@ -330,6 +393,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 .status = on_worker_status,
                 .reload = on_worker_reload,
                 .stalled = on_worker_stalled,
+                .scope_granted = scope_granted,
         };
         struct timeval second = { .tv_sec = 1 };
         char log_level[32];
@@ -379,6 +443,8 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 m->worker_argv[2] = NULL;
         if (!m->worker_argv[1] || (m->config_path && !m->worker_argv[2]))
                 return -ENOMEM;
+
+        policy_load_logged(m, &m->config);
 
         m->base = event_base_new_prioritized();
         if (!m->base)
@@ -446,6 +512,7 @@ Monitor *monitor_free(Monitor *m) {
         if (m->base)
                 event_base_free(m->base);
         daemon_config_done(&m->config);
+        policy_unref(m->policy);
         return mfree(m);
 }
 

@@ -68,6 +68,8 @@ typedef struct Fixture {
 
         unsigned n_ready, n_status, n_reload, n_stalled;
         int stalled_error;
+        bool debug_refused; /* the policy grants no opt-in scope */
+        char granted_address[TSM_PRIV_PCI_ADDRESS_MAX], granted_scope[TSM_PRIV_NAME_MAX]; /* last asked */
         struct tsm_priv_status status;
         int reload_result;
 
@@ -126,11 +128,20 @@ static void on_stalled(int error, void *userdata) {
         f->stalled_error = error;
 }
 
+static bool on_scope_granted(const char *pci_address, TsmBackendType backend, const char *scope, void *userdata) {
+        Fixture *f = userdata;
+
+        snprintf(f->granted_address, sizeof(f->granted_address), "%s", pci_address);
+        snprintf(f->granted_scope, sizeof(f->granted_scope), "%s", scope);
+        return !f->debug_refused;
+}
+
 static const MonitorDispatchCallbacks callbacks = {
         .ready = on_ready,
         .status = on_status,
         .reload = on_reload,
         .stalled = on_stalled,
+        .scope_granted = on_scope_granted,
 };
 
 /* Receives one message from the monitor, which must be there already. */
@@ -1260,6 +1271,44 @@ TEST(changes_are_bounded) {
         ASSERT_FALSE(v->bound);
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 1, NULL));
         ASSERT_TRUE(v->bound);
+        fixture_free(f);
+}
+
+/* Debug scopes need the monitor's own word too: refused (-EPERM, not a violation: a reload may
+ * reach the worker first) unless the policy opens them for the device; never asked for the
+ * scopes every backend allows by default. */
+TEST(opt_in_scopes_gated) {
+        Fixture *f = fixture();
+        uint8_t req[64], dbg[sizeof(EmuDebugMessage)];
+        struct tsm_priv_guest_request m;
+        size_t len, dbg_len;
+        uint32_t id;
+        Reply rep;
+
+        id = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(device(f, DEV_A)), EMU_VENDOR_ID_DEFAULT,
+                                              EMU_DEBUG_OP_MEM_READ, 0, 16, NULL, dbg, sizeof(dbg), &dbg_len));
+
+        f->debug_refused = true;
+        for (unsigned i = 0; i < 2; i++) {
+                m = guest_request_msg(SLOT, id, 1, i == 0 ? TSM_SCOPE_DEBUG_READ : TSM_SCOPE_DEBUG_WRITE, dbg_len);
+                ASSERT_ERRNO(call_full(f, &m, dbg, dbg_len, -EBADF, &rep), EPERM);
+                ASSERT_EQ(rep.r.hdr.payload_len, 0u);
+                ASSERT_STREQ(f->granted_address, DEV_A);
+                ASSERT_STREQ(f->granted_scope, i == 0 ? TSM_SCOPE_DEBUG_READ : TSM_SCOPE_DEBUG_WRITE);
+        }
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
+        /* info needs no grant: not even asked. */
+        f->granted_scope[0] = 0;
+        ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_INFO, req, len, &rep));
+        ASSERT_STREQ(f->granted_scope, "");
+
+        /* Granted: it reaches the device. */
+        f->debug_refused = false;
+        ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_DEBUG_READ, dbg, dbg_len, &rep));
+        ASSERT_EQ(rep.r.hdr.payload_len, dbg_len + 16);
         fixture_free(f);
 }
 

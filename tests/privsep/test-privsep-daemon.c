@@ -64,6 +64,8 @@ typedef struct Setup {
         ino_t ino;
         pid_t proxy, worker;
         unsigned fds, monitor_fds;
+        int64_t context;
+        const char *scratch;
 } Setup;
 
 /* ---- processes ------------------------------------------------------------------------- */
@@ -201,7 +203,7 @@ static void setup_with(Setup *s, const TsmdFile *files, size_t n_files) {
 
         /* The proxy and the worker run as tsmd: they read the control file and keep the
          * contexts' state here. */
-        scratch = scratch_dir();
+        scratch = s->scratch = scratch_dir();
         ASSERT_OK(chmod(scratch, 0755));
         snprintf(s->control, sizeof(s->control), "%s/attack", scratch);
         write_file(s->control, "");
@@ -227,7 +229,7 @@ static void setup_with(Setup *s, const TsmdFile *files, size_t n_files) {
         ASSERT_OK(fstat(s->context_fd, &st));
         s->dev = st.st_dev;
         s->ino = st.st_ino;
-        context = JINT(r, "context");
+        context = s->context = JINT(r, "context");
         CALL_OK(s->client, G "AttachDevice", guest_attach_params(context, VDEV, DEV1));
         r = CALL_OK(s->client, G "Bind", guest_vdev_params(context, VDEV));
         ASSERT_STREQ(JSTR(r, "state"), "config_locked");
@@ -372,6 +374,54 @@ ATTACK(bad_scope, "bad-scope", "GUEST_REQUEST", "no such scope for the device's 
 ATTACK(oversize_payload, "oversize-payload", "GUEST_REQUEST", "request larger than the scope allows")
 ATTACK(stray_fd, "stray-fd", "STATUS", "unexpected file descriptors")
 ATTACK(ready_twice, "ready-twice", "READY", "permitted once per worker, sent again")
+
+/* ---- a worker that asks for what no policy grants ------------------------------------------ */
+
+/* The monitor's own scope gate: the fixture's policy grants no debug scope, so a debug request
+ * (which the worker, checking the policy first, never sends) is refused by the monitor, without
+ * reaching the device. Refused, not killed: a reload reaches worker and monitor one after the
+ * other. */
+static void run_debug_scope(const char *scope) {
+        Setup s;
+
+        setup(&s);
+        write_file(s.control, scope);
+        ASSERT_OK(kill(s.proxy, SIGUSR1));
+        if (!tsmd_wait_log(&s.t, strf("Refusing a guest request in scope %s to " DEV1 ": no policy rule grants it", scope), 1,
+                           TSMD_WAIT_USEC))
+                TEST_FAIL("the monitor did not refuse a %s request no policy grants", scope);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        /* The worker in place serves on, the context as it was. */
+        ASSERT_STREQ(JSTR(CALL_OK(s.client, G "GetDeviceState", guest_vdev_params(s.context, VDEV)), "state"),
+                     "config_locked");
+        teardown(&s);
+}
+
+TEST(debug_read_not_granted) { run_debug_scope("debug-read"); }
+
+/* A reload that grants the scope reaches the monitor's gate too. */
+TEST(debug_read_granted_by_reload) {
+        Setup s;
+
+        setup(&s);
+        write_file(strf("%s/policy.conf", s.t.dir),
+                   "[Client:tests]\nUsers=root 65534\nDevices=" DEV1 "\nScopes=info state-change debug-read\n");
+        ASSERT_TRUE(tsmd_reload(&s.t, strf(CONFIG, s.scratch)));
+        if (!tsmd_wait_log(&s.t, "Scope checks follow the policy in", 2, TSMD_WAIT_USEC))
+                TEST_FAIL("the monitor did not reload its policy");
+        write_file(s.control, "debug-read");
+        ASSERT_OK(kill(s.proxy, SIGUSR1));
+        /* Answered by the device (the worker drops the reply to a cookie it never used). */
+        if (!tsmd_wait_log(&s.t, "injecting 'debug-read'", 1, TSMD_WAIT_USEC))
+                TEST_FAIL("the proxy did not inject");
+        sleep_usec(200 * USEC_PER_MSEC);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Refusing a guest request"));
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        teardown(&s);
+}
+TEST(debug_write_not_granted) { run_debug_scope("debug-write"); }
 
 /* ---- a worker that goes quiet, one whose proxy dies ---------------------------------------- */
 

@@ -273,6 +273,9 @@ static size_t build_attack(const char *name, int *ret_fd) {
         }
         if (streq(name, "bad-scope"))
                 return build_guest_request("no-such-scope", 8);
+        if (streq(name, "debug-read") || streq(name, "debug-write"))
+                /* A debug scope the policy grants nobody: the worker would never ask. */
+                return build_guest_request(name, 36);
         if (streq(name, "oversize-payload"))
                 /* Within the channel's limit, far beyond the few bytes scope info takes. */
                 return build_guest_request("info", TSM_PRIV_PAYLOAD_MAX);
