@@ -18,6 +18,7 @@
 #include "log.h"
 #include "manager.h"
 #include "tsm-priv.h"
+#include "worker-sandbox.h"
 
 static const char *arg_config = NULL;
 
@@ -91,6 +92,13 @@ int main(int argc, char *argv[]) {
         r = capability_verify_none();
         if (r < 0 || getuid() == 0 || geteuid() == 0) {
                 log_full(LOG_EMERG, "Refusing to run with privileges left (uid %u, see above).", (unsigned) geteuid());
+                abort();
+        }
+        /* SECURITY: and no process of its own that the monitor could not kill with it. Threads
+         * (the audit writer, the request lanes) are still allowed, whenever they start. */
+        r = worker_sandbox_apply();
+        if (r < 0) {
+                log_full_errno(LOG_EMERG, r, "Refusing to run without the process sandbox: %m");
                 abort();
         }
 

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The worker's seccomp filter, hand-written BPF (no libseccomp). Runs in: worker. */
+
+#include <endian.h>
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "worker-sandbox.h"
+
+#if defined(__x86_64__) && !defined(__ILP32__)
+#  define ARCH_NATIVE AUDIT_ARCH_X86_64
+/* x32 system calls arrive as AUDIT_ARCH_X86_64 too, with this bit in the number. */
+#  define X32_SYSCALL_BIT 0x40000000U
+#elif defined(__i386__)
+#  define ARCH_NATIVE AUDIT_ARCH_I386
+#elif defined(__aarch64__)
+#  define ARCH_NATIVE AUDIT_ARCH_AARCH64
+#elif defined(__arm__) && defined(__ARM_EABI__) && __BYTE_ORDER == __LITTLE_ENDIAN
+#  define ARCH_NATIVE AUDIT_ARCH_ARM
+#elif defined(__riscv) && __riscv_xlen == 64
+#  define ARCH_NATIVE AUDIT_ARCH_RISCV64
+#elif defined(__powerpc64__) && __BYTE_ORDER == __LITTLE_ENDIAN
+#  define ARCH_NATIVE AUDIT_ARCH_PPC64LE
+#elif defined(__powerpc64__)
+#  define ARCH_NATIVE AUDIT_ARCH_PPC64
+#elif defined(__s390x__)
+#  define ARCH_NATIVE AUDIT_ARCH_S390X
+#elif defined(__mips__) && _MIPS_SIM == _ABI64 && __BYTE_ORDER == __LITTLE_ENDIAN
+#  define ARCH_NATIVE AUDIT_ARCH_MIPSEL64
+#elif defined(__loongarch_lp64) && defined(AUDIT_ARCH_LOONGARCH64)
+#  define ARCH_NATIVE AUDIT_ARCH_LOONGARCH64
+#else
+#  error "worker-sandbox.c: add this architecture's AUDIT_ARCH_* (the filter checks it)"
+#endif
+
+#ifndef __NR_clone3
+#  define __NR_clone3 435 /* the same number on every architecture since Linux 5.3 */
+#endif
+
+/* clone()'s flags: the first argument, except where the stack comes first (CLONE_BACKWARDS2).
+ * Only the low 32 bits hold flags; BPF loads 32-bit words. */
+#if defined(__s390x__)
+#  define CLONE_FLAGS_ARG 1
+#else
+#  define CLONE_FLAGS_ARG 0
+#endif
+#if __BYTE_ORDER == __LITTLE_ENDIAN
+#  define CLONE_FLAGS_LO offsetof(struct seccomp_data, args[CLONE_FLAGS_ARG])
+#else
+#  define CLONE_FLAGS_LO (offsetof(struct seccomp_data, args[CLONE_FLAGS_ARG]) + 4)
+#endif
+
+/* LeakSanitizer stops the world at exit from a helper that shares our memory but is not a
+ * thread (sanitizer_stoptheworld_linux_libcdep.cpp). Sanitized builds are tests only, never
+ * shipped: there, exactly these flags pass too, so that leak reports still work. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_LEAK__)
+#  define SANITIZED 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#    define SANITIZED 1
+#  endif
+#endif
+#define LSAN_TRACER_CLONE_FLAGS (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED)
+
+/* SECURITY: killing rather than failing with EPERM. Nothing in the worker starts a process or
+ * a program (tsmd-worker links no code that does), so a try is a compromised worker: killed at
+ * once it cannot probe further, and the monitor sees a worker dead of SIGSYS and starts a
+ * fresh one. The whole process, not the thread: a thread left behind would keep serving. */
+#define KILL BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS)
+#define ALLOW BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+#define ON_NR(nr, action) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), action
+
+static const struct sock_filter worker_filter[] = {
+        /* Another architecture's system call numbers mean other calls: none is allowed. */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH_NATIVE, 1, 0),
+        KILL,
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+#ifdef X32_SYSCALL_BIT
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, X32_SYSCALL_BIT, 0, 1),
+        KILL,
+#endif
+        /* clone3() passes its flags in memory, which a filter cannot read: ENOSYS, and glibc's
+         * pthread_create() falls back to clone(), whose flags it can. */
+        ON_NR(__NR_clone3, BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA))),
+#ifdef __NR_fork
+        ON_NR(__NR_fork, KILL),
+#endif
+#ifdef __NR_vfork
+        ON_NR(__NR_vfork, KILL),
+#endif
+        ON_NR(__NR_execve, KILL),
+#ifdef __NR_execveat
+        ON_NR(__NR_execveat, KILL),
+#endif
+        /* clone() makes a thread (CLONE_THREAD: same thread group, killed with the worker) or
+         * nothing. */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 1, 0),
+        ALLOW,
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, CLONE_FLAGS_LO),
+#ifdef SANITIZED
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, LSAN_TRACER_CLONE_FLAGS, 2, 0),
+#endif
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0),
+        KILL,
+        ALLOW,
+};
+
+static int threads_count(void) {
+        FILE *f = fopen("/proc/self/status", "re");
+        char line[256];
+        int n = -ENODATA;
+
+        if (!f)
+                return negative_errno();
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Threads: %d", &n) == 1)
+                        break;
+        fclose(f);
+        return n;
+}
+
+int worker_sandbox_apply(void) {
+        struct sock_fprog prog = {
+                .len = ELEMENTSOF(worker_filter),
+                .filter = (struct sock_filter *) worker_filter,
+        };
+        long r;
+
+        /* TSYNC: threads already running get the filter too, or the call fails. */
+        r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+        if (r > 0)
+                return -EBUSY; /* the id of a thread that could not take it */
+        if (r == 0)
+                return 0;
+        if (errno != ENOSYS)
+                return negative_errno();
+
+        /* No seccomp() (valgrind does not emulate it): prctl() covers only the calling thread
+         * and those it starts later, so only while it is the only one. */
+        r = threads_count();
+        if (r < 0)
+                return r;
+        if (r != 1)
+                return -EBUSY;
+        return RET_NERRNO(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0));
+}

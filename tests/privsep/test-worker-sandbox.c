@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The worker's seccomp filter (daemon/worker-sandbox.c): in a child that installs it, threads
+ * still start (also ones that existed before), clone3() fails with ENOSYS, and every way to
+ * start a process or a program, or a system call of a foreign architecture, kills the whole
+ * process with SIGSYS. End to end: the real tsmd's worker runs under the filter.
+ * Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "guest-calls.h"
+#include "tsmd-fixture.h"
+#include "worker-sandbox.h"
+
+extern char **environ;
+
+/* Runs f in a child under the filter; returns its wait status. */
+static int run_sandboxed(void (*f)(void)) {
+        int status;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0)
+                TEST_FAIL("fork: %s", strerror(errno));
+        if (pid == 0) {
+                if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                        _exit(90);
+                if (worker_sandbox_apply() < 0)
+                        _exit(91);
+                f();
+                _exit(0);
+        }
+        if (waitpid(pid, &status, 0) != pid)
+                TEST_FAIL("waitpid: %s", strerror(errno));
+        return status;
+}
+
+static void assert_killed_by_sigsys(int status, const char *what) {
+        if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS)
+                TEST_FAIL("%s: expected death by SIGSYS, got %s %d", what,
+                          WIFSIGNALED(status) ? "signal" : "exit status",
+                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+
+static void assert_exit_ok(int status, const char *what) {
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("%s: expected exit 0, got %s %d", what, WIFSIGNALED(status) ? "signal" : "exit status",
+                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+
+static int marker;
+
+static void *thread_main(void *p) {
+        return &marker;
+}
+
+static void make_threads(void) {
+        for (int i = 0; i < 8; i++) {
+                pthread_t t;
+                void *ret;
+
+                if (pthread_create(&t, NULL, thread_main, NULL) != 0 || pthread_join(t, &ret) != 0 || ret != &marker)
+                        _exit(2);
+        }
+}
+
+TEST(threads_still_start) {
+        assert_exit_ok(run_sandboxed(make_threads), "pthread_create");
+}
+
+static void do_clone3(void) {
+        struct {
+                uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+        } args = { .exit_signal = SIGCHLD };
+
+        if (syscall(SYS_clone3, &args, sizeof(args)) != -1 || errno != ENOSYS)
+                _exit(3);
+}
+
+TEST(clone3_fails_with_enosys) {
+        assert_exit_ok(run_sandboxed(do_clone3), "clone3");
+}
+
+static void do_fork(void) {
+        pid_t pid = fork();
+
+        if (pid == 0)
+                _exit(0);
+        _exit(4); /* the child was made: the filter let it through */
+}
+
+TEST(fork_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_fork), "fork()");
+}
+
+#ifdef SYS_fork
+static void do_sys_fork(void) {
+        if (syscall(SYS_fork) == 0)
+                _exit(0);
+        _exit(4);
+}
+
+TEST(sys_fork_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_sys_fork), "SYS_fork");
+}
+#endif
+
+#ifdef SYS_vfork
+static void do_sys_vfork(void) {
+        /* Not vfork() itself: the child would return into this frame. */
+        if (syscall(SYS_vfork) == 0)
+                _exit(0);
+        _exit(4);
+}
+
+TEST(sys_vfork_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_sys_vfork), "SYS_vfork");
+}
+#endif
+
+/* The attack itself: a process sharing nothing that makes it die with the worker. */
+static void do_clone_process(void) {
+        if (syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0) == 0) {
+                (void) setsid();
+                _exit(0);
+        }
+        _exit(4);
+}
+
+TEST(clone_without_clone_thread_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_clone_process), "clone(SIGCHLD)");
+}
+
+static void do_posix_spawn(void) {
+        char *argv[] = { (char *) "true", NULL };
+        pid_t pid;
+
+        if (posix_spawnp(&pid, "true", NULL, NULL, argv, environ) == 0)
+                _exit(4);
+        _exit(5);
+}
+
+TEST(posix_spawn_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_posix_spawn), "posix_spawn()");
+}
+
+static void do_execve(void) {
+        char *argv[] = { (char *) "/bin/true", NULL };
+
+        (void) execve(argv[0], argv, environ);
+        _exit(4);
+}
+
+TEST(execve_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_execve), "execve()");
+}
+
+static void do_execveat(void) {
+        char *argv[] = { (char *) "true", NULL };
+        int fd = open("/bin/true", O_PATH | O_CLOEXEC);
+
+        (void) syscall(SYS_execveat, fd, "", argv, environ, AT_EMPTY_PATH);
+        _exit(4);
+}
+
+TEST(execveat_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_execveat), "execveat()");
+}
+
+/* A thread that was running before the filter went on is under it too (TSYNC). */
+static atomic_int phase;
+
+static void *fork_later(void *p) {
+        while (atomic_load(&phase) == 0)
+                usleep(1000);
+        if (fork() == 0)
+                _exit(0);
+        _exit(4);
+}
+
+static void do_fork_from_older_thread(void) {
+        atomic_store(&phase, 1);
+        for (;;)
+                pause();
+}
+
+TEST(older_threads_are_covered) {
+        int status;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                pthread_t t;
+
+                if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || pthread_create(&t, NULL, fork_later, NULL) != 0)
+                        _exit(90);
+                if (worker_sandbox_apply() < 0)
+                        _exit(91);
+                do_fork_from_older_thread();
+        }
+        ASSERT_TRUE(waitpid(pid, &status, 0) == pid);
+        assert_killed_by_sigsys(status, "fork() in a thread started before the filter");
+}
+
+#if defined(__x86_64__) && !defined(__ILP32__)
+/* getpid through the i386 entry (int 0x80): AUDIT_ARCH_I386, a foreign architecture. */
+static void do_i386_syscall(void) {
+        long r = 20; /* i386 __NR_getpid */
+
+        __asm__ volatile("int $0x80" : "+a"(r) : : "memory");
+        _exit(4);
+}
+
+TEST(foreign_architecture_kills) {
+        int status;
+        pid_t pid;
+
+        /* Without the filter first: kernels without IA32 emulation refuse int 0x80 (SIGSEGV). */
+        fflush(NULL);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                /* Quiet: a sanitizer reports the SIGSEGV. */
+                int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+                if (null_fd < 0 || dup2(null_fd, STDERR_FILENO) < 0)
+                        _exit(90);
+                do_i386_syscall();
+        }
+        ASSERT_TRUE(waitpid(pid, &status, 0) == pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 4)
+                SKIP("this kernel runs no i386 system calls");
+
+        assert_killed_by_sigsys(run_sandboxed(do_i386_syscall), "i386 system call");
+}
+
+static void do_x32_syscall(void) {
+        (void) syscall(0x40000000 | SYS_getpid);
+        _exit(4);
+}
+
+TEST(x32_syscall_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_x32_syscall), "x32 system call");
+}
+#endif
+
+/* The real worker: "Seccomp: 2" (filter mode) in its status, and it serves. */
+TEST(real_worker_is_filtered) {
+        _cleanup_free_ char *status = NULL;
+        Tsmd t;
+        pid_t w;
+
+        if (geteuid() != 0)
+                SKIP("needs root (the monitor starts the worker as another user)");
+        tsmd_start(&t, NULL);
+        w = tsmd_worker_pid(&t);
+        ASSERT_TRUE(w > 0);
+        status = read_file(strf("/proc/%d/status", (int) w));
+        ASSERT_NOT_NULL(status);
+        if (!strstr(status, "\nSeccomp:\t2\n"))
+                TEST_FAIL("the worker runs without a seccomp filter:\n%s", status);
+        if (!strstr(status, "\nNoNewPrivs:\t1\n"))
+                TEST_FAIL("the worker runs without no-new-privileges");
+        /* And it serves: threads start (the audit writer), contexts open and are audited. */
+        {
+                _cleanup_(varlink_client_freep) VarlinkClient *c = tsmd_connect_guest(&t);
+
+                ASSERT_TRUE(guest_open_context(c) >= 0);
+        }
+        ASSERT_TRUE(tsmd_is_running(&t) && tsmd_worker_pid(&t) == w);
+        tsmd_teardown(&t);
+}
+
+TEST_MAIN()
