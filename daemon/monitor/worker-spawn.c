@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -32,27 +33,75 @@ int worker_user_lookup(const char *name, uid_t *ret_uid, gid_t *ret_gid) {
         return 0;
 }
 
+/* chmod() of an O_PATH fd; the kernel's fchmod() wants a file opened for reading or writing. */
+static int fd_chmod(int fd, mode_t mode) {
+        char path[sizeof("/proc/self/fd/") + 12];
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
+        return RET_NERRNO(chmod(path, mode));
+}
+
+/* The regular files in dir that are not the worker's yet: an older, unseparated tsmd wrote
+ * them as root. Only where root may look: tsmd.service gives it no CAP_DAC_OVERRIDE nor
+ * CAP_DAC_READ_SEARCH, and in a directory that is the worker's already tsmd.tmpfiles ("Z")
+ * does this instead. */
+static void dir_give_files(const char *dir, int fd, uid_t uid, gid_t gid) {
+        struct dirent *de;
+        int rfd;
+        DIR *d;
+
+        rfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rfd < 0) {
+                log_debug_errno(-errno, "Cannot look into '%s', leaving its files as they are: %m", dir);
+                return;
+        }
+        d = fdopendir(rfd);
+        if (!d) {
+                safe_close(rfd);
+                return;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+
+                if (de->d_type != DT_REG || fstatat(rfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    st.st_uid == uid)
+                        continue;
+                if (fchownat(rfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+                        log_warning_errno(-errno, "Cannot give '%s/%s' to the worker, ignoring: %m", dir, de->d_name);
+        }
+        closedir(d);
+}
+
 int worker_dir_prepare(const char *dir, uid_t uid, gid_t gid) {
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
-        DIR *d;
-        struct dirent *de;
 
-        if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-                return negative_errno();
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        /* O_PATH: a directory that is the worker's (tsmd.tmpfiles makes /var/log/tsmd 0750
+         * tsmd:tsm-admin) is not root's to open for reading without CAP_DAC_OVERRIDE. */
+        fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) {
+                if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+                        return negative_errno();
+                fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
         if (fd < 0)
                 return negative_errno();
-        if (fchown(fd, uid, gid) < 0 || fstat(fd, &st) < 0 || fchmod(fd, (st.st_mode & 07777) | 0700) < 0)
+        if (fstat(fd, &st) < 0)
                 return negative_errno();
 
-        d = fdopendir(fcntl(fd, F_DUPFD_CLOEXEC, 3));
-        if (!d)
-                return negative_errno();
-        while ((de = readdir(d)))
-                if (de->d_type == DT_REG && fchownat(fd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
-                        log_warning_errno(-errno, "Cannot give '%s/%s' to the worker, ignoring: %m", dir, de->d_name);
-        closedir(d);
+        dir_give_files(dir, fd, uid, gid);
+
+        if (st.st_uid != uid) {
+                /* While it is still ours: afterwards chmod() would take CAP_FOWNER. */
+                if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid() &&
+                    fd_chmod(fd, (st.st_mode & 07777) | 0700) >= 0)
+                        st.st_mode |= 0700;
+                if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+                        return negative_errno();
+        }
+        /* The group of a directory that was the worker's already stays: the admins' to read. */
+        if ((st.st_mode & 0700) != 0700)
+                return fd_chmod(fd, (st.st_mode & 07777) | 0700);
         return 0;
 }
 

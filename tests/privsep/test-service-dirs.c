@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The worker's directories under the capabilities tsmd.service gives tsmd (its
+ * CapabilityBoundingSet=, read from the unit as built): worker_dir_prepare() takes the
+ * directories tsmd.tmpfiles makes as they are, makes a missing one, and takes over one an
+ * older tsmd left as root's, all without CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH or
+ * CAP_FOWNER. End to end: the real tsmd starts under setpriv with the unit's bounding set.
+ * Runs in: tests. Needs root; SKIPs otherwise.
+ */
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include "capability.h"
+#include "config.h"
+#include "guest-calls.h"
+#include "tsmd-fixture.h"
+#include "worker-spawn.h"
+
+#ifndef TSMD_SERVICE_PATH
+#error "TSMD_SERVICE_PATH must be defined (the tsmd.service meson configured)"
+#endif
+#ifndef TSMD_TMPFILES_PATH
+#error "TSMD_TMPFILES_PATH must be defined (tsmd.tmpfiles)"
+#endif
+
+static uid_t worker_uid;
+static gid_t worker_gid, admin_gid;
+
+static void need_root_and_worker(void) {
+        struct passwd *pw;
+        struct group *gr;
+
+        if (geteuid() != 0)
+                SKIP("needs root (tsmd runs as root with the unit's capabilities)");
+        pw = getpwnam(TSMD_WORKER_USER);
+        if (!pw)
+                SKIP("no user '%s'", TSMD_WORKER_USER);
+        worker_uid = pw->pw_uid;
+        worker_gid = pw->pw_gid;
+        gr = getgrnam("tsm-admin");
+        admin_gid = gr ? gr->gr_gid : 65534;
+}
+
+/* The unit's CapabilityBoundingSet=, as libcap values. */
+static size_t unit_capabilities(cap_value_t caps[static CAP_LAST_CAP + 1]) {
+        _cleanup_free_ char *unit = read_file(TSMD_SERVICE_PATH);
+        char *line, *word, *save = NULL;
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(unit);
+        line = strstr(unit, "\nCapabilityBoundingSet=");
+        ASSERT_NOT_NULL(line);
+        line += strlen("\nCapabilityBoundingSet=");
+        line[strcspn(line, "\n")] = 0;
+        for (word = strtok_r(line, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
+                for (char *p = word; *p; p++)
+                        *p = (char) tolower((unsigned char) *p);
+                if (cap_from_name(word, &caps[n]) < 0)
+                        TEST_FAIL("unknown capability '%s' in %s", word, TSMD_SERVICE_PATH);
+                n++;
+        }
+        ASSERT_TRUE(n > 0);
+        return n;
+}
+
+/* This process as systemd starts tsmd.service: root, no supplementary groups, umask 0077,
+ * the unit's bounding set, and of the rest only what is in it. */
+static void become_the_unit(void) {
+        cap_value_t caps[CAP_LAST_CAP + 1];
+        size_t n = unit_capabilities(caps);
+        _cleanup_(cap_freep) cap_t want = cap_init();
+
+        ASSERT_NOT_NULL(want);
+        ASSERT_TRUE(setgroups(0, NULL) == 0);
+        umask(0077);
+        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
+                bool keep = false;
+
+                for (size_t i = 0; i < n; i++)
+                        keep = keep || caps[i] == c;
+                if (!keep && CAP_IS_SUPPORTED(c))
+                        ASSERT_TRUE(prctl(PR_CAPBSET_DROP, c, 0, 0, 0) == 0);
+        }
+        /* Of those, what we have (a container may withhold some, as from the service manager). */
+        for (size_t i = 0; i < n; i++)
+                if (prctl(PR_CAPBSET_READ, caps[i], 0, 0, 0) == 1) {
+                        ASSERT_TRUE(cap_set_flag(want, CAP_PERMITTED, 1, &caps[i], CAP_SET) == 0);
+                        ASSERT_TRUE(cap_set_flag(want, CAP_EFFECTIVE, 1, &caps[i], CAP_SET) == 0);
+                }
+        ASSERT_TRUE(cap_set_proc(want) == 0);
+        /* Self-check: root, but no way around file permissions. */
+        ASSERT_TRUE(access("/proc/self", F_OK) == 0);
+        ASSERT_TRUE(prctl(PR_CAPBSET_READ, CAP_DAC_OVERRIDE, 0, 0, 0) == 0);
+}
+
+static void make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid) {
+        ASSERT_TRUE(mkdir(path, mode) == 0);
+        ASSERT_TRUE(chmod(path, mode) == 0);
+        ASSERT_TRUE(chown(path, uid, gid) == 0);
+}
+
+static void assert_owned(const char *path, uid_t uid, gid_t gid, mode_t mode) {
+        struct stat st;
+
+        if (stat(path, &st) < 0)
+                TEST_FAIL("stat %s: %s", path, strerror(errno));
+        if (st.st_uid != uid || st.st_gid != gid || (st.st_mode & 07777) != mode)
+                TEST_FAIL("%s: %u:%u %04o, expected %u:%u %04o", path, (unsigned) st.st_uid, (unsigned) st.st_gid,
+                          (unsigned) (st.st_mode & 07777), (unsigned) uid, (unsigned) gid, (unsigned) mode);
+}
+
+/* Runs f in a child that is tsmd as the unit starts it; f's assertions fail the test. */
+static void as_the_unit(void (*f)(const char *dir), const char *dir) {
+        int status;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                become_the_unit();
+                f(dir);
+                _exit(0);
+        }
+        ASSERT_TRUE(waitpid(pid, &status, 0) == pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("as the unit: failed (see above)");
+}
+
+static void prepare_ok(const char *path) {
+        int r = worker_dir_prepare(path, worker_uid, worker_gid);
+
+        if (r < 0)
+                TEST_FAIL("worker_dir_prepare('%s') under the unit's capabilities: %s", path, strerror(-r));
+}
+
+static void prepare_tmpfiles_dirs(const char *dir) {
+        prepare_ok(strf("%s/var/log/tsmd", dir));
+        prepare_ok(strf("%s/run/tsmd/contexts", dir));
+}
+
+/* tsmd.tmpfiles itself, its paths moved into a scratch directory, then tsmd as the unit: the
+ * directories are taken as they are, the audit directory keeps its group (tsm-admin), and an
+ * audit file an older tsmd wrote as root is the worker's. */
+TEST(tmpfiles_dirs_as_the_unit) {
+        const char *dir, *conf, *tmpfiles;
+        _cleanup_free_ char *text = NULL, *out = NULL, *err = NULL;
+        int status;
+
+        need_root_and_worker();
+        if (access("/usr/bin/systemd-tmpfiles", X_OK) < 0 && access("/bin/systemd-tmpfiles", X_OK) < 0)
+                SKIP("no systemd-tmpfiles");
+        tmpfiles = access("/usr/bin/systemd-tmpfiles", X_OK) == 0 ? "/usr/bin/systemd-tmpfiles" : "/bin/systemd-tmpfiles";
+        dir = scratch_dir();
+
+        /* What an unseparated tsmd left: its directory and a log, root's. */
+        ASSERT_TRUE(mkdir(strf("%s/var", dir), 0755) == 0);
+        ASSERT_TRUE(mkdir(strf("%s/var/log", dir), 0755) == 0);
+        ASSERT_TRUE(mkdir(strf("%s/run", dir), 0755) == 0);
+        make_dir(strf("%s/var/log/tsmd", dir), 0750, 0, admin_gid);
+        write_file(strf("%s/var/log/tsmd/audit.log", dir), "old\n");
+        ASSERT_TRUE(chmod(strf("%s/var/log/tsmd/audit.log", dir), 0600) == 0);
+
+        text = read_file(TSMD_TMPFILES_PATH);
+        ASSERT_NOT_NULL(text);
+        {
+                /* Every absolute path into the scratch directory. */
+                size_t extra = 0;
+                char *moved, *q;
+
+                for (const char *p = text; *p; p++)
+                        extra += (*p == ' ' && p[1] == '/') ? strlen(dir) : 0;
+                moved = malloc(strlen(text) + extra + 1);
+                ASSERT_NOT_NULL(moved);
+                q = moved;
+                for (const char *p = text; *p; p++) {
+                        *q++ = *p;
+                        if (*p == ' ' && p[1] == '/')
+                                q = stpcpy(q, dir);
+                }
+                *q = 0;
+                conf = strf("%s/tsmd-tmpfiles.conf", dir);
+                write_file(conf, moved);
+                free(moved);
+        }
+        status = run_capture((const char *[]){ tmpfiles, "--create", conf, NULL }, &out, &err, TSMD_WAIT_USEC);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("systemd-tmpfiles --create: %s%s", out, err);
+
+        as_the_unit(prepare_tmpfiles_dirs, dir);
+        assert_owned(strf("%s/var/log/tsmd", dir), worker_uid, admin_gid, 0750);
+        assert_owned(strf("%s/run/tsmd/contexts", dir), worker_uid, worker_gid, 0700);
+        assert_owned(strf("%s/var/log/tsmd/audit.log", dir), worker_uid, 0, 0600);
+}
+
+/* A directory named in tsmd.conf that does not exist yet: made, and the worker's. */
+static void prepare_missing(const char *dir) {
+        prepare_ok(strf("%s/audit", dir));
+}
+
+TEST(missing_dir_as_the_unit) {
+        const char *dir;
+
+        need_root_and_worker();
+        dir = scratch_dir();
+        as_the_unit(prepare_missing, dir);
+        assert_owned(strf("%s/audit", dir), worker_uid, worker_gid, 0700); /* 0750 & ~umask 0077 */
+}
+
+/* A root-owned directory without tmpfiles' help (an older tsmd's, named in tsmd.conf): the
+ * directory and its files become the worker's, the owner may write; a symlink is refused. */
+static void prepare_old(const char *dir) {
+        prepare_ok(strf("%s/old", dir));
+        ASSERT_TRUE(worker_dir_prepare(strf("%s/link", dir), worker_uid, worker_gid) == -ENOTDIR);
+}
+
+TEST(root_owned_dir_as_the_unit) {
+        const char *dir;
+
+        need_root_and_worker();
+        dir = scratch_dir();
+        make_dir(strf("%s/old", dir), 0550, 0, 0);
+        write_file(strf("%s/old/audit.log", dir), "old\n");
+        ASSERT_TRUE(chmod(strf("%s/old/audit.log", dir), 0600) == 0);
+        ASSERT_TRUE(symlink(strf("%s/old", dir), strf("%s/link", dir)) == 0);
+
+        as_the_unit(prepare_old, dir);
+        assert_owned(strf("%s/old", dir), worker_uid, worker_gid, 0750);
+        assert_owned(strf("%s/old/audit.log", dir), worker_uid, worker_gid, 0600);
+}
+
+/* The real tsmd as the unit runs it (setpriv: the unit's bounding set, no-new-privileges, no
+ * groups, umask 0077), its directories made as tsmd.tmpfiles makes them: it starts, keeps
+ * contexts, writes its audit log, and says nothing about the directories. */
+TEST(daemon_starts_as_the_unit) {
+        cap_value_t caps[CAP_LAST_CAP + 1];
+        size_t n;
+        char bounding[1024] = "--bounding-set=-all";
+        const char *script;
+        Tsmd t;
+
+        need_root_and_worker();
+        if (access("/usr/bin/setpriv", X_OK) < 0)
+                SKIP("no setpriv (util-linux)");
+        if (tsmd_under_valgrind())
+                SKIP("setpriv in front of valgrind is not this test's business");
+        n = unit_capabilities(caps);
+        for (size_t i = 0; i < n; i++) {
+                char *name = cap_to_name(caps[i]);
+
+                ASSERT_NOT_NULL(name);
+                /* setpriv wants them without the "cap_" prefix. */
+                snprintf(bounding + strlen(bounding), sizeof(bounding) - strlen(bounding), ",+%s",
+                         strncmp(name, "cap_", 4) == 0 ? name + 4 : name);
+                cap_free(name);
+        }
+
+        /* $0 is the socket's path in tsmd's directory; tmpfiles' work, then tsmd in place. */
+        script = strf("d=${0%%/*} && umask 077 && "
+                      "mkdir -m 0750 \"$d/audit\" && chown %u:%u \"$d/audit\" && "
+                      "mkdir -m 0700 \"$d/contexts\" && chown %u:%u \"$d/contexts\" && "
+                      "exec /usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all %s \"$@\" "
+                      "--socket=\"$0\" --guest-socket=\"$d/io.tsmd.Guest\"",
+                      (unsigned) worker_uid, (unsigned) admin_gid, (unsigned) worker_uid, (unsigned) worker_gid,
+                      bounding);
+        tsmd_start(&t, &(TsmdOptions){
+                               .wrapper = (const char *const[]){ "/bin/sh", "-c", script, "@SOCKET@", NULL },
+                       });
+        ASSERT_FALSE(tsmd_log_contains(&t, "Cannot give"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "will not survive restarts"));
+        {
+                _cleanup_(varlink_client_freep) VarlinkClient *c = tsmd_connect_guest(&t);
+
+                ASSERT_TRUE(guest_open_context(c) >= 0);
+        }
+        assert_owned(strf("%s/audit", t.dir), worker_uid, admin_gid, 0750);
+        assert_owned(strf("%s/contexts", t.dir), worker_uid, worker_gid, 0700);
+        ASSERT_TRUE(tsmd_audit_last_seq(&t) > 0);
+        tsmd_teardown(&t);
+}
+
+TEST_MAIN()
