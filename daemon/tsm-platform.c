@@ -19,6 +19,7 @@ typedef enum TsmOp {
         TSM_OP_REQUEST,
         TSM_OP_BIND,
         TSM_OP_UNBIND,
+        TSM_OP_RELEASE, /* an unbind that also leaves an emulated device clean for the next guest */
 } TsmOp;
 
 struct TsmRequest {
@@ -171,6 +172,9 @@ static bool emu_answer(TsmRequest *r) {
                 break;
         case TSM_OP_UNBIND:
                 k = emu_device_unbind(r->emu);
+                break;
+        case TSM_OP_RELEASE:
+                k = emu_device_release(r->emu);
                 break;
         default:
                 k = -EINVAL;
@@ -646,7 +650,7 @@ static int request_submit(TsmRequest *r, const KernelCallArgs *args) {
         return kernel_lanes_submit(p->lanes, r->pci_address, args, on_kernel_call_done, r, &r->call);
 }
 
-static int set_bound(TsmPlatform *p, const TsmTarget *t, bool bind, TsmRequestCallback cb, void *userdata,
+static int set_bound(TsmPlatform *p, const TsmTarget *t, int op, TsmRequestCallback cb, void *userdata,
                      TsmRequest **ret) {
         TsmDeviceInfo info;
         TsmRequest *r;
@@ -667,7 +671,7 @@ static int set_bound(TsmPlatform *p, const TsmTarget *t, bool bind, TsmRequestCa
         if (k < 0)
                 return k;
 
-        r->op = bind ? TSM_OP_BIND : TSM_OP_UNBIND;
+        r->op = op;
         /* No deadline: what the TDI is after the call must be known, so its answer is awaited
          * however late; a kernel TSM's own SPDM timeouts bound it. */
         r->deadline_usec = UINT64_MAX;
@@ -676,7 +680,7 @@ static int set_bound(TsmPlatform *p, const TsmTarget *t, bool bind, TsmRequestCa
                 emu_submit(r, emu_platform_find_device(p->emu, info.pci_address));
         else {
                 KernelCallArgs args = {
-                        .op = bind ? KERNEL_OP_BIND : KERNEL_OP_UNBIND,
+                        .op = op == TSM_OP_BIND ? KERNEL_OP_BIND : KERNEL_OP_UNBIND,
                         .iommufd = t->iommufd,
                         .version = info.uapi,
                         .vdevice_id = t->vdevice_id,
@@ -694,12 +698,31 @@ static int set_bound(TsmPlatform *p, const TsmTarget *t, bool bind, TsmRequestCa
 }
 
 int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata, TsmRequest **ret) {
-        return set_bound(p, t, true, cb, userdata, ret);
+        return set_bound(p, t, TSM_OP_BIND, cb, userdata, ret);
 }
 
 int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                         TsmRequest **ret) {
-        return set_bound(p, t, false, cb, userdata, ret);
+        return set_bound(p, t, TSM_OP_UNBIND, cb, userdata, ret);
+}
+
+int tsm_platform_release(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
+                         TsmRequest **ret) {
+        return set_bound(p, t, TSM_OP_RELEASE, cb, userdata, ret);
+}
+
+bool tsm_platform_needs_release(TsmPlatform *p, const char *pci_address) {
+        EmuDevice *d = p->emu ? emu_platform_find_device(p->emu, pci_address) : NULL;
+        const TsmRequest *r;
+
+        if (!d)
+                return false;
+        if (!emu_device_is_clean(d))
+                return true;
+        /* The exchange under way still takes effect: it may lock the TDI or write its memory. */
+        r = emu_device_get_exchange(d);
+        return r && (r->op != TSM_OP_REQUEST || r->emu_scope == EMU_SCOPE_STATE_CHANGE ||
+                     r->emu_scope == EMU_SCOPE_DEBUG_WRITE);
 }
 
 bool tsm_platform_is_changing(TsmPlatform *p, const char *pci_address) {

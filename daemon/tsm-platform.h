@@ -130,9 +130,18 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
 int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata, TsmRequest **ret);
 int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                         TsmRequest **ret);
+/* Its guest lets the device go: an unbind, as above, except that an emulated TDI also goes back
+ * to CONFIG_UNLOCKED (and its memory is scrubbed) when tsmd never bound it, as after the guest
+ * locked or started it itself (scope state-change): the next guest gets nothing of this one's.
+ * A kernel TSM keeps its own TDI state through vDevice destruction. */
+int tsm_platform_release(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
+                         TsmRequest **ret);
 
 /* Whether a bind or unbind of the device is still on its way (the TSM has not answered). */
 bool tsm_platform_is_changing(TsmPlatform *p, const char *pci_address);
+/* Whether tsm_platform_release() of a device tsmd did not bind has anything to do: only for an
+ * emulated device its guest locked, wrote to, or is exchanging messages with. */
+bool tsm_platform_needs_release(TsmPlatform *p, const char *pci_address);
 
 /* Drops a request whose caller went away; its callback will not run. */
 void tsm_request_cancel(TsmRequest *r);

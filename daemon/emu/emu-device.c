@@ -822,6 +822,20 @@ int emu_device_unbind(EmuDevice *d) {
                                    sizeof(resp));
 }
 
+int emu_device_release(EmuDevice *d) {
+        int r;
+
+        assert_return(d, -EINVAL);
+
+        r = emu_device_unbind(d);
+        device_scrub_memory(d);
+        return r;
+}
+
+bool emu_device_is_clean(const EmuDevice *d) {
+        return d->state == TDISP_STATE_CONFIG_UNLOCKED && !d->mem;
+}
+
 int emu_device_new(const EmuDeviceConfig *c, EmuDevice **ret) {
         _cleanup_(emu_device_unrefp) EmuDevice *d = NULL;
         uint32_t function_id;

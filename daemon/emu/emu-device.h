@@ -153,6 +153,11 @@ void emu_device_set_exchange(EmuDevice *d, void *exchange);
  * faults, -EBUSY on an injected TDISP BUSY error and -EIO on any other TDISP error. */
 int emu_device_bind(EmuDevice *d, uint8_t *ret_nonce);
 int emu_device_unbind(EmuDevice *d);
+/* The device goes to another guest: unbind, and the debug memory scrubbed even if the TDI was
+ * never locked (memory written while CONFIG_UNLOCKED survives an unlock, not a change of owner). */
+int emu_device_release(EmuDevice *d);
+/* Whether a release would change nothing: the TDI unlocked and no memory written. */
+bool emu_device_is_clean(const EmuDevice *d);
 
 /* Injectable faults (EmuFault, in emu-config.h so that a config can name one). BUSY, TIMEOUT
  * and GONE fail requests with -EBUSY, -ETIMEDOUT and -ENODEV before the device sees them;

@@ -193,10 +193,14 @@ static void vdevice_unbind(MonitorContext *ctx, TsmPlatform *p, MonitorVDevice *
         int r;
 
         /* SECURITY: a gone vDevice's address may name another device by now. A bind still on
-         * its way is undone too: the device must not stay locked for a guest that let it go. */
-        if (!monitor_vdevice_bound_eventually(v))
+         * its way is undone too: the device must not stay locked for a guest that let it go.
+         * Nor may what its guest did itself stay for the next: an emulated TDI it locked or
+         * started (scope state-change), data it left in the device's memory. */
+        if (v->gone)
                 return;
-        r = tsm_platform_unbind(p, &t, on_release_unbound, (void *) (uintptr_t) ctx->id, NULL);
+        if (!monitor_vdevice_bound_eventually(v) && !tsm_platform_needs_release(p, v->pci_address))
+                return;
+        r = tsm_platform_release(p, &t, on_release_unbound, (void *) (uintptr_t) ctx->id, NULL);
         if (r < 0)
                 log_release_unbind(v->pci_address, ctx->id, r);
         v->bound = v->bound_next = false;

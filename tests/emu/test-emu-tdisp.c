@@ -1414,6 +1414,19 @@ TEST(debug_memory) {
         ASSERT_EQ(mem_read(d, 0, 8, got), 0);
         ASSERT_MEMEQ(got, zero, 8);
 
+        /* A change of owner leaves nothing of the last one's, even written while unlocked; and
+         * from RUN it unlocks as an unbind does. */
+        ASSERT_EQ(mem_write(d, 0, 8, "previous"), 0);
+        ASSERT_OK(emu_device_release(d));
+        ASSERT_EQ(mem_read(d, 0, 8, got), 0);
+        ASSERT_MEMEQ(got, zero, 8);
+        drive_to(d, TDISP_STATE_RUN, nonce);
+        ASSERT_EQ(mem_write(d, 0, 8, "running!"), 0);
+        ASSERT_OK(emu_device_release(d));
+        ASSERT_EQ(emu_device_get_state(d), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_EQ(mem_read(d, 0, 8, got), 0);
+        ASSERT_MEMEQ(got, zero, 8);
+
         /* A device that drops off the bus comes back with its memory reset. */
         ASSERT_EQ(mem_write(d, 0, 8, "volatile"), 0);
         ASSERT_OK(emu_device_inject_fault(d, EMU_FAULT_GONE, 1));

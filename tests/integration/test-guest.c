@@ -787,6 +787,40 @@ TEST(client_killed_mid_request) {
         tsmd_teardown(&t);
 }
 
+/* A guest that locked and started its TDI itself (scope state-change, no Bind through tsmd)
+ * and left: the next guest gets the device unlocked, and can bind it. */
+TEST(release_unlocks_what_the_guest_locked) {
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        uint8_t nonce[TDISP_NONCE_SIZE];
+        VarlinkClient *a, *b;
+        int64_t ca, cb;
+        bool bound = true;
+        Msg m, r;
+        Tsmd t;
+
+        tsmd_start_config(&t, CONF_MEMFD());
+        a = tsmd_connect(&t);
+        ca = open_context(a, NULL);
+        attach(a, ca, 5, DEV2);
+        m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV2, &lock, sizeof(lock));
+        r = guest_ok(a, ca, 5, "state-change", &m, 1);
+        ASSERT_EQ(r.buf[1], TDISP_MSG_LOCK_INTERFACE_RSP);
+        memcpy(nonce, r.buf + sizeof(TdispHeader), sizeof(nonce));
+        m = tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, DEV2, nonce, sizeof(nonce));
+        r = guest_ok(a, ca, 5, "state-change", &m, 1);
+        ASSERT_EQ(r.buf[1], TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_EQ(guest_tdi_state(a, ca, 5, DEV2), TDISP_STATE_RUN);
+        varlink_client_free(a);
+
+        b = tsmd_connect(&t);
+        cb = attach_when_free(b, 1, DEV2);
+        ASSERT_STREQ(state_of(b, cb, 1, &bound), "config_unlocked");
+        ASSERT_FALSE(bound);
+        bind_device(b, cb, 1);
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
 TEST(disconnect_unbinds_and_releases) {
         Tsmd t;
         VarlinkClient *a, *b;
