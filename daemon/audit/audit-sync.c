@@ -148,6 +148,8 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
                         n = 0;
                         queued = 0;
                         segment = i;
+                        /* Acknowledged: a failure from here on must not take it back. */
+                        segment_start = f->size;
                         margin = f->alloc_end > f->size ? f->alloc_end - f->size : 0;
 
                         r = audit_files_rotate(f);
