@@ -445,9 +445,10 @@ static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdat
 static const struct {
         const char *name;
         VarlinkMethodFunc func;
+        bool changes_devices; /* made only if it can be recorded */
 } admin_methods[] = {
-        { "io.tsmd.Admin.ConnectDevice", vl_connect_device },
-        { "io.tsmd.Admin.DisconnectDevice", vl_disconnect_device },
+        { "io.tsmd.Admin.ConnectDevice", vl_connect_device, true },
+        { "io.tsmd.Admin.DisconnectDevice", vl_disconnect_device, true },
         { "io.tsmd.Admin.ListBackends", vl_list_backends },
         { "io.tsmd.Admin.ListDevices", vl_list_devices },
         { "io.tsmd.Admin.ListClients", vl_list_clients },
@@ -459,7 +460,8 @@ static const struct {
 /* Every admin call is recorded, with the answer it got: refusals under their error's name. The
  * record is taken even past the audit queue's bound (admin calls are few, and each waits for its
  * record), and an admin is answered even when the log has failed: reloading it is how it is
- * repaired. */
+ * repaired. But a connect or disconnect is not made when the log has no room for its record
+ * (checked before, as for guest calls): the host must not change unrecorded. */
 typedef struct AdminAnswer {
         VarlinkCall *call;
         json_object *message; /* held until the record is durable */
@@ -517,6 +519,16 @@ void admin_audit_answer(Manager *m, VarlinkCall *call) {
         varlink_call_set_interceptor(call, on_admin_answer, m);
 }
 
+static int reply_audit_failed(VarlinkCall *call, int error) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_object_add(p, "errno", json_object_new_int(-error)) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_call_error(call, "io.tsmd.Admin.AuditFailed", p);
+}
+
 static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         int r;
@@ -527,6 +539,13 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++) {
                 if (!streq(admin_methods[i].name, varlink_call_get_method(call)))
                         continue;
+                if (admin_methods[i].changes_devices) {
+                        _cleanup_(audit_log_cancelp) AuditReservation *room = NULL;
+
+                        r = audit_log_reserve(m->audit, &room);
+                        if (r < 0)
+                                return reply_audit_failed(call, r);
+                }
                 r = admin_methods[i].func(call, p, userdata);
                 /* A subscription has no final answer to wait for: it is recorded when made. */
                 if ((varlink_call_get_flags(call) & VARLINK_CALL_MORE) && !varlink_call_is_answered(call)) {

@@ -1234,9 +1234,14 @@ TEST(audit_io_error) {
                 expect_ping_fast(&t);
         }
         varlink_client_free(d);
-        /* The admin still gets answers, unrecorded: it is who repairs the log. */
+        /* The admin still gets answers, unrecorded: it is who repairs the log. But nothing it
+         * asks that changes the host is made unrecorded. */
         d = tsmd_connect(&t);
         CALL_OK(d, "io.tsmd.Admin.ListBackends", NULL);
+        CALL_ERROR(d, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" DEV1 "\",\"tsm\":\"tsm0\"}",
+                   "io.tsmd.Admin.AuditFailed", "{\"errno\":5}");
+        CALL_ERROR(d, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" DEV1 "\"}", "io.tsmd.Admin.AuditFailed",
+                   "{\"errno\":5}");
         varlink_client_free(d);
 
         /* A reload tries the log again, and it is still dead: refused, still by name. */
