@@ -159,10 +159,11 @@ int manager_reload(Manager *m, char **ret_message) {
         if (!m->config_path)
                 return 0;
 
-        /* The monitor's part first (the emulated devices it serves): it rereads the same file. */
-        r = priv_call_reload(m->channel);
+        /* An audit log that failed (EIO, a full disk) gets another chance, whatever the files
+         * say: a reload is how an administrator repairs it. */
+        r = audit_log_reopen(m->audit);
         if (r < 0)
-                log_warning_errno(r, "The monitor failed to reload its configuration: %m");
+                log_error_errno(r, "The audit log is still failing, guest requests stay refused: %m");
 
         daemon_config_init(&config);
         r = daemon_config_load(&config, m->config_path, &line, &message);
@@ -193,10 +194,11 @@ int manager_reload(Manager *m, char **ret_message) {
                 m->policy = p;
         }
 
-        /* An audit log that failed (EIO, a full disk) gets another chance. */
-        r = audit_log_reopen(m->audit);
+        /* Both files are good: now the monitor's part (the emulated devices it serves; it
+         * rereads the same file), then the worker's. A refused reload changes nothing. */
+        r = priv_call_reload(m->channel);
         if (r < 0)
-                log_error_errno(r, "The audit log is still failing, guest requests stay refused: %m");
+                log_warning_errno(r, "The monitor failed to reload its configuration: %m");
 
         /* What changes at run time: the emulated device set. Limits apply to new connections. */
         if (tsm_platform_is_emulated(m->platform)) {

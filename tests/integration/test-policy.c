@@ -317,6 +317,12 @@ TEST(broken_policy_on_reload_keeps_the_old_one) {
                 TEST_FAIL("ReloadFailed does not name 10-bad.conf:3: %s", message);
         expect_scope_ok(a, ctx, 1, "state-change", DEV1);
 
+        /* A reload refused for its policy changes nothing else either: not the emulated devices
+         * (the monitor's and the worker's would disagree), not the limits. */
+        ASSERT_FALSE(tsmd_reload(&t, CONF_EMU(DEV1, "")));
+        CALL_OK(a, G "GetDeviceState", guest_vdev_params(ctx2, 1));
+        ASSERT_EQ(tsmd_log_count(&t, "Device " DEV2 " is gone"), 0U);
+
         /* Reloading the policy is an admin action: on record, refusals by name. */
         tsmd_expect_audit(&t, 0, "io.tsmd.Service.Reload", "io.tsmd.Service.ReloadFailed", 2);
         tsmd_expect_audit(&t, 0, "io.tsmd.Service.Reload", "ok", 1);
