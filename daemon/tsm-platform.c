@@ -268,6 +268,9 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
         case INVENTORY_TSM_ADDED:
                 log_info("TSM %s (%s) appeared.", ev->tsm->name,
                          strna(tsm_backend_type_to_string(ev->tsm->type)));
+                if (p->emu && !p->view)
+                        log_notice("Devices connected to %s are served by it from now on, also where an "
+                                   "emulated device has the same address.", ev->tsm->name);
                 break;
         default:
                 break;
@@ -460,26 +463,9 @@ int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
         return 0;
 }
 
-int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret) {
+static int kernel_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret) {
         const InventoryDevice *d;
         const InventoryTsm *t;
-
-        assert(pci_address);
-        assert(ret);
-
-        if (p->emu) {
-                EmuDevice *e = emu_platform_find_device(p->emu, pci_address);
-                if (e) {
-                        *ret = (TsmDeviceInfo){
-                                .pci_address = emu_device_get_address(e),
-                                .tsm = EMULATED_TSM_NAME,
-                                .backend = TSM_BACKEND_EMULATED,
-                                .emulated = true,
-                                .uapi = TSM_UAPI_V5,
-                        };
-                        return 0;
-                }
-        }
 
         d = inventory_get_device(p->inventory, pci_address);
         if (!d || !d->tdisp_capable)
@@ -493,6 +479,32 @@ int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceIn
                 .tsm = t->name,
                 .backend = t->type,
                 .uapi = p->uapi >= 0 ? (TsmUapiVersion) p->uapi : _TSM_UAPI_VERSION_INVALID,
+        };
+        return 0;
+}
+
+int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret) {
+        EmuDevice *e;
+        int r;
+
+        assert(pci_address);
+        assert(ret);
+
+        /* A device a real TSM serves comes first. In auto mode a TSM may appear after tsmd
+         * started on the emulated platform (its driver loaded late), and the default emulated
+         * addresses are common real ones: the emulator must not shadow its devices. */
+        r = kernel_device(p, pci_address, ret);
+        if (r >= 0 || !p->emu)
+                return r;
+        e = emu_platform_find_device(p->emu, pci_address);
+        if (!e)
+                return r;
+        *ret = (TsmDeviceInfo){
+                .pci_address = emu_device_get_address(e),
+                .tsm = EMULATED_TSM_NAME,
+                .backend = TSM_BACKEND_EMULATED,
+                .emulated = true,
+                .uapi = TSM_UAPI_V5,
         };
         return 0;
 }

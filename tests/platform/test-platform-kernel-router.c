@@ -20,7 +20,9 @@
 #include "harness.h"
 #include "iommufd-uapi.h"
 #include "platform-test-util.h"
+#include "sysfs-fixture.h"
 #include "tsm-platform.h"
+#include "uevent-sender.h"
 
 #define NIC "0000:01:00.0" /* on tsm0, SEV-TIO */
 #define GPU "0000:02:00.0" /* on tsm1, TDX Connect */
@@ -216,6 +218,62 @@ TEST(disconnected_device_fails_its_request_at_once) {
 
         fake_kernel_hold(false);
         router_teardown(&t);
+}
+
+/* Auto mode, no TSM at start: the emulated platform, at its default addresses. A TSM appears
+ * later (its driver loaded late) and a real device at one of those addresses connects to it:
+ * that device is the TSM's from then on; the other emulated one stays. */
+TEST(a_tsm_appearing_later_is_not_shadowed) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_AUTO,
+                .iommu_device = (char *) "/dev/null",
+                .emulated_devices = (char *) NIC "," GPU,
+        };
+        const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
+        struct event_base *base;
+        TsmPlatform *p;
+        TsmDeviceInfo info;
+        const char *root;
+
+        if (!platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(true);
+        ASSERT_TRUE(platform_test_netns_is_private());
+        ASSERT_EQ(uevent_in_private_netns(), 1);
+        root = platform_test_fixture(
+                NULL, "device /devices/pci0000:00\n"
+                      "pci /devices/pci0000:00/0000:00:00.0 vendor=0x1022 device=0x14d8 class=0x060000\n"
+                      "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 vendor=0x15b3 device=0x1021 class=0x020000 "
+                      "driver=vfio-pci\n");
+        ASSERT_NOT_NULL(base = event_base_new());
+        ASSERT_OK(tsm_platform_new(base, &config, &p));
+        ASSERT_TRUE(tsm_platform_is_emulated(p));
+        ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
+        ASSERT_TRUE(info.emulated);
+
+        /* The SEV-TIO module loads: the PSP with tsm0, and the NIC connects to it. */
+        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
+                                                 "class=0x108000 driver=ccp\n"
+                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
+        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
+                                           "tsm0"));
+        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
+        for (unsigned i = 0; i < 250; i++) {
+                if (tsm_platform_get_device(p, NIC, &info) >= 0 && !info.emulated)
+                        break;
+                ASSERT_OK(event_base_loopexit(base, &slice));
+                ASSERT_OK(event_base_dispatch(base));
+        }
+        ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
+        ASSERT_FALSE(info.emulated);
+        ASSERT_STREQ(info.tsm, "tsm0");
+        ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
+        ASSERT_OK(tsm_platform_get_device(p, GPU, &info));
+        ASSERT_TRUE(info.emulated);
+
+        tsm_platform_free(p);
+        event_base_free(base);
 }
 
 TEST_MAIN();
