@@ -349,6 +349,8 @@ Manager *manager_free(Manager *m) {
                 varlink_call_unref(m->status_subscribers[i]);
         free(m->status_subscribers);
         m->n_status_subscribers = 0;
+        if (m->status_notify)
+                event_free(m->status_notify);
 
         /* Connections first: their owners unbind and close through the platform. */
         varlink_server_free(m->server);

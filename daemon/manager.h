@@ -49,9 +49,10 @@ typedef struct Manager {
         AdminFollower **followers;
         size_t n_followers, allocated_followers;
 
-        /* io.tsmd.Service.GetStatus callers with "more", told about every change. */
+        /* io.tsmd.Service.GetStatus callers with "more", told about changes. */
         VarlinkCall **status_subscribers;
         size_t n_status_subscribers, allocated_status_subscribers;
+        struct event *status_notify; /* see service_status_changed() */
 } Manager;
 
 /* Takes over config (its strings) and the channel to the monitor (read up to its HELLO and

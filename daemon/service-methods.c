@@ -63,16 +63,37 @@ static int vl_method_get_status(VarlinkCall *call, json_object *parameters, void
         return 0;
 }
 
-void service_status_changed(Manager *m) {
-        for (size_t i = 0; i < m->n_status_subscribers; i++) {
-                json_object *status;
+static void on_status_notify(evutil_socket_t fd, short what, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_(json_object_putp) json_object *status = NULL;
 
-                if (build_status(m, &status) < 0) {
+        if (build_status(m, &status) < 0) {
+                log_oom();
+                return;
+        }
+        for (size_t i = 0; i < m->n_status_subscribers; i++)
+                (void) varlink_call_notify(m->status_subscribers[i], json_object_get(status));
+}
+
+/* SECURITY: any local user may subscribe, up to its connection limit, and make connections
+ * come and go: a notification of every subscriber at every change would be its to multiply.
+ * Changes within STATUS_NOTIFY_USEC are told once, the same status to all. */
+#define STATUS_NOTIFY_USEC 100000
+
+void service_status_changed(Manager *m) {
+        static const struct timeval delay = { .tv_usec = STATUS_NOTIFY_USEC };
+
+        if (m->n_status_subscribers == 0)
+                return;
+        if (!m->status_notify) {
+                m->status_notify = evtimer_new(m->base, on_status_notify, m);
+                if (!m->status_notify) {
                         log_oom();
                         return;
                 }
-                (void) varlink_call_notify(m->status_subscribers[i], status);
         }
+        if (!evtimer_pending(m->status_notify, NULL))
+                (void) evtimer_add(m->status_notify, &delay);
 }
 
 void service_forget_connection(Manager *m, VarlinkConn *c) {

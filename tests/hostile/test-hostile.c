@@ -1306,6 +1306,42 @@ TEST(buffered_per_uid_flood) {
         tsmd_teardown(&t);
 }
 
+/*
+ * Any local user may subscribe to io.tsmd.Service.GetStatus and make connections come and go:
+ * a subscriber is told the changes of a 100 ms window once, not once per connection event (a
+ * thousand subscribers each told every event of a churning client was that client's to
+ * multiply).
+ */
+TEST(status_changes_are_told_in_batches) {
+        VarlinkClient *s;
+        AsyncCall st = {};
+        Tsmd t;
+        Good g;
+        Baseline b;
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+        s = tsmd_connect_guest(&t);
+        tsmd_call_async(s, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &st);
+        ASSERT_TRUE(tsmd_async_wait(s, &st, 1, TSMD_WAIT_USEC));
+
+        for (unsigned i = 0; i < 40; i++)
+                close(raw_open(&t)); /* 80 changes */
+        tsmd_pump(s, 500 * USEC_PER_MSEC);
+        fprintf(stderr, "# 40 connections opened and closed: %zu status notifications\n", st.n - 1);
+        ASSERT_GE(st.n, 2U);
+        ASSERT_LE(st.n, 1 + 10U);
+        /* The last one tells where it ended: the good client and the subscriber. */
+        ASSERT_EQ(JINT(st.params[st.n - 1], "connections"), 2);
+
+        async_call_done(&st);
+        varlink_client_free(s);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
 /* ---- pending-call flood ------------------------------------------------------------------------- */
 
 #define FLOOD_CALLS 1000
