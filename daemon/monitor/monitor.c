@@ -176,7 +176,12 @@ static void worker_exited(Monitor *m, int status) {
         /* The next worker records it: the audit log is the worker's. */
         if (m->worker_killed_for != TSM_PRIV_WORKER_FIRST)
                 monitor_dispatch_set_previous_worker(m->dispatch, m->worker_killed_for, 0);
-        else if (WIFEXITED(status))
+        else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+                /* Its seccomp filter killed it: it tried to start a process (worker-sandbox.c),
+                 * which no code of the worker does. */
+                log_error("Compromised worker %d tried a forbidden system call.", (int) m->worker_pid);
+                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_COMPROMISED, 0);
+        } else if (WIFEXITED(status))
                 monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_EXITED, (uint32_t) WEXITSTATUS(status));
         else
                 monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_CRASHED, (uint32_t) WTERMSIG(status));

@@ -490,6 +490,23 @@ TEST(worker_not_reading_replies) {
         teardown(&s);
 }
 
+/* A worker its seccomp filter killed (SIGSYS: it tried to start a process, which no code of
+ * the worker does; worker-sandbox.c) is on record as compromised, not as crashed. The proxy in
+ * the worker's seat stands in for it. */
+TEST(worker_killed_by_its_sandbox) {
+        Setup s;
+
+        setup(&s);
+        ASSERT_OK(kill(s.proxy, SIGSYS));
+        if (!tsmd_wait_log(&s.t, strf("Compromised worker %d tried a forbidden system call.", (int) s.proxy), 1,
+                           5 * USEC_PER_SEC))
+                TEST_FAIL("the monitor did not take a SIGSYS as a compromised worker");
+        expect_replaced(&s);
+        expect_worker_end_audited(&s, "io.tsmd.WorkerCompromised");
+        expect_context_intact(&s);
+        teardown(&s);
+}
+
 TEST(worker_ends_with_its_proxy) {
         Setup s;
 
