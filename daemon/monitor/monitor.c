@@ -2,7 +2,6 @@
 /* The monitor's process: sockets, the worker's life, signals, the service manager. Runs in: monitor. */
 
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,7 +19,6 @@
 #include "log.h"
 #include "monitor-dispatch.h"
 #include "monitor.h"
-#include "policy-internal.h"
 #include "policy.h"
 #include "tsm-platform.h"
 #include "worker-spawn.h"
@@ -277,21 +275,7 @@ static void on_worker_stalled(int error, void *userdata) {
 static bool scope_granted(const char *pci_address, TsmBackendType backend, const char *scope, void *userdata) {
         Monitor *m = userdata;
 
-        if (!m->policy)
-                return false;
-        for (size_t i = 0; i < m->policy->n_rules; i++) {
-                const PolicyRule *rule = m->policy->rules[i];
-
-                if (!str_list_contains(&rule->scopes, scope))
-                        continue;
-                if (rule->backends != 0 && !(rule->backends & (UINT32_C(1) << backend)))
-                        continue;
-                for (size_t j = 0; j < rule->devices.n; j++)
-                        /* As policy.c matches Devices=. */
-                        if (fnmatch(rule->devices.items[j], pci_address, FNM_NOESCAPE | FNM_CASEFOLD) == 0)
-                                return true;
-        }
-        return false;
+        return policy_any_rule_grants_scope(m->policy, pci_address, backend, scope);
 }
 
 static void policy_load_logged(Monitor *m, const DaemonConfig *config) {

@@ -229,6 +229,20 @@ static bool rule_allows_backend(const PolicyRule *r, TsmBackendType backend) {
         return r->backends == 0 || (r->backends & (UINT32_C(1) << backend));
 }
 
+bool policy_any_rule_grants_scope(const Policy *p, const char *pci_address, TsmBackendType backend,
+                                  const char *scope_name) {
+        if (!p || !pci_address || !scope_name || backend < 0 || backend >= _TSM_BACKEND_TYPE_MAX)
+                return false;
+        for (size_t i = 0; i < p->n_rules; i++) {
+                const PolicyRule *r = p->rules[i];
+
+                if (str_list_contains(&r->scopes, scope_name) && rule_allows_backend(r, backend) &&
+                    rule_lists_device(r, pci_address))
+                        return true;
+        }
+        return false;
+}
+
 typedef enum Verdict {
         VERDICT_NO_RULE,
         VERDICT_NO_DEVICE,

@@ -115,6 +115,12 @@ int policy_check_device(const Policy *p, const PeerIdentity *id, const char *pci
 int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_address,
                        TsmBackendType backend, const char *scope_name, const char **ret_reason);
 
+/* Whether some rule, whoever it is for, names scope_name in its own Scopes= and allows the
+ * device on backend: the monitor's check, which cannot trust who the worker says the client is
+ * (monitor.c). [Defaults] never counts. */
+bool policy_any_rule_grants_scope(const Policy *p, const char *pci_address, TsmBackendType backend,
+                                  const char *scope_name);
+
 /* The limits for this peer: its first matching rule's, else [Defaults]. Never fails. */
 void policy_get_limits(const Policy *p, const PeerIdentity *id, unsigned *ret_max_contexts,
                        unsigned *ret_max_vdevices);

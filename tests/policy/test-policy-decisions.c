@@ -285,6 +285,24 @@ TEST(debug_scopes_need_explicit_rule_scopes) {
         }
 }
 
+/* The monitor's question, whoever the client: does any rule of its own name the scope for the
+ * device and backend? [Defaults] never does. */
+TEST(any_rule_grants_scope) {
+        _cleanup_(policy_unrefp) Policy *p = load();
+
+        ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:03:00.2", TSM_BACKEND_EMULATED, "debug-read"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:03:00.4", TSM_BACKEND_EMULATED, "debug-read"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:03:00.2", TSM_BACKEND_EMULATED, "debug-write"));
+        ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:04:00.0", TSM_BACKEND_TDX_CONNECT, "debug-write"));
+        /* web names no scope: it has the defaults, which grant no debug scope and do not count. */
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_EMULATED, "state-change"));
+        /* web-tdx names info, for tdx-connect only. */
+        ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_TDX_CONNECT, "info"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_SEV_TIO, "info"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(NULL, "0000:04:00.0", TSM_BACKEND_EMULATED, "debug-read"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:04:00.0", _TSM_BACKEND_TYPE_INVALID, "debug-read"));
+}
+
 TEST(limits) {
         _cleanup_(policy_unrefp) Policy *p = load();
         unsigned c, v;
