@@ -34,13 +34,15 @@ typedef int (*AuditQueryCallback)(json_object *record, uint64_t seq, void *userd
 typedef struct AuditQueryStats {
         uint64_t n_matched;
         uint64_t n_scanned;
+        uint64_t n_parsed;  /* scanned lines parsed whole (those outside the seq range are not) */
         uint64_t n_damaged; /* lines skipped because they do not parse or are too long */
 } AuditQueryStats;
 
 bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t seq);
 
 /* Runs a query over fds[0..n) (oldest first; negative entries are skipped), reading each
- * from its current offset to EOF. A partial last line (being written) is ignored. ret_stats
- * may be NULL. */
+ * from its current offset to EOF. A partial last line (being written) is ignored. Records
+ * before seq_from are passed over unparsed, and the query ends at the first after seq_to
+ * (seqs only grow through the files). ret_stats may be NULL. */
 int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, AuditQueryCallback cb,
                     void *userdata, AuditQueryStats *ret_stats);

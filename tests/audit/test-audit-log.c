@@ -815,6 +815,33 @@ TEST(query_by_range_and_filters) {
         fixture_done(&f);
 }
 
+/* A query for a range reads the records before it without parsing them and stops after it. */
+TEST(query_reads_only_its_range) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        AuditQueryStats stats;
+        Collected c = {};
+        Fixture f;
+        int fds[1];
+        char path[4096];
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 300);
+        wait_acks(&f, 300);
+        fixture_close(&f);
+        snprintf(path, sizeof(path), "%s/audit.log", f.dir);
+        fds[0] = open(path, O_RDONLY | O_CLOEXEC);
+        q.seq_from = 100;
+        q.seq_to = 105;
+        ASSERT_OK(audit_query_fds(fds, 1, &q, collect, &c, &stats));
+        close(fds[0]);
+        ASSERT_EQ(c.n, 6);
+        ASSERT_EQ(c.seqs[0], 100);
+        ASSERT_EQ(stats.n_parsed, 6);
+        ASSERT_EQ(stats.n_scanned, 106); /* the 99 before, the 6, and the one that ends it */
+        fixture_done(&f);
+}
+
 TEST(query_skips_damage) {
         AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
         AuditQueryStats stats;
