@@ -63,17 +63,16 @@ static int query_line(json_tokener *tok, const char *line, size_t len, const Aud
         stats->n_scanned++;
         /* A query for recent records must not parse the whole log (admins ask in the worker's
          * loop): the seq leads every record. */
-        if (line_peek_seq(line, len, &seq)) {
-                if (seq < f->seq_from)
-                        return 0;
-                if (seq > f->seq_to)
-                        return 1;
-        }
+        if (line_peek_seq(line, len, &seq) && seq < f->seq_from)
+                return 0;
         stats->n_parsed++;
         if (audit_line_parse(tok, line, len, &o, &seq) < 0) {
                 stats->n_damaged++;
                 return 0;
         }
+        /* Only a record read whole ends the query: a damaged line is passed over, as always. */
+        if (seq > f->seq_to)
+                return 1;
         if (!audit_query_match(f, o, seq))
                 return 0;
         stats->n_matched++;

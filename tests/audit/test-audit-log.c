@@ -837,8 +837,20 @@ TEST(query_reads_only_its_range) {
         close(fds[0]);
         ASSERT_EQ(c.n, 6);
         ASSERT_EQ(c.seqs[0], 100);
-        ASSERT_EQ(stats.n_parsed, 6);
-        ASSERT_EQ(stats.n_scanned, 106); /* the 99 before, the 6, and the one that ends it */
+        ASSERT_EQ(stats.n_parsed, 7); /* the 6, and the one that ends it */
+        ASSERT_EQ(stats.n_scanned, 106); /* and the 99 before, unparsed */
+
+        /* A damaged line does not end it, whatever seq it starts with. */
+        append_bytes(f.dir, "audit.log", "{\"seq\":999,\"brok\n{\"seq\":301}\n", 29);
+        fds[0] = open(path, O_RDONLY | O_CLOEXEC);
+        q.seq_from = 299;
+        q.seq_to = 400;
+        c = (Collected){};
+        ASSERT_OK(audit_query_fds(fds, 1, &q, collect, &c, &stats));
+        close(fds[0]);
+        ASSERT_EQ(c.n, 3); /* 299, 300, 301 */
+        ASSERT_EQ(c.seqs[2], 301);
+        ASSERT_EQ(stats.n_damaged, 1);
         fixture_done(&f);
 }
 
