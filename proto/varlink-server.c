@@ -1077,7 +1077,9 @@ static void conn_process(VarlinkConn *c) {
         varlink_conn_ref(c);
         if (c->failing)
                 conn_disconnect(c);
-        while (c->connected && !c->closing) {
+        /* Failing: a reply or notification just failed, and the connection goes at the next
+         * round; the calls behind it must not run for a client being dropped. */
+        while (c->connected && !c->closing && !c->failing) {
                 json_object *message = NULL;
                 int *fds = NULL;
                 size_t n_fds = 0;
@@ -1261,6 +1263,7 @@ static void on_conn_writable(evutil_socket_t fd, short what, void *userdata) {
                 conn_disconnect(c);
                 return;
         }
+        (void) conn_account(c);
         if (varlink_stream_get_output_size(c->stream) == 0) {
                 (void) event_del(c->ev_write);
                 if (c->closing && TAILQ_EMPTY(&c->calls))

@@ -1272,6 +1272,94 @@ TEST(limit_buffered_per_uid) {
         server_stop();
 }
 
+/* Reads and drops everything the server sends on fd until want bytes came (10 s at most). */
+static void raw_drain(int fd, size_t want) {
+        static char buf[1 << 16];
+        size_t got = 0;
+
+        while (got < want) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t n;
+
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                n = read(fd, buf, sizeof(buf));
+                ASSERT_TRUE(n > 0);
+                got += (size_t) n;
+        }
+}
+
+/* What left through the socket once it was writable again counts no more: a uid whose
+ * connections took their large replies has its whole budget back. */
+TEST(buffered_per_uid_gives_back_what_was_written) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        _cleanup_free_ char *text = NULL, *call = NULL, *big = NULL, *big_call = NULL;
+        const size_t len = 120 * 1024, big_len = 550 * 1024;
+        int a, b;
+
+        l.max_message_size = 600 * 1024;
+        l.max_output_size = l.max_buffered_per_uid = 1024 * 1024;
+        server_start(&l);
+        ASSERT_NOT_NULL(text = malloc(len + 1));
+        memset(text, 'a', len);
+        text[len] = 0;
+        ASSERT_TRUE(asprintf(&call, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"%s\"}}", text) > 0);
+
+        /* Six replies of 120 KiB, more than the socket holds: the rest leaves when it can. */
+        a = raw_connect();
+        for (unsigned i = 0; i < 6; i++)
+                raw_send(a, call, strlen(call) + 1);
+        usleep(200000);
+        raw_drain(a, 6 * (len + sizeof("{\"parameters\":{\"text\":\"\"}}")));
+
+        /* 550 KiB for another connection of the uid: within the budget, a has nothing left. */
+        ASSERT_NOT_NULL(big = malloc(big_len + 1));
+        memset(big, 'b', big_len);
+        big[big_len] = 0;
+        ASSERT_TRUE(asprintf(&big_call, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"%s\"}}", big) > 0);
+        b = raw_connect();
+        raw_send(b, big_call, strlen(big_call) + 1);
+        raw_drain(b, big_len + sizeof("{\"parameters\":{\"text\":\"\"}}"));
+        ASSERT_STREQ(ts.refusals, "");
+        close(a);
+        close(b);
+        server_stop();
+}
+
+/* A connection its server is dropping (a reply went past the uid's budget) runs none of the
+ * calls that came after that reply's, even those already read. */
+TEST(nothing_runs_on_a_connection_being_dropped) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char partial[3401], calls[1024];
+        size_t n = 0;
+        int x, y;
+
+        l.max_message_size = l.max_output_size = l.max_buffered_per_uid = 4096;
+        server_start(&l);
+        ts.recorded = 0;
+        memset(partial, ' ', sizeof(partial) - 1);
+        memcpy(partial, "{\"method\":", 10);
+        partial[sizeof(partial) - 1] = 0;
+        x = raw_connect(); /* holds 3,400 of the uid's 4,096 bytes */
+        raw_send(x, partial, strlen(partial));
+        usleep(100000);
+
+        /* In one write: a call whose reply (over 1 KiB) tips the uid over, then three more. */
+        y = raw_connect();
+        n += (size_t) snprintf(calls + n, sizeof(calls) - n, "%s",
+                               "{\"method\":\"org.varlink.service.GetInterfaceDescription\","
+                               "\"parameters\":{\"interface\":\"io.tsmd.Test\"}}") + 1;
+        for (unsigned i = 0; i < 3; i++)
+                n += (size_t) snprintf(calls + n, sizeof(calls) - n, "%s",
+                                       "{\"method\":\"io.tsmd.Test.Record\",\"parameters\":{\"text\":\"x\"}}") + 1;
+        raw_send(y, calls, n);
+        ASSERT_TRUE(raw_is_closed(y));
+        ASSERT_NOT_NULL(strstr(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID));
+        ASSERT_EQ(ts.recorded, 0u);
+        close(x);
+        close(y);
+        server_stop();
+}
+
 TEST(limit_connections) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         VarlinkClient *c[3];
