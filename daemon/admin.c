@@ -542,7 +542,7 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
                 if (admin_methods[i].changes_devices) {
                         _cleanup_(audit_log_cancelp) AuditReservation *room = NULL;
 
-                        r = audit_log_reserve(m->audit, &room);
+                        r = audit_log_reserve_owed(m->audit, &room);
                         if (r < 0)
                                 return reply_audit_failed(call, r);
                 }

@@ -424,6 +424,10 @@ int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
         return reserve(a, true, ret);
 }
 
+int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret) {
+        return reserve(a, false, ret);
+}
+
 AuditReservation *audit_log_cancel(AuditReservation *r) {
         if (!r)
                 return NULL;

@@ -96,6 +96,10 @@ int audit_log_reopen(AuditLog *a);
  * if max_in_flight records are reserved or queued. Does not block. */
 int audit_log_reserve(AuditLog *a, AuditReservation **ret);
 
+/* The same past max_in_flight, for records owed whatever the load (an administrator's action,
+ * see audit_log_record_owed()): only a failed log or a full file system refuse it. */
+int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret);
+
 /* Gives a reservation back without using a sequence number. Returns NULL. */
 AuditReservation *audit_log_cancel(AuditReservation *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditReservation *, audit_log_cancel);

@@ -670,6 +670,15 @@ TEST(a_full_audit_queue_refuses_calls_but_records_releases) {
                 tsmd_call_async(hang.c, G "GuestRequest", version_params(hang.ctx, 1, HANGING_DEV), 0, &hanging[i]);
         tsmd_pump(hang.c, 100 * USEC_PER_MSEC);
         CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), "{\"errno\":105}"); /* ENOBUFS */
+        /* An administrator's device change is not load: it is tried (and refused here only for
+         * what it asks: there is no such device). */
+        {
+                VarlinkClient *admin = tsmd_connect(&t);
+
+                CALL_ERROR(admin, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"0000:0f:00.0\"}",
+                           "io.tsmd.Admin.NoSuchDevice", NULL);
+                varlink_client_free(admin);
+        }
 
         /* The VMM leaves: tsmd unbinds its device and owes the record of that. */
         varlink_client_free(leaving.c);
