@@ -42,9 +42,10 @@ static int fd_chmod(int fd, mode_t mode) {
 }
 
 /* The regular files in dir that are not the worker's yet: an older, unseparated tsmd wrote
- * them as root. Only where root may look: tsmd.service gives it no CAP_DAC_OVERRIDE nor
- * CAP_DAC_READ_SEARCH, and in a directory that is the worker's already tsmd.tmpfiles ("Z")
- * does this instead. */
+ * them as root. Only in a directory that is not the worker's yet: in one that is, the worker
+ * (compromised, say) could have put a hard link to any file there for root to give it, and
+ * tsmd.tmpfiles ("Z", which refuses hard links) hands old files over instead. A file with more
+ * than one link is not given either. */
 static void dir_give_files(const char *dir, int fd, uid_t uid, gid_t gid) {
         struct dirent *de;
         int rfd;
@@ -64,8 +65,13 @@ static void dir_give_files(const char *dir, int fd, uid_t uid, gid_t gid) {
                 struct stat st;
 
                 if (de->d_type != DT_REG || fstatat(rfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-                    st.st_uid == uid)
+                    !S_ISREG(st.st_mode) || st.st_uid == uid)
                         continue;
+                if (st.st_nlink != 1) {
+                        log_warning("Not giving '%s/%s' to the worker: it has %ju links.", dir, de->d_name,
+                                    (uintmax_t) st.st_nlink);
+                        continue;
+                }
                 if (fchownat(rfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
                         log_warning_errno(-errno, "Cannot give '%s/%s' to the worker, ignoring: %m", dir, de->d_name);
         }
@@ -89,9 +95,8 @@ int worker_dir_prepare(const char *dir, uid_t uid, gid_t gid) {
         if (fstat(fd, &st) < 0)
                 return negative_errno();
 
-        dir_give_files(dir, fd, uid, gid);
-
         if (st.st_uid != uid) {
+                dir_give_files(dir, fd, uid, gid);
                 /* While it is still ours: afterwards chmod() would take CAP_FOWNER. */
                 if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid() &&
                     fd_chmod(fd, (st.st_mode & 07777) | 0700) >= 0)

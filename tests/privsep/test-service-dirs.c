@@ -235,6 +235,31 @@ TEST(root_owned_dir_as_the_unit) {
         assert_owned(strf("%s/old/audit.log", dir), worker_uid, worker_gid, 0600);
 }
 
+/* A worker (compromised, say) that made its directory searchable and put a hard link to a
+ * file of root's in it gets nothing from the next start: a directory that is the worker's
+ * already has its files left alone, and a file with another link is never given away. */
+static void prepare_linked(const char *dir) {
+        prepare_ok(strf("%s/mine", dir));
+        prepare_ok(strf("%s/old", dir));
+}
+
+TEST(hard_links_are_not_given_away) {
+        const char *dir;
+
+        need_root_and_worker();
+        dir = scratch_dir();
+        write_file(strf("%s/secret", dir), "root's\n");
+        ASSERT_TRUE(chmod(strf("%s/secret", dir), 0600) == 0);
+        make_dir(strf("%s/mine", dir), 0755, worker_uid, worker_gid);
+        ASSERT_TRUE(link(strf("%s/secret", dir), strf("%s/mine/audit.log", dir)) == 0);
+        make_dir(strf("%s/old", dir), 0750, 0, 0);
+        ASSERT_TRUE(link(strf("%s/secret", dir), strf("%s/old/audit.log", dir)) == 0);
+
+        as_the_unit(prepare_linked, dir);
+        assert_owned(strf("%s/secret", dir), 0, 0, 0600);
+        assert_owned(strf("%s/old", dir), worker_uid, worker_gid, 0750);
+}
+
 /* The real tsmd as the unit runs it (setpriv: the unit's bounding set, no-new-privileges, no
  * groups, umask 0077), its directories made as tsmd.tmpfiles makes them: it starts, keeps
  * contexts, writes its audit log, and says nothing about the directories. */
