@@ -18,6 +18,9 @@
  * keep getting through. */
 #define PRIV_SLOT_REQUESTS_MAX (TSM_PRIV_REQUESTS_MAX / 8)
 
+/* See priv_channel_new(): well below the monitor's 5 s (MONITOR_SEND_TIMEOUT_USEC). */
+#define PRIV_SEND_TIMEOUT_USEC (1000 * 1000ULL)
+
 struct PrivRequest {
         PrivChannel *channel;
         uint32_t cookie;
@@ -259,7 +262,15 @@ static void on_deferred(evutil_socket_t fd, short what, void *userdata) {
 
 int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *userdata), void *userdata,
                      PrivChannel **ret) {
+        /* Sends to the monitor block (the monitor reads at once), but never for as long as the
+         * monitor waits for the worker to take a reply (MONITOR_SEND_TIMEOUT_USEC) before it
+         * ends the worker as unresponsive: when both directions are full under load, the
+         * worker gives up its send first (that request fails, -EAGAIN) and goes back to read. */
+        static const struct timeval send_timeout = { .tv_sec = PRIV_SEND_TIMEOUT_USEC / 1000000 };
         PrivChannel *c;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout)) < 0)
+                return negative_errno();
 
         c = new0(PrivChannel, 1);
         if (!c)

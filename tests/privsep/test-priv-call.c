@@ -186,4 +186,42 @@ TEST(waiting_requests_that_cannot_be_sent_fail) {
         event_base_free(f.base);
 }
 
+/* A monitor that takes nothing (both directions full under load, or a monitor stuck): the
+ * worker's sends give up after a second each, well before the monitor would end a worker
+ * that does not take its replies, and the requests fail rather than block the worker. */
+TEST(sends_to_a_monitor_that_does_not_read_give_up) {
+        static char big[60 * 1024]; /* over 4 KiB: sent at once; three fill the socket */
+        unsigned n_failed = 0;
+        uint64_t start;
+        int sv[2];
+        Fixture f = {};
+
+        fixture = &f;
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)); /* blocking, as the worker's */
+        f.monitor = sv[0];
+        f.base = event_base_new();
+        ASSERT_NOT_NULL(f.base);
+        ASSERT_OK(priv_channel_new(f.base, sv[1], on_gone, NULL, &f.channel));
+        f.gone_ok = true;
+        alarm(30); /* without the send timeout this blocks for good */
+
+        start = now_monotonic_usec();
+        for (uint32_t id = 1; id <= 8; id++) {
+                int r = priv_call_guest_request(f.channel, SLOT, CONTEXT, id, "info", big, sizeof(big), 16, on_failed,
+                                                NULL, NULL);
+                if (r < 0) {
+                        ASSERT_EQ(r, -EAGAIN);
+                        n_failed++;
+                }
+        }
+        run_worker();
+        alarm(0);
+        ASSERT_GE(n_failed + f.n_failed, 1u);
+        ASSERT_LE(now_monotonic_usec() - start, 15 * 1000 * 1000ULL);
+
+        priv_channel_free(f.channel);
+        close(f.monitor);
+        event_base_free(f.base);
+}
+
 TEST_MAIN();
