@@ -1085,8 +1085,9 @@ static void conn_process(VarlinkConn *c) {
                 size_t n_fds = 0;
 
                 if (c->n_calls >= c->server->limits.max_pending_calls || c->n_streaming > 0) {
-                        /* Backpressure: stop reading until a call finishes, but not watching
-                         * for the peer to go, which otherwise only a write would notice. */
+                        /* Backpressure: stop reading until a call finishes (or the stream
+                         * ends), still watching for the peer to go, which otherwise only a
+                         * write would notice. */
                         c->read_paused = true;
                         (void) event_del(c->ev_read);
                         conn_watch_hangup(c);
