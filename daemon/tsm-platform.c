@@ -662,7 +662,7 @@ static int request_submit(TsmRequest *r, const KernelCallArgs *args) {
         return kernel_lanes_submit(p->lanes, r->pci_address, args, on_kernel_call_done, r, &r->call);
 }
 
-static int set_bound(TsmPlatform *p, const TsmTarget *t, int op, TsmRequestCallback cb, void *userdata,
+static int set_bound(TsmPlatform *p, const TsmTarget *t, TsmOp op, TsmRequestCallback cb, void *userdata,
                      TsmRequest **ret) {
         TsmDeviceInfo info;
         TsmRequest *r;
