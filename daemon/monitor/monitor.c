@@ -109,9 +109,13 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         channel_close(m);
 }
 
+static void policy_reload_for_worker(Monitor *m);
+
 static int worker_start(Monitor *m) {
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
         int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, r;
+
+        policy_reload_for_worker(m);
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
                 return log_error_errno(-errno, "Failed to make the worker's channel: %m");
@@ -294,6 +298,21 @@ static void policy_load_logged(Monitor *m, const DaemonConfig *config) {
         log_info("Scope checks follow the policy in '%s' (%zu rules).", strna(config->policy_file), policy_n_rules(p));
 }
 
+/* A worker reads the policy as the files are when it starts: a restarted one would grant what
+ * was edited in without a reload while the scope gate refused it. So the monitor reads it
+ * then too (the policy only: its device list changes at RELOAD). */
+static void policy_reload_for_worker(Monitor *m) {
+        DaemonConfig config;
+
+        if (!m->config_path) {
+                policy_load_logged(m, &m->config);
+                return;
+        }
+        daemon_config_init(&config);
+        policy_load_logged(m, daemon_config_load_logged(&config, m->config_path, true) >= 0 ? &config : &m->config);
+        daemon_config_done(&config);
+}
+
 /* What the monitor applies of a new configuration: the emulated devices it serves, and the
  * policy for its scope gate. The rest (the policy's decisions, limits, audit) is the worker's,
  * which reads the same files. */
@@ -432,8 +451,6 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 m->worker_argv[2] = NULL;
         if (!m->worker_argv[1] || (m->config_path && !m->worker_argv[2]))
                 return -ENOMEM;
-
-        policy_load_logged(m, &m->config);
 
         m->base = event_base_new_prioritized();
         if (!m->base)

@@ -423,6 +423,40 @@ TEST(debug_read_granted_by_reload) {
 }
 TEST(debug_write_not_granted) { run_debug_scope("debug-write"); }
 
+/* A worker restarted after the policy file changed (no reload) reads the new one; so does the
+ * monitor's scope gate, or it would refuse what the worker now grants. */
+TEST(debug_read_granted_to_a_restarted_worker) {
+        _cleanup_free_ char *request = NULL;
+        VarlinkClient *c;
+        uint8_t msg[64];
+        json_object *r;
+        size_t len;
+        int64_t ctx;
+        Setup s;
+
+        setup(&s);
+        write_file(strf("%s/policy.conf", s.t.dir),
+                   "[Client:tests]\nUsers=root 65534\nDevices=" DEV1 "\nScopes=info state-change debug-read\n");
+        ASSERT_OK(kill(s.proxy, SIGKILL));
+        expect_replaced(&s);
+
+        c = tsmd_connect_guest(&s.t);
+        r = CALL_OK(c, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", s.token));
+        ctx = JINT(r, "context");
+        safe_close(varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor")));
+        ASSERT_OK(emu_debug_build_mem_request(guest_function_id(DEV1), EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_MEM_READ, 0,
+                                              16, NULL, msg, sizeof(msg), &len));
+        request = b64(msg, len);
+        CALL_OK(c, G "GuestRequest",
+                strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%d,\"scope\":\"debug-read\",\"request\":\"%s\","
+                     "\"maxResponseSize\":4096}",
+                     ctx, VDEV, request));
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Refusing a guest request"));
+        varlink_client_free(c);
+        teardown(&s);
+}
+
+
 /* ---- a worker that goes quiet, one whose proxy dies ---------------------------------------- */
 
 TEST(wedged_worker) {
