@@ -619,6 +619,54 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
         (void) umount2(m.sysfs_root, MNT_DETACH);
 }
 
+/* ---- contexts across a crash ------------------------------------------------------------------ */
+
+static void config_append(Manager *m, const char *text) {
+        FILE *f = fopen(m->config, "ae");
+
+        ASSERT_NOT_NULL(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+/* Opens a context (its reclaim token into token) with the vDevices attach names ("ID ADDRESS"
+ * pairs), waits until the fd store has it, and kills tsmd: a crash the context must survive. */
+static void crash_with_context(Manager *m, const char *const *attach, size_t n, char token[static 64]) {
+        VarlinkClient *c = connect_client(m);
+        json_object *reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        char params[128], address[32];
+        unsigned id;
+
+        snprintf(token, 64, "%s", json_get_string(reply, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        for (size_t i = 0; i < n; i++) {
+                ASSERT_EQ(sscanf(attach[i], "%u %31s", &id, address), 2);
+                snprintf(params, sizeof(params), "{\"context\":1,\"vdeviceId\":%u,\"pciAddress\":\"%s\"}", id, address);
+                call_ok(c, "io.tsmd.Guest.AttachDevice", params);
+        }
+        manager_wait(m, has_stored, 5000);
+        ASSERT_TRUE(m->stored_fd >= 0);
+        kill(m->pid, SIGKILL);
+        ASSERT_EQ(exit_status(m->pid), 128 + SIGKILL);
+        varlink_client_free(c);
+}
+
+/* Reclaims the context under token on c; returns its handle (its fd is closed). */
+static int64_t reclaim(VarlinkClient *c, const char *token) {
+        char params[96];
+        json_object *reply;
+
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        return json_object_get_int64(json_object_object_get(reply, "context"));
+}
+
+static void stop(Manager *m) {
+        kill(m->pid, SIGTERM);
+        ASSERT_EQ(exit_status(m->pid), 0);
+}
+
 /*
  * A device gone while tsmd was down: its vDevice comes back gone, and its VMM can detach it.
  * The new monitor never knew it (the worker could not attach it), and a detach of an unknown
@@ -626,44 +674,27 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
  * to the reclaim timeout, again after each restart while the context's state file stayed).
  */
 TEST(device_missing_at_restart) {
+        static const char *const attach[] = { "7 0000:02:00.0" };
         VarlinkClient *c, *bystander;
-        json_object *reply;
         char token[64], params[128];
         pid_t worker;
         int64_t ctx;
         Manager m;
-        FILE *f;
 
         manager_init(&m);
-        ASSERT_NOT_NULL(f = fopen(m.config, "ae"));
-        fprintf(f, "[Platform]\nEmulatedDevices=0000:01:00.0,0000:02:00.0\n");
-        fclose(f);
+        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0,0000:02:00.0\n");
         manager_start_ready(&m);
-        c = connect_client(&m);
-        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
-        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
-        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
-        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":7,\"pciAddress\":\"0000:02:00.0\"}");
-        manager_wait(&m, has_stored, 5000);
-        ASSERT_TRUE(m.stored_fd >= 0);
-        kill(m.pid, SIGKILL);
-        ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
-        varlink_client_free(c);
+        crash_with_context(&m, attach, ELEMENTSOF(attach), token);
 
         /* Restarted without the device (the last [Platform] section wins). */
-        ASSERT_NOT_NULL(f = fopen(m.config, "ae"));
-        fprintf(f, "[Platform]\nEmulatedDevices=0000:01:00.0\n");
-        fclose(f);
+        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0\n");
         manager_start_ready(&m);
         worker = worker_of(m.pid);
         bystander = connect_client(&m);
         call_ok(bystander, "io.tsmd.Guest.OpenContext", NULL);
 
         c = connect_client(&m);
-        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
-        reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
-        ctx = json_object_get_int64(json_object_object_get(reply, "context"));
-        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        ctx = reclaim(c, token);
         snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":7}", (long long) ctx);
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.DeviceGone");
         call_ok(c, "io.tsmd.Guest.DetachDevice", params);
@@ -675,44 +706,29 @@ TEST(device_missing_at_restart) {
         ASSERT_EQ(worker_of(m.pid), worker);
         varlink_client_free(c);
         varlink_client_free(bystander);
-        kill(m.pid, SIGTERM);
-        ASSERT_EQ(exit_status(m.pid), 0);
+        stop(&m);
 }
 
 /* Taking a context back is taking one: the limits of today apply, vDevices included, and a
  * refused context stays reclaimable (here after a reload that raises the limit). */
 TEST(reclaim_obeys_todays_limits) {
+        static const char *const attach[] = { "5 0000:01:00.0", "6 0000:02:00.0" };
         VarlinkClient *c;
         json_object *reply;
         char token[64], params[128];
         Manager m;
-        FILE *f;
 
         manager_init(&m);
         manager_start_ready(&m);
-        c = connect_client(&m);
-        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
-        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
-        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
-        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
-        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":6,\"pciAddress\":\"0000:02:00.0\"}");
-        manager_wait(&m, has_stored, 5000);
-        ASSERT_TRUE(m.stored_fd >= 0);
-        kill(m.pid, SIGKILL);
-        ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
-        varlink_client_free(c);
+        crash_with_context(&m, attach, ELEMENTSOF(attach), token);
 
-        ASSERT_NOT_NULL(f = fopen(m.config, "ae"));
-        fprintf(f, "[Guest]\nMaxVDevicesPerClient=1\n");
-        fclose(f);
+        config_append(&m, "[Guest]\nMaxVDevicesPerClient=1\n");
         manager_start_ready(&m);
         c = connect_client(&m);
         snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.ReclaimContext", params), "io.tsmd.Guest.LimitReached");
 
-        ASSERT_NOT_NULL(f = fopen(m.config, "ae"));
-        fprintf(f, "[Guest]\nMaxVDevicesPerClient=2\n");
-        fclose(f);
+        config_append(&m, "[Guest]\nMaxVDevicesPerClient=2\n");
         ASSERT_OK(kill(m.pid, SIGHUP));
         for (unsigned i = 0;; i++) {
                 const char *error = NULL;
@@ -728,8 +744,7 @@ TEST(reclaim_obeys_todays_limits) {
         safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":6}");
         varlink_client_free(c);
-        kill(m.pid, SIGTERM);
-        ASSERT_EQ(exit_status(m.pid), 0);
+        stop(&m);
 }
 
 TEST_MAIN();
