@@ -585,6 +585,44 @@ static int collect(VarlinkClient *c, json_object *p, const char *error, bool con
         return 0;
 }
 
+static int pending_calls(VarlinkClient *c) {
+        json_object *reply;
+        const char *e = NULL;
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Pending", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        return json_object_get_int(json_object_object_get(reply, "calls"));
+}
+
+static bool wait_pending_calls(VarlinkClient *c, int n) {
+        for (unsigned i = 0; i < 400; i++) {
+                if (pending_calls(c) == n)
+                        return true;
+                usleep(5000);
+        }
+        return false;
+}
+
+static int64_t release(VarlinkClient *c, int id) {
+        json_object *reply;
+        const char *e = NULL;
+        char p[32];
+
+        snprintf(p, sizeof(p), "{\"id\":%d}", id);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Release", parse(p), &reply, &e));
+        ASSERT_NULL(e);
+        return json_object_get_int64(json_object_object_get(reply, "released"));
+}
+
+static int recorded_count(VarlinkClient *c) {
+        json_object *reply;
+        const char *e = NULL;
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Recorded", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        return json_object_get_int(json_object_object_get(reply, "count"));
+}
+
 TEST(more) {
         VarlinkClient *c;
         Collected col = {};
@@ -608,17 +646,13 @@ TEST(more) {
 
 TEST(oneway) {
         VarlinkClient *c;
-        json_object *reply;
-        const char *e = NULL;
 
         server_start(NULL);
         c = client_new();
         for (unsigned i = 0; i < 3; i++)
                 ASSERT_OK(varlink_client_send_oneway(c, "io.tsmd.Test.Record", parse("{\"text\":\"x\"}")));
         /* The next reply on the wire must be this call's: nothing was sent for the oneways. */
-        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Recorded", NULL, &reply, &e));
-        ASSERT_NULL(e);
-        ASSERT_EQ(json_object_get_int(json_object_object_get(reply, "count")), 3);
+        ASSERT_EQ(recorded_count(c), 3);
         varlink_client_free(c);
         server_stop();
 }
@@ -975,35 +1009,6 @@ static bool wait_n_connections(unsigned n) {
         return false;
 }
 
-static int pending_calls(VarlinkClient *c) {
-        json_object *reply;
-        const char *e = NULL;
-
-        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Pending", NULL, &reply, &e));
-        ASSERT_NULL(e);
-        return json_object_get_int(json_object_object_get(reply, "calls"));
-}
-
-static bool wait_pending_calls(VarlinkClient *c, int n) {
-        for (unsigned i = 0; i < 400; i++) {
-                if (pending_calls(c) == n)
-                        return true;
-                usleep(5000);
-        }
-        return false;
-}
-
-static int64_t release(VarlinkClient *c, int id) {
-        json_object *reply;
-        const char *e = NULL;
-        char p[32];
-
-        snprintf(p, sizeof(p), "{\"id\":%d}", id);
-        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Release", parse(p), &reply, &e));
-        ASSERT_NULL(e);
-        return json_object_get_int64(json_object_object_get(reply, "released"));
-}
-
 static void wait_collected(VarlinkClient *c, Collected *col, unsigned n) {
         while (col->n < n) {
                 struct pollfd p = { .fd = varlink_client_get_fd(c), .events = POLLIN };
@@ -1016,8 +1021,6 @@ static void wait_collected(VarlinkClient *c, Collected *col, unsigned n) {
 TEST(nothing_is_read_behind_a_stream) {
         VarlinkClient *c, *c2;
         Collected col = {};
-        json_object *reply;
-        const char *e = NULL;
 
         server_start(NULL);
         c = client_new();
@@ -1032,8 +1035,7 @@ TEST(nothing_is_read_behind_a_stream) {
         ASSERT_TRUE(wait_pending_calls(c2, 1));
         usleep(100000);
         /* Their answers could not leave before the stream's end: they wait in the socket. */
-        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Recorded", NULL, &reply, &e));
-        ASSERT_EQ(json_object_get_int(json_object_object_get(reply, "count")), 0);
+        ASSERT_EQ(recorded_count(c2), 0);
         wait_collected(c, &col, 1);
         usleep(50000);
         ASSERT_TRUE(varlink_client_process(c) >= 0);
@@ -1045,8 +1047,7 @@ TEST(nothing_is_read_behind_a_stream) {
         ASSERT_STREQ(col.replies[0], "{\"id\":-1}+");
         ASSERT_STREQ(col.replies[1], "{\"id\":5}");
         ASSERT_STREQ(col.replies[4], "{}");
-        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Recorded", NULL, &reply, &e));
-        ASSERT_EQ(json_object_get_int(json_object_object_get(reply, "count")), 3);
+        ASSERT_EQ(recorded_count(c2), 3);
         varlink_client_free(c);
         varlink_client_free(c2);
         server_stop();
