@@ -815,26 +815,39 @@ TEST(query_by_range_and_filters) {
         fixture_done(&f);
 }
 
+/* A closed log of n records, to query its file directly. */
+static void fixture_with_records(Fixture *f, size_t n) {
+        fixture_init(f);
+        fixture_open(f);
+        commit_n(f, n);
+        wait_acks(f, n);
+        fixture_close(f);
+}
+
+/* Runs q over the log's current file, collecting into *c (reset first). */
+static void query_file(const Fixture *f, const AuditQueryFilter *q, Collected *c, AuditQueryStats *stats) {
+        char path[4096];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/audit.log", f->dir);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        *c = (Collected){};
+        ASSERT_OK(audit_query_fds(&fd, 1, q, collect, c, stats));
+        close(fd);
+}
+
 /* A query for a range reads the records before it without parsing them and stops after it. */
 TEST(query_reads_only_its_range) {
         AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
         AuditQueryStats stats;
-        Collected c = {};
+        Collected c;
         Fixture f;
-        int fds[1];
-        char path[4096];
 
-        fixture_init(&f);
-        fixture_open(&f);
-        commit_n(&f, 300);
-        wait_acks(&f, 300);
-        fixture_close(&f);
-        snprintf(path, sizeof(path), "%s/audit.log", f.dir);
-        fds[0] = open(path, O_RDONLY | O_CLOEXEC);
+        fixture_with_records(&f, 300);
         q.seq_from = 100;
         q.seq_to = 105;
-        ASSERT_OK(audit_query_fds(fds, 1, &q, collect, &c, &stats));
-        close(fds[0]);
+        query_file(&f, &q, &c, &stats);
         ASSERT_EQ(c.n, 6);
         ASSERT_EQ(c.seqs[0], 100);
         ASSERT_EQ(stats.n_parsed, 7); /* the 6, and the one that ends it */
@@ -842,12 +855,9 @@ TEST(query_reads_only_its_range) {
 
         /* A damaged line does not end it, whatever seq it starts with. */
         append_bytes(f.dir, "audit.log", "{\"seq\":999,\"brok\n{\"seq\":301}\n", 29);
-        fds[0] = open(path, O_RDONLY | O_CLOEXEC);
         q.seq_from = 299;
         q.seq_to = 400;
-        c = (Collected){};
-        ASSERT_OK(audit_query_fds(fds, 1, &q, collect, &c, &stats));
-        close(fds[0]);
+        query_file(&f, &q, &c, &stats);
         ASSERT_EQ(c.n, 3); /* 299, 300, 301 */
         ASSERT_EQ(c.seqs[2], 301);
         ASSERT_EQ(stats.n_damaged, 1);
@@ -857,16 +867,10 @@ TEST(query_reads_only_its_range) {
 TEST(query_skips_damage) {
         AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
         AuditQueryStats stats;
-        Collected c = {};
+        Collected c;
         Fixture f;
-        int fds[1];
-        char path[4096];
 
-        fixture_init(&f);
-        fixture_open(&f);
-        commit_n(&f, 3);
-        wait_acks(&f, 3);
-        fixture_close(&f);
+        fixture_with_records(&f, 3);
         append_bytes(f.dir, "audit.log", "not json\n", 9);
         {
                 char *big = malloc(200000);
@@ -875,10 +879,7 @@ TEST(query_skips_damage) {
                 free(big);
         }
         append_bytes(f.dir, "audit.log", "\n{\"seq\":4}\n", 11);
-        snprintf(path, sizeof(path), "%s/audit.log", f.dir);
-        fds[0] = open(path, O_RDONLY | O_CLOEXEC);
-        ASSERT_OK(audit_query_fds(fds, 1, &q, collect, &c, &stats));
-        close(fds[0]);
+        query_file(&f, &q, &c, &stats);
         ASSERT_EQ(c.n, 4);
         ASSERT_EQ(stats.n_damaged, 2);
         fixture_done(&f);
