@@ -229,6 +229,15 @@ static bool raw_closed_silently(int fd, uint64_t timeout_usec) {
 /* The refusals that ended connections since seq after, by name. */
 #define expect_hangups_audited(t, after, refusal, n) tsmd_expect_audit((t), (after), "connection", (refusal), (n))
 
+/* The same records, of any uid (owned): each a "connection" refusal. */
+static json_object *refused_connections(Tsmd *t, int64_t after, const char *refusal) {
+        json_object *records = tsmd_audit_query(t, strf("{\"fromSeq\":%" PRIi64 ",\"result\":\"%s\"}", after + 1, refusal));
+
+        for (size_t i = 0; i < json_object_array_length(records); i++)
+                ASSERT_STREQ(JSTR(json_object_array_get_idx(records, i), "event"), "connection");
+        return records;
+}
+
 /* Expects exactly this reply (compared as JSON; params NULL: any parameters). */
 static void raw_expect_reply(int fd, const char *error, const char *params) {
         _cleanup_free_ char *m = raw_recv(fd, TSMD_WAIT_USEC);
@@ -1225,8 +1234,7 @@ TEST(connection_flood) {
         /* Every refused connection is on record, under its uid and the limit it hit. */
         tsmd_expect_audit(&t, b.seq, "connection", VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, 20);
         {
-                json_object *records = tsmd_audit_query(
-                        &t, strf("{\"fromSeq\":%" PRIi64 ",\"result\":\"" VARLINK_REFUSED_TOO_MANY_CONNECTIONS "\"}", b.seq + 1));
+                json_object *records = refused_connections(&t, b.seq, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
                 size_t n = json_object_array_length(records);
 
                 /* Two past MaxConnections, and any the wait for a free slot met. */
@@ -1286,17 +1294,11 @@ TEST(buffered_per_uid_flood) {
                 }
         ASSERT_EQ(closed, ELEMENTSOF(nb) - 8);
         {
-                json_object *records = tsmd_audit_query(
-                        &t, strf("{\"fromSeq\":%" PRIi64 ",\"result\":\"" VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID "\"}",
-                                 b.seq + 1));
+                json_object *records = refused_connections(&t, b.seq, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
 
                 ASSERT_EQ(json_object_array_length(records), ELEMENTSOF(nb) - 8);
-                for (size_t i = 0; i < json_object_array_length(records); i++) {
-                        json_object *rec = json_object_array_get_idx(records, i);
-
-                        ASSERT_STREQ(JSTR(rec, "event"), "connection");
-                        ASSERT_EQ(JINT(rec, "uid"), (int64_t) NOBODY);
-                }
+                for (size_t i = 0; i < json_object_array_length(records); i++)
+                        ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), (int64_t) NOBODY);
                 json_object_put(records);
         }
         for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
