@@ -787,14 +787,26 @@ TEST(client_killed_mid_request) {
         tsmd_teardown(&t);
 }
 
+/* The next guest of a released device: it gets it (once the release is done) unlocked and
+ * unbound, and can bind it. */
+static void expect_next_guest_gets_it_unlocked(Tsmd *t, const char *address) {
+        VarlinkClient *b = tsmd_connect(t);
+        int64_t cb = attach_when_free(b, 1, address);
+        bool bound = true;
+
+        ASSERT_STREQ(state_of(b, cb, 1, &bound), "config_unlocked");
+        ASSERT_FALSE(bound);
+        bind_device(b, cb, 1);
+        varlink_client_free(b);
+}
+
 /* A guest that locked and started its TDI itself (scope state-change, no Bind through tsmd)
  * and left: the next guest gets the device unlocked, and can bind it. */
 TEST(release_unlocks_what_the_guest_locked) {
         TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
         uint8_t nonce[TDISP_NONCE_SIZE];
-        VarlinkClient *a, *b;
-        int64_t ca, cb;
-        bool bound = true;
+        VarlinkClient *a;
+        int64_t ca;
         Msg m, r;
         Tsmd t;
 
@@ -812,20 +824,14 @@ TEST(release_unlocks_what_the_guest_locked) {
         ASSERT_EQ(guest_tdi_state(a, ca, 5, DEV2), TDISP_STATE_RUN);
         varlink_client_free(a);
 
-        b = tsmd_connect(&t);
-        cb = attach_when_free(b, 1, DEV2);
-        ASSERT_STREQ(state_of(b, cb, 1, &bound), "config_unlocked");
-        ASSERT_FALSE(bound);
-        bind_device(b, cb, 1);
-        varlink_client_free(b);
+        expect_next_guest_gets_it_unlocked(&t, DEV2);
         tsmd_teardown(&t);
 }
 
 TEST(disconnect_unbinds_and_releases) {
         Tsmd t;
-        VarlinkClient *a, *b;
-        int64_t ca, cb;
-        bool bound = true;
+        VarlinkClient *a;
+        int64_t ca;
         unsigned baseline;
 
         tsmd_start_config(&t, CONF_MEMFD());
@@ -838,12 +844,7 @@ TEST(disconnect_unbinds_and_releases) {
         ASSERT_EQ(guest_tdi_state(a, ca, 5, DEV2), TDISP_STATE_CONFIG_LOCKED);
         varlink_client_free(a);
 
-        b = tsmd_connect(&t);
-        cb = attach_when_free(b, 1, DEV2);
-        ASSERT_STREQ(state_of(b, cb, 1, &bound), "config_unlocked");
-        ASSERT_FALSE(bound);
-        bind_device(b, cb, 1);
-        varlink_client_free(b);
+        expect_next_guest_gets_it_unlocked(&t, DEV2);
         ASSERT_EQ(tsmd_wait_fds(&t, baseline, TSMD_WAIT_USEC), baseline);
 
         tsmd_teardown(&t);
