@@ -38,6 +38,24 @@ static void on_gone(void *userdata) {
                 TEST_FAIL("the worker says the monitor is gone");
 }
 
+/* The worker's channel (blocking: as in tsmd, else non-blocking) with the test as the monitor. */
+static void fixture_start(Fixture *f, bool blocking) {
+        int sv[2];
+
+        fixture = f;
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK), 0, sv));
+        f->monitor = sv[0];
+        f->base = event_base_new();
+        ASSERT_NOT_NULL(f->base);
+        ASSERT_OK(priv_channel_new(f->base, sv[1], on_gone, NULL, &f->channel));
+}
+
+static void fixture_stop(Fixture *f) {
+        priv_channel_free(f->channel);
+        close(f->monitor);
+        event_base_free(f->base);
+}
+
 /* Request number id (its vDevice) of SLOT. */
 static void submit(uint32_t id, PrivRequestCallback cb) {
         ASSERT_OK(priv_call_guest_request(fixture->channel, SLOT, CONTEXT, id, "info", "x", 1, 16, cb,
@@ -96,15 +114,9 @@ static void on_answer_then_submit(int result, const void *response, size_t len, 
 
 TEST(slot_quota_keeps_order) {
         uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
-        int sv[2];
         Fixture f = {};
 
-        fixture = &f;
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv));
-        f.monitor = sv[0];
-        f.base = event_base_new();
-        ASSERT_NOT_NULL(f.base);
-        ASSERT_OK(priv_channel_new(f.base, sv[1], on_gone, NULL, &f.channel));
+        fixture_start(&f, false);
 
         /* Two more than the slot's share: those two wait in the worker. */
         submit(1, on_answer_then_submit);
@@ -140,9 +152,7 @@ TEST(slot_quota_keeps_order) {
         ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX + 3);
         ASSERT_EQ(monitor_receive(ids, cookies, 4), 0u);
 
-        priv_channel_free(f.channel);
-        close(f.monitor);
-        event_base_free(f.base);
+        fixture_stop(&f);
 }
 
 static void on_failed(int result, const void *response, size_t len, void *userdata) {
@@ -156,15 +166,9 @@ static void on_failed(int result, const void *response, size_t len, void *userda
 TEST(waiting_requests_that_cannot_be_sent_fail) {
         uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
         static char big[8192]; /* over 4 KiB: sent at once, not batched */
-        int sv[2];
         Fixture f = {};
 
-        fixture = &f;
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv));
-        f.monitor = sv[0];
-        f.base = event_base_new();
-        ASSERT_NOT_NULL(f.base);
-        ASSERT_OK(priv_channel_new(f.base, sv[1], on_gone, NULL, &f.channel));
+        fixture_start(&f, false);
 
         for (uint32_t id = 1; id <= SLOT_MAX; id++)
                 submit(id, on_answer);
@@ -181,9 +185,7 @@ TEST(waiting_requests_that_cannot_be_sent_fail) {
         ASSERT_EQ(f.n_answered, 1u);
         ASSERT_EQ(f.n_failed, 3u);
 
-        priv_channel_free(f.channel);
-        close(f.monitor);
-        event_base_free(f.base);
+        fixture_stop(&f);
 }
 
 /* A monitor that takes nothing (both directions full under load, or a monitor stuck): the
@@ -193,15 +195,9 @@ TEST(sends_to_a_monitor_that_does_not_read_give_up) {
         static char big[60 * 1024]; /* over 4 KiB: sent at once; three fill the socket */
         unsigned n_failed = 0;
         uint64_t start;
-        int sv[2];
         Fixture f = {};
 
-        fixture = &f;
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)); /* blocking, as the worker's */
-        f.monitor = sv[0];
-        f.base = event_base_new();
-        ASSERT_NOT_NULL(f.base);
-        ASSERT_OK(priv_channel_new(f.base, sv[1], on_gone, NULL, &f.channel));
+        fixture_start(&f, true); /* blocking, as the worker's is */
         f.gone_ok = true;
         alarm(30); /* without the send timeout this blocks for good */
 
@@ -219,9 +215,7 @@ TEST(sends_to_a_monitor_that_does_not_read_give_up) {
         ASSERT_GE(n_failed + f.n_failed, 1u);
         ASSERT_LE(now_monotonic_usec() - start, 15 * 1000 * 1000ULL);
 
-        priv_channel_free(f.channel);
-        close(f.monitor);
-        event_base_free(f.base);
+        fixture_stop(&f);
 }
 
 TEST_MAIN();
