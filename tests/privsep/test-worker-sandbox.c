@@ -23,7 +23,7 @@
 extern char **environ;
 
 /* Runs f in a child under the filter; returns its wait status. */
-static int run_sandboxed(void (*f)(void)) {
+static int run_sandboxed_after(void (*before)(void), void (*f)(void)) {
         int status;
         pid_t pid;
 
@@ -34,6 +34,8 @@ static int run_sandboxed(void (*f)(void)) {
         if (pid == 0) {
                 if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                         _exit(90);
+                if (before)
+                        before();
                 if (worker_sandbox_apply() < 0)
                         _exit(91);
                 f();
@@ -42,6 +44,10 @@ static int run_sandboxed(void (*f)(void)) {
         if (waitpid(pid, &status, 0) != pid)
                 TEST_FAIL("waitpid: %s", strerror(errno));
         return status;
+}
+
+static int run_sandboxed(void (*f)(void)) {
+        return run_sandboxed_after(NULL, f);
 }
 
 static void assert_killed_by_sigsys(int status, const char *what) {
@@ -187,6 +193,13 @@ static void *fork_later(void *p) {
         _exit(4);
 }
 
+static void start_older_thread(void) {
+        pthread_t t;
+
+        if (pthread_create(&t, NULL, fork_later, NULL) != 0)
+                _exit(90);
+}
+
 static void do_fork_from_older_thread(void) {
         atomic_store(&phase, 1);
         for (;;)
@@ -194,23 +207,8 @@ static void do_fork_from_older_thread(void) {
 }
 
 TEST(older_threads_are_covered) {
-        int status;
-        pid_t pid;
-
-        fflush(NULL);
-        pid = fork();
-        ASSERT_TRUE(pid >= 0);
-        if (pid == 0) {
-                pthread_t t;
-
-                if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || pthread_create(&t, NULL, fork_later, NULL) != 0)
-                        _exit(90);
-                if (worker_sandbox_apply() < 0)
-                        _exit(91);
-                do_fork_from_older_thread();
-        }
-        ASSERT_TRUE(waitpid(pid, &status, 0) == pid);
-        assert_killed_by_sigsys(status, "fork() in a thread started before the filter");
+        assert_killed_by_sigsys(run_sandboxed_after(start_older_thread, do_fork_from_older_thread),
+                                "fork() in a thread started before the filter");
 }
 
 #if defined(__x86_64__) && !defined(__ILP32__)
