@@ -864,7 +864,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return -ENOMEM;
         }
 
-        r = priv_call_guest_request(m->channel, ctx->slot, ctx->id, v->id, scope, req, req_len,
+        r = priv_call_guest_request(m->channel, ctx->slot, ctx->id, v->id, info.backend, scope, req, req_len,
                                     pr->response_size, on_request_done, pr, &pr->request);
         if (r < 0) {
                 pending_free(pr);

@@ -718,7 +718,7 @@ static int request_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret) {
 }
 
 int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                            const char *scope, const void *request, size_t request_len, size_t max_response,
+                            TsmBackendType backend, const char *scope, const void *request, size_t request_len, size_t max_response,
                             PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
         struct tsm_priv_guest_request *m;
         PrivRequest *r;
@@ -743,6 +743,7 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         m->context = context;
         m->vdevice = vdevice;
         m->max_response = (uint32_t) MIN(max_response, (size_t) TSM_PRIV_PAYLOAD_MAX);
+        m->backend = (uint32_t) backend;
         if (copy_string(m->scope, sizeof(m->scope), scope) < 0) {
                 request_free(r);
                 return -ENOENT;

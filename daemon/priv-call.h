@@ -14,6 +14,7 @@
 
 #include "macro.h"
 #include "tsm-priv.h"
+#include "tsm-types.h"
 
 typedef struct PrivChannel PrivChannel;
 
@@ -73,7 +74,7 @@ typedef struct PrivRequest PrivRequest;
 typedef void (*PrivRequestCallback)(int result, const void *response, size_t response_len, void *userdata);
 
 int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                            const char *scope, const void *request, size_t request_len, size_t max_response,
+                            TsmBackendType backend, const char *scope, const void *request, size_t request_len, size_t max_response,
                             PrivRequestCallback cb, void *userdata, PrivRequest **ret);
 /* Binds or unbinds a vDevice, completing like a guest request (with no response). Sent at once,
  * in order with every other message, and outside the request quota. */

@@ -37,9 +37,9 @@
 #include <sys/types.h>
 
 /* Raised whenever a message's meaning changes (2: SETTLE_VDEVICE, ATTACH_VDEVICE's flags; 3:
- * HELLO says how the previous worker ended): a worker binary newer or older than its running
+ * HELLO says how the previous worker ended; 4: GUEST_REQUEST names its backend): a worker binary newer or older than its running
  * monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 3U
+#define TSM_PRIV_VERSION 4U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -210,6 +210,8 @@ struct tsm_priv_guest_request {
         uint32_t context;
         uint32_t vdevice;
         uint32_t max_response;
+        uint32_t backend; /* TsmBackendType whose table the worker found the scope in */
+        uint32_t __reserved;
         char scope[TSM_PRIV_NAME_MAX];
 };
 
@@ -234,7 +236,7 @@ _Static_assert(sizeof(struct tsm_priv_context) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_attach_vdevice) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_vdevice) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_device) == 56, "no padding");
-_Static_assert(sizeof(struct tsm_priv_guest_request) == 56, "no padding");
+_Static_assert(sizeof(struct tsm_priv_guest_request) == 64, "no padding");
 _Static_assert(sizeof(struct tsm_priv_reload) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_reply) == 32, "no padding");
 

@@ -725,13 +725,21 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
                 return r;
         if (!tsm_priv_check_string(g->scope, sizeof(g->scope)))
                 VIOLATION(-EBADMSG, "scope not a NUL-terminated string");
+        if (g->backend >= _TSM_BACKEND_TYPE_MAX)
+                VIOLATION(-EBADMSG, "backend not a known type");
+        if (g->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
 
-        /* Gone or disconnected since the worker looked: an answer, not a violation. */
+        /* Gone or disconnected since the worker looked: an answer, not a violation. So is a
+         * device another backend serves now: the worker and the monitor follow uevents each on
+         * its own, and the worker's is still on its way; it will find the vDevice gone. */
         if (v->gone)
                 return reply(d, m, -ENODEV, 0, -EBADF);
         r = tsm_platform_get_device(d->platform, v->pci_address, &info);
         if (r < 0)
                 return reply(d, m, r, 0, -EBADF);
+        if (info.backend != (TsmBackendType) g->backend)
+                return reply(d, m, -ENODEV, 0, -EBADF);
 
         /* SECURITY: the scope is looked up by name in the table of the backend serving this
          * device, in the UAPI in use; the worker knows both, so anything else is not a slip. */

@@ -208,6 +208,7 @@ static Stats bench_request(int channel, uint32_t context, const uint8_t *req, si
         m.context = context;
         m.vdevice = 1;
         m.max_response = 4096;
+        m.backend = TSM_BACKEND_EMULATED;
         strcpy(m.scope, "info");
         for (unsigned i = 0; i < n_rounds; i++) {
                 uint64_t t0 = now_nsec();

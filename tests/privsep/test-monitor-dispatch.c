@@ -462,8 +462,20 @@ static int vdevice_op(Fixture *f, uint32_t type, uint32_t slot, uint32_t context
         return r;
 }
 
-static struct tsm_priv_guest_request guest_request_msg(uint32_t slot, uint32_t context, uint32_t vdevice,
-                                                       const char *scope, size_t payload_len) {
+/* The backend a worker names: the one serving the vDevice's device (the emulated one if there
+ * is none, for the requests that must find none). */
+static TsmBackendType routed_backend(Fixture *f, uint32_t context, uint32_t vdevice) {
+        MonitorContext *ctx = monitor_contexts_get(f->contexts, context);
+        MonitorVDevice *v = ctx ? monitor_context_find_vdevice(ctx, vdevice) : NULL;
+        TsmDeviceInfo info;
+
+        if (!v || tsm_platform_get_device(f->platform, v->pci_address, &info) < 0)
+                return TSM_BACKEND_EMULATED;
+        return info.backend;
+}
+
+static struct tsm_priv_guest_request guest_request_msg(Fixture *f, uint32_t slot, uint32_t context,
+                                                       uint32_t vdevice, const char *scope, size_t payload_len) {
         struct tsm_priv_guest_request m;
 
         tsm_priv_init(&m, TSM_PRIV_GUEST_REQUEST, 0, (uint32_t) payload_len);
@@ -471,6 +483,7 @@ static struct tsm_priv_guest_request guest_request_msg(uint32_t slot, uint32_t c
         m.context = context;
         m.vdevice = vdevice;
         m.max_response = 4096;
+        m.backend = routed_backend(f, context, vdevice);
         strcpy(m.scope, scope);
         return m;
 }
@@ -494,7 +507,7 @@ static size_t tdisp_request(Fixture *f, const char *address, uint8_t type, void 
 /* Sends a guest request; the answer comes from the event loop, as the device takes its time. */
 static int guest_request(Fixture *f, uint32_t slot, uint32_t context, uint32_t vdevice, const char *scope,
                          const void *req, size_t req_len, Reply *ret) {
-        struct tsm_priv_guest_request m = guest_request_msg(slot, context, vdevice, scope, req_len);
+        struct tsm_priv_guest_request m = guest_request_msg(f, slot, context, vdevice, scope, req_len);
         const void *p;
 
         m.hdr.cookie = ++f->cookie;
@@ -714,6 +727,22 @@ TEST(answers_not_violations) {
         strcpy(dev.pci_address, DEV_A);
         ASSERT_ERRNO(call(f, &dev, &rep), ENODEV);
 
+        /* A request the worker routed to the backend it last saw for the device, which another
+         * serves now (the worker's uevent is still on its way): an answer, not a violation,
+         * even for a scope that backend does not have. */
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        for (TsmBackendType t = 0; t < _TSM_BACKEND_TYPE_MAX; t++) {
+                struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, a, 1, TSM_SCOPE_INFO, len);
+
+                if (t == TSM_BACKEND_EMULATED)
+                        continue;
+                m.backend = t;
+                ASSERT_ERRNO(call_full(f, &m, req, len, -EBADF, &rep), ENODEV);
+                strcpy(m.scope, "no-such-scope");
+                ASSERT_ERRNO(call_full(f, &m, req, len, -EBADF, &rep), ENODEV);
+        }
+        ASSERT_OK(guest_request(f, SLOT, a, 1, TSM_SCOPE_INFO, req, len, &rep));
+
         /* A device that went away: what uses it gets answers, and can be let go. */
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, OTHER_SLOT, b, 1, NULL));
         ASSERT_OK(tsm_platform_set_emulated_devices(f->platform, DEV_A));
@@ -759,7 +788,7 @@ TEST(stop_cancels_requests) {
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
         for (int i = 0; i < 3; i++) {
-                m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_INFO, len);
+                m = guest_request_msg(f, SLOT, id, 1, TSM_SCOPE_INFO, len);
                 m.hdr.cookie = 100 + i;
                 ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
         }
@@ -1089,7 +1118,7 @@ TEST(detach_fails_requests_in_flight) {
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         fake_kernel_hold(true);
         for (unsigned i = 0; i < 2; i++) {
-                m = guest_request_msg(SLOT, a, VDEV_HELD, TSM_SCOPE_INFO, 4);
+                m = guest_request_msg(f, SLOT, a, VDEV_HELD, TSM_SCOPE_INFO, 4);
                 m.hdr.cookie = cookies[i] = ++f->cookie;
                 ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
                 process_ok(f);
@@ -1154,7 +1183,7 @@ TEST(worker_not_reading_is_stalled) {
 
         /* Far more than the socket holds (the buffer takes a few). */
         for (unsigned i = 0; i < 16; i++) {
-                m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_DEBUG_READ, len);
+                m = guest_request_msg(f, SLOT, id, 1, TSM_SCOPE_DEBUG_READ, len);
                 m.max_response = TSM_PRIV_PAYLOAD_MAX;
                 m.hdr.cookie = ++f->cookie;
                 ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
@@ -1176,7 +1205,7 @@ TEST(worker_not_reading_is_stalled) {
         ASSERT_LE(took, MONITOR_SEND_TIMEOUT_USEC + 2 * 1000 * 1000ULL);
 
         /* Nothing more is read from it, nor answered. */
-        m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_INFO, 4);
+        m = guest_request_msg(f, SLOT, id, 1, TSM_SCOPE_INFO, 4);
         ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
         ASSERT_ERRNO(monitor_dispatch_process(f->dispatch, &reason), EPIPE);
         ASSERT_NULL(reason);
@@ -1186,7 +1215,7 @@ TEST(worker_not_reading_is_stalled) {
         worker_stop(f);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
         ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, TSM_PRIV_SLOT_WORKER, id, 1, NULL));
-        m = guest_request_msg(TSM_PRIV_SLOT_WORKER, id, 1, TSM_SCOPE_DEBUG_READ, len);
+        m = guest_request_msg(f, TSM_PRIV_SLOT_WORKER, id, 1, TSM_SCOPE_DEBUG_READ, len);
         m.max_response = TSM_PRIV_PAYLOAD_MAX;
         ASSERT_OK(call_full(f, &m, req, len, -EBADF, &rep));
         ASSERT_EQ(rep.r.hdr.payload_len, EMU_DEBUG_MSG_MAX);
@@ -1293,7 +1322,7 @@ TEST(opt_in_scopes_gated) {
 
         f->debug_refused = true;
         for (unsigned i = 0; i < 2; i++) {
-                m = guest_request_msg(SLOT, id, 1, i == 0 ? TSM_SCOPE_DEBUG_READ : TSM_SCOPE_DEBUG_WRITE, dbg_len);
+                m = guest_request_msg(f, SLOT, id, 1, i == 0 ? TSM_SCOPE_DEBUG_READ : TSM_SCOPE_DEBUG_WRITE, dbg_len);
                 ASSERT_ERRNO(call_full(f, &m, dbg, dbg_len, -EBADF, &rep), EPERM);
                 ASSERT_EQ(rep.r.hdr.payload_len, 0u);
                 ASSERT_STREQ(f->granted_address, DEV_A);
@@ -1349,7 +1378,7 @@ TEST(request_limit) {
         /* Without the loop running, the device answers none of them. */
         while (sent < MONITOR_REQUESTS_MAX) {
                 for (int i = 0; i < 32 && sent < MONITOR_REQUESTS_MAX; i++, sent++) {
-                        m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_INFO, len);
+                        m = guest_request_msg(f, SLOT, id, 1, TSM_SCOPE_INFO, len);
                         m.hdr.cookie = 1000 + (uint32_t) sent;
                         ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
                 }
@@ -1358,7 +1387,7 @@ TEST(request_limit) {
         nothing_waiting(f);
         ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), MONITOR_REQUESTS_MAX);
 
-        m = guest_request_msg(SLOT, id, 1, TSM_SCOPE_INFO, len);
+        m = guest_request_msg(f, SLOT, id, 1, TSM_SCOPE_INFO, len);
         ASSERT_ERRNO(call_full(f, &m, req, len, -EBADF, &rep), EBUSY);
 
         /* Once they are answered, there is room again. */
@@ -1541,7 +1570,8 @@ TEST(violation_out_of_state) {
                 "attach-address-string", "attach-reserved", "vdevice-reserved", "unknown-scope", "scope-string",
                 "scope-junk", "over-max-request", "second-ready", "status-reserved", "status-draining",
                 "device-tsm", "device-string", "detach-other-slot", "bind-detached", "request-orphan-slot",
-                "settle-other-slot", "settle-not-attached",
+                "settle-other-slot", "settle-not-attached", "backend-unknown",
+                "request-reserved",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -1608,15 +1638,33 @@ TEST(violation_out_of_state) {
                         m.__reserved = 0x100;
                         expect_violation(f, &m, "UNBIND_VDEVICE");
                 } else if (streq(c, "unknown-scope")) {
-                        struct tsm_priv_guest_request m = guest_request_msg(SLOT, a, 1, "bogus", 4);
+                        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, a, 1, "bogus", 4);
                         ASSERT_OK(tsm_priv_send(f->worker, &m, req, 4, -EBADF));
                         {
                                 const char *reason = NULL;
                                 ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), -EPERM);
                                 ASSERT_NOT_NULL(reason);
                         }
+                } else if (streq(c, "backend-unknown")) {
+                        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, a, 1, TSM_SCOPE_INFO, 4);
+                        m.backend = _TSM_BACKEND_TYPE_MAX;
+                        ASSERT_OK(tsm_priv_send(f->worker, &m, req, 4, -EBADF));
+                        {
+                                const char *reason = NULL;
+                                ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), -EBADMSG);
+                                ASSERT_STREQ(reason, "backend not a known type");
+                        }
+                } else if (streq(c, "request-reserved")) {
+                        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, a, 1, TSM_SCOPE_INFO, 4);
+                        m.__reserved = 1;
+                        ASSERT_OK(tsm_priv_send(f->worker, &m, req, 4, -EBADF));
+                        {
+                                const char *reason = NULL;
+                                ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), -EBADMSG);
+                                ASSERT_STREQ(reason, "reserved field not zero");
+                        }
                 } else if (streq(c, "scope-string") || streq(c, "scope-junk")) {
-                        struct tsm_priv_guest_request m = guest_request_msg(SLOT, a, 1, TSM_SCOPE_INFO, 4);
+                        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, a, 1, TSM_SCOPE_INFO, 4);
                         const char *reason = NULL;
                         if (streq(c, "scope-string"))
                                 memset(m.scope, 'i', sizeof(m.scope));
@@ -1629,7 +1677,7 @@ TEST(violation_out_of_state) {
                         const TsmScopeDesc *s = tsm_backend_find_scope(tsm_backend_desc(TSM_BACKEND_EMULATED),
                                                                        TSM_SCOPE_INFO);
                         struct tsm_priv_guest_request m =
-                                guest_request_msg(SLOT, a, 1, TSM_SCOPE_INFO, s->max_request + 1);
+                                guest_request_msg(f, SLOT, a, 1, TSM_SCOPE_INFO, s->max_request + 1);
                         const char *reason = NULL;
                         Reply rep;
 
@@ -1684,7 +1732,7 @@ TEST(violation_out_of_state) {
                         expect_violation(f, &m, "BIND_VDEVICE");
                 } else if (streq(c, "request-orphan-slot")) {
                         /* An orphan's vDevice, named by the slot that held it before the restart. */
-                        struct tsm_priv_guest_request m = guest_request_msg(SLOT, a, 1, TSM_SCOPE_INFO, 4);
+                        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, a, 1, TSM_SCOPE_INFO, 4);
                         const char *reason = NULL;
                         monitor_contexts_orphan_all(f->contexts);
                         ASSERT_OK(tsm_priv_send(f->worker, &m, req, 4, -EBADF));

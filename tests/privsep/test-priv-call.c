@@ -58,7 +58,7 @@ static void fixture_stop(Fixture *f) {
 
 /* Request number id (its vDevice) of SLOT. */
 static void submit(uint32_t id, PrivRequestCallback cb) {
-        ASSERT_OK(priv_call_guest_request(fixture->channel, SLOT, CONTEXT, id, "info", "x", 1, 16, cb,
+        ASSERT_OK(priv_call_guest_request(fixture->channel, SLOT, CONTEXT, id, TSM_BACKEND_EMULATED, "info", "x", 1, 16, cb,
                                           (void *) (uintptr_t) id, NULL));
 }
 
@@ -173,7 +173,7 @@ TEST(waiting_requests_that_cannot_be_sent_fail) {
         for (uint32_t id = 1; id <= SLOT_MAX; id++)
                 submit(id, on_answer);
         for (uint32_t id = 100; id < 103; id++)
-                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, id, "info", big, sizeof(big), 16,
+                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, id, TSM_BACKEND_EMULATED, "info", big, sizeof(big), 16,
                                                   on_failed, NULL, NULL));
         run_worker();
         ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
@@ -203,7 +203,7 @@ TEST(sends_to_a_monitor_that_does_not_read_give_up) {
 
         start = now_monotonic_usec();
         for (uint32_t id = 1; id <= 8; id++) {
-                int r = priv_call_guest_request(f.channel, SLOT, CONTEXT, id, "info", big, sizeof(big), 16, on_failed,
+                int r = priv_call_guest_request(f.channel, SLOT, CONTEXT, id, TSM_BACKEND_EMULATED, "info", big, sizeof(big), 16, on_failed,
                                                 NULL, NULL);
                 if (r < 0) {
                         ASSERT_EQ(r, -EAGAIN);

@@ -29,6 +29,7 @@
 
 #include "macro.h"
 #include "tsm-priv.h"
+#include "tsm-types.h"
 
 #define MONITOR TSM_PRIV_CHANNEL_FD
 #define RELAY_FDS_MAX 8
@@ -201,6 +202,7 @@ static size_t build_guest_request(const char *scope, size_t payload_len) {
         g.context = last_context;
         g.vdevice = 1;
         g.max_response = 4096;
+        g.backend = TSM_BACKEND_EMULATED; /* the daemon it runs in emulates */
         memcpy(g.scope, scope, strlen(scope));
         memcpy(inject_buf, &g, sizeof(g));
         /* Filler: the monitor must refuse on the scope or the size, before it reads a byte. */
@@ -332,6 +334,7 @@ static void inject_stall(const char *control_path) {
                 g.context = last_context;
                 g.vdevice = 1;
                 g.max_response = TSM_PRIV_PAYLOAD_MAX;
+                g.backend = TSM_BACKEND_EMULATED;
                 strcpy(g.scope, "debug-read");
                 memcpy(inject_buf, &g, sizeof(g));
                 r = send_datagram(MONITOR, inject_buf, sizeof(g) + (size_t) n, NULL, 0);
