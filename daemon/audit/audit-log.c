@@ -55,6 +55,12 @@ struct AuditLog {
         AuditFiles *files;
         AuditSync *sync;
         struct event *completion_event;
+        /* Committed, not yet handed to the sync thread: they go once per round of the loop,
+         * after what the round's events committed, so records that arrive together share one
+         * fdatasync (the thread would otherwise start one for the first alone while the rest
+         * waited a whole sync for the next) and the thread is woken once. */
+        AuditSyncItem *outbox_head, **outbox_tail;
+        struct event *submit_event;
         AuditCounters *counters;
         AuditJournal *journal;
 
@@ -193,6 +199,19 @@ static void on_completion(evutil_socket_t fd, short what, void *userdata) {
         dispatch_completed(userdata);
 }
 
+static void submit_outbox(AuditLog *a) {
+        AuditSyncItem *list = a->outbox_head;
+
+        a->outbox_head = NULL;
+        a->outbox_tail = &a->outbox_head;
+        if (list)
+                audit_sync_submit_list(a->sync, list);
+}
+
+static void on_submit(evutil_socket_t fd, short what, void *userdata) {
+        submit_outbox(userdata);
+}
+
 static int config_check(const AuditConfig *c) {
         if (isempty(c->directory) || c->n_files < 2 || c->n_files > AUDIT_FILES_MAX ||
             c->max_file_size < AUDIT_RECORD_MAX || c->max_in_flight == 0 ||
@@ -240,6 +259,7 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         a->config.ops = c->ops ?: &audit_file_ops_default;
         a->base = base;
         a->dispatch_tail = &a->dispatch_head;
+        a->outbox_tail = &a->outbox_head;
         a->directory = strdup(c->directory);
         if (!a->directory)
                 return -ENOMEM;
@@ -263,6 +283,10 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         a->completion_event = event_new(base, audit_sync_get_fd(a->sync), EV_READ | EV_PERSIST,
                                         on_completion, a);
         if (!a->completion_event || event_add(a->completion_event, NULL) < 0)
+                return -ENOMEM;
+        /* Activated, never added: it runs at the end of the round that committed. */
+        a->submit_event = event_new(base, -1, 0, on_submit, a);
+        if (!a->submit_event)
                 return -ENOMEM;
 
         if (c->journal) {
@@ -292,11 +316,14 @@ AuditLog *audit_log_free(AuditLog *a) {
 
         if (a->sync) {
                 /* Everything committed gets written and reported: no callback is lost. */
+                submit_outbox(a);
                 audit_sync_stop(a->sync);
                 dispatch_completed(a);
         }
         if (a->completion_event)
                 event_free(a->completion_event); /* not NULL-safe */
+        if (a->submit_event)
+                event_free(a->submit_event);
         audit_journal_free(a->journal);
 
         while (a->listeners) {
@@ -333,6 +360,7 @@ int audit_log_reopen(AuditLog *a) {
 
         /* Queued records are written (or failed) by the old generation and reported later
          * through the event as usual; their failures no longer count. */
+        submit_outbox(a);
         audit_sync_stop(a->sync);
         a->generation++;
 
@@ -481,7 +509,11 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
         a->pending_repaired = 0;
         a->n_in_flight++;
         a->planned_total += len;
-        audit_sync_submit(a->sync, &TAKE_PTR(r)->item);
+        r->item.next = NULL;
+        if (!a->outbox_head)
+                event_active(a->submit_event, EV_TIMEOUT, 0);
+        *a->outbox_tail = &r->item;
+        a->outbox_tail = &TAKE_PTR(r)->item.next;
 
         if (ret_seq)
                 *ret_seq = rec.seq;

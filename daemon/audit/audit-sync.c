@@ -354,26 +354,37 @@ void audit_sync_stop(AuditSync *s) {
         s->running = false;
 }
 
-void audit_sync_submit(AuditSync *s, AuditSyncItem *item) {
-        assert(s);
-        assert(item);
+void audit_sync_submit_list(AuditSync *s, AuditSyncItem *list) {
+        AuditSyncItem *last = NULL;
 
-        item->next = NULL;
-        item->error = 0;
+        assert(s);
+        assert(list);
+
+        for (AuditSyncItem *i = list; i; i = i->next) {
+                i->error = 0;
+                last = i;
+        }
         pthread_mutex_lock(&s->lock);
         if (!s->running) {
-                /* No thread (it could not be restarted): report the item through the normal
-                 * path rather than leaving it queued forever. */
-                item->error = s->space.failed < 0 ? s->space.failed : -ESHUTDOWN;
-                *s->done_tail = item;
-                s->done_tail = &item->next;
+                /* No thread (it could not be restarted): report the items through the normal
+                 * path rather than leaving them queued forever. */
+                complete_range(list, NULL, s->space.failed < 0 ? s->space.failed : -ESHUTDOWN);
+                *s->done_tail = list;
+                s->done_tail = &last->next;
                 notify_loop(s);
         } else {
-                *s->pending_tail = item;
-                s->pending_tail = &item->next;
+                *s->pending_tail = list;
+                s->pending_tail = &last->next;
                 pthread_cond_signal(&s->cond);
         }
         pthread_mutex_unlock(&s->lock);
+}
+
+void audit_sync_submit(AuditSync *s, AuditSyncItem *item) {
+        assert(item);
+
+        item->next = NULL;
+        audit_sync_submit_list(s, item);
 }
 
 AuditSyncItem *audit_sync_take_completed(AuditSync *s) {

@@ -65,6 +65,8 @@ int audit_sync_get_fd(AuditSync *s);
 /* Queues an item. If the thread is in the failed state the item completes with that error
  * without touching the disk. */
 void audit_sync_submit(AuditSync *s, AuditSyncItem *item);
+/* Queues items linked through next, in that order, with one lock and one wake-up. */
+void audit_sync_submit_list(AuditSync *s, AuditSyncItem *list);
 
 /* Takes every completed item, in queue order (NULL if none), and clears the eventfd. */
 AuditSyncItem *audit_sync_take_completed(AuditSync *s);

@@ -246,6 +246,27 @@ TEST(group_commit_groups) {
         fixture_done(&f);
 }
 
+TEST(one_round_shares_one_sync) {
+        unsigned syncs;
+        Fixture f;
+
+        /* Records committed in one round of the loop go to the thread together when the round
+         * ends, however long it took: the first does not start a sync of its own while the
+         * rest wait a whole sync behind it. */
+        fixture_init(&f);
+        fixture_open(&f);
+        syncs = atomic_load(&faults.n_fdatasync);
+        commit_n(&f, 1);
+        usleep(20000); /* long enough for the thread to have synced it alone */
+        commit_n(&f, 9);
+        ASSERT_EQ(atomic_load(&faults.n_fdatasync), syncs);
+        wait_acks(&f, 10);
+        assert_acks_ok(&f, 1);
+        ASSERT_EQ(atomic_load(&faults.n_fdatasync) - syncs, 1u);
+        assert_files(&f, 1, 10);
+        fixture_done(&f);
+}
+
 TEST(group_commit_groups_on_slow_disk) {
         unsigned syncs;
         Fixture f;
