@@ -66,8 +66,12 @@ int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const vo
                 tsm_priv_outbox_flush(o, channel);
 
         copy = malloc(h->size + payload_len);
-        if (!copy)
-                return -ENOMEM;
+        if (!copy) {
+                /* Out of memory is no reason to fail a message, which a monitor would take for
+                 * a wedged worker: it goes now, unbatched, after what waits. */
+                tsm_priv_outbox_flush(o, channel);
+                return tsm_priv_send(channel, msg, payload, payload_len, -EBADF);
+        }
         memcpy(copy, msg, h->size);
         if (payload_len > 0)
                 memcpy(copy + h->size, payload, payload_len);

@@ -14,6 +14,31 @@
 #include "macro.h"
 #include "tsm-priv-batch.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#endif
+
+/* Lets the test make the next allocation of a given size fail: glibc's allocator underneath,
+ * so not where AddressSanitizer owns malloc and free. */
+static size_t fail_malloc_of_size;
+#ifndef HAVE_ASAN
+extern void *__libc_malloc(size_t size);
+
+void *malloc(size_t size) {
+        if (size != 0 && size == fail_malloc_of_size) {
+                fail_malloc_of_size = 0;
+                errno = ENOMEM;
+                return NULL;
+        }
+        return __libc_malloc(size);
+}
+#endif
+
 static void channel(int sv[2]) {
         ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
 }
@@ -238,6 +263,35 @@ TEST(large_payloads_go_at_once_in_order) {
         safe_close(sv[1]);
         ASSERT_ERRNO(tsm_priv_outbox_add(o, sv[0], &m, big, m.hdr.payload_len, NULL), EPIPE);
         safe_close(sv[0]);
+}
+
+TEST(out_of_memory_sends_at_once_in_order) {
+        _cleanup_(tsm_priv_outbox_freep) TsmPrivOutbox *o = NULL;
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        struct tsm_priv_reply m;
+        int sv[2];
+
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer's malloc cannot be made to fail");
+#endif
+        channel(sv);
+        ASSERT_OK(tsm_priv_outbox_new(never_fails, &o));
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+
+        /* Queued, queued, then one whose copy cannot be made: it is sent, not failed (the
+         * monitor would take a failed reply for a wedged worker), after the two. */
+        for (uint32_t c = 1; c <= 2; c++) {
+                m = reply_msg(c, c % 100);
+                ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, (uint8_t[]) { c, c + 1 }, c, NULL));
+        }
+        m = reply_msg(3, 3);
+        fail_malloc_of_size = sizeof(m) + 3;
+        ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, (uint8_t[]) { 3, 4, 5 }, 3, NULL));
+        ASSERT_EQ(fail_malloc_of_size, 0u); /* it was asked for, and refused */
+        ASSERT_EQ(tsm_priv_outbox_size(o), 0);
+        receive_all(in, sv[1], 1, 3);
+        safe_close(sv[0]);
+        safe_close(sv[1]);
 }
 
 TEST(fds_and_errors_per_datagram) {
