@@ -14,6 +14,7 @@
 #include "log.h"
 #include "monitor-dispatch.h"
 #include "monitor-iommufd.h"
+#include "ratelimit.h"
 #include "tsm-platform.h"
 #include "tsm-priv-batch.h"
 
@@ -69,6 +70,7 @@ struct MonitorDispatch {
         bool stalled;       /* a reply could not be sent: nothing more goes to this worker */
         uint32_t seen_once; /* a bit per type: MON_ONCE messages this worker sent */
         uint32_t violation_type;
+        RateLimit scope_refusal_log; /* a worker can ask for ungranted scopes as often as it likes */
         TsmPrivWorkerEnd previous_end; /* for the next HELLO */
         uint32_t previous_status;
 
@@ -758,8 +760,14 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
          * client is: an opt-in scope only where some rule opens it (MonitorDispatchCallbacks). */
         if (!desc->default_allowed &&
             !(d->cb.scope_granted && d->cb.scope_granted(info.pci_address, info.backend, desc->name, d->userdata))) {
-                log_warning("Refusing a guest request in scope %s to %s: no policy rule grants it for the device.",
-                            desc->name, info.pci_address);
+                if (ratelimit_below(&d->scope_refusal_log)) {
+                        unsigned dropped = ratelimit_take_dropped(&d->scope_refusal_log);
+
+                        if (dropped > 0)
+                                log_warning("%u more such refusals were not logged.", dropped);
+                        log_warning("Refusing a guest request in scope %s to %s: no policy rule grants it for the device.",
+                                    desc->name, info.pci_address);
+                }
                 return reply(d, m, -EPERM, 0, -EBADF);
         }
         if (g->hdr.payload_len > desc->max_request)
@@ -841,6 +849,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->base = base;
         d->platform = platform;
         d->contexts = contexts;
+        d->scope_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
         if (cb)
                 d->cb = *cb;
         d->userdata = userdata;

@@ -41,6 +41,12 @@ typedef struct MonitorDispatch MonitorDispatch;
  * vDevice waits at a time (a worker sends one per vDevice it restores). */
 #define MONITOR_CHANGES_PER_VDEVICE_MAX 4U
 
+/* Refusals of an opt-in scope no rule grants are logged at most this often: a worker may
+ * send them (its policy can be newer than the monitor's for a moment), so they are answers,
+ * not violations, and a compromised one could send them without end. */
+#define SCOPE_REFUSAL_LOG_BURST 10U
+#define SCOPE_REFUSAL_LOG_INTERVAL_USEC (10 * 1000 * 1000ULL)
+
 /* The longest any send to the worker may block (SO_SNDTIMEO, set by monitor_dispatch_start()).
  * A reply not taken by then ends the worker: the stalled callback. */
 #define MONITOR_SEND_TIMEOUT_USEC (5 * 1000 * 1000ULL)
