@@ -205,7 +205,7 @@ static void submit_outbox(AuditLog *a) {
         a->outbox_head = NULL;
         a->outbox_tail = &a->outbox_head;
         if (list)
-                audit_sync_submit_list(a->sync, list);
+                audit_sync_submit(a->sync, list);
 }
 
 static void on_submit(evutil_socket_t fd, short what, void *userdata) {

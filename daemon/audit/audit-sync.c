@@ -354,7 +354,7 @@ void audit_sync_stop(AuditSync *s) {
         s->running = false;
 }
 
-void audit_sync_submit_list(AuditSync *s, AuditSyncItem *list) {
+void audit_sync_submit(AuditSync *s, AuditSyncItem *list) {
         AuditSyncItem *last = NULL;
 
         assert(s);
@@ -378,13 +378,6 @@ void audit_sync_submit_list(AuditSync *s, AuditSyncItem *list) {
                 pthread_cond_signal(&s->cond);
         }
         pthread_mutex_unlock(&s->lock);
-}
-
-void audit_sync_submit(AuditSync *s, AuditSyncItem *item) {
-        assert(item);
-
-        item->next = NULL;
-        audit_sync_submit_list(s, item);
 }
 
 AuditSyncItem *audit_sync_take_completed(AuditSync *s) {

@@ -62,11 +62,9 @@ void audit_sync_stop(AuditSync *s);
 /* The fd becomes readable when completed items are waiting. */
 int audit_sync_get_fd(AuditSync *s);
 
-/* Queues an item. If the thread is in the failed state the item completes with that error
- * without touching the disk. */
-void audit_sync_submit(AuditSync *s, AuditSyncItem *item);
-/* Queues items linked through next, in that order, with one lock and one wake-up. */
-void audit_sync_submit_list(AuditSync *s, AuditSyncItem *list);
+/* Queues items linked through next, in that order, with one lock and one wake-up. If the
+ * thread is in the failed state they complete with that error without touching the disk. */
+void audit_sync_submit(AuditSync *s, AuditSyncItem *list);
 
 /* Takes every completed item, in queue order (NULL if none), and clears the eventfd. */
 AuditSyncItem *audit_sync_take_completed(AuditSync *s);
