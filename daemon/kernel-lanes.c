@@ -331,7 +331,9 @@ int kernel_lanes_submit(KernelLanes *l, const char *lane_name, const KernelCallA
         };
         c->lane_name = strdup(lane_name);
         c->request = malloc(MAX(args->request_len, (size_t) 1));
-        c->response = malloc(MAX(args->response_size, (size_t) 1));
+        /* SECURITY: zeroed, as the VMM gets all the TSM reports as written, and a TSM may say so
+         * of bytes it never wrote; they must not be what this memory held (another VM's). */
+        c->response = calloc(1, MAX(args->response_size, (size_t) 1));
         if (!c->lane_name || !c->request || !c->response) {
                 call_free(c);
                 return -ENOMEM;
