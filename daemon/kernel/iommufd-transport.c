@@ -201,6 +201,13 @@ int iommufd_probe_uapi(const char *path, TsmUapiVersion *ret_version) {
 
 /* ---- Bind / unbind --------------------------------------------------------------------- */
 
+/* The TSM ioctls answer ENODEV for a vIOMMU without a VM (v4, v5), where everything above the
+ * transport reads ENODEV as "the device is gone": a VMM that forgot KVM_DEV_VFIO_FILE_ADD
+ * would be told its device was unplugged. It travels as ENOLINK, named NoVmAssociated. */
+static int kernel_errno(int r) {
+        return r == -ENODEV ? -ENOLINK : r;
+}
+
 static int tsm_op(int fd, TsmUapiVersion version, uint32_t vdevice_id, uint32_t op_type) {
         int r;
 
@@ -234,7 +241,7 @@ static int tsm_op(int fd, TsmUapiVersion version, uint32_t vdevice_id, uint32_t 
                 return -EINVAL;
         }
         if (r < 0)
-                return r;
+                return kernel_errno(r);
         /* The handler returns 0 or -errno; anything else is a kernel we do not understand. */
         if (r > 0)
                 return -EIO;
@@ -320,7 +327,7 @@ int iommufd_tsm_request(
                 return -EINVAL;
         }
         if (r < 0)
-                return r;
+                return kernel_errno(r);
 
         /*
          * A non-negative return is the residue: bytes of the response buffer the TSM left
@@ -382,8 +389,8 @@ static const IommufdTsmError iommufd_tsm_errors[] = {
           "Access to the iommufd device node was denied." },
         { EBUSY, "DeviceBusy",
           "The TDI is already bound to another VM, or the object is in use." },
-        { ENODEV, "NoVmAssociated",
-          "The vDevice's vIOMMU has no KVM VM associated (the VMM did not add the VFIO file to KVM)." },
+        { ENOLINK, "NoVmAssociated",
+          "The vDevice's vIOMMU has no KVM VM associated (the VMM did not add the VFIO file to KVM; the kernel says ENODEV)." },
         { ENXIO, "DeviceNotBound",
           "The device is not connected to a link TSM, or its TDI is not bound." },
         { E2BIG, "PayloadTooLarge",
