@@ -4,6 +4,7 @@
 
 TSMD_PACKAGES=(
     meson ninja-build pkg-config gcc clang python3
+    libclang-rt-14-dev
     libsystemd-dev libjson-c-dev libevent-dev libcap-dev
     systemd util-linux iproute2 procps e2fsprogs
     golang-go golang-github-varlink-go-dev
