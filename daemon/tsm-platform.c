@@ -490,6 +490,11 @@ int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceIn
         assert(pci_address);
         assert(ret);
 
+        /* SECURITY: one spelling per device, sysfs's, in both processes and for both kinds of
+         * device; anything else names no device. */
+        if (!pci_address_is_valid(pci_address))
+                return -ENODEV;
+
         /* A device a real TSM serves comes first. In auto mode a TSM may appear after tsmd
          * started on the emulated platform (its driver loaded late), and the default emulated
          * addresses are common real ones: the emulator must not shadow its devices. */

@@ -123,10 +123,14 @@ int emu_platform_remove_device(EmuPlatform *p, const char *pci_address) {
 
 EmuDevice *emu_platform_find_device(EmuPlatform *p, const char *pci_address) {
         EmuPciAddress a;
+        EmuDevice *d;
 
         if (!p || !pci_address || emu_pci_address_parse(pci_address, &a) < 0)
                 return NULL;
-        return platform_find(p, &a);
+        /* SECURITY: only as sysfs spells it (lower case), as the real devices are looked up:
+         * "0000:3B:00.0" must not find the emulated device a real 0000:3b:00.0 shadows. */
+        d = platform_find(p, &a);
+        return d && streq(emu_device_get_address(d), pci_address) ? d : NULL;
 }
 
 size_t emu_platform_get_n_devices(const EmuPlatform *p) {

@@ -265,12 +265,13 @@ TEST(platform_hotplug) {
         ASSERT_ERRNO(emu_platform_add_device(p, "0100:03:00.0", NULL), EINVAL);
         ASSERT_EQ(emu_platform_get_n_devices(p), 2);
 
-        /* Lookups take either hex case and reject what is not an address. */
+        /* Lookups take the address as sysfs spells it (lower case) and nothing else. */
         ASSERT_TRUE(emu_platform_find_device(p, "0000:01:00.0") == emu_platform_get_device(p, 0));
         ASSERT_NULL(emu_platform_find_device(p, "0000:01:00.1"));
         ASSERT_NULL(emu_platform_find_device(p, "bogus"));
-        ASSERT_OK(emu_platform_add_device(p, "0000:0a:00.0", &d2));
-        ASSERT_TRUE(emu_platform_find_device(p, "0000:0A:00.0") == d2);
+        ASSERT_OK(emu_platform_add_device(p, "0000:0A:00.0", &d2));
+        ASSERT_TRUE(emu_platform_find_device(p, "0000:0a:00.0") == d2);
+        ASSERT_NULL(emu_platform_find_device(p, "0000:0A:00.0"));
 
         /* Removal keeps the order of the others. */
         ASSERT_OK(emu_platform_remove_device(p, "0000:03:00.0"));

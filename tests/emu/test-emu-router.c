@@ -106,6 +106,27 @@ static TdispState state_of(Router *r, const char *address) {
         return emu_device_get_state(emu_platform_find_device(tsm_platform_get_emulated(r->p), address));
 }
 
+/* One spelling per device, sysfs's: an address the admin wrote in upper case is served in lower
+ * case, and no other spelling finds it (a real device at the lower-case address comes first,
+ * so another spelling must not reach the emulated one it shadows). */
+TEST(devices_are_found_only_as_sysfs_spells_them) {
+        static const char *const other[] = { "0000:3B:00.0", "0000:3b:00.00", "000:3b:00.0", "0000:3b:0.0",
+                                             " 0000:3b:00.0", "0000:3b:00.0 ", "00000:3b:00.0" };
+        Router r;
+        TsmDeviceInfo info;
+
+        router_new(&r, "0000:3B:00.0," DEV1, 0, 0);
+        ASSERT_OK(tsm_platform_get_device(r.p, "0000:3b:00.0", &info));
+        ASSERT_TRUE(info.emulated);
+        ASSERT_STREQ(info.pci_address, "0000:3b:00.0");
+        ASSERT_NOT_NULL(emu_platform_find_device(tsm_platform_get_emulated(r.p), "0000:3b:00.0"));
+        for (size_t i = 0; i < ELEMENTSOF(other); i++) {
+                ASSERT_ERRNO(tsm_platform_get_device(r.p, other[i], &info), ENODEV);
+                ASSERT_NULL(emu_platform_find_device(tsm_platform_get_emulated(r.p), other[i]));
+        }
+        router_free(&r);
+}
+
 TEST(hanging_device_times_out) {
         Router r;
         Done hung, fine, lock;
