@@ -241,25 +241,82 @@ static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
                 }
 }
 
-static void device_gone(TsmPlatform *p, const char *pci_address) {
-        log_info("Device %s is gone.", pci_address);
+static int kernel_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret) {
+        const InventoryDevice *d;
+        const InventoryTsm *t;
+
+        d = inventory_get_device(p->inventory, pci_address);
+        if (!d || !d->tdisp_capable)
+                return -ENODEV;
+        t = inventory_device_get_tsm(p->inventory, d);
+        if (!t || t->type < 0)
+                return -ENXIO;
+
+        *ret = (TsmDeviceInfo){
+                .pci_address = d->address,
+                .tsm = t->name,
+                .backend = t->type,
+                .uapi = p->uapi >= 0 ? (TsmUapiVersion) p->uapi : _TSM_UAPI_VERSION_INVALID,
+        };
+        return 0;
+}
+
+/* What was attached to the device is gone (the device, or the backend that served it): its
+ * requests fail, the callback marks its vDevices gone. */
+static void device_gone(TsmPlatform *p, const char *pci_address, const char *why) {
+        TsmDeviceInfo info;
+        EmuDevice *e;
+
+        log_info("Device %s %s.", pci_address, why);
         fail_requests_for(p, pci_address);
         if (p->gone_callback)
                 p->gone_callback(p, pci_address, p->gone_userdata);
+
+        /* An emulated device a real one shadows from now on: its release would go to the
+         * kernel, so leave it clean now (TDI stopped, memory scrubbed) for whenever the address
+         * is emulated again. Its requests were failed above: nothing is exchanging. */
+        e = p->emu && !p->view ? emu_platform_find_device(p->emu, pci_address) : NULL;
+        if (e && kernel_device(p, pci_address, &info) >= 0 && !emu_device_is_clean(e)) {
+                int r = emu_device_release(e);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to clean up the emulated device %s: %m", pci_address);
+        }
 }
 
 static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *userdata) {
         TsmPlatform *p = userdata;
+        TsmDeviceInfo info;
 
         switch (ev->type) {
         case INVENTORY_DEVICE_REMOVED:
-                device_gone(p, ev->device->address);
+                device_gone(p, ev->device->address, "is gone");
+                break;
+        case INVENTORY_DEVICE_ADDED:
+                /* A real device a TSM serves, at an address the emulator also has: it is served
+                 * by that TSM from now on, and what was attached to the emulated one is gone. */
+                if (p->emu && emu_platform_find_device(p->emu, ev->device->address) &&
+                    kernel_device(p, ev->device->address, &info) >= 0)
+                        device_gone(p, ev->device->address, "is served by its TSM now, not emulated");
                 break;
         case INVENTORY_DEVICE_CHANGED:
-                /* Disconnected from its TSM, or no longer TDISP capable: gone for our purposes. */
-                if ((ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP)) &&
-                    (!ev->device->connected_tsm || !ev->device->tdisp_capable))
-                        device_gone(p, ev->device->address);
+                /* Disconnected, connected to another TSM (or to one, where it was emulated),
+                 * no longer TDISP capable, another function at its address: what was attached is
+                 * not what serves it now. (connect and disconnect send no uevent: a switch from
+                 * one TSM to another may show in one rescan.) */
+                if (ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_IDS |
+                                   INVENTORY_CHANGE_SYSPATH))
+                        device_gone(p, ev->device->address, "changed its TSM, identity or TDISP support");
+                break;
+        case INVENTORY_TSM_CHANGED:
+                /* A TSM of another kind under the same name (a driver swapped): its devices'
+                 * backend changed under their vDevices. */
+                if (ev->changes & INVENTORY_CHANGE_TYPE)
+                        for (size_t i = 0; i < inventory_n_devices(inv); i++) {
+                                const InventoryDevice *d = inventory_device_at(inv, i);
+
+                                if (d->connected_tsm && streq(d->connected_tsm, ev->tsm->name))
+                                        device_gone(p, d->address, "is served by a TSM of another kind now");
+                        }
                 break;
         case INVENTORY_TSM_REMOVED:
                 log_info("TSM %s is gone.", ev->tsm->name);
@@ -432,7 +489,7 @@ int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
 
                         snprintf(address, sizeof(address), "%s", emu_device_get_address(d));
                         (void) emu_platform_remove_device(p->emu, address);
-                        device_gone(p, address);
+                        device_gone(p, address, "is no longer emulated");
                 }
         }
         for (size_t j = 0; j < n; j++) {
@@ -460,26 +517,6 @@ int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
                         return r;
                 log_info("Emulated device %s added.", address);
         }
-        return 0;
-}
-
-static int kernel_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret) {
-        const InventoryDevice *d;
-        const InventoryTsm *t;
-
-        d = inventory_get_device(p->inventory, pci_address);
-        if (!d || !d->tdisp_capable)
-                return -ENODEV;
-        t = inventory_device_get_tsm(p->inventory, d);
-        if (!t || t->type < 0)
-                return -ENXIO;
-
-        *ret = (TsmDeviceInfo){
-                .pci_address = d->address,
-                .tsm = t->name,
-                .backend = t->type,
-                .uapi = p->uapi >= 0 ? (TsmUapiVersion) p->uapi : _TSM_UAPI_VERSION_INVALID,
-        };
         return 0;
 }
 

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "emu-device.h"
+#include "emu-platform.h"
 #include "fake-tsm-kernel.h"
 #include "harness.h"
 #include "iommufd-uapi.h"
@@ -102,6 +104,15 @@ static void request(Router *t, const char *device, uint32_t vdevice, const char 
 
         d->start = now_monotonic_usec();
         ASSERT_OK(tsm_platform_request(t->platform, &target, scope, "ping", 4, 64, on_done, d, NULL));
+}
+
+/* The devices the platform said were gone, one letter each: 'n' (NIC), 'g' (GPU), '?'. */
+static void on_gone(TsmPlatform *p, const char *pci_address, void *userdata) {
+        char *gone = userdata;
+        size_t n = strlen(gone);
+
+        ASSERT_LE(n, 14u);
+        gone[n] = streq(pci_address, NIC) ? 'n' : streq(pci_address, GPU) ? 'g' : '?';
 }
 
 static void run_until(Router *t, Done *d, unsigned n) {
@@ -220,6 +231,39 @@ TEST(disconnected_device_fails_its_request_at_once) {
         router_teardown(&t);
 }
 
+/* Connect and disconnect send no uevent: a device moved from one TSM to another may show as one
+ * change. Its vDevices were the old TSM's (their binding, their SPDM session): gone. */
+TEST(device_moved_to_another_tsm_is_gone) {
+        Router t;
+        Done held = {};
+        char path[PATH_MAX], gone[16] = {};
+        TsmDeviceInfo info;
+        FILE *f;
+
+        router_setup(&t);
+        tsm_platform_set_device_gone_callback(t.platform, on_gone, gone);
+        ASSERT_OK(tsm_platform_get_device(t.platform, NIC, &info));
+        ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
+        fake_kernel_hold(true);
+        request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
+        fake_kernel_wait_inside(1);
+
+        snprintf(path, sizeof(path), "%s/%s", t.sysfs, NIC_CONNECT);
+        ASSERT_NOT_NULL(f = fopen(path, "we"));
+        ASSERT_OK(fputs("tsm1\n", f) >= 0 ? 0 : -EIO);
+        ASSERT_OK(fclose(f));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
+        run_until(&t, &held, 1);
+        ASSERT_EQ(held.result, -ENODEV);
+        ASSERT_STREQ(gone, "n");
+        ASSERT_OK(tsm_platform_get_device(t.platform, NIC, &info));
+        ASSERT_EQ(info.backend, TSM_BACKEND_TDX_CONNECT);
+        ASSERT_STREQ(info.tsm, "tsm1");
+
+        fake_kernel_hold(false);
+        router_teardown(&t);
+}
+
 /* Auto mode, no TSM at start: the emulated platform, at its default addresses. A TSM appears
  * later (its driver loaded late) and a real device at one of those addresses connects to it:
  * that device is the TSM's from then on; the other emulated one stays. */
@@ -234,6 +278,8 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
         TsmPlatform *p;
         TsmDeviceInfo info;
         const char *root;
+        char gone[16] = {};
+        EmuDevice *nic;
 
         if (!platform_test_udev_monitor_possible())
                 SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
@@ -251,6 +297,11 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
         ASSERT_TRUE(tsm_platform_is_emulated(p));
         ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
         ASSERT_TRUE(info.emulated);
+        tsm_platform_set_device_gone_callback(p, on_gone, gone);
+        /* A guest has the emulated NIC locked. */
+        nic = emu_platform_find_device(tsm_platform_get_emulated(p), NIC);
+        ASSERT_OK(emu_device_bind(nic, NULL));
+        ASSERT_FALSE(emu_device_is_clean(nic));
 
         /* The SEV-TIO module loads: the PSP with tsm0, and the NIC connects to it. */
         ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
@@ -271,6 +322,11 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
         ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
         ASSERT_OK(tsm_platform_get_device(p, GPU, &info));
         ASSERT_TRUE(info.emulated);
+        /* What was attached to the emulated NIC is gone, and the emulated NIC was left clean
+         * (its release would have gone to the kernel). */
+        ASSERT_STREQ(gone, "n");
+        ASSERT_TRUE(emu_device_is_clean(nic));
+        ASSERT_EQ(emu_device_get_state(nic), TDISP_STATE_CONFIG_UNLOCKED);
 
         tsm_platform_free(p);
         event_base_free(base);
