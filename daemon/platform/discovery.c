@@ -296,11 +296,18 @@ static int put_tsm_from_device(Discovery *d, sd_device *dev) {
 
 static int put_pci_from_device(Discovery *d, sd_device *dev) {
         InventoryDevice dv;
+        const char *address;
         int r;
 
         r = read_device(dev, &dv);
-        if (r < 0)
+        if (r < 0) {
+                /* Not gone, only unreadable this time (an attribute read interrupted, say): kept
+                 * as it was, or a rescan would take it for removed, in this process only. */
+                if (!is_gone(r) && r != -ENOMEM && sd_device_get_sysname(dev, &address) >= 0 &&
+                    pci_address_is_valid(address))
+                        (void) inventory_keep_device(d->inv, address);
                 return r;
+        }
 
         r = inventory_put_device(d->inv, &dv);
         return r < 0 ? r : 0;

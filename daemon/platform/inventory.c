@@ -584,6 +584,18 @@ int inventory_remove_device(Inventory *inv, const char *address) {
         return 0;
 }
 
+int inventory_keep_device(Inventory *inv, const char *address) {
+        size_t i;
+
+        assert_return(inv, -EINVAL);
+        assert_return(address, -EINVAL);
+
+        if (!find_device(inv, address, &i))
+                return -ENOENT;
+        inv->devices[i]->generation = inv->generation;
+        return 0;
+}
+
 void inventory_sync_begin(Inventory *inv) {
         if (inv)
                 inv->generation++;

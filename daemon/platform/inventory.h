@@ -139,6 +139,9 @@ enum {
 };
 void inventory_sync_begin(Inventory *inv);
 void inventory_sync_end(Inventory *inv, unsigned kinds);
+/* Marks a device seen as it is (it could not be read this time, which is not proof that it is
+ * gone). -ENOENT if not present. */
+int inventory_keep_device(Inventory *inv, const char *address);
 
 /* Syntax check of a PCI address as the kernel names devices: "%04x:%02x:%02x.%d" (domain may be
  * longer than four digits, e.g. the devsec sample's 10000:). Lowercase hex only. */

@@ -8,7 +8,9 @@
  */
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "discovery.h"
@@ -309,6 +311,41 @@ TEST(rescan_reconciles_changes) {
         /* A scan with nothing changed emits nothing. */
         ASSERT_OK(discovery_scan(d));
         ASSERT_EQ(log.n, 3);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+/* A device that cannot be read in one rescan (an attribute read failing with something other
+ * than "gone", e.g. interrupted on a real kernel) is kept as it was, not removed: the worker and
+ * the monitor rescan on their own, and one of them would take it for gone. */
+TEST(unreadable_device_is_kept) {
+        char path[PATH_MAX];
+        const char *root;
+        Discovery *d;
+        Inventory *inv;
+        EventLog log = {};
+
+        platform_test_sandbox(false);
+        root = platform_test_fixture("two-tsms", NULL);
+        inv = scan(&d);
+        ASSERT_OK(inventory_add_watch(inv, record, &log, NULL, NULL));
+        ASSERT_STREQ(device(inv, "0000:01:00.0")->connected_tsm, "tsm0");
+
+        /* Reading it fails with EISDIR from now on. */
+        snprintf(path, sizeof(path), "%s%s/authenticated", root, NIC);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(mkdir(path, 0755));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_EQ(log.n, 0u);
+        ASSERT_STREQ(device(inv, "0000:01:00.0")->connected_tsm, "tsm0");
+
+        /* Gone for real: removed. */
+        ASSERT_OK(sysfs_fixture_remove(root, NIC));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_EQ(log.n, 1u);
+        ASSERT_EQ(log.type[0], INVENTORY_DEVICE_REMOVED);
+        ASSERT_STREQ(log.key[0], "0000:01:00.0");
 
         discovery_free(d);
         inventory_free(inv);
