@@ -39,6 +39,8 @@ struct Discovery {
         sd_event *sd_event;
         sd_device_monitor *monitor;
         struct event *sd_event_watch;
+        struct event *resync_timer;
+        uint64_t resync_usec;
         uint64_t n_events;
 };
 
@@ -359,6 +361,7 @@ int discovery_new(Inventory *inv, struct event_base *base, Discovery **ret) {
 
         d->inv = inv;
         d->base = base;
+        d->resync_usec = DISCOVERY_RESYNC_USEC;
         *ret = d;
         return 0;
 }
@@ -370,6 +373,8 @@ Discovery *discovery_free(Discovery *d) {
         /* Stop watching the epoll fd before sd-event closes it. */
         if (d->sd_event_watch)
                 event_free(d->sd_event_watch);
+        if (d->resync_timer)
+                event_free(d->resync_timer);
         sd_device_monitor_unref(d->monitor);
         sd_event_unref(d->sd_event);
 
@@ -519,6 +524,36 @@ static void on_sd_event_fd(evutil_socket_t fd, short what, void *userdata) {
         }
 }
 
+static void on_resync(evutil_socket_t fd, short what, void *userdata) {
+        Discovery *d = userdata;
+        int r;
+
+        r = discovery_scan(d);
+        if (r < 0)
+                log_warning_errno(r, "Failed to rescan devices, inventory may be stale: %m");
+}
+
+static int arm_resync(Discovery *d) {
+        struct timeval tv = { .tv_sec = (time_t) (d->resync_usec / 1000000),
+                              .tv_usec = (suseconds_t) (d->resync_usec % 1000000) };
+
+        if (!d->resync_timer) {
+                d->resync_timer = event_new(d->base, -1, EV_PERSIST, on_resync, d);
+                if (!d->resync_timer)
+                        return -ENOMEM;
+        }
+        return event_add(d->resync_timer, &tv) < 0 ? -EIO : 0;
+}
+
+void discovery_set_resync_interval(Discovery *d, uint64_t usec) {
+        assert(d);
+        assert(usec > 0);
+
+        d->resync_usec = usec;
+        if (d->resync_timer)
+                (void) arm_resync(d);
+}
+
 int discovery_start_monitor(Discovery *d) {
         _cleanup_(sd_device_monitor_unrefp) sd_device_monitor *m = NULL;
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
@@ -567,7 +602,7 @@ int discovery_start_monitor(Discovery *d) {
         d->sd_event_watch = watch;
         d->monitor = TAKE_PTR(m);
         d->sd_event = TAKE_PTR(e);
-        return 0;
+        return arm_resync(d);
 }
 
 uint64_t discovery_n_events(const Discovery *d) {

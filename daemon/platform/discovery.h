@@ -42,9 +42,14 @@ int discovery_scan(Discovery *d);
 /*
  * Subscribe to udev events for tsm and pci and attach to the libevent base. Events that
  * arrive are applied to the inventory from the event loop. -EINVAL without an event base,
- * -EBUSY if already started.
+ * -EBUSY if already started. From then on a full rescan also runs every
+ * DISCOVERY_RESYNC_USEC: uevents lost to a full receive buffer (sd-device drops them without
+ * telling) and connects or disconnects by other tools (which send none) show within it.
  */
 int discovery_start_monitor(Discovery *d);
+#define DISCOVERY_RESYNC_USEC (60ULL * 1000 * 1000)
+/* Another interval than DISCOVERY_RESYNC_USEC (tests). */
+void discovery_set_resync_interval(Discovery *d, uint64_t usec);
 
 /* Re-read one PCI device (after tsmd wrote its tsm/connect, which the kernel does not
  * announce). Removes it from the inventory if it vanished. -EINVAL on a malformed address. */

@@ -285,6 +285,26 @@ TEST(other_subsystems_are_filtered_out) {
         teardown(&c);
 }
 
+/* A uevent lost (a receive buffer overflowing under a storm drops them silently), or a change
+ * that sends none: the periodic rescan catches up. */
+TEST(periodic_rescan_catches_lost_events) {
+        Ctx c;
+        ssize_t i;
+
+        setup(&c, "two-tsms");
+        discovery_set_resync_interval(c.d, 50 * 1000);
+        ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+
+        ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
+        for (unsigned n = 0; n < 100 && inventory_get_device(c.inv, "0000:03:00.0"); n++)
+                run_idle(&c);
+        ASSERT_EQ(discovery_n_events(c.d), 0u); /* no uevent told it */
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        i = find_event(&c, 0, INVENTORY_DEVICE_REMOVED, "0000:03:00.0");
+        ASSERT_TRUE(i >= 0);
+        teardown(&c);
+}
+
 TEST(murmur_hash_basics) {
         /* Agreement with libsystemd's string_hash32() is proven end to end by the tests above
          * (a wrong hash makes the monitor's BPF filter drop every event); these only pin
