@@ -447,9 +447,12 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         snprintf(log_level, sizeof(log_level), "--log-level=%s", strna(log_level_to_string(o->log_level)));
         m->worker_argv[0] = m->worker_path;
         m->worker_argv[1] = strdup(log_level);
-        if (m->config_path && asprintf(&m->worker_argv[2], "--config=%s", m->config_path) < 0)
+        /* Only a file the admin named: the worker then requires it as we did. Without
+         * --config= it reads the same default file, where a missing one means the defaults. */
+        if (m->config_path && !m->config_optional &&
+            asprintf(&m->worker_argv[2], "--config=%s", m->config_path) < 0)
                 m->worker_argv[2] = NULL;
-        if (!m->worker_argv[1] || (m->config_path && !m->worker_argv[2]))
+        if (!m->worker_argv[1] || (m->config_path && !m->config_optional && !m->worker_argv[2]))
                 return -ENOMEM;
 
         m->base = event_base_new_prioritized();

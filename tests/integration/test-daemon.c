@@ -8,8 +8,11 @@
  */
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
+#include "config.h"
 #include "json-util.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
@@ -245,6 +248,49 @@ TEST(sighup_with_broken_file_keeps_serving) {
         varlink_client_free(c);
         varlink_client_free(c2);
         tsmd_teardown(&t);
+}
+
+/* ---- without a configuration file --------------------------------------------------------- */
+
+/* tsmd's default paths, private to this test: an empty /run and /var/log, and no default
+ * tsmd.conf or policy (an empty directory over SYSCONFDIR/tsmd if the host has one). */
+static void private_default_paths(void) {
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace over tsmd's default paths)");
+        if (unshare(CLONE_NEWNS) < 0)
+                SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
+        ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+        ASSERT_OK(mount("tmpfs", RUNSTATEDIR, "tmpfs", 0, "mode=0755"));
+        ASSERT_OK(mount("tmpfs", LOCALSTATEDIR "/log", "tmpfs", 0, "mode=0755"));
+        if (access(SYSCONFDIR "/tsmd", F_OK) >= 0)
+                ASSERT_OK(mount("tmpfs", SYSCONFDIR "/tsmd", "tmpfs", 0, "mode=0755"));
+        ASSERT_TRUE(access(SYSCONFDIR "/tsmd/tsmd.conf", F_OK) < 0 && errno == ENOENT);
+}
+
+/* No default tsmd.conf means the built-in defaults, for the worker as for the monitor. */
+TEST(worker_serves_without_the_default_file) {
+        Tsmd t;
+        VarlinkClient *c;
+
+        private_default_paths();
+        tsmd_start(&t, &(TsmdOptions) { .default_config = true });
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        ASSERT_FALSE(tsmd_log_contains(&t, "Failed to load"));
+        ASSERT_EQ(tsmd_log_count(&t, "Started worker"), 1U);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+
+        /* A file named on the command line stays required. */
+        {
+                const char *dir = scratch_dir();
+                const char *argv[] = { TSMD_PATH, strf("--config=%s", scratch_path(dir, "missing.conf")),
+                                       strf("--socket=%s", scratch_path(dir, "io.tsmd")), NULL };
+                _cleanup_free_ char *err = NULL;
+
+                ASSERT_FALSE(exited_with(run_capture(argv, NULL, &err, RUN_TIMEOUT_USEC), 0));
+                ASSERT_NOT_NULL(strstr(err, "missing.conf"));
+        }
 }
 
 /* ---- socket activation ------------------------------------------------------------------- */

@@ -336,8 +336,10 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                 append_arg(argv, &n, ELEMENTSOF(argv), "--errors-for-leak-kinds=definite");
         }
         append_arg(argv, &n, ELEMENTSOF(argv), TSMD_PATH);
-        snprintf(config_arg, sizeof(config_arg), "--config=%s", t->config_path);
-        append_arg(argv, &n, ELEMENTSOF(argv), config_arg);
+        if (!o->default_config) {
+                snprintf(config_arg, sizeof(config_arg), "--config=%s", t->config_path);
+                append_arg(argv, &n, ELEMENTSOF(argv), config_arg);
+        }
         if (!o->wrapper) {
                 snprintf(socket_arg, sizeof(socket_arg), "--socket=%s", t->socket);
                 append_arg(argv, &n, ELEMENTSOF(argv), socket_arg);

@@ -42,8 +42,11 @@ typedef struct TsmdFile {
 } TsmdFile;
 
 typedef struct TsmdOptions {
-        /* Contents of <dir>/tsmd.conf, always passed as --config=. NULL: an empty file. */
+        /* Contents of <dir>/tsmd.conf, passed as --config=. NULL: an empty file. */
         const char *config;
+        /* No --config=: tsmd reads its built-in default file, and what it names (the test
+         * arranges what is there, in a mount namespace of its own). */
+        bool default_config;
         const TsmdFile *files;
         size_t n_files;
         /* --sysfs-root=; NULL: none. */
