@@ -56,6 +56,7 @@ struct Monitor {
         struct event *ev_channel;
         uint64_t worker_start_usec, last_sign_of_life_usec, backoff_usec;
         bool worker_ready; /* the current worker sent READY */
+        bool reload_pending; /* SIGHUP came before a worker could take it: sent at READY */
         TsmPrivWorkerEnd worker_killed_for; /* COMPROMISED or UNRESPONSIVE once the monitor kills it */
         bool ready_sent;   /* READY=1 went to the service manager */
         bool stopping;
@@ -226,6 +227,11 @@ static void on_worker_ready(void *userdata) {
         Monitor *m = userdata;
 
         m->worker_ready = true;
+        if (m->reload_pending) {
+                /* Its handler is installed before READY: now SIGHUP reloads it. */
+                m->reload_pending = false;
+                worker_kill(m, SIGHUP);
+        }
         if (m->ready_sent) {
                 log_info("Worker %d serving again.", (int) m->worker_pid);
                 return;
@@ -369,11 +375,19 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
 static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
         Monitor *m = userdata;
 
-        /* The worker reloads, and asks us for our part (RELOAD): one path for both. */
-        if (m->worker_pid > 0)
+        /* The worker reloads, and asks us for our part (RELOAD): one path for both. A worker
+         * still starting has no handler yet and SIGHUP would kill it: it gets the signal at
+         * READY. It reads the files as they are when it starts, but our part comes with its
+         * reload, so a request survives a worker that dies before READY. */
+        if (m->worker_pid > 0 && m->worker_ready)
                 worker_kill(m, SIGHUP);
-        else
+        else if (m->worker_pid > 0)
+                m->reload_pending = true;
+        else {
+                /* Our part now; the next worker reads the files when it starts. */
+                m->reload_pending = false;
                 (void) on_worker_reload(m);
+        }
 }
 
 /* Once a second: the monitor's own watchdog ping (it holds the VMs' contexts, so it is what

@@ -250,6 +250,37 @@ TEST(sighup_with_broken_file_keeps_serving) {
         tsmd_teardown(&t);
 }
 
+/* A reload asked for while a new worker starts must neither kill it (it has no SIGHUP handler
+ * until it is nearly ready) nor get lost. */
+TEST(sighup_while_the_worker_starts) {
+        Tsmd t;
+        unsigned reloads;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        reloads = tsmd_log_count(&t, "Configuration reloaded from");
+        for (int i = 0; i < 3; i++) {
+                unsigned serving = tsmd_log_count(&t, "serving again.");
+                pid_t old = tsmd_worker_pid(&t);
+                uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+                ASSERT_TRUE(old > 0);
+                ASSERT_OK(kill(old, SIGKILL));
+                /* SIGHUP all through the restart: the backoff, the exec, the new worker's start. */
+                while (tsmd_log_count(&t, "serving again.") <= serving) {
+                        if (now_usec() > deadline)
+                                TEST_FAIL("no worker served again within %llu ms (round %d)",
+                                          (unsigned long long) (TSMD_WAIT_USEC / USEC_PER_MSEC), i);
+                        tsmd_kill(&t, SIGHUP);
+                        sleep_usec(USEC_PER_MSEC);
+                }
+        }
+        if (tsmd_log_contains(&t, "killed by signal HUP"))
+                TEST_FAIL("a SIGHUP killed a starting worker");
+        /* The reloads asked for happened, with the worker serving. */
+        ASSERT_TRUE(tsmd_wait_log(&t, "Configuration reloaded from", reloads + 1, TSMD_WAIT_USEC));
+        tsmd_teardown(&t);
+}
+
 /* ---- without a configuration file --------------------------------------------------------- */
 
 /* tsmd's default paths, private to this test: an empty /run and /var/log, and no default
