@@ -19,6 +19,7 @@
 #include "discovery.h"
 #include "log.h"
 #include "monitor.h"
+#include "policy.h"
 
 static const char *arg_socket = NULL;
 static const char *arg_guest_socket = NULL;
@@ -146,6 +147,44 @@ static int find_worker(char **ret) {
         return 0;
 }
 
+/* --check-config and --dump-config: the policy the configuration names, as the worker loads it
+ * (a bad one keeps the worker from starting). The dump goes out as comments, so that the whole
+ * of --dump-config stays a valid tsmd.conf; without the "# " it is a valid policy file. */
+static int check_policy(const DaemonConfig *c, bool dump) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL, *text = NULL;
+        size_t size = 0;
+        FILE *f;
+        int r;
+
+        r = policy_load(c->policy_file, c->policy_dropin_dir, &p, &error);
+        if (r < 0 && error)
+                return log_error_errno(r, "%s.", error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the policy: %m");
+        if (!dump)
+                return 0;
+
+        f = open_memstream(&text, &size);
+        if (!f)
+                return log_oom();
+        r = policy_dump(p, f);
+        if (fclose(f) != 0 && r >= 0)
+                r = -errno;
+        if (r < 0)
+                return log_error_errno(r, "Failed to write the policy: %m");
+
+        printf("\n# The policy from '%s' and '%s/*.conf', merged:\n#\n", strna(c->policy_file),
+               strna(c->policy_dropin_dir));
+        for (const char *l = text; *l;) {
+                size_t n = strcspn(l, "\n");
+
+                printf("#%s%.*s\n", n > 0 ? " " : "", (int) n, l);
+                l += n + (l[n] == '\n');
+        }
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(monitor_freep) Monitor *m = NULL;
         _cleanup_free_ char *worker = NULL;
@@ -169,10 +208,11 @@ int main(int argc, char *argv[]) {
         if (arg_check_config || arg_dump_config) {
                 if (arg_dump_config)
                         daemon_config_dump(&config, stdout);
-                else
+                r = check_policy(&config, arg_dump_config);
+                if (r >= 0 && !arg_dump_config)
                         printf("configuration OK\n");
                 daemon_config_done(&config);
-                return EXIT_SUCCESS;
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
 
         if (geteuid() != 0) {

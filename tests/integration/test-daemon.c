@@ -200,6 +200,88 @@ TEST(dump_config_round_trips) {
         ASSERT_STREQ(dump2, dump1);
 }
 
+/* The policy the configuration names is part of the check (POLICY.md): a bad one would keep
+ * the worker from starting. */
+TEST(check_config_loads_the_policy) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf"),
+                   *policy = scratch_path(dir, "policy.conf");
+        const char *config = strf("[Policy]\nFile=%s\nDropInDirectory=%s/policy.d\n", policy, dir);
+        const char *dropin = strf("%s/policy.d/50-bad.conf", dir);
+
+        write_file(path, config);
+        ASSERT_OK(mkdir(strf("%s/policy.d", dir), 0755));
+
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+
+                write_file(policy, "[Client:x]\nBogus=1\n");
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", &out, &err), 0));
+                if (!strstr(err, strf("%s:2:", policy)) || !strstr(err, "'Bogus'"))
+                        TEST_FAIL("stderr does not name %s:2: and the key: %s", policy, err);
+                ASSERT_NULL(strstr(out, "configuration OK"));
+        }
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--dump-config", &out, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "'Bogus'"));
+        }
+        /* A drop-in is part of it too. */
+        write_file(policy, "[Client:x]\nUsers=root\nDevices=*\n");
+        write_file(dropin, "[Client:y]\nScopes=everything\n");
+        {
+                _cleanup_free_ char *err = NULL;
+
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, strf("%s:2:", dropin)));
+        }
+        ASSERT_OK(unlink(dropin));
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+
+                if (!exited_with(tsmd_run(path, "--check-config", &out, &err), 0))
+                        TEST_FAIL("--check-config on a good policy: %s", err);
+                ASSERT_STREQ(out, "configuration OK\n");
+        }
+
+        /* --dump-config shows the merged policy, as comments: the dump stays a tsmd.conf, and
+         * without the "# " the policy part is a policy file with the same rules. */
+        write_file(strf("%s/policy.d/10-more.conf", dir), "[Client:z]\nUsers=65534\nDevices=0000:01:00.0\n");
+        {
+                const char *dump_path = scratch_path(dir, "dump.conf"), *policy_copy = scratch_path(dir, "copy.conf");
+                _cleanup_free_ char *dump = NULL, *check = NULL, *copy_dump = NULL;
+                char *p, *q;
+
+                ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump, NULL), 0));
+                ASSERT_NOT_NULL(strstr(dump, "\n# [Client:x]\n"));
+                ASSERT_NOT_NULL(strstr(dump, "\n# [Client:z]\n"));
+                ASSERT_NOT_NULL(strstr(dump, "\n# Devices=0000:01:00.0\n"));
+                write_file(dump_path, dump);
+                ASSERT_TRUE(exited_with(tsmd_run(dump_path, "--check-config", &check, NULL), 0));
+                ASSERT_STREQ(check, "configuration OK\n");
+
+                p = strstr(dump, "merged:\n");
+                ASSERT_NOT_NULL(p);
+                p += strlen("merged:\n");
+                /* Strip "# " (or a lone "#") in place. */
+                for (q = p; *p;) {
+                        size_t n = strcspn(p, "\n"), skip = n >= 2 && p[1] == ' ' ? 2 : 1;
+
+                        ASSERT_EQ(p[0], '#');
+                        memmove(q, p + skip, n - skip);
+                        q += n - skip;
+                        *q++ = '\n';
+                        p += n + (p[n] == '\n');
+                }
+                *q = 0;
+                write_file(policy_copy, strstr(dump, "merged:\n") + strlen("merged:\n"));
+                write_file(path, strf("[Policy]\nFile=%s\nDropInDirectory=%s/nonexistent\n", policy_copy, dir));
+                ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &copy_dump, NULL), 0));
+                ASSERT_NOT_NULL(strstr(copy_dump, "\n# [Client:x]\n"));
+                ASSERT_NOT_NULL(strstr(copy_dump, "\n# [Client:z]\n"));
+        }
+}
+
 /* ---- reload ---------------------------------------------------------------------------- */
 
 static int64_t max_depth(VarlinkClient *c) {
