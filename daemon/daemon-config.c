@@ -48,6 +48,7 @@ typedef enum ConfigType {
         CONFIG_SIZE_T,   /* size_t, with K/M/G suffixes */
         CONFIG_UINT64,   /* uint64_t */
         CONFIG_STRING,   /* char *, "" means unset */
+        CONFIG_PATH,     /* char *, "" means the item's default_path */
         CONFIG_PLATFORM_MODE,
         CONFIG_DEVICE_LIST, /* char *, emulated devices (emu-config.h syntax) */
         CONFIG_BOOL,
@@ -60,10 +61,15 @@ typedef struct ConfigItem {
         ConfigType type;
         size_t offset;
         uint64_t min, max;
+        const char *default_path;
 } ConfigItem;
 
 #define ITEM(section_, key_, type_, field_, min_, max_)                                            \
-        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_ }
+        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_, NULL }
+/* A path has no "none" (what would the worker audit into?): an empty value resets it to its
+ * default, as an empty assignment does in systemd. */
+#define PATH_ITEM(section_, key_, field_, default_)                                                \
+        { section_, key_, CONFIG_PATH, offsetof(DaemonConfig, field_), 0, 0, default_ }
 
 /* Bounds keep every knob in the range the code is written and tested for. */
 static const ConfigItem config_items[] = {
@@ -86,11 +92,11 @@ static const ConfigItem config_items[] = {
         ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
         ITEM("Guest", "MaxRequestSize", CONFIG_SIZE_T, max_request_size, 0, 16ULL << 20),
         ITEM("Guest", "MaxResponseSize", CONFIG_SIZE_T, max_response_size, 0, 16ULL << 20),
-        ITEM("Guest", "ContextStateDirectory", CONFIG_STRING, context_state_dir, 0, 0),
+        PATH_ITEM("Guest", "ContextStateDirectory", context_state_dir, RUNSTATEDIR "/tsmd/contexts"),
         ITEM("Guest", "ReclaimTimeoutSec", CONFIG_UINT64, reclaim_timeout_sec, 1, 86400),
-        ITEM("Policy", "File", CONFIG_STRING, policy_file, 0, 0),
-        ITEM("Policy", "DropInDirectory", CONFIG_STRING, policy_dropin_dir, 0, 0),
-        ITEM("Audit", "Directory", CONFIG_STRING, audit_dir, 0, 0),
+        PATH_ITEM("Policy", "File", policy_file, SYSCONFDIR "/tsmd/policy.conf"),
+        PATH_ITEM("Policy", "DropInDirectory", policy_dropin_dir, SYSCONFDIR "/tsmd/policy.d"),
+        PATH_ITEM("Audit", "Directory", audit_dir, LOCALSTATEDIR "/log/tsmd"),
         ITEM("Audit", "MaxFileSize", CONFIG_UINT64, audit_max_file_size, 16384, 1ULL << 40),
         ITEM("Audit", "Files", CONFIG_UNSIGNED, audit_files, 2, 100),
         ITEM("Audit", "SyncMode", CONFIG_SYNC_MODE, audit_sync_mode, 0, 0),
@@ -113,15 +119,19 @@ void daemon_config_init(DaemonConfig *c) {
                 .audit_journal = true,
                 .audit_max_in_flight = AUDIT_MAX_IN_FLIGHT_DEFAULT,
         };
-        c->context_state_dir = strdup(RUNSTATEDIR "/tsmd/contexts");
-        c->policy_file = strdup(SYSCONFDIR "/tsmd/policy.conf");
-        c->policy_dropin_dir = strdup(SYSCONFDIR "/tsmd/policy.d");
-        c->audit_dir = strdup(LOCALSTATEDIR "/log/tsmd");
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (config_items[i].type == CONFIG_PATH)
+                        *(char **) (void *) ((uint8_t *) c + config_items[i].offset) =
+                                strdup(config_items[i].default_path);
+}
+
+static bool config_type_is_string(ConfigType t) {
+        return t == CONFIG_STRING || t == CONFIG_PATH || t == CONFIG_DEVICE_LIST;
 }
 
 void daemon_config_done(DaemonConfig *c) {
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
-                if (config_items[i].type == CONFIG_STRING || config_items[i].type == CONFIG_DEVICE_LIST) {
+                if (config_type_is_string(config_items[i].type)) {
                         char **s = (char **) (void *) ((uint8_t *) c + config_items[i].offset);
                         *s = mfree(*s);
                 }
@@ -181,8 +191,13 @@ static int on_assignment(const char *section, const char *key, const char *value
                         }
                 }
                         _fallthrough_;
+                case CONFIG_PATH:
                 case CONFIG_STRING: {
-                        char *s = isempty(value) ? NULL : strdup(value);
+                        char *s;
+
+                        if (isempty(value) && it->default_path)
+                                value = it->default_path;
+                        s = isempty(value) ? NULL : strdup(value);
                         if (!isempty(value) && !s)
                                 return -ENOMEM;
                         free(*(char **) field);
@@ -241,7 +256,7 @@ static int on_assignment(const char *section, const char *key, const char *value
 static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
         *dst = *src;
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
-                if (config_items[i].type == CONFIG_STRING || config_items[i].type == CONFIG_DEVICE_LIST) {
+                if (config_type_is_string(config_items[i].type)) {
                         char **s = (char **) (void *) ((uint8_t *) dst + config_items[i].offset);
                         if (*s && !(*s = strdup(*s)))
                                 return -ENOMEM;
@@ -302,6 +317,7 @@ void daemon_config_dump(const DaemonConfig *c, FILE *f) {
                 }
                 switch (it->type) {
                 case CONFIG_STRING:
+                case CONFIG_PATH:
                 case CONFIG_DEVICE_LIST:
                         fprintf(f, "%s=%s\n", it->key, *(char *const *) field ?: "");
                         break;

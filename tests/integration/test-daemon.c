@@ -200,6 +200,25 @@ TEST(dump_config_round_trips) {
         ASSERT_STREQ(dump2, dump1);
 }
 
+/* A path has no "none": an empty one is its default, not a worker that cannot start ("Cannot
+ * open the audit log in 'n/a'") and restarts forever. */
+TEST(empty_path_is_the_default) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf");
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        int status;
+
+        write_file(path, "[Audit]\nDirectory=/elsewhere\nDirectory=\n"
+                         "[Guest]\nContextStateDirectory=\n"
+                         "[Policy]\nFile=\nDropInDirectory=\n");
+        status = tsmd_run(path, "--dump-config", &out, &err);
+        if (!exited_with(status, 0))
+                TEST_FAIL("--dump-config: status 0x%x, stderr: %s", status, err);
+        ASSERT_NOT_NULL(strstr(out, "\nDirectory=" LOCALSTATEDIR "/log/tsmd\n"));
+        ASSERT_NOT_NULL(strstr(out, "\nContextStateDirectory=" RUNSTATEDIR "/tsmd/contexts\n"));
+        ASSERT_NOT_NULL(strstr(out, "\nFile=" SYSCONFDIR "/tsmd/policy.conf\n"));
+        ASSERT_NOT_NULL(strstr(out, "\nDropInDirectory=" SYSCONFDIR "/tsmd/policy.d\n"));
+}
+
 /* The policy the configuration names is part of the check (POLICY.md): a bad one would keep
  * the worker from starting. */
 TEST(check_config_loads_the_policy) {
