@@ -278,6 +278,8 @@ int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, co
         r = ini_parse_file(path, DAEMON_CONFIG_FILE_MAX, on_assignment, &st, &line);
         if (r == -EBADMSG && !st.message)
                 st.message = "syntax error";
+        if (r == -EISDIR || r == -EBADFD)
+                st.message = "not a regular file";
         if (r >= 0 && copy.limits.max_output_size < copy.limits.max_message_size) {
                 /* The output queue must hold at least one maximum-size message. */
                 line = 0;
@@ -353,6 +355,8 @@ int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional) 
                 return 0; /* built-in defaults (a reload picks up a file that appears later) */
         if (r < 0 && line > 0)
                 return log_error_errno(r, "%s:%u: %s.", path, line, message);
+        if (r == -EISDIR || r == -EBADFD)
+                return log_error_errno(r, "Failed to load '%s': %s.", path, message);
         if (r < 0)
                 return log_error_errno(r, "Failed to load '%s': %s: %m", path, message);
         return 0;

@@ -39,7 +39,7 @@ void daemon_config_init(DaemonConfig *c);
 void daemon_config_done(DaemonConfig *c);
 
 /* Loads a config file over the current values (which stay untouched on failure). A missing
- * file is -ENOENT. Syntax or value errors are -EBADMSG/-EINVAL/-ERANGE with the line in
+ * file is -ENOENT; anything but a regular file -EISDIR or -EBADFD ("not a regular file"). Syntax or value errors are -EBADMSG/-EINVAL/-ERANGE with the line in
  * *ret_line and a description in *ret_message (static string). */
 int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message);
 

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "ini.h"
 
@@ -104,13 +105,22 @@ int ini_parse_file(const char *path, size_t max_size, IniAssignmentFunc callback
                    unsigned *ret_line) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
+        struct stat st;
         size_t n = 0;
 
         assert(path);
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO must not hang the caller (the monitor's loop, on a reload) in
+         * open() or read(); it is refused below. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
 
         buf = malloc(max_size + 1);
         if (!buf)

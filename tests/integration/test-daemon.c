@@ -200,6 +200,35 @@ TEST(dump_config_round_trips) {
         ASSERT_STREQ(dump2, dump1);
 }
 
+/* A configuration that is not a regular file is refused at once: a FIFO must not hang the check,
+ * nor a reload (the worker's loop, then the monitor's). */
+TEST(config_not_a_regular_file) {
+        const char *dir = scratch_dir(), *fifo = scratch_path(dir, "fifo.conf");
+        const char *const paths[] = { fifo, dir };
+        Tsmd t;
+        VarlinkClient *c;
+
+        ASSERT_OK(mkfifo(fifo, 0644));
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+
+                ASSERT_FALSE(exited_with(tsmd_run(paths[i], "--check-config", &out, &err), 0));
+                if (!strstr(err, strf("'%s': not a regular file", paths[i])))
+                        TEST_FAIL("stderr does not say '%s' is not a regular file: %s", paths[i], err);
+                ASSERT_NULL(strstr(out, "configuration OK"));
+        }
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        c = tsmd_connect(&t);
+        ASSERT_OK(unlink(t.config_path));
+        ASSERT_OK(mkfifo(t.config_path, 0644));
+        tsmd_kill(&t, SIGHUP);
+        ASSERT_TRUE(tsmd_wait_log(&t, "not a regular file; keeping the configuration in force.", 1, TSMD_WAIT_USEC));
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* A path has no "none": an empty one is its default, not a worker that cannot start ("Cannot
  * open the audit log in 'n/a'") and restarts forever. */
 TEST(empty_path_is_the_default) {
