@@ -200,6 +200,34 @@ TEST(dump_config_round_trips) {
         ASSERT_STREQ(dump2, dump1);
 }
 
+/* The shipped tsmd.conf says it shows every key: each one --dump-config knows, in its section. */
+TEST(shipped_config_shows_every_key) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf");
+        _cleanup_free_ char *dump = NULL, *shipped = read_file(TSMD_CONF_SHIPPED_PATH);
+        char section[64] = "";
+
+        ASSERT_NOT_NULL(shipped);
+        write_file(path, "");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump, NULL), 0));
+        for (const char *p = dump; *p;) {
+                size_t n = strcspn(p, "\n"), key_len = strcspn(p, "=");
+
+                if (p[0] == '[')
+                        snprintf(section, sizeof(section), "%.*s", (int) n, p);
+                else if (n > 0 && p[0] != '#') {
+                        const char *start = strstr(shipped, strf("\n%s\n", section)), *end, *key;
+
+                        if (!start)
+                                TEST_FAIL("systemd/tsmd.conf has no %s", section);
+                        end = strstr(start + 1, "\n[");
+                        key = strstr(start, strf("\n#%.*s=", (int) key_len, p));
+                        if (!key || (end && key > end))
+                                TEST_FAIL("systemd/tsmd.conf does not show %s %.*s=", section, (int) key_len, p);
+                }
+                p += n + (p[n] == '\n');
+        }
+}
+
 /* A configuration that is not a regular file is refused at once: a FIFO must not hang the check,
  * nor a reload (the worker's loop, then the monitor's). */
 TEST(config_not_a_regular_file) {
