@@ -142,6 +142,25 @@ typedef struct LoadState {
         const char *message;
 } LoadState;
 
+/* A message naming the key and its range: daemon_config_load() hands out static strings. */
+static _Thread_local char range_message[128];
+
+/* A bound as the key takes it: a size with the largest unit that divides it. */
+static const char *format_bound(const ConfigItem *it, uint64_t v, char buf[static 32]) {
+        static const char units[] = "GMK";
+
+        for (int i = 0; it->type == CONFIG_SIZE_T && v > 0 && units[i]; i++) {
+                uint64_t factor = 1ULL << (10 * (3 - i));
+
+                if (v % factor == 0) {
+                        snprintf(buf, 32, "%" PRIu64 "%c", v / factor, units[i]);
+                        return buf;
+                }
+        }
+        snprintf(buf, 32, "%" PRIu64, v);
+        return buf;
+}
+
 static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, const char **msg) {
         uint64_t v;
         char *end;
@@ -160,7 +179,11 @@ static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, 
                 }
         }
         if (v < it->min || v > it->max) {
-                *msg = "value out of range";
+                char lo[32], hi[32];
+
+                snprintf(range_message, sizeof(range_message), "value out of range for %s= (%s to %s)", it->key,
+                         format_bound(it, it->min, lo), format_bound(it, it->max, hi));
+                *msg = range_message;
                 return -ERANGE;
         }
         *ret = v;

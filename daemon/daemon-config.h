@@ -40,7 +40,8 @@ void daemon_config_done(DaemonConfig *c);
 
 /* Loads a config file over the current values (which stay untouched on failure). A missing
  * file is -ENOENT; anything but a regular file -EISDIR or -EBADFD ("not a regular file"). Syntax or value errors are -EBADMSG/-EINVAL/-ERANGE with the line in
- * *ret_line and a description in *ret_message (static string). */
+ * *ret_line and a description in *ret_message (static storage: valid until the next load in this
+ * thread). */
 int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message);
 
 /* daemon_config_load() for a program's start, logging what is wrong; a missing file is fine

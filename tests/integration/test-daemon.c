@@ -95,16 +95,19 @@ TEST(check_config_bad_names_file_and_line) {
                 unsigned line;
                 const char *reason;
         } bad[] = {
-                { "[Varlink]\nMaxJsonDepth=1\n", 2, "value out of range" },
+                { "[Varlink]\nMaxJsonDepth=1\n", 2, "value out of range for MaxJsonDepth= (2 to 4096)" },
+                { "[Varlink]\nMaxMessageSize=32\n", 2, "value out of range for MaxMessageSize= (64 to 256M)" },
+                { "[Varlink]\nMaxBufferedPerUid=17G\n", 2, "value out of range for MaxBufferedPerUid= (64 to 16G)" },
+                { "[Audit]\nMaxFileSize=100\n", 2, "value out of range for MaxFileSize= (16384 to 1099511627776)" },
                 { "[Varlink]\nMaxMessageSize=12Q\n", 2, "not a size" },
                 { "[Varlink]\nMaxConnections=-1\n", 2, "not a non-negative integer" },
                 { "[Varlink]\n\n# comment\nNoSuchKey=1\n", 4, "unknown section or key" },
                 { "[NoSuchSection]\nMode=emulated\n", 2, "unknown section or key" },
                 { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },
-                { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range" },
-                { "[Platform]\nEmulatedLatencyUSec=60000001\n", 2, "value out of range" },
-                { "[Platform]\nRequestTimeoutUSec=999\n", 2, "value out of range" },
-                { "[Varlink]\nMessageTimeoutSec=3601\n", 2, "value out of range" },
+                { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range for MaxContextsPerClient= (1 to 4096)" },
+                { "[Platform]\nEmulatedLatencyUSec=60000001\n", 2, "value out of range for EmulatedLatencyUSec= (0 to 60000000)" },
+                { "[Platform]\nRequestTimeoutUSec=999\n", 2, "value out of range for RequestTimeoutUSec= (1000 to 600000000)" },
+                { "[Varlink]\nMessageTimeoutSec=3601\n", 2, "value out of range for MessageTimeoutSec= (0 to 3600)" },
                 { "[Varlink\nMaxJsonDepth=8\n", 1, NULL },
                 { "[Varlink]\njust some words\n", 2, NULL },
         };
@@ -379,8 +382,8 @@ TEST(sighup_with_broken_file_keeps_serving) {
 
         /* Broken: kept, and the log says where and why. */
         ASSERT_FALSE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=1\n"));
-        ASSERT_TRUE(tsmd_log_contains(&t, strf("%s:4: value out of range; keeping the configuration in force.",
-                                               t.config_path)));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("%s:4: value out of range for MaxJsonDepth= (2 to 4096); keeping the "
+                                               "configuration in force.", t.config_path)));
         ASSERT_FALSE(tsmd_reload(&t, "[Varlink\n"));
         ASSERT_TRUE(tsmd_log_contains(&t, strf("%s:1:", t.config_path)));
 
