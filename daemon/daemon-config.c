@@ -62,14 +62,17 @@ typedef struct ConfigItem {
         size_t offset;
         uint64_t min, max;
         const char *default_path;
+        bool at_start; /* read when tsmd or its worker starts; a reload does not apply it */
 } ConfigItem;
 
 #define ITEM(section_, key_, type_, field_, min_, max_)                                            \
-        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_, NULL }
+        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_, NULL, false }
+#define START_ITEM(section_, key_, type_, field_, min_, max_)                                      \
+        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_, NULL, true }
 /* A path has no "none" (what would the worker audit into?): an empty value resets it to its
  * default, as an empty assignment does in systemd. */
-#define PATH_ITEM(section_, key_, field_, default_)                                                \
-        { section_, key_, CONFIG_PATH, offsetof(DaemonConfig, field_), 0, 0, default_ }
+#define PATH_ITEM(section_, key_, field_, default_, at_start_)                                     \
+        { section_, key_, CONFIG_PATH, offsetof(DaemonConfig, field_), 0, 0, default_, at_start_ }
 
 /* Bounds keep every knob in the range the code is written and tested for. */
 static const ConfigItem config_items[] = {
@@ -83,25 +86,25 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MaxBufferedPerUid", CONFIG_SIZE_T, limits.max_buffered_per_uid, 64, 1ULL << 34),
         ITEM("Varlink", "MessageTimeoutSec", CONFIG_UNSIGNED, limits.message_timeout_sec, 0, 3600),
         ITEM("Varlink", "IdleTimeoutSec", CONFIG_UNSIGNED, limits.idle_timeout_sec, 0, 86400),
-        ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
-        ITEM("Platform", "IommuDevice", CONFIG_STRING, platform.iommu_device, 0, 0),
+        START_ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
+        START_ITEM("Platform", "IommuDevice", CONFIG_STRING, platform.iommu_device, 0, 0),
         ITEM("Platform", "EmulatedDevices", CONFIG_DEVICE_LIST, platform.emulated_devices, 0, 0),
-        ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
-        ITEM("Platform", "RequestTimeoutUSec", CONFIG_UINT64, platform.request_timeout_usec, 1000, 600000000),
+        START_ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
+        START_ITEM("Platform", "RequestTimeoutUSec", CONFIG_UINT64, platform.request_timeout_usec, 1000, 600000000),
         ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
         ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
         ITEM("Guest", "MaxRequestSize", CONFIG_SIZE_T, max_request_size, 0, 16ULL << 20),
         ITEM("Guest", "MaxResponseSize", CONFIG_SIZE_T, max_response_size, 0, 16ULL << 20),
-        PATH_ITEM("Guest", "ContextStateDirectory", context_state_dir, RUNSTATEDIR "/tsmd/contexts"),
-        ITEM("Guest", "ReclaimTimeoutSec", CONFIG_UINT64, reclaim_timeout_sec, 1, 86400),
-        PATH_ITEM("Policy", "File", policy_file, SYSCONFDIR "/tsmd/policy.conf"),
-        PATH_ITEM("Policy", "DropInDirectory", policy_dropin_dir, SYSCONFDIR "/tsmd/policy.d"),
-        PATH_ITEM("Audit", "Directory", audit_dir, LOCALSTATEDIR "/log/tsmd"),
-        ITEM("Audit", "MaxFileSize", CONFIG_UINT64, audit_max_file_size, 16384, 1ULL << 40),
-        ITEM("Audit", "Files", CONFIG_UNSIGNED, audit_files, 2, 100),
-        ITEM("Audit", "SyncMode", CONFIG_SYNC_MODE, audit_sync_mode, 0, 0),
-        ITEM("Audit", "Journal", CONFIG_BOOL, audit_journal, 0, 0),
-        ITEM("Audit", "MaxRecordsInFlight", CONFIG_UNSIGNED, audit_max_in_flight, 1, 1U << 20),
+        PATH_ITEM("Guest", "ContextStateDirectory", context_state_dir, RUNSTATEDIR "/tsmd/contexts", true),
+        START_ITEM("Guest", "ReclaimTimeoutSec", CONFIG_UINT64, reclaim_timeout_sec, 1, 86400),
+        PATH_ITEM("Policy", "File", policy_file, SYSCONFDIR "/tsmd/policy.conf", false),
+        PATH_ITEM("Policy", "DropInDirectory", policy_dropin_dir, SYSCONFDIR "/tsmd/policy.d", false),
+        PATH_ITEM("Audit", "Directory", audit_dir, LOCALSTATEDIR "/log/tsmd", true),
+        START_ITEM("Audit", "MaxFileSize", CONFIG_UINT64, audit_max_file_size, 16384, 1ULL << 40),
+        START_ITEM("Audit", "Files", CONFIG_UNSIGNED, audit_files, 2, 100),
+        START_ITEM("Audit", "SyncMode", CONFIG_SYNC_MODE, audit_sync_mode, 0, 0),
+        START_ITEM("Audit", "Journal", CONFIG_BOOL, audit_journal, 0, 0),
+        START_ITEM("Audit", "MaxRecordsInFlight", CONFIG_UNSIGNED, audit_max_in_flight, 1, 1U << 20),
 };
 
 void daemon_config_init(DaemonConfig *c) {
@@ -329,43 +332,73 @@ int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, co
         return 0;
 }
 
+/* The value as the file would spell it. Returns buf. */
+static const char *format_value(const ConfigItem *it, const DaemonConfig *c, char *buf, size_t size) {
+        const void *field = (const void *) ((const uint8_t *) c + it->offset);
+
+        switch (it->type) {
+        case CONFIG_STRING:
+        case CONFIG_PATH:
+        case CONFIG_DEVICE_LIST:
+                return *(char *const *) field ?: "";
+        case CONFIG_PLATFORM_MODE:
+                return tsm_platform_mode_to_string(*(const TsmPlatformMode *) field);
+        case CONFIG_BOOL:
+                return *(const bool *) field ? "yes" : "no";
+        case CONFIG_SYNC_MODE:
+                return audit_sync_mode_to_string(*(const AuditSyncMode *) field);
+        case CONFIG_UNSIGNED:
+                snprintf(buf, size, "%u", *(const unsigned *) field);
+                return buf;
+        case CONFIG_SIZE_T:
+                snprintf(buf, size, "%zu", *(const size_t *) field);
+                return buf;
+        case CONFIG_UINT64:
+                snprintf(buf, size, "%" PRIu64, *(const uint64_t *) field);
+                return buf;
+        }
+        return "";
+}
+
 void daemon_config_dump(const DaemonConfig *c, FILE *f) {
         const char *section = NULL;
 
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
-                const void *field = (const void *) ((const uint8_t *) c + it->offset);
+                char buf[32];
 
                 if (!section || !streq(section, it->section)) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", it->section);
                         section = it->section;
                 }
-                switch (it->type) {
-                case CONFIG_STRING:
-                case CONFIG_PATH:
-                case CONFIG_DEVICE_LIST:
-                        fprintf(f, "%s=%s\n", it->key, *(char *const *) field ?: "");
-                        break;
-                case CONFIG_PLATFORM_MODE:
-                        fprintf(f, "%s=%s\n", it->key, tsm_platform_mode_to_string(*(const TsmPlatformMode *) field));
-                        break;
-                case CONFIG_BOOL:
-                        fprintf(f, "%s=%s\n", it->key, *(const bool *) field ? "yes" : "no");
-                        break;
-                case CONFIG_SYNC_MODE:
-                        fprintf(f, "%s=%s\n", it->key, audit_sync_mode_to_string(*(const AuditSyncMode *) field));
-                        break;
-                case CONFIG_UNSIGNED:
-                        fprintf(f, "%s=%u\n", it->key, *(const unsigned *) field);
-                        break;
-                case CONFIG_SIZE_T:
-                        fprintf(f, "%s=%zu\n", it->key, *(const size_t *) field);
-                        break;
-                case CONFIG_UINT64:
-                        fprintf(f, "%s=%" PRIu64 "\n", it->key, *(const uint64_t *) field);
-                        break;
-                }
+                fprintf(f, "%s=%s\n", it->key, format_value(it, c, buf, sizeof(buf)));
         }
+}
+
+int daemon_config_start_only_changes(const DaemonConfig *running, const DaemonConfig *new, char **ret) {
+        _cleanup_free_ char *list = NULL;
+        size_t n = 0;
+
+        assert(running);
+        assert(new);
+        assert(ret);
+
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
+                const ConfigItem *it = &config_items[i];
+                char a[32], b[32];
+                char *l;
+
+                if (!it->at_start ||
+                    streq(format_value(it, running, a, sizeof(a)), format_value(it, new, b, sizeof(b))))
+                        continue;
+                if (asprintf(&l, "%s%s[%s] %s=", strempty(list), list ? ", " : "", it->section, it->key) < 0)
+                        return -ENOMEM;
+                free(list);
+                list = l;
+                n++;
+        }
+        *ret = TAKE_PTR(list);
+        return (int) n;
 }
 
 int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional) {

@@ -51,5 +51,10 @@ int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional);
 /* Writes the effective configuration in config-file syntax (tsmd --dump-config). */
 void daemon_config_dump(const DaemonConfig *c, FILE *f);
 
+/* The settings a reload does not apply (read when tsmd or its worker starts) whose value
+ * differs between the two: their number, and in *ret their names ("[Audit] Directory=, ...";
+ * NULL if none). */
+int daemon_config_start_only_changes(const DaemonConfig *running, const DaemonConfig *new, char **ret);
+
 /* Parses "16M", "4096", "64K" into bytes (base 1024). */
 int parse_size(const char *s, uint64_t *ret);

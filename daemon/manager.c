@@ -212,6 +212,15 @@ int manager_reload(Manager *m, char **ret_message) {
         m->config.max_vdevices_per_client = config.max_vdevices_per_client;
         m->config.max_request_size = config.max_request_size;
         m->config.max_response_size = config.max_response_size;
+
+        /* The rest is read at start: say so rather than seem to have applied it. */
+        {
+                _cleanup_free_ char *later = NULL;
+
+                if (daemon_config_start_only_changes(&m->config, &config, &later) > 0)
+                        log_notice("Not applied by this reload, taking effect when tsmd restarts (the "
+                                   "worker's own, such as [Audit], also when its worker does): %s", later);
+        }
         daemon_config_done(&config);
 
         log_info("Configuration reloaded from %s.", m->config_path);

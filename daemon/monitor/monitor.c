@@ -110,13 +110,16 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         channel_close(m);
 }
 
-static void policy_reload_for_worker(Monitor *m);
+static int apply_files(Monitor *m);
 
 static int worker_start(Monitor *m) {
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
         int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, r;
 
-        policy_reload_for_worker(m);
+        /* A worker reads the files as they are when it starts: so do we, or a restarted worker
+         * would serve emulated devices we do not have, grant debug scopes our gate refuses, or
+         * write to a directory nobody gave it. (A broken file keeps what is in force.) */
+        (void) apply_files(m);
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
                 return log_error_errno(-errno, "Failed to make the worker's channel: %m");
@@ -304,26 +307,28 @@ static void policy_load_logged(Monitor *m, const DaemonConfig *config) {
         log_info("Scope checks follow the policy in '%s' (%zu rules).", strna(config->policy_file), policy_n_rules(p));
 }
 
-/* A worker reads the policy as the files are when it starts: a restarted one would grant what
- * was edited in without a reload while the scope gate refused it. So the monitor reads it
- * then too (the policy only: its device list changes at RELOAD). */
-static void policy_reload_for_worker(Monitor *m) {
-        DaemonConfig config;
+/* Returns the audit directory's error: without it the worker cannot start. */
+static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
+        int r;
 
-        if (!m->config_path) {
-                policy_load_logged(m, &m->config);
-                return;
-        }
-        daemon_config_init(&config);
-        policy_load_logged(m, daemon_config_load_logged(&config, m->config_path, true) >= 0 ? &config : &m->config);
-        daemon_config_done(&config);
+        /* What the worker writes must be the worker's (an older tsmd wrote it as root). */
+        r = worker_dir_prepare(config->context_state_dir ?: RUNSTATEDIR "/tsmd/contexts", m->worker_uid,
+                               m->worker_gid);
+        if (r < 0)
+                log_warning_errno(r, "Cannot give the context state directory to the worker, contexts will "
+                                     "not survive restarts: %m");
+        if (!config->audit_dir)
+                return 0;
+        r = worker_dir_prepare(config->audit_dir, m->worker_uid, m->worker_gid);
+        if (r < 0)
+                return log_error_errno(r, "Cannot give the audit directory '%s' to the worker: %m", config->audit_dir);
+        return 0;
 }
 
-/* What the monitor applies of a new configuration: the emulated devices it serves, and the
- * policy for its scope gate. The rest (the policy's decisions, limits, audit) is the worker's,
- * which reads the same files. */
-static int on_worker_reload(void *userdata) {
-        Monitor *m = userdata;
+/* What the monitor takes of the files, at a reload and whenever a worker starts (which reads
+ * them then): the emulated devices it serves, the policy for its scope gate, the directories
+ * the worker writes. The rest (the policy's decisions, limits, audit) is the worker's. */
+static int apply_files(Monitor *m) {
         DaemonConfig config;
         int r;
 
@@ -331,7 +336,6 @@ static int on_worker_reload(void *userdata) {
                 policy_load_logged(m, &m->config);
                 return 0;
         }
-        (void) sd_notify(false, "RELOADING=1");
         daemon_config_init(&config);
         r = daemon_config_load_logged(&config, m->config_path, true);
         if (r >= 0 && tsm_platform_is_emulated(m->platform)) {
@@ -339,8 +343,19 @@ static int on_worker_reload(void *userdata) {
                 if (r < 0)
                         log_error_errno(r, "Failed to apply the emulated device list: %m");
         }
+        if (r >= 0)
+                (void) worker_dirs_prepare(m, &config);
         policy_load_logged(m, r >= 0 ? &config : &m->config);
         daemon_config_done(&config);
+        return r;
+}
+
+static int on_worker_reload(void *userdata) {
+        Monitor *m = userdata;
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1");
+        r = apply_files(m);
         (void) sd_notify(false, "READY=1");
         return r;
 }
@@ -446,17 +461,9 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         if (r < 0)
                 return log_error_errno(r, "Cannot use '%s' as the worker's user: %m", o->worker_user);
 
-        /* What the worker writes must be the worker's (an older tsmd wrote it as root). */
-        if (m->config.audit_dir) {
-                r = worker_dir_prepare(m->config.audit_dir, m->worker_uid, m->worker_gid);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot give the audit directory '%s' to the worker: %m",
-                                               m->config.audit_dir);
-        }
-        r = worker_dir_prepare(m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts", m->worker_uid, m->worker_gid);
+        r = worker_dirs_prepare(m, &m->config);
         if (r < 0)
-                log_warning_errno(r, "Cannot give the context state directory to the worker, contexts will "
-                                     "not survive restarts: %m");
+                return r;
 
         snprintf(log_level, sizeof(log_level), "--log-level=%s", strna(log_level_to_string(o->log_level)));
         m->worker_argv[0] = m->worker_path;

@@ -411,6 +411,25 @@ TEST(sighup_with_broken_file_keeps_serving) {
         tsmd_teardown(&t);
 }
 
+/* A reload applies what it can at run time and names what it does not (read at start), rather
+ * than seem to have applied it. */
+TEST(reload_names_what_it_does_not_apply) {
+        static const char notice[] = "Not applied by this reload";
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n");
+        ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=48\n"));
+        ASSERT_FALSE(tsmd_log_contains(&t, notice));
+
+        ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n"
+                                    "[Audit]\nMaxFileSize=1048576\n[Guest]\nReclaimTimeoutSec=30\n"));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("%s, taking effect when tsmd restarts (the worker's own, such as "
+                                               "[Audit], also when its worker does): [Guest] ReclaimTimeoutSec=, "
+                                               "[Audit] MaxFileSize=",
+                                               notice)));
+        tsmd_teardown(&t);
+}
+
 /* A reload asked for while a new worker starts must neither kill it (it has no SIGHUP handler
  * until it is nearly ready) nor get lost. */
 TEST(sighup_while_the_worker_starts) {

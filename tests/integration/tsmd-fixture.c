@@ -651,6 +651,10 @@ bool tsmd_wait_log(Tsmd *t, const char *needle, unsigned n, uint64_t timeout_use
         }
 }
 
+void tsmd_write_config(Tsmd *t, const char *config) {
+        tsmd_write_file(t, "tsmd.conf", config_with_test_sections(t, config));
+}
+
 bool tsmd_reload(Tsmd *t, const char *config) {
         static const char reloaded[] = "Configuration reloaded from", kept[] = "keeping the configuration in force",
                           kept_policy[] = "keeping the policy in force";
@@ -658,7 +662,7 @@ bool tsmd_reload(Tsmd *t, const char *config) {
                  n_kept = tsmd_log_count(t, kept) + tsmd_log_count(t, kept_policy);
         uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
 
-        tsmd_write_file(t, "tsmd.conf", config_with_test_sections(t, config));
+        tsmd_write_config(t, config);
         tsmd_kill(t, SIGHUP);
         for (;;) {
                 if (tsmd_log_count(t, reloaded) > n_reloaded)

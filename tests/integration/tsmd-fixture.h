@@ -120,6 +120,8 @@ void tsmd_kill_worker(Tsmd *t);
 /* Replaces tsmd.conf (atomically) and sends SIGHUP; waits until tsmd logged that it reloaded
  * or kept its configuration (bounded). Returns true if it reloaded, false if it kept the old. */
 bool tsmd_reload(Tsmd *t, const char *config);
+/* Replaces tsmd.conf (atomically, with the fixture's own sections as at start), no reload. */
+void tsmd_write_config(Tsmd *t, const char *config);
 /* Rewrites a file in tsmd's directory (atomically). */
 void tsmd_write_file(Tsmd *t, const char *name, const char *text);
 

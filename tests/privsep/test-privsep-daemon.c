@@ -39,6 +39,7 @@
 
 #define G "io.tsmd.Guest."
 #define DEV1 "0000:01:00.0"
+#define DEV2 "0000:02:00.0"
 #define VDEV 1
 
 /* No IOMMU device: the monitor hands out memfds, each its own inode, so "the same kernel
@@ -456,6 +457,28 @@ TEST(debug_read_granted_to_a_restarted_worker) {
         teardown(&s);
 }
 
+
+/* The files edited without a reload, then the worker restarts and reads them: the monitor reads
+ * them too, so both serve the same emulated devices (before, the worker listed one the monitor
+ * did not have, and attaching it failed). */
+TEST(emulated_devices_follow_a_restarted_worker) {
+        VarlinkClient *c;
+        json_object *r;
+        Setup s;
+
+        setup(&s);
+        tsmd_write_config(&s.t, strf("[Platform]\nMode=emulated\nIommuDevice=/nonexistent/tsmd-test/iommu\n"
+                                     "EmulatedDevices=" DEV1 "," DEV2 "\n"));
+        ASSERT_OK(kill(s.proxy, SIGKILL));
+        expect_replaced(&s);
+
+        c = tsmd_connect_guest(&s.t);
+        r = CALL_OK(c, G "OpenContext", NULL);
+        safe_close(varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor")));
+        CALL_OK(c, G "AttachDevice", guest_attach_params(JINT(r, "context"), VDEV, DEV2));
+        varlink_client_free(c);
+        teardown(&s);
+}
 
 /* ---- a worker that goes quiet, one whose proxy dies ---------------------------------------- */
 
