@@ -574,6 +574,7 @@ static int listen_path(Monitor *m, const char *path, mode_t mode, TsmPrivSocketK
 
 int monitor_listen(Monitor *m) {
         _cleanup_free_ char **names = NULL;
+        TsmPrivSocketKind kind;
         int n, r;
 
         n = sd_listen_fds_with_names(true, &names);
@@ -600,13 +601,20 @@ int monitor_listen(Monitor *m) {
                                             "Passed fd %d ('%s') is not a listening AF_UNIX stream socket.", fd, strna(name));
                         goto finish;
                 }
-                /* A socket named after io.tsmd.Guest serves VMMs only; any other name serves
-                 * everything, and its file mode decides who may connect. */
-                r = add_socket(m, fd, name && streq(name, "io.tsmd.Guest") ? TSM_PRIV_SOCKET_GUEST : TSM_PRIV_SOCKET_ALL);
+                /* SECURITY: only a socket named after io.tsmd.Admin (tsmd-admin.socket's
+                 * FileDescriptorName=) serves everything, its file mode deciding who may connect;
+                 * any other serves VMMs only. A unit edited without its name fails closed, not
+                 * with administration on the world-writable guest socket. */
+                kind = name && streq(name, "io.tsmd.Admin") ? TSM_PRIV_SOCKET_ALL : TSM_PRIV_SOCKET_GUEST;
+                r = add_socket(m, fd, kind);
                 if (r < 0)
                         goto finish;
-                log_info("Serving %s on passed socket '%s'.", name && streq(name, "io.tsmd.Guest") ? "io.tsmd.Guest" : "all interfaces",
-                         strna(name));
+                if (kind == TSM_PRIV_SOCKET_ALL || (name && streq(name, "io.tsmd.Guest")))
+                        log_info("Serving %s on passed socket '%s'.",
+                                 kind == TSM_PRIV_SOCKET_ALL ? "all interfaces" : "io.tsmd.Guest", name);
+                else
+                        log_notice("Serving io.tsmd.Guest only on passed socket '%s' (FileDescriptorName=io.tsmd.Admin "
+                                   "serves administration).", strna(name));
         }
 
         if (m->socket_path) {

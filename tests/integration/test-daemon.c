@@ -546,14 +546,34 @@ TEST(socket_activation) {
         ASSERT_STREQ(JSTR(r, "product"), "tsmd");
         ASSERT_TRUE(strlen(JSTR(r, "version")) > 0);
         ASSERT_TRUE(json_object_object_get_ex(r, "interfaces", &ifaces));
-        for (size_t i = 0; i < json_object_array_length(ifaces); i++)
-                if (streq(json_object_get_string(json_object_array_get_idx(ifaces, i)), "io.tsmd.Guest"))
+        for (size_t i = 0; i < json_object_array_length(ifaces); i++) {
+                const char *iface = json_object_get_string(json_object_array_get_idx(ifaces, i));
+
+                if (streq(iface, "io.tsmd.Guest"))
                         guest = true;
+                /* Not named io.tsmd.Admin: it serves VMMs only (fails closed). */
+                ASSERT_FALSE(streq(iface, "io.tsmd.Admin"));
+        }
         ASSERT_TRUE(guest);
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
-
+        CALL_ERROR(c, "io.tsmd.Admin.ListBackends", NULL, "org.varlink.service.InterfaceNotFound", NULL);
+        ASSERT_TRUE(tsmd_log_contains(&t, "Serving io.tsmd.Guest only on passed socket"));
         varlink_client_free(c);
         tsmd_teardown(&t);
+
+        /* Named as tsmd-admin.socket names it: everything. */
+        {
+                const char *admin_wrapper[] = { activate, "-l", "@SOCKET@", "--fdname=io.tsmd.Admin", NULL };
+
+                tsmd_start(&t, &(TsmdOptions) {
+                        .config = "[Platform]\nMode=emulated\n",
+                        .wrapper = admin_wrapper,
+                });
+                c = tsmd_connect(&t);
+                CALL_OK(c, "io.tsmd.Admin.ListBackends", NULL);
+                varlink_client_free(c);
+                tsmd_teardown(&t);
+        }
 }
 
 /* ---- tsmctl ------------------------------------------------------------------------------ */
