@@ -8,7 +8,6 @@
 #include <sys/time.h>
 
 #include "backend.h"
-#include "emu-platform.h"
 #include "fdstore.h"
 #include "idle-flush.h"
 #include "log.h"
@@ -607,19 +606,17 @@ static int check_device(const struct tsm_priv_device *dev, bool with_tsm, const 
 
 static int priv_get_device_state(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                  const char **ret_reason) {
-        EmuPlatform *emu = tsm_platform_get_emulated(d->platform);
-        EmuDevice *dev;
-        int r;
+        TsmTarget t = { .pci_address = m->device.pci_address, .iommufd = -EBADF };
+        int r, state = 0;
 
         r = check_device(&m->device, false, ret_reason);
         if (r < 0)
                 return r;
 
-        /* Only the emulated TSM lets the host see a TDI's state without a vDevice. */
-        dev = emu ? emu_platform_find_device(emu, m->device.pci_address) : NULL;
-        if (!dev)
-                return reply(d, m, -ENODEV, 0, -EBADF);
-        return reply(d, m, 0, (uint32_t) emu_device_get_state(dev), -EBADF);
+        /* Only the emulated TSM lets the host see a TDI's state without a vDevice, and only
+         * where it serves the address (not under a real device that shadows it). */
+        r = tsm_platform_get_state(d->platform, &t, &state);
+        return reply(d, m, r < 0 ? -ENODEV : 0, r < 0 ? 0 : (uint32_t) state, -EBADF);
 }
 
 static int priv_connect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,

@@ -327,6 +327,17 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
         ASSERT_STREQ(gone, "n");
         ASSERT_TRUE(emu_device_is_clean(nic));
         ASSERT_EQ(emu_device_get_state(nic), TDISP_STATE_CONFIG_UNLOCKED);
+        /* The host sees no emulated TDI state there any more (GET_DEVICE_STATE asks this); the
+         * GPU's it still does. */
+        {
+                TsmTarget t = { .pci_address = NIC, .iommufd = -EBADF };
+                int state;
+
+                ASSERT_ERRNO(tsm_platform_get_state(p, &t, &state), EOPNOTSUPP);
+                t.pci_address = GPU;
+                ASSERT_OK(tsm_platform_get_state(p, &t, &state));
+                ASSERT_EQ(state, TDISP_STATE_CONFIG_UNLOCKED);
+        }
 
         tsm_platform_free(p);
         event_base_free(base);
