@@ -12,6 +12,7 @@
 #include "iommufd-transport.h"
 #include "kernel-lanes.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "tsm-platform.h"
 
 /* What a TsmRequest asks of the TSM. */
@@ -59,6 +60,7 @@ struct TsmPlatform {
         int uapi; /* TsmUapiVersion, or negative errno from probing */
         bool view; /* the worker's: no operations of its own */
         uint64_t watch_id;
+        RateLimit timeout_log; /* a VMM whose device hangs times out as often as it asks */
 
         TsmPlatformDeviceGone gone_callback;
         void *gone_userdata;
@@ -211,8 +213,9 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
                         return;
                 }
         } else if (!r->completed) {
-                log_warning("Guest request to %s not answered within %" PRIu64 " ms, failing it.",
-                            r->pci_address, p->config.request_timeout_usec / 1000);
+                log_full_ratelimited(&p->timeout_log, LOG_WARNING,
+                                     "Guest request to %s not answered within %" PRIu64 " ms, failing it.",
+                                     r->pci_address, p->config.request_timeout_usec / 1000);
                 r->result = -ETIMEDOUT;
                 r->completed = true;
         }
@@ -349,6 +352,7 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
         p->base = base;
         p->uapi = view ? uapi : -EOPNOTSUPP;
         p->view = view;
+        p->timeout_log = RATELIMIT(TSM_TIMEOUT_LOG_INTERVAL_USEC, TSM_TIMEOUT_LOG_BURST);
         TAILQ_INIT(&p->requests);
         TAILQ_INIT(&p->emu_waiting);
         p->config.mode = config->mode;

@@ -29,6 +29,9 @@ TsmPlatformMode tsm_platform_mode_from_string(const char *s);
 
 /* How long a guest request may wait for its backend's answer, unless configured. */
 #define TSM_REQUEST_TIMEOUT_USEC_DEFAULT (30ULL * 1000000ULL)
+/* Requests that time out are logged at most this often (the VMM gets Timeout for each). */
+#define TSM_TIMEOUT_LOG_BURST 10U
+#define TSM_TIMEOUT_LOG_INTERVAL_USEC (10ULL * 1000000ULL)
 
 typedef struct TsmPlatformConfig {
         TsmPlatformMode mode;

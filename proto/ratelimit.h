@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "log.h"
+
 typedef struct RateLimit {
         uint64_t interval_usec;
         unsigned burst;
@@ -26,3 +28,15 @@ bool ratelimit_below(RateLimit *r);
 
 /* How many were refused before the one that just passed; resets the count. */
 unsigned ratelimit_take_dropped(RateLimit *r);
+
+/* log_full() as far as rl lets it, after a line counting what it held back since. */
+#define log_full_ratelimited(rl, level, ...)                                                       \
+        do {                                                                                       \
+                RateLimit *_rl_ = (rl);                                                            \
+                if (ratelimit_below(_rl_)) {                                                       \
+                        unsigned _dropped_ = ratelimit_take_dropped(_rl_);                         \
+                        if (_dropped_ > 0)                                                         \
+                                log_full((level), "(%u similar messages were not logged.)", _dropped_); \
+                        log_full((level), __VA_ARGS__);                                            \
+                }                                                                                  \
+        } while (false)

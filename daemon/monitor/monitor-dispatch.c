@@ -757,14 +757,9 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
          * client is: an opt-in scope only where some rule opens it (MonitorDispatchCallbacks). */
         if (!desc->default_allowed &&
             !(d->cb.scope_granted && d->cb.scope_granted(info.pci_address, info.backend, desc->name, d->userdata))) {
-                if (ratelimit_below(&d->scope_refusal_log)) {
-                        unsigned dropped = ratelimit_take_dropped(&d->scope_refusal_log);
-
-                        if (dropped > 0)
-                                log_warning("%u more such refusals were not logged.", dropped);
-                        log_warning("Refusing a guest request in scope %s to %s: no policy rule grants it for the device.",
-                                    desc->name, info.pci_address);
-                }
+                log_full_ratelimited(&d->scope_refusal_log, LOG_WARNING,
+                                     "Refusing a guest request in scope %s to %s: no policy rule grants it for the device.",
+                                     desc->name, info.pci_address);
                 return reply(d, m, -EPERM, 0, -EBADF);
         }
         if (g->hdr.payload_len > desc->max_request)

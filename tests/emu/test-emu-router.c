@@ -11,6 +11,7 @@
 
 #include "emu-device.h"
 #include "harness.h"
+#include "log-capture.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
 
@@ -169,6 +170,27 @@ static void on_bound(TsmRequest *req, int result, void *userdata) {
 
 /* Like a DOE mailbox, a device takes one exchange at a time, binds included, in the order they
  * came, each after its latency; another device works meanwhile. */
+/* A VMM whose device hangs gets Timeout for every request, but the log a burst's worth. */
+TEST(timeouts_are_logged_a_burst_at_a_time) {
+        Router r;
+        Done d[3 * TSM_TIMEOUT_LOG_BURST];
+        _cleanup_free_ char *text = NULL;
+        int saved;
+
+        router_new(&r, DEV1 ":fault=timeout", 0, 50 * MSEC);
+        saved = log_capture_begin();
+        for (size_t i = 0; i < ELEMENTSOF(d); i++)
+                (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &d[i]);
+        for (size_t i = 0; i < ELEMENTSOF(d); i++) {
+                run_until(&r, &d[i].called, 50 * MSEC + SLACK_USEC);
+                ASSERT_TRUE(d[i].called);
+                ASSERT_ERRNO(d[i].result, ETIMEDOUT);
+        }
+        text = log_capture_end(saved);
+        ASSERT_EQ(count_occurrences(text, "not answered within"), TSM_TIMEOUT_LOG_BURST);
+        router_free(&r);
+}
+
 TEST(one_exchange_at_a_time) {
         TsmTarget t = { .pci_address = DEV1, .iommufd = -EBADF };
         Router r;

@@ -14,7 +14,6 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +25,7 @@
 #include "fake-tsm-kernel.h"
 #include "harness.h"
 #include "iommufd-uapi.h"
+#include "log-capture.h"
 #include "monitor-dispatch.h"
 #include "platform-test-util.h"
 #include "tdisp.h"
@@ -1332,26 +1332,16 @@ TEST(opt_in_scopes_gated) {
         ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
         /* Without end, they are answered every time but logged a burst's worth. */
         {
-                _cleanup_close_ int saved = dup(STDERR_FILENO), log = memfd_create("log", MFD_CLOEXEC);
+                int saved = log_capture_begin();
                 _cleanup_free_ char *text = NULL;
-                size_t n_logged = 0;
-                off_t size;
 
-                ASSERT_GE(saved, 0);
-                ASSERT_GE(log, 0);
-                ASSERT_GE(dup2(log, STDERR_FILENO), 0);
                 for (unsigned i = 0; i < 100; i++) {
                         m = guest_request_msg(f, SLOT, id, 1, TSM_SCOPE_DEBUG_READ, dbg_len);
                         ASSERT_ERRNO(call_full(f, &m, dbg, dbg_len, -EBADF, &rep), EPERM);
                 }
-                ASSERT_GE(dup2(saved, STDERR_FILENO), 0);
-                size = lseek(log, 0, SEEK_END);
-                ASSERT_NOT_NULL(text = calloc(1, (size_t) size + 1));
-                ASSERT_EQ(pread(log, text, (size_t) size, 0), size);
-                for (const char *p = text; (p = strstr(p, "Refusing a guest request")); p++)
-                        n_logged++;
+                text = log_capture_end(saved);
                 /* The two above took two of the burst. */
-                ASSERT_EQ(n_logged, SCOPE_REFUSAL_LOG_BURST - 2);
+                ASSERT_EQ(count_occurrences(text, "Refusing a guest request"), SCOPE_REFUSAL_LOG_BURST - 2);
         }
         /* info needs no grant: not even asked. */
         f->granted_scope[0] = 0;
