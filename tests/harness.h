@@ -17,6 +17,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* HAVE_ASAN: built with AddressSanitizer (gcc says so one way, clang another), which owns
+ * malloc and free and checks leaks at exit. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#endif
+
 typedef struct TestCase {
         const char *name;
         void (*func)(void);

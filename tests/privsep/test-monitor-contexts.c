@@ -18,14 +18,6 @@
 #include "monitor-contexts.h"
 #include "tsm-platform.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#endif
 #ifdef HAVE_ASAN
 #include <sanitizer/lsan_interface.h>
 #endif

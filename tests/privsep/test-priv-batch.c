@@ -14,15 +14,6 @@
 #include "macro.h"
 #include "tsm-priv-batch.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#endif
-
 /* Lets the test make the next allocation of a given size fail: glibc's allocator underneath,
  * so not where AddressSanitizer owns malloc and free. */
 static size_t fail_malloc_of_size;
