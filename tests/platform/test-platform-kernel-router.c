@@ -207,27 +207,33 @@ TEST(held_bind_waits_on_its_lane_alone) {
         router_teardown(&t);
 }
 
-TEST(disconnected_device_fails_its_request_at_once) {
-        Router t;
+/* While a NIC request is held in the kernel, the NIC's tsm/connect becomes connect ("" for
+ * none) and the platform looks again: the request fails at once with -ENODEV. */
+static void reconnect_nic_under_a_held_request(Router *t, const char *connect) {
         Done held = {};
         char path[PATH_MAX];
         FILE *f;
 
-        router_setup(&t);
         fake_kernel_hold(true);
-        request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
+        request(t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
         fake_kernel_wait_inside(1);
 
-        snprintf(path, sizeof(path), "%s/%s", t.sysfs, NIC_CONNECT);
+        snprintf(path, sizeof(path), "%s/%s", t->sysfs, NIC_CONNECT);
         ASSERT_NOT_NULL(f = fopen(path, "we"));
-        ASSERT_OK(fputs("\n", f) >= 0 ? 0 : -EIO);
+        ASSERT_OK(fprintf(f, "%s\n", connect) >= 0 ? 0 : -EIO);
         ASSERT_OK(fclose(f));
-        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
-        run_until(&t, &held, 1);
+        ASSERT_OK(tsm_platform_refresh_device(t->platform, NIC));
+        run_until(t, &held, 1);
         ASSERT_EQ(held.result, -ENODEV);
         ASSERT_LE(held.at, TIMEOUT_USEC);
-
         fake_kernel_hold(false);
+}
+
+TEST(disconnected_device_fails_its_request_at_once) {
+        Router t;
+
+        router_setup(&t);
+        reconnect_nic_under_a_held_request(&t, "");
         router_teardown(&t);
 }
 
@@ -235,32 +241,18 @@ TEST(disconnected_device_fails_its_request_at_once) {
  * change. Its vDevices were the old TSM's (their binding, their SPDM session): gone. */
 TEST(device_moved_to_another_tsm_is_gone) {
         Router t;
-        Done held = {};
-        char path[PATH_MAX], gone[16] = {};
+        char gone[16] = {};
         TsmDeviceInfo info;
-        FILE *f;
 
         router_setup(&t);
         tsm_platform_set_device_gone_callback(t.platform, on_gone, gone);
         ASSERT_OK(tsm_platform_get_device(t.platform, NIC, &info));
         ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
-        fake_kernel_hold(true);
-        request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
-        fake_kernel_wait_inside(1);
-
-        snprintf(path, sizeof(path), "%s/%s", t.sysfs, NIC_CONNECT);
-        ASSERT_NOT_NULL(f = fopen(path, "we"));
-        ASSERT_OK(fputs("tsm1\n", f) >= 0 ? 0 : -EIO);
-        ASSERT_OK(fclose(f));
-        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
-        run_until(&t, &held, 1);
-        ASSERT_EQ(held.result, -ENODEV);
+        reconnect_nic_under_a_held_request(&t, "tsm1");
         ASSERT_STREQ(gone, "n");
         ASSERT_OK(tsm_platform_get_device(t.platform, NIC, &info));
         ASSERT_EQ(info.backend, TSM_BACKEND_TDX_CONNECT);
         ASSERT_STREQ(info.tsm, "tsm1");
-
-        fake_kernel_hold(false);
         router_teardown(&t);
 }
 
