@@ -55,6 +55,17 @@ static Inventory *scan(Discovery **ret_d) {
         return inv;
 }
 
+/* The two-TSM fixture scanned, every later event of its inventory recorded in log. */
+static Inventory *scan_watched_two_tsms(const char **ret_root, Discovery **ret_d, EventLog *log) {
+        Inventory *inv;
+
+        platform_test_sandbox(false);
+        *ret_root = platform_test_fixture("two-tsms", NULL);
+        inv = scan(ret_d);
+        ASSERT_OK(inventory_add_watch(inv, record, log, NULL, NULL));
+        return inv;
+}
+
 static const InventoryDevice *device(Inventory *inv, const char *address) {
         const InventoryDevice *d = inventory_get_device(inv, address);
 
@@ -284,10 +295,7 @@ TEST(rescan_reconciles_changes) {
         Inventory *inv;
         EventLog log = {};
 
-        platform_test_sandbox(false);
-        root = platform_test_fixture("two-tsms", NULL);
-        inv = scan(&d);
-        ASSERT_OK(inventory_add_watch(inv, record, &log, NULL, NULL));
+        inv = scan_watched_two_tsms(&root, &d, &log);
 
         /* Behind sd-device's back: disconnect the NIC, remove the GPU, drop tsm1. */
         ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "tsm/connect", ""));
@@ -326,10 +334,7 @@ TEST(unreadable_device_is_kept) {
         Inventory *inv;
         EventLog log = {};
 
-        platform_test_sandbox(false);
-        root = platform_test_fixture("two-tsms", NULL);
-        inv = scan(&d);
-        ASSERT_OK(inventory_add_watch(inv, record, &log, NULL, NULL));
+        inv = scan_watched_two_tsms(&root, &d, &log);
         ASSERT_STREQ(device(inv, "0000:01:00.0")->connected_tsm, "tsm0");
 
         /* Reading it fails with EISDIR from now on. */
@@ -357,10 +362,7 @@ TEST(refresh_single_device) {
         Inventory *inv;
         EventLog log = {};
 
-        platform_test_sandbox(false);
-        root = platform_test_fixture("two-tsms", NULL);
-        inv = scan(&d);
-        ASSERT_OK(inventory_add_watch(inv, record, &log, NULL, NULL));
+        inv = scan_watched_two_tsms(&root, &d, &log);
 
         /* What tsmd's own "echo tsm1 > tsm/connect" would do; the kernel sends no uevent. */
         ASSERT_OK(sysfs_fixture_write_attr(root, NVME, "tsm/connect", "tsm1"));
