@@ -789,14 +789,19 @@ TEST(client_killed_mid_request) {
 
 /* The next guest of a released device: it gets it (once the release is done) unlocked and
  * unbound, and can bind it. */
-static void expect_next_guest_gets_it_unlocked(Tsmd *t, const char *address) {
-        VarlinkClient *b = tsmd_connect(t);
+static void expect_guest_gets_it_unlocked(VarlinkClient *b, const char *address) {
         int64_t cb = attach_when_free(b, 1, address);
         bool bound = true;
 
         ASSERT_STREQ(state_of(b, cb, 1, &bound), "config_unlocked");
         ASSERT_FALSE(bound);
         bind_device(b, cb, 1);
+}
+
+static void expect_next_guest_gets_it_unlocked(Tsmd *t, const char *address) {
+        VarlinkClient *b = tsmd_connect(t);
+
+        expect_guest_gets_it_unlocked(b, address);
         varlink_client_free(b);
 }
 
@@ -952,11 +957,7 @@ TEST(watch_events_hot_removal) {
         async_call_done(&gr);
         async_call_done(&we);
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("EmulatedLatencyUSec=2000000\n")));
-        int64_t c2 = attach_when_free(c, 1, DEV2);
-        bool bound = true;
-        ASSERT_STREQ(state_of(c, c2, 1, &bound), "config_unlocked");
-        ASSERT_FALSE(bound);
-        bind_device(c, c2, 1);
+        expect_guest_gets_it_unlocked(c, DEV2);
 
         varlink_client_free(c);
         tsmd_teardown(&t);
