@@ -770,17 +770,6 @@ TEST(device_removed_mid_request) {
 
 /* ---- audit faults: the file system under the audit directory -------------------------------- */
 
-/* A mount namespace of the test's own, shared with the tsmd it starts: what the test mounts
- * there tsmd sees, and it all goes away with them. */
-static void private_mounts(void) {
-        if (geteuid() != 0)
-                SKIP("mounting over the audit directory needs root");
-        if (unshare(CLONE_NEWNS) < 0)
-                SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
-        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                SKIP("making / private: %s", strerror(errno));
-}
-
 static const char *audit_dir(Tsmd *t) {
         return strf("%s/audit", t->dir);
 }
@@ -833,7 +822,7 @@ TEST(audit_full_disk) {
         uid_t uid;
         gid_t gid;
 
-        private_mounts();
+        tsmd_private_mount_namespace("mounting over the audit directory");
         tsmd_start_config(&t, CONF(DEV1 "," DEV2, ""));
         worker_ids(&t, &uid, &gid);
         if (mount("tsmd-test-audit", audit_dir(&t), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -1096,7 +1085,7 @@ static uint64_t good_median(Good *g) {
 static dev_t start_on_loop_disk(Tsmd *t, Good *g, Baseline *b, uint64_t bound_usec) {
         dev_t dev;
 
-        private_mounts();
+        tsmd_private_mount_namespace("mounting over the audit directory");
         tsmd_start_config(t, CONF(DEV1 "," DEV2, ""));
         dev = mount_loop_ext4(t);
         worker_restart(t);

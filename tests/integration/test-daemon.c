@@ -466,11 +466,7 @@ TEST(sighup_while_the_worker_starts) {
 /* tsmd's default paths, private to this test: an empty /run and /var/log, and no default
  * tsmd.conf or policy (an empty directory over SYSCONFDIR/tsmd if the host has one). */
 static void private_default_paths(void) {
-        if (geteuid() != 0)
-                SKIP("needs root (a mount namespace over tsmd's default paths)");
-        if (unshare(CLONE_NEWNS) < 0)
-                SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
-        ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+        tsmd_private_mount_namespace("mounting over tsmd's default paths");
         ASSERT_OK(mount("tmpfs", RUNSTATEDIR, "tmpfs", 0, "mode=0755"));
         ASSERT_OK(mount("tmpfs", LOCALSTATEDIR "/log", "tmpfs", 0, "mode=0755"));
         if (access(SYSCONFDIR "/tsmd", F_OK) >= 0)

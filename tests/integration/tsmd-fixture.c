@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -823,6 +825,15 @@ VarlinkClient *tsmd_connect_guest(Tsmd *t) {
 
 bool tsmd_can_switch_uid(void) {
         return geteuid() == 0;
+}
+
+void tsmd_private_mount_namespace(const char *why) {
+        if (geteuid() != 0)
+                SKIP("%s needs root", why);
+        if (unshare(CLONE_NEWNS) < 0)
+                SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                SKIP("making / private: %s", strerror(errno));
 }
 
 static int send_fd(int sock, int fd) {

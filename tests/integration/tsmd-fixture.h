@@ -168,6 +168,11 @@ VarlinkClient *tsmd_connect_guest(Tsmd *t);
 VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid);
 bool tsmd_can_switch_uid(void);
 
+/* A mount namespace of the test's own (/ private), which the tsmd it starts shares: what the
+ * test mounts there tsmd sees, and it all goes away with them. SKIPs (saying why the test
+ * needs it) unless root. */
+void tsmd_private_mount_namespace(const char *why);
+
 /* ---- the audit log, through io.tsmd.Admin.QueryAudit ----------------------------------------- */
 
 /* The records QueryAudit returns for params (JSON text, NULL: all), a new reference. */
