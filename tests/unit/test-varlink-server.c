@@ -603,6 +603,18 @@ static bool wait_pending_calls(VarlinkClient *c, int n) {
         return false;
 }
 
+/* Sends n Defer calls (ids 0..n-1) on c, all written out; their answers go to col. */
+static void send_deferred(VarlinkClient *c, int n, Collected *col) {
+        for (int i = 0; i < n; i++) {
+                char p[32];
+
+                snprintf(p, sizeof(p), "{\"id\":%d}", i);
+                ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Defer", parse(p), 0, collect, col));
+        }
+        while (varlink_client_process(c) > 0)
+                ;
+}
+
 static int64_t release(VarlinkClient *c, int id) {
         json_object *reply;
         const char *e = NULL;
@@ -963,13 +975,7 @@ TEST(limit_pending_calls) {
         server_start(&l);
         c = client_new();
         c2 = client_new();
-        for (int i = 0; i < 5; i++) {
-                char p[32];
-                snprintf(p, sizeof(p), "{\"id\":%d}", i);
-                ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Defer", parse(p), 0, collect, &col));
-        }
-        while (varlink_client_process(c) > 0)
-                ;
+        send_deferred(c, 5, &col);
         usleep(200000);
         /* The server took in only two of the five calls: it stopped reading. */
         ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Pending", NULL, &reply, &e));
@@ -1087,14 +1093,7 @@ TEST(hangup_while_reading_is_paused) {
 
         /* Paused at MaxPendingCalls. */
         c = client_new();
-        for (int i = 0; i < 4; i++) {
-                char p[32];
-
-                snprintf(p, sizeof(p), "{\"id\":%d}", i);
-                ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Defer", parse(p), 0, collect, &col));
-        }
-        while (varlink_client_process(c) > 0)
-                ;
+        send_deferred(c, 4, &col);
         ASSERT_TRUE(wait_pending_calls(c2, 2));
         varlink_client_free(c);
         ASSERT_TRUE(wait_n_connections(1));
