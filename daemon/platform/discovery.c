@@ -40,6 +40,7 @@ struct Discovery {
         sd_device_monitor *monitor;
         struct event *sd_event_watch;
         struct event *resync_timer;
+        struct event *storm_timer; /* a rescan once a uevent storm has passed */
         uint64_t resync_usec;
         uint64_t n_events;
 };
@@ -375,6 +376,8 @@ Discovery *discovery_free(Discovery *d) {
                 event_free(d->sd_event_watch);
         if (d->resync_timer)
                 event_free(d->resync_timer);
+        if (d->storm_timer)
+                event_free(d->storm_timer);
         sd_device_monitor_unref(d->monitor);
         sd_event_unref(d->sd_event);
 
@@ -511,6 +514,8 @@ static int on_uevent(sd_device_monitor *m, sd_device *dev, void *userdata) {
 }
 
 static void on_sd_event_fd(evutil_socket_t fd, short what, void *userdata) {
+        static const struct timeval quiet = { .tv_sec = DISCOVERY_STORM_QUIET_USEC / 1000000,
+                                              .tv_usec = DISCOVERY_STORM_QUIET_USEC % 1000000 };
         Discovery *d = userdata;
 
         for (unsigned i = 0; i < DISCOVERY_EVENTS_PER_WAKEUP; i++) {
@@ -522,6 +527,10 @@ static void on_sd_event_fd(evutil_socket_t fd, short what, void *userdata) {
                 if (r == 0)
                         return;
         }
+        /* More waiting than a wakeup takes: a storm, which may overflow the receive buffer and
+         * lose events without a word from sd-device. Rescan once it has been quiet a while
+         * (each saturated wakeup pushes that back). */
+        (void) evtimer_add(d->storm_timer, &quiet);
 }
 
 static void on_resync(evutil_socket_t fd, short what, void *userdata) {
@@ -591,6 +600,9 @@ int discovery_start_monitor(Discovery *d) {
         if (fd < 0)
                 return fd;
 
+        d->storm_timer = evtimer_new(d->base, on_resync, d);
+        if (!d->storm_timer)
+                return -ENOMEM;
         watch = event_new(d->base, fd, EV_READ | EV_PERSIST, on_sd_event_fd, d);
         if (!watch)
                 return -ENOMEM;

@@ -42,12 +42,16 @@ int discovery_scan(Discovery *d);
 /*
  * Subscribe to udev events for tsm and pci and attach to the libevent base. Events that
  * arrive are applied to the inventory from the event loop. -EINVAL without an event base,
- * -EBUSY if already started. From then on a full rescan also runs every
- * DISCOVERY_RESYNC_USEC: uevents lost to a full receive buffer (sd-device drops them without
- * telling) and connects or disconnects by other tools (which send none) show within it.
+ * -EBUSY if already started. From then on a full rescan also runs DISCOVERY_STORM_QUIET_USEC
+ * after a storm of uevents (more than one wakeup takes): events it lost to a full receive
+ * buffer (sd-device drops them without telling) show then; and every DISCOVERY_RESYNC_USEC,
+ * for connects and disconnects by other tools (which send no uevent). A rescan blocks the
+ * loop for ~0.2 ms per PCI function (BENCHMARKS.md), ~200 ms on a 1,000-device host: hence
+ * the long period.
  */
 int discovery_start_monitor(Discovery *d);
-#define DISCOVERY_RESYNC_USEC (60ULL * 1000 * 1000)
+#define DISCOVERY_RESYNC_USEC (600ULL * 1000 * 1000)
+#define DISCOVERY_STORM_QUIET_USEC (1000ULL * 1000)
 /* Another interval than DISCOVERY_RESYNC_USEC (tests). */
 void discovery_set_resync_interval(Discovery *d, uint64_t usec);
 

@@ -305,6 +305,36 @@ TEST(periodic_rescan_catches_lost_events) {
         teardown(&c);
 }
 
+/* A storm of uevents (more than one wakeup takes) may overflow the receive buffer, and sd-device
+ * drops what did not fit without a word: a rescan follows once the storm has passed. */
+TEST(a_storm_is_followed_by_a_rescan) {
+        Ctx c;
+        uint64_t n = 0;
+
+        setup(&c, "two-tsms");
+        ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+
+        /* The NVMe goes, its remove event "lost" in a storm of others. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
+        for (; n < 200; n++)
+                send_event(&c, "change", NIC, "pci");
+        run_until_events(&c, n);
+        for (unsigned i = 0; i < 25 && inventory_get_device(c.inv, "0000:03:00.0"); i++)
+                run_idle(&c);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        ASSERT_TRUE(find_event(&c, 0, INVENTORY_DEVICE_REMOVED, "0000:03:00.0") >= 0);
+
+        /* A few events are no storm: nothing rescans behind them. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, GPU));
+        for (uint64_t k = n + 3; n < k; n++)
+                send_event(&c, "change", NIC, "pci");
+        run_until_events(&c, n);
+        for (unsigned i = 0; i < 10; i++)
+                run_idle(&c);
+        ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:02:00.0"));
+        teardown(&c);
+}
+
 TEST(murmur_hash_basics) {
         /* Agreement with libsystemd's string_hash32() is proven end to end by the tests above
          * (a wrong hash makes the monitor's BPF filter drop every event); these only pin
