@@ -5,8 +5,9 @@
  * whole life of a context (open, attach, bind, a real TDISP exchange with the emulated
  * device, unbind, detach, close), adoption, a worker restart with reclaim, binds still on
  * their way, the answers that are errors but not violations, and every class of violation.
- * One case runs on the kernel's TSMs instead: the two-TSM fixture sysfs and a fake kernel
- * (root; SKIPs otherwise). Runs in: tests.
+ * Some cases run on the kernel's TSMs instead: the two-TSM fixture sysfs and a fake kernel
+ * (root; SKIPs otherwise); one in auto mode, where a TSM appears after the start. Runs in:
+ * tests.
  */
 
 #include <dirent.h>
@@ -28,8 +29,10 @@
 #include "log-capture.h"
 #include "monitor-dispatch.h"
 #include "platform-test-util.h"
+#include "sysfs-fixture.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
+#include "uevent-sender.h"
 
 #ifdef HAVE_ASAN
 #include <sanitizer/lsan_interface.h>
@@ -56,7 +59,7 @@ typedef struct Fixture {
         int listen_fd;
         uint32_t cookie;
         size_t n_fds_before; /* open before the fixture: the same number must be after */
-        bool emulated;       /* else the kernel's TSMs, on a fixture sysfs with a fake kernel */
+        bool emulated;       /* at the start; else the kernel's TSMs, on a fixture sysfs with a fake kernel */
         struct tsm_priv_hello hello; /* the last worker_start()'s */
 
         unsigned n_ready, n_status, n_reload, n_stalled;
@@ -219,7 +222,7 @@ static void setup_platform(Fixture *f, const TsmPlatformConfig *config) {
 
         unsetenv("NOTIFY_SOCKET"); /* no service manager, no fd store */
         *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .n_fds_before = count_fds(),
-                        .emulated = config->mode == TSM_PLATFORM_EMULATED };
+                        .emulated = config->mode != TSM_PLATFORM_KERNEL }; /* auto: no TSM yet */
         f->base = event_base_new();
         ASSERT_NOT_NULL(f->base);
         ASSERT_OK(tsm_platform_new(f->base, config, &f->platform));
@@ -278,6 +281,33 @@ static Fixture *kernel_fixture(void) {
         (void) platform_test_fixture("two-tsms", NULL);
         fake_kernel_install(VDEV_HELD);
         setup_platform(f, &config);
+        return f;
+}
+
+/* Auto mode on a fixture sysfs with no TSM yet, so the emulated platform serves its default
+ * devices; a real device, not TDISP capable yet, sits at DEV_A. Fake uevents tell of what the
+ * test adds to the tree (returned in ret_sysfs): root, private mount and network namespaces
+ * and a working udev monitor; SKIPs otherwise. */
+static Fixture *auto_fixture(const char **ret_sysfs) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_AUTO,
+                .iommu_device = (char *) "/dev/null", /* answers no TSM UAPI, as the emulated platform */
+        };
+        Fixture *f;
+
+        if (!platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(true);
+        ASSERT_EQ(uevent_in_private_netns(), 1);
+        *ret_sysfs = platform_test_fixture(
+                NULL, "device /devices/pci0000:00\n"
+                      "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 "
+                      "driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/" DEV_A " vendor=0x15b3 device=0x1021 class=0x020000 "
+                      "driver=vfio-pci\n");
+        ASSERT_NOT_NULL(f = malloc(sizeof(Fixture)));
+        setup_platform(f, &config);
+        ASSERT_TRUE(tsm_platform_is_emulated(f->platform));
         return f;
 }
 
@@ -1094,6 +1124,44 @@ TEST(disconnect_refused_while_assigned) {
         ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, TSM_PRIV_SLOT_WORKER, a, 3, NULL));
         ASSERT_OK(disconnect(f, NIC));
         ASSERT_OK(disconnect(f, GPU)); /* never assigned */
+        fixture_free(f);
+}
+
+/* Auto mode: a TSM appears after the start (its driver loaded late) and the real device at an
+ * emulated device's address connects to it. The host sees no emulated TDI state there from
+ * then on (the emulated device was released, but it no longer serves the address), only where
+ * the emulator still serves. */
+TEST(device_state_only_where_emulated_serves) {
+        const char *sysfs;
+        Fixture *f = auto_fixture(&sysfs);
+        struct tsm_priv_device dev;
+        TsmDeviceInfo info;
+        MonitorContext *ctx;
+        uint32_t a;
+        Reply rep;
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        ctx = monitor_contexts_get(f->contexts, a);
+        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 1, NULL));
+        tsm_priv_init(&dev, TSM_PRIV_GET_DEVICE_STATE, 0, 0);
+        strcpy(dev.pci_address, DEV_A);
+        ASSERT_OK(call(f, &dev, &rep));
+        ASSERT_EQ(rep.r.value, TDISP_STATE_CONFIG_LOCKED);
+
+        /* The SEV-TIO module loads: the PSP with tsm0, and the device connects to it. */
+        ASSERT_OK(sysfs_fixture_apply_text(sysfs, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 "
+                                                  "device=0x14ca class=0x108000 driver=ccp\n"
+                                                  "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
+        ASSERT_OK(sysfs_fixture_write_attr(sysfs, "/devices/pci0000:00/0000:00:01.1/" DEV_A, "tsm/connect", "tsm0"));
+        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
+        LOOP_UNTIL(f, tsm_platform_get_device(f->platform, DEV_A, &info) >= 0 && !info.emulated);
+        ASSERT_TRUE(monitor_context_find_vdevice(ctx, 1)->gone);
+
+        ASSERT_ERRNO(call(f, &dev, &rep), ENODEV);
+        strcpy(dev.pci_address, DEV_B);
+        ASSERT_OK(call(f, &dev, &rep));
+        ASSERT_EQ(rep.r.value, TDISP_STATE_CONFIG_UNLOCKED);
         fixture_free(f);
 }
 
