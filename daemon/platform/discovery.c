@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 
 #include "backend.h"
 #include "discovery.h"
+#include "event-util.h"
 #include "log.h"
 #include "macro.h"
 
@@ -41,7 +43,7 @@ struct Discovery {
         struct event *sd_event_watch;
         struct event *resync_timer;
         struct event *storm_timer; /* a rescan once a uevent storm has passed */
-        uint64_t resync_usec;
+        uint64_t resync_usec; /* 0: the default, which depends on whether uevents arrive */
         uint64_t n_events;
 };
 
@@ -362,7 +364,6 @@ int discovery_new(Inventory *inv, struct event_base *base, Discovery **ret) {
 
         d->inv = inv;
         d->base = base;
-        d->resync_usec = DISCOVERY_RESYNC_USEC;
         *ret = d;
         return 0;
 }
@@ -542,15 +543,26 @@ static void on_resync(evutil_socket_t fd, short what, void *userdata) {
                 log_warning_errno(r, "Failed to rescan devices, inventory may be stale: %m");
 }
 
+uint64_t discovery_get_resync_interval(const Discovery *d) {
+        if (!d || !d->resync_timer)
+                return 0;
+        if (d->resync_usec > 0)
+                return d->resync_usec;
+        return d->monitor ? DISCOVERY_RESYNC_USEC : DISCOVERY_RESYNC_NO_UEVENTS_USEC;
+}
+
 static int arm_resync(Discovery *d) {
-        struct timeval tv = { .tv_sec = (time_t) (d->resync_usec / 1000000),
-                              .tv_usec = (suseconds_t) (d->resync_usec % 1000000) };
+        struct timeval tv;
+        uint64_t usec;
 
         if (!d->resync_timer) {
                 d->resync_timer = event_new(d->base, -1, EV_PERSIST, on_resync, d);
                 if (!d->resync_timer)
                         return -ENOMEM;
         }
+        usec = discovery_get_resync_interval(d);
+        tv.tv_sec = (time_t) (usec / 1000000);
+        tv.tv_usec = (suseconds_t) (usec % 1000000);
         return event_add(d->resync_timer, &tv) < 0 ? -EIO : 0;
 }
 
@@ -563,15 +575,12 @@ void discovery_set_resync_interval(Discovery *d, uint64_t usec) {
                 (void) arm_resync(d);
 }
 
-int discovery_start_monitor(Discovery *d) {
+/* Subscribes to uevents; on failure leaves d as it was. */
+static int start_uevents(Discovery *d) {
         _cleanup_(sd_device_monitor_unrefp) sd_device_monitor *m = NULL;
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
-        struct event *watch;
+        _cleanup_(event_freep) struct event *storm = NULL, *watch = NULL;
         int r, fd;
-
-        assert_return(d, -EINVAL);
-        assert_return(d->base, -EINVAL);
-        assert_return(!d->monitor, -EBUSY);
 
         r = sd_event_new(&e);
         if (r < 0)
@@ -600,21 +609,39 @@ int discovery_start_monitor(Discovery *d) {
         if (fd < 0)
                 return fd;
 
-        d->storm_timer = evtimer_new(d->base, on_resync, d);
-        if (!d->storm_timer)
+        storm = evtimer_new(d->base, on_resync, d);
+        if (!storm)
                 return -ENOMEM;
         watch = event_new(d->base, fd, EV_READ | EV_PERSIST, on_sd_event_fd, d);
         if (!watch)
                 return -ENOMEM;
-        if (event_add(watch, NULL) < 0) {
-                event_free(watch);
+        if (event_add(watch, NULL) < 0)
                 return -EIO;
-        }
 
-        d->sd_event_watch = watch;
+        d->storm_timer = TAKE_PTR(storm);
+        d->sd_event_watch = TAKE_PTR(watch);
         d->monitor = TAKE_PTR(m);
         d->sd_event = TAKE_PTR(e);
-        return arm_resync(d);
+        return 0;
+}
+
+int discovery_start_monitor(Discovery *d) {
+        int r, r_uevents;
+
+        assert_return(d, -EINVAL);
+        assert_return(d->base, -EINVAL);
+        assert_return(!d->resync_timer, -EBUSY);
+
+        /* Without uevents the periodic rescan is all there is, so it runs either way. */
+        r_uevents = start_uevents(d);
+        r = arm_resync(d);
+        if (r < 0)
+                return r;
+        if (r_uevents < 0)
+                log_warning_errno(r_uevents, "Cannot follow device hotplug through uevents, noticing device "
+                                             "changes only by rescanning sysfs every %" PRIu64 " s: %m",
+                                  discovery_get_resync_interval(d) / 1000000);
+        return 0;
 }
 
 uint64_t discovery_n_events(const Discovery *d) {

@@ -40,20 +40,27 @@ Discovery *discovery_free(Discovery *d);
 int discovery_scan(Discovery *d);
 
 /*
- * Subscribe to udev events for tsm and pci and attach to the libevent base. Events that
- * arrive are applied to the inventory from the event loop. -EINVAL without an event base,
- * -EBUSY if already started. From then on a full rescan also runs DISCOVERY_STORM_QUIET_USEC
- * after a storm of uevents (more than one wakeup takes): events it lost to a full receive
- * buffer (sd-device drops them without telling) show then; and every DISCOVERY_RESYNC_USEC,
- * for connects and disconnects by other tools (which send no uevent). A rescan blocks the
- * loop for ~0.2 ms per PCI function (BENCHMARKS.md), ~200 ms on a 1,000-device host: hence
- * the long period.
+ * Start following changes: subscribe to udev events for tsm and pci, attached to the libevent
+ * base, and rescan periodically. Events that arrive are applied to the inventory from the
+ * event loop. A full rescan also runs DISCOVERY_STORM_QUIET_USEC after a storm of uevents
+ * (more than one wakeup takes): events it lost to a full receive buffer (sd-device drops them
+ * without telling) show then; and every DISCOVERY_RESYNC_USEC, for connects and disconnects by
+ * other tools (which send no uevent). A rescan blocks the loop for ~0.2 ms per PCI function
+ * (BENCHMARKS.md), ~200 ms on a 1,000-device host: hence the long period. Where uevents cannot
+ * be received (no netlink in a container, RestrictAddressFamilies=, ...) this logs so once and
+ * follows changes by rescans alone, every DISCOVERY_RESYNC_NO_UEVENTS_USEC: not an error.
+ * -EINVAL without an event base, -EBUSY if already started, -ENOMEM/-EIO if the rescan timer
+ * cannot be set.
  */
 int discovery_start_monitor(Discovery *d);
 #define DISCOVERY_RESYNC_USEC (600ULL * 1000 * 1000)
+/* Without uevents even hotplug waits for a rescan: 1 min, ~0.3% of the loop at 1,000 devices. */
+#define DISCOVERY_RESYNC_NO_UEVENTS_USEC (60ULL * 1000 * 1000)
 #define DISCOVERY_STORM_QUIET_USEC (1000ULL * 1000)
-/* Another interval than DISCOVERY_RESYNC_USEC (tests). */
+/* Another interval than the default (tests). */
 void discovery_set_resync_interval(Discovery *d, uint64_t usec);
+/* The period of the full rescan in effect; 0 before discovery_start_monitor(). */
+uint64_t discovery_get_resync_interval(const Discovery *d);
 
 /* Re-read one PCI device (after tsmd wrote its tsm/connect, which the kernel does not
  * announce). Removes it from the inventory if it vanished. -EINVAL on a malformed address. */

@@ -4,11 +4,17 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "discovery.h"
@@ -56,6 +62,32 @@ bool platform_test_udev_monitor_possible(void) {
         }
         fclose(f);
         return found;
+}
+
+void platform_test_deny_netlink(void) {
+        /* Test-only, so no architecture check: the test makes no foreign system calls. The
+         * domain is an int, the low word of the first argument. */
+        static const struct sock_filter filter[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 3),
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                         offsetof(struct seccomp_data, args[0]) + (__BYTE_ORDER == __BIG_ENDIAN ? 4 : 0)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_NETLINK, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAFNOSUPPORT),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        const struct sock_fprog prog = {
+                .len = ELEMENTSOF(filter),
+                .filter = (struct sock_filter *) filter,
+        };
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                TEST_FAIL("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+                if (errno == ENOSYS || errno == EINVAL)
+                        SKIP("no seccomp filters: %s", strerror(errno));
+                TEST_FAIL("seccomp: %s", strerror(errno));
+        }
 }
 
 bool platform_test_netns_is_private(void) {

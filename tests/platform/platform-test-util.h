@@ -20,6 +20,10 @@ void platform_test_sandbox(bool with_net);
  * tests cannot work there and say so instead of timing out. */
 bool platform_test_udev_monitor_possible(void);
 
+/* Makes socket(AF_NETLINK, ...) fail with EAFNOSUPPORT in this process from now on, as
+ * RestrictAddressFamilies= without AF_NETLINK does: sd_device_monitor_new() fails there. */
+void platform_test_deny_netlink(void);
+
 /* True once platform_test_sandbox(true) moved this process to a new network namespace. */
 bool platform_test_netns_is_private(void);
 

@@ -76,6 +76,7 @@ static void setup(Ctx *c, const char *fixture) {
         ASSERT_OK(inventory_add_watch(c->inv, record, c, NULL, NULL));
         ASSERT_OK(discovery_start_monitor(c->d));
         ASSERT_ERRNO(discovery_start_monitor(c->d), EBUSY);
+        ASSERT_EQ(discovery_get_resync_interval(c->d), DISCOVERY_RESYNC_USEC);
 }
 
 static void teardown(Ctx *c) {
@@ -332,6 +333,37 @@ TEST(a_storm_is_followed_by_a_rescan) {
         for (unsigned i = 0; i < 10; i++)
                 run_idle(&c);
         ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:02:00.0"));
+        teardown(&c);
+}
+
+/* No uevents at all (no netlink, as under RestrictAddressFamilies= or in some containers):
+ * discovery still runs, on rescans alone and more often, and a device that goes is noticed. */
+TEST(without_uevents_periodic_rescan_still_runs) {
+        Ctx c = {};
+
+        platform_test_sandbox(false);
+        c.root = platform_test_fixture("two-tsms", NULL);
+        c.base = event_base_new();
+        ASSERT_NOT_NULL(c.base);
+        ASSERT_OK(inventory_new(&c.inv));
+        ASSERT_OK(discovery_new(c.inv, c.base, &c.d));
+        ASSERT_OK(discovery_scan(c.d));
+        ASSERT_OK(inventory_add_watch(c.inv, record, &c, NULL, NULL));
+
+        platform_test_deny_netlink();
+        ASSERT_OK(discovery_start_monitor(c.d));
+        ASSERT_ERRNO(discovery_start_monitor(c.d), EBUSY);
+        ASSERT_EQ(discovery_get_resync_interval(c.d), DISCOVERY_RESYNC_NO_UEVENTS_USEC);
+        ASSERT_TRUE(DISCOVERY_RESYNC_NO_UEVENTS_USEC < DISCOVERY_RESYNC_USEC);
+
+        discovery_set_resync_interval(c.d, 50 * 1000);
+        ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
+        for (unsigned n = 0; n < 100 && inventory_get_device(c.inv, "0000:03:00.0"); n++)
+                run_idle(&c);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        ASSERT_TRUE(find_event(&c, 0, INVENTORY_DEVICE_REMOVED, "0000:03:00.0") >= 0);
+        ASSERT_EQ(discovery_n_events(c.d), 0u);
         teardown(&c);
 }
 
