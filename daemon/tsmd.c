@@ -20,6 +20,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "policy.h"
+#include "worker-spawn.h"
 
 static const char *arg_socket = NULL;
 static const char *arg_guest_socket = NULL;
@@ -154,10 +155,15 @@ static int check_policy(const DaemonConfig *c, bool dump) {
         _cleanup_(policy_unrefp) Policy *p = NULL;
         _cleanup_free_ char *error = NULL, *text = NULL;
         size_t size = 0;
+        PolicyFileTrust trust = { .owner = geteuid(), .worker_gid = GID_INVALID };
+        uid_t worker_uid;
         FILE *f;
         int r;
 
-        r = policy_load(c->policy_file, c->policy_dropin_dir, &p, &error);
+        /* As the worker will: refusing what its group may write (its user exists where tsmd
+         * is installed; elsewhere, e.g. a check as another user, there is no such group). */
+        (void) worker_user_lookup(arg_worker_user, &worker_uid, &trust.worker_gid);
+        r = policy_load_full(c->policy_file, c->policy_dropin_dir, &trust, &p, &error);
         if (r < 0 && error)
                 return log_error_errno(r, "%s.", error);
         if (r < 0)

@@ -59,6 +59,8 @@ typedef struct Loader {
         Section section;    /* the section of headers[next_header - 1] */
 
         char *error; /* "file:line: message" */
+
+        PolicyFileTrust trust;
 } Loader;
 
 static const uint32_t section_keys[] = {
@@ -831,12 +833,31 @@ static int parse_text(Loader *l, const char *name, const char *text) {
 
 /* ---- files ---- */
 
+/* SECURITY: only root (or the one other user the caller trusts: whoever runs --check-config or
+ * a test) may write policy, and never the unprivileged worker, which a VMM could take over: a
+ * policy it wrote would outlive it and reach the monitor's scope gate at the next reload. */
+static int check_writers(Loader *l, const struct stat *st) {
+        if (st->st_uid != 0 && st->st_uid != l->trust.owner)
+                return loader_error(l, 0, -EPERM,
+                                    "owned by uid %u, which is neither root nor the daemon's user; "
+                                    "refusing to use it",
+                                    (unsigned) st->st_uid);
+        if (st->st_mode & S_IWOTH)
+                return loader_error(l, 0, -EPERM, "writable by every user; refusing to use it");
+        if ((st->st_mode & S_IWGRP) && l->trust.worker_gid != GID_INVALID && st->st_gid == l->trust.worker_gid)
+                return loader_error(l, 0, -EPERM,
+                                    "writable by group %u, the unprivileged worker's; refusing to use it",
+                                    (unsigned) st->st_gid);
+        return 0;
+}
+
 static int load_file(Loader *l, int dir_fd, const char *path, const char *display) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *text = NULL;
         struct stat st;
         size_t n = 0;
         char *nul;
+        int r;
 
         l->file = display;
 
@@ -857,15 +878,10 @@ static int load_file(Loader *l, int dir_fd, const char *path, const char *displa
         if (!S_ISREG(st.st_mode))
                 return loader_error(l, 0, -EINVAL, "not a regular file");
 
-        /* SECURITY: the policy decides who may touch the devices; only root (or the user the
-         * daemon runs as, for tests) may write it. */
-        if (st.st_uid != 0 && st.st_uid != geteuid())
-                return loader_error(l, 0, -EPERM,
-                                    "owned by uid %u, which is neither root nor the daemon's user; "
-                                    "refusing to use it",
-                                    (unsigned) st.st_uid);
-        if (st.st_mode & S_IWOTH)
-                return loader_error(l, 0, -EPERM, "writable by every user; refusing to use it");
+        /* SECURITY: the policy decides who may touch the devices. */
+        r = check_writers(l, &st);
+        if (r < 0)
+                return r;
 
         if (st.st_size > (off_t) POLICY_FILE_MAX)
                 return loader_error(l, 0, -E2BIG, "larger than %u bytes", POLICY_FILE_MAX);
@@ -925,13 +941,9 @@ static int load_dropins(Loader *l, const char *dir) {
         if (fstat(dfd, &st) < 0)
                 return loader_error(l, 0, negative_errno(), "cannot stat: %m");
         /* SECURITY: whoever can add a file here can write policy. */
-        if (st.st_uid != 0 && st.st_uid != geteuid())
-                return loader_error(l, 0, -EPERM,
-                                    "owned by uid %u, which is neither root nor the daemon's user; "
-                                    "refusing to use it",
-                                    (unsigned) st.st_uid);
-        if (st.st_mode & S_IWOTH)
-                return loader_error(l, 0, -EPERM, "writable by every user; refusing to use it");
+        r = check_writers(l, &st);
+        if (r < 0)
+                return r;
 
         /* closedir() closes the directory's fd; dfd stays ours for openat(). */
         dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
@@ -1045,19 +1057,28 @@ static int loader_finish(Loader *l, int r, Policy **ret, char **ret_error) {
         return 0;
 }
 
-int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error) {
+int policy_load_full(const char *main_file, const char *dropin_dir, const PolicyFileTrust *trust,
+                     Policy **ret, char **ret_error) {
         _cleanup_(loader_done) Loader l = {};
         int r;
 
+        assert_return(trust, -EINVAL);
         assert_return(ret, -EINVAL);
 
         r = loader_init(&l);
+        l.trust = *trust;
         if (r >= 0 && main_file)
                 r = load_file(&l, AT_FDCWD, main_file, main_file);
         if (r >= 0 && dropin_dir)
                 r = load_dropins(&l, dropin_dir);
 
         return loader_finish(&l, r, ret, ret_error);
+}
+
+int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error) {
+        return policy_load_full(main_file, dropin_dir,
+                                &(const PolicyFileTrust) { .owner = geteuid(), .worker_gid = GID_INVALID },
+                                ret, ret_error);
 }
 
 int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy **ret,

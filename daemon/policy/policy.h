@@ -70,7 +70,8 @@ typedef struct Policy Policy;
  * Loads main_file, then every "*.conf" in dropin_dir (names starting with '.' are ignored; a
  * symlink to /dev/null masks a name). Either path may be NULL; a missing main file or
  * directory counts as empty, so the result denies every client (root stays admin).
- * Files must be regular, owned by root or the calling euid, and not world-writable.
+ * Files must be regular, owned by root or the calling euid, and not world-writable
+ * (policy_load_full() below names whom else to refuse).
  *
  * On success returns 0 and a new Policy (one reference) in *ret. On failure returns
  *   -EBADMSG   syntax error;  -EINVAL  bad section, key or value;  -ENOENT  unknown user or
@@ -79,6 +80,18 @@ typedef struct Policy Policy;
  * in *ret_error (NULL only if even that allocation failed). ret is untouched on failure.
  */
 int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error);
+
+/* Who may have written the files policy_load_full() trusts, besides root. */
+typedef struct PolicyFileTrust {
+        uid_t owner;      /* the one other user who may own them (0: nobody else) */
+        gid_t worker_gid; /* files and directories writable through this group are refused
+                           * (the unprivileged worker's group; GID_INVALID: none) */
+} PolicyFileTrust;
+
+/* policy_load() trusts root and the calling euid; tsmd's two processes name the trust so that
+ * neither takes a file the worker could have written. */
+int policy_load_full(const char *main_file, const char *dropin_dir, const PolicyFileTrust *trust,
+                     Policy **ret, char **ret_error);
 
 /* In-memory file, for policy_load_from_text(). */
 typedef struct PolicySource {

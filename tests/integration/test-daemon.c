@@ -8,6 +8,7 @@
  */
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -318,6 +319,21 @@ TEST(check_config_loads_the_policy) {
         }
         ASSERT_OK(unlink(dropin));
         expect_config_ok(path);
+
+        /* As the worker and the monitor, it refuses a policy the worker's group may write. */
+        {
+                _cleanup_free_ char *err = NULL;
+                struct passwd *worker = getpwnam(TSMD_WORKER_USER);
+
+                if (worker && geteuid() == 0) {
+                        ASSERT_OK(chown(policy, 0, worker->pw_gid));
+                        ASSERT_OK(chmod(policy, 0664));
+                        ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                        ASSERT_NOT_NULL(strstr(err, "the unprivileged worker's; refusing to use it"));
+                        ASSERT_OK(chmod(policy, 0644));
+                        expect_config_ok(path);
+                }
+        }
 
         /* --dump-config shows the merged policy, as comments: the dump stays a tsmd.conf, and
          * without the "# " the policy part is a policy file with the same rules. */

@@ -13,10 +13,12 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include "config.h"
 #include "emu-config.h"
 #include "emu-device.h"
 #include "tdisp.h"
@@ -339,9 +341,12 @@ TEST(unsafe_policy_files_are_refused) {
         VarlinkClient *a;
         json_object *r = NULL;
         const char *error, *dir;
+        struct passwd *worker;
         int64_t ctx;
 
         need_root(); /* chown */
+        worker = getpwnam(TSMD_WORKER_USER);
+        ASSERT_NOT_NULL(worker);
         tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
         a = tsmd_connect(&t);
         ctx = guest_open_context(a);
@@ -376,6 +381,13 @@ TEST(unsafe_policy_files_are_refused) {
         ASSERT_OK(chmod(dir, 0755));
         ASSERT_OK(chown(path, OTHER_UID, OTHER_UID));
         EXPECT_REFUSED("owned by uid 4242");
+        /* Nor one the worker could have written, which a VMM might have taken over: as its
+         * owner, or through its group. */
+        ASSERT_OK(chown(path, worker->pw_uid, worker->pw_gid));
+        EXPECT_REFUSED(strf("owned by uid %u", (unsigned) worker->pw_uid));
+        ASSERT_OK(chown(path, 0, worker->pw_gid));
+        ASSERT_OK(chmod(path, 0664));
+        EXPECT_REFUSED("the unprivileged worker's");
         ASSERT_OK(unlink(path));
         ASSERT_OK(mkfifo(path, 0644));
         EXPECT_REFUSED("not a regular file");

@@ -601,6 +601,76 @@ TEST(foreign_owner_refused) {
         expect_file_error(main_file, NULL, EPERM, expected);
 }
 
+static void expect_untrusted(const char *main_file, const char *dir, const PolicyFileTrust *trust,
+                             const char *path, const char *message) {
+        _cleanup_free_ char *error = NULL, *expected = NULL;
+        Policy *p = (Policy *) 0x1;
+
+        ASSERT_TRUE(asprintf(&expected, "%s: %s; refusing to use it", path, message) > 0);
+        ASSERT_ERRNO(policy_load_full(main_file, dir, trust, &p, &error), EPERM);
+        ASSERT_STREQ(error, expected);
+        ASSERT_TRUE(p == (Policy *) 0x1);
+}
+
+static void expect_trusted(const char *main_file, const char *dir, const PolicyFileTrust *trust) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+
+        if (policy_load_full(main_file, dir, trust, &p, &error) < 0)
+                TEST_FAIL("refused: %s", strna(error));
+}
+
+/* SECURITY: tsmd's processes trust root's files only, and never one the unprivileged worker
+ * could write: not as its owner, nor through its group, file or drop-in directory. */
+TEST(worker_writable_files_refused) {
+        static const PolicyFileTrust root_only = { .owner = 0, .worker_gid = 4243 };
+        static const char by_group[] = "writable by group 4243, the unprivileged worker's";
+        _cleanup_free_ char *main_file = NULL, *dir = NULL, *dropin = NULL;
+
+        if (geteuid() != 0)
+                SKIP("needs root to chown files to other users");
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        dir = path_of("policy.d");
+        dropin = path_of("policy.d/10-a.conf");
+        ASSERT_OK(mkdir(dir, 0755));
+        write_file(main_file, 0644, "[Admin]\n");
+        write_file(dropin, 0644, "[Admin]\n");
+        expect_trusted(main_file, dir, &root_only);
+
+        /* Owned by the worker's (or any) user other than root. */
+        ASSERT_OK(chown(main_file, 4242, 0));
+        expect_untrusted(main_file, dir, &root_only, main_file,
+                         "owned by uid 4242, which is neither root nor the daemon's user");
+        ASSERT_OK(chown(main_file, 0, 0));
+
+        /* Writable through the worker's group: the file, a drop-in, the directory. */
+        ASSERT_OK(chown(main_file, 0, 4243));
+        ASSERT_OK(chmod(main_file, 0664));
+        expect_untrusted(main_file, dir, &root_only, main_file, by_group);
+        ASSERT_OK(chmod(main_file, 0644)); /* readable by the group is fine */
+        expect_trusted(main_file, dir, &root_only);
+
+        ASSERT_OK(chown(dropin, 0, 4243));
+        ASSERT_OK(chmod(dropin, 0664));
+        expect_untrusted(main_file, dir, &root_only, dropin, by_group);
+        ASSERT_OK(chmod(dropin, 0644));
+
+        ASSERT_OK(chown(dir, 0, 4243));
+        ASSERT_OK(chmod(dir, 0775));
+        expect_untrusted(main_file, dir, &root_only, dir, by_group);
+
+        /* Another group may write them (an admins' group); policy_load() knows no worker. */
+        ASSERT_OK(chown(dir, 0, 4244));
+        ASSERT_OK(chown(main_file, 0, 4244));
+        ASSERT_OK(chmod(main_file, 0664));
+        expect_trusted(main_file, dir, &root_only);
+        ASSERT_OK(chown(dir, 0, 4243));
+        ASSERT_OK(chown(main_file, 0, 4243));
+        expect_trusted(main_file, dir, &(const PolicyFileTrust) { .owner = 0, .worker_gid = GID_INVALID });
+}
+
 TEST(failed_reload_keeps_old_policy) {
         _cleanup_(policy_unrefp) Policy *current = NULL;
         _cleanup_free_ char *error = NULL;
