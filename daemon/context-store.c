@@ -15,7 +15,8 @@ static int state_path(const char *dir, const char *token, char *buf, size_t size
         return 0;
 }
 
-int context_store_save(const char *dir, const char *token, uid_t uid, const StoredVDevice *v, size_t n) {
+int context_store_save(const char *dir, const char *token, const StoredOwner *owner, const StoredVDevice *v,
+                       size_t n) {
         char path[PATH_MAX], tmp[PATH_MAX + 8];
         _cleanup_close_ int fd = -EBADF;
         FILE *f;
@@ -38,7 +39,11 @@ int context_store_save(const char *dir, const char *token, uid_t uid, const Stor
         }
         TAKE_FD(fd); /* the FILE has it */
 
-        fprintf(f, "[Context]\nUid=%u\n", (unsigned) uid);
+        fprintf(f, "[Context]\nUid=%u\n", (unsigned) owner->uid);
+        if (owner->gid != (gid_t) -1)
+                fprintf(f, "Gid=%u\n", (unsigned) owner->gid);
+        if (owner->pid > 0)
+                fprintf(f, "Pid=%i\n", (int) owner->pid);
         for (size_t i = 0; i < n; i++)
                 fprintf(f, "VDevice=%u %s %s\n", v[i].id, v[i].pci_address,
                         v[i].changing ? "changing" : v[i].bound ? "bound" : "unbound");
@@ -60,7 +65,7 @@ int context_store_save(const char *dir, const char *token, uid_t uid, const Stor
 }
 
 typedef struct LoadState {
-        uid_t uid;
+        StoredOwner owner;
         bool have_uid;
         StoredVDevice *v;
         size_t n, allocated;
@@ -75,8 +80,23 @@ static int on_assignment(const char *section, const char *key, const char *value
                 unsigned u;
                 if (sscanf(value, "%u", &u) != 1)
                         return -EBADMSG;
-                st->uid = (uid_t) u;
+                st->owner.uid = (uid_t) u;
                 st->have_uid = true;
+                return 0;
+        }
+        /* Optional (added later): what the records made on the owner's behalf name. */
+        if (streq(key, "Gid")) {
+                unsigned u;
+                if (sscanf(value, "%u", &u) != 1 || (gid_t) u == (gid_t) -1)
+                        return -EBADMSG;
+                st->owner.gid = (gid_t) u;
+                return 0;
+        }
+        if (streq(key, "Pid")) {
+                int i;
+                if (sscanf(value, "%d", &i) != 1 || i <= 0)
+                        return -EBADMSG;
+                st->owner.pid = (pid_t) i;
                 return 0;
         }
         if (streq(key, "VDevice")) {
@@ -104,9 +124,10 @@ static int on_assignment(const char *section, const char *key, const char *value
         return -EBADMSG;
 }
 
-int context_store_load(const char *dir, const char *token, uid_t *ret_uid, StoredVDevice **ret, size_t *ret_n) {
+int context_store_load(const char *dir, const char *token, StoredOwner *ret_owner, StoredVDevice **ret,
+                       size_t *ret_n) {
         char path[PATH_MAX];
-        LoadState st = {};
+        LoadState st = { .owner.gid = (gid_t) -1 };
         int r;
 
         r = state_path(dir, token, path, sizeof(path));
@@ -119,7 +140,7 @@ int context_store_load(const char *dir, const char *token, uid_t *ret_uid, Store
                 free(st.v);
                 return r;
         }
-        *ret_uid = st.uid;
+        *ret_owner = st.owner;
         *ret = st.v;
         *ret_n = st.n;
         return 0;

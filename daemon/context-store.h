@@ -3,7 +3,9 @@
  * The state of an iommufd context kept next to its fd in systemd's fd store: whose it is and
  * which vDevices it had, bound, unbound, or changing (a bind or unbind was on its way, so a
  * restart cannot know where it ended). One small file per context, named by its reclaim token,
- * replaced atomically on every change. Runs in: daemon.
+ * replaced atomically on every change. The file has no version: a key is added as optional, so
+ * that files written before it still load (an older tsmd refuses a newer file as damaged, and
+ * restores its context without vDevices). Runs in: daemon.
  */
 #pragma once
 
@@ -18,9 +20,19 @@ typedef struct StoredVDevice {
         bool changing; /* bound is what it was before the change */
 } StoredVDevice;
 
+/* Whose the context is: the VMM as it was when it opened (or last reclaimed) the context, for
+ * the records of what tsmd does on its behalf after a restart. */
+typedef struct StoredOwner {
+        uid_t uid;
+        gid_t gid; /* (gid_t) -1: not known (a file written before gid and pid were kept) */
+        pid_t pid; /* 0: not known */
+} StoredOwner;
+
 #define CONTEXT_STORE_MAX_VDEVICES 4096U
 
-int context_store_save(const char *dir, const char *token, uid_t uid, const StoredVDevice *v, size_t n);
+int context_store_save(const char *dir, const char *token, const StoredOwner *owner, const StoredVDevice *v,
+                       size_t n);
 /* -ENOENT if there is no state; -EBADMSG if it is damaged. */
-int context_store_load(const char *dir, const char *token, uid_t *ret_uid, StoredVDevice **ret, size_t *ret_n);
+int context_store_load(const char *dir, const char *token, StoredOwner *ret_owner, StoredVDevice **ret,
+                       size_t *ret_n);
 int context_store_remove(const char *dir, const char *token);

@@ -42,8 +42,11 @@ struct GuestContext {
 
         /* Surviving restarts: the owner's uid and the token it reclaims the context with. */
         uid_t uid;
-        gid_t gid; /* the owner's, for records made on its behalf (releases) */
-        pid_t pid; /* 0 once restored: the owner's process is not known then */
+        /* The owner's as it was when it opened (or reclaimed) the context, for the records made
+         * on its behalf (releases), kept across restarts: the process may be gone by then.
+         * AUDIT_GID_INVALID and 0 where the state file did not say. */
+        gid_t gid;
+        pid_t pid;
         char token[RECLAIM_TOKEN_LEN + 1];
 };
 

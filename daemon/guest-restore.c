@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 
+#include "audit-record.h"
 #include "guest-internal.h"
 #include "log.h"
 #include "policy.h"
@@ -120,6 +121,7 @@ static void vdevice_unbind_unknown(Manager *m, GuestContext *ctx, GuestVDevice *
         rel->event = "restore-unbind";
         rel->uid = ctx->uid;
         rel->gid = ctx->gid;
+        rel->pid = ctx->pid;
         rel->context_id = ctx->id;
         rel->vdevice = v->id;
         log_notice("A restart cut off a bind or unbind of %s (vDevice %u of uid %u), unbinding it.", v->pci_address,
@@ -136,8 +138,8 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         _cleanup_free_ StoredVDevice *stored = NULL;
         struct timeval tv = { .tv_sec = (time_t) m->config.reclaim_timeout_sec };
         GuestContext *ctx;
+        StoredOwner owner;
         size_t n = 0;
-        uid_t uid;
         int r;
 
         if (strlen(rc->token) != RECLAIM_TOKEN_LEN)
@@ -148,16 +150,20 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         ctx->id = rc->context;
         ctx->slot = TSM_PRIV_SLOT_WORKER;
         ctx->uid = (uid_t) rc->uid;
+        ctx->gid = AUDIT_GID_INVALID; /* unless the state file says */
         memcpy(ctx->token, rc->token, RECLAIM_TOKEN_LEN + 1);
 
-        r = context_store_load(guest_state_dir(m), ctx->token, &uid, &stored, &n);
+        r = context_store_load(guest_state_dir(m), ctx->token, &owner, &stored, &n);
         if (r < 0 && r != -ENOENT)
                 log_warning_errno(r, "State of a stored context is unreadable, restoring it without vDevices: %m");
-        else if (r >= 0 && uid != ctx->uid) {
+        else if (r >= 0 && owner.uid != ctx->uid) {
                 /* SECURITY: the fd name and the state must agree on the owner. */
-                log_warning("Stored context state names uid %u, the fd uid %u; dropping it.", (unsigned) uid,
+                log_warning("Stored context state names uid %u, the fd uid %u; dropping it.", (unsigned) owner.uid,
                             (unsigned) ctx->uid);
                 n = 0;
+        } else if (r >= 0) {
+                ctx->gid = owner.gid;
+                ctx->pid = owner.pid;
         }
 
         ctx->vdevices = new0(GuestVDevice, MAX(n, (size_t) 1));
@@ -265,10 +271,11 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         }
         ctx->slot = c->slot;
         ctx->handle = ++c->next_handle;
-        /* What tsmd does with it from now on (releases) is on behalf of whoever took it back:
-         * after a restart of tsmd the restored context knows no process at all. */
+        /* What tsmd does with it from now on (releases) is on behalf of whoever took it back,
+         * also after the next restart. */
         ctx->gid = varlink_conn_get_peer(c->conn)->gid;
         ctx->pid = varlink_conn_get_peer(c->conn)->pid;
+        guest_context_persist(m, ctx);
         c->contexts[c->n_contexts++] = ctx;
         guest_op_set_context(call, ctx->handle);
 

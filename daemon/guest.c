@@ -154,7 +154,9 @@ void guest_context_persist(Manager *m, const GuestContext *ctx) {
                 v[i].bound = ctx->vdevices[i].bound;
                 v[i].changing = ctx->vdevices[i].changing;
         }
-        r = context_store_save(guest_state_dir(m), ctx->token, ctx->uid, v, ctx->n_vdevices);
+        r = context_store_save(guest_state_dir(m), ctx->token,
+                               &(StoredOwner){ .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid }, v,
+                               ctx->n_vdevices);
         if (r < 0)
                 log_warning_errno(r, "Failed to save the state of a context, it will not survive a restart: %m");
 }
@@ -340,7 +342,7 @@ void guest_audit_release(const Release *rel, int result) {
 
         rec.event = rel->event;
         rec.uid = rel->uid;
-        rec.gid = rel->pid > 0 ? rel->gid : AUDIT_GID_INVALID;
+        rec.gid = rel->gid;
         rec.pid = rel->pid;
         rec.context_id = rel->context;
         rec.vdevice_id = rel->vdevice;

@@ -421,6 +421,15 @@ static json_object *last_audit_record(Manager *m, const char *event) {
         return found;
 }
 
+/* A number field of a record: there, and not null (which json-c would read as 0). */
+static int64_t record_int(json_object *rec, const char *key) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(rec, key, &v) || !json_object_is_type(v, json_type_int))
+                TEST_FAIL("record without a number '%s': %s", key, json_object_to_json_string(rec));
+        return json_object_get_int64(v);
+}
+
 TEST(context_survives_restart) {
         VarlinkClient *c;
         json_object *reply;
@@ -598,7 +607,10 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
         ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
         ASSERT_STREQ(json_get_string(rec, "backend"), "sev-tio");
         ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "vdeviceId")), 11);
-        ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "uid")), (int64_t) getuid());
+        /* On behalf of the VMM that had the context, as it was when it opened it. */
+        ASSERT_EQ(record_int(rec, "uid"), (int64_t) getuid());
+        ASSERT_EQ(record_int(rec, "gid"), (int64_t) getgid());
+        ASSERT_EQ(record_int(rec, "pid"), (int64_t) getpid());
 
         c = connect_client(&m);
         snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
@@ -707,6 +719,123 @@ TEST(device_missing_at_restart) {
         varlink_client_free(c);
         varlink_client_free(bystander);
         stop(&m);
+}
+
+/* Connects under gid (SO_PEERCRED takes the effective ids at connect()). */
+static VarlinkClient *connect_client_as(Manager *m, gid_t gid) {
+        VarlinkClient *c;
+
+        ASSERT_OK(setegid(gid));
+        c = connect_client(m);
+        ASSERT_OK(setegid(getgid()));
+        return c;
+}
+
+/* Opens a context with vDevice 5 bound (its reclaim token into token) on c. */
+static void open_bound_context(VarlinkClient *c, char token[static 64]) {
+        json_object *reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+
+        snprintf(token, 64, "%s", json_get_string(reply, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+        call_ok(c, "io.tsmd.Guest.Bind", "{\"context\":1,\"vdeviceId\":5}");
+}
+
+/* tsmd crashes with the contexts in the fd store, and is started again with them. */
+static void crash_and_restart(Manager *m) {
+        manager_wait(m, has_stored, 5000);
+        ASSERT_TRUE(m->stored_fd >= 0);
+        kill(m->pid, SIGKILL);
+        ASSERT_EQ(exit_status(m->pid), 128 + SIGKILL);
+        manager_start_ready(m);
+}
+
+/* The record of the release at the reclaim timeout (bounded wait); tsmd is stopped then. */
+static json_object *release_at_timeout(Manager *m) {
+        json_object *rec = NULL;
+
+        for (unsigned i = 0; i < 500 && !(rec = last_audit_record(m, "release")); i++)
+                usleep(10000);
+        ASSERT_NOT_NULL(rec);
+        stop(m);
+        return rec;
+}
+
+/* Opens a context under owner_gid with a bound vDevice 5, kills the worker (whole_tsmd false:
+ * the monitor starts another) or all of tsmd (restarted with the fd store), and returns the
+ * record of the release at the reclaim timeout, nobody having reclaimed the context. */
+static json_object *release_of_unreclaimed(bool whole_tsmd, gid_t owner_gid) {
+        VarlinkClient *c;
+        char token[64];
+        pid_t worker;
+        Manager m;
+
+        manager_init(&m);
+        config_append(&m, "[Guest]\nReclaimTimeoutSec=1\n");
+        manager_start_ready(&m);
+        c = connect_client_as(&m, owner_gid);
+        open_bound_context(c, token);
+        if (whole_tsmd)
+                crash_and_restart(&m);
+        else {
+                worker = worker_of(m.pid);
+                ASSERT_TRUE(worker > 0);
+                ASSERT_OK(kill(worker, SIGKILL));
+        }
+        varlink_client_free(c);
+        return release_at_timeout(&m);
+}
+
+/*
+ * A context nobody reclaims after a restart of the worker or of tsmd is released at the
+ * reclaim timeout, on behalf of the VMM that had it: the release record names its uid, gid
+ * and pid as they were when it opened the context (kept in the context's state file across
+ * the restart; the process may have gone meanwhile), as a release made while it was
+ * connected would.
+ */
+TEST(an_unreclaimed_context_is_released_on_behalf_of_its_owner) {
+        const gid_t owner_gid = 4242; /* not the test's own: a gid of 0 would look like a default */
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect under another gid");
+        for (int whole_tsmd = 0; whole_tsmd <= 1; whole_tsmd++) {
+                _cleanup_(json_object_putp) json_object *rec = release_of_unreclaimed(whole_tsmd, owner_gid);
+
+                ASSERT_STREQ(json_get_string(rec, "result"), "ok");
+                ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+                ASSERT_EQ(record_int(rec, "uid"), (int64_t) geteuid());
+                ASSERT_EQ(record_int(rec, "gid"), (int64_t) owner_gid);
+                ASSERT_EQ(record_int(rec, "pid"), (int64_t) getpid());
+        }
+}
+
+/* A context reclaimed after a restart is released on behalf of the VMM that took it back, also
+ * when nothing about it changed before the next restart. */
+TEST(a_reclaimed_context_is_released_on_behalf_of_who_took_it_back) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        VarlinkClient *c;
+        char token[64];
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect under another gid");
+        manager_init(&m);
+        manager_start_ready(&m);
+        c = connect_client_as(&m, 4242);
+        open_bound_context(c, token);
+        crash_and_restart(&m);
+        varlink_client_free(c);
+
+        c = connect_client_as(&m, 4343);
+        (void) reclaim(c, token);
+        config_append(&m, "[Guest]\nReclaimTimeoutSec=1\n"); /* for the next start */
+        crash_and_restart(&m);
+        varlink_client_free(c);
+
+        rec = release_at_timeout(&m);
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        ASSERT_EQ(record_int(rec, "gid"), 4343);
+        ASSERT_EQ(record_int(rec, "pid"), (int64_t) getpid());
 }
 
 /* Taking a context back is taking one: the limits of today apply, vDevices included, and a

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The context state kept for restarts (daemon/context-store.c): vDevices round-trip bound,
- * unbound and changing; a damaged file is refused as a whole, a missing one is -ENOENT.
+ * The context state kept for restarts (daemon/context-store.c): the owner (uid, and gid and pid
+ * where known) and vDevices bound, unbound and changing round-trip; a damaged file is refused
+ * as a whole, a missing one is -ENOENT; what earlier versions wrote still loads.
  */
 
 #include <stdio.h>
@@ -35,13 +36,16 @@ TEST(round_trip) {
                 { .id = 3, .pci_address = "0000:03:00.0", .bound = true, .changing = true },
         };
         StoredVDevice *v = NULL;
+        StoredOwner owner = {};
         size_t n = 0;
-        uid_t uid = 0;
 
         ASSERT_NOT_NULL(mkdtemp(dir));
-        ASSERT_OK(context_store_save(dir, TOKEN, 1000, saved, ELEMENTSOF(saved)));
-        ASSERT_OK(context_store_load(dir, TOKEN, &uid, &v, &n));
-        ASSERT_EQ(uid, 1000U);
+        ASSERT_OK(context_store_save(dir, TOKEN, &(StoredOwner){ .uid = 1000, .gid = 1001, .pid = 4242 }, saved,
+                                     ELEMENTSOF(saved)));
+        ASSERT_OK(context_store_load(dir, TOKEN, &owner, &v, &n));
+        ASSERT_EQ(owner.uid, 1000U);
+        ASSERT_EQ(owner.gid, 1001U);
+        ASSERT_EQ(owner.pid, 4242);
         ASSERT_EQ(n, ELEMENTSOF(saved));
         for (size_t i = 0; i < n; i++) {
                 ASSERT_EQ(v[i].id, saved[i].id);
@@ -51,8 +55,17 @@ TEST(round_trip) {
         }
         free(v);
 
+        /* A gid and pid not known (a context restored from an older file) stay unknown. */
+        ASSERT_OK(context_store_save(dir, TOKEN, &(StoredOwner){ .uid = 0, .gid = (gid_t) -1 }, NULL, 0));
+        ASSERT_OK(context_store_load(dir, TOKEN, &owner, &v, &n));
+        ASSERT_EQ(owner.uid, 0U);
+        ASSERT_EQ(owner.gid, (gid_t) -1);
+        ASSERT_EQ(owner.pid, 0);
+        ASSERT_EQ(n, 0U);
+        free(v);
+
         ASSERT_OK(context_store_remove(dir, TOKEN));
-        ASSERT_ERRNO(context_store_load(dir, TOKEN, &uid, &v, &n), ENOENT);
+        ASSERT_ERRNO(context_store_load(dir, TOKEN, &owner, &v, &n), ENOENT);
         ASSERT_OK(context_store_remove(dir, TOKEN));
         ASSERT_OK(rmdir(dir));
 }
@@ -67,20 +80,27 @@ TEST(damaged_files_are_refused) {
                 /* What the monitor would take as a violation when the worker attaches it again. */
                 "[Context]\nUid=5\nVDevice=0 0000:01:00.0 bound\n",
                 "[Context]\nUid=5\nVDevice=3 0000:01:00.0 bound\nVDevice=3 0000:02:00.0 unbound\n",
+                "[Context]\nUid=5\nGid=staff\n",
+                "[Context]\nUid=5\nGid=4294967295\n", /* the "none" gid, which is never written */
+                "[Context]\nUid=5\nPid=0\n",
+                "[Context]\nUid=5\nPid=-7\n",
         };
         StoredVDevice *v = NULL;
+        StoredOwner owner;
         size_t n = 0;
-        uid_t uid;
 
         ASSERT_NOT_NULL(mkdtemp(dir));
         for (size_t i = 0; i < ELEMENTSOF(damaged); i++) {
                 write_state(damaged[i]);
-                ASSERT_ERRNO(context_store_load(dir, TOKEN, &uid, &v, &n), EBADMSG);
+                ASSERT_ERRNO(context_store_load(dir, TOKEN, &owner, &v, &n), EBADMSG);
                 ASSERT_NULL(v);
         }
-        /* What the previous versions wrote still loads. */
+        /* What the previous versions wrote still loads (no changing, no gid or pid: not known). */
         write_state("[Context]\nUid=5\nVDevice=7 0000:01:00.0 bound\nVDevice=8 0000:02:00.0 unbound\n");
-        ASSERT_OK(context_store_load(dir, TOKEN, &uid, &v, &n));
+        ASSERT_OK(context_store_load(dir, TOKEN, &owner, &v, &n));
+        ASSERT_EQ(owner.uid, 5U);
+        ASSERT_EQ(owner.gid, (gid_t) -1);
+        ASSERT_EQ(owner.pid, 0);
         ASSERT_EQ(n, 2U);
         ASSERT_TRUE(v[0].bound && !v[0].changing);
         ASSERT_TRUE(!v[1].bound && !v[1].changing);
