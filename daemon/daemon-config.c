@@ -5,7 +5,7 @@
 
 #include "config.h"
 #include "daemon-config.h"
-#include "audit-log.h"
+#include "audit-defaults.h"
 #include "audit-sync-mode.h"
 #include "emu-config.h"
 #include "ini.h"
@@ -116,8 +116,8 @@ void daemon_config_init(DaemonConfig *c) {
                 .max_request_size = 1U << 20,
                 .max_response_size = 1U << 20,
                 .reclaim_timeout_sec = 60,
-                .audit_max_file_size = 8ULL << 20,
-                .audit_files = 5,
+                .audit_max_file_size = AUDIT_MAX_FILE_SIZE_DEFAULT,
+                .audit_files = AUDIT_N_FILES_DEFAULT,
                 .audit_sync_mode = AUDIT_SYNC_GROUP,
                 .audit_journal = true,
                 .audit_max_in_flight = AUDIT_MAX_IN_FLIGHT_DEFAULT,

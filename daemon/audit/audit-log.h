@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "audit-counters.h"
+#include "audit-defaults.h"
 #include "audit-journal.h"
 #include "audit-ops.h"
 #include "audit-query.h"
@@ -27,9 +28,6 @@
 #include "audit-sync.h"
 #include "macro.h"
 
-#define AUDIT_MAX_FILE_SIZE_DEFAULT (8u * 1024u * 1024u)
-#define AUDIT_N_FILES_DEFAULT 5u
-#define AUDIT_MAX_IN_FLIGHT_DEFAULT 4096u
 #define AUDIT_PREALLOC_SIZE_DEFAULT (1024u * 1024u)
 
 typedef struct AuditConfig {

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The defaults of the audit log's [Audit] settings, in one place for the configuration
+ * (daemon-config.c, which the monitor links too) and audit_config_init(): the parser needs
+ * these numbers, not the log. Runs in: any.
+ */
+#pragma once
+
+#define AUDIT_MAX_FILE_SIZE_DEFAULT (8u * 1024u * 1024u) /* MaxFileSize= */
+#define AUDIT_N_FILES_DEFAULT 5u                         /* Files= */
+#define AUDIT_MAX_IN_FLIGHT_DEFAULT 4096u                /* MaxRecordsInFlight= */
