@@ -2,12 +2,14 @@
 /*
  * Kernel TSM calls, one thread per busy device. Runs in: monitor.
  *
- * Locking: `lock` protects the lanes, their queues, a call's state and the done list. A lane's
- * thread drops it for the ioctl. `abandoned` and the callback belong to the loop's thread
- * alone, which is the only one to look at a call once it is done.
+ * Locking: `lock` protects the lanes, their queues, a call's state, the links between a bind
+ * and its undo, and the done list. A lane's thread drops it for the ioctl. `abandoned` and the
+ * callback belong to the loop's thread alone, which is the only one to look at a call once it
+ * is done.
  */
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -45,7 +47,7 @@ struct KernelCall {
         bool abandoned;
 
         KernelOp op;
-        int fd; /* our duplicate of the VMM's iommufd */
+        int fd; /* our duplicate of the VMM's iommufd; a bind's stays until delivery, for an undo */
         TsmUapiVersion version;
         uint32_t vdevice_id, scope_number;
         void *request;
@@ -53,6 +55,14 @@ struct KernelCall {
         void *response;
         size_t response_size, response_len;
         int result;
+
+        /* A bind abandoned in the kernel: its undo, until the bind returns. */
+        KernelCall *undo;
+        bool has_undo;
+        /* An undo (an unbind nobody waits for): the bind, until it returns, then its result. */
+        bool is_undo;
+        KernelCall *undoes;
+        int bind_result;
 
         KernelCallDone callback;
         void *userdata;
@@ -140,11 +150,19 @@ static void *lane_thread(void *userdata) {
                 c->state = KERNEL_CALL_RUNNING;
                 pthread_mutex_unlock(&l->lock);
 
-                c->result = call_run(c);
-                /* The iommufd reference goes as soon as the kernel is done with it. */
-                c->fd = safe_close(c->fd);
+                /* An undo's bind ran before it on this lane: if it failed, nothing is to undo. */
+                c->result = c->is_undo && c->bind_result < 0 ? c->bind_result : call_run(c);
+                /* The iommufd reference goes as soon as the kernel is done with it (a bind's
+                 * once nothing can undo it). */
+                if (c->op != KERNEL_OP_BIND || c->result < 0)
+                        c->fd = safe_close(c->fd);
 
                 pthread_mutex_lock(&l->lock);
+                if (c->undo) {
+                        c->undo->bind_result = c->result;
+                        c->undo->undoes = NULL;
+                        c->undo = NULL;
+                }
                 c->state = KERNEL_CALL_DONE;
                 c->lane = NULL;
                 TAILQ_INSERT_TAIL(&l->done, c, entry);
@@ -161,6 +179,34 @@ static void *lane_thread(void *userdata) {
         return NULL;
 }
 
+/* Too late for the VMM, which was told it failed: the journal says what the device did after
+ * all. */
+static void log_late(const KernelCall *c) {
+        if (c->result < 0)
+                log_warning_errno(c->result, "Kernel TSM %s of %s (vDevice %" PRIu32 ") failed after its requester gave up: %m",
+                                  kernel_op_table[c->op], c->lane_name, c->vdevice_id);
+        else if (!c->has_undo) /* its undo says it */
+                log_warning("Kernel TSM %s of %s (vDevice %" PRIu32 ") succeeded after its requester gave up; "
+                            "the answer is dropped.",
+                            kernel_op_table[c->op], c->lane_name, c->vdevice_id);
+}
+
+/* Once for each bind undone: the kernel changed a device behind tsmd's record, and changed it
+ * back, or could not. */
+static void log_undo(const KernelCall *c) {
+        if (c->bind_result < 0)
+                return; /* the bind failed: nothing was undone, and the bind says so */
+        if (c->result < 0)
+                log_error_errno(c->result,
+                                "Kernel TSM bind of %s (vDevice %" PRIu32 ") succeeded after its requester gave up, "
+                                "and unbinding it again failed; the kernel may keep it bound: %m",
+                                c->lane_name, c->vdevice_id);
+        else
+                log_warning("Kernel TSM bind of %s (vDevice %" PRIu32 ") succeeded after its requester gave up; "
+                            "unbound it again, to match tsmd's record.",
+                            c->lane_name, c->vdevice_id);
+}
+
 static void on_calls_done(evutil_socket_t fd, short what, void *userdata) {
         KernelLanes *l = userdata;
         TAILQ_HEAD(, KernelCall) done = TAILQ_HEAD_INITIALIZER(done);
@@ -174,14 +220,10 @@ static void on_calls_done(evutil_socket_t fd, short what, void *userdata) {
 
         while ((c = TAILQ_FIRST(&done))) {
                 TAILQ_REMOVE(&done, c, entry);
-                if (c->abandoned && c->result < 0)
-                        log_warning_errno(c->result, "Kernel TSM %s of %s failed after its requester gave up: %m",
-                                          kernel_op_table[c->op], c->lane_name);
+                if (c->is_undo)
+                        log_undo(c);
                 else if (c->abandoned)
-                        /* Too late for the VMM, which was told it timed out: the journal says
-                         * what the device did after all. */
-                        log_warning("Kernel TSM %s of %s succeeded after its requester gave up; "
-                                    "the answer is dropped.", kernel_op_table[c->op], c->lane_name);
+                        log_late(c);
                 else
                         c->callback(c, c->result, c->userdata);
                 call_free(c);
@@ -231,6 +273,8 @@ KernelLanes *kernel_lanes_free(KernelLanes *l) {
         LIST_FOREACH(lane, &l->lanes, entry) {
                 while ((c = TAILQ_FIRST(&lane->queue))) {
                         TAILQ_REMOVE(&lane->queue, c, entry);
+                        if (c->undoes) /* its bind is in the kernel still */
+                                c->undoes->undo = NULL;
                         call_free(c);
                 }
                 pthread_cond_signal(&lane->wake);
@@ -301,19 +345,11 @@ static int lane_get(KernelLanes *l, const char *name, Lane **ret) {
         return 0;
 }
 
-int kernel_lanes_submit(KernelLanes *l, const char *lane_name, const KernelCallArgs *args, KernelCallDone cb,
-                        void *userdata, KernelCall **ret) {
+/* A call, not yet queued. */
+static int call_new(KernelLanes *l, const char *lane_name, const KernelCallArgs *args, KernelCall **ret) {
         KernelCall *c;
-        Lane *lane;
         int r;
 
-        assert(l);
-        assert(lane_name);
-        assert(args);
-        assert(cb);
-
-        if (args->op < 0 || args->op >= _KERNEL_OP_MAX)
-                return -EINVAL;
         c = new0(KernelCall, 1);
         if (!c)
                 return -ENOMEM;
@@ -326,8 +362,6 @@ int kernel_lanes_submit(KernelLanes *l, const char *lane_name, const KernelCallA
                 .scope_number = args->scope_number,
                 .request_len = args->request_len,
                 .response_size = args->response_size,
-                .callback = cb,
-                .userdata = userdata,
         };
         c->lane_name = strdup(lane_name);
         c->request = malloc(MAX(args->request_len, (size_t) 1));
@@ -346,15 +380,45 @@ int kernel_lanes_submit(KernelLanes *l, const char *lane_name, const KernelCallA
                 call_free(c);
                 return r;
         }
+        *ret = c;
+        return 0;
+}
+
+/* Under the lock: after the calls queued on its lane before it. */
+static int call_queue(KernelLanes *l, KernelCall *c) {
+        Lane *lane;
+        int r;
+
+        r = lane_get(l, c->lane_name, &lane);
+        if (r < 0)
+                return r;
+        c->lane = lane;
+        c->state = KERNEL_CALL_QUEUED;
+        TAILQ_INSERT_TAIL(&lane->queue, c, entry);
+        pthread_cond_signal(&lane->wake);
+        return 0;
+}
+
+int kernel_lanes_submit(KernelLanes *l, const char *lane_name, const KernelCallArgs *args, KernelCallDone cb,
+                        void *userdata, KernelCall **ret) {
+        KernelCall *c;
+        int r;
+
+        assert(l);
+        assert(lane_name);
+        assert(args);
+        assert(cb);
+
+        if (args->op < 0 || args->op >= _KERNEL_OP_MAX)
+                return -EINVAL;
+        r = call_new(l, lane_name, args, &c);
+        if (r < 0)
+                return r;
+        c->callback = cb;
+        c->userdata = userdata;
 
         pthread_mutex_lock(&l->lock);
-        r = lane_get(l, lane_name, &lane);
-        if (r >= 0) {
-                c->lane = lane;
-                c->state = KERNEL_CALL_QUEUED;
-                TAILQ_INSERT_TAIL(&lane->queue, c, entry);
-                pthread_cond_signal(&lane->wake);
-        }
+        r = call_queue(l, c);
         pthread_mutex_unlock(&l->lock);
         if (r < 0) {
                 call_free(c);
@@ -366,8 +430,45 @@ int kernel_lanes_submit(KernelLanes *l, const char *lane_name, const KernelCallA
         return 0;
 }
 
+/* Under the lock: the requester of a bind the kernel has (or had) gave up on it, and records the
+ * device as not bound (gone, or the bind failed). Should the kernel bind it after all, an unbind
+ * brings it back to that record. Queued now, on the device's lane, which runs one call at a
+ * time in order: after the calls queued before (they were asked of a device being bound), and
+ * ahead of any asked from now on, a VMM's new bind of the device among them, which must not be
+ * undone. */
+static int bind_queue_undo(KernelLanes *l, KernelCall *bind) {
+        KernelCallArgs args = {
+                .op = KERNEL_OP_UNBIND,
+                .iommufd = bind->fd, /* kept for this (see lane_thread()) */
+                .version = bind->version,
+                .vdevice_id = bind->vdevice_id,
+        };
+        KernelCall *undo;
+        int r;
+
+        r = call_new(l, bind->lane_name, &args, &undo);
+        if (r < 0)
+                return r;
+        undo->is_undo = true;
+        r = call_queue(l, undo);
+        if (r < 0) {
+                call_free(undo);
+                return r;
+        }
+        if (bind->state == KERNEL_CALL_DONE)
+                undo->bind_result = bind->result;
+        else {
+                /* Filled in as the bind returns, before the undo's turn on the same lane. */
+                bind->undo = undo;
+                undo->undoes = bind;
+        }
+        bind->has_undo = true;
+        return 0;
+}
+
 void kernel_call_abandon(KernelCall *c) {
         KernelLanes *l;
+        int r = 0;
 
         if (!c)
                 return;
@@ -383,7 +484,13 @@ void kernel_call_abandon(KernelCall *c) {
         }
         /* Running, or done and not yet delivered: freed on delivery. */
         c->abandoned = true;
+        if (c->op == KERNEL_OP_BIND && !(c->state == KERNEL_CALL_DONE && c->result < 0))
+                r = bind_queue_undo(l, c);
         pthread_mutex_unlock(&l->lock);
+        if (r < 0)
+                log_error_errno(r, "Cannot undo the kernel TSM bind of %s (vDevice %" PRIu32 ") its requester gave up "
+                                "on; should it succeed, the kernel keeps it bound: %m",
+                                c->lane_name, c->vdevice_id);
 }
 
 void *kernel_call_take_response(KernelCall *c, size_t *ret_len) {

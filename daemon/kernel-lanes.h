@@ -11,8 +11,13 @@
  *
  * A call owns everything its thread touches: a duplicate of the VMM's iommufd (the context may
  * be closed meanwhile), the request and the response buffer. Abandoning a call (its deadline
- * passed, its requester went away) only drops the callback; an ioctl already running is left
- * to finish, and its late answer is logged and dropped.
+ * passed, its device went, its requester went away) only drops the callback; an ioctl already
+ * running is left to finish, and its late answer is logged and dropped.
+ * But a bind changes the device, and its requester records it as not done: one abandoned once
+ * the kernel had it is undone, should it succeed, by an unbind that the abandonment queues on
+ * the lane. It thus comes after every call queued before and ahead of every call after, a new
+ * bind of the device included. Requests need no undo; an unbind's undo would be a bind that
+ * nobody asked for.
  *
  * Runs in: monitor (the loop's thread, plus one thread per device with calls in flight).
  */
@@ -56,8 +61,10 @@ typedef struct KernelCallArgs {
 
 /* linger_usec: KERNEL_LANE_LINGER_USEC outside tests. */
 int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes **ret);
-/* Drops queued calls without their callbacks, then waits for calls inside the kernel to
- * return: an ioctl cannot be cancelled, and its thread uses the lanes until it ends. */
+/* Drops queued calls without their callbacks, undos included (a context cut off by a stop is
+ * unbound by the next tsmd, or by the kernel as its iommufd closes), then waits for calls inside
+ * the kernel to return: an ioctl cannot be cancelled, and its thread uses the lanes until it
+ * ends. */
 KernelLanes *kernel_lanes_free(KernelLanes *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KernelLanes *, kernel_lanes_free);
 
@@ -68,7 +75,8 @@ int kernel_lanes_submit(KernelLanes *l, const char *lane, const KernelCallArgs *
                         void *userdata, KernelCall **ret);
 
 /* The callback never comes, and the call frees itself: at once if it has not started yet (the
- * kernel never sees it), else when the kernel returns. Call from the loop's thread only. */
+ * kernel never sees it), else when the kernel returns. A bind that has started is undone if it
+ * succeeds (see above). Call from the loop's thread only. */
 void kernel_call_abandon(KernelCall *c);
 
 /* In the callback: the response buffer (response_size bytes, of which the kernel wrote

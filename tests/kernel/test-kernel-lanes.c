@@ -4,7 +4,8 @@
  * transport's syscall seam whose ioctl can be held inside "the kernel" like a device whose
  * firmware takes its time: the loop and the other devices go on meanwhile, one device's calls
  * (requests, binds and unbinds) keep their order, an abandoned call never calls back (and never reaches the kernel if it had
- * not started), the VMM may close its iommufd while the call runs, freeing waits for a call in
+ * not started), an abandoned bind the kernel did after all is unbound again ahead of whatever
+ * came after it, the VMM may close its iommufd while the call runs, freeing waits for a call in
  * the kernel, and no thread, fd or allocation is left behind. Runs in: tests.
  */
 
@@ -18,11 +19,14 @@
 #include "iommufd-transport.h"
 #include "iommufd-uapi.h"
 #include "kernel-lanes.h"
+#include "log-capture.h"
 
 #define DEV_A "0000:01:00.0"
 #define DEV_B "0000:02:00.0"
-#define VDEV_SLOW 7 /* the fake kernel holds calls for this vDevice until released */
+#define VDEV_SLOW 7 /* the fake kernel holds calls for this vDevice (and VDEV_REFUSED) until released */
 #define VDEV_SILENT 9 /* its requests succeed without a byte written (a TSM that writes less) */
+#define VDEV_REFUSED 11 /* its binds fail */
+#define VDEV_MAX 16
 #define LINGER_USEC 20000ULL
 #define ORDER_MAX 64
 
@@ -30,19 +34,20 @@
 static struct {
         pthread_mutex_t lock;
         pthread_cond_t changed;
-        bool hold_slow;       /* VDEV_SLOW's calls wait in the kernel while set */
+        bool hold_slow;       /* VDEV_SLOW's and VDEV_REFUSED's calls wait in the kernel while set */
         unsigned n_inside;    /* calls in the kernel now */
         unsigned n_calls;
         uint32_t order[ORDER_MAX]; /* first request byte of each call, in kernel order */
         int original_fd;      /* the VMM's fd: the kernel must be given a duplicate */
         bool fd_was_valid;
+        bool bound[VDEV_MAX]; /* what the kernel's binds and unbinds left */
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
 
 /* In the kernel's order of calls: a bind or unbind is ORDER_OP | its v5 type. */
 #define ORDER_OP 0x100u
 
 /* v5 IOMMU_VDEVICE_TSM_REQ answers the request bytes reversed, and the residue; v5
- * IOMMU_VDEVICE_TSM_OP (bind, unbind) succeeds. */
+ * IOMMU_VDEVICE_TSM_OP (bind, unbind) succeeds, but for a bind of VDEV_REFUSED. */
 static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
         struct tsmd_iommu_vdevice_tsm_req_v5 cmd = {};
         const uint8_t *req = NULL;
@@ -76,12 +81,20 @@ static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) 
         fake.n_calls++;
         fake.n_inside++;
         pthread_cond_broadcast(&fake.changed);
-        while (vdevice == VDEV_SLOW && fake.hold_slow)
+        while ((vdevice == VDEV_SLOW || vdevice == VDEV_REFUSED) && fake.hold_slow)
                 pthread_cond_wait(&fake.changed, &fake.lock);
         fake.n_inside--;
         pthread_cond_broadcast(&fake.changed);
         pthread_mutex_unlock(&fake.lock);
 
+        if (order == (ORDER_OP | TSMD_IOMMU_VDEVICE_TSM_BIND_V5) && vdevice == VDEV_REFUSED)
+                return -EBUSY;
+        if (order & ORDER_OP) {
+                ASSERT_TRUE(vdevice < VDEV_MAX);
+                pthread_mutex_lock(&fake.lock);
+                fake.bound[vdevice] = order == (ORDER_OP | TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
+                pthread_mutex_unlock(&fake.lock);
+        }
         if (vdevice == VDEV_SILENT && request == TSMD_IOMMU_VDEVICE_TSM_REQ_V5)
                 return 0;
         for (size_t i = 0; i < n; i++)
@@ -168,6 +181,7 @@ typedef struct Lanes {
 
 static void lanes_setup(Lanes *t) {
         memset(&fake.order, 0, sizeof(fake.order));
+        memset(&fake.bound, 0, sizeof(fake.bound));
         fake.n_calls = 0;
         fake.hold_slow = false;
         iommufd_set_syscalls(&fake_syscalls);
@@ -232,6 +246,24 @@ static void run_until(Lanes *t, Done *done, unsigned n) {
         for (unsigned ms = 0; done->n < n; ms += 10) {
                 ASSERT_LE(ms, 10000u);
                 run_for(t, 10000);
+        }
+}
+
+/* Runs the loop until every lane's thread has ended, then once more: every answer is delivered. */
+static void run_until_idle(Lanes *t) {
+        for (unsigned ms = 0; kernel_lanes_n_threads(t->lanes) > 0; ms++) {
+                ASSERT_LE(ms, 10000u);
+                run_for(t, 1000);
+        }
+        run_for(t, 10000);
+}
+
+/* Waits, without running the loop, until every lane's thread has ended: their answers wait to
+ * be delivered. */
+static void wait_lanes_ended(Lanes *t) {
+        for (unsigned ms = 0; kernel_lanes_n_threads(t->lanes) > 0; ms++) {
+                ASSERT_LE(ms, 10000u);
+                usleep(1000);
         }
 }
 
@@ -485,6 +517,120 @@ TEST(free_waits_for_a_call_in_the_kernel) {
         ASSERT_OK(-pthread_join(releaser, NULL));
         ASSERT_EQ(held.n, 0u);
         ASSERT_EQ(queued.n, 0u);
+        ASSERT_EQ(fake_n_calls(), 1u);
+}
+
+#define BIND (ORDER_OP | TSMD_IOMMU_VDEVICE_TSM_BIND_V5)
+#define UNBIND (ORDER_OP | TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5)
+
+/* tsmd records an abandoned bind as not done (its device gone, its VMM told it failed): one the
+ * kernel did after all is unbound again, and that unbind comes before anything asked of the
+ * device after the abandonment, such as a VMM binding it anew. */
+TEST(abandoned_bind_done_in_the_kernel_is_undone) {
+        _cleanup_free_ char *log = NULL;
+        Lanes t;
+        Done dropped = {}, again = {};
+        KernelCall *c;
+        int saved;
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        c = submit_op(&t, DEV_A, KERNEL_OP_BIND, VDEV_SLOW, &dropped);
+        fake_wait_inside(1);
+        kernel_call_abandon(c); /* as when its device is reported gone */
+        submit_op(&t, DEV_A, KERNEL_OP_BIND, 1, &again);
+
+        saved = log_capture_begin();
+        fake_set_hold(false);
+        run_until(&t, &again, 1);
+        run_until_idle(&t);
+        log = log_capture_end(saved);
+
+        ASSERT_EQ(again.result, 0);
+        ASSERT_EQ(dropped.n, 0u);
+        ASSERT_EQ(fake_n_calls(), 3u);
+        ASSERT_EQ(fake.order[0], BIND);
+        ASSERT_EQ(fake.order[1], UNBIND);
+        ASSERT_EQ(fake.order[2], BIND);
+        ASSERT_FALSE(fake.bound[VDEV_SLOW]);
+        ASSERT_TRUE(fake.bound[1]);
+        /* Said once, and what was done about it. */
+        ASSERT_EQ(count_occurrences(log, "unbound it again"), 1u);
+        ASSERT_EQ(count_occurrences(log, "after its requester gave up"), 1u);
+        lanes_teardown(&t);
+}
+
+/* The same when the kernel had answered already and only the delivery was pending: the lane's
+ * thread may even have ended meanwhile. */
+TEST(abandoned_bind_answered_but_not_delivered_is_undone) {
+        Lanes t;
+        Done dropped = {}, again = {};
+        KernelCall *c;
+
+        lanes_setup(&t);
+        c = submit_op(&t, DEV_A, KERNEL_OP_BIND, 1, &dropped);
+        wait_lanes_ended(&t);
+        ASSERT_TRUE(fake.bound[1]);
+        kernel_call_abandon(c);
+        submit_op(&t, DEV_A, KERNEL_OP_BIND, 2, &again);
+
+        run_until(&t, &again, 1);
+        run_until_idle(&t);
+        ASSERT_EQ(again.result, 0);
+        ASSERT_EQ(dropped.n, 0u);
+        ASSERT_EQ(fake_n_calls(), 3u);
+        ASSERT_EQ(fake.order[0], BIND);
+        ASSERT_EQ(fake.order[1], UNBIND);
+        ASSERT_EQ(fake.order[2], BIND);
+        ASSERT_FALSE(fake.bound[1]);
+        ASSERT_TRUE(fake.bound[2]);
+        lanes_teardown(&t);
+}
+
+/* A bind that failed left nothing to undo, nor did one that never started. */
+TEST(abandoned_bind_that_failed_is_not_undone) {
+        Lanes t;
+        Done dropped = {}, after = {};
+        KernelCall *failed, *queued;
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        failed = submit_op(&t, DEV_A, KERNEL_OP_BIND, VDEV_REFUSED, &dropped);
+        fake_wait_inside(1);
+        queued = submit_op(&t, DEV_A, KERNEL_OP_BIND, 1, &dropped);
+        kernel_call_abandon(failed);
+        kernel_call_abandon(queued);
+        submit(&t, DEV_A, 1, "y", &after);
+
+        fake_set_hold(false);
+        run_until(&t, &after, 1);
+        run_until_idle(&t);
+        ASSERT_EQ(dropped.n, 0u);
+        ASSERT_EQ(fake_n_calls(), 2u);
+        ASSERT_EQ(fake.order[0], BIND);
+        ASSERT_EQ(fake.order[1], (uint32_t) 'y');
+        lanes_teardown(&t);
+}
+
+/* Stopping, the undo of a bind still in the kernel is dropped with the other queued calls: the
+ * next tsmd unbinds a vDevice whose bind was cut off (its context is stored as changing), and a
+ * context not kept closes its iommufd, which unbinds. Nothing is touched after it is freed. */
+TEST(free_drops_the_undo_of_a_bind_in_the_kernel) {
+        Lanes t;
+        Done dropped = {};
+        pthread_t releaser;
+        KernelCall *c;
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        c = submit_op(&t, DEV_A, KERNEL_OP_BIND, VDEV_SLOW, &dropped);
+        fake_wait_inside(1);
+        kernel_call_abandon(c);
+
+        ASSERT_OK(-pthread_create(&releaser, NULL, release_later, NULL));
+        lanes_teardown(&t);
+        ASSERT_OK(-pthread_join(releaser, NULL));
+        ASSERT_EQ(dropped.n, 0u);
         ASSERT_EQ(fake_n_calls(), 1u);
 }
 
