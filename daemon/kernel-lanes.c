@@ -21,6 +21,7 @@
 #include "iommufd-transport.h"
 #include "kernel-lanes.h"
 #include "log.h"
+#include "ratelimit.h"
 
 /* Generous for a function that fills a struct and calls ioctl(), sanitizers included. */
 #define KERNEL_LANE_STACK_SIZE (256U * 1024U)
@@ -89,6 +90,7 @@ struct KernelLanes {
         unsigned n_threads;
         bool stopping;
         TAILQ_HEAD(, KernelCall) done;
+        RateLimit late_log; /* the loop's thread's */
 };
 
 static KernelCall *call_free(KernelCall *c) {
@@ -180,19 +182,21 @@ static void *lane_thread(void *userdata) {
 }
 
 /* Too late for the VMM, which was told it failed: the journal says what the device did after
- * all. */
-static void log_late(const KernelCall *c) {
+ * all. As often as a hung TSM answers late: rate limited. */
+static void log_late(KernelLanes *l, const KernelCall *c) {
         if (c->result < 0)
-                log_warning_errno(c->result, "Kernel TSM %s of %s (vDevice %" PRIu32 ") failed after its requester gave up: %m",
-                                  kernel_op_table[c->op], c->lane_name, c->vdevice_id);
+                log_full_ratelimited(&l->late_log, LOG_WARNING,
+                                     "Kernel TSM %s of %s (vDevice %" PRIu32 ") failed after its requester gave up: %s",
+                                     kernel_op_table[c->op], c->lane_name, c->vdevice_id, strerror(-c->result));
         else if (!c->has_undo) /* its undo says it */
-                log_warning("Kernel TSM %s of %s (vDevice %" PRIu32 ") succeeded after its requester gave up; "
-                            "the answer is dropped.",
-                            kernel_op_table[c->op], c->lane_name, c->vdevice_id);
+                log_full_ratelimited(&l->late_log, LOG_WARNING,
+                                     "Kernel TSM %s of %s (vDevice %" PRIu32 ") succeeded after its requester gave up; "
+                                     "the answer is dropped.",
+                                     kernel_op_table[c->op], c->lane_name, c->vdevice_id);
 }
 
 /* Once for each bind undone: the kernel changed a device behind tsmd's record, and changed it
- * back, or could not. */
+ * back, or could not. Not rate limited, as each is a device's state; binds are few. */
 static void log_undo(const KernelCall *c) {
         if (c->bind_result < 0)
                 return; /* the bind failed: nothing was undone, and the bind says so */
@@ -223,7 +227,7 @@ static void on_calls_done(evutil_socket_t fd, short what, void *userdata) {
                 if (c->is_undo)
                         log_undo(c);
                 else if (c->abandoned)
-                        log_late(c);
+                        log_late(l, c);
                 else
                         c->callback(c, c->result, c->userdata);
                 call_free(c);
@@ -242,6 +246,7 @@ int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes 
                 return -ENOMEM;
         l->base = base;
         l->linger_usec = linger_usec;
+        l->late_log = RATELIMIT(KERNEL_LATE_LOG_INTERVAL_USEC, KERNEL_LATE_LOG_BURST);
         LIST_INIT(&l->lanes);
         TAILQ_INIT(&l->done);
         pthread_mutex_init(&l->lock, NULL);

@@ -12,7 +12,7 @@
  * A call owns everything its thread touches: a duplicate of the VMM's iommufd (the context may
  * be closed meanwhile), the request and the response buffer. Abandoning a call (its deadline
  * passed, its device went, its requester went away) only drops the callback; an ioctl already
- * running is left to finish, and its late answer is logged and dropped.
+ * running is left to finish, and its late answer is logged (at a bounded rate) and dropped.
  * But a bind changes the device, and its requester records it as not done: one abandoned once
  * the kernel had it is undone, should it succeed, by an unbind that the abandonment queues on
  * the lane. It thus comes after every call queued before and ahead of every call after, a new
@@ -32,6 +32,10 @@
 
 /* How long a lane's thread waits for its device's next call before it ends. */
 #define KERNEL_LANE_LINGER_USEC (2ULL * 1000000ULL)
+
+/* Late answers are logged at most this many per interval: a hung TSM answers every request late. */
+#define KERNEL_LATE_LOG_BURST 10U
+#define KERNEL_LATE_LOG_INTERVAL_USEC (10ULL * 1000000ULL)
 
 typedef struct KernelLanes KernelLanes;
 typedef struct KernelCall KernelCall;

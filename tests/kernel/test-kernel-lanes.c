@@ -5,8 +5,9 @@
  * firmware takes its time: the loop and the other devices go on meanwhile, one device's calls
  * (requests, binds and unbinds) keep their order, an abandoned call never calls back (and never reaches the kernel if it had
  * not started), an abandoned bind the kernel did after all is unbound again ahead of whatever
- * came after it, the VMM may close its iommufd while the call runs, freeing waits for a call in
- * the kernel, and no thread, fd or allocation is left behind. Runs in: tests.
+ * came after it, late answers are logged at a bounded rate, the VMM may close its iommufd while
+ * the call runs, freeing waits for a call in the kernel, and no thread, fd or allocation is
+ * left behind. Runs in: tests.
  */
 
 #include <dirent.h>
@@ -632,6 +633,41 @@ TEST(free_drops_the_undo_of_a_bind_in_the_kernel) {
         ASSERT_OK(-pthread_join(releaser, NULL));
         ASSERT_EQ(dropped.n, 0u);
         ASSERT_EQ(fake_n_calls(), 1u);
+}
+
+/* A hung TSM that answers every request late must not flood the journal: each device's late
+ * answer would otherwise be a line. */
+TEST(late_answers_are_logged_at_a_bounded_rate) {
+        _cleanup_free_ char *log = NULL;
+        KernelCall *calls[3 * KERNEL_LATE_LOG_BURST];
+        Lanes t;
+        Done dropped = {};
+        size_t n;
+        int saved;
+
+        lanes_setup(&t);
+        fake_set_hold(true);
+        for (unsigned i = 0; i < ELEMENTSOF(calls); i++) {
+                char lane[16];
+
+                snprintf(lane, sizeof(lane), "0000:%02x:00.0", 0x10 + i);
+                calls[i] = submit(&t, lane, VDEV_SLOW, "x", &dropped);
+        }
+        fake_wait_inside(ELEMENTSOF(calls));
+        for (unsigned i = 0; i < ELEMENTSOF(calls); i++)
+                kernel_call_abandon(calls[i]); /* as when their deadlines pass */
+
+        saved = log_capture_begin();
+        fake_set_hold(false);
+        run_until_idle(&t);
+        log = log_capture_end(saved);
+
+        ASSERT_EQ(dropped.n, 0u);
+        ASSERT_EQ(fake_n_calls(), (unsigned) ELEMENTSOF(calls));
+        n = count_occurrences(log, "after its requester gave up");
+        ASSERT_GE(n, 1u);
+        ASSERT_LE(n, (size_t) KERNEL_LATE_LOG_BURST);
+        lanes_teardown(&t);
 }
 
 TEST_MAIN();
