@@ -344,7 +344,7 @@ void guest_audit_release(const Release *rel, int result) {
         rec.uid = rel->uid;
         rec.gid = rel->gid;
         rec.pid = rel->pid;
-        rec.context_id = rel->context;
+        rec.context_id = rel->context > 0 ? rel->context : AUDIT_U64_NONE; /* handles start at 1 */
         rec.vdevice_id = rel->vdevice;
         rec.pci = rel->pci_address;
         if (tsm_platform_get_device(rel->manager->platform, rel->pci_address, &info) >= 0)

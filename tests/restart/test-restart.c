@@ -800,12 +800,15 @@ TEST(an_unreclaimed_context_is_released_on_behalf_of_its_owner) {
                 SKIP("needs root to connect under another gid");
         for (int whole_tsmd = 0; whole_tsmd <= 1; whole_tsmd++) {
                 _cleanup_(json_object_putp) json_object *rec = release_of_unreclaimed(whole_tsmd, owner_gid);
+                json_object *context = NULL;
 
                 ASSERT_STREQ(json_get_string(rec, "result"), "ok");
                 ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
                 ASSERT_EQ(record_int(rec, "uid"), (int64_t) geteuid());
                 ASSERT_EQ(record_int(rec, "gid"), (int64_t) owner_gid);
                 ASSERT_EQ(record_int(rec, "pid"), (int64_t) getpid());
+                /* No handle: a restored context gets one when it is reclaimed. */
+                ASSERT_TRUE(json_object_object_get_ex(rec, "contextId", &context) && !context);
         }
 }
 
