@@ -524,6 +524,16 @@ TEST(free_waits_for_a_call_in_the_kernel) {
 #define BIND (ORDER_OP | TSMD_IOMMU_VDEVICE_TSM_BIND_V5)
 #define UNBIND (ORDER_OP | TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5)
 
+/* The kernel saw the abandoned bind, its undo, then the bind submitted after the abandonment. */
+static void expect_undone_before_the_next_bind(unsigned undone, unsigned bound) {
+        ASSERT_EQ(fake_n_calls(), 3u);
+        ASSERT_EQ(fake.order[0], BIND);
+        ASSERT_EQ(fake.order[1], UNBIND);
+        ASSERT_EQ(fake.order[2], BIND);
+        ASSERT_FALSE(fake.bound[undone]);
+        ASSERT_TRUE(fake.bound[bound]);
+}
+
 /* tsmd records an abandoned bind as not done (its device gone, its VMM told it failed): one the
  * kernel did after all is unbound again, and that unbind comes before anything asked of the
  * device after the abandonment, such as a VMM binding it anew. */
@@ -549,12 +559,7 @@ TEST(abandoned_bind_done_in_the_kernel_is_undone) {
 
         ASSERT_EQ(again.result, 0);
         ASSERT_EQ(dropped.n, 0u);
-        ASSERT_EQ(fake_n_calls(), 3u);
-        ASSERT_EQ(fake.order[0], BIND);
-        ASSERT_EQ(fake.order[1], UNBIND);
-        ASSERT_EQ(fake.order[2], BIND);
-        ASSERT_FALSE(fake.bound[VDEV_SLOW]);
-        ASSERT_TRUE(fake.bound[1]);
+        expect_undone_before_the_next_bind(VDEV_SLOW, 1);
         /* Said once, and what was done about it. */
         ASSERT_EQ(count_occurrences(log, "unbound it again"), 1u);
         ASSERT_EQ(count_occurrences(log, "after its requester gave up"), 1u);
@@ -579,12 +584,7 @@ TEST(abandoned_bind_answered_but_not_delivered_is_undone) {
         run_until_idle(&t);
         ASSERT_EQ(again.result, 0);
         ASSERT_EQ(dropped.n, 0u);
-        ASSERT_EQ(fake_n_calls(), 3u);
-        ASSERT_EQ(fake.order[0], BIND);
-        ASSERT_EQ(fake.order[1], UNBIND);
-        ASSERT_EQ(fake.order[2], BIND);
-        ASSERT_FALSE(fake.bound[1]);
-        ASSERT_TRUE(fake.bound[2]);
+        expect_undone_before_the_next_bind(1, 2);
         lanes_teardown(&t);
 }
 
