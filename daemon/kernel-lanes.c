@@ -154,12 +154,15 @@ static void *lane_thread(void *userdata) {
 
                 /* An undo's bind ran before it on this lane: if it failed, nothing is to undo. */
                 c->result = c->is_undo && c->bind_result < 0 ? c->bind_result : call_run(c);
-                /* The iommufd reference goes as soon as the kernel is done with it (a bind's
-                 * once nothing can undo it). */
-                if (c->op != KERNEL_OP_BIND || c->result < 0)
+                /* The iommufd reference goes as soon as the kernel is done with it; a bind's
+                 * once nothing can undo it, and under the lock, as an abandonment may be copying
+                 * it for an undo meanwhile. */
+                if (c->op != KERNEL_OP_BIND)
                         c->fd = safe_close(c->fd);
 
                 pthread_mutex_lock(&l->lock);
+                if (c->op == KERNEL_OP_BIND && c->result < 0)
+                        c->fd = safe_close(c->fd);
                 if (c->undo) {
                         c->undo->bind_result = c->result;
                         c->undo->undoes = NULL;
