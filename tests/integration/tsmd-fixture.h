@@ -181,6 +181,9 @@ json_object *tsmd_audit_query(Tsmd *t, const char *params);
 int64_t tsmd_audit_last_seq(Tsmd *t);
 /* Records after seq `after` of this event with this result, made by the test's own uid. */
 size_t tsmd_audit_count(Tsmd *t, int64_t after, const char *event, const char *result);
+/* The same among the records QueryAudit selects by filter: its parameters as JSON members
+ * ("\"uid\":0,\"pciAddress\":\"...\""; NULL: all records). */
+size_t tsmd_audit_count_where(Tsmd *t, int64_t after, const char *filter, const char *event, const char *result);
 /* Waits (bounded) for n such records; fails the test if there are more, or fewer by then. */
 #define tsmd_expect_audit(t, after, event, result, n) \
         tsmd_expect_audit_at(__FILE__, __LINE__, (t), (after), (event), (result), (n))
