@@ -790,7 +790,9 @@ TEST(unknown_methods_and_foreign_handles) {
         tsmd_expect_audit(&t, b.seq, G "WatchEvents", VARLINK_ERROR_EXPECTED_MORE, 1);
 
         /* The good client's context, named from another connection of the same uid, and from
-         * another uid: as if it did not exist. */
+         * another uid: as if it did not exist, and each attempt on record under who made it. */
+        int64_t foreign_seq = tsmd_audit_last_seq(&t);
+        size_t guessed_no_such = 0, guessed_invalid = 0;
         const char *p_ctx = strf("{\"context\":%" PRIi64 "}", g.ctx);
         char ctx_params[64], err_params[64];
         snprintf(ctx_params, sizeof(ctx_params), "%s", p_ctx);
@@ -806,16 +808,33 @@ TEST(unknown_methods_and_foreign_handles) {
                 CALL_ERROR(other, G "GuestRequest", g.params, E_GUEST("NoSuchContext"), err_params);
                 CALL_ERROR(other, G "CloseContext", ctx_params, E_GUEST("NoSuchContext"), err_params);
                 varlink_client_free(other);
+                /* On record as the other uid's. */
+                ASSERT_EQ(tsmd_audit_count_where(&t, foreign_seq, strf("\"uid\":%u", NOBODY), "guest-request",
+                                                 E_GUEST("NoSuchContext")),
+                          1U);
+                ASSERT_EQ(tsmd_audit_count_where(&t, foreign_seq, strf("\"uid\":%u", NOBODY), "close-context",
+                                                 E_GUEST("NoSuchContext")),
+                          1U);
         }
         /* Guessing: neighbours, zero, negatives, the extremes. */
         const int64_t guesses[] = { g.ctx - 1, g.ctx + 1, 0, 1, 2, -1, INT64_MAX, INT64_MIN };
         for (size_t i = 0; i < ELEMENTSOF(guesses); i++) {
                 const char *e = tsmd_call(a, G "GuestRequest", request_params(guesses[i], 1, DEV2, TDISP_MSG_GET_VERSION, 0), &r);
                 ASSERT_NOT_NULL(e);
-                if (!streq(e, E_GUEST("NoSuchContext")) && !streq(e, VARLINK_ERROR_INVALID_PARAMETER))
+                if (streq(e, E_GUEST("NoSuchContext")))
+                        guessed_no_such++;
+                else if (streq(e, VARLINK_ERROR_INVALID_PARAMETER))
+                        guessed_invalid++;
+                else
                         TEST_FAIL("GuestRequest on guessed context %" PRIi64 ": %s", guesses[i], e);
         }
         good_check(&g);
+        tsmd_expect_audit(&t, foreign_seq, "close-context", E_GUEST("NoSuchContext"), 1);
+        tsmd_expect_audit(&t, foreign_seq, "guest-request", E_GUEST("NoSuchContext"), 1 + guessed_no_such);
+        tsmd_expect_audit(&t, foreign_seq, G "GuestRequest", VARLINK_ERROR_INVALID_PARAMETER, guessed_invalid);
+        tsmd_expect_audit(&t, foreign_seq, "bind", E_GUEST("NoSuchContext"), 1);
+        tsmd_expect_audit(&t, foreign_seq, "detach", E_GUEST("NoSuchContext"), 1);
+        tsmd_expect_audit(&t, foreign_seq, "attach", E_GUEST("NoSuchContext"), 1);
 
         /* Replay of released handles. */
         int64_t replay_seq = tsmd_audit_last_seq(&t);
@@ -1154,6 +1173,10 @@ TEST(lifecycle_calls_raced_against_a_bind) {
                 close(fd);
                 good_check(&g);
         }
+        /* Each refusal of rounds 0 and 1 is on record under its name. */
+        tsmd_expect_audit(&t, b.seq, "detach", E_GUEST("DeviceBusy"), 2);
+        tsmd_expect_audit(&t, b.seq, "close-context", E_GUEST("DeviceBusy"), 2);
+        tsmd_expect_audit(&t, b.seq, "unbind", E_GUEST("DeviceBusy"), 2);
 
         expect_recovered(&t, &g, &b);
         good_done(&g);
