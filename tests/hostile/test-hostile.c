@@ -6,7 +6,9 @@
  * that the good client's requests stayed fast (GOOD_MAX_USEC each), that tsmd's fd count is
  * back to exactly its baseline and its RSS near it, and that refusals were named errors
  * where the protocol allows an answer. Every refusal is in the audit log under its name: a
- * call's with the method as event, one that ends its connection with event "connection".
+ * call's with the method as event, one that ends its connection with event "connection". A
+ * handful of refusals cannot show a small leak in the RSS: refusals_leave_nothing_behind repeats
+ * them by the thousand.
  *
  * Runs in: tests. The second-uid parts of the connection flood need root (SKIP otherwise).
  */
@@ -1578,6 +1580,149 @@ TEST(sustained_pipelined_flood) {
         ASSERT_OK(kill(flooder, SIGKILL));
         ASSERT_EQ(waitpid(flooder, &status, 0), flooder);
 
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_teardown(&t);
+}
+
+/* ---- many refusals: nothing accumulates --------------------------------------------------------- */
+
+#define CHURN_WARMUP 50
+#define CHURN_ROUNDS 300
+/* What CHURN_ROUNDS rounds may add to tsmd's RSS once warm (it varies by some 20 KiB): a leak of
+ * 100 bytes a refusal (3,600 of them) is more than this. */
+#define CHURN_SLACK_KIB 256UL
+/* Past MaxMessageSize=64K. */
+#define CHURN_BIG ((size_t) (64 << 10) + 1)
+
+/* A connection that tsmd closes for its message msg. */
+static void churn_close(Tsmd *t, const void *msg, size_t len) {
+        int fd = raw_open(t);
+
+        (void) raw_send(fd, msg, len);
+        if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
+                TEST_FAIL("tsmd did not close a connection refused for its message");
+        close(fd);
+}
+
+/*
+ * One of each refusal: connections that tsmd closes for their message (too large, invalid UTF-8,
+ * nested too deep, too many fds) or turns away (past MaxConnectionsPerUid=4: the good client, a,
+ * the filler and one more), and calls it answers by name on a's connection (unknown method and
+ * interface, a mistyped parameter, another client's context, a released one, an fd that is no
+ * iommufd). tsmd closes every connection it refuses itself, so its slot is free when the test
+ * sees the hangup.
+ */
+static void churn_round(Tsmd *t, Good *g, VarlinkClient *a, const char *big, const char *bomb, size_t bomb_len) {
+        static const char bad_utf8[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":1,\"x\":\"\xc0\xaf\"}}";
+        static const char call[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":987654321}}";
+        int fd, extra, pp[2];
+        json_object *r;
+        int64_t ctx;
+
+        fd = raw_open(t);
+        raw_expect_alive(fd); /* accepted: root's fourth */
+        extra = raw_open(t);
+        if (!raw_closed_silently(extra, TSMD_WAIT_USEC))
+                TEST_FAIL("a fifth connection of root was not refused");
+        close(extra);
+        (void) raw_send(fd, big, CHURN_BIG);
+        if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
+                TEST_FAIL("tsmd did not close a connection that sent %zu bytes", CHURN_BIG);
+        close(fd);
+        churn_close(t, bad_utf8, sizeof(bad_utf8));
+        churn_close(t, bomb, bomb_len);
+        fd = raw_open(t);
+        (void) send_with_fds(fd, call, sizeof(call), 5, -1);
+        if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
+                TEST_FAIL("tsmd did not close a connection that sent 5 fds");
+        close(fd);
+
+        CALL_ERROR(a, G "Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+        CALL_ERROR(a, "io.tsmd.Nope.Call", NULL, VARLINK_ERROR_INTERFACE_NOT_FOUND, NULL);
+        CALL_ERROR(a, G "CloseContext", "{\"context\":\"1\"}", VARLINK_ERROR_INVALID_PARAMETER, "{\"parameter\":\"context\"}");
+        CALL_ERROR(a, G "GuestRequest", g->params, E_GUEST("NoSuchContext"), NULL);
+        r = CALL_OK(a, G "OpenContext", NULL);
+        ctx = JINT(r, "context");
+        close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
+        CALL_OK(a, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        CALL_ERROR(a, G "GuestRequest", request_params(ctx, 1, DEV2, TDISP_MSG_GET_VERSION, 0), E_GUEST("NoSuchContext"), NULL);
+        ASSERT_OK(pipe2(pp, O_CLOEXEC));
+        close(pp[1]);
+        ASSERT_EQ(varlink_client_push_fd(a, pp[0]), 0);
+        CALL_ERROR(a, G "AdoptContext", "{\"fileDescriptor\":0}", E_GUEST("BadFileDescriptor"), NULL);
+}
+
+/*
+ * The same refusals thousands of times: what each one cost tsmd is given back, not kept. A
+ * handful of refusals cannot show a small leak in the RSS (see RSS_SLACK_KIB); 1,500 refused
+ * connections and 2,100 refused calls after a warm-up can, even one that stays reachable (a
+ * list that only grows), which valgrind does not count as an error. Each refusal is on record.
+ */
+TEST(refusals_leave_nothing_behind) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *a;
+        int filler;
+        char *big, *bomb;
+        size_t bomb_len;
+        unsigned long warm, rss;
+        int64_t seq;
+        uint64_t start;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=64K\nMaxFdsPerMessage=4\nMaxJsonDepth=16\n"
+                                   "MaxConnectionsPerUid=4\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+        big = malloc(CHURN_BIG);
+        ASSERT_NOT_NULL(big);
+        memset(big, ' ', CHURN_BIG);
+        big[0] = '{';
+        bomb = nesting_bomb(20, &bomb_len);
+
+        a = tsmd_connect_guest(&t);
+        filler = raw_open(&t);
+        raw_expect_alive(filler);
+        for (unsigned i = 0; i < CHURN_WARMUP; i++)
+                churn_round(&t, &g, a, big, bomb, bomb_len);
+        good_check(&g);
+        /* The admin connection that asks takes root's fourth slot. */
+        seq = tsmd_audit_last_seq(&t);
+        ASSERT_EQ(tsmd_settled_fds(&t, 3), b.fds + 2);
+        warm = tsmd_rss_kib(&t);
+
+        start = now_usec();
+        for (unsigned i = 0; i < CHURN_ROUNDS; i++) {
+                churn_round(&t, &g, a, big, bomb, bomb_len);
+                if (i % 50 == 0)
+                        good_check(&g);
+        }
+        ASSERT_EQ(tsmd_settled_fds(&t, 3), b.fds + 2);
+        rss = tsmd_rss_kib(&t);
+        fprintf(stderr, "# %u rounds of refusals in %llu ms; RSS %lu -> %lu (warm) -> %lu KiB\n", CHURN_ROUNDS,
+                (unsigned long long) ((now_usec() - start) / USEC_PER_MSEC), b.rss, warm, rss);
+#if !TSMD_SANITIZED
+        if (rss > warm + CHURN_SLACK_KIB && !tsmd_under_valgrind())
+                TEST_FAIL("%u rounds of refusals grew tsmd's RSS from %lu to %lu KiB", CHURN_ROUNDS, warm, rss);
+#endif
+
+        expect_hangups_audited(&t, seq, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, CHURN_ROUNDS);
+        expect_hangups_audited(&t, seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, CHURN_ROUNDS);
+        expect_hangups_audited(&t, seq, VARLINK_REFUSED_MALFORMED_MESSAGE, CHURN_ROUNDS);
+        expect_hangups_audited(&t, seq, VARLINK_REFUSED_NESTING_TOO_DEEP, CHURN_ROUNDS);
+        expect_hangups_audited(&t, seq, VARLINK_REFUSED_FILE_DESCRIPTORS, CHURN_ROUNDS);
+        tsmd_expect_audit(&t, seq, G "Nope", VARLINK_ERROR_METHOD_NOT_FOUND, CHURN_ROUNDS);
+        tsmd_expect_audit(&t, seq, "io.tsmd.Nope.Call", VARLINK_ERROR_INTERFACE_NOT_FOUND, CHURN_ROUNDS);
+        tsmd_expect_audit(&t, seq, G "CloseContext", VARLINK_ERROR_INVALID_PARAMETER, CHURN_ROUNDS);
+        tsmd_expect_audit(&t, seq, "close-context", E_GUEST("NoSuchContext"), CHURN_ROUNDS);
+        tsmd_expect_audit(&t, seq, "guest-request", E_GUEST("NoSuchContext"), 2 * CHURN_ROUNDS);
+        tsmd_expect_audit(&t, seq, "adopt-context", E_GUEST("BadFileDescriptor"), CHURN_ROUNDS);
+
+        free(bomb);
+        free(big);
+        close(filler);
+        varlink_client_free(a);
         expect_recovered(&t, &g, &b);
         good_done(&g);
         tsmd_teardown(&t);
