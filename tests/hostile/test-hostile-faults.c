@@ -30,8 +30,8 @@
  * record can be written every audited call of every client is refused (AuditFailed, with the
  * errno); what must stay up is everything else (Ping is answered at once), the same worker,
  * and, once there is room again and tsmd reloaded, service for all. The refused calls have no
- * record (there was no room for one): what is checked is that every answered call has one, in
- * an unbroken sequence.
+ * record (there was no room for one): what is checked is that tsmd's own log (the journal) names
+ * each, and that every answered call has a record, in an unbroken sequence.
  *
  * After the EIO, a reload alone does not help (the file system is dead) and tsmd keeps
  * refusing by name; once a working file system is mounted in its place, a reload moves the log
@@ -826,6 +826,9 @@ static void unmount_audit(Tsmd *t) {
 
 #define N_FULL_REFUSALS 5
 
+/* What tsmd logs for a call it refuses because the audit log cannot take its record. */
+#define REFUSED_UNRECORDED(event, error) ("Refusing " event ", the audit log cannot take a record: " error)
+
 /*
  * A full disk: room for the audit record is reserved before a call runs, so once there is none
  * the call is refused (AuditFailed, errno ENOSPC) and nothing runs. Refused and accepted may
@@ -841,7 +844,7 @@ TEST(audit_full_disk) {
         const char *error;
         char filler[400];
         size_t answered = 0, requests, failed;
-        unsigned refused = 0, attempts = 0;
+        unsigned refused = 0, attempts = 0, logged;
         uid_t uid;
         gid_t gid;
 
@@ -885,6 +888,7 @@ TEST(audit_full_disk) {
         ASSERT_TRUE(answered > 0);
 
         /* Full: every client's audited calls are refused by name, nothing else is affected. */
+        logged = tsmd_log_count(&t, REFUSED_UNRECORDED("guest-request", "No space left on device"));
         d = tsmd_connect_guest(&t);
         for (unsigned i = 0; i < 10; i++) {
                 CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), "{\"errno\":28}");
@@ -892,6 +896,9 @@ TEST(audit_full_disk) {
                 expect_ping_fast(&t);
         }
         varlink_client_free(d);
+        /* The log has no room for their records: each is in tsmd's own log instead. */
+        ASSERT_EQ(tsmd_log_count(&t, REFUSED_UNRECORDED("guest-request", "No space left on device")), logged + 10);
+        ASSERT_EQ(tsmd_log_count(&t, REFUSED_UNRECORDED("open-context", "No space left on device")), 10U);
         ASSERT_TRUE(tsmd_is_running(&t));
         ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
 
@@ -1248,6 +1255,8 @@ TEST(audit_io_error) {
         error = tsmd_call(g.c, G "GuestRequest", g.params, &r);
         ASSERT_STREQ(error, E_GUEST("AuditFailed"));
         ASSERT_TRUE(json_matches(r, "{\"errno\":5}")); /* EIO */
+        /* It ran, and its record is lost: tsmd's log says what it would have said. */
+        ASSERT_EQ(tsmd_log_count(&t, "Audit log failed after guest-request ran, answering AuditFailed"), 1U);
         d = tsmd_connect_guest(&t);
         for (unsigned i = 0; i < 10; i++) {
                 CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), NULL);
@@ -1255,6 +1264,9 @@ TEST(audit_io_error) {
                 expect_ping_fast(&t);
         }
         varlink_client_free(d);
+        /* Refused before they ran, for a log that failed: each named in tsmd's log. */
+        ASSERT_EQ(tsmd_log_count(&t, REFUSED_UNRECORDED("guest-request", "Input/output error")), 10U);
+        ASSERT_EQ(tsmd_log_count(&t, REFUSED_UNRECORDED("open-context", "Input/output error")), 10U);
         /* The admin still gets answers, unrecorded: it is who repairs the log. But nothing it
          * asks that changes the host is made unrecorded. */
         d = tsmd_connect(&t);
