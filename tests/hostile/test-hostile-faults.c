@@ -736,7 +736,7 @@ TEST(device_removed_mid_request) {
         Baseline b;
         Vmm v;
         AsyncCall calls[N_IN_FLIGHT] = {};
-        uint64_t start, deadline;
+        uint64_t start, took, deadline;
         json_object *r;
         const char *e;
 
@@ -760,9 +760,15 @@ TEST(device_removed_mid_request) {
                 check_expected_error(&calls[i]);
                 async_call_done(&calls[i]);
         }
+        took = usec_since(start);
         fprintf(stderr, "# %u requests in flight refused with DeviceGone after %llu ms (latency %llu ms)\n",
-                N_IN_FLIGHT, (unsigned long long) (usec_since(start) / USEC_PER_MSEC),
+                N_IN_FLIGHT, (unsigned long long) (took / USEC_PER_MSEC),
                 (unsigned long long) (REMOVE_LATENCY_USEC / USEC_PER_MSEC));
+        /* Failed when the device went, not when it would have answered (the first after one
+         * latency, the others one after another behind it). */
+        if (took >= REMOVE_LATENCY_USEC)
+                TEST_FAIL("requests in flight on a removed device were refused only after %llu ms",
+                          (unsigned long long) (took / USEC_PER_MSEC));
         good_check(&g);
 
         /* Gone for good: everything on the vDevice is refused the same way. */
