@@ -8,6 +8,7 @@
  * worker process), that the good client's requests keep succeeding within a bound, that
  * tsmd's fd count is back to exactly its baseline and its RSS near it afterwards, that every
  * refusal is a named io.tsmd.Guest error, and that it is audited (io.tsmd.Admin.QueryAudit).
+ * At the end tsmd stops with its worker exiting cleanly and no sanitizer report in its log.
  *
  *   busy, gone, tdisp-error  the device answers busy / as absent / with TDISP ERROR messages
  *   hang                     the device never answers: the platform router fails the request
@@ -399,6 +400,7 @@ static void quick_fault(const QuickFault *f) {
         varlink_client_free(v.c);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -506,6 +508,7 @@ TEST(backend_hang) {
         expect_audited(&t, b.seq, DEV1, "guest-request", E_GUEST("Timeout"), 1 + N_HANGING);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -571,6 +574,7 @@ TEST(hanging_clients_do_not_starve_others) {
         g.bound_usec = GOOD_MAX_USEC;
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -622,6 +626,7 @@ static void pending_calls_round(unsigned max_pending_calls) {
         varlink_client_free(v.c);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -663,6 +668,7 @@ TEST(oneway_calls_are_recorded) {
         expect_audited(&t, b.seq, DEV1, "guest-request", VARLINK_ERROR_DISCONNECTED, 0);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -721,6 +727,7 @@ TEST(a_full_audit_queue_refuses_calls_but_records_releases) {
         expect_audited(&t, b.seq, DEV1, "release", "ok", 1);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -795,6 +802,7 @@ TEST(device_removed_mid_request) {
         varlink_client_free(v.c);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -922,6 +930,7 @@ TEST(audit_full_disk) {
         expect_recovered(&t, &g, &b);
         good_done(&g);
         unmount_audit(&t);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1213,6 +1222,7 @@ TEST(audit_slow_disk) {
         expect_recovered(&t, &g, &b);
         good_done(&g);
         unmount_audit(&t);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1308,6 +1318,7 @@ TEST(audit_io_error) {
         good_done(&g);
         (void) umount2(audit_dir(&t), MNT_DETACH); /* the tmpfs; unmount_audit() the ext4 */
         unmount_audit(&t);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1386,6 +1397,7 @@ TEST(audit_io_error_after_hangup) {
         good_done(&g);
         (void) umount2(audit_dir(&t), MNT_DETACH);
         unmount_audit(&t);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 

@@ -6,9 +6,10 @@
  * that the good client's requests stayed fast (GOOD_MAX_USEC each), that tsmd's fd count is
  * back to exactly its baseline and its RSS near it, and that refusals were named errors
  * where the protocol allows an answer. Every refusal is in the audit log under its name: a
- * call's with the method as event, one that ends its connection with event "connection". A
- * handful of refusals cannot show a small leak in the RSS: refusals_leave_nothing_behind repeats
- * them by the thousand.
+ * call's with the method as event, one that ends its connection with event "connection". At
+ * the end tsmd stops with its worker exiting cleanly and no sanitizer report in its log
+ * (tsmd_expect_clean_exit()). A handful of refusals cannot show a small leak in the RSS:
+ * refusals_leave_nothing_behind repeats them by the thousand.
  *
  * Runs in: tests. The second-uid parts of the connection flood need root (SKIP otherwise).
  */
@@ -369,6 +370,7 @@ TEST(oversize_message_and_endless_bytes) {
         free(big);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -429,6 +431,7 @@ TEST(never_reading_client) {
         close(fd);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -486,6 +489,7 @@ TEST(slowloris) {
 #endif
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -564,6 +568,7 @@ TEST(slowloris_timeout) {
         close(bystander);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -723,6 +728,7 @@ TEST(malformed_json) {
 
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -749,6 +755,7 @@ TEST(int_below_int64_min_is_refused) {
                                       "\"maxResponseSize\":1}", "vdeviceId");
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -872,6 +879,7 @@ TEST(unknown_methods_and_foreign_handles) {
         varlink_client_free(a);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -947,6 +955,7 @@ TEST(fd_flood) {
 
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1054,6 +1063,7 @@ TEST(disconnect_mid_request_and_mid_stream) {
         sleep_usec(400 * USEC_PER_MSEC);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1182,6 +1192,7 @@ TEST(lifecycle_calls_raced_against_a_bind) {
 
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1279,6 +1290,7 @@ TEST(connection_flood) {
 
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1330,6 +1342,7 @@ TEST(buffered_per_uid_flood) {
                 varlink_client_free(nb[i]);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1366,6 +1379,7 @@ TEST(status_changes_are_told_in_batches) {
         varlink_client_free(s);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1520,6 +1534,7 @@ TEST(pending_call_flood) {
 
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1582,6 +1597,7 @@ TEST(sustained_pipelined_flood) {
 
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 
@@ -1725,6 +1741,7 @@ TEST(refusals_leave_nothing_behind) {
         varlink_client_free(a);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
 

@@ -594,6 +594,32 @@ static void check_replies_log(Tsmd *t) {
         TEST_FAIL("tsmd sent a reply its IDL does not allow: %.*s", (int) strcspn(p, "\n"), p);
 }
 
+static bool line_has(const char *line, const char *needle) {
+        return memmem(line, strcspn(line, "\n"), needle, strlen(needle));
+}
+
+void tsmd_expect_clean_exit(Tsmd *t) {
+        static const char *const reports[] = { "runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer" };
+        _cleanup_free_ char *log = NULL;
+        const char *end = NULL;
+
+        if (t->pid > 0)
+                tsmd_stop(t);
+        log = tsmd_read_log(t);
+        for (const char *p = log; *p; p += strcspn(p, "\n"), p += *p == '\n') {
+                for (size_t i = 0; i < ELEMENTSOF(reports); i++)
+                        if (line_has(p, reports[i]))
+                                TEST_FAIL("a sanitizer reported an error in tsmd: %.*s", (int) strcspn(p, "\n"), p);
+                /* The monitor says how each worker ended. */
+                if (line_has(p, "Worker ") && (line_has(p, " exited with status ") || line_has(p, " was killed by signal ")))
+                        end = p;
+        }
+        if (!end)
+                TEST_FAIL("tsmd's log does not say how its worker ended");
+        if (!line_has(end, " exited with status 0."))
+                TEST_FAIL("tsmd's last worker did not exit cleanly: %.*s", (int) strcspn(end, "\n"), end);
+}
+
 void tsmd_teardown(Tsmd *t) {
         if (t->pid > 0)
                 tsmd_stop(t);
