@@ -529,7 +529,8 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
                 if (!q)
                         return -ENOMEM;
                 *q = (PrivQueued) { .reply = reply, .payload_len = reply.hdr.payload_len };
-                memcpy(q->payload, payload, reply.hdr.payload_len);
+                if (reply.hdr.payload_len > 0) /* payload is NULL then */
+                        memcpy(q->payload, payload, reply.hdr.payload_len);
                 if (c->queued_tail)
                         c->queued_tail->next = q;
                 else
