@@ -30,6 +30,9 @@
 /* A handler that fails with an errno it did not name gets this, with errno and errnoName. */
 #define VARLINK_ERROR_SYSTEM "io.tsmd.System"
 
+/* A reply larger than the connection's MaxMessageSize=, sent in its place (io.tsmd). */
+#define VARLINK_ERROR_REPLY_TOO_LARGE "io.tsmd.ReplyTooLarge"
+
 /* Local-only errors (never sent): what a client library reports when the connection broke. */
 #define VARLINK_ERROR_DISCONNECTED "io.tsmd.Disconnected"
 #define VARLINK_ERROR_TIMEOUT "io.tsmd.TimedOut"

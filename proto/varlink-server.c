@@ -668,6 +668,40 @@ static void validate_reply(VarlinkCall *call, const char *error, json_object *pa
 }
 #endif
 
+/* No more input for this call: it is answered. */
+static void call_stop_reading(VarlinkCall *call) {
+        call_drop_input(call);
+        if (call->streaming) {
+                call->streaming = false;
+                call->conn->n_streaming--;
+        }
+}
+
+/* A reply beyond the connection's MaxMessageSize=: nothing of it was written, so the stream is
+ * intact, and the caller learns why in its place rather than losing its connection (the call
+ * itself ran, and its record says how it ended). Recorded as a refusal. */
+static int reply_too_large(VarlinkCall *call, size_t size, json_object **m) {
+        VarlinkConn *c = call->conn;
+        json_object *p = json_object_new_object(), *e;
+        int r;
+
+        log_debug("Reply to %s of %zu bytes exceeds MaxMessageSize=%zu, answering %s instead.", call->method,
+                  size, varlink_stream_get_max_message_size(c->stream), VARLINK_ERROR_REPLY_TOO_LARGE);
+        if (!p || json_object_add(p, "size", json_object_new_int64((int64_t) size)) < 0 ||
+            json_object_add(p, "maxMessageSize",
+                            json_object_new_int64((int64_t) varlink_stream_get_max_message_size(c->stream))) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        r = varlink_message_new_error(VARLINK_ERROR_REPLY_TOO_LARGE, p, &e);
+        if (r < 0)
+                return r;
+        json_object_put(*m);
+        *m = e;
+        refused(c->server, &c->peer, c, NULL, VARLINK_ERROR_REPLY_TOO_LARGE);
+        return 0;
+}
+
 static int call_send(VarlinkCall *call, json_object *message, bool final) {
         _cleanup_(json_object_putp) json_object *m = message;
         _cleanup_free_ int *fds = NULL;
@@ -690,13 +724,8 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 f(call, TAKE_PTR(m), call->interceptor_userdata);
                 return 0;
         }
-        if (final) {
-                call_drop_input(call);
-                if (call->streaming) {
-                        call->streaming = false;
-                        c->n_streaming--;
-                }
-        }
+        if (final)
+                call_stop_reading(call);
 
         /* A oneway caller asked for silence; a departed one cannot hear. */
         if ((call->flags & VARLINK_CALL_ONEWAY) || !c->connected || c->failing) {
@@ -711,8 +740,31 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         n_fds = call->n_out_fds;
         call->n_out_fds = call->allocated_out_fds = 0;
 
+        text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        if (!text) {
+                close_many(fds, n_fds);
+                return -ENOMEM;
+        }
+        if (len + 1 > varlink_stream_get_max_message_size(c->stream)) {
+                close_many(fds, n_fds);
+                fds = mfree(fds);
+                n_fds = 0;
+                r = reply_too_large(call, len + 1, &m);
+                if (r < 0)
+                        return r;
+                if (!final) {
+                        /* An error ends a call: the method's next reply gets -EALREADY. */
+                        final = call->answered = true;
+                        call_stop_reading(call);
+                }
+                text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                         &len);
+                if (!text)
+                        return -ENOMEM;
+        }
+
         if (call_is_head(call)) {
-                r = varlink_stream_enqueue(c->stream, m, TAKE_PTR(fds), n_fds);
+                r = varlink_stream_enqueue_text(c->stream, text, len, TAKE_PTR(fds), n_fds);
                 if (r < 0) {
                         /* A client that does not read its replies loses its connection. */
                         log_debug_errno(r, "Failed to queue reply: %m");
@@ -730,17 +782,15 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         } else {
                 Output *o;
 
-                text = json_object_to_json_string_length(
-                        m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
                 /* Waiting for an earlier call counts against what a slow reader may have queued. */
-                if (text && c->held_output + len + 1 > c->server->limits.max_output_size) {
+                if (c->held_output + len + 1 > c->server->limits.max_output_size) {
                         close_many(fds, n_fds);
                         refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect_soon(c);
                         return -ENOBUFS;
                 }
                 o = new0(Output, 1);
-                if (!text || !o || !(o->text = strndup(text, len))) {
+                if (!o || !(o->text = strndup(text, len))) {
                         free(o);
                         close_many(fds, n_fds);
                         return -ENOMEM;

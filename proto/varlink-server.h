@@ -34,10 +34,12 @@ typedef int (*VarlinkMethodFunc)(VarlinkCall *call, json_object *parameters, voi
 typedef int (*VarlinkConnectFunc)(VarlinkServer *s, VarlinkConn *c, void *userdata);
 typedef void (*VarlinkDisconnectFunc)(VarlinkServer *s, VarlinkConn *c, void *userdata);
 
-/* The server refused something on its own, before any method ran: a connection past a limit
- * (c NULL), a message or a timeout that ends its connection (call NULL), or a call it answers
- * with a standard error (call set, its answer not given yet: the callback may intercept it).
- * error names the refusal (varlink-errors.h); peer is who it refused. */
+/* The server refused something on its own: a connection past a limit (c NULL), a message or a
+ * timeout that ends its connection (call NULL), a reply too large to send, answered with
+ * ReplyTooLarge in its place (call NULL: the call's own answer was given), or, before any
+ * method ran, a call it answers with a standard error (call set, its answer not given yet: the
+ * callback may intercept it). error names the refusal (varlink-errors.h); peer is who it
+ * refused. */
 typedef void (*VarlinkRefusalFunc)(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                                    const char *error, void *userdata);
 

@@ -126,6 +126,11 @@ int varlink_stream_get_fd(const VarlinkStream *s) {
         return s->fd;
 }
 
+size_t varlink_stream_get_max_message_size(const VarlinkStream *s) {
+        assert(s);
+        return s->limits.max_message_size;
+}
+
 void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output) {
         s->allow_fd_input = input;
         s->allow_fd_output = output;

@@ -61,6 +61,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkStream *, varlink_stream_free);
 
 int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits);
 int varlink_stream_get_fd(const VarlinkStream *s);
+/* Its MaxMessageSize=, as when it was created or last given limits (bytes, with the NUL). */
+size_t varlink_stream_get_max_message_size(const VarlinkStream *s);
 void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output);
 
 /* Reads once. Returns 1 if bytes arrived, 2 if they did and the read was short: the socket is

@@ -49,6 +49,8 @@
  *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit was reached
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
  *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO
+ *   io.tsmd.ReplyTooLarge                      -EMSGSIZE    the call ran, but its reply exceeds tsmd's
+ *                                                           MaxMessageSize=; the connection goes on
  *   org.varlink.service.InvalidParameter       -EINVAL      tsmd rejected a parameter
  *   org.varlink.service.InterfaceNotFound,
  *   org.varlink.service.MethodNotFound,

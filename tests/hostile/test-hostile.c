@@ -365,6 +365,22 @@ TEST(oversize_message_and_endless_bytes) {
         close(fd);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 3);
 
+        /* A reply beyond MaxMessageSize= (all the records so far, in one): ReplyTooLarge in its
+         * place, on a connection that goes on; the refusal is audited. */
+        {
+                VarlinkClient *admin = tsmd_connect(&t);
+                json_object *r = NULL;
+
+                for (unsigned i = 0; i < 20; i++)
+                        good_check(&g);
+                ASSERT_STREQ(tsmd_call(admin, "io.tsmd.Admin.QueryAudit", "{}", &r), VARLINK_ERROR_REPLY_TOO_LARGE);
+                ASSERT_EQ(JINT(r, "maxMessageSize"), 4096);
+                ASSERT_TRUE(JINT(r, "size") > 4096);
+                CALL_OK(admin, "io.tsmd.Admin.QueryAudit", "{\"limit\":1}");
+                tsmd_expect_audit(&t, b.seq, "connection", VARLINK_ERROR_REPLY_TOO_LARGE, 1);
+                varlink_client_free(admin);
+        }
+
         raw_expect_alive(bystander);
         close(bystander);
         free(big);

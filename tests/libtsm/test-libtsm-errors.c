@@ -36,6 +36,7 @@ static const struct {
         { "org.varlink.service.MethodNotFound", EOPNOTSUPP },
         { "org.varlink.service.MethodNotImplemented", EOPNOTSUPP },
         { "org.varlink.service.ExpectedMore", EPROTO },
+        { "io.tsmd.ReplyTooLarge", EMSGSIZE },
         { "io.tsmd.Disconnected", ECONNRESET },
         { "io.tsmd.TimedOut", ETIMEDOUT },
         { "io.tsmd.Protocol", EPROTO },

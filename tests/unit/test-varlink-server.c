@@ -47,6 +47,7 @@ static const char test_idl[] =
         "method Stream(id: int) -> (id: int)\n"
         "# [Requires 'more' flag]\n"
         "method Flood(size: int) -> (text: string)\n"
+        "method Big(size: int) -> (text: string)\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -165,6 +166,19 @@ static int m_flood(VarlinkCall *call, json_object *p, void *userdata) {
         return 0;
 }
 
+/* Big: one reply of size bytes of text. */
+static int m_big(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t size = json_object_get_int64(json_object_object_get(p, "size"));
+        _cleanup_free_ char *text = malloc((size_t) size + 1);
+        json_object *o = json_object_new_object();
+
+        ASSERT_NOT_NULL(text);
+        memset(text, 'x', (size_t) size);
+        text[size] = 0;
+        json_object_add(o, "text", json_object_new_string(text));
+        return varlink_call_reply(call, o);
+}
+
 static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         ts.n_disconnects++;
 }
@@ -281,6 +295,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Recorded", m_recorded }, { "io.tsmd.Test.PassFd", m_pass_fd },
                 { "io.tsmd.Test.Held", m_held },         { "io.tsmd.Test.Unhold", m_unhold },
                 { "io.tsmd.Test.Stream", m_stream },     { "io.tsmd.Test.Flood", m_flood },
+                { "io.tsmd.Test.Big", m_big },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -874,6 +889,43 @@ TEST(limit_message_size) {
         expect_error(c, "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
         varlink_client_free(c);
         server_stop();
+}
+
+/* A reply beyond MaxMessageSize= is answered with ReplyTooLarge in its place: nothing of it
+ * was written, so the connection goes on, and the refusal is reported. A continuation that is
+ * too large ends its call the same way. */
+TEST(reply_larger_than_the_message_size) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *reply = NULL;
+        const char *e = NULL;
+        VarlinkClient *c;
+        Collected col = {};
+
+        l.max_message_size = 4096;
+        l.max_output_size = 4096;
+        server_start(&l);
+        c = client_new();
+
+        /* {"parameters":{"text":"x...x"}} and its NUL: 23 + 5000 + 3 + 1 bytes. */
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":5000}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_TOO_LARGE);
+        ASSERT_STREQ(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN),
+                     "{\"size\":5027,\"maxMessageSize\":4096}");
+        expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":2}", VARLINK_ERROR_SYSTEM, NULL);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":4000}"), &reply, &e));
+        ASSERT_NULL(e);
+
+        ASSERT_OK(varlink_client_call_more(c, "io.tsmd.Test.Flood", parse("{\"size\":5000}"), collect, &col));
+        ASSERT_EQ(col.n, 1u);
+        /* The same with ,"continues":true (17 bytes). */
+        ASSERT_STREQ(col.replies[0], VARLINK_ERROR_REPLY_TOO_LARGE "{\"size\":5044,\"maxMessageSize\":4096}");
+        expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":2}", VARLINK_ERROR_SYSTEM, NULL);
+        varlink_client_free(c);
+        server_stop();
+
+        ASSERT_EQ(ts.flood_result, -EALREADY); /* its next notification, after the error */
+        ASSERT_EQ(ts.n_disconnects, 1u);       /* the client's own, at the end */
+        ASSERT_STREQ(ts.refusals, VARLINK_ERROR_REPLY_TOO_LARGE " -\n" VARLINK_ERROR_REPLY_TOO_LARGE " -\n");
 }
 
 TEST(limit_json_depth) {
