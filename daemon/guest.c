@@ -173,11 +173,13 @@ static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx
         GuestVDevice *v;
 
         ctx = find_context(c, handle);
+        /* Also when there is none: a record of what was probed (another client's, a guess). */
+        if (handle > 0)
+                guest_op_set_context(call, (uint64_t) handle);
         if (!ctx) {
                 (void) reply_no_such_context(call, handle);
                 return 0;
         }
-        guest_op_set_context(call, (uint64_t) handle);
         if (!ret_vdev) {
                 *ret_ctx = ctx;
                 return 1;

@@ -24,6 +24,7 @@
 #include "emu-config.h"
 #include "tdisp.h"
 #include "guest-calls.h"
+#include "json-util.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
 
@@ -825,6 +826,22 @@ TEST(unknown_methods_and_foreign_handles) {
         CALL_ERROR(a, G "CloseContext", ctx_params, E_GUEST("NoSuchContext"), err_params);
         CALL_ERROR(a, G "GuestRequest", g.params, E_GUEST("NoSuchContext"), err_params);
         CALL_ERROR(a, G "Bind", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", g.ctx), E_GUEST("NoSuchContext"), err_params);
+        {
+                /* On record with the context it probed. */
+                _cleanup_json_ json_object *recs = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 "}", foreign_seq + 1));
+                size_t n = 0;
+
+                for (size_t i = 0; i < json_object_array_length(recs); i++) {
+                        json_object *rec = json_object_array_get_idx(recs, i);
+
+                        if (!streq(JSTR(rec, "event"), "bind"))
+                                continue;
+                        ASSERT_STREQ(JSTR(rec, "result"), E_GUEST("NoSuchContext"));
+                        ASSERT_EQ(JINT(rec, "contextId"), g.ctx);
+                        n++;
+                }
+                ASSERT_EQ(n, 1U);
+        }
         CALL_ERROR(a, G "DetachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", g.ctx), E_GUEST("NoSuchContext"), err_params);
         CALL_ERROR(a, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":2,\"pciAddress\":\"" DEV1 "\"}", g.ctx),
                    E_GUEST("NoSuchContext"), err_params);
@@ -858,6 +875,7 @@ TEST(unknown_methods_and_foreign_handles) {
         tsmd_expect_audit(&t, foreign_seq, "guest-request", E_GUEST("NoSuchContext"), 1 + guessed_no_such);
         tsmd_expect_audit(&t, foreign_seq, G "GuestRequest", VARLINK_ERROR_INVALID_PARAMETER, guessed_invalid);
         tsmd_expect_audit(&t, foreign_seq, "bind", E_GUEST("NoSuchContext"), 1);
+
         tsmd_expect_audit(&t, foreign_seq, "detach", E_GUEST("NoSuchContext"), 1);
         tsmd_expect_audit(&t, foreign_seq, "attach", E_GUEST("NoSuchContext"), 1);
 
