@@ -356,10 +356,11 @@ TEST(one_record_per_call_in_call_order) {
         WANT_DEV1("guest-request", E_GUEST("Denied"));
         in_scope(&w[n - 1], "state-change", 1, (int64_t) m.len, NUL_I);
 
-        /* Another connection's handle names nothing on this one. */
+        /* Another connection's handle names nothing on this one; the record says what it asked. */
         CALL_ERROR(other, G "Bind", guest_vdev_params(ctx, 1), E_GUEST("NoSuchContext"),
                    strf("{\"context\":%" PRIi64 "}", ctx));
         WANT("bind", E_GUEST("NoSuchContext"));
+        w[n - 1].ctx = ctx;
 
         CALL_OK(c, G "Unbind", guest_vdev_params(ctx, 1));
         WANT_DEV1("unbind", "ok");
