@@ -108,10 +108,10 @@ int tsmd_terminate(Tsmd *t);
 /* tsmd_terminate() and fails the test unless tsmd exited with status 0. */
 void tsmd_stop(Tsmd *t);
 /* Stops tsmd if still running (expecting exit status 0), ends the helpers, removes the
- * directory and dismisses the guard. Call at the end of every test. */
-/* Stops tsmd if still running; fails the test if tsmd's log holds a sanitizer report (in
- * sanitized builds UBSan reports and goes on, and leaks are reported at exit, unsymbolized:
- * the worker's seccomp filter would kill LeakSanitizer's symbolizer, a program). */
+ * directory and dismisses the guard. Call at the end of every test. Fails the test if tsmd's
+ * log holds a sanitizer report (in sanitized builds UBSan reports and goes on, and leaks are
+ * reported at exit, unsymbolized: the worker's seccomp filter would kill LeakSanitizer's
+ * symbolizer, a program). */
 void tsmd_teardown(Tsmd *t);
 /* The same, and fails the test unless its last worker exited with status 0. The log must be at
  * level info or lower. */
