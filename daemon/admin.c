@@ -329,7 +329,10 @@ static int vl_follow_audit(VarlinkCall *call, json_object *p, void *userdata) {
                 json_object_put(first);
                 return -ENOMEM;
         }
-        return varlink_call_notify(call, first);
+        r = varlink_call_notify(call, first);
+        if (r < 0)
+                follower_stop(m, f);
+        return r;
 }
 
 typedef struct CounterState {

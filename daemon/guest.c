@@ -886,6 +886,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
 static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
         GuestClient *c = guest_client_of(call);
         json_object *first = json_object_new_object();
+        int r;
 
         if (!first || json_object_add(first, "event", NULL) < 0) {
                 json_object_put(first);
@@ -893,7 +894,10 @@ static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
         }
         varlink_call_unref(c->watch);
         c->watch = varlink_call_ref(call);
-        return varlink_call_notify(call, first);
+        r = varlink_call_notify(call, first);
+        if (r < 0)
+                c->watch = varlink_call_unref(c->watch);
+        return r;
 }
 
 /* Events go to every subscription of the process that owns the device: a VMM watches on a
@@ -924,7 +928,8 @@ static void notify_event(Manager *m, GuestClient *owner, const char *kind, const
                         json_object_put(reply);
                         return;
                 }
-                (void) varlink_call_notify(w->watch, reply);
+                if (varlink_call_notify(w->watch, reply) < 0)
+                        w->watch = varlink_call_unref(w->watch); /* its call is over */
         }
 }
 

@@ -71,8 +71,13 @@ static void on_status_notify(evutil_socket_t fd, short what, void *userdata) {
                 log_oom();
                 return;
         }
-        for (size_t i = 0; i < m->n_status_subscribers; i++)
-                (void) varlink_call_notify(m->status_subscribers[i], json_object_get(status));
+        /* A subscription that cannot take it any more (its call ended) is dropped. */
+        for (size_t i = 0; i < m->n_status_subscribers;)
+                if (varlink_call_notify(m->status_subscribers[i], json_object_get(status)) < 0) {
+                        varlink_call_unref(m->status_subscribers[i]);
+                        m->status_subscribers[i] = m->status_subscribers[--m->n_status_subscribers];
+                } else
+                        i++;
 }
 
 /* SECURITY: any local user may subscribe, up to its connection limit, and make connections

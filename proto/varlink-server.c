@@ -752,10 +752,11 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 r = reply_too_large(call, len + 1, &m);
                 if (r < 0)
                         return r;
+                /* A notification so replaced ends its call as a final answer would (through the
+                 * interceptor, if any), and its sender learns that the call is over. */
                 if (!final) {
-                        /* An error ends a call: the method's next reply gets -EALREADY. */
-                        final = call->answered = true;
-                        call_stop_reading(call);
+                        r = call_send(call, TAKE_PTR(m), true);
+                        return r < 0 ? r : -EMSGSIZE;
                 }
                 text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
                                                          &len);

@@ -118,7 +118,9 @@ bool varlink_call_is_answered(const VarlinkCall *call);
 /* Final reply; takes ownership of parameters (NULL means {}). -ENOTCONN if the peer left,
  * -EALREADY if answered. */
 int varlink_call_reply(VarlinkCall *call, json_object *parameters);
-/* Intermediate reply of a "more" call (continues: true). -EBADE without "more". */
+/* Intermediate reply of a "more" call (continues: true). -EBADE without "more"; -EMSGSIZE if it
+ * was larger than the connection's MaxMessageSize=: the call is over then, ended with
+ * io.tsmd.ReplyTooLarge, and whoever keeps it for more notifications should let it go. */
 int varlink_call_notify(VarlinkCall *call, json_object *parameters);
 int varlink_call_error(VarlinkCall *call, const char *error, json_object *parameters);
 int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter);

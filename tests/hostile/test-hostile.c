@@ -1572,6 +1572,39 @@ TEST(pending_call_flood) {
         tsmd_teardown(&t);
 }
 
+/* One GetStatus subscription, ended at once: its first status is larger than MaxMessageSize=. */
+static void subscribe_too_large(int fd) {
+        _cleanup_free_ char *m = NULL;
+
+        ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Service.GetStatus\",\"more\":true}"));
+        m = raw_recv(fd, TSMD_WAIT_USEC);
+        if (!m || !strstr(m, "\"error\":\"" VARLINK_ERROR_REPLY_TOO_LARGE "\""))
+                TEST_FAIL("GetStatus: expected %s, got %s", VARLINK_ERROR_REPLY_TOO_LARGE, m ?: "a hangup");
+}
+
+/* A subscription that ReplyTooLarge ended is not kept for more: a client renewing one without
+ * end on a connection that goes on gains nothing in tsmd (it kept ~300 bytes for each). */
+TEST(subscriptions_ended_by_reply_too_large_are_not_kept) {
+        unsigned long warm, rss;
+        Tsmd t;
+        int fd;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=256\n"));
+        fd = raw_open(&t);
+        for (unsigned i = 0; i < 200; i++)
+                subscribe_too_large(fd);
+        warm = tsmd_rss_kib(&t);
+        for (unsigned i = 0; i < 5000; i++)
+                subscribe_too_large(fd);
+        rss = tsmd_rss_kib(&t);
+        fprintf(stderr, "# 5000 subscriptions ended by ReplyTooLarge: RSS %lu -> %lu KiB\n", warm, rss);
+        if (rss > warm + 256)
+                TEST_FAIL("tsmd grew by %lu KiB", rss - warm);
+        raw_expect_alive(fd);
+        close(fd);
+        tsmd_teardown(&t);
+}
+
 /* A client that never stops: pipelined calls as fast as tsmd takes them, replies drained, from
  * a process of its own, until killed. tsmd serves a connection a batch at a time and then lets
  * the others' turn come, so its flood must not hold anyone else back. */
