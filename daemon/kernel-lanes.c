@@ -490,7 +490,12 @@ void kernel_call_abandon(KernelCall *c) {
                 call_free(c);
                 return;
         }
-        /* Running, or done and not yet delivered: freed on delivery. */
+        /* Running, or done and not yet delivered: freed on delivery. Once is all it takes (a
+         * second bind undo would outlive the first's link to the bind). */
+        if (c->abandoned) {
+                pthread_mutex_unlock(&l->lock);
+                return;
+        }
         c->abandoned = true;
         if (c->op == KERNEL_OP_BIND && !(c->state == KERNEL_CALL_DONE && c->result < 0))
                 r = bind_queue_undo(l, c);

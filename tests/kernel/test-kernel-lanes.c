@@ -549,6 +549,7 @@ TEST(abandoned_bind_done_in_the_kernel_is_undone) {
         c = submit_op(&t, DEV_A, KERNEL_OP_BIND, VDEV_SLOW, &dropped);
         fake_wait_inside(1);
         kernel_call_abandon(c); /* as when its device is reported gone */
+        kernel_call_abandon(c); /* and again: still one undo */
         submit_op(&t, DEV_A, KERNEL_OP_BIND, 1, &again);
 
         saved = log_capture_begin();
