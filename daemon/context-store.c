@@ -66,37 +66,51 @@ int context_store_save(const char *dir, const char *token, const StoredOwner *ow
 
 typedef struct LoadState {
         StoredOwner owner;
-        bool have_uid;
+        bool have_uid, have_gid, have_pid;
         StoredVDevice *v;
         size_t n, allocated;
 } LoadState;
 
+/* A decimal number in [min, max], all of value, given once (have: whether it was already). */
+static int parse_id(const char *value, unsigned long min, unsigned long max, bool *have, unsigned long *ret) {
+        unsigned long v;
+        char *end;
+
+        if (*have || !value[0] || value[0] < '0' || value[0] > '9')
+                return -EBADMSG;
+        errno = 0;
+        v = strtoul(value, &end, 10);
+        if (errno != 0 || *end || v < min || v > max)
+                return -EBADMSG;
+        *have = true;
+        *ret = v;
+        return 0;
+}
+
 static int on_assignment(const char *section, const char *key, const char *value, unsigned line, void *userdata) {
         LoadState *st = userdata;
+        unsigned long v;
 
         if (!streq(section, "Context"))
                 return -EBADMSG;
+        /* (uid_t) -1 and (gid_t) -1 mean "none" everywhere, never an owner. */
         if (streq(key, "Uid")) {
-                unsigned u;
-                if (sscanf(value, "%u", &u) != 1)
+                if (parse_id(value, 0, (uid_t) -1 - 1, &st->have_uid, &v) < 0)
                         return -EBADMSG;
-                st->owner.uid = (uid_t) u;
-                st->have_uid = true;
+                st->owner.uid = (uid_t) v;
                 return 0;
         }
         /* Optional (added later): what the records made on the owner's behalf name. */
         if (streq(key, "Gid")) {
-                unsigned u;
-                if (sscanf(value, "%u", &u) != 1 || (gid_t) u == (gid_t) -1)
+                if (parse_id(value, 0, (gid_t) -1 - 1, &st->have_gid, &v) < 0)
                         return -EBADMSG;
-                st->owner.gid = (gid_t) u;
+                st->owner.gid = (gid_t) v;
                 return 0;
         }
         if (streq(key, "Pid")) {
-                int i;
-                if (sscanf(value, "%d", &i) != 1 || i <= 0)
+                if (parse_id(value, 1, INT_MAX, &st->have_pid, &v) < 0)
                         return -EBADMSG;
-                st->owner.pid = (pid_t) i;
+                st->owner.pid = (pid_t) v;
                 return 0;
         }
         if (streq(key, "VDevice")) {

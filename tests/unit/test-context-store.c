@@ -84,6 +84,16 @@ TEST(damaged_files_are_refused) {
                 "[Context]\nUid=5\nGid=4294967295\n", /* the "none" gid, which is never written */
                 "[Context]\nUid=5\nPid=0\n",
                 "[Context]\nUid=5\nPid=-7\n",
+                /* Numbers whole, in range, and once. */
+                "[Context]\nUid=5\nGid=-2\n",
+                "[Context]\nUid=5\nGid=4294967296\n",
+                "[Context]\nUid=5\nPid=4294967297\n",
+                "[Context]\nUid=5\nPid=12abc\n",
+                "[Context]\nUid=5\nPid=+12\n",
+                "[Context]\nUid=5\nGid=7\nGid=8\n",
+                "[Context]\nUid=5\nUid=6\n",
+                "[Context]\nUid=4294967295\n",
+                "[Context]\nUid=5x\n",
         };
         StoredVDevice *v = NULL;
         StoredOwner owner;
