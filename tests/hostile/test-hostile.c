@@ -1598,8 +1598,10 @@ TEST(subscriptions_ended_by_reply_too_large_are_not_kept) {
                 subscribe_too_large(fd);
         rss = tsmd_rss_kib(&t);
         fprintf(stderr, "# 5000 subscriptions ended by ReplyTooLarge: RSS %lu -> %lu KiB\n", warm, rss);
-        if (rss > warm + 256)
+#if !TSMD_SANITIZED /* ASan's quarantine keeps freed memory: RSS says nothing there */
+        if (rss > warm + 256 && !tsmd_under_valgrind())
                 TEST_FAIL("tsmd grew by %lu KiB", rss - warm);
+#endif
         raw_expect_alive(fd);
         close(fd);
         tsmd_teardown(&t);
