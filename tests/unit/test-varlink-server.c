@@ -180,7 +180,7 @@ static int m_big(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
-        ts.n_disconnects++;
+        __atomic_add_fetch(&ts.n_disconnects, 1, __ATOMIC_RELEASE);
 }
 
 static int m_pending(VarlinkCall *call, json_object *p, void *userdata) {
@@ -1058,6 +1058,15 @@ static unsigned server_n_connections(void) {
         return __atomic_load_n(&ts.server, __ATOMIC_ACQUIRE) ? varlink_server_get_n_connections(ts.server) : 0;
 }
 
+/* The server counts a connection gone before it calls on_disconnect(), from its own thread. */
+static unsigned wait_n_disconnects(unsigned n) {
+        unsigned k = 0;
+
+        for (unsigned i = 0; i < 400 && (k = __atomic_load_n(&ts.n_disconnects, __ATOMIC_ACQUIRE)) < n; i++)
+                usleep(5000);
+        return k;
+}
+
 static bool wait_n_connections(unsigned n) {
         for (unsigned i = 0; i < 400; i++) {
                 if (server_n_connections() == n)
@@ -1149,7 +1158,7 @@ TEST(hangup_while_reading_is_paused) {
         ASSERT_TRUE(wait_pending_calls(c2, 2));
         varlink_client_free(c);
         ASSERT_TRUE(wait_n_connections(1));
-        ASSERT_EQ(ts.n_disconnects, 3u);
+        ASSERT_EQ(wait_n_disconnects(3), 3u);
         varlink_client_free(c2);
         server_stop();
 }
@@ -1255,7 +1264,7 @@ TEST(a_failed_notification_disconnects_later) {
         /* The disconnect callback ran from the loop, not under the notification: its caller
          * may be walking what the callback frees. */
         ASSERT_EQ(ts.flood_disconnects, 0u);
-        ASSERT_EQ(ts.n_disconnects, 1u);
+        ASSERT_EQ(wait_n_disconnects(1), 1u);
         close(fd);
         server_stop();
 }
