@@ -403,6 +403,37 @@ TEST(unsafe_policy_files_are_refused) {
         tsmd_teardown(&t);
 }
 
+/* SECURITY: the monitor's scope gate reads the policy files as the worker does, and never one
+ * the worker could have written: a worker started (after a crash) with such a file in place
+ * finds both refusing it. Once the file is safe again, the next worker serves. */
+TEST(a_new_worker_and_the_monitor_refuse_a_worker_writable_policy) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        const char *path, *refusal;
+        struct passwd *worker;
+        unsigned serving;
+        Tsmd t;
+
+        need_root(); /* chown */
+        worker = getpwnam(TSMD_WORKER_USER);
+        ASSERT_NOT_NULL(worker);
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        path = strdupa(strf("%s/policy.conf", t.dir));
+        refusal = strdupa(strf("%s: writable by group %u, the unprivileged worker's; refusing to use it", path,
+                               (unsigned) worker->pw_gid));
+        serving = tsmd_log_count(&t, "serving again.");
+
+        ASSERT_OK(chown(path, 0, worker->pw_gid));
+        ASSERT_OK(chmod(path, 0664));
+        ASSERT_OK(kill(tsmd_worker_pid(&t), SIGKILL));
+        ASSERT_TRUE(tsmd_wait_log(&t, strf("for the monitor's scope checks (%s)", refusal), 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_wait_log(&t, strf("tsmd-worker: %s", refusal), 1, TSMD_WAIT_USEC));
+        ASSERT_EQ(tsmd_log_count(&t, "serving again."), serving);
+
+        ASSERT_OK(chmod(path, 0644));
+        ASSERT_TRUE(tsmd_wait_log(&t, "serving again.", serving + 1, 4 * TSMD_WAIT_USEC));
+        tsmd_teardown(&t);
+}
+
 /* A reload that takes a grant away applies to devices already attached, not only to new ones. */
 TEST(revoked_grants_apply_to_attached_devices) {
         static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
