@@ -1458,6 +1458,10 @@ VarlinkServer *varlink_conn_get_server(const VarlinkConn *c) {
         return c->server;
 }
 
+size_t varlink_conn_get_max_message_size(const VarlinkConn *c) {
+        return c->connected ? varlink_stream_get_max_message_size(c->stream) : 0;
+}
+
 bool varlink_conn_is_connected(const VarlinkConn *c) {
         return c->connected;
 }

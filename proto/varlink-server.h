@@ -102,6 +102,9 @@ int varlink_conn_get_fd(const VarlinkConn *c);
 void varlink_conn_set_userdata(VarlinkConn *c, void *userdata);
 void *varlink_conn_get_userdata(const VarlinkConn *c);
 VarlinkServer *varlink_conn_get_server(const VarlinkConn *c);
+/* Its MaxMessageSize= (bytes, with the NUL), as when it was accepted: a reply longer is answered
+ * io.tsmd.ReplyTooLarge in its place. 0 once disconnected: nothing reaches the peer any more. */
+size_t varlink_conn_get_max_message_size(const VarlinkConn *c);
 bool varlink_conn_is_connected(const VarlinkConn *c);
 /* Drops the connection after flushing what is queued. */
 void varlink_conn_close(VarlinkConn *c);

@@ -48,6 +48,7 @@ static const char test_idl[] =
         "# [Requires 'more' flag]\n"
         "method Flood(size: int) -> (text: string)\n"
         "method Big(size: int) -> (text: string)\n"
+        "method Fill(extra: int) -> (text: string)\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -64,6 +65,7 @@ typedef struct TestServer {
         json_object *held_answer[64];
         unsigned recorded;
         unsigned n_disconnects;
+        size_t disconnected_max_message_size; /* what the last disconnected one said it was */
         int flood_result;            /* what the notification that failed returned */
         unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
@@ -179,7 +181,23 @@ static int m_big(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_reply(call, o);
 }
 
+/* Fill: the longest text whose reply fits the connection's MaxMessageSize=, and extra bytes more:
+ * {"parameters":{"text":"..."}} and its NUL take 27 bytes besides the text. */
+static int m_fill(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t extra = json_object_get_int64(json_object_object_get(p, "extra"));
+        size_t size = varlink_conn_get_max_message_size(varlink_call_get_conn(call)) - 27 + (size_t) extra;
+        _cleanup_free_ char *text = malloc(size + 1);
+        json_object *o = json_object_new_object();
+
+        ASSERT_NOT_NULL(text);
+        memset(text, 'x', size);
+        text[size] = 0;
+        json_object_add(o, "text", json_object_new_string(text));
+        return varlink_call_reply(call, o);
+}
+
 static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
+        ts.disconnected_max_message_size = varlink_conn_get_max_message_size(c);
         __atomic_add_fetch(&ts.n_disconnects, 1, __ATOMIC_RELEASE);
 }
 
@@ -295,7 +313,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Recorded", m_recorded }, { "io.tsmd.Test.PassFd", m_pass_fd },
                 { "io.tsmd.Test.Held", m_held },         { "io.tsmd.Test.Unhold", m_unhold },
                 { "io.tsmd.Test.Stream", m_stream },     { "io.tsmd.Test.Flood", m_flood },
-                { "io.tsmd.Test.Big", m_big },
+                { "io.tsmd.Test.Big", m_big },           { "io.tsmd.Test.Fill", m_fill },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -926,6 +944,34 @@ TEST(reply_larger_than_the_message_size) {
         ASSERT_EQ(ts.flood_result, -EMSGSIZE); /* the notification that ended it */
         ASSERT_EQ(ts.n_disconnects, 1u);       /* the client's own, at the end */
         ASSERT_STREQ(ts.refusals, VARLINK_ERROR_REPLY_TOO_LARGE " -\n" VARLINK_ERROR_REPLY_TOO_LARGE " -\n");
+}
+
+/* A method can size its reply by its connection's MaxMessageSize=: a reply of exactly that size
+ * (its NUL included) is sent, one a byte longer is ReplyTooLarge. A connection that is gone has
+ * room for nothing. */
+TEST(reply_sized_by_the_connection_limit) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *reply = NULL;
+        const char *e = NULL;
+        VarlinkClient *c;
+
+        l.max_message_size = 4096;
+        server_start(&l);
+        ts.disconnected_max_message_size = SIZE_MAX;
+        c = client_new();
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Fill", parse("{\"extra\":0}"), &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_EQ(json_object_get_string_len(json_object_object_get(reply, "text")), 4096 - 27);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Fill", parse("{\"extra\":1}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_TOO_LARGE);
+        ASSERT_STREQ(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN),
+                     "{\"size\":4097,\"maxMessageSize\":4096}");
+        varlink_client_free(c);
+        server_stop();
+
+        ASSERT_EQ(ts.n_disconnects, 1u);
+        ASSERT_EQ(ts.disconnected_max_message_size, 0u);
 }
 
 TEST(limit_json_depth) {
