@@ -38,7 +38,7 @@ typedef struct PendingRequest {
         PrivRequest *request;
         char *pci_address;
         uint32_t scope_number;
-        size_t response_size; /* offered: the caller's limit, capped by the scope's */
+        size_t response_size; /* offered: the caller's limit, capped by the scope's and its connection's */
         TAILQ_ENTRY(PendingRequest) entry;
 } PendingRequest;
 
@@ -792,6 +792,23 @@ finish:
         pending_free(pr);
 }
 
+/* The largest response whose reply still fits the caller's MaxMessageSize=, which the server
+ * measures as the plain JSON plus its NUL (call_send() in varlink-server.c). The reply is
+ * {"parameters":{"response":"<base64>","scopeNumber":N,"auditSequence":S}}: the base64 of n bytes
+ * takes 4 * ceil(n / 3) characters, and S, added once the record is committed (guest-op.c), counts
+ * as the longest int64 as it is not known yet. -ENOBUFS if not even an empty response fits. */
+static int reply_max_response(size_t max_message_size, uint32_t scope_number, size_t *ret) {
+        size_t envelope;
+
+        /* sizeof() counts the NUL too. */
+        envelope = sizeof("{\"parameters\":{\"response\":\"\",\"scopeNumber\":,\"auditSequence\":}}") +
+                   (size_t) snprintf(NULL, 0, "%" PRIu32, scope_number) + strlen("-9223372036854775808");
+        if (envelope > max_message_size)
+                return -ENOBUFS;
+        *ret = (max_message_size - envelope) / 4 * 3;
+        return 0;
+}
+
 static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
@@ -804,7 +821,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         PendingRequest *pr;
         GuestContext *ctx;
         GuestVDevice *v;
-        size_t req_len, max_request, claimed;
+        size_t req_len, max_request, claimed, response_size, fits;
         uint32_t number;
         int r;
 
@@ -853,6 +870,25 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                                             json_object_new_string("request"), "limit",
                                             json_object_new_int64((int64_t) max_request));
         max_response = MIN(max_response, (int64_t) m->config.max_response_size);
+        response_size = MIN((size_t) max_response, (size_t) desc->max_response);
+
+        /* A reply too large for the caller's connection would be replaced by ReplyTooLarge after
+         * the device acted: the backend is offered no more than the reply can carry, so that a
+         * larger response is refused (PayloadTooLarge, with the limit the caller can have)
+         * instead of being produced and lost. A oneway caller gets no reply to fit. */
+        if (!(varlink_call_get_flags(call) & VARLINK_CALL_ONEWAY)) {
+                if (reply_max_response(varlink_conn_get_max_message_size(varlink_call_get_conn(call)), number,
+                                       &fits) < 0)
+                        fits = 0;
+                /* Not a byte of room (unreachable while a request is longer than its reply's
+                 * envelope): a kernel TSM offered no response buffer takes the request for one
+                 * that wants no response, and acts on it. */
+                if (fits == 0 && response_size > 0)
+                        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                                    json_object_new_string("maxResponseSize"), "limit",
+                                                    json_object_new_int64(0));
+                response_size = MIN(response_size, fits);
+        }
 
         pr = new0(PendingRequest, 1);
         if (!pr)
@@ -860,7 +896,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         pr->client = c;
         pr->call = varlink_call_ref(call);
         pr->scope_number = number;
-        pr->response_size = MIN((size_t) max_response, (size_t) desc->max_response);
+        pr->response_size = response_size;
         pr->pci_address = strdup(v->pci_address);
         TAILQ_INSERT_TAIL(&c->pending, pr, entry);
         if (!pr->pci_address) {

@@ -19,8 +19,10 @@
 #include <sys/syscall.h>
 
 #include "emu-config.h"
+#include "emu-device.h"
 #include "tdisp.h"
 #include "guest-calls.h"
+#include "json-util.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
 
@@ -706,6 +708,120 @@ TEST(limit_request_and_response_size) {
         ASSERT_EQ(resp.buf[1], TDISP_MSG_VERSION);
 
         varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* A reply must fit the caller's MaxMessageSize=: the backend is offered no larger a response than
+ * the reply can carry, so a larger one is refused with PayloadTooLarge naming what the caller can
+ * have, rather than produced and then replaced by ReplyTooLarge. At 64 KiB the reply of scope
+ * debug-read, {"parameters":{"response":"<base64>","scopeNumber":2,"auditSequence":S}} with S
+ * counted at its longest (20 characters) and the NUL, leaves 65536 - 84 = 65452 characters of
+ * base64 for 49089 bytes. */
+#define REPLY_MESSAGE_MAX 65536
+#define REPLY_RESPONSE_MAX 49089
+
+/* A MEM_READ of the emulated device's debug memory: a 36-byte request, answered with the
+ * message echoed and length bytes. */
+static Msg mem_read(const char *address, uint32_t length) {
+        Msg m = {};
+
+        ASSERT_OK(emu_debug_build_mem_request(guest_function_id(address), EMU_VENDOR_ID_DEFAULT,
+                                              EMU_DEBUG_OP_MEM_READ, 0, length, NULL, m.buf, sizeof(m.buf), &m.len));
+        return m;
+}
+
+/* The size a reply with these parameters takes as tsmd measures it (plain JSON and its NUL), had
+ * its auditSequence the longest an int64 can have. */
+static size_t reply_size_at_most(json_object *params) {
+        _cleanup_(json_object_putp) json_object *reply = json_object_new_object();
+        size_t len;
+
+        ASSERT_NOT_NULL(reply);
+        ASSERT_OK(json_object_object_add(reply, "parameters", json_object_get(params)));
+        ASSERT_NOT_NULL(json_object_to_json_string_length(reply, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                          &len));
+        return len + 1 - strlen(strf("%" PRIi64, JINT(params, "auditSequence"))) + strlen("-9223372036854775808");
+}
+
+TEST(response_capped_to_what_the_reply_can_carry) {
+        static const TsmdFile policy = { "policy.conf",
+                                         "[Client:tests]\nUsers=root\nDevices=*\nScopes=info state-change debug-read\n" };
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        _cleanup_(json_object_putp) json_object *records = NULL;
+        _cleanup_free_ void *resp = NULL;
+        json_object *r = NULL, *rec, *v;
+        int64_t ctx, seq;
+        VarlinkClient *c;
+        size_t len;
+        Msg m;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO("[Varlink]\nMaxMessageSize=64K\n"),
+                                       .files = &policy, .n_files = 1 });
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, DEV1);
+        seq = tsmd_audit_last_seq(&t);
+
+        /* A response of exactly the bound: its reply fits however long its auditSequence, and the
+         * next 4 characters of base64 would not. */
+        m = mem_read(DEV1, REPLY_RESPONSE_MAX - sizeof(EmuDebugMessage));
+        ASSERT_NULL(tsmd_call(c, G "GuestRequest", request_params(ctx, 1, "debug-read", &m, 65536), &r));
+        resp = unb64(JSTR(r, "response"), &len);
+        ASSERT_EQ(len, (size_t) REPLY_RESPONSE_MAX);
+        ASSERT_EQ(reply_size_at_most(r), (size_t) REPLY_MESSAGE_MAX);
+
+        /* The most the device answers (64 KiB, whose reply the connection cannot carry), and a
+         * byte more than the bound: refused, naming the bound, where the device used to answer
+         * and the caller got ReplyTooLarge (or, a byte over, a reply that fit only for its short
+         * auditSequence). */
+        m = mem_read(DEV1, EMU_DEBUG_MEM_XFER_MAX);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "debug-read", &m, 65536), E_GUEST("PayloadTooLarge"),
+                   strf("{\"field\":\"maxResponseSize\",\"limit\":%u}", REPLY_RESPONSE_MAX));
+        m = mem_read(DEV1, REPLY_RESPONSE_MAX - sizeof(EmuDebugMessage) + 1);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "debug-read", &m, 65536), E_GUEST("PayloadTooLarge"),
+                   strf("{\"field\":\"maxResponseSize\",\"limit\":%u}", REPLY_RESPONSE_MAX));
+        /* The caller's own smaller limit is the one named. */
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "debug-read", &m, 100), E_GUEST("PayloadTooLarge"),
+                   "{\"field\":\"maxResponseSize\",\"limit\":100}");
+        /* All four reached the device: the refusals are its own, the bound the room it was offered. */
+        ASSERT_EQ(tsmd_log_count(&t, "Guest request (scope debug-read, 36 bytes)"), 4U);
+
+        /* Recorded as refused by the size limit, with no response; no reply was too large. */
+        tsmd_expect_audit(&t, seq, "guest-request", "ok", 1);
+        tsmd_expect_audit(&t, seq, "guest-request", E_GUEST("PayloadTooLarge"), 3);
+        ASSERT_EQ(tsmd_audit_count(&t, seq, "connection", VARLINK_ERROR_REPLY_TOO_LARGE), 0U);
+        records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"result\":\"" E_GUEST("PayloadTooLarge") "\","
+                                            "\"limit\":1}", seq + 1));
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        rec = json_object_array_get_idx(records, 0);
+        ASSERT_STREQ(JSTR(rec, "scope"), "debug-read");
+        ASSERT_EQ(JINT(rec, "scopeNumber"), 2);
+        ASSERT_EQ(JINT(rec, "requestSize"), (int64_t) sizeof(EmuDebugMessage));
+        ASSERT_TRUE(json_object_object_get_ex(rec, "responseSize", &v));
+        ASSERT_NULL(v);
+
+        /* What keeps the device from acting on a request refused so: offered less room than its
+         * response, the emulated device refuses before it changes anything. A LOCK_INTERFACE (a
+         * 48-byte answer) offered 47 bytes leaves the TDI unlocked. (No request that changes the
+         * device's state answers more than its own message's size plus the reply's envelope, so
+         * none can be refused by the connection's bound itself.) */
+        m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV1, &lock, sizeof(lock));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "state-change", &m, sizeof(TdispLockInterfaceResponse) - 1),
+                   E_GUEST("PayloadTooLarge"), "{\"field\":\"maxResponseSize\",\"limit\":47}");
+        ASSERT_STREQ(state_of(c, ctx, 1, NULL), "config_unlocked");
+
+        /* A oneway caller gets no reply, so nothing is capped: the device answers in full. */
+        seq = tsmd_audit_last_seq(&t);
+        m = mem_read(DEV1, EMU_DEBUG_MEM_XFER_MAX);
+        ASSERT_OK(varlink_client_send_oneway(c, G "GuestRequest",
+                                             json_tokener_parse(request_params(ctx, 1, "debug-read", &m, 65536))));
+        tsmd_expect_audit(&t, seq, "guest-request", "ok", 1);
+        json_object_put(records);
+        records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"scope\":\"debug-read\",\"limit\":1}", seq + 1));
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "responseSize"), (int64_t) EMU_RESPONSE_MAX);
+
+        varlink_client_free(c);
         tsmd_teardown(&t);
 }
 
