@@ -20,6 +20,7 @@
 #include <sys/sysmacros.h>
 
 #include "backend.h"
+#include "file-acl.h"
 #include "ini.h"
 #include "policy-internal.h"
 
@@ -835,19 +836,53 @@ static int parse_text(Loader *l, const char *name, const char *text) {
 
 /* SECURITY: only root (or the one other user the caller trusts: whoever runs --check-config or
  * a test) may write policy, and never the unprivileged worker, which a VMM could take over: a
- * policy it wrote would outlive it and reach the monitor's scope gate at the next reload. */
-static int check_writers(Loader *l, const struct stat *st) {
+ * policy it wrote would outlive it and reach the monitor's scope gate at the next reload.
+ * A POSIX access ACL grants more than the mode shows: with one, the group bits are the mask,
+ * and the owning group writes only if ACL_GROUP_OBJ and the mask both say so. Any user or group
+ * the ACL names with write (through the mask) is refused, the worker's or not, unless it is
+ * root or the trusted owner by uid; an ACL we cannot parse is refused. (A default ACL only
+ * shapes new files, and those are checked in turn.) */
+static int check_writers(Loader *l, int fd, const struct stat *st) {
+        _cleanup_(file_acl_freep) FileAcl *acl = NULL;
+        bool group_writes;
+        int r;
+
         if (st->st_uid != 0 && st->st_uid != l->trust.owner)
                 return loader_error(l, 0, -EPERM,
                                     "owned by uid %u, which is neither root nor the daemon's user; "
                                     "refusing to use it",
                                     (unsigned) st->st_uid);
-        if (st->st_mode & S_IWOTH)
+
+        r = file_acl_read(fd, &acl);
+        if (r == -EPROTONOSUPPORT)
+                return loader_error(l, 0, -EPERM,
+                                    "has a POSIX ACL of an unknown version; refusing to use it");
+        if (r == -EBADMSG)
+                return loader_error(l, 0, -EPERM, "has a malformed POSIX ACL; refusing to use it");
+        if (r < 0) {
+                errno = -r;
+                return loader_error(l, 0, r, "cannot read its POSIX ACL: %m");
+        }
+
+        if ((st->st_mode & S_IWOTH) || (acl && (acl->other & FILE_ACL_WRITE)))
                 return loader_error(l, 0, -EPERM, "writable by every user; refusing to use it");
-        if ((st->st_mode & S_IWGRP) && l->trust.worker_gid != GID_INVALID && st->st_gid == l->trust.worker_gid)
+
+        group_writes = acl ? file_acl_masked(acl, acl->group_obj) & FILE_ACL_WRITE : st->st_mode & S_IWGRP;
+        if (group_writes && l->trust.worker_gid != GID_INVALID && st->st_gid == l->trust.worker_gid)
                 return loader_error(l, 0, -EPERM,
                                     "writable by group %u, the unprivileged worker's; refusing to use it",
                                     (unsigned) st->st_gid);
+
+        for (size_t i = 0; acl && i < acl->n_named; i++) {
+                const FileAclEntry *e = &acl->named[i];
+
+                if (!(file_acl_masked(acl, e->perm) & FILE_ACL_WRITE))
+                        continue;
+                if (e->tag == FILE_ACL_USER && (e->id == 0 || e->id == l->trust.owner))
+                        continue;
+                return loader_error(l, 0, -EPERM, "writable by %s %u through an ACL; refusing to use it",
+                                    e->tag == FILE_ACL_USER ? "uid" : "gid", (unsigned) e->id);
+        }
         return 0;
 }
 
@@ -879,7 +914,7 @@ static int load_file(Loader *l, int dir_fd, const char *path, const char *displa
                 return loader_error(l, 0, -EINVAL, "not a regular file");
 
         /* SECURITY: the policy decides who may touch the devices. */
-        r = check_writers(l, &st);
+        r = check_writers(l, fd, &st);
         if (r < 0)
                 return r;
 
@@ -941,7 +976,7 @@ static int load_dropins(Loader *l, const char *dir) {
         if (fstat(dfd, &st) < 0)
                 return loader_error(l, 0, negative_errno(), "cannot stat: %m");
         /* SECURITY: whoever can add a file here can write policy. */
-        r = check_writers(l, &st);
+        r = check_writers(l, dfd, &st);
         if (r < 0)
                 return r;
 

@@ -70,12 +70,14 @@ typedef struct Policy Policy;
  * Loads main_file, then every "*.conf" in dropin_dir (names starting with '.' are ignored; a
  * symlink to /dev/null masks a name). Either path may be NULL; a missing main file or
  * directory counts as empty, so the result denies every client (root stays admin).
- * Files must be regular, owned by root or the calling euid, and not world-writable
- * (policy_load_full() below names whom else to refuse).
+ * Files must be regular, owned by root or the calling euid, and not world-writable, nor
+ * writable by another user or group named in a POSIX ACL (policy_load_full() below names whom
+ * else to refuse).
  *
  * On success returns 0 and a new Policy (one reference) in *ret. On failure returns
  *   -EBADMSG   syntax error;  -EINVAL  bad section, key or value;  -ENOENT  unknown user or
- *   group;  -E2BIG  a size limit;  -EPERM  unsafe file ownership/mode;  other -errno for I/O;
+ *   group;  -E2BIG  a size limit;  -EPERM  unsafe file ownership, mode or ACL;  other -errno
+ *   for I/O;
  * and, if ret_error is non-NULL, a newly allocated "file:line: message" (or "file: message")
  * in *ret_error (NULL only if even that allocation failed). ret is untouched on failure.
  */

@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include "acl-xattr.h"
 #include "config.h"
 #include "emu-config.h"
 #include "emu-device.h"
@@ -396,6 +397,74 @@ TEST(unsafe_policy_files_are_refused) {
 
         /* Made safe, it applies. */
         write_file(path, "[Client:tests]\nScopes=info\n");
+        CALL_OK(a, "io.tsmd.Service.Reload", NULL);
+        expect_scope_denied(a, ctx, 1, "state-change", DEV1);
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* A reload refused with ReloadFailed saying what, the old policy left in force. */
+static void expect_reload_refused(VarlinkClient *a, int64_t ctx, const char *what) {
+        json_object *r = NULL;
+        const char *error = tsmd_call(a, "io.tsmd.Service.Reload", NULL, &r);
+
+        if (!error || !streq(error, "io.tsmd.Service.ReloadFailed") || !strstr(JSTR(r, "message"), what))
+                TEST_FAIL("Reload: expected ReloadFailed saying '%s', got %s %s", what, error ?: "success",
+                          json_object_to_json_string(r));
+        expect_scope_ok(a, ctx, 1, "state-change", DEV1);
+}
+
+/* SECURITY: a POSIX ACL can let the worker write what the mode bits say it cannot; the daemon
+ * refuses such a drop-in or directory as it would a group-writable one. With an ACL, the
+ * mode's group bits show only the mask: whether the owning group writes is its own entry's say. */
+TEST(acl_writable_policy_files_are_refused) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        const char *dir, *path;
+        struct passwd *worker;
+        VarlinkClient *a;
+        int64_t ctx;
+        Tsmd t;
+
+        need_root(); /* chown */
+        tacl_need_support(getenv("TSMD_TEST_TMPDIR") ?: "/tmp"); /* where tsmd_start() puts its files */
+        worker = getpwnam(TSMD_WORKER_USER);
+        ASSERT_NOT_NULL(worker);
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t);
+        ctx = guest_open_context(a);
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(a, G "Bind", guest_vdev_params(ctx, 1));
+
+        dir = strdupa(strf("%s/policy.d", t.dir));
+        path = strdupa(strf("%s/20-info.conf", dir));
+        ASSERT_OK(mkdir(dir, 0755));
+        write_file(path, "[Client:tests]\nScopes=info\n");
+
+        /* The worker's group, by name: the mode says root:root 0664. */
+        TACL_SET(path, TA_USER_OBJ(TACL_RW), TA_GROUP_OBJ(TACL_R), TA_GROUP(worker->pw_gid, TACL_RW),
+                 TA_MASK(TACL_RW), TA_OTHER(TACL_R));
+        expect_reload_refused(a, ctx, strf("%s: writable by gid %u through an ACL; refusing to use it", path,
+                                           (unsigned) worker->pw_gid));
+        tacl_remove(path);
+        ASSERT_OK(chmod(path, 0644));
+
+        /* The worker's user, by name, on the directory. */
+        TACL_SET(dir, TA_USER_OBJ(7), TA_USER(worker->pw_uid, 7), TA_GROUP_OBJ(5), TA_MASK(7), TA_OTHER(5));
+        expect_reload_refused(a, ctx, strf("%s: writable by uid %u through an ACL; refusing to use it", dir,
+                                           (unsigned) worker->pw_uid));
+        tacl_remove(dir);
+        ASSERT_OK(chmod(dir, 0755));
+
+        /* The worker's group owns the drop-in and may write it through its own entry. */
+        ASSERT_OK(chown(path, 0, worker->pw_gid));
+        TACL_SET(path, TA_USER_OBJ(TACL_RW), TA_GROUP_OBJ(TACL_RW), TA_MASK(TACL_RW), TA_OTHER(TACL_R));
+        expect_reload_refused(a, ctx, "the unprivileged worker's");
+
+        /* Safe: the mode still says 0664, but the group's own entry only reads (root writes, by
+         * name). It applies. */
+        TACL_SET(path, TA_USER_OBJ(TACL_RW), TA_USER(0, TACL_RW), TA_GROUP_OBJ(TACL_R), TA_MASK(TACL_RW),
+                 TA_OTHER(TACL_R));
         CALL_OK(a, "io.tsmd.Service.Reload", NULL);
         expect_scope_denied(a, ctx, 1, "state-change", DEV1);
 

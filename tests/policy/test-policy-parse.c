@@ -10,7 +10,9 @@
 #include <grp.h>
 #include <stdarg.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
+#include "acl-xattr.h"
 #include "harness.h"
 #include "ini.h"
 #include "macro.h"
@@ -669,6 +671,160 @@ TEST(worker_writable_files_refused) {
         ASSERT_OK(chown(dir, 0, 4243));
         ASSERT_OK(chown(main_file, 0, 4243));
         expect_trusted(main_file, dir, &(const PolicyFileTrust) { .owner = 0, .worker_gid = GID_INVALID });
+}
+
+/* SECURITY: a POSIX ACL lets others write what the mode bits alone would not: every user or
+ * group it names with write (through the mask) is refused, the worker's or not, but root and the
+ * trusted owner by name. The file, a drop-in, the directory. */
+TEST(acl_writers_refused) {
+        static const PolicyFileTrust root_only = { .owner = 0, .worker_gid = 4243 };
+        _cleanup_free_ char *main_file = NULL, *dir = NULL, *dropin = NULL;
+
+        if (geteuid() != 0)
+                SKIP("needs root to own the files it trusts");
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        dir = path_of("policy.d");
+        dropin = path_of("policy.d/10-a.conf");
+        ASSERT_OK(mkdir(dir, 0755));
+        write_file(main_file, 0644, "[Admin]\n");
+        write_file(dropin, 0644, "[Admin]\n");
+
+        /* The mode says 0664 root:root, which the mode check alone takes. */
+        TACL_SET(main_file, TA_USER_OBJ(6), TA_USER(4242, 6), TA_GROUP_OBJ(4), TA_MASK(6), TA_OTHER(4));
+        expect_untrusted(main_file, dir, &root_only, main_file, "writable by uid 4242 through an ACL");
+        /* The mask takes write away. */
+        TACL_SET(main_file, TA_USER_OBJ(6), TA_USER(4242, 6), TA_GROUP_OBJ(4), TA_MASK(4), TA_OTHER(4));
+        expect_trusted(main_file, dir, &root_only);
+        /* Root and the trusted owner may write, by name too. */
+        TACL_SET(main_file, TA_USER_OBJ(6), TA_USER(0, 6), TA_USER(4242, 6), TA_GROUP_OBJ(4), TA_MASK(6),
+                 TA_OTHER(4));
+        expect_trusted(main_file, dir, &(const PolicyFileTrust) { .owner = 4242, .worker_gid = 4243 });
+        expect_untrusted(main_file, dir, &root_only, main_file, "writable by uid 4242 through an ACL");
+        tacl_remove(main_file);
+
+        /* A group by name: the worker's, or any other. */
+        TACL_SET(dropin, TA_USER_OBJ(6), TA_GROUP_OBJ(4), TA_GROUP(4243, 6), TA_MASK(6), TA_OTHER(4));
+        expect_untrusted(main_file, dir, &root_only, dropin, "writable by gid 4243 through an ACL");
+        tacl_remove(dropin);
+        TACL_SET(dir, TA_USER_OBJ(7), TA_GROUP_OBJ(5), TA_GROUP(4244, 7), TA_MASK(7), TA_OTHER(5));
+        expect_untrusted(main_file, dir, &root_only, dir, "writable by gid 4244 through an ACL");
+        expect_untrusted(main_file, dir, &(const PolicyFileTrust) { .owner = 0, .worker_gid = GID_INVALID },
+                         dir, "writable by gid 4244 through an ACL");
+        /* Read and search only. */
+        TACL_SET(dir, TA_USER_OBJ(7), TA_GROUP_OBJ(5), TA_GROUP(4244, 5), TA_MASK(5), TA_OTHER(5));
+        expect_trusted(main_file, dir, &root_only);
+}
+
+static mode_t mode_of(const char *path) {
+        struct stat st;
+
+        ASSERT_OK(stat(path, &st));
+        return st.st_mode & 07777;
+}
+
+/* With an ACL, the mode's group bits show the mask: the owning group writes only if its own
+ * entry (ACL_GROUP_OBJ) and the mask both let it. */
+TEST(acl_owning_group_writes_through_its_entry) {
+        static const PolicyFileTrust root_only = { .owner = 0, .worker_gid = 4243 };
+        static const char by_group[] = "writable by group 4243, the unprivileged worker's";
+        _cleanup_free_ char *main_file = NULL, *dir = NULL;
+
+        if (geteuid() != 0)
+                SKIP("needs root to chown files to other groups");
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        dir = path_of("policy.d");
+        ASSERT_OK(mkdir(dir, 0755));
+        write_file(main_file, 0644, "[Admin]\n");
+        ASSERT_OK(chown(main_file, 0, 4243));
+        ASSERT_OK(chown(dir, 0, 4243));
+
+        /* 0664, but only root (by name) writes: the worker's group reads. */
+        TACL_SET(main_file, TA_USER_OBJ(6), TA_USER(0, 6), TA_GROUP_OBJ(4), TA_MASK(6), TA_OTHER(4));
+        ASSERT_EQ(mode_of(main_file), 0664);
+        expect_trusted(main_file, dir, &root_only);
+        TACL_SET(dir, TA_USER_OBJ(7), TA_USER(0, 7), TA_GROUP_OBJ(5), TA_MASK(7), TA_OTHER(5));
+        ASSERT_EQ(mode_of(dir), 0775);
+        expect_trusted(main_file, dir, &root_only);
+
+        /* 0644, the group's entry says write but the mask does not. */
+        TACL_SET(main_file, TA_USER_OBJ(6), TA_GROUP_OBJ(6), TA_MASK(4), TA_OTHER(4));
+        ASSERT_EQ(mode_of(main_file), 0644);
+        expect_trusted(main_file, dir, &root_only);
+
+        /* Both say write. */
+        TACL_SET(main_file, TA_USER_OBJ(6), TA_GROUP_OBJ(6), TA_MASK(6), TA_OTHER(4));
+        expect_untrusted(main_file, dir, &root_only, main_file, by_group);
+        tacl_remove(main_file); /* which leaves the mask in the mode */
+        ASSERT_OK(chmod(main_file, 0644));
+        TACL_SET(dir, TA_USER_OBJ(7), TA_USER(0, 7), TA_GROUP_OBJ(7), TA_MASK(7), TA_OTHER(5));
+        expect_untrusted(main_file, dir, &root_only, dir, by_group);
+}
+
+/* The kernel stores no malformed ACL, so this fgetxattr(), ahead of libc's in the link, hands
+ * the loader one (or an error) when a test asks. */
+static const void *fake_acl;
+static size_t fake_acl_size;
+static int fake_acl_errno;
+
+ssize_t fgetxattr(int fd, const char *name, void *value, size_t size) {
+        if (!streq(name, "system.posix_acl_access") || (!fake_acl && fake_acl_errno == 0))
+                return syscall(SYS_fgetxattr, fd, name, value, size);
+        if (fake_acl_errno != 0) {
+                errno = fake_acl_errno;
+                return -1;
+        }
+        if (size < fake_acl_size) {
+                errno = ERANGE;
+                return -1;
+        }
+        memcpy(value, fake_acl, fake_acl_size);
+        return (ssize_t) fake_acl_size;
+}
+
+/* SECURITY: fail closed on an ACL we cannot understand or read, on files and directories. */
+TEST(unparsable_acl_refused) {
+        static const TaclEntry unmasked[] = { TA_USER_OBJ(6), TA_USER(4242, 6), TA_GROUP_OBJ(4),
+                                              TA_OTHER(4) };
+        static const TaclEntry minimal[] = { TA_USER_OBJ(6), TA_GROUP_OBJ(4), TA_OTHER(4) };
+        const PolicyFileTrust mine = { .owner = geteuid(), .worker_gid = GID_INVALID };
+        _cleanup_free_ char *main_file = NULL, *dir = NULL, *expected = NULL, *error = NULL;
+        uint8_t blob[TACL_BLOB_MAX];
+        Policy *p = (Policy *) 0x1;
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        dir = path_of("policy.d");
+        ASSERT_OK(mkdir(dir, 0755));
+        write_file(main_file, 0644, "[Admin]\n");
+        fake_acl = blob;
+
+        fake_acl_size = tacl_blob(3, minimal, ELEMENTSOF(minimal), blob);
+        expect_untrusted(main_file, NULL, &mine, main_file, "has a POSIX ACL of an unknown version");
+        expect_untrusted(NULL, dir, &mine, dir, "has a POSIX ACL of an unknown version");
+        fake_acl_size = tacl_blob(2, unmasked, ELEMENTSOF(unmasked), blob);
+        expect_untrusted(main_file, NULL, &mine, main_file, "has a malformed POSIX ACL");
+        expect_untrusted(NULL, dir, &mine, dir, "has a malformed POSIX ACL");
+        fake_acl_size = tacl_blob(2, minimal, ELEMENTSOF(minimal), blob) - 1;
+        expect_untrusted(main_file, NULL, &mine, main_file, "has a malformed POSIX ACL");
+
+        fake_acl_size = tacl_blob(2, minimal, ELEMENTSOF(minimal), blob);
+        expect_trusted(main_file, dir, &mine);
+
+        fake_acl_errno = EIO;
+        ASSERT_TRUE(asprintf(&expected, "%s: cannot read its POSIX ACL: %s", main_file, strerror(EIO)) > 0);
+        ASSERT_ERRNO(policy_load_full(main_file, NULL, &mine, &p, &error), EIO);
+        ASSERT_STREQ(error, expected);
+        ASSERT_TRUE(p == (Policy *) 0x1);
+
+        /* No ACL, or none on this file system. */
+        fake_acl_errno = EOPNOTSUPP;
+        expect_trusted(main_file, dir, &mine);
+        fake_acl_errno = ENODATA;
+        expect_trusted(main_file, dir, &mine);
 }
 
 TEST(failed_reload_keeps_old_policy) {
