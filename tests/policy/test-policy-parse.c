@@ -827,6 +827,22 @@ TEST(unparsable_acl_refused) {
         expect_trusted(main_file, dir, &mine);
 }
 
+/* SECURITY: the kernel keeps ACL_OTHER and the mode's other bits in step; should a file system
+ * not, the ACL's word counts too. */
+TEST(acl_other_write_refused) {
+        static const TaclEntry other_writes[] = { TA_USER_OBJ(6), TA_GROUP_OBJ(4), TA_OTHER(6) };
+        const PolicyFileTrust mine = { .owner = geteuid(), .worker_gid = GID_INVALID };
+        _cleanup_free_ char *main_file = NULL;
+        uint8_t blob[TACL_BLOB_MAX];
+
+        TMPDIR_GUARD;
+        main_file = path_of("policy.conf");
+        write_file(main_file, 0644, "[Admin]\n");
+        fake_acl = blob;
+        fake_acl_size = tacl_blob(2, other_writes, ELEMENTSOF(other_writes), blob);
+        expect_untrusted(main_file, NULL, &mine, main_file, "writable by every user");
+}
+
 TEST(failed_reload_keeps_old_policy) {
         _cleanup_(policy_unrefp) Policy *current = NULL;
         _cleanup_free_ char *error = NULL;
