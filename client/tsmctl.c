@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "json-util.h"
 #include "tsmctl.h"
 #include "varlink-errors.h"
 
@@ -95,6 +96,16 @@ int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json
                 return r;
         }
         return tsmctl_call(*c, method, params, ret);
+}
+
+int tsmctl_reply_array(json_object *reply, const char *method, const char *key, json_object **ret) {
+        /* Not trusted to be what the IDL says: a hostile socket at the path, a different tsmd. */
+        *ret = json_get_array(reply, key);
+        if (!*ret) {
+                fprintf(stderr, "%s: tsmd's reply has no array \"%s\".\n", method, key);
+                return EXIT_GENERIC;
+        }
+        return 0;
 }
 
 void tsmctl_print_json(json_object *o) {

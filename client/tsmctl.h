@@ -58,6 +58,8 @@ bool tsmctl_is_connection_error(const char *error);
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);
 void tsmctl_print_json(json_object *o);
+/* The array under key in method's reply; if there is none, says so and returns EXIT_GENERIC. */
+int tsmctl_reply_array(json_object *reply, const char *method, const char *key, json_object **ret);
 
 /* Audit records as table rows (audit-format.c). */
 void tsmctl_print_audit_header(void);

@@ -53,7 +53,9 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.QueryAudit", params, &reply);
         if (r > 0)
                 return r;
-        list = json_object_object_get(reply, "records");
+        r = tsmctl_reply_array(reply, "io.tsmd.Admin.QueryAudit", "records", &list);
+        if (r > 0)
+                return r;
         n = json_object_array_length(list);
         if (o->json)
                 tsmctl_print_json(reply);

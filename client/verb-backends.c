@@ -19,9 +19,11 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return 0;
         }
 
+        r = tsmctl_reply_array(reply, "io.tsmd.Admin.ListBackends", "backends", &list);
+        if (r > 0)
+                return r;
         printf("Platform: %s\n\n%-8s %-14s %-16s %-9s %s\n", strna(json_get_string(reply, "platform")), "TSM",
                "TYPE", "PARENT DRIVER", "UAPI", "DEVICES");
-        list = json_object_object_get(reply, "backends");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 json_object *b = json_object_array_get_idx(list, i);
 

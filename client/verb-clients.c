@@ -19,8 +19,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return 0;
         }
 
+        r = tsmctl_reply_array(reply, "io.tsmd.Admin.ListClients", "clients", &list);
+        if (r > 0)
+                return r;
         printf("%-8s %-8s %-8s %-9s %-9s %-8s %s\n", "UID", "GID", "PID", "CONTEXTS", "VDEVICES", "CALLS", "UNIT");
-        list = json_object_object_get(reply, "clients");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 json_object *x = json_object_array_get_idx(list, i);
 

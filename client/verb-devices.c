@@ -19,8 +19,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return 0;
         }
 
+        r = tsmctl_reply_array(reply, "io.tsmd.Admin.ListDevices", "devices", &list);
+        if (r > 0)
+                return r;
         printf("%-14s %-6s %-14s %-16s %s\n", "DEVICE", "TSM", "BACKEND", "STATE", "OWNER");
-        list = json_object_object_get(reply, "devices");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 json_object *d = json_object_array_get_idx(list, i), *owner = json_object_object_get(d, "owner");
                 char who[128] = "-", held[48] = "to be reclaimed";

@@ -22,7 +22,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         printf("    Vendor: %s\n   Product: %s\n   Version: %s\n       URL: %s\n",
                strna(json_get_string(reply, "vendor")), strna(json_get_string(reply, "product")),
                strna(json_get_string(reply, "version")), strna(json_get_string(reply, "url")));
-        if (json_object_object_get_ex(reply, "interfaces", &ifaces))
+        ifaces = json_get_array(reply, "interfaces");
+        if (ifaces)
                 for (size_t i = 0; i < json_object_array_length(ifaces); i++)
                         printf("%s %s\n", i == 0 ? "Interfaces:" : "           ",
                                json_object_get_string(json_object_array_get_idx(ifaces, i)));

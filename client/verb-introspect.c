@@ -43,9 +43,14 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         if (r > 0)
                 return r;
         json_object_get(reply); /* the next call replaces the client's current reply */
-        if (json_object_object_get_ex(reply, "interfaces", &ifaces))
+        ifaces = json_get_array(reply, "interfaces");
+        if (ifaces)
                 for (size_t i = 0; i < json_object_array_length(ifaces); i++) {
-                        r = print_interface(c, o, json_object_get_string(json_object_array_get_idx(ifaces, i)));
+                        json_object *name = json_object_array_get_idx(ifaces, i);
+
+                        if (!json_object_is_type(name, json_type_string))
+                                continue;
+                        r = print_interface(c, o, json_object_get_string(name));
                         if (r > 0)
                                 break;
                         if (!o->json && i + 1 < json_object_array_length(ifaces))

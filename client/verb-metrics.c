@@ -32,7 +32,9 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return 0;
         }
 
-        list = json_object_object_get(reply, "counters");
+        r = tsmctl_reply_array(reply, "io.tsmd.Admin.GetCounters", "counters", &list);
+        if (r > 0)
+                return r;
         puts("# HELP tsmd_calls_total Audited calls, by uid, backend, scope or result.\n"
              "# TYPE tsmd_calls_total counter");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
@@ -53,10 +55,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         puts("# HELP tsmd_call_latency_seconds Latency of audited calls, per scope.\n"
              "# TYPE tsmd_call_latency_seconds histogram");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
-                json_object *x = json_object_array_get_idx(list, i), *b = json_object_object_get(x, "latencyBuckets");
+                json_object *x = json_object_array_get_idx(list, i), *b = json_get_array(x, "latencyBuckets");
                 long long cumulative = 0;
 
-                if (!streq(json_get_string(x, "dimension") ?: "", "scope"))
+                if (!b || !streq(json_get_string(x, "dimension") ?: "", "scope"))
                         continue;
                 for (size_t k = 0; k < json_object_array_length(b); k++) {
                         cumulative += json_object_get_int64(json_object_array_get_idx(b, k));

@@ -110,3 +110,12 @@ const char *json_get_string(json_object *obj, const char *key) {
                 return NULL;
         return json_object_get_string(v);
 }
+
+/* json-c asserts on array access to anything else: whoever walks a peer's array gets it here. */
+json_object *json_get_array(json_object *obj, const char *key) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_array))
+                return NULL;
+        return v;
+}

@@ -27,3 +27,4 @@ int json_object_add(json_object *obj, const char *key, json_object *value);
 
 /* Typed getters returning NULL/default when the key is missing or has another type. */
 const char *json_get_string(json_object *obj, const char *key);
+json_object *json_get_array(json_object *obj, const char *key);

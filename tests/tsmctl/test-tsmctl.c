@@ -443,6 +443,47 @@ TEST(monitor_error_reply_is_not_lost_connection) {
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
 }
 
+/* tsmctl walks the arrays of tsmd's replies, and json-c aborts on array access to anything else:
+ * whatever answers at the socket (another program, a damaged reply) gets an error or a row of
+ * dashes out of tsmctl, never an abort. */
+TEST(malformed_replies_are_not_fatal) {
+        static const struct {
+                const char *verb, *reply;
+                int status;
+        } cases[] = {
+                { "devices", "{\"parameters\":{\"devices\":{\"a\":1}}}", 1 },
+                { "devices", "{\"parameters\":{}}", 1 },
+                { "devices", "{\"parameters\":{\"devices\":[1,null,\"x\",{\"owner\":[]}]}}", 0 },
+                { "backends", "{\"parameters\":{\"backends\":7}}", 1 },
+                { "clients", "{\"parameters\":{\"clients\":\"x\"}}", 1 },
+                { "metrics", "{\"parameters\":{\"counters\":null}}", 1 },
+                { "metrics", "{\"parameters\":{\"counters\":[{\"dimension\":\"scope\",\"latencyBuckets\":{}}]}}", 0 },
+                { "audit", "{\"parameters\":{\"records\":{}}}", 1 },
+                { "audit", "{\"parameters\":{\"records\":[null,[]]}}", 0 },
+                { "info", "{\"parameters\":{\"interfaces\":\"io.tsmd.Guest\"}}", 0 },
+                { "introspect", "{\"parameters\":{\"interfaces\":[null,5]}}", 0 },
+        };
+        const char *path = fake_socket_path("fake-malformed");
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", path, cases[i].verb, NULL };
+                pid_t pid = fake_tsmd(path, cases[i].reply);
+                int status;
+
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != cases[i].status)
+                        TEST_FAIL("tsmctl %s on %s: %s %d, expected exit %d: %s", cases[i].verb, cases[i].reply,
+                                  WIFEXITED(status) ? "exit" : "signal",
+                                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), cases[i].status, err);
+                if (cases[i].status != 0)
+                        ASSERT_NOT_NULL(strstr(err, "has no array"));
+                (void) kill(pid, SIGKILL); /* introspect's second call is never answered */
+                ASSERT_EQ(waitpid(pid, &status, 0), pid);
+                ASSERT_OK(unlink(path));
+        }
+}
+
 /* An empty TSMD_SOCKET is unset (not libtsm's Guest socket); an empty --socket= is refused. */
 TEST(empty_socket_settings) {
         _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
