@@ -134,7 +134,55 @@ static void vdevice_unbind_unknown(Manager *m, GuestContext *ctx, GuestVDevice *
         v->changing = true;
 }
 
-int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc) {
+/* A vDevice the monitor has (RESTORED_VDEVICE), as it has it. One whose bind or unbind the
+ * worker before did not see answered is busy until the monitor says where it ended. */
+static int vdevice_restore_kept(Manager *m, GuestContext *ctx, const struct tsm_priv_restored_vdevice *rv) {
+        GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
+
+        *v = (GuestVDevice){ .id = rv->vdevice, .bound = rv->state & TSM_PRIV_VDEVICE_BOUND,
+                             .gone = rv->state & TSM_PRIV_VDEVICE_GONE };
+        v->pci_address = strdup(rv->pci_address);
+        if (!v->pci_address)
+                return -ENOMEM;
+        ctx->n_vdevices++;
+        if (rv->state & TSM_PRIV_VDEVICE_CHANGING)
+                vdevice_settle(m, ctx, v);
+        return 0;
+}
+
+/* A vDevice only the state file knows of, in a context the fd store handed back to a new tsmd:
+ * attached in the monitor again. */
+static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDevice *stored) {
+        GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
+        TsmDeviceInfo info;
+        int r;
+
+        *v = (GuestVDevice){ .id = stored->id };
+        v->pci_address = strdup(stored->pci_address);
+        if (!v->pci_address)
+                return -ENOMEM;
+        ctx->n_vdevices++;
+        if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
+            priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address) < 0) {
+                v->gone = v->unattached = true;
+                return 0;
+        }
+        /* The kernel kept the binding alive with the fd, but the emulated TSM lived in the old
+         * monitor: it is brought back to where the guest left it. A change cut off on its way
+         * left the kernel's state unknown, and the new emulated TSM's unbound. */
+        v->bound = stored->bound && !stored->changing;
+        if (stored->changing && !info.emulated)
+                vdevice_unbind_unknown(m, ctx, v);
+        else if (v->bound && info.emulated) {
+                r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, true, on_rebound, NULL, NULL);
+                if (r < 0)
+                        on_rebound(r, NULL, 0, NULL);
+        }
+        return 0;
+}
+
+int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc,
+                          const struct tsm_priv_restored_vdevice *kept) {
         _cleanup_free_ StoredVDevice *stored = NULL;
         struct timeval tv = { .tv_sec = (time_t) m->config.reclaim_timeout_sec };
         GuestContext *ctx;
@@ -166,49 +214,37 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
                 ctx->pid = owner.pid;
         }
 
-        ctx->vdevices = new0(GuestVDevice, MAX(n, (size_t) 1));
+        ctx->vdevices = new0(GuestVDevice, MAX(rc->n_vdevices + n, (size_t) 1));
         if (!ctx->vdevices) {
                 guest_context_free(m, ctx);
                 return -ENOMEM;
         }
-        ctx->allocated_vdevices = MAX(n, (size_t) 1);
-        for (size_t i = 0; i < n; i++) {
-                GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
-                TsmDeviceInfo info;
-                uint32_t monitor = 0;
+        ctx->allocated_vdevices = MAX(rc->n_vdevices + n, (size_t) 1);
 
-                v->id = stored[i].id;
-                v->pci_address = strdup(stored[i].pci_address);
-                if (!v->pci_address)
+        /* SECURITY: the monitor's record first, and it wins: the state file is the worker's, and
+         * the worker before may have been made to write anything into it, or have died before
+         * it wrote the last change (tsm-priv.h). */
+        for (size_t i = 0; i < rc->n_vdevices; i++)
+                if (vdevice_restore_kept(m, ctx, &kept[i]) < 0)
                         break;
-                ctx->n_vdevices++;
-                if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
-                    priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address, &monitor) < 0) {
-                        v->gone = v->unattached = true;
+        for (size_t i = 0; i < n; i++) {
+                const GuestVDevice *known = guest_find_vdevice(ctx, stored[i].id);
+
+                if (known && !streq(known->pci_address, stored[i].pci_address))
+                        log_warning("State of a context of uid %u has vDevice %u at '%s', the monitor at %s; "
+                                    "keeping the monitor's.", (unsigned) ctx->uid, stored[i].id,
+                                    stored[i].pci_address, known->pci_address);
+                else if (!known && !rc->partial)
+                        log_warning("State of a context of uid %u has vDevice %u at '%s', which the monitor does "
+                                    "not have; dropping it.", (unsigned) ctx->uid, stored[i].id, stored[i].pci_address);
+                if (known || !rc->partial)
                         continue;
-                }
-                if (monitor & TSM_PRIV_ATTACHED_KNOWN) {
-                        /* After a restart of the worker alone, the monitor's record is the TSM's
-                         * last answer; one on its way is learnt when it comes. */
-                        v->bound = monitor & TSM_PRIV_ATTACHED_BOUND;
-                        if (monitor & TSM_PRIV_ATTACHED_CHANGING)
-                                vdevice_settle(m, ctx, v);
-                        continue;
-                }
-                /* After a restart of tsmd, the kernel kept the binding alive with the fd, but the
-                 * emulated TSM lived in the old monitor: it is brought back to where the guest
-                 * left it. A change cut off on its way left the kernel's state unknown, and the
-                 * new emulated TSM's unbound. */
-                v->bound = stored[i].bound && !stored[i].changing;
-                if (stored[i].changing && !info.emulated)
-                        vdevice_unbind_unknown(m, ctx, v);
-                else if (v->bound && info.emulated) {
-                        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, true, on_rebound,
-                                                NULL, NULL);
-                        if (r < 0)
-                                on_rebound(r, NULL, 0, NULL);
-                }
+                if (vdevice_restore_stored(m, ctx, &stored[i]) < 0)
+                        break;
         }
+        /* Whatever the file said, it says now what the context has: the next worker, or tsmd,
+         * finds no stale vDevice in it. */
+        guest_context_persist(m, ctx);
 
         if (!GREEDY_REALLOC(m->orphans, m->allocated_orphans, m->n_orphans + 1)) {
                 guest_context_free(m, ctx);

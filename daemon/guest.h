@@ -23,9 +23,11 @@ GuestClient *guest_client_free(GuestClient *c);
 /* Creates what the guest layer needs in the manager (timers). */
 int guest_setup(Manager *m);
 
-/* A context the monitor kept from before (a restart of the worker or of tsmd): rebuilt as an
- * orphan that its owner can reclaim until the reclaim timeout. */
-int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc);
+/* A context the monitor kept from before (a restart of the worker or of tsmd), with the
+ * rc->n_vdevices vDevices the monitor has for it: rebuilt as an orphan that its owner can
+ * reclaim until the reclaim timeout. */
+int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc,
+                          const struct tsm_priv_restored_vdevice *vdevices);
 /* Releases (or, when preserving for a restart, just closes) unreclaimed contexts. */
 void guest_orphans_free(Manager *m);
 

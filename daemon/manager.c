@@ -436,8 +436,9 @@ int manager_listen(Manager *m) {
                 h->socket_fds[i] = -EBADF; /* the server has it */
         }
 
-        for (size_t i = 0; i < h->n_restored; i++)
-                (void) guest_restore_context(m, &h->restored[i]);
+        for (size_t i = 0, v = 0; i < h->n_restored; v += h->restored[i++].n_vdevices)
+                (void) guest_restore_context(m, &h->restored[i],
+                                             h->restored[i].n_vdevices > 0 ? &h->restored_vdevices[v] : NULL);
         return 0;
 }
 

@@ -71,6 +71,7 @@ void priv_hello_done(PrivHello *h) {
         free(h->socket_fds);
         free(h->socket_kinds);
         free(h->restored);
+        free(h->restored_vdevices);
         *h = (PrivHello) {};
 }
 
@@ -392,7 +393,8 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         _cleanup_(priv_hello_done) PrivHello h = {};
         struct tsm_priv_hello hello;
         const char *reason = NULL;
-        size_t n_fds, allocated_fds = 0, allocated_kinds = 0, allocated_restored = 0;
+        size_t n_fds, allocated_fds = 0, allocated_kinds = 0, allocated_restored = 0, allocated_vdevices = 0;
+        uint32_t n_vdevices_due = 0; /* of the last RESTORED_CONTEXT, still to come */
         ssize_t n;
         int fd, r;
 
@@ -409,12 +411,14 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         h.previous_end = hello.previous_end < _TSM_PRIV_WORKER_END_MAX ? hello.previous_end : TSM_PRIV_WORKER_FIRST;
         h.previous_status = hello.previous_status;
 
-        /* Sockets, then the contexts kept from before, then it waits for READY. */
+        /* Sockets, then the contexts kept from before with their vDevices, then it waits for
+         * READY. */
         for (;;) {
                 struct tsm_priv_listen_socket ls;
                 struct tsm_priv_restored_context rc;
+                struct tsm_priv_restored_vdevice rv;
 
-                if (h.n_sockets == hello.n_sockets && h.n_restored == hello.n_restored)
+                if (h.n_sockets == hello.n_sockets && h.n_restored == hello.n_restored && n_vdevices_due == 0)
                         break;
                 n = receive_wait(c, &fd, 1, &n_fds);
                 if (n <= 0)
@@ -433,11 +437,23 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                 }
                 if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rc, sizeof(rc), NULL, &reason) >= 0 &&
                     rc.hdr.type == TSM_PRIV_RESTORED_CONTEXT && h.n_sockets == hello.n_sockets &&
-                    h.n_restored < hello.n_restored &&
-                    tsm_priv_check_string(rc.token, sizeof(rc.token))) {
+                    h.n_restored < hello.n_restored && n_vdevices_due == 0 &&
+                    tsm_priv_check_string(rc.token, sizeof(rc.token)) && rc.partial <= 1) {
                         if (!GREEDY_REALLOC(h.restored, allocated_restored, h.n_restored + 1))
                                 return -ENOMEM;
                         h.restored[h.n_restored++] = rc;
+                        n_vdevices_due = rc.n_vdevices;
+                        continue;
+                }
+                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rv, sizeof(rv), NULL, &reason) >= 0 &&
+                    rv.hdr.type == TSM_PRIV_RESTORED_VDEVICE && n_vdevices_due > 0 &&
+                    rv.context == h.restored[h.n_restored - 1].context && rv.vdevice != 0 &&
+                    (rv.state & ~TSM_PRIV_VDEVICE_FLAGS_ALL) == 0 && rv.__reserved == 0 &&
+                    tsm_priv_check_string(rv.pci_address, sizeof(rv.pci_address))) {
+                        if (!GREEDY_REALLOC(h.restored_vdevices, allocated_vdevices, h.n_restored_vdevices + 1))
+                                return -ENOMEM;
+                        h.restored_vdevices[h.n_restored_vdevices++] = rv;
+                        n_vdevices_due--;
                         continue;
                 }
                 close_many(&fd, n_fds);
@@ -596,7 +612,7 @@ int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context) {
 }
 
 int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                             const char *pci_address, uint32_t *ret_flags) {
+                             const char *pci_address) {
         struct tsm_priv_attach_vdevice m;
         struct tsm_priv_reply reply;
         int r;
@@ -608,12 +624,7 @@ int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, ui
         r = copy_string(m.pci_address, sizeof(m.pci_address), pci_address);
         if (r < 0)
                 return -ENODEV; /* no device has such an address */
-        r = call(c, &m, -EBADF, &reply, NULL);
-        if (r < 0)
-                return r;
-        if (ret_flags)
-                *ret_flags = reply.value;
-        return 0;
+        return call(c, &m, -EBADF, &reply, NULL);
 }
 
 static int vdevice_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t context, uint32_t vdevice,

@@ -30,6 +30,10 @@ typedef struct PrivHello {
         size_t n_sockets;
         struct tsm_priv_restored_context *restored;
         size_t n_restored;
+        /* Every restored context's RESTORED_VDEVICE messages, in the order of the contexts
+         * (restored[i].n_vdevices of them each). */
+        struct tsm_priv_restored_vdevice *restored_vdevices;
+        size_t n_restored_vdevices;
 } PrivHello;
 
 void priv_hello_done(PrivHello *h);
@@ -41,7 +45,8 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
 PrivChannel *priv_channel_free(PrivChannel *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PrivChannel *, priv_channel_free);
 
-/* Reads the start sequence (HELLO, LISTEN_SOCKET..., RESTORED_CONTEXT...), blocking. */
+/* Reads the start sequence (HELLO, LISTEN_SOCKET..., RESTORED_CONTEXT and its RESTORED_VDEVICE...),
+ * blocking. */
 int priv_channel_read_hello(PrivChannel *c, PrivHello *ret);
 
 int priv_send_ready(PrivChannel *c);
@@ -54,10 +59,9 @@ int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char
                             uint32_t *ret_context);
 int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd);
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);
-/* *ret_flags: TSM_PRIV_ATTACHED_*, the monitor's record of a vDevice it has already (kept
- * across a restart of the worker); 0 for a new one. */
+/* A vDevice the monitor does not have (it told of those it has at the start). */
 int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                             const char *pci_address, uint32_t *ret_flags);
+                             const char *pci_address);
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
 int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state);
 int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state);

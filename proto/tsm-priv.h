@@ -37,9 +37,11 @@
 #include <sys/types.h>
 
 /* Raised whenever a message's meaning changes (2: SETTLE_VDEVICE, ATTACH_VDEVICE's flags; 3:
- * HELLO says how the previous worker ended; 4: GUEST_REQUEST names its backend): a worker binary newer or older than its running
- * monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 4U
+ * HELLO says how the previous worker ended; 4: GUEST_REQUEST names its backend; 5: the monitor
+ * tells a new worker the vDevices it has (RESTORED_VDEVICE), and ATTACH_VDEVICE attaches new
+ * ones only): a worker binary newer or older than its running monitor refuses the HELLO rather
+ * than misreading it. */
+#define TSM_PRIV_VERSION 5U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -64,7 +66,8 @@
 #define TSM_PRIV_SLOT_WORKER 0U
 
 typedef enum TsmPrivType {
-        /* monitor -> worker, at start, in this order: HELLO, LISTEN_SOCKET..., RESTORED_CONTEXT... */
+        /* monitor -> worker, at start, in this order: HELLO, LISTEN_SOCKET..., then per context
+         * RESTORED_CONTEXT and its RESTORED_VDEVICE... (that type comes last in the enum) */
         TSM_PRIV_HELLO = 1,
         TSM_PRIV_LISTEN_SOCKET,       /* + fd: a listening Varlink socket */
         TSM_PRIV_RESTORED_CONTEXT,    /* a context kept from before, to be reclaimed */
@@ -76,7 +79,7 @@ typedef enum TsmPrivType {
         TSM_PRIV_ADOPT_CONTEXT,       /* + fd: the client's iommufd; reply value: the context id */
         TSM_PRIV_RECLAIM_CONTEXT,     /* reply + fd: a duplicate of the context's iommufd */
         TSM_PRIV_CLOSE_CONTEXT,
-        TSM_PRIV_ATTACH_VDEVICE,      /* reply value: TSM_PRIV_ATTACHED_* flags */
+        TSM_PRIV_ATTACH_VDEVICE,      /* a vDevice the monitor does not have yet */
         TSM_PRIV_DETACH_VDEVICE,
         TSM_PRIV_BIND_VDEVICE,
         TSM_PRIV_UNBIND_VDEVICE,
@@ -90,15 +93,17 @@ typedef enum TsmPrivType {
                                        * reply value: 1 if bound then */
         /* monitor -> worker */
         TSM_PRIV_REPLY,
+        /* monitor -> worker, at start (appended: the other types keep their numbers) */
+        TSM_PRIV_RESTORED_VDEVICE,    /* a vDevice of the RESTORED_CONTEXT before it */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
 
-/* ATTACH_VDEVICE of a vDevice the monitor has already (a new worker restoring what its
- * predecessor attached): the monitor's record of it, which follows the TSM's answers. */
-#define TSM_PRIV_ATTACHED_KNOWN (1U << 0)    /* attached already */
-#define TSM_PRIV_ATTACHED_BOUND (1U << 1)    /* bound, as the TSM last answered */
-#define TSM_PRIV_ATTACHED_CHANGING (1U << 2) /* a bind or unbind is on its way: SETTLE_VDEVICE */
+/* RESTORED_VDEVICE: the monitor's record of a vDevice, which follows the TSM's answers. */
+#define TSM_PRIV_VDEVICE_BOUND (1U << 0)    /* bound, as the TSM last answered */
+#define TSM_PRIV_VDEVICE_CHANGING (1U << 1) /* a bind or unbind is on its way: SETTLE_VDEVICE */
+#define TSM_PRIV_VDEVICE_GONE (1U << 2)     /* its device went away (hotplug): it waits to be detached */
+#define TSM_PRIV_VDEVICE_FLAGS_ALL (TSM_PRIV_VDEVICE_BOUND | TSM_PRIV_VDEVICE_CHANGING | TSM_PRIV_VDEVICE_GONE)
 
 struct tsm_priv_hdr {
         uint32_t size;        /* of the fixed part, this header included */
@@ -142,11 +147,31 @@ struct tsm_priv_listen_socket {
         uint32_t __reserved;
 };
 
+/*
+ * SECURITY: after a restart of the worker alone, the monitor's record of a context's vDevices
+ * is the truth, not the state file the worker before wrote (and may have been made to write):
+ * the new worker takes the RESTORED_VDEVICE messages as they are and attaches nothing of the
+ * file's. Only a context the fd store handed back to a new tsmd (partial) may have vDevices the
+ * monitor has not heard of; the worker attaches those from the file, until one has restored
+ * the context (READY).
+ */
 struct tsm_priv_restored_context {
         struct tsm_priv_hdr hdr;
         uint32_t context;
         uint32_t uid;
         char token[TSM_PRIV_TOKEN_MAX];
+        uint32_t n_vdevices; /* RESTORED_VDEVICE messages that follow this one */
+        uint32_t partial;    /* 1: from the fd store, not restored by a worker since: the state
+                              * file's other vDevices are to be attached; else 0 */
+};
+
+struct tsm_priv_restored_vdevice {
+        struct tsm_priv_hdr hdr;
+        uint32_t context; /* that of the RESTORED_CONTEXT before it */
+        uint32_t vdevice;
+        uint32_t state;   /* TSM_PRIV_VDEVICE_* */
+        uint32_t __reserved;
+        char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
 };
 
 struct tsm_priv_ready {
@@ -228,7 +253,8 @@ struct tsm_priv_reply {
 _Static_assert(sizeof(struct tsm_priv_hdr) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_hello) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_listen_socket) == 32, "no padding");
-_Static_assert(sizeof(struct tsm_priv_restored_context) == 72, "no padding");
+_Static_assert(sizeof(struct tsm_priv_restored_context) == 80, "no padding");
+_Static_assert(sizeof(struct tsm_priv_restored_vdevice) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_ready) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_status) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_new_context) == 72, "no padding");

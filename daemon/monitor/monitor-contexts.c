@@ -131,6 +131,7 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
                 return r;
         /* Not stored again: the service manager has it already. */
         ctx->stored = true;
+        ctx->partial = true;
 
         log_info("Restored context %" PRIu32 " of uid %u from the fd store.", ctx->id, (unsigned) uid);
         if (ret_id)

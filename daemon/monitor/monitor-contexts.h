@@ -41,6 +41,9 @@ typedef struct MonitorContext {
         uid_t uid;
         char token[RECLAIM_TOKEN_LEN + 1];
         bool stored; /* the fd is in systemd's fd store under uid and token */
+        /* Handed back by the fd store, and no worker has restored it since (READY): it may have
+         * vDevices only the state file knows of. Else vdevices are all it has. */
+        bool partial;
         MonitorVDevice *vdevices;
         size_t n_vdevices, allocated_vdevices;
         uint64_t next_serial;
@@ -76,7 +79,7 @@ bool monitor_token_is_valid(const char *token);
 int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *token,
                          uint32_t *ret_id);
 /* Adds a context handed back by the service manager under fdname (fdstore.h), taking fd: at
- * slot 0, with no vDevices. -EINVAL if the name is not one of ours, else as _add(). */
+ * slot 0, with no vDevices, partial. -EINVAL if the name is not one of ours, else as _add(). */
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id);
 
 /* Borrowed, valid until the context is removed; NULL if there is none. */

@@ -23,6 +23,7 @@ typedef union PrivMessage {
         struct tsm_priv_hello hello;
         struct tsm_priv_listen_socket listen_socket;
         struct tsm_priv_restored_context restored_context;
+        struct tsm_priv_restored_vdevice restored_vdevice;
         struct tsm_priv_ready ready;
         struct tsm_priv_status status;
         struct tsm_priv_new_context new_context;
@@ -220,6 +221,12 @@ static TsmTarget target_of(const MonitorContext *ctx, const MonitorVDevice *v) {
 
 static int priv_ready(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                       const char **ret_reason) {
+        MonitorContext *ctx;
+
+        /* It restored every context before it said so: what the state files had to add, it has
+         * attached. From now on the monitor's record is all a context has (tsm-priv.h). */
+        MONITOR_CONTEXTS_FOREACH(ctx, d->contexts)
+                ctx->partial = false;
         log_debug("Worker is ready.");
         if (d->cb.ready)
                 d->cb.ready(d->userdata);
@@ -368,7 +375,6 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
                                const char **ret_reason) {
         const struct tsm_priv_attach_vdevice *a = &m->attach;
         MonitorContext *ctx;
-        MonitorVDevice *v;
         TsmDeviceInfo info;
         int r;
 
@@ -381,22 +387,15 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
                 VIOLATION(-EINVAL, "vDevice id 0"); /* iommufd object ids start at 1 */
         if (!tsm_priv_check_string(a->pci_address, sizeof(a->pci_address)))
                 VIOLATION(-EBADMSG, "PCI address not a NUL-terminated string");
+        /* SECURITY: a worker hears of every vDevice the monitor has when it starts
+         * (RESTORED_VDEVICE), whatever its state files say, and attaches new ones only. */
+        if (monitor_context_find_vdevice(ctx, a->vdevice))
+                VIOLATION(-EPERM, "vDevice attached already");
 
         /* Not a violation: the device may have gone since the worker looked (hotplug). */
         r = tsm_platform_get_device(d->platform, a->pci_address, &info);
         if (r < 0)
                 return reply(d, m, r, 0, -EBADF);
-
-        v = monitor_context_find_vdevice(ctx, a->vdevice);
-        if (v) {
-                /* A new worker restoring its view of what its predecessor attached. */
-                if (!streq(v->pci_address, info.pci_address))
-                        VIOLATION(-EPERM, "vDevice attached already, with another address");
-                return reply(d, m, v->gone ? -ENODEV : 0,
-                             TSM_PRIV_ATTACHED_KNOWN | (v->bound ? TSM_PRIV_ATTACHED_BOUND : 0) |
-                                     (v->n_changes > 0 ? TSM_PRIV_ATTACHED_CHANGING : 0),
-                             -EBADF);
-        }
 
         /* SECURITY: one physical device belongs to one context at a time. Only the monitor sees
          * every context, the orphans the worker knows nothing of included. A device released
@@ -802,7 +801,8 @@ static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userda
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT and REPLY go the other way: no entry, never permitted. */
+/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT, RESTORED_VDEVICE and REPLY go the other way: no entry,
+ * never permitted. */
 static const struct {
         PrivHandler handler;
         unsigned flags; /* MonitorPermit */
@@ -938,13 +938,34 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         MONITOR_CONTEXTS_FOREACH(ctx, d->contexts) {
                 struct tsm_priv_restored_context rc;
 
+                if (ctx->n_vdevices > UINT32_MAX)
+                        return -E2BIG;
                 tsm_priv_init(&rc, TSM_PRIV_RESTORED_CONTEXT, 0, 0);
                 rc.context = ctx->id;
                 rc.uid = (uint32_t) ctx->uid;
                 memcpy(rc.token, ctx->token, sizeof(ctx->token));
+                rc.n_vdevices = (uint32_t) ctx->n_vdevices;
+                rc.partial = ctx->partial;
                 r = tsm_priv_send(channel, &rc, NULL, 0, -EBADF);
                 if (r < 0)
                         return r;
+
+                for (size_t i = 0; i < ctx->n_vdevices; i++) {
+                        const MonitorVDevice *vd = &ctx->vdevices[i];
+                        struct tsm_priv_restored_vdevice rv;
+
+                        tsm_priv_init(&rv, TSM_PRIV_RESTORED_VDEVICE, 0, 0);
+                        rv.context = ctx->id;
+                        rv.vdevice = vd->id;
+                        rv.state = (vd->bound ? TSM_PRIV_VDEVICE_BOUND : 0) |
+                                   (vd->n_changes > 0 ? TSM_PRIV_VDEVICE_CHANGING : 0) |
+                                   (vd->gone ? TSM_PRIV_VDEVICE_GONE : 0);
+                        assert(strlen(vd->pci_address) < sizeof(rv.pci_address));
+                        strcpy(rv.pci_address, vd->pci_address);
+                        r = tsm_priv_send(channel, &rv, NULL, 0, -EBADF);
+                        if (r < 0)
+                                return r;
+                }
         }
 
         d->channel = channel;

@@ -8,11 +8,11 @@
  * that breaks a rule is not answered: the caller kills it and starts a fresh one.
  *
  * Replies (struct tsm_priv_reply, the request's cookie echoed): result 0 or -errno as in
- * tsm-priv.h; value: OPEN_CONTEXT and ADOPT_CONTEXT the new context's id, ATTACH_VDEVICE 1 if
- * that vDevice was attached and bound already, GET_VDEVICE_STATE and GET_DEVICE_STATE the
- * TdispState, else 0. OPEN_CONTEXT and RECLAIM_CONTEXT replies carry a duplicate of the
- * context's fd when they succeed; GUEST_REQUEST replies carry the response as payload, and
- * come from the event loop, when the device has answered. READY and STATUS get no reply.
+ * tsm-priv.h; value: OPEN_CONTEXT and ADOPT_CONTEXT the new context's id, GET_VDEVICE_STATE
+ * and GET_DEVICE_STATE the TdispState, SETTLE_VDEVICE 1 if bound, else 0. OPEN_CONTEXT and
+ * RECLAIM_CONTEXT replies carry a duplicate of the context's fd when they succeed;
+ * GUEST_REQUEST replies carry the response as payload, and come from the event loop, when the
+ * device has answered. READY and STATUS get no reply.
  * Runs in: monitor.
  */
 #pragma once
@@ -91,10 +91,11 @@ typedef struct MonitorListenSocket {
  * A new worker on channel (borrowed: the caller closes it after monitor_dispatch_stop()).
  * Sends HELLO (version, the UAPI or its -errno, emulated, fd store, the counts), one
  * LISTEN_SOCKET with its fd per socket (borrowed: the worker gets a copy), then
- * RESTORED_CONTEXT for every context, all of them at slot 0 by then. Sets the channel's send
- * timeout (MONITOR_SEND_TIMEOUT_USEC). Returns 0, -EBUSY if a
- * worker is served already, -EINVAL for an invalid socket, or the send error (the caller
- * then kills the worker and tries again with a fresh one).
+ * RESTORED_CONTEXT for every context, all of them at slot 0 by then, each followed by a
+ * RESTORED_VDEVICE per vDevice it has. Sets the channel's send timeout
+ * (MONITOR_SEND_TIMEOUT_USEC). Returns 0, -EBUSY if a worker is served already, -EINVAL for an
+ * invalid socket, or the send error (the caller then kills the worker and tries again with a
+ * fresh one).
  */
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
                            size_t n_sockets);

@@ -61,6 +61,9 @@ typedef struct Fixture {
         size_t n_fds_before; /* open before the fixture: the same number must be after */
         bool emulated;       /* at the start; else the kernel's TSMs, on a fixture sysfs with a fake kernel */
         struct tsm_priv_hello hello; /* the last worker_start()'s */
+        /* The RESTORED_VDEVICE messages the last worker_start() received, of every context. */
+        struct tsm_priv_restored_vdevice vdevices[8];
+        size_t n_vdevices;
 
         unsigned n_ready, n_status, n_reload, n_stalled;
         int stalled_error;
@@ -202,12 +205,34 @@ static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *resto
         close(fd);
 
         ASSERT_LE(hello.n_restored, n_max);
+        f->n_vdevices = 0;
         for (uint32_t i = 0; i < hello.n_restored; i++) {
                 receive(f, TSM_PRIV_RESTORED_CONTEXT, &restored[i], sizeof(restored[i]), NULL, NULL);
                 ASSERT_TRUE(tsm_priv_check_string(restored[i].token, sizeof(restored[i].token)));
+                ASSERT_LE(restored[i].partial, 1u);
+                /* Each context's vDevices follow it, and name it. */
+                for (uint32_t j = 0; j < restored[i].n_vdevices; j++) {
+                        struct tsm_priv_restored_vdevice *rv = &f->vdevices[f->n_vdevices++];
+
+                        ASSERT_LE(f->n_vdevices, ELEMENTSOF(f->vdevices));
+                        receive(f, TSM_PRIV_RESTORED_VDEVICE, rv, sizeof(*rv), NULL, NULL);
+                        ASSERT_EQ(rv->context, restored[i].context);
+                        ASSERT_TRUE(tsm_priv_check_string(rv->pci_address, sizeof(rv->pci_address)));
+                        ASSERT_EQ(rv->state & ~TSM_PRIV_VDEVICE_FLAGS_ALL, 0u);
+                }
         }
         nothing_waiting(f);
         return hello.n_restored;
+}
+
+/* The state the last worker_start() heard of for vdevice of context, at address (TSM_PRIV_VDEVICE_*). */
+static uint32_t restored_state(Fixture *f, uint32_t context, uint32_t vdevice, const char *address) {
+        for (size_t i = 0; i < f->n_vdevices; i++)
+                if (f->vdevices[i].context == context && f->vdevices[i].vdevice == vdevice) {
+                        ASSERT_STREQ(f->vdevices[i].pci_address, address);
+                        return f->vdevices[i].state;
+                }
+        TEST_FAIL("the worker heard of no vDevice %u of context %u", vdevice, context);
 }
 
 /* The worker died: what the process model does. */
@@ -580,11 +605,8 @@ TEST(lifecycle) {
         ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
         close(fd);
 
-        /* Attach, and again as a restarting worker would: answered with what is bound. */
         ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
         ASSERT_EQ(value, 0);
-        ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
-        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN);
         ASSERT_EQ(ctx->n_vdevices, 1);
 
         ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, SLOT, id, 5, &value));
@@ -593,8 +615,7 @@ TEST(lifecycle) {
         ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_LOCKED);
         ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, SLOT, id, 5, &value));
         ASSERT_EQ(value, TDISP_STATE_CONFIG_LOCKED);
-        ASSERT_OK(attach(f, SLOT, id, 5, DEV_A, &value));
-        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_BOUND);
+        ASSERT_TRUE(monitor_context_find_vdevice(ctx, 5)->bound);
         /* Nothing on its way: settled at once, bound. */
         ASSERT_OK(vdevice_op(f, TSM_PRIV_SETTLE_VDEVICE, SLOT, id, 5, &value));
         ASSERT_EQ(value, 1u);
@@ -704,9 +725,7 @@ TEST(answers_not_violations) {
         ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
         ASSERT_ERRNO(attach(f, OTHER_SLOT, b, 1, DEV_A, NULL), EBUSY);
         ASSERT_ERRNO(attach(f, SLOT, a, 2, DEV_A, NULL), EBUSY);
-        /* Addresses are compared as the platform spells them. */
-        ASSERT_OK(attach(f, OTHER_SLOT, b, 1, "0000:02:00.0", NULL));
-        ASSERT_OK(attach(f, OTHER_SLOT, b, 1, "0000:02:00.0", NULL));
+        ASSERT_OK(attach(f, OTHER_SLOT, b, 1, DEV_B, NULL));
 
         /* Adopting what is not an iommufd. */
         ASSERT_OK(pipe2(p, O_CLOEXEC));
@@ -773,12 +792,10 @@ TEST(answers_not_violations) {
         ASSERT_ERRNO(guest_request(f, OTHER_SLOT, b, 1, TSM_SCOPE_INFO, req, len, &rep), ENODEV);
         ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, OTHER_SLOT, b, 1, NULL), ENODEV);
         ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_UNBIND_VDEVICE, OTHER_SLOT, b, 1, NULL), ENODEV);
-        ASSERT_ERRNO(attach(f, OTHER_SLOT, b, 1, DEV_B, NULL), ENODEV);
 
         /* It comes back: another device under the same address, which the dead vDevice neither
          * holds nor operates. */
         ASSERT_OK(tsm_platform_set_emulated_devices(f->platform, DEV_A "," DEV_B));
-        ASSERT_ERRNO(attach(f, OTHER_SLOT, b, 1, DEV_B, NULL), ENODEV);
         ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, OTHER_SLOT, b, 1, NULL), ENODEV);
         ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, OTHER_SLOT, b, 1, NULL), ENODEV);
         ASSERT_ERRNO(guest_request(f, OTHER_SLOT, b, 1, TSM_SCOPE_INFO, req, len, &rep), ENODEV);
@@ -861,6 +878,11 @@ TEST(reclaim_after_restart) {
         ASSERT_STREQ(restored[0].token, TOKEN_A);
         ASSERT_EQ(restored[1].context, b);
         ASSERT_STREQ(restored[1].token, TOKEN_B);
+        /* With the vDevices as the monitor has them, the bind included. */
+        ASSERT_EQ(restored[0].n_vdevices, 1u);
+        ASSERT_EQ(restored[0].partial, 0u);
+        ASSERT_EQ(restored_state(f, a, 3, DEV_A), TSM_PRIV_VDEVICE_BOUND);
+        ASSERT_EQ(restored[1].n_vdevices, 0u);
 
         /* Slot 0 acts on orphans. */
         ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, TSM_PRIV_SLOT_WORKER, a, 3, &value));
@@ -887,13 +909,72 @@ TEST(reclaim_after_restart) {
         close(fd);
         close(fa);
 
-        /* The new worker restores its view: the vDevice is there, bound. */
-        ASSERT_OK(attach(f, 42, a, 3, DEV_A, &value));
-        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_BOUND);
+        /* The new worker heard of the vDevice at its start: attaching it again is no slip. */
+        {
+                struct tsm_priv_attach_vdevice again = attach_msg(42, a, 3, DEV_A);
+                expect_violation(f, &again, "ATTACH_VDEVICE");
+                worker_stop(f);
+                ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+                ASSERT_EQ(restored_state(f, a, 3, DEV_A), TSM_PRIV_VDEVICE_BOUND);
+                m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 42, a);
+                ASSERT_OK(call(f, &m, &rep));
+                close(rep.fd);
+        }
 
         /* Reclaimed once: a second time is someone else's doing. */
         m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 43, a);
         expect_violation(f, &m, "RECLAIM_CONTEXT");
+        fixture_free(f);
+}
+
+/* A new worker hears of each kept context's vDevices as the monitor has them (bound, gone), so
+ * it attaches none of them again, whatever a state file says. A context the fd store handed back
+ * is partial (only the state file knows its vDevices) until a worker has restored it: READY. */
+TEST(restart_tells_the_monitors_vdevices) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[4];
+        struct tsm_priv_ready ready;
+        struct tsm_priv_attach_vdevice again;
+        uint32_t a, b;
+        int p[2];
+
+        a = open_context(f, SLOT, TOKEN_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 3, DEV_A, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 3, NULL));
+        ASSERT_OK(attach(f, SLOT, a, 4, DEV_B, NULL));
+        monitor_contexts_device_gone(f->contexts, DEV_B);
+        /* As the fd store hands one back to a new tsmd: no vDevices known. */
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." TOKEN_B, &b));
+        close(p[0]);
+
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_EQ(restored[0].context, a);
+        ASSERT_EQ(restored[0].n_vdevices, 2u);
+        ASSERT_EQ(restored[0].partial, 0u);
+        ASSERT_EQ(restored_state(f, a, 3, DEV_A), TSM_PRIV_VDEVICE_BOUND);
+        ASSERT_EQ(restored_state(f, a, 4, DEV_B), TSM_PRIV_VDEVICE_GONE);
+        ASSERT_EQ(restored[1].context, b);
+        ASSERT_EQ(restored[1].n_vdevices, 0u);
+        ASSERT_EQ(restored[1].partial, 1u);
+
+        /* The worker restores the partial one from its state file, then says it serves. */
+        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, b, 7, DEV_B, NULL));
+        tsm_priv_init(&ready, TSM_PRIV_READY, 0, 0);
+        ASSERT_OK(tsm_priv_send(f->worker, &ready, NULL, 0, -EBADF));
+        process_ok(f);
+        ASSERT_EQ(f->n_ready, 1u);
+
+        /* Every vDevice the worker heard of is attached already: naming one again is no slip. */
+        again = attach_msg(TSM_PRIV_SLOT_WORKER, a, 4, DEV_B);
+        expect_violation(f, &again, "ATTACH_VDEVICE");
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_EQ(restored[1].context, b);
+        ASSERT_EQ(restored[1].n_vdevices, 1u);
+        ASSERT_EQ(restored[1].partial, 0u);
+        ASSERT_EQ(restored_state(f, b, 7, DEV_B), 0u);
         fixture_free(f);
 }
 
@@ -940,12 +1021,13 @@ TEST(bind_in_flight) {
         ASSERT_EQ(monitor_context_find_vdevice(ctx, 4)->n_changes, 1u);
         worker_stop(f);
         ASSERT_EQ(worker_start(f, (struct tsm_priv_restored_context[1]){}, 1), 1);
+        ASSERT_EQ(restored_state(f, a, 4, DEV_A), TSM_PRIV_VDEVICE_CHANGING);
         ASSERT_OK(event_base_loop(f->base, EVLOOP_NONBLOCK));
         nothing_waiting(f);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, 4)->bound);
         ASSERT_EQ(monitor_context_find_vdevice(ctx, 4)->n_changes, 0u);
-        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, 4, DEV_A, &value));
-        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_BOUND);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_SETTLE_VDEVICE, TSM_PRIV_SLOT_WORKER, a, 4, &value));
+        ASSERT_EQ(value, 1u);
         fixture_free(f);
 }
 
@@ -1041,7 +1123,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
         struct tsm_priv_vdevice unbind = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, TSM_PRIV_SLOT_WORKER, 0, VDEV_HELD);
         struct tsm_priv_restored_context restored[1];
-        uint32_t a, value, cookie;
+        uint32_t a, cookie;
         MonitorContext *ctx;
         Reply rep;
 
@@ -1054,8 +1136,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         worker_stop(f);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
 
-        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, VDEV_HELD, NIC, &value));
-        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_CHANGING);
+        ASSERT_EQ(restored_state(f, a, VDEV_HELD, NIC), TSM_PRIV_VDEVICE_CHANGING);
         cookie = send_settle(f, a, VDEV_HELD);
         fake_kernel_hold(false);
         await_reply(f);
@@ -1063,8 +1144,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_EQ(rep.r.hdr.cookie, cookie);
         ASSERT_OK(rep.r.result);
         ASSERT_EQ(rep.r.value, 1u);
-        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, VDEV_HELD, NIC, &value));
-        ASSERT_EQ(value, TSM_PRIV_ATTACHED_KNOWN | TSM_PRIV_ATTACHED_BOUND);
+        ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
 
         /* Detached while it waits: the change ends, the vDevice is not there to say. */
         fake_kernel_hold(true);
@@ -1641,6 +1721,7 @@ TEST(violation_out_of_state) {
         static const char *const cases[] = {
                 "other-slot", "unknown-context", "context-0", "vdevice-not-attached", "reclaim-held",
                 "reclaim-to-0", "reclaim-unknown", "close-other-slot", "attach-id-0", "attach-other-address",
+                "attach-again",
                 "attach-address-string", "attach-reserved", "vdevice-reserved", "unknown-scope", "scope-string",
                 "scope-junk", "over-max-request", "second-ready", "status-reserved", "status-draining",
                 "device-tsm", "device-string", "detach-other-slot", "bind-detached", "request-orphan-slot",
@@ -1698,6 +1779,9 @@ TEST(violation_out_of_state) {
                         expect_violation(f, &m, "ATTACH_VDEVICE");
                 } else if (streq(c, "attach-other-address")) {
                         struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 1, DEV_B);
+                        expect_violation(f, &m, "ATTACH_VDEVICE");
+                } else if (streq(c, "attach-again")) {
+                        struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 1, DEV_A);
                         expect_violation(f, &m, "ATTACH_VDEVICE");
                 } else if (streq(c, "attach-address-string")) {
                         struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
