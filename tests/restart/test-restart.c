@@ -40,6 +40,8 @@ typedef struct Manager {
         int stored_fd;
         char stored_name[128];
         bool store_removed;
+        /* tsmd's stderr, appended across its starts (empty: the test's own stderr). */
+        char log[160];
 } Manager;
 
 static int unix_socket(int type, const char *path) {
@@ -128,6 +130,11 @@ static void manager_start(Manager *m) {
                 int l = fcntl(m->listen_fd, F_DUPFD, 100), a = fcntl(m->admin_fd, F_DUPFD, 100),
                     s = m->stored_fd >= 0 ? fcntl(m->stored_fd, F_DUPFD, 100) : -1;
 
+                if (m->log[0]) {
+                        int fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+                        ASSERT_TRUE(fd >= 0 && dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+                }
                 /* The two sockets of tsmd.socket and tsmd-admin.socket, named as there. */
                 ASSERT_TRUE(dup2(l, 3) == 3);
                 ASSERT_TRUE(dup2(a, 4) == 4);
@@ -675,6 +682,7 @@ static int64_t reclaim(VarlinkClient *c, const char *token) {
 }
 
 static void stop(Manager *m) {
+        manager_wait(m, NULL, 200); /* what it notified meanwhile: it blocks on a full queue */
         kill(m->pid, SIGTERM);
         ASSERT_EQ(exit_status(m->pid), 0);
 }
@@ -876,6 +884,219 @@ TEST(reclaim_obeys_todays_limits) {
         safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":6}");
         varlink_client_free(c);
+        stop(&m);
+}
+
+/* ---- the state file against the monitor's record, after a restart of the worker ------------- */
+
+/* tsmd's stderr goes to <dir>/tsmd.log from its next start on. */
+static void manager_capture_log(Manager *m) {
+        snprintf(m->log, sizeof(m->log), "%s/tsmd.log", m->dir);
+}
+
+/* The contents of a file under tsmd's directory (malloc'd, NUL-terminated; "" if missing). */
+static char *read_text(Manager *m, const char *name) {
+        char path[PATH_MAX], *buf = calloc(1, 1 << 20);
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t k;
+
+        ASSERT_NOT_NULL(buf);
+        snprintf(path, sizeof(path), "%s/%s", m->dir, name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return buf;
+        k = read(fd, buf, (1 << 20) - 1);
+        ASSERT_TRUE(k >= 0);
+        return buf;
+}
+
+static bool log_contains(Manager *m, const char *needle) {
+        _cleanup_free_ char *text = read_text(m, "tsmd.log");
+
+        return strstr(text, needle);
+}
+
+/* The monitor's worker, or 0 while there is none. */
+static pid_t worker_or_none(pid_t monitor) {
+        char path[96], buf[64] = "";
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/task/%i/children", monitor, monitor);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+        fclose(f);
+        return (pid_t) strtol(buf, NULL, 10);
+}
+
+/* Kills the worker as a crash would; returns the next one once it serves (bounded). */
+static pid_t crash_worker(Manager *m) {
+        pid_t old = worker_of(m->pid);
+
+        ASSERT_OK(kill(old, SIGKILL));
+        /* Reading what tsmd notifies meanwhile, as a service manager does: it blocks on a full
+         * queue (net.unix.max_dgram_qlen may be as low as 10). */
+        for (unsigned i = 0; i < 1000; i++, manager_wait(m, NULL, 10)) {
+                pid_t w = worker_or_none(m->pid);
+                char serving[64];
+
+                snprintf(serving, sizeof(serving), "Worker %d serving again.", (int) w);
+                if (w > 0 && w != old && log_contains(m, serving))
+                        return w;
+        }
+        TEST_FAIL("no new worker serves after %d was killed (log: %s/tsmd.log)", (int) old, m->dir);
+}
+
+/* The owner Admin.ListDevices names for the device at address (a new reference), or NULL. */
+static json_object *device_owner(Manager *m, const char *address) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        json_object *devices, *owner = NULL;
+        const char *error = NULL;
+        VarlinkClient *a;
+
+        ASSERT_OK(varlink_client_connect(m->admin, &a));
+        varlink_client_set_timeout(a, 10 * 1000000ULL);
+        ASSERT_OK(varlink_client_call(a, "io.tsmd.Admin.ListDevices", NULL, &reply, &error));
+        ASSERT_NULL(error);
+        json_object_get(reply); /* the client's reference goes with it */
+        varlink_client_free(a);
+        ASSERT_TRUE(json_object_object_get_ex(reply, "devices", &devices));
+        for (size_t i = 0; i < json_object_array_length(devices); i++) {
+                json_object *d = json_object_array_get_idx(devices, i);
+
+                if (streq(json_get_string(d, "pciAddress"), address) && json_object_object_get_ex(d, "owner", &owner))
+                        return owner ? json_object_get(owner) : NULL;
+        }
+        TEST_FAIL("ListDevices has no %s", address);
+}
+
+/* vDevice id of the reclaimed context ctx is the device at address, as the monitor has it, and
+ * nobody holds other. */
+static void expect_vdevice_at(Manager *m, VarlinkClient *c, int64_t ctx, int64_t id, const char *address,
+                              const char *other) {
+        _cleanup_(json_object_putp) json_object *owner = device_owner(m, address), *none = device_owner(m, other);
+
+        ASSERT_NOT_NULL(owner);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(owner, "vdeviceId")), id);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(owner, "context")), ctx);
+        ASSERT_FALSE(json_object_get_boolean(json_object_object_get(owner, "reclaimable")));
+        ASSERT_NULL(none);
+        (void) c;
+}
+
+/*
+ * A worker taken over rewrites a kept context's state file: vDevice 5 on another device than
+ * the one the monitor attached it to, and one the monitor never had. The worker that follows
+ * takes the monitor's record, not the file's: it is not killed for what the file says (before,
+ * it re-attached the file's vDevices, the monitor took the other address for a violation, and
+ * so every later worker, as long as the file stayed), it serves, the VMM reclaims its context
+ * with vDevice 5 where the monitor has it, and the file says so again for the next worker.
+ */
+TEST(a_forged_state_file_trips_no_worker) {
+        _cleanup_free_ char *state = NULL;
+        char token[64], path[PATH_MAX], params[128];
+        VarlinkClient *c;
+        json_object *reply;
+        int64_t ctx;
+        FILE *f;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state file");
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound */
+
+        snprintf(path, sizeof(path), "%s/state/%s.state", m.dir, token);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Context]\nUid=%u\nVDevice=5 0000:02:00.0 bound\nVDevice=9 0000:02:00.0 unbound\n",
+                (unsigned) getuid());
+        fclose(f);
+        (void) crash_worker(&m);
+        varlink_client_free(c); /* after the crash: hanging up would release the context */
+        ASSERT_TRUE(log_contains(&m, "keeping the monitor's"));
+        ASSERT_TRUE(log_contains(&m, "which the monitor does not have; dropping it"));
+
+        /* The file is right again before anyone reclaims: a later worker finds nothing stale. */
+        snprintf(path, sizeof(path), "state/%s.state", token);
+        state = read_text(&m, path);
+        ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:01:00.0 bound\n"));
+        ASSERT_NULL(strstr(state, "0000:02:00.0"));
+        (void) crash_worker(&m);
+
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+        ASSERT_STREQ(json_get_string(reply, "state"), "config_locked");
+        expect_vdevice_at(&m, c, ctx, 5, "0000:01:00.0", "0000:02:00.0");
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":9}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
+        call_ok(c, "io.tsmd.Service.Ping", NULL);
+
+        snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
+        call_ok(c, "io.tsmd.Guest.CloseContext", params);
+        varlink_client_free(c);
+        ASSERT_FALSE(log_contains(&m, "Compromised worker"));
+        stop(&m);
+}
+
+/*
+ * The benign way to the same file: the VMM detaches vDevice 5 and attaches id 5 to another
+ * device while the state cannot be saved (a full /run: here a directory the worker may not
+ * write), and the worker dies before the next save. Its successor takes the monitor's record.
+ */
+TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
+        _cleanup_free_ char *state = NULL;
+        char token[64], path[PATH_MAX], params[128];
+        VarlinkClient *c;
+        json_object *reply;
+        int64_t ctx;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to take the worker's state directory from it");
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+
+        snprintf(path, sizeof(path), "%s/state", m.dir);
+        ASSERT_OK(chmod(path, 0500));
+        call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:02:00.0\"}");
+        ASSERT_TRUE(log_contains(&m, "Failed to save the state of a context"));
+        snprintf(path, sizeof(path), "state/%s.state", token);
+        state = read_text(&m, path);
+        ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:01:00.0 unbound\n"));
+        free(state);
+
+        /* Room again (the monitor cannot give it back: it has no CAP_FOWNER), and a crash. */
+        snprintf(path, sizeof(path), "%s/state", m.dir);
+        ASSERT_OK(chmod(path, 0700));
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+        snprintf(path, sizeof(path), "state/%s.state", token);
+        state = read_text(&m, path);
+        ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:02:00.0 unbound\n"));
+        ASSERT_NULL(strstr(state, "0000:01:00.0"));
+
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        expect_vdevice_at(&m, c, ctx, 5, "0000:02:00.0", "0000:01:00.0");
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        call_ok(c, "io.tsmd.Guest.Bind", params);
+        varlink_client_free(c);
+        ASSERT_FALSE(log_contains(&m, "Compromised worker"));
         stop(&m);
 }
 
