@@ -6,6 +6,7 @@
  * privileged it asks of the monitor (priv-call.h). Runs in: worker.
  */
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -84,6 +85,13 @@ int main(int argc, char *argv[]) {
 
         if (sd_is_socket(TSM_PRIV_CHANNEL_FD, AF_UNIX, SOCK_SEQPACKET, -1) <= 0) {
                 log_error("No channel to tsmd on fd %d: tsmd-worker is started by tsmd only.", TSM_PRIV_CHANNEL_FD);
+                return EXIT_FAILURE;
+        }
+        /* Open until the process ends: the monitor kills a worker that lets go of its channel
+         * and lives on, so the end of file must come from our exit itself, which no signal
+         * changes any more (the exit status stays ours). */
+        if (fcntl(TSM_PRIV_CHANNEL_FD, F_DUPFD_CLOEXEC, TSM_PRIV_CHANNEL_FD + 1) < 0) {
+                log_error_errno(-errno, "Failed to keep the channel to tsmd: %m");
                 return EXIT_FAILURE;
         }
 

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -980,6 +981,13 @@ static int violation(MonitorDispatch *d, int r, const char *reason, const char *
         return r;
 }
 
+/* Whether the worker shut its end of the channel (closed it, or exited): no more comes. */
+static bool channel_hung_up(int channel) {
+        struct pollfd p = { .fd = channel, .events = POLLRDHUP };
+
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
 /* One datagram from the worker: its shape, whether it may come now, what it means. */
 static int process_datagram(MonitorDispatch *d, TsmPrivDatagram *dg, const char **ret_reason) {
         _cleanup_close_ int fd = -EBADF;
@@ -996,10 +1004,14 @@ static int process_datagram(MonitorDispatch *d, TsmPrivDatagram *dg, const char 
                 fd = TAKE_FD(dg->fds[0]); /* closed on every path, unless a handler takes it */
                 dg->n_fds = 0;
         }
-        /* An empty datagram reads like end of file, unless an fd came with it. */
-        if ((n == 0 && n_fds == 0) || n == -ECONNRESET)
-                return -EPIPE;
+        /* SECURITY: on SOCK_SEQPACKET a read of no bytes is end of file, or a record of no bytes,
+         * which no worker sends: a worker that sent one and stays is no worker of ours. Only end
+         * of file leaves the worker's side shut. (With an fd it is a record: too short, below.) */
         d->violation_type = 0;
+        if (n == 0 && n_fds == 0)
+                return channel_hung_up(d->channel) ? -EPIPE : violation(d, -EBADMSG, "empty datagram", ret_reason);
+        if (n == -ECONNRESET)
+                return -EPIPE;
         if (n == -EMSGSIZE)
                 return violation(d, -EMSGSIZE, "datagram longer than any message", ret_reason);
         if (n == -EPROTO)

@@ -106,13 +106,14 @@ void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd e
  * Reads and handles every datagram available on the channel (non-blocking, until -EAGAIN),
  * answering each request. Returns:
  *   0          drained;
- *   -EPIPE     end of file: the worker is gone;
+ *   -EPIPE     end of file: the worker exited, or shut its end of the channel (the caller
+ *              kills it all the same, unless it stops as asked);
  *   a negative errno with a static description in *ret_reason: the worker broke the rules
- *              (malformed, unknown, wrong direction, unpermitted or out-of-state). The caller
- *              kills it, logs "compromised worker: <type>: <reason>" with the type from
- *              monitor_dispatch_get_violation_type(), and starts a new one;
+ *              (malformed or empty, unknown, wrong direction, unpermitted or out-of-state).
+ *              The caller kills it, logs "compromised worker: <type>: <reason>" with the type
+ *              from monitor_dispatch_get_violation_type(), and starts a new one;
  *   any other negative errno with *ret_reason NULL: the channel failed (receiving or sending
- *              a reply); the caller treats it like -EPIPE.
+ *              a reply); the caller kills the worker and starts a new one.
  */
 int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason);
 

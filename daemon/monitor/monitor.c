@@ -100,10 +100,14 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
                 log_error("Compromised worker (pid %d): %s: %s. Killing it.", (int) m->worker_pid,
                           monitor_dispatch_get_violation_type(m->dispatch), reason);
                 m->worker_killed_for = TSM_PRIV_WORKER_COMPROMISED;
-        }
-        else if (r != -EPIPE)
+        } else if (r == -EPIPE)
+                log_debug("Worker %d let go of its channel.", (int) m->worker_pid);
+        else
                 log_warning_errno(r, "Channel to the worker failed, killing it: %m");
-        if (r != -EPIPE)
+        /* SECURITY: nor does one the monitor stops listening to go on serving the sockets, for
+         * whatever reason: one that exits is past signals by then (its channel closes as it
+         * ends, tsmd-worker.c), and only one stopping as asked is left to the stop timer. */
+        if (r != -EPIPE || !m->stopping)
                 worker_kill(m, SIGKILL);
         /* Either way the worker is done: what is left happens when it is reaped. */
         monitor_dispatch_stop(m->dispatch);

@@ -1573,6 +1573,26 @@ TEST(worker_gone) {
         fixture_free(f);
 }
 
+/* On SOCK_SEQPACKET a read of no bytes is end of file, or an empty record: a worker that sends
+ * one and stays broke a rule; one that shut its end (and may stay) is gone for the monitor. */
+TEST(empty_datagram_is_no_end_of_file) {
+        Fixture *f = fixture();
+        const char *reason = NULL;
+
+        send_raw(f, "", 0, -EBADF);
+        ASSERT_ERRNO(monitor_dispatch_process(f->dispatch, &reason), EBADMSG);
+        ASSERT_STREQ(reason, "empty datagram");
+        ASSERT_STREQ(monitor_dispatch_get_violation_type(f->dispatch), "unknown");
+        worker_stop(f);
+
+        ASSERT_EQ(worker_start(f, (struct tsm_priv_restored_context[1]){}, 1), 0);
+        ASSERT_OK(shutdown(f->worker, SHUT_WR));
+        reason = NULL;
+        ASSERT_ERRNO(monitor_dispatch_process(f->dispatch, &reason), EPIPE);
+        ASSERT_NULL(reason);
+        fixture_free(f);
+}
+
 /* ---- violations: each kills the worker ------------------------------------------------------ */
 
 TEST(violation_shape) {
