@@ -375,6 +375,33 @@ ATTACK(bad_scope, "bad-scope", "GUEST_REQUEST", "no such scope for the device's 
 ATTACK(oversize_payload, "oversize-payload", "GUEST_REQUEST", "request larger than the scope allows")
 ATTACK(stray_fd, "stray-fd", "STATUS", "unexpected file descriptors")
 ATTACK(ready_twice, "ready-twice", "READY", "permitted once per worker, sent again")
+/* A datagram of no bytes, which reads like end of file: the proxy stays, the real worker behind
+ * it serving the sockets. Before, the monitor took it for the worker's end and stopped reading,
+ * and killed it only when it fell silent for 15 s (and never before READY). */
+ATTACK(empty, "empty", "unknown", "empty datagram")
+
+/* A worker that shuts its end of the channel and stays is not heard again, and is not left to
+ * serve the sockets either: killed at once (not after 15 s of silence), as it ends nothing
+ * the monitor could tell from an exit, not as compromised. */
+TEST(worker_hangs_up_and_stays) {
+        uint64_t start;
+        Setup s;
+
+        setup(&s);
+        write_file(s.control, "hangup");
+        start = now_usec();
+        ASSERT_OK(kill(s.proxy, SIGUSR1));
+        if (!tsmd_wait_log(&s.t, strf("Worker %d was killed by signal KILL.", (int) s.proxy), 1, TSMD_WAIT_USEC))
+                TEST_FAIL("a worker that shut its channel was not killed within %llu s",
+                          (unsigned long long) (TSMD_WAIT_USEC / USEC_PER_SEC));
+        fprintf(stderr, "# worker that hung up killed after %.1f s\n", (double) (now_usec() - start) / USEC_PER_SEC);
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "injecting 'hangup'"));
+        expect_replaced(&s);
+        expect_worker_end_audited(&s, "io.tsmd.WorkerCrashed");
+        expect_context_intact(&s);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        teardown(&s);
+}
 
 /* ---- a worker that asks for what no policy grants ------------------------------------------ */
 

@@ -6,7 +6,10 @@
  * every datagram both ways unchanged, fds included. On SIGUSR1 it reads an attack name from
  * the file $TSMD_PROXY_CONTROL and sends the monitor one hostile datagram, so the test can
  * see what the monitor does with a compromised worker while a real one serves clients; or,
- * for "stall", large requests whose replies it then never reads.
+ * for "stall", large requests whose replies it then never reads. After "empty" (a datagram of
+ * no bytes) or "hangup" (it shuts its end of the channel) it clings on: when the monitor lets
+ * go of it, it stays, and so does the real worker behind it, serving clients on the sockets,
+ * its messages to the monitor dropped.
  *
  * The real worker is our child, not the monitor's: the monitor's PR_SET_PDEATHSIG does not
  * reach it, so when the monitor kills us, the end of file on its channel is what must end it.
@@ -43,6 +46,8 @@ static _Alignas(uint64_t) uint8_t inject_buf[TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLO
 
 /* Set by the attack "stall": the monitor's replies are no longer read (nor relayed). */
 static bool monitor_paused;
+/* Set by "empty" and "hangup": the end of the monitor's channel does not end us. */
+static bool cling;
 
 /* What the worker last named on a client's behalf: the injected requests name it too. */
 static uint32_t last_slot, last_context;
@@ -153,7 +158,7 @@ static int relay_one(int from, int to, bool from_worker) {
                 for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && n_fds < RELAY_FDS_MAX; i++)
                         memcpy(&fds[n_fds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
         }
-        /* An empty datagram reads like end of file; so does the monitor take it. */
+        /* An empty datagram reads like end of file (neither end sends one). */
         if (n == 0 && n_fds == 0)
                 return 0;
         if (mh.msg_flags & MSG_CTRUNC)
@@ -366,6 +371,21 @@ static void inject(const char *control_path) {
                 inject_stall(control_path);
                 return;
         }
+        if (streq(name, "hangup")) {
+                cling = true;
+                plog("injecting 'hangup': shutting our end of the channel, staying");
+                if (shutdown(MONITOR, SHUT_WR) < 0)
+                        plog("shutdown: %m");
+                return;
+        }
+        if (streq(name, "empty")) {
+                cling = true;
+                plog("injecting 'empty' (0 bytes), staying");
+                r = send_datagram(MONITOR, inject_buf, 0, NULL, 0);
+                if (r < 0)
+                        plog("sending 'empty' failed: %s", strerror(-r));
+                return;
+        }
         len = build_attack(name, &attach);
         if (len == 0) {
                 plog("no attack '%s'", name);
@@ -482,13 +502,22 @@ int main(int argc, char *argv[]) {
                         break;
                 }
 
-                if (p[1].revents && worker >= 0 && relay(worker, MONITOR, true) == 0)
-                        /* The worker closed its channel: it is exiting; SIGCHLD tells how. */
-                        worker = safe_close(worker);
+                if (p[1].revents && worker >= 0 && !(monitor_open && relay(worker, MONITOR, true) > 0)) {
+                        /* The worker closed its channel: it is exiting; SIGCHLD tells how. Or
+                         * the monitor's is gone, and clinging on, we drop what the worker says. */
+                        if (!cling || recv(worker, relay_buf, sizeof(relay_buf), MSG_DONTWAIT) == 0)
+                                worker = safe_close(worker);
+                        else
+                                monitor_open = false;
+                }
                 if (p[2].revents && monitor_open && !monitor_paused && relay(MONITOR, worker, false) == 0) {
-                        /* The monitor let go of us: so must the worker, by end of file. */
+                        /* The monitor let go of us: so must the worker, by end of file (unless
+                         * we cling on, as a compromised worker would). */
                         monitor_open = false;
-                        worker = safe_close(worker);
+                        if (!cling)
+                                worker = safe_close(worker);
+                        else
+                                plog("the monitor let go of us, staying");
                 }
 
                 while (read(sfd, &si, sizeof(si)) == (ssize_t) sizeof(si))
