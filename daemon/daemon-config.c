@@ -92,6 +92,7 @@ static const ConfigItem config_items[] = {
         START_ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
         START_ITEM("Platform", "RequestTimeoutUSec", CONFIG_UINT64, platform.request_timeout_usec, 1000, 600000000),
         ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
+        START_ITEM("Guest", "MaxContexts", CONFIG_UNSIGNED, max_contexts, 1, 1U << 20),
         ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
         ITEM("Guest", "MaxRequestSize", CONFIG_SIZE_T, max_request_size, 0, 16ULL << 20),
         ITEM("Guest", "MaxResponseSize", CONFIG_SIZE_T, max_response_size, 0, 16ULL << 20),
@@ -112,6 +113,10 @@ void daemon_config_init(DaemonConfig *c) {
                 .limits = VARLINK_LIMITS_DEFAULT,
                 .platform = { .mode = TSM_PLATFORM_AUTO, .request_timeout_usec = TSM_REQUEST_TIMEOUT_USEC_DEFAULT },
                 .max_contexts_per_client = 16,
+                /* Each context is an fd the monitor holds: as many as tsmd.service's
+                 * FileDescriptorStoreMax= keeps across a restart of tsmd, far below its
+                 * LimitNOFILE= (the monitor lowers it to what RLIMIT_NOFILE allows). */
+                .max_contexts = 4096,
                 .max_vdevices_per_client = 64,
                 .max_request_size = 1U << 20,
                 .max_response_size = 1U << 20,

@@ -402,7 +402,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         if (n <= 0)
                 return n < 0 ? (int) n : -ECONNRESET;
         r = tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &hello, sizeof(hello), NULL, &reason);
-        if (r < 0 || hello.hdr.type != TSM_PRIV_HELLO || hello.version != TSM_PRIV_VERSION)
+        if (r < 0 || hello.hdr.type != TSM_PRIV_HELLO || hello.version != TSM_PRIV_VERSION || hello.__reserved != 0)
                 return log_error_errno(-EPROTO, "Monitor did not start with a HELLO of version %u: %s.",
                                        TSM_PRIV_VERSION, reason ?: "wrong type or version");
         h.uapi = hello.uapi;
@@ -410,6 +410,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         h.fdstore = hello.fdstore;
         h.previous_end = hello.previous_end < _TSM_PRIV_WORKER_END_MAX ? hello.previous_end : TSM_PRIV_WORKER_FIRST;
         h.previous_status = hello.previous_status;
+        h.max_contexts = hello.max_contexts;
 
         /* Sockets, then the contexts kept from before with their vDevices, then it waits for
          * READY. */

@@ -21,6 +21,7 @@
  *   -ENODEV   the device is unknown to the monitor or gone
  *   -ENXIO    no TSM serves the device
  *   -EBADF    an adopted fd is not an iommufd
+ *   -EMFILE   the monitor holds as many contexts as it may (HELLO's max_contexts)
  *   -EOPNOTSUPP  the backend or UAPI cannot do it
  *   -EBUSY, -EIO, -ETIMEDOUT, ...  what the backend or kernel said
  * A message that breaks the wire rules, or names state the sender does not own, is not
@@ -39,9 +40,9 @@
 /* Raised whenever a message's meaning changes (2: SETTLE_VDEVICE, ATTACH_VDEVICE's flags; 3:
  * HELLO says how the previous worker ended; 4: GUEST_REQUEST names its backend; 5: the monitor
  * tells a new worker the vDevices it has (RESTORED_VDEVICE), and ATTACH_VDEVICE attaches new
- * ones only): a worker binary newer or older than its running monitor refuses the HELLO rather
- * than misreading it. */
-#define TSM_PRIV_VERSION 5U
+ * ones only; 6: HELLO says how many contexts the monitor holds at most): a worker binary newer
+ * or older than its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 6U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -134,6 +135,8 @@ struct tsm_priv_hello {
         uint32_t n_restored;     /* RESTORED_CONTEXT messages that follow the sockets */
         uint32_t previous_end;   /* TsmPrivWorkerEnd */
         uint32_t previous_status;
+        uint32_t max_contexts;   /* the most the monitor holds, orphans included; more: -EMFILE */
+        uint32_t __reserved;
 };
 
 typedef enum TsmPrivSocketKind {
@@ -251,7 +254,7 @@ struct tsm_priv_reply {
 };
 
 _Static_assert(sizeof(struct tsm_priv_hdr) == 24, "no padding");
-_Static_assert(sizeof(struct tsm_priv_hello) == 56, "no padding");
+_Static_assert(sizeof(struct tsm_priv_hello) == 64, "no padding");
 _Static_assert(sizeof(struct tsm_priv_listen_socket) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_restored_context) == 80, "no padding");
 _Static_assert(sizeof(struct tsm_priv_restored_vdevice) == 56, "no padding");

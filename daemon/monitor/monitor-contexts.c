@@ -9,9 +9,15 @@
 
 struct MonitorContexts {
         TAILQ_HEAD(, MonitorContext) contexts;
-        size_t n_contexts;
+        size_t n_contexts, max_contexts;
         uint32_t next_id;
 };
+
+size_t monitor_contexts_max_for_nofile(uint64_t nofile, size_t configured) {
+        if (nofile <= MONITOR_FDS_RESERVED)
+                return 0;
+        return (size_t) MIN((uint64_t) configured, nofile - MONITOR_FDS_RESERVED);
+}
 
 int monitor_contexts_new(MonitorContexts **ret) {
         MonitorContexts *c;
@@ -22,6 +28,7 @@ int monitor_contexts_new(MonitorContexts **ret) {
         if (!c)
                 return -ENOMEM;
         TAILQ_INIT(&c->contexts);
+        c->max_contexts = SIZE_MAX;
         c->next_id = 1;
         *ret = c;
         return 0;
@@ -51,6 +58,18 @@ MonitorContexts *monitor_contexts_free(MonitorContexts *c, bool preserve) {
         return mfree(c);
 }
 
+void monitor_contexts_set_max(MonitorContexts *c, size_t max) {
+        c->max_contexts = max;
+}
+
+size_t monitor_contexts_get_max(const MonitorContexts *c) {
+        return c->max_contexts;
+}
+
+bool monitor_contexts_is_full(const MonitorContexts *c) {
+        return c->n_contexts >= c->max_contexts;
+}
+
 bool monitor_token_is_valid(const char *token) {
         return token && strlen(token) == RECLAIM_TOKEN_LEN &&
                strspn(token, "0123456789abcdef") == RECLAIM_TOKEN_LEN;
@@ -68,6 +87,10 @@ static int context_insert(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, 
         /* Two fds under one name would leave the fd store together. */
         if (monitor_contexts_find_token(c, token))
                 return -EEXIST;
+        /* SECURITY: every context holds an fd; past the cap they would eat the monitor's
+         * reserve (MONITOR_FDS_RESERVED), and it could not start a worker any more. */
+        if (monitor_contexts_is_full(c))
+                return -EMFILE;
         /* Ids are never reused while the monitor runs: a stale id must not reach a new context. */
         if (c->next_id == 0)
                 return -ENOSPC;
@@ -127,6 +150,14 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
                 return r;
         }
         r = context_insert(c, fd, TSM_PRIV_SLOT_WORKER, uid, token, &ctx);
+        if (r == -EMFILE) {
+                /* Kept by the service manager, it would come back at every start, and never be
+                 * reclaimed: the VMM keeps its own fd, only tsmd forgets the context. */
+                int k = fdstore_remove(uid, token);
+                if (k < 0 && k != -EOPNOTSUPP)
+                        log_warning_errno(k, "Failed to remove context of uid %u from the fd store, ignoring: %m",
+                                          (unsigned) uid);
+        }
         if (r < 0)
                 return r;
         /* Not stored again: the service manager has it already. */

@@ -16,6 +16,7 @@
 
 #include "fdstore.h"
 #include "macro.h"
+#include "tsm-priv-batch.h"
 #include "tsm-priv.h"
 
 typedef struct TsmPlatform TsmPlatform;
@@ -52,6 +53,37 @@ typedef struct MonitorContext {
 
 typedef struct MonitorContexts MonitorContexts;
 
+/*
+ * SECURITY: the fds the monitor keeps out of reach of contexts, so that whatever a worker made
+ * it hold, it can still start the next one (which releases the orphans nobody reclaims). A
+ * monitor out of fds could not: no socketpair() for the channel, no room for the child's dups
+ * (it exits 10), and no worker is left to free anything. What it needs beside its contexts:
+ *   - its own, always open: stdio, the worker's binary, the event loop's epoll and signal pipe,
+ *     the kernel lanes' eventfd, the uevent socket, the listening sockets, the channel, the
+ *     journal's socket (10 measured on the emulated platform with two listening sockets, a
+ *     dozen on the kernel's); room for more sockets;
+ *   - for a moment: a worker's start (socketpair, the child's two dups above fd 10, the config,
+ *     policy file, drop-in directory and file, and worker directories it rereads), the
+ *     notification and fd store sockets, an OPEN_CONTEXT's second fd, a reclaimed copy;
+ *   - a batch of datagrams from the worker, each with the fd of an ADOPT_CONTEXT: the kernel
+ *     installs them before any handler can refuse one, and truncates (a violation) what does
+ *     not fit;
+ *   - the guest requests in flight, each holding a duplicate of its iommufd on the kernel's
+ *     TSMs (kernel-lanes.c).
+ * Binds and unbinds on their way hold a duplicate each too; they are bounded per vDevice
+ * (MONITOR_CHANGES_PER_VDEVICE_MAX) and a device has one vDevice, so they scale with the
+ * devices, not the contexts, and end when the kernel answers.
+ */
+#define MONITOR_FDS_OWN 32U
+#define MONITOR_FDS_TRANSIENT 16U
+#define MONITOR_FDS_RESERVED (MONITOR_FDS_OWN + MONITOR_FDS_TRANSIENT + TSM_PRIV_BATCH_MAX + TSM_PRIV_REQUESTS_MAX)
+
+/* The most contexts a monitor whose RLIMIT_NOFILE soft limit is nofile (RLIM_INFINITY: none)
+ * may hold: configured, lowered to what the limit leaves beside MONITOR_FDS_RESERVED (0 if
+ * nothing). */
+size_t monitor_contexts_max_for_nofile(uint64_t nofile, size_t configured);
+
+/* Holds at most SIZE_MAX contexts until told otherwise. */
 int monitor_contexts_new(MonitorContexts **ret);
 /*
  * Closes every context's fd. With preserve (stopping under a service manager that keeps the
@@ -69,17 +101,24 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(MonitorContexts *, monitor_contexts_free_preserve);
 /* True if token is exactly RECLAIM_TOKEN_LEN lowercase hex digits. */
 bool monitor_token_is_valid(const char *token);
 
+/* The most contexts the table holds: _add() and _restore() refuse more. Lowering it below the
+ * current size ends none. */
+void monitor_contexts_set_max(MonitorContexts *c, size_t max);
+size_t monitor_contexts_get_max(const MonitorContexts *c);
+bool monitor_contexts_is_full(const MonitorContexts *c);
+
 /*
  * Adds a context for slot, taking fd (closed on failure too). When the fd store is available
  * the fd is stored there under uid and token (a failure to store is logged, not fatal: the
  * context then just does not survive a restart of tsmd). Returns 0 and the new id in
  * *ret_id (may be NULL); -EINVAL for a bad token or uid, -EEXIST if the token names a
- * context already, -ENOSPC once ids run out, -ENOMEM.
+ * context already, -EMFILE if the table is full, -ENOSPC once ids run out, -ENOMEM.
  */
 int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *token,
                          uint32_t *ret_id);
 /* Adds a context handed back by the service manager under fdname (fdstore.h), taking fd: at
- * slot 0, with no vDevices, partial. -EINVAL if the name is not one of ours, else as _add(). */
+ * slot 0, with no vDevices, partial. -EINVAL if the name is not one of ours, else as _add(); one
+ * refused as the table is full is taken out of the fd store too, or every start would hand it back. */
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id);
 
 /* Borrowed, valid until the context is removed; NULL if there is none. */

@@ -72,6 +72,7 @@ struct MonitorDispatch {
         uint32_t seen_once; /* a bit per type: MON_ONCE messages this worker sent */
         uint32_t violation_type;
         RateLimit scope_refusal_log; /* a worker can ask for ungranted scopes as often as it likes */
+        RateLimit contexts_full_log;  /* and for contexts past the cap */
         TsmPrivWorkerEnd previous_end; /* for the next HELLO */
         uint32_t previous_status;
 
@@ -272,6 +273,19 @@ static int check_new_context(MonitorDispatch *d, const struct tsm_priv_new_conte
         return 0;
 }
 
+/* SECURITY: the monitor holds no more contexts than its cap (monitor-contexts.h): each is an fd,
+ * and past it the monitor could not start the next worker. An answer, not a violation: the
+ * worker counts the same contexts and refuses first, but an honest one may still get here (a
+ * context it could not restore, its MaxContexts= changed since the monitor started). */
+static bool contexts_full(MonitorDispatch *d) {
+        if (!monitor_contexts_is_full(d->contexts))
+                return false;
+        log_full_ratelimited(&d->contexts_full_log, LOG_WARNING,
+                             "Refusing a new context: the monitor holds its maximum of %zu.",
+                             monitor_contexts_get_max(d->contexts));
+        return true;
+}
+
 static int priv_open_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                              const char **ret_reason) {
         const struct tsm_priv_new_context *n = &m->new_context;
@@ -282,6 +296,8 @@ static int priv_open_context(MonitorDispatch *d, const PrivMessage *m, const voi
         r = check_new_context(d, n, ret_reason);
         if (r < 0)
                 return r;
+        if (contexts_full(d))
+                return reply(d, m, -EMFILE, 0, -EBADF);
 
         r = monitor_iommufd_open(d->platform, &iommufd);
         if (r < 0) {
@@ -309,6 +325,8 @@ static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const vo
         r = check_new_context(d, n, ret_reason);
         if (r < 0)
                 return r;
+        if (contexts_full(d))
+                return reply(d, m, -EMFILE, 0, -EBADF);
 
         /* Not a violation: the fd comes from a client, and clients pass junk. */
         r = monitor_iommufd_verify(d->platform, *fd);
@@ -843,6 +861,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->platform = platform;
         d->contexts = contexts;
         d->scope_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
+        d->contexts_full_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
         if (cb)
                 d->cb = *cb;
         d->userdata = userdata;
@@ -922,6 +941,7 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         hello.n_restored = (uint32_t) monitor_contexts_size(d->contexts);
         hello.previous_end = d->previous_end;
         hello.previous_status = d->previous_status;
+        hello.max_contexts = (uint32_t) MIN(monitor_contexts_get_max(d->contexts), (size_t) UINT32_MAX);
         r = tsm_priv_send(channel, &hello, NULL, 0, -EBADF);
         if (r < 0)
                 return r;

@@ -8,11 +8,12 @@
  * that breaks a rule is not answered: the caller kills it and starts a fresh one.
  *
  * Replies (struct tsm_priv_reply, the request's cookie echoed): result 0 or -errno as in
- * tsm-priv.h; value: OPEN_CONTEXT and ADOPT_CONTEXT the new context's id, GET_VDEVICE_STATE
- * and GET_DEVICE_STATE the TdispState, SETTLE_VDEVICE 1 if bound, else 0. OPEN_CONTEXT and
- * RECLAIM_CONTEXT replies carry a duplicate of the context's fd when they succeed;
- * GUEST_REQUEST replies carry the response as payload, and come from the event loop, when the
- * device has answered. READY and STATUS get no reply.
+ * tsm-priv.h (OPEN_CONTEXT and ADOPT_CONTEXT: -EMFILE once the table holds its maximum, see
+ * monitor_contexts_set_max()); value: OPEN_CONTEXT and ADOPT_CONTEXT the new context's id,
+ * GET_VDEVICE_STATE and GET_DEVICE_STATE the TdispState, SETTLE_VDEVICE 1 if bound, else 0.
+ * OPEN_CONTEXT and RECLAIM_CONTEXT replies carry a duplicate of the context's fd when they
+ * succeed; GUEST_REQUEST replies carry the response as payload, and come from the event loop,
+ * when the device has answered. READY and STATUS get no reply.
  * Runs in: monitor.
  */
 #pragma once
@@ -41,9 +42,10 @@ typedef struct MonitorDispatch MonitorDispatch;
  * vDevice waits at a time (a worker sends one per vDevice it restores). */
 #define MONITOR_CHANGES_PER_VDEVICE_MAX 4U
 
-/* Refusals of an opt-in scope no rule grants are logged at most this often: a worker may
- * send them (its policy can be newer than the monitor's for a moment), so they are answers,
- * not violations, and a compromised one could send them without end. */
+/* Refusals of an opt-in scope no rule grants, and of contexts past the monitor's cap, are
+ * logged at most this often (each kind): a worker may send them (its policy can be newer than
+ * the monitor's for a moment, it may not know every context the monitor holds), so they are
+ * answers, not violations, and a compromised one could send them without end. */
 #define SCOPE_REFUSAL_LOG_BURST 10U
 #define SCOPE_REFUSAL_LOG_INTERVAL_USEC (10 * 1000 * 1000ULL)
 
@@ -89,10 +91,10 @@ typedef struct MonitorListenSocket {
 
 /*
  * A new worker on channel (borrowed: the caller closes it after monitor_dispatch_stop()).
- * Sends HELLO (version, the UAPI or its -errno, emulated, fd store, the counts), one
- * LISTEN_SOCKET with its fd per socket (borrowed: the worker gets a copy), then
- * RESTORED_CONTEXT for every context, all of them at slot 0 by then, each followed by a
- * RESTORED_VDEVICE per vDevice it has. Sets the channel's send timeout
+ * Sends HELLO (version, the UAPI or its -errno, emulated, fd store, the counts, the most
+ * contexts the table holds), one LISTEN_SOCKET with its fd per socket (borrowed: the worker
+ * gets a copy), then RESTORED_CONTEXT for every context, all of them at slot 0 by then, each
+ * followed by a RESTORED_VDEVICE per vDevice it has. Sets the channel's send timeout
  * (MONITOR_SEND_TIMEOUT_USEC). Returns 0, -EBUSY if a worker is served already, -EINVAL for an
  * invalid socket, or the send error (the caller then kills the worker and tries again with a
  * fresh one).

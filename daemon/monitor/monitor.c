@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -430,6 +431,24 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
 
 /* ---- set-up ---------------------------------------------------------------------------- */
 
+/* SECURITY: the contexts the monitor may hold: MaxContexts=, and never so many that the fds
+ * they take leave it unable to start a worker (MONITOR_FDS_RESERVED). */
+static size_t contexts_max(const DaemonConfig *config) {
+        struct rlimit rl;
+        size_t max;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                log_warning_errno(-errno, "Failed to read RLIMIT_NOFILE, assuming the kernel's default of 1024: %m");
+                rl.rlim_cur = 1024;
+        }
+        max = monitor_contexts_max_for_nofile(rl.rlim_cur, config->max_contexts);
+        if (max < config->max_contexts)
+                log_warning("RLIMIT_NOFILE of %llu leaves room for %zu contexts beside the %u fds the monitor "
+                            "keeps for itself, fewer than MaxContexts=%u: holding at most %zu.",
+                            (unsigned long long) rl.rlim_cur, max, MONITOR_FDS_RESERVED, config->max_contexts, max);
+        return max;
+}
+
 int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         _cleanup_(monitor_freep) Monitor *m = NULL;
         static const MonitorDispatchCallbacks callbacks = {
@@ -492,6 +511,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         r = monitor_contexts_new(&m->contexts);
         if (r < 0)
                 return r;
+        monitor_contexts_set_max(m->contexts, contexts_max(&m->config));
         r = monitor_dispatch_new(m->base, m->platform, m->contexts, &callbacks, m, &m->dispatch);
         if (r < 0)
                 return r;
@@ -598,7 +618,10 @@ int monitor_listen(Monitor *m) {
                         uint32_t id;
 
                         r = monitor_contexts_restore(m->contexts, fd, name, &id);
-                        if (r < 0)
+                        if (r == -EMFILE)
+                                log_warning("Dropping kept fd '%s': the monitor holds its maximum of %zu contexts "
+                                            "already.", name, monitor_contexts_get_max(m->contexts));
+                        else if (r < 0)
                                 log_warning_errno(r, "Ignoring kept fd '%s': %m", name);
                         continue;
                 }

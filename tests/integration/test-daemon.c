@@ -69,6 +69,7 @@ static const char good_config[] =
         "\n"
         "[Guest]\n"
         "MaxContextsPerClient=3\n"
+        "MaxContexts=100\n"
         "MaxVDevicesPerClient=5\n";
 
 /* tsmd --check-config accepts the file (and the policy it names). */
@@ -109,6 +110,9 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[NoSuchSection]\nMode=emulated\n", 2, "unknown section or key" },
                 { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },
                 { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range for MaxContextsPerClient= (1 to 4096)" },
+                { "[Guest]\nMaxContexts=0\n", 2, "value out of range for MaxContexts= (1 to 1048576)" },
+                { "[Guest]\nMaxContexts=1048577\n", 2, "value out of range for MaxContexts= (1 to 1048576)" },
+                { "[Guest]\nMaxContexts=-1\n", 2, "not a non-negative integer" },
                 { "[Platform]\nEmulatedLatencyUSec=60000001\n", 2, "value out of range for EmulatedLatencyUSec= (0 to 60000000)" },
                 { "[Platform]\nRequestTimeoutUSec=999\n", 2, "value out of range for RequestTimeoutUSec= (1000 to 600000000)" },
                 { "[Varlink]\nMessageTimeoutSec=3601\n", 2, "value out of range for MessageTimeoutSec= (0 to 3600)" },
@@ -186,6 +190,7 @@ TEST(dump_config_round_trips) {
         ASSERT_NOT_NULL(strstr(dump1, "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"));
         ASSERT_NOT_NULL(strstr(dump1, "[Guest]\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxContextsPerClient=3\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxContexts=100\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxVDevicesPerClient=5\n"));
 
         /* The dump is itself a valid configuration that dumps identically. */
@@ -201,6 +206,7 @@ TEST(dump_config_round_trips) {
         write_file(path, "");
         ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump1, NULL), 0));
         ASSERT_NOT_NULL(strstr(dump1, "Mode=auto\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxContexts=4096\n"));
         write_file(dump_path, dump1);
         ASSERT_TRUE(exited_with(tsmd_run(dump_path, "--dump-config", &dump2, NULL), 0));
         ASSERT_STREQ(dump2, dump1);
@@ -433,10 +439,10 @@ TEST(reload_names_what_it_does_not_apply) {
         ASSERT_FALSE(tsmd_log_contains(&t, notice));
 
         ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n"
-                                    "[Audit]\nMaxFileSize=1048576\n[Guest]\nReclaimTimeoutSec=30\n"));
+                                    "[Audit]\nMaxFileSize=1048576\n[Guest]\nReclaimTimeoutSec=30\nMaxContexts=10\n"));
         ASSERT_TRUE(tsmd_log_contains(&t, strf("%s, taking effect when tsmd restarts (the worker's own, such as "
-                                               "[Audit], also when its worker does): [Guest] ReclaimTimeoutSec=, "
-                                               "[Audit] MaxFileSize=",
+                                               "[Audit], also when its worker does): [Guest] MaxContexts=, "
+                                               "[Guest] ReclaimTimeoutSec=, [Audit] MaxFileSize=",
                                                notice)));
         tsmd_teardown(&t);
 }

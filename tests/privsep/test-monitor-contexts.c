@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -214,6 +215,68 @@ TEST(restore) {
         check_leaks();
 }
 
+/* SECURITY: the cap leaves the monitor its reserve, whatever RLIMIT_NOFILE is. */
+TEST(max_for_nofile) {
+        ASSERT_EQ(monitor_contexts_max_for_nofile(65536, 4096), 4096);
+        ASSERT_EQ(monitor_contexts_max_for_nofile(RLIM_INFINITY, 4096), 4096);
+        ASSERT_EQ(monitor_contexts_max_for_nofile(4096 + MONITOR_FDS_RESERVED, 4096), 4096);
+        ASSERT_EQ(monitor_contexts_max_for_nofile(4095 + MONITOR_FDS_RESERVED, 4096), 4095);
+        ASSERT_EQ(monitor_contexts_max_for_nofile(1024, 4096), 1024 - MONITOR_FDS_RESERVED);
+        ASSERT_EQ(monitor_contexts_max_for_nofile(MONITOR_FDS_RESERVED + 1, 4096), 1);
+        ASSERT_EQ(monitor_contexts_max_for_nofile(MONITOR_FDS_RESERVED, 4096), 0);
+        ASSERT_EQ(monitor_contexts_max_for_nofile(0, 4096), 0);
+        /* What the reserve is made of, at the least. */
+        ASSERT_GE(MONITOR_FDS_RESERVED, TSM_PRIV_REQUESTS_MAX + TSM_PRIV_BATCH_MAX);
+}
+
+TEST(max_contexts) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        struct event_base *base = event_base_new();
+        TsmPlatform *p = emulated_platform(base);
+        Probe pa = probe_new(), pb = probe_new(), pc = probe_new(), pr = probe_new(), pd = probe_new();
+        uint32_t a, id;
+
+        unsetenv("NOTIFY_SOCKET");
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_EQ(monitor_contexts_get_max(c), SIZE_MAX);
+        monitor_contexts_set_max(c, 2);
+        ASSERT_EQ(monitor_contexts_get_max(c), 2);
+
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, TOKEN_A, &a));
+        ASSERT_FALSE(monitor_contexts_is_full(c));
+        ASSERT_OK(monitor_contexts_add(c, pb.w, 2, 1001, TOKEN_B, NULL));
+        ASSERT_TRUE(monitor_contexts_is_full(c));
+
+        /* Full: refused, and the fd is not kept. A taken token is still told apart. */
+        ASSERT_ERRNO(monitor_contexts_add(c, pc.w, 3, 1002, TOKEN_C, NULL), EMFILE);
+        ASSERT_TRUE(probe_closed(&pc));
+        ASSERT_ERRNO(monitor_contexts_restore(c, pr.w, "ctx.1002." TOKEN_C, NULL), EMFILE);
+        ASSERT_TRUE(probe_closed(&pr));
+        ASSERT_EQ(monitor_contexts_size(c), 2);
+
+        /* A context gone makes room. */
+        ASSERT_OK(monitor_contexts_remove(c, p, a));
+        ASSERT_OK(monitor_contexts_add(c, pd.w, 3, 1002, TOKEN_C, &id));
+        ASSERT_EQ(id, 3);
+
+        /* Lowered below what it holds: none ends, none more comes. */
+        monitor_contexts_set_max(c, 1);
+        ASSERT_EQ(monitor_contexts_size(c), 2);
+        ASSERT_TRUE(monitor_contexts_is_full(c));
+
+        c = monitor_contexts_free(c, false);
+        ASSERT_TRUE(probe_closed(&pb));
+        ASSERT_TRUE(probe_closed(&pd));
+        tsm_platform_free(p);
+        event_base_free(base);
+        close(pa.r);
+        close(pb.r);
+        close(pc.r);
+        close(pr.r);
+        close(pd.r);
+        check_leaks();
+}
+
 TEST(vdevices) {
         _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
         struct event_base *base = event_base_new();
@@ -368,6 +431,16 @@ TEST(fdstore) {
         ASSERT_OK(monitor_contexts_remove(c, p, a));
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1000." TOKEN_A);
         ASSERT_EQ(fd, -1);
+
+        /* Restored past the maximum: dropped, and out of the store, or it would come back at
+         * every start. */
+        Probe po = probe_new();
+        monitor_contexts_set_max(c, monitor_contexts_size(c));
+        ASSERT_ERRNO(monitor_contexts_restore(c, po.w, "ctx.1003." TOKEN_A, NULL), EMFILE);
+        ASSERT_TRUE(probe_closed(&po));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1003." TOKEN_A);
+        ASSERT_EQ(fd, -1);
+        close(po.r);
 
         /* Stopping to be restarted: the store keeps the rest. */
         c = monitor_contexts_free(c, true);

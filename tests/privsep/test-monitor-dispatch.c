@@ -1560,6 +1560,49 @@ TEST(request_limit) {
         fixture_free(f);
 }
 
+/* SECURITY: the monitor holds no more contexts than its maximum (each is an fd, and it needs
+ * some to start the next worker): past it OPEN_CONTEXT and ADOPT_CONTEXT are answered -EMFILE,
+ * as an honest worker may ask, with nothing opened or kept; one iommufd adopted again and again
+ * under fresh tokens counts each time. HELLO tells the worker the maximum. */
+TEST(contexts_bounded) {
+        Fixture *f = fixture();
+        struct tsm_priv_new_context m;
+        struct tsm_priv_context c;
+        size_t fds;
+        uint32_t a;
+        Reply rep;
+        int fa;
+
+        ASSERT_EQ(f->hello.max_contexts, UINT32_MAX); /* as many as SIZE_MAX says */
+        monitor_contexts_set_max(f->contexts, 2);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, NULL, 0), 0);
+        ASSERT_EQ(f->hello.max_contexts, 2);
+
+        a = open_context(f, SLOT, TOKEN_A, &fa);
+        m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, OTHER_SLOT, 1000, TOKEN_B);
+        ASSERT_OK(call_full(f, &m, NULL, 0, fa, &rep));
+        fds = count_fds();
+
+        for (unsigned i = 0; i < 3; i++) {
+                m = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, TOKEN_C);
+                ASSERT_ERRNO(call(f, &m, &rep), EMFILE);
+                ASSERT_EQ(rep.fd, -1);
+                m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, TOKEN_C);
+                ASSERT_ERRNO(call_full(f, &m, NULL, 0, fa, &rep), EMFILE);
+                ASSERT_EQ(rep.fd, -1);
+        }
+        ASSERT_EQ(count_fds(), fds);
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 2);
+
+        /* A context closed makes room again, for the same worker. */
+        c = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, a);
+        ASSERT_OK(call(f, &c, &rep));
+        open_context(f, SLOT, TOKEN_C, NULL);
+        close(fa);
+        fixture_free(f);
+}
+
 TEST(worker_gone) {
         Fixture *f = fixture();
         const char *reason = NULL;

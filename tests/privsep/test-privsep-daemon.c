@@ -22,6 +22,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -186,7 +187,8 @@ static void copy_file(const char *src, const char *dst, mode_t mode) {
         ASSERT_OK(fchmod(out, mode));
 }
 
-static void setup_with(Setup *s, const TsmdFile *files, size_t n_files) {
+/* guest_extra: more of tsmd.conf's [Guest] section. */
+static void setup_full(Setup *s, const TsmdFile *files, size_t n_files, const char *guest_extra) {
         static const char *const args[] = { "--worker=" WORKER_PROXY_PATH, NULL };
         const char *scratch;
         json_object *r;
@@ -215,8 +217,8 @@ static void setup_with(Setup *s, const TsmdFile *files, size_t n_files) {
         ASSERT_OK(setenv("TSMD_PROXY_WORKER", strf("%s/tsmd-worker", scratch), 1));
         ASSERT_OK(setenv("TSMD_PROXY_CONTROL", s->control, 1));
 
-        tsmd_start(&s->t, &(TsmdOptions) { .config = strf(CONFIG, scratch), .args = args, .files = files,
-                                           .n_files = n_files });
+        tsmd_start(&s->t, &(TsmdOptions) { .config = strf("%s%s", strf(CONFIG, scratch), strempty(guest_extra)),
+                                           .args = args, .files = files, .n_files = n_files });
         s->proxy = tsmd_worker_pid(&s->t);
         ASSERT_TRUE(s->proxy > 0);
         s->worker = child_of(s->proxy);
@@ -237,6 +239,10 @@ static void setup_with(Setup *s, const TsmdFile *files, size_t n_files) {
 
         s->fds = count_fds(&s->t);
         s->monitor_fds = tsmd_count_fds_of(s->t.pid);
+}
+
+static void setup_with(Setup *s, const TsmdFile *files, size_t n_files) {
+        setup_full(s, files, n_files, NULL);
 }
 
 static void setup(Setup *s) {
@@ -504,6 +510,80 @@ TEST(emulated_devices_follow_a_restarted_worker) {
         safe_close(varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor")));
         CALL_OK(c, G "AttachDevice", guest_attach_params(JINT(r, "context"), VDEV, DEV2));
         varlink_client_free(c);
+        teardown(&s);
+}
+
+/* ---- a worker that takes every fd it can ---------------------------------------------------- */
+
+/* The monitor's RLIMIT_NOFILE here: low enough for a flood to reach it in moments. */
+#define FLOOD_NOFILE 512
+#define FLOOD_RECLAIM_TIMEOUT_SEC 3
+
+/* The number after prefix in the monitor's log; fails the test if there is none. */
+static unsigned log_number_after(Tsmd *t, const char *prefix) {
+        _cleanup_free_ char *log = tsmd_read_log(t);
+        const char *p = strstr(log, prefix);
+
+        if (!p)
+                TEST_FAIL("no \"%s\" in the log", prefix);
+        return (unsigned) strtoul(p + strlen(prefix), NULL, 10);
+}
+
+/*
+ * SECURITY: a compromised worker opens contexts under fresh tokens until the monitor refuses
+ * (each is an fd the monitor keeps), then dies. The monitor stopped at its maximum, below its
+ * RLIMIT_NOFILE by the fds it keeps for itself: a new worker starts, serves, and releases the
+ * contexts nobody reclaims, as after any restart. (Before, the monitor opened contexts until it
+ * ran out of fds, and then could not start a worker, nor would anything free one, for good.)
+ */
+TEST(context_flood_leaves_room_for_a_worker) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        struct rlimit saved, low;
+        unsigned max, opened;
+        Setup s;
+
+        /* Inherited by tsmd; the test itself needs few fds. */
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        low = (struct rlimit){ .rlim_cur = FLOOD_NOFILE, .rlim_max = saved.rlim_max };
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+        setup_full(&s, NULL, 0, strf("ReclaimTimeoutSec=%d\n", FLOOD_RECLAIM_TIMEOUT_SEC));
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+
+        write_file(s.control, "flood-contexts");
+        ASSERT_OK(kill(s.proxy, SIGUSR1));
+        if (!tsmd_wait_log(&s.t, "flood: ", 1, 4 * TSMD_WAIT_USEC))
+                TEST_FAIL("the flood did not end");
+        /* Refused, not killed: an honest worker may ask for one too many. */
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+
+        ASSERT_OK(kill(s.proxy, SIGKILL));
+        expect_replaced(&s);
+
+        /* It stopped at its maximum, said at the start, with the setup's context counted. */
+        opened = log_number_after(&s.t, "flood: ");
+        max = log_number_after(&s.t, strf("RLIMIT_NOFILE of %d leaves room for ", FLOOD_NOFILE));
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "fewer than MaxContexts=4096"));
+        ASSERT_EQ(tsmd_log_count(&s.t, "RLIMIT_NOFILE of"), 1U); /* at the start, not per worker */
+        ASSERT_TRUE(max > 0 && max < FLOOD_NOFILE);
+        fprintf(stderr, "# the worker opened %u contexts, the monitor's maximum is %u\n", opened, max);
+        ASSERT_EQ(opened + 1, max);
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "contexts opened, then refused: Too many open files"));
+        ASSERT_TRUE(tsmd_log_contains(&s.t, strf("Refusing a new context: the monitor holds its maximum of %u.", max)));
+
+        /* The new worker serves, and once the orphans are released there is room again. */
+        c = tsmd_connect_guest(&s.t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        if (!tsmd_wait_log(&s.t, "was not reclaimed in time, releasing it.", max,
+                           (FLOOD_RECLAIM_TIMEOUT_SEC + 5) * USEC_PER_SEC))
+                TEST_FAIL("the new worker did not release the %u orphans", max);
+        safe_close(varlink_client_take_fd(c, (size_t) JINT(CALL_OK(c, G "OpenContext", NULL), "fileDescriptor")));
+        /* One context again, as at the start: the monitor holds what it held then. */
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; tsmd_count_fds_of(s.t.pid) != s.monitor_fds;
+             sleep_usec(10 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("the monitor holds %u fds, %u before the flood", tsmd_count_fds_of(s.t.pid),
+                                  s.monitor_fds);
         teardown(&s);
 }
 

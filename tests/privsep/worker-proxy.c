@@ -6,10 +6,11 @@
  * every datagram both ways unchanged, fds included. On SIGUSR1 it reads an attack name from
  * the file $TSMD_PROXY_CONTROL and sends the monitor one hostile datagram, so the test can
  * see what the monitor does with a compromised worker while a real one serves clients; or,
- * for "stall", large requests whose replies it then never reads. After "empty" (a datagram of
- * no bytes) or "hangup" (it shuts its end of the channel) it clings on: when the monitor lets
- * go of it, it stays, and so does the real worker behind it, serving clients on the sockets,
- * its messages to the monitor dropped.
+ * for "stall", large requests whose replies it then never reads; or, for "flood-contexts",
+ * new contexts until the monitor refuses one. After "empty" (a datagram of no bytes) or
+ * "hangup" (it shuts its end of the channel) it clings on: when the monitor lets go of it, it
+ * stays, and so does the real worker behind it, serving clients on the sockets, its messages
+ * to the monitor dropped.
  *
  * The real worker is our child, not the monitor's: the monitor's PR_SET_PDEATHSIG does not
  * reach it, so when the monitor kills us, the end of file on its channel is what must end it.
@@ -348,7 +349,84 @@ static void inject_stall(const char *control_path) {
         }
 }
 
-static void inject(const char *control_path) {
+/* Receives one datagram and its fds from fd, waiting up to 5 s. Returns its length, 0 at end of
+ * file, or the error. */
+static ssize_t receive_datagram(int fd, int *fds, size_t *ret_n_fds) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * RELAY_FDS_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = relay_buf, .iov_len = sizeof(relay_buf) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.buf) };
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+
+        *ret_n_fds = 0;
+        if (poll(&p, 1, 5000) <= 0)
+                return -ETIMEDOUT;
+        do
+                n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return negative_errno();
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && *ret_n_fds < RELAY_FDS_MAX; i++)
+                                memcpy(&fds[(*ret_n_fds)++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        return n;
+}
+
+/* "flood-contexts": OPEN_CONTEXT under fresh tokens, on behalf of the last client seen, until the
+ * monitor refuses one: what a compromised worker does to take every fd the monitor has. The
+ * replies and their fds are the proxy's (it closes them: the monitor keeps its own reference);
+ * whatever else comes from the monitor meanwhile goes on to the worker. */
+static void inject_flood(int worker) {
+        uint32_t n_opened = 0;
+
+        for (uint32_t i = 0;; i++) {
+                struct tsm_priv_new_context m;
+                struct tsm_priv_reply rep;
+                int r;
+
+                tsm_priv_init(&m, TSM_PRIV_OPEN_CONTEXT, INJECT_COOKIE + i, 0);
+                m.slot = last_slot;
+                m.uid = 0;
+                snprintf(m.token, sizeof(m.token), "f100d000%08x%016x", i, 0U);
+                r = send_datagram(MONITOR, &m, sizeof(m), NULL, 0);
+                if (r < 0) {
+                        plog("flood: sending failed after %u contexts: %s", n_opened, strerror(-r));
+                        return;
+                }
+                for (;;) {
+                        int fds[RELAY_FDS_MAX];
+                        size_t n_fds;
+                        ssize_t n = receive_datagram(MONITOR, fds, &n_fds);
+
+                        if (n <= 0) {
+                                plog("flood: no reply after %u contexts: %s", n_opened, n < 0 ? strerror((int) -n) : "EOF");
+                                return;
+                        }
+                        memcpy(&rep, relay_buf, MIN((size_t) n, sizeof(rep)));
+                        if ((size_t) n < sizeof(rep) || rep.hdr.type != TSM_PRIV_REPLY ||
+                            rep.hdr.cookie != INJECT_COOKIE + i) {
+                                if (worker >= 0)
+                                        (void) send_datagram(worker, relay_buf, (size_t) n, fds, n_fds);
+                                close_many(fds, n_fds);
+                                continue;
+                        }
+                        close_many(fds, n_fds);
+                        break;
+                }
+                if (rep.result < 0) {
+                        plog("flood: %u contexts opened, then refused: %s", n_opened, strerror(-rep.result));
+                        return;
+                }
+                n_opened++;
+        }
+}
+
+static void inject(const char *control_path, int worker) {
         _cleanup_close_ int fd = -EBADF, attach = -EBADF;
         char name[64] = {};
         ssize_t n;
@@ -384,6 +462,10 @@ static void inject(const char *control_path) {
                 r = send_datagram(MONITOR, inject_buf, 0, NULL, 0);
                 if (r < 0)
                         plog("sending 'empty' failed: %s", strerror(-r));
+                return;
+        }
+        if (streq(name, "flood-contexts")) {
+                inject_flood(worker);
                 return;
         }
         len = build_attack(name, &attach);
@@ -523,7 +605,7 @@ int main(int argc, char *argv[]) {
                 while (read(sfd, &si, sizeof(si)) == (ssize_t) sizeof(si))
                         switch (si.ssi_signo) {
                         case SIGUSR1:
-                                inject(control_path);
+                                inject(control_path, worker);
                                 break;
                         case SIGTERM:
                         case SIGINT:
