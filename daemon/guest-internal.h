@@ -88,6 +88,10 @@ int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max);
 
 /* The per-client limits: the configuration's, lowered by the client's policy rule. */
 void guest_client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices);
+/* The contexts over all clients, orphans included, and the most there may be: MaxContexts=,
+ * lowered to the monitor's own maximum. */
+size_t guest_n_contexts(const Manager *m);
+unsigned guest_max_contexts(const Manager *m);
 
 GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
 

@@ -233,6 +233,19 @@ void guest_client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_v
         *ret_vdevices = MIN(m->config.max_vdevices_per_client, pv ?: UINT_MAX);
 }
 
+size_t guest_n_contexts(const Manager *m) {
+        const GuestClient *c;
+        size_t n = m->n_orphans;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                n += c->n_contexts;
+        return n;
+}
+
+unsigned guest_max_contexts(const Manager *m) {
+        return MIN(m->config.max_contexts, m->hello.max_contexts);
+}
+
 /* Makes a context for the calling client: the monitor opens a fresh iommufd (adopt_fd < 0,
  * its duplicate for the client in *ret_fd) or adopts the client's. Returns 1 when a context
  * was made, 0 when the client got an error reply. */
@@ -249,6 +262,9 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int 
         guest_client_limits(c, &max, &max_vdevices);
         if (c->n_contexts >= max)
                 return guest_reply_limit(call, "contexts", max);
+        /* Each is an fd the monitor holds: the orphans waiting for their owners count too. */
+        if (guest_n_contexts(m) >= guest_max_contexts(m))
+                return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
         if (!GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1))
                 return -ENOMEM;
         ctx = new0(GuestContext, 1);
@@ -273,6 +289,9 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int 
                                             json_object_new_string("fileDescriptor"), "reason",
                                             json_object_new_string(r == -EBADF ? "not an iommufd" :
                                                                    "no IOMMU device on this host"));
+        if (r == -EMFILE)
+                /* The monitor holds one we do not count (one we could not restore, say). */
+                return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
         if (r < 0)
                 return log_warning_errno(r, "The monitor could not make a context: %m");
         guest_context_persist(m, ctx);

@@ -46,7 +46,8 @@
  *   io.tsmd.Guest.InvalidState                 -EBADFD      the TDI state does not allow it
  *   io.tsmd.Guest.BackendError                 -errno       its "errno" parameter (1..4095), else -EIO
  *   io.tsmd.Guest.AuditFailed                  -EIO         nothing was forwarded
- *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit was reached
+ *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit, or the total of contexts,
+ *                                                           was reached
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
  *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO
  *   io.tsmd.ReplyTooLarge                      -EMSGSIZE    the call ran, but its reply exceeds tsmd's

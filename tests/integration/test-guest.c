@@ -647,6 +647,103 @@ TEST(limit_contexts_per_client) {
         tsmd_teardown(&t);
 }
 
+/* MaxContexts= counts every client's contexts: past it a new one is refused LimitReached naming
+ * "contexts-total" (a client at its own limit hears of that one first), recorded as the
+ * per-client refusals are, leaking nothing; a context closed by anyone makes room. */
+TEST(limit_contexts_total) {
+        Tsmd t;
+        VarlinkClient *a, *b;
+        json_object *records, *total, *own;
+        int64_t a1, seq;
+        unsigned fds;
+
+        tsmd_start_config(&t, CONF_ZERO("\n[Guest]\nMaxContexts=3\nMaxContextsPerClient=2\n"));
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+
+        a1 = open_context(a, NULL);
+        open_context(a, NULL);
+        open_context(b, NULL);
+        seq = tsmd_audit_last_seq(&t);
+        /* The fourth, by a client with room of its own. */
+        CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts-total\",\"max\":3}");
+        ASSERT_STREQ(adopt_context(b, open("/dev/zero", O_RDWR | O_CLOEXEC), NULL, NULL), E_GUEST("LimitReached"));
+        ASSERT_ERRNO(varlink_client_take_fd(b, 0), ENXIO); /* no fd came with the error */
+        CALL_ERROR(a, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":2}");
+
+        /* Recorded as the per-client refusal is: the call, its caller, its error, no context. */
+        tsmd_expect_audit(&t, seq, "open-context", E_GUEST("LimitReached"), 2);
+        tsmd_expect_audit(&t, seq, "adopt-context", E_GUEST("LimitReached"), 1);
+        records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"result\":\"" E_GUEST("LimitReached") "\"}", seq + 1));
+        ASSERT_EQ(json_object_array_length(records), 3U);
+        total = json_object_array_get_idx(records, 0);
+        own = json_object_array_get_idx(records, 2);
+        ASSERT_EQ(json_object_object_length(total), json_object_object_length(own));
+        json_object_object_foreach(own, key, value) {
+                json_object *v;
+
+                if (streq(key, "seq") || streq(key, "time") || streq(key, "monotonicUsec") || streq(key, "latencyUsec"))
+                        continue;
+                if (!json_object_object_get_ex(total, key, &v) || !json_object_equal(v, value))
+                        TEST_FAIL("the records of the refusals differ in %s: %s, %s", key,
+                                  json_object_to_json_string(total), json_object_to_json_string(own));
+        }
+        json_object_put(records);
+
+        /* Refusals leak nothing. */
+        fds = tsmd_settled_fds(&t, 2);
+        for (unsigned i = 0; i < 20; i++) {
+                CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts-total\",\"max\":3}");
+                ASSERT_STREQ(adopt_context(b, open("/dev/zero", O_RDWR | O_CLOEXEC), NULL, NULL), E_GUEST("LimitReached"));
+        }
+        ASSERT_EQ(tsmd_settled_fds(&t, 2), fds);
+
+        /* Another client's close makes room; the file descriptor limit had nothing to say. */
+        CALL_OK(a, G "CloseContext", strf("{\"context\":%" PRIi64 "}", a1));
+        open_context(b, NULL);
+        CALL_ERROR(a, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts-total\",\"max\":3}");
+        ASSERT_FALSE(tsmd_log_contains(&t, "RLIMIT_NOFILE"));
+        /* The worker counted for itself: the monitor, which would refuse too, was not asked. */
+        ASSERT_FALSE(tsmd_log_contains(&t, "Refusing a new context"));
+
+        varlink_client_free(a);
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
+/* Contexts waiting to be reclaimed after a restart of the worker count: the monitor holds their
+ * fds. Reclaiming one takes no more room; releasing one unreclaimed frees its room. */
+TEST(limit_contexts_total_counts_orphans) {
+        char token[64];
+        VarlinkClient *a, *b;
+        json_object *r;
+        Tsmd t;
+
+        tsmd_start_config(&t, CONF_ZERO("\n[Guest]\nMaxContexts=2\nReclaimTimeoutSec=2\n"));
+        a = tsmd_connect(&t);
+        r = CALL_OK(a, G "OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", JSTR(r, "reclaimToken"));
+        safe_close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
+        open_context(a, NULL);
+        tsmd_kill_worker(&t);
+        varlink_client_free(a);
+
+        b = tsmd_connect(&t);
+        CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts-total\",\"max\":2}");
+        r = CALL_OK(b, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", token));
+        safe_close(varlink_client_take_fd(b, (size_t) JINT(r, "fileDescriptor")));
+        CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts-total\",\"max\":2}");
+
+        ASSERT_TRUE(tsmd_wait_log(&t, "was not reclaimed in time, releasing it.", 1, 7 * USEC_PER_SEC));
+        open_context(b, NULL);
+        CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts-total\",\"max\":2}");
+        /* The worker counted the orphans itself: the monitor was not asked. */
+        ASSERT_FALSE(tsmd_log_contains(&t, "Refusing a new context"));
+
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
 TEST(limit_vdevices_per_client) {
         Tsmd t;
         VarlinkClient *a, *b;
