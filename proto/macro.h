@@ -146,6 +146,10 @@ uint64_t now_monotonic_usec(void);
 /* CLOCK_REALTIME in microseconds: for timestamps. */
 uint64_t now_realtime_usec(void);
 
+/* Whether the n bytes at a and b are equal, in a time that depends on n only: for comparing a
+ * secret (a token, a nonce) with what a caller guessed, leaking not how much of it matched. */
+bool memeq_consttime(const void *a, const void *b, size_t n);
+
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);
 #define GREEDY_REALLOC(array, allocated, need)                                                     \

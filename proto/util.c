@@ -20,6 +20,16 @@ uint64_t now_realtime_usec(void) {
         return now_usec(CLOCK_REALTIME);
 }
 
+bool memeq_consttime(const void *a, const void *b, size_t n) {
+        const uint8_t *x = a, *y = b;
+        uint8_t diff = 0;
+
+        /* No early exit, and out of line so the caller's compiler cannot make one. */
+        for (size_t i = 0; i < n; i++)
+                diff |= x[i] ^ y[i];
+        return diff == 0;
+}
+
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size) {
         size_t n;
         void *q;

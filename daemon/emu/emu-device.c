@@ -196,15 +196,6 @@ static void device_make_nonce(const EmuDevice *d, uint8_t nonce[static TDISP_NON
         }
 }
 
-static bool memeq_consttime(const uint8_t *a, const uint8_t *b, size_t n) {
-        uint8_t diff = 0;
-
-        /* The real device must not leak how much of the nonce matched; neither do we. */
-        for (size_t i = 0; i < n; i++)
-                diff |= a[i] ^ b[i];
-        return diff == 0;
-}
-
 static int reply_begin(Reply *reply, const TdispHeader *req, uint8_t type, size_t body_len,
                        uint8_t **ret_body) {
         TdispHeader h = {
