@@ -707,15 +707,25 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
  * its context for CloseContext, which answer DeviceBusy. */
 static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         GuestClient *c = guest_client_of(call);
+        const char *reason;
+        TsmDeviceInfo info;
         PendingChange *pc;
         GuestContext *ctx;
         GuestVDevice *v;
         int r;
 
-        if (lookup(call, p, &ctx, &v) <= 0)
+        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
                 return 0;
-        if (v->gone)
+        if (v->gone || (bind && info.backend == _TSM_BACKEND_TYPE_INVALID))
                 return reply_backend_error(call, -ENODEV, v->pci_address);
+        /* SECURITY: binding uses the device, which the policy in force must still let the client
+         * do: a reload may have taken the grant away since AttachDevice. Unbinding gives it up,
+         * which a client whose grant went must be able to do. */
+        if (bind) {
+                r = policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason);
+                if (r < 0)
+                        return reply_denied(call, reason);
+        }
         if (v->changing)
                 return reply_device_busy(call, v->pci_address);
 
@@ -748,14 +758,24 @@ static int vl_unbind(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata) {
+        Manager *m = userdata;
+        GuestClient *c = guest_client_of(call);
+        const char *reason;
+        TsmDeviceInfo info;
         GuestContext *ctx;
         GuestVDevice *v;
+        int r;
 
-        if (lookup(call, p, &ctx, &v) <= 0)
+        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
                 return 0;
-        if (v->gone)
+        if (v->gone || info.backend == _TSM_BACKEND_TYPE_INVALID)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
-        return reply_state(call, userdata, ctx, v, true);
+        /* SECURITY: the state is the device's, told only to a client the policy in force lets
+         * use it (as for Bind). */
+        r = policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason);
+        if (r < 0)
+                return reply_denied(call, reason);
+        return reply_state(call, m, ctx, v, true);
 }
 
 /* ---- guest requests -------------------------------------------------------------------- */

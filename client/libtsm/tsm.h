@@ -409,7 +409,8 @@ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
  * takes, and serves other devices meanwhile; tsm_client_set_timeout() still bounds the wait.
  *
  * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY (another Bind or Unbind of it is still
- * being answered); -ETIMEDOUT; -EACCES; see the table.
+ * being answered); -ETIMEDOUT; -EACCES (Denied: the policy in force does not let this client use
+ * the device, a reload may have taken it away); see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state);
@@ -421,7 +422,7 @@ int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiS
  * @vdevice_id: the vDevice
  * @ret_state: as for tsm_device_bind(); may be NULL
  *
- * Return: 0; see tsm_device_bind().
+ * Return: 0; see tsm_device_bind(). The policy is not asked: giving the device up needs no grant.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state);
@@ -435,7 +436,7 @@ int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTd
  *             host (the kernel's TSMs); may be NULL
  * @ret_bound: whether this client bound the device; may be NULL
  *
- * Return: 0; -ENOENT; -ENODEV; see the table.
+ * Return: 0; -ENOENT; -ENODEV; -EACCES (Denied, as for tsm_device_bind()); see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state,

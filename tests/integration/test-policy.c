@@ -539,6 +539,67 @@ TEST(revoked_grants_apply_to_attached_devices) {
         tsmd_teardown(&t);
 }
 
+/* Records after seq of event with result for DEV1, made by uid 65534. */
+static size_t nobody_dev1_records(Tsmd *t, int64_t after, const char *event, const char *result) {
+        return tsmd_audit_count_where(t, after, strf("\"uid\":%u,\"pciAddress\":\"" DEV1 "\"", NOBODY), event, result);
+}
+
+/*
+ * A reload that takes a device out of a client's rule: Bind and GetDeviceState on the vDevice it
+ * attached before are Denied (and recorded so), as AttachDevice would be; Unbind, DetachDevice
+ * and CloseContext give the device up and stay allowed, so that the client can let go of it.
+ */
+TEST(revoked_device_can_be_given_up_not_used) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        static const char denied[] = "{\"reason\":\"device not in any rule matching the client\"}";
+        Tsmd t;
+        VarlinkClient *b;
+        int64_t ctx, seq;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        b = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ctx = guest_open_context(b);
+        CALL_OK(b, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(b, G "AttachDevice", guest_attach_params(ctx, 2, DEV2));
+        CALL_OK(b, G "Bind", guest_vdev_params(ctx, 1));
+
+        /* The rule lists DEV2 only now. */
+        tsmd_write_file(&t, "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=" DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        seq = tsmd_audit_last_seq(&t);
+        CALL_ERROR(b, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("Denied"), denied);
+        CALL_ERROR(b, G "Bind", guest_vdev_params(ctx, 1), E_GUEST("Denied"), denied);
+        /* The device the rule still lists is served as before. */
+        ASSERT_FALSE(JBOOL(CALL_OK(b, G "GetDeviceState", guest_vdev_params(ctx, 2)), "bound"));
+        CALL_OK(b, G "Bind", guest_vdev_params(ctx, 2));
+
+        /* Giving it up needs no grant. */
+        CALL_OK(b, G "Unbind", guest_vdev_params(ctx, 1));
+        CALL_ERROR(b, G "Bind", guest_vdev_params(ctx, 1), E_GUEST("Denied"), denied);
+        CALL_OK(b, G "DetachDevice", guest_vdev_params(ctx, 1));
+        CALL_ERROR(b, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("NoSuchVDevice"), NULL);
+        CALL_ERROR(b, G "AttachDevice", guest_attach_params(ctx, 3, DEV1), E_GUEST("Denied"), denied);
+
+        /* Each refusal is recorded as AttachDevice's is, naming the device; the rest went through. */
+        ASSERT_EQ(nobody_dev1_records(&t, seq, "get-state", E_GUEST("Denied")), 1u);
+        ASSERT_EQ(nobody_dev1_records(&t, seq, "bind", E_GUEST("Denied")), 2u);
+        ASSERT_EQ(nobody_dev1_records(&t, seq, "attach", E_GUEST("Denied")), 1u);
+        ASSERT_EQ(nobody_dev1_records(&t, seq, "unbind", "ok"), 1u);
+        ASSERT_EQ(nobody_dev1_records(&t, seq, "detach", "ok"), 1u);
+
+        /* No rule for the client at all: it can still unbind and close what it has. */
+        tsmd_write_file(&t, "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        CALL_ERROR(b, G "GetDeviceState", guest_vdev_params(ctx, 2), E_GUEST("Denied"),
+                   "{\"reason\":\"no policy rule matches the client\"}");
+        CALL_OK(b, G "Unbind", guest_vdev_params(ctx, 2));
+        CALL_OK(b, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
 /* ---- reloads under load --------------------------------------------------------------------- */
 
 typedef struct LoadResult {
