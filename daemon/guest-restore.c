@@ -257,21 +257,53 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         return 0;
 }
 
+/* SECURITY: a context taken back brings its vDevices, bound ones included, with its iommufd:
+ * the policy in force must let the reclaimer use each of their devices, as AttachDevice would.
+ * The uid and token do not say so: rules tell apart clients of one uid (by group, by unit), and
+ * a reload may have taken a grant away since the context was made. A gone vDevice holds no
+ * device, only a detach is left to it. Returns the first vDevice refused, with its device's
+ * backend (_TSM_BACKEND_TYPE_INVALID if none serves it) and why, or NULL. */
+static GuestVDevice *vdevice_refused(Manager *m, GuestClient *c, GuestContext *ctx, TsmBackendType *ret_backend,
+                                     const char **ret_reason) {
+        for (size_t i = 0; i < ctx->n_vdevices; i++) {
+                GuestVDevice *v = &ctx->vdevices[i];
+                const char *reason = "not served by this host";
+                TsmDeviceInfo info = { .backend = _TSM_BACKEND_TYPE_INVALID };
+
+                if (v->gone)
+                        continue;
+                /* Served no more, not known gone yet: no backend for the policy to judge. */
+                if (tsm_platform_get_device(m->platform, v->pci_address, &info) >= 0 &&
+                    policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason) >= 0)
+                        continue;
+                *ret_backend = info.backend;
+                *ret_reason = reason;
+                return v;
+        }
+        return NULL;
+}
+
 int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
-        const char *token = json_get_string(p, "reclaimToken");
+        const char *token = json_get_string(p, "reclaimToken"), *why = NULL;
         uid_t uid = varlink_conn_get_peer(c->conn)->uid;
+        bool token_len_ok = token && strlen(token) == RECLAIM_TOKEN_LEN;
         unsigned max_contexts, max_vdevices;
         size_t n_vdevices = 0;
         GuestContext *ctx = NULL;
+        GuestVDevice *refused;
+        TsmBackendType backend;
         json_object *reply;
         int idx, fd = -EBADF, r;
 
         for (size_t i = 0; i < m->n_orphans; i++)
-                /* SECURITY: the token alone is not enough; it must be the owner asking. The
-                 * answer does not tell a foreign token from an unknown one. */
-                if (streq(m->orphans[i]->token, token) && m->orphans[i]->uid == uid) {
+                /* SECURITY: the token alone is not enough; it must be the owner asking. The uid
+                 * first, so that no other user's guess is compared with a token at all, then the
+                 * token, in constant time. The answer does not tell a foreign token from an
+                 * unknown one. */
+                if (m->orphans[i]->uid == uid && token_len_ok &&
+                    memeq_consttime(m->orphans[i]->token, token, RECLAIM_TOKEN_LEN)) {
                         ctx = m->orphans[i];
                         m->orphans[i] = m->orphans[--m->n_orphans];
                         break;
@@ -281,14 +313,27 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                                             json_object_new_string("no context of yours waits under this token"), NULL, NULL);
 
         /* Taking a context back is taking one: the same rules as for a new one, the policy's
-         * of today included. Refused, it stays reclaimable (by a less busy connection). */
+         * of today included, and its devices as for attaching them. Refused, it stays
+         * reclaimable (by a less busy connection, or by a client the policy lets have it). The
+         * device is named only to a caller of the owner's uid holding the token: the owner, or
+         * whom it told the token. The owner's gid need not match: a VMM may come back under
+         * another one (its unit's Group= changed), and what a group tells apart is the
+         * policy's to judge, device by device, as it does here. */
         guest_client_limits(c, &max_contexts, &max_vdevices);
         for (size_t i = 0; i < c->n_contexts; i++)
                 n_vdevices += c->contexts[i]->n_vdevices;
         if (!policy_is_client(m->policy, &c->identity))
                 r = guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason",
                                          json_object_new_string("no policy rule matches the client"), NULL, NULL);
-        else if (c->n_contexts >= max_contexts)
+        else if ((refused = vdevice_refused(m, c, ctx, &backend, &why))) {
+                char reason[256];
+
+                guest_op_set_device(call, refused->pci_address, backend);
+                (void) snprintf(reason, sizeof(reason), "%s (vDevice %" PRIu32 "): %s", refused->pci_address,
+                                refused->id, why);
+                r = guest_reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
+                                         json_object_new_string(reason), NULL, NULL);
+        } else if (c->n_contexts >= max_contexts)
                 r = guest_reply_limit(call, "contexts", max_contexts);
         else if (n_vdevices + ctx->n_vdevices > max_vdevices)
                 r = guest_reply_limit(call, "vdevices", max_vdevices);

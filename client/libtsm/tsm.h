@@ -344,8 +344,9 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * it has). The token stays the context's for the next restart.
  *
  * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
- * reclaimed already, released after ReclaimTimeoutSec, or another uid's); -EUSERS; see the
- * table.
+ * reclaimed already, released after ReclaimTimeoutSec, or another uid's; or it holds a vDevice
+ * whose device the policy in force does not let this client use, which the error's reason
+ * names); -EUSERS; see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd);

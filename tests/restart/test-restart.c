@@ -1100,4 +1100,137 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         stop(&m);
 }
 
+/* ---- reclaiming under the policy in force ------------------------------------------------------ */
+
+/* Replaces the policy (read by the next worker, or at the next reload). */
+static void policy_write(Manager *m, const char *text) {
+        char path[PATH_MAX];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/policy.conf", m->dir);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+/* The last record of event with result in the current audit file (a new reference), or NULL. */
+static json_object *last_audit_record_with(Manager *m, const char *event, const char *result) {
+        char path[PATH_MAX], line[4096];
+        json_object *found = NULL;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/audit/audit.log", m->dir);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        while (fgets(line, sizeof(line), f)) {
+                json_object *rec = json_tokener_parse(line);
+
+                if (rec && streq(strempty(json_get_string(rec, "event")), event) &&
+                    streq(strempty(json_get_string(rec, "result")), result)) {
+                        json_object_put(found);
+                        found = rec;
+                } else
+                        json_object_put(rec);
+        }
+        fclose(f);
+        return found;
+}
+
+#define WEB1_GID 1001
+#define WEB2_GID 2002
+
+/*
+ * One uid, two rules told apart by group, one device each (as POLICY.md has web1 and web2).
+ * After the worker restarts, web2 holding web1's token is refused web1's context, which holds a
+ * vDevice of a device web2 may not use: ReclaimRefused naming it, and recorded so. Before, the
+ * uid and token were all it took, and web2 then had web1's iommufd and bound device (Unbind,
+ * GetDeviceState, Bind; only GuestRequest was refused). web1 takes it back as before.
+ */
+TEST(reclaim_needs_the_policy_to_allow_every_device) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        VarlinkClient *a, *b;
+        char token[64], params[128];
+        json_object *reply = NULL;
+        const char *error = NULL, *reason;
+        int64_t ctx;
+        int status;
+        pid_t pid;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect under other gids");
+        manager_init(&m);
+        manager_capture_log(&m);
+        policy_write(&m, "[Client:web1]\nUsers=root\nGroups=" STRINGIFY(WEB1_GID) "\nDevices=0000:01:00.0\n"
+                         "[Client:web2]\nUsers=root\nGroups=" STRINGIFY(WEB2_GID) "\nDevices=0000:02:00.0\n");
+        manager_start_ready(&m);
+
+        a = connect_client_as(&m, WEB1_GID);
+        open_bound_context(a, token); /* vDevice 5 on 0000:01:00.0, bound */
+        /* As itself, web2 may not have the device. */
+        b = connect_client_as(&m, WEB2_GID);
+        safe_close(varlink_client_take_fd(b, (size_t) json_object_get_int(json_object_object_get(
+                call_ok(b, "io.tsmd.Guest.OpenContext", NULL), "fileDescriptor"))));
+        ASSERT_STREQ(call_error(b, "io.tsmd.Guest.AttachDevice",
+                                "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}"),
+                     "io.tsmd.Guest.Denied");
+        (void) crash_worker(&m);
+        varlink_client_free(a); /* after the crash: hanging up would release the context */
+        varlink_client_free(b);
+
+        /* Nor by web1's token. */
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        b = connect_client_as(&m, WEB2_GID);
+        ASSERT_OK(varlink_client_call(b, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply, &error));
+        ASSERT_STREQ(error, "io.tsmd.Guest.ReclaimRefused");
+        reason = json_get_string(reply, "reason");
+        ASSERT_NOT_NULL(reason);
+        if (!strstr(reason, "0000:01:00.0 (vDevice 5): device not in any rule matching the client"))
+                TEST_FAIL("ReclaimRefused does not name the device: '%s'", reason);
+        ASSERT_ERRNO(varlink_client_take_fd(b, 0), ENXIO); /* no iommufd came with the refusal */
+        varlink_client_free(b);
+
+        /* The refusal is recorded, under web2's identity, naming the device. */
+        rec = last_audit_record_with(&m, "reclaim-context", "io.tsmd.Guest.ReclaimRefused");
+        ASSERT_NOT_NULL(rec);
+        ASSERT_EQ(record_int(rec, "uid"), 0);
+        ASSERT_EQ(record_int(rec, "gid"), WEB2_GID);
+        ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
+        ASSERT_STREQ(json_get_string(rec, "backend"), "emulated");
+
+        /* Another uid holding the token learns nothing of the context, its devices included:
+         * the uid is checked before the token. */
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                VarlinkClient *other;
+
+                if (setresgid(WEB1_GID, WEB1_GID, WEB1_GID) < 0 || setresuid(65534, 65534, 65534) < 0)
+                        _exit(2);
+                other = connect_client(&m);
+                reply = NULL;
+                error = NULL;
+                if (varlink_client_call(other, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply,
+                                        &error) < 0)
+                        _exit(3);
+                _exit(streq(strempty(error), "io.tsmd.Guest.ReclaimRefused") &&
+                      streq(strempty(json_get_string(reply, "reason")), "no context of yours waits under this token") ?
+                      0 : 1);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        /* web1, whose rule still lists the device, gets it back, bound. */
+        a = connect_client_as(&m, WEB1_GID);
+        ctx = reclaim(a, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        reply = call_ok(a, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+        snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
+        call_ok(a, "io.tsmd.Guest.CloseContext", params);
+        varlink_client_free(a);
+        stop(&m);
+}
+
 TEST_MAIN();
