@@ -134,8 +134,9 @@ int tsm_platform_bind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb,
 int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                         TsmRequest **ret);
 /* Its guest lets the device go: an unbind, as above, except that an emulated TDI also goes back
- * to CONFIG_UNLOCKED (and its memory is scrubbed) when tsmd never bound it, as after the guest
- * locked or started it itself (scope state-change): the next guest gets nothing of this one's.
+ * to CONFIG_UNLOCKED (its memory scrubbed, its debug registers reset) when tsmd never bound it,
+ * as after the guest locked or started it itself (scope state-change): the next guest gets
+ * nothing of this one's.
  * A kernel TSM keeps its own TDI state through vDevice destruction. */
 int tsm_platform_release(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                          TsmRequest **ret);

@@ -167,15 +167,21 @@ static void device_unlock(EmuDevice *d) {
         d->lock = (TdispLockInterfaceParams) {};
 }
 
-/* A function reset: also the registers go back to their power-on values. */
-static void device_reset(EmuDevice *d) {
+/* The registers at power-on: configuration registers from the seed, scratch zero (the read-only
+ * ones are computed on read). */
+static void device_power_on_regs(const EmuDevice *d, uint64_t regs[static EMU_DEBUG_N_REGS]) {
         uint64_t st = d->seed ^ PRNG_TAG_REGS;
 
+        memset(regs, 0, EMU_DEBUG_N_REGS * sizeof(uint64_t));
+        for (unsigned i = EMU_DEBUG_REG_CONFIG_FIRST; i <= EMU_DEBUG_REG_CONFIG_LAST; i++)
+                regs[i] = splitmix64(&st);
+}
+
+/* A function reset: also the registers go back to their power-on values. */
+static void device_reset(EmuDevice *d) {
         device_unlock(d);
         device_scrub_memory(d);
-        memset(d->regs, 0, sizeof(d->regs));
-        for (unsigned i = EMU_DEBUG_REG_CONFIG_FIRST; i <= EMU_DEBUG_REG_CONFIG_LAST; i++)
-                d->regs[i] = splitmix64(&st);
+        device_power_on_regs(d, d->regs);
 }
 
 static void device_enter_error(EmuDevice *d) {
@@ -819,12 +825,20 @@ int emu_device_release(EmuDevice *d) {
         assert_return(d, -EINVAL);
 
         r = emu_device_unbind(d);
+        /* SECURITY: the registers hold what the last guest wrote, as the memory does; neither
+         * may outlive a change of owner, whether or not the unbind went through. */
         device_scrub_memory(d);
+        device_power_on_regs(d, d->regs);
         return r;
 }
 
 bool emu_device_is_clean(const EmuDevice *d) {
-        return d->state == TDISP_STATE_CONFIG_UNLOCKED && !d->mem;
+        uint64_t regs[EMU_DEBUG_N_REGS];
+
+        if (d->state != TDISP_STATE_CONFIG_UNLOCKED || d->mem)
+                return false;
+        device_power_on_regs(d, regs);
+        return memcmp(regs, d->regs, sizeof(regs)) == 0;
 }
 
 int emu_device_new(const EmuDeviceConfig *c, EmuDevice **ret) {

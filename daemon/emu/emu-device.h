@@ -39,7 +39,8 @@ EmuScope emu_scope_from_string(const char *s);
  * READ returns a register, WRITE sets one and returns the new value. Registers 0-3 are read
  * only; 4-7 are configuration registers: writing one while the TDI is CONFIG_LOCKED or RUN
  * is a change to locked configuration and moves the TDI to ERROR, as TDISP requires; 8-15
- * are scratch. Nothing secret (the nonce) is readable. A READ needs scope DEBUG_READ, a
+ * are scratch; both keep what was written until a function reset or a release restores their
+ * power-on values. Nothing secret (the nonce) is readable. A READ needs scope DEBUG_READ, a
  * WRITE scope DEBUG_WRITE. Errors: bad op, register, reserved bytes or length, or writing a
  * read-only register: ERROR(INVALID_REQUEST); another registry or vendor:
  * ERROR(UNSUPPORTED_REQUEST).
@@ -153,10 +154,12 @@ void emu_device_set_exchange(EmuDevice *d, void *exchange);
  * faults, -EBUSY on an injected TDISP BUSY error and -EIO on any other TDISP error. */
 int emu_device_bind(EmuDevice *d, uint8_t *ret_nonce);
 int emu_device_unbind(EmuDevice *d);
-/* The device goes to another guest: unbind, and the debug memory scrubbed even if the TDI was
- * never locked (memory written while CONFIG_UNLOCKED survives an unlock, not a change of owner). */
+/* The device goes to another guest: unbind, the debug memory scrubbed and the configuration and
+ * scratch registers back to their power-on values, even if the TDI was never locked (what was
+ * written while CONFIG_UNLOCKED survives an unlock, not a change of owner). */
 int emu_device_release(EmuDevice *d);
-/* Whether a release would change nothing: the TDI unlocked and no memory written. */
+/* Whether a release would change nothing: the TDI unlocked, no memory written, every register
+ * at its power-on value. */
 bool emu_device_is_clean(const EmuDevice *d);
 
 /* Injectable faults (EmuFault, in emu-config.h so that a config can name one). BUSY, TIMEOUT

@@ -227,7 +227,7 @@ static void vdevice_unbind(MonitorContext *ctx, TsmPlatform *p, MonitorVDevice *
         /* SECURITY: a gone vDevice's address may name another device by now. A bind still on
          * its way is undone too: the device must not stay locked for a guest that let it go.
          * Nor may what its guest did itself stay for the next: an emulated TDI it locked or
-         * started (scope state-change), data it left in the device's memory. */
+         * started (scope state-change), data it left in the device's memory or registers. */
         if (v->gone)
                 return;
         if (!monitor_vdevice_bound_eventually(v) && !tsm_platform_needs_release(p, v->pci_address))

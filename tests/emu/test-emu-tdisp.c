@@ -1480,6 +1480,66 @@ TEST(debug_memory_enobufs) {
                      ENOBUFS);
 }
 
+/* A change of owner leaves nothing of the last one's in the registers either: configuration and
+ * scratch registers go back to their power-on values, and until they do the device is not clean. */
+TEST(debug_registers_released) {
+        _cleanup_(emu_device_unrefp) EmuDevice *d = device_new(ADDR1);
+        uint64_t power_on[EMU_DEBUG_N_REGS];
+        uint8_t nonce[TDISP_NONCE_SIZE];
+        uint32_t err;
+
+        for (uint32_t reg = EMU_DEBUG_REG_CONFIG_FIRST; reg < EMU_DEBUG_N_REGS; reg++) {
+                power_on[reg] = debug_op(d, EMU_DEBUG_OP_READ, reg, 0, &err);
+                ASSERT_EQ(err, 0);
+        }
+        ASSERT_NE(power_on[EMU_DEBUG_REG_CONFIG_FIRST + 1], 0); /* or a reset to 0 would pass too */
+        ASSERT_TRUE(emu_device_is_clean(d));
+
+        /* Written while unlocked, as another guest's would be: each write alone makes the device
+         * need a release, which restores every register. */
+        for (uint32_t reg = EMU_DEBUG_REG_CONFIG_FIRST; reg < EMU_DEBUG_N_REGS; reg++) {
+                ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, reg, power_on[reg] ^ 0x5a5a, &err), power_on[reg] ^ 0x5a5a);
+                ASSERT_EQ(err, 0);
+                ASSERT_FALSE(emu_device_is_clean(d));
+                ASSERT_OK(emu_device_release(d));
+                ASSERT_TRUE(emu_device_is_clean(d));
+        }
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, EMU_DEBUG_REG_CONFIG_FIRST + 1, 0x5ec2e7, &err), 0x5ec2e7);
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, EMU_DEBUG_REG_SCRATCH_FIRST, 0x5ec2e7, &err), 0x5ec2e7);
+        ASSERT_OK(emu_device_release(d));
+        for (uint32_t reg = EMU_DEBUG_REG_CONFIG_FIRST; reg < EMU_DEBUG_N_REGS; reg++)
+                ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_READ, reg, 0, &err), power_on[reg]);
+
+        /* Written back to the value it had: nothing to release. */
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, EMU_DEBUG_REG_SCRATCH_FIRST, 0, &err), 0);
+        ASSERT_TRUE(emu_device_is_clean(d));
+
+        /* From RUN, and from ERROR where a write to locked configuration sent it. */
+        drive_to(d, TDISP_STATE_RUN, nonce);
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, 15, 1, &err), 1);
+        ASSERT_OK(emu_device_release(d));
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_READ, 15, 0, &err), 0);
+        drive_to(d, TDISP_STATE_RUN, nonce);
+        debug_op(d, EMU_DEBUG_OP_WRITE, EMU_DEBUG_REG_CONFIG_LAST, 7, &err);
+        ASSERT_EQ(wire_state(d), TDISP_STATE_ERROR);
+        ASSERT_OK(emu_device_release(d));
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_READ, EMU_DEBUG_REG_CONFIG_LAST, 0, &err), power_on[EMU_DEBUG_REG_CONFIG_LAST]);
+        ASSERT_TRUE(emu_device_is_clean(d));
+
+        /* Even a release whose unbind fails leaves nothing behind. */
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, 12, 12, &err), 12);
+        ASSERT_OK(emu_device_inject_fault(d, EMU_FAULT_BUSY, 1));
+        ASSERT_ERRNO(emu_device_release(d), EBUSY);
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_READ, 12, 0, &err), 0);
+        ASSERT_TRUE(emu_device_is_clean(d));
+
+        /* A plain unbind is no change of owner: the registers stay. */
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, 12, 12, &err), 12);
+        ASSERT_OK(emu_device_unbind(d));
+        ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_READ, 12, 0, &err), 12);
+        ASSERT_FALSE(emu_device_is_clean(d));
+}
+
 /* The same calls on two platforms give the same bytes, step by step. */
 TEST(deterministic_sequence) {
         _cleanup_(emu_platform_freep) EmuPlatform *a = NULL, *b = NULL;

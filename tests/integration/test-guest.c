@@ -1046,6 +1046,55 @@ TEST(release_unlocks_what_the_guest_locked) {
         tsmd_teardown(&t);
 }
 
+/* A debug register of the emulated device through tsmd: READ or WRITE (scope debug-read or
+ * debug-write); returns the value the device answers with. */
+static uint64_t guest_debug_reg(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *address, uint8_t op,
+                                uint32_t reg, uint64_t value) {
+        bool write = op == EMU_DEBUG_OP_WRITE;
+        EmuDebugMessage answer;
+        Msg m = {}, r;
+
+        ASSERT_OK(emu_debug_build_request(guest_function_id(address), EMU_VENDOR_ID_DEFAULT, op, reg, value, m.buf,
+                                          sizeof(m.buf), &m.len));
+        r = guest_ok(c, ctx, vdev, write ? "debug-write" : "debug-read", &m, write ? 3 : 2);
+        ASSERT_EQ(r.buf[1], TDISP_MSG_VDM_RSP);
+        ASSERT_EQ(r.len, sizeof(answer));
+        memcpy(&answer, r.buf, sizeof(answer));
+        ASSERT_EQ(le32toh(answer.payload.reg), reg);
+        return le64toh(answer.payload.value);
+}
+
+/* A guest that wrote the emulated device's debug registers (configuration and scratch) and
+ * left: the next guest, of another uid where the test may switch, reads their power-on values. */
+TEST(release_resets_what_the_guest_wrote_to_registers) {
+        const TsmdFile policy = {
+                "policy.conf", strf("[Client:tests]\nUsers=%u %u\nDevices=*\nScopes=info state-change debug-read debug-write\n",
+                                    (unsigned) getuid(), (unsigned) NOBODY) };
+        const uint32_t config_reg = EMU_DEBUG_REG_CONFIG_FIRST + 1, scratch_reg = EMU_DEBUG_REG_SCRATCH_FIRST;
+        uint64_t config_value, scratch_value;
+        VarlinkClient *a, *b;
+        int64_t ca, cb;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO(""), .files = &policy, .n_files = 1 });
+        a = tsmd_connect(&t);
+        ca = open_context(a, NULL);
+        attach(a, ca, 1, DEV1);
+        config_value = guest_debug_reg(a, ca, 1, DEV1, EMU_DEBUG_OP_READ, config_reg, 0);
+        scratch_value = guest_debug_reg(a, ca, 1, DEV1, EMU_DEBUG_OP_READ, scratch_reg, 0);
+        ASSERT_EQ(guest_debug_reg(a, ca, 1, DEV1, EMU_DEBUG_OP_WRITE, config_reg, ~config_value), ~config_value);
+        ASSERT_EQ(guest_debug_reg(a, ca, 1, DEV1, EMU_DEBUG_OP_WRITE, scratch_reg, 0x5ec2e75ec2e7), 0x5ec2e75ec2e7);
+        ASSERT_EQ(guest_tdi_state(a, ca, 1, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        varlink_client_free(a);
+
+        b = tsmd_can_switch_uid() ? tsmd_connect_as(&t, NOBODY, NOBODY) : tsmd_connect_guest(&t);
+        cb = attach_when_free(b, 1, DEV1);
+        ASSERT_EQ(guest_debug_reg(b, cb, 1, DEV1, EMU_DEBUG_OP_READ, config_reg, 0), config_value);
+        ASSERT_EQ(guest_debug_reg(b, cb, 1, DEV1, EMU_DEBUG_OP_READ, scratch_reg, 0), scratch_value);
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
 TEST(disconnect_unbinds_and_releases) {
         Tsmd t;
         VarlinkClient *a;
