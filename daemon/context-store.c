@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "context-store.h"
 #include "ini.h"
@@ -15,26 +16,77 @@ static int state_path(const char *dir, const char *token, char *buf, size_t size
         return 0;
 }
 
+/* chmod() of an O_PATH fd; the kernel's fchmod() wants a file opened for reading or writing,
+ * which a directory without owner read permission is not to its owner. */
+static int fd_chmod(int fd, mode_t mode) {
+        char path[sizeof("/proc/self/fd/") + 12];
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
+        return RET_NERRNO(chmod(path, mode));
+}
+
+static int dir_open(const char *dir, struct stat *ret_st) {
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, ret_st) < 0)
+                return negative_errno();
+        return TAKE_FD(fd);
+}
+
+int context_store_prepare(const char *dir, mode_t *ret_old_mode) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        int r;
+
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return negative_errno();
+        fd = dir_open(dir, &st);
+        if (fd < 0)
+                return fd;
+        if (st.st_uid != geteuid())
+                return -EPERM;
+        if ((st.st_mode & 07777) != 0700) {
+                r = fd_chmod(fd, 0700);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_old_mode)
+                *ret_old_mode = st.st_mode & 07777;
+        return 0;
+}
+
 int context_store_save(const char *dir, const char *token, const StoredOwner *owner, const StoredVDevice *v,
                        size_t n) {
-        char path[PATH_MAX], tmp[PATH_MAX + 8];
-        _cleanup_close_ int fd = -EBADF;
+        char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
+        _cleanup_close_ int dfd = -EBADF, fd = -EBADF;
+        struct stat st;
         FILE *f;
         int r;
 
-        r = state_path(dir, token, path, sizeof(path));
-        if (r < 0)
-                return r;
+        if ((size_t) snprintf(name, sizeof(name), "%s.state", token) >= sizeof(name) ||
+            (size_t) snprintf(tmp, sizeof(tmp), "%s.state.tmp", token) >= sizeof(tmp))
+                return -ENAMETOOLONG;
         (void) mkdir(dir, 0700);
-        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        dfd = dir_open(dir, &st);
+        if (dfd < 0)
+                return dfd;
+        /* SECURITY: the file's name is its reclaim token: never in a directory others may list. */
+        if (st.st_uid != geteuid() || (st.st_mode & 0077))
+                return -EPERM;
 
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        /* A new file, so that it is 0600 whatever a leftover of a failed save was. */
+        if (unlinkat(dfd, tmp, 0) < 0 && errno != ENOENT)
+                return negative_errno();
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negative_errno();
         f = fdopen(fd, "w");
         if (!f) {
                 r = negative_errno();
-                (void) unlink(tmp);
+                (void) unlinkat(dfd, tmp, 0);
                 return r;
         }
         TAKE_FD(fd); /* the FILE has it */
@@ -50,15 +102,15 @@ int context_store_save(const char *dir, const char *token, const StoredOwner *ow
         if (fflush(f) != 0 || ferror(f)) {
                 r = negative_errno();
                 fclose(f);
-                (void) unlink(tmp);
+                (void) unlinkat(dfd, tmp, 0);
                 return r;
         }
         fclose(f);
 
         /* Readers see the old file or the new one, never half of one. */
-        if (rename(tmp, path) < 0) {
+        if (renameat(dfd, tmp, dfd, name) < 0) {
                 r = negative_errno();
-                (void) unlink(tmp);
+                (void) unlinkat(dfd, tmp, 0);
                 return r;
         }
         return 0;

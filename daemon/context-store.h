@@ -30,6 +30,11 @@ typedef struct StoredOwner {
 
 #define CONTEXT_STORE_MAX_VDEVICES 4096U
 
+/* Makes dir (if missing) and makes it 0700, as its owner: the names in it are reclaim tokens.
+ * -EPERM if it is not the caller's. ret_old_mode (optional): its mode before. */
+int context_store_prepare(const char *dir, mode_t *ret_old_mode);
+/* Writes the state anew (a new file, 0600), replacing any. -EPERM, writing nothing, if dir is
+ * not the caller's or others have any access to it (context_store_prepare() makes it so). */
 int context_store_save(const char *dir, const char *token, const StoredOwner *owner, const StoredVDevice *v,
                        size_t n);
 /* -ENOENT if there is no state; -EBADMSG if it is damaged. */

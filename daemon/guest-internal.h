@@ -95,9 +95,8 @@ unsigned guest_max_contexts(const Manager *m);
 
 GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
 
-/* Where contexts' state files live, and writing one: what a restarted tsmd needs to rebuild
- * the context. Failure only costs the ability to survive a restart, so it is logged. */
-const char *guest_state_dir(const Manager *m);
+/* Writing a context's state file (in guest_state_dir()): what a restarted tsmd needs to
+ * rebuild the context. Failure only costs the ability to survive a restart, so it is logged. */
 void guest_context_persist(Manager *m, const GuestContext *ctx);
 
 /* Releases its vDevices (unbinding and recording them) and closes it in the monitor, or, when

@@ -20,6 +20,9 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret);
 /* Releases in the right order: requests, bindings, vDevices, contexts. */
 GuestClient *guest_client_free(GuestClient *c);
 
+/* Where contexts' state files live (ContextStateDirectory=). */
+const char *guest_state_dir(const Manager *m);
+
 /* Creates what the guest layer needs in the manager (timers). */
 int guest_setup(Manager *m);
 

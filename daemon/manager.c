@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "context-store.h"
 #include "guest.h"
 #include "idle-flush.h"
 #include "log.h"
@@ -121,6 +122,26 @@ static int open_audit(Manager *m) {
                 return log_error_errno(r, "Cannot open the audit log in '%s', refusing to serve unaudited: %m",
                                        strna(m->config.audit_dir));
         return 0;
+}
+
+/* SECURITY: the state files are named by the contexts' reclaim tokens, so their directory is
+ * ours alone. The monitor makes it so when it gives it to us, but cannot change the mode of one
+ * that is ours already (that takes CAP_FOWNER): as the owner, we can. One we cannot make private
+ * keeps no state (context_store_save() refuses it): contexts then do not survive restarts. */
+static void prepare_state_dir(Manager *m) {
+        const char *dir = guest_state_dir(m);
+        mode_t old;
+        int r;
+
+        r = context_store_prepare(dir, &old);
+        if (r == -EPERM)
+                log_error("The context state directory '%s' is not owned by uid %u, refusing to keep contexts "
+                          "there: they will not survive restarts.", dir, (unsigned) geteuid());
+        else if (r < 0)
+                log_error_errno(r, "Cannot make the context state directory '%s' mode 0700, refusing to keep "
+                                   "contexts there: they will not survive restarts: %m", dir);
+        else if (old != 0700)
+                log_notice("The context state directory '%s' was mode %04o, made it 0700.", dir, (unsigned) old);
 }
 
 static void on_worker_end_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
@@ -301,6 +322,7 @@ int manager_new(DaemonConfig *config, const char *config_path, int channel, Mana
         if (r < 0)
                 return r;
         audit_previous_worker(m);
+        prepare_state_dir(m);
         tsm_platform_set_device_gone_callback(m->platform, on_device_gone, m);
 
         r = varlink_server_new(m->base, &m->server);

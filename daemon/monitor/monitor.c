@@ -320,14 +320,14 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
         int r;
 
         /* What the worker writes must be the worker's (an older tsmd wrote it as root). */
-        r = worker_dir_prepare(config->context_state_dir ?: RUNSTATEDIR "/tsmd/contexts", m->worker_uid,
-                               m->worker_gid);
+        r = worker_dir_prepare(config->context_state_dir ?: RUNSTATEDIR "/tsmd/contexts", /* private_dir= */ true,
+                               m->worker_uid, m->worker_gid);
         if (r < 0)
                 log_warning_errno(r, "Cannot give the context state directory to the worker, contexts will "
                                      "not survive restarts: %m");
         if (!config->audit_dir)
                 return 0;
-        r = worker_dir_prepare(config->audit_dir, m->worker_uid, m->worker_gid);
+        r = worker_dir_prepare(config->audit_dir, /* private_dir= */ false, m->worker_uid, m->worker_gid);
         if (r < 0)
                 return log_error_errno(r, "Cannot give the audit directory '%s' to the worker: %m", config->audit_dir);
         return 0;

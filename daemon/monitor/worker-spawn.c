@@ -78,15 +78,17 @@ static void dir_give_files(const char *dir, int fd, uid_t uid, gid_t gid) {
         closedir(d);
 }
 
-int worker_dir_prepare(const char *dir, uid_t uid, gid_t gid) {
+int worker_dir_prepare(const char *dir, bool private_dir, uid_t uid, gid_t gid) {
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
+        mode_t want;
+        int r;
 
         /* O_PATH: a directory that is the worker's (tsmd.tmpfiles makes /var/log/tsmd 0750
          * tsmd:tsm-admin) is not root's to open for reading without CAP_DAC_OVERRIDE. */
         fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT) {
-                if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+                if (mkdir(dir, private_dir ? 0700 : 0750) < 0 && errno != EEXIST)
                         return negative_errno();
                 fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
@@ -94,16 +96,29 @@ int worker_dir_prepare(const char *dir, uid_t uid, gid_t gid) {
                 return negative_errno();
         if (fstat(fd, &st) < 0)
                 return negative_errno();
+        /* Owner rwx, and of the rest nothing for a private directory. */
+        want = private_dir ? 0700 : (st.st_mode & 07777) | 0700;
 
         if (st.st_uid != uid) {
                 dir_give_files(dir, fd, uid, gid);
                 /* While it is still ours: afterwards chmod() would take CAP_FOWNER. */
-                if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid() &&
-                    fd_chmod(fd, (st.st_mode & 07777) | 0700) >= 0)
-                        st.st_mode |= 0700;
+                if ((st.st_mode & 07777) != want && st.st_uid == geteuid()) {
+                        r = fd_chmod(fd, want);
+                        /* SECURITY: the names in a private directory are secrets (reclaim
+                         * tokens): not given to the worker while others may list them. */
+                        if (r < 0 && private_dir)
+                                return r;
+                        if (r >= 0)
+                                st.st_mode = (st.st_mode & ~07777) | want;
+                }
                 if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
                         return negative_errno();
         }
+        /* A private directory that is the worker's already (tsmd.tmpfiles', or one an older
+         * tsmd gave as it was) only its owner may chmod() without CAP_FOWNER, which we do not
+         * have: the worker makes it private itself before it writes there. */
+        if (private_dir)
+                return 0;
         /* The group of a directory that was the worker's already stays: the admins' to read. */
         if ((st.st_mode & 0700) != 0700)
                 return fd_chmod(fd, (st.st_mode & 07777) | 0700);

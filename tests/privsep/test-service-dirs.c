@@ -9,6 +9,7 @@
  */
 
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -133,16 +134,20 @@ static void as_the_unit(void (*f)(const char *dir), const char *dir) {
                 TEST_FAIL("as the unit: failed (see above)");
 }
 
-static void prepare_ok(const char *path) {
-        int r = worker_dir_prepare(path, worker_uid, worker_gid);
+static void prepare_ok_full(const char *path, bool private_dir) {
+        int r = worker_dir_prepare(path, private_dir, worker_uid, worker_gid);
 
         if (r < 0)
                 TEST_FAIL("worker_dir_prepare('%s') under the unit's capabilities: %s", path, strerror(-r));
 }
 
+static void prepare_ok(const char *path) {
+        prepare_ok_full(path, false);
+}
+
 static void prepare_tmpfiles_dirs(const char *dir) {
         prepare_ok(strf("%s/var/log/tsmd", dir));
-        prepare_ok(strf("%s/run/tsmd/contexts", dir));
+        prepare_ok_full(strf("%s/run/tsmd/contexts", dir), true);
 }
 
 /* tsmd.tmpfiles itself, its paths moved into a scratch directory, then tsmd as the unit: the
@@ -217,7 +222,7 @@ TEST(missing_dir_as_the_unit) {
  * directory and its files become the worker's, the owner may write; a symlink is refused. */
 static void prepare_old(const char *dir) {
         prepare_ok(strf("%s/old", dir));
-        ASSERT_TRUE(worker_dir_prepare(strf("%s/link", dir), worker_uid, worker_gid) == -ENOTDIR);
+        ASSERT_TRUE(worker_dir_prepare(strf("%s/link", dir), false, worker_uid, worker_gid) == -ENOTDIR);
 }
 
 TEST(root_owned_dir_as_the_unit) {
@@ -233,6 +238,30 @@ TEST(root_owned_dir_as_the_unit) {
         as_the_unit(prepare_old, dir);
         assert_owned(strf("%s/old", dir), worker_uid, worker_gid, 0750);
         assert_owned(strf("%s/old/audit.log", dir), worker_uid, worker_gid, 0600);
+}
+
+/* The context state directory, whose file names are reclaim tokens: one that is not the
+ * worker's yet is made exactly 0700 before it is given, whatever it was (an admin's 0755, named
+ * in ContextStateDirectory=) and whatever the umask when it is made. */
+static void prepare_state_dirs(const char *dir) {
+        prepare_ok_full(strf("%s/state-0755", dir), true);
+        prepare_ok_full(strf("%s/state-2775", dir), true);
+        umask(0022); /* tsmd started by hand */
+        prepare_ok_full(strf("%s/state-new", dir), true);
+}
+
+TEST(state_dir_made_private_as_the_unit) {
+        const char *dir;
+
+        need_root_and_worker();
+        dir = scratch_dir();
+        make_dir(strf("%s/state-0755", dir), 0755, 0, 0);
+        make_dir(strf("%s/state-2775", dir), 02775, 0, admin_gid);
+
+        as_the_unit(prepare_state_dirs, dir);
+        assert_owned(strf("%s/state-0755", dir), worker_uid, worker_gid, 0700);
+        assert_owned(strf("%s/state-2775", dir), worker_uid, worker_gid, 0700);
+        assert_owned(strf("%s/state-new", dir), worker_uid, worker_gid, 0700);
 }
 
 /* A worker (compromised, say) that made its directory searchable and put a hard link to a
@@ -308,6 +337,82 @@ TEST(daemon_starts_as_the_unit) {
         assert_owned(strf("%s/contexts", t.dir), worker_uid, worker_gid, 0700);
         ASSERT_TRUE(tsmd_audit_last_seq(&t) > 0);
         tsmd_teardown(&t);
+}
+
+/* The real tsmd as the unit runs it, its context state directory left readable by others: one
+ * that is the worker's already (given as it was by an older tsmd, or made so by an admin), whose
+ * mode the monitor cannot change without CAP_FOWNER, is made 0700 by the worker, which owns it;
+ * one that is root's (an admin's, named in ContextStateDirectory=) by the monitor before it gives
+ * it. Either way the state file a context gets is 0600, and nobody else may list the tokens. */
+static void run_state_dir_readable(bool the_workers) {
+        cap_value_t caps[CAP_LAST_CAP + 1];
+        size_t n;
+        char bounding[1024] = "--bounding-set=-all";
+        const char *script, *state;
+        VarlinkClient *c;
+        struct dirent *de;
+        uid_t owner;
+        gid_t group;
+        DIR *d;
+        unsigned n_files = 0;
+        Tsmd t;
+
+        need_root_and_worker();
+        if (access("/usr/bin/setpriv", X_OK) < 0)
+                SKIP("no setpriv (util-linux)");
+        if (tsmd_under_valgrind())
+                SKIP("setpriv in front of valgrind is not this test's business");
+        owner = the_workers ? worker_uid : 0;
+        group = the_workers ? worker_gid : 0;
+        n = unit_capabilities(caps);
+        for (size_t i = 0; i < n; i++) {
+                char *name = cap_to_name(caps[i]);
+
+                ASSERT_NOT_NULL(name);
+                snprintf(bounding + strlen(bounding), sizeof(bounding) - strlen(bounding), ",+%s",
+                         strncmp(name, "cap_", 4) == 0 ? name + 4 : name);
+                cap_free(name);
+        }
+
+        script = strf("d=${0%%/*} && umask 077 && "
+                      "mkdir -m 0750 \"$d/audit\" && chown %u:%u \"$d/audit\" && "
+                      "mkdir \"$d/contexts\" && chmod 0755 \"$d/contexts\" && chown %u:%u \"$d/contexts\" && "
+                      "exec /usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all %s \"$@\" "
+                      "--socket=\"$0\" --guest-socket=\"$d/io.tsmd.Guest\"",
+                      (unsigned) worker_uid, (unsigned) admin_gid, (unsigned) owner, (unsigned) group, bounding);
+        tsmd_start(&t, &(TsmdOptions){
+                               .wrapper = (const char *const[]){ "/bin/sh", "-c", script, "@SOCKET@", NULL },
+                       });
+        state = strf("%s/contexts", t.dir);
+        ASSERT_FALSE(tsmd_log_contains(&t, "will not survive restarts"));
+        assert_owned(state, worker_uid, worker_gid, 0700);
+        if (the_workers)
+                ASSERT_TRUE(tsmd_log_contains(&t, strf("The context state directory '%s' was mode 0755, made it 0700.",
+                                                       state)));
+        /* Its file is there while the context is (it is removed when the connection goes). */
+        c = tsmd_connect_guest(&t);
+        ASSERT_TRUE(guest_open_context(c) >= 0);
+        d = opendir(state);
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                ASSERT_TRUE(strlen(de->d_name) > 6 && streq(de->d_name + strlen(de->d_name) - 6, ".state"));
+                assert_owned(strf("%s/%s", state, de->d_name), worker_uid, worker_gid, 0600);
+                n_files++;
+        }
+        closedir(d);
+        ASSERT_EQ(n_files, 1U);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+TEST(state_dir_of_the_worker_made_private_by_the_worker) {
+        run_state_dir_readable(true);
+}
+
+TEST(state_dir_of_root_made_private_by_the_monitor) {
+        run_state_dir_readable(false);
 }
 
 TEST_MAIN()

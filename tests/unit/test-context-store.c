@@ -2,9 +2,11 @@
 /*
  * The context state kept for restarts (daemon/context-store.c): the owner (uid, and gid and pid
  * where known) and vDevices bound, unbound and changing round-trip; a damaged file is refused
- * as a whole, a missing one is -ENOENT; what earlier versions wrote still loads.
+ * as a whole, a missing one is -ENOENT; what earlier versions wrote still loads; state goes
+ * only into a directory nobody else may list (the names are tokens), each file 0600.
  */
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -116,6 +118,82 @@ TEST(damaged_files_are_refused) {
         ASSERT_TRUE(!v[1].bound && !v[1].changing);
         free(v);
         ASSERT_OK(context_store_remove(dir, TOKEN));
+        ASSERT_OK(rmdir(dir));
+}
+
+static bool exists(const char *path) {
+        return access(path, F_OK) == 0;
+}
+
+static mode_t mode_of(const char *path) {
+        struct stat st;
+
+        ASSERT_OK(lstat(path, &st));
+        return st.st_mode & 07777;
+}
+
+/* The file names are reclaim tokens: state is kept only in a directory of the caller's that
+ * nobody else may list, which context_store_prepare() makes so, and each file is 0600. */
+TEST(state_is_private) {
+        const StoredOwner owner = { .uid = 1000, .gid = (gid_t) -1 };
+        char path[256], tmp[256 + 4], sub[256];
+        StoredVDevice *v = NULL;
+        StoredOwner got;
+        mode_t old = 0, mask;
+        size_t n = 0;
+        int fd;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/" TOKEN ".state", dir);
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+
+        /* Readable by others: nothing written until it is made private. */
+        ASSERT_OK(chmod(dir, 0755));
+        ASSERT_ERRNO(context_store_save(dir, TOKEN, &owner, NULL, 0), EPERM);
+        ASSERT_FALSE(exists(path));
+        ASSERT_FALSE(exists(tmp));
+        ASSERT_OK(chmod(dir, 0710));
+        ASSERT_ERRNO(context_store_save(dir, TOKEN, &owner, NULL, 0), EPERM);
+        ASSERT_OK(context_store_prepare(dir, &old));
+        ASSERT_EQ(old, 0710U);
+        ASSERT_EQ(mode_of(dir), 0700U);
+        ASSERT_OK(context_store_prepare(dir, &old));
+        ASSERT_EQ(old, 0700U);
+        /* Also one whose owner had taken its own read bit. */
+        ASSERT_OK(chmod(dir, 0300));
+        ASSERT_OK(context_store_prepare(dir, NULL));
+        ASSERT_EQ(mode_of(dir), 0700U);
+
+        /* 0600 whatever the umask, and whatever a failed save left behind. */
+        mask = umask(0);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(close(fd));
+        ASSERT_EQ(mode_of(tmp), 0666U);
+        ASSERT_OK(context_store_save(dir, TOKEN, &owner, NULL, 0));
+        umask(mask);
+        ASSERT_EQ(mode_of(path), 0600U);
+        ASSERT_FALSE(exists(tmp));
+        ASSERT_OK(context_store_load(dir, TOKEN, &got, &v, &n));
+        ASSERT_EQ(got.uid, 1000U);
+        free(v);
+        ASSERT_OK(context_store_remove(dir, TOKEN));
+
+        /* A missing one is made private. */
+        snprintf(sub, sizeof(sub), "%s/sub", dir);
+        mask = umask(0);
+        ASSERT_OK(context_store_prepare(sub, NULL));
+        umask(mask);
+        ASSERT_EQ(mode_of(sub), 0700U);
+
+        /* Someone else's is not ours to keep tokens in (root only: chown). */
+        if (geteuid() == 0) {
+                ASSERT_OK(chown(sub, 65534, 65534));
+                ASSERT_ERRNO(context_store_prepare(sub, NULL), EPERM);
+                ASSERT_ERRNO(context_store_save(sub, TOKEN, &owner, NULL, 0), EPERM);
+                ASSERT_EQ(mode_of(sub), 0700U);
+        }
+        ASSERT_OK(rmdir(sub));
         ASSERT_OK(rmdir(dir));
 }
 
