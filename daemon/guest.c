@@ -976,11 +976,12 @@ static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 /* Events go to every subscription of the process that owns the device: a VMM watches on a
- * connection of its own, since a "more" call keeps its connection busy until the end. */
+ * connection of its own, since a "more" call keeps its connection busy until the end.
+ * SECURITY: only to a process provably the owner's; where nothing proves it (a peer in a PID
+ * namespace we cannot see, which SO_PEERCRED gives pid 0, on a kernel without pidfs), the
+ * owner's own connection only, not every process of its uid. */
 static bool same_process(const GuestClient *a, const GuestClient *b) {
-        const struct ucred *x = varlink_conn_get_peer(a->conn), *y = varlink_conn_get_peer(b->conn);
-
-        return x->pid == y->pid && x->uid == y->uid;
+        return a == b || peer_identity_same_process(&a->identity, &b->identity);
 }
 
 static void notify_event(Manager *m, GuestClient *owner, const char *kind, const GuestContext *ctx,

@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <systemd/sd-login.h>
 
 #include "macro.h"
@@ -22,6 +24,11 @@
 #else
 #define SO_PEERPIDFD 77 /* asm-generic, also alpha, mips, powerpc */
 #endif
+#endif
+
+/* FIXME: remove once the build headers are Linux >= 6.9. */
+#ifndef PID_FS_MAGIC
+#define PID_FS_MAGIC 0x50494446
 #endif
 
 /* SO_PEERGROUPS can report at most NGROUPS_MAX (65536) groups; do not grow beyond. */
@@ -146,6 +153,31 @@ int pidfd_is_alive(int pidfd) {
         return negative_errno();
 }
 
+uint64_t pidfd_get_pidfs_id(int pidfd) {
+        struct statfs sfs;
+        struct stat st;
+
+        /* Before pidfs (6.9) every pidfd is the one anonymous inode; a 32-bit kernel's pidfs
+         * inode numbers wrap (a 64-bit process runs on a 64-bit kernel only). */
+        if (pidfd < 0 || sizeof(long) < sizeof(uint64_t))
+                return 0;
+        if (fstatfs(pidfd, &sfs) < 0 || (uint64_t) sfs.f_type != PID_FS_MAGIC)
+                return 0;
+        if (fstat(pidfd, &st) < 0)
+                return 0;
+        return (uint64_t) st.st_ino;
+}
+
+bool peer_identity_same_process(const PeerIdentity *a, const PeerIdentity *b) {
+        if (!a || !b || a->uid != b->uid)
+                return false;
+        if (a->pidfs_id != 0 && b->pidfs_id != 0)
+                return a->pidfs_id == b->pidfs_id;
+        /* SECURITY: SO_PEERCRED reports pid 0 for every peer in a PID namespace we cannot see
+         * (tsmd in a container): equal zeros say nothing about which process it is. */
+        return a->pid > 0 && a->pid == b->pid;
+}
+
 /* libsystemd lookups: ENOMEM is an error, any other failure means "not known". */
 static int lookup_or_null(int (*func)(pid_t, char **), pid_t pid, char **ret) {
         char *s = NULL;
@@ -234,6 +266,7 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, PeerIdentity
         if (pidfd == -ENOMEM || pidfd == -EMFILE || pidfd == -ENFILE)
                 return pidfd;
         /* Any other failure leaves pidfd negative, and read_unit() then reports no unit. */
+        id.pidfs_id = pidfd_get_pidfs_id(pidfd);
 
         r = peer_identity_read_unit(id.pid, pidfd, &id.unit, &id.user_unit, &id.cgroup);
         if (r < 0)

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #ifndef UID_INVALID
@@ -25,6 +26,9 @@ typedef struct PeerIdentity {
         uid_t uid;        /* effective uid at connect() time */
         gid_t gid;        /* effective gid at connect() time */
         pid_t pid;        /* 0 if the peer lives in a PID namespace we cannot see */
+        uint64_t pidfs_id; /* the process's inode number on pidfs: unique for the boot and known
+                            * whatever the PID namespace; 0 if not known (no pidfs, kernel
+                            * < 6.9, or a 32-bit kernel, whose numbers wrap) */
         gid_t *groups;    /* supplementary groups at connect() time */
         size_t n_groups;
         char *unit;       /* system unit ("vm-web1.service", "machine-qemu\x2d1.scope"), or NULL
@@ -53,6 +57,11 @@ int peer_identity_from_socket(int fd, PeerIdentity *ret);
 /* Frees the strings and the group array and resets *id to PEER_IDENTITY_NULL. NULL-safe. */
 void peer_identity_done(PeerIdentity *id);
 
+/* True if both identities are provably the same process (of the same uid): the same pidfs id
+ * where both are known, else the same pid where both are known. A pid of 0 proves nothing (a
+ * peer in a PID namespace we cannot see), so two such peers are never the same process. */
+bool peer_identity_same_process(const PeerIdentity *a, const PeerIdentity *b);
+
 /* True if gid is the peer's primary gid or one of its supplementary groups. */
 bool peer_identity_in_group(const PeerIdentity *id, gid_t gid);
 
@@ -76,3 +85,6 @@ int peer_identity_read_unit(pid_t pid, int pidfd, char **ret_unit, char **ret_us
 
 /* 1 if the process behind pidfd has not been reaped, 0 if it has, < 0 on other errors. */
 int pidfd_is_alive(int pidfd);
+
+/* The pidfs id of the process behind pidfd (see PeerIdentity.pidfs_id), 0 if not known. */
+uint64_t pidfd_get_pidfs_id(int pidfd);

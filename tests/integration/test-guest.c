@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 
 #include "emu-config.h"
@@ -1223,6 +1224,118 @@ TEST(watch_events_hot_removal) {
 
         varlink_client_free(c);
         tsmd_teardown(&t);
+}
+
+/* Whether this kernel gives every process a pidfs inode of its own (Linux 6.9, 64-bit), which
+ * tells tsmd which process a connection is when its pid cannot. */
+static bool have_pidfs(void) {
+        int fd = (int) syscall(SYS_pidfd_open, getpid(), 0);
+        struct statfs sfs;
+        bool ok = sizeof(long) >= sizeof(uint64_t) && fd >= 0 && fstatfs(fd, &sfs) >= 0 && sfs.f_type == 0x50494446;
+
+        if (fd >= 0)
+                close(fd);
+        return ok;
+}
+
+/* Whether tsmd recorded a pid for the OpenContext of this test's uid (root): none for a peer in a
+ * PID namespace it cannot see. */
+static bool audit_has_pid_of_root(Tsmd *t) {
+        _cleanup_(json_object_putp) json_object *records = tsmd_audit_query(t, "{\"fromSeq\":1,\"uid\":0,\"limit\":64}");
+        bool found = false;
+
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i), *ev, *pid;
+
+                if (!json_object_object_get_ex(rec, "event", &ev) || !streq(json_object_get_string(ev), "open-context"))
+                        continue;
+                found = found || (json_object_object_get_ex(rec, "pid", &pid) && pid);
+        }
+        return found;
+}
+
+/*
+ * Whose device events a subscription gets: those of the process that subscribed, on any of its
+ * connections, never those of another process of the same uid. With tsmd in a PID namespace of
+ * its own (in a container), every client is pid 0 to it: the test's two connections are then
+ * one process only as far as pidfs tells (else only each connection's own events reach it),
+ * and the two helper processes of uid 65534 are never one.
+ */
+static void run_watch_events_routing(bool pid_namespace) {
+        AsyncCall we_o = {}, we_s = {}, we_a = {}, we_w = {};
+        VarlinkClient *o, *s, *a, *w;
+        bool same_process_known;
+        int64_t ctx_o, ctx_a;
+        json_object *ev;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("a second process of another uid%s needs root", pid_namespace ? ", and a PID namespace," : "");
+        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO(""), .pid_namespace = pid_namespace });
+        same_process_known = !pid_namespace || have_pidfs();
+
+        /* This process: a context on o, which also subscribes, and a subscription on s. */
+        o = tsmd_connect(&t);
+        ctx_o = open_context(o, NULL);
+        attach(o, ctx_o, 1, DEV1);
+        s = tsmd_connect(&t);
+        /* Two processes of uid 65534: a context on a, which also subscribes; w subscribes. */
+        a = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ctx_a = open_context(a, NULL);
+        attach(a, ctx_a, 1, DEV2);
+        w = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ASSERT_EQ(audit_has_pid_of_root(&t), !pid_namespace);
+
+        tsmd_call_async(o, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we_o);
+        tsmd_call_async(s, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we_s);
+        tsmd_call_async(a, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we_a);
+        tsmd_call_async(w, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we_w);
+        ASSERT_TRUE(tsmd_async_wait(o, &we_o, 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_async_wait(s, &we_s, 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_async_wait(a, &we_a, 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_async_wait(w, &we_w, 1, TSMD_WAIT_USEC));
+
+        /* Both devices leave the platform: each owner's own connection hears of its device... */
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU("/dev/zero", DEV3, "")));
+        ASSERT_TRUE(tsmd_async_wait(o, &we_o, 2, TSMD_WAIT_USEC));
+        ASSERT_TRUE(json_object_object_get_ex(we_o.params[1], "event", &ev));
+        ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-removed\",\"context\":%" PRIi64 ",\"vdeviceId\":1,"
+                                          "\"pciAddress\":\"" DEV1 "\"}", ctx_o)));
+        ASSERT_TRUE(tsmd_async_wait(a, &we_a, 2, TSMD_WAIT_USEC));
+        ASSERT_TRUE(json_object_object_get_ex(we_a.params[1], "event", &ev));
+        ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-removed\",\"context\":%" PRIi64 ",\"vdeviceId\":1,"
+                                          "\"pciAddress\":\"" DEV2 "\"}", ctx_a)));
+
+        /* ...the owner's other connection too where tsmd can tell it is the same process... */
+        tsmd_pump(s, 200 * USEC_PER_MSEC);
+        ASSERT_EQ(we_s.n, same_process_known ? 2U : 1U);
+        if (same_process_known) {
+                ASSERT_TRUE(json_object_object_get_ex(we_s.params[1], "event", &ev));
+                ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-removed\",\"context\":%" PRIi64 ",\"vdeviceId\":1,"
+                                                  "\"pciAddress\":\"" DEV1 "\"}", ctx_o)));
+        }
+        /* ...and another process of the same uid never. */
+        tsmd_pump(w, 200 * USEC_PER_MSEC);
+        if (we_w.n != 1)
+                TEST_FAIL("another process of the owner's uid got %s", json_object_to_json_string(we_w.params[1]));
+
+        async_call_done(&we_o);
+        async_call_done(&we_s);
+        async_call_done(&we_a);
+        async_call_done(&we_w);
+        varlink_client_free(o);
+        varlink_client_free(s);
+        varlink_client_free(a);
+        varlink_client_free(w);
+        tsmd_teardown(&t);
+}
+
+TEST(watch_events_reach_the_owning_process_only) {
+        run_watch_events_routing(false);
+}
+
+TEST(watch_events_with_peers_in_a_pid_namespace_tsmd_cannot_see) {
+        run_watch_events_routing(true);
 }
 
 TEST(requests_on_removed_device_fail_device_gone) {

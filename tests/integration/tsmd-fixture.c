@@ -366,7 +366,16 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
         snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%ssymbolize=0", getenv("ASAN_OPTIONS") ?: "",
                  getenv("ASAN_OPTIONS") ? ":" : "");
 
-        pid_t parent = getpid();
+        /* The next child only (tsmd, the init of the new namespace): ours, and those of every
+         * other process forked later, stay in ours. */
+        _cleanup_close_ int our_pid_ns = -EBADF;
+        if (o->pid_namespace) {
+                our_pid_ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+                if (our_pid_ns < 0 || unshare(CLONE_NEWPID) < 0)
+                        TEST_FAIL("a PID namespace for tsmd: %s", strerror(errno));
+        }
+        /* A parent in another PID namespace is pid 0 to its child. */
+        pid_t parent = o->pid_namespace ? 0 : getpid();
         fflush(NULL);
         t->pid = fork();
         if (t->pid < 0)
@@ -402,6 +411,8 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                 fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
                 _exit(127);
         }
+        if (our_pid_ns >= 0 && setns(our_pid_ns, CLONE_NEWPID) < 0)
+                TEST_FAIL("back to our PID namespace: %s", strerror(errno));
         t->sigterm_sent = false;
         t->exit_status = 0;
         guard_send(t, strf("P%d\n", (int) t->pid));

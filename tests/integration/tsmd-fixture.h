@@ -62,6 +62,9 @@ typedef struct TsmdOptions {
         const char *log_level;
         /* Further environment, "NAME=value", NULL-terminated; NULL: none. */
         const char *const *env;
+        /* tsmd in a PID namespace of its own (as in a container; root only): the test and the
+         * processes it forks are ones tsmd cannot see, which SO_PEERCRED gives pid 0. */
+        bool pid_namespace;
 } TsmdOptions;
 
 #define TSMD_MAX_HELPERS 16

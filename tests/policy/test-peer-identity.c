@@ -409,6 +409,87 @@ TEST(policy_end_to_end) {
         }
 }
 
+/* Which peers are one process (WatchEvents routes by it): the same pidfs id where both have one,
+ * else the same pid where both are known, and always the same uid. Pid 0 (a peer in a PID
+ * namespace we cannot see) proves nothing. */
+TEST(same_process_rule) {
+        static const struct {
+                uid_t uid_a;
+                pid_t pid_a;
+                uint64_t id_a;
+                uid_t uid_b;
+                pid_t pid_b;
+                uint64_t id_b;
+                bool same;
+        } cases[] = {
+                { 1, 10, 0, 1, 10, 0, true },
+                { 1, 10, 0, 1, 11, 0, false },
+                { 1, 10, 0, 2, 10, 0, false },
+                { 1, 0, 0, 1, 0, 0, false },   /* both hidden: nothing proves it */
+                { 1, 0, 0, 1, 10, 0, false },
+                { 1, 0, 7, 1, 0, 7, true },    /* hidden, but the same process */
+                { 1, 0, 7, 1, 0, 8, false },
+                { 1, 0, 7, 2, 0, 7, false },
+                { 1, 10, 7, 1, 10, 8, false }, /* a pid reused by another process */
+                { 1, 10, 7, 1, 10, 0, true },  /* one id not known: the pids decide */
+                { 1, 0, 7, 1, 0, 0, false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                PeerIdentity a = { .uid = cases[i].uid_a, .pid = cases[i].pid_a, .pidfs_id = cases[i].id_a },
+                             b = { .uid = cases[i].uid_b, .pid = cases[i].pid_b, .pidfs_id = cases[i].id_b };
+
+                if (peer_identity_same_process(&a, &b) != cases[i].same ||
+                    peer_identity_same_process(&b, &a) != cases[i].same)
+                        TEST_FAIL("case %zu: expected %s", i, cases[i].same ? "the same process" : "not the same");
+        }
+        ASSERT_FALSE(peer_identity_same_process(NULL, &(PeerIdentity){ .uid = 1, .pid = 1 }));
+}
+
+/* Whether this kernel gives pidfds a pidfs inode of their own (Linux 6.9, 64-bit). */
+static bool have_pidfs(void) {
+        _cleanup_close_ int fd = pidfd_open(getpid(), 0);
+        struct statfs sfs;
+
+        return sizeof(long) >= sizeof(uint64_t) && fd >= 0 && fstatfs(fd, &sfs) >= 0 && sfs.f_type == 0x50494446;
+}
+
+/* Over real connections: two of ours are one process, a child's another. */
+TEST(same_process_over_sockets) {
+        TMPDIR_GUARD;
+        _cleanup_close_ int lfd = listen_socket(), c1 = -EBADF, c2 = -EBADF, a1 = -EBADF, a2 = -EBADF;
+        bool pidfs = have_pidfs();
+
+        c1 = connect_socket();
+        ASSERT_OK(c1);
+        a1 = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_OK(a1);
+        c2 = connect_socket();
+        ASSERT_OK(c2);
+        a2 = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_OK(a2);
+
+        for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                _cleanup_(identity_done) PeerIdentity x = PEER_IDENTITY_NULL, y = PEER_IDENTITY_NULL,
+                                                      z = PEER_IDENTITY_NULL;
+                Peer child = spawn_peer(PEER_CONNECT, lfd, NULL);
+
+                ASSERT_OK(peer_identity_from_socket_full(a1, flag_variants[v], &x));
+                ASSERT_OK(peer_identity_from_socket_full(a2, flag_variants[v], &y));
+                ASSERT_OK(peer_identity_from_socket_full(child.fd, flag_variants[v], &z));
+                if (pidfs && pidfd_works()) {
+                        ASSERT_TRUE(x.pidfs_id != 0);
+                        ASSERT_EQ(x.pidfs_id, y.pidfs_id);
+                        ASSERT_TRUE(z.pidfs_id != 0);
+                        ASSERT_TRUE(z.pidfs_id != x.pidfs_id);
+                } else
+                        ASSERT_EQ(x.pidfs_id, 0U);
+                ASSERT_TRUE(peer_identity_same_process(&x, &y));
+                ASSERT_FALSE(peer_identity_same_process(&x, &z));
+                ASSERT_EQ(finish_peer(&child), 0);
+        }
+}
+
 TEST(exited_peer_has_no_unit_or_cgroup) {
         TMPDIR_GUARD;
         _cleanup_close_ int lfd = listen_socket();
