@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Context state files for restarts. Runs in: daemon. */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,10 +9,11 @@
 #include <unistd.h>
 
 #include "context-store.h"
+#include "fdstore.h"
 #include "ini.h"
 
-static int state_path(const char *dir, const char *token, char *buf, size_t size) {
-        if ((size_t) snprintf(buf, size, "%s/%s.state", dir, token) >= size)
+static int state_path(const char *dir, const char *reclaim_id, char *buf, size_t size) {
+        if ((size_t) snprintf(buf, size, "%s/%s.state", dir, reclaim_id) >= size)
                 return -ENAMETOOLONG;
         return 0;
 }
@@ -58,7 +60,7 @@ int context_store_prepare(const char *dir, mode_t *ret_old_mode) {
         return 0;
 }
 
-int context_store_save(const char *dir, const char *token, const StoredOwner *owner, const StoredVDevice *v,
+int context_store_save(const char *dir, const char *reclaim_id, const StoredOwner *owner, const StoredVDevice *v,
                        size_t n) {
         char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
         _cleanup_close_ int dfd = -EBADF, fd = -EBADF;
@@ -66,14 +68,15 @@ int context_store_save(const char *dir, const char *token, const StoredOwner *ow
         FILE *f;
         int r;
 
-        if ((size_t) snprintf(name, sizeof(name), "%s.state", token) >= sizeof(name) ||
-            (size_t) snprintf(tmp, sizeof(tmp), "%s.state.tmp", token) >= sizeof(tmp))
+        if ((size_t) snprintf(name, sizeof(name), "%s.state", reclaim_id) >= sizeof(name) ||
+            (size_t) snprintf(tmp, sizeof(tmp), "%s.state.tmp", reclaim_id) >= sizeof(tmp))
                 return -ENAMETOOLONG;
         (void) mkdir(dir, 0700);
         dfd = dir_open(dir, &st);
         if (dfd < 0)
                 return dfd;
-        /* SECURITY: the file's name is its reclaim token: never in a directory others may list. */
+        /* SECURITY: not in a directory others may list: reclaim ids are no secret, but files an
+         * older tsmd left here are named by reclaim tokens until they are adopted. */
         if (st.st_uid != geteuid() || (st.st_mode & 0077))
                 return -EPERM;
 
@@ -190,13 +193,13 @@ static int on_assignment(const char *section, const char *key, const char *value
         return -EBADMSG;
 }
 
-int context_store_load(const char *dir, const char *token, StoredOwner *ret_owner, StoredVDevice **ret,
+int context_store_load(const char *dir, const char *reclaim_id, StoredOwner *ret_owner, StoredVDevice **ret,
                        size_t *ret_n) {
         char path[PATH_MAX];
         LoadState st = { .owner.gid = (gid_t) -1 };
         int r;
 
-        r = state_path(dir, token, path, sizeof(path));
+        r = state_path(dir, reclaim_id, path, sizeof(path));
         if (r < 0)
                 return r;
         r = ini_parse_file(path, 1024 * 1024, on_assignment, &st, NULL);
@@ -212,12 +215,51 @@ int context_store_load(const char *dir, const char *token, StoredOwner *ret_owne
         return 0;
 }
 
-int context_store_remove(const char *dir, const char *token) {
+int context_store_remove(const char *dir, const char *reclaim_id) {
         char path[PATH_MAX];
         int r;
 
-        r = state_path(dir, token, path, sizeof(path));
+        r = state_path(dir, reclaim_id, path, sizeof(path));
         if (r < 0)
                 return r;
         return unlink(path) < 0 && errno != ENOENT ? negative_errno() : 0;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(DIR *, closedir, NULL);
+
+int context_store_adopt_legacy(const char *dir, const char *reclaim_id) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        char name[NAME_MAX + 1];
+        struct dirent *de;
+
+        if (!reclaim_hex_is_valid(reclaim_id))
+                return -EINVAL;
+        if ((size_t) snprintf(name, sizeof(name), "%s.state", reclaim_id) >= sizeof(name))
+                return -ENAMETOOLONG;
+        d = opendir(dir);
+        if (!d)
+                return negative_errno();
+        while ((errno = 0, de = readdir(d))) {
+                char stem[RECLAIM_TOKEN_LEN + 1], id[RECLAIM_ID_LEN + 1];
+                bool match;
+
+                /* Exactly <32 lowercase hex>.state: the only name a token ever had here. */
+                if (strlen(de->d_name) != RECLAIM_TOKEN_LEN + strlen(".state") ||
+                    !streq(de->d_name + RECLAIM_TOKEN_LEN, ".state"))
+                        continue;
+                memcpy(stem, de->d_name, RECLAIM_TOKEN_LEN);
+                stem[RECLAIM_TOKEN_LEN] = 0;
+                if (!reclaim_hex_is_valid(stem))
+                        continue;
+                reclaim_id_from_token(stem, id);
+                match = streq(id, reclaim_id);
+                explicit_bzero(stem, sizeof(stem));
+                if (!match)
+                        continue;
+                /* Atomic: the state is under one name or the other, never lost in between. */
+                if (renameat(dirfd(d), de->d_name, dirfd(d), name) < 0)
+                        return negative_errno();
+                return 0;
+        }
+        return errno > 0 ? -errno : -ENOENT;
 }

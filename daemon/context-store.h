@@ -2,10 +2,11 @@
 /*
  * The state of an iommufd context kept next to its fd in systemd's fd store: whose it is and
  * which vDevices it had, bound, unbound, or changing (a bind or unbind was on its way, so a
- * restart cannot know where it ended). One small file per context, named by its reclaim token,
- * replaced atomically on every change. The file has no version: a key is added as optional, so
- * that files written before it still load (an older tsmd refuses a newer file as damaged, and
- * restores its context without vDevices). Runs in: daemon.
+ * restart cannot know where it ended). One small file per context, <reclaim id>.state (never
+ * the reclaim token: fdstore.h), replaced atomically on every change; nothing in it is secret.
+ * The file has no version: a key is added as optional, so that files written before it still
+ * load (an older tsmd refuses a newer file as damaged, and restores its context without
+ * vDevices). Runs in: daemon.
  */
 #pragma once
 
@@ -30,14 +31,18 @@ typedef struct StoredOwner {
 
 #define CONTEXT_STORE_MAX_VDEVICES 4096U
 
-/* Makes dir (if missing) and makes it 0700, as its owner: the names in it are reclaim tokens.
- * -EPERM if it is not the caller's. ret_old_mode (optional): its mode before. */
+/* Makes dir (if missing) and makes it 0700, as its owner: the names in it are reclaim ids, and
+ * those a tsmd before them left are reclaim tokens (context_store_adopt_legacy()). -EPERM if it
+ * is not the caller's. ret_old_mode (optional): its mode before. */
 int context_store_prepare(const char *dir, mode_t *ret_old_mode);
 /* Writes the state anew (a new file, 0600), replacing any. -EPERM, writing nothing, if dir is
  * not the caller's or others have any access to it (context_store_prepare() makes it so). */
-int context_store_save(const char *dir, const char *token, const StoredOwner *owner, const StoredVDevice *v,
+int context_store_save(const char *dir, const char *reclaim_id, const StoredOwner *owner, const StoredVDevice *v,
                        size_t n);
 /* -ENOENT if there is no state; -EBADMSG if it is damaged. */
-int context_store_load(const char *dir, const char *token, StoredOwner *ret_owner, StoredVDevice **ret,
+int context_store_load(const char *dir, const char *reclaim_id, StoredOwner *ret_owner, StoredVDevice **ret,
                        size_t *ret_n);
-int context_store_remove(const char *dir, const char *token);
+int context_store_remove(const char *dir, const char *reclaim_id);
+/* A tsmd before named the file by the context's reclaim token: finds the <token>.state whose
+ * token has reclaim_id, and renames it <reclaim_id>.state. -ENOENT if there is none. */
+int context_store_adopt_legacy(const char *dir, const char *reclaim_id);

@@ -6,21 +6,47 @@
  * crash or an upgrade, systemd hands the fds back with the listening sockets, tsmd rebuilds
  * the contexts as orphans, and each VMM reclaims its own with the token it was given.
  * Without a service manager (no $NOTIFY_SOCKET) this is unavailable, and tsmd says so.
- * Runs in: daemon.
+ *
+ * SECURITY: the token is a secret, and names are not: any local user may list a service's fd
+ * store (DumpFileDescriptorStore is unprivileged from systemd 254). A context is named by its
+ * reclaim id instead, a one-way digest of the token: the first 128 bits of SHA-256 over the
+ * token's 32 hex digits as text, in 32 lowercase hex digits. The worker derives it when it
+ * makes the token and again from the token a VMM presents; only the worker's reply to the VMM
+ * ever carries the token itself.
+ *
+ * Names: "ctxid.<uid>.<reclaim id>". A tsmd before this named them "ctx.<uid>.<token>"; a
+ * monitor handed such a name back moves the fd to its new name (fdstore_parse_name() says
+ * which it was). Runs in: daemon.
  */
 #pragma once
 
 #include "macro.h"
 
-#define FDSTORE_PREFIX "ctx."
-#define RECLAIM_TOKEN_LEN 32 /* hex digits: 128 bits */
+#define FDSTORE_PREFIX "ctxid."
+#define FDSTORE_PREFIX_LEGACY "ctx." /* the token itself after it: read, never written */
+#define RECLAIM_TOKEN_LEN 32         /* hex digits: 128 random bits */
+#define RECLAIM_ID_LEN 32            /* hex digits: 128 bits of SHA-256(token) */
 
 bool fdstore_available(void);
-/* Stores fd (not taken: systemd gets a copy) under FDNAME=ctx.<uid>.<token>. */
-int fdstore_put(int fd, uid_t uid, const char *token);
-int fdstore_remove(uid_t uid, const char *token);
-/* Parses a name handed back by systemd; -EINVAL if it is not one of ours. */
-int fdstore_parse_name(const char *name, uid_t *ret_uid, char ret_token[RECLAIM_TOKEN_LEN + 1]);
+/* Stores fd (not taken: systemd gets a copy) under FDNAME=ctxid.<uid>.<reclaim_id>. */
+int fdstore_put(int fd, uid_t uid, const char *reclaim_id);
+int fdstore_remove(uid_t uid, const char *reclaim_id);
+/* Removes whatever is stored under name (one handed back by systemd, as it was). */
+int fdstore_remove_name(const char *name);
+/* True if name starts as one of ours does, either format: systemd hands back nothing else
+ * under such a name. */
+bool fdstore_name_is_ours(const char *name);
+/*
+ * Parses a name handed back by systemd; -EINVAL if it is not one of ours. ret_reclaim_id is
+ * the context's reclaim id, derived from the token for a legacy name; *ret_legacy says whether
+ * it was one (which still names the fd by its token, and is to be replaced).
+ */
+int fdstore_parse_name(const char *name, uid_t *ret_uid, char ret_reclaim_id[static RECLAIM_ID_LEN + 1],
+                       bool *ret_legacy);
 
-/* A fresh random token (getrandom). */
-int reclaim_token_new(char ret[RECLAIM_TOKEN_LEN + 1]);
+/* True if s is exactly 32 lowercase hex digits, as tokens and reclaim ids are. */
+bool reclaim_hex_is_valid(const char *s);
+/* The reclaim id of token (any string: a VMM's guess is hashed as it is). */
+void reclaim_id_from_token(const char *token, char ret_reclaim_id[static RECLAIM_ID_LEN + 1]);
+/* A fresh random token (getrandom), and its reclaim id. */
+int reclaim_token_new(char ret_token[static RECLAIM_TOKEN_LEN + 1], char ret_reclaim_id[static RECLAIM_ID_LEN + 1]);

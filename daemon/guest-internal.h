@@ -40,14 +40,15 @@ struct GuestContext {
         GuestVDevice *vdevices;
         size_t n_vdevices, allocated_vdevices;
 
-        /* Surviving restarts: the owner's uid and the token it reclaims the context with. */
+        /* Surviving restarts: the owner's uid and the reclaim id of the token it reclaims the
+         * context with (fdstore.h). The token itself went to the owner, and is kept nowhere. */
         uid_t uid;
         /* The owner's as it was when it opened (or reclaimed) the context, for the records made
          * on its behalf (releases), kept across restarts: the process may be gone by then.
          * AUDIT_GID_INVALID and 0 where the state file did not say. */
         gid_t gid;
         pid_t pid;
-        char token[RECLAIM_TOKEN_LEN + 1];
+        char reclaim_id[RECLAIM_ID_LEN + 1];
 };
 
 struct GuestClient {

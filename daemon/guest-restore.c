@@ -190,8 +190,8 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         size_t n = 0;
         int r;
 
-        if (strlen(rc->token) != RECLAIM_TOKEN_LEN)
-                return log_warning_errno(-EINVAL, "Ignoring a kept context with a malformed token.");
+        if (!reclaim_hex_is_valid(rc->reclaim_id))
+                return log_warning_errno(-EINVAL, "Ignoring a kept context with a malformed reclaim id.");
         ctx = new0(GuestContext, 1);
         if (!ctx)
                 return -ENOMEM;
@@ -199,9 +199,21 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         ctx->slot = TSM_PRIV_SLOT_WORKER;
         ctx->uid = (uid_t) rc->uid;
         ctx->gid = AUDIT_GID_INVALID; /* unless the state file says */
-        memcpy(ctx->token, rc->token, RECLAIM_TOKEN_LEN + 1);
+        memcpy(ctx->reclaim_id, rc->reclaim_id, RECLAIM_ID_LEN + 1);
 
-        r = context_store_load(guest_state_dir(m), ctx->token, &owner, &stored, &n);
+        r = context_store_load(guest_state_dir(m), ctx->reclaim_id, &owner, &stored, &n);
+        if (r == -ENOENT) {
+                /* Kept by a tsmd that named the file by the token (fdstore.h): renamed, the
+                 * token is not left a name in the directory either. */
+                r = context_store_adopt_legacy(guest_state_dir(m), ctx->reclaim_id);
+                if (r >= 0) {
+                        log_info("Renamed the old-style state file of a context of uid %u.", (unsigned) ctx->uid);
+                        r = context_store_load(guest_state_dir(m), ctx->reclaim_id, &owner, &stored, &n);
+                } else if (r != -ENOENT) {
+                        log_warning_errno(r, "Failed to look for an old-style state file of a context, ignoring: %m");
+                        r = -ENOENT;
+                }
+        }
         if (r < 0 && r != -ENOENT)
                 log_warning_errno(r, "State of a stored context is unreadable, restoring it without vDevices: %m");
         else if (r >= 0 && owner.uid != ctx->uid) {
@@ -289,6 +301,7 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         const char *token = json_get_string(p, "reclaimToken"), *why = NULL;
         uid_t uid = varlink_conn_get_peer(c->conn)->uid;
         bool token_len_ok = token && strlen(token) == RECLAIM_TOKEN_LEN;
+        char reclaim_id[RECLAIM_ID_LEN + 1] = {};
         unsigned max_contexts, max_vdevices;
         size_t n_vdevices = 0;
         GuestContext *ctx = NULL;
@@ -297,13 +310,16 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         json_object *reply;
         int idx, fd = -EBADF, r;
 
+        /* Orphans are kept by the reclaim id of their token, never the token (fdstore.h). */
+        if (token_len_ok)
+                reclaim_id_from_token(token, reclaim_id);
         for (size_t i = 0; i < m->n_orphans; i++)
                 /* SECURITY: the token alone is not enough; it must be the owner asking. The uid
                  * first, so that no other user's guess is compared with a token at all, then the
-                 * token, in constant time. The answer does not tell a foreign token from an
-                 * unknown one. */
+                 * token's reclaim id, in constant time. The answer does not tell a foreign token
+                 * from an unknown one. */
                 if (m->orphans[i]->uid == uid && token_len_ok &&
-                    memeq_consttime(m->orphans[i]->token, token, RECLAIM_TOKEN_LEN)) {
+                    memeq_consttime(m->orphans[i]->reclaim_id, reclaim_id, RECLAIM_ID_LEN)) {
                         ctx = m->orphans[i];
                         m->orphans[i] = m->orphans[--m->n_orphans];
                         break;

@@ -154,7 +154,7 @@ void guest_context_persist(Manager *m, const GuestContext *ctx) {
                 v[i].bound = ctx->vdevices[i].bound;
                 v[i].changing = ctx->vdevices[i].changing;
         }
-        r = context_store_save(guest_state_dir(m), ctx->token,
+        r = context_store_save(guest_state_dir(m), ctx->reclaim_id,
                                &(StoredOwner){ .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid }, v,
                                ctx->n_vdevices);
         if (r < 0)
@@ -247,13 +247,16 @@ unsigned guest_max_contexts(const Manager *m) {
 }
 
 /* Makes a context for the calling client: the monitor opens a fresh iommufd (adopt_fd < 0,
- * its duplicate for the client in *ret_fd) or adopts the client's. Returns 1 when a context
- * was made, 0 when the client got an error reply. */
-static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int *ret_fd) {
+ * its duplicate for the client in *ret_fd) or adopts the client's. ret_token: its reclaim
+ * token, for the reply and nothing else (the context keeps its reclaim id). Returns 1 when a
+ * context was made, 0 when the client got an error reply. */
+static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
+                       char ret_token[static RECLAIM_TOKEN_LEN + 1], int *ret_fd) {
         GuestClient *c = guest_client_of(call);
         Manager *m = c->manager;
         unsigned max, max_vdevices;
         _cleanup_free_ GuestContext *ctx = NULL;
+        char token[RECLAIM_TOKEN_LEN + 1];
         int r;
 
         /* SECURITY: only clients the policy knows get an iommufd. */
@@ -274,16 +277,16 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int 
         ctx->uid = varlink_conn_get_peer(c->conn)->uid;
         ctx->gid = varlink_conn_get_peer(c->conn)->gid;
         ctx->pid = varlink_conn_get_peer(c->conn)->pid;
-        r = reclaim_token_new(ctx->token);
+        r = reclaim_token_new(token, ctx->reclaim_id);
         if (r < 0)
                 return r;
 
         /* The monitor keeps the iommufd (and a copy with the service manager, if there is one),
          * so neither a restart of the worker nor of tsmd tears the context down. */
         if (adopt_fd >= 0)
-                r = priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->token, adopt_fd, &ctx->id);
+                r = priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id);
         else
-                r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->token, &ctx->id, ret_fd);
+                r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, &ctx->id, ret_fd);
         if (r == -EBADF || r == -ENODEV)
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
@@ -300,15 +303,17 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret, int 
         c->contexts[c->n_contexts++] = ctx;
         guest_op_set_context(call, ctx->handle);
         *ret = TAKE_PTR(ctx);
+        memcpy(ret_token, token, sizeof(token));
+        explicit_bzero(token, sizeof(token));
         return 1;
 }
 
-static int reply_context(VarlinkCall *call, const GuestContext *ctx, int fd_index) {
+static int reply_context(VarlinkCall *call, const GuestContext *ctx, const char *token, int fd_index) {
         json_object *reply = json_object_new_object();
 
         if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
             (fd_index >= 0 && json_object_add(reply, "fileDescriptor", json_object_new_int(fd_index)) < 0) ||
-            (fd_index != -2 && json_object_add(reply, "reclaimToken", json_object_new_string(ctx->token)) < 0)) {
+            (fd_index != -2 && json_object_add(reply, "reclaimToken", json_object_new_string(token)) < 0)) {
                 json_object_put(reply);
                 return -ENOMEM;
         }
@@ -317,18 +322,21 @@ static int reply_context(VarlinkCall *call, const GuestContext *ctx, int fd_inde
 
 static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
         GuestContext *ctx;
+        char token[RECLAIM_TOKEN_LEN + 1];
         int r, fd = -EBADF, idx;
 
-        r = add_context(call, -EBADF, &ctx, &fd);
+        r = add_context(call, -EBADF, &ctx, token, &fd);
         if (r <= 0)
                 return r;
         idx = varlink_call_push_fd(call, fd); /* takes it */
-        if (idx < 0)
-                return idx;
-        return reply_context(call, ctx, idx);
+        if (idx >= 0)
+                idx = reply_context(call, ctx, token, idx);
+        explicit_bzero(token, sizeof(token));
+        return idx;
 }
 
 static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
+        char token[RECLAIM_TOKEN_LEN + 1];
         GuestContext *ctx;
         int fd, r;
 
@@ -338,10 +346,12 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
                                             json_object_new_string("no fd attached at that index"));
-        r = add_context(call, fd, &ctx, NULL);
+        r = add_context(call, fd, &ctx, token, NULL);
         if (r <= 0)
                 return r;
-        return reply_context(call, ctx, -1);
+        r = reply_context(call, ctx, token, -1);
+        explicit_bzero(token, sizeof(token));
+        return r;
 }
 
 Release *guest_release_free(Release *rel) {
@@ -436,7 +446,7 @@ void guest_context_free(Manager *m, GuestContext *ctx) {
                 int r = priv_call_close_context(m->channel, ctx->slot, ctx->id);
                 if (r < 0 && r != -ECONNRESET)
                         log_warning_errno(r, "The monitor could not close a context: %m");
-                (void) context_store_remove(guest_state_dir(m), ctx->token);
+                (void) context_store_remove(guest_state_dir(m), ctx->reclaim_id);
         }
         free(ctx);
 }

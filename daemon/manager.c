@@ -124,7 +124,8 @@ static int open_audit(Manager *m) {
         return 0;
 }
 
-/* SECURITY: the state files are named by the contexts' reclaim tokens, so their directory is
+/* SECURITY: the state files are named by reclaim ids, but those a tsmd before them left are
+ * named by reclaim tokens until restored (context_store_adopt_legacy()), so their directory is
  * ours alone. The monitor makes it so when it gives it to us, but cannot change the mode of one
  * that is ours already (that takes CAP_FOWNER): as the owner, we can. One we cannot make private
  * keeps no state (context_store_save() refuses it): contexts then do not survive restarts. */

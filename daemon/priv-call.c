@@ -439,7 +439,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                 if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rc, sizeof(rc), NULL, &reason) >= 0 &&
                     rc.hdr.type == TSM_PRIV_RESTORED_CONTEXT && h.n_sockets == hello.n_sockets &&
                     h.n_restored < hello.n_restored && n_vdevices_due == 0 &&
-                    tsm_priv_check_string(rc.token, sizeof(rc.token)) && rc.partial <= 1) {
+                    tsm_priv_check_string(rc.reclaim_id, sizeof(rc.reclaim_id)) && rc.partial <= 1) {
                         if (!GREEDY_REALLOC(h.restored, allocated_restored, h.n_restored + 1))
                                 return -ENOMEM;
                         h.restored[h.n_restored++] = rc;
@@ -565,7 +565,7 @@ static int copy_string(char *field, size_t size, const char *s) {
         return 0;
 }
 
-static int new_context(PrivChannel *c, uint32_t type, uint32_t slot, uid_t uid, const char *token, int fd,
+static int new_context(PrivChannel *c, uint32_t type, uint32_t slot, uid_t uid, const char *reclaim_id, int fd,
                        uint32_t *ret_context, int *ret_fd) {
         struct tsm_priv_new_context m;
         struct tsm_priv_reply reply;
@@ -574,7 +574,7 @@ static int new_context(PrivChannel *c, uint32_t type, uint32_t slot, uid_t uid, 
         tsm_priv_init(&m, type, 0, 0);
         m.slot = slot;
         m.uid = (uint32_t) uid;
-        r = copy_string(m.token, sizeof(m.token), token);
+        r = copy_string(m.reclaim_id, sizeof(m.reclaim_id), reclaim_id);
         if (r < 0)
                 return r;
         r = call(c, &m, fd, &reply, ret_fd);
@@ -584,14 +584,14 @@ static int new_context(PrivChannel *c, uint32_t type, uint32_t slot, uid_t uid, 
         return 0;
 }
 
-int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *token, uint32_t *ret_context,
+int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *reclaim_id, uint32_t *ret_context,
                            int *ret_fd) {
-        return new_context(c, TSM_PRIV_OPEN_CONTEXT, slot, uid, token, -EBADF, ret_context, ret_fd);
+        return new_context(c, TSM_PRIV_OPEN_CONTEXT, slot, uid, reclaim_id, -EBADF, ret_context, ret_fd);
 }
 
-int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *token, int fd,
+int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *reclaim_id, int fd,
                             uint32_t *ret_context) {
-        return new_context(c, TSM_PRIV_ADOPT_CONTEXT, slot, uid, token, fd, ret_context, NULL);
+        return new_context(c, TSM_PRIV_ADOPT_CONTEXT, slot, uid, reclaim_id, fd, ret_context, NULL);
 }
 
 static int context_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t context, int *ret_fd) {

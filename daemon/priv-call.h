@@ -53,11 +53,12 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret);
 int priv_send_ready(PrivChannel *c);
 int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining);
 
-/* -EMFILE: the monitor holds as many contexts as it may. */
-int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *token, uint32_t *ret_context,
+/* reclaim_id names the context in the fd store (fdstore.h): never the token. -EMFILE: the
+ * monitor holds as many contexts as it may. */
+int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *reclaim_id, uint32_t *ret_context,
                            int *ret_fd);
 /* fd is not taken. -EBADF: not an iommufd; -ENODEV: no IOMMU on this host; -EMFILE as above. */
-int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *token, int fd,
+int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *reclaim_id, int fd,
                             uint32_t *ret_context);
 int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd);
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);

@@ -40,9 +40,11 @@
 /* Raised whenever a message's meaning changes (2: SETTLE_VDEVICE, ATTACH_VDEVICE's flags; 3:
  * HELLO says how the previous worker ended; 4: GUEST_REQUEST names its backend; 5: the monitor
  * tells a new worker the vDevices it has (RESTORED_VDEVICE), and ATTACH_VDEVICE attaches new
- * ones only; 6: HELLO says how many contexts the monitor holds at most): a worker binary newer
- * or older than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 6U
+ * ones only; 6: HELLO says how many contexts the monitor holds at most; 7: NEW_CONTEXT and
+ * RESTORED_CONTEXT carry a context's reclaim id where they carried its reclaim token, which
+ * stays in the worker): a worker binary newer or older than its running monitor refuses the
+ * HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 7U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -60,7 +62,7 @@
 
 #define TSM_PRIV_PCI_ADDRESS_MAX 16U /* "DDDD:BB:DD.F" and its NUL */
 #define TSM_PRIV_NAME_MAX 16U        /* a TSM ("tsm0") or scope ("state-change") name and NUL */
-#define TSM_PRIV_TOKEN_MAX 40U       /* a reclaim token: 32 hex digits and NUL */
+#define TSM_PRIV_RECLAIM_ID_MAX 40U  /* a reclaim id (fdstore.h): 32 hex digits and NUL */
 
 /* Slot 0 is the worker itself: contexts nobody holds (restored, waiting to be reclaimed). Every
  * client connection gets a slot of its own, never reused while the worker lives. */
@@ -162,7 +164,7 @@ struct tsm_priv_restored_context {
         struct tsm_priv_hdr hdr;
         uint32_t context;
         uint32_t uid;
-        char token[TSM_PRIV_TOKEN_MAX];
+        char reclaim_id[TSM_PRIV_RECLAIM_ID_MAX];
         uint32_t n_vdevices; /* RESTORED_VDEVICE messages that follow this one */
         uint32_t partial;    /* 1: from the fd store, not restored by a worker since: the state
                               * file's other vDevices are to be attached; else 0 */
@@ -190,12 +192,13 @@ struct tsm_priv_status {
 };
 
 /* OPEN_CONTEXT and ADOPT_CONTEXT: a new context for a client slot (never slot 0). The uid and
- * token name it in the fd store, so the owner can reclaim it after a restart. */
+ * reclaim id name it in the fd store, so the owner can reclaim it after a restart. SECURITY:
+ * the id, never the token: the monitor names things others may list (fdstore.h). */
 struct tsm_priv_new_context {
         struct tsm_priv_hdr hdr;
         uint32_t slot;
         uint32_t uid;
-        char token[TSM_PRIV_TOKEN_MAX];
+        char reclaim_id[TSM_PRIV_RECLAIM_ID_MAX];
 };
 
 /* RECLAIM_CONTEXT moves a slot-0 context to slot; CLOSE_CONTEXT ends a context of slot. */

@@ -38,7 +38,7 @@ static void context_free(MonitorContexts *c, MonitorContext *ctx, bool preserve)
         TAILQ_REMOVE(&c->contexts, ctx, entry);
         c->n_contexts--;
         if (ctx->stored && !preserve) {
-                int r = fdstore_remove(ctx->uid, ctx->token);
+                int r = fdstore_remove(ctx->uid, ctx->reclaim_id);
                 if (r < 0)
                         log_warning_errno(r, "Failed to remove context %" PRIu32
                                           " from the fd store, ignoring: %m", ctx->id);
@@ -70,22 +70,17 @@ bool monitor_contexts_is_full(const MonitorContexts *c) {
         return c->n_contexts >= c->max_contexts;
 }
 
-bool monitor_token_is_valid(const char *token) {
-        return token && strlen(token) == RECLAIM_TOKEN_LEN &&
-               strspn(token, "0123456789abcdef") == RECLAIM_TOKEN_LEN;
-}
-
 /* Takes fd (closed on failure too). */
-static int context_insert(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *token,
+static int context_insert(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *reclaim_id,
                           MonitorContext **ret) {
         _cleanup_close_ int fd_close = fd;
         MonitorContext *ctx;
 
         /* (uid_t) -1 means "no change" to chown() and friends: never an owner. */
-        if (!monitor_token_is_valid(token) || uid == (uid_t) -1)
+        if (!reclaim_hex_is_valid(reclaim_id) || uid == (uid_t) -1)
                 return -EINVAL;
         /* Two fds under one name would leave the fd store together. */
-        if (monitor_contexts_find_token(c, token))
+        if (monitor_contexts_find_reclaim_id(c, reclaim_id))
                 return -EEXIST;
         /* SECURITY: every context holds an fd; past the cap they would eat the monitor's
          * reserve (MONITOR_FDS_RESERVED), and it could not start a worker any more. */
@@ -102,14 +97,14 @@ static int context_insert(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, 
         ctx->fd = TAKE_FD(fd_close);
         ctx->slot = slot;
         ctx->uid = uid;
-        memcpy(ctx->token, token, sizeof(ctx->token));
+        memcpy(ctx->reclaim_id, reclaim_id, sizeof(ctx->reclaim_id));
         TAILQ_INSERT_TAIL(&c->contexts, ctx, entry);
         c->n_contexts++;
         *ret = ctx;
         return 0;
 }
 
-int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *token,
+int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *reclaim_id,
                          uint32_t *ret_id) {
         MonitorContext *ctx;
         int r;
@@ -117,12 +112,12 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
         assert(c);
         assert(fd >= 0);
 
-        r = context_insert(c, fd, slot, uid, token, &ctx);
+        r = context_insert(c, fd, slot, uid, reclaim_id, &ctx);
         if (r < 0)
                 return r;
 
         if (fdstore_available()) {
-                r = fdstore_put(ctx->fd, uid, token);
+                r = fdstore_put(ctx->fd, uid, reclaim_id);
                 if (r < 0)
                         log_warning_errno(r, "Failed to store context %" PRIu32 " with the service manager, "
                                           "it will not survive a restart of tsmd: %m", ctx->id);
@@ -136,35 +131,54 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
 }
 
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id) {
-        char token[RECLAIM_TOKEN_LEN + 1];
+        char reclaim_id[RECLAIM_ID_LEN + 1];
         MonitorContext *ctx;
+        bool legacy;
         uid_t uid;
         int r;
 
         assert(c);
         assert(fd >= 0);
 
-        r = fdstore_parse_name(fdname, &uid, token);
+        r = fdstore_parse_name(fdname, &uid, reclaim_id, &legacy);
         if (r < 0) {
                 safe_close(fd);
                 return r;
         }
-        r = context_insert(c, fd, TSM_PRIV_SLOT_WORKER, uid, token, &ctx);
+        r = context_insert(c, fd, TSM_PRIV_SLOT_WORKER, uid, reclaim_id, &ctx);
         if (r == -EMFILE) {
                 /* Kept by the service manager, it would come back at every start, and never be
                  * reclaimed: the VMM keeps its own fd, only tsmd forgets the context. */
-                int k = fdstore_remove(uid, token);
+                int k = fdstore_remove_name(fdname);
                 if (k < 0 && k != -EOPNOTSUPP)
                         log_warning_errno(k, "Failed to remove context of uid %u from the fd store, ignoring: %m",
                                           (unsigned) uid);
         }
         if (r < 0)
                 return r;
+        ctx->partial = true;
         /* Not stored again: the service manager has it already. */
         ctx->stored = true;
-        ctx->partial = true;
 
-        log_info("Restored context %" PRIu32 " of uid %u from the fd store.", ctx->id, (unsigned) uid);
+        if (legacy && fdstore_available()) {
+                /* SECURITY: named by its reclaim token by a tsmd before this one, a name any local
+                 * user may list: renamed to its reclaim id. Removed first, as systemd keeps no
+                 * second copy of an fd it has (it would drop the new one, then the old). A crash
+                 * between the two loses the context to tsmd, not to its VMM, which holds its fd. */
+                r = fdstore_remove_name(fdname);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to remove the old-style fd store entry of context %" PRIu32
+                                          ", ignoring: %m", ctx->id);
+                r = fdstore_put(ctx->fd, uid, ctx->reclaim_id);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, "
+                                          "it will not survive a restart of tsmd: %m", ctx->id);
+                        ctx->stored = false;
+                }
+        }
+
+        log_info("Restored context %" PRIu32 " of uid %u from the fd store%s.", ctx->id, (unsigned) uid,
+                 legacy ? " (under an old-style name)" : "");
         if (ret_id)
                 *ret_id = ctx->id;
         return 0;
@@ -179,11 +193,11 @@ MonitorContext *monitor_contexts_get(MonitorContexts *c, uint32_t id) {
         return NULL;
 }
 
-MonitorContext *monitor_contexts_find_token(MonitorContexts *c, const char *token) {
+MonitorContext *monitor_contexts_find_reclaim_id(MonitorContexts *c, const char *reclaim_id) {
         MonitorContext *ctx;
 
         TAILQ_FOREACH(ctx, &c->contexts, entry)
-                if (streq(ctx->token, token))
+                if (streq(ctx->reclaim_id, reclaim_id))
                         return ctx;
         return NULL;
 }

@@ -4,8 +4,9 @@
  * worker request against. Each context has an id the monitor chose (from 1, never reused while
  * the monitor runs), the monitor's reference to the iommufd, the worker client slot that holds
  * it (TSM_PRIV_SLOT_WORKER, 0, for nobody: restored, waiting to be reclaimed), its owner's uid
- * and reclaim token (together they name the fd in systemd's fd store), and the vDevices
- * attached to it. Runs in: monitor.
+ * and reclaim id (together they name the fd in systemd's fd store; the monitor never has the
+ * reclaim token, only this digest of it, fdstore.h), and the vDevices attached to it.
+ * Runs in: monitor.
  */
 #pragma once
 
@@ -40,8 +41,8 @@ typedef struct MonitorContext {
         int fd;
         uint32_t slot;
         uid_t uid;
-        char token[RECLAIM_TOKEN_LEN + 1];
-        bool stored; /* the fd is in systemd's fd store under uid and token */
+        char reclaim_id[RECLAIM_ID_LEN + 1];
+        bool stored; /* the fd is in systemd's fd store under uid and reclaim_id */
         /* Handed back by the fd store, and no worker has restored it since (READY): it may have
          * vDevices only the state file knows of. Else vdevices are all it has. */
         bool partial;
@@ -98,9 +99,6 @@ static inline MonitorContexts *monitor_contexts_free_preserve(MonitorContexts *c
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(MonitorContexts *, monitor_contexts_free_preserve);
 
-/* True if token is exactly RECLAIM_TOKEN_LEN lowercase hex digits. */
-bool monitor_token_is_valid(const char *token);
-
 /* The most contexts the table holds: _add() and _restore() refuse more. Lowering it below the
  * current size ends none. */
 void monitor_contexts_set_max(MonitorContexts *c, size_t max);
@@ -109,21 +107,23 @@ bool monitor_contexts_is_full(const MonitorContexts *c);
 
 /*
  * Adds a context for slot, taking fd (closed on failure too). When the fd store is available
- * the fd is stored there under uid and token (a failure to store is logged, not fatal: the
- * context then just does not survive a restart of tsmd). Returns 0 and the new id in
- * *ret_id (may be NULL); -EINVAL for a bad token or uid, -EEXIST if the token names a
- * context already, -EMFILE if the table is full, -ENOSPC once ids run out, -ENOMEM.
+ * the fd is stored there under uid and reclaim_id (a failure to store is logged, not fatal:
+ * the context then just does not survive a restart of tsmd). Returns 0 and the new id in
+ * *ret_id (may be NULL); -EINVAL for a bad reclaim id or uid, -EEXIST if the reclaim id names
+ * a context already, -EMFILE if the table is full, -ENOSPC once ids run out, -ENOMEM.
  */
-int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *token,
+int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *reclaim_id,
                          uint32_t *ret_id);
 /* Adds a context handed back by the service manager under fdname (fdstore.h), taking fd: at
  * slot 0, with no vDevices, partial. -EINVAL if the name is not one of ours, else as _add(); one
- * refused as the table is full is taken out of the fd store too, or every start would hand it back. */
+ * refused as the table is full is taken out of the fd store too, or every start would hand it back.
+ * One under a legacy name (its token) is stored again under its reclaim id, and the old name
+ * taken out of the store. */
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id);
 
 /* Borrowed, valid until the context is removed; NULL if there is none. */
 MonitorContext *monitor_contexts_get(MonitorContexts *c, uint32_t id);
-MonitorContext *monitor_contexts_find_token(MonitorContexts *c, const char *token);
+MonitorContext *monitor_contexts_find_reclaim_id(MonitorContexts *c, const char *reclaim_id);
 /* The vDevice holding the physical device at pci_address (as the platform spells it), in any
  * context; NULL if none. Gone vDevices hold nothing. */
 MonitorVDevice *monitor_contexts_find_device(MonitorContexts *c, const char *pci_address,

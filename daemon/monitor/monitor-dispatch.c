@@ -264,12 +264,12 @@ static int check_new_context(MonitorDispatch *d, const struct tsm_priv_new_conte
                 VIOLATION(-EPERM, "new context for slot 0");
         if (n->uid == UINT32_MAX)
                 VIOLATION(-EBADMSG, "invalid uid");
-        if (!tsm_priv_check_string(n->token, sizeof(n->token)) || !monitor_token_is_valid(n->token))
-                VIOLATION(-EBADMSG, "reclaim token not 32 lowercase hex digits");
-        /* The worker makes tokens from 128 random bits: a repeat is no accident. Two fds under
-         * one name would leave the fd store together. */
-        if (monitor_contexts_find_token(d->contexts, n->token))
-                VIOLATION(-EPERM, "reclaim token names another context");
+        if (!tsm_priv_check_string(n->reclaim_id, sizeof(n->reclaim_id)) || !reclaim_hex_is_valid(n->reclaim_id))
+                VIOLATION(-EBADMSG, "reclaim id not 32 lowercase hex digits");
+        /* The worker derives ids from tokens of 128 random bits: a repeat is no accident. Two
+         * fds under one name would leave the fd store together. */
+        if (monitor_contexts_find_reclaim_id(d->contexts, n->reclaim_id))
+                VIOLATION(-EPERM, "reclaim id names another context");
         return 0;
 }
 
@@ -308,7 +308,7 @@ static int priv_open_context(MonitorDispatch *d, const PrivMessage *m, const voi
         copy = fcntl(iommufd, F_DUPFD_CLOEXEC, 3);
         if (copy < 0)
                 return reply(d, m, negative_errno(), 0, -EBADF);
-        r = monitor_contexts_add(d->contexts, TAKE_FD(iommufd), n->slot, n->uid, n->token, &id);
+        r = monitor_contexts_add(d->contexts, TAKE_FD(iommufd), n->slot, n->uid, n->reclaim_id, &id);
         if (r < 0)
                 return reply(d, m, r, 0, -EBADF);
 
@@ -334,7 +334,7 @@ static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const vo
                 log_debug_errno(r, "Refusing to adopt an fd of uid %" PRIu32 ": %m", n->uid);
                 return reply(d, m, r, 0, -EBADF);
         }
-        r = monitor_contexts_add(d->contexts, TAKE_FD(*fd), n->slot, n->uid, n->token, &id);
+        r = monitor_contexts_add(d->contexts, TAKE_FD(*fd), n->slot, n->uid, n->reclaim_id, &id);
         if (r < 0)
                 return reply(d, m, r, 0, -EBADF);
 
@@ -964,7 +964,7 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
                 tsm_priv_init(&rc, TSM_PRIV_RESTORED_CONTEXT, 0, 0);
                 rc.context = ctx->id;
                 rc.uid = (uint32_t) ctx->uid;
-                memcpy(rc.token, ctx->token, sizeof(ctx->token));
+                memcpy(rc.reclaim_id, ctx->reclaim_id, sizeof(ctx->reclaim_id));
                 rc.n_vdevices = (uint32_t) ctx->n_vdevices;
                 rc.partial = ctx->partial;
                 r = tsm_priv_send(channel, &rc, NULL, 0, -EBADF);

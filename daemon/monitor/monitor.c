@@ -614,15 +614,16 @@ int monitor_listen(Monitor *m) {
 
                 (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
                 /* An iommufd kept for us across a restart (fdstore.h). */
-                if (name && strneq(name, FDSTORE_PREFIX, strlen(FDSTORE_PREFIX))) {
+                if (fdstore_name_is_ours(name)) {
                         uint32_t id;
 
+                        /* SECURITY: not named in the log: an old-style name is a reclaim token. */
                         r = monitor_contexts_restore(m->contexts, fd, name, &id);
                         if (r == -EMFILE)
-                                log_warning("Dropping kept fd '%s': the monitor holds its maximum of %zu contexts "
-                                            "already.", name, monitor_contexts_get_max(m->contexts));
+                                log_warning("Dropping kept context fd %d: the monitor holds its maximum of %zu "
+                                            "contexts already.", fd, monitor_contexts_get_max(m->contexts));
                         else if (r < 0)
-                                log_warning_errno(r, "Ignoring kept fd '%s': %m", name);
+                                log_warning_errno(r, "Ignoring kept context fd %d: %m", fd);
                         continue;
                 }
                 r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);

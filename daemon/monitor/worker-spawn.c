@@ -104,8 +104,9 @@ int worker_dir_prepare(const char *dir, bool private_dir, uid_t uid, gid_t gid) 
                 /* While it is still ours: afterwards chmod() would take CAP_FOWNER. */
                 if ((st.st_mode & 07777) != want && st.st_uid == geteuid()) {
                         r = fd_chmod(fd, want);
-                        /* SECURITY: the names in a private directory are secrets (reclaim
-                         * tokens): not given to the worker while others may list them. */
+                        /* SECURITY: the names in a private directory may be secrets (reclaim
+                         * tokens, in files an older tsmd left): not given to the worker while
+                         * others may list them. */
                         if (r < 0 && private_dir)
                                 return r;
                         if (r >= 0)

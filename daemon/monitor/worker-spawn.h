@@ -17,8 +17,8 @@ int worker_user_lookup(const char *name, uid_t *ret_uid, gid_t *ret_gid);
 /* Makes dir (if missing, mode 0750) the worker's: owned by uid (uid:gid if it was not yet; the
  * group of a directory that was the worker's already stays), with owner rwx, and the regular
  * files in it too where root may look (an audit log written by an older, unseparated tsmd).
- * A private_dir (the context state, whose file names are reclaim tokens) is made (if missing)
- * 0700 and, if it is not the worker's yet, made exactly 0700 before it is given; one that is
+ * A private_dir (the context state, where an older tsmd named files by reclaim tokens) is made
+ * (if missing) 0700 and, if it is not the worker's yet, made exactly 0700 before it is given; one that is
  * the worker's already is left to the worker (context_store_prepare()), as changing its mode
  * would take CAP_FOWNER. Needs CAP_CHOWN only for a directory that is not the worker's yet,
  * and nothing for one tsmd.tmpfiles made: no CAP_DAC_OVERRIDE, which tsmd.service does not

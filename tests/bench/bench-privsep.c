@@ -169,7 +169,7 @@ static uint32_t worker_setup(int channel) {
                         die("monitor start", -EPROTO);
         tsm_priv_init(&open, TSM_PRIV_OPEN_CONTEXT, 0, 0);
         open.slot = 1;
-        memcpy(open.token, "0123456789abcdef0123456789abcdef", 32);
+        memcpy(open.reclaim_id, "0123456789abcdef0123456789abcdef", 32);
         reply = call(channel, &open, NULL, 0);
         tsm_priv_init(&attach, TSM_PRIV_ATTACH_VDEVICE, 0, 0);
         attach.slot = 1;

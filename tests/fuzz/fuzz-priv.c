@@ -193,13 +193,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 }
         }
 
-        /* Whatever the worker did, the table stays consistent: unique ids and tokens. */
+        /* Whatever the worker did, the table stays consistent: unique ids and reclaim ids. */
         MonitorContext *a;
 
         MONITOR_CONTEXTS_FOREACH(a, contexts) {
                 CHECK(a->id > 0 && a->fd >= 0);
                 CHECK(monitor_contexts_get(contexts, a->id) == a);
-                CHECK(monitor_contexts_find_token(contexts, a->token) == a);
+                CHECK(monitor_contexts_find_reclaim_id(contexts, a->reclaim_id) == a);
                 for (size_t i = 0; i < a->n_vdevices; i++) {
                         MonitorContext *holder = NULL;
                         CHECK(a->vdevices[i].id != 0);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <event2/event.h>
@@ -23,9 +24,13 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
-#define TOKEN_A "0123456789abcdef0123456789abcdef"
-#define TOKEN_B "fedcba9876543210fedcba9876543210"
-#define TOKEN_C "00000000000000000000000000000000"
+#define ID_A "0123456789abcdef0123456789abcdef"
+#define ID_B "fedcba9876543210fedcba9876543210"
+#define ID_C "00000000000000000000000000000000"
+/* Reclaim tokens, as a tsmd before reclaim ids named fd store entries by, and their ids. */
+#define TOKEN_L "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"
+#define ID_L "8b4ed76aac5ba5c555bbf28f7295c6b8" /* SHA-256(TOKEN_L), its first 128 bits */
+#define TOKEN_M "11111111111111111111111111111111"
 
 /* The harness ends each test with _exit(), which skips LeakSanitizer's exit check: run it here. */
 static void check_leaks(void) {
@@ -78,8 +83,8 @@ TEST(ids_and_lookup) {
         ASSERT_EQ(monitor_contexts_size(c), 0);
         ASSERT_NULL(monitor_contexts_next(c, NULL));
 
-        ASSERT_OK(monitor_contexts_add(c, pa.w, 5, 1000, TOKEN_A, &a));
-        ASSERT_OK(monitor_contexts_add(c, pb.w, 6, 1001, TOKEN_B, &b));
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 5, 1000, ID_A, &a));
+        ASSERT_OK(monitor_contexts_add(c, pb.w, 6, 1001, ID_B, &b));
         ASSERT_EQ(a, 1);
         ASSERT_EQ(b, 2);
         ASSERT_EQ(monitor_contexts_size(c), 2);
@@ -89,10 +94,10 @@ TEST(ids_and_lookup) {
         ASSERT_EQ(ctx->fd, pa.w);
         ASSERT_EQ(ctx->slot, 5);
         ASSERT_EQ(ctx->uid, 1000);
-        ASSERT_STREQ(ctx->token, TOKEN_A);
+        ASSERT_STREQ(ctx->reclaim_id, ID_A);
         ASSERT_FALSE(ctx->stored); /* no service manager */
-        ASSERT_TRUE(monitor_contexts_find_token(c, TOKEN_B) == monitor_contexts_get(c, b));
-        ASSERT_NULL(monitor_contexts_find_token(c, TOKEN_C));
+        ASSERT_TRUE(monitor_contexts_find_reclaim_id(c, ID_B) == monitor_contexts_get(c, b));
+        ASSERT_NULL(monitor_contexts_find_reclaim_id(c, ID_C));
         ASSERT_NULL(monitor_contexts_get(c, 0));
         ASSERT_NULL(monitor_contexts_get(c, 3));
 
@@ -107,7 +112,7 @@ TEST(ids_and_lookup) {
         ASSERT_TRUE(probe_closed(&pa));
         ASSERT_NULL(monitor_contexts_get(c, a));
         ASSERT_ERRNO(monitor_contexts_remove(c, p, a), ENOENT);
-        ASSERT_OK(monitor_contexts_add(c, pc.w, 7, 1002, TOKEN_A, &id));
+        ASSERT_OK(monitor_contexts_add(c, pc.w, 7, 1002, ID_A, &id));
         ASSERT_EQ(id, 3);
 
         /* The worker died: nobody holds anything. */
@@ -149,10 +154,10 @@ TEST(add_refused_closes_fd) {
         }
 
         Probe p = probe_new(), q = probe_new(), u = probe_new();
-        ASSERT_ERRNO(monitor_contexts_add(c, u.w, 1, (uid_t) -1, TOKEN_A, NULL), EINVAL);
+        ASSERT_ERRNO(monitor_contexts_add(c, u.w, 1, (uid_t) -1, ID_A, NULL), EINVAL);
         ASSERT_TRUE(probe_closed(&u));
-        ASSERT_OK(monitor_contexts_add(c, p.w, 1, 1000, TOKEN_A, NULL));
-        ASSERT_ERRNO(monitor_contexts_add(c, q.w, 2, 1001, TOKEN_A, NULL), EEXIST);
+        ASSERT_OK(monitor_contexts_add(c, p.w, 1, 1000, ID_A, NULL));
+        ASSERT_ERRNO(monitor_contexts_add(c, q.w, 2, 1001, ID_A, NULL), EEXIST);
         ASSERT_TRUE(probe_closed(&q));
         ASSERT_FALSE(probe_closed(&p));
         ASSERT_EQ(monitor_contexts_size(c), 1);
@@ -170,14 +175,23 @@ TEST(restore) {
         static const char *const bad[] = {
                 NULL,
                 "",
+                "ctxid.",
+                "ctxid.1000",
+                "ctxid.1000." ID_A "0",
+                "ctxid.1000." "0123456789ABCDEF0123456789abcdef",
+                "ctxid.-1." ID_A,
+                "ctxid.4294967295." ID_A,
+                "ctxid.x." ID_A,
+                "xyz.1000." ID_A,
+                "ctxid1000." ID_A,
+                /* The names a tsmd before this one gave, with the token in the id's place. */
                 "ctx.",
                 "ctx.1000",
-                "ctx.1000." TOKEN_A "0",
+                "ctx.1000." ID_A "0",
                 "ctx.1000." "0123456789ABCDEF0123456789abcdef",
-                "ctx.-1." TOKEN_A,
-                "ctx.4294967295." TOKEN_A,
-                "ctx.x." TOKEN_A,
-                "xyz.1000." TOKEN_A,
+                "ctx.-1." ID_A,
+                "ctx. 1." ID_A,
+                "ctx.4294967295." ID_A,
                 "varlink",
         };
         MonitorContext *ctx;
@@ -196,22 +210,38 @@ TEST(restore) {
         }
 
         Probe p = probe_new(), q = probe_new();
-        ASSERT_OK(monitor_contexts_restore(c, p.w, "ctx.1000." TOKEN_A, &id));
+        ASSERT_OK(monitor_contexts_restore(c, p.w, "ctxid.1000." ID_A, &id));
         ASSERT_EQ(id, 1);
         ctx = monitor_contexts_get(c, id);
         ASSERT_NOT_NULL(ctx);
         ASSERT_EQ(ctx->slot, TSM_PRIV_SLOT_WORKER);
         ASSERT_EQ(ctx->uid, 1000);
-        ASSERT_STREQ(ctx->token, TOKEN_A);
+        ASSERT_STREQ(ctx->reclaim_id, ID_A);
         ASSERT_TRUE(ctx->stored);
         ASSERT_EQ(ctx->n_vdevices, 0);
-        ASSERT_ERRNO(monitor_contexts_restore(c, q.w, "ctx.1001." TOKEN_A, NULL), EEXIST);
+        ASSERT_ERRNO(monitor_contexts_restore(c, q.w, "ctxid.1001." ID_A, NULL), EEXIST);
         ASSERT_TRUE(probe_closed(&q));
+
+        /* An old-style name: the context is known by its token's reclaim id, never the token. */
+        Probe l = probe_new(), l2 = probe_new();
+        ASSERT_OK(monitor_contexts_restore(c, l.w, "ctx.1002." TOKEN_L, &id));
+        ctx = monitor_contexts_get(c, id);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_EQ(ctx->uid, 1002);
+        ASSERT_STREQ(ctx->reclaim_id, ID_L);
+        ASSERT_TRUE(monitor_contexts_find_reclaim_id(c, ID_L) == ctx);
+        ASSERT_NULL(monitor_contexts_find_reclaim_id(c, TOKEN_L));
+        /* One name, old or new, is one context. */
+        ASSERT_ERRNO(monitor_contexts_restore(c, l2.w, "ctxid.1002." ID_L, NULL), EEXIST);
+        ASSERT_TRUE(probe_closed(&l2));
 
         c = monitor_contexts_free(c, true);
         ASSERT_TRUE(probe_closed(&p));
+        ASSERT_TRUE(probe_closed(&l));
         close(p.r);
         close(q.r);
+        close(l.r);
+        close(l2.r);
         check_leaks();
 }
 
@@ -242,21 +272,21 @@ TEST(max_contexts) {
         monitor_contexts_set_max(c, 2);
         ASSERT_EQ(monitor_contexts_get_max(c), 2);
 
-        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, TOKEN_A, &a));
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, ID_A, &a));
         ASSERT_FALSE(monitor_contexts_is_full(c));
-        ASSERT_OK(monitor_contexts_add(c, pb.w, 2, 1001, TOKEN_B, NULL));
+        ASSERT_OK(monitor_contexts_add(c, pb.w, 2, 1001, ID_B, NULL));
         ASSERT_TRUE(monitor_contexts_is_full(c));
 
         /* Full: refused, and the fd is not kept. A taken token is still told apart. */
-        ASSERT_ERRNO(monitor_contexts_add(c, pc.w, 3, 1002, TOKEN_C, NULL), EMFILE);
+        ASSERT_ERRNO(monitor_contexts_add(c, pc.w, 3, 1002, ID_C, NULL), EMFILE);
         ASSERT_TRUE(probe_closed(&pc));
-        ASSERT_ERRNO(monitor_contexts_restore(c, pr.w, "ctx.1002." TOKEN_C, NULL), EMFILE);
+        ASSERT_ERRNO(monitor_contexts_restore(c, pr.w, "ctxid.1002." ID_C, NULL), EMFILE);
         ASSERT_TRUE(probe_closed(&pr));
         ASSERT_EQ(monitor_contexts_size(c), 2);
 
         /* A context gone makes room. */
         ASSERT_OK(monitor_contexts_remove(c, p, a));
-        ASSERT_OK(monitor_contexts_add(c, pd.w, 3, 1002, TOKEN_C, &id));
+        ASSERT_OK(monitor_contexts_add(c, pd.w, 3, 1002, ID_C, &id));
         ASSERT_EQ(id, 3);
 
         /* Lowered below what it holds: none ends, none more comes. */
@@ -290,7 +320,7 @@ TEST(vdevices) {
         unsetenv("NOTIFY_SOCKET");
         ASSERT_NOT_NULL(dev);
         ASSERT_OK(monitor_contexts_new(&c));
-        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, TOKEN_A, &id));
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, ID_A, &id));
         ctx = monitor_contexts_get(c, id);
 
         ASSERT_ERRNO(monitor_context_add_vdevice(ctx, 0, "0000:01:00.0", NULL), EINVAL);
@@ -413,33 +443,62 @@ TEST(fdstore) {
         ASSERT_TRUE(fdstore_available());
         ASSERT_OK(monitor_contexts_new(&c));
 
-        /* A new context goes to the store under its owner and token. */
-        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, TOKEN_A, &a));
+        /* A new context goes to the store under its owner and reclaim id. */
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, ID_A, &a));
         ASSERT_TRUE(monitor_contexts_get(c, a)->stored);
-        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctx.1000." TOKEN_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_A);
         ASSERT_GE(fd, 0);
         close(fd); /* the store's copy */
-        ASSERT_OK(monitor_contexts_add(c, pb.w, 2, 1001, TOKEN_B, &b));
-        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctx.1001." TOKEN_B);
+        ASSERT_OK(monitor_contexts_add(c, pb.w, 2, 1001, ID_B, &b));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1001." ID_B);
         close(fd);
 
         /* A restored one is in the store already. */
-        ASSERT_OK(monitor_contexts_restore(c, pr.w, "ctx.1002." TOKEN_C, &r));
+        ASSERT_OK(monitor_contexts_restore(c, pr.w, "ctxid.1002." ID_C, &r));
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+
+        /* One a tsmd before this one stored under its token goes under its reclaim id, and the
+         * old name out of the store: first, as systemd drops a second copy of an fd it has. */
+        Probe pl = probe_new();
+        uint32_t l;
+        ASSERT_OK(monitor_contexts_restore(c, pl.w, "ctx.1004." TOKEN_L, &l));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1004." TOKEN_L);
+        ASSERT_EQ(fd, -1);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1004." ID_L);
+        ASSERT_GE(fd, 0);
+        {
+                struct stat st_fd, st_pipe;
+
+                /* The same pipe: the context's fd, not another. */
+                ASSERT_OK(fstat(fd, &st_fd));
+                ASSERT_OK(fstat(pl.r, &st_pipe));
+                ASSERT_EQ(st_fd.st_ino, st_pipe.st_ino);
+        }
+        close(fd);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_TRUE(monitor_contexts_get(c, l)->stored);
 
         /* Closing a context takes it out. */
         ASSERT_OK(monitor_contexts_remove(c, p, a));
-        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1000." TOKEN_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A);
         ASSERT_EQ(fd, -1);
 
         /* Restored past the maximum: dropped, and out of the store, or it would come back at
          * every start. */
         Probe po = probe_new();
         monitor_contexts_set_max(c, monitor_contexts_size(c));
-        ASSERT_ERRNO(monitor_contexts_restore(c, po.w, "ctx.1003." TOKEN_A, NULL), EMFILE);
+        ASSERT_ERRNO(monitor_contexts_restore(c, po.w, "ctxid.1003." ID_A, NULL), EMFILE);
         ASSERT_TRUE(probe_closed(&po));
-        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1003." TOKEN_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1003." ID_A);
         ASSERT_EQ(fd, -1);
+        close(po.r);
+        /* One under its token: out of the store by that name, and stored under none. */
+        po = probe_new();
+        ASSERT_ERRNO(monitor_contexts_restore(c, po.w, "ctx.1005." TOKEN_M, NULL), EMFILE);
+        ASSERT_TRUE(probe_closed(&po));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1005." TOKEN_M);
+        ASSERT_EQ(fd, -1);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
         close(po.r);
 
         /* Stopping to be restarted: the store keeps the rest. */
@@ -447,15 +506,16 @@ TEST(fdstore) {
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
         ASSERT_TRUE(probe_closed(&pb));
         ASSERT_TRUE(probe_closed(&pr));
+        ASSERT_TRUE(probe_closed(&pl));
 
         /* Stopping for good: out of the store, restored ones too. */
         Probe pb2 = probe_new(), pr2 = probe_new();
         ASSERT_OK(monitor_contexts_new(&c));
-        ASSERT_OK(monitor_contexts_restore(c, pb2.w, "ctx.1001." TOKEN_B, NULL));
-        ASSERT_OK(monitor_contexts_restore(c, pr2.w, "ctx.1002." TOKEN_C, NULL));
+        ASSERT_OK(monitor_contexts_restore(c, pb2.w, "ctxid.1001." ID_B, NULL));
+        ASSERT_OK(monitor_contexts_restore(c, pr2.w, "ctxid.1002." ID_C, NULL));
         c = monitor_contexts_free(c, false);
-        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1001." TOKEN_B);
-        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1002." TOKEN_C);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1001." ID_B);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1002." ID_C);
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
 
         notify_done(&n);
@@ -464,6 +524,7 @@ TEST(fdstore) {
         close(pa.r);
         close(pb.r);
         close(pr.r);
+        close(pl.r);
         close(pb2.r);
         close(pr2.r);
         check_leaks();

@@ -40,9 +40,9 @@
 
 #define DEV_A "0000:01:00.0" /* the emulated platform's default devices */
 #define DEV_B "0000:02:00.0"
-#define TOKEN_A "0123456789abcdef0123456789abcdef"
-#define TOKEN_B "fedcba9876543210fedcba9876543210"
-#define TOKEN_C "00112233445566778899aabbccddeeff"
+#define ID_A "0123456789abcdef0123456789abcdef"
+#define ID_B "fedcba9876543210fedcba9876543210"
+#define ID_C "00112233445566778899aabbccddeeff"
 #define SLOT 7U
 #define OTHER_SLOT 8U
 #define NIC "0000:01:00.0" /* the two-TSM fixture's: on tsm0 (SEV-TIO) */
@@ -208,7 +208,7 @@ static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *resto
         f->n_vdevices = 0;
         for (uint32_t i = 0; i < hello.n_restored; i++) {
                 receive(f, TSM_PRIV_RESTORED_CONTEXT, &restored[i], sizeof(restored[i]), NULL, NULL);
-                ASSERT_TRUE(tsm_priv_check_string(restored[i].token, sizeof(restored[i].token)));
+                ASSERT_TRUE(tsm_priv_check_string(restored[i].reclaim_id, sizeof(restored[i].reclaim_id)));
                 ASSERT_LE(restored[i].partial, 1u);
                 /* Each context's vDevices follow it, and name it. */
                 for (uint32_t j = 0; j < restored[i].n_vdevices; j++) {
@@ -429,18 +429,18 @@ static int expect_violation(Fixture *f, const void *msg, const char *type) {
 }
 
 static struct tsm_priv_new_context new_context_msg(uint32_t type, uint32_t slot, uint32_t uid,
-                                                   const char *token) {
+                                                   const char *reclaim_id) {
         struct tsm_priv_new_context m;
 
         tsm_priv_init(&m, type, 0, 0);
         m.slot = slot;
         m.uid = uid;
-        strcpy(m.token, token);
+        strcpy(m.reclaim_id, reclaim_id);
         return m;
 }
 
-static uint32_t open_context(Fixture *f, uint32_t slot, const char *token, int *ret_fd) {
-        struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_OPEN_CONTEXT, slot, 1000, token);
+static uint32_t open_context(Fixture *f, uint32_t slot, const char *reclaim_id, int *ret_fd) {
+        struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_OPEN_CONTEXT, slot, 1000, reclaim_id);
         Reply rep;
 
         ASSERT_OK(call(f, &m, &rep));
@@ -594,7 +594,7 @@ TEST(lifecycle) {
         Reply rep;
         int fd;
 
-        id = open_context(f, SLOT, TOKEN_A, &fd);
+        id = open_context(f, SLOT, ID_A, &fd);
         ASSERT_EQ(id, 1);
         ctx = monitor_contexts_get(f->contexts, id);
         ASSERT_NOT_NULL(ctx);
@@ -659,7 +659,7 @@ TEST(lifecycle) {
         ASSERT_NULL(monitor_contexts_get(f->contexts, id));
 
         /* Ids are not reused. */
-        ASSERT_EQ(open_context(f, SLOT, TOKEN_B, NULL), 2);
+        ASSERT_EQ(open_context(f, SLOT, ID_B, NULL), 2);
         fixture_free(f);
 }
 
@@ -702,7 +702,7 @@ TEST(status_ready_reload) {
         fixture_free(f);
 }
 
-#define TOKEN_D "ffeeddccbbaa99887766554433221100"
+#define ID_D "ffeeddccbbaa99887766554433221100"
 
 TEST(answers_not_violations) {
         Fixture *f = fixture();
@@ -713,8 +713,8 @@ TEST(answers_not_violations) {
         Reply rep;
         int p[2], fd;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
-        b = open_context(f, OTHER_SLOT, TOKEN_B, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
+        b = open_context(f, OTHER_SLOT, ID_B, NULL);
 
         /* Unknown devices: hotplug races. */
         ASSERT_ERRNO(attach(f, SLOT, a, 1, "0000:7f:00.0", NULL), ENODEV);
@@ -730,7 +730,7 @@ TEST(answers_not_violations) {
         /* Adopting what is not an iommufd. */
         ASSERT_OK(pipe2(p, O_CLOEXEC));
         {
-                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, TOKEN_C);
+                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
                 ASSERT_ERRNO(call_full(f, &m, NULL, 0, p[0], &rep), EBADF);
                 ASSERT_EQ(rep.fd, -1);
         }
@@ -739,13 +739,13 @@ TEST(answers_not_violations) {
         ASSERT_EQ(monitor_contexts_size(f->contexts), 2);
 
         /* Adopting what the monitor hands out (here the emulated stand-in) works. */
-        c = open_context(f, SLOT, TOKEN_C, &fd);
+        c = open_context(f, SLOT, ID_C, &fd);
         {
                 struct tsm_priv_context m = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, c);
                 ASSERT_OK(call(f, &m, &rep));
         }
         {
-                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1001, TOKEN_D);
+                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1001, ID_D);
                 ASSERT_OK(call_full(f, &m, NULL, 0, fd, &rep));
                 ASSERT_EQ(rep.fd, -1); /* the client has it already */
                 ASSERT_EQ(rep.r.value, c + 1);
@@ -824,7 +824,7 @@ TEST(stop_cancels_requests) {
         uint32_t id;
         size_t len;
 
-        id = open_context(f, SLOT, TOKEN_A, NULL);
+        id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
         for (int i = 0; i < 3; i++) {
@@ -857,8 +857,8 @@ TEST(reclaim_after_restart) {
         Reply rep;
         int fa, fd;
 
-        a = open_context(f, SLOT, TOKEN_A, &fa);
-        b = open_context(f, OTHER_SLOT, TOKEN_B, NULL);
+        a = open_context(f, SLOT, ID_A, &fa);
+        b = open_context(f, OTHER_SLOT, ID_B, NULL);
         ASSERT_OK(attach(f, SLOT, a, 3, DEV_A, NULL));
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 3, NULL));
 
@@ -875,9 +875,9 @@ TEST(reclaim_after_restart) {
         ASSERT_EQ(f->hello.previous_status, SIGSEGV);
         ASSERT_EQ(restored[0].context, a);
         ASSERT_EQ(restored[0].uid, 1000);
-        ASSERT_STREQ(restored[0].token, TOKEN_A);
+        ASSERT_STREQ(restored[0].reclaim_id, ID_A);
         ASSERT_EQ(restored[1].context, b);
-        ASSERT_STREQ(restored[1].token, TOKEN_B);
+        ASSERT_STREQ(restored[1].reclaim_id, ID_B);
         /* With the vDevices as the monitor has them, the bind included. */
         ASSERT_EQ(restored[0].n_vdevices, 1u);
         ASSERT_EQ(restored[0].partial, 0u);
@@ -938,14 +938,14 @@ TEST(restart_tells_the_monitors_vdevices) {
         uint32_t a, b;
         int p[2];
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, a, 3, DEV_A, NULL));
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 3, NULL));
         ASSERT_OK(attach(f, SLOT, a, 4, DEV_B, NULL));
         monitor_contexts_device_gone(f->contexts, DEV_B);
         /* As the fd store hands one back to a new tsmd: no vDevices known. */
         ASSERT_OK(pipe2(p, O_CLOEXEC));
-        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." TOKEN_B, &b));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." ID_B, &b));
         close(p[0]);
 
         worker_stop(f);
@@ -989,7 +989,7 @@ TEST(bind_in_flight) {
         uint32_t a, value;
         Reply rep;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ctx = monitor_contexts_get(f->contexts, a);
         ASSERT_OK(attach(f, SLOT, a, 3, DEV_A, NULL));
 
@@ -1059,7 +1059,7 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         uint32_t a;
         Reply rep;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ctx = monitor_contexts_get(f->contexts, a);
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         ASSERT_OK(attach(f, SLOT, a, 22, GPU, NULL));
@@ -1127,7 +1127,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         MonitorContext *ctx;
         Reply rep;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ctx = monitor_contexts_get(f->contexts, a);
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         fake_kernel_hold(true);
@@ -1195,7 +1195,7 @@ TEST(disconnect_refused_while_assigned) {
         struct tsm_priv_restored_context restored[1];
         uint32_t a;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, a, 3, NIC, NULL));
         ASSERT_ERRNO(disconnect(f, NIC), EBUSY);
         worker_stop(f);
@@ -1220,7 +1220,7 @@ TEST(device_state_only_where_emulated_serves) {
         uint32_t a;
         Reply rep;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ctx = monitor_contexts_get(f->contexts, a);
         ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 1, NULL));
@@ -1255,7 +1255,7 @@ TEST(detach_fails_requests_in_flight) {
         FakeKernelCall calls[4];
         Reply rep;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         fake_kernel_hold(true);
         for (unsigned i = 0; i < 2; i++) {
@@ -1316,7 +1316,7 @@ TEST(worker_not_reading_is_stalled) {
         Reply rep;
 
         ASSERT_NOT_NULL(req);
-        id = open_context(f, SLOT, TOKEN_A, NULL);
+        id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
         ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(device(f, DEV_A)), EMU_VENDOR_ID_DEFAULT,
                                               EMU_DEBUG_OP_MEM_READ, 0, EMU_DEBUG_MEM_XFER_MAX, NULL, req,
@@ -1394,7 +1394,7 @@ TEST(changes_are_bounded) {
         uint32_t a, settle_cookie;
         Reply rep;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
         v = monitor_context_find_vdevice(monitor_contexts_get(f->contexts, a), 1);
 
@@ -1455,7 +1455,7 @@ TEST(opt_in_scopes_gated) {
         uint32_t id;
         Reply rep;
 
-        id = open_context(f, SLOT, TOKEN_A, NULL);
+        id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
         ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(device(f, DEV_A)), EMU_VENDOR_ID_DEFAULT,
@@ -1502,7 +1502,7 @@ TEST(close_orphan) {
         uint32_t a;
         Reply rep;
 
-        a = open_context(f, SLOT, TOKEN_A, NULL);
+        a = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, a, 3, DEV_A, NULL));
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 3, NULL));
         worker_stop(f);
@@ -1525,7 +1525,7 @@ TEST(request_limit) {
         size_t len, sent = 0;
         Reply rep;
 
-        id = open_context(f, SLOT, TOKEN_A, NULL);
+        id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
 
@@ -1563,7 +1563,7 @@ TEST(request_limit) {
 /* SECURITY: the monitor holds no more contexts than its maximum (each is an fd, and it needs
  * some to start the next worker): past it OPEN_CONTEXT and ADOPT_CONTEXT are answered -EMFILE,
  * as an honest worker may ask, with nothing opened or kept; one iommufd adopted again and again
- * under fresh tokens counts each time. HELLO tells the worker the maximum. */
+ * under fresh reclaim ids counts each time. HELLO tells the worker the maximum. */
 TEST(contexts_bounded) {
         Fixture *f = fixture();
         struct tsm_priv_new_context m;
@@ -1579,16 +1579,16 @@ TEST(contexts_bounded) {
         ASSERT_EQ(worker_start(f, NULL, 0), 0);
         ASSERT_EQ(f->hello.max_contexts, 2);
 
-        a = open_context(f, SLOT, TOKEN_A, &fa);
-        m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, OTHER_SLOT, 1000, TOKEN_B);
+        a = open_context(f, SLOT, ID_A, &fa);
+        m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, OTHER_SLOT, 1000, ID_B);
         ASSERT_OK(call_full(f, &m, NULL, 0, fa, &rep));
         fds = count_fds();
 
         for (unsigned i = 0; i < 3; i++) {
-                m = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, TOKEN_C);
+                m = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, ID_C);
                 ASSERT_ERRNO(call(f, &m, &rep), EMFILE);
                 ASSERT_EQ(rep.fd, -1);
-                m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, TOKEN_C);
+                m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
                 ASSERT_ERRNO(call_full(f, &m, NULL, 0, fa, &rep), EMFILE);
                 ASSERT_EQ(rep.fd, -1);
         }
@@ -1598,7 +1598,7 @@ TEST(contexts_bounded) {
         /* A context closed makes room again, for the same worker. */
         c = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, a);
         ASSERT_OK(call(f, &c, &rep));
-        open_context(f, SLOT, TOKEN_C, NULL);
+        open_context(f, SLOT, ID_C, NULL);
         close(fa);
         fixture_free(f);
 }
@@ -1652,7 +1652,7 @@ TEST(violation_shape) {
                 const char *c = cases[i];
                 int r = 0;
 
-                *n = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, TOKEN_A);
+                *n = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, ID_A);
                 if (streq(c, "short")) {
                         tsm_priv_init(raw, TSM_PRIV_READY, 0, 0);
                         h->size = sizeof(struct tsm_priv_ready) - 1;
@@ -1662,7 +1662,7 @@ TEST(violation_shape) {
                         r = expect_violation_full(f, raw, 1, -EBADF, "unknown");
                         ASSERT_EQ(r, -EBADMSG);
                         /* min_size - 1, as the header says and as it came. */
-                        *n = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, TOKEN_A);
+                        *n = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, ID_A);
                         h->size = sizeof(*n) - 1;
                         r = expect_violation_full(f, raw, sizeof(*n) - 1, -EBADF, "OPEN_CONTEXT");
                         ASSERT_EQ(r, -EBADMSG);
@@ -1742,16 +1742,16 @@ TEST(violation_shape) {
 }
 
 /* Sends an OPEN_CONTEXT or ADOPT_CONTEXT that must be refused, with an fd for ADOPT. */
-static void new_context_violation(uint32_t type, uint32_t slot, uint32_t uid, const char *token,
-                                  size_t token_len) {
+static void new_context_violation(uint32_t type, uint32_t slot, uint32_t uid, const char *reclaim_id,
+                                  size_t reclaim_id_len) {
         Fixture *f = fixture();
-        struct tsm_priv_new_context m = new_context_msg(type, slot, uid, TOKEN_A);
+        struct tsm_priv_new_context m = new_context_msg(type, slot, uid, ID_A);
         int fd;
 
-        memset(m.token, 0, sizeof(m.token));
-        memcpy(m.token, token, token_len);
-        /* A context under TOKEN_B, whose fd is a valid one to adopt. */
-        open_context(f, SLOT, TOKEN_B, &fd);
+        memset(m.reclaim_id, 0, sizeof(m.reclaim_id));
+        memcpy(m.reclaim_id, reclaim_id, reclaim_id_len);
+        /* A context under ID_B, whose fd is a valid one to adopt. */
+        open_context(f, SLOT, ID_B, &fd);
         expect_violation_full(f, &m, sizeof(m), type == TSM_PRIV_ADOPT_CONTEXT ? fd : -EBADF,
                               tsm_priv_type_to_string(type));
         ASSERT_EQ(monitor_contexts_size(f->contexts), 1);
@@ -1764,18 +1764,18 @@ TEST(violation_new_context) {
 
         for (size_t i = 0; i < ELEMENTSOF(types); i++) {
                 /* Slot 0 is the worker's own. */
-                new_context_violation(types[i], TSM_PRIV_SLOT_WORKER, 1000, TOKEN_A, 32);
-                new_context_violation(types[i], SLOT, UINT32_MAX, TOKEN_A, 32);
-                /* Tokens: exactly 32 lowercase hex digits, NUL-terminated, zero after. */
+                new_context_violation(types[i], TSM_PRIV_SLOT_WORKER, 1000, ID_A, 32);
+                new_context_violation(types[i], SLOT, UINT32_MAX, ID_A, 32);
+                /* Reclaim ids: exactly 32 lowercase hex digits, NUL-terminated, zero after. */
                 new_context_violation(types[i], SLOT, 1000, "0123456789ABCDEF0123456789abcdef", 32);
-                new_context_violation(types[i], SLOT, 1000, TOKEN_A, 31);
-                new_context_violation(types[i], SLOT, 1000, TOKEN_A "0", 33);
+                new_context_violation(types[i], SLOT, 1000, ID_A, 31);
+                new_context_violation(types[i], SLOT, 1000, ID_A "0", 33);
                 new_context_violation(types[i], SLOT, 1000, "0123456789abcdef0123456789abcdeg", 32);
                 new_context_violation(types[i], SLOT, 1000, "", 0);
-                new_context_violation(types[i], SLOT, 1000, TOKEN_A "\0x", 34);
-                new_context_violation(types[i], SLOT, 1000, TOKEN_A "0123456789", TSM_PRIV_TOKEN_MAX);
-                /* A token already in use. */
-                new_context_violation(types[i], SLOT, 1000, TOKEN_B, 32);
+                new_context_violation(types[i], SLOT, 1000, ID_A "\0x", 34);
+                new_context_violation(types[i], SLOT, 1000, ID_A "0123456789", TSM_PRIV_RECLAIM_ID_MAX);
+                /* A reclaim id already in use. */
+                new_context_violation(types[i], SLOT, 1000, ID_B, 32);
         }
 }
 
@@ -1798,8 +1798,8 @@ TEST(violation_out_of_state) {
                 uint8_t req[TSM_PRIV_PAYLOAD_MAX];
                 uint32_t a, b;
 
-                a = open_context(f, SLOT, TOKEN_A, NULL);
-                b = open_context(f, OTHER_SLOT, TOKEN_B, NULL);
+                a = open_context(f, SLOT, ID_A, NULL);
+                b = open_context(f, OTHER_SLOT, ID_B, NULL);
                 ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
                 memset(req, 0, sizeof(req));
 

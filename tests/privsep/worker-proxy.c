@@ -377,7 +377,7 @@ static ssize_t receive_datagram(int fd, int *fds, size_t *ret_n_fds) {
         return n;
 }
 
-/* "flood-contexts": OPEN_CONTEXT under fresh tokens, on behalf of the last client seen, until the
+/* "flood-contexts": OPEN_CONTEXT under fresh reclaim ids, on behalf of the last client seen, until the
  * monitor refuses one: what a compromised worker does to take every fd the monitor has. The
  * replies and their fds are the proxy's (it closes them: the monitor keeps its own reference);
  * whatever else comes from the monitor meanwhile goes on to the worker. */
@@ -392,7 +392,7 @@ static void inject_flood(int worker) {
                 tsm_priv_init(&m, TSM_PRIV_OPEN_CONTEXT, INJECT_COOKIE + i, 0);
                 m.slot = last_slot;
                 m.uid = 0;
-                snprintf(m.token, sizeof(m.token), "f100d000%08x%016x", i, 0U);
+                snprintf(m.reclaim_id, sizeof(m.reclaim_id), "f100d000%08x%016x", i, 0U);
                 r = send_datagram(MONITOR, &m, sizeof(m), NULL, 0);
                 if (r < 0) {
                         plog("flood: sending failed after %u contexts: %s", n_opened, strerror(-r));

@@ -7,6 +7,7 @@
  * back; stale and foreign reclaims are refused.
  */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -24,6 +25,7 @@
 #include "harness.h"
 #include "json-util.h"
 #include "platform-test-util.h"
+#include "sha256.h"
 #include "sysfs-fixture.h"
 #include "varlink-client.h"
 
@@ -40,6 +42,7 @@ typedef struct Manager {
         int stored_fd;
         char stored_name[128];
         bool store_removed;
+        char removed_name[128]; /* the last FDSTOREREMOVE's FDNAME */
         /* tsmd's stderr, appended across its starts (empty: the test's own stderr). */
         char log[160];
 } Manager;
@@ -180,6 +183,7 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                 struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
                                      .msg_controllen = sizeof(control) };
                 struct pollfd p = { .fd = m->notify_fd, .events = POLLIN };
+                bool remove = false;
                 int fd = -1;
                 ssize_t k;
 
@@ -208,8 +212,16 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                                 m->stored_fd = fd;
                                 fd = -1;
                                 snprintf(m->stored_name, sizeof(m->stored_name), "%s", line + 7);
+                        } else if (strneq(line, "FDNAME=", 7) && remove) {
+                                /* As systemd: what is stored under the name leaves the store. */
+                                snprintf(m->removed_name, sizeof(m->removed_name), "%s", line + 7);
+                                if (m->stored_fd >= 0 && streq(m->stored_name, line + 7)) {
+                                        close(m->stored_fd);
+                                        m->stored_fd = -1;
+                                        m->stored_name[0] = 0;
+                                }
                         } else if (streq(line, "FDSTOREREMOVE=1"))
-                                m->store_removed = true;
+                                m->store_removed = remove = true;
                 }
                 if (fd >= 0)
                         close(fd);
@@ -285,6 +297,58 @@ static ino_t inode_of(int fd) {
 
         ASSERT_OK(fstat(fd, &st));
         return st.st_ino;
+}
+
+static char *read_text(Manager *m, const char *name);
+
+/* The name a context is kept under (fdstore.h): the first 128 bits of SHA-256 over its
+ * reclaim token's text, in hex. Written out here, not taken from tsmd, to pin it down. */
+static void reclaim_id_of(const char *token, char ret[static 33]) {
+        uint8_t d[SHA256_DIGEST_SIZE];
+
+        sha256(token, strlen(token), d);
+        for (size_t i = 0; i < 16; i++)
+                snprintf(ret + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Neither the fd store nor the state directory names a context by its token, nor does any state
+ * file or tsmd's log (where captured) hold it; the context's state is under its reclaim id. */
+static void expect_token_hidden(Manager *m, const char *token) {
+        _cleanup_free_ char *log = NULL;
+        char id[33], path[PATH_MAX], want[128];
+        bool found = false;
+        struct dirent *de;
+        DIR *d;
+
+        reclaim_id_of(token, id);
+        if (m->stored_fd >= 0) {
+                snprintf(want, sizeof(want), "ctxid.%u.%s", (unsigned) getuid(), id);
+                ASSERT_STREQ(m->stored_name, want);
+        }
+        ASSERT_NULL(strstr(m->stored_name, token));
+
+        snprintf(path, sizeof(path), "%s/state", m->dir);
+        d = opendir(path);
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *text = NULL;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (strstr(de->d_name, token))
+                        TEST_FAIL("state file '%s' is named by the token", de->d_name);
+                snprintf(path, sizeof(path), "state/%s", de->d_name);
+                text = read_text(m, path);
+                ASSERT_NULL(strstr(text, token));
+                snprintf(want, sizeof(want), "%s.state", id);
+                found = found || streq(de->d_name, want);
+        }
+        closedir(d);
+        ASSERT_TRUE(found);
+        if (m->log[0]) {
+                log = read_text(m, "tsmd.log");
+                ASSERT_NULL(strstr(log, token));
+        }
 }
 
 TEST(notify_and_watchdog) {
@@ -466,7 +530,7 @@ TEST(context_survives_restart) {
         manager_wait(&m, has_stored, 5000);
         ASSERT_TRUE(m.stored_fd >= 0);
         ASSERT_EQ(inode_of(m.stored_fd), ino);
-        ASSERT_NOT_NULL(strstr(m.stored_name, token));
+        expect_token_hidden(&m, token);
 
         /* tsmd crashes; the client notices; the service manager restarts tsmd with the fds. */
         kill(m.pid, SIGKILL);
@@ -995,7 +1059,7 @@ static void expect_vdevice_at(Manager *m, VarlinkClient *c, int64_t ctx, int64_t
  */
 TEST(a_forged_state_file_trips_no_worker) {
         _cleanup_free_ char *state = NULL;
-        char token[64], path[PATH_MAX], params[128];
+        char token[64], id[33], path[PATH_MAX], params[128];
         VarlinkClient *c;
         json_object *reply;
         int64_t ctx;
@@ -1009,8 +1073,9 @@ TEST(a_forged_state_file_trips_no_worker) {
         manager_start_ready(&m);
         c = connect_client(&m);
         open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound */
+        reclaim_id_of(token, id);
 
-        snprintf(path, sizeof(path), "%s/state/%s.state", m.dir, token);
+        snprintf(path, sizeof(path), "%s/state/%s.state", m.dir, id);
         f = fopen(path, "we");
         ASSERT_NOT_NULL(f);
         fprintf(f, "[Context]\nUid=%u\nVDevice=5 0000:02:00.0 bound\nVDevice=9 0000:02:00.0 unbound\n",
@@ -1022,7 +1087,7 @@ TEST(a_forged_state_file_trips_no_worker) {
         ASSERT_TRUE(log_contains(&m, "which the monitor does not have; dropping it"));
 
         /* The file is right again before anyone reclaims: a later worker finds nothing stale. */
-        snprintf(path, sizeof(path), "state/%s.state", token);
+        snprintf(path, sizeof(path), "state/%s.state", id);
         state = read_text(&m, path);
         ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:01:00.0 bound\n"));
         ASSERT_NULL(strstr(state, "0000:02:00.0"));
@@ -1053,7 +1118,7 @@ TEST(a_forged_state_file_trips_no_worker) {
  */
 TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         _cleanup_free_ char *state = NULL;
-        char token[64], path[PATH_MAX], params[128];
+        char token[64], id[33], path[PATH_MAX], params[128];
         VarlinkClient *c;
         json_object *reply;
         int64_t ctx;
@@ -1067,6 +1132,7 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         c = connect_client(&m);
         reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
         snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
+        reclaim_id_of(token, id);
         safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
         call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
 
@@ -1075,7 +1141,7 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
         call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:02:00.0\"}");
         ASSERT_TRUE(log_contains(&m, "Failed to save the state of a context"));
-        snprintf(path, sizeof(path), "state/%s.state", token);
+        snprintf(path, sizeof(path), "state/%s.state", id);
         state = read_text(&m, path);
         ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:01:00.0 unbound\n"));
         free(state);
@@ -1085,7 +1151,7 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         ASSERT_OK(chmod(path, 0700));
         (void) crash_worker(&m);
         varlink_client_free(c);
-        snprintf(path, sizeof(path), "state/%s.state", token);
+        snprintf(path, sizeof(path), "state/%s.state", id);
         state = read_text(&m, path);
         ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:02:00.0 unbound\n"));
         ASSERT_NULL(strstr(state, "0000:01:00.0"));
@@ -1097,6 +1163,118 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         call_ok(c, "io.tsmd.Guest.Bind", params);
         varlink_client_free(c);
         ASSERT_FALSE(log_contains(&m, "Compromised worker"));
+        stop(&m);
+}
+
+/* ---- reclaim tokens are no names ---------------------------------------------------------------- */
+
+/* Reclaims the context under token on c and checks that its vDevice 5 is still bound. */
+static void reclaim_bound(VarlinkClient *c, const char *token) {
+        char params[128];
+        json_object *reply;
+        int64_t ctx;
+
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+        ASSERT_STREQ(json_get_string(reply, "state"), "config_locked");
+}
+
+/*
+ * SECURITY: any local user may list a service's fd store (DumpFileDescriptorStore is
+ * unprivileged from systemd 254), so a context is kept under its reclaim id, never its token:
+ * the fd store name and the state file's are the id, and neither the file nor tsmd's log holds
+ * the token. So it stays through restarts of the worker and of tsmd, which find the context by
+ * the token's id.
+ */
+TEST(a_context_is_named_by_its_reclaim_id_not_its_token) {
+        char token[64];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to read the worker's state directory");
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token);
+        manager_wait(&m, has_stored, 5000);
+        ASSERT_TRUE(m.stored_fd >= 0);
+        expect_token_hidden(&m, token);
+
+        (void) crash_worker(&m);
+        varlink_client_free(c); /* after the crash: hanging up would release the context */
+        expect_token_hidden(&m, token);
+        crash_and_restart(&m);
+        expect_token_hidden(&m, token);
+
+        c = connect_client(&m);
+        reclaim_bound(c, token);
+        expect_token_hidden(&m, token);
+        varlink_client_free(c);
+        stop(&m);
+}
+
+/*
+ * An upgrade from a tsmd that named contexts by their tokens: the fd store hands the new one
+ * ctx.<uid>.<token>, and the state directory has <token>.state. The monitor takes the old name
+ * out of the store and stores the fd under the token's reclaim id, the worker renames the file,
+ * and the VMM reclaims its context with its token as before, its vDevice (known from the file
+ * alone after a restart of tsmd) bound; and again after the next restart.
+ */
+TEST(an_upgrade_renames_what_was_named_by_a_token) {
+        char token[64], id[33], legacy[128], from[PATH_MAX], to[PATH_MAX];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to plant the worker's state file");
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound */
+        reclaim_id_of(token, id);
+        manager_wait(&m, has_stored, 5000);
+        ASSERT_TRUE(m.stored_fd >= 0);
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
+        varlink_client_free(c);
+
+        /* What a tsmd before reclaim ids leaves: the fd and the state file under the token. */
+        snprintf(legacy, sizeof(legacy), "ctx.%u.%s", (unsigned) getuid(), token);
+        snprintf(m.stored_name, sizeof(m.stored_name), "%s", legacy);
+        snprintf(from, sizeof(from), "%s/state/%s.state", m.dir, id);
+        snprintf(to, sizeof(to), "%s/state/%s.state", m.dir, token);
+        ASSERT_OK(rename(from, to));
+        m.store_removed = false;
+
+        /* The old name leaves the store, and the fd comes back under the new one (in this
+         * order: systemd keeps no second copy of an fd it has). */
+        manager_start_ready(&m);
+        ASSERT_TRUE(m.store_removed);
+        ASSERT_STREQ(m.removed_name, legacy);
+        ASSERT_TRUE(m.stored_fd >= 0);
+        expect_token_hidden(&m, token);
+        ASSERT_TRUE(log_contains(&m, "Renamed the old-style state file"));
+
+        c = connect_client(&m);
+        reclaim_bound(c, token);
+        expect_token_hidden(&m, token);
+
+        /* The next tsmd finds it under the new names alone. */
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
+        varlink_client_free(c);
+        m.store_removed = false;
+        manager_start_ready(&m);
+        ASSERT_FALSE(m.store_removed);
+        c = connect_client(&m);
+        reclaim_bound(c, token);
+        expect_token_hidden(&m, token);
+        varlink_client_free(c);
         stop(&m);
 }
 

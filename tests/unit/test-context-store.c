@@ -2,8 +2,9 @@
 /*
  * The context state kept for restarts (daemon/context-store.c): the owner (uid, and gid and pid
  * where known) and vDevices bound, unbound and changing round-trip; a damaged file is refused
- * as a whole, a missing one is -ENOENT; what earlier versions wrote still loads; state goes
- * only into a directory nobody else may list (the names are tokens), each file 0600.
+ * as a whole, a missing one is -ENOENT; what earlier versions wrote still loads, and a file an
+ * earlier version named by its reclaim token is found by the reclaim id and renamed; state
+ * goes only into a directory nobody else may list, each file 0600.
  */
 
 #include <fcntl.h>
@@ -15,7 +16,11 @@
 #include "context-store.h"
 #include "harness.h"
 
-#define TOKEN "0123456789abcdef0123456789abcdef"
+#define ID "0123456789abcdef0123456789abcdef" /* a reclaim id */
+/* Reclaim tokens, and the reclaim id of the first: SHA-256(TOKEN_L), its first 128 bits. */
+#define TOKEN_L "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"
+#define ID_L "8b4ed76aac5ba5c555bbf28f7295c6b8"
+#define TOKEN_M "11111111111111111111111111111111"
 
 static char dir[] = "/tmp/test-context-store-XXXXXX";
 
@@ -23,7 +28,7 @@ static void write_state(const char *text) {
         char path[256];
         FILE *f;
 
-        snprintf(path, sizeof(path), "%s/" TOKEN ".state", dir);
+        snprintf(path, sizeof(path), "%s/" ID ".state", dir);
         f = fopen(path, "we");
         ASSERT_NOT_NULL(f);
         fputs(text, f);
@@ -42,9 +47,9 @@ TEST(round_trip) {
         size_t n = 0;
 
         ASSERT_NOT_NULL(mkdtemp(dir));
-        ASSERT_OK(context_store_save(dir, TOKEN, &(StoredOwner){ .uid = 1000, .gid = 1001, .pid = 4242 }, saved,
+        ASSERT_OK(context_store_save(dir, ID, &(StoredOwner){ .uid = 1000, .gid = 1001, .pid = 4242 }, saved,
                                      ELEMENTSOF(saved)));
-        ASSERT_OK(context_store_load(dir, TOKEN, &owner, &v, &n));
+        ASSERT_OK(context_store_load(dir, ID, &owner, &v, &n));
         ASSERT_EQ(owner.uid, 1000U);
         ASSERT_EQ(owner.gid, 1001U);
         ASSERT_EQ(owner.pid, 4242);
@@ -58,17 +63,17 @@ TEST(round_trip) {
         free(v);
 
         /* A gid and pid not known (a context restored from an older file) stay unknown. */
-        ASSERT_OK(context_store_save(dir, TOKEN, &(StoredOwner){ .uid = 0, .gid = (gid_t) -1 }, NULL, 0));
-        ASSERT_OK(context_store_load(dir, TOKEN, &owner, &v, &n));
+        ASSERT_OK(context_store_save(dir, ID, &(StoredOwner){ .uid = 0, .gid = (gid_t) -1 }, NULL, 0));
+        ASSERT_OK(context_store_load(dir, ID, &owner, &v, &n));
         ASSERT_EQ(owner.uid, 0U);
         ASSERT_EQ(owner.gid, (gid_t) -1);
         ASSERT_EQ(owner.pid, 0);
         ASSERT_EQ(n, 0U);
         free(v);
 
-        ASSERT_OK(context_store_remove(dir, TOKEN));
-        ASSERT_ERRNO(context_store_load(dir, TOKEN, &owner, &v, &n), ENOENT);
-        ASSERT_OK(context_store_remove(dir, TOKEN));
+        ASSERT_OK(context_store_remove(dir, ID));
+        ASSERT_ERRNO(context_store_load(dir, ID, &owner, &v, &n), ENOENT);
+        ASSERT_OK(context_store_remove(dir, ID));
         ASSERT_OK(rmdir(dir));
 }
 
@@ -104,12 +109,12 @@ TEST(damaged_files_are_refused) {
         ASSERT_NOT_NULL(mkdtemp(dir));
         for (size_t i = 0; i < ELEMENTSOF(damaged); i++) {
                 write_state(damaged[i]);
-                ASSERT_ERRNO(context_store_load(dir, TOKEN, &owner, &v, &n), EBADMSG);
+                ASSERT_ERRNO(context_store_load(dir, ID, &owner, &v, &n), EBADMSG);
                 ASSERT_NULL(v);
         }
         /* What the previous versions wrote still loads (no changing, no gid or pid: not known). */
         write_state("[Context]\nUid=5\nVDevice=7 0000:01:00.0 bound\nVDevice=8 0000:02:00.0 unbound\n");
-        ASSERT_OK(context_store_load(dir, TOKEN, &owner, &v, &n));
+        ASSERT_OK(context_store_load(dir, ID, &owner, &v, &n));
         ASSERT_EQ(owner.uid, 5U);
         ASSERT_EQ(owner.gid, (gid_t) -1);
         ASSERT_EQ(owner.pid, 0);
@@ -117,7 +122,7 @@ TEST(damaged_files_are_refused) {
         ASSERT_TRUE(v[0].bound && !v[0].changing);
         ASSERT_TRUE(!v[1].bound && !v[1].changing);
         free(v);
-        ASSERT_OK(context_store_remove(dir, TOKEN));
+        ASSERT_OK(context_store_remove(dir, ID));
         ASSERT_OK(rmdir(dir));
 }
 
@@ -132,8 +137,9 @@ static mode_t mode_of(const char *path) {
         return st.st_mode & 07777;
 }
 
-/* The file names are reclaim tokens: state is kept only in a directory of the caller's that
- * nobody else may list, which context_store_prepare() makes so, and each file is 0600. */
+/* State is kept only in a directory of the caller's that nobody else may list, which
+ * context_store_prepare() makes so (files an earlier version left there are named by reclaim
+ * tokens), and each file is 0600. */
 TEST(state_is_private) {
         const StoredOwner owner = { .uid = 1000, .gid = (gid_t) -1 };
         char path[256], tmp[256 + 4], sub[256];
@@ -144,16 +150,16 @@ TEST(state_is_private) {
         int fd;
 
         ASSERT_NOT_NULL(mkdtemp(dir));
-        snprintf(path, sizeof(path), "%s/" TOKEN ".state", dir);
+        snprintf(path, sizeof(path), "%s/" ID ".state", dir);
         snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 
         /* Readable by others: nothing written until it is made private. */
         ASSERT_OK(chmod(dir, 0755));
-        ASSERT_ERRNO(context_store_save(dir, TOKEN, &owner, NULL, 0), EPERM);
+        ASSERT_ERRNO(context_store_save(dir, ID, &owner, NULL, 0), EPERM);
         ASSERT_FALSE(exists(path));
         ASSERT_FALSE(exists(tmp));
         ASSERT_OK(chmod(dir, 0710));
-        ASSERT_ERRNO(context_store_save(dir, TOKEN, &owner, NULL, 0), EPERM);
+        ASSERT_ERRNO(context_store_save(dir, ID, &owner, NULL, 0), EPERM);
         ASSERT_OK(context_store_prepare(dir, &old));
         ASSERT_EQ(old, 0710U);
         ASSERT_EQ(mode_of(dir), 0700U);
@@ -170,14 +176,14 @@ TEST(state_is_private) {
         ASSERT_TRUE(fd >= 0);
         ASSERT_OK(close(fd));
         ASSERT_EQ(mode_of(tmp), 0666U);
-        ASSERT_OK(context_store_save(dir, TOKEN, &owner, NULL, 0));
+        ASSERT_OK(context_store_save(dir, ID, &owner, NULL, 0));
         umask(mask);
         ASSERT_EQ(mode_of(path), 0600U);
         ASSERT_FALSE(exists(tmp));
-        ASSERT_OK(context_store_load(dir, TOKEN, &got, &v, &n));
+        ASSERT_OK(context_store_load(dir, ID, &got, &v, &n));
         ASSERT_EQ(got.uid, 1000U);
         free(v);
-        ASSERT_OK(context_store_remove(dir, TOKEN));
+        ASSERT_OK(context_store_remove(dir, ID));
 
         /* A missing one is made private. */
         snprintf(sub, sizeof(sub), "%s/sub", dir);
@@ -186,14 +192,78 @@ TEST(state_is_private) {
         umask(mask);
         ASSERT_EQ(mode_of(sub), 0700U);
 
-        /* Someone else's is not ours to keep tokens in (root only: chown). */
+        /* Someone else's is not ours to keep state in (root only: chown). */
         if (geteuid() == 0) {
                 ASSERT_OK(chown(sub, 65534, 65534));
                 ASSERT_ERRNO(context_store_prepare(sub, NULL), EPERM);
-                ASSERT_ERRNO(context_store_save(sub, TOKEN, &owner, NULL, 0), EPERM);
+                ASSERT_ERRNO(context_store_save(sub, ID, &owner, NULL, 0), EPERM);
                 ASSERT_EQ(mode_of(sub), 0700U);
         }
         ASSERT_OK(rmdir(sub));
+        ASSERT_OK(rmdir(dir));
+}
+
+static void write_file(const char *name, const char *text) {
+        char path[256];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fputs(text, f);
+        ASSERT_EQ(fclose(f), 0);
+}
+
+static bool exists_in_dir(const char *name) {
+        char path[256];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        return exists(path);
+}
+
+/* A file an earlier version named <token>.state is found by its token's reclaim id and renamed
+ * <reclaim id>.state, the token no name in the directory any more; no other file is touched. */
+TEST(legacy_file_adopted) {
+        StoredVDevice *v = NULL;
+        StoredOwner owner;
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        write_file(TOKEN_L ".state", "[Context]\nUid=1000\nVDevice=5 0000:01:00.0 bound\n");
+        write_file(TOKEN_M ".state", "[Context]\nUid=1001\n");
+        /* Near misses: a leftover of a failed save, another name, the id itself as a token. */
+        write_file(TOKEN_L ".state.tmp", "[Context]\nUid=1000\n");
+        write_file("5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A.state", "[Context]\nUid=1000\n");
+
+        ASSERT_ERRNO(context_store_load(dir, ID_L, &owner, &v, &n), ENOENT);
+        ASSERT_ERRNO(context_store_adopt_legacy(dir, TOKEN_L), ENOENT);
+        ASSERT_OK(context_store_adopt_legacy(dir, ID_L));
+        ASSERT_FALSE(exists_in_dir(TOKEN_L ".state"));
+        ASSERT_TRUE(exists_in_dir(ID_L ".state"));
+        ASSERT_OK(context_store_load(dir, ID_L, &owner, &v, &n));
+        ASSERT_EQ(owner.uid, 1000U);
+        ASSERT_EQ(n, 1U);
+        ASSERT_EQ(v[0].id, 5U);
+        ASSERT_TRUE(v[0].bound);
+        free(v);
+
+        /* Once: the file is under its id now. */
+        ASSERT_ERRNO(context_store_adopt_legacy(dir, ID_L), ENOENT);
+        ASSERT_ERRNO(context_store_adopt_legacy(dir, "not-an-id"), EINVAL);
+        ASSERT_TRUE(exists_in_dir(TOKEN_M ".state"));
+        ASSERT_TRUE(exists_in_dir(TOKEN_L ".state.tmp"));
+
+        ASSERT_OK(context_store_remove(dir, ID_L));
+        {
+                static const char *const names[] = { TOKEN_M ".state", TOKEN_L ".state.tmp",
+                                                     "5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A.state" };
+                char path[256];
+
+                for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+                        ASSERT_OK(unlink(path));
+                }
+        }
         ASSERT_OK(rmdir(dir));
 }
 
