@@ -1057,6 +1057,19 @@ static void expect_vdevice_at(Manager *m, VarlinkClient *c, int64_t ctx, int64_t
  * so every later worker, as long as the file stayed), it serves, the VMM reclaims its context
  * with vDevice 5 where the monitor has it, and the file says so again for the next worker.
  */
+/* tsmd started with its log captured, and a client holding a context with vDevice 5 on
+ * 0000:01:00.0, bound; its token in token. */
+static VarlinkClient *start_with_bound_context(Manager *m, char token[static 64]) {
+        VarlinkClient *c;
+
+        manager_init(m);
+        manager_capture_log(m);
+        manager_start_ready(m);
+        c = connect_client(m);
+        open_bound_context(c, token);
+        return c;
+}
+
 TEST(a_forged_state_file_trips_no_worker) {
         _cleanup_free_ char *state = NULL;
         char token[64], id[33], path[PATH_MAX], params[128];
@@ -1068,11 +1081,7 @@ TEST(a_forged_state_file_trips_no_worker) {
 
         if (geteuid() != 0)
                 SKIP("needs root to write the worker's state file");
-        manager_init(&m);
-        manager_capture_log(&m);
-        manager_start_ready(&m);
-        c = connect_client(&m);
-        open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound */
+        c = start_with_bound_context(&m, token);
         reclaim_id_of(token, id);
 
         snprintf(path, sizeof(path), "%s/state/%s.state", m.dir, id);
@@ -1195,11 +1204,7 @@ TEST(a_context_is_named_by_its_reclaim_id_not_its_token) {
 
         if (geteuid() != 0)
                 SKIP("needs root to read the worker's state directory");
-        manager_init(&m);
-        manager_capture_log(&m);
-        manager_start_ready(&m);
-        c = connect_client(&m);
-        open_bound_context(c, token);
+        c = start_with_bound_context(&m, token);
         manager_wait(&m, has_stored, 5000);
         ASSERT_TRUE(m.stored_fd >= 0);
         expect_token_hidden(&m, token);
@@ -1231,11 +1236,7 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
 
         if (geteuid() != 0)
                 SKIP("needs root to plant the worker's state file");
-        manager_init(&m);
-        manager_capture_log(&m);
-        manager_start_ready(&m);
-        c = connect_client(&m);
-        open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound */
+        c = start_with_bound_context(&m, token);
         reclaim_id_of(token, id);
         manager_wait(&m, has_stored, 5000);
         ASSERT_TRUE(m.stored_fd >= 0);
