@@ -410,6 +410,11 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
          * (RESTORED_VDEVICE), whatever its state files say, and attaches new ones only. */
         if (monitor_context_find_vdevice(ctx, a->vdevice))
                 VIOLATION(-EPERM, "vDevice attached already");
+        /* SECURITY: a kept context gains vDevices from its state file only where the monitor knows
+         * none (partial: the fd store handed it back), and only before READY: a file a worker
+         * wrote must not reattach devices to another owner's context behind the reclaim. */
+        if (ctx->slot == TSM_PRIV_SLOT_WORKER && !ctx->partial)
+                VIOLATION(-EPERM, "vDevice attached to a kept context the monitor knows whole");
 
         /* Not a violation: the device may have gone since the worker looked (hotplug). */
         r = tsm_platform_get_device(d->platform, a->pci_address, &info);

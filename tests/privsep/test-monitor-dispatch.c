@@ -975,6 +975,9 @@ TEST(restart_tells_the_monitors_vdevices) {
         ASSERT_EQ(restored[1].n_vdevices, 1u);
         ASSERT_EQ(restored[1].partial, 0u);
         ASSERT_EQ(restored_state(f, b, 7, DEV_B), 0u);
+        /* Nor does a state file add to a kept context the monitor knows whole. */
+        again = attach_msg(TSM_PRIV_SLOT_WORKER, b, 8, DEV_A);
+        expect_violation(f, &again, "ATTACH_VDEVICE");
         fixture_free(f);
 }
 
@@ -1123,6 +1126,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
         struct tsm_priv_vdevice unbind = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, TSM_PRIV_SLOT_WORKER, 0, VDEV_HELD);
         struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_context reclaim;
         uint32_t a, cookie;
         MonitorContext *ctx;
         Reply rep;
@@ -1162,12 +1166,17 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_EQ(rep.r.result, -ENODEV);
         LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
 
-        /* A worker that stops while it waits: the next one hears nothing of it. */
-        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, a, VDEV_HELD, NIC, NULL));
+        /* A worker that stops while its settle waits: the next one hears nothing of it. (Its VMM
+         * took the context back first: a kept context gains no vDevices.) */
+        reclaim = context_msg(TSM_PRIV_RECLAIM_CONTEXT, SLOT, a);
+        ASSERT_OK(call(f, &reclaim, &rep));
+        safe_close(rep.fd);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         fake_kernel_hold(true);
         bind.vdevice = VDEV_HELD;
-        bind.slot = TSM_PRIV_SLOT_WORKER;
         send_into_held_kernel(f, &bind);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
         (void) send_settle(f, a, VDEV_HELD);
         worker_stop(f);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
