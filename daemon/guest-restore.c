@@ -181,6 +181,13 @@ static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDe
         return 0;
 }
 
+/* A kept context this worker cannot take is closed in the monitor too: nobody could reclaim it,
+ * and no orphan timer would ever release it (guest_context_free() does that for one taken). */
+static int drop_kept(Manager *m, const struct tsm_priv_restored_context *rc, int error) {
+        (void) priv_call_close_context(m->channel, TSM_PRIV_SLOT_WORKER, rc->context);
+        return error;
+}
+
 int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc,
                           const struct tsm_priv_restored_vdevice *kept) {
         _cleanup_free_ StoredVDevice *stored = NULL;
@@ -191,10 +198,10 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         int r;
 
         if (!reclaim_hex_is_valid(rc->reclaim_id))
-                return log_warning_errno(-EINVAL, "Ignoring a kept context with a malformed reclaim id.");
+                return drop_kept(m, rc, log_warning_errno(-EINVAL, "Dropping a kept context with a malformed reclaim id."));
         ctx = new0(GuestContext, 1);
         if (!ctx)
-                return -ENOMEM;
+                return drop_kept(m, rc, log_oom());
         ctx->id = rc->context;
         ctx->slot = TSM_PRIV_SLOT_WORKER;
         ctx->uid = (uid_t) rc->uid;
