@@ -38,12 +38,15 @@ static void context_free(MonitorContexts *c, MonitorContext *ctx, bool preserve)
         TAILQ_REMOVE(&c->contexts, ctx, entry);
         c->n_contexts--;
         if (ctx->stored && !preserve) {
-                int r = fdstore_remove(ctx->uid, ctx->reclaim_id);
+                /* Under the name it is stored under: the old-style one, if the rename failed. */
+                int r = ctx->legacy_name ? fdstore_remove_name(ctx->legacy_name)
+                                         : fdstore_remove(ctx->uid, ctx->reclaim_id);
                 if (r < 0)
                         log_warning_errno(r, "Failed to remove context %" PRIu32
                                           " from the fd store, ignoring: %m", ctx->id);
         }
         safe_close(ctx->fd);
+        free(ctx->legacy_name);
         free(ctx->vdevices);
         free(ctx);
 }
@@ -131,6 +134,7 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
 }
 
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id) {
+        _cleanup_free_ char *legacy_name = NULL;
         char reclaim_id[RECLAIM_ID_LEN + 1];
         MonitorContext *ctx;
         bool legacy;
@@ -145,14 +149,29 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
                 safe_close(fd);
                 return r;
         }
+        if (legacy && fdstore_available()) {
+                /* Before the context is made: kept if the rename fails, and no failure after. */
+                legacy_name = strdup(fdname);
+                if (!legacy_name) {
+                        safe_close(fd);
+                        return -ENOMEM;
+                }
+        }
         r = context_insert(c, fd, TSM_PRIV_SLOT_WORKER, uid, reclaim_id, &ctx);
-        if (r == -EMFILE) {
+        if (r == -EMFILE || (r == -EEXIST && legacy_name)) {
                 /* Kept by the service manager, it would come back at every start, and never be
-                 * reclaimed: the VMM keeps its own fd, only tsmd forgets the context. */
-                int k = fdstore_remove_name(fdname);
-                if (k < 0 && k != -EOPNOTSUPP)
-                        log_warning_errno(k, "Failed to remove context of uid %u from the fd store, ignoring: %m",
-                                          (unsigned) uid);
+                 * reclaimed: the VMM keeps its own fd, only tsmd forgets the context. An old-style
+                 * name of a context restored already (under its new name) would come back too,
+                 * the token in it listable, unless the context known is the one stored under
+                 * this very name (its rename failed): that one stays. */
+                MonitorContext *known = r == -EEXIST ? monitor_contexts_find_reclaim_id(c, reclaim_id) : NULL;
+
+                if (!known || !known->legacy_name || !streq(known->legacy_name, fdname)) {
+                        int k = fdstore_remove_name(fdname);
+                        if (k < 0 && k != -EOPNOTSUPP)
+                                log_warning_errno(k, "Failed to remove context of uid %u from the fd store, ignoring: %m",
+                                                  (unsigned) uid);
+                }
         }
         if (r < 0)
                 return r;
@@ -160,20 +179,26 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
         /* Not stored again: the service manager has it already. */
         ctx->stored = true;
 
-        if (legacy && fdstore_available()) {
+        if (legacy_name) {
                 /* SECURITY: named by its reclaim token by a tsmd before this one, a name any local
                  * user may list: renamed to its reclaim id. Removed first, as systemd keeps no
-                 * second copy of an fd it has (it would drop the new one, then the old). A crash
-                 * between the two loses the context to tsmd, not to its VMM, which holds its fd. */
+                 * second copy of an fd it has (it would drop the new one and keep the old), and
+                 * stored under the new name only once the old is gone. A crash between the two
+                 * loses the context to tsmd, not to its VMM, which holds its fd. */
                 r = fdstore_remove_name(fdname);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to remove the old-style fd store entry of context %" PRIu32
-                                          ", ignoring: %m", ctx->id);
-                r = fdstore_put(ctx->fd, uid, ctx->reclaim_id);
                 if (r < 0) {
-                        log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, "
-                                          "it will not survive a restart of tsmd: %m", ctx->id);
-                        ctx->stored = false;
+                        /* Still stored, under the old name: removed by that name when the context
+                         * ends, renamed at the next start if it is still there. */
+                        log_warning_errno(r, "Failed to remove the old-style fd store entry of context %" PRIu32
+                                          ", keeping it under that name: %m", ctx->id);
+                        ctx->legacy_name = TAKE_PTR(legacy_name);
+                } else {
+                        r = fdstore_put(ctx->fd, uid, ctx->reclaim_id);
+                        if (r < 0) {
+                                log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, "
+                                                  "it will not survive a restart of tsmd: %m", ctx->id);
+                                ctx->stored = false;
+                        }
                 }
         }
 

@@ -5,7 +5,8 @@
  * the monitor runs), the monitor's reference to the iommufd, the worker client slot that holds
  * it (TSM_PRIV_SLOT_WORKER, 0, for nobody: restored, waiting to be reclaimed), its owner's uid
  * and reclaim id (together they name the fd in systemd's fd store; the monitor never has the
- * reclaim token, only this digest of it, fdstore.h), and the vDevices attached to it.
+ * reclaim token, only this digest of it, fdstore.h, but in an old-style name systemd handed back
+ * and would not take out, legacy_name), and the vDevices attached to it.
  * Runs in: monitor.
  */
 #pragma once
@@ -42,7 +43,12 @@ typedef struct MonitorContext {
         uint32_t slot;
         uid_t uid;
         char reclaim_id[RECLAIM_ID_LEN + 1];
-        bool stored; /* the fd is in systemd's fd store under uid and reclaim_id */
+        bool stored; /* the fd is in systemd's fd store: under legacy_name if set, else uid and reclaim_id */
+        /* Restored under the name a tsmd before this one gave it ("ctx.<uid>.<token>"), and
+         * systemd did not take it out of the store: the fd is stored under that name still (it
+         * drops a second copy of an fd it holds), so that name is the one to remove when the
+         * context ends, and the next start tries the rename again. NULL once renamed. */
+        char *legacy_name;
         /* Handed back by the fd store, and no worker has restored it since (READY): it may have
          * vDevices only the state file knows of. Else vdevices are all it has. */
         bool partial;
@@ -116,9 +122,11 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
                          uint32_t *ret_id);
 /* Adds a context handed back by the service manager under fdname (fdstore.h), taking fd: at
  * slot 0, with no vDevices, partial. -EINVAL if the name is not one of ours, else as _add(); one
- * refused as the table is full is taken out of the fd store too, or every start would hand it back.
- * One under a legacy name (its token) is stored again under its reclaim id, and the old name
- * taken out of the store. */
+ * refused as the table is full is taken out of the fd store too, or every start would hand it back,
+ * and so is one under a legacy name refused as its context is known already (under its new name).
+ * One under a legacy name (its token) has the old name taken out of the store, then is stored
+ * again under its reclaim id; if the old name cannot be taken out, it stays stored under that name
+ * (legacy_name), not under both. */
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id);
 
 /* Borrowed, valid until the context is removed; NULL if there is none. */

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include <event2/event.h>
+#include <systemd/sd-daemon.h>
 
 #include "emu-platform.h"
 #include "harness.h"
@@ -31,6 +32,7 @@
 #define TOKEN_L "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"
 #define ID_L "8b4ed76aac5ba5c555bbf28f7295c6b8" /* SHA-256(TOKEN_L), its first 128 bits */
 #define TOKEN_M "11111111111111111111111111111111"
+#define ID_M "8a83665f3798727f14f92ad0e6c99fda" /* SHA-256(TOKEN_M), its first 128 bits */
 
 /* The harness ends each test with _exit(), which skips LeakSanitizer's exit check: run it here. */
 static void check_leaks(void) {
@@ -429,6 +431,32 @@ static const char *notify_next(Notify *n, char *text, size_t size, int *ret_fd) 
         return text;
 }
 
+/*
+ * The service manager refusing to take an old-style name out of its store: this test's
+ * sd_notifyf() stands in for libsystemd's (fdstore.c removes through it, and the test binary's
+ * definition comes first), failing every FDSTOREREMOVE of a "ctx." name while set, and
+ * passing everything else on.
+ */
+static bool fail_legacy_remove;
+static unsigned n_failed_removes;
+
+int sd_notifyf(int unset_environment, const char *format, ...) {
+        _cleanup_free_ char *text = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = vasprintf(&text, format, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        if (fail_legacy_remove && strstr(text, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_PREFIX_LEGACY)) {
+                n_failed_removes++;
+                return -EIO;
+        }
+        return sd_notify(unset_environment, text);
+}
+
 TEST(fdstore) {
         _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
         struct event_base *base = event_base_new();
@@ -527,6 +555,127 @@ TEST(fdstore) {
         close(pl.r);
         close(pb2.r);
         close(pr2.r);
+        check_leaks();
+}
+
+/* An old-style name systemd does not take out: the context stays stored under it (a put of the
+ * same fd would be dropped), and is taken out by that name when it ends. */
+TEST(fdstore_legacy_remove_fails) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        struct event_base *base = event_base_new();
+        TsmPlatform *p = emulated_platform(base);
+        Probe pl = probe_new(), pm = probe_new(), pl2 = probe_new();
+        MonitorContext *ctx;
+        char text[256];
+        uint32_t l, m;
+        Notify n;
+        int fd;
+
+        notify_setup(&n);
+        ASSERT_OK(monitor_contexts_new(&c));
+
+        fail_legacy_remove = true;
+        ASSERT_OK(monitor_contexts_restore(c, pl.w, "ctx.1004." TOKEN_L, &l));
+        ASSERT_EQ(n_failed_removes, 1);
+        /* Not put under the new name: systemd would drop it, and keep the old. */
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ctx = monitor_contexts_get(c, l);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_STREQ(ctx->reclaim_id, ID_L);
+        ASSERT_TRUE(ctx->stored);
+        ASSERT_NOT_NULL(ctx->legacy_name);
+        ASSERT_STREQ(ctx->legacy_name, "ctx.1004." TOKEN_L);
+        ASSERT_OK(monitor_contexts_restore(c, pm.w, "ctx.1005." TOKEN_M, &m));
+        ASSERT_EQ(n_failed_removes, 2);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        /* The same name once more (systemd may hold one name twice): the context stored under it
+         * stays there. */
+        ASSERT_ERRNO(monitor_contexts_restore(c, pl2.w, "ctx.1004." TOKEN_L, NULL), EEXIST);
+        ASSERT_TRUE(probe_closed(&pl2));
+        ASSERT_EQ(n_failed_removes, 2);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        fail_legacy_remove = false;
+
+        /* Closed: out of the store under the name it is stored under. */
+        ASSERT_OK(monitor_contexts_remove(c, p, l));
+        ASSERT_TRUE(probe_closed(&pl));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1004." TOKEN_L);
+        ASSERT_EQ(fd, -1);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+
+        /* Stopping to be restarted: kept under the old name, for the next start to rename. */
+        c = monitor_contexts_free(c, true);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_TRUE(probe_closed(&pm));
+        Probe pm2 = probe_new();
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_OK(monitor_contexts_restore(c, pm2.w, "ctx.1005." TOKEN_M, &m));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1005." TOKEN_M);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1005." ID_M);
+        ASSERT_GE(fd, 0);
+        close(fd);
+        ASSERT_NULL(monitor_contexts_get(c, m)->legacy_name);
+        /* Stopping for good: out under its new name. */
+        c = monitor_contexts_free(c, false);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1005." ID_M);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+
+        notify_done(&n);
+        tsm_platform_free(p);
+        event_base_free(base);
+        close(pl.r);
+        close(pm.r);
+        close(pl2.r);
+        close(pm2.r);
+        check_leaks();
+}
+
+/* A context handed back under its new name and its old one too: the old one goes, or it would
+ * come back, token and all, at every start. Not the other way round: the new name is the one
+ * it is stored under. */
+TEST(fdstore_legacy_duplicate) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        Probe pn = probe_new(), pl = probe_new(), pl2 = probe_new(), pn2 = probe_new(), pd = probe_new();
+        char text[256];
+        uint32_t id;
+        Notify n;
+        int fd;
+
+        notify_setup(&n);
+        ASSERT_OK(monitor_contexts_new(&c));
+
+        ASSERT_OK(monitor_contexts_restore(c, pn.w, "ctxid.1002." ID_L, &id));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_ERRNO(monitor_contexts_restore(c, pl.w, "ctx.1002." TOKEN_L, NULL), EEXIST);
+        ASSERT_TRUE(probe_closed(&pl));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1002." TOKEN_L);
+        ASSERT_EQ(fd, -1);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_NULL(monitor_contexts_get(c, id)->legacy_name);
+        /* A duplicate under a new-style name is left alone: it is the name the other has. */
+        ASSERT_ERRNO(monitor_contexts_restore(c, pd.w, "ctxid.1002." ID_L, NULL), EEXIST);
+        ASSERT_TRUE(probe_closed(&pd));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        c = monitor_contexts_free(c, true);
+
+        /* The old name first: renamed, and the new one coming after is the one it has now. */
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_OK(monitor_contexts_restore(c, pl2.w, "ctx.1002." TOKEN_L, NULL));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1002." TOKEN_L);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1002." ID_L);
+        ASSERT_GE(fd, 0);
+        close(fd);
+        ASSERT_ERRNO(monitor_contexts_restore(c, pn2.w, "ctxid.1002." ID_L, NULL), EEXIST);
+        ASSERT_TRUE(probe_closed(&pn2));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        c = monitor_contexts_free(c, true);
+
+        notify_done(&n);
+        close(pn.r);
+        close(pl.r);
+        close(pl2.r);
+        close(pn2.r);
+        close(pd.r);
         check_leaks();
 }
 
