@@ -43,6 +43,8 @@ int context_store_prepare(const char *dir, mode_t *ret_old_mode) {
         struct stat st;
         int r;
 
+        /* A restore to come reads the directory afresh. */
+        context_store_forget_legacy();
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
                 return negative_errno();
         fd = dir_open(dir, &st);
@@ -227,39 +229,117 @@ int context_store_remove(const char *dir, const char *reclaim_id) {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(DIR *, closedir, NULL);
 
-int context_store_adopt_legacy(const char *dir, const char *reclaim_id) {
+/*
+ * The old-style names in the directory, each with its token's reclaim id, sorted by id: built
+ * by the first context_store_adopt_legacy() of a worker's restore, so that the restore hashes
+ * every name once (one SHA-256 a file), not once a context (contexts × files right after an
+ * upgrade, seconds before READY with thousands of contexts). Its stems are tokens: wiped when
+ * it goes (context_store_forget_legacy()), or when their file is adopted.
+ */
+typedef struct LegacyName {
+        char reclaim_id[RECLAIM_ID_LEN + 1];
+        char stem[RECLAIM_TOKEN_LEN + 1]; /* the token; "" once adopted */
+} LegacyName;
+
+static struct {
+        char *dir; /* NULL: not built */
+        LegacyName *names;
+        size_t n, allocated;
+} legacy_index;
+
+static uint64_t legacy_hashes;
+
+uint64_t context_store_legacy_hashes(void) {
+        return legacy_hashes;
+}
+
+void context_store_forget_legacy(void) {
+        if (legacy_index.names)
+                explicit_bzero(legacy_index.names, legacy_index.allocated * sizeof(LegacyName));
+        legacy_index.names = mfree(legacy_index.names);
+        legacy_index.dir = mfree(legacy_index.dir);
+        legacy_index.n = legacy_index.allocated = 0;
+}
+
+static int legacy_name_compare(const void *a, const void *b) {
+        return strcmp(((const LegacyName *) a)->reclaim_id, ((const LegacyName *) b)->reclaim_id);
+}
+
+static int legacy_index_build(const char *dir) {
         _cleanup_(closedirp) DIR *d = NULL;
-        char name[NAME_MAX + 1];
         struct dirent *de;
 
-        if (!reclaim_hex_is_valid(reclaim_id))
-                return -EINVAL;
-        if ((size_t) snprintf(name, sizeof(name), "%s.state", reclaim_id) >= sizeof(name))
-                return -ENAMETOOLONG;
+        context_store_forget_legacy();
+        legacy_index.dir = strdup(dir);
+        if (!legacy_index.dir)
+                return -ENOMEM;
         d = opendir(dir);
-        if (!d)
-                return negative_errno();
-        while ((errno = 0, de = readdir(d))) {
-                char stem[RECLAIM_TOKEN_LEN + 1], id[RECLAIM_ID_LEN + 1];
-                bool match;
+        if (!d) {
+                int r = negative_errno();
 
-                /* Exactly <32 lowercase hex>.state: the only name a token ever had here. */
+                context_store_forget_legacy();
+                return r;
+        }
+        while ((errno = 0, de = readdir(d))) {
+                LegacyName *l;
+
+                /* Exactly <32 lowercase hex>.state: the only name a token ever had here. Names
+                 * of reclaim ids look the same, and are hashed too. */
                 if (strlen(de->d_name) != RECLAIM_TOKEN_LEN + strlen(".state") ||
                     !streq(de->d_name + RECLAIM_TOKEN_LEN, ".state"))
                         continue;
-                memcpy(stem, de->d_name, RECLAIM_TOKEN_LEN);
-                stem[RECLAIM_TOKEN_LEN] = 0;
-                if (!reclaim_hex_is_valid(stem))
+                if (!GREEDY_REALLOC(legacy_index.names, legacy_index.allocated, legacy_index.n + 1)) {
+                        context_store_forget_legacy();
+                        return -ENOMEM;
+                }
+                l = &legacy_index.names[legacy_index.n];
+                memcpy(l->stem, de->d_name, RECLAIM_TOKEN_LEN);
+                l->stem[RECLAIM_TOKEN_LEN] = 0;
+                if (!reclaim_hex_is_valid(l->stem)) {
+                        explicit_bzero(l->stem, sizeof(l->stem));
                         continue;
-                reclaim_id_from_token(stem, id);
-                match = streq(id, reclaim_id);
-                explicit_bzero(stem, sizeof(stem));
-                if (!match)
-                        continue;
-                /* Atomic: the state is under one name or the other, never lost in between. */
-                if (renameat(dirfd(d), de->d_name, dirfd(d), name) < 0)
-                        return negative_errno();
-                return 0;
+                }
+                reclaim_id_from_token(l->stem, l->reclaim_id);
+                legacy_hashes++;
+                legacy_index.n++;
         }
-        return errno > 0 ? -errno : -ENOENT;
+        if (errno > 0) {
+                int r = -errno;
+
+                context_store_forget_legacy();
+                return r;
+        }
+        qsort(legacy_index.names, legacy_index.n, sizeof(LegacyName), legacy_name_compare);
+        return 0;
+}
+
+int context_store_adopt_legacy(const char *dir, const char *reclaim_id) {
+        char from[PATH_MAX], to[PATH_MAX];
+        LegacyName key = {}, *l;
+        int r;
+
+        if (!reclaim_hex_is_valid(reclaim_id))
+                return -EINVAL;
+        r = state_path(dir, reclaim_id, to, sizeof(to));
+        if (r < 0)
+                return r;
+        if (!legacy_index.dir || !streq(legacy_index.dir, dir)) {
+                r = legacy_index_build(dir);
+                if (r < 0)
+                        return r;
+        }
+        memcpy(key.reclaim_id, reclaim_id, sizeof(key.reclaim_id));
+        l = bsearch(&key, legacy_index.names, legacy_index.n, sizeof(LegacyName), legacy_name_compare);
+        if (!l || isempty(l->stem))
+                return -ENOENT;
+        r = state_path(dir, l->stem, from, sizeof(from));
+        if (r < 0)
+                return r;
+        /* Atomic: the state is under one name or the other, never lost in between. */
+        r = RET_NERRNO(rename(from, to));
+        explicit_bzero(from, sizeof(from));
+        if (r < 0)
+                return r;
+        explicit_bzero(l->stem, sizeof(l->stem));
+        return 0;
 }

@@ -33,7 +33,8 @@ typedef struct StoredOwner {
 
 /* Makes dir (if missing) and makes it 0700, as its owner: the names in it are reclaim ids, and
  * those a tsmd before them left are reclaim tokens (context_store_adopt_legacy()). -EPERM if it
- * is not the caller's. ret_old_mode (optional): its mode before. */
+ * is not the caller's. ret_old_mode (optional): its mode before. Drops what
+ * context_store_adopt_legacy() kept (context_store_forget_legacy()). */
 int context_store_prepare(const char *dir, mode_t *ret_old_mode);
 /* Writes the state anew (a new file, 0600), replacing any. -EPERM, writing nothing, if dir is
  * not the caller's or others have any access to it (context_store_prepare() makes it so). */
@@ -44,5 +45,12 @@ int context_store_load(const char *dir, const char *reclaim_id, StoredOwner *ret
                        size_t *ret_n);
 int context_store_remove(const char *dir, const char *reclaim_id);
 /* A tsmd before named the file by the context's reclaim token: finds the <token>.state whose
- * token has reclaim_id, and renames it <reclaim_id>.state. -ENOENT if there is none. */
+ * token has reclaim_id, and renames it <reclaim_id>.state. -ENOENT if there is none. The first
+ * call hashes every such name in dir once and keeps them (tokens among them) until
+ * context_store_forget_legacy(), for the calls after it: a restore of many contexts hashes each
+ * file once. Files added to dir meanwhile are not seen. */
 int context_store_adopt_legacy(const char *dir, const char *reclaim_id);
+/* Drops (and wipes) what context_store_adopt_legacy() keeps: call it when a restore is done. */
+void context_store_forget_legacy(void);
+/* SHA-256 computations context_store_adopt_legacy() made so far (for tests). */
+uint64_t context_store_legacy_hashes(void);

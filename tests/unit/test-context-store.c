@@ -4,7 +4,8 @@
  * where known) and vDevices bound, unbound and changing round-trip; a damaged file is refused
  * as a whole, a missing one is -ENOENT; what earlier versions wrote still loads, and a file an
  * earlier version named by its reclaim token is found by the reclaim id and renamed; state
- * goes only into a directory nobody else may list, each file 0600.
+ * goes only into a directory nobody else may list, each file 0600; a restore hashes each of
+ * those names once, however many contexts it looks up.
  */
 
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "context-store.h"
+#include "fdstore.h"
 #include "harness.h"
 
 #define ID "0123456789abcdef0123456789abcdef" /* a reclaim id */
@@ -264,6 +266,68 @@ TEST(legacy_file_adopted) {
                         ASSERT_OK(unlink(path));
                 }
         }
+        ASSERT_OK(rmdir(dir));
+        context_store_forget_legacy();
+}
+
+/* A restore after an upgrade looks up every context: each name in the directory is hashed once
+ * for all of them (N files, N lookups and N misses: one SHA-256 a file, not one a file and
+ * lookup), and each lookup finds its own file, as one scan each did. */
+TEST(legacy_lookups_hash_each_file_once) {
+        enum { N = 200, M = 10 };
+        static char tokens[N + M][RECLAIM_TOKEN_LEN + 1], ids[N + M][RECLAIM_ID_LEN + 1];
+        char name[64], path[128], text[64], absent[RECLAIM_ID_LEN + 1];
+        StoredVDevice *v = NULL;
+        StoredOwner owner;
+        uint64_t before;
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        context_store_forget_legacy();
+        for (size_t i = 0; i < N + M; i++) {
+                snprintf(tokens[i], sizeof(tokens[i]), "%032zx", i * 7919 + 1);
+                reclaim_id_from_token(tokens[i], ids[i]);
+                snprintf(text, sizeof(text), "[Context]\nUid=%zu\n", 1000 + i);
+                /* N old-style names, M new-style ones (hashed all the same: they look alike). */
+                snprintf(name, sizeof(name), "%.32s.state", i < N ? tokens[i] : ids[i]);
+                write_file(name, text);
+        }
+        write_file(TOKEN_L ".state.tmp", "[Context]\nUid=1\n");
+
+        before = context_store_legacy_hashes();
+        for (size_t i = 0; i < N; i++) {
+                ASSERT_OK(context_store_adopt_legacy(dir, ids[i]));
+                /* A context with no old-style file. */
+                snprintf(text, sizeof(text), "%032zx", i * 7919 + 2);
+                reclaim_id_from_token(text, absent);
+                ASSERT_ERRNO(context_store_adopt_legacy(dir, absent), ENOENT);
+        }
+        for (size_t i = N; i < N + M; i++)
+                ASSERT_ERRNO(context_store_adopt_legacy(dir, ids[i]), ENOENT);
+        ASSERT_EQ(context_store_legacy_hashes() - before, (uint64_t) (N + M));
+
+        for (size_t i = 0; i < N + M; i++) {
+                snprintf(name, sizeof(name), "%.32s.state", tokens[i]);
+                ASSERT_FALSE(exists_in_dir(name));
+                ASSERT_OK(context_store_load(dir, ids[i], &owner, &v, &n));
+                ASSERT_EQ(owner.uid, (uid_t) (1000 + i));
+                v = mfree(v);
+        }
+        /* Once each: under its id now. */
+        ASSERT_ERRNO(context_store_adopt_legacy(dir, ids[0]), ENOENT);
+
+        /* What is kept goes with the restore: the next reads the directory afresh. */
+        context_store_forget_legacy();
+        write_file(TOKEN_L ".state", "[Context]\nUid=7\n");
+        ASSERT_OK(context_store_adopt_legacy(dir, ID_L));
+        ASSERT_TRUE(exists_in_dir(ID_L ".state"));
+        context_store_forget_legacy();
+
+        for (size_t i = 0; i < N + M; i++)
+                ASSERT_OK(context_store_remove(dir, ids[i]));
+        ASSERT_OK(context_store_remove(dir, ID_L));
+        snprintf(path, sizeof(path), "%s/" TOKEN_L ".state.tmp", dir);
+        ASSERT_OK(unlink(path));
         ASSERT_OK(rmdir(dir));
 }
 
