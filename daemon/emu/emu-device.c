@@ -14,6 +14,7 @@
 #include <endian.h>
 
 #include "emu-device.h"
+#include "unaligned.h"
 
 /* DEVICE_INTERFACE_REPORT device-specific info: "tsmd-emu", vendor id, device id,
  * function id, then 16 bytes that differ per device. */
@@ -222,28 +223,6 @@ static int reply_begin(Reply *reply, const TdispHeader *req, uint8_t type, size_
         return 0;
 }
 
-static void put_le16(uint8_t *p, uint16_t v) {
-        v = htole16(v);
-        memcpy(p, &v, sizeof(v));
-}
-
-static void put_le32(uint8_t *p, uint32_t v) {
-        v = htole32(v);
-        memcpy(p, &v, sizeof(v));
-}
-
-static void put_le64(uint8_t *p, uint64_t v) {
-        v = htole64(v);
-        memcpy(p, &v, sizeof(v));
-}
-
-static uint16_t get_le16(const uint8_t *p) {
-        uint16_t v;
-
-        memcpy(&v, p, sizeof(v));
-        return le16toh(v);
-}
-
 /* req may be NULL when the request was too short to have a header: the ERROR then names
  * function 0. error_data is 0 except for UNSUPPORTED_REQUEST, which carries the code. */
 static int reply_error(Reply *reply, const TdispHeader *req, uint32_t code, uint32_t data) {
@@ -255,8 +234,8 @@ static int reply_error(Reply *reply, const TdispHeader *req, uint32_t code, uint
         if (r < 0)
                 return r;
 
-        put_le32(body, code);
-        put_le32(body + sizeof(uint32_t), data);
+        unaligned_write_le32(body, code);
+        unaligned_write_le32(body + sizeof(uint32_t), data);
         return 0;
 }
 
@@ -377,15 +356,15 @@ static size_t device_build_report(const EmuDevice *d, uint8_t buf[static EMU_REP
                 off += sizeof(r);
         }
 
-        put_le32(buf + off, EMU_DEVICE_INFO_LEN);
+        unaligned_write_le32(buf + off, EMU_DEVICE_INFO_LEN);
         off += sizeof(uint32_t);
 
         memcpy(buf + off, "tsmd-emu", 8);
-        put_le16(buf + off + 8, d->config.vendor_id);
-        put_le16(buf + off + 10, d->config.device_id);
-        put_le32(buf + off + 12, d->function_id);
-        put_le64(buf + off + 16, splitmix64(&st));
-        put_le64(buf + off + 24, splitmix64(&st));
+        unaligned_write_le16(buf + off + 8, d->config.vendor_id);
+        unaligned_write_le16(buf + off + 10, d->config.device_id);
+        unaligned_write_le32(buf + off + 12, d->function_id);
+        unaligned_write_le64(buf + off + 16, splitmix64(&st));
+        unaligned_write_le64(buf + off + 24, splitmix64(&st));
         off += EMU_DEVICE_INFO_LEN;
 
         return off;
@@ -397,8 +376,8 @@ static int handle_get_device_interface_report(EmuDevice *d, const Request *req, 
         uint16_t offset, length;
         int r;
 
-        offset = get_le16(req->body);
-        length = get_le16(req->body + sizeof(uint16_t));
+        offset = unaligned_read_le16(req->body);
+        length = unaligned_read_le16(req->body + sizeof(uint16_t));
 
         /* The report describes the locked configuration: it exists only while locked. */
         if (!state_is_locked(d->state))
@@ -417,8 +396,8 @@ static int handle_get_device_interface_report(EmuDevice *d, const Request *req, 
         if (r < 0)
                 return r;
 
-        put_le16(body, (uint16_t) portion);
-        put_le16(body + sizeof(uint16_t), (uint16_t) (size - offset - portion));
+        unaligned_write_le16(body, (uint16_t) portion);
+        unaligned_write_le16(body + sizeof(uint16_t), (uint16_t) (size - offset - portion));
         memcpy(body + 2 * sizeof(uint16_t), report + offset, portion);
         return 0;
 }
@@ -506,10 +485,10 @@ static int reply_debug(EmuDevice *d, const Request *req, uint8_t op, uint32_t re
 
         body[0] = TDISP_REGISTRY_ID_PCISIG;
         body[1] = sizeof(uint16_t);
-        put_le16(body + 2, d->config.vendor_id);
+        unaligned_write_le16(body + 2, d->config.vendor_id);
         body[DEBUG_PREFIX] = op;
-        put_le32(body + DEBUG_PREFIX + offsetof(EmuDebugPayload, reg), reg);
-        put_le64(body + DEBUG_PREFIX + offsetof(EmuDebugPayload, value), value);
+        unaligned_write_le32(body + DEBUG_PREFIX + offsetof(EmuDebugPayload, reg), reg);
+        unaligned_write_le64(body + DEBUG_PREFIX + offsetof(EmuDebugPayload, value), value);
         if (ret_data)
                 *ret_data = body + DEBUG_PREFIX + sizeof(EmuDebugPayload);
         return 0;
@@ -536,7 +515,7 @@ static int debug_register(EmuDevice *d, const Request *req, uint8_t op, uint32_t
                         device_enter_error(d);
         }
 
-        put_le64(reply->buf + sizeof(TdispHeader) + DEBUG_PREFIX + offsetof(EmuDebugPayload, value),
+        unaligned_write_le64(reply->buf + sizeof(TdispHeader) + DEBUG_PREFIX + offsetof(EmuDebugPayload, value),
                  device_reg_read(d, reg));
         return 0;
 }
@@ -579,7 +558,7 @@ static int handle_vdm(EmuDevice *d, const Request *req, Reply *reply) {
 
         /* Only our own vendor protocol: registry PCI-SIG and this device's vendor id. */
         if (req->body_len < DEBUG_PREFIX || req->body[0] != TDISP_REGISTRY_ID_PCISIG ||
-            req->body[1] != sizeof(uint16_t) || get_le16(req->body + 2) != d->config.vendor_id)
+            req->body[1] != sizeof(uint16_t) || unaligned_read_le16(req->body + 2) != d->config.vendor_id)
                 return reply_error(reply, &req->header, TDISP_ERROR_UNSUPPORTED_REQUEST,
                                    TDISP_MSG_VDM_REQ);
 

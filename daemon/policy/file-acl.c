@@ -7,30 +7,16 @@
  * Runs in: the monitor and the worker, wherever the policy is loaded.
  */
 
-#include <endian.h>
 #include <linux/limits.h>
 #include <sys/xattr.h>
 
 #include "file-acl.h"
+#include "unaligned.h"
 
 #define HEADER_SIZE 4U
 #define ENTRY_SIZE 8U
 #define ID_UNDEFINED UINT32_MAX
 #define PERM_ALL (FILE_ACL_READ | FILE_ACL_WRITE | FILE_ACL_EXECUTE)
-
-static uint16_t get_le16(const uint8_t *p) {
-        uint16_t v;
-
-        memcpy(&v, p, sizeof(v));
-        return le16toh(v);
-}
-
-static uint32_t get_le32(const uint8_t *p) {
-        uint32_t v;
-
-        memcpy(&v, p, sizeof(v));
-        return le32toh(v);
-}
 
 int file_acl_parse(const void *data, size_t size, FileAcl **ret) {
         _cleanup_(file_acl_freep) FileAcl *acl = NULL;
@@ -46,7 +32,7 @@ int file_acl_parse(const void *data, size_t size, FileAcl **ret) {
 
         if (size < HEADER_SIZE)
                 return -EBADMSG;
-        if (get_le32(p) != FILE_ACL_XATTR_VERSION)
+        if (unaligned_read_le32(p) != FILE_ACL_XATTR_VERSION)
                 return -EPROTONOSUPPORT;
         if ((size - HEADER_SIZE) % ENTRY_SIZE != 0)
                 return -EBADMSG;
@@ -60,8 +46,8 @@ int file_acl_parse(const void *data, size_t size, FileAcl **ret) {
 
         for (size_t i = 0; i < n; i++) {
                 const uint8_t *e = p + HEADER_SIZE + i * ENTRY_SIZE;
-                uint16_t tag = get_le16(e), perm = get_le16(e + 2);
-                uint32_t id = get_le32(e + 4);
+                uint16_t tag = unaligned_read_le16(e), perm = unaligned_read_le16(e + 2);
+                uint32_t id = unaligned_read_le32(e + 4);
 
                 if (perm & ~PERM_ALL)
                         return -EBADMSG;
