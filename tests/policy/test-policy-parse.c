@@ -622,6 +622,17 @@ static void expect_trusted(const char *main_file, const char *dir, const PolicyF
                 TEST_FAIL("refused: %s", strna(error));
 }
 
+/* A policy file and a drop-in directory with one drop-in, root's, 0644 and 0755, in the
+ * test's directory. */
+static void make_policy_tree(char **ret_main_file, char **ret_dir, char **ret_dropin) {
+        *ret_main_file = path_of("policy.conf");
+        *ret_dir = path_of("policy.d");
+        *ret_dropin = path_of("policy.d/10-a.conf");
+        ASSERT_OK(mkdir(*ret_dir, 0755));
+        write_file(*ret_main_file, 0644, "[Admin]\n");
+        write_file(*ret_dropin, 0644, "[Admin]\n");
+}
+
 /* SECURITY: tsmd's processes trust root's files only, and never one the unprivileged worker
  * could write: not as its owner, nor through its group, file or drop-in directory. */
 TEST(worker_writable_files_refused) {
@@ -633,12 +644,7 @@ TEST(worker_writable_files_refused) {
                 SKIP("needs root to chown files to other users");
 
         TMPDIR_GUARD;
-        main_file = path_of("policy.conf");
-        dir = path_of("policy.d");
-        dropin = path_of("policy.d/10-a.conf");
-        ASSERT_OK(mkdir(dir, 0755));
-        write_file(main_file, 0644, "[Admin]\n");
-        write_file(dropin, 0644, "[Admin]\n");
+        make_policy_tree(&main_file, &dir, &dropin);
         expect_trusted(main_file, dir, &root_only);
 
         /* Owned by the worker's (or any) user other than root. */
@@ -684,12 +690,7 @@ TEST(acl_writers_refused) {
                 SKIP("needs root to own the files it trusts");
 
         TMPDIR_GUARD;
-        main_file = path_of("policy.conf");
-        dir = path_of("policy.d");
-        dropin = path_of("policy.d/10-a.conf");
-        ASSERT_OK(mkdir(dir, 0755));
-        write_file(main_file, 0644, "[Admin]\n");
-        write_file(dropin, 0644, "[Admin]\n");
+        make_policy_tree(&main_file, &dir, &dropin);
 
         /* The mode says 0664 root:root, which the mode check alone takes. */
         TACL_SET(main_file, TA_USER_OBJ(6), TA_USER(4242, 6), TA_GROUP_OBJ(4), TA_MASK(6), TA_OTHER(4));
