@@ -558,6 +558,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
         const char *address = json_get_string(p, "pciAddress"), *reason = NULL;
+        _cleanup_free_ char *pci_address = NULL;
         int64_t id = get_int(p, "vdeviceId", -1);
         json_object *reply = NULL, *scopes = NULL, *vfio;
         TsmDeviceInfo info;
@@ -612,7 +613,10 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0)
                 return r;
 
-        if (!GREEDY_REALLOC(ctx->vdevices, ctx->allocated_vdevices, ctx->n_vdevices + 1)) {
+        /* Everything that can fail for want of memory comes first: once the monitor attached
+         * it, a vDevice the worker cannot record would stay attached there alone. */
+        pci_address = strdup(info.pci_address);
+        if (!pci_address || !GREEDY_REALLOC(ctx->vdevices, ctx->allocated_vdevices, ctx->n_vdevices + 1)) {
                 json_object_put(scopes);
                 return -ENOMEM;
         }
@@ -624,12 +628,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                                                     json_object_new_string(address), NULL, NULL);
                 return reply_backend_error(call, r, info.pci_address);
         }
-        ctx->vdevices[ctx->n_vdevices] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = strdup(info.pci_address) };
-        if (!ctx->vdevices[ctx->n_vdevices].pci_address) {
-                json_object_put(scopes);
-                return -ENOMEM;
-        }
-        ctx->n_vdevices++;
+        ctx->vdevices[ctx->n_vdevices++] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = TAKE_PTR(pci_address) };
         guest_context_persist(m, ctx);
 
         reply = json_object_new_object();
