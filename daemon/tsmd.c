@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "capability.h"
@@ -148,6 +149,22 @@ static int find_worker(char **ret) {
         return 0;
 }
 
+/* The soft RLIMIT_NOFILE of 1024 that shells and service managers hand out is there for
+ * programs that use select(); tsmd uses epoll, and every context the monitor keeps and every
+ * connection the worker serves is an fd. So it takes what the hard limit allows, as systemd
+ * advises such programs to do; the worker inherits it. */
+static void raise_nofile_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        log_debug("Raising the RLIMIT_NOFILE soft limit from %llu to the hard limit, %llu.",
+                  (unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max);
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(-errno, "Failed to raise the RLIMIT_NOFILE soft limit, keeping it: %m");
+}
+
 /* --check-config and --dump-config: the policy the configuration names, as the worker loads it
  * (a bad one keeps the worker from starting). The dump goes out as comments, so that the whole
  * of --dump-config stays a valid tsmd.conf; without the "# " it is a valid policy file. */
@@ -246,6 +263,7 @@ int main(int argc, char *argv[]) {
         (void) signal(SIGPIPE, SIG_IGN);
         (void) signal(SIGXFSZ, SIG_IGN);
 
+        raise_nofile_limit();
         r = monitor_new(&(MonitorOptions){
                                 .config_path = config_path,
                                 .config_optional = !arg_config,

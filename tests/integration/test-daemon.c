@@ -11,6 +11,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -497,6 +498,35 @@ TEST(a_worker_that_exits_keeps_its_exit_status) {
         ASSERT_EQ(tsmd_log_count(&t, " was killed by signal KILL."), 1u); /* ours */
         ASSERT_OK(chmod(policy, 0644));
         ASSERT_TRUE(tsmd_wait_log(&t, "serving again.", 1, 10 * USEC_PER_SEC));
+        tsmd_teardown(&t);
+}
+
+/* From /proc, which root may read for the worker too (prlimit() may not: another user
+ * namespace). */
+static unsigned long long nofile_soft_limit_of(pid_t pid) {
+        _cleanup_free_ char *limits = read_file(strf("/proc/%d/limits", (int) pid));
+        const char *line = strstr(limits, "Max open files");
+
+        if (!line)
+                TEST_FAIL("no \"Max open files\" in /proc/%d/limits", (int) pid);
+        return strtoull(line + strlen("Max open files"), NULL, 10);
+}
+
+/* A shell's soft RLIMIT_NOFILE (1024, here lowered further) would cap the contexts the monitor
+ * keeps below MaxContexts=; tsmd takes the hard limit for itself and its worker. */
+TEST(nofile_soft_limit_raised_to_the_hard_one) {
+        struct rlimit saved, low;
+        Tsmd t;
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        if (saved.rlim_max <= 512)
+                SKIP("the hard RLIMIT_NOFILE is %llu, nothing to raise to", (unsigned long long) saved.rlim_max);
+        low = (struct rlimit){ .rlim_cur = 512, .rlim_max = saved.rlim_max };
+        tsmd_start(&t, &(TsmdOptions) { .config = "[Platform]\nMode=emulated\n", .nofile = &low });
+
+        ASSERT_EQ(nofile_soft_limit_of(t.pid), saved.rlim_max);
+        ASSERT_EQ(nofile_soft_limit_of(tsmd_worker_pid(&t)), saved.rlim_max);
+        ASSERT_FALSE(tsmd_log_contains(&t, "RLIMIT_NOFILE of 512"));
         tsmd_teardown(&t);
 }
 

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -407,6 +408,8 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                 if (o->env)
                         for (size_t i = 0; o->env[i]; i++)
                                 (void) putenv((char *) o->env[i]);
+                if (o->nofile && setrlimit(RLIMIT_NOFILE, o->nofile) < 0)
+                        _exit(127);
                 execv(argv[0], (char **) argv);
                 fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
                 _exit(127);

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <json-c/json.h>
@@ -65,6 +66,9 @@ typedef struct TsmdOptions {
         /* tsmd in a PID namespace of its own (as in a container; root only): the test and the
          * processes it forks are ones tsmd cannot see, which SO_PEERCRED gives pid 0. */
         bool pid_namespace;
+        /* RLIMIT_NOFILE for tsmd (a hard limit below the test's cannot be raised back without
+         * CAP_SYS_RESOURCE); NULL: the test's. */
+        const struct rlimit *nofile;
 } TsmdOptions;
 
 #define TSMD_MAX_HELPERS 16

@@ -187,8 +187,9 @@ static void copy_file(const char *src, const char *dst, mode_t mode) {
         ASSERT_OK(fchmod(out, mode));
 }
 
-/* guest_extra: more of tsmd.conf's [Guest] section. */
-static void setup_full(Setup *s, const TsmdFile *files, size_t n_files, const char *guest_extra) {
+/* guest_extra: more of tsmd.conf's [Guest] section; nofile: tsmd's RLIMIT_NOFILE, NULL: ours. */
+static void setup_full(Setup *s, const TsmdFile *files, size_t n_files, const char *guest_extra,
+                       const struct rlimit *nofile) {
         static const char *const args[] = { "--worker=" WORKER_PROXY_PATH, NULL };
         const char *scratch;
         json_object *r;
@@ -218,7 +219,8 @@ static void setup_full(Setup *s, const TsmdFile *files, size_t n_files, const ch
         ASSERT_OK(setenv("TSMD_PROXY_CONTROL", s->control, 1));
 
         tsmd_start(&s->t, &(TsmdOptions) { .config = strf("%s%s", strf(CONFIG, scratch), strempty(guest_extra)),
-                                           .args = args, .files = files, .n_files = n_files });
+                                           .args = args, .files = files, .n_files = n_files,
+                                           .nofile = nofile });
         s->proxy = tsmd_worker_pid(&s->t);
         ASSERT_TRUE(s->proxy > 0);
         s->worker = child_of(s->proxy);
@@ -242,7 +244,7 @@ static void setup_full(Setup *s, const TsmdFile *files, size_t n_files, const ch
 }
 
 static void setup_with(Setup *s, const TsmdFile *files, size_t n_files) {
-        setup_full(s, files, n_files, NULL);
+        setup_full(s, files, n_files, NULL, NULL);
 }
 
 static void setup(Setup *s) {
@@ -538,16 +540,12 @@ static unsigned log_number_after(Tsmd *t, const char *prefix) {
  */
 TEST(context_flood_leaves_room_for_a_worker) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
-        struct rlimit saved, low;
+        /* The hard limit too: tsmd raises its soft limit to that. */
+        const struct rlimit low = { .rlim_cur = FLOOD_NOFILE, .rlim_max = FLOOD_NOFILE };
         unsigned max, opened;
         Setup s;
 
-        /* Inherited by tsmd; the test itself needs few fds. */
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        low = (struct rlimit){ .rlim_cur = FLOOD_NOFILE, .rlim_max = saved.rlim_max };
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
-        setup_full(&s, NULL, 0, strf("ReclaimTimeoutSec=%d\n", FLOOD_RECLAIM_TIMEOUT_SEC));
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        setup_full(&s, NULL, 0, strf("ReclaimTimeoutSec=%d\n", FLOOD_RECLAIM_TIMEOUT_SEC), &low);
 
         write_file(s.control, "flood-contexts");
         ASSERT_OK(kill(s.proxy, SIGUSR1));
