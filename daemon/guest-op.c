@@ -215,7 +215,8 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
-                log_warning_errno(r, "Refusing %s, the audit log cannot take a record: %m", event);
+                log_full_ratelimited(&m->unrecorded_refusal_log, LOG_WARNING,
+                                     "Refusing %s, the audit log cannot take a record: %s", event, strerror(-r));
                 return varlink_call_release(call, audit_failed_message(r));
         }
         varlink_call_set_userdata(call, op);

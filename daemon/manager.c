@@ -294,6 +294,7 @@ int manager_new(DaemonConfig *config, const char *config_path, int channel, Mana
         m->config = *config;
         *config = (DaemonConfig) {};
         m->start_usec = now_monotonic_usec();
+        m->unrecorded_refusal_log = RATELIMIT(UNRECORDED_REFUSAL_LOG_INTERVAL_USEC, UNRECORDED_REFUSAL_LOG_BURST);
         if (config_path && !(m->config_path = strdup(config_path)))
                 return -ENOMEM;
 

@@ -11,12 +11,17 @@
 #include "daemon-config.h"
 #include "policy.h"
 #include "priv-call.h"
+#include "ratelimit.h"
 #include "tsm-platform.h"
 #include "varlink-server.h"
 
 typedef struct GuestClient GuestClient;
 typedef struct GuestContext GuestContext;
 typedef struct AdminFollower AdminFollower;
+
+/* Guest calls refused unrecorded: logged at most this often (guest-op.c). */
+#define UNRECORDED_REFUSAL_LOG_BURST 50U
+#define UNRECORDED_REFUSAL_LOG_INTERVAL_USEC (10 * 1000 * 1000ULL)
 
 typedef struct Manager {
         struct event_base *base;
@@ -53,6 +58,10 @@ typedef struct Manager {
         VarlinkCall **status_subscribers;
         size_t n_status_subscribers, allocated_status_subscribers;
         struct event *status_notify; /* see service_status_changed() */
+
+        /* Guest calls refused because the audit log cannot take their record are logged in
+         * its place, but a client must not flood the journal with them (guest-op.c). */
+        RateLimit unrecorded_refusal_log;
 } Manager;
 
 /* Takes over config (its strings) and the channel to the monitor (read up to its HELLO and

@@ -1249,6 +1249,9 @@ static void audit_fs_replace(Tsmd *t) {
         ASSERT_TRUE(tsmd_reload(t, CONF(DEV1 "," DEV2, "")));
 }
 
+/* Refusals a client provokes once the audit log failed, more than tsmd logs. */
+#define FLOOD_REFUSALS 300U
+
 /*
  * A disk that fails: the file system under the audit log shuts down, so every write and sync
  * fails with EIO. The call whose record fails is answered AuditFailed (errno 5), and from
@@ -1284,6 +1287,21 @@ TEST(audit_io_error) {
         /* Refused before they ran, for a log that failed: each named in tsmd's log. */
         ASSERT_EQ(tsmd_log_count(&t, REFUSED_UNRECORDED("guest-request", "Input/output error")), 10U);
         ASSERT_EQ(tsmd_log_count(&t, REFUSED_UNRECORDED("open-context", "Input/output error")), 10U);
+        /* But a client that keeps asking does not flood the journal with those lines: at most
+         * UNRECORDED_REFUSAL_LOG_BURST of them in UNRECORDED_REFUSAL_LOG_INTERVAL_USEC. */
+        {
+                uint64_t start = now_usec(), intervals;
+                unsigned logged;
+
+                for (unsigned i = 0; i < FLOOD_REFUSALS; i++)
+                        CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), NULL);
+                intervals = (now_usec() - start) / (10 * USEC_PER_SEC) + 2; /* the 20 above: one more */
+                logged = tsmd_log_count(&t, "the audit log cannot take a record");
+                fprintf(stderr, "# %u refusals logged of %u\n", logged, 20 + FLOOD_REFUSALS);
+                ASSERT_TRUE(logged <= intervals * 50);
+                ASSERT_TRUE(logged < 20 + FLOOD_REFUSALS);
+                expect_ping_fast(&t);
+        }
         /* The admin still gets answers, unrecorded: it is who repairs the log. But nothing it
          * asks that changes the host is made unrecorded. */
         d = tsmd_connect(&t);
