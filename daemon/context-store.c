@@ -12,6 +12,8 @@
 #include "fdstore.h"
 #include "ini.h"
 
+DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(DIR *, closedir, NULL);
+
 static int state_path(const char *dir, const char *reclaim_id, char *buf, size_t size) {
         if ((size_t) snprintf(buf, size, "%s/%s.state", dir, reclaim_id) >= size)
                 return -ENAMETOOLONG;
@@ -121,6 +123,34 @@ int context_store_save(const char *dir, const char *reclaim_id, const StoredOwne
         return 0;
 }
 
+int context_store_sweep(const char *dir, bool (*keep)(const char *reclaim_id, void *userdata), void *userdata) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        int removed = 0;
+
+        d = opendir(dir);
+        if (!d)
+                return negative_errno();
+        while ((errno = 0, de = readdir(d))) {
+                char id[RECLAIM_ID_LEN + 1];
+                const char *suffix = de->d_name + RECLAIM_ID_LEN;
+
+                /* <32 hex>.state or .state.tmp: reclaim ids, and the tokens older tsmds used. */
+                if (strlen(de->d_name) < RECLAIM_ID_LEN || (!streq(suffix, ".state") && !streq(suffix, ".state.tmp")))
+                        continue;
+                memcpy(id, de->d_name, RECLAIM_ID_LEN);
+                id[RECLAIM_ID_LEN] = 0;
+                if (!reclaim_hex_is_valid(id) || (streq(suffix, ".state") && keep(id, userdata)))
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        return negative_errno();
+                removed++;
+        }
+        if (errno > 0)
+                return -errno;
+        return removed;
+}
+
 typedef struct LoadState {
         StoredOwner owner;
         bool have_uid, have_gid, have_pid;
@@ -226,8 +256,6 @@ int context_store_remove(const char *dir, const char *reclaim_id) {
                 return r;
         return unlink(path) < 0 && errno != ENOENT ? negative_errno() : 0;
 }
-
-DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(DIR *, closedir, NULL);
 
 /*
  * The old-style names in the directory, each with its token's reclaim id, sorted by id: built

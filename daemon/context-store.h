@@ -44,6 +44,11 @@ int context_store_save(const char *dir, const char *reclaim_id, const StoredOwne
 int context_store_load(const char *dir, const char *reclaim_id, StoredOwner *ret_owner, StoredVDevice **ret,
                        size_t *ret_n);
 int context_store_remove(const char *dir, const char *reclaim_id);
+/* Removes every state file in dir, and leftover of a save, whose reclaim id keep() does not
+ * want: the state of contexts that are gone (closed while no tsmd ran, lost with a service
+ * manager's fd store, or named by its reclaim token by an older tsmd and never restored).
+ * Returns how many it removed. Call it once a restore is done, before any save. */
+int context_store_sweep(const char *dir, bool (*keep)(const char *reclaim_id, void *userdata), void *userdata);
 /* A tsmd before named the file by the context's reclaim token: finds the <token>.state whose
  * token has reclaim_id, and renames it <reclaim_id>.state. -ENOENT if there is none. The first
  * call hashes every such name in dir once and keeps them (tokens among them) until

@@ -408,3 +408,50 @@ int guest_setup(Manager *m) {
         m->orphan_timeout = evtimer_new(m->base, on_orphan_timeout, m);
         return m->orphan_timeout ? 0 : -ENOMEM;
 }
+
+typedef char ReclaimId[RECLAIM_ID_LEN + 1];
+
+typedef struct RestoredIds {
+        ReclaimId *ids; /* sorted */
+        size_t n;
+} RestoredIds;
+
+static int reclaim_id_compare(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+static bool is_restored(const char *reclaim_id, void *userdata) {
+        const RestoredIds *r = userdata;
+
+        return bsearch(reclaim_id, r->ids, r->n, sizeof(ReclaimId), reclaim_id_compare);
+}
+
+void guest_restore_done(Manager *m) {
+        _cleanup_free_ ReclaimId *ids = NULL;
+        int r;
+
+        /* The old-style state file names the restore looked up, tokens among them: not kept. */
+        context_store_forget_legacy();
+
+        /* Every context this worker holds is an orphan now: any other state file is of one that
+         * is gone, and would stay forever (an old-style one naming its reclaim token). Sorted,
+         * as a restore may hold thousands. */
+        ids = new(ReclaimId, m->n_orphans);
+        if (!ids && m->n_orphans > 0) {
+                log_oom();
+                return;
+        }
+        for (size_t i = 0; i < m->n_orphans; i++)
+                memcpy(ids[i], m->orphans[i]->reclaim_id, sizeof(ReclaimId));
+        if (m->n_orphans > 0)
+                qsort(ids, m->n_orphans, sizeof(ReclaimId), reclaim_id_compare);
+
+        r = context_store_sweep(guest_state_dir(m), is_restored, &(RestoredIds) { ids, m->n_orphans });
+        if (r == -ENOENT)
+                return;
+        if (r < 0)
+                log_warning_errno(r, "Cannot remove the state of contexts that are gone from '%s': %m",
+                                  guest_state_dir(m));
+        else if (r > 0)
+                log_notice("Removed %d state files of contexts that are gone from '%s'.", r, guest_state_dir(m));
+}

@@ -31,6 +31,8 @@ int guest_setup(Manager *m);
  * reclaim until the reclaim timeout. */
 int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc,
                           const struct tsm_priv_restored_vdevice *vdevices);
+/* After the last guest_restore_context(): removes the state files of contexts that are gone. */
+void guest_restore_done(Manager *m);
 /* Releases (or, when preserving for a restart, just closes) unreclaimed contexts. */
 void guest_orphans_free(Manager *m);
 

@@ -463,8 +463,7 @@ int manager_listen(Manager *m) {
         for (size_t i = 0, v = 0; i < h->n_restored; v += h->restored[i++].n_vdevices)
                 (void) guest_restore_context(m, &h->restored[i],
                                              h->restored[i].n_vdevices > 0 ? &h->restored_vdevices[v] : NULL);
-        /* The old-style state file names the restore looked up, tokens among them: not kept. */
-        context_store_forget_legacy();
+        guest_restore_done(m);
         return 0;
 }
 

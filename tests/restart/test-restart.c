@@ -1279,6 +1279,66 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
         stop(&m);
 }
 
+/* Writes text to <dir>/state/name, as root. */
+static void plant_state_file(Manager *m, const char *name, const char *text) {
+        char path[PATH_MAX];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/state/%s", m->dir, name);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fputs(text, f);
+        ASSERT_EQ(fclose(f), 0);
+}
+
+static bool state_file_exists(Manager *m, const char *name) {
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/state/%s", m->dir, name);
+        return access(path, F_OK) >= 0;
+}
+
+/*
+ * State files of contexts that are gone (closed while no tsmd ran, lost with an fd store, named
+ * by their token by an older tsmd that never got them back, or a failed save's leftover) are
+ * removed when a worker has restored what the monitor kept, and only those: before, they stayed
+ * for good, those named by tokens among them. The kept context's file stays and serves.
+ */
+TEST(state_of_contexts_that_are_gone_is_removed) {
+        static const char *const gone[] = {
+                "00112233445566778899aabbccddeeff.state",     /* a reclaim id nobody has */
+                "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a.state",     /* an old-style name: a token */
+                "00112233445566778899aabbccddeeff.state.tmp", /* a save cut short */
+        };
+        char token[64], id[33], own[64];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to plant files in the worker's state directory");
+        c = start_with_bound_context(&m, token);
+        reclaim_id_of(token, id);
+        snprintf(own, sizeof(own), "%s.state", id);
+        manager_wait(&m, has_stored, 5000);
+        for (size_t i = 0; i < ELEMENTSOF(gone); i++)
+                plant_state_file(&m, gone[i], "[Context]\nUid=1000\nVDevice=7 0000:02:00.0 bound\n");
+        plant_state_file(&m, "README", "not one of tsmd's\n");
+
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+        for (size_t i = 0; i < ELEMENTSOF(gone); i++)
+                if (state_file_exists(&m, gone[i]))
+                        TEST_FAIL("'%s' is still there", gone[i]);
+        ASSERT_TRUE(log_contains(&m, "Removed 3 state files of contexts that are gone"));
+        ASSERT_TRUE(state_file_exists(&m, own));
+        ASSERT_TRUE(state_file_exists(&m, "README"));
+
+        c = connect_client(&m);
+        reclaim_bound(c, token);
+        varlink_client_free(c);
+        stop(&m);
+}
+
 /* ---- reclaiming under the policy in force ------------------------------------------------------ */
 
 /* Replaces the policy (read by the next worker, or at the next reload). */

@@ -5,7 +5,8 @@
  * as a whole, a missing one is -ENOENT; what earlier versions wrote still loads, and a file an
  * earlier version named by its reclaim token is found by the reclaim id and renamed; state
  * goes only into a directory nobody else may list, each file 0600; a restore hashes each of
- * those names once, however many contexts it looks up.
+ * those names once, however many contexts it looks up; the state of contexts that are gone is
+ * swept.
  */
 
 #include <fcntl.h>
@@ -329,6 +330,40 @@ TEST(legacy_lookups_hash_each_file_once) {
         snprintf(path, sizeof(path), "%s/" TOKEN_L ".state.tmp", dir);
         ASSERT_OK(unlink(path));
         ASSERT_OK(rmdir(dir));
+}
+
+static bool keep_id(const char *reclaim_id, void *userdata) {
+        return streq(reclaim_id, userdata);
+}
+
+/* What a restore leaves of contexts that are gone goes: state under other ids, under tokens, a
+ * save's leftover (even the kept context's); what is kept, and names that are not tsmd's, stay. */
+TEST(sweep_removes_the_state_of_contexts_that_are_gone) {
+        static const char *const stay[] = { ID ".state", "README", "5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A.state",
+                                            "0123.state", ID ".statex" };
+        static const char *const go[] = { ID_L ".state", TOKEN_M ".state", ID ".state.tmp", TOKEN_L ".state.tmp" };
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        for (size_t i = 0; i < ELEMENTSOF(stay); i++)
+                write_file(stay[i], "[Context]\nUid=1\n");
+        for (size_t i = 0; i < ELEMENTSOF(go); i++)
+                write_file(go[i], "[Context]\nUid=1\n");
+
+        ASSERT_EQ(context_store_sweep(dir, keep_id, (void *) ID), (int) ELEMENTSOF(go));
+        for (size_t i = 0; i < ELEMENTSOF(go); i++)
+                ASSERT_FALSE(exists_in_dir(go[i]));
+        for (size_t i = 0; i < ELEMENTSOF(stay); i++)
+                ASSERT_TRUE(exists_in_dir(stay[i]));
+        ASSERT_EQ(context_store_sweep(dir, keep_id, (void *) ID), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(stay); i++) {
+                char path[256];
+
+                snprintf(path, sizeof(path), "%s/%s", dir, stay[i]);
+                ASSERT_OK(unlink(path));
+        }
+        ASSERT_OK(rmdir(dir));
+        ASSERT_ERRNO(context_store_sweep(dir, keep_id, (void *) ID), ENOENT);
 }
 
 TEST_MAIN();
