@@ -724,7 +724,7 @@ static int set_bound(TsmPlatform *p, const TsmTarget *t, TsmOp op, TsmRequestCal
         if (k < 0)
                 return k;
         if (!info.emulated && p->uapi < 0)
-                return p->uapi;
+                return -EOPNOTSUPP; /* as device_scope(): the probe's own error is in the log */
         k = request_new(p, info.pci_address, cb, userdata, &r);
         if (k < 0)
                 return k;

@@ -139,6 +139,33 @@ TEST(request_reaches_the_kernel_and_is_answered) {
         router_teardown(&t);
 }
 
+/* No TSM UAPI to be had (here: no iommufd device at all): every kernel call of the platform says
+ * so by one name, EOPNOTSUPP, not by whatever the probe met (ENOENT would read "no such
+ * vDevice" to a VMM, EPROTO "the connection is gone"). */
+TEST(no_uapi_is_not_supported_whatever_the_probe_met) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_KERNEL,
+                .iommu_device = (char *) "/nonexistent/iommu",
+                .request_timeout_usec = TIMEOUT_USEC,
+        };
+        struct event_base *base;
+        TsmPlatform *p;
+        TsmTarget target = { .pci_address = NIC, .iommufd = -EBADF, .vdevice_id = VDEV_NIC };
+        TsmUapiVersion v;
+        Done d = {};
+
+        platform_test_sandbox(false);
+        (void) platform_test_fixture("two-tsms", NULL);
+        ASSERT_NOT_NULL(base = event_base_new());
+        ASSERT_OK(tsm_platform_new(base, &config, &p));
+        ASSERT_ERRNO(tsm_platform_get_uapi(p, &v), ENOENT); /* what the probe met, for the log */
+        ASSERT_ERRNO(tsm_platform_bind(p, &target, on_done, &d, NULL), EOPNOTSUPP);
+        ASSERT_ERRNO(tsm_platform_unbind(p, &target, on_done, &d, NULL), EOPNOTSUPP);
+        ASSERT_ERRNO(tsm_platform_request(p, &target, TSM_SCOPE_INFO, "ping", 4, 64, on_done, &d, NULL), EOPNOTSUPP);
+        tsm_platform_free(p);
+        event_base_free(base);
+}
+
 TEST(held_device_times_out_and_others_go_on) {
         Router t;
         Done held = {}, other = {};
