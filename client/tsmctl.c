@@ -55,6 +55,25 @@ int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
         return 0;
 }
 
+/* The JSON depth the Varlink layer reads messages to by default (varlink-stream.h), which is
+ * what libtsm took this reply to; json_tokener_parse() stops at 32. */
+#define REPLY_DEPTH_MAX 64
+
+static json_object *parse_reply(const char *text) {
+        struct json_tokener *tok = json_tokener_new_ex(REPLY_DEPTH_MAX);
+        json_object *o;
+
+        if (!tok)
+                return NULL;
+        o = json_tokener_parse_ex(tok, text, -1);
+        if (json_tokener_get_error(tok) != json_tokener_success) {
+                json_object_put(o);
+                o = NULL;
+        }
+        json_tokener_free(tok);
+        return o;
+}
+
 /* The reply of the last call; a verb looks at one reply at a time (json_object_get() keeps one). */
 static json_object *last_reply = NULL;
 
@@ -78,7 +97,7 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
         }
 
         json_object_put(last_reply);
-        last_reply = json_tokener_parse(reply);
+        last_reply = parse_reply(reply);
         if (!last_reply) {
                 fprintf(stderr, "%s: tsmd's reply is not JSON.\n", method);
                 return EXIT_GENERIC;

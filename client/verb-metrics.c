@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* tsmctl metrics: counters and latency histograms in the Prometheus text format. */
 
+#include <ctype.h>
 #include <stdio.h>
 
 #include "json-util.h"
@@ -17,6 +18,17 @@ static void print_label(const char *s) {
                 }
                 putchar(*s);
         }
+}
+
+/* A label name as Prometheus takes it ([a-zA-Z_][a-zA-Z0-9_]*): tsmd's dimensions are; a
+ * counter with any other is not printed, rather than printed as a line of someone's choosing. */
+static bool is_label_name(const char *s) {
+        if (!s || !(isalpha((unsigned char) *s) || *s == '_'))
+                return false;
+        for (; *s; s++)
+                if (!(isalnum((unsigned char) *s) || *s == '_'))
+                        return false;
+        return true;
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
@@ -40,6 +52,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 json_object *x = json_object_array_get_idx(list, i);
 
+                if (!is_label_name(json_get_string(x, "dimension")))
+                        continue;
                 printf("tsmd_calls_total{%s=\"", json_get_string(x, "dimension"));
                 print_label(json_get_string(x, "key"));
                 printf("\"} %lld\n", (long long) json_object_get_int64(json_object_object_get(x, "calls")));
@@ -48,6 +62,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 json_object *x = json_object_array_get_idx(list, i);
 
+                if (!is_label_name(json_get_string(x, "dimension")))
+                        continue;
                 printf("tsmd_call_errors_total{%s=\"", json_get_string(x, "dimension"));
                 print_label(json_get_string(x, "key"));
                 printf("\"} %lld\n", (long long) json_object_get_int64(json_object_object_get(x, "errors")));
@@ -60,16 +76,19 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
 
                 if (!b || !streq(json_get_string(x, "dimension") ?: "", "scope"))
                         continue;
-                for (size_t k = 0; k < json_object_array_length(b); k++) {
+                for (size_t k = 0, n = json_object_array_length(b); k < n; k++) {
                         cumulative += json_object_get_int64(json_object_array_get_idx(b, k));
+                        /* Bucket k holds latencies below 2^k µs, the last all others; any past
+                         * 2^63 (tsmd has far fewer) counts in the last alone. */
+                        if (k + 1 == n || k >= 63)
+                                continue;
                         printf("tsmd_call_latency_seconds_bucket{scope=\"");
                         print_label(json_get_string(x, "key"));
-                        /* Bucket k holds latencies below 2^k µs. */
-                        if (k + 1 < json_object_array_length(b))
-                                printf("\",le=\"%.6f\"} %lld\n", (double) (1ULL << k) / 1e6, cumulative);
-                        else
-                                printf("\",le=\"+Inf\"} %lld\n", cumulative);
+                        printf("\",le=\"%.6f\"} %lld\n", (double) (1ULL << k) / 1e6, cumulative);
                 }
+                printf("tsmd_call_latency_seconds_bucket{scope=\"");
+                print_label(json_get_string(x, "key"));
+                printf("\",le=\"+Inf\"} %lld\n", cumulative);
                 printf("tsmd_call_latency_seconds_sum{scope=\"");
                 print_label(json_get_string(x, "key"));
                 printf("\"} %.6f\n", (double) json_object_get_int64(json_object_object_get(x, "latencySumUsec")) / 1e6);

@@ -484,6 +484,76 @@ TEST(malformed_replies_are_not_fatal) {
         }
 }
 
+/* Runs tsmctl verb against a fake tsmd answering reply; its exit status, its output in ret_out. */
+static int run_against(const char *verb, const char *reply, char **ret_out) {
+        _cleanup_free_ char *err = NULL;
+        const char *path = fake_socket_path("fake-odd");
+        const char *argv[] = { TSMCTL_PATH, "--socket", path, verb, NULL };
+        pid_t pid = fake_tsmd(path, reply);
+        int status;
+
+        status = run_capture(argv, ret_out, &err, 10 * 1000000ULL);
+        (void) kill(pid, SIGKILL);
+        ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+        ASSERT_OK(unlink(path));
+        fprintf(stderr, "%s", strempty(err));
+        ASSERT_TRUE(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+static unsigned count_lines_with(const char *text, const char *needle) {
+        unsigned n = 0;
+
+        for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        return n;
+}
+
+/* Replies that are valid but odd: nested deeper than json-c's default of 32 (as deep as the
+ * Varlink layer reads, 64), a counter dimension that is no Prometheus label name (it would
+ * have written a line of its own into the metrics), more latency buckets than a shift of 1ULL
+ * can count (undefined behaviour before; now they fold into +Inf). */
+TEST(odd_replies) {
+        _cleanup_free_ char *deep = NULL, *out1 = NULL, *out2 = NULL, *out3 = NULL, *buckets = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        f = open_memstream(&deep, &len);
+        ASSERT_NOT_NULL(f);
+        fputs("{\"parameters\":{\"devices\":[],\"extra\":", f);
+        for (unsigned i = 0; i < 40; i++)
+                fputc('[', f);
+        for (unsigned i = 0; i < 40; i++)
+                fputc(']', f);
+        fputs("}}", f);
+        ASSERT_EQ(fclose(f), 0);
+        ASSERT_EQ(run_against("devices", deep, &out1), 0);
+
+        ASSERT_EQ(run_against("metrics",
+                              "{\"parameters\":{\"counters\":[{\"dimension\":\"scope\\\"} 1\\nevil{x=\\\"\",\"key\":\"a\","
+                              "\"calls\":1,\"errors\":0},{\"dimension\":\"uid\",\"key\":\"7\",\"calls\":2,\"errors\":1}]}}",
+                              &out2),
+                  0);
+        ASSERT_NULL(strstr(out2, "evil"));
+        ASSERT_NOT_NULL(strstr(out2, "tsmd_calls_total{uid=\"7\"} 2\n"));
+        ASSERT_NOT_NULL(strstr(out2, "tsmd_call_errors_total{uid=\"7\"} 1\n"));
+
+        len = 0;
+        f = open_memstream(&buckets, &len);
+        ASSERT_NOT_NULL(f);
+        fputs("{\"parameters\":{\"counters\":[{\"dimension\":\"scope\",\"key\":\"info\",\"calls\":70,"
+              "\"errors\":0,\"latencySumUsec\":1,\"latencyBuckets\":[1", f);
+        for (unsigned i = 1; i < 70; i++)
+                fputs(",1", f);
+        fputs("]}]}}", f);
+        ASSERT_EQ(fclose(f), 0);
+        ASSERT_EQ(run_against("metrics", buckets, &out3), 0);
+        /* 2^0 .. 2^62 µs, then everything else. */
+        ASSERT_EQ(count_lines_with(out3, "tsmd_call_latency_seconds_bucket{"), 64U);
+        ASSERT_EQ(count_lines_with(out3, "le=\"+Inf\"} 70\n"), 1U);
+        ASSERT_EQ(count_lines_with(out3, "le=\"0.000001\""), 1U);
+}
+
 /* An empty TSMD_SOCKET is unset (not libtsm's Guest socket); an empty --socket= is refused. */
 TEST(empty_socket_settings) {
         _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
