@@ -499,6 +499,22 @@ static int audit_admin(Manager *m, VarlinkCall *call, const char *result, AdminA
         return audit_log_record_owed(m->audit, &rec, on_admin_recorded, answer, NULL);
 }
 
+void admin_recheck_followers(Manager *m) {
+        /* Downwards: follower_stop() moves the last one into the place it frees. */
+        for (size_t i = m->n_followers; i > 0; i--) {
+                VarlinkCall *call = m->followers[i - 1]->call;
+
+                if (manager_is_admin(m, varlink_call_get_conn(call)))
+                        continue;
+                varlink_call_ref(call);
+                follower_stop(m, m->followers[i - 1]);
+                if (audit_admin(m, call, VARLINK_ERROR_PERMISSION_DENIED, NULL) < 0)
+                        log_error("Audit record of the end of an audit follower failed.");
+                (void) varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+                varlink_call_unref(call);
+        }
+}
+
 static void on_admin_answer(VarlinkCall *call, json_object *message, void *userdata) {
         AdminAnswer *a = new0(AdminAnswer, 1);
         json_object *error;

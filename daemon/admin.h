@@ -8,6 +8,9 @@ int admin_methods_register(Manager *m);
 
 /* Stops the audit follows of a connection that went away (conn NULL: all of them). */
 void admin_forget_followers(Manager *m, VarlinkConn *conn);
+/* SECURITY: a follower sees every record. Ends (PermissionDenied, audited) the streams of
+ * those the policy in force no longer makes administrators: call it when the policy changes. */
+void admin_recheck_followers(Manager *m);
 
 /* Records the call's final answer as every admin call's is (io.tsmd.Service's Reload and
  * SetLogLevel are admin actions too): under its error's name for a refusal, answered once the

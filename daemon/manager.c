@@ -217,6 +217,7 @@ int manager_reload(Manager *m, char **ret_message) {
                 }
                 policy_unref(m->policy);
                 m->policy = p;
+                admin_recheck_followers(m);
         }
 
         /* Both files are good: now the monitor's part (the emulated devices it serves; it

@@ -174,6 +174,65 @@ static char *reload_expect_policy_kept(Tsmd *t) {
 
 /* ---- who gets which device and scope ------------------------------------------------------ */
 
+static int on_followed(VarlinkClient *c, json_object *parameters, const char *error, bool continues,
+                       void *userdata) {
+        char *last_error = userdata;
+
+        snprintf(last_error, 128, "%s", error ?: (continues ? "" : "(final reply)"));
+        return 0;
+}
+
+/* Drives c until its stream's reply says error (bounded). */
+static void follow_until(VarlinkClient *c, char *last_error, const char *error) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; !streq(last_error, error);) {
+                struct pollfd p = { .fd = varlink_client_get_fd(c), .events = varlink_client_get_events(c) };
+
+                if (now_usec() > deadline)
+                        TEST_FAIL("the follower got \"%s\", not \"%s\"", last_error, error);
+                if (p.fd < 0)
+                        TEST_FAIL("the follower's connection is gone");
+                (void) poll(&p, 1, 50);
+                ASSERT_OK(varlink_client_process(c));
+        }
+}
+
+/*
+ * SECURITY: an administrator following the audit log sees every record. A reload whose policy
+ * no longer names them ends the stream (PermissionDenied, as their next call is), where before
+ * it kept every record coming.
+ */
+TEST(audit_follow_ends_with_the_admin_right) {
+        static const TsmdFile files[] = {
+                { "policy.conf", "[Admin]\nUsers=65534\n[Client:vm]\nUsers=root\nDevices=" DEV1 "\n" },
+        };
+        char last_error[128] = "none yet";
+        VarlinkClient *follower, *other;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        /* The socket serving io.tsmd.Admin is for root and tsmd's group; the policy decides. */
+        ASSERT_OK(chmod(t.socket, 0666));
+        follower = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
+        other = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
+        ASSERT_OK(varlink_client_call_async(follower, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE,
+                                            on_followed, last_error));
+        follow_until(follower, last_error, "");
+        CALL_OK(other, "io.tsmd.Admin.ListBackends", NULL);
+
+        tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 "\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        follow_until(follower, last_error, VARLINK_ERROR_PERMISSION_DENIED);
+        CALL_ERROR(other, "io.tsmd.Admin.ListBackends", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        /* On record, as the refusal of a call is. */
+        ASSERT_EQ(tsmd_audit_count_where(&t, 0, "\"uid\":65534", "io.tsmd.Admin.FollowAudit",
+                                         VARLINK_ERROR_PERMISSION_DENIED),
+                  1U);
+        varlink_client_free(follower);
+        varlink_client_free(other);
+        tsmd_teardown(&t);
+}
+
 TEST(rule_grants_one_device_and_scope) {
         static const TsmdFile files[] = {
                 { "policy.conf",

@@ -931,6 +931,10 @@ static int recv_fd(int sock, int timeout_ms) {
 }
 
 VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid) {
+        return tsmd_connect_to_as(t, t->guest_socket, uid, gid);
+}
+
+VarlinkClient *tsmd_connect_to_as(Tsmd *t, const char *socket, uid_t uid, gid_t gid) {
         VarlinkClient *c = NULL;
         int pair[2], fd, r;
         pid_t pid;
@@ -960,7 +964,7 @@ VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid) {
                         _exit(2);
                 if (geteuid() != uid || getegid() != gid)
                         _exit(3);
-                fd = tsmd_raw_connect(t->guest_socket);
+                fd = tsmd_raw_connect(socket);
                 if (fd < 0 || send_fd(pair[1], fd) < 0)
                         _exit(4);
                 close(fd);

@@ -179,6 +179,8 @@ VarlinkClient *tsmd_connect_guest(Tsmd *t);
  * The process stays alive (so its pid stays valid) until tsmd_teardown(). SKIPs unless
  * running as root. */
 VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid);
+/* The same to another of tsmd's sockets (which uid must be allowed to open). */
+VarlinkClient *tsmd_connect_to_as(Tsmd *t, const char *socket, uid_t uid, gid_t gid);
 bool tsmd_can_switch_uid(void);
 
 /* A mount namespace of the test's own (/ private), which the tsmd it starts shares: what the
