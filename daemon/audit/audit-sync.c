@@ -127,12 +127,14 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
         AuditFiles *f = s->files;
         struct iovec iov[IOV_BATCH];
         AuditSyncItem *segment = batch;
-        uint64_t segment_start = f->size, queued = 0, margin;
+        /* queued: bytes of this segment, for the caller's count; unwritten: those of them still
+         * in iov, as the rest are in f->size already. */
+        uint64_t segment_start = f->size, queued = 0, unwritten = 0, margin;
         size_t n = 0;
         int r;
 
         for (AuditSyncItem *i = batch; i; i = i->next) {
-                uint64_t end = f->size + queued;
+                uint64_t end = f->size + unwritten;
 
                 if (end > 0 && end + i->len > f->max_file_size) {
                         /* Everything before i must be durable before a newer file exists. */
@@ -146,7 +148,7 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
                         complete_range(segment, i, 0);
                         *written += queued;
                         n = 0;
-                        queued = 0;
+                        queued = unwritten = 0;
                         segment = i;
                         /* Acknowledged: a failure from here on must not take it back. */
                         segment_start = f->size;
@@ -169,9 +171,11 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
                         if (r < 0)
                                 goto fail;
                         n = 0;
+                        unwritten = 0;
                 }
                 iov[n++] = (struct iovec){ .iov_base = (void *) i->line, .iov_len = i->len };
                 queued += i->len;
+                unwritten += i->len;
         }
 
         r = write_iov(f, iov, n);

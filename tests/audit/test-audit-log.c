@@ -153,6 +153,41 @@ TEST(rotation_keeps_sequence) {
         fixture_done(&f);
 }
 
+/* A batch larger than the writer's iovec array (256 records) is written in parts; each part
+ * counts once towards the file's size, so a file rotates when it is full, not early (before,
+ * the bytes written were counted again as queued: files of ~344 where 600 records fit). */
+TEST(rotation_fills_files_in_large_batches) {
+        uint64_t len;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+        len = file_size(&f, "audit.log");
+        fixture_close(&f);
+
+        f.config.max_file_size = 600 * len;
+        f.config.n_files = 10;
+        fixture_open(&f);
+        commit_n(&f, 2000); /* one loop round: one batch */
+        wait_acks(&f, 2001);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 2001);
+        ASSERT_TRUE(file_exists(&f, "audit.log.2"));
+        for (unsigned i = 1; i < f.config.n_files; i++) {
+                char name[64];
+
+                audit_file_name(i, name);
+                if (!file_exists(&f, name))
+                        continue;
+                /* Full: another record (a few digits longer than the first) did not fit. */
+                ASSERT_LE(file_size(&f, name), f.config.max_file_size);
+                ASSERT_TRUE(file_size(&f, name) + 2 * len > f.config.max_file_size);
+        }
+        fixture_done(&f);
+}
+
 TEST(rotation_drops_oldest) {
         _cleanup_free_ uint64_t *seqs = NULL;
         Fixture f;
