@@ -288,8 +288,14 @@ static int put_tsm_from_device(Discovery *d, sd_device *dev) {
         int r;
 
         r = read_tsm(dev, &t);
-        if (r < 0)
+        if (r < 0) {
+                const char *name;
+
+                /* As put_pci_from_device(): unreadable is not gone. */
+                if (!is_gone(r) && r != -ENOMEM && sd_device_get_sysname(dev, &name) >= 0)
+                        (void) inventory_keep_tsm(d->inv, name);
                 return r;
+        }
         if (t.type < 0)
                 log_debug("TSM %s: parent %s (subsystem %s, driver %s) is not a known backend.",
                           t.name, strna(t.parent_syspath), strna(t.parent_subsystem),

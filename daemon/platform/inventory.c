@@ -596,6 +596,18 @@ int inventory_keep_device(Inventory *inv, const char *address) {
         return 0;
 }
 
+int inventory_keep_tsm(Inventory *inv, const char *name) {
+        size_t i;
+
+        assert_return(inv, -EINVAL);
+        assert_return(name, -EINVAL);
+
+        if (!find_tsm(inv, name, &i))
+                return -ENOENT;
+        inv->tsms[i]->generation = inv->generation;
+        return 0;
+}
+
 void inventory_sync_begin(Inventory *inv) {
         if (inv)
                 inv->generation++;

@@ -142,6 +142,8 @@ void inventory_sync_end(Inventory *inv, unsigned kinds);
 /* Marks a device seen as it is (it could not be read this time, which is not proof that it is
  * gone). -ENOENT if not present. */
 int inventory_keep_device(Inventory *inv, const char *address);
+/* The same for a TSM. */
+int inventory_keep_tsm(Inventory *inv, const char *name);
 
 /* Syntax check of a PCI address as the kernel names devices: "%04x:%02x:%02x.%d" (domain may be
  * longer than four digits, e.g. the devsec sample's 10000:). Lowercase hex only. */

@@ -356,6 +356,35 @@ TEST(unreadable_device_is_kept) {
         inventory_free(inv);
 }
 
+/* The same for a TSM: its parent unreadable in one rescan, it stays, and with it what routes to
+ * it (before, it was removed from this process's inventory until the next rescan). */
+TEST(unreadable_tsm_is_kept) {
+        char path[PATH_MAX];
+        const char *root;
+        Discovery *d;
+        Inventory *inv;
+        EventLog log = {};
+
+        inv = scan_watched_two_tsms(&root, &d, &log);
+        ASSERT_NOT_NULL(inventory_get_tsm(inv, "tsm0"));
+
+        /* Reading its pci_mode fails with EISDIR from now on. */
+        snprintf(path, sizeof(path), "%s/devices/pci0000:00/0000:00:18.2/tsm/tsm0/pci_mode", root);
+        ASSERT_OK(mkdir(path, 0755));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_EQ(log.n, 0u);
+        ASSERT_NOT_NULL(inventory_get_tsm(inv, "tsm0"));
+
+        /* Gone for real: removed. */
+        ASSERT_OK(rmdir(path));
+        ASSERT_OK(sysfs_fixture_remove(root, "/devices/pci0000:00/0000:00:18.2/tsm/tsm0"));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_NULL(inventory_get_tsm(inv, "tsm0"));
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
 TEST(refresh_single_device) {
         const char *root;
         Discovery *d;
