@@ -65,6 +65,8 @@ typedef struct TsmdOptions {
         /* tsmd in a PID namespace of its own (as in a container; root only): the test and the
          * processes it forks are ones tsmd cannot see, which SO_PEERCRED gives pid 0. */
         bool pid_namespace;
+        /* Do not wait for a worker to serve: the test expects none to (its files are broken). */
+        bool no_worker;
 } TsmdOptions;
 
 #define TSMD_MAX_HELPERS 16
