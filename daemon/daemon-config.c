@@ -295,7 +295,10 @@ static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
         return 0;
 }
 
-int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message) {
+/* Parses text (or, with text NULL, reads path first) over a copy of c. */
+static int config_load(DaemonConfig *c, const char *path, const char *text, unsigned *ret_line,
+                       const char **ret_message) {
+        _cleanup_free_ char *buf = NULL;
         DaemonConfig copy;
         LoadState st = { .config = &copy };
         unsigned line = 0;
@@ -306,7 +309,9 @@ int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, co
         if (r < 0)
                 return r;
 
-        r = ini_parse_file(path, DAEMON_CONFIG_FILE_MAX, on_assignment, &st, &line);
+        r = text ? 0 : ini_read_file(path, DAEMON_CONFIG_FILE_MAX, &buf);
+        if (r >= 0)
+                r = ini_parse(text ?: buf, on_assignment, &st, &line);
         if (r == -EBADMSG && !st.message)
                 st.message = "syntax error";
         if (r == -EISDIR || r == -EBADFD)
@@ -335,6 +340,16 @@ int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, co
         daemon_config_done(c);
         *c = copy;
         return 0;
+}
+
+int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message) {
+        assert(path);
+        return config_load(c, path, NULL, ret_line, ret_message);
+}
+
+int daemon_config_load_text(DaemonConfig *c, const char *text, unsigned *ret_line, const char **ret_message) {
+        assert(text);
+        return config_load(c, NULL, text, ret_line, ret_message);
 }
 
 /* The value as the file would spell it. Returns buf. */
@@ -406,6 +421,14 @@ int daemon_config_start_only_changes(const DaemonConfig *running, const DaemonCo
         return (int) n;
 }
 
+int daemon_config_log_load_error(const char *path, int error, unsigned line, const char *message) {
+        if (line > 0)
+                return log_error_errno(error, "%s:%u: %s.", path, line, message);
+        if (error == -EISDIR || error == -EBADFD)
+                return log_error_errno(error, "Failed to load '%s': %s.", path, message);
+        return log_error_errno(error, "Failed to load '%s': %s: %m", path, message);
+}
+
 int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional) {
         const char *message = NULL;
         unsigned line = 0;
@@ -414,11 +437,7 @@ int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional) 
         r = daemon_config_load(c, path, &line, &message);
         if (r == -ENOENT && optional)
                 return 0; /* built-in defaults (a reload picks up a file that appears later) */
-        if (r < 0 && line > 0)
-                return log_error_errno(r, "%s:%u: %s.", path, line, message);
-        if (r == -EISDIR || r == -EBADFD)
-                return log_error_errno(r, "Failed to load '%s': %s.", path, message);
         if (r < 0)
-                return log_error_errno(r, "Failed to load '%s': %s: %m", path, message);
+                return daemon_config_log_load_error(path, r, line, message);
         return 0;
 }

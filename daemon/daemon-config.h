@@ -45,6 +45,11 @@ void daemon_config_done(DaemonConfig *c);
  * thread). */
 int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, const char **ret_message);
 
+/* The same for the text of a file read already (ini_read_file()), whose name is in no message. */
+int daemon_config_load_text(DaemonConfig *c, const char *text, unsigned *ret_line, const char **ret_message);
+/* Logs a failed load of path as daemon_config_load_logged() does; returns error. */
+int daemon_config_log_load_error(const char *path, int error, unsigned line, const char *message);
+
 /* daemon_config_load() for a program's start, logging what is wrong; a missing file is fine
  * (built-in defaults) if optional. */
 int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional);

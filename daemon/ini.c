@@ -101,14 +101,14 @@ fail:
         return -EBADMSG;
 }
 
-int ini_parse_file(const char *path, size_t max_size, IniAssignmentFunc callback, void *userdata,
-                   unsigned *ret_line) {
+int ini_read_file(const char *path, size_t max_size, char **ret_text) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
         struct stat st;
         size_t n = 0;
 
         assert(path);
+        assert(ret_text);
 
         /* O_NONBLOCK: a FIFO must not hang the caller (the monitor's loop, on a reload) in
          * open() or read(); it is refused below. */
@@ -143,5 +143,17 @@ int ini_parse_file(const char *path, size_t max_size, IniAssignmentFunc callback
         if (memchr(buf, 0, n))
                 return -EBADMSG;
 
-        return ini_parse(buf, callback, userdata, ret_line);
+        *ret_text = TAKE_PTR(buf);
+        return 0;
+}
+
+int ini_parse_file(const char *path, size_t max_size, IniAssignmentFunc callback, void *userdata,
+                   unsigned *ret_line) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = ini_read_file(path, max_size, &text);
+        if (r < 0)
+                return r;
+        return ini_parse(text, callback, userdata, ret_line);
 }

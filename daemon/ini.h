@@ -20,6 +20,11 @@ typedef int (*IniAssignmentFunc)(const char *section, const char *key, const cha
  * a callback error is returned as is, also with the line. */
 int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsigned *ret_line);
 
+/* Reads a whole text file (at most max_size bytes, else -EFBIG; a NUL byte in it is -EBADMSG)
+ * into *ret_text, NUL-terminated. Anything but a regular file is refused, without blocking:
+ * -EISDIR for a directory, -EBADFD for the rest (a FIFO, a device). */
+int ini_read_file(const char *path, size_t max_size, char **ret_text);
+
 /* Reads a whole file (at most max_size bytes) and parses it. Anything but a regular file is
  * refused, without blocking: -EISDIR for a directory, -EBADFD for the rest (a FIFO, a device). */
 int ini_parse_file(const char *path, size_t max_size, IniAssignmentFunc callback, void *userdata,

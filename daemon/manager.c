@@ -12,6 +12,7 @@
 #include "context-store.h"
 #include "guest.h"
 #include "idle-flush.h"
+#include "last-good.h"
 #include "log.h"
 #include "manager.h"
 #include "refusals.h"
@@ -98,6 +99,43 @@ static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) 
                 return r;
         }
         log_info("Policy loaded: %zu client rules.", policy_n_rules(*ret));
+        return 0;
+}
+
+/* The files this worker starts from: those the monitor loaded (as root, with the same trust
+ * checks) when it started us, so that we serve the policy its scope gate follows; or, if the
+ * files on disk did not load then, the last that did (last-good.h), which beats serving nobody
+ * until an administrator fixes them. Only with neither (no load succeeded yet, as at a first
+ * start with broken files) from the disk, which then fails as the monitor's load did. */
+static int load_files(Manager *m, bool config_optional) {
+        _cleanup_free_ char *error = NULL, *names = NULL;
+        DaemonConfig config;
+        int r;
+
+        if (m->hello.last_good_fd < 0) {
+                r = daemon_config_load_logged(&m->config, m->config_path, config_optional);
+                if (r < 0)
+                        return r;
+                r = load_policy(&m->config, &m->policy, &error);
+                if (r < 0)
+                        return log_error_errno(r, "%s", strna(error));
+                return 0;
+        }
+
+        r = last_good_restore(m->hello.last_good_fd, &config, &m->policy, &names, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the configuration and policy the monitor passed%s%s: %m",
+                                       error ? ": " : "", strempty(error));
+        daemon_config_done(&m->config);
+        m->config = config;
+        m->hello.last_good_fd = safe_close(m->hello.last_good_fd);
+        if (m->hello.last_good_stale)
+                log_error("The configuration or policy files on disk do not load (tsmd said why above): serving "
+                          "with the last configuration and policy that loaded, as tsmd read them when they did: %s. "
+                          "Fix the files and reload.", strna(names));
+        else
+                log_debug("Started from the files tsmd loaded: %s.", strna(names));
+        log_info("Policy loaded: %zu client rules.", policy_n_rules(m->policy));
         return 0;
 }
 
@@ -283,17 +321,18 @@ static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         manager_update_status(m);
 }
 
-int manager_new(DaemonConfig *config, const char *config_path, int channel, Manager **ret) {
+int manager_new(const char *config_path, bool config_optional, int channel, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
-        _cleanup_free_ char *error = NULL;
         const char *missing = NULL;
         int r;
+
+        assert(config_path);
 
         m = new0(Manager, 1);
         if (!m)
                 return -ENOMEM;
-        m->config = *config;
-        *config = (DaemonConfig) {};
+        daemon_config_init(&m->config);
+        m->hello.last_good_fd = -EBADF;
         m->start_usec = now_monotonic_usec();
         m->unrecorded_refusal_log = RATELIMIT(UNRECORDED_REFUSAL_LOG_INTERVAL_USEC, UNRECORDED_REFUSAL_LOG_BURST);
         if (config_path && !(m->config_path = strdup(config_path)))
@@ -313,14 +352,14 @@ int manager_new(DaemonConfig *config, const char *config_path, int channel, Mana
         r = priv_channel_read_hello(m->channel, &m->hello);
         if (r < 0)
                 return log_error_errno(r, "No start sequence from the monitor: %m");
+        r = load_files(m, config_optional);
+        if (r < 0)
+                return r;
 
         r = tsm_platform_new_view(m->base, &m->config.platform, m->hello.emulated, m->hello.uapi, &m->platform);
         if (r < 0)
                 return r;
 
-        r = load_policy(&m->config, &m->policy, &error);
-        if (r < 0)
-                return log_error_errno(r, "%s", strna(error));
         r = open_audit(m);
         if (r < 0)
                 return r;

@@ -64,9 +64,10 @@ typedef struct Manager {
         RateLimit unrecorded_refusal_log;
 } Manager;
 
-/* Takes over config (its strings) and the channel to the monitor (read up to its HELLO and
- * the sockets); config_path is reread on SIGHUP. */
-int manager_new(DaemonConfig *config, const char *config_path, int channel, Manager **ret);
+/* Takes over the channel to the monitor (read up to its HELLO and the sockets) and starts from
+ * the configuration and policy it passes, or if none, from config_path (a missing file is the
+ * built-in defaults if config_optional); config_path is reread on SIGHUP. */
+int manager_new(const char *config_path, bool config_optional, int channel, Manager **ret);
 /* Rereads the configuration file: applies what can change at run time, keeps the old
  * configuration and says why if the file is bad. */
 int manager_reload(Manager *m, char **ret_message);

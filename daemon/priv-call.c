@@ -72,7 +72,8 @@ void priv_hello_done(PrivHello *h) {
         free(h->socket_kinds);
         free(h->restored);
         free(h->restored_vdevices);
-        *h = (PrivHello) {};
+        safe_close(h->last_good_fd);
+        *h = (PrivHello) { .last_good_fd = -EBADF };
 }
 
 /* The monitor hung up or sent something it never would: tell the owner, once, from the loop. */
@@ -390,7 +391,7 @@ static ssize_t receive_wait(PrivChannel *c, int *fds, size_t max_fds, size_t *re
 }
 
 int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
-        _cleanup_(priv_hello_done) PrivHello h = {};
+        _cleanup_(priv_hello_done) PrivHello h = { .last_good_fd = -EBADF };
         struct tsm_priv_hello hello;
         const char *reason = NULL;
         size_t n_fds, allocated_fds = 0, allocated_kinds = 0, allocated_restored = 0, allocated_vdevices = 0;
@@ -402,7 +403,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         if (n <= 0)
                 return n < 0 ? (int) n : -ECONNRESET;
         r = tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &hello, sizeof(hello), NULL, &reason);
-        if (r < 0 || hello.hdr.type != TSM_PRIV_HELLO || hello.version != TSM_PRIV_VERSION || hello.__reserved != 0)
+        if (r < 0 || hello.hdr.type != TSM_PRIV_HELLO || hello.version != TSM_PRIV_VERSION || hello.last_good > 1)
                 return log_error_errno(-EPROTO, "Monitor did not start with a HELLO of version %u: %s.",
                                        TSM_PRIV_VERSION, reason ?: "wrong type or version");
         h.uapi = hello.uapi;
@@ -412,14 +413,17 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         h.previous_status = hello.previous_status;
         h.max_contexts = hello.max_contexts;
 
-        /* Sockets, then the contexts kept from before with their vDevices, then it waits for
-         * READY. */
+        /* Sockets, the files to start from, then the contexts kept from before with their
+         * vDevices, then it waits for READY. */
         for (;;) {
                 struct tsm_priv_listen_socket ls;
+                struct tsm_priv_last_good lg;
                 struct tsm_priv_restored_context rc;
                 struct tsm_priv_restored_vdevice rv;
+                bool last_good_due = hello.last_good && h.last_good_fd < 0;
 
-                if (h.n_sockets == hello.n_sockets && h.n_restored == hello.n_restored && n_vdevices_due == 0)
+                if (h.n_sockets == hello.n_sockets && !last_good_due && h.n_restored == hello.n_restored &&
+                    n_vdevices_due == 0)
                         break;
                 n = receive_wait(c, &fd, 1, &n_fds);
                 if (n <= 0)
@@ -436,8 +440,15 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                         h.socket_kinds[h.n_sockets++] = ls.kind;
                         continue;
                 }
+                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &lg, sizeof(lg), NULL, &reason) >= 0 &&
+                    lg.hdr.type == TSM_PRIV_LAST_GOOD && h.n_sockets == hello.n_sockets && last_good_due &&
+                    n_fds == 1 && lg.stale <= 1 && lg.__reserved == 0) {
+                        h.last_good_fd = fd;
+                        h.last_good_stale = lg.stale;
+                        continue;
+                }
                 if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rc, sizeof(rc), NULL, &reason) >= 0 &&
-                    rc.hdr.type == TSM_PRIV_RESTORED_CONTEXT && h.n_sockets == hello.n_sockets &&
+                    rc.hdr.type == TSM_PRIV_RESTORED_CONTEXT && h.n_sockets == hello.n_sockets && !last_good_due &&
                     h.n_restored < hello.n_restored && n_vdevices_due == 0 &&
                     tsm_priv_check_string(rc.reclaim_id, sizeof(rc.reclaim_id)) && rc.partial <= 1) {
                         if (!GREEDY_REALLOC(h.restored, allocated_restored, h.n_restored + 1))
@@ -462,7 +473,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         }
 
         *ret = h;
-        h = (PrivHello) {};
+        h = (PrivHello) { .last_good_fd = -EBADF };
         return 0;
 }
 

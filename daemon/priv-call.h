@@ -26,6 +26,8 @@ typedef struct PrivHello {
         TsmPrivWorkerEnd previous_end; /* how the worker before this one ended */
         uint32_t previous_status;
         uint32_t max_contexts; /* the most the monitor holds, orphans included */
+        int last_good_fd;      /* LAST_GOOD's sealed memfd (last-good.h); -EBADF: none came */
+        bool last_good_stale;  /* the files on disk did not load: these are older */
         int *socket_fds;
         TsmPrivSocketKind *socket_kinds;
         size_t n_sockets;
@@ -46,7 +48,7 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
 PrivChannel *priv_channel_free(PrivChannel *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PrivChannel *, priv_channel_free);
 
-/* Reads the start sequence (HELLO, LISTEN_SOCKET..., RESTORED_CONTEXT and its RESTORED_VDEVICE...),
+/* Reads the start sequence (HELLO, LISTEN_SOCKET..., LAST_GOOD, RESTORED_CONTEXT and its RESTORED_VDEVICE...),
  * blocking. */
 int priv_channel_read_hello(PrivChannel *c, PrivHello *ret);
 

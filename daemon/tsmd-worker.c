@@ -72,7 +72,6 @@ static int parse_argv(int argc, char *argv[]) {
 int main(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
         const char *config_path;
-        DaemonConfig config;
         int r;
 
         log_set_ident("tsmd-worker");
@@ -115,15 +114,8 @@ int main(int argc, char *argv[]) {
         (void) signal(SIGPIPE, SIG_IGN);
         (void) signal(SIGXFSZ, SIG_IGN);
 
-        daemon_config_init(&config);
-        r = daemon_config_load_logged(&config, config_path, !arg_config);
-        if (r < 0) {
-                daemon_config_done(&config);
-                return EXIT_FAILURE;
-        }
-
-        r = manager_new(&config, config_path, TSM_PRIV_CHANNEL_FD, &m);
-        daemon_config_done(&config);
+        /* The configuration and policy come with the monitor's start sequence (manager.c). */
+        r = manager_new(config_path, !arg_config, TSM_PRIV_CHANNEL_FD, &m);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
 

@@ -37,6 +37,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         /* The fd of OPEN/RECLAIM replies is optional: counted by the receiver, not here. */
         TYPE(REPLY, tsm_priv_reply, M, TSM_PRIV_PAYLOAD_MAX, 0),
         TYPE(RESTORED_VDEVICE, tsm_priv_restored_vdevice, M, 0, 0),
+        TYPE(LAST_GOOD, tsm_priv_last_good, M, 0, 1),
 };
 #undef TYPE
 #undef M

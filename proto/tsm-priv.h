@@ -42,9 +42,10 @@
  * tells a new worker the vDevices it has (RESTORED_VDEVICE), and ATTACH_VDEVICE attaches new
  * ones only; 6: HELLO says how many contexts the monitor holds at most; 7: NEW_CONTEXT and
  * RESTORED_CONTEXT carry a context's reclaim id where they carried its reclaim token, which
- * stays in the worker): a worker binary newer or older than its running monitor refuses the
- * HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 7U
+ * stays in the worker; 8: LAST_GOOD hands the worker the configuration and policy to start
+ * from, HELLO says whether it comes): a worker binary newer or older than its running monitor
+ * refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 8U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -69,8 +70,9 @@
 #define TSM_PRIV_SLOT_WORKER 0U
 
 typedef enum TsmPrivType {
-        /* monitor -> worker, at start, in this order: HELLO, LISTEN_SOCKET..., then per context
-         * RESTORED_CONTEXT and its RESTORED_VDEVICE... (that type comes last in the enum) */
+        /* monitor -> worker, at start, in this order: HELLO, LISTEN_SOCKET..., LAST_GOOD, then
+         * per context RESTORED_CONTEXT and its RESTORED_VDEVICE... (the last two types come last
+         * in the enum) */
         TSM_PRIV_HELLO = 1,
         TSM_PRIV_LISTEN_SOCKET,       /* + fd: a listening Varlink socket */
         TSM_PRIV_RESTORED_CONTEXT,    /* a context kept from before, to be reclaimed */
@@ -98,6 +100,7 @@ typedef enum TsmPrivType {
         TSM_PRIV_REPLY,
         /* monitor -> worker, at start (appended: the other types keep their numbers) */
         TSM_PRIV_RESTORED_VDEVICE,    /* a vDevice of the RESTORED_CONTEXT before it */
+        TSM_PRIV_LAST_GOOD,           /* + fd: the files to start from, if HELLO says it comes */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
@@ -138,7 +141,7 @@ struct tsm_priv_hello {
         uint32_t previous_end;   /* TsmPrivWorkerEnd */
         uint32_t previous_status;
         uint32_t max_contexts;   /* the most the monitor holds, orphans included; more: -EMFILE */
-        uint32_t __reserved;
+        uint32_t last_good;      /* 1: a LAST_GOOD follows the sockets; 0: none loaded yet */
 };
 
 typedef enum TsmPrivSocketKind {
@@ -177,6 +180,18 @@ struct tsm_priv_restored_vdevice {
         uint32_t state;   /* TSM_PRIV_VDEVICE_* */
         uint32_t __reserved;
         char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
+};
+
+/*
+ * LAST_GOOD + fd: a sealed memfd holding the tsmd.conf and policy files that loaded well last
+ * in the monitor, as it read them (daemon/last-good.h), for the worker to start from instead of
+ * the disk, so it serves what the monitor's scope gate follows. stale: 1 if the files on disk
+ * did not load as this worker was started, so these are older ones (the worker says so loudly).
+ */
+struct tsm_priv_last_good {
+        struct tsm_priv_hdr hdr;
+        uint32_t stale;
+        uint32_t __reserved;
 };
 
 struct tsm_priv_ready {
@@ -261,6 +276,7 @@ _Static_assert(sizeof(struct tsm_priv_hello) == 64, "no padding");
 _Static_assert(sizeof(struct tsm_priv_listen_socket) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_restored_context) == 80, "no padding");
 _Static_assert(sizeof(struct tsm_priv_restored_vdevice) == 56, "no padding");
+_Static_assert(sizeof(struct tsm_priv_last_good) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_ready) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_status) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_new_context) == 72, "no padding");

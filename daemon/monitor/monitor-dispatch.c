@@ -25,6 +25,7 @@ typedef union PrivMessage {
         struct tsm_priv_listen_socket listen_socket;
         struct tsm_priv_restored_context restored_context;
         struct tsm_priv_restored_vdevice restored_vdevice;
+        struct tsm_priv_last_good last_good;
         struct tsm_priv_ready ready;
         struct tsm_priv_status status;
         struct tsm_priv_new_context new_context;
@@ -75,6 +76,8 @@ struct MonitorDispatch {
         RateLimit contexts_full_log;  /* and for contexts past the cap */
         TsmPrivWorkerEnd previous_end; /* for the next HELLO */
         uint32_t previous_status;
+        int last_good_fd; /* borrowed; -EBADF: none */
+        bool last_good_stale;
 
         LIST_HEAD(, MonitorRequest) requests;
         size_t n_requests;
@@ -825,7 +828,7 @@ static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userda
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT, RESTORED_VDEVICE and REPLY go the other way: no entry,
+/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT, RESTORED_VDEVICE, LAST_GOOD and REPLY go the other way: no entry,
  * never permitted. */
 static const struct {
         PrivHandler handler;
@@ -870,7 +873,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         if (cb)
                 d->cb = *cb;
         d->userdata = userdata;
-        d->channel = -EBADF;
+        d->channel = d->last_good_fd = -EBADF;
         LIST_INIT(&d->requests);
         LIST_INIT(&d->changes);
         if (idle_flush_new(base, on_flush, d, &d->flush) < 0 ||
@@ -904,6 +907,11 @@ MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
 void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status) {
         d->previous_end = end;
         d->previous_status = status;
+}
+
+void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale) {
+        d->last_good_fd = fd;
+        d->last_good_stale = fd >= 0 && stale;
 }
 
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
@@ -947,6 +955,7 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         hello.previous_end = d->previous_end;
         hello.previous_status = d->previous_status;
         hello.max_contexts = (uint32_t) MIN(monitor_contexts_get_max(d->contexts), (size_t) UINT32_MAX);
+        hello.last_good = d->last_good_fd >= 0;
         r = tsm_priv_send(channel, &hello, NULL, 0, -EBADF);
         if (r < 0)
                 return r;
@@ -957,6 +966,16 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
                 tsm_priv_init(&ls, TSM_PRIV_LISTEN_SOCKET, 0, 0);
                 ls.kind = sockets[i].kind;
                 r = tsm_priv_send(channel, &ls, NULL, 0, sockets[i].fd);
+                if (r < 0)
+                        return r;
+        }
+
+        if (d->last_good_fd >= 0) {
+                struct tsm_priv_last_good lg;
+
+                tsm_priv_init(&lg, TSM_PRIV_LAST_GOOD, 0, 0);
+                lg.stale = d->last_good_stale;
+                r = tsm_priv_send(channel, &lg, NULL, 0, d->last_good_fd);
                 if (r < 0)
                         return r;
         }

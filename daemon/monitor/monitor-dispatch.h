@@ -93,7 +93,7 @@ typedef struct MonitorListenSocket {
  * A new worker on channel (borrowed: the caller closes it after monitor_dispatch_stop()).
  * Sends HELLO (version, the UAPI or its -errno, emulated, fd store, the counts, the most
  * contexts the table holds), one LISTEN_SOCKET with its fd per socket (borrowed: the worker
- * gets a copy), then RESTORED_CONTEXT for every context, all of them at slot 0 by then, each
+ * gets a copy), LAST_GOOD with the fd set by monitor_dispatch_set_last_good() if any, then RESTORED_CONTEXT for every context, all of them at slot 0 by then, each
  * followed by a RESTORED_VDEVICE per vDevice it has. Sets the channel's send timeout
  * (MONITOR_SEND_TIMEOUT_USEC). Returns 0, -EBUSY if a worker is served already, -EINVAL for an
  * invalid socket, or the send error (the caller then kills the worker and tries again with a
@@ -101,6 +101,9 @@ typedef struct MonitorListenSocket {
  */
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
                            size_t n_sockets);
+/* The sealed memfd (last-good.h) the next workers get in LAST_GOOD, borrowed until set again
+ * (-EBADF: none), and whether the files on disk failed to load at the last try (stale). */
+void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale);
 /* What the next HELLO says of the worker before (TSM_PRIV_WORKER_FIRST until set). */
 void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status);
 

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "fdstore.h"
 #include "idle-flush.h"
+#include "last-good.h"
 #include "log.h"
 #include "monitor-dispatch.h"
 #include "monitor.h"
@@ -46,6 +47,7 @@ struct Monitor {
         MonitorListenSocket *sockets;
         size_t n_sockets, allocated_sockets;
         Policy *policy; /* for the scope gate only (scope_granted()); NULL: none loaded */
+        int last_good;  /* the bytes of the files that loaded last, sealed (last-good.h); -EBADF: none */
 
         char *worker_path; /* for logs: it runs from worker_binary */
         int worker_binary;
@@ -121,10 +123,14 @@ static int worker_start(Monitor *m) {
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
         int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, r;
 
-        /* A worker reads the files as they are when it starts: so do we, or a restarted worker
-         * would serve emulated devices we do not have, grant debug scopes our gate refuses, or
-         * write to a directory nobody gave it. (A broken file keeps what is in force.) */
-        (void) apply_files(m);
+        /* A worker starts from the files as we load them now (LAST_GOOD): the emulated devices
+         * we serve, the policy our gate follows and the directories we gave it are its own.
+         * Broken files keep what is in force, and the worker gets the last that loaded. */
+        r = apply_files(m);
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, r < 0);
+        if (r < 0 && m->last_good >= 0)
+                log_error("The configuration or policy files on disk do not load (see above): the new worker starts "
+                          "with the last configuration and policy that loaded.");
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
                 return log_error_errno(-errno, "Failed to make the worker's channel: %m");
@@ -296,23 +302,37 @@ static bool scope_granted(const char *pci_address, TsmBackendType backend, const
         return policy_any_rule_grants_scope(m->policy, pci_address, backend, scope);
 }
 
-static void policy_load_logged(Monitor *m, const DaemonConfig *config) {
+/* SECURITY: the files the worker trusts, no more: a gate that read what the worker may write
+ * would be no gate. */
+static PolicyFileTrust policy_trust(Monitor *m) {
+        return (PolicyFileTrust) { .owner = 0, .worker_gid = m->worker_gid };
+}
+
+static void policy_failed(Monitor *m, int error, const char *message) {
+        log_warning_errno(error, "Failed to load the policy for the monitor's scope checks (%s), %s: %m",
+                          strna(message), m->policy ? "keeping the last one" : "refusing every debug scope");
+}
+
+static void policy_set(Monitor *m, Policy *p, const char *path) {
+        policy_unref(m->policy);
+        m->policy = p;
+        log_info("Scope checks follow the policy in '%s' (%zu rules).", strna(path), policy_n_rules(p));
+}
+
+/* Without a configuration file (no worker's files to keep): the policy for the gate only. */
+static int policy_load_logged(Monitor *m, const DaemonConfig *config) {
+        PolicyFileTrust trust = policy_trust(m);
         _cleanup_free_ char *error = NULL;
         Policy *p;
         int r;
 
-        /* The files the worker trusts, no more: a gate that read what the worker may write
-         * would be no gate. */
-        r = policy_load_full(config->policy_file, config->policy_dropin_dir,
-                             &(const PolicyFileTrust) { .owner = 0, .worker_gid = m->worker_gid }, &p, &error);
+        r = policy_load_full(config->policy_file, config->policy_dropin_dir, &trust, &p, &error);
         if (r < 0) {
-                log_warning_errno(r, "Failed to load the policy for the monitor's scope checks (%s), %s: %m",
-                                  strna(error), m->policy ? "keeping the last one" : "refusing every debug scope");
-                return;
+                policy_failed(m, r, error);
+                return r;
         }
-        policy_unref(m->policy);
-        m->policy = p;
-        log_info("Scope checks follow the policy in '%s' (%zu rules).", strna(config->policy_file), policy_n_rules(p));
+        policy_set(m, p, config->policy_file);
+        return 0;
 }
 
 /* Returns the audit directory's error: without it the worker cannot start. */
@@ -333,29 +353,41 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
         return 0;
 }
 
-/* What the monitor takes of the files, at a reload and whenever a worker starts (which reads
- * them then): the emulated devices it serves, the policy for its scope gate, the directories
- * the worker writes. The rest (the policy's decisions, limits, audit) is the worker's. */
+/* What the monitor takes of the files, at a reload and whenever a worker starts (which starts
+ * from what we load): the emulated devices it serves, the policy for its scope gate, the
+ * directories the worker writes, and the bytes of all the files for the next worker. All or
+ * nothing, as the worker's reload is: a configuration that loads with a policy that does not
+ * (or the reverse) changes nothing, so that what the monitor and a new worker follow is
+ * always one set that loaded whole. The rest (the policy's decisions, limits, audit) is the
+ * worker's. */
 static int apply_files(Monitor *m) {
+        PolicyFileTrust trust = policy_trust(m);
+        _cleanup_free_ char *error = NULL;
+        _cleanup_close_ int fd = -EBADF;
         DaemonConfig config;
+        Policy *p;
         int r;
 
-        if (!m->config_path) {
-                policy_load_logged(m, &m->config);
-                return 0;
+        if (!m->config_path)
+                return policy_load_logged(m, &m->config);
+        r = last_good_load(m->config_path, m->config_optional, &trust, &config, &p, &fd, &error);
+        if (r < 0) {
+                if (error)
+                        policy_failed(m, r, error);
+                return r;
         }
-        daemon_config_init(&config);
-        r = daemon_config_load_logged(&config, m->config_path, true);
-        if (r >= 0 && tsm_platform_is_emulated(m->platform)) {
+        if (tsm_platform_is_emulated(m->platform)) {
                 r = tsm_platform_set_emulated_devices(m->platform, config.platform.emulated_devices);
                 if (r < 0)
                         log_error_errno(r, "Failed to apply the emulated device list: %m");
         }
-        if (r >= 0)
-                (void) worker_dirs_prepare(m, &config);
-        policy_load_logged(m, r >= 0 ? &config : &m->config);
+        (void) worker_dirs_prepare(m, &config);
+        policy_set(m, p, config.policy_file);
+        safe_close(m->last_good);
+        m->last_good = TAKE_FD(fd);
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, false);
         daemon_config_done(&config);
-        return r;
+        return 0;
 }
 
 static int on_worker_reload(void *userdata) {
@@ -465,7 +497,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m = new0(Monitor, 1);
         if (!m)
                 return -ENOMEM;
-        m->channel = m->worker_binary = -EBADF;
+        m->channel = m->worker_binary = m->last_good = -EBADF;
         m->config = *config;
         *config = (DaemonConfig) {};
         m->config_optional = o->config_optional;
@@ -570,6 +602,7 @@ Monitor *monitor_free(Monitor *m) {
                 event_base_free(m->base);
         daemon_config_done(&m->config);
         policy_unref(m->policy);
+        safe_close(m->last_good);
         return mfree(m);
 }
 

@@ -62,6 +62,9 @@ typedef struct Loader {
         char *error; /* "file:line: message" */
 
         PolicyFileTrust trust;
+
+        PolicyFileFunc on_file; /* NULL: none */
+        void *userdata;
 } Loader;
 
 static const uint32_t section_keys[] = {
@@ -949,6 +952,11 @@ static int load_file(Loader *l, int dir_fd, const char *path, const char *displa
                 return loader_error(l, line, -EBADMSG, "NUL byte in a text file");
         }
 
+        if (l->on_file) {
+                r = l->on_file(display, text, l->userdata);
+                if (r < 0)
+                        return r;
+        }
         return parse_text(l, display, text);
 }
 
@@ -1094,6 +1102,11 @@ static int loader_finish(Loader *l, int r, Policy **ret, char **ret_error) {
 
 int policy_load_full(const char *main_file, const char *dropin_dir, const PolicyFileTrust *trust,
                      Policy **ret, char **ret_error) {
+        return policy_load_capture(main_file, dropin_dir, trust, NULL, NULL, ret, ret_error);
+}
+
+int policy_load_capture(const char *main_file, const char *dropin_dir, const PolicyFileTrust *trust,
+                        PolicyFileFunc on_file, void *userdata, Policy **ret, char **ret_error) {
         _cleanup_(loader_done) Loader l = {};
         int r;
 
@@ -1102,6 +1115,8 @@ int policy_load_full(const char *main_file, const char *dropin_dir, const Policy
 
         r = loader_init(&l);
         l.trust = *trust;
+        l.on_file = on_file;
+        l.userdata = userdata;
         if (r >= 0 && main_file)
                 r = load_file(&l, AT_FDCWD, main_file, main_file);
         if (r >= 0 && dropin_dir)

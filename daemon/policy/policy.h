@@ -95,6 +95,16 @@ typedef struct PolicyFileTrust {
 int policy_load_full(const char *main_file, const char *dropin_dir, const PolicyFileTrust *trust,
                      Policy **ret, char **ret_error);
 
+/* Called with every file policy_load_capture() parses, in order, with its text exactly as
+ * parsed: policy_load_from_text() given the same (name, text) pairs makes the same policy.
+ * Returning < 0 fails the load with that error. */
+typedef int (*PolicyFileFunc)(const char *name, const char *text, void *userdata);
+
+/* policy_load_full(), handing on_file every file it parses (the monitor keeps the bytes of the
+ * last policy that loaded, last-good.h). */
+int policy_load_capture(const char *main_file, const char *dropin_dir, const PolicyFileTrust *trust,
+                        PolicyFileFunc on_file, void *userdata, Policy **ret, char **ret_error);
+
 /* In-memory file, for policy_load_from_text(). */
 typedef struct PolicySource {
         const char *name; /* shown in messages and in policy_dump() */

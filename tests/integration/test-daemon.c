@@ -479,24 +479,28 @@ TEST(sighup_while_the_worker_starts) {
         tsmd_teardown(&t);
 }
 
-/* A worker that ends by itself (here: it cannot read the policy) is on record with its own exit
- * status. The monitor kills a worker that lets go of its channel and lives on; a real one keeps
- * the channel until it exits, and then no signal changes how it ended. */
+/* A worker that ends by itself (here: it cannot open its audit log, a file where its directory
+ * was) is on record with its own exit status. The monitor kills a worker that lets go of its
+ * channel and lives on; a real one keeps the channel until it exits, and then no signal changes
+ * how it ended. */
 TEST(a_worker_that_exits_keeps_its_exit_status) {
-        const char *policy;
+        const char *audit, *away;
         Tsmd t;
 
         if (geteuid() != 0)
-                SKIP("the worker must run as another user than the policy file's owner: needs root");
+                SKIP("the worker must run as another user than the audit directory's: needs root");
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
-        policy = strf("%s/policy.conf", t.dir);
-        ASSERT_OK(chmod(policy, 0600));
+        audit = strdupa(strf("%s/audit", t.dir));
+        away = strdupa(strf("%s/audit.away", t.dir));
+        ASSERT_OK(rename(audit, away));
+        write_file(audit, "");
         ASSERT_OK(kill(tsmd_worker_pid(&t), SIGKILL));
         /* Five of them, each racing the monitor's kill at its end of file (a 50:50 race before). */
         if (!tsmd_wait_log(&t, " exited with status 1.", 5, 10 * USEC_PER_SEC))
-                TEST_FAIL("workers that cannot read the policy did not exit with status 1");
+                TEST_FAIL("workers that cannot open the audit log did not exit with status 1");
         ASSERT_EQ(tsmd_log_count(&t, " was killed by signal KILL."), 1u); /* ours */
-        ASSERT_OK(chmod(policy, 0644));
+        ASSERT_OK(unlink(audit));
+        ASSERT_OK(rename(away, audit));
         ASSERT_TRUE(tsmd_wait_log(&t, "serving again.", 1, 10 * USEC_PER_SEC));
         tsmd_teardown(&t);
 }

@@ -9,6 +9,7 @@
  * Runs in: tests. Most of it needs clients of other uids, so it SKIPs without root.
  */
 
+#include <dirent.h>
 #include <endian.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -533,12 +534,14 @@ TEST(acl_writable_policy_files_are_refused) {
 
 /* SECURITY: the monitor's scope gate reads the policy files as the worker does, and never one
  * the worker could have written: a worker started (after a crash) with such a file in place
- * finds both refusing it. Once the file is safe again, the next worker serves. */
+ * gets, like the gate, the policy that loaded last, not the file's. Once the file is safe
+ * again, a reload takes it. */
 TEST(a_new_worker_and_the_monitor_refuse_a_worker_writable_policy) {
-        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        static const TsmdFile files[] = { { "policy.conf", POLICY_INFO_ONLY } };
         const char *path, *refusal;
         struct passwd *worker;
-        unsigned serving;
+        VarlinkClient *a;
+        int64_t ctx;
         Tsmd t;
 
         need_root(); /* chown */
@@ -548,17 +551,192 @@ TEST(a_new_worker_and_the_monitor_refuse_a_worker_writable_policy) {
         path = strdupa(strf("%s/policy.conf", t.dir));
         refusal = strdupa(strf("%s: writable by group %u, the unprivileged worker's; refusing to use it", path,
                                (unsigned) worker->pw_gid));
-        serving = tsmd_log_count(&t, "serving again.");
 
+        /* What a worker could write there (more than the policy grants) is not what the next
+         * worker, nor the gate, follows. */
+        tsmd_write_file(&t, "policy.conf", POLICY_BOTH_SCOPES);
         ASSERT_OK(chown(path, 0, worker->pw_gid));
         ASSERT_OK(chmod(path, 0664));
-        ASSERT_OK(kill(tsmd_worker_pid(&t), SIGKILL));
-        ASSERT_TRUE(tsmd_wait_log(&t, strf("for the monitor's scope checks (%s)", refusal), 1, TSMD_WAIT_USEC));
-        ASSERT_TRUE(tsmd_wait_log(&t, strf("tsmd-worker: %s", refusal), 1, TSMD_WAIT_USEC));
-        ASSERT_EQ(tsmd_log_count(&t, "serving again."), serving);
+        tsmd_kill_worker(&t);
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("for the monitor's scope checks (%s)", refusal)));
+        ASSERT_TRUE(tsmd_log_contains(&t, "serving with the last configuration and policy that loaded"));
+        a = tsmd_connect(&t);
+        ctx = guest_open_context(a);
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(a, G "Bind", guest_vdev_params(ctx, 1));
+        expect_scope_ok(a, ctx, 1, "info", DEV1);
+        expect_scope_denied(a, ctx, 1, "state-change", DEV1);
 
+        /* Safe again, a reload applies it. */
         ASSERT_OK(chmod(path, 0644));
-        ASSERT_TRUE(tsmd_wait_log(&t, "serving again.", serving + 1, 4 * TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_scope_ok(a, ctx, 1, "state-change", DEV1);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* ---- a restarted worker and broken files ---------------------------------------------------- */
+
+#define POLICY_DEV1                                                                                \
+        "[Client:tests]\n"                                                                         \
+        "Users=root\n"                                                                             \
+        "Devices=" DEV1 "\n"
+#define POLICY_DEV1_DEV2                                                                           \
+        "[Client:tests]\n"                                                                         \
+        "Users=root\n"                                                                             \
+        "Devices=" DEV1 " " DEV2 "\n"
+/* Would grant every device, but line 3 has an unknown key (an edit half done). */
+#define POLICY_BROKEN_ALL                                                                          \
+        "[Client:tests]\n"                                                                         \
+        "Users=root\n"                                                                             \
+        "Devices=*\n"                                                                              \
+        "Bogus=\n"
+#define DEVICE_DENIED "{\"reason\":\"device not in any rule matching the client\"}"
+
+/* A new client attaches DEV1 and, if dev2_allowed, DEV2; else DEV2 is Denied. Then it lets go. */
+static void expect_devices(Tsmd *t, bool dev2_allowed) {
+        VarlinkClient *a = tsmd_connect(t);
+        int64_t ctx = guest_open_context(a);
+
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        if (dev2_allowed)
+                CALL_OK(a, G "AttachDevice", guest_attach_params(ctx, 2, DEV2));
+        else
+                CALL_ERROR(a, G "AttachDevice", guest_attach_params(ctx, 2, DEV2), E_GUEST("Denied"), DEVICE_DENIED);
+        /* Closed now: a context whose client hung up may be kept by a worker killed next. */
+        CALL_OK(a, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        varlink_client_free(a);
+}
+
+/* A worker that dies while the policy on disk is broken comes back with the policy that loaded
+ * last (at start, or at the last reload that succeeded), saying so, instead of failing until
+ * the file is fixed; a reload then takes the fixed file. */
+TEST(a_restarted_worker_serves_the_last_good_policy) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
+        static const char last_good[] = "serving with the last configuration and policy that loaded";
+        Tsmd t;
+
+        need_root(); /* the client is root, on the socket serving every interface */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        expect_devices(&t, false);
+
+        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
+        tsmd_kill_worker(&t);
+        ASSERT_TRUE(tsmd_log_contains(&t, "policy.conf:4:"));
+        ASSERT_EQ(tsmd_log_count(&t, last_good), 1u);
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("%s, as tsmd read them when they did: '%s/tsmd.conf', '%s/policy.conf'.",
+                                               last_good, t.dir, t.dir)));
+        expect_devices(&t, false); /* the old policy: DEV1 yes, DEV2 no */
+
+        /* Fixed, a reload takes it, and it is the last good one from then on. */
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1_DEV2);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_devices(&t, true);
+        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
+        ASSERT_FALSE(tsmd_reload(&t, CONF_ZERO));
+        tsmd_kill_worker(&t);
+        ASSERT_EQ(tsmd_log_count(&t, last_good), 2u);
+        expect_devices(&t, true);
+
+        /* With good files, a new worker takes them and says nothing of old ones. */
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1);
+        tsmd_kill_worker(&t);
+        ASSERT_EQ(tsmd_log_count(&t, last_good), 2u);
+        expect_devices(&t, false);
+        tsmd_teardown(&t);
+}
+
+/* The same for tsmd.conf: the emulated devices stay those that loaded, for the monitor and the
+ * new worker alike, until a reload takes the fixed file. */
+TEST(a_restarted_worker_serves_the_last_good_configuration) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1_DEV2 } };
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        expect_devices(&t, true);
+
+        /* Broken at line 5, it would take DEV2 away. */
+        tsmd_write_config(&t, CONF_EMU(DEV1, "Bogus=1\n"));
+        tsmd_kill_worker(&t);
+        ASSERT_TRUE(tsmd_log_contains(&t, "tsmd.conf:5: unknown section or key."));
+        ASSERT_TRUE(tsmd_log_contains(&t, "serving with the last configuration and policy that loaded"));
+        expect_devices(&t, true);
+        ASSERT_EQ(tsmd_log_count(&t, "Device " DEV2 " is no longer emulated."), 0U);
+
+        /* Fixed, a reload takes it, in the monitor and the worker. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU(DEV1, "")));
+        ASSERT_TRUE(tsmd_wait_log(&t, "Device " DEV2 " is no longer emulated.", 2, TSMD_WAIT_USEC));
+        tsmd_teardown(&t);
+}
+
+/* A first start has nothing that loaded before: a broken policy leaves tsmd serving nobody
+ * until it is fixed, as ever (its workers exit, the monitor retries). */
+TEST(a_first_start_with_a_broken_policy_serves_nobody) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BROKEN_ALL } };
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files),
+                                        .no_worker = true });
+        if (!tsmd_wait_log(&t, " exited with status 1.", 2, 10 * USEC_PER_SEC))
+                TEST_FAIL("workers with a broken policy and none before did not exit");
+        ASSERT_FALSE(tsmd_log_contains(&t, "Worker is ready."));
+        ASSERT_FALSE(tsmd_log_contains(&t, "serving with the last"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "refusing every debug scope"));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("tsmd-worker: %s/policy.conf:4: unknown key 'Bogus'", t.dir)));
+
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1);
+        ASSERT_TRUE(tsmd_wait_log(&t, "Worker is ready.", 1, 40 * USEC_PER_SEC));
+        tsmd_teardown(&t);
+}
+
+/* The monitor's copies of the files that loaded last in process pid; with try_writes, fails the
+ * test unless every write to one fails. */
+static unsigned last_good_fds(pid_t pid, bool try_writes) {
+        unsigned n = 0;
+        struct dirent *de;
+        DIR *d;
+
+        d = opendir(strf("/proc/%d/fd", (int) pid));
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d))) {
+                _cleanup_close_ int fd = -EBADF;
+                char target[256];
+                ssize_t k;
+
+                k = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+                if (k < 0)
+                        continue;
+                target[k] = 0;
+                if (!strstr(target, "memfd:tsmd-last-good"))
+                        continue;
+                n++;
+                if (!try_writes)
+                        continue;
+                fd = open(strf("/proc/%d/fd/%s", (int) pid, de->d_name), O_RDWR | O_CLOEXEC);
+                ASSERT_TRUE(fd >= 0);
+                ASSERT_EQ(write(fd, "[Client:x]\nUsers=0\nDevices=*\n", 30), -1);
+                ASSERT_EQ(errno, EPERM);
+                ASSERT_EQ(ftruncate(fd, 0), -1);
+                ASSERT_EQ(errno, EPERM);
+                ASSERT_EQ(fcntl(fd, F_GET_SEALS) & (F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK),
+                          F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK);
+        }
+        closedir(d);
+        return n;
+}
+
+/* SECURITY: what a new worker starts from is the monitor's sealed copy: nobody with the fd, a
+ * worker (which gets one at start) or even root through /proc, can change a byte of it. */
+TEST(the_last_good_files_cannot_be_changed) {
+        Tsmd t;
+
+        if (geteuid() != 0)
+                SKIP("reading another process's fds needs root");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO });
+        ASSERT_EQ(last_good_fds(t.pid, true), 1u);
+        /* The worker keeps none: it has what it parsed. */
+        ASSERT_EQ(last_good_fds(tsmd_worker_pid(&t), false), 0u);
         tsmd_teardown(&t);
 }
 

@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1765,6 +1766,53 @@ static void new_context_violation(uint32_t type, uint32_t slot, uint32_t uid, co
                               tsm_priv_type_to_string(type));
         ASSERT_EQ(monitor_contexts_size(f->contexts), 1);
         safe_close(fd);
+        fixture_free(f);
+}
+
+/* LAST_GOOD: the files to start from come after the sockets, as the monitor's own fd (it keeps
+ * it), saying whether they are older than the disk's; only ever from the monitor. */
+TEST(last_good_follows_the_sockets) {
+        MonitorListenSocket sockets[] = { { -EBADF, TSM_PRIV_SOCKET_ALL } };
+        Fixture *f = fixture();
+        struct tsm_priv_listen_socket ls;
+        struct tsm_priv_last_good lg;
+        struct tsm_priv_hello hello;
+        struct stat a, b;
+        int memfd, fd, sv[2];
+
+        memfd = memfd_create("test-last-good", MFD_CLOEXEC);
+        ASSERT_GE(memfd, 0);
+        sockets[0].fd = f->listen_fd;
+        worker_stop(f);
+        monitor_dispatch_set_last_good(f->dispatch, memfd, true);
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
+        f->monitor = sv[0];
+        f->worker = sv[1];
+        ASSERT_OK(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)));
+        receive(f, TSM_PRIV_HELLO, &hello, sizeof(hello), NULL, NULL);
+        ASSERT_EQ(hello.last_good, 1u);
+        receive(f, TSM_PRIV_LISTEN_SOCKET, &ls, sizeof(ls), NULL, &fd);
+        safe_close(fd);
+        receive(f, TSM_PRIV_LAST_GOOD, &lg, sizeof(lg), NULL, &fd);
+        ASSERT_EQ(lg.stale, 1u);
+        ASSERT_EQ(lg.__reserved, 0u);
+        ASSERT_GE(fd, 0);
+        ASSERT_OK(fstat(fd, &a));
+        ASSERT_OK(fstat(memfd, &b)); /* still the monitor's */
+        ASSERT_EQ(a.st_ino, b.st_ino);
+        safe_close(fd);
+        nothing_waiting(f);
+
+        /* From a worker, it is a violation. */
+        tsm_priv_init(&lg, TSM_PRIV_LAST_GOOD, 0, 0);
+        ASSERT_TRUE(expect_violation_full(f, &lg, sizeof(lg), memfd, "LAST_GOOD") < 0);
+
+        /* None set: HELLO says none comes, and none does. */
+        worker_stop(f);
+        monitor_dispatch_set_last_good(f->dispatch, -EBADF, true);
+        safe_close(memfd);
+        ASSERT_EQ(worker_start(f, NULL, 0), 0);
+        ASSERT_EQ(f->hello.last_good, 0u);
         fixture_free(f);
 }
 

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The files that loaded well last, kept by the monitor for the next worker (last-good.h).
+ * Runs in: monitor and worker. */
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "ini.h"
+#include "last-good.h"
+#include "log.h"
+
+#define LAST_GOOD_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+/* tsmd.conf and every policy file at their largest, with their names. */
+#define LAST_GOOD_SIZE_MAX ((uint64_t) (POLICY_DROPINS_MAX + 2) * (POLICY_FILE_MAX + PATH_MAX + 2))
+
+static int write_all(int fd, const char *s, size_t n) {
+        while (n > 0) {
+                ssize_t k = write(fd, s, n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                s += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+/* A PolicyFileFunc: the entry of one file, as parsed. */
+static int append_entry(const char *name, const char *text, void *userdata) {
+        int fd = *(int *) userdata, r;
+
+        r = write_all(fd, name, strlen(name) + 1);
+        if (r < 0)
+                return r;
+        return write_all(fd, text, strlen(text) + 1);
+}
+
+int last_good_load(const char *config_path, bool optional, const PolicyFileTrust *trust, DaemonConfig *ret_config,
+                   Policy **ret_policy, int *ret_fd, char **ret_policy_error) {
+        _cleanup_(policy_unrefp) Policy *policy = NULL;
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *message = NULL;
+        DaemonConfig new;
+        unsigned line = 0;
+        int r;
+
+        assert(config_path);
+        assert(trust);
+        assert(ret_config);
+        assert(ret_policy);
+        assert(ret_fd);
+
+        if (ret_policy_error)
+                *ret_policy_error = NULL;
+
+        fd = memfd_create("tsmd-last-good", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return log_error_errno(-errno, "Failed to make a memfd for the configuration: %m");
+
+        /* The bytes read are the bytes parsed and the bytes kept: no second read in between. */
+        r = ini_read_file(config_path, DAEMON_CONFIG_FILE_MAX, &text);
+        if (r == -ENOENT && optional)
+                r = 0; /* built-in defaults */
+        else if (r == -EISDIR || r == -EBADFD)
+                return daemon_config_log_load_error(config_path, r, 0, "not a regular file");
+        else if (r < 0)
+                return daemon_config_log_load_error(config_path, r, 0, r == -EBADMSG ? "syntax error" : "cannot read file");
+
+        daemon_config_init(&new);
+        if (text) {
+                r = daemon_config_load_text(&new, text, &line, &message);
+                if (r < 0) {
+                        daemon_config_done(&new);
+                        return daemon_config_log_load_error(config_path, r, line, message);
+                }
+        }
+        r = append_entry(text ? config_path : "", strempty(text), &fd);
+        if (r >= 0) {
+                r = policy_load_capture(new.policy_file, new.policy_dropin_dir, trust, append_entry, &fd, &policy,
+                                        ret_policy_error);
+                if (r < 0 && ret_policy_error && *ret_policy_error) {
+                        daemon_config_done(&new);
+                        return r; /* the caller says what of */
+                }
+        }
+        if (r >= 0)
+                r = RET_NERRNO(fcntl(fd, F_ADD_SEALS, LAST_GOOD_SEALS));
+        if (r < 0) {
+                daemon_config_done(&new);
+                return log_error_errno(r, "Failed to keep the configuration and policy in a memfd: %m");
+        }
+
+        *ret_config = new;
+        *ret_policy = TAKE_PTR(policy);
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, char **ret_names, char **ret_error) {
+        _cleanup_free_ PolicySource *sources = NULL;
+        _cleanup_free_ char *names = NULL;
+        size_t n_sources = 0, allocated = 0, names_size = 0;
+        const char *data, *p, *end, *config_name, *config_text;
+        const char *message = NULL;
+        Policy *policy = NULL;
+        DaemonConfig config;
+        FILE *f = NULL;
+        struct stat st;
+        unsigned line = 0;
+        void *map;
+        int seals, r;
+
+        assert(fd >= 0);
+        assert(ret_config);
+        assert(ret_policy);
+        assert(ret_names);
+
+        if (ret_error)
+                *ret_error = NULL;
+
+        /* SECURITY: sealed, or it is not what the monitor keeps (and could change under us). */
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0)
+                return negative_errno();
+        if ((seals & LAST_GOOD_SEALS) != LAST_GOOD_SEALS)
+                return -EPERM;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t) st.st_size > LAST_GOOD_SIZE_MAX)
+                return -EBADMSG;
+
+        /* The fd's offset is shared with the monitor's: mapped, not read(). */
+        map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED)
+                return negative_errno();
+        data = map;
+        end = data + st.st_size;
+        /* Every name and text ends in a NUL, so the last byte is one. */
+        if (end[-1] != 0) {
+                r = -EBADMSG;
+                goto out_unmap;
+        }
+
+        config_name = NULL;
+        config_text = NULL;
+        f = open_memstream(&names, &names_size);
+        if (!f) {
+                r = -ENOMEM;
+                goto out_unmap;
+        }
+        for (p = data; p < end;) {
+                const char *name = p, *text;
+
+                p += strlen(p) + 1;
+                if (p >= end) {
+                        r = -EBADMSG; /* a name without its text */
+                        goto out_unmap;
+                }
+                text = p;
+                p += strlen(p) + 1;
+
+                if (!config_name) {
+                        config_name = name;
+                        config_text = text;
+                } else if (isempty(name)) {
+                        r = -EBADMSG;
+                        goto out_unmap;
+                } else {
+                        if (!GREEDY_REALLOC(sources, allocated, n_sources + 1)) {
+                                r = -ENOMEM;
+                                goto out_unmap;
+                        }
+                        sources[n_sources++] = (PolicySource) { .name = name, .text = text };
+                }
+                if (!isempty(name))
+                        fprintf(f, "%s'%s'", ftell(f) > 0 ? ", " : "", name);
+        }
+
+        if (isempty(config_name) && !isempty(config_text)) {
+                r = -EBADMSG; /* no file, yet text */
+                goto out_unmap;
+        }
+        daemon_config_init(&config);
+        if (!isempty(config_name)) {
+                r = daemon_config_load_text(&config, config_text, &line, &message);
+                if (r < 0) {
+                        log_debug("%s:%u: %s", config_name, line, message);
+                        daemon_config_done(&config);
+                        goto out_unmap;
+                }
+        }
+        r = policy_load_from_text(sources, n_sources, &policy, ret_error);
+        if (r >= 0 && fclose(f) < 0) {
+                policy = policy_unref(policy);
+                r = -ENOMEM;
+        }
+        if (r < 0) {
+                daemon_config_done(&config);
+                goto out_unmap;
+        }
+        f = NULL;
+
+        *ret_config = config;
+        *ret_policy = policy;
+        *ret_names = TAKE_PTR(names);
+        r = 0;
+out_unmap:
+        if (f)
+                fclose(f);
+        (void) munmap(map, (size_t) st.st_size);
+        return r;
+}

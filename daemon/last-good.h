@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The last configuration and policy that loaded well, so that a worker restarted while an
+ * administrator has tsmd.conf or a policy file broken on disk (a typo, an edit half done)
+ * still serves, with what was in force, instead of failing until the file is fixed.
+ *
+ * The monitor reads tsmd.conf and the policy files it names itself (root, with the policy's
+ * trust checks), parses them, and only if every one of them loads keeps the exact bytes it
+ * parsed in one sealed memfd: at start, at each reload and whenever it starts a worker. Each
+ * worker gets that fd (LAST_GOOD, proto/tsm-priv.h) and starts from it, not from the disk, so
+ * its policy is the one the monitor's scope gate follows.
+ *
+ * SECURITY: what a later worker starts with is only ever bytes the monitor read from files
+ * only root may write, sealed (no write, no resize, no unsealing) before any worker gets the
+ * fd: nothing a worker does, compromised or not, changes them. A worker only ever triggers a
+ * re-read of the trusted files (RELOAD).
+ *
+ * Contents: entries of a name, a NUL, a text and a NUL: first tsmd.conf (an empty name: there
+ * was none, the built-in defaults), then every policy file in the order it was parsed.
+ *
+ * Runs in: monitor (last_good_load()) and worker (last_good_restore()).
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "daemon-config.h"
+#include "policy.h"
+
+/*
+ * Loads config_path over the built-in defaults (a missing file is those if optional), then the
+ * policy it names, as trust allows, and keeps the bytes parsed in a new sealed memfd. All or
+ * nothing: the configuration (to be freed with daemon_config_done()), the policy and the fd
+ * are returned only if both loaded. A configuration error is logged; a policy error is
+ * returned in *ret_policy_error ("file:line: message"; NULL if none) for the caller to log.
+ */
+int last_good_load(const char *config_path, bool optional, const PolicyFileTrust *trust, DaemonConfig *ret_config,
+                   Policy **ret_policy, int *ret_fd, char **ret_policy_error);
+
+/*
+ * Parses what last_good_load() kept, from fd (not taken), over the built-in defaults, into
+ * *ret_config and *ret_policy. -EPERM if fd is not
+ * sealed against writes and resizing, -EBADMSG if it is not made of entries as above (the
+ * configuration's and the policy's own errors as they report them, the policy's message in
+ * *ret_error). On success *ret_names lists the files, "'a', 'b'", for the log.
+ */
+int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, char **ret_names, char **ret_error);

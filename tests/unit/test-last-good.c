@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The files that loaded well last (daemon/last-good.c): the monitor keeps exactly the bytes it
+ * parsed, all or nothing, in a memfd that nobody can change afterwards, and a worker makes
+ * the same configuration and policy of it, refusing one that is not sealed or not well formed.
+ * Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "last-good.h"
+#include "macro.h"
+
+static char dir[] = "/tmp/test-last-good-XXXXXX";
+
+static const char *path(const char *name) {
+        static char buf[4][256];
+        static unsigned i;
+        char *p = buf[i++ % ELEMENTSOF(buf)];
+
+        snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
+        return p;
+}
+
+static void write_text(const char *name, const char *text) {
+        FILE *f = fopen(path(name), "we");
+
+        ASSERT_NOT_NULL(f);
+        ASSERT_TRUE(fputs(text, f) >= 0);
+        ASSERT_OK(fclose(f));
+}
+
+/* tsmd.conf naming policy.conf and policy.d in dir, with MaxContextsPerClient=7; the policy
+ * grants 0000:01:00.0 to root, and a drop-in adds a second rule. */
+static void make_files(void) {
+        char conf[1024];
+
+        snprintf(conf, sizeof(conf), "[Guest]\nMaxContextsPerClient=7\n[Policy]\nFile=%s\nDropInDirectory=%s\n",
+                 path("policy.conf"), path("policy.d"));
+        write_text("tsmd.conf", conf);
+        write_text("policy.conf", "[Client:a]\nUsers=root\nDevices=0000:01:00.0\n");
+        ASSERT_OK(mkdir(path("policy.d"), 0755));
+        write_text("policy.d/10-b.conf", "[Client:b]\nUsers=65534\nDevices=*\n");
+}
+
+static void setup(void) {
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        make_files();
+}
+
+static void cleanup(void) {
+        unlink(path("policy.d/10-b.conf"));
+        rmdir(path("policy.d"));
+        unlink(path("policy.conf"));
+        unlink(path("tsmd.conf"));
+        rmdir(dir);
+        strcpy(dir, "/tmp/test-last-good-XXXXXX");
+}
+
+static const PolicyFileTrust trust = { .owner = 0, .worker_gid = GID_INVALID };
+
+/* The bytes kept, whole. */
+static char *contents(int fd, size_t *ret_size) {
+        struct stat st;
+        char *buf;
+
+        ASSERT_OK(fstat(fd, &st));
+        buf = malloc((size_t) st.st_size + 1);
+        ASSERT_NOT_NULL(buf);
+        ASSERT_EQ(pread(fd, buf, (size_t) st.st_size, 0), (ssize_t) st.st_size);
+        *ret_size = (size_t) st.st_size;
+        return buf;
+}
+
+static void load(DaemonConfig *ret_config, Policy **ret_policy, int *ret_fd) {
+        _cleanup_free_ char *error = NULL;
+
+        ASSERT_OK(last_good_load(path("tsmd.conf"), false, &trust, ret_config, ret_policy, ret_fd, &error));
+        ASSERT_NULL(error);
+}
+
+TEST(round_trip) {
+        _cleanup_free_ char *names = NULL, *error = NULL;
+        _cleanup_(policy_unrefp) Policy *p = NULL, *q = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        char want[1024];
+        DaemonConfig c, d;
+
+        if (geteuid() != 0)
+                SKIP("the policy files must be root's");
+        setup();
+        load(&c, &p, &fd);
+        ASSERT_EQ(c.max_contexts_per_client, 7U);
+        ASSERT_EQ(policy_n_rules(p), 2U);
+
+        /* The worker's side makes the same of it, and names the files. */
+        ASSERT_OK(last_good_restore(fd, &d, &q, &names, &error));
+        ASSERT_EQ(d.max_contexts_per_client, 7U);
+        ASSERT_STREQ(d.policy_file, c.policy_file);
+        ASSERT_EQ(policy_n_rules(q), 2U);
+        snprintf(want, sizeof(want), "'%s', '%s', '%s'", path("tsmd.conf"), path("policy.conf"),
+                 path("policy.d/10-b.conf"));
+        ASSERT_STREQ(names, want);
+
+        /* Files changed on disk since are not what it holds. */
+        write_text("policy.conf", "[Client:a]\nUsers=root\nDevices=*\n[Client:c]\nUsers=1\nDevices=*\n");
+        daemon_config_done(&d);
+        q = policy_unref(q);
+        names = mfree(names);
+        ASSERT_OK(last_good_restore(fd, &d, &q, &names, &error));
+        ASSERT_EQ(policy_n_rules(q), 2U);
+
+        daemon_config_done(&c);
+        daemon_config_done(&d);
+        cleanup();
+}
+
+/* A configuration that loads with a policy that does not, or the reverse, is kept not at all. */
+TEST(all_or_nothing) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        int fd = -EBADF;
+        DaemonConfig c;
+
+        if (geteuid() != 0)
+                SKIP("the policy files must be root's");
+        setup();
+
+        write_text("policy.d/10-b.conf", "[Client:b]\nUsers=65534\nBogus=1\n");
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error), EINVAL);
+        ASSERT_NOT_NULL(error);
+        ASSERT_TRUE(strstr(error, "10-b.conf:3:") != NULL);
+        ASSERT_EQ(fd, -EBADF);
+        ASSERT_NULL(p);
+        error = mfree(error);
+
+        write_text("policy.d/10-b.conf", "[Client:b]\nUsers=65534\nDevices=*\n");
+        write_text("tsmd.conf", "[Guest]\nMaxContextsPerClient=0\n");
+        ASSERT_TRUE(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error) < 0);
+        ASSERT_NULL(error); /* logged, not returned */
+        ASSERT_EQ(fd, -EBADF);
+
+        /* A policy file the worker could have written is no good either. */
+        cleanup();
+        setup();
+        ASSERT_OK(chmod(path("policy.conf"), 0666));
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error), EPERM);
+        ASSERT_EQ(fd, -EBADF);
+
+        cleanup();
+}
+
+/* SECURITY: nobody holding the fd, a worker or root, changes what the next worker gets. */
+TEST(sealed_for_good) {
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_close_ int fd = -EBADF, rw = -EBADF;
+        size_t n_before, n_after;
+        char proc[64];
+        DaemonConfig c;
+        void *map;
+
+        if (geteuid() != 0)
+                SKIP("the policy files must be root's");
+        setup();
+        load(&c, &p, &fd);
+        before = contents(fd, &n_before);
+
+        ASSERT_EQ(pwrite(fd, "X", 1, 0), -1);
+        ASSERT_EQ(errno, EPERM);
+        ASSERT_EQ(ftruncate(fd, 0), -1);
+        ASSERT_EQ(errno, EPERM);
+        ASSERT_EQ(ftruncate(fd, (off_t) n_before + 4096), -1);
+        ASSERT_EQ(errno, EPERM);
+        ASSERT_EQ(fallocate(fd, 0, 0, (off_t) n_before + 4096), -1);
+        map = mmap(NULL, n_before, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ASSERT_TRUE(map == MAP_FAILED);
+        ASSERT_EQ(fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), -1); /* F_SEAL_SEAL: no more changes */
+        ASSERT_EQ(errno, EPERM);
+        /* Opened anew, through /proc, it is the same sealed file. */
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        rw = open(proc, O_RDWR | O_CLOEXEC);
+        if (rw >= 0) {
+                ASSERT_EQ(write(rw, "X", 1), -1);
+                ASSERT_EQ(errno, EPERM);
+        }
+
+        after = contents(fd, &n_after);
+        ASSERT_EQ(n_after, n_before);
+        ASSERT_TRUE(memcmp(before, after, n_before) == 0);
+        daemon_config_done(&c);
+        cleanup();
+}
+
+static int memfd_with(const char *data, size_t size, unsigned seals) {
+        int fd = memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(write(fd, data, size), (ssize_t) size);
+        if (seals)
+                ASSERT_OK(fcntl(fd, F_ADD_SEALS, seals));
+        return fd;
+}
+
+#define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+#define GOOD "\0\0policy.conf\0[Client:a]\nUsers=root\nDevices=*\n"
+
+/* A worker starts from nothing but what the monitor sealed, and well formed. */
+TEST(restore_refuses_unsealed_or_malformed) {
+        static const struct {
+                const char *data;
+                size_t size;
+                unsigned seals;
+                int error;
+        } cases[] = {
+                { GOOD, sizeof(GOOD), SEALS, 0 },
+                { GOOD, sizeof(GOOD), 0, EPERM },
+                { GOOD, sizeof(GOOD), F_SEAL_SHRINK | F_SEAL_GROW, EPERM },
+                { GOOD, sizeof(GOOD), F_SEAL_WRITE, EPERM },
+                { "", 0, SEALS, EBADMSG },
+                { GOOD, sizeof(GOOD) - 1, SEALS, EBADMSG },  /* no final NUL */
+                { "\0\0name\0", 7, SEALS, EBADMSG },          /* a name without its text */
+                { "\0text\0", 6, SEALS, EBADMSG },            /* text of no configuration file */
+                { "\0\0\0text\0", 8, SEALS, EBADMSG },        /* a policy file without a name */
+                { "c\0[Guest]\nBogus=1\n\0", 19, SEALS, EINVAL },
+                { "\0\0p\0[Client:a]\nDevices=*\n\0", 26, SEALS, EINVAL }, /* no identity key */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *names = NULL, *error = NULL;
+                _cleanup_close_ int fd = memfd_with(cases[i].data, cases[i].size, cases[i].seals);
+                Policy *p = NULL;
+                DaemonConfig c;
+                int r;
+
+                r = last_good_restore(fd, &c, &p, &names, &error);
+                if (cases[i].error == 0) {
+                        ASSERT_OK(r);
+                        ASSERT_STREQ(names, "'policy.conf'");
+                        ASSERT_EQ(policy_n_rules(p), 1U);
+                        policy_unref(p);
+                        daemon_config_done(&c);
+                } else {
+                        ASSERT_ERRNO(r, cases[i].error);
+                        ASSERT_NULL(p);
+                        ASSERT_NULL(names);
+                }
+        }
+}
+
+TEST_MAIN();
