@@ -4,7 +4,8 @@
  * CapabilityBoundingSet=, read from the unit as built): worker_dir_prepare() takes the
  * directories tsmd.tmpfiles makes as they are, makes a missing one, and takes over one an
  * older tsmd left as root's, all without CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH or
- * CAP_FOWNER. End to end: the real tsmd starts under setpriv with the unit's bounding set.
+ * CAP_FOWNER. End to end: the real tsmd starts under setpriv with the unit's bounding set, and
+ * serves (its worker sandboxed, restarted, reloaded) under the unit's SystemCallFilter=.
  * Runs in: tests. Needs root; SKIPs otherwise.
  */
 
@@ -19,6 +20,7 @@
 
 #include "capability.h"
 #include "config.h"
+#include "syscall-table.h"
 #include "guest-calls.h"
 #include "tsmd-fixture.h"
 #include "worker-spawn.h"
@@ -413,6 +415,152 @@ TEST(state_dir_of_the_worker_made_private_by_the_worker) {
 
 TEST(state_dir_of_root_made_private_by_the_monitor) {
         run_state_dir_readable(false);
+}
+
+/* ---- the unit's system call filter ------------------------------------------------------- */
+
+#define SYSCALL_NR_MAX 1024
+#define SYSTEMD_ANALYZE "/usr/bin/systemd-analyze"
+
+static int syscall_number(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(syscall_table); i++)
+                if (streq(syscall_table[i].name, name))
+                        return syscall_table[i].nr;
+        return -1;
+}
+
+/* Allows (or denies) what item names in systemd's words: a system call, or a @group as this
+ * host's systemd-analyze lists it, nested groups included. Names this architecture lacks are
+ * skipped, as systemd skips them. */
+static void filter_apply(bool allowed[static SYSCALL_NR_MAX], const char *item, bool allow, unsigned depth) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        char *line, *save = NULL;
+        int nr;
+
+        if (item[0] != '@') {
+                nr = syscall_number(item);
+                if (nr >= 0 && nr < SYSCALL_NR_MAX)
+                        allowed[nr] = allow;
+                return;
+        }
+        ASSERT_TRUE(depth < 8);
+        {
+                const char *argv[] = { SYSTEMD_ANALYZE, "syscall-filter", item, NULL };
+                int status = run_capture(argv, &out, &err, 10 * USEC_PER_SEC);
+
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        TEST_FAIL("systemd-analyze syscall-filter %s: %s", item, strempty(err));
+        }
+        for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                line += strspn(line, " \t");
+                if (isempty(line) || line[0] == '#' || streq(line, item))
+                        continue;
+                filter_apply(allowed, line, allow, depth + 1);
+        }
+}
+
+/* The system calls tsmd.service's SystemCallFilter= lines allow, as systemd reads them: the first
+ * an allow-list (which brings @default), each later one adding to it, or taking away with "~". */
+static const char *unit_allowed_syscalls(void) {
+        _cleanup_free_ char *unit = read_file(TSMD_SERVICE_PATH), *list = NULL;
+        bool allowed[SYSCALL_NR_MAX] = {}, first = true;
+        char *line, *save = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        ASSERT_NOT_NULL(unit);
+        for (line = strtok_r(unit, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *word, *save_word = NULL;
+                bool allow;
+
+                if (strncmp(line, "SystemCallFilter=", strlen("SystemCallFilter=")) != 0)
+                        continue;
+                line += strlen("SystemCallFilter=");
+                allow = line[0] != '~';
+                line += !allow;
+                ASSERT_TRUE(!first || allow); /* tsmd.service's is an allow-list */
+                if (first)
+                        filter_apply(allowed, "@default", true, 0);
+                first = false;
+                for (word = strtok_r(line, " ", &save_word); word; word = strtok_r(NULL, " ", &save_word))
+                        filter_apply(allowed, word, allow, 0);
+        }
+        ASSERT_FALSE(first);
+
+        f = open_memstream(&list, &size);
+        ASSERT_NOT_NULL(f);
+        for (int nr = 0; nr < SYSCALL_NR_MAX; nr++)
+                if (allowed[nr])
+                        fprintf(f, "%s%d", ftell(f) > 0 ? "," : "", nr);
+        ASSERT_EQ(fclose(f), 0);
+        return strf("%s", list);
+}
+
+/*
+ * The real tsmd under the unit's bounding set and its system call filter (every other call
+ * EPERM, as SystemCallErrorNumber= says): it starts, its worker puts up its own filter and
+ * serves a VMM through a bind and a guest request, a reload applies, and a worker killed is
+ * replaced and serves again. Before, seccomp() itself was outside the filter (systemd 252's
+ * @system-service lacks it), the worker refused to run without its sandbox, and tsmd never
+ * became ready under the unit.
+ */
+TEST(daemon_serves_under_the_units_system_call_filter) {
+        cap_value_t caps[CAP_LAST_CAP + 1];
+        char bounding[1024] = "--bounding-set=-all";
+        const char *script, *allowed, *config = "[Platform]\nMode=emulated\nEmulatedDevices=0000:01:00.0\n";
+        VarlinkClient *c;
+        int64_t ctx;
+        size_t n;
+        Tsmd t;
+
+        need_root_and_worker();
+        if (access("/usr/bin/setpriv", X_OK) < 0)
+                SKIP("no setpriv (util-linux)");
+        if (tsmd_under_valgrind())
+                SKIP("valgrind does not emulate seccomp()");
+        if (access(SYSTEMD_ANALYZE, X_OK) < 0)
+                SKIP("no " SYSTEMD_ANALYZE " to list the unit's system call groups");
+        allowed = unit_allowed_syscalls();
+        n = unit_capabilities(caps);
+        for (size_t i = 0; i < n; i++) {
+                char *name = cap_to_name(caps[i]);
+
+                ASSERT_NOT_NULL(name);
+                snprintf(bounding + strlen(bounding), sizeof(bounding) - strlen(bounding), ",+%s",
+                         strncmp(name, "cap_", 4) == 0 ? name + 4 : name);
+                cap_free(name);
+        }
+
+        script = strf("d=${0%%/*} && umask 077 && "
+                      "mkdir -m 0750 \"$d/audit\" && chown %u:%u \"$d/audit\" && "
+                      "mkdir -m 0700 \"$d/contexts\" && chown %u:%u \"$d/contexts\" && "
+                      "exec /usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all %s " SECCOMP_EXEC_PATH " %s "
+                      "\"$@\" --socket=\"$0\" --guest-socket=\"$d/io.tsmd.Guest\"",
+                      (unsigned) worker_uid, (unsigned) admin_gid, (unsigned) worker_uid, (unsigned) worker_gid,
+                      bounding, allowed);
+        tsmd_start(&t, &(TsmdOptions){
+                               .config = config,
+                               .wrapper = (const char *const[]){ "/bin/sh", "-c", script, "@SOCKET@", NULL },
+                       });
+
+        c = tsmd_connect_guest(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, "io.tsmd.Guest.AttachDevice", guest_attach_params(ctx, 1, "0000:01:00.0"));
+        CALL_OK(c, "io.tsmd.Guest.Bind", guest_vdev_params(ctx, 1));
+        CALL_OK(c, "io.tsmd.Guest.GuestRequest",
+                strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"scope\":\"info\","
+                     "\"request\":\"EIEAAAAAAAAAAAAAAAAAAA==\",\"maxResponseSize\":64}",
+                     ctx));
+        varlink_client_free(c);
+
+        ASSERT_TRUE(tsmd_reload(&t, config));
+        tsmd_kill_worker(&t);
+        c = tsmd_connect_guest(&t);
+        ASSERT_TRUE(guest_open_context(c) >= 0);
+        varlink_client_free(c);
+        ASSERT_FALSE(tsmd_log_contains(&t, "Operation not permitted"));
+        ASSERT_TRUE(tsmd_audit_last_seq(&t) > 0);
+        tsmd_teardown(&t);
 }
 
 TEST_MAIN()
