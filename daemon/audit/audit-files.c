@@ -200,14 +200,19 @@ static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, jso
         return 0;
 }
 
+/* Readable by the directory's group (tsm-admin, which tsmd.tmpfiles makes it and, setgid, its
+ * files'), whatever the umask: the unit's is 0077. */
+#define AUDIT_FILE_MODE 0640
+
 static int open_current(AuditFiles *f) {
         struct stat st;
         int fd;
 
         fd = f->ops->openat(f->dir_fd, AUDIT_FILE_NAME,
-                            O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+                            O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, AUDIT_FILE_MODE);
         if (fd < 0)
                 return fd;
+        (void) fchmod(fd, AUDIT_FILE_MODE);
         if (fstat(fd, &st) < 0) {
                 int r = -errno;
                 safe_close(fd);
@@ -341,11 +346,12 @@ int audit_files_rotate(AuditFiles *f) {
                         goto unlock;
         }
         fd = f->ops->openat(f->dir_fd, AUDIT_FILE_NAME,
-                            O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+                            O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, AUDIT_FILE_MODE);
         if (fd < 0) {
                 r = fd;
                 goto unlock;
         }
+        (void) fchmod(fd, AUDIT_FILE_MODE);
         safe_close(f->fd);
         f->fd = fd;
         f->size = f->alloc_end = 0;

@@ -201,7 +201,7 @@ TEST(tmpfiles_dirs_as_the_unit) {
                 TEST_FAIL("systemd-tmpfiles --create: %s%s", out, err);
 
         as_the_unit(prepare_tmpfiles_dirs, dir);
-        assert_owned(strf("%s/var/log/tsmd", dir), worker_uid, admin_gid, 0750);
+        assert_owned(strf("%s/var/log/tsmd", dir), worker_uid, admin_gid, 02750);
         assert_owned(strf("%s/run/tsmd/contexts", dir), worker_uid, worker_gid, 0700);
         assert_owned(strf("%s/var/log/tsmd/audit.log", dir), worker_uid, 0, 0600);
 }
@@ -293,7 +293,8 @@ TEST(hard_links_are_not_given_away) {
 
 /* The real tsmd as the unit runs it (setpriv: the unit's bounding set, no-new-privileges, no
  * groups, umask 0077), its directories made as tsmd.tmpfiles makes them: it starts, keeps
- * contexts, writes its audit log, and says nothing about the directories. */
+ * contexts, writes its audit log (which tsm-admin may read), and says nothing about the
+ * directories. */
 TEST(daemon_starts_as_the_unit) {
         cap_value_t caps[CAP_LAST_CAP + 1];
         size_t n;
@@ -319,7 +320,7 @@ TEST(daemon_starts_as_the_unit) {
 
         /* $0 is the socket's path in tsmd's directory; tmpfiles' work, then tsmd in place. */
         script = strf("d=${0%%/*} && umask 077 && "
-                      "mkdir -m 0750 \"$d/audit\" && chown %u:%u \"$d/audit\" && "
+                      "mkdir -m 2750 \"$d/audit\" && chown %u:%u \"$d/audit\" && chmod 2750 \"$d/audit\" && "
                       "mkdir -m 0700 \"$d/contexts\" && chown %u:%u \"$d/contexts\" && "
                       "exec /usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all %s \"$@\" "
                       "--socket=\"$0\" --guest-socket=\"$d/io.tsmd.Guest\"",
@@ -335,7 +336,9 @@ TEST(daemon_starts_as_the_unit) {
 
                 ASSERT_TRUE(guest_open_context(c) >= 0);
         }
-        assert_owned(strf("%s/audit", t.dir), worker_uid, admin_gid, 0750);
+        assert_owned(strf("%s/audit", t.dir), worker_uid, admin_gid, 02750);
+        /* For the administrators to read, whatever the unit's umask (0077). */
+        assert_owned(strf("%s/audit/audit.log", t.dir), worker_uid, admin_gid, 0640);
         assert_owned(strf("%s/contexts", t.dir), worker_uid, worker_gid, 0700);
         ASSERT_TRUE(tsmd_audit_last_seq(&t) > 0);
         tsmd_teardown(&t);
