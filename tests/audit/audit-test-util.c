@@ -39,8 +39,12 @@ static int f_fdatasync(int fd) {
 
         if (delay > 0)
                 usleep(delay);
-        while (atomic_load(&faults.fdatasync_hold))
-                usleep(100);
+        if (atomic_load(&faults.fdatasync_hold)) {
+                while (atomic_load(&faults.fdatasync_hold))
+                        usleep(100);
+                if (atomic_load(&faults.fdatasync_hold_errno) > 0)
+                        return -atomic_load(&faults.fdatasync_hold_errno);
+        }
         if (fail_now(&faults.fdatasync_errno, n, &faults.fdatasync_fail_from))
                 return -atomic_load(&faults.fdatasync_errno);
         return audit_file_ops_default.fdatasync(fd);
