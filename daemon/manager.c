@@ -210,23 +210,36 @@ static void audit_previous_worker(Manager *m) {
 }
 
 static void on_reload_signal(evutil_socket_t sig, short what, void *userdata) {
-        (void) manager_reload(userdata, NULL);
+        (void) manager_reload(userdata, NULL, NULL);
 }
 
-int manager_reload(Manager *m, char **ret_message) {
+/* A reload waiting for the audit log's reopen to finish. */
+typedef struct Reload {
+        Manager *manager;
+        int error; /* the configuration's: 0, or why it was refused (message) */
+        char *message;
+        ManagerReloadCallback done;
+        void *userdata;
+} Reload;
+
+static void on_audit_reopened(AuditLog *a, int error, void *userdata) {
+        Reload *rl = userdata;
+
+        if (error < 0)
+                log_error_errno(error, "The audit log is still failing, guest requests stay refused: %m");
+        if (rl->error >= 0)
+                log_info("Configuration reloaded from %s.", rl->manager->config_path);
+        if (rl->done)
+                rl->done(rl->manager, rl->error, rl->message, rl->userdata);
+        free(rl->message);
+        free(rl);
+}
+
+static int reload_config(Manager *m, char **ret_message) {
         DaemonConfig config;
         const char *message = NULL;
         unsigned line = 0;
         int r;
-
-        if (!m->config_path)
-                return 0;
-
-        /* An audit log that failed (EIO, a full disk) gets another chance, whatever the files
-         * say: a reload is how an administrator repairs it. */
-        r = audit_log_reopen(m->audit);
-        if (r < 0)
-                log_error_errno(r, "The audit log is still failing, guest requests stay refused: %m");
 
         daemon_config_init(&config);
         r = daemon_config_load(&config, m->config_path, &line, &message);
@@ -286,8 +299,35 @@ int manager_reload(Manager *m, char **ret_message) {
                                    "worker's own, such as [Audit], also when its worker does): %s", later);
         }
         daemon_config_done(&config);
+        return 0;
+}
 
-        log_info("Configuration reloaded from %s.", m->config_path);
+int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
+        Reload *rl;
+        int r;
+
+        if (!m->config_path) {
+                if (done)
+                        done(m, 0, NULL, userdata);
+                return 0;
+        }
+
+        rl = new0(Reload, 1);
+        if (!rl)
+                return log_oom();
+        *rl = (Reload) { .manager = m, .done = done, .userdata = userdata };
+
+        /* An audit log that failed (EIO, a full disk) gets another chance, whatever the files
+         * say: a reload is how an administrator repairs it. Its disk may be slow or stuck, so
+         * the loop does not wait for it: the reload is over (its log line, the answer to a
+         * Reload call, whose record goes to the reopened log) when the reopen is. The
+         * configuration applies at once: a policy taking a device away does not wait for it. */
+        r = audit_log_reopen_full(m->audit, on_audit_reopened, rl);
+        if (r < 0) {
+                free(rl);
+                return log_oom();
+        }
+        rl->error = reload_config(m, &rl->message);
         return 0;
 }
 

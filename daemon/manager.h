@@ -68,9 +68,16 @@ typedef struct Manager {
  * the configuration and policy it passes, or if none, from config_path (a missing file is the
  * built-in defaults if config_optional); config_path is reread on SIGHUP. */
 int manager_new(const char *config_path, bool config_optional, int channel, Manager **ret);
-/* Rereads the configuration file: applies what can change at run time, keeps the old
- * configuration and says why if the file is bad. */
-int manager_reload(Manager *m, char **ret_message);
+/* The end of a reload: error < 0 and message (NULL if none) if the files were refused and the
+ * configuration in force was kept. */
+typedef void (*ManagerReloadCallback)(Manager *m, int error, const char *message, void *userdata);
+
+/* Rereads the configuration file: applies what can change at run time at once, keeps the old
+ * configuration and says why if the file is bad; reopens the audit log (see
+ * audit_log_reopen_full()) without waiting for its disk. done (may be NULL) runs once all of that
+ * finished: later, from the event loop, or at once when there is no configuration file.
+ * -ENOMEM (done never called), or 0. */
+int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 

@@ -137,25 +137,37 @@ static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, v
         return varlink_call_reply(call, NULL);
 }
 
-static int vl_method_reload(VarlinkCall *call, json_object *parameters, void *userdata) {
-        _cleanup_free_ char *message = NULL;
+/* Answered when the reload is over, the audit log's reopen included, as before the log's
+ * disk was left to its sync thread: what the caller sees after the answer is the reloaded
+ * daemon, and the call's record lands in the reopened log. */
+static void on_reloaded(Manager *m, int error, const char *message, void *userdata) {
+        _cleanup_(varlink_call_unrefp) VarlinkCall *call = userdata;
         json_object *p;
+
+        if (error >= 0) {
+                (void) varlink_call_reply(call, NULL);
+                return;
+        }
+        p = json_object_new_object();
+        if (!p || json_object_add(p, "message", json_object_new_string(message ?: strerror(-error))) < 0) {
+                json_object_put(p);
+                (void) varlink_call_error_errno(call, -ENOMEM);
+                return;
+        }
+        (void) varlink_call_error(call, "io.tsmd.Service.ReloadFailed", p);
+}
+
+static int vl_method_reload(VarlinkCall *call, json_object *parameters, void *userdata) {
         int r;
 
         admin_audit_answer(userdata, call);
         if (!is_admin(userdata, call))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
 
-        r = manager_reload(userdata, &message);
-        if (r >= 0)
-                return varlink_call_reply(call, NULL);
-
-        p = json_object_new_object();
-        if (!p || json_object_add(p, "message", json_object_new_string(message ?: strerror(-r))) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_call_error(call, "io.tsmd.Service.ReloadFailed", p);
+        r = manager_reload(userdata, on_reloaded, varlink_call_ref(call));
+        if (r < 0)
+                varlink_call_unref(call);
+        return r;
 }
 
 int service_methods_register(Manager *m) {

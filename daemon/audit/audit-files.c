@@ -91,10 +91,13 @@ int audit_files_reopen_directory(AuditFiles *f) {
                 return errno == EWOULDBLOCK ? -EBUSY : -errno;
 
         /* Another file system (or directory) is mounted at the path now: the old one and its
-         * open file go; audit_files_resume() continues in the new one. */
+         * open file go; audit_files_resume() continues in the new one. Under the rotation
+         * lock: a snapshot taken meanwhile (from the loop) sees one directory or the other. */
         f->fd = safe_close(f->fd);
+        pthread_mutex_lock(&f->rotate_lock);
         safe_close(f->dir_fd);
         f->dir_fd = TAKE_FD(fd);
+        pthread_mutex_unlock(&f->rotate_lock);
         f->size = f->alloc_end = 0;
         return 1;
 }

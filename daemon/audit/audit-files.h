@@ -4,7 +4,8 @@
  * (oldest). Finds where the sequence continues after a restart or crash, cuts a torn tail,
  * rotates crash-safely, and hands out consistent snapshots of the file set for queries.
  * Only whoever owns an AuditFiles writes (the sync thread while it runs); the snapshot and
- * the fixed fields may be used from any thread. Runs in: worker (audit writer), tests.
+ * the fixed fields may be used from any thread, dir_fd only by the owner or under
+ * rotate_lock (a reopen replaces it). Runs in: worker (audit writer), tests.
  */
 #pragma once
 

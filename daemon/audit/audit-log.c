@@ -12,9 +12,19 @@
  * to extend it and the file system's free space (fstatvfs) decides instead; if the thread
  * could not even preallocate the minimum, reserve fails with its error (-ENOSPC). Committing
  * replaces the reserved maximum with the record's real size.
+ *
+ * Reopen. The loop never waits for the disk, not even to reopen the log: audit_log_reopen()
+ * queues a reopen to the sync thread behind the records committed before it, and records
+ * committed until it comes back are held unnumbered, since their numbers continue from what
+ * it finds in the files. Its completion comes through the same path as records', in order,
+ * so every record before it was reported (and counted in last_committed_seq) when the
+ * sequence is resumed. Meanwhile a failed log refuses reservations as before (fail closed
+ * until the repair worked), a healthy one takes them within max_in_flight without asking the
+ * thread about space (its numbers are about the old files).
  */
 
 #include <inttypes.h>
+#include <poll.h>
 #include <time.h>
 
 #include "audit-log.h"
@@ -28,14 +38,20 @@ struct AuditReservation {
         AuditLog *log;      /* NULL once the log is gone */
         AuditReservation *prev, *next; /* in log->reservations while uncommitted */
         bool committed;
-        unsigned generation;
+        unsigned generation; /* 0: never queued (then a failure is not the files') */
         uint64_t seq;
         char *line;
         AuditRecord record; /* bounded copy; strings in storage */
         char *storage;
         AuditCommitCallback callback;
         void *userdata;
-        AuditReservation *dispatch_next;
+};
+
+typedef struct ReopenWaiter ReopenWaiter;
+struct ReopenWaiter {
+        AuditReopenCallback callback;
+        void *userdata;
+        ReopenWaiter *next;
 };
 
 struct AuditListener {
@@ -69,7 +85,7 @@ struct AuditLog {
         uint64_t pending_repaired; /* reported in the next record */
         uint64_t repaired_bytes;
         unsigned n_anomalies;
-        unsigned generation; /* bumped by reopen: old failures do not fail the new files */
+        unsigned generation; /* bumped by reopen: old failures do not fail the new files; from 1 */
         int failed;
 
         uint64_t planned_total;
@@ -77,7 +93,15 @@ struct AuditLog {
         AuditReservation *reservations;
 
         /* Completed, not yet reported; popped one at a time so nested dispatch keeps order. */
-        AuditReservation *dispatch_head, **dispatch_tail;
+        AuditSyncItem *dispatch_head, **dispatch_tail;
+
+        /* The reopen with the sync thread, if reopen_pending; asked for again meanwhile
+         * (reopen_again), it is done once more after it, for waiters_again. Records committed
+         * until the last one finished are held, unnumbered, linked through item.next. */
+        AuditSyncReopen reopen;
+        bool reopen_pending, reopen_again;
+        ReopenWaiter *waiters, **waiters_tail, *waiters_again, **waiters_again_tail;
+        AuditSyncItem *held_head, **held_tail;
 
         AuditListener *listeners;
         unsigned listener_walks;
@@ -174,24 +198,31 @@ static void dispatch_one(AuditLog *a, AuditReservation *res) {
         reservation_free(res);
 }
 
+static void dispatch_append(AuditLog *a, AuditSyncItem *list) {
+        if (!list)
+                return;
+        *a->dispatch_tail = list;
+        while (list->next)
+                list = list->next;
+        a->dispatch_tail = &list->next;
+}
+
+static void reopen_finished(AuditLog *a);
+
 static void dispatch_completed(AuditLog *a) {
-        AuditSyncItem *list = audit_sync_take_completed(a->sync);
-
-        for (AuditSyncItem *i = list; i; i = i->next) {
-                AuditReservation *res = (AuditReservation *) i;
-
-                res->dispatch_next = NULL;
-                *a->dispatch_tail = res;
-                a->dispatch_tail = &res->dispatch_next;
-        }
+        dispatch_append(a, audit_sync_take_completed(a->sync));
 
         while (a->dispatch_head) {
-                AuditReservation *res = a->dispatch_head;
+                AuditSyncItem *i = a->dispatch_head;
 
-                a->dispatch_head = res->dispatch_next;
+                a->dispatch_head = i->next;
                 if (!a->dispatch_head)
                         a->dispatch_tail = &a->dispatch_head;
-                dispatch_one(a, res);
+                i->next = NULL;
+                if (i->reopen)
+                        reopen_finished(a);
+                else
+                        dispatch_one(a, (AuditReservation *) i);
         }
 }
 
@@ -220,29 +251,118 @@ static int config_check(const AuditConfig *c) {
         return 0;
 }
 
-static int resume(AuditLog *a) {
-        AuditResumeInfo info;
-        int r;
-
-        r = audit_files_resume(a->files, &info);
-        if (r < 0)
-                return r;
-
-        if (info.last_seq < a->last_committed_seq)
+/* The sequence goes on from what the files say, never below what was acknowledged. */
+static void resume(AuditLog *a, const AuditResumeInfo *info) {
+        if (info->last_seq < a->last_committed_seq)
                 log_error("Audit log '%s' ends at seq %" PRIu64 " but seq %" PRIu64
                           " was acknowledged: records were lost outside tsmd.",
-                          a->directory, info.last_seq, a->last_committed_seq);
-        a->next_seq = MAX(info.last_seq, a->last_committed_seq) + 1;
-        a->last_committed_seq = MAX(a->last_committed_seq, info.last_seq);
-        a->pending_repaired = info.repaired_bytes;
-        a->repaired_bytes = info.repaired_bytes;
-        a->n_anomalies = info.n_anomalies;
+                          a->directory, info->last_seq, a->last_committed_seq);
+        a->next_seq = MAX(info->last_seq, a->last_committed_seq) + 1;
+        a->last_committed_seq = MAX(a->last_committed_seq, info->last_seq);
+        a->pending_repaired = info->repaired_bytes;
+        a->repaired_bytes = info->repaired_bytes;
+        a->n_anomalies = info->n_anomalies;
         a->planned_total = 0;
+}
+
+/* Numbers a committed record and queues it for the sync thread. On failure nothing changed. */
+static int number_record(AuditLog *a, AuditReservation *r) {
+        size_t len;
+        int k;
+
+        r->record.seq = a->next_seq;
+        r->record.repaired_bytes = a->pending_repaired;
+        k = audit_record_serialize(&r->record, &r->line, &len);
+        if (k < 0)
+                return k;
+
+        r->generation = a->generation;
+        r->seq = r->record.seq;
+        r->item.line = r->line;
+        r->item.len = len;
+        a->next_seq++;
+        a->pending_repaired = 0;
+        a->planned_total += len;
+        r->item.next = NULL;
+        if (!a->outbox_head)
+                event_active(a->submit_event, EV_TIMEOUT, 0);
+        *a->outbox_tail = &r->item;
+        a->outbox_tail = &r->item.next;
         return 0;
+}
+
+static void reopen_start(AuditLog *a) {
+        /* Queued records are written (or failed) by the old generation and reported as
+         * usual; their failures no longer count. */
+        submit_outbox(a);
+        a->generation++;
+        a->reopen = (AuditSyncReopen) { .item.reopen = true };
+        a->reopen_pending = true;
+        audit_sync_submit(a->sync, &a->reopen.item);
+}
+
+static void reopen_finished(AuditLog *a) {
+        ReopenWaiter *waiters = TAKE_PTR(a->waiters);
+        int r = a->reopen.item.error;
+
+        a->reopen_pending = false;
+        a->waiters_tail = &a->waiters;
+        if (r < 0) {
+                a->failed = r;
+                log_error_errno(r, "Failed to reopen audit log '%s': %m", a->directory);
+        } else {
+                if (a->reopen.directory_changed)
+                        log_notice("Audit log directory '%s' is another one now, continuing there.",
+                                   a->directory);
+                resume(a, &a->reopen.resume);
+                if (a->failed < 0)
+                        log_notice("Audit log '%s' reopened, continuing at seq %" PRIu64 ".",
+                                   a->directory, a->next_seq);
+                a->failed = 0;
+        }
+
+        if (a->reopen_again) {
+                /* Asked for after this one was queued: the disk may have been repaired since
+                 * it started. What is held waits for that one. */
+                a->reopen_again = false;
+                a->waiters = TAKE_PTR(a->waiters_again);
+                a->waiters_tail = a->waiters ? a->waiters_again_tail : &a->waiters;
+                a->waiters_again_tail = &a->waiters_again;
+                reopen_start(a);
+        } else {
+                /* Numbered now, in the order they were committed; written to the new files (or
+                 * failed with the error the reopen left the thread in). */
+                AuditSyncItem *held = TAKE_PTR(a->held_head);
+
+                a->held_tail = &a->held_head;
+                while (held) {
+                        AuditReservation *res = (AuditReservation *) held;
+                        int k;
+
+                        held = held->next;
+                        k = number_record(a, res);
+                        if (k < 0) {
+                                /* Reported unnumbered through the usual path: never lost
+                                 * without its callback. */
+                                res->item.error = k;
+                                res->item.next = NULL;
+                                dispatch_append(a, &res->item);
+                        }
+                }
+        }
+
+        while (waiters) {
+                ReopenWaiter *w = waiters;
+
+                waiters = w->next;
+                w->callback(a, r, w->userdata);
+                free(w);
+        }
 }
 
 int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret) {
         _cleanup_(audit_log_freep) AuditLog *a = NULL;
+        AuditResumeInfo info;
         int r;
 
         assert_return(base, -EINVAL);
@@ -258,8 +378,12 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         a->config = *c;
         a->config.ops = c->ops ?: &audit_file_ops_default;
         a->base = base;
+        a->generation = 1;
         a->dispatch_tail = &a->dispatch_head;
         a->outbox_tail = &a->outbox_head;
+        a->held_tail = &a->held_head;
+        a->waiters_tail = &a->waiters;
+        a->waiters_again_tail = &a->waiters_again;
         a->directory = strdup(c->directory);
         if (!a->directory)
                 return -ENOMEM;
@@ -270,9 +394,10 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
                 return log_error_errno(r, "Audit log '%s' is in use by another process.", a->directory);
         if (r < 0)
                 return log_error_errno(r, "Failed to open audit log directory '%s': %m", a->directory);
-        r = resume(a);
+        r = audit_files_resume(a->files, &info);
         if (r < 0)
                 return r;
+        resume(a, &info);
 
         r = audit_counters_new(&a->counters);
         if (r < 0)
@@ -315,7 +440,21 @@ AuditLog *audit_log_free(AuditLog *a) {
         assert(a->listener_walks == 0);
 
         if (a->sync) {
-                /* Everything committed gets written and reported: no callback is lost. */
+                /* A reopen still pending is carried out (as it would have been in the
+                 * reload), and what is held for it written after it: everything committed gets
+                 * written and reported, no callback is lost. No second one: its waiters get
+                 * the first one's answer. */
+                a->reopen_again = false;
+                if (a->waiters_again) {
+                        *a->waiters_tail = TAKE_PTR(a->waiters_again);
+                        a->waiters_tail = a->waiters_again_tail;
+                        a->waiters_again_tail = &a->waiters_again;
+                }
+                while (a->reopen_pending) {
+                        submit_outbox(a);
+                        (void) poll(&(struct pollfd) { .fd = audit_sync_get_fd(a->sync), .events = POLLIN }, 1, -1);
+                        dispatch_completed(a);
+                }
                 submit_outbox(a);
                 audit_sync_stop(a->sync);
                 dispatch_completed(a);
@@ -353,38 +492,34 @@ AuditLog *audit_log_free(AuditLog *a) {
         return mfree(a);
 }
 
-int audit_log_reopen(AuditLog *a) {
-        int r;
+int audit_log_reopen_full(AuditLog *a, AuditReopenCallback cb, void *userdata) {
+        ReopenWaiter *w = NULL;
 
         assert_return(a, -EINVAL);
 
-        /* Queued records are written (or failed) by the old generation and reported later
-         * through the event as usual; their failures no longer count. */
-        submit_outbox(a);
-        audit_sync_stop(a->sync);
-        a->generation++;
+        if (cb) {
+                w = new(ReopenWaiter, 1);
+                if (!w)
+                        return -ENOMEM;
+                *w = (ReopenWaiter) { .callback = cb, .userdata = userdata };
+        }
 
-        /* A file system that failed stays failed; an administrator mounts a working one in
-         * its place, and this is where tsmd moves to it. */
-        r = audit_files_reopen_directory(a->files);
-        if (r > 0)
-                log_notice("Audit log directory '%s' is another one now, continuing there.", a->directory);
-        if (r >= 0)
-                r = resume(a);
-        if (r < 0) {
-                a->failed = r;
-                (void) audit_sync_start(a->sync, r);
-                return log_error_errno(r, "Failed to reopen audit log '%s': %m", a->directory);
+        if (a->reopen_pending) {
+                /* The one pending may have looked at the disk already, before what this
+                 * caller repaired: one more after it, for every request made meanwhile. */
+                a->reopen_again = true;
+                if (w) {
+                        *a->waiters_again_tail = w;
+                        a->waiters_again_tail = &w->next;
+                }
+                return 0;
         }
-        r = audit_sync_start(a->sync, 0);
-        if (r < 0) {
-                a->failed = r;
-                return r;
+
+        if (w) {
+                *a->waiters_tail = w;
+                a->waiters_tail = &w->next;
         }
-        if (a->failed < 0)
-                log_notice("Audit log '%s' reopened, continuing at seq %" PRIu64 ".",
-                           a->directory, a->next_seq);
-        a->failed = 0;
+        reopen_start(a);
         return 0;
 }
 
@@ -430,9 +565,12 @@ static int reserve(AuditLog *a, bool bounded, AuditReservation **ret) {
         /* SECURITY: a bounded queue; past it the daemon sheds load instead of growing. */
         if (bounded && a->n_reserved + a->n_in_flight >= a->config.max_in_flight)
                 return -ENOBUFS;
-        r = check_space(a);
-        if (r < 0)
-                return r;
+        /* While a reopen is pending the thread's space is the old files' (see the top). */
+        if (!a->reopen_pending) {
+                r = check_space(a);
+                if (r < 0)
+                        return r;
+        }
 
         res = new0(AuditReservation, 1);
         if (!res)
@@ -470,7 +608,6 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
         _cleanup_(audit_log_cancelp) AuditReservation *r = NULL;
         AuditRecord rec;
         AuditLog *a;
-        size_t len;
         int k;
 
         assert_return(res, -EINVAL);
@@ -485,38 +622,29 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
                 return -EINVAL;
 
         rec = *record;
-        rec.seq = a->next_seq;
         rec.realtime_usec = now_realtime_usec();
         rec.monotonic_usec = now_monotonic_usec();
-        rec.repaired_bytes = a->pending_repaired;
         k = audit_record_copy_bounded(&rec, &r->record, &r->storage);
         if (k < 0)
                 return k;
-        k = audit_record_serialize(&r->record, &r->line, &len);
-        if (k < 0)
-                return k;
+        r->callback = cb;
+        r->userdata = userdata;
+        if (a->reopen_pending) {
+                r->item.next = NULL;
+                *a->held_tail = &r->item;
+                a->held_tail = &r->item.next;
+        } else {
+                k = number_record(a, r);
+                if (k < 0)
+                        return k;
+        }
 
         reservation_unlink(a, r);
         r->committed = true;
-        r->generation = a->generation;
-        r->seq = rec.seq;
-        r->callback = cb;
-        r->userdata = userdata;
-        r->item.line = r->line;
-        r->item.len = len;
-
-        a->next_seq++;
-        a->pending_repaired = 0;
         a->n_in_flight++;
-        a->planned_total += len;
-        r->item.next = NULL;
-        if (!a->outbox_head)
-                event_active(a->submit_event, EV_TIMEOUT, 0);
-        *a->outbox_tail = &r->item;
-        a->outbox_tail = &TAKE_PTR(r)->item.next;
-
         if (ret_seq)
-                *ret_seq = rec.seq;
+                *ret_seq = r->seq;
+        TAKE_PTR(r);
         return 0;
 }
 
@@ -635,6 +763,7 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
                 .n_in_flight = a->n_in_flight,
                 .repaired_bytes = a->repaired_bytes,
                 .n_anomalies = a->n_anomalies,
+                .reopen_pending = a->reopen_pending,
                 .journal = !!a->journal,
         };
         audit_sync_get_stats(a->sync, &ret->sync);

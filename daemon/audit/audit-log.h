@@ -10,7 +10,8 @@
  * audit_log_commit() with the outcome (assigns the sequence number; the callback reports
  * durability later, from the event loop, in sequence order). Writes and fdatasync happen in
  * a sync thread that groups concurrent records into one fdatasync. After any write or sync
- * error the log is failed: every reserve returns that error until audit_log_reopen().
+ * error the log is failed: every reserve returns that error until audit_log_reopen() worked.
+ * The loop never waits for the disk, a reopen included.
  *
  * Runs in: worker (event loop thread; all functions here must be called from it).
  */
@@ -52,6 +53,10 @@ typedef struct AuditListener AuditListener;
  * record is durable, else -errno (the record may or may not be in the file). */
 typedef void (*AuditCommitCallback)(AuditLog *a, uint64_t seq, int error, void *userdata);
 
+/* Called once a reopen finished, from the event loop: error 0 if the log takes records
+ * again, else the error it stays failed with. */
+typedef void (*AuditReopenCallback)(AuditLog *a, int error, void *userdata);
+
 /* Called once per durable record, after counters were updated and before the commit
  * callback. record and line (with its '\n', len bytes) are valid during the call only. */
 typedef void (*AuditListenerCallback)(AuditLog *a, const AuditRecord *record, const char *line,
@@ -66,6 +71,7 @@ typedef struct AuditLogStatus {
         unsigned n_in_flight;        /* committed, not yet reported */
         uint64_t repaired_bytes;     /* cut from torn tails at the last (re)open */
         unsigned n_anomalies;        /* sequence gaps/regressions seen at the last (re)open */
+        bool reopen_pending;         /* audit_log_reopen() asked, not finished */
         bool journal;                /* mirror active */
         AuditSyncStats sync;
         AuditJournalStats journal_stats;
@@ -77,17 +83,27 @@ typedef struct AuditLogStatus {
  * the disk (reading the tail): call it before the loop runs. */
 int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret);
 
-/* Writes and syncs every committed record, runs their callbacks, calls every listener's
+/* Carries out a pending reopen (waiting for the disk, as writing does), writes and syncs
+ * every committed record, runs their callbacks and the reopen's, calls every listener's
  * destroy, and frees the log. Reservations still held become stale (commit → -ESTALE). Must
  * not be called from one of the log's own callbacks. */
 AuditLog *audit_log_free(AuditLog *a);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditLog *, audit_log_free);
 
-/* Leaves the failed state (admin request, SIGHUP): waits for the sync thread to finish what
- * is queued, reopens the newest file and resumes the sequence from the files (never below
- * the last acknowledged seq). Blocks on the disk. On failure the log stays failed with the
- * new error. */
-int audit_log_reopen(AuditLog *a);
+/* Leaves the failed state (admin request, SIGHUP), or moves to a file system mounted in the
+ * place of the directory, without waiting for the disk: the sync thread, once it wrote what
+ * was committed before, reopens the newest file and resumes the sequence from the files
+ * (never below the last acknowledged seq). Failures of records committed before do not fail
+ * the log any more; on failure of the reopen it stays (or becomes) failed with its error.
+ * Until it finished: a failed log refuses reservations as before; a healthy one takes them,
+ * within max_in_flight; records committed are held and numbered after it, in order. Asked
+ * for while one is pending, one more is done after it, however often it was asked.
+ * cb (may be NULL) is called exactly once, later, from the event loop (or audit_log_free()),
+ * when the reopen that covers this request finished. -ENOMEM (cb never called), or 0. */
+int audit_log_reopen_full(AuditLog *a, AuditReopenCallback cb, void *userdata);
+static inline int audit_log_reopen(AuditLog *a) {
+        return audit_log_reopen_full(a, NULL, NULL);
+}
 
 /* Guarantees room for one record, or fails: the failed state's error (-EIO, -ENOSPC,
  * -EROFS, ...), -ENOSPC if the file system cannot hold one more maximum-size record, -ENOBUFS
@@ -105,7 +121,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditReservation *, audit_log_cancel);
 /* Consumes the reservation (also on failure): assigns the next seq and the timestamps,
  * queues the record. Returns < 0 only for invalid arguments (no event), -ENOMEM, or
  * -ESTALE if the log is gone; then cb is never called. Otherwise cb (may be NULL) is called
- * exactly once, later, from the event loop. ret_seq may be NULL. */
+ * exactly once, later, from the event loop. ret_seq may be NULL; it is 0 for a record
+ * committed while a reopen is pending (numbered when it finished; cb gets the number). */
 int audit_log_commit(AuditReservation *r, const AuditRecord *record, AuditCommitCallback cb,
                      void *userdata, uint64_t *ret_seq);
 

@@ -9,7 +9,8 @@
  *
  * Ordering: one thread, one FIFO. Items complete in the order they were queued, so the
  * loop sees sequence numbers in order, and an item is only reported durable after the
- * fdatasync that covers it and every item before it in the same file.
+ * fdatasync that covers it and every item before it in the same file. A reopen is an item
+ * too: it happens after everything queued before it is written, before anything after it.
  */
 
 #include <limits.h>
@@ -242,16 +243,31 @@ static void notify_loop(AuditSync *s) {
         (void) eventfd_write(s->event_fd, 1);
 }
 
+/* Carries out a reopen (see AuditSyncReopen). Returns the new stream's failed state. */
+static int reopen_files(AuditSync *s, AuditSyncReopen *ro) {
+        int r;
+
+        /* A file system that failed stays failed; an administrator mounts a working one in
+         * its place, and this is where tsmd moves to it. */
+        r = audit_files_reopen_directory(s->files);
+        if (r >= 0) {
+                ro->directory_changed = r > 0;
+                r = audit_files_resume(s->files, &ro->resume);
+        }
+        ro->item.error = r;
+        return ro->item.error;
+}
+
 static void *sync_thread(void *userdata) {
         AuditSync *s = userdata;
 
         pthread_mutex_lock(&s->lock);
         for (;;) {
-                AuditSyncItem *batch, *last;
+                AuditSyncItem *batch, *last = NULL;
                 AuditSyncStats delta = {};
                 uint64_t written_total, want_total;
                 int failed, space_error, r;
-                bool unsupported, want;
+                bool unsupported, want, reopened = false;
 
                 while (!s->pending_head && !s->stop && !s->want_space)
                         pthread_cond_wait(&s->cond, &s->lock);
@@ -276,13 +292,31 @@ static void *sync_thread(void *userdata) {
                 unsupported = s->space.prealloc_unsupported;
                 pthread_mutex_unlock(&s->lock);
 
-                if (batch) {
+                /* Runs of records, each written as one batch, and the reopens between them in
+                 * their place. */
+                for (AuditSyncItem *i = batch; i;) {
+                        AuditSyncItem *end = i, *rest;
+
+                        if (i->reopen) {
+                                failed = reopen_files(s, (AuditSyncReopen *) i);
+                                /* A new stream, as audit_sync_start() begins one. */
+                                written_total = want_total = 0;
+                                want = unsupported = false;
+                                space_error = failed == 0 ? ensure_space(s, 0, AUDIT_RECORD_MAX, &unsupported) : 0;
+                                reopened = true;
+                                i = i->next;
+                                continue;
+                        }
+
+                        while (end->next && !end->next->reopen)
+                                end = end->next;
+                        rest = TAKE_PTR(end->next);
                         if (failed < 0)
                                 /* SECURITY: after a failed write or sync nothing is written
                                  * until reopen, so no record lands after a hole. */
-                                complete_range(batch, NULL, failed);
+                                complete_range(i, NULL, failed);
                         else {
-                                r = write_batch(s, batch, &written_total, &delta);
+                                r = write_batch(s, i, &written_total, &delta);
                                 if (r < 0) {
                                         failed = r;
                                         log_error_errno(r, "Failed to write audit log '%s': %m",
@@ -290,6 +324,10 @@ static void *sync_thread(void *userdata) {
                                 }
                                 delta.n_batches++;
                         }
+                        for (AuditSyncItem *j = i; j; j = j->next)
+                                delta.n_records++;
+                        end->next = rest;
+                        i = rest;
                 }
                 if (failed == 0 && (batch || want)) {
                         r = ensure_space(s, written_total, want_total, &unsupported);
@@ -298,15 +336,18 @@ static void *sync_thread(void *userdata) {
 
                 pthread_mutex_lock(&s->lock);
                 publish_space(s, written_total, space_error, unsupported, failed);
+                if (reopened) {
+                        /* What the loop wanted was room in the old stream. */
+                        s->want_space = false;
+                        s->want_total = 0;
+                }
+                s->stats.n_records += delta.n_records;
                 s->stats.n_batches += delta.n_batches;
                 s->stats.n_syncs += delta.n_syncs;
                 s->stats.n_rotations += delta.n_rotations;
                 if (batch) {
-                        last = batch;
-                        for (AuditSyncItem *i = batch; i; i = i->next) {
-                                s->stats.n_records++;
+                        for (AuditSyncItem *i = batch; i; i = i->next)
                                 last = i;
-                        }
                         *s->done_tail = batch;
                         s->done_tail = &last->next;
                         notify_loop(s);

@@ -5,7 +5,8 @@
  * (one pwritev run, one fdatasync), so while batch N syncs, batch N+1 accumulates; in
  * per-record mode it syncs every record on its own. Finished items come back in queue order
  * through a completion list and an eventfd the loop watches. It also keeps a preallocated
- * tail ahead of the write position, which is what makes reservations possible.
+ * tail ahead of the write position, which is what makes reservations possible, and reopens
+ * the files when asked, in queue order, so that the loop never waits for the disk.
  * Runs in: worker (one extra thread next to the event loop).
  */
 #pragma once
@@ -22,8 +23,20 @@ typedef struct AuditSyncItem {
         struct AuditSyncItem *next;
         const char *line;
         size_t len;
-        int error; /* 0: written and synced; <0: failed (record may or may not be on disk) */
+        bool reopen; /* an AuditSyncReopen, not a record */
+        int error;   /* 0: written and synced; <0: failed (record may or may not be on disk) */
 } AuditSyncItem;
+
+/* A reopen, queued like a record and carried out in its place: after every item before it
+ * was written or failed, the thread opens the directory again if another one is at its path
+ * now (audit_files_reopen_directory()), resumes from the files (audit_files_resume()) and
+ * starts a new stream there, failed with the error if that did not work, healthy otherwise.
+ * Items after it go to the new stream: a failure of the old files does not fail them. */
+typedef struct AuditSyncReopen {
+        AuditSyncItem item;        /* first; item.reopen set; item.error: the new state */
+        bool directory_changed;    /* on success: another directory is at the path now */
+        AuditResumeInfo resume;    /* on success: what the files say */
+} AuditSyncReopen;
 
 typedef struct AuditSyncStats {
         uint64_t n_records;
@@ -56,14 +69,17 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditSync *, audit_sync_free);
  * or an error every queued item then completes with). When healthy, preallocates the first
  * tail synchronously so that the first reservations do not have to wait. */
 int audit_sync_start(AuditSync *s, int failed);
-/* Lets the thread write and sync everything queued, then joins it. Idempotent. */
+/* Lets the thread write and sync everything queued (carrying out a queued reopen), then
+ * joins it. Idempotent. */
 void audit_sync_stop(AuditSync *s);
 
 /* The fd becomes readable when completed items are waiting. */
 int audit_sync_get_fd(AuditSync *s);
 
 /* Queues items linked through next, in that order, with one lock and one wake-up. If the
- * thread is in the failed state they complete with that error without touching the disk. */
+ * thread is in the failed state records complete with that error without touching the disk;
+ * a reopen is carried out whatever the state. Without a thread (it could not be started)
+ * every item completes at once with the failed state's error, or -ESHUTDOWN. */
 void audit_sync_submit(AuditSync *s, AuditSyncItem *list);
 
 /* Takes every completed item, in queue order (NULL if none), and clears the eventfd. */

@@ -26,6 +26,9 @@ typedef struct Faults {
         atomic_uint fdatasync_delay_usec;
         /* While set, fdatasync waits (a disk that is busy for as long as the test wants). */
         atomic_bool fdatasync_hold;
+        /* A fdatasync that waited returns this errno (> 0) when let go: a disk that hung, then
+         * failed. */
+        atomic_int fdatasync_hold_errno;
 } Faults;
 
 extern Faults faults;

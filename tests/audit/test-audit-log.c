@@ -6,8 +6,10 @@
  */
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "audit-test-util.h"
 #include "event-util.h"
@@ -76,6 +78,29 @@ static void reserve_then_commit(Fixture *f, size_t n) {
 
 static void wait_acks(Fixture *f, size_t n) {
         run_until(f->base, &f->acks.n, n);
+}
+
+/* One round of the loop, at most 10 ms. */
+static void run_once(Fixture *f) {
+        struct timeval tv = { 0, 10000 };
+
+        event_base_loopexit(f->base, &tv);
+        event_base_loop(f->base, EVLOOP_ONCE);
+}
+
+/* audit_log_reopen() is carried out by the sync thread: runs the loop until the log is
+ * healthy again (a failed one refuses reservations until then). */
+static void wait_healthy(Fixture *f) {
+        AuditLogStatus st;
+
+        for (unsigned i = 0;; i++) {
+                ASSERT_OK(audit_log_get_status(f->log, &st));
+                if (st.failed == 0)
+                        return;
+                if (i > 6000)
+                        TEST_FAIL("the log did not become healthy: %s", strerror(-st.failed));
+                run_once(f);
+        }
 }
 
 /* All acks so far succeeded, in order, with seqs first..first+n-1. */
@@ -236,6 +261,185 @@ TEST(reopen_resumes_sequence) {
         wait_acks(&f, 55);
         assert_acks_ok(&f, 1);
         assert_files(&f, 1, 55);
+        fixture_done(&f);
+}
+
+/* ---- reopen with a stuck disk ------------------------------------------------------------ */
+
+/* Makes the disk stick: n records are committed and the sync thread is inside their
+ * fdatasync, which does not return until faults.fdatasync_hold is cleared. */
+static void stick_disk(Fixture *f, size_t n) {
+        unsigned before = atomic_load(&faults.n_fdatasync);
+
+        atomic_store(&faults.fdatasync_hold, true);
+        commit_n(f, n);
+        for (unsigned i = 0; atomic_load(&faults.n_fdatasync) == before; i++) {
+                if (i > 6000)
+                        TEST_FAIL("the sync thread did not reach fdatasync");
+                run_once(f);
+        }
+}
+
+/* Lets the disk go after 2 s, or when told to stop: a loop thread that waits for the disk
+ * shows up as a failed assertion, not as a hang. */
+static atomic_bool releaser_stop;
+
+static void *releaser(void *userdata) {
+        for (unsigned i = 0; i < 200 && !atomic_load(&releaser_stop); i++)
+                usleep(10000);
+        atomic_store(&faults.fdatasync_hold, false);
+        return NULL;
+}
+
+static void releaser_start(pthread_t *ret) {
+        atomic_store(&releaser_stop, false);
+        ASSERT_OK(-pthread_create(ret, NULL, releaser, NULL));
+}
+
+static void releaser_join(pthread_t t) {
+        atomic_store(&releaser_stop, true);
+        ASSERT_OK(-pthread_join(t, NULL));
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *userdata) {
+        (*(size_t *) userdata)++;
+}
+
+/* A reload (audit_log_reopen()) while the disk under the log is stuck in fdatasync: the loop
+ * thread does not wait for it. Meanwhile timers fire and records are taken; once the disk
+ * comes back, the records before the reopen are reported, then those after it, numbered on
+ * without a gap, in the directory now at the path (an administrator's new file system). */
+TEST(reopen_does_not_wait_for_a_stuck_disk) {
+        _cleanup_free_ uint64_t *old_seqs = NULL;
+        char *moved = NULL;
+        struct timeval tv = { 0, 20000 };
+        struct event *timer;
+        size_t n_fired = 0, n_old;
+        pthread_t t;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 3);
+        wait_acks(&f, 3);
+
+        stick_disk(&f, 2); /* seqs 4 and 5 */
+        releaser_start(&t);
+        ASSERT_OK(asprintf(&moved, "%s.old", f.dir));
+        ASSERT_OK(rename(f.dir, moved));
+        ASSERT_OK(mkdir(f.dir, 0750));
+
+        ASSERT_OK(audit_log_reopen(f.log));
+        /* Returned with the disk still stuck ... */
+        ASSERT_TRUE(atomic_load(&faults.fdatasync_hold));
+        /* ... and the loop goes on: a timer fires, records are taken. */
+        timer = evtimer_new(f.base, on_timer, &n_fired);
+        ASSERT_NOT_NULL(timer);
+        ASSERT_OK(evtimer_add(timer, &tv));
+        run_until(f.base, &n_fired, 1);
+        commit_n(&f, 2);
+        run_once(&f);
+        ASSERT_TRUE(atomic_load(&faults.fdatasync_hold));
+        ASSERT_EQ(f.acks.n, 3U);
+
+        atomic_store(&faults.fdatasync_hold, false);
+        wait_acks(&f, 7);
+        releaser_join(t);
+        assert_acks_ok(&f, 1);
+        /* The reopen took effect: what was before it in the old directory, the rest in the
+         * new one. */
+        read_all_seqs(moved, f.config.n_files, &old_seqs, &n_old);
+        ASSERT_EQ(n_old, 5U);
+        ASSERT_EQ(old_seqs[4], 5U);
+        assert_files(&f, 6, 7);
+
+        event_free(timer);
+        fixture_done(&f);
+        test_dir_remove(moved);
+}
+
+/* Records queued before a reopen fail on the old files (the stuck fdatasync ends in EIO); that
+ * does not fail the files reopened after them, and the sequence goes on after the last
+ * record acknowledged. */
+TEST(reopen_old_failures_do_not_fail_the_new_files) {
+        AuditLogStatus st;
+        pthread_t t;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 2);
+        wait_acks(&f, 2);
+
+        atomic_store(&faults.fdatasync_hold_errno, EIO);
+        stick_disk(&f, 2); /* seqs 3 and 4, to fail */
+        releaser_start(&t);
+        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_TRUE(atomic_load(&faults.fdatasync_hold));
+        commit_n(&f, 1);
+
+        atomic_store(&faults.fdatasync_hold, false);
+        wait_acks(&f, 5);
+        releaser_join(t);
+        ASSERT_EQ(f.acks.errors[2], -EIO);
+        ASSERT_EQ(f.acks.errors[3], -EIO);
+        ASSERT_EQ(f.acks.errors[4], 0);
+        ASSERT_EQ(f.acks.seqs[4], 3U);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.failed, 0);
+        assert_files(&f, 1, 3);
+        fixture_done(&f);
+}
+
+/* Reloads while a reopen is pending: one more reopen after it, not one each. */
+TEST(reopen_requests_while_pending_coalesce) {
+        unsigned fsyncs;
+        pthread_t t;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+
+        stick_disk(&f, 1);
+        releaser_start(&t);
+        /* Each reopen syncs the directory once (audit.log may be new), nothing else here. */
+        fsyncs = atomic_load(&faults.n_fsync);
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_TRUE(atomic_load(&faults.fdatasync_hold));
+        commit_n(&f, 2);
+
+        atomic_store(&faults.fdatasync_hold, false);
+        wait_acks(&f, 4);
+        releaser_join(t);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 4);
+        ASSERT_EQ(atomic_load(&faults.n_fsync) - fsyncs, 2U);
+        fixture_done(&f);
+}
+
+/* Freeing the log while a reopen waits for a stuck disk: done once the disk comes back, as
+ * before, with every record written and reported. */
+TEST(free_while_reopen_pending) {
+        pthread_t t;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 2);
+        wait_acks(&f, 2);
+
+        stick_disk(&f, 1);
+        ASSERT_OK(audit_log_reopen(f.log));
+        commit_n(&f, 2);
+        releaser_start(&t); /* the disk comes back while the log is being freed */
+        fixture_close(&f);
+        releaser_join(t);
+        ASSERT_EQ(f.acks.n, 5U);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 5);
         fixture_done(&f);
 }
 
@@ -561,6 +765,7 @@ TEST(fdatasync_eio_fails_closed) {
         atomic_store(&faults.fdatasync_errno, 0);
         ASSERT_ERRNO(audit_log_reserve(f.log, &res), EIO);
         ASSERT_OK(audit_log_reopen(f.log));
+        wait_healthy(&f);
         ASSERT_OK(audit_log_get_status(f.log, &st));
         ASSERT_EQ(st.failed, 0);
         ASSERT_EQ(st.next_seq, 6); /* the failed records were taken back out of the file */
@@ -609,6 +814,7 @@ TEST(write_enospc_fails_closed) {
         atomic_store(&faults.pwritev_errno, 0);
         ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
         ASSERT_OK(audit_log_reopen(f.log));
+        wait_healthy(&f);
         commit_n(&f, 1);
         wait_acks(&f, 6);
         ASSERT_EQ(f.acks.errors[5], 0);
@@ -986,6 +1192,7 @@ TEST(listeners_see_every_record_once) {
         wait_acks(&f, 51);
         atomic_store(&faults.fdatasync_errno, 0);
         ASSERT_OK(audit_log_reopen(f.log));
+        wait_healthy(&f);
         commit_n(&f, 50);
         wait_acks(&f, 101);
 

@@ -26,6 +26,9 @@
  *   audit EIO                the same file system shut down (EXT4_IOC_SHUTDOWN, what xfstests
  *                            use to simulate a dead disk): every write and sync fails with EIO
  *   audit EIO, client gone   the disk dies under the record of a VMM that already hung up
+ *   audit stuck, reload      the file system frozen (FIFREEZE) under a record being written,
+ *                            and a reload asked for meanwhile: its reopen waits in the audit
+ *                            thread, not in the worker's loop
  *
  * The audit faults cannot keep "the other client succeeding": tsmd fails closed, so while no
  * record can be written every audited call of every client is refused (AuditFailed, with the
@@ -54,6 +57,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 
 #include "guest-calls.h"
 #include "tdisp.h"
@@ -1414,6 +1418,108 @@ TEST(audit_io_error_after_hangup) {
         expect_recovered(&t, &g, &b);
         good_done(&g);
         (void) umount2(audit_dir(&t), MNT_DETACH);
+        unmount_audit(&t);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* <linux/fs.h>'s, which clashes with <sys/mount.h>. */
+#ifndef FIFREEZE
+#define FIFREEZE _IOWR('X', 119, int)
+#define FITHAW _IOWR('X', 120, int)
+#endif
+
+/* Freezes the audit file system: writes to it wait until it is thawed, a disk that stopped
+ * answering. A child thaws it after STUCK_MAX_USEC whatever happens, so that a worker whose
+ * loop waits for the disk fails the test rather than hanging it. Returns the child. */
+#define STUCK_MAX_USEC (4 * USEC_PER_SEC)
+
+static int audit_fs_ioctl(Tsmd *t, unsigned long request) {
+        _cleanup_close_ int fd = open(audit_dir(t), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd < 0 || ioctl(fd, request, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+static pid_t audit_fs_freeze(Tsmd *t) {
+        pid_t pid;
+        int r;
+
+        r = audit_fs_ioctl(t, FIFREEZE);
+        if (r < 0)
+                SKIP("FIFREEZE: %s", strerror(-r));
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                sleep_usec(STUCK_MAX_USEC);
+                (void) audit_fs_ioctl(t, FITHAW);
+                _exit(0);
+        }
+        return pid;
+}
+
+static void audit_fs_thaw(Tsmd *t, pid_t safety) {
+        int status;
+
+        (void) audit_fs_ioctl(t, FITHAW); /* EINVAL if the child did already */
+        (void) kill(safety, SIGKILL);
+        ASSERT_EQ(waitpid(safety, &status, 0), safety);
+}
+
+/*
+ * A disk that stops answering under a record (its file system frozen, so the audit thread's
+ * write waits) and a reload meanwhile, by SIGHUP and by io.tsmd.Service.Reload: the audit log's
+ * reopen waits behind the record in the audit thread, not in the worker's loop, so Ping is
+ * answered at once, as before the reload. The Reload call is answered when the reopen is done,
+ * after the disk is back; then the record, the reloads and the good client's requests go on,
+ * the sequence unbroken, with the same worker.
+ */
+TEST(audit_reload_on_stuck_disk) {
+        Tsmd t;
+        Good g;
+        Baseline b;
+        AsyncCall busy = {}, reload = {};
+        VarlinkClient *admin;
+        unsigned reloads;
+        size_t requests, failed;
+        pid_t safety;
+
+        (void) start_on_loop_disk(&t, &g, &b, GOOD_MAX_USEC);
+        reloads = tsmd_log_count(&t, "Configuration reloaded from");
+        admin = tsmd_connect(&t);
+
+        safety = audit_fs_freeze(&t);
+        tsmd_call_async(g.c, G "GuestRequest", g.params, 0, &busy);
+        tsmd_pump(g.c, 100 * USEC_PER_MSEC);
+        ASSERT_EQ(busy.n, 0u); /* its record waits for the disk */
+
+        tsmd_kill(&t, SIGHUP);
+        tsmd_call_async(admin, "io.tsmd.Service.Reload", NULL, 0, &reload);
+        tsmd_pump(admin, 100 * USEC_PER_MSEC);
+        for (unsigned i = 0; i < 5; i++)
+                expect_ping_fast(&t);
+        tsmd_pump(admin, 0);
+        ASSERT_EQ(reload.n, 0u); /* over when the reopen is */
+        ASSERT_EQ(busy.n, 0u);
+        ASSERT_EQ(tsmd_log_count(&t, "Configuration reloaded from"), reloads);
+
+        audit_fs_thaw(&t, safety);
+        ASSERT_TRUE(tsmd_async_wait(g.c, &busy, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(busy.errors[0]);
+        ASSERT_TRUE(tsmd_async_wait(admin, &reload, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(reload.errors[0]);
+        ASSERT_TRUE(tsmd_wait_log(&t, "Configuration reloaded from", reloads + 2, TSMD_WAIT_USEC));
+        async_call_done(&busy);
+        async_call_done(&reload);
+        varlink_client_free(admin);
+
+        good_check(&g);
+        expect_unbroken_log(&t, b.seq, &requests, &failed);
+        ASSERT_GE(requests, 2u);
+        ASSERT_EQ(failed, 0u);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
         unmount_audit(&t);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
