@@ -510,8 +510,9 @@ static const struct {
 /* Every admin call is recorded, with the answer it got: refusals under their error's name. The
  * record is taken even past the audit queue's bound (admin calls are few, and each waits for its
  * record), and an admin is answered even when the log has failed: reloading it is how it is
- * repaired. But a connect or disconnect is not made when the log has no room for its record
- * (checked before, as for guest calls): the host must not change unrecorded. */
+ * repaired. But a connect or disconnect is not made when the log has no room for its record:
+ * the room is reserved before, and held until the answer's record is committed into it, so that
+ * a disk that fills while the kernel works cannot leave the host changed unrecorded. */
 typedef struct AdminRecord {
         Manager *manager;
         VarlinkCall *call;
@@ -522,12 +523,14 @@ typedef struct AdminRecord {
         gid_t gid;
         pid_t pid;
         char *unit;
-        json_object *answer; /* held until the record is durable */
+        AuditReservation *room; /* a device change's, from before it is made until its record */
+        json_object *answer;    /* held until the record is durable */
 } AdminRecord;
 
 static AdminRecord *admin_record_free(AdminRecord *a) {
         if (!a)
                 return NULL;
+        audit_log_cancel(a->room);
         if (a->answer)
                 (void) varlink_call_release(a->call, TAKE_PTR(a->answer));
         varlink_call_unref(a->call);
@@ -543,8 +546,8 @@ static void on_admin_recorded(AuditLog *audit, uint64_t seq, int error, void *us
         admin_record_free(a);
 }
 
-/* Records the call with result; its answer, if one is held, goes once the record is durable.
- * Takes a. */
+/* Records the call (into the room held for it, if any) with result; its answer, if one is held,
+ * goes once the record is durable. Takes a. */
 static void admin_record_commit(AdminRecord *a, const char *result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         int r;
@@ -557,7 +560,8 @@ static void admin_record_commit(AdminRecord *a, const char *result) {
                 rec.unit = a->unit;
         }
         rec.result = result;
-        r = audit_log_record_owed(a->manager->audit, &rec, on_admin_recorded, a, NULL);
+        r = a->room ? audit_log_commit(TAKE_PTR(a->room), &rec, on_admin_recorded, a, NULL)
+                    : audit_log_record_owed(a->manager->audit, &rec, on_admin_recorded, a, NULL);
         if (r < 0) {
                 log_error_errno(r, "Audit record of %s failed: %m", rec.event);
                 admin_record_free(a);
@@ -628,10 +632,10 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++) {
                 if (!streq(admin_methods[i].name, varlink_call_get_method(call)))
                         continue;
+                /* SECURITY: fail closed: no room for the record, no change. The room stays the
+                 * record's until the answer, however long the kernel takes (see above). */
                 if (admin_methods[i].changes_devices) {
-                        _cleanup_(audit_log_cancelp) AuditReservation *room = NULL;
-
-                        r = audit_log_reserve_owed(m->audit, &room);
+                        r = audit_log_reserve_owed(m->audit, &a->room);
                         if (r < 0)
                                 return reply_audit_failed(call, r);
                 }

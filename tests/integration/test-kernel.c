@@ -8,7 +8,8 @@
  * device held inside the kernel holds only its own calls (another client's device is served,
  * its own request times out by name, its Unbind waits its turn); a hangup unbinds through the
  * kernel and is audited; an admin's connect of a device to its TSM, which the kernel does inside
- * the write to tsm/connect (seconds), holds neither process.
+ * the write to tsm/connect (seconds), holds neither process, and holds its audit record's room
+ * until it is answered.
  *
  * Runs in: tests; needs root (SKIPs otherwise): a private mount namespace for the fixture.
  */
@@ -623,6 +624,39 @@ TEST(a_connect_outlives_its_admin) {
         r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(open_context(vmm), 13, NVME_ADDR));
         ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
 
+        varlink_client_free(TAKE_PTR(vmm));
+        teardown(&e);
+}
+
+/* A connect is made only if its record can be: the room reserved for it before is held until
+ * its answer is recorded, however long the kernel takes. With one record in flight at most, the
+ * connect's is the one: a guest call meanwhile is refused for want of room, as it would be if
+ * the disk had filled, and the connect's own record is still written. */
+TEST(a_connect_holds_its_record_until_answered) {
+        _cleanup_(varlink_client_freep) VarlinkClient *vmm = NULL, *admin = NULL;
+        _cleanup_free_ char *written = NULL;
+        AsyncCall connect = {};
+        HeldWrite h;
+        Env e;
+
+        setup_full(&e, 5 * USEC_PER_SEC, "[Audit]\nMaxRecordsInFlight=1\n");
+        vmm = tsmd_connect_guest(&e.tsmd);
+        (void) open_context(vmm);
+
+        connect_hold(&e, &h);
+        admin = tsmd_connect(&e.tsmd);
+        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
+        connect_wait_writing(&e, &h);
+        CALL_ERROR(vmm, G "OpenContext", NULL, E_GUEST("AuditFailed"), strf("{\"errno\":%d}", ENOBUFS));
+
+        written = connect_release(&h);
+        ASSERT_STREQ(written, "tsm1");
+        ASSERT_TRUE(tsmd_async_wait(admin, &connect, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(connect.errors[0]);
+        (void) open_context(vmm);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
+
+        async_call_done(&connect);
         varlink_client_free(TAKE_PTR(vmm));
         teardown(&e);
 }
