@@ -415,22 +415,69 @@ static int connect_result(VarlinkCall *call, int r, const char *address, const c
         return varlink_call_reply(call, NULL);
 }
 
-/* The monitor writes the PCI TSM sysfs attribute; we look at the device again ourselves, as
- * connecting emits no uevent. */
-static int device_connect(Manager *m, const char *address, const char *tsm) {
+/* A ConnectDevice or DisconnectDevice on its way. The kernel's connect is an SPDM session and
+ * IDE key setup through the device's DOE mailbox, seconds: the monitor runs it on the device's
+ * lane and answers when the kernel is done, and the call waits for that from the loop, as a Bind
+ * does, while everyone else is served. An admin who leaves meanwhile does not stop it (the
+ * device changes all the same): its record says how it ended, when it has. */
+typedef struct AdminConnect {
+        Manager *manager;
+        VarlinkCall *call;
+        char *pci_address, *tsm; /* tsm NULL: a disconnect */
+} AdminConnect;
+
+static AdminConnect *admin_connect_free(AdminConnect *ac) {
+        if (!ac)
+                return NULL;
+        varlink_call_unref(ac->call);
+        free(ac->pci_address);
+        free(ac->tsm);
+        return mfree(ac);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(AdminConnect *, admin_connect_free);
+
+static void on_device_connected(int result, const void *response, size_t len, void *userdata) {
+        AdminConnect *ac = userdata;
+        Manager *m = ac->manager;
         int r;
 
-        r = tsm ? priv_call_connect_device(m->channel, address, tsm) : priv_call_disconnect_device(m->channel, address);
+        /* The monitor looked at the device again; so do we, as connecting emits no uevent. */
+        if (result >= 0)
+                result = tsm_platform_refresh_device(m->platform, ac->pci_address);
+        r = connect_result(ac->call, result, ac->pci_address, ac->tsm);
+        if (r < 0 && !varlink_call_is_answered(ac->call))
+                (void) varlink_call_error_errno(ac->call, r);
+        admin_connect_free(ac);
+        /* A draining worker waits for it, as for a guest call: its record must be written. */
+        m->n_pending_requests--;
+        manager_request_finished(m);
+}
+
+static int device_connect(VarlinkCall *call, Manager *m, const char *address, const char *tsm) {
+        _cleanup_(admin_connect_freep) AdminConnect *ac = NULL;
+        int r;
+
+        ac = new0(AdminConnect, 1);
+        if (!ac)
+                return -ENOMEM;
+        *ac = (AdminConnect){ .manager = m, .call = varlink_call_ref(call), .pci_address = strdup(address),
+                              .tsm = tsm ? strdup(tsm) : NULL };
+        if (!ac->pci_address || (tsm && !ac->tsm))
+                return -ENOMEM;
+
+        r = tsm ? priv_call_connect_device(m->channel, address, tsm, on_device_connected, ac, NULL)
+                : priv_call_disconnect_device(m->channel, address, on_device_connected, ac, NULL);
         if (r < 0)
-                return r;
-        return tsm_platform_refresh_device(m->platform, address);
+                return connect_result(call, r, address, tsm);
+        TAKE_PTR(ac);
+        m->n_pending_requests++;
+        return 0;
 }
 
 static int vl_connect_device(VarlinkCall *call, json_object *p, void *userdata) {
-        Manager *m = userdata;
         const char *address = json_get_string(p, "pciAddress"), *tsm = json_get_string(p, "tsm");
 
-        return connect_result(call, device_connect(m, address, tsm), address, tsm);
+        return device_connect(call, userdata, address, tsm);
 }
 
 static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdata) {
@@ -442,7 +489,7 @@ static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdat
         guest_foreach_vdevice(m, check_in_use, &u);
         if (u.found)
                 return connect_result(call, -EBUSY, address, NULL);
-        return connect_result(call, device_connect(m, address, NULL), address, NULL);
+        return device_connect(call, m, address, NULL);
 }
 
 static const struct {
@@ -463,40 +510,62 @@ static const struct {
 /* Every admin call is recorded, with the answer it got: refusals under their error's name. The
  * record is taken even past the audit queue's bound (admin calls are few, and each waits for its
  * record), and an admin is answered even when the log has failed: reloading it is how it is
- * repaired. But a connect or disconnect is not made when the log has no room for its record
- * (checked before, as for guest calls): the host must not change unrecorded. */
-typedef struct AdminAnswer {
+ * repaired. But a connect or disconnect is not made when the log has no room for its record:
+ * the room is reserved before, and held until the answer's record is committed into it, so that
+ * a disk that fills while the kernel works cannot leave the host changed unrecorded. */
+typedef struct AdminRecord {
+        Manager *manager;
         VarlinkCall *call;
-        json_object *message; /* held until the record is durable */
-} AdminAnswer;
+        /* Who asked, copied when the call came: an admin may leave before a connect is answered,
+         * and its connection's identity with it. */
+        bool identified;
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        char *unit;
+        AuditReservation *room; /* a device change's, from before it is made until its record */
+        json_object *answer;    /* held until the record is durable */
+} AdminRecord;
 
-static void admin_answer_release(AdminAnswer *a) {
-        (void) varlink_call_release(a->call, TAKE_PTR(a->message));
+static AdminRecord *admin_record_free(AdminRecord *a) {
+        if (!a)
+                return NULL;
+        audit_log_cancel(a->room);
+        if (a->answer)
+                (void) varlink_call_release(a->call, TAKE_PTR(a->answer));
         varlink_call_unref(a->call);
-        free(a);
+        free(a->unit);
+        return mfree(a);
 }
 
-static void on_admin_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+static void on_admin_recorded(AuditLog *audit, uint64_t seq, int error, void *userdata) {
+        AdminRecord *a = userdata;
+
         if (error < 0)
-                log_error_errno(error, "Audit record of an admin call failed: %m");
-        if (userdata)
-                admin_answer_release(userdata);
+                log_error_errno(error, "Audit record of %s failed: %m", varlink_call_get_method(a->call));
+        admin_record_free(a);
 }
 
-static int audit_admin(Manager *m, VarlinkCall *call, const char *result, AdminAnswer *answer) {
-        GuestClient *c = varlink_conn_get_userdata(varlink_call_get_conn(call));
-        const PeerIdentity *id = c ? guest_client_get_identity(c) : NULL;
+/* Records the call (into the room held for it, if any) with result; its answer, if one is held,
+ * goes once the record is durable. Takes a. */
+static void admin_record_commit(AdminRecord *a, const char *result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
+        int r;
 
-        rec.event = varlink_call_get_method(call);
-        if (id) {
-                rec.uid = id->uid;
-                rec.gid = id->gid;
-                rec.pid = id->pid;
-                rec.unit = id->unit;
+        rec.event = varlink_call_get_method(a->call);
+        if (a->identified) {
+                rec.uid = a->uid;
+                rec.gid = a->gid;
+                rec.pid = a->pid;
+                rec.unit = a->unit;
         }
         rec.result = result;
-        return audit_log_record_owed(m->audit, &rec, on_admin_recorded, answer, NULL);
+        r = a->room ? audit_log_commit(TAKE_PTR(a->room), &rec, on_admin_recorded, a, NULL)
+                    : audit_log_record_owed(a->manager->audit, &rec, on_admin_recorded, a, NULL);
+        if (r < 0) {
+                log_error_errno(r, "Audit record of %s failed: %m", rec.event);
+                admin_record_free(a);
+        }
 }
 
 void admin_recheck_followers(Manager *m) {
@@ -516,26 +585,44 @@ void admin_recheck_followers(Manager *m) {
 }
 
 static void on_admin_answer(VarlinkCall *call, json_object *message, void *userdata) {
-        AdminAnswer *a = new0(AdminAnswer, 1);
+        AdminRecord *a = userdata;
         json_object *error;
-        int r;
 
-        if (!a) {
-                log_oom();
-                (void) varlink_call_release(call, message);
-                return;
+        a->answer = message;
+        admin_record_commit(a, json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok");
+}
+
+/* The call's record, made when its final answer comes (the interceptor). */
+static int admin_record_new(Manager *m, VarlinkCall *call, AdminRecord **ret) {
+        GuestClient *c = varlink_conn_get_userdata(varlink_call_get_conn(call));
+        const PeerIdentity *id = c ? guest_client_get_identity(c) : NULL;
+        AdminRecord *a;
+
+        a = new0(AdminRecord, 1);
+        if (!a)
+                return -ENOMEM;
+        *a = (AdminRecord){ .manager = m, .call = varlink_call_ref(call) };
+        if (id) {
+                a->identified = true;
+                a->uid = id->uid;
+                a->gid = id->gid;
+                a->pid = id->pid;
+                if (id->unit && !(a->unit = strdup(id->unit))) {
+                        admin_record_free(a);
+                        return -ENOMEM;
+                }
         }
-        *a = (AdminAnswer){ .call = varlink_call_ref(call), .message = message };
-        r = audit_admin(userdata, call,
-                        json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok", a);
-        if (r < 0) {
-                log_error_errno(r, "Audit record of an admin call failed: %m");
-                admin_answer_release(a);
-        }
+        varlink_call_set_interceptor(call, on_admin_answer, a);
+        *ret = a;
+        return 0;
 }
 
 void admin_audit_answer(Manager *m, VarlinkCall *call) {
-        varlink_call_set_interceptor(call, on_admin_answer, m);
+        AdminRecord *a;
+
+        /* Out of memory: the call goes unrecorded, and the journal says so. */
+        if (admin_record_new(m, call, &a) < 0)
+                log_oom();
 }
 
 static int reply_audit_failed(VarlinkCall *call, int error) {
@@ -550,18 +637,21 @@ static int reply_audit_failed(VarlinkCall *call, int error) {
 
 static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
+        AdminRecord *a;
         int r;
 
-        admin_audit_answer(m, call);
+        r = admin_record_new(m, call, &a);
+        if (r < 0)
+                return r;
         if (!manager_is_admin(m, varlink_call_get_conn(call)))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
         for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++) {
                 if (!streq(admin_methods[i].name, varlink_call_get_method(call)))
                         continue;
+                /* SECURITY: fail closed: no room for the record, no change. The room stays the
+                 * record's until the answer, however long the kernel takes (see above). */
                 if (admin_methods[i].changes_devices) {
-                        _cleanup_(audit_log_cancelp) AuditReservation *room = NULL;
-
-                        r = audit_log_reserve_owed(m->audit, &room);
+                        r = audit_log_reserve_owed(m->audit, &a->room);
                         if (r < 0)
                                 return reply_audit_failed(call, r);
                 }
@@ -569,8 +659,7 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
                 /* A subscription has no final answer to wait for: it is recorded when made. */
                 if ((varlink_call_get_flags(call) & VARLINK_CALL_MORE) && !varlink_call_is_answered(call)) {
                         varlink_call_set_interceptor(call, NULL, NULL);
-                        if (audit_admin(m, call, r < 0 ? VARLINK_ERROR_SYSTEM : "ok", NULL) < 0)
-                                log_error("Audit record of an admin call failed.");
+                        admin_record_commit(a, r < 0 ? VARLINK_ERROR_SYSTEM : "ok");
                 }
                 return r;
         }

@@ -32,6 +32,7 @@ static const char *const kernel_op_table[_KERNEL_OP_MAX] = {
         [KERNEL_OP_REQUEST] = "request",
         [KERNEL_OP_BIND] = "bind",
         [KERNEL_OP_UNBIND] = "unbind",
+        [KERNEL_OP_WRITE] = "write",
 };
 
 typedef enum KernelCallState {
@@ -49,6 +50,7 @@ struct KernelCall {
 
         KernelOp op;
         int fd; /* our duplicate of the VMM's iommufd; a bind's stays until delivery, for an undo */
+        char *path; /* a write's file */
         TsmUapiVersion version;
         uint32_t vdevice_id, scope_number;
         void *request;
@@ -97,6 +99,7 @@ static KernelCall *call_free(KernelCall *c) {
         if (!c)
                 return NULL;
         safe_close(c->fd);
+        free(c->path);
         free(c->lane_name);
         free(c->request);
         free(c->response);
@@ -109,6 +112,21 @@ static void lane_free(Lane *lane) {
         free(lane);
 }
 
+/* SECURITY: the path was made by the caller from an address the inventory knows; O_NOFOLLOW, so
+ * that a link put in its place leads nowhere. */
+static int write_file_at(const char *path, const void *data, size_t len) {
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t k;
+
+        fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        k = write(fd, data, len);
+        if (k < 0)
+                return negative_errno();
+        return (size_t) k == len ? 0 : -EIO;
+}
+
 /* On the lane's thread, without the lock: the kernel may take seconds. */
 static int call_run(KernelCall *c) {
         switch (c->op) {
@@ -119,6 +137,8 @@ static int call_run(KernelCall *c) {
                 return iommufd_tsm_bind(c->fd, c->version, c->vdevice_id);
         case KERNEL_OP_UNBIND:
                 return iommufd_tsm_unbind(c->fd, c->version, c->vdevice_id);
+        case KERNEL_OP_WRITE:
+                return write_file_at(c->path, c->request, c->request_len);
         default:
                 return -EINVAL; /* kernel_lanes_submit() let no other op in */
         }
@@ -187,15 +207,22 @@ static void *lane_thread(void *userdata) {
 /* Too late for the VMM, which was told it failed: the journal says what the device did after
  * all. As often as a hung TSM answers late: rate limited. */
 static void log_late(KernelLanes *l, const KernelCall *c) {
+        char what[64];
+
+        /* A write names its file, the other calls their vDevice. */
+        if (c->op == KERNEL_OP_WRITE)
+                snprintf(what, sizeof(what), "'%s'", strrchr(c->path, '/') ? strrchr(c->path, '/') + 1 : c->path);
+        else
+                snprintf(what, sizeof(what), "vDevice %" PRIu32, c->vdevice_id);
         if (c->result < 0)
                 log_full_ratelimited(&l->late_log, LOG_WARNING,
-                                     "Kernel TSM %s of %s (vDevice %" PRIu32 ") failed after its requester gave up: %s",
-                                     kernel_op_table[c->op], c->lane_name, c->vdevice_id, strerror(-c->result));
+                                     "Kernel TSM %s of %s (%s) failed after its requester gave up: %s",
+                                     kernel_op_table[c->op], c->lane_name, what, strerror(-c->result));
         else if (!c->has_undo) /* its undo says it */
                 log_full_ratelimited(&l->late_log, LOG_WARNING,
-                                     "Kernel TSM %s of %s (vDevice %" PRIu32 ") succeeded after its requester gave up; "
+                                     "Kernel TSM %s of %s (%s) succeeded after its requester gave up; "
                                      "the answer is dropped.",
-                                     kernel_op_table[c->op], c->lane_name, c->vdevice_id);
+                                     kernel_op_table[c->op], c->lane_name, what);
 }
 
 /* Once for each bind undone: the kernel changed a device behind tsmd's record, and changed it
@@ -372,16 +399,21 @@ static int call_new(KernelLanes *l, const char *lane_name, const KernelCallArgs 
                 .response_size = args->response_size,
         };
         c->lane_name = strdup(lane_name);
+        c->path = args->op == KERNEL_OP_WRITE ? strdup(args->path) : NULL;
         c->request = malloc(MAX(args->request_len, (size_t) 1));
         /* SECURITY: zeroed, as the VMM gets all the TSM reports as written, and a TSM may say so
          * of bytes it never wrote; they must not be what this memory held (another VM's). */
         c->response = calloc(1, MAX(args->response_size, (size_t) 1));
-        if (!c->lane_name || !c->request || !c->response) {
+        if (!c->lane_name || !c->request || !c->response || (args->op == KERNEL_OP_WRITE && !c->path)) {
                 call_free(c);
                 return -ENOMEM;
         }
         if (args->request_len > 0)
                 memcpy(c->request, args->request, args->request_len);
+        if (args->op == KERNEL_OP_WRITE) {
+                *ret = c; /* no iommufd: the thread opens the file */
+                return 0;
+        }
         c->fd = RET_NERRNO(fcntl(args->iommufd, F_DUPFD_CLOEXEC, 3));
         if (c->fd < 0) {
                 r = c->fd;
@@ -417,7 +449,7 @@ int kernel_lanes_submit(KernelLanes *l, const char *lane_name, const KernelCallA
         assert(args);
         assert(cb);
 
-        if (args->op < 0 || args->op >= _KERNEL_OP_MAX)
+        if (args->op < 0 || args->op >= _KERNEL_OP_MAX || (args->op == KERNEL_OP_WRITE && !args->path))
                 return -EINVAL;
         r = call_new(l, lane_name, args, &c);
         if (r < 0)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Kernel TSM calls (guest requests, bind, unbind), off the event loop. Each is an SPDM exchange
- * with the device through its DOE mailbox and the TSM's firmware: milliseconds to seconds, and
- * an ioctl that cannot be interrupted. Issued from the monitor's loop, one slow device would
+ * Kernel TSM calls (guest requests, bind, unbind, and the PCI TSM sysfs writes that connect a
+ * device to its TSM or disconnect it), off the event loop. Each is an SPDM exchange with the
+ * device through its DOE mailbox and the TSM's firmware (a connect also sets up IDE keys):
+ * milliseconds to seconds, in an ioctl or write() that cannot be interrupted. Issued from the monitor's loop, one slow device would
  * hold every other VM's calls, and the request timeout could not even fire. So each device
  * gets a lane: a thread that runs that device's calls one after the other, in the order they
  * came (the kernel serialises a device's TSM calls anyway, and a request sent after a bind
@@ -48,19 +49,24 @@ typedef enum KernelOp {
         KERNEL_OP_REQUEST, /* iommufd_tsm_request() */
         KERNEL_OP_BIND,    /* iommufd_tsm_bind() */
         KERNEL_OP_UNBIND,  /* iommufd_tsm_unbind() */
+        KERNEL_OP_WRITE,   /* request written to the file at path (tsm/connect, tsm/disconnect) */
         _KERNEL_OP_MAX,
 } KernelOp;
 
 typedef struct KernelCallArgs {
         KernelOp op;
-        int iommufd;            /* the VMM's; duplicated, the caller keeps its own */
+        int iommufd;            /* the VMM's; duplicated, the caller keeps its own (not for a write) */
         TsmUapiVersion version;
         uint32_t vdevice_id;
         /* KERNEL_OP_REQUEST only: */
         uint32_t scope_number;  /* the UAPI number, from the serving backend's table */
+        /* KERNEL_OP_REQUEST, and KERNEL_OP_WRITE for what it writes: */
         const void *request;    /* copied */
         size_t request_len;
         size_t response_size;
+        /* KERNEL_OP_WRITE only: the file, opened (O_NOFOLLOW) on the lane's thread, as opening
+         * may wait too (a FIFO does); copied. */
+        const char *path;
 } KernelCallArgs;
 
 /* linger_usec: KERNEL_LANE_LINGER_USEC outside tests. */
@@ -73,8 +79,9 @@ KernelLanes *kernel_lanes_free(KernelLanes *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KernelLanes *, kernel_lanes_free);
 
 /* Queues a call on the lane named @lane (the device's PCI address), after the calls queued
- * there before it. Returns 0 and the call, or -EBADF (iommufd), -EINVAL (op), -ENOMEM, -EAGAIN
- * (no thread could be started). */
+ * there before it. Returns 0 and the call, or -EBADF (iommufd), -EINVAL (op, or a write
+ * without a path), -ENOMEM, -EAGAIN (no thread could be started). A write's result is 0 when
+ * all of request was written, -EIO when less was, else the open's or write's -errno. */
 int kernel_lanes_submit(KernelLanes *l, const char *lane, const KernelCallArgs *args, KernelCallDone cb,
                         void *userdata, KernelCall **ret);
 

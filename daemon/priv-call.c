@@ -701,14 +701,6 @@ int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret
         return 0;
 }
 
-int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char *tsm) {
-        return device_op(c, TSM_PRIV_CONNECT_DEVICE, pci_address, tsm, NULL);
-}
-
-int priv_call_disconnect_device(PrivChannel *c, const char *pci_address) {
-        return device_op(c, TSM_PRIV_DISCONNECT_DEVICE, pci_address, NULL, NULL);
-}
-
 int priv_call_reload(PrivChannel *c) {
         struct tsm_priv_reload m;
         struct tsm_priv_reply reply;
@@ -817,6 +809,50 @@ int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_
 int priv_call_settle_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
                              PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
         return vdevice_request(c, TSM_PRIV_SETTLE_VDEVICE, slot, context, vdevice, cb, userdata, ret);
+}
+
+/* A device message answered from the monitor's loop when the kernel is done. */
+static int device_request(PrivChannel *c, uint32_t type, const char *pci_address, const char *tsm,
+                          PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
+        struct tsm_priv_device *m;
+        PrivRequest *r;
+
+        assert(cb);
+
+        if (c->gone)
+                return -ECONNRESET;
+        m = new0(struct tsm_priv_device, 1);
+        if (!m)
+                return -ENOMEM;
+        tsm_priv_init(m, type, 0, 0);
+        if (copy_string(m->pci_address, sizeof(m->pci_address), pci_address) < 0) {
+                free(m);
+                return -ENODEV; /* no device has such an address */
+        }
+        if (tsm && copy_string(m->tsm, sizeof(m->tsm), tsm) < 0) {
+                free(m);
+                return -ENXIO; /* nor a TSM such a name */
+        }
+        r = new0(PrivRequest, 1);
+        if (!r) {
+                free(m);
+                return -ENOMEM;
+        }
+        m->hdr.cookie = next_cookie(c);
+        *r = (PrivRequest){ .channel = c, .cookie = m->hdr.cookie, .slot = TSM_PRIV_SLOT_WORKER, .callback = cb,
+                            .userdata = userdata, .queued = &m->hdr };
+        return request_submit(c, r, ret);
+}
+
+int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char *tsm, PrivRequestCallback cb,
+                             void *userdata, PrivRequest **ret) {
+        assert(tsm);
+        return device_request(c, TSM_PRIV_CONNECT_DEVICE, pci_address, tsm, cb, userdata, ret);
+}
+
+int priv_call_disconnect_device(PrivChannel *c, const char *pci_address, PrivRequestCallback cb, void *userdata,
+                                PrivRequest **ret) {
+        return device_request(c, TSM_PRIV_DISCONNECT_DEVICE, pci_address, NULL, cb, userdata, ret);
 }
 
 void priv_request_cancel(PrivRequest *r) {

@@ -2,9 +2,9 @@
 /*
  * The worker's end of the channel to the privileged monitor (proto/tsm-priv.h): one function per
  * privileged operation, priv_call_<op>(). Most operations are answered at once by the monitor,
- * so those calls wait for their reply (a local round trip). Guest requests, binds and unbinds
- * are SPDM exchanges with the device and may take as long as the device does, so they complete
- * from the event loop. Replies that arrive while a call waits are kept and delivered
+ * so those calls wait for their reply (a local round trip). Guest requests, binds, unbinds,
+ * connects and disconnects are SPDM exchanges with the device and may take as long as the
+ * device does, so they complete from the event loop. Replies that arrive while a call waits are kept and delivered
  * afterwards, in order.
  * Runs in: worker.
  */
@@ -70,8 +70,6 @@ int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, ui
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
 int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state);
 int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state);
-int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char *tsm);
-int priv_call_disconnect_device(PrivChannel *c, const char *pci_address);
 int priv_call_reload(PrivChannel *c);
 
 /* One guest request in flight. The callback runs once from the event loop with the result (a
@@ -94,6 +92,14 @@ int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_
  * priv_call_set_bound(). */
 int priv_call_settle_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
                              PrivRequestCallback cb, void *userdata, PrivRequest **ret);
+/* Connects a device to a TSM or disconnects it, completing like a bind: the kernel's connect is
+ * an SPDM session and IDE key setup, seconds, which the monitor runs on the device's lane. Sent
+ * like priv_call_set_bound() (the monitor takes one per device at a time: -EBUSY). -ENODEV or
+ * -ENXIO at once for an address or TSM name no device or TSM can have. */
+int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char *tsm, PrivRequestCallback cb,
+                             void *userdata, PrivRequest **ret);
+int priv_call_disconnect_device(PrivChannel *c, const char *pci_address, PrivRequestCallback cb, void *userdata,
+                                PrivRequest **ret);
 void priv_request_cancel(PrivRequest *r);
 
 /* At exit, with the loop stopped: waits for the answers someone still waits for (the unbinds of

@@ -21,6 +21,8 @@ typedef enum TsmOp {
         TSM_OP_BIND,
         TSM_OP_UNBIND,
         TSM_OP_RELEASE, /* an unbind that also leaves an emulated device clean for the next guest */
+        TSM_OP_CONNECT, /* a PCI TSM sysfs write: kernel devices only */
+        TSM_OP_DISCONNECT,
 } TsmOp;
 
 struct TsmRequest {
@@ -221,6 +223,10 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
         }
 
         request_unlink(r);
+        /* Connecting emits no uevent: look at the device again, so that whoever hears the answer
+         * finds it as the kernel left it. */
+        if ((r->op == TSM_OP_CONNECT || r->op == TSM_OP_DISCONNECT) && r->result >= 0)
+                r->result = discovery_refresh_device(p->discovery, r->pci_address);
         r->callback(r, r->result, r->userdata);
         request_free(r);
 }
@@ -583,67 +589,6 @@ int tsm_platform_scope_number(TsmPlatform *p, const TsmDeviceInfo *device, const
         return device_scope(p, device, scope, NULL, ret);
 }
 
-/* SECURITY: the path is built from an address the inventory knows, never from client text. */
-static int write_tsm_attribute(const InventoryDevice *d, const char *attribute, const char *value) {
-        _cleanup_close_ int fd = -EBADF;
-        char path[PATH_MAX];
-        size_t n = strlen(value);
-        ssize_t k;
-
-        if ((size_t) snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/tsm/%s", d->address, attribute) >= sizeof(path))
-                return -ENAMETOOLONG;
-        fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0)
-                return negative_errno();
-        k = write(fd, value, n);
-        if (k < 0)
-                return negative_errno();
-        return (size_t) k == n ? 0 : -EIO;
-}
-
-int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm) {
-        const InventoryDevice *d = inventory_get_device(p->inventory, pci_address);
-        int r;
-
-        if (p->view)
-                return -EPERM;
-
-        if (!d || !d->tdisp_capable || !p->discovery)
-                return -ENODEV;
-        if (!inventory_get_tsm(p->inventory, tsm))
-                return -ENXIO;
-        if (d->connected_tsm)
-                return streq(d->connected_tsm, tsm) ? 0 : -EBUSY;
-
-        r = write_tsm_attribute(d, "connect", tsm);
-        if (r < 0)
-                return r;
-        /* Connecting emits no uevent: look again ourselves. */
-        return discovery_refresh_device(p->discovery, pci_address);
-}
-
-int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address) {
-        const InventoryDevice *d = inventory_get_device(p->inventory, pci_address);
-        _cleanup_free_ char *tsm = NULL;
-        int r;
-
-        if (p->view)
-                return -EPERM;
-
-        if (!d || !d->tdisp_capable || !p->discovery)
-                return -ENODEV;
-        if (!d->connected_tsm)
-                return 0;
-        tsm = strdup(d->connected_tsm);
-        if (!tsm)
-                return -ENOMEM;
-
-        r = write_tsm_attribute(d, "disconnect", tsm);
-        if (r < 0)
-                return r;
-        return discovery_refresh_device(p->discovery, pci_address);
-}
-
 int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address) {
         if (!p->discovery)
                 return -ENODEV;
@@ -767,6 +712,100 @@ int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback c
 int tsm_platform_release(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                          TsmRequest **ret) {
         return set_bound(p, t, TSM_OP_RELEASE, cb, userdata, ret);
+}
+
+/* Whether a connect or disconnect of the device is on its way, or answered and its callback
+ * not yet run (it looks at the device again first). */
+static bool is_connecting(TsmPlatform *p, const char *pci_address) {
+        TsmRequest *r;
+
+        TAILQ_FOREACH(r, &p->requests, entry)
+                if ((r->op == TSM_OP_CONNECT || r->op == TSM_OP_DISCONNECT) && streq(r->pci_address, pci_address))
+                        return true;
+        return false;
+}
+
+/* Writes value (NULL: nothing to do) to the device's tsm/connect or tsm/disconnect, on its lane.
+ * SECURITY: the path is built from an address the inventory knows, never from client text. */
+static int set_connected(TsmPlatform *p, const InventoryDevice *d, TsmOp op, const char *value,
+                         TsmRequestCallback cb, void *userdata, TsmRequest **ret) {
+        char path[PATH_MAX];
+        TsmRequest *r;
+        int k;
+
+        if ((size_t) snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/tsm/%s", d->address,
+                              op == TSM_OP_CONNECT ? "connect" : "disconnect") >= sizeof(path))
+                return -ENAMETOOLONG;
+        k = request_new(p, d->address, cb, userdata, &r);
+        if (k < 0)
+                return k;
+        r->op = op;
+        /* No deadline: which TSM a device is connected to must be known, so the answer is
+         * awaited however late; the kernel's own SPDM and DOE timeouts bound it. */
+        r->deadline_usec = UINT64_MAX;
+        if (!value)
+                request_finish(r, 0);
+        else {
+                KernelCallArgs args = {
+                        .op = KERNEL_OP_WRITE,
+                        .iommufd = -EBADF,
+                        .request = value,
+                        .request_len = strlen(value),
+                        .path = path,
+                };
+
+                k = request_submit(r, &args);
+                if (k < 0) {
+                        tsm_request_cancel(r);
+                        return k;
+                }
+        }
+        if (ret)
+                *ret = r;
+        return 0;
+}
+
+int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm, TsmRequestCallback cb,
+                         void *userdata, TsmRequest **ret) {
+        const InventoryDevice *d;
+
+        assert(p);
+        assert(cb);
+
+        if (p->view)
+                return -EPERM;
+
+        d = inventory_get_device(p->inventory, pci_address);
+        if (!d || !d->tdisp_capable || !p->discovery)
+                return -ENODEV;
+        if (!inventory_get_tsm(p->inventory, tsm))
+                return -ENXIO;
+        /* One change of a device's connection at a time: the second would race the first in
+         * the kernel, and could not tell what it changes. */
+        if (is_connecting(p, d->address))
+                return -EBUSY;
+        if (d->connected_tsm && !streq(d->connected_tsm, tsm))
+                return -EBUSY;
+        return set_connected(p, d, TSM_OP_CONNECT, d->connected_tsm ? NULL : tsm, cb, userdata, ret);
+}
+
+int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestCallback cb, void *userdata,
+                            TsmRequest **ret) {
+        const InventoryDevice *d;
+
+        assert(p);
+        assert(cb);
+
+        if (p->view)
+                return -EPERM;
+
+        d = inventory_get_device(p->inventory, pci_address);
+        if (!d || !d->tdisp_capable || !p->discovery)
+                return -ENODEV;
+        if (is_connecting(p, d->address))
+                return -EBUSY;
+        /* What the kernel is told: the TSM to disconnect from. */
+        return set_connected(p, d, TSM_OP_DISCONNECT, d->connected_tsm, cb, userdata, ret);
 }
 
 bool tsm_platform_needs_release(TsmPlatform *p, const char *pci_address) {

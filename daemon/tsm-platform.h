@@ -98,13 +98,6 @@ int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceIn
  * backend, -EOPNOTSUPP not in this UAPI. */
 int tsm_platform_scope_number(TsmPlatform *p, const TsmDeviceInfo *device, const char *scope, uint32_t *ret);
 
-/* Connects a TDISP-capable device to a TSM (SPDM session, IDE) or disconnects it, through
- * the PCI TSM sysfs ABI (tsm/connect, tsm/disconnect). Kernel devices only. -ENODEV unknown
- * or not TDISP capable, -ENXIO unknown TSM, -EBUSY connected to another TSM. */
-int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm);
-int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address);
-/* Looks at a device in sysfs again (after the monitor connected or disconnected it). */
-int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address);
 
 /* The TDI state, if the backend lets tsmd see it (-EOPNOTSUPP otherwise). */
 int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_state);
@@ -141,11 +134,30 @@ int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback c
 int tsm_platform_release(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                          TsmRequest **ret);
 
-/* Whether a bind or unbind of the device is still on its way (the TSM has not answered). */
+/* Whether a bind, unbind, connect or disconnect of the device is still on its way (the TSM
+ * has not answered). */
 bool tsm_platform_is_changing(TsmPlatform *p, const char *pci_address);
 /* Whether tsm_platform_release() of a device tsmd did not bind has anything to do: only for an
  * emulated device its guest locked, wrote to, or is exchanging messages with. */
 bool tsm_platform_needs_release(TsmPlatform *p, const char *pci_address);
+
+/* Connects a TDISP-capable device to a TSM or disconnects it, through the PCI TSM sysfs ABI
+ * (tsm/connect, tsm/disconnect). Kernel devices only. At once: -ENODEV unknown or not TDISP
+ * capable, -ENXIO unknown TSM, -EBUSY connected to another TSM, or a connect or disconnect of
+ * the device on its way. The kernel does the work inside the write (an SPDM session and IDE
+ * key setup through the device's DOE mailbox: seconds), so the write runs on the device's lane
+ * (kernel-lanes.h), after the calls made to the device before, and completes like a bind: no
+ * deadline, as which TSM a device is connected to must be known (the kernel's own SPDM
+ * timeouts bound it), and the callback runs with 0 or the write's error, or -ENODEV at once if
+ * the device goes away first. Before it does, the device is looked at again (connecting sends
+ * no uevent). A device connected to that TSM already, or a disconnected one disconnected,
+ * completes with 0 without a write. Meanwhile the device counts as changing. */
+int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm, TsmRequestCallback cb,
+                         void *userdata, TsmRequest **ret);
+int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestCallback cb, void *userdata,
+                            TsmRequest **ret);
+/* Looks at a device in sysfs again (after the monitor connected or disconnected it). */
+int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address);
 
 /* Drops a request whose caller went away; its callback will not run. */
 void tsm_request_cancel(TsmRequest *r);

@@ -43,9 +43,11 @@
  * ones only; 6: HELLO says how many contexts the monitor holds at most; 7: NEW_CONTEXT and
  * RESTORED_CONTEXT carry a context's reclaim id where they carried its reclaim token, which
  * stays in the worker; 8: LAST_GOOD hands the worker the configuration and policy to start
- * from, HELLO says whether it comes): a worker binary newer or older than its running monitor
- * refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 8U
+ * from, HELLO says whether it comes; 9: CONNECT/DISCONNECT_DEVICE are answered when the kernel
+ * is done, like a bind, after later messages' replies, and -EBUSY while one of the device's is
+ * on its way): a worker binary newer or older than its running monitor refuses the HELLO
+ * rather than misreading it. */
+#define TSM_PRIV_VERSION 9U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -91,8 +93,8 @@ typedef enum TsmPrivType {
         TSM_PRIV_GET_VDEVICE_STATE,   /* reply value: TdispState */
         TSM_PRIV_GET_DEVICE_STATE,    /* reply value: TdispState (emulated devices) */
         TSM_PRIV_GUEST_REQUEST,       /* + payload; reply + payload, possibly later */
-        TSM_PRIV_CONNECT_DEVICE,
-        TSM_PRIV_DISCONNECT_DEVICE,
+        TSM_PRIV_CONNECT_DEVICE,      /* answered when the kernel is done (SPDM and IDE setup: */
+        TSM_PRIV_DISCONNECT_DEVICE,   /* seconds), as a bind is; one per device at a time */
         TSM_PRIV_RELOAD,              /* the monitor rereads its own configuration */
         TSM_PRIV_SETTLE_VDEVICE,      /* answered once no bind or unbind of it is on its way;
                                        * reply value: 1 if bound then */

@@ -61,6 +61,18 @@ typedef struct MonitorChange {
         LIST_ENTRY(MonitorChange) entry;
 } MonitorChange;
 
+/* A connect or disconnect on its way: the kernel sets up (or tears down) the SPDM session and
+ * IDE inside the sysfs write, on the device's lane. It outlives the worker that asked: the
+ * device changes all the same, and the platform looks at it again when it has. */
+typedef struct MonitorConnect {
+        MonitorDispatch *dispatch;
+        uint32_t cookie; /* 0 once the worker that asked is gone: nobody to answer */
+        TsmRequest *request;
+        char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
+        char tsm[TSM_PRIV_NAME_MAX]; /* "" for a disconnect */
+        LIST_ENTRY(MonitorConnect) entry;
+} MonitorConnect;
+
 struct MonitorDispatch {
         struct event_base *base;
         TsmPlatform *platform;
@@ -82,6 +94,7 @@ struct MonitorDispatch {
         LIST_HEAD(, MonitorRequest) requests;
         size_t n_requests;
         LIST_HEAD(, MonitorChange) changes;
+        LIST_HEAD(, MonitorConnect) connects; /* at most one per device (the platform's rule) */
 
         /* Requests arrive by the batch and the replies without fds to a batch leave together
          * at its end; those of guest requests once the loop is idle (or 1 ms from the first
@@ -645,22 +658,72 @@ static int priv_get_device_state(MonitorDispatch *d, const PrivMessage *m, const
         return reply(d, m, r < 0 ? -ENODEV : 0, r < 0 ? 0 : (uint32_t) state, -EBADF);
 }
 
-static int priv_connect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
-                               const char **ret_reason) {
+static MonitorConnect *connect_free(MonitorConnect *mc) {
+        if (!mc)
+                return NULL;
+        LIST_REMOVE(mc, entry);
+        return mfree(mc);
+}
+
+static void on_connect_done(TsmRequest *req, int result, void *userdata) {
+        MonitorConnect *mc = userdata;
+        MonitorDispatch *d = mc->dispatch;
+        bool connect = mc->tsm[0] != 0;
+
+        if (result < 0)
+                log_debug_errno(result, "Failed to %s '%s'%s%s: %m", connect ? "connect" : "disconnect",
+                                mc->pci_address, connect ? " to " : "", mc->tsm);
+        else if (connect)
+                log_info("Connected %s to %s.", mc->pci_address, mc->tsm);
+        else
+                log_info("Disconnected %s from its TSM.", mc->pci_address);
+        /* The worker that asked died meanwhile, and its record of the call with it: the journal
+         * keeps what happened. */
+        if (mc->cookie == 0)
+                log_notice("The %s of %s was answered after the worker that asked for it ended: %s.",
+                           connect ? "connect" : "disconnect", mc->pci_address,
+                           result < 0 ? strerror(-result) : "done");
+        else if (d->channel >= 0)
+                (void) reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
+        connect_free(mc);
+}
+
+/* Answered from the platform's callback: a kernel TSM connect is an SPDM session and IDE key
+ * setup, and runs on the device's lane while the monitor serves everyone else. */
+static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect) {
         const struct tsm_priv_device *dev = &m->device;
+        MonitorConnect *mc;
         int r;
 
-        r = check_device(dev, true, ret_reason);
+        mc = new0(MonitorConnect, 1);
+        if (!mc)
+                return reply(d, m, -ENOMEM, 0, -EBADF);
+        *mc = (MonitorConnect){ .dispatch = d, .cookie = dev->hdr.cookie };
+        memcpy(mc->pci_address, dev->pci_address, sizeof(mc->pci_address));
+        memcpy(mc->tsm, dev->tsm, sizeof(mc->tsm));
+        LIST_INSERT_HEAD(&d->connects, mc, entry);
+
+        /* SECURITY: the sysfs path is made from an address the inventory knows (tsm-platform.c),
+         * and the platform takes one connect or disconnect per device at a time (-EBUSY): the
+         * worker cannot make the monitor hold more of them than there are devices. */
+        r = connect ? tsm_platform_connect(d->platform, dev->pci_address, dev->tsm, on_connect_done, mc, &mc->request)
+                    : tsm_platform_disconnect(d->platform, dev->pci_address, on_connect_done, mc, &mc->request);
+        if (r < 0) {
+                connect_free(mc);
+                log_debug_errno(r, "Failed to %s '%s': %m", connect ? "connect" : "disconnect", dev->pci_address);
+                return reply(d, m, r, 0, -EBADF);
+        }
+        return 0;
+}
+
+static int priv_connect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                               const char **ret_reason) {
+        int r;
+
+        r = check_device(&m->device, true, ret_reason);
         if (r < 0)
                 return r;
-
-        /* SECURITY: the sysfs path is made from an address the inventory knows (tsm-platform.c). */
-        r = tsm_platform_connect(d->platform, dev->pci_address, dev->tsm);
-        if (r < 0)
-                log_debug_errno(r, "Failed to connect '%s' to '%s': %m", dev->pci_address, dev->tsm);
-        else
-                log_info("Connected %s to %s.", dev->pci_address, dev->tsm);
-        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+        return set_connected(d, m, true);
 }
 
 static int priv_disconnect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
@@ -681,12 +744,7 @@ static int priv_disconnect_device(MonitorDispatch *d, const PrivMessage *m, cons
              tsm_platform_is_changing(d->platform, info.pci_address)))
                 return reply(d, m, -EBUSY, 0, -EBADF);
 
-        r = tsm_platform_disconnect(d->platform, dev->pci_address);
-        if (r < 0)
-                log_debug_errno(r, "Failed to disconnect '%s': %m", dev->pci_address);
-        else
-                log_info("Disconnected %s from its TSM.", dev->pci_address);
-        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+        return set_connected(d, m, false);
 }
 
 /* ---- guest requests ---------------------------------------------------------------------- */
@@ -876,6 +934,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->channel = d->last_good_fd = -EBADF;
         LIST_INIT(&d->requests);
         LIST_INIT(&d->changes);
+        LIST_INIT(&d->connects);
         if (idle_flush_new(base, on_flush, d, &d->flush) < 0 ||
             tsm_priv_outbox_new(on_reply_failed, &d->outbox) < 0 || tsm_priv_inbox_new(&d->inbox) < 0) {
                 monitor_dispatch_free(d);
@@ -887,6 +946,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
 }
 
 MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
+        MonitorConnect *mcon;
         MonitorChange *mc;
 
         if (!d)
@@ -896,6 +956,11 @@ MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
         while ((mc = LIST_FIRST(&d->changes))) {
                 tsm_request_cancel(mc->request);
                 change_free(mc);
+        }
+        /* A write the kernel runs finishes on its lane, unanswered (kernel-lanes.h). */
+        while ((mcon = LIST_FIRST(&d->connects))) {
+                tsm_request_cancel(mcon->request);
+                connect_free(mcon);
         }
         tsm_platform_set_device_gone_callback(d->platform, NULL, NULL);
         idle_flush_free(d->flush);
@@ -1131,6 +1196,7 @@ const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d) {
 
 void monitor_dispatch_stop(MonitorDispatch *d) {
         MonitorChange *mc, *next;
+        MonitorConnect *mcon;
         MonitorRequest *mr;
 
         assert(d);
@@ -1147,6 +1213,9 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
                 if (mc->settle)
                         change_free(mc);
         }
+        /* So do connects and disconnects: the platform must see where they end. */
+        LIST_FOREACH(mcon, &d->connects, entry)
+                mcon->cookie = 0;
         /* Nothing meant for the old worker may reach the next one. */
         tsm_priv_outbox_clear(d->outbox);
         tsm_priv_inbox_clear(d->inbox);

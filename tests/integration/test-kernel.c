@@ -7,11 +7,16 @@
  * answers come back through monitor and worker and are audited with the device's backend; a
  * device held inside the kernel holds only its own calls (another client's device is served,
  * its own request times out by name, its Unbind waits its turn); a hangup unbinds through the
- * kernel and is audited.
+ * kernel and is audited; an admin's connect of a device to its TSM, which the kernel does inside
+ * the write to tsm/connect (seconds), holds neither process, and holds its audit record's room
+ * until it is answered.
  *
  * Runs in: tests; needs root (SKIPs otherwise): a private mount namespace for the fixture.
  */
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -26,6 +31,8 @@
 /* two-tsms.sysfs */
 #define NIC_ADDR "0000:01:00.0" /* connected to tsm0 (SEV-TIO) */
 #define GPU_ADDR "0000:02:00.0" /* connected to tsm1 (TDX Connect) */
+#define NVME_ADDR "0000:03:00.0" /* TDISP capable, not connected */
+#define NVME_PATH "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
 
 #define IOMMU_DEVICE "/dev/null"
 /* GET_TDISP_VERSION, header only (16 bytes). */
@@ -37,8 +44,9 @@ typedef struct Env {
         char kernel_dir[128]; /* the fake kernel's calls log and hold files */
 } Env;
 
-/* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel. */
-static void setup(Env *e, uint64_t request_timeout_usec) {
+/* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel; extra
+ * is appended to its tsmd.conf. */
+static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra) {
         static char dir_env[256], asan_env[512];
         const char *env[] = {
                 "LD_PRELOAD=" FAKE_KERNEL_PRELOAD,
@@ -70,12 +78,16 @@ static void setup(Env *e, uint64_t request_timeout_usec) {
         snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
                  getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
         tsmd_start(&e->tsmd, &(TsmdOptions) {
-                .config = strf("[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\nRequestTimeoutUSec=%" PRIu64 "\n",
-                               request_timeout_usec),
+                .config = strf("[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\nRequestTimeoutUSec=%" PRIu64 "\n%s",
+                               request_timeout_usec, extra),
                 .sysfs_root = e->root,
                 .env = env,
         });
         ASSERT_TRUE(tsmd_log_contains(&e->tsmd, "Kernel speaks the v5 iommufd TSM UAPI."));
+}
+
+static void setup(Env *e, uint64_t request_timeout_usec) {
+        setup_full(e, request_timeout_usec, "");
 }
 
 static void teardown(Env *e) {
@@ -455,6 +467,197 @@ TEST(a_context_waiting_to_be_reclaimed_keeps_its_device) {
         CALL_OK(admin, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\"}");
 
         varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* ---- a connect the kernel takes its time over ------------------------------------------ */
+
+/* A sysfs attribute whose writer waits inside write(), as the kernel's connect makes it wait: a
+ * FIFO in its place whose pipe the test keeps full until connect_release(). */
+typedef struct HeldWrite {
+        char path[256];
+        int rd, wr;
+} HeldWrite;
+
+static void connect_hold(Env *e, HeldWrite *h) {
+        static char filler[4096];
+
+        snprintf(h->path, sizeof(h->path), "%s" NVME_PATH "/tsm/connect", e->root);
+        ASSERT_OK(unlink(h->path));
+        ASSERT_OK(mkfifo(h->path, 0600));
+        ASSERT_OK(h->rd = open(h->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+        ASSERT_OK(h->wr = open(h->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+        while (write(h->wr, filler, sizeof(filler)) > 0)
+                ;
+        ASSERT_EQ(errno, EAGAIN);
+}
+
+/* Waits (bounded) until the monitor has the held file open: its write is on its way. */
+static void connect_wait_writing(Env *e, HeldWrite *h) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                DIR *d = opendir(strf("/proc/%d/fd", (int) e->tsmd.pid));
+                struct dirent *de;
+                struct stat fifo, st;
+                bool found = false;
+
+                /* By inode: tsmd sees the fixture where /sys is, in a mount namespace of its own. */
+                ASSERT_OK(stat(h->path, &fifo));
+                ASSERT_NOT_NULL(d);
+                while (!found && (de = readdir(d)))
+                        found = de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, 0) >= 0 &&
+                                st.st_dev == fifo.st_dev && st.st_ino == fifo.st_ino;
+                closedir(d);
+                if (found)
+                        return;
+                if (now_usec() > deadline)
+                        TEST_FAIL("the monitor never opened %s", h->path);
+        }
+}
+
+/* The kernel is done: the attribute reads as it does after a connect (tsm1), and the writer's
+ * write completes. Returns what it wrote (malloc'd), once it closed the file. */
+static char *connect_release(HeldWrite *h) {
+        const char *tmp = strf("%s.new", h->path);
+        char buf[4096], tail[16] = "";
+        size_t n_tail = 0;
+
+        write_file(tmp, "tsm1");
+        ASSERT_OK(rename(tmp, h->path));
+        h->wr = safe_close(h->wr);
+        for (;;) {
+                struct pollfd p = { .fd = h->rd, .events = POLLIN };
+                ssize_t n;
+
+                ASSERT_EQ(poll(&p, 1, (int) (TSMD_WAIT_USEC / USEC_PER_MSEC)), 1);
+                n = read(h->rd, buf, sizeof(buf));
+                if (n == 0)
+                        break;
+                if (n < 0 && errno == EAGAIN)
+                        continue;
+                ASSERT_TRUE(n > 0);
+                /* What came last: the filler's zeros, then the writer's text. */
+                for (ssize_t i = 0; i < n; i++)
+                        if (buf[i] != 0 && n_tail < sizeof(tail) - 1)
+                                tail[n_tail++] = buf[i];
+        }
+        h->rd = safe_close(h->rd);
+        return strdup(tail);
+}
+
+#define CONNECT_NVME "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm1\"}"
+
+/* The kernel's connect is an SPDM session and IDE key setup inside the write to tsm/connect:
+ * seconds. Meanwhile neither process waits for it: another admin connection is answered, the
+ * NIC's guest request goes through the kernel, and a second change of the device's connection
+ * is DeviceBusy. The admin's answer comes after the write, and the device is TDX Connect's. */
+TEST(a_slow_connect_holds_neither_process) {
+        _cleanup_(varlink_client_freep) VarlinkClient *vmm = NULL, *admin = NULL, *other = NULL;
+        _cleanup_free_ char *written = NULL;
+        AsyncCall connect = {}, ping = {};
+        HeldWrite h;
+        int64_t ctx;
+        json_object *r;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        vmm = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(vmm, NULL);
+        change(vmm, G "Bind", ctx, 11);
+
+        connect_hold(&e, &h);
+        admin = tsmd_connect(&e.tsmd);
+        other = tsmd_connect(&e.tsmd);
+        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
+        connect_wait_writing(&e, &h);
+
+        tsmd_call_async(other, "io.tsmd.Service.Ping", NULL, 0, &ping);
+        ASSERT_TRUE(tsmd_async_wait(other, &ping, 1, 1 * USEC_PER_SEC));
+        ASSERT_NULL(ping.errors[0]);
+        request_ok(vmm, ctx, 11, "info", 0);
+        CALL_ERROR(other, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, "io.tsmd.Admin.DeviceBusy", NULL);
+        CALL_ERROR(other, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}",
+                   "io.tsmd.Admin.DeviceBusy", NULL);
+        tsmd_pump(admin, 100 * USEC_PER_MSEC);
+        ASSERT_EQ(connect.n, 0u);
+
+        written = connect_release(&h);
+        ASSERT_STREQ(written, "tsm1");
+        ASSERT_TRUE(tsmd_async_wait(admin, &connect, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(connect.errors[0]);
+        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(ctx, 13, NVME_ADDR));
+        ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
+        ASSERT_STREQ(JSTR(r, "tsm"), "tsm1");
+
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.DeviceBusy", 1);
+
+        async_call_done(&connect);
+        async_call_done(&ping);
+        varlink_client_free(TAKE_PTR(vmm));
+        teardown(&e);
+}
+
+/* An admin who leaves before the kernel is done does not stop the connect (the device changes
+ * all the same): it is recorded with its outcome when it ends, under the admin's uid, which the
+ * call kept as its connection went. */
+TEST(a_connect_outlives_its_admin) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL, *vmm = NULL;
+        _cleanup_free_ char *written = NULL;
+        AsyncCall connect = {};
+        HeldWrite h;
+        json_object *r;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        connect_hold(&e, &h);
+        admin = tsmd_connect(&e.tsmd);
+        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
+        connect_wait_writing(&e, &h);
+        varlink_client_free(TAKE_PTR(admin));
+        async_call_done(&connect);
+        ASSERT_EQ(tsmd_audit_count(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok"), 0u);
+
+        written = connect_release(&h);
+        ASSERT_STREQ(written, "tsm1");
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
+        vmm = tsmd_connect_guest(&e.tsmd);
+        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(open_context(vmm), 13, NVME_ADDR));
+        ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
+
+        varlink_client_free(TAKE_PTR(vmm));
+        teardown(&e);
+}
+
+/* A connect is made only if its record can be: the room reserved for it before is held until
+ * its answer is recorded, however long the kernel takes. With one record in flight at most, the
+ * connect's is the one: a guest call meanwhile is refused for want of room, as it would be if
+ * the disk had filled, and the connect's own record is still written. */
+TEST(a_connect_holds_its_record_until_answered) {
+        _cleanup_(varlink_client_freep) VarlinkClient *vmm = NULL, *admin = NULL;
+        _cleanup_free_ char *written = NULL;
+        AsyncCall connect = {};
+        HeldWrite h;
+        Env e;
+
+        setup_full(&e, 5 * USEC_PER_SEC, "[Audit]\nMaxRecordsInFlight=1\n");
+        vmm = tsmd_connect_guest(&e.tsmd);
+        (void) open_context(vmm);
+
+        connect_hold(&e, &h);
+        admin = tsmd_connect(&e.tsmd);
+        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
+        connect_wait_writing(&e, &h);
+        CALL_ERROR(vmm, G "OpenContext", NULL, E_GUEST("AuditFailed"), strf("{\"errno\":%d}", ENOBUFS));
+
+        written = connect_release(&h);
+        ASSERT_STREQ(written, "tsm1");
+        ASSERT_TRUE(tsmd_async_wait(admin, &connect, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(connect.errors[0]);
+        (void) open_context(vmm);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
+
+        async_call_done(&connect);
+        varlink_client_free(TAKE_PTR(vmm));
         teardown(&e);
 }
 

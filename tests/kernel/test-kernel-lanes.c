@@ -6,13 +6,14 @@
  * (requests, binds and unbinds) keep their order, an abandoned call never calls back (and never reaches the kernel if it had
  * not started), an abandoned bind the kernel did after all is unbound again ahead of whatever
  * came after it, late answers are logged at a bounded rate, the VMM may close its iommufd while
- * the call runs, freeing waits for a call in the kernel, and no thread, fd or allocation is
- * left behind. Runs in: tests.
+ * the call runs, freeing waits for a call in the kernel, a sysfs write (connect) opens and
+ * writes its file on the lane, and no thread, fd or allocation is left behind. Runs in: tests.
  */
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -403,6 +404,77 @@ TEST(refuses_an_unknown_op) {
         a.iommufd = t.iommufd;
         ASSERT_ERRNO(kernel_lanes_submit(t.lanes, DEV_A, &a, on_done, &d, &c), EINVAL);
         ASSERT_NULL(c);
+        lanes_teardown(&t);
+}
+
+static KernelCall *submit_write(Lanes *t, const char *lane, const char *path, const char *value, Done *d) {
+        KernelCallArgs a = { .op = KERNEL_OP_WRITE, .iommufd = -EBADF, .request = value,
+                             .request_len = strlen(value), .path = path };
+        KernelCall *c = NULL;
+
+        ASSERT_OK(kernel_lanes_submit(t->lanes, lane, &a, on_done, d, &c));
+        ASSERT_NOT_NULL(c);
+        return c;
+}
+
+/* A PCI TSM sysfs write (tsm/connect: the kernel connects inside it) runs on its device's lane,
+ * opening included: a FIFO's open waits for a reader there, while another device's calls are
+ * answered. The file is opened without following a link, and the errors are the open's or the
+ * write's. */
+TEST(writes_a_file_on_its_lane) {
+        char dir[] = "/tmp/tsmd-lanes-XXXXXX", path[64], fifo[64], link[64], none[64], buf[16] = "";
+        _cleanup_close_ int rd = -EBADF;
+        KernelCallArgs bad = { .op = KERNEL_OP_WRITE, .iommufd = -EBADF, .request = "x", .request_len = 1 };
+        Done w = {}, d = {};
+        KernelCall *c = NULL;
+        Lanes t;
+
+        lanes_setup(&t);
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/connect", dir);
+        snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+        snprintf(link, sizeof(link), "%s/link", dir);
+        snprintf(none, sizeof(none), "%s/none/connect", dir);
+        ASSERT_OK(mkfifo(fifo, 0600));
+        ASSERT_OK(symlink(path, link));
+        safe_close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); /* the kernel's attribute */
+
+        ASSERT_ERRNO(kernel_lanes_submit(t.lanes, DEV_A, &bad, on_done, &w, &c), EINVAL); /* no path */
+        ASSERT_NULL(c);
+        submit_write(&t, DEV_A, path, "tsm1", &w);
+        run_until(&t, &w, 1);
+        ASSERT_OK(w.result);
+        {
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+                ASSERT_OK(fd);
+                ASSERT_EQ(read(fd, buf, sizeof(buf) - 1), 4);
+                ASSERT_STREQ(buf, "tsm1");
+        }
+        submit_write(&t, DEV_A, link, "tsm1", &w);
+        run_until(&t, &w, 2);
+        ASSERT_EQ(w.result, -ELOOP);
+        submit_write(&t, DEV_A, none, "tsm1", &w);
+        run_until(&t, &w, 3);
+        ASSERT_EQ(w.result, -ENOENT);
+
+        /* Its open waits for a reader; another device is served meanwhile. */
+        submit_write(&t, DEV_A, fifo, "tsm1", &w);
+        submit(&t, DEV_B, 1, "b", &d);
+        run_until(&t, &d, 1);
+        run_for(&t, 20000);
+        ASSERT_EQ(w.n, 3u);
+        ASSERT_OK(rd = open(fifo, O_RDONLY | O_CLOEXEC));
+        run_until(&t, &w, 4);
+        ASSERT_OK(w.result);
+        memset(buf, 0, sizeof(buf));
+        ASSERT_EQ(read(rd, buf, sizeof(buf) - 1), 4);
+        ASSERT_STREQ(buf, "tsm1");
+
+        rd = safe_close(rd);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(unlink(fifo));
+        ASSERT_OK(unlink(link));
+        ASSERT_OK(rmdir(dir));
         lanes_teardown(&t);
 }
 

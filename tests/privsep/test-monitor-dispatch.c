@@ -48,6 +48,8 @@
 #define OTHER_SLOT 8U
 #define NIC "0000:01:00.0" /* the two-TSM fixture's: on tsm0 (SEV-TIO) */
 #define GPU "0000:02:00.0" /* on tsm1 (TDX Connect) */
+#define NVME "0000:03:00.0" /* TDISP capable, on no TSM */
+#define NVME_PATH "/devices/pci0000:00/0000:00:03.1/" NVME
 #define VDEV_HELD 11U      /* the fake kernel holds its calls when told */
 
 typedef struct Fixture {
@@ -61,6 +63,7 @@ typedef struct Fixture {
         uint32_t cookie;
         size_t n_fds_before; /* open before the fixture: the same number must be after */
         bool emulated;       /* at the start; else the kernel's TSMs, on a fixture sysfs with a fake kernel */
+        const char *sysfs;   /* that fixture's root */
         struct tsm_priv_hello hello; /* the last worker_start()'s */
         /* The RESTORED_VDEVICE messages the last worker_start() received, of every context. */
         struct tsm_priv_restored_vdevice vdevices[8];
@@ -301,12 +304,14 @@ static Fixture *kernel_fixture(void) {
                 .iommu_device = (char *) "/dev/iommu",
         };
         Fixture *f = malloc(sizeof(Fixture));
+        const char *root;
 
         ASSERT_NOT_NULL(f);
         platform_test_sandbox(false);
-        (void) platform_test_fixture("two-tsms", NULL);
+        root = platform_test_fixture("two-tsms", NULL);
         fake_kernel_install(VDEV_HELD);
         setup_platform(f, &config);
+        f->sysfs = root;
         return f;
 }
 
@@ -1195,6 +1200,70 @@ static int disconnect(Fixture *f, const char *address) {
         tsm_priv_init(&dev, TSM_PRIV_DISCONNECT_DEVICE, 0, 0);
         strcpy(dev.pci_address, address);
         return call(f, &dev, &rep);
+}
+
+/* The kernel connects a device to its TSM inside the write to tsm/connect (an SPDM session and
+ * IDE key setup: seconds). Here the write waits in a full pipe, tsm/connect being a FIFO: it
+ * runs on the device's lane, the monitor answers everything else meanwhile, and another change
+ * of the device's connection is -EBUSY. The worker that asked dies: neither it nor the next one
+ * hears the answer, but the monitor sees the device connected once the write is done. */
+TEST(connect_runs_on_the_devices_lane) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_device dev, off;
+        static char filler[4096];
+        char path[PATH_MAX], tmp[PATH_MAX + 8], buf[4096];
+        TsmDeviceInfo info;
+        int rd, wr;
+        Reply rep;
+
+        snprintf(path, sizeof(path), "%s" NVME_PATH "/tsm/connect", f->sysfs);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(mkfifo(path, 0600));
+        ASSERT_OK(rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+        ASSERT_OK(wr = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+        while (write(wr, filler, sizeof(filler)) > 0)
+                ;
+        ASSERT_EQ(errno, EAGAIN);
+
+        tsm_priv_init(&dev, TSM_PRIV_CONNECT_DEVICE, 0, 0);
+        strcpy(dev.pci_address, NVME);
+        strcpy(dev.tsm, "tsm1");
+        dev.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &dev, NULL, 0, -EBADF));
+        process_ok(f);
+        ASSERT_TRUE(tsm_platform_is_changing(f->platform, NVME));
+        ASSERT_ERRNO(call(f, &dev, &rep), EBUSY);
+        tsm_priv_init(&off, TSM_PRIV_DISCONNECT_DEVICE, 0, 0);
+        strcpy(off.pci_address, NVME);
+        ASSERT_ERRNO(call(f, &off, &rep), EBUSY);
+        ASSERT_OK(disconnect(f, GPU)); /* another device's lane */
+
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 0);
+        /* The kernel is done: tsm/connect names the TSM, and the write completes. */
+        snprintf(tmp, sizeof(tmp), "%s.new", path);
+        ASSERT_OK(sysfs_fixture_write_attr(f->sysfs, NVME_PATH, "tsm/connect.new", "tsm1"));
+        ASSERT_OK(rename(tmp, path));
+        safe_close(wr);
+        for (;;) {
+                struct pollfd p = { .fd = rd, .events = POLLIN };
+                ssize_t n;
+
+                ASSERT_EQ(poll(&p, 1, 5000), 1);
+                n = read(rd, buf, sizeof(buf));
+                if (n == 0)
+                        break; /* the monitor closed it: written */
+                ASSERT_TRUE(n > 0 || errno == EAGAIN);
+        }
+        safe_close(rd);
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NVME) &&
+                              tsm_platform_get_device(f->platform, NVME, &info) >= 0);
+        ASSERT_STREQ(info.tsm, "tsm1");
+        ASSERT_EQ(info.backend, TSM_BACKEND_TDX_CONNECT);
+        nothing_waiting(f); /* the answer was the dead worker's */
+        ASSERT_OK(call(f, &dev, &rep)); /* connected already */
+        fixture_free(f);
 }
 
 /* A device assigned to a guest is not disconnected from its TSM: not while its VMM holds the
