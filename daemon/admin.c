@@ -568,22 +568,6 @@ static void admin_record_commit(AdminRecord *a, const char *result) {
         }
 }
 
-void admin_recheck_followers(Manager *m) {
-        /* Downwards: follower_stop() moves the last one into the place it frees. */
-        for (size_t i = m->n_followers; i > 0; i--) {
-                VarlinkCall *call = m->followers[i - 1]->call;
-
-                if (manager_is_admin(m, varlink_call_get_conn(call)))
-                        continue;
-                varlink_call_ref(call);
-                follower_stop(m, m->followers[i - 1]);
-                if (audit_admin(m, call, VARLINK_ERROR_PERMISSION_DENIED, NULL) < 0)
-                        log_error("Audit record of the end of an audit follower failed.");
-                (void) varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
-                varlink_call_unref(call);
-        }
-}
-
 static void on_admin_answer(VarlinkCall *call, json_object *message, void *userdata) {
         AdminRecord *a = userdata;
         json_object *error;
@@ -623,6 +607,24 @@ void admin_audit_answer(Manager *m, VarlinkCall *call) {
         /* Out of memory: the call goes unrecorded, and the journal says so. */
         if (admin_record_new(m, call, &a) < 0)
                 log_oom();
+}
+
+void admin_recheck_followers(Manager *m) {
+        /* Downwards: follower_stop() moves the last one into the place it frees. */
+        for (size_t i = m->n_followers; i > 0; i--) {
+                VarlinkCall *call = m->followers[i - 1]->call;
+                AdminRecord *a;
+
+                if (manager_is_admin(m, varlink_call_get_conn(call)))
+                        continue;
+                varlink_call_ref(call);
+                follower_stop(m, m->followers[i - 1]);
+                /* Its end is recorded as any admin call's answer is, and goes out once it is. */
+                if (admin_record_new(m, call, &a) < 0)
+                        log_oom();
+                (void) varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+                varlink_call_unref(call);
+        }
 }
 
 static int reply_audit_failed(VarlinkCall *call, int error) {
