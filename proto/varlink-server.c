@@ -419,6 +419,19 @@ int varlink_server_set_reply_bound(VarlinkServer *s, const char *method, size_t 
         return 0;
 }
 
+const char *varlink_server_find_unfit_method(const VarlinkServer *s, const VarlinkLimits *l) {
+        const Method *unfit = NULL;
+
+        for (size_t i = 0; i < s->n_methods; i++) {
+                const Method *m = &s->methods[i];
+
+                if ((m->max_reply_size > l->max_message_size || m->max_reply_fds > l->max_fds_per_message) &&
+                    (!unfit || m->max_reply_size < unfit->max_reply_size))
+                        unfit = m;
+        }
+        return unfit ? unfit->name : NULL;
+}
+
 int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing) {
         static char missing[256];
 

@@ -75,6 +75,9 @@ int varlink_server_bind_method(VarlinkServer *s, const char *method, VarlinkMeth
  * their answers may be replaced harmlessly. -ENOENT for a method not bound. */
 int varlink_server_set_reply_bound(VarlinkServer *s, const char *method, size_t max_reply_size,
                                    unsigned max_reply_fds);
+/* The method with the smallest bound that limits l could not carry (a call of it would be
+ * refused), or NULL if they carry every one. */
+const char *varlink_server_find_unfit_method(const VarlinkServer *s, const VarlinkLimits *l);
 /* Every method of every registered interface (except org.varlink.service) has a handler? */
 int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 

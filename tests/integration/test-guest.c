@@ -1499,6 +1499,8 @@ TEST(acting_call_refused_when_its_answer_may_not_fit) {
 
         tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO("[Varlink]\nMaxMessageSize=512\n"),
                                        .files = &policy, .n_files = 1 });
+        /* The administrator hears of it at once. */
+        ASSERT_TRUE(tsmd_log_contains(&t, "MaxMessageSize=512 or MaxFdsPerMessage=253 cannot carry every answer of"));
         seq = tsmd_audit_last_seq(&t);
         c = tsmd_connect(&t);
         ctx = open_context(c, NULL); /* its answer fits 512 bytes */

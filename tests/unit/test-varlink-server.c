@@ -996,6 +996,7 @@ TEST(reply_may_not_fit) {
         l.max_fds_per_message = 2;
         ts.echo_bound = 4097;
         server_start(&l);
+        ASSERT_STREQ(varlink_server_find_unfit_method(ts.server, &l), "io.tsmd.Test.Echo");
         ts.n_echoed = 0;
         c = client_new();
         ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"a\"}"), &reply, &e));
@@ -1012,6 +1013,7 @@ TEST(reply_may_not_fit) {
 
         ts.echo_bound = 4096;
         server_start(&l);
+        ASSERT_NULL(varlink_server_find_unfit_method(ts.server, &l));
         ts.n_echoed = 0;
         c = client_new();
         ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"a\"}"), &reply, &e));
