@@ -2,12 +2,16 @@
 /* io.tsmd.Admin: backends, devices, clients, audit query and follow, counters. Every call is
  * checked against the policy's administrators and audited. Runs in: daemon (worker). */
 
+#include <limits.h>
+
 #include "admin.h"
 #include "backend.h"
 #include "guest.h"
 #include "json-util.h"
 #include "log.h"
 #include "peer-identity.h"
+#include "policy.h"
+#include "reply-bound.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
 #include "varlink-errors.h"
@@ -668,6 +672,34 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         return -EOPNOTSUPP;
 }
 
+/* ConnectDevice and DisconnectDevice act: their longest answers. A device address or TSM name
+ * the caller made up is echoed only by a call refused before it acted, and is shorter than the
+ * call was. */
+static int device_change_reply_bound(size_t *ret) {
+        size_t max = 0;
+        int r;
+
+        r = reply_bound_reply(NULL, &max);
+        if (r >= 0)
+                r = reply_bound_common(&max);
+        if (r >= 0)
+                r = reply_bound_error("io.tsmd.Admin.NoSuchDevice", "pciAddress",
+                                      reply_bound_string(POLICY_PCI_ADDRESS_MAX), NULL, NULL, &max);
+        if (r >= 0)
+                r = reply_bound_error("io.tsmd.Admin.DeviceBusy", "pciAddress",
+                                      reply_bound_string(POLICY_PCI_ADDRESS_MAX), NULL, NULL, &max);
+        if (r >= 0)
+                r = reply_bound_error("io.tsmd.Admin.NoSuchTsm", "tsm", reply_bound_string(NAME_MAX), NULL, NULL, &max);
+        if (r >= 0)
+                r = reply_bound_error("io.tsmd.Admin.ConnectFailed", "errno", reply_bound_int(), NULL, NULL, &max);
+        if (r >= 0)
+                r = reply_bound_error("io.tsmd.Admin.AuditFailed", "errno", reply_bound_int(), NULL, NULL, &max);
+        if (r < 0)
+                return r;
+        *ret = max;
+        return 0;
+}
+
 int admin_methods_register(Manager *m) {
         int r;
 
@@ -675,7 +707,14 @@ int admin_methods_register(Manager *m) {
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(admin_methods); i++) {
+                size_t size;
+
                 r = varlink_server_bind_method(m->server, admin_methods[i].name, admin_dispatch);
+                if (r >= 0 && admin_methods[i].changes_devices) {
+                        r = device_change_reply_bound(&size);
+                        if (r >= 0)
+                                r = varlink_server_set_reply_bound(m->server, admin_methods[i].name, size, 0);
+                }
                 if (r < 0)
                         return r;
         }

@@ -76,7 +76,8 @@ typedef struct ConfigItem {
 
 /* Bounds keep every knob in the range the code is written and tested for. */
 static const ConfigItem config_items[] = {
-        ITEM("Varlink", "MaxMessageSize", CONFIG_SIZE_T, limits.max_message_size, 64, 256ULL << 20),
+        ITEM("Varlink", "MaxMessageSize", CONFIG_SIZE_T, limits.max_message_size, VARLINK_MAX_MESSAGE_SIZE_MIN,
+             256ULL << 20),
         ITEM("Varlink", "MaxOutputSize", CONFIG_SIZE_T, limits.max_output_size, 64, 1ULL << 30),
         ITEM("Varlink", "MaxJsonDepth", CONFIG_UNSIGNED, limits.max_depth, 2, 4096),
         ITEM("Varlink", "MaxFdsPerMessage", CONFIG_UNSIGNED, limits.max_fds_per_message, 0, VARLINK_FDS_PER_MESSAGE_MAX),

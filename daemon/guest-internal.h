@@ -8,6 +8,7 @@
 
 #include <sys/queue.h>
 
+#include "backend.h"
 #include "context-store.h"
 #include "fdstore.h"
 #include "guest-op.h"
@@ -17,6 +18,20 @@
 #include "varlink-service.h"
 
 #define GUEST_ERROR(name) "io.tsmd.Guest." name
+
+/* The reasons of the Denied, BadFileDescriptor and ReclaimRefused the methods give, which
+ * guest-reply-bound.c measures. */
+#define GUEST_REASON_BACKEND_REFUSED "the backend refused this message in this scope"
+#define GUEST_REASON_NO_CLIENT_RULE "no policy rule matches the client"
+#define GUEST_REASON_NO_FD "no fd attached at that index"
+#define GUEST_REASON_NOT_IOMMUFD "not an iommufd"
+#define GUEST_REASON_NO_IOMMU "no IOMMU device on this host"
+#define GUEST_REASON_NOT_CHAR "not a character device"
+#define GUEST_REASON_NOT_VFIO "not a VFIO device"
+#define GUEST_REASON_OTHER_DEVICE "the VFIO device is another PCI device"
+#define GUEST_REASON_NO_RECLAIM "no context of yours waits under this token"
+/* A ReclaimRefused naming the device it refuses is cut there. */
+#define GUEST_RECLAIM_REASON_MAX 255
 
 typedef struct PendingRequest PendingRequest;
 typedef struct PendingChange PendingChange;
@@ -110,3 +125,16 @@ void guest_audit_release(const Release *rel, int result);
 
 /* io.tsmd.Guest.ReclaimContext (guest-restore.c). */
 int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata);
+
+/* The replies of OpenContext, AdoptContext and ReclaimContext (fd_index < 0: no fd, token
+ * NULL: none) and of AttachDevice (scopes taken), and a scope of the latter. */
+int guest_context_reply_new(int64_t handle, int64_t fd_index, const char *token, json_object **ret);
+int guest_attach_reply_new(const char *backend, const char *tsm, const char *uapi, json_object *scopes,
+                           json_object **ret);
+int guest_scope_json_new(const TsmScopeDesc *s, int64_t number, bool allowed, json_object **ret);
+/* The IDL's TdiState names, indexed by TdispState, NULL-terminated. */
+const char *const *guest_tdi_states(void);
+
+/* The largest answer of a Guest method that acts (guest-reply-bound.c): bytes as sent, with the
+ * NUL, and fds. -ENOENT for one that only reads. */
+int guest_reply_bound(const char *method, size_t *ret_size, unsigned *ret_fds);

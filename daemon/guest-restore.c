@@ -333,7 +333,7 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                 }
         if (!ctx)
                 return guest_reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
-                                            json_object_new_string("no context of yours waits under this token"), NULL, NULL);
+                                            json_object_new_string(GUEST_REASON_NO_RECLAIM), NULL, NULL);
 
         /* Taking a context back is taking one: the same rules as for a new one, the policy's
          * of today included, and its devices as for attaching them. Refused, it stays
@@ -347,9 +347,9 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                 n_vdevices += c->contexts[i]->n_vdevices;
         if (!policy_is_client(m->policy, &c->identity))
                 r = guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason",
-                                         json_object_new_string("no policy rule matches the client"), NULL, NULL);
+                                         json_object_new_string(GUEST_REASON_NO_CLIENT_RULE), NULL, NULL);
         else if ((refused = vdevice_refused(m, c, ctx, &backend, &why))) {
-                char reason[256];
+                char reason[GUEST_RECLAIM_REASON_MAX + 1];
 
                 guest_op_set_device(call, refused->pci_address, backend);
                 (void) snprintf(reason, sizeof(reason), "%s (vDevice %" PRIu32 "): %s", refused->pci_address,
@@ -388,12 +388,9 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                 return idx;
         log_info("Context of uid %u reclaimed.", (unsigned) uid);
 
-        reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
-            json_object_add(reply, "fileDescriptor", json_object_new_int(idx)) < 0) {
-                json_object_put(reply);
-                return -ENOMEM;
-        }
+        r = guest_context_reply_new((int64_t) ctx->handle, idx, NULL, &reply);
+        if (r < 0)
+                return r;
         return varlink_call_reply(call, reply);
 }
 

@@ -111,7 +111,7 @@ static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address
                 return guest_reply_error_kv(call, GUEST_ERROR("Timeout"), "pciAddress",
                                             json_object_new_string(pci_address), NULL, NULL);
         case -EPERM:
-                return reply_denied(call, "the backend refused this message in this scope");
+                return reply_denied(call, GUEST_REASON_BACKEND_REFUSED);
         case -ENOMEM:
                 return r;
         default:
@@ -206,12 +206,16 @@ static int lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, Gue
 
 
 /* The IDL's TdiState: the TDISP names in lower case, as Varlink enums are. */
-static const char *const tdi_state_table[_TDISP_STATE_MAX] = {
+static const char *const tdi_state_table[_TDISP_STATE_MAX + 1] = {
         [TDISP_STATE_CONFIG_UNLOCKED] = "config_unlocked",
         [TDISP_STATE_CONFIG_LOCKED] = "config_locked",
         [TDISP_STATE_RUN] = "run",
         [TDISP_STATE_ERROR] = "error",
 };
+
+const char *const *guest_tdi_states(void) {
+        return tdi_state_table;
+}
 
 static json_object *state_json(Manager *m, const GuestContext *ctx, const GuestVDevice *v) {
         int state;
@@ -261,7 +265,7 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
 
         /* SECURITY: only clients the policy knows get an iommufd. */
         if (!policy_is_client(m->policy, &c->identity))
-                return reply_denied(call, "no policy rule matches the client");
+                return reply_denied(call, GUEST_REASON_NO_CLIENT_RULE);
         guest_client_limits(c, &max, &max_vdevices);
         if (c->n_contexts >= max)
                 return guest_reply_limit(call, "contexts", max);
@@ -290,8 +294,8 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
         if (r == -EBADF || r == -ENODEV)
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
-                                            json_object_new_string(r == -EBADF ? "not an iommufd" :
-                                                                   "no IOMMU device on this host"));
+                                            json_object_new_string(r == -EBADF ? GUEST_REASON_NOT_IOMMUFD :
+                                                                   GUEST_REASON_NO_IOMMU));
         if (r == -EMFILE)
                 /* The monitor holds one we do not count (one we could not restore, say). */
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
@@ -308,15 +312,26 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
         return 1;
 }
 
-static int reply_context(VarlinkCall *call, const GuestContext *ctx, const char *token, int fd_index) {
+int guest_context_reply_new(int64_t handle, int64_t fd_index, const char *token, json_object **ret) {
         json_object *reply = json_object_new_object();
 
-        if (!reply || json_object_add(reply, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
-            (fd_index >= 0 && json_object_add(reply, "fileDescriptor", json_object_new_int(fd_index)) < 0) ||
-            (fd_index != -2 && json_object_add(reply, "reclaimToken", json_object_new_string(token)) < 0)) {
+        if (!reply || json_object_add(reply, "context", json_object_new_int64(handle)) < 0 ||
+            (fd_index >= 0 && json_object_add(reply, "fileDescriptor", json_object_new_int64(fd_index)) < 0) ||
+            (token && json_object_add(reply, "reclaimToken", json_object_new_string(token)) < 0)) {
                 json_object_put(reply);
                 return -ENOMEM;
         }
+        *ret = reply;
+        return 0;
+}
+
+static int reply_context(VarlinkCall *call, const GuestContext *ctx, const char *token, int fd_index) {
+        json_object *reply;
+        int r;
+
+        r = guest_context_reply_new((int64_t) ctx->handle, fd_index, token, &reply);
+        if (r < 0)
+                return r;
         return varlink_call_reply(call, reply);
 }
 
@@ -345,7 +360,7 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
         if (fd < 0)
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
-                                            json_object_new_string("no fd attached at that index"));
+                                            json_object_new_string(GUEST_REASON_NO_FD));
         r = add_context(call, fd, &ctx, token, NULL);
         if (r <= 0)
                 return r;
@@ -504,21 +519,53 @@ static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reas
         if (fstat(fd, &st) < 0)
                 return negative_errno();
         if (!S_ISCHR(st.st_mode)) {
-                *ret_reason = "not a character device";
+                *ret_reason = GUEST_REASON_NOT_CHAR;
                 return -EBADF;
         }
         snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/device", major(st.st_rdev), minor(st.st_rdev));
         n = readlink(path, target, sizeof(target) - 1);
         if (n < 0) {
-                *ret_reason = "not a VFIO device";
+                *ret_reason = GUEST_REASON_NOT_VFIO;
                 return -EBADF;
         }
         target[n] = 0;
         base = strrchr(target, '/');
         if (!streq(base ? base + 1 : target, pci_address)) {
-                *ret_reason = "the VFIO device is another PCI device";
+                *ret_reason = GUEST_REASON_OTHER_DEVICE;
                 return -EBADF;
         }
+        return 0;
+}
+
+int guest_scope_json_new(const TsmScopeDesc *s, int64_t number, bool allowed, json_object **ret) {
+        json_object *o = json_object_new_object();
+
+        if (!o || json_object_add(o, "name", json_object_new_string(s->name)) < 0 ||
+            json_object_add(o, "description", json_object_new_string(s->description)) < 0 ||
+            json_object_add(o, "number", json_object_new_int64(number)) < 0 ||
+            json_object_add(o, "maxRequestSize", json_object_new_int64(s->max_request)) < 0 ||
+            json_object_add(o, "maxResponseSize", json_object_new_int64(s->max_response)) < 0 ||
+            json_object_add(o, "allowed", json_object_new_boolean(allowed)) < 0) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+        *ret = o;
+        return 0;
+}
+
+int guest_attach_reply_new(const char *backend, const char *tsm, const char *uapi, json_object *scopes,
+                           json_object **ret) {
+        json_object *reply = json_object_new_object();
+
+        if (!reply || json_object_add(reply, "backend", json_object_new_string(backend)) < 0 ||
+            json_object_add(reply, "tsm", json_object_new_string(tsm)) < 0 ||
+            json_object_add(reply, "uapi", json_object_new_string(uapi)) < 0 ||
+            json_object_add(reply, "scopes", TAKE_PTR(scopes)) < 0) {
+                json_object_put(scopes);
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        *ret = reply;
         return 0;
 }
 
@@ -530,22 +577,19 @@ static int build_scopes(Manager *m, GuestClient *c, const TsmDeviceInfo *info, j
                 return -ENOMEM;
         for (size_t i = 0; i < b->n_scopes; i++) {
                 const TsmScopeDesc *s = &b->scopes[i];
-                json_object *o = json_object_new_object();
+                json_object *o;
                 uint32_t number;
+                int r;
 
-                if (tsm_platform_scope_number(m->platform, info, s->name, &number) < 0) {
-                        json_object_put(o);
+                if (tsm_platform_scope_number(m->platform, info, s->name, &number) < 0)
                         continue; /* not reachable through this UAPI: not offered */
-                }
-                if (!o || json_object_add(o, "name", json_object_new_string(s->name)) < 0 ||
-                    json_object_add(o, "description", json_object_new_string(s->description)) < 0 ||
-                    json_object_add(o, "number", json_object_new_int64(number)) < 0 ||
-                    json_object_add(o, "maxRequestSize", json_object_new_int64(s->max_request)) < 0 ||
-                    json_object_add(o, "maxResponseSize", json_object_new_int64(s->max_response)) < 0 ||
-                    json_object_add(o, "allowed", json_object_new_boolean(
-                                    policy_check_scope(m->policy, &c->identity, info->pci_address,
-                                                       info->backend, s->name, NULL) >= 0)) < 0 ||
-                    json_object_array_add(a, o) < 0) {
+                r = guest_scope_json_new(s, number,
+                                         policy_check_scope(m->policy, &c->identity, info->pci_address,
+                                                            info->backend, s->name, NULL) >= 0,
+                                         &o);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(a, o) < 0) {
                         json_object_put(o);
                         return -ENOMEM;
                 }
@@ -585,7 +629,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 int fd = varlink_call_get_fd_parameter(call, p, "vfioFileDescriptor");
 
                 if (fd < 0)
-                        reason = "no fd attached at that index";
+                        reason = GUEST_REASON_NO_FD;
                 else
                         (void) verify_vfio_fd(fd, info.pci_address, &reason);
                 if (reason)
@@ -631,15 +675,11 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         ctx->vdevices[ctx->n_vdevices++] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = TAKE_PTR(pci_address) };
         guest_context_persist(m, ctx);
 
-        reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "backend", json_object_new_string(tsm_backend_type_to_string(info.backend))) < 0 ||
-            json_object_add(reply, "tsm", json_object_new_string(info.tsm)) < 0 ||
-            json_object_add(reply, "uapi", json_object_new_string(info.emulated ? "emulated" :
-                                                                  tsm_uapi_version_to_string(info.uapi) ?: "none")) < 0 ||
-            json_object_add(reply, "scopes", scopes) < 0) {
-                json_object_put(reply);
-                return -ENOMEM;
-        }
+        r = guest_attach_reply_new(tsm_backend_type_to_string(info.backend), info.tsm,
+                                   info.emulated ? "emulated" : tsm_uapi_version_to_string(info.uapi) ?: "none",
+                                   scopes, &reply);
+        if (r < 0)
+                return r;
         return varlink_call_reply(call, reply);
 }
 
@@ -1185,7 +1225,17 @@ int guest_methods_register(Manager *m) {
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(guest_methods); i++) {
+                size_t size;
+                unsigned fds;
+
                 r = varlink_server_bind_method(m->server, guest_methods[i].name, guest_dispatch);
+                if (r < 0)
+                        return r;
+                r = guest_reply_bound(guest_methods[i].name, &size, &fds);
+                if (r == -ENOENT)
+                        continue; /* reads only */
+                if (r >= 0)
+                        r = varlink_server_set_reply_bound(m->server, guest_methods[i].name, size, fds);
                 if (r < 0)
                         return r;
         }

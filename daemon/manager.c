@@ -213,6 +213,17 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *userdata) {
         (void) manager_reload(userdata, NULL, NULL);
 }
 
+/* Limits that refuse calls outright are a mistake an administrator should hear of at once,
+ * not from a VMM whose every AttachDevice is refused. */
+static void warn_unfit_limits(Manager *m) {
+        const char *method = varlink_server_find_unfit_method(m->server, &m->config.limits);
+
+        if (method)
+                log_warning("[Varlink] MaxMessageSize=%zu or MaxFdsPerMessage=%u cannot carry every answer of %s, "
+                            "which is refused (io.tsmd.ReplyMayNotFit), as are the calls whose answers may be longer.",
+                            m->config.limits.max_message_size, m->config.limits.max_fds_per_message, method);
+}
+
 /* A reload waiting for the audit log's reopen to finish. */
 typedef struct Reload {
         Manager *manager;
@@ -289,6 +300,7 @@ static int reload_config(Manager *m, char **ret_message) {
         m->config.max_vdevices_per_client = config.max_vdevices_per_client;
         m->config.max_request_size = config.max_request_size;
         m->config.max_response_size = config.max_response_size;
+        warn_unfit_limits(m);
 
         /* The rest is read at start: say so rather than seem to have applied it. */
         {
@@ -436,6 +448,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
         r = varlink_server_check_complete(m->server, &missing);
         if (r < 0)
                 return log_error_errno(r, "No handler for %s.", missing);
+        warn_unfit_limits(m);
 
         m->sigterm = evsignal_new(m->base, SIGTERM, on_exit_signal, m);
         m->sigint = evsignal_new(m->base, SIGINT, on_exit_signal, m);

@@ -6,6 +6,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
+#include "reply-bound.h"
 #include "varlink-errors.h"
 #include "varlink-service.h"
 
@@ -137,19 +138,41 @@ static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, v
         return varlink_call_reply(call, NULL);
 }
 
+/* ReloadFailed's message names a file (any path) and quotes from it: it is cut to this many
+ * bytes, control characters made '?', so that its answer has a bound (the log has it whole). */
+#define RELOAD_MESSAGE_MAX 512
+
+static void reload_message_shorten(char *message) {
+        size_t n = strlen(message);
+
+        if (n > RELOAD_MESSAGE_MAX) {
+                n = RELOAD_MESSAGE_MAX - 3;
+                while (n > 0 && ((unsigned char) message[n] & 0xc0) == 0x80)
+                        n--; /* not inside a UTF-8 sequence */
+                memcpy(message + n, "...", 4);
+        }
+        for (char *c = message; *c; c++)
+                if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                        *c = '?';
+}
+
 /* Answered when the reload is over, the audit log's reopen included, as before the log's
  * disk was left to its sync thread: what the caller sees after the answer is the reloaded
  * daemon, and the call's record lands in the reopened log. */
 static void on_reloaded(Manager *m, int error, const char *message, void *userdata) {
         _cleanup_(varlink_call_unrefp) VarlinkCall *call = userdata;
+        _cleanup_free_ char *shortened = NULL;
         json_object *p;
 
         if (error >= 0) {
                 (void) varlink_call_reply(call, NULL);
                 return;
         }
+        shortened = strdup(message ?: strerror(-error));
+        if (shortened)
+                reload_message_shorten(shortened);
         p = json_object_new_object();
-        if (!p || json_object_add(p, "message", json_object_new_string(message ?: strerror(-error))) < 0) {
+        if (!shortened || !p || json_object_add(p, "message", json_object_new_string(shortened)) < 0) {
                 json_object_put(p);
                 (void) varlink_call_error_errno(call, -ENOMEM);
                 return;
@@ -170,15 +193,37 @@ static int vl_method_reload(VarlinkCall *call, json_object *parameters, void *us
         return r;
 }
 
+/* Reload and SetLogLevel act. A message of RELOAD_MESSAGE_MAX characters that each need
+ * escaping ('"') is the longest ReloadFailed. */
+static int reply_bound(const char *method, size_t *ret) {
+        size_t max = 0;
+        int r;
+
+        r = reply_bound_reply(NULL, &max);
+        if (r >= 0)
+                r = reply_bound_common(&max);
+        if (r >= 0 && streq(method, "io.tsmd.Service.SetLogLevel"))
+                r = reply_bound_error(VARLINK_ERROR_INVALID_PARAMETER, "parameter", json_object_new_string("level"),
+                                      NULL, NULL, &max);
+        if (r >= 0 && streq(method, "io.tsmd.Service.Reload"))
+                r = reply_bound_error("io.tsmd.Service.ReloadFailed", "message",
+                                      reply_bound_string_of(RELOAD_MESSAGE_MAX, '"'), NULL, NULL, &max);
+        if (r < 0)
+                return r;
+        *ret = max;
+        return 0;
+}
+
 int service_methods_register(Manager *m) {
         static const struct {
                 const char *name;
                 VarlinkMethodFunc func;
+                bool acts;
         } methods[] = {
                 { "io.tsmd.Service.Ping", vl_method_ping },
                 { "io.tsmd.Service.GetStatus", vl_method_get_status },
-                { "io.tsmd.Service.SetLogLevel", vl_method_set_log_level },
-                { "io.tsmd.Service.Reload", vl_method_reload },
+                { "io.tsmd.Service.SetLogLevel", vl_method_set_log_level, true },
+                { "io.tsmd.Service.Reload", vl_method_reload, true },
         };
         int r;
 
@@ -187,7 +232,14 @@ int service_methods_register(Manager *m) {
                 return r;
 
         for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                size_t size;
+
                 r = varlink_server_bind_method(m->server, methods[i].name, methods[i].func);
+                if (r >= 0 && methods[i].acts) {
+                        r = reply_bound(methods[i].name, &size);
+                        if (r >= 0)
+                                r = varlink_server_set_reply_bound(m->server, methods[i].name, size, 0);
+                }
                 if (r < 0)
                         return r;
         }

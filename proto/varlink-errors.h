@@ -33,6 +33,10 @@
 /* A reply larger than the connection's MaxMessageSize=, sent in its place (io.tsmd). */
 #define VARLINK_ERROR_REPLY_TOO_LARGE "io.tsmd.ReplyTooLarge"
 
+/* A call of a method that acts, refused before it ran: its answer might not fit the
+ * connection's MaxMessageSize= or MaxFdsPerMessage= (io.tsmd). */
+#define VARLINK_ERROR_REPLY_MAY_NOT_FIT "io.tsmd.ReplyMayNotFit"
+
 /* Local-only errors (never sent): what a client library reports when the connection broke. */
 #define VARLINK_ERROR_DISCONNECTED "io.tsmd.Disconnected"
 #define VARLINK_ERROR_TIMEOUT "io.tsmd.TimedOut"

@@ -29,6 +29,8 @@ typedef struct Method {
         char *name; /* "interface.Method" */
         const VarlinkSymbol *symbol;
         VarlinkMethodFunc func;
+        size_t max_reply_size; /* see varlink_server_set_reply_bound(); 0: not bounded */
+        unsigned max_reply_fds;
 } Method;
 
 typedef struct UidCount {
@@ -248,7 +250,7 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         assert_return(l, -EINVAL);
 
         /* Each limit must allow at least the smallest useful value. */
-        if (l->max_message_size < 64 || l->max_output_size < l->max_message_size ||
+        if (l->max_message_size < VARLINK_MAX_MESSAGE_SIZE_MIN || l->max_output_size < l->max_message_size ||
             l->max_depth < 2 || l->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX || l->max_pending_calls < 1 ||
             l->max_connections < 1 || l->max_connections_per_uid < 1 ||
             l->max_buffered_per_uid < MAX(l->max_message_size, l->max_output_size))
@@ -400,6 +402,34 @@ int varlink_server_bind_method(VarlinkServer *s, const char *method, VarlinkMeth
         }
         s->methods[s->n_methods++] = (Method){ .name = name, .symbol = symbol, .func = func };
         return 0;
+}
+
+int varlink_server_set_reply_bound(VarlinkServer *s, const char *method, size_t max_reply_size,
+                                   unsigned max_reply_fds) {
+        Method *m;
+
+        assert_return(s, -EINVAL);
+        assert_return(method, -EINVAL);
+
+        m = find_method(s, method);
+        if (!m)
+                return -ENOENT;
+        m->max_reply_size = max_reply_size;
+        m->max_reply_fds = max_reply_fds;
+        return 0;
+}
+
+const char *varlink_server_find_unfit_method(const VarlinkServer *s, const VarlinkLimits *l) {
+        const Method *unfit = NULL;
+
+        for (size_t i = 0; i < s->n_methods; i++) {
+                const Method *m = &s->methods[i];
+
+                if ((m->max_reply_size > l->max_message_size || m->max_reply_fds > l->max_fds_per_message) &&
+                    (!unfit || m->max_reply_size < unfit->max_reply_size))
+                        unfit = m;
+        }
+        return unfit ? unfit->name : NULL;
 }
 
 int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing) {
@@ -910,6 +940,23 @@ static int call_error_with_string(VarlinkCall *call, const char *error, const ch
         return varlink_call_error(call, error, p);
 }
 
+/* The server's own error (io.tsmd, which the server's user need not have registered). */
+static int call_error_reply_may_not_fit(VarlinkCall *call, const char *limit, size_t needed, size_t max) {
+        json_object *p = json_object_new_object(), *m;
+        int r;
+
+        if (!p || json_object_add(p, "limit", json_object_new_string(limit)) < 0 ||
+            json_object_add(p, "needed", json_object_new_int64((int64_t) needed)) < 0 ||
+            json_object_add(p, "max", json_object_new_int64((int64_t) max)) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        r = varlink_message_new_error(VARLINK_ERROR_REPLY_MAY_NOT_FIT, p, &m);
+        if (r < 0)
+                return r;
+        return call_send(call, m, true);
+}
+
 int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter) {
         return call_error_with_string(call, VARLINK_ERROR_INVALID_PARAMETER, "parameter", parameter);
 }
@@ -1056,6 +1103,24 @@ static void call_dispatch(VarlinkCall *call) {
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
                 (void) varlink_call_error_invalid_parameter(call, bad_field ?: "parameters");
                 return;
+        }
+
+        /* SECURITY: a method that acts must not run when its answer might not reach the caller:
+         * a client would be told ReplyTooLarge about a call that took effect, or lose what it
+         * made (a context, a vDevice). A oneway caller gets no answer to lose. */
+        if (!(m.flags & VARLINK_CALL_ONEWAY)) {
+                if (method->max_reply_size > varlink_stream_get_max_message_size(c->stream)) {
+                        call_refused(call, VARLINK_ERROR_REPLY_MAY_NOT_FIT);
+                        (void) call_error_reply_may_not_fit(call, "MaxMessageSize", method->max_reply_size,
+                                                            varlink_stream_get_max_message_size(c->stream));
+                        return;
+                }
+                if (method->max_reply_fds > c->server->limits.max_fds_per_message) {
+                        call_refused(call, VARLINK_ERROR_REPLY_MAY_NOT_FIT);
+                        (void) call_error_reply_may_not_fit(call, "MaxFdsPerMessage", method->max_reply_fds,
+                                                            c->server->limits.max_fds_per_message);
+                        return;
+                }
         }
 
         call->in_handler = true;

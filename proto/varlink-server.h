@@ -67,6 +67,17 @@ struct event_base *varlink_server_get_event_base(const VarlinkServer *s);
 int varlink_server_add_interface(VarlinkServer *s, const char *idl);
 /* Binds "interface.Method" to a handler; the method must exist in a registered interface. */
 int varlink_server_bind_method(VarlinkServer *s, const char *method, VarlinkMethodFunc func);
+/* Declares that a bound method acts (changes state) and the most its final answer, reply or
+ * any error, can take: max_reply_size bytes (with the NUL, as sent) and max_reply_fds fds. A
+ * call of it on a connection whose MaxMessageSize= (or the server's MaxFdsPerMessage=) is
+ * smaller is refused before its handler runs, with io.tsmd.ReplyMayNotFit, instead of running
+ * and having its answer replaced by io.tsmd.ReplyTooLarge. Methods that only read need none:
+ * their answers may be replaced harmlessly. -ENOENT for a method not bound. */
+int varlink_server_set_reply_bound(VarlinkServer *s, const char *method, size_t max_reply_size,
+                                   unsigned max_reply_fds);
+/* The method with the smallest bound that limits l could not carry (a call of it would be
+ * refused), or NULL if they carry every one. */
+const char *varlink_server_find_unfit_method(const VarlinkServer *s, const VarlinkLimits *l);
 /* Every method of every registered interface (except org.varlink.service) has a handler? */
 int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 

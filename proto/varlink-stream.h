@@ -28,6 +28,10 @@ typedef struct VarlinkLimits {
         unsigned idle_timeout_sec;    /* server side: connect to the first byte; 0: none */
 } VarlinkLimits;
 
+/* The smallest MaxMessageSize= a server takes: room for the answers it gives on its own
+ * (io.tsmd.ReplyTooLarge, io.tsmd.ReplyMayNotFit) at their longest. */
+#define VARLINK_MAX_MESSAGE_SIZE_MIN 256U
+
 /* SCM_MAX_FD: the most fds the kernel passes in one message. */
 #define VARLINK_FDS_PER_MESSAGE_MAX 253U
 

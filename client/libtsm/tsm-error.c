@@ -39,6 +39,7 @@ static const struct {
         { VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, EOPNOTSUPP },
         { VARLINK_ERROR_EXPECTED_MORE, EPROTO },
         { VARLINK_ERROR_REPLY_TOO_LARGE, EMSGSIZE },
+        { VARLINK_ERROR_REPLY_MAY_NOT_FIT, E2BIG },
         /* Local: what the Varlink client reports when the connection broke. */
         { VARLINK_ERROR_DISCONNECTED, ECONNRESET },
         { VARLINK_ERROR_TIMEOUT, ETIMEDOUT },

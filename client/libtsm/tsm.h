@@ -52,6 +52,9 @@
  *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO
  *   io.tsmd.ReplyTooLarge                      -EMSGSIZE    the call ran, but its reply exceeds tsmd's
  *                                                           MaxMessageSize=; the connection goes on
+ *   io.tsmd.ReplyMayNotFit                     -E2BIG       refused before it acted: its answer might not
+ *                                                           fit tsmd's MaxMessageSize= (or fds its
+ *                                                           MaxFdsPerMessage=); nothing was done
  *   org.varlink.service.InvalidParameter       -EINVAL      tsmd rejected a parameter
  *   org.varlink.service.InterfaceNotFound,
  *   org.varlink.service.MethodNotFound,

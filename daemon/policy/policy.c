@@ -337,6 +337,11 @@ static const PolicyRule *evaluate(const Policy *p, const PeerIdentity *id, const
         return NULL;
 }
 
+/* Reasons of refusals before any rule is asked. */
+static const char reason_invalid_arguments[] = "invalid arguments";
+static const char reason_malformed_address[] = "malformed PCI address";
+static const char reason_no_such_scope[] = "no such scope on the device's backend";
+
 static int check(const Policy *p, const PeerIdentity *id, const char *pci_address,
                  TsmBackendType backend, bool want_scope, const char *scope_name,
                  const char **ret_reason, const PolicyRule **ret_rule) {
@@ -347,13 +352,13 @@ static int check(const Policy *p, const PeerIdentity *id, const char *pci_addres
 
         if (!p || !id || !pci_address || backend < 0 || backend >= _TSM_BACKEND_TYPE_MAX ||
             (want_scope && !scope_name)) {
-                reason = "invalid arguments";
+                reason = reason_invalid_arguments;
                 goto invalid;
         }
         /* SECURITY: globs are matched against well-formed addresses only; a '*' must never get
          * the chance to match "0000:01:00.0/../whatever". */
         if (!policy_pci_address_is_valid(pci_address)) {
-                reason = "malformed PCI address";
+                reason = reason_malformed_address;
                 goto invalid;
         }
 
@@ -361,7 +366,7 @@ static int check(const Policy *p, const PeerIdentity *id, const char *pci_addres
                 scope = tsm_backend_find_scope(tsm_backend_desc(backend), scope_name);
                 if (!scope) {
                         if (ret_reason)
-                                *ret_reason = "no such scope on the device's backend";
+                                *ret_reason = reason_no_such_scope;
                         return -EPERM;
                 }
         }
@@ -377,6 +382,21 @@ invalid:
         if (ret_reason)
                 *ret_reason = reason;
         return -EINVAL;
+}
+
+size_t policy_reason_max_length(void) {
+        static const char *const invalid[] = { reason_invalid_arguments, reason_malformed_address,
+                                               reason_no_such_scope };
+        size_t n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(invalid); i++)
+                n = MAX(n, strlen(invalid[i]));
+        for (Verdict v = VERDICT_NO_RULE; v <= VERDICT_ALLOWED; v++) {
+                n = MAX(n, strlen(verdict_reason(v, NULL)));
+                for (size_t i = 0; i < ELEMENTSOF(scope_reasons); i++)
+                        n = MAX(n, strlen(verdict_reason(v, scope_reasons[i].scope)));
+        }
+        return n;
 }
 
 int policy_check_device(const Policy *p, const PeerIdentity *id, const char *pci_address,

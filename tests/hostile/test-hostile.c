@@ -1602,7 +1602,11 @@ TEST(subscriptions_ended_by_reply_too_large_are_not_kept) {
         if (rss > warm + 256 && !tsmd_under_valgrind())
                 TEST_FAIL("tsmd grew by %lu KiB", rss - warm);
 #endif
-        raw_expect_alive(fd);
+        /* Alive, asked with a call that only reads: one that acts (raw_expect_alive()'s
+         * CloseContext) might answer more than 256 bytes, and is refused ReplyMayNotFit here. */
+        ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.GetDeviceState\",\"parameters\":{\"context\":987654321,"
+                                 "\"vdeviceId\":1}}"));
+        raw_expect_reply(fd, E_GUEST("NoSuchContext"), "{\"context\":987654321}");
         close(fd);
         tsmd_teardown(&t);
 }

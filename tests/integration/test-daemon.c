@@ -102,7 +102,7 @@ TEST(check_config_bad_names_file_and_line) {
                 const char *reason;
         } bad[] = {
                 { "[Varlink]\nMaxJsonDepth=1\n", 2, "value out of range for MaxJsonDepth= (2 to 4096)" },
-                { "[Varlink]\nMaxMessageSize=32\n", 2, "value out of range for MaxMessageSize= (64 to 256M)" },
+                { "[Varlink]\nMaxMessageSize=255\n", 2, "value out of range for MaxMessageSize= (256 to 256M)" },
                 { "[Varlink]\nMaxBufferedPerUid=17G\n", 2, "value out of range for MaxBufferedPerUid= (64 to 16G)" },
                 { "[Audit]\nMaxFileSize=100\n", 2, "value out of range for MaxFileSize= (16384 to 1099511627776)" },
                 { "[Varlink]\nMaxMessageSize=12Q\n", 2, "not a size" },

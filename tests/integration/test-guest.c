@@ -1486,6 +1486,64 @@ TEST(watch_events_keeps_connection_busy) {
 
 /* ---- shutdown ------------------------------------------------------------------------------ */
 
+/* A call that acts is refused before it acts when its answer might not fit the caller's
+ * MaxMessageSize= (or its fd MaxFdsPerMessage=): ReplyMayNotFit, recorded, nothing made. Before,
+ * AttachDevice attached and answered ReplyTooLarge, and OpenContext made a context the caller
+ * could not name (one it was counted for). With room enough, the same calls work. */
+TEST(acting_call_refused_when_its_answer_may_not_fit) {
+        static const TsmdFile policy = { "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\n" };
+        json_object *r = NULL;
+        VarlinkClient *c, *big;
+        int64_t seq, ctx;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO("[Varlink]\nMaxMessageSize=512\n"),
+                                       .files = &policy, .n_files = 1 });
+        /* The administrator hears of it at once. */
+        ASSERT_TRUE(tsmd_log_contains(&t, "MaxMessageSize=512 or MaxFdsPerMessage=253 cannot carry every answer of"));
+        seq = tsmd_audit_last_seq(&t);
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL); /* its answer fits 512 bytes */
+        r = CALL_ERROR(c, G "AttachDevice",
+                       strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}", ctx),
+                       "io.tsmd.ReplyMayNotFit", "{\"limit\":\"MaxMessageSize\",\"max\":512}");
+        ASSERT_TRUE(JINT(r, "needed") > 512);
+        /* Nothing attached: the vDevice is unknown, the device free for another context. */
+        CALL_ERROR(c, G "DetachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", ctx),
+                   E_GUEST("NoSuchVDevice"), NULL);
+
+        /* The limit for connections from now on (this one keeps its 512). */
+        ASSERT_TRUE(tsmd_reload(&t, "[Varlink]\nMaxMessageSize=64K\n"));
+        tsmd_expect_audit(&t, seq, "io.tsmd.Guest.AttachDevice", "io.tsmd.ReplyMayNotFit", 1);
+        ASSERT_EQ(tsmd_audit_count(&t, seq, "attach", "ok"), 0U);
+        big = tsmd_connect(&t);
+        attach(big, open_context(big, NULL), 1, DEV1);
+        varlink_client_free(big);
+        ASSERT_EQ(tsmd_audit_count(&t, seq, "attach", "ok"), 1U);
+
+        /* Below what OpenContext can answer (ReclaimRefused's reason alone takes 255 bytes). */
+        ASSERT_TRUE(tsmd_reload(&t, "[Varlink]\nMaxMessageSize=256\n"));
+        varlink_client_free(c);
+        c = tsmd_connect(&t);
+        CALL_ERROR(c, G "OpenContext", "{}", "io.tsmd.ReplyMayNotFit", "{\"limit\":\"MaxMessageSize\",\"max\":256}");
+        /* No context made: handle 1 names none (asked by a call that only reads). */
+        CALL_ERROR(c, G "GetDeviceState", "{\"context\":1,\"vdeviceId\":1}", E_GUEST("NoSuchContext"), NULL);
+        varlink_client_free(c);
+
+        /* No fd may go with an answer: OpenContext, whose answer carries the iommufd, is refused. */
+        ASSERT_TRUE(tsmd_reload(&t, "[Varlink]\nMaxFdsPerMessage=0\n"));
+        c = tsmd_connect(&t);
+        CALL_ERROR(c, G "OpenContext", "{}", "io.tsmd.ReplyMayNotFit",
+                   "{\"limit\":\"MaxFdsPerMessage\",\"needed\":1,\"max\":0}");
+        CALL_ERROR(c, G "CloseContext", "{\"context\":1}", E_GUEST("NoSuchContext"), NULL);
+        varlink_client_free(c);
+        tsmd_expect_audit(&t, seq, "io.tsmd.Guest.OpenContext", "io.tsmd.ReplyMayNotFit", 2);
+        ASSERT_EQ(tsmd_audit_count(&t, seq, "open-context", "ok"), 2U); /* the two with room */
+
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 TEST(sigterm_with_clients_connected) {
         Tsmd t;
         VarlinkClient *idle, *watcher, *busy, *other;

@@ -37,6 +37,7 @@ static const struct {
         { "org.varlink.service.MethodNotImplemented", EOPNOTSUPP },
         { "org.varlink.service.ExpectedMore", EPROTO },
         { "io.tsmd.ReplyTooLarge", EMSGSIZE },
+        { "io.tsmd.ReplyMayNotFit", E2BIG },
         { "io.tsmd.Disconnected", ECONNRESET },
         { "io.tsmd.TimedOut", ETIMEDOUT },
         { "io.tsmd.Protocol", EPROTO },

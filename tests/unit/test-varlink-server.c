@@ -70,6 +70,9 @@ typedef struct TestServer {
         unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
         char refusals[4096];  /* "error method\n" for each refusal, in order */
+        unsigned n_echoed;
+        size_t echo_bound;     /* given to varlink_server_set_reply_bound() for Echo, if set */
+        unsigned echo_bound_fds;
 } TestServer;
 
 static TestServer ts;
@@ -77,6 +80,7 @@ static TestServer ts;
 static int m_echo(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *reply = json_object_new_object(), *v;
 
+        ts.n_echoed++;
         json_object_add(reply, "text", json_object_get(json_object_object_get(p, "text")));
         if (json_object_object_get_ex(p, "number", &v) && v)
                 json_object_add(reply, "number", json_object_get(v));
@@ -330,6 +334,10 @@ static void server_start(const VarlinkLimits *limits) {
         ASSERT_OK(varlink_server_add_interface(ts.server, test_idl));
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
                 ASSERT_OK(varlink_server_bind_method(ts.server, methods[i].name, methods[i].func));
+        if (ts.echo_bound > 0 || ts.echo_bound_fds > 0)
+                ASSERT_OK(varlink_server_set_reply_bound(ts.server, "io.tsmd.Test.Echo", ts.echo_bound,
+                                                         ts.echo_bound_fds));
+        ASSERT_ERRNO(varlink_server_set_reply_bound(ts.server, "io.tsmd.Test.Nope", 1, 0), ENOENT);
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Nope", m_echo), ENOENT);
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Echo", m_echo), EEXIST);
         ASSERT_OK(varlink_server_listen_path(ts.server, ts.path, 0666));
@@ -972,6 +980,96 @@ TEST(reply_sized_by_the_connection_limit) {
 
         ASSERT_EQ(ts.n_disconnects, 1u);
         ASSERT_EQ(ts.disconnected_max_message_size, 0u);
+}
+
+/* A method that acts declares the most its answer can take: called on a connection whose
+ * MaxMessageSize= (or MaxFdsPerMessage=) is smaller, it does not run and the caller is told
+ * ReplyMayNotFit, recorded as a refusal of the call; at the limit exactly it runs, and so does
+ * a oneway call, which gets no answer to lose. */
+TEST(reply_may_not_fit) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *reply = NULL;
+        const char *e = NULL;
+        VarlinkClient *c;
+
+        l.max_message_size = 4096;
+        l.max_fds_per_message = 2;
+        ts.echo_bound = 4097;
+        server_start(&l);
+        ASSERT_STREQ(varlink_server_find_unfit_method(ts.server, &l), "io.tsmd.Test.Echo");
+        ts.n_echoed = 0;
+        c = client_new();
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"a\"}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_MAY_NOT_FIT);
+        ASSERT_STREQ(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN),
+                     "{\"limit\":\"MaxMessageSize\",\"needed\":4097,\"max\":4096}");
+        ASSERT_OK(varlink_client_send_oneway(c, "io.tsmd.Test.Echo", parse("{\"text\":\"b\"}")));
+        /* Pipelined after the oneway call, so it ran by the time this is answered. */
+        expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":2}", VARLINK_ERROR_SYSTEM, NULL);
+        varlink_client_free(c);
+        server_stop();
+        ASSERT_EQ(ts.n_echoed, 1u);
+        ASSERT_STREQ(ts.refusals, VARLINK_ERROR_REPLY_MAY_NOT_FIT " io.tsmd.Test.Echo\n");
+
+        ts.echo_bound = 4096;
+        server_start(&l);
+        ASSERT_NULL(varlink_server_find_unfit_method(ts.server, &l));
+        ts.n_echoed = 0;
+        c = client_new();
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"a\"}"), &reply, &e));
+        ASSERT_NULL(e);
+        varlink_client_free(c);
+        server_stop();
+        ASSERT_EQ(ts.n_echoed, 1u);
+
+        ts.echo_bound = 0;
+        ts.echo_bound_fds = 3;
+        server_start(&l);
+        ts.n_echoed = 0;
+        c = client_new();
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"a\"}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_MAY_NOT_FIT);
+        ASSERT_STREQ(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN),
+                     "{\"limit\":\"MaxFdsPerMessage\",\"needed\":3,\"max\":2}");
+        varlink_client_free(c);
+        server_stop();
+        ASSERT_EQ(ts.n_echoed, 0u);
+        ts.echo_bound_fds = 0;
+}
+
+/* The answers the server gives on its own fit the smallest MaxMessageSize= it takes, at their
+ * longest, and no smaller limit is taken. */
+TEST(own_answers_fit_the_smallest_limit) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *p = json_object_new_object(), *m;
+        size_t len;
+
+        ASSERT_OK(json_object_add(p, "size", json_object_new_int64(INT64_MIN)));
+        ASSERT_OK(json_object_add(p, "maxMessageSize", json_object_new_int64(INT64_MIN)));
+        ASSERT_OK(varlink_message_new_error(VARLINK_ERROR_REPLY_TOO_LARGE, p, &m));
+        (void) json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        ASSERT_LE(len + 1, (size_t) VARLINK_MAX_MESSAGE_SIZE_MIN);
+        json_object_put(m);
+
+        p = json_object_new_object();
+        ASSERT_OK(json_object_add(p, "limit", json_object_new_string("MaxFdsPerMessage")));
+        ASSERT_OK(json_object_add(p, "needed", json_object_new_int64(INT64_MIN)));
+        ASSERT_OK(json_object_add(p, "max", json_object_new_int64(INT64_MIN)));
+        ASSERT_OK(varlink_message_new_error(VARLINK_ERROR_REPLY_MAY_NOT_FIT, p, &m));
+        (void) json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        ASSERT_LE(len + 1, (size_t) VARLINK_MAX_MESSAGE_SIZE_MIN);
+        json_object_put(m);
+
+        ts.base = event_base_new();
+        ASSERT_NOT_NULL(ts.base);
+        ASSERT_OK(varlink_server_new(ts.base, &ts.server));
+        l.max_message_size = VARLINK_MAX_MESSAGE_SIZE_MIN - 1;
+        ASSERT_ERRNO(varlink_server_set_limits(ts.server, &l), EINVAL);
+        l.max_message_size = VARLINK_MAX_MESSAGE_SIZE_MIN;
+        ASSERT_OK(varlink_server_set_limits(ts.server, &l));
+        ts.server = varlink_server_free(ts.server);
+        event_base_free(ts.base);
+        ts.base = NULL;
 }
 
 TEST(limit_json_depth) {

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The bounds io.tsmd.Guest's methods that act declare to the server (daemon/guest-reply-bound.c):
+ * AttachDevice's is its longest reply, built by the handler's own code for every backend, UAPI
+ * and TSM name; every answer a method that acts can give, replies and errors at their longest,
+ * fits its method's bound; OpenContext and ReclaimContext need an fd, AdoptContext none; the
+ * methods that only read have none.
+ */
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+
+#include "guest-internal.h"
+#include "harness.h"
+#include "iommufd-transport.h"
+#include "policy.h"
+#include "tsm-types.h"
+#include "varlink-errors.h"
+#include "varlink-idl.h"
+#include "varlink-message.h"
+#include "varlink-service.h"
+
+static const char *const acting[] = {
+        "OpenContext", "AdoptContext", "ReclaimContext", "CloseContext", "AttachDevice",
+        "DetachDevice", "Bind", "Unbind", "GuestRequest",
+};
+
+static size_t bound_of(const char *method, unsigned *ret_fds) {
+        char name[128];
+        size_t size = 0;
+        unsigned fds;
+
+        snprintf(name, sizeof(name), "io.tsmd.Guest.%s", method);
+        ASSERT_OK(guest_reply_bound(name, &size, &fds));
+        if (ret_fds)
+                *ret_fds = fds;
+        return size;
+}
+
+/* As the server measures a message: the plain JSON and its NUL. */
+static size_t measure(json_object *m) {
+        size_t len;
+
+        ASSERT_NOT_NULL(
+                json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len));
+        json_object_put(m);
+        return len + 1;
+}
+
+static size_t reply_size(json_object *params) {
+        json_object *m;
+
+        ASSERT_OK(varlink_message_new_reply(params, false, &m));
+        return measure(m);
+}
+
+static size_t error_size(const char *error, const char *k1, json_object *v1, const char *k2, json_object *v2) {
+        json_object *p = json_object_new_object(), *m;
+
+        ASSERT_NOT_NULL(p);
+        if (k1)
+                ASSERT_OK(json_object_add(p, k1, v1));
+        if (k2)
+                ASSERT_OK(json_object_add(p, k2, v2));
+        ASSERT_OK(varlink_message_new_error(error, p, &m));
+        return measure(m);
+}
+
+static size_t attach_reply_size(TsmBackendType b, const char *tsm, const char *uapi, int64_t number, bool allowed) {
+        const TsmBackendDesc *d = tsm_backend_desc(b);
+        json_object *scopes = json_object_new_array(), *reply;
+
+        ASSERT_NOT_NULL(d);
+        ASSERT_NOT_NULL(scopes);
+        for (size_t i = 0; i < d->n_scopes; i++) {
+                json_object *o;
+
+                ASSERT_OK(guest_scope_json_new(&d->scopes[i], number, allowed, &o));
+                ASSERT_OK(json_object_array_add(scopes, o));
+        }
+        ASSERT_OK(guest_attach_reply_new(tsm_backend_type_to_string(b), tsm, uapi, scopes, &reply));
+        return reply_size(reply);
+}
+
+TEST(attach_device_bound_is_its_longest_reply) {
+        const char *uapis[] = { "emulated", "none", tsm_uapi_version_to_string(TSM_UAPI_V4),
+                                tsm_uapi_version_to_string(TSM_UAPI_V5) };
+        size_t bound = bound_of("AttachDevice", NULL), longest = 0;
+        char tsm[NAME_MAX + 1];
+
+        memset(tsm, 't', NAME_MAX);
+        tsm[NAME_MAX] = 0;
+        for (TsmBackendType b = 0; b < _TSM_BACKEND_TYPE_MAX; b++)
+                for (size_t u = 0; u < ELEMENTSOF(uapis); u++) {
+                        ASSERT_LE(attach_reply_size(b, "tsm0", uapis[u], UINT32_MAX, true), bound);
+                        ASSERT_LE(attach_reply_size(b, EMULATED_TSM_NAME, uapis[u], 0, false), bound);
+                        /* A TSM of the longest name sysfs has, every scope numbered at the
+                         * longest: the reply the bound is. */
+                        longest = MAX(longest, attach_reply_size(b, tsm, uapis[u], INT64_MIN, false));
+                }
+        ASSERT_EQ(longest, bound);
+        fprintf(stderr, "# AttachDevice answers at most %zu bytes\n", bound);
+}
+
+TEST(context_replies_fit) {
+        char token[RECLAIM_TOKEN_LEN + 1];
+        json_object *reply;
+        unsigned fds;
+
+        memset(token, 'f', RECLAIM_TOKEN_LEN);
+        token[RECLAIM_TOKEN_LEN] = 0;
+        ASSERT_OK(guest_context_reply_new(INT64_MAX, VARLINK_FDS_PER_MESSAGE_MAX - 1, token, &reply));
+        ASSERT_LE(reply_size(reply), bound_of("OpenContext", &fds));
+        ASSERT_EQ(fds, 1u);
+        ASSERT_OK(guest_context_reply_new(INT64_MAX, -1, token, &reply));
+        ASSERT_LE(reply_size(reply), bound_of("AdoptContext", &fds));
+        ASSERT_EQ(fds, 0u);
+        ASSERT_OK(guest_context_reply_new(INT64_MAX, VARLINK_FDS_PER_MESSAGE_MAX - 1, NULL, &reply));
+        ASSERT_LE(reply_size(reply), bound_of("ReclaimContext", &fds));
+        ASSERT_EQ(fds, 1u);
+        for (size_t i = 0; i < ELEMENTSOF(acting); i++)
+                if (!streq(acting[i], "OpenContext") && !streq(acting[i], "ReclaimContext")) {
+                        (void) bound_of(acting[i], &fds);
+                        ASSERT_EQ(fds, 0u);
+                }
+}
+
+/* The errors, each at its longest as the handlers make them, fit the bound of every method that
+ * acts: the smallest of those bounds is checked. */
+TEST(errors_fit_every_bound) {
+        size_t smallest = SIZE_MAX;
+        char reason[GUEST_RECLAIM_REASON_MAX + 1], address[] = "ffffffff:ff:1f.7";
+        json_object *reply;
+
+        for (size_t i = 0; i < ELEMENTSOF(acting); i++)
+                smallest = MIN(smallest, bound_of(acting[i], NULL));
+        fprintf(stderr, "# the smallest bound of a Guest method that acts: %zu bytes\n", smallest);
+        ASSERT_EQ(strlen(address), POLICY_PCI_ADDRESS_MAX);
+        ASSERT_TRUE(policy_pci_address_is_valid(address));
+
+        for (int e = 1; e < 4096; e++) {
+                ASSERT_LE(error_size(GUEST_ERROR("BackendError"), "name",
+                                     json_object_new_string(iommufd_tsm_error_name(-e)), "errno", json_object_new_int(e)),
+                          smallest);
+                ASSERT_LE(error_size(VARLINK_ERROR_SYSTEM, "errno", json_object_new_int(e), "errnoName",
+                                     json_object_new_string(errno_to_name(e) ?: "")),
+                          smallest);
+        }
+        /* ReclaimRefused naming the device it refuses, as guest-restore.c writes it, cut. */
+        (void) snprintf(reason, sizeof(reason), "%s (vDevice %" PRIu32 "): %0*d", address, UINT32_MAX,
+                        (int) policy_reason_max_length(), 0);
+        ASSERT_LE(error_size(GUEST_ERROR("ReclaimRefused"), "reason", json_object_new_string(reason), NULL, NULL),
+                  smallest);
+        ASSERT_LE(error_size(GUEST_ERROR("Denied"), "reason", json_object_new_string(GUEST_REASON_BACKEND_REFUSED),
+                             NULL, NULL),
+                  smallest);
+        ASSERT_LE(error_size(GUEST_ERROR("LimitReached"), "limit", json_object_new_string("contexts-total"), "max",
+                             json_object_new_int64(UINT_MAX)),
+                  smallest);
+        ASSERT_LE(error_size(GUEST_ERROR("BadFileDescriptor"), "field", json_object_new_string("vfioFileDescriptor"),
+                             "reason", json_object_new_string(GUEST_REASON_OTHER_DEVICE)),
+                  smallest);
+        ASSERT_LE(error_size(GUEST_ERROR("NoSuchVDevice"), "context", json_object_new_int64(INT64_MIN), "vdeviceId",
+                             json_object_new_int64(INT64_MIN)),
+                  smallest);
+        for (const char *const *s = guest_tdi_states(); *s; s++)
+                ASSERT_LE(error_size(GUEST_ERROR("InvalidState"), "state", json_object_new_string(*s), NULL, NULL),
+                          smallest);
+        ASSERT_LE(error_size(GUEST_ERROR("DeviceBusy"), "pciAddress", json_object_new_string(address), NULL, NULL),
+                  smallest);
+        ASSERT_LE(error_size(GUEST_ERROR("AuditFailed"), "errno", json_object_new_int(INT_MAX), NULL, NULL), smallest);
+
+        /* And Bind's and Unbind's replies. */
+        for (const char *const *s = guest_tdi_states(); *s; s++) {
+                reply = json_object_new_object();
+                ASSERT_OK(json_object_add(reply, "state", json_object_new_string(*s)));
+                ASSERT_LE(reply_size(reply), bound_of("Bind", NULL));
+        }
+}
+
+TEST(reads_have_no_bound) {
+        size_t size;
+        unsigned fds;
+
+        ASSERT_ERRNO(guest_reply_bound("io.tsmd.Guest.GetDeviceState", &size, &fds), ENOENT);
+        ASSERT_ERRNO(guest_reply_bound("io.tsmd.Guest.WatchEvents", &size, &fds), ENOENT);
+        ASSERT_ERRNO(guest_reply_bound("io.tsmd.Admin.ListDevices", &size, &fds), ENOENT);
+}
+
+/* The refusal the server sends is the one io.tsmd declares. */
+TEST(reply_may_not_fit_is_declared) {
+        _cleanup_(varlink_interface_freep) VarlinkInterface *i = NULL;
+        _cleanup_(json_object_putp) json_object *p = json_object_new_object();
+        _cleanup_free_ char *bad = NULL;
+        const VarlinkSymbol *e;
+
+        ASSERT_OK(varlink_interface_parse(varlink_builtin_idl_find("io.tsmd"), &i, NULL, NULL));
+        e = varlink_interface_find_error(i, strrchr(VARLINK_ERROR_REPLY_MAY_NOT_FIT, '.') + 1);
+        ASSERT_NOT_NULL(e);
+        ASSERT_OK(json_object_add(p, "limit", json_object_new_string("MaxMessageSize")));
+        ASSERT_OK(json_object_add(p, "needed", json_object_new_int64(1122)));
+        ASSERT_OK(json_object_add(p, "max", json_object_new_int64(512)));
+        ASSERT_OK(varlink_error_validate(e, p, &bad));
+}
+
+TEST_MAIN();
