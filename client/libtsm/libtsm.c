@@ -14,8 +14,18 @@
 static void client_free_now(TsmClient *c) {
         TsmOp *op;
 
+        /* The destroys below are callbacks like any other: a tsm_client_free() from one only
+         * notes what is under way, and blocking calls, tsm_client_process() and
+         * tsm_client_reconnect() fail with -EDEADLK (asynchronous calls with -ENOTCONN, the
+         * connection being gone). Without the guards raised a nested free would release c
+         * under this loop, and a nested reconnect would leak the connection it makes. */
+        c->free_requested = true;
+        c->n_busy++;
+        c->n_dispatching++;
+
         /* Pending calls are dropped without their callbacks running. */
         c->vc = varlink_client_free(c->vc);
+        c->watch = NULL;
         while ((op = LIST_FIRST(&c->ops))) {
                 LIST_REMOVE(op, entry);
                 if (op->destroy)

@@ -184,7 +184,10 @@ int tsm_client_connect(const char *address, TsmClient **ret);
  * tsmd releases every context, vDevice and binding the connection held. Asynchronous calls
  * still pending get their destroy function called (not their callback). Called from inside a
  * callback of @c, the client is released once that callback returned; no further callbacks
- * run.
+ * run. The destroy functions it runs are callbacks of @c like any other: tsm_client_free()
+ * from one adds nothing (@c is being released already, once, after the last of them),
+ * blocking calls, tsm_client_process() and tsm_client_reconnect() fail with -EDEADLK there,
+ * and asynchronous calls with -ENOTCONN.
  *
  * Return: NULL.
  */

@@ -326,6 +326,80 @@ TEST(free_during_process) {
         pair_done(NULL, path, l, s);
 }
 
+typedef struct NestedFree {
+        TsmClient *client;
+        unsigned n_destroys;
+        int reconnect, process, call, async;
+} NestedFree;
+
+static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata);
+
+/* A destroy run by tsm_client_free() itself that uses the client: the client is released once,
+ * after the last destroy, and what would nest is refused. */
+static void on_destroy_nested(void *userdata) {
+        NestedFree *f = userdata;
+
+        if (f->n_destroys++ == 1) {
+                f->reconnect = tsm_client_reconnect(f->client);
+                f->process = tsm_client_process(f->client);
+                f->call = tsm_context_close(f->client, 1);
+                f->async = tsm_guest_request_async(f->client, 1, 1, "info", "x", 1, 64, noop_response,
+                                                   NULL, NULL);
+                tsm_client_free(f->client);
+        }
+}
+
+TEST(free_from_destroy_of_free) {
+        char path[108];
+        NestedFree f = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        f.client = c;
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, &f,
+                                                  on_destroy_nested));
+        tsm_client_free(c);
+        ASSERT_EQ(f.n_destroys, 3);
+        ASSERT_ERRNO(f.reconnect, EDEADLK);
+        ASSERT_ERRNO(f.process, EDEADLK);
+        ASSERT_ERRNO(f.call, EDEADLK);
+        ASSERT_ERRNO(f.async, ENOTCONN);
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(NULL, path, l, s);
+}
+
+/* The same when the free was deferred: a callback freed the client during tsm_client_process(),
+ * and the remaining destroys run on its way out. */
+static void on_response_free_nested(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        tsm_client_free(c);
+}
+
+TEST(free_from_destroy_of_deferred_free) {
+        char path[108];
+        NestedFree f = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        f.client = c;
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free_nested, &f,
+                                          on_destroy_nested));
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, &f,
+                                                  on_destroy_nested));
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        {
+                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+                ASSERT_EQ(poll(&p, 1, 1000), 1);
+        }
+        ASSERT_EQ(tsm_client_process(c), 1);
+        ASSERT_EQ(f.n_destroys, 4);
+        ASSERT_ERRNO(f.reconnect, EDEADLK);
+        ASSERT_ERRNO(f.call, EDEADLK);
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(NULL, path, l, s);
+}
+
 static int noop_json(TsmClient *c, const char *reply, bool continues, void *userdata) {
         return 0;
 }
