@@ -116,7 +116,7 @@ int varlink_client_connect_full(const char *address, uint64_t timeout_usec, Varl
          * that connect() fails with EAGAIN and nothing is queued (unlike TCP's EINPROGRESS):
          * polling the socket would report it writable but unconnected. Retry instead, until
          * the deadline, as a blocking connect would wait. */
-        deadline = now_monotonic_usec() + timeout_usec;
+        deadline = usec_add(now_monotonic_usec(), timeout_usec);
         for (;;) {
                 uint64_t n;
 
@@ -389,7 +389,7 @@ static int client_send(VarlinkClient *c, const char *method, json_object *parame
 }
 
 static int client_wait(VarlinkClient *c) {
-        uint64_t deadline = c->timeout_usec > 0 ? now_monotonic_usec() + c->timeout_usec : 0;
+        uint64_t deadline = c->timeout_usec > 0 ? usec_add(now_monotonic_usec(), c->timeout_usec) : 0;
         int r;
 
         while (!c->wait_done) {
@@ -408,7 +408,7 @@ static int client_wait(VarlinkClient *c) {
                         uint64_t n = now_monotonic_usec();
                         if (n >= deadline)
                                 return client_die(c, -ETIMEDOUT);
-                        timeout_ms = (int) DIV_ROUND_UP(deadline - n, 1000ULL);
+                        timeout_ms = usec_to_poll_timeout(deadline - n);
                 }
                 pfd.events = varlink_client_get_events(c);
                 r = poll(&pfd, 1, timeout_ms);
@@ -482,7 +482,7 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
         if (r < 0)
                 return r;
 
-        deadline = now_monotonic_usec() + (c->timeout_usec ?: DEFAULT_TIMEOUT_USEC);
+        deadline = usec_add(now_monotonic_usec(), c->timeout_usec ?: DEFAULT_TIMEOUT_USEC);
         while (varlink_stream_get_output_size(c->stream) > 0) {
                 struct pollfd pfd = { .fd = varlink_client_get_fd(c), .events = POLLOUT };
                 uint64_t n;
@@ -495,7 +495,7 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
                 n = now_monotonic_usec();
                 if (n >= deadline)
                         return -ETIMEDOUT;
-                (void) poll(&pfd, 1, (int) DIV_ROUND_UP(deadline - n, 1000ULL));
+                (void) poll(&pfd, 1, usec_to_poll_timeout(deadline - n));
         }
         return 0;
 }

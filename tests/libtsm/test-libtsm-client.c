@@ -8,6 +8,7 @@
  */
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -201,6 +202,58 @@ TEST(timeout_closes_connection) {
         ASSERT_TRUE(read_message(s, buf, sizeof(buf))); /* the call */
         ASSERT_TRUE(sees_hangup(s));
         pair_done(c, path, l, s);
+}
+
+typedef struct LateReply {
+        int fd;
+        unsigned delay_msec;
+} LateReply;
+
+static void *late_reply_thread(void *userdata) {
+        LateReply *r = userdata;
+        char buf[4096];
+
+        if (read_message(r->fd, buf, sizeof(buf))) {
+                sleep_msec(r->delay_msec);
+                write_message(r->fd, "{\"parameters\":{}}");
+        }
+        return NULL;
+}
+
+static uint64_t cpu_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* Timeouts too long to add to the clock or to pass to poll() in milliseconds mean "long": the
+ * call waits for its reply, neither timing out at once (a wrapped deadline) nor spinning (a
+ * poll() timeout wrapped to 0) nor failing. */
+TEST(huge_timeouts_wait) {
+        static const uint64_t timeouts[] = {
+                UINT64_MAX, UINT64_MAX - 1, INT64_MAX, (1ULL << 32) * 1000ULL, (1ULL << 31) * 1000ULL,
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(timeouts); i++) {
+                char path[108];
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+                LateReply r = { .fd = s, .delay_msec = 300 };
+                pthread_t thread;
+                uint64_t cpu;
+
+                ASSERT_OK(tsm_client_set_timeout(c, timeouts[i]));
+                ASSERT_EQ(pthread_create(&thread, NULL, late_reply_thread, &r), 0);
+                cpu = cpu_usec();
+                if (tsm_context_close(c, 1) < 0)
+                        TEST_FAIL("timeout %" PRIu64 ": %s", timeouts[i], tsm_client_get_error_name(c));
+                /* A spin burns the whole 300 ms. */
+                ASSERT_LE(cpu_usec() - cpu, 150 * 1000ULL);
+                ASSERT_EQ(pthread_join(thread, NULL), 0);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+                pair_done(c, path, l, s);
+        }
 }
 
 /* The same after tsmd violated the protocol. */
