@@ -130,8 +130,12 @@ void ltsm_op_finish(TsmOp *op);
 
 /* The errno a Varlink error name (with its parameters) stands for (positive). */
 int ltsm_error_to_errno(const char *name, json_object *parameters);
-/* Records a Varlink error reply as the client's error state; returns the negative errno. */
+/* Records a Varlink error reply tsmd sent as the client's error state; returns the negative
+ * errno. */
 int ltsm_error_set_reply(TsmClient *c, const char *name, json_object *parameters);
+/* The same for an error a reply callback of vc got: a local failure if vc died (the
+ * connection is gone), else tsmd's reply. */
+int ltsm_error_set_varlink(TsmClient *c, VarlinkClient *vc, const char *name, json_object *parameters);
 /* Records a local failure r (< 0); connection failures get their io.tsmd.* name. Returns r. */
 int ltsm_error_set_local(TsmClient *c, int r);
 void ltsm_error_clear(TsmClient *c);

@@ -71,7 +71,7 @@ static int on_more_reply(VarlinkClient *vc, json_object *parameters, const char 
         if (s->client->free_requested)
                 return -ECANCELED;
         if (error) {
-                s->error = ltsm_error_set_reply(s->client, error, parameters);
+                s->error = ltsm_error_set_varlink(s->client, vc, error, parameters);
                 return 0;
         }
         text = to_text(parameters);

@@ -42,22 +42,29 @@
  *   io.tsmd.Guest.PayloadTooLarge              -E2BIG       request or response limit exceeded
  *   io.tsmd.Guest.DeviceGone                   -ENODEV      the device went away
  *   io.tsmd.Guest.DeviceBusy                   -EBUSY       device or TSM busy; retry later
- *   io.tsmd.Guest.Timeout                      -ETIMEDOUT   the backend did not answer in time
+ *   io.tsmd.Guest.Timeout                      -ETIME       the backend did not answer the request in
+ *                                                           time; the connection goes on (not
+ *                                                           -ETIMEDOUT, which is libtsm's own, below)
  *   io.tsmd.Guest.InvalidState                 -EBADFD      the TDI state does not allow it
- *   io.tsmd.Guest.BackendError                 -errno       its "errno" parameter (1..4095), else -EIO
+ *   io.tsmd.Guest.BackendError                 -errno       its "errno" parameter (1..4095), else -EIO (*)
  *   io.tsmd.Guest.AuditFailed                  -EIO         nothing was forwarded
  *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit, or the total of contexts,
  *                                                           was reached
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
- *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO
+ *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO (*)
  *   io.tsmd.ReplyTooLarge                      -EMSGSIZE    the call ran, but its reply exceeds tsmd's
  *                                                           MaxMessageSize=; the connection goes on
  *   org.varlink.service.InvalidParameter       -EINVAL      tsmd rejected a parameter
  *   org.varlink.service.InterfaceNotFound,
  *   org.varlink.service.MethodNotFound,
  *   org.varlink.service.MethodNotImplemented   -EOPNOTSUPP  this tsmd does not offer the call
- *   org.varlink.service.ExpectedMore           -EPROTO
- *   any other error name                       -EBADR
+ *   org.varlink.service.ExpectedMore           -EBADE       the method needs tsm_client_call_more_json()
+ *   any other error name                       -EBADR       (io.tsmd.Disconnected, io.tsmd.TimedOut and
+ *                                                           io.tsmd.Protocol too, when tsmd sends them)
+ *
+ * (*) except the errno values libtsm reserves for its own failures (-ECONNRESET, -ENOTCONN,
+ * -ETIMEDOUT, -EPROTO, -ECANCELED, -EDEADLK), which tsmd's errors give as -EIO: the error
+ * message still names the errno ("name=EPROTO, errno=71").
  *
  * Local failures, with the error name libtsm reports for them:
  *
@@ -71,9 +78,10 @@
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
  *
- * After -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO the connection is gone (and with it
- * every context it held): libtsm has closed its socket, and tsm_client_reconnect() makes a
- * new one.
+ * No error tsmd sends maps to -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO, so after one of
+ * them the connection is gone (and with it every context it held): libtsm has closed its
+ * socket, and tsm_client_reconnect() makes a new one. tsm_client_get_fd() < 0 says the same at
+ * any time; after any other error the connection goes on.
  *
  * -ECANCELED: the client is gone. A blocking call (and tsm_client_reconnect()) runs the
  * callbacks of earlier asynchronous calls whose replies arrive meanwhile. If one of them calls
@@ -196,7 +204,8 @@ TsmClient *tsm_client_free(TsmClient *c);
 /**
  * tsm_client_set_timeout() - bounds how long blocking calls wait for their reply
  * @c: the client
- * @usec: microseconds; 0 waits forever
+ * @usec: microseconds; 0 waits forever (as, in effect, does UINT64_MAX: a deadline past the
+ *        end of the clock never comes)
  *
  * A blocking call that times out returns -ETIMEDOUT and closes the connection (a late reply
  * could not be told apart from the next one): every pending asynchronous call fails with
@@ -413,7 +422,7 @@ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
  * takes, and serves other devices meanwhile; tsm_client_set_timeout() still bounds the wait.
  *
  * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY (another Bind or Unbind of it is still
- * being answered); -ETIMEDOUT; -EACCES (Denied: the policy in force does not let this client use
+ * being answered); -ETIME (Timeout: the TSM did not answer); -EACCES (Denied: the policy in force does not let this client use
  * the device, a reload may have taken it away); see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
@@ -534,7 +543,7 @@ bool tsm_scope_is_allowed(const TsmScope *s);
  * @ret_resp_len: the response's length; may be NULL
  *
  * Return: 0; -EOPNOTSUPP (NoSuchScope, ScopeUnavailable); -EACCES (Denied: e.g. a debug scope
- * the policy does not grant); -E2BIG (PayloadTooLarge); -ENODEV; -EBUSY; -ETIMEDOUT; -EIO
+ * the policy does not grant); -E2BIG (PayloadTooLarge); -ENODEV; -EBUSY; -ETIME (Timeout); -EIO
  * (AuditFailed); -ENOBUFS if tsmd sent more than @resp_size; see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */

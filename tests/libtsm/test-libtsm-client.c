@@ -270,6 +270,93 @@ TEST(protocol_error_closes_connection) {
         pair_done(c, path, l, s);
 }
 
+typedef struct AsyncResult {
+        unsigned n;
+        int error;
+        char *name;
+} AsyncResult;
+
+static void on_response_record(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        AsyncResult *r = userdata;
+
+        r->n++;
+        r->error = error;
+        free(r->name);
+        r->name = tsm_client_get_error_name(c) ? strdup(tsm_client_get_error_name(c)) : NULL;
+}
+
+/* No error tsmd sends maps to what libtsm reserves for a lost connection (-ECONNRESET,
+ * -ENOTCONN, -ETIMEDOUT, -EPROTO) or a freed client (-ECANCELED): only a lost connection
+ * gives those, and tsm_client_get_fd() fails exactly then. */
+TEST(peer_errors_never_look_local) {
+        static const struct {
+                const char *reply;
+                int error;
+        } cases[] = {
+                { "{\"error\":\"io.tsmd.Guest.BackendError\",\"parameters\":{\"name\":\"EPROTO\",\"errno\":71}}", EIO },
+                { "{\"error\":\"io.tsmd.Guest.BackendError\",\"parameters\":{\"name\":\"ECONNRESET\",\"errno\":104}}", EIO },
+                { "{\"error\":\"io.tsmd.Guest.BackendError\",\"parameters\":{\"name\":\"EDEADLK\",\"errno\":35}}", EIO },
+                { "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":125}}", EIO },
+                { "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":107}}", EIO },
+                { "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":110}}", EIO },
+                { "{\"error\":\"io.tsmd.Guest.BackendError\",\"parameters\":{\"name\":\"EALREADY\",\"errno\":114}}", EALREADY },
+                { "{\"error\":\"io.tsmd.Guest.Timeout\",\"parameters\":{\"pciAddress\":\"0000:01:00.0\"}}", ETIME },
+                { "{\"error\":\"org.varlink.service.ExpectedMore\"}", EBADE },
+                { "{\"error\":\"io.tsmd.Disconnected\"}", EBADR },
+                { "{\"error\":\"io.tsmd.TimedOut\"}", EBADR },
+                { "{\"error\":\"io.tsmd.Protocol\"}", EBADR },
+        };
+        char path[108];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                AsyncResult a = {};
+                char buf[4096];
+
+                /* A blocking call. */
+                write_message(s, cases[i].reply);
+                if (tsm_context_close(c, 1) != -cases[i].error)
+                        TEST_FAIL("%s: not -%d", cases[i].reply, cases[i].error);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+
+                /* An asynchronous one. */
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                write_message(s, cases[i].reply);
+                while (a.n == 0) {
+                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                        ASSERT_GE(tsm_client_process(c), 0);
+                }
+                if (a.error != -cases[i].error)
+                        TEST_FAIL("%s: async %d, not -%d", cases[i].reply, a.error, cases[i].error);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+                free(a.name);
+        }
+
+        /* A connection really lost still says so, by name, to an asynchronous call too. */
+        {
+                AsyncResult a = {};
+
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+                shutdown(s, SHUT_RDWR);
+                while (a.n == 0) {
+                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                        (void) tsm_client_process(c);
+                }
+                ASSERT_ERRNO(a.error, ECONNRESET);
+                ASSERT_STREQ(a.name, "io.tsmd.Disconnected");
+                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+                free(a.name);
+        }
+        pair_done(c, path, l, s);
+}
+
 static int on_more_free(TsmClient *c, const char *reply, bool continues, void *userdata) {
         unsigned *n = userdata;
 
