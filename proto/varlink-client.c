@@ -143,8 +143,7 @@ VarlinkClient *varlink_client_free(VarlinkClient *c) {
         if (!c)
                 return NULL;
         current_clear(c);
-        close_many(c->out_fds, c->n_out_fds);
-        free(c->out_fds);
+        varlink_client_drop_fds(c);
         free(c->pending);
         varlink_stream_free(c->stream);
         return mfree(c);
@@ -358,24 +357,38 @@ int varlink_client_process(VarlinkClient *c) {
         return progress;
 }
 
+void varlink_client_drop_fds(VarlinkClient *c) {
+        close_many(c->out_fds, c->n_out_fds);
+        c->out_fds = mfree(c->out_fds);
+        c->n_out_fds = c->allocated_out_fds = 0;
+}
+
 static int client_send(VarlinkClient *c, const char *method, json_object *parameters,
                        unsigned flags, const Pending *p) {
         _cleanup_(json_object_putp) json_object *m = NULL;
         int r;
 
+        /* A call that fails takes the fds pushed for it along (varlink_stream_enqueue() does
+         * from its start on): left queued, they would go with the next call, which names
+         * other ones. */
         if (c->dead) {
                 json_object_put(parameters);
+                varlink_client_drop_fds(c);
                 return c->dead_error;
         }
 
         r = varlink_message_new_call(method, parameters, flags, &m);
-        if (r < 0)
+        if (r < 0) {
+                varlink_client_drop_fds(c);
                 return r;
+        }
 
         if (p) {
                 r = pending_push(c, p);
-                if (r < 0)
+                if (r < 0) {
+                        varlink_client_drop_fds(c);
                         return r;
+                }
         }
 
         r = varlink_stream_enqueue(c->stream, m, TAKE_PTR(c->out_fds), c->n_out_fds);

@@ -221,7 +221,6 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
         _cleanup_(json_object_putp) json_object *p = params;
         json_object *reply = NULL;
         const char *error = NULL;
-        bool pushed = false;
         int r;
 
         r = ltsm_client_check_callable(c, true);
@@ -233,29 +232,27 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
 
                 if (copy < 0)
                         return ltsm_error_set_local(c, negative_errno());
-                /* The queue of fds to send is empty between calls, so this one is number 0. */
+                /* The queue of fds to send is empty between calls (a call takes its fds along,
+                 * failing or not), so this one is number 0. */
                 r = varlink_client_push_fd(c->vc, copy);
                 if (r < 0)
                         return ltsm_error_set_local(c, r);
                 if (r != 0) {
                         /* Cannot happen; but never send an fd the call does not name. */
-                        c->vc = varlink_client_free(c->vc);
-                        return ltsm_error_set_local(c, -ENOTCONN);
+                        varlink_client_drop_fds(c->vc);
+                        return ltsm_error_set_local(c, -EIO);
                 }
-                pushed = true;
         }
 
         c->n_busy++;
         r = varlink_client_call(c->vc, method, TAKE_PTR(p), &reply, &error);
         if (ltsm_client_leave(c))
                 return -ECANCELED;
-        if (r < 0) {
-                /* A call that failed before it was sent (out of memory) leaves its fd queued
-                 * for the next call: drop the connection instead of sending it with that. */
-                if (pushed && varlink_client_is_connected(c->vc))
-                        c->vc = varlink_client_free(c->vc);
+        if (r < 0)
+                /* Either the connection died (and every pending callback ran with that), or
+                 * the call was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and
+                 * the connection goes on: nothing it holds is lost for a local hiccup. */
                 return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
-        }
         if (error)
                 return ltsm_error_set_reply(c, error, reply);
 

@@ -74,6 +74,12 @@
  *   call on a connection known to be lost      -ENOTCONN    io.tsmd.Disconnected
  *   a reply that does not match the interface  -EBADMSG     (NULL)
  *   a response larger than the buffer          -ENOBUFS     (NULL)
+ *   the call was not sent: the output queue    -ENOBUFS     (NULL; the connection goes on. tsmd reads
+ *   is full                                                 no more calls while MaxPendingCalls= of
+ *                                                           the connection's are unanswered: retry
+ *                                                           once replies came)
+ *   the call was not sent: it is larger than   -E2BIG       (NULL; the connection goes on)
+ *   a message may be
  *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
@@ -569,7 +575,8 @@ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  * tsm_client_process() (or a later blocking call), never from here. Callbacks of several
  * requests run in the order the requests were made.
  *
- * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOMEM.
+ * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOBUFS (the output
+ * queue is full, see the table); -ENOMEM.
  */
 int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
                             const void *req, size_t req_len, size_t max_response_size,

@@ -7,6 +7,7 @@
  * internal Varlink client. Runs in: tests.
  */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -354,6 +355,117 @@ TEST(peer_errors_never_look_local) {
                 ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
                 free(a.name);
         }
+        pair_done(c, path, l, s);
+}
+
+static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata);
+
+static unsigned count_open_fds(void) {
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+/* Reads one message with recvmsg(), byte by byte, and says how many fds came with it. */
+static bool read_message_fds(int fd, char *buf, size_t size, unsigned *ret_n_fds) {
+        size_t n = 0;
+
+        *ret_n_fds = 0;
+        for (;;) {
+                union {
+                        struct cmsghdr cmsg;
+                        uint8_t buf[CMSG_SPACE(sizeof(int) * 8)];
+                } control;
+                struct iovec iov = { .iov_base = buf + n, .iov_len = 1 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                     .msg_controllen = sizeof(control) };
+
+                if (recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) <= 0)
+                        return false;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                                for (size_t i = 0; i < k; i++) {
+                                        int f;
+
+                                        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                        close(f);
+                                }
+                                *ret_n_fds += (unsigned) k;
+                        }
+                if (buf[n] == 0)
+                        return true;
+                if (++n >= size)
+                        TEST_FAIL("message too long");
+        }
+}
+
+/* A blocking call with an fd that cannot be queued (tsmd reads no more: the output queue is
+ * full) fails with -ENOBUFS and leaves the connection as it was: pending calls are answered
+ * later, and the fd is neither leaked nor sent with a later call. */
+TEST(full_output_queue_keeps_connection) {
+        VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
+        char path[108], buf[16384], big[2900];
+        AsyncResult first = {};
+        unsigned n_calls = 0, n_fds, fds_before, n_replied = 0;
+        int l, s, one;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        memset(big, 'x', sizeof(big));
+
+        /* Until the socket is full and output waits in the queue; then the queue is full. */
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &first, NULL));
+        n_calls++;
+        while (!(tsm_client_get_events(c) & POLLOUT)) {
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", big, sizeof(big), 64, noop_response, NULL, NULL));
+                ASSERT_LE(++n_calls, 100000U);
+        }
+        limits.max_output_size = 1;
+        ASSERT_OK(varlink_client_set_limits(c->vc, &limits));
+        ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, NULL, NULL), ENOBUFS);
+
+        one = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(one >= 0);
+        fds_before = count_open_fds();
+        ASSERT_ERRNO(tsm_device_attach(c, 1, 1, "0000:01:00.0", one, NULL), ENOBUFS);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(count_open_fds(), fds_before); /* its duplicate was closed */
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        ASSERT_EQ(first.n, 0U);
+        limits.max_output_size = VARLINK_LIMITS_DEFAULT.max_output_size;
+        ASSERT_OK(varlink_client_set_limits(c->vc, &limits));
+
+        /* tsmd reads again: every queued call arrives without an fd, and is answered. */
+        while (n_replied < n_calls) {
+                struct pollfd p = { .fd = s, .events = POLLIN };
+
+                if (poll(&p, 1, 0) == 1) {
+                        ASSERT_TRUE(read_message_fds(s, buf, sizeof(buf), &n_fds));
+                        ASSERT_EQ(n_fds, 0U);
+                        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+                        n_replied++;
+                        continue;
+                }
+                p = (struct pollfd) { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+                ASSERT_EQ(poll(&p, 1, 1000), 1);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        ASSERT_OK(tsm_client_set_timeout(c, 5 * 1000000ULL));
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1)); /* runs the callbacks of the replies read with it */
+        ASSERT_EQ(first.n, 1U);
+        ASSERT_OK(first.error);
+        ASSERT_TRUE(read_message_fds(s, buf, sizeof(buf), &n_fds));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        ASSERT_EQ(n_fds, 0U);
+        close(one);
         pair_done(c, path, l, s);
 }
 
