@@ -336,7 +336,9 @@ int varlink_client_process(VarlinkClient *c) {
         for (;;) {
                 r = client_dispatch_one(c);
                 if (r < 0)
-                        return client_die(c, r == -EBADMSG || r == -ELOOP ? -EPROTO : r);
+                        /* -EMSGSIZE too: a reply beyond the limits is the peer's violation,
+                         * and libtsm's callers must not take it for io.tsmd.ReplyTooLarge. */
+                        return client_die(c, r == -EBADMSG || r == -ELOOP || r == -EMSGSIZE ? -EPROTO : r);
                 if (r > 0) {
                         progress = true;
                         if (c->wait_done)

@@ -11,12 +11,23 @@
 #include <json-c/json.h>
 
 #include "macro.h"
+#include "tsm-priv.h"
 #include "tsm.h"
 #include "varlink-client.h"
 
 #define TSM_GUEST_SOCKET_DEFAULT "/run/tsmd/io.tsmd.Guest"
 #define TSM_TIMEOUT_DEFAULT_USEC (45ULL * 1000000ULL)
 #define TSM_ERROR_MESSAGE_MAX 256
+
+/* SECURITY: what a reply may cost the VMM. The Varlink defaults (16 MiB, depth 64) let a
+ * compromised worker make a VMM parse 16 MiB of nested empty arrays into some 50 times that
+ * in json-c objects. io.tsmd.Guest's largest reply is GuestRequest's: a response of at most
+ * TSM_PRIV_PAYLOAD_MAX (nothing larger crosses tsmd's privilege boundary), base64-encoded,
+ * plus room for the envelope and every other reply (AttachDevice's scopes, error texts). Its
+ * deepest is AttachDevice's, 4 levels ({"parameters":{"scopes":[{...}]}}): twice that leaves a
+ * newer tsmd room. Tools calling other interfaces get the defaults (ltsm_client_widen_limits()). */
+#define TSM_GUEST_MESSAGE_MAX (((size_t) TSM_PRIV_PAYLOAD_MAX + 2U) / 3U * 4U + 64U * 1024U)
+#define TSM_GUEST_DEPTH_MAX 8U
 
 typedef enum TsmOpType {
         TSM_OP_GUEST_REQUEST,
@@ -59,6 +70,8 @@ struct TsmClient {
         TsmReclaimToken *tokens; /* of this connection's contexts */
         size_t n_tokens, allocated_tokens;
 
+        bool wide_limits;       /* a tool called outside io.tsmd.Guest: Varlink's default limits */
+
         unsigned n_busy;        /* entry points running that may run callbacks */
         unsigned n_dispatching; /* user callbacks running */
         bool free_requested;    /* tsm_client_free() from a callback: free when n_busy drops to 0 */
@@ -100,6 +113,10 @@ struct TsmEvent {
         } while (false)
 
 /* ---- libtsm.c: calls ---- */
+
+/* Gives c's connections Varlink's default limits from now on, for a call of method (a tool's,
+ * through tsm_client_call_json()) unless it is one of io.tsmd.Guest's. */
+int ltsm_client_widen_limits(TsmClient *c, const char *method);
 
 /* Whether a call may be made now: -EDEADLK for a blocking call from a callback, or while a
  * watch is open; -ENOTCONN without a working connection (error state set accordingly). */

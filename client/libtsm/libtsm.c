@@ -48,6 +48,27 @@ bool ltsm_client_leave(TsmClient *c) {
         return true;
 }
 
+/* A new connection gets the client's limits and timeout. */
+static int client_setup_connection(TsmClient *c) {
+        VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
+
+        if (!c->wide_limits) {
+                limits.max_message_size = TSM_GUEST_MESSAGE_MAX;
+                limits.max_depth = TSM_GUEST_DEPTH_MAX;
+        }
+        varlink_client_set_timeout(c->vc, c->timeout_usec);
+        return varlink_client_set_limits(c->vc, &limits);
+}
+
+int ltsm_client_widen_limits(TsmClient *c, const char *method) {
+        if (c->wide_limits || strneq(method, "io.tsmd.Guest.", strlen("io.tsmd.Guest.")))
+                return 0;
+        c->wide_limits = true;
+        /* Raising them between two messages is safe: the stream only ever checks the
+         * message it is reading against them. */
+        return c->vc ? client_setup_connection(c) : 0;
+}
+
 /* tsm_client_connect(): see tsm.h. */
 _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
         TsmClient *c;
@@ -72,11 +93,12 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
         }
 
         r = varlink_client_connect(c->address, &c->vc);
+        if (r >= 0)
+                r = client_setup_connection(c);
         if (r < 0) {
                 client_free_now(c);
                 return r;
         }
-        varlink_client_set_timeout(c->vc, c->timeout_usec);
 
         *ret = c;
         return 0;
@@ -130,9 +152,13 @@ _public_ int tsm_client_reconnect(TsmClient *c) {
         r = varlink_client_connect(c->address, &vc);
         if (r >= 0) {
                 c->vc = vc;
-                varlink_client_set_timeout(c->vc, c->timeout_usec);
+                r = client_setup_connection(c);
+                if (r < 0)
+                        c->vc = varlink_client_free(c->vc);
+        }
+        if (r >= 0)
                 ltsm_error_clear(c);
-        } else
+        else
                 (void) ltsm_error_set_local(c, -ENOTCONN);
 
         c->n_busy++;

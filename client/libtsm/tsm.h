@@ -636,6 +636,12 @@ TsmEventKind tsm_event_kind_from_string(const char *s);
  * @parameters: a JSON object as text, or NULL for none
  * @ret_reply: the reply's parameters as JSON text, malloc'd, the caller's to free
  *
+ * A client takes replies no larger and no deeper than io.tsmd.Guest's largest (a 64 KiB
+ * guest response), so that a compromised tsmd cannot make a VMM parse 16 MiB of JSON: a reply
+ * beyond that is a protocol violation (-EPROTO, the connection closed). Calling a method of
+ * another interface here (io.tsmd.Admin.ListDevices, ...) gives this client Varlink's limits
+ * from then on (16 MiB, depth 64), as tools need: a VMM should not.
+ *
  * Return: 0; -EINVAL for parameters that are not a JSON object; for an error reply, its
  * errno from the table above, with tsm_client_get_error_name() naming it.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
@@ -662,7 +668,7 @@ typedef int (*TsmJsonReplyFunc)(TsmClient *c, const char *reply, bool continues,
  * @userdata: passed to @callback
  *
  * Blocks until the final reply, an error reply (returned as with tsm_client_call_json()), or
- * the connection ends. With tsm_client_set_timeout(c, 0) it can follow a stream forever.
+ * the connection ends. Reply limits as for tsm_client_call_json(). With tsm_client_set_timeout(c, 0) it can follow a stream forever.
  *
  * Return: 0 after the final reply; a negative errno otherwise.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).

@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "base64.h"
 #include "harness.h"
 #include "libtsm-internal.h"
 
@@ -466,6 +467,180 @@ TEST(full_output_queue_keeps_connection) {
         ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
         ASSERT_EQ(n_fds, 0U);
         close(one);
+        pair_done(c, path, l, s);
+}
+
+typedef struct BigWriter {
+        int fd;
+        char *text;
+        size_t len;
+} BigWriter;
+
+/* Writes text and its NUL after the call arrived, until done or the reader hung up. */
+static void *big_writer_thread(void *userdata) {
+        BigWriter *w = userdata;
+        char buf[4096];
+        size_t done = 0;
+
+        if (!read_message(w->fd, buf, sizeof(buf)))
+                return NULL;
+        while (done < w->len + 1) {
+                ssize_t n = send(w->fd, w->text + done, w->len + 1 - done, MSG_NOSIGNAL);
+
+                if (n <= 0)
+                        break;
+                done += (size_t) n;
+        }
+        return NULL;
+}
+
+/* A blocking call on a fresh client gets text as its reply; returns the call's result. */
+static int call_with_reply(char *text, bool tool, char **ret_json) {
+        char path[108];
+        int l, s, r;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+        BigWriter w = { .fd = s, .text = text, .len = strlen(text) };
+        pthread_t thread;
+
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+        ASSERT_EQ(pthread_create(&thread, NULL, big_writer_thread, &w), 0);
+        if (tool)
+                r = tsm_client_call_json(c, "io.tsmd.Admin.ListDevices", NULL, ret_json);
+        else
+                r = tsm_context_close(c, 1);
+        if (r == -EPROTO)
+                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        shutdown(s, SHUT_RDWR);
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        pair_done(c, path, l, s);
+        return r;
+}
+
+/* "{"parameters":{"x":[...]}}" with n empty arrays in it. */
+static char *empty_arrays_reply(size_t n) {
+        static const char head[] = "{\"parameters\":{\"x\":[", tail[] = "]}}";
+        char *t = malloc(sizeof(head) + n * 3 + sizeof(tail)), *p;
+
+        ASSERT_NOT_NULL(t);
+        p = stpcpy(t, head);
+        for (size_t i = 0; i < n; i++)
+                p = stpcpy(p, i > 0 ? ",[]" : "[]");
+        strcpy(p, tail);
+        return t;
+}
+
+/* "{"parameters":{"x":[[...1...]]}}": depth levels in all. */
+static char *deep_reply(unsigned depth) {
+        char *t = malloc(64 + 2 * depth), *p;
+
+        ASSERT_NOT_NULL(t);
+        ASSERT_GE(depth, 3U);
+        p = stpcpy(t, "{\"parameters\":{\"x\":");
+        for (unsigned i = 2; i < depth; i++)
+                *p++ = '[';
+        *p++ = '1';
+        for (unsigned i = 2; i < depth; i++)
+                *p++ = ']';
+        strcpy(p, "}}");
+        return t;
+}
+
+/* SECURITY: a reply larger or deeper than any io.tsmd.Guest reply is a protocol violation: a
+ * compromised worker cannot make a VMM parse 16 MiB of nested arrays (some 800 MiB of json-c
+ * objects). A tool calling another interface gets Varlink's defaults. */
+TEST(reply_limits) {
+        char *text, *json = NULL;
+
+        /* 1 MiB of empty arrays (16 MiB would do the same, only slower without the limit). */
+        text = empty_arrays_reply(1U << 19);
+        ASSERT_ERRNO(call_with_reply(text, false, NULL), EPROTO);
+        ASSERT_OK(call_with_reply(text, true, &json));
+        ASSERT_EQ(strlen(json), strlen(text) - strlen("{\"parameters\":}"));
+        free(json);
+        free(text);
+
+        /* Deeper than any reply of the interface, and as deep as it allows. */
+        text = deep_reply(TSM_GUEST_DEPTH_MAX + 1);
+        ASSERT_ERRNO(call_with_reply(text, false, NULL), EPROTO);
+        ASSERT_OK(call_with_reply(text, true, &json));
+        free(json);
+        free(text);
+        text = deep_reply(TSM_GUEST_DEPTH_MAX);
+        ASSERT_OK(call_with_reply(text, false, NULL));
+        free(text);
+}
+
+typedef struct Replier {
+        int fd;
+        const char *text;
+} Replier;
+
+static void *replier_thread(void *userdata) {
+        Replier *r = userdata;
+        char buf[4096];
+
+        if (read_message(r->fd, buf, sizeof(buf)))
+                ASSERT_EQ(send(r->fd, r->text, strlen(r->text) + 1, MSG_NOSIGNAL), (ssize_t) strlen(r->text) + 1);
+        return NULL;
+}
+
+/* The largest legitimate replies pass: a response of TSM_PRIV_PAYLOAD_MAX bytes, and a device
+ * with many scopes. */
+TEST(largest_replies_pass) {
+        size_t n = TSM_PRIV_PAYLOAD_MAX, len = 0;
+        uint8_t *data = malloc(n), *resp = malloc(n);
+        char path[108], *b64 = NULL, *text;
+        TsmDeviceInfo *info = NULL;
+        pthread_t thread;
+        Replier rp;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_NOT_NULL(data);
+        ASSERT_NOT_NULL(resp);
+        for (size_t i = 0; i < n; i++)
+                data[i] = (uint8_t) (i * 7 + 3);
+        ASSERT_OK(base64_encode(data, n, &b64));
+        ASSERT_GE(asprintf(&text, "{\"parameters\":{\"response\":\"%s\",\"scopeNumber\":1,"
+                                  "\"auditSequence\":9007199254740991}}", b64), 0);
+        rp = (Replier) { .fd = s, .text = text };
+        ASSERT_EQ(pthread_create(&thread, NULL, replier_thread, &rp), 0);
+        ASSERT_OK(tsm_guest_request(c, 1, 1, "info", "x", 1, resp, n, &len));
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_EQ(len, n);
+        ASSERT_MEMEQ(resp, data, n);
+        free(text);
+
+        /* 64 scopes with 200-byte descriptions. */
+        {
+                size_t size = 64 * 512 + 256, pos;
+                char desc[201];
+
+                memset(desc, 'd', 200);
+                desc[200] = 0;
+                text = malloc(size);
+                ASSERT_NOT_NULL(text);
+                pos = (size_t) snprintf(text, size, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\","
+                                                    "\"uapi\":\"emulated\",\"scopes\":[");
+                for (unsigned i = 0; i < 64; i++)
+                        pos += (size_t) snprintf(text + pos, size - pos,
+                                                 "%s{\"name\":\"scope-%u\",\"description\":\"%s\",\"number\":%u,"
+                                                 "\"maxRequestSize\":65536,\"maxResponseSize\":65536,\"allowed\":true}",
+                                                 i > 0 ? "," : "", i, desc, i);
+                ASSERT_LE(pos + 4, size);
+                strcpy(text + pos, "]}}");
+        }
+        rp = (Replier) { .fd = s, .text = text };
+        ASSERT_EQ(pthread_create(&thread, NULL, replier_thread, &rp), 0);
+        ASSERT_OK(tsm_device_attach(c, 1, 1, "0000:01:00.0", -1, &info));
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_EQ(tsm_device_info_get_n_scopes(info), 64U);
+        ASSERT_EQ(strlen(tsm_scope_get_description(tsm_device_info_find_scope(info, "scope-63"))), 200U);
+        tsm_device_info_free(info);
+        free(text);
+        free(b64);
+        free(data);
+        free(resp);
         pair_done(c, path, l, s);
 }
 
