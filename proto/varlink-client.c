@@ -213,6 +213,10 @@ int varlink_client_take_fd(VarlinkClient *c, size_t index) {
         int fd;
 
         assert_return(c, -EINVAL);
+        /* The fds from the -EMFILE entry on were sent, but our fd table had no room. */
+        if (c->n_current_fds > 0 && c->current_fds[c->n_current_fds - 1] == -EMFILE &&
+            index >= c->n_current_fds - 1)
+                return -EMFILE;
         if (index >= c->n_current_fds || c->current_fds[index] < 0)
                 return -ENXIO;
         fd = c->current_fds[index];

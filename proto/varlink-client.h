@@ -43,8 +43,9 @@ void varlink_client_set_timeout(VarlinkClient *c, uint64_t usec);
 int varlink_client_push_fd(VarlinkClient *c, int fd);
 /* Closes the fds pushed for the next call. */
 void varlink_client_drop_fds(VarlinkClient *c);
-/* Takes the index-th fd that came with the current reply (-ENXIO if none). The current reply
- * is the one being delivered to a callback, or the last reply of a blocking call. */
+/* Takes the index-th fd that came with the current reply (-ENXIO if none; -EMFILE if it was
+ * sent but our RLIMIT_NOFILE left no room for it). The current reply is the one being
+ * delivered to a callback, or the last reply of a blocking call. */
 int varlink_client_take_fd(VarlinkClient *c, size_t index);
 
 /* Blocking call. Returns 0 when a reply arrived: *ret_parameters (borrowed, valid until the

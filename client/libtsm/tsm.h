@@ -73,6 +73,8 @@
  *   tsmd violated the wire protocol            -EPROTO      io.tsmd.Protocol (connection closed)
  *   call on a connection known to be lost      -ENOTCONN    io.tsmd.Disconnected
  *   a reply that does not match the interface  -EBADMSG     (NULL)
+ *   an fd tsmd sent could not be received:     -EMFILE      (NULL; the connection goes on)
+ *   the VMM's RLIMIT_NOFILE is reached
  *   a response larger than the buffer          -ENOBUFS     (NULL)
  *   the call was not sent: the output queue    -ENOBUFS     (NULL; the connection goes on. tsmd reads
  *   is full                                                 no more calls while MaxPendingCalls= of
@@ -315,7 +317,9 @@ int tsm_client_process(TsmClient *c);
  *               close it. tsmd keeps its own reference until the context is closed. May be
  *               NULL (the fd is closed at once).
  *
- * Return: 0; -EUSERS (LimitReached); -EBADMSG if no fd came with the reply; see the table.
+ * Return: 0; -EUSERS (LimitReached); -EBADMSG if no fd came with the reply; -EMFILE if it
+ * came but the process has no fd left for it (RLIMIT_NOFILE; libtsm closes the context then);
+ * see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd);
@@ -364,7 +368,9 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
  * reclaimed already, released after ReclaimTimeoutSec, or another uid's; or it holds a vDevice
  * whose device the policy in force does not let this client use, which the error's reason
- * names); -EUSERS; see the table.
+ * names); -EUSERS; -EMFILE if the process has no fd left for the iommufd (RLIMIT_NOFILE):
+ * the context is this connection's then, without its fd (it is not closed, so that the
+ * guest's state is not lost with it); see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd);

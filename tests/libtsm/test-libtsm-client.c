@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -642,6 +643,65 @@ TEST(largest_replies_pass) {
         free(data);
         free(resp);
         pair_done(c, path, l, s);
+}
+
+/* Sends text and its NUL with fd attached. */
+static void write_message_fd(int sock, const char *text, int fd) {
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        struct iovec iov = { .iov_base = (void *) text, .iov_len = strlen(text) + 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) strlen(text) + 1);
+}
+
+/* The VMM's fd table is full (RLIMIT_NOFILE) when tsmd sends it a context's iommufd: the call
+ * fails with -EMFILE, libtsm closes the context it cannot hand out, and the connection (with
+ * every other context) goes on; before, the lost fd was taken for tsmd's protocol violation. */
+TEST(emfile_fails_the_call_only) {
+        char path[108], buf[4096];
+        struct rlimit saved, l;
+        uint64_t ctx = 0;
+        int iommufd = -1, lowest, sock, r;
+        int ls, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        sock = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(sock >= 0);
+        write_message_fd(s, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":null}}", sock);
+        write_message(s, "{\"parameters\":{}}"); /* CloseContext's */
+        close(sock);
+
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        l = saved;
+        l.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        r = tsm_context_open(c, &ctx, &iommufd);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_ERRNO(r, EMFILE);
+        ASSERT_EQ(ctx, 0U);
+        ASSERT_EQ(iommufd, -1);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "OpenContext"));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        ASSERT_NOT_NULL(strstr(buf, "\"context\":5"));
+
+        /* The connection goes on. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 6));
+        pair_done(c, path, ls, s);
 }
 
 static int on_more_free(TsmClient *c, const char *reply, bool continues, void *userdata) {
