@@ -125,6 +125,9 @@ int ltsm_client_check_callable(TsmClient *c, bool blocking);
  * the call's fd number 0. On success *ret_reply is borrowed until the next call on c. Returns
  * the mapped errno and sets the error state. -ECANCELED if a callback freed c meanwhile (c is
  * gone then: the caller must return at once). */
+/* Records the failure r of a Varlink call or step: -ECONNRESET for any that killed the
+ * connection but a timeout or protocol violation, so that nothing else means "lost". */
+int ltsm_error_set_failed(TsmClient *c, int r);
 /* Leaves an entry point that may have run callbacks (n_busy); true if the client is gone. */
 bool ltsm_client_leave(TsmClient *c);
 

@@ -221,11 +221,22 @@ _public_ int tsm_client_process(TsmClient *c) {
         if (ltsm_client_leave(c))
                 return 1; /* a callback freed the client */
         if (r < 0)
-                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+                return ltsm_error_set_failed(c, r);
         return progress;
 }
 
 /* ---- call helpers ------------------------------------------------------------------------ */
+
+int ltsm_error_set_failed(TsmClient *c, int r) {
+        if (r == -EPIPE)
+                r = -ECONNRESET;
+        /* A connection that died of anything else (out of memory while reading, a poll()
+         * failure) is lost all the same: tsm.h promises that only these errors mean that. */
+        if (c->vc && !varlink_client_is_connected(c->vc) && r != -ETIMEDOUT && r != -EPROTO &&
+            r != -ENOTCONN)
+                r = -ECONNRESET;
+        return ltsm_error_set_local(c, r);
+}
 
 int ltsm_client_check_callable(TsmClient *c, bool blocking) {
         /* A blocking call from a callback would nest inside the wait or dispatch that runs it. */
@@ -278,7 +289,7 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
                 /* Either the connection died (and every pending callback ran with that), or
                  * the call was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and
                  * the connection goes on: nothing it holds is lost for a local hiccup. */
-                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+                return ltsm_error_set_failed(c, r);
         if (error)
                 return ltsm_error_set_reply(c, error, reply);
 

@@ -132,7 +132,7 @@ int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params
         op->client = c;
         r = varlink_client_call_async(c->vc, method, TAKE_PTR(p), flags, op_reply, op);
         if (r < 0)
-                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+                return ltsm_error_set_failed(c, r);
         LIST_INSERT_HEAD(&c->ops, op, entry);
         return 0;
 }

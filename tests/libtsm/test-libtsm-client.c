@@ -704,6 +704,29 @@ TEST(emfile_fails_the_call_only) {
         pair_done(c, path, ls, s);
 }
 
+/* A connection that dies of an error other than a timeout or protocol violation (here the
+ * socket stops being one: sendmsg() fails with ENOTSOCK) is reported as lost, -ECONNRESET:
+ * no other errno may mean that the connection is gone (tsm.h). */
+TEST(any_death_is_connection_lost) {
+        char path[108];
+        AsyncResult a = {};
+        int l, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_TRUE(dup3(p[0], tsm_client_get_fd(c), O_CLOEXEC) >= 0);
+        ASSERT_ERRNO(tsm_context_close(c, 1), ECONNRESET);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_ERRNO(a.error, ECONNRESET);
+        free(a.name);
+        close(p[0]);
+        close(p[1]);
+        pair_done(c, path, l, s);
+}
+
 static int on_more_free(TsmClient *c, const char *reply, bool continues, void *userdata) {
         unsigned *n = userdata;
 
