@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -145,6 +146,20 @@ static inline bool size_multiply_overflow(size_t size, size_t need) {
 uint64_t now_monotonic_usec(void);
 /* CLOCK_REALTIME in microseconds: for timestamps. */
 uint64_t now_realtime_usec(void);
+
+/* A deadline usec after now, UINT64_MAX where that would wrap: a caller's timeout of "very
+ * long" (UINT64_MAX) must not turn into a deadline in the past. */
+static inline uint64_t usec_add(uint64_t now, uint64_t usec) {
+        return now > UINT64_MAX - usec ? UINT64_MAX : now + usec;
+}
+
+/* A poll() timeout for usec, in milliseconds rounded up, at most INT_MAX (some 24 days: the
+ * caller's loop polls again), so that it never wraps to a negative (forever) or 0 (a spin). */
+static inline int usec_to_poll_timeout(uint64_t usec) {
+        uint64_t ms = usec / 1000U + (usec % 1000U != 0);
+
+        return ms > INT_MAX ? INT_MAX : (int) ms;
+}
 
 /* Whether the n bytes at a and b are equal, in a time that depends on n only: for comparing a
  * secret (a token, a nonce) with what a caller guessed, leaking not how much of it matched. */

@@ -116,7 +116,7 @@ int varlink_client_connect_full(const char *address, uint64_t timeout_usec, Varl
          * that connect() fails with EAGAIN and nothing is queued (unlike TCP's EINPROGRESS):
          * polling the socket would report it writable but unconnected. Retry instead, until
          * the deadline, as a blocking connect would wait. */
-        deadline = now_monotonic_usec() + timeout_usec;
+        deadline = usec_add(now_monotonic_usec(), timeout_usec);
         for (;;) {
                 uint64_t n;
 
@@ -143,8 +143,7 @@ VarlinkClient *varlink_client_free(VarlinkClient *c) {
         if (!c)
                 return NULL;
         current_clear(c);
-        close_many(c->out_fds, c->n_out_fds);
-        free(c->out_fds);
+        varlink_client_drop_fds(c);
         free(c->pending);
         varlink_stream_free(c->stream);
         return mfree(c);
@@ -214,6 +213,10 @@ int varlink_client_take_fd(VarlinkClient *c, size_t index) {
         int fd;
 
         assert_return(c, -EINVAL);
+        /* The fds from the -EMFILE entry on were sent, but our fd table had no room. */
+        if (c->n_current_fds > 0 && c->current_fds[c->n_current_fds - 1] == -EMFILE &&
+            index >= c->n_current_fds - 1)
+                return -EMFILE;
         if (index >= c->n_current_fds || c->current_fds[index] < 0)
                 return -ENXIO;
         fd = c->current_fds[index];
@@ -337,7 +340,9 @@ int varlink_client_process(VarlinkClient *c) {
         for (;;) {
                 r = client_dispatch_one(c);
                 if (r < 0)
-                        return client_die(c, r == -EBADMSG || r == -ELOOP ? -EPROTO : r);
+                        /* -EMSGSIZE too: a reply beyond the limits is the peer's violation,
+                         * and libtsm's callers must not take it for io.tsmd.ReplyTooLarge. */
+                        return client_die(c, r == -EBADMSG || r == -ELOOP || r == -EMSGSIZE ? -EPROTO : r);
                 if (r > 0) {
                         progress = true;
                         if (c->wait_done)
@@ -358,24 +363,38 @@ int varlink_client_process(VarlinkClient *c) {
         return progress;
 }
 
+void varlink_client_drop_fds(VarlinkClient *c) {
+        close_many(c->out_fds, c->n_out_fds);
+        c->out_fds = mfree(c->out_fds);
+        c->n_out_fds = c->allocated_out_fds = 0;
+}
+
 static int client_send(VarlinkClient *c, const char *method, json_object *parameters,
                        unsigned flags, const Pending *p) {
         _cleanup_(json_object_putp) json_object *m = NULL;
         int r;
 
+        /* A call that fails takes the fds pushed for it along (varlink_stream_enqueue() does
+         * from its start on): left queued, they would go with the next call, which names
+         * other ones. */
         if (c->dead) {
                 json_object_put(parameters);
+                varlink_client_drop_fds(c);
                 return c->dead_error;
         }
 
         r = varlink_message_new_call(method, parameters, flags, &m);
-        if (r < 0)
+        if (r < 0) {
+                varlink_client_drop_fds(c);
                 return r;
+        }
 
         if (p) {
                 r = pending_push(c, p);
-                if (r < 0)
+                if (r < 0) {
+                        varlink_client_drop_fds(c);
                         return r;
+                }
         }
 
         r = varlink_stream_enqueue(c->stream, m, TAKE_PTR(c->out_fds), c->n_out_fds);
@@ -389,7 +408,7 @@ static int client_send(VarlinkClient *c, const char *method, json_object *parame
 }
 
 static int client_wait(VarlinkClient *c) {
-        uint64_t deadline = c->timeout_usec > 0 ? now_monotonic_usec() + c->timeout_usec : 0;
+        uint64_t deadline = c->timeout_usec > 0 ? usec_add(now_monotonic_usec(), c->timeout_usec) : 0;
         int r;
 
         while (!c->wait_done) {
@@ -408,7 +427,7 @@ static int client_wait(VarlinkClient *c) {
                         uint64_t n = now_monotonic_usec();
                         if (n >= deadline)
                                 return client_die(c, -ETIMEDOUT);
-                        timeout_ms = (int) DIV_ROUND_UP(deadline - n, 1000ULL);
+                        timeout_ms = usec_to_poll_timeout(deadline - n);
                 }
                 pfd.events = varlink_client_get_events(c);
                 r = poll(&pfd, 1, timeout_ms);
@@ -482,7 +501,7 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
         if (r < 0)
                 return r;
 
-        deadline = now_monotonic_usec() + (c->timeout_usec ?: DEFAULT_TIMEOUT_USEC);
+        deadline = usec_add(now_monotonic_usec(), c->timeout_usec ?: DEFAULT_TIMEOUT_USEC);
         while (varlink_stream_get_output_size(c->stream) > 0) {
                 struct pollfd pfd = { .fd = varlink_client_get_fd(c), .events = POLLOUT };
                 uint64_t n;
@@ -495,7 +514,7 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
                 n = now_monotonic_usec();
                 if (n >= deadline)
                         return -ETIMEDOUT;
-                (void) poll(&pfd, 1, (int) DIV_ROUND_UP(deadline - n, 1000ULL));
+                (void) poll(&pfd, 1, usec_to_poll_timeout(deadline - n));
         }
         return 0;
 }

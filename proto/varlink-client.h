@@ -37,15 +37,22 @@ int varlink_client_set_limits(VarlinkClient *c, const VarlinkLimits *limits);
 /* Timeout for blocking calls, in microseconds; 0 waits forever. Default 45 s, as sd-varlink. */
 void varlink_client_set_timeout(VarlinkClient *c, uint64_t usec);
 
-/* Attaches an fd (ownership passes) to the next call; returns its index in that call. */
+/* Attaches an fd (ownership passes) to the next call; returns its index in that call. A call
+ * that fails closes the fds pushed for it, whether it failed before queueing (-ENOBUFS with
+ * the output queue full, -E2BIG, -ENOMEM) or not. */
 int varlink_client_push_fd(VarlinkClient *c, int fd);
-/* Takes the index-th fd that came with the current reply (-ENXIO if none). The current reply
- * is the one being delivered to a callback, or the last reply of a blocking call. */
+/* Closes the fds pushed for the next call. */
+void varlink_client_drop_fds(VarlinkClient *c);
+/* Takes the index-th fd that came with the current reply (-ENXIO if none; -EMFILE if it was
+ * sent but our RLIMIT_NOFILE left no room for it). The current reply is the one being
+ * delivered to a callback, or the last reply of a blocking call. */
 int varlink_client_take_fd(VarlinkClient *c, size_t index);
 
 /* Blocking call. Returns 0 when a reply arrived: *ret_parameters (borrowed, valid until the
  * next call on this client) and *ret_error (NULL on success, borrowed likewise). Negative
- * errno for local failures: -ETIMEDOUT, -ECONNRESET, -EPROTO. Takes ownership of parameters. */
+ * errno for local failures: -ETIMEDOUT, -ECONNRESET, -EPROTO with the connection closed;
+ * -ENOBUFS (output queue full), -E2BIG (call too large), -ENOMEM with the call not made and
+ * the connection as it was. Takes ownership of parameters. */
 int varlink_client_call(VarlinkClient *c, const char *method, json_object *parameters,
                         json_object **ret_parameters, const char **ret_error);
 

@@ -225,9 +225,12 @@ int varlink_stream_read(VarlinkStream *s) {
                 .msg_controllen = CMSG_SPACE(sizeof(int) * CLAMP(s->limits.max_fds_per_message, 1U,
                                                                  VARLINK_FDS_PER_MESSAGE_MAX)),
         };
+        /* How many fds the control buffer takes (CMSG_SPACE() pads: maybe one more than
+         * asked for). */
+        const size_t capacity = (mh.msg_controllen - CMSG_LEN(0)) / sizeof(int);
         size_t n_fds = 0;
         uint64_t read_start;
-        bool drained;
+        bool drained, lost;
         ssize_t n;
         int r;
 
@@ -262,11 +265,28 @@ int varlink_stream_read(VarlinkStream *s) {
         if (n_fds == 0 && !(mh.msg_flags & MSG_CTRUNC))
                 return drained ? 2 : 1;
 
+        /* MSG_CTRUNC with room left for more fds: the kernel could not install the next one
+         * (our RLIMIT_NOFILE is reached) and dropped the rest. That is our failure, not the
+         * peer's: the message goes on with a -EMFILE entry standing for the lost fds, so that
+         * only the call or reply naming one of them fails. With the buffer (or the limit) full,
+         * the peer sent more than allowed, as before. */
+        lost = (mh.msg_flags & MSG_CTRUNC) && n_fds < capacity && n_fds < s->limits.max_fds_per_message;
+
         /* SECURITY: a peer must not be able to park fds in our table beyond the limits. */
-        if ((mh.msg_flags & MSG_CTRUNC) || !s->allow_fd_input ||
+        if (((mh.msg_flags & MSG_CTRUNC) && !lost) || !s->allow_fd_input ||
             n_fds > s->limits.max_fds_per_message || s->n_in_fds >= ELEMENTSOF(s->in_fds)) {
                 close_many(fds, n_fds);
                 return -EPROTO;
+        }
+        if (lost) {
+                int *p = realloc(fds, (n_fds + 1) * sizeof(int));
+
+                if (!p) {
+                        close_many(fds, n_fds);
+                        return -ENOMEM;
+                }
+                fds = p;
+                fds[n_fds++] = -EMFILE;
         }
 
         /* The fds belong to the last message starting within this read. Read gating means

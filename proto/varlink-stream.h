@@ -73,12 +73,15 @@ void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output);
  * empty, so reading again before it polls readable would only cost an EAGAIN (callers are
  * level-triggered, so stopping early loses nothing); 0 if the socket had nothing (EAGAIN), -ECONNRESET
  * at end of stream, -EMSGSIZE if the buffered message grew beyond the limit, -EPROTO on fds
- * that arrive in the middle of a message, more fds than allowed, or fds when not allowed. */
+ * that arrive in the middle of a message, more fds than allowed, or fds when not allowed. Fds
+ * that the kernel could not install (EMFILE) fail no read: see varlink_stream_next(). */
 int varlink_stream_read(VarlinkStream *s);
 
 /* Extracts the next complete message. Returns 1 and the message (a JSON object) plus the
  * fds that came with it (ownership passes to the caller), 0 if no complete message is
- * buffered, -EBADMSG if it is not valid JSON or not an object, -ELOOP if too deeply nested. */
+ * buffered, -EBADMSG if it is not valid JSON or not an object, -ELOOP if too deeply nested.
+ * Where fds were sent that could not be received (our RLIMIT_NOFILE was reached), the last
+ * entry is -EMFILE, standing for them: the fds before it are the first ones sent. */
 int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds);
 
 /* True if a complete message is buffered (so the caller should not read more yet). */

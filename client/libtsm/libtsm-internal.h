@@ -11,12 +11,23 @@
 #include <json-c/json.h>
 
 #include "macro.h"
+#include "tsm-priv.h"
 #include "tsm.h"
 #include "varlink-client.h"
 
 #define TSM_GUEST_SOCKET_DEFAULT "/run/tsmd/io.tsmd.Guest"
 #define TSM_TIMEOUT_DEFAULT_USEC (45ULL * 1000000ULL)
 #define TSM_ERROR_MESSAGE_MAX 256
+
+/* SECURITY: what a reply may cost the VMM. The Varlink defaults (16 MiB, depth 64) let a
+ * compromised worker make a VMM parse 16 MiB of nested empty arrays into some 50 times that
+ * in json-c objects. io.tsmd.Guest's largest reply is GuestRequest's: a response of at most
+ * TSM_PRIV_PAYLOAD_MAX (nothing larger crosses tsmd's privilege boundary), base64-encoded,
+ * plus room for the envelope and every other reply (AttachDevice's scopes, error texts). Its
+ * deepest is AttachDevice's, 4 levels ({"parameters":{"scopes":[{...}]}}): twice that leaves a
+ * newer tsmd room. Tools calling other interfaces get the defaults (ltsm_client_widen_limits()). */
+#define TSM_GUEST_MESSAGE_MAX (((size_t) TSM_PRIV_PAYLOAD_MAX + 2U) / 3U * 4U + 64U * 1024U)
+#define TSM_GUEST_DEPTH_MAX 8U
 
 typedef enum TsmOpType {
         TSM_OP_GUEST_REQUEST,
@@ -58,6 +69,8 @@ struct TsmClient {
 
         TsmReclaimToken *tokens; /* of this connection's contexts */
         size_t n_tokens, allocated_tokens;
+
+        bool wide_limits;       /* a tool called outside io.tsmd.Guest: Varlink's default limits */
 
         unsigned n_busy;        /* entry points running that may run callbacks */
         unsigned n_dispatching; /* user callbacks running */
@@ -101,6 +114,10 @@ struct TsmEvent {
 
 /* ---- libtsm.c: calls ---- */
 
+/* Gives c's connections Varlink's default limits from now on, for a call of method (a tool's,
+ * through tsm_client_call_json()) unless it is one of io.tsmd.Guest's. */
+int ltsm_client_widen_limits(TsmClient *c, const char *method);
+
 /* Whether a call may be made now: -EDEADLK for a blocking call from a callback, or while a
  * watch is open; -ENOTCONN without a working connection (error state set accordingly). */
 int ltsm_client_check_callable(TsmClient *c, bool blocking);
@@ -108,6 +125,9 @@ int ltsm_client_check_callable(TsmClient *c, bool blocking);
  * the call's fd number 0. On success *ret_reply is borrowed until the next call on c. Returns
  * the mapped errno and sets the error state. -ECANCELED if a callback freed c meanwhile (c is
  * gone then: the caller must return at once). */
+/* Records the failure r of a Varlink call or step: -ECONNRESET for any that killed the
+ * connection but a timeout or protocol violation, so that nothing else means "lost". */
+int ltsm_error_set_failed(TsmClient *c, int r);
 /* Leaves an entry point that may have run callbacks (n_busy); true if the client is gone. */
 bool ltsm_client_leave(TsmClient *c);
 
@@ -130,8 +150,12 @@ void ltsm_op_finish(TsmOp *op);
 
 /* The errno a Varlink error name (with its parameters) stands for (positive). */
 int ltsm_error_to_errno(const char *name, json_object *parameters);
-/* Records a Varlink error reply as the client's error state; returns the negative errno. */
+/* Records a Varlink error reply tsmd sent as the client's error state; returns the negative
+ * errno. */
 int ltsm_error_set_reply(TsmClient *c, const char *name, json_object *parameters);
+/* The same for an error a reply callback of vc got: a local failure if vc died (the
+ * connection is gone), else tsmd's reply. */
+int ltsm_error_set_varlink(TsmClient *c, VarlinkClient *vc, const char *name, json_object *parameters);
 /* Records a local failure r (< 0); connection failures get their io.tsmd.* name. Returns r. */
 int ltsm_error_set_local(TsmClient *c, int r);
 void ltsm_error_clear(TsmClient *c);

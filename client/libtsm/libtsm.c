@@ -14,8 +14,18 @@
 static void client_free_now(TsmClient *c) {
         TsmOp *op;
 
+        /* The destroys below are callbacks like any other: a tsm_client_free() from one only
+         * notes what is under way, and blocking calls, tsm_client_process() and
+         * tsm_client_reconnect() fail with -EDEADLK (asynchronous calls with -ENOTCONN, the
+         * connection being gone). Without the guards raised a nested free would release c
+         * under this loop, and a nested reconnect would leak the connection it makes. */
+        c->free_requested = true;
+        c->n_busy++;
+        c->n_dispatching++;
+
         /* Pending calls are dropped without their callbacks running. */
         c->vc = varlink_client_free(c->vc);
+        c->watch = NULL;
         while ((op = LIST_FIRST(&c->ops))) {
                 LIST_REMOVE(op, entry);
                 if (op->destroy)
@@ -36,6 +46,27 @@ bool ltsm_client_leave(TsmClient *c) {
                 return false;
         client_free_now(c);
         return true;
+}
+
+/* A new connection gets the client's limits and timeout. */
+static int client_setup_connection(TsmClient *c) {
+        VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
+
+        if (!c->wide_limits) {
+                limits.max_message_size = TSM_GUEST_MESSAGE_MAX;
+                limits.max_depth = TSM_GUEST_DEPTH_MAX;
+        }
+        varlink_client_set_timeout(c->vc, c->timeout_usec);
+        return varlink_client_set_limits(c->vc, &limits);
+}
+
+int ltsm_client_widen_limits(TsmClient *c, const char *method) {
+        if (c->wide_limits || strneq(method, "io.tsmd.Guest.", strlen("io.tsmd.Guest.")))
+                return 0;
+        c->wide_limits = true;
+        /* Raising them between two messages is safe: the stream only ever checks the
+         * message it is reading against them. */
+        return c->vc ? client_setup_connection(c) : 0;
 }
 
 /* tsm_client_connect(): see tsm.h. */
@@ -62,11 +93,12 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
         }
 
         r = varlink_client_connect(c->address, &c->vc);
+        if (r >= 0)
+                r = client_setup_connection(c);
         if (r < 0) {
                 client_free_now(c);
                 return r;
         }
-        varlink_client_set_timeout(c->vc, c->timeout_usec);
 
         *ret = c;
         return 0;
@@ -120,9 +152,13 @@ _public_ int tsm_client_reconnect(TsmClient *c) {
         r = varlink_client_connect(c->address, &vc);
         if (r >= 0) {
                 c->vc = vc;
-                varlink_client_set_timeout(c->vc, c->timeout_usec);
+                r = client_setup_connection(c);
+                if (r < 0)
+                        c->vc = varlink_client_free(c->vc);
+        }
+        if (r >= 0)
                 ltsm_error_clear(c);
-        } else
+        else
                 (void) ltsm_error_set_local(c, -ENOTCONN);
 
         c->n_busy++;
@@ -185,11 +221,22 @@ _public_ int tsm_client_process(TsmClient *c) {
         if (ltsm_client_leave(c))
                 return 1; /* a callback freed the client */
         if (r < 0)
-                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+                return ltsm_error_set_failed(c, r);
         return progress;
 }
 
 /* ---- call helpers ------------------------------------------------------------------------ */
+
+int ltsm_error_set_failed(TsmClient *c, int r) {
+        if (r == -EPIPE)
+                r = -ECONNRESET;
+        /* A connection that died of anything else (out of memory while reading, a poll()
+         * failure) is lost all the same: tsm.h promises that only these errors mean that. */
+        if (c->vc && !varlink_client_is_connected(c->vc) && r != -ETIMEDOUT && r != -EPROTO &&
+            r != -ENOTCONN)
+                r = -ECONNRESET;
+        return ltsm_error_set_local(c, r);
+}
 
 int ltsm_client_check_callable(TsmClient *c, bool blocking) {
         /* A blocking call from a callback would nest inside the wait or dispatch that runs it. */
@@ -211,7 +258,6 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
         _cleanup_(json_object_putp) json_object *p = params;
         json_object *reply = NULL;
         const char *error = NULL;
-        bool pushed = false;
         int r;
 
         r = ltsm_client_check_callable(c, true);
@@ -223,29 +269,27 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
 
                 if (copy < 0)
                         return ltsm_error_set_local(c, negative_errno());
-                /* The queue of fds to send is empty between calls, so this one is number 0. */
+                /* The queue of fds to send is empty between calls (a call takes its fds along,
+                 * failing or not), so this one is number 0. */
                 r = varlink_client_push_fd(c->vc, copy);
                 if (r < 0)
                         return ltsm_error_set_local(c, r);
                 if (r != 0) {
                         /* Cannot happen; but never send an fd the call does not name. */
-                        c->vc = varlink_client_free(c->vc);
-                        return ltsm_error_set_local(c, -ENOTCONN);
+                        varlink_client_drop_fds(c->vc);
+                        return ltsm_error_set_local(c, -EIO);
                 }
-                pushed = true;
         }
 
         c->n_busy++;
         r = varlink_client_call(c->vc, method, TAKE_PTR(p), &reply, &error);
         if (ltsm_client_leave(c))
                 return -ECANCELED;
-        if (r < 0) {
-                /* A call that failed before it was sent (out of memory) leaves its fd queued
-                 * for the next call: drop the connection instead of sending it with that. */
-                if (pushed && varlink_client_is_connected(c->vc))
-                        c->vc = varlink_client_free(c->vc);
-                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
-        }
+        if (r < 0)
+                /* Either the connection died (and every pending callback ran with that), or
+                 * the call was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and
+                 * the connection goes on: nothing it holds is lost for a local hiccup. */
+                return ltsm_error_set_failed(c, r);
         if (error)
                 return ltsm_error_set_reply(c, error, reply);
 

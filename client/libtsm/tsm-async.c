@@ -32,13 +32,13 @@ void ltsm_op_fail(TsmOp *op, int error) {
                 event_callback(op, error, NULL);
 }
 
-static void request_reply(TsmOp *op, json_object *parameters, const char *error) {
+static void request_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters, const char *error) {
         _cleanup_free_ void *data = NULL;
         size_t len = 0;
         int r;
 
         if (error) {
-                r = ltsm_error_set_reply(op->client, error, parameters);
+                r = ltsm_error_set_varlink(op->client, vc, error, parameters);
                 request_callback(op, r, NULL, 0);
                 return;
         }
@@ -71,12 +71,13 @@ static int event_from_json(json_object *o, TsmEvent *ret) {
         return 0;
 }
 
-static void watch_reply(TsmOp *op, json_object *parameters, const char *error, bool continues) {
+static void watch_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters, const char *error,
+                        bool continues) {
         json_object *ev = NULL;
         TsmEvent event;
 
         if (error) {
-                event_callback(op, ltsm_error_set_reply(op->client, error, parameters), NULL);
+                event_callback(op, ltsm_error_set_varlink(op->client, vc, error, parameters), NULL);
                 return;
         }
 
@@ -110,9 +111,9 @@ static int op_reply(VarlinkClient *vc, json_object *parameters, const char *erro
                 return -ECANCELED;
 
         if (op->type == TSM_OP_GUEST_REQUEST)
-                request_reply(op, parameters, error);
+                request_reply(op, vc, parameters, error);
         else
-                watch_reply(op, parameters, error, continues);
+                watch_reply(op, vc, parameters, error, continues);
 
         if (!continues || error)
                 ltsm_op_finish(op);
@@ -131,7 +132,7 @@ int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params
         op->client = c;
         r = varlink_client_call_async(c->vc, method, TAKE_PTR(p), flags, op_reply, op);
         if (r < 0)
-                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+                return ltsm_error_set_failed(c, r);
         LIST_INSERT_HEAD(&c->ops, op, entry);
         return 0;
 }

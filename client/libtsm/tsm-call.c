@@ -37,6 +37,11 @@ _public_ int tsm_client_call_json(TsmClient *c, const char *method, const char *
         assert_return_client(c, ret_reply, -EINVAL);
         if (parse_parameters(parameters, &p) < 0)
                 return ltsm_error_set_local(c, -EINVAL);
+        r = ltsm_client_widen_limits(c, method);
+        if (r < 0) {
+                json_object_put(p);
+                return ltsm_error_set_local(c, r);
+        }
 
         r = ltsm_client_call(c, method, p, -EBADF, &reply);
         if (r < 0)
@@ -71,7 +76,7 @@ static int on_more_reply(VarlinkClient *vc, json_object *parameters, const char 
         if (s->client->free_requested)
                 return -ECANCELED;
         if (error) {
-                s->error = ltsm_error_set_reply(s->client, error, parameters);
+                s->error = ltsm_error_set_varlink(s->client, vc, error, parameters);
                 return 0;
         }
         text = to_text(parameters);
@@ -99,6 +104,11 @@ _public_ int tsm_client_call_more_json(TsmClient *c, const char *method, const c
         if (r < 0) {
                 json_object_put(p);
                 return r;
+        }
+        r = ltsm_client_widen_limits(c, method);
+        if (r < 0) {
+                json_object_put(p);
+                return ltsm_error_set_local(c, r);
         }
 
         c->n_busy++;

@@ -28,7 +28,8 @@ static const struct {
         { GUEST "PayloadTooLarge", E2BIG },
         { GUEST "DeviceGone", ENODEV },
         { GUEST "DeviceBusy", EBUSY },
-        { GUEST "Timeout", ETIMEDOUT },
+        /* Not ETIMEDOUT: that says the connection is gone (tsm.h), and this one goes on. */
+        { GUEST "Timeout", ETIME },
         { GUEST "InvalidState", EBADFD },
         { GUEST "AuditFailed", EIO },
         { GUEST "LimitReached", EUSERS },
@@ -37,14 +38,19 @@ static const struct {
         { VARLINK_ERROR_INTERFACE_NOT_FOUND, EOPNOTSUPP },
         { VARLINK_ERROR_METHOD_NOT_FOUND, EOPNOTSUPP },
         { VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, EOPNOTSUPP },
-        { VARLINK_ERROR_EXPECTED_MORE, EPROTO },
+        { VARLINK_ERROR_EXPECTED_MORE, EBADE }, /* as varlink-errors.c has it; EPROTO is local */
         { VARLINK_ERROR_REPLY_TOO_LARGE, EMSGSIZE },
         { VARLINK_ERROR_REPLY_MAY_NOT_FIT, E2BIG },
-        /* Local: what the Varlink client reports when the connection broke. */
-        { VARLINK_ERROR_DISCONNECTED, ECONNRESET },
-        { VARLINK_ERROR_TIMEOUT, ETIMEDOUT },
-        { VARLINK_ERROR_PROTOCOL, EPROTO },
+        /* io.tsmd.Disconnected, io.tsmd.TimedOut and io.tsmd.Protocol are not here: they name
+         * local failures (ltsm_error_set_varlink()), and tsmd sending one is any other error. */
 };
+
+/* What libtsm's own failures mean (tsm.h): a peer must not be able to make a VMM believe its
+ * connection, or the client itself, is gone, by sending one of them as a backend's errno. */
+static bool errno_is_reserved(int e) {
+        return e == ECONNRESET || e == ENOTCONN || e == ETIMEDOUT || e == EPROTO || e == ECANCELED ||
+               e == EDEADLK;
+}
 
 /* Errors carrying the errno they stand for. */
 static int errno_parameter(json_object *parameters) {
@@ -54,7 +60,9 @@ static int errno_parameter(json_object *parameters) {
         if (!json_object_object_get_ex(parameters, "errno", &v) || !json_object_is_type(v, json_type_int))
                 return EIO;
         e = json_object_get_int64(v);
-        return e >= 1 && e <= 4095 ? (int) e : EIO;
+        if (e < 1 || e > 4095 || errno_is_reserved((int) e))
+                return EIO; /* the error message still names it ("errno=71") */
+        return (int) e;
 }
 
 int ltsm_error_to_errno(const char *name, json_object *parameters) {
@@ -126,13 +134,21 @@ void ltsm_error_clear(TsmClient *c) {
 }
 
 int ltsm_error_set_reply(TsmClient *c, const char *name, json_object *parameters) {
-        /* The local errors the Varlink client reports for a broken connection. */
-        if (streq(name, VARLINK_ERROR_DISCONNECTED) || streq(name, VARLINK_ERROR_TIMEOUT) ||
-            streq(name, VARLINK_ERROR_PROTOCOL))
-                return ltsm_error_set_local(c, -ltsm_error_to_errno(name, parameters));
-
         error_set(c, name, format_parameters(parameters));
         return -ltsm_error_to_errno(name, parameters);
+}
+
+int ltsm_error_set_varlink(TsmClient *c, VarlinkClient *vc, const char *name, json_object *parameters) {
+        /* The Varlink client reports its own failures by these names, and only once it is dead
+         * (after it closed the connection): while it lives, the name came from the peer. */
+        if (!varlink_client_is_connected(vc)) {
+                if (streq(name, VARLINK_ERROR_TIMEOUT))
+                        return ltsm_error_set_local(c, -ETIMEDOUT);
+                if (streq(name, VARLINK_ERROR_PROTOCOL))
+                        return ltsm_error_set_local(c, -EPROTO);
+                return ltsm_error_set_local(c, -ECONNRESET);
+        }
+        return ltsm_error_set_reply(c, name, parameters);
 }
 
 int ltsm_error_set_local(TsmClient *c, int r) {

@@ -51,10 +51,12 @@ static int reply_context_fd(TsmClient *c, json_object *reply, uint64_t *ret_cont
                 r = ltsm_reply_get_int(reply, "fileDescriptor", 0, INT32_MAX, &index);
         if (r < 0)
                 return r;
+        *ret_context = (uint64_t) context; /* also for -EMFILE: tsm_context_open() needs it */
         fd = varlink_client_take_fd(c->vc, (size_t) index);
+        if (fd == -EMFILE)
+                return fd; /* tsmd sent it, but our fd table is full */
         if (fd < 0)
                 return -EBADMSG;
-        *ret_context = (uint64_t) context;
         *ret_iommufd = fd;
         return 0;
 }
@@ -98,6 +100,17 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
         if (r < 0)
                 return r;
         r = reply_context_fd(c, reply, &context, &fd);
+        if (r == -EMFILE) {
+                /* Its iommufd never reached us: a context nobody can use would stay tsmd's
+                 * until the connection ends. */
+                r = bad_reply(c, r);
+                if (r == -ECANCELED)
+                        return r;
+                r = tsm_context_close(c, context);
+                if (r == -ECANCELED)
+                        return r;
+                return ltsm_error_set_local(c, -EMFILE);
+        }
         if (r < 0)
                 return bad_reply(c, r);
         remember_token(c, reply, context);

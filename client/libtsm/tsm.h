@@ -42,14 +42,16 @@
  *   io.tsmd.Guest.PayloadTooLarge              -E2BIG       request or response limit exceeded
  *   io.tsmd.Guest.DeviceGone                   -ENODEV      the device went away
  *   io.tsmd.Guest.DeviceBusy                   -EBUSY       device or TSM busy; retry later
- *   io.tsmd.Guest.Timeout                      -ETIMEDOUT   the backend did not answer in time
+ *   io.tsmd.Guest.Timeout                      -ETIME       the backend did not answer the request in
+ *                                                           time; the connection goes on (not
+ *                                                           -ETIMEDOUT, which is libtsm's own, below)
  *   io.tsmd.Guest.InvalidState                 -EBADFD      the TDI state does not allow it
- *   io.tsmd.Guest.BackendError                 -errno       its "errno" parameter (1..4095), else -EIO
+ *   io.tsmd.Guest.BackendError                 -errno       its "errno" parameter (1..4095), else -EIO (*)
  *   io.tsmd.Guest.AuditFailed                  -EIO         nothing was forwarded
  *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit, or the total of contexts,
  *                                                           was reached
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
- *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO
+ *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO (*)
  *   io.tsmd.ReplyTooLarge                      -EMSGSIZE    the call ran, but its reply exceeds tsmd's
  *                                                           MaxMessageSize=; the connection goes on
  *   io.tsmd.ReplyMayNotFit                     -E2BIG       refused before it acted: its answer might not
@@ -59,8 +61,13 @@
  *   org.varlink.service.InterfaceNotFound,
  *   org.varlink.service.MethodNotFound,
  *   org.varlink.service.MethodNotImplemented   -EOPNOTSUPP  this tsmd does not offer the call
- *   org.varlink.service.ExpectedMore           -EPROTO
- *   any other error name                       -EBADR
+ *   org.varlink.service.ExpectedMore           -EBADE       the method needs tsm_client_call_more_json()
+ *   any other error name                       -EBADR       (io.tsmd.Disconnected, io.tsmd.TimedOut and
+ *                                                           io.tsmd.Protocol too, when tsmd sends them)
+ *
+ * (*) except the errno values libtsm reserves for its own failures (-ECONNRESET, -ENOTCONN,
+ * -ETIMEDOUT, -EPROTO, -ECANCELED, -EDEADLK), which tsmd's errors give as -EIO: the error
+ * message still names the errno ("name=EPROTO, errno=71").
  *
  * Local failures, with the error name libtsm reports for them:
  *
@@ -69,14 +76,23 @@
  *   tsmd violated the wire protocol            -EPROTO      io.tsmd.Protocol (connection closed)
  *   call on a connection known to be lost      -ENOTCONN    io.tsmd.Disconnected
  *   a reply that does not match the interface  -EBADMSG     (NULL)
+ *   an fd tsmd sent could not be received:     -EMFILE      (NULL; the connection goes on)
+ *   the VMM's RLIMIT_NOFILE is reached
  *   a response larger than the buffer          -ENOBUFS     (NULL)
+ *   the call was not sent: the output queue    -ENOBUFS     (NULL; the connection goes on. tsmd reads
+ *   is full                                                 no more calls while MaxPendingCalls= of
+ *                                                           the connection's are unanswered: retry
+ *                                                           once replies came)
+ *   the call was not sent: it is larger than   -E2BIG       (NULL; the connection goes on)
+ *   a message may be
  *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
  *
- * After -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO the connection is gone (and with it
- * every context it held): libtsm has closed its socket, and tsm_client_reconnect() makes a
- * new one.
+ * No error tsmd sends maps to -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO, so after one of
+ * them the connection is gone (and with it every context it held): libtsm has closed its
+ * socket, and tsm_client_reconnect() makes a new one. tsm_client_get_fd() < 0 says the same at
+ * any time; after any other error the connection goes on.
  *
  * -ECANCELED: the client is gone. A blocking call (and tsm_client_reconnect()) runs the
  * callbacks of earlier asynchronous calls whose replies arrive meanwhile. If one of them calls
@@ -187,7 +203,10 @@ int tsm_client_connect(const char *address, TsmClient **ret);
  * tsmd releases every context, vDevice and binding the connection held. Asynchronous calls
  * still pending get their destroy function called (not their callback). Called from inside a
  * callback of @c, the client is released once that callback returned; no further callbacks
- * run.
+ * run. The destroy functions it runs are callbacks of @c like any other: tsm_client_free()
+ * from one adds nothing (@c is being released already, once, after the last of them),
+ * blocking calls, tsm_client_process() and tsm_client_reconnect() fail with -EDEADLK there,
+ * and asynchronous calls with -ENOTCONN.
  *
  * Return: NULL.
  */
@@ -196,7 +215,8 @@ TsmClient *tsm_client_free(TsmClient *c);
 /**
  * tsm_client_set_timeout() - bounds how long blocking calls wait for their reply
  * @c: the client
- * @usec: microseconds; 0 waits forever
+ * @usec: microseconds; 0 waits forever (as, in effect, does UINT64_MAX: a deadline past the
+ *        end of the clock never comes)
  *
  * A blocking call that times out returns -ETIMEDOUT and closes the connection (a late reply
  * could not be told apart from the next one): every pending asynchronous call fails with
@@ -300,7 +320,9 @@ int tsm_client_process(TsmClient *c);
  *               close it. tsmd keeps its own reference until the context is closed. May be
  *               NULL (the fd is closed at once).
  *
- * Return: 0; -EUSERS (LimitReached); -EBADMSG if no fd came with the reply; see the table.
+ * Return: 0; -EUSERS (LimitReached); -EBADMSG if no fd came with the reply; -EMFILE if it
+ * came but the process has no fd left for it (RLIMIT_NOFILE; libtsm closes the context then);
+ * see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd);
@@ -349,7 +371,9 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
  * reclaimed already, released after ReclaimTimeoutSec, or another uid's; or it holds a vDevice
  * whose device the policy in force does not let this client use, which the error's reason
- * names); -EUSERS; see the table.
+ * names); -EUSERS; -EMFILE if the process has no fd left for the iommufd (RLIMIT_NOFILE):
+ * the context is this connection's then, without its fd (it is not closed, so that the
+ * guest's state is not lost with it); see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd);
@@ -413,7 +437,7 @@ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
  * takes, and serves other devices meanwhile; tsm_client_set_timeout() still bounds the wait.
  *
  * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY (another Bind or Unbind of it is still
- * being answered); -ETIMEDOUT; -EACCES (Denied: the policy in force does not let this client use
+ * being answered); -ETIME (Timeout: the TSM did not answer); -EACCES (Denied: the policy in force does not let this client use
  * the device, a reload may have taken it away); see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
@@ -534,7 +558,7 @@ bool tsm_scope_is_allowed(const TsmScope *s);
  * @ret_resp_len: the response's length; may be NULL
  *
  * Return: 0; -EOPNOTSUPP (NoSuchScope, ScopeUnavailable); -EACCES (Denied: e.g. a debug scope
- * the policy does not grant); -E2BIG (PayloadTooLarge); -ENODEV; -EBUSY; -ETIMEDOUT; -EIO
+ * the policy does not grant); -E2BIG (PayloadTooLarge); -ENODEV; -EBUSY; -ETIME (Timeout); -EIO
  * (AuditFailed); -ENOBUFS if tsmd sent more than @resp_size; see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
@@ -560,7 +584,8 @@ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  * tsm_client_process() (or a later blocking call), never from here. Callbacks of several
  * requests run in the order the requests were made.
  *
- * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOMEM.
+ * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOBUFS (the output
+ * queue is full, see the table); -ENOMEM.
  */
 int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
                             const void *req, size_t req_len, size_t max_response_size,
@@ -620,6 +645,12 @@ TsmEventKind tsm_event_kind_from_string(const char *s);
  * @parameters: a JSON object as text, or NULL for none
  * @ret_reply: the reply's parameters as JSON text, malloc'd, the caller's to free
  *
+ * A client takes replies no larger and no deeper than io.tsmd.Guest's largest (a 64 KiB
+ * guest response), so that a compromised tsmd cannot make a VMM parse 16 MiB of JSON: a reply
+ * beyond that is a protocol violation (-EPROTO, the connection closed). Calling a method of
+ * another interface here (io.tsmd.Admin.ListDevices, ...) gives this client Varlink's limits
+ * from then on (16 MiB, depth 64), as tools need: a VMM should not.
+ *
  * Return: 0; -EINVAL for parameters that are not a JSON object; for an error reply, its
  * errno from the table above, with tsm_client_get_error_name() naming it.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
@@ -646,7 +677,7 @@ typedef int (*TsmJsonReplyFunc)(TsmClient *c, const char *reply, bool continues,
  * @userdata: passed to @callback
  *
  * Blocks until the final reply, an error reply (returned as with tsm_client_call_json()), or
- * the connection ends. With tsm_client_set_timeout(c, 0) it can follow a stream forever.
+ * the connection ends. Reply limits as for tsm_client_call_json(). With tsm_client_set_timeout(c, 0) it can follow a stream forever.
  *
  * Return: 0 after the final reply; a negative errno otherwise.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).

@@ -7,13 +7,17 @@
  * internal Varlink client. Runs in: tests.
  */
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 
+#include "base64.h"
 #include "harness.h"
 #include "libtsm-internal.h"
 
@@ -203,6 +207,58 @@ TEST(timeout_closes_connection) {
         pair_done(c, path, l, s);
 }
 
+typedef struct LateReply {
+        int fd;
+        unsigned delay_msec;
+} LateReply;
+
+static void *late_reply_thread(void *userdata) {
+        LateReply *r = userdata;
+        char buf[4096];
+
+        if (read_message(r->fd, buf, sizeof(buf))) {
+                sleep_msec(r->delay_msec);
+                write_message(r->fd, "{\"parameters\":{}}");
+        }
+        return NULL;
+}
+
+static uint64_t cpu_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* Timeouts too long to add to the clock or to pass to poll() in milliseconds mean "long": the
+ * call waits for its reply, neither timing out at once (a wrapped deadline) nor spinning (a
+ * poll() timeout wrapped to 0) nor failing. */
+TEST(huge_timeouts_wait) {
+        static const uint64_t timeouts[] = {
+                UINT64_MAX, UINT64_MAX - 1, INT64_MAX, (1ULL << 32) * 1000ULL, (1ULL << 31) * 1000ULL,
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(timeouts); i++) {
+                char path[108];
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+                LateReply r = { .fd = s, .delay_msec = 300 };
+                pthread_t thread;
+                uint64_t cpu;
+
+                ASSERT_OK(tsm_client_set_timeout(c, timeouts[i]));
+                ASSERT_EQ(pthread_create(&thread, NULL, late_reply_thread, &r), 0);
+                cpu = cpu_usec();
+                if (tsm_context_close(c, 1) < 0)
+                        TEST_FAIL("timeout %" PRIu64 ": %s", timeouts[i], tsm_client_get_error_name(c));
+                /* A spin burns the whole 300 ms. */
+                ASSERT_LE(cpu_usec() - cpu, 150 * 1000ULL);
+                ASSERT_EQ(pthread_join(thread, NULL), 0);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+                pair_done(c, path, l, s);
+        }
+}
+
 /* The same after tsmd violated the protocol. */
 TEST(protocol_error_closes_connection) {
         char path[108], *reply = NULL;
@@ -214,6 +270,460 @@ TEST(protocol_error_closes_connection) {
         ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
         ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
         ASSERT_TRUE(sees_hangup(s));
+        pair_done(c, path, l, s);
+}
+
+typedef struct AsyncResult {
+        unsigned n;
+        int error;
+        char *name;
+} AsyncResult;
+
+static void on_response_record(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        AsyncResult *r = userdata;
+
+        r->n++;
+        r->error = error;
+        free(r->name);
+        r->name = tsm_client_get_error_name(c) ? strdup(tsm_client_get_error_name(c)) : NULL;
+}
+
+/* No error tsmd sends maps to what libtsm reserves for a lost connection (-ECONNRESET,
+ * -ENOTCONN, -ETIMEDOUT, -EPROTO) or a freed client (-ECANCELED): only a lost connection
+ * gives those, and tsm_client_get_fd() fails exactly then. */
+TEST(peer_errors_never_look_local) {
+        static const struct {
+                const char *reply;
+                int error;
+        } cases[] = {
+                { "{\"error\":\"io.tsmd.Guest.BackendError\",\"parameters\":{\"name\":\"EPROTO\",\"errno\":71}}", EIO },
+                { "{\"error\":\"io.tsmd.Guest.BackendError\",\"parameters\":{\"name\":\"ECONNRESET\",\"errno\":104}}", EIO },
+                { "{\"error\":\"io.tsmd.Guest.BackendError\",\"parameters\":{\"name\":\"EDEADLK\",\"errno\":35}}", EIO },
+                { "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":125}}", EIO },
+                { "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":107}}", EIO },
+                { "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":110}}", EIO },
+                { "{\"error\":\"io.tsmd.Guest.BackendError\",\"parameters\":{\"name\":\"EALREADY\",\"errno\":114}}", EALREADY },
+                { "{\"error\":\"io.tsmd.Guest.Timeout\",\"parameters\":{\"pciAddress\":\"0000:01:00.0\"}}", ETIME },
+                { "{\"error\":\"org.varlink.service.ExpectedMore\"}", EBADE },
+                { "{\"error\":\"io.tsmd.Disconnected\"}", EBADR },
+                { "{\"error\":\"io.tsmd.TimedOut\"}", EBADR },
+                { "{\"error\":\"io.tsmd.Protocol\"}", EBADR },
+        };
+        char path[108];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                AsyncResult a = {};
+                char buf[4096];
+
+                /* A blocking call. */
+                write_message(s, cases[i].reply);
+                if (tsm_context_close(c, 1) != -cases[i].error)
+                        TEST_FAIL("%s: not -%d", cases[i].reply, cases[i].error);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+
+                /* An asynchronous one. */
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                write_message(s, cases[i].reply);
+                while (a.n == 0) {
+                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                        ASSERT_GE(tsm_client_process(c), 0);
+                }
+                if (a.error != -cases[i].error)
+                        TEST_FAIL("%s: async %d, not -%d", cases[i].reply, a.error, cases[i].error);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+                free(a.name);
+        }
+
+        /* A connection really lost still says so, by name, to an asynchronous call too. */
+        {
+                AsyncResult a = {};
+
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+                shutdown(s, SHUT_RDWR);
+                while (a.n == 0) {
+                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                        (void) tsm_client_process(c);
+                }
+                ASSERT_ERRNO(a.error, ECONNRESET);
+                ASSERT_STREQ(a.name, "io.tsmd.Disconnected");
+                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+                free(a.name);
+        }
+        pair_done(c, path, l, s);
+}
+
+static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata);
+
+static unsigned count_open_fds(void) {
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+/* Reads one message with recvmsg(), byte by byte, and says how many fds came with it. */
+static bool read_message_fds(int fd, char *buf, size_t size, unsigned *ret_n_fds) {
+        size_t n = 0;
+
+        *ret_n_fds = 0;
+        for (;;) {
+                union {
+                        struct cmsghdr cmsg;
+                        uint8_t buf[CMSG_SPACE(sizeof(int) * 8)];
+                } control;
+                struct iovec iov = { .iov_base = buf + n, .iov_len = 1 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                     .msg_controllen = sizeof(control) };
+
+                if (recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) <= 0)
+                        return false;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                                for (size_t i = 0; i < k; i++) {
+                                        int f;
+
+                                        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                        close(f);
+                                }
+                                *ret_n_fds += (unsigned) k;
+                        }
+                if (buf[n] == 0)
+                        return true;
+                if (++n >= size)
+                        TEST_FAIL("message too long");
+        }
+}
+
+/* A blocking call with an fd that cannot be queued (tsmd reads no more: the output queue is
+ * full) fails with -ENOBUFS and leaves the connection as it was: pending calls are answered
+ * later, and the fd is neither leaked nor sent with a later call. */
+TEST(full_output_queue_keeps_connection) {
+        VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
+        char path[108], buf[16384], big[2900];
+        AsyncResult first = {};
+        unsigned n_calls = 0, n_fds, fds_before, n_replied = 0;
+        int l, s, one;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        memset(big, 'x', sizeof(big));
+
+        /* Until the socket is full and output waits in the queue; then the queue is full. */
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &first, NULL));
+        n_calls++;
+        while (!(tsm_client_get_events(c) & POLLOUT)) {
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", big, sizeof(big), 64, noop_response, NULL, NULL));
+                ASSERT_LE(++n_calls, 100000U);
+        }
+        limits.max_output_size = 1;
+        ASSERT_OK(varlink_client_set_limits(c->vc, &limits));
+        ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, NULL, NULL), ENOBUFS);
+
+        one = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(one >= 0);
+        fds_before = count_open_fds();
+        ASSERT_ERRNO(tsm_device_attach(c, 1, 1, "0000:01:00.0", one, NULL), ENOBUFS);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(count_open_fds(), fds_before); /* its duplicate was closed */
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        ASSERT_EQ(first.n, 0U);
+        limits.max_output_size = VARLINK_LIMITS_DEFAULT.max_output_size;
+        ASSERT_OK(varlink_client_set_limits(c->vc, &limits));
+
+        /* tsmd reads again: every queued call arrives without an fd, and is answered. */
+        while (n_replied < n_calls) {
+                struct pollfd p = { .fd = s, .events = POLLIN };
+
+                if (poll(&p, 1, 0) == 1) {
+                        ASSERT_TRUE(read_message_fds(s, buf, sizeof(buf), &n_fds));
+                        ASSERT_EQ(n_fds, 0U);
+                        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+                        n_replied++;
+                        continue;
+                }
+                p = (struct pollfd) { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+                ASSERT_EQ(poll(&p, 1, 1000), 1);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        ASSERT_OK(tsm_client_set_timeout(c, 5 * 1000000ULL));
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1)); /* runs the callbacks of the replies read with it */
+        ASSERT_EQ(first.n, 1U);
+        ASSERT_OK(first.error);
+        ASSERT_TRUE(read_message_fds(s, buf, sizeof(buf), &n_fds));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        ASSERT_EQ(n_fds, 0U);
+        close(one);
+        pair_done(c, path, l, s);
+}
+
+typedef struct BigWriter {
+        int fd;
+        char *text;
+        size_t len;
+} BigWriter;
+
+/* Writes text and its NUL after the call arrived, until done or the reader hung up. */
+static void *big_writer_thread(void *userdata) {
+        BigWriter *w = userdata;
+        char buf[4096];
+        size_t done = 0;
+
+        if (!read_message(w->fd, buf, sizeof(buf)))
+                return NULL;
+        while (done < w->len + 1) {
+                ssize_t n = send(w->fd, w->text + done, w->len + 1 - done, MSG_NOSIGNAL);
+
+                if (n <= 0)
+                        break;
+                done += (size_t) n;
+        }
+        return NULL;
+}
+
+/* A blocking call on a fresh client gets text as its reply; returns the call's result. */
+static int call_with_reply(char *text, bool tool, char **ret_json) {
+        char path[108];
+        int l, s, r;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+        BigWriter w = { .fd = s, .text = text, .len = strlen(text) };
+        pthread_t thread;
+
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+        ASSERT_EQ(pthread_create(&thread, NULL, big_writer_thread, &w), 0);
+        if (tool)
+                r = tsm_client_call_json(c, "io.tsmd.Admin.ListDevices", NULL, ret_json);
+        else
+                r = tsm_context_close(c, 1);
+        if (r == -EPROTO)
+                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        shutdown(s, SHUT_RDWR);
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        pair_done(c, path, l, s);
+        return r;
+}
+
+/* "{"parameters":{"x":[...]}}" with n empty arrays in it. */
+static char *empty_arrays_reply(size_t n) {
+        static const char head[] = "{\"parameters\":{\"x\":[", tail[] = "]}}";
+        char *t = malloc(sizeof(head) + n * 3 + sizeof(tail)), *p;
+
+        ASSERT_NOT_NULL(t);
+        p = stpcpy(t, head);
+        for (size_t i = 0; i < n; i++)
+                p = stpcpy(p, i > 0 ? ",[]" : "[]");
+        strcpy(p, tail);
+        return t;
+}
+
+/* "{"parameters":{"x":[[...1...]]}}": depth levels in all. */
+static char *deep_reply(unsigned depth) {
+        char *t = malloc(64 + 2 * depth), *p;
+
+        ASSERT_NOT_NULL(t);
+        ASSERT_GE(depth, 3U);
+        p = stpcpy(t, "{\"parameters\":{\"x\":");
+        for (unsigned i = 2; i < depth; i++)
+                *p++ = '[';
+        *p++ = '1';
+        for (unsigned i = 2; i < depth; i++)
+                *p++ = ']';
+        strcpy(p, "}}");
+        return t;
+}
+
+/* SECURITY: a reply larger or deeper than any io.tsmd.Guest reply is a protocol violation: a
+ * compromised worker cannot make a VMM parse 16 MiB of nested arrays (some 800 MiB of json-c
+ * objects). A tool calling another interface gets Varlink's defaults. */
+TEST(reply_limits) {
+        char *text, *json = NULL;
+
+        /* 1 MiB of empty arrays (16 MiB would do the same, only slower without the limit). */
+        text = empty_arrays_reply(1U << 19);
+        ASSERT_ERRNO(call_with_reply(text, false, NULL), EPROTO);
+        ASSERT_OK(call_with_reply(text, true, &json));
+        ASSERT_EQ(strlen(json), strlen(text) - strlen("{\"parameters\":}"));
+        free(json);
+        free(text);
+
+        /* Deeper than any reply of the interface, and as deep as it allows. */
+        text = deep_reply(TSM_GUEST_DEPTH_MAX + 1);
+        ASSERT_ERRNO(call_with_reply(text, false, NULL), EPROTO);
+        ASSERT_OK(call_with_reply(text, true, &json));
+        free(json);
+        free(text);
+        text = deep_reply(TSM_GUEST_DEPTH_MAX);
+        ASSERT_OK(call_with_reply(text, false, NULL));
+        free(text);
+}
+
+typedef struct Replier {
+        int fd;
+        const char *text;
+} Replier;
+
+static void *replier_thread(void *userdata) {
+        Replier *r = userdata;
+        char buf[4096];
+
+        if (read_message(r->fd, buf, sizeof(buf)))
+                ASSERT_EQ(send(r->fd, r->text, strlen(r->text) + 1, MSG_NOSIGNAL), (ssize_t) strlen(r->text) + 1);
+        return NULL;
+}
+
+/* The largest legitimate replies pass: a response of TSM_PRIV_PAYLOAD_MAX bytes, and a device
+ * with many scopes. */
+TEST(largest_replies_pass) {
+        size_t n = TSM_PRIV_PAYLOAD_MAX, len = 0;
+        uint8_t *data = malloc(n), *resp = malloc(n);
+        char path[108], *b64 = NULL, *text;
+        TsmDeviceInfo *info = NULL;
+        pthread_t thread;
+        Replier rp;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_NOT_NULL(data);
+        ASSERT_NOT_NULL(resp);
+        for (size_t i = 0; i < n; i++)
+                data[i] = (uint8_t) (i * 7 + 3);
+        ASSERT_OK(base64_encode(data, n, &b64));
+        ASSERT_GE(asprintf(&text, "{\"parameters\":{\"response\":\"%s\",\"scopeNumber\":1,"
+                                  "\"auditSequence\":9007199254740991}}", b64), 0);
+        rp = (Replier) { .fd = s, .text = text };
+        ASSERT_EQ(pthread_create(&thread, NULL, replier_thread, &rp), 0);
+        ASSERT_OK(tsm_guest_request(c, 1, 1, "info", "x", 1, resp, n, &len));
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_EQ(len, n);
+        ASSERT_MEMEQ(resp, data, n);
+        free(text);
+
+        /* 64 scopes with 200-byte descriptions. */
+        {
+                size_t size = 64 * 512 + 256, pos;
+                char desc[201];
+
+                memset(desc, 'd', 200);
+                desc[200] = 0;
+                text = malloc(size);
+                ASSERT_NOT_NULL(text);
+                pos = (size_t) snprintf(text, size, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\","
+                                                    "\"uapi\":\"emulated\",\"scopes\":[");
+                for (unsigned i = 0; i < 64; i++)
+                        pos += (size_t) snprintf(text + pos, size - pos,
+                                                 "%s{\"name\":\"scope-%u\",\"description\":\"%s\",\"number\":%u,"
+                                                 "\"maxRequestSize\":65536,\"maxResponseSize\":65536,\"allowed\":true}",
+                                                 i > 0 ? "," : "", i, desc, i);
+                ASSERT_LE(pos + 4, size);
+                strcpy(text + pos, "]}}");
+        }
+        rp = (Replier) { .fd = s, .text = text };
+        ASSERT_EQ(pthread_create(&thread, NULL, replier_thread, &rp), 0);
+        ASSERT_OK(tsm_device_attach(c, 1, 1, "0000:01:00.0", -1, &info));
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_EQ(tsm_device_info_get_n_scopes(info), 64U);
+        ASSERT_EQ(strlen(tsm_scope_get_description(tsm_device_info_find_scope(info, "scope-63"))), 200U);
+        tsm_device_info_free(info);
+        free(text);
+        free(b64);
+        free(data);
+        free(resp);
+        pair_done(c, path, l, s);
+}
+
+/* Sends text and its NUL with fd attached. */
+static void write_message_fd(int sock, const char *text, int fd) {
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        struct iovec iov = { .iov_base = (void *) text, .iov_len = strlen(text) + 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) strlen(text) + 1);
+}
+
+/* The VMM's fd table is full (RLIMIT_NOFILE) when tsmd sends it a context's iommufd: the call
+ * fails with -EMFILE, libtsm closes the context it cannot hand out, and the connection (with
+ * every other context) goes on; before, the lost fd was taken for tsmd's protocol violation. */
+TEST(emfile_fails_the_call_only) {
+        char path[108], buf[4096];
+        struct rlimit saved, l;
+        uint64_t ctx = 0;
+        int iommufd = -1, lowest, sock, r;
+        int ls, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        sock = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(sock >= 0);
+        write_message_fd(s, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":null}}", sock);
+        write_message(s, "{\"parameters\":{}}"); /* CloseContext's */
+        close(sock);
+
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        l = saved;
+        l.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        r = tsm_context_open(c, &ctx, &iommufd);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_ERRNO(r, EMFILE);
+        ASSERT_EQ(ctx, 0U);
+        ASSERT_EQ(iommufd, -1);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "OpenContext"));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        ASSERT_NOT_NULL(strstr(buf, "\"context\":5"));
+
+        /* The connection goes on. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 6));
+        pair_done(c, path, ls, s);
+}
+
+/* A connection that dies of an error other than a timeout or protocol violation (here the
+ * socket stops being one: sendmsg() fails with ENOTSOCK) is reported as lost, -ECONNRESET:
+ * no other errno may mean that the connection is gone (tsm.h). */
+TEST(any_death_is_connection_lost) {
+        char path[108];
+        AsyncResult a = {};
+        int l, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_TRUE(dup3(p[0], tsm_client_get_fd(c), O_CLOEXEC) >= 0);
+        ASSERT_ERRNO(tsm_context_close(c, 1), ECONNRESET);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_ERRNO(a.error, ECONNRESET);
+        free(a.name);
+        close(p[0]);
+        close(p[1]);
         pair_done(c, path, l, s);
 }
 
@@ -322,6 +832,80 @@ TEST(free_during_process) {
         ASSERT_EQ(tsm_client_process(c), 1);
         ASSERT_EQ(f.n_callbacks, 1);
         ASSERT_EQ(f.n_destroys, 1);
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(NULL, path, l, s);
+}
+
+typedef struct NestedFree {
+        TsmClient *client;
+        unsigned n_destroys;
+        int reconnect, process, call, async;
+} NestedFree;
+
+static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata);
+
+/* A destroy run by tsm_client_free() itself that uses the client: the client is released once,
+ * after the last destroy, and what would nest is refused. */
+static void on_destroy_nested(void *userdata) {
+        NestedFree *f = userdata;
+
+        if (f->n_destroys++ == 1) {
+                f->reconnect = tsm_client_reconnect(f->client);
+                f->process = tsm_client_process(f->client);
+                f->call = tsm_context_close(f->client, 1);
+                f->async = tsm_guest_request_async(f->client, 1, 1, "info", "x", 1, 64, noop_response,
+                                                   NULL, NULL);
+                tsm_client_free(f->client);
+        }
+}
+
+TEST(free_from_destroy_of_free) {
+        char path[108];
+        NestedFree f = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        f.client = c;
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, &f,
+                                                  on_destroy_nested));
+        tsm_client_free(c);
+        ASSERT_EQ(f.n_destroys, 3);
+        ASSERT_ERRNO(f.reconnect, EDEADLK);
+        ASSERT_ERRNO(f.process, EDEADLK);
+        ASSERT_ERRNO(f.call, EDEADLK);
+        ASSERT_ERRNO(f.async, ENOTCONN);
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(NULL, path, l, s);
+}
+
+/* The same when the free was deferred: a callback freed the client during tsm_client_process(),
+ * and the remaining destroys run on its way out. */
+static void on_response_free_nested(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        tsm_client_free(c);
+}
+
+TEST(free_from_destroy_of_deferred_free) {
+        char path[108];
+        NestedFree f = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        f.client = c;
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free_nested, &f,
+                                          on_destroy_nested));
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, &f,
+                                                  on_destroy_nested));
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        {
+                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+                ASSERT_EQ(poll(&p, 1, 1000), 1);
+        }
+        ASSERT_EQ(tsm_client_process(c), 1);
+        ASSERT_EQ(f.n_destroys, 4);
+        ASSERT_ERRNO(f.reconnect, EDEADLK);
+        ASSERT_ERRNO(f.call, EDEADLK);
         ASSERT_TRUE(sees_hangup(s));
         pair_done(NULL, path, l, s);
 }

@@ -26,7 +26,7 @@ static const struct {
         { "io.tsmd.Guest.PayloadTooLarge", E2BIG },
         { "io.tsmd.Guest.DeviceGone", ENODEV },
         { "io.tsmd.Guest.DeviceBusy", EBUSY },
-        { "io.tsmd.Guest.Timeout", ETIMEDOUT },
+        { "io.tsmd.Guest.Timeout", ETIME },
         { "io.tsmd.Guest.InvalidState", EBADFD },
         { "io.tsmd.Guest.AuditFailed", EIO },
         { "io.tsmd.Guest.LimitReached", EUSERS },
@@ -35,12 +35,13 @@ static const struct {
         { "org.varlink.service.InterfaceNotFound", EOPNOTSUPP },
         { "org.varlink.service.MethodNotFound", EOPNOTSUPP },
         { "org.varlink.service.MethodNotImplemented", EOPNOTSUPP },
-        { "org.varlink.service.ExpectedMore", EPROTO },
+        { "org.varlink.service.ExpectedMore", EBADE },
         { "io.tsmd.ReplyTooLarge", EMSGSIZE },
         { "io.tsmd.ReplyMayNotFit", E2BIG },
-        { "io.tsmd.Disconnected", ECONNRESET },
-        { "io.tsmd.TimedOut", ETIMEDOUT },
-        { "io.tsmd.Protocol", EPROTO },
+        /* The names of local failures, when tsmd sends them, are just other names. */
+        { "io.tsmd.Disconnected", EBADR },
+        { "io.tsmd.TimedOut", EBADR },
+        { "io.tsmd.Protocol", EBADR },
         { "io.tsmd.Guest.SomethingNew", EBADR },
         { "com.example.Other", EBADR },
 };
@@ -84,6 +85,15 @@ TEST(errno_parameter) {
                 ASSERT_EQ(ltsm_error_to_errno(names[i], p), EIO);
                 json_object_put(p);
                 ASSERT_EQ(ltsm_error_to_errno(names[i], NULL), EIO);
+
+                /* What libtsm reserves for its own failures is EIO from tsmd. */
+                static const int reserved[] = { ECONNRESET, ENOTCONN, ETIMEDOUT, EPROTO, ECANCELED, EDEADLK };
+                for (size_t j = 0; j < sizeof(reserved) / sizeof(reserved[0]); j++) {
+                        p = json_object_new_object();
+                        ASSERT_OK(json_object_add(p, "errno", json_object_new_int64(reserved[j])));
+                        ASSERT_EQ(ltsm_error_to_errno(names[i], p), EIO);
+                        json_object_put(p);
+                }
         }
 }
 
@@ -123,8 +133,13 @@ TEST(error_messages) {
         ASSERT_TRUE(strncmp(tsm_client_get_error_message(&c), "reason=xxx", 10) == 0);
         ASSERT_NOT_NULL(strstr(tsm_client_get_error_message(&c), "..."));
 
-        /* The local errors the Varlink client reports get a sentence. */
-        ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Disconnected", NULL), -ECONNRESET);
+        /* tsmd sending the name of a local failure is not that failure. */
+        ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Disconnected", NULL), -EBADR);
+        ASSERT_STREQ(tsm_client_get_error_name(&c), "io.tsmd.Disconnected");
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "");
+
+        /* The local errors get a sentence. */
+        ASSERT_EQ(ltsm_error_set_local(&c, -ECONNRESET), -ECONNRESET);
         ASSERT_STREQ(tsm_client_get_error_name(&c), "io.tsmd.Disconnected");
         ASSERT_STREQ(tsm_client_get_error_message(&c), "the connection to tsmd was lost");
         ASSERT_EQ(ltsm_error_set_local(&c, -ETIMEDOUT), -ETIMEDOUT);

@@ -2,6 +2,7 @@
 /* The framing layer on its own: partial reads, batches, escaping, limits, fd attachment. */
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "harness.h"
@@ -353,6 +354,85 @@ TEST(fds_over_limit_or_not_allowed) {
         fds = malloc(sizeof(int));
         fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
         ASSERT_ERRNO(varlink_stream_enqueue_text(s, "{}", 2, fds, 1), EOPNOTSUPP);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+/* Leaves room for exactly room more fds in our table (below the lowest free number); returns
+ * the limit to restore. */
+static struct rlimit limit_fds(unsigned room) {
+        struct rlimit old, l;
+        int lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &old));
+        l = old;
+        l.rlim_cur = (rlim_t) lowest + room;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        return old;
+}
+
+/* Fds sent that our full fd table (RLIMIT_NOFILE) cannot take are our failure, not the peer's
+ * violation: the message arrives with the fds that fit and a -EMFILE entry for the rest, and
+ * the stream goes on. More fds than allowed are still refused, whatever the table says. */
+TEST(fds_lost_to_emfile) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        struct rlimit saved;
+        json_object *o;
+        int *fds = NULL, peer;
+        size_t n = 0;
+        VarlinkStream *s;
+
+        l.max_fds_per_message = 4;
+        s = stream_pair(&l, &peer);
+        send_fds(peer, "{\"a\":1}", 8, 3);
+        send_fds(peer, "{\"b\":2}", 8, 0);
+        saved = limit_fds(1);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_STREQ(str(o), "{\"a\":1}");
+        ASSERT_EQ(n, 2);
+        ASSERT_TRUE(fds[0] >= 0);
+        ASSERT_EQ(fds[1], -EMFILE);
+        close(fds[0]);
+        free(fds);
+        json_object_put(o);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"b\":2}");
+        ASSERT_EQ(n, 0);
+        free(fds);
+        json_object_put(o);
+
+        /* None at all fits. */
+        send_fds(peer, "{\"c\":3}", 8, 1);
+        saved = limit_fds(0);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ(fds[0], -EMFILE);
+        free(fds);
+        json_object_put(o);
+        varlink_stream_free(s);
+        close(peer);
+
+        /* SECURITY: over the limit is refused even with the table full from the limit on. */
+        l.max_fds_per_message = 2;
+        s = stream_pair(&l, &peer);
+        send_fds(peer, "{}", 3, 4);
+        saved = limit_fds(2);
+        ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EPROTO);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        varlink_stream_free(s);
+        close(peer);
+
+        /* And where fds are not allowed at all. */
+        s = stream_pair(NULL, &peer);
+        varlink_stream_set_allow_fds(s, false, false);
+        send_fds(peer, "{}", 3, 1);
+        saved = limit_fds(0);
+        ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EPROTO);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
         varlink_stream_free(s);
         close(peer);
 }
