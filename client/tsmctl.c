@@ -37,9 +37,10 @@ int tsmctl_exit_code_for_error(const char *error) {
 }
 
 bool tsmctl_is_connection_error(const char *error) {
-        /* libtsm's names for a connection that broke, timed out or was spoken to wrongly. */
-        return !error || streq(error, "io.tsmd.Disconnected") || streq(error, "io.tsmd.TimedOut") ||
-               streq(error, "io.tsmd.Protocol");
+        /* libtsm's names for a connection that broke, timed out or was spoken to wrongly (a
+         * failure of our own, such as ENOMEM, has none). */
+        return error && (streq(error, "io.tsmd.Disconnected") || streq(error, "io.tsmd.TimedOut") ||
+                         streq(error, "io.tsmd.Protocol"));
 }
 
 int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
@@ -91,6 +92,10 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
                 if (tsmctl_is_connection_error(error)) {
                         fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
                         return EXIT_NOT_RUNNING;
+                }
+                if (!error) {
+                        fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
+                        return EXIT_GENERIC;
                 }
                 fprintf(stderr, "%s failed: %s %s\n", method, error, strempty(tsm_client_get_error_message(c)));
                 return tsmctl_exit_code_for_error(error);

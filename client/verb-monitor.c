@@ -35,6 +35,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         if (!o->json)
                 tsmctl_print_audit_header();
         r = tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_reply, (void *) o);
+        if (r < 0 && !tsm_client_get_error_name(c)) {
+                fprintf(stderr, "Following the audit log failed: %s\n", strerror(-r));
+                return EXIT_GENERIC;
+        }
         /* An error reply (io.tsmd.System too) is tsmd's answer, not a lost connection. */
         if (r < 0 && !tsmctl_is_connection_error(tsm_client_get_error_name(c))) {
                 fprintf(stderr, "Following the audit log failed: %s %s\n", tsm_client_get_error_name(c),
