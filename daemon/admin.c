@@ -460,11 +460,12 @@ static const struct {
         { "io.tsmd.Admin.GetCounters", vl_get_counters },
 };
 
-/* Every admin call is recorded, with the answer it got: refusals under their error's name. The
- * record is taken even past the audit queue's bound (admin calls are few, and each waits for its
- * record), and an admin is answered even when the log has failed: reloading it is how it is
- * repaired. But a connect or disconnect is not made when the log has no room for its record
- * (checked before, as for guest calls): the host must not change unrecorded. */
+/* Every admin call is recorded, with the answer it got: refusals under their error's name. An
+ * administrator's record is taken even past the audit queue's bound (admin calls are few, and
+ * each waits for its record), and an admin is answered even when the log has failed: reloading
+ * it is how it is repaired. Anyone else's call is a refusal like any other (audit_refused()).
+ * But a connect or disconnect is not made when the log has no room for its record (checked
+ * before, as for guest calls): the host must not change unrecorded. */
 typedef struct AdminAnswer {
         VarlinkCall *call;
         json_object *message; /* held until the record is durable */
@@ -499,19 +500,66 @@ static int audit_admin(Manager *m, VarlinkCall *call, const char *result, AdminA
         return audit_log_record_owed(m->audit, &rec, on_admin_recorded, answer, NULL);
 }
 
-static void on_admin_answer(VarlinkCall *call, json_object *message, void *userdata) {
-        AdminAnswer *a = new0(AdminAnswer, 1);
-        json_object *error;
+/* A call of someone who is no administrator, refused: as any refusal, recorded by itself within
+ * the uid's refusal budget and with room in its pool, else counted in its summary and answered at
+ * once (nothing happened). Without this, anyone on the Guest socket could have records owed past
+ * every bound by calling Reload. */
+static void audit_refused(Manager *m, VarlinkCall *call, const char *result, json_object *message) {
+        GuestClient *c = varlink_conn_get_userdata(varlink_call_get_conn(call));
+        const PeerIdentity *id = c ? guest_client_get_identity(c) : NULL;
+        uid_t uid = varlink_conn_get_peer(varlink_call_get_conn(call))->uid;
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        AdminAnswer *a;
         int r;
 
+        if (audit_budget_take(m->refusal_budget, uid)) {
+                a = new0(AdminAnswer, 1);
+                if (!a) {
+                        log_oom();
+                        (void) varlink_call_release(call, message);
+                        return;
+                }
+                *a = (AdminAnswer){ .call = varlink_call_ref(call), .message = message };
+                rec.event = varlink_call_get_method(call); /* declared: the method ran */
+                rec.uid = uid;
+                if (id) {
+                        rec.gid = id->gid;
+                        rec.pid = id->pid;
+                        rec.unit = id->unit;
+                }
+                rec.result = result;
+                r = audit_log_record_for(m->audit, manager_audit_pool(m, id), &rec, on_admin_recorded, a, NULL);
+                if (r >= 0)
+                        return;
+                log_debug_errno(r, "Refused admin call not recorded by itself: %m");
+                message = TAKE_PTR(a->message);
+                varlink_call_unref(a->call);
+                free(a);
+        }
+        audit_budget_count(m->refusal_budget, uid, varlink_call_get_method(call), result);
+        (void) varlink_call_release(call, message);
+}
+
+static void on_admin_answer(VarlinkCall *call, json_object *message, void *userdata) {
+        Manager *m = userdata;
+        AdminAnswer *a;
+        json_object *error;
+        const char *result = json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok";
+        int r;
+
+        /* SECURITY: only an administrator's calls are owed a record past every bound. */
+        if (!manager_is_admin(m, varlink_call_get_conn(call))) {
+                audit_refused(m, call, result, message);
+                return;
+        }
+        a = new0(AdminAnswer, 1);
         if (!a) {
                 log_oom();
                 (void) varlink_call_release(call, message);
                 return;
         }
         *a = (AdminAnswer){ .call = varlink_call_ref(call), .message = message };
-        r = audit_admin(userdata, call,
-                        json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok", a);
+        r = audit_admin(m, call, result, a);
         if (r < 0) {
                 log_error_errno(r, "Audit record of an admin call failed: %m");
                 admin_answer_release(a);
