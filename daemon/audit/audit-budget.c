@@ -9,12 +9,15 @@
 #include "log.h"
 
 #define BUDGET_BUCKETS 256u
-/* SECURITY: what a flood of refusals can make tsmd keep until the interval ends is bounded:
- * uids (past them, one tally of no uid), and kinds of refusal per uid (past them, one tally of
- * event "refusal"). The events and results counted come from fixed tables; the bound holds
- * whatever they are. */
-#define BUDGET_UIDS_MAX 1024u
+/* SECURITY: what a flood of refusals can make tsmd keep, and write, in an interval is bounded:
+ * uids (past them, tallies of no uid), kinds of refusal per uid and over all uids (past them, a
+ * tally of event "refusal" for the uid). One user may have many uids (subordinate uids in a user
+ * namespace are uids to SO_PEERCRED): so there are at most BUDGET_UIDS_MAX + BUDGET_TALLIES_MAX
+ * + BUDGET_KINDS_MAX + 1 summaries an interval, however many uids refuse. The events and results
+ * counted come from fixed tables; the bounds hold whatever they are. */
+#define BUDGET_UIDS_MAX 256u
 #define BUDGET_KINDS_MAX 16u
+#define BUDGET_TALLIES_MAX 256u
 #define BUDGET_OTHER_EVENT "refusal"
 
 typedef struct Tally {
@@ -40,6 +43,7 @@ struct AuditBudget {
         unsigned n_recorded; /* one by one, this interval, over all uids */
         Spender *buckets[BUDGET_BUCKETS];
         unsigned n_spenders;
+        unsigned n_tallies; /* over all uids but the overflow entry's */
         Spender overflow; /* uids past BUDGET_UIDS_MAX, or without memory */
 };
 
@@ -145,7 +149,7 @@ void audit_budget_count(AuditBudget *b, uid_t uid, const char *event, const char
                         t->n++;
                         return;
                 }
-        if (s->n_tallies < BUDGET_KINDS_MAX) {
+        if (s->n_tallies < BUDGET_KINDS_MAX && (s == &b->overflow || b->n_tallies < BUDGET_TALLIES_MAX)) {
                 t = new0(Tally, 1);
                 if (t) {
                         t->event = strdup(event);
@@ -155,6 +159,8 @@ void audit_budget_count(AuditBudget *b, uid_t uid, const char *event, const char
                                 t->next = s->tallies;
                                 s->tallies = t;
                                 s->n_tallies++;
+                                if (s != &b->overflow)
+                                        b->n_tallies++;
                                 return;
                         }
                         free(t->event);
@@ -216,6 +222,7 @@ void audit_budget_flush(AuditBudget *b) {
                 }
         spender_flush(b, &b->overflow);
         b->n_spenders = 0;
+        b->n_tallies = 0;
         b->n_recorded = 0;
         if (evtimer_pending(b->timer, NULL))
                 (void) evtimer_del(b->timer);

@@ -825,6 +825,47 @@ TEST(refusal_budget_summarizes_past_the_limit) {
         fixture_done(&f);
 }
 
+typedef struct SummaryTotals {
+        size_t n, n_no_uid;
+        uint64_t count;
+} SummaryTotals;
+
+static void on_summary_total(AuditLog *a, const AuditRecord *rec, const char *line, size_t len, void *userdata) {
+        SummaryTotals *t = userdata;
+
+        t->n++;
+        t->n_no_uid += rec->uid == AUDIT_UID_INVALID;
+        t->count += rec->count;
+}
+
+/* One user may have many uids: however many refuse, an interval's summaries are bounded, those
+ * of uids past the bound counted under no uid, and every refusal still counted. */
+TEST(refusal_budget_is_bounded_over_many_uids) {
+        _cleanup_(audit_budget_freep) AuditBudget *b = NULL;
+        SummaryTotals t = {};
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_summary_total, &t, NULL, NULL));
+        ASSERT_OK(audit_budget_new(f.log, f.base, 0, 60 * 1000000ULL, &b));
+        for (uid_t uid = 100000; uid < 102000; uid++)
+                for (unsigned k = 0; k < 20; k++) {
+                        char event[16];
+
+                        snprintf(event, sizeof(event), "kind-%u", k);
+                        ASSERT_FALSE(audit_budget_take(b, uid));
+                        audit_budget_count(b, uid, event, "org.varlink.service.MethodNotFound");
+                }
+        audit_budget_flush(b);
+        /* 256 tallies (16 kinds of the first 16 uids), a catch-all for each of the 256 uids
+         * kept, and the 16 kinds and catch-all of the uids past them. */
+        run_until(f.base, &t.n, 256 + 256 + 16 + 1);
+        ASSERT_EQ(t.count, 2000U * 20U);
+        ASSERT_EQ(t.n_no_uid, 16U + 1U);
+        fixture_done(&f);
+}
+
 TEST(cancel_uses_no_sequence_number) {
         _cleanup_(audit_log_cancelp) AuditReservation *scoped = NULL;
         AuditReservation *a, *b;
