@@ -514,7 +514,8 @@ static const struct {
 /* Every admin call is recorded, with the answer it got: refusals under their error's name. The
  * record is taken even past the audit queue's bound (admin calls are few, and each waits for its
  * record), and an admin is answered even when the log has failed: reloading it is how it is
- * repaired. But a connect or disconnect is not made when the log has no room for its record:
+ * repaired. Anyone else's call is a refusal like any other (audit_refused()). But a connect or
+ * disconnect is not made when the log has no room for its record:
  * the room is reserved before, and held until the answer's record is committed into it, so that
  * a disk that fills while the kernel works cannot leave the host changed unrecorded. */
 typedef struct AdminRecord {
@@ -572,12 +573,61 @@ static void admin_record_commit(AdminRecord *a, const char *result) {
         }
 }
 
+/* A call of someone who is no administrator, refused: as any refusal, recorded by itself within
+ * the uid's refusal budget and with room in its pool, else counted in its summary and answered at
+ * once (nothing happened). Without this, anyone on the Guest socket could have records owed past
+ * every bound by calling Reload. */
+static void audit_refused(Manager *m, VarlinkCall *call, const char *result, json_object *message) {
+        GuestClient *c = varlink_conn_get_userdata(varlink_call_get_conn(call));
+        const PeerIdentity *id = c ? guest_client_get_identity(c) : NULL;
+        uid_t uid = varlink_conn_get_peer(varlink_call_get_conn(call))->uid;
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        AdminRecord *a;
+        int r;
+
+        if (audit_budget_take(m->refusal_budget, uid)) {
+                a = new0(AdminRecord, 1);
+                if (!a) {
+                        log_oom();
+                        (void) varlink_call_release(call, message);
+                        return;
+                }
+                *a = (AdminRecord){ .manager = m, .call = varlink_call_ref(call), .answer = message };
+                rec.event = varlink_call_get_method(call); /* declared: the method ran */
+                rec.uid = uid;
+                if (id) {
+                        rec.gid = id->gid;
+                        rec.pid = id->pid;
+                        rec.unit = id->unit;
+                }
+                rec.result = result;
+                r = audit_log_record_for(m->audit, manager_audit_pool(m, id), &rec, on_admin_recorded, a, NULL);
+                if (r >= 0)
+                        return;
+                log_debug_errno(r, "Refused admin call not recorded by itself: %m");
+                message = TAKE_PTR(a->answer);
+                admin_record_free(a);
+        }
+        audit_budget_count(m->refusal_budget, uid, varlink_call_get_method(call), result);
+        (void) varlink_call_release(call, message);
+}
+
 static void on_admin_answer(VarlinkCall *call, json_object *message, void *userdata) {
         AdminRecord *a = userdata;
         json_object *error;
+        const char *result = json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok";
 
+        /* SECURITY: only an administrator's calls are owed a record past every bound (one that
+         * holds room for a device change has its record's place already). */
+        if (!a->room && !manager_is_admin(a->manager, varlink_call_get_conn(call))) {
+                Manager *m = a->manager;
+
+                admin_record_free(a);
+                audit_refused(m, call, result, message);
+                return;
+        }
         a->answer = message;
-        admin_record_commit(a, json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok");
+        admin_record_commit(a, result);
 }
 
 /* The call's record, made when its final answer comes (the interceptor). */

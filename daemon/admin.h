@@ -14,7 +14,9 @@ void admin_recheck_followers(Manager *m);
 
 /* Records the call's final answer as every admin call's is (io.tsmd.Service's Reload and
  * SetLogLevel are admin actions too): under its error's name for a refusal, answered once the
- * record is durable. Call before answering. */
+ * record is durable. A caller who is no administrator is refused, and its refusal counts against
+ * its uid's refusal budget and room in flight as any other (audit-budget.h). Call before
+ * answering. */
 void admin_audit_answer(Manager *m, VarlinkCall *call);
 
 /* Root, and whom the policy's [Admin] names (identity taken at connect time). */

@@ -107,6 +107,10 @@ static const ConfigItem config_items[] = {
         START_ITEM("Audit", "SyncMode", CONFIG_SYNC_MODE, audit_sync_mode, 0, 0),
         START_ITEM("Audit", "Journal", CONFIG_BOOL, audit_journal, 0, 0),
         START_ITEM("Audit", "MaxRecordsInFlight", CONFIG_UNSIGNED, audit_max_in_flight, 1, 1U << 20),
+        START_ITEM("Audit", "MaxRecordsInFlightPerUid", CONFIG_UNSIGNED, audit_max_in_flight_per_uid, 1, 1U << 20),
+        START_ITEM("Audit", "MaxRecordsInFlightUnnamed", CONFIG_UNSIGNED, audit_max_in_flight_unnamed, 1, 1U << 20),
+        START_ITEM("Audit", "RefusalRecordsPerUid", CONFIG_UNSIGNED, audit_refusals_per_uid, 0, 1U << 20),
+        START_ITEM("Audit", "RefusalIntervalSec", CONFIG_UNSIGNED, audit_refusal_interval_sec, 1, 86400),
 };
 
 void daemon_config_init(DaemonConfig *c) {
@@ -127,6 +131,10 @@ void daemon_config_init(DaemonConfig *c) {
                 .audit_sync_mode = AUDIT_SYNC_GROUP,
                 .audit_journal = true,
                 .audit_max_in_flight = AUDIT_MAX_IN_FLIGHT_DEFAULT,
+                .audit_max_in_flight_per_uid = AUDIT_MAX_IN_FLIGHT_PER_UID_DEFAULT,
+                .audit_max_in_flight_unnamed = AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT,
+                .audit_refusals_per_uid = AUDIT_REFUSALS_PER_UID_DEFAULT,
+                .audit_refusal_interval_sec = AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT,
         };
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
                 if (config_items[i].type == CONFIG_PATH)

@@ -33,7 +33,11 @@ typedef struct DaemonConfig {
         unsigned audit_files;
         AuditSyncMode audit_sync_mode;
         bool audit_journal;
-        unsigned audit_max_in_flight;
+        unsigned audit_max_in_flight;         /* records in flight of the callers the policy names */
+        unsigned audit_max_in_flight_per_uid; /* of one uid */
+        unsigned audit_max_in_flight_unnamed; /* of the callers it does not name, together */
+        unsigned audit_refusals_per_uid;      /* refusals recorded one by one per uid and interval */
+        unsigned audit_refusal_interval_sec;  /* ...the rest summarized at its end */
 } DaemonConfig;
 
 void daemon_config_init(DaemonConfig *c);

@@ -10,12 +10,20 @@
 #include "varlink-errors.h"
 #include "varlink-message.h"
 
+#define AUDIT_FAILED "io.tsmd.Guest.AuditFailed"
+/* The event of a call naming a method tsmd does not declare: its name is the client's choice,
+ * recorded only cut to UNKNOWN_METHOD_MAX bytes (in the record's "method"), and never a key of
+ * the refusal summaries. */
+#define UNKNOWN_METHOD_EVENT "unknown-method"
+#define UNKNOWN_METHOD_MAX 64u
+
 struct GuestOp {
         Manager *manager;
         GuestOps *ops; /* the client's; NULL once it went away */
         VarlinkCall *call;
         AuditReservation *reservation;
         const char *event;
+        char *method; /* UNKNOWN_METHOD_EVENT's, cut short */
         uint64_t start_usec;
         /* Who: the client's identity; once the client went with the record still being
          * written, a copy of what the record needs (its failure is logged with it). */
@@ -53,6 +61,7 @@ static void op_free(GuestOp *op) {
         varlink_call_unref(op->call);
         json_object_put(op->answer);
         free(op->pci_address);
+        free(op->method);
         free(op->left.unit);
         free(op);
 }
@@ -60,6 +69,7 @@ static void op_free(GuestOp *op) {
 static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *rec) {
         *rec = AUDIT_RECORD_INIT;
         rec->event = op->event;
+        rec->method = op->method;
         rec->uid = op->identity->uid;
         rec->gid = op->identity->gid;
         rec->pid = op->identity->pid;
@@ -154,6 +164,11 @@ static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *user
         op_free(op);
 }
 
+/* A call not recorded by itself: counted in its uid's refusal summary instead. */
+static void count_unrecorded(Manager *m, const PeerIdentity *id, const char *event, const char *result) {
+        audit_budget_count(m->refusal_budget, id->uid, event, result);
+}
+
 /* The method answered: record the outcome, answer once it is on disk. */
 static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
         GuestOp *op = userdata;
@@ -172,8 +187,8 @@ static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userda
         op_free(userdata);
 }
 
-/* A call of ops' client, with room for its record reserved. */
-static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *call, GuestOp **ret) {
+/* A call of ops' client, with room for its record reserved in pool. */
+static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *call, AuditPool pool, GuestOp **ret) {
         GuestOp *op;
         int r;
 
@@ -196,7 +211,7 @@ static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *cal
         };
         TAILQ_INSERT_TAIL(&ops->unanswered, op, entry);
 
-        r = audit_log_reserve(m->audit, &op->reservation);
+        r = audit_log_reserve_for(m->audit, ops->identity->uid, pool, &op->reservation);
         if (r < 0) {
                 op_free(op);
                 return r;
@@ -207,14 +222,25 @@ static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *cal
 
 int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc func, VarlinkCall *call,
                  json_object *parameters) {
+        AuditPool pool = manager_audit_pool(m, ops->identity);
         GuestOp *op;
         int r;
 
+        /* SECURITY: a caller the policy names no rule for is refused whatever it calls, and
+         * anyone may connect: its calls are recorded one by one within its refusal budget, past
+         * it refused at once (nothing runs) and counted in its summary, so that it cannot write
+         * records until rotation deletes every earlier one. */
+        if (pool == AUDIT_POOL_UNNAMED && !audit_budget_take(m->refusal_budget, ops->identity->uid)) {
+                count_unrecorded(m, ops->identity, event, AUDIT_FAILED);
+                return varlink_call_release(call, audit_failed_message(-ENOBUFS));
+        }
+
         /* SECURITY: fail closed: no room for the record, nothing happens. */
-        r = op_new(m, ops, event, call, &op);
+        r = op_new(m, ops, event, call, pool, &op);
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
+                count_unrecorded(m, ops->identity, event, AUDIT_FAILED);
                 log_full_ratelimited(&m->unrecorded_refusal_log, LOG_WARNING,
                                      "Refusing %s, the audit log cannot take a record: %s", event, strerror(-r));
                 return varlink_call_release(call, audit_failed_message(r));
@@ -237,18 +263,36 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc
         return func(call, parameters, m);
 }
 
-void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call) {
-        const char *method = varlink_call_get_method(call);
+void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call, const char *error) {
+        const char *method = varlink_call_get_method(call), *event;
+        _cleanup_free_ char *cut = NULL;
         GuestOp *op;
         int r;
 
-        /* Not a call at all (an invalid call object): the record says "call". */
-        r = op_new(m, ops, !isempty(method) ? method : "call", call, &op);
-        if (r < 0) {
-                /* Nothing happens either way; the refusal goes out unrecorded. */
-                log_debug_errno(r, "Refusal of %s not recorded, the audit log cannot take it: %m", strna(method));
+        /* Not a call at all (an invalid call object): the record says "call". A method no
+         * interface declares is the client's string: under a fixed event, cut short. */
+        if (isempty(method))
+                event = "call";
+        else if (!varlink_call_method_is_declared(call)) {
+                event = UNKNOWN_METHOD_EVENT;
+                if (audit_string_bound(method, UNKNOWN_METHOD_MAX, &cut) < 0)
+                        cut = NULL; /* recorded without it */
+        } else
+                event = method;
+
+        /* SECURITY: anyone may connect and send calls to be refused: past its budget, a uid's
+         * are counted in its summary. Nothing happens either way, and the refusal goes out. */
+        if (!audit_budget_take(m->refusal_budget, ops->identity->uid)) {
+                count_unrecorded(m, ops->identity, event, error);
                 return;
         }
+        r = op_new(m, ops, event, call, manager_audit_pool(m, ops->identity), &op);
+        if (r < 0) {
+                log_debug_errno(r, "Refusal of %s not recorded by itself, the audit log cannot take it: %m", event);
+                count_unrecorded(m, ops->identity, event, error);
+                return;
+        }
+        op->method = TAKE_PTR(cut);
         varlink_call_set_userdata(call, op);
         varlink_call_set_interceptor(call, on_answer, op);
 }

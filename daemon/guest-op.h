@@ -34,11 +34,14 @@ void guest_ops_abandon(GuestOps *ops);
 int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc func, VarlinkCall *call,
                  json_object *parameters);
 
-/* A call the Varlink server refuses before any method runs (unknown interface or method,
- * parameters the IDL does not allow, ...), called before the refusal is sent: it is recorded as
- * an audited call is, the refusal its result, and held back until the record is durable, so a
- * client's refusals in flight are bounded by MaxPendingCalls as its other calls are. */
-void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call);
+/* A call the Varlink server refuses (error) before any method runs (unknown interface or
+ * method, parameters the IDL does not allow, ...), called before the refusal is sent: within the
+ * uid's refusal budget it is recorded as an audited call is, the refusal its result, and held
+ * back until the record is durable, so a client's refusals in flight are bounded by
+ * MaxPendingCalls as its other calls are; past it, or without room in the audit log, it is
+ * counted in the uid's refusal summary (audit-budget.h) and goes out at once. A method no
+ * interface declares is recorded as event "unknown-method", its name cut short. */
+void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call, const char *error);
 
 /* What the call touched, for its record. No-ops for a call that is not audited. */
 void guest_op_set_context(VarlinkCall *call, uint64_t context);

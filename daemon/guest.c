@@ -1155,8 +1155,8 @@ const PeerIdentity *guest_client_get_identity(const GuestClient *c) {
         return &c->identity;
 }
 
-void guest_client_refused(GuestClient *c, VarlinkCall *call) {
-        guest_op_refused(c->manager, &c->ops, call);
+void guest_client_refused(GuestClient *c, VarlinkCall *call, const char *error) {
+        guest_op_refused(c->manager, &c->ops, call, error);
 }
 
 GuestClient *guest_client_free(GuestClient *c) {

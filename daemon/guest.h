@@ -57,7 +57,7 @@ void guest_client_get_stats(const GuestClient *c, unsigned *ret_contexts, unsign
 /* The identity taken when the connection was accepted. */
 const struct PeerIdentity *guest_client_get_identity(const GuestClient *c);
 /* The Varlink server refuses a call of the client before any method runs: see guest_op_refused(). */
-void guest_client_refused(GuestClient *c, VarlinkCall *call);
+void guest_client_refused(GuestClient *c, VarlinkCall *call, const char *error);
 
 /* Guest calls in flight (not yet answered and recorded), over all clients; shutdown waits
  * for them. */

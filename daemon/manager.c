@@ -139,6 +139,12 @@ static int load_files(Manager *m, bool config_optional) {
         return 0;
 }
 
+AuditPool manager_audit_pool(Manager *m, const PeerIdentity *id) {
+        if (id && (policy_is_client(m->policy, id) || policy_is_admin(m->policy, id)))
+                return AUDIT_POOL_NAMED;
+        return AUDIT_POOL_UNNAMED;
+}
+
 static int open_audit(Manager *m) {
         AuditConfig ac;
         int r;
@@ -150,6 +156,8 @@ static int open_audit(Manager *m) {
         ac.sync_mode = m->config.audit_sync_mode;
         ac.journal = m->config.audit_journal;
         ac.max_in_flight = m->config.audit_max_in_flight;
+        ac.max_in_flight_per_uid = m->config.audit_max_in_flight_per_uid;
+        ac.max_in_flight_unnamed = m->config.audit_max_in_flight_unnamed;
 
         /* systemd's LogsDirectory= makes it; by hand, we do (its parent must exist). */
         if (m->config.audit_dir && mkdir(m->config.audit_dir, 0750) < 0 && errno != EEXIST)
@@ -159,6 +167,10 @@ static int open_audit(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Cannot open the audit log in '%s', refusing to serve unaudited: %m",
                                        strna(m->config.audit_dir));
+        r = audit_budget_new(m->audit, m->base, m->config.audit_refusals_per_uid,
+                             (uint64_t) m->config.audit_refusal_interval_sec * 1000000u, &m->refusal_budget);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the audit log's refusal budget: %m");
         return 0;
 }
 
@@ -492,6 +504,8 @@ Manager *manager_free(Manager *m) {
                 priv_channel_finish(m->channel, FINISH_TIMEOUT_USEC);
         /* After every client: their last records (releases) must reach the disk. */
         admin_forget_followers(m, NULL);
+        /* Its summaries of what the clients had refused, then the log. */
+        audit_budget_free(m->refusal_budget);
         audit_log_free(m->audit);
         policy_unref(m->policy);
         tsm_platform_free(m->platform);

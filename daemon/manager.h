@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 
+#include "audit-budget.h"
 #include "audit-log.h"
 #include "daemon-config.h"
 #include "policy.h"
@@ -35,6 +36,8 @@ typedef struct Manager {
         uint32_t next_slot;
         Policy *policy;  /* replaced whole on reload */
         AuditLog *audit;
+        /* Refusals recorded one by one per uid, the rest summarized (audit-budget.h). */
+        AuditBudget *refusal_budget;
 
         /* One per connection: what that VMM owns (guest.c). */
         LIST_HEAD(, GuestClient) guest_clients;
@@ -84,6 +87,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 /* Serves the sockets the monitor passed, and takes in the contexts it kept. */
 int manager_listen(Manager *m);
 int manager_run(Manager *m);
+
+/* Whose room in the audit log a caller's records take: the policy's clients and administrators
+ * share MaxRecordsInFlight=, anyone else (id NULL: not identified) MaxRecordsInFlightUnnamed=. */
+AuditPool manager_audit_pool(Manager *m, const PeerIdentity *id);
 
 /* Called when a guest request completes: a draining daemon exits after the last one. */
 void manager_request_finished(Manager *m);

@@ -23,21 +23,29 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
         if (call) {
                 /* Every connection has its client from accept on. */
                 if (c)
-                        guest_client_refused(c, call);
+                        guest_client_refused(c, call, error);
                 return;
         }
 
-        /* Nothing waits for this record: the connection is gone, or never was. The audit
-         * log's bounded queue sheds what it cannot take. */
+        /* SECURITY: anyone may make connections to be refused: past its budget, a uid's are
+         * counted in its refusal summary (audit-budget.h), as are those the audit log has no
+         * room for. Nothing waits for this record: the connection is gone, or never was. */
+        if (!audit_budget_take(m->refusal_budget, peer->uid)) {
+                audit_budget_count(m->refusal_budget, peer->uid, "connection", error);
+                return;
+        }
         rec.event = "connection";
         rec.uid = peer->uid;
         rec.gid = peer->gid;
         rec.pid = peer->pid;
         rec.unit = id ? id->unit : NULL;
         rec.result = error;
-        r = audit_log_record(m->audit, &rec, on_connection_refusal_recorded, NULL, NULL);
-        if (r < 0)
-                log_debug_errno(r, "Refused connection of uid %u (%s) not recorded: %m", (unsigned) peer->uid, error);
+        r = audit_log_record_for(m->audit, manager_audit_pool(m, id), &rec, on_connection_refusal_recorded, NULL, NULL);
+        if (r < 0) {
+                log_debug_errno(r, "Refused connection of uid %u (%s) not recorded by itself: %m", (unsigned) peer->uid,
+                                error);
+                audit_budget_count(m->refusal_budget, peer->uid, "connection", error);
+        }
 }
 
 void refusals_setup(Manager *m) {

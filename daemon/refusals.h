@@ -4,7 +4,8 @@
  * like every other refusal: connections past a limit, messages and timeouts that end a
  * connection (event "connection", the refusal's io.tsmd name as result), and calls it answers
  * with a standard error (the method as event, the error as result, the answer held until the
- * record is durable). Runs in: worker.
+ * record is durable). Each uid's are recorded one by one within its refusal budget and counted
+ * in its summary past it (audit-budget.h). Runs in: worker.
  */
 #pragma once
 

@@ -545,6 +545,10 @@ const char *varlink_call_get_method(const VarlinkCall *call) {
         return call->method;
 }
 
+bool varlink_call_method_is_declared(const VarlinkCall *call) {
+        return call->symbol;
+}
+
 unsigned varlink_call_get_flags(const VarlinkCall *call) {
         return call->flags;
 }

@@ -126,6 +126,10 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call);
 DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkCall *, varlink_call_unref);
 VarlinkConn *varlink_call_get_conn(const VarlinkCall *call);
 const char *varlink_call_get_method(const VarlinkCall *call);
+/* Whether the method is one that an interface served on the connection declares (false for a call
+ * refused as naming no such interface or method, or before its method was looked up): only
+ * then is its name not the client's choice. */
+bool varlink_call_method_is_declared(const VarlinkCall *call);
 unsigned varlink_call_get_flags(const VarlinkCall *call);
 bool varlink_call_is_answered(const VarlinkCall *call);
 

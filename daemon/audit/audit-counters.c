@@ -135,9 +135,12 @@ static int table_lookup(AuditCounters *c, AuditCounterDimension d, const char *k
 }
 
 static void stats_add(AuditCounterStats *s, const AuditRecord *r) {
-        s->n_requests++;
+        /* A summary stands for count calls, none of them timed. */
+        uint64_t n = r->count ?: 1;
+
+        s->n_requests += n;
         if (audit_record_is_error(r))
-                s->n_errors++;
+                s->n_errors += n;
         if (r->latency_usec != AUDIT_U64_NONE) {
                 s->n_latency++;
                 s->latency_usec_sum += r->latency_usec;

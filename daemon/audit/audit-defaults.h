@@ -9,3 +9,7 @@
 #define AUDIT_MAX_FILE_SIZE_DEFAULT (8u * 1024u * 1024u) /* MaxFileSize= */
 #define AUDIT_N_FILES_DEFAULT 5u                         /* Files= */
 #define AUDIT_MAX_IN_FLIGHT_DEFAULT 4096u                /* MaxRecordsInFlight= */
+#define AUDIT_MAX_IN_FLIGHT_PER_UID_DEFAULT 1024u        /* MaxRecordsInFlightPerUid= */
+#define AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT 64u          /* MaxRecordsInFlightUnnamed= */
+#define AUDIT_REFUSALS_PER_UID_DEFAULT 32u               /* RefusalRecordsPerUid= */
+#define AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT 10u           /* RefusalIntervalSec= */

@@ -21,6 +21,11 @@
  * sequence is resumed. Meanwhile a failed log refuses reservations as before (fail closed
  * until the repair worked), a healthy one takes them within max_in_flight without asking the
  * thread about space (its numbers are about the old files).
+ *
+ * Room in flight (reserved or queued records) is bounded three ways: max_in_flight over the
+ * callers the policy names, max_in_flight_unnamed over all others (a pool of their own, so that
+ * they cannot take the named callers' room), and max_in_flight_per_uid for any one uid
+ * (audit-shares.c), so that one uid cannot take all of either.
  */
 
 #include <inttypes.h>
@@ -38,6 +43,9 @@ struct AuditReservation {
         AuditLog *log;      /* NULL once the log is gone */
         AuditReservation *prev, *next; /* in log->reservations while uncommitted */
         bool committed;
+        bool charged; /* to uid's share in pool */
+        uid_t uid;
+        AuditPool pool;
         unsigned generation; /* 0: never queued (then a failure is not the files') */
         uint64_t seq;
         char *line;
@@ -79,6 +87,7 @@ struct AuditLog {
         struct event *submit_event;
         AuditCounters *counters;
         AuditJournal *journal;
+        AuditShares *shares;
 
         uint64_t next_seq;
         uint64_t last_committed_seq;
@@ -117,6 +126,8 @@ void audit_config_init(AuditConfig *c) {
                 .sync_mode = AUDIT_SYNC_GROUP,
                 .journal = true,
                 .max_in_flight = AUDIT_MAX_IN_FLIGHT_DEFAULT,
+                .max_in_flight_per_uid = AUDIT_MAX_IN_FLIGHT_PER_UID_DEFAULT,
+                .max_in_flight_unnamed = AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT,
                 .prealloc_size = AUDIT_PREALLOC_SIZE_DEFAULT,
         };
 }
@@ -127,6 +138,13 @@ static AuditReservation *reservation_free(AuditReservation *r) {
         free(r->line);
         free(r->storage);
         return mfree(r);
+}
+
+/* Gives back the room r took of its uid's share. */
+static void reservation_uncharge(AuditLog *a, AuditReservation *r) {
+        if (r->charged)
+                audit_shares_give(a->shares, r->uid, r->pool);
+        r->charged = false;
 }
 
 static void reservation_unlink(AuditLog *a, AuditReservation *r) {
@@ -170,6 +188,7 @@ static void dispatch_one(AuditLog *a, AuditReservation *res) {
         int error = res->item.error;
 
         a->n_in_flight--;
+        reservation_uncharge(a, res);
         if (error < 0) {
                 if (a->failed == 0 && res->generation == a->generation) {
                         a->failed = error;
@@ -245,7 +264,7 @@ static void on_submit(evutil_socket_t fd, short what, void *userdata) {
 
 static int config_check(const AuditConfig *c) {
         if (isempty(c->directory) || c->n_files < 2 || c->n_files > AUDIT_FILES_MAX ||
-            c->max_file_size < AUDIT_RECORD_MAX || c->max_in_flight == 0 ||
+            c->max_file_size < AUDIT_RECORD_MAX || c->max_in_flight == 0 || c->max_in_flight_per_uid == 0 ||
             c->sync_mode < 0 || c->sync_mode >= _AUDIT_SYNC_MODE_MAX)
                 return -EINVAL;
         return 0;
@@ -402,6 +421,9 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         r = audit_counters_new(&a->counters);
         if (r < 0)
                 return r;
+        r = audit_shares_new(c->max_in_flight_per_uid, c->max_in_flight_unnamed, &a->shares);
+        if (r < 0)
+                return r;
         r = audit_sync_new(a->files, c->sync_mode, c->prealloc_size, &a->sync);
         if (r < 0)
                 return r;
@@ -488,6 +510,7 @@ AuditLog *audit_log_free(AuditLog *a) {
         audit_sync_free(a->sync);
         audit_files_free(a->files);
         audit_counters_free(a->counters);
+        audit_shares_free(a->shares);
         free(a->directory);
         return mfree(a);
 }
@@ -553,17 +576,21 @@ static int check_space(AuditLog *a) {
         return 0;
 }
 
-static int reserve(AuditLog *a, bool bounded, AuditReservation **ret) {
+/* pool _AUDIT_POOL_INVALID: charged to no uid (owed records, and tests of the total). */
+static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, AuditReservation **ret) {
         AuditReservation *res;
         int r;
 
         assert_return(a, -EINVAL);
         assert_return(ret, -EINVAL);
+        assert_return(pool == _AUDIT_POOL_INVALID || (pool >= 0 && pool < _AUDIT_POOL_MAX), -EINVAL);
 
         if (a->failed < 0)
                 return a->failed;
-        /* SECURITY: a bounded queue; past it the daemon sheds load instead of growing. */
-        if (bounded && a->n_reserved + a->n_in_flight >= a->config.max_in_flight)
+        /* SECURITY: a bounded queue; past it the daemon sheds load instead of growing. The
+         * unnamed pool's records are bounded by that pool alone: they cannot fill this one. */
+        if (bounded && pool != AUDIT_POOL_UNNAMED &&
+            a->n_reserved + a->n_in_flight - audit_shares_n_unnamed(a->shares) >= a->config.max_in_flight)
                 return -ENOBUFS;
         /* While a reopen is pending the thread's space is the old files' (see the top). */
         if (!a->reopen_pending) {
@@ -575,6 +602,17 @@ static int reserve(AuditLog *a, bool bounded, AuditReservation **ret) {
         res = new0(AuditReservation, 1);
         if (!res)
                 return -ENOMEM;
+        if (pool >= 0) {
+                /* SECURITY: no one uid takes all the room, nor those the policy does not name. */
+                r = audit_shares_take(a->shares, uid, pool);
+                if (r < 0) {
+                        free(res);
+                        return r;
+                }
+                res->charged = true;
+                res->uid = uid;
+                res->pool = pool;
+        }
         res->log = a;
         res->next = a->reservations;
         if (res->next)
@@ -587,19 +625,26 @@ static int reserve(AuditLog *a, bool bounded, AuditReservation **ret) {
 }
 
 int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
-        return reserve(a, true, ret);
+        return reserve(a, true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, ret);
+}
+
+int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservation **ret) {
+        assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
+        return reserve(a, true, uid, pool, ret);
 }
 
 int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret) {
-        return reserve(a, false, ret);
+        return reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, ret);
 }
 
 AuditReservation *audit_log_cancel(AuditReservation *r) {
         if (!r)
                 return NULL;
         assert(!r->committed);
-        if (r->log)
+        if (r->log) {
+                reservation_uncharge(r->log, r);
                 reservation_unlink(r->log, r);
+        }
         return reservation_free(r);
 }
 
@@ -648,15 +693,15 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
         return 0;
 }
 
-static int record(AuditLog *a, bool bounded, const AuditRecord *rec, AuditCommitCallback cb, void *userdata,
-                  uint64_t *ret_seq) {
+static int record(AuditLog *a, bool bounded, AuditPool pool, const AuditRecord *rec, AuditCommitCallback cb,
+                  void *userdata, uint64_t *ret_seq) {
         AuditReservation *res;
         int r;
 
         assert_return(a, -EINVAL);
         assert_return(rec, -EINVAL);
 
-        r = reserve(a, bounded, &res);
+        r = reserve(a, bounded, rec->uid, pool, &res);
         if (r < 0)
                 return r;
         return audit_log_commit(res, rec, cb, userdata, ret_seq);
@@ -664,12 +709,18 @@ static int record(AuditLog *a, bool bounded, const AuditRecord *rec, AuditCommit
 
 int audit_log_record(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb, void *userdata,
                      uint64_t *ret_seq) {
-        return record(a, true, rec, cb, userdata, ret_seq);
+        return record(a, true, _AUDIT_POOL_INVALID, rec, cb, userdata, ret_seq);
+}
+
+int audit_log_record_for(AuditLog *a, AuditPool pool, const AuditRecord *rec, AuditCommitCallback cb,
+                         void *userdata, uint64_t *ret_seq) {
+        assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
+        return record(a, true, pool, rec, cb, userdata, ret_seq);
 }
 
 int audit_log_record_owed(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb, void *userdata,
                           uint64_t *ret_seq) {
-        return record(a, false, rec, cb, userdata, ret_seq);
+        return record(a, false, _AUDIT_POOL_INVALID, rec, cb, userdata, ret_seq);
 }
 
 int audit_log_add_listener(AuditLog *a, AuditListenerCallback cb, void *userdata,
@@ -761,6 +812,7 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
                 .last_committed_seq = a->last_committed_seq,
                 .n_reserved = a->n_reserved,
                 .n_in_flight = a->n_in_flight,
+                .n_unnamed = audit_shares_n_unnamed(a->shares),
                 .repaired_bytes = a->repaired_bytes,
                 .n_anomalies = a->n_anomalies,
                 .reopen_pending = a->reopen_pending,

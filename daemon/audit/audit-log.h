@@ -26,6 +26,7 @@
 #include "audit-ops.h"
 #include "audit-query.h"
 #include "audit-record.h"
+#include "audit-shares.h"
 #include "audit-sync.h"
 #include "macro.h"
 
@@ -37,7 +38,9 @@ typedef struct AuditConfig {
         unsigned n_files;        /* files kept, audit.log included: 2..AUDIT_FILES_MAX */
         AuditSyncMode sync_mode; /* group commit, or one fdatasync per record (benchmarks) */
         bool journal;            /* mirror committed records to journald */
-        unsigned max_in_flight;  /* reserved + queued records; beyond: -ENOBUFS */
+        unsigned max_in_flight;  /* reserved + queued records of named callers; beyond: -ENOBUFS */
+        unsigned max_in_flight_per_uid; /* of one uid, in either pool */
+        unsigned max_in_flight_unnamed; /* of the unnamed pool, apart from max_in_flight */
         uint64_t prealloc_size;  /* preallocated tail kept ahead of the write position */
         const AuditFileOps *ops; /* NULL: the real system calls; tests inject faults */
 } AuditConfig;
@@ -69,6 +72,7 @@ typedef struct AuditLogStatus {
         uint64_t last_committed_seq; /* last seq known durable (from the files at open) */
         unsigned n_reserved;
         unsigned n_in_flight;        /* committed, not yet reported */
+        unsigned n_unnamed;          /* of those and the reserved: the unnamed pool's */
         uint64_t repaired_bytes;     /* cut from torn tails at the last (re)open */
         unsigned n_anomalies;        /* sequence gaps/regressions seen at the last (re)open */
         bool reopen_pending;         /* audit_log_reopen() asked, not finished */
@@ -110,6 +114,11 @@ static inline int audit_log_reopen(AuditLog *a) {
  * if max_in_flight records are reserved or queued. Does not block. */
 int audit_log_reserve(AuditLog *a, AuditReservation **ret);
 
+/* The same for a record of uid's call, charged to uid's share of pool's room: -ENOBUFS also
+ * past max_in_flight_per_uid records of uid, or, for AUDIT_POOL_UNNAMED, past
+ * max_in_flight_unnamed records of that pool (whose records max_in_flight does not count). */
+int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservation **ret);
+
 /* The same past max_in_flight, for records owed whatever the load (an administrator's action,
  * see audit_log_record_owed()): only a failed log or a full file system refuse it. */
 int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret);
@@ -129,6 +138,9 @@ int audit_log_commit(AuditReservation *r, const AuditRecord *record, AuditCommit
 /* Reserve + commit, for lifecycle events that have nothing to refuse. */
 int audit_log_record(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
                      void *userdata, uint64_t *ret_seq);
+/* Reserve (audit_log_reserve_for(), for record->uid) + commit: a refusal's record. */
+int audit_log_record_for(AuditLog *a, AuditPool pool, const AuditRecord *record, AuditCommitCallback cb,
+                         void *userdata, uint64_t *ret_seq);
 /* The same for a record tsmd owes for what it did on its own, on a client's behalf (unbinding at
  * a release): taken past max_in_flight, so that a full queue cannot lose it. Callers bound
  * these by what they track (a release per vDevice a client held). */

@@ -128,14 +128,14 @@ int audit_string_bound(const char *s, size_t budget, char **ret) {
 }
 
 int audit_record_copy_bounded(const AuditRecord *src, AuditRecord *ret, char **ret_storage) {
-        const char *const *in[] = { &src->event, &src->unit,  &src->pci,   &src->backend,
-                                    &src->scope, &src->result };
+        const char *const *in[] = { &src->event, &src->unit,   &src->pci,   &src->backend,
+                                    &src->scope, &src->result, &src->method };
         _cleanup_free_ char *storage = NULL;
         char *bounded[ELEMENTSOF(in)] = {};
         size_t size = 0, n = ELEMENTSOF(in);
         AuditRecord copy = *src;
-        const char **out[] = { &copy.event, &copy.unit,  &copy.pci,   &copy.backend,
-                               &copy.scope, &copy.result };
+        const char **out[] = { &copy.event, &copy.unit,   &copy.pci,   &copy.backend,
+                               &copy.scope, &copy.result, &copy.method };
         char *p;
         int r = 0;
 
@@ -344,6 +344,10 @@ int audit_record_serialize(const AuditRecord *rec, char **ret_line, size_t *ret_
         put_u64(&w, "responseSize", rec->response_size, rec->response_size == AUDIT_U64_NONE);
         put_string(&w, "result", rec->result);
         put_u64(&w, "latencyUsec", rec->latency_usec, rec->latency_usec == AUDIT_U64_NONE);
+        if (rec->method)
+                put_string(&w, "method", rec->method);
+        if (rec->count > 0)
+                put_u64(&w, "count", rec->count, false);
         if (rec->repaired_bytes > 0)
                 put_u64(&w, "repairedBytes", rec->repaired_bytes, false);
         put(&w, "}\n", 2);

@@ -52,6 +52,12 @@ typedef struct AuditRecord {
         uint64_t response_size; /* AUDIT_U64_NONE */
         const char *result;     /* "ok" or an error name; NULL: not known */
         uint64_t latency_usec;  /* AUDIT_U64_NONE */
+        /* A call refused for naming no method tsmd serves (event "unknown-method"): the name as
+         * sent, cut short by the caller; NULL: field omitted. */
+        const char *method;
+        /* A summary (audit-budget.h): the number of calls of this uid, event and result it
+         * stands for, not recorded one by one; 0: field omitted, the record is one call. */
+        uint64_t count;
 
         /* Set by the audit log when the record is committed; callers leave them zero. */
         uint64_t seq;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "audit-budget.h"
 #include "audit-test-util.h"
 #include "event-util.h"
 #include "harness.h"
@@ -930,6 +931,182 @@ TEST(max_in_flight_enobufs) {
         fixture_done(&f);
 }
 
+/* No one uid takes all the room in flight (max_in_flight_per_uid), and the callers the policy
+ * does not name have a pool of their own (max_in_flight_unnamed) that takes none of the named
+ * callers' room; each reservation's room comes back when it is cancelled or reported. */
+TEST(max_in_flight_per_uid_and_unnamed_pool) {
+        AuditReservation *a[3], *b, *u[3], *res[8];
+        AuditRecord r = sample_record();
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_in_flight = 4;
+        f.config.max_in_flight_per_uid = 2;
+        f.config.max_in_flight_unnamed = 2;
+        fixture_open(&f);
+
+        /* uid 1000's share: two, then ENOBUFS; uid 1001 still gets room. */
+        ASSERT_OK(audit_log_reserve_for(f.log, 1000, AUDIT_POOL_NAMED, &a[0]));
+        ASSERT_OK(audit_log_reserve_for(f.log, 1000, AUDIT_POOL_NAMED, &a[1]));
+        ASSERT_ERRNO(audit_log_reserve_for(f.log, 1000, AUDIT_POOL_NAMED, &a[2]), ENOBUFS);
+        ASSERT_OK(audit_log_reserve_for(f.log, 1001, AUDIT_POOL_NAMED, &b));
+
+        /* The unnamed pool: two over all its uids, whatever their shares; the named callers'
+         * room (one left of four) is untouched by it. */
+        ASSERT_OK(audit_log_reserve_for(f.log, 2000, AUDIT_POOL_UNNAMED, &u[0]));
+        ASSERT_OK(audit_log_reserve_for(f.log, 2001, AUDIT_POOL_UNNAMED, &u[1]));
+        ASSERT_ERRNO(audit_log_reserve_for(f.log, 2002, AUDIT_POOL_UNNAMED, &u[2]), ENOBUFS);
+        r.uid = 2002;
+        ASSERT_ERRNO(audit_log_record_for(f.log, AUDIT_POOL_UNNAMED, &r, ack_callback, &f.acks, NULL), ENOBUFS);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_reserved, 5);
+        ASSERT_EQ(st.n_unnamed, 2);
+        ASSERT_OK(audit_log_reserve_for(f.log, 1002, AUDIT_POOL_NAMED, &res[0]));
+        ASSERT_ERRNO(audit_log_reserve_for(f.log, 1003, AUDIT_POOL_NAMED, &res[1]), ENOBUFS);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res[1]), ENOBUFS);
+
+        /* Room comes back: by cancelling, and once a committed record is reported. */
+        audit_log_cancel(a[1]);
+        ASSERT_OK(audit_log_reserve_for(f.log, 1000, AUDIT_POOL_NAMED, &a[1]));
+        r.uid = 2000;
+        ASSERT_OK(audit_log_commit(u[0], &r, ack_callback, &f.acks, NULL));
+        ASSERT_ERRNO(audit_log_reserve_for(f.log, 2002, AUDIT_POOL_UNNAMED, &u[2]), ENOBUFS);
+        wait_acks(&f, 1);
+        assert_acks_ok(&f, 1);
+        ASSERT_OK(audit_log_reserve_for(f.log, 2002, AUDIT_POOL_UNNAMED, &u[2]));
+
+        audit_log_cancel(a[0]);
+        audit_log_cancel(a[1]);
+        audit_log_cancel(b);
+        audit_log_cancel(u[1]);
+        audit_log_cancel(u[2]);
+        audit_log_cancel(res[0]);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_reserved, 0);
+        ASSERT_EQ(st.n_unnamed, 0);
+        /* Everything given back: a uid's whole share again. */
+        for (unsigned i = 0; i < 2; i++)
+                ASSERT_OK(audit_log_reserve_for(f.log, 1000, AUDIT_POOL_UNNAMED, &res[i]));
+        for (unsigned i = 0; i < 2; i++)
+                audit_log_cancel(res[i]);
+        fixture_done(&f);
+}
+
+/* The summaries a refusal budget writes, as the listener sees them. */
+typedef struct Summaries {
+        size_t n;
+        struct {
+                char event[64], result[64];
+                uid_t uid;
+                uint64_t count;
+        } s[8];
+} Summaries;
+
+static void on_summary(AuditLog *a, const AuditRecord *rec, const char *line, size_t len, void *userdata) {
+        Summaries *sum = userdata;
+
+        ASSERT_GE(rec->count, 1);
+        ASSERT_LE(sum->n, ELEMENTSOF(sum->s) - 1);
+        snprintf(sum->s[sum->n].event, sizeof(sum->s[0].event), "%s", rec->event);
+        snprintf(sum->s[sum->n].result, sizeof(sum->s[0].result), "%s", strna(rec->result));
+        sum->s[sum->n].uid = rec->uid;
+        sum->s[sum->n].count = rec->count;
+        {
+                char key[48];
+
+                snprintf(key, sizeof(key), "\"count\":%" PRIu64, rec->count);
+                ASSERT_NOT_NULL(strstr(line, key));
+        }
+        sum->n++;
+}
+
+static uint64_t summary_count(const Summaries *sum, uid_t uid, const char *event, const char *result) {
+        for (size_t i = 0; i < sum->n; i++)
+                if (sum->s[i].uid == uid && streq(sum->s[i].event, event) && streq(sum->s[i].result, result))
+                        return sum->s[i].count;
+        return 0;
+}
+
+/* Each uid records `per_uid` refusals by itself per interval; the rest are counted by uid, event
+ * and result, and written as one summary each when the interval ends (or the budget is freed),
+ * after which the uid's budget is whole again. */
+TEST(refusal_budget_summarizes_past_the_limit) {
+        _cleanup_(audit_budget_freep) AuditBudget *b = NULL;
+        Summaries sum = {};
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_summary, &sum, NULL, NULL));
+        ASSERT_OK(audit_budget_new(f.log, f.base, 2, 50 * 1000, &b));
+
+        ASSERT_TRUE(audit_budget_take(b, 1000));
+        ASSERT_TRUE(audit_budget_take(b, 1000));
+        ASSERT_FALSE(audit_budget_take(b, 1000));
+        ASSERT_TRUE(audit_budget_take(b, 1001)); /* a budget per uid */
+        for (unsigned i = 0; i < 5; i++)
+                audit_budget_count(b, 1000, "unknown-method", "org.varlink.service.MethodNotFound");
+        audit_budget_count(b, 1000, "connection", "io.tsmd.TooManyConnectionsPerUid");
+        audit_budget_count(b, 1001, "unknown-method", "org.varlink.service.MethodNotFound");
+
+        /* The interval ends: three summaries, the counts exact. */
+        run_until(f.base, &sum.n, 3);
+        ASSERT_EQ(sum.n, 3U);
+        ASSERT_EQ(summary_count(&sum, 1000, "unknown-method", "org.varlink.service.MethodNotFound"), 5U);
+        ASSERT_EQ(summary_count(&sum, 1000, "connection", "io.tsmd.TooManyConnectionsPerUid"), 1U);
+        ASSERT_EQ(summary_count(&sum, 1001, "unknown-method", "org.varlink.service.MethodNotFound"), 1U);
+
+        /* A new interval: the budget is whole again; what is counted is written at free too. */
+        ASSERT_TRUE(audit_budget_take(b, 1000));
+        audit_budget_count(b, 1000, "call", "org.varlink.service.InvalidParameter");
+        b = audit_budget_free(b);
+        run_until(f.base, &sum.n, 4);
+        ASSERT_EQ(summary_count(&sum, 1000, "call", "org.varlink.service.InvalidParameter"), 1U);
+        fixture_done(&f);
+}
+
+typedef struct SummaryTotals {
+        size_t n, n_no_uid;
+        uint64_t count;
+} SummaryTotals;
+
+static void on_summary_total(AuditLog *a, const AuditRecord *rec, const char *line, size_t len, void *userdata) {
+        SummaryTotals *t = userdata;
+
+        t->n++;
+        t->n_no_uid += rec->uid == AUDIT_UID_INVALID;
+        t->count += rec->count;
+}
+
+/* One user may have many uids: however many refuse, an interval's summaries are bounded, those
+ * of uids past the bound counted under no uid, and every refusal still counted. */
+TEST(refusal_budget_is_bounded_over_many_uids) {
+        _cleanup_(audit_budget_freep) AuditBudget *b = NULL;
+        SummaryTotals t = {};
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_summary_total, &t, NULL, NULL));
+        ASSERT_OK(audit_budget_new(f.log, f.base, 0, 60 * 1000000ULL, &b));
+        for (uid_t uid = 100000; uid < 102000; uid++)
+                for (unsigned k = 0; k < 20; k++) {
+                        char event[16];
+
+                        snprintf(event, sizeof(event), "kind-%u", k);
+                        ASSERT_FALSE(audit_budget_take(b, uid));
+                        audit_budget_count(b, uid, event, "org.varlink.service.MethodNotFound");
+                }
+        audit_budget_flush(b);
+        /* 256 tallies (16 kinds of the first 16 uids), a catch-all for each of the 256 uids
+         * kept, and the 16 kinds and catch-all of the uids past them. */
+        run_until(f.base, &t.n, 256 + 256 + 16 + 1);
+        ASSERT_EQ(t.count, 2000U * 20U);
+        ASSERT_EQ(t.n_no_uid, 16U + 1U);
+        fixture_done(&f);
+}
+
 TEST(cancel_uses_no_sequence_number) {
         _cleanup_(audit_log_cancelp) AuditReservation *scoped = NULL;
         AuditReservation *a, *b;
@@ -994,6 +1171,9 @@ TEST(bad_config) {
         ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
         test_config(&c, "/tmp");
         c.max_in_flight = 0;
+        ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
+        test_config(&c, "/tmp");
+        c.max_in_flight_per_uid = 0;
         ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
         event_base_free(base);
 }

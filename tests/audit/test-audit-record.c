@@ -48,6 +48,27 @@ TEST(golden_full) {
                      "\"latencyUsec\":120}\n");
 }
 
+/* A summary of refusals: the fields a summary has, "count" after "method" and the outcome. */
+TEST(golden_summary) {
+        AuditRecord r = AUDIT_RECORD_INIT;
+        _cleanup_free_ char *line = NULL;
+
+        r.event = "unknown-method";
+        r.uid = 65533;
+        r.result = "org.varlink.service.MethodNotFound";
+        r.method = "io.tsmd.Guest.Nope";
+        r.count = 1234;
+        r.seq = 7;
+        line = serialize(&r);
+        ASSERT_STREQ(line,
+                     "{\"seq\":7,\"time\":\"1970-01-01T00:00:00.000000Z\",\"monotonicUsec\":0,"
+                     "\"event\":\"unknown-method\",\"uid\":65533,\"gid\":null,\"pid\":null,\"unit\":null,"
+                     "\"contextId\":null,\"vdeviceId\":null,\"pci\":null,\"backend\":null,"
+                     "\"scope\":null,\"scopeNumber\":null,\"requestSize\":null,\"responseSize\":null,"
+                     "\"result\":\"org.varlink.service.MethodNotFound\",\"latencyUsec\":null,"
+                     "\"method\":\"io.tsmd.Guest.Nope\",\"count\":1234}\n");
+}
+
 TEST(golden_nulls_and_repaired) {
         AuditRecord r = AUDIT_RECORD_INIT;
         _cleanup_free_ char *line = NULL;
@@ -100,6 +121,10 @@ static char *reference_line(const AuditRecord *r) {
         add_ref_u64(o, "responseSize", r->response_size, r->response_size == AUDIT_U64_NONE);
         add_ref_string(o, "result", r->result);
         add_ref_u64(o, "latencyUsec", r->latency_usec, r->latency_usec == AUDIT_U64_NONE);
+        if (r->method)
+                add_ref_string(o, "method", r->method);
+        if (r->count > 0)
+                add_ref_u64(o, "count", r->count, false);
         if (r->repaired_bytes > 0)
                 add_ref_u64(o, "repairedBytes", r->repaired_bytes, false);
         char *line;
@@ -123,7 +148,7 @@ TEST(writer_matches_json_c) {
         /* Every byte on its own, in every string field. */
         for (unsigned c = 1; c < 256; c++) {
                 one[0] = (char) c;
-                r.unit = r.pci = r.backend = r.scope = r.result = one;
+                r.unit = r.pci = r.backend = r.scope = r.result = r.method = one;
                 assert_matches_reference(&r);
         }
         /* Random bytes of random lengths around the bound (escapes and multibyte sequences
@@ -153,6 +178,8 @@ TEST(writer_matches_json_c) {
                 r.scope_number = i % 7 ? (int64_t) (x >> 1) : AUDIT_SCOPE_NUMBER_NONE;
                 r.latency_usec = x % 3 ? x : AUDIT_U64_NONE;
                 r.repaired_bytes = i % 11 ? 0 : x;
+                r.method = i % 13 ? NULL : s;
+                r.count = i % 17 ? 0 : x;
                 assert_matches_reference(&r);
         }
 }
@@ -258,14 +285,14 @@ TEST(worst_case_fits) {
 
         memset(junk, '\x01', 10000);
         junk[10000] = 0;
-        r.event = r.unit = r.pci = r.backend = r.scope = r.result = junk;
+        r.event = r.unit = r.pci = r.backend = r.scope = r.result = r.method = junk;
         r.uid = AUDIT_UID_INVALID - 1;
         r.gid = AUDIT_GID_INVALID - 1;
         r.pid = INT32_MAX;
         r.context_id = r.vdevice_id = r.request_size = r.response_size = r.latency_usec =
                 UINT64_MAX - 1;
         r.scope_number = INT64_MAX;
-        r.seq = r.monotonic_usec = r.repaired_bytes = UINT64_MAX;
+        r.seq = r.monotonic_usec = r.repaired_bytes = r.count = UINT64_MAX;
         r.realtime_usec = UINT64_C(253402300799999999); /* 9999-12-31T23:59:59.999999Z */
         line = serialize(&r);
         o = parse(line);

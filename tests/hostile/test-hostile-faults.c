@@ -591,6 +591,8 @@ TEST(hanging_clients_do_not_starve_others) {
 #define PENDING_TIMEOUT_USEC (1 * USEC_PER_SEC)
 #define PENDING_HANGING 4
 #define HANGING_DEV "0000:10:00.0"
+/* Named by the fixture's policy, as root is. */
+#define NOBODY 65534
 
 static void pending_calls_round(unsigned max_pending_calls) {
         static const char bogus[] = "{\"context\":987654321}";
@@ -731,6 +733,56 @@ TEST(a_full_audit_queue_refuses_calls_but_records_releases) {
         expect_audited(&t, b.seq, DEV1, "release", "ok", 1);
         expect_recovered(&t, &g, &b);
         good_done(&g);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/*
+ * [Audit] MaxRecordsInFlightPerUid= bounds what one uid has in flight: root with two requests
+ * hanging on a device and a share of two is refused AuditFailed (ENOBUFS) for its next call, and
+ * nothing happens; another uid the policy names still gets its calls through, and root gets room
+ * again once its requests end.
+ */
+TEST(one_uid_cannot_take_all_the_room_in_flight) {
+        AsyncCall hanging[2] = {};
+        VarlinkClient *other;
+        Tsmd t;
+        Vmm hang;
+        int64_t ctx;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a second uid");
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2 "," HANGING_DEV ":fault=timeout",
+                                   strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlightPerUid=2\n",
+                                        (unsigned long long) QUEUE_TIMEOUT_USEC)));
+        vmm_attach(&t, &hang, HANGING_DEV);
+        for (unsigned i = 0; i < ELEMENTSOF(hanging); i++)
+                tsmd_call_async(hang.c, G "GuestRequest", version_params(hang.ctx, 1, HANGING_DEV), 0, &hanging[i]);
+        tsmd_pump(hang.c, 100 * USEC_PER_MSEC);
+
+        /* Root's share is taken, on any of its connections. */
+        {
+                VarlinkClient *mine = tsmd_connect_guest(&t);
+
+                CALL_ERROR(mine, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":105}"); /* ENOBUFS */
+                varlink_client_free(mine);
+        }
+        /* Another uid's calls are taken. */
+        other = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ctx = guest_open_context(other);
+        CALL_OK(other, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(other, G "GuestRequest", version_params(ctx, 1, DEV1));
+        ASSERT_EQ(hanging[0].n, 0U); /* all of it while root's requests hung */
+
+        for (unsigned i = 0; i < ELEMENTSOF(hanging); i++) {
+                ASSERT_TRUE(tsmd_async_wait(hang.c, &hanging[i], 1, QUEUE_TIMEOUT_USEC + LATE_USEC));
+                ASSERT_STREQ(hanging[i].errors[0], E_GUEST("Timeout"));
+                async_call_done(&hanging[i]);
+        }
+        /* Given back: root's calls are taken again. */
+        CALL_OK(hang.c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", hang.ctx));
+        varlink_client_free(other);
+        varlink_client_free(hang.c);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }

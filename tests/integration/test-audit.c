@@ -12,12 +12,14 @@
 
 #include <endian.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,6 +28,7 @@
 #include "emu-device.h"
 #include "tdisp.h"
 #include "guest-calls.h"
+#include "json-util.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
 
@@ -1130,6 +1133,297 @@ TEST(record_failing_after_the_call_ran) {
         ASSERT_TRUE(JBOOL(r, "bound"));
 
         varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* ---- admission: what a caller the policy does not name can make tsmd write ------------------ */
+
+/* Neither root nor 65534: the policy names no rule for it. */
+#define UNNAMED (NOBODY - 1)
+#define FLOOD_DEPTH 32
+#define FLOOD_MAX_CONNS 8
+#define LONG_METHOD                                                                                \
+        G "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX" \
+          "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX" \
+          "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+
+/* Calls on n connections of uid, pipelined FLOOD_DEPTH at a time, each answer read, from a
+ * child process per connection (so that the test goes on meanwhile). */
+typedef struct Flood {
+        int report[2]; /* each child writes how many calls it made */
+        VarlinkClient *conns[FLOOD_MAX_CONNS];
+        pid_t pids[FLOOD_MAX_CONNS]; /* 0 once reaped, its status in status[] */
+        int status[FLOOD_MAX_CONNS];
+        unsigned n;
+} Flood;
+
+static void flood_one(int fd, int report, const char *message, unsigned n_calls, uint64_t until) {
+        size_t len = strlen(message) + 1, size = len * FLOOD_DEPTH;
+        char *batch = malloc(size), buf[65536];
+        uint64_t sent = 0;
+
+        if (!batch || fcntl(fd, F_SETFL, 0) < 0)
+                _exit(2);
+        for (unsigned i = 0; i < FLOOD_DEPTH; i++)
+                memcpy(batch + i * len, message, len);
+        for (; sent < n_calls && (until == 0 || now_usec() < until); sent += FLOOD_DEPTH) {
+                unsigned replies = 0;
+
+                for (size_t off = 0; off < size;) {
+                        ssize_t k = send(fd, batch + off, size - off, MSG_NOSIGNAL);
+                        if (k <= 0)
+                                _exit(3);
+                        off += (size_t) k;
+                }
+                while (replies < FLOOD_DEPTH) {
+                        ssize_t k = recv(fd, buf, sizeof(buf), 0);
+                        if (k <= 0)
+                                _exit(4);
+                        for (ssize_t i = 0; i < k; i++)
+                                replies += buf[i] == 0;
+                }
+        }
+        if (write(report, &sent, sizeof(sent)) != sizeof(sent))
+                _exit(5);
+        _exit(0);
+}
+
+/* n connections of uid, each sending n_calls (a multiple of FLOOD_DEPTH) calls of method, or
+ * as many as it can for duration_usec (if not 0). */
+static void flood_start(Tsmd *t, Flood *f, uid_t uid, unsigned n, unsigned n_calls, uint64_t duration_usec,
+                        const char *method) {
+        const char *message = strf("{\"method\":\"%s\",\"parameters\":{}}", method);
+        uint64_t until = duration_usec > 0 ? now_usec() + duration_usec : 0;
+
+        ASSERT_LE(n, (unsigned) FLOOD_MAX_CONNS);
+        ASSERT_EQ(n_calls % FLOOD_DEPTH, 0U);
+        *f = (Flood){ .n = n };
+        ASSERT_OK(pipe2(f->report, O_CLOEXEC));
+        for (unsigned i = 0; i < n; i++)
+                f->conns[i] = tsmd_connect_as(t, uid, uid);
+        fflush(NULL);
+        for (unsigned i = 0; i < n; i++) {
+                f->pids[i] = fork();
+                ASSERT_TRUE(f->pids[i] >= 0);
+                if (f->pids[i] == 0)
+                        flood_one(varlink_client_get_fd(f->conns[i]), f->report[1], message, n_calls, until);
+        }
+        close(f->report[1]);
+}
+
+static bool flood_running(Flood *f) {
+        bool running = false;
+
+        for (unsigned i = 0; i < f->n; i++)
+                if (f->pids[i] > 0) {
+                        if (waitpid(f->pids[i], &f->status[i], WNOHANG) == f->pids[i])
+                                f->pids[i] = 0;
+                        else
+                                running = true;
+                }
+        return running;
+}
+
+/* Waits for every connection to have had all its answers; returns the calls made. */
+static uint64_t flood_finish(Flood *f) {
+        uint64_t total = 0;
+
+        for (unsigned i = 0; i < f->n; i++) {
+                uint64_t sent;
+
+                ASSERT_EQ(read(f->report[0], &sent, sizeof(sent)), (ssize_t) sizeof(sent));
+                total += sent;
+        }
+        close(f->report[0]);
+        for (unsigned i = 0; i < f->n; i++) {
+                int status = f->status[i];
+
+                if (f->pids[i] > 0)
+                        ASSERT_EQ(waitpid(f->pids[i], &status, 0), f->pids[i]);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        TEST_FAIL("flooding connection %u did not get all its answers (status %d)", i, status);
+                varlink_client_free(f->conns[i]);
+        }
+        return total;
+}
+
+/* Waits (up to a refusal interval and more) until uid's records of event and result, summaries
+ * counted as the calls they stand for, reach n; fails unless exactly n. */
+static void expect_accounted(Tsmd *t, uid_t uid, const char *event, const char *result, size_t n, uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+        size_t have;
+
+        while ((have = tsmd_audit_count_where(t, 0, strf("\"uid\":%u", (unsigned) uid), event, result)) < n &&
+               now_usec() < deadline)
+                sleep_usec(100 * USEC_PER_MSEC);
+        if (have != n)
+                TEST_FAIL("%zu calls of uid %u accounted as %s -> %s, expected %zu", have, (unsigned) uid, event, result, n);
+}
+
+/* The seq of root's first record of event. */
+static int64_t first_record_of_root(Tsmd *t, const char *event) {
+        _cleanup_json_ json_object *records = tsmd_audit_query(t, "{\"uid\":0}");
+
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i);
+
+                if (streq(JSTR(rec, "event"), event))
+                        return JINT(rec, "seq");
+        }
+        TEST_FAIL("no %s record of root", event);
+}
+
+/*
+ * Any local user may connect to the Guest socket and have calls refused: a uid the policy does not
+ * name, sending 230-byte method names by the thousand, Reloads and OpenContexts, must not write
+ * records until rotation deletes an authorised client's (two files of 16 KiB here: the flood is
+ * a hundred times that when recorded call by call). Its refusals stay accounted for: a few by
+ * themselves, the rest in summary records counting them by uid, event and result, so every call
+ * is on record; an unknown method under a fixed event with its name cut short.
+ */
+#define REFUSAL_FLOOD_CALLS 1024
+#define REFUSAL_FLOOD_SMALL 128
+
+TEST(refusal_flood_keeps_history_and_is_summarized) {
+        Flood unknown, reload, open;
+        Tsmd t;
+        VarlinkClient *c;
+        int64_t mine, ctx;
+        size_t n_summaries = 0;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a uid the policy does not name");
+        start(&t, CONF_ZERO("[Audit]\nMaxFileSize=16384\nFiles=2\nRefusalRecordsPerUid=8\nRefusalIntervalSec=1\n"), "info");
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        mine = first_record_of_root(&t, "open-context");
+
+        flood_start(&t, &unknown, UNNAMED, 4, REFUSAL_FLOOD_CALLS, 0, LONG_METHOD);
+        flood_start(&t, &reload, UNNAMED, 1, REFUSAL_FLOOD_SMALL, 0, "io.tsmd.Service.Reload");
+        flood_start(&t, &open, UNNAMED, 1, REFUSAL_FLOOD_SMALL, 0, G "OpenContext");
+        ASSERT_EQ(flood_finish(&unknown), 4U * REFUSAL_FLOOD_CALLS);
+        ASSERT_EQ(flood_finish(&reload), (uint64_t) REFUSAL_FLOOD_SMALL);
+        ASSERT_EQ(flood_finish(&open), (uint64_t) REFUSAL_FLOOD_SMALL);
+
+        /* The authorised client's first record is still there. */
+        {
+                _cleanup_json_ json_object *records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"toSeq\":%" PRIi64 "}",
+                                                                                 mine, mine));
+
+                ASSERT_EQ(json_object_array_length(records), 1U);
+                ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "event"), "open-context");
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "uid"), 0);
+        }
+
+        /* Every call accounted for, under its uid: one by one or counted in a summary. */
+        expect_accounted(&t, UNNAMED, "unknown-method", VARLINK_ERROR_METHOD_NOT_FOUND, 4 * REFUSAL_FLOOD_CALLS,
+                         3 * USEC_PER_SEC);
+        expect_accounted(&t, UNNAMED, "io.tsmd.Service.Reload", VARLINK_ERROR_PERMISSION_DENIED, REFUSAL_FLOOD_SMALL,
+                         3 * USEC_PER_SEC);
+        /* Recorded by itself, an OpenContext ran and was denied; past the budget, it was refused
+         * before it ran. */
+        ASSERT_EQ(tsmd_audit_count_where(&t, 0, strf("\"uid\":%u", UNNAMED), "open-context", E_GUEST("Denied")) +
+                          tsmd_audit_count_where(&t, 0, strf("\"uid\":%u", UNNAMED), "open-context", E_GUEST("AuditFailed")),
+                  (size_t) REFUSAL_FLOOD_SMALL);
+        {
+                _cleanup_json_ json_object *records = tsmd_audit_query(&t, strf("{\"uid\":%u}", UNNAMED));
+
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i), *v;
+
+                        /* No client string makes a record long. */
+                        ASSERT_LE(strlen(JSTR(rec, "event")), 64U);
+                        if (json_object_object_get_ex(rec, "method", &v)) {
+                                ASSERT_LE(strlen(json_object_get_string(v)), 64U);
+                                ASSERT_TRUE(strncmp(json_object_get_string(v), LONG_METHOD, 32) == 0);
+                        }
+                        if (json_object_object_get_ex(rec, "count", &v)) {
+                                ASSERT_GE(json_object_get_int64(v), 1);
+                                ASSERT_FALSE(json_object_object_get_ex(rec, "method", NULL));
+                                n_summaries++;
+                        }
+                }
+                ASSERT_GE(n_summaries, 1U);
+        }
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/*
+ * The room for records in flight (MaxRecordsInFlight=, 16 here) is not one uid's to take: a uid
+ * the policy does not name, flooding refused calls on many connections (unknown methods, then
+ * Reloads, whose refusal was once owed a record past every bound), never makes an authorised
+ * client's OpenContext or GuestRequest fail AuditFailed, and every refused call is accounted for.
+ */
+#define ROOM_FLOOD_CONNS 8
+#define ROOM_FLOOD_USEC (2 * USEC_PER_SEC)
+
+/* A call of the authorised client: true if it succeeded, false (counted in *failed) if it was
+ * refused AuditFailed, the only error allowed. */
+static bool root_call(VarlinkClient *c, const char *method, const char *params, unsigned *failed, json_object **ret) {
+        const char *e = tsmd_call(c, method, params, ret);
+
+        if (!e)
+                return true;
+        ASSERT_STREQ(e, E_GUEST("AuditFailed"));
+        (*failed)++;
+        return false;
+}
+
+static void room_flood(Tsmd *t, const char *method, const char *event, const char *result) {
+        VarlinkClient *c = tsmd_connect(t);
+        unsigned rounds = 0, failed = 0, during = 0;
+        uint64_t n_flood;
+        Flood f;
+
+        flood_start(t, &f, UNNAMED, ROOM_FLOOD_CONNS, UINT_MAX - UINT_MAX % FLOOD_DEPTH, ROOM_FLOOD_USEC, method);
+        while (rounds < 10 || flood_running(&f)) {
+                Msg m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
+                json_object *r = NULL;
+                int64_t ctx;
+
+                rounds++;
+                if (!root_call(c, G "OpenContext", NULL, &failed, &r))
+                        continue;
+                ctx = JINT(r, "context");
+                close(varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor")));
+                if (root_call(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1), &failed, &r))
+                        (void) root_call(c, G "GuestRequest", request_params(ctx, 1, "info", &m), &failed, &r);
+                /* Closed in the end, or the next round could not attach. */
+                for (unsigned i = 0; !root_call(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx), &failed, &r); i++)
+                        if (i > 1000)
+                                TEST_FAIL("the context could not be closed");
+                during += flood_running(&f);
+        }
+        n_flood = flood_finish(&f);
+        fprintf(stderr, "# %s flood of %" PRIu64 " calls: %u of root's calls in %u rounds (%u during the flood) refused AuditFailed\n",
+                method, n_flood, failed, rounds, during);
+        ASSERT_EQ(failed, 0U);
+        ASSERT_GE(during, 5U);
+        varlink_client_free(c);
+        /* Past the budget, counted in summaries written when the refusal interval (10 s) ends. */
+        expect_accounted(t, UNNAMED, event, result, n_flood, 15 * USEC_PER_SEC);
+}
+
+TEST(a_uid_flooding_refusals_leaves_room_in_flight_for_others) {
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a uid the policy does not name");
+        start(&t, CONF_ZERO("[Audit]\nMaxRecordsInFlight=16\n"), "info");
+        room_flood(&t, G "Nope", "unknown-method", VARLINK_ERROR_METHOD_NOT_FOUND);
+        tsmd_teardown(&t);
+}
+
+TEST(a_uid_flooding_reloads_leaves_room_in_flight_for_others) {
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a uid the policy does not name");
+        start(&t, CONF_ZERO("[Audit]\nMaxRecordsInFlight=16\n"), "info");
+        room_flood(&t, "io.tsmd.Service.Reload", "io.tsmd.Service.Reload", VARLINK_ERROR_PERMISSION_DENIED);
         tsmd_teardown(&t);
 }
 

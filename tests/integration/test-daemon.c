@@ -71,7 +71,14 @@ static const char good_config[] =
         "[Guest]\n"
         "MaxContextsPerClient=3\n"
         "MaxContexts=100\n"
-        "MaxVDevicesPerClient=5\n";
+        "MaxVDevicesPerClient=5\n"
+        "\n"
+        "[Audit]\n"
+        "MaxRecordsInFlight=512\n"
+        "MaxRecordsInFlightPerUid=100\n"
+        "MaxRecordsInFlightUnnamed=8\n"
+        "RefusalRecordsPerUid=4\n"
+        "RefusalIntervalSec=60\n";
 
 /* tsmd --check-config accepts the file (and the policy it names). */
 static void expect_config_ok(const char *path) {
@@ -117,6 +124,10 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Platform]\nEmulatedLatencyUSec=60000001\n", 2, "value out of range for EmulatedLatencyUSec= (0 to 60000000)" },
                 { "[Platform]\nRequestTimeoutUSec=999\n", 2, "value out of range for RequestTimeoutUSec= (1000 to 600000000)" },
                 { "[Varlink]\nMessageTimeoutSec=3601\n", 2, "value out of range for MessageTimeoutSec= (0 to 3600)" },
+                { "[Audit]\nMaxRecordsInFlightPerUid=0\n", 2, "value out of range for MaxRecordsInFlightPerUid= (1 to 1048576)" },
+                { "[Audit]\nMaxRecordsInFlightUnnamed=0\n", 2, "value out of range for MaxRecordsInFlightUnnamed= (1 to 1048576)" },
+                { "[Audit]\nRefusalRecordsPerUid=1048577\n", 2, "value out of range for RefusalRecordsPerUid= (0 to 1048576)" },
+                { "[Audit]\nRefusalIntervalSec=0\n", 2, "value out of range for RefusalIntervalSec= (1 to 86400)" },
                 { "[Varlink\nMaxJsonDepth=8\n", 1, NULL },
                 { "[Varlink]\njust some words\n", 2, NULL },
         };
@@ -193,6 +204,10 @@ TEST(dump_config_round_trips) {
         ASSERT_NOT_NULL(strstr(dump1, "MaxContextsPerClient=3\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxContexts=100\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxVDevicesPerClient=5\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxRecordsInFlightPerUid=100\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxRecordsInFlightUnnamed=8\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "RefusalRecordsPerUid=4\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "RefusalIntervalSec=60\n"));
 
         /* The dump is itself a valid configuration that dumps identically. */
         write_file(dump_path, dump1);

@@ -1095,8 +1095,11 @@ size_t tsmd_audit_count_where(Tsmd *t, int64_t after, const char *filter, const 
                 for (size_t i = 0; i < got; i++) {
                         json_object *rec = json_object_array_get_idx(records, i);
 
+                        json_object *count;
+
+                        /* A summary stands for "count" calls not recorded one by one. */
                         if (field_is(rec, "event", event) && field_is(rec, "result", result))
-                                n++;
+                                n += json_object_object_get_ex(rec, "count", &count) ? (size_t) json_object_get_int64(count) : 1;
                         from = JINT(rec, "seq") + 1;
                 }
         } while (got == AUDIT_COUNT_PAGE);

@@ -196,7 +196,8 @@ void tsmd_private_mount_namespace(const char *why);
 json_object *tsmd_audit_query(Tsmd *t, const char *params);
 /* The seq of the last record, 0 if there is none. */
 int64_t tsmd_audit_last_seq(Tsmd *t);
-/* Records after seq `after` of this event with this result, made by the test's own uid. */
+/* Records after seq `after` of this event with this result, made by the test's own uid; a
+ * summary (a record with "count") counts as the calls it stands for. */
 size_t tsmd_audit_count(Tsmd *t, int64_t after, const char *event, const char *result);
 /* The same among the records QueryAudit selects by filter: its parameters as JSON members
  * ("\"uid\":0,\"pciAddress\":\"...\""; NULL: all records). */

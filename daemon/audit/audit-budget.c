@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Refusal records per uid and interval, and the summaries of those left out. Runs in: worker. */
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit-budget.h"
+#include "log.h"
+
+#define BUDGET_BUCKETS 256u
+/* SECURITY: what a flood of refusals can make tsmd keep, and write, in an interval is bounded:
+ * uids (past them, tallies of no uid), kinds of refusal per uid and over all uids (past them, a
+ * tally of event "refusal" for the uid). One user may have many uids (subordinate uids in a user
+ * namespace are uids to SO_PEERCRED): so there are at most BUDGET_UIDS_MAX + BUDGET_TALLIES_MAX
+ * + BUDGET_KINDS_MAX + 1 summaries an interval, however many uids refuse. The events and results
+ * counted come from fixed tables; the bounds hold whatever they are. */
+#define BUDGET_UIDS_MAX 256u
+#define BUDGET_KINDS_MAX 16u
+#define BUDGET_TALLIES_MAX 256u
+#define BUDGET_OTHER_EVENT "refusal"
+
+typedef struct Tally {
+        char *event, *result;
+        uint64_t n;
+        struct Tally *next;
+} Tally;
+
+typedef struct Spender {
+        uid_t uid;
+        unsigned n_recorded; /* one by one, this interval */
+        Tally *tallies;
+        unsigned n_tallies;
+        uint64_t n_other; /* of kinds past BUDGET_KINDS_MAX, or without memory */
+        struct Spender *next;
+} Spender;
+
+struct AuditBudget {
+        AuditLog *log;
+        struct event *timer;
+        uint64_t interval_usec;
+        unsigned per_uid, total;
+        unsigned n_recorded; /* one by one, this interval, over all uids */
+        Spender *buckets[BUDGET_BUCKETS];
+        unsigned n_spenders;
+        unsigned n_tallies; /* over all uids but the overflow entry's */
+        Spender overflow; /* uids past BUDGET_UIDS_MAX, or without memory */
+};
+
+static void on_interval_end(evutil_socket_t fd, short what, void *userdata) {
+        audit_budget_flush(userdata);
+}
+
+int audit_budget_new(AuditLog *log, struct event_base *base, unsigned per_uid, uint64_t interval_usec,
+                     AuditBudget **ret) {
+        AuditBudget *b;
+
+        assert_return(log, -EINVAL);
+        assert_return(base, -EINVAL);
+        assert_return(interval_usec > 0, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        b = new0(AuditBudget, 1);
+        if (!b)
+                return -ENOMEM;
+        b->log = log;
+        b->per_uid = per_uid;
+        b->total = per_uid * AUDIT_BUDGET_TOTAL_FACTOR;
+        b->interval_usec = interval_usec;
+        b->overflow.uid = AUDIT_UID_INVALID;
+        b->timer = evtimer_new(base, on_interval_end, b);
+        if (!b->timer) {
+                free(b);
+                return -ENOMEM;
+        }
+        *ret = b;
+        return 0;
+}
+
+AuditBudget *audit_budget_free(AuditBudget *b) {
+        if (!b)
+                return NULL;
+        audit_budget_flush(b);
+        event_free(b->timer);
+        return mfree(b);
+}
+
+/* The interval starts with the first refusal after the last one ended: no timer while idle. */
+static void interval_start(AuditBudget *b) {
+        struct timeval tv = { .tv_sec = (time_t) (b->interval_usec / 1000000u),
+                              .tv_usec = (suseconds_t) (b->interval_usec % 1000000u) };
+
+        if (!evtimer_pending(b->timer, NULL))
+                (void) evtimer_add(b->timer, &tv);
+}
+
+static Spender **find(AuditBudget *b, uid_t uid) {
+        Spender **p = &b->buckets[(uid * 2654435761u) % BUDGET_BUCKETS];
+
+        while (*p && (*p)->uid != uid)
+                p = &(*p)->next;
+        return p;
+}
+
+/* uid's entry, made if need be; the overflow entry when there is no room for it. */
+static Spender *spender_of(AuditBudget *b, uid_t uid) {
+        Spender **p;
+
+        if (uid == AUDIT_UID_INVALID)
+                return &b->overflow;
+        p = find(b, uid);
+        if (*p)
+                return *p;
+        if (b->n_spenders >= BUDGET_UIDS_MAX)
+                return &b->overflow;
+        *p = new0(Spender, 1);
+        if (!*p)
+                return &b->overflow;
+        (*p)->uid = uid;
+        b->n_spenders++;
+        return *p;
+}
+
+bool audit_budget_take(AuditBudget *b, uid_t uid) {
+        Spender *s;
+
+        assert(b);
+
+        interval_start(b);
+        s = spender_of(b, uid);
+        if (s == &b->overflow || s->n_recorded >= b->per_uid || b->n_recorded >= b->total)
+                return false;
+        s->n_recorded++;
+        b->n_recorded++;
+        return true;
+}
+
+void audit_budget_count(AuditBudget *b, uid_t uid, const char *event, const char *result) {
+        Spender *s;
+        Tally *t;
+
+        assert(b);
+        assert(event);
+
+        interval_start(b);
+        s = spender_of(b, uid);
+        for (t = s->tallies; t; t = t->next)
+                if (streq(t->event, event) && (t->result && result ? streq(t->result, result) : t->result == result)) {
+                        t->n++;
+                        return;
+                }
+        if (s->n_tallies < BUDGET_KINDS_MAX && (s == &b->overflow || b->n_tallies < BUDGET_TALLIES_MAX)) {
+                t = new0(Tally, 1);
+                if (t) {
+                        t->event = strdup(event);
+                        t->result = result ? strdup(result) : NULL;
+                        if (t->event && (!result || t->result)) {
+                                t->n = 1;
+                                t->next = s->tallies;
+                                s->tallies = t;
+                                s->n_tallies++;
+                                if (s != &b->overflow)
+                                        b->n_tallies++;
+                                return;
+                        }
+                        free(t->event);
+                        free(t->result);
+                        free(t);
+                }
+        }
+        s->n_other++;
+}
+
+static void on_summary_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of a refusal summary failed: %m");
+}
+
+static void summarize(AuditBudget *b, uid_t uid, const char *event, const char *result, uint64_t n) {
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        int r;
+
+        rec.event = event;
+        rec.uid = uid;
+        rec.result = result;
+        rec.count = n;
+        /* Owed: the calls it stands for were answered. Bounded by the table above. */
+        r = audit_log_record_owed(b->log, &rec, on_summary_recorded, NULL, NULL);
+        if (r < 0)
+                log_error_errno(r, "Audit record of %" PRIu64 " refusals of uid %u (%s, %s) failed: %m", n,
+                                (unsigned) uid, event, strna(result));
+}
+
+/* Writes s's summaries and empties it. */
+static void spender_flush(AuditBudget *b, Spender *s) {
+        while (s->tallies) {
+                Tally *t = s->tallies;
+
+                s->tallies = t->next;
+                summarize(b, s->uid, t->event, t->result, t->n);
+                free(t->event);
+                free(t->result);
+                free(t);
+        }
+        if (s->n_other > 0)
+                summarize(b, s->uid, BUDGET_OTHER_EVENT, NULL, s->n_other);
+        s->n_tallies = 0;
+        s->n_other = 0;
+        s->n_recorded = 0;
+}
+
+void audit_budget_flush(AuditBudget *b) {
+        assert(b);
+
+        for (size_t i = 0; i < BUDGET_BUCKETS; i++)
+                while (b->buckets[i]) {
+                        Spender *s = b->buckets[i];
+
+                        b->buckets[i] = s->next;
+                        spender_flush(b, s);
+                        free(s);
+                }
+        spender_flush(b, &b->overflow);
+        b->n_spenders = 0;
+        b->n_tallies = 0;
+        b->n_recorded = 0;
+        if (evtimer_pending(b->timer, NULL))
+                (void) evtimer_del(b->timer);
+}
