@@ -8,6 +8,9 @@ int admin_methods_register(Manager *m);
 
 /* Stops the audit follows of a connection that went away (conn NULL: all of them). */
 void admin_forget_followers(Manager *m, VarlinkConn *conn);
+/* Cancels the audit queries of a connection that went away (conn NULL: all of them); each is
+ * answered (unheard, but audited) with io.tsmd.System ECANCELED. */
+void admin_forget_queries(Manager *m, VarlinkConn *conn);
 
 /* Records the call's final answer as every admin call's is (io.tsmd.Service's Reload and
  * SetLogLevel are admin actions too): under its error's name for a refusal, answered once the

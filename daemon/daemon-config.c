@@ -106,6 +106,7 @@ static const ConfigItem config_items[] = {
         START_ITEM("Audit", "SyncMode", CONFIG_SYNC_MODE, audit_sync_mode, 0, 0),
         START_ITEM("Audit", "Journal", CONFIG_BOOL, audit_journal, 0, 0),
         START_ITEM("Audit", "MaxRecordsInFlight", CONFIG_UNSIGNED, audit_max_in_flight, 1, 1U << 20),
+        START_ITEM("Audit", "MaxQueries", CONFIG_UNSIGNED, audit_max_queries, 1, 64),
 };
 
 void daemon_config_init(DaemonConfig *c) {
@@ -126,6 +127,7 @@ void daemon_config_init(DaemonConfig *c) {
                 .audit_sync_mode = AUDIT_SYNC_GROUP,
                 .audit_journal = true,
                 .audit_max_in_flight = AUDIT_MAX_IN_FLIGHT_DEFAULT,
+                .audit_max_queries = AUDIT_MAX_QUERIES_DEFAULT,
         };
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
                 if (config_items[i].type == CONFIG_PATH)

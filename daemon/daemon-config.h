@@ -34,6 +34,7 @@ typedef struct DaemonConfig {
         AuditSyncMode audit_sync_mode;
         bool audit_journal;
         unsigned audit_max_in_flight;
+        unsigned audit_max_queries;
 } DaemonConfig;
 
 void daemon_config_init(DaemonConfig *c);

@@ -112,6 +112,7 @@ static int open_audit(Manager *m) {
         ac.sync_mode = m->config.audit_sync_mode;
         ac.journal = m->config.audit_journal;
         ac.max_in_flight = m->config.audit_max_in_flight;
+        ac.max_queries = m->config.audit_max_queries;
 
         /* systemd's LogsDirectory= makes it; by hand, we do (its parent must exist). */
         if (m->config.audit_dir && mkdir(m->config.audit_dir, 0750) < 0 && errno != EEXIST)
@@ -273,6 +274,8 @@ static int on_connect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
 static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         Manager *m = userdata;
 
+        /* Recorded as the client's, while its identity is there. */
+        admin_forget_queries(m, c);
         /* Everything the client created dies with its connection. */
         guest_client_free(varlink_conn_get_userdata(c));
         varlink_conn_set_userdata(c, NULL);
@@ -399,6 +402,7 @@ Manager *manager_free(Manager *m) {
                 priv_channel_finish(m->channel, FINISH_TIMEOUT_USEC);
         /* After every client: their last records (releases) must reach the disk. */
         admin_forget_followers(m, NULL);
+        admin_forget_queries(m, NULL);
         audit_log_free(m->audit);
         policy_unref(m->policy);
         tsm_platform_free(m->platform);

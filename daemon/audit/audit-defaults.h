@@ -9,3 +9,4 @@
 #define AUDIT_MAX_FILE_SIZE_DEFAULT (8u * 1024u * 1024u) /* MaxFileSize= */
 #define AUDIT_N_FILES_DEFAULT 5u                         /* Files= */
 #define AUDIT_MAX_IN_FLIGHT_DEFAULT 4096u                /* MaxRecordsInFlight= */
+#define AUDIT_MAX_QUERIES_DEFAULT 4u                     /* MaxQueries= */
