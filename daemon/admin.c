@@ -207,6 +207,7 @@ static int vl_list_clients(VarlinkCall *call, json_object *p, void *userdata) {
 
 /* A QueryAudit whose query runs in a thread of the audit log, answered when it ends. */
 struct AdminQuery {
+        Manager *manager;
         VarlinkCall *call;
         AuditQuery *query;
         LIST_ENTRY(AdminQuery) entry;
@@ -226,6 +227,13 @@ static void on_query_done(int error, json_object *records, const AuditQueryStats
         json_object *reply = NULL;
 
         q->query = NULL; /* reported: gone */
+        /* SECURITY: a reload may have taken the caller's administration away meanwhile. */
+        if (error >= 0 && !manager_is_admin(q->manager, varlink_call_get_conn(q->call))) {
+                json_object_put(records);
+                (void) varlink_call_error(q->call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+                admin_query_free(q);
+                return;
+        }
         if (error >= 0) {
                 reply = json_object_new_object();
                 if (!reply)
@@ -287,6 +295,7 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
                 free(q);
                 return r == -EBUSY ? reply_too_many_queries(call, m->config.audit_max_queries) : r;
         }
+        q->manager = m;
         q->call = varlink_call_ref(call);
         LIST_INSERT_HEAD(&m->admin_queries, q, entry);
         return 0;
