@@ -209,28 +209,74 @@ static int vl_list_clients(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_reply(call, reply);
 }
 
-typedef struct QueryState {
-        json_object *records;
-        int64_t limit;
-} QueryState;
+/* A QueryAudit whose query runs in a thread of the audit log, answered when it ends. */
+struct AdminQuery {
+        Manager *manager;
+        VarlinkCall *call;
+        AuditQuery *query;
+        LIST_ENTRY(AdminQuery) entry;
+};
 
-static int on_query_record(json_object *record, uint64_t seq, void *userdata) {
-        QueryState *q = userdata;
-
-        if ((int64_t) json_object_array_length(q->records) >= q->limit)
-                return -ENOBUFS; /* enough: stop reading */
-        return json_object_array_add(q->records, json_object_get(record)) < 0 ? -ENOMEM : 0;
+static AdminQuery *admin_query_free(AdminQuery *q) {
+        if (!q)
+                return NULL;
+        LIST_REMOVE(q, entry);
+        audit_query_cancel(q->query);
+        varlink_call_unref(q->call);
+        return mfree(q);
 }
+
+static void on_query_done(int error, json_object *records, const AuditQueryStats *stats, void *userdata) {
+        AdminQuery *q = userdata;
+        json_object *reply = NULL;
+
+        q->query = NULL; /* reported: gone */
+        /* SECURITY: a reload may have taken the caller's administration away meanwhile. */
+        if (error >= 0 && !manager_is_admin(q->manager, varlink_call_get_conn(q->call))) {
+                json_object_put(records);
+                (void) varlink_call_error(q->call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+                admin_query_free(q);
+                return;
+        }
+        if (error >= 0) {
+                reply = json_object_new_object();
+                if (!reply)
+                        json_object_put(records);
+                if (!reply || json_object_add(reply, "records", records) < 0)
+                        error = -ENOMEM;
+        }
+        if (error < 0) {
+                json_object_put(reply);
+                (void) varlink_call_error_errno(q->call, error);
+        } else
+                (void) varlink_call_reply(q->call, reply);
+        admin_query_free(q);
+}
+
+void admin_forget_queries(Manager *m, VarlinkConn *conn) {
+        AdminQuery *next;
+
+        for (AdminQuery *q = LIST_FIRST(&m->admin_queries); q; q = next) {
+                next = LIST_NEXT(q, entry);
+                if (conn && varlink_call_get_conn(q->call) != conn)
+                        continue;
+                /* No one hears it; the audit record says how the call ended. */
+                q->query = audit_query_cancel(q->query);
+                (void) varlink_call_error_errno(q->call, ECANCELED);
+                admin_query_free(q);
+        }
+}
+
+static int reply_too_many_queries(VarlinkCall *call, unsigned max);
 
 static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         AuditQueryFilter f = { .seq_to = UINT64_MAX, .uid = AUDIT_UID_INVALID };
-        QueryState q = { .records = json_object_new_array(), .limit = QUERY_LIMIT_MAX };
-        json_object *v, *reply;
+        int64_t limit = QUERY_LIMIT_MAX;
+        AdminQuery *q;
+        json_object *v;
         int r;
 
-        if (!q.records)
-                return -ENOMEM;
         if (json_object_object_get_ex(p, "fromSeq", &v) && v)
                 f.seq_from = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
         if (json_object_object_get_ex(p, "toSeq", &v) && v)
@@ -241,19 +287,22 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
         f.scope = json_get_string(p, "scope");
         f.result = json_get_string(p, "result");
         if (json_object_object_get_ex(p, "limit", &v) && v)
-                q.limit = CLAMP(json_object_get_int64(v), (int64_t) 0, (int64_t) QUERY_LIMIT_MAX);
+                limit = CLAMP(json_object_get_int64(v), (int64_t) 0, (int64_t) QUERY_LIMIT_MAX);
 
-        r = audit_log_query(m->audit, &f, on_query_record, &q);
-        if (r < 0 && r != -ENOBUFS) {
-                json_object_put(q.records);
-                return r;
-        }
-        reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "records", q.records) < 0) {
-                json_object_put(reply);
+        q = new0(AdminQuery, 1);
+        if (!q)
                 return -ENOMEM;
+        /* SECURITY: the log may hold terabytes; the loop that serves every client must not
+         * read them. The query runs in a thread and answers from the loop when it is done. */
+        r = audit_log_query(m->audit, &f, (size_t) limit, on_query_done, q, &q->query);
+        if (r < 0) {
+                free(q);
+                return r == -EBUSY ? reply_too_many_queries(call, m->config.audit_max_queries) : r;
         }
-        return varlink_call_reply(call, reply);
+        q->manager = m;
+        q->call = varlink_call_ref(call);
+        LIST_INSERT_HEAD(&m->admin_queries, q, entry);
+        return 0;
 }
 
 struct AdminFollower {
@@ -679,6 +728,10 @@ void admin_recheck_followers(Manager *m) {
                 (void) varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
                 varlink_call_unref(call);
         }
+}
+
+static int reply_too_many_queries(VarlinkCall *call, unsigned max) {
+        return reply_admin_error(call, "io.tsmd.Admin.TooManyQueries", "maxQueries", json_object_new_int64(max));
 }
 
 static int reply_audit_failed(VarlinkCall *call, int error) {

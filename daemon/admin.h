@@ -11,6 +11,9 @@ void admin_forget_followers(Manager *m, VarlinkConn *conn);
 /* SECURITY: a follower sees every record. Ends (PermissionDenied, audited) the streams of
  * those the policy in force no longer makes administrators: call it when the policy changes. */
 void admin_recheck_followers(Manager *m);
+/* Cancels the audit queries of a connection that went away (conn NULL: all of them); each is
+ * answered (unheard, but audited) with io.tsmd.System ECANCELED. */
+void admin_forget_queries(Manager *m, VarlinkConn *conn);
 
 /* Records the call's final answer as every admin call's is (io.tsmd.Service's Reload and
  * SetLogLevel are admin actions too): under its error's name for a refusal, answered once the

@@ -111,6 +111,7 @@ static const ConfigItem config_items[] = {
         START_ITEM("Audit", "MaxRecordsInFlightUnnamed", CONFIG_UNSIGNED, audit_max_in_flight_unnamed, 1, 1U << 20),
         START_ITEM("Audit", "RefusalRecordsPerUid", CONFIG_UNSIGNED, audit_refusals_per_uid, 0, 1U << 20),
         START_ITEM("Audit", "RefusalIntervalSec", CONFIG_UNSIGNED, audit_refusal_interval_sec, 1, 86400),
+        START_ITEM("Audit", "MaxQueries", CONFIG_UNSIGNED, audit_max_queries, 1, 64),
 };
 
 void daemon_config_init(DaemonConfig *c) {
@@ -135,6 +136,7 @@ void daemon_config_init(DaemonConfig *c) {
                 .audit_max_in_flight_unnamed = AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT,
                 .audit_refusals_per_uid = AUDIT_REFUSALS_PER_UID_DEFAULT,
                 .audit_refusal_interval_sec = AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT,
+                .audit_max_queries = AUDIT_MAX_QUERIES_DEFAULT,
         };
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
                 if (config_items[i].type == CONFIG_PATH)

@@ -38,6 +38,7 @@ typedef struct DaemonConfig {
         unsigned audit_max_in_flight_unnamed; /* of the callers it does not name, together */
         unsigned audit_refusals_per_uid;      /* refusals recorded one by one per uid and interval */
         unsigned audit_refusal_interval_sec;  /* ...the rest summarized at its end */
+        unsigned audit_max_queries;           /* QueryAudit threads at once */
 } DaemonConfig;
 
 void daemon_config_init(DaemonConfig *c);

@@ -158,6 +158,7 @@ static int open_audit(Manager *m) {
         ac.max_in_flight = m->config.audit_max_in_flight;
         ac.max_in_flight_per_uid = m->config.audit_max_in_flight_per_uid;
         ac.max_in_flight_unnamed = m->config.audit_max_in_flight_unnamed;
+        ac.max_queries = m->config.audit_max_queries;
 
         /* systemd's LogsDirectory= makes it; by hand, we do (its parent must exist). */
         if (m->config.audit_dir && mkdir(m->config.audit_dir, 0750) < 0 && errno != EEXIST)
@@ -376,6 +377,8 @@ static int on_connect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
 static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         Manager *m = userdata;
 
+        /* Recorded as the client's, while its identity is there. */
+        admin_forget_queries(m, c);
         /* Everything the client created dies with its connection. */
         guest_client_free(varlink_conn_get_userdata(c));
         varlink_conn_set_userdata(c, NULL);
@@ -504,6 +507,7 @@ Manager *manager_free(Manager *m) {
                 priv_channel_finish(m->channel, FINISH_TIMEOUT_USEC);
         /* After every client: their last records (releases) must reach the disk. */
         admin_forget_followers(m, NULL);
+        admin_forget_queries(m, NULL);
         /* Its summaries of what the clients had refused, then the log. */
         audit_budget_free(m->refusal_budget);
         audit_log_free(m->audit);

@@ -19,6 +19,7 @@
 typedef struct GuestClient GuestClient;
 typedef struct GuestContext GuestContext;
 typedef struct AdminFollower AdminFollower;
+typedef struct AdminQuery AdminQuery;
 
 /* Guest calls refused unrecorded: logged at most this often (guest-op.c). */
 #define UNRECORDED_REFUSAL_LOG_BURST 50U
@@ -52,6 +53,10 @@ typedef struct Manager {
         struct event *heartbeat, *drain_timeout;
         bool draining;       /* SIGTERM: no new connections, finishing what is in flight */
         unsigned n_pending_requests;
+
+        /* io.tsmd.Admin.QueryAudit calls whose query runs, until it ends or their connection
+         * goes (admin.c). */
+        LIST_HEAD(, AdminQuery) admin_queries;
 
         /* io.tsmd.Admin.FollowAudit callers, until their connection goes (admin.c). */
         AdminFollower **followers;

@@ -13,3 +13,4 @@
 #define AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT 64u          /* MaxRecordsInFlightUnnamed= */
 #define AUDIT_REFUSALS_PER_UID_DEFAULT 32u               /* RefusalRecordsPerUid= */
 #define AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT 10u           /* RefusalIntervalSec= */
+#define AUDIT_MAX_QUERIES_DEFAULT 4u                     /* MaxQueries= */

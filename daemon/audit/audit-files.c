@@ -92,7 +92,8 @@ int audit_files_reopen_directory(AuditFiles *f) {
 
         /* Another file system (or directory) is mounted at the path now: the old one and its
          * open file go; audit_files_resume() continues in the new one. Under the rotation
-         * lock: a snapshot taken meanwhile (from the loop) sees one directory or the other. */
+         * lock: a snapshot taken meanwhile (from the loop, or a query thread) sees one directory
+         * or the other. */
         f->fd = safe_close(f->fd);
         pthread_mutex_lock(&f->rotate_lock);
         safe_close(f->dir_fd);
@@ -366,6 +367,32 @@ unlock:
         return r;
 }
 
+/* Opens one file of a snapshot: -ENOENT if missing, -EBADFD for anything that is not a regular
+ * file. SECURITY: whoever can write the directory can put a FIFO, a device node, a symlink or a
+ * directory under a rotated file's name; opening must not block on it or act on it (O_NONBLOCK,
+ * O_NOFOLLOW, and nothing but a regular file is opened at all if fstatat() can tell), and
+ * reading it must not be tried. */
+static int snapshot_open(int dir_fd, const char *name) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        fd = RET_NERRNO(openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+        if (fd == -ELOOP)
+                return -EBADFD; /* replaced by a symlink since */
+        if (fd < 0)
+                return fd;
+        /* Replaced since the fstatat(). */
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        return TAKE_FD(fd);
+}
+
 int audit_files_snapshot(AuditFiles *f, int *fds) {
         int r = 0;
 
@@ -382,9 +409,14 @@ int audit_files_snapshot(AuditFiles *f, int *fds) {
                 int fd;
 
                 audit_file_name(idx, name);
-                fd = RET_NERRNO(openat(f->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+                fd = snapshot_open(f->dir_fd, name);
                 if (fd == -ENOENT)
                         continue;
+                if (fd == -EBADFD) {
+                        log_warning("Audit log '%s/%s' is not a regular file, leaving it out of the query.",
+                                    f->directory, name);
+                        continue;
+                }
                 if (fd < 0) {
                         r = fd;
                         break;

@@ -25,7 +25,8 @@ typedef struct AuditFiles {
         char *directory;
         unsigned n_files;
         uint64_t max_file_size;
-        int dir_fd; /* O_DIRECTORY, flock()ed: one writer per directory */
+        int dir_fd; /* O_DIRECTORY, flock()ed: one writer per directory; replaced under
+                     * rotate_lock */
 
         /* The newest file, open for writing; owned by the writer. */
         int fd;
@@ -33,7 +34,7 @@ typedef struct AuditFiles {
         uint64_t alloc_end; /* preallocated (FALLOC_FL_KEEP_SIZE) up to here; >= size */
 
         /* Held across the renames of a rotation, so a snapshot never sees one file twice or
-         * misses one. */
+         * misses one, and while dir_fd is replaced. */
         pthread_mutex_t rotate_lock;
 } AuditFiles;
 
@@ -70,7 +71,9 @@ int audit_files_rotate(AuditFiles *f);
 int audit_files_preallocate(AuditFiles *f, uint64_t end);
 
 /* Opens every existing file read-only, oldest first, into fds[0..n_files) (-EBADF for a
- * missing one). */
+ * missing one, and for one that is not a regular file: a FIFO, symlink, directory or device
+ * node under a file's name is left out with a warning, never opened to block or read). Safe
+ * from any thread, also while the loop reopens the directory. */
 int audit_files_snapshot(AuditFiles *f, int *fds);
 
 /* "audit.log" for 0, "audit.log.<i>" otherwise. */

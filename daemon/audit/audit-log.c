@@ -88,6 +88,7 @@ struct AuditLog {
         AuditCounters *counters;
         AuditJournal *journal;
         AuditShares *shares;
+        AuditQueryRunner *queries;
 
         uint64_t next_seq;
         uint64_t last_committed_seq;
@@ -129,6 +130,7 @@ void audit_config_init(AuditConfig *c) {
                 .max_in_flight_per_uid = AUDIT_MAX_IN_FLIGHT_PER_UID_DEFAULT,
                 .max_in_flight_unnamed = AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT,
                 .prealloc_size = AUDIT_PREALLOC_SIZE_DEFAULT,
+                .max_queries = AUDIT_MAX_QUERIES_DEFAULT,
         };
 }
 
@@ -265,6 +267,7 @@ static void on_submit(evutil_socket_t fd, short what, void *userdata) {
 static int config_check(const AuditConfig *c) {
         if (isempty(c->directory) || c->n_files < 2 || c->n_files > AUDIT_FILES_MAX ||
             c->max_file_size < AUDIT_RECORD_MAX || c->max_in_flight == 0 || c->max_in_flight_per_uid == 0 ||
+            c->max_queries == 0 ||
             c->sync_mode < 0 || c->sync_mode >= _AUDIT_SYNC_MODE_MAX)
                 return -EINVAL;
         return 0;
@@ -422,6 +425,7 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         if (r < 0)
                 return r;
         r = audit_shares_new(c->max_in_flight_per_uid, c->max_in_flight_unnamed, &a->shares);
+        r = audit_query_runner_new(base, a->files, a->config.ops, c->max_queries, &a->queries);
         if (r < 0)
                 return r;
         r = audit_sync_new(a->files, c->sync_mode, c->prealloc_size, &a->sync);
@@ -461,6 +465,8 @@ AuditLog *audit_log_free(AuditLog *a) {
 
         assert(a->listener_walks == 0);
 
+        /* First: their threads read a->files, and their callbacks may still look at the log. */
+        a->queries = audit_query_runner_free(a->queries);
         if (a->sync) {
                 /* A reopen still pending is carried out (as it would have been in the
                  * reload), and what is held for it written after it: everything committed gets
@@ -774,28 +780,18 @@ AuditListener *audit_listener_free(AuditListener *l) {
         return NULL;
 }
 
-int audit_log_query(AuditLog *a, const AuditQueryFilter *f, AuditQueryCallback cb, void *userdata) {
-        _cleanup_free_ int *fds = NULL;
+int audit_log_query(AuditLog *a, const AuditQueryFilter *f, size_t limit, AuditQueryDoneCallback cb,
+                    void *userdata, AuditQuery **ret) {
         AuditQueryFilter g;
-        int r;
 
         assert_return(a, -EINVAL);
         assert_return(f, -EINVAL);
         assert_return(cb, -EINVAL);
 
-        fds = new(int, a->config.n_files);
-        if (!fds)
-                return -ENOMEM;
-        r = audit_files_snapshot(a->files, fds);
-        if (r < 0)
-                return r;
-
         /* Records after the last acknowledged one may still fail: not part of the log yet. */
         g = *f;
         g.seq_to = MIN(g.seq_to, a->last_committed_seq);
-        r = audit_query_fds(fds, a->config.n_files, &g, cb, userdata, NULL);
-        close_many(fds, a->config.n_files);
-        return r;
+        return audit_query_runner_start(a->queries, &g, limit, cb, userdata, ret);
 }
 
 AuditCounters *audit_log_get_counters(AuditLog *a) {
@@ -813,6 +809,7 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
                 .n_reserved = a->n_reserved,
                 .n_in_flight = a->n_in_flight,
                 .n_unnamed = audit_shares_n_unnamed(a->shares),
+                .n_queries = audit_query_runner_get_n_running(a->queries),
                 .repaired_bytes = a->repaired_bytes,
                 .n_anomalies = a->n_anomalies,
                 .reopen_pending = a->reopen_pending,

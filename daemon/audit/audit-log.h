@@ -24,6 +24,7 @@
 #include "audit-defaults.h"
 #include "audit-journal.h"
 #include "audit-ops.h"
+#include "audit-query-runner.h"
 #include "audit-query.h"
 #include "audit-record.h"
 #include "audit-shares.h"
@@ -42,6 +43,7 @@ typedef struct AuditConfig {
         unsigned max_in_flight_per_uid; /* of one uid, in either pool */
         unsigned max_in_flight_unnamed; /* of the unnamed pool, apart from max_in_flight */
         uint64_t prealloc_size;  /* preallocated tail kept ahead of the write position */
+        unsigned max_queries;    /* queries running at once; beyond: -EBUSY */
         const AuditFileOps *ops; /* NULL: the real system calls; tests inject faults */
 } AuditConfig;
 
@@ -73,6 +75,7 @@ typedef struct AuditLogStatus {
         unsigned n_reserved;
         unsigned n_in_flight;        /* committed, not yet reported */
         unsigned n_unnamed;          /* of those and the reserved: the unnamed pool's */
+        unsigned n_queries;          /* running, or cancelled and not stopped yet */
         uint64_t repaired_bytes;     /* cut from torn tails at the last (re)open */
         unsigned n_anomalies;        /* sequence gaps/regressions seen at the last (re)open */
         bool reopen_pending;         /* audit_log_reopen() asked, not finished */
@@ -156,8 +159,12 @@ int audit_log_add_listener(AuditLog *a, AuditListenerCallback cb, void *userdata
 AuditListener *audit_listener_free(AuditListener *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditListener *, audit_listener_free);
 
-/* Reads durable records matching f, oldest first (see audit-query.h). Blocks on the disk. */
-int audit_log_query(AuditLog *a, const AuditQueryFilter *f, AuditQueryCallback cb, void *userdata);
+/* Starts reading the durable records matching f, at most limit of them, oldest first, in a
+ * thread (see audit-query-runner.h): cb gets them later, from the event loop. Records committed
+ * but not durable yet are not part of the log. -EBUSY while max_queries run. A query still
+ * running when the log is freed is reported with -ECANCELED. */
+int audit_log_query(AuditLog *a, const AuditQueryFilter *f, size_t limit, AuditQueryDoneCallback cb,
+                    void *userdata, AuditQuery **ret);
 
 /* Counters over the records committed since open (borrowed). */
 AuditCounters *audit_log_get_counters(AuditLog *a);

@@ -40,6 +40,10 @@ static int default_fstatvfs(int fd, struct statvfs *ret) {
         return RET_NERRNO(fstatvfs(fd, ret));
 }
 
+static ssize_t default_pread(int fd, void *buf, size_t n, off_t offset) {
+        return RET_NERRNO(pread(fd, buf, n, offset));
+}
+
 const AuditFileOps audit_file_ops_default = {
         .openat = default_openat,
         .pwritev = default_pwritev,
@@ -49,4 +53,5 @@ const AuditFileOps audit_file_ops_default = {
         .ftruncate = default_ftruncate,
         .renameat = default_renameat,
         .fstatvfs = default_fstatvfs,
+        .pread = default_pread,
 };

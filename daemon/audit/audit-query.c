@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Audit query: line reader and filter. Runs in: worker, tests. */
 
+#include <sys/stat.h>
+
 #include "audit-query.h"
 #include "json-util.h"
 
@@ -54,20 +56,30 @@ static bool line_peek_seq(const char *line, size_t len, uint64_t *ret) {
         return true;
 }
 
+typedef struct QueryRun {
+        const AuditQueryFilter *filter;
+        const AuditFileOps *ops;
+        const atomic_bool *cancel;
+        AuditQueryCallback callback;
+        void *userdata;
+        json_tokener *tok;
+        char *bufs[2];
+        AuditQueryStats stats;
+} QueryRun;
+
 /* Handles one line; returns the callback's verdict, or 1 past the range (the query ends). */
-static int query_line(json_tokener *tok, const char *line, size_t len, const AuditQueryFilter *f,
-                      AuditQueryCallback cb, void *userdata, AuditQueryStats *stats) {
+static int query_line(QueryRun *q, const char *line, size_t len) {
         _cleanup_json_ json_object *o = NULL;
+        const AuditQueryFilter *f = q->filter;
         uint64_t seq;
 
-        stats->n_scanned++;
-        /* A query for recent records must not parse the whole log (admins ask in the worker's
-         * loop): the seq leads every record. */
+        q->stats.n_scanned++;
+        /* What lies before the range need not be parsed: the seq leads every record. */
         if (line_peek_seq(line, len, &seq) && seq < f->seq_from)
                 return 0;
-        stats->n_parsed++;
-        if (audit_line_parse(tok, line, len, &o, &seq) < 0) {
-                stats->n_damaged++;
+        q->stats.n_parsed++;
+        if (audit_line_parse(q->tok, line, len, &o, &seq) < 0) {
+                q->stats.n_damaged++;
                 return 0;
         }
         /* Only a record read whole ends the query: a damaged line is passed over, as always. */
@@ -75,32 +87,127 @@ static int query_line(json_tokener *tok, const char *line, size_t len, const Aud
                 return 1;
         if (!audit_query_match(f, o, seq))
                 return 0;
-        stats->n_matched++;
-        return cb(o, seq, userdata);
+        q->stats.n_matched++;
+        return q->callback(o, seq, q->userdata);
 }
 
-/* Reads lines with two buffers: the partial line at the end of one read is copied to the
- * start of the other, so nothing is ever moved within a buffer. */
-static int query_fd(int fd, json_tokener *tok, char *bufs[2], const AuditQueryFilter *f,
-                    AuditQueryCallback cb, void *userdata, AuditQueryStats *stats) {
+/* One pread (a short one is fine: callers read on, or take it as all there is). */
+static int read_at(QueryRun *q, int fd, char *buf, size_t n, uint64_t offset, size_t *ret) {
+        /* A query stops within one read of its cancellation: its client is gone. */
+        if (q->cancel && atomic_load(q->cancel))
+                return -ECANCELED;
+        for (;;) {
+                ssize_t k = q->ops->pread(fd, buf, n, (off_t) offset);
+
+                if (k == -EINTR)
+                        continue;
+                if (k < 0)
+                        return (int) k;
+                q->stats.n_bytes_read += (uint64_t) k;
+                *ret = (size_t) k;
+                return 0;
+        }
+}
+
+/* The first line that starts at or after `at` and its seq, from one read: 1 if that read
+ * holds one, 0 if not (end of file, a line too long, a line that is not a record). */
+static int probe(QueryRun *q, int fd, uint64_t at, uint64_t *ret_offset, uint64_t *ret_seq) {
+        /* From the byte before: `at` itself may be where a line starts. */
+        uint64_t base = at > 0 ? at - 1 : 0, seq;
+        char *buf = q->bufs[0], *nl;
+        size_t n = 0, start = 0;
+        int r;
+
+        r = read_at(q, fd, buf, READ_BUFFER, base, &n);
+        if (r < 0)
+                return r;
+        if (at > 0) {
+                nl = memchr(buf, '\n', n);
+                if (!nl)
+                        return 0;
+                start = (size_t) (nl - buf) + 1;
+        }
+        nl = memchr(buf + start, '\n', n - start);
+        if (!nl || !line_peek_seq(buf + start, (size_t) (nl - (buf + start)), &seq))
+                return 0;
+        *ret_offset = base + start;
+        *ret_seq = seq;
+        return 1;
+}
+
+/* Where reading starts for seq_from: the newest file whose first record is not after it (every
+ * older file holds only records before it), and in that file the last line bisection finds
+ * whose record is before it. Everything skipped is before seq_from; where a probe cannot tell
+ * (damage), more is read rather than less. */
+static int find_start(QueryRun *q, const int *fds, size_t n, size_t *ret_file, uint64_t *ret_offset) {
+        uint64_t from = q->filter->seq_from, lo = 0, hi;
+        size_t first = 0;
+        struct stat st;
+        int r;
+
+        *ret_file = 0;
+        *ret_offset = 0;
+        if (from <= 1)
+                return 0; /* everything */
+
+        for (size_t i = n; i > 0; i--) {
+                uint64_t offset, seq;
+
+                if (fds[i - 1] < 0)
+                        continue;
+                r = probe(q, fds[i - 1], 0, &offset, &seq);
+                if (r < 0)
+                        return r;
+                if (r > 0 && seq <= from) {
+                        first = i - 1;
+                        break;
+                }
+        }
+        for (size_t i = 0; i < first; i++)
+                if (fds[i] >= 0)
+                        q->stats.n_files_skipped++;
+        *ret_file = first;
+        if (fds[first] < 0)
+                return 0;
+
+        /* MaxFileSize= may be as large as a TiB: no scanning to the range in one. */
+        if (fstat(fds[first], &st) < 0)
+                return -errno;
+        hi = (uint64_t) st.st_size;
+        while (hi - lo > READ_BUFFER) {
+                uint64_t mid = lo + (hi - lo) / 2, offset, seq;
+
+                r = probe(q, fds[first], mid, &offset, &seq);
+                if (r < 0)
+                        return r;
+                if (r > 0 && offset < hi && seq < from)
+                        lo = offset;
+                else
+                        hi = mid;
+        }
+        *ret_offset = lo;
+        return 0;
+}
+
+/* Reads lines from offset with two buffers: the partial line at the end of one read is copied
+ * to the start of the other, so nothing is ever moved within a buffer. */
+static int query_fd(QueryRun *q, int fd, uint64_t offset) {
         unsigned cur = 0;
         size_t have = 0;
         bool skipping = false;
 
         for (;;) {
-                char *buf = bufs[cur], *nl;
-                size_t pos = 0, rest;
-                ssize_t n;
+                char *buf = q->bufs[cur], *nl;
+                size_t pos = 0, rest, n = 0;
+                int r;
 
-                n = read(fd, buf + have, READ_BUFFER - have);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
+                r = read_at(q, fd, buf + have, READ_BUFFER - have, offset, &n);
+                if (r < 0)
+                        return r;
                 if (n == 0)
                         return 0; /* a partial last line is a record being written */
-                have += (size_t) n;
+                offset += n;
+                have += n;
 
                 while ((nl = memchr(buf + pos, '\n', have - pos))) {
                         size_t len = (size_t) (nl - (buf + pos));
@@ -108,9 +215,9 @@ static int query_fd(int fd, json_tokener *tok, char *bufs[2], const AuditQueryFi
                         if (skipping) {
                                 /* The end of an overlong line. */
                                 skipping = false;
-                                stats->n_damaged++;
+                                q->stats.n_damaged++;
                         } else {
-                                int r = query_line(tok, buf + pos, len, f, cb, userdata, stats);
+                                r = query_line(q, buf + pos, len);
                                 if (r != 0)
                                         return r;
                         }
@@ -124,18 +231,21 @@ static int query_fd(int fd, json_tokener *tok, char *bufs[2], const AuditQueryFi
                         have = 0;
                         continue;
                 }
-                memcpy(bufs[!cur], buf + pos, rest);
+                memcpy(q->bufs[!cur], buf + pos, rest);
                 cur = !cur;
                 have = rest;
         }
 }
 
-int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, AuditQueryCallback cb,
-                    void *userdata, AuditQueryStats *ret_stats) {
+int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, const AuditFileOps *ops,
+                    const atomic_bool *cancel, AuditQueryCallback cb, void *userdata,
+                    AuditQueryStats *ret_stats) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         _cleanup_free_ char *buf0 = NULL, *buf1 = NULL;
-        AuditQueryStats stats = {};
-        int r = 0;
+        uint64_t offset = 0;
+        size_t first = 0;
+        QueryRun q;
+        int r;
 
         assert(fds || n == 0);
         assert(f);
@@ -148,12 +258,24 @@ int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, AuditQu
         buf1 = malloc(READ_BUFFER);
         if (!buf0 || !buf1)
                 return -ENOMEM;
+        q = (QueryRun){
+                .filter = f,
+                .ops = ops ?: &audit_file_ops_default,
+                .cancel = cancel,
+                .callback = cb,
+                .userdata = userdata,
+                .tok = tok,
+                .bufs = { buf0, buf1 },
+        };
 
-        for (size_t i = 0; i < n && r == 0; i++)
-                if (fds[i] >= 0)
-                        r = query_fd(fds[i], tok, (char *[2]){ buf0, buf1 }, f, cb, userdata, &stats);
+        r = n > 0 ? find_start(&q, fds, n, &first, &offset) : 0;
+        for (size_t i = n > 0 ? first : n; i < n && r == 0; i++)
+                if (fds[i] >= 0) {
+                        r = query_fd(&q, fds[i], offset);
+                        offset = 0;
+                }
 
         if (ret_stats)
-                *ret_stats = stats;
+                *ret_stats = q.stats;
         return r < 0 ? r : 0;
 }

@@ -3,15 +3,18 @@
  * Reading the audit files back: records with seq in [from, to], optionally only those of one
  * uid, PCI device, scope, result or event, oldest first. Used by `tsmctl audit query`.
  * Lines that do not parse (damage inside a file) are skipped and counted. Reads the files
- * synchronously: a caller in the event loop should bound the range or run it in a thread.
- * Runs in: worker, tests.
+ * synchronously, through the AuditFileOps seam: the worker runs it in a query thread
+ * (audit-query-runner.h), never in its event loop.
+ * Runs in: worker (query threads), tests.
  */
 #pragma once
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "audit-ops.h"
 #include "audit-record.h"
 #include "macro.h"
 
@@ -36,13 +39,19 @@ typedef struct AuditQueryStats {
         uint64_t n_scanned;
         uint64_t n_parsed;  /* scanned lines parsed whole (those outside the seq range are not) */
         uint64_t n_damaged; /* lines skipped because they do not parse or are too long */
+        uint64_t n_bytes_read;    /* everything read, the probes for seq_from included */
+        unsigned n_files_skipped; /* whole files passed over: all their records before seq_from */
 } AuditQueryStats;
 
 bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t seq);
 
-/* Runs a query over fds[0..n) (oldest first; negative entries are skipped), reading each
- * from its current offset to EOF. A partial last line (being written) is ignored. Records
- * before seq_from are passed over unparsed, and the query ends at the first after seq_to
- * (seqs only grow through the files). ret_stats may be NULL. */
-int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, AuditQueryCallback cb,
-                    void *userdata, AuditQueryStats *ret_stats);
+/* Runs a query over fds[0..n) (oldest first; negative entries are skipped), reading each to
+ * EOF. A partial last line (being written) is ignored. What lies before seq_from is not read
+ * where it can be told from a few probes (seqs only grow through the files): files whose next
+ * file starts at or before it are skipped whole, and the file where it lies is bisected by
+ * offset; the records before it that are read are passed over unparsed. The query ends at the
+ * first record after seq_to. ops NULL: the real system calls. cancel (may be NULL) is checked
+ * at every read: once set, the query ends with -ECANCELED. ret_stats may be NULL. */
+int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, const AuditFileOps *ops,
+                    const atomic_bool *cancel, AuditQueryCallback cb, void *userdata,
+                    AuditQueryStats *ret_stats);

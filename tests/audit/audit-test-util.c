@@ -86,6 +86,20 @@ static int f_fstatvfs(int fd, struct statvfs *ret) {
         return r;
 }
 
+static ssize_t f_pread(int fd, void *buf, size_t n, off_t offset) {
+        ssize_t k;
+
+        atomic_fetch_add(&faults.n_pread, 1);
+        atomic_store(&faults.pread_waiting, true);
+        while (atomic_load(&faults.pread_hold))
+                usleep(100);
+        atomic_store(&faults.pread_waiting, false);
+        k = audit_file_ops_default.pread(fd, buf, n, offset);
+        if (k > 0)
+                atomic_fetch_add(&faults.pread_bytes, (unsigned long long) k);
+        return k;
+}
+
 const AuditFileOps fault_ops = {
         .openat = f_openat,
         .pwritev = f_pwritev,
@@ -95,6 +109,7 @@ const AuditFileOps fault_ops = {
         .ftruncate = f_ftruncate,
         .renameat = f_renameat,
         .fstatvfs = f_fstatvfs,
+        .pread = f_pread,
 };
 
 char *test_dir_new(void) {
@@ -243,4 +258,39 @@ AuditRecord sample_record(void) {
         r.result = "ok";
         r.latency_usec = 120;
         return r;
+}
+
+void query_done_callback(int error, json_object *records, const AuditQueryStats *stats, void *userdata) {
+        QueryResult *r = userdata;
+
+        r->n_done++;
+        r->error = error;
+        r->stats = *stats;
+        json_object_put(r->records);
+        r->records = records;
+}
+
+void query_result_done(QueryResult *r) {
+        json_object_put(r->records);
+        r->records = NULL;
+}
+
+void query_wait(struct event_base *base, AuditLog *log, const AuditQueryFilter *q, size_t limit,
+                QueryResult *ret) {
+        *ret = (QueryResult){};
+        ASSERT_OK(audit_log_query(log, q, limit, query_done_callback, ret, NULL));
+        run_until(base, &ret->n_done, 1);
+        ASSERT_EQ(ret->n_done, 1);
+}
+
+uint64_t query_result_seq(const QueryResult *r, size_t i) {
+        json_object *o = json_object_array_get_idx(r->records, i), *seq;
+
+        ASSERT_NOT_NULL(o);
+        ASSERT_TRUE(json_object_object_get_ex(o, "seq", &seq));
+        return json_object_get_uint64(seq);
+}
+
+size_t query_result_n(const QueryResult *r) {
+        return r->records ? json_object_array_length(r->records) : 0;
 }

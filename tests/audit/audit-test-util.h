@@ -13,7 +13,11 @@
 
 typedef struct Faults {
         atomic_uint n_openat, n_pwritev, n_fdatasync, n_fsync, n_fallocate, n_ftruncate,
-                n_renameat, n_fstatvfs;
+                n_renameat, n_fstatvfs, n_pread;
+        /* Bytes the queries read. */
+        atomic_ullong pread_bytes;
+        /* While set, pread waits (a query held mid-scan); pread_waiting says one does. */
+        atomic_bool pread_hold, pread_waiting;
         /* Fail the call with this errno (> 0) from the n-th call on (1-based; 0: from now). */
         atomic_int fdatasync_errno;
         atomic_uint fdatasync_fail_from;
@@ -64,3 +68,19 @@ void append_bytes(const char *dir, const char *name, const void *data, size_t n)
 
 /* A typical guest-request record. */
 AuditRecord sample_record(void);
+
+/* What an audit query reported (query_done_callback(), userdata: QueryResult*). */
+typedef struct QueryResult {
+        size_t n_done; /* callbacks so far: 1 at most */
+        int error;
+        json_object *records; /* owned */
+        AuditQueryStats stats;
+} QueryResult;
+void query_done_callback(int error, json_object *records, const AuditQueryStats *stats, void *userdata);
+void query_result_done(QueryResult *r);
+/* Starts a query and runs the loop until it is reported (bounded). */
+void query_wait(struct event_base *base, AuditLog *log, const AuditQueryFilter *q, size_t limit,
+                QueryResult *ret);
+/* The seq of its i-th record / how many records it has. */
+uint64_t query_result_seq(const QueryResult *r, size_t i);
+size_t query_result_n(const QueryResult *r);

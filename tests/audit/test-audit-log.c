@@ -1191,6 +1191,17 @@ static int collect(json_object *record, uint64_t seq, void *userdata) {
         return c->limit > 0 && c->n >= c->limit ? 1 : 0;
 }
 
+/* Runs q through the log's query threads, appending to *c (at most c->limit, if set). */
+static void query_log(Fixture *f, const AuditQueryFilter *q, Collected *c) {
+        QueryResult r;
+
+        query_wait(f->base, f->log, q, c->limit > 0 ? c->limit : SIZE_MAX, &r);
+        ASSERT_OK(r.error);
+        for (size_t i = 0; i < query_result_n(&r); i++)
+                c->seqs[c->n++] = query_result_seq(&r, i);
+        query_result_done(&r);
+}
+
 TEST(query_by_range_and_filters) {
         static const char *const pcis[] = { "0000:01:00.0", "0000:02:00.0" };
         static const char *const results[] = { "ok", "io.tsmd.PermissionDenied" };
@@ -1214,7 +1225,7 @@ TEST(query_by_range_and_filters) {
         wait_acks(&f, 120);
 
         q = AUDIT_QUERY_FILTER_INIT;
-        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        query_log(&f, &q, &c);
         ASSERT_EQ(c.n, 120);
         for (size_t i = 0; i < c.n; i++)
                 ASSERT_EQ(c.seqs[i], i + 1);
@@ -1222,7 +1233,7 @@ TEST(query_by_range_and_filters) {
         c = (Collected){};
         q.seq_from = 50;
         q.seq_to = 59;
-        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        query_log(&f, &q, &c);
         ASSERT_EQ(c.n, 10);
         ASSERT_EQ(c.seqs[0], 50);
         ASSERT_EQ(c.seqs[9], 59);
@@ -1231,7 +1242,7 @@ TEST(query_by_range_and_filters) {
         c = (Collected){};
         q = AUDIT_QUERY_FILTER_INIT;
         q.uid = 1001;
-        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        query_log(&f, &q, &c);
         ASSERT_EQ(c.n, 40);
         for (size_t i = 0; i < c.n; i++)
                 ASSERT_EQ((c.seqs[i] - 1) % 3, 1);
@@ -1240,19 +1251,19 @@ TEST(query_by_range_and_filters) {
         q = AUDIT_QUERY_FILTER_INIT;
         q.pci = "0000:02:00.0";
         q.scope = "info";
-        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        query_log(&f, &q, &c);
         ASSERT_EQ(c.n, 60);
         c = (Collected){};
         q = AUDIT_QUERY_FILTER_INIT;
         q.result = "io.tsmd.PermissionDenied";
         q.scope = "state-change";
-        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        query_log(&f, &q, &c);
         ASSERT_EQ(c.n, 6); /* i % 20 == 0 */
 
         /* The callback can stop the walk. */
         c = (Collected){ .limit = 7 };
         q = AUDIT_QUERY_FILTER_INIT;
-        ASSERT_OK(audit_log_query(f.log, &q, collect, &c));
+        query_log(&f, &q, &c);
         ASSERT_EQ(c.n, 7);
         fixture_done(&f);
 }
@@ -1275,7 +1286,7 @@ static void query_file(const Fixture *f, const AuditQueryFilter *q, Collected *c
         fd = open(path, O_RDONLY | O_CLOEXEC);
         ASSERT_TRUE(fd >= 0);
         *c = (Collected){};
-        ASSERT_OK(audit_query_fds(&fd, 1, q, collect, c, stats));
+        ASSERT_OK(audit_query_fds(&fd, 1, q, NULL, NULL, collect, c, stats));
         close(fd);
 }
 

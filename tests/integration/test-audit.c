@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "emu-config.h"
 #include "emu-device.h"
@@ -1426,5 +1427,207 @@ TEST(a_uid_flooding_reloads_leaves_room_in_flight_for_others) {
         room_flood(&t, "io.tsmd.Service.Reload", "io.tsmd.Service.Reload", VARLINK_ERROR_PERMISSION_DENIED);
         tsmd_teardown(&t);
 }
+
+/* ---- queries ------------------------------------------------------------------------------ */
+
+/* Stops tsmd and puts a log of n records of about 300 bytes (seq 1..n) in audit.log.1 in place of
+ * its own, owned as the worker owns its files; starts it again there. */
+static void restart_with_large_log(Tsmd *t, uint64_t n) {
+        char audit[512], path[600];
+        struct stat st;
+        FILE *f;
+
+        tsmd_stop(t);
+        snprintf(audit, sizeof(audit), "%s/audit", t->dir);
+        ASSERT_TRUE(stat(audit, &st) >= 0);
+        snprintf(path, sizeof(path), "%s/audit.log", audit);
+        (void) unlink(path);
+        for (unsigned i = 1; i < 5; i++) {
+                snprintf(path, sizeof(path), "%s/audit.log.%u", audit, i);
+                (void) unlink(path);
+        }
+        snprintf(path, sizeof(path), "%s/audit.log.1", audit);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        for (uint64_t seq = 1; seq <= n; seq++)
+                fprintf(f,
+                        "{\"seq\":%" PRIu64 ",\"realtimeUsec\":1700000000000000,\"monotonicUsec\":%" PRIu64
+                        ",\"event\":\"guest-request\",\"uid\":107,\"gid\":107,\"pid\":4242,"
+                        "\"unit\":\"machine-qemu\\\\x2d%" PRIu64 ".scope\",\"contextId\":7,\"vdeviceId\":1,"
+                        "\"pci\":\"0000:01:00.0\",\"backend\":\"emulated\",\"scope\":\"info\","
+                        "\"scopeNumber\":0,\"requestSize\":16,\"responseSize\":64,\"result\":\"ok\","
+                        "\"latencyUsec\":12}\n",
+                        seq, seq, seq % 64);
+        ASSERT_EQ(fclose(f), 0);
+        ASSERT_TRUE(chown(path, st.st_uid, st.st_gid) >= 0);
+        tsmd_restart(t, &(TsmdOptions) { .log_level = "info" });
+}
+
+#define LARGE_LOG_RECORDS 150000 /* ~45 MB: a third of a second to read, even on a fast machine */
+
+/* A query over a large log runs beside the loop: a Ping sent while it runs is answered at once,
+ * not after it (the loop used to read the whole log before anything else; at 2.5 GB the
+ * monitor killed the worker as unresponsive). */
+TEST(query_does_not_hold_up_other_calls) {
+        AsyncCall query = {}, ping = {};
+        VarlinkClient *a, *b;
+        uint64_t sent, ping_usec, query_usec;
+        Tsmd t;
+
+        start(&t, CONF_ZERO("[Audit]\nFiles=3\nMaxFileSize=1073741824\n"), "info");
+        restart_with_large_log(&t, LARGE_LOG_RECORDS);
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+        CALL_OK(b, "io.tsmd.Service.Ping", NULL);
+
+        sent = now_usec();
+        tsmd_call_async(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", 0, &query);
+        sleep_usec(30 * USEC_PER_MSEC); /* under way */
+        tsmd_call_async(b, "io.tsmd.Service.Ping", NULL, 0, &ping);
+        ASSERT_TRUE(tsmd_async_wait(b, &ping, 1, 60 * USEC_PER_SEC));
+        ping_usec = now_usec() - sent;
+        ASSERT_TRUE(tsmd_async_wait(a, &query, 1, 60 * USEC_PER_SEC));
+        query_usec = now_usec() - sent;
+        ASSERT_NULL(ping.errors[0]);
+        ASSERT_NULL(query.errors[0]);
+        ASSERT_EQ(json_object_array_length(json_object_object_get(query.params[0], "records")), 0);
+        /* The query took its time; the Ping did not wait for it. */
+        fprintf(stderr, "# QueryAudit took %" PRIu64 " ms, the Ping sent after it %" PRIu64 " ms\n",
+                query_usec / USEC_PER_MSEC, ping_usec / USEC_PER_MSEC);
+        ASSERT_GE(query_usec, 150 * USEC_PER_MSEC);
+        ASSERT_LE(ping_usec * 3, query_usec);
+
+        /* fromSeq near the end is quick: the start is found by bisection. */
+        {
+                json_object *records = tsmd_audit_query(&t, strf("{\"fromSeq\":%d}", LARGE_LOG_RECORDS - 2));
+
+                ASSERT_GE(json_object_array_length(records), 3);
+                json_object_put(records);
+        }
+        async_call_done(&query);
+        async_call_done(&ping);
+        varlink_client_free(a);
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
+/* The threads of the worker (/proc/<pid>/status). */
+static unsigned worker_threads(Tsmd *t) {
+        char path[64], line[256];
+        unsigned n = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) tsmd_worker_pid(t));
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Threads: %u", &n) == 1)
+                        break;
+        fclose(f);
+        return n;
+}
+
+/* A query whose caller hangs up is cancelled: its thread stops at once (not at the end of the
+ * log), and the call is audited as ended with ECANCELED (no one hears it). */
+TEST(query_cancelled_when_its_caller_hangs_up) {
+        AsyncCall query = {};
+        VarlinkClient *a;
+        unsigned idle_threads;
+        uint64_t deadline;
+        int64_t after;
+        Tsmd t;
+
+        start(&t, CONF_ZERO("[Audit]\nFiles=3\nMaxFileSize=1073741824\n"), "info");
+        restart_with_large_log(&t, LARGE_LOG_RECORDS);
+        after = tsmd_audit_last_seq(&t);
+        idle_threads = worker_threads(&t);
+
+        a = tsmd_connect(&t);
+        tsmd_call_async(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", 0, &query);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (worker_threads(&t) == idle_threads && now_usec() < deadline)
+                sleep_usec(USEC_PER_MSEC);
+        ASSERT_EQ(worker_threads(&t), idle_threads + 1);
+        varlink_client_free(a);
+        async_call_done(&query);
+
+        /* A whole scan takes a third of a second even on a fast machine. */
+        deadline = now_usec() + (tsmd_under_valgrind() ? 2 * USEC_PER_SEC : 100 * USEC_PER_MSEC);
+        while (worker_threads(&t) > idle_threads && now_usec() < deadline)
+                sleep_usec(USEC_PER_MSEC);
+        ASSERT_EQ(worker_threads(&t), idle_threads);
+        tsmd_expect_audit(&t, after, "io.tsmd.Admin.QueryAudit", "io.tsmd.System", 1);
+        tsmd_teardown(&t);
+}
+
+/* MaxQueries= queries at once; the one beyond is refused by name, not queued. */
+TEST(query_number_is_bounded) {
+        AsyncCall query = {};
+        VarlinkClient *a, *b;
+        unsigned idle_threads;
+        uint64_t deadline;
+        Tsmd t;
+
+        start(&t, CONF_ZERO("[Audit]\nFiles=3\nMaxFileSize=1073741824\nMaxQueries=1\n"), "info");
+        restart_with_large_log(&t, LARGE_LOG_RECORDS);
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+
+        idle_threads = worker_threads(&t);
+        tsmd_call_async(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", 0, &query);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (worker_threads(&t) == idle_threads && now_usec() < deadline)
+                sleep_usec(USEC_PER_MSEC); /* under way */
+        CALL_ERROR(b, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", "io.tsmd.Admin.TooManyQueries",
+                   "{\"maxQueries\":1}");
+
+        /* The slot is free again once the first one's caller has gone and its thread stopped. */
+        varlink_client_free(a);
+        async_call_done(&query);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (tsmd_call(b, "io.tsmd.Admin.QueryAudit", "{\"limit\":1}", NULL)) {
+                ASSERT_TRUE(now_usec() < deadline);
+                sleep_usec(10 * USEC_PER_MSEC);
+        }
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
+/* A FIFO, a symlink and a directory named as rotated files are left out of a query, which
+ * answers from the real files (opening the FIFO blocked the worker until the monitor killed it;
+ * the others failed every query). */
+TEST(query_skips_what_is_not_a_regular_file) {
+        char path[600];
+        json_object *records;
+        VarlinkClient *c;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), "info");
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        (void) guest_open_context(c);
+
+        snprintf(path, sizeof(path), "%s/audit/audit.log.2", t.dir);
+        ASSERT_TRUE(mkfifo(path, 0666) >= 0);
+        records = tsmd_audit_query(&t, NULL);
+        ASSERT_GE(json_object_array_length(records), 1);
+        json_object_put(records);
+
+        snprintf(path, sizeof(path), "%s/audit/audit.log.3", t.dir);
+        ASSERT_TRUE(symlink("audit.log", path) >= 0);
+        snprintf(path, sizeof(path), "%s/audit/audit.log.4", t.dir);
+        ASSERT_TRUE(mkdir(path, 0755) >= 0);
+
+        records = tsmd_audit_query(&t, NULL);
+        ASSERT_GE(json_object_array_length(records), 1);
+        json_object_put(records);
+        ASSERT_TRUE(tsmd_log_contains(&t, "audit.log.2' is not a regular file"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "audit.log.3' is not a regular file"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "audit.log.4' is not a regular file"));
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 
 TEST_MAIN();

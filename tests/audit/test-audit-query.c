@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Audit queries as the worker runs them: in threads, off the event loop (which goes on while
+ * one is held mid-scan), bounded in number, cancelled cleanly, reading nothing before fromSeq
+ * that a few probes can rule out (whole files, and the part of a file bisection skips), and
+ * leaving out what is not a regular file among the log's files. Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "audit-test-util.h"
+#include "harness.h"
+
+typedef struct Fixture {
+        char *dir;
+        struct event_base *base;
+        AuditConfig config;
+        AuditLog *log;
+        Acks acks;
+} Fixture;
+
+static void fixture_init(Fixture *f, uint64_t max_file_size, unsigned n_files) {
+        *f = (Fixture){};
+        f->dir = test_dir_new();
+        f->base = event_base_new();
+        ASSERT_NOT_NULL(f->base);
+        test_config(&f->config, f->dir);
+        f->config.max_file_size = max_file_size;
+        f->config.n_files = n_files;
+        ASSERT_OK(audit_log_open(f->base, &f->config, &f->log));
+}
+
+static void fixture_done(Fixture *f) {
+        f->log = audit_log_free(f->log);
+        event_base_free(f->base);
+        acks_done(&f->acks);
+        test_dir_remove(f->dir);
+}
+
+/* Commits n records and waits until they are durable (in rounds below MaxRecordsInFlight=). */
+static void commit_n(Fixture *f, size_t n) {
+        AuditRecord r = sample_record();
+
+        while (n > 0) {
+                size_t k = MIN(n, (size_t) 1000), before = f->acks.n;
+
+                for (size_t i = 0; i < k; i++)
+                        ASSERT_OK(audit_log_record(f->log, &r, ack_callback, &f->acks, NULL));
+                run_until(f->base, &f->acks.n, before + k);
+                n -= k;
+        }
+}
+
+static uint64_t dir_bytes(const Fixture *f) {
+        uint64_t total = 0;
+
+        for (unsigned i = 0; i < f->config.n_files; i++) {
+                char path[4096], name[64];
+                struct stat st;
+
+                audit_file_name(i, name);
+                snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+                if (stat(path, &st) >= 0 && S_ISREG(st.st_mode))
+                        total += (uint64_t) st.st_size;
+        }
+        return total;
+}
+
+static unsigned n_queries(const Fixture *f) {
+        AuditLogStatus st;
+
+        ASSERT_OK(audit_log_get_status(f->log, &st));
+        return st.n_queries;
+}
+
+/* Records seq from..to exactly, in order. */
+static void assert_range(const QueryResult *r, uint64_t from, uint64_t to) {
+        ASSERT_OK(r->error);
+        ASSERT_EQ(query_result_n(r), to - from + 1);
+        for (size_t i = 0; i < query_result_n(r); i++)
+                ASSERT_EQ(query_result_seq(r, i), from + i);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *userdata) {
+        (*(size_t *) userdata)++;
+}
+
+/* The loop serves while a query is stuck on the disk: its timers fire, and the query is reported
+ * once the disk answers. */
+TEST(query_runs_off_the_loop) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        struct timeval tv = { 0, 1000 };
+        QueryResult r = {};
+        size_t ticks = 0;
+        struct event *tick;
+        Fixture f;
+
+        fixture_init(&f, 1024 * 1024, 4);
+        commit_n(&f, 50);
+
+        atomic_store(&faults.pread_hold, true);
+        ASSERT_OK(audit_log_query(f.log, &q, SIZE_MAX, query_done_callback, &r, NULL));
+        tick = event_new(f.base, -1, EV_PERSIST, on_tick, &ticks);
+        ASSERT_NOT_NULL(tick);
+        ASSERT_OK(event_add(tick, &tv));
+        run_until(f.base, &ticks, 20);
+        ASSERT_TRUE(atomic_load(&faults.pread_waiting));
+        ASSERT_EQ(r.n_done, 0);
+        ASSERT_EQ(n_queries(&f), 1);
+
+        atomic_store(&faults.pread_hold, false);
+        run_until(f.base, &r.n_done, 1);
+        event_free(tick);
+        assert_range(&r, 1, 50);
+        ASSERT_EQ(n_queries(&f), 0);
+        query_result_done(&r);
+        fixture_done(&f);
+}
+
+/* fromSeq near the end reads the newest file and probes of the others, not the log. */
+TEST(query_from_seq_skips_older_files) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        uint64_t total;
+        QueryResult r;
+        Fixture f;
+
+        fixture_init(&f, 16384, 40);
+        commit_n(&f, 1500);
+        total = dir_bytes(&f);
+        ASSERT_GE(total, 20 * 16384 / 2);
+
+        atomic_store(&faults.pread_bytes, 0);
+        q.seq_from = 1495;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range(&r, 1495, 1500);
+        ASSERT_GE(r.stats.n_files_skipped, 20);
+        /* The newest file or two, and one 64 KiB probe window per file at most (each smaller). */
+        ASSERT_LE(atomic_load(&faults.pread_bytes), 3 * 16384 + 40 * 16384);
+        ASSERT_LE(r.stats.n_scanned, 200);
+        query_result_done(&r);
+
+        /* Whatever fromSeq, exactly the records from it: the first and last of a file, its
+         * neighbours, the first and last of the log, and past the end. */
+        for (uint64_t from = 1; from <= 1502; from += from < 40 ? 1 : 37) {
+                q.seq_from = from;
+                query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+                if (from > 1500)
+                        assert_range(&r, 1, 0); /* none */
+                else
+                        assert_range(&r, from, 1500);
+                query_result_done(&r);
+        }
+        fixture_done(&f);
+}
+
+/* In one large file the start is found by bisection, not by reading up to it. */
+TEST(query_from_seq_bisects_a_file) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        uint64_t total;
+        QueryResult r;
+        Fixture f;
+
+        fixture_init(&f, 64 * 1024 * 1024, 2);
+        commit_n(&f, 5000);
+        total = dir_bytes(&f);
+        ASSERT_GE(total, 5000 * 100);
+
+        atomic_store(&faults.pread_bytes, 0);
+        q.seq_from = 4990;
+        q.seq_to = 4995;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range(&r, 4990, 4995);
+        ASSERT_LE(atomic_load(&faults.pread_bytes), total / 2);
+        query_result_done(&r);
+
+        for (uint64_t from = 1; from <= 5000; from += 211) {
+                q.seq_from = from;
+                q.seq_to = from + 2;
+                query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+                assert_range(&r, from, MIN(from + 2, (uint64_t) 5000));
+                query_result_done(&r);
+        }
+        fixture_done(&f);
+}
+
+/* At most max_queries run; a cancelled one counts until its thread stopped. */
+TEST(query_number_is_bounded) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        QueryResult r[3] = {};
+        AuditQuery *first;
+        Fixture f;
+
+        fixture_init(&f, 1024 * 1024, 4);
+        f.log = audit_log_free(f.log);
+        f.config.max_queries = 2;
+        ASSERT_OK(audit_log_open(f.base, &f.config, &f.log));
+        commit_n(&f, 10);
+
+        atomic_store(&faults.pread_hold, true);
+        ASSERT_OK(audit_log_query(f.log, &q, SIZE_MAX, query_done_callback, &r[0], &first));
+        ASSERT_OK(audit_log_query(f.log, &q, SIZE_MAX, query_done_callback, &r[1], NULL));
+        ASSERT_ERRNO(audit_log_query(f.log, &q, SIZE_MAX, query_done_callback, &r[2], NULL), EBUSY);
+        first = audit_query_cancel(first);
+        ASSERT_ERRNO(audit_log_query(f.log, &q, SIZE_MAX, query_done_callback, &r[2], NULL), EBUSY);
+
+        atomic_store(&faults.pread_hold, false);
+        run_until(f.base, &r[1].n_done, 1);
+        while (n_queries(&f) > 0)
+                event_base_loop(f.base, EVLOOP_ONCE);
+        ASSERT_EQ(r[0].n_done, 0);
+        assert_range(&r[1], 1, 10);
+        query_wait(f.base, f.log, &q, 3, &r[2]);
+        assert_range(&r[2], 1, 3);
+        for (size_t i = 0; i < ELEMENTSOF(r); i++)
+                query_result_done(&r[i]);
+        fixture_done(&f);
+}
+
+/* A query cancelled mid-scan (its client hung up) is never reported and leaves nothing behind
+ * (ASan builds check the leak); one still running when the log goes is reported cancelled. */
+TEST(query_cancelled_mid_scan) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        QueryResult r = {}, s = {};
+        AuditQuery *query;
+        Fixture f;
+
+        fixture_init(&f, 1024 * 1024, 4);
+        commit_n(&f, 100);
+
+        atomic_store(&faults.pread_hold, true);
+        ASSERT_OK(audit_log_query(f.log, &q, SIZE_MAX, query_done_callback, &r, &query));
+        while (!atomic_load(&faults.pread_waiting))
+                usleep(100);
+        query = audit_query_cancel(query);
+        atomic_store(&faults.pread_hold, false);
+        while (n_queries(&f) > 0)
+                event_base_loop(f.base, EVLOOP_ONCE);
+        ASSERT_EQ(r.n_done, 0);
+
+        atomic_store(&faults.pread_hold, true);
+        ASSERT_OK(audit_log_query(f.log, &q, SIZE_MAX, query_done_callback, &s, NULL));
+        atomic_store(&faults.pread_hold, false);
+        f.log = audit_log_free(f.log);
+        ASSERT_EQ(s.n_done, 1);
+        ASSERT_ERRNO(s.error, ECANCELED);
+        ASSERT_NULL(s.records);
+        fixture_done(&f);
+}
+
+/* Whoever can write the directory may put anything under a rotated file's name: a FIFO (opening
+ * it would block the query for good), a symlink, a directory. Each is left out, the query
+ * answers from the rest. */
+TEST(query_skips_what_is_not_a_regular_file) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        char path[4096];
+        QueryResult r;
+        Fixture f;
+
+        fixture_init(&f, 16384, 10);
+        commit_n(&f, 200); /* audit.log ... audit.log.3 or so */
+
+        snprintf(path, sizeof(path), "%s/audit.log.7", f.dir);
+        ASSERT_TRUE(mkfifo(path, 0600) >= 0);
+        snprintf(path, sizeof(path), "%s/audit.log.8", f.dir);
+        ASSERT_TRUE(symlink("audit.log", path) >= 0);
+        snprintf(path, sizeof(path), "%s/audit.log.9", f.dir);
+        ASSERT_TRUE(mkdir(path, 0700) >= 0);
+
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range(&r, 1, 200);
+        query_result_done(&r);
+        fixture_done(&f);
+}
+
+TEST_MAIN();
