@@ -9,8 +9,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -73,6 +75,20 @@ typedef struct TestServer {
 } TestServer;
 
 static TestServer ts;
+
+/* A formatted string in one of a few rotating static buffers. */
+static const char *strf(const char *format, ...) _printf_(1, 2);
+static const char *strf(const char *format, ...) {
+        static char bufs[4][256];
+        static unsigned next;
+        char *b = bufs[next++ % ELEMENTSOF(bufs)];
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(b, sizeof(bufs[0]), format, ap);
+        va_end(ap);
+        return b;
+}
 
 static int m_echo(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *reply = json_object_new_object(), *v;
@@ -1003,9 +1019,10 @@ TEST(limit_json_depth) {
         server_stop();
 }
 
-static void send_with_fds(int fd, const char *msg, unsigned n_fds) {
+/* Sends len bytes of msg (a message's start, if it has no NUL) with n_fds fds attached. */
+static void send_bytes_with_fds(int fd, const char *msg, size_t len, unsigned n_fds) {
         char control[CMSG_SPACE(sizeof(int) * 16)] = {};
-        struct iovec iov = { .iov_base = (void *) msg, .iov_len = strlen(msg) + 1 };
+        struct iovec iov = { .iov_base = (void *) msg, .iov_len = len };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
         int fds[16];
 
@@ -1026,6 +1043,10 @@ static void send_with_fds(int fd, const char *msg, unsigned n_fds) {
         ASSERT_EQ(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t) iov.iov_len);
         for (unsigned i = 0; i < n_fds; i++)
                 close(fds[i]);
+}
+
+static void send_with_fds(int fd, const char *msg, unsigned n_fds) {
+        send_bytes_with_fds(fd, msg, strlen(msg) + 1, n_fds);
 }
 
 static unsigned count_open_fds(void) {
@@ -1379,6 +1400,190 @@ TEST(limit_buffered_per_uid) {
         server_stop();
 }
 
+/* A message with more JSON values than MaxJsonValues= is refused before json-c builds
+ * anything (a megabyte of "0," would be half a million objects), by its name. */
+TEST(limit_json_values) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        /* 1 (the call) + 2 (method, parameters) + 1 (text) + 1 (list) + n strings */
+        static const char head[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\",\"list\":[";
+        char msg[256];
+        size_t n;
+        char *bomb;
+        int fd;
+
+        l.max_json_values = 16;
+        server_start(&l);
+
+        /* Exactly 16 values: served. */
+        n = (size_t) snprintf(msg, sizeof(msg), "%s\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\"]}}", head);
+        ASSERT_TRUE(n < sizeof(msg));
+        fd = raw_connect();
+        raw_call(fd, msg);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+
+        /* One more: the connection is closed without an answer, the refusal named. */
+        n = (size_t) snprintf(msg, sizeof(msg), "%s\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\",\"l\"]}}", head);
+        ASSERT_TRUE(n < sizeof(msg));
+        raw_call(fd, msg);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(0));
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_JSON_VALUES " -\n");
+
+        /* A megabyte of zeros in one array: the same, at once. */
+        bomb = malloc(1 << 20);
+        ASSERT_NOT_NULL(bomb);
+        n = (size_t) snprintf(bomb, 1 << 20, "{\"method\":\"io.tsmd.Test.Nope\",\"parameters\":{\"a\":[0");
+        for (; n + 6 < (1 << 20); n += 2)
+                memcpy(bomb + n, ",0", 2);
+        memcpy(bomb + n, "]}}", 4);
+        raw_expect_hangup(bomb, n + 4);
+        free(bomb);
+        ASSERT_TRUE(wait_n_connections(0));
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_JSON_VALUES " -\n" VARLINK_REFUSED_TOO_MANY_JSON_VALUES " -\n");
+        server_stop();
+}
+
+/* Fds parked on messages that never end count per uid (MaxFdsPerUid=) and over all clients
+ * (MaxFds=): the read that goes past either closes its connection, named, and nothing of
+ * what the client sent stays open in the server. */
+static void fds_parked(unsigned max_fds_per_uid, unsigned max_fds, const char *refusal) {
+        static const char start[] = "{\"method\":\"io.tsmd.Test.PassFd\",";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        unsigned before;
+        int fds[3], fd;
+
+        l.max_fds_per_message = 4;
+        l.max_fds_per_uid = max_fds_per_uid;
+        l.max_fds = max_fds;
+        server_start(&l);
+        before = count_open_fds();
+
+        for (unsigned i = 0; i < 3; i++) {
+                fds[i] = raw_connect();
+                send_bytes_with_fds(fds[i], start, sizeof(start) - 1, 4);
+                usleep(20000);
+        }
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_EQ(raw_closed_soon(fds[i]), i >= 2);
+        ASSERT_STREQ(ts.refusals, strf("%s -\n", refusal));
+
+        /* Completed, a parked message's fds go to its call; the budget is back. */
+        raw_send(fds[0], "\"parameters\":{\"fd\":3}}", sizeof("\"parameters\":{\"fd\":3}}"));
+        ASSERT_NOT_NULL(strstr(raw_recv(fds[0]), "\"fd\":0"));
+        fd = raw_connect();
+        send_bytes_with_fds(fd, start, sizeof(start) - 1, 4);
+        ASSERT_FALSE(raw_closed_soon(fd));
+        for (unsigned i = 0; i < 3; i++)
+                close(fds[i]);
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(0));
+        ASSERT_EQ(count_open_fds(), before);
+        ASSERT_STREQ(ts.refusals, strf("%s -\n", refusal));
+        server_stop();
+}
+
+TEST(limit_fds_per_uid) {
+        fds_parked(8, 0, VARLINK_REFUSED_TOO_MANY_FDS_PER_UID);
+}
+
+TEST(limit_fds_total) {
+        fds_parked(1024, 8, VARLINK_REFUSED_TOO_MANY_FDS);
+}
+
+/* Without MaxFds=, a quarter of RLIMIT_NOFILE; never more than half of it. */
+TEST(fd_budget_follows_rlimit_nofile) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        struct rlimit rl;
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &rl));
+        server_start(NULL);
+        ASSERT_EQ(varlink_server_get_fd_budget(ts.server), (size_t) rl.rlim_cur / 4);
+        server_stop();
+        l.max_fds = UINT_MAX;
+        server_start(&l);
+        ASSERT_EQ(varlink_server_get_fd_budget(ts.server), (size_t) rl.rlim_cur / 2);
+        server_stop();
+}
+
+/* MaxBuffered= bounds what all clients buffer together, whatever each uid may. */
+TEST(limit_buffered_total) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char partial[3001];
+        int fds[8];
+
+        l.max_message_size = l.max_output_size = 4096;
+        l.max_buffered_per_uid = 1 << 20;
+        l.max_buffered = 16384;
+        server_start(&l);
+
+        memset(partial, ' ', sizeof(partial) - 1);
+        memcpy(partial, "{\"method\":", 10);
+        partial[sizeof(partial) - 1] = 0;
+        for (unsigned i = 0; i < 8; i++) {
+                fds[i] = raw_connect();
+                raw_send(fds[i], partial, strlen(partial));
+                usleep(20000);
+        }
+        for (unsigned i = 0; i < 8; i++) {
+                ASSERT_EQ(raw_closed_soon(fds[i]), i >= 5);
+                close(fds[i]);
+        }
+        ASSERT_TRUE(wait_n_connections(0));
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED " -\n" VARLINK_REFUSED_TOO_MUCH_BUFFERED " -\n"
+                                  VARLINK_REFUSED_TOO_MUCH_BUFFERED " -\n");
+        server_stop();
+}
+
+/* A call's message is held until its answer is released (the daemon's audit record): its bytes
+ * count against MaxBufferedPerUid= meanwhile, and are given back with it. */
+TEST(held_messages_count_as_buffered) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char held[3001];
+        VarlinkClient *c;
+        json_object *reply;
+        const char *e = NULL;
+        int fd;
+
+        l.max_message_size = l.max_output_size = 4096;
+        l.max_buffered_per_uid = 16384;
+        server_start(&l);
+        c = client_new();
+
+        fd = raw_connect();
+        for (unsigned i = 0; i < 6; i++) {
+                int n = snprintf(held, sizeof(held), "{\"method\":\"io.tsmd.Test.Held\",\"parameters\":{\"id\":%u}}", i);
+
+                memset(held + n, ' ', sizeof(held) - 1 - (size_t) n);
+                held[sizeof(held) - 1] = 0;
+                raw_call(fd, held);
+                usleep(20000);
+        }
+        /* Five held messages and the sixth's bytes: past 16 KiB. */
+        ASSERT_TRUE(raw_closed_soon(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n");
+
+        /* Released, they count no more. */
+        fd = raw_connect();
+        for (unsigned i = 10; i < 16; i++) {
+                int n = snprintf(held, sizeof(held), "{\"method\":\"io.tsmd.Test.Held\",\"parameters\":{\"id\":%u}}", i);
+
+                memset(held + n, ' ', sizeof(held) - 1 - (size_t) n);
+                held[sizeof(held) - 1] = 0;
+                raw_call(fd, held);
+                usleep(20000);
+                ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Unhold", parse(strf("{\"id\":%u}", i)), &reply, &e));
+                ASSERT_NULL(e);
+                ASSERT_STREQ(raw_recv(fd), strf("{\"parameters\":{\"id\":%u}}", i));
+        }
+        close(fd);
+        varlink_client_free(c);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n");
+        server_stop();
+}
+
 /* Reads and drops everything the server sends on fd until want bytes came (10 s at most). */
 static void raw_drain(int fd, size_t want) {
         static char buf[1 << 16];
@@ -1724,11 +1929,14 @@ TEST(message_timeout) {
         ASSERT_EQ(ts.n_timed_out, 1U);
 }
 
+/* IdleTimeoutSec= runs from connect to the first complete message: a connection that sends
+ * nothing, or only the start of a message (even with no MessageTimeoutSec=), goes; one that
+ * called stays, however long it idles. */
 TEST(idle_timeout) {
         static const char call[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int silent, talker, partial;
-        uint64_t start, closed_after = 0;
+        uint64_t start, silent_after = 0, partial_after = 0;
 
         l.idle_timeout_sec = 1;
         l.message_timeout_sec = 0; /* none */
@@ -1741,31 +1949,30 @@ TEST(idle_timeout) {
         ASSERT_STREQ(raw_recv(talker), "{\"parameters\":{\"text\":\"x\"}}");
         raw_send(partial, call, 10);
 
-        /* A connection that never sends anything goes after a second... */
-        while (now_monotonic_usec() - start < 2000000U) {
-                if (raw_hung_up(silent)) {
-                        closed_after = now_monotonic_usec() - start;
-                        break;
-                }
+        /* The silent one and the one that never ended its message go after a second... */
+        while (now_monotonic_usec() - start < 5000000U && (silent_after == 0 || partial_after == 0)) {
+                if (silent_after == 0 && raw_hung_up(silent))
+                        silent_after = now_monotonic_usec() - start;
+                if (partial_after == 0 && raw_hung_up(partial))
+                        partial_after = now_monotonic_usec() - start;
                 usleep(20000);
         }
-        if (closed_after == 0)
-                TEST_FAIL("the silent client is still connected after 2 s");
-        ASSERT_GE(closed_after, 900000U);
+        if (silent_after == 0 || partial_after == 0)
+                TEST_FAIL("a client that never completed a message is still connected after 5 s");
+        ASSERT_GE(silent_after, 900000U);
+        ASSERT_GE(partial_after, 900000U);
         close(silent);
+        close(partial);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_IDLE_TIMEOUT " -\n" VARLINK_REFUSED_IDLE_TIMEOUT " -\n");
 
-        /* ...one that did is kept while idle, and so is an unfinished message without a
-         * message timeout. */
+        /* ...one that called is kept while idle. */
         usleep(500000);
         raw_call(talker, call);
         ASSERT_STREQ(raw_recv(talker), "{\"parameters\":{\"text\":\"x\"}}");
-        raw_send(partial, call + 10, sizeof(call) - 10);
-        ASSERT_STREQ(raw_recv(partial), "{\"parameters\":{\"text\":\"x\"}}");
 
         close(talker);
-        close(partial);
         server_stop();
-        ASSERT_EQ(ts.n_timed_out, 1U);
+        ASSERT_EQ(ts.n_timed_out, 2U);
 }
 
 TEST(client_sees_disconnect) {
