@@ -22,6 +22,11 @@
 /* ... and bytes: a wake-up that parsed this much ends there (a 16 MiB message is tens of ms of
  * parsing), and the connection's next message waits for the next round of the loop. */
 #define PROCESS_BYTES (256U * 1024U)
+/* ... and over all connections, a round of the loop parses no large message (PROCESS_BYTES or
+ * more buffered) once it parsed this much: every ready connection could hold one of 16 MiB,
+ * json-c takes a good part of a second for each on a busy machine, and the monitor deems a
+ * worker silent for 15 s dead. Small messages go on. */
+#define ROUND_BYTES (4U * 1024U * 1024U)
 /* Connections accepted per wake-up of a listener. */
 #define ACCEPT_BATCH 64
 
@@ -154,6 +159,8 @@ struct VarlinkServer {
         size_t buffered;  /* over all connections: see conn_account() */
         size_t n_fds;     /* likewise */
         size_t fd_budget; /* limits.max_fds, or what RLIMIT_NOFILE leaves: server_update_fd_budget() */
+        struct timeval round; /* the loop's cached time when round_parsed started counting */
+        size_t round_parsed;
 
         /* Connections with replies to write: written together once the loop is idle (or 1 ms
          * from the first at the latest), so a pipelining client gets a round's replies in one
@@ -1214,6 +1221,19 @@ static const char *stream_refusal(int error) {
         }
 }
 
+/* What this round of the loop parsed so far. libevent caches the time once per round: a new
+ * value is a new round (or, with a coarse clock, a millisecond later). */
+static size_t *server_round_parsed(VarlinkServer *s) {
+        struct timeval now;
+
+        if (event_base_gettimeofday_cached(s->base, &now) >= 0 &&
+            (now.tv_sec != s->round.tv_sec || now.tv_usec != s->round.tv_usec)) {
+                s->round = now;
+                s->round_parsed = 0;
+        }
+        return &s->round_parsed;
+}
+
 static void conn_process(VarlinkConn *c) {
         unsigned budget = PROCESS_BATCH;
         size_t parsed = 0;
@@ -1239,7 +1259,9 @@ static void conn_process(VarlinkConn *c) {
                         conn_watch_hangup(c);
                         break;
                 }
-                if (budget-- == 0 || parsed >= PROCESS_BYTES) {
+                if (budget-- == 0 || parsed >= PROCESS_BYTES ||
+                    (varlink_stream_get_input_size(c->stream) >= PROCESS_BYTES &&
+                     *server_round_parsed(c->server) >= ROUND_BYTES)) {
                         conn_schedule(c);
                         break;
                 }
@@ -1291,6 +1313,7 @@ static void conn_process(VarlinkConn *c) {
                  * are the call's. */
                 size_t size = (size_t) (varlink_stream_get_input_offset(c->stream) - offset);
                 parsed += size;
+                *server_round_parsed(c->server) += size;
                 if (!c->called) {
                         c->called = true;
                         (void) event_del(c->ev_idle);
