@@ -685,7 +685,8 @@ TEST(tsmctl_against_live_tsmd) {
         Tsmd t;
         int status;
 
-        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n"
+                              "MaxJsonValues=333\nMaxFdsPerUid=444\nMaxFds=555\n");
 
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;
@@ -698,6 +699,8 @@ TEST(tsmctl_against_live_tsmd) {
                 expect_contains(out, "Limits:");
                 expect_contains(out, "depth 40");
                 expect_contains(out, "(77 per uid)");
+                expect_contains(out, "333 JSON values");
+                expect_contains(out, "555 fds on unfinished messages (444 per uid)");
         }
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;
