@@ -51,6 +51,8 @@ static const char test_idl[] =
         "method Flood(size: int) -> (text: string)\n"
         "method Big(size: int) -> (text: string)\n"
         "method Fill(extra: int) -> (text: string)\n"
+        "method Round(pad: ?string) -> (round: int)\n"
+        "method Sleep(ms: int) -> ()\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -72,6 +74,9 @@ typedef struct TestServer {
         unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
         char refusals[4096];  /* "error method\n" for each refusal, in order */
+        bool count_rounds;    /* set before server_start(): rounds counts the loop's rounds */
+        struct event *round_event;
+        unsigned rounds;
 } TestServer;
 
 static TestServer ts;
@@ -195,6 +200,29 @@ static int m_big(VarlinkCall *call, json_object *p, void *userdata) {
         text[size] = 0;
         json_object_add(o, "text", json_object_new_string(text));
         return varlink_call_reply(call, o);
+}
+
+/* Round: which round of the server's loop handles the call (see on_round()). */
+static int m_round(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *o = json_object_new_object();
+
+        json_object_add(o, "round", json_object_new_int64(ts.rounds));
+        return varlink_call_reply(call, o);
+}
+
+/* Sleep: blocks the server's loop, so that what clients send meanwhile is all ready at once. */
+static int m_sleep(VarlinkCall *call, json_object *p, void *userdata) {
+        usleep((useconds_t) json_object_get_int64(json_object_object_get(p, "ms")) * 1000);
+        return varlink_call_reply(call, NULL);
+}
+
+/* A zero timer armed anew each time it fires fires once per round of the loop (and keeps the
+ * loop from sleeping: only for the tests that count rounds). */
+static void on_round(evutil_socket_t fd, short what, void *userdata) {
+        static const struct timeval zero = {};
+
+        ts.rounds++;
+        evtimer_add(ts.round_event, &zero);
 }
 
 /* Fill: the longest text whose reply fits the connection's MaxMessageSize=, and extra bytes more:
@@ -330,6 +358,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Held", m_held },         { "io.tsmd.Test.Unhold", m_unhold },
                 { "io.tsmd.Test.Stream", m_stream },     { "io.tsmd.Test.Flood", m_flood },
                 { "io.tsmd.Test.Big", m_big },           { "io.tsmd.Test.Fill", m_fill },
+                { "io.tsmd.Test.Round", m_round },       { "io.tsmd.Test.Sleep", m_sleep },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -357,6 +386,12 @@ static void server_start(const VarlinkLimits *limits) {
         ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
         ts.stop_event = event_new(ts.base, ts.stop_pipe[0], EV_READ, on_stop, NULL);
         event_add(ts.stop_event, NULL);
+        ts.rounds = 0;
+        if (ts.count_rounds) {
+                ts.round_event = evtimer_new(ts.base, on_round, NULL);
+                ASSERT_NOT_NULL(ts.round_event);
+                on_round(-1, 0, NULL);
+        }
         ASSERT_EQ(pthread_create(&ts.thread, NULL, server_thread, NULL), 0);
 }
 
@@ -371,6 +406,11 @@ static void server_stop(void) {
         ts.n_timed_out = varlink_server_get_n_timed_out(ts.server);
         varlink_server_free(ts.server);
         event_free(ts.stop_event);
+        if (ts.round_event) {
+                event_free(ts.round_event);
+                ts.round_event = NULL;
+        }
+        ts.count_rounds = false;
         /* Run the deferred frees the shutdown scheduled, then make sure nothing is left. */
         event_base_loop(ts.base, EVLOOP_NONBLOCK);
         event_base_free(ts.base);
@@ -1581,6 +1621,100 @@ TEST(held_messages_count_as_buffered) {
         close(fd);
         varlink_client_free(c);
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n");
+        server_stop();
+}
+
+/* A call with a pad of 300 KiB (more than a wake-up of one connection parses), NUL included. */
+static char *round_call(size_t *ret_len) {
+        static const char head[] = "{\"method\":\"io.tsmd.Test.Round\",\"parameters\":{\"pad\":\"";
+        size_t n = sizeof(head) - 1 + 300 * 1024 + 4;
+        char *m = malloc(n);
+
+        ASSERT_NOT_NULL(m);
+        memcpy(m, head, sizeof(head) - 1);
+        memset(m + sizeof(head) - 1, 'a', 300 * 1024);
+        memcpy(m + n - 4, "\"}}", 4);
+        *ret_len = n;
+        return m;
+}
+
+/* A connection whose socket buffer takes several large messages while the server sleeps. */
+static int raw_connect_roomy(void) {
+        int fd = raw_connect(), size = 4 << 20;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
+                TEST_FAIL("cannot grow a socket buffer: %m");
+        return fd;
+}
+
+static unsigned round_of(const char *reply) {
+        const char *p = reply ? strstr(reply, "\"round\":") : NULL;
+
+        if (!p)
+                TEST_FAIL("not a Round reply: %s", strna(reply));
+        return (unsigned) strtoul(p + strlen("\"round\":"), NULL, 10);
+}
+
+/* Large messages pipelined on one connection, all there at once: a wake-up of the connection
+ * that parsed one leaves the next to a later round of the loop, where others get their turn. */
+TEST(large_messages_yield_per_connection) {
+        size_t len;
+        _cleanup_free_ char *m = round_call(&len);
+        unsigned r[3];
+        int sleeper, fd;
+
+        ts.count_rounds = true;
+        server_start(NULL);
+        sleeper = raw_connect();
+        fd = raw_connect_roomy();
+        raw_call(sleeper, "{\"method\":\"io.tsmd.Test.Sleep\",\"parameters\":{\"ms\":500}}");
+        usleep(100000);
+        for (unsigned i = 0; i < 3; i++)
+                raw_send(fd, m, len);
+        ASSERT_STREQ(raw_recv(sleeper), "{\"parameters\":{}}");
+        for (unsigned i = 0; i < 3; i++)
+                r[i] = round_of(raw_recv(fd));
+        if (!(r[0] < r[1] && r[1] < r[2]))
+                TEST_FAIL("three 300 KiB messages parsed in rounds %u, %u, %u", r[0], r[1], r[2]);
+        close(sleeper);
+        close(fd);
+        server_stop();
+}
+
+/* Many connections completing large messages at once: a round of the loop parses some 4 MiB
+ * of them and leaves the rest to the next rounds. */
+TEST(large_messages_yield_per_round) {
+        enum { N = 24 };
+        size_t len;
+        _cleanup_free_ char *m = round_call(&len);
+        unsigned first = UINT_MAX, last = 0, in_first = 0, r[N];
+        int sleeper, fds[N];
+
+        ts.count_rounds = true;
+        server_start(NULL);
+        sleeper = raw_connect();
+        for (unsigned i = 0; i < N; i++)
+                fds[i] = raw_connect_roomy();
+        raw_call(sleeper, "{\"method\":\"io.tsmd.Test.Sleep\",\"parameters\":{\"ms\":500}}");
+        usleep(100000);
+        for (unsigned i = 0; i < N; i++)
+                raw_send(fds[i], m, len);
+        ASSERT_STREQ(raw_recv(sleeper), "{\"parameters\":{}}");
+        for (unsigned i = 0; i < N; i++) {
+                r[i] = round_of(raw_recv(fds[i]));
+                first = MIN(first, r[i]);
+                last = MAX(last, r[i]);
+        }
+        for (unsigned i = 0; i < N; i++)
+                in_first += r[i] == first;
+        fprintf(stderr, "# %u messages of 300 KiB: %u in the first round, the last %u rounds later\n", N, in_first,
+                last - first);
+        /* 4 MiB, then one more that started below it. */
+        ASSERT_LE(in_first, 4U * 1024 * 1024 / (300 * 1024) + 1);
+        for (unsigned i = 0; i < N; i++)
+                close(fds[i]);
+        close(sleeper);
         server_stop();
 }
 
