@@ -569,7 +569,9 @@ static void call_put_message(VarlinkCall *call) {
                 return;
         c->held_input -= call->message_size;
         call->message_size = 0;
-        (void) conn_account(c);
+        /* A call may outlive its connection (and that the server): nothing is counted then. */
+        if (c->connected)
+                (void) conn_account(c);
 }
 
 VarlinkCall *varlink_call_unref(VarlinkCall *call) {
