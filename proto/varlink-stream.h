@@ -19,7 +19,7 @@ typedef struct VarlinkLimits {
         size_t max_message_size;      /* bytes, including the terminating NUL */
         size_t max_output_size;       /* bytes queued for a slow reader before giving up */
         unsigned max_depth;           /* JSON nesting */
-        unsigned max_json_values;     /* JSON values (containers and scalars) per received message */
+        unsigned max_json_values;     /* JSON values (containers and scalars) per received message; 0: none */
         unsigned max_fds_per_message; /* received and sent */
         unsigned max_pending_calls;   /* per connection, server side */
         unsigned max_connections;     /* per server */
