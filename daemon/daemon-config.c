@@ -80,11 +80,15 @@ static const ConfigItem config_items[] = {
              256ULL << 20),
         ITEM("Varlink", "MaxOutputSize", CONFIG_SIZE_T, limits.max_output_size, 64, 1ULL << 30),
         ITEM("Varlink", "MaxJsonDepth", CONFIG_UNSIGNED, limits.max_depth, 2, 4096),
+        ITEM("Varlink", "MaxJsonValues", CONFIG_UNSIGNED, limits.max_json_values, 16, 1U << 24),
         ITEM("Varlink", "MaxFdsPerMessage", CONFIG_UNSIGNED, limits.max_fds_per_message, 0, VARLINK_FDS_PER_MESSAGE_MAX),
         ITEM("Varlink", "MaxPendingCalls", CONFIG_UNSIGNED, limits.max_pending_calls, 1, 65536),
         ITEM("Varlink", "MaxConnections", CONFIG_UNSIGNED, limits.max_connections, 1, 1U << 20),
         ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),
         ITEM("Varlink", "MaxBufferedPerUid", CONFIG_SIZE_T, limits.max_buffered_per_uid, 64, 1ULL << 34),
+        ITEM("Varlink", "MaxBuffered", CONFIG_SIZE_T, limits.max_buffered, 64, 1ULL << 36),
+        ITEM("Varlink", "MaxFdsPerUid", CONFIG_UNSIGNED, limits.max_fds_per_uid, 0, 1U << 20),
+        ITEM("Varlink", "MaxFds", CONFIG_UNSIGNED, limits.max_fds, 0, 1U << 24),
         ITEM("Varlink", "MessageTimeoutSec", CONFIG_UNSIGNED, limits.message_timeout_sec, 0, 3600),
         ITEM("Varlink", "IdleTimeoutSec", CONFIG_UNSIGNED, limits.idle_timeout_sec, 0, 86400),
         START_ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
@@ -337,6 +341,19 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                 /* A uid's budget must hold at least what one of its connections may. */
                 line = 0;
                 st.message = "MaxBufferedPerUid must not be smaller than MaxOutputSize";
+                r = -EINVAL;
+        }
+        if (r >= 0 && copy.limits.max_buffered < copy.limits.max_output_size) {
+                /* All clients' budget must hold at least what one connection may. */
+                line = 0;
+                st.message = "MaxBuffered must not be smaller than MaxOutputSize";
+                r = -EINVAL;
+        }
+        if (r >= 0 && (copy.limits.max_fds_per_uid < copy.limits.max_fds_per_message ||
+                       (copy.limits.max_fds > 0 && copy.limits.max_fds < copy.limits.max_fds_per_message))) {
+                /* A client must be able to send one message with all the fds it may carry. */
+                line = 0;
+                st.message = "MaxFdsPerUid and MaxFds (unless 0) must not be smaller than MaxFdsPerMessage";
                 r = -EINVAL;
         }
         if (r < 0) {

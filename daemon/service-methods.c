@@ -17,11 +17,15 @@ static int build_status(Manager *m, json_object **ret) {
         l = json_object_new_object();
         if (!l || json_object_add(l, "maxMessageSize", json_object_new_int64((int64_t) lim->max_message_size)) < 0 ||
             json_object_add(l, "maxDepth", json_object_new_int64(lim->max_depth)) < 0 ||
+            json_object_add(l, "maxJsonValues", json_object_new_int64(lim->max_json_values)) < 0 ||
             json_object_add(l, "maxFdsPerMessage", json_object_new_int64(lim->max_fds_per_message)) < 0 ||
             json_object_add(l, "maxPendingCalls", json_object_new_int64(lim->max_pending_calls)) < 0 ||
             json_object_add(l, "maxConnections", json_object_new_int64(lim->max_connections)) < 0 ||
             json_object_add(l, "maxConnectionsPerUid", json_object_new_int64(lim->max_connections_per_uid)) < 0 ||
             json_object_add(l, "maxBufferedPerUid", json_object_new_int64((int64_t) lim->max_buffered_per_uid)) < 0 ||
+            json_object_add(l, "maxBuffered", json_object_new_int64((int64_t) lim->max_buffered)) < 0 ||
+            json_object_add(l, "maxFdsPerUid", json_object_new_int64(lim->max_fds_per_uid)) < 0 ||
+            json_object_add(l, "maxFds", json_object_new_int64((int64_t) varlink_server_get_fd_budget(m->server))) < 0 ||
             json_object_add(l, "messageTimeoutSec", json_object_new_int64(lim->message_timeout_sec)) < 0 ||
             json_object_add(l, "idleTimeoutSec", json_object_new_int64(lim->idle_timeout_sec)) < 0)
                 return -ENOMEM;

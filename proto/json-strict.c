@@ -178,13 +178,13 @@ static bool scan_literal(Scanner *s, const char *lit) {
         return true;
 }
 
-int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t *ret_n_members) {
+int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t max_values, size_t *ret_n_members) {
         /* The container stack is a bit string: 1 = object, 0 = array. */
         uint64_t stack_small[64];
         _cleanup_free_ uint64_t *stack_big = NULL;
         uint64_t *stack = stack_small;
         Scanner s = { (const unsigned char *) text, (const unsigned char *) text + len };
-        size_t n_members = 0;
+        size_t n_members = 0, n_values = 0;
         unsigned depth = 0;
 
         assert(text || len == 0);
@@ -199,10 +199,14 @@ int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t *
 #define IN_OBJECT() ((stack[(depth - 1) / 64] >> ((depth - 1) % 64)) & 1)
 
         for (;;) {
-                /* Expect a value. */
+                /* Expect a value. SECURITY: json-c makes an object of each, some 80 bytes and a
+                 * malloc() apiece: a message of nothing but "0," would cost 40 times its size
+                 * and its parse stall the loop. Counting them here costs nothing. */
                 skip_ws(&s);
                 if (s.p >= s.end)
                         return -EBADMSG;
+                if (++n_values > max_values)
+                        return -E2BIG;
 
                 switch (*s.p) {
                 case '{':

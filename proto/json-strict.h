@@ -11,7 +11,9 @@
 #include "macro.h"
 
 /* Checks that text[0..len) is exactly one JSON value (surrounding whitespace allowed) with
- * well-formed UTF-8, no nesting deeper than max_depth, and returns the number of object
- * members it contains (for the duplicate-key check done by json_parse_strict()).
- * -EBADMSG on any violation, -ELOOP if nested too deep. */
-int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t *ret_n_members);
+ * well-formed UTF-8, no nesting deeper than max_depth, at most max_values values (containers
+ * and scalars alike, the top one included; SIZE_MAX: no limit), and returns the number of
+ * object members it contains (for the duplicate-key check done by json_parse_strict()).
+ * -EBADMSG on any violation, -ELOOP if nested too deep, -E2BIG if there are too many values
+ * (whichever the text shows first). */
+int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t max_values, size_t *ret_n_members);

@@ -48,7 +48,8 @@ static int json_count_members(json_object *o, size_t *n) {
         }
 }
 
-int json_parse_strict(json_tokener *tok, unsigned max_depth, const char *text, size_t len, json_object **ret) {
+int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, const char *text, size_t len,
+                      json_object **ret) {
         enum json_tokener_error err;
         json_object *obj;
         size_t off, n_members = 0, n_parsed = 0;
@@ -59,9 +60,9 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, const char *text, s
         assert(ret);
 
         if (len > INT32_MAX)
-                return -E2BIG;
+                return -EMSGSIZE;
 
-        r = json_strict_check(text, len, max_depth, &n_members);
+        r = json_strict_check(text, len, max_depth, max_values, &n_members);
         if (r < 0)
                 return r;
 

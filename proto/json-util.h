@@ -11,11 +11,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_tokener *, json_tokener_free, NULL);
 #define _cleanup_json_ _cleanup_(json_object_putp)
 
 /* Parses exactly one JSON value occupying text[0..len) (trailing whitespace allowed), with
- * strict RFC 8259 syntax (see json-strict.h), no duplicate keys, finite numbers only, and
- * at most max_depth levels of nesting. `tok` is reused across calls
- * so a connection does not allocate a tokener per message. Returns -EBADMSG on any syntax
- * error, -ELOOP when nested deeper than the tokener's depth. */
-int json_parse_strict(json_tokener *tok, unsigned max_depth, const char *text, size_t len,
+ * strict RFC 8259 syntax (see json-strict.h), no duplicate keys, finite numbers only, at
+ * most max_depth levels of nesting and at most max_values values (SIZE_MAX: no limit). `tok`
+ * is reused across calls so a connection does not allocate a tokener per message. Returns
+ * -EBADMSG on any syntax error, -ELOOP when nested deeper than the tokener's depth, -E2BIG
+ * with too many values (checked before json-c allocates anything), -EMSGSIZE past 2 GiB. */
+int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, const char *text, size_t len,
                       json_object **ret);
 
 /* Creates a tokener with an explicit depth limit and the strict flags, for json_parse_strict()

@@ -71,6 +71,9 @@ int varlink_client_new_from_fd(int fd, VarlinkClient **ret) {
                 return -ENOMEM;
         }
         c->limits = VARLINK_LIMITS_DEFAULT;
+        /* Replies are lists (a QueryAudit page holds 10000 records): their size, bounded by
+         * the server's MaxMessageSize=, is what bounds them, not a count of values. */
+        c->limits.max_json_values = 0;
         c->timeout_usec = DEFAULT_TIMEOUT_USEC;
 
         r = varlink_stream_new(fd, &c->limits, &c->stream);

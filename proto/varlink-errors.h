@@ -55,6 +55,10 @@
 #define VARLINK_REFUSED_IDLE_TIMEOUT "io.tsmd.IdleTimeout"
 #define VARLINK_REFUSED_REPLIES_NOT_READ "io.tsmd.RepliesNotRead"
 #define VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID "io.tsmd.TooMuchBufferedPerUid"
+#define VARLINK_REFUSED_TOO_MUCH_BUFFERED "io.tsmd.TooMuchBuffered"
+#define VARLINK_REFUSED_TOO_MANY_JSON_VALUES "io.tsmd.TooManyJsonValues"
+#define VARLINK_REFUSED_TOO_MANY_FDS_PER_UID "io.tsmd.TooManyFileDescriptorsPerUid"
+#define VARLINK_REFUSED_TOO_MANY_FDS "io.tsmd.TooManyFileDescriptors"
 
 /* Maps a received error name to an errno, as systemd's sd-varlink does (any other: EBADR). */
 int varlink_error_to_errno(const char *error);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -18,6 +19,14 @@
 /* Messages handled per wake-up of one connection, so a client pipelining thousands of calls
  * cannot starve the others. */
 #define PROCESS_BATCH 32
+/* ... and bytes: a wake-up that parsed this much ends there (a 16 MiB message is tens of ms of
+ * parsing), and the connection's next message waits for the next round of the loop. */
+#define PROCESS_BYTES (256U * 1024U)
+/* ... and over all connections, a round of the loop parses no large message (PROCESS_BYTES or
+ * more buffered) once it parsed this much: every ready connection could hold one of 16 MiB,
+ * json-c takes a good part of a second for each on a busy machine, and the monitor deems a
+ * worker silent for 15 s dead. Small messages go on. */
+#define ROUND_BYTES (4U * 1024U * 1024U)
 /* Connections accepted per wake-up of a listener. */
 #define ACCEPT_BATCH 64
 
@@ -37,6 +46,7 @@ typedef struct UidCount {
         uid_t uid;
         unsigned n;
         size_t buffered; /* over its connections: see conn_account() */
+        size_t n_fds;    /* received fds parked on unfinished messages, likewise */
 } UidCount;
 
 typedef struct Listener {
@@ -64,6 +74,7 @@ struct VarlinkCall {
         unsigned n_ref;
         VarlinkConn *conn;
         json_object *message; /* NULL once answered and its handler returned */
+        size_t message_size;  /* its bytes, counted in conn->held_input while it is held */
         json_object *method_name; /* holds method alive without the message */
         const char *method;
         unsigned flags;
@@ -94,6 +105,7 @@ struct VarlinkConn {
         struct event *ev_hangup;  /* see conn_watch_hangup() */
         int hangup_fd;
         struct event *ev_timeout; /* see conn_update_timeout() */
+        struct event *ev_idle;    /* until the first complete message: IdleTimeoutSec= */
         uint64_t timeout_mark;    /* what ev_timeout waits for: 0 the first byte, else 1 + the
                                    * stream position of the message that must complete */
         struct ucred peer;
@@ -104,12 +116,15 @@ struct VarlinkConn {
         bool failing; /* to be disconnected from the loop: see conn_disconnect_soon() */
         bool read_paused;
         bool write_queued; /* in the server's write_queue, holding a reference */
+        bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
 
         TAILQ_HEAD(, VarlinkCall) calls;
         unsigned n_calls;
         unsigned n_streaming;
         size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs) */
+        size_t held_input;  /* bytes of messages its calls still hold (until answered) */
         size_t buffered;    /* what conn_account() last counted for it in its uid's total */
+        size_t n_fds;       /* likewise, received fds parked on an unfinished message */
         TAILQ_ENTRY(VarlinkConn) entry;
         TAILQ_ENTRY(VarlinkConn) write_entry;
 };
@@ -143,6 +158,11 @@ struct VarlinkServer {
         unsigned n_conns;
         UidCount *uids;
         size_t n_uids, allocated_uids;
+        size_t buffered;  /* over all connections: see conn_account() */
+        size_t n_fds;     /* likewise */
+        size_t fd_budget; /* limits.max_fds, or what RLIMIT_NOFILE leaves: server_update_fd_budget() */
+        struct timeval round; /* the loop's cached time when round_parsed started counting */
+        size_t round_parsed;
 
         /* Connections with replies to write: written together once the loop is idle (or 1 ms
          * from the first at the latest), so a pipelining client gets a round's replies in one
@@ -159,6 +179,7 @@ static void conn_update_timeout(VarlinkConn *c);
 static void conn_watch_hangup(VarlinkConn *c);
 static int call_flush_outputs(VarlinkCall *call);
 static void server_update_timeouts(VarlinkServer *s);
+static void server_update_fd_budget(VarlinkServer *s);
 static void on_write_flush(void *userdata);
 
 /* ---- server ---------------------------------------------------------------------------- */
@@ -176,6 +197,7 @@ int varlink_server_new(struct event_base *base, VarlinkServer **ret) {
         s->base = base;
         s->limits = VARLINK_LIMITS_DEFAULT;
         server_update_timeouts(s);
+        server_update_fd_budget(s);
         TAILQ_INIT(&s->conns);
         TAILQ_INIT(&s->write_queue);
         r = idle_flush_new(base, on_write_flush, s, &s->write_flush);
@@ -253,12 +275,32 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         if (l->max_message_size < VARLINK_MAX_MESSAGE_SIZE_MIN || l->max_output_size < l->max_message_size ||
             l->max_depth < 2 || l->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX || l->max_pending_calls < 1 ||
             l->max_connections < 1 || l->max_connections_per_uid < 1 ||
-            l->max_buffered_per_uid < MAX(l->max_message_size, l->max_output_size))
+            l->max_buffered_per_uid < MAX(l->max_message_size, l->max_output_size) ||
+            l->max_buffered < MAX(l->max_message_size, l->max_output_size) ||
+            l->max_fds_per_uid < l->max_fds_per_message || (l->max_fds > 0 && l->max_fds < l->max_fds_per_message))
                 return -EINVAL;
 
         s->limits = *l;
         server_update_timeouts(s);
+        server_update_fd_budget(s);
         return 0;
+}
+
+/* SECURITY: a received fd is in our table before we see its message, and a peer may park up
+ * to 253 on a message it never ends. What all peers park together must leave room for
+ * accept(), the connections' own fds and the contexts' (which the monitor's table bounds, not
+ * ours): never more than half the table, a quarter unless configured otherwise. */
+static void server_update_fd_budget(VarlinkServer *s) {
+        struct rlimit rl;
+        size_t nofile = 1024;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0)
+                nofile = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX / 2 : (size_t) rl.rlim_cur;
+        s->fd_budget = s->limits.max_fds > 0 ? MIN((size_t) s->limits.max_fds, nofile / 2) : nofile / 4;
+}
+
+size_t varlink_server_get_fd_budget(const VarlinkServer *s) {
+        return s->fd_budget;
 }
 
 static const struct timeval *common_timeout(VarlinkServer *s, unsigned sec, struct timeval *tv) {
@@ -461,18 +503,53 @@ static UidCount *uid_count(VarlinkServer *s, uid_t uid) {
         return NULL;
 }
 
-/* Counts what the connection buffers now (unparsed input, queued output, replies waiting
- * behind an earlier call) into its uid's total; -ENOBUFS if that total is past the limit. */
+/* Counts what the connection buffers now (unparsed input, messages its calls hold, queued
+ * output, replies waiting behind an earlier call) and the fds parked on its unfinished
+ * message into its uid's totals and the server's. Returns -ENOBUFS if its uid's bytes are
+ * past the limit, -ENOSPC if everybody's are, -EMFILE if its uid's fds are, -ENFILE if
+ * everybody's are. */
 static int conn_account(VarlinkConn *c) {
-        UidCount *u = uid_count(c->server, c->peer.uid);
-        size_t now = c->stream ? varlink_stream_get_input_size(c->stream) + varlink_stream_get_output_size(c->stream) +
-                                         c->held_output : 0;
+        VarlinkServer *s = c->server;
+        UidCount *u = uid_count(s, c->peer.uid);
+        size_t now = 0, n_fds = 0;
 
         if (!u)
                 return 0;
+        if (c->stream) {
+                now = varlink_stream_get_input_size(c->stream) + varlink_stream_get_output_size(c->stream) +
+                      c->held_output + c->held_input;
+                n_fds = varlink_stream_get_input_n_fds(c->stream);
+        }
         u->buffered = u->buffered - c->buffered + now;
+        s->buffered = s->buffered - c->buffered + now;
         c->buffered = now;
-        return u->buffered > c->server->limits.max_buffered_per_uid ? -ENOBUFS : 0;
+        u->n_fds = u->n_fds - c->n_fds + n_fds;
+        s->n_fds = s->n_fds - c->n_fds + n_fds;
+        c->n_fds = n_fds;
+
+        if (u->buffered > s->limits.max_buffered_per_uid)
+                return -ENOBUFS;
+        if (s->buffered > s->limits.max_buffered)
+                return -ENOSPC;
+        if (u->n_fds > s->limits.max_fds_per_uid)
+                return -EMFILE;
+        if (s->n_fds > s->fd_budget)
+                return -ENFILE;
+        return 0;
+}
+
+/* The refusal that conn_account()'s error names. */
+static const char *account_refusal(int error) {
+        switch (error) {
+        case -ENOSPC:
+                return VARLINK_REFUSED_TOO_MUCH_BUFFERED;
+        case -EMFILE:
+                return VARLINK_REFUSED_TOO_MANY_FDS_PER_UID;
+        case -ENFILE:
+                return VARLINK_REFUSED_TOO_MANY_FDS;
+        default:
+                return VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID;
+        }
 }
 
 static void accept_pause(VarlinkServer *s) {
@@ -513,6 +590,20 @@ VarlinkCall *varlink_call_ref(VarlinkCall *call) {
         return call;
 }
 
+/* Drops the message, and its bytes from what the connection is counted for. */
+static void call_put_message(VarlinkCall *call) {
+        VarlinkConn *c = call->conn;
+
+        call->message = (json_object_put(call->message), NULL);
+        if (call->message_size == 0)
+                return;
+        c->held_input -= call->message_size;
+        call->message_size = 0;
+        /* A call may outlive its connection (and that the server): nothing is counted then. */
+        if (c->connected)
+                (void) conn_account(c);
+}
+
 VarlinkCall *varlink_call_unref(VarlinkCall *call) {
         Output *o;
 
@@ -531,7 +622,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
         free(call->fds);
         close_many(call->out_fds, call->n_out_fds);
         free(call->out_fds);
-        json_object_put(call->message);
+        call_put_message(call);
         json_object_put(call->method_name);
         varlink_conn_unref(call->conn);
         return mfree(call);
@@ -566,7 +657,7 @@ static void call_drop_input(VarlinkCall *call) {
         close_many(call->fds, call->n_fds);
         call->n_fds = 0;
         if (call->answered && !call->intercepted)
-                call->message = (json_object_put(call->message), NULL);
+                call_put_message(call);
 }
 
 static bool call_is_head(const VarlinkCall *call) {
@@ -809,8 +900,9 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         return r;
                 }
                 conn_want_write(c);
-                if (conn_account(c) < 0) {
-                        refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+                r = conn_account(c);
+                if (r < 0) {
+                        refused(c->server, &c->peer, c, NULL, account_refusal(r));
                         conn_disconnect_soon(c);
                         return -ENOBUFS;
                 }
@@ -835,8 +927,9 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 o->n_fds = n_fds;
                 STAILQ_INSERT_TAIL(&call->outputs, o, entry);
                 c->held_output += len;
-                if (conn_account(c) < 0) {
-                        refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+                r = conn_account(c);
+                if (r < 0) {
+                        refused(c->server, &c->peer, c, NULL, account_refusal(r));
                         conn_disconnect_soon(c);
                         return -ENOBUFS;
                 }
@@ -1144,7 +1237,7 @@ static void call_dispatch(VarlinkCall *call) {
         }
 }
 
-static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fds) {
+static void dispatch(VarlinkConn *c, json_object *message, size_t size, int *fds, size_t n_fds) {
         _cleanup_(varlink_call_unrefp) VarlinkCall *call = NULL;
 
         call = new0(VarlinkCall, 1);
@@ -1171,6 +1264,14 @@ static void dispatch(VarlinkConn *c, json_object *message, int *fds, size_t n_fd
 
         call_dispatch(call);
         call_drop_input(call);
+
+        /* A message that outlives its dispatch (its call waits for an answer or for the
+         * interceptor to release it: the daemon's audit record) counts as buffered until it
+         * goes; json-c holds it as a tree several times its size. */
+        if (call->message && c->connected) {
+                call->message_size = size;
+                c->held_input += size;
+        }
 }
 
 /* What a read or parse error refuses, or NULL where the peer hung up or we failed. */
@@ -1184,13 +1285,29 @@ static const char *stream_refusal(int error) {
                 return VARLINK_REFUSED_NESTING_TOO_DEEP;
         case -EPROTO:
                 return VARLINK_REFUSED_FILE_DESCRIPTORS;
+        case -E2BIG:
+                return VARLINK_REFUSED_TOO_MANY_JSON_VALUES;
         default:
                 return NULL;
         }
 }
 
+/* What this round of the loop parsed so far. libevent caches the time once per round: a new
+ * value is a new round (or, with a coarse clock, a millisecond later). */
+static size_t *server_round_parsed(VarlinkServer *s) {
+        struct timeval now;
+
+        if (event_base_gettimeofday_cached(s->base, &now) >= 0 &&
+            (now.tv_sec != s->round.tv_sec || now.tv_usec != s->round.tv_usec)) {
+                s->round = now;
+                s->round_parsed = 0;
+        }
+        return &s->round_parsed;
+}
+
 static void conn_process(VarlinkConn *c) {
         unsigned budget = PROCESS_BATCH;
+        size_t parsed = 0;
         bool drained = false;
         int r;
 
@@ -1213,23 +1330,34 @@ static void conn_process(VarlinkConn *c) {
                         conn_watch_hangup(c);
                         break;
                 }
-                if (budget-- == 0) {
+                if (budget-- == 0 || parsed >= PROCESS_BYTES ||
+                    (varlink_stream_get_input_size(c->stream) >= PROCESS_BYTES &&
+                     *server_round_parsed(c->server) >= ROUND_BYTES)) {
                         conn_schedule(c);
                         break;
                 }
 
+                uint64_t offset = varlink_stream_get_input_offset(c->stream);
                 r = varlink_stream_next(c->stream, &message, &fds, &n_fds);
                 if (r == 0 && !drained) {
                         r = varlink_stream_read(c->stream);
                         drained = r == 2;
-                        if (r > 0 && conn_account(c) < 0) {
-                                log_debug("Dropping client connection: its uid buffers too much.");
-                                refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
-                                conn_disconnect(c);
-                                break;
-                        }
-                        if (r > 0)
+                        if (r > 0) {
+                                int k = conn_account(c);
+                                if (k < 0) {
+                                        const char *error = account_refusal(k);
+
+                                        log_debug("Dropping client connection (%s): buffered %zu bytes and "
+                                                  "%zu fds, its uid %zu and %zu, all clients %zu and %zu.",
+                                                  error, c->buffered, c->n_fds, uid_count(c->server, c->peer.uid)->buffered,
+                                                  uid_count(c->server, c->peer.uid)->n_fds, c->server->buffered,
+                                                  c->server->n_fds);
+                                        refused(c->server, &c->peer, c, NULL, error);
+                                        conn_disconnect(c);
+                                        break;
+                                }
                                 continue;
+                        }
                 }
                 if (r < 0) {
                         const char *error = stream_refusal(r);
@@ -1252,8 +1380,17 @@ static void conn_process(VarlinkConn *c) {
                         break;
                 }
 
-                (void) conn_account(c); /* the message left the input */
-                dispatch(c, message, fds, n_fds);
+                /* The message left the input (its size now held by its call) and its fds
+                 * are the call's. */
+                size_t size = (size_t) (varlink_stream_get_input_offset(c->stream) - offset);
+                parsed += size;
+                *server_round_parsed(c->server) += size;
+                if (!c->called) {
+                        c->called = true;
+                        (void) event_del(c->ev_idle);
+                }
+                dispatch(c, message, size, fds, n_fds);
+                (void) conn_account(c);
         }
         conn_update_timeout(c);
         varlink_conn_unref(c);
@@ -1317,12 +1454,11 @@ static void conn_schedule(VarlinkConn *c) {
 }
 
 /* SECURITY: a client must not hold a connection, and its per-uid slot, by trickling a message
- * a byte at a time (slowloris) or, with IdleTimeoutSec=, by never sending anything. Each
- * connection has one timer, armed only while the client owes us bytes: from the first byte of
- * a message to its NUL, and from connect to the first byte. A connection idle between
- * messages (how VMMs keep theirs) has none armed, and neither has one whose next message we
- * are not reading yet (a complete one buffered, MaxPendingCalls reached, closing): that wait
- * is ours. The timers are libevent common timeouts: those of one duration sit in a queue
+ * a byte at a time (slowloris), nor (with IdleTimeoutSec=, see on_conn_idle_timeout()) by
+ * never completing one. This timer is armed only while the client owes us bytes: from the
+ * first byte of a message to its NUL. A connection idle between messages (how VMMs keep
+ * theirs) has none armed, and neither has one whose next message we are not reading yet (a
+ * complete one buffered, MaxPendingCalls reached, closing): that wait is ours. The timers are libevent common timeouts: those of one duration sit in a queue
  * ordered by deadline, O(1) to arm and disarm, where the heap costs O(log n). We prefer that
  * to a periodic sweep, which would wake the daemon even with nothing pending and walk every
  * connection, and is only as exact as its period. */
@@ -1334,12 +1470,10 @@ static void conn_update_timeout(VarlinkConn *c) {
         if (!c->connected || c->failing)
                 return;
 
-        if (!c->closing && !c->read_paused && !varlink_stream_has_message(c->stream)) {
-                if (varlink_stream_get_input_size(c->stream) > 0) {
-                        tv = s->message_timeout;
-                        mark = 1 + varlink_stream_get_input_offset(c->stream);
-                } else if (varlink_stream_get_input_offset(c->stream) == 0)
-                        tv = s->idle_timeout;
+        if (!c->closing && !c->read_paused && !varlink_stream_has_message(c->stream) &&
+            varlink_stream_get_input_size(c->stream) > 0) {
+                tv = s->message_timeout;
+                mark = 1 + varlink_stream_get_input_offset(c->stream);
         }
 
         if (!tv) {
@@ -1361,16 +1495,26 @@ static void on_conn_timeout(evutil_socket_t fd, short what, void *userdata) {
         VarlinkConn *c = userdata;
         VarlinkServer *s = c->server;
 
-        if (c->timeout_mark > 0)
-                log_debug("Client (uid %u, pid %i) did not complete its message within %us "
-                          "(%zu bytes so far), disconnecting.",
-                          c->peer.uid, c->peer.pid, s->limits.message_timeout_sec,
-                          varlink_stream_get_input_size(c->stream));
-        else
-                log_debug("Client (uid %u, pid %i) sent nothing within %us of connecting, disconnecting.",
-                          c->peer.uid, c->peer.pid, s->limits.idle_timeout_sec);
+        log_debug("Client (uid %u, pid %i) did not complete its message within %us (%zu bytes so far), "
+                  "disconnecting.",
+                  c->peer.uid, c->peer.pid, s->limits.message_timeout_sec, varlink_stream_get_input_size(c->stream));
         s->n_timed_out++;
-        refused(s, &c->peer, c, NULL, c->timeout_mark > 0 ? VARLINK_REFUSED_MESSAGE_TIMEOUT : VARLINK_REFUSED_IDLE_TIMEOUT);
+        refused(s, &c->peer, c, NULL, VARLINK_REFUSED_MESSAGE_TIMEOUT);
+        conn_disconnect(c);
+}
+
+/* SECURITY: a connection that never completes a call holds a MaxConnections= slot for
+ * nothing; a few uids could hold them all. Armed at connect (with the IdleTimeoutSec= of
+ * then), disarmed by the first complete message, whatever MessageTimeoutSec= says. */
+static void on_conn_idle_timeout(evutil_socket_t fd, short what, void *userdata) {
+        VarlinkConn *c = userdata;
+        VarlinkServer *s = c->server;
+
+        log_debug("Client (uid %u, pid %i) sent no complete message within %us of connecting (%zu bytes), "
+                  "disconnecting.",
+                  c->peer.uid, c->peer.pid, s->limits.idle_timeout_sec, varlink_stream_get_input_size(c->stream));
+        s->n_timed_out++;
+        refused(s, &c->peer, c, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
         conn_disconnect(c);
 }
 
@@ -1429,9 +1573,13 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         if (c->write_queued)
                 TAILQ_REMOVE(&s->write_queue, c, write_entry);
         u = uid_count(s, c->peer.uid);
-        if (u)
+        if (u) {
                 u->buffered -= c->buffered;
-        c->buffered = 0;
+                u->n_fds -= c->n_fds;
+        }
+        s->buffered -= c->buffered;
+        s->n_fds -= c->n_fds;
+        c->buffered = c->n_fds = 0;
         if (u && --u->n == 0)
                 *u = s->uids[--s->n_uids];
 
@@ -1444,6 +1592,7 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
                 event_del(c->ev_hangup);
         c->hangup_fd = safe_close(c->hangup_fd);
         event_del(c->ev_timeout);
+        event_del(c->ev_idle);
 
         /* Close the socket now so the peer sees the hang-up at once. */
         varlink_stream_free(c->stream);
@@ -1490,6 +1639,7 @@ static void conn_disconnect_soon(VarlinkConn *c) {
         if (c->ev_hangup)
                 (void) event_del(c->ev_hangup);
         (void) event_del(c->ev_timeout);
+        (void) event_del(c->ev_idle);
         conn_schedule(c);
 }
 
@@ -1504,7 +1654,9 @@ static void conn_free_events(VarlinkConn *c) {
                 event_free(c->ev_hangup);
         if (c->ev_timeout)
                 event_free(c->ev_timeout);
-        c->ev_read = c->ev_write = c->ev_process = c->ev_hangup = c->ev_timeout = NULL;
+        if (c->ev_idle)
+                event_free(c->ev_idle);
+        c->ev_read = c->ev_write = c->ev_process = c->ev_hangup = c->ev_timeout = c->ev_idle = NULL;
 }
 
 const struct ucred *varlink_conn_get_peer(const VarlinkConn *c) {
@@ -1592,7 +1744,9 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         c->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_conn_writable, c);
         c->ev_process = evtimer_new(s->base, on_conn_process, c);
         c->ev_timeout = evtimer_new(s->base, on_conn_timeout, c);
-        if (!c->ev_read || !c->ev_write || !c->ev_process || !c->ev_timeout || event_add(c->ev_read, NULL) < 0)
+        c->ev_idle = evtimer_new(s->base, on_conn_idle_timeout, c);
+        if (!c->ev_read || !c->ev_write || !c->ev_process || !c->ev_timeout || !c->ev_idle ||
+            event_add(c->ev_read, NULL) < 0 || (s->idle_timeout && event_add(c->ev_idle, s->idle_timeout) < 0))
                 goto fail_conn;
 
         c->connected = true;

@@ -56,6 +56,9 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *limits);
 const VarlinkLimits *varlink_server_get_limits(const VarlinkServer *s);
 /* Connections closed by the message or idle timeout so far. */
 uint64_t varlink_server_get_n_timed_out(const VarlinkServer *s);
+/* How many received fds all clients may park on unfinished messages: MaxFds=, or a quarter of
+ * RLIMIT_NOFILE as of the last varlink_server_set_limits(), never more than half. */
+size_t varlink_server_get_fd_budget(const VarlinkServer *s);
 void varlink_server_set_userdata(VarlinkServer *s, void *userdata);
 void *varlink_server_get_userdata(const VarlinkServer *s);
 void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFunc on_connect,

@@ -169,6 +169,14 @@ size_t varlink_stream_get_input_size(const VarlinkStream *s) {
         return evbuffer_get_length(s->in);
 }
 
+size_t varlink_stream_get_input_n_fds(const VarlinkStream *s) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < s->n_in_fds; i++)
+                n += s->in_fds[i].n_fds;
+        return n;
+}
+
 uint64_t varlink_stream_get_input_offset(const VarlinkStream *s) {
         return s->in_offset;
 }
@@ -340,7 +348,7 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         if (!text)
                 return -ENOMEM;
 
-        r = json_parse_strict(s->tokener, s->limits.max_depth, text, len, &msg);
+        r = json_parse_strict(s->tokener, s->limits.max_depth, s->limits.max_json_values ?: SIZE_MAX, text, len, &msg);
 
         (void) evbuffer_drain(s->in, len + 1);
         s->in_offset += len + 1;

@@ -19,13 +19,17 @@ typedef struct VarlinkLimits {
         size_t max_message_size;      /* bytes, including the terminating NUL */
         size_t max_output_size;       /* bytes queued for a slow reader before giving up */
         unsigned max_depth;           /* JSON nesting */
+        unsigned max_json_values;     /* JSON values (containers and scalars) per received message; 0: none */
         unsigned max_fds_per_message; /* received and sent */
         unsigned max_pending_calls;   /* per connection, server side */
         unsigned max_connections;     /* per server */
         unsigned max_connections_per_uid;
         size_t max_buffered_per_uid;  /* bytes in and out over a uid's connections, server side */
+        size_t max_buffered;          /* the same over all connections, server side */
+        unsigned max_fds_per_uid;     /* server side: received fds of messages not complete yet, per uid */
+        unsigned max_fds;             /* the same over all connections; 0: a quarter of RLIMIT_NOFILE */
         unsigned message_timeout_sec; /* server side: first byte of a message to its NUL; 0: none */
-        unsigned idle_timeout_sec;    /* server side: connect to the first byte; 0: none */
+        unsigned idle_timeout_sec;    /* server side: connect to the first complete message; 0: none */
 } VarlinkLimits;
 
 /* The smallest MaxMessageSize= a server takes: room for the answers it gives on its own
@@ -37,23 +41,36 @@ typedef struct VarlinkLimits {
 
 /* 16 MiB messages, 4096/1024 connections and 253 fds match systemd's sd-varlink. JSON depth
  * is 64: our interfaces nest at most five levels, and systemd's 2048 only buys attack surface.
+ * The size stays at 16 MiB because replies share it (a QueryAudit page of 10000 records is
+ * several MiB); what makes a large message cheap is the bound on its JSON values: our calls
+ * carry a dozen, their bulk in one base64 string, while json-c spends ~80 bytes and a malloc()
+ * per value, so 16 MiB of "0," would be 8 million objects and seconds of the loop.
  * Our clients write a message in one go, so 10 s to complete one only hurts a trickling peer
- * (slowloris); a connection that sends nothing is left alone by default, as VMMs may connect
- * early and call later. Those per-connection bounds times 1024 connections would let one user
- * make tsmd buffer 32 GiB: what a uid's connections buffer together, unfinished messages in
- * and unread replies out, is bounded on its own, to room for a few largest messages. */
+ * (slowloris). A connection must send its first call within a minute (VMMs connect when they
+ * start using tsmd; one that has called may then stay idle for days): connections that never
+ * call would otherwise hold MaxConnections= slots for good. Those per-connection bounds times
+ * 1024 connections would let one user make tsmd buffer 32 GiB: what a uid's connections
+ * buffer together, unfinished messages in and unread replies out, is bounded on its own, to
+ * room for a few largest messages, and what all uids buffer together too. The same holds for
+ * fds received with messages not complete yet (253 each): a uid may park 1024, everybody
+ * together a quarter of the worker's RLIMIT_NOFILE, so that accept() and the contexts' fds
+ * always find room. */
 #define VARLINK_LIMITS_DEFAULT                                                                     \
         ((const VarlinkLimits){                                                                    \
                 .max_message_size = 16U * 1024U * 1024U,                                           \
                 .max_output_size = 16U * 1024U * 1024U,                                            \
                 .max_depth = 64,                                                                   \
-                .max_fds_per_message = VARLINK_FDS_PER_MESSAGE_MAX,                                                        \
+                .max_json_values = 4096,                                                           \
+                .max_fds_per_message = VARLINK_FDS_PER_MESSAGE_MAX,                                \
                 .max_pending_calls = 64,                                                           \
                 .max_connections = 4096,                                                           \
                 .max_connections_per_uid = 1024,                                                   \
                 .max_buffered_per_uid = 64U * 1024U * 1024U,                                       \
+                .max_buffered = 512U * 1024U * 1024U,                                              \
+                .max_fds_per_uid = 1024,                                                           \
+                .max_fds = 0,                                                                      \
                 .message_timeout_sec = 10,                                                         \
-                .idle_timeout_sec = 0,                                                             \
+                .idle_timeout_sec = 60,                                                            \
         })
 
 typedef struct VarlinkStream VarlinkStream;
@@ -79,9 +96,10 @@ int varlink_stream_read(VarlinkStream *s);
 
 /* Extracts the next complete message. Returns 1 and the message (a JSON object) plus the
  * fds that came with it (ownership passes to the caller), 0 if no complete message is
- * buffered, -EBADMSG if it is not valid JSON or not an object, -ELOOP if too deeply nested.
- * Where fds were sent that could not be received (our RLIMIT_NOFILE was reached), the last
- * entry is -EMFILE, standing for them: the fds before it are the first ones sent. */
+ * buffered, -EBADMSG if it is not valid JSON or not an object, -ELOOP if too deeply nested,
+ * -E2BIG if it has more JSON values than allowed. Where fds were sent that could not be
+ * received (our RLIMIT_NOFILE was reached), the last entry is -EMFILE, standing for them: the
+ * fds before it are the first ones sent. */
 int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds);
 
 /* True if a complete message is buffered (so the caller should not read more yet). */
@@ -89,6 +107,8 @@ bool varlink_stream_has_message(VarlinkStream *s);
 /* Input received but not consumed yet, and the stream position of its first byte (where the
  * next message starts; 0 and 0: nothing received since the stream was created). */
 size_t varlink_stream_get_input_size(const VarlinkStream *s);
+/* Fds received with input not consumed yet (they wait for their message to complete). */
+size_t varlink_stream_get_input_n_fds(const VarlinkStream *s);
 uint64_t varlink_stream_get_input_offset(const VarlinkStream *s);
 
 /* Queues a message. Takes ownership of fds in all cases. -ENOBUFS if the output queue would

@@ -382,7 +382,7 @@ int audit_line_parse(json_tokener *tok, const char *line, size_t len, json_objec
         if (len == 0 || len >= AUDIT_RECORD_MAX)
                 return -EBADMSG;
         /* Records are flat objects: depth 1 leaves no room for anything nested. */
-        r = json_parse_strict(tok, 1, line, len, &o);
+        r = json_parse_strict(tok, 1, SIZE_MAX, line, len, &o);
         if (r < 0)
                 return -EBADMSG;
         if (!json_object_is_type(o, json_type_object) ||

@@ -590,7 +590,7 @@ TEST(slowloris_timeout) {
         /* tsmd let go of them on its own (our ends are still open), saying why. */
         ASSERT_EQ(tsmd_wait_fds(&t, b.fds + 1, TSMD_WAIT_USEC), b.fds + 1);
         ASSERT_EQ(tsmd_log_count(&t, "did not complete its message within 1s"), SLOW_CONNS);
-        ASSERT_EQ(tsmd_log_count(&t, "sent nothing within 2s of connecting"), 1U);
+        ASSERT_EQ(tsmd_log_count(&t, "sent no complete message within 2s of connecting"), 1U);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TIMEOUT, SLOW_CONNS);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_IDLE_TIMEOUT, 1);
 
@@ -1396,6 +1396,214 @@ TEST(buffered_per_uid_flood) {
         }
         for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
                 varlink_client_free(nb[i]);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* The worker's peak RSS (VmHWM), KiB. */
+static unsigned long worker_hwm_kib(Tsmd *t) {
+        _cleanup_free_ char *s = read_file(strf("/proc/%d/status", (int) tsmd_worker_pid(t)));
+        const char *p = s ? strstr(s, "VmHWM:") : NULL;
+
+        if (!p)
+                TEST_FAIL("no VmHWM for tsmd's worker");
+        return strtoul(p + strlen("VmHWM:"), NULL, 10);
+}
+
+/* A connection as nobody if we can switch uids (a user with no policy rule at all), else ours;
+ * its fd, owned by *ret_client (NULL: the fd is ours to close). */
+static int bomb_open(Tsmd *t, VarlinkClient **ret_client) {
+        *ret_client = NULL;
+        if (!tsmd_can_switch_uid())
+                return raw_open(t);
+        *ret_client = tsmd_connect_as(t, NOBODY, NOBODY);
+        return varlink_client_get_fd(*ret_client);
+}
+
+#define BOMBS 4
+#define BOMB_SIZE (8U << 20)
+
+/* Messages of nothing but JSON values ("[0,0,0,...]"), from any local user, policy or not: json-c
+ * would make an object of each, ~40 times the message in memory and seconds of the worker's
+ * loop per message (four of 16 MiB at once got the worker killed as unresponsive). They are
+ * refused by MaxJsonValues= before json-c sees them, all arriving in the same round of the
+ * loop, while the good client is served in time and the worker's peak memory stays near
+ * what the messages themselves take. */
+TEST(json_value_bomb) {
+        VarlinkClient *owners[BOMBS];
+        int fds[BOMBS];
+        unsigned long hwm0, hwm1;
+        char *bomb;
+        size_t n;
+        Tsmd t;
+        Good g;
+        Baseline b;
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+        hwm0 = worker_hwm_kib(&t);
+
+        bomb = malloc(BOMB_SIZE);
+        ASSERT_NOT_NULL(bomb);
+        n = (size_t) snprintf(bomb, BOMB_SIZE, "{\"method\":\"io.tsmd.Guest.Nope\",\"parameters\":{\"a\":[0");
+        for (; n + 6 < BOMB_SIZE; n += 2)
+                memcpy(bomb + n, ",0", 2);
+        memcpy(bomb + n, "]}}", 4);
+        n += 4;
+
+        /* All but the NULs first, then the NULs back to back: the worker completes them
+         * together. */
+        for (unsigned i = 0; i < BOMBS; i++) {
+                fds[i] = bomb_open(&t, &owners[i]);
+                ASSERT_TRUE(raw_send(fds[i], bomb, n - 1));
+        }
+        good_check(&g);
+        for (unsigned i = 0; i < BOMBS; i++)
+                ASSERT_TRUE(raw_send(fds[i], "", 1));
+        good_check(&g);
+        for (unsigned i = 0; i < BOMBS; i++) {
+                ASSERT_TRUE(raw_closed_silently(fds[i], TSMD_WAIT_USEC));
+                if (owners[i])
+                        varlink_client_free(owners[i]);
+                else
+                        close(fds[i]);
+        }
+        free(bomb);
+        good_check(&g);
+        hwm1 = worker_hwm_kib(&t);
+        fprintf(stderr, "# %u value bombs of %u MiB: worker VmHWM %lu -> %lu KiB\n", BOMBS, BOMB_SIZE >> 20, hwm0, hwm1);
+        if (tsmd_can_switch_uid()) {
+                uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+                json_object *records;
+
+                /* Written after the hang-up: nothing waits for them. */
+                for (;;) {
+                        records = refused_connections(&t, b.seq, VARLINK_REFUSED_TOO_MANY_JSON_VALUES);
+                        if (json_object_array_length(records) >= BOMBS || now_usec() > deadline)
+                                break;
+                        json_object_put(records);
+                        sleep_usec(10 * USEC_PER_MSEC);
+                }
+                ASSERT_EQ(json_object_array_length(records), BOMBS);
+                for (size_t i = 0; i < BOMBS; i++)
+                        ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), (int64_t) NOBODY);
+                json_object_put(records);
+        } else
+                expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_TOO_MANY_JSON_VALUES, BOMBS);
+#if !TSMD_SANITIZED
+        /* The messages are buffered (and each made contiguous once to be checked): about twice
+         * their size. Parsed, one alone would be hundreds of MiB. */
+        if (!tsmd_under_valgrind())
+                ASSERT_LE(hwm1, hwm0 + 3 * BOMBS * (BOMB_SIZE >> 10));
+#endif
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+#define PARKERS 6
+
+/* Fds sent with the start of a message that never ends are parked in the worker's fd table for
+ * MessageTimeoutSec=: 79 such connections of one uid once filled a table of 20000 and the
+ * worker could accept nobody. Per uid (MaxFdsPerUid=, 1024 by default: four messages of 253)
+ * and over all clients (MaxFds=), the read that goes past is refused by name and its connection
+ * closed with its fds; the others' stay parked until they go, and the good client and new
+ * connections are served throughout. */
+static void fds_parked_round(const char *config, unsigned n_kept, const char *refusal) {
+        static const char start[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":";
+        int fds[PARKERS], probe;
+        unsigned n_closed = 0;
+        Tsmd t;
+        Good g;
+        Baseline b;
+
+        tsmd_start_config(&t, config);
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+
+        for (unsigned i = 0; i < PARKERS; i++) {
+                fds[i] = raw_open(&t);
+                (void) send_with_fds(fds[i], start, sizeof(start) - 1, 253, -1);
+                sleep_usec(20 * USEC_PER_MSEC);
+        }
+        good_check(&g);
+        for (unsigned i = 0; i < PARKERS; i++)
+                if (raw_closed_silently(fds[i], 200 * USEC_PER_MSEC)) {
+                        ASSERT_GE(i, n_kept);
+                        n_closed++;
+                }
+        ASSERT_EQ(n_closed, PARKERS - n_kept);
+        expect_hangups_audited(&t, b.seq, refusal, PARKERS - n_kept);
+        /* What is parked is the kept connections' and their fds, nothing of the refused. */
+        ASSERT_EQ(tsmd_wait_fds(&t, b.fds + n_kept * 254, TSMD_WAIT_USEC), b.fds + n_kept * 254);
+
+        /* New connections are accepted and served meanwhile. */
+        probe = raw_open(&t);
+        raw_expect_alive(probe);
+        close(probe);
+        good_check(&g);
+
+        for (unsigned i = 0; i < PARKERS; i++)
+                close(fds[i]);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+TEST(fds_parked_per_uid) {
+        fds_parked_round(CONF(""), 4, VARLINK_REFUSED_TOO_MANY_FDS_PER_UID);
+}
+
+TEST(fds_parked_total) {
+        fds_parked_round(CONF("[Varlink]\nMaxFds=600\n"), 2, VARLINK_REFUSED_TOO_MANY_FDS);
+}
+
+/* Connections that never complete a message, silent or trickling the start of one without a
+ * message timeout, hold MaxConnections= slots: IdleTimeoutSec= closes them, by name, while a
+ * connection idle after its first call stays. */
+TEST(connections_that_never_call_time_out) {
+        static const char start[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",";
+        int silent, partial, bystander;
+        uint64_t begin = now_usec(), silent_at = 0, partial_at = 0;
+        Tsmd t;
+        Good g;
+        Baseline b;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nIdleTimeoutSec=1\nMessageTimeoutSec=0\n"));
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
+        bystander = raw_open(&t);
+        raw_expect_alive(bystander);
+
+        begin = now_usec();
+        silent = raw_open(&t);
+        partial = raw_open(&t);
+        ASSERT_TRUE(raw_send(partial, start, sizeof(start) - 1));
+        while ((silent_at == 0 || partial_at == 0) && now_usec() - begin < 10 * USEC_PER_SEC) {
+                if (silent_at == 0 && raw_closed_silently(silent, 0))
+                        silent_at = now_usec() - begin;
+                if (partial_at == 0 && raw_closed_silently(partial, 0))
+                        partial_at = now_usec() - begin;
+                good_check(&g);
+                sleep_usec(100 * USEC_PER_MSEC);
+        }
+        if (silent_at == 0 || partial_at == 0)
+                TEST_FAIL("after 10 s, tsmd still serves a connection that never called");
+        ASSERT_GE(silent_at, 900 * USEC_PER_MSEC);
+        ASSERT_GE(partial_at, 900 * USEC_PER_MSEC);
+        expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_IDLE_TIMEOUT, 2);
+        ASSERT_EQ(tsmd_log_count(&t, "sent no complete message within 1s of connecting"), 2U);
+
+        /* Idle for over a second after its call: still served. */
+        raw_expect_alive(bystander);
+        close(silent);
+        close(partial);
+        close(bystander);
         expect_recovered(&t, &g, &b);
         good_done(&g);
         tsmd_expect_clean_exit(&t);

@@ -54,10 +54,14 @@ static const char good_config[] =
         "MaxMessageSize=1M\n"
         "MaxOutputSize=4M\n"
         "MaxJsonDepth=32\n"
+        "MaxJsonValues=256\n"
         "MaxFdsPerMessage=8\n"
         "MaxPendingCalls=16\n"
         "MaxConnections=100\n"
         "MaxConnectionsPerUid=10\n"
+        "MaxBuffered=128M\n"
+        "MaxFdsPerUid=64\n"
+        "MaxFds=512\n"
         "MessageTimeoutSec=30\n"
         "IdleTimeoutSec=600\n"
         "\n"
@@ -111,6 +115,7 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Varlink]\nMaxJsonDepth=1\n", 2, "value out of range for MaxJsonDepth= (2 to 4096)" },
                 { "[Varlink]\nMaxMessageSize=255\n", 2, "value out of range for MaxMessageSize= (256 to 256M)" },
                 { "[Varlink]\nMaxBufferedPerUid=17G\n", 2, "value out of range for MaxBufferedPerUid= (64 to 16G)" },
+                { "[Varlink]\nMaxJsonValues=8\n", 2, "value out of range for MaxJsonValues= (16 to 16777216)" },
                 { "[Audit]\nMaxFileSize=100\n", 2, "value out of range for MaxFileSize= (16384 to 1099511627776)" },
                 { "[Varlink]\nMaxMessageSize=12Q\n", 2, "not a size" },
                 { "[Varlink]\nMaxConnections=-1\n", 2, "not a non-negative integer" },
@@ -163,6 +168,18 @@ TEST(check_config_bad_names_file_and_line) {
                 ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
                 ASSERT_NOT_NULL(strstr(err, "MaxBufferedPerUid"));
         }
+        {
+                _cleanup_free_ char *err = NULL;
+                write_file(path, "[Varlink]\nMaxBuffered=8M\n"); /* MaxOutputSize is 16M */
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "MaxBuffered must"));
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                write_file(path, "[Varlink]\nMaxFdsPerUid=100\n"); /* MaxFdsPerMessage is 253 */
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "MaxFdsPerUid"));
+        }
         /* A missing file given explicitly is an error too. */
         {
                 _cleanup_free_ char *err = NULL;
@@ -197,6 +214,10 @@ TEST(dump_config_round_trips) {
         ASSERT_NOT_NULL(strstr(dump1, "[Varlink]\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxMessageSize=1048576\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxJsonDepth=32\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxJsonValues=256\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxBuffered=134217728\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxFdsPerUid=64\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxFds=512\n"));
         ASSERT_NOT_NULL(strstr(dump1, "[Platform]\n"));
         ASSERT_NOT_NULL(strstr(dump1, "Mode=emulated\n"));
         ASSERT_NOT_NULL(strstr(dump1, "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"));
@@ -222,6 +243,12 @@ TEST(dump_config_round_trips) {
         write_file(path, "");
         ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump1, NULL), 0));
         ASSERT_NOT_NULL(strstr(dump1, "Mode=auto\n"));
+        /* Limits a client could otherwise take without bound (connections that never call,
+         * values, fds and bytes over all clients) have one by default. */
+        ASSERT_NOT_NULL(strstr(dump1, "IdleTimeoutSec=60\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxJsonValues=4096\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxBuffered=536870912\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxFdsPerUid=1024\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxContexts=4096\n"));
         write_file(dump_path, dump1);
         ASSERT_TRUE(exited_with(tsmd_run(dump_path, "--dump-config", &dump2, NULL), 0));
@@ -677,7 +704,8 @@ TEST(tsmctl_against_live_tsmd) {
         Tsmd t;
         int status;
 
-        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n"
+                              "MaxJsonValues=333\nMaxFdsPerUid=444\nMaxFds=555\n");
 
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;
@@ -690,6 +718,8 @@ TEST(tsmctl_against_live_tsmd) {
                 expect_contains(out, "Limits:");
                 expect_contains(out, "depth 40");
                 expect_contains(out, "(77 per uid)");
+                expect_contains(out, "333 JSON values");
+                expect_contains(out, "555 fds on unfinished messages (444 per uid)");
         }
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;
