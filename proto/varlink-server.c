@@ -2,6 +2,7 @@
 /* The Varlink server: listeners, connections, dispatch and in-order replies. Runs in: worker. */
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/queue.h>
 #include <sys/resource.h>
@@ -124,6 +125,7 @@ struct VarlinkConn {
         size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs) */
         size_t held_input;  /* bytes of messages its calls still hold (until answered) */
         size_t buffered;    /* what conn_account() last counted for it in its uid's total */
+        size_t buffered_peak;
         size_t n_fds;       /* likewise, received fds parked on an unfinished message */
         TAILQ_ENTRY(VarlinkConn) entry;
         TAILQ_ENTRY(VarlinkConn) write_entry;
@@ -145,6 +147,8 @@ struct VarlinkServer {
         Listener **listeners;
         size_t n_listeners, allocated_listeners;
         struct event *accept_resume;
+        struct event *trim; /* see heap_trim_soon() */
+        uint64_t last_trim_usec;
         bool accept_paused;
         bool stopped_listening;
 
@@ -232,6 +236,8 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
         free(s->uids);
         if (s->accept_resume)
                 event_free(s->accept_resume);
+        if (s->trim)
+                event_free(s->trim);
         idle_flush_free(s->write_flush);
         free(s->vendor);
         free(s->product);
@@ -523,6 +529,7 @@ static int conn_account(VarlinkConn *c) {
         u->buffered = u->buffered - c->buffered + now;
         s->buffered = s->buffered - c->buffered + now;
         c->buffered = now;
+        c->buffered_peak = MAX(c->buffered_peak, now);
         u->n_fds = u->n_fds - c->n_fds + n_fds;
         s->n_fds = s->n_fds - c->n_fds + n_fds;
         c->n_fds = n_fds;
@@ -1559,6 +1566,36 @@ static void on_deferred_unref(evutil_socket_t fd, short what, void *userdata) {
         varlink_conn_unref(userdata);
 }
 
+/* A connection that buffered this much leaves its heap to be given back to the system. */
+#define TRIM_AFTER_BUFFERED (1024 * 1024)
+
+#define TRIM_INTERVAL_USEC (1000 * 1000ULL)
+
+static void on_trim(evutil_socket_t fd, short what, void *userdata) {
+        VarlinkServer *s = userdata;
+
+        (void) malloc_trim(0);
+        s->last_trim_usec = now_monotonic_usec();
+}
+
+/* What a connection buffered (a client's messages of up to MaxMessageSize= arrive in many
+ * small chunks) is freed with it, but glibc keeps freed heap that anything allocated later
+ * pins, and an attack of large messages would leave the worker that much larger for good.
+ * malloc_trim() returns the free pages inside the heap too: once the loop is done with what is
+ * ready, and at most once a second however many connections ask. */
+static void heap_trim_soon(VarlinkServer *s) {
+        uint64_t now = now_monotonic_usec(), at = s->last_trim_usec + TRIM_INTERVAL_USEC;
+        struct timeval delay = {};
+
+        if (!s->trim)
+                s->trim = evtimer_new(s->base, on_trim, s);
+        if (!s->trim || evtimer_pending(s->trim, NULL))
+                return;
+        if (s->last_trim_usec > 0 && at > now)
+                delay = (struct timeval) { .tv_sec = (at - now) / 1000000, .tv_usec = (at - now) % 1000000 };
+        (void) evtimer_add(s->trim, &delay);
+}
+
 static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         VarlinkServer *s = c->server;
         VarlinkCall *call;
@@ -1580,6 +1617,8 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         s->buffered -= c->buffered;
         s->n_fds -= c->n_fds;
         c->buffered = c->n_fds = 0;
+        if (c->buffered_peak >= TRIM_AFTER_BUFFERED)
+                heap_trim_soon(s);
         if (u && --u->n == 0)
                 *u = s->uids[--s->n_uids];
 
