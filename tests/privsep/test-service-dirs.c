@@ -72,6 +72,23 @@ static size_t unit_capabilities(cap_value_t caps[static CAP_LAST_CAP + 1]) {
         return n;
 }
 
+/* setpriv's --bounding-set= for the unit's CapabilityBoundingSet= (without the "cap_" prefixes). */
+static const char *unit_bounding_set_arg(void) {
+        cap_value_t caps[CAP_LAST_CAP + 1];
+        char arg[1024] = "--bounding-set=-all";
+        size_t n = unit_capabilities(caps);
+
+        for (size_t i = 0; i < n; i++) {
+                char *name = cap_to_name(caps[i]);
+
+                ASSERT_NOT_NULL(name);
+                snprintf(arg + strlen(arg), sizeof(arg) - strlen(arg), ",+%s",
+                         strncmp(name, "cap_", 4) == 0 ? name + 4 : name);
+                cap_free(name);
+        }
+        return strf("%s", arg);
+}
+
 /* This process as systemd starts tsmd.service: root, no supplementary groups, umask 0077,
  * the unit's bounding set, and of the rest only what is in it. */
 static void become_the_unit(void) {
@@ -296,9 +313,7 @@ TEST(hard_links_are_not_given_away) {
  * contexts, writes its audit log (which tsm-admin may read), and says nothing about the
  * directories. */
 TEST(daemon_starts_as_the_unit) {
-        cap_value_t caps[CAP_LAST_CAP + 1];
-        size_t n;
-        char bounding[1024] = "--bounding-set=-all";
+        const char *bounding = unit_bounding_set_arg();
         const char *script;
         Tsmd t;
 
@@ -307,16 +322,6 @@ TEST(daemon_starts_as_the_unit) {
                 SKIP("no setpriv (util-linux)");
         if (tsmd_under_valgrind())
                 SKIP("setpriv in front of valgrind is not this test's business");
-        n = unit_capabilities(caps);
-        for (size_t i = 0; i < n; i++) {
-                char *name = cap_to_name(caps[i]);
-
-                ASSERT_NOT_NULL(name);
-                /* setpriv wants them without the "cap_" prefix. */
-                snprintf(bounding + strlen(bounding), sizeof(bounding) - strlen(bounding), ",+%s",
-                         strncmp(name, "cap_", 4) == 0 ? name + 4 : name);
-                cap_free(name);
-        }
 
         /* $0 is the socket's path in tsmd's directory; tmpfiles' work, then tsmd in place. */
         script = strf("d=${0%%/*} && umask 077 && "
@@ -350,9 +355,7 @@ TEST(daemon_starts_as_the_unit) {
  * one that is root's (an admin's, named in ContextStateDirectory=) by the monitor before it gives
  * it. Either way the state file a context gets is 0600, and nobody else may list the tokens. */
 static void run_state_dir_readable(bool the_workers) {
-        cap_value_t caps[CAP_LAST_CAP + 1];
-        size_t n;
-        char bounding[1024] = "--bounding-set=-all";
+        const char *bounding = unit_bounding_set_arg();
         const char *script, *state;
         VarlinkClient *c;
         struct dirent *de;
@@ -369,15 +372,6 @@ static void run_state_dir_readable(bool the_workers) {
                 SKIP("setpriv in front of valgrind is not this test's business");
         owner = the_workers ? worker_uid : 0;
         group = the_workers ? worker_gid : 0;
-        n = unit_capabilities(caps);
-        for (size_t i = 0; i < n; i++) {
-                char *name = cap_to_name(caps[i]);
-
-                ASSERT_NOT_NULL(name);
-                snprintf(bounding + strlen(bounding), sizeof(bounding) - strlen(bounding), ",+%s",
-                         strncmp(name, "cap_", 4) == 0 ? name + 4 : name);
-                cap_free(name);
-        }
 
         script = strf("d=${0%%/*} && umask 077 && "
                       "mkdir -m 0750 \"$d/audit\" && chown %u:%u \"$d/audit\" && "
@@ -508,12 +502,10 @@ static const char *unit_allowed_syscalls(void) {
  * became ready under the unit.
  */
 TEST(daemon_serves_under_the_units_system_call_filter) {
-        cap_value_t caps[CAP_LAST_CAP + 1];
-        char bounding[1024] = "--bounding-set=-all";
+        const char *bounding = unit_bounding_set_arg();
         const char *script, *allowed, *config = "[Platform]\nMode=emulated\nEmulatedDevices=0000:01:00.0\n";
         VarlinkClient *c;
         int64_t ctx;
-        size_t n;
         Tsmd t;
 
         need_root_and_worker();
@@ -524,15 +516,6 @@ TEST(daemon_serves_under_the_units_system_call_filter) {
         if (access(SYSTEMD_ANALYZE, X_OK) < 0)
                 SKIP("no " SYSTEMD_ANALYZE " to list the unit's system call groups");
         allowed = unit_allowed_syscalls();
-        n = unit_capabilities(caps);
-        for (size_t i = 0; i < n; i++) {
-                char *name = cap_to_name(caps[i]);
-
-                ASSERT_NOT_NULL(name);
-                snprintf(bounding + strlen(bounding), sizeof(bounding) - strlen(bounding), ",+%s",
-                         strncmp(name, "cap_", 4) == 0 ? name + 4 : name);
-                cap_free(name);
-        }
 
         script = strf("d=${0%%/*} && umask 077 && "
                       "mkdir -m 0750 \"$d/audit\" && chown %u:%u \"$d/audit\" && "
