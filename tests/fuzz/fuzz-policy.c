@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         } while (false)
 
 #define MAX_FILES 8
-#define MAX_INPUT (64U * 1024U)
+#define FUZZ_INPUT_MAX (64U * 1024U)
 
 static gid_t groups_a[] = { 100, 2001 };
 
@@ -140,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t n = 0;
         int r;
 
-        if (size > MAX_INPUT)
+        if (size > FUZZ_INPUT_MAX)
                 return 0;
 
         buf = malloc(size + 1);
