@@ -470,8 +470,9 @@ TEST(capabilities_are_the_documented_minimum) {
         ASSERT_EQ(exit_status(m.pid), 0);
 }
 
-/* The last record of this event in the current audit file, or NULL. */
-static json_object *last_audit_record(Manager *m, const char *event) {
+/* The last record of event (with result, if not NULL) in the current audit file (a new
+ * reference), or NULL. */
+static json_object *last_audit_record_with(Manager *m, const char *event, const char *result) {
         char path[PATH_MAX], line[4096];
         json_object *found = NULL;
         FILE *f;
@@ -480,9 +481,10 @@ static json_object *last_audit_record(Manager *m, const char *event) {
         f = fopen(path, "re");
         ASSERT_NOT_NULL(f);
         while (fgets(line, sizeof(line), f)) {
-                json_object *rec = json_tokener_parse(line), *ev;
+                json_object *rec = json_tokener_parse(line);
 
-                if (rec && json_object_object_get_ex(rec, "event", &ev) && streq(json_object_get_string(ev), event)) {
+                if (rec && streq(strempty(json_get_string(rec, "event")), event) &&
+                    (!result || streq(strempty(json_get_string(rec, "result")), result))) {
                         json_object_put(found);
                         found = rec;
                 } else
@@ -490,6 +492,10 @@ static json_object *last_audit_record(Manager *m, const char *event) {
         }
         fclose(f);
         return found;
+}
+
+static json_object *last_audit_record(Manager *m, const char *event) {
+        return last_audit_record_with(m, event, NULL);
 }
 
 /* A number field of a record: there, and not null (which json-c would read as 0). */
@@ -1351,29 +1357,6 @@ static void policy_write(Manager *m, const char *text) {
         ASSERT_NOT_NULL(f);
         fputs(text, f);
         fclose(f);
-}
-
-/* The last record of event with result in the current audit file (a new reference), or NULL. */
-static json_object *last_audit_record_with(Manager *m, const char *event, const char *result) {
-        char path[PATH_MAX], line[4096];
-        json_object *found = NULL;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/audit/audit.log", m->dir);
-        f = fopen(path, "re");
-        ASSERT_NOT_NULL(f);
-        while (fgets(line, sizeof(line), f)) {
-                json_object *rec = json_tokener_parse(line);
-
-                if (rec && streq(strempty(json_get_string(rec, "event")), event) &&
-                    streq(strempty(json_get_string(rec, "result")), result)) {
-                        json_object_put(found);
-                        found = rec;
-                } else
-                        json_object_put(rec);
-        }
-        fclose(f);
-        return found;
 }
 
 #define WEB1_GID 1001
