@@ -1593,6 +1593,55 @@ TEST(query_number_is_bounded) {
         tsmd_teardown(&t);
 }
 
+/* SECURITY: a query runs in a thread and may outlast a reload; one whose caller the reload no
+ * longer names an administrator is answered PermissionDenied (audited), not with the records. */
+TEST(query_ended_after_the_admin_right_went_is_refused) {
+        static const char admin_policy[] = "[Admin]\nUsers=65534\n[Client:tests]\nUsers=root\nDevices=*\n";
+        const TsmdFile file = { "policy.conf", admin_policy };
+        AsyncCall query = {};
+        VarlinkClient *a;
+        unsigned idle_threads;
+        uint64_t deadline;
+        int64_t after;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("clients of other uids need root");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(), .files = &file, .n_files = 1, .log_level = "info" });
+        restart_with_large_log(&t, 2 * LARGE_LOG_RECORDS);
+        /* The socket serving io.tsmd.Admin is for root and tsmd's group; the policy decides. */
+        ASSERT_OK(chmod(t.socket, 0666));
+        a = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
+        CALL_OK(a, "io.tsmd.Admin.ListBackends", NULL);
+        after = tsmd_audit_last_seq(&t);
+
+        idle_threads = worker_threads(&t);
+        tsmd_call_async(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", 0, &query);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (worker_threads(&t) == idle_threads && now_usec() < deadline)
+                sleep_usec(USEC_PER_MSEC); /* under way */
+        tsmd_write_file(&t, "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        /* Otherwise this run shows nothing: the query must end after the reload. */
+        ASSERT_EQ(worker_threads(&t), idle_threads + 1);
+
+        ASSERT_TRUE(tsmd_async_wait(a, &query, 1, 60 * USEC_PER_SEC));
+        ASSERT_STREQ(query.errors[0], VARLINK_ERROR_PERMISSION_DENIED);
+        ASSERT_NULL(query.params[0] ? json_object_object_get(query.params[0], "records") : NULL);
+        /* On record, as the refusal of a call is (written when the call ends). */
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (tsmd_audit_count_where(&t, after, "\"uid\":65534", "io.tsmd.Admin.QueryAudit",
+                                      VARLINK_ERROR_PERMISSION_DENIED) == 0 &&
+               now_usec() < deadline)
+                sleep_usec(5 * USEC_PER_MSEC);
+        ASSERT_EQ(tsmd_audit_count_where(&t, after, "\"uid\":65534", "io.tsmd.Admin.QueryAudit",
+                                         VARLINK_ERROR_PERMISSION_DENIED),
+                  1U);
+        async_call_done(&query);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* A FIFO, a symlink and a directory named as rotated files are left out of a query, which
  * answers from the real files (opening the FIFO blocked the worker until the monitor killed it;
  * the others failed every query). */
