@@ -329,7 +329,16 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                 break;
         case INVENTORY_TSM_REMOVED:
                 log_info("TSM %s is gone.", ev->tsm->name);
-                /* Its devices lose their connection in the same scan and are reported then. */
+                /* The kernel disconnects its devices first, and the scan that saw the TSM go
+                 * reported them already. One whose sysfs still names the TSM (a racing scan, a
+                 * driver that left the link) lost its binding and SPDM session all the same:
+                 * else a TSM registered again under the name would take over its vDevices. */
+                for (size_t i = 0; i < inventory_n_devices(inv); i++) {
+                        const InventoryDevice *d = inventory_device_at(inv, i);
+
+                        if (d->connected_tsm && streq(d->connected_tsm, ev->tsm->name))
+                                device_gone(p, d->address, "lost its TSM");
+                }
                 break;
         case INVENTORY_TSM_ADDED:
                 log_info("TSM %s (%s) appeared.", ev->tsm->name,

@@ -74,7 +74,7 @@ typedef struct Router {
         int iommufd; /* stands for the VMM's */
 } Router;
 
-static void router_setup(Router *t) {
+static void router_setup_full(Router *t, bool with_uevents) {
         TsmPlatformConfig config = {
                 .mode = TSM_PLATFORM_KERNEL,
                 .iommu_device = (char *) "/dev/iommu",
@@ -82,7 +82,13 @@ static void router_setup(Router *t) {
         };
         TsmUapiVersion v;
 
-        platform_test_sandbox(false);
+        if (with_uevents && !platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(with_uevents);
+        if (with_uevents) {
+                ASSERT_TRUE(platform_test_netns_is_private());
+                ASSERT_EQ(uevent_in_private_netns(), 1);
+        }
         t->sysfs = platform_test_fixture("two-tsms", NULL);
         fake_kernel_install(VDEV_NIC);
         ASSERT_NOT_NULL(t->base = event_base_new());
@@ -90,6 +96,10 @@ static void router_setup(Router *t) {
         ASSERT_OK(tsm_platform_get_uapi(t->platform, &v));
         ASSERT_EQ(v, TSM_UAPI_V5);
         ASSERT_OK(t->iommufd = open("/dev/null", O_RDWR | O_CLOEXEC));
+}
+
+static void router_setup(Router *t) {
+        router_setup_full(t, false);
 }
 
 static void router_teardown(Router *t) {
@@ -280,6 +290,40 @@ TEST(device_moved_to_another_tsm_is_gone) {
         ASSERT_OK(tsm_platform_get_device(t.platform, NIC, &info));
         ASSERT_EQ(info.backend, TSM_BACKEND_TDX_CONNECT);
         ASSERT_STREQ(info.tsm, "tsm1");
+        router_teardown(&t);
+}
+
+/* A TSM that goes takes its devices' bindings and SPDM sessions with it, also where a device's
+ * sysfs still names it: what was attached to the device is gone, its request in the kernel fails
+ * at once, and a TSM registered again under the name serves the device afresh. */
+TEST(removed_tsm_takes_its_devices_along) {
+        const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
+        char gone[16] = {};
+        Done held = {};
+        TsmDeviceInfo info;
+        Router t;
+
+        router_setup_full(&t, true);
+        tsm_platform_set_device_gone_callback(t.platform, on_gone, gone);
+        fake_kernel_hold(true);
+        request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);
+        fake_kernel_wait_inside(1);
+
+        /* tsm0's class device goes; the NIC's tsm/connect still says tsm0. */
+        ASSERT_OK(sysfs_fixture_remove(t.sysfs, "/devices/pci0000:00/0000:00:18.2/tsm/tsm0"));
+        ASSERT_OK(uevent_send("remove", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
+        for (unsigned i = 0; i < 250 && held.n == 0; i++) {
+                ASSERT_OK(event_base_loopexit(t.base, &slice));
+                ASSERT_OK(event_base_dispatch(t.base));
+        }
+        ASSERT_EQ(held.n, 1u);
+        ASSERT_EQ(held.result, -ENODEV);
+        ASSERT_STREQ(gone, "n");
+        ASSERT_ERRNO(tsm_platform_get_device(t.platform, NIC, &info), ENXIO);
+        /* The other TSM's device is untouched. */
+        ASSERT_OK(tsm_platform_get_device(t.platform, GPU, &info));
+        ASSERT_STREQ(info.tsm, "tsm1");
+        fake_kernel_hold(false);
         router_teardown(&t);
 }
 
