@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* tsmctl: global options, verb lookup, shared helpers. Runs in: the admin's shell. */
 
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "config.h"
 #include "json-util.h"
@@ -53,6 +56,26 @@ int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
                         return EXIT_PERMISSION;
                 return EXIT_NOT_RUNNING;
         }
+        (void) tsm_client_set_timeout(*ret, o->timeout_usec);
+        return 0;
+}
+
+/* --timeout=: whole seconds, or "infinity" (0). Bounded so that the microseconds fit. */
+static int parse_timeout(const char *s, uint64_t *ret) {
+        unsigned long long sec;
+        char *end;
+
+        if (streq(s, "infinity")) {
+                *ret = 0;
+                return 0;
+        }
+        if (!isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        sec = strtoull(s, &end, 10);
+        if (errno != 0 || *end || sec > UINT64_MAX / 1000000ULL)
+                return -EINVAL;
+        *ret = sec * 1000000ULL;
         return 0;
 }
 
@@ -89,6 +112,10 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
         json_object_put(params);
         if (r < 0) {
                 error = tsm_client_get_error_name(c);
+                if (error && streq(error, "io.tsmd.TimedOut")) {
+                        fprintf(stderr, "tsmd did not answer %s in time (--timeout= waits longer).\n", method);
+                        return EXIT_NOT_RUNNING;
+                }
                 if (tsmctl_is_connection_error(error)) {
                         fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
                         return EXIT_NOT_RUNNING;
@@ -161,22 +188,26 @@ static void help(void) {
                "  -h --help          Show this help\n"
                "     --version       Show the version\n"
                "     --socket=PATH   Talk to tsmd at PATH (default: $TSMD_SOCKET or " TSMD_SOCKET_DEFAULT ")\n"
-               "     --json          Print JSON instead of tables\n");
+               "     --json          Print JSON instead of tables\n"
+               "     --timeout=SEC   Wait at most SEC seconds for each answer (default: 45;\n"
+               "                     0 or infinity: no limit)\n");
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_JSON, ARG_VERBS };
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_JSON, ARG_TIMEOUT, ARG_VERBS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { "list-verbs", no_argument, NULL, ARG_VERBS }, /* for shell completion */
                 {},
         };
         const char *env = getenv("TSMD_SOCKET");
         /* Empty is unset: libtsm would take "" for its own default, the Guest socket. */
-        TsmctlOptions o = { .socket = isempty(env) ? TSMD_SOCKET_DEFAULT : env };
+        TsmctlOptions o = { .socket = isempty(env) ? TSMD_SOCKET_DEFAULT : env,
+                            .timeout_usec = TSMCTL_TIMEOUT_USEC_DEFAULT };
         const TsmctlVerb *verb = NULL;
         int c, n_args;
 
@@ -198,6 +229,12 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_JSON:
                         o.json = true;
+                        break;
+                case ARG_TIMEOUT:
+                        if (parse_timeout(optarg, &o.timeout_usec) < 0) {
+                                fprintf(stderr, "--timeout= needs whole seconds or \"infinity\": %s\n", optarg);
+                                return EXIT_USAGE;
+                        }
                         break;
                 case ARG_VERBS:
                         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)

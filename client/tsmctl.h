@@ -26,9 +26,13 @@ enum {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(TsmClient *, tsm_client_free);
 
+/* How long a call waits for tsmd's answer unless --timeout= says otherwise: libtsm's default. */
+#define TSMCTL_TIMEOUT_USEC_DEFAULT (45 * 1000000ULL)
+
 typedef struct TsmctlOptions {
         const char *socket;
         bool json;
+        uint64_t timeout_usec; /* 0: no limit */
 } TsmctlOptions;
 
 typedef struct TsmctlVerb {

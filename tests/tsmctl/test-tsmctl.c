@@ -329,6 +329,7 @@ TEST(verb_options_not_counted_as_arguments) {
 
 /* A stand-in for tsmd at path that answers one call with reply (NUL-terminated on the wire);
  * returns its pid. */
+/* A fake tsmd at path: reads one call, answers reply (NULL: never), waits for the hangup. */
 static pid_t fake_tsmd(const char *path, const char *reply) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -342,7 +343,7 @@ static pid_t fake_tsmd(const char *path, const char *reply) {
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
                 int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-                size_t len = strlen(reply) + 1;
+                size_t len = reply ? strlen(reply) + 1 : 0;
                 char ch;
 
                 while (fd >= 0 && read(fd, &ch, 1) == 1 && ch != 0)
@@ -575,6 +576,41 @@ TEST(empty_socket_settings) {
         }
         ASSERT_TRUE(WIFEXITED(status));
         ASSERT_EQ(WEXITSTATUS(status), 2);
+}
+
+/* --timeout= bounds the wait for an answer (a query of a large log may take longer than the
+ * default 45 s); a tsmd that does not answer is "not reachable", exit 7. */
+TEST(timeout_option) {
+        const char *path = fake_socket_path("fake-silent");
+        const char *argv[] = { TSMCTL_PATH, "--socket", path, "--timeout=1", "devices", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        uint64_t start;
+        int status;
+        pid_t pid;
+
+        pid = fake_tsmd(path, NULL);
+        start = now_usec();
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 7);
+        ASSERT_GE(now_usec() - start, 900000ULL);
+        ASSERT_LE(now_usec() - start, 5000000ULL);
+        ASSERT_NOT_NULL(strstr(err, "did not answer io.tsmd.Admin.ListDevices in time"));
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_OK(unlink(path));
+
+        static const char *const bad[] = { "--timeout=", "--timeout=-1", "--timeout=1.5", "--timeout=x",
+                                           "--timeout=18446744073710" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                const char *argv_bad[] = { TSMCTL_PATH, "--socket", path, bad[i], "devices", NULL };
+
+                out = mfree(out);
+                err = mfree(err);
+                status = run_capture(argv_bad, &out, &err, 10 * 1000000ULL);
+                ASSERT_TRUE(WIFEXITED(status));
+                if (WEXITSTATUS(status) != 2)
+                        TEST_FAIL("tsmctl %s: exit %d, expected 2", bad[i], WEXITSTATUS(status));
+        }
 }
 
 TEST(exit_codes) {
