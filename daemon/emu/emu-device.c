@@ -346,8 +346,9 @@ static size_t device_build_report(const EmuDevice *d, uint8_t buf[static EMU_REP
                         attr |= TDISP_MMIO_RANGE_IS_NON_TEE_MEM;
 
                 r = (TdispMmioRange) {
-                        /* The TSM asked for addresses shifted by MMIO_REPORTING_OFFSET. */
-                        .first_page = htole64(m->base + d->lock.mmio_reporting_offset),
+                        /* A page number, of the address shifted by the MMIO_REPORTING_OFFSET
+                         * the TSM asked for (page aligned, checked at the lock). */
+                        .first_page = htole64((m->base + d->lock.mmio_reporting_offset) / TDISP_PAGE_SIZE),
                         .number_of_pages = htole32(m->pages),
                         .range_attributes = htole16(attr),
                         .range_id = htole16((uint16_t) i),

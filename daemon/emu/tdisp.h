@@ -109,7 +109,8 @@ typedef enum TdispState {
 #define TDISP_MMIO_RANGE_IS_NON_TEE_MEM 0x04u
 #define TDISP_MMIO_RANGE_IS_MEM_ATTR_UPDATABLE 0x08u
 
-/* MMIO_RANGE.first_page is the byte address of a 4 KiB page. */
+/* MMIO_RANGE.first_page and number_of_pages count 4 KiB pages: the byte address is
+ * first_page * TDISP_PAGE_SIZE (the kernel prints first_page << PAGE_SHIFT). */
 #define TDISP_PAGE_SIZE 4096u
 
 /* VDM registry ids */
