@@ -525,6 +525,7 @@ static int debug_memory(EmuDevice *d, const Request *req, uint8_t op, uint32_t l
                         Reply *reply) {
         const uint8_t *data = req->body + DEBUG_PREFIX + sizeof(EmuDebugPayload);
         size_t data_len = req->body_len - DEBUG_PREFIX - sizeof(EmuDebugPayload);
+        bool allocated = false;
         uint8_t *out;
         int r;
 
@@ -540,11 +541,16 @@ static int debug_memory(EmuDevice *d, const Request *req, uint8_t op, uint32_t l
                 d->mem = calloc(1, EMU_DEBUG_MEM_SIZE);
                 if (!d->mem)
                         return -ENOMEM;
+                allocated = true;
         }
 
         r = reply_debug(d, req, op, length, offset, op == EMU_DEBUG_OP_MEM_READ ? length : 0, reply, &out);
-        if (r < 0)
+        if (r < 0) {
+                /* Nothing was written: the device stays as clean as it was. */
+                if (allocated)
+                        d->mem = mfree(d->mem);
                 return r;
+        }
 
         if (op == EMU_DEBUG_OP_MEM_WRITE)
                 memcpy(d->mem + offset, data, length);

@@ -1465,6 +1465,8 @@ TEST(debug_memory_enobufs) {
                                         &len),
                      ENOBUFS);
         ASSERT_EQ(len, 0);
+        /* Left as clean as it was: a release has nothing to scrub. */
+        ASSERT_TRUE(emu_device_is_clean(d));
         ASSERT_EQ(mem_read(d, 0, 64, got), 0);
         for (size_t i = 0; i < 64; i++)
                 ASSERT_EQ(got[i], 0);
