@@ -87,9 +87,10 @@ TsmBackendType tsm_backend_type_from_parent(const char *subsystem, const char *d
 TsmBackendType tsm_backend_type_from_parent_driver(const char *driver);
 
 /*
- * Consistency check of a descriptor (used by tests and at startup): scope names present and
- * unique, numbers -1 or within u32 and unique per version inside the table, payload limits
- * non-zero, debug scopes never allowed by default. -EINVAL on the first violation.
+ * Consistency check of a descriptor (the registry test runs it on every shipped one): scope
+ * names present and unique, numbers -1 or within u32 and unique per version inside the table,
+ * payload limits non-zero, debug scopes never allowed by default. -EINVAL on the first
+ * violation.
  */
 int tsm_backend_desc_verify(const TsmBackendDesc *b);
 
