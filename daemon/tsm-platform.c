@@ -250,6 +250,20 @@ static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
                 }
 }
 
+/* Whether a TSM of a kind tsmd knows serves d, so that its address routes to the kernel. */
+static bool served_by_kernel(Inventory *inv, const InventoryDevice *d) {
+        const InventoryTsm *t;
+
+        if (!d || !d->tdisp_capable)
+                return false;
+        t = inventory_device_get_tsm(inv, d);
+        return t && t->type >= 0;
+}
+
+static bool emulated_at(TsmPlatform *p, const char *pci_address) {
+        return p->emu && emu_platform_find_device(p->emu, pci_address);
+}
+
 static int kernel_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo *ret) {
         const InventoryDevice *d;
         const InventoryTsm *t;
@@ -296,15 +310,18 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
         TsmPlatform *p = userdata;
         TsmDeviceInfo info;
 
+        /* The default emulated addresses are common real ones: a real device there that no TSM
+         * serves (a plain NIC coming and going, say) is not what serves the address, and what
+         * was attached to the emulated device stays. */
         switch (ev->type) {
         case INVENTORY_DEVICE_REMOVED:
-                device_gone(p, ev->device->address, "is gone");
+                if (served_by_kernel(inv, ev->device) || !emulated_at(p, ev->device->address))
+                        device_gone(p, ev->device->address, "is gone");
                 break;
         case INVENTORY_DEVICE_ADDED:
                 /* A real device a TSM serves, at an address the emulator also has: it is served
                  * by that TSM from now on, and what was attached to the emulated one is gone. */
-                if (p->emu && emu_platform_find_device(p->emu, ev->device->address) &&
-                    kernel_device(p, ev->device->address, &info) >= 0)
+                if (emulated_at(p, ev->device->address) && kernel_device(p, ev->device->address, &info) >= 0)
                         device_gone(p, ev->device->address, "is served by its TSM now, not emulated");
                 break;
         case INVENTORY_DEVICE_CHANGED:
@@ -312,8 +329,10 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                  * no longer TDISP capable, another function at its address: what was attached is
                  * not what serves it now. (connect and disconnect send no uevent: a switch from
                  * one TSM to another may show in one rescan.) */
-                if (ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_IDS |
-                                   INVENTORY_CHANGE_SYSPATH))
+                if ((ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_IDS |
+                                    INVENTORY_CHANGE_SYSPATH)) &&
+                    (served_by_kernel(inv, ev->old_device) || served_by_kernel(inv, ev->device) ||
+                     !emulated_at(p, ev->device->address)))
                         device_gone(p, ev->device->address, "changed its TSM, identity or TDISP support");
                 break;
         case INVENTORY_TSM_CHANGED:
@@ -336,7 +355,8 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                 for (size_t i = 0; i < inventory_n_devices(inv); i++) {
                         const InventoryDevice *d = inventory_device_at(inv, i);
 
-                        if (d->connected_tsm && streq(d->connected_tsm, ev->tsm->name))
+                        if (d->connected_tsm && streq(d->connected_tsm, ev->tsm->name) &&
+                            ((d->tdisp_capable && ev->tsm->type >= 0) || !emulated_at(p, d->address)))
                                 device_gone(p, d->address, "lost its TSM");
                 }
                 break;
@@ -346,6 +366,15 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                 if (p->emu && !p->view)
                         log_notice("Devices connected to %s are served by it from now on, also where an "
                                    "emulated device has the same address.", ev->tsm->name);
+                /* Devices that named it before it was seen (a scan between their link and its
+                 * registration) change hands now, with no change of their own to show it. */
+                for (size_t i = 0; i < inventory_n_devices(inv); i++) {
+                        const InventoryDevice *d = inventory_device_at(inv, i);
+
+                        if (d->connected_tsm && streq(d->connected_tsm, ev->tsm->name) &&
+                            emulated_at(p, d->address) && served_by_kernel(inv, d))
+                                device_gone(p, d->address, "is served by its TSM now, not emulated");
+                }
                 break;
         default:
                 break;
@@ -504,11 +533,17 @@ int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
                         if (emu_pci_address_equal(&dc->address, &configs[j].address))
                                 keep = true;
                 if (!keep) {
+                        TsmDeviceInfo info;
                         char address[64];
+                        /* A TSM serves the address now: the emulated device served nothing. */
+                        bool served = kernel_device(p, emu_device_get_address(d), &info) < 0;
 
                         snprintf(address, sizeof(address), "%s", emu_device_get_address(d));
                         (void) emu_platform_remove_device(p->emu, address);
-                        device_gone(p, address, "is no longer emulated");
+                        if (served)
+                                device_gone(p, address, "is no longer emulated");
+                        else
+                                log_info("Emulated device %s removed (its TSM serves the address).", address);
                 }
         }
         for (size_t j = 0; j < n; j++) {

@@ -254,17 +254,23 @@ int inventory_remove_watch(Inventory *inv, uint64_t id) {
         return -ENOENT;
 }
 
-static void emit(Inventory *inv, InventoryEventType type, const InventoryTsm *t,
-                 const InventoryDevice *d, unsigned changes) {
+static void emit_changed(Inventory *inv, InventoryEventType type, const InventoryTsm *t,
+                         const InventoryDevice *d, const InventoryDevice *old_d, unsigned changes) {
         const InventoryEvent ev = {
                 .type = type,
                 .tsm = t,
                 .device = d,
+                .old_device = old_d,
                 .changes = changes,
         };
 
         for (size_t i = 0; i < inv->n_watches; i++)
                 inv->watches[i].cb(inv, &ev, inv->watches[i].userdata);
+}
+
+static void emit(Inventory *inv, InventoryEventType type, const InventoryTsm *t, const InventoryDevice *d,
+                 unsigned changes) {
+        emit_changed(inv, type, t, d, NULL, changes);
 }
 
 size_t inventory_n_tsms(const Inventory *inv) {
@@ -486,7 +492,7 @@ int inventory_put_tsm(Inventory *inv, const InventoryTsm *t) {
 }
 
 int inventory_put_device(Inventory *inv, const InventoryDevice *d) {
-        InventoryDevice copy;
+        InventoryDevice copy, old_device;
         DeviceEntry *e;
         unsigned changes;
         size_t i;
@@ -508,9 +514,11 @@ int inventory_put_device(Inventory *inv, const InventoryDevice *d) {
                 r = device_copy(d, &copy);
                 if (r < 0)
                         return r;
-                inventory_device_done(&e->device);
+                old_device = e->device;
                 e->device = copy;
-                emit(inv, INVENTORY_DEVICE_CHANGED, NULL, &e->device, changes);
+                /* Watchers may need what it was: which backend served it, say. */
+                emit_changed(inv, INVENTORY_DEVICE_CHANGED, NULL, &e->device, &old_device, changes);
+                inventory_device_done(&old_device);
                 return 1;
         }
 

@@ -71,6 +71,7 @@ typedef struct InventoryEvent {
         InventoryEventType type;
         const InventoryTsm *tsm;       /* set for TSM events */
         const InventoryDevice *device; /* set for device events */
+        const InventoryDevice *old_device; /* DEVICE_CHANGED: the device as it was */
         unsigned changes;              /* INVENTORY_CHANGE_* for *_CHANGED, else 0 */
 } InventoryEvent;
 

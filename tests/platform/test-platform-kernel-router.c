@@ -49,7 +49,7 @@ typedef struct Done {
         unsigned n;
         int result;
         size_t response_len;
-        char response[8];
+        char response[64];
         uint64_t start, at;
 } Done;
 
@@ -401,6 +401,123 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
                 ASSERT_OK(tsm_platform_get_state(p, &t, &state));
                 ASSERT_EQ(state, TDISP_STATE_CONFIG_UNLOCKED);
         }
+
+        /* The administrator drops the NIC from the emulated list (a reload): the emulated
+         * device served nothing any more, and the real one, its TSM's, is not gone. */
+        ASSERT_OK(tsm_platform_set_emulated_devices(p, GPU));
+        ASSERT_STREQ(gone, "n");
+        ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
+        ASSERT_FALSE(info.emulated);
+
+        tsm_platform_free(p);
+        event_base_free(base);
+}
+
+/* A scan may see a device name its TSM before the TSM itself is seen (its link made before
+ * tsm_register() finished). The emulated device serves the address until the TSM shows up; then
+ * the TSM does, with no change of the device's own to say so, and what was attached to the
+ * emulated device is gone. */
+TEST(a_tsm_seen_after_its_device_takes_the_address) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_AUTO,
+                .iommu_device = (char *) "/dev/null",
+                .emulated_devices = (char *) NIC "," GPU,
+        };
+        const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
+        struct event_base *base;
+        TsmPlatform *p;
+        TsmDeviceInfo info;
+        const char *root;
+        char gone[16] = {};
+
+        if (!platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(true);
+        ASSERT_TRUE(platform_test_netns_is_private());
+        ASSERT_EQ(uevent_in_private_netns(), 1);
+        root = platform_test_fixture(
+                NULL, "device /devices/pci0000:00\n"
+                      "pci /devices/pci0000:00/0000:00:00.0 vendor=0x1022 device=0x14d8 class=0x060000\n"
+                      "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 vendor=0x15b3 device=0x1021 class=0x020000 "
+                      "driver=vfio-pci\n");
+        ASSERT_NOT_NULL(base = event_base_new());
+        ASSERT_OK(tsm_platform_new(base, &config, &p));
+        ASSERT_TRUE(tsm_platform_is_emulated(p));
+        tsm_platform_set_device_gone_callback(p, on_gone, gone);
+
+        /* The NIC names tsm0, which no scan has seen yet: still the emulator's. */
+        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
+                                           "tsm0"));
+        ASSERT_OK(tsm_platform_refresh_device(p, NIC));
+        ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
+        ASSERT_TRUE(info.emulated);
+        ASSERT_STREQ(gone, "");
+
+        /* tsm0 registers. */
+        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
+                                                 "class=0x108000 driver=ccp\n"
+                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
+        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
+        for (unsigned i = 0; i < 250; i++) {
+                if (tsm_platform_get_device(p, NIC, &info) >= 0 && !info.emulated)
+                        break;
+                ASSERT_OK(event_base_loopexit(base, &slice));
+                ASSERT_OK(event_base_dispatch(base));
+        }
+        ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
+        ASSERT_FALSE(info.emulated);
+        ASSERT_STREQ(gone, "n");
+
+        tsm_platform_free(p);
+        event_base_free(base);
+}
+
+/* Auto mode without a TSM: the emulated NIC serves 0000:01:00.0, where this host has a plain
+ * NIC no TSM serves. That real NIC going (unplugged, or its identity changing) is not the
+ * emulated one going: a request to it is answered, nothing attached is gone. */
+TEST(a_plain_device_at_an_emulated_address_does_not_take_it_along) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_AUTO,
+                .iommu_device = (char *) "/dev/null",
+                .emulated_devices = (char *) NIC "," GPU,
+                .emulated_latency_usec = 100000,
+        };
+        TsmTarget nic = { .pci_address = NIC, .iommufd = -EBADF, .vdevice_id = VDEV_NIC };
+        const struct timeval slice = { .tv_sec = 0, .tv_usec = 5000 };
+        struct event_base *base;
+        char gone[16] = {};
+        TsmDeviceInfo info;
+        const char *root;
+        Done d = {};
+        TsmPlatform *p;
+
+        platform_test_sandbox(false);
+        root = platform_test_fixture(
+                NULL, "device /devices/pci0000:00\n"
+                      "pci /devices/pci0000:00/0000:00:00.0 vendor=0x1022 device=0x14d8 class=0x060000\n"
+                      "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 vendor=0x15b3 device=0x1021 class=0x020000 "
+                      "driver=mlx5_core\n");
+        ASSERT_NOT_NULL(base = event_base_new());
+        ASSERT_OK(tsm_platform_new(base, &config, &p));
+        ASSERT_TRUE(tsm_platform_is_emulated(p));
+        tsm_platform_set_device_gone_callback(p, on_gone, gone);
+
+        d.start = now_monotonic_usec();
+        ASSERT_OK(tsm_platform_request(p, &nic, TSM_SCOPE_INFO, "\x10\x81\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16, 64,
+                                       on_done, &d, NULL));
+        ASSERT_OK(sysfs_fixture_remove(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"));
+        ASSERT_OK(tsm_platform_refresh_device(p, NIC));
+        for (unsigned i = 0; d.n == 0; i++) {
+                ASSERT_LE(i, 400u);
+                ASSERT_OK(event_base_loopexit(base, &slice));
+                ASSERT_OK(event_base_dispatch(base));
+        }
+        ASSERT_EQ(d.result, 0);
+        ASSERT_STREQ(gone, "");
+        ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
+        ASSERT_TRUE(info.emulated);
 
         tsm_platform_free(p);
         event_base_free(base);
