@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <systemd/sd-device.h>
 #include <systemd/sd-event.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "discovery.h"
@@ -44,6 +45,7 @@ struct Discovery {
         struct event *resync_timer;
         struct event *storm_timer; /* a rescan once a uevent storm has passed */
         uint64_t resync_usec; /* 0: the default, which depends on whether uevents arrive */
+        bool deaf; /* the monitor runs, but no udevd rebroadcasts uevents to it */
         uint64_t n_events;
 };
 
@@ -554,7 +556,13 @@ uint64_t discovery_get_resync_interval(const Discovery *d) {
                 return 0;
         if (d->resync_usec > 0)
                 return d->resync_usec;
-        return d->monitor ? DISCOVERY_RESYNC_USEC : DISCOVERY_RESYNC_NO_UEVENTS_USEC;
+        return d->monitor && !d->deaf ? DISCOVERY_RESYNC_USEC : DISCOVERY_RESYNC_NO_UEVENTS_USEC;
+}
+
+/* sd-device's monitor hears udevd's rebroadcasts, not the kernel's own uevents: without udevd
+ * (no control socket, as in many containers) it starts fine and hears nothing. */
+static bool udevd_running(void) {
+        return access("/run/udev/control", F_OK) >= 0;
 }
 
 static int arm_resync(Discovery *d) {
@@ -640,6 +648,7 @@ int discovery_start_monitor(Discovery *d) {
 
         /* Without uevents the periodic rescan is all there is, so it runs either way. */
         r_uevents = start_uevents(d);
+        d->deaf = r_uevents >= 0 && !udevd_running();
         r = arm_resync(d);
         if (r < 0)
                 return r;
@@ -647,6 +656,10 @@ int discovery_start_monitor(Discovery *d) {
                 log_warning_errno(r_uevents, "Cannot follow device hotplug through uevents, noticing device "
                                              "changes only by rescanning sysfs every %" PRIu64 " s: %m",
                                   discovery_get_resync_interval(d) / 1000000);
+        else if (d->deaf)
+                log_notice("udevd is not running (no /run/udev/control), so no uevents will come: noticing "
+                           "device changes by rescanning sysfs every %" PRIu64 " s.",
+                           discovery_get_resync_interval(d) / 1000000);
         return 0;
 }
 

@@ -47,7 +47,8 @@ int discovery_scan(Discovery *d);
  * without telling) show then; and every DISCOVERY_RESYNC_USEC, for connects and disconnects by
  * other tools (which send no uevent). A rescan blocks the loop for ~0.2 ms per PCI function
  * (BENCHMARKS.md), ~200 ms on a 1,000-device host: hence the long period. Where uevents cannot
- * be received (no netlink in a container, RestrictAddressFamilies=, ...) this logs so once and
+ * be received (no netlink in a container, RestrictAddressFamilies=, ...), or will not come (no
+ * udevd running to rebroadcast them, which sd-device listens for), this logs so once and
  * follows changes by rescans alone, every DISCOVERY_RESYNC_NO_UEVENTS_USEC: not an error.
  * -EINVAL without an event base, -EBUSY if already started, -ENOMEM/-EIO if the rescan timer
  * cannot be set.

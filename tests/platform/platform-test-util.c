@@ -3,6 +3,7 @@
 
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -62,6 +63,20 @@ bool platform_test_udev_monitor_possible(void) {
         }
         fclose(f);
         return found;
+}
+
+void platform_test_fake_udevd(bool running) {
+        if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                TEST_FAIL("mount tmpfs on /run: %s", strerror(errno));
+        if (!running)
+                return;
+        if (mkdir("/run/udev", 0755) < 0)
+                TEST_FAIL("mkdir /run/udev: %s", strerror(errno));
+        int fd = open("/run/udev/control", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+        if (fd < 0)
+                TEST_FAIL("create /run/udev/control: %s", strerror(errno));
+        close(fd);
 }
 
 void platform_test_deny_netlink(void) {

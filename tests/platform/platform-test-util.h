@@ -20,6 +20,11 @@ void platform_test_sandbox(bool with_net);
  * tests cannot work there and say so instead of timing out. */
 bool platform_test_udev_monitor_possible(void);
 
+/* In the private mount namespace (after platform_test_sandbox()): a fresh /run, with udevd's
+ * control socket's name in it when running, as discovery looks for it to know whether the
+ * uevents it subscribes to will come at all. */
+void platform_test_fake_udevd(bool running);
+
 /* Makes socket(AF_NETLINK, ...) fail with EAFNOSUPPORT in this process from now on, as
  * RestrictAddressFamilies= without AF_NETLINK does: sd_device_monitor_new() fails there. */
 void platform_test_deny_netlink(void);

@@ -60,6 +60,7 @@ static void setup(Ctx *c, const char *fixture) {
         if (!platform_test_udev_monitor_possible())
                 SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
         platform_test_sandbox(true);
+        platform_test_fake_udevd(true);
 
         /* SECURITY: fake uevents must never be sent in the host's network namespace. */
         ASSERT_TRUE(platform_test_netns_is_private());
@@ -333,6 +334,26 @@ TEST(a_storm_is_followed_by_a_rescan) {
         for (unsigned i = 0; i < 10; i++)
                 run_idle(&c);
         ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:02:00.0"));
+        teardown(&c);
+}
+
+/* The monitor starts, but no udevd runs to rebroadcast the kernel's uevents to it (sd-device
+ * listens for those): discovery knows none will come and rescans as often as without uevents. */
+TEST(without_udevd_rescans_as_without_uevents) {
+        Ctx c = {};
+
+        if (!platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(true);
+        platform_test_fake_udevd(false);
+        c.root = platform_test_fixture("two-tsms", NULL);
+        c.base = event_base_new();
+        ASSERT_NOT_NULL(c.base);
+        ASSERT_OK(inventory_new(&c.inv));
+        ASSERT_OK(discovery_new(c.inv, c.base, &c.d));
+        ASSERT_OK(discovery_scan(c.d));
+        ASSERT_OK(discovery_start_monitor(c.d));
+        ASSERT_EQ(discovery_get_resync_interval(c.d), DISCOVERY_RESYNC_NO_UEVENTS_USEC);
         teardown(&c);
 }
 
