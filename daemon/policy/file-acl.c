@@ -97,20 +97,19 @@ int file_acl_parse(const void *data, size_t size, FileAcl **ret) {
         return 0;
 }
 
-int file_acl_read(int fd, FileAcl **ret) {
+/* fgetxattr() on fd, or getxattr() on path if fd < 0. */
+static int read_xattr(int fd, const char *path, FileAcl **ret) {
         _cleanup_free_ uint8_t *buf = NULL;
         FileAcl *acl;
         ssize_t n;
         int r;
 
-        assert_return(fd >= 0, -EBADF);
-        assert_return(ret, -EINVAL);
-
         /* The largest value an xattr can have: one read, no race with a growing ACL. */
         buf = malloc(XATTR_SIZE_MAX);
         if (!buf)
                 return -ENOMEM;
-        n = fgetxattr(fd, FILE_ACL_XATTR, buf, XATTR_SIZE_MAX);
+        n = fd >= 0 ? fgetxattr(fd, FILE_ACL_XATTR, buf, XATTR_SIZE_MAX) :
+                      getxattr(path, FILE_ACL_XATTR, buf, XATTR_SIZE_MAX);
         if (n < 0) {
                 if (errno == ENODATA || errno == EOPNOTSUPP) {
                         *ret = NULL;
@@ -124,4 +123,18 @@ int file_acl_read(int fd, FileAcl **ret) {
                 return r;
         *ret = acl;
         return 1;
+}
+
+int file_acl_read(int fd, FileAcl **ret) {
+        assert_return(fd >= 0, -EBADF);
+        assert_return(ret, -EINVAL);
+
+        return read_xattr(fd, NULL, ret);
+}
+
+int file_acl_read_path(const char *path, FileAcl **ret) {
+        assert_return(path, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        return read_xattr(-EBADF, path, ret);
 }

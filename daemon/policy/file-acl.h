@@ -63,6 +63,10 @@ int file_acl_parse(const void *data, size_t size, FileAcl **ret);
  * -errno if the xattr cannot be read. */
 int file_acl_read(int fd, FileAcl **ret);
 
+/* The same for a path (followed if a symlink): for a directory this process may search but not
+ * read, which it cannot open for fgetxattr() (an O_PATH fd takes no xattr calls). */
+int file_acl_read_path(const char *path, FileAcl **ret);
+
 static inline FileAcl *file_acl_free(FileAcl *acl) {
         return mfree(acl);
 }

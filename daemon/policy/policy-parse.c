@@ -22,6 +22,7 @@
 #include "backend.h"
 #include "file-acl.h"
 #include "ini.h"
+#include "path-trust.h"
 #include "policy-internal.h"
 
 /* Longest quoted value in a message: enough to recognise it, short enough for a log line. */
@@ -889,7 +890,26 @@ static int check_writers(Loader *l, int fd, const struct stat *st) {
         return 0;
 }
 
-static int load_file(Loader *l, int dir_fd, const char *path, const char *display) {
+/* SECURITY: opens path with every directory on the way checked (path-trust.h): a file is only
+ * as safe as the directories that hold its name. */
+static int open_trusted(Loader *l, int dir_fd, const char *dir_path, const char *path, PathTrustFlags flags,
+                        const char *what, int *ret_fd) {
+        _cleanup_free_ char *reason = NULL;
+        int r;
+
+        r = path_trust_open(dir_fd, dir_path, path, l->trust.owner, flags, ret_fd, &reason);
+        if (r == -EPERM && reason)
+                return loader_error(l, 0, r, "%s; refusing to use it", reason);
+        if (r < 0 && reason)
+                return loader_error(l, 0, r, "%s", reason);
+        if (r < 0 && r != -ENOENT) {
+                errno = -r;
+                return loader_error(l, 0, r, "cannot open%s: %m", what);
+        }
+        return r;
+}
+
+static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *path, const char *display) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *text = NULL;
         struct stat st;
@@ -899,14 +919,14 @@ static int load_file(Loader *l, int dir_fd, const char *path, const char *displa
 
         l->file = display;
 
-        /* O_NONBLOCK: a FIFO named *.conf must not hang the daemon; it is refused below. */
-        fd = openat(dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-                /* A missing file is an empty policy; a drop-in may vanish while we list. */
-                if (errno == ENOENT)
-                        return 0;
-                return loader_error(l, 0, negative_errno(), "cannot open: %m");
-        }
+        /* Opened with O_NONBLOCK: a FIFO named *.conf must not hang the daemon; it is refused
+         * below. */
+        r = open_trusted(l, dir_fd, dir_path, path, 0, "", &fd);
+        /* A missing file is an empty policy; a drop-in may vanish while we list. */
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
         if (fstat(fd, &st) < 0)
                 return loader_error(l, 0, negative_errno(), "cannot stat: %m");
 
@@ -975,12 +995,11 @@ static int load_dropins(Loader *l, const char *dir) {
 
         l->file = dir;
 
-        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) {
-                if (errno == ENOENT)
-                        return 0;
-                return loader_error(l, 0, negative_errno(), "cannot open directory: %m");
-        }
+        r = open_trusted(l, AT_FDCWD, NULL, dir, PATH_TRUST_DIRECTORY, " directory", &dfd);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
         if (fstat(dfd, &st) < 0)
                 return loader_error(l, 0, negative_errno(), "cannot stat: %m");
         /* SECURITY: whoever can add a file here can write policy. */
@@ -1033,7 +1052,7 @@ static int load_dropins(Loader *l, const char *dir) {
                                 r = -ENOMEM;
                                 break;
                         }
-                        r = load_file(l, dfd, names[i], display);
+                        r = load_file(l, dfd, dir, names[i], display);
                         /* Messages were formatted already; display dies here. */
                         l->file = dir;
                 }
@@ -1118,7 +1137,7 @@ int policy_load_capture(const char *main_file, const char *dropin_dir, const Pol
         l.on_file = on_file;
         l.userdata = userdata;
         if (r >= 0 && main_file)
-                r = load_file(&l, AT_FDCWD, main_file, main_file);
+                r = load_file(&l, AT_FDCWD, NULL, main_file, main_file);
         if (r >= 0 && dropin_dir)
                 r = load_dropins(&l, dropin_dir);
 

@@ -331,6 +331,29 @@ TEST(empty_path_is_the_default) {
         ASSERT_NOT_NULL(strstr(out, "\nDropInDirectory=" SYSCONFDIR "/tsmd/policy.d\n"));
 }
 
+/* SECURITY: the directories on the way to the policy are part of the check (POLICY.md), as
+ * they are of every load: with one that others could write, tsmd does not start. */
+TEST(check_config_refuses_a_policy_in_a_group_writable_directory) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf"), *etc = scratch_path(dir, "etc"),
+                   *policy = strdupa(strf("%s/policy.conf", etc));
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        const char *expected;
+
+        ASSERT_OK(chmod(dir, 0755));
+        ASSERT_OK(mkdir(etc, 0755));
+        write_file(path, strf("[Policy]\nFile=%s\nDropInDirectory=\n", policy));
+        write_file(policy, "[Admin]\n");
+        expect_config_ok(path);
+
+        ASSERT_OK(chown(etc, 0, 4242));
+        ASSERT_OK(chmod(etc, 0775));
+        ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", &out, &err), 0));
+        expected = strf("%s: directory %s is writable by group 4242; refusing to use it", policy, etc);
+        if (!strstr(err, expected))
+                TEST_FAIL("stderr does not say '%s': %s", expected, err);
+        ASSERT_NULL(strstr(out, "configuration OK"));
+}
+
 /* The policy the configuration names is part of the check (POLICY.md): a bad one would keep
  * the worker from starting. */
 TEST(check_config_loads_the_policy) {

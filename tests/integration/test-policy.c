@@ -532,6 +532,41 @@ TEST(acl_writable_policy_files_are_refused) {
         tsmd_teardown(&t);
 }
 
+/* SECURITY: a file nobody else can write proves nothing in a directory somebody else can write
+ * (they rename it away and put another in its place): a reload over a policy whose directory
+ * became group-writable fails, naming the directory, and the old policy stays; made safe
+ * again, the files load. Any group, not only the worker's: nobody chose to let it write there. */
+TEST(a_policy_in_a_group_writable_directory_is_refused) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES } };
+        struct stat st;
+        VarlinkClient *a;
+        int64_t ctx;
+        Tsmd t;
+
+        need_root(); /* chown */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t);
+        ctx = guest_open_context(a);
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(a, G "Bind", guest_vdev_params(ctx, 1));
+
+        /* The file itself stays root's, 0644, and what it says would take state-change away. */
+        tsmd_write_file(&t, "policy.conf", POLICY_INFO_ONLY);
+        ASSERT_OK(stat(t.dir, &st));
+        ASSERT_OK(chown(t.dir, 0, OTHER_UID));
+        ASSERT_OK(chmod(t.dir, 0775));
+        expect_reload_refused(a, ctx, strf("%s/policy.conf: directory %s is writable by group %u; refusing to use it",
+                                           t.dir, t.dir, (unsigned) OTHER_UID));
+        ASSERT_OK(chmod(t.dir, st.st_mode & 07777));
+        ASSERT_OK(chown(t.dir, st.st_uid, st.st_gid));
+
+        CALL_OK(a, "io.tsmd.Service.Reload", NULL);
+        expect_scope_denied(a, ctx, 1, "state-change", DEV1);
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* SECURITY: the monitor's scope gate reads the policy files as the worker does, and never one
  * the worker could have written: a worker started (after a crash) with such a file in place
  * gets, like the gate, the policy that loaded last, not the file's. Once the file is safe
