@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmctl status: the daemon's version, uptime, connections and limits. */
+/* tsmctl status: the daemon's version, uptime, connections, limits and where its configuration
+ * in force came from. */
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "json-util.h"
 #include "tsmctl.h"
@@ -23,9 +25,53 @@ static const char *format_timeout(int64_t sec, char *buf, size_t size) {
         return buf;
 }
 
+/* CLOCK_REALTIME usec as local time. */
+static const char *format_time(int64_t usec, char *buf, size_t size) {
+        time_t sec = (time_t) (usec / 1000000);
+        struct tm tm;
+
+        if (usec <= 0 || !localtime_r(&sec, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+                return "an unknown time";
+        return buf;
+}
+
+/* Whether tsmd serves the files on disk and, if not, since when and why (the details are told
+ * to administrators only). */
+static void print_configuration(json_object *c) {
+        const char *source = json_get_string(c, "source"), *error = json_get_string(c, "error"),
+                   *config = json_get_string(c, "configFile"), *policy = json_get_string(c, "policyFile"),
+                   *dropins = json_get_string(c, "policyDropInDirectory");
+        char loaded[64], failed[64];
+
+        if (!source) {
+                printf("Configuration: unknown\n");
+                return;
+        }
+        format_time(get_int(c, "loadedUsec"), loaded, sizeof(loaded));
+        if (streq(source, "last_good")) {
+                if (get_int(c, "failedUsec") > 0)
+                        printf("Configuration: last good (files on disk do not load since %s: %s)\n",
+                               format_time(get_int(c, "failedUsec"), failed, sizeof(failed)),
+                               error ?: "see tsmd's log");
+                else
+                        printf("Configuration: last good (files on disk do not load)\n");
+                if (get_int(c, "loadedUsec") > 0)
+                        printf("               in force since %s\n", loaded);
+        } else if (streq(source, "disk")) {
+                if (get_int(c, "loadedUsec") > 0)
+                        printf("Configuration: files on disk, loaded %s\n", loaded);
+                else
+                        printf("Configuration: files on disk\n");
+        } else
+                printf("Configuration: %s\n", source);
+        if (config || policy)
+                printf("               from %s, policy %s%s%s\n", strna(config), strna(policy),
+                       dropins ? ", drop-ins in " : "", strempty(dropins));
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
-        json_object *reply, *limits = NULL;
+        json_object *reply, *limits = NULL, *configuration = NULL;
         char message_timeout[32], idle_timeout[32];
         int64_t up;
         int r;
@@ -57,13 +103,15 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                get_int(limits, "maxFds"), get_int(limits, "maxFdsPerUid"),
                format_timeout(get_int(limits, "messageTimeoutSec"), message_timeout, sizeof(message_timeout)),
                format_timeout(get_int(limits, "idleTimeoutSec"), idle_timeout, sizeof(idle_timeout)));
+        (void) json_object_object_get_ex(reply, "configuration", &configuration);
+        print_configuration(configuration);
         return 0;
 }
 
 const TsmctlVerb verb_status = {
         .name = "status",
         .usage = "",
-        .summary = "Show the daemon's status",
+        .summary = "Show the daemon's status, and whether the files on disk are in force",
         .min_args = 0,
         .max_args = 0,
         .run = run,

@@ -102,6 +102,102 @@ static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) 
         return 0;
 }
 
+/* Reads tsmd.conf and the policy it names from the disk, as a reload does, applying nothing.
+ * On failure *ret_message says why ("file:line: reason"; NULL if out of memory) and *ret_kept
+ * which of the two a reload keeps, for the log. */
+static int read_files(Manager *m, DaemonConfig *ret_config, Policy **ret_policy, char **ret_message,
+                      const char **ret_kept) {
+        _cleanup_free_ char *policy_error = NULL;
+        const char *message = NULL;
+        DaemonConfig config;
+        unsigned line = 0;
+        int r;
+
+        daemon_config_init(&config);
+        r = daemon_config_load(&config, m->config_path, &line, &message);
+        if (r == -ENOENT)
+                r = 0; /* no file: the built-in defaults */
+        if (r < 0) {
+                daemon_config_done(&config);
+                if (asprintf(ret_message, "%s:%u: %s", m->config_path, line, strna(message)) < 0)
+                        *ret_message = NULL;
+                *ret_kept = "configuration";
+                return r;
+        }
+
+        r = load_policy(&config, ret_policy, &policy_error);
+        if (r < 0) {
+                daemon_config_done(&config);
+                *ret_message = TAKE_PTR(policy_error);
+                *ret_kept = "policy";
+                return r;
+        }
+        *ret_config = config;
+        return 0;
+}
+
+/* The set in force loaded at loaded_usec, from the files config names: the disk's state from now. */
+static void config_state_loaded(Manager *m, const DaemonConfig *config, uint64_t loaded_usec) {
+        ConfigState *s = &m->config_state;
+        char *file = config->policy_file ? strdup(config->policy_file) : NULL,
+             *dir = config->policy_dropin_dir ? strdup(config->policy_dropin_dir) : NULL;
+
+        if ((config->policy_file && !file) || (config->policy_dropin_dir && !dir))
+                log_oom(); /* GetStatus then names no such path: nothing else depends on them */
+        free(s->policy_file);
+        s->policy_file = file;
+        free(s->policy_dropin_dir);
+        s->policy_dropin_dir = dir;
+        s->loaded_usec = loaded_usec;
+        s->stale = false;
+        s->failed_usec = 0;
+        s->error = mfree(s->error);
+}
+
+/* The files on disk did not load (message: why; NULL if unknown): what was in force stays. */
+static void config_state_failed(Manager *m, const char *message) {
+        ConfigState *s = &m->config_state;
+
+        s->stale = true;
+        s->failed_usec = now_realtime_usec();
+        free(s->error);
+        s->error = message ? strdup(message) : NULL;
+}
+
+static void config_state_done(ConfigState *s) {
+        free(s->policy_file);
+        free(s->policy_dropin_dir);
+        free(s->error);
+        *s = (ConfigState) {};
+}
+
+/* When the monitor loaded the set it passed: it wrote the memfd then, and sealed it. */
+static uint64_t last_good_loaded_usec(int fd) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return now_realtime_usec();
+        return (uint64_t) st.st_mtim.tv_sec * 1000000u + (uint64_t) st.st_mtim.tv_nsec / 1000u;
+}
+
+/* The monitor did not load the files on disk as it started us, and logged why; GetStatus says
+ * why too, as a reload reads them (what one would answer now). */
+static void config_state_stale_at_start(Manager *m) {
+        _cleanup_free_ char *why = NULL;
+        const char *kept = NULL;
+        DaemonConfig disk;
+        Policy *p = NULL;
+
+        if (read_files(m, &disk, &p, &why, &kept) >= 0) {
+                /* Fixed since: a reload takes them. */
+                daemon_config_done(&disk);
+                policy_unref(p);
+                why = strdup("the files on disk did not load as tsmd started this worker (its log says why); they "
+                             "load now: reload to take them");
+        }
+        config_state_failed(m, why);
+}
+
 /* The files this worker starts from: those the monitor loaded (as root, with the same trust
  * checks) when it started us, so that we serve the policy its scope gate follows; or, if the
  * files on disk did not load then, the last that did (last-good.h), which beats serving nobody
@@ -119,6 +215,7 @@ static int load_files(Manager *m, bool config_optional) {
                 r = load_policy(&m->config, &m->policy, &error);
                 if (r < 0)
                         return log_error_errno(r, "%s", strna(error));
+                config_state_loaded(m, &m->config, now_realtime_usec());
                 return 0;
         }
 
@@ -128,12 +225,14 @@ static int load_files(Manager *m, bool config_optional) {
                                        error ? ": " : "", strempty(error));
         daemon_config_done(&m->config);
         m->config = config;
+        config_state_loaded(m, &m->config, last_good_loaded_usec(m->hello.last_good_fd));
         m->hello.last_good_fd = safe_close(m->hello.last_good_fd);
-        if (m->hello.last_good_stale)
+        if (m->hello.last_good_stale) {
+                config_state_stale_at_start(m);
                 log_error("The configuration or policy files on disk do not load (tsmd said why above): serving "
                           "with the last configuration and policy that loaded, as tsmd read them when they did: %s. "
                           "Fix the files and reload.", strna(names));
-        else
+        } else
                 log_debug("Started from the files tsmd loaded: %s.", strna(names));
         log_info("Policy loaded: %zu client rules.", policy_n_rules(m->policy));
         return 0;
@@ -260,40 +359,28 @@ static void on_audit_reopened(AuditLog *a, int error, void *userdata) {
 }
 
 static int reload_config(Manager *m, char **ret_message) {
+        _cleanup_free_ char *message = NULL;
+        const char *kept = NULL;
         DaemonConfig config;
-        const char *message = NULL;
-        unsigned line = 0;
+        Policy *p = NULL;
         int r;
 
-        daemon_config_init(&config);
-        r = daemon_config_load(&config, m->config_path, &line, &message);
-        if (r == -ENOENT)
-                r = 0; /* no file: the built-in defaults */
+        r = read_files(m, &config, &p, &message, &kept);
         if (r < 0) {
-                daemon_config_done(&config);
-                if (ret_message && asprintf(ret_message, "%s:%u: %s", m->config_path, line, message) < 0)
-                        *ret_message = NULL;
-                return log_error_errno(r, "%s:%u: %s; keeping the configuration in force.",
-                                       m->config_path, line, message);
+                config_state_failed(m, message);
+                service_status_changed(m);
+                log_error_errno(r, "%s; keeping the %s in force.", message ?: "Failed to load the files", kept);
+                if (ret_message)
+                        *ret_message = TAKE_PTR(message);
+                return r;
         }
 
         /* The policy is replaced whole or not at all. */
-        {
-                _cleanup_free_ char *policy_error = NULL;
-                Policy *p = NULL;
-
-                r = load_policy(&config, &p, &policy_error);
-                if (r < 0) {
-                        daemon_config_done(&config);
-                        if (ret_message)
-                                *ret_message = policy_error ? strdup(policy_error) : NULL;
-                        return log_error_errno(r, "%s; keeping the policy in force.",
-                                               policy_error ?: "Failed to load the policy");
-                }
-                policy_unref(m->policy);
-                m->policy = p;
-                admin_recheck_followers(m);
-        }
+        policy_unref(m->policy);
+        m->policy = p;
+        admin_recheck_followers(m);
+        config_state_loaded(m, &config, now_realtime_usec());
+        service_status_changed(m);
 
         /* Both files are good: now the monitor's part (the emulated devices it serves; it
          * rereads the same file), then the worker's. A refused reload changes nothing. */
@@ -529,6 +616,7 @@ Manager *manager_free(Manager *m) {
         if (m->base)
                 event_base_free(m->base);
         daemon_config_done(&m->config);
+        config_state_done(&m->config_state);
         return mfree(m);
 }
 

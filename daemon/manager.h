@@ -25,6 +25,18 @@ typedef struct AdminQuery AdminQuery;
 #define UNRECORDED_REFUSAL_LOG_BURST 50U
 #define UNRECORDED_REFUSAL_LOG_INTERVAL_USEC (10 * 1000 * 1000ULL)
 
+/* Where the configuration and policy in force came from (io.tsmd.Service.GetStatus). */
+typedef struct ConfigState {
+        /* The files on disk did not load at the last attempt (a reload, or the monitor's read
+         * as it started this worker): an older set, the last that loaded whole, is in force. */
+        bool stale;
+        uint64_t loaded_usec;    /* CLOCK_REALTIME of the load of the set in force */
+        char *policy_file;       /* the policy of the set in force */
+        char *policy_dropin_dir;
+        uint64_t failed_usec;    /* while stale: CLOCK_REALTIME of the last failed attempt */
+        char *error;             /* while stale: why, "file:line: reason" (whole); NULL: unknown */
+} ConfigState;
+
 typedef struct Manager {
         struct event_base *base;
         VarlinkServer *server;
@@ -36,6 +48,7 @@ typedef struct Manager {
         PrivHello hello;
         uint32_t next_slot;
         Policy *policy;  /* replaced whole on reload */
+        ConfigState config_state;
         AuditLog *audit;
         /* Refusals recorded one by one per uid, the rest summarized (audit-budget.h). */
         AuditBudget *refusal_budget;

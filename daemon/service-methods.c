@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* io.tsmd.Service: Ping, GetStatus (streamed), SetLogLevel. Runs in: daemon. */
+/* io.tsmd.Service: Ping, GetStatus (streamed), SetLogLevel, Reload. Runs in: daemon. */
 
 #include "admin.h"
 #include "config.h"
@@ -10,9 +10,66 @@
 #include "varlink-errors.h"
 #include "varlink-service.h"
 
-static int build_status(Manager *m, json_object **ret) {
-        _cleanup_(json_object_putp) json_object *s = NULL, *l = NULL;
+/* ReloadFailed's message, and GetStatus's configuration error, name a file (any path) and quote
+ * from it: they are cut to this many bytes, control characters made '?', so that their answers
+ * have a bound (the log has it whole). */
+#define RELOAD_MESSAGE_MAX 512
+
+static void reload_message_shorten(char *message) {
+        size_t n = strlen(message);
+
+        if (n > RELOAD_MESSAGE_MAX) {
+                n = RELOAD_MESSAGE_MAX - 3;
+                while (n > 0 && ((unsigned char) message[n] & 0xc0) == 0x80)
+                        n--; /* not inside a UTF-8 sequence */
+                memcpy(message + n, "...", 4);
+        }
+        for (char *c = message; *c; c++)
+                if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                        *c = '?';
+}
+
+static int add_string(json_object *o, const char *key, const char *value) {
+        return value ? json_object_add(o, key, json_object_new_string(value)) : 0;
+}
+
+/*
+ * SECURITY: GetStatus is anyone's who may connect, the VMMs on the guest socket included. The
+ * error quotes the files (the policy's names of clients and their uids), and the paths and
+ * times say how tsmd is run: an administrator's; anyone else learns only whether tsmd serves
+ * what the files on disk say.
+ */
+static int build_configuration(Manager *m, bool admin, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        const ConfigState *cs = &m->config_state;
+        _cleanup_free_ char *error = NULL;
+
+        if (!o || json_object_add(o, "source", json_object_new_string(cs->stale ? "last_good" : "disk")) < 0)
+                return -ENOMEM;
+        if (admin) {
+                if (cs->stale && cs->error) {
+                        error = strdup(cs->error);
+                        if (!error)
+                                return -ENOMEM;
+                        reload_message_shorten(error);
+                }
+                if (add_string(o, "configFile", m->config_path) < 0 ||
+                    add_string(o, "policyFile", cs->policy_file) < 0 ||
+                    add_string(o, "policyDropInDirectory", cs->policy_dropin_dir) < 0 ||
+                    json_object_add(o, "loadedUsec", json_object_new_int64((int64_t) cs->loaded_usec)) < 0 ||
+                    (cs->stale &&
+                     json_object_add(o, "failedUsec", json_object_new_int64((int64_t) cs->failed_usec)) < 0) ||
+                    add_string(o, "error", error) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+static int build_status(Manager *m, bool admin, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *s = NULL, *l = NULL, *cfg = NULL;
         const VarlinkLimits *lim = varlink_server_get_limits(m->server);
+        int r;
 
         l = json_object_new_object();
         if (!l || json_object_add(l, "maxMessageSize", json_object_new_int64((int64_t) lim->max_message_size)) < 0 ||
@@ -30,11 +87,16 @@ static int build_status(Manager *m, json_object **ret) {
             json_object_add(l, "idleTimeoutSec", json_object_new_int64(lim->idle_timeout_sec)) < 0)
                 return -ENOMEM;
 
+        r = build_configuration(m, admin, &cfg);
+        if (r < 0)
+                return r;
+
         s = json_object_new_object();
         if (!s || json_object_add(s, "version", json_object_new_string(PACKAGE_VERSION)) < 0 ||
             json_object_add(s, "uptimeUsec", json_object_new_int64((int64_t) (now_monotonic_usec() - m->start_usec))) < 0 ||
             json_object_add(s, "connections", json_object_new_int64(varlink_server_get_n_connections(m->server))) < 0 ||
-            json_object_add(s, "limits", TAKE_PTR(l)) < 0)
+            json_object_add(s, "limits", TAKE_PTR(l)) < 0 ||
+            json_object_add(s, "configuration", TAKE_PTR(cfg)) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(s);
@@ -50,7 +112,7 @@ static int vl_method_get_status(VarlinkCall *call, json_object *parameters, void
         json_object *status;
         int r;
 
-        r = build_status(m, &status);
+        r = build_status(m, manager_is_admin(m, varlink_call_get_conn(call)), &status);
         if (r < 0)
                 return r;
 
@@ -70,19 +132,24 @@ static int vl_method_get_status(VarlinkCall *call, json_object *parameters, void
 
 static void on_status_notify(evutil_socket_t fd, short what, void *userdata) {
         Manager *m = userdata;
-        _cleanup_(json_object_putp) json_object *status = NULL;
+        _cleanup_(json_object_putp) json_object *for_all = NULL, *for_admins = NULL;
 
-        if (build_status(m, &status) < 0) {
-                log_oom();
-                return;
-        }
-        /* A subscription that cannot take it any more (its call ended) is dropped. */
-        for (size_t i = 0; i < m->n_status_subscribers;)
-                if (varlink_call_notify(m->status_subscribers[i], json_object_get(status)) < 0) {
+        /* A subscription that cannot take it any more (its call ended) is dropped. Who is an
+         * administrator is asked at each change: a reload may have made or unmade one. */
+        for (size_t i = 0; i < m->n_status_subscribers;) {
+                bool admin = manager_is_admin(m, varlink_call_get_conn(m->status_subscribers[i]));
+                json_object **status = admin ? &for_admins : &for_all;
+
+                if (!*status && build_status(m, admin, status) < 0) {
+                        log_oom();
+                        return;
+                }
+                if (varlink_call_notify(m->status_subscribers[i], json_object_get(*status)) < 0) {
                         varlink_call_unref(m->status_subscribers[i]);
                         m->status_subscribers[i] = m->status_subscribers[--m->n_status_subscribers];
                 } else
                         i++;
+        }
 }
 
 /* SECURITY: any local user may subscribe, up to its connection limit, and make connections
@@ -140,24 +207,6 @@ static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, v
         log_set_max_level(l);
         log_info("Log level set to %s by pid %i.", level, peer->pid);
         return varlink_call_reply(call, NULL);
-}
-
-/* ReloadFailed's message names a file (any path) and quotes from it: it is cut to this many
- * bytes, control characters made '?', so that its answer has a bound (the log has it whole). */
-#define RELOAD_MESSAGE_MAX 512
-
-static void reload_message_shorten(char *message) {
-        size_t n = strlen(message);
-
-        if (n > RELOAD_MESSAGE_MAX) {
-                n = RELOAD_MESSAGE_MAX - 3;
-                while (n > 0 && ((unsigned char) message[n] & 0xc0) == 0x80)
-                        n--; /* not inside a UTF-8 sequence */
-                memcpy(message + n, "...", 4);
-        }
-        for (char *c = message; *c; c++)
-                if ((unsigned char) *c < 0x20 || *c == 0x7f)
-                        *c = '?';
 }
 
 /* Answered when the reload is over, the audit log's reopen included, as before the log's

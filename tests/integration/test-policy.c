@@ -705,6 +705,227 @@ TEST(a_restarted_worker_serves_the_last_good_configuration) {
         tsmd_teardown(&t);
 }
 
+/* GetStatus's configuration, as an administrator (root) sees it; its source returned. */
+static json_object *status_configuration(VarlinkClient *c) {
+        json_object *r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL), *cfg;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "configuration", &cfg));
+        printf("# configuration: %s\n", json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN));
+        return cfg;
+}
+
+static bool has_key(json_object *o, const char *key) {
+        return json_object_object_get_ex(o, key, NULL);
+}
+
+/* Anyone but an administrator learns only whether the files on disk are in force. */
+static void expect_public_configuration(VarlinkClient *c, const char *source) {
+        json_object *cfg = status_configuration(c);
+
+        ASSERT_STREQ(JSTR(cfg, "source"), source);
+        ASSERT_EQ(json_object_object_length(cfg), 1);
+}
+
+/*
+ * An administrator can tell from GetStatus that tsmd serves an older configuration than the
+ * files on disk, since when and why: after a reload that failed (the old set still in force),
+ * and after a worker restarted over the broken files (the last good set, the reason as a
+ * reload reads it); a reload of fixed files clears it. Anyone else sees whether, not why.
+ */
+TEST(status_tells_whether_the_files_on_disk_are_in_force) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
+        uint64_t started = now_realtime_usec(), broken, loaded;
+        VarlinkClient *root, *other;
+        json_object *cfg, *r = NULL;
+        _cleanup_free_ char *reload_error = NULL;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        root = tsmd_connect(&t);
+        other = tsmd_connect_as(&t, NOBODY, NOBODY);
+
+        /* (1) A fresh start: the files on disk, when they loaded, which they are. */
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "source"), "disk");
+        ASSERT_STREQ(JSTR(cfg, "configFile"), strf("%s/tsmd.conf", t.dir));
+        ASSERT_STREQ(JSTR(cfg, "policyFile"), strf("%s/policy.conf", t.dir));
+        loaded = (uint64_t) JINT(cfg, "loadedUsec");
+        ASSERT_TRUE(loaded >= started && loaded <= now_realtime_usec());
+        ASSERT_FALSE(has_key(cfg, "error"));
+        ASSERT_FALSE(has_key(cfg, "failedUsec"));
+        expect_public_configuration(other, "disk");
+
+        /* (2) A reload of a broken policy is refused, the old set stays, and GetStatus says so
+         * afterwards with ReloadFailed's reason. */
+        sleep_usec(2 * USEC_PER_MSEC);
+        broken = now_realtime_usec();
+        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
+        ASSERT_STREQ(tsmd_call(root, "io.tsmd.Service.Reload", NULL, &r), "io.tsmd.Service.ReloadFailed");
+        reload_error = strdup(JSTR(r, "message"));
+        ASSERT_NOT_NULL(reload_error);
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "source"), "last_good");
+        ASSERT_STREQ(JSTR(cfg, "error"), reload_error);
+        ASSERT_NOT_NULL(strstr(reload_error, "policy.conf:4:"));
+        ASSERT_TRUE((uint64_t) JINT(cfg, "failedUsec") >= broken);
+        ASSERT_EQ((uint64_t) JINT(cfg, "loadedUsec"), loaded);
+        ASSERT_STREQ(JSTR(cfg, "policyFile"), strf("%s/policy.conf", t.dir));
+        expect_devices(&t, false); /* still the old policy: DEV1 yes, DEV2 no */
+        /* (5) The reason quotes the policy: an administrator's only. */
+        expect_public_configuration(other, "last_good");
+
+        /* (3) A worker restarted over the broken files serves the last good set, as the monitor
+         * loaded it before they broke, and says why. */
+        varlink_client_free(root);
+        varlink_client_free(other);
+        tsmd_kill_worker(&t);
+        root = tsmd_connect(&t);
+        other = tsmd_connect_as(&t, NOBODY, NOBODY);
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "source"), "last_good");
+        /* As the monitor logged it, and as the failed reload said. */
+        ASSERT_STREQ(JSTR(cfg, "error"), reload_error);
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("tsmd: Failed to load the policy for the monitor's scope checks (%s)",
+                                               reload_error)));
+        ASSERT_TRUE((uint64_t) JINT(cfg, "failedUsec") >= broken);
+        ASSERT_TRUE((uint64_t) JINT(cfg, "loadedUsec") >= started);
+        ASSERT_TRUE((uint64_t) JINT(cfg, "loadedUsec") < broken);
+        expect_devices(&t, false);
+        expect_public_configuration(other, "last_good");
+        /* The journal says it too, as before. */
+        ASSERT_TRUE(tsmd_log_contains(&t, "serving with the last configuration and policy that loaded"));
+
+        /* (4) Fixed and reloaded: the files on disk again, no error. */
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1_DEV2);
+        CALL_OK(root, "io.tsmd.Service.Reload", NULL);
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "source"), "disk");
+        ASSERT_FALSE(has_key(cfg, "error"));
+        ASSERT_FALSE(has_key(cfg, "failedUsec"));
+        ASSERT_TRUE((uint64_t) JINT(cfg, "loadedUsec") > broken);
+        expect_devices(&t, true);
+        expect_public_configuration(other, "disk");
+
+        varlink_client_free(root);
+        varlink_client_free(other);
+        tsmd_teardown(&t);
+}
+
+/* The configuration of the latest status a GetStatus subscription got once it says source. */
+static json_object *await_source(VarlinkClient *c, AsyncCall *st, const char *source) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;;
+             (void) tsmd_async_wait(c, st, st->n + 1, 50 * USEC_PER_MSEC)) {
+                json_object *cfg;
+
+                if (st->n > 0 && !st->errors[st->n - 1] &&
+                    json_object_object_get_ex(st->params[st->n - 1], "configuration", &cfg) &&
+                    streq(JSTR(cfg, "source"), source))
+                        return cfg;
+                if (now_usec() > deadline || st->n == ASYNC_MAX_REPLIES || st->done)
+                        TEST_FAIL("no status with source %s came to the subscriber", source);
+        }
+}
+
+/* Subscribers hear of it when it happens, each as much as it may know. */
+TEST(status_subscribers_hear_of_a_failed_reload) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
+        VarlinkClient *root, *admin_watch, *other_watch;
+        AsyncCall a = {}, o = {};
+        json_object *cfg;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        root = tsmd_connect(&t);
+        admin_watch = tsmd_connect(&t);
+        other_watch = tsmd_connect_as(&t, NOBODY, NOBODY);
+        tsmd_call_async(admin_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &a);
+        tsmd_call_async(other_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &o);
+        await_source(admin_watch, &a, "disk");
+        await_source(other_watch, &o, "disk");
+
+        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
+        ASSERT_STREQ(tsmd_call(root, "io.tsmd.Service.Reload", NULL, NULL), "io.tsmd.Service.ReloadFailed");
+        cfg = await_source(admin_watch, &a, "last_good");
+        ASSERT_NOT_NULL(strstr(JSTR(cfg, "error"), "policy.conf:4:"));
+        cfg = await_source(other_watch, &o, "last_good");
+        ASSERT_EQ(json_object_object_length(cfg), 1);
+
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1);
+        CALL_OK(root, "io.tsmd.Service.Reload", NULL);
+        cfg = await_source(admin_watch, &a, "disk");
+        ASSERT_FALSE(has_key(cfg, "error"));
+        await_source(other_watch, &o, "disk");
+
+        async_call_done(&a);
+        async_call_done(&o);
+        varlink_client_free(root);
+        varlink_client_free(admin_watch);
+        varlink_client_free(other_watch);
+        tsmd_teardown(&t);
+}
+
+/* The error quotes the file: it is cut as ReloadFailed's message is, to 512 bytes (a drop-in
+ * of a long name, a rule of a long name and an unknown key make it longer). */
+TEST(status_error_is_cut_as_reload_failed_is) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
+        char name[241], rule[129], key[101];
+        _cleanup_free_ char *message = NULL;
+        VarlinkClient *root;
+        json_object *cfg, *r = NULL;
+        Tsmd t;
+
+        need_root();
+        memset(name, 'd', sizeof(name) - 1);
+        name[sizeof(name) - 1] = 0;
+        memset(rule, 'r', sizeof(rule) - 1);
+        rule[sizeof(rule) - 1] = 0;
+        memset(key, 'K', sizeof(key) - 1);
+        key[sizeof(key) - 1] = 0;
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        root = tsmd_connect(&t);
+        ASSERT_OK(mkdir(strf("%s/policy.d", t.dir), 0755));
+        write_file(strf("%s/policy.d/%s.conf", t.dir, name), strf("[Client:%s]\n%s=1\n", rule, key));
+        ASSERT_STREQ(tsmd_call(root, "io.tsmd.Service.Reload", NULL, &r), "io.tsmd.Service.ReloadFailed");
+        message = strdup(JSTR(r, "message"));
+        ASSERT_NOT_NULL(message);
+        ASSERT_EQ(strlen(message), 512u);
+        ASSERT_STREQ(message + 509, "...");
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "error"), message);
+        /* The log has it whole. */
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("%s.conf:2: unknown key '", name)));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf(" in [Client:%s] (valid: ", rule)));
+        varlink_client_free(root);
+        tsmd_teardown(&t);
+}
+
+/* A broken tsmd.conf, the same: its file and line, until a reload of the fixed file. */
+TEST(status_names_a_broken_configuration_file) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1_DEV2 } };
+        VarlinkClient *root;
+        json_object *cfg;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        tsmd_write_config(&t, CONF_EMU(DEV1, "Bogus=1\n"));
+        tsmd_kill_worker(&t);
+        root = tsmd_connect(&t);
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "source"), "last_good");
+        ASSERT_STREQ(JSTR(cfg, "error"), strf("%s/tsmd.conf:5: unknown section or key", t.dir));
+        expect_devices(&t, true);
+
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU(DEV1, "")));
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "source"), "disk");
+        ASSERT_FALSE(has_key(cfg, "error"));
+        varlink_client_free(root);
+        tsmd_teardown(&t);
+}
+
 /* A first start has nothing that loaded before: a broken policy leaves tsmd serving nobody
  * until it is fixed, as ever (its workers exit, the monitor retries). */
 TEST(a_first_start_with_a_broken_policy_serves_nobody) {

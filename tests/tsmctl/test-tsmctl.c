@@ -137,6 +137,51 @@ TEST(tables) {
         tsmd_teardown(&t);
 }
 
+static char *tsmctl_status(Tsmd *t) {
+        const char *argv[] = { TSMCTL_PATH, "--socket", t->socket, "status", NULL };
+        char *out = NULL;
+        int status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
+
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("tsmctl status: %s", out);
+        for (const char *l = out; *l;) {
+                size_t n = strcspn(l, "\n");
+
+                printf("# %.*s\n", (int) n, l);
+                l += n + (l[n] == '\n');
+        }
+        return out;
+}
+
+/* tsmctl status says plainly whether tsmd serves the files on disk, and when it does not, since
+ * when and why; its --json matches the IDL either way. */
+TEST(status_says_whether_the_files_on_disk_are_in_force) {
+        static const char config[] = "[Platform]\nMode=emulated\n";
+        _cleanup_free_ char *out = NULL, *json = NULL;
+        Tsmd t = {};
+
+        tsmd_start_config(&t, config);
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, "\nConfiguration: files on disk, loaded 20"));
+        ASSERT_NOT_NULL(strstr(out, strf("\n               from %s, policy ", t.config_path)));
+        ASSERT_NULL(strstr(out, "last good"));
+        out = mfree(out);
+
+        ASSERT_FALSE(tsmd_reload(&t, "[Varlink\n"));
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, "\nConfiguration: last good (files on disk do not load since 20"));
+        ASSERT_NOT_NULL(strstr(out, strf(": %s:1: ", t.config_path)));
+        ASSERT_NOT_NULL(strstr(out, ")\n               in force since 20"));
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        ASSERT_NOT_NULL(strstr(json, "\"source\": \"last_good\""));
+        out = mfree(out);
+
+        ASSERT_TRUE(tsmd_reload(&t, config));
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, "\nConfiguration: files on disk, loaded 20"));
+        tsmd_teardown(&t);
+}
+
 /* A bind the device has not answered yet shows as its owner's "changing", then as "bound". */
 TEST(devices_shows_a_bind_on_its_way) {
         _cleanup_free_ char *out = NULL;
@@ -462,6 +507,9 @@ TEST(malformed_replies_are_not_fatal) {
                 { "audit", "{\"parameters\":{\"records\":{}}}", 1 },
                 { "audit", "{\"parameters\":{\"records\":[null,[]]}}", 0 },
                 { "info", "{\"parameters\":{\"interfaces\":\"io.tsmd.Guest\"}}", 0 },
+                { "status", "{\"parameters\":{\"configuration\":\"disk\"}}", 0 },
+                { "status", "{\"parameters\":{\"configuration\":{\"source\":\"last_good\",\"failedUsec\":"
+                            "9223372036854775807,\"loadedUsec\":-5,\"error\":[],\"configFile\":{}}}}", 0 },
                 { "introspect", "{\"parameters\":{\"interfaces\":[null,5]}}", 0 },
         };
         const char *path = fake_socket_path("fake-malformed");
