@@ -7,6 +7,7 @@ TSMD_PACKAGES=(
     libclang-rt-14-dev
     libsystemd-dev libjson-c-dev libevent-dev libcap-dev
     systemd util-linux iproute2 procps e2fsprogs
+    systemd-container
     golang-go golang-github-varlink-go-dev
     valgrind
 )

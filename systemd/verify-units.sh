@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Runs systemd-analyze verify on the units as they would be installed: ExecStart= points at
-# the freshly built tsmd. Also lints the sysusers and tmpfiles snippets.
+# Runs systemd-analyze verify on the units as they would be installed: ExecStart= and
+# ExecReload= point at the freshly built tsmd and tsmctl. Also lints the sysusers and tmpfiles snippets.
 set -eu
 build=$1 src=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sbin=$(cd "$build/../daemon" && pwd)
-sed "s|^ExecStart=.*|ExecStart=$sbin/tsmd|" "$build/tsmd.service" >"$tmp/tsmd.service"
+bin=$(cd "$build/../client" && pwd)
+sed -e "s|^ExecStart=.*|ExecStart=$sbin/tsmd|" -e "s|^ExecReload=[^ ]*/tsmctl |ExecReload=$bin/tsmctl |" \
+    "$build/tsmd.service" >"$tmp/tsmd.service"
 cp "$src/tsmd.socket" "$src/tsmd-admin.socket" "$tmp/"
 cd "$tmp"
 out=$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no ./tsmd.socket ./tsmd-admin.socket ./tsmd.service 2>&1) || { echo "$out"; exit 1; }
