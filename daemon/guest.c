@@ -722,6 +722,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         Manager *m = pc->client->manager;
         GuestContext *ctx = find_context(pc->client, (int64_t) pc->context);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
+        json_object *state;
         int r;
 
         /* Neither can go while it changes: Detach and CloseContext wait, a disconnect cancels. */
@@ -738,11 +739,13 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
                 v->bound = pc->bind;
         /* Before the answer: a restart after it must not find the change still on its way. */
         guest_context_persist(m, ctx);
-        if (pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY)) {
-                json_object *state = state_json(m, ctx, v);
-                r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state",
-                                         state ?: json_object_new_string("error"), NULL, NULL);
-        } else if (result < 0)
+        /* InvalidState only where the state is known (the emulated platform): the kernel's TSMs
+         * keep it from the host (-EOPNOTSUPP), and their error is the VMM's only clue. */
+        state = pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY) ?
+                state_json(m, ctx, v) : NULL;
+        if (state)
+                r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", state, NULL, NULL);
+        else if (result < 0)
                 r = reply_backend_error(call, result, v->pci_address);
         else
                 r = reply_state(call, m, ctx, v, false);

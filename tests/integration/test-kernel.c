@@ -276,6 +276,57 @@ TEST(requests_binds_and_unbinds_reach_the_kernel) {
         teardown(&e);
 }
 
+/* Makes the kernel fail calls for vDevice vdevice with errno e (0: no more). */
+static void fail_calls(Env *e, uint32_t vdevice, int errnum) {
+        const char *path = strf("%s/fail-%u", e->kernel_dir, vdevice);
+
+        if (errnum > 0)
+                write_file(path, strf("%d\n", errnum));
+        else
+                ASSERT_OK(unlink(path));
+}
+
+/* A Bind the kernel fails: the TDI's state is the kernel's, which tsmd cannot see, so the VMM
+ * gets the kernel's error (BackendError with its name and errno), not an InvalidState naming a
+ * state nobody read; the vDevice stays unbound, and a Bind after it works. */
+TEST(a_bind_the_kernel_fails_is_a_backend_error) {
+        static const struct {
+                int errnum;
+                const char *name;
+        } cases[] = {
+                { EIO, "TsmFailure" },
+                { EINVAL, "InvalidScopeOrArgument" },
+                { EALREADY, "UnexpectedError" },
+        };
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *r;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                fail_calls(&e, 11, cases[i].errnum);
+                CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"),
+                           strf("{\"name\":\"%s\",\"errno\":%d}", cases[i].name, cases[i].errnum));
+                r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 11));
+                ASSERT_FALSE(JBOOL(r, "bound"));
+        }
+        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("BackendError"), ELEMENTSOF(cases));
+        ASSERT_EQ(tsmd_audit_count(&e.tsmd, seq, "bind", E_GUEST("InvalidState")), 0U);
+
+        fail_calls(&e, 11, 0);
+        change(c, G "Bind", ctx, 11);
+        r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 11));
+        ASSERT_TRUE(JBOOL(r, "bound"));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 TEST(a_held_device_holds_only_its_own_calls) {
         _cleanup_(varlink_client_freep) VarlinkClient *a = NULL, *b = NULL;
         AsyncCall held = {}, unbind = {};
