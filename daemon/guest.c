@@ -508,13 +508,28 @@ static bool device_attached_anywhere(Manager *m, const char *pci_address) {
         return false;
 }
 
-/* SECURITY: a VFIO device fd proves which physical device the VMM holds: its character
- * device's sysfs node must be the device at pci_address. */
-static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reason) {
-        char path[128], target[PATH_MAX];
-        struct stat st;
+/* The last component of a sysfs link, or NULL if it is none. */
+static const char *link_name(const char *path, char *buf, size_t size) {
         const char *base;
         ssize_t n;
+
+        n = readlink(path, buf, size - 1);
+        if (n < 0)
+                return NULL;
+        buf[n] = 0;
+        base = strrchr(buf, '/');
+        return base ? base + 1 : buf;
+}
+
+/* SECURITY: a VFIO device fd proves which physical device the VMM holds: its character device
+ * must be a VFIO device cdev (subsystem vfio-dev), and its sysfs node one under the vfio-dev/
+ * directory of the device at pci_address. Any other character device of that function (a DRM
+ * render node, say) names the function too, but proves no VFIO ownership of it. */
+static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reason) {
+        char path[128], buf[PATH_MAX], vfio_dir[PATH_MAX];
+        _cleanup_free_ char *node = NULL, *device = NULL;
+        const char *name, *base;
+        struct stat st;
 
         if (fstat(fd, &st) < 0)
                 return negative_errno();
@@ -522,15 +537,22 @@ static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reas
                 *ret_reason = GUEST_REASON_NOT_CHAR;
                 return -EBADF;
         }
+        snprintf(path, sizeof(path), "/sys/dev/char/%u:%u", major(st.st_rdev), minor(st.st_rdev));
+        node = realpath(path, NULL);
+        snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/subsystem", major(st.st_rdev), minor(st.st_rdev));
+        name = link_name(path, buf, sizeof(buf));
         snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/device", major(st.st_rdev), minor(st.st_rdev));
-        n = readlink(path, target, sizeof(target) - 1);
-        if (n < 0) {
+        device = realpath(path, NULL);
+        /* node is <device>/vfio-dev/<name>, nothing deeper. */
+        if (!node || !device || !name || !streq(name, "vfio-dev") ||
+            (size_t) snprintf(vfio_dir, sizeof(vfio_dir), "%s/vfio-dev/", device) >= sizeof(vfio_dir) ||
+            !strneq(node, vfio_dir, strlen(vfio_dir)) || !node[strlen(vfio_dir)] ||
+            strchr(node + strlen(vfio_dir), '/')) {
                 *ret_reason = GUEST_REASON_NOT_VFIO;
                 return -EBADF;
         }
-        target[n] = 0;
-        base = strrchr(target, '/');
-        if (!streq(base ? base + 1 : target, pci_address)) {
+        base = strrchr(device, '/');
+        if (!streq(base ? base + 1 : device, pci_address)) {
                 *ret_reason = GUEST_REASON_OTHER_DEVICE;
                 return -EBADF;
         }

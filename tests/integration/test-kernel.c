@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "platform-test-util.h"
 #include "sysfs-fixture.h"
@@ -322,6 +323,91 @@ TEST(a_bind_the_kernel_fails_is_a_backend_error) {
         change(c, G "Bind", ctx, 11);
         r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 11));
         ASSERT_TRUE(JBOOL(r, "bound"));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* ---- VFIO device fds ----------------------------------------------------------------------- */
+
+#define NIC_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
+#define GPU_PATH "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"
+
+static void mkdir_p(const char *path) {
+        char buf[512];
+
+        snprintf(buf, sizeof(buf), "%s", path);
+        for (char *p = buf + 1; *p; p++)
+                if (*p == '/') {
+                        *p = 0;
+                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                                TEST_FAIL("mkdir %s: %s", buf, strerror(errno));
+                        *p = '/';
+                }
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                TEST_FAIL("mkdir %s: %s", buf, strerror(errno));
+}
+
+/* The character device node rdev of the PCI function at device (a path under the fixture's
+ * sysfs), as the kernel shows one: <device>/<subsystem>/<name> with its device and subsystem
+ * links, and dev/char/MAJ:MIN pointing there. The links are absolute in /sys, where tsmd has
+ * the fixture. */
+static void fake_char_node(Env *e, const char *device, const char *subsystem, const char *name, dev_t rdev) {
+        char node[256];
+
+        snprintf(node, sizeof(node), "%s/%s/%s", device, subsystem, name);
+
+        mkdir_p(strf("%s%s", e->root, node));
+        mkdir_p(strf("%s/class/%s", e->root, subsystem));
+        mkdir_p(strf("%s/dev/char", e->root));
+        ASSERT_OK(symlink(strf("/sys%s", device), strf("%s%s/device", e->root, node)));
+        ASSERT_OK(symlink(strf("/sys/class/%s", subsystem), strf("%s%s/subsystem", e->root, node)));
+        ASSERT_OK(symlink(strf("/sys%s", node), strf("%s/dev/char/%u:%u", e->root, major(rdev), minor(rdev))));
+}
+
+static dev_t rdev_of(const char *path) {
+        struct stat st;
+
+        ASSERT_OK(stat(path, &st));
+        ASSERT_TRUE(S_ISCHR(st.st_mode));
+        return st.st_rdev;
+}
+
+/* AttachDevice of the NIC as vDevice id with the character device at path as its VFIO fd. */
+static const char *attach_with_vfio(VarlinkClient *c, int64_t ctx, int64_t id, const char *path, json_object **ret) {
+        ASSERT_EQ(varlink_client_push_fd(c, open(path, O_RDONLY | O_CLOEXEC)), 0);
+        return tsmd_call(c, G "AttachDevice",
+                         strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"" NIC_ADDR "\","
+                              "\"vfioFileDescriptor\":0}", ctx, id), ret);
+}
+
+/* SECURITY: a VFIO fd proves the device only if it is the VFIO device cdev of that very
+ * function (under its vfio-dev/, subsystem vfio-dev): another character device of the same
+ * function (a DRM render node, say) is no proof, nor is the VFIO cdev of another function. */
+TEST(a_vfio_fd_must_be_the_vfio_cdev_of_the_device) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *r = NULL;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        fake_char_node(&e, NIC_PATH, "vfio-dev", "vfio0", rdev_of("/dev/zero"));
+        fake_char_node(&e, NIC_PATH, "drm", "renderD128", rdev_of("/dev/full"));
+        fake_char_node(&e, GPU_PATH, "vfio-dev", "vfio1", rdev_of("/dev/urandom"));
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context(c);
+
+        ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/full", &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}"));
+        ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/urandom", &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"the VFIO device is another PCI device\"}"));
+        /* A character device the fixture does not have. */
+        ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/random", &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}"));
+        tsmd_expect_audit(&e.tsmd, 0, "attach", E_GUEST("BadFileDescriptor"), 3);
+
+        ASSERT_NULL(attach_with_vfio(c, ctx, 11, "/dev/zero", &r));
+        ASSERT_STREQ(JSTR(r, "backend"), "sev-tio");
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
