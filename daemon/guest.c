@@ -98,7 +98,13 @@ int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
                                     "max", json_object_new_int64(max));
 }
 
-/* Maps what the platform or a backend said to the interface's named errors. */
+static int reply_backend_errno(VarlinkCall *call, int r) {
+        return guest_reply_error_kv(call, GUEST_ERROR("BackendError"), "name",
+                                    json_object_new_string(iommufd_tsm_error_name(r)), "errno", json_object_new_int(-r));
+}
+
+/* Maps what the platform or a backend said to the interface's named errors. -ENOMEM is left
+ * unanswered (io.tsmd.System): the worker's own; see reply_tsm_error(). */
 static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address) {
         switch (r) {
         case -ENODEV:
@@ -115,10 +121,16 @@ static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address
         case -ENOMEM:
                 return r;
         default:
-                return guest_reply_error_kv(call, GUEST_ERROR("BackendError"), "name",
-                                            json_object_new_string(iommufd_tsm_error_name(r)), "errno",
-                                            json_object_new_int(-r));
+                return reply_backend_errno(call, r);
         }
+}
+
+/* The same for the answer the TSM gave to a request, through the monitor: an -ENOMEM there is
+ * the backend's (the kernel's), BackendError OutOfMemory, not the worker's. */
+static int reply_tsm_error(VarlinkCall *call, int r, const char *pci_address) {
+        if (r == -ENOMEM)
+                return reply_backend_errno(call, r);
+        return reply_backend_error(call, r, pci_address);
 }
 
 static GuestContext *find_context(GuestClient *c, int64_t handle) {
@@ -768,7 +780,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         if (state)
                 r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", state, NULL, NULL);
         else if (result < 0)
-                r = reply_backend_error(call, result, v->pci_address);
+                r = reply_tsm_error(call, result, v->pci_address);
         else
                 r = reply_state(call, m, ctx, v, false);
         if (r < 0 && !varlink_call_is_answered(call))
@@ -882,7 +894,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
                                                  json_object_new_string("maxResponseSize"), "limit",
                                                  json_object_new_int64((int64_t) pr->response_size));
                 else
-                        r = reply_backend_error(call, result, pr->pci_address);
+                        r = reply_tsm_error(call, result, pr->pci_address);
                 goto finish;
         }
 

@@ -328,6 +328,38 @@ TEST(a_bind_the_kernel_fails_is_a_backend_error) {
         teardown(&e);
 }
 
+/* The kernel out of memory is the backend's failure, told as such (BackendError OutOfMemory,
+ * 12), not tsmd's own (io.tsmd.System), for a Bind, a guest request and an Unbind. */
+TEST(the_kernel_out_of_memory_is_a_backend_error) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *oom = "{\"name\":\"OutOfMemory\",\"errno\":12}";
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        fail_calls(&e, 11, ENOMEM);
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), oom);
+        fail_calls(&e, 11, 0);
+        change(c, G "Bind", ctx, 11);
+        fail_calls(&e, 11, ENOMEM);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"), oom);
+        CALL_ERROR(c, G "Unbind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), oom);
+        fail_calls(&e, 11, 0);
+        change(c, G "Unbind", ctx, 11);
+
+        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("BackendError"), 1);
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+        tsmd_expect_audit(&e.tsmd, seq, "unbind", E_GUEST("BackendError"), 1);
+        ASSERT_TRUE(tsmd_is_running(&e.tsmd));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* ---- VFIO device fds ----------------------------------------------------------------------- */
 
 #define NIC_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
