@@ -82,10 +82,11 @@ struct GuestClient {
 };
 
 /* An unbind tsmd makes on a client's behalf without a call (at release, or after a restart cut
- * a bind or unbind off), with what its audit record needs once the TSM is done. */
+ * a bind or unbind off), or the bind of an emulated device a restart of tsmd lost, with what its
+ * audit record needs once the TSM is done. */
 typedef struct Release {
         Manager *manager;
-        const char *event; /* the record's: "release" or "restore-unbind" */
+        const char *event; /* the record's: "release", "restore-unbind" or "restore-bind" */
         uid_t uid;
         gid_t gid;
         pid_t pid;

@@ -81,11 +81,6 @@ static void vdevice_settle(Manager *m, GuestContext *ctx, GuestVDevice *v) {
                 on_settled(r, NULL, 0, s);
 }
 
-static void on_rebound(int result, const void *response, size_t len, void *userdata) {
-        if (result < 0)
-                log_warning_errno(result, "Failed to rebind an emulated device of a restored context: %m");
-}
-
 static void on_restore_unbound(int result, const void *response, size_t len, void *userdata) {
         Release *rel = userdata;
         GuestContext *ctx = find_context_by_id(rel->manager, rel->context_id);
@@ -104,34 +99,59 @@ static void on_restore_unbound(int result, const void *response, size_t len, voi
         guest_release_free(rel);
 }
 
-/* A kernel vDevice stored as changing: the bind or unbind on its way when tsmd stopped may or
- * may not have happened, in a kernel that kept the iommufd alive. Unbinding brings it to a
- * state tsmd knows; the VMM reclaiming it sees it unbound and binds it again. Busy meanwhile,
- * as for a Bind of its own. */
-static void vdevice_unbind_unknown(Manager *m, GuestContext *ctx, GuestVDevice *v) {
+static void on_restore_rebound(int result, const void *response, size_t len, void *userdata) {
+        Release *rel = userdata;
+        GuestContext *ctx = find_context_by_id(rel->manager, rel->context_id);
+        GuestVDevice *v = ctx ? guest_find_vdevice(ctx, rel->vdevice) : NULL;
+
+        if (result < 0)
+                log_warning_errno(result, "Failed to bind %s again after a restart, it is left unbound: %m",
+                                  rel->pci_address);
+        /* Released meanwhile (that waited for it as for any change): nothing to update. */
+        if (v && v->changing) {
+                v->changing = false;
+                v->bound = result >= 0 && !v->gone;
+                guest_context_persist(rel->manager, ctx);
+        }
+        guest_audit_release(rel, result);
+        guest_release_free(rel);
+}
+
+/* Binds or unbinds a restored vDevice on its owner's behalf, recorded as event once the TSM has
+ * answered. Busy until then, as for a Bind of its own; bound only once a bind succeeded. */
+static void vdevice_restore_change(Manager *m, GuestContext *ctx, GuestVDevice *v, bool bind, const char *event,
+                                   PrivRequestCallback cb) {
         Release *rel = new0(Release, 1);
         int r;
 
+        v->bound = false;
         if (!rel || !(rel->pci_address = strdup(v->pci_address))) {
                 guest_release_free(rel);
                 log_oom();
                 return;
         }
         rel->manager = m;
-        rel->event = "restore-unbind";
+        rel->event = event;
         rel->uid = ctx->uid;
         rel->gid = ctx->gid;
         rel->pid = ctx->pid;
         rel->context_id = ctx->id;
         rel->vdevice = v->id;
-        log_notice("A restart cut off a bind or unbind of %s (vDevice %u of uid %u), unbinding it.", v->pci_address,
-                   v->id, (unsigned) ctx->uid);
-        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, false, on_restore_unbound, rel, NULL);
+        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, bind, cb, rel, NULL);
         if (r < 0) {
-                on_restore_unbound(r, NULL, 0, rel);
+                cb(r, NULL, 0, rel);
                 return;
         }
         v->changing = true;
+}
+
+/* A kernel vDevice stored as changing: the bind or unbind on its way when tsmd stopped may or
+ * may not have happened, in a kernel that kept the iommufd alive. Unbinding brings it to a
+ * state tsmd knows; the VMM reclaiming it sees it unbound and binds it again. */
+static void vdevice_unbind_unknown(Manager *m, GuestContext *ctx, GuestVDevice *v) {
+        log_notice("A restart cut off a bind or unbind of %s (vDevice %u of uid %u), unbinding it.", v->pci_address,
+                   v->id, (unsigned) ctx->uid);
+        vdevice_restore_change(m, ctx, v, false, "restore-unbind", on_restore_unbound);
 }
 
 /* A vDevice the monitor has (RESTORED_VDEVICE), as it has it. One whose bind or unbind the
@@ -155,7 +175,6 @@ static int vdevice_restore_kept(Manager *m, GuestContext *ctx, const struct tsm_
 static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDevice *stored) {
         GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
         TsmDeviceInfo info;
-        int r;
 
         *v = (GuestVDevice){ .id = stored->id };
         v->pci_address = strdup(stored->pci_address);
@@ -173,11 +192,8 @@ static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDe
         v->bound = stored->bound && !stored->changing;
         if (stored->changing && !info.emulated)
                 vdevice_unbind_unknown(m, ctx, v);
-        else if (v->bound && info.emulated) {
-                r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, true, on_rebound, NULL, NULL);
-                if (r < 0)
-                        on_rebound(r, NULL, 0, NULL);
-        }
+        else if (v->bound && info.emulated)
+                vdevice_restore_change(m, ctx, v, true, "restore-bind", on_restore_rebound);
         return 0;
 }
 

@@ -98,7 +98,13 @@ int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
                                     "max", json_object_new_int64(max));
 }
 
-/* Maps what the platform or a backend said to the interface's named errors. */
+static int reply_backend_errno(VarlinkCall *call, int r) {
+        return guest_reply_error_kv(call, GUEST_ERROR("BackendError"), "name",
+                                    json_object_new_string(iommufd_tsm_error_name(r)), "errno", json_object_new_int(-r));
+}
+
+/* Maps what the platform or a backend said to the interface's named errors. -ENOMEM is left
+ * unanswered (io.tsmd.System): the worker's own; see reply_tsm_error(). */
 static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address) {
         switch (r) {
         case -ENODEV:
@@ -115,10 +121,16 @@ static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address
         case -ENOMEM:
                 return r;
         default:
-                return guest_reply_error_kv(call, GUEST_ERROR("BackendError"), "name",
-                                            json_object_new_string(iommufd_tsm_error_name(r)), "errno",
-                                            json_object_new_int(-r));
+                return reply_backend_errno(call, r);
         }
+}
+
+/* The same for the answer the TSM gave to a request, through the monitor: an -ENOMEM there is
+ * the backend's (the kernel's), BackendError OutOfMemory, not the worker's. */
+static int reply_tsm_error(VarlinkCall *call, int r, const char *pci_address) {
+        if (r == -ENOMEM)
+                return reply_backend_errno(call, r);
+        return reply_backend_error(call, r, pci_address);
 }
 
 static GuestContext *find_context(GuestClient *c, int64_t handle) {
@@ -508,13 +520,28 @@ static bool device_attached_anywhere(Manager *m, const char *pci_address) {
         return false;
 }
 
-/* SECURITY: a VFIO device fd proves which physical device the VMM holds: its character
- * device's sysfs node must be the device at pci_address. */
-static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reason) {
-        char path[128], target[PATH_MAX];
-        struct stat st;
+/* The last component of a sysfs link, or NULL if it is none. */
+static const char *link_name(const char *path, char *buf, size_t size) {
         const char *base;
         ssize_t n;
+
+        n = readlink(path, buf, size - 1);
+        if (n < 0)
+                return NULL;
+        buf[n] = 0;
+        base = strrchr(buf, '/');
+        return base ? base + 1 : buf;
+}
+
+/* SECURITY: a VFIO device fd proves which physical device the VMM holds: its character device
+ * must be a VFIO device cdev (subsystem vfio-dev), and its sysfs node one under the vfio-dev/
+ * directory of the device at pci_address. Any other character device of that function (a DRM
+ * render node, say) names the function too, but proves no VFIO ownership of it. */
+static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reason) {
+        char path[128], buf[PATH_MAX], vfio_dir[PATH_MAX];
+        _cleanup_free_ char *node = NULL, *device = NULL;
+        const char *name, *base;
+        struct stat st;
 
         if (fstat(fd, &st) < 0)
                 return negative_errno();
@@ -522,15 +549,22 @@ static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reas
                 *ret_reason = GUEST_REASON_NOT_CHAR;
                 return -EBADF;
         }
+        snprintf(path, sizeof(path), "/sys/dev/char/%u:%u", major(st.st_rdev), minor(st.st_rdev));
+        node = realpath(path, NULL);
+        snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/subsystem", major(st.st_rdev), minor(st.st_rdev));
+        name = link_name(path, buf, sizeof(buf));
         snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/device", major(st.st_rdev), minor(st.st_rdev));
-        n = readlink(path, target, sizeof(target) - 1);
-        if (n < 0) {
+        device = realpath(path, NULL);
+        /* node is <device>/vfio-dev/<name>, nothing deeper. */
+        if (!node || !device || !name || !streq(name, "vfio-dev") ||
+            (size_t) snprintf(vfio_dir, sizeof(vfio_dir), "%s/vfio-dev/", device) >= sizeof(vfio_dir) ||
+            !strneq(node, vfio_dir, strlen(vfio_dir)) || !node[strlen(vfio_dir)] ||
+            strchr(node + strlen(vfio_dir), '/')) {
                 *ret_reason = GUEST_REASON_NOT_VFIO;
                 return -EBADF;
         }
-        target[n] = 0;
-        base = strrchr(target, '/');
-        if (!streq(base ? base + 1 : target, pci_address)) {
+        base = strrchr(device, '/');
+        if (!streq(base ? base + 1 : device, pci_address)) {
                 *ret_reason = GUEST_REASON_OTHER_DEVICE;
                 return -EBADF;
         }
@@ -722,6 +756,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         Manager *m = pc->client->manager;
         GuestContext *ctx = find_context(pc->client, (int64_t) pc->context);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
+        json_object *state;
         int r;
 
         /* Neither can go while it changes: Detach and CloseContext wait, a disconnect cancels. */
@@ -738,12 +773,14 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
                 v->bound = pc->bind;
         /* Before the answer: a restart after it must not find the change still on its way. */
         guest_context_persist(m, ctx);
-        if (pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY)) {
-                json_object *state = state_json(m, ctx, v);
-                r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state",
-                                         state ?: json_object_new_string("error"), NULL, NULL);
-        } else if (result < 0)
-                r = reply_backend_error(call, result, v->pci_address);
+        /* InvalidState only where the state is known (the emulated platform): the kernel's TSMs
+         * keep it from the host (-EOPNOTSUPP), and their error is the VMM's only clue. */
+        state = pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY) ?
+                state_json(m, ctx, v) : NULL;
+        if (state)
+                r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", state, NULL, NULL);
+        else if (result < 0)
+                r = reply_tsm_error(call, result, v->pci_address);
         else
                 r = reply_state(call, m, ctx, v, false);
         if (r < 0 && !varlink_call_is_answered(call))
@@ -857,7 +894,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
                                                  json_object_new_string("maxResponseSize"), "limit",
                                                  json_object_new_int64((int64_t) pr->response_size));
                 else
-                        r = reply_backend_error(call, result, pr->pci_address);
+                        r = reply_tsm_error(call, result, pr->pci_address);
                 goto finish;
         }
 

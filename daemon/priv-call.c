@@ -30,6 +30,9 @@ struct PrivRequest {
         /* Guest requests count against what the monitor holds; binds and unbinds (at most two
          * per vDevice) do not, and are never held back: a detach must not overtake them. */
         bool counted;
+        /* A guest request's context and vDevice (0 for other requests): a detach or close
+         * fails those still waiting here (fail_waiting()). */
+        uint32_t context, vdevice;
         /* Not sent yet: the monitor holds TSM_PRIV_REQUESTS_MAX already. */
         struct tsm_priv_hdr *queued;
         void *payload;
@@ -615,11 +618,37 @@ static int context_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t con
         return call(c, &m, -EBADF, &reply, ret_fd);
 }
 
+/* The guest requests of slot's context (and of its vDevice, unless 0: all of the context's)
+ * that still wait here fail -ENODEV, as the monitor fails those it holds when the vDevice or
+ * context goes. Before the DETACH or CLOSE leaves: sent after it, they would name what the
+ * monitor no longer knows (a violation, for which it kills the worker), or, the vDevice id
+ * attached again meanwhile, run on a device they were never checked against. */
+static void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
+        TAILQ_HEAD(, PrivRequest) failed = TAILQ_HEAD_INITIALIZER(failed);
+        PrivRequest *r, *next;
+
+        for (r = TAILQ_FIRST(&c->waiting); r; r = next) {
+                next = TAILQ_NEXT(r, entry);
+                if (r->slot != slot || r->context != context || (vdevice != 0 && r->vdevice != vdevice))
+                        continue;
+                request_unlink_waiting(c, r);
+                TAILQ_INSERT_TAIL(&failed, r, entry);
+        }
+        /* Off the list first: a callback may submit or cancel other requests. */
+        while ((r = TAILQ_FIRST(&failed))) {
+                TAILQ_REMOVE(&failed, r, entry);
+                if (r->callback) /* else cancelled */
+                        r->callback(-ENODEV, NULL, 0, r->userdata);
+                request_free(r);
+        }
+}
+
 int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd) {
         return context_op(c, TSM_PRIV_RECLAIM_CONTEXT, slot, context, ret_fd);
 }
 
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context) {
+        fail_waiting(c, slot, context, 0);
         return context_op(c, TSM_PRIV_CLOSE_CONTEXT, slot, context, NULL);
 }
 
@@ -658,6 +687,7 @@ static int vdevice_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t con
 }
 
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
+        fail_waiting(c, slot, context, vdevice);
         return vdevice_op(c, TSM_PRIV_DETACH_VDEVICE, slot, context, vdevice, NULL);
 }
 
@@ -766,6 +796,8 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         }
         r->channel = c;
         r->slot = slot;
+        r->context = context;
+        r->vdevice = vdevice;
         r->cookie = m->hdr.cookie;
         r->callback = cb;
         r->userdata = userdata;

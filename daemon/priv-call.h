@@ -63,10 +63,13 @@ int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char 
 int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *reclaim_id, int fd,
                             uint32_t *ret_context);
 int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd);
+/* The guest requests of the context (for a detach: of the vDevice) still waiting in the worker
+ * fail first, -ENODEV, from within the call, as those the monitor holds fail when it is done. */
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);
 /* A vDevice the monitor does not have (it told of those it has at the start). */
 int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
                              const char *pci_address);
+/* See priv_call_close_context(). */
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
 int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state);
 int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state);

@@ -36,7 +36,7 @@ typedef struct AuditRecord {
         /* Set by the caller. Strings may be NULL (→ null), except event. */
         const char *event;  /* "guest-request", "open-context", "denied", ... */
         /* The client; in what tsmd does on a client's behalf without a call ("release",
-         * "restore-unbind"), the context's owner as it was when it opened (or reclaimed) the
+         * "restore-unbind", "restore-bind"), the context's owner as it was when it opened (or reclaimed) the
          * context, also across restarts: the process may have exited by then. */
         uid_t uid;          /* AUDIT_UID_INVALID: no client */
         gid_t gid;          /* AUDIT_GID_INVALID */

@@ -1376,6 +1376,113 @@ TEST(requests_on_removed_device_fail_device_gone) {
         tsmd_teardown(&t);
 }
 
+/*
+ * Guest requests beyond what the monitor holds for one client (an eighth of
+ * TSM_PRIV_REQUESTS_MAX: 32) wait in the worker. A DetachDevice or CloseContext must take those
+ * of its vDevice (or context) with it, answered DeviceGone as the monitor's own are: sent after
+ * the detach, they named a vDevice the monitor no longer had (it took that for a compromised
+ * worker and killed it, and every VMM with it), or, the id attached again meanwhile, ran on the
+ * other device with the old one's policy check, reply and record.
+ */
+#define HANG_DEV "0000:10:00.0"
+#define QUEUED_REQUESTS 34 /* 32 held by the monitor, 2 waiting in the worker */
+#define QUEUED_TIMEOUT "3000000"
+#define QUEUED_TIMEOUT_USEC (3 * USEC_PER_SEC)
+
+typedef enum { GOING_DETACH, GOING_DETACH_REATTACH, GOING_CLOSE } Going;
+
+static void queued_requests_round(Going going) {
+        static AsyncCall calls[QUEUED_REQUESTS], after[2];
+        Tsmd t;
+        VarlinkClient *c;
+        int64_t ctx, seq;
+        pid_t worker;
+        Msg m = tdisp_msg(TDISP_MSG_GET_VERSION, HANG_DEV, NULL, 0);
+        const char *hang = "\"pciAddress\":\"" HANG_DEV "\"";
+        size_t n_after = 0;
+
+        tsmd_start_config(&t, CONF_EMU("/dev/zero", DEV2 "," HANG_DEV ":fault=timeout",
+                                       "RequestTimeoutUSec=" QUEUED_TIMEOUT "\n"));
+        worker = tsmd_worker_pid(&t);
+        ASSERT_TRUE(worker > 0);
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, HANG_DEV);
+        seq = tsmd_audit_last_seq(&t);
+
+        for (size_t i = 0; i < QUEUED_REQUESTS; i++)
+                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &calls[i]);
+        tsmd_pump(c, 200 * USEC_PER_MSEC); /* all read: the monitor holds 32, the worker the rest */
+        for (size_t i = 0; i < QUEUED_REQUESTS; i++)
+                ASSERT_EQ(calls[i].n, 0U);
+        if (going == GOING_CLOSE)
+                tsmd_call_async(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx), 0, &after[n_after++]);
+        else
+                tsmd_call_async(c, G "DetachDevice", guest_vdev_params(ctx, 1), 0, &after[n_after++]);
+        /* Right behind it, before the answers of the monitor's failed ones free its room. */
+        if (going == GOING_DETACH_REATTACH)
+                tsmd_call_async(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV2), 0, &after[n_after++]);
+
+        /* Every request fails DeviceGone, at once (not at its timeout), in order. */
+        for (size_t i = 0; i < QUEUED_REQUESTS; i++) {
+                if (!tsmd_async_wait(c, &calls[i], 1, QUEUED_TIMEOUT_USEC / 2))
+                        TEST_FAIL("request %zu not answered at the detach", i);
+                if (!calls[i].errors[0] || !streq(calls[i].errors[0], E_GUEST("DeviceGone")))
+                        TEST_FAIL("request %zu: %s", i, calls[i].errors[0] ?: "answered ok");
+                ASSERT_TRUE(json_matches(calls[i].params[0], "{" "\"pciAddress\":\"" HANG_DEV "\"}"));
+        }
+        for (size_t i = 0; i < n_after; i++) {
+                ASSERT_TRUE(tsmd_async_wait(c, &after[i], 1, TSMD_WAIT_USEC));
+                if (after[i].errors[0])
+                        TEST_FAIL("call %zu after the requests: %s", i, after[i].errors[0]);
+        }
+        /* The same worker: the monitor saw nothing amiss. */
+        ASSERT_TRUE(tsmd_is_running(&t));
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        ASSERT_FALSE(tsmd_log_contains(&t, "not attached to the context"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "unknown context"));
+
+        /* Each on record as it was answered, on the device it was checked against. */
+        tsmd_expect_audit(&t, seq, "guest-request", E_GUEST("DeviceGone"), QUEUED_REQUESTS);
+        ASSERT_EQ(tsmd_audit_count_where(&t, seq, hang, "guest-request", E_GUEST("DeviceGone")),
+                  (size_t) QUEUED_REQUESTS);
+        ASSERT_EQ(tsmd_audit_count(&t, seq, "guest-request", "ok"), 0U);
+        tsmd_expect_audit(&t, seq, going == GOING_CLOSE ? "close-context" : "detach", "ok", 1);
+
+        if (going == GOING_DETACH_REATTACH) {
+                /* The new attachment works, and only what is sent to it runs there. */
+                Msg m2 = tdisp_msg(TDISP_MSG_GET_VERSION, DEV2, NULL, 0);
+
+                CALL_OK(c, G "GuestRequest", request_params(ctx, 1, "info", &m2, 4096));
+                tsmd_expect_audit(&t, seq, "guest-request", "ok", 1);
+                ASSERT_EQ(tsmd_audit_count_where(&t, seq, hang, "guest-request", "ok"), 0U);
+        }
+        /* Nothing is still due: past the timeout, no answer and no record more. */
+        tsmd_pump(c, QUEUED_TIMEOUT_USEC + 500 * USEC_PER_MSEC);
+        ASSERT_EQ(tsmd_audit_count(&t, seq, "guest-request", E_GUEST("Timeout")), 0U);
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+
+        for (size_t i = 0; i < QUEUED_REQUESTS; i++)
+                async_call_done(&calls[i]);
+        for (size_t i = 0; i < n_after; i++)
+                async_call_done(&after[i]);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+TEST(detach_fails_requests_queued_in_tsmd) {
+        queued_requests_round(GOING_DETACH);
+}
+
+TEST(detach_and_reattach_fails_requests_queued_in_tsmd) {
+        queued_requests_round(GOING_DETACH_REATTACH);
+}
+
+TEST(close_context_fails_requests_queued_in_tsmd) {
+        queued_requests_round(GOING_CLOSE);
+}
+
 TEST(reload_without_emulated_devices_restores_default_set) {
         Tsmd t;
         VarlinkClient *a;

@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "platform-test-util.h"
 #include "sysfs-fixture.h"
@@ -271,6 +272,174 @@ TEST(requests_binds_and_unbinds_reach_the_kernel) {
         ASSERT_STREQ(JSTR(rec, "scope"), "state-change");
         ASSERT_EQ(JINT(rec, "scopeNumber"), 1);
         json_object_put(records);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* Makes the kernel fail calls for vDevice vdevice with errno e (0: no more). */
+static void fail_calls(Env *e, uint32_t vdevice, int errnum) {
+        const char *path = strf("%s/fail-%u", e->kernel_dir, vdevice);
+
+        if (errnum > 0)
+                write_file(path, strf("%d\n", errnum));
+        else
+                ASSERT_OK(unlink(path));
+}
+
+/* A Bind the kernel fails: the TDI's state is the kernel's, which tsmd cannot see, so the VMM
+ * gets the kernel's error (BackendError with its name and errno), not an InvalidState naming a
+ * state nobody read; the vDevice stays unbound, and a Bind after it works. */
+TEST(a_bind_the_kernel_fails_is_a_backend_error) {
+        static const struct {
+                int errnum;
+                const char *name;
+        } cases[] = {
+                { EIO, "TsmFailure" },
+                { EINVAL, "InvalidScopeOrArgument" },
+                { EALREADY, "UnexpectedError" },
+        };
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *r;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                fail_calls(&e, 11, cases[i].errnum);
+                CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"),
+                           strf("{\"name\":\"%s\",\"errno\":%d}", cases[i].name, cases[i].errnum));
+                r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 11));
+                ASSERT_FALSE(JBOOL(r, "bound"));
+        }
+        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("BackendError"), ELEMENTSOF(cases));
+        ASSERT_EQ(tsmd_audit_count(&e.tsmd, seq, "bind", E_GUEST("InvalidState")), 0U);
+
+        fail_calls(&e, 11, 0);
+        change(c, G "Bind", ctx, 11);
+        r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 11));
+        ASSERT_TRUE(JBOOL(r, "bound"));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The kernel out of memory is the backend's failure, told as such (BackendError OutOfMemory,
+ * 12), not tsmd's own (io.tsmd.System), for a Bind, a guest request and an Unbind. */
+TEST(the_kernel_out_of_memory_is_a_backend_error) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *oom = "{\"name\":\"OutOfMemory\",\"errno\":12}";
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        fail_calls(&e, 11, ENOMEM);
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), oom);
+        fail_calls(&e, 11, 0);
+        change(c, G "Bind", ctx, 11);
+        fail_calls(&e, 11, ENOMEM);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"), oom);
+        CALL_ERROR(c, G "Unbind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), oom);
+        fail_calls(&e, 11, 0);
+        change(c, G "Unbind", ctx, 11);
+
+        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("BackendError"), 1);
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+        tsmd_expect_audit(&e.tsmd, seq, "unbind", E_GUEST("BackendError"), 1);
+        ASSERT_TRUE(tsmd_is_running(&e.tsmd));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* ---- VFIO device fds ----------------------------------------------------------------------- */
+
+#define NIC_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
+#define GPU_PATH "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"
+
+static void mkdir_p(const char *path) {
+        char buf[512];
+
+        snprintf(buf, sizeof(buf), "%s", path);
+        for (char *p = buf + 1; *p; p++)
+                if (*p == '/') {
+                        *p = 0;
+                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                                TEST_FAIL("mkdir %s: %s", buf, strerror(errno));
+                        *p = '/';
+                }
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                TEST_FAIL("mkdir %s: %s", buf, strerror(errno));
+}
+
+/* The character device node rdev of the PCI function at device (a path under the fixture's
+ * sysfs), as the kernel shows one: <device>/<subsystem>/<name> with its device and subsystem
+ * links, and dev/char/MAJ:MIN pointing there. The links are absolute in /sys, where tsmd has
+ * the fixture. */
+static void fake_char_node(Env *e, const char *device, const char *subsystem, const char *name, dev_t rdev) {
+        char node[256];
+
+        snprintf(node, sizeof(node), "%s/%s/%s", device, subsystem, name);
+
+        mkdir_p(strf("%s%s", e->root, node));
+        mkdir_p(strf("%s/class/%s", e->root, subsystem));
+        mkdir_p(strf("%s/dev/char", e->root));
+        ASSERT_OK(symlink(strf("/sys%s", device), strf("%s%s/device", e->root, node)));
+        ASSERT_OK(symlink(strf("/sys/class/%s", subsystem), strf("%s%s/subsystem", e->root, node)));
+        ASSERT_OK(symlink(strf("/sys%s", node), strf("%s/dev/char/%u:%u", e->root, major(rdev), minor(rdev))));
+}
+
+static dev_t rdev_of(const char *path) {
+        struct stat st;
+
+        ASSERT_OK(stat(path, &st));
+        ASSERT_TRUE(S_ISCHR(st.st_mode));
+        return st.st_rdev;
+}
+
+/* AttachDevice of the NIC as vDevice id with the character device at path as its VFIO fd. */
+static const char *attach_with_vfio(VarlinkClient *c, int64_t ctx, int64_t id, const char *path, json_object **ret) {
+        ASSERT_EQ(varlink_client_push_fd(c, open(path, O_RDONLY | O_CLOEXEC)), 0);
+        return tsmd_call(c, G "AttachDevice",
+                         strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"" NIC_ADDR "\","
+                              "\"vfioFileDescriptor\":0}", ctx, id), ret);
+}
+
+/* SECURITY: a VFIO fd proves the device only if it is the VFIO device cdev of that very
+ * function (under its vfio-dev/, subsystem vfio-dev): another character device of the same
+ * function (a DRM render node, say) is no proof, nor is the VFIO cdev of another function. */
+TEST(a_vfio_fd_must_be_the_vfio_cdev_of_the_device) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *r = NULL;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        fake_char_node(&e, NIC_PATH, "vfio-dev", "vfio0", rdev_of("/dev/zero"));
+        fake_char_node(&e, NIC_PATH, "drm", "renderD128", rdev_of("/dev/full"));
+        fake_char_node(&e, GPU_PATH, "vfio-dev", "vfio1", rdev_of("/dev/urandom"));
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context(c);
+
+        ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/full", &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}"));
+        ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/urandom", &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"the VFIO device is another PCI device\"}"));
+        /* A character device the fixture does not have. */
+        ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/random", &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}"));
+        tsmd_expect_audit(&e.tsmd, 0, "attach", E_GUEST("BadFileDescriptor"), 3);
+
+        ASSERT_NULL(attach_with_vfio(c, ctx, 11, "/dev/zero", &r));
+        ASSERT_STREQ(JSTR(r, "backend"), "sev-tio");
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);

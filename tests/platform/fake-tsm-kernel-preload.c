@@ -9,6 +9,8 @@
  *              "op VDEVICE TYPE" or "req VDEVICE SCOPE" (the probe on vDevice 0 is not logged)
  *   hold-ID    while it exists, calls for vDevice ID wait inside the kernel, as on a device
  *              whose firmware takes its time
+ *   fail-ID    while it exists, calls for vDevice ID fail (after any hold) with the errno
+ *              written in it as a decimal number, as a TSM or kernel that gives up would
  * Runs in: tsmd's processes, under test only.
  */
 
@@ -75,6 +77,25 @@ static void wait_while_held(uint32_t vdevice) {
                 nanosleep(&(struct timespec){ .tv_nsec = HOLD_POLL_NSEC }, NULL);
 }
 
+/* The errno (negative) that fail-ID asks calls for vdevice to fail with, or 0. */
+static int failure_of(uint32_t vdevice) {
+        char path[512], name[32], text[16] = {};
+        const char *p;
+        int fd, n, e;
+
+        snprintf(name, sizeof(name), "fail-%u", vdevice);
+        p = control_path(path, sizeof(path), name);
+        if (!p)
+                return 0;
+        fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = (int) read(fd, text, sizeof(text) - 1);
+        close(fd);
+        e = n > 0 ? atoi(text) : 0;
+        return e > 0 ? -e : 0;
+}
+
 static int fake_ioctl(unsigned long request, void *arg) {
         FakeKernelCall call;
         int r, probe_answer;
@@ -86,6 +107,9 @@ static int fake_ioctl(unsigned long request, void *arg) {
                 return r;
         log_call(&call);
         wait_while_held(call.vdevice);
+        r = failure_of(call.vdevice);
+        if (r < 0)
+                return r;
         return fake_kernel_v5_answer(request, arg);
 }
 

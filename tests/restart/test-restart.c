@@ -921,6 +921,88 @@ TEST(a_reclaimed_context_is_released_on_behalf_of_who_took_it_back) {
 
 /* Taking a context back is taking one: the limits of today apply, vDevices included, and a
  * refused context stays reclaimable (here after a reload that raises the limit). */
+/* Waits (bounded) for the last record of event with result. */
+static json_object *wait_audit_record(Manager *m, const char *event, const char *result) {
+        json_object *rec = NULL;
+
+        for (unsigned i = 0; i < 500 && !(rec = last_audit_record_with(m, event, result)); i++)
+                usleep(10000);
+        if (!rec)
+                TEST_FAIL("no %s record with result %s", event, result);
+        return rec;
+}
+
+static void expect_bound(VarlinkClient *c, const char *params, bool bound, const char *state) {
+        json_object *reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+
+        ASSERT_EQ(json_object_get_boolean(json_object_object_get(reply, "bound")), bound);
+        ASSERT_STREQ(json_get_string(reply, "state"), state);
+}
+
+/*
+ * An emulated TSM lives in tsmd: a restarted tsmd binds again what the VMM had bound, on its
+ * behalf. That bind is recorded ("restore-bind", for the context's owner), the vDevice is busy
+ * until it is answered, and bound only if it succeeded: one the device refuses (busy after the
+ * restart) leaves it unbound, as the new TSM has it, and recorded so.
+ */
+TEST(a_rebind_after_a_restart_is_recorded) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        VarlinkClient *c;
+        char token[64], params[128];
+        int64_t ctx;
+        Manager m;
+
+        /* The device binds again, slowly (1.5 s an exchange). */
+        manager_init(&m);
+        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0,0000:02:00.0\n");
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token);
+        config_append(&m, "[Platform]\nEmulatedLatencyUSec=1500000\n");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.DetachDevice", params), "io.tsmd.Guest.DeviceBusy");
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.Bind", params), "io.tsmd.Guest.DeviceBusy");
+        ASSERT_NULL(last_audit_record(&m, "restore-bind"));
+        expect_bound(c, params, false, "config_unlocked");
+
+        rec = wait_audit_record(&m, "restore-bind", "ok");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
+        ASSERT_STREQ(json_get_string(rec, "backend"), "emulated");
+        ASSERT_EQ(record_int(rec, "uid"), (int64_t) getuid());
+        ASSERT_EQ(record_int(rec, "pid"), (int64_t) getpid());
+        expect_bound(c, params, true, "config_locked");
+        call_ok(c, "io.tsmd.Guest.DetachDevice", params);
+        varlink_client_free(c);
+        stop(&m);
+
+        /* The device refuses the bind after the restart. */
+        manager_init(&m);
+        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0,0000:02:00.0\n");
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token);
+        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0:fault=busy,0000:02:00.0\n");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+
+        json_object_put(TAKE_PTR(rec));
+        rec = wait_audit_record(&m, "restore-bind", "io.tsmd.Guest.BackendError");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        expect_bound(c, params, false, "config_unlocked");
+        call_ok(c, "io.tsmd.Guest.DetachDevice", params);
+        varlink_client_free(c);
+        stop(&m);
+}
+
 TEST(reclaim_obeys_todays_limits) {
         static const char *const attach[] = { "5 0000:01:00.0", "6 0000:02:00.0" };
         VarlinkClient *c;
