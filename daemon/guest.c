@@ -965,8 +965,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
          * larger response is refused (PayloadTooLarge, with the limit the caller can have)
          * instead of being produced and lost. A oneway caller gets no reply to fit. */
         if (!(varlink_call_get_flags(call) & VARLINK_CALL_ONEWAY)) {
-                if (reply_max_response(varlink_conn_get_max_message_size(varlink_call_get_conn(call)), number,
-                                       &fits) < 0)
+                if (reply_max_response(varlink_call_reserve_reply_room(call), number, &fits) < 0)
                         fits = 0;
                 /* Not a byte of room (unreachable while a request is longer than its reply's
                  * envelope): a kernel TSM offered no response buffer takes the request for one

@@ -301,7 +301,8 @@ static int reload_config(Manager *m, char **ret_message) {
         if (r < 0)
                 log_warning_errno(r, "The monitor failed to reload its configuration: %m");
 
-        /* What changes at run time: the emulated device set. Limits apply to new connections. */
+        /* What changes at run time: the emulated device set, and the limits, for every connection
+         * (varlink_server_set_limits() says from when). */
         if (tsm_platform_is_emulated(m->platform)) {
                 r = tsm_platform_set_emulated_devices(m->platform, config.platform.emulated_devices);
                 if (r < 0)

@@ -80,6 +80,10 @@ struct VarlinkCall {
         const char *method;
         unsigned flags;
         const VarlinkSymbol *symbol;
+        /* The reply bound it was let run with: its answer keeps that room should the limits
+         * be lowered meanwhile (see varlink_server_set_reply_bound()). */
+        size_t reply_room;
+        unsigned reply_room_fds;
 
         int *fds;
         size_t n_fds;
@@ -175,6 +179,7 @@ struct VarlinkServer {
         IdleFlush *write_flush;
 };
 
+static void conn_apply_limits(VarlinkConn *c);
 static void conn_disconnect(VarlinkConn *c);
 static void conn_disconnect_soon(VarlinkConn *c);
 static void conn_free_events(VarlinkConn *c);
@@ -274,6 +279,8 @@ void varlink_server_get_info(const VarlinkServer *s, const char **vendor, const 
 }
 
 int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
+        VarlinkConn *c;
+
         assert_return(s, -EINVAL);
         assert_return(l, -EINVAL);
 
@@ -289,7 +296,40 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         s->limits = *l;
         server_update_timeouts(s);
         server_update_fd_budget(s);
+
+        /* An admin who lowers a limit to stop a client means every client, not the next ones. */
+        TAILQ_FOREACH(c, &s->conns, entry)
+                conn_apply_limits(c);
         return 0;
+}
+
+/* A connection's own copies of the limits: its stream's (see varlink_stream_set_limits(): the
+ * message under way finishes under the old size and JSON limits) and its idle timer. The rest
+ * it reads from the server's each time. */
+static void conn_apply_limits(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        int r;
+
+        if (!c->connected || c->failing)
+                return;
+        r = varlink_stream_set_limits(c->stream, &s->limits);
+        if (r < 0) {
+                /* Rather than let it go on under limits the admin just replaced. */
+                log_warning_errno(r, "Cannot apply the new limits to a connection of uid %u, dropping it: %m",
+                                  c->peer.uid);
+                conn_disconnect_soon(c);
+                return;
+        }
+        /* One that has not called yet gets the new IdleTimeoutSec=, counted from now. */
+        if (!c->called && !c->closing) {
+                if (s->idle_timeout)
+                        (void) event_add(c->ev_idle, s->idle_timeout);
+                else
+                        (void) event_del(c->ev_idle);
+        }
+        /* A raised MaxPendingCalls= frees slots for one paused at the old one. */
+        if (c->read_paused && c->n_calls < s->limits.max_pending_calls && c->n_streaming == 0)
+                conn_schedule(c);
 }
 
 /* SECURITY: a received fd is in our table before we see its message, and a peer may park up
@@ -760,7 +800,8 @@ static int call_flush_outputs(VarlinkCall *call) {
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
                 c->held_output -= o->len;
-                r = varlink_stream_enqueue_text(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds);
+                r = varlink_stream_enqueue_text_full(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds,
+                                                     call->reply_room, call->reply_room_fds);
                 o->n_fds = 0;
                 output_free(o);
                 if (r < 0)
@@ -877,7 +918,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 close_many(fds, n_fds);
                 return -ENOMEM;
         }
-        if (len + 1 > varlink_stream_get_max_message_size(c->stream)) {
+        if (len + 1 > MAX(varlink_stream_get_max_message_size(c->stream), call->reply_room)) {
                 close_many(fds, n_fds);
                 fds = mfree(fds);
                 n_fds = 0;
@@ -897,7 +938,8 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         }
 
         if (call_is_head(call)) {
-                r = varlink_stream_enqueue_text(c->stream, text, len, TAKE_PTR(fds), n_fds);
+                r = varlink_stream_enqueue_text_full(c->stream, text, len, TAKE_PTR(fds), n_fds, call->reply_room,
+                                                     call->reply_room_fds);
                 if (r < 0) {
                         /* A client that does not read its replies loses its connection. */
                         log_debug_errno(r, "Failed to queue reply: %m");
@@ -917,7 +959,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 Output *o;
 
                 /* Waiting for an earlier call counts against what a slow reader may have queued. */
-                if (c->held_output + len + 1 > c->server->limits.max_output_size) {
+                if (c->held_output + len + 1 > MAX(c->server->limits.max_output_size, call->reply_room)) {
                         close_many(fds, n_fds);
                         refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect_soon(c);
@@ -1087,6 +1129,7 @@ int varlink_call_push_fd(VarlinkCall *call, int fd) {
                 return -EINVAL;
         }
         limit = call->conn->server ? call->conn->server->limits.max_fds_per_message : VARLINK_FDS_PER_MESSAGE_MAX;
+        limit = MAX(limit, (size_t) call->reply_room_fds);
         if (call->n_out_fds >= limit) {
                 safe_close(fd);
                 return -ENOBUFS;
@@ -1225,6 +1268,9 @@ static void call_dispatch(VarlinkCall *call) {
                                                             c->server->limits.max_fds_per_message);
                         return;
                 }
+                /* A reload may lower the limits before it answers. */
+                call->reply_room = method->max_reply_size;
+                call->reply_room_fds = method->max_reply_fds;
         }
 
         call->in_handler = true;
@@ -1720,6 +1766,13 @@ VarlinkServer *varlink_conn_get_server(const VarlinkConn *c) {
 
 size_t varlink_conn_get_max_message_size(const VarlinkConn *c) {
         return c->connected ? varlink_stream_get_max_message_size(c->stream) : 0;
+}
+
+size_t varlink_call_reserve_reply_room(VarlinkCall *call) {
+        size_t room = varlink_conn_get_max_message_size(call->conn);
+
+        call->reply_room = MAX(call->reply_room, room);
+        return room;
 }
 
 bool varlink_conn_is_connected(const VarlinkConn *c) {

@@ -49,8 +49,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkServer *, varlink_server_free);
 
 int varlink_server_set_info(VarlinkServer *s, const char *vendor, const char *product,
                             const char *version, const char *url);
-/* Limits apply to connections accepted afterwards, the timeouts also to messages (and
- * connections' waits for their first byte) that start afterwards. -EINVAL for nonsensical
+/* New limits, for every connection: the connection limits to those accepted afterwards (none is
+ * dropped for them), the others from the next message on. A message under way (some of it
+ * received) finishes under the MaxMessageSize=, MaxJsonDepth=, MaxJsonValues= and
+ * MessageTimeoutSec= it started with; what is sent from now on obeys the new ones; a connection
+ * that has not called yet gets the new IdleTimeoutSec= counted from now. -EINVAL for nonsensical
  * values. */
 int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *limits);
 const VarlinkLimits *varlink_server_get_limits(const VarlinkServer *s);
@@ -116,10 +119,13 @@ int varlink_conn_get_fd(const VarlinkConn *c);
 void varlink_conn_set_userdata(VarlinkConn *c, void *userdata);
 void *varlink_conn_get_userdata(const VarlinkConn *c);
 VarlinkServer *varlink_conn_get_server(const VarlinkConn *c);
-/* Its MaxMessageSize= (bytes, with the NUL), as when it was accepted: a reply longer is answered
+/* Its MaxMessageSize= (bytes, with the NUL), the server's current one: a reply longer is answered
  * io.tsmd.ReplyTooLarge in its place. 0 once disconnected: nothing reaches the peer any more. */
 size_t varlink_conn_get_max_message_size(const VarlinkConn *c);
 bool varlink_conn_is_connected(const VarlinkConn *c);
+/* The same for a call that sizes its answer by it (0: none reaches the peer), which keeps that
+ * room until it answers, should a reload lower the limit meanwhile. */
+size_t varlink_call_reserve_reply_room(VarlinkCall *call);
 /* Drops the connection after flushing what is queued. */
 void varlink_conn_close(VarlinkConn *c);
 
