@@ -566,7 +566,10 @@ int manager_listen(Manager *m) {
                 r = interfaces_for_kind(h->socket_kinds[i], &interfaces);
                 if (r < 0)
                         return log_oom();
-                r = varlink_server_listen_fd_full(m->server, h->socket_fds[i], interfaces);
+                /* The socket serving everything is the administration's: it is served even
+                 * when clients took every fd the worker may have. */
+                r = varlink_server_listen_fd_full(m->server, h->socket_fds[i], interfaces,
+                                                  h->socket_kinds[i] == TSM_PRIV_SOCKET_ALL ? VARLINK_LISTEN_ADMIN : 0);
                 if (r < 0)
                         return log_error_errno(r, "Failed to serve a passed socket: %m");
                 h->socket_fds[i] = -EBADF; /* the server has it */

@@ -30,6 +30,11 @@
 #define ROUND_BYTES (4U * 1024U * 1024U)
 /* Connections accepted per wake-up of a listener. */
 #define ACCEPT_BATCH 64
+/* Fds kept open for VARLINK_LISTEN_ADMIN listeners (see on_listener()): given up for each
+ * accept() there, for an admin's connection and what its setup opens for a moment (the daemon's
+ * peer identity: a pidfd and a /proc file), then taken back as far as the process has fds: with
+ * none left, each admin connection keeps one until it goes. */
+#define SPARE_FDS 4
 
 typedef struct Interface {
         VarlinkInterface *idl;
@@ -55,6 +60,7 @@ typedef struct Listener {
         int fd;
         struct event *event;
         char **interfaces; /* what connections from here may use; NULL: everything */
+        bool admin;        /* VARLINK_LISTEN_ADMIN */
 } Listener;
 
 static void strv_free(char **l) {
@@ -151,6 +157,9 @@ struct VarlinkServer {
         Listener **listeners;
         size_t n_listeners, allocated_listeners;
         struct event *accept_resume;
+        int spare_fds[SPARE_FDS]; /* see SPARE_FDS */
+        unsigned n_spare_fds;
+        bool want_spare_fds;      /* an admin listener is there */
         struct event *trim; /* see heap_trim_soon() */
         uint64_t last_trim_usec;
         bool accept_paused;
@@ -599,12 +608,32 @@ static const char *account_refusal(int error) {
         }
 }
 
-static void accept_pause(VarlinkServer *s) {
+static void spare_fds_refill(VarlinkServer *s) {
+        while (s->want_spare_fds && s->n_spare_fds < SPARE_FDS) {
+                int fd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+                /* Without a /dev/null, a duplicate holds a slot too (but no file of its own). */
+                if (fd < 0 && errno != EMFILE && errno != ENFILE && s->n_listeners > 0)
+                        fd = fcntl(s->listeners[0]->fd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0)
+                        return;
+                s->spare_fds[s->n_spare_fds++] = fd;
+        }
+}
+
+static void spare_fds_release(VarlinkServer *s) {
+        while (s->n_spare_fds > 0)
+                safe_close(s->spare_fds[--s->n_spare_fds]);
+}
+
+/* Out of fds: stop accepting for a second instead of spinning on a readable socket. The admin
+ * listeners carry on while there are spare fds (all: one failed without any). */
+static void accept_pause(VarlinkServer *s, bool all) {
         struct timeval one_second = { .tv_sec = 1 };
 
-        /* Out of fds: stop accepting for a second instead of spinning on a readable socket. */
         for (size_t i = 0; i < s->n_listeners; i++)
-                (void) event_del(s->listeners[i]->event);
+                if (all || !s->listeners[i]->admin)
+                        (void) event_del(s->listeners[i]->event);
         s->accept_paused = true;
         (void) event_add(s->accept_resume, &one_second);
 }
@@ -612,6 +641,7 @@ static void accept_pause(VarlinkServer *s) {
 static void accept_resume(VarlinkServer *s) {
         if (!s->accept_paused || s->stopped_listening)
                 return;
+        spare_fds_refill(s);
         s->accept_paused = false;
         (void) event_del(s->accept_resume);
         for (size_t i = 0; i < s->n_listeners; i++)
@@ -1693,6 +1723,9 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         if (s->on_disconnect)
                 s->on_disconnect(s, c, s->userdata);
 
+        /* The fd it freed goes to the spares first, should they be short. */
+        if (s->n_spare_fds < SPARE_FDS)
+                spare_fds_refill(s);
         accept_resume(s);
 
         /* Nothing is left to write: the queue's reference goes (the server's still holds). */
@@ -1879,26 +1912,44 @@ int varlink_server_add_connection(VarlinkServer *s, int fd) {
 
 static void on_listener(evutil_socket_t fd, short what, void *userdata) {
         Listener *l = userdata;
+        VarlinkServer *s = l->server;
 
         for (unsigned i = 0; i < ACCEPT_BATCH; i++) {
-                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                bool spent = false;
+                int cfd, error;
+
+                /* SECURITY: clients can take every fd the process may have (connections, fds
+                 * parked within the budget, contexts), and an admin must still be able to
+                 * connect and see or stop that: the spares make room for the connection and for
+                 * what setting it up opens (the daemon refuses a peer it cannot identify), then
+                 * take back what is left. Nobody else ever gets them. Admin connections are
+                 * few: the system calls this costs each do not matter. */
+                if (l->admin && s->n_spare_fds > 0) {
+                        spare_fds_release(s);
+                        spent = true;
+                }
+                cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                error = errno;
+                if (cfd >= 0)
+                        (void) conn_new(s, cfd, (const char *const *) l->interfaces);
+                if (spent)
+                        spare_fds_refill(s);
                 if (cfd < 0) {
-                        if (errno == EMFILE || errno == ENFILE) {
-                                log_warning_errno(-errno, "Cannot accept connections: %m");
-                                accept_pause(l->server);
-                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warning_errno(-errno, "accept4() failed: %m");
+                        if (error == EMFILE || error == ENFILE) {
+                                log_warning_errno(-error, "Cannot accept connections: %m");
+                                accept_pause(s, l->admin);
+                        } else if (error != EAGAIN && error != EINTR && error != ECONNABORTED)
+                                log_warning_errno(-error, "accept4() failed: %m");
                         return;
                 }
-                (void) conn_new(l->server, cfd, (const char *const *) l->interfaces);
         }
 }
 
 int varlink_server_listen_fd(VarlinkServer *s, int fd) {
-        return varlink_server_listen_fd_full(s, fd, NULL);
+        return varlink_server_listen_fd_full(s, fd, NULL, 0);
 }
 
-int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces) {
+int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, unsigned flags) {
         Listener *l;
 
         assert_return(s, -EINVAL);
@@ -1928,6 +1979,7 @@ int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces) {
         l->server = s;
         l->fd = fd;
         l->interfaces = interfaces;
+        l->admin = flags & VARLINK_LISTEN_ADMIN;
         l->event = event_new(s->base, fd, EV_READ | EV_PERSIST, on_listener, l);
         if (!l->event || !GREEDY_REALLOC(s->listeners, s->allocated_listeners, s->n_listeners + 1) ||
             (!s->accept_paused && event_add(l->event, NULL) < 0)) {
@@ -1938,14 +1990,19 @@ int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces) {
                 return -ENOMEM;
         }
         s->listeners[s->n_listeners++] = l;
+        if (l->admin) {
+                s->want_spare_fds = true;
+                spare_fds_refill(s);
+        }
         return 0;
 }
 
 int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode) {
-        return varlink_server_listen_path_full(s, path, mode, NULL);
+        return varlink_server_listen_path_full(s, path, mode, NULL, 0);
 }
 
-int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces) {
+int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces,
+                                    unsigned flags) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         mode_t old_umask;
@@ -1976,7 +2033,7 @@ int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t m
                 return negative_errno();
         }
 
-        r = varlink_server_listen_fd_full(s, fd, interfaces);
+        r = varlink_server_listen_fd_full(s, fd, interfaces, flags);
         if (r < 0)
                 return r;
         TAKE_FD(fd);
@@ -2006,6 +2063,8 @@ void varlink_server_shutdown(VarlinkServer *s) {
                 free(s->listeners[i]);
         }
         s->n_listeners = 0;
+        s->want_spare_fds = false;
+        spare_fds_release(s);
 }
 
 void varlink_server_stop_listening(VarlinkServer *s) {

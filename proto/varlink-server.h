@@ -89,14 +89,21 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 
 /* Adopts a listening socket (from socket activation or varlink_listen_unix()). */
 int varlink_server_listen_fd(VarlinkServer *s, int fd);
+/* Administration: the server keeps a few spare fds that only connections accepted here may use
+ * (for themselves and for what on_connect opens), so that with every other fd of the process
+ * taken an admin can still connect, to see and fix what took them. Out of fds (EMFILE,
+ * ENFILE), the other listeners wait (a second at a time, or until a connection goes). */
+#define VARLINK_LISTEN_ADMIN (1U << 0)
+
 /* Same, restricted: connections accepted there may only use the listed interfaces (a
  * NULL-terminated malloc'd list, owned from now on; NULL: all), plus org.varlink.service.
- * Others are InterfaceNotFound for them, and GetInfo does not list them. */
-int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces);
+ * Others are InterfaceNotFound for them, and GetInfo does not list them. flags: VARLINK_LISTEN_*. */
+int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, unsigned flags);
 /* Creates, binds and adopts a socket at path with the given mode; an existing socket at
  * path is replaced. */
 int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode);
-int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces);
+int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces,
+                                    unsigned flags);
 
 /* Adopts an already connected socket (ownership passes, closed on failure), e.g. from
  * socket activation with Accept=yes, or a socketpair in tests and fuzzers. */

@@ -63,6 +63,8 @@ typedef struct TestServer {
         pthread_t thread;
         char dir[64];
         char path[128];
+        char admin_path[128]; /* with admin_listener: a VARLINK_LISTEN_ADMIN socket too */
+        bool admin_listener;
         int stop_pipe[2];
         struct event *stop_event;
 
@@ -429,6 +431,10 @@ static void server_start(const VarlinkLimits *limits) {
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Nope", m_echo), ENOENT);
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Echo", m_echo), EEXIST);
         ASSERT_OK(varlink_server_listen_path(ts.server, ts.path, 0666));
+        if (ts.admin_listener) {
+                snprintf(ts.admin_path, sizeof(ts.admin_path), "%s/admin", ts.dir);
+                ASSERT_OK(varlink_server_listen_path_full(ts.server, ts.admin_path, 0600, NULL, VARLINK_LISTEN_ADMIN));
+        }
         ts.refusals[0] = 0;
         ts.n_disconnects = 0;
         varlink_server_set_refusal_callback(ts.server, on_refusal);
@@ -466,6 +472,9 @@ static void server_stop(void) {
         event_base_loop(ts.base, EVLOOP_NONBLOCK);
         event_base_free(ts.base);
         unlink(ts.path);
+        if (ts.admin_listener)
+                unlink(ts.admin_path);
+        ts.admin_listener = false;
         rmdir(ts.dir);
 }
 
@@ -2441,6 +2450,78 @@ TEST(reload_keeps_the_room_of_a_call_that_acts) {
         varlink_client_free(c3);
         server_stop();
         ASSERT_NULL(strstr(ts.refusals, VARLINK_ERROR_REPLY_TOO_LARGE));
+}
+
+/* An unconnected socket now, connected to path later (when there may be no fd for a new one). */
+static int socket_for_later(void) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ASSERT_TRUE(fd >= 0);
+        return fd;
+}
+
+static void connect_to(int fd, const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        strcpy(sa.sun_path, path);
+        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+}
+
+static bool answered_within(int fd, int timeout_ms) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        return poll(&p, 1, timeout_ms) == 1;
+}
+
+/* With no fd left in the process, the other listeners wait while an admin listener accepts with
+ * the server's spare fds, and the connection it accepted is served; the others are once fds are
+ * free again. */
+TEST(admin_listener_accepts_without_fds) {
+        static const char call[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        struct rlimit saved, none;
+        int vmm, admin, admin2, lowest;
+
+        ts.admin_listener = true;
+        server_start(NULL);
+        vmm = socket_for_later();
+        admin = socket_for_later();
+        admin2 = socket_for_later();
+
+        /* No fd left from here on: the lowest free one is the limit. */
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        none = saved;
+        none.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &none));
+
+        connect_to(vmm, ts.path);
+        raw_call(vmm, call);
+        connect_to(admin, ts.admin_path);
+        raw_call(admin, call);
+        if (!answered_within(admin, 3000)) {
+                ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+                TEST_FAIL("the admin connection was not served with the fd table full");
+        }
+        ASSERT_STREQ(raw_recv(admin), "{\"parameters\":{\"text\":\"x\"}}");
+        connect_to(admin2, ts.admin_path);
+        raw_call(admin2, call);
+        if (!answered_within(admin2, 3000)) {
+                ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+                TEST_FAIL("a second admin connection was not served with the fd table full");
+        }
+        ASSERT_STREQ(raw_recv(admin2), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_FALSE(answered_within(vmm, 300));
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+
+        /* Fds again: the other listener resumes (within its pause of a second). */
+        ASSERT_TRUE(answered_within(vmm, 3000));
+        ASSERT_STREQ(raw_recv(vmm), "{\"parameters\":{\"text\":\"x\"}}");
+        close(vmm);
+        close(admin);
+        close(admin2);
+        server_stop();
 }
 
 TEST(client_sees_disconnect) {
