@@ -350,6 +350,14 @@ static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
         return idx;
 }
 
+/* A fd the client passed that the worker had no room to receive (its RLIMIT_NOFILE is reached):
+ * our failure, answered io.tsmd.System EMFILE, not the client's BadFileDescriptor. */
+static int fd_lost(const char *field) {
+        log_warning("No fd left to receive the %s a client passed (RLIMIT_NOFILE), failing its call with EMFILE.",
+                    field);
+        return -EMFILE;
+}
+
 static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
         char token[RECLAIM_TOKEN_LEN + 1];
         GuestContext *ctx;
@@ -357,6 +365,8 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
 
         /* SECURITY: the monitor checks that it is an iommufd before it keeps it. */
         fd = varlink_call_get_fd_parameter(call, p, "fileDescriptor");
+        if (fd == -EMFILE)
+                return fd_lost("fileDescriptor");
         if (fd < 0)
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
@@ -628,6 +638,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (json_object_object_get_ex(p, "vfioFileDescriptor", &vfio) && vfio) {
                 int fd = varlink_call_get_fd_parameter(call, p, "vfioFileDescriptor");
 
+                if (fd == -EMFILE)
+                        return fd_lost("vfioFileDescriptor");
                 if (fd < 0)
                         reason = GUEST_REASON_NO_FD;
                 else

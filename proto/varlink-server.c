@@ -1173,7 +1173,13 @@ int varlink_call_push_fd(VarlinkCall *call, int fd) {
 }
 
 int varlink_call_peek_fd(VarlinkCall *call, size_t index) {
-        if (!call || index >= call->n_fds || call->fds[index] < 0)
+        if (!call)
+                return -ENXIO;
+        /* The fds from a trailing -EMFILE entry on were sent, but we had no room for them
+         * (varlink_stream_next()): our failure, which the client must not be blamed for. */
+        if (call->n_fds > 0 && call->fds[call->n_fds - 1] == -EMFILE && index >= call->n_fds - 1)
+                return -EMFILE;
+        if (index >= call->n_fds || call->fds[index] < 0)
                 return -ENXIO;
         return call->fds[index];
 }
@@ -1198,9 +1204,10 @@ int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, co
             !json_object_is_type(v, json_type_int))
                 return -EINVAL;
         i = json_object_get_int64(v);
-        if (i < 0 || (uint64_t) i >= call->n_fds)
+        if (i < 0)
                 return -ENXIO;
-        return varlink_call_peek_fd(call, (size_t) i);
+        /* Any index past the fds is as good as the first one past them (and fits a size_t). */
+        return varlink_call_peek_fd(call, (uint64_t) i > call->n_fds ? call->n_fds : (size_t) i);
 }
 
 /* ---- dispatch -------------------------------------------------------------------------- */

@@ -172,13 +172,15 @@ void *varlink_call_get_userdata(const VarlinkCall *call);
 
 /* fd passing. push_fd takes ownership and returns the index the fd will have in the next
  * reply of this call. peek_fd returns the index-th fd that came with the call (owned by the
- * call), take_fd transfers ownership. -ENXIO for an index out of range. */
+ * call), take_fd transfers ownership. -ENXIO for an index out of range (or an fd taken),
+ * -EMFILE for one the client sent that we could not receive: our RLIMIT_NOFILE was reached. */
 int varlink_call_push_fd(VarlinkCall *call, int fd);
 int varlink_call_peek_fd(VarlinkCall *call, size_t index);
 int varlink_call_take_fd(VarlinkCall *call, size_t index);
 size_t varlink_call_get_n_fds(const VarlinkCall *call);
 
-/* Validates a fd index field in parameters ("…FileDescriptor": int) and returns the fd. */
+/* Validates a fd index field in parameters ("…FileDescriptor": int) and returns the fd: -EINVAL
+ * if the field is not an int, else as varlink_call_peek_fd(). */
 int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, const char *field);
 
 /* Introspection, for org.varlink.service and for tests. */

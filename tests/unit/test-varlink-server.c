@@ -319,6 +319,8 @@ static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
         int fd, copy, idx;
 
         fd = varlink_call_get_fd_parameter(call, p, "fd");
+        if (fd == -EMFILE)
+                return fd; /* ours, not the client's: io.tsmd.System */
         if (fd < 0)
                 return varlink_call_error_invalid_parameter(call, "fd");
         copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -2521,6 +2523,58 @@ TEST(admin_listener_accepts_without_fds) {
         close(vmm);
         close(admin);
         close(admin2);
+        server_stop();
+}
+
+/* Sends msg (with its NUL) with copies of the given fds attached. */
+static void send_these_fds(int sock, const char *msg, const int *fds, unsigned n) {
+        char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+        struct iovec iov = { .iov_base = (void *) msg, .iov_len = strlen(msg) + 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = CMSG_SPACE(sizeof(int) * n) };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+        ASSERT_TRUE(n >= 1 && n <= 4);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) iov.iov_len);
+}
+
+/* A fd the server had no room to receive is -EMFILE to the method, not a missing one: the
+ * client is not at fault. The connection goes on. */
+TEST(fd_lost_to_emfile_is_ours) {
+        struct rlimit saved, l;
+        int fd, fds[2], lowest;
+        const char *reply;
+
+        server_start(NULL);
+        fd = raw_connect();
+        fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        fds[1] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fds[0] >= 0 && fds[1] >= 0);
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_NOT_NULL(raw_recv(fd)); /* accepted */
+
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        l = saved;
+        l.rlim_cur = (rlim_t) lowest + 1; /* room for one */
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        send_these_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":1}}", fds, 2);
+        reply = raw_recv(fd);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_NOT_NULL(reply);
+        ASSERT_STREQ(reply, "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":24,\"errnoName\":\"EMFILE\"}}");
+        /* The connection goes on, and with room both come. */
+        send_these_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":1}}", fds, 2);
+        ASSERT_NOT_NULL(strstr(raw_recv_some(fd), "\"fd\":0"));
+        close(fds[0]);
+        close(fds[1]);
+        close(fd);
         server_stop();
 }
 
