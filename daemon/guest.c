@@ -362,6 +362,14 @@ static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
         return idx;
 }
 
+/* A fd the client passed that the worker had no room to receive (its RLIMIT_NOFILE is reached):
+ * our failure, answered io.tsmd.System EMFILE, not the client's BadFileDescriptor. */
+static int fd_lost(const char *field) {
+        log_warning("No fd left to receive the %s a client passed (RLIMIT_NOFILE), failing its call with EMFILE.",
+                    field);
+        return -EMFILE;
+}
+
 static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
         char token[RECLAIM_TOKEN_LEN + 1];
         GuestContext *ctx;
@@ -369,6 +377,8 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
 
         /* SECURITY: the monitor checks that it is an iommufd before it keeps it. */
         fd = varlink_call_get_fd_parameter(call, p, "fileDescriptor");
+        if (fd == -EMFILE)
+                return fd_lost("fileDescriptor");
         if (fd < 0)
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
@@ -662,6 +672,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (json_object_object_get_ex(p, "vfioFileDescriptor", &vfio) && vfio) {
                 int fd = varlink_call_get_fd_parameter(call, p, "vfioFileDescriptor");
 
+                if (fd == -EMFILE)
+                        return fd_lost("vfioFileDescriptor");
                 if (fd < 0)
                         reason = GUEST_REASON_NO_FD;
                 else
@@ -1002,8 +1014,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
          * larger response is refused (PayloadTooLarge, with the limit the caller can have)
          * instead of being produced and lost. A oneway caller gets no reply to fit. */
         if (!(varlink_call_get_flags(call) & VARLINK_CALL_ONEWAY)) {
-                if (reply_max_response(varlink_conn_get_max_message_size(varlink_call_get_conn(call)), number,
-                                       &fits) < 0)
+                if (reply_max_response(varlink_call_reserve_reply_room(call), number, &fits) < 0)
                         fits = 0;
                 /* Not a byte of room (unreachable while a request is longer than its reply's
                  * envelope): a kernel TSM offered no response buffer takes the request for one

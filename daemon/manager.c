@@ -388,7 +388,8 @@ static int reload_config(Manager *m, char **ret_message) {
         if (r < 0)
                 log_warning_errno(r, "The monitor failed to reload its configuration: %m");
 
-        /* What changes at run time: the emulated device set. Limits apply to new connections. */
+        /* What changes at run time: the emulated device set, and the limits, for every connection
+         * (varlink_server_set_limits() says from when). */
         if (tsm_platform_is_emulated(m->platform)) {
                 r = tsm_platform_set_emulated_devices(m->platform, config.platform.emulated_devices);
                 if (r < 0)
@@ -653,7 +654,10 @@ int manager_listen(Manager *m) {
                 r = interfaces_for_kind(h->socket_kinds[i], &interfaces);
                 if (r < 0)
                         return log_oom();
-                r = varlink_server_listen_fd_full(m->server, h->socket_fds[i], interfaces);
+                /* The socket serving everything is the administration's: it is served even
+                 * when clients took every fd the worker may have. */
+                r = varlink_server_listen_fd_full(m->server, h->socket_fds[i], interfaces,
+                                                  h->socket_kinds[i] == TSM_PRIV_SOCKET_ALL ? VARLINK_LISTEN_ADMIN : 0);
                 if (r < 0)
                         return log_error_errno(r, "Failed to serve a passed socket: %m");
                 h->socket_fds[i] = -EBADF; /* the server has it */

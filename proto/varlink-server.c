@@ -30,6 +30,11 @@
 #define ROUND_BYTES (4U * 1024U * 1024U)
 /* Connections accepted per wake-up of a listener. */
 #define ACCEPT_BATCH 64
+/* Fds kept open for VARLINK_LISTEN_ADMIN listeners (see on_listener()): given up for each
+ * accept() there, for an admin's connection and what its setup opens for a moment (the daemon's
+ * peer identity: a pidfd and a /proc file), then taken back as far as the process has fds: with
+ * none left, each admin connection keeps one until it goes. */
+#define SPARE_FDS 4
 
 typedef struct Interface {
         VarlinkInterface *idl;
@@ -55,6 +60,7 @@ typedef struct Listener {
         int fd;
         struct event *event;
         char **interfaces; /* what connections from here may use; NULL: everything */
+        bool admin;        /* VARLINK_LISTEN_ADMIN */
 } Listener;
 
 static void strv_free(char **l) {
@@ -80,6 +86,10 @@ struct VarlinkCall {
         const char *method;
         unsigned flags;
         const VarlinkSymbol *symbol;
+        /* The reply bound it was let run with: its answer keeps that room should the limits
+         * be lowered meanwhile (see varlink_server_set_reply_bound()). */
+        size_t reply_room;
+        unsigned reply_room_fds;
 
         int *fds;
         size_t n_fds;
@@ -147,6 +157,9 @@ struct VarlinkServer {
         Listener **listeners;
         size_t n_listeners, allocated_listeners;
         struct event *accept_resume;
+        int spare_fds[SPARE_FDS]; /* see SPARE_FDS */
+        unsigned n_spare_fds;
+        bool want_spare_fds;      /* an admin listener is there */
         struct event *trim; /* see heap_trim_soon() */
         uint64_t last_trim_usec;
         bool accept_paused;
@@ -175,6 +188,7 @@ struct VarlinkServer {
         IdleFlush *write_flush;
 };
 
+static void conn_apply_limits(VarlinkConn *c);
 static void conn_disconnect(VarlinkConn *c);
 static void conn_disconnect_soon(VarlinkConn *c);
 static void conn_free_events(VarlinkConn *c);
@@ -274,6 +288,8 @@ void varlink_server_get_info(const VarlinkServer *s, const char **vendor, const 
 }
 
 int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
+        VarlinkConn *c;
+
         assert_return(s, -EINVAL);
         assert_return(l, -EINVAL);
 
@@ -289,7 +305,40 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         s->limits = *l;
         server_update_timeouts(s);
         server_update_fd_budget(s);
+
+        /* An admin who lowers a limit to stop a client means every client, not the next ones. */
+        TAILQ_FOREACH(c, &s->conns, entry)
+                conn_apply_limits(c);
         return 0;
+}
+
+/* A connection's own copies of the limits: its stream's (see varlink_stream_set_limits(): the
+ * message under way finishes under the old size and JSON limits) and its idle timer. The rest
+ * it reads from the server's each time. */
+static void conn_apply_limits(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        int r;
+
+        if (!c->connected || c->failing)
+                return;
+        r = varlink_stream_set_limits(c->stream, &s->limits);
+        if (r < 0) {
+                /* Rather than let it go on under limits the admin just replaced. */
+                log_warning_errno(r, "Cannot apply the new limits to a connection of uid %u, dropping it: %m",
+                                  c->peer.uid);
+                conn_disconnect_soon(c);
+                return;
+        }
+        /* One that has not called yet gets the new IdleTimeoutSec=, counted from now. */
+        if (!c->called && !c->closing) {
+                if (s->idle_timeout)
+                        (void) event_add(c->ev_idle, s->idle_timeout);
+                else
+                        (void) event_del(c->ev_idle);
+        }
+        /* A raised MaxPendingCalls= frees slots for one paused at the old one. */
+        if (c->read_paused && c->n_calls < s->limits.max_pending_calls && c->n_streaming == 0)
+                conn_schedule(c);
 }
 
 /* SECURITY: a received fd is in our table before we see its message, and a peer may park up
@@ -559,12 +608,32 @@ static const char *account_refusal(int error) {
         }
 }
 
-static void accept_pause(VarlinkServer *s) {
+static void spare_fds_refill(VarlinkServer *s) {
+        while (s->want_spare_fds && s->n_spare_fds < SPARE_FDS) {
+                int fd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+                /* Without a /dev/null, a duplicate holds a slot too (but no file of its own). */
+                if (fd < 0 && errno != EMFILE && errno != ENFILE && s->n_listeners > 0)
+                        fd = fcntl(s->listeners[0]->fd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0)
+                        return;
+                s->spare_fds[s->n_spare_fds++] = fd;
+        }
+}
+
+static void spare_fds_release(VarlinkServer *s) {
+        while (s->n_spare_fds > 0)
+                safe_close(s->spare_fds[--s->n_spare_fds]);
+}
+
+/* Out of fds: stop accepting for a second instead of spinning on a readable socket. The admin
+ * listeners carry on while there are spare fds (all: one failed without any). */
+static void accept_pause(VarlinkServer *s, bool all) {
         struct timeval one_second = { .tv_sec = 1 };
 
-        /* Out of fds: stop accepting for a second instead of spinning on a readable socket. */
         for (size_t i = 0; i < s->n_listeners; i++)
-                (void) event_del(s->listeners[i]->event);
+                if (all || !s->listeners[i]->admin)
+                        (void) event_del(s->listeners[i]->event);
         s->accept_paused = true;
         (void) event_add(s->accept_resume, &one_second);
 }
@@ -572,6 +641,7 @@ static void accept_pause(VarlinkServer *s) {
 static void accept_resume(VarlinkServer *s) {
         if (!s->accept_paused || s->stopped_listening)
                 return;
+        spare_fds_refill(s);
         s->accept_paused = false;
         (void) event_del(s->accept_resume);
         for (size_t i = 0; i < s->n_listeners; i++)
@@ -760,7 +830,8 @@ static int call_flush_outputs(VarlinkCall *call) {
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
                 c->held_output -= o->len;
-                r = varlink_stream_enqueue_text(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds);
+                r = varlink_stream_enqueue_text_full(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds,
+                                                     call->reply_room, call->reply_room_fds);
                 o->n_fds = 0;
                 output_free(o);
                 if (r < 0)
@@ -877,7 +948,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 close_many(fds, n_fds);
                 return -ENOMEM;
         }
-        if (len + 1 > varlink_stream_get_max_message_size(c->stream)) {
+        if (len + 1 > MAX(varlink_stream_get_max_message_size(c->stream), call->reply_room)) {
                 close_many(fds, n_fds);
                 fds = mfree(fds);
                 n_fds = 0;
@@ -897,7 +968,8 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         }
 
         if (call_is_head(call)) {
-                r = varlink_stream_enqueue_text(c->stream, text, len, TAKE_PTR(fds), n_fds);
+                r = varlink_stream_enqueue_text_full(c->stream, text, len, TAKE_PTR(fds), n_fds, call->reply_room,
+                                                     call->reply_room_fds);
                 if (r < 0) {
                         /* A client that does not read its replies loses its connection. */
                         log_debug_errno(r, "Failed to queue reply: %m");
@@ -917,7 +989,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 Output *o;
 
                 /* Waiting for an earlier call counts against what a slow reader may have queued. */
-                if (c->held_output + len + 1 > c->server->limits.max_output_size) {
+                if (c->held_output + len + 1 > MAX(c->server->limits.max_output_size, call->reply_room)) {
                         close_many(fds, n_fds);
                         refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect_soon(c);
@@ -1087,6 +1159,7 @@ int varlink_call_push_fd(VarlinkCall *call, int fd) {
                 return -EINVAL;
         }
         limit = call->conn->server ? call->conn->server->limits.max_fds_per_message : VARLINK_FDS_PER_MESSAGE_MAX;
+        limit = MAX(limit, (size_t) call->reply_room_fds);
         if (call->n_out_fds >= limit) {
                 safe_close(fd);
                 return -ENOBUFS;
@@ -1100,7 +1173,13 @@ int varlink_call_push_fd(VarlinkCall *call, int fd) {
 }
 
 int varlink_call_peek_fd(VarlinkCall *call, size_t index) {
-        if (!call || index >= call->n_fds || call->fds[index] < 0)
+        if (!call)
+                return -ENXIO;
+        /* The fds from a trailing -EMFILE entry on were sent, but we had no room for them
+         * (varlink_stream_next()): our failure, which the client must not be blamed for. */
+        if (call->n_fds > 0 && call->fds[call->n_fds - 1] == -EMFILE && index >= call->n_fds - 1)
+                return -EMFILE;
+        if (index >= call->n_fds || call->fds[index] < 0)
                 return -ENXIO;
         return call->fds[index];
 }
@@ -1125,9 +1204,10 @@ int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, co
             !json_object_is_type(v, json_type_int))
                 return -EINVAL;
         i = json_object_get_int64(v);
-        if (i < 0 || (uint64_t) i >= call->n_fds)
+        if (i < 0)
                 return -ENXIO;
-        return varlink_call_peek_fd(call, (size_t) i);
+        /* Any index past the fds is as good as the first one past them (and fits a size_t). */
+        return varlink_call_peek_fd(call, (uint64_t) i > call->n_fds ? call->n_fds : (size_t) i);
 }
 
 /* ---- dispatch -------------------------------------------------------------------------- */
@@ -1225,6 +1305,9 @@ static void call_dispatch(VarlinkCall *call) {
                                                             c->server->limits.max_fds_per_message);
                         return;
                 }
+                /* A reload may lower the limits before it answers. */
+                call->reply_room = method->max_reply_size;
+                call->reply_room_fds = method->max_reply_fds;
         }
 
         call->in_handler = true;
@@ -1647,6 +1730,9 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         if (s->on_disconnect)
                 s->on_disconnect(s, c, s->userdata);
 
+        /* The fd it freed goes to the spares first, should they be short. */
+        if (s->n_spare_fds < SPARE_FDS)
+                spare_fds_refill(s);
         accept_resume(s);
 
         /* Nothing is left to write: the queue's reference goes (the server's still holds). */
@@ -1720,6 +1806,13 @@ VarlinkServer *varlink_conn_get_server(const VarlinkConn *c) {
 
 size_t varlink_conn_get_max_message_size(const VarlinkConn *c) {
         return c->connected ? varlink_stream_get_max_message_size(c->stream) : 0;
+}
+
+size_t varlink_call_reserve_reply_room(VarlinkCall *call) {
+        size_t room = varlink_conn_get_max_message_size(call->conn);
+
+        call->reply_room = MAX(call->reply_room, room);
+        return room;
 }
 
 bool varlink_conn_is_connected(const VarlinkConn *c) {
@@ -1826,26 +1919,44 @@ int varlink_server_add_connection(VarlinkServer *s, int fd) {
 
 static void on_listener(evutil_socket_t fd, short what, void *userdata) {
         Listener *l = userdata;
+        VarlinkServer *s = l->server;
 
         for (unsigned i = 0; i < ACCEPT_BATCH; i++) {
-                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                bool spent = false;
+                int cfd, error;
+
+                /* SECURITY: clients can take every fd the process may have (connections, fds
+                 * parked within the budget, contexts), and an admin must still be able to
+                 * connect and see or stop that: the spares make room for the connection and for
+                 * what setting it up opens (the daemon refuses a peer it cannot identify), then
+                 * take back what is left. Nobody else ever gets them. Admin connections are
+                 * few: the system calls this costs each do not matter. */
+                if (l->admin && s->n_spare_fds > 0) {
+                        spare_fds_release(s);
+                        spent = true;
+                }
+                cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                error = errno;
+                if (cfd >= 0)
+                        (void) conn_new(s, cfd, (const char *const *) l->interfaces);
+                if (spent)
+                        spare_fds_refill(s);
                 if (cfd < 0) {
-                        if (errno == EMFILE || errno == ENFILE) {
-                                log_warning_errno(-errno, "Cannot accept connections: %m");
-                                accept_pause(l->server);
-                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warning_errno(-errno, "accept4() failed: %m");
+                        if (error == EMFILE || error == ENFILE) {
+                                log_warning_errno(-error, "Cannot accept connections: %m");
+                                accept_pause(s, l->admin);
+                        } else if (error != EAGAIN && error != EINTR && error != ECONNABORTED)
+                                log_warning_errno(-error, "accept4() failed: %m");
                         return;
                 }
-                (void) conn_new(l->server, cfd, (const char *const *) l->interfaces);
         }
 }
 
 int varlink_server_listen_fd(VarlinkServer *s, int fd) {
-        return varlink_server_listen_fd_full(s, fd, NULL);
+        return varlink_server_listen_fd_full(s, fd, NULL, 0);
 }
 
-int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces) {
+int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, unsigned flags) {
         Listener *l;
 
         assert_return(s, -EINVAL);
@@ -1875,6 +1986,7 @@ int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces) {
         l->server = s;
         l->fd = fd;
         l->interfaces = interfaces;
+        l->admin = flags & VARLINK_LISTEN_ADMIN;
         l->event = event_new(s->base, fd, EV_READ | EV_PERSIST, on_listener, l);
         if (!l->event || !GREEDY_REALLOC(s->listeners, s->allocated_listeners, s->n_listeners + 1) ||
             (!s->accept_paused && event_add(l->event, NULL) < 0)) {
@@ -1885,14 +1997,19 @@ int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces) {
                 return -ENOMEM;
         }
         s->listeners[s->n_listeners++] = l;
+        if (l->admin) {
+                s->want_spare_fds = true;
+                spare_fds_refill(s);
+        }
         return 0;
 }
 
 int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode) {
-        return varlink_server_listen_path_full(s, path, mode, NULL);
+        return varlink_server_listen_path_full(s, path, mode, NULL, 0);
 }
 
-int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces) {
+int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces,
+                                    unsigned flags) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         mode_t old_umask;
@@ -1923,7 +2040,7 @@ int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t m
                 return negative_errno();
         }
 
-        r = varlink_server_listen_fd_full(s, fd, interfaces);
+        r = varlink_server_listen_fd_full(s, fd, interfaces, flags);
         if (r < 0)
                 return r;
         TAKE_FD(fd);
@@ -1953,6 +2070,8 @@ void varlink_server_shutdown(VarlinkServer *s) {
                 free(s->listeners[i]);
         }
         s->n_listeners = 0;
+        s->want_spare_fds = false;
+        spare_fds_release(s);
 }
 
 void varlink_server_stop_listening(VarlinkServer *s) {

@@ -49,8 +49,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkServer *, varlink_server_free);
 
 int varlink_server_set_info(VarlinkServer *s, const char *vendor, const char *product,
                             const char *version, const char *url);
-/* Limits apply to connections accepted afterwards, the timeouts also to messages (and
- * connections' waits for their first byte) that start afterwards. -EINVAL for nonsensical
+/* New limits, for every connection: the connection limits to those accepted afterwards (none is
+ * dropped for them), the others from the next message on. A message under way (some of it
+ * received) finishes under the MaxMessageSize=, MaxJsonDepth=, MaxJsonValues= and
+ * MessageTimeoutSec= it started with; what is sent from now on obeys the new ones; a connection
+ * that has not called yet gets the new IdleTimeoutSec= counted from now. -EINVAL for nonsensical
  * values. */
 int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *limits);
 const VarlinkLimits *varlink_server_get_limits(const VarlinkServer *s);
@@ -86,14 +89,21 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 
 /* Adopts a listening socket (from socket activation or varlink_listen_unix()). */
 int varlink_server_listen_fd(VarlinkServer *s, int fd);
+/* Administration: the server keeps a few spare fds that only connections accepted here may use
+ * (for themselves and for what on_connect opens), so that with every other fd of the process
+ * taken an admin can still connect, to see and fix what took them. Out of fds (EMFILE,
+ * ENFILE), the other listeners wait (a second at a time, or until a connection goes). */
+#define VARLINK_LISTEN_ADMIN (1U << 0)
+
 /* Same, restricted: connections accepted there may only use the listed interfaces (a
  * NULL-terminated malloc'd list, owned from now on; NULL: all), plus org.varlink.service.
- * Others are InterfaceNotFound for them, and GetInfo does not list them. */
-int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces);
+ * Others are InterfaceNotFound for them, and GetInfo does not list them. flags: VARLINK_LISTEN_*. */
+int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, unsigned flags);
 /* Creates, binds and adopts a socket at path with the given mode; an existing socket at
  * path is replaced. */
 int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode);
-int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces);
+int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces,
+                                    unsigned flags);
 
 /* Adopts an already connected socket (ownership passes, closed on failure), e.g. from
  * socket activation with Accept=yes, or a socketpair in tests and fuzzers. */
@@ -116,10 +126,13 @@ int varlink_conn_get_fd(const VarlinkConn *c);
 void varlink_conn_set_userdata(VarlinkConn *c, void *userdata);
 void *varlink_conn_get_userdata(const VarlinkConn *c);
 VarlinkServer *varlink_conn_get_server(const VarlinkConn *c);
-/* Its MaxMessageSize= (bytes, with the NUL), as when it was accepted: a reply longer is answered
+/* Its MaxMessageSize= (bytes, with the NUL), the server's current one: a reply longer is answered
  * io.tsmd.ReplyTooLarge in its place. 0 once disconnected: nothing reaches the peer any more. */
 size_t varlink_conn_get_max_message_size(const VarlinkConn *c);
 bool varlink_conn_is_connected(const VarlinkConn *c);
+/* The same for a call that sizes its answer by it (0: none reaches the peer), which keeps that
+ * room until it answers, should a reload lower the limit meanwhile. */
+size_t varlink_call_reserve_reply_room(VarlinkCall *call);
 /* Drops the connection after flushing what is queued. */
 void varlink_conn_close(VarlinkConn *c);
 
@@ -159,13 +172,15 @@ void *varlink_call_get_userdata(const VarlinkCall *call);
 
 /* fd passing. push_fd takes ownership and returns the index the fd will have in the next
  * reply of this call. peek_fd returns the index-th fd that came with the call (owned by the
- * call), take_fd transfers ownership. -ENXIO for an index out of range. */
+ * call), take_fd transfers ownership. -ENXIO for an index out of range (or an fd taken),
+ * -EMFILE for one the client sent that we could not receive: our RLIMIT_NOFILE was reached. */
 int varlink_call_push_fd(VarlinkCall *call, int fd);
 int varlink_call_peek_fd(VarlinkCall *call, size_t index);
 int varlink_call_take_fd(VarlinkCall *call, size_t index);
 size_t varlink_call_get_n_fds(const VarlinkCall *call);
 
-/* Validates a fd index field in parameters ("…FileDescriptor": int) and returns the fd. */
+/* Validates a fd index field in parameters ("…FileDescriptor": int) and returns the fd: -EINVAL
+ * if the field is not an int, else as varlink_call_peek_fd(). */
 int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, const char *field);
 
 /* Introspection, for org.varlink.service and for tests. */

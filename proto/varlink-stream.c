@@ -29,11 +29,19 @@ typedef struct FdBatch {
 
 struct VarlinkStream {
         int fd;
-        VarlinkLimits limits;
+        VarlinkLimits limits; /* in force, for input from in_limits_at on (see set_limits) */
         bool allow_fd_input;
         bool allow_fd_output;
 
+        /* What input is judged by: limits' values, or those of before varlink_stream_set_limits()
+         * until the message under way then is consumed (in_offset reaches in_limits_at). */
+        size_t in_max_message_size;
+        unsigned in_max_depth, in_max_json_values;
+        uint64_t in_limits_at;
+        bool in_limits_pending;
+
         json_tokener *tokener;
+        unsigned tokener_depth;
 
         struct evbuffer *in;
         uint64_t in_offset;     /* absolute position of the first byte in `in` */
@@ -67,13 +75,17 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
                 return -ENOMEM;
         }
         s->fd = fd;
-        s->limits = *limits;
         if (limits->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX)
                 return -EINVAL;
+        s->limits = *limits;
+        s->in_max_message_size = limits->max_message_size;
+        s->in_max_depth = limits->max_depth;
+        s->in_max_json_values = limits->max_json_values;
 
         r = json_tokener_new_strict(limits->max_depth, &s->tokener);
         if (r < 0)
                 return r;
+        s->tokener_depth = limits->max_depth;
 
         s->in = evbuffer_new();
         s->out = evbuffer_new();
@@ -104,21 +116,47 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
         return mfree(s);
 }
 
+/* The limits of input apply from the next message on: one under way finishes under those it
+ * started with (a bound it has kept so far, and MessageTimeoutSec= bounds it anyway). */
+static void stream_apply_input_limits(VarlinkStream *s) {
+        s->in_max_message_size = s->limits.max_message_size;
+        s->in_max_depth = s->limits.max_depth;
+        s->in_max_json_values = s->limits.max_json_values;
+        s->in_limits_pending = false;
+}
+
 int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits) {
-        json_tokener *tok;
-        int r;
+        unsigned depth;
 
         assert(s);
         assert(limits);
 
         if (limits->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX)
                 return -EINVAL;
-        r = json_tokener_new_strict(limits->max_depth, &tok);
-        if (r < 0)
-                return r;
-        json_tokener_free(s->tokener);
-        s->tokener = tok;
+
+        /* json-c's own depth limit is a backstop behind json_strict_check(), which enforces
+         * ours exactly: it must only never be below it, for the message under way too. */
+        depth = MAX(limits->max_depth, s->in_max_depth);
+        if (depth > s->tokener_depth) {
+                json_tokener *tok;
+                int r;
+
+                r = json_tokener_new_strict(depth, &tok);
+                if (r < 0)
+                        return r;
+                json_tokener_free(s->tokener);
+                s->tokener = tok;
+                s->tokener_depth = depth;
+        }
+
         s->limits = *limits;
+        /* Fds, and output, obey them at once: the fds of a message come with its first byte, so
+         * any received from now on belong to a message that starts now. */
+        s->in_limits_at = s->in_offset + evbuffer_get_length(s->in);
+        if (s->in_limits_at == s->in_offset)
+                stream_apply_input_limits(s);
+        else
+                s->in_limits_pending = true;
         return 0;
 }
 
@@ -246,7 +284,7 @@ int varlink_stream_read(VarlinkStream *s) {
 
         if (stream_scan(s))
                 return 0; /* the caller must consume what is there first */
-        if (evbuffer_get_length(s->in) >= s->limits.max_message_size)
+        if (evbuffer_get_length(s->in) >= s->in_max_message_size)
                 return -EMSGSIZE;
 
         do
@@ -334,13 +372,13 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         assert(ret_msg);
 
         if (!stream_scan(s)) {
-                if (evbuffer_get_length(s->in) >= s->limits.max_message_size)
+                if (evbuffer_get_length(s->in) >= s->in_max_message_size)
                         return -EMSGSIZE;
                 return 0;
         }
 
         len = s->in_scanned; /* position of the NUL */
-        if (len + 1 > s->limits.max_message_size)
+        if (len + 1 > s->in_max_message_size)
                 return -EMSGSIZE;
 
         start = s->in_offset;
@@ -348,12 +386,14 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         if (!text)
                 return -ENOMEM;
 
-        r = json_parse_strict(s->tokener, s->limits.max_depth, s->limits.max_json_values ?: SIZE_MAX, text, len, &msg);
+        r = json_parse_strict(s->tokener, s->in_max_depth, s->in_max_json_values ?: SIZE_MAX, text, len, &msg);
 
         (void) evbuffer_drain(s->in, len + 1);
         s->in_offset += len + 1;
         s->in_scanned = 0;
         s->in_complete = false;
+        if (_unlikely_(s->in_limits_pending) && s->in_offset >= s->in_limits_at)
+                stream_apply_input_limits(s);
 
         /* Hand over the fds that arrived with this message's first byte. A batch for a
          * position this message spans but does not start at is a violation. */
@@ -389,22 +429,30 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
 
 int varlink_stream_enqueue_text(VarlinkStream *s, const char *text, size_t len, int *fds,
                                 size_t n_fds) {
+        return varlink_stream_enqueue_text_full(s, text, len, fds, n_fds, 0, 0);
+}
+
+int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t len, int *fds, size_t n_fds,
+                                     size_t room, unsigned room_fds) {
+        size_t max_size, max_fds;
         uint64_t start;
 
         assert(s);
         assert(text || len == 0);
 
-        if (n_fds > 0 && (!s->allow_fd_output || n_fds > s->limits.max_fds_per_message)) {
+        max_size = MAX(s->limits.max_message_size, room);
+        max_fds = MAX(s->limits.max_fds_per_message, room_fds);
+        if (n_fds > 0 && (!s->allow_fd_output || n_fds > max_fds)) {
                 close_many(fds, n_fds);
                 free(fds);
-                return n_fds > s->limits.max_fds_per_message ? -E2BIG : -EOPNOTSUPP;
+                return n_fds > max_fds ? -E2BIG : -EOPNOTSUPP;
         }
-        if (len + 1 > s->limits.max_message_size) {
+        if (len + 1 > max_size) {
                 close_many(fds, n_fds);
                 free(fds);
                 return -E2BIG;
         }
-        if (evbuffer_get_length(s->out) + len + 1 > s->limits.max_output_size) {
+        if (evbuffer_get_length(s->out) + len + 1 > MAX(s->limits.max_output_size, room)) {
                 close_many(fds, n_fds);
                 free(fds);
                 return -ENOBUFS;

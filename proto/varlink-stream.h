@@ -80,9 +80,14 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
 VarlinkStream *varlink_stream_free(VarlinkStream *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkStream *, varlink_stream_free);
 
+/* New limits. What is queued and sent from now on obeys them, and so do fds received from now on
+ * (they come with the first byte of a message that starts now); the message under way, if any
+ * of it is buffered, is still bounded and parsed by the size, depth and JSON value limits it
+ * started with, and the messages after it by these. -EINVAL, -ENOMEM: nothing changed. */
 int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits);
 int varlink_stream_get_fd(const VarlinkStream *s);
-/* Its MaxMessageSize=, as when it was created or last given limits (bytes, with the NUL). */
+/* Its MaxMessageSize=, as when it was created or last given limits (bytes, with the NUL): what
+ * it sends may be that large. */
 size_t varlink_stream_get_max_message_size(const VarlinkStream *s);
 void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output);
 
@@ -117,6 +122,10 @@ int varlink_stream_enqueue(VarlinkStream *s, json_object *msg, int *fds, size_t 
 /* Same, with already serialised JSON (without the NUL). */
 int varlink_stream_enqueue_text(VarlinkStream *s, const char *text, size_t len, int *fds,
                                 size_t n_fds);
+/* Same, where room bytes (and room_fds fds) were promised to the message when the limits were
+ * larger: it may be that large, and queued, whatever they are now. */
+int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t len, int *fds, size_t n_fds,
+                                     size_t room, unsigned room_fds);
 
 /* Writes as much queued output as the socket takes. Returns 1 if something was written, 0 if
  * nothing could be, negative errno (-EPIPE, -ECONNRESET) if the peer is gone. */

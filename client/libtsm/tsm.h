@@ -51,7 +51,9 @@
  *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit, or the total of contexts,
  *                                                           was reached
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
- *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO (*)
+ *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO (*);
+ *                                                           -EMFILE: tsmd had no fd left to receive one the
+ *                                                           call passed (not the fd's fault; retry later)
  *   io.tsmd.ReplyTooLarge                      -EMSGSIZE    the call ran, but its reply exceeds tsmd's
  *                                                           MaxMessageSize=; the connection goes on
  *   io.tsmd.ReplyMayNotFit                     -E2BIG       refused before it acted: its answer might not
@@ -334,7 +336,8 @@ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd);
  * @ret_context: the context's handle, valid on this connection only
  *
  * Return: 0; -EBADF if @iommufd is not an open fd, or tsmd found it is not an iommufd
- * (BadFileDescriptor); -EUSERS; see the table.
+ * (BadFileDescriptor); -EMFILE if tsmd had no fd left to receive it (io.tsmd.System: retry
+ * later); -EUSERS; see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
@@ -405,7 +408,8 @@ int tsm_context_close(TsmClient *c, uint64_t context);
  *
  * Return: 0; -ENOENT (NoSuchContext, NoSuchDevice); -EEXIST (VDeviceExists); -EBUSY (the
  * device is attached elsewhere, or its last guest's release is not done yet); -EBADF (the VFIO fd is not that device); -EACCES; -EUSERS;
- * -EINVAL; see the table.
+ * -EINVAL; -EMFILE if tsmd had no fd left to receive @vfio_fd (io.tsmd.System: retry later);
+ * see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *pci_address,

@@ -1989,6 +1989,76 @@ static void churn_round(Tsmd *t, Good *g, VarlinkClient *a, const char *big, con
  * connections and 2,100 refused calls after a warm-up can, even one that stays reachable (a
  * list that only grows), which valgrind does not count as an error. Each refusal is on record.
  */
+#define WORKER_NOFILE 512U
+
+/* Whether a Ping on a new guest connection is answered within timeout_usec (false: it waits, or
+ * tsmd hung up). */
+static bool guest_ping_answered(Tsmd *t, uint64_t timeout_usec) {
+        int fd = raw_open(t);
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        bool answered;
+
+        ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Service.Ping\"}"));
+        answered = poll(&p, 1, (int) (timeout_usec / USEC_PER_MSEC)) == 1 && !raw_closed_silently(fd, 0);
+        close(fd);
+        return answered;
+}
+
+/* VMMs' connections take every fd the worker may have (its RLIMIT_NOFILE): the guest socket's
+ * next connection is refused or waits, but an admin can still connect to the admin socket and
+ * see what goes on (GetStatus). Once fds are free, VMMs are served again. */
+TEST(admin_served_with_the_worker_out_of_fds) {
+        struct rlimit ours, low = { .rlim_cur = WORKER_NOFILE, .rlim_max = WORKER_NOFILE };
+        unsigned n, last = 0;
+        int fill[WORKER_NOFILE];
+        uint64_t deadline, stable_since = 0;
+        VarlinkClient *admin;
+        json_object *r;
+        pid_t worker;
+        Tsmd t;
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &ours));
+        if (ours.rlim_cur < 2 * WORKER_NOFILE)
+                SKIP("our RLIMIT_NOFILE of %llu cannot hold the connections that fill the worker's",
+                     (unsigned long long) ours.rlim_cur);
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF(""), .nofile = &low, .log_level = "info" });
+        worker = tsmd_worker_pid(&t);
+
+        /* More connections than it has fds; it takes what it can. */
+        for (unsigned i = 0; i < WORKER_NOFILE; i++)
+                fill[i] = raw_open(&t);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        for (;;) {
+                n = tsmd_count_fds_of(worker);
+                if (n != last || n + 4 < WORKER_NOFILE)
+                        stable_since = now_usec();
+                else if (now_usec() - stable_since > 300 * USEC_PER_MSEC)
+                        break;
+                last = n;
+                if (now_usec() > deadline)
+                        TEST_FAIL("the worker holds %u fds of %u", n, WORKER_NOFILE);
+                sleep_usec(10 * USEC_PER_MSEC);
+        }
+        ASSERT_FALSE(guest_ping_answered(&t, 300 * USEC_PER_MSEC));
+
+        admin = tsmd_connect(&t);
+        varlink_client_set_timeout(admin, 5 * USEC_PER_SEC);
+        r = CALL_OK(admin, "io.tsmd.Service.GetStatus", NULL);
+        ASSERT_GE(JINT(r, "connections"), (int64_t) WORKER_NOFILE / 2);
+        ASSERT_FALSE(guest_ping_answered(&t, 300 * USEC_PER_MSEC));
+
+        for (unsigned i = 0; i < WORKER_NOFILE; i++)
+                close(fill[i]);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (!guest_ping_answered(&t, 500 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("VMMs are not served again once the worker has fds");
+        CALL_OK(admin, "io.tsmd.Service.GetStatus", NULL);
+        varlink_client_free(admin);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 TEST(refusals_leave_nothing_behind) {
         Tsmd t;
         Good g;

@@ -85,6 +85,13 @@ TEST(errno_parameter) {
                 ASSERT_EQ(ltsm_error_to_errno(names[i], p), EIO);
                 json_object_put(p);
                 ASSERT_EQ(ltsm_error_to_errno(names[i], NULL), EIO);
+                /* tsmd out of fds for one the call passed: the caller may retry later. */
+                p = parse("{\"errno\": 24, \"errnoName\": \"EMFILE\"}");
+                ASSERT_EQ(ltsm_error_to_errno(names[i], p), EMFILE);
+                json_object_put(p);
+                p = parse("{\"errno\": 23, \"errnoName\": \"ENFILE\"}");
+                ASSERT_EQ(ltsm_error_to_errno(names[i], p), ENFILE);
+                json_object_put(p);
 
                 /* What libtsm reserves for its own failures is EIO from tsmd. */
                 static const int reserved[] = { ECONNRESET, ENOTCONN, ETIMEDOUT, EPROTO, ECANCELED, EDEADLK };

@@ -6,9 +6,14 @@
  * Runs in: tests.
  */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 
 #include "libtsm-test-util.h"
 #include "tdisp.h"
@@ -153,6 +158,139 @@ TEST(adopt_context) {
         close(fd);
         tsm_client_free(a);
         tsm_client_free(b);
+        tsmd_instance_done(&t);
+}
+
+static int raw_guest_connect(TsmdInstance *t) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_TRUE(strlen(t->guest_socket) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, t->guest_socket, strlen(t->guest_socket) + 1);
+        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        return fd;
+}
+
+static unsigned count_fds_of(pid_t pid) {
+        char path[64];
+        unsigned n = 0;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int) pid);
+        d = opendir(path);
+        ASSERT_NOT_NULL(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n - 2; /* . and .. */
+}
+
+/* Sends text (no NUL: a message that goes on) with n fds of /dev/null. */
+static void send_dev_null_fds(int sock, const char *text, unsigned n) {
+        char control[CMSG_SPACE(sizeof(int) * 16)] = {};
+        struct iovec iov = { .iov_base = (void *) text, .iov_len = strlen(text) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = CMSG_SPACE(sizeof(int) * n) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        int fds[16];
+
+        ASSERT_TRUE(n <= 16);
+        for (unsigned i = 0; i < n; i++) {
+                fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                ASSERT_TRUE(fds[i] >= 0);
+        }
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) iov.iov_len);
+        for (unsigned i = 0; i < n; i++)
+                close(fds[i]);
+}
+
+#define WORKER_NOFILE 512U
+
+/* Whether a child of ours may lower its hard RLIMIT_NOFILE (valgrind, which the -valgrind run
+ * puts us under, refuses any change of it). */
+static bool can_lower_nofile(void) {
+        int status = 0;
+        pid_t pid = fork();
+
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0)
+                _exit(setrlimit(RLIMIT_NOFILE, &(struct rlimit) { .rlim_cur = WORKER_NOFILE,
+                                                                  .rlim_max = WORKER_NOFILE }) < 0);
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* An iommufd the worker has no room to receive (every fd its RLIMIT_NOFILE allows is taken) is
+ * tsmd's failure: io.tsmd.System EMFILE, -EMFILE, not BadFileDescriptor. Once it has fds again,
+ * the same call works. */
+TEST(fd_lost_in_a_full_worker) {
+        static const char ping[] = "{\"method\":\"io.tsmd.Service.Ping\"}";
+        int fill[WORKER_NOFILE], parker, iommufd, r = 0;
+        uint64_t ctx, ctx2, deadline, stable_since = 0;
+        unsigned n, last = 0;
+        struct rlimit ours;
+        TsmdInstance t;
+        TsmClient *c;
+        char buf[64];
+        pid_t worker;
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &ours));
+        if (ours.rlim_cur < 2 * WORKER_NOFILE)
+                SKIP("our RLIMIT_NOFILE of %llu cannot hold the connections that fill the worker's",
+                     (unsigned long long) ours.rlim_cur);
+        if (!can_lower_nofile())
+                SKIP("cannot give tsmd a hard RLIMIT_NOFILE of its own here (under valgrind?)");
+        tsmd_instance_start_nofile(&t, NULL, WORKER_NOFILE);
+        c = connect_to(&t);
+        ASSERT_OK(tsm_context_open(c, &ctx, &iommufd));
+        parker = raw_guest_connect(&t);
+        ASSERT_EQ(send(parker, ping, sizeof(ping), MSG_NOSIGNAL), (ssize_t) sizeof(ping));
+        ASSERT_TRUE(recv(parker, buf, sizeof(buf), 0) > 0); /* accepted and identified */
+        worker = tsmd_instance_worker_pid(&t);
+        ASSERT_TRUE(worker > 0);
+
+        /* More connections than it has fds: it keeps what it can, and refuses the rest. */
+        for (unsigned i = 0; i < WORKER_NOFILE; i++)
+                fill[i] = raw_guest_connect(&t);
+        deadline = test_now_usec() + 5000000U;
+        for (;;) {
+                n = count_fds_of(worker);
+                if (n != last || n + 4 < WORKER_NOFILE)
+                        stable_since = test_now_usec();
+                else if (test_now_usec() - stable_since > 300000U)
+                        break;
+                last = n;
+                if (test_now_usec() > deadline)
+                        TEST_FAIL("the worker holds %u fds of %u", n, WORKER_NOFILE);
+                usleep(10000);
+        }
+        /* The last free ones go to fds parked on a message that does not end: more than fit. */
+        send_dev_null_fds(parker, "{\"method\":\"io.tsmd.Service.Ping\"", 8);
+        deadline = test_now_usec() + 5000000U;
+        while ((n = count_fds_of(worker)) < WORKER_NOFILE) {
+                if (test_now_usec() > deadline)
+                        TEST_FAIL("the worker holds %u fds of %u", n, WORKER_NOFILE);
+                usleep(10000);
+        }
+
+        ASSERT_ERRNO(tsm_context_adopt(c, iommufd, &ctx2), EMFILE);
+        ASSERT_ERROR_NAME(c, "io.tsmd.System");
+        ASSERT_NOT_NULL(strstr(tsm_client_get_error_message(c), "EMFILE"));
+
+        close(parker);
+        for (unsigned i = 0; i < WORKER_NOFILE; i++)
+                close(fill[i]);
+        deadline = test_now_usec() + 5000000U;
+        while ((r = tsm_context_adopt(c, iommufd, &ctx2)) == -EMFILE && test_now_usec() < deadline)
+                usleep(20000);
+        ASSERT_OK(r);
+        close(iommufd);
+        tsm_client_free(c);
         tsmd_instance_done(&t);
 }
 

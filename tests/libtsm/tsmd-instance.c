@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -179,6 +180,9 @@ static void spawn(TsmdInstance *t) {
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (getppid() != parent)
                         _exit(127);
+                if (t->nofile > 0 &&
+                    setrlimit(RLIMIT_NOFILE, &(struct rlimit) { .rlim_cur = t->nofile, .rlim_max = t->nofile }) < 0)
+                        _exit(127);
                 execv(TSMD_PATH, (char *const *) args);
                 _exit(127);
         }
@@ -203,9 +207,13 @@ static void spawn(TsmdInstance *t) {
 }
 
 void tsmd_instance_start(TsmdInstance *t, const char *extra_config) {
+        tsmd_instance_start_nofile(t, extra_config, 0);
+}
+
+void tsmd_instance_start_nofile(TsmdInstance *t, const char *extra_config, unsigned nofile) {
         const char *tmp = getenv("TMPDIR") ?: "/tmp";
 
-        *t = (TsmdInstance) {};
+        *t = (TsmdInstance) { .nofile = nofile };
         if ((size_t) snprintf(t->dir, sizeof(t->dir), "%s/test-libtsm-XXXXXX", tmp) >= sizeof(t->dir) ||
             !mkdtemp(t->dir))
                 TEST_FAIL("mkdtemp: %s", strerror(errno));
@@ -244,7 +252,7 @@ static int reap(TsmdInstance *t, uint64_t timeout_usec) {
 }
 
 /* tsmd's worker: the monitor's only child (0 if there is none right now). */
-static pid_t worker_pid(TsmdInstance *t) {
+pid_t tsmd_instance_worker_pid(TsmdInstance *t) {
         char path[96], buf[64] = "";
         FILE *f;
 
@@ -302,7 +310,7 @@ void tsmd_instance_kill(TsmdInstance *t, int sig) {
 
         if (t->pid <= 0)
                 TEST_FAIL("tsmd is not running");
-        worker = worker_pid(t);
+        worker = tsmd_instance_worker_pid(t);
         if (kill(t->pid, sig) < 0)
                 TEST_FAIL("kill: %s", strerror(errno));
         (void) reap(t, STOP_TIMEOUT_USEC);
@@ -335,7 +343,7 @@ void tsmd_instance_kill_worker(TsmdInstance *t) {
         const char *needle = "serving again.";
         unsigned before = log_count(t, needle);
         uint64_t deadline = test_now_usec() + START_TIMEOUT_USEC;
-        pid_t worker = worker_pid(t);
+        pid_t worker = tsmd_instance_worker_pid(t);
 
         if (worker <= 0)
                 TEST_FAIL("tsmd has no worker");

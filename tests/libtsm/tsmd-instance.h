@@ -24,11 +24,16 @@ typedef struct TsmdInstance {
         char config_path[PATH_MAX];
         char log_path[PATH_MAX];
         char extra_config[1024]; /* appended to the [Platform] section */
+        unsigned nofile;         /* tsmd's RLIMIT_NOFILE (soft and hard); 0: ours */
 } TsmdInstance;
 
 /* Starts tsmd; extra_config (may be NULL) is appended to "[Platform]\nMode=emulated\n", e.g.
  * "EmulatedLatencyUSec=500000\n". Fails the test unless the socket accepts within 10 s. */
 void tsmd_instance_start(TsmdInstance *t, const char *extra_config);
+/* The same, with RLIMIT_NOFILE nofile (soft and hard) for tsmd and its worker. */
+void tsmd_instance_start_nofile(TsmdInstance *t, const char *extra_config, unsigned nofile);
+/* tsmd's worker, 0 if it has none right now. */
+pid_t tsmd_instance_worker_pid(TsmdInstance *t);
 /* Starts it again with the same directory, sockets and configuration (after a kill). */
 void tsmd_instance_restart(TsmdInstance *t);
 /* Sends sig and reaps tsmd (bounded). */

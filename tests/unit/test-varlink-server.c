@@ -53,6 +53,8 @@ static const char test_idl[] =
         "method Fill(extra: int) -> (text: string)\n"
         "method Round(pad: ?string) -> (round: int)\n"
         "method Sleep(ms: int) -> ()\n"
+        "method Reload() -> ()\n"
+        "method Later(id: int, size: int, reserve: ?bool) -> (text: string, fd: int)\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -61,6 +63,8 @@ typedef struct TestServer {
         pthread_t thread;
         char dir[64];
         char path[128];
+        char admin_path[128]; /* with admin_listener: a VARLINK_LISTEN_ADMIN socket too */
+        bool admin_listener;
         int stop_pipe[2];
         struct event *stop_event;
 
@@ -71,6 +75,9 @@ typedef struct TestServer {
         unsigned n_disconnects;
         size_t disconnected_max_message_size; /* what the last disconnected one said it was */
         int flood_result;            /* what the notification that failed returned */
+        unsigned flood_sent;         /* notifications it queued before that */
+        VarlinkLimits reload_limits; /* what Reload sets, as the daemon's reload does */
+        size_t later_size[64];       /* a deferred Later's text, answered by Release */
         unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
         char refusals[4096];  /* "error method\n" for each refusal, in order */
@@ -161,7 +168,17 @@ static int m_release(VarlinkCall *call, json_object *p, void *userdata) {
         d = ts.deferred[id];
         ts.deferred[id] = NULL;
         o = json_object_new_object();
-        json_object_add(o, "id", json_object_new_int64(id));
+        if (ts.later_size[id] > 0) {
+                _cleanup_free_ char *text = malloc(ts.later_size[id] + 1);
+
+                ASSERT_NOT_NULL(text);
+                memset(text, 'x', ts.later_size[id]);
+                text[ts.later_size[id]] = 0;
+                json_object_add(o, "text", json_object_new_string(text));
+                json_object_add(o, "fd", json_object_new_int(varlink_call_push_fd(d, open("/dev/null", O_RDONLY | O_CLOEXEC))));
+                ts.later_size[id] = 0;
+        } else
+                json_object_add(o, "id", json_object_new_int64(id));
         r = varlink_call_reply(d, o);
         varlink_call_unref(d);
 
@@ -187,6 +204,7 @@ static int m_flood(VarlinkCall *call, json_object *p, void *userdata) {
                 r = varlink_call_notify(call, o);
                 if (r < 0)
                         break;
+                ts.flood_sent++;
         }
         ts.flood_result = r;
         ts.flood_disconnects = ts.n_disconnects;
@@ -207,6 +225,31 @@ static int m_big(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 /* Round: which round of the server's loop handles the call (see on_round()). */
+/* Reload: the limits in ts.reload_limits, from a handler on the server's thread, as the
+ * daemon's io.tsmd.Service.Reload does. */
+static int m_reload(VarlinkCall *call, json_object *p, void *userdata) {
+        int r = varlink_server_set_limits(ts.server, &ts.reload_limits);
+
+        return r < 0 ? r : varlink_call_reply(call, NULL);
+}
+
+/* Later: a call that acts, answered by Release with size bytes of text and an fd: within its
+ * bound, or (reserve) within the room it reserves. */
+static int m_later(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t id = json_object_get_int64(json_object_object_get(p, "id"));
+        int64_t size = json_object_get_int64(json_object_object_get(p, "size"));
+
+        json_object *reserve = json_object_object_get(p, "reserve");
+
+        if (id < 0 || id >= 64 || ts.deferred[id] || size <= 0 || size > 8000 ||
+            (size > 4000 && !json_object_get_boolean(reserve)) ||
+            (json_object_get_boolean(reserve) && (size_t) size + 64 > varlink_call_reserve_reply_room(call)))
+                return varlink_call_error_invalid_parameter(call, "id");
+        ts.later_size[id] = (size_t) size;
+        ts.deferred[id] = varlink_call_ref(call);
+        return 0;
+}
+
 static int m_round(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *o = json_object_new_object();
 
@@ -276,6 +319,8 @@ static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
         int fd, copy, idx;
 
         fd = varlink_call_get_fd_parameter(call, p, "fd");
+        if (fd == -EMFILE)
+                return fd; /* ours, not the client's: io.tsmd.System */
         if (fd < 0)
                 return varlink_call_error_invalid_parameter(call, "fd");
         copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -363,6 +408,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Stream", m_stream },     { "io.tsmd.Test.Flood", m_flood },
                 { "io.tsmd.Test.Big", m_big },           { "io.tsmd.Test.Fill", m_fill },
                 { "io.tsmd.Test.Round", m_round },       { "io.tsmd.Test.Sleep", m_sleep },
+                { "io.tsmd.Test.Reload", m_reload },     { "io.tsmd.Test.Later", m_later },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -382,10 +428,15 @@ static void server_start(const VarlinkLimits *limits) {
         if (ts.echo_bound > 0 || ts.echo_bound_fds > 0)
                 ASSERT_OK(varlink_server_set_reply_bound(ts.server, "io.tsmd.Test.Echo", ts.echo_bound,
                                                          ts.echo_bound_fds));
+        ASSERT_OK(varlink_server_set_reply_bound(ts.server, "io.tsmd.Test.Later", 4096, 1));
         ASSERT_ERRNO(varlink_server_set_reply_bound(ts.server, "io.tsmd.Test.Nope", 1, 0), ENOENT);
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Nope", m_echo), ENOENT);
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Echo", m_echo), EEXIST);
         ASSERT_OK(varlink_server_listen_path(ts.server, ts.path, 0666));
+        if (ts.admin_listener) {
+                snprintf(ts.admin_path, sizeof(ts.admin_path), "%s/admin", ts.dir);
+                ASSERT_OK(varlink_server_listen_path_full(ts.server, ts.admin_path, 0600, NULL, VARLINK_LISTEN_ADMIN));
+        }
         ts.refusals[0] = 0;
         ts.n_disconnects = 0;
         varlink_server_set_refusal_callback(ts.server, on_refusal);
@@ -423,6 +474,9 @@ static void server_stop(void) {
         event_base_loop(ts.base, EVLOOP_NONBLOCK);
         event_base_free(ts.base);
         unlink(ts.path);
+        if (ts.admin_listener)
+                unlink(ts.admin_path);
+        ts.admin_listener = false;
         rmdir(ts.dir);
 }
 
@@ -2205,6 +2259,323 @@ TEST(idle_timeout) {
         close(talker);
         server_stop();
         ASSERT_EQ(ts.n_timed_out, 2U);
+}
+
+/* The next reply on a raw connection, failing the test if the server hung up instead. */
+static const char *raw_recv_some(int fd) {
+        const char *r = raw_recv(fd);
+
+        if (!r)
+                TEST_FAIL("the server hung up instead of answering");
+        return r;
+}
+
+/* Sets ts.reload_limits through a connection of its own, as the daemon's Reload does. */
+static void reload_limits(const VarlinkLimits *l) {
+        VarlinkClient *c = client_new();
+        json_object *reply = NULL;
+        const char *e = NULL;
+
+        ts.reload_limits = *l;
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Reload", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        varlink_client_free(c);
+}
+
+/* Limits changed at run time hold for connections accepted before, not only for new ones: what
+ * they are sent (MaxMessageSize=, MaxOutputSize=, fds out), the fds they may send, lowered and
+ * raised alike. */
+TEST(reload_applies_to_connections_accepted_before) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *reply = NULL;
+        const char *e = NULL;
+        VarlinkClient *c, *sub;
+        Collected col = {};
+        int fd;
+
+        l.max_fds_per_message = 0;
+        server_start(&l);
+        c = client_new();
+        sub = client_new();
+        fd = raw_connect();
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":5000}"), &reply, &e));
+        ASSERT_NULL(e);
+
+        l.max_message_size = 4096;
+        l.max_output_size = 8192;
+        l.max_fds_per_message = 1;
+        reload_limits(&l);
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":5000}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_TOO_LARGE);
+        ASSERT_STREQ(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN),
+                     "{\"size\":5027,\"maxMessageSize\":4096}");
+
+        /* An fd each way, where none was allowed when it connected. */
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 1);
+        ASSERT_NOT_NULL(strstr(raw_recv_some(fd), "\"fd\":0"));
+
+        /* A subscriber that does not read is dropped once 8 KiB wait for it: two notifications
+         * of 3 KiB are queued, the third is one too many. */
+        ts.flood_sent = 0;
+        (void) varlink_client_call_more(sub, "io.tsmd.Test.Flood", parse("{\"size\":3000}"), collect, &col);
+        ASSERT_EQ(ts.flood_result, -ENOBUFS);
+        ASSERT_EQ(ts.flood_sent, 2u);
+        varlink_client_free(sub);
+
+        /* Lowered again: the fd is refused now. */
+        l.max_fds_per_message = 0;
+        reload_limits(&l);
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 1);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
+        expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":2}", VARLINK_ERROR_SYSTEM, NULL);
+        varlink_client_free(c);
+        server_stop();
+        ASSERT_NOT_NULL(strstr(ts.refusals, VARLINK_REFUSED_REPLIES_NOT_READ));
+        ASSERT_NOT_NULL(strstr(ts.refusals, VARLINK_REFUSED_FILE_DESCRIPTORS));
+}
+
+/* A message under way when MaxMessageSize= is lowered finishes under the size it started with;
+ * its reply, and the next message, obey the new one. */
+TEST(reload_lets_a_message_under_way_finish) {
+        static const char first[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"a\"}}";
+        static const char head[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char buf[8192];
+        size_t n;
+        int fd;
+
+        server_start(NULL);
+        fd = raw_connect();
+        /* One write: a call, then 3000 bytes of the next; the answer to the first says both
+         * were read. */
+        memcpy(buf, first, sizeof(first));
+        n = sizeof(first);
+        memcpy(buf + n, head, strlen(head));
+        n += strlen(head);
+        memset(buf + n, 'x', 3000);
+        n += 3000;
+        raw_send(fd, buf, n);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"a\"}}");
+
+        l.max_message_size = 1024;
+        l.max_output_size = 1024;
+        reload_limits(&l);
+
+        raw_send(fd, "\"}}", 4); /* with the NUL */
+        ASSERT_NOT_NULL(strstr(raw_recv_some(fd), VARLINK_ERROR_REPLY_TOO_LARGE));
+
+        memcpy(buf, head, strlen(head));
+        n = strlen(head);
+        memset(buf + n, 'x', 2000);
+        n += 2000;
+        memcpy(buf + n, "\"}}", 4);
+        n += 4;
+        raw_send(fd, buf, n);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        server_stop();
+        ASSERT_NOT_NULL(strstr(ts.refusals, VARLINK_REFUSED_MESSAGE_TOO_LARGE));
+}
+
+/* A lowered IdleTimeoutSec= reaches a connection that has not called yet, counted from the
+ * reload; one that called is kept. */
+TEST(reload_shortens_the_idle_timeout) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c;
+        uint64_t start;
+        int silent;
+
+        server_start(NULL);
+        silent = raw_connect();
+        c = client_new();
+        expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":2}", VARLINK_ERROR_SYSTEM, NULL);
+
+        l.idle_timeout_sec = 1;
+        reload_limits(&l);
+        start = now_monotonic_usec();
+        while (!raw_hung_up(silent)) {
+                if (now_monotonic_usec() - start > 5000000U)
+                        TEST_FAIL("a connection accepted before the reload kept its idle timeout of 60 s");
+                usleep(20000);
+        }
+        ASSERT_GE(now_monotonic_usec() - start, 900000U);
+        close(silent);
+        expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":2}", VARLINK_ERROR_SYSTEM, NULL);
+        varlink_client_free(c);
+        server_stop();
+}
+
+/* A call that acts, let run under the old limits, keeps the room its bound promised when a
+ * reload lowers them before it answers: it is never told ReplyTooLarge after it acted. The next
+ * call is refused before it runs. */
+TEST(reload_keeps_the_room_of_a_call_that_acts) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *reply = NULL;
+        const char *e = NULL;
+        VarlinkClient *c, *c2, *c3;
+        Collected col = {}, col2 = {};
+        int fd;
+
+        server_start(NULL);
+        c = client_new();
+        c2 = client_new();
+        c3 = client_new();
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Test.Later", parse("{\"id\":3,\"size\":3000}"), 0, collect,
+                                            &col));
+        ASSERT_OK(varlink_client_call_async(c2, "io.tsmd.Test.Later", parse("{\"id\":5,\"size\":6000,\"reserve\":true}"),
+                                            0, collect, &col2));
+        while (varlink_client_process(c) > 0 || varlink_client_process(c2) > 0)
+                ;
+        ASSERT_TRUE(wait_pending_calls(c3, 2));
+
+        l.max_message_size = 1024;
+        l.max_output_size = 1024;
+        l.max_fds_per_message = 0;
+        reload_limits(&l);
+        ASSERT_EQ(release(c3, 3), 3);
+        wait_collected(c, &col, 1);
+        ASSERT_TRUE(col.replies[0][0] == '{'); /* not ReplyTooLarge */
+        fd = varlink_client_take_fd(c, 0);
+        ASSERT_TRUE(fd >= 0);
+        close(fd);
+        ASSERT_EQ(release(c3, 5), 5);
+        wait_collected(c2, &col2, 1);
+        ASSERT_TRUE(col2.replies[0][0] == '{');
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Later", parse("{\"id\":4,\"size\":3000}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_MAY_NOT_FIT);
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        varlink_client_free(c3);
+        server_stop();
+        ASSERT_NULL(strstr(ts.refusals, VARLINK_ERROR_REPLY_TOO_LARGE));
+}
+
+/* An unconnected socket now, connected to path later (when there may be no fd for a new one). */
+static int socket_for_later(void) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ASSERT_TRUE(fd >= 0);
+        return fd;
+}
+
+static void connect_to(int fd, const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        strcpy(sa.sun_path, path);
+        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+}
+
+static bool answered_within(int fd, int timeout_ms) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        return poll(&p, 1, timeout_ms) == 1;
+}
+
+/* With no fd left in the process, the other listeners wait while an admin listener accepts with
+ * the server's spare fds, and the connection it accepted is served; the others are once fds are
+ * free again. */
+TEST(admin_listener_accepts_without_fds) {
+        static const char call[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        struct rlimit saved, none;
+        int vmm, admin, admin2, lowest;
+
+        ts.admin_listener = true;
+        server_start(NULL);
+        vmm = socket_for_later();
+        admin = socket_for_later();
+        admin2 = socket_for_later();
+
+        /* No fd left from here on: the lowest free one is the limit. */
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        none = saved;
+        none.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &none));
+
+        connect_to(vmm, ts.path);
+        raw_call(vmm, call);
+        connect_to(admin, ts.admin_path);
+        raw_call(admin, call);
+        if (!answered_within(admin, 3000)) {
+                ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+                TEST_FAIL("the admin connection was not served with the fd table full");
+        }
+        ASSERT_STREQ(raw_recv(admin), "{\"parameters\":{\"text\":\"x\"}}");
+        connect_to(admin2, ts.admin_path);
+        raw_call(admin2, call);
+        if (!answered_within(admin2, 3000)) {
+                ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+                TEST_FAIL("a second admin connection was not served with the fd table full");
+        }
+        ASSERT_STREQ(raw_recv(admin2), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_FALSE(answered_within(vmm, 300));
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+
+        /* Fds again: the other listener resumes (within its pause of a second). */
+        ASSERT_TRUE(answered_within(vmm, 3000));
+        ASSERT_STREQ(raw_recv(vmm), "{\"parameters\":{\"text\":\"x\"}}");
+        close(vmm);
+        close(admin);
+        close(admin2);
+        server_stop();
+}
+
+/* Sends msg (with its NUL) with copies of the given fds attached. */
+static void send_these_fds(int sock, const char *msg, const int *fds, unsigned n) {
+        char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+        struct iovec iov = { .iov_base = (void *) msg, .iov_len = strlen(msg) + 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = CMSG_SPACE(sizeof(int) * n) };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+        ASSERT_TRUE(n >= 1 && n <= 4);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) iov.iov_len);
+}
+
+/* A fd the server had no room to receive is -EMFILE to the method, not a missing one: the
+ * client is not at fault. The connection goes on. */
+TEST(fd_lost_to_emfile_is_ours) {
+        struct rlimit saved, l;
+        int fd, fds[2], lowest;
+        const char *reply;
+
+        server_start(NULL);
+        fd = raw_connect();
+        fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        fds[1] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fds[0] >= 0 && fds[1] >= 0);
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_NOT_NULL(raw_recv(fd)); /* accepted */
+
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        l = saved;
+        l.rlim_cur = (rlim_t) lowest + 1; /* room for one */
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        send_these_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":1}}", fds, 2);
+        reply = raw_recv(fd);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_NOT_NULL(reply);
+        ASSERT_STREQ(reply, "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":24,\"errnoName\":\"EMFILE\"}}");
+        /* The connection goes on, and with room both come. */
+        send_these_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":1}}", fds, 2);
+        ASSERT_NOT_NULL(strstr(raw_recv_some(fd), "\"fd\":0"));
+        close(fds[0]);
+        close(fds[1]);
+        close(fd);
+        server_stop();
 }
 
 TEST(client_sees_disconnect) {

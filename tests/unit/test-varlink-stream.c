@@ -468,6 +468,59 @@ TEST(fds_sent_with_their_message) {
         close(peer);
 }
 
+/* New limits: a message under way finishes under the JSON limits it started with, the next one
+ * obeys the new ones; a deeper limit gets a tokener that deep, even for a message under way. */
+TEST(set_limits_from_the_next_message) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *o = NULL;
+        int peer;
+        VarlinkStream *s;
+
+        l.max_json_values = 8;
+        l.max_depth = 3;
+        s = stream_pair(&l, &peer);
+
+        put(peer, "{\"a\":[1,2,", 10);
+        ASSERT_EQ(pump(s, &o), 0);
+        l.max_json_values = 3;
+        ASSERT_OK(varlink_stream_set_limits(s, &l));
+        put(peer, "3]}", 4);
+        ASSERT_EQ(pump(s, &o), 1);
+        ASSERT_STREQ(str(o), "{\"a\":[1,2,3]}");
+        json_object_put(o);
+        put(peer, "{\"a\":[1,2,3]}", 14);
+        ASSERT_ERRNO(pump(s, &o), E2BIG);
+        varlink_stream_free(s);
+        close(peer);
+
+        /* Nothing under way: at once. */
+        l.max_json_values = 0;
+        s = stream_pair(&l, &peer);
+        put(peer, "{\"a\":[[[[1]]]]}", 16);
+        ASSERT_ERRNO(pump(s, &o), ELOOP);
+        varlink_stream_free(s);
+        close(peer);
+        s = stream_pair(&l, &peer);
+        l.max_depth = 8;
+        ASSERT_OK(varlink_stream_set_limits(s, &l));
+        put(peer, "{\"a\":[[[[1]]]]}", 16);
+        ASSERT_EQ(pump(s, &o), 1);
+        json_object_put(o);
+
+        /* Lowered with one under way: it is parsed at the old depth. */
+        put(peer, "{\"a\":[[[", 8);
+        ASSERT_EQ(pump(s, &o), 0);
+        l.max_depth = 2;
+        ASSERT_OK(varlink_stream_set_limits(s, &l));
+        put(peer, "[1]]]]}", 8);
+        ASSERT_EQ(pump(s, &o), 1);
+        json_object_put(o);
+        put(peer, "{\"a\":[[1]]}", 12);
+        ASSERT_ERRNO(pump(s, &o), ELOOP);
+        varlink_stream_free(s);
+        close(peer);
+}
+
 TEST(end_of_stream) {
         json_object *o;
         int peer;
