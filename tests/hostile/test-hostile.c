@@ -1983,12 +1983,6 @@ static void churn_round(Tsmd *t, Good *g, VarlinkClient *a, const char *big, con
         CALL_ERROR(a, G "AdoptContext", "{\"fileDescriptor\":0}", E_GUEST("BadFileDescriptor"), NULL);
 }
 
-/*
- * The same refusals thousands of times: what each one cost tsmd is given back, not kept. A
- * handful of refusals cannot show a small leak in the RSS (see RSS_SLACK_KIB); 1,500 refused
- * connections and 2,100 refused calls after a warm-up can, even one that stays reachable (a
- * list that only grows), which valgrind does not count as an error. Each refusal is on record.
- */
 #define WORKER_NOFILE 512U
 
 /* Whether a Ping on a new guest connection is answered within timeout_usec (false: it waits, or
@@ -1998,7 +1992,11 @@ static bool guest_ping_answered(Tsmd *t, uint64_t timeout_usec) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         bool answered;
 
-        ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Service.Ping\"}"));
+        /* Accepted and refused at once (no fd to identify the peer with): hung up. */
+        if (!raw_call(fd, "{\"method\":\"io.tsmd.Service.Ping\"}")) {
+                close(fd);
+                return false;
+        }
         answered = poll(&p, 1, (int) (timeout_usec / USEC_PER_MSEC)) == 1 && !raw_closed_silently(fd, 0);
         close(fd);
         return answered;
@@ -2059,6 +2057,12 @@ TEST(admin_served_with_the_worker_out_of_fds) {
         tsmd_teardown(&t);
 }
 
+/*
+ * The same refusals thousands of times: what each one cost tsmd is given back, not kept. A
+ * handful of refusals cannot show a small leak in the RSS (see RSS_SLACK_KIB); 1,500 refused
+ * connections and 2,100 refused calls after a warm-up can, even one that stays reachable (a
+ * list that only grows), which valgrind does not count as an error. Each refusal is on record.
+ */
 TEST(refusals_leave_nothing_behind) {
         Tsmd t;
         Good g;
