@@ -9,6 +9,8 @@
  *              "op VDEVICE TYPE" or "req VDEVICE SCOPE" (the probe on vDevice 0 is not logged)
  *   hold-ID    while it exists, calls for vDevice ID wait inside the kernel, as on a device
  *              whose firmware takes its time
+ *   fail-ID    while it exists, calls for vDevice ID fail (after any hold) with the errno
+ *              written in it, as the TSM's firmware may
  * Runs in: tsmd's processes, under test only.
  */
 
@@ -75,6 +77,21 @@ static void wait_while_held(uint32_t vdevice) {
                 nanosleep(&(struct timespec){ .tv_nsec = HOLD_POLL_NSEC }, NULL);
 }
 
+/* The errno fail-ID names, or 0. */
+static int failure(uint32_t vdevice) {
+        char path[512], name[32], buf[16] = "";
+        const char *p;
+        int fd, n;
+
+        snprintf(name, sizeof(name), "fail-%u", vdevice);
+        p = control_path(path, sizeof(path), name);
+        if (!p || (fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+                return 0;
+        n = (int) read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        return n > 0 ? atoi(buf) : 0;
+}
+
 static int fake_ioctl(unsigned long request, void *arg) {
         FakeKernelCall call;
         int r, probe_answer;
@@ -86,6 +103,9 @@ static int fake_ioctl(unsigned long request, void *arg) {
                 return r;
         log_call(&call);
         wait_while_held(call.vdevice);
+        r = failure(call.vdevice);
+        if (r > 0)
+                return -r;
         return fake_kernel_v5_answer(request, arg);
 }
 
