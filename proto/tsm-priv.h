@@ -74,8 +74,8 @@
 
 typedef enum TsmPrivType {
         /* monitor -> worker, at start, in this order: HELLO, LISTEN_SOCKET..., LAST_GOOD, then
-         * per context RESTORED_CONTEXT and its RESTORED_VDEVICE... (the last two types come last
-         * in the enum) */
+         * per context RESTORED_CONTEXT and its RESTORED_VDEVICE... (RESTORED_VDEVICE and
+         * LAST_GOOD come after REPLY in the enum); then LATEs kept while no worker ran */
         TSM_PRIV_HELLO = 1,
         TSM_PRIV_LISTEN_SOCKET,       /* + fd: a listening Varlink socket */
         TSM_PRIV_RESTORED_CONTEXT,    /* a context kept from before, to be reclaimed */
