@@ -123,6 +123,8 @@ void guest_context_free(Manager *m, GuestContext *ctx);
 Release *guest_release_free(Release *rel);
 /* The audit record of a Release, made once the TSM answered its unbind. */
 void guest_audit_release(const Release *rel, int result);
+/* A context by the monitor's id for it, held or orphaned; NULL if the worker has none. */
+GuestContext *guest_find_context_by_id(Manager *m, uint32_t id);
 
 /* io.tsmd.Guest.ReclaimContext (guest-restore.c). */
 int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata);

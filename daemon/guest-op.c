@@ -5,6 +5,7 @@
 
 #include "audit-log.h"
 #include "guest-op.h"
+#include "guest.h"
 #include "json-util.h"
 #include "log.h"
 #include "varlink-errors.h"
@@ -35,6 +36,7 @@ struct GuestOp {
         const char *scope;
         int64_t scope_number;
         uint64_t request_size, response_size;
+        uint32_t priv_cookie; /* 0: none */
         json_object *answer; /* the intercepted final message, until the record is durable */
         TAILQ_ENTRY(GuestOp) entry; /* in ops->unanswered while the client exists */
 };
@@ -174,13 +176,20 @@ static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
         GuestOp *op = userdata;
         AuditReservation *res = TAKE_PTR(op->reservation);
         AuditRecord rec;
+        uint64_t seq = 0;
         int r;
 
         op->answer = message;
         op_fill_record(op, result_of(message), &rec);
-        r = audit_log_commit(res, &rec, on_record_committed, op, NULL);
-        if (r < 0)
+        r = audit_log_commit(res, &rec, on_record_committed, op, &seq);
+        if (r < 0) {
                 on_record_committed(op->manager->audit, 0, r, op);
+                return;
+        }
+        /* It failed (Timeout, DeviceGone, ...) while the kernel may have it: a late answer names
+         * this record. Numbered now, before anything after it can come. */
+        if (op->priv_cookie != 0 && audit_record_is_error(&rec))
+                guest_late_remember(op->manager, op->priv_cookie, seq);
 }
 
 static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
@@ -336,6 +345,13 @@ void guest_op_set_request_size(VarlinkCall *call, uint64_t size) {
 
         if (op)
                 op->request_size = size;
+}
+
+void guest_op_set_priv_cookie(VarlinkCall *call, uint32_t cookie) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->priv_cookie = cookie;
 }
 
 void guest_op_set_response_size(VarlinkCall *call, uint64_t size) {

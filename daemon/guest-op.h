@@ -51,3 +51,6 @@ void guest_op_set_device(VarlinkCall *call, const char *pci_address, TsmBackendT
 void guest_op_set_scope(VarlinkCall *call, const char *scope, uint32_t number);
 void guest_op_set_request_size(VarlinkCall *call, uint64_t size);
 void guest_op_set_response_size(VarlinkCall *call, uint64_t size);
+/* The cookie the call went to the monitor with: should it fail, a late answer of the kernel to it
+ * names its record (guest_late_remember()). */
+void guest_op_set_priv_cookie(VarlinkCall *call, uint32_t cookie);

@@ -35,7 +35,7 @@ typedef struct Settle {
         uint32_t vdevice;
 } Settle;
 
-static GuestContext *find_context_by_id(Manager *m, uint32_t id) {
+GuestContext *guest_find_context_by_id(Manager *m, uint32_t id) {
         GuestClient *c;
 
         for (size_t i = 0; i < m->n_orphans; i++)
@@ -50,7 +50,7 @@ static GuestContext *find_context_by_id(Manager *m, uint32_t id) {
 
 static void on_settled(int result, const void *response, size_t len, void *userdata) {
         Settle *s = userdata;
-        GuestContext *ctx = find_context_by_id(s->manager, s->context);
+        GuestContext *ctx = guest_find_context_by_id(s->manager, s->context);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, s->vdevice) : NULL;
 
         /* Released meanwhile (that waited for it as for any change): nothing to update. */
@@ -83,7 +83,7 @@ static void vdevice_settle(Manager *m, GuestContext *ctx, GuestVDevice *v) {
 
 static void on_restore_unbound(int result, const void *response, size_t len, void *userdata) {
         Release *rel = userdata;
-        GuestContext *ctx = find_context_by_id(rel->manager, rel->context_id);
+        GuestContext *ctx = guest_find_context_by_id(rel->manager, rel->context_id);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, rel->vdevice) : NULL;
 
         if (result < 0)
@@ -101,7 +101,7 @@ static void on_restore_unbound(int result, const void *response, size_t len, voi
 
 static void on_restore_rebound(int result, const void *response, size_t len, void *userdata) {
         Release *rel = userdata;
-        GuestContext *ctx = find_context_by_id(rel->manager, rel->context_id);
+        GuestContext *ctx = guest_find_context_by_id(rel->manager, rel->context_id);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, rel->vdevice) : NULL;
 
         if (result < 0)

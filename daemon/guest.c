@@ -844,6 +844,7 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
                 guest_context_persist(m, ctx);
                 return reply_backend_error(call, r, v->pci_address);
         }
+        guest_op_set_priv_cookie(call, priv_request_get_cookie(pc->request));
         return 0;
 }
 
@@ -1050,6 +1051,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                                                     json_object_new_int64((int64_t) max_request));
                 return reply_backend_error(call, r, v->pci_address);
         }
+        guest_op_set_priv_cookie(call, priv_request_get_cookie(pr->request));
         return 0;
 }
 

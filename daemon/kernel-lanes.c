@@ -49,6 +49,9 @@ struct KernelCall {
         bool abandoned;
 
         KernelOp op;
+        uint64_t start_usec; /* CLOCK_MONOTONIC, at submission (an undo: its bind's) */
+        void *tag;           /* abandoned in the kernel: who for, for the late callback */
+        size_t tag_size;
         int fd; /* our duplicate of the VMM's iommufd; a bind's stays until delivery, for an undo */
         char *path; /* a write's file */
         TsmUapiVersion version;
@@ -93,6 +96,8 @@ struct KernelLanes {
         bool stopping;
         TAILQ_HEAD(, KernelCall) done;
         RateLimit late_log; /* the loop's thread's */
+        KernelLateCallback late_cb;
+        void *late_userdata;
 };
 
 static KernelCall *call_free(KernelCall *c) {
@@ -103,7 +108,14 @@ static KernelCall *call_free(KernelCall *c) {
         free(c->lane_name);
         free(c->request);
         free(c->response);
+        free(c->tag);
         return mfree(c);
+}
+
+static void *memdup(const void *p, size_t n) {
+        void *q = malloc(n);
+
+        return q ? memcpy(q, p, n) : NULL;
 }
 
 static void lane_free(Lane *lane) {
@@ -241,6 +253,25 @@ static void log_undo(const KernelCall *c) {
                             c->lane_name, c->vdevice_id);
 }
 
+/* The late answer goes to whoever keeps a record of the device (tsmd's audit log). */
+static void report_late(KernelLanes *l, const KernelCall *c) {
+        KernelLate late = {
+                .op = c->op,
+                .undo = c->is_undo,
+                .lane = c->lane_name,
+                .vdevice_id = c->vdevice_id,
+                .scope_number = c->scope_number,
+                .result = c->result,
+                .response_len = c->op == KERNEL_OP_REQUEST && c->result >= 0 ? c->response_len : 0,
+                .latency_usec = now_monotonic_usec() - c->start_usec,
+                .tag = c->tag,
+                .tag_size = c->tag_size,
+        };
+
+        if (l->late_cb)
+                l->late_cb(&late, l->late_userdata);
+}
+
 static void on_calls_done(evutil_socket_t fd, short what, void *userdata) {
         KernelLanes *l = userdata;
         TAILQ_HEAD(, KernelCall) done = TAILQ_HEAD_INITIALIZER(done);
@@ -254,11 +285,14 @@ static void on_calls_done(evutil_socket_t fd, short what, void *userdata) {
 
         while ((c = TAILQ_FIRST(&done))) {
                 TAILQ_REMOVE(&done, c, entry);
-                if (c->is_undo)
+                if (c->is_undo) {
                         log_undo(c);
-                else if (c->abandoned)
+                        if (c->bind_result >= 0) /* else nothing was undone */
+                                report_late(l, c);
+                } else if (c->abandoned) {
                         log_late(l, c);
-                else
+                        report_late(l, c);
+                } else
                         c->callback(c, c->result, c->userdata);
                 call_free(c);
         }
@@ -294,6 +328,11 @@ int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes 
 
         *ret = TAKE_PTR(l);
         return 0;
+}
+
+void kernel_lanes_set_late_callback(KernelLanes *l, KernelLateCallback cb, void *userdata) {
+        l->late_cb = cb;
+        l->late_userdata = userdata;
 }
 
 KernelLanes *kernel_lanes_free(KernelLanes *l) {
@@ -391,6 +430,7 @@ static int call_new(KernelLanes *l, const char *lane_name, const KernelCallArgs 
         *c = (KernelCall){
                 .lanes = l,
                 .op = args->op,
+                .start_usec = now_monotonic_usec(),
                 .fd = -EBADF,
                 .version = args->version,
                 .vdevice_id = args->vdevice_id,
@@ -490,6 +530,15 @@ static int bind_queue_undo(KernelLanes *l, KernelCall *bind) {
         if (r < 0)
                 return r;
         undo->is_undo = true;
+        undo->start_usec = bind->start_usec;
+        if (bind->tag) {
+                undo->tag = memdup(bind->tag, bind->tag_size);
+                if (!undo->tag) {
+                        call_free(undo);
+                        return -ENOMEM;
+                }
+                undo->tag_size = bind->tag_size;
+        }
         r = call_queue(l, undo);
         if (r < 0) {
                 call_free(undo);
@@ -507,12 +556,18 @@ static int bind_queue_undo(KernelLanes *l, KernelCall *bind) {
 }
 
 void kernel_call_abandon(KernelCall *c) {
+        kernel_call_abandon_tagged(c, NULL, 0);
+}
+
+void kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size) {
         KernelLanes *l;
+        void *copy = NULL;
         int r = 0;
 
         if (!c)
                 return;
         l = c->lanes;
+        assert(tag_size <= KERNEL_LATE_TAG_MAX);
 
         pthread_mutex_lock(&l->lock);
         if (c->state == KERNEL_CALL_QUEUED) {
@@ -529,6 +584,12 @@ void kernel_call_abandon(KernelCall *c) {
                 return;
         }
         c->abandoned = true;
+        /* Outside the hot path: only a call the kernel has (or had) copies its tag. Without
+         * memory, its late answer is reported untagged. */
+        if (tag && tag_size > 0 && (copy = memdup(tag, tag_size))) {
+                c->tag = TAKE_PTR(copy);
+                c->tag_size = tag_size;
+        }
         if (c->op == KERNEL_OP_BIND && !(c->state == KERNEL_CALL_DONE && c->result < 0))
                 r = bind_queue_undo(l, c);
         pthread_mutex_unlock(&l->lock);

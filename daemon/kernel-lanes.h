@@ -13,7 +13,8 @@
  * A call owns everything its thread touches: a duplicate of the VMM's iommufd (the context may
  * be closed meanwhile), the request and the response buffer. Abandoning a call (its deadline
  * passed, its device went, its requester went away) only drops the callback; an ioctl already
- * running is left to finish, and its late answer is logged (at a bounded rate) and dropped.
+ * running is left to finish, and its late answer is logged (at a bounded rate) and handed to the
+ * lanes' late callback, with the tag its abandoner gave (tsmd's audit log records it there).
  * But a bind changes the device, and its requester records it as not done: one abandoned once
  * the kernel had it is undone, should it succeed, by an unbind that the abandonment queues on
  * the lane. It thus comes after every call queued before and ahead of every call after, a new
@@ -78,6 +79,25 @@ int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes 
 KernelLanes *kernel_lanes_free(KernelLanes *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KernelLanes *, kernel_lanes_free);
 
+/* A call abandoned while the kernel ran it, as the kernel answered it after all: what the device
+ * did behind its requester's back. Also the unbind that undoes an abandoned bind the kernel did
+ * (undo), when it returns. */
+typedef struct KernelLate {
+        KernelOp op;
+        bool undo;              /* the undo of an abandoned bind (op KERNEL_OP_UNBIND) */
+        const char *lane;       /* the device */
+        uint32_t vdevice_id, scope_number;
+        int result;             /* the kernel's: 0 or -errno */
+        size_t response_len;    /* a request's, when it succeeded */
+        uint64_t latency_usec;  /* since the call was submitted (an undo: its bind) */
+        const void *tag;        /* what kernel_call_abandon_tagged() was given (NULL, 0: nothing) */
+        size_t tag_size;
+} KernelLate;
+
+/* Runs on the loop's thread; late and its tag are valid during the call only. */
+typedef void (*KernelLateCallback)(const KernelLate *late, void *userdata);
+void kernel_lanes_set_late_callback(KernelLanes *l, KernelLateCallback cb, void *userdata);
+
 /* Queues a call on the lane named @lane (the device's PCI address), after the calls queued
  * there before it. Returns 0 and the call, or -EBADF (iommufd), -EINVAL (op, or a write
  * without a path), -ENOMEM, -EAGAIN (no thread could be started). A write's result is 0 when
@@ -89,6 +109,11 @@ int kernel_lanes_submit(KernelLanes *l, const char *lane, const KernelCallArgs *
  * kernel never sees it), else when the kernel returns. A bind that has started is undone if it
  * succeeds (see above). Call from the loop's thread only. */
 void kernel_call_abandon(KernelCall *c);
+/* The same, and should the kernel be running the call, its late answer is handed to the late
+ * callback with a copy of tag (tag_size bytes, at most KERNEL_LATE_TAG_MAX; an abandoned bind's
+ * undo gets one too). Only a call abandoned in the kernel copies anything. */
+#define KERNEL_LATE_TAG_MAX 256U
+void kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size);
 
 /* In the callback: the response buffer (response_size bytes, of which the kernel wrote
  * *ret_len), now the caller's to free. */

@@ -77,6 +77,10 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *userdata) {
 
 /* The monitor is gone (it exited, or it killed us and this is what is left): nothing
  * privileged can happen any more, so stop at once. */
+static void on_late(const struct tsm_priv_late *late, void *userdata) {
+        guest_audit_late(userdata, late);
+}
+
 static void on_monitor_gone(void *userdata) {
         Manager *m = userdata;
 
@@ -271,6 +275,10 @@ static int open_audit(Manager *m) {
                              (uint64_t) m->config.audit_refusal_interval_sec * 1000000u, &m->refusal_budget);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the audit log's refusal budget: %m");
+        r = audit_budget_new(m->audit, m->base, m->config.audit_refusals_per_uid,
+                             (uint64_t) m->config.audit_refusal_interval_sec * 1000000u, &m->late_budget);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the audit log's budget of late answers: %m");
         return 0;
 }
 
@@ -504,6 +512,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
                 safe_close(channel);
                 return r;
         }
+        priv_channel_set_late_callback(m->channel, on_late, m);
         r = priv_channel_read_hello(m->channel, &m->hello);
         if (r < 0)
                 return log_error_errno(r, "No start sequence from the monitor: %m");
@@ -598,6 +607,7 @@ Manager *manager_free(Manager *m) {
         admin_forget_queries(m, NULL);
         /* Its summaries of what the clients had refused, then the log. */
         audit_budget_free(m->refusal_budget);
+        audit_budget_free(m->late_budget);
         audit_log_free(m->audit);
         policy_unref(m->policy);
         tsm_platform_free(m->platform);

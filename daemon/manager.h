@@ -37,6 +37,13 @@ typedef struct ConfigState {
         char *error;             /* while stale: why, "file:line: reason" (whole); NULL: unknown */
 } ConfigState;
 
+/* A call of this worker's that failed, and the seq of its record. */
+typedef struct LateOrigin {
+        uint32_t cookie;
+        uint64_t seq;
+} LateOrigin;
+#define MANAGER_LATE_ORIGINS 256U
+
 typedef struct Manager {
         struct event_base *base;
         VarlinkServer *server;
@@ -52,6 +59,12 @@ typedef struct Manager {
         AuditLog *audit;
         /* Refusals recorded one by one per uid, the rest summarized (audit-budget.h). */
         AuditBudget *refusal_budget;
+        /* The kernel's late answers (guest-late.c), the same way, on a budget of their own. */
+        AuditBudget *late_budget;
+        /* The records of this worker's calls that failed, by the cookie they went to the monitor
+         * with, so that a late answer names its call's record (guest-late.c): the latest only. */
+        LateOrigin late_origins[MANAGER_LATE_ORIGINS];
+        size_t next_late_origin;
 
         /* One per connection: what that VMM owns (guest.c). */
         LIST_HEAD(, GuestClient) guest_clients;

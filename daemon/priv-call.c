@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 
 #include "idle-flush.h"
+#include "inventory.h"
 #include "log.h"
 #include "priv-call.h"
 #include "priv-slots.h"
@@ -39,6 +40,12 @@ struct PrivRequest {
         TAILQ_ENTRY(PrivRequest) entry;
 };
 
+/* A LATE that came while a call waited for its reply. */
+typedef struct PrivLateQueued {
+        struct PrivLateQueued *next;
+        struct tsm_priv_late late;
+} PrivLateQueued;
+
 /* A reply to a guest request that came while a call waited for its own. */
 typedef struct PrivQueued {
         struct PrivQueued *next;
@@ -62,6 +69,9 @@ struct PrivChannel {
         size_t n_requests;                  /* counted ones sent */
         PrivSlots *slots;                   /* counted ones sent and waiting, per slot */
         PrivQueued *queued, *queued_tail;
+        PrivLateQueued *late_queued, *late_queued_tail;
+        PrivLateCallback on_late;
+        void *late_userdata;
         void (*on_gone)(void *userdata);
         void *userdata;
         bool gone;
@@ -219,6 +229,51 @@ static int parse_reply(const void *buf, size_t len, size_t n_fds, struct tsm_pri
         return 0;
 }
 
+static bool late_valid(const struct tsm_priv_late *l) {
+        bool request = l->op == TSM_PRIV_LATE_GUEST_REQUEST;
+
+        return l->op >= TSM_PRIV_LATE_GUEST_REQUEST && l->op < _TSM_PRIV_LATE_OP_MAX && l->__reserved == 0 &&
+               l->hdr.cookie == 0 && l->result <= 0 && l->result > -4096 &&
+               l->response_size <= TSM_PRIV_PAYLOAD_MAX && (l->response_size == 0 || (request && l->result == 0)) &&
+               (l->backend < _TSM_BACKEND_TYPE_MAX || l->backend == TSM_PRIV_LATE_NONE) &&
+               tsm_priv_check_string(l->pci_address, sizeof(l->pci_address)) &&
+               pci_address_is_valid(l->pci_address) &&
+               tsm_priv_check_string(l->scope, sizeof(l->scope)) && (request || (!l->scope[0] && l->scope_number == 0)) &&
+               tsm_priv_check_string(l->tsm, sizeof(l->tsm)) && (l->op == TSM_PRIV_LATE_CONNECT || !l->tsm[0]);
+}
+
+/* Whether a datagram from the monitor is a LATE (checked, into ret), rather than a REPLY: -EPROTO
+ * for a LATE that breaks a rule. */
+static int parse_late(const void *buf, size_t len, size_t n_fds, struct tsm_priv_late *ret) {
+        struct tsm_priv_hdr h;
+        const char *reason = NULL;
+        int r;
+
+        if (len < sizeof(h))
+                return 0;
+        memcpy(&h, buf, sizeof(h));
+        if (h.type != TSM_PRIV_LATE)
+                return 0;
+        /* SECURITY: the monitor's word is checked like any message's: a worker never writes a
+         * record from a message it would not send itself. */
+        r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, ret, sizeof(*ret), NULL, &reason);
+        if (r < 0 || !late_valid(ret)) {
+                log_error("Monitor sent a malformed LATE: %s.", reason ?: "a field out of range");
+                return -EPROTO;
+        }
+        return 1;
+}
+
+static void deliver_late(PrivChannel *c, const struct tsm_priv_late *l) {
+        if (c->on_late)
+                c->on_late(l, c->late_userdata);
+}
+
+void priv_channel_set_late_callback(PrivChannel *c, PrivLateCallback cb, void *userdata) {
+        c->on_late = cb;
+        c->late_userdata = userdata;
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *userdata) {
         PrivChannel *c = userdata;
         int k;
@@ -233,11 +288,20 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
                 for (size_t i = 0; i < (size_t) k; i++) {
                         TsmPrivDatagram *d = tsm_priv_inbox_get(c->inbox, i);
                         struct tsm_priv_reply reply;
+                        struct tsm_priv_late late;
                         const void *payload;
+                        int r;
 
                         /* Asynchronous replies never carry fds: the next receive closes any. */
                         if (d->len <= 0)
                                 return channel_gone(c, d->len == 0 ? "it hung up" : "receive failed");
+                        r = parse_late(d->buf, (size_t) d->len, d->n_fds, &late);
+                        if (r < 0)
+                                return channel_gone(c, "malformed message");
+                        if (r > 0) {
+                                deliver_late(c, &late);
+                                continue;
+                        }
                         if (parse_reply(d->buf, (size_t) d->len, d->n_fds, &reply, &payload) < 0)
                                 return channel_gone(c, "malformed message");
                         deliver(c, &reply, payload, reply.hdr.payload_len);
@@ -262,6 +326,15 @@ static void on_deferred(evutil_socket_t fd, short what, void *userdata) {
                         c->queued_tail = NULL;
                 deliver(c, &q->reply, q->payload_len ? q->payload : NULL, q->payload_len);
                 free(q);
+        }
+        while (c->late_queued) {
+                PrivLateQueued *l = c->late_queued;
+
+                c->late_queued = l->next;
+                if (!c->late_queued)
+                        c->late_queued_tail = NULL;
+                deliver_late(c, &l->late);
+                free(l);
         }
 }
 
@@ -318,6 +391,11 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
                 PrivQueued *q = c->queued;
                 c->queued = q->next;
                 free(q);
+        }
+        while (c->late_queued) {
+                PrivLateQueued *l = c->late_queued;
+                c->late_queued = l->next;
+                free(l);
         }
         if (c->ev_read)
                 event_free(c->ev_read);
@@ -527,6 +605,7 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
 
         for (;;) {
                 struct tsm_priv_reply reply;
+                struct tsm_priv_late late;
                 const void *payload;
                 PrivQueued *q;
                 size_t n_fds;
@@ -537,6 +616,26 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
                 if (n <= 0) {
                         channel_gone(c, n == 0 ? "it hung up" : "receive failed");
                         return -ECONNRESET;
+                }
+                r = parse_late(c->buf, (size_t) n, n_fds, &late);
+                if (r < 0) {
+                        close_many(fds, n_fds);
+                        channel_gone(c, "malformed message");
+                        return -ECONNRESET;
+                }
+                if (r > 0) { /* for the loop, after this call */
+                        PrivLateQueued *l = new0(PrivLateQueued, 1);
+
+                        if (!l)
+                                return -ENOMEM;
+                        l->late = late;
+                        if (c->late_queued_tail)
+                                c->late_queued_tail->next = l;
+                        else
+                                c->late_queued = l;
+                        c->late_queued_tail = l;
+                        event_active(c->ev_deferred, EV_TIMEOUT, 0);
+                        continue;
                 }
                 if (parse_reply(c->buf, (size_t) n, n_fds, &reply, &payload) < 0) {
                         close_many(fds, n_fds);
@@ -902,4 +1001,8 @@ void priv_request_cancel(PrivRequest *r) {
         }
         request_unlink_waiting(c, r);
         request_free(r);
+}
+
+uint32_t priv_request_get_cookie(const PrivRequest *r) {
+        return r ? r->cookie : 0;
 }

@@ -52,6 +52,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(PrivChannel *, priv_channel_free);
  * blocking. */
 int priv_channel_read_hello(PrivChannel *c, PrivHello *ret);
 
+/* A kernel call given up on that the kernel answered after all (LATE, checked): for the audit
+ * log. Runs from the loop, never inside another priv_call. */
+typedef void (*PrivLateCallback)(const struct tsm_priv_late *late, void *userdata);
+void priv_channel_set_late_callback(PrivChannel *c, PrivLateCallback cb, void *userdata);
+
 int priv_send_ready(PrivChannel *c);
 int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining);
 
@@ -104,6 +109,8 @@ int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char
 int priv_call_disconnect_device(PrivChannel *c, const char *pci_address, PrivRequestCallback cb, void *userdata,
                                 PrivRequest **ret);
 void priv_request_cancel(PrivRequest *r);
+/* The cookie r goes (or went) to the monitor with: a LATE names it (request_cookie). */
+uint32_t priv_request_get_cookie(const PrivRequest *r);
 
 /* At exit, with the loop stopped: waits for the answers someone still waits for (the unbinds of
  * the last releases) until the monitor stays silent for timeout_usec, then fails the rest

@@ -48,6 +48,8 @@ struct TsmRequest {
         struct event *timer;
         TsmRequestCallback callback;
         void *userdata;
+        const void *late_tag; /* the caller's (tsm_request_set_late_tag()) */
+        size_t late_tag_size;
         TAILQ_ENTRY(TsmRequest) entry;
         TAILQ_ENTRY(TsmRequest) waiting_entry;
 };
@@ -66,6 +68,8 @@ struct TsmPlatform {
 
         TsmPlatformDeviceGone gone_callback;
         void *gone_userdata;
+        TsmPlatformLate late_callback;
+        void *late_userdata;
 
         TAILQ_HEAD(, TsmRequest) requests;
         /* Calls to emulated devices busy with another, oldest first: few, as most devices are
@@ -80,11 +84,17 @@ static const char *const tsm_platform_mode_table[_TSM_PLATFORM_MODE_MAX] = {
 };
 DEFINE_STRING_TABLE_LOOKUP(tsm_platform_mode, TsmPlatformMode);
 
+/* Its kernel call, if it has one, goes on without it: should the kernel be running it, its late
+ * answer is reported with the caller's tag. */
+static void request_abandon_call(TsmRequest *r) {
+        kernel_call_abandon_tagged(TAKE_PTR(r->call), r->late_tag, r->late_tag_size);
+}
+
 static void request_free(TsmRequest *r) {
         /* The device may outlive it (a reference elsewhere): it must not point here. */
         if (emu_device_get_exchange(r->emu) == r)
                 emu_device_set_exchange(r->emu, NULL);
-        kernel_call_abandon(r->call);
+        request_abandon_call(r);
         if (r->timer)
                 event_free(r->timer);
         emu_device_unref(r->emu);
@@ -220,6 +230,8 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
                                      r->pci_address, p->config.request_timeout_usec / 1000);
                 r->result = -ETIMEDOUT;
                 r->completed = true;
+                /* While its caller, whose tag it is, still exists. */
+                request_abandon_call(r);
         }
 
         request_unlink(r);
@@ -245,7 +257,7 @@ static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
         TAILQ_FOREACH(r, &p->requests, entry)
                 if (!pci_address || streq(r->pci_address, pci_address)) {
                         (void) evtimer_del(r->timer);
-                        kernel_call_abandon(TAKE_PTR(r->call));
+                        request_abandon_call(r);
                         request_finish(r, -ENODEV);
                 }
 }
@@ -686,14 +698,24 @@ static int request_new(TsmPlatform *p, const char *pci_address, TsmRequestCallba
         return 0;
 }
 
+static void on_kernel_late(const KernelLate *late, void *userdata) {
+        TsmPlatform *p = userdata;
+
+        if (p->late_callback)
+                p->late_callback(p, late, p->late_userdata);
+}
+
 /* On the device's lane, so that a slow device holds only its own calls. */
 static int request_submit(TsmRequest *r, const KernelCallArgs *args) {
         TsmPlatform *p = r->platform;
         int k;
 
-        k = p->lanes ? 0 : kernel_lanes_new(p->base, KERNEL_LANE_LINGER_USEC, &p->lanes);
-        if (k < 0)
-                return k;
+        if (!p->lanes) {
+                k = kernel_lanes_new(p->base, KERNEL_LANE_LINGER_USEC, &p->lanes);
+                if (k < 0)
+                        return k;
+                kernel_lanes_set_late_callback(p->lanes, on_kernel_late, p);
+        }
         return kernel_lanes_submit(p->lanes, r->pci_address, args, on_kernel_call_done, r, &r->call);
 }
 
@@ -943,6 +965,17 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         if (ret)
                 *ret = r;
         return 0;
+}
+
+void tsm_platform_set_late_callback(TsmPlatform *p, TsmPlatformLate cb, void *userdata) {
+        p->late_callback = cb;
+        p->late_userdata = userdata;
+}
+
+void tsm_request_set_late_tag(TsmRequest *r, const void *tag, size_t size) {
+        assert(size <= KERNEL_LATE_TAG_MAX);
+        r->late_tag = tag;
+        r->late_tag_size = size;
 }
 
 void tsm_request_cancel(TsmRequest *r) {

@@ -12,6 +12,7 @@
 
 #include "emu-platform.h"
 #include "inventory.h"
+#include "kernel-lanes.h"
 #include "tsm-types.h"
 
 typedef enum TsmPlatformMode {
@@ -158,6 +159,17 @@ int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestC
                             TsmRequest **ret);
 /* Looks at a device in sysfs again (after the monitor connected or disconnected it). */
 int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address);
+
+/* A kernel call whose request was given up on (timed out, its device gone, cancelled) while the
+ * kernel ran it, as the kernel answered after all (kernel-lanes.h): late->tag is what the
+ * request's caller set with tsm_request_set_late_tag(). Not for calls that never reached the
+ * kernel, nor for those answered in time. */
+typedef void (*TsmPlatformLate)(TsmPlatform *p, const KernelLate *late, void *userdata);
+void tsm_platform_set_late_callback(TsmPlatform *p, TsmPlatformLate cb, void *userdata);
+/* What names r's caller in a late answer: size bytes (at most KERNEL_LATE_TAG_MAX) at tag, the
+ * caller's, read (and copied, only if r's kernel call is given up on in the kernel) until r's
+ * callback runs or r is cancelled. */
+void tsm_request_set_late_tag(TsmRequest *r, const void *tag, size_t size);
 
 /* Drops a request whose caller went away; its callback will not run. */
 void tsm_request_cancel(TsmRequest *r);

@@ -45,9 +45,10 @@
  * stays in the worker; 8: LAST_GOOD hands the worker the configuration and policy to start
  * from, HELLO says whether it comes; 9: CONNECT/DISCONNECT_DEVICE are answered when the kernel
  * is done, like a bind, after later messages' replies, and -EBUSY while one of the device's is
- * on its way): a worker binary newer or older than its running monitor refuses the HELLO
- * rather than misreading it. */
-#define TSM_PRIV_VERSION 9U
+ * on its way; 10: LATE tells the worker of a kernel call given up on that the kernel answered
+ * after all): a worker binary newer or older than its running monitor refuses the HELLO rather
+ * than misreading it. */
+#define TSM_PRIV_VERSION 10U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -73,8 +74,8 @@
 
 typedef enum TsmPrivType {
         /* monitor -> worker, at start, in this order: HELLO, LISTEN_SOCKET..., LAST_GOOD, then
-         * per context RESTORED_CONTEXT and its RESTORED_VDEVICE... (the last two types come last
-         * in the enum) */
+         * per context RESTORED_CONTEXT and its RESTORED_VDEVICE... (RESTORED_VDEVICE and
+         * LAST_GOOD come after REPLY in the enum); then LATEs kept while no worker ran */
         TSM_PRIV_HELLO = 1,
         TSM_PRIV_LISTEN_SOCKET,       /* + fd: a listening Varlink socket */
         TSM_PRIV_RESTORED_CONTEXT,    /* a context kept from before, to be reclaimed */
@@ -103,6 +104,8 @@ typedef enum TsmPrivType {
         /* monitor -> worker, at start (appended: the other types keep their numbers) */
         TSM_PRIV_RESTORED_VDEVICE,    /* a vDevice of the RESTORED_CONTEXT before it */
         TSM_PRIV_LAST_GOOD,           /* + fd: the files to start from, if HELLO says it comes */
+        /* monitor -> worker, any time after the start sequence, not answered (appended) */
+        TSM_PRIV_LATE,                /* a kernel call given up on, answered after all */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
@@ -267,6 +270,42 @@ struct tsm_priv_reload {
         struct tsm_priv_hdr hdr;
 };
 
+/* LATE: what the kernel did in a call whose caller was answered without it (a guest request
+ * that timed out, a call whose device went or whose requester was cancelled, a connect whose
+ * worker ended first), or in the unbind that undid a bind the kernel did after all. For the
+ * worker's audit log: it says who the call was for as far as the monitor knows, as the worker
+ * that asked may be gone. */
+typedef enum TsmPrivLateOp {
+        TSM_PRIV_LATE_GUEST_REQUEST = 1,
+        TSM_PRIV_LATE_BIND = 2,
+        TSM_PRIV_LATE_UNBIND = 3,
+        TSM_PRIV_LATE_BIND_UNDO = 4, /* the unbind that undid an abandoned bind's success */
+        TSM_PRIV_LATE_CONNECT = 5,
+        TSM_PRIV_LATE_DISCONNECT = 6,
+        _TSM_PRIV_LATE_OP_MAX,
+} TsmPrivLateOp;
+
+#define TSM_PRIV_LATE_NONE UINT32_MAX /* uid, backend: not known */
+
+struct tsm_priv_late {
+        struct tsm_priv_hdr hdr;    /* cookie 0: nothing answers it */
+        uint32_t op;                /* TsmPrivLateOp */
+        uint32_t request_cookie;    /* the cookie of the message this worker asked with; 0 if it
+                                     * was another worker's (or none) */
+        uint32_t context;           /* the monitor's context id, 0: none (connect) */
+        uint32_t vdevice;           /* 0: none */
+        uint32_t uid;               /* the context's owner; TSM_PRIV_LATE_NONE */
+        uint32_t backend;           /* TsmBackendType; TSM_PRIV_LATE_NONE */
+        int32_t result;             /* the kernel's: 0 or -errno (> -4096) */
+        uint32_t response_size;     /* a guest request's, 0 unless it succeeded */
+        uint32_t scope_number;      /* a guest request's; 0 otherwise */
+        uint32_t __reserved;
+        uint64_t latency_usec;      /* since the monitor sent the call to the kernel */
+        char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
+        char scope[TSM_PRIV_NAME_MAX]; /* a guest request's; "" otherwise */
+        char tsm[TSM_PRIV_NAME_MAX];   /* a connect's; "" otherwise */
+};
+
 struct tsm_priv_reply {
         struct tsm_priv_hdr hdr;
         int32_t result;  /* 0 or -errno (see the general format above) */
@@ -289,6 +328,7 @@ _Static_assert(sizeof(struct tsm_priv_device) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_guest_request) == 64, "no padding");
 _Static_assert(sizeof(struct tsm_priv_reload) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_reply) == 32, "no padding");
+_Static_assert(sizeof(struct tsm_priv_late) == 120, "no padding");
 
 /* Who may send a type (the other end kills a sender that breaks it). */
 typedef enum TsmPrivSender {

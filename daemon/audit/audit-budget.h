@@ -5,7 +5,9 @@
  * result and written at the end of the interval as summary records, one for each, whose
  * "count" says how many calls it stands for. A refusal is never dropped: it is either a record
  * of its own or counted in one. Any local user may send calls to be refused: without this, one
- * could write records until rotation deleted every earlier one. Runs in: worker.
+ * could write records until rotation deleted every earlier one. The kernel's late answers
+ * (guest-late.c) have a budget of their own, the same way: a hung TSM answers every call late.
+ * Runs in: worker.
  */
 #pragma once
 

@@ -58,6 +58,9 @@ typedef struct AuditRecord {
         /* A summary (audit-budget.h): the number of calls of this uid, event and result it
          * stands for, not recorded one by one; 0: field omitted, the record is one call. */
         uint64_t count;
+        /* A late answer of the kernel ("guest-request-late", ...): the seq of the record of the
+         * call it answers, when the worker that wrote that record writes this one; 0: omitted. */
+        uint64_t original_seq;
 
         /* Set by the audit log when the record is committed; callers leave them zero. */
         uint64_t seq;

@@ -38,12 +38,28 @@ typedef union PrivMessage {
         struct tsm_priv_reply reply;
 } PrivMessage;
 
+/* Who a kernel call is for, should it be given up on while the kernel runs it: the lanes copy
+ * it then (tsm_request_set_late_tag()), and hand it back with the kernel's late answer, which
+ * goes to the worker's audit log (LATE). */
+typedef struct MonitorLateTag {
+        uint64_t generation; /* of the worker that asked: its cookie means nothing to another */
+        uint32_t op;         /* TsmPrivLateOp */
+        uint32_t cookie;
+        uint32_t context, vdevice;
+        uint32_t uid, backend; /* TSM_PRIV_LATE_NONE: not known */
+        char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
+        char scope[TSM_PRIV_NAME_MAX];
+        char tsm[TSM_PRIV_NAME_MAX];
+} MonitorLateTag;
+_Static_assert(sizeof(MonitorLateTag) <= KERNEL_LATE_TAG_MAX, "fits the lanes' copy");
+
 /* A guest request in flight: its reply goes out from the platform's callback. */
 typedef struct MonitorRequest {
         MonitorDispatch *dispatch;
         uint32_t cookie;
         uint32_t context, vdevice;
         TsmRequest *request;
+        MonitorLateTag tag;
         LIST_ENTRY(MonitorRequest) entry;
 } MonitorRequest;
 
@@ -58,6 +74,7 @@ typedef struct MonitorChange {
         bool bind;
         uint32_t context, vdevice;
         uint64_t serial;
+        MonitorLateTag tag;
         LIST_ENTRY(MonitorChange) entry;
 } MonitorChange;
 
@@ -70,6 +87,8 @@ typedef struct MonitorConnect {
         TsmRequest *request;
         char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
         char tsm[TSM_PRIV_NAME_MAX]; /* "" for a disconnect */
+        uint64_t start_usec;
+        MonitorLateTag tag;
         LIST_ENTRY(MonitorConnect) entry;
 } MonitorConnect;
 
@@ -90,6 +109,12 @@ struct MonitorDispatch {
         uint32_t previous_status;
         int last_good_fd; /* borrowed; -EBADF: none */
         bool last_good_stale;
+        uint64_t generation; /* of the worker served: one more at each start */
+        /* LATE messages for the next worker, while none is served. */
+        struct tsm_priv_late *late_pending;
+        size_t n_late_pending;
+        uint64_t n_late_lost;
+        RateLimit late_lost_log;
 
         LIST_HEAD(, MonitorRequest) requests;
         size_t n_requests;
@@ -188,6 +213,89 @@ static void on_flush(void *userdata) {
 
 static int reply(MonitorDispatch *d, const PrivMessage *m, int result, uint32_t value, int fd) {
         return reply_full(d, m->hdr.cookie, result, value, NULL, 0, fd);
+}
+
+/* ---- late answers of the kernel ----------------------------------------------------------- */
+
+static MonitorLateTag late_tag(MonitorDispatch *d, TsmPrivLateOp op, uint32_t cookie, uint32_t context,
+                               uint32_t vdevice, const char *pci_address) {
+        MonitorLateTag t = { .generation = d->generation, .op = op, .cookie = cookie, .context = context,
+                             .vdevice = vdevice, .uid = TSM_PRIV_LATE_NONE, .backend = TSM_PRIV_LATE_NONE };
+        MonitorContext *ctx = context > 0 ? monitor_contexts_get(d->contexts, context) : NULL;
+
+        if (ctx)
+                t.uid = (uint32_t) ctx->uid;
+        if (pci_address && strlen(pci_address) < sizeof(t.pci_address))
+                strcpy(t.pci_address, pci_address);
+        return t;
+}
+
+/* To the worker served, or to the next one: the audit log must hear of it whichever worker
+ * writes it. A worker that does not take its messages is ended like one that leaves its replies
+ * unread (reply_failed()). */
+static void send_late(MonitorDispatch *d, const struct tsm_priv_late *late) {
+        struct tsm_priv_late *p;
+        int r;
+
+        if (d->channel >= 0 && !d->stalled) {
+                r = tsm_priv_outbox_add(d->outbox, d->channel, late, NULL, 0, d);
+                if (r >= 0)
+                        idle_flush_schedule(d->flush);
+                else
+                        reply_failed(d, r);
+                return;
+        }
+        /* SECURITY: bounded: a hung TSM answers as many calls late as it was given. */
+        if (d->n_late_pending >= MONITOR_LATE_PENDING_MAX ||
+            !(p = reallocarray(d->late_pending, d->n_late_pending + 1, sizeof(*p)))) {
+                d->n_late_lost++;
+                log_full_ratelimited(&d->late_lost_log, LOG_WARNING,
+                                     "A kernel TSM call to %s answered late while no worker runs, and %zu such "
+                                     "answers wait for the next one already: its audit record is lost (%" PRIu64 " so far).",
+                                     late->pci_address, d->n_late_pending, d->n_late_lost);
+                return;
+        }
+        d->late_pending = p;
+        d->late_pending[d->n_late_pending++] = *late;
+}
+
+static void on_platform_late(TsmPlatform *p, const KernelLate *k, void *userdata) {
+        static const TsmPrivLateOp ops[_KERNEL_OP_MAX] = {
+                [KERNEL_OP_REQUEST] = TSM_PRIV_LATE_GUEST_REQUEST,
+                [KERNEL_OP_BIND] = TSM_PRIV_LATE_BIND,
+                [KERNEL_OP_UNBIND] = TSM_PRIV_LATE_UNBIND,
+                [KERNEL_OP_WRITE] = TSM_PRIV_LATE_CONNECT, /* untagged: it wrote, to which file unknown */
+        };
+        MonitorDispatch *d = userdata;
+        MonitorLateTag t;
+        struct tsm_priv_late late;
+
+        /* Every call the monitor makes is tagged; without memory for the copy, what the lanes
+         * know. */
+        if (k->tag && k->tag_size == sizeof(t))
+                memcpy(&t, k->tag, sizeof(t));
+        else
+                t = late_tag(d, ops[k->op], 0, 0, k->vdevice_id, k->lane);
+        if (k->undo)
+                t.op = TSM_PRIV_LATE_BIND_UNDO;
+
+        tsm_priv_init(&late, TSM_PRIV_LATE, 0, 0);
+        late.op = t.op;
+        late.request_cookie = t.generation == d->generation && d->channel >= 0 ? t.cookie : 0;
+        late.context = t.context;
+        late.vdevice = t.vdevice;
+        late.uid = t.uid;
+        late.backend = t.backend;
+        late.result = k->result < 0 ? MAX(k->result, -4095) : 0;
+        late.response_size = (uint32_t) MIN(k->response_len, (size_t) TSM_PRIV_PAYLOAD_MAX);
+        late.scope_number = t.op == TSM_PRIV_LATE_GUEST_REQUEST ? k->scope_number : 0;
+        late.latency_usec = k->latency_usec;
+        memcpy(late.pci_address, t.pci_address, sizeof(late.pci_address));
+        memcpy(late.scope, t.scope, sizeof(late.scope));
+        memcpy(late.tsm, t.tsm, sizeof(late.tsm));
+        if (!late.pci_address[0] && k->lane && strlen(k->lane) < sizeof(late.pci_address))
+                strcpy(late.pci_address, k->lane);
+        send_late(d, &late);
 }
 
 /* ---- lookups: the worker names only what the monitor gave out, on behalf of its holder ---- */
@@ -527,6 +635,7 @@ static void on_change_done(TsmRequest *req, int result, void *userdata) {
  * device's lane while the monitor serves everyone else. */
 static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const char **ret_reason) {
         const struct tsm_priv_vdevice *q = &m->vdevice;
+        TsmDeviceInfo info;
         MonitorChange *mc;
         MonitorContext *ctx;
         MonitorVDevice *v;
@@ -552,7 +661,12 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
         if (!mc)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
         *mc = (MonitorChange){ .dispatch = d, .cookie = q->hdr.cookie, .bind = bind, .context = ctx->id,
-                               .vdevice = v->id, .serial = v->serial };
+                               .vdevice = v->id, .serial = v->serial,
+                               .tag = late_tag(d, bind ? TSM_PRIV_LATE_BIND : TSM_PRIV_LATE_UNBIND, q->hdr.cookie,
+                                               ctx->id, v->id, v->pci_address) };
+        /* For a late answer's record: the device may be gone by then. */
+        if (tsm_platform_get_device(d->platform, v->pci_address, &info) >= 0)
+                mc->tag.backend = info.backend;
         LIST_INSERT_HEAD(&d->changes, mc, entry);
 
         t = target_of(ctx, v);
@@ -564,6 +678,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
                                 bind ? "bind" : "unbind", v->pci_address, v->id, ctx->id);
                 return reply(d, m, r, 0, -EBADF);
         }
+        tsm_request_set_late_tag(mc->request, &mc->tag, sizeof(mc->tag));
         v->n_changes++;
         v->bound_next = bind;
         return 0;
@@ -679,11 +794,18 @@ static void on_connect_done(TsmRequest *req, int result, void *userdata) {
                 log_info("Disconnected %s from its TSM.", mc->pci_address);
         /* The worker that asked died meanwhile, and its record of the call with it: the journal
          * keeps what happened. */
-        if (mc->cookie == 0)
+        if (mc->cookie == 0) {
+                /* That worker recorded it as failed (ETIMEDOUT) at its end: the audit log hears
+                 * how it ended after all, from whichever worker runs. */
+                const KernelLate k = { .op = KERNEL_OP_WRITE, .lane = mc->pci_address, .result = result,
+                                       .latency_usec = now_monotonic_usec() - mc->start_usec,
+                                       .tag = &mc->tag, .tag_size = sizeof(mc->tag) };
+
                 log_notice("The %s of %s was answered after the worker that asked for it ended: %s.",
                            connect ? "connect" : "disconnect", mc->pci_address,
                            result < 0 ? strerror(-result) : "done");
-        else if (d->channel >= 0)
+                on_platform_late(d->platform, &k, d);
+        } else if (d->channel >= 0)
                 (void) reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
         connect_free(mc);
 }
@@ -698,9 +820,12 @@ static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect)
         mc = new0(MonitorConnect, 1);
         if (!mc)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
-        *mc = (MonitorConnect){ .dispatch = d, .cookie = dev->hdr.cookie };
+        *mc = (MonitorConnect){ .dispatch = d, .cookie = dev->hdr.cookie, .start_usec = now_monotonic_usec(),
+                                .tag = late_tag(d, connect ? TSM_PRIV_LATE_CONNECT : TSM_PRIV_LATE_DISCONNECT,
+                                                dev->hdr.cookie, 0, 0, dev->pci_address) };
         memcpy(mc->pci_address, dev->pci_address, sizeof(mc->pci_address));
         memcpy(mc->tsm, dev->tsm, sizeof(mc->tsm));
+        memcpy(mc->tag.tsm, dev->tsm, sizeof(mc->tag.tsm));
         LIST_INSERT_HEAD(&d->connects, mc, entry);
 
         /* SECURITY: the sysfs path is made from an address the inventory knows (tsm-platform.c),
@@ -713,6 +838,7 @@ static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect)
                 log_debug_errno(r, "Failed to %s '%s': %m", connect ? "connect" : "disconnect", dev->pci_address);
                 return reply(d, m, r, 0, -EBADF);
         }
+        tsm_request_set_late_tag(mc->request, &mc->tag, sizeof(mc->tag));
         return 0;
 }
 
@@ -856,7 +982,11 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         mr = new0(MonitorRequest, 1);
         if (!mr)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
-        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .context = ctx->id, .vdevice = v->id };
+        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .context = ctx->id, .vdevice = v->id,
+                                .tag = late_tag(d, TSM_PRIV_LATE_GUEST_REQUEST, g->hdr.cookie, ctx->id, v->id,
+                                                info.pci_address) };
+        mr->tag.backend = info.backend;
+        memcpy(mr->tag.scope, g->scope, sizeof(mr->tag.scope));
         LIST_INSERT_HEAD(&d->requests, mr, entry);
         d->n_requests++;
 
@@ -870,6 +1000,7 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
                 request_free(mr);
                 return reply(d, m, r, 0, -EBADF);
         }
+        tsm_request_set_late_tag(mr->request, &mr->tag, sizeof(mr->tag));
         log_debug("Guest request (scope %s, %" PRIu32 " bytes) to %s for context %" PRIu32 ".", desc->name,
                   g->hdr.payload_len, v->pci_address, ctx->id);
         return 0;
@@ -940,7 +1071,9 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
                 monitor_dispatch_free(d);
                 return -ENOMEM;
         }
+        d->late_lost_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
         tsm_platform_set_device_gone_callback(platform, on_device_gone, d);
+        tsm_platform_set_late_callback(platform, on_platform_late, d);
         *ret = d;
         return 0;
 }
@@ -963,6 +1096,8 @@ MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
                 connect_free(mcon);
         }
         tsm_platform_set_device_gone_callback(d->platform, NULL, NULL);
+        tsm_platform_set_late_callback(d->platform, NULL, NULL);
+        free(d->late_pending);
         idle_flush_free(d->flush);
         tsm_priv_outbox_free(d->outbox);
         tsm_priv_inbox_free(d->inbox);
@@ -1080,6 +1215,14 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
 
         d->channel = channel;
         d->seen_once = 0;
+        d->generation++;
+        /* What the kernel answered late meanwhile: no cookie of this worker's. */
+        for (size_t i = 0; i < d->n_late_pending; i++) {
+                d->late_pending[i].request_cookie = 0;
+                send_late(d, &d->late_pending[i]);
+        }
+        d->late_pending = mfree(d->late_pending);
+        d->n_late_pending = 0;
         log_debug("Worker started with %zu sockets and %zu contexts to reclaim.", n_sockets,
                   monitor_contexts_size(d->contexts));
         return 0;

@@ -49,6 +49,10 @@ typedef struct MonitorDispatch MonitorDispatch;
 #define SCOPE_REFUSAL_LOG_BURST 10U
 #define SCOPE_REFUSAL_LOG_INTERVAL_USEC (10 * 1000 * 1000ULL)
 
+/* Late answers of the kernel (LATE) kept for the next worker while none runs (between a worker's
+ * end and its successor's start, 100 ms to 30 s): past this many, the next is only logged. */
+#define MONITOR_LATE_PENDING_MAX 256U
+
 /* The longest any send to the worker may block (SO_SNDTIMEO, set by monitor_dispatch_start()).
  * A reply not taken by then ends the worker: the stalled callback. */
 #define MONITOR_SEND_TIMEOUT_USEC (5 * 1000 * 1000ULL)

@@ -23,6 +23,7 @@
 
 #include "platform-test-util.h"
 #include "sysfs-fixture.h"
+#include "uevent-sender.h"
 #include "guest-calls.h"
 #include "tsmd-fixture.h"
 
@@ -43,11 +44,12 @@ typedef struct Env {
         Tsmd tsmd;
         char root[128];
         char kernel_dir[128]; /* the fake kernel's calls log and hold files */
+        uint64_t seqnum;      /* of the last fake uevent */
 } Env;
 
 /* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel; extra
- * is appended to its tsmd.conf. */
-static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra) {
+ * is appended to its tsmd.conf. hotplug: a network namespace of its own too, for fake uevents. */
+static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug) {
         static char dir_env[256], asan_env[512];
         const char *env[] = {
                 "LD_PRELOAD=" FAKE_KERNEL_PRELOAD,
@@ -62,12 +64,19 @@ static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra)
         *e = (Env) {};
         if (geteuid() != 0)
                 SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        if (hotplug && !platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
         scratch = scratch_dir();
         snprintf(e->root, sizeof(e->root), "%s/sysfs", scratch);
         snprintf(e->kernel_dir, sizeof(e->kernel_dir), "%s/kernel", scratch);
         if (mkdir(e->root, 0755) < 0 || mkdir(e->kernel_dir, 0755) < 0)
                 TEST_FAIL("mkdir in %s: %s", scratch, strerror(errno));
-        platform_test_sandbox(false);
+        platform_test_sandbox(hotplug);
+        if (hotplug) {
+                /* SECURITY: fake uevents must never be sent in the host's network namespace. */
+                ASSERT_TRUE(platform_test_netns_is_private());
+                ASSERT_EQ(uevent_in_private_netns(), 1);
+        }
         if (mount("tmpfs", e->root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
                 TEST_FAIL("tmpfs on %s: %s", e->root, strerror(errno));
         r = sysfs_fixture_apply_file(e->root, PLATFORM_FIXTURE_DIR "/two-tsms.sysfs");
@@ -85,6 +94,10 @@ static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra)
                 .env = env,
         });
         ASSERT_TRUE(tsmd_log_contains(&e->tsmd, "Kernel speaks the v5 iommufd TSM UAPI."));
+}
+
+static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra) {
+        setup_env(e, request_timeout_usec, extra, false);
 }
 
 static void setup(Env *e, uint64_t request_timeout_usec) {
@@ -827,6 +840,258 @@ TEST(a_connect_holds_its_record_until_answered) {
 
         async_call_done(&connect);
         varlink_client_free(TAKE_PTR(vmm));
+        teardown(&e);
+}
+
+/* ---- late answers of the kernel --------------------------------------------------------- */
+
+static void fail(Env *e, uint32_t vdevice, int error) {
+        const char *path = strf("%s/fail-%u", e->kernel_dir, vdevice);
+
+        if (error > 0)
+                write_file(path, strf("%d", error));
+        else
+                ASSERT_OK(unlink(path));
+}
+
+/* The device's record of event, waited for (bounded); a new reference. */
+static json_object *wait_record_of(Tsmd *t, const char *address, const char *event) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                json_object *records = audit_of(t, address);
+
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+
+                        if (streq(JSTR(rec, "event"), event)) {
+                                rec = json_object_get(rec);
+                                json_object_put(records);
+                                return rec;
+                        }
+                }
+                json_object_put(records);
+                if (now_usec() > deadline)
+                        TEST_FAIL("no %s record for %s", event, address);
+        }
+}
+
+static bool has_key(json_object *o, const char *key) {
+        return json_object_object_get_ex(o, key, NULL);
+}
+
+/* A state-changing guest request the kernel holds past RequestTimeoutUSec=: the VMM is told
+ * Timeout, and that is recorded. The kernel then does it after all: the TDI changed behind the
+ * record, so the audit log says so, naming the request's record and who it was for. */
+TEST(a_late_state_change_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *records, *timeout, *late;
+        AsyncCall held = {};
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout"));
+        /* Nothing late yet: the kernel still has it. */
+        records = audit_of(&e.tsmd, NIC_ADDR);
+        timeout = json_object_array_get_idx(records, find_record(records, 0, "guest-request", E_GUEST("Timeout")));
+        for (size_t i = 0; i < json_object_array_length(records); i++)
+                ASSERT_FALSE(streq(JSTR(json_object_array_get_idx(records, i), "event"), "guest-request-late"));
+
+        hold(&e, 11, false);
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_EQ(JINT(late, "originalSeq"), JINT(timeout, "seq"));
+        ASSERT_TRUE(JINT(late, "seq") > JINT(timeout, "seq"));
+        ASSERT_EQ(JINT(late, "uid"), JINT(timeout, "uid"));
+        ASSERT_EQ(JINT(late, "pid"), JINT(timeout, "pid"));
+        ASSERT_EQ(JINT(late, "contextId"), ctx);
+        ASSERT_EQ(JINT(late, "vdeviceId"), 11);
+        ASSERT_STREQ(JSTR(late, "pci"), NIC_ADDR);
+        ASSERT_STREQ(JSTR(late, "backend"), "sev-tio");
+        ASSERT_STREQ(JSTR(late, "scope"), "state-change");
+        ASSERT_EQ(JINT(late, "scopeNumber"), 1);
+        ASSERT_EQ(JINT(late, "responseSize"), strlen("pong"));
+        /* How late: from when the request went to the kernel, past its timeout. */
+        ASSERT_TRUE(JINT(late, "latencyUsec") >= 300 * (int64_t) USEC_PER_MSEC);
+        ASSERT_FALSE(has_key(late, "count"));
+        json_object_put(late);
+        json_object_put(records);
+
+        async_call_done(&held);
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* A late failure is recorded with the kernel's errno. */
+TEST(a_late_failure_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        AsyncCall held = {};
+        json_object *late;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        hold(&e, 11, true);
+        fail(&e, 11, EIO);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "info"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        hold(&e, 11, false);
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "EIO");
+        ASSERT_STREQ(JSTR(late, "scope"), "info");
+        ASSERT_TRUE(json_object_is_type(json_object_object_get(late, "responseSize"), json_type_null));
+        json_object_put(late);
+
+        async_call_done(&held);
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* An Unbind the kernel holds when its device is unplugged is answered DeviceGone at once, and
+ * tsmd records the device unbound; the kernel then fails it: the device may still be bound,
+ * and the audit log says so. */
+TEST(a_late_failure_of_an_abandoned_unbind_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        AsyncCall unbind = {};
+        json_object *late;
+        int64_t ctx;
+        Env e;
+        int r;
+
+        setup_env(&e, 5 * USEC_PER_SEC, "", true);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+
+        hold(&e, 11, true);
+        fail(&e, 11, EIO);
+        tsmd_call_async(c, G "Unbind", guest_vdev_params(ctx, 11), 0, &unbind);
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+        /* Hot-unplug of the NIC: the directory goes, then udev's "remove". */
+        ASSERT_OK(sysfs_fixture_remove(e.root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"));
+        r = uevent_send("remove", "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "pci", NULL, ++e.seqnum);
+        ASSERT_OK(r);
+        ASSERT_TRUE(tsmd_async_wait(c, &unbind, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(unbind.errors[0], E_GUEST("DeviceGone"));
+
+        hold(&e, 11, false);
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "unbind-late");
+        ASSERT_STREQ(JSTR(late, "result"), "EIO");
+        ASSERT_EQ(JINT(late, "contextId"), ctx);
+        ASSERT_EQ(JINT(late, "vdeviceId"), 11);
+        ASSERT_STREQ(JSTR(late, "backend"), "sev-tio");
+        ASSERT_TRUE(JINT(late, "originalSeq") > 0);
+        json_object_put(late);
+
+        async_call_done(&unbind);
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* Every audit record, oldest first (a new reference): summaries name no device. */
+static json_object *audit_all(Tsmd *t) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = tsmd_connect(t);
+        json_object *r = CALL_OK(admin, "io.tsmd.Admin.QueryAudit", "{}"), *records;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "records", &records));
+        return json_object_get(records);
+}
+
+/* A hung TSM answers every call late: RefusalRecordsPerUid= of them are recorded one by one in
+ * each RefusalIntervalSec=, the rest counted in a summary at the interval's end; none is lost. */
+TEST(a_flood_of_late_answers_is_bounded) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const unsigned n = 6;
+        size_t one_by_one = 0, summarized = 0;
+        char calls[128] = "";
+        json_object *records;
+        int64_t ctx;
+        Env e;
+
+        setup_full(&e, 100 * USEC_PER_MSEC, "[Audit]\nRefusalRecordsPerUid=2\nRefusalIntervalSec=2\n");
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        for (unsigned i = 0; i < n; i++) {
+                AsyncCall held = {};
+
+                hold(&e, 11, true);
+                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "info"), 0, &held);
+                ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+                ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+                strcat(calls, "req 11 0\n");
+                expect_kernel_calls(&e, calls);
+                hold(&e, 11, false);
+                async_call_done(&held);
+                /* Out of the kernel before the next is held (the journal's line is rate limited
+                 * to 10 in 10 s: these are fewer). */
+                ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Kernel TSM request of " NIC_ADDR " (vDevice 11) succeeded after",
+                                          i + 1, TSMD_WAIT_USEC));
+        }
+
+        /* Every one accounted for, once the interval's summary is written. */
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(50 * USEC_PER_MSEC)) {
+                one_by_one = summarized = 0;
+                records = audit_all(&e.tsmd);
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+
+                        if (!streq(JSTR(rec, "event"), "guest-request-late"))
+                                continue;
+                        ASSERT_STREQ(JSTR(rec, "result"), "ok");
+                        if (has_key(rec, "count"))
+                                summarized += (size_t) JINT(rec, "count");
+                        else
+                                one_by_one++;
+                }
+                json_object_put(records);
+                if (one_by_one + summarized == n || now_usec() > deadline)
+                        break;
+        }
+        ASSERT_EQ(one_by_one + summarized, (size_t) n);
+        /* At most two intervals' worth one by one: the loop may straddle an interval's end. */
+        ASSERT_TRUE(one_by_one >= 2 && one_by_one <= 4);
+        ASSERT_TRUE(summarized > 0);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* A connect whose worker dies before the kernel is done: its outcome is recorded by the next
+ * worker, when the kernel answers. */
+TEST(a_connect_answered_after_its_worker_died_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
+        _cleanup_free_ char *written = NULL;
+        AsyncCall connect = {};
+        json_object *late;
+        HeldWrite h;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        connect_hold(&e, &h);
+        admin = tsmd_connect(&e.tsmd);
+        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
+        connect_wait_writing(&e, &h);
+        tsmd_kill_worker(&e.tsmd);
+        async_call_done(&connect);
+        varlink_client_free(TAKE_PTR(admin));
+
+        written = connect_release(&h);
+        ASSERT_STREQ(written, "tsm1");
+        late = wait_record_of(&e.tsmd, NVME_ADDR, "connect-device-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_FALSE(has_key(late, "originalSeq")); /* another worker's call */
+        json_object_put(late);
+
         teardown(&e);
 }
 

@@ -639,6 +639,64 @@ TEST(abandoned_bind_done_in_the_kernel_is_undone) {
         lanes_teardown(&t);
 }
 
+/* What the late callback was told. */
+typedef struct Late {
+        unsigned n;
+        KernelLate last[4];
+        char tags[4][16];
+} Late;
+
+static void on_late(const KernelLate *late, void *userdata) {
+        Late *l = userdata;
+
+        ASSERT_TRUE(l->n < ELEMENTSOF(l->last));
+        l->last[l->n] = *late;
+        l->last[l->n].lane = NULL; /* valid during the call only */
+        ASSERT_LE(late->tag_size, sizeof(l->tags[0]));
+        if (late->tag)
+                memcpy(l->tags[l->n], late->tag, late->tag_size);
+        l->last[l->n].tag = NULL;
+        l->n++;
+}
+
+/* An abandoned call the kernel answers after all is reported with its abandoner's tag, and so is
+ * the undo of an abandoned bind; a call abandoned before it started is not (the kernel never saw
+ * it), nor is one answered in time. */
+TEST(late_answers_are_reported_with_their_tags) {
+        Lanes t;
+        Done dropped = {}, queued = {}, again = {};
+        Late late = {};
+        KernelCall *c, *q;
+
+        lanes_setup(&t);
+        kernel_lanes_set_late_callback(t.lanes, on_late, &late);
+        fake_set_hold(true);
+        c = submit_op(&t, DEV_A, KERNEL_OP_BIND, VDEV_SLOW, &dropped);
+        q = submit_op(&t, DEV_A, KERNEL_OP_UNBIND, VDEV_SLOW, &queued);
+        fake_wait_inside(1);
+        kernel_call_abandon_tagged(c, "bind-tag", sizeof("bind-tag"));
+        kernel_call_abandon_tagged(q, "never", sizeof("never"));
+        submit_op(&t, DEV_A, KERNEL_OP_BIND, 1, &again);
+
+        fake_set_hold(false);
+        run_until(&t, &again, 1);
+        run_until_idle(&t);
+
+        ASSERT_EQ(dropped.n + queued.n, 0u);
+        ASSERT_EQ(late.n, 2u);
+        ASSERT_EQ(late.last[0].op, KERNEL_OP_BIND);
+        ASSERT_FALSE(late.last[0].undo);
+        ASSERT_EQ(late.last[0].result, 0);
+        ASSERT_EQ(late.last[0].vdevice_id, VDEV_SLOW);
+        ASSERT_STREQ(late.tags[0], "bind-tag");
+        ASSERT_EQ(late.last[1].op, KERNEL_OP_UNBIND);
+        ASSERT_TRUE(late.last[1].undo);
+        ASSERT_EQ(late.last[1].result, 0);
+        ASSERT_STREQ(late.tags[1], "bind-tag");
+        ASSERT_TRUE(late.last[1].latency_usec >= late.last[0].latency_usec);
+        lanes_teardown(&t);
+}
+
 /* The same when the kernel had answered already and only the delivery was pending: the lane's
  * thread may even have ended meanwhile. */
 TEST(abandoned_bind_answered_but_not_delivered_is_undone) {

@@ -1056,6 +1056,13 @@ static void send_into_held_kernel(Fixture *f, struct tsm_priv_vdevice *m) {
                 usleep(1000);                                                                      \
         }
 
+/* Whether the monitor sent the worker something. */
+static bool worker_has_input(Fixture *f) {
+        struct pollfd p = { .fd = f->worker, .events = POLLIN };
+
+        return poll(&p, 1, 0) > 0;
+}
+
 /* On the kernel's TSMs a bind is an ioctl that may take seconds: it runs on the device's lane,
  * the monitor answers everything else meanwhile, a detach of the vDevice queues its unbind
  * behind the bind, and a bind whose worker died is recorded when the kernel answers. */
@@ -1261,7 +1268,20 @@ TEST(connect_runs_on_the_devices_lane) {
                               tsm_platform_get_device(f->platform, NVME, &info) >= 0);
         ASSERT_STREQ(info.tsm, "tsm1");
         ASSERT_EQ(info.backend, TSM_BACKEND_TDX_CONNECT);
-        nothing_waiting(f); /* the answer was the dead worker's */
+        {
+                /* The answer was the dead worker's: the new one hears how it ended, for its
+                 * audit log, with no cookie of its own. */
+                struct tsm_priv_late late;
+
+                LOOP_UNTIL(f, worker_has_input(f));
+                receive(f, TSM_PRIV_LATE, &late, sizeof(late), NULL, NULL);
+                ASSERT_EQ(late.op, TSM_PRIV_LATE_CONNECT);
+                ASSERT_EQ(late.request_cookie, 0u);
+                ASSERT_EQ(late.result, 0);
+                ASSERT_STREQ(late.pci_address, NVME);
+                ASSERT_STREQ(late.tsm, "tsm1");
+        }
+        nothing_waiting(f);
         ASSERT_OK(call(f, &dev, &rep)); /* connected already */
         fixture_free(f);
 }
@@ -1371,11 +1391,27 @@ TEST(detach_fails_requests_in_flight) {
 
         fake_kernel_hold(false);
         fake_kernel_wait_inside(0);
-        for (unsigned i = 0; i < 50; i++) { /* the late answer is dropped; nothing else runs */
+        for (unsigned i = 0; i < 50; i++) { /* the late answer goes to the audit log; nothing else runs */
                 ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
                 usleep(1000);
         }
         ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 1u);
+        {
+                /* The request in the kernel: who it was for, and what the kernel did. */
+                struct tsm_priv_late late;
+
+                LOOP_UNTIL(f, worker_has_input(f));
+                receive(f, TSM_PRIV_LATE, &late, sizeof(late), NULL, NULL);
+                ASSERT_EQ(late.op, TSM_PRIV_LATE_GUEST_REQUEST);
+                ASSERT_EQ(late.request_cookie, cookies[0]);
+                ASSERT_EQ(late.context, a);
+                ASSERT_EQ(late.vdevice, VDEV_HELD);
+                ASSERT_EQ(late.uid, 1000u);
+                ASSERT_EQ(late.backend, (uint32_t) TSM_BACKEND_SEV_TIO);
+                ASSERT_STREQ(late.scope, "info");
+                ASSERT_EQ(late.result, 0);
+                ASSERT_STREQ(late.pci_address, NIC);
+        }
         nothing_waiting(f);
         fixture_free(f);
 }

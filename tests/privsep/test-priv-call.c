@@ -28,6 +28,9 @@ typedef struct Fixture {
         unsigned n_answered;
         unsigned n_failed;
         bool gone_ok; /* the test cuts the channel on purpose */
+        bool gone;
+        unsigned n_late;
+        struct tsm_priv_late late;
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
 } Fixture;
 
@@ -36,6 +39,7 @@ static Fixture *fixture;
 static void on_gone(void *userdata) {
         if (!fixture->gone_ok)
                 TEST_FAIL("the worker says the monitor is gone");
+        fixture->gone = true;
 }
 
 /* The worker's channel (blocking: as in tsmd, else non-blocking) with the test as the monitor. */
@@ -216,6 +220,89 @@ TEST(sends_to_a_monitor_that_does_not_read_give_up) {
         ASSERT_LE(now_monotonic_usec() - start, 15 * 1000 * 1000ULL);
 
         fixture_stop(&f);
+}
+
+static void on_late(const struct tsm_priv_late *late, void *userdata) {
+        fixture->n_late++;
+        fixture->late = *late;
+}
+
+static struct tsm_priv_late late_msg(void) {
+        struct tsm_priv_late l;
+
+        tsm_priv_init(&l, TSM_PRIV_LATE, 0, 0);
+        l.op = TSM_PRIV_LATE_GUEST_REQUEST;
+        l.request_cookie = 5;
+        l.context = CONTEXT;
+        l.vdevice = 11;
+        l.uid = 1000;
+        l.backend = TSM_BACKEND_SEV_TIO;
+        l.response_size = 4;
+        l.scope_number = 1;
+        l.latency_usec = 31000000;
+        strcpy(l.pci_address, "0000:01:00.0");
+        strcpy(l.scope, "state-change");
+        return l;
+}
+
+/* A LATE from the monitor reaches the audit log's callback from the loop, also one that came
+ * while a call waited for its own reply. */
+TEST(late_answers_are_delivered) {
+        struct tsm_priv_late l = late_msg();
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        priv_channel_set_late_callback(f.channel, on_late, NULL);
+        ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
+        run_worker();
+        ASSERT_EQ(f.n_late, 1u);
+        ASSERT_EQ(memcmp(&f.late, &l, sizeof(l)), 0);
+
+        /* Before the reply to a call that waits: kept for the loop, the call answered. */
+        l.result = -EIO;
+        l.response_size = 0;
+        ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
+        {
+                struct tsm_priv_reply rep;
+
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0); /* the reload's cookie: the first */
+                ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+        }
+        ASSERT_OK(priv_call_reload(f.channel));
+        ASSERT_EQ(f.n_late, 1u);
+        run_worker();
+        ASSERT_EQ(f.n_late, 2u);
+        ASSERT_EQ(f.late.result, -EIO);
+        fixture_stop(&f);
+}
+
+/* SECURITY: a LATE is checked like every message from the monitor: one that breaks a rule is
+ * never recorded, and the worker stops trusting the channel. */
+TEST(malformed_late_answers_end_the_channel) {
+        for (unsigned i = 0; i < 9; i++) {
+                struct tsm_priv_late l = late_msg();
+                Fixture f = {};
+
+                switch (i) {
+                case 0: l.op = 0; break;
+                case 1: l.op = _TSM_PRIV_LATE_OP_MAX; break;
+                case 2: l.__reserved = 1; break;
+                case 3: l.result = 1; break;
+                case 4: memset(l.pci_address, 'a', sizeof(l.pci_address)); break;
+                case 5: strcpy(l.pci_address, "../../etc"); break;
+                case 6: l.result = -EIO; break; /* a response from a failure */
+                case 7: l.backend = _TSM_BACKEND_TYPE_MAX; break;
+                case 8: strcpy(l.tsm, "tsm0"); break; /* not a connect */
+                }
+                fixture_start(&f, false);
+                f.gone_ok = true;
+                priv_channel_set_late_callback(f.channel, on_late, NULL);
+                ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
+                run_worker();
+                if (f.n_late != 0 || !f.gone)
+                        TEST_FAIL("malformed LATE %u was taken", i);
+                fixture_stop(&f);
+        }
 }
 
 TEST_MAIN();

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel's late answers in the audit log. A call tsmd gave up on while the kernel ran it (a
+ * guest request past RequestTimeoutUSec=, a bind or unbind whose device went, a connect whose
+ * worker ended first) still did what the kernel says when it returns: the monitor tells the
+ * worker (LATE), which records it under the call's own event with "-late" appended ("bind-undo"
+ * for the unbind that undid a bind the kernel did after all), naming the call as the monitor
+ * knows it, and the record of the call itself ("originalSeq") when this worker wrote it.
+ * Bounded: a hung TSM answers as many calls late as it was given. Runs in: worker.
+ */
+
+#include <stdio.h>
+
+#include "audit-budget.h"
+#include "guest-internal.h"
+#include "guest.h"
+#include "log.h"
+#include "varlink-errors.h"
+
+static const char *const late_events[_TSM_PRIV_LATE_OP_MAX] = {
+        [TSM_PRIV_LATE_GUEST_REQUEST] = "guest-request-late",
+        [TSM_PRIV_LATE_BIND] = "bind-late",
+        [TSM_PRIV_LATE_UNBIND] = "unbind-late",
+        [TSM_PRIV_LATE_BIND_UNDO] = "bind-undo",
+        [TSM_PRIV_LATE_CONNECT] = "connect-device-late",
+        [TSM_PRIV_LATE_DISCONNECT] = "disconnect-device-late",
+};
+
+void guest_late_remember(Manager *m, uint32_t cookie, uint64_t seq) {
+        if (cookie == 0 || seq == 0)
+                return;
+        m->late_origins[m->next_late_origin] = (LateOrigin){ .cookie = cookie, .seq = seq };
+        m->next_late_origin = (m->next_late_origin + 1) % ELEMENTSOF(m->late_origins);
+}
+
+/* The seq of the record this worker wrote of the call it asked with cookie, or 0. */
+static uint64_t late_origin(Manager *m, uint32_t cookie) {
+        if (cookie == 0)
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(m->late_origins); i++)
+                if (m->late_origins[i].cookie == cookie)
+                        return m->late_origins[i].seq;
+        return 0;
+}
+
+static void on_late_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of a late kernel answer failed: %m");
+}
+
+void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
+        bool request = l->op == TSM_PRIV_LATE_GUEST_REQUEST,
+             connect = l->op == TSM_PRIV_LATE_CONNECT || l->op == TSM_PRIV_LATE_DISCONNECT;
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        GuestContext *ctx = l->context > 0 ? guest_find_context_by_id(m, l->context) : NULL;
+        TsmDeviceInfo info;
+        char unknown[32];
+        int r;
+
+        assert(l->op > 0 && l->op < _TSM_PRIV_LATE_OP_MAX); /* priv-call.c checked it */
+
+        rec.event = late_events[l->op];
+        /* The context's owner as the worker knows it (as for a release); after a restart of the
+         * worker, a context it has not restored is the monitor's word alone. */
+        if (ctx) {
+                rec.uid = ctx->uid;
+                rec.gid = ctx->gid;
+                rec.pid = ctx->pid;
+                rec.context_id = ctx->handle > 0 ? ctx->handle : AUDIT_U64_NONE;
+        } else if (l->uid != TSM_PRIV_LATE_NONE)
+                rec.uid = (uid_t) l->uid;
+        rec.vdevice_id = l->vdevice > 0 ? l->vdevice : AUDIT_U64_NONE;
+        rec.pci = l->pci_address;
+        if (l->backend != TSM_PRIV_LATE_NONE)
+                rec.backend = tsm_backend_type_to_string((TsmBackendType) l->backend);
+        else if (tsm_platform_get_device(m->platform, l->pci_address, &info) >= 0)
+                rec.backend = tsm_backend_type_to_string(info.backend);
+        if (request) {
+                rec.scope = l->scope;
+                rec.scope_number = l->scope_number;
+                if (l->result == 0)
+                        rec.response_size = l->response_size;
+        }
+        if (l->result == 0)
+                rec.result = "ok";
+        else if (!(rec.result = errno_to_name(l->result))) {
+                snprintf(unknown, sizeof(unknown), "errno-%d", -l->result);
+                rec.result = unknown;
+        }
+        rec.latency_usec = l->latency_usec;
+        rec.original_seq = late_origin(m, l->request_cookie);
+
+        /* SECURITY: a hung TSM answers every call late, as many as it was given: one by one
+         * within the budget of the context's owner, the rest in its summaries, none left out. A
+         * connect has no owner tsmd knows, and needs no budget: one per device is on its way at
+         * a time, and is late only if its worker ended first. */
+        if (!m->audit || !m->late_budget) {
+                log_warning("Kernel TSM %s of %s answered late (%s), unrecorded: no audit log.", rec.event,
+                            l->pci_address, rec.result);
+                return;
+        }
+        if (!connect && !audit_budget_take(m->late_budget, rec.uid)) {
+                audit_budget_count(m->late_budget, rec.uid, rec.event, rec.result);
+                return;
+        }
+        /* What tsmd owes whatever the load: the device changed behind the call's record. */
+        r = audit_log_record_owed(m->audit, &rec, on_late_recorded, NULL, NULL);
+        if (r < 0) {
+                log_error_errno(r, "Cannot record that the kernel TSM %s of %s answered late (%s): %m", rec.event,
+                                l->pci_address, rec.result);
+                if (!connect)
+                        audit_budget_count(m->late_budget, rec.uid, rec.event, rec.result);
+        }
+}
