@@ -300,6 +300,7 @@ static ino_t inode_of(int fd) {
 }
 
 static char *read_text(Manager *m, const char *name);
+static void manager_drain(Manager *m);
 
 /* The name a context is kept under (fdstore.h): the first 128 bits of SHA-256 over its
  * reclaim token's text, in hex. Written out here, not taken from tsmd, to pin it down. */
@@ -320,6 +321,7 @@ static void expect_token_hidden(Manager *m, const char *token) {
         struct dirent *de;
         DIR *d;
 
+        manager_drain(m);
         reclaim_id_of(token, id);
         if (m->stored_fd >= 0) {
                 snprintf(want, sizeof(want), "ctxid.%u.%s", (unsigned) getuid(), id);
@@ -740,14 +742,22 @@ static void crash_with_context(Manager *m, const char *const *attach, size_t n, 
         varlink_client_free(c);
 }
 
-/* Reclaims the context under token on c; returns its handle (its fd is closed). */
-static int64_t reclaim(VarlinkClient *c, const char *token) {
+/* Reclaims the context under token on c, and keeps the renewed token the answer carries in its
+ * place (a new one, 32 hex digits); returns its handle (its fd is closed). */
+static int64_t reclaim(VarlinkClient *c, char token[static 64]) {
         char params[96];
+        const char *renewed;
         json_object *reply;
 
         snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
         reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
         safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        renewed = json_get_string(reply, "reclaimToken");
+        ASSERT_NOT_NULL(renewed);
+        ASSERT_EQ(strlen(renewed), 32u);
+        ASSERT_EQ(strspn(renewed, "0123456789abcdef"), 32u);
+        ASSERT_FALSE(streq(renewed, token));
+        snprintf(token, 64, "%s", renewed);
         return json_object_get_int64(json_object_object_get(reply, "context"));
 }
 
@@ -819,8 +829,15 @@ static void open_bound_context(VarlinkClient *c, char token[static 64]) {
         call_ok(c, "io.tsmd.Guest.Bind", "{\"context\":1,\"vdeviceId\":5}");
 }
 
+/* What tsmd notified up to now, taken in: systemd reads a service's notifications before it
+ * sees the service die. */
+static void manager_drain(Manager *m) {
+        manager_wait(m, NULL, 200);
+}
+
 /* tsmd crashes with the contexts in the fd store, and is started again with them. */
 static void crash_and_restart(Manager *m) {
+        manager_drain(m);
         manager_wait(m, has_stored, 5000);
         ASSERT_TRUE(m->stored_fd >= 0);
         kill(m->pid, SIGKILL);
@@ -1183,8 +1200,9 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
 
 /* ---- reclaim tokens are no names ---------------------------------------------------------------- */
 
-/* Reclaims the context under token on c and checks that its vDevice 5 is still bound. */
-static void reclaim_bound(VarlinkClient *c, const char *token) {
+/* Reclaims the context under token on c (the renewed token into token) and checks that its
+ * vDevice 5 is still bound. */
+static void reclaim_bound(VarlinkClient *c, char token[static 64]) {
         char params[128];
         json_object *reply;
         int64_t ctx;
@@ -1272,6 +1290,7 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
         expect_token_hidden(&m, token);
 
         /* The next tsmd finds it under the new names alone. */
+        manager_drain(&m);
         kill(m.pid, SIGKILL);
         ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
         varlink_client_free(c);
