@@ -341,7 +341,7 @@ static void on_token_sent(int result, void *userdata) {
  *      token reclaims (the VMM may or may not have read the answer);
  *   3. once the answer is written to the VMM's socket entirely (on_token_sent()), previous is
  *      dropped from the file: the new token only, which the VMM reads even if tsmd dies now.
- * Each step replaces a file atomically, or is one notification to the monitor; the fd store's
+ * Each step replaces a file atomically, or is one message to the monitor; the fd store's
  * rename, two notifications, is the only gap (monitor_contexts_rename()). A reclaim with
  * either id of step 2 is a reclaim like any other: it renews again and voids both. */
 static int reclaim_rename(Manager *m, GuestClient *c, GuestContext *ctx, const char *presented_id,
