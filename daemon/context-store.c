@@ -103,6 +103,8 @@ int context_store_save(const char *dir, const char *reclaim_id, const StoredOwne
                 fprintf(f, "Gid=%u\n", (unsigned) owner->gid);
         if (owner->pid > 0)
                 fprintf(f, "Pid=%i\n", (int) owner->pid);
+        if (!isempty(owner->previous_reclaim_id))
+                fprintf(f, "PreviousReclaimId=%s\n", owner->previous_reclaim_id);
         for (size_t i = 0; i < n; i++)
                 fprintf(f, "VDevice=%u %s %s\n", v[i].id, v[i].pci_address,
                         v[i].changing ? "changing" : v[i].bound ? "bound" : "unbound");
@@ -153,7 +155,7 @@ int context_store_sweep(const char *dir, bool (*keep)(const char *reclaim_id, vo
 
 typedef struct LoadState {
         StoredOwner owner;
-        bool have_uid, have_gid, have_pid;
+        bool have_uid, have_gid, have_pid, have_previous;
         StoredVDevice *v;
         size_t n, allocated;
 } LoadState;
@@ -198,6 +200,14 @@ static int on_assignment(const char *section, const char *key, const char *value
                 if (parse_id(value, 1, INT_MAX, &st->have_pid, &v) < 0)
                         return -EBADMSG;
                 st->owner.pid = (pid_t) v;
+                return 0;
+        }
+        /* Optional (added later): a reclaim whose answer may not have reached the VMM. */
+        if (streq(key, "PreviousReclaimId")) {
+                if (st->have_previous || !reclaim_hex_is_valid(value))
+                        return -EBADMSG;
+                st->have_previous = true;
+                memcpy(st->owner.previous_reclaim_id, value, sizeof(st->owner.previous_reclaim_id));
                 return 0;
         }
         if (streq(key, "VDevice")) {

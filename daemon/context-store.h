@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include "fdstore.h"
 #include "macro.h"
 
 typedef struct StoredVDevice {
@@ -27,6 +28,10 @@ typedef struct StoredOwner {
         uid_t uid;
         gid_t gid; /* (gid_t) -1: not known (a file written before gid and pid were kept) */
         pid_t pid; /* 0: not known */
+        /* The reclaim id of the token the owner reclaimed the context with last, while the
+         * renewed one the answer carried may not have reached it ("" once it did, or if none):
+         * reclaims with either (guest-restore.c). A digest, as the file's name. */
+        char previous_reclaim_id[RECLAIM_ID_LEN + 1];
 } StoredOwner;
 
 #define CONTEXT_STORE_MAX_VDEVICES 4096U

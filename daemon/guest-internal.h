@@ -64,6 +64,10 @@ struct GuestContext {
         gid_t gid;
         pid_t pid;
         char reclaim_id[RECLAIM_ID_LEN + 1];
+        /* Between a reclaim and the moment its answer, with the renewed token, is in the VMM's
+         * socket: the reclaim id of the token it reclaimed with, which it may be left with
+         * should tsmd die meanwhile. "" otherwise. */
+        char previous_reclaim_id[RECLAIM_ID_LEN + 1];
 };
 
 struct GuestClient {

@@ -149,8 +149,7 @@ static int success_bound(const char *method, size_t *max, unsigned *ret_fds) {
                 bool fd = !streq(method, "AdoptContext");
 
                 *ret_fds = fd;
-                r = guest_context_reply_new(INT64_MIN, fd ? INT64_MAX : -1,
-                                            streq(method, "ReclaimContext") ? NULL : token, &reply);
+                r = guest_context_reply_new(INT64_MIN, fd ? INT64_MAX : -1, token, &reply);
                 if (r < 0)
                         return r;
                 return reply_bound_reply(reply, max);

@@ -247,6 +247,9 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         } else if (r >= 0) {
                 ctx->gid = owner.gid;
                 ctx->pid = owner.pid;
+                /* A reclaim's answer may not have reached the VMM before the restart: it
+                 * reclaims with the token it had before, or with the one answered. */
+                memcpy(ctx->previous_reclaim_id, owner.previous_reclaim_id, sizeof(ctx->previous_reclaim_id));
         }
 
         ctx->vdevices = new0(GuestVDevice, MAX(rc->n_vdevices + n, (size_t) 1));
@@ -318,14 +321,89 @@ static GuestVDevice *vdevice_refused(Manager *m, GuestClient *c, GuestContext *c
         return NULL;
 }
 
+/* The reclaim answer with the renewed token on its way to the VMM (on_token_sent()). */
+typedef struct TokenSent {
+        Manager *manager;
+        uint32_t context; /* the monitor's id: the context may be released meanwhile */
+        char reclaim_id[RECLAIM_ID_LEN + 1]; /* the renewed token's */
+} TokenSent;
+
+/* The answer is in the VMM's socket, the renewed token with it: the VMM reads it even if tsmd
+ * dies now, so the token it reclaimed with is void from now on. Any other outcome leaves that
+ * one valid too (an error went out in place of the answer, or it did not go out entirely):
+ * should tsmd restart, the VMM reclaims with whichever it has, and that voids the other. */
+static void on_token_sent(int result, void *userdata) {
+        TokenSent *ts = userdata;
+        GuestContext *ctx;
+
+        if (result >= 0) {
+                ctx = guest_find_context_by_id(ts->manager, ts->context);
+                if (ctx && streq(ctx->reclaim_id, ts->reclaim_id) && !isempty(ctx->previous_reclaim_id)) {
+                        ctx->previous_reclaim_id[0] = 0;
+                        guest_context_persist(ts->manager, ctx);
+                }
+        }
+        free(ts);
+}
+
+/* SECURITY: which token is valid when. A token is a bearer secret a VMM may leak (a log, a
+ * core dump), so each reclaim answers a new one and voids the one it was made with. The VMM
+ * must never be left without a valid one, whenever tsmd dies:
+ *   1. the state file goes under the new token's reclaim id, naming the token reclaimed with
+ *      as previous (PreviousReclaimId=; the old file stays): a restart now finds the monitor's
+ *      or the fd store's old name, and the old file: the old token only, which the VMM has;
+ *   2. the monitor renames the context (RECLAIM_CONTEXT, in the fd store too), then the old
+ *      file goes: a restart now finds the new name, and the new file with both ids: either
+ *      token reclaims (the VMM may or may not have read the answer);
+ *   3. once the answer is written to the VMM's socket entirely (on_token_sent()), previous is
+ *      dropped from the file: the new token only, which the VMM reads even if tsmd dies now.
+ * Each step replaces a file atomically, or is one message to the monitor; the fd store's
+ * rename, two notifications, is the only gap (monitor_contexts_rename()). A reclaim with
+ * either id of step 2 is a reclaim like any other: it renews again and voids both. */
+static int reclaim_rename(Manager *m, GuestClient *c, GuestContext *ctx, const char *presented_id,
+                          char ret_token[static RECLAIM_TOKEN_LEN + 1], int *ret_fd) {
+        char old_id[RECLAIM_ID_LEN + 1], old_previous[RECLAIM_ID_LEN + 1], new_token[RECLAIM_TOKEN_LEN + 1];
+        gid_t old_gid = ctx->gid;
+        pid_t old_pid = ctx->pid;
+        int r;
+
+        memcpy(old_id, ctx->reclaim_id, sizeof(old_id));
+        memcpy(old_previous, ctx->previous_reclaim_id, sizeof(old_previous));
+        r = reclaim_token_new(new_token, ctx->reclaim_id);
+        if (r < 0)
+                return r;
+        memcpy(ctx->previous_reclaim_id, presented_id, sizeof(ctx->previous_reclaim_id));
+        /* What tsmd does with it from now on (releases) is on behalf of whoever took it back,
+         * also after the next restart. */
+        ctx->gid = varlink_conn_get_peer(c->conn)->gid;
+        ctx->pid = varlink_conn_get_peer(c->conn)->pid;
+        guest_context_persist(m, ctx);
+
+        r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, ctx->reclaim_id, ret_fd);
+        if (r < 0) {
+                (void) context_store_remove(guest_state_dir(m), ctx->reclaim_id);
+                memcpy(ctx->reclaim_id, old_id, sizeof(old_id));
+                memcpy(ctx->previous_reclaim_id, old_previous, sizeof(old_previous));
+                ctx->gid = old_gid;
+                ctx->pid = old_pid;
+                explicit_bzero(new_token, sizeof(new_token));
+                return r;
+        }
+        (void) context_store_remove(guest_state_dir(m), old_id);
+        memcpy(ret_token, new_token, sizeof(new_token));
+        explicit_bzero(new_token, sizeof(new_token));
+        return 0;
+}
+
 int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
         const char *token = json_get_string(p, "reclaimToken"), *why = NULL;
         uid_t uid = varlink_conn_get_peer(c->conn)->uid;
         bool token_len_ok = token && strlen(token) == RECLAIM_TOKEN_LEN;
-        char reclaim_id[RECLAIM_ID_LEN + 1] = {};
+        char reclaim_id[RECLAIM_ID_LEN + 1] = {}, new_token[RECLAIM_TOKEN_LEN + 1];
         unsigned max_contexts, max_vdevices;
+        TokenSent *ts;
         size_t n_vdevices = 0;
         GuestContext *ctx = NULL;
         GuestVDevice *refused;
@@ -336,17 +414,27 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         /* Orphans are kept by the reclaim id of their token, never the token (fdstore.h). */
         if (token_len_ok)
                 reclaim_id_from_token(token, reclaim_id);
-        for (size_t i = 0; i < m->n_orphans; i++)
+        for (size_t i = 0; i < m->n_orphans; i++) {
+                GuestContext *o = m->orphans[i];
+                bool current, previous;
+
                 /* SECURITY: the token alone is not enough; it must be the owner asking. The uid
                  * first, so that no other user's guess is compared with a token at all, then the
                  * token's reclaim id, in constant time. The answer does not tell a foreign token
-                 * from an unknown one. */
-                if (m->orphans[i]->uid == uid && token_len_ok &&
-                    memeq_consttime(m->orphans[i]->reclaim_id, reclaim_id, RECLAIM_ID_LEN)) {
-                        ctx = m->orphans[i];
+                 * from an unknown one, nor from one void since a reclaim renewed it. The token
+                 * before that reclaim counts while its answer may not have reached the VMM
+                 * (reclaim_rename()). */
+                if (o->uid != uid || !token_len_ok)
+                        continue;
+                current = memeq_consttime(o->reclaim_id, reclaim_id, RECLAIM_ID_LEN);
+                previous = !isempty(o->previous_reclaim_id) &&
+                           memeq_consttime(o->previous_reclaim_id, reclaim_id, RECLAIM_ID_LEN);
+                if (current || previous) {
+                        ctx = o;
                         m->orphans[i] = m->orphans[--m->n_orphans];
                         break;
                 }
+        }
         if (!ctx)
                 return guest_reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
                                             json_object_new_string(GUEST_REASON_NO_RECLAIM), NULL, NULL);
@@ -384,27 +472,34 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                 m->orphans[m->n_orphans++] = ctx;
                 return r;
         }
-        r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, &fd);
+        ts = new0(TokenSent, 1);
+        if (!ts) {
+                m->orphans[m->n_orphans++] = ctx;
+                return -ENOMEM;
+        }
+        r = reclaim_rename(m, c, ctx, reclaim_id, new_token, &fd);
         if (r < 0) {
+                free(ts);
                 m->orphans[m->n_orphans++] = ctx;
                 return log_warning_errno(r, "The monitor could not hand back a context: %m");
         }
         ctx->slot = c->slot;
         ctx->handle = ++c->next_handle;
-        /* What tsmd does with it from now on (releases) is on behalf of whoever took it back,
-         * also after the next restart. */
-        ctx->gid = varlink_conn_get_peer(c->conn)->gid;
-        ctx->pid = varlink_conn_get_peer(c->conn)->pid;
-        guest_context_persist(m, ctx);
         c->contexts[c->n_contexts++] = ctx;
         guest_op_set_context(call, ctx->handle);
+        *ts = (TokenSent){ .manager = m, .context = ctx->id };
+        memcpy(ts->reclaim_id, ctx->reclaim_id, sizeof(ts->reclaim_id));
+        varlink_call_set_sent_callback(call, on_token_sent, ts);
 
         idx = varlink_call_push_fd(call, fd); /* takes it */
-        if (idx < 0)
+        if (idx < 0) {
+                explicit_bzero(new_token, sizeof(new_token));
                 return idx;
-        log_info("Context of uid %u reclaimed.", (unsigned) uid);
+        }
+        log_info("Context of uid %u reclaimed, its reclaim token renewed.", (unsigned) uid);
 
-        r = guest_context_reply_new((int64_t) ctx->handle, idx, NULL, &reply);
+        r = guest_context_reply_new((int64_t) ctx->handle, idx, new_token, &reply);
+        explicit_bzero(new_token, sizeof(new_token));
         if (r < 0)
                 return r;
         return varlink_call_reply(call, reply);

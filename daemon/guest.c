@@ -152,6 +152,7 @@ const char *guest_state_dir(const Manager *m) {
 }
 
 void guest_context_persist(Manager *m, const GuestContext *ctx) {
+        StoredOwner owner = { .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid };
         _cleanup_free_ StoredVDevice *v = NULL;
         int r;
 
@@ -166,9 +167,8 @@ void guest_context_persist(Manager *m, const GuestContext *ctx) {
                 v[i].bound = ctx->vdevices[i].bound;
                 v[i].changing = ctx->vdevices[i].changing;
         }
-        r = context_store_save(guest_state_dir(m), ctx->reclaim_id,
-                               &(StoredOwner){ .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid }, v,
-                               ctx->n_vdevices);
+        memcpy(owner.previous_reclaim_id, ctx->previous_reclaim_id, sizeof(owner.previous_reclaim_id));
+        r = context_store_save(guest_state_dir(m), ctx->reclaim_id, &owner, v, ctx->n_vdevices);
         if (r < 0)
                 log_warning_errno(r, "Failed to save the state of a context, it will not survive a restart: %m");
 }

@@ -742,8 +742,18 @@ static void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32
         }
 }
 
-int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd) {
-        return context_op(c, TSM_PRIV_RECLAIM_CONTEXT, slot, context, ret_fd);
+int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, const char *reclaim_id, int *ret_fd) {
+        struct tsm_priv_reclaim_context m;
+        struct tsm_priv_reply reply;
+        int r;
+
+        tsm_priv_init(&m, TSM_PRIV_RECLAIM_CONTEXT, 0, 0);
+        m.slot = slot;
+        m.context = context;
+        r = copy_string(m.reclaim_id, sizeof(m.reclaim_id), reclaim_id);
+        if (r < 0)
+                return r;
+        return call(c, &m, -EBADF, &reply, ret_fd);
 }
 
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context) {

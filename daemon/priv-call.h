@@ -67,7 +67,9 @@ int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char 
 /* fd is not taken. -EBADF: not an iommufd; -ENODEV: no IOMMU on this host; -EMFILE as above. */
 int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *reclaim_id, int fd,
                             uint32_t *ret_context);
-int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, int *ret_fd);
+/* Also renames the context to reclaim_id, its new token's (the old name is void then). -EIO if
+ * the monitor could not take the old name out of the fd store: nothing changed. */
+int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, const char *reclaim_id, int *ret_fd);
 /* The guest requests of the context (for a detach: of the vDevice) still waiting in the worker
  * fail first, -ENODEV, from within the call, as those the monitor holds fail when it is done. */
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);

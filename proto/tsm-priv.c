@@ -21,7 +21,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(STATUS, tsm_priv_status, W, 0, 0),
         TYPE(OPEN_CONTEXT, tsm_priv_new_context, W, 0, 0),
         TYPE(ADOPT_CONTEXT, tsm_priv_new_context, W, 0, 1),
-        TYPE(RECLAIM_CONTEXT, tsm_priv_context, W, 0, 0),
+        TYPE(RECLAIM_CONTEXT, tsm_priv_reclaim_context, W, 0, 0),
         TYPE(CLOSE_CONTEXT, tsm_priv_context, W, 0, 0),
         TYPE(ATTACH_VDEVICE, tsm_priv_attach_vdevice, W, 0, 0),
         TYPE(DETACH_VDEVICE, tsm_priv_vdevice, W, 0, 0),

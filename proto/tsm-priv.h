@@ -46,9 +46,10 @@
  * from, HELLO says whether it comes; 9: CONNECT/DISCONNECT_DEVICE are answered when the kernel
  * is done, like a bind, after later messages' replies, and -EBUSY while one of the device's is
  * on its way; 10: LATE tells the worker of a kernel call given up on that the kernel answered
- * after all): a worker binary newer or older than its running monitor refuses the HELLO rather
- * than misreading it. */
-#define TSM_PRIV_VERSION 10U
+ * after all; 11: RECLAIM_CONTEXT carries the reclaim id of the context's new token, which the
+ * monitor names it by from then on): a worker binary newer or older than its running monitor
+ * refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 11U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -85,7 +86,7 @@ typedef enum TsmPrivType {
         /* worker -> monitor, answered by one TSM_PRIV_REPLY with the same cookie */
         TSM_PRIV_OPEN_CONTEXT,        /* reply value: the context id; + fd: a duplicate of the iommufd */
         TSM_PRIV_ADOPT_CONTEXT,       /* + fd: the client's iommufd; reply value: the context id */
-        TSM_PRIV_RECLAIM_CONTEXT,     /* reply + fd: a duplicate of the context's iommufd */
+        TSM_PRIV_RECLAIM_CONTEXT,     /* reply + fd: a duplicate of the context's iommufd; renames it */
         TSM_PRIV_CLOSE_CONTEXT,
         TSM_PRIV_ATTACH_VDEVICE,      /* a vDevice the monitor does not have yet */
         TSM_PRIV_DETACH_VDEVICE,
@@ -221,11 +222,24 @@ struct tsm_priv_new_context {
         char reclaim_id[TSM_PRIV_RECLAIM_ID_MAX];
 };
 
-/* RECLAIM_CONTEXT moves a slot-0 context to slot; CLOSE_CONTEXT ends a context of slot. */
+/* CLOSE_CONTEXT ends a context of slot. */
 struct tsm_priv_context {
         struct tsm_priv_hdr hdr;
         uint32_t slot;
         uint32_t context;
+};
+
+/* RECLAIM_CONTEXT moves a slot-0 context to slot, and names it by reclaim_id from now on (in
+ * the fd store too): the reclaim id of the new token the worker answers the VMM with, as every
+ * reclaim rotates the token (README "Reclaim tokens are renewed"). The old name is taken out
+ * of the fd store before the fd goes in under the new one (systemd keeps no second copy of an
+ * fd it has); -EIO, changing nothing, if it cannot be. SECURITY: a reclaim id that names
+ * another context is a violation, as for a new context. */
+struct tsm_priv_reclaim_context {
+        struct tsm_priv_hdr hdr;
+        uint32_t slot;
+        uint32_t context;
+        char reclaim_id[TSM_PRIV_RECLAIM_ID_MAX];
 };
 
 struct tsm_priv_attach_vdevice {
@@ -322,6 +336,7 @@ _Static_assert(sizeof(struct tsm_priv_ready) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_status) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_new_context) == 72, "no padding");
 _Static_assert(sizeof(struct tsm_priv_context) == 32, "no padding");
+_Static_assert(sizeof(struct tsm_priv_reclaim_context) == 72, "no padding");
 _Static_assert(sizeof(struct tsm_priv_attach_vdevice) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_vdevice) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_device) == 56, "no padding");

@@ -72,10 +72,20 @@ static void strv_free(char **l) {
 typedef struct Output {
         char *text;
         size_t len;
+        bool error; /* a final answer that is an error */
         int *fds;
         size_t n_fds;
         STAILQ_ENTRY(Output) entry;
 } Output;
+
+/* A final reply queued on the stream, waiting to be written in full (varlink_call_set_sent_callback()). */
+typedef struct SentWaiter {
+        uint64_t mark; /* the stream's output offset at the end of the reply */
+        int result;    /* what f gets once mark is reached */
+        VarlinkSentFunc f;
+        void *userdata;
+        STAILQ_ENTRY(SentWaiter) entry;
+} SentWaiter;
 
 struct VarlinkCall {
         unsigned n_ref;
@@ -100,6 +110,8 @@ struct VarlinkCall {
         VarlinkReplyInterceptor interceptor;
         void *interceptor_userdata;
         void *userdata;
+        VarlinkSentFunc sent;
+        void *sent_userdata;
         bool answered;
         bool intercepted; /* answered, but the interceptor has not released it yet */
         bool queued;
@@ -130,6 +142,7 @@ struct VarlinkConn {
         bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
 
         TAILQ_HEAD(, VarlinkCall) calls;
+        STAILQ_HEAD(, SentWaiter) sent_waiters; /* in stream order */
         unsigned n_calls;
         unsigned n_streaming;
         size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs) */
@@ -661,6 +674,64 @@ static void output_free(Output *o) {
         free(o);
 }
 
+static void call_sent_done(VarlinkCall *call, int result) {
+        VarlinkSentFunc f = call->sent;
+
+        call->sent = NULL;
+        if (f)
+                f(result, call->sent_userdata);
+}
+
+/* The final answer of call was queued on the stream just now (its last byte is the stream's
+ * last): its sent callback waits for the stream to get there. */
+static void call_sent_queued(VarlinkCall *call, bool error) {
+        VarlinkConn *c = call->conn;
+        SentWaiter *w;
+
+        if (!call->sent)
+                return;
+        if (error) {
+                call_sent_done(call, -ECANCELED);
+                return;
+        }
+        w = new0(SentWaiter, 1);
+        if (!w) {
+                /* It would never be told otherwise; the reply may still reach the peer. */
+                call_sent_done(call, -ENOTCONN);
+                return;
+        }
+        *w = (SentWaiter){ .mark = varlink_stream_get_output_offset(c->stream) + varlink_stream_get_output_size(c->stream),
+                           .f = TAKE_PTR(call->sent), .userdata = call->sent_userdata };
+        STAILQ_INSERT_TAIL(&c->sent_waiters, w, entry);
+}
+
+/* After a write: tells the waiters whose replies are out. */
+static void conn_sent_progress(VarlinkConn *c) {
+        SentWaiter *w;
+
+        while (c->connected && c->stream && (w = STAILQ_FIRST(&c->sent_waiters)) &&
+               w->mark <= varlink_stream_get_output_offset(c->stream)) {
+                STAILQ_REMOVE_HEAD(&c->sent_waiters, entry);
+                w->f(w->result, w->userdata);
+                free(w);
+        }
+}
+
+static void conn_sent_fail_all(VarlinkConn *c) {
+        SentWaiter *w;
+
+        while ((w = STAILQ_FIRST(&c->sent_waiters))) {
+                STAILQ_REMOVE_HEAD(&c->sent_waiters, entry);
+                w->f(-ENOTCONN, w->userdata);
+                free(w);
+        }
+}
+
+void varlink_call_set_sent_callback(VarlinkCall *call, VarlinkSentFunc f, void *userdata) {
+        call->sent = f;
+        call->sent_userdata = userdata;
+}
+
 VarlinkCall *varlink_call_ref(VarlinkCall *call) {
         if (call)
                 call->n_ref++;
@@ -695,6 +766,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
                 call->conn->held_output -= o->len;
                 output_free(o);
         }
+        call_sent_done(call, -ENOTCONN);
         close_many(call->fds, call->n_fds);
         free(call->fds);
         close_many(call->out_fds, call->n_out_fds);
@@ -792,6 +864,9 @@ static void conn_write_now(VarlinkConn *c) {
                 conn_disconnect(c);
                 return;
         }
+        conn_sent_progress(c);
+        if (!c->connected || c->failing)
+                return;
         if (varlink_stream_get_output_size(c->stream) > 0)
                 (void) event_add(c->ev_write, NULL);
         else if (c->closing && TAILQ_EMPTY(&c->calls))
@@ -824,12 +899,13 @@ static void conn_want_write(VarlinkConn *c) {
 static int call_flush_outputs(VarlinkCall *call) {
         VarlinkConn *c = call->conn;
         Output *o;
-        bool any = false;
+        bool any = false, error = false;
         int r;
 
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
                 c->held_output -= o->len;
+                error = o->error;
                 r = varlink_stream_enqueue_text_full(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds,
                                                      call->reply_room, call->reply_room_fds);
                 o->n_fds = 0;
@@ -838,6 +914,9 @@ static int call_flush_outputs(VarlinkCall *call) {
                         return r;
                 any = true;
         }
+        /* The last output of an answered call is its final answer. */
+        if (any && call->answered && !call->intercepted)
+                call_sent_queued(call, error);
         if (any)
                 conn_want_write(c);
         return 0;
@@ -934,6 +1013,8 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         if ((call->flags & VARLINK_CALL_ONEWAY) || !c->connected || c->failing) {
                 close_many(call->out_fds, call->n_out_fds);
                 call->n_out_fds = 0;
+                if (final)
+                        call_sent_done(call, -ENOTCONN);
                 if (final && c->connected && !c->failing)
                         conn_complete_calls(c);
                 return c->connected && !c->failing ? 0 : -ENOTCONN;
@@ -978,6 +1059,8 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         conn_disconnect_soon(c);
                         return r;
                 }
+                if (final)
+                        call_sent_queued(call, json_object_object_get_ex(m, "error", NULL));
                 conn_want_write(c);
                 r = conn_account(c);
                 if (r < 0) {
@@ -1002,6 +1085,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         return -ENOMEM;
                 }
                 o->len = len;
+                o->error = final && json_object_object_get_ex(m, "error", NULL);
                 o->fds = TAKE_PTR(fds);
                 o->n_fds = n_fds;
                 STAILQ_INSERT_TAIL(&call->outputs, o, entry);
@@ -1619,6 +1703,9 @@ static void on_conn_writable(evutil_socket_t fd, short what, void *userdata) {
                 return;
         }
         (void) conn_account(c);
+        conn_sent_progress(c);
+        if (!c->connected || c->failing)
+                return;
         if (varlink_stream_get_output_size(c->stream) == 0) {
                 (void) event_del(c->ev_write);
                 if (c->closing && TAILQ_EMPTY(&c->calls))
@@ -1719,6 +1806,7 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         /* Close the socket now so the peer sees the hang-up at once. */
         varlink_stream_free(c->stream);
         c->stream = NULL;
+        conn_sent_fail_all(c);
 
         while ((call = TAILQ_FIRST(&c->calls))) {
                 TAILQ_REMOVE(&c->calls, call, entry);
@@ -1866,6 +1954,7 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         c->interfaces = interfaces;
         c->hangup_fd = -EBADF;
         TAILQ_INIT(&c->calls);
+        STAILQ_INIT(&c->sent_waiters);
 
         r = varlink_stream_new(TAKE_FD(fd_owned), &s->limits, &c->stream);
         if (r < 0)

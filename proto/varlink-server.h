@@ -167,6 +167,15 @@ typedef void (*VarlinkReplyInterceptor)(VarlinkCall *call, json_object *message,
 void varlink_call_set_interceptor(VarlinkCall *call, VarlinkReplyInterceptor f, void *userdata);
 int varlink_call_release(VarlinkCall *call, json_object *message);
 
+/* Told once what became of the final answer of a call: 0 when it was a reply (not an error)
+ * and has been written to the socket in full, so the peer reads it even if this process dies
+ * now; -ECANCELED when it was an error; -ENOTCONN when it was not, and will not be, written
+ * entirely (the peer left, a oneway call, the server shut down: a reply may have reached the
+ * peer all the same). Called from the loop, or from inside the call's unref or its connection's
+ * disconnect: on failure, touch nothing but userdata. Setting it again replaces it uncalled. */
+typedef void (*VarlinkSentFunc)(int result, void *userdata);
+void varlink_call_set_sent_callback(VarlinkCall *call, VarlinkSentFunc f, void *userdata);
+
 void varlink_call_set_userdata(VarlinkCall *call, void *userdata);
 void *varlink_call_get_userdata(const VarlinkCall *call);
 

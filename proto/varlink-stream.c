@@ -593,3 +593,7 @@ int varlink_stream_write(VarlinkStream *s) {
 size_t varlink_stream_get_output_size(const VarlinkStream *s) {
         return evbuffer_get_length(s->out);
 }
+
+uint64_t varlink_stream_get_output_offset(const VarlinkStream *s) {
+        return s->out_offset;
+}

@@ -131,3 +131,7 @@ int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t 
  * nothing could be, negative errno (-EPIPE, -ECONNRESET) if the peer is gone. */
 int varlink_stream_write(VarlinkStream *s);
 size_t varlink_stream_get_output_size(const VarlinkStream *s);
+/* Bytes written to the socket since the stream was created: a message queued when
+ * varlink_stream_get_output_offset() + varlink_stream_get_output_size() was n has been written
+ * in full once this reaches n. */
+uint64_t varlink_stream_get_output_offset(const VarlinkStream *s);

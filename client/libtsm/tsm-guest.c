@@ -166,10 +166,21 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
         if (r < 0)
                 return r;
         r = reply_context_fd(c, reply, &context, &fd);
+        if (r >= 0 || r == -EMFILE) {
+                const char *renewed;
+
+                /* tsmd renewed the token: the one given is void now, and only the reply has the
+                 * new one, which must not be lost, the context being this connection's even
+                 * without its fd. A tsmd that does not renew tokens answers none: the one
+                 * given stays the context's. */
+                if (ltsm_reply_get_string(reply, "reclaimToken", &renewed) < 0)
+                        renewed = reclaim_token;
+                (void) ltsm_tokens_remember(c, context, renewed);
+        }
+        if (r == -EMFILE)
+                *ret_context = context; /* to take its token by */
         if (r < 0)
                 return bad_reply(c, r);
-        /* The token stays the context's: it takes it back after the next restart too. */
-        (void) ltsm_tokens_remember(c, context, reclaim_token);
         return context_fd_done(c, context, fd, ret_context, ret_iommufd);
 }
 

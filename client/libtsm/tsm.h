@@ -352,7 +352,9 @@ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
  * keeps its file descriptors), the connection fails (-ECONNRESET) but the contexts stay,
  * with their vDevices and bindings, for a while (ReclaimTimeoutSec): after
  * tsm_client_reconnect(), tsm_context_reclaim() with this token gets one back. Copy it right
- * after opening the context: a reconnect forgets the tokens of the old connection.
+ * after opening the context, and again after every tsm_context_reclaim(): each reclaim renews
+ * the token (the one reclaimed with is void from then on), and a reconnect forgets the tokens
+ * of the old connection.
  *
  * Return: 0; -ENOENT if the context is not one of this connection's, tsmd gave it no token, or
  * memory ran out keeping it; -ENOMEM.
@@ -369,7 +371,17 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  *
  * The vDevices and bindings come back with it (tsm_device_get_state() says whether each is
  * bound; one whose Bind or Unbind the TSM had not answered when tsmd restarted is busy until
- * it has). The token stays the context's for the next restart.
+ * it has).
+ *
+ * The token is renewed: @reclaim_token is void once this returns 0 (tsmd refuses it as an
+ * unknown one, -ENOENT), and the new token, the one to keep for the next restart, is
+ * tsm_context_get_reclaim_token() of the returned context; take it before the next reconnect.
+ * So a token that leaked (a log, a core dump) works at most until its VMM reclaims once more.
+ * Should tsmd die before its answer reached the VMM (this fails -ECONNRESET then), it keeps
+ * @reclaim_token valid too: reclaim with the old token if there is no new one. A tsmd older
+ * than renewal gives no new token: @reclaim_token stays the context's, and is what
+ * tsm_context_get_reclaim_token() gives. With -EMFILE, @ret_context is set and the new token
+ * kept for it all the same.
  *
  * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
  * reclaimed already, released after ReclaimTimeoutSec, or another uid's; or it holds a vDevice

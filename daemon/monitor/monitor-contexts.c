@@ -209,6 +209,35 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
         return 0;
 }
 
+int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char *reclaim_id) {
+        int r;
+
+        if (!reclaim_hex_is_valid(reclaim_id))
+                return -EINVAL;
+        if (monitor_contexts_find_reclaim_id(c, reclaim_id))
+                return -EEXIST;
+
+        if (ctx->stored) {
+                /* SECURITY: the old name goes first, and for good: under it, the next tsmd would
+                 * restore the context by the old token's id, which the VMM is done with. A crash
+                 * between the two notifications loses the context to tsmd (not to its VMM, which
+                 * holds its fd), as any failure to store does. */
+                r = ctx->legacy_name ? fdstore_remove_name(ctx->legacy_name) : fdstore_remove(ctx->uid, ctx->reclaim_id);
+                if (r < 0)
+                        return log_warning_errno(r, "Failed to take context %" PRIu32 " out of the fd store "
+                                                 "to rename it, keeping its name: %m", ctx->id);
+                ctx->legacy_name = mfree(ctx->legacy_name);
+                r = fdstore_put(ctx->fd, ctx->uid, reclaim_id);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, "
+                                          "it will not survive a restart of tsmd: %m", ctx->id);
+                        ctx->stored = false;
+                }
+        }
+        memcpy(ctx->reclaim_id, reclaim_id, sizeof(ctx->reclaim_id));
+        return 0;
+}
+
 MonitorContext *monitor_contexts_get(MonitorContexts *c, uint32_t id) {
         MonitorContext *ctx;
 

@@ -129,6 +129,14 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
  * (legacy_name), not under both. */
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id);
 
+/* Names ctx by reclaim_id from now on (a reclaim renewed its token), in the fd store too if it
+ * is stored: the old name is taken out first (systemd keeps no second copy of an fd it has), then
+ * the fd goes in under the new one. -EINVAL for a bad reclaim id, -EEXIST if it names a context
+ * already; -EIO (or what the notification gave), changing nothing, if the old name cannot be taken
+ * out. A failure to store under the new name is logged: the context survives restarts of the
+ * worker then, not of tsmd. */
+int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char *reclaim_id);
+
 /* Borrowed, valid until the context is removed; NULL if there is none. */
 MonitorContext *monitor_contexts_get(MonitorContexts *c, uint32_t id);
 MonitorContext *monitor_contexts_find_reclaim_id(MonitorContexts *c, const char *reclaim_id);

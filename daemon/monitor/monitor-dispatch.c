@@ -30,6 +30,7 @@ typedef union PrivMessage {
         struct tsm_priv_status status;
         struct tsm_priv_new_context new_context;
         struct tsm_priv_context context;
+        struct tsm_priv_reclaim_context reclaim_context;
         struct tsm_priv_attach_vdevice attach;
         struct tsm_priv_vdevice vdevice;
         struct tsm_priv_device device;
@@ -468,22 +469,32 @@ static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const vo
 
 static int priv_reclaim_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                 const char **ret_reason) {
-        const struct tsm_priv_context *c = &m->context;
+        const struct tsm_priv_reclaim_context *c = &m->reclaim_context;
         _cleanup_close_ int copy = -EBADF;
-        MonitorContext *ctx;
+        MonitorContext *ctx, *named;
         int r;
 
         if (c->slot == TSM_PRIV_SLOT_WORKER)
                 VIOLATION(-EPERM, "reclaim for slot 0");
+        if (!tsm_priv_check_string(c->reclaim_id, sizeof(c->reclaim_id)) || !reclaim_hex_is_valid(c->reclaim_id))
+                VIOLATION(-EBADMSG, "reclaim id not 32 lowercase hex digits");
         /* SECURITY: only an orphan can change hands; one held by a client stays with it. The
          * worker checked uid and token, from what RESTORED_CONTEXT told it. */
         r = lookup_context(d, TSM_PRIV_SLOT_WORKER, c->context, &ctx, ret_reason);
         if (r < 0)
                 return r;
+        /* The new token's id: from 128 fresh random bits, so naming any context is no accident
+         * (its own included: the token was to be renewed). */
+        named = monitor_contexts_find_reclaim_id(d->contexts, c->reclaim_id);
+        if (named)
+                VIOLATION(-EPERM, "reclaim id names a context already");
 
         copy = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 3);
         if (copy < 0)
                 return reply(d, m, negative_errno(), 0, -EBADF);
+        r = monitor_contexts_rename(d->contexts, ctx, c->reclaim_id);
+        if (r < 0)
+                return reply(d, m, r, 0, -EBADF);
         ctx->slot = c->slot;
 
         log_info("Context %" PRIu32 " of uid %u reclaimed (slot %" PRIu32 ").", ctx->id, (unsigned) ctx->uid,

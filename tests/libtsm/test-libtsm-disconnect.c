@@ -251,7 +251,8 @@ TEST(kill_during_watch) {
 
 /* A VMM whose tsmd's worker restarts: the call finds the connection gone, the VMM reconnects and
  * takes its context back by its token, with the vDevice still bound and serving; the token
- * works once per restart, for this context only. */
+ * works once, for this context only: the reclaim renews it, and the next restart's reclaim
+ * takes the new one and refuses the old as an unknown one. */
 TEST(reclaim_after_worker_restart) {
         uint8_t req[64], resp[256];
         size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req)), resp_len;
@@ -291,10 +292,26 @@ TEST(reclaim_after_worker_restart) {
         ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
         ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
 
-        /* Taken: not a second time. The token stays the context's, for the next restart. */
+        /* Taken: not a second time. The token is renewed: a new one for the next restart. */
         ASSERT_ERRNO(tsm_context_reclaim(c, token, &other, NULL), ENOENT);
         ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &again));
-        ASSERT_STREQ(again, token);
+        ASSERT_EQ(strlen(again), strlen(token));
+        ASSERT_FALSE(streq(again, token));
+
+        /* The next restart: the old token is refused as an unknown one, the new one reclaims
+         * (and is renewed in turn). */
+        tsmd_instance_kill_worker(&t);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 1, &state, &bound), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &other, NULL), ENOENT);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Guest.ReclaimRefused");
+        ASSERT_OK(tsm_context_reclaim(c, again, &ctx, NULL));
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
+        ASSERT_TRUE(bound);
+        token = mfree(token);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &token));
+        ASSERT_FALSE(streq(again, token));
+        again = mfree(again);
         ASSERT_OK(tsm_context_close(c, ctx));
         again = mfree(again);
         ASSERT_ERRNO(tsm_context_get_reclaim_token(c, ctx, &again), ENOENT);

@@ -437,7 +437,7 @@ static const char *notify_next(Notify *n, char *text, size_t size, int *ret_fd) 
  * definition comes first), failing every FDSTOREREMOVE of a "ctx." name while set, and
  * passing everything else on.
  */
-static bool fail_legacy_remove;
+static bool fail_legacy_remove, fail_remove;
 static unsigned n_failed_removes;
 
 int sd_notifyf(int unset_environment, const char *format, ...) {
@@ -450,7 +450,8 @@ int sd_notifyf(int unset_environment, const char *format, ...) {
         va_end(ap);
         if (r < 0)
                 return -ENOMEM;
-        if (fail_legacy_remove && strstr(text, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_PREFIX_LEGACY)) {
+        if ((fail_legacy_remove && strstr(text, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_PREFIX_LEGACY)) ||
+            (fail_remove && strstr(text, "FDSTOREREMOVE=1"))) {
                 n_failed_removes++;
                 return -EIO;
         }
@@ -555,6 +556,90 @@ TEST(fdstore) {
         close(pl.r);
         close(pb2.r);
         close(pr2.r);
+        check_leaks();
+}
+
+/* A reclaim renews the token: the context leaves the store under its old name, then goes in
+ * under the new one (systemd drops a second copy of an fd it has), and is taken out under that
+ * when it ends. One whose old name cannot be taken out keeps it, and its name. */
+TEST(fdstore_rename) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        struct event_base *base = event_base_new();
+        TsmPlatform *p = emulated_platform(base);
+        Probe pa = probe_new(), pb = probe_new(), pl = probe_new();
+        struct stat st_fd, st_pipe;
+        MonitorContext *ctx;
+        char text[256];
+        uint32_t a, b, l;
+        Notify n;
+        int fd;
+
+        notify_setup(&n);
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, ID_A, &a));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_A);
+        close(fd);
+        ASSERT_OK(monitor_contexts_add(c, pb.w, 2, 1000, ID_B, &b));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_B);
+        close(fd);
+        ctx = monitor_contexts_get(c, a);
+
+        /* Not to a bad id, nor to one another context has (or its own): nothing changes. */
+        ASSERT_ERRNO(monitor_contexts_rename(c, ctx, "0123456789ABCDEF0123456789ABCDEF"), EINVAL);
+        ASSERT_ERRNO(monitor_contexts_rename(c, ctx, ID_B), EEXIST);
+        ASSERT_ERRNO(monitor_contexts_rename(c, ctx, ID_A), EEXIST);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+
+        ASSERT_OK(monitor_contexts_rename(c, ctx, ID_C));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A);
+        ASSERT_EQ(fd, -1);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_C);
+        ASSERT_GE(fd, 0);
+        ASSERT_OK(fstat(fd, &st_fd));
+        ASSERT_OK(fstat(pa.r, &st_pipe));
+        ASSERT_EQ(st_fd.st_ino, st_pipe.st_ino); /* the context's fd, not another */
+        close(fd);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_STREQ(ctx->reclaim_id, ID_C);
+        ASSERT_TRUE(ctx->stored);
+        ASSERT_TRUE(monitor_contexts_find_reclaim_id(c, ID_C) == ctx);
+        ASSERT_NULL(monitor_contexts_find_reclaim_id(c, ID_A));
+        ASSERT_OK(monitor_contexts_remove(c, p, a));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C);
+
+        /* Still under an old-style name (systemd would not take it out at the start): that is
+         * the name that leaves, and the context keeps none of it. */
+        fail_legacy_remove = true;
+        ASSERT_OK(monitor_contexts_restore(c, pl.w, "ctx.1004." TOKEN_L, &l));
+        fail_legacy_remove = false;
+        ctx = monitor_contexts_get(c, l);
+        ASSERT_NOT_NULL(ctx->legacy_name);
+        ASSERT_OK(monitor_contexts_rename(c, ctx, ID_A));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1004." TOKEN_L);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1004." ID_A);
+        close(fd);
+        ASSERT_NULL(ctx->legacy_name);
+        ASSERT_STREQ(ctx->reclaim_id, ID_A);
+
+        /* The old name cannot be taken out: the rename fails, and the context keeps its name. */
+        fail_remove = true;
+        ASSERT_ERRNO(monitor_contexts_rename(c, ctx, ID_M), EIO);
+        fail_remove = false;
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_STREQ(ctx->reclaim_id, ID_A);
+        ASSERT_TRUE(ctx->stored);
+
+        c = monitor_contexts_free(c, false);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_B);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1004." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+
+        notify_done(&n);
+        tsm_platform_free(p);
+        event_base_free(base);
+        close(pa.r);
+        close(pb.r);
+        close(pl.r);
         check_leaks();
 }
 

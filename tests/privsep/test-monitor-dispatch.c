@@ -459,6 +459,27 @@ static uint32_t open_context(Fixture *f, uint32_t slot, const char *reclaim_id, 
         return rep.r.value;
 }
 
+/* The reclaim id of the last reclaim_msg(): a fresh one each time, as a renewed token's is. */
+static char reclaim_msg_id[TSM_PRIV_RECLAIM_ID_MAX];
+
+static struct tsm_priv_reclaim_context reclaim_msg_id_of(uint32_t slot, uint32_t context, const char *reclaim_id) {
+        struct tsm_priv_reclaim_context m;
+
+        tsm_priv_init(&m, TSM_PRIV_RECLAIM_CONTEXT, 0, 0);
+        m.slot = slot;
+        m.context = context;
+        memset(m.reclaim_id, 0, sizeof(m.reclaim_id));
+        memcpy(m.reclaim_id, reclaim_id, MIN(strlen(reclaim_id), sizeof(m.reclaim_id) - 1));
+        return m;
+}
+
+static struct tsm_priv_reclaim_context reclaim_msg(uint32_t slot, uint32_t context) {
+        static unsigned n;
+
+        snprintf(reclaim_msg_id, sizeof(reclaim_msg_id), "abcd%028x", ++n);
+        return reclaim_msg_id_of(slot, context, reclaim_msg_id);
+}
+
 static struct tsm_priv_context context_msg(uint32_t type, uint32_t slot, uint32_t context) {
         struct tsm_priv_context m;
 
@@ -858,7 +879,7 @@ TEST(stop_cancels_requests) {
 TEST(reclaim_after_restart) {
         Fixture *f = fixture();
         struct tsm_priv_restored_context restored[4];
-        struct tsm_priv_context m;
+        struct tsm_priv_reclaim_context m;
         uint32_t a, b, value;
         Reply rep;
         int fa, fd;
@@ -869,7 +890,7 @@ TEST(reclaim_after_restart) {
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 3, NULL));
 
         /* Held by a slot: not to be reclaimed. */
-        m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, OTHER_SLOT, a);
+        m = reclaim_msg(OTHER_SLOT, a);
         expect_violation(f, &m, "RECLAIM_CONTEXT");
 
         /* The new worker hears how the one before ended (the first heard of none). */
@@ -905,15 +926,22 @@ TEST(reclaim_after_restart) {
                 ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
         }
 
-        m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 42, a);
+        m = reclaim_msg(42, a);
         ASSERT_OK(call(f, &m, &rep));
         fd = rep.fd;
         ASSERT_GE(fd, 0);
         ASSERT_TRUE(same_object(fd, fa)); /* the same kernel object as before the restart */
         ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
         ASSERT_EQ(monitor_contexts_get(f->contexts, a)->slot, 42);
+        /* Named by its renewed token's reclaim id from now on; the old id names nothing. */
+        ASSERT_STREQ(monitor_contexts_get(f->contexts, a)->reclaim_id, reclaim_msg_id);
+        ASSERT_NULL(monitor_contexts_find_reclaim_id(f->contexts, ID_A));
         close(fd);
         close(fa);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_EQ(restored[0].context, a);
+        ASSERT_STREQ(restored[0].reclaim_id, reclaim_msg_id);
 
         /* The new worker heard of the vDevice at its start: attaching it again is no slip. */
         {
@@ -922,13 +950,13 @@ TEST(reclaim_after_restart) {
                 worker_stop(f);
                 ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
                 ASSERT_EQ(restored_state(f, a, 3, DEV_A), TSM_PRIV_VDEVICE_BOUND);
-                m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 42, a);
+                m = reclaim_msg(42, a);
                 ASSERT_OK(call(f, &m, &rep));
                 close(rep.fd);
         }
 
         /* Reclaimed once: a second time is someone else's doing. */
-        m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 43, a);
+        m = reclaim_msg(43, a);
         expect_violation(f, &m, "RECLAIM_CONTEXT");
         fixture_free(f);
 }
@@ -1139,7 +1167,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
         struct tsm_priv_vdevice unbind = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, TSM_PRIV_SLOT_WORKER, 0, VDEV_HELD);
         struct tsm_priv_restored_context restored[1];
-        struct tsm_priv_context reclaim;
+        struct tsm_priv_reclaim_context reclaim;
         uint32_t a, cookie;
         MonitorContext *ctx;
         Reply rep;
@@ -1181,7 +1209,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
 
         /* A worker that stops while its settle waits: the next one hears nothing of it. (Its VMM
          * took the context back first: a kept context gains no vDevices.) */
-        reclaim = context_msg(TSM_PRIV_RECLAIM_CONTEXT, SLOT, a);
+        reclaim = reclaim_msg(SLOT, a);
         ASSERT_OK(call(f, &reclaim, &rep));
         safe_close(rep.fd);
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
@@ -1945,7 +1973,8 @@ TEST(violation_new_context) {
 TEST(violation_out_of_state) {
         static const char *const cases[] = {
                 "other-slot", "unknown-context", "context-0", "vdevice-not-attached", "reclaim-held",
-                "reclaim-to-0", "reclaim-unknown", "close-other-slot", "attach-id-0", "attach-other-address",
+                "reclaim-to-0", "reclaim-unknown", "reclaim-bad-id", "reclaim-id-taken", "reclaim-own-id",
+                "close-other-slot", "attach-id-0", "attach-other-address",
                 "attach-again",
                 "attach-address-string", "attach-reserved", "vdevice-reserved", "unknown-scope", "scope-string",
                 "scope-junk", "over-max-request", "second-ready", "status-reserved", "status-draining",
@@ -1985,15 +2014,29 @@ TEST(violation_out_of_state) {
                         struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_GET_VDEVICE_STATE, SLOT, a, 2);
                         expect_violation(f, &m, "GET_VDEVICE_STATE");
                 } else if (streq(c, "reclaim-held")) {
-                        struct tsm_priv_context m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 9, b);
+                        struct tsm_priv_reclaim_context m = reclaim_msg(9, b);
                         expect_violation(f, &m, "RECLAIM_CONTEXT");
                 } else if (streq(c, "reclaim-to-0")) {
-                        struct tsm_priv_context m =
-                                context_msg(TSM_PRIV_RECLAIM_CONTEXT, TSM_PRIV_SLOT_WORKER, a);
+                        struct tsm_priv_reclaim_context m =
+                                reclaim_msg(TSM_PRIV_SLOT_WORKER, a);
                         monitor_contexts_orphan_all(f->contexts);
                         expect_violation(f, &m, "RECLAIM_CONTEXT");
+                } else if (streq(c, "reclaim-bad-id")) {
+                        struct tsm_priv_reclaim_context m = reclaim_msg_id_of(9, a, "0123456789ABCDEF0123456789ABCDEF");
+                        monitor_contexts_orphan_all(f->contexts);
+                        expect_violation(f, &m, "RECLAIM_CONTEXT");
+                        ASSERT_STREQ(monitor_contexts_get(f->contexts, a)->reclaim_id, ID_A);
+                } else if (streq(c, "reclaim-id-taken")) {
+                        struct tsm_priv_reclaim_context m = reclaim_msg_id_of(9, a, ID_B);
+                        monitor_contexts_orphan_all(f->contexts);
+                        ASSERT_EQ(expect_violation(f, &m, "RECLAIM_CONTEXT"), -EPERM);
+                        ASSERT_STREQ(monitor_contexts_get(f->contexts, a)->reclaim_id, ID_A);
+                } else if (streq(c, "reclaim-own-id")) {
+                        struct tsm_priv_reclaim_context m = reclaim_msg_id_of(9, a, ID_A);
+                        monitor_contexts_orphan_all(f->contexts);
+                        ASSERT_EQ(expect_violation(f, &m, "RECLAIM_CONTEXT"), -EPERM);
                 } else if (streq(c, "reclaim-unknown")) {
-                        struct tsm_priv_context m = context_msg(TSM_PRIV_RECLAIM_CONTEXT, 9, 99);
+                        struct tsm_priv_reclaim_context m = reclaim_msg(9, 99);
                         expect_violation(f, &m, "RECLAIM_CONTEXT");
                 } else if (streq(c, "close-other-slot")) {
                         struct tsm_priv_context m = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, b);

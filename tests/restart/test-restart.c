@@ -300,6 +300,7 @@ static ino_t inode_of(int fd) {
 }
 
 static char *read_text(Manager *m, const char *name);
+static void manager_drain(Manager *m);
 
 /* The name a context is kept under (fdstore.h): the first 128 bits of SHA-256 over its
  * reclaim token's text, in hex. Written out here, not taken from tsmd, to pin it down. */
@@ -320,6 +321,7 @@ static void expect_token_hidden(Manager *m, const char *token) {
         struct dirent *de;
         DIR *d;
 
+        manager_drain(m);
         reclaim_id_of(token, id);
         if (m->stored_fd >= 0) {
                 snprintf(want, sizeof(want), "ctxid.%u.%s", (unsigned) getuid(), id);
@@ -740,14 +742,22 @@ static void crash_with_context(Manager *m, const char *const *attach, size_t n, 
         varlink_client_free(c);
 }
 
-/* Reclaims the context under token on c; returns its handle (its fd is closed). */
-static int64_t reclaim(VarlinkClient *c, const char *token) {
+/* Reclaims the context under token on c, and keeps the renewed token the answer carries in its
+ * place (a new one, 32 hex digits); returns its handle (its fd is closed). */
+static int64_t reclaim(VarlinkClient *c, char token[static 64]) {
         char params[96];
+        const char *renewed;
         json_object *reply;
 
         snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
         reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
         safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        renewed = json_get_string(reply, "reclaimToken");
+        ASSERT_NOT_NULL(renewed);
+        ASSERT_EQ(strlen(renewed), 32u);
+        ASSERT_EQ(strspn(renewed, "0123456789abcdef"), 32u);
+        ASSERT_FALSE(streq(renewed, token));
+        snprintf(token, 64, "%s", renewed);
         return json_object_get_int64(json_object_object_get(reply, "context"));
 }
 
@@ -819,8 +829,15 @@ static void open_bound_context(VarlinkClient *c, char token[static 64]) {
         call_ok(c, "io.tsmd.Guest.Bind", "{\"context\":1,\"vdeviceId\":5}");
 }
 
+/* What tsmd notified up to now, taken in: systemd reads a service's notifications before it
+ * sees the service die. */
+static void manager_drain(Manager *m) {
+        manager_wait(m, NULL, 200);
+}
+
 /* tsmd crashes with the contexts in the fd store, and is started again with them. */
 static void crash_and_restart(Manager *m) {
+        manager_drain(m);
         manager_wait(m, has_stored, 5000);
         ASSERT_TRUE(m->stored_fd >= 0);
         kill(m->pid, SIGKILL);
@@ -1265,8 +1282,9 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
 
 /* ---- reclaim tokens are no names ---------------------------------------------------------------- */
 
-/* Reclaims the context under token on c and checks that its vDevice 5 is still bound. */
-static void reclaim_bound(VarlinkClient *c, const char *token) {
+/* Reclaims the context under token on c (the renewed token into token) and checks that its
+ * vDevice 5 is still bound. */
+static void reclaim_bound(VarlinkClient *c, char token[static 64]) {
         char params[128];
         json_object *reply;
         int64_t ctx;
@@ -1354,6 +1372,7 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
         expect_token_hidden(&m, token);
 
         /* The next tsmd finds it under the new names alone. */
+        manager_drain(&m);
         kill(m.pid, SIGKILL);
         ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
         varlink_client_free(c);
@@ -1535,6 +1554,199 @@ TEST(reclaim_needs_the_policy_to_allow_every_device) {
         call_ok(a, "io.tsmd.Guest.CloseContext", params);
         varlink_client_free(a);
         stop(&m);
+}
+
+/* ---- reclaim tokens are renewed ------------------------------------------------------------------ */
+
+/* The name and reason of the ReclaimRefused a new connection gets for token. */
+static void reclaim_refused(Manager *m, const char *token, char ret_reason[static 256]) {
+        VarlinkClient *c = connect_client(m);
+        json_object *reply = NULL;
+        const char *error = NULL;
+        char params[96];
+
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply, &error));
+        ASSERT_STREQ(error, "io.tsmd.Guest.ReclaimRefused");
+        snprintf(ret_reason, 256, "%s", json_get_string(reply, "reason"));
+        varlink_client_free(c);
+}
+
+/* token is refused exactly as an unknown token is: a void token tells nothing. */
+static void expect_token_void(Manager *m, const char *token) {
+        char reason[256], unknown[256];
+
+        reclaim_refused(m, token, reason);
+        reclaim_refused(m, "0123456789abcdef0123456789abcdef", unknown);
+        ASSERT_STREQ(reason, unknown);
+}
+
+/* Waits (bounded) until the state file of token's context names no token before it: the answer
+ * that gave token is entirely in its VMM's socket. */
+static void wait_renewal_done(Manager *m, const char *token) {
+        char id[33], name[64];
+
+        reclaim_id_of(token, id);
+        snprintf(name, sizeof(name), "state/%s.state", id);
+        for (unsigned i = 0; i < 500; i++) {
+                _cleanup_free_ char *text = read_text(m, name);
+
+                if (text[0] && !strstr(text, "PreviousReclaimId="))
+                        return;
+                usleep(10000);
+        }
+        TEST_FAIL("the state file of the renewed token still names the one before (%s)", m->dir);
+}
+
+/*
+ * SECURITY: a reclaim token is a bearer secret a VMM may leak (a log, a core dump of the VMM),
+ * so every successful reclaim answers a new one and voids the one it took: after the next
+ * restart, of the worker or of all of tsmd, the new one reclaims and the old one is refused as an
+ * unknown one. The fd store name and the state file follow the new token's reclaim id, and
+ * nothing is left under the old one's.
+ */
+TEST(each_reclaim_renews_the_token) {
+        char t0[64], token[64], old_id[33], old_state[64], old_name[128];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to read the worker's state directory");
+        c = start_with_bound_context(&m, t0);
+        manager_wait(&m, has_stored, 5000);
+        reclaim_id_of(t0, old_id);
+        snprintf(old_state, sizeof(old_state), "%s.state", old_id);
+        snprintf(old_name, sizeof(old_name), "ctxid.%u.%s", (unsigned) getuid(), old_id);
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+
+        /* A restart of the worker: the reclaim answers a new token. */
+        c = connect_client(&m);
+        snprintf(token, sizeof(token), "%s", t0);
+        reclaim_bound(c, token);
+        wait_renewal_done(&m, token);
+        expect_token_hidden(&m, token);
+        ASSERT_FALSE(state_file_exists(&m, old_state));
+        ASSERT_STREQ(m.removed_name, old_name);
+        ASSERT_FALSE(log_contains(&m, t0));
+
+        /* A restart of tsmd: the fd store has it under the new name alone. */
+        crash_and_restart(&m);
+        varlink_client_free(c);
+        expect_token_void(&m, t0);
+        c = connect_client(&m);
+        snprintf(t0, sizeof(t0), "%s", token);
+        reclaim_bound(c, token);
+        wait_renewal_done(&m, token);
+        expect_token_hidden(&m, token);
+
+        /* And the worker again, which has the name from the monitor. */
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+        expect_token_void(&m, t0);
+        c = connect_client(&m);
+        reclaim_bound(c, token);
+        varlink_client_free(c);
+        stop(&m);
+}
+
+/* Calls tsmd's Guest socket without reading the answers: n large ones (the interface's
+ * description), then a reclaim with token, whose answer stays queued behind them in tsmd. */
+static int reclaim_behind_unread_answers(Manager *m, const char *token, unsigned n) {
+        static const char describe[] =
+                "{\"method\":\"org.varlink.service.GetInterfaceDescription\",\"parameters\":{\"interface\":\"io.tsmd.Guest\"}}";
+        struct timeval tv = { .tv_sec = 10 };
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        char reclaim[192];
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_TRUE(strlen(m->guest) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, m->guest, strlen(m->guest) + 1);
+        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+        for (unsigned i = 0; i < n; i++)
+                ASSERT_EQ(write(fd, describe, sizeof(describe)), (ssize_t) sizeof(describe)); /* with the NUL */
+        snprintf(reclaim, sizeof(reclaim), "{\"method\":\"io.tsmd.Guest.ReclaimContext\",\"parameters\":{\"reclaimToken\":\"%s\"}}",
+                 token);
+        ASSERT_EQ(write(fd, reclaim, strlen(reclaim) + 1), (ssize_t) strlen(reclaim) + 1);
+        return fd;
+}
+
+/* Some state file says a reclaim took the context with the token whose id is id, and the answer
+ * with the renewed one has not gone out entirely. */
+static bool renewal_pending(Manager *m, const char *id) {
+        char path[PATH_MAX], want[64];
+        struct dirent *de;
+        bool found = false;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "%s/state", m->dir);
+        snprintf(want, sizeof(want), "PreviousReclaimId=%s\n", id);
+        d = opendir(path);
+        ASSERT_NOT_NULL(d);
+        while (!found && (de = readdir(d))) {
+                _cleanup_free_ char *text = NULL;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "state/%s", de->d_name);
+                text = read_text(m, path);
+                found = strstr(text, want);
+        }
+        closedir(d);
+        return found;
+}
+
+/*
+ * tsmd dies after a reclaim renewed the token but before its answer was out (here it waits
+ * behind megabytes of answers the VMM has not read): the VMM never learnt the new token, so the
+ * one it reclaimed with still works, after a crash of the worker or of all of tsmd (the fd store
+ * has the context under the new name by then). That reclaim renews it in turn, and once its
+ * answer is out, the old token is void.
+ */
+TEST(a_crash_before_the_renewed_token_is_out_leaves_the_old_one) {
+        for (int whole_tsmd = 0; whole_tsmd <= 1; whole_tsmd++) {
+                char t0[64], token[64], id[33], old_name[128];
+                VarlinkClient *c;
+                Manager m;
+                int fd;
+
+                if (geteuid() != 0)
+                        SKIP("needs root to read the worker's state directory");
+                c = start_with_bound_context(&m, t0);
+                manager_wait(&m, has_stored, 5000);
+                reclaim_id_of(t0, id);
+                snprintf(old_name, sizeof(old_name), "ctxid.%u.%s", (unsigned) getuid(), id);
+                (void) crash_worker(&m);
+                varlink_client_free(c);
+
+                fd = reclaim_behind_unread_answers(&m, t0, 400);
+                for (unsigned i = 0; i < 500 && !renewal_pending(&m, id); i++)
+                        usleep(10000);
+                ASSERT_TRUE(renewal_pending(&m, id));
+                manager_drain(&m);
+                ASSERT_STREQ(m.removed_name, old_name); /* the monitor renamed it */
+
+                if (whole_tsmd)
+                        crash_and_restart(&m);
+                else
+                        (void) crash_worker(&m);
+                safe_close(fd);
+
+                c = connect_client(&m);
+                snprintf(token, sizeof(token), "%s", t0);
+                reclaim_bound(c, token);
+                wait_renewal_done(&m, token);
+                expect_token_hidden(&m, token);
+                (void) crash_worker(&m);
+                varlink_client_free(c);
+                expect_token_void(&m, t0);
+                c = connect_client(&m);
+                reclaim_bound(c, token);
+                varlink_client_free(c);
+                stop(&m);
+        }
 }
 
 TEST_MAIN();

@@ -74,6 +74,22 @@ TEST(round_trip) {
         ASSERT_EQ(n, 0U);
         free(v);
 
+        /* A reclaim whose answer may not have reached the VMM keeps the id it reclaimed with;
+         * without one, none comes back. */
+        {
+                StoredOwner pending = { .uid = 7, .gid = (gid_t) -1, .previous_reclaim_id = ID_L };
+
+                ASSERT_OK(context_store_save(dir, ID, &pending, NULL, 0));
+                ASSERT_OK(context_store_load(dir, ID, &owner, &v, &n));
+                ASSERT_STREQ(owner.previous_reclaim_id, ID_L);
+                free(v);
+                pending.previous_reclaim_id[0] = 0;
+                ASSERT_OK(context_store_save(dir, ID, &pending, NULL, 0));
+                ASSERT_OK(context_store_load(dir, ID, &owner, &v, &n));
+                ASSERT_STREQ(owner.previous_reclaim_id, "");
+                free(v);
+        }
+
         ASSERT_OK(context_store_remove(dir, ID));
         ASSERT_ERRNO(context_store_load(dir, ID, &owner, &v, &n), ENOENT);
         ASSERT_OK(context_store_remove(dir, ID));
@@ -104,6 +120,11 @@ TEST(damaged_files_are_refused) {
                 "[Context]\nUid=5\nUid=6\n",
                 "[Context]\nUid=4294967295\n",
                 "[Context]\nUid=5x\n",
+                /* A reclaim id: 32 lowercase hex digits, once. */
+                "[Context]\nUid=5\nPreviousReclaimId=8B4ED76AAC5BA5C555BBF28F7295C6B8\n",
+                "[Context]\nUid=5\nPreviousReclaimId=8b4ed76aac5ba5c555bbf28f7295c6b\n",
+                "[Context]\nUid=5\nPreviousReclaimId=\n",
+                "[Context]\nUid=5\nPreviousReclaimId=" ID_L "\nPreviousReclaimId=" ID_L "\n",
         };
         StoredVDevice *v = NULL;
         StoredOwner owner;

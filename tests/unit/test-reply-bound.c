@@ -116,7 +116,7 @@ TEST(context_replies_fit) {
         ASSERT_OK(guest_context_reply_new(INT64_MAX, -1, token, &reply));
         ASSERT_LE(reply_size(reply), bound_of("AdoptContext", &fds));
         ASSERT_EQ(fds, 0u);
-        ASSERT_OK(guest_context_reply_new(INT64_MAX, VARLINK_FDS_PER_MESSAGE_MAX - 1, NULL, &reply));
+        ASSERT_OK(guest_context_reply_new(INT64_MAX, VARLINK_FDS_PER_MESSAGE_MAX - 1, token, &reply));
         ASSERT_LE(reply_size(reply), bound_of("ReclaimContext", &fds));
         ASSERT_EQ(fds, 1u);
         for (size_t i = 0; i < ELEMENTSOF(acting); i++)

@@ -55,6 +55,8 @@ static const char test_idl[] =
         "method Sleep(ms: int) -> ()\n"
         "method Reload() -> ()\n"
         "method Later(id: int, size: int, reserve: ?bool) -> (text: string, fd: int)\n"
+        "method Sent(size: int, fail: ?bool) -> (text: string)\n"
+        "method SentLog() -> (log: string)\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -84,6 +86,7 @@ typedef struct TestServer {
         unsigned n_echoed;
         size_t echo_bound;     /* given to varlink_server_set_reply_bound() for Echo, if set */
         unsigned echo_bound_fds;
+        char sent_log[256];   /* what the sent callbacks of Sent's calls got, in order: "0 -107 " */
         bool count_rounds;    /* set before server_start(): rounds counts the loop's rounds */
         struct event *round_event;
         unsigned rounds;
@@ -287,6 +290,30 @@ static int m_fill(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_reply(call, o);
 }
 
+static void on_sent(int result, void *userdata) {
+        size_t n = strlen(ts.sent_log);
+
+        ASSERT_TRUE(userdata == &ts);
+        snprintf(ts.sent_log + n, sizeof(ts.sent_log) - n, "%d ", result);
+}
+
+/* Sent: answers size bytes of text (an error with fail), and logs what became of the answer. */
+static int m_sent(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *fail;
+
+        varlink_call_set_sent_callback(call, on_sent, &ts);
+        if (json_object_object_get_ex(p, "fail", &fail) && json_object_get_boolean(fail))
+                return varlink_call_error(call, "io.tsmd.Test.Nothing", NULL);
+        return m_big(call, p, userdata);
+}
+
+static int m_sent_log(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *o = json_object_new_object();
+
+        json_object_add(o, "log", json_object_new_string(ts.sent_log));
+        return varlink_call_reply(call, o);
+}
+
 static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         ts.disconnected_max_message_size = varlink_conn_get_max_message_size(c);
         __atomic_add_fetch(&ts.n_disconnects, 1, __ATOMIC_RELEASE);
@@ -409,6 +436,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Big", m_big },           { "io.tsmd.Test.Fill", m_fill },
                 { "io.tsmd.Test.Round", m_round },       { "io.tsmd.Test.Sleep", m_sleep },
                 { "io.tsmd.Test.Reload", m_reload },     { "io.tsmd.Test.Later", m_later },
+                { "io.tsmd.Test.Sent", m_sent },         { "io.tsmd.Test.SentLog", m_sent_log },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -438,6 +466,7 @@ static void server_start(const VarlinkLimits *limits) {
                 ASSERT_OK(varlink_server_listen_path_full(ts.server, ts.admin_path, 0600, NULL, VARLINK_LISTEN_ADMIN));
         }
         ts.refusals[0] = 0;
+        ts.sent_log[0] = 0;
         ts.n_disconnects = 0;
         varlink_server_set_refusal_callback(ts.server, on_refusal);
         varlink_server_set_connection_callbacks(ts.server, NULL, on_disconnect);
@@ -816,6 +845,90 @@ TEST(oneway) {
                 ASSERT_OK(varlink_client_send_oneway(c, "io.tsmd.Test.Record", parse("{\"text\":\"x\"}")));
         /* The next reply on the wire must be this call's: nothing was sent for the oneways. */
         ASSERT_EQ(recorded_count(c), 3);
+        varlink_client_free(c);
+        server_stop();
+}
+
+/* The sent callbacks so far, as the server's loop has them; waits (bounded) for want if set. */
+static const char *sent_log(VarlinkClient *c, const char *want) {
+        static char log[256];
+
+        for (unsigned i = 0; i < 500; i++) {
+                json_object *reply = NULL;
+
+                ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.SentLog", NULL, &reply, NULL));
+                snprintf(log, sizeof(log), "%s", json_get_string(reply, "log"));
+                if (!want || streq(log, want))
+                        break;
+                usleep(10000);
+        }
+        return log;
+}
+
+/* A call's sent callback hears 0 once its reply is entirely in the socket, not before (here
+ * megabytes the peer has not read); -ECANCELED for an error answer; -ENOTCONN when the peer left
+ * before all of it was written; and waits for the calls before it, as the reply does. */
+TEST(sent_callback) {
+        static const size_t big = 4 * 1024 * 1024;
+        _cleanup_free_ char *buf = malloc(big + 64);
+        VarlinkClient *c;
+        json_object *reply = NULL;
+        const char *e = NULL;
+        size_t n = 0;
+        int fd;
+
+        ASSERT_NOT_NULL(buf);
+        server_start(NULL);
+        c = client_new();
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Sent", parse("{\"size\":10}"), &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(sent_log(c, "0 "), "0 ");
+        expect_error(c, "io.tsmd.Test.Sent", "{\"size\":10,\"fail\":true}", "io.tsmd.Test.Nothing", NULL);
+        ASSERT_STREQ(sent_log(c, "0 -125 "), "0 -125 ");
+
+        /* Not read: not written entirely, not told; read to the end: told. */
+        fd = raw_connect();
+        raw_call(fd, strf("{\"method\":\"io.tsmd.Test.Sent\",\"parameters\":{\"size\":%zu}}", big));
+        usleep(200 * 1000);
+        ASSERT_STREQ(sent_log(c, NULL), "0 -125 ");
+        while (n == 0 || buf[n - 1] != 0) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t k;
+
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                k = read(fd, buf + n, big + 64 - n);
+                ASSERT_TRUE(k > 0);
+                n += (size_t) k;
+        }
+        ASSERT_STREQ(sent_log(c, "0 -125 0 "), "0 -125 0 ");
+
+        /* Left before reading it: told so. */
+        raw_call(fd, strf("{\"method\":\"io.tsmd.Test.Sent\",\"parameters\":{\"size\":%zu}}", big));
+        usleep(200 * 1000);
+        ASSERT_STREQ(sent_log(c, NULL), "0 -125 0 ");
+        close(fd);
+        ASSERT_STREQ(sent_log(c, "0 -125 0 -107 "), "0 -125 0 -107 ");
+
+        /* Behind a call not answered yet: its reply waits, and so does the callback. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":1}}");
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Sent\",\"parameters\":{\"size\":10}}");
+        ASSERT_TRUE(wait_pending_calls(c, 1));
+        usleep(100 * 1000);
+        ASSERT_STREQ(sent_log(c, NULL), "0 -125 0 -107 ");
+        ASSERT_EQ(release(c, 1), 1);
+        ASSERT_NOT_NULL(raw_recv(fd));
+        ASSERT_NOT_NULL(raw_recv(fd));
+        ASSERT_STREQ(sent_log(c, "0 -125 0 -107 0 "), "0 -125 0 -107 0 ");
+
+        /* Unanswered when its peer leaves: told so too. */
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":2}}");
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Sent\",\"parameters\":{\"size\":10}}");
+        ASSERT_TRUE(wait_pending_calls(c, 1));
+        close(fd);
+        ASSERT_STREQ(sent_log(c, "0 -125 0 -107 0 -107 "), "0 -125 0 -107 0 -107 ");
+
         varlink_client_free(c);
         server_stop();
 }

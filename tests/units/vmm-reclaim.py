@@ -66,6 +66,9 @@ def reclaim(path, token):
     ctx = v.call("io.tsmd.Guest.ReclaimContext", reclaimToken=token)
     if not v.fds:
         sys.exit("ReclaimContext: no iommufd came with the reply")
+    # The token is renewed: the one reclaimed with is void now.
+    if len(ctx.get("reclaimToken") or "") != 32 or ctx["reclaimToken"] == token:
+        sys.exit(f"ReclaimContext: no renewed reclaim token in {ctx}")
     state = v.call("io.tsmd.Guest.GetDeviceState", context=ctx["context"], vdeviceId=1)
     if not state.get("bound"):
         sys.exit(f"vDevice 1 is not bound after the reclaim: {state}")
