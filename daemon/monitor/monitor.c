@@ -337,17 +337,26 @@ static int policy_load_logged(Monitor *m, const DaemonConfig *config) {
 
 /* Returns the audit directory's error: without it the worker cannot start. */
 static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
+        const char *state = config->context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
         int r;
 
-        /* What the worker writes must be the worker's (an older tsmd wrote it as root). */
-        r = worker_dir_prepare(config->context_state_dir ?: RUNSTATEDIR "/tsmd/contexts", /* private_dir= */ true,
-                               m->worker_uid, m->worker_gid);
-        if (r < 0)
-                log_warning_errno(r, "Cannot give the context state directory to the worker, contexts will "
-                                     "not survive restarts: %m");
+        /* What the worker writes must be the worker's. */
+        r = worker_dir_prepare(state, /* private_dir= */ true, m->worker_uid, m->worker_gid);
+        if (r == -ENOTEMPTY)
+                log_warning("Not giving the context state directory '%s' to the worker: it is not empty and not "
+                            "the worker's (a shared directory?); contexts will not survive restarts. Name a "
+                            "directory of tsmd's own in ContextStateDirectory=.", state);
+        else if (r < 0)
+                log_warning_errno(r, "Cannot give the context state directory '%s' to the worker, contexts will "
+                                     "not survive restarts: %m", state);
         if (!config->audit_dir)
                 return 0;
         r = worker_dir_prepare(config->audit_dir, /* private_dir= */ false, m->worker_uid, m->worker_gid);
+        if (r == -ENOTEMPTY)
+                return log_error_errno(r, "Refusing to give the audit directory '%s' to the worker: it is not empty "
+                                          "and not the worker's (a shared directory, /var/log rather than "
+                                          "/var/log/tsmd?). Name a directory of tsmd's own in [Audit] Directory=, "
+                                          "or make this one the worker's.", config->audit_dir);
         if (r < 0)
                 return log_error_errno(r, "Cannot give the audit directory '%s' to the worker: %m", config->audit_dir);
         return 0;
