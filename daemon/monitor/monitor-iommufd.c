@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "iommufd-transport.h"
+#include "log.h"
 #include "monitor-iommufd.h"
 #include "tsm-platform.h"
 
@@ -21,6 +22,15 @@ int monitor_iommufd_open(TsmPlatform *p, int *ret_fd) {
         assert(ret_fd);
 
         fd = iommufd_open(path);
+        if (fd == -ENODEV) {
+                static bool logged = false;
+
+                /* Once: every OPEN_CONTEXT would say it again. */
+                if (!logged)
+                        log_error("IommuDevice=%s is not the IOMMU's character device (nor /dev/null or /dev/zero): "
+                                  "refusing to open it for VMMs.", strna(path));
+                logged = true;
+        }
         if (fd >= 0 || fd != -ENOENT || !tsm_platform_is_emulated(p)) {
                 if (fd < 0)
                         return fd;
