@@ -128,7 +128,7 @@ typedef enum TsmPrivWorkerEnd {
         TSM_PRIV_WORKER_EXITED = 1,       /* status: its exit status */
         TSM_PRIV_WORKER_CRASHED = 2,      /* status: the signal that ended it */
         TSM_PRIV_WORKER_COMPROMISED = 3,  /* killed by the monitor for breaking a rule */
-        TSM_PRIV_WORKER_UNRESPONSIVE = 4, /* killed by the monitor after it fell silent */
+        TSM_PRIV_WORKER_UNRESPONSIVE = 4, /* killed by the monitor after it fell silent, or did not get ready in time */
         _TSM_PRIV_WORKER_END_MAX,
 } TsmPrivWorkerEnd;
 
