@@ -291,11 +291,12 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
                 r = priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id);
         else
                 r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, &ctx->id, ret_fd);
-        if (r == -EBADF || r == -ENODEV)
+        if (r == -EBADF || r == -ENODEV || (r == -EACCES && adopt_fd >= 0))
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
-                                            json_object_new_string(r == -EBADF ? GUEST_REASON_NOT_IOMMUFD :
-                                                                   GUEST_REASON_NO_IOMMU));
+                                            json_object_new_string(r == -EBADF    ? GUEST_REASON_NOT_IOMMUFD :
+                                                                   r == -EACCES ? GUEST_REASON_NOT_RDWR :
+                                                                                  GUEST_REASON_NO_IOMMU));
         if (r == -EMFILE)
                 /* The monitor holds one we do not count (one we could not restore, say). */
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));

@@ -47,6 +47,18 @@ int monitor_iommufd_open(TsmPlatform *p, int *ret_fd) {
         return 0;
 }
 
+/* SECURITY: what it is is not all: an O_PATH fd (or one opened read-only) of /dev/iommu passes
+ * fstat() as the device, yet is no iommufd, and would be handed to others as one. */
+static int fd_check_rdwr(int fd) {
+        int flags = fcntl(fd, F_GETFL);
+
+        if (flags < 0)
+                return negative_errno();
+        if ((flags & O_PATH) || (flags & O_ACCMODE) != O_RDWR)
+                return -EACCES;
+        return 0;
+}
+
 /* SECURITY: an adopted fd must be what it claims: the same kind of object that
  * monitor_iommufd_open() hands out. The monitor later issues ioctls on it as root. */
 int monitor_iommufd_verify(TsmPlatform *p, int fd) {
@@ -60,7 +72,7 @@ int monitor_iommufd_verify(TsmPlatform *p, int fd) {
         if (fstat(fd, &st) < 0)
                 return negative_errno();
         if (stat(path, &want) >= 0)
-                return S_ISCHR(st.st_mode) && st.st_rdev == want.st_rdev ? 0 : -EBADF;
+                return S_ISCHR(st.st_mode) && st.st_rdev == want.st_rdev ? fd_check_rdwr(fd) : -EBADF;
         if (!tsm_platform_is_emulated(p))
                 return -ENODEV;
 
@@ -73,5 +85,5 @@ int monitor_iommufd_verify(TsmPlatform *p, int fd) {
         if (!strneq(target, "/memfd:" EMULATED_IOMMUFD_NAME, strlen("/memfd:" EMULATED_IOMMUFD_NAME)) ||
             fcntl(fd, F_GET_SEALS) != EMULATED_IOMMUFD_SEALS)
                 return -EBADF;
-        return 0;
+        return fd_check_rdwr(fd);
 }

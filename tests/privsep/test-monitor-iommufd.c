@@ -97,8 +97,19 @@ TEST(iommu_device) {
         ASSERT_OK(monitor_iommufd_open(p.p, &fd));
         ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
         ASSERT_OK(monitor_iommufd_verify(p.p, fd));
-        other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        other = open("/dev/null", O_RDWR | O_CLOEXEC);
         ASSERT_OK(monitor_iommufd_verify(p.p, other)); /* the same device, opened elsewhere */
+        close(other);
+        /* SECURITY: the same device, but not open for reading and writing: an O_PATH fd passes
+         * fstat() as the device, yet is no iommufd. */
+        other = open("/dev/null", O_PATH | O_CLOEXEC);
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, other), EACCES);
+        close(other);
+        other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, other), EACCES);
+        close(other);
+        other = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, other), EACCES);
         close(other);
         close(fd);
 
