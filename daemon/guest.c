@@ -1085,6 +1085,17 @@ void guest_device_gone(Manager *m, const char *pci_address) {
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
+/* A PrivSlotInUse: a connected client's, or one whose requests the monitor still holds. */
+static bool slot_in_use(uint32_t slot, void *userdata) {
+        Manager *m = userdata;
+        GuestClient *c;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                if (c->slot == slot)
+                        return true;
+        return priv_call_slot_busy(m->channel, slot);
+}
+
 int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         GuestClient *c = new0(GuestClient, 1);
         int r;
@@ -1093,9 +1104,7 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
                 return -ENOMEM;
         c->manager = m;
         c->conn = conn;
-        c->slot = ++m->next_slot;
-        if (c->slot == TSM_PRIV_SLOT_WORKER) /* wrapped: 0 is the worker's own */
-                c->slot = ++m->next_slot;
+        c->slot = priv_slot_counter_next(&m->slots, slot_in_use, m);
         TAILQ_INIT(&c->pending);
         LIST_INIT(&c->changes);
         guest_ops_init(&c->ops, &c->identity);

@@ -68,7 +68,8 @@
 #define TSM_PRIV_RECLAIM_ID_MAX 40U  /* a reclaim id (fdstore.h): 32 hex digits and NUL */
 
 /* Slot 0 is the worker itself: contexts nobody holds (restored, waiting to be reclaimed). Every
- * client connection gets a slot of its own, never reused while the worker lives. */
+ * client connection gets a slot of its own, never reused while the worker lives, except after
+ * 2^32 connections, and then never one still in use (priv_slot_counter_next()). */
 #define TSM_PRIV_SLOT_WORKER 0U
 
 typedef enum TsmPrivType {
