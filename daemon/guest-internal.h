@@ -25,6 +25,7 @@
 #define GUEST_REASON_NO_CLIENT_RULE "no policy rule matches the client"
 #define GUEST_REASON_NO_FD "no fd attached at that index"
 #define GUEST_REASON_NOT_IOMMUFD "not an iommufd"
+#define GUEST_REASON_NOT_RDWR "not open for reading and writing"
 #define GUEST_REASON_NO_IOMMU "no IOMMU device on this host"
 #define GUEST_REASON_NOT_CHAR "not a character device"
 #define GUEST_REASON_NOT_VFIO "not a VFIO device"

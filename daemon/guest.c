@@ -303,11 +303,12 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
                 r = priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id);
         else
                 r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, &ctx->id, ret_fd);
-        if (r == -EBADF || r == -ENODEV)
+        if (r == -EBADF || r == -ENODEV || (r == -EACCES && adopt_fd >= 0))
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
-                                            json_object_new_string(r == -EBADF ? GUEST_REASON_NOT_IOMMUFD :
-                                                                   GUEST_REASON_NO_IOMMU));
+                                            json_object_new_string(r == -EBADF    ? GUEST_REASON_NOT_IOMMUFD :
+                                                                   r == -EACCES ? GUEST_REASON_NOT_RDWR :
+                                                                                  GUEST_REASON_NO_IOMMU));
         if (r == -EMFILE)
                 /* The monitor holds one we do not count (one we could not restore, say). */
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
@@ -1134,6 +1135,17 @@ void guest_device_gone(Manager *m, const char *pci_address) {
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
+/* A PrivSlotInUse: a connected client's, or one whose requests the monitor still holds. */
+static bool slot_in_use(uint32_t slot, void *userdata) {
+        Manager *m = userdata;
+        GuestClient *c;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                if (c->slot == slot)
+                        return true;
+        return priv_call_slot_busy(m->channel, slot);
+}
+
 int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         GuestClient *c = new0(GuestClient, 1);
         int r;
@@ -1142,9 +1154,7 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
                 return -ENOMEM;
         c->manager = m;
         c->conn = conn;
-        c->slot = ++m->next_slot;
-        if (c->slot == TSM_PRIV_SLOT_WORKER) /* wrapped: 0 is the worker's own */
-                c->slot = ++m->next_slot;
+        c->slot = priv_slot_counter_next(&m->slots, slot_in_use, m);
         TAILQ_INIT(&c->pending);
         LIST_INIT(&c->changes);
         guest_ops_init(&c->ops, &c->identity);

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "file-trust.h"
 #include "ini.h"
 #include "last-good.h"
 #include "log.h"
@@ -43,7 +44,7 @@ static int append_entry(const char *name, const char *text, void *userdata) {
 int last_good_load(const char *config_path, bool optional, const PolicyFileTrust *trust, DaemonConfig *ret_config,
                    Policy **ret_policy, int *ret_fd, char **ret_policy_error) {
         _cleanup_(policy_unrefp) Policy *policy = NULL;
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *text = NULL, *trust_error = NULL;
         _cleanup_close_ int fd = -EBADF;
         const char *message = NULL;
         DaemonConfig new;
@@ -63,10 +64,14 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
         if (fd < 0)
                 return log_error_errno(-errno, "Failed to make a memfd for the configuration: %m");
 
-        /* The bytes read are the bytes parsed and the bytes kept: no second read in between. */
-        r = ini_read_file(config_path, DAEMON_CONFIG_FILE_MAX, &text);
+        /* The bytes read are the bytes parsed and the bytes kept: no second read in between.
+         * SECURITY: checked as the policy files are (file-trust.h): it names them, and what
+         * root hands over. */
+        r = file_trust_read(config_path, trust, DAEMON_CONFIG_FILE_MAX, &text, &trust_error);
         if (r == -ENOENT && optional)
                 r = 0; /* built-in defaults */
+        else if (r < 0 && trust_error)
+                return log_error_errno(r, "%s.", trust_error);
         else if (r == -EISDIR || r == -EBADFD)
                 return daemon_config_log_load_error(config_path, r, 0, "not a regular file");
         else if (r < 0)

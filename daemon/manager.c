@@ -10,6 +10,7 @@
 #include "admin.h"
 #include "config.h"
 #include "context-store.h"
+#include "file-trust.h"
 #include "guest.h"
 #include "idle-flush.h"
 #include "last-good.h"
@@ -88,15 +89,17 @@ static void on_monitor_gone(void *userdata) {
         (void) event_base_loopexit(m->base, NULL);
 }
 
+/* What this process trusts in the files it reads: root's, never its own (its group's). Root
+ * only: the monitor is root (tsmd starts no other way), and a file this process could write is
+ * one a VMM that took it over could have written. */
+#define WORKER_TRUST ((const PolicyFileTrust) { .owner = 0, .worker_gid = getegid() })
+
 /* Loads the policy named by the configuration; on failure *ret_message says why. */
 static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) {
         _cleanup_free_ char *error = NULL;
         int r;
 
-        /* Root only: the monitor is root (tsmd starts no other way), and a file this process
-         * could write is one a VMM that took it over could have written. */
-        r = policy_load_full(c->policy_file, c->policy_dropin_dir,
-                             &(const PolicyFileTrust) { .owner = 0, .worker_gid = getegid() }, ret, &error);
+        r = policy_load_full(c->policy_file, c->policy_dropin_dir, &WORKER_TRUST, ret, &error);
         if (r < 0) {
                 if (ret_message)
                         *ret_message = TAKE_PTR(error);
@@ -111,19 +114,21 @@ static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) 
  * which of the two a reload keeps, for the log. */
 static int read_files(Manager *m, DaemonConfig *ret_config, Policy **ret_policy, char **ret_message,
                       const char **ret_kept) {
-        _cleanup_free_ char *policy_error = NULL;
+        _cleanup_free_ char *policy_error = NULL, *error = NULL;
         const char *message = NULL;
         DaemonConfig config;
         unsigned line = 0;
         int r;
 
         daemon_config_init(&config);
-        r = daemon_config_load(&config, m->config_path, &line, &message);
+        r = daemon_config_load_trusted(&config, m->config_path, &WORKER_TRUST, &line, &message, &error);
         if (r == -ENOENT)
                 r = 0; /* no file: the built-in defaults */
         if (r < 0) {
                 daemon_config_done(&config);
-                if (asprintf(ret_message, "%s:%u: %s", m->config_path, line, strna(message)) < 0)
+                if (error)
+                        *ret_message = TAKE_PTR(error); /* the file's trust: it names the file */
+                else if (asprintf(ret_message, "%s:%u: %s", m->config_path, line, strna(message)) < 0)
                         *ret_message = NULL;
                 *ret_kept = "configuration";
                 return r;
@@ -213,7 +218,7 @@ static int load_files(Manager *m, bool config_optional) {
         int r;
 
         if (m->hello.last_good_fd < 0) {
-                r = daemon_config_load_logged(&m->config, m->config_path, config_optional);
+                r = daemon_config_load_trusted_logged(&m->config, m->config_path, config_optional, &WORKER_TRUST);
                 if (r < 0)
                         return r;
                 r = load_policy(&m->config, &m->policy, &error);

@@ -12,6 +12,7 @@
 #include "daemon-config.h"
 #include "policy.h"
 #include "priv-call.h"
+#include "priv-slots.h"
 #include "ratelimit.h"
 #include "tsm-platform.h"
 #include "varlink-server.h"
@@ -53,7 +54,7 @@ typedef struct Manager {
         TsmPlatform *platform; /* a view: operations go to the monitor through channel */
         PrivChannel *channel;
         PrivHello hello;
-        uint32_t next_slot;
+        PrivSlotCounter slots; /* the client slots handed out */
         Policy *policy;  /* replaced whole on reload */
         ConfigState config_state;
         AuditLog *audit;

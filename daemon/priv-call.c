@@ -179,6 +179,10 @@ static bool slot_has_waiting(PrivChannel *c, uint32_t slot) {
         return e && e->n_waiting > 0;
 }
 
+bool priv_call_slot_busy(PrivChannel *c, uint32_t slot) {
+        return c && priv_slots_find(c->slots, slot);
+}
+
 /* A reply made room in the monitor: the oldest queued requests that may go now, go. A slot's
  * requests keep their order: once one of them must wait, so do those after it. */
 static void requests_flush(PrivChannel *c) {

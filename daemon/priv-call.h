@@ -62,6 +62,9 @@ int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, boo
 
 /* reclaim_id names the context in the fd store (fdstore.h): never the token. -EMFILE: the
  * monitor holds as many contexts as it may. */
+/* Whether the monitor holds requests of slot, or some wait here to go. */
+bool priv_call_slot_busy(PrivChannel *c, uint32_t slot);
+
 int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *reclaim_id, uint32_t *ret_context,
                            int *ret_fd);
 /* fd is not taken. -EBADF: not an iommufd; -ENODEV: no IOMMU on this host; -EMFILE as above. */

@@ -6,6 +6,7 @@
 
 #include "macro.h"
 #include "priv-slots.h"
+#include "tsm-priv.h"
 
 #define PRIV_SLOTS_MIN_CAPACITY 16U
 
@@ -120,4 +121,20 @@ int priv_slots_add(PrivSlots *s, uint32_t slot, int sent, int waiting) {
         if (entry_free(e))
                 remove_at(s, (size_t) (e - s->entries));
         return 0;
+}
+
+uint32_t priv_slot_counter_next(PrivSlotCounter *c, PrivSlotInUse in_use, void *userdata) {
+        assert(c);
+        assert(in_use);
+
+        for (;;) {
+                uint32_t slot = ++c->last;
+
+                if (slot == TSM_PRIV_SLOT_WORKER) {
+                        c->wrapped = true;
+                        continue;
+                }
+                if (!c->wrapped || !in_use(slot, userdata))
+                        return slot;
+        }
 }

@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct PrivSlots PrivSlots;
@@ -28,3 +29,19 @@ PrivSlotCounts *priv_slots_find(PrivSlots *s, uint32_t slot);
 int priv_slots_add(PrivSlots *s, uint32_t slot, int sent, int waiting);
 /* Number of slots with a count that is not zero. */
 size_t priv_slots_size(const PrivSlots *s);
+
+/* ---- numbering --------------------------------------------------------------------------- */
+
+/* Hands out client slots: 1, 2, ... and, after 2^32 connections, again from 1, never
+ * TSM_PRIV_SLOT_WORKER (0), and past the wrap never one in_use() says is still live (a client
+ * connected, or requests of a gone one the monitor still holds): tsm-priv.h's "never reused
+ * while in use". Before the wrap nothing is asked. */
+typedef struct PrivSlotCounter {
+        uint32_t last;
+        bool wrapped;
+} PrivSlotCounter;
+
+typedef bool (*PrivSlotInUse)(uint32_t slot, void *userdata);
+
+/* The next free slot. Needs fewer than 2^32 - 1 slots in use (each is a connection). */
+uint32_t priv_slot_counter_next(PrivSlotCounter *c, PrivSlotInUse in_use, void *userdata);

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "daemon-config.h"
 #include "discovery.h"
+#include "file-trust.h"
 #include "log.h"
 #include "monitor.h"
 #include "policy.h"
@@ -165,6 +166,16 @@ static void raise_nofile_limit(void) {
                 log_warning_errno(-errno, "Failed to raise the RLIMIT_NOFILE soft limit, keeping it: %m");
 }
 
+/* The worker's group, whose writes no file root acts on may carry (GID_INVALID: no such user
+ * here, e.g. a check on another machine). */
+static gid_t config_worker_gid(void) {
+        uid_t uid;
+        gid_t gid = GID_INVALID;
+
+        (void) worker_user_lookup(arg_worker_user, &uid, &gid);
+        return gid;
+}
+
 /* --check-config and --dump-config: the policy the configuration names, as the worker loads it
  * (a bad one keeps the worker from starting). The dump goes out as comments, so that the whole
  * of --dump-config stays a valid tsmd.conf; without the "# " it is a valid policy file. */
@@ -223,7 +234,10 @@ int main(int argc, char *argv[]) {
         config_path = arg_config ?: DAEMON_CONFIG_FILE_DEFAULT;
 
         daemon_config_init(&config);
-        r = daemon_config_load_logged(&config, config_path, !arg_config);
+        /* SECURITY: root acts on what it names: checked as the policy files are, by whoever
+         * runs it (--check-config as another user trusts that user's files, as for the policy). */
+        r = daemon_config_load_trusted_logged(&config, config_path, !arg_config,
+                                              &(const PolicyFileTrust) { .owner = geteuid(), .worker_gid = config_worker_gid() });
         if (r < 0) {
                 daemon_config_done(&config);
                 return EXIT_FAILURE;

@@ -70,7 +70,8 @@
 #define TSM_PRIV_RECLAIM_ID_MAX 40U  /* a reclaim id (fdstore.h): 32 hex digits and NUL */
 
 /* Slot 0 is the worker itself: contexts nobody holds (restored, waiting to be reclaimed). Every
- * client connection gets a slot of its own, never reused while the worker lives. */
+ * client connection gets a slot of its own, never reused while the worker lives, except after
+ * 2^32 connections, and then never one still in use (priv_slot_counter_next()). */
 #define TSM_PRIV_SLOT_WORKER 0U
 
 typedef enum TsmPrivType {
@@ -132,7 +133,7 @@ typedef enum TsmPrivWorkerEnd {
         TSM_PRIV_WORKER_EXITED = 1,       /* status: its exit status */
         TSM_PRIV_WORKER_CRASHED = 2,      /* status: the signal that ended it */
         TSM_PRIV_WORKER_COMPROMISED = 3,  /* killed by the monitor for breaking a rule */
-        TSM_PRIV_WORKER_UNRESPONSIVE = 4, /* killed by the monitor after it fell silent */
+        TSM_PRIV_WORKER_UNRESPONSIVE = 4, /* killed by the monitor after it fell silent, or did not get ready in time */
         _TSM_PRIV_WORKER_END_MAX,
 } TsmPrivWorkerEnd;
 

@@ -7,10 +7,14 @@
  */
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "iommufd-transport.h"
@@ -23,8 +27,53 @@ _Static_assert(IOMMUFD_TSM_PAYLOAD_MAX <= INT32_MAX, "the residue must fit ioctl
 
 /* ---- The syscall seam ------------------------------------------------------------------ */
 
+/* SECURITY: root opens IommuDevice= read-write and hands the fd to VMMs. Only the IOMMU's own
+ * character device (that of /dev/iommu, or one sysfs names "iommu") qualifies, or the null and
+ * zero devices, which hold nothing (stand-ins where there is no IOMMU: emulation, tests): not a
+ * regular file (/etc/shadow), a directory, a FIFO, a socket, nor any other device (/dev/mem). */
+static bool iommu_device_ok(const struct stat *st) {
+        char path[64], buf[512];
+        struct stat iommu;
+        ssize_t n;
+        int fd;
+
+        if (!S_ISCHR(st->st_mode))
+                return false;
+        if (st->st_rdev == makedev(1, 3) || st->st_rdev == makedev(1, 5))
+                return true;
+        if (stat(IOMMUFD_DEFAULT_PATH, &iommu) >= 0 && S_ISCHR(iommu.st_mode) && iommu.st_rdev == st->st_rdev)
+                return true;
+        snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/uevent", major(st->st_rdev), minor(st->st_rdev));
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return false;
+        n = read(fd, buf, sizeof(buf) - 1);
+        (void) close(fd);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        return strstr(buf, "\nDEVNAME=iommu\n") || strneq(buf, "DEVNAME=iommu\n", strlen("DEVNAME=iommu\n"));
+}
+
+/* The real open of the IOMMU device: looked at before it is opened for writing (opening some
+ * files does things), and what was opened checked again, whatever the path named a moment
+ * before. */
 static int libc_open(void *userdata _unused_, const char *path, int flags) {
-        return RET_NERRNO(open(path, flags));
+        struct stat st;
+        int fd;
+
+        if (stat(path, &st) < 0)
+                return negative_errno();
+        if (!iommu_device_ok(&st))
+                return -ENODEV;
+        fd = open(path, flags);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0 || !iommu_device_ok(&st)) {
+                (void) close(fd);
+                return -ENODEV;
+        }
+        return fd;
 }
 
 static int libc_ioctl(void *userdata _unused_, int fd, unsigned long request, void *arg) {
@@ -61,7 +110,10 @@ int iommufd_open(const char *path) {
                 path = IOMMUFD_DEFAULT_PATH;
         assert_return(path[0] != '\0', -EINVAL);
 
-        fd = syscalls->open(syscalls->userdata, path, O_RDWR | O_CLOEXEC);
+        /* SECURITY: the libc open refuses anything but the IOMMU device (iommu_device_ok()). */
+        fd = syscalls->open(syscalls->userdata, path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (fd == -ENODEV)
+                return log_debug_errno(fd, "Refusing '%s': not the IOMMU device.", path);
         if (fd < 0)
                 return log_debug_errno(fd, "Failed to open '%s': %m", path);
         return fd;

@@ -39,7 +39,11 @@ typedef struct IommufdSyscalls {
  * meant for test set-up, before any other call. @ops must outlive its use. */
 const IommufdSyscalls *iommufd_set_syscalls(const IommufdSyscalls *ops);
 
-/* Opens @path (NULL: /dev/iommu) O_RDWR|O_CLOEXEC. Returns the fd or a negative errno. */
+/* Opens @path (NULL: /dev/iommu) O_RDWR|O_CLOEXEC|O_NOCTTY. Returns the fd or a negative errno:
+ * through libc, -ENODEV for anything but the IOMMU's character device (that of /dev/iommu, or
+ * the one sysfs names "iommu") or the inert null and zero devices (a regular file, a directory,
+ * a FIFO, a socket, another device), checked before it is opened and on the fd opened; a test's
+ * IommufdSyscalls answers for itself. */
 int iommufd_open(const char *path);
 
 /* Closes @fd if >= 0 through the seam; always returns -EBADF (fd = iommufd_close(fd)). */

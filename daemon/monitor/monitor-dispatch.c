@@ -1309,6 +1309,7 @@ static int process_datagram(MonitorDispatch *d, TsmPrivDatagram *dg, const char 
 }
 
 int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
+        unsigned batches = 0;
         int k;
 
         assert(d);
@@ -1337,7 +1338,8 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
                                 return r;
                         }
                 }
-        } while ((size_t) k == TSM_PRIV_BATCH_MAX); /* fewer: the socket is empty */
+                /* Fewer: the socket is empty. Full ones: back to the loop after a few. */
+        } while ((size_t) k == TSM_PRIV_BATCH_MAX && ++batches < MONITOR_BATCHES_PER_WAKEUP);
 
         /* The answers to this batch leave together; those of guest requests come later. */
         tsm_priv_outbox_flush(d->outbox, d->channel);

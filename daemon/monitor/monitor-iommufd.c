@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "iommufd-transport.h"
+#include "log.h"
 #include "monitor-iommufd.h"
 #include "tsm-platform.h"
 
@@ -21,6 +22,15 @@ int monitor_iommufd_open(TsmPlatform *p, int *ret_fd) {
         assert(ret_fd);
 
         fd = iommufd_open(path);
+        if (fd == -ENODEV) {
+                static bool logged = false;
+
+                /* Once: every OPEN_CONTEXT would say it again. */
+                if (!logged)
+                        log_error("IommuDevice=%s is not the IOMMU's character device (nor /dev/null or /dev/zero): "
+                                  "refusing to open it for VMMs.", strna(path));
+                logged = true;
+        }
         if (fd >= 0 || fd != -ENOENT || !tsm_platform_is_emulated(p)) {
                 if (fd < 0)
                         return fd;
@@ -37,6 +47,18 @@ int monitor_iommufd_open(TsmPlatform *p, int *ret_fd) {
         return 0;
 }
 
+/* SECURITY: what it is is not all: an O_PATH fd (or one opened read-only) of /dev/iommu passes
+ * fstat() as the device, yet is no iommufd, and would be handed to others as one. */
+static int fd_check_rdwr(int fd) {
+        int flags = fcntl(fd, F_GETFL);
+
+        if (flags < 0)
+                return negative_errno();
+        if ((flags & O_PATH) || (flags & O_ACCMODE) != O_RDWR)
+                return -EACCES;
+        return 0;
+}
+
 /* SECURITY: an adopted fd must be what it claims: the same kind of object that
  * monitor_iommufd_open() hands out. The monitor later issues ioctls on it as root. */
 int monitor_iommufd_verify(TsmPlatform *p, int fd) {
@@ -50,7 +72,7 @@ int monitor_iommufd_verify(TsmPlatform *p, int fd) {
         if (fstat(fd, &st) < 0)
                 return negative_errno();
         if (stat(path, &want) >= 0)
-                return S_ISCHR(st.st_mode) && st.st_rdev == want.st_rdev ? 0 : -EBADF;
+                return S_ISCHR(st.st_mode) && st.st_rdev == want.st_rdev ? fd_check_rdwr(fd) : -EBADF;
         if (!tsm_platform_is_emulated(p))
                 return -ENODEV;
 
@@ -63,5 +85,5 @@ int monitor_iommufd_verify(TsmPlatform *p, int fd) {
         if (!strneq(target, "/memfd:" EMULATED_IOMMUFD_NAME, strlen("/memfd:" EMULATED_IOMMUFD_NAME)) ||
             fcntl(fd, F_GET_SEALS) != EMULATED_IOMMUFD_SEALS)
                 return -EBADF;
-        return 0;
+        return fd_check_rdwr(fd);
 }

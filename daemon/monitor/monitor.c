@@ -32,6 +32,9 @@
 #define BACKOFF_RESET_USEC (60 * 1000 * 1000ULL)
 /* The worker says it is alive every 5 s (manager.c); three missed beats and it is wedged. */
 #define WORKER_SILENCE_MAX_USEC (15 * 1000 * 1000ULL)
+/* A worker has as long to say READY after it starts (it loads its files, opens the audit log
+ * and reclaims the contexts first): one that does not is wedged too, and holds the sockets. */
+#define WORKER_START_MAX_USEC WORKER_SILENCE_MAX_USEC
 /* How long a stopping worker may take (its own drain allows 10 s). */
 #define STOP_TIMEOUT_SEC 15
 
@@ -337,17 +340,26 @@ static int policy_load_logged(Monitor *m, const DaemonConfig *config) {
 
 /* Returns the audit directory's error: without it the worker cannot start. */
 static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
+        const char *state = config->context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
         int r;
 
-        /* What the worker writes must be the worker's (an older tsmd wrote it as root). */
-        r = worker_dir_prepare(config->context_state_dir ?: RUNSTATEDIR "/tsmd/contexts", /* private_dir= */ true,
-                               m->worker_uid, m->worker_gid);
-        if (r < 0)
-                log_warning_errno(r, "Cannot give the context state directory to the worker, contexts will "
-                                     "not survive restarts: %m");
+        /* What the worker writes must be the worker's. */
+        r = worker_dir_prepare(state, /* private_dir= */ true, m->worker_uid, m->worker_gid);
+        if (r == -ENOTEMPTY)
+                log_warning("Not giving the context state directory '%s' to the worker: it is not empty and not "
+                            "the worker's (a shared directory?); contexts will not survive restarts. Name a "
+                            "directory of tsmd's own in ContextStateDirectory=.", state);
+        else if (r < 0)
+                log_warning_errno(r, "Cannot give the context state directory '%s' to the worker, contexts will "
+                                     "not survive restarts: %m", state);
         if (!config->audit_dir)
                 return 0;
         r = worker_dir_prepare(config->audit_dir, /* private_dir= */ false, m->worker_uid, m->worker_gid);
+        if (r == -ENOTEMPTY)
+                return log_error_errno(r, "Refusing to give the audit directory '%s' to the worker: it is not empty "
+                                          "and not the worker's (a shared directory, /var/log rather than "
+                                          "/var/log/tsmd?). Name a directory of tsmd's own in [Audit] Directory=, "
+                                          "or make this one the worker's.", config->audit_dir);
         if (r < 0)
                 return log_error_errno(r, "Cannot give the audit directory '%s' to the worker: %m", config->audit_dir);
         return 0;
@@ -446,19 +458,26 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
 }
 
 /* Once a second: the monitor's own watchdog ping (it holds the VMs' contexts, so it is what
- * must stay up), and a check that a serving worker still speaks. */
+ * must stay up), and a check that a serving worker still speaks, and that a starting one got
+ * to READY in time (counted from its start: messages before READY do not extend it). */
 static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
+        uint64_t now = now_monotonic_usec();
 
         (void) sd_notify(false, "WATCHDOG=1");
-        if (m->worker_pid > 0 && m->worker_ready && !m->stopping &&
-            now_monotonic_usec() - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC) {
+        if (m->worker_pid <= 0 || m->stopping || m->worker_killed_for != TSM_PRIV_WORKER_FIRST) /* being killed */
+                return;
+        if (m->worker_ready && now - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC)
                 log_error("Worker %d has not spoken for %llu s, killing it.", (int) m->worker_pid,
                           WORKER_SILENCE_MAX_USEC / 1000000);
-                m->worker_ready = false;
-                m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
-                worker_kill(m, SIGKILL);
-        }
+        else if (!m->worker_ready && now - m->worker_start_usec > WORKER_START_MAX_USEC)
+                log_error("Worker %d did not get ready in %llu s, killing it.", (int) m->worker_pid,
+                          WORKER_START_MAX_USEC / 1000000);
+        else
+                return;
+        m->worker_ready = false;
+        m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
+        worker_kill(m, SIGKILL);
 }
 
 /* ---- set-up ---------------------------------------------------------------------------- */

@@ -41,45 +41,40 @@ static int fd_chmod(int fd, mode_t mode) {
         return RET_NERRNO(chmod(path, mode));
 }
 
-/* The regular files in dir that are not the worker's yet: an older, unseparated tsmd wrote
- * them as root. Only in a directory that is not the worker's yet: in one that is, the worker
- * (compromised, say) could have put a hard link to any file there for root to give it, and
- * tsmd.tmpfiles ("Z", which refuses hard links) hands old files over instead. A file with more
- * than one link is not given either. */
-static void dir_give_files(const char *dir, int fd, uid_t uid, gid_t gid) {
+/* Whether the directory at fd (O_PATH) has no entries: 1 empty, 0 not, or -errno if root may
+ * not list it (then nobody knows what it holds). */
+static int dir_is_empty(int fd) {
         struct dirent *de;
-        int rfd;
+        int rfd, empty = 1;
         DIR *d;
 
         rfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (rfd < 0) {
-                log_debug_errno(-errno, "Cannot look into '%s', leaving its files as they are: %m", dir);
-                return;
-        }
+        if (rfd < 0)
+                return negative_errno();
         d = fdopendir(rfd);
         if (!d) {
                 safe_close(rfd);
-                return;
+                return -ENOMEM;
         }
-        while ((de = readdir(d))) {
-                struct stat st;
-
-                if (de->d_type != DT_REG || fstatat(rfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-                    !S_ISREG(st.st_mode) || st.st_uid == uid)
-                        continue;
-                if (st.st_nlink != 1) {
-                        log_warning("Not giving '%s/%s' to the worker: it has %ju links.", dir, de->d_name,
-                                    (uintmax_t) st.st_nlink);
-                        continue;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, "..")) {
+                        empty = 0;
+                        break;
                 }
-                if (fchownat(rfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
-                        log_warning_errno(-errno, "Cannot give '%s/%s' to the worker, ignoring: %m", dir, de->d_name);
-        }
         closedir(d);
+        return empty;
+}
+
+static bool have_cap_chown(void) {
+        _cleanup_(cap_freep) cap_t caps = cap_get_proc();
+        cap_flag_value_t v = CAP_CLEAR;
+
+        return caps && cap_get_flag(caps, CAP_CHOWN, CAP_EFFECTIVE, &v) == 0 && v == CAP_SET;
 }
 
 int worker_dir_prepare(const char *dir, bool private_dir, uid_t uid, gid_t gid) {
         _cleanup_close_ int fd = -EBADF;
+        bool created = false;
         struct stat st;
         mode_t want;
         int r;
@@ -88,7 +83,9 @@ int worker_dir_prepare(const char *dir, bool private_dir, uid_t uid, gid_t gid) 
          * tsmd:tsm-admin) is not root's to open for reading without CAP_DAC_OVERRIDE. */
         fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT) {
-                if (mkdir(dir, private_dir ? 0700 : 0750) < 0 && errno != EEXIST)
+                if (mkdir(dir, private_dir ? 0700 : 0750) >= 0)
+                        created = true;
+                else if (errno != EEXIST)
                         return negative_errno();
                 fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
@@ -100,13 +97,26 @@ int worker_dir_prepare(const char *dir, bool private_dir, uid_t uid, gid_t gid) 
         want = private_dir ? 0700 : (st.st_mode & 07777) | 0700;
 
         if (st.st_uid != uid) {
-                dir_give_files(dir, fd, uid, gid);
+                /* SECURITY: only a directory we made, or an empty one, becomes the worker's. A
+                 * tsmd.conf naming a shared one (/var/log, /etc) must not give the worker it
+                 * and what it holds, nor change its mode: -ENOTEMPTY, nothing touched. An
+                 * older tsmd's files are tsmd.tmpfiles' to hand over ("Z"), or the admin's. */
+                if (!created) {
+                        r = dir_is_empty(fd);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                return -ENOTEMPTY;
+                }
+                /* Nor is its mode changed unless it can then be given (after the start the
+                 * monitor no longer has CAP_CHOWN). */
+                if (!have_cap_chown())
+                        return -EPERM;
                 /* While it is still ours: afterwards chmod() would take CAP_FOWNER. */
                 if ((st.st_mode & 07777) != want && st.st_uid == geteuid()) {
                         r = fd_chmod(fd, want);
                         /* SECURITY: the names in a private directory may be secrets (reclaim
-                         * tokens, in files an older tsmd left): not given to the worker while
-                         * others may list them. */
+                         * tokens): not given to the worker while others may list them. */
                         if (r < 0 && private_dir)
                                 return r;
                         if (r >= 0)

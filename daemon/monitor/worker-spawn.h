@@ -15,9 +15,12 @@
 int worker_user_lookup(const char *name, uid_t *ret_uid, gid_t *ret_gid);
 
 /* Makes dir (if missing, mode 0750) the worker's: owned by uid (uid:gid if it was not yet; the
- * group of a directory that was the worker's already stays), with owner rwx, and the regular
- * files in it too where root may look (an audit log written by an older, unseparated tsmd).
- * A private_dir (the context state, where an older tsmd named files by reclaim tokens) is made
+ * group of a directory that was the worker's already stays), with owner rwx. SECURITY: only a
+ * directory made here, or an empty one, is taken over: one that is somebody else's and holds
+ * anything (a shared /var/log named by mistake) is refused with -ENOTEMPTY (-EACCES if root may
+ * not list it), and nothing is changed. Nor is a mode changed without CAP_CHOWN in the
+ * effective set to give the directory afterwards (-EPERM: the monitor after its start).
+ * A private_dir (the context state, whose file names are reclaim tokens) is made
  * (if missing) 0700 and, if it is not the worker's yet, made exactly 0700 before it is given; one that is
  * the worker's already is left to the worker (context_store_prepare()), as changing its mode
  * would take CAP_FOWNER. Needs CAP_CHOWN only for a directory that is not the worker's yet,

@@ -21,6 +21,7 @@
 
 #include "backend.h"
 #include "file-acl.h"
+#include "file-trust.h"
 #include "ini.h"
 #include "path-trust.h"
 #include "policy-internal.h"
@@ -847,47 +848,13 @@ static int parse_text(Loader *l, const char *name, const char *text) {
  * root or the trusted owner by uid; an ACL we cannot parse is refused. (A default ACL only
  * shapes new files, and those are checked in turn.) */
 static int check_writers(Loader *l, int fd, const struct stat *st) {
-        _cleanup_(file_acl_freep) FileAcl *acl = NULL;
-        bool group_writes;
+        _cleanup_free_ char *reason = NULL;
         int r;
 
-        if (st->st_uid != 0 && st->st_uid != l->trust.owner)
-                return loader_error(l, 0, -EPERM,
-                                    "owned by uid %u, which is neither root nor the daemon's user; "
-                                    "refusing to use it",
-                                    (unsigned) st->st_uid);
-
-        r = file_acl_read(fd, &acl);
-        if (r == -EPROTONOSUPPORT)
-                return loader_error(l, 0, -EPERM,
-                                    "has a POSIX ACL of an unknown version; refusing to use it");
-        if (r == -EBADMSG)
-                return loader_error(l, 0, -EPERM, "has a malformed POSIX ACL; refusing to use it");
-        if (r < 0) {
-                errno = -r;
-                return loader_error(l, 0, r, "cannot read its POSIX ACL: %m");
-        }
-
-        if ((st->st_mode & S_IWOTH) || (acl && (acl->other & FILE_ACL_WRITE)))
-                return loader_error(l, 0, -EPERM, "writable by every user; refusing to use it");
-
-        group_writes = acl ? file_acl_masked(acl, acl->group_obj) & FILE_ACL_WRITE : st->st_mode & S_IWGRP;
-        if (group_writes && l->trust.worker_gid != GID_INVALID && st->st_gid == l->trust.worker_gid)
-                return loader_error(l, 0, -EPERM,
-                                    "writable by group %u, the unprivileged worker's; refusing to use it",
-                                    (unsigned) st->st_gid);
-
-        for (size_t i = 0; acl && i < acl->n_named; i++) {
-                const FileAclEntry *e = &acl->named[i];
-
-                if (!(file_acl_masked(acl, e->perm) & FILE_ACL_WRITE))
-                        continue;
-                if (e->tag == FILE_ACL_USER && (e->id == 0 || e->id == l->trust.owner))
-                        continue;
-                return loader_error(l, 0, -EPERM, "writable by %s %u through an ACL; refusing to use it",
-                                    e->tag == FILE_ACL_USER ? "uid" : "gid", (unsigned) e->id);
-        }
-        return 0;
+        r = file_trust_check_writers(fd, st, &l->trust, &reason);
+        if (r < 0 && reason)
+                return loader_error(l, 0, r, "%s", reason);
+        return r;
 }
 
 /* SECURITY: opens path with every directory on the way checked (path-trust.h): a file is only

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "emu-config.h"
 #include "emu-device.h"
 #include "tdisp.h"
@@ -975,6 +977,15 @@ TEST(full_disk_fails_closed) {
                 _cleanup_close_ int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
                 ASSERT_OK(fd);
                 ASSERT_EQ(write(fd, block, sizeof(block)), (ssize_t) sizeof(block));
+        }
+        /* The worker's, as tsmd.tmpfiles would leave it: tsmd takes no directory of somebody
+         * else's that holds anything. */
+        {
+                struct passwd *worker = getpwnam(TSMD_WORKER_USER);
+
+                ASSERT_NOT_NULL(worker);
+                ASSERT_OK(chown(audit, worker->pw_uid, worker->pw_gid));
+                ASSERT_OK(chown(filler, worker->pw_uid, worker->pw_gid));
         }
         tsmd_restart(&t, &(TsmdOptions) { .log_level = "info" });
 

@@ -312,6 +312,82 @@ TEST(config_not_a_regular_file) {
         tsmd_teardown(&t);
 }
 
+/* SECURITY: tsmd.conf names the policy files, the directories root hands the worker and the
+ * IOMMU device, so it is trusted as the policy files are (POLICY.md): owned by root, written by
+ * nobody else, in directories nobody else may write. Else tsmd does not start, a reload fails
+ * and keeps what is in force, and a new worker starts from the last files that loaded. */
+TEST(config_trusted_as_the_policy) {
+        const char *dir = scratch_dir(), *sub = strdupa(scratch_path(dir, "etc")),
+                   *path = strdupa(strf("%s/tsmd.conf", sub));
+        const char *expected;
+        json_object *r = NULL;
+        const char *error;
+        VarlinkClient *c;
+        pid_t worker;
+        Tsmd t;
+
+        if (geteuid() != 0)
+                SKIP("chown");
+        ASSERT_OK(chmod(dir, 0755));
+        ASSERT_OK(mkdir(sub, 0755));
+        write_file(path, "[Platform]\nMode=emulated\n");
+        expect_config_ok(path);
+
+        /* Start (--check-config reads it as a start does): a directory on the way. */
+        ASSERT_OK(chown(sub, 0, 4242));
+        ASSERT_OK(chmod(sub, 0775));
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", &out, &err), 0));
+                expected = strf("%s: directory %s is writable by group 4242; refusing to use it", path, sub);
+                if (!strstr(err, expected))
+                        TEST_FAIL("stderr does not say '%s': %s", expected, err);
+                ASSERT_NULL(strstr(out, "configuration OK"));
+        }
+        ASSERT_OK(chmod(sub, 0755));
+        /* The file itself. */
+        ASSERT_OK(chmod(path, 0646));
+        {
+                _cleanup_free_ char *err = NULL;
+
+                ASSERT_FALSE(exited_with(tsmd_run(path, NULL, NULL, &err), 0));
+                expected = strf("%s: writable by every user; refusing to use it", path);
+                if (!strstr(err, expected))
+                        TEST_FAIL("stderr does not say '%s': %s", expected, err);
+        }
+        ASSERT_OK(chmod(path, 0644));
+        expect_config_ok(path);
+
+        /* A reload: refused, naming the file; what is in force stays. */
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        c = tsmd_connect(&t);
+        ASSERT_OK(chown(t.config_path, 4242, 0));
+        error = tsmd_call(c, "io.tsmd.Service.Reload", NULL, &r);
+        expected = strf("%s: owned by uid 4242, which is neither root nor the daemon's user; refusing to use it",
+                        t.config_path);
+        if (!error || !streq(error, "io.tsmd.Service.ReloadFailed") || !strstr(JSTR(r, "message"), expected))
+                TEST_FAIL("Reload: expected ReloadFailed saying '%s', got %s %s", expected, error ?: "success",
+                          json_object_to_json_string(r));
+        json_object_put(r);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+
+        /* A new worker: the monitor refuses the file too, and the worker serves the last that loaded. */
+        worker = tsmd_worker_pid(&t);
+        tsmd_kill_worker(&t);
+        ASSERT_NE(tsmd_worker_pid(&t), worker);
+        ASSERT_TRUE(tsmd_wait_log(&t, strf("%s.", expected), 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_log_contains(&t, "the new worker starts with the last configuration and policy that loaded"));
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+
+        ASSERT_OK(chown(t.config_path, 0, 0));
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* A path has no "none": an empty one is its default, not a worker that cannot start ("Cannot
  * open the audit log in 'n/a'") and restarts forever. */
 TEST(empty_path_is_the_default) {

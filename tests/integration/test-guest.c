@@ -393,6 +393,12 @@ TEST(open_and_adopt_context_dev_zero) {
         ASSERT_TRUE(json_matches(r, "{\"field\":\"fileDescriptor\"}"));
         ASSERT_STREQ(adopt_context(c, memfd_create("tsmd-emulated-iommufd", MFD_CLOEXEC), NULL, &r),
                      E_GUEST("BadFileDescriptor"));
+        /* SECURITY: the IOMMU device itself, but not open for reading and writing: an O_PATH fd
+         * is what it is by fstat(), yet no iommufd the monitor could use or hand on. */
+        ASSERT_STREQ(adopt_context(c, open("/dev/zero", O_PATH | O_CLOEXEC), NULL, &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"fileDescriptor\",\"reason\":\"not open for reading and writing\"}"));
+        ASSERT_STREQ(adopt_context(c, open("/dev/zero", O_RDONLY | O_CLOEXEC), NULL, &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"fileDescriptor\",\"reason\":\"not open for reading and writing\"}"));
 
         /* Several fds attached: tsmd keeps the one named and closes the others. */
         unsigned before = tsmd_settled_fds(&t, 1);

@@ -555,7 +555,8 @@ TEST(a_policy_in_a_group_writable_directory_is_refused) {
         ASSERT_OK(stat(t.dir, &st));
         ASSERT_OK(chown(t.dir, 0, OTHER_UID));
         ASSERT_OK(chmod(t.dir, 0775));
-        expect_reload_refused(a, ctx, strf("%s/policy.conf: directory %s is writable by group %u; refusing to use it",
+        /* tsmd.conf, which names the policy, lives there too and is read first. */
+        expect_reload_refused(a, ctx, strf("%s/tsmd.conf: directory %s is writable by group %u; refusing to use it",
                                            t.dir, t.dir, (unsigned) OTHER_UID));
         ASSERT_OK(chmod(t.dir, st.st_mode & 07777));
         ASSERT_OK(chown(t.dir, st.st_uid, st.st_gid));

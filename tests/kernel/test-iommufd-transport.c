@@ -399,7 +399,7 @@ TEST(open_and_close) {
         fake_install();
         ASSERT_EQ(iommufd_open(NULL), FAKE_FD);
         ASSERT_STREQ(fake.open_path, "/dev/iommu");
-        ASSERT_EQ(fake.open_flags, O_RDWR | O_CLOEXEC);
+        ASSERT_EQ(fake.open_flags, O_RDWR | O_CLOEXEC | O_NOCTTY);
 
         ASSERT_EQ(iommufd_open("/tmp/fake-iommu"), FAKE_FD);
         ASSERT_STREQ(fake.open_path, "/tmp/fake-iommu");
@@ -531,7 +531,7 @@ static int run_probe(KernelModel model, TsmUapiVersion *ret) {
         /* Whatever the answer: a private context was opened, used, and closed. */
         ASSERT_EQ(fake.n_open, 1);
         ASSERT_STREQ(fake.open_path, "/tmp/probe-iommu");
-        ASSERT_EQ(fake.open_flags, O_RDWR | O_CLOEXEC);
+        ASSERT_EQ(fake.open_flags, O_RDWR | O_CLOEXEC | O_NOCTTY);
         ASSERT_EQ(fake.n_close, 1);
         ASSERT_EQ(fake.last_closed, FAKE_FD);
         ASSERT_EQ(fake.n_calls, 3);

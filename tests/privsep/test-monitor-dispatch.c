@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/mman.h>
@@ -70,6 +71,7 @@ typedef struct Fixture {
         size_t n_vdevices;
 
         unsigned n_ready, n_status, n_reload, n_stalled;
+        unsigned status_cost_usec; /* what each STATUS costs the monitor (its sd_notify()) */
         int stalled_error;
         bool debug_refused; /* the policy grants no opt-in scope */
         char granted_address[TSM_PRIV_PCI_ADDRESS_MAX], granted_scope[TSM_PRIV_NAME_MAX]; /* last asked */
@@ -115,6 +117,8 @@ static void on_status(const struct tsm_priv_status *s, void *userdata) {
 
         f->n_status++;
         f->status = *s;
+        if (f->status_cost_usec > 0)
+                (void) usleep(f->status_cost_usec);
 }
 
 static int on_reload(void *userdata) {
@@ -1504,6 +1508,102 @@ TEST(worker_not_reading_is_stalled) {
         ASSERT_OK(call_full(f, &m, req, len, -EBADF, &rep));
         ASSERT_EQ(rep.r.hdr.payload_len, EMU_DEBUG_MSG_MAX);
         ASSERT_EQ(f->n_stalled, 1u);
+        fixture_free(f);
+}
+
+/* A compromised worker keeping the channel full: threads sending STATUS, no reply each, but an
+ * sd_notify() for the monitor (here a sleep of about its cost). */
+typedef struct Flood {
+        int channel; /* non-blocking */
+        uint64_t until; /* it stops by itself then, held loop or not */
+        volatile bool stop;
+        unsigned long n_sent;
+} Flood;
+
+static void *flood_run(void *userdata) {
+        Flood *fl = userdata;
+        struct tsm_priv_status s;
+        unsigned long n = 0;
+
+        tsm_priv_init(&s, TSM_PRIV_STATUS, 0, 0);
+        while (!fl->stop && now_monotonic_usec() < fl->until) {
+                int r = tsm_priv_send(fl->channel, &s, NULL, 0, -EBADF);
+
+                if (r == -EAGAIN) {
+                        struct pollfd p = { .fd = fl->channel, .events = POLLOUT };
+                        (void) poll(&p, 1, 10);
+                } else if (r < 0)
+                        break;
+                else
+                        n++;
+        }
+        __atomic_add_fetch(&fl->n_sent, n, __ATOMIC_RELAXED);
+        return NULL;
+}
+
+static void on_flooded_channel(evutil_socket_t fd, short what, void *userdata) {
+        Fixture *f = userdata;
+
+        process_ok(f);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *userdata) {
+        uint64_t *fired = userdata;
+
+        *fired = now_monotonic_usec();
+}
+
+/* SECURITY: a worker that keeps the channel full does not hold the monitor's loop: each round
+ * takes MONITOR_BATCHES_PER_WAKEUP batches at most, and a timer (the watchdog's, the silence
+ * check's, a signal) due meanwhile runs within a round's cost, not when the flood ends. */
+TEST(flood_does_not_hold_the_loop) {
+        Fixture *f = fixture();
+        struct timeval tv = { .tv_usec = 50 * 1000 };
+        Flood fl = { .channel = f->worker, .until = now_monotonic_usec() + 3 * 1000 * 1000ULL };
+        struct event *ev, *timer;
+        pthread_t threads[3];
+        uint64_t start, fired = 0, late;
+        unsigned n_status_at_timer;
+
+        f->status_cost_usec = 200;
+        ASSERT_OK(fcntl(f->worker, F_SETFL, fcntl(f->worker, F_GETFL) | O_NONBLOCK));
+        for (size_t i = 0; i < ELEMENTSOF(threads); i++)
+                ASSERT_EQ(pthread_create(&threads[i], NULL, flood_run, &fl), 0);
+        /* The channel is full before the loop first looks. */
+        for (unsigned i = 0; i < 1000; i++) {
+                struct pollfd p = { .fd = f->worker, .events = POLLOUT };
+
+                if (poll(&p, 1, 0) == 0)
+                        break;
+                (void) usleep(1000);
+        }
+
+        ev = event_new(f->base, f->monitor, EV_READ | EV_PERSIST, on_flooded_channel, f);
+        timer = evtimer_new(f->base, on_timer, &fired);
+        ASSERT_NOT_NULL(ev);
+        ASSERT_NOT_NULL(timer);
+        ASSERT_OK(event_add(ev, NULL));
+        start = now_monotonic_usec();
+        ASSERT_OK(evtimer_add(timer, &tv));
+        /* Without the bound the first round lasts as long as the flood (3 s). */
+        while (!fired)
+                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE));
+        n_status_at_timer = f->n_status;
+        fl.stop = true;
+        for (size_t i = 0; i < ELEMENTSOF(threads); i++)
+                ASSERT_EQ(pthread_join(threads[i], NULL), 0);
+        event_free(ev);
+        event_free(timer);
+
+        ASSERT_TRUE(fired > 0);
+        late = fired - start - 50 * 1000;
+        fprintf(stderr, "# timer ran %.1f ms late, after %u STATUS of %lu sent\n", (double) late / 1e3,
+                n_status_at_timer, fl.n_sent);
+        /* The flood was on: more came than one round takes. */
+        ASSERT_TRUE(fl.n_sent > n_status_at_timer);
+        /* A round is MONITOR_BATCHES_PER_WAKEUP * TSM_PRIV_BATCH_MAX STATUS at 200 us (26 ms);
+         * a loaded machine may take a few times that, never the flood's 3 s. */
+        ASSERT_LE(late, 500 * 1000ULL);
         fixture_free(f);
 }
 

@@ -6,8 +6,11 @@
  */
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <event2/event.h>
 
@@ -94,8 +97,19 @@ TEST(iommu_device) {
         ASSERT_OK(monitor_iommufd_open(p.p, &fd));
         ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
         ASSERT_OK(monitor_iommufd_verify(p.p, fd));
-        other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        other = open("/dev/null", O_RDWR | O_CLOEXEC);
         ASSERT_OK(monitor_iommufd_verify(p.p, other)); /* the same device, opened elsewhere */
+        close(other);
+        /* SECURITY: the same device, but not open for reading and writing: an O_PATH fd passes
+         * fstat() as the device, yet is no iommufd. */
+        other = open("/dev/null", O_PATH | O_CLOEXEC);
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, other), EACCES);
+        close(other);
+        other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, other), EACCES);
+        close(other);
+        other = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        ASSERT_ERRNO(monitor_iommufd_verify(p.p, other), EACCES);
         close(other);
         close(fd);
 
@@ -113,6 +127,68 @@ TEST(iommu_device) {
         close(fd);
         refuses_junk(p.p, EBADF);
         platform_done(&p);
+}
+
+/* SECURITY: root opens IommuDevice= read-write and hands what it opened to every VMM: a path
+ * that names anything but the IOMMU's device (or the inert null and zero devices) is refused
+ * (-ENODEV), never opened for writing: a regular file (/etc/shadow by mistake), a directory, a
+ * FIFO, a socket, another character device. */
+TEST(iommu_device_must_be_the_iommu) {
+        char dir[] = "/tmp/test-monitor-iommufd-XXXXXX";
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char file[64], fifo[64], socket_path[64];
+        const char *paths[5];
+        struct stat before, after;
+        int fd, sock;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        snprintf(file, sizeof(file), "%s/file", dir);
+        snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+        snprintf(socket_path, sizeof(socket_path), "%s/socket", dir);
+        paths[0] = file;
+        paths[1] = dir;
+        paths[2] = fifo;
+        paths[3] = socket_path;
+        paths[4] = "/dev/urandom";
+        fd = open(paths[0], O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        ASSERT_OK(fd);
+        ASSERT_EQ(write(fd, "root:secret\n", 12), 12);
+        close(fd);
+        ASSERT_OK(mkfifo(paths[2], 0600));
+        sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_OK(sock);
+        strcpy(sa.sun_path, paths[3]);
+        ASSERT_OK(bind(sock, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(stat(paths[0], &before));
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                for (int mode = 0; mode < 2; mode++) {
+                        Platform p;
+
+                        if (platform_new(mode ? TSM_PLATFORM_KERNEL : TSM_PLATFORM_EMULATED, paths[i], &p) < 0)
+                                continue; /* no kernel platform here */
+                        fd = -EBADF;
+                        ASSERT_ERRNO(monitor_iommufd_open(p.p, &fd), ENODEV);
+                        ASSERT_EQ(fd, -EBADF);
+                        platform_done(&p);
+                }
+        ASSERT_OK(stat(paths[0], &after));
+        ASSERT_EQ(after.st_size, before.st_size);
+
+        /* The stand-ins still are. */
+        {
+                Platform p;
+
+                ASSERT_OK(platform_new(TSM_PLATFORM_EMULATED, "/dev/zero", &p));
+                ASSERT_OK(monitor_iommufd_open(p.p, &fd));
+                close(fd);
+                platform_done(&p);
+        }
+        close(sock);
+        unlink(paths[3]);
+        unlink(paths[2]);
+        unlink(paths[0]);
+        rmdir(dir);
 }
 
 TEST(no_iommu_not_emulated) {

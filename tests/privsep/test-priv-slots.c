@@ -107,4 +107,26 @@ TEST(zero_counts_make_no_entry) {
         priv_slots_free(s);
 }
 
+/* Slots in use for slot_counter_wraps: 1 and 3 (connected clients, say). */
+static bool in_use_1_3(uint32_t slot, void *userdata) {
+        unsigned *n_asked = userdata;
+
+        (*n_asked)++;
+        return slot == 1 || slot == 3;
+}
+
+/* After 2^32 connections the numbering wraps: never to 0 (the worker's), never to a slot still
+ * in use; nothing is asked before the wrap. */
+TEST(slot_counter_wraps) {
+        PrivSlotCounter c = { .last = UINT32_MAX - 2 };
+        unsigned n_asked = 0;
+
+        ASSERT_EQ(priv_slot_counter_next(&c, in_use_1_3, &n_asked), UINT32_MAX - 1);
+        ASSERT_EQ(priv_slot_counter_next(&c, in_use_1_3, &n_asked), UINT32_MAX);
+        ASSERT_EQ(n_asked, 0u);
+        ASSERT_EQ(priv_slot_counter_next(&c, in_use_1_3, &n_asked), 2u);
+        ASSERT_EQ(priv_slot_counter_next(&c, in_use_1_3, &n_asked), 4u);
+        ASSERT_EQ(priv_slot_counter_next(&c, in_use_1_3, &n_asked), 5u);
+}
+
 TEST_MAIN();

@@ -619,6 +619,63 @@ TEST(wedged_worker) {
         teardown(&s);
 }
 
+/* A restarted worker that never says READY (its proxy holds it back, as a worker hanging in its
+ * start would look to the monitor) is killed once the start limit (15 s from its start) is past,
+ * and replaced as an unresponsive one is: it must not keep the sockets forever. */
+TEST(worker_never_ready) {
+        struct passwd *pw = getpwnam("tsmd");
+        uint64_t start, deadline;
+        unsigned n_unresponsive = 0;
+        json_object *records;
+        pid_t first;
+        Setup s;
+
+        setup(&s);
+        ASSERT_NOT_NULL(pw);
+        write_file(s.control, "hold-ready");
+        ASSERT_OK(chown(s.control, pw->pw_uid, pw->pw_gid));
+        first = s.proxy;
+        ASSERT_OK(kill(first, SIGKILL));
+
+        /* The next one starts, and its proxy holds READY back. */
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while ((s.proxy = tsmd_worker_pid(&s.t)) <= 0 || s.proxy == first) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("no worker after the first");
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        start = now_usec();
+        ASSERT_TRUE(tsmd_wait_log(&s.t, "holding the worker's READY back", 1, TSMD_WAIT_USEC));
+        while ((s.worker = child_of(s.proxy)) <= 0) {
+                if (now_usec() > start + TSMD_WAIT_USEC)
+                        TEST_FAIL("the proxy %d started no worker", (int) s.proxy);
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        if (!tsmd_wait_log(&s.t, strf("Worker %d did not get ready in 15 s, killing it.", (int) s.proxy), 1,
+                           WEDGED_KILL_USEC))
+                TEST_FAIL("a worker that never got ready was not killed within %llu s",
+                          (unsigned long long) (WEDGED_KILL_USEC / USEC_PER_SEC));
+        fprintf(stderr, "# never-ready worker killed after %.1f s\n", (double) (now_usec() - start) / USEC_PER_SEC);
+        expect_replaced(&s);
+
+        /* On record as unresponsive, by the worker after it. */
+        for (deadline = now_usec() + TSMD_WAIT_USEC; n_unresponsive == 0; sleep_usec(5 * USEC_PER_MSEC)) {
+                records = tsmd_audit_query(&s.t, NULL);
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+
+                        n_unresponsive += streq(JSTR(rec, "event"), "worker-restart") &&
+                                          streq(JSTR(rec, "result"), "io.tsmd.WorkerUnresponsive");
+                }
+                json_object_put(records);
+                if (now_usec() > deadline)
+                        TEST_FAIL("no worker-restart record says io.tsmd.WorkerUnresponsive");
+        }
+        ASSERT_EQ(n_unresponsive, 1U);
+        expect_context_intact(&s);
+        teardown(&s);
+}
+
 /* A worker that sends large requests and then reads no replies: the monitor's first send that
  * times out gets it killed (unresponsive), at once, not a send timeout per reply while the
  * monitor's loop (and its watchdog ping) stands still; the replies after it are not tried. */

@@ -237,10 +237,14 @@ TEST(missing_dir_as_the_unit) {
         assert_owned(strf("%s/audit", dir), worker_uid, worker_gid, 0700); /* 0750 & ~umask 0077 */
 }
 
-/* A root-owned directory without tmpfiles' help (an older tsmd's, named in tsmd.conf): the
- * directory and its files become the worker's, the owner may write; a symlink is refused. */
+/* SECURITY: a directory of somebody else's that holds anything (a shared /var/log or /etc named
+ * in tsmd.conf by mistake, or an older tsmd's, which is tsmd.tmpfiles' to hand over) is refused,
+ * and neither it nor its files change hands or mode; an empty one is taken; a symlink is
+ * refused. */
 static void prepare_old(const char *dir) {
-        prepare_ok(strf("%s/old", dir));
+        ASSERT_EQ(worker_dir_prepare(strf("%s/old", dir), false, worker_uid, worker_gid), -ENOTEMPTY);
+        ASSERT_EQ(worker_dir_prepare(strf("%s/shared", dir), true, worker_uid, worker_gid), -ENOTEMPTY);
+        prepare_ok(strf("%s/empty", dir));
         ASSERT_TRUE(worker_dir_prepare(strf("%s/link", dir), false, worker_uid, worker_gid) == -ENOTDIR);
 }
 
@@ -252,11 +256,46 @@ TEST(root_owned_dir_as_the_unit) {
         make_dir(strf("%s/old", dir), 0550, 0, 0);
         write_file(strf("%s/old/audit.log", dir), "old\n");
         ASSERT_TRUE(chmod(strf("%s/old/audit.log", dir), 0600) == 0);
-        ASSERT_TRUE(symlink(strf("%s/old", dir), strf("%s/link", dir)) == 0);
+        make_dir(strf("%s/shared", dir), 0755, 0, 0);
+        make_dir(strf("%s/shared/sub", dir), 0755, 0, 0);
+        write_file(strf("%s/shared/passwd", dir), "root:x:0:0::/root:/bin/sh\n");
+        ASSERT_TRUE(chmod(strf("%s/shared/passwd", dir), 0644) == 0);
+        make_dir(strf("%s/empty", dir), 0550, 0, 0);
+        ASSERT_TRUE(symlink(strf("%s/empty", dir), strf("%s/link", dir)) == 0);
 
         as_the_unit(prepare_old, dir);
-        assert_owned(strf("%s/old", dir), worker_uid, worker_gid, 0750);
-        assert_owned(strf("%s/old/audit.log", dir), worker_uid, worker_gid, 0600);
+        assert_owned(strf("%s/old", dir), 0, 0, 0550);
+        assert_owned(strf("%s/old/audit.log", dir), 0, 0, 0600);
+        assert_owned(strf("%s/shared", dir), 0, 0, 0755);
+        assert_owned(strf("%s/shared/passwd", dir), 0, 0, 0644);
+        assert_owned(strf("%s/empty", dir), worker_uid, worker_gid, 0750);
+}
+
+/* SECURITY: after its start the monitor has no CAP_CHOWN: a reload naming a directory that is not
+ * the worker's (ContextStateDirectory=/etc, or an empty one) changes nothing, its mode included,
+ * rather than make it 0700 and then fail to give it. */
+static void prepare_without_chown(const char *dir) {
+        _cleanup_(cap_freep) cap_t caps = cap_get_proc();
+        cap_value_t chown_cap = CAP_CHOWN;
+
+        ASSERT_NOT_NULL(caps);
+        ASSERT_TRUE(cap_set_flag(caps, CAP_EFFECTIVE, 1, &chown_cap, CAP_CLEAR) == 0);
+        ASSERT_TRUE(cap_set_proc(caps) == 0);
+        ASSERT_EQ(worker_dir_prepare(strf("%s/state", dir), true, worker_uid, worker_gid), -EPERM);
+        ASSERT_EQ(worker_dir_prepare(strf("%s/audit", dir), false, worker_uid, worker_gid), -EPERM);
+}
+
+TEST(no_mode_change_without_chown) {
+        const char *dir;
+
+        need_root_and_worker();
+        dir = scratch_dir();
+        make_dir(strf("%s/state", dir), 0755, 0, 0);
+        make_dir(strf("%s/audit", dir), 0550, 0, 0);
+
+        as_the_unit(prepare_without_chown, dir);
+        assert_owned(strf("%s/state", dir), 0, 0, 0755);
+        assert_owned(strf("%s/audit", dir), 0, 0, 0550);
 }
 
 /* The context state directory, whose file names are reclaim tokens: one that is not the
@@ -285,10 +324,10 @@ TEST(state_dir_made_private_as_the_unit) {
 
 /* A worker (compromised, say) that made its directory searchable and put a hard link to a
  * file of root's in it gets nothing from the next start: a directory that is the worker's
- * already has its files left alone, and a file with another link is never given away. */
+ * already has its files left alone, and one that is not and holds anything is not taken. */
 static void prepare_linked(const char *dir) {
         prepare_ok(strf("%s/mine", dir));
-        prepare_ok(strf("%s/old", dir));
+        ASSERT_EQ(worker_dir_prepare(strf("%s/old", dir), false, worker_uid, worker_gid), -ENOTEMPTY);
 }
 
 TEST(hard_links_are_not_given_away) {
@@ -305,7 +344,7 @@ TEST(hard_links_are_not_given_away) {
 
         as_the_unit(prepare_linked, dir);
         assert_owned(strf("%s/secret", dir), 0, 0, 0600);
-        assert_owned(strf("%s/old", dir), worker_uid, worker_gid, 0750);
+        assert_owned(strf("%s/old", dir), 0, 0, 0750);
 }
 
 /* The real tsmd as the unit runs it (setpriv: the unit's bounding set, no-new-privileges, no

@@ -10,7 +10,9 @@
  * new contexts until the monitor refuses one. After "empty" (a datagram of no bytes) or
  * "hangup" (it shuts its end of the channel) it clings on: when the monitor lets go of it, it
  * stays, and so does the real worker behind it, serving clients on the sockets, its messages
- * to the monitor dropped.
+ * to the monitor dropped. Started while the control file says "hold-ready" (which it then
+ * empties), it never passes the worker's READY on: a worker that hangs before READY, as the
+ * monitor sees it.
  *
  * The real worker is our child, not the monitor's: the monitor's PR_SET_PDEATHSIG does not
  * reach it, so when the monitor kills us, the end of file on its channel is what must end it.
@@ -49,6 +51,8 @@ static _Alignas(uint64_t) uint8_t inject_buf[TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLO
 static bool monitor_paused;
 /* Set by "empty" and "hangup": the end of the monitor's channel does not end us. */
 static bool cling;
+/* "hold-ready" in the control file at our start: READY is dropped. */
+static bool hold_ready;
 
 /* What the worker last named on a client's behalf: the injected requests name it too. */
 static uint32_t last_slot, last_context;
@@ -167,6 +171,13 @@ static int relay_one(int from, int to, bool from_worker) {
 
         if (from_worker)
                 snoop(relay_buf, (size_t) n);
+        if (from_worker && hold_ready && (size_t) n >= sizeof(struct tsm_priv_hdr) &&
+            ((struct tsm_priv_hdr *) memcpy(&(struct tsm_priv_hdr){}, relay_buf, sizeof(struct tsm_priv_hdr)))->type ==
+                    TSM_PRIV_READY) {
+                plog("holding the worker's READY back");
+                close_many(fds, n_fds);
+                return 1;
+        }
         r = send_datagram(to, relay_buf, (size_t) n, fds, n_fds);
         close_many(fds, n_fds);
         return r < 0 ? r : 1;
@@ -533,6 +544,17 @@ int main(int argc, char *argv[]) {
         if (!worker_path || !control_path) {
                 plog("TSMD_PROXY_WORKER and TSMD_PROXY_CONTROL must be set");
                 return 1;
+        }
+        {
+                /* Once: the proxy after us passes READY on again (the test makes the file ours). */
+                char name[32] = {};
+                int fd = open(control_path, O_RDWR | O_CLOEXEC);
+
+                if (fd >= 0 && read(fd, name, sizeof(name) - 1) >= 0)
+                        hold_ready = strneq(name, "hold-ready", strlen("hold-ready"));
+                if (hold_ready && ftruncate(fd, 0) < 0)
+                        plog("ftruncate %s: %m", control_path);
+                safe_close(fd);
         }
         if (fcntl(MONITOR, F_SETFD, FD_CLOEXEC) < 0) {
                 plog("no channel on fd %d: %m", MONITOR);

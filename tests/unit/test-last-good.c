@@ -12,7 +12,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "file-trust.h"
 #include "harness.h"
+#include "log-capture.h"
 #include "last-good.h"
 #include "macro.h"
 
@@ -152,6 +154,96 @@ TEST(all_or_nothing) {
         ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error), EPERM);
         ASSERT_EQ(fd, -EBADF);
 
+        cleanup();
+}
+
+/* Fails with EPERM, saying "<what>; refusing to use it" in the log and in
+ * daemon_config_load_trusted()'s message. */
+static void expect_refused(const char *what) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL, *log = NULL, *expected = NULL;
+        const char *message = NULL;
+        unsigned line = 0;
+        int fd = -EBADF, saved;
+        DaemonConfig c;
+
+        ASSERT_TRUE(asprintf(&expected, "%s; refusing to use it", what) > 0);
+        saved = log_capture_begin();
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error), EPERM);
+        log = log_capture_end(saved);
+        if (!strstr(log, expected))
+                TEST_FAIL("the log does not say '%s': %s", expected, log);
+        ASSERT_NULL(error); /* not the policy's */
+        ASSERT_EQ(fd, -EBADF);
+        ASSERT_NULL(p);
+
+        daemon_config_init(&c);
+        ASSERT_ERRNO(daemon_config_load_trusted(&c, path("tsmd.conf"), &trust, &line, &message, &error), EPERM);
+        ASSERT_NOT_NULL(error);
+        if (!strstr(error, expected))
+                TEST_FAIL("'%s' does not say '%s'", error, expected);
+        daemon_config_done(&c);
+}
+
+/* SECURITY: tsmd.conf names the policy files, the directories root hands the worker and the
+ * IOMMU device: it is trusted as the policy files are (file-trust.h), or not used at all. */
+TEST(config_trusted_as_the_policy) {
+        _cleanup_free_ char *msg = NULL;
+
+        if (geteuid() != 0)
+                SKIP("chown");
+        setup();
+
+        ASSERT_OK(chown(path("tsmd.conf"), 4242, 0));
+        ASSERT_TRUE(asprintf(&msg, "%s: owned by uid 4242, which is neither root nor the daemon's user",
+                             path("tsmd.conf")) > 0);
+        expect_refused(msg);
+        ASSERT_OK(chown(path("tsmd.conf"), 0, 0));
+
+        ASSERT_OK(chmod(path("tsmd.conf"), 0666));
+        msg = mfree(msg);
+        ASSERT_TRUE(asprintf(&msg, "%s: writable by every user", path("tsmd.conf")) > 0);
+        expect_refused(msg);
+        ASSERT_OK(chmod(path("tsmd.conf"), 0644));
+
+        /* The worker's group. */
+        {
+                const PolicyFileTrust worker = { .owner = 0, .worker_gid = 4243 };
+                _cleanup_(policy_unrefp) Policy *p = NULL;
+                _cleanup_free_ char *error = NULL;
+                int fd = -EBADF;
+                DaemonConfig c;
+
+                ASSERT_OK(chown(path("tsmd.conf"), 0, 4243));
+                ASSERT_OK(chmod(path("tsmd.conf"), 0664));
+                ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, &error), EPERM);
+                ASSERT_OK(chmod(path("tsmd.conf"), 0644));
+                ASSERT_OK(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, &error));
+                daemon_config_done(&c);
+                safe_close(fd);
+                ASSERT_OK(chown(path("tsmd.conf"), 0, 0));
+        }
+
+        /* A directory on the way others can write: they could put another file in its place. */
+        ASSERT_OK(chown(dir, 0, 4244));
+        ASSERT_OK(chmod(dir, 0775));
+        msg = mfree(msg);
+        ASSERT_TRUE(asprintf(&msg, "%s: directory %s is writable by group 4244", path("tsmd.conf"), dir) > 0);
+        expect_refused(msg);
+        ASSERT_OK(chmod(dir, 0700));
+
+        /* An optional file that is not there is still the defaults. */
+        {
+                _cleanup_(policy_unrefp) Policy *p = NULL;
+                _cleanup_free_ char *error = NULL;
+                int fd = -EBADF;
+                DaemonConfig c;
+
+                ASSERT_OK(unlink(path("tsmd.conf")));
+                ASSERT_OK(last_good_load(path("tsmd.conf"), true, &trust, &c, &p, &fd, &error));
+                daemon_config_done(&c);
+                safe_close(fd);
+        }
         cleanup();
 }
 

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Who may have written a file root acts on (file-trust.h). Runs in: monitor and worker. */
+
+#include <fcntl.h>
+#include <stdio.h>
+
+#include "file-acl.h"
+#include "file-trust.h"
+#include "ini.h"
+#include "log.h"
+#include "path-trust.h"
+
+_printf_(2, 3) static int reason_set(char **ret_reason, const char *format, ...) {
+        va_list ap;
+        int k;
+
+        va_start(ap, format);
+        k = vasprintf(ret_reason, format, ap);
+        va_end(ap);
+        if (k < 0)
+                *ret_reason = NULL;
+        return 0;
+}
+
+int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrust *trust, char **ret_reason) {
+        _cleanup_(file_acl_freep) FileAcl *acl = NULL;
+        bool group_writes;
+        int r;
+
+        assert(st);
+        assert(trust);
+        assert(ret_reason);
+
+        if (st->st_uid != 0 && st->st_uid != trust->owner)
+                return reason_set(ret_reason,
+                                  "owned by uid %u, which is neither root nor the daemon's user; refusing to use it",
+                                  (unsigned) st->st_uid), -EPERM;
+
+        r = file_acl_read(fd, &acl);
+        if (r == -EPROTONOSUPPORT)
+                return reason_set(ret_reason, "has a POSIX ACL of an unknown version; refusing to use it"), -EPERM;
+        if (r == -EBADMSG)
+                return reason_set(ret_reason, "has a malformed POSIX ACL; refusing to use it"), -EPERM;
+        if (r < 0)
+                return reason_set(ret_reason, "cannot read its POSIX ACL: %s", strerror(-r)), r;
+
+        if ((st->st_mode & S_IWOTH) || (acl && (acl->other & FILE_ACL_WRITE)))
+                return reason_set(ret_reason, "writable by every user; refusing to use it"), -EPERM;
+
+        group_writes = acl ? file_acl_masked(acl, acl->group_obj) & FILE_ACL_WRITE : st->st_mode & S_IWGRP;
+        if (group_writes && trust->worker_gid != GID_INVALID && st->st_gid == trust->worker_gid)
+                return reason_set(ret_reason, "writable by group %u, the unprivileged worker's; refusing to use it",
+                                  (unsigned) st->st_gid), -EPERM;
+
+        for (size_t i = 0; acl && i < acl->n_named; i++) {
+                const FileAclEntry *e = &acl->named[i];
+
+                if (!(file_acl_masked(acl, e->perm) & FILE_ACL_WRITE))
+                        continue;
+                if (e->tag == FILE_ACL_USER && (e->id == 0 || e->id == trust->owner))
+                        continue;
+                return reason_set(ret_reason, "writable by %s %u through an ACL; refusing to use it",
+                                  e->tag == FILE_ACL_USER ? "uid" : "gid", (unsigned) e->id), -EPERM;
+        }
+        return 0;
+}
+
+int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_size, char **ret_text,
+                    char **ret_error) {
+        _cleanup_free_ char *reason = NULL, *buf = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        size_t n = 0;
+        int r;
+
+        assert(path);
+        assert(trust);
+        assert(ret_text);
+        assert(ret_error);
+
+        *ret_error = NULL;
+        /* SECURITY: a file is only as safe as the directories that hold its name. */
+        r = path_trust_open(AT_FDCWD, NULL, path, trust->owner, 0, &fd, &reason);
+        if (r < 0) {
+                if (reason && asprintf(ret_error, "%s: %s%s", path, reason, r == -EPERM ? "; refusing to use it" : "") < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        r = file_trust_check_writers(fd, &st, trust, &reason);
+        if (r < 0) {
+                if (reason && asprintf(ret_error, "%s: %s", path, reason) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+
+        buf = malloc(max_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t k = read(fd, buf + n, max_size + 1 - n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n > max_size)
+                        return -EFBIG;
+        }
+        buf[n] = 0;
+        if (memchr(buf, 0, n))
+                return -EBADMSG;
+
+        *ret_text = TAKE_PTR(buf);
+        return 0;
+}
+
+int daemon_config_load_trusted(DaemonConfig *c, const char *path, const PolicyFileTrust *trust, unsigned *ret_line,
+                               const char **ret_message, char **ret_error) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        assert(c);
+        assert(path);
+        assert(ret_error);
+
+        r = file_trust_read(path, trust, DAEMON_CONFIG_FILE_MAX, &text, ret_error);
+        if (r < 0 && *ret_error)
+                return r;
+        if (r < 0) {
+                if (ret_line)
+                        *ret_line = 0;
+                if (ret_message)
+                        *ret_message = r == -EISDIR || r == -EBADFD ? "not a regular file"
+                                       : r == -EBADMSG                ? "syntax error"
+                                                                      : "cannot read file";
+                return r;
+        }
+        return daemon_config_load_text(c, text, ret_line, ret_message);
+}
+
+int daemon_config_load_trusted_logged(DaemonConfig *c, const char *path, bool optional,
+                                      const PolicyFileTrust *trust) {
+        _cleanup_free_ char *error = NULL;
+        const char *message = NULL;
+        unsigned line = 0;
+        int r;
+
+        r = daemon_config_load_trusted(c, path, trust, &line, &message, &error);
+        if (r == -ENOENT && optional)
+                return 0; /* built-in defaults (a reload picks up a file that appears later) */
+        if (r < 0 && error)
+                return log_error_errno(r, "%s.", error);
+        if (r < 0)
+                return daemon_config_log_load_error(path, r, line, message);
+        return 0;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Who may have written a file root acts on. The policy files decide who may touch the devices;
+ * tsmd.conf names them, and the directories and the IOMMU device root hands over: a file the
+ * worker (or any other user) could write would let it choose what root does. Both are opened
+ * with every directory on the way checked (path-trust.h) and refused unless only root or the
+ * trusted owner can write them (OpenSSH's StrictModes).
+ *
+ * Runs in: the monitor and the worker, wherever those files are loaded.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "daemon-config.h"
+#include "policy.h"
+
+/*
+ * Checks who may write the open file fd (st: its fstat()): its owner must be root or
+ * trust->owner; nobody may write it through "other", nor trust->worker_gid through the owning
+ * group; no user or group a POSIX access ACL names may write it (but root and trust->owner by
+ * uid); an ACL it cannot parse is refused. Returns 0, or -EPERM (the error reading the ACL)
+ * with *ret_reason a new string saying why, ending in "; refusing to use it".
+ */
+int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrust *trust, char **ret_reason);
+
+/*
+ * ini_read_file() for a file root acts on: opened through path_trust_open() and checked with
+ * file_trust_check_writers(). Returns ini_read_file()'s errors (-ENOENT, -EISDIR, -EBADFD for
+ * what is not a regular file, -EFBIG, -EBADMSG); or -EPERM (or a lookup's error) with
+ * *ret_error a new "path: reason" naming the file or the directory at fault. *ret_error is
+ * NULL when the errno says it all.
+ */
+int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_size, char **ret_text,
+                    char **ret_error);
+
+/* daemon_config_load() of a file read with file_trust_read(): *ret_error as there (then
+ * *ret_line and *ret_message are not set), else as daemon_config_load(). */
+int daemon_config_load_trusted(DaemonConfig *c, const char *path, const PolicyFileTrust *trust, unsigned *ret_line,
+                               const char **ret_message, char **ret_error);
+
+/* daemon_config_load_logged() with daemon_config_load_trusted(). */
+int daemon_config_load_trusted_logged(DaemonConfig *c, const char *path, bool optional,
+                                      const PolicyFileTrust *trust);
