@@ -101,20 +101,14 @@ fail:
         return -EBADMSG;
 }
 
-int ini_read_file(const char *path, size_t max_size, char **ret_text) {
-        _cleanup_close_ int fd = -EBADF;
+int ini_read_fd(int fd, size_t max_size, char **ret_text) {
         _cleanup_free_ char *buf = NULL;
         struct stat st;
         size_t n = 0;
 
-        assert(path);
+        assert(fd >= 0);
         assert(ret_text);
 
-        /* O_NONBLOCK: a FIFO must not hang the caller (the monitor's loop, on a reload) in
-         * open() or read(); it is refused below. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return negative_errno();
         if (fstat(fd, &st) < 0)
                 return negative_errno();
         if (S_ISDIR(st.st_mode))
@@ -145,6 +139,20 @@ int ini_read_file(const char *path, size_t max_size, char **ret_text) {
 
         *ret_text = TAKE_PTR(buf);
         return 0;
+}
+
+int ini_read_file(const char *path, size_t max_size, char **ret_text) {
+        _cleanup_close_ int fd = -EBADF;
+
+        assert(path);
+        assert(ret_text);
+
+        /* O_NONBLOCK: a FIFO must not hang the caller (the monitor's loop, on a reload) in
+         * open() or read(); it is refused by ini_read_fd(). */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return negative_errno();
+        return ini_read_fd(fd, max_size, ret_text);
 }
 
 int ini_parse_file(const char *path, size_t max_size, IniAssignmentFunc callback, void *userdata,

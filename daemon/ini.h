@@ -24,6 +24,8 @@ int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsi
  * into *ret_text, NUL-terminated. Anything but a regular file is refused, without blocking:
  * -EISDIR for a directory, -EBADFD for the rest (a FIFO, a device). */
 int ini_read_file(const char *path, size_t max_size, char **ret_text);
+/* The same from an open fd (read from where it stands). */
+int ini_read_fd(int fd, size_t max_size, char **ret_text);
 
 /* Reads a whole file (at most max_size bytes) and parses it. Anything but a regular file is
  * refused, without blocking: -EISDIR for a directory, -EBADFD for the rest (a FIFO, a device). */

@@ -67,10 +67,9 @@ int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrus
 
 int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_size, char **ret_text,
                     char **ret_error) {
-        _cleanup_free_ char *reason = NULL, *buf = NULL;
+        _cleanup_free_ char *reason = NULL;
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
-        size_t n = 0;
         int r;
 
         assert(path);
@@ -98,30 +97,7 @@ int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_s
                         *ret_error = NULL;
                 return r;
         }
-
-        buf = malloc(max_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(fd, buf + n, max_size + 1 - n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-                if (n > max_size)
-                        return -EFBIG;
-        }
-        buf[n] = 0;
-        if (memchr(buf, 0, n))
-                return -EBADMSG;
-
-        *ret_text = TAKE_PTR(buf);
-        return 0;
+        return ini_read_fd(fd, max_size, ret_text);
 }
 
 int daemon_config_load_trusted(DaemonConfig *c, const char *path, const PolicyFileTrust *trust, unsigned *ret_line,
