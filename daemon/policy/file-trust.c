@@ -87,16 +87,13 @@ int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_s
         }
         if (fstat(fd, &st) < 0)
                 return negative_errno();
-        if (S_ISDIR(st.st_mode))
-                return -EISDIR;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
         r = file_trust_check_writers(fd, &st, trust, &reason);
         if (r < 0) {
                 if (reason && asprintf(ret_error, "%s: %s", path, reason) < 0)
                         *ret_error = NULL;
                 return r;
         }
+        /* Which refuses what is not a regular file (-EISDIR, -EBADFD), opened without blocking. */
         return ini_read_fd(fd, max_size, ret_text);
 }
 
