@@ -10,6 +10,7 @@
 #include "admin.h"
 #include "config.h"
 #include "context-store.h"
+#include "daemon-config-trusted.h"
 #include "file-trust.h"
 #include "guest.h"
 #include "idle-flush.h"

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "daemon-config.h"
 #include "discovery.h"
+#include "daemon-config-trusted.h"
 #include "file-trust.h"
 #include "log.h"
 #include "monitor.h"

@@ -2,6 +2,7 @@
 /* Who may have written a file root acts on (file-trust.h). Runs in: monitor and worker. */
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "file-acl.h"
@@ -95,45 +96,4 @@ int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_s
         }
         /* Which refuses what is not a regular file (-EISDIR, -EBADFD), opened without blocking. */
         return ini_read_fd(fd, max_size, ret_text);
-}
-
-int daemon_config_load_trusted(DaemonConfig *c, const char *path, const PolicyFileTrust *trust, unsigned *ret_line,
-                               const char **ret_message, char **ret_error) {
-        _cleanup_free_ char *text = NULL;
-        int r;
-
-        assert(c);
-        assert(path);
-        assert(ret_error);
-
-        r = file_trust_read(path, trust, DAEMON_CONFIG_FILE_MAX, &text, ret_error);
-        if (r < 0 && *ret_error)
-                return r;
-        if (r < 0) {
-                if (ret_line)
-                        *ret_line = 0;
-                if (ret_message)
-                        *ret_message = r == -EISDIR || r == -EBADFD ? "not a regular file"
-                                       : r == -EBADMSG                ? "syntax error"
-                                                                      : "cannot read file";
-                return r;
-        }
-        return daemon_config_load_text(c, text, ret_line, ret_message);
-}
-
-int daemon_config_load_trusted_logged(DaemonConfig *c, const char *path, bool optional,
-                                      const PolicyFileTrust *trust) {
-        _cleanup_free_ char *error = NULL;
-        const char *message = NULL;
-        unsigned line = 0;
-        int r;
-
-        r = daemon_config_load_trusted(c, path, trust, &line, &message, &error);
-        if (r == -ENOENT && optional)
-                return 0; /* built-in defaults (a reload picks up a file that appears later) */
-        if (r < 0 && error)
-                return log_error_errno(r, "%s.", error);
-        if (r < 0)
-                return daemon_config_log_load_error(path, r, line, message);
-        return 0;
 }

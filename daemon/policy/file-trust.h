@@ -13,7 +13,6 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
-#include "daemon-config.h"
 #include "policy.h"
 
 /*
@@ -34,12 +33,3 @@ int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrus
  */
 int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_size, char **ret_text,
                     char **ret_error);
-
-/* daemon_config_load() of a file read with file_trust_read(): *ret_error as there (then
- * *ret_line and *ret_message are not set), else as daemon_config_load(). */
-int daemon_config_load_trusted(DaemonConfig *c, const char *path, const PolicyFileTrust *trust, unsigned *ret_line,
-                               const char **ret_message, char **ret_error);
-
-/* daemon_config_load_logged() with daemon_config_load_trusted(). */
-int daemon_config_load_trusted_logged(DaemonConfig *c, const char *path, bool optional,
-                                      const PolicyFileTrust *trust);

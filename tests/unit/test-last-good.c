@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "daemon-config-trusted.h"
 #include "file-trust.h"
 #include "harness.h"
 #include "log-capture.h"
