@@ -118,8 +118,9 @@ unsigned guest_max_contexts(const Manager *m);
 GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
 
 /* Writing a context's state file (in guest_state_dir()): what a restarted tsmd needs to
- * rebuild the context. Failure only costs the ability to survive a restart, so it is logged. */
-void guest_context_persist(Manager *m, const GuestContext *ctx);
+ * rebuild the context. Failure costs the ability to survive a restart: it is logged, and
+ * returned for the reclaim, which renews the token only once that state is on disk. */
+int guest_context_persist(Manager *m, const GuestContext *ctx);
 
 /* Releases its vDevices (unbinding and recording them) and closes it in the monitor, or, when
  * the worker exits to be restarted, only forgets it. */

@@ -361,10 +361,11 @@ static void on_token_sent(int result, void *userdata) {
  * rename, two notifications, is the only gap (monitor_contexts_rename()). A reclaim with
  * either id of step 2 is a reclaim like any other: it renews again and voids both. */
 static int reclaim_rename(Manager *m, GuestClient *c, GuestContext *ctx, const char *presented_id,
-                          char ret_token[static RECLAIM_TOKEN_LEN + 1], int *ret_fd) {
+                          char ret_token[static RECLAIM_TOKEN_LEN + 1], bool *ret_renewed, int *ret_fd) {
         char old_id[RECLAIM_ID_LEN + 1], old_previous[RECLAIM_ID_LEN + 1], new_token[RECLAIM_TOKEN_LEN + 1];
         gid_t old_gid = ctx->gid;
         pid_t old_pid = ctx->pid;
+        bool renewed = true;
         int r;
 
         memcpy(old_id, ctx->reclaim_id, sizeof(old_id));
@@ -377,11 +378,22 @@ static int reclaim_rename(Manager *m, GuestClient *c, GuestContext *ctx, const c
          * also after the next restart. */
         ctx->gid = varlink_conn_get_peer(c->conn)->gid;
         ctx->pid = varlink_conn_get_peer(c->conn)->pid;
-        guest_context_persist(m, ctx);
+        if (guest_context_persist(m, ctx) < 0) {
+                /* Step 1 is not on disk: renamed now, a restart would find the new name alone,
+                 * whose token the VMM may never get. The token stays this time (the monitor
+                 * keeps a context's name given its own), as it did before renewal. */
+                (void) context_store_remove(guest_state_dir(m), ctx->reclaim_id);
+                memcpy(ctx->reclaim_id, old_id, sizeof(old_id));
+                memcpy(ctx->previous_reclaim_id, old_previous, sizeof(old_previous));
+                renewed = false;
+        }
 
         r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, ctx->reclaim_id, ret_fd);
         if (r < 0) {
-                (void) context_store_remove(guest_state_dir(m), ctx->reclaim_id);
+                /* Lost with the channel, the monitor may have renamed it or not: both files
+                 * stay, and the next worker keeps the one of the name the monitor has. */
+                if (renewed && !priv_channel_is_gone(m->channel))
+                        (void) context_store_remove(guest_state_dir(m), ctx->reclaim_id);
                 memcpy(ctx->reclaim_id, old_id, sizeof(old_id));
                 memcpy(ctx->previous_reclaim_id, old_previous, sizeof(old_previous));
                 ctx->gid = old_gid;
@@ -389,9 +401,12 @@ static int reclaim_rename(Manager *m, GuestClient *c, GuestContext *ctx, const c
                 explicit_bzero(new_token, sizeof(new_token));
                 return r;
         }
-        (void) context_store_remove(guest_state_dir(m), old_id);
-        memcpy(ret_token, new_token, sizeof(new_token));
+        if (renewed) {
+                (void) context_store_remove(guest_state_dir(m), old_id);
+                memcpy(ret_token, new_token, sizeof(new_token));
+        }
         explicit_bzero(new_token, sizeof(new_token));
+        *ret_renewed = renewed;
         return 0;
 }
 
@@ -404,6 +419,7 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         char reclaim_id[RECLAIM_ID_LEN + 1] = {}, new_token[RECLAIM_TOKEN_LEN + 1];
         unsigned max_contexts, max_vdevices;
         TokenSent *ts;
+        bool renewed;
         size_t n_vdevices = 0;
         GuestContext *ctx = NULL;
         GuestVDevice *refused;
@@ -477,7 +493,7 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                 m->orphans[m->n_orphans++] = ctx;
                 return -ENOMEM;
         }
-        r = reclaim_rename(m, c, ctx, reclaim_id, new_token, &fd);
+        r = reclaim_rename(m, c, ctx, reclaim_id, new_token, &renewed, &fd);
         if (r < 0) {
                 free(ts);
                 m->orphans[m->n_orphans++] = ctx;
@@ -487,16 +503,22 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
         guest_op_set_context(call, ctx->handle);
-        *ts = (TokenSent){ .manager = m, .context = ctx->id };
-        memcpy(ts->reclaim_id, ctx->reclaim_id, sizeof(ts->reclaim_id));
-        varlink_call_set_sent_callback(call, on_token_sent, ts);
+        if (renewed) {
+                *ts = (TokenSent){ .manager = m, .context = ctx->id };
+                memcpy(ts->reclaim_id, ctx->reclaim_id, sizeof(ts->reclaim_id));
+                varlink_call_set_sent_callback(call, on_token_sent, ts);
+        } else {
+                free(ts);
+                memcpy(new_token, token, sizeof(new_token)); /* the one it came with stays */
+        }
 
         idx = varlink_call_push_fd(call, fd); /* takes it */
         if (idx < 0) {
                 explicit_bzero(new_token, sizeof(new_token));
                 return idx;
         }
-        log_info("Context of uid %u reclaimed, its reclaim token renewed.", (unsigned) uid);
+        log_info("Context of uid %u reclaimed, its reclaim token %s.", (unsigned) uid,
+                 renewed ? "renewed" : "kept (its state could not be saved)");
 
         r = guest_context_reply_new((int64_t) ctx->handle, idx, new_token, &reply);
         explicit_bzero(new_token, sizeof(new_token));

@@ -151,16 +151,14 @@ const char *guest_state_dir(const Manager *m) {
         return m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
 }
 
-void guest_context_persist(Manager *m, const GuestContext *ctx) {
+int guest_context_persist(Manager *m, const GuestContext *ctx) {
         StoredOwner owner = { .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid };
         _cleanup_free_ StoredVDevice *v = NULL;
         int r;
 
         v = new0(StoredVDevice, ctx->n_vdevices);
-        if (!v) {
-                log_oom();
-                return;
-        }
+        if (!v)
+                return log_oom();
         for (size_t i = 0; i < ctx->n_vdevices; i++) {
                 v[i].id = ctx->vdevices[i].id;
                 snprintf(v[i].pci_address, sizeof(v[i].pci_address), "%s", ctx->vdevices[i].pci_address);
@@ -170,7 +168,8 @@ void guest_context_persist(Manager *m, const GuestContext *ctx) {
         memcpy(owner.previous_reclaim_id, ctx->previous_reclaim_id, sizeof(owner.previous_reclaim_id));
         r = context_store_save(guest_state_dir(m), ctx->reclaim_id, &owner, v, ctx->n_vdevices);
         if (r < 0)
-                log_warning_errno(r, "Failed to save the state of a context, it will not survive a restart: %m");
+                return log_warning_errno(r, "Failed to save the state of a context, it will not survive a restart: %m");
+        return 0;
 }
 
 /* Looks up context and vDevice named in the parameters, replying the right error if absent.

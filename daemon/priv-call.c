@@ -179,6 +179,10 @@ static bool slot_has_waiting(PrivChannel *c, uint32_t slot) {
         return e && e->n_waiting > 0;
 }
 
+bool priv_channel_is_gone(const PrivChannel *c) {
+        return c->gone;
+}
+
 bool priv_call_slot_busy(PrivChannel *c, uint32_t slot) {
         return c && priv_slots_find(c->slots, slot);
 }
@@ -630,8 +634,13 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
                 if (r > 0) { /* for the loop, after this call */
                         PrivLateQueued *l = new0(PrivLateQueued, 1);
 
-                        if (!l)
-                                return -ENOMEM;
+                        /* Our reply is still to come: read on, whatever this one costs. */
+                        if (!l) {
+                                log_oom();
+                                log_error("A late answer of the kernel to a call on %s (op %u) is lost: out of memory.",
+                                          late.pci_address, (unsigned) late.op);
+                                continue;
+                        }
                         l->late = late;
                         if (c->late_queued_tail)
                                 c->late_queued_tail->next = l;
@@ -660,8 +669,12 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
                 }
                 close_many(fds, n_fds);
                 q = malloc(offsetof(PrivQueued, payload) + reply.hdr.payload_len);
-                if (!q)
-                        return -ENOMEM;
+                if (!q) {
+                        /* Another call's answer, which it would wait for forever; and ours is
+                         * still to come, so no return here would say what the monitor did. */
+                        channel_gone(c, "out of memory for an answer");
+                        return -ECONNRESET;
+                }
                 *q = (PrivQueued) { .reply = reply, .payload_len = reply.hdr.payload_len };
                 if (reply.hdr.payload_len > 0) /* payload is NULL then */
                         memcpy(q->payload, payload, reply.hdr.payload_len);

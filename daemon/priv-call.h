@@ -62,6 +62,10 @@ int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, boo
 
 /* reclaim_id names the context in the fd store (fdstore.h): never the token. -EMFILE: the
  * monitor holds as many contexts as it may. */
+/* Whether the channel to the monitor is lost (the worker exits then): a call that failed so may
+ * or may not have been carried out. */
+bool priv_channel_is_gone(const PrivChannel *c);
+
 /* Whether the monitor holds requests of slot, or some wait here to go. */
 bool priv_call_slot_busy(PrivChannel *c, uint32_t slot);
 

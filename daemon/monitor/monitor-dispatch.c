@@ -483,18 +483,21 @@ static int priv_reclaim_context(MonitorDispatch *d, const PrivMessage *m, const 
         r = lookup_context(d, TSM_PRIV_SLOT_WORKER, c->context, &ctx, ret_reason);
         if (r < 0)
                 return r;
-        /* The new token's id: from 128 fresh random bits, so naming any context is no accident
-         * (its own included: the token was to be renewed). */
+        /* The new token's id: from 128 fresh random bits, so naming another context is no
+         * accident. Its own name keeps it: the worker could not save the state a renewal needs
+         * (the VMM keeps its token then). */
         named = monitor_contexts_find_reclaim_id(d->contexts, c->reclaim_id);
-        if (named)
-                VIOLATION(-EPERM, "reclaim id names a context already");
+        if (named && named != ctx)
+                VIOLATION(-EPERM, "reclaim id names another context");
 
         copy = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 3);
         if (copy < 0)
                 return reply(d, m, negative_errno(), 0, -EBADF);
-        r = monitor_contexts_rename(d->contexts, ctx, c->reclaim_id);
-        if (r < 0)
-                return reply(d, m, r, 0, -EBADF);
+        if (!named) {
+                r = monitor_contexts_rename(d->contexts, ctx, c->reclaim_id);
+                if (r < 0)
+                        return reply(d, m, r, 0, -EBADF);
+        }
         ctx->slot = c->slot;
 
         log_info("Context %" PRIu32 " of uid %u reclaimed (slot %" PRIu32 ").", ctx->id, (unsigned) ctx->uid,

@@ -1650,6 +1650,44 @@ TEST(each_reclaim_renews_the_token) {
         stop(&m);
 }
 
+/* The state a renewal needs cannot be saved (the state directory is not writable): the reclaim
+ * keeps the token it came with, which still reclaims after the next restart, rather than renew
+ * it into a name only the monitor would know. */
+TEST(a_reclaim_that_cannot_save_keeps_the_token) {
+        char t0[64], params[96], dir[PATH_MAX];
+        const char *answered;
+        json_object *reply;
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to take the worker's state directory away from it");
+        c = start_with_bound_context(&m, t0);
+        manager_wait(&m, has_stored, 5000);
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+
+        snprintf(dir, sizeof(dir), "%s/state", m.dir);
+        ASSERT_OK(chmod(dir, 0500)); /* its owner, the worker, may not add a file */
+        c = connect_client(&m);
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", t0);
+        reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        answered = json_get_string(reply, "reclaimToken");
+        ASSERT_NOT_NULL(answered);
+        ASSERT_STREQ(answered, t0);
+        ASSERT_TRUE(log_contains(&m, "its reclaim token kept"));
+        ASSERT_OK(chmod(dir, 0700));
+
+        /* The token it has reclaims after the next restart, which renews it. */
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+        c = connect_client(&m);
+        reclaim_bound(c, t0);
+        varlink_client_free(c);
+        stop(&m);
+}
+
 /* Calls tsmd's Guest socket without reading the answers: n large ones (the interface's
  * description), then a reclaim with token, whose answer stays queued behind them in tsmd. */
 static int reclaim_behind_unread_answers(Manager *m, const char *token, unsigned n) {
