@@ -369,8 +369,7 @@ TEST(config_trusted_as_the_policy) {
         if (!error || !streq(error, "io.tsmd.Service.ReloadFailed") || !strstr(JSTR(r, "message"), expected))
                 TEST_FAIL("Reload: expected ReloadFailed saying '%s', got %s %s", expected, error ?: "success",
                           json_object_to_json_string(r));
-        json_object_put(r);
-        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL); /* r was borrowed: gone with this call */
         varlink_client_free(c);
 
         /* A new worker: the monitor refuses the file too, and the worker serves the last that loaded. */
