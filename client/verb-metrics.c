@@ -33,7 +33,7 @@ static bool is_label_name(const char *s) {
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
-        json_object *reply, *list;
+        json_object *reply, *list, *stale;
         int r;
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.GetCounters", NULL, &reply);
@@ -47,6 +47,13 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         r = tsmctl_reply_array(reply, "io.tsmd.Admin.GetCounters", "counters", &list);
         if (r > 0)
                 return r;
+        stale = json_object_object_get(reply, "configurationStale");
+        if (stale && json_object_is_type(stale, json_type_boolean))
+                printf("# HELP tsmd_configuration_stale 1 while the files on disk do not load and an older "
+                       "configuration and policy are in force.\n"
+                       "# TYPE tsmd_configuration_stale gauge\n"
+                       "tsmd_configuration_stale %d\n",
+                       json_object_get_boolean(stale) ? 1 : 0);
         puts("# HELP tsmd_calls_total Audited calls, by uid, backend, scope or result.\n"
              "# TYPE tsmd_calls_total counter");
         for (size_t i = 0; i < json_object_array_length(list); i++) {

@@ -427,7 +427,8 @@ static int vl_get_counters(VarlinkCall *call, json_object *p, void *userdata) {
                 return r;
         }
         reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "counters", s.counters) < 0) {
+        if (!reply || json_object_add(reply, "counters", s.counters) < 0 ||
+            json_object_add(reply, "configurationStale", json_object_new_boolean(m->config_state.stale)) < 0) {
                 json_object_put(reply);
                 return -ENOMEM;
         }

@@ -137,13 +137,14 @@ TEST(tables) {
         tsmd_teardown(&t);
 }
 
-static char *tsmctl_status(Tsmd *t) {
-        const char *argv[] = { TSMCTL_PATH, "--socket", t->socket, "status", NULL };
+/* tsmctl verb's output (it must succeed), echoed as TAP comments. */
+static char *tsmctl_out(Tsmd *t, const char *verb) {
+        const char *argv[] = { TSMCTL_PATH, "--socket", t->socket, verb, NULL };
         char *out = NULL;
         int status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
 
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                TEST_FAIL("tsmctl status: %s", out);
+                TEST_FAIL("tsmctl %s: %s", verb, out);
         for (const char *l = out; *l;) {
                 size_t n = strcspn(l, "\n");
 
@@ -151,6 +152,14 @@ static char *tsmctl_status(Tsmd *t) {
                 l += n + (l[n] == '\n');
         }
         return out;
+}
+
+static char *tsmctl_status(Tsmd *t) {
+        return tsmctl_out(t, "status");
+}
+
+static char *tsmctl_metrics(Tsmd *t) {
+        return tsmctl_out(t, "metrics");
 }
 
 /* tsmctl status says plainly whether tsmd serves the files on disk, and when it does not, since
@@ -175,10 +184,19 @@ TEST(status_says_whether_the_files_on_disk_are_in_force) {
         assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
         ASSERT_NOT_NULL(strstr(json, "\"source\": \"last_good\""));
         out = mfree(out);
+        /* What monitoring alerts on. */
+        json = mfree(json);
+        assert_matches_idl("io.tsmd.Admin", "GetCounters", tsmctl_json(&t, "metrics", &json));
+        out = tsmctl_metrics(&t);
+        ASSERT_NOT_NULL(strstr(out, "\n# TYPE tsmd_configuration_stale gauge\ntsmd_configuration_stale 1\n"));
+        out = mfree(out);
 
         ASSERT_TRUE(tsmd_reload(&t, config));
         out = tsmctl_status(&t);
         ASSERT_NOT_NULL(strstr(out, "\nConfiguration: files on disk, loaded 20"));
+        out = mfree(out);
+        out = tsmctl_metrics(&t);
+        ASSERT_NOT_NULL(strstr(out, "\ntsmd_configuration_stale 0\n"));
         tsmd_teardown(&t);
 }
 
