@@ -218,14 +218,14 @@ static int reply(MonitorDispatch *d, const PrivMessage *m, int result, uint32_t 
 
 /* ---- late answers of the kernel ----------------------------------------------------------- */
 
-static MonitorLateTag late_tag(MonitorDispatch *d, TsmPrivLateOp op, uint32_t cookie, uint32_t context,
+/* ctx: the context the call is for, which the caller has at hand (NULL: none). */
+static MonitorLateTag late_tag(MonitorDispatch *d, TsmPrivLateOp op, uint32_t cookie, const MonitorContext *ctx,
                                uint32_t vdevice, const char *pci_address) {
-        MonitorLateTag t = { .generation = d->generation, .op = op, .cookie = cookie, .context = context,
-                             .vdevice = vdevice, .uid = TSM_PRIV_LATE_NONE, .backend = TSM_PRIV_LATE_NONE };
-        MonitorContext *ctx = context > 0 ? monitor_contexts_get(d->contexts, context) : NULL;
+        MonitorLateTag t = { .generation = d->generation, .op = op, .cookie = cookie,
+                             .context = ctx ? ctx->id : 0, .vdevice = vdevice,
+                             .uid = ctx ? (uint32_t) ctx->uid : TSM_PRIV_LATE_NONE,
+                             .backend = TSM_PRIV_LATE_NONE };
 
-        if (ctx)
-                t.uid = (uint32_t) ctx->uid;
         if (pci_address && strlen(pci_address) < sizeof(t.pci_address))
                 strcpy(t.pci_address, pci_address);
         return t;
@@ -276,7 +276,7 @@ static void on_platform_late(TsmPlatform *p, const KernelLate *k, void *userdata
         if (k->tag && k->tag_size == sizeof(t))
                 memcpy(&t, k->tag, sizeof(t));
         else
-                t = late_tag(d, ops[k->op], 0, 0, k->vdevice_id, k->lane);
+                t = late_tag(d, ops[k->op], 0, NULL, k->vdevice_id, k->lane);
         if (k->undo)
                 t.op = TSM_PRIV_LATE_BIND_UNDO;
 
@@ -677,7 +677,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
         *mc = (MonitorChange){ .dispatch = d, .cookie = q->hdr.cookie, .bind = bind, .context = ctx->id,
                                .vdevice = v->id, .serial = v->serial,
                                .tag = late_tag(d, bind ? TSM_PRIV_LATE_BIND : TSM_PRIV_LATE_UNBIND, q->hdr.cookie,
-                                               ctx->id, v->id, v->pci_address) };
+                                               ctx, v->id, v->pci_address) };
         /* For a late answer's record: the device may be gone by then. */
         if (tsm_platform_get_device(d->platform, v->pci_address, &info) >= 0)
                 mc->tag.backend = info.backend;
@@ -836,7 +836,7 @@ static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
         *mc = (MonitorConnect){ .dispatch = d, .cookie = dev->hdr.cookie, .start_usec = now_monotonic_usec(),
                                 .tag = late_tag(d, connect ? TSM_PRIV_LATE_CONNECT : TSM_PRIV_LATE_DISCONNECT,
-                                                dev->hdr.cookie, 0, 0, dev->pci_address) };
+                                                dev->hdr.cookie, NULL, 0, dev->pci_address) };
         memcpy(mc->pci_address, dev->pci_address, sizeof(mc->pci_address));
         memcpy(mc->tsm, dev->tsm, sizeof(mc->tsm));
         memcpy(mc->tag.tsm, dev->tsm, sizeof(mc->tag.tsm));
@@ -996,11 +996,13 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         mr = new0(MonitorRequest, 1);
         if (!mr)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
-        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .context = ctx->id, .vdevice = v->id,
-                                .tag = late_tag(d, TSM_PRIV_LATE_GUEST_REQUEST, g->hdr.cookie, ctx->id, v->id,
-                                                info.pci_address) };
-        mr->tag.backend = info.backend;
-        memcpy(mr->tag.scope, g->scope, sizeof(mr->tag.scope));
+        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .context = ctx->id, .vdevice = v->id };
+        /* Only a kernel call can be given up on while it runs: an emulated one needs no tag. */
+        if (!info.emulated) {
+                mr->tag = late_tag(d, TSM_PRIV_LATE_GUEST_REQUEST, g->hdr.cookie, ctx, v->id, info.pci_address);
+                mr->tag.backend = info.backend;
+                memcpy(mr->tag.scope, g->scope, sizeof(mr->tag.scope));
+        }
         LIST_INSERT_HEAD(&d->requests, mr, entry);
         d->n_requests++;
 
@@ -1014,7 +1016,8 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
                 request_free(mr);
                 return reply(d, m, r, 0, -EBADF);
         }
-        tsm_request_set_late_tag(mr->request, &mr->tag, sizeof(mr->tag));
+        if (!info.emulated)
+                tsm_request_set_late_tag(mr->request, &mr->tag, sizeof(mr->tag));
         log_debug("Guest request (scope %s, %" PRIu32 " bytes) to %s for context %" PRIu32 ".", desc->name,
                   g->hdr.payload_len, v->pci_address, ctx->id);
         return 0;
