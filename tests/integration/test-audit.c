@@ -1538,6 +1538,19 @@ static unsigned worker_threads(Tsmd *t) {
         return n;
 }
 
+/* Sends a QueryAudit that matches nothing on c (so it reads the whole log) and waits until its
+ * thread runs; returns the worker's thread count before it. */
+static unsigned query_under_way(Tsmd *t, VarlinkClient *c, AsyncCall *query) {
+        unsigned idle_threads = worker_threads(t);
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        tsmd_call_async(c, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", 0, query);
+        while (worker_threads(t) == idle_threads && now_usec() < deadline)
+                sleep_usec(USEC_PER_MSEC);
+        ASSERT_EQ(worker_threads(t), idle_threads + 1);
+        return idle_threads;
+}
+
 /* A query whose caller hangs up is cancelled: its thread stops at once (not at the end of the
  * log), and the call is audited as ended with ECANCELED (no one hears it). */
 TEST(query_cancelled_when_its_caller_hangs_up) {
@@ -1551,14 +1564,8 @@ TEST(query_cancelled_when_its_caller_hangs_up) {
         start(&t, CONF_ZERO("[Audit]\nFiles=3\nMaxFileSize=1073741824\n"), "info");
         restart_with_large_log(&t, LARGE_LOG_RECORDS);
         after = tsmd_audit_last_seq(&t);
-        idle_threads = worker_threads(&t);
-
         a = tsmd_connect(&t);
-        tsmd_call_async(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", 0, &query);
-        deadline = now_usec() + TSMD_WAIT_USEC;
-        while (worker_threads(&t) == idle_threads && now_usec() < deadline)
-                sleep_usec(USEC_PER_MSEC);
-        ASSERT_EQ(worker_threads(&t), idle_threads + 1);
+        idle_threads = query_under_way(&t, a, &query);
         varlink_client_free(a);
         async_call_done(&query);
 
@@ -1575,7 +1582,6 @@ TEST(query_cancelled_when_its_caller_hangs_up) {
 TEST(query_number_is_bounded) {
         AsyncCall query = {};
         VarlinkClient *a, *b;
-        unsigned idle_threads;
         uint64_t deadline;
         Tsmd t;
 
@@ -1584,11 +1590,7 @@ TEST(query_number_is_bounded) {
         a = tsmd_connect(&t);
         b = tsmd_connect(&t);
 
-        idle_threads = worker_threads(&t);
-        tsmd_call_async(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", 0, &query);
-        deadline = now_usec() + TSMD_WAIT_USEC;
-        while (worker_threads(&t) == idle_threads && now_usec() < deadline)
-                sleep_usec(USEC_PER_MSEC); /* under way */
+        (void) query_under_way(&t, a, &query);
         CALL_ERROR(b, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", "io.tsmd.Admin.TooManyQueries",
                    "{\"maxQueries\":1}");
 
@@ -1626,11 +1628,7 @@ TEST(query_ended_after_the_admin_right_went_is_refused) {
         CALL_OK(a, "io.tsmd.Admin.ListBackends", NULL);
         after = tsmd_audit_last_seq(&t);
 
-        idle_threads = worker_threads(&t);
-        tsmd_call_async(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":12345}", 0, &query);
-        deadline = now_usec() + TSMD_WAIT_USEC;
-        while (worker_threads(&t) == idle_threads && now_usec() < deadline)
-                sleep_usec(USEC_PER_MSEC); /* under way */
+        idle_threads = query_under_way(&t, a, &query);
         tsmd_write_file(&t, "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\n");
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
         /* Otherwise this run shows nothing: the query must end after the reload. */
