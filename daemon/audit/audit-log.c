@@ -425,6 +425,8 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         if (r < 0)
                 return r;
         r = audit_shares_new(c->max_in_flight_per_uid, c->max_in_flight_unnamed, &a->shares);
+        if (r < 0)
+                return r;
         r = audit_query_runner_new(base, a->files, a->config.ops, c->max_queries, &a->queries);
         if (r < 0)
                 return r;
