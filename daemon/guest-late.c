@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The kernel's late answers in the audit log. A call tsmd gave up on while the kernel ran it (a
- * guest request past RequestTimeoutUSec=, a bind or unbind whose device went, a connect whose
- * worker ended first) still did what the kernel says when it returns: the monitor tells the
- * worker (LATE), which records it under the call's own event with "-late" appended ("bind-undo"
- * for the unbind that undid a bind the kernel did after all), naming the call as the monitor
- * knows it, and the record of the call itself ("originalSeq") when this worker wrote it.
+ * guest request past RequestTimeoutUSec=, a bind or unbind whose device went, a bind, unbind or
+ * connect whose worker ended first) still did what the kernel says when it returns: the monitor
+ * tells the worker (LATE), which records it under the call's own event with "-late" appended
+ * ("bind-undo" for the unbind that undid a bind the kernel did after all), naming the call as the
+ * monitor knows it, and the record of the call itself ("originalSeq") when this worker wrote it.
  * Bounded: a hung TSM answers as many calls late as it was given. Runs in: worker.
  */
 

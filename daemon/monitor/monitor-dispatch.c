@@ -75,6 +75,7 @@ typedef struct MonitorChange {
         bool bind;
         uint32_t context, vdevice;
         uint64_t serial;
+        uint64_t start_usec; /* for a late answer's latency */
         MonitorLateTag tag;
         LIST_ENTRY(MonitorChange) entry;
 } MonitorChange;
@@ -297,6 +298,17 @@ static void on_platform_late(TsmPlatform *p, const KernelLate *k, void *userdata
         if (!late.pci_address[0] && k->lane && strlen(k->lane) < sizeof(late.pci_address))
                 strcpy(late.pci_address, k->lane);
         send_late(d, &late);
+}
+
+/* The kernel answered a call whose worker ended meanwhile (at_usec: when the call was made),
+ * unless it answers late by itself (the call was given up on in the kernel: its device went). */
+static void late_orphan(MonitorDispatch *d, TsmRequest *req, KernelOp op, const char *pci_address, uint32_t vdevice,
+                        int result, uint64_t at_usec, const MonitorLateTag *tag) {
+        const KernelLate k = { .op = op, .lane = pci_address, .vdevice_id = vdevice, .result = result,
+                               .latency_usec = now_monotonic_usec() - at_usec, .tag = tag, .tag_size = sizeof(*tag) };
+
+        if (!tsm_request_answers_late(req))
+                on_platform_late(d->platform, &k, d);
 }
 
 /* ---- lookups: the worker names only what the monitor gave out, on behalf of its holder ---- */
@@ -640,6 +652,11 @@ static void on_change_done(TsmRequest *req, int result, void *userdata) {
 
         if (mc->cookie != 0 && d->channel >= 0)
                 (void) reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
+        else if (mc->cookie == 0)
+                /* The worker that asked ended meanwhile, and its record of the call (if it wrote
+                 * one: a crash does not) says it failed: the audit log hears how it ended. */
+                late_orphan(d, req, mc->bind ? KERNEL_OP_BIND : KERNEL_OP_UNBIND, tsm_request_get_pci_address(req),
+                            mc->vdevice, result, mc->start_usec, &mc->tag);
         if (!v || v->n_changes == 0)
                 answer_settled(d, mc->context, mc->vdevice, mc->serial, v);
         change_free(mc);
@@ -675,7 +692,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
         if (!mc)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
         *mc = (MonitorChange){ .dispatch = d, .cookie = q->hdr.cookie, .bind = bind, .context = ctx->id,
-                               .vdevice = v->id, .serial = v->serial,
+                               .vdevice = v->id, .serial = v->serial, .start_usec = now_monotonic_usec(),
                                .tag = late_tag(d, bind ? TSM_PRIV_LATE_BIND : TSM_PRIV_LATE_UNBIND, q->hdr.cookie,
                                                ctx, v->id, v->pci_address) };
         /* For a late answer's record: the device may be gone by then. */
@@ -810,15 +827,12 @@ static void on_connect_done(TsmRequest *req, int result, void *userdata) {
          * keeps what happened. */
         if (mc->cookie == 0) {
                 /* That worker recorded it as failed (ETIMEDOUT) at its end: the audit log hears
-                 * how it ended after all, from whichever worker runs. */
-                const KernelLate k = { .op = KERNEL_OP_WRITE, .lane = mc->pci_address, .result = result,
-                                       .latency_usec = now_monotonic_usec() - mc->start_usec,
-                                       .tag = &mc->tag, .tag_size = sizeof(mc->tag) };
-
+                 * how it ended after all, from whichever worker runs; once, from the kernel's
+                 * answer itself when it was given up on in the kernel (its device went). */
                 log_notice("The %s of %s was answered after the worker that asked for it ended: %s.",
                            connect ? "connect" : "disconnect", mc->pci_address,
                            result < 0 ? strerror(-result) : "done");
-                on_platform_late(d->platform, &k, d);
+                late_orphan(d, req, KERNEL_OP_WRITE, mc->pci_address, 0, result, mc->start_usec, &mc->tag);
         } else if (d->channel >= 0)
                 (void) reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
         connect_free(mc);

@@ -51,6 +51,7 @@
 #define GPU "0000:02:00.0" /* on tsm1 (TDX Connect) */
 #define NVME "0000:03:00.0" /* TDISP capable, on no TSM */
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/" NVME
+#define NIC_PATH "/devices/pci0000:00/0000:00:01.1/" NIC
 #define VDEV_HELD 11U      /* the fake kernel holds its calls when told */
 
 typedef struct Fixture {
@@ -1038,6 +1039,38 @@ TEST(restart_tells_the_monitors_vdevices) {
         fixture_free(f);
 }
 
+/* Runs the monitor's loop until cond holds (at most 5 s: lane threads may be slow). */
+#define LOOP_UNTIL(f, cond)                                                                        \
+        for (unsigned _i = 0; !(cond); _i++) {                                                     \
+                ASSERT_LE(_i, 5000u);                                                              \
+                ASSERT_OK(event_base_loop((f)->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));              \
+                usleep(1000);                                                                      \
+        }
+
+/* Whether the monitor sent the worker something. */
+static bool worker_has_input(Fixture *f) {
+        struct pollfd p = { .fd = f->worker, .events = POLLIN };
+
+        return poll(&p, 1, 0) > 0;
+}
+
+/* The next message, which must be a LATE of op (the loop runs until it comes), into ret; as a
+ * LATE always is: no cookie. */
+static void receive_late(Fixture *f, uint32_t op, struct tsm_priv_late *ret) {
+        LOOP_UNTIL(f, worker_has_input(f));
+        receive(f, TSM_PRIV_LATE, ret, sizeof(*ret), NULL, NULL);
+        ASSERT_EQ(ret->op, op);
+        ASSERT_EQ(ret->hdr.cookie, 0u);
+}
+
+/* Runs the monitor's loop for a while: what would come, has. */
+static void loop_a_while(Fixture *f) {
+        for (unsigned i = 0; i < 50; i++) {
+                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
+                usleep(1000);
+        }
+}
+
 /* Binds and unbinds are answered from the loop (a kernel one runs on the device's lane), so the
  * monitor's record follows the TSM's answer, not the message: a detach that comes while a bind
  * is on its way undoes it, and a bind whose worker died still counts, unanswered. */
@@ -1072,7 +1105,8 @@ TEST(bind_in_flight) {
         ASSERT_EQ(ctx->n_vdevices, 0);
 
         /* A bind whose worker dies before the answer: the record follows the TSM all the same,
-         * and the next worker hears nothing of it. */
+         * and the next worker hears how it ended, for its audit log (with no cookie of its own:
+         * the call was the other worker's). */
         ASSERT_OK(attach(f, SLOT, a, 4, DEV_A, NULL));
         bind.vdevice = 4;
         bind.hdr.cookie = ++f->cookie;
@@ -1082,7 +1116,18 @@ TEST(bind_in_flight) {
         worker_stop(f);
         ASSERT_EQ(worker_start(f, (struct tsm_priv_restored_context[1]){}, 1), 1);
         ASSERT_EQ(restored_state(f, a, 4, DEV_A), TSM_PRIV_VDEVICE_CHANGING);
-        ASSERT_OK(event_base_loop(f->base, EVLOOP_NONBLOCK));
+        {
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_BIND, &late);
+                ASSERT_EQ(late.request_cookie, 0u);
+                ASSERT_EQ(late.context, a);
+                ASSERT_EQ(late.vdevice, 4u);
+                ASSERT_EQ(late.uid, 1000u);
+                ASSERT_EQ(late.backend, (uint32_t) TSM_BACKEND_EMULATED);
+                ASSERT_EQ(late.result, 0);
+                ASSERT_STREQ(late.pci_address, DEV_A);
+        }
         nothing_waiting(f);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, 4)->bound);
         ASSERT_EQ(monitor_context_find_vdevice(ctx, 4)->n_changes, 0u);
@@ -1099,20 +1144,6 @@ static void send_into_held_kernel(Fixture *f, struct tsm_priv_vdevice *m) {
         fake_kernel_wait_inside(1);
 }
 
-/* Runs the monitor's loop until cond holds (at most 5 s: lane threads may be slow). */
-#define LOOP_UNTIL(f, cond)                                                                        \
-        for (unsigned _i = 0; !(cond); _i++) {                                                     \
-                ASSERT_LE(_i, 5000u);                                                              \
-                ASSERT_OK(event_base_loop((f)->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));              \
-                usleep(1000);                                                                      \
-        }
-
-/* Whether the monitor sent the worker something. */
-static bool worker_has_input(Fixture *f) {
-        struct pollfd p = { .fd = f->worker, .events = POLLIN };
-
-        return poll(&p, 1, 0) > 0;
-}
 
 /* On the kernel's TSMs a bind is an ioctl that may take seconds: it runs on the device's lane,
  * the monitor answers everything else meanwhile, a detach of the vDevice queues its unbind
@@ -1157,7 +1188,7 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         nothing_waiting(f); /* the release's unbind is the monitor's own */
         LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
 
-        /* The worker dies while the kernel holds a bind. */
+        /* The worker dies while the kernel holds a bind: the next one hears how it ended. */
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         fake_kernel_hold(true);
         send_into_held_kernel(f, &bind);
@@ -1166,6 +1197,16 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         fake_kernel_hold(false);
         LOOP_UNTIL(f, monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes == 0);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
+        {
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_BIND, &late);
+                ASSERT_EQ(late.request_cookie, 0u);
+                ASSERT_EQ(late.vdevice, VDEV_HELD);
+                ASSERT_EQ(late.backend, (uint32_t) TSM_BACKEND_SEV_TIO);
+                ASSERT_EQ(late.result, 0);
+                ASSERT_STREQ(late.pci_address, NIC);
+        }
         nothing_waiting(f);
         fixture_free(f);
 }
@@ -1207,7 +1248,13 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_EQ(restored_state(f, a, VDEV_HELD, NIC), TSM_PRIV_VDEVICE_CHANGING);
         cookie = send_settle(f, a, VDEV_HELD);
         fake_kernel_hold(false);
-        await_reply(f);
+        {
+                /* How the bind ended, for the audit log, before the settle's answer. */
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_BIND, &late);
+                ASSERT_EQ(late.result, 0);
+        }
         receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
         ASSERT_EQ(rep.r.hdr.cookie, cookie);
         ASSERT_OK(rep.r.result);
@@ -1230,8 +1277,9 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_EQ(rep.r.result, -ENODEV);
         LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
 
-        /* A worker that stops while its settle waits: the next one hears nothing of it. (Its VMM
-         * took the context back first: a kept context gains no vDevices.) */
+        /* A worker that stops while its settle waits: the next one hears nothing of it, only
+         * how the bind ended. (Its VMM took the context back first: a kept context gains no
+         * vDevices.) */
         reclaim = reclaim_msg(SLOT, a);
         ASSERT_OK(call(f, &reclaim, &rep));
         safe_close(rep.fd);
@@ -1246,6 +1294,12 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
         fake_kernel_hold(false);
         LOOP_UNTIL(f, monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes == 0);
+        {
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_BIND, &late);
+                ASSERT_EQ(late.result, 0);
+        }
         nothing_waiting(f);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
         fixture_free(f);
@@ -1463,6 +1517,81 @@ TEST(detach_fails_requests_in_flight) {
                 ASSERT_EQ(late.result, 0);
                 ASSERT_STREQ(late.pci_address, NIC);
         }
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* A connect, and a bind, whose worker ended and whose device then went: the kernel's own answer
+ * is the one late answer of each (the call was given up on in the kernel), not also the -ENODEV
+ * the monitor got when the device went. */
+TEST(calls_whose_worker_ended_and_device_went_answer_late_once) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_late late;
+        struct tsm_priv_device dev;
+        static char filler[4096];
+        char path[PATH_MAX], buf[4096];
+        uint32_t a;
+        int rd, wr;
+
+        /* A connect the kernel takes its time over (tsm/connect is a full FIFO). */
+        snprintf(path, sizeof(path), "%s" NVME_PATH "/tsm/connect", f->sysfs);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(mkfifo(path, 0600));
+        ASSERT_OK(rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+        ASSERT_OK(wr = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+        while (write(wr, filler, sizeof(filler)) > 0)
+                ;
+        ASSERT_EQ(errno, EAGAIN);
+        tsm_priv_init(&dev, TSM_PRIV_CONNECT_DEVICE, 0, 0);
+        strcpy(dev.pci_address, NVME);
+        strcpy(dev.tsm, "tsm1");
+        dev.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &dev, NULL, 0, -EBADF));
+        process_ok(f);
+        /* And a bind the kernel holds. */
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        fake_kernel_hold(true);
+        bind.context = a;
+        send_into_held_kernel(f, &bind);
+
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        /* Both devices go (hot-unplug), while the kernel still has their calls. */
+        ASSERT_OK(sysfs_fixture_remove(f->sysfs, NVME_PATH));
+        ASSERT_OK(tsm_platform_refresh_device(f->platform, NVME));
+        ASSERT_OK(sysfs_fixture_remove(f->sysfs, NIC_PATH));
+        ASSERT_OK(tsm_platform_refresh_device(f->platform, NIC));
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NVME) && !tsm_platform_is_changing(f->platform, NIC));
+        loop_a_while(f);
+        nothing_waiting(f); /* the kernel has not answered either */
+
+        /* The kernel is done with both. */
+        safe_close(wr);
+        for (;;) {
+                struct pollfd p = { .fd = rd, .events = POLLIN };
+                ssize_t n;
+
+                ASSERT_EQ(poll(&p, 1, 5000), 1);
+                n = read(rd, buf, sizeof(buf));
+                if (n == 0)
+                        break; /* the monitor closed it: written */
+                ASSERT_TRUE(n > 0 || errno == EAGAIN);
+        }
+        safe_close(rd);
+        receive_late(f, TSM_PRIV_LATE_CONNECT, &late);
+        ASSERT_EQ(late.result, 0);
+        ASSERT_STREQ(late.pci_address, NVME);
+        ASSERT_STREQ(late.tsm, "tsm1");
+        fake_kernel_hold(false);
+        receive_late(f, TSM_PRIV_LATE_BIND, &late); /* done, then undone */
+        ASSERT_EQ(late.result, 0);
+        ASSERT_EQ(late.vdevice, VDEV_HELD);
+        receive_late(f, TSM_PRIV_LATE_BIND_UNDO, &late);
+        ASSERT_EQ(late.result, 0);
+        loop_a_while(f);
         nothing_waiting(f);
         fixture_free(f);
 }
