@@ -71,6 +71,9 @@ static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, 
         snprintf(e->kernel_dir, sizeof(e->kernel_dir), "%s/kernel", scratch);
         if (mkdir(e->root, 0755) < 0 || mkdir(e->kernel_dir, 0755) < 0)
                 TEST_FAIL("mkdir in %s: %s", scratch, strerror(errno));
+        /* The worker's user reaches the fake kernel's files too (hold-sync). */
+        if (chmod(scratch, 0711) < 0)
+                TEST_FAIL("chmod %s: %s", scratch, strerror(errno));
         platform_test_sandbox(hotplug);
         if (hotplug) {
                 /* SECURITY: fake uevents must never be sent in the host's network namespace. */
@@ -1123,6 +1126,140 @@ TEST(a_connect_answered_after_its_worker_died_is_audited) {
         ASSERT_STREQ(JSTR(late, "result"), "ok");
         ASSERT_FALSE(has_key(late, "originalSeq")); /* another worker's call */
         json_object_put(late);
+
+        teardown(&e);
+}
+
+/* A late answer the monitor sent a worker that ended before it read it goes to the next worker:
+ * recorded once. (The worker is stopped, so that the LATE waits in its channel, then killed.) */
+TEST(a_late_answer_its_worker_never_read_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        AsyncCall held = {};
+        json_object *late;
+        pid_t worker;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        async_call_done(&held);
+
+        worker = tsmd_worker_pid(&e.tsmd);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Kernel TSM request of " NIC_ADDR " (vDevice 11) succeeded after", 1,
+                                  TSMD_WAIT_USEC));
+        sleep_usec(100 * USEC_PER_MSEC); /* the monitor sends it on (within a millisecond) */
+        tsmd_kill_worker(&e.tsmd);
+
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_STREQ(JSTR(late, "scope"), "state-change");
+        ASSERT_EQ(JINT(late, "vdeviceId"), 11); /* (no contextId: not reclaimed yet) */
+        ASSERT_EQ(JINT(late, "uid"), (int64_t) getuid());
+        ASSERT_FALSE(has_key(late, "originalSeq")); /* that worker's record went with it */
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* A worker that ends while the record of a late answer is in the audit file but not yet known
+ * durable (its disk is slow) has told the monitor the seq it wrote it under, before it wrote it:
+ * the next worker finds that seq in the file, and does not record it again. */
+TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        AsyncCall held = {};
+        unsigned serving;
+        pid_t worker;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        async_call_done(&held);
+        wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
+
+        write_file(strf("%s/hold-sync", e.kernel_dir), "");
+        hold(&e, 11, false);
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                _cleanup_free_ char *log = read_file(strf("%s/audit/audit.log", e.tsmd.dir));
+
+                if (log && strstr(log, "\"guest-request-late\""))
+                        break;
+                if (now_usec() > deadline)
+                        TEST_FAIL("the worker never wrote the late answer's record");
+        }
+        serving = tsmd_log_count(&e.tsmd, "serving again.");
+        worker = tsmd_worker_pid(&e.tsmd);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGKILL));
+        ASSERT_OK(unlink(strf("%s/hold-sync", e.kernel_dir)));
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "serving again.", serving + 1, TSMD_WAIT_USEC));
+        sleep_usec(300 * USEC_PER_MSEC); /* the next worker had the LATE, and wrote what it would */
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+        ASSERT_TRUE(tsmd_log_contains(&e.tsmd, "was recorded by the worker before"));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The kernel answers a call late while no worker runs (between a worker's end and the next one's
+ * start): the monitor keeps the answer, and the next worker records it, once. The restart
+ * backoff doubles for a worker that dies young (100 ms, 200, 400, 800, then 1.6 s): a fifth
+ * death leaves time for the kernel to answer meanwhile. */
+TEST(a_late_answer_while_no_worker_runs_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        char token[RECLAIM_TOKEN_MAX];
+        AsyncCall held = {};
+        json_object *late;
+        unsigned started;
+        pid_t worker;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        for (unsigned i = 0; i < 4; i++)
+                tsmd_kill_worker(&e.tsmd);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, token);
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        async_call_done(&held);
+        varlink_client_free(TAKE_PTR(c));
+
+        started = tsmd_log_count(&e.tsmd, "Started worker");
+        worker = tsmd_worker_pid(&e.tsmd);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGKILL));
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Restarting the worker in 1600 ms", 1, TSMD_WAIT_USEC));
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "answered late while no worker runs: kept for the next one", 1,
+                                  TSMD_WAIT_USEC));
+        ASSERT_EQ(tsmd_log_count(&e.tsmd, "Started worker"), started);
+
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_EQ(JINT(late, "vdeviceId"), 11); /* (no contextId: not reclaimed yet) */
+        ASSERT_EQ(JINT(late, "uid"), (int64_t) getuid());
+        ASSERT_EQ(JINT(late, "responseSize"), strlen("pong"));
+        ASSERT_FALSE(has_key(late, "originalSeq"));
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
 
         teardown(&e);
 }

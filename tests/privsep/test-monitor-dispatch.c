@@ -193,6 +193,13 @@ static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *resto
         ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
         f->monitor = sv[0];
         f->worker = sv[1];
+        /* As the monitor makes them (monitor.c): room for the late answers kept for a worker. */
+        for (unsigned i = 0; i < 2; i++) {
+                int size = (int) TSM_PRIV_DATAGRAM_MAX * 4;
+
+                ASSERT_OK(setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)));
+                ASSERT_OK(setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)));
+        }
         ASSERT_OK(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)));
         ASSERT_ERRNO(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)), EBUSY);
 
@@ -230,7 +237,9 @@ static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *resto
                         ASSERT_EQ(rv->state & ~TSM_PRIV_VDEVICE_FLAGS_ALL, 0u);
                 }
         }
-        nothing_waiting(f);
+        /* Then the late answers kept for it, if any (receive_late()). */
+        if (monitor_dispatch_n_late_kept(f->dispatch) == 0 && monitor_dispatch_n_late_lost(f->dispatch) == 0)
+                nothing_waiting(f);
         return hello.n_restored;
 }
 
@@ -303,10 +312,11 @@ static Fixture *fixture(void) {
 
 /* The kernel's TSMs: the two-TSM fixture sysfs (in a private mount namespace, as root; the
  * test SKIPs otherwise), behind a fake v5 kernel that holds VDEV_HELD's calls when told. */
-static Fixture *kernel_fixture(void) {
+static Fixture *kernel_fixture_timeout(uint64_t request_timeout_usec) {
         TsmPlatformConfig config = {
                 .mode = TSM_PLATFORM_KERNEL,
                 .iommu_device = (char *) "/dev/iommu",
+                .request_timeout_usec = request_timeout_usec, /* 0: the default */
         };
         Fixture *f = malloc(sizeof(Fixture));
         const char *root;
@@ -318,6 +328,10 @@ static Fixture *kernel_fixture(void) {
         setup_platform(f, &config);
         f->sysfs = root;
         return f;
+}
+
+static Fixture *kernel_fixture(void) {
+        return kernel_fixture_timeout(0);
 }
 
 /* Auto mode on a fixture sysfs with no TSM yet, so the emulated platform serves its default
@@ -1055,20 +1069,25 @@ static bool worker_has_input(Fixture *f) {
 }
 
 /* The next message, which must be a LATE of op (the loop runs until it comes), into ret; as a
- * LATE always is: no cookie. */
+ * LATE always is: no cookie, an id. */
 static void receive_late(Fixture *f, uint32_t op, struct tsm_priv_late *ret) {
         LOOP_UNTIL(f, worker_has_input(f));
         receive(f, TSM_PRIV_LATE, ret, sizeof(*ret), NULL, NULL);
         ASSERT_EQ(ret->op, op);
         ASSERT_EQ(ret->hdr.cookie, 0u);
+        ASSERT_NE(ret->id, 0u);
 }
 
-/* Runs the monitor's loop for a while: what would come, has. */
-static void loop_a_while(Fixture *f) {
-        for (unsigned i = 0; i < 50; i++) {
-                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
-                usleep(1000);
-        }
+/* Acknowledges LATE id as the worker does (LATE_ACK): being recorded under seq, or recorded. */
+static void ack_late(Fixture *f, uint64_t id, uint64_t seq, bool durable) {
+        struct tsm_priv_late_ack a;
+
+        tsm_priv_init(&a, TSM_PRIV_LATE_ACK, 0, 0);
+        a.id = id;
+        a.seq = seq;
+        a.durable = durable;
+        ASSERT_OK(tsm_priv_send(f->worker, &a, NULL, 0, -EBADF));
+        process_ok(f);
 }
 
 /* Binds and unbinds are answered from the loop (a kernel one runs on the device's lane), so the
@@ -1127,6 +1146,7 @@ TEST(bind_in_flight) {
                 ASSERT_EQ(late.backend, (uint32_t) TSM_BACKEND_EMULATED);
                 ASSERT_EQ(late.result, 0);
                 ASSERT_STREQ(late.pci_address, DEV_A);
+                ack_late(f, late.id, 0, true);
         }
         nothing_waiting(f);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, 4)->bound);
@@ -1254,6 +1274,7 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
 
                 receive_late(f, TSM_PRIV_LATE_BIND, &late);
                 ASSERT_EQ(late.result, 0);
+                ack_late(f, late.id, 0, true);
         }
         receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
         ASSERT_EQ(rep.r.hdr.cookie, cookie);
@@ -1521,6 +1542,202 @@ TEST(detach_fails_requests_in_flight) {
         fixture_free(f);
 }
 
+/* A guest request the fake kernel holds past its deadline (the fixture's is short), answered
+ * Timeout; then the kernel answers it, late. Returns the request's cookie. */
+static uint32_t late_guest_request(Fixture *f, uint32_t context) {
+        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, context, VDEV_HELD, TSM_SCOPE_INFO, 4);
+        Reply rep;
+
+        fake_kernel_hold(true);
+        m.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, m.hdr.cookie);
+        ASSERT_EQ(rep.r.result, -ETIMEDOUT);
+        fake_kernel_hold(false);
+        fake_kernel_wait_inside(0);
+        return m.hdr.cookie;
+}
+
+/* Runs the monitor's loop for a while: what would come, has. */
+static void loop_a_while(Fixture *f) {
+        for (unsigned i = 0; i < 50; i++) {
+                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
+                usleep(1000);
+        }
+}
+
+/* A late answer is the monitor's until a worker says it recorded it: one that ends with it
+ * unread goes to the next worker, with no cookie of its own; one that ends while writing its
+ * record tells the next under which seq (so that it is written once); one recorded is forgotten,
+ * also when its worker ended before the monitor read that. A worker acknowledges only what it
+ * was sent, once. */
+TEST(late_answers_are_kept_until_acknowledged) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_reclaim_context reclaim;
+        struct tsm_priv_late late, again;
+        struct tsm_priv_late_ack ack;
+        uint32_t a, cookie;
+        Reply rep;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        (void) late_guest_request(f, a);
+        /* In the worker's channel, unread, as the worker ends. */
+        LOOP_UNTIL(f, worker_has_input(f));
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 1u);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ASSERT_EQ(late.request_cookie, 0u); /* the worker before asked */
+        ASSERT_EQ(late.context, a);
+        ASSERT_EQ(late.vdevice, VDEV_HELD);
+        ASSERT_EQ(late.result, 0);
+        ASSERT_EQ(late.recorded_seq, 0u);
+        ASSERT_STREQ(late.pci_address, NIC);
+        nothing_waiting(f);
+
+        /* Its record on its way to the disk as this worker ends: the next hears the seq. */
+        ack_late(f, late.id, 41, false);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &again);
+        ASSERT_EQ(again.id, late.id);
+        ASSERT_EQ(again.recorded_seq, 41u);
+        ASSERT_EQ(again.result, 0);
+
+        /* Recorded: forgotten. */
+        ack_late(f, late.id, 41, true);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        loop_a_while(f);
+        nothing_waiting(f);
+
+        /* Acknowledged just before the worker ended, unread by the monitor while it lived: that
+         * counts all the same. Its own call's LATE names its cookie. */
+        reclaim = reclaim_msg(SLOT, a);
+        ASSERT_OK(call(f, &reclaim, &rep));
+        safe_close(rep.fd);
+        cookie = late_guest_request(f, a);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ASSERT_EQ(late.request_cookie, cookie);
+        tsm_priv_init(&ack, TSM_PRIV_LATE_ACK, 0, 0);
+        ack.id = late.id;
+        ack.durable = 1;
+        ASSERT_OK(tsm_priv_send(f->worker, &ack, NULL, 0, -EBADF));
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        loop_a_while(f);
+        nothing_waiting(f);
+
+        /* SECURITY: only what went to this worker, and not yet acknowledged. */
+        expect_violation(f, &ack, "LATE_ACK");
+        fixture_free(f);
+}
+
+/* Malformed acknowledgements are violations like any; the LATE goes to the next worker. */
+TEST(late_acks_are_checked) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_late_ack ack;
+        struct tsm_priv_late late;
+        uint32_t a;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        (void) late_guest_request(f, a);
+        for (unsigned i = 0; i < 3; i++) {
+                receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+                tsm_priv_init(&ack, TSM_PRIV_LATE_ACK, 0, 0);
+                ack.id = late.id;
+                switch (i) {
+                case 0: ack.durable = 2; break;
+                case 1: ack.__reserved = 1; ack.durable = 1; break;
+                case 2: break; /* being recorded under no seq */
+                }
+                expect_violation(f, &ack, "LATE_ACK");
+                worker_stop(f);
+                ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        }
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        fixture_free(f);
+}
+
+/* The monitor keeps MONITOR_LATE_KEPT_MAX late answers no worker acknowledged: past that, the
+ * newest are dropped (the oldest may be in the audit log already) and their count goes to the
+ * worker as a LOST, itself kept until acknowledged, and the count of those dropped meanwhile
+ * after it. One that comes while no worker runs is kept for the next, which gets every one kept,
+ * oldest first, then the LOST. */
+TEST(late_answers_kept_are_bounded) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_guest_request m;
+        struct tsm_priv_late late, lost, lost2;
+        uint64_t first = 0, last = 0;
+        uint32_t a;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        for (unsigned i = 0; i < MONITOR_LATE_KEPT_MAX; i++) {
+                (void) late_guest_request(f, a);
+                receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+                if (i == 0)
+                        first = late.id;
+        }
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), (size_t) MONITOR_LATE_KEPT_MAX);
+
+        (void) late_guest_request(f, a);
+        receive_late(f, TSM_PRIV_LATE_LOST, &lost);
+        ASSERT_EQ(lost.count, 1u);
+        ASSERT_EQ(lost.request_cookie, 0u);
+        ASSERT_EQ(lost.uid, TSM_PRIV_LATE_NONE);
+        ASSERT_STREQ(lost.pci_address, "");
+        (void) late_guest_request(f, a);
+        LOOP_UNTIL(f, monitor_dispatch_n_late_lost(f->dispatch) == 2);
+        nothing_waiting(f); /* counted, for the LOST after this one */
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), (size_t) MONITOR_LATE_KEPT_MAX);
+
+        /* Room for one; the count recorded, so the next goes out. */
+        ack_late(f, first, 0, true);
+        ack_late(f, lost.id, 3, true);
+        receive_late(f, TSM_PRIV_LATE_LOST, &lost2);
+        ASSERT_EQ(lost2.count, 1u);
+        ASSERT_NE(lost2.id, lost.id);
+
+        /* The worker ends while the kernel has a request: its answer comes while none runs. */
+        fake_kernel_hold(true);
+        m = guest_request_msg(f, SLOT, a, VDEV_HELD, TSM_SCOPE_INFO, 4);
+        m.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        worker_stop(f);
+        fake_kernel_hold(false);
+        LOOP_UNTIL(f, monitor_dispatch_n_late_kept(f->dispatch) == MONITOR_LATE_KEPT_MAX);
+
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        for (unsigned i = 0; i < MONITOR_LATE_KEPT_MAX; i++) {
+                receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+                ASSERT_EQ(late.request_cookie, 0u);
+                ASSERT_TRUE(late.id > last); /* oldest first */
+                ASSERT_NE(late.id, first);
+                last = late.id;
+        }
+        ASSERT_TRUE(last > lost2.id); /* the one that came while no worker ran */
+        ASSERT_EQ(late.context, a);
+        receive_late(f, TSM_PRIV_LATE_LOST, &lost);
+        ASSERT_EQ(lost.id, lost2.id);
+        ASSERT_EQ(lost.count, 1u);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
 /* A connect, and a bind, whose worker ended and whose device then went: the kernel's own answer
  * is the one late answer of each (the call was given up on in the kernel), not also the -ENODEV
  * the monitor got when the device went. */
@@ -1585,12 +1802,15 @@ TEST(calls_whose_worker_ended_and_device_went_answer_late_once) {
         ASSERT_EQ(late.result, 0);
         ASSERT_STREQ(late.pci_address, NVME);
         ASSERT_STREQ(late.tsm, "tsm1");
+        ack_late(f, late.id, 0, true);
         fake_kernel_hold(false);
         receive_late(f, TSM_PRIV_LATE_BIND, &late); /* done, then undone */
         ASSERT_EQ(late.result, 0);
         ASSERT_EQ(late.vdevice, VDEV_HELD);
+        ack_late(f, late.id, 0, true);
         receive_late(f, TSM_PRIV_LATE_BIND_UNDO, &late);
         ASSERT_EQ(late.result, 0);
+        ack_late(f, late.id, 0, true);
         loop_a_while(f);
         nothing_waiting(f);
         fixture_free(f);
@@ -2169,6 +2389,13 @@ TEST(last_good_follows_the_sockets) {
         ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
         f->monitor = sv[0];
         f->worker = sv[1];
+        /* As the monitor makes them (monitor.c): room for the late answers kept for a worker. */
+        for (unsigned i = 0; i < 2; i++) {
+                int size = (int) TSM_PRIV_DATAGRAM_MAX * 4;
+
+                ASSERT_OK(setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)));
+                ASSERT_OK(setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)));
+        }
         ASSERT_OK(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)));
         receive(f, TSM_PRIV_HELLO, &hello, sizeof(hello), NULL, NULL);
         ASSERT_EQ(hello.last_good, 1u);
