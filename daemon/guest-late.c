@@ -1,20 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The kernel's late answers in the audit log. A call tsmd gave up on while the kernel ran it (a
- * guest request past RequestTimeoutUSec=, a bind or unbind whose device went, a connect whose
- * worker ended first) still did what the kernel says when it returns: the monitor tells the
- * worker (LATE), which records it under the call's own event with "-late" appended ("bind-undo"
- * for the unbind that undid a bind the kernel did after all), naming the call as the monitor
- * knows it, and the record of the call itself ("originalSeq") when this worker wrote it.
- * Bounded: a hung TSM answers as many calls late as it was given. Runs in: worker.
+ * guest request past RequestTimeoutUSec=, a bind or unbind whose device went, a bind, unbind or
+ * connect whose worker ended first) still did what the kernel says when it returns: the monitor
+ * tells the worker (LATE), which records it under the call's own event with "-late" appended
+ * ("bind-undo" for the unbind that undid a bind the kernel did after all), naming the call as the
+ * monitor knows it, and the record of the call itself ("originalSeq") when this worker wrote it.
+ * The monitor keeps each until the worker says it is recorded (LATE_ACK), and gives those a
+ * worker that ended had not to the next one: each is recorded once, whichever worker does it
+ * (the seq it is written under goes to the monitor before it can reach the disk). Those the
+ * monitor had no room for are counted ("late-lost"). Bounded: a hung TSM answers as many calls
+ * late as it was given. Runs in: worker.
  */
 
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "audit-budget.h"
 #include "guest-internal.h"
 #include "guest.h"
 #include "log.h"
+#include "priv-call.h"
 #include "varlink-errors.h"
 
 static const char *const late_events[_TSM_PRIV_LATE_OP_MAX] = {
@@ -24,7 +30,14 @@ static const char *const late_events[_TSM_PRIV_LATE_OP_MAX] = {
         [TSM_PRIV_LATE_BIND_UNDO] = "bind-undo",
         [TSM_PRIV_LATE_CONNECT] = "connect-device-late",
         [TSM_PRIV_LATE_DISCONNECT] = "disconnect-device-late",
+        [TSM_PRIV_LATE_LOST] = "late-lost",
 };
+
+/* The record of a LATE on its way to the disk. */
+typedef struct LateRecording {
+        Manager *m;
+        uint64_t id;
+} LateRecording;
 
 void guest_late_remember(Manager *m, uint32_t cookie, uint64_t seq) {
         if (cookie == 0 || seq == 0)
@@ -43,23 +56,56 @@ static uint64_t late_origin(Manager *m, uint32_t cookie) {
         return 0;
 }
 
+/* The monitor forgets a LATE once durable; until then it keeps it for the next worker. */
+static void late_ack(Manager *m, uint64_t id, uint64_t seq, bool durable) {
+        int r = priv_send_late_ack(m->channel, id, seq, durable);
+
+        if (r < 0)
+                log_debug_errno(r, "Cannot acknowledge late answer %" PRIu64 " to the monitor, which keeps it for "
+                                "the next worker: %m", id);
+}
+
 static void on_late_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        LateRecording *lr = userdata;
+
+        /* A failed write fails the log (tsmd refuses every call then, loudly): the record may be
+         * in the file or not, and its seq may be another's after a reopen, so it is not given
+         * to the next worker. */
         if (error < 0)
                 log_error_errno(error, "Audit record of a late kernel answer failed: %m");
+        late_ack(lr->m, lr->id, seq, true);
+        free(lr);
 }
 
 void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
-        bool request = l->op == TSM_PRIV_LATE_GUEST_REQUEST,
+        bool request = l->op == TSM_PRIV_LATE_GUEST_REQUEST, lost = l->op == TSM_PRIV_LATE_LOST,
              connect = l->op == TSM_PRIV_LATE_CONNECT || l->op == TSM_PRIV_LATE_DISCONNECT;
         AuditRecord rec = AUDIT_RECORD_INIT;
         GuestContext *ctx = l->context > 0 ? guest_find_context_by_id(m, l->context) : NULL;
+        LateRecording *lr;
         TsmDeviceInfo info;
         char unknown[32];
+        uint64_t seq = 0;
         int r;
 
         assert(l->op > 0 && l->op < _TSM_PRIV_LATE_OP_MAX); /* priv-call.c checked it */
 
+        /* SECURITY: once, whichever worker writes it: a worker before this one said it was writing
+         * the record under a seq the files had when this one opened them, so it is there. */
+        if (l->recorded_seq > 0 && l->recorded_seq <= m->audit_seq_at_open) {
+                log_debug("Late answer %" PRIu64 " was recorded by the worker before, as seq %" PRIu64 ".", l->id,
+                          l->recorded_seq);
+                late_ack(m, l->id, l->recorded_seq, true);
+                return;
+        }
+
         rec.event = late_events[l->op];
+        if (lost) {
+                /* The monitor had no room for them (kept for a worker, unacknowledged): who and
+                 * what they were is in tsmd's log, as far as its rate limit let it say. */
+                rec.count = l->count;
+                goto record;
+        }
         /* The context's owner as the worker knows it (as for a release); after a restart of the
          * worker, a context it has not restored is the monitor's word alone. */
         if (ctx) {
@@ -90,25 +136,41 @@ void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
         rec.latency_usec = l->latency_usec;
         rec.original_seq = late_origin(m, l->request_cookie);
 
+record:
         /* SECURITY: a hung TSM answers every call late, as many as it was given: one by one
          * within the budget of the context's owner, the rest in its summaries, none left out. A
          * connect has no owner tsmd knows, and needs no budget: one per device is on its way at
-         * a time, and is late only if its worker ended first. */
+         * a time, and is late only if its worker ended first. Nor does the count of those lost:
+         * one at a time is on its way. */
         if (!m->audit || !m->late_budget) {
                 log_warning("Kernel TSM %s of %s answered late (%s), unrecorded: no audit log.", rec.event,
-                            l->pci_address, rec.result);
+                            l->pci_address, strna(rec.result));
+                late_ack(m, l->id, 0, true);
                 return;
         }
-        if (!connect && !audit_budget_take(m->late_budget, rec.uid)) {
+        if (!connect && !lost && !audit_budget_take(m->late_budget, rec.uid)) {
                 audit_budget_count(m->late_budget, rec.uid, rec.event, rec.result);
+                late_ack(m, l->id, 0, true);
                 return;
         }
         /* What tsmd owes whatever the load: the device changed behind the call's record. */
-        r = audit_log_record_owed(m->audit, &rec, on_late_recorded, NULL, NULL);
+        lr = new(LateRecording, 1);
+        if (lr) {
+                *lr = (LateRecording){ .m = m, .id = l->id };
+                r = audit_log_record_owed(m->audit, &rec, on_late_recorded, lr, &seq);
+        } else
+                r = -ENOMEM;
         if (r < 0) {
+                free(lr);
                 log_error_errno(r, "Cannot record that the kernel TSM %s of %s answered late (%s): %m", rec.event,
-                                l->pci_address, rec.result);
-                if (!connect)
+                                l->pci_address, strna(rec.result));
+                if (!connect && !lost)
                         audit_budget_count(m->late_budget, rec.uid, rec.event, rec.result);
+                late_ack(m, l->id, 0, true);
+                return;
         }
+        /* Numbered now, written after this round of the loop: the monitor hears the seq first.
+         * (0 while a reopen of the log is pending: numbered later, and not told.) */
+        if (seq > 0)
+                late_ack(m, l->id, seq, false);
 }

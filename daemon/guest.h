@@ -68,7 +68,9 @@ void guest_device_gone(Manager *m, const char *pci_address);
 
 /* Records what the kernel did in a call given up on, as the monitor tells it (LATE): one record
  * each up to RefusalRecordsPerUid= per uid in each RefusalIntervalSec= (a budget of their own,
- * audit-budget.h), the rest counted in summaries. guest-late.c */
+ * audit-budget.h), the rest counted in summaries; none that a worker before wrote (its seq is in
+ * the files); or the count of those the monitor dropped (LOST). Tells the monitor (LATE_ACK) the
+ * seq before the record can reach the disk, and when it is recorded. guest-late.c */
 void guest_audit_late(Manager *m, const struct tsm_priv_late *late);
 /* The record of the call this worker sent the monitor with cookie has seq, and its result was an
  * error: a late answer to it names it (the latest MANAGER_LATE_ORIGINS only). */

@@ -559,13 +559,13 @@ void kernel_call_abandon(KernelCall *c) {
         kernel_call_abandon_tagged(c, NULL, 0);
 }
 
-void kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size) {
+bool kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size) {
         KernelLanes *l;
         void *copy = NULL;
         int r = 0;
 
         if (!c)
-                return;
+                return false;
         l = c->lanes;
         assert(tag_size <= KERNEL_LATE_TAG_MAX);
 
@@ -575,13 +575,13 @@ void kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size)
                 TAILQ_REMOVE(&c->lane->queue, c, entry);
                 pthread_mutex_unlock(&l->lock);
                 call_free(c);
-                return;
+                return false;
         }
         /* Running, or done and not yet delivered: freed on delivery. Once is all it takes (a
          * second bind undo would outlive the first's link to the bind). */
         if (c->abandoned) {
                 pthread_mutex_unlock(&l->lock);
-                return;
+                return true;
         }
         c->abandoned = true;
         /* Outside the hot path: only a call the kernel has (or had) copies its tag. Without
@@ -597,6 +597,7 @@ void kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size)
                 log_error_errno(r, "Cannot undo the kernel TSM bind of %s (vDevice %" PRIu32 ") its requester gave up "
                                 "on; should it succeed, the kernel keeps it bound: %m",
                                 c->lane_name, c->vdevice_id);
+        return true;
 }
 
 void *kernel_call_take_response(KernelCall *c, size_t *ret_len) {

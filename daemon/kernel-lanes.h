@@ -26,6 +26,7 @@
 #pragma once
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,9 +112,10 @@ int kernel_lanes_submit(KernelLanes *l, const char *lane, const KernelCallArgs *
 void kernel_call_abandon(KernelCall *c);
 /* The same, and should the kernel be running the call, its late answer is handed to the late
  * callback with a copy of tag (tag_size bytes, at most KERNEL_LATE_TAG_MAX; an abandoned bind's
- * undo gets one too). Only a call abandoned in the kernel copies anything. */
+ * undo gets one too). Only a call abandoned in the kernel copies anything. Returns whether a
+ * late answer comes (the kernel has, or had, the call), false for NULL. */
 #define KERNEL_LATE_TAG_MAX 256U
-void kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size);
+bool kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size);
 
 /* In the callback: the response buffer (response_size bytes, of which the kernel wrote
  * *ret_len), now the caller's to free. */

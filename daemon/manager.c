@@ -255,6 +255,7 @@ AuditPool manager_audit_pool(Manager *m, const PeerIdentity *id) {
 }
 
 static int open_audit(Manager *m) {
+        AuditLogStatus status;
         AuditConfig ac;
         int r;
 
@@ -277,6 +278,9 @@ static int open_audit(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Cannot open the audit log in '%s', refusing to serve unaudited: %m",
                                        strna(m->config.audit_dir));
+        /* What the workers before wrote (guest-late.c), before this one writes anything. */
+        if (audit_log_get_status(m->audit, &status) >= 0)
+                m->audit_seq_at_open = status.last_committed_seq;
         r = audit_budget_new(m->audit, m->base, m->config.audit_refusals_per_uid,
                              (uint64_t) m->config.audit_refusal_interval_sec * 1000000u, &m->refusal_budget);
         if (r < 0)

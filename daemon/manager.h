@@ -66,6 +66,9 @@ typedef struct Manager {
          * with, so that a late answer names its call's record (guest-late.c): the latest only. */
         LateOrigin late_origins[MANAGER_LATE_ORIGINS];
         size_t next_late_origin;
+        /* The last seq in the audit files when this worker opened them, before it wrote any: a
+         * late answer an earlier worker was writing under a seq up to this is on the disk. */
+        uint64_t audit_seq_at_open;
 
         /* One per connection: what that VMM owns (guest.c). */
         LIST_HEAD(, GuestClient) guest_clients;

@@ -149,7 +149,14 @@ static void requests_flush(PrivChannel *c);
 /* The kernel refused a queued request: it fails like one the monitor refused. */
 static void on_send_failed(int error, void *userdata) {
         PrivRequest *r = userdata;
-        PrivChannel *c = r->channel;
+        PrivChannel *c;
+
+        /* A LATE_ACK (no request): the monitor keeps the LATE, and sends it to the next worker. */
+        if (!r) {
+                log_debug_errno(error, "Failed to acknowledge a LATE to the monitor: %m");
+                return;
+        }
+        c = r->channel;
 
         request_unlink_sent(c, r);
         if (r->callback)
@@ -240,7 +247,17 @@ static int parse_reply(const void *buf, size_t len, size_t n_fds, struct tsm_pri
 static bool late_valid(const struct tsm_priv_late *l) {
         bool request = l->op == TSM_PRIV_LATE_GUEST_REQUEST;
 
-        return l->op >= TSM_PRIV_LATE_GUEST_REQUEST && l->op < _TSM_PRIV_LATE_OP_MAX && l->__reserved == 0 &&
+        if (l->id == 0 || l->hdr.cookie != 0 || l->__reserved != 0)
+                return false;
+        /* A count, and nothing of any call. */
+        if (l->op == TSM_PRIV_LATE_LOST)
+                return l->count > 0 && l->request_cookie == 0 && l->context == 0 && l->vdevice == 0 &&
+                       l->uid == TSM_PRIV_LATE_NONE && l->backend == TSM_PRIV_LATE_NONE && l->result == 0 &&
+                       l->response_size == 0 && l->scope_number == 0 && l->latency_usec == 0 &&
+                       tsm_priv_check_string(l->pci_address, sizeof(l->pci_address)) &&
+                       !l->pci_address[0] && tsm_priv_check_string(l->scope, sizeof(l->scope)) && !l->scope[0] &&
+                       tsm_priv_check_string(l->tsm, sizeof(l->tsm)) && !l->tsm[0];
+        return l->op >= TSM_PRIV_LATE_GUEST_REQUEST && l->op < _TSM_PRIV_LATE_OP_MAX && l->count == 0 &&
                l->hdr.cookie == 0 && l->result <= 0 && l->result > -4096 &&
                l->response_size <= TSM_PRIV_PAYLOAD_MAX && (l->response_size == 0 || (request && l->result == 0)) &&
                (l->backend < _TSM_BACKEND_TYPE_MAX || l->backend == TSM_PRIV_LATE_NONE) &&
@@ -571,6 +588,27 @@ static int send_simple(PrivChannel *c, void *msg) {
                 return -ECONNRESET;
         outbox_flush(c);
         return tsm_priv_send(c->fd, msg, NULL, 0, -EBADF);
+}
+
+int priv_send_late_ack(PrivChannel *c, uint64_t id, uint64_t seq, bool durable) {
+        struct tsm_priv_late_ack m;
+        int r;
+
+        if (c->gone)
+                return -ECONNRESET;
+        tsm_priv_init(&m, TSM_PRIV_LATE_ACK, 0, 0);
+        m.id = id;
+        m.seq = seq;
+        m.durable = durable;
+        if (!durable)
+                /* Before the record goes to the disk (the audit log hands it to its thread at the
+                 * end of the loop's round): should this worker end with it on the disk, the next
+                 * one must know. */
+                return send_simple(c, &m);
+        r = tsm_priv_outbox_add(c->outbox, c->fd, &m, NULL, 0, NULL);
+        if (r >= 0)
+                idle_flush_schedule(c->flush);
+        return r;
 }
 
 int priv_send_ready(PrivChannel *c) {

@@ -57,6 +57,12 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret);
 typedef void (*PrivLateCallback)(const struct tsm_priv_late *late, void *userdata);
 void priv_channel_set_late_callback(PrivChannel *c, PrivLateCallback cb, void *userdata);
 
+/* Tells the monitor the worker has LATE id (LATE_ACK): not durable, its record is being written
+ * under seq (sent at once, before the record can reach the disk); durable, it is recorded (or
+ * counted in a summary, or never will be), and the monitor forgets it (sent with what goes out
+ * next). */
+int priv_send_late_ack(PrivChannel *c, uint64_t id, uint64_t seq, bool durable);
+
 int priv_send_ready(PrivChannel *c);
 int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining);
 

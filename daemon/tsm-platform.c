@@ -39,6 +39,7 @@ struct TsmRequest {
         uint32_t scope_number;
         int result;
         bool completed; /* result is final; only the callback is left */
+        bool answers_late; /* its kernel call was given up on in the kernel: the late callback has it */
         /* Emulated: the device works on it (it is the device's exchange). Like a DOE mailbox, it
          * takes one exchange at a time and the others wait their turn, in order. */
         bool serving;
@@ -87,7 +88,8 @@ DEFINE_STRING_TABLE_LOOKUP(tsm_platform_mode, TsmPlatformMode);
 /* Its kernel call, if it has one, goes on without it: should the kernel be running it, its late
  * answer is reported with the caller's tag. */
 static void request_abandon_call(TsmRequest *r) {
-        kernel_call_abandon_tagged(TAKE_PTR(r->call), r->late_tag, r->late_tag_size);
+        if (kernel_call_abandon_tagged(TAKE_PTR(r->call), r->late_tag, r->late_tag_size))
+                r->answers_late = true;
 }
 
 static void request_free(TsmRequest *r) {
@@ -976,6 +978,10 @@ void tsm_request_set_late_tag(TsmRequest *r, const void *tag, size_t size) {
         assert(size <= KERNEL_LATE_TAG_MAX);
         r->late_tag = tag;
         r->late_tag_size = size;
+}
+
+bool tsm_request_answers_late(const TsmRequest *r) {
+        return r->answers_late;
 }
 
 void tsm_request_cancel(TsmRequest *r) {

@@ -170,6 +170,10 @@ void tsm_platform_set_late_callback(TsmPlatform *p, TsmPlatformLate cb, void *us
  * caller's, read (and copied, only if r's kernel call is given up on in the kernel) until r's
  * callback runs or r is cancelled. */
 void tsm_request_set_late_tag(TsmRequest *r, const void *tag, size_t size);
+/* In r's callback: whether its kernel call was given up on while the kernel had it (its device
+ * went, its deadline passed), so that what the kernel did comes to the late callback when it
+ * returns, not in the callback's result. */
+bool tsm_request_answers_late(const TsmRequest *r);
 
 /* Drops a request whose caller went away; its callback will not run. */
 void tsm_request_cancel(TsmRequest *r);

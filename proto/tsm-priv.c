@@ -39,6 +39,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(RESTORED_VDEVICE, tsm_priv_restored_vdevice, M, 0, 0),
         TYPE(LAST_GOOD, tsm_priv_last_good, M, 0, 1),
         TYPE(LATE, tsm_priv_late, M, 0, 0),
+        TYPE(LATE_ACK, tsm_priv_late_ack, W, 0, 0),
 };
 #undef TYPE
 #undef M

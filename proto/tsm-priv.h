@@ -47,9 +47,11 @@
  * is done, like a bind, after later messages' replies, and -EBUSY while one of the device's is
  * on its way; 10: LATE tells the worker of a kernel call given up on that the kernel answered
  * after all; 11: RECLAIM_CONTEXT carries the reclaim id of the context's new token, which the
- * monitor names it by from then on): a worker binary newer or older than its running monitor
- * refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 11U
+ * monitor names it by from then on; 12: the monitor keeps each LATE until the worker says it is
+ * recorded (LATE_ACK), resends those a worker that ended had not to the next one, and sends the
+ * count of those it could not keep (LATE op LOST)): a worker binary newer or older than its
+ * running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 12U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -77,7 +79,8 @@
 typedef enum TsmPrivType {
         /* monitor -> worker, at start, in this order: HELLO, LISTEN_SOCKET..., LAST_GOOD, then
          * per context RESTORED_CONTEXT and its RESTORED_VDEVICE... (RESTORED_VDEVICE and
-         * LAST_GOOD come after REPLY in the enum); then LATEs kept while no worker ran */
+         * LAST_GOOD come after REPLY in the enum); then the LATEs kept for it (come while none
+         * ran, or sent to one that ended before it acknowledged them) */
         TSM_PRIV_HELLO = 1,
         TSM_PRIV_LISTEN_SOCKET,       /* + fd: a listening Varlink socket */
         TSM_PRIV_RESTORED_CONTEXT,    /* a context kept from before, to be reclaimed */
@@ -108,6 +111,8 @@ typedef enum TsmPrivType {
         TSM_PRIV_LAST_GOOD,           /* + fd: the files to start from, if HELLO says it comes */
         /* monitor -> worker, any time after the start sequence, not answered (appended) */
         TSM_PRIV_LATE,                /* a kernel call given up on, answered after all */
+        /* worker -> monitor, not answered (appended) */
+        TSM_PRIV_LATE_ACK,            /* a LATE is being recorded, or is recorded */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
@@ -286,10 +291,14 @@ struct tsm_priv_reload {
 };
 
 /* LATE: what the kernel did in a call whose caller was answered without it (a guest request
- * that timed out, a call whose device went or whose requester was cancelled, a connect whose
- * worker ended first), or in the unbind that undid a bind the kernel did after all. For the
- * worker's audit log: it says who the call was for as far as the monitor knows, as the worker
- * that asked may be gone. */
+ * that timed out, a call whose device went or whose requester was cancelled, a bind, unbind or
+ * connect whose worker ended first), or in the unbind that undid a bind the kernel did after all.
+ * For the worker's audit log: it says who the call was for as far as the monitor knows, as the
+ * worker that asked may be gone. The monitor keeps each (at most MONITOR_LATE_KEPT_MAX) until
+ * the worker acknowledges it recorded (LATE_ACK durable), and sends those a worker that ended
+ * did not acknowledge to the next one, with the seq it said it was writing the record under
+ * (recorded_seq): the next worker writes it unless its log has that seq already. What it could
+ * not keep it counts, and sends the count as a LATE of op LOST, kept the same way. */
 typedef enum TsmPrivLateOp {
         TSM_PRIV_LATE_GUEST_REQUEST = 1,
         TSM_PRIV_LATE_BIND = 2,
@@ -297,6 +306,7 @@ typedef enum TsmPrivLateOp {
         TSM_PRIV_LATE_BIND_UNDO = 4, /* the unbind that undid an abandoned bind's success */
         TSM_PRIV_LATE_CONNECT = 5,
         TSM_PRIV_LATE_DISCONNECT = 6,
+        TSM_PRIV_LATE_LOST = 7,      /* count late answers dropped; the call fields are empty */
         _TSM_PRIV_LATE_OP_MAX,
 } TsmPrivLateOp;
 
@@ -319,6 +329,22 @@ struct tsm_priv_late {
         char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
         char scope[TSM_PRIV_NAME_MAX]; /* a guest request's; "" otherwise */
         char tsm[TSM_PRIV_NAME_MAX];   /* a connect's; "" otherwise */
+        uint64_t id;                /* the monitor's (never 0): LATE_ACK names it */
+        uint64_t recorded_seq;      /* a worker before said it wrote the record under this seq
+                                     * (LATE_ACK); 0: none did */
+        uint64_t count;             /* op LOST: how many; 0 otherwise */
+};
+
+/* LATE_ACK: the worker has the LATE id. Not durable: its record is being written under seq (the
+ * audit log's, never 0), sent before the record can reach the disk, so that the next worker can
+ * tell whether it did should this one end first. Durable: it is recorded (on disk, or counted in
+ * a summary, or recorded never: seq 0), and the monitor forgets it. */
+struct tsm_priv_late_ack {
+        struct tsm_priv_hdr hdr;    /* cookie 0: not answered */
+        uint64_t id;
+        uint64_t seq;
+        uint32_t durable;           /* 0 or 1 */
+        uint32_t __reserved;
 };
 
 struct tsm_priv_reply {
@@ -344,7 +370,8 @@ _Static_assert(sizeof(struct tsm_priv_device) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_guest_request) == 64, "no padding");
 _Static_assert(sizeof(struct tsm_priv_reload) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_reply) == 32, "no padding");
-_Static_assert(sizeof(struct tsm_priv_late) == 120, "no padding");
+_Static_assert(sizeof(struct tsm_priv_late) == 144, "no padding");
+_Static_assert(sizeof(struct tsm_priv_late_ack) == 48, "no padding");
 
 /* Who may send a type (the other end kills a sender that breaks it). */
 typedef enum TsmPrivSender {

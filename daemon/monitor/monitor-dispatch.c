@@ -37,6 +37,7 @@ typedef union PrivMessage {
         struct tsm_priv_guest_request guest_request;
         struct tsm_priv_reload reload;
         struct tsm_priv_reply reply;
+        struct tsm_priv_late_ack late_ack;
 } PrivMessage;
 
 /* Who a kernel call is for, should it be given up on while the kernel runs it: the lanes copy
@@ -75,6 +76,7 @@ typedef struct MonitorChange {
         bool bind;
         uint32_t context, vdevice;
         uint64_t serial;
+        uint64_t start_usec; /* for a late answer's latency */
         MonitorLateTag tag;
         LIST_ENTRY(MonitorChange) entry;
 } MonitorChange;
@@ -92,6 +94,12 @@ typedef struct MonitorConnect {
         MonitorLateTag tag;
         LIST_ENTRY(MonitorConnect) entry;
 } MonitorConnect;
+
+/* A LATE kept until a worker acknowledges it recorded (MONITOR_LATE_KEPT_MAX). */
+typedef struct MonitorLate {
+        struct tsm_priv_late msg;  /* id set; request_cookie 0 once it goes to another worker */
+        uint64_t sent_generation;  /* of the worker it last went to: only that one may ack it */
+} MonitorLate;
 
 struct MonitorDispatch {
         struct event_base *base;
@@ -111,10 +119,15 @@ struct MonitorDispatch {
         int last_good_fd; /* borrowed; -EBADF: none */
         bool last_good_stale;
         uint64_t generation; /* of the worker served: one more at each start */
-        /* LATE messages for the next worker, while none is served. */
-        struct tsm_priv_late *late_pending;
-        size_t n_late_pending;
-        uint64_t n_late_lost;
+        bool compromised;    /* it broke a rule: nothing more is taken from it */
+        /* LATE messages until a worker acknowledges them recorded, oldest first (an array of
+         * MONITOR_LATE_KEPT_MAX, made at the first), and the LOST that counts those dropped for
+         * want of room (id 0: none), kept the same way but apart: it needs no room of theirs. */
+        MonitorLate *late_kept;
+        size_t n_late_kept;
+        MonitorLate late_lost;
+        uint64_t n_late_dropped; /* since the last LOST was made */
+        uint64_t next_late_id;
         RateLimit late_lost_log;
 
         LIST_HEAD(, MonitorRequest) requests;
@@ -231,33 +244,63 @@ static MonitorLateTag late_tag(MonitorDispatch *d, TsmPrivLateOp op, uint32_t co
         return t;
 }
 
-/* To the worker served, or to the next one: the audit log must hear of it whichever worker
- * writes it. A worker that does not take its messages is ended like one that leaves its replies
- * unread (reply_failed()). */
-static void send_late(MonitorDispatch *d, const struct tsm_priv_late *late) {
-        struct tsm_priv_late *p;
+/* To the worker served, if any; it stays kept either way. A worker that does not take its
+ * messages is ended like one that leaves its replies unread (reply_failed()). */
+static void late_send(MonitorDispatch *d, MonitorLate *l) {
         int r;
 
-        if (d->channel >= 0 && !d->stalled) {
-                r = tsm_priv_outbox_add(d->outbox, d->channel, late, NULL, 0, d);
-                if (r >= 0)
-                        idle_flush_schedule(d->flush);
-                else
-                        reply_failed(d, r);
+        if (d->channel < 0 || d->stalled)
+                return;
+        r = tsm_priv_outbox_add(d->outbox, d->channel, &l->msg, NULL, 0, d);
+        if (r < 0) {
+                reply_failed(d, r);
                 return;
         }
-        /* SECURITY: bounded: a hung TSM answers as many calls late as it was given. */
-        if (d->n_late_pending >= MONITOR_LATE_PENDING_MAX ||
-            !(p = reallocarray(d->late_pending, d->n_late_pending + 1, sizeof(*p)))) {
-                d->n_late_lost++;
+        l->sent_generation = d->generation;
+        idle_flush_schedule(d->flush);
+}
+
+/* The count of late answers dropped goes out as a LOST, once the one before is acknowledged. */
+static void late_lost_flush(MonitorDispatch *d) {
+        struct tsm_priv_late *m = &d->late_lost.msg;
+
+        if (m->id != 0 || d->n_late_dropped == 0)
+                return;
+        tsm_priv_init(m, TSM_PRIV_LATE, 0, 0);
+        m->op = TSM_PRIV_LATE_LOST;
+        m->uid = m->backend = TSM_PRIV_LATE_NONE;
+        m->id = ++d->next_late_id;
+        m->count = d->n_late_dropped;
+        d->late_lost.sent_generation = 0;
+        d->n_late_dropped = 0;
+        late_send(d, &d->late_lost);
+}
+
+/* Kept until a worker acknowledges it recorded, whichever worker that is: the audit log must
+ * hear of it, and a worker may end before it took it, or before it wrote its record. */
+static void late_keep(MonitorDispatch *d, const struct tsm_priv_late *late) {
+        MonitorLate *l;
+
+        /* SECURITY: bounded: a hung TSM answers as many calls late as it was given, and a worker
+         * need not acknowledge. The oldest stay: they may be in the audit log already. */
+        if (!d->late_kept)
+                d->late_kept = new(MonitorLate, MONITOR_LATE_KEPT_MAX);
+        if (!d->late_kept || d->n_late_kept >= MONITOR_LATE_KEPT_MAX) {
+                d->n_late_dropped++;
                 log_full_ratelimited(&d->late_lost_log, LOG_WARNING,
-                                     "A kernel TSM call to %s answered late while no worker runs, and %zu such "
-                                     "answers wait for the next one already: its audit record is lost (%" PRIu64 " so far).",
-                                     late->pci_address, d->n_late_pending, d->n_late_lost);
+                                     "A kernel TSM call to %s answered late, and %zu such answers wait to be "
+                                     "recorded already: its own audit record is lost, the count of such is recorded.",
+                                     late->pci_address, d->n_late_kept);
+                late_lost_flush(d);
                 return;
         }
-        d->late_pending = p;
-        d->late_pending[d->n_late_pending++] = *late;
+        l = &d->late_kept[d->n_late_kept++];
+        *l = (MonitorLate){ .msg = *late };
+        l->msg.id = ++d->next_late_id;
+        if (d->channel < 0)
+                log_debug("A kernel TSM call to %s answered late while no worker runs: kept for the next one "
+                          "(%zu kept).", late->pci_address, d->n_late_kept);
+        late_send(d, l);
 }
 
 static void on_platform_late(TsmPlatform *p, const KernelLate *k, void *userdata) {
@@ -296,7 +339,94 @@ static void on_platform_late(TsmPlatform *p, const KernelLate *k, void *userdata
         memcpy(late.tsm, t.tsm, sizeof(late.tsm));
         if (!late.pci_address[0] && k->lane && strlen(k->lane) < sizeof(late.pci_address))
                 strcpy(late.pci_address, k->lane);
-        send_late(d, &late);
+        late_keep(d, &late);
+}
+
+/* The kernel answered a call whose worker ended meanwhile (at_usec: when the call was made),
+ * unless it answers late by itself (the call was given up on in the kernel: its device went). */
+static void late_orphan(MonitorDispatch *d, TsmRequest *req, KernelOp op, const char *pci_address, uint32_t vdevice,
+                        int result, uint64_t at_usec, const MonitorLateTag *tag) {
+        const KernelLate k = { .op = op, .lane = pci_address, .vdevice_id = vdevice, .result = result,
+                               .latency_usec = now_monotonic_usec() - at_usec, .tag = tag, .tag_size = sizeof(*tag) };
+
+        if (!tsm_request_answers_late(req))
+                on_platform_late(d->platform, &k, d);
+}
+
+/* ---- the worker's word that it has a LATE -------------------------------------------------- */
+
+static MonitorLate *late_find(MonitorDispatch *d, uint64_t id) {
+        if (id == 0)
+                return NULL;
+        if (d->late_lost.msg.id == id)
+                return &d->late_lost;
+        for (size_t i = 0; i < d->n_late_kept; i++)
+                if (d->late_kept[i].msg.id == id)
+                        return &d->late_kept[i];
+        return NULL;
+}
+
+static int priv_late_ack(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                         const char **ret_reason) {
+        const struct tsm_priv_late_ack *a = &m->late_ack;
+        MonitorLate *l;
+
+        if (a->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
+        if (a->durable > 1)
+                VIOLATION(-EBADMSG, "durable neither 0 nor 1");
+        if (!a->durable && a->seq == 0)
+                VIOLATION(-EBADMSG, "being recorded under no seq");
+        /* SECURITY: only what went to this worker, once: it cannot make the monitor forget what
+         * it was never told. (What it was told it can lie about, as it can about any record.) */
+        l = late_find(d, a->id);
+        if (!l || l->sent_generation != d->generation)
+                VIOLATION(-EPERM, "no such LATE sent to this worker");
+        if (!a->durable) {
+                l->msg.recorded_seq = a->seq;
+                return 0;
+        }
+        if (l == &d->late_lost) {
+                d->late_lost = (MonitorLate){};
+                late_lost_flush(d);
+                return 0;
+        }
+        memmove(l, l + 1, (size_t) (d->late_kept + d->n_late_kept - (l + 1)) * sizeof(*l));
+        d->n_late_kept--;
+        return 0;
+}
+
+/* The LATE_ACKs an ended worker sent that are still unread: what it acknowledged counts, or the
+ * next worker would record again what this one did. Bounded: a worker being killed may still be
+ * writing. */
+static void late_take_acks(MonitorDispatch *d) {
+        bool broken = false;
+
+        for (unsigned b = 0; b < 64 && !broken; b++) {
+                int k = tsm_priv_inbox_receive(d->inbox, d->channel);
+
+                if (k < 0)
+                        break;
+                for (size_t i = 0; i < (size_t) k && !broken; i++) {
+                        TsmPrivDatagram *dg = tsm_priv_inbox_get(d->inbox, i);
+                        const char *reason = NULL;
+                        struct tsm_priv_hdr h;
+                        PrivMessage m;
+
+                        if (dg->len < (ssize_t) sizeof(h))
+                                continue;
+                        memcpy(&h, dg->buf, sizeof(h));
+                        if (h.type != TSM_PRIV_LATE_ACK)
+                                continue;
+                        /* One that breaks a rule ends the taking, as it would the worker. */
+                        broken = tsm_priv_check(dg->buf, (size_t) dg->len, dg->n_fds, TSM_PRIV_FROM_WORKER, &m,
+                                                sizeof(m.late_ack), NULL, &reason) < 0 ||
+                                 priv_late_ack(d, &m, NULL, NULL, &reason) < 0;
+                }
+                tsm_priv_inbox_clear(d->inbox);
+                if ((size_t) k < TSM_PRIV_BATCH_MAX)
+                        break;
+        }
 }
 
 /* ---- lookups: the worker names only what the monitor gave out, on behalf of its holder ---- */
@@ -640,6 +770,11 @@ static void on_change_done(TsmRequest *req, int result, void *userdata) {
 
         if (mc->cookie != 0 && d->channel >= 0)
                 (void) reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
+        else if (mc->cookie == 0)
+                /* The worker that asked ended meanwhile, and its record of the call (if it wrote
+                 * one: a crash does not) says it failed: the audit log hears how it ended. */
+                late_orphan(d, req, mc->bind ? KERNEL_OP_BIND : KERNEL_OP_UNBIND, tsm_request_get_pci_address(req),
+                            mc->vdevice, result, mc->start_usec, &mc->tag);
         if (!v || v->n_changes == 0)
                 answer_settled(d, mc->context, mc->vdevice, mc->serial, v);
         change_free(mc);
@@ -675,7 +810,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
         if (!mc)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
         *mc = (MonitorChange){ .dispatch = d, .cookie = q->hdr.cookie, .bind = bind, .context = ctx->id,
-                               .vdevice = v->id, .serial = v->serial,
+                               .vdevice = v->id, .serial = v->serial, .start_usec = now_monotonic_usec(),
                                .tag = late_tag(d, bind ? TSM_PRIV_LATE_BIND : TSM_PRIV_LATE_UNBIND, q->hdr.cookie,
                                                ctx, v->id, v->pci_address) };
         /* For a late answer's record: the device may be gone by then. */
@@ -810,15 +945,12 @@ static void on_connect_done(TsmRequest *req, int result, void *userdata) {
          * keeps what happened. */
         if (mc->cookie == 0) {
                 /* That worker recorded it as failed (ETIMEDOUT) at its end: the audit log hears
-                 * how it ended after all, from whichever worker runs. */
-                const KernelLate k = { .op = KERNEL_OP_WRITE, .lane = mc->pci_address, .result = result,
-                                       .latency_usec = now_monotonic_usec() - mc->start_usec,
-                                       .tag = &mc->tag, .tag_size = sizeof(mc->tag) };
-
+                 * how it ended after all, from whichever worker runs; once, from the kernel's
+                 * answer itself when it was given up on in the kernel (its device went). */
                 log_notice("The %s of %s was answered after the worker that asked for it ended: %s.",
                            connect ? "connect" : "disconnect", mc->pci_address,
                            result < 0 ? strerror(-result) : "done");
-                on_platform_late(d->platform, &k, d);
+                late_orphan(d, req, KERNEL_OP_WRITE, mc->pci_address, 0, result, mc->start_usec, &mc->tag);
         } else if (d->channel >= 0)
                 (void) reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
         connect_free(mc);
@@ -1057,6 +1189,7 @@ static const struct {
         [TSM_PRIV_DISCONNECT_DEVICE] = { priv_disconnect_device, MON_PERMIT },
         [TSM_PRIV_RELOAD] = { priv_reload, MON_PERMIT },
         [TSM_PRIV_SETTLE_VDEVICE] = { priv_settle_vdevice, MON_PERMIT },
+        [TSM_PRIV_LATE_ACK] = { priv_late_ack, MON_PERMIT },
 };
 
 int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, MonitorContexts *contexts,
@@ -1114,7 +1247,7 @@ MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
         }
         tsm_platform_set_device_gone_callback(d->platform, NULL, NULL);
         tsm_platform_set_late_callback(d->platform, NULL, NULL);
-        free(d->late_pending);
+        free(d->late_kept);
         idle_flush_free(d->flush);
         tsm_priv_outbox_free(d->outbox);
         tsm_priv_inbox_free(d->inbox);
@@ -1233,13 +1366,16 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         d->channel = channel;
         d->seen_once = 0;
         d->generation++;
-        /* What the kernel answered late meanwhile: no cookie of this worker's. */
-        for (size_t i = 0; i < d->n_late_pending; i++) {
-                d->late_pending[i].request_cookie = 0;
-                send_late(d, &d->late_pending[i]);
+        d->compromised = false;
+        /* What the kernel answered late meanwhile, and what the worker before did not say it
+         * recorded: no cookie of this worker's. */
+        for (size_t i = 0; i < d->n_late_kept; i++) {
+                d->late_kept[i].msg.request_cookie = 0;
+                late_send(d, &d->late_kept[i]);
         }
-        d->late_pending = mfree(d->late_pending);
-        d->n_late_pending = 0;
+        if (d->late_lost.msg.id != 0)
+                late_send(d, &d->late_lost);
+        late_lost_flush(d);
         log_debug("Worker started with %zu sockets and %zu contexts to reclaim.", n_sockets,
                   monitor_contexts_size(d->contexts));
         return 0;
@@ -1341,6 +1477,7 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
                         int r = process_datagram(d, tsm_priv_inbox_get(d->inbox, i), ret_reason);
                         if (r < 0) {
                                 tsm_priv_inbox_clear(d->inbox);
+                                d->compromised = *ret_reason != NULL;
                                 return r;
                         }
                 }
@@ -1378,7 +1515,11 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
         /* So do connects and disconnects: the platform must see where they end. */
         LIST_FOREACH(mcon, &d->connects, entry)
                 mcon->cookie = 0;
-        /* Nothing meant for the old worker may reach the next one. */
+        /* The LATEs it did not acknowledge go to the next worker; those it did, not again. */
+        if (d->channel >= 0 && !d->compromised)
+                late_take_acks(d);
+        d->compromised = false;
+        /* Nothing meant for the old worker may reach the next one (the LATEs stay kept). */
         tsm_priv_outbox_clear(d->outbox);
         tsm_priv_inbox_clear(d->inbox);
         d->channel = -EBADF;
@@ -1389,4 +1530,12 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
 
 size_t monitor_dispatch_n_requests(const MonitorDispatch *d) {
         return d->n_requests;
+}
+
+size_t monitor_dispatch_n_late_kept(const MonitorDispatch *d) {
+        return d->n_late_kept;
+}
+
+uint64_t monitor_dispatch_n_late_lost(const MonitorDispatch *d) {
+        return d->n_late_dropped + d->late_lost.msg.count;
 }

@@ -13,7 +13,7 @@
  * GET_VDEVICE_STATE and GET_DEVICE_STATE the TdispState, SETTLE_VDEVICE 1 if bound, else 0.
  * OPEN_CONTEXT and RECLAIM_CONTEXT replies carry a duplicate of the context's fd when they
  * succeed; GUEST_REQUEST replies carry the response as payload, and come from the event loop,
- * when the device has answered. READY and STATUS get no reply.
+ * when the device has answered. READY, STATUS and LATE_ACK get no reply.
  * Runs in: monitor.
  */
 #pragma once
@@ -49,9 +49,14 @@ typedef struct MonitorDispatch MonitorDispatch;
 #define SCOPE_REFUSAL_LOG_BURST 10U
 #define SCOPE_REFUSAL_LOG_INTERVAL_USEC (10 * 1000 * 1000ULL)
 
-/* Late answers of the kernel (LATE) kept for the next worker while none runs (between a worker's
- * end and its successor's start, 100 ms to 30 s): past this many, the next is only logged. */
-#define MONITOR_LATE_PENDING_MAX 256U
+/* Late answers of the kernel (LATE) the monitor keeps until a worker acknowledges them recorded
+ * (LATE_ACK durable): those sent to the worker served, those a worker that ended did not
+ * acknowledge, and those that came while none ran (between a worker's end and its successor's
+ * start, 100 ms to 30 s), which the next worker gets after its start sequence. Past this many,
+ * a late answer is dropped (the oldest are kept: they may be in the audit log already) and
+ * counted; the count goes to the worker as one LATE of op LOST (kept the same way), and each
+ * drop is logged (rate limited). */
+#define MONITOR_LATE_KEPT_MAX 256U
 
 /* The longest any send to the worker may block (SO_SNDTIMEO, set by monitor_dispatch_start()).
  * A reply not taken by then ends the worker: the stalled callback. */
@@ -104,7 +109,8 @@ typedef struct MonitorListenSocket {
  * Sends HELLO (version, the UAPI or its -errno, emulated, fd store, the counts, the most
  * contexts the table holds), one LISTEN_SOCKET with its fd per socket (borrowed: the worker
  * gets a copy), LAST_GOOD with the fd set by monitor_dispatch_set_last_good() if any, then RESTORED_CONTEXT for every context, all of them at slot 0 by then, each
- * followed by a RESTORED_VDEVICE per vDevice it has. Sets the channel's send timeout
+ * followed by a RESTORED_VDEVICE per vDevice it has, then the LATEs kept for it (with no cookie
+ * of its own) and a LOST if late answers were dropped. Sets the channel's send timeout
  * (MONITOR_SEND_TIMEOUT_USEC). Returns 0, -EBUSY if a worker is served already, -EINVAL for an
  * invalid socket, or the send error (the caller then kills the worker and tries again with a
  * fresh one).
@@ -138,8 +144,15 @@ const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d);
 
 /* The worker is gone: forgets the channel, cancels the guest requests in flight (their
  * replies are dropped) and orphans every context (slot 0), for the next worker to reclaim.
- * The once-only permits (READY) start afresh. */
+ * The once-only permits (READY) start afresh. The LATE_ACKs still unread on the channel are
+ * taken first, unless the worker broke a rule: what it acknowledged counts; the LATEs it did not
+ * acknowledge go to the next worker. */
 void monitor_dispatch_stop(MonitorDispatch *d);
 
 /* Guest requests in flight. */
 size_t monitor_dispatch_n_requests(const MonitorDispatch *d);
+
+/* Late answers kept (MONITOR_LATE_KEPT_MAX at most), and those dropped and not yet acknowledged
+ * in a LOST (for tests and counters). */
+size_t monitor_dispatch_n_late_kept(const MonitorDispatch *d);
+uint64_t monitor_dispatch_n_late_lost(const MonitorDispatch *d);

@@ -71,6 +71,9 @@ static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, 
         snprintf(e->kernel_dir, sizeof(e->kernel_dir), "%s/kernel", scratch);
         if (mkdir(e->root, 0755) < 0 || mkdir(e->kernel_dir, 0755) < 0)
                 TEST_FAIL("mkdir in %s: %s", scratch, strerror(errno));
+        /* The worker's user reaches the fake kernel's files too (hold-sync). */
+        if (chmod(scratch, 0711) < 0)
+                TEST_FAIL("chmod %s: %s", scratch, strerror(errno));
         platform_test_sandbox(hotplug);
         if (hotplug) {
                 /* SECURITY: fake uevents must never be sent in the host's network namespace. */
@@ -536,6 +539,58 @@ TEST(hangup_unbinds_through_the_kernel) {
         teardown(&e);
 }
 
+static void fail(Env *e, uint32_t vdevice, int error) {
+        const char *path = strf("%s/fail-%u", e->kernel_dir, vdevice);
+
+        if (error > 0)
+                write_file(path, strf("%d", error));
+        else
+                ASSERT_OK(unlink(path));
+}
+
+/* The device's record of event, waited for (bounded); a new reference. */
+static json_object *wait_record_of(Tsmd *t, const char *address, const char *event) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                json_object *records = audit_of(t, address);
+
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+
+                        if (streq(JSTR(rec, "event"), event)) {
+                                rec = json_object_get(rec);
+                                json_object_put(records);
+                                return rec;
+                        }
+                }
+                json_object_put(records);
+                if (now_usec() > deadline)
+                        TEST_FAIL("no %s record for %s", event, address);
+        }
+}
+
+static bool has_key(json_object *o, const char *key) {
+        return json_object_object_get_ex(o, key, NULL);
+}
+
+/* How many records of event the device has, once no more come (a short wait without change). */
+static size_t count_records_of(Tsmd *t, const char *address, const char *event) {
+        size_t n = SIZE_MAX;
+
+        for (;;) {
+                json_object *records = audit_of(t, address);
+                size_t k = 0;
+
+                for (size_t i = 0; i < json_object_array_length(records); i++)
+                        if (streq(JSTR(json_object_array_get_idx(records, i), "event"), event))
+                                k++;
+                json_object_put(records);
+                if (k == n)
+                        return n;
+                n = k;
+                sleep_usec(300 * USEC_PER_MSEC);
+        }
+}
+
 static int64_t reclaim(VarlinkClient *c, const char *token) {
         return JINT(CALL_OK(c, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", token)), "context");
 }
@@ -547,11 +602,13 @@ static bool is_bound(VarlinkClient *c, int64_t ctx, int64_t vdev) {
 
 /* The worker dies while the kernel holds the VMM's Bind. The next worker restores the context
  * with the vDevice busy (the bind is still on its way), and learns from the monitor where the
- * bind ended once the kernel answers: bound, so the reclaiming VMM can unbind it. */
+ * bind ended once the kernel answers: bound, so the reclaiming VMM can unbind it, and the audit
+ * log says so (bind-late). */
 TEST(a_bind_on_its_way_across_a_worker_restart) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         char token[RECLAIM_TOKEN_MAX];
         AsyncCall bind = {};
+        json_object *late;
         uint64_t deadline;
         int64_t ctx;
         Env e;
@@ -580,6 +637,17 @@ TEST(a_bind_on_its_way_across_a_worker_restart) {
                         TEST_FAIL("the restored vDevice never showed the bind the kernel answered");
                 sleep_usec(5 * USEC_PER_MSEC);
         }
+        /* The dead worker's record of the Bind died with it (or says it failed): the audit log
+         * says how it ended, once, naming no record of this worker's. */
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "bind-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_EQ(JINT(late, "contextId"), ctx);
+        ASSERT_EQ(JINT(late, "vdeviceId"), 11);
+        ASSERT_EQ(JINT(late, "uid"), (int64_t) getuid());
+        ASSERT_STREQ(JSTR(late, "backend"), "sev-tio");
+        ASSERT_FALSE(has_key(late, "originalSeq"));
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "bind-late"), 1u);
         change(c, G "Unbind", ctx, 11);
         expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
         CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 11));
@@ -845,39 +913,6 @@ TEST(a_connect_holds_its_record_until_answered) {
 
 /* ---- late answers of the kernel --------------------------------------------------------- */
 
-static void fail(Env *e, uint32_t vdevice, int error) {
-        const char *path = strf("%s/fail-%u", e->kernel_dir, vdevice);
-
-        if (error > 0)
-                write_file(path, strf("%d", error));
-        else
-                ASSERT_OK(unlink(path));
-}
-
-/* The device's record of event, waited for (bounded); a new reference. */
-static json_object *wait_record_of(Tsmd *t, const char *address, const char *event) {
-        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
-                json_object *records = audit_of(t, address);
-
-                for (size_t i = 0; i < json_object_array_length(records); i++) {
-                        json_object *rec = json_object_array_get_idx(records, i);
-
-                        if (streq(JSTR(rec, "event"), event)) {
-                                rec = json_object_get(rec);
-                                json_object_put(records);
-                                return rec;
-                        }
-                }
-                json_object_put(records);
-                if (now_usec() > deadline)
-                        TEST_FAIL("no %s record for %s", event, address);
-        }
-}
-
-static bool has_key(json_object *o, const char *key) {
-        return json_object_object_get_ex(o, key, NULL);
-}
-
 /* A state-changing guest request the kernel holds past RequestTimeoutUSec=: the VMM is told
  * Timeout, and that is recorded. The kernel then does it after all: the TDI changed behind the
  * record, so the audit log says so, naming the request's record and who it was for. */
@@ -1091,6 +1126,185 @@ TEST(a_connect_answered_after_its_worker_died_is_audited) {
         ASSERT_STREQ(JSTR(late, "result"), "ok");
         ASSERT_FALSE(has_key(late, "originalSeq")); /* another worker's call */
         json_object_put(late);
+
+        teardown(&e);
+}
+
+/* A late answer the monitor sent a worker that ended before it read it goes to the next worker:
+ * recorded once. (The worker is stopped, so that the LATE waits in its channel, then killed.) */
+TEST(a_late_answer_its_worker_never_read_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        AsyncCall held = {};
+        json_object *late;
+        pid_t worker;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        async_call_done(&held);
+
+        worker = tsmd_worker_pid(&e.tsmd);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Kernel TSM request of " NIC_ADDR " (vDevice 11) succeeded after", 1,
+                                  TSMD_WAIT_USEC));
+        sleep_usec(100 * USEC_PER_MSEC); /* the monitor sends it on (within a millisecond) */
+        tsmd_kill_worker(&e.tsmd);
+
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_STREQ(JSTR(late, "scope"), "state-change");
+        ASSERT_EQ(JINT(late, "vdeviceId"), 11); /* (no contextId: not reclaimed yet) */
+        ASSERT_EQ(JINT(late, "uid"), (int64_t) getuid());
+        ASSERT_FALSE(has_key(late, "originalSeq")); /* that worker's record went with it */
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* A worker that ends while the record of a late answer is in the audit file but not yet known
+ * durable (its disk is slow) has told the monitor the seq it wrote it under, before it wrote it:
+ * the next worker finds that seq in the file, and does not record it again. */
+TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        AsyncCall held = {};
+        unsigned serving;
+        pid_t worker;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        async_call_done(&held);
+        wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
+
+        write_file(strf("%s/hold-sync", e.kernel_dir), "");
+        hold(&e, 11, false);
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                _cleanup_free_ char *log = read_file(strf("%s/audit/audit.log", e.tsmd.dir));
+
+                if (log && strstr(log, "\"guest-request-late\""))
+                        break;
+                if (now_usec() > deadline)
+                        TEST_FAIL("the worker never wrote the late answer's record");
+        }
+        serving = tsmd_log_count(&e.tsmd, "serving again.");
+        worker = tsmd_worker_pid(&e.tsmd);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGKILL));
+        ASSERT_OK(unlink(strf("%s/hold-sync", e.kernel_dir)));
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "serving again.", serving + 1, TSMD_WAIT_USEC));
+        sleep_usec(300 * USEC_PER_MSEC); /* the next worker had the LATE, and wrote what it would */
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+        ASSERT_TRUE(tsmd_log_contains(&e.tsmd, "was recorded by the worker before"));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The kernel answers a call late while no worker runs (between a worker's end and the next one's
+ * start): the monitor keeps the answer, and the next worker records it, once. The restart
+ * backoff doubles for a worker that dies young (100 ms, 200, 400, 800, then 1.6 s): a fifth
+ * death leaves time for the kernel to answer meanwhile. */
+TEST(a_late_answer_while_no_worker_runs_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        char token[RECLAIM_TOKEN_MAX];
+        AsyncCall held = {};
+        json_object *late;
+        unsigned started;
+        pid_t worker;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        for (unsigned i = 0; i < 4; i++)
+                tsmd_kill_worker(&e.tsmd);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, token);
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        async_call_done(&held);
+        varlink_client_free(TAKE_PTR(c));
+
+        started = tsmd_log_count(&e.tsmd, "Started worker");
+        worker = tsmd_worker_pid(&e.tsmd);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGKILL));
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Restarting the worker in 1600 ms", 1, TSMD_WAIT_USEC));
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "answered late while no worker runs: kept for the next one", 1,
+                                  TSMD_WAIT_USEC));
+        ASSERT_EQ(tsmd_log_count(&e.tsmd, "Started worker"), started);
+
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_EQ(JINT(late, "vdeviceId"), 11); /* (no contextId: not reclaimed yet) */
+        ASSERT_EQ(JINT(late, "uid"), (int64_t) getuid());
+        ASSERT_EQ(JINT(late, "responseSize"), strlen("pong"));
+        ASSERT_FALSE(has_key(late, "originalSeq"));
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+
+        teardown(&e);
+}
+
+/* A connect whose worker dies, and whose device then goes while the kernel still has it: the
+ * kernel's answer is recorded, once (not also the DeviceGone the monitor saw). */
+TEST(a_connect_whose_worker_died_and_device_went_is_audited_once) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
+        AsyncCall connect = {};
+        json_object *late;
+        HeldWrite h;
+        char buf[4096];
+        Env e;
+
+        setup_env(&e, 5 * USEC_PER_SEC, "", true);
+        connect_hold(&e, &h);
+        admin = tsmd_connect(&e.tsmd);
+        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
+        connect_wait_writing(&e, &h);
+        tsmd_kill_worker(&e.tsmd);
+        async_call_done(&connect);
+        varlink_client_free(TAKE_PTR(admin));
+
+        /* Hot-unplug of the NVMe device: the directory goes, then udev's "remove". */
+        ASSERT_OK(sysfs_fixture_remove(e.root, NVME_PATH));
+        ASSERT_OK(uevent_send("remove", NVME_PATH, "pci", NULL, ++e.seqnum));
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Device " NVME_ADDR " is gone.", 1, TSMD_WAIT_USEC));
+        /* The kernel is done: the monitor's write completes. */
+        h.wr = safe_close(h.wr);
+        for (;;) {
+                struct pollfd p = { .fd = h.rd, .events = POLLIN };
+                ssize_t n;
+
+                ASSERT_EQ(poll(&p, 1, (int) (TSMD_WAIT_USEC / USEC_PER_MSEC)), 1);
+                n = read(h.rd, buf, sizeof(buf));
+                if (n == 0)
+                        break;
+                ASSERT_TRUE(n > 0 || errno == EAGAIN);
+        }
+        h.rd = safe_close(h.rd);
+
+        late = wait_record_of(&e.tsmd, NVME_ADDR, "connect-device-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NVME_ADDR, "connect-device-late"), 1u);
 
         teardown(&e);
 }

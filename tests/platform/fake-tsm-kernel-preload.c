@@ -11,6 +11,9 @@
  *              whose firmware takes its time
  *   fail-ID    while it exists, calls for vDevice ID fail (after any hold) with the errno
  *              written in it as a decimal number, as a TSM or kernel that gives up would
+ *   hold-sync  while it exists, fdatasync() waits (in either process: the worker's audit log
+ *              has it), as on a disk that takes its time: what was written is in the file, and
+ *              not known durable yet (the directory must be one the worker's user can reach)
  * Runs in: tsmd's processes, under test only.
  */
 
@@ -67,14 +70,19 @@ static void log_call(const FakeKernelCall *call) {
         close(fd);
 }
 
-static void wait_while_held(uint32_t vdevice) {
-        char path[512], name[32];
-        const char *p;
+static void wait_while_exists(const char *name) {
+        char path[512];
+        const char *p = control_path(path, sizeof(path), name);
 
-        snprintf(name, sizeof(name), "hold-%u", vdevice);
-        p = control_path(path, sizeof(path), name);
         while (p && access(p, F_OK) >= 0)
                 nanosleep(&(struct timespec){ .tv_nsec = HOLD_POLL_NSEC }, NULL);
+}
+
+static void wait_while_held(uint32_t vdevice) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "hold-%u", vdevice);
+        wait_while_exists(name);
 }
 
 /* The errno (negative) that fail-ID asks calls for vdevice to fail with, or 0. */
@@ -134,4 +142,13 @@ __attribute__((visibility("default"))) int ioctl(int fd, unsigned long request, 
                 return -1;
         }
         return r;
+}
+
+__attribute__((visibility("default"))) int fdatasync(int fd) {
+        static int (*real_fdatasync)(int fd);
+
+        wait_while_exists("hold-sync");
+        if (!real_fdatasync)
+                real_fdatasync = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
+        return real_fdatasync(fd);
 }

@@ -51,6 +51,7 @@
 #define GPU "0000:02:00.0" /* on tsm1 (TDX Connect) */
 #define NVME "0000:03:00.0" /* TDISP capable, on no TSM */
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/" NVME
+#define NIC_PATH "/devices/pci0000:00/0000:00:01.1/" NIC
 #define VDEV_HELD 11U      /* the fake kernel holds its calls when told */
 
 typedef struct Fixture {
@@ -192,6 +193,13 @@ static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *resto
         ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
         f->monitor = sv[0];
         f->worker = sv[1];
+        /* As the monitor makes them (monitor.c): room for the late answers kept for a worker. */
+        for (unsigned i = 0; i < 2; i++) {
+                int size = (int) TSM_PRIV_DATAGRAM_MAX * 4;
+
+                ASSERT_OK(setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)));
+                ASSERT_OK(setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)));
+        }
         ASSERT_OK(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)));
         ASSERT_ERRNO(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)), EBUSY);
 
@@ -229,7 +237,9 @@ static uint32_t worker_start(Fixture *f, struct tsm_priv_restored_context *resto
                         ASSERT_EQ(rv->state & ~TSM_PRIV_VDEVICE_FLAGS_ALL, 0u);
                 }
         }
-        nothing_waiting(f);
+        /* Then the late answers kept for it, if any (receive_late()). */
+        if (monitor_dispatch_n_late_kept(f->dispatch) == 0 && monitor_dispatch_n_late_lost(f->dispatch) == 0)
+                nothing_waiting(f);
         return hello.n_restored;
 }
 
@@ -302,10 +312,11 @@ static Fixture *fixture(void) {
 
 /* The kernel's TSMs: the two-TSM fixture sysfs (in a private mount namespace, as root; the
  * test SKIPs otherwise), behind a fake v5 kernel that holds VDEV_HELD's calls when told. */
-static Fixture *kernel_fixture(void) {
+static Fixture *kernel_fixture_timeout(uint64_t request_timeout_usec) {
         TsmPlatformConfig config = {
                 .mode = TSM_PLATFORM_KERNEL,
                 .iommu_device = (char *) "/dev/iommu",
+                .request_timeout_usec = request_timeout_usec, /* 0: the default */
         };
         Fixture *f = malloc(sizeof(Fixture));
         const char *root;
@@ -317,6 +328,10 @@ static Fixture *kernel_fixture(void) {
         setup_platform(f, &config);
         f->sysfs = root;
         return f;
+}
+
+static Fixture *kernel_fixture(void) {
+        return kernel_fixture_timeout(0);
 }
 
 /* Auto mode on a fixture sysfs with no TSM yet, so the emulated platform serves its default
@@ -1038,6 +1053,43 @@ TEST(restart_tells_the_monitors_vdevices) {
         fixture_free(f);
 }
 
+/* Runs the monitor's loop until cond holds (at most 5 s: lane threads may be slow). */
+#define LOOP_UNTIL(f, cond)                                                                        \
+        for (unsigned _i = 0; !(cond); _i++) {                                                     \
+                ASSERT_LE(_i, 5000u);                                                              \
+                ASSERT_OK(event_base_loop((f)->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));              \
+                usleep(1000);                                                                      \
+        }
+
+/* Whether the monitor sent the worker something. */
+static bool worker_has_input(Fixture *f) {
+        struct pollfd p = { .fd = f->worker, .events = POLLIN };
+
+        return poll(&p, 1, 0) > 0;
+}
+
+/* The next message, which must be a LATE of op (the loop runs until it comes), into ret; as a
+ * LATE always is: no cookie, an id. */
+static void receive_late(Fixture *f, uint32_t op, struct tsm_priv_late *ret) {
+        LOOP_UNTIL(f, worker_has_input(f));
+        receive(f, TSM_PRIV_LATE, ret, sizeof(*ret), NULL, NULL);
+        ASSERT_EQ(ret->op, op);
+        ASSERT_EQ(ret->hdr.cookie, 0u);
+        ASSERT_NE(ret->id, 0u);
+}
+
+/* Acknowledges LATE id as the worker does (LATE_ACK): being recorded under seq, or recorded. */
+static void ack_late(Fixture *f, uint64_t id, uint64_t seq, bool durable) {
+        struct tsm_priv_late_ack a;
+
+        tsm_priv_init(&a, TSM_PRIV_LATE_ACK, 0, 0);
+        a.id = id;
+        a.seq = seq;
+        a.durable = durable;
+        ASSERT_OK(tsm_priv_send(f->worker, &a, NULL, 0, -EBADF));
+        process_ok(f);
+}
+
 /* Binds and unbinds are answered from the loop (a kernel one runs on the device's lane), so the
  * monitor's record follows the TSM's answer, not the message: a detach that comes while a bind
  * is on its way undoes it, and a bind whose worker died still counts, unanswered. */
@@ -1072,7 +1124,8 @@ TEST(bind_in_flight) {
         ASSERT_EQ(ctx->n_vdevices, 0);
 
         /* A bind whose worker dies before the answer: the record follows the TSM all the same,
-         * and the next worker hears nothing of it. */
+         * and the next worker hears how it ended, for its audit log (with no cookie of its own:
+         * the call was the other worker's). */
         ASSERT_OK(attach(f, SLOT, a, 4, DEV_A, NULL));
         bind.vdevice = 4;
         bind.hdr.cookie = ++f->cookie;
@@ -1082,7 +1135,19 @@ TEST(bind_in_flight) {
         worker_stop(f);
         ASSERT_EQ(worker_start(f, (struct tsm_priv_restored_context[1]){}, 1), 1);
         ASSERT_EQ(restored_state(f, a, 4, DEV_A), TSM_PRIV_VDEVICE_CHANGING);
-        ASSERT_OK(event_base_loop(f->base, EVLOOP_NONBLOCK));
+        {
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_BIND, &late);
+                ASSERT_EQ(late.request_cookie, 0u);
+                ASSERT_EQ(late.context, a);
+                ASSERT_EQ(late.vdevice, 4u);
+                ASSERT_EQ(late.uid, 1000u);
+                ASSERT_EQ(late.backend, (uint32_t) TSM_BACKEND_EMULATED);
+                ASSERT_EQ(late.result, 0);
+                ASSERT_STREQ(late.pci_address, DEV_A);
+                ack_late(f, late.id, 0, true);
+        }
         nothing_waiting(f);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, 4)->bound);
         ASSERT_EQ(monitor_context_find_vdevice(ctx, 4)->n_changes, 0u);
@@ -1099,20 +1164,6 @@ static void send_into_held_kernel(Fixture *f, struct tsm_priv_vdevice *m) {
         fake_kernel_wait_inside(1);
 }
 
-/* Runs the monitor's loop until cond holds (at most 5 s: lane threads may be slow). */
-#define LOOP_UNTIL(f, cond)                                                                        \
-        for (unsigned _i = 0; !(cond); _i++) {                                                     \
-                ASSERT_LE(_i, 5000u);                                                              \
-                ASSERT_OK(event_base_loop((f)->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));              \
-                usleep(1000);                                                                      \
-        }
-
-/* Whether the monitor sent the worker something. */
-static bool worker_has_input(Fixture *f) {
-        struct pollfd p = { .fd = f->worker, .events = POLLIN };
-
-        return poll(&p, 1, 0) > 0;
-}
 
 /* On the kernel's TSMs a bind is an ioctl that may take seconds: it runs on the device's lane,
  * the monitor answers everything else meanwhile, a detach of the vDevice queues its unbind
@@ -1157,7 +1208,7 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         nothing_waiting(f); /* the release's unbind is the monitor's own */
         LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
 
-        /* The worker dies while the kernel holds a bind. */
+        /* The worker dies while the kernel holds a bind: the next one hears how it ended. */
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         fake_kernel_hold(true);
         send_into_held_kernel(f, &bind);
@@ -1166,6 +1217,16 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         fake_kernel_hold(false);
         LOOP_UNTIL(f, monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes == 0);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
+        {
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_BIND, &late);
+                ASSERT_EQ(late.request_cookie, 0u);
+                ASSERT_EQ(late.vdevice, VDEV_HELD);
+                ASSERT_EQ(late.backend, (uint32_t) TSM_BACKEND_SEV_TIO);
+                ASSERT_EQ(late.result, 0);
+                ASSERT_STREQ(late.pci_address, NIC);
+        }
         nothing_waiting(f);
         fixture_free(f);
 }
@@ -1207,7 +1268,14 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_EQ(restored_state(f, a, VDEV_HELD, NIC), TSM_PRIV_VDEVICE_CHANGING);
         cookie = send_settle(f, a, VDEV_HELD);
         fake_kernel_hold(false);
-        await_reply(f);
+        {
+                /* How the bind ended, for the audit log, before the settle's answer. */
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_BIND, &late);
+                ASSERT_EQ(late.result, 0);
+                ack_late(f, late.id, 0, true);
+        }
         receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
         ASSERT_EQ(rep.r.hdr.cookie, cookie);
         ASSERT_OK(rep.r.result);
@@ -1230,8 +1298,9 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_EQ(rep.r.result, -ENODEV);
         LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
 
-        /* A worker that stops while its settle waits: the next one hears nothing of it. (Its VMM
-         * took the context back first: a kept context gains no vDevices.) */
+        /* A worker that stops while its settle waits: the next one hears nothing of it, only
+         * how the bind ended. (Its VMM took the context back first: a kept context gains no
+         * vDevices.) */
         reclaim = reclaim_msg(SLOT, a);
         ASSERT_OK(call(f, &reclaim, &rep));
         safe_close(rep.fd);
@@ -1246,6 +1315,12 @@ TEST(settle_follows_a_change_the_worker_did_not_see) {
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
         fake_kernel_hold(false);
         LOOP_UNTIL(f, monitor_context_find_vdevice(ctx, VDEV_HELD)->n_changes == 0);
+        {
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_BIND, &late);
+                ASSERT_EQ(late.result, 0);
+        }
         nothing_waiting(f);
         ASSERT_TRUE(monitor_context_find_vdevice(ctx, VDEV_HELD)->bound);
         fixture_free(f);
@@ -1463,6 +1538,280 @@ TEST(detach_fails_requests_in_flight) {
                 ASSERT_EQ(late.result, 0);
                 ASSERT_STREQ(late.pci_address, NIC);
         }
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* A guest request the fake kernel holds past its deadline (the fixture's is short), answered
+ * Timeout; then the kernel answers it, late. Returns the request's cookie. */
+static uint32_t late_guest_request(Fixture *f, uint32_t context) {
+        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, context, VDEV_HELD, TSM_SCOPE_INFO, 4);
+        Reply rep;
+
+        fake_kernel_hold(true);
+        m.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, m.hdr.cookie);
+        ASSERT_EQ(rep.r.result, -ETIMEDOUT);
+        fake_kernel_hold(false);
+        fake_kernel_wait_inside(0);
+        return m.hdr.cookie;
+}
+
+/* Runs the monitor's loop for a while: what would come, has. */
+static void loop_a_while(Fixture *f) {
+        for (unsigned i = 0; i < 50; i++) {
+                ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
+                usleep(1000);
+        }
+}
+
+/* A late answer is the monitor's until a worker says it recorded it: one that ends with it
+ * unread goes to the next worker, with no cookie of its own; one that ends while writing its
+ * record tells the next under which seq (so that it is written once); one recorded is forgotten,
+ * also when its worker ended before the monitor read that. A worker acknowledges only what it
+ * was sent, once. */
+TEST(late_answers_are_kept_until_acknowledged) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_reclaim_context reclaim;
+        struct tsm_priv_late late, again;
+        struct tsm_priv_late_ack ack;
+        uint32_t a, cookie;
+        Reply rep;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        (void) late_guest_request(f, a);
+        /* In the worker's channel, unread, as the worker ends. */
+        LOOP_UNTIL(f, worker_has_input(f));
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 1u);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ASSERT_EQ(late.request_cookie, 0u); /* the worker before asked */
+        ASSERT_EQ(late.context, a);
+        ASSERT_EQ(late.vdevice, VDEV_HELD);
+        ASSERT_EQ(late.result, 0);
+        ASSERT_EQ(late.recorded_seq, 0u);
+        ASSERT_STREQ(late.pci_address, NIC);
+        nothing_waiting(f);
+
+        /* Its record on its way to the disk as this worker ends: the next hears the seq. */
+        ack_late(f, late.id, 41, false);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &again);
+        ASSERT_EQ(again.id, late.id);
+        ASSERT_EQ(again.recorded_seq, 41u);
+        ASSERT_EQ(again.result, 0);
+
+        /* Recorded: forgotten. */
+        ack_late(f, late.id, 41, true);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        loop_a_while(f);
+        nothing_waiting(f);
+
+        /* Acknowledged just before the worker ended, unread by the monitor while it lived: that
+         * counts all the same. Its own call's LATE names its cookie. */
+        reclaim = reclaim_msg(SLOT, a);
+        ASSERT_OK(call(f, &reclaim, &rep));
+        safe_close(rep.fd);
+        cookie = late_guest_request(f, a);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ASSERT_EQ(late.request_cookie, cookie);
+        tsm_priv_init(&ack, TSM_PRIV_LATE_ACK, 0, 0);
+        ack.id = late.id;
+        ack.durable = 1;
+        ASSERT_OK(tsm_priv_send(f->worker, &ack, NULL, 0, -EBADF));
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        loop_a_while(f);
+        nothing_waiting(f);
+
+        /* SECURITY: only what went to this worker, and not yet acknowledged. */
+        expect_violation(f, &ack, "LATE_ACK");
+        fixture_free(f);
+}
+
+/* Malformed acknowledgements are violations like any; the LATE goes to the next worker. */
+TEST(late_acks_are_checked) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_late_ack ack;
+        struct tsm_priv_late late;
+        uint32_t a;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        (void) late_guest_request(f, a);
+        for (unsigned i = 0; i < 3; i++) {
+                receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+                tsm_priv_init(&ack, TSM_PRIV_LATE_ACK, 0, 0);
+                ack.id = late.id;
+                switch (i) {
+                case 0: ack.durable = 2; break;
+                case 1: ack.__reserved = 1; ack.durable = 1; break;
+                case 2: break; /* being recorded under no seq */
+                }
+                expect_violation(f, &ack, "LATE_ACK");
+                worker_stop(f);
+                ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        }
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        fixture_free(f);
+}
+
+/* The monitor keeps MONITOR_LATE_KEPT_MAX late answers no worker acknowledged: past that, the
+ * newest are dropped (the oldest may be in the audit log already) and their count goes to the
+ * worker as a LOST, itself kept until acknowledged, and the count of those dropped meanwhile
+ * after it. One that comes while no worker runs is kept for the next, which gets every one kept,
+ * oldest first, then the LOST. */
+TEST(late_answers_kept_are_bounded) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_guest_request m;
+        struct tsm_priv_late late, lost, lost2;
+        uint64_t first = 0, last = 0;
+        uint32_t a;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        for (unsigned i = 0; i < MONITOR_LATE_KEPT_MAX; i++) {
+                (void) late_guest_request(f, a);
+                receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+                if (i == 0)
+                        first = late.id;
+        }
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), (size_t) MONITOR_LATE_KEPT_MAX);
+
+        (void) late_guest_request(f, a);
+        receive_late(f, TSM_PRIV_LATE_LOST, &lost);
+        ASSERT_EQ(lost.count, 1u);
+        ASSERT_EQ(lost.request_cookie, 0u);
+        ASSERT_EQ(lost.uid, TSM_PRIV_LATE_NONE);
+        ASSERT_STREQ(lost.pci_address, "");
+        (void) late_guest_request(f, a);
+        LOOP_UNTIL(f, monitor_dispatch_n_late_lost(f->dispatch) == 2);
+        nothing_waiting(f); /* counted, for the LOST after this one */
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), (size_t) MONITOR_LATE_KEPT_MAX);
+
+        /* Room for one; the count recorded, so the next goes out. */
+        ack_late(f, first, 0, true);
+        ack_late(f, lost.id, 3, true);
+        receive_late(f, TSM_PRIV_LATE_LOST, &lost2);
+        ASSERT_EQ(lost2.count, 1u);
+        ASSERT_NE(lost2.id, lost.id);
+
+        /* The worker ends while the kernel has a request: its answer comes while none runs. */
+        fake_kernel_hold(true);
+        m = guest_request_msg(f, SLOT, a, VDEV_HELD, TSM_SCOPE_INFO, 4);
+        m.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        worker_stop(f);
+        fake_kernel_hold(false);
+        LOOP_UNTIL(f, monitor_dispatch_n_late_kept(f->dispatch) == MONITOR_LATE_KEPT_MAX);
+
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        for (unsigned i = 0; i < MONITOR_LATE_KEPT_MAX; i++) {
+                receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+                ASSERT_EQ(late.request_cookie, 0u);
+                ASSERT_TRUE(late.id > last); /* oldest first */
+                ASSERT_NE(late.id, first);
+                last = late.id;
+        }
+        ASSERT_TRUE(last > lost2.id); /* the one that came while no worker ran */
+        ASSERT_EQ(late.context, a);
+        receive_late(f, TSM_PRIV_LATE_LOST, &lost);
+        ASSERT_EQ(lost.id, lost2.id);
+        ASSERT_EQ(lost.count, 1u);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* A connect, and a bind, whose worker ended and whose device then went: the kernel's own answer
+ * is the one late answer of each (the call was given up on in the kernel), not also the -ENODEV
+ * the monitor got when the device went. */
+TEST(calls_whose_worker_ended_and_device_went_answer_late_once) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_late late;
+        struct tsm_priv_device dev;
+        static char filler[4096];
+        char path[PATH_MAX], buf[4096];
+        uint32_t a;
+        int rd, wr;
+
+        /* A connect the kernel takes its time over (tsm/connect is a full FIFO). */
+        snprintf(path, sizeof(path), "%s" NVME_PATH "/tsm/connect", f->sysfs);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(mkfifo(path, 0600));
+        ASSERT_OK(rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+        ASSERT_OK(wr = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+        while (write(wr, filler, sizeof(filler)) > 0)
+                ;
+        ASSERT_EQ(errno, EAGAIN);
+        tsm_priv_init(&dev, TSM_PRIV_CONNECT_DEVICE, 0, 0);
+        strcpy(dev.pci_address, NVME);
+        strcpy(dev.tsm, "tsm1");
+        dev.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &dev, NULL, 0, -EBADF));
+        process_ok(f);
+        /* And a bind the kernel holds. */
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        fake_kernel_hold(true);
+        bind.context = a;
+        send_into_held_kernel(f, &bind);
+
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        /* Both devices go (hot-unplug), while the kernel still has their calls. */
+        ASSERT_OK(sysfs_fixture_remove(f->sysfs, NVME_PATH));
+        ASSERT_OK(tsm_platform_refresh_device(f->platform, NVME));
+        ASSERT_OK(sysfs_fixture_remove(f->sysfs, NIC_PATH));
+        ASSERT_OK(tsm_platform_refresh_device(f->platform, NIC));
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NVME) && !tsm_platform_is_changing(f->platform, NIC));
+        loop_a_while(f);
+        nothing_waiting(f); /* the kernel has not answered either */
+
+        /* The kernel is done with both. */
+        safe_close(wr);
+        for (;;) {
+                struct pollfd p = { .fd = rd, .events = POLLIN };
+                ssize_t n;
+
+                ASSERT_EQ(poll(&p, 1, 5000), 1);
+                n = read(rd, buf, sizeof(buf));
+                if (n == 0)
+                        break; /* the monitor closed it: written */
+                ASSERT_TRUE(n > 0 || errno == EAGAIN);
+        }
+        safe_close(rd);
+        receive_late(f, TSM_PRIV_LATE_CONNECT, &late);
+        ASSERT_EQ(late.result, 0);
+        ASSERT_STREQ(late.pci_address, NVME);
+        ASSERT_STREQ(late.tsm, "tsm1");
+        ack_late(f, late.id, 0, true);
+        fake_kernel_hold(false);
+        receive_late(f, TSM_PRIV_LATE_BIND, &late); /* done, then undone */
+        ASSERT_EQ(late.result, 0);
+        ASSERT_EQ(late.vdevice, VDEV_HELD);
+        ack_late(f, late.id, 0, true);
+        receive_late(f, TSM_PRIV_LATE_BIND_UNDO, &late);
+        ASSERT_EQ(late.result, 0);
+        ack_late(f, late.id, 0, true);
+        loop_a_while(f);
         nothing_waiting(f);
         fixture_free(f);
 }
@@ -2040,6 +2389,13 @@ TEST(last_good_follows_the_sockets) {
         ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
         f->monitor = sv[0];
         f->worker = sv[1];
+        /* As the monitor makes them (monitor.c): room for the late answers kept for a worker. */
+        for (unsigned i = 0; i < 2; i++) {
+                int size = (int) TSM_PRIV_DATAGRAM_MAX * 4;
+
+                ASSERT_OK(setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)));
+                ASSERT_OK(setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)));
+        }
         ASSERT_OK(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)));
         receive(f, TSM_PRIV_HELLO, &hello, sizeof(hello), NULL, NULL);
         ASSERT_EQ(hello.last_good, 1u);

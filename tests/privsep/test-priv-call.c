@@ -242,6 +242,19 @@ static struct tsm_priv_late late_msg(void) {
         l.latency_usec = 31000000;
         strcpy(l.pci_address, "0000:01:00.0");
         strcpy(l.scope, "state-change");
+        l.id = 9;
+        return l;
+}
+
+/* The count of late answers the monitor had no room for. */
+static struct tsm_priv_late lost_msg(void) {
+        struct tsm_priv_late l;
+
+        tsm_priv_init(&l, TSM_PRIV_LATE, 0, 0);
+        l.op = TSM_PRIV_LATE_LOST;
+        l.uid = l.backend = TSM_PRIV_LATE_NONE;
+        l.id = 10;
+        l.count = 3;
         return l;
 }
 
@@ -273,14 +286,54 @@ TEST(late_answers_are_delivered) {
         run_worker();
         ASSERT_EQ(f.n_late, 2u);
         ASSERT_EQ(f.late.result, -EIO);
+
+        /* The count of those the monitor had no room for, also after a worker before said it
+         * was recording it. */
+        l = lost_msg();
+        l.recorded_seq = 12;
+        ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
+        run_worker();
+        ASSERT_EQ(f.n_late, 3u);
+        ASSERT_EQ(memcmp(&f.late, &l, sizeof(l)), 0);
+        fixture_stop(&f);
+}
+
+/* What the worker tells the monitor of a LATE: that it is being recorded under a seq goes at
+ * once (before the record can reach the disk); that it is recorded, with what goes next. */
+TEST(late_answers_are_acknowledged) {
+        struct tsm_priv_late_ack a;
+        const char *reason = NULL;
+        Fixture f = {};
+        size_t n_fds;
+        int fds[1];
+        ssize_t n;
+
+        fixture_start(&f, false);
+        ASSERT_OK(priv_send_late_ack(f.channel, 9, 17, false));
+        n = tsm_priv_receive(f.monitor, f.buf, fds, 1, &n_fds);
+        ASSERT_GE(n, 1);
+        ASSERT_OK(tsm_priv_check(f.buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &a, sizeof(a), NULL, &reason));
+        ASSERT_EQ(a.hdr.type, TSM_PRIV_LATE_ACK);
+        ASSERT_EQ(a.hdr.cookie, 0u);
+        ASSERT_EQ(a.id, 9u);
+        ASSERT_EQ(a.seq, 17u);
+        ASSERT_EQ(a.durable, 0u);
+
+        ASSERT_OK(priv_send_late_ack(f.channel, 9, 17, true));
+        run_worker();
+        n = tsm_priv_receive(f.monitor, f.buf, fds, 1, &n_fds);
+        ASSERT_GE(n, 1);
+        ASSERT_OK(tsm_priv_check(f.buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &a, sizeof(a), NULL, &reason));
+        ASSERT_EQ(a.id, 9u);
+        ASSERT_EQ(a.durable, 1u);
         fixture_stop(&f);
 }
 
 /* SECURITY: a LATE is checked like every message from the monitor: one that breaks a rule is
  * never recorded, and the worker stops trusting the channel. */
 TEST(malformed_late_answers_end_the_channel) {
-        for (unsigned i = 0; i < 9; i++) {
-                struct tsm_priv_late l = late_msg();
+        for (unsigned i = 0; i < 14; i++) {
+                struct tsm_priv_late l = i < 12 ? late_msg() : lost_msg();
                 Fixture f = {};
 
                 switch (i) {
@@ -293,6 +346,11 @@ TEST(malformed_late_answers_end_the_channel) {
                 case 6: l.result = -EIO; break; /* a response from a failure */
                 case 7: l.backend = _TSM_BACKEND_TYPE_MAX; break;
                 case 8: strcpy(l.tsm, "tsm0"); break; /* not a connect */
+                case 9: l.id = 0; break; /* nothing to acknowledge it by */
+                case 10: l.count = 1; break; /* a count, not a call */
+                case 11: l.hdr.cookie = 1; break; /* as if it were answered */
+                case 12: l.count = 0; break; /* lost none */
+                case 13: strcpy(l.pci_address, "0000:01:00.0"); break; /* a count, not a call */
                 }
                 fixture_start(&f, false);
                 f.gone_ok = true;
