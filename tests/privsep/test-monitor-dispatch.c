@@ -1741,6 +1741,24 @@ TEST(late_answers_kept_are_bounded) {
 /* A connect, and a bind, whose worker ended and whose device then went: the kernel's own answer
  * is the one late answer of each (the call was given up on in the kernel), not also the -ENODEV
  * the monitor got when the device went. */
+/* How many fds of this process are open on the file at path: the lanes run in this process,
+ * so a lane's write to a FIFO shows as one more. */
+static unsigned fds_open_on(const char *path) {
+        DIR *d = opendir("/proc/self/fd");
+        struct stat want, st;
+        struct dirent *de;
+        unsigned n = 0;
+
+        ASSERT_NOT_NULL(d);
+        ASSERT_OK(stat(path, &want));
+        while ((de = readdir(d)))
+                if (fstatat(dirfd(d), de->d_name, &st, 0) >= 0 && st.st_dev == want.st_dev &&
+                    st.st_ino == want.st_ino)
+                        n++;
+        closedir(d);
+        return n;
+}
+
 TEST(calls_whose_worker_ended_and_device_went_answer_late_once) {
         Fixture *f = kernel_fixture();
         struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
@@ -1767,6 +1785,9 @@ TEST(calls_whose_worker_ended_and_device_went_answer_late_once) {
         dev.hdr.cookie = ++f->cookie;
         ASSERT_OK(tsm_priv_send(f->worker, &dev, NULL, 0, -EBADF));
         process_ok(f);
+        /* In the kernel: its lane opened tsm/connect (before, the device going would fail the
+         * open, a call never made, not one answered late). */
+        LOOP_UNTIL(f, fds_open_on(path) == 3);
         /* And a bind the kernel holds. */
         a = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
