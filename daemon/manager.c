@@ -111,25 +111,34 @@ static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) 
 }
 
 /* Reads tsmd.conf and the policy it names from the disk, as a reload does, applying nothing.
- * On failure *ret_message says why ("file:line: reason"; NULL if out of memory) and *ret_kept
- * which of the two a reload keeps, for the log. */
+ * A missing tsmd.conf is the built-in defaults only where the monitor takes it so
+ * (config_optional: tsmd was given no --config=), or the two would part. On failure *ret_message says why
+ * ("file:line: reason", or "file: reason" of the file as a whole; NULL if out of memory) and
+ * *ret_kept which of the two a reload keeps, for the log. */
 static int read_files(Manager *m, DaemonConfig *ret_config, Policy **ret_policy, char **ret_message,
                       const char **ret_kept) {
         _cleanup_free_ char *policy_error = NULL, *error = NULL;
         const char *message = NULL;
         DaemonConfig config;
         unsigned line = 0;
-        int r;
+        int r, k;
 
         daemon_config_init(&config);
         r = daemon_config_load_trusted(&config, m->config_path, &WORKER_TRUST, &line, &message, &error);
-        if (r == -ENOENT)
+        if (r == -ENOENT && m->config_optional)
                 r = 0; /* no file: the built-in defaults */
         if (r < 0) {
                 daemon_config_done(&config);
-                if (error)
-                        *ret_message = TAKE_PTR(error); /* the file's trust: it names the file */
-                else if (asprintf(ret_message, "%s:%u: %s", m->config_path, line, strna(message)) < 0)
+                if (error) { /* the file's trust: it names the file */
+                        *ret_message = TAKE_PTR(error);
+                        k = 0;
+                } else if (line > 0)
+                        k = asprintf(ret_message, "%s:%u: %s", m->config_path, line, strna(message));
+                else if (r == -EISDIR || r == -EBADFD || r == -EBADMSG)
+                        k = asprintf(ret_message, "%s: %s", m->config_path, strna(message));
+                else
+                        k = asprintf(ret_message, "%s: %s: %s", m->config_path, strna(message), strerror(-r));
+                if (k < 0)
                         *ret_message = NULL;
                 *ret_kept = "configuration";
                 return r;
@@ -502,6 +511,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
                 return -ENOMEM;
         daemon_config_init(&m->config);
         m->hello.last_good_fd = -EBADF;
+        m->config_optional = config_optional;
         m->start_usec = now_monotonic_usec();
         m->unrecorded_refusal_log = RATELIMIT(UNRECORDED_REFUSAL_LOG_INTERVAL_USEC, UNRECORDED_REFUSAL_LOG_BURST);
         if (config_path && !(m->config_path = strdup(config_path)))

@@ -50,6 +50,7 @@ typedef struct Manager {
         VarlinkServer *server;
         DaemonConfig config;
         char *config_path; /* reloaded on SIGHUP; NULL: defaults only */
+        bool config_optional; /* a missing config_path is the built-in defaults (no --config=) */
         uint64_t start_usec;
         TsmPlatform *platform; /* a view: operations go to the monitor through channel */
         PrivChannel *channel;

@@ -556,16 +556,74 @@ TEST(sighup_with_broken_file_keeps_serving) {
         /* Fixed: applied. */
         ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=48\n"));
         ASSERT_EQ(max_depth(c), 48);
-
-        /* No file at all is not an error on reload: the built-in defaults (manager_reload()). */
-        ASSERT_OK(unlink(t.config_path));
-        tsmd_kill(&t, SIGHUP);
-        ASSERT_TRUE(tsmd_wait_log(&t, "Configuration reloaded from", 2, TSMD_WAIT_USEC));
-        ASSERT_EQ(max_depth(c), 64);
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
 
         varlink_client_free(c);
         varlink_client_free(c2);
+        tsmd_teardown(&t);
+}
+
+/* GetStatus's configuration: its source, the policy file in force, and why not the disk's. */
+static void expect_configuration(VarlinkClient *c, const char *source, const char *policy_file, const char *error) {
+        json_object *r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL), *cfg;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "configuration", &cfg));
+        ASSERT_STREQ(JSTR(cfg, "source"), source);
+        ASSERT_STREQ(JSTR(cfg, "policyFile"), policy_file);
+        if (error && !strstr(JSTR(cfg, "error"), error))
+                TEST_FAIL("GetStatus's configuration error does not say '%s': %s", error, JSTR(cfg, "error"));
+}
+
+/*
+ * A tsmd.conf named with --config= is required on reload as at start, by the worker as by the
+ * monitor: gone, the reload fails naming it, and both keep the set in force (the same limits,
+ * the same policy file, which a new worker starts from as well). Before, the worker took the
+ * built-in defaults (and /etc/tsmd/policy.conf) and answered success, the monitor refused the
+ * file and kept the old set, and a new worker went back to it.
+ */
+TEST(reload_of_a_missing_config_file_changes_nothing) {
+        static const char config[] = "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n";
+        const char *policy;
+        unsigned scope_checks;
+        json_object *r;
+        VarlinkClient *c;
+        Tsmd t;
+
+        tsmd_start_config(&t, config);
+        policy = strdupa(strf("%s/policy.conf", t.dir));
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 32);
+        expect_configuration(c, "disk", policy, NULL);
+        scope_checks = tsmd_log_count(&t, "Scope checks follow the policy in");
+
+        ASSERT_OK(unlink(t.config_path));
+        r = CALL_ERROR(c, "io.tsmd.Service.Reload", NULL, "io.tsmd.Service.ReloadFailed", NULL);
+        if (!strstr(JSTR(r, "message"), strf("%s: cannot read file: No such file or directory", t.config_path)))
+                TEST_FAIL("ReloadFailed does not name the missing file: %s", JSTR(r, "message"));
+        ASSERT_EQ(max_depth(c), 32);
+        expect_configuration(c, "last_good", policy, t.config_path);
+        /* The monitor applied nothing either. */
+        ASSERT_EQ(tsmd_log_count(&t, "Scope checks follow the policy in"), scope_checks);
+        ASSERT_FALSE(tsmd_log_contains(&t, "The monitor failed"));
+        varlink_client_free(c);
+
+        /* A new worker starts from the same set, and says the files on disk do not load. */
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 32);
+        expect_configuration(c, "last_good", policy, t.config_path);
+
+        /* Back: applied, in both. */
+        tsmd_write_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=48\n");
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        ASSERT_EQ(max_depth(c), 48);
+        expect_configuration(c, "disk", policy, NULL);
+        ASSERT_EQ(tsmd_log_count(&t, "Scope checks follow the policy in"), scope_checks + 1);
+        varlink_client_free(c);
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 48);
+        varlink_client_free(c);
         tsmd_teardown(&t);
 }
 
@@ -698,6 +756,9 @@ TEST(worker_serves_without_the_default_file) {
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
         ASSERT_FALSE(tsmd_log_contains(&t, "Failed to load"));
         ASSERT_EQ(tsmd_log_count(&t, "Started worker"), 1U);
+        /* And on reload: still no file, still the defaults. */
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        ASSERT_EQ(max_depth(c), 64);
         varlink_client_free(c);
         tsmd_teardown(&t);
 
