@@ -4,15 +4,20 @@
  * with good and broken files, socket activation through systemd-socket-activate, and tsmctl
  * against a live tsmd (output and exit codes).
  *
- * Runs in: tests. The socket-activation test SKIPs without systemd-socket-activate.
+ * Runs in: tests. The socket-activation test SKIPs without systemd-socket-activate, and
+ * reload_applies_what_the_monitor_read without fanotify permission events (root, and a kernel
+ * with CONFIG_FANOTIFY_ACCESS_PERMISSIONS).
  */
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sched.h>
+#include <sys/fanotify.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "config.h"
 #include "json-util.h"
@@ -623,6 +628,130 @@ TEST(reload_of_a_missing_config_file_changes_nothing) {
         tsmd_kill_worker(&t);
         c = tsmd_connect(&t);
         ASSERT_EQ(max_depth(c), 48);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/*
+ * The worker applies the very bytes the monitor read, not a read of its own: tsmd.conf changes
+ * the moment the monitor opens it (a fanotify permission event holds the open while the test
+ * rewrites the file), and the worker serves what the monitor read, as a new worker does. Before,
+ * the worker read the file first and applied it, then the monitor read the changed file: the
+ * two, and the next worker, disagreed.
+ */
+TEST(reload_applies_what_the_monitor_read) {
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int writer = -EBADF, fan = -EBADF;
+        int done[2], status;
+        char *depth;
+        VarlinkClient *c;
+        pid_t child;
+        Tsmd t;
+
+        if (geteuid() != 0)
+                SKIP("fanotify permission events need CAP_SYS_ADMIN");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n");
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 32);
+
+        /* On disk as the reload starts: 40; as the monitor opens it: 48 (the same length). */
+        tsmd_write_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n");
+        text = read_file(t.config_path);
+        ASSERT_NOT_NULL(text);
+        depth = strstr(text, "MaxJsonDepth=40");
+        ASSERT_NOT_NULL(depth);
+        memcpy(depth, "MaxJsonDepth=48", strlen("MaxJsonDepth=48"));
+        writer = open(t.config_path, O_WRONLY | O_CLOEXEC);
+        ASSERT_OK(writer);
+
+        fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, O_RDONLY | O_CLOEXEC);
+        if (fan < 0 && (errno == EPERM || errno == ENOSYS || errno == EINVAL)) {
+                tsmd_teardown(&t);
+                SKIP("fanotify_init: %s", strerror(errno));
+        }
+        ASSERT_OK(fan);
+        if (fanotify_mark(fan, FAN_MARK_ADD, FAN_OPEN_PERM, AT_FDCWD, t.config_path) < 0) {
+                if (errno != EINVAL)
+                        TEST_FAIL("fanotify_mark: %s", strerror(errno));
+                tsmd_teardown(&t);
+                SKIP("no fanotify permission events in this kernel (CONFIG_FANOTIFY_ACCESS_PERMISSIONS)");
+        }
+
+        /* Answers every open of the file until done closes; rewrites it at the monitor's first. */
+        ASSERT_OK(pipe2(done, O_CLOEXEC));
+        fflush(NULL);
+        child = fork();
+        ASSERT_OK(child);
+        if (child == 0) {
+                bool rewritten = false;
+
+                close(done[1]);
+                for (;;) {
+                        struct pollfd p[2] = { { .fd = fan, .events = POLLIN }, { .fd = done[0], .events = POLLIN } };
+                        struct fanotify_event_metadata e;
+                        char buf[4096];
+                        ssize_t n;
+
+                        if (poll(p, 2, 10 * 1000) <= 0 || p[1].revents)
+                                _exit(rewritten ? 0 : 1);
+                        n = read(fan, buf, sizeof(buf));
+                        if (n < 0)
+                                _exit(2);
+                        for (size_t off = 0; off + sizeof(e) <= (size_t) n; off += e.event_len) {
+                                struct fanotify_response a;
+
+                                memcpy(&e, buf + off, sizeof(e));
+                                if (e.event_len < sizeof(e))
+                                        _exit(2);
+                                if (e.pid == t.pid && !rewritten) {
+                                        if (pwrite(writer, text, strlen(text), 0) != (ssize_t) strlen(text))
+                                                _exit(3);
+                                        rewritten = true;
+                                }
+                                a = (struct fanotify_response) { .fd = e.fd, .response = FAN_ALLOW };
+                                if (write(fan, &a, sizeof(a)) != sizeof(a))
+                                        _exit(4);
+                                close(e.fd);
+                        }
+                }
+        }
+        close(done[0]);
+        fan = safe_close(fan); /* the child's alone: it answers the opens */
+
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        close(done[1]);
+        ASSERT_EQ(waitpid(child, &status, 0), child);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("the monitor did not open tsmd.conf as the reload read it (status %d)", status);
+
+        ASSERT_EQ(max_depth(c), 48);
+        varlink_client_free(c);
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 48);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* SECURITY: a tsmd.conf only root may read reloads as it starts: the monitor reads it, and the
+ * worker, which may not, applies the bytes it read. Before, the worker read the file itself
+ * and refused a reload of what it had started from. */
+TEST(reload_of_a_config_file_only_root_reads) {
+        VarlinkClient *c;
+        Tsmd t;
+
+        if (geteuid() != 0)
+                SKIP("the worker must run as another user than the file's owner: needs root");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n");
+        tsmd_write_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n");
+        ASSERT_OK(chmod(t.config_path, 0600));
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        ASSERT_EQ(max_depth(c), 40);
+        varlink_client_free(c);
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 40);
         varlink_client_free(c);
         tsmd_teardown(&t);
 }
