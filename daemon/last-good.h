@@ -7,13 +7,14 @@
  * The monitor reads tsmd.conf and the policy files it names itself (root, with the policy's
  * trust checks), parses them, and only if every one of them loads keeps the exact bytes it
  * parsed in one sealed memfd: at start, at each reload and whenever it starts a worker. Each
- * worker gets that fd (LAST_GOOD, proto/tsm-priv.h) and starts from it, not from the disk, so
- * its policy is the one the monitor's scope gate follows.
+ * worker gets that fd (LAST_GOOD, proto/tsm-priv.h) and starts from it, not from the disk, and
+ * a reloading worker gets the memfd of its reload's load in the reply (RELOAD) and applies it,
+ * so its policy is the one the monitor's scope gate follows.
  *
  * SECURITY: what a later worker starts with is only ever bytes the monitor read from files
  * only root may write, sealed (no write, no resize, no unsealing) before any worker gets the
  * fd: nothing a worker does, compromised or not, changes them. A worker only ever triggers a
- * re-read of the trusted files (RELOAD).
+ * re-read of the trusted files (RELOAD), and the monitor's taking of what that read loaded.
  *
  * Contents: entries of a name, a NUL, a text and a NUL: first tsmd.conf (an empty name: there
  * was none, the built-in defaults), then every policy file in the order it was parsed.

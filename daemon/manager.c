@@ -110,26 +110,36 @@ static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) 
         return 0;
 }
 
-/* Reads tsmd.conf and the policy it names from the disk, as a reload does, applying nothing.
- * On failure *ret_message says why ("file:line: reason"; NULL if out of memory) and *ret_kept
- * which of the two a reload keeps, for the log. */
+/* Reads tsmd.conf and the policy it names from the disk, as the monitor does, applying
+ * nothing: to say why the monitor refused them (it logs why, the worker answers), and whether
+ * they load by now. A missing tsmd.conf is the built-in defaults only where the monitor takes
+ * it so (config_optional: tsmd was given no --config=). On failure *ret_message says why
+ * ("file:line: reason", or "file: reason" of the file as a whole; NULL if out of memory) and
+ * *ret_kept which of the two a reload keeps, for the log. */
 static int read_files(Manager *m, DaemonConfig *ret_config, Policy **ret_policy, char **ret_message,
                       const char **ret_kept) {
         _cleanup_free_ char *policy_error = NULL, *error = NULL;
         const char *message = NULL;
         DaemonConfig config;
         unsigned line = 0;
-        int r;
+        int r, k;
 
         daemon_config_init(&config);
         r = daemon_config_load_trusted(&config, m->config_path, &WORKER_TRUST, &line, &message, &error);
-        if (r == -ENOENT)
+        if (r == -ENOENT && m->config_optional)
                 r = 0; /* no file: the built-in defaults */
         if (r < 0) {
                 daemon_config_done(&config);
-                if (error)
-                        *ret_message = TAKE_PTR(error); /* the file's trust: it names the file */
-                else if (asprintf(ret_message, "%s:%u: %s", m->config_path, line, strna(message)) < 0)
+                if (error) { /* the file's trust: it names the file */
+                        *ret_message = TAKE_PTR(error);
+                        k = 0;
+                } else if (line > 0)
+                        k = asprintf(ret_message, "%s:%u: %s", m->config_path, line, strna(message));
+                else if (r == -EISDIR || r == -EBADFD || r == -EBADMSG)
+                        k = asprintf(ret_message, "%s: %s", m->config_path, strna(message));
+                else
+                        k = asprintf(ret_message, "%s: %s: %s", m->config_path, strna(message), strerror(-r));
+                if (k < 0)
                         *ret_message = NULL;
                 *ret_kept = "configuration";
                 return r;
@@ -376,22 +386,72 @@ static void on_audit_reopened(AuditLog *a, int error, void *userdata) {
         free(rl);
 }
 
+/* A reload that changed nothing, in the worker or the monitor (message: why; NULL if out of
+ * memory): the set in force stays, and GetStatus says the files on disk do not load. */
+static int reload_refused(Manager *m, int error, const char *kept, char *message, char **ret_message) {
+        config_state_failed(m, message);
+        service_status_changed(m);
+        log_error_errno(error, "%s; keeping the %s in force.", message ?: "Failed to load the files", kept);
+        if (ret_message)
+                *ret_message = message;
+        else
+                free(message);
+        return error;
+}
+
+/* The monitor did not load the files: it logged why, and the worker reads them itself to say so
+ * too, as GetStatus does. Should they load by now (an edit between the two reads, a file the
+ * worker may not read), it says what it knows. */
+static int reload_refused_by_monitor(Manager *m, int error, char **ret_message) {
+        const char *kept = "configuration";
+        char *message = NULL;
+        DaemonConfig disk;
+        Policy *p = NULL;
+
+        if (priv_channel_is_gone(m->channel))
+                return reload_refused(m, error, kept, strdup("tsmd is gone"), ret_message);
+        if (read_files(m, &disk, &p, &message, &kept) >= 0) {
+                daemon_config_done(&disk);
+                policy_unref(p);
+                if (asprintf(&message, "tsmd did not load %s and the policy it names (%s, its log says why)",
+                             m->config_path, strerror(-error)) < 0)
+                        message = NULL;
+        }
+        return reload_refused(m, error, kept, message, ret_message);
+}
+
 static int reload_config(Manager *m, char **ret_message) {
-        _cleanup_free_ char *message = NULL;
-        const char *kept = NULL;
+        _cleanup_free_ char *names = NULL, *error = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        char *message = NULL;
         DaemonConfig config;
         Policy *p = NULL;
         int r;
 
-        r = read_files(m, &config, &p, &message, &kept);
+        /* SECURITY: the monitor (root) reads the files and hands over the very bytes it parsed,
+         * sealed: this worker applies those, never a read of its own, so that it serves what the
+         * monitor's scope gate and device list follow, and what the next worker starts from
+         * (last-good.h). The monitor applies nothing until we took them, and nothing at all if
+         * it refused them: either both change to the new set, or both keep the one in force. */
+        r = priv_call_reload(m->channel, &fd);
+        if (r < 0)
+                return reload_refused_by_monitor(m, r, ret_message);
+        r = last_good_restore(fd, &config, &p, &names, &error);
         if (r < 0) {
-                config_state_failed(m, message);
-                service_status_changed(m);
-                log_error_errno(r, "%s; keeping the %s in force.", message ?: "Failed to load the files", kept);
-                if (ret_message)
-                        *ret_message = TAKE_PTR(message);
-                return r;
+                if (asprintf(&message, "Cannot take the files tsmd loaded%s%s: %s", error ? ": " : "",
+                             strempty(error), strerror(-r)) < 0)
+                        message = NULL;
+                return reload_refused(m, r, "configuration", message, ret_message);
         }
+        r = priv_call_reload_commit(m->channel);
+        if (r < 0) {
+                daemon_config_done(&config);
+                policy_unref(p);
+                if (asprintf(&message, "tsmd did not apply the files it loaded: %s", strerror(-r)) < 0)
+                        message = NULL;
+                return reload_refused(m, r, "configuration", message, ret_message);
+        }
+        log_debug("Reloaded the files as tsmd read them: %s.", strna(names));
 
         /* The policy is replaced whole or not at all. */
         policy_unref(m->policy);
@@ -399,12 +459,6 @@ static int reload_config(Manager *m, char **ret_message) {
         admin_recheck_followers(m);
         config_state_loaded(m, &config, now_realtime_usec());
         service_status_changed(m);
-
-        /* Both files are good: now the monitor's part (the emulated devices it serves; it
-         * rereads the same file), then the worker's. A refused reload changes nothing. */
-        r = priv_call_reload(m->channel);
-        if (r < 0)
-                log_warning_errno(r, "The monitor failed to reload its configuration: %m");
 
         /* What changes at run time: the emulated device set, and the limits, for every connection
          * (varlink_server_set_limits() says from when). */
@@ -506,6 +560,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
                 return -ENOMEM;
         daemon_config_init(&m->config);
         m->hello.last_good_fd = -EBADF;
+        m->config_optional = config_optional;
         m->start_usec = now_monotonic_usec();
         m->unrecorded_refusal_log = RATELIMIT(UNRECORDED_REFUSAL_LOG_INTERVAL_USEC, UNRECORDED_REFUSAL_LOG_BURST);
         if (config_path && !(m->config_path = strdup(config_path)))

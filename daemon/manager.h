@@ -50,6 +50,7 @@ typedef struct Manager {
         VarlinkServer *server;
         DaemonConfig config;
         char *config_path; /* reloaded on SIGHUP; NULL: defaults only */
+        bool config_optional; /* a missing config_path is the built-in defaults (no --config=) */
         uint64_t start_usec;
         TsmPlatform *platform; /* a view: operations go to the monitor through channel */
         PrivChannel *channel;
@@ -110,8 +111,9 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
  * configuration in force was kept. */
 typedef void (*ManagerReloadCallback)(Manager *m, int error, const char *message, void *userdata);
 
-/* Rereads the configuration file: applies what can change at run time at once, keeps the old
- * configuration and says why if the file is bad; reopens the audit log (see
+/* Reloads the configuration file and the policy as the monitor reads them (RELOAD, tsm-priv.h):
+ * applies what can change at run time at once, in this worker and the monitor; if the monitor
+ * refuses the files, keeps the old configuration in both and says why; reopens the audit log (see
  * audit_log_reopen_full()) without waiting for its disk. done (may be NULL) runs once all of that
  * finished: later, from the event loop, or at once when there is no configuration file.
  * -ENOMEM (done never called), or 0. */

@@ -895,12 +895,22 @@ int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret
         return 0;
 }
 
-int priv_call_reload(PrivChannel *c) {
+static int reload(PrivChannel *c, bool commit, int *ret_fd) {
         struct tsm_priv_reload m;
         struct tsm_priv_reply reply;
 
         tsm_priv_init(&m, TSM_PRIV_RELOAD, 0, 0);
-        return call(c, &m, -EBADF, &reply, NULL);
+        m.commit = commit;
+        return call(c, &m, -EBADF, &reply, ret_fd);
+}
+
+int priv_call_reload(PrivChannel *c, int *ret_fd) {
+        assert(ret_fd);
+        return reload(c, false, ret_fd);
+}
+
+int priv_call_reload_commit(PrivChannel *c) {
+        return reload(c, true, NULL);
 }
 
 /* Sends r (taking it), unless a counted request must wait: the monitor holds a bounded number,

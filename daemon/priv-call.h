@@ -93,7 +93,12 @@ int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, ui
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
 int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state);
 int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state);
-int priv_call_reload(PrivChannel *c);
+/* A reload in two steps (RELOAD, tsm-priv.h): the monitor loads tsmd.conf and the policy and
+ * hands over the sealed memfd of the bytes it parsed (last-good.h) in *ret_fd, applying nothing
+ * yet (-errno: it did not load them, its log says why); then, once the worker took those bytes,
+ * the commit has the monitor apply them too. */
+int priv_call_reload(PrivChannel *c, int *ret_fd);
+int priv_call_reload_commit(PrivChannel *c);
 
 /* One guest request in flight. The callback runs once from the event loop with the result (a
  * negative errno, or the reply's value: 0 but where a call says otherwise) and the response (valid during the callback only, and only until it makes another priv_call),

@@ -34,7 +34,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(DISCONNECT_DEVICE, tsm_priv_device, W, 0, 0),
         TYPE(RELOAD, tsm_priv_reload, W, 0, 0),
         TYPE(SETTLE_VDEVICE, tsm_priv_vdevice, W, 0, 0),
-        /* The fd of OPEN/RECLAIM replies is optional: counted by the receiver, not here. */
+        /* The fd of OPEN/RECLAIM and RELOAD replies is optional: counted by the receiver, not here. */
         TYPE(REPLY, tsm_priv_reply, M, TSM_PRIV_PAYLOAD_MAX, 0),
         TYPE(RESTORED_VDEVICE, tsm_priv_restored_vdevice, M, 0, 0),
         TYPE(LAST_GOOD, tsm_priv_last_good, M, 0, 1),

@@ -49,9 +49,11 @@
  * after all; 11: RECLAIM_CONTEXT carries the reclaim id of the context's new token, which the
  * monitor names it by from then on; 12: the monitor keeps each LATE until the worker says it is
  * recorded (LATE_ACK), resends those a worker that ended had not to the next one, and sends the
- * count of those it could not keep (LATE op LOST)): a worker binary newer or older than its
+ * count of those it could not keep (LATE op LOST); 13: RELOAD comes in two steps, a load
+ * answered with the sealed memfd of the files the monitor loaded, which the worker applies,
+ * then a commit that the monitor applies them too): a worker binary newer or older than its
  * running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 12U
+#define TSM_PRIV_VERSION 13U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -101,7 +103,7 @@ typedef enum TsmPrivType {
         TSM_PRIV_GUEST_REQUEST,       /* + payload; reply + payload, possibly later */
         TSM_PRIV_CONNECT_DEVICE,      /* answered when the kernel is done (SPDM and IDE setup: */
         TSM_PRIV_DISCONNECT_DEVICE,   /* seconds), as a bind is; one per device at a time */
-        TSM_PRIV_RELOAD,              /* the monitor rereads its own configuration */
+        TSM_PRIV_RELOAD,              /* the monitor loads the files (reply + fd), or applies them */
         TSM_PRIV_SETTLE_VDEVICE,      /* answered once no bind or unbind of it is on its way;
                                        * reply value: 1 if bound then */
         /* monitor -> worker */
@@ -286,8 +288,20 @@ struct tsm_priv_guest_request {
         char scope[TSM_PRIV_NAME_MAX];
 };
 
+/*
+ * RELOAD, so that a reload leaves the worker and the monitor on one set of files, or both on
+ * the one in force. commit 0: the monitor reads and parses tsmd.conf and the policy files it
+ * names, applying nothing, and answers 0 with the sealed memfd of the very bytes it parsed (as
+ * LAST_GOOD's), or -errno (its log says why) with nothing loaded. The worker applies those
+ * bytes, not the disk's, then sends commit 1: the monitor applies what its last load loaded
+ * (emulated devices, scope gate, the files the next worker starts from) and answers 0. A
+ * commit with no load answered 0 before it, since the worker started or the last commit, is a
+ * violation. A load the worker does not commit (it could not take the bytes) changes nothing.
+ */
 struct tsm_priv_reload {
         struct tsm_priv_hdr hdr;
+        uint32_t commit; /* 0 or 1 */
+        uint32_t __reserved;
 };
 
 /* LATE: what the kernel did in a call whose caller was answered without it (a guest request
@@ -368,7 +382,7 @@ _Static_assert(sizeof(struct tsm_priv_attach_vdevice) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_vdevice) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_device) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_guest_request) == 64, "no padding");
-_Static_assert(sizeof(struct tsm_priv_reload) == 24, "no padding");
+_Static_assert(sizeof(struct tsm_priv_reload) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_reply) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_late) == 144, "no padding");
 _Static_assert(sizeof(struct tsm_priv_late_ack) == 48, "no padding");

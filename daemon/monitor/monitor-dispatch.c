@@ -111,6 +111,7 @@ struct MonitorDispatch {
         int channel;        /* borrowed; -EBADF while no worker is served */
         bool stalled;       /* a reply could not be sent: nothing more goes to this worker */
         uint32_t seen_once; /* a bit per type: MON_ONCE messages this worker sent */
+        bool reload_loaded; /* a RELOAD load answered 0 to this worker, not committed yet */
         uint32_t violation_type;
         RateLimit scope_refusal_log; /* a worker can ask for ungranted scopes as often as it likes */
         RateLimit contexts_full_log;  /* and for contexts past the cap */
@@ -503,11 +504,33 @@ static int priv_status(MonitorDispatch *d, const PrivMessage *m, const void *pay
         return 0;
 }
 
+/* A load answers with the sealed memfd of the files loaded; a commit applies them (tsm-priv.h). */
 static int priv_reload(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                        const char **ret_reason) {
-        int r = d->cb.reload ? d->cb.reload(d->userdata) : -EOPNOTSUPP;
+        const struct tsm_priv_reload *rl = &m->reload;
+        int loaded = -EBADF, r;
 
-        return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+        if (rl->__reserved != 0)
+                VIOLATION(-EBADMSG, "reserved field not zero");
+        if (rl->commit > 1)
+                VIOLATION(-EBADMSG, "commit neither 0 nor 1");
+        if (rl->commit) {
+                /* SECURITY: only a set the monitor loaded and handed this worker, and once. */
+                if (!d->reload_loaded)
+                        VIOLATION(-EPROTO, "commit without a load");
+                d->reload_loaded = false;
+                r = d->cb.reload(d->userdata, true, NULL);
+                return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
+        }
+
+        d->reload_loaded = false;
+        r = d->cb.reload ? d->cb.reload(d->userdata, false, &loaded) : -EOPNOTSUPP;
+        if (r >= 0 && loaded < 0)
+                r = -ENODATA;
+        if (r < 0)
+                return reply(d, m, r, 0, -EBADF);
+        d->reload_loaded = true;
+        return reply(d, m, 0, 0, loaded);
 }
 
 /* ---- contexts ---------------------------------------------------------------------------- */
@@ -1365,6 +1388,7 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
 
         d->channel = channel;
         d->seen_once = 0;
+        d->reload_loaded = false;
         d->generation++;
         d->compromised = false;
         /* What the kernel answered late meanwhile, and what the worker before did not say it
@@ -1524,6 +1548,7 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
         tsm_priv_inbox_clear(d->inbox);
         d->channel = -EBADF;
         d->seen_once = 0;
+        d->reload_loaded = false;
         d->stalled = false;
         monitor_contexts_orphan_all(d->contexts);
 }

@@ -73,8 +73,12 @@ typedef struct MonitorDispatch MonitorDispatch;
 typedef struct MonitorDispatchCallbacks {
         void (*ready)(void *userdata);                                  /* worker sent READY */
         void (*status)(const struct tsm_priv_status *s, void *userdata); /* worker sent STATUS */
-        int (*reload)(void *userdata); /* worker sent RELOAD: the monitor rereads its config; the
-                                        * result goes in the reply (NULL: -EOPNOTSUPP) */
+        /* Worker sent RELOAD (tsm-priv.h). A load (commit false): the monitor loads its files,
+         * applying nothing, and returns 0 with *ret_fd the sealed memfd of their bytes (borrowed
+         * until the next call: the worker gets a copy), or -errno. A commit, only ever after a
+         * load that returned 0: it applies what that load loaded. The result goes in the reply
+         * (NULL: -EOPNOTSUPP). */
+        int (*reload)(void *userdata, bool commit, int *ret_fd);
         void (*stalled)(int error, void *userdata); /* a reply could not be sent (error: -EAGAIN
                                                       * when the worker left it unread for
                                                       * MONITOR_SEND_TIMEOUT_USEC): nothing more
@@ -85,7 +89,7 @@ typedef struct MonitorDispatchCallbacks {
          * debug-write) go to pci_address, served by backend, at all? Asked for no other scope;
          * NULL refuses them all. The worker decides for its clients; this is the monitor's own
          * bound on what a compromised worker can reach. A refusal is -EPERM, not a violation:
-         * worker and monitor read a reloaded policy one after the other. */
+         * monitor and worker apply a reloaded policy one after the other. */
         bool (*scope_granted)(const char *pci_address, TsmBackendType backend, const char *scope,
                               void *userdata);
 } MonitorDispatchCallbacks;

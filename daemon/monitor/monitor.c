@@ -38,6 +38,20 @@
 /* How long a stopping worker may take (its own drain allows 10 s). */
 #define STOP_TIMEOUT_SEC 15
 
+/* A set of files that loaded whole (last_good_load()). */
+typedef struct LoadedFiles {
+        DaemonConfig config;
+        Policy *policy;
+        int fd; /* the sealed memfd of the bytes parsed; -EBADF: nothing loaded */
+} LoadedFiles;
+
+static void loaded_files_done(LoadedFiles *f) {
+        daemon_config_done(&f->config);
+        policy_unref(f->policy);
+        safe_close(f->fd);
+        *f = (LoadedFiles) { .fd = -EBADF };
+}
+
 struct Monitor {
         struct event_base *base;
         DaemonConfig config;
@@ -51,6 +65,7 @@ struct Monitor {
         size_t n_sockets, allocated_sockets;
         Policy *policy; /* for the scope gate only (scope_granted()); NULL: none loaded */
         int last_good;  /* the bytes of the files that loaded last, sealed (last-good.h); -EBADF: none */
+        LoadedFiles reload_files; /* what the worker's RELOAD loaded, until it commits it */
 
         char *worker_path; /* for logs: it runs from worker_binary */
         int worker_binary;
@@ -129,6 +144,7 @@ static int worker_start(Monitor *m) {
         /* A worker starts from the files as we load them now (LAST_GOOD): the emulated devices
          * we serve, the policy our gate follows and the directories we gave it are its own.
          * Broken files keep what is in force, and the worker gets the last that loaded. */
+        loaded_files_done(&m->reload_files); /* the last worker's, never committed */
         r = apply_files(m);
         monitor_dispatch_set_last_good(m->dispatch, m->last_good, r < 0);
         if (r < 0 && m->last_good >= 0)
@@ -291,9 +307,10 @@ static void on_worker_stalled(int error, void *userdata) {
  * for) is granted only by a rule's own Scopes= (never [Defaults], policy.h), so it may go to a
  * device only if some rule names it, lists the device and allows its backend. With no such rule
  * (the shipped policy), a compromised worker reaches no debug scope at all; with one, only the
- * devices that rule opens. The monitor loads the same files as the worker (it is root), at
- * start and at each RELOAD; a policy that fails to load leaves the last one in force, and
- * before any loaded every debug scope is refused.
+ * devices that rule opens. The monitor loads the files (it is root) at start, for each new
+ * worker and at each RELOAD, and the worker serves the very bytes it loaded; a policy that
+ * fails to load leaves the last one in force, and before any loaded every debug scope is
+ * refused.
  *
  * CAP_SYS_RAWIO stays even when no rule grants debug-write: dropping it is for good, and a
  * reload that grants debug-write later would then fail in the kernel until tsmd restarts;
@@ -365,51 +382,88 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
         return 0;
 }
 
-/* What the monitor takes of the files, at a reload and whenever a worker starts (which starts
- * from what we load): the emulated devices it serves, the policy for its scope gate, the
- * directories the worker writes, and the bytes of all the files for the next worker. All or
- * nothing, as the worker's reload is: a configuration that loads with a policy that does not
- * (or the reverse) changes nothing, so that what the monitor and a new worker follow is
- * always one set that loaded whole. The rest (the policy's decisions, limits, audit) is the
- * worker's. */
-static int apply_files(Monitor *m) {
+/* Reads and parses tsmd.conf and the policy it names, applying nothing. All or nothing: a
+ * configuration that loads with a policy that does not (or the reverse) is no set at all. */
+static int load_files(Monitor *m, LoadedFiles *ret) {
         PolicyFileTrust trust = policy_trust(m);
         _cleanup_free_ char *error = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        DaemonConfig config;
-        Policy *p;
+        LoadedFiles f = { .fd = -EBADF };
         int r;
 
-        if (!m->config_path)
-                return policy_load_logged(m, &m->config);
-        r = last_good_load(m->config_path, m->config_optional, &trust, &config, &p, &fd, &error);
+        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error);
         if (r < 0) {
                 if (error)
                         policy_failed(m, r, error);
                 return r;
         }
-        if (tsm_platform_is_emulated(m->platform)) {
-                r = tsm_platform_set_emulated_devices(m->platform, config.platform.emulated_devices);
-                if (r < 0)
-                        log_error_errno(r, "Failed to apply the emulated device list: %m");
-        }
-        (void) worker_dirs_prepare(m, &config);
-        policy_set(m, p, config.policy_file);
-        safe_close(m->last_good);
-        m->last_good = TAKE_FD(fd);
-        monitor_dispatch_set_last_good(m->dispatch, m->last_good, false);
-        daemon_config_done(&config);
+        *ret = f;
         return 0;
 }
 
-static int on_worker_reload(void *userdata) {
+/* What the monitor takes of a set of files (taken), at a reload and whenever a worker starts
+ * (which starts from what we load): the emulated devices it serves, the policy for its scope
+ * gate, the directories the worker writes, and the bytes of all the files for the next worker,
+ * so that what the monitor and a new worker follow is always one set that loaded whole. The
+ * rest (the policy's decisions, limits, audit) is the worker's. */
+static void apply_loaded(Monitor *m, LoadedFiles *f) {
+        int r;
+
+        if (tsm_platform_is_emulated(m->platform)) {
+                r = tsm_platform_set_emulated_devices(m->platform, f->config.platform.emulated_devices);
+                if (r < 0)
+                        log_error_errno(r, "Failed to apply the emulated device list: %m");
+        }
+        (void) worker_dirs_prepare(m, &f->config);
+        policy_set(m, TAKE_PTR(f->policy), f->config.policy_file);
+        safe_close(m->last_good);
+        m->last_good = TAKE_FD(f->fd);
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, false);
+        loaded_files_done(f);
+}
+
+static int apply_files(Monitor *m) {
+        LoadedFiles f;
+        int r;
+
+        if (!m->config_path)
+                return policy_load_logged(m, &m->config);
+        r = load_files(m, &f);
+        if (r < 0)
+                return r;
+        apply_loaded(m, &f);
+        return 0;
+}
+
+/* The worker's RELOAD (tsm-priv.h): the worker applies the very bytes we loaded, and we apply
+ * them once it has, so that a reload either leaves both on the new set or both on the one in
+ * force. Nothing is applied here until the commit: a load the worker does not commit (it could
+ * not take the bytes, or it died) changes nothing. */
+static int on_worker_reload(void *userdata, bool commit, int *ret_fd) {
         Monitor *m = userdata;
         int r;
 
         (void) sd_notify(false, "RELOADING=1");
-        r = apply_files(m);
+        if (commit) {
+                /* The dispatch lets a commit through only after a load that succeeded. */
+                r = m->reload_files.fd >= 0 ? 0 : -ESTALE;
+                if (r >= 0)
+                        apply_loaded(m, &m->reload_files);
+        } else {
+                loaded_files_done(&m->reload_files);
+                r = m->config_path ? load_files(m, &m->reload_files) : -EOPNOTSUPP;
+                if (r >= 0)
+                        *ret_fd = m->reload_files.fd;
+        }
         (void) sd_notify(false, "READY=1");
         return r;
+}
+
+/* A reload with no worker to take it: ours now, the next worker starts from what we load. */
+static void reload_alone(Monitor *m) {
+        (void) sd_notify(false, "RELOADING=1");
+        loaded_files_done(&m->reload_files);
+        (void) apply_files(m);
+        (void) sd_notify(false, "READY=1");
 }
 
 /* ---- signals and the watchdog ---------------------------------------------------------- */
@@ -444,8 +498,8 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
 
         /* The worker reloads, and asks us for our part (RELOAD): one path for both. A worker
          * still starting has no handler yet and SIGHUP would kill it: it gets the signal at
-         * READY. It reads the files as they are when it starts, but our part comes with its
-         * reload, so a request survives a worker that dies before READY. */
+         * READY. It starts from the files as we load them when we start it, but our part comes
+         * with its reload, so a request survives a worker that dies before READY. */
         if (m->worker_pid > 0 && m->worker_ready)
                 worker_kill(m, SIGHUP);
         else if (m->worker_pid > 0)
@@ -453,7 +507,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
         else {
                 /* Our part now; the next worker reads the files when it starts. */
                 m->reload_pending = false;
-                (void) on_worker_reload(m);
+                reload_alone(m);
         }
 }
 
@@ -516,7 +570,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m = new0(Monitor, 1);
         if (!m)
                 return -ENOMEM;
-        m->channel = m->worker_binary = m->last_good = -EBADF;
+        m->channel = m->worker_binary = m->last_good = m->reload_files.fd = -EBADF;
         m->config = *config;
         *config = (DaemonConfig) {};
         m->config_optional = o->config_optional;
@@ -622,6 +676,7 @@ Monitor *monitor_free(Monitor *m) {
         daemon_config_done(&m->config);
         policy_unref(m->policy);
         safe_close(m->last_good);
+        loaded_files_done(&m->reload_files);
         return mfree(m);
 }
 

@@ -4,15 +4,20 @@
  * with good and broken files, socket activation through systemd-socket-activate, and tsmctl
  * against a live tsmd (output and exit codes).
  *
- * Runs in: tests. The socket-activation test SKIPs without systemd-socket-activate.
+ * Runs in: tests. The socket-activation test SKIPs without systemd-socket-activate, and
+ * reload_applies_what_the_monitor_read without fanotify permission events (root, and a kernel
+ * with CONFIG_FANOTIFY_ACCESS_PERMISSIONS).
  */
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sched.h>
+#include <sys/fanotify.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "config.h"
 #include "json-util.h"
@@ -556,16 +561,198 @@ TEST(sighup_with_broken_file_keeps_serving) {
         /* Fixed: applied. */
         ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=48\n"));
         ASSERT_EQ(max_depth(c), 48);
-
-        /* No file at all is not an error on reload: the built-in defaults (manager_reload()). */
-        ASSERT_OK(unlink(t.config_path));
-        tsmd_kill(&t, SIGHUP);
-        ASSERT_TRUE(tsmd_wait_log(&t, "Configuration reloaded from", 2, TSMD_WAIT_USEC));
-        ASSERT_EQ(max_depth(c), 64);
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
 
         varlink_client_free(c);
         varlink_client_free(c2);
+        tsmd_teardown(&t);
+}
+
+/* GetStatus's configuration: its source, the policy file in force, and why not the disk's. */
+static void expect_configuration(VarlinkClient *c, const char *source, const char *policy_file, const char *error) {
+        json_object *r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL), *cfg;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "configuration", &cfg));
+        ASSERT_STREQ(JSTR(cfg, "source"), source);
+        ASSERT_STREQ(JSTR(cfg, "policyFile"), policy_file);
+        if (error && !strstr(JSTR(cfg, "error"), error))
+                TEST_FAIL("GetStatus's configuration error does not say '%s': %s", error, JSTR(cfg, "error"));
+}
+
+/*
+ * A tsmd.conf named with --config= is required on reload as at start, by the worker as by the
+ * monitor: gone, the reload fails naming it, and both keep the set in force (the same limits,
+ * the same policy file, which a new worker starts from as well). Before, the worker took the
+ * built-in defaults (and /etc/tsmd/policy.conf) and answered success, the monitor refused the
+ * file and kept the old set, and a new worker went back to it.
+ */
+TEST(reload_of_a_missing_config_file_changes_nothing) {
+        static const char config[] = "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n";
+        const char *policy;
+        unsigned scope_checks;
+        json_object *r;
+        VarlinkClient *c;
+        Tsmd t;
+
+        tsmd_start_config(&t, config);
+        policy = strdupa(strf("%s/policy.conf", t.dir));
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 32);
+        expect_configuration(c, "disk", policy, NULL);
+        scope_checks = tsmd_log_count(&t, "Scope checks follow the policy in");
+
+        ASSERT_OK(unlink(t.config_path));
+        r = CALL_ERROR(c, "io.tsmd.Service.Reload", NULL, "io.tsmd.Service.ReloadFailed", NULL);
+        if (!strstr(JSTR(r, "message"), strf("%s: cannot read file: No such file or directory", t.config_path)))
+                TEST_FAIL("ReloadFailed does not name the missing file: %s", JSTR(r, "message"));
+        ASSERT_EQ(max_depth(c), 32);
+        expect_configuration(c, "last_good", policy, t.config_path);
+        /* The monitor applied nothing either. */
+        ASSERT_EQ(tsmd_log_count(&t, "Scope checks follow the policy in"), scope_checks);
+        ASSERT_FALSE(tsmd_log_contains(&t, "The monitor failed"));
+        varlink_client_free(c);
+
+        /* A new worker starts from the same set, and says the files on disk do not load. */
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 32);
+        expect_configuration(c, "last_good", policy, t.config_path);
+
+        /* Back: applied, in both. */
+        tsmd_write_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=48\n");
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        ASSERT_EQ(max_depth(c), 48);
+        expect_configuration(c, "disk", policy, NULL);
+        ASSERT_EQ(tsmd_log_count(&t, "Scope checks follow the policy in"), scope_checks + 1);
+        varlink_client_free(c);
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 48);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/*
+ * The worker applies the very bytes the monitor read, not a read of its own: tsmd.conf changes
+ * the moment the monitor opens it (a fanotify permission event holds the open while the test
+ * rewrites the file), and the worker serves what the monitor read, as a new worker does. Before,
+ * the worker read the file first and applied it, then the monitor read the changed file: the
+ * two, and the next worker, disagreed.
+ */
+TEST(reload_applies_what_the_monitor_read) {
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int writer = -EBADF, fan = -EBADF;
+        int done[2], status;
+        char *depth;
+        VarlinkClient *c;
+        pid_t child;
+        Tsmd t;
+
+        if (geteuid() != 0)
+                SKIP("fanotify permission events need CAP_SYS_ADMIN");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n");
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 32);
+
+        /* On disk as the reload starts: 40; as the monitor opens it: 48 (the same length). */
+        tsmd_write_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n");
+        text = read_file(t.config_path);
+        ASSERT_NOT_NULL(text);
+        depth = strstr(text, "MaxJsonDepth=40");
+        ASSERT_NOT_NULL(depth);
+        memcpy(depth, "MaxJsonDepth=48", strlen("MaxJsonDepth=48"));
+        writer = open(t.config_path, O_WRONLY | O_CLOEXEC);
+        ASSERT_OK(writer);
+
+        fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, O_RDONLY | O_CLOEXEC);
+        if (fan < 0 && (errno == EPERM || errno == ENOSYS || errno == EINVAL)) {
+                tsmd_teardown(&t);
+                SKIP("fanotify_init: %s", strerror(errno));
+        }
+        ASSERT_OK(fan);
+        if (fanotify_mark(fan, FAN_MARK_ADD, FAN_OPEN_PERM, AT_FDCWD, t.config_path) < 0) {
+                if (errno != EINVAL)
+                        TEST_FAIL("fanotify_mark: %s", strerror(errno));
+                tsmd_teardown(&t);
+                SKIP("no fanotify permission events in this kernel (CONFIG_FANOTIFY_ACCESS_PERMISSIONS)");
+        }
+
+        /* Answers every open of the file until done closes; rewrites it at the monitor's first. */
+        ASSERT_OK(pipe2(done, O_CLOEXEC));
+        fflush(NULL);
+        child = fork();
+        ASSERT_OK(child);
+        if (child == 0) {
+                bool rewritten = false;
+
+                close(done[1]);
+                for (;;) {
+                        struct pollfd p[2] = { { .fd = fan, .events = POLLIN }, { .fd = done[0], .events = POLLIN } };
+                        struct fanotify_event_metadata e;
+                        char buf[4096];
+                        ssize_t n;
+
+                        if (poll(p, 2, 10 * 1000) <= 0 || p[1].revents)
+                                _exit(rewritten ? 0 : 1);
+                        n = read(fan, buf, sizeof(buf));
+                        if (n < 0)
+                                _exit(2);
+                        for (size_t off = 0; off + sizeof(e) <= (size_t) n; off += e.event_len) {
+                                struct fanotify_response a;
+
+                                memcpy(&e, buf + off, sizeof(e));
+                                if (e.event_len < sizeof(e))
+                                        _exit(2);
+                                if (e.pid == t.pid && !rewritten) {
+                                        if (pwrite(writer, text, strlen(text), 0) != (ssize_t) strlen(text))
+                                                _exit(3);
+                                        rewritten = true;
+                                }
+                                a = (struct fanotify_response) { .fd = e.fd, .response = FAN_ALLOW };
+                                if (write(fan, &a, sizeof(a)) != sizeof(a))
+                                        _exit(4);
+                                close(e.fd);
+                        }
+                }
+        }
+        close(done[0]);
+        fan = safe_close(fan); /* the child's alone: it answers the opens */
+
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        close(done[1]);
+        ASSERT_EQ(waitpid(child, &status, 0), child);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("the monitor did not open tsmd.conf as the reload read it (status %d)", status);
+
+        ASSERT_EQ(max_depth(c), 48);
+        varlink_client_free(c);
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 48);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* SECURITY: a tsmd.conf only root may read reloads as it starts: the monitor reads it, and the
+ * worker, which may not, applies the bytes it read. Before, the worker read the file itself
+ * and refused a reload of what it had started from. */
+TEST(reload_of_a_config_file_only_root_reads) {
+        VarlinkClient *c;
+        Tsmd t;
+
+        if (geteuid() != 0)
+                SKIP("the worker must run as another user than the file's owner: needs root");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n");
+        tsmd_write_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n");
+        ASSERT_OK(chmod(t.config_path, 0600));
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        ASSERT_EQ(max_depth(c), 40);
+        varlink_client_free(c);
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        ASSERT_EQ(max_depth(c), 40);
+        varlink_client_free(c);
         tsmd_teardown(&t);
 }
 
@@ -698,6 +885,9 @@ TEST(worker_serves_without_the_default_file) {
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
         ASSERT_FALSE(tsmd_log_contains(&t, "Failed to load"));
         ASSERT_EQ(tsmd_log_count(&t, "Started worker"), 1U);
+        /* And on reload: still no file, still the defaults. */
+        CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        ASSERT_EQ(max_depth(c), 64);
         varlink_client_free(c);
         tsmd_teardown(&t);
 

@@ -71,13 +71,14 @@ typedef struct Fixture {
         struct tsm_priv_restored_vdevice vdevices[8];
         size_t n_vdevices;
 
-        unsigned n_ready, n_status, n_reload, n_stalled;
+        unsigned n_ready, n_status, n_reload, n_commit, n_stalled;
         unsigned status_cost_usec; /* what each STATUS costs the monitor (its sd_notify()) */
         int stalled_error;
         bool debug_refused; /* the policy grants no opt-in scope */
         char granted_address[TSM_PRIV_PCI_ADDRESS_MAX], granted_scope[TSM_PRIV_NAME_MAX]; /* last asked */
         struct tsm_priv_status status;
         int reload_result;
+        int reload_fd; /* what a load hands over (borrowed: the test's) */
 
         _Alignas(8) uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
 } Fixture;
@@ -122,10 +123,16 @@ static void on_status(const struct tsm_priv_status *s, void *userdata) {
                 (void) usleep(f->status_cost_usec);
 }
 
-static int on_reload(void *userdata) {
+static int on_reload(void *userdata, bool commit, int *ret_fd) {
         Fixture *f = userdata;
 
+        if (commit) {
+                f->n_commit++;
+                return 0;
+        }
         f->n_reload++;
+        if (f->reload_result >= 0)
+                *ret_fd = f->reload_fd;
         return f->reload_result;
 }
 
@@ -264,7 +271,7 @@ static void setup_platform(Fixture *f, const TsmPlatformConfig *config) {
         struct tsm_priv_restored_context none[1];
 
         unsetenv("NOTIFY_SOCKET"); /* no service manager, no fd store */
-        *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .n_fds_before = count_fds(),
+        *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .reload_fd = -EBADF, .n_fds_before = count_fds(),
                         .emulated = config->mode != TSM_PLATFORM_KERNEL }; /* auto: no TSM yet */
         f->base = event_base_new();
         ASSERT_NOT_NULL(f->base);
@@ -732,12 +739,31 @@ TEST(status_ready_reload) {
         ASSERT_EQ(f->status.n_pending, 2);
         ASSERT_EQ(f->status.draining, 1);
 
+        /* A load hands over the files' memfd, or the error and nothing; the commit applies. */
         tsm_priv_init(&reload, TSM_PRIV_RELOAD, 0, 0);
+        f->reload_fd = memfd_create("test-reload", MFD_CLOEXEC);
+        ASSERT_OK(f->reload_fd);
         f->reload_result = -EINVAL;
         ASSERT_ERRNO(call(f, &reload, &rep), EINVAL);
+        ASSERT_EQ(rep.fd, -1);
         f->reload_result = 0;
         ASSERT_OK(call(f, &reload, &rep));
         ASSERT_EQ(f->n_reload, 2);
+        {
+                struct stat a, b;
+
+                ASSERT_GE(rep.fd, 0);
+                ASSERT_OK(fstat(rep.fd, &a));
+                ASSERT_OK(fstat(f->reload_fd, &b));
+                ASSERT_EQ(a.st_ino, b.st_ino);
+                safe_close(rep.fd);
+        }
+        ASSERT_EQ(f->n_commit, 0);
+        reload.commit = 1;
+        ASSERT_OK(call(f, &reload, &rep));
+        ASSERT_EQ(rep.fd, -1);
+        ASSERT_EQ(f->n_commit, 1);
+        f->reload_fd = safe_close(f->reload_fd);
 
         /* A new worker may say READY again. */
         worker_stop(f);
@@ -745,6 +771,60 @@ TEST(status_ready_reload) {
         ASSERT_OK(tsm_priv_send(f->worker, &ready, NULL, 0, -EBADF));
         process_ok(f);
         ASSERT_EQ(f->n_ready, 2);
+        fixture_free(f);
+}
+
+/* SECURITY: a commit applies only what a load handed this very worker, once: a worker cannot
+ * have the monitor apply files it did not load for it (a load that failed, or one of the worker
+ * before), nor apply one load twice. */
+TEST(reload_commit_needs_a_load) {
+        Fixture *f = fixture();
+        struct tsm_priv_reload reload;
+        Reply rep;
+
+        tsm_priv_init(&reload, TSM_PRIV_RELOAD, 0, 0);
+        f->reload_fd = memfd_create("test-reload", MFD_CLOEXEC);
+        ASSERT_OK(f->reload_fd);
+
+        for (unsigned i = 0; i < 6; i++) {
+                struct tsm_priv_reload bad = reload;
+
+                switch (i) {
+                case 0: /* nothing loaded yet */
+                        break;
+                case 1: /* a load that failed */
+                        f->reload_result = -ENOENT;
+                        ASSERT_ERRNO(call(f, &reload, &rep), ENOENT);
+                        f->reload_result = 0;
+                        break;
+                case 2: /* committed already */
+                        ASSERT_OK(call(f, &reload, &rep));
+                        safe_close(rep.fd);
+                        reload.commit = 1;
+                        ASSERT_OK(call(f, &reload, &rep));
+                        reload.commit = 0;
+                        break;
+                case 3: /* the worker before's */
+                        ASSERT_OK(call(f, &reload, &rep));
+                        safe_close(rep.fd);
+                        worker_stop(f);
+                        ASSERT_EQ(worker_start(f, NULL, 0), 0);
+                        break;
+                case 4:
+                        bad.commit = 2;
+                        break;
+                case 5:
+                        bad.__reserved = 1;
+                        break;
+                }
+                if (i < 4)
+                        bad.commit = 1;
+                expect_violation(f, &bad, "RELOAD");
+                worker_stop(f);
+                ASSERT_EQ(worker_start(f, NULL, 0), 0);
+        }
+        ASSERT_EQ(f->n_commit, 1);
+        f->reload_fd = safe_close(f->reload_fd);
         fixture_free(f);
 }
 

@@ -7,7 +7,9 @@
  * Runs in: tests.
  */
 
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -278,10 +280,10 @@ TEST(late_answers_are_delivered) {
         {
                 struct tsm_priv_reply rep;
 
-                tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0); /* the reload's cookie: the first */
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0); /* the commit's cookie: the first */
                 ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
         }
-        ASSERT_OK(priv_call_reload(f.channel));
+        ASSERT_OK(priv_call_reload_commit(f.channel));
         ASSERT_EQ(f.n_late, 1u);
         run_worker();
         ASSERT_EQ(f.n_late, 2u);
@@ -326,6 +328,62 @@ TEST(late_answers_are_acknowledged) {
         ASSERT_OK(tsm_priv_check(f.buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &a, sizeof(a), NULL, &reason));
         ASSERT_EQ(a.id, 9u);
         ASSERT_EQ(a.durable, 1u);
+        fixture_stop(&f);
+}
+
+/* The RELOAD the monitor received: commit, or load. */
+static uint32_t monitor_receive_reload(void) {
+        struct tsm_priv_reload m;
+        size_t n_fds;
+        ssize_t k = tsm_priv_receive(fixture->monitor, fixture->buf, NULL, 0, &n_fds);
+
+        ASSERT_EQ(k, (ssize_t) sizeof(m));
+        memcpy(&m, fixture->buf, sizeof(m));
+        ASSERT_EQ(m.hdr.type, (uint32_t) TSM_PRIV_RELOAD);
+        ASSERT_EQ(m.__reserved, 0u);
+        return m.commit;
+}
+
+/* A reload's load hands over the monitor's memfd of the files, or its error and nothing; the
+ * commit goes as its own RELOAD. A load answered 0 without the fd is a monitor that broke the
+ * rules: the worker stops trusting the channel. */
+TEST(reload_takes_the_files_of_the_monitor) {
+        _cleanup_close_ int files = memfd_create("test-reload", MFD_CLOEXEC);
+        struct tsm_priv_reply rep;
+        struct stat a, b;
+        Fixture f = {};
+        int fd = -EBADF;
+
+        ASSERT_OK(files);
+        fixture_start(&f, false);
+
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0);
+        ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, files));
+        ASSERT_OK(priv_call_reload(f.channel, &fd));
+        ASSERT_EQ(monitor_receive_reload(), 0u);
+        ASSERT_OK(fstat(fd, &a));
+        ASSERT_OK(fstat(files, &b));
+        ASSERT_EQ(a.st_ino, b.st_ino);
+        fd = safe_close(fd);
+
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, 2, 0);
+        ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+        ASSERT_OK(priv_call_reload_commit(f.channel));
+        ASSERT_EQ(monitor_receive_reload(), 1u);
+
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, 3, 0);
+        rep.result = -ENOENT;
+        ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+        ASSERT_ERRNO(priv_call_reload(f.channel, &fd), ENOENT);
+        ASSERT_EQ(fd, -EBADF);
+        ASSERT_EQ(monitor_receive_reload(), 0u);
+
+        f.gone_ok = true;
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, 4, 0);
+        ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+        ASSERT_ERRNO(priv_call_reload(f.channel, &fd), ECONNRESET);
+        ASSERT_EQ(fd, -EBADF);
+        ASSERT_TRUE(priv_channel_is_gone(f.channel));
         fixture_stop(&f);
 }
 
