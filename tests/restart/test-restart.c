@@ -45,6 +45,9 @@ typedef struct Manager {
         char removed_name[128]; /* the last FDSTOREREMOVE's FDNAME */
         /* tsmd's stderr, appended across its starts (empty: the test's own stderr). */
         char log[160];
+        /* worker-proxy's control file, with the proxy in the worker's seat (empty: tsmd's own
+         * worker). */
+        char control[160];
 } Manager;
 
 static int unix_socket(int type, const char *path) {
@@ -157,8 +160,12 @@ static void manager_start(Manager *m) {
                 setenv("NOTIFY_SOCKET", m->notify, 1);
                 setenv("WATCHDOG_PID", pid, 1);
                 setenv("WATCHDOG_USEC", "200000", 1);
+                char *argv[8] = { (char *) "tsmd", (char *) "--config", m->config };
+                size_t n_args = 3;
+                char sysfs_arg[160];
+
                 if (m->sysfs_root[0]) {
-                        char sysfs_arg[160], asan[512];
+                        char asan[512];
 
                         setenv("LD_PRELOAD", FAKE_KERNEL_PRELOAD, 1);
                         setenv("TSMD_FAKE_KERNEL_DEVICE", "/dev/null", 1);
@@ -168,9 +175,20 @@ static void manager_start(Manager *m) {
                                  getenv("ASAN_OPTIONS") ? ":" : "");
                         setenv("ASAN_OPTIONS", asan, 1);
                         snprintf(sysfs_arg, sizeof(sysfs_arg), "--sysfs-root=%s", m->sysfs_root);
-                        execl(TSMD_PATH, "tsmd", "--config", m->config, sysfs_arg, NULL);
-                } else
-                        execl(TSMD_PATH, "tsmd", "--config", m->config, NULL);
+                        argv[n_args++] = sysfs_arg;
+                }
+                if (m->control[0]) {
+                        char worker[160];
+
+                        /* The proxy runs as the worker's user, and starts the real worker by its
+                         * path: a copy in our directory (manager_use_proxy()). */
+                        snprintf(worker, sizeof(worker), "%s/tsmd-worker", m->dir);
+                        setenv("TSMD_PROXY_WORKER", worker, 1);
+                        setenv("TSMD_PROXY_CONTROL", m->control, 1);
+                        argv[n_args++] = (char *) "--worker=" WORKER_PROXY_PATH;
+                }
+                argv[n_args] = NULL;
+                execv(TSMD_PATH, argv);
                 _exit(127);
         }
 }
@@ -1099,11 +1117,8 @@ static pid_t worker_or_none(pid_t monitor) {
         return (pid_t) strtol(buf, NULL, 10);
 }
 
-/* Kills the worker as a crash would; returns the next one once it serves (bounded). */
-static pid_t crash_worker(Manager *m) {
-        pid_t old = worker_of(m->pid);
-
-        ASSERT_OK(kill(old, SIGKILL));
+/* Returns the worker after old once it serves (bounded). */
+static pid_t wait_worker_replaced(Manager *m, pid_t old) {
         /* Reading what tsmd notifies meanwhile, as a service manager does: it blocks on a full
          * queue (net.unix.max_dgram_qlen may be as low as 10). */
         for (unsigned i = 0; i < 1000; i++, manager_wait(m, NULL, 10)) {
@@ -1114,7 +1129,15 @@ static pid_t crash_worker(Manager *m) {
                 if (w > 0 && w != old && log_contains(m, serving))
                         return w;
         }
-        TEST_FAIL("no new worker serves after %d was killed (log: %s/tsmd.log)", (int) old, m->dir);
+        TEST_FAIL("no new worker serves after %d (log: %s/tsmd.log)", (int) old, m->dir);
+}
+
+/* Kills the worker as a crash would; returns the next one once it serves (bounded). */
+static pid_t crash_worker(Manager *m) {
+        pid_t old = worker_of(m->pid);
+
+        ASSERT_OK(kill(old, SIGKILL));
+        return wait_worker_replaced(m, old);
 }
 
 /* The owner Admin.ListDevices names for the device at address (a new reference), or NULL. */
@@ -1785,6 +1808,124 @@ TEST(a_crash_before_the_renewed_token_is_out_leaves_the_old_one) {
                 varlink_client_free(c);
                 stop(&m);
         }
+}
+
+/* ---- a renewal cut off from the monitor --------------------------------------------------------- */
+
+/* Copies src to dst (created with mode). */
+static void copy_file(const char *src, const char *dst, mode_t mode) {
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC), out = -EBADF;
+        char b[65536];
+        ssize_t n;
+
+        ASSERT_TRUE(in >= 0);
+        out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        ASSERT_TRUE(out >= 0);
+        while ((n = read(in, b, sizeof(b))) > 0)
+                ASSERT_EQ(write(out, b, (size_t) n), n);
+        ASSERT_TRUE(n == 0);
+        ASSERT_OK(fchmod(out, mode));
+}
+
+/* From the next start on, worker-proxy (tests/privsep/worker-proxy.c) sits in the worker's seat,
+ * relaying to the real worker; its control file, <dir>/proxy-control, is the worker user's, for
+ * the proxy to empty once it acted on it. */
+static void manager_use_proxy(Manager *m) {
+        const struct passwd *pw = getpwnam("tsmd");
+        char worker[160];
+        int fd;
+
+        if (!pw)
+                SKIP("no user 'tsmd' for the worker");
+        snprintf(worker, sizeof(worker), "%s/tsmd-worker", m->dir);
+        copy_file(TSMD_WORKER_BUILT, worker, 0755);
+        snprintf(m->control, sizeof(m->control), "%s/proxy-control", m->dir);
+        fd = open(m->control, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fchown(fd, pw->pw_uid, pw->pw_gid));
+        safe_close(fd);
+}
+
+static void proxy_control(Manager *m, const char *word) {
+        FILE *f = fopen(m->control, "we");
+
+        ASSERT_NOT_NULL(f);
+        fputs(word, f);
+        ASSERT_EQ(fclose(f), 0);
+}
+
+/*
+ * The channel to the monitor breaks in the middle of a renewal (worker-proxy hangs up on the
+ * worker at RECLAIM_CONTEXT): before the monitor got it, or after it renamed the context, its
+ * reply never read. The worker cannot tell which: it keeps both state files, and exits. The VMM
+ * got no answer and has the token it came with only, which reclaims from the next worker (it has
+ * the name the monitor has), also after a crash of tsmd; and that reclaim renews it and voids it.
+ * The worker removed the new file when the monitor had renamed the context to it: the next one
+ * found the name without its file, and the VMM's token was refused.
+ */
+TEST(a_renewal_cut_off_from_the_monitor_keeps_the_old_token) {
+        static const char *const cuts[] = { "cut-reclaim-request", "cut-reclaim-reply" };
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        for (size_t i = 0; i < ELEMENTSOF(cuts); i++)
+                for (int whole_tsmd = 0; whole_tsmd <= 1; whole_tsmd++) {
+                        bool renamed = streq(cuts[i], "cut-reclaim-reply");
+                        char t0[64], token[64], id[33], old_name[128], params[96];
+                        _cleanup_free_ char *control = NULL;
+                        json_object *reply = NULL;
+                        const char *error = NULL;
+                        VarlinkClient *c;
+                        pid_t worker;
+                        Manager m;
+                        int r;
+
+                        fprintf(stderr, "# %s, then a restart of %s\n", cuts[i], whole_tsmd ? "tsmd" : "the worker");
+                        manager_init(&m);
+                        manager_capture_log(&m);
+                        manager_use_proxy(&m);
+                        manager_start_ready(&m);
+                        c = connect_client(&m);
+                        open_bound_context(c, t0);
+                        manager_wait(&m, has_stored, 5000);
+                        reclaim_id_of(t0, id);
+                        snprintf(old_name, sizeof(old_name), "ctxid.%u.%s", (unsigned) getuid(), id);
+                        (void) crash_worker(&m);
+                        varlink_client_free(c);
+
+                        proxy_control(&m, cuts[i]);
+                        worker = worker_of(m.pid);
+                        c = connect_client(&m);
+                        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", t0);
+                        r = varlink_client_call(c, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply,
+                                                &error);
+                        ASSERT_TRUE(r < 0 || error); /* no answer, no new token */
+                        varlink_client_free(c);
+                        (void) wait_worker_replaced(&m, worker);
+                        control = read_text(&m, "proxy-control");
+                        ASSERT_STREQ(control, ""); /* the proxy acted on it */
+                        ASSERT_TRUE(log_contains(&m, "hanging up on the worker"));
+                        manager_drain(&m);
+                        if (renamed)
+                                ASSERT_STREQ(m.removed_name, old_name);
+                        else
+                                ASSERT_STREQ(m.stored_name, old_name);
+
+                        if (whole_tsmd)
+                                crash_and_restart(&m);
+                        c = connect_client(&m);
+                        snprintf(token, sizeof(token), "%s", t0);
+                        reclaim_bound(c, token);
+                        wait_renewal_done(&m, token);
+                        expect_token_hidden(&m, token);
+                        (void) crash_worker(&m);
+                        varlink_client_free(c);
+                        expect_token_void(&m, t0);
+                        c = connect_client(&m);
+                        reclaim_bound(c, token);
+                        varlink_client_free(c);
+                        stop(&m);
+                }
 }
 
 TEST_MAIN();
