@@ -123,8 +123,9 @@ void daemon_config_init(DaemonConfig *c) {
                 .limits = VARLINK_LIMITS_DEFAULT,
                 .platform = { .mode = TSM_PLATFORM_AUTO, .request_timeout_usec = TSM_REQUEST_TIMEOUT_USEC_DEFAULT },
                 .max_contexts_per_client = 16,
-                /* Each context is an fd the monitor holds: as many as tsmd.service's
-                 * FileDescriptorStoreMax= keeps across a restart of tsmd, far below its
+                /* Each context is an fd the monitor holds: one fewer than tsmd.service's
+                 * FileDescriptorStoreMax= keeps across a restart of tsmd (a rename's carrier
+                 * takes one more for a moment, fdstore.h), far below its
                  * LimitNOFILE= (the monitor lowers it to what RLIMIT_NOFILE allows). */
                 .max_contexts = 4096,
                 .max_vdevices_per_client = 64,

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -43,6 +44,97 @@ int fdstore_remove_name(const char *name) {
         return sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", name);
 }
 
+/* The carrier of a rename (fdstore.h): fd in flight on a datagram socket of its own, a file
+ * description systemd has not seen. */
+static int carrier_new(int fd, int *ret_carrier) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = (char[]) { 'c' }, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.buf) };
+        int sv[2];
+
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return negative_errno();
+        control.cmsg.cmsg_level = SOL_SOCKET;
+        control.cmsg.cmsg_type = SCM_RIGHTS;
+        control.cmsg.cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(&control.cmsg), &fd, sizeof(int));
+        if (sendmsg(sv[0], &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+                int r = errno > 0 ? -errno : -EIO;
+
+                safe_close(sv[0]);
+                safe_close(sv[1]);
+                return r;
+        }
+        safe_close(sv[0]);
+        *ret_carrier = sv[1];
+        return 0;
+}
+
+int fdstore_put_moving(int fd, uid_t uid, const char *new_id, const char *old_id) {
+        _cleanup_close_ int carrier = -EBADF;
+        char msg[160];
+        int r;
+
+        if (!fdstore_available())
+                return -EOPNOTSUPP;
+        r = carrier_new(fd, &carrier);
+        if (r < 0)
+                return r;
+        /* Not polled: systemd would drop a socket that reports a hangup. */
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=" FDSTORE_PREFIX "%u.%s.%s", (unsigned) uid, new_id,
+                 old_id);
+        r = sd_pid_notify_with_fds(0, false, msg, &carrier, 1);
+        if (r < 0)
+                return r;
+        return r == 0 ? -EOPNOTSUPP : 0;
+}
+
+int fdstore_remove_moving(uid_t uid, const char *new_id, const char *old_id) {
+        if (!fdstore_available())
+                return -EOPNOTSUPP;
+        return sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_PREFIX "%u.%s.%s", (unsigned) uid, new_id, old_id);
+}
+
+int fdstore_carried_fd(int carrier, int *ret_fd) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control;
+        char byte;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.buf) };
+        struct cmsghdr *c;
+        int fd;
+
+        /* Peeked, not taken: the fd stays in the carrier, which systemd holds too, until the
+         * context is stored under its new name. The kernel gives a peek its own copy. */
+        if (recvmsg(carrier, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0)
+                return negative_errno();
+        c = CMSG_FIRSTHDR(&mh);
+        if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+                /* Whatever came (more fds than one cannot: the buffer holds one), it is closed. */
+                for (; c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                        safe_close(fd);
+                                }
+                return -EBADMSG;
+        }
+        if (mh.msg_flags & MSG_CTRUNC) {
+                memcpy(&fd, CMSG_DATA(c), sizeof(int));
+                safe_close(fd);
+                return -EBADMSG;
+        }
+        memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
+        return 0;
+}
+
 bool fdstore_name_is_ours(const char *name) {
         return name && (has_prefix(name, FDSTORE_PREFIX) || has_prefix(name, FDSTORE_PREFIX_LEGACY));
 }
@@ -69,12 +161,47 @@ void reclaim_id_from_token(const char *token, char ret_reclaim_id[static RECLAIM
         explicit_bzero(d, sizeof(d));
 }
 
+/* "<uid>.<rest>" after a prefix: the uid, and where the rest starts. */
+static int parse_uid(const char *s, uid_t *ret_uid, const char **ret_rest) {
+        unsigned long uid;
+        char *end;
+
+        if (s[0] < '0' || s[0] > '9')
+                return -EINVAL;
+        errno = 0;
+        uid = strtoul(s, &end, 10);
+        if (errno != 0 || end == s || *end != '.' || uid >= UINT32_MAX)
+                return -EINVAL;
+        *ret_uid = (uid_t) uid;
+        *ret_rest = end + 1;
+        return 0;
+}
+
+int fdstore_parse_moving_name(const char *name, uid_t *ret_uid, char ret_new_id[static RECLAIM_ID_LEN + 1],
+                              char ret_old_id[static RECLAIM_ID_LEN + 1]) {
+        const char *rest;
+        uid_t uid;
+
+        if (!name || !has_prefix(name, FDSTORE_PREFIX))
+                return -EINVAL;
+        if (parse_uid(name + strlen(FDSTORE_PREFIX), &uid, &rest) < 0)
+                return -EINVAL;
+        if (strlen(rest) != 2 * RECLAIM_ID_LEN + 1 || rest[RECLAIM_ID_LEN] != '.' ||
+            strspn(rest, "0123456789abcdef") != RECLAIM_ID_LEN ||
+            !reclaim_hex_is_valid(rest + RECLAIM_ID_LEN + 1))
+                return -EINVAL;
+        *ret_uid = uid;
+        memcpy(ret_new_id, rest, RECLAIM_ID_LEN);
+        ret_new_id[RECLAIM_ID_LEN] = 0;
+        memcpy(ret_old_id, rest + RECLAIM_ID_LEN + 1, RECLAIM_ID_LEN + 1);
+        return 0;
+}
+
 int fdstore_parse_name(const char *name, uid_t *ret_uid, char ret_reclaim_id[static RECLAIM_ID_LEN + 1],
                        bool *ret_legacy) {
-        unsigned long uid;
         const char *dot;
         bool legacy;
-        char *end;
+        uid_t uid;
 
         if (!name)
                 return -EINVAL;
@@ -86,18 +213,13 @@ int fdstore_parse_name(const char *name, uid_t *ret_uid, char ret_reclaim_id[sta
                 legacy = true;
         } else
                 return -EINVAL;
-        if (name[0] < '0' || name[0] > '9')
+        if (parse_uid(name, &uid, &dot) < 0)
                 return -EINVAL;
-        errno = 0;
-        uid = strtoul(name, &end, 10);
-        if (errno != 0 || end == name || *end != '.' || uid >= UINT32_MAX)
-                return -EINVAL;
-        dot = end + 1;
         /* A token and a reclaim id look alike: 32 lowercase hex digits either way. */
         if (!reclaim_hex_is_valid(dot))
                 return -EINVAL;
 
-        *ret_uid = (uid_t) uid;
+        *ret_uid = uid;
         if (legacy)
                 reclaim_id_from_token(dot, ret_reclaim_id);
         else

@@ -16,7 +16,18 @@
  *
  * Names: "ctxid.<uid>.<reclaim id>". A tsmd before this named them "ctx.<uid>.<token>"; a
  * monitor handed such a name back moves the fd to its new name (fdstore_parse_name() says
- * which it was). Runs in: daemon.
+ * which it was).
+ *
+ * Renames: systemd keeps one copy of a file description, under the name it came with first (a
+ * second FDSTORE=1 of it is dropped), and takes one name per notification. So the fd cannot go
+ * in under its new name before the old name is out, and between the two it would be in the
+ * store under no name: a tsmd killed there lost the context (not its VM, which holds its fd).
+ * Instead a carrier goes in first, "ctxid.<uid>.<new id>.<old id>": a datagram socket of its
+ * own with the fd in flight on it, a file description systemd has not seen. Then the old name
+ * goes, the fd comes in under the new one, and the carrier goes; whenever tsmd dies, the store
+ * holds the fd under one of the names, and a start settles it: the carrier is dropped where the
+ * fd is there under either id, and stands for it under the new one where it is alone
+ * (monitor_contexts_restore_done()). Runs in: daemon.
  */
 #pragma once
 
@@ -31,6 +42,14 @@ bool fdstore_available(void);
 /* Stores fd (not taken: systemd gets a copy) under FDNAME=ctxid.<uid>.<reclaim_id>. */
 int fdstore_put(int fd, uid_t uid, const char *reclaim_id);
 int fdstore_remove(uid_t uid, const char *reclaim_id);
+/* Stores a carrier of fd (its own socket with fd in flight, not polled) as
+ * "ctxid.<uid>.<new_id>.<old_id>": the fd stays in the store under this name while its own
+ * changes from old_id to new_id (see Renames above). */
+int fdstore_put_moving(int fd, uid_t uid, const char *new_id, const char *old_id);
+int fdstore_remove_moving(uid_t uid, const char *new_id, const char *old_id);
+/* The fd a carrier handed back holds, a copy of it (the carrier keeps it). -EBADMSG if it holds
+ * something else. */
+int fdstore_carried_fd(int carrier, int *ret_fd);
 /* Removes whatever is stored under name (one handed back by systemd, as it was). */
 int fdstore_remove_name(const char *name);
 /* True if name starts as one of ours does, either format: systemd hands back nothing else
@@ -43,6 +62,10 @@ bool fdstore_name_is_ours(const char *name);
  */
 int fdstore_parse_name(const char *name, uid_t *ret_uid, char ret_reclaim_id[static RECLAIM_ID_LEN + 1],
                        bool *ret_legacy);
+
+/* Parses a carrier's name; -EINVAL if name is no carrier's. (fdstore_parse_name() refuses it.) */
+int fdstore_parse_moving_name(const char *name, uid_t *ret_uid, char ret_new_id[static RECLAIM_ID_LEN + 1],
+                              char ret_old_id[static RECLAIM_ID_LEN + 1]);
 
 /* True if s is exactly 32 lowercase hex digits, as tokens and reclaim ids are. */
 bool reclaim_hex_is_valid(const char *s);

@@ -357,9 +357,10 @@ static void on_token_sent(int result, void *userdata) {
  *      token reclaims (the VMM may or may not have read the answer);
  *   3. once the answer is written to the VMM's socket entirely (on_token_sent()), previous is
  *      dropped from the file: the new token only, which the VMM reads even if tsmd dies now.
- * Each step replaces a file atomically, or is one message to the monitor; the fd store's
- * rename, two notifications, is the only gap (monitor_contexts_rename()). A reclaim with
- * either id of step 2 is a reclaim like any other: it renews again and voids both. */
+ * Each step replaces a file atomically, or is one message to the monitor, whose rename keeps
+ * the fd in the fd store under one name or the other whenever tsmd dies (a carrier holds it
+ * there meanwhile: fdstore.h, monitor_contexts_rename()). A reclaim with either id of step 2 is
+ * a reclaim like any other: it renews again and voids both. */
 static int reclaim_rename(Manager *m, GuestClient *c, GuestContext *ctx, const char *presented_id,
                           char ret_token[static RECLAIM_TOKEN_LEN + 1], bool *ret_renewed, int *ret_fd) {
         char old_id[RECLAIM_ID_LEN + 1], old_previous[RECLAIM_ID_LEN + 1], new_token[RECLAIM_TOKEN_LEN + 1];

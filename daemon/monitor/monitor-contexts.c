@@ -2,15 +2,28 @@
 /* The monitor's table of iommufd contexts. Runs in: monitor. */
 
 #include <inttypes.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "monitor-contexts.h"
 #include "tsm-platform.h"
 
+/* A rename's carrier the fd store handed back (fdstore.h): a tsmd died inside the rename. */
+typedef struct Carrier {
+        int fd;
+        uid_t uid;
+        char new_id[RECLAIM_ID_LEN + 1], old_id[RECLAIM_ID_LEN + 1];
+} Carrier;
+
 struct MonitorContexts {
         TAILQ_HEAD(, MonitorContext) contexts;
         size_t n_contexts, max_contexts;
         uint32_t next_id;
+        /* Carriers, until monitor_contexts_restore_done() settles them. */
+        Carrier *carriers;
+        size_t n_carriers, allocated_carriers;
 };
 
 size_t monitor_contexts_max_for_nofile(uint64_t nofile, size_t configured) {
@@ -58,6 +71,9 @@ MonitorContexts *monitor_contexts_free(MonitorContexts *c, bool preserve) {
                 return NULL;
         while ((ctx = TAILQ_FIRST(&c->contexts)))
                 context_free(c, ctx, preserve);
+        for (size_t i = 0; i < c->n_carriers; i++)
+                safe_close(c->carriers[i].fd);
+        free(c->carriers);
         return mfree(c);
 }
 
@@ -133,6 +149,25 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
         return 0;
 }
 
+/* Keeps fd if fdname is a carrier's (-EINVAL, fd not taken, if not; closed on other failures). */
+static int carrier_keep(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id) {
+        Carrier k;
+        int r;
+
+        r = fdstore_parse_moving_name(fdname, &k.uid, k.new_id, k.old_id);
+        if (r < 0)
+                return r;
+        if (!GREEDY_REALLOC(c->carriers, c->allocated_carriers, c->n_carriers + 1)) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        k.fd = fd;
+        c->carriers[c->n_carriers++] = k;
+        if (ret_id)
+                *ret_id = 0;
+        return 1;
+}
+
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id) {
         _cleanup_free_ char *legacy_name = NULL;
         char reclaim_id[RECLAIM_ID_LEN + 1];
@@ -144,6 +179,9 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
         assert(c);
         assert(fd >= 0);
 
+        r = carrier_keep(c, fd, fdname, ret_id);
+        if (r != -EINVAL)
+                return r;
         r = fdstore_parse_name(fdname, &uid, reclaim_id, &legacy);
         if (r < 0) {
                 safe_close(fd);
@@ -209,6 +247,75 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
         return 0;
 }
 
+/* The context whose fd is fd's file description, as the kernel tells (kcmp()); NULL if none,
+ * or if the kernel cannot tell. */
+static MonitorContext *find_same_file(MonitorContexts *c, int fd) {
+        MonitorContext *ctx;
+
+        TAILQ_FOREACH(ctx, &c->contexts, entry)
+                if (syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, ctx->fd, fd) == 0)
+                        return ctx;
+        return NULL;
+}
+
+/* The carrier whose context is here under either of its ids is done: its rename had got as far
+ * as storing the fd under its new name, or not as far as taking the old one out. One alone stands
+ * for its context: the fd goes in under the new id, as the rename would have put it, then the
+ * carrier goes. Either way the store ends with the fd under one name. */
+static void carrier_settle(MonitorContexts *c, Carrier *k) {
+        MonitorContext *known = monitor_contexts_find_reclaim_id(c, k->new_id) ?: monitor_contexts_find_reclaim_id(c, k->old_id);
+        MonitorContext *ctx;
+        int fd, r;
+
+        if (known && known->uid == k->uid) {
+                log_info("Kept context %" PRIu32 " of uid %u under the name it had, a rename a restart cut off undone.",
+                         known->id, (unsigned) k->uid);
+                goto drop;
+        }
+        r = fdstore_carried_fd(k->fd, &fd);
+        if (r < 0) {
+                log_warning_errno(r, "Dropping a renamed context of uid %u the fd store kept in a carrier that "
+                                  "holds no fd: %m", (unsigned) k->uid);
+                goto drop;
+        }
+        /* SECURITY: a carrier left behind (its removal failed) by a rename done long ago, the
+         * context renamed since: restored under its id, a second context of the fd would come
+         * back reclaimable by a token that is void. */
+        known = find_same_file(c, fd);
+        if (known) {
+                log_warning("Dropping a stale rename's carrier of context %" PRIu32 " of uid %u.", known->id,
+                            (unsigned) k->uid);
+                safe_close(fd);
+                goto drop;
+        }
+        r = context_insert(c, fd, TSM_PRIV_SLOT_WORKER, k->uid, k->new_id, &ctx);
+        if (r < 0) {
+                log_warning_errno(r, "Dropping a renamed context of uid %u the fd store kept in a carrier: %m",
+                                  (unsigned) k->uid);
+                goto drop;
+        }
+        ctx->partial = true;
+        r = fdstore_put(ctx->fd, ctx->uid, ctx->reclaim_id);
+        if (r < 0)
+                log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, "
+                                  "it will not survive a restart of tsmd: %m", ctx->id);
+        ctx->stored = r >= 0;
+        log_info("Restored context %" PRIu32 " of uid %u from the fd store, from a rename a restart cut off.", ctx->id,
+                 (unsigned) ctx->uid);
+drop:
+        r = fdstore_remove_moving(k->uid, k->new_id, k->old_id);
+        if (r < 0 && r != -EOPNOTSUPP)
+                log_warning_errno(r, "Failed to remove a rename's carrier from the fd store, ignoring: %m");
+        safe_close(k->fd);
+}
+
+void monitor_contexts_restore_done(MonitorContexts *c) {
+        for (size_t i = 0; i < c->n_carriers; i++)
+                carrier_settle(c, &c->carriers[i]);
+        c->carriers = mfree(c->carriers);
+        c->n_carriers = c->allocated_carriers = 0;
+}
+
 int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char *reclaim_id) {
         int r;
 
@@ -218,14 +325,20 @@ int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char 
                 return -EEXIST;
 
         if (ctx->stored) {
-                /* SECURITY: the old name goes first, and for good: under it, the next tsmd would
-                 * restore the context by the old token's id, which the VMM is done with. A crash
-                 * between the two notifications loses the context to tsmd (not to its VMM, which
-                 * holds its fd), as any failure to store does. */
-                r = ctx->legacy_name ? fdstore_remove_name(ctx->legacy_name) : fdstore_remove(ctx->uid, ctx->reclaim_id);
+                /* The fd stays in the store, under one name or the other, whenever tsmd dies: a
+                 * carrier holds it in the store while it changes names (fdstore.h). */
+                r = fdstore_put_moving(ctx->fd, ctx->uid, reclaim_id, ctx->reclaim_id);
                 if (r < 0)
+                        return log_warning_errno(r, "Failed to store context %" PRIu32 " for its rename, "
+                                                 "keeping its name: %m", ctx->id);
+                /* SECURITY: the old name goes, and for good: under it, the next tsmd would
+                 * restore the context by the old token's id, which the VMM is done with. */
+                r = ctx->legacy_name ? fdstore_remove_name(ctx->legacy_name) : fdstore_remove(ctx->uid, ctx->reclaim_id);
+                if (r < 0) {
+                        (void) fdstore_remove_moving(ctx->uid, reclaim_id, ctx->reclaim_id);
                         return log_warning_errno(r, "Failed to take context %" PRIu32 " out of the fd store "
                                                  "to rename it, keeping its name: %m", ctx->id);
+                }
                 ctx->legacy_name = mfree(ctx->legacy_name);
                 r = fdstore_put(ctx->fd, ctx->uid, reclaim_id);
                 if (r < 0) {
@@ -233,6 +346,12 @@ int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char 
                                           "it will not survive a restart of tsmd: %m", ctx->id);
                         ctx->stored = false;
                 }
+                r = fdstore_remove_moving(ctx->uid, reclaim_id, ctx->reclaim_id);
+                if (r < 0)
+                        /* The next start finds the context under its name, and drops the carrier;
+                         * one of a context that ended by then comes back, unreclaimed. */
+                        log_warning_errno(r, "Failed to take the carrier of context %" PRIu32 " out of the fd "
+                                          "store, ignoring: %m", ctx->id);
         }
         memcpy(ctx->reclaim_id, reclaim_id, sizeof(ctx->reclaim_id));
         return 0;

@@ -71,7 +71,8 @@ typedef struct MonitorContexts MonitorContexts;
  *     dozen on the kernel's); room for more sockets;
  *   - for a moment: a worker's start (socketpair, the child's two dups above fd 10, the config,
  *     policy file, drop-in directory and file, and worker directories it rereads), the
- *     notification and fd store sockets, an OPEN_CONTEXT's second fd, a reclaimed copy;
+ *     notification and fd store sockets, a rename's carrier pair, an OPEN_CONTEXT's second fd,
+ *     a reclaimed copy;
  *   - a batch of datagrams from the worker, each with the fd of an ADOPT_CONTEXT: the kernel
  *     installs them before any handler can refuse one, and truncates (a violation) what does
  *     not fit;
@@ -127,14 +128,21 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
  * One under a legacy name (its token) has the old name taken out of the store, then is stored
  * again under its reclaim id; if the old name cannot be taken out, it stays stored under that name
  * (legacy_name), not under both. */
+/* A rename's carrier (fdstore.h) is kept for monitor_contexts_restore_done(): 1, *ret_id 0. */
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id);
+/* Once every fd the service manager handed back is in: settles the renames a restart cut off.
+ * A carrier is taken out of the store where its context came back under either of its names;
+ * else its context is restored (as by _restore()) under the new name, stored under it, and then
+ * the carrier is taken out. */
+void monitor_contexts_restore_done(MonitorContexts *c);
 
 /* Names ctx by reclaim_id from now on (a reclaim renewed its token), in the fd store too if it
- * is stored: the old name is taken out first (systemd keeps no second copy of an fd it has), then
- * the fd goes in under the new one. -EINVAL for a bad reclaim id, -EEXIST if it names a context
- * already; -EIO (or what the notification gave), changing nothing, if the old name cannot be taken
- * out. A failure to store under the new name is logged: the context survives restarts of the
- * worker then, not of tsmd. */
+ * is stored, so that it is there under one name whenever tsmd dies (fdstore.h): a carrier goes
+ * in, then the old name goes out, the fd goes in under the new one, and the carrier goes out.
+ * -EINVAL for a bad reclaim id, -EEXIST if it names a context already; what the notification
+ * gave (changing nothing) if the carrier cannot be stored or the old name taken out. A failure to
+ * store under the new name is logged: the context survives restarts of the worker then, not of
+ * tsmd. */
 int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char *reclaim_id);
 
 /* Borrowed, valid until the context is removed; NULL if there is none. */

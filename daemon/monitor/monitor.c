@@ -755,6 +755,9 @@ int monitor_listen(Monitor *m) {
                                    "serves administration).", strna(name));
         }
 
+        /* Every kept fd is in: a rename a restart cut off leaves one under one name. */
+        monitor_contexts_restore_done(m->contexts);
+
         if (m->socket_path) {
                 r = listen_path(m, m->socket_path, 0660, TSM_PRIV_SOCKET_ALL);
                 if (r < 0)

@@ -186,6 +186,12 @@ TEST(restore) {
                 "ctxid.x." ID_A,
                 "xyz.1000." ID_A,
                 "ctxid1000." ID_A,
+                /* Carriers of a rename (fdstore.h): the new id, then the old. */
+                "ctxid.1000." ID_A ".",
+                "ctxid.1000." ID_A "." ID_B "0",
+                "ctxid.1000." ID_A "." "0123456789ABCDEF0123456789abcdef",
+                "ctxid.1000." ID_A "x" ID_B,
+                "ctxid.1000." ID_A "." ID_B "." ID_C,
                 /* The names a tsmd before this one gave, with the token in the id's place. */
                 "ctx.",
                 "ctx.1000",
@@ -194,6 +200,7 @@ TEST(restore) {
                 "ctx.-1." ID_A,
                 "ctx. 1." ID_A,
                 "ctx.4294967295." ID_A,
+                "ctx.1000." ID_A "." ID_B,
                 "varlink",
         };
         MonitorContext *ctx;
@@ -431,6 +438,49 @@ static const char *notify_next(Notify *n, char *text, size_t size, int *ret_fd) 
         return text;
 }
 
+/* carrier is a rename's carrier (fdstore.h) of the fd whose pipe's other end is other: a
+ * datagram socket with that fd in flight, which a peek leaves there. Closes carrier. */
+static void expect_carrier_of(int carrier, int other) {
+        struct stat st_fd, st_other;
+        int fd, again;
+
+        ASSERT_GE(carrier, 0);
+        ASSERT_OK(fdstore_carried_fd(carrier, &fd));
+        ASSERT_OK(fstat(fd, &st_fd));
+        ASSERT_OK(fstat(other, &st_other));
+        ASSERT_EQ(st_fd.st_ino, st_other.st_ino);
+        close(fd);
+        ASSERT_OK(fdstore_carried_fd(carrier, &again));
+        close(again);
+        close(carrier);
+}
+
+/* A carrier of fd, as a rename stores one (not taken); of nothing if fd is negative. */
+static int carrier_of(int fd) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = (char[]) { 'c' }, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.buf) };
+        int sv[2];
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv));
+        if (fd >= 0) {
+                control.cmsg.cmsg_level = SOL_SOCKET;
+                control.cmsg.cmsg_type = SCM_RIGHTS;
+                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(&control.cmsg), &fd, sizeof(int));
+        } else {
+                mh.msg_control = NULL;
+                mh.msg_controllen = 0;
+        }
+        ASSERT_EQ(sendmsg(sv[0], &mh, 0), 1);
+        close(sv[0]);
+        return sv[1];
+}
+
 /*
  * The service manager refusing to take an old-style name out of its store: this test's
  * sd_notifyf() stands in for libsystemd's (fdstore.c removes through it, and the test binary's
@@ -591,6 +641,9 @@ TEST(fdstore_rename) {
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
 
         ASSERT_OK(monitor_contexts_rename(c, ctx, ID_C));
+        /* Its carrier first: a socket of its own, with the context's fd in it. */
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_C "." ID_A);
+        expect_carrier_of(fd, pa.r);
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A);
         ASSERT_EQ(fd, -1);
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_C);
@@ -599,6 +652,8 @@ TEST(fdstore_rename) {
         ASSERT_OK(fstat(pa.r, &st_pipe));
         ASSERT_EQ(st_fd.st_ino, st_pipe.st_ino); /* the context's fd, not another */
         close(fd);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A);
+        ASSERT_EQ(fd, -1);
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
         ASSERT_STREQ(ctx->reclaim_id, ID_C);
         ASSERT_TRUE(ctx->stored);
@@ -615,16 +670,22 @@ TEST(fdstore_rename) {
         ctx = monitor_contexts_get(c, l);
         ASSERT_NOT_NULL(ctx->legacy_name);
         ASSERT_OK(monitor_contexts_rename(c, ctx, ID_A));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1004." ID_A "." ID_L);
+        expect_carrier_of(fd, pl.r);
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctx.1004." TOKEN_L);
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1004." ID_A);
         close(fd);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1004." ID_A "." ID_L);
         ASSERT_NULL(ctx->legacy_name);
         ASSERT_STREQ(ctx->reclaim_id, ID_A);
 
-        /* The old name cannot be taken out: the rename fails, and the context keeps its name. */
+        /* The old name cannot be taken out: the rename fails, and the context keeps its name
+         * (the carrier's removal is tried too; here it fails as well). */
         fail_remove = true;
         ASSERT_ERRNO(monitor_contexts_rename(c, ctx, ID_M), EIO);
         fail_remove = false;
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1004." ID_M "." ID_A);
+        expect_carrier_of(fd, pl.r);
         ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
         ASSERT_STREQ(ctx->reclaim_id, ID_A);
         ASSERT_TRUE(ctx->stored);
@@ -640,6 +701,144 @@ TEST(fdstore_rename) {
         close(pa.r);
         close(pb.r);
         close(pl.r);
+        check_leaks();
+}
+
+/*
+ * tsmd died inside a rename, and the fd store hands back the carrier with what the rename had
+ * got to: the old name still there (the carrier goes, the context keeps its old name), the new
+ * one there already (the carrier goes), or the carrier alone (the context comes back under the
+ * new name, stored under it, then the carrier goes). The store then holds the fd under one name.
+ * The carrier may come before or after the context's own name. One holding no fd, or one past
+ * the maximum, is dropped, out of the store too.
+ */
+TEST(fdstore_rename_cut_off) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        MonitorContext *ctx;
+        char text[256];
+        uint32_t id;
+        Notify n;
+        int fd;
+
+        notify_setup(&n);
+        for (unsigned order = 0; order < 2; order++) {
+                /* The old name there: the rename had not taken it out. */
+                Probe p = probe_new();
+                int carrier = carrier_of(p.w);
+
+                ASSERT_OK(monitor_contexts_new(&c));
+                if (order == 0)
+                        ASSERT_OK(monitor_contexts_restore(c, fcntl(p.w, F_DUPFD_CLOEXEC, 3), "ctxid.1000." ID_A, NULL));
+                ASSERT_EQ(monitor_contexts_restore(c, carrier, "ctxid.1000." ID_C "." ID_A, &id), 1);
+                ASSERT_EQ(id, 0u);
+                if (order == 1)
+                        ASSERT_OK(monitor_contexts_restore(c, fcntl(p.w, F_DUPFD_CLOEXEC, 3), "ctxid.1000." ID_A, NULL));
+                close(p.w);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+                monitor_contexts_restore_done(c);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+                ASSERT_EQ(monitor_contexts_size(c), 1u);
+                ASSERT_NOT_NULL(monitor_contexts_find_reclaim_id(c, ID_A));
+                c = monitor_contexts_free(c, true);
+                ASSERT_TRUE(probe_closed(&p)); /* the carrier's copy too */
+                close(p.r);
+
+                /* The new name there already. */
+                p = probe_new();
+                carrier = carrier_of(p.w);
+                ASSERT_OK(monitor_contexts_new(&c));
+                if (order == 0)
+                        ASSERT_OK(monitor_contexts_restore(c, fcntl(p.w, F_DUPFD_CLOEXEC, 3), "ctxid.1000." ID_C, NULL));
+                ASSERT_EQ(monitor_contexts_restore(c, carrier, "ctxid.1000." ID_C "." ID_A, NULL), 1);
+                if (order == 1)
+                        ASSERT_OK(monitor_contexts_restore(c, fcntl(p.w, F_DUPFD_CLOEXEC, 3), "ctxid.1000." ID_C, NULL));
+                close(p.w);
+                monitor_contexts_restore_done(c);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+                ASSERT_EQ(monitor_contexts_size(c), 1u);
+                ASSERT_NOT_NULL(monitor_contexts_find_reclaim_id(c, ID_C));
+                c = monitor_contexts_free(c, true);
+                ASSERT_TRUE(probe_closed(&p));
+                close(p.r);
+        }
+
+        /* The carrier alone: the context comes back under the new name, from the carrier's fd. */
+        Probe p = probe_new();
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_EQ(monitor_contexts_restore(c, carrier_of(p.w), "ctxid.1000." ID_C "." ID_A, NULL), 1);
+        close(p.w);
+        ASSERT_EQ(monitor_contexts_size(c), 0u);
+        monitor_contexts_restore_done(c);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_C);
+        {
+                struct stat st_fd, st_pipe;
+
+                ASSERT_GE(fd, 0);
+                ASSERT_OK(fstat(fd, &st_fd));
+                ASSERT_OK(fstat(p.r, &st_pipe));
+                ASSERT_EQ(st_fd.st_ino, st_pipe.st_ino);
+                close(fd);
+        }
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_EQ(monitor_contexts_size(c), 1u);
+        ctx = monitor_contexts_find_reclaim_id(c, ID_C);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_EQ(ctx->uid, 1000u);
+        ASSERT_EQ(ctx->slot, TSM_PRIV_SLOT_WORKER);
+        ASSERT_TRUE(ctx->partial);
+        ASSERT_TRUE(ctx->stored);
+        ASSERT_NULL(monitor_contexts_find_reclaim_id(c, ID_A));
+        /* Ended for good: out of the store under the new name, and the fd closed, the carrier's
+         * copy too. */
+        c = monitor_contexts_free(c, false);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C);
+        ASSERT_TRUE(probe_closed(&p));
+        close(p.r);
+
+        /* A carrier left behind by a rename done long ago (its removal failed), the context
+         * renamed again since: the fd is known, under another name. Dropped: it would be a second
+         * context of the fd, under an id whose token is void. */
+        p = probe_new();
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_EQ(monitor_contexts_restore(c, carrier_of(p.w), "ctxid.1000." ID_C "." ID_A, NULL), 1);
+        ASSERT_OK(monitor_contexts_restore(c, fcntl(p.w, F_DUPFD_CLOEXEC, 3), "ctxid.1000." ID_B, NULL));
+        close(p.w);
+        monitor_contexts_restore_done(c);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_EQ(monitor_contexts_size(c), 1u);
+        ASSERT_NOT_NULL(monitor_contexts_find_reclaim_id(c, ID_B));
+        ASSERT_NULL(monitor_contexts_find_reclaim_id(c, ID_C));
+        c = monitor_contexts_free(c, true);
+        ASSERT_TRUE(probe_closed(&p));
+        close(p.r);
+
+        /* A carrier of nothing, one past the maximum, and one never settled: dropped. */
+        p = probe_new();
+        ASSERT_OK(monitor_contexts_new(&c));
+        monitor_contexts_set_max(c, 0);
+        ASSERT_EQ(monitor_contexts_restore(c, carrier_of(-1), "ctxid.1000." ID_C "." ID_A, NULL), 1);
+        ASSERT_EQ(monitor_contexts_restore(c, carrier_of(p.w), "ctxid.1001." ID_B "." ID_A, NULL), 1);
+        close(p.w);
+        monitor_contexts_restore_done(c);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1001." ID_B "." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_EQ(monitor_contexts_size(c), 0u);
+        ASSERT_TRUE(probe_closed(&p));
+        close(p.r);
+        p = probe_new();
+        ASSERT_EQ(monitor_contexts_restore(c, carrier_of(p.w), "ctxid.1000." ID_C "." ID_A, NULL), 1);
+        close(p.w);
+        c = monitor_contexts_free(c, true);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_TRUE(probe_closed(&p));
+        close(p.r);
+
+        notify_done(&n);
         check_leaks();
 }
 

@@ -7,6 +7,7 @@
  * Runs in: tests.
  */
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,12 +16,14 @@
 #include <event2/event.h>
 
 #include "harness.h"
+#include "log-capture.h"
 #include "macro.h"
 #include "priv-call.h"
 #include "tsm-priv.h"
 
 #define SLOT 7
 #define CONTEXT 3
+#define RECLAIM_ID "0123456789abcdef0123456789abcdef"
 #define SLOT_MAX (TSM_PRIV_REQUESTS_MAX / 8)
 
 typedef struct Fixture {
@@ -37,6 +40,44 @@ typedef struct Fixture {
 } Fixture;
 
 static Fixture *fixture;
+
+/* Lets a test make the next allocation of a given size fail, as test-priv-batch does: glibc's
+ * allocator underneath, so not where AddressSanitizer owns malloc and free. */
+static size_t fail_alloc_of_size;
+#ifndef HAVE_ASAN
+extern void *__libc_malloc(size_t size);
+extern void *__libc_calloc(size_t n, size_t size);
+
+static bool alloc_fails(size_t size) {
+        if (size == 0 || size != fail_alloc_of_size)
+                return false;
+        fail_alloc_of_size = 0;
+        errno = ENOMEM;
+        return true;
+}
+
+void *malloc(size_t size) {
+        return alloc_fails(size) ? NULL : __libc_malloc(size);
+}
+
+void *calloc(size_t n, size_t size) {
+        return size > 0 && n <= SIZE_MAX / size && alloc_fails(n * size) ? NULL : __libc_calloc(n, size);
+}
+#endif
+
+/* What priv-call.c keeps of a LATE, and of another call's answer, that come while a call waits
+ * for its reply, laid out as there: the sizes of the allocations to fail. A layout that drifts
+ * shows: the tests check that the allocation was asked for. */
+struct late_queued_layout {
+        void *next;
+        struct tsm_priv_late late;
+};
+struct reply_queued_layout {
+        void *next;
+        struct tsm_priv_reply reply;
+        size_t payload_len;
+        uint8_t payload[];
+};
 
 static void on_gone(void *userdata) {
         if (!fixture->gone_ok)
@@ -419,6 +460,111 @@ TEST(malformed_late_answers_end_the_channel) {
                         TEST_FAIL("malformed LATE %u was taken", i);
                 fixture_stop(&f);
         }
+}
+
+static ino_t inode_of(int fd) {
+        struct stat st;
+
+        ASSERT_OK(fstat(fd, &st));
+        return st.st_ino;
+}
+
+/* The monitor's answer to the worker's next call (cookie: the channel's count of calls), with
+ * an fd as RECLAIM_CONTEXT's carries one. */
+static void monitor_reply(uint32_t cookie, int fd) {
+        struct tsm_priv_reply rep;
+
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, 0);
+        ASSERT_OK(tsm_priv_send(fixture->monitor, &rep, NULL, 0, fd));
+}
+
+/*
+ * A LATE comes while the worker waits for the monitor's reply to RECLAIM_CONTEXT, and the
+ * worker has no memory to keep it: the LATE is lost (logged), and the call reads on to its own
+ * reply, the context's fd with it. Returning there (-ENOMEM) told the reclaim the monitor had
+ * not renamed the context when it had, and left the reply to be taken for another call's.
+ */
+TEST(a_late_answer_without_memory_leaves_the_call_its_reply) {
+        struct tsm_priv_late l = late_msg();
+        _cleanup_free_ char *log = NULL;
+        int p[2], fd = -EBADF, saved;
+        Fixture f = {};
+
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer's malloc cannot be made to fail");
+#endif
+        fixture_start(&f, false);
+        priv_channel_set_late_callback(f.channel, on_late, NULL);
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
+        monitor_reply(1, p[1]); /* the first call's */
+
+        fail_alloc_of_size = sizeof(struct late_queued_layout);
+        saved = log_capture_begin();
+        ASSERT_OK(priv_call_reclaim_context(f.channel, SLOT, CONTEXT, RECLAIM_ID, &fd));
+        log = log_capture_end(saved);
+        ASSERT_EQ(fail_alloc_of_size, 0u); /* it was asked for, and refused */
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(inode_of(fd), inode_of(p[1]));
+        ASSERT_NOT_NULL(strstr(log, "A late answer of the kernel to a call on 0000:01:00.0 (op 1) is lost"));
+        ASSERT_FALSE(priv_channel_is_gone(f.channel));
+        run_worker();
+        ASSERT_EQ(f.n_late, 0u);
+
+        /* In step with the monitor: the next call gets its own reply, and a LATE gets through. */
+        monitor_reply(2, -EBADF);
+        ASSERT_OK(priv_call_reload(f.channel));
+        ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
+        run_worker();
+        ASSERT_EQ(f.n_late, 1u);
+        safe_close(fd);
+        safe_close(p[0]);
+        safe_close(p[1]);
+        fixture_stop(&f);
+}
+
+/*
+ * Another call's answer (a guest request's) comes while the worker waits for its reply to
+ * RECLAIM_CONTEXT, and the worker has no memory to keep it for its caller, who would wait for it
+ * forever. The channel ends (the worker exits, its clients' contexts kept by the monitor), and
+ * the call fails saying so: the monitor may have renamed the context or not, and the reclaim
+ * keeps both state files (guest-restore.c). It told an -ENOMEM before, the channel still up,
+ * which the reclaim took for a rename that did not happen.
+ */
+TEST(another_answer_without_memory_ends_the_channel) {
+        uint32_t ids[4], cookies[4];
+        int p[2], fd = -EBADF;
+        Fixture f = {};
+
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer's malloc cannot be made to fail");
+#endif
+        fixture_start(&f, false);
+        submit(1, on_failed);
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 1u);
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        {
+                struct tsm_priv_reply rep;
+                uint8_t payload[16] = { 1, 2, 3 };
+
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, cookies[0], sizeof(payload));
+                rep.value = sizeof(payload);
+                ASSERT_OK(tsm_priv_send(f.monitor, &rep, payload, sizeof(payload), -EBADF));
+                fail_alloc_of_size = offsetof(struct reply_queued_layout, payload) + sizeof(payload);
+        }
+        monitor_reply(cookies[0] + 1, p[1]);
+
+        f.gone_ok = true;
+        ASSERT_ERRNO(priv_call_reclaim_context(f.channel, SLOT, CONTEXT, RECLAIM_ID, &fd), ECONNRESET);
+        ASSERT_EQ(fail_alloc_of_size, 0u);
+        ASSERT_EQ(fd, -EBADF);
+        ASSERT_TRUE(priv_channel_is_gone(f.channel));
+        run_worker();
+        ASSERT_TRUE(f.gone);
+        safe_close(p[0]);
+        safe_close(p[1]);
+        fixture_stop(&f);
 }
 
 TEST_MAIN();

@@ -14,6 +14,12 @@
  * empties), it never passes the worker's READY on: a worker that hangs before READY, as the
  * monitor sees it.
  *
+ * Each RECLAIM_CONTEXT the worker sends, the proxy looks at the control file: "cut-reclaim-request"
+ * drops it, "cut-reclaim-reply" passes it on and drops the monitor's reply; either way the proxy
+ * then hangs up on the worker (which sees the channel break mid-call, and exits), empties the
+ * control file, and exits with the worker. test-restart uses it to break a renewal of a reclaim
+ * token before, and after, the monitor renamed the context.
+ *
  * The real worker is our child, not the monitor's: the monitor's PR_SET_PDEATHSIG does not
  * reach it, so when the monitor kills us, the end of file on its channel is what must end it.
  * That is left so on purpose (the test checks it).
@@ -53,6 +59,14 @@ static bool monitor_paused;
 static bool cling;
 /* "hold-ready" in the control file at our start: READY is dropped. */
 static bool hold_ready;
+
+/* "cut-reclaim-reply" seen: the monitor's reply with this cookie is dropped, and the worker cut off. */
+static bool cut_reply;
+static uint32_t cut_reply_cookie;
+static const char *control_file;
+
+/* relay_one(): the worker is to be cut off (its channel closed). */
+#define RELAY_CUT 2
 
 /* What the worker last named on a client's behalf: the injected requests name it too. */
 static uint32_t last_slot, last_context;
@@ -136,8 +150,43 @@ static void snoop(const uint8_t *p, size_t len) {
         }
 }
 
+static bool datagram_is(const uint8_t *p, size_t len, uint32_t type, uint32_t *ret_cookie) {
+        struct tsm_priv_hdr h;
+
+        if (len < sizeof(h))
+                return false;
+        memcpy(&h, p, sizeof(h));
+        *ret_cookie = h.cookie;
+        return h.type == type;
+}
+
+/* The control file's word on a RECLAIM_CONTEXT passing with cookie: whether to drop it and cut
+ * the worker off now (else it may be its reply that is to go). Acted on once. */
+static bool cut_at_reclaim(uint32_t cookie) {
+        char word[32] = {};
+        int fd = control_file ? open(control_file, O_RDWR | O_CLOEXEC) : -EBADF;
+        bool request;
+
+        if (fd < 0 || read(fd, word, sizeof(word) - 1) < 0) {
+                safe_close(fd);
+                return false;
+        }
+        word[strcspn(word, "\n")] = 0;
+        request = streq(word, "cut-reclaim-request");
+        if (request || streq(word, "cut-reclaim-reply")) {
+                if (ftruncate(fd, 0) < 0)
+                        plog("ftruncate %s: %m", control_file);
+                plog("'%s': cutting the worker off at RECLAIM_CONTEXT (cookie %u)", word, cookie);
+                cut_reply = !request;
+                cut_reply_cookie = cookie;
+        }
+        safe_close(fd);
+        return request;
+}
+
 /* Moves one datagram, with its fds, from one end to the other. Returns 1 if one moved, 0 at
- * end of file, -EAGAIN if none is there, or the error. */
+ * end of file, -EAGAIN if none is there, RELAY_CUT if it was dropped and the worker is to be
+ * cut off, or the error. */
 static int relay_one(int from, int to, bool from_worker) {
         union {
                 struct cmsghdr cmsg;
@@ -171,6 +220,19 @@ static int relay_one(int from, int to, bool from_worker) {
 
         if (from_worker)
                 snoop(relay_buf, (size_t) n);
+        {
+                uint32_t cookie;
+
+                if ((from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_RECLAIM_CONTEXT, &cookie) &&
+                     cut_at_reclaim(cookie)) ||
+                    (!from_worker && cut_reply && datagram_is(relay_buf, (size_t) n, TSM_PRIV_REPLY, &cookie) &&
+                     cookie == cut_reply_cookie)) {
+                        plog("dropping the %s, hanging up on the worker", from_worker ? "request" : "monitor's reply");
+                        cut_reply = false;
+                        close_many(fds, n_fds);
+                        return RELAY_CUT;
+                }
+        }
         if (from_worker && hold_ready && (size_t) n >= sizeof(struct tsm_priv_hdr) &&
             ((struct tsm_priv_hdr *) memcpy(&(struct tsm_priv_hdr){}, relay_buf, sizeof(struct tsm_priv_hdr)))->type ==
                     TSM_PRIV_READY) {
@@ -183,13 +245,16 @@ static int relay_one(int from, int to, bool from_worker) {
         return r < 0 ? r : 1;
 }
 
-/* Relays what is there; 0 at end of file or failure of either end, 1 otherwise. */
+/* Relays what is there; 0 at end of file or failure of either end, RELAY_CUT if the worker is
+ * to be cut off, 1 otherwise. */
 static int relay(int from, int to, bool from_worker) {
         for (;;) {
                 int r = relay_one(from, to, from_worker);
 
                 if (r == -EAGAIN)
                         return 1;
+                if (r == RELAY_CUT)
+                        return r;
                 if (r < 0)
                         plog("relaying from the %s failed: %s", from_worker ? "worker" : "monitor", strerror(-r));
                 if (r <= 0)
@@ -541,6 +606,7 @@ int main(int argc, char *argv[]) {
         sigset_t mask;
         pid_t pid;
 
+        control_file = control_path;
         if (!worker_path || !control_path) {
                 plog("TSMD_PROXY_WORKER and TSMD_PROXY_CONTROL must be set");
                 return 1;
@@ -606,22 +672,37 @@ int main(int argc, char *argv[]) {
                         break;
                 }
 
-                if (p[1].revents && worker >= 0 && !(monitor_open && relay(worker, MONITOR, true) > 0)) {
-                        /* The worker closed its channel: it is exiting; SIGCHLD tells how. Or
-                         * the monitor's is gone, and clinging on, we drop what the worker says. */
-                        if (!cling || recv(worker, relay_buf, sizeof(relay_buf), MSG_DONTWAIT) == 0)
+                if (p[1].revents && worker >= 0) {
+                        int k = monitor_open ? relay(worker, MONITOR, true) : 0;
+
+                        if (k == RELAY_CUT)
+                                /* It sees the channel break; SIGCHLD tells how it ends. */
                                 worker = safe_close(worker);
-                        else
-                                monitor_open = false;
+                        else if (k <= 0) {
+                                /* The worker closed its channel: it is exiting; SIGCHLD tells how.
+                                 * Or the monitor's is gone, and clinging on, we drop what the
+                                 * worker says. */
+                                if (!cling || recv(worker, relay_buf, sizeof(relay_buf), MSG_DONTWAIT) == 0)
+                                        worker = safe_close(worker);
+                                else
+                                        monitor_open = false;
+                        }
                 }
-                if (p[2].revents && monitor_open && !monitor_paused && relay(MONITOR, worker, false) == 0) {
-                        /* The monitor let go of us: so must the worker, by end of file (unless
-                         * we cling on, as a compromised worker would). */
-                        monitor_open = false;
-                        if (!cling)
+                if (p[2].revents && monitor_open && !monitor_paused) {
+                        int k = relay(MONITOR, worker, false);
+
+                        if (k == RELAY_CUT)
                                 worker = safe_close(worker);
-                        else
-                                plog("the monitor let go of us, staying");
+                        else if (k == 0) {
+                                /* The monitor let go of us (or the worker is cut off): so must the
+                                 * worker, by end of file (unless we cling on, as a compromised
+                                 * worker would). */
+                                monitor_open = false;
+                                if (!cling)
+                                        worker = safe_close(worker);
+                                else
+                                        plog("the monitor let go of us, staying");
+                        }
                 }
 
                 while (read(sfd, &si, sizeof(si)) == (ssize_t) sizeof(si))

@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -39,12 +40,22 @@ typedef struct Manager {
         /* What tsmd told us. */
         bool ready, stopping, watchdog;
         char status[256];
-        int stored_fd;
-        char stored_name[128];
+        /* The fd store, as systemd keeps it: one copy of a file description, under the name it
+         * came with first; a name may be on several. */
+        struct {
+                int fd;
+                char name[160];
+        } store[8];
+        size_t n_store;
         bool store_removed;
-        char removed_name[128]; /* the last FDSTOREREMOVE's FDNAME */
+        char removed_name[160]; /* the last FDSTOREREMOVE's FDNAME naming a context (no carrier) */
         /* tsmd's stderr, appended across its starts (empty: the test's own stderr). */
         char log[160];
+        /* worker-proxy's control file, with the proxy in the worker's seat (empty: tsmd's own
+         * worker). */
+        char control[160];
+        /* notify-crash-preload.c's count-down file, with it preloaded (empty: not). */
+        char crash[160];
 } Manager;
 
 static int unix_socket(int type, const char *path) {
@@ -66,7 +77,7 @@ static void manager_init_mode(Manager *m, bool kernel) {
         char path[256];
         FILE *f;
 
-        *m = (Manager){ .stored_fd = -1 };
+        *m = (Manager){};
         strcpy(m->dir, "/tmp/test-restart-XXXXXX");
         ASSERT_NOT_NULL(mkdtemp(m->dir));
         ASSERT_OK(chmod(m->dir, 0755));
@@ -124,14 +135,16 @@ static void manager_start(Manager *m) {
         m->pid = fork();
         ASSERT_TRUE(m->pid >= 0);
         if (m->pid == 0) {
-                char pid[16], names[256], n[8];
+                char pid[16], names[1024], n[8];
                 int nfds;
 
                 /* A failing test must not leave a daemon behind. */
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                /* Move both out of the way first: either may already sit at 3 or 4. */
-                int l = fcntl(m->listen_fd, F_DUPFD, 100), a = fcntl(m->admin_fd, F_DUPFD, 100),
-                    s = m->stored_fd >= 0 ? fcntl(m->stored_fd, F_DUPFD, 100) : -1;
+                /* Move them all out of the way first: any may already sit at 3 or after. */
+                int l = fcntl(m->listen_fd, F_DUPFD, 100), a = fcntl(m->admin_fd, F_DUPFD, 100), s[8];
+
+                for (size_t i = 0; i < m->n_store; i++)
+                        s[i] = fcntl(m->store[i].fd, F_DUPFD, 100);
 
                 if (m->log[0]) {
                         int fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -143,11 +156,12 @@ static void manager_start(Manager *m) {
                 ASSERT_TRUE(dup2(a, 4) == 4);
                 nfds = 2;
                 snprintf(names, sizeof(names), "io.tsmd.Guest:io.tsmd.Admin");
-                if (s >= 0) {
-                        ASSERT_TRUE(dup2(s, 5) == 5);
+                for (size_t i = 0; i < m->n_store; i++) {
+                        ASSERT_TRUE(dup2(s[i], 5 + (int) i) == 5 + (int) i);
                         nfds++;
+                        ASSERT_TRUE(strlen(names) + 1 + strlen(m->store[i].name) < sizeof(names));
                         strcat(names, ":");
-                        strcat(names, m->stored_name);
+                        strcat(names, m->store[i].name);
                 }
                 snprintf(pid, sizeof(pid), "%i", getpid());
                 snprintf(n, sizeof(n), "%i", nfds);
@@ -157,22 +171,103 @@ static void manager_start(Manager *m) {
                 setenv("NOTIFY_SOCKET", m->notify, 1);
                 setenv("WATCHDOG_PID", pid, 1);
                 setenv("WATCHDOG_USEC", "200000", 1);
-                if (m->sysfs_root[0]) {
-                        char sysfs_arg[160], asan[512];
+                char *argv[8] = { (char *) "tsmd", (char *) "--config", m->config };
+                size_t n_args = 3;
+                char sysfs_arg[160];
 
-                        setenv("LD_PRELOAD", FAKE_KERNEL_PRELOAD, 1);
-                        setenv("TSMD_FAKE_KERNEL_DEVICE", "/dev/null", 1);
-                        setenv("TSMD_FAKE_KERNEL_DIR", m->kernel_dir, 1);
+                if (m->sysfs_root[0] || m->crash[0]) {
+                        char preload[512], asan[512];
+
+                        snprintf(preload, sizeof(preload), "%s%s%s", m->sysfs_root[0] ? FAKE_KERNEL_PRELOAD : "",
+                                 m->sysfs_root[0] && m->crash[0] ? ":" : "", m->crash[0] ? NOTIFY_CRASH_PRELOAD : "");
+                        setenv("LD_PRELOAD", preload, 1);
                         /* Under ASan the preloaded library comes before the sanitizer's runtime. */
                         snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0", getenv("ASAN_OPTIONS") ?: "",
                                  getenv("ASAN_OPTIONS") ? ":" : "");
                         setenv("ASAN_OPTIONS", asan, 1);
+                }
+                if (m->crash[0])
+                        setenv("TSMD_TEST_CRASH_FILE", m->crash, 1);
+                if (m->sysfs_root[0]) {
+                        setenv("TSMD_FAKE_KERNEL_DEVICE", "/dev/null", 1);
+                        setenv("TSMD_FAKE_KERNEL_DIR", m->kernel_dir, 1);
                         snprintf(sysfs_arg, sizeof(sysfs_arg), "--sysfs-root=%s", m->sysfs_root);
-                        execl(TSMD_PATH, "tsmd", "--config", m->config, sysfs_arg, NULL);
-                } else
-                        execl(TSMD_PATH, "tsmd", "--config", m->config, NULL);
+                        argv[n_args++] = sysfs_arg;
+                }
+                if (m->control[0]) {
+                        char worker[160];
+
+                        /* The proxy runs as the worker's user, and starts the real worker by its
+                         * path: a copy in our directory (manager_use_proxy()). */
+                        snprintf(worker, sizeof(worker), "%s/tsmd-worker", m->dir);
+                        setenv("TSMD_PROXY_WORKER", worker, 1);
+                        setenv("TSMD_PROXY_CONTROL", m->control, 1);
+                        argv[n_args++] = (char *) "--worker=" WORKER_PROXY_PATH;
+                }
+                argv[n_args] = NULL;
+                execv(TSMD_PATH, argv);
                 _exit(127);
         }
+}
+
+/* Whether a and b are one file description, as systemd tells (same_fd(): kcmp(), else the
+ * inode). */
+static bool same_file(int a, int b) {
+        struct stat sa, sb;
+        long r = syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, a, b);
+
+        if (r >= 0)
+                return r == 0;
+        ASSERT_OK(fstat(a, &sa));
+        ASSERT_OK(fstat(b, &sb));
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* FDSTORE=1 of fd (taken) under name, as systemd does it: a file description it has already
+ * stays under the name it has. */
+static void store_put(Manager *m, int fd, const char *name) {
+        for (size_t i = 0; i < m->n_store; i++)
+                if (same_file(m->store[i].fd, fd)) {
+                        close(fd);
+                        return;
+                }
+        ASSERT_TRUE(m->n_store < ELEMENTSOF(m->store));
+        m->store[m->n_store].fd = fd;
+        snprintf(m->store[m->n_store].name, sizeof(m->store[m->n_store].name), "%s", name);
+        m->n_store++;
+}
+
+/* FDSTOREREMOVE=1 of name: every fd stored under it leaves the store. */
+static void store_remove(Manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_store;)
+                if (streq(m->store[i].name, name)) {
+                        close(m->store[i].fd);
+                        m->store[i] = m->store[--m->n_store];
+                } else
+                        i++;
+}
+
+/* A rename's carrier's name (fdstore.h): "ctxid.<uid>.<new id>.<old id>". */
+static bool is_carrier_name(const char *name) {
+        const char *id = strneq(name, "ctxid.", 6) ? strchr(name + 6, '.') : NULL;
+
+        return id && strlen(id) == 1 + 32 + 1 + 32;
+}
+
+/* The fd stored under a context's own name, not a carrier's, and its name (NULL if not
+ * wanted); -1 if none. There is one at most. */
+static int stored_context(Manager *m, const char **ret_name) {
+        int fd = -1;
+
+        for (size_t i = 0; i < m->n_store; i++) {
+                if (is_carrier_name(m->store[i].name))
+                        continue;
+                ASSERT_TRUE(fd < 0);
+                fd = m->store[i].fd;
+                if (ret_name)
+                        *ret_name = m->store[i].name;
+        }
+        return fd;
 }
 
 /* Reads notifications for up to timeout_ms, or until pred is true. */
@@ -207,19 +302,12 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                                 snprintf(m->status, sizeof(m->status), "%s", line + 7);
                         else if (strneq(line, "FDNAME=", 7) && fd >= 0) {
                                 /* The service manager keeps it; we keep one, as it would. */
-                                if (m->stored_fd >= 0)
-                                        close(m->stored_fd);
-                                m->stored_fd = fd;
+                                store_put(m, fd, line + 7);
                                 fd = -1;
-                                snprintf(m->stored_name, sizeof(m->stored_name), "%s", line + 7);
                         } else if (strneq(line, "FDNAME=", 7) && remove) {
-                                /* As systemd: what is stored under the name leaves the store. */
-                                snprintf(m->removed_name, sizeof(m->removed_name), "%s", line + 7);
-                                if (m->stored_fd >= 0 && streq(m->stored_name, line + 7)) {
-                                        close(m->stored_fd);
-                                        m->stored_fd = -1;
-                                        m->stored_name[0] = 0;
-                                }
+                                if (!is_carrier_name(line + 7))
+                                        snprintf(m->removed_name, sizeof(m->removed_name), "%s", line + 7);
+                                store_remove(m, line + 7);
                         } else if (streq(line, "FDSTOREREMOVE=1"))
                                 m->store_removed = remove = true;
                 }
@@ -240,7 +328,7 @@ static void manager_start_ready(Manager *m) {
 }
 
 static bool has_stored(Manager *m) {
-        return m->stored_fd >= 0;
+        return stored_context(m, NULL) >= 0;
 }
 
 static bool has_watchdog(Manager *m) {
@@ -316,6 +404,7 @@ static void reclaim_id_of(const char *token, char ret[static 33]) {
  * file or tsmd's log (where captured) hold it; the context's state is under its reclaim id. */
 static void expect_token_hidden(Manager *m, const char *token) {
         _cleanup_free_ char *log = NULL;
+        const char *stored_name = NULL;
         char id[33], path[PATH_MAX], want[128];
         bool found = false;
         struct dirent *de;
@@ -323,11 +412,12 @@ static void expect_token_hidden(Manager *m, const char *token) {
 
         manager_drain(m);
         reclaim_id_of(token, id);
-        if (m->stored_fd >= 0) {
+        if (stored_context(m, &stored_name) >= 0) {
                 snprintf(want, sizeof(want), "ctxid.%u.%s", (unsigned) getuid(), id);
-                ASSERT_STREQ(m->stored_name, want);
+                ASSERT_STREQ(stored_name, want);
         }
-        ASSERT_NULL(strstr(m->stored_name, token));
+        for (size_t i = 0; i < m->n_store; i++)
+                ASSERT_NULL(strstr(m->store[i].name, token));
 
         snprintf(path, sizeof(path), "%s/state", m->dir);
         d = opendir(path);
@@ -536,8 +626,8 @@ TEST(context_survives_restart) {
 
         /* The iommufd went to the fd store under a name saying whose it is. */
         manager_wait(&m, has_stored, 5000);
-        ASSERT_TRUE(m.stored_fd >= 0);
-        ASSERT_EQ(inode_of(m.stored_fd), ino);
+        ASSERT_TRUE(stored_context(&m, NULL) >= 0);
+        ASSERT_EQ(inode_of(stored_context(&m, NULL)), ino);
         expect_token_hidden(&m, token);
 
         /* tsmd crashes; the client notices; the service manager restarts tsmd with the fds. */
@@ -666,7 +756,7 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
         snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
         call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":11,\"pciAddress\":\"0000:01:00.0\"}");
         manager_wait(&m, has_stored, 5000);
-        ASSERT_TRUE(m.stored_fd >= 0);
+        ASSERT_TRUE(stored_context(&m, NULL) >= 0);
 
         /* The Bind, written onto the VMM's connection, reaches the kernel and stays there. */
         kernel_hold(&m, 11, true);
@@ -736,7 +826,7 @@ static void crash_with_context(Manager *m, const char *const *attach, size_t n, 
                 call_ok(c, "io.tsmd.Guest.AttachDevice", params);
         }
         manager_wait(m, has_stored, 5000);
-        ASSERT_TRUE(m->stored_fd >= 0);
+        ASSERT_TRUE(stored_context(m, NULL) >= 0);
         kill(m->pid, SIGKILL);
         ASSERT_EQ(exit_status(m->pid), 128 + SIGKILL);
         varlink_client_free(c);
@@ -839,7 +929,7 @@ static void manager_drain(Manager *m) {
 static void crash_and_restart(Manager *m) {
         manager_drain(m);
         manager_wait(m, has_stored, 5000);
-        ASSERT_TRUE(m->stored_fd >= 0);
+        ASSERT_TRUE(stored_context(m, NULL) >= 0);
         kill(m->pid, SIGKILL);
         ASSERT_EQ(exit_status(m->pid), 128 + SIGKILL);
         manager_start_ready(m);
@@ -1099,11 +1189,8 @@ static pid_t worker_or_none(pid_t monitor) {
         return (pid_t) strtol(buf, NULL, 10);
 }
 
-/* Kills the worker as a crash would; returns the next one once it serves (bounded). */
-static pid_t crash_worker(Manager *m) {
-        pid_t old = worker_of(m->pid);
-
-        ASSERT_OK(kill(old, SIGKILL));
+/* Returns the worker after old once it serves (bounded). */
+static pid_t wait_worker_replaced(Manager *m, pid_t old) {
         /* Reading what tsmd notifies meanwhile, as a service manager does: it blocks on a full
          * queue (net.unix.max_dgram_qlen may be as low as 10). */
         for (unsigned i = 0; i < 1000; i++, manager_wait(m, NULL, 10)) {
@@ -1114,7 +1201,15 @@ static pid_t crash_worker(Manager *m) {
                 if (w > 0 && w != old && log_contains(m, serving))
                         return w;
         }
-        TEST_FAIL("no new worker serves after %d was killed (log: %s/tsmd.log)", (int) old, m->dir);
+        TEST_FAIL("no new worker serves after %d (log: %s/tsmd.log)", (int) old, m->dir);
+}
+
+/* Kills the worker as a crash would; returns the next one once it serves (bounded). */
+static pid_t crash_worker(Manager *m) {
+        pid_t old = worker_of(m->pid);
+
+        ASSERT_OK(kill(old, SIGKILL));
+        return wait_worker_replaced(m, old);
 }
 
 /* The owner Admin.ListDevices names for the device at address (a new reference), or NULL. */
@@ -1312,7 +1407,7 @@ TEST(a_context_is_named_by_its_reclaim_id_not_its_token) {
                 SKIP("needs root to read the worker's state directory");
         c = start_with_bound_context(&m, token);
         manager_wait(&m, has_stored, 5000);
-        ASSERT_TRUE(m.stored_fd >= 0);
+        ASSERT_TRUE(stored_context(&m, NULL) >= 0);
         expect_token_hidden(&m, token);
 
         (void) crash_worker(&m);
@@ -1345,14 +1440,15 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
         c = start_with_bound_context(&m, token);
         reclaim_id_of(token, id);
         manager_wait(&m, has_stored, 5000);
-        ASSERT_TRUE(m.stored_fd >= 0);
+        ASSERT_TRUE(stored_context(&m, NULL) >= 0);
         kill(m.pid, SIGKILL);
         ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
         varlink_client_free(c);
 
         /* What a tsmd before reclaim ids leaves: the fd and the state file under the token. */
         snprintf(legacy, sizeof(legacy), "ctx.%u.%s", (unsigned) getuid(), token);
-        snprintf(m.stored_name, sizeof(m.stored_name), "%s", legacy);
+        ASSERT_EQ(m.n_store, 1u);
+        snprintf(m.store[0].name, sizeof(m.store[0].name), "%s", legacy);
         snprintf(from, sizeof(from), "%s/state/%s.state", m.dir, id);
         snprintf(to, sizeof(to), "%s/state/%s.state", m.dir, token);
         ASSERT_OK(rename(from, to));
@@ -1363,7 +1459,7 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
         manager_start_ready(&m);
         ASSERT_TRUE(m.store_removed);
         ASSERT_STREQ(m.removed_name, legacy);
-        ASSERT_TRUE(m.stored_fd >= 0);
+        ASSERT_TRUE(stored_context(&m, NULL) >= 0);
         expect_token_hidden(&m, token);
         ASSERT_TRUE(log_contains(&m, "Renamed the old-style state file"));
 
@@ -1777,6 +1873,195 @@ TEST(a_crash_before_the_renewed_token_is_out_leaves_the_old_one) {
                 reclaim_bound(c, token);
                 wait_renewal_done(&m, token);
                 expect_token_hidden(&m, token);
+                (void) crash_worker(&m);
+                varlink_client_free(c);
+                expect_token_void(&m, t0);
+                c = connect_client(&m);
+                reclaim_bound(c, token);
+                varlink_client_free(c);
+                stop(&m);
+        }
+}
+
+/* ---- a renewal cut off from the monitor --------------------------------------------------------- */
+
+/* Copies src to dst (created with mode). */
+static void copy_file(const char *src, const char *dst, mode_t mode) {
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC), out = -EBADF;
+        char b[65536];
+        ssize_t n;
+
+        ASSERT_TRUE(in >= 0);
+        out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        ASSERT_TRUE(out >= 0);
+        while ((n = read(in, b, sizeof(b))) > 0)
+                ASSERT_EQ(write(out, b, (size_t) n), n);
+        ASSERT_TRUE(n == 0);
+        ASSERT_OK(fchmod(out, mode));
+}
+
+/* From the next start on, worker-proxy (tests/privsep/worker-proxy.c) sits in the worker's seat,
+ * relaying to the real worker; its control file, <dir>/proxy-control, is the worker user's, for
+ * the proxy to empty once it acted on it. */
+static void manager_use_proxy(Manager *m) {
+        const struct passwd *pw = getpwnam("tsmd");
+        char worker[160];
+        int fd;
+
+        if (!pw)
+                SKIP("no user 'tsmd' for the worker");
+        snprintf(worker, sizeof(worker), "%s/tsmd-worker", m->dir);
+        copy_file(TSMD_WORKER_BUILT, worker, 0755);
+        snprintf(m->control, sizeof(m->control), "%s/proxy-control", m->dir);
+        fd = open(m->control, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fchown(fd, pw->pw_uid, pw->pw_gid));
+        safe_close(fd);
+}
+
+static void proxy_control(Manager *m, const char *word) {
+        FILE *f = fopen(m->control, "we");
+
+        ASSERT_NOT_NULL(f);
+        fputs(word, f);
+        ASSERT_EQ(fclose(f), 0);
+}
+
+/*
+ * The channel to the monitor breaks in the middle of a renewal (worker-proxy hangs up on the
+ * worker at RECLAIM_CONTEXT): before the monitor got it, or after it renamed the context, its
+ * reply never read. The worker cannot tell which: it keeps both state files, and exits. The VMM
+ * got no answer and has the token it came with only, which reclaims from the next worker (it has
+ * the name the monitor has), also after a crash of tsmd; and that reclaim renews it and voids it.
+ * The worker removed the new file when the monitor had renamed the context to it: the next one
+ * found the name without its file, and the VMM's token was refused.
+ */
+TEST(a_renewal_cut_off_from_the_monitor_keeps_the_old_token) {
+        static const char *const cuts[] = { "cut-reclaim-request", "cut-reclaim-reply" };
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        for (size_t i = 0; i < ELEMENTSOF(cuts); i++)
+                for (int whole_tsmd = 0; whole_tsmd <= 1; whole_tsmd++) {
+                        bool renamed = streq(cuts[i], "cut-reclaim-reply");
+                        char t0[64], token[64], id[33], old_name[128], params[96];
+                        _cleanup_free_ char *control = NULL;
+                        json_object *reply = NULL;
+                        const char *error = NULL;
+                        VarlinkClient *c;
+                        pid_t worker;
+                        Manager m;
+                        int r;
+
+                        fprintf(stderr, "# %s, then a restart of %s\n", cuts[i], whole_tsmd ? "tsmd" : "the worker");
+                        manager_init(&m);
+                        manager_capture_log(&m);
+                        manager_use_proxy(&m);
+                        manager_start_ready(&m);
+                        c = connect_client(&m);
+                        open_bound_context(c, t0);
+                        manager_wait(&m, has_stored, 5000);
+                        reclaim_id_of(t0, id);
+                        snprintf(old_name, sizeof(old_name), "ctxid.%u.%s", (unsigned) getuid(), id);
+                        (void) crash_worker(&m);
+                        varlink_client_free(c);
+
+                        proxy_control(&m, cuts[i]);
+                        worker = worker_of(m.pid);
+                        c = connect_client(&m);
+                        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", t0);
+                        r = varlink_client_call(c, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply,
+                                                &error);
+                        ASSERT_TRUE(r < 0 || error); /* no answer, no new token */
+                        varlink_client_free(c);
+                        (void) wait_worker_replaced(&m, worker);
+                        control = read_text(&m, "proxy-control");
+                        ASSERT_STREQ(control, ""); /* the proxy acted on it */
+                        ASSERT_TRUE(log_contains(&m, "hanging up on the worker"));
+                        manager_drain(&m);
+                        if (renamed)
+                                ASSERT_STREQ(m.removed_name, old_name);
+                        else {
+                                const char *name;
+
+                                ASSERT_TRUE(stored_context(&m, &name) >= 0);
+                                ASSERT_STREQ(name, old_name);
+                        }
+
+                        if (whole_tsmd)
+                                crash_and_restart(&m);
+                        c = connect_client(&m);
+                        snprintf(token, sizeof(token), "%s", t0);
+                        reclaim_bound(c, token);
+                        wait_renewal_done(&m, token);
+                        expect_token_hidden(&m, token);
+                        (void) crash_worker(&m);
+                        varlink_client_free(c);
+                        expect_token_void(&m, t0);
+                        c = connect_client(&m);
+                        reclaim_bound(c, token);
+                        varlink_client_free(c);
+                        stop(&m);
+                }
+}
+
+/* ---- a crash inside the fd store's rename -------------------------------------------------------- */
+
+/*
+ * tsmd is killed between two of a renewal's fd store notifications (notify-crash-preload.c kills
+ * it right after the n-th), and started again with what the store holds then. The VMM, whose
+ * answer never left, has only the token it came with: that one reclaims its context, vDevice
+ * bound, and the store ends with the fd under one name, the renewed token's id. Before, the
+ * rename took the old name out and then put the new one in: killed between the two, the store
+ * held nothing, the context was lost to tsmd, and the VMM's reclaim refused.
+ */
+TEST(a_crash_inside_the_fd_store_rename_keeps_the_context) {
+        if (geteuid() != 0)
+                SKIP("needs root to read the worker's state directory");
+        for (unsigned n = 1; n <= 4; n++) {
+                _cleanup_free_ char *left = NULL;
+                char t0[64], token[64], params[96];
+                json_object *reply = NULL;
+                const char *error = NULL;
+                VarlinkClient *c;
+                Manager m;
+                FILE *f;
+                int r;
+
+                fprintf(stderr, "# killed after the rename's notification %u\n", n);
+                manager_init(&m);
+                manager_capture_log(&m);
+                snprintf(m.crash, sizeof(m.crash), "%s/crash-after", m.dir);
+                manager_start_ready(&m);
+                c = connect_client(&m);
+                open_bound_context(c, t0);
+                manager_wait(&m, has_stored, 5000);
+                (void) crash_worker(&m);
+                varlink_client_free(c);
+                manager_drain(&m);
+
+                f = fopen(m.crash, "we");
+                ASSERT_NOT_NULL(f);
+                fprintf(f, "%u", n);
+                ASSERT_EQ(fclose(f), 0);
+                c = connect_client(&m);
+                snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", t0);
+                r = varlink_client_call(c, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply, &error);
+                ASSERT_TRUE(r < 0 || error); /* tsmd died on the way */
+                ASSERT_EQ(exit_status(m.pid), 128 + SIGKILL);
+                varlink_client_free(c);
+                left = read_text(&m, "crash-after");
+                ASSERT_STREQ(left, ""); /* it was counted down to the end */
+                manager_drain(&m);
+                ASSERT_TRUE(m.n_store >= 1);
+
+                manager_start_ready(&m);
+                c = connect_client(&m);
+                snprintf(token, sizeof(token), "%s", t0);
+                reclaim_bound(c, token);
+                wait_renewal_done(&m, token);
+                expect_token_hidden(&m, token);
+                ASSERT_EQ(m.n_store, 1u); /* no carrier left, nor any other name */
                 (void) crash_worker(&m);
                 varlink_client_free(c);
                 expect_token_void(&m, t0);

@@ -88,6 +88,8 @@ restarted_after_crash() {
 reload_fails() { ! systemctl reload tsmd.service; }
 audit_has() { grep -q "\"event\":\"$1\"" /var/log/tsmd/audit.log || { tail -5 /var/log/tsmd/audit.log; return 1; }; }
 wait_holder() { wait "$holder"; }
+# The reclaim with token TOKEN gets no answer: tsmd dies on the way.
+reclaim_dies() { ! python3 "$in/vmm-reclaim.py" reclaim /run/tsmd/io.tsmd.Guest "$1"; }
 journal_has() { journalctl -b -u tsmd.service -o cat --no-pager | grep -q "$1" || { echo "no '$1' in tsmd's journal"; return 1; }; }
 
 # What sysusers.d and tmpfiles.d made at boot.
@@ -158,13 +160,33 @@ check "the VMM saw its connection end at the crash" wait_holder
 check "systemd restarts tsmd after the crash" restarted_after_crash
 check "the VMM reclaims its context after the crash" python3 "$in/vmm-reclaim.py" reclaim /run/tsmd/io.tsmd.Guest "$(cat "$out/token2")"
 
+# A crash inside the fd store rename of a reclaim, killed by a preloaded library after the
+# rename's second notification: systemd holds the context's carrier alone (the old name is out,
+# the new one not in yet). The restarted tsmd takes the context from the carrier, and the VMM
+# reclaims it with the token it has.
+mkdir -p /run/systemd/system/tsmd.service.d
+cp "$in/crash-preload.conf" /run/systemd/system/tsmd.service.d/
+systemctl daemon-reload
+check "a VMM holds a context before a crash inside a rename" hold_context "$out/token3"
+check "systemctl restart tsmd with the crash preload" systemctl restart tsmd.service
+check "the VMM saw its connection end at the restart" wait_holder
+pid=$(main_pid)
+echo 2 >/run/tsmd/crash-after
+check "tsmd dies inside the reclaim's rename" reclaim_dies "$(cat "$out/token3")"
+check "systemd restarts tsmd after the crash inside the rename" restarted_after_crash
+check "the crash came where it was asked for" is "" cat /run/tsmd/crash-after
+check "the fd store holds the context under one name" is 1 prop tsmd.service NFileDescriptorStore
+check "the VMM reclaims its context after the crash inside the rename" python3 "$in/vmm-reclaim.py" reclaim /run/tsmd/io.tsmd.Guest "$(cat "$out/token3")"
+rm /run/systemd/system/tsmd.service.d/crash-preload.conf
+systemctl daemon-reload
+
 # Stop: a clean exit, the sockets stay for the next client.
 check "systemctl stop tsmd" systemctl stop tsmd.service
 check "tsmd.service stopped cleanly" is "inactive success 0" sh -c 'echo $(systemctl show -P ActiveState tsmd.service) $(systemctl show -P Result tsmd.service) $(systemctl show -P ExecMainStatus tsmd.service)'
 check "the sockets stay after tsmd stops" is active systemctl is-active tsmd.socket
 check "the journal has tsmd's lines" journal_has "running"
 check "the journal has tsmd's stop" journal_has "Received SIGTERM"
-check "the unit's one automatic restart was the crash's" is 1 prop tsmd.service NRestarts
+check "the unit's one automatic restart since systemctl restart was the crash's" is 1 prop tsmd.service NRestarts
 check "no tsmd unit failed" is "" sh -c 'systemctl list-units --failed --plain --no-legend "tsmd*"'
 
 # The worker's directories gone (an admin clearing the log, a source install without

@@ -7,9 +7,9 @@
 # boot-check.sh in there and powers the container off; this script fails on any "not ok".
 # Skips (77) only when no container can boot here: not root, no systemd-nspawn, or nspawn
 # ending before systemd ran.
-#   boot-units.sh MESON BUILD-ROOT SANITIZE VMM-EXAMPLE
+#   boot-units.sh MESON BUILD-ROOT SANITIZE VMM-EXAMPLE NOTIFY-CRASH-PRELOAD
 set -u
-meson=$1 build=$2 sanitize=$3 vmm_example=$4
+meson=$1 build=$2 sanitize=$3 vmm_example=$4 crash_preload=$5
 here=$(cd "$(dirname "$0")" && pwd)
 umask 022
 
@@ -84,6 +84,15 @@ EOU
 fi
 
 cp "$here/boot-check.sh" "$here/vmm-reclaim.py" "$vmm_example" "$tmp/in/" || exit 1
+# A drop-in boot-check.sh puts in place for one check: tests/restart's preload kills tsmd between
+# two of its fd store notifications, where /run/tsmd/crash-after says.
+cp "$crash_preload" "$tmp/in/notify-crash-preload.so" || exit 1
+asan=
+[ "$sanitize" != none ] && asan=" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0"
+cat >"$tmp/in/crash-preload.conf" <<EOU
+[Service]
+Environment=LD_PRELOAD=/tsmd-boot-test/in/notify-crash-preload.so TSMD_TEST_CRASH_FILE=/run/tsmd/crash-after$asan
+EOU
 
 # Each etc/X installed is bound to /etc/X (writable: the check edits the policy); the rest of
 # /etc is the container's, empty at boot.
