@@ -513,7 +513,7 @@ TEST(a_late_answer_without_memory_leaves_the_call_its_reply) {
 
         /* In step with the monitor: the next call gets its own reply, and a LATE gets through. */
         monitor_reply(2, -EBADF);
-        ASSERT_OK(priv_call_reload(f.channel));
+        ASSERT_OK(priv_call_reload_commit(f.channel));
         ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
         run_worker();
         ASSERT_EQ(f.n_late, 1u);
