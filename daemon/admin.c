@@ -754,6 +754,13 @@ static void on_admin_room(AuditLog *audit, AuditReservation *room, int error, vo
         _cleanup_(varlink_call_unrefp) VarlinkCall *call = varlink_call_ref(a->call);
         int r;
 
+        if (error == -ESHUTDOWN) {
+                /* The log is being freed (tsmd stops, its clients are gone): nothing was made,
+                 * and nothing of the manager but the log may be touched any more. */
+                varlink_call_set_interceptor(call, NULL, NULL);
+                admin_record_free(a);
+                return;
+        }
         if (error >= 0 && !manager_is_admin(a->manager, varlink_call_get_conn(call)))
                 /* The reload it waited for took the right away (or its caller left). */
                 error = -EPERM;
