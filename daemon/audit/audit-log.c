@@ -59,7 +59,7 @@ struct AuditReservation {
         char *storage;
         AuditCommitCallback callback;
         void *userdata;
-        /* In log->waiting (prev, next) instead of log->reservations until granted or refused:
+        /* In log->waiting_head (prev, next), not log->reservations, until granted or refused:
          * see audit_log_reserve_to_act(). deadline: CLOCK_MONOTONIC, UINT64_MAX for none. */
         bool waiting;
         uint64_t deadline;
@@ -203,6 +203,7 @@ static void waiting_unlink(AuditLog *a, AuditReservation *r) {
 /* Sets the timer to the earliest deadline of those waiting, if any. */
 static void waiting_arm(AuditLog *a) {
         uint64_t next = UINT64_MAX, now, left;
+        struct timeval tv;
 
         for (AuditReservation *r = a->waiting_head; r; r = r->next)
                 next = MIN(next, r->deadline);
@@ -212,8 +213,9 @@ static void waiting_arm(AuditLog *a) {
         }
         now = now_monotonic_usec();
         left = next > now ? next - now : 0;
-        (void) event_add(a->wait_timer, &(struct timeval) { .tv_sec = (time_t) MIN(left / 1000000u, (uint64_t) INT32_MAX),
-                                                            .tv_usec = (suseconds_t) (left % 1000000u) });
+        tv = (struct timeval) { .tv_sec = (time_t) MIN(left / 1000000u, (uint64_t) INT32_MAX),
+                                .tv_usec = (suseconds_t) (left % 1000000u) };
+        (void) event_add(a->wait_timer, &tv);
 }
 
 /* Tells a waiting reservation's owner the outcome: granted (error 0), or refused, and stale then. */
