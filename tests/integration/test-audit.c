@@ -1277,6 +1277,9 @@ TEST(calls_that_act_wait_for_a_reload_that_moves_the_log) {
 
         varlink_client_free(c);
         tsmd_stop(&t);
+        /* Both file systems, the full one mounted over the other. */
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
         tsmd_teardown(&t);
 }
 
