@@ -567,7 +567,9 @@ static const struct {
  * repaired. Anyone else's call is a refusal like any other (audit_refused()). But a connect or
  * disconnect is not made when the log has no room for its record:
  * the room is reserved before, and held until the answer's record is committed into it, so that
- * a disk that fills while the kernel works cannot leave the host changed unrecorded. */
+ * a disk that fills while the kernel works cannot leave the host changed unrecorded. While a
+ * reload reopens the log, that room cannot be known: the call waits for the reopen, postponed,
+ * and is made (if its caller is still an administrator) or refused once it finished. */
 typedef struct AdminRecord {
         Manager *manager;
         VarlinkCall *call;
@@ -579,6 +581,7 @@ typedef struct AdminRecord {
         pid_t pid;
         char *unit;
         AuditReservation *room; /* a device change's, from before it is made until its record */
+        VarlinkMethodFunc func; /* a device change waiting for its room: made once it has it */
         json_object *answer;    /* held until the record is durable */
 } AdminRecord;
 
@@ -745,6 +748,38 @@ static int reply_audit_failed(VarlinkCall *call, int error) {
         return varlink_call_error(call, "io.tsmd.Admin.AuditFailed", p);
 }
 
+/* The room a postponed device change waited for (a reload reopened the log). */
+static void on_admin_room(AuditLog *audit, AuditReservation *room, int error, void *userdata) {
+        AdminRecord *a = userdata;
+        _cleanup_(varlink_call_unrefp) VarlinkCall *call = varlink_call_ref(a->call);
+        int r;
+
+        if (error == -ESHUTDOWN) {
+                /* The log is being freed (tsmd stops, its clients are gone): nothing was made,
+                 * and nothing of the manager but the log may be touched any more. */
+                varlink_call_set_interceptor(call, NULL, NULL);
+                admin_record_free(a);
+                return;
+        }
+        if (error >= 0 && !manager_is_admin(a->manager, varlink_call_get_conn(call)))
+                /* The reload it waited for took the right away (or its caller left). */
+                error = -EPERM;
+        if (error < 0) {
+                /* Answered as if the log had been in that state when it came; recorded as any
+                 * answer is (the interceptor), without the room. */
+                a->room = audit_log_cancel(a->room);
+                if (error == -EPERM)
+                        (void) varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+                else
+                        (void) reply_audit_failed(call, error);
+                return;
+        }
+        r = varlink_call_run(call, a->func, a->manager);
+        if (r == -ENOTCONN)
+                /* Its caller is being dropped: not made, and recorded so into its room. */
+                admin_record_commit(a, VARLINK_ERROR_DISCONNECTED);
+}
+
 static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         AdminRecord *a;
@@ -761,9 +796,14 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
                 /* SECURITY: fail closed: no room for the record, no change. The room stays the
                  * record's until the answer, however long the kernel takes (see above). */
                 if (admin_methods[i].changes_devices) {
-                        r = audit_log_reserve_owed(m->audit, &a->room);
+                        r = audit_log_reserve_owed_to_act(m->audit, manager_audit_wait_usec(m), on_admin_room, a,
+                                                          &a->room);
                         if (r < 0)
                                 return reply_audit_failed(call, r);
+                        if (r > 0) {
+                                a->func = admin_methods[i].func;
+                                return varlink_call_postpone(call);
+                        }
                 }
                 r = admin_methods[i].func(call, p, userdata);
                 /* A subscription has no final answer to wait for: it is recorded when made. */

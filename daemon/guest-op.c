@@ -37,6 +37,7 @@ struct GuestOp {
         int64_t scope_number;
         uint64_t request_size, response_size;
         uint32_t priv_cookie; /* 0: none */
+        VarlinkMethodFunc func; /* of a call that acts: run once its room is granted */
         json_object *answer; /* the intercepted final message, until the record is durable */
         TAILQ_ENTRY(GuestOp) entry; /* in ops->unanswered while the client exists */
 };
@@ -95,6 +96,11 @@ static const char *result_of(json_object *message) {
         return json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok";
 }
 
+/* A call not recorded by itself: counted in its uid's refusal summary instead. */
+static void count_unrecorded(Manager *m, const PeerIdentity *id, const char *event, const char *result) {
+        audit_budget_count(m->refusal_budget, id->uid, event, result);
+}
+
 static void on_abandoned_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
         if (error < 0)
                 log_error_errno(error, "Audit record of an abandoned call failed: %m");
@@ -106,6 +112,12 @@ void guest_ops_abandon(GuestOps *ops) {
         while ((op = TAILQ_FIRST(&ops->unanswered))) {
                 TAILQ_REMOVE(&ops->unanswered, op, entry);
                 op->ops = NULL;
+                if (audit_reservation_is_waiting(op->reservation)) {
+                        /* It waited for room and never ran: nothing happened but the call. */
+                        count_unrecorded(op->manager, op->identity, op->event, VARLINK_ERROR_DISCONNECTED);
+                        op_free(op);
+                        continue;
+                }
                 if (op->reservation) {
                         AuditReservation *res = TAKE_PTR(op->reservation);
                         AuditRecord rec;
@@ -166,11 +178,6 @@ static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *user
         op_free(op);
 }
 
-/* A call not recorded by itself: counted in its uid's refusal summary instead. */
-static void count_unrecorded(Manager *m, const PeerIdentity *id, const char *event, const char *result) {
-        audit_budget_count(m->refusal_budget, id->uid, event, result);
-}
-
 /* The method answered: record the outcome, answer once it is on disk. */
 static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
         GuestOp *op = userdata;
@@ -196,8 +203,12 @@ static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userda
         op_free(userdata);
 }
 
-/* A call of ops' client, with room for its record reserved in pool. */
-static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *call, AuditPool pool, GuestOp **ret) {
+static void op_reserved(AuditLog *a, AuditReservation *res, int error, void *userdata);
+
+/* A call of ops' client, with room for its record reserved in pool; one that acts (func set)
+ * may get a reservation that waits for it (audit_log_reserve_to_act()). */
+static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *call, AuditPool pool,
+                  VarlinkMethodFunc func, GuestOp **ret) {
         GuestOp *op;
         int r;
 
@@ -220,7 +231,13 @@ static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *cal
         };
         TAILQ_INSERT_TAIL(&ops->unanswered, op, entry);
 
-        r = audit_log_reserve_for(m->audit, ops->identity->uid, pool, &op->reservation);
+        /* A caller the policy names no rule for is refused by any method: nothing it calls acts. */
+        if (func && pool == AUDIT_POOL_NAMED) {
+                op->func = func;
+                r = audit_log_reserve_to_act(m->audit, ops->identity->uid, pool, manager_audit_wait_usec(m),
+                                             op_reserved, op, &op->reservation);
+        } else
+                r = audit_log_reserve_for(m->audit, ops->identity->uid, pool, &op->reservation);
         if (r < 0) {
                 op_free(op);
                 return r;
@@ -229,7 +246,34 @@ static int op_new(Manager *m, GuestOps *ops, const char *event, VarlinkCall *cal
         return 0;
 }
 
-int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc func, VarlinkCall *call,
+/* A call refused for want of room for its record (nothing ran): counted, and logged in its
+ * record's place. */
+static void note_unrecorded_refusal(Manager *m, const PeerIdentity *id, const char *event, int error) {
+        count_unrecorded(m, id, event, AUDIT_FAILED);
+        log_full_ratelimited(&m->unrecorded_refusal_log, LOG_WARNING,
+                             "Refusing %s, the audit log cannot take a record: %s", event, strerror(-error));
+}
+
+/* The room a postponed call that acts waited for (a reload reopened the log): it runs now, or
+ * is refused as it would have been had the log been in that state when it came. */
+static void op_reserved(AuditLog *a, AuditReservation *res, int error, void *userdata) {
+        GuestOp *op = userdata;
+        Manager *m = op->manager;
+        _cleanup_(varlink_call_unrefp) VarlinkCall *call = varlink_call_ref(op->call);
+
+        if (error < 0) {
+                note_unrecorded_refusal(m, op->identity, op->event, error);
+                op_free(op);
+                (void) varlink_call_release(call, audit_failed_message(error));
+                return;
+        }
+
+        varlink_call_set_interceptor(call, on_answer, op);
+        /* Not run for a client being dropped: its record, that it left, comes with the others'. */
+        (void) varlink_call_run(call, op->func, m);
+}
+
+int guest_op_run(Manager *m, GuestOps *ops, const char *event, bool acts, VarlinkMethodFunc func, VarlinkCall *call,
                  json_object *parameters) {
         AuditPool pool = manager_audit_pool(m, ops->identity);
         GuestOp *op;
@@ -245,16 +289,19 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc
         }
 
         /* SECURITY: fail closed: no room for the record, nothing happens. */
-        r = op_new(m, ops, event, call, pool, &op);
+        r = op_new(m, ops, event, call, pool, acts ? func : NULL, &op);
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
-                count_unrecorded(m, ops->identity, event, AUDIT_FAILED);
-                log_full_ratelimited(&m->unrecorded_refusal_log, LOG_WARNING,
-                                     "Refusing %s, the audit log cannot take a record: %s", event, strerror(-r));
+                note_unrecorded_refusal(m, ops->identity, event, r);
                 return varlink_call_release(call, audit_failed_message(r));
         }
         varlink_call_set_userdata(call, op);
+
+        /* SECURITY: a reload reopens the log, maybe on another file system: a call that acts
+         * runs once its record has room there (op_reserved()), never before. */
+        if (audit_reservation_is_waiting(op->reservation))
+                return varlink_call_postpone(call);
 
         /* A subscription has no final answer to wait for: it is recorded when made. */
         if (streq(event, "watch-events")) {
@@ -295,7 +342,7 @@ void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call, const char *
                 count_unrecorded(m, ops->identity, event, error);
                 return;
         }
-        r = op_new(m, ops, event, call, manager_audit_pool(m, ops->identity), &op);
+        r = op_new(m, ops, event, call, manager_audit_pool(m, ops->identity), NULL, &op);
         if (r < 0) {
                 log_debug_errno(r, "Refusal of %s not recorded by itself, the audit log cannot take it: %m", event);
                 count_unrecorded(m, ops->identity, event, error);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Audited io.tsmd.Guest calls. The audit space is reserved before the method runs, so a call
- * the log cannot record is refused before anything happens (fail closed); the method fills in
+ * the log cannot record is refused before anything happens (fail closed); while a reload
+ * reopens the log, a call that acts waits for the reopen before it runs (its room cannot be
+ * known before), postponed in the Varlink server, up to RequestTimeoutUSec=; the method fills in
  * what it touched as it goes (guest_op_set_*()); its final answer is intercepted, recorded,
  * and released to the client only once the record is durable. A subscription (WatchEvents)
  * has no final answer and is recorded when made. Runs in: worker.
@@ -30,8 +32,10 @@ void guest_ops_init(GuestOps *ops, const PeerIdentity *identity);
 void guest_ops_abandon(GuestOps *ops);
 
 /* Runs func(call, parameters, m) as one audited call of the event named event (the record's
- * "event"), on behalf of ops' client. Returns what func returns, or an error reply's. */
-int guest_op_run(Manager *m, GuestOps *ops, const char *event, VarlinkMethodFunc func, VarlinkCall *call,
+ * "event"), on behalf of ops' client; acts: the method may change something (forward anything
+ * to a backend, make or drop a context, a vDevice), not only read. Returns what func returns, or
+ * an error reply's (0 for a call postponed until its record has room). */
+int guest_op_run(Manager *m, GuestOps *ops, const char *event, bool acts, VarlinkMethodFunc func, VarlinkCall *call,
                  json_object *parameters);
 
 /* A call the Varlink server refuses (error) before any method runs (unknown interface or

@@ -1251,6 +1251,7 @@ typedef struct GuestMethod {
         const char *name;
         const char *event; /* the audit record's event */
         VarlinkMethodFunc func;
+        bool reads_only;   /* changes nothing, forwards nothing to a backend */
 } GuestMethod;
 
 static const GuestMethod guest_methods[] = {
@@ -1262,9 +1263,9 @@ static const GuestMethod guest_methods[] = {
         { "io.tsmd.Guest.DetachDevice", "detach", vl_detach_device },
         { "io.tsmd.Guest.Bind", "bind", vl_bind },
         { "io.tsmd.Guest.Unbind", "unbind", vl_unbind },
-        { "io.tsmd.Guest.GetDeviceState", "get-state", vl_get_device_state },
+        { "io.tsmd.Guest.GetDeviceState", "get-state", vl_get_device_state, .reads_only = true },
         { "io.tsmd.Guest.GuestRequest", "guest-request", vl_guest_request },
-        { "io.tsmd.Guest.WatchEvents", "watch-events", vl_watch_events },
+        { "io.tsmd.Guest.WatchEvents", "watch-events", vl_watch_events, .reads_only = true },
 };
 
 static int guest_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
@@ -1274,7 +1275,8 @@ static int guest_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
                 if (streq(guest_methods[i].name, varlink_call_get_method(call)))
                         method = &guest_methods[i];
         assert(method);
-        return guest_op_run(userdata, &guest_client_of(call)->ops, method->event, method->func, call, p);
+        return guest_op_run(userdata, &guest_client_of(call)->ops, method->event, !method->reads_only, method->func,
+                            call, p);
 }
 
 int guest_methods_register(Manager *m) {

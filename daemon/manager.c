@@ -264,6 +264,10 @@ AuditPool manager_audit_pool(Manager *m, const PeerIdentity *id) {
         return AUDIT_POOL_UNNAMED;
 }
 
+uint64_t manager_audit_wait_usec(Manager *m) {
+        return m->config.platform.request_timeout_usec ?: TSM_REQUEST_TIMEOUT_USEC_DEFAULT;
+}
+
 static int open_audit(Manager *m) {
         AuditLogStatus status;
         AuditConfig ac;

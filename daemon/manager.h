@@ -128,6 +128,9 @@ int manager_run(Manager *m);
 /* Whose room in the audit log a caller's records take: the policy's clients and administrators
  * share MaxRecordsInFlight=, anyone else (id NULL: not identified) MaxRecordsInFlightUnnamed=. */
 AuditPool manager_audit_pool(Manager *m, const PeerIdentity *id);
+/* How long a call that acts waits for room in the audit log while a reload reopens it
+ * (audit_log_reserve_to_act()): RequestTimeoutUSec=, as long as a request waits for its backend. */
+uint64_t manager_audit_wait_usec(Manager *m);
 
 /* Called when a guest request completes: a draining daemon exits after the last one. */
 void manager_request_finished(Manager *m);

@@ -94,6 +94,7 @@ struct VarlinkCall {
         size_t message_size;  /* its bytes, counted in conn->held_input while it is held */
         json_object *method_name; /* holds method alive without the message */
         const char *method;
+        json_object *parameters; /* borrowed from message */
         unsigned flags;
         const VarlinkSymbol *symbol;
         /* The reply bound it was let run with: its answer keeps that room should the limits
@@ -117,6 +118,10 @@ struct VarlinkCall {
         bool queued;
         bool in_handler;
         bool streaming; /* a "more" call not finished yet: nothing after it is read */
+        /* Its handler runs later (varlink_call_postpone()): its fds wait with it, counted in
+         * conn->held_fds as held_fds of them. */
+        bool postponed;
+        size_t held_fds;
         TAILQ_ENTRY(VarlinkCall) entry;
 };
 
@@ -149,7 +154,9 @@ struct VarlinkConn {
         size_t held_input;  /* bytes of messages its calls still hold (until answered) */
         size_t buffered;    /* what conn_account() last counted for it in its uid's total */
         size_t buffered_peak;
-        size_t n_fds;       /* likewise, received fds parked on an unfinished message */
+        size_t n_fds;       /* likewise, received fds parked on an unfinished message, and
+                             * those of postponed calls */
+        size_t held_fds;    /* fds of its postponed calls */
         TAILQ_ENTRY(VarlinkConn) entry;
         TAILQ_ENTRY(VarlinkConn) write_entry;
 };
@@ -573,7 +580,7 @@ static UidCount *uid_count(VarlinkServer *s, uid_t uid) {
 
 /* Counts what the connection buffers now (unparsed input, messages its calls hold, queued
  * output, replies waiting behind an earlier call) and the fds parked on its unfinished
- * message into its uid's totals and the server's. Returns -ENOBUFS if its uid's bytes are
+ * message or held by its postponed calls into its uid's totals and the server's. Returns -ENOBUFS if its uid's bytes are
  * past the limit, -ENOSPC if everybody's are, -EMFILE if its uid's fds are, -ENFILE if
  * everybody's are. */
 static int conn_account(VarlinkConn *c) {
@@ -586,7 +593,7 @@ static int conn_account(VarlinkConn *c) {
         if (c->stream) {
                 now = varlink_stream_get_input_size(c->stream) + varlink_stream_get_output_size(c->stream) +
                       c->held_output + c->held_input;
-                n_fds = varlink_stream_get_input_n_fds(c->stream);
+                n_fds = varlink_stream_get_input_n_fds(c->stream) + c->held_fds;
         }
         u->buffered = u->buffered - c->buffered + now;
         s->buffered = s->buffered - c->buffered + now;
@@ -738,6 +745,15 @@ VarlinkCall *varlink_call_ref(VarlinkCall *call) {
         return call;
 }
 
+/* The call's handler is not to run any more: its fds are no longer counted as held. */
+static void call_unpostpone(VarlinkCall *call) {
+        if (!call->postponed)
+                return;
+        call->postponed = false;
+        call->conn->held_fds -= call->held_fds;
+        call->held_fds = 0;
+}
+
 /* Drops the message, and its bytes from what the connection is counted for. */
 static void call_put_message(VarlinkCall *call) {
         VarlinkConn *c = call->conn;
@@ -767,6 +783,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
                 output_free(o);
         }
         call_sent_done(call, -ENOTCONN);
+        call_unpostpone(call);
         close_many(call->fds, call->n_fds);
         free(call->fds);
         close_many(call->out_fds, call->n_out_fds);
@@ -801,7 +818,7 @@ bool varlink_call_is_answered(const VarlinkCall *call) {
  * call is answered, its message goes too. A call may wait in the queue long after that,
  * behind a slow one, and must not hold a client's fds or a large message meanwhile. */
 static void call_drop_input(VarlinkCall *call) {
-        if (call->in_handler)
+        if (call->in_handler || call->postponed)
                 return;
         close_many(call->fds, call->n_fds);
         call->n_fds = 0;
@@ -952,6 +969,7 @@ static void validate_reply(VarlinkCall *call, const char *error, json_object *pa
 
 /* No more input for this call: it is answered. */
 static void call_stop_reading(VarlinkCall *call) {
+        call_unpostpone(call);
         call_drop_input(call);
         if (call->streaming) {
                 call->streaming = false;
@@ -1100,6 +1118,51 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
 
         if (final && c->connected)
                 conn_complete_calls(c);
+        return 0;
+}
+
+int varlink_call_postpone(VarlinkCall *call) {
+        assert_return(call, -EINVAL);
+        assert_return(call->in_handler && !call->answered && !call->postponed, -EINVAL);
+
+        call->postponed = true;
+        call->held_fds = call->n_fds;
+        call->conn->held_fds += call->held_fds;
+        return 0;
+}
+
+bool varlink_call_is_postponed(const VarlinkCall *call) {
+        return call && call->postponed;
+}
+
+int varlink_call_run(VarlinkCall *call, VarlinkMethodFunc func, void *userdata) {
+        _cleanup_(varlink_call_unrefp) VarlinkCall *ref = NULL;
+        VarlinkConn *c;
+        int r;
+
+        assert_return(call, -EINVAL);
+        assert_return(func, -EINVAL);
+        assert_return(call->postponed && !call->answered && !call->in_handler, -EINVAL);
+
+        ref = varlink_call_ref(call);
+        c = call->conn;
+        call_unpostpone(call);
+        /* As for the calls behind one that failed: nothing runs for a client being dropped. */
+        if (!c->connected || c->failing) {
+                call_drop_input(call);
+                return -ENOTCONN;
+        }
+
+        call->in_handler = true;
+        r = func(call, call->parameters, userdata);
+        call->in_handler = false;
+        if (r < 0 && !call->answered) {
+                log_debug_errno(r, "Method %s failed: %m", call->method);
+                (void) varlink_call_error_errno(call, r);
+        }
+        call_drop_input(call);
+        if (c->connected)
+                (void) conn_account(c);
         return 0;
 }
 
@@ -1325,6 +1388,7 @@ static void call_dispatch(VarlinkCall *call) {
         if (json_object_object_get_ex(call->message, "method", &call->method_name))
                 json_object_get(call->method_name);
         call->method = m.method;
+        call->parameters = m.parameters;
         call->flags = m.flags;
 
         if (m.flags & VARLINK_CALL_UPGRADE) {

@@ -160,6 +160,19 @@ int varlink_call_error(VarlinkCall *call, const char *error, json_object *parame
 int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter);
 int varlink_call_error_errno(VarlinkCall *call, int error);
 
+/* From its handler: the call's method is to run later, from varlink_call_run(), say once
+ * something it needs is known. Meanwhile the call waits unanswered as a deferred one does, and
+ * what came with it (its parameters, its fds) waits with it: the fds count against its uid's
+ * MaxFdsPerUid= as fds in its input do. Answering it instead (a refusal) drops them. -EINVAL
+ * outside its handler or once answered. */
+int varlink_call_postpone(VarlinkCall *call);
+bool varlink_call_is_postponed(const VarlinkCall *call);
+/* Runs a postponed call's method now: func(call, parameters, userdata) as its handler, with
+ * the call's parameters and fds; a negative return without an answer is answered as a
+ * handler's is. What came with the call goes afterwards. -ENOTCONN without running it when
+ * its client is gone or being dropped (the call stays unanswered: its owner lets it go). */
+int varlink_call_run(VarlinkCall *call, VarlinkMethodFunc func, void *userdata);
+
 /* Intercepting the final answer: the interceptor gets the message (reply or error, owned)
  * instead of the client, and passes it, or another, on with varlink_call_release() when it
  * is ready. Intermediate replies of "more" calls are not intercepted. */

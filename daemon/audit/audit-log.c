@@ -19,8 +19,14 @@
  * it finds in the files. Its completion comes through the same path as records', in order,
  * so every record before it was reported (and counted in last_committed_seq) when the
  * sequence is resumed. Meanwhile a failed log refuses reservations as before (fail closed
- * until the repair worked), a healthy one takes them within max_in_flight without asking the
- * thread about space (its numbers are about the old files).
+ * until the repair worked), and a healthy one cannot tell whether a record will have room: the
+ * thread's numbers are about the old files, and the reopen may move to a file system with none.
+ * So a reservation for a call that acts (audit_log_reserve_to_act()) waits for the reopen, in
+ * the waiting list, and is granted against the new files once it finished (their space checked
+ * as any reservation's) or refused with the reason there is no room, or at its deadline; nothing
+ * of its call happens before. Others (a refusal's record, one of what happened already, a read
+ * that answers only once its record is durable) are taken within max_in_flight unchecked, as
+ * holding their answer back is all that is at stake.
  *
  * Room in flight (reserved or queued records) is bounded three ways: max_in_flight over the
  * callers the policy names, max_in_flight_unnamed over all others (a pool of their own, so that
@@ -53,6 +59,12 @@ struct AuditReservation {
         char *storage;
         AuditCommitCallback callback;
         void *userdata;
+        /* In log->waiting_head (prev, next), not log->reservations, until granted or refused:
+         * see audit_log_reserve_to_act(). deadline: CLOCK_MONOTONIC, UINT64_MAX for none. */
+        bool waiting;
+        uint64_t deadline;
+        AuditReservedCallback reserved;
+        void *reserved_userdata;
 };
 
 typedef struct ReopenWaiter ReopenWaiter;
@@ -101,6 +113,11 @@ struct AuditLog {
         uint64_t planned_total;
         unsigned n_reserved, n_in_flight;
         AuditReservation *reservations;
+        /* Reservations of calls that act, waiting for the pending reopen, oldest first; the
+         * timer fires at the earliest deadline. */
+        AuditReservation *waiting_head, *waiting_tail;
+        unsigned n_waiting;
+        struct event *wait_timer;
 
         /* Completed, not yet reported; popped one at a time so nested dispatch keeps order. */
         AuditSyncItem *dispatch_head, **dispatch_tail;
@@ -158,6 +175,89 @@ static void reservation_unlink(AuditLog *a, AuditReservation *r) {
                 r->next->prev = r->prev;
         r->prev = r->next = NULL;
         a->n_reserved--;
+}
+
+static void reservation_link(AuditLog *a, AuditReservation *r) {
+        r->prev = NULL;
+        r->next = a->reservations;
+        if (r->next)
+                r->next->prev = r;
+        a->reservations = r;
+        a->n_reserved++;
+}
+
+static void waiting_unlink(AuditLog *a, AuditReservation *r) {
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                a->waiting_head = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
+        else
+                a->waiting_tail = r->prev;
+        r->prev = r->next = NULL;
+        r->waiting = false;
+        a->n_waiting--;
+}
+
+/* Sets the timer to the earliest deadline of those waiting, if any. */
+static void waiting_arm(AuditLog *a) {
+        uint64_t next = UINT64_MAX, now, left;
+        struct timeval tv;
+
+        for (AuditReservation *r = a->waiting_head; r; r = r->next)
+                next = MIN(next, r->deadline);
+        if (next == UINT64_MAX) {
+                (void) event_del(a->wait_timer);
+                return;
+        }
+        now = now_monotonic_usec();
+        left = next > now ? next - now : 0;
+        tv = (struct timeval) { .tv_sec = (time_t) MIN(left / 1000000u, (uint64_t) INT32_MAX),
+                                .tv_usec = (suseconds_t) (left % 1000000u) };
+        (void) event_add(a->wait_timer, &tv);
+}
+
+/* Tells a waiting reservation's owner the outcome: granted (error 0), or refused, and stale then. */
+static void waiting_answer(AuditLog *a, AuditReservation *r, int error) {
+        waiting_unlink(a, r);
+        if (error < 0) {
+                reservation_uncharge(a, r);
+                r->log = NULL;
+        } else
+                reservation_link(a, r);
+        r->reserved(a, r, error, r->reserved_userdata);
+}
+
+static void on_wait_timer(evutil_socket_t fd, short what, void *userdata) {
+        AuditLog *a = userdata;
+
+        /* One at a time, from the head again: a callback may cancel others. */
+        for (;;) {
+                uint64_t now = now_monotonic_usec();
+                AuditReservation *r = a->waiting_head;
+
+                while (r && r->deadline > now)
+                        r = r->next;
+                if (!r)
+                        break;
+                waiting_answer(a, r, -ETIMEDOUT);
+        }
+        waiting_arm(a);
+}
+
+static int check_space(AuditLog *a);
+
+/* The reopen they waited for finished, and no other is pending: each, in the order they asked,
+ * gets room in the files it opened, or the reason there is none. */
+static void waiting_grant(AuditLog *a) {
+        /* One at a time: a callback may cancel others, or ask for a reopen they then wait for. */
+        while (a->waiting_head && !a->reopen_pending) {
+                AuditReservation *r = a->waiting_head;
+
+                waiting_answer(a, r, a->failed < 0 ? a->failed : check_space(a));
+        }
+        waiting_arm(a);
 }
 
 static void listeners_sweep(AuditLog *a) {
@@ -371,6 +471,8 @@ static void reopen_finished(AuditLog *a) {
                                 dispatch_append(a, &res->item);
                         }
                 }
+                /* After them: the room they take in the new files is no one else's. */
+                waiting_grant(a);
         }
 
         while (waiters) {
@@ -441,6 +543,9 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         a->submit_event = event_new(base, -1, 0, on_submit, a);
         if (!a->submit_event)
                 return -ENOMEM;
+        a->wait_timer = evtimer_new(base, on_wait_timer, a);
+        if (!a->wait_timer)
+                return -ENOMEM;
 
         if (c->journal) {
                 if (access(JOURNAL_SOCKET, W_OK) < 0)
@@ -466,6 +571,10 @@ AuditLog *audit_log_free(AuditLog *a) {
                 return NULL;
 
         assert(a->listener_walks == 0);
+
+        /* No call that waits to act may act now. */
+        while (a->waiting_head)
+                waiting_answer(a, a->waiting_head, -ESHUTDOWN);
 
         /* First: their threads read a->files, and their callbacks may still look at the log. */
         a->queries = audit_query_runner_free(a->queries);
@@ -493,6 +602,8 @@ AuditLog *audit_log_free(AuditLog *a) {
                 event_free(a->completion_event); /* not NULL-safe */
         if (a->submit_event)
                 event_free(a->submit_event);
+        if (a->wait_timer)
+                event_free(a->wait_timer);
         audit_journal_free(a->journal);
 
         while (a->listeners) {
@@ -584,9 +695,12 @@ static int check_space(AuditLog *a) {
         return 0;
 }
 
-/* pool _AUDIT_POOL_INVALID: charged to no uid (owed records, and tests of the total). */
-static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, AuditReservation **ret) {
+/* pool _AUDIT_POOL_INVALID: charged to no uid (owed records, and tests of the total). With cb
+ * (a call that acts), waits for a pending reopen: returns 1 then. */
+static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
+                   AuditReservedCallback cb, void *userdata, AuditReservation **ret) {
         AuditReservation *res;
+        bool wait;
         int r;
 
         assert_return(a, -EINVAL);
@@ -598,9 +712,12 @@ static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, AuditRe
         /* SECURITY: a bounded queue; past it the daemon sheds load instead of growing. The
          * unnamed pool's records are bounded by that pool alone: they cannot fill this one. */
         if (bounded && pool != AUDIT_POOL_UNNAMED &&
-            a->n_reserved + a->n_in_flight - audit_shares_n_unnamed(a->shares) >= a->config.max_in_flight)
+            a->n_reserved + a->n_waiting + a->n_in_flight - audit_shares_n_unnamed(a->shares) >=
+                    a->config.max_in_flight)
                 return -ENOBUFS;
-        /* While a reopen is pending the thread's space is the old files' (see the top). */
+        /* While a reopen is pending the thread's space is the old files' (see the top).
+         * SECURITY: a call that acts must know its record has room before it does: it waits. */
+        wait = cb && a->reopen_pending;
         if (!a->reopen_pending) {
                 r = check_space(a);
                 if (r < 0)
@@ -622,27 +739,56 @@ static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, AuditRe
                 res->pool = pool;
         }
         res->log = a;
-        res->next = a->reservations;
-        if (res->next)
-                res->next->prev = res;
-        a->reservations = res;
-        a->n_reserved++;
+        if (wait) {
+                res->waiting = true;
+                res->deadline = timeout_usec > 0 ? usec_add(now_monotonic_usec(), timeout_usec) : UINT64_MAX;
+                res->reserved = cb;
+                res->reserved_userdata = userdata;
+                res->prev = a->waiting_tail;
+                if (res->prev)
+                        res->prev->next = res;
+                else
+                        a->waiting_head = res;
+                a->waiting_tail = res;
+                a->n_waiting++;
+                waiting_arm(a);
+                *ret = res;
+                return 1;
+        }
+        reservation_link(a, res);
 
         *ret = res;
         return 0;
 }
 
 int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
-        return reserve(a, true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, ret);
+        return reserve(a, true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
 }
 
 int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservation **ret) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
-        return reserve(a, true, uid, pool, ret);
+        return reserve(a, true, uid, pool, 0, NULL, NULL, ret);
 }
 
 int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret) {
-        return reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, ret);
+        return reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
+}
+
+int audit_log_reserve_to_act(AuditLog *a, uid_t uid, AuditPool pool, uint64_t timeout_usec, AuditReservedCallback cb,
+                             void *userdata, AuditReservation **ret) {
+        assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
+        assert_return(cb, -EINVAL);
+        return reserve(a, true, uid, pool, timeout_usec, cb, userdata, ret);
+}
+
+int audit_log_reserve_owed_to_act(AuditLog *a, uint64_t timeout_usec, AuditReservedCallback cb, void *userdata,
+                                  AuditReservation **ret) {
+        assert_return(cb, -EINVAL);
+        return reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, timeout_usec, cb, userdata, ret);
+}
+
+bool audit_reservation_is_waiting(const AuditReservation *r) {
+        return r && r->waiting;
 }
 
 AuditReservation *audit_log_cancel(AuditReservation *r) {
@@ -651,7 +797,11 @@ AuditReservation *audit_log_cancel(AuditReservation *r) {
         assert(!r->committed);
         if (r->log) {
                 reservation_uncharge(r->log, r);
-                reservation_unlink(r->log, r);
+                if (r->waiting) {
+                        waiting_unlink(r->log, r);
+                        waiting_arm(r->log);
+                } else
+                        reservation_unlink(r->log, r);
         }
         return reservation_free(r);
 }
@@ -671,6 +821,8 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
         a = r->log;
         if (!a)
                 return -ESTALE;
+        if (r->waiting)
+                return -EBUSY; /* no room yet */
         if (!record || !record->event)
                 return -EINVAL;
 
@@ -709,7 +861,7 @@ static int record(AuditLog *a, bool bounded, AuditPool pool, const AuditRecord *
         assert_return(a, -EINVAL);
         assert_return(rec, -EINVAL);
 
-        r = reserve(a, bounded, rec->uid, pool, &res);
+        r = reserve(a, bounded, rec->uid, pool, 0, NULL, NULL, &res);
         if (r < 0)
                 return r;
         return audit_log_commit(res, rec, cb, userdata, ret_seq);
@@ -809,6 +961,7 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
                 .next_seq = a->next_seq,
                 .last_committed_seq = a->last_committed_seq,
                 .n_reserved = a->n_reserved,
+                .n_waiting = a->n_waiting,
                 .n_in_flight = a->n_in_flight,
                 .n_unnamed = audit_shares_n_unnamed(a->shares),
                 .n_queries = audit_query_runner_get_n_running(a->queries),

@@ -6,7 +6,9 @@
  * disk.
  *
  * Fail closed in two steps: audit_log_reserve() before the request is forwarded (cheap; fails
- * if the log is broken, overloaded, or cannot guarantee room for one more record), then
+ * if the log is broken, overloaded, or cannot guarantee room for one more record; for a call
+ * that acts, made while a reopen is pending, it waits for the reopen, as room in the files it
+ * opens cannot be known before: audit_log_reserve_to_act()), then
  * audit_log_commit() with the outcome (assigns the sequence number; the callback reports
  * durability later, from the event loop, in sequence order). Writes and fdatasync happen in
  * a sync thread that groups concurrent records into one fdatasync. After any write or sync
@@ -73,6 +75,7 @@ typedef struct AuditLogStatus {
         uint64_t next_seq;
         uint64_t last_committed_seq; /* last seq known durable (from the files at open) */
         unsigned n_reserved;
+        unsigned n_waiting;          /* reservations of calls that act, waiting for a reopen */
         unsigned n_in_flight;        /* committed, not yet reported */
         unsigned n_unnamed;          /* of those and the reserved: the unnamed pool's */
         unsigned n_queries;          /* running, or cancelled and not stopped yet */
@@ -103,7 +106,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditLog *, audit_log_free);
  * (never below the last acknowledged seq). Failures of records committed before do not fail
  * the log any more; on failure of the reopen it stays (or becomes) failed with its error.
  * Until it finished: a failed log refuses reservations as before; a healthy one takes them,
- * within max_in_flight; records committed are held and numbered after it, in order. Asked
+ * within max_in_flight, but those of calls that act (audit_log_reserve_to_act()) only once it
+ * finished and the files it opened have room; records committed are held and numbered after
+ * it, in order. Asked
  * for while one is pending, one more is done after it, however often it was asked.
  * cb (may be NULL) is called exactly once, later, from the event loop (or audit_log_free()),
  * when the reopen that covers this request finished. -ENOMEM (cb never called), or 0. */
@@ -126,13 +131,37 @@ int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservati
  * see audit_log_record_owed()): only a failed log or a full file system refuse it. */
 int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret);
 
+/* Called once for a reservation that waited (audit_log_reserve_to_act()), from the event loop
+ * (or audit_log_free()): error 0 when it was granted (commit or cancel it as any other), else
+ * why it was refused; then it is stale (a commit fails with -ESTALE) and only
+ * audit_log_cancel() is left to do with it. */
+typedef void (*AuditReservedCallback)(AuditLog *a, AuditReservation *r, int error, void *userdata);
+
+/* audit_log_reserve_for(), for a call that acts, which must know its record has room before it
+ * does anything. While a reopen is pending that cannot be known (it may move the log to a file
+ * system without room), so the reservation waits for it: returns 1 and a reservation that is
+ * granted, in the order asked for, once the last reopen asked for finished and the files it
+ * opened have room, or refused: with the error the reopen left the log failed with, the space
+ * check's (-ENOSPC, -EROFS, ...), -ETIMEDOUT after timeout_usec (0: no limit), -ESHUTDOWN when
+ * the log is freed first. cb is called then, once (never from here). A waiting reservation
+ * counts against max_in_flight and uid's share; cancelling it withdraws it (cb is not called).
+ * Returns 0 when granted at once (cb is never called), or < 0 as audit_log_reserve_for(). */
+int audit_log_reserve_to_act(AuditLog *a, uid_t uid, AuditPool pool, uint64_t timeout_usec, AuditReservedCallback cb,
+                             void *userdata, AuditReservation **ret);
+/* The same past max_in_flight (audit_log_reserve_owed()). */
+int audit_log_reserve_owed_to_act(AuditLog *a, uint64_t timeout_usec, AuditReservedCallback cb, void *userdata,
+                                  AuditReservation **ret);
+/* Whether r still waits for a reopen (a commit is refused with -EBUSY until it is granted). */
+bool audit_reservation_is_waiting(const AuditReservation *r);
+
 /* Gives a reservation back without using a sequence number. Returns NULL. */
 AuditReservation *audit_log_cancel(AuditReservation *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditReservation *, audit_log_cancel);
 
 /* Consumes the reservation (also on failure): assigns the next seq and the timestamps,
- * queues the record. Returns < 0 only for invalid arguments (no event), -ENOMEM, or
- * -ESTALE if the log is gone; then cb is never called. Otherwise cb (may be NULL) is called
+ * queues the record. Returns < 0 only for invalid arguments (no event), -ENOMEM, -ESTALE if
+ * the log is gone (or refused a waiting reservation), or -EBUSY if it still waits; then cb is
+ * never called. Otherwise cb (may be NULL) is called
  * exactly once, later, from the event loop. ret_seq may be NULL; it is 0 for a record
  * committed while a reopen is pending (numbered when it finished; cb gets the number). */
 int audit_log_commit(AuditReservation *r, const AuditRecord *record, AuditCommitCallback cb,

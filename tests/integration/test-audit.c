@@ -1148,6 +1148,141 @@ TEST(record_failing_after_the_call_ran) {
         tsmd_teardown(&t);
 }
 
+/* ---- a reload that moves the log ------------------------------------------------------------ */
+
+/* Mounts a tmpfs of size (kB) over tsmd's audit directory, the worker's as tsmd.tmpfiles leaves
+ * it; full: a filler then takes every block. Returns the filler's path (static). */
+static const char *mount_audit_fs(Tsmd *t, unsigned size_kib, bool full) {
+        static char filler[320];
+        struct passwd *worker = getpwnam(TSMD_WORKER_USER);
+        const char *audit = strf("%s/audit", t->dir);
+
+        ASSERT_NOT_NULL(worker);
+        if (mount("tsmd-test-audit", audit, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  strf("size=%uk,mode=0750", size_kib)) < 0)
+                TEST_FAIL("mounting a tmpfs on %s: %s", audit, strerror(errno));
+        ASSERT_OK(chown(audit, worker->pw_uid, worker->pw_gid));
+        snprintf(filler, sizeof(filler), "%s/filler", audit);
+        if (full) {
+                _cleanup_close_ int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                char block[4096];
+
+                ASSERT_OK(fd);
+                memset(block, 'x', sizeof(block));
+                while (write(fd, block, sizeof(block)) > 0)
+                        ;
+                ASSERT_EQ(errno, ENOSPC);
+                ASSERT_OK(fchown(fd, worker->pw_uid, worker->pw_gid));
+        }
+        return filler;
+}
+
+/* Sends io.tsmd.Service.Reload and method right behind it on c's connection, in one write, so
+ * that method is dispatched while the reopen the reload starts is pending; returns the error
+ * name of method's answer (NULL: a reply), its parameters in *ret (a new reference). */
+static const char *reload_then_call(VarlinkClient *c, const char *method, const char *params, json_object **ret) {
+        static char error[128];
+        _cleanup_free_ char *out = NULL;
+        char in[2][4096];
+        int fd = varlink_client_get_fd(c), n;
+        json_object *reply, *e, *p;
+
+        ASSERT_OK(fd);
+        n = asprintf(&out, "{\"method\":\"io.tsmd.Service.Reload\"}%c{\"method\":\"%s\",\"parameters\":%s}%c", 0,
+                     method, params, 0);
+        ASSERT_TRUE(n > 0);
+        ASSERT_EQ(send(fd, out, (size_t) n, MSG_NOSIGNAL), (ssize_t) n);
+        /* Byte by byte: nothing past the two answers may be taken from c. */
+        for (unsigned i = 0; i < 2; i++)
+                for (size_t k = 0;; k++) {
+                        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+                        ASSERT_TRUE(k < sizeof(in[i]));
+                        ASSERT_EQ(poll(&pfd, 1, 30000), 1);
+                        ASSERT_EQ(read(fd, &in[i][k], 1), 1);
+                        if (in[i][k] == 0)
+                                break;
+                }
+        reply = json_tokener_parse(in[0]);
+        ASSERT_NOT_NULL(reply);
+        if (json_object_object_get_ex(reply, "error", &e))
+                TEST_FAIL("Reload answered %s", in[0]);
+        json_object_put(reply);
+
+        reply = json_tokener_parse(in[1]);
+        ASSERT_NOT_NULL(reply);
+        *ret = json_object_object_get_ex(reply, "parameters", &p) ? json_object_get(p) : NULL;
+        if (!json_object_object_get_ex(reply, "error", &e)) {
+                json_object_put(reply);
+                return NULL;
+        }
+        snprintf(error, sizeof(error), "%s", json_object_get_string(e));
+        json_object_put(reply);
+        return error;
+}
+
+/* An administrator mounts another file system over the audit directory and reloads, while a VMM
+ * calls. A call that acts and arrives while the reopen is pending waits for it and runs only
+ * once its record has room in the new files: into a file system with room, a Bind right behind
+ * the Reload is made and recorded there; into a full one, an Unbind so sent is refused
+ * AuditFailed (ENOSPC) and not made (before, it was made, then its record failed), and so is an
+ * administrator's DisconnectDevice. */
+TEST(calls_that_act_wait_for_a_reload_that_moves_the_log) {
+        json_object *r = NULL;
+        const char *error, *filler;
+        VarlinkClient *c;
+        AuditLines l;
+        int64_t ctx;
+        size_t i;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting file systems over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+
+        /* Room: the Bind waits for the reopen, no longer, and its record is in the new files. */
+        mount_audit_fs(&t, 1024, false);
+        error = reload_then_call(c, G "Bind", guest_vdev_params(ctx, 1), &r);
+        ASSERT_NULL(error);
+        ASSERT_STREQ(JSTR(r, "state"), "config_locked");
+        json_object_put(r);
+        audit_wait(&t, 2, &l); /* the Reload's and the Bind's, in either order */
+        ASSERT_EQ(l.n, 2u);
+        i = streq(json_object_get_string(json_object_object_get(l.rec[0], "event")), "bind") ? 0 : 1;
+        expect_str(l.rec[i], "event", "bind", i + 1);
+        expect_str(l.rec[i], "result", "ok", i + 1);
+        expect_str(l.rec[1 - i], "event", "io.tsmd.Service.Reload", 2 - i);
+        audit_lines_done(&l);
+
+        /* No room: the Unbind is refused before it is made. */
+        filler = mount_audit_fs(&t, 64, true);
+        error = reload_then_call(c, G "Unbind", guest_vdev_params(ctx, 1), &r);
+        ASSERT_STREQ(error, E_GUEST("AuditFailed"));
+        ASSERT_TRUE(json_matches(r, "{\"errno\":28}")); /* ENOSPC */
+        json_object_put(r);
+        /* An administrator's device change the same. */
+        error = reload_then_call(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" DEV2 "\"}", &r);
+        ASSERT_STREQ(error, "io.tsmd.Admin.AuditFailed");
+        ASSERT_TRUE(json_matches(r, "{\"errno\":28}"));
+        json_object_put(r);
+
+        /* Room again: the device is still bound. */
+        ASSERT_OK(truncate(filler, 0));
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        r = CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 1));
+        ASSERT_TRUE(JBOOL(r, "bound"));
+        ASSERT_STREQ(JSTR(r, "state"), "config_locked");
+
+        varlink_client_free(c);
+        tsmd_stop(&t);
+        /* Both file systems, the full one mounted over the other. */
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        tsmd_teardown(&t);
+}
+
 /* ---- admission: what a caller the policy does not name can make tsmd write ------------------ */
 
 /* Neither root nor 65534: the policy names no rule for it. */

@@ -57,6 +57,8 @@ static const char test_idl[] =
         "method Later(id: int, size: int, reserve: ?bool) -> (text: string, fd: int)\n"
         "method Sent(size: int, fail: ?bool) -> (text: string)\n"
         "method SentLog() -> (log: string)\n"
+        "method Postpone(id: int, fd: int) -> (fd: int)\n"
+        "method Resume(id: int, refuse: ?bool) -> (result: int)\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -71,6 +73,7 @@ typedef struct TestServer {
         struct event *stop_event;
 
         VarlinkCall *deferred[64];
+        VarlinkCall *postponed[64]; /* Postpone's, run (or refused) by Resume */
         VarlinkCall *held[64];
         json_object *held_answer[64];
         unsigned recorded;
@@ -324,7 +327,7 @@ static int m_pending(VarlinkCall *call, json_object *p, void *userdata) {
         int n = 0;
 
         for (unsigned i = 0; i < 64; i++)
-                n += !!ts.deferred[i];
+                n += !!ts.deferred[i] + !!ts.postponed[i];
         json_object_add(o, "calls", json_object_new_int(n));
         return varlink_call_reply(call, o);
 }
@@ -358,6 +361,40 @@ static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
                 return idx;
         o = json_object_new_object();
         json_object_add(o, "fd", json_object_new_int(idx));
+        return varlink_call_reply(call, o);
+}
+
+/* Postpone: PassFd, run later by Resume (as the daemon runs a call that waits for room in its
+ * audit log), or refused by it. */
+static int m_postpone(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t id = json_object_get_int64(json_object_object_get(p, "id"));
+
+        if (id < 0 || id >= 64 || ts.postponed[id])
+                return varlink_call_error_invalid_parameter(call, "id");
+        ASSERT_TRUE(!varlink_call_is_postponed(call));
+        ASSERT_OK(varlink_call_postpone(call));
+        ASSERT_TRUE(varlink_call_is_postponed(call));
+        ts.postponed[id] = varlink_call_ref(call);
+        return 0;
+}
+
+static int m_resume(VarlinkCall *call, json_object *p, void *userdata) {
+        int64_t id = json_object_get_int64(json_object_object_get(p, "id"));
+        json_object *refuse, *o;
+        VarlinkCall *d;
+        int r;
+
+        if (id < 0 || id >= 64 || !ts.postponed[id])
+                return varlink_call_error_invalid_parameter(call, "id");
+        d = TAKE_PTR(ts.postponed[id]);
+        if (json_object_object_get_ex(p, "refuse", &refuse) && json_object_get_boolean(refuse))
+                r = varlink_call_error(d, "io.tsmd.Test.Nothing", NULL);
+        else
+                r = varlink_call_run(d, m_pass_fd, NULL);
+        ASSERT_FALSE(varlink_call_is_postponed(d));
+        varlink_call_unref(d);
+        o = json_object_new_object();
+        json_object_add(o, "result", json_object_new_int(r));
         return varlink_call_reply(call, o);
 }
 
@@ -437,6 +474,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Round", m_round },       { "io.tsmd.Test.Sleep", m_sleep },
                 { "io.tsmd.Test.Reload", m_reload },     { "io.tsmd.Test.Later", m_later },
                 { "io.tsmd.Test.Sent", m_sent },         { "io.tsmd.Test.SentLog", m_sent_log },
+                { "io.tsmd.Test.Postpone", m_postpone }, { "io.tsmd.Test.Resume", m_resume },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -1794,6 +1832,77 @@ TEST(limit_fds_per_uid) {
 
 TEST(limit_fds_total) {
         fds_parked(1024, 8, VARLINK_REFUSED_TOO_MANY_FDS);
+}
+
+static int resume(VarlinkClient *c, int id, bool refuse) {
+        json_object *reply;
+        const char *e = NULL;
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Resume",
+                                      parse(strf("{\"id\":%d,\"refuse\":%s}", id, refuse ? "true" : "false")), &reply,
+                                      &e));
+        ASSERT_NULL(e);
+        return json_object_get_int(json_object_object_get(reply, "result"));
+}
+
+/* A postponed call keeps its parameters and fds until its method runs, or until it is answered
+ * instead; meanwhile they count against its uid's fds as fds in its input do. */
+TEST(postponed_call_runs_later_with_its_fds) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c2;
+        unsigned before;
+        char *r;
+        int fd, fd2;
+
+        l.max_fds_per_message = 4;
+        l.max_fds_per_uid = 4;
+        server_start(&l);
+        c2 = client_new();
+        fd = raw_connect();
+        ASSERT_TRUE(wait_n_connections(2));
+        before = count_open_fds();
+
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":2}}", 3);
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        ASSERT_EQ(count_open_fds(), before + 3);
+        /* Run now: with its parameters and the fd at index 2, which PassFd sends back. */
+        ASSERT_EQ(resume(c2, 0, false), 0);
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_STREQ(r, "{\"parameters\":{\"fd\":0}}");
+        ASSERT_EQ(count_open_fds(), before);
+
+        /* The uid's 4 fds held by a postponed call: one more in its input is one too many. */
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":1,\"fd\":0}}", 4);
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        fd2 = raw_connect();
+        send_with_fds(fd2, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}", 1);
+        ASSERT_TRUE(raw_closed_soon(fd2));
+        close(fd2);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_FDS_PER_UID " -\n");
+        ASSERT_TRUE(wait_n_connections(2));
+
+        /* Answered instead: its fds go, and the uid's room is back. */
+        ASSERT_EQ(count_open_fds(), before + 4);
+        ASSERT_EQ(resume(c2, 1, true), 0);
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_NOT_NULL(strstr(r, "io.tsmd.Test.Nothing"));
+        ASSERT_EQ(count_open_fds(), before);
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":3}}", 4);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"fd\":0}}");
+
+        /* One whose client left before it ran does not run. */
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":2,\"fd\":0}}", 1);
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+        ASSERT_EQ(count_open_fds(), before - 2 + 1);
+        ASSERT_EQ(resume(c2, 2, false), -ENOTCONN);
+        ASSERT_EQ(count_open_fds(), before - 2);
+
+        varlink_client_free(c2);
+        server_stop();
 }
 
 /* Without MaxFds=, a quarter of RLIMIT_NOFILE; never more than half of it. */
