@@ -196,6 +196,18 @@ static const char *request_params(int64_t ctx, int64_t vdev, const char *scope) 
                     ctx, vdev, scope);
 }
 
+/* A state change on the NIC's vDevice 11 that the kernel holds past the request timeout (the
+ * kernel still has it when this returns: hold(e, 11, false) lets it answer, late). */
+static void state_change_times_out(Env *e, VarlinkClient *c, int64_t ctx) {
+        AsyncCall held = {};
+
+        hold(e, 11, true);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        async_call_done(&held);
+}
+
 /* A guest request the kernel answers: its response, the scope number it went with. */
 static void request_ok(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *scope, int64_t number) {
         json_object *r = CALL_OK(c, G "GuestRequest", request_params(ctx, vdev, scope));
@@ -919,7 +931,6 @@ TEST(a_connect_holds_its_record_until_answered) {
 TEST(a_late_state_change_is_audited) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         json_object *records, *timeout, *late;
-        AsyncCall held = {};
         int64_t ctx;
         Env e;
 
@@ -928,10 +939,7 @@ TEST(a_late_state_change_is_audited) {
         ctx = nic_context(c, NULL);
         change(c, G "Bind", ctx, 11);
 
-        hold(&e, 11, true);
-        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
-        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
-        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        state_change_times_out(&e, c, ctx);
         wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout"));
         /* Nothing late yet: the kernel still has it. */
         records = audit_of(&e.tsmd, NIC_ADDR);
@@ -959,7 +967,6 @@ TEST(a_late_state_change_is_audited) {
         json_object_put(late);
         json_object_put(records);
 
-        async_call_done(&held);
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
 }
@@ -1134,7 +1141,6 @@ TEST(a_connect_answered_after_its_worker_died_is_audited) {
  * recorded once. (The worker is stopped, so that the LATE waits in its channel, then killed.) */
 TEST(a_late_answer_its_worker_never_read_is_audited) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
-        AsyncCall held = {};
         json_object *late;
         pid_t worker;
         int64_t ctx;
@@ -1143,11 +1149,7 @@ TEST(a_late_answer_its_worker_never_read_is_audited) {
         setup(&e, 300 * USEC_PER_MSEC);
         c = tsmd_connect_guest(&e.tsmd);
         ctx = nic_context(c, NULL);
-        hold(&e, 11, true);
-        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
-        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
-        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
-        async_call_done(&held);
+        state_change_times_out(&e, c, ctx);
 
         worker = tsmd_worker_pid(&e.tsmd);
         ASSERT_TRUE(worker > 0);
@@ -1176,7 +1178,6 @@ TEST(a_late_answer_its_worker_never_read_is_audited) {
  * the next worker finds that seq in the file, and does not record it again. */
 TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
-        AsyncCall held = {};
         unsigned serving;
         pid_t worker;
         int64_t ctx;
@@ -1185,11 +1186,7 @@ TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
         setup(&e, 300 * USEC_PER_MSEC);
         c = tsmd_connect_guest(&e.tsmd);
         ctx = nic_context(c, NULL);
-        hold(&e, 11, true);
-        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
-        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
-        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
-        async_call_done(&held);
+        state_change_times_out(&e, c, ctx);
         wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
 
         write_file(strf("%s/hold-sync", e.kernel_dir), "");
@@ -1223,7 +1220,6 @@ TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
 TEST(a_late_answer_while_no_worker_runs_is_audited) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         char token[RECLAIM_TOKEN_MAX];
-        AsyncCall held = {};
         json_object *late;
         unsigned started;
         pid_t worker;
@@ -1235,11 +1231,7 @@ TEST(a_late_answer_while_no_worker_runs_is_audited) {
                 tsmd_kill_worker(&e.tsmd);
         c = tsmd_connect_guest(&e.tsmd);
         ctx = nic_context(c, token);
-        hold(&e, 11, true);
-        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "state-change"), 0, &held);
-        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
-        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
-        async_call_done(&held);
+        state_change_times_out(&e, c, ctx);
         varlink_client_free(TAKE_PTR(c));
 
         started = tsmd_log_count(&e.tsmd, "Started worker");
