@@ -388,11 +388,13 @@ static int load_files(Monitor *m, LoadedFiles *ret) {
         PolicyFileTrust trust = policy_trust(m);
         _cleanup_free_ char *error = NULL;
         LoadedFiles f = { .fd = -EBADF };
+        bool policy = false;
         int r;
 
-        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error);
+        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error,
+                           &policy);
         if (r < 0) {
-                if (error)
+                if (policy)
                         policy_failed(m, r, error);
                 return r;
         }
