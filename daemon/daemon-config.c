@@ -458,6 +458,25 @@ int daemon_config_log_load_error(const char *path, int error, unsigned line, con
         return log_error_errno(error, "Failed to load '%s': %s: %m", path, message);
 }
 
+int daemon_config_format_load_error(const char *path, int error, unsigned line, const char *message, char **ret) {
+        char *s;
+        int k;
+
+        assert(path);
+        assert(ret);
+
+        if (line > 0)
+                k = asprintf(&s, "%s:%u: %s", path, line, strna(message));
+        else if (error == -EISDIR || error == -EBADFD || error == -EBADMSG)
+                k = asprintf(&s, "%s: %s", path, strna(message));
+        else
+                k = asprintf(&s, "%s: %s: %s", path, strna(message), strerror(-error));
+        if (k < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
 int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional) {
         const char *message = NULL;
         unsigned line = 0;

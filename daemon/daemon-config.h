@@ -54,6 +54,10 @@ int daemon_config_load(DaemonConfig *c, const char *path, unsigned *ret_line, co
 int daemon_config_load_text(DaemonConfig *c, const char *text, unsigned *ret_line, const char **ret_message);
 /* Logs a failed load of path as daemon_config_load_logged() does; returns error. */
 int daemon_config_log_load_error(const char *path, int error, unsigned line, const char *message);
+/* The same failure as text for a client, naming the file: "path:line: message", or "path:
+ * message" of the file as a whole (with the errno's text where the message needs it). 0 or
+ * -ENOMEM. */
+int daemon_config_format_load_error(const char *path, int error, unsigned line, const char *message, char **ret);
 
 /* daemon_config_load() for a program's start, logging what is wrong; a missing file is fine
  * (built-in defaults) if optional. */

@@ -41,11 +41,43 @@ static int append_entry(const char *name, const char *text, void *userdata) {
         return write_all(fd, text, strlen(text) + 1);
 }
 
+/* A failed load, logged already unless it is the policy's: why in *ret_error (text, taken). */
+static int load_failed(int error, char *text, bool policy, char **ret_error, bool *ret_policy_failed) {
+        if (ret_error)
+                *ret_error = text;
+        else
+                free(text);
+        if (ret_policy_failed)
+                *ret_policy_failed = policy;
+        return error;
+}
+
+/* "what: <errno's text>", as the log says it with "%m". */
+static int load_failed_errno(int error, const char *what, char **ret_error, bool *ret_policy_failed) {
+        char *text;
+
+        if (asprintf(&text, "%s: %s", what, strerror(-error)) < 0)
+                text = NULL;
+        log_error_errno(error, "%s: %m", what);
+        return load_failed(error, text, false, ret_error, ret_policy_failed);
+}
+
+/* tsmd.conf did not load: the log as ever (daemon_config_log_load_error()), the text naming it. */
+static int config_failed(const char *path, int error, unsigned line, const char *message, char **ret_error,
+                         bool *ret_policy_failed) {
+        char *text = NULL;
+
+        (void) daemon_config_log_load_error(path, error, line, message);
+        (void) daemon_config_format_load_error(path, error, line, message, &text);
+        return load_failed(error, text, false, ret_error, ret_policy_failed);
+}
+
 int last_good_load(const char *config_path, bool optional, const PolicyFileTrust *trust, DaemonConfig *ret_config,
-                   Policy **ret_policy, int *ret_fd, char **ret_policy_error) {
+                   Policy **ret_policy, int *ret_fd, char **ret_error, bool *ret_policy_failed) {
         _cleanup_(policy_unrefp) Policy *policy = NULL;
-        _cleanup_free_ char *text = NULL, *trust_error = NULL;
+        _cleanup_free_ char *text = NULL;
         _cleanup_close_ int fd = -EBADF;
+        char *trust_error = NULL, *policy_error = NULL;
         const char *message = NULL;
         DaemonConfig new;
         unsigned line = 0;
@@ -57,12 +89,10 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
         assert(ret_policy);
         assert(ret_fd);
 
-        if (ret_policy_error)
-                *ret_policy_error = NULL;
-
         fd = memfd_create("tsmd-last-good", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
-                return log_error_errno(-errno, "Failed to make a memfd for the configuration: %m");
+                return load_failed_errno(-errno, "Failed to make a memfd for the configuration", ret_error,
+                                         ret_policy_failed);
 
         /* The bytes read are the bytes parsed and the bytes kept: no second read in between.
          * SECURITY: checked as the policy files are (file-trust.h): it names them, and what
@@ -70,35 +100,38 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
         r = file_trust_read(config_path, trust, DAEMON_CONFIG_FILE_MAX, &text, &trust_error);
         if (r == -ENOENT && optional)
                 r = 0; /* built-in defaults */
-        else if (r < 0 && trust_error)
-                return log_error_errno(r, "%s.", trust_error);
-        else if (r == -EISDIR || r == -EBADFD)
-                return daemon_config_log_load_error(config_path, r, 0, "not a regular file");
+        else if (r < 0 && trust_error) {
+                log_error_errno(r, "%s.", trust_error);
+                return load_failed(r, trust_error, false, ret_error, ret_policy_failed);
+        } else if (r == -EISDIR || r == -EBADFD)
+                return config_failed(config_path, r, 0, "not a regular file", ret_error, ret_policy_failed);
         else if (r < 0)
-                return daemon_config_log_load_error(config_path, r, 0, r == -EBADMSG ? "syntax error" : "cannot read file");
+                return config_failed(config_path, r, 0, r == -EBADMSG ? "syntax error" : "cannot read file",
+                                     ret_error, ret_policy_failed);
 
         daemon_config_init(&new);
         if (text) {
                 r = daemon_config_load_text(&new, text, &line, &message);
                 if (r < 0) {
                         daemon_config_done(&new);
-                        return daemon_config_log_load_error(config_path, r, line, message);
+                        return config_failed(config_path, r, line, message, ret_error, ret_policy_failed);
                 }
         }
         r = append_entry(text ? config_path : "", strempty(text), &fd);
         if (r >= 0) {
                 r = policy_load_capture(new.policy_file, new.policy_dropin_dir, trust, append_entry, &fd, &policy,
-                                        ret_policy_error);
-                if (r < 0 && ret_policy_error && *ret_policy_error) {
+                                        &policy_error);
+                if (r < 0 && policy_error) {
                         daemon_config_done(&new);
-                        return r; /* the caller says what of */
+                        return load_failed(r, policy_error, true, ret_error, ret_policy_failed);
                 }
         }
         if (r >= 0)
                 r = RET_NERRNO(fcntl(fd, F_ADD_SEALS, LAST_GOOD_SEALS));
         if (r < 0) {
                 daemon_config_done(&new);
-                return log_error_errno(r, "Failed to keep the configuration and policy in a memfd: %m");
+                return load_failed_errno(r, "Failed to keep the configuration and policy in a memfd", ret_error,
+                                         ret_policy_failed);
         }
 
         *ret_config = new;

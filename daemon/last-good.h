@@ -32,11 +32,14 @@
  * Loads config_path over the built-in defaults (a missing file is those if optional), then the
  * policy it names, as trust allows, and keeps the bytes parsed in a new sealed memfd. All or
  * nothing: the configuration (to be freed with daemon_config_done()), the policy and the fd
- * are returned only if both loaded. A configuration error is logged; a policy error is
- * returned in *ret_policy_error ("file:line: message"; NULL if none) for the caller to log.
+ * are returned only if both loaded. On failure, -errno, with why in *ret_error (if non-NULL):
+ * a new "file:line: message", "file: reason" (the file's trust, or the file as a whole), or
+ * the memfd's trouble; NULL only if out of memory; and in *ret_policy_failed (if non-NULL)
+ * whether tsmd.conf loaded and the policy did not. tsmd.conf's and the memfd's errors are
+ * logged here; a policy's is the caller's to log, which says what it keeps.
  */
 int last_good_load(const char *config_path, bool optional, const PolicyFileTrust *trust, DaemonConfig *ret_config,
-                   Policy **ret_policy, int *ret_fd, char **ret_policy_error);
+                   Policy **ret_policy, int *ret_fd, char **ret_error, bool *ret_policy_failed);
 
 /*
  * Parses what last_good_load() kept, from fd (not taken), over the built-in defaults, into

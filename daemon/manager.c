@@ -11,7 +11,6 @@
 #include "config.h"
 #include "context-store.h"
 #include "daemon-config-trusted.h"
-#include "file-trust.h"
 #include "guest.h"
 #include "idle-flush.h"
 #include "last-good.h"
@@ -110,52 +109,6 @@ static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) 
         return 0;
 }
 
-/* Reads tsmd.conf and the policy it names from the disk, as the monitor does, applying
- * nothing: to say why the monitor refused them (it logs why, the worker answers), and whether
- * they load by now. A missing tsmd.conf is the built-in defaults only where the monitor takes
- * it so (config_optional: tsmd was given no --config=). On failure *ret_message says why
- * ("file:line: reason", or "file: reason" of the file as a whole; NULL if out of memory) and
- * *ret_kept which of the two a reload keeps, for the log. */
-static int read_files(Manager *m, DaemonConfig *ret_config, Policy **ret_policy, char **ret_message,
-                      const char **ret_kept) {
-        _cleanup_free_ char *policy_error = NULL, *error = NULL;
-        const char *message = NULL;
-        DaemonConfig config;
-        unsigned line = 0;
-        int r, k;
-
-        daemon_config_init(&config);
-        r = daemon_config_load_trusted(&config, m->config_path, &WORKER_TRUST, &line, &message, &error);
-        if (r == -ENOENT && m->config_optional)
-                r = 0; /* no file: the built-in defaults */
-        if (r < 0) {
-                daemon_config_done(&config);
-                if (error) { /* the file's trust: it names the file */
-                        *ret_message = TAKE_PTR(error);
-                        k = 0;
-                } else if (line > 0)
-                        k = asprintf(ret_message, "%s:%u: %s", m->config_path, line, strna(message));
-                else if (r == -EISDIR || r == -EBADFD || r == -EBADMSG)
-                        k = asprintf(ret_message, "%s: %s", m->config_path, strna(message));
-                else
-                        k = asprintf(ret_message, "%s: %s: %s", m->config_path, strna(message), strerror(-r));
-                if (k < 0)
-                        *ret_message = NULL;
-                *ret_kept = "configuration";
-                return r;
-        }
-
-        r = load_policy(&config, ret_policy, &policy_error);
-        if (r < 0) {
-                daemon_config_done(&config);
-                *ret_message = TAKE_PTR(policy_error);
-                *ret_kept = "policy";
-                return r;
-        }
-        *ret_config = config;
-        return 0;
-}
-
 /* The set in force loaded at loaded_usec, from the files config names: the disk's state from now. */
 static void config_state_loaded(Manager *m, const DaemonConfig *config, uint64_t loaded_usec) {
         ConfigState *s = &m->config_state;
@@ -200,22 +153,13 @@ static uint64_t last_good_loaded_usec(int fd) {
         return (uint64_t) st.st_mtim.tv_sec * 1000000u + (uint64_t) st.st_mtim.tv_nsec / 1000u;
 }
 
-/* The monitor did not load the files on disk as it started us, and logged why; GetStatus says
- * why too, as a reload reads them (what one would answer now). */
+/* The monitor did not load the files on disk as it started us: GetStatus says why, in the
+ * monitor's words (its log has them whole). The worker reads nothing itself: it may not be able
+ * to read the files, nor make the monitor's checks, and they may have changed since. */
 static void config_state_stale_at_start(Manager *m) {
-        _cleanup_free_ char *why = NULL;
-        const char *kept = NULL;
-        DaemonConfig disk;
-        Policy *p = NULL;
-
-        if (read_files(m, &disk, &p, &why, &kept) >= 0) {
-                /* Fixed since: a reload takes them. */
-                daemon_config_done(&disk);
-                policy_unref(p);
-                why = strdup("the files on disk did not load as tsmd started this worker (its log says why); they "
-                             "load now: reload to take them");
-        }
-        config_state_failed(m, why);
+        config_state_failed(m, m->hello.last_good_reason[0] ? m->hello.last_good_reason
+                                                             : "the files on disk did not load as tsmd started this "
+                                                               "worker (its log says why)");
 }
 
 /* The files this worker starts from: those the monitor loaded (as root, with the same trust
@@ -403,31 +347,24 @@ static int reload_refused(Manager *m, int error, const char *kept, char *message
         return error;
 }
 
-/* The monitor did not load the files: it logged why, and the worker reads them itself to say so
- * too, as GetStatus does. Should they load by now (an edit between the two reads, a file the
- * worker may not read), it says what it knows. */
-static int reload_refused_by_monitor(Manager *m, int error, char **ret_message) {
-        const char *kept = "configuration";
-        char *message = NULL;
-        DaemonConfig disk;
-        Policy *p = NULL;
-
-        if (priv_channel_is_gone(m->channel))
-                return reload_refused(m, error, kept, strdup("tsmd is gone"), ret_message);
-        if (read_files(m, &disk, &p, &message, &kept) >= 0) {
-                daemon_config_done(&disk);
-                policy_unref(p);
-                if (asprintf(&message, "tsmd did not load %s and the policy it names (%s, its log says why)",
-                             m->config_path, strerror(-error)) < 0)
-                        message = NULL;
+/* The monitor did not load the files (reason: why, in its words, taken; NULL if it gave none):
+ * that is the answer, its log has it whole. The worker reads nothing itself, as above. */
+static int reload_refused_by_monitor(Manager *m, int error, char *reason, bool policy_failed, char **ret_message) {
+        if (priv_channel_is_gone(m->channel)) {
+                free(reason);
+                return reload_refused(m, error, "configuration", strdup("tsmd is gone"), ret_message);
         }
-        return reload_refused(m, error, kept, message, ret_message);
+        if (!reason && asprintf(&reason, "tsmd did not load %s and the policy it names (%s, its log says why)",
+                                m->config_path, strerror(-error)) < 0)
+                reason = NULL;
+        return reload_refused(m, error, policy_failed ? "policy" : "configuration", reason, ret_message);
 }
 
 static int reload_config(Manager *m, char **ret_message) {
         _cleanup_free_ char *names = NULL, *error = NULL;
         _cleanup_close_ int fd = -EBADF;
-        char *message = NULL;
+        char *message = NULL, *reason = NULL;
+        bool policy_failed = false;
         DaemonConfig config;
         Policy *p = NULL;
         int r;
@@ -437,9 +374,9 @@ static int reload_config(Manager *m, char **ret_message) {
          * monitor's scope gate and device list follow, and what the next worker starts from
          * (last-good.h). The monitor applies nothing until we took them, and nothing at all if
          * it refused them: either both change to the new set, or both keep the one in force. */
-        r = priv_call_reload(m->channel, &fd);
+        r = priv_call_reload(m->channel, &fd, &reason, &policy_failed);
         if (r < 0)
-                return reload_refused_by_monitor(m, r, ret_message);
+                return reload_refused_by_monitor(m, r, reason, policy_failed, ret_message);
         r = last_good_restore(fd, &config, &p, &names, &error);
         if (r < 0) {
                 if (asprintf(&message, "Cannot take the files tsmd loaded%s%s: %s", error ? ": " : "",

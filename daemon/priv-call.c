@@ -527,6 +527,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                 struct tsm_priv_restored_context rc;
                 struct tsm_priv_restored_vdevice rv;
                 bool last_good_due = hello.last_good && h.last_good_fd < 0;
+                const void *payload = NULL;
 
                 if (h.n_sockets == hello.n_sockets && !last_good_due && h.n_restored == hello.n_restored &&
                     n_vdevices_due == 0)
@@ -546,11 +547,15 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                         h.socket_kinds[h.n_sockets++] = ls.kind;
                         continue;
                 }
-                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &lg, sizeof(lg), NULL, &reason) >= 0 &&
+                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &lg, sizeof(lg), &payload,
+                                   &reason) >= 0 &&
                     lg.hdr.type == TSM_PRIV_LAST_GOOD && h.n_sockets == hello.n_sockets && last_good_due &&
-                    n_fds == 1 && lg.stale <= 1 && lg.__reserved == 0) {
+                    n_fds == 1 && lg.stale <= 1 && lg.__reserved == 0 &&
+                    (lg.hdr.payload_len == 0 || (lg.stale && tsm_priv_check_reason(payload, lg.hdr.payload_len)))) {
                         h.last_good_fd = fd;
                         h.last_good_stale = lg.stale;
+                        if (lg.hdr.payload_len > 0)
+                                memcpy(h.last_good_reason, payload, lg.hdr.payload_len);
                         continue;
                 }
                 if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rc, sizeof(rc), NULL, &reason) >= 0 &&
@@ -636,8 +641,10 @@ static uint32_t next_cookie(PrivChannel *c) {
         return cookie;
 }
 
-/* Sends msg and waits for its reply; keeps replies to guest requests for the loop. */
-static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd) {
+/* Sends msg and waits for its reply; keeps replies to guest requests for the loop. The reply's
+ * payload, if ret_payload: valid until the next receive (ret->hdr.payload_len bytes). */
+static int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd,
+                     const void **ret_payload) {
         struct tsm_priv_hdr *h = msg;
         int r;
 
@@ -703,6 +710,8 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
                                 return -ECONNRESET;
                         }
                         *ret = reply;
+                        if (ret_payload)
+                                *ret_payload = payload;
                         return reply.result;
                 }
                 close_many(fds, n_fds);
@@ -723,6 +732,10 @@ static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, i
                 c->queued_tail = q;
                 event_active(c->ev_deferred, EV_TIMEOUT, 0);
         }
+}
+
+static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd) {
+        return call_full(c, msg, fd, ret, ret_fd, NULL);
 }
 
 static int copy_string(char *field, size_t size, const char *s) {
@@ -895,22 +908,49 @@ int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret
         return 0;
 }
 
-static int reload(PrivChannel *c, bool commit, int *ret_fd) {
+int priv_call_reload(PrivChannel *c, int *ret_fd, char **ret_reason, bool *ret_policy_failed) {
+        struct tsm_priv_reload m;
+        struct tsm_priv_reply reply = {}; /* as it is if none came */
+        const void *payload = NULL;
+        int fd = -EBADF, r;
+
+        assert(ret_fd);
+        assert(ret_reason);
+        assert(ret_policy_failed);
+
+        *ret_reason = NULL;
+        *ret_policy_failed = false;
+        tsm_priv_init(&m, TSM_PRIV_RELOAD, 0, 0);
+        r = call_full(c, &m, -EBADF, &reply, &fd, &payload);
+        if (r >= 0 && (reply.hdr.payload_len > 0 || reply.value != 0)) {
+                safe_close(fd);
+                channel_gone(c, "a refusal's reason or value on a load it did");
+                return -ECONNRESET;
+        }
+        if (r >= 0) {
+                *ret_fd = fd;
+                return r;
+        }
+        if (priv_channel_is_gone(c))
+                return r;
+        /* SECURITY: text for the admin and the journal, checked like any field of the monitor's:
+         * one that breaks the rules is a monitor that does, not one to show. */
+        if (reply.value > 1 || (reply.hdr.payload_len > 0 && !tsm_priv_check_reason(payload, reply.hdr.payload_len))) {
+                channel_gone(c, "malformed reason for a refused load");
+                return -ECONNRESET;
+        }
+        *ret_reason = reply.hdr.payload_len > 0 ? strdup(payload) : NULL;
+        *ret_policy_failed = reply.value;
+        return r;
+}
+
+int priv_call_reload_commit(PrivChannel *c) {
         struct tsm_priv_reload m;
         struct tsm_priv_reply reply;
 
         tsm_priv_init(&m, TSM_PRIV_RELOAD, 0, 0);
-        m.commit = commit;
-        return call(c, &m, -EBADF, &reply, ret_fd);
-}
-
-int priv_call_reload(PrivChannel *c, int *ret_fd) {
-        assert(ret_fd);
-        return reload(c, false, ret_fd);
-}
-
-int priv_call_reload_commit(PrivChannel *c) {
-        return reload(c, true, NULL);
+        m.commit = 1;
+        return call(c, &m, -EBADF, &reply, NULL);
 }
 
 /* Sends r (taking it), unless a counted request must wait: the monitor holds a bounded number,

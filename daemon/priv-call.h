@@ -28,6 +28,8 @@ typedef struct PrivHello {
         uint32_t max_contexts; /* the most the monitor holds, orphans included */
         int last_good_fd;      /* LAST_GOOD's sealed memfd (last-good.h); -EBADF: none came */
         bool last_good_stale;  /* the files on disk did not load: these are older */
+        /* Why not, in the monitor's words (checked: tsm_priv_check_reason()); "": it gave none. */
+        char last_good_reason[TSM_PRIV_REASON_MAX + 1];
         int *socket_fds;
         TsmPrivSocketKind *socket_kinds;
         size_t n_sockets;
@@ -95,9 +97,12 @@ int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context,
 int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret_state);
 /* A reload in two steps (RELOAD, tsm-priv.h): the monitor loads tsmd.conf and the policy and
  * hands over the sealed memfd of the bytes it parsed (last-good.h) in *ret_fd, applying nothing
- * yet (-errno: it did not load them, its log says why); then, once the worker took those bytes,
- * the commit has the monitor apply them too. */
-int priv_call_reload(PrivChannel *c, int *ret_fd);
+ * yet; then, once the worker took those bytes, the commit has the monitor apply them too. If
+ * the monitor did not load them: its -errno, with its reason in *ret_reason (a new string,
+ * checked as tsm-priv.h says: bounded, no control characters; NULL if it gave none, or out of
+ * memory) and whether the policy failed (tsmd.conf loaded) in *ret_policy_failed. A reply that
+ * breaks the rules ends the channel (-ECONNRESET, priv_channel_is_gone()). */
+int priv_call_reload(PrivChannel *c, int *ret_fd, char **ret_reason, bool *ret_policy_failed);
 int priv_call_reload_commit(PrivChannel *c);
 
 /* One guest request in flight. The callback runs once from the event loop with the result (a

@@ -16,17 +16,7 @@
 #define RELOAD_MESSAGE_MAX 512
 
 static void reload_message_shorten(char *message) {
-        size_t n = strlen(message);
-
-        if (n > RELOAD_MESSAGE_MAX) {
-                n = RELOAD_MESSAGE_MAX - 3;
-                while (n > 0 && ((unsigned char) message[n] & 0xc0) == 0x80)
-                        n--; /* not inside a UTF-8 sequence */
-                memcpy(message + n, "...", 4);
-        }
-        for (char *c = message; *c; c++)
-                if ((unsigned char) *c < 0x20 || *c == 0x7f)
-                        *c = '?';
+        string_shorten_printable(message, RELOAD_MESSAGE_MAX);
 }
 
 static int add_string(json_object *o, const char *key, const char *value) {

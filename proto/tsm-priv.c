@@ -37,7 +37,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         /* The fd of OPEN/RECLAIM and RELOAD replies is optional: counted by the receiver, not here. */
         TYPE(REPLY, tsm_priv_reply, M, TSM_PRIV_PAYLOAD_MAX, 0),
         TYPE(RESTORED_VDEVICE, tsm_priv_restored_vdevice, M, 0, 0),
-        TYPE(LAST_GOOD, tsm_priv_last_good, M, 0, 1),
+        TYPE(LAST_GOOD, tsm_priv_last_good, M, TSM_PRIV_REASON_MAX + 1, 1),
         TYPE(LATE, tsm_priv_late, M, 0, 0),
         TYPE(LATE_ACK, tsm_priv_late_ack, W, 0, 0),
 };
@@ -66,6 +66,34 @@ bool tsm_priv_check_string(const char *field, size_t size) {
                 if (*p)
                         return false;
         return true;
+}
+
+bool tsm_priv_check_reason(const void *payload, size_t len) {
+        const unsigned char *p = payload;
+
+        /* SECURITY: text for a client and the journal, whoever sent it: bounded, one string,
+         * nothing a terminal or a log reader would take for a command or a new line. */
+        if (len < 2 || len > TSM_PRIV_REASON_MAX + 1 || p[len - 1] != 0)
+                return false;
+        for (size_t i = 0; i < len - 1; i++)
+                if (p[i] < 0x20 || p[i] == 0x7f)
+                        return false;
+        return true;
+}
+
+size_t tsm_priv_reason_make(const char *text, char buf[static TSM_PRIV_REASON_MAX + 1]) {
+        char longer[TSM_PRIV_REASON_MAX + 2];
+        size_t n = text ? strnlen(text, TSM_PRIV_REASON_MAX + 1) : 0;
+
+        if (n == 0)
+                return 0;
+        /* One byte more than fits, so that the cut shows. */
+        memcpy(longer, text, n);
+        longer[n] = 0;
+        string_shorten_printable(longer, TSM_PRIV_REASON_MAX);
+        n = strlen(longer);
+        memcpy(buf, longer, n + 1);
+        return n + 1;
 }
 
 static bool all_zero(const uint8_t *p, size_t n) {

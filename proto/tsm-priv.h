@@ -51,9 +51,11 @@
  * recorded (LATE_ACK), resends those a worker that ended had not to the next one, and sends the
  * count of those it could not keep (LATE op LOST); 13: RELOAD comes in two steps, a load
  * answered with the sealed memfd of the files the monitor loaded, which the worker applies,
- * then a commit that the monitor applies them too): a worker binary newer or older than its
- * running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 13U
+ * then a commit that the monitor applies them too; 14: a refused RELOAD load, and a stale
+ * LAST_GOOD, carry the monitor's reason as text, and the refusal says whether the policy
+ * failed): a worker binary newer or older than its running monitor refuses the HELLO rather
+ * than misreading it. */
+#define TSM_PRIV_VERSION 14U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -64,6 +66,10 @@
 /* Largest fixed part of any message, with room for newer, zero-extended versions. */
 #define TSM_PRIV_FIXED_MAX 512U
 #define TSM_PRIV_DATAGRAM_MAX (TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLOAD_MAX)
+
+/* The longest reason the monitor gives for files it did not load (RELOAD, LAST_GOOD), NUL not
+ * counted: as long as ReloadFailed's message may be (daemon/service-methods.c). */
+#define TSM_PRIV_REASON_MAX 512U
 
 /* Guest requests the monitor holds at once (each with buffers up to TSM_PRIV_PAYLOAD_MAX):
  * beyond it the monitor answers -EBUSY, so the worker queues the rest itself. */
@@ -200,7 +206,8 @@ struct tsm_priv_restored_vdevice {
  * LAST_GOOD + fd: a sealed memfd holding the tsmd.conf and policy files that loaded well last
  * in the monitor, as it read them (daemon/last-good.h), for the worker to start from instead of
  * the disk, so it serves what the monitor's scope gate follows. stale: 1 if the files on disk
- * did not load as this worker was started, so these are older ones (the worker says so loudly).
+ * did not load as this worker was started, so these are older ones (the worker says so loudly);
+ * then the payload may be the monitor's reason, a reason text as RELOAD's (none: 0 bytes).
  */
 struct tsm_priv_last_good {
         struct tsm_priv_hdr hdr;
@@ -292,11 +299,21 @@ struct tsm_priv_guest_request {
  * RELOAD, so that a reload leaves the worker and the monitor on one set of files, or both on
  * the one in force. commit 0: the monitor reads and parses tsmd.conf and the policy files it
  * names, applying nothing, and answers 0 with the sealed memfd of the very bytes it parsed (as
- * LAST_GOOD's), or -errno (its log says why) with nothing loaded. The worker applies those
- * bytes, not the disk's, then sends commit 1: the monitor applies what its last load loaded
- * (emulated devices, scope gate, the files the next worker starts from) and answers 0. A
- * commit with no load answered 0 before it, since the worker started or the last commit, is a
- * violation. A load the worker does not commit (it could not take the bytes) changes nothing.
+ * LAST_GOOD's), or -errno with nothing loaded: then value is 1 if tsmd.conf loaded and the
+ * policy did not (else 0), and the payload is the monitor's reason (none: 0 bytes), as its
+ * log says it ("file:line: message", "file: reason"), for the worker to answer with: the
+ * worker may not be able to read the files, nor make the monitor's checks, and they may have
+ * changed since. The worker applies the bytes, not the disk's, then sends commit 1: the monitor
+ * applies what its last load loaded (emulated devices, scope gate, the files the next worker
+ * starts from) and answers 0. A commit with no load answered 0 before it, since the worker
+ * started or the last commit, is a violation. A load the worker does not commit (it could not
+ * take the bytes) changes nothing.
+ *
+ * A reason text (tsm_priv_check_reason()): 1 to TSM_PRIV_REASON_MAX characters and a NUL, the
+ * datagram's last byte; no other NUL, no control character (the monitor makes them '?' and
+ * cuts a longer text to end in "...", string_shorten_printable()). The worker takes one that
+ * breaks this as it takes any malformed message from the monitor: it stops trusting the
+ * channel. A reason on a load answered 0 does too.
  */
 struct tsm_priv_reload {
         struct tsm_priv_hdr hdr;
@@ -419,6 +436,13 @@ int tsm_priv_check(const void *buf, size_t len, size_t n_fds, TsmPrivSender send
 
 /* True if the string field is NUL-terminated and zero after the NUL. */
 bool tsm_priv_check_string(const char *field, size_t size);
+
+/* True if the payload (len bytes) is a reason text as the monitor sends it (RELOAD). */
+bool tsm_priv_check_reason(const void *payload, size_t len);
+
+/* A reason text of text into buf, as the monitor sends it: cut, control characters made '?'.
+ * Returns its payload length (the NUL included), 0 if text is NULL or empty. */
+size_t tsm_priv_reason_make(const char *text, char buf[static TSM_PRIV_REASON_MAX + 1]);
 
 /* Fills the header of a message of type; payload_len for the bytes that will follow. */
 void tsm_priv_init(void *msg, uint32_t type, uint32_t cookie, uint32_t payload_len);

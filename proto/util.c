@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Small helpers declared in macro.h that need a body. */
 
+#include <string.h>
 #include <time.h>
 
 #include "macro.h"
@@ -48,4 +49,18 @@ void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size) {
         *p = q;
         *allocated = n;
         return q;
+}
+
+void string_shorten_printable(char *s, size_t max) {
+        size_t n = strlen(s);
+
+        if (n > max) {
+                n = max - 3;
+                while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)
+                        n--; /* not inside a UTF-8 sequence */
+                memcpy(s + n, "...", 4);
+        }
+        for (char *c = s; *c; c++)
+                if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                        *c = '?';
 }

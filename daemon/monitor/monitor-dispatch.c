@@ -119,6 +119,8 @@ struct MonitorDispatch {
         uint32_t previous_status;
         int last_good_fd; /* borrowed; -EBADF: none */
         bool last_good_stale;
+        char last_good_reason[TSM_PRIV_REASON_MAX + 1]; /* a stale one's (LAST_GOOD's payload) */
+        size_t last_good_reason_len;                    /* its payload length; 0: none */
         uint64_t generation; /* of the worker served: one more at each start */
         bool compromised;    /* it broke a rule: nothing more is taken from it */
         /* LATE messages until a worker acknowledges them recorded, oldest first (an array of
@@ -508,6 +510,8 @@ static int priv_status(MonitorDispatch *d, const PrivMessage *m, const void *pay
 static int priv_reload(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                        const char **ret_reason) {
         const struct tsm_priv_reload *rl = &m->reload;
+        _cleanup_free_ char *why = NULL;
+        bool policy_failed = false;
         int loaded = -EBADF, r;
 
         if (rl->__reserved != 0)
@@ -519,16 +523,21 @@ static int priv_reload(MonitorDispatch *d, const PrivMessage *m, const void *pay
                 if (!d->reload_loaded)
                         VIOLATION(-EPROTO, "commit without a load");
                 d->reload_loaded = false;
-                r = d->cb.reload(d->userdata, true, NULL);
+                r = d->cb.reload(d->userdata, true, NULL, NULL, NULL);
                 return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
         }
 
         d->reload_loaded = false;
-        r = d->cb.reload ? d->cb.reload(d->userdata, false, &loaded) : -EOPNOTSUPP;
+        r = d->cb.reload ? d->cb.reload(d->userdata, false, &loaded, &why, &policy_failed) : -EOPNOTSUPP;
         if (r >= 0 && loaded < 0)
                 r = -ENODATA;
-        if (r < 0)
-                return reply(d, m, r, 0, -EBADF);
+        if (r < 0) {
+                /* Why, in our words: the worker may not be able to find out itself. */
+                char text[TSM_PRIV_REASON_MAX + 1];
+                size_t len = tsm_priv_reason_make(why, text);
+
+                return reply_full(d, m->hdr.cookie, r, policy_failed, len > 0 ? text : NULL, len, -EBADF);
+        }
         d->reload_loaded = true;
         return reply(d, m, 0, 0, loaded);
 }
@@ -1282,9 +1291,10 @@ void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd e
         d->previous_status = status;
 }
 
-void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale) {
+void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale, const char *reason) {
         d->last_good_fd = fd;
         d->last_good_stale = fd >= 0 && stale;
+        d->last_good_reason_len = d->last_good_stale ? tsm_priv_reason_make(reason, d->last_good_reason) : 0;
 }
 
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
@@ -1346,9 +1356,10 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         if (d->last_good_fd >= 0) {
                 struct tsm_priv_last_good lg;
 
-                tsm_priv_init(&lg, TSM_PRIV_LAST_GOOD, 0, 0);
+                tsm_priv_init(&lg, TSM_PRIV_LAST_GOOD, 0, (uint32_t) d->last_good_reason_len);
                 lg.stale = d->last_good_stale;
-                r = tsm_priv_send(channel, &lg, NULL, 0, d->last_good_fd);
+                r = tsm_priv_send(channel, &lg, d->last_good_reason_len > 0 ? d->last_good_reason : NULL,
+                                  d->last_good_reason_len, d->last_good_fd);
                 if (r < 0)
                         return r;
         }

@@ -75,10 +75,12 @@ typedef struct MonitorDispatchCallbacks {
         void (*status)(const struct tsm_priv_status *s, void *userdata); /* worker sent STATUS */
         /* Worker sent RELOAD (tsm-priv.h). A load (commit false): the monitor loads its files,
          * applying nothing, and returns 0 with *ret_fd the sealed memfd of their bytes (borrowed
-         * until the next call: the worker gets a copy), or -errno. A commit, only ever after a
-         * load that returned 0: it applies what that load loaded. The result goes in the reply
-         * (NULL: -EOPNOTSUPP). */
-        int (*reload)(void *userdata, bool commit, int *ret_fd);
+         * until the next call: the worker gets a copy), or -errno, with why in *ret_reason (a
+         * new string, which the dispatch frees; may stay NULL) and whether the policy failed
+         * (tsmd.conf loaded) in *ret_policy_failed. A commit (ret_fd, ret_reason and
+         * ret_policy_failed NULL), only ever after a load that returned 0: it applies what that
+         * load loaded. The result goes in the reply (NULL: -EOPNOTSUPP). */
+        int (*reload)(void *userdata, bool commit, int *ret_fd, char **ret_reason, bool *ret_policy_failed);
         void (*stalled)(int error, void *userdata); /* a reply could not be sent (error: -EAGAIN
                                                       * when the worker left it unread for
                                                       * MONITOR_SEND_TIMEOUT_USEC): nothing more
@@ -122,8 +124,9 @@ typedef struct MonitorListenSocket {
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
                            size_t n_sockets);
 /* The sealed memfd (last-good.h) the next workers get in LAST_GOOD, borrowed until set again
- * (-EBADF: none), and whether the files on disk failed to load at the last try (stale). */
-void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale);
+ * (-EBADF: none), and whether the files on disk failed to load at the last try (stale), and why
+ * (reason: copied, cut as tsm-priv.h says; NULL: unknown). */
+void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale, const char *reason);
 /* What the next HELLO says of the worker before (TSM_PRIV_WORKER_FIRST until set). */
 void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status);
 

@@ -135,18 +135,20 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         channel_close(m);
 }
 
-static int apply_files(Monitor *m);
+static int apply_files(Monitor *m, char **ret_error);
 
 static int worker_start(Monitor *m) {
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
+        _cleanup_free_ char *error = NULL;
         int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, r;
 
         /* A worker starts from the files as we load them now (LAST_GOOD): the emulated devices
          * we serve, the policy our gate follows and the directories we gave it are its own.
-         * Broken files keep what is in force, and the worker gets the last that loaded. */
+         * Broken files keep what is in force, and the worker gets the last that loaded, and
+         * why the files on disk did not load, in our words. */
         loaded_files_done(&m->reload_files); /* the last worker's, never committed */
-        r = apply_files(m);
-        monitor_dispatch_set_last_good(m->dispatch, m->last_good, r < 0);
+        r = apply_files(m, &error);
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, r < 0, error);
         if (r < 0 && m->last_good >= 0)
                 log_error("The configuration or policy files on disk do not load (see above): the new worker starts "
                           "with the last configuration and policy that loaded.");
@@ -383,17 +385,25 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
 }
 
 /* Reads and parses tsmd.conf and the policy it names, applying nothing. All or nothing: a
- * configuration that loads with a policy that does not (or the reverse) is no set at all. */
-static int load_files(Monitor *m, LoadedFiles *ret) {
+ * configuration that loads with a policy that does not (or the reverse) is no set at all. On
+ * failure (logged), why in *ret_error (if non-NULL; NULL if out of memory) and whether it was
+ * the policy in *ret_policy_failed (if non-NULL), as last_good_load() says them. */
+static int load_files(Monitor *m, LoadedFiles *ret, char **ret_error, bool *ret_policy_failed) {
         PolicyFileTrust trust = policy_trust(m);
         _cleanup_free_ char *error = NULL;
         LoadedFiles f = { .fd = -EBADF };
+        bool policy = false;
         int r;
 
-        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error);
+        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error,
+                           &policy);
         if (r < 0) {
-                if (error)
+                if (policy)
                         policy_failed(m, r, error);
+                if (ret_error)
+                        *ret_error = TAKE_PTR(error);
+                if (ret_policy_failed)
+                        *ret_policy_failed = policy;
                 return r;
         }
         *ret = f;
@@ -417,17 +427,19 @@ static void apply_loaded(Monitor *m, LoadedFiles *f) {
         policy_set(m, TAKE_PTR(f->policy), f->config.policy_file);
         safe_close(m->last_good);
         m->last_good = TAKE_FD(f->fd);
-        monitor_dispatch_set_last_good(m->dispatch, m->last_good, false);
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, false, NULL);
         loaded_files_done(f);
 }
 
-static int apply_files(Monitor *m) {
+/* On failure, why in *ret_error as load_files() says it (NULL without a configuration file:
+ * there are no files to keep then). */
+static int apply_files(Monitor *m, char **ret_error) {
         LoadedFiles f;
         int r;
 
         if (!m->config_path)
                 return policy_load_logged(m, &m->config);
-        r = load_files(m, &f);
+        r = load_files(m, &f, ret_error, NULL);
         if (r < 0)
                 return r;
         apply_loaded(m, &f);
@@ -437,8 +449,10 @@ static int apply_files(Monitor *m) {
 /* The worker's RELOAD (tsm-priv.h): the worker applies the very bytes we loaded, and we apply
  * them once it has, so that a reload either leaves both on the new set or both on the one in
  * force. Nothing is applied here until the commit: a load the worker does not commit (it could
- * not take the bytes, or it died) changes nothing. */
-static int on_worker_reload(void *userdata, bool commit, int *ret_fd) {
+ * not take the bytes, or it died) changes nothing. A load we refuse goes back with our reason,
+ * which the worker answers with: it may not be able to read the files, nor make our checks,
+ * and they may have changed since. */
+static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret_reason, bool *ret_policy_failed) {
         Monitor *m = userdata;
         int r;
 
@@ -450,7 +464,7 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd) {
                         apply_loaded(m, &m->reload_files);
         } else {
                 loaded_files_done(&m->reload_files);
-                r = m->config_path ? load_files(m, &m->reload_files) : -EOPNOTSUPP;
+                r = m->config_path ? load_files(m, &m->reload_files, ret_reason, ret_policy_failed) : -EOPNOTSUPP;
                 if (r >= 0)
                         *ret_fd = m->reload_files.fd;
         }
@@ -462,7 +476,7 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd) {
 static void reload_alone(Monitor *m) {
         (void) sd_notify(false, "RELOADING=1");
         loaded_files_done(&m->reload_files);
-        (void) apply_files(m);
+        (void) apply_files(m, NULL);
         (void) sd_notify(false, "READY=1");
 }
 

@@ -927,6 +927,79 @@ TEST(status_names_a_broken_configuration_file) {
         tsmd_teardown(&t);
 }
 
+/* The reload that fails (the files have an error, and are root's only) answers with the
+ * monitor's reason, naming file and line, which GetStatus then says; the worker logs it. */
+static char *expect_refused_for(Tsmd *t, VarlinkClient *root, const char *why, const char *kept) {
+        json_object *cfg, *r = NULL;
+        char *message;
+
+        ASSERT_STREQ(tsmd_call(root, "io.tsmd.Service.Reload", NULL, &r), "io.tsmd.Service.ReloadFailed");
+        message = strdup(JSTR(r, "message"));
+        ASSERT_NOT_NULL(message);
+        printf("# ReloadFailed: %s\n", message);
+        if (!strstr(message, why))
+                TEST_FAIL("ReloadFailed does not give the monitor's reason '%s': %s", why, message);
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "source"), "last_good");
+        ASSERT_STREQ(JSTR(cfg, "error"), message);
+        ASSERT_TRUE(tsmd_log_contains(t, strf("tsmd-worker: %s", why)));
+        ASSERT_TRUE(tsmd_log_contains(t, kept));
+        return message;
+}
+
+/*
+ * The monitor (root) refuses files the worker cannot read: a policy file, then a tsmd.conf,
+ * only root may read, each with an error. Only the monitor can say where the error is, and it
+ * does: ReloadFailed, GetStatus (after the reload, and for a worker restarted over the files)
+ * and the worker's log give its reason, naming the file and line. A worker reading the files
+ * itself to explain the refusal could only say that it may not read them.
+ */
+TEST(a_refusal_says_what_only_the_monitor_could_read) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
+        _cleanup_free_ char *message = NULL;
+        const char *policy_why, *config_why;
+        VarlinkClient *root;
+        json_object *cfg;
+        Tsmd t;
+
+        need_root(); /* the worker must run as another user than the files' owner */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        root = tsmd_connect(&t);
+        policy_why = strdupa(strf("%s/policy.conf:4: unknown key 'Bogus'", t.dir));
+        config_why = strdupa(strf("%s/tsmd.conf:5: unknown section or key", t.dir));
+
+        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
+        ASSERT_OK(chmod(strf("%s/policy.conf", t.dir), 0600));
+        message = expect_refused_for(&t, root, policy_why, "keeping the policy in force.");
+        expect_devices(&t, false);
+
+        /* A worker started over them says the same, as the monitor gave it. */
+        varlink_client_free(root);
+        tsmd_kill_worker(&t);
+        root = tsmd_connect(&t);
+        cfg = status_configuration(root);
+        ASSERT_STREQ(JSTR(cfg, "source"), "last_good");
+        ASSERT_STREQ(JSTR(cfg, "error"), message);
+        expect_devices(&t, false);
+
+        /* tsmd.conf the same. */
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1_DEV2);
+        tsmd_write_config(&t, CONF_EMU(DEV1 "," DEV2, "Bogus=1\n"));
+        ASSERT_OK(chmod(t.config_path, 0600));
+        message = mfree(message);
+        message = expect_refused_for(&t, root, config_why, "keeping the configuration in force.");
+        ASSERT_STREQ(message, config_why);
+        expect_devices(&t, false);
+
+        /* Fixed, though root's only still, it loads. */
+        tsmd_write_config(&t, CONF_ZERO);
+        ASSERT_OK(chmod(t.config_path, 0600));
+        CALL_OK(root, "io.tsmd.Service.Reload", NULL);
+        expect_devices(&t, true);
+        varlink_client_free(root);
+        tsmd_teardown(&t);
+}
+
 /* A first start has nothing that loaded before: a broken policy leaves tsmd serving nobody
  * until it is fixed, as ever (its workers exit, the monitor retries). */
 TEST(a_first_start_with_a_broken_policy_serves_nobody) {

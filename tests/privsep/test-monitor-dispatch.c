@@ -79,6 +79,8 @@ typedef struct Fixture {
         struct tsm_priv_status status;
         int reload_result;
         int reload_fd; /* what a load hands over (borrowed: the test's) */
+        const char *reload_reason; /* why a load fails (NULL: no reason) */
+        bool reload_policy_failed;
 
         _Alignas(8) uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
 } Fixture;
@@ -123,16 +125,23 @@ static void on_status(const struct tsm_priv_status *s, void *userdata) {
                 (void) usleep(f->status_cost_usec);
 }
 
-static int on_reload(void *userdata, bool commit, int *ret_fd) {
+static int on_reload(void *userdata, bool commit, int *ret_fd, char **ret_reason, bool *ret_policy_failed) {
         Fixture *f = userdata;
 
         if (commit) {
+                ASSERT_NULL(ret_fd);
+                ASSERT_NULL(ret_reason);
                 f->n_commit++;
                 return 0;
         }
         f->n_reload++;
-        if (f->reload_result >= 0)
+        if (f->reload_result >= 0) {
                 *ret_fd = f->reload_fd;
+                return f->reload_result;
+        }
+        if (f->reload_reason)
+                ASSERT_NOT_NULL(*ret_reason = strdup(f->reload_reason));
+        *ret_policy_failed = f->reload_policy_failed;
         return f->reload_result;
 }
 
@@ -829,6 +838,45 @@ TEST(reload_commit_needs_a_load) {
 }
 
 #define ID_D "ffeeddccbbaa99887766554433221100"
+
+/* A load the monitor refuses goes back with its reason, for the worker to answer with (it may
+ * not be able to read the files, nor make the monitor's checks), and whether the policy failed:
+ * cut to TSM_PRIV_REASON_MAX characters ending in "...", control characters made '?', a reason
+ * text as the worker checks it. None given, none sent. */
+TEST(a_refused_load_says_why) {
+        char longer[TSM_PRIV_REASON_MAX + 100];
+        Fixture *f = fixture();
+        struct tsm_priv_reload reload;
+        Reply rep;
+
+        tsm_priv_init(&reload, TSM_PRIV_RELOAD, 0, 0);
+        f->reload_result = -EINVAL;
+        f->reload_reason = "/etc/tsmd/policy.conf:3: unknown key 'Bo\x1bgus'";
+        f->reload_policy_failed = true;
+        ASSERT_ERRNO(call(f, &reload, &rep), EINVAL);
+        ASSERT_EQ(rep.fd, -1);
+        ASSERT_EQ(rep.r.value, 1u);
+        ASSERT_EQ(rep.r.hdr.payload_len, sizeof("/etc/tsmd/policy.conf:3: unknown key 'Bo?gus'"));
+        ASSERT_STREQ((const char *) rep.payload, "/etc/tsmd/policy.conf:3: unknown key 'Bo?gus'");
+        ASSERT_TRUE(tsm_priv_check_reason(rep.payload, rep.r.hdr.payload_len));
+
+        memset(longer, 'x', sizeof(longer) - 1);
+        longer[sizeof(longer) - 1] = 0;
+        f->reload_reason = longer;
+        f->reload_policy_failed = false;
+        f->reload_result = -EPERM;
+        ASSERT_ERRNO(call(f, &reload, &rep), EPERM);
+        ASSERT_EQ(rep.r.value, 0u);
+        ASSERT_EQ(rep.r.hdr.payload_len, TSM_PRIV_REASON_MAX + 1);
+        ASSERT_STREQ((const char *) rep.payload + TSM_PRIV_REASON_MAX - 3, "...");
+        ASSERT_TRUE(tsm_priv_check_reason(rep.payload, rep.r.hdr.payload_len));
+
+        f->reload_reason = NULL;
+        ASSERT_ERRNO(call(f, &reload, &rep), EPERM);
+        ASSERT_EQ(rep.r.hdr.payload_len, 0u);
+        ASSERT_EQ(f->n_reload, 3);
+        fixture_free(f);
+}
 
 TEST(answers_not_violations) {
         Fixture *f = fixture();
@@ -2479,6 +2527,7 @@ TEST(last_good_follows_the_sockets) {
         struct tsm_priv_listen_socket ls;
         struct tsm_priv_last_good lg;
         struct tsm_priv_hello hello;
+        const void *payload = NULL;
         struct stat a, b;
         int memfd, fd, sv[2];
 
@@ -2486,7 +2535,7 @@ TEST(last_good_follows_the_sockets) {
         ASSERT_GE(memfd, 0);
         sockets[0].fd = f->listen_fd;
         worker_stop(f);
-        monitor_dispatch_set_last_good(f->dispatch, memfd, true);
+        monitor_dispatch_set_last_good(f->dispatch, memfd, true, "tsmd.conf:5: unknown\nkey");
         ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
         f->monitor = sv[0];
         f->worker = sv[1];
@@ -2502,9 +2551,12 @@ TEST(last_good_follows_the_sockets) {
         ASSERT_EQ(hello.last_good, 1u);
         receive(f, TSM_PRIV_LISTEN_SOCKET, &ls, sizeof(ls), NULL, &fd);
         safe_close(fd);
-        receive(f, TSM_PRIV_LAST_GOOD, &lg, sizeof(lg), NULL, &fd);
+        receive(f, TSM_PRIV_LAST_GOOD, &lg, sizeof(lg), &payload, &fd);
         ASSERT_EQ(lg.stale, 1u);
         ASSERT_EQ(lg.__reserved, 0u);
+        /* Why the disk's did not load, as a reason text: no control characters. */
+        ASSERT_EQ(lg.hdr.payload_len, sizeof("tsmd.conf:5: unknown?key"));
+        ASSERT_TRUE(memcmp(payload, "tsmd.conf:5: unknown?key", lg.hdr.payload_len) == 0);
         ASSERT_GE(fd, 0);
         ASSERT_OK(fstat(fd, &a));
         ASSERT_OK(fstat(memfd, &b)); /* still the monitor's */
@@ -2518,7 +2570,7 @@ TEST(last_good_follows_the_sockets) {
 
         /* None set: HELLO says none comes, and none does. */
         worker_stop(f);
-        monitor_dispatch_set_last_good(f->dispatch, -EBADF, true);
+        monitor_dispatch_set_last_good(f->dispatch, -EBADF, true, "why");
         safe_close(memfd);
         ASSERT_EQ(worker_start(f, NULL, 0), 0);
         ASSERT_EQ(f->hello.last_good, 0u);

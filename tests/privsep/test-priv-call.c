@@ -393,6 +393,8 @@ TEST(reload_takes_the_files_of_the_monitor) {
         struct tsm_priv_reply rep;
         struct stat a, b;
         Fixture f = {};
+        char *reason = NULL;
+        bool policy = true;
         int fd = -EBADF;
 
         ASSERT_OK(files);
@@ -400,11 +402,13 @@ TEST(reload_takes_the_files_of_the_monitor) {
 
         tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0);
         ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, files));
-        ASSERT_OK(priv_call_reload(f.channel, &fd));
+        ASSERT_OK(priv_call_reload(f.channel, &fd, &reason, &policy));
         ASSERT_EQ(monitor_receive_reload(), 0u);
         ASSERT_OK(fstat(fd, &a));
         ASSERT_OK(fstat(files, &b));
         ASSERT_EQ(a.st_ino, b.st_ino);
+        ASSERT_NULL(reason);
+        ASSERT_FALSE(policy);
         fd = safe_close(fd);
 
         tsm_priv_init(&rep, TSM_PRIV_REPLY, 2, 0);
@@ -415,17 +419,179 @@ TEST(reload_takes_the_files_of_the_monitor) {
         tsm_priv_init(&rep, TSM_PRIV_REPLY, 3, 0);
         rep.result = -ENOENT;
         ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
-        ASSERT_ERRNO(priv_call_reload(f.channel, &fd), ENOENT);
+        ASSERT_ERRNO(priv_call_reload(f.channel, &fd, &reason, &policy), ENOENT);
         ASSERT_EQ(fd, -EBADF);
+        ASSERT_NULL(reason); /* it gave none */
         ASSERT_EQ(monitor_receive_reload(), 0u);
 
         f.gone_ok = true;
         tsm_priv_init(&rep, TSM_PRIV_REPLY, 4, 0);
         ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
-        ASSERT_ERRNO(priv_call_reload(f.channel, &fd), ECONNRESET);
+        ASSERT_ERRNO(priv_call_reload(f.channel, &fd, &reason, &policy), ECONNRESET);
         ASSERT_EQ(fd, -EBADF);
         ASSERT_TRUE(priv_channel_is_gone(f.channel));
         fixture_stop(&f);
+}
+
+/* The monitor's answer to a load it refused: result, value (1: the policy failed) and reason
+ * (len bytes as they are, NUL or not; none if len is 0), as call number cookie's. */
+static void monitor_refuse(uint32_t cookie, int result, uint32_t value, const void *reason, size_t len, int fd) {
+        struct tsm_priv_reply rep;
+
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, (uint32_t) len);
+        rep.result = result;
+        rep.value = value;
+        ASSERT_OK(tsm_priv_send(fixture->monitor, &rep, len > 0 ? reason : NULL, len, fd));
+}
+
+/* A refused load says why in the monitor's words, which the worker answers with: it may not be
+ * able to read the files or make the monitor's checks itself. Up to TSM_PRIV_REASON_MAX
+ * characters, as it sent them. */
+TEST(a_refused_load_says_why_in_the_monitors_words) {
+        static const char why[] = "/etc/tsmd/policy.conf:3: unknown key 'Bogus' in [Client:a]";
+        char longest[TSM_PRIV_REASON_MAX + 1];
+        Fixture f = {};
+        char *reason = NULL;
+        bool policy = false;
+        int fd = -EBADF;
+
+        fixture_start(&f, false);
+        monitor_refuse(1, -EINVAL, 1, why, sizeof(why), -EBADF);
+        ASSERT_ERRNO(priv_call_reload(f.channel, &fd, &reason, &policy), EINVAL);
+        ASSERT_EQ(fd, -EBADF);
+        ASSERT_STREQ(reason, why);
+        ASSERT_TRUE(policy);
+        reason = mfree(reason);
+
+        memset(longest, 'x', sizeof(longest) - 1);
+        longest[sizeof(longest) - 1] = 0;
+        monitor_refuse(2, -EPERM, 0, longest, sizeof(longest), -EBADF);
+        ASSERT_ERRNO(priv_call_reload(f.channel, &fd, &reason, &policy), EPERM);
+        ASSERT_STREQ(reason, longest);
+        ASSERT_FALSE(policy);
+        reason = mfree(reason);
+        ASSERT_FALSE(priv_channel_is_gone(f.channel));
+        fixture_stop(&f);
+}
+
+/* SECURITY: the reason is text for an administrator's client and the journal: checked like any
+ * field the monitor sends. One too long, not a single NUL-terminated string, with a control
+ * character (a new line in the journal, a terminal's escape) or where no load was refused, is a
+ * monitor that broke the rules: the channel ends (the worker exits), never a crash, never the
+ * text passed on. */
+TEST(malformed_reasons_end_the_channel) {
+        static const struct {
+                const char *data;
+                size_t len; /* 0: the longest plus one */
+                int result;
+                uint32_t value;
+        } cases[] = {
+                { NULL, 0, -EINVAL, 0 },                      /* TSM_PRIV_REASON_MAX + 1 characters */
+                { "abc", 3, -EINVAL, 0 },                     /* no NUL */
+                { "ab\0cd", 6, -EINVAL, 0 },                  /* two strings */
+                { "ab\0\0", 4, -EINVAL, 0 },                  /* zeros after the NUL */
+                { "", 1, -EINVAL, 0 },                         /* empty: none is 0 bytes */
+                { "line\nForged: entry", sizeof("line\nForged: entry"), -EINVAL, 0 }, /* a new line */
+                { "\x1b[2Jcleared", sizeof("\x1b[2Jcleared"), -EINVAL, 0 }, /* a terminal's escape */
+                { "tab\there", sizeof("tab\there"), -EINVAL, 0 },
+                { "del\x7f", sizeof("del\x7f"), -EINVAL, 0 },
+                { "why", 4, -EINVAL, 2 },                      /* value neither 0 nor 1 */
+                { "why", 4, 0, 0 },                            /* a reason for a load it did */
+                { NULL, 0, 0, 1 },                             /* the policy failed, yet loaded */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char longer[TSM_PRIV_REASON_MAX + 2];
+                _cleanup_close_ int files = -EBADF;
+                const void *data = cases[i].data;
+                size_t len = cases[i].len;
+                char *reason = NULL;
+                bool policy = false;
+                Fixture f = {};
+                int fd = -EBADF;
+
+                if (i == 0) {
+                        memset(longer, 'x', sizeof(longer) - 1);
+                        longer[sizeof(longer) - 1] = 0;
+                        data = longer;
+                        len = sizeof(longer);
+                }
+                if (cases[i].result >= 0) {
+                        files = memfd_create("test-reload", MFD_CLOEXEC);
+                        ASSERT_OK(files);
+                }
+                fixture_start(&f, false);
+                f.gone_ok = true;
+                monitor_refuse(1, cases[i].result, cases[i].value, data, len, files);
+                ASSERT_ERRNO(priv_call_reload(f.channel, &fd, &reason, &policy), ECONNRESET);
+                if (fd != -EBADF || reason || !priv_channel_is_gone(f.channel))
+                        TEST_FAIL("malformed reason %zu was taken", i);
+                run_worker();
+                ASSERT_TRUE(f.gone);
+                fixture_stop(&f);
+        }
+}
+
+/* The start sequence up to LAST_GOOD with a stale set and reason (len bytes; none if 0). */
+static void monitor_hello_last_good(uint32_t stale, const void *reason, size_t len) {
+        _cleanup_close_ int files = memfd_create("test-last-good", MFD_CLOEXEC);
+        struct tsm_priv_last_good lg;
+        struct tsm_priv_hello h;
+
+        ASSERT_OK(files);
+        tsm_priv_init(&h, TSM_PRIV_HELLO, 0, 0);
+        h.version = TSM_PRIV_VERSION;
+        h.last_good = 1;
+        ASSERT_OK(tsm_priv_send(fixture->monitor, &h, NULL, 0, -EBADF));
+        tsm_priv_init(&lg, TSM_PRIV_LAST_GOOD, 0, (uint32_t) len);
+        lg.stale = stale;
+        ASSERT_OK(tsm_priv_send(fixture->monitor, &lg, len > 0 ? reason : NULL, len, files));
+}
+
+/* A worker started while the files on disk do not load gets the last set that did, and why the
+ * disk's did not, in the monitor's words (GetStatus says it), under the same rules. */
+TEST(last_good_says_why_in_the_monitors_words) {
+        static const char why[] = "/etc/tsmd/tsmd.conf:5: unknown section or key";
+        static const struct {
+                uint32_t stale;
+                const char *data;
+                size_t len;
+        } bad[] = {
+                { 1, "a\nb", 4 },  /* a control character */
+                { 1, "abc", 3 },    /* no NUL */
+                { 0, "why", 4 },    /* why what failed, when nothing did? */
+        };
+
+        for (size_t i = 0; i <= ELEMENTSOF(bad); i++) {
+                _cleanup_(priv_hello_done) PrivHello h = { .last_good_fd = -EBADF };
+                Fixture f = {};
+
+                fixture_start(&f, false);
+                if (i == ELEMENTSOF(bad)) {
+                        monitor_hello_last_good(1, why, sizeof(why));
+                        ASSERT_OK(priv_channel_read_hello(f.channel, &h));
+                        ASSERT_TRUE(h.last_good_fd >= 0);
+                        ASSERT_TRUE(h.last_good_stale);
+                        ASSERT_STREQ(h.last_good_reason, why);
+                } else {
+                        monitor_hello_last_good(bad[i].stale, bad[i].data, bad[i].len);
+                        ASSERT_ERRNO(priv_channel_read_hello(f.channel, &h), EPROTO);
+                        ASSERT_EQ(h.last_good_fd, -EBADF);
+                }
+                fixture_stop(&f);
+        }
+
+        /* None given: "". */
+        {
+                _cleanup_(priv_hello_done) PrivHello h = { .last_good_fd = -EBADF };
+                Fixture f = {};
+
+                fixture_start(&f, false);
+                monitor_hello_last_good(1, NULL, 0);
+                ASSERT_OK(priv_channel_read_hello(f.channel, &h));
+                ASSERT_STREQ(h.last_good_reason, "");
+                fixture_stop(&f);
+        }
 }
 
 /* SECURITY: a LATE is checked like every message from the monitor: one that breaks a rule is

@@ -30,6 +30,14 @@ static const char *path(const char *name) {
         return p;
 }
 
+/* path(name), in storage of its own. */
+static const char *strf_path(const char *name) {
+        static char buf[256];
+
+        snprintf(buf, sizeof(buf), "%s", path(name));
+        return buf;
+}
+
 static void write_text(const char *name, const char *text) {
         FILE *f = fopen(path(name), "we");
 
@@ -83,7 +91,7 @@ static char *contents(int fd, size_t *ret_size) {
 static void load(DaemonConfig *ret_config, Policy **ret_policy, int *ret_fd) {
         _cleanup_free_ char *error = NULL;
 
-        ASSERT_OK(last_good_load(path("tsmd.conf"), false, &trust, ret_config, ret_policy, ret_fd, &error));
+        ASSERT_OK(last_good_load(path("tsmd.conf"), false, &trust, ret_config, ret_policy, ret_fd, &error, NULL));
         ASSERT_NULL(error);
 }
 
@@ -123,11 +131,14 @@ TEST(round_trip) {
         cleanup();
 }
 
-/* A configuration that loads with a policy that does not, or the reverse, is kept not at all. */
+/* A configuration that loads with a policy that does not, or the reverse, is kept not at all;
+ * either way the caller learns why, naming the file (the worker answers with it), and whether it
+ * was the policy (which the caller logs; tsmd.conf's is logged here, as ever). */
 TEST(all_or_nothing) {
         _cleanup_(policy_unrefp) Policy *p = NULL;
-        _cleanup_free_ char *error = NULL;
-        int fd = -EBADF;
+        _cleanup_free_ char *error = NULL, *log = NULL;
+        bool policy = false;
+        int fd = -EBADF, saved;
         DaemonConfig c;
 
         if (geteuid() != 0)
@@ -135,24 +146,35 @@ TEST(all_or_nothing) {
         setup();
 
         write_text("policy.d/10-b.conf", "[Client:b]\nUsers=65534\nBogus=1\n");
-        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error), EINVAL);
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error, &policy), EINVAL);
         ASSERT_NOT_NULL(error);
         ASSERT_TRUE(strstr(error, "10-b.conf:3:") != NULL);
+        ASSERT_TRUE(policy);
         ASSERT_EQ(fd, -EBADF);
         ASSERT_NULL(p);
         error = mfree(error);
 
         write_text("policy.d/10-b.conf", "[Client:b]\nUsers=65534\nDevices=*\n");
         write_text("tsmd.conf", "[Guest]\nMaxContextsPerClient=0\n");
-        ASSERT_TRUE(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error) < 0);
-        ASSERT_NULL(error); /* logged, not returned */
+        saved = log_capture_begin();
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error, &policy), ERANGE);
+        log = log_capture_end(saved);
+        ASSERT_NOT_NULL(error);
+        if (!strstr(error, strf_path("tsmd.conf:2: value out of range for MaxContextsPerClient=")) ||
+            !strstr(log, error))
+                TEST_FAIL("'%s' does not name tsmd.conf:2 as the log does: %s", error, log);
+        ASSERT_FALSE(policy);
         ASSERT_EQ(fd, -EBADF);
+        error = mfree(error);
 
         /* A policy file the worker could have written is no good either. */
         cleanup();
         setup();
         ASSERT_OK(chmod(path("policy.conf"), 0666));
-        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error), EPERM);
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error, &policy), EPERM);
+        ASSERT_NOT_NULL(error);
+        ASSERT_TRUE(strstr(error, strf_path("policy.conf: writable by every user; refusing to use it")) != NULL);
+        ASSERT_TRUE(policy);
         ASSERT_EQ(fd, -EBADF);
 
         cleanup();
@@ -164,19 +186,24 @@ static void expect_refused(const char *what) {
         _cleanup_(policy_unrefp) Policy *p = NULL;
         _cleanup_free_ char *error = NULL, *log = NULL, *expected = NULL;
         const char *message = NULL;
+        bool policy = true;
         unsigned line = 0;
         int fd = -EBADF, saved;
         DaemonConfig c;
 
         ASSERT_TRUE(asprintf(&expected, "%s; refusing to use it", what) > 0);
         saved = log_capture_begin();
-        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error), EPERM);
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error, &policy), EPERM);
         log = log_capture_end(saved);
         if (!strstr(log, expected))
                 TEST_FAIL("the log does not say '%s': %s", expected, log);
-        ASSERT_NULL(error); /* not the policy's */
+        ASSERT_NOT_NULL(error);
+        if (!strstr(error, expected))
+                TEST_FAIL("'%s' does not say '%s'", error, expected);
+        ASSERT_FALSE(policy); /* not the policy's */
         ASSERT_EQ(fd, -EBADF);
         ASSERT_NULL(p);
+        error = mfree(error);
 
         daemon_config_init(&c);
         ASSERT_ERRNO(daemon_config_load_trusted(&c, path("tsmd.conf"), &trust, &line, &message, &error), EPERM);
@@ -217,9 +244,10 @@ TEST(config_trusted_as_the_policy) {
 
                 ASSERT_OK(chown(path("tsmd.conf"), 0, 4243));
                 ASSERT_OK(chmod(path("tsmd.conf"), 0664));
-                ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, &error), EPERM);
+                ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, &error, NULL), EPERM);
+                error = mfree(error);
                 ASSERT_OK(chmod(path("tsmd.conf"), 0644));
-                ASSERT_OK(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, &error));
+                ASSERT_OK(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, &error, NULL));
                 daemon_config_done(&c);
                 safe_close(fd);
                 ASSERT_OK(chown(path("tsmd.conf"), 0, 0));
@@ -241,7 +269,7 @@ TEST(config_trusted_as_the_policy) {
                 DaemonConfig c;
 
                 ASSERT_OK(unlink(path("tsmd.conf")));
-                ASSERT_OK(last_good_load(path("tsmd.conf"), true, &trust, &c, &p, &fd, &error));
+                ASSERT_OK(last_good_load(path("tsmd.conf"), true, &trust, &c, &p, &fd, &error, NULL));
                 daemon_config_done(&c);
                 safe_close(fd);
         }
