@@ -10,6 +10,7 @@ TSMD_PACKAGES=(
     systemd-container
     golang-go golang-github-varlink-go-dev
     valgrind
+    groff-base
 )
 
 install_deps() {
