@@ -188,7 +188,8 @@ static bool seqs_grow(const int *fds, size_t n) {
                         if (!nl)
                                 break;
                         len = (size_t) (nl - (buf + pos));
-                        if (line_peek_seq(buf + pos, len, &seq) || audit_line_parse(tok, buf + pos, len, NULL, &seq) >= 0) {
+                        if (line_peek_seq(buf + pos, len, &seq) ||
+                            audit_line_parse(tok, buf + pos, len, NULL, &seq) >= 0) {
                                 if (have && seq <= last)
                                         return false;
                                 have = true;
@@ -348,7 +349,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 json_object *everything = after ?: before;
 
                 CHECK(expected);
-                for (size_t i = 0; i < json_object_array_length(everything) && json_object_array_length(expected) < limit; i++) {
+                for (size_t i = 0;
+                     i < json_object_array_length(everything) && json_object_array_length(expected) < limit; i++) {
                         json_object *rec = json_object_array_get_idx(everything, i);
 
                         if (matches(&filter, rec))

@@ -142,7 +142,8 @@ static void write_message(Fuzz *f, const uint8_t *msg, size_t len, bool nul, boo
                 struct cmsghdr cmsg;
                 uint8_t b[CMSG_SPACE(sizeof(int))];
         } control = {};
-        struct iovec iov[2] = { { .iov_base = (void *) msg, .iov_len = len }, { .iov_base = (void *) "", .iov_len = nul } };
+        struct iovec iov[2] = { { .iov_base = (void *) msg, .iov_len = len },
+                                { .iov_base = (void *) "", .iov_len = nul } };
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
         int fd = -EBADF;
 
