@@ -17,8 +17,6 @@
 #include "varlink-errors.h"
 #include "varlink-service.h"
 
-#define QUERY_LIMIT_MAX 10000
-
 bool manager_is_admin(Manager *m, VarlinkConn *conn) {
         GuestClient *c = varlink_conn_get_userdata(conn);
 
@@ -271,30 +269,24 @@ static int reply_too_many_queries(VarlinkCall *call, unsigned max);
 
 static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
-        AuditQueryFilter f = { .seq_to = UINT64_MAX, .uid = AUDIT_UID_INVALID };
-        int64_t limit = QUERY_LIMIT_MAX;
+        const char *invalid = NULL;
+        AuditQueryFilter f;
         AdminQuery *q;
-        json_object *v;
+        size_t limit;
         int r;
 
-        if (json_object_object_get_ex(p, "fromSeq", &v) && v)
-                f.seq_from = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
-        if (json_object_object_get_ex(p, "toSeq", &v) && v)
-                f.seq_to = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
-        if (json_object_object_get_ex(p, "uid", &v) && v)
-                f.uid = (uid_t) json_object_get_int64(v);
-        f.pci = json_get_string(p, "pciAddress");
-        f.scope = json_get_string(p, "scope");
-        f.result = json_get_string(p, "result");
-        if (json_object_object_get_ex(p, "limit", &v) && v)
-                limit = CLAMP(json_object_get_int64(v), (int64_t) 0, (int64_t) QUERY_LIMIT_MAX);
+        r = audit_query_params_parse(p, &f, &limit, &invalid);
+        if (r == -EINVAL)
+                return varlink_call_error_invalid_parameter(call, invalid);
+        if (r < 0)
+                return r;
 
         q = new0(AdminQuery, 1);
         if (!q)
                 return -ENOMEM;
         /* SECURITY: the log may hold terabytes; the loop that serves every client must not
          * read them. The query runs in a thread and answers from the loop when it is done. */
-        r = audit_log_query(m->audit, &f, (size_t) limit, on_query_done, q, &q->query);
+        r = audit_log_query(m->audit, &f, limit, on_query_done, q, &q->query);
         if (r < 0) {
                 free(q);
                 return r == -EBUSY ? reply_too_many_queries(call, m->config.audit_max_queries) : r;

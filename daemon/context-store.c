@@ -11,6 +11,7 @@
 #include "context-store.h"
 #include "fdstore.h"
 #include "ini.h"
+#include "inventory.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(DIR *, closedir, NULL);
 
@@ -176,6 +177,43 @@ static int parse_id(const char *value, unsigned long min, unsigned long max, boo
         return 0;
 }
 
+/* The next word of *p, which must fit buf with its NUL. */
+static int next_word(const char **p, char *buf, size_t size) {
+        size_t n;
+
+        *p += strspn(*p, " \t");
+        n = strcspn(*p, " \t");
+        if (n == 0 || n >= size)
+                return -EBADMSG;
+        memcpy(buf, *p, n);
+        buf[n] = 0;
+        *p += n;
+        return 0;
+}
+
+/* "<id> <PCI address> bound|unbound|changing", as context_store_save() writes it: three whole
+ * words, the id a decimal number as Uid= is. */
+static int parse_vdevice(const char *value, StoredVDevice *ret) {
+        char id[16], state[16];
+        bool have_id = false;
+        unsigned long v;
+
+        if (next_word(&value, id, sizeof(id)) < 0 ||
+            next_word(&value, ret->pci_address, sizeof(ret->pci_address)) < 0 ||
+            next_word(&value, state, sizeof(state)) < 0 || value[strspn(value, " \t")] != 0)
+                return -EBADMSG;
+        /* A restored worker attaches each in the monitor, which takes an id 0 or a second
+         * attach of one id as a violation; an address it could not have attached is damage. */
+        if (parse_id(id, 1, UINT32_MAX, &have_id, &v) < 0 || !pci_address_is_valid(ret->pci_address))
+                return -EBADMSG;
+        if (!streq(state, "bound") && !streq(state, "unbound") && !streq(state, "changing"))
+                return -EBADMSG;
+        ret->id = (uint32_t) v;
+        ret->bound = streq(state, "bound");
+        ret->changing = streq(state, "changing");
+        return 0;
+}
+
 static int on_assignment(const char *section, const char *key, const char *value, unsigned line, void *userdata) {
         LoadState *st = userdata;
         unsigned long v;
@@ -212,21 +250,12 @@ static int on_assignment(const char *section, const char *key, const char *value
         }
         if (streq(key, "VDevice")) {
                 StoredVDevice d = {};
-                char state[16];
 
-                if (st->n >= CONTEXT_STORE_MAX_VDEVICES ||
-                    sscanf(value, "%u %31s %15s", &d.id, d.pci_address, state) != 3 ||
-                    (!streq(state, "bound") && !streq(state, "unbound") && !streq(state, "changing")))
-                        return -EBADMSG;
-                /* A restored worker attaches each in the monitor, which takes an id 0 or a
-                 * second attach of one id as a violation. */
-                if (d.id == 0)
+                if (st->n >= CONTEXT_STORE_MAX_VDEVICES || parse_vdevice(value, &d) < 0)
                         return -EBADMSG;
                 for (size_t i = 0; i < st->n; i++)
                         if (st->v[i].id == d.id)
                                 return -EBADMSG;
-                d.bound = streq(state, "bound");
-                d.changing = streq(state, "changing");
                 if (!GREEDY_REALLOC(st->v, st->allocated, st->n + 1))
                         return -ENOMEM;
                 st->v[st->n++] = d;

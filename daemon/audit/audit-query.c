@@ -18,6 +18,41 @@ static bool string_matches(json_object *record, const char *key, const char *wan
         return have && streq(have, want);
 }
 
+int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, size_t *ret_limit,
+                             const char **ret_invalid) {
+        AuditQueryFilter f = AUDIT_QUERY_FILTER_INIT;
+        int64_t limit = AUDIT_QUERY_LIMIT_MAX;
+        json_object *v;
+
+        assert(params);
+        assert(ret_filter);
+        assert(ret_limit);
+        assert(ret_invalid);
+
+        if (json_object_object_get_ex(params, "fromSeq", &v) && v)
+                f.seq_from = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
+        if (json_object_object_get_ex(params, "toSeq", &v) && v)
+                f.seq_to = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
+        if (json_object_object_get_ex(params, "uid", &v) && v) {
+                int64_t uid = json_object_get_int64(v);
+
+                if (uid < 0 || uid >= (int64_t) AUDIT_UID_INVALID) {
+                        *ret_invalid = "uid";
+                        return -EINVAL;
+                }
+                f.uid = (uid_t) uid;
+        }
+        f.pci = json_get_string(params, "pciAddress");
+        f.scope = json_get_string(params, "scope");
+        f.result = json_get_string(params, "result");
+        if (json_object_object_get_ex(params, "limit", &v) && v)
+                limit = CLAMP(json_object_get_int64(v), (int64_t) 0, (int64_t) AUDIT_QUERY_LIMIT_MAX);
+
+        *ret_filter = f;
+        *ret_limit = (size_t) limit;
+        return 0;
+}
+
 bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t seq) {
         assert(f);
         assert(record);

@@ -43,6 +43,16 @@ typedef struct AuditQueryStats {
         unsigned n_files_skipped; /* whole files passed over: all their records before seq_from */
 } AuditQueryStats;
 
+/* What io.tsmd.Admin.QueryAudit answers at most, and by default. */
+#define AUDIT_QUERY_LIMIT_MAX 10000U
+
+/* The filter and limit io.tsmd.Admin.QueryAudit's parameters ask for; params has been checked
+ * against the IDL (each field absent, null or of its type). Strings are borrowed from params.
+ * -EINVAL with the parameter's name in *ret_invalid for a uid no record can have: one outside
+ * 0..4294967294 would have been taken for another ((uid_t) -1 for "any"). */
+int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, size_t *ret_limit,
+                             const char **ret_invalid);
+
 bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t seq);
 
 /* Runs a query over fds[0..n) (oldest first; negative entries are skipped), reading each to

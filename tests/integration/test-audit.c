@@ -1713,6 +1713,41 @@ TEST(query_cancelled_when_its_caller_hangs_up) {
         tsmd_teardown(&t);
 }
 
+/* A uid no record can have is refused by name: uid -1 was taken for (uid_t) -1, "any uid", and
+ * answered everyone's records; one past 32 bits wrapped to another uid's. */
+TEST(query_refuses_a_uid_no_record_can_have) {
+        json_object *records;
+        VarlinkClient *a;
+        int64_t after;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), "info");
+        a = tsmd_connect(&t);
+        (void) guest_open_context(a);
+        after = tsmd_audit_last_seq(&t);
+        ASSERT_GE(after, 1);
+
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":-1}", "org.varlink.service.InvalidParameter",
+                   "{\"parameter\":\"uid\"}");
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":4294967295}", "org.varlink.service.InvalidParameter",
+                   "{\"parameter\":\"uid\"}");
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"uid\":4294967296}", "org.varlink.service.InvalidParameter",
+                   "{\"parameter\":\"uid\"}");
+        tsmd_expect_audit(&t, after, "io.tsmd.Admin.QueryAudit", "org.varlink.service.InvalidParameter", 3);
+
+        /* The largest uid there is, and root's records. */
+        records = tsmd_audit_query(&t, "{\"uid\":4294967294}");
+        ASSERT_EQ(json_object_array_length(records), 0U);
+        json_object_put(records);
+        records = tsmd_audit_query(&t, "{\"uid\":0}");
+        ASSERT_GE(json_object_array_length(records), 1U);
+        for (size_t i = 0; i < json_object_array_length(records); i++)
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), 0);
+        json_object_put(records);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* MaxQueries= queries at once; the one beyond is refused by name, not queued. */
 TEST(query_number_is_bounded) {
         AsyncCall query = {};

@@ -106,6 +106,15 @@ TEST(damaged_files_are_refused) {
                 /* What the monitor would take as a violation when the worker attaches it again. */
                 "[Context]\nUid=5\nVDevice=0 0000:01:00.0 bound\n",
                 "[Context]\nUid=5\nVDevice=3 0000:01:00.0 bound\nVDevice=3 0000:02:00.0 unbound\n",
+                /* An id whole and in range, an address a device can have, three words: sscanf()
+                 * took the first as vDevice 1, the next two as vDevice 10000 at ":00:01.0", and
+                 * the rest whatever. */
+                "[Context]\nUid=5\nVDevice=4294967297 0000:01:00.0 bound\n",
+                "[Context]\nUid=5\nVDevice=000000000010000:00:01.0 bound\n",
+                "[Context]\nUid=5\nVDevice=-1 0000:01:00.0 bound\n",
+                "[Context]\nUid=5\nVDevice=+1 0000:01:00.0 bound\n",
+                "[Context]\nUid=5\nVDevice=1 ../../etc/passwd bound\n",
+                "[Context]\nUid=5\nVDevice=1 0000:01:00.0 bound and more\n",
                 "[Context]\nUid=5\nGid=staff\n",
                 "[Context]\nUid=5\nGid=4294967295\n", /* the "none" gid, which is never written */
                 "[Context]\nUid=5\nPid=0\n",
