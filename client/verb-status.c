@@ -90,14 +90,14 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                strna(json_get_string(reply, "version")), up / 86400, up / 3600 % 24, up / 60 % 60, up % 60,
                get_int(reply, "connections"));
         (void) json_object_object_get_ex(reply, "limits", &limits);
-        printf("      Limits: message %" PRIi64 " bytes, depth %" PRIi64 ", %" PRIi64 " JSON values, %" PRIi64
-               " fds/message,\n"
+        printf("      Limits: message %" PRIi64 " bytes, unread replies %" PRIi64 " bytes,\n"
+               "              depth %" PRIi64 ", %" PRIi64 " JSON values, %" PRIi64 " fds/message,\n"
                "              %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid),\n"
                "              %" PRIi64 " bytes buffered (%" PRIi64 " per uid),\n"
                "              %" PRIi64 " fds on unfinished messages (%" PRIi64 " per uid),\n"
                "              message timeout %s, idle timeout %s\n",
-               get_int(limits, "maxMessageSize"), get_int(limits, "maxDepth"), get_int(limits, "maxJsonValues"),
-               get_int(limits, "maxFdsPerMessage"), get_int(limits, "maxPendingCalls"),
+               get_int(limits, "maxMessageSize"), get_int(limits, "maxOutputSize"), get_int(limits, "maxDepth"),
+               get_int(limits, "maxJsonValues"), get_int(limits, "maxFdsPerMessage"), get_int(limits, "maxPendingCalls"),
                get_int(limits, "maxConnections"), get_int(limits, "maxConnectionsPerUid"),
                get_int(limits, "maxBuffered"), get_int(limits, "maxBufferedPerUid"),
                get_int(limits, "maxFds"), get_int(limits, "maxFdsPerUid"),

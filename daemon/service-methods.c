@@ -63,6 +63,7 @@ static int build_status(Manager *m, bool admin, json_object **ret) {
 
         l = json_object_new_object();
         if (!l || json_object_add(l, "maxMessageSize", json_object_new_int64((int64_t) lim->max_message_size)) < 0 ||
+            json_object_add(l, "maxOutputSize", json_object_new_int64((int64_t) lim->max_output_size)) < 0 ||
             json_object_add(l, "maxDepth", json_object_new_int64(lim->max_depth)) < 0 ||
             json_object_add(l, "maxJsonValues", json_object_new_int64(lim->max_json_values)) < 0 ||
             json_object_add(l, "maxFdsPerMessage", json_object_new_int64(lim->max_fds_per_message)) < 0 ||

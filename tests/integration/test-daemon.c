@@ -533,6 +533,24 @@ static int64_t max_depth(VarlinkClient *c) {
         return JINT(l, "maxDepth");
 }
 
+/* GetStatus says every [Varlink] limit in force, MaxOutputSize= among them. */
+TEST(status_says_the_limits_in_force) {
+        Tsmd t;
+        VarlinkClient *c;
+        json_object *r, *l;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\n"
+                              "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=3M\nMaxPendingCalls=7\n");
+        c = tsmd_connect(&t);
+        r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL);
+        ASSERT_TRUE(json_object_object_get_ex(r, "limits", &l));
+        ASSERT_EQ(JINT(l, "maxMessageSize"), 64 * 1024);
+        ASSERT_EQ(JINT(l, "maxOutputSize"), 3 * 1024 * 1024);
+        ASSERT_EQ(JINT(l, "maxPendingCalls"), 7);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 TEST(sighup_with_broken_file_keeps_serving) {
         static const char config[] = "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\n[Varlink]\nMaxJsonDepth=32\n";
         Tsmd t;
