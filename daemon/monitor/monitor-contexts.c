@@ -247,15 +247,22 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
         return 0;
 }
 
-/* The context whose fd is fd's file description, as the kernel tells (kcmp()); NULL if none,
- * or if the kernel cannot tell. */
-static MonitorContext *find_same_file(MonitorContexts *c, int fd) {
+/* The context whose fd is fd's file description, as the kernel tells (kcmp()): 1 and *ret if
+ * one is, 0 if none is, -errno if the kernel cannot tell. */
+static int find_same_file(MonitorContexts *c, int fd, MonitorContext **ret) {
         MonitorContext *ctx;
 
-        TAILQ_FOREACH(ctx, &c->contexts, entry)
-                if (syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, ctx->fd, fd) == 0)
-                        return ctx;
-        return NULL;
+        TAILQ_FOREACH(ctx, &c->contexts, entry) {
+                long r = syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, ctx->fd, fd);
+
+                if (r < 0)
+                        return negative_errno();
+                if (r == 0) {
+                        *ret = ctx;
+                        return 1;
+                }
+        }
+        return 0;
 }
 
 /* The carrier whose context is here under either of its ids is done: its rename had got as far
@@ -281,14 +288,27 @@ static void carrier_settle(MonitorContexts *c, Carrier *k) {
         /* SECURITY: a carrier left behind (its removal failed) by a rename done long ago, the
          * context renamed since: restored under its id, a second context of the fd would come
          * back reclaimable by a token that is void. */
-        known = find_same_file(c, fd);
-        if (known) {
+        r = find_same_file(c, fd, &known);
+        if (r < 0) {
+                /* Not knowing, it stays where it is, for a start that can tell. */
+                log_warning_errno(r, "Cannot tell whether a renamed context of uid %u in the fd store is one "
+                                  "restored already, keeping it there unused: %m", (unsigned) k->uid);
+                safe_close(fd);
+                goto keep;
+        }
+        if (r > 0) {
                 log_warning("Dropping a stale rename's carrier of context %" PRIu32 " of uid %u.", known->id,
                             (unsigned) k->uid);
                 safe_close(fd);
                 goto drop;
         }
         r = context_insert(c, fd, TSM_PRIV_SLOT_WORKER, k->uid, k->new_id, &ctx);
+        if (r == -ENOMEM) {
+                /* The context is still good: the next start may have the memory. */
+                log_warning_errno(r, "Cannot restore a renamed context of uid %u from the fd store now, "
+                                  "keeping it there for the next start: %m", (unsigned) k->uid);
+                goto keep;
+        }
         if (r < 0) {
                 log_warning_errno(r, "Dropping a renamed context of uid %u the fd store kept in a carrier: %m",
                                   (unsigned) k->uid);
@@ -302,6 +322,10 @@ static void carrier_settle(MonitorContexts *c, Carrier *k) {
         ctx->stored = r >= 0;
         log_info("Restored context %" PRIu32 " of uid %u from the fd store, from a rename a restart cut off.", ctx->id,
                  (unsigned) ctx->uid);
+        goto drop;
+keep:
+        safe_close(k->fd);
+        return;
 drop:
         r = fdstore_remove_moving(k->uid, k->new_id, k->old_id);
         if (r < 0 && r != -EOPNOTSUPP)

@@ -8,7 +8,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -840,6 +846,49 @@ TEST(fdstore_rename_cut_off) {
 
         notify_done(&n);
         check_leaks();
+}
+
+/* A carrier whose fd the kernel cannot compare with the contexts restored (kcmp() refused, as a
+ * seccomp filter or a kernel without CONFIG_KCMP does): it may be a stale one of a context here
+ * under another name, so it is neither restored nor dropped, but left in the store. */
+TEST(carrier_kept_when_kcmp_cannot_tell) {
+        Probe p = probe_new();
+        char text[256];
+        Notify n;
+        pid_t pid;
+        int fd, status;
+
+        notify_setup(&n);
+        ASSERT_OK(pid = fork());
+        if (pid == 0) {
+                struct sock_filter filter[] = {
+                        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_kcmp, 0, 1),
+                        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+                        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+                };
+                struct sock_fprog prog = { .len = ELEMENTSOF(filter), .filter = filter };
+                MonitorContexts *c = NULL;
+
+                if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0 ||
+                    monitor_contexts_new(&c) < 0 ||
+                    monitor_contexts_restore(c, carrier_of(p.w), "ctxid.1000." ID_C "." ID_A, NULL) != 1 ||
+                    monitor_contexts_restore(c, fcntl(p.w, F_DUPFD_CLOEXEC, 3), "ctxid.1000." ID_B, NULL) < 0)
+                        _exit(2);
+                monitor_contexts_restore_done(c);
+                _exit(monitor_contexts_size(c) == 1 && monitor_contexts_find_reclaim_id(c, ID_B) &&
+                                      !monitor_contexts_find_reclaim_id(c, ID_C)
+                              ? 0
+                              : 3);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 0);
+        /* Neither stored under the new name nor taken out. */
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        close(p.w);
+        close(p.r);
+        notify_done(&n);
 }
 
 /* An old-style name systemd does not take out: the context stays stored under it (a put of the
