@@ -9,8 +9,11 @@
  * The monitor keeps each until the worker says it is recorded (LATE_ACK), and gives those a
  * worker that ended had not to the next one: each is recorded once, whichever worker does it
  * (the seq it is written under goes to the monitor before it can reach the disk). Those the
- * monitor had no room for are counted ("late-lost"). Bounded: a hung TSM answers as many calls
- * late as it was given. Runs in: worker.
+ * monitor had no room for are counted ("late-lost"). One whose record cannot be queued (a failed
+ * log, a full disk, no memory) is not acknowledged: the worker tries it again, and the monitor
+ * keeps it for the next worker should this one end first. Bounded: a hung TSM answers as many
+ * calls late as it was given, and the monitor keeps at most MONITOR_LATE_KEPT_MAX. Runs in:
+ * worker.
  */
 
 #include <inttypes.h>
@@ -31,6 +34,12 @@ static const char *const late_events[_TSM_PRIV_LATE_OP_MAX] = {
         [TSM_PRIV_LATE_CONNECT] = "connect-device-late",
         [TSM_PRIV_LATE_DISCONNECT] = "disconnect-device-late",
         [TSM_PRIV_LATE_LOST] = "late-lost",
+};
+
+/* A LATE whose record could not be queued, to be tried again. */
+struct LateUnrecorded {
+        LateUnrecorded *next;
+        struct tsm_priv_late late;
 };
 
 /* The record of a LATE on its way to the disk. */
@@ -77,7 +86,9 @@ static void on_late_recorded(AuditLog *a, uint64_t seq, int error, void *userdat
         free(lr);
 }
 
-void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
+/* Records l, or says why it cannot: < 0 if its record was neither queued nor counted in a
+ * summary, and then nothing is acknowledged. */
+static int late_record(Manager *m, const struct tsm_priv_late *l) {
         bool request = l->op == TSM_PRIV_LATE_GUEST_REQUEST, lost = l->op == TSM_PRIV_LATE_LOST,
              connect = l->op == TSM_PRIV_LATE_CONNECT || l->op == TSM_PRIV_LATE_DISCONNECT;
         AuditRecord rec = AUDIT_RECORD_INIT;
@@ -88,15 +99,13 @@ void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
         uint64_t seq = 0;
         int r;
 
-        assert(l->op > 0 && l->op < _TSM_PRIV_LATE_OP_MAX); /* priv-call.c checked it */
-
         /* SECURITY: once, whichever worker writes it: a worker before this one said it was writing
          * the record under a seq the files had when this one opened them, so it is there. */
         if (l->recorded_seq > 0 && l->recorded_seq <= m->audit_seq_at_open) {
                 log_debug("Late answer %" PRIu64 " was recorded by the worker before, as seq %" PRIu64 ".", l->id,
                           l->recorded_seq);
                 late_ack(m, l->id, l->recorded_seq, true);
-                return;
+                return 0;
         }
 
         rec.event = late_events[l->op];
@@ -146,12 +155,12 @@ record:
                 log_warning("Kernel TSM %s of %s answered late (%s), unrecorded: no audit log.", rec.event,
                             l->pci_address, strna(rec.result));
                 late_ack(m, l->id, 0, true);
-                return;
+                return 0;
         }
         if (!connect && !lost && !audit_budget_take(m->late_budget, rec.uid)) {
                 audit_budget_count(m->late_budget, rec.uid, rec.event, rec.result);
                 late_ack(m, l->id, 0, true);
-                return;
+                return 0;
         }
         /* What tsmd owes whatever the load: the device changed behind the call's record. */
         lr = new(LateRecording, 1);
@@ -162,15 +171,62 @@ record:
                 r = -ENOMEM;
         if (r < 0) {
                 free(lr);
-                log_error_errno(r, "Cannot record that the kernel TSM %s of %s answered late (%s): %m", rec.event,
-                                l->pci_address, strna(rec.result));
-                if (!connect && !lost)
-                        audit_budget_count(m->late_budget, rec.uid, rec.event, rec.result);
-                late_ack(m, l->id, 0, true);
-                return;
+                /* SECURITY: not acknowledged, so not forgotten: a summary would be written to the
+                 * log that refused this record, and lost with the worker. */
+                return log_error_errno(r, "Cannot record yet that the kernel TSM %s of %s answered late (%s), "
+                                       "trying again when the audit log takes records: %m", rec.event,
+                                       l->pci_address, strna(rec.result));
         }
         /* Numbered now, written after this round of the loop: the monitor hears the seq first.
          * (0 while a reopen of the log is pending: numbered later, and not told.) */
         if (seq > 0)
                 late_ack(m, l->id, seq, false);
+        return 0;
+}
+
+void guest_late_retry(Manager *m) {
+        /* Oldest first, until the log refuses one again. */
+        while (m->late_unrecorded) {
+                LateUnrecorded *u = m->late_unrecorded;
+
+                if (late_record(m, &u->late) < 0)
+                        return;
+                m->late_unrecorded = u->next;
+                m->n_late_unrecorded--;
+                free(u);
+        }
+}
+
+void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
+        LateUnrecorded *u, **tail;
+
+        assert(l->op > 0 && l->op < _TSM_PRIV_LATE_OP_MAX); /* priv-call.c checked it */
+
+        guest_late_retry(m);
+        if (!m->late_unrecorded && late_record(m, l) >= 0)
+                return;
+        /* Bounded by what the monitor keeps for this worker, each sent once. Without memory for it,
+         * the monitor still has it for the next worker. */
+        u = new(LateUnrecorded, 1);
+        if (!u) {
+                log_oom();
+                return;
+        }
+        *u = (LateUnrecorded){ .late = *l };
+        for (tail = &m->late_unrecorded; *tail; tail = &(*tail)->next)
+                ;
+        *tail = u;
+        m->n_late_unrecorded++;
+        log_warning("%zu late answers of the kernel wait for the audit log to take their records.",
+                    m->n_late_unrecorded);
+}
+
+void guest_late_free_unrecorded(Manager *m) {
+        while (m->late_unrecorded) {
+                LateUnrecorded *u = m->late_unrecorded;
+
+                m->late_unrecorded = u->next;
+                free(u);
+        }
+        m->n_late_unrecorded = 0;
 }

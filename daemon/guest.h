@@ -70,8 +70,14 @@ void guest_device_gone(Manager *m, const char *pci_address);
  * each up to RefusalRecordsPerUid= per uid in each RefusalIntervalSec= (a budget of their own,
  * audit-budget.h), the rest counted in summaries; none that a worker before wrote (its seq is in
  * the files); or the count of those the monitor dropped (LOST). Tells the monitor (LATE_ACK) the
- * seq before the record can reach the disk, and when it is recorded. guest-late.c */
+ * seq before the record can reach the disk, and when it is recorded; one whose record cannot be
+ * queued it keeps, unacknowledged, to try again. guest-late.c */
 void guest_audit_late(Manager *m, const struct tsm_priv_late *late);
+/* Tries again to record the late answers whose records the audit log did not take (not
+ * acknowledged: the monitor keeps them): after a reopen of the log worked, and before the next
+ * LATE. guest_late_free_unrecorded() drops this worker's copies (the monitor keeps them). */
+void guest_late_retry(Manager *m);
+void guest_late_free_unrecorded(Manager *m);
 /* The record of the call this worker sent the monitor with cookie has seq, and its result was an
  * error: a late answer to it names it (the latest MANAGER_LATE_ORIGINS only). */
 void guest_late_remember(Manager *m, uint32_t cookie, uint64_t seq);

@@ -326,6 +326,8 @@ static void on_audit_reopened(AuditLog *a, int error, void *userdata) {
 
         if (error < 0)
                 log_error_errno(error, "The audit log is still failing, guest requests stay refused: %m");
+        else
+                guest_late_retry(rl->manager);
         if (rl->error >= 0)
                 log_info("Configuration reloaded from %s.", rl->manager->config_path);
         if (rl->done)
@@ -614,6 +616,7 @@ Manager *manager_free(Manager *m) {
         /* Its summaries of what the clients had refused, then the log. */
         audit_budget_free(m->refusal_budget);
         audit_budget_free(m->late_budget);
+        guest_late_free_unrecorded(m);
         audit_log_free(m->audit);
         policy_unref(m->policy);
         tsm_platform_free(m->platform);

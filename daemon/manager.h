@@ -45,6 +45,8 @@ typedef struct LateOrigin {
 } LateOrigin;
 #define MANAGER_LATE_ORIGINS 256U
 
+typedef struct LateUnrecorded LateUnrecorded;
+
 typedef struct Manager {
         struct event_base *base;
         VarlinkServer *server;
@@ -70,6 +72,9 @@ typedef struct Manager {
         /* The last seq in the audit files when this worker opened them, before it wrote any: a
          * late answer an earlier worker was writing under a seq up to this is on the disk. */
         uint64_t audit_seq_at_open;
+        /* Late answers whose records the log did not take yet, oldest first (guest-late.c). */
+        LateUnrecorded *late_unrecorded;
+        size_t n_late_unrecorded;
 
         /* One per connection: what that VMM owns (guest.c). */
         LIST_HEAD(, GuestClient) guest_clients;

@@ -682,7 +682,8 @@ static int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *r
                         /* Our reply is still to come: read on, whatever this one costs. */
                         if (!l) {
                                 log_oom();
-                                log_error("A late answer of the kernel to a call on %s (op %u) is lost: out of memory.",
+                                log_error("A late answer of the kernel to a call on %s (op %u) is not recorded by this "
+                                          "worker: out of memory. The monitor keeps it for the next one.",
                                           late.pci_address, (unsigned) late.op);
                                 continue;
                         }

@@ -13,6 +13,8 @@
  *     copy_struct_from_user() rule), so a newer sender's zeroed extensions are harmless;
  *   - flags and every __reserved field must be zero; strings are NUL-terminated inside their
  *     field and zero after the NUL;
+ *   - the cookie of a message from the worker is never 0 on one that is answered, and 0 on every
+ *     other (the monitor checks it: it marks a call whose worker ended with 0);
  *   - the datagram is exactly size + payload_len bytes, and payload_len is zero for every type
  *     that carries no payload.
  *

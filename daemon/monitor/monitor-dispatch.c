@@ -150,6 +150,7 @@ struct MonitorDispatch {
 typedef enum MonitorPermit {
         MON_PERMIT = 1 << 0, /* the worker may send it */
         MON_ONCE = 1 << 1,   /* at most once per worker */
+        MON_ANSWERED = 1 << 2, /* answered by a REPLY with its cookie, which is never 0 */
 } MonitorPermit;
 
 _Static_assert(_TSM_PRIV_TYPE_MAX <= 32, "seen_once has a bit per type");
@@ -399,6 +400,28 @@ static int priv_late_ack(MonitorDispatch *d, const PrivMessage *m, const void *p
         return 0;
 }
 
+/* The LATE_ACKs among the datagrams of the inbox from index from on, taken as the worker is
+ * ending: false once one breaks a rule, which ends the taking, as it would the worker. */
+static bool late_take_acks_in(MonitorDispatch *d, size_t from, size_t k) {
+        for (size_t i = from; i < k; i++) {
+                TsmPrivDatagram *dg = tsm_priv_inbox_get(d->inbox, i);
+                const char *reason = NULL;
+                struct tsm_priv_hdr h;
+                PrivMessage m;
+
+                if (dg->len < (ssize_t) sizeof(h))
+                        continue;
+                memcpy(&h, dg->buf, sizeof(h));
+                if (h.type != TSM_PRIV_LATE_ACK)
+                        continue;
+                if (tsm_priv_check(dg->buf, (size_t) dg->len, dg->n_fds, TSM_PRIV_FROM_WORKER, &m,
+                                   sizeof(m.late_ack), NULL, &reason) < 0 ||
+                    h.cookie != 0 || priv_late_ack(d, &m, NULL, NULL, &reason) < 0)
+                        return false;
+        }
+        return true;
+}
+
 /* The LATE_ACKs an ended worker sent that are still unread: what it acknowledged counts, or the
  * next worker would record again what this one did. Bounded: a worker being killed may still be
  * writing. */
@@ -410,22 +433,7 @@ static void late_take_acks(MonitorDispatch *d) {
 
                 if (k < 0)
                         break;
-                for (size_t i = 0; i < (size_t) k && !broken; i++) {
-                        TsmPrivDatagram *dg = tsm_priv_inbox_get(d->inbox, i);
-                        const char *reason = NULL;
-                        struct tsm_priv_hdr h;
-                        PrivMessage m;
-
-                        if (dg->len < (ssize_t) sizeof(h))
-                                continue;
-                        memcpy(&h, dg->buf, sizeof(h));
-                        if (h.type != TSM_PRIV_LATE_ACK)
-                                continue;
-                        /* One that breaks a rule ends the taking, as it would the worker. */
-                        broken = tsm_priv_check(dg->buf, (size_t) dg->len, dg->n_fds, TSM_PRIV_FROM_WORKER, &m,
-                                                sizeof(m.late_ack), NULL, &reason) < 0 ||
-                                 priv_late_ack(d, &m, NULL, NULL, &reason) < 0;
-                }
+                broken = !late_take_acks_in(d, 0, (size_t) k);
                 tsm_priv_inbox_clear(d->inbox);
                 if ((size_t) k < TSM_PRIV_BATCH_MAX)
                         break;
@@ -1206,21 +1214,21 @@ static const struct {
 } priv_table[_TSM_PRIV_TYPE_MAX] = {
         [TSM_PRIV_READY] = { priv_ready, MON_PERMIT | MON_ONCE },
         [TSM_PRIV_STATUS] = { priv_status, MON_PERMIT },
-        [TSM_PRIV_OPEN_CONTEXT] = { priv_open_context, MON_PERMIT },
-        [TSM_PRIV_ADOPT_CONTEXT] = { priv_adopt_context, MON_PERMIT },
-        [TSM_PRIV_RECLAIM_CONTEXT] = { priv_reclaim_context, MON_PERMIT },
-        [TSM_PRIV_CLOSE_CONTEXT] = { priv_close_context, MON_PERMIT },
-        [TSM_PRIV_ATTACH_VDEVICE] = { priv_attach_vdevice, MON_PERMIT },
-        [TSM_PRIV_DETACH_VDEVICE] = { priv_detach_vdevice, MON_PERMIT },
-        [TSM_PRIV_BIND_VDEVICE] = { priv_bind_vdevice, MON_PERMIT },
-        [TSM_PRIV_UNBIND_VDEVICE] = { priv_unbind_vdevice, MON_PERMIT },
-        [TSM_PRIV_GET_VDEVICE_STATE] = { priv_get_vdevice_state, MON_PERMIT },
-        [TSM_PRIV_GET_DEVICE_STATE] = { priv_get_device_state, MON_PERMIT },
-        [TSM_PRIV_GUEST_REQUEST] = { priv_guest_request, MON_PERMIT },
-        [TSM_PRIV_CONNECT_DEVICE] = { priv_connect_device, MON_PERMIT },
-        [TSM_PRIV_DISCONNECT_DEVICE] = { priv_disconnect_device, MON_PERMIT },
-        [TSM_PRIV_RELOAD] = { priv_reload, MON_PERMIT },
-        [TSM_PRIV_SETTLE_VDEVICE] = { priv_settle_vdevice, MON_PERMIT },
+        [TSM_PRIV_OPEN_CONTEXT] = { priv_open_context, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_ADOPT_CONTEXT] = { priv_adopt_context, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_RECLAIM_CONTEXT] = { priv_reclaim_context, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_CLOSE_CONTEXT] = { priv_close_context, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_ATTACH_VDEVICE] = { priv_attach_vdevice, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_DETACH_VDEVICE] = { priv_detach_vdevice, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_BIND_VDEVICE] = { priv_bind_vdevice, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_UNBIND_VDEVICE] = { priv_unbind_vdevice, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_GET_VDEVICE_STATE] = { priv_get_vdevice_state, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_GET_DEVICE_STATE] = { priv_get_device_state, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_GUEST_REQUEST] = { priv_guest_request, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_CONNECT_DEVICE] = { priv_connect_device, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_DISCONNECT_DEVICE] = { priv_disconnect_device, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_RELOAD] = { priv_reload, MON_PERMIT | MON_ANSWERED },
+        [TSM_PRIV_SETTLE_VDEVICE] = { priv_settle_vdevice, MON_PERMIT | MON_ANSWERED },
         [TSM_PRIV_LATE_ACK] = { priv_late_ack, MON_PERMIT },
 };
 
@@ -1477,6 +1485,14 @@ static int process_datagram(MonitorDispatch *d, TsmPrivDatagram *dg, const char 
         if ((priv_table[h.type].flags & MON_ONCE) && (d->seen_once & (UINT32_C(1) << h.type)))
                 return violation(d, -EPROTO, "permitted once per worker, sent again", ret_reason);
         d->seen_once |= UINT32_C(1) << h.type;
+        /* SECURITY: cookie 0 is what the monitor marks a call whose worker ended with, and makes a
+         * late answer of when the kernel is done: a worker may not have it made for calls it
+         * makes (it would fill the late answers kept with its own). Nor may it name a reply to
+         * what is not answered. */
+        if ((priv_table[h.type].flags & MON_ANSWERED) && h.cookie == 0)
+                return violation(d, -EPROTO, "cookie 0 on a message that is answered", ret_reason);
+        if (!(priv_table[h.type].flags & MON_ANSWERED) && h.cookie != 0)
+                return violation(d, -EPROTO, "cookie on a message that is not answered", ret_reason);
 
         /* ... then what it means, against the monitor's own state. */
         r = priv_table[h.type].handler(d, &m, payload, &fd, &reason);
@@ -1511,8 +1527,13 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
                 for (size_t i = 0; i < (size_t) k; i++) {
                         int r = process_datagram(d, tsm_priv_inbox_get(d->inbox, i), ret_reason);
                         if (r < 0) {
-                                tsm_priv_inbox_clear(d->inbox);
                                 d->compromised = *ret_reason != NULL;
+                                /* A worker that is gone (not a violation: it stalled, hung up)
+                                 * still acknowledged what it acknowledged after this: the next
+                                 * would record again what this one did. */
+                                if (!d->compromised)
+                                        (void) late_take_acks_in(d, i + 1, (size_t) k);
+                                tsm_priv_inbox_clear(d->inbox);
                                 return r;
                         }
                 }

@@ -1213,6 +1213,68 @@ TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
         teardown(&e);
 }
 
+/* The audit log fails (its disk does), and then the kernel answers a timed-out request late:
+ * the worker cannot queue the record, so it does not acknowledge the answer, and keeps it. */
+static void late_answer_while_the_log_fails(Env *e, VarlinkClient *c) {
+        int64_t ctx = nic_context(c, NULL);
+
+        state_change_times_out(e, c, ctx);
+        wait_record(&e->tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
+
+        write_file(strf("%s/fail-sync", e->kernel_dir), "5"); /* EIO */
+        /* Any record now fails the log: that of a refusal. */
+        ASSERT_NOT_NULL(tsmd_call(c, G "GuestRequest", request_params(ctx, 99, "info"), NULL));
+        ASSERT_TRUE(tsmd_wait_log(&e->tsmd, "failed, refusing requests until it is reopened", 1, TSMD_WAIT_USEC));
+        hold(e, 11, false);
+        ASSERT_TRUE(tsmd_wait_log(&e->tsmd, "Kernel TSM request of " NIC_ADDR " (vDevice 11) succeeded after", 1,
+                                  TSMD_WAIT_USEC));
+        sleep_usec(200 * USEC_PER_MSEC); /* the worker had the LATE */
+        ASSERT_OK(unlink(strf("%s/fail-sync", e->kernel_dir)));
+}
+
+/* ... and records it once a reload reopened the log. */
+TEST(a_late_answer_the_failed_log_refused_is_audited_after_a_reopen) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *late;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        late_answer_while_the_log_fails(&e, c);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 0u);
+
+        ASSERT_TRUE(tsmd_reload(&e.tsmd, "[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE
+                                         "\nRequestTimeoutUSec=300000\n"));
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_STREQ(JSTR(late, "scope"), "state-change");
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* ... or, should the worker end first, the monitor still has it for the next one. */
+TEST(a_late_answer_the_failed_log_refused_goes_to_the_next_worker) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *late;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        late_answer_while_the_log_fails(&e, c);
+
+        tsmd_kill_worker(&e.tsmd);
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* The kernel answers a call late while no worker runs (between a worker's end and the next one's
  * start): the monitor keeps the answer, and the next worker records it, once. The restart
  * backoff doubles for a worker that dies young (100 ms, 200, 400, 800, then 1.6 s): a fifth

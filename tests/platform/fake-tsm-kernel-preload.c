@@ -14,6 +14,8 @@
  *   hold-sync  while it exists, fdatasync() waits (in either process: the worker's audit log
  *              has it), as on a disk that takes its time: what was written is in the file, and
  *              not known durable yet (the directory must be one the worker's user can reach)
+ *   fail-sync  while it exists, fdatasync() fails (after any hold) with the errno written in it,
+ *              as on a disk that broke: the audit log fails
  * Runs in: tsmd's processes, under test only.
  */
 
@@ -85,13 +87,12 @@ static void wait_while_held(uint32_t vdevice) {
         wait_while_exists(name);
 }
 
-/* The errno (negative) that fail-ID asks calls for vdevice to fail with, or 0. */
-static int failure_of(uint32_t vdevice) {
-        char path[512], name[32], text[16] = {};
+/* The errno (negative) written in the control file name, or 0 if there is none. */
+static int errno_in(const char *name) {
+        char path[512], text[16] = {};
         const char *p;
         int fd, n, e;
 
-        snprintf(name, sizeof(name), "fail-%u", vdevice);
         p = control_path(path, sizeof(path), name);
         if (!p)
                 return 0;
@@ -102,6 +103,14 @@ static int failure_of(uint32_t vdevice) {
         close(fd);
         e = n > 0 ? atoi(text) : 0;
         return e > 0 ? -e : 0;
+}
+
+/* The errno (negative) that fail-ID asks calls for vdevice to fail with, or 0. */
+static int failure_of(uint32_t vdevice) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "fail-%u", vdevice);
+        return errno_in(name);
 }
 
 static int fake_ioctl(unsigned long request, void *arg) {
@@ -147,7 +156,14 @@ __attribute__((visibility("default"))) int ioctl(int fd, unsigned long request, 
 __attribute__((visibility("default"))) int fdatasync(int fd) {
         static int (*real_fdatasync)(int fd);
 
+        int e;
+
         wait_while_exists("hold-sync");
+        e = errno_in("fail-sync");
+        if (e < 0) {
+                errno = -e;
+                return -1;
+        }
         if (!real_fdatasync)
                 real_fdatasync = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
         return real_fdatasync(fd);

@@ -449,6 +449,10 @@ static int call(Fixture *f, void *msg, Reply *ret) {
         return call_full(f, msg, NULL, 0, -EBADF, ret);
 }
 
+/* The cookie of a message built to be sent raw (call() gives each its own): never 0 on one that
+ * is answered. */
+#define RAW_COOKIE UINT32_C(0xfffffff0)
+
 /* Sends a message that breaks a rule: no answer, an error and a reason. */
 static int expect_violation_full(Fixture *f, const void *data, size_t len, int fd, const char *type) {
         const char *reason = NULL;
@@ -473,7 +477,7 @@ static struct tsm_priv_new_context new_context_msg(uint32_t type, uint32_t slot,
                                                    const char *reclaim_id) {
         struct tsm_priv_new_context m;
 
-        tsm_priv_init(&m, type, 0, 0);
+        tsm_priv_init(&m, type, RAW_COOKIE, 0);
         m.slot = slot;
         m.uid = uid;
         strcpy(m.reclaim_id, reclaim_id);
@@ -500,7 +504,7 @@ static char reclaim_msg_id[TSM_PRIV_RECLAIM_ID_MAX];
 static struct tsm_priv_reclaim_context reclaim_msg_id_of(uint32_t slot, uint32_t context, const char *reclaim_id) {
         struct tsm_priv_reclaim_context m;
 
-        tsm_priv_init(&m, TSM_PRIV_RECLAIM_CONTEXT, 0, 0);
+        tsm_priv_init(&m, TSM_PRIV_RECLAIM_CONTEXT, RAW_COOKIE, 0);
         m.slot = slot;
         m.context = context;
         memset(m.reclaim_id, 0, sizeof(m.reclaim_id));
@@ -518,7 +522,7 @@ static struct tsm_priv_reclaim_context reclaim_msg(uint32_t slot, uint32_t conte
 static struct tsm_priv_context context_msg(uint32_t type, uint32_t slot, uint32_t context) {
         struct tsm_priv_context m;
 
-        tsm_priv_init(&m, type, 0, 0);
+        tsm_priv_init(&m, type, RAW_COOKIE, 0);
         m.slot = slot;
         m.context = context;
         return m;
@@ -528,7 +532,7 @@ static struct tsm_priv_attach_vdevice attach_msg(uint32_t slot, uint32_t context
                                                  const char *address) {
         struct tsm_priv_attach_vdevice m;
 
-        tsm_priv_init(&m, TSM_PRIV_ATTACH_VDEVICE, 0, 0);
+        tsm_priv_init(&m, TSM_PRIV_ATTACH_VDEVICE, RAW_COOKIE, 0);
         m.slot = slot;
         m.context = context;
         m.vdevice = vdevice;
@@ -552,7 +556,7 @@ static int attach(Fixture *f, uint32_t slot, uint32_t context, uint32_t vdevice,
 static struct tsm_priv_vdevice vdevice_msg(uint32_t type, uint32_t slot, uint32_t context, uint32_t vdevice) {
         struct tsm_priv_vdevice m;
 
-        tsm_priv_init(&m, type, 0, 0);
+        tsm_priv_init(&m, type, RAW_COOKIE, 0);
         m.slot = slot;
         m.context = context;
         m.vdevice = vdevice;
@@ -588,7 +592,7 @@ static struct tsm_priv_guest_request guest_request_msg(Fixture *f, uint32_t slot
                                                        uint32_t vdevice, const char *scope, size_t payload_len) {
         struct tsm_priv_guest_request m;
 
-        tsm_priv_init(&m, TSM_PRIV_GUEST_REQUEST, 0, (uint32_t) payload_len);
+        tsm_priv_init(&m, TSM_PRIV_GUEST_REQUEST, RAW_COOKIE, (uint32_t) payload_len);
         m.slot = slot;
         m.context = context;
         m.vdevice = vdevice;
@@ -1794,6 +1798,100 @@ TEST(late_acks_are_checked) {
                 ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
         }
         receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        fixture_free(f);
+}
+
+/* SECURITY: cookie 0 marks a call whose worker ended, whose outcome becomes a late answer: a
+ * worker sending a call that is answered with cookie 0 breaks a rule (else it could fill the late
+ * answers kept with its own, for its successor to record), and so does one naming a reply on a
+ * LATE_ACK. Nothing is done for it, no late answer made. */
+TEST(answered_calls_need_a_cookie) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_late_ack ack;
+        struct tsm_priv_late late;
+        struct tsm_priv_device dev;
+        FakeKernelCall calls[64];
+        size_t n_calls;
+        uint32_t a;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+
+        /* A LATE_ACK is not answered: a cookie on it is a violation, and the LATE stays kept. */
+        (void) late_guest_request(f, a);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        tsm_priv_init(&ack, TSM_PRIV_LATE_ACK, 7, 0);
+        ack.id = late.id;
+        ack.durable = 1;
+        expect_violation(f, &ack, "LATE_ACK");
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 1u);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ack_late(f, late.id, 0, true);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+
+        n_calls = fake_kernel_calls(calls, ELEMENTSOF(calls));
+        for (unsigned i = 0; i < 4; i++) {
+                struct tsm_priv_vdevice v = vdevice_msg(i == 0 ? TSM_PRIV_BIND_VDEVICE : TSM_PRIV_UNBIND_VDEVICE,
+                                                        TSM_PRIV_SLOT_WORKER, a, VDEV_HELD);
+
+                if (i < 2) {
+                        v.hdr.cookie = 0;
+                        expect_violation(f, &v, i == 0 ? "BIND_VDEVICE" : "UNBIND_VDEVICE");
+                } else {
+                        tsm_priv_init(&dev, i == 2 ? TSM_PRIV_CONNECT_DEVICE : TSM_PRIV_DISCONNECT_DEVICE, 0, 0);
+                        strcpy(dev.pci_address, NIC);
+                        if (i == 2)
+                                strcpy(dev.tsm, "tsm0");
+                        expect_violation(f, &dev, i == 2 ? "CONNECT_DEVICE" : "DISCONNECT_DEVICE");
+                }
+                worker_stop(f);
+                ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+                loop_a_while(f);
+                ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+                nothing_waiting(f);
+        }
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), n_calls); /* none reached the kernel */
+        fixture_free(f);
+}
+
+/* A worker that is gone as the monitor reads its batch (here: it shut its reading side, so a
+ * reply cannot reach it, which is no violation) still acknowledged the LATEs it acknowledged
+ * after that message: the monitor applies them, and the next worker gets none of them. */
+TEST(late_acks_after_a_failed_reply_count) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_reclaim_context reclaim;
+        struct tsm_priv_late_ack ack;
+        struct tsm_priv_late late;
+        const char *reason = NULL;
+        uint32_t a;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        (void) late_guest_request(f, a);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 1u);
+
+        /* One batch: a reclaim (answered with an fd, sent at once), then the acknowledgement. */
+        reclaim = reclaim_msg(SLOT, a);
+        reclaim.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &reclaim, NULL, 0, -EBADF));
+        tsm_priv_init(&ack, TSM_PRIV_LATE_ACK, 0, 0);
+        ack.id = late.id;
+        ack.durable = 1;
+        ASSERT_OK(tsm_priv_send(f->worker, &ack, NULL, 0, -EBADF));
+        ASSERT_OK(shutdown(f->worker, SHUT_RD));
+        ASSERT_ERRNO(monitor_dispatch_process(f->dispatch, &reason), EPIPE);
+        ASSERT_NULL(reason);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
         fixture_free(f);
 }
 

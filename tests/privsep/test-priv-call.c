@@ -646,7 +646,8 @@ static void monitor_reply(uint32_t cookie, int fd) {
 
 /*
  * A LATE comes while the worker waits for the monitor's reply to RECLAIM_CONTEXT, and the
- * worker has no memory to keep it: the LATE is lost (logged), and the call reads on to its own
+ * worker has no memory to keep it: the LATE is not acknowledged (logged; the monitor keeps it for
+ * the next worker), and the call reads on to its own
  * reply, the context's fd with it. Returning there (-ENOMEM) told the reclaim the monitor had
  * not renamed the context when it had, and left the reply to be taken for another call's.
  */
@@ -672,7 +673,7 @@ TEST(a_late_answer_without_memory_leaves_the_call_its_reply) {
         ASSERT_EQ(fail_alloc_of_size, 0u); /* it was asked for, and refused */
         ASSERT_TRUE(fd >= 0);
         ASSERT_EQ(inode_of(fd), inode_of(p[1]));
-        ASSERT_NOT_NULL(strstr(log, "A late answer of the kernel to a call on 0000:01:00.0 (op 1) is lost"));
+        ASSERT_NOT_NULL(strstr(log, "A late answer of the kernel to a call on 0000:01:00.0 (op 1) is not recorded by this worker"));
         ASSERT_FALSE(priv_channel_is_gone(f.channel));
         run_worker();
         ASSERT_EQ(f.n_late, 0u);
