@@ -663,8 +663,11 @@ static void on_admin_answer(VarlinkCall *call, json_object *message, void *userd
         const char *result = json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok";
 
         /* SECURITY: only an administrator's calls are owed a record past every bound (one that
-         * holds room for a device change has its record's place already). */
-        if (!a->room && !manager_is_admin(a->manager, varlink_call_get_conn(call))) {
+         * holds room for a device change has its record's place already). Once tsmd stops and
+         * its server is gone, an answer comes only to a call let run (a refusal is answered at
+         * once): recorded as the administrator's it was, nobody to hear it, no budget to count
+         * it in any more. */
+        if (!a->room && a->manager->server && !manager_is_admin(a->manager, varlink_call_get_conn(call))) {
                 Manager *m = a->manager;
 
                 admin_record_free(a);

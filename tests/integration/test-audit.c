@@ -1283,6 +1283,81 @@ TEST(calls_that_act_wait_for_a_reload_that_moves_the_log) {
         tsmd_teardown(&t);
 }
 
+/* Waits (bounded) until pid's /proc status line key says what has(value) is true of. */
+static void wait_proc_status(pid_t pid, const char *key, bool (*has)(const char *value, int arg), int arg) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        for (;;) {
+                _cleanup_free_ char *status = read_file(strf("/proc/%d/status", (int) pid));
+                const char *p = status ? strstr(status, strf("\n%s:", key)) : NULL;
+
+                if (p && has(p + strlen(key) + 2, arg))
+                        return;
+                if (now_usec() > deadline)
+                        TEST_FAIL("process %d: %s never became what the test waits for", (int) pid, key);
+                sleep_usec(2 * USEC_PER_MSEC);
+        }
+}
+
+static bool is_stopped(const char *state, int arg) {
+        return state[strspn(state, " \t")] == 'T';
+}
+
+static bool has_pending(const char *mask, int sig) {
+        return strtoull(mask, NULL, 16) & (1ULL << (sig - 1));
+}
+
+/* systemctl reload tsmd; systemctl stop tsmd, in quick succession (or with a slow disk): the
+ * worker stops while the reopen of the audit log the reload started is pending. The worker is
+ * held (SIGSTOP) while a Reload and the SIGTERM reach it, so that it takes both in one round. It
+ * exits cleanly (before, the Reload's answer came from inside the log's free, went through
+ * freed interfaces and refusal budget, and killed it), and every record stays: the guest calls
+ * answered before, and the Reload's, written after the reopen. */
+TEST(a_stop_right_after_a_reload_loses_no_record) {
+        static const char reload[] = "{\"method\":\"io.tsmd.Service.Reload\"}";
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), "info");
+        for (unsigned i = 0; i < 6; i++) {
+                VarlinkClient *c = tsmd_connect(&t);
+                pid_t worker = tsmd_worker_pid(&t);
+                Msg m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
+                int64_t ctx, seq;
+                AuditLines l;
+                size_t at;
+
+                ctx = guest_open_context(c);
+                CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+                CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+                (void) guest_ok(c, ctx, 1, "info", &m, &seq);
+
+                ASSERT_TRUE(worker > 0);
+                ASSERT_OK(kill(worker, SIGSTOP));
+                wait_proc_status(worker, "State", is_stopped, 0);
+                ASSERT_EQ(send(varlink_client_get_fd(c), reload, sizeof(reload), MSG_NOSIGNAL), (ssize_t) sizeof(reload));
+                /* The monitor passes it on. */
+                tsmd_kill(&t, SIGTERM);
+                wait_proc_status(worker, "ShdPnd", has_pending, SIGTERM);
+                ASSERT_OK(kill(worker, SIGCONT));
+                tsmd_expect_clean_exit(&t);
+                varlink_client_free(c);
+
+                audit_read(&t, &l);
+                ASSERT_FALSE(l.torn);
+                expect_contiguous(&l);
+                ASSERT_TRUE((size_t) seq <= l.n);
+                expect_str(l.rec[seq - 1], "event", "guest-request", (size_t) seq);
+                expect_str(l.rec[seq - 1], "result", "ok", (size_t) seq);
+                at = line_of(&l, (size_t) seq, "io.tsmd.Service.Reload");
+                if (at == 0)
+                        TEST_FAIL("stop %u: the Reload sent before it has no record (log ends at seq %zu)", i, l.n);
+                expect_int(l.rec[at - 1], "pid", getpid(), at);
+                audit_lines_done(&l);
+                tsmd_restart(&t, &(TsmdOptions) { .log_level = "info" });
+        }
+        tsmd_teardown(&t);
+}
+
 /* ---- admission: what a caller the policy does not name can make tsmd write ------------------ */
 
 /* Neither root nor 65534: the policy names no rule for it. */
