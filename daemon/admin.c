@@ -663,8 +663,12 @@ static void on_admin_answer(VarlinkCall *call, json_object *message, void *userd
         const char *result = json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok";
 
         /* SECURITY: only an administrator's calls are owed a record past every bound (one that
-         * holds room for a device change has its record's place already). */
-        if (!a->room && !manager_is_admin(a->manager, varlink_call_get_conn(call))) {
+         * holds room for a device change has its record's place already). A refusal is answered
+         * at once, while its caller is there: an answer to a caller that left (a Reload's, after
+         * the reopen; any, once tsmd stops and its server is gone) is of a call let run as an
+         * administrator's, recorded as who asked, never counted as a refusal. */
+        if (!a->room && varlink_conn_is_connected(varlink_call_get_conn(call)) &&
+            !manager_is_admin(a->manager, varlink_call_get_conn(call))) {
                 Manager *m = a->manager;
 
                 admin_record_free(a);
@@ -753,8 +757,18 @@ static void on_admin_room(AuditLog *audit, AuditReservation *room, int error, vo
                 admin_record_free(a);
                 return;
         }
+        if (!varlink_conn_is_connected(varlink_call_get_conn(call))) {
+                /* Its caller left while it waited: nothing was made, and nobody is answered.
+                 * Recorded so (into its room, if it got one), as who it was when it came; no
+                 * refusal (as a guest call that waited, guest-op.c). */
+                varlink_call_set_interceptor(call, NULL, NULL);
+                if (error < 0)
+                        a->room = audit_log_cancel(a->room);
+                admin_record_commit(a, VARLINK_ERROR_DISCONNECTED);
+                return;
+        }
         if (error >= 0 && !manager_is_admin(a->manager, varlink_call_get_conn(call)))
-                /* The reload it waited for took the right away (or its caller left). */
+                /* The reload it waited for took the right away. */
                 error = -EPERM;
         if (error < 0) {
                 /* Answered as if the log had been in that state when it came; recorded as any

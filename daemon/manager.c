@@ -594,6 +594,12 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        /* Before anything is freed: a reload's reopen of the log still pending ends now, and
+         * the reload with it (its log line, the Reload call's answer and record, the records
+         * held for it numbered), while the caller's connection, the server's interfaces and the
+         * refusal budgets are there. Calls waiting for it to act are refused. */
+        audit_log_stop(m->audit);
+
         for (size_t i = 0; i < m->n_status_subscribers; i++)
                 varlink_call_unref(m->status_subscribers[i]);
         free(m->status_subscribers);
@@ -602,7 +608,7 @@ Manager *manager_free(Manager *m) {
                 event_free(m->status_notify);
 
         /* Connections first: their owners unbind and close through the platform. */
-        varlink_server_free(m->server);
+        m->server = varlink_server_free(m->server);
         guest_orphans_free(m);
         if (m->orphan_timeout)
                 event_free(m->orphan_timeout);
@@ -614,10 +620,10 @@ Manager *manager_free(Manager *m) {
         admin_forget_followers(m, NULL);
         admin_forget_queries(m, NULL);
         /* Its summaries of what the clients had refused, then the log. */
-        audit_budget_free(m->refusal_budget);
-        audit_budget_free(m->late_budget);
+        m->refusal_budget = audit_budget_free(m->refusal_budget);
+        m->late_budget = audit_budget_free(m->late_budget);
         guest_late_free_unrecorded(m);
-        audit_log_free(m->audit);
+        m->audit = audit_log_free(m->audit);
         policy_unref(m->policy);
         tsm_platform_free(m->platform);
         priv_channel_free(m->channel);

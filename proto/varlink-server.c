@@ -944,6 +944,10 @@ static void validate_reply(VarlinkCall *call, const char *error, json_object *pa
         _cleanup_free_ char *bad = NULL;
         int r;
 
+        /* Nothing reaches a departed caller; and a call may outlive its server, whose
+         * interfaces its symbol points into. */
+        if (!call->conn->connected)
+                return;
         if (!error)
                 r = varlink_method_validate_output(call->symbol, parameters, &bad);
         else {

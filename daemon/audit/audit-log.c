@@ -566,34 +566,44 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         return 0;
 }
 
+void audit_log_stop(AuditLog *a) {
+        if (!a)
+                return;
+
+        /* No call that waits to act may act now. */
+        while (a->waiting_head)
+                waiting_answer(a, a->waiting_head, -ESHUTDOWN);
+
+        if (!a->sync)
+                return;
+        /* A reopen still pending is carried out (as it would have been in the reload), and
+         * what is held for it numbered after it: everything committed gets written and
+         * reported, no callback is lost. No second one: its waiters get the first one's
+         * answer. */
+        a->reopen_again = false;
+        if (a->waiters_again) {
+                *a->waiters_tail = TAKE_PTR(a->waiters_again);
+                a->waiters_tail = a->waiters_again_tail;
+                a->waiters_again_tail = &a->waiters_again;
+        }
+        while (a->reopen_pending) {
+                submit_outbox(a);
+                (void) poll(&(struct pollfd) { .fd = audit_sync_get_fd(a->sync), .events = POLLIN }, 1, -1);
+                dispatch_completed(a);
+        }
+}
+
 AuditLog *audit_log_free(AuditLog *a) {
         if (!a)
                 return NULL;
 
         assert(a->listener_walks == 0);
 
-        /* No call that waits to act may act now. */
-        while (a->waiting_head)
-                waiting_answer(a, a->waiting_head, -ESHUTDOWN);
-
+        /* If the owner did not already. */
+        audit_log_stop(a);
         /* First: their threads read a->files, and their callbacks may still look at the log. */
         a->queries = audit_query_runner_free(a->queries);
         if (a->sync) {
-                /* A reopen still pending is carried out (as it would have been in the
-                 * reload), and what is held for it written after it: everything committed gets
-                 * written and reported, no callback is lost. No second one: its waiters get
-                 * the first one's answer. */
-                a->reopen_again = false;
-                if (a->waiters_again) {
-                        *a->waiters_tail = TAKE_PTR(a->waiters_again);
-                        a->waiters_tail = a->waiters_again_tail;
-                        a->waiters_again_tail = &a->waiters_again;
-                }
-                while (a->reopen_pending) {
-                        submit_outbox(a);
-                        (void) poll(&(struct pollfd) { .fd = audit_sync_get_fd(a->sync), .events = POLLIN }, 1, -1);
-                        dispatch_completed(a);
-                }
                 submit_outbox(a);
                 audit_sync_stop(a->sync);
                 dispatch_completed(a);

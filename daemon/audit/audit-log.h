@@ -93,6 +93,13 @@ typedef struct AuditLogStatus {
  * the disk (reading the tail): call it before the loop runs. */
 int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret);
 
+/* The start of audit_log_free(), for an owner whose callbacks touch what it frees before the
+ * log: refuses the calls waiting to act (-ESHUTDOWN), and carries out a pending reopen, waiting
+ * for the disk: its callbacks run now, and the records held for it are numbered (written by
+ * audit_log_free()). The log goes on taking records. Must not be called from one of the log's
+ * own callbacks. */
+void audit_log_stop(AuditLog *a);
+
 /* Carries out a pending reopen (waiting for the disk, as writing does), writes and syncs
  * every committed record, runs their callbacks and the reopen's, calls every listener's
  * destroy, and frees the log. Reservations still held become stale (commit → -ESTALE). Must

@@ -175,6 +175,14 @@ static size_t line_of(const AuditLines *l, size_t from, const char *event) {
         return 0;
 }
 
+/* The line (from 1) of the first record of event with a seq after seq; 0 if there is none. */
+static size_t line_after_seq(const AuditLines *l, int64_t seq, const char *event) {
+        for (size_t i = 0; i < l->n; i++)
+                if (JINT(l->rec[i], "seq") > seq && streq(JSTR(l->rec[i], "event"), event))
+                        return i + 1;
+        return 0;
+}
+
 /* Sequence numbers 1..n, in file order, no gap, no repeat. */
 static void expect_contiguous(const AuditLines *l) {
         for (size_t i = 0; i < l->n; i++)
@@ -1177,6 +1185,45 @@ static const char *mount_audit_fs(Tsmd *t, unsigned size_kib, bool full) {
         return filler;
 }
 
+/* Waits (bounded) until pid's /proc status line key says what has(value) is true of. */
+static void wait_proc_status(pid_t pid, const char *key, bool (*has)(const char *value, int arg), int arg) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        for (;;) {
+                _cleanup_free_ char *status = read_file(strf("/proc/%d/status", (int) pid));
+                const char *p = status ? strstr(status, strf("\n%s:", key)) : NULL;
+
+                if (p && has(p + strlen(key) + 2, arg))
+                        return;
+                if (now_usec() > deadline)
+                        TEST_FAIL("process %d: %s never became what the test waits for", (int) pid, key);
+                sleep_usec(2 * USEC_PER_MSEC);
+        }
+}
+
+static bool is_stopped(const char *state, int arg) {
+        return state[strspn(state, " \t")] == 'T';
+}
+
+static bool has_pending(const char *mask, int sig) {
+        return strtoull(mask, NULL, 16) & (1ULL << (sig - 1));
+}
+
+/* Holds tsmd's worker (SIGSTOP) until worker_release(): what is sent meanwhile, it takes in
+ * one round of its loop. Returns its pid. */
+static pid_t worker_hold(Tsmd *t) {
+        pid_t worker = tsmd_worker_pid(t);
+
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        wait_proc_status(worker, "State", is_stopped, 0);
+        return worker;
+}
+
+static void worker_release(pid_t worker) {
+        ASSERT_OK(kill(worker, SIGCONT));
+}
+
 /* Sends io.tsmd.Service.Reload and method right behind it on c's connection, in one write, so
  * that method is dispatched while the reopen the reload starts is pending; returns the error
  * name of method's answer (NULL: a reply), its parameters in *ret (a new reference). */
@@ -1219,6 +1266,14 @@ static const char *reload_then_call(VarlinkClient *c, const char *method, const 
         snprintf(error, sizeof(error), "%s", json_object_get_string(e));
         json_object_put(reply);
         return error;
+}
+
+/* An admin record of this process's call, ended with result. */
+static void expect_caller(json_object *rec, const char *result, size_t line) {
+        expect_str(rec, "result", result, line);
+        expect_int(rec, "uid", getuid(), line);
+        expect_int(rec, "gid", getgid(), line);
+        expect_int(rec, "pid", getpid(), line);
 }
 
 /* An administrator mounts another file system over the audit directory and reloads, while a VMM
@@ -1275,11 +1330,98 @@ TEST(calls_that_act_wait_for_a_reload_that_moves_the_log) {
         ASSERT_TRUE(JBOOL(r, "bound"));
         ASSERT_STREQ(JSTR(r, "state"), "config_locked");
 
+        /* An administrator that leaves while its device change waits: the change is not made,
+         * and it is recorded as the caller leaving, as who it was (before: as a refusal,
+         * PermissionDenied, of no gid nor pid, in the refusal budget); so is its Reload, which
+         * was made. The worker is held while both calls and the hang-up reach it. */
+        {
+                static const char calls[] = "{\"method\":\"io.tsmd.Service.Reload\"}\0"
+                                            "{\"method\":\"io.tsmd.Admin.DisconnectDevice\",\"parameters\":"
+                                            "{\"pciAddress\":\"" DEV2 "\"}}";
+                _cleanup_free_ char *before = strdup(rec_text(CALL_OK(c, "io.tsmd.Admin.ListDevices", NULL)));
+                VarlinkClient *d = tsmd_connect(&t);
+                int64_t from = tsmd_audit_last_seq(&t);
+                unsigned reloads = tsmd_log_count(&t, "Configuration reloaded");
+                size_t at;
+                pid_t worker;
+
+                worker = worker_hold(&t);
+                ASSERT_EQ(send(varlink_client_get_fd(d), calls, sizeof(calls), MSG_NOSIGNAL), (ssize_t) sizeof(calls));
+                varlink_client_free(d);
+                worker_release(worker);
+
+                ASSERT_TRUE(tsmd_wait_log(&t, "Configuration reloaded", reloads + 1, TSMD_WAIT_USEC));
+                for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;;) {
+                        audit_read(&t, &l);
+                        at = line_after_seq(&l, from, "io.tsmd.Admin.DisconnectDevice");
+                        if (at > 0 && line_after_seq(&l, from, "io.tsmd.Service.Reload") > 0)
+                                break;
+                        if (now_usec() > deadline)
+                                TEST_FAIL("no record of the DisconnectDevice and Reload of a caller that left");
+                        audit_lines_done(&l);
+                        sleep_usec(5 * USEC_PER_MSEC);
+                }
+                expect_caller(l.rec[at - 1], VARLINK_ERROR_DISCONNECTED, at);
+                at = line_after_seq(&l, from, "io.tsmd.Service.Reload");
+                expect_caller(l.rec[at - 1], "ok", at);
+                audit_lines_done(&l);
+                ASSERT_STREQ(rec_text(CALL_OK(c, "io.tsmd.Admin.ListDevices", NULL)), before);
+        }
+
         varlink_client_free(c);
         tsmd_stop(&t);
         /* Both file systems, the full one mounted over the other. */
         (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
         (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        tsmd_teardown(&t);
+}
+
+/* systemctl reload tsmd; systemctl stop tsmd, in quick succession (or with a slow disk): the
+ * worker stops while the reopen of the audit log the reload started is pending. The worker is
+ * held while a Reload and the SIGTERM reach it, so that it takes both in one round. It
+ * exits cleanly (before, the Reload's answer came from inside the log's free, went through
+ * freed interfaces and refusal budget, and killed it), and every record stays: the guest calls
+ * answered before, and the Reload's, written after the reopen. */
+TEST(a_stop_right_after_a_reload_loses_no_record) {
+        static const char reload[] = "{\"method\":\"io.tsmd.Service.Reload\"}";
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), "info");
+        for (unsigned i = 0; i < 6; i++) {
+                VarlinkClient *c = tsmd_connect(&t);
+                pid_t worker;
+                Msg m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
+                int64_t ctx, seq;
+                AuditLines l;
+                size_t at;
+
+                ctx = guest_open_context(c);
+                CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+                CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+                (void) guest_ok(c, ctx, 1, "info", &m, &seq);
+
+                worker = worker_hold(&t);
+                ASSERT_EQ(send(varlink_client_get_fd(c), reload, sizeof(reload), MSG_NOSIGNAL), (ssize_t) sizeof(reload));
+                /* The monitor passes it on. */
+                tsmd_kill(&t, SIGTERM);
+                wait_proc_status(worker, "ShdPnd", has_pending, SIGTERM);
+                worker_release(worker);
+                tsmd_expect_clean_exit(&t);
+                varlink_client_free(c);
+
+                audit_read(&t, &l);
+                ASSERT_FALSE(l.torn);
+                expect_contiguous(&l);
+                ASSERT_TRUE((size_t) seq <= l.n);
+                expect_str(l.rec[seq - 1], "event", "guest-request", (size_t) seq);
+                expect_str(l.rec[seq - 1], "result", "ok", (size_t) seq);
+                at = line_of(&l, (size_t) seq, "io.tsmd.Service.Reload");
+                if (at == 0)
+                        TEST_FAIL("stop %u: the Reload sent before it has no record (log ends at seq %zu)", i, l.n);
+                expect_int(l.rec[at - 1], "pid", getpid(), at);
+                audit_lines_done(&l);
+                tsmd_restart(&t, &(TsmdOptions) { .log_level = "info" });
+        }
         tsmd_teardown(&t);
 }
 
