@@ -12,6 +12,7 @@ void tsmctl_print_audit_header(void) {
 }
 
 void tsmctl_print_audit_row(json_object *r) {
+        _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         json_object *lat = json_object_object_get(r, "latencyUsec");
         char latency[32] = "-";
 
@@ -19,7 +20,8 @@ void tsmctl_print_audit_row(json_object *r) {
                 snprintf(latency, sizeof(latency), "%lldus", (long long) json_object_get_int64(lat));
         printf("%-7lld %-27s %-16s %-6lld %-14s %-12s %-9s %s\n",
                (long long) json_object_get_int64(json_object_object_get(r, "seq")),
-               json_get_string(r, "time") ?: "-", json_get_string(r, "event") ?: "-",
-               (long long) json_object_get_int64(json_object_object_get(r, "uid")), json_get_string(r, "pci") ?: "-",
-               json_get_string(r, "scope") ?: "-", latency, json_get_string(r, "result") ?: "-");
+               tsmctl_esc(&e, json_get_string(r, "time")) ?: "-", tsmctl_esc(&e, json_get_string(r, "event")) ?: "-",
+               (long long) json_object_get_int64(json_object_object_get(r, "uid")),
+               tsmctl_esc(&e, json_get_string(r, "pci")) ?: "-", tsmctl_esc(&e, json_get_string(r, "scope")) ?: "-",
+               latency, tsmctl_esc(&e, json_get_string(r, "result")) ?: "-");
 }

@@ -102,6 +102,7 @@ static json_object *parse_reply(const char *text) {
 static json_object *last_reply = NULL;
 
 int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_object **ret) {
+        _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         _cleanup_free_ char *reply = NULL;
         const char *error;
         int r;
@@ -124,7 +125,9 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
                         fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
                         return EXIT_GENERIC;
                 }
-                fprintf(stderr, "%s failed: %s %s\n", method, error, strempty(tsm_client_get_error_message(c)));
+                /* The error and its parameters are tsmd's (or whoever answered), the method ours. */
+                fprintf(stderr, "%s failed: %s %s\n", method, tsmctl_esc(&e, error),
+                        strempty(tsmctl_esc(&e, tsm_client_get_error_message(c))));
                 return tsmctl_exit_code_for_error(error);
         }
 
@@ -157,11 +160,6 @@ int tsmctl_reply_array(json_object *reply, const char *method, const char *key, 
                 return EXIT_GENERIC;
         }
         return 0;
-}
-
-void tsmctl_print_json(json_object *o) {
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 /* The verb's positional arguments: its options and their values are not counted. -EINVAL

@@ -7,9 +7,11 @@
 #pragma once
 
 #include <getopt.h>
+#include <stdio.h>
 #include <json-c/json.h>
 
 #include "config.h"
+#include "escape.h"
 #include "macro.h"
 #include "tsm.h"
 
@@ -61,9 +63,26 @@ int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json
 bool tsmctl_is_connection_error(const char *error);
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);
-void tsmctl_print_json(json_object *o);
 /* The array under key in method's reply; if there is none, says so and returns EXIT_GENERIC. */
 int tsmctl_reply_array(json_object *reply, const char *method, const char *key, json_object **ret);
+
+/* What tsmctl prints of a reply (print-escape.c). The strings of one table row or printf(),
+ * escaped for the terminal (escape.h), held until tsmctl_escapes_done(). */
+typedef struct TsmctlEscapes {
+        char *strings[16];
+        size_t n;
+} TsmctlEscapes;
+void tsmctl_escapes_done(TsmctlEscapes *e);
+/* s as it may be printed: itself if nothing in it needs escaping (NULL for NULL, so that
+ * `?: "-"` works), else an escaped copy that e holds ("?" if there is no memory for it). */
+const char *tsmctl_esc(TsmctlEscapes *e, const char *s);
+/* Prints s (NULL: nothing) escaped. */
+void tsmctl_fputs_escaped(const char *s, EscapeFlags flags, FILE *f);
+/* Prints o as JSON text with json-c's flags, and a newline: valid JSON that a terminal takes
+ * as text (no control character, valid UTF-8). */
+void tsmctl_print_json_ext(json_object *o, int flags);
+/* The same, pretty. */
+void tsmctl_print_json(json_object *o);
 
 /* Audit records as table rows (audit-format.c). */
 void tsmctl_print_audit_header(void);

@@ -22,14 +22,18 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         r = tsmctl_reply_array(reply, "io.tsmd.Admin.ListBackends", "backends", &list);
         if (r > 0)
                 return r;
-        printf("Platform: %s\n\n%-8s %-14s %-16s %-9s %s\n", strna(json_get_string(reply, "platform")), "TSM",
-               "TYPE", "PARENT DRIVER", "UAPI", "DEVICES");
+        printf("Platform: ");
+        tsmctl_fputs_escaped(strna(json_get_string(reply, "platform")), 0, stdout);
+        printf("\n\n%-8s %-14s %-16s %-9s %s\n", "TSM", "TYPE", "PARENT DRIVER", "UAPI", "DEVICES");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
+                _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
                 json_object *b = json_object_array_get_idx(list, i);
 
-                printf("%-8s %-14s %-16s %-9s %d\n", strna(json_get_string(b, "tsm")),
-                       json_get_string(b, "type") ?: "unknown", json_get_string(b, "parentDriver") ?: "-",
-                       strna(json_get_string(b, "uapi")), json_object_get_int(json_object_object_get(b, "devices")));
+                printf("%-8s %-14s %-16s %-9s %d\n", strna(tsmctl_esc(&e, json_get_string(b, "tsm"))),
+                       tsmctl_esc(&e, json_get_string(b, "type")) ?: "unknown",
+                       tsmctl_esc(&e, json_get_string(b, "parentDriver")) ?: "-",
+                       strna(tsmctl_esc(&e, json_get_string(b, "uapi"))),
+                       json_object_get_int(json_object_object_get(b, "devices")));
         }
         return 0;
 }

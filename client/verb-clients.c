@@ -24,12 +24,13 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return r;
         printf("%-8s %-8s %-8s %-9s %-9s %-8s %s\n", "UID", "GID", "PID", "CONTEXTS", "VDEVICES", "CALLS", "UNIT");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
+                _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
                 json_object *x = json_object_array_get_idx(list, i);
 
 #define I(k) json_object_get_int64(json_object_object_get(x, k))
                 printf("%-8lld %-8lld %-8lld %-9lld %-9lld %-8lld %s\n", (long long) I("uid"), (long long) I("gid"),
                        (long long) I("pid"), (long long) I("contexts"), (long long) I("vdevices"),
-                       (long long) I("calls"), json_get_string(x, "unit") ?: "-");
+                       (long long) I("calls"), tsmctl_esc(&e, json_get_string(x, "unit")) ?: "-");
 #undef I
         }
         return 0;

@@ -24,6 +24,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return r;
         printf("%-14s %-6s %-14s %-16s %s\n", "DEVICE", "TSM", "BACKEND", "STATE", "OWNER");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
+                _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
                 json_object *d = json_object_array_get_idx(list, i), *owner = json_object_object_get(d, "owner");
                 char who[128] = "-", held[48] = "to be reclaimed";
 
@@ -38,9 +39,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                  json_object_get_boolean(json_object_object_get(owner, "bound")) ? " bound" : "",
                                  json_object_get_boolean(json_object_object_get(owner, "changing")) ? " changing" : "");
                 }
-                printf("%-14s %-6s %-14s %-16s %s\n", strna(json_get_string(d, "pciAddress")),
-                       json_get_string(d, "tsm") ?: "-", json_get_string(d, "backend") ?: "-",
-                       json_get_string(d, "state") ?: "-", who);
+                printf("%-14s %-6s %-14s %-16s %s\n", strna(tsmctl_esc(&e, json_get_string(d, "pciAddress"))),
+                       tsmctl_esc(&e, json_get_string(d, "tsm")) ?: "-",
+                       tsmctl_esc(&e, json_get_string(d, "backend")) ?: "-",
+                       tsmctl_esc(&e, json_get_string(d, "state")) ?: "-", who);
         }
         return 0;
 }

@@ -7,6 +7,7 @@
 #include "tsmctl.h"
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *ifaces;
         int r;
@@ -20,13 +21,17 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         }
 
         printf("    Vendor: %s\n   Product: %s\n   Version: %s\n       URL: %s\n",
-               strna(json_get_string(reply, "vendor")), strna(json_get_string(reply, "product")),
-               strna(json_get_string(reply, "version")), strna(json_get_string(reply, "url")));
+               strna(tsmctl_esc(&e, json_get_string(reply, "vendor"))),
+               strna(tsmctl_esc(&e, json_get_string(reply, "product"))),
+               strna(tsmctl_esc(&e, json_get_string(reply, "version"))),
+               strna(tsmctl_esc(&e, json_get_string(reply, "url"))));
         ifaces = json_get_array(reply, "interfaces");
         if (ifaces)
-                for (size_t i = 0; i < json_object_array_length(ifaces); i++)
-                        printf("%s %s\n", i == 0 ? "Interfaces:" : "           ",
-                               json_object_get_string(json_object_array_get_idx(ifaces, i)));
+                for (size_t i = 0; i < json_object_array_length(ifaces); i++) {
+                        printf("%s ", i == 0 ? "Interfaces:" : "           ");
+                        tsmctl_fputs_escaped(json_object_get_string(json_object_array_get_idx(ifaces, i)), 0, stdout);
+                        putchar('\n');
+                }
         return 0;
 }
 

@@ -17,7 +17,8 @@ static int print_interface(TsmClient *c, const TsmctlOptions *o, const char *nam
         if (o->json)
                 tsmctl_print_json(reply);
         else
-                fputs(strna(json_get_string(reply, "description")), stdout);
+                /* The IDL is lines of text: only its newlines are its own. */
+                tsmctl_fputs_escaped(strna(json_get_string(reply, "description")), ESCAPE_KEEP_NEWLINE, stdout);
         return 0;
 }
 

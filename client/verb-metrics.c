@@ -7,8 +7,19 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
-/* Label values: backslash, double quote and newline must be escaped. */
+/* Label values: backslash, double quote and newline must be escaped. Other controls and
+ * bytes that are no UTF-8 (which the format does not allow) are shown as the terminal
+ * escapes them first (escape.h), their backslash escaped in turn: the text "\x1b". */
 static void print_label(const char *s) {
+        _cleanup_free_ char *safe = NULL;
+
+        if (!terminal_is_safe(s, ESCAPE_KEEP_NEWLINE)) {
+                if (terminal_escape(s, ESCAPE_KEEP_NEWLINE, &safe) < 0) {
+                        putchar('?');
+                        return;
+                }
+                s = safe;
+        }
         for (; s && *s; s++) {
                 if (*s == '\\' || *s == '"')
                         putchar('\\');

@@ -17,7 +17,7 @@ static int on_reply(TsmClient *c, const char *reply, bool continues, void *userd
         if (!record)
                 return 0; /* the first reply: we are following now */
         if (o->json)
-                puts(json_object_to_json_string_ext(record, JSON_C_TO_STRING_PLAIN));
+                tsmctl_print_json_ext(record, JSON_C_TO_STRING_PLAIN);
         else
                 tsmctl_print_audit_row(record);
         fflush(stdout);
@@ -25,6 +25,7 @@ static int on_reply(TsmClient *c, const char *reply, bool continues, void *userd
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         int r;
 
@@ -41,8 +42,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         }
         /* An error reply (io.tsmd.System too) is tsmd's answer, not a lost connection. */
         if (r < 0 && !tsmctl_is_connection_error(tsm_client_get_error_name(c))) {
-                fprintf(stderr, "Following the audit log failed: %s %s\n", tsm_client_get_error_name(c),
-                        strempty(tsm_client_get_error_message(c)));
+                fprintf(stderr, "Following the audit log failed: %s %s\n", tsmctl_esc(&e, tsm_client_get_error_name(c)),
+                        strempty(tsmctl_esc(&e, tsm_client_get_error_message(c))));
                 return tsmctl_exit_code_for_error(tsm_client_get_error_name(c));
         }
         if (r < 0) {

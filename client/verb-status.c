@@ -38,9 +38,13 @@ static const char *format_time(int64_t usec, char *buf, size_t size) {
 /* Whether tsmd serves the files on disk and, if not, since when and why (the details are told
  * to administrators only). */
 static void print_configuration(json_object *c) {
-        const char *source = json_get_string(c, "source"), *error = json_get_string(c, "error"),
-                   *config = json_get_string(c, "configFile"), *policy = json_get_string(c, "policyFile"),
-                   *dropins = json_get_string(c, "policyDropInDirectory");
+        _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
+        /* The error quotes the files, and the paths are what tsmd was given: escaped as all. */
+        const char *source = tsmctl_esc(&e, json_get_string(c, "source")),
+                   *error = tsmctl_esc(&e, json_get_string(c, "error")),
+                   *config = tsmctl_esc(&e, json_get_string(c, "configFile")),
+                   *policy = tsmctl_esc(&e, json_get_string(c, "policyFile")),
+                   *dropins = tsmctl_esc(&e, json_get_string(c, "policyDropInDirectory"));
         char loaded[64], failed[64];
 
         if (!source) {
@@ -70,6 +74,7 @@ static void print_configuration(json_object *c) {
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *limits = NULL, *configuration = NULL;
         char message_timeout[32], idle_timeout[32];
@@ -87,8 +92,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         up = get_int(reply, "uptimeUsec") / 1000000;
         printf("     Version: %s\n      Uptime: %" PRIi64 "d %02" PRIi64 ":%02" PRIi64 ":%02" PRIi64 "\n"
                " Connections: %" PRIi64 "\n",
-               strna(json_get_string(reply, "version")), up / 86400, up / 3600 % 24, up / 60 % 60, up % 60,
-               get_int(reply, "connections"));
+               strna(tsmctl_esc(&e, json_get_string(reply, "version"))), up / 86400, up / 3600 % 24, up / 60 % 60,
+               up % 60, get_int(reply, "connections"));
         (void) json_object_object_get_ex(reply, "limits", &limits);
         printf("      Limits: message %" PRIi64 " bytes, unread replies %" PRIi64 " bytes,\n"
                "              depth %" PRIi64 ", %" PRIi64 " JSON values, %" PRIi64 " fds/message,\n"

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "escape.h"
 #include "log.h"
 
 static int max_level = LOG_INFO;
@@ -44,7 +45,8 @@ const char *log_level_to_string(int level) {
 
 int log_internal(int level, int error, const char *file _unused_, int line _unused_,
                  const char *func _unused_, const char *format, ...) {
-        char buf[2048];
+        char buf[2048], escaped[2048];
+        const char *msg = buf;
         va_list ap;
         int saved = errno;
 
@@ -54,12 +56,20 @@ int log_internal(int level, int error, const char *file _unused_, int line _unus
         (void) vsnprintf(buf, sizeof(buf), format, ap);
         va_end(ap);
 
+        /* SECURITY: messages carry strings others chose (a client's key, a file's line). On a
+         * console their controls would rewrite the screen, and a newline would start a line
+         * of the sender's own: under journald one with a "<N>" priority of its choosing. */
+        if (!terminal_is_safe(buf, 0)) {
+                (void) terminal_escape_buf(buf, 0, escaped, sizeof(escaped));
+                msg = escaped;
+        }
+
         if (getenv("JOURNAL_STREAM"))
-                fprintf(stderr, "<%i>%s\n", level, buf);
+                fprintf(stderr, "<%i>%s\n", level, msg);
         else if (ident)
-                fprintf(stderr, "%s: %s\n", ident, buf);
+                fprintf(stderr, "%s: %s\n", ident, msg);
         else
-                fprintf(stderr, "%s\n", buf);
+                fprintf(stderr, "%s\n", msg);
 
         errno = saved;
         return -error;

@@ -270,7 +270,9 @@ const char *tsm_client_get_error_name(const TsmClient *c);
  *
  * E.g. "scope=debug-read, backend=emulated" for io.tsmd.Guest.NoSuchScope, "reason=debug
  * scopes are not granted" for io.tsmd.Guest.Denied, a sentence for the local errors, "" for an
- * error without parameters. At most a few hundred bytes (longer ones are cut with "...").
+ * error without parameters. At most a few hundred bytes (longer ones are cut with "...",
+ * between characters). Safe to print to a terminal: valid UTF-8, with '?' for each control
+ * character (C0, DEL, C1) and each byte that is no UTF-8 (the values are tsmd's peer's choice).
  *
  * Return: the text, borrowed like tsm_client_get_error_name(); NULL when that is NULL.
  */

@@ -10,46 +10,13 @@
 #include <time.h>
 
 #include "audit-record.h"
+#include "escape.h"
 #include "json-util.h"
 
 #define REPLACEMENT_CHAR "\xef\xbf\xbd" /* U+FFFD */
 
 bool audit_record_is_error(const AuditRecord *r) {
         return r->result && !streq(r->result, "ok");
-}
-
-/* Length of the valid UTF-8 sequence at s, or 0 if s does not start one (RFC 3629 table:
- * no overlongs, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_sequence_len(const unsigned char *s) {
-        unsigned char c = s[0];
-        unsigned char lo = 0x80, hi = 0xbf;
-        size_t n;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf)
-                n = 2;
-        else if (c >= 0xe0 && c <= 0xef) {
-                n = 3;
-                if (c == 0xe0)
-                        lo = 0xa0;
-                else if (c == 0xed)
-                        hi = 0x9f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                n = 4;
-                if (c == 0xf0)
-                        lo = 0x90;
-                else if (c == 0xf4)
-                        hi = 0x8f;
-        } else
-                return 0;
-
-        if (s[1] < lo || s[1] > hi)
-                return 0;
-        for (size_t i = 2; i < n; i++)
-                if (s[i] < 0x80 || s[i] > 0xbf)
-                        return 0;
-        return n;
 }
 
 /* Bytes json-c emits for one input byte < 0x80. */

@@ -28,6 +28,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "escape.h"
 #include "libtsm-internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -175,8 +176,13 @@ static void check_error_state(Fuzz *f) {
         if (!message)
                 return;
         CHECK(strlen(message) < TSM_ERROR_MESSAGE_MAX);
-        for (const char *p = message; *p; p++)
-                CHECK((unsigned char) *p >= 0x20 && *p != 0x7f);
+        /* Safe for a terminal: valid UTF-8, no C0, DEL or C1 control. */
+        for (const unsigned char *p = (const unsigned char *) message; *p;) {
+                size_t n = utf8_sequence_len(p);
+
+                CHECK(n > 0 && *p >= 0x20 && *p != 0x7f && !(n == 2 && p[0] == 0xc2 && p[1] <= 0x9f));
+                p += n;
+        }
 }
 
 /* ---- callbacks ------------------------------------------------------------------------- */

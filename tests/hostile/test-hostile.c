@@ -803,6 +803,35 @@ TEST(int_below_int64_min_is_refused) {
         tsmd_teardown(&t);
 }
 
+/* ---- what clients chose, in tsmd's log --------------------------------------------------- */
+
+/* A call object's unknown key is logged by name: escaped, so that it cannot rewrite the console
+ * tsmd logs to, nor start a line of its own (under journald one with a "<N>" priority). */
+TEST(log_escapes_what_clients_chose) {
+        static const char needle[] =
+                "Invalid call object (key 'x\\x1b]0;pwned\\a\\x1b\\xc2\\x9b\\n<0>tsmd: forged\\xc2\\x9b')";
+        _cleanup_free_ char *log = NULL;
+        Tsmd t;
+        int fd;
+
+        tsmd_start_config(&t, CONF(""));
+        fd = raw_open(&t);
+        ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{},"
+                                 "\"x\\u001b]0;pwned\\u0007\\u001b\\u009b\\n<0>tsmd: forged\\u009b\":1}"));
+        free(raw_recv(fd, TSMD_WAIT_USEC)); /* InvalidParameter, then it hangs up */
+        close(fd);
+        if (!tsmd_wait_log(&t, "Invalid call object (key 'x", 1, TSMD_WAIT_USEC))
+                TEST_FAIL("the refused call object was not logged");
+        log = tsmd_read_log(&t);
+        if (!strstr(log, needle))
+                TEST_FAIL("not escaped as expected:\n%s", log);
+        ASSERT_NULL(strchr(log, '\x1b'));
+        ASSERT_NULL(strchr(log, '\a'));
+        ASSERT_NULL(strstr(log, "\xc2\x9b"));
+        ASSERT_NULL(strstr(log, "\n<0>tsmd: forged"));
+        tsmd_teardown(&t);
+}
+
 /* ---- unknown methods, other clients' handles, released handles ------------------------------ */
 
 TEST(unknown_methods_and_foreign_handles) {

@@ -125,6 +125,12 @@ TEST(error_messages) {
         json_object_put(p);
         ASSERT_STREQ(tsm_client_get_error_message(&c), "a=1, b=true, c=null, d=[1,\"x\"], e=two?lines");
 
+        /* C1 controls (CSI as U+009B) too: the message is printed to terminals. */
+        p = parse("{\"e\": \"\\u009b2J\\u001b[1A\\u007f\xc3\xa9\"}");
+        ASSERT_EQ(ltsm_error_set_reply(&c, "com.example.Other", p), -EBADR);
+        json_object_put(p);
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "e=?2J?[1A?\xc3\xa9");
+
         /* No parameters: an empty message. */
         ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Guest.DeviceBusy", NULL), -EBUSY);
         ASSERT_STREQ(tsm_client_get_error_message(&c), "");
@@ -139,6 +145,22 @@ TEST(error_messages) {
         ASSERT_LE(strlen(tsm_client_get_error_message(&c)), TSM_ERROR_MESSAGE_MAX - 1);
         ASSERT_TRUE(strncmp(tsm_client_get_error_message(&c), "reason=xxx", 10) == 0);
         ASSERT_NOT_NULL(strstr(tsm_client_get_error_message(&c), "..."));
+
+        /* A long value of two-byte characters is cut between them, never inside one. */
+        for (size_t i = 0; i + 2 < sizeof(long_value); i += 2)
+                memcpy(long_value + i, "\xc3\xa9", 2);
+        long_value[sizeof(long_value) - 2] = 0;
+        for (size_t shift = 0; shift < 2; shift++) {
+                const char *m;
+
+                p = json_object_new_object();
+                ASSERT_OK(json_object_add(p, shift ? "reasons" : "reason", json_object_new_string(long_value)));
+                ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Guest.Denied", p), -EACCES);
+                json_object_put(p);
+                m = tsm_client_get_error_message(&c);
+                ASSERT_NOT_NULL(strstr(m, "..."));
+                ASSERT_EQ((strstr(m, "...") - m - strlen("reason=") - shift) % 2, 0);
+        }
 
         /* tsmd sending the name of a local failure is not that failure. */
         ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Disconnected", NULL), -EBADR);

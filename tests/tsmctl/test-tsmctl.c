@@ -390,10 +390,9 @@ TEST(verb_options_not_counted_as_arguments) {
         tsmd_teardown(&t);
 }
 
-/* A stand-in for tsmd at path that answers one call with reply (NUL-terminated on the wire);
- * returns its pid. */
-/* A fake tsmd at path: reads one call, answers reply (NULL: never), waits for the hangup. */
-static pid_t fake_tsmd(const char *path, const char *reply) {
+/* A fake tsmd at path: reads one call, answers the len bytes of replies (NUL-terminated
+ * messages, one or more), waits for the hangup; returns its pid. */
+static pid_t fake_tsmd_replies(const char *path, const char *replies, size_t len) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         pid_t pid;
@@ -406,13 +405,12 @@ static pid_t fake_tsmd(const char *path, const char *reply) {
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
                 int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-                size_t len = reply ? strlen(reply) + 1 : 0;
                 char ch;
 
                 while (fd >= 0 && read(fd, &ch, 1) == 1 && ch != 0)
                         ;
                 for (size_t done = 0; fd >= 0 && done < len;) {
-                        ssize_t k = write(fd, reply + done, len - done);
+                        ssize_t k = write(fd, replies + done, len - done);
                         if (k <= 0)
                                 _exit(1);
                         done += (size_t) k;
@@ -423,6 +421,11 @@ static pid_t fake_tsmd(const char *path, const char *reply) {
         }
         close(l);
         return pid;
+}
+
+/* A fake tsmd at path: reads one call, answers reply (NULL: never), waits for the hangup. */
+static pid_t fake_tsmd(const char *path, const char *reply) {
+        return fake_tsmd_replies(path, reply, reply ? strlen(reply) + 1 : 0);
 }
 
 static const char *fake_socket_path(const char *name) {
@@ -619,6 +622,285 @@ TEST(odd_replies) {
         ASSERT_EQ(count_lines_with(out3, "tsmd_call_latency_seconds_bucket{"), 64U);
         ASSERT_EQ(count_lines_with(out3, "le=\"+Inf\"} 70\n"), 1U);
         ASSERT_EQ(count_lines_with(out3, "le=\"0.000001\""), 1U);
+}
+
+/* ---- strings others chose, printed to the admin's terminal ------------------------------ */
+
+/* A string as JSON text, with what rewrites a terminal: OSC (set the title) ended by BEL,
+ * erase the screen, cursor up (to hide the line before), CSI as C1 (U+009B), DEL, a tab, an
+ * OSC 8 hyperlink ended by ESC \, and a printable é that stays. */
+#define HOSTILE                                                                                    \
+        "x\\u001b]0;pwned\\u0007\\u001b[2J\\u001b[1A\\u009b31m\\u007f\\t"                          \
+        "\\u001b]8;;http://e.example/\\u001b\\\\L\\u001b]8;;\\u001b\\\\|\\u00e9"
+/* The same, as tsmctl shows it. */
+#define HOSTILE_ESCAPED                                                                            \
+        "x\\x1b]0;pwned\\a\\x1b[2J\\x1b[1A\\xc2\\x9b31m\\x7f\\t"                                   \
+        "\\x1b]8;;http://e.example/\\x1b\\L\\x1b]8;;\\x1b\\|\xc3\xa9"
+
+/* Fails unless text is valid UTF-8 with no control character but newline: no C0, DEL or
+ * C1. Decoded here on its own, not with the code under test. */
+static void assert_terminal_safe(const char *what, const char *text) {
+        const unsigned char *p = (const unsigned char *) text;
+
+        for (size_t i = 0; p[i];) {
+                uint32_t cp = p[i], min;
+                size_t n;
+
+                if (cp < 0x80)
+                        n = 1, min = 0;
+                else if ((cp & 0xe0) == 0xc0)
+                        n = 2, cp &= 0x1f, min = 0x80;
+                else if ((cp & 0xf0) == 0xe0)
+                        n = 3, cp &= 0x0f, min = 0x800;
+                else if ((cp & 0xf8) == 0xf0)
+                        n = 4, cp &= 0x07, min = 0x10000;
+                else
+                        TEST_FAIL("%s: byte 0x%02x at %zu is no UTF-8:\n%s", what, p[i], i, text);
+                for (size_t k = 1; k < n; k++) {
+                        if ((p[i + k] & 0xc0) != 0x80)
+                                TEST_FAIL("%s: truncated UTF-8 at %zu:\n%s", what, i, text);
+                        cp = cp << 6 | (p[i + k] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        TEST_FAIL("%s: invalid UTF-8 (U+%04X) at %zu:\n%s", what, cp, i, text);
+                if ((cp < 0x20 && cp != '\n') || (cp >= 0x7f && cp <= 0x9f))
+                        TEST_FAIL("%s: control character U+%04X at %zu:\n%s", what, cp, i, text);
+                i += n;
+        }
+}
+
+/* Runs tsmctl args... against a fake tsmd at path answering replies (len bytes: NUL-terminated
+ * messages); its exit status, stdout and stderr, both checked to be safe for a terminal. */
+static int run_fake(const char *path, const char *const *args, const char *replies, size_t len, char **ret_out,
+                    char **ret_err) {
+        const char *argv[16] = { TSMCTL_PATH, "--socket", path };
+        size_t n = 3;
+        pid_t pid = fake_tsmd_replies(path, replies, len);
+        int status;
+
+        for (size_t i = 0; args[i]; i++) {
+                ASSERT_TRUE(n + 1 < ELEMENTSOF(argv));
+                argv[n++] = args[i];
+        }
+        status = run_capture(argv, ret_out, ret_err, 10 * 1000000ULL);
+        (void) kill(pid, SIGKILL);
+        ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+        ASSERT_OK(unlink(path));
+        assert_terminal_safe(strf("tsmctl %s: stdout", args[0]), *ret_out);
+        assert_terminal_safe(strf("tsmctl %s: stderr", args[0]), *ret_err);
+        ASSERT_TRUE(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* The value of the JSON string HOSTILE. */
+static json_object *hostile_value(void) {
+        json_object *v = json_tokener_parse("\"" HOSTILE "\"");
+
+        ASSERT_TRUE(json_object_is_type(v, json_type_string));
+        return v;
+}
+
+/* Every table and text verb shows the strings of tsmd's reply escaped (whoever chose them: a
+ * VMM, a file, sysfs, a compromised worker, whatever answers at the socket), errors too; none
+ * reaches the terminal as it is. */
+TEST(hostile_strings_are_escaped) {
+#define S "\"" HOSTILE "\""
+        static const struct {
+                const char *args[4], *reply;
+                unsigned n_escaped; /* how many times HOSTILE_ESCAPED is printed */
+                int status;
+        } cases[] = {
+                { { "status" },
+                  "{\"parameters\":{\"version\":" S ",\"configuration\":{\"source\":\"last_good\",\"failedUsec\":"
+                  "1000000,\"loadedUsec\":1000000,\"error\":" S ",\"configFile\":" S ",\"policyFile\":" S
+                  ",\"policyDropInDirectory\":" S "}}}",
+                  5, 0 },
+                { { "status" }, "{\"parameters\":{\"configuration\":{\"source\":" S "}}}", 1, 0 },
+                { { "backends" },
+                  "{\"parameters\":{\"platform\":" S ",\"backends\":[{\"tsm\":" S ",\"type\":" S
+                  ",\"parentDriver\":" S ",\"uapi\":" S ",\"devices\":1}]}}",
+                  5, 0 },
+                { { "devices" },
+                  "{\"parameters\":{\"devices\":[{\"pciAddress\":" S ",\"tsm\":" S ",\"backend\":" S
+                  ",\"state\":" S ",\"owner\":{\"uid\":1,\"pid\":2,\"unit\":" S ",\"context\":3,\"vdeviceId\":4,"
+                  "\"bound\":true,\"changing\":false,\"reclaimable\":false}}]}}",
+                  4, 0 },
+                { { "clients" },
+                  "{\"parameters\":{\"clients\":[{\"uid\":1,\"gid\":1,\"pid\":1,\"unit\":" S
+                  ",\"contexts\":0,\"vdevices\":0,\"calls\":0}]}}",
+                  1, 0 },
+                { { "audit" },
+                  "{\"parameters\":{\"records\":[{\"seq\":1,\"time\":" S ",\"event\":" S ",\"uid\":1,\"unit\":" S
+                  ",\"pci\":" S ",\"scope\":" S ",\"result\":" S ",\"method\":" S "}]}}",
+                  5, 0 },
+                { { "info" },
+                  "{\"parameters\":{\"vendor\":" S ",\"product\":" S ",\"version\":" S ",\"url\":" S
+                  ",\"interfaces\":[" S "]}}",
+                  5, 0 },
+                { { "introspect", "io.x" }, "{\"parameters\":{\"description\":\"interface io.x\\n" HOSTILE "\\n\"}}",
+                  1, 0 },
+                /* Errors: the name tsmd (or whoever) answered with; libtsm's message of its
+                 * parameters has '?' for each control character already. */
+                { { "devices" }, "{\"error\":\"io.tsmd.Evil" HOSTILE "\",\"parameters\":{\"why\":" S "}}", 1, 1 },
+                { { "monitor" }, "{\"error\":\"io.tsmd.Evil" HOSTILE "\",\"parameters\":{\"why\":" S "}}", 1, 1 },
+        };
+#undef S
+        const char *path = fake_socket_path("fake-hostile");
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL, *both = NULL;
+                int status = run_fake(path, cases[i].args, cases[i].reply, strlen(cases[i].reply) + 1, &out, &err);
+
+                ASSERT_TRUE(asprintf(&both, "%s%s", out, err) > 0);
+                printf("# tsmctl %s:\n%s", cases[i].args[0], both);
+                if (status != cases[i].status || count_lines_with(both, HOSTILE_ESCAPED) != cases[i].n_escaped)
+                        TEST_FAIL("case %zu, tsmctl %s: exit %d, %u escaped strings, expected exit %d and %u:\n%s", i,
+                                  cases[i].args[0], status, count_lines_with(both, HOSTILE_ESCAPED), cases[i].status,
+                                  cases[i].n_escaped, both);
+                if (streq(cases[i].args[0], "introspect"))
+                        ASSERT_TRUE(strneq(out, "interface io.x\n", 15)); /* the IDL's own newlines stay */
+        }
+}
+
+/* monitor prints each record as it comes, escaped as audit does. */
+TEST(monitor_escapes_records) {
+        static const char replies[] =
+                "{\"parameters\":{},\"continues\":true}\0"
+                "{\"parameters\":{\"record\":{\"seq\":7,\"time\":\"" HOSTILE "\",\"event\":\"" HOSTILE
+                "\",\"uid\":1,\"pci\":\"" HOSTILE "\",\"scope\":\"" HOSTILE "\",\"result\":\"" HOSTILE "\"}}}";
+        const char *args[] = { "monitor", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-monitor-hostile"), args, replies, sizeof(replies), &out, &err), 0);
+        ASSERT_TRUE(strneq(out, "SEQ ", 4));
+        ASSERT_EQ(count_lines_with(out, HOSTILE_ESCAPED), 5U);
+}
+
+/* Label values in the metrics: Prometheus's escapes (backslash, quote, newline) after the
+ * terminal's, so the text stays valid for a scraper too. */
+TEST(metrics_labels_escaped) {
+        static const char reply[] = "{\"parameters\":{\"counters\":[{\"dimension\":\"scope\",\"key\":\"" HOSTILE
+                                    "\\\"\\n\",\"calls\":1,\"errors\":0,\"latencySumUsec\":1,"
+                                    "\"latencyBuckets\":[1]}]}}";
+        const char *args[] = { "metrics", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *label = NULL;
+        size_t n = 0;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-metrics-hostile"), args, reply, sizeof(reply), &out, &err), 0);
+        /* HOSTILE_ESCAPED with its backslashes doubled, then the quote and newline. */
+        label = malloc(2 * sizeof(HOSTILE_ESCAPED) + 8);
+        ASSERT_NOT_NULL(label);
+        for (const char *p = HOSTILE_ESCAPED; *p; p++) {
+                if (*p == '\\')
+                        label[n++] = '\\';
+                label[n++] = *p;
+        }
+        strcpy(label + n, "\\\"\\n\"");
+        ASSERT_EQ(count_lines_with(out, label), 5U); /* calls, errors, +Inf bucket, sum, count */
+}
+
+/* A reply that is not UTF-8 never gets as far as tsmctl's output: libtsm's strict parser
+ * refuses it (a protocol error, "not reachable"). */
+TEST(reply_not_utf8_refused) {
+        static const char reply[] = "{\"parameters\":{\"devices\":[{\"pciAddress\":\"\x9b" "31m\xff\xc3\"}]}}";
+        const char *args[] = { "devices", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-not-utf8"), args, reply, sizeof(reply), &out, &err), 7);
+        ASSERT_NOT_NULL(strstr(err, "Protocol error"));
+}
+
+/* --json (and call, and monitor --json) stays JSON with the same values: json-c escapes the C0
+ * controls, tsmctl the DEL and C1 ones json-c writes as they are. */
+TEST(json_output_keeps_values_and_is_terminal_safe) {
+        static const char devices[] = "{\"parameters\":{\"devices\":[{\"pciAddress\":\"" HOSTILE "\"}]}}";
+        static const char followed[] = "{\"parameters\":{},\"continues\":true}\0"
+                                       "{\"parameters\":{\"record\":{\"seq\":1,\"pci\":\"" HOSTILE "\"}}}";
+        static const struct {
+                const char *args[4], *replies;
+                size_t len;
+                bool record;
+        } cases[] = {
+                { { "--json", "devices" }, devices, sizeof(devices), false },
+                { { "call", "io.tsmd.Admin.ListDevices" }, devices, sizeof(devices), false },
+                { { "--json", "monitor" }, followed, sizeof(followed), true },
+        };
+        _cleanup_(json_object_putp) json_object *want = hostile_value();
+        const char *path = fake_socket_path("fake-json-hostile");
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                _cleanup_(json_object_putp) json_object *o = NULL;
+                json_object *item;
+
+                ASSERT_EQ(run_fake(path, cases[i].args, cases[i].replies, cases[i].len, &out, &err), 0);
+                o = json_tokener_parse(out);
+                if (!o)
+                        TEST_FAIL("tsmctl %s: not JSON: %s", cases[i].args[0], out);
+                item = cases[i].record ? o
+                                       : json_object_array_get_idx(json_get_array(o, "devices"), 0);
+                if (!json_object_equal(json_object_object_get(item, cases[i].record ? "pci" : "pciAddress"), want))
+                        TEST_FAIL("tsmctl %s: %s", cases[i].args[0], out);
+                ASSERT_NOT_NULL(strstr(out, "\\u001b]0;pwned\\u0007"));
+                ASSERT_NOT_NULL(strstr(out, "\\u009b31m\\u007f"));
+        }
+}
+
+/* End to end: records in tsmd's audit log are the worker's word, and a compromised worker (the
+ * unprivileged user tsmd, whose files they are) can write any; a later tsmd serves them back.
+ * tsmctl audit shows such a record escaped, --json as the same values. */
+TEST(audit_record_in_the_log_shown_escaped) {
+        _cleanup_free_ char *text = NULL, *out = NULL, *err = NULL, *json = NULL;
+        _cleanup_(json_object_putp) json_object *want = hostile_value(), *last = NULL, *parsed = NULL;
+        const char *line, *from;
+        int64_t seq;
+        Tsmd t = {};
+        FILE *f;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        guest_activity(&t);
+        tsmd_stop(&t);
+
+        text = read_file(strf("%s/audit/audit.log", t.dir));
+        ASSERT_NOT_NULL(text);
+        ASSERT_TRUE(strlen(text) > 1 && text[strlen(text) - 1] == '\n');
+        text[strlen(text) - 1] = 0;
+        line = strrchr(text, '\n') ? strrchr(text, '\n') + 1 : text;
+        last = json_tokener_parse(line);
+        ASSERT_NOT_NULL(last);
+        seq = json_object_get_int64(json_object_object_get(last, "seq")) + 1;
+        f = fopen(strf("%s/audit/audit.log", t.dir), "ae");
+        ASSERT_NOT_NULL(f);
+        fprintf(f,
+                "{\"seq\":%" PRIi64 ",\"time\":\"2026-01-01T00:00:00.000000Z\",\"monotonicUsec\":1,\"event\":\"%s\","
+                "\"uid\":0,\"gid\":0,\"pid\":1,\"unit\":\"%s\",\"contextId\":null,\"vdeviceId\":null,\"pci\":\"%s\","
+                "\"backend\":null,\"scope\":\"%s\",\"scopeNumber\":null,\"requestSize\":null,\"responseSize\":null,"
+                "\"result\":\"%s\",\"latencyUsec\":1}\n",
+                seq, HOSTILE, HOSTILE, HOSTILE, HOSTILE, HOSTILE);
+        ASSERT_EQ(fclose(f), 0);
+        tsmd_restart(&t, &(TsmdOptions){});
+
+        from = strf("--from=%" PRIi64, seq);
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", from, "--limit=1", NULL };
+                ASSERT_EQ(run_capture(argv, &out, &err, 10 * 1000000ULL), 0);
+        }
+        printf("# %s", out);
+        assert_terminal_safe("tsmctl audit", out);
+        ASSERT_EQ(count_lines(out), 2U);
+        ASSERT_EQ(count_lines_with(out, HOSTILE_ESCAPED), 4U); /* event, pci, scope, result */
+
+        {
+                const char *argv[] = { TSMCTL_PATH, "--json", "--socket", t.socket, "audit", from, "--limit=1", NULL };
+                ASSERT_EQ(run_capture(argv, &json, NULL, 10 * 1000000ULL), 0);
+        }
+        assert_terminal_safe("tsmctl --json audit", json);
+        parsed = json_tokener_parse(json);
+        ASSERT_NOT_NULL(parsed);
+        ASSERT_TRUE(json_object_equal(
+                json_object_object_get(json_object_array_get_idx(json_get_array(parsed, "records"), 0), "event"),
+                want));
+        tsmd_teardown(&t);
 }
 
 /* An empty TSMD_SOCKET is unset (not libtsm's Guest socket); an empty --socket= is refused. */

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What tsmctl prints of tsmd's replies, made safe for the admin's terminal. The strings in
+ * them are not all tsmd's own: a VMM's call, the kernel's sysfs, a file, a compromised worker
+ * (or whatever answers at the socket) chose some. Tables and text show them escaped
+ * (escape.h); JSON stays JSON with the same values, see tsmctl_print_json_ext().
+ */
+
+#include <stdio.h>
+
+#include "tsmctl.h"
+
+void tsmctl_escapes_done(TsmctlEscapes *e) {
+        for (size_t i = 0; i < e->n; i++)
+                free(e->strings[i]);
+        e->n = 0;
+}
+
+const char *tsmctl_esc(TsmctlEscapes *e, const char *s) {
+        char *copy;
+
+        if (terminal_is_safe(s, 0))
+                return s;
+        /* Never the string itself, whatever fails. */
+        if (e->n >= ELEMENTSOF(e->strings) || terminal_escape(s, 0, &copy) < 0)
+                return "?";
+        e->strings[e->n++] = copy;
+        return copy;
+}
+
+void tsmctl_fputs_escaped(const char *s, EscapeFlags flags, FILE *f) {
+        _cleanup_free_ char *copy = NULL;
+
+        if (terminal_is_safe(s, flags))
+                fputs(strempty(s), f);
+        else if (terminal_escape(s, flags, &copy) >= 0)
+                fputs(copy, f);
+        else
+                fputs("?", f);
+}
+
+/*
+ * json-c escapes every C0 control in a string (\n, \t, ..., \u001b), but writes DEL, C1
+ * controls and bytes that are no UTF-8 as they came (a JSON string from the parser can hold
+ * any byte). Here those become \u007f, \u0080..\u009f (the same values, escaped) and U+FFFD
+ * for each invalid byte (JSON is UTF-8: no JSON text can carry them, and a parser that
+ * checks replaces them so too). json-c's own text outside strings is ASCII: its newlines stay.
+ */
+static void fputs_json_safe(const char *text, FILE *f) {
+        for (const unsigned char *p = (const unsigned char *) text; *p;) {
+                size_t n = utf8_sequence_len(p);
+
+                if (n == 0) {
+                        fputs("\xef\xbf\xbd", f);
+                        p++;
+                } else if (n == 1 && ((*p < 0x20 && *p != '\n') || *p == 0x7f)) {
+                        fprintf(f, "\\u%04x", *p);
+                        p++;
+                } else if (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) {
+                        fprintf(f, "\\u%04x", p[1]);
+                        p += 2;
+                } else {
+                        fwrite(p, 1, n, f);
+                        p += n;
+                }
+        }
+        fputc('\n', f);
+}
+
+void tsmctl_print_json_ext(json_object *o, int flags) {
+        fputs_json_safe(json_object_to_json_string_ext(o, flags), stdout);
+}
+
+void tsmctl_print_json(json_object *o) {
+        tsmctl_print_json_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Text made safe for a terminal. Strings that others choose (a peer's reply, a client's call,
+ * a file) must not reach a terminal as they are: an ESC sequence or another control character
+ * rewrites what the reader sees (a line hidden, the title set, a fake prompt), and invalid
+ * UTF-8 is taken apart by the terminal in ways of its own (a raw 0x9b is CSI to an 8-bit
+ * one). As systemd's cescape(): C0 controls are shown as \a \b \t \n \v \f \r or \xNN, DEL
+ * and C1 controls (U+0080..U+009F) and every byte of invalid UTF-8 as \xNN (the bytes as
+ * they came, "\xc2\x9b" for U+009B); valid printable UTF-8 is left as it is, the backslash
+ * too, so the text "\x1b" and an escaped ESC look alike (--json tells them apart). libc only:
+ * the monitor's log uses it. Runs in: everywhere.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum EscapeFlags {
+        /* Newline is shown as itself (multi-line text: an interface description). */
+        ESCAPE_KEEP_NEWLINE = 1 << 0,
+} EscapeFlags;
+
+/* Length of the valid UTF-8 sequence at s, or 0 if s does not start one (RFC 3629: no
+ * overlongs, no surrogates, nothing above U+10FFFF). Reads no further than a NUL. */
+size_t utf8_sequence_len(const unsigned char *s);
+
+/* Whether s (NULL: yes) would be printed as it is. */
+bool terminal_is_safe(const char *s, EscapeFlags flags);
+
+/* Writes s escaped to buf, as much as fits in size bytes with a NUL (whole escapes only;
+ * nothing if size is 0). Returns the length of the whole escaped text, as snprintf() does. */
+size_t terminal_escape_buf(const char *s, EscapeFlags flags, char *buf, size_t size);
+
+/* s escaped, newly allocated. -ENOMEM. */
+int terminal_escape(const char *s, EscapeFlags flags, char **ret);

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Text made safe for a terminal (proto/escape.h): controls, C1 and invalid UTF-8 escaped,
+ * printable UTF-8 left alone, a short buffer cut at a whole escape; and tsmd's log lines
+ * (proto/log.c), which carry strings clients choose, escaped so. Runs in: tests.
+ */
+
+#include "escape.h"
+#include "harness.h"
+#include "log-capture.h"
+#include "log.h"
+
+static void check(const char *in, EscapeFlags flags, const char *want) {
+        char buf[256];
+        _cleanup_free_ char *heap = NULL;
+        size_t len = terminal_escape_buf(in, flags, buf, sizeof(buf));
+
+        if (!streq(buf, want))
+                TEST_FAIL("escaping '%s': got '%s', expected '%s'", in, buf, want);
+        ASSERT_EQ(len, strlen(want));
+        ASSERT_OK(terminal_escape(in, flags, &heap));
+        ASSERT_STREQ(heap, want);
+        ASSERT_EQ(terminal_is_safe(in, flags), streq(in, want));
+}
+
+TEST(controls_c1_and_invalid_utf8_are_escaped) {
+        /* Printable ASCII and UTF-8 as they are, the backslash too. */
+        check("", 0, "");
+        check("plain text, 0000:01:00.0 \\x1b", 0, "plain text, 0000:01:00.0 \\x1b");
+        check("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xc2\xa0", 0, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xc2\xa0");
+        /* C0 and DEL. */
+        check("\x1b]0;pwned\x07", 0, "\\x1b]0;pwned\\a");
+        check("a\x1b[2J\x1b[1A\rb", 0, "a\\x1b[2J\\x1b[1A\\rb");
+        check("\t\n\v\f\b\x01\x1f\x7f", 0, "\\t\\n\\v\\f\\b\\x01\\x1f\\x7f");
+        check("one\ntwo\t", ESCAPE_KEEP_NEWLINE, "one\ntwo\\t");
+        /* C1 as UTF-8 (U+0080, U+009B CSI, U+009F), and the first character past it. */
+        check("\xc2\x80\xc2\x9b" "31m\xc2\x9f\xc2\xa1", 0, "\\xc2\\x80\\xc2\\x9b" "31m\\xc2\\x9f\xc2\xa1");
+        /* Raw C1 bytes and other invalid UTF-8: each byte; what follows is read afresh. */
+        check("\x9b" "31m", 0, "\\x9b" "31m");
+        check("\xff\xfe", 0, "\\xff\\xfe");
+        check("\xc3\xc3\xa9", 0, "\\xc3\xc3\xa9");                  /* a lead byte, then a valid é */
+        check("\xc0\x80", 0, "\\xc0\\x80");                         /* overlong NUL */
+        check("\xe0\x80\x9b", 0, "\\xe0\\x80\\x9b");                /* overlong CSI */
+        check("\xed\xa0\x80", 0, "\\xed\\xa0\\x80");                /* a surrogate */
+        check("\xf4\x90\x80\x80", 0, "\\xf4\\x90\\x80\\x80");       /* past U+10FFFF */
+        check("x\xe2\x82", 0, "x\\xe2\\x82");                       /* cut short at the end */
+}
+
+TEST(null_is_empty_and_safe) {
+        char buf[4] = "zzz";
+        _cleanup_free_ char *heap = NULL;
+
+        ASSERT_TRUE(terminal_is_safe(NULL, 0));
+        ASSERT_EQ(terminal_escape_buf(NULL, 0, buf, sizeof(buf)), 0u);
+        ASSERT_STREQ(buf, "");
+        ASSERT_OK(terminal_escape(NULL, 0, &heap));
+        ASSERT_STREQ(heap, "");
+}
+
+/* A short buffer holds whole escapes and whole characters only, NUL-terminated. */
+TEST(short_buffer_cut_at_a_whole_escape) {
+        char buf[8];
+
+        ASSERT_EQ(terminal_escape_buf("ab\x1b" "cd", 0, buf, 5), 8u);
+        ASSERT_STREQ(buf, "ab");
+        ASSERT_EQ(terminal_escape_buf("ab\x1b" "cd", 0, buf, 7), 8u);
+        ASSERT_STREQ(buf, "ab\\x1b");
+        ASSERT_EQ(terminal_escape_buf("a\xe2\x82\xac", 0, buf, 4), 4u);
+        ASSERT_STREQ(buf, "a");
+        ASSERT_EQ(terminal_escape_buf("abc", 0, buf, 0), 3u);
+        ASSERT_EQ(terminal_escape_buf("abc", 0, buf, 1), 3u);
+        ASSERT_STREQ(buf, "");
+}
+
+/* A string a client chose, logged: one line whatever it holds, no control character in it;
+ * under journald a newline would have started a line of its own with its own priority. */
+TEST(log_lines_escape_what_they_quote) {
+        static const char key[] = "x\x1b]0;pwned\x07\n<0>tsmd: forged\r\x9b";
+        _cleanup_free_ char *out = NULL, *journal = NULL;
+        int saved;
+
+        log_set_ident("tsmd");
+        saved = log_capture_begin();
+        log_warning("Invalid call object (key '%s').", key);
+        log_info("Plain \xc3\xa9 line.");
+        out = log_capture_end(saved);
+        ASSERT_STREQ(out, "tsmd: Invalid call object (key 'x\\x1b]0;pwned\\a\\n<0>tsmd: forged\\r\\x9b').\n"
+                          "tsmd: Plain \xc3\xa9 line.\n");
+
+        ASSERT_OK(setenv("JOURNAL_STREAM", "8:1234", 1));
+        saved = log_capture_begin();
+        log_error("key '%s'", key);
+        journal = log_capture_end(saved);
+        ASSERT_OK(unsetenv("JOURNAL_STREAM"));
+        ASSERT_STREQ(journal, "<3>key 'x\\x1b]0;pwned\\a\\n<0>tsmd: forged\\r\\x9b'\n");
+}
+
+TEST_MAIN();
