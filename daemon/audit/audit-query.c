@@ -71,9 +71,7 @@ bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t 
                string_matches(record, "result", f->result) && string_matches(record, "event", f->event);
 }
 
-/* The seq of a line as audit_record_serialize() writes it ({"seq":N,... first), without a
- * parse; false for anything else, which the full parse then judges. */
-static bool line_peek_seq(const char *line, size_t len, uint64_t *ret) {
+bool audit_line_peek_seq(const char *line, size_t len, uint64_t *ret) {
         static const char prefix[] = "{\"seq\":";
         size_t i = sizeof(prefix) - 1;
         uint64_t seq = 0;
@@ -110,7 +108,7 @@ static int query_line(QueryRun *q, const char *line, size_t len) {
 
         q->stats.n_scanned++;
         /* What lies before the range need not be parsed: the seq leads every record. */
-        if (line_peek_seq(line, len, &seq) && seq < f->seq_from)
+        if (audit_line_peek_seq(line, len, &seq) && seq < f->seq_from)
                 return 0;
         q->stats.n_parsed++;
         if (audit_line_parse(q->tok, line, len, &o, &seq) < 0) {
@@ -163,7 +161,7 @@ static int probe(QueryRun *q, int fd, uint64_t at, uint64_t *ret_offset, uint64_
                 start = (size_t) (nl - buf) + 1;
         }
         nl = memchr(buf + start, '\n', n - start);
-        if (!nl || !line_peek_seq(buf + start, (size_t) (nl - (buf + start)), &seq))
+        if (!nl || !audit_line_peek_seq(buf + start, (size_t) (nl - (buf + start)), &seq))
                 return 0;
         *ret_offset = base + start;
         *ret_seq = seq;

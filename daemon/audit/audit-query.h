@@ -54,6 +54,9 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
                              const char **ret_invalid);
 
 bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t seq);
+/* The seq of a line as audit_record_serialize() writes it ({"seq":N,... first), without a
+ * parse; false for anything else, which the full parse then judges. */
+bool audit_line_peek_seq(const char *line, size_t len, uint64_t *ret);
 
 /* Runs a query over fds[0..n) (oldest first; negative entries are skipped), reading each to
  * EOF. A partial last line (being written) is ignored. What lies before seq_from is not read

@@ -93,25 +93,6 @@ static void setup(void) {
 
 /* ---- the files ------------------------------------------------------------------------- */
 
-/* The seq a line starts with as tsmd writes it ({"seq":N,), as the query's probes read it. */
-static bool line_peek_seq(const char *line, size_t len, uint64_t *ret) {
-        static const char prefix[] = "{\"seq\":";
-        size_t i = sizeof(prefix) - 1;
-        uint64_t seq = 0;
-
-        if (len <= i || memcmp(line, prefix, i) != 0 || line[i] < '0' || line[i] > '9')
-                return false;
-        for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
-                if (seq > (UINT64_MAX - 9) / 10)
-                        return false;
-                seq = seq * 10 + (uint64_t) (line[i] - '0');
-        }
-        if (i >= len || line[i] != ',')
-                return false;
-        *ret = seq;
-        return true;
-}
-
 /* Records with the fields a query filters on, padded: few objects to parse per byte of file. */
 static void generate(FILE *f, uint64_t *next, unsigned n) {
         static const char *const pcis[] = { "0000:01:00.0", "0000:02:00.0", "10000:00:01.7" };
@@ -154,7 +135,7 @@ static void write_file(unsigned index, const char *text, size_t len, uint64_t *n
                                 continue;
                         }
                 }
-                if (line_peek_seq(line, n, &seq))
+                if (audit_line_peek_seq(line, n, &seq))
                         *next = seq + 1;
                 CHECK(fwrite(line, 1, n + (nl ? 1 : 0), f) == n + (nl ? 1 : 0));
                 pos += n + (nl ? 1 : 0);
@@ -188,7 +169,7 @@ static bool seqs_grow(const int *fds, size_t n) {
                         if (!nl)
                                 break;
                         len = (size_t) (nl - (buf + pos));
-                        if (line_peek_seq(buf + pos, len, &seq) ||
+                        if (audit_line_peek_seq(buf + pos, len, &seq) ||
                             audit_line_parse(tok, buf + pos, len, NULL, &seq) >= 0) {
                                 if (have && seq <= last)
                                         return false;
