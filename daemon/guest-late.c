@@ -8,7 +8,9 @@
  * monitor knows it, and the record of the call itself ("originalSeq") when this worker wrote it.
  * The monitor keeps each until the worker says it is recorded (LATE_ACK), and gives those a
  * worker that ended had not to the next one: each is recorded once, whichever worker does it
- * (the seq it is written under goes to the monitor before it can reach the disk). Those the
+ * (the seq it is written under goes to the monitor before it can reach the disk, and the record
+ * carries the LATE's id, "lateId": the next worker reads back the record at that seq, and writes
+ * the LATE's unless it is that one). Those the
  * monitor had no room for are counted ("late-lost"). One whose record cannot be queued (a failed
  * log, a full disk, no memory) is not acknowledged: the worker tries it again, and the monitor
  * keeps it for the next worker should this one end first. Bounded: a hung TSM answers as many
@@ -40,7 +42,20 @@ static const char *const late_events[_TSM_PRIV_LATE_OP_MAX] = {
 struct LateUnrecorded {
         LateUnrecorded *next;
         struct tsm_priv_late late;
+        bool checked; /* the record at its recorded_seq is another's */
 };
+
+/* A LATE a worker before said it was writing under a seq the files have: the record at that seq
+ * is read back, one LATE at a time, in a query thread (the loop never waits for the disk). */
+struct LateCheck {
+        LateCheck *next;
+        Manager *m;
+        struct tsm_priv_late late;
+        AuditQuery *query; /* the oldest's, while it runs */
+};
+
+/* How long a check waits for a query slot the administrators' queries all hold. */
+#define LATE_CHECK_RETRY_USEC (200U * 1000U)
 
 /* The record of a LATE on its way to the disk. */
 typedef struct LateRecording {
@@ -74,6 +89,9 @@ static void late_ack(Manager *m, uint64_t id, uint64_t seq, bool durable) {
                                 "the next worker: %m", id);
 }
 
+static void late_take(Manager *m, const struct tsm_priv_late *l, bool checked);
+static int late_check(Manager *m, const struct tsm_priv_late *l);
+
 static void on_late_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
         LateRecording *lr = userdata;
 
@@ -87,8 +105,9 @@ static void on_late_recorded(AuditLog *a, uint64_t seq, int error, void *userdat
 }
 
 /* Records l, or says why it cannot: < 0 if its record was neither queued nor counted in a
- * summary, and then nothing is acknowledged. */
-static int late_record(Manager *m, const struct tsm_priv_late *l) {
+ * summary, and then nothing is acknowledged. checked: the record at l's recorded_seq was read
+ * back, and is another's. */
+static int late_record(Manager *m, const struct tsm_priv_late *l, bool checked) {
         bool request = l->op == TSM_PRIV_LATE_GUEST_REQUEST, lost = l->op == TSM_PRIV_LATE_LOST,
              connect = l->op == TSM_PRIV_LATE_CONNECT || l->op == TSM_PRIV_LATE_DISCONNECT;
         AuditRecord rec = AUDIT_RECORD_INIT;
@@ -100,15 +119,14 @@ static int late_record(Manager *m, const struct tsm_priv_late *l) {
         int r;
 
         /* SECURITY: once, whichever worker writes it: a worker before this one said it was writing
-         * the record under a seq the files had when this one opened them, so it is there. */
-        if (l->recorded_seq > 0 && l->recorded_seq <= m->audit_seq_at_open) {
-                log_debug("Late answer %" PRIu64 " was recorded by the worker before, as seq %" PRIu64 ".", l->id,
-                          l->recorded_seq);
-                late_ack(m, l->id, l->recorded_seq, true);
-                return 0;
-        }
+         * the record under a seq the files had when this one opened them. It is there if the
+         * record at that seq is this LATE's: another worker's may have taken the seq, should the
+         * one that said it end before writing it (late_check()). */
+        if (!checked && m->audit && l->recorded_seq > 0 && l->recorded_seq <= m->audit_seq_at_open)
+                return late_check(m, l);
 
         rec.event = late_events[l->op];
+        rec.late_id = l->id;
         if (lost) {
                 /* The monitor had no room for them (kept for a worker, unacknowledged): who and
                  * what they were is in tsmd's log, as far as its rate limit let it say. */
@@ -184,12 +202,109 @@ record:
         return 0;
 }
 
+/* ---- the record a worker before said it wrote ---------------------------------------------- */
+
+static void late_check_next(Manager *m);
+
+static LateCheck *late_check_pop(Manager *m) {
+        LateCheck *c = m->late_checks;
+
+        m->late_checks = c->next;
+        return c;
+}
+
+/* Whether record is the one of LATE id. */
+static bool record_is_late(json_object *record, uint64_t id) {
+        json_object *v;
+
+        return record && json_object_object_get_ex(record, "lateId", &v) && json_object_is_type(v, json_type_int) &&
+               json_object_get_uint64(v) == id;
+}
+
+static void on_late_checked(int error, json_object *records, const AuditQueryStats *stats, void *userdata) {
+        _cleanup_free_ LateCheck *c = userdata;
+        Manager *m = c->m;
+        const struct tsm_priv_late *l = &c->late;
+        bool recorded = error >= 0 && json_object_array_length(records) == 1 &&
+                        record_is_late(json_object_array_get_idx(records, 0), l->id);
+
+        json_object_put(records);
+        /* Off the queue before anything is recorded, which may queue more. */
+        assert(c == m->late_checks);
+        (void) late_check_pop(m);
+        if (error == -ECANCELED) /* the log goes: the monitor keeps it for the next worker */
+                return;
+
+        if (recorded) {
+                log_debug("Late answer %" PRIu64 " was recorded by the worker before, as seq %" PRIu64 ".", l->id,
+                          l->recorded_seq);
+                late_ack(m, l->id, l->recorded_seq, true);
+        } else {
+                /* SECURITY: better twice than never: a record read back in error may have been
+                 * this one, and a reader tells the two apart by their lateId. */
+                if (error < 0)
+                        log_warning_errno(error, "Cannot read back audit record %" PRIu64 " to see whether the worker "
+                                          "before recorded late answer %" PRIu64 " there, recording it: %m",
+                                          l->recorded_seq, l->id);
+                else
+                        log_notice("Late answer %" PRIu64 " was not recorded by the worker before: audit record %"
+                                   PRIu64 ", which it said it wrote it as, is another's. Recording it.", l->id,
+                                   l->recorded_seq);
+                late_take(m, l, true);
+        }
+        late_check_next(m);
+}
+
+static void on_late_check_retry(evutil_socket_t fd, short what, void *userdata) {
+        late_check_next(userdata);
+}
+
+/* Starts the query of the oldest check, unless it runs. */
+static void late_check_next(Manager *m) {
+        LateCheck *c = m->late_checks;
+        AuditQueryFilter f = AUDIT_QUERY_FILTER_INIT;
+        int r;
+
+        if (!c || c->query)
+                return;
+        f.seq_from = f.seq_to = c->late.recorded_seq;
+        r = audit_log_query(m->audit, &f, 1, on_late_checked, c, &c->query);
+        if (r >= 0)
+                return;
+        /* -EBUSY: QueryAudit calls hold every slot (MaxQueries=); or no memory, or thread, now.
+         * Bounded: one timer, for the head of the queue. */
+        log_debug_errno(r, "Cannot read back audit record %" PRIu64 " yet, trying again: %m", c->late.recorded_seq);
+        if (!m->late_check_retry)
+                m->late_check_retry = evtimer_new(m->base, on_late_check_retry, m);
+        if (!m->late_check_retry ||
+            evtimer_add(m->late_check_retry, &(struct timeval){ .tv_usec = LATE_CHECK_RETRY_USEC }) < 0)
+                /* Cannot wait either: record it (a duplicate a reader tells by its lateId). */
+                on_late_checked(r, NULL, NULL, c);
+}
+
+/* Queues l for late_check_next(). Bounded by what the monitor keeps for this worker, each sent
+ * once. */
+static int late_check(Manager *m, const struct tsm_priv_late *l) {
+        LateCheck *c = new(LateCheck, 1), **tail;
+
+        if (!c)
+                return log_oom();
+        *c = (LateCheck){ .m = m, .late = *l };
+        for (tail = &m->late_checks; *tail; tail = &(*tail)->next)
+                ;
+        *tail = c;
+        late_check_next(m);
+        return 0;
+}
+
+/* ---- entry points ---------------------------------------------------------------------------- */
+
 void guest_late_retry(Manager *m) {
         /* Oldest first, until the log refuses one again. */
         while (m->late_unrecorded) {
                 LateUnrecorded *u = m->late_unrecorded;
 
-                if (late_record(m, &u->late) < 0)
+                if (late_record(m, &u->late, u->checked) < 0)
                         return;
                 m->late_unrecorded = u->next;
                 m->n_late_unrecorded--;
@@ -198,12 +313,16 @@ void guest_late_retry(Manager *m) {
 }
 
 void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
-        LateUnrecorded *u, **tail;
-
         assert(l->op > 0 && l->op < _TSM_PRIV_LATE_OP_MAX); /* priv-call.c checked it */
 
+        late_take(m, l, false);
+}
+
+static void late_take(Manager *m, const struct tsm_priv_late *l, bool checked) {
+        LateUnrecorded *u, **tail;
+
         guest_late_retry(m);
-        if (!m->late_unrecorded && late_record(m, l) >= 0)
+        if (!m->late_unrecorded && late_record(m, l, checked) >= 0)
                 return;
         /* Bounded by what the monitor keeps for this worker, each sent once. Without memory for it,
          * the monitor still has it for the next worker. */
@@ -212,7 +331,7 @@ void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
                 log_oom();
                 return;
         }
-        *u = (LateUnrecorded){ .late = *l };
+        *u = (LateUnrecorded){ .late = *l, .checked = checked };
         for (tail = &m->late_unrecorded; *tail; tail = &(*tail)->next)
                 ;
         *tail = u;
@@ -222,6 +341,17 @@ void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
 }
 
 void guest_late_free_unrecorded(Manager *m) {
+        /* Not acknowledged: the monitor keeps them for the next worker. */
+        while (m->late_checks) {
+                LateCheck *c = late_check_pop(m);
+
+                audit_query_cancel(c->query);
+                free(c);
+        }
+        if (m->late_check_retry) {
+                event_free(m->late_check_retry);
+                m->late_check_retry = NULL;
+        }
         while (m->late_unrecorded) {
                 LateUnrecorded *u = m->late_unrecorded;
 

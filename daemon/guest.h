@@ -68,8 +68,8 @@ void guest_device_gone(Manager *m, const char *pci_address);
 
 /* Records what the kernel did in a call given up on, as the monitor tells it (LATE): one record
  * each up to RefusalRecordsPerUid= per uid in each RefusalIntervalSec= (a budget of their own,
- * audit-budget.h), the rest counted in summaries; none that a worker before wrote (its seq is in
- * the files); or the count of those the monitor dropped (LOST). Tells the monitor (LATE_ACK) the
+ * audit-budget.h), the rest counted in summaries; none that a worker before wrote (the record at
+ * the seq it said is in the files and has the LATE's id, read back in a query thread); or the count of those the monitor dropped (LOST). Tells the monitor (LATE_ACK) the
  * seq before the record can reach the disk, and when it is recorded; one whose record cannot be
  * queued it keeps, unacknowledged, to try again. guest-late.c */
 void guest_audit_late(Manager *m, const struct tsm_priv_late *late);

@@ -46,6 +46,7 @@ typedef struct LateOrigin {
 #define MANAGER_LATE_ORIGINS 256U
 
 typedef struct LateUnrecorded LateUnrecorded;
+typedef struct LateCheck LateCheck;
 
 typedef struct Manager {
         struct event_base *base;
@@ -75,6 +76,10 @@ typedef struct Manager {
         /* Late answers whose records the log did not take yet, oldest first (guest-late.c). */
         LateUnrecorded *late_unrecorded;
         size_t n_late_unrecorded;
+        /* Late answers a worker before said it wrote under a seq up to audit_seq_at_open, oldest
+         * first, whose record at that seq is read back (guest-late.c): the oldest's, then the next. */
+        LateCheck *late_checks;
+        struct event *late_check_retry;
 
         /* One per connection: what that VMM owns (guest.c). */
         LIST_HEAD(, GuestClient) guest_clients;

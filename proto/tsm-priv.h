@@ -330,7 +330,8 @@ struct tsm_priv_reload {
  * worker that asked may be gone. The monitor keeps each (at most MONITOR_LATE_KEPT_MAX) until
  * the worker acknowledges it recorded (LATE_ACK durable), and sends those a worker that ended
  * did not acknowledge to the next one, with the seq it said it was writing the record under
- * (recorded_seq): the next worker writes it unless its log has that seq already. What it could
+ * (recorded_seq): the next worker writes it unless the record its log has at that seq is this
+ * LATE's (its "lateId" is id: another worker's record may have taken the seq). What it could
  * not keep it counts, and sends the count as a LATE of op LOST, kept the same way. */
 typedef enum TsmPrivLateOp {
         TSM_PRIV_LATE_GUEST_REQUEST = 1,

@@ -317,6 +317,8 @@ int audit_record_serialize(const AuditRecord *rec, char **ret_line, size_t *ret_
                 put_u64(&w, "count", rec->count, false);
         if (rec->original_seq > 0)
                 put_u64(&w, "originalSeq", rec->original_seq, false);
+        if (rec->late_id > 0)
+                put_u64(&w, "lateId", rec->late_id, false);
         if (rec->repaired_bytes > 0)
                 put_u64(&w, "repairedBytes", rec->repaired_bytes, false);
         put(&w, "}\n", 2);

@@ -61,6 +61,10 @@ typedef struct AuditRecord {
         /* A late answer of the kernel ("guest-request-late", ...): the seq of the record of the
          * call it answers, when the worker that wrote that record writes this one; 0: omitted. */
         uint64_t original_seq;
+        /* A late answer of the kernel: the monitor's id of it (LATE), by which the next worker
+         * tells whether the record at the seq a worker before said it wrote it under is this
+         * one (guest-late.c); 0: omitted. */
+        uint64_t late_id;
 
         /* Set by the audit log when the record is committed; callers leave them zero. */
         uint64_t seq;

@@ -69,6 +69,30 @@ TEST(golden_summary) {
                      "\"method\":\"io.tsmd.Guest.Nope\",\"count\":1234}\n");
 }
 
+/* A late answer of the kernel: the call's record and the monitor's id of the answer, after the
+ * outcome. */
+TEST(golden_late) {
+        AuditRecord r = AUDIT_RECORD_INIT;
+        _cleanup_free_ char *line = NULL;
+
+        r.event = "bind-late";
+        r.uid = 107;
+        r.vdevice_id = 11;
+        r.pci = "0000:01:00.0";
+        r.result = "ok";
+        r.latency_usec = 5000;
+        r.original_seq = 40;
+        r.late_id = 3;
+        r.seq = 44;
+        line = serialize(&r);
+        ASSERT_STREQ(line,
+                     "{\"seq\":44,\"time\":\"1970-01-01T00:00:00.000000Z\",\"monotonicUsec\":0,"
+                     "\"event\":\"bind-late\",\"uid\":107,\"gid\":null,\"pid\":null,\"unit\":null,"
+                     "\"contextId\":null,\"vdeviceId\":11,\"pci\":\"0000:01:00.0\",\"backend\":null,"
+                     "\"scope\":null,\"scopeNumber\":null,\"requestSize\":null,\"responseSize\":null,"
+                     "\"result\":\"ok\",\"latencyUsec\":5000,\"originalSeq\":40,\"lateId\":3}\n");
+}
+
 TEST(golden_nulls_and_repaired) {
         AuditRecord r = AUDIT_RECORD_INIT;
         _cleanup_free_ char *line = NULL;
@@ -125,6 +149,10 @@ static char *reference_line(const AuditRecord *r) {
                 add_ref_string(o, "method", r->method);
         if (r->count > 0)
                 add_ref_u64(o, "count", r->count, false);
+        if (r->original_seq > 0)
+                add_ref_u64(o, "originalSeq", r->original_seq, false);
+        if (r->late_id > 0)
+                add_ref_u64(o, "lateId", r->late_id, false);
         if (r->repaired_bytes > 0)
                 add_ref_u64(o, "repairedBytes", r->repaired_bytes, false);
         char *line;
@@ -180,6 +208,8 @@ TEST(writer_matches_json_c) {
                 r.repaired_bytes = i % 11 ? 0 : x;
                 r.method = i % 13 ? NULL : s;
                 r.count = i % 17 ? 0 : x;
+                r.original_seq = i % 19 ? 0 : x;
+                r.late_id = i % 23 ? 0 : x >> 2;
                 assert_matches_reference(&r);
         }
 }
@@ -292,7 +322,7 @@ TEST(worst_case_fits) {
         r.context_id = r.vdevice_id = r.request_size = r.response_size = r.latency_usec =
                 UINT64_MAX - 1;
         r.scope_number = INT64_MAX;
-        r.seq = r.monotonic_usec = r.repaired_bytes = r.count = UINT64_MAX;
+        r.seq = r.monotonic_usec = r.repaired_bytes = r.count = r.original_seq = r.late_id = UINT64_MAX;
         r.realtime_usec = UINT64_C(253402300799999999); /* 9999-12-31T23:59:59.999999Z */
         line = serialize(&r);
         o = parse(line);

@@ -1176,29 +1176,33 @@ TEST(a_late_answer_its_worker_never_read_is_audited) {
 /* A worker that ends while the record of a late answer is in the audit file but not yet known
  * durable (its disk is slow) has told the monitor the seq it wrote it under, before it wrote it:
  * the next worker finds that seq in the file, and does not record it again. */
-TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
-        unsigned serving;
-        pid_t worker;
-        int64_t ctx;
-        Env e;
+static void late_answer_written_not_synced(Env *e, VarlinkClient *c) {
+        int64_t ctx = nic_context(c, NULL);
 
-        setup(&e, 300 * USEC_PER_MSEC);
-        c = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, NULL);
-        state_change_times_out(&e, c, ctx);
-        wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
+        state_change_times_out(e, c, ctx);
+        wait_record(&e->tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
 
-        write_file(strf("%s/hold-sync", e.kernel_dir), "");
-        hold(&e, 11, false);
+        write_file(strf("%s/hold-sync", e->kernel_dir), "");
+        hold(e, 11, false);
         for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
-                _cleanup_free_ char *log = read_file(strf("%s/audit/audit.log", e.tsmd.dir));
+                _cleanup_free_ char *log = read_file(strf("%s/audit/audit.log", e->tsmd.dir));
 
                 if (log && strstr(log, "\"guest-request-late\""))
                         break;
                 if (now_usec() > deadline)
                         TEST_FAIL("the worker never wrote the late answer's record");
         }
+}
+
+TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        unsigned serving;
+        pid_t worker;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        late_answer_written_not_synced(&e, c);
         serving = tsmd_log_count(&e.tsmd, "serving again.");
         worker = tsmd_worker_pid(&e.tsmd);
         ASSERT_TRUE(worker > 0);
@@ -1208,6 +1212,63 @@ TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
         sleep_usec(300 * USEC_PER_MSEC); /* the next worker had the LATE, and wrote what it would */
         ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
         ASSERT_TRUE(tsmd_log_contains(&e.tsmd, "was recorded by the worker before"));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* A worker said it was writing the record of a late answer under a seq and ended before it wrote
+ * it; the next worker's first record (its worker-restart) took that seq, and that worker ended
+ * before it recorded the answer. The one after finds another record at the seq, not the answer's
+ * (its lateId), and records the answer. (The file is made so by hand: the answer's record
+ * replaced by another at its seq while its worker is stopped, then that worker killed.) */
+TEST(a_late_answer_whose_seq_another_record_took_is_audited) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        _cleanup_free_ char *log = NULL;
+        const char *path, *line, *end;
+        json_object *late;
+        unsigned serving;
+        long long seq;
+        pid_t worker;
+        FILE *f;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        late_answer_written_not_synced(&e, c);
+        serving = tsmd_log_count(&e.tsmd, "serving again.");
+        worker = tsmd_worker_pid(&e.tsmd);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+
+        path = strf("%s/audit/audit.log", e.tsmd.dir);
+        log = read_file(path);
+        ASSERT_NOT_NULL(log);
+        ASSERT_NOT_NULL(strstr(log, "\"lateId\":"));
+        ASSERT_NOT_NULL(line = strstr(log, "\"guest-request-late\""));
+        while (line > log && line[-1] != '\n')
+                line--;
+        ASSERT_EQ(sscanf(line, "{\"seq\":%lld,", &seq), 1);
+        end = strchr(line, '\n') + 1;
+        ASSERT_NOT_NULL(f = fopen(path, "we"));
+        ASSERT_EQ(fwrite(log, 1, (size_t) (line - log), f), (size_t) (line - log));
+        ASSERT_TRUE(fprintf(f,
+                            "{\"seq\":%lld,\"time\":\"2024-01-01T00:00:00.000000Z\",\"monotonicUsec\":1,"
+                            "\"event\":\"worker-restart\",\"result\":\"io.tsmd.WorkerCrashed\"}\n%s",
+                            seq, end) > 0);
+        ASSERT_OK(fclose(f));
+
+        ASSERT_OK(kill(worker, SIGKILL));
+        ASSERT_OK(unlink(strf("%s/hold-sync", e.kernel_dir)));
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "serving again.", serving + 1, TSMD_WAIT_USEC));
+
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
+        ASSERT_STREQ(JSTR(late, "result"), "ok");
+        ASSERT_TRUE(JINT(late, "seq") > seq);
+        ASSERT_TRUE(JINT(late, "lateId") > 0);
+        json_object_put(late);
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+        ASSERT_TRUE(tsmd_log_contains(&e.tsmd, "is another's"));
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
