@@ -28,6 +28,28 @@ const char *tsmctl_esc(TsmctlEscapes *e, const char *s) {
         return copy;
 }
 
+/*
+ * Display columns of text tsmctl_esc() returned: valid UTF-8 with no control character, so
+ * one column per code point. No wcwidth() tables: East Asian wide characters (two columns)
+ * and combining marks (none) are counted as one, which is off for them only.
+ */
+size_t tsmctl_display_width(const char *s) {
+        size_t w = 0;
+
+        for (const unsigned char *p = (const unsigned char *) strempty(s); *p; w++)
+                p += MAX(utf8_sequence_len(p), (size_t) 1); /* invalid: not from tsmctl_esc(), one byte on */
+        return w;
+}
+
+void tsmctl_print_padded(FILE *f, const char *s, size_t width) {
+        size_t w = tsmctl_display_width(s);
+
+        fputs(strempty(s), f);
+        do
+                fputc(' ', f);
+        while (++w < width);
+}
+
 void tsmctl_fputs_escaped(const char *s, EscapeFlags flags, FILE *f) {
         _cleanup_free_ char *copy = NULL;
 

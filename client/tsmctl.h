@@ -76,6 +76,13 @@ void tsmctl_escapes_done(TsmctlEscapes *e);
 /* s as it may be printed: itself if nothing in it needs escaping (NULL for NULL, so that
  * `?: "-"` works), else an escaped copy that e holds ("?" if there is no memory for it). */
 const char *tsmctl_esc(TsmctlEscapes *e, const char *s);
+/* Table cells. printf()'s "%-14s" pads by bytes: an escaped or non-ASCII value shifts every
+ * column after it. These count what the terminal shows (tsmctl_display_width()). */
+size_t tsmctl_display_width(const char *s);
+/* Prints s (text to be shown as it is: tsmctl_esc()'s) and spaces up to width display
+ * columns, at least one: the next column starts width columns on. A wider s is printed whole
+ * (a cut escape would hide what tsmd said) and pushes the rest of its row right. */
+void tsmctl_print_padded(FILE *f, const char *s, size_t width);
 /* Prints s (NULL: nothing) escaped. */
 void tsmctl_fputs_escaped(const char *s, EscapeFlags flags, FILE *f);
 /* Prints o as JSON text with json-c's flags, and a newline: valid JSON that a terminal takes

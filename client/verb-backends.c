@@ -6,6 +6,16 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
+/* Display columns of TSM, TYPE, PARENT DRIVER and UAPI, with the space after each; DEVICES last. */
+static const size_t widths[] = { 9, 15, 17, 10 };
+
+static void print_cells(const char *tsm, const char *type, const char *parent, const char *uapi) {
+        const char *cells[] = { tsm, type, parent, uapi };
+
+        for (size_t i = 0; i < ELEMENTSOF(cells); i++)
+                tsmctl_print_padded(stdout, cells[i], widths[i]);
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *list;
@@ -24,16 +34,18 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return r;
         printf("Platform: ");
         tsmctl_fputs_escaped(strna(json_get_string(reply, "platform")), 0, stdout);
-        printf("\n\n%-8s %-14s %-16s %-9s %s\n", "TSM", "TYPE", "PARENT DRIVER", "UAPI", "DEVICES");
+        printf("\n\n");
+        print_cells("TSM", "TYPE", "PARENT DRIVER", "UAPI");
+        printf("DEVICES\n");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
                 json_object *b = json_object_array_get_idx(list, i);
 
-                printf("%-8s %-14s %-16s %-9s %d\n", strna(tsmctl_esc(&e, json_get_string(b, "tsm"))),
-                       tsmctl_esc(&e, json_get_string(b, "type")) ?: "unknown",
-                       tsmctl_esc(&e, json_get_string(b, "parentDriver")) ?: "-",
-                       strna(tsmctl_esc(&e, json_get_string(b, "uapi"))),
-                       json_object_get_int(json_object_object_get(b, "devices")));
+                print_cells(strna(tsmctl_esc(&e, json_get_string(b, "tsm"))),
+                            tsmctl_esc(&e, json_get_string(b, "type")) ?: "unknown",
+                            tsmctl_esc(&e, json_get_string(b, "parentDriver")) ?: "-",
+                            strna(tsmctl_esc(&e, json_get_string(b, "uapi"))));
+                printf("%d\n", json_object_get_int(json_object_object_get(b, "devices")));
         }
         return 0;
 }

@@ -6,6 +6,17 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
+/* Display columns of DEVICE, TSM, BACKEND and STATE, with the space after each; OWNER last. */
+static const size_t widths[] = { 15, 7, 15, 17 };
+
+static void print_row(const char *device, const char *tsm, const char *backend, const char *state, const char *owner) {
+        const char *cells[] = { device, tsm, backend, state };
+
+        for (size_t i = 0; i < ELEMENTSOF(cells); i++)
+                tsmctl_print_padded(stdout, cells[i], widths[i]);
+        printf("%s\n", owner);
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *list;
@@ -22,7 +33,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         r = tsmctl_reply_array(reply, "io.tsmd.Admin.ListDevices", "devices", &list);
         if (r > 0)
                 return r;
-        printf("%-14s %-6s %-14s %-16s %s\n", "DEVICE", "TSM", "BACKEND", "STATE", "OWNER");
+        print_row("DEVICE", "TSM", "BACKEND", "STATE", "OWNER");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
                 json_object *d = json_object_array_get_idx(list, i), *owner = json_object_object_get(d, "owner");
@@ -39,10 +50,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                  json_object_get_boolean(json_object_object_get(owner, "bound")) ? " bound" : "",
                                  json_object_get_boolean(json_object_object_get(owner, "changing")) ? " changing" : "");
                 }
-                printf("%-14s %-6s %-14s %-16s %s\n", strna(tsmctl_esc(&e, json_get_string(d, "pciAddress"))),
-                       tsmctl_esc(&e, json_get_string(d, "tsm")) ?: "-",
-                       tsmctl_esc(&e, json_get_string(d, "backend")) ?: "-",
-                       tsmctl_esc(&e, json_get_string(d, "state")) ?: "-", who);
+                print_row(strna(tsmctl_esc(&e, json_get_string(d, "pciAddress"))),
+                          tsmctl_esc(&e, json_get_string(d, "tsm")) ?: "-",
+                          tsmctl_esc(&e, json_get_string(d, "backend")) ?: "-",
+                          tsmctl_esc(&e, json_get_string(d, "state")) ?: "-", who);
         }
         return 0;
 }

@@ -799,6 +799,86 @@ TEST(metrics_labels_escaped) {
         ASSERT_EQ(count_lines_with(out, label), 5U); /* calls, errors, +Inf bucket, sum, count */
 }
 
+/* The display column (code points, as tsmctl counts them) at which p starts in its line. */
+static size_t display_column(const char *line, const char *p) {
+        size_t col = 0;
+
+        for (; line < p; line++)
+                col += ((unsigned char) *line & 0xc0) != 0x80; /* not a continuation byte */
+        return col;
+}
+
+/* Table columns line up by what the terminal shows, not by bytes: multibyte UTF-8 (é, ü) and
+ * escaped values in one column leave the next one where the header has it. Each case: the
+ * cells of the header and the rows, in order; every cell starts at its header's column. */
+TEST(table_columns_align_by_display_width) {
+#define MAX_CELLS 9
+        static const struct {
+                const char *verb, *reply;
+                const char *rows[4][MAX_CELLS];
+        } cases[] = {
+                { "devices",
+                  "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\",\"tsm\":\"em\\u00fc\","
+                  "\"backend\":\"tdx-\\u00fc\\u00fc\",\"state\":\"CONFIG_LOCKED\"},{\"pciAddress\":\"d\\u00e9v\","
+                  "\"tsm\":\"e\\u001b\",\"backend\":\"b\\u001b[1m\\u00e9\",\"state\":\"RUN\"},{\"pciAddress\":"
+                  "\"0000:03:00.0\",\"tsm\":\"x\",\"backend\":\"plain\",\"state\":\"ERROR\"}]}}",
+                  { { "DEVICE", "TSM", "BACKEND", "STATE", "OWNER" },
+                    { "0000:01:00.0", "em\xc3\xbc", "tdx-\xc3\xbc\xc3\xbc", "CONFIG_LOCKED", "-" },
+                    { "d\xc3\xa9v", "e\\x1b", "b\\x1b[1m\xc3\xa9", "RUN", "-" },
+                    { "0000:03:00.0", "x", "plain", "ERROR", "-" } } },
+                { "backends",
+                  "{\"parameters\":{\"platform\":\"p\",\"backends\":[{\"tsm\":\"em\\u00fc\",\"type\":"
+                  "\"t\\u0007\\u00e9\",\"parentDriver\":\"dr\\u00fc\",\"uapi\":\"1.\\u00e9\",\"devices\":1},"
+                  "{\"tsm\":\"e\",\"type\":\"plain\",\"parentDriver\":\"d\",\"uapi\":\"2\",\"devices\":2}]}}",
+                  { { "TSM", "TYPE", "PARENT DRIVER", "UAPI", "DEVICES" },
+                    { "em\xc3\xbc", "t\\a\xc3\xa9", "dr\xc3\xbc", "1.\xc3\xa9", "1" },
+                    { "e", "plain", "d", "2", "2" } } },
+                { "audit",
+                  "{\"parameters\":{\"records\":[{\"seq\":1,\"time\":\"2025-01-01 00:00:00\",\"event\":"
+                  "\"\\u00e9v\\u00e9nt\\u0007\",\"uid\":0,\"pci\":\"0000:0\\u00fc:00.0\",\"scope\":\"s\\u00e7ope\","
+                  "\"latencyUsec\":12,\"result\":\"ok\"},{\"seq\":22,\"time\":\"t\\u00e9\",\"event\":\"open\","
+                  "\"uid\":1000,\"pci\":\"-\",\"scope\":\"tsm\",\"result\":\"denied\"}]}}",
+                  { { "SEQ", "TIME", "EVENT", "UID", "DEVICE", "SCOPE", "LATENCY", "RESULT" },
+                    { "1", "2025-01-01 00:00:00", "\xc3\xa9v\xc3\xa9nt\\a", "0", "0000:0\xc3\xbc:00.0", "s\xc3\xa7ope",
+                      "12us", "ok" },
+                    { "22", "t\xc3\xa9", "open", "1000", "-", "tsm", "-", "denied" } } },
+        };
+        const char *path = fake_socket_path("fake-columns");
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *args[] = { cases[i].verb, NULL };
+                size_t header[MAX_CELLS] = {};
+                const char *line;
+
+                ASSERT_EQ(run_fake(path, args, cases[i].reply, strlen(cases[i].reply) + 1, &out, &err), 0);
+                printf("# tsmctl %s:\n%s", cases[i].verb, out);
+                line = strstr(out, cases[i].rows[0][0]); /* the header, after what comes before it */
+                ASSERT_NOT_NULL(line);
+                for (size_t r = 0; r < ELEMENTSOF(cases[i].rows) && cases[i].rows[r][0]; r++) {
+                        const char *end = strchrnul(line, '\n'), *p = line;
+
+                        for (size_t c = 0; c < MAX_CELLS && cases[i].rows[r][c]; c++) {
+                                p = strstr(p, cases[i].rows[r][c]);
+                                if (!p || p >= end)
+                                        TEST_FAIL("tsmctl %s: row %zu has no '%s' after its cell %zu:\n%s", cases[i].verb,
+                                                  r, cases[i].rows[r][c], c, out);
+                                if (r == 0)
+                                        header[c] = display_column(line, p);
+                                else if (display_column(line, p) != header[c])
+                                        TEST_FAIL("tsmctl %s: row %zu's '%s' starts at column %zu, its header at %zu:\n%s",
+                                                  cases[i].verb, r, cases[i].rows[r][c], display_column(line, p),
+                                                  header[c], out);
+                                p += strlen(cases[i].rows[r][c]);
+                        }
+                        ASSERT_EQ(*end, '\n');
+                        line = end + 1;
+                }
+                ASSERT_EQ(*line, '\0'); /* one line per row, no more */
+        }
+#undef MAX_CELLS
+}
+
 /* A reply that is not UTF-8 never gets as far as tsmctl's output: libtsm's strict parser
  * refuses it (a protocol error, "not reachable"). */
 TEST(reply_not_utf8_refused) {
