@@ -8,10 +8,10 @@
  * monitor knows it, and the record of the call itself ("originalSeq") when this worker wrote it.
  * The monitor keeps each until the worker says it is recorded (LATE_ACK), and gives those a
  * worker that ended had not to the next one: each is recorded once, whichever worker does it
- * (the seq it is written under goes to the monitor before it can reach the disk, and the record
- * carries the LATE's id, "lateId": the next worker reads back the record at that seq, and writes
- * the LATE's unless it is that one). Those the
- * monitor had no room for are counted ("late-lost"). One whose record cannot be queued (a failed
+ * (the seq it is written under goes to the monitor before it can reach the disk, a reopen of the
+ * log pending or not, and the record carries the LATE's id, "lateId": the next worker reads back
+ * the record at that seq, and writes the LATE's unless it is that one). Those the monitor had no
+ * room for are counted ("late-lost"). One whose record cannot be queued (a failed
  * log, a full disk, no memory) is not acknowledged: the worker tries it again, and the monitor
  * keeps it for the next worker should this one end first. Bounded: a hung TSM answers as many
  * calls late as it was given, and the monitor keeps at most MONITOR_LATE_KEPT_MAX. Runs in:
@@ -104,6 +104,14 @@ static void on_late_recorded(AuditLog *a, uint64_t seq, int error, void *userdat
         free(lr);
 }
 
+/* Its record was held for a reopen of the log, and is numbered now, to be written after this round
+ * of the loop: the monitor hears the seq first, as of one numbered at once (late_record()). */
+static void on_late_numbered(AuditLog *a, uint64_t seq, void *userdata) {
+        LateRecording *lr = userdata;
+
+        late_ack(lr->m, lr->id, seq, false);
+}
+
 /* Records l, or says why it cannot: < 0 if its record was neither queued nor counted in a
  * summary, and then nothing is acknowledged. checked: the record at l's recorded_seq was read
  * back, and is another's. */
@@ -184,7 +192,7 @@ record:
         lr = new(LateRecording, 1);
         if (lr) {
                 *lr = (LateRecording){ .m = m, .id = l->id };
-                r = audit_log_record_owed(m->audit, &rec, on_late_recorded, lr, &seq);
+                r = audit_log_record_owed_full(m->audit, &rec, on_late_recorded, on_late_numbered, lr, &seq);
         } else
                 r = -ENOMEM;
         if (r < 0) {
@@ -196,7 +204,7 @@ record:
                                        l->pci_address, strna(rec.result));
         }
         /* Numbered now, written after this round of the loop: the monitor hears the seq first.
-         * (0 while a reopen of the log is pending: numbered later, and not told.) */
+         * (0 while a reopen of the log is pending: on_late_numbered() tells it once numbered.) */
         if (seq > 0)
                 late_ack(m, l->id, seq, false);
         return 0;

@@ -58,6 +58,7 @@ struct AuditReservation {
         AuditRecord record; /* bounded copy; strings in storage */
         char *storage;
         AuditCommitCallback callback;
+        AuditNumberedCallback numbered; /* if held for a reopen */
         void *userdata;
         /* In log->waiting_head (prev, next), not log->reservations, until granted or refused:
          * see audit_log_reserve_to_act(). deadline: CLOCK_MONOTONIC, UINT64_MAX for none. */
@@ -469,7 +470,9 @@ static void reopen_finished(AuditLog *a) {
                                 res->item.error = k;
                                 res->item.next = NULL;
                                 dispatch_append(a, &res->item);
-                        }
+                        } else if (res->numbered)
+                                /* Before this round of the loop hands it to the thread. */
+                                res->numbered(a, res->seq, res->userdata);
                 }
                 /* After them: the room they take in the new files is no one else's. */
                 waiting_grant(a);
@@ -816,8 +819,8 @@ AuditReservation *audit_log_cancel(AuditReservation *r) {
         return reservation_free(r);
 }
 
-int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
-                     void *userdata, uint64_t *ret_seq) {
+static int commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
+                  AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
         _cleanup_(audit_log_cancelp) AuditReservation *r = NULL;
         AuditRecord rec;
         AuditLog *a;
@@ -843,6 +846,7 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
         if (k < 0)
                 return k;
         r->callback = cb;
+        r->numbered = numbered;
         r->userdata = userdata;
         if (a->reopen_pending) {
                 r->item.next = NULL;
@@ -863,8 +867,13 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
         return 0;
 }
 
+int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
+                     void *userdata, uint64_t *ret_seq) {
+        return commit(res, record, cb, NULL, userdata, ret_seq);
+}
+
 static int record(AuditLog *a, bool bounded, AuditPool pool, const AuditRecord *rec, AuditCommitCallback cb,
-                  void *userdata, uint64_t *ret_seq) {
+                  AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
         AuditReservation *res;
         int r;
 
@@ -874,23 +883,28 @@ static int record(AuditLog *a, bool bounded, AuditPool pool, const AuditRecord *
         r = reserve(a, bounded, rec->uid, pool, 0, NULL, NULL, &res);
         if (r < 0)
                 return r;
-        return audit_log_commit(res, rec, cb, userdata, ret_seq);
+        return commit(res, rec, cb, numbered, userdata, ret_seq);
 }
 
 int audit_log_record(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb, void *userdata,
                      uint64_t *ret_seq) {
-        return record(a, true, _AUDIT_POOL_INVALID, rec, cb, userdata, ret_seq);
+        return record(a, true, _AUDIT_POOL_INVALID, rec, cb, NULL, userdata, ret_seq);
 }
 
 int audit_log_record_for(AuditLog *a, AuditPool pool, const AuditRecord *rec, AuditCommitCallback cb,
                          void *userdata, uint64_t *ret_seq) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
-        return record(a, true, pool, rec, cb, userdata, ret_seq);
+        return record(a, true, pool, rec, cb, NULL, userdata, ret_seq);
 }
 
 int audit_log_record_owed(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb, void *userdata,
                           uint64_t *ret_seq) {
-        return record(a, false, _AUDIT_POOL_INVALID, rec, cb, userdata, ret_seq);
+        return record(a, false, _AUDIT_POOL_INVALID, rec, cb, NULL, userdata, ret_seq);
+}
+
+int audit_log_record_owed_full(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
+                               AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
+        return record(a, false, _AUDIT_POOL_INVALID, rec, cb, numbered, userdata, ret_seq);
 }
 
 int audit_log_add_listener(AuditLog *a, AuditListenerCallback cb, void *userdata,

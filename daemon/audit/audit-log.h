@@ -60,6 +60,14 @@ typedef struct AuditListener AuditListener;
  * record is durable, else -errno (the record may or may not be in the file). */
 typedef void (*AuditCommitCallback)(AuditLog *a, uint64_t seq, int error, void *userdata);
 
+/* Called for a record committed while a reopen is pending (its ret_seq 0), from the event loop,
+ * when it was numbered after the reopen: before it is handed to the sync thread, so before it can
+ * be on the disk (a caller that must say where its record goes before it may be there). Not
+ * called for a record numbered at its commit, nor for one that could not be numbered (its commit
+ * callback gets the error). Must not call into the log: the records held after it are being
+ * numbered. */
+typedef void (*AuditNumberedCallback)(AuditLog *a, uint64_t seq, void *userdata);
+
 /* Called once a reopen finished, from the event loop: error 0 if the log takes records
  * again, else the error it stays failed with. */
 typedef void (*AuditReopenCallback)(AuditLog *a, int error, void *userdata);
@@ -185,6 +193,10 @@ int audit_log_record_for(AuditLog *a, AuditPool pool, const AuditRecord *record,
  * these by what they track (a release per vDevice a client held). */
 int audit_log_record_owed(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
                           void *userdata, uint64_t *ret_seq);
+/* The same, and numbered (may be NULL) is told the seq of a record held for a pending reopen once
+ * it has one: ret_seq or numbered, one of them gives it before the record can be on the disk. */
+int audit_log_record_owed_full(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
+                               AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq);
 
 /* Follows the log: cb sees every durable record once (streamed Varlink "more" calls).
  * destroy(userdata) runs exactly once, when the listener is freed or the log is. With ret

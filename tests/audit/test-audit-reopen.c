@@ -408,4 +408,85 @@ TEST(free_with_reopens_pending_tells_every_caller) {
         test_dir_remove(TAKE_PTR(dir));
 }
 
+/* What a record held for a reopen was told when it was numbered. */
+typedef struct Numbered {
+        size_t n;
+        uint64_t seq;
+        const char *dir;
+        unsigned n_files;
+        size_t on_disk; /* records in the files then */
+        Acks *acks;
+        size_t acked;   /* commit callbacks run then */
+} Numbered;
+
+static void on_numbered(AuditLog *a, uint64_t seq, void *userdata) {
+        _cleanup_free_ uint64_t *seqs = NULL;
+        Numbered *nb = userdata;
+
+        read_all_seqs(nb->dir, nb->n_files, &seqs, &nb->on_disk);
+        nb->n++;
+        nb->seq = seq;
+        nb->acked = nb->acks->n;
+}
+
+static void on_numbered_committed(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        Numbered *nb = userdata;
+
+        ack_callback(a, seq, error, nb->acks);
+}
+
+/* A record committed while a reopen is pending has no seq at its commit: its caller is told the
+ * one it gets after the reopen, before it can be on the disk (guest-late.c tells the monitor
+ * then). One numbered at its commit is not told again. */
+TEST(record_held_for_a_reopen_reports_its_seq_once_numbered) {
+        _cleanup_free_ uint64_t *seqs = NULL;
+        _cleanup_free_ char *dir = test_dir_new();
+        struct event_base *base = event_base_new();
+        Reopened reopened = {};
+        AuditConfig c;
+        AuditLog *a;
+        Acks acks = {};
+        Numbered at_once = { .dir = dir, .acks = &acks }, held;
+        AuditRecord r = sample_record();
+        uint64_t seq;
+        size_t n;
+
+        ASSERT_NOT_NULL(base);
+        test_config(&c, dir);
+        at_once.n_files = c.n_files;
+        held = at_once;
+        ASSERT_OK(audit_log_open(base, &c, &a));
+        ASSERT_OK(audit_log_record_owed_full(a, &r, on_numbered_committed, on_numbered, &at_once, &seq));
+        ASSERT_EQ(seq, 1u);
+        run_until(base, &acks.n, 1);
+        ASSERT_EQ(at_once.n, 0u);
+
+        ASSERT_OK(audit_log_reopen_full(a, on_reopened, &reopened));
+        commit_one(a, &acks); /* held too, numbered first */
+        ASSERT_OK(audit_log_record_owed_full(a, &r, on_numbered_committed, on_numbered, &held, &seq));
+        ASSERT_EQ(seq, 0u);
+        ASSERT_EQ(held.n, 0u);
+
+        run_until(base, &acks.n, 3);
+        ASSERT_EQ(reopened.n, 1u);
+        ASSERT_EQ(reopened.error, 0);
+        ASSERT_EQ(held.n, 1u);
+        ASSERT_EQ(held.seq, 3u);
+        ASSERT_EQ(held.on_disk, 1u); /* neither held record written yet */
+        ASSERT_EQ(held.acked, 1u);
+        ASSERT_EQ(at_once.n, 0u);
+        ASSERT_FALSE(acks.out_of_order);
+        ASSERT_EQ(acks.errors[2], 0);
+        ASSERT_EQ(acks.seqs[2], 3u);
+        read_all_seqs(dir, c.n_files, &seqs, &n);
+        ASSERT_EQ(n, 3u);
+        ASSERT_EQ(seqs[2], 3u);
+
+        a = audit_log_free(a);
+        ASSERT_EQ(held.n, 1u);
+        event_base_free(base);
+        acks_done(&acks);
+        test_dir_remove(TAKE_PTR(dir));
+}
+
 TEST_MAIN();

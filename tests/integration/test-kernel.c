@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -1270,6 +1271,83 @@ TEST(a_late_answer_whose_seq_another_record_took_is_audited) {
         ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
         ASSERT_TRUE(tsmd_log_contains(&e.tsmd, "is another's"));
 
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The records in the audit file (written, durable or not). */
+static size_t audit_lines(Env *e) {
+        _cleanup_free_ char *log = read_file(strf("%s/audit/audit.log", e->tsmd.dir));
+        size_t n = 0;
+
+        for (const char *p = log; p && (p = strchr(p, '\n')); p++)
+                n++;
+        return n;
+}
+
+/* The same as a_late_answer_its_worker_wrote_is_not_audited_twice, with a reopen of the log
+ * pending when the late answer comes: its record is numbered only after the reopen, and the
+ * worker tells the monitor the seq then, before writing it. (A refusal's record waits for a slow
+ * disk, the reload's reopen behind it, the late answer's behind that; the disk then finishes that
+ * one sync, pass-sync, and is slow on the next, the late answer's.) */
+TEST(a_late_answer_recorded_after_a_reopen_is_not_audited_twice) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
+        const char *refused;
+        unsigned serving;
+        size_t lines;
+        pid_t worker;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        /* The worker's user takes pass-sync away. */
+        ASSERT_OK(chmod(e.kernel_dir, 0777));
+        c = tsmd_connect_guest(&e.tsmd);
+        d = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        state_change_times_out(&e, c, ctx);
+        wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
+
+        write_file(strf("%s/hold-sync", e.kernel_dir), "");
+        lines = audit_lines(&e);
+        /* Answered once durable: not waited for. */
+        refused = strf("{\"method\":\"" G "GuestRequest\",\"parameters\":%s}", request_params(ctx, 99, "info"));
+        ASSERT_EQ(send(varlink_client_get_fd(d), refused, strlen(refused) + 1, MSG_NOSIGNAL),
+                  (ssize_t) strlen(refused) + 1);
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; audit_lines(&e) == lines; sleep_usec(5 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("the worker never wrote the refusal's record");
+        tsmd_write_config(&e.tsmd, "[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\nRequestTimeoutUSec=300000\n");
+        tsmd_kill(&e.tsmd, SIGHUP);
+        sleep_usec(200 * USEC_PER_MSEC); /* the worker asked for the reopen */
+        ASSERT_FALSE(tsmd_log_contains(&e.tsmd, "Configuration reloaded")); /* pending */
+
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Kernel TSM request of " NIC_ADDR " (vDevice 11) succeeded after", 1,
+                                  TSMD_WAIT_USEC));
+        sleep_usec(200 * USEC_PER_MSEC); /* the worker had the LATE, and holds its record */
+        ASSERT_EQ(audit_lines(&e), lines + 1);
+
+        write_file(strf("%s/pass-sync", e.kernel_dir), "");
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                _cleanup_free_ char *log = read_file(strf("%s/audit/audit.log", e.tsmd.dir));
+
+                if (log && strstr(log, "\"guest-request-late\""))
+                        break;
+                if (now_usec() > deadline)
+                        TEST_FAIL("the worker never wrote the late answer's record");
+        }
+        serving = tsmd_log_count(&e.tsmd, "serving again.");
+        worker = tsmd_worker_pid(&e.tsmd);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGKILL));
+        ASSERT_OK(unlink(strf("%s/hold-sync", e.kernel_dir)));
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "serving again.", serving + 1, TSMD_WAIT_USEC));
+        sleep_usec(300 * USEC_PER_MSEC); /* the next worker had the LATE, and wrote what it would */
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
+        ASSERT_TRUE(tsmd_log_contains(&e.tsmd, "was recorded by the worker before"));
+
+        varlink_client_free(TAKE_PTR(d));
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
 }

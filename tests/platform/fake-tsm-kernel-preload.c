@@ -14,6 +14,9 @@
  *   hold-sync  while it exists, fdatasync() waits (in either process: the worker's audit log
  *              has it), as on a disk that takes its time: what was written is in the file, and
  *              not known durable yet (the directory must be one the worker's user can reach)
+ *   pass-sync  while hold-sync holds them, one fdatasync() goes through, the one that removes it
+ *              (so the test makes the directory writable by the worker's user), as on a disk
+ *              that finished one sync and is slow on the next
  *   fail-sync  while it exists, fdatasync() fails (after any hold) with the errno written in it,
  *              as on a disk that broke: the audit log fails
  * Runs in: tsmd's processes, under test only.
@@ -78,6 +81,18 @@ static void wait_while_exists(const char *name) {
 
         while (p && access(p, F_OK) >= 0)
                 nanosleep(&(struct timespec){ .tv_nsec = HOLD_POLL_NSEC }, NULL);
+}
+
+/* hold-sync, but for the one fdatasync() that takes pass-sync away. */
+static void wait_while_sync_held(void) {
+        char path[512], pass[512];
+        const char *p = control_path(path, sizeof(path), "hold-sync"), *q = control_path(pass, sizeof(pass), "pass-sync");
+
+        while (p && access(p, F_OK) >= 0) {
+                if (q && unlink(q) >= 0)
+                        return;
+                nanosleep(&(struct timespec){ .tv_nsec = HOLD_POLL_NSEC }, NULL);
+        }
 }
 
 static void wait_while_held(uint32_t vdevice) {
@@ -158,7 +173,7 @@ __attribute__((visibility("default"))) int fdatasync(int fd) {
 
         int e;
 
-        wait_while_exists("hold-sync");
+        wait_while_sync_held();
         e = errno_in("fail-sync");
         if (e < 0) {
                 errno = -e;
