@@ -1174,6 +1174,18 @@ TEST(a_late_answer_its_worker_never_read_is_audited) {
         teardown(&e);
 }
 
+/* The worker (stopped or not) dies with a record's fdatasync held, the sync is let go, and the
+ * next worker serves. */
+static void kill_worker_holding_sync(Env *e) {
+        unsigned serving = tsmd_log_count(&e->tsmd, "serving again.");
+        pid_t worker = tsmd_worker_pid(&e->tsmd);
+
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGKILL));
+        ASSERT_OK(unlink(strf("%s/hold-sync", e->kernel_dir)));
+        ASSERT_TRUE(tsmd_wait_log(&e->tsmd, "serving again.", serving + 1, TSMD_WAIT_USEC));
+}
+
 /* A worker that ends while the record of a late answer is in the audit file but not yet known
  * durable (its disk is slow) has told the monitor the seq it wrote it under, before it wrote it:
  * the next worker finds that seq in the file, and does not record it again. */
@@ -1197,19 +1209,12 @@ static void late_answer_written_not_synced(Env *e, VarlinkClient *c) {
 
 TEST(a_late_answer_its_worker_wrote_is_not_audited_twice) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
-        unsigned serving;
-        pid_t worker;
         Env e;
 
         setup(&e, 300 * USEC_PER_MSEC);
         c = tsmd_connect_guest(&e.tsmd);
         late_answer_written_not_synced(&e, c);
-        serving = tsmd_log_count(&e.tsmd, "serving again.");
-        worker = tsmd_worker_pid(&e.tsmd);
-        ASSERT_TRUE(worker > 0);
-        ASSERT_OK(kill(worker, SIGKILL));
-        ASSERT_OK(unlink(strf("%s/hold-sync", e.kernel_dir)));
-        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "serving again.", serving + 1, TSMD_WAIT_USEC));
+        kill_worker_holding_sync(&e);
         sleep_usec(300 * USEC_PER_MSEC); /* the next worker had the LATE, and wrote what it would */
         ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
         ASSERT_TRUE(tsmd_log_contains(&e.tsmd, "was recorded by the worker before"));
@@ -1228,7 +1233,6 @@ TEST(a_late_answer_whose_seq_another_record_took_is_audited) {
         _cleanup_free_ char *log = NULL;
         const char *path, *line, *end;
         json_object *late;
-        unsigned serving;
         long long seq;
         pid_t worker;
         FILE *f;
@@ -1237,7 +1241,6 @@ TEST(a_late_answer_whose_seq_another_record_took_is_audited) {
         setup(&e, 300 * USEC_PER_MSEC);
         c = tsmd_connect_guest(&e.tsmd);
         late_answer_written_not_synced(&e, c);
-        serving = tsmd_log_count(&e.tsmd, "serving again.");
         worker = tsmd_worker_pid(&e.tsmd);
         ASSERT_TRUE(worker > 0);
         ASSERT_OK(kill(worker, SIGSTOP));
@@ -1259,9 +1262,7 @@ TEST(a_late_answer_whose_seq_another_record_took_is_audited) {
                             seq, end) > 0);
         ASSERT_OK(fclose(f));
 
-        ASSERT_OK(kill(worker, SIGKILL));
-        ASSERT_OK(unlink(strf("%s/hold-sync", e.kernel_dir)));
-        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "serving again.", serving + 1, TSMD_WAIT_USEC));
+        kill_worker_holding_sync(&e);
 
         late = wait_record_of(&e.tsmd, NIC_ADDR, "guest-request-late");
         ASSERT_STREQ(JSTR(late, "result"), "ok");
@@ -1293,9 +1294,7 @@ static size_t audit_lines(Env *e) {
 TEST(a_late_answer_recorded_after_a_reopen_is_not_audited_twice) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
         const char *refused;
-        unsigned serving;
         size_t lines;
-        pid_t worker;
         int64_t ctx;
         Env e;
 
@@ -1337,12 +1336,7 @@ TEST(a_late_answer_recorded_after_a_reopen_is_not_audited_twice) {
                 if (now_usec() > deadline)
                         TEST_FAIL("the worker never wrote the late answer's record");
         }
-        serving = tsmd_log_count(&e.tsmd, "serving again.");
-        worker = tsmd_worker_pid(&e.tsmd);
-        ASSERT_TRUE(worker > 0);
-        ASSERT_OK(kill(worker, SIGKILL));
-        ASSERT_OK(unlink(strf("%s/hold-sync", e.kernel_dir)));
-        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "serving again.", serving + 1, TSMD_WAIT_USEC));
+        kill_worker_holding_sync(&e);
         sleep_usec(300 * USEC_PER_MSEC); /* the next worker had the LATE, and wrote what it would */
         ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "guest-request-late"), 1u);
         ASSERT_TRUE(tsmd_log_contains(&e.tsmd, "was recorded by the worker before"));
