@@ -66,7 +66,9 @@ static int hex4(const unsigned char *p) {
         return v;
 }
 
-static bool scan_string(Scanner *s) {
+/* A key may not hold an escaped NUL: json-c keeps keys as C strings, so "a\u0000b" would be
+ * the key "a" to it (a field the check did not see, where another reader sees an unknown one). */
+static bool scan_string(Scanner *s, bool key) {
         s->p++; /* opening quote */
         while (s->p < s->end) {
                 unsigned char c;
@@ -103,6 +105,8 @@ static bool scan_string(Scanner *s) {
                 if (u < 0)
                         return false;
                 s->p += 6;
+                if (u == 0 && key)
+                        return false;
                 if (u >= 0xDC00 && u <= 0xDFFF)
                         return false; /* a low surrogate without its high half */
                 if (u >= 0xD800 && u <= 0xDBFF) {
@@ -226,7 +230,7 @@ int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t m
                                 break; /* empty container is a complete value */
                         }
                         if (IN_OBJECT()) {
-                                if (s.p >= s.end || *s.p != '"' || !scan_string(&s))
+                                if (s.p >= s.end || *s.p != '"' || !scan_string(&s, true))
                                         return -EBADMSG;
                                 n_members++;
                                 skip_ws(&s);
@@ -236,7 +240,7 @@ int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t m
                         }
                         continue; /* now the first element's value */
                 case '"':
-                        if (!scan_string(&s))
+                        if (!scan_string(&s, false))
                                 return -EBADMSG;
                         break;
                 case 't':
@@ -281,7 +285,7 @@ int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t m
                         s.p++;
                         if (IN_OBJECT()) {
                                 skip_ws(&s);
-                                if (s.p >= s.end || *s.p != '"' || !scan_string(&s))
+                                if (s.p >= s.end || *s.p != '"' || !scan_string(&s, true))
                                         return -EBADMSG;
                                 n_members++;
                                 skip_ws(&s);

@@ -2,7 +2,8 @@
 /*
  * A strict RFC 8259 syntax check that runs before json-c builds objects. json-c, even with
  * JSON_TOKENER_STRICT, accepts single quotes, NaN/Infinity, raw control characters in
- * strings, lone surrogate escapes and duplicate keys (the last one silently wins), and a
+ * strings, lone surrogate escapes, duplicate keys (the last one silently wins) and keys with an
+ * escaped NUL (cut short there), and a
  * Varlink peer must not be able to smuggle any of that past the IDL validation. Runs in:
  * worker, clients.
  */

@@ -150,6 +150,7 @@ struct VarlinkConn {
         STAILQ_HEAD(, SentWaiter) sent_waiters; /* in stream order */
         unsigned n_calls;
         unsigned n_streaming;
+        unsigned n_postponed; /* its calls postponed: nothing after them is dispatched */
         size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs) */
         size_t held_input;  /* bytes of messages its calls still hold (until answered) */
         size_t buffered;    /* what conn_account() last counted for it in its uid's total */
@@ -215,6 +216,7 @@ static void conn_free_events(VarlinkConn *c);
 static void conn_schedule(VarlinkConn *c);
 static void conn_update_timeout(VarlinkConn *c);
 static void conn_watch_hangup(VarlinkConn *c);
+static bool fd_hung_up(int fd);
 static int call_flush_outputs(VarlinkCall *call);
 static void server_update_timeouts(VarlinkServer *s);
 static void server_update_fd_budget(VarlinkServer *s);
@@ -357,7 +359,8 @@ static void conn_apply_limits(VarlinkConn *c) {
                         (void) event_del(c->ev_idle);
         }
         /* A raised MaxPendingCalls= frees slots for one paused at the old one. */
-        if (c->read_paused && c->n_calls < s->limits.max_pending_calls && c->n_streaming == 0)
+        if (c->read_paused && c->n_calls < s->limits.max_pending_calls && c->n_streaming == 0 &&
+            c->n_postponed == 0)
                 conn_schedule(c);
 }
 
@@ -745,13 +748,22 @@ VarlinkCall *varlink_call_ref(VarlinkCall *call) {
         return call;
 }
 
-/* The call's handler is not to run any more: its fds are no longer counted as held. */
+/* The call's handler is not to run any more: its fds are no longer counted as held, and the
+ * calls its client sent after it may be dispatched (from the next round: a postponed call
+ * that runs now runs first). */
 static void call_unpostpone(VarlinkCall *call) {
+        VarlinkConn *c = call->conn;
+
         if (!call->postponed)
                 return;
         call->postponed = false;
-        call->conn->held_fds -= call->held_fds;
+        c->held_fds -= call->held_fds;
         call->held_fds = 0;
+        assert(c->n_postponed > 0);
+        /* A call may outlive its connection (and that the server). */
+        if (--c->n_postponed == 0 && c->connected && c->read_paused && c->n_streaming == 0 &&
+            c->n_calls < c->server->limits.max_pending_calls)
+                conn_schedule(c);
 }
 
 /* Drops the message, and its bytes from what the connection is counted for. */
@@ -855,7 +867,8 @@ static void conn_complete_calls(VarlinkConn *c) {
         }
 
         /* A slot for another call is free: take in what the client queued meanwhile. */
-        if (c->read_paused && c->n_calls < c->server->limits.max_pending_calls && c->n_streaming == 0)
+        if (c->read_paused && c->n_calls < c->server->limits.max_pending_calls && c->n_streaming == 0 &&
+            c->n_postponed == 0)
                 conn_schedule(c);
 }
 
@@ -1132,6 +1145,7 @@ int varlink_call_postpone(VarlinkCall *call) {
         call->postponed = true;
         call->held_fds = call->n_fds;
         call->conn->held_fds += call->held_fds;
+        call->conn->n_postponed++;
         return 0;
 }
 
@@ -1563,13 +1577,23 @@ static void conn_process(VarlinkConn *c) {
                 int *fds = NULL;
                 size_t n_fds = 0;
 
-                if (c->n_calls >= c->server->limits.max_pending_calls || c->n_streaming > 0) {
+                if (c->n_calls >= c->server->limits.max_pending_calls || c->n_streaming > 0 ||
+                    c->n_postponed > 0) {
                         /* Backpressure: stop reading until a call finishes (or the stream
                          * ends), still watching for the peer to go, which otherwise only a
-                         * write would notice. */
+                         * write would notice. SECURITY: nothing a client sent after a
+                         * postponed call runs before it (a read must not overtake the
+                         * change it pipelined first), as after a "more" call. */
                         c->read_paused = true;
                         (void) event_del(c->ev_read);
                         conn_watch_hangup(c);
+                        /* A peer that left right behind its calls is gone now, as the read
+                         * that would have come next would have said: a postponed call must
+                         * not run for it when its turn comes. */
+                        if (fd_hung_up(varlink_stream_get_fd(c->stream))) {
+                                log_debug("Client hung up while its calls were pending.");
+                                conn_disconnect(c);
+                        }
                         break;
                 }
                 if (budget-- == 0 || parsed >= PROCESS_BYTES ||
@@ -1648,11 +1672,15 @@ static void on_conn_process(evutil_socket_t fd, short what, void *userdata) {
         conn_process(userdata);
 }
 
-static void on_conn_hangup(evutil_socket_t fd, short what, void *userdata) {
+static bool fd_hung_up(int fd) {
         struct pollfd p = { .fd = fd, .events = POLLRDHUP };
 
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static void on_conn_hangup(evutil_socket_t fd, short what, void *userdata) {
         /* New bytes (unread: they wait), or the peer gone. */
-        if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+        if (!fd_hung_up(fd))
                 return;
         log_debug("Client hung up while its calls were pending.");
         conn_disconnect(userdata);

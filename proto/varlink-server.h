@@ -163,7 +163,8 @@ int varlink_call_error_errno(VarlinkCall *call, int error);
 /* From its handler: the call's method is to run later, from varlink_call_run(), say once
  * something it needs is known. Meanwhile the call waits unanswered as a deferred one does, and
  * what came with it (its parameters, its fds) waits with it: the fds count against its uid's
- * MaxFdsPerUid= as fds in its input do. Answering it instead (a refusal) drops them. -EINVAL
+ * MaxFdsPerUid= as fds in its input do. Nothing its client sent after it is read or run until
+ * it has run or is answered (the next round of the loop at the earliest). Answering it instead (a refusal) drops them. -EINVAL
  * outside its handler or once answered. */
 int varlink_call_postpone(VarlinkCall *call);
 bool varlink_call_is_postponed(const VarlinkCall *call);

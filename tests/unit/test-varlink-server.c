@@ -1864,13 +1864,15 @@ TEST(postponed_call_runs_later_with_its_fds) {
 
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":2}}", 3);
         ASSERT_TRUE(wait_pending_calls(c2, 1));
-        ASSERT_EQ(count_open_fds(), before + 3);
+        /* And one more: the connection, paused behind its postponed call, watches for its
+         * hang-up on a copy of its socket, kept until it goes. */
+        ASSERT_EQ(count_open_fds(), before + 3 + 1);
         /* Run now: with its parameters and the fd at index 2, which PassFd sends back. */
         ASSERT_EQ(resume(c2, 0, false), 0);
         r = raw_recv(fd);
         ASSERT_NOT_NULL(r);
         ASSERT_STREQ(r, "{\"parameters\":{\"fd\":0}}");
-        ASSERT_EQ(count_open_fds(), before);
+        ASSERT_EQ(count_open_fds(), before + 1);
 
         /* The uid's 4 fds held by a postponed call: one more in its input is one too many. */
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":1,\"fd\":0}}", 4);
@@ -1883,12 +1885,12 @@ TEST(postponed_call_runs_later_with_its_fds) {
         ASSERT_TRUE(wait_n_connections(2));
 
         /* Answered instead: its fds go, and the uid's room is back. */
-        ASSERT_EQ(count_open_fds(), before + 4);
+        ASSERT_EQ(count_open_fds(), before + 4 + 1);
         ASSERT_EQ(resume(c2, 1, true), 0);
         r = raw_recv(fd);
         ASSERT_NOT_NULL(r);
         ASSERT_NOT_NULL(strstr(r, "io.tsmd.Test.Nothing"));
-        ASSERT_EQ(count_open_fds(), before);
+        ASSERT_EQ(count_open_fds(), before + 1);
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":3}}", 4);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"fd\":0}}");
 
@@ -1900,6 +1902,58 @@ TEST(postponed_call_runs_later_with_its_fds) {
         ASSERT_EQ(count_open_fds(), before - 2 + 1);
         ASSERT_EQ(resume(c2, 2, false), -ENOTCONN);
         ASSERT_EQ(count_open_fds(), before - 2);
+
+        varlink_client_free(c2);
+        server_stop();
+}
+
+/* Nothing a client pipelined after a postponed call runs before it (a VMM's GetDeviceState
+ * must not overtake the ConnectDevice it sent first), whether it then runs or is refused; the
+ * paused connection's hang-up is still seen. */
+TEST(nothing_runs_before_a_postponed_call) {
+        static const char postpone[] = "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":0}}",
+                          record[] = "{\"method\":\"io.tsmd.Test.Record\",\"parameters\":{\"text\":\"x\"}}",
+                          two[] = "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":0}}\0"
+                                  "{\"method\":\"io.tsmd.Test.Record\",\"parameters\":{\"text\":\"x\"}}";
+        char four[2 * sizeof(two)];
+        VarlinkClient *c2;
+        int fd;
+
+        server_start(NULL);
+        c2 = client_new();
+        fd = raw_connect();
+        ASSERT_TRUE(wait_n_connections(2));
+
+        /* The fd goes in a write of its own, as clients send them. */
+        send_with_fds(fd, postpone, 1);
+        raw_call(fd, record);
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        usleep(100000);
+        ASSERT_EQ(recorded_count(c2), 0);
+        ASSERT_EQ(resume(c2, 0, false), 0);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"fd\":0}}");
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{}}");
+        ASSERT_EQ(recorded_count(c2), 1);
+
+        /* Refused instead: what follows it runs then, up to the next postponed one (all in one
+         * write, so the server has all four when it postpones the first). */
+        memcpy(four, two, sizeof(two));
+        memcpy(four + sizeof(two), two, sizeof(two));
+        raw_send(fd, four, sizeof(four));
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        usleep(100000);
+        ASSERT_EQ(recorded_count(c2), 1);
+        ASSERT_EQ(resume(c2, 0, true), 0);
+        ASSERT_NOT_NULL(strstr(raw_recv(fd), "io.tsmd.Test.Nothing"));
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{}}");
+        /* The second pair: its Postpone waits, its Record behind it, until the client leaves. */
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        usleep(100000);
+        ASSERT_EQ(recorded_count(c2), 2);
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+        ASSERT_EQ(resume(c2, 0, false), -ENOTCONN);
+        ASSERT_EQ(recorded_count(c2), 2);
 
         varlink_client_free(c2);
         server_stop();

@@ -151,6 +151,8 @@ TEST(malformed_messages) {
                 { "{\"a\":1}{\"b\":2}", EBADMSG }, { "{\"a\" 1}", EBADMSG },
                 { "{\"a\":-9223372036854775809}", EBADMSG },  /* json-c would clamp it */
                 { "{\"a\":18446744073709551616}", EBADMSG },
+                { "{\"a\\u0000b\":1}", EBADMSG },        /* json-c would see "a" */
+                { "{\"o\":{\"\\u0000\":1}}", EBADMSG },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
