@@ -197,7 +197,8 @@ static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, 
         } else {
                 errno = 0;
                 v = strtoull(value, &end, 10);
-                if (isempty(value) || *end || errno != 0 || *value == '-') {
+                /* strtoull() also takes a sign; "plain non-negative integers" have none. */
+                if (isempty(value) || *end || errno != 0 || *value == '-' || *value == '+') {
                         *msg = "not a non-negative integer";
                         return -EINVAL;
                 }
@@ -300,6 +301,18 @@ static int on_assignment(const char *section, const char *key, const char *value
         return -EINVAL;
 }
 
+/* A section without keys must be one we know too: "[Gest]" with its keys commented out is a
+ * typo the admin should hear of, as tsmd.conf(5) promises. */
+static int on_section(const char *section, unsigned line, void *userdata) {
+        LoadState *st = userdata;
+
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (streq(config_items[i].section, section))
+                        return 0;
+        st->message = "unknown section";
+        return -EINVAL;
+}
+
 static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
         *dst = *src;
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
@@ -327,7 +340,7 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
 
         r = text ? 0 : ini_read_file(path, DAEMON_CONFIG_FILE_MAX, &buf);
         if (r >= 0)
-                r = ini_parse(text ?: buf, on_assignment, &st, &line);
+                r = ini_parse_full(text ?: buf, on_section, on_assignment, &st, &line);
         if (r == -EBADMSG && !st.message)
                 st.message = "syntax error";
         if (r == -EISDIR || r == -EBADFD)

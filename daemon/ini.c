@@ -31,7 +31,8 @@ static bool key_valid(const char *s) {
         return section_name_valid(s);
 }
 
-int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsigned *ret_line) {
+int ini_parse_full(const char *text, IniSectionFunc on_section, IniAssignmentFunc callback, void *userdata,
+                   unsigned *ret_line) {
         _cleanup_free_ char *section = NULL;
         unsigned line = 0;
         const char *p = text;
@@ -74,6 +75,12 @@ int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsi
                         section = strdup(name);
                         if (!section)
                                 return -ENOMEM;
+                        r = on_section ? on_section(section, line, userdata) : 0;
+                        if (r < 0) {
+                                if (ret_line)
+                                        *ret_line = line;
+                                return r;
+                        }
                         continue;
                 }
 
@@ -99,6 +106,10 @@ fail:
         if (ret_line)
                 *ret_line = line;
         return -EBADMSG;
+}
+
+int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsigned *ret_line) {
+        return ini_parse_full(text, NULL, callback, userdata, ret_line);
 }
 
 int ini_read_fd(int fd, size_t max_size, char **ret_text) {

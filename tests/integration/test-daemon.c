@@ -125,7 +125,13 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Varlink]\nMaxMessageSize=12Q\n", 2, "not a size" },
                 { "[Varlink]\nMaxConnections=-1\n", 2, "not a non-negative integer" },
                 { "[Varlink]\n\n# comment\nNoSuchKey=1\n", 4, "unknown section or key" },
-                { "[NoSuchSection]\nMode=emulated\n", 2, "unknown section or key" },
+                { "[NoSuchSection]\nMode=emulated\n", 1, "unknown section" },
+                /* tsmd.conf(5): an unknown section is an error, keys or not. */
+                { "[Varlink]\nMaxJsonDepth=8\n[Gest]\n#MaxContextsPerClient=4\n", 3, "unknown section" },
+                /* "Plain non-negative integers": no sign, as sizes take none. */
+                { "[Varlink]\nMaxConnections=+5\n", 2, "not a non-negative integer" },
+                { "[Audit]\nMaxFileSize=+16384\n", 2, "not a non-negative integer" },
+                { "[Varlink]\nMaxMessageSize=+1M\n", 2, "not a size" },
                 { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },
                 { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range for MaxContextsPerClient= (1 to 4096)" },
                 { "[Guest]\nMaxContexts=0\n", 2, "value out of range for MaxContexts= (1 to 1048576)" },
