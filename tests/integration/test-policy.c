@@ -1392,4 +1392,41 @@ TEST(admin_users_may_administer) {
         tsmd_teardown(&t);
 }
 
+/*
+ * An administrator's Reload whose new policy no longer names them ran as theirs: it is on record
+ * as an administrator's call (by itself, durable before the answer, with who asked), not as
+ * a refusal, which past the uid's refusal budget is only a count in a summary written when
+ * the interval ends. Their next call is a refusal.
+ */
+TEST(a_reload_that_ends_the_callers_admin_right_is_on_record_as_theirs) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES "[Admin]\nUsers=65534\n" } };
+        /* Every refusal of a uid goes into a summary: one by one, none. */
+        static const char conf[] = CONF_EMU(DEV1 "," DEV2, "[Audit]\nRefusalRecordsPerUid=0\n");
+        json_object *records;
+        VarlinkClient *b;
+        int64_t seq;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = conf, .files = files, .n_files = ELEMENTSOF(files) });
+        b = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_OK(b, "io.tsmd.Service.Reload", NULL);
+        seq = tsmd_audit_last_seq(&t);
+
+        tsmd_write_file(&t, "policy.conf", POLICY_BOTH_SCOPES);
+        CALL_OK(b, "io.tsmd.Service.Reload", NULL);
+        /* Answered once its own record was durable: there at once, naming the caller. */
+        records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"uid\":65534}", seq + 1));
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "event"), "io.tsmd.Service.Reload");
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "result"), "ok");
+        ASSERT_TRUE(JINT(json_object_array_get_idx(records, 0), "pid") > 0);
+        json_object_put(records);
+
+        CALL_ERROR(b, "io.tsmd.Service.Reload", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
 TEST_MAIN();
