@@ -43,10 +43,19 @@ int ini_parse_full(const char *text, IniSectionFunc on_section, IniAssignmentFun
 
         while (*p) {
                 char buf[INI_LINE_MAX + 1];
-                size_t len = strcspn(p, "\n");
+                size_t len = strcspn(p, "\n"), a;
                 char *l, *eq;
 
                 line++;
+                /* A comment says nothing, so it may be of any length: tsmd --dump-config writes
+                 * each line of the policy (at most INI_LINE_MAX) as one, two bytes longer. */
+                a = strspn(p, " \t\r");
+                if (a < len && (p[a] == '#' || p[a] == ';')) {
+                        p += len;
+                        if (*p == '\n')
+                                p++;
+                        continue;
+                }
                 if (len > INI_LINE_MAX)
                         goto fail;
                 memcpy(buf, p, len);

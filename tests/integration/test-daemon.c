@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
+#include "ini.h"
 #include "json-util.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
@@ -264,6 +265,29 @@ TEST(dump_config_round_trips) {
         write_file(dump_path, dump1);
         ASSERT_TRUE(exited_with(tsmd_run(dump_path, "--dump-config", &dump2, NULL), 0));
         ASSERT_STREQ(dump2, dump1);
+}
+
+/* tsmd(8): the output of --dump-config is a valid tsmd.conf, whatever policy it carries: each of
+ * the policy's lines, as long as a line may be, goes out as a comment two bytes longer. */
+TEST(dump_config_of_a_longest_policy_line_is_a_valid_configuration) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf"),
+                   *policy = scratch_path(dir, "policy.conf"), *dump_path = scratch_path(dir, "dump.conf");
+        _cleanup_free_ char *text = NULL, *dump = NULL;
+        const char users[] = "Users=0";
+        size_t n = INI_LINE_MAX - (sizeof(users) - 1) - 1;
+
+        /* A line of the longest length: the ids as written, spaces kept, go into a comment. */
+        ASSERT_NOT_NULL(text = malloc(INI_LINE_MAX + 64));
+        snprintf(text, INI_LINE_MAX + 64, "[Admin]\n%s%*s0\n", users, (int) n, "");
+        ASSERT_EQ(strlen(text), strlen("[Admin]\n") + INI_LINE_MAX + 1);
+        write_file(policy, text);
+        write_file(path, strf("[Policy]\nFile=%s\nDropInDirectory=\n", policy));
+        expect_config_ok(path);
+
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump, NULL), 0));
+        ASSERT_NOT_NULL(strstr(dump, "\n# Users=0\n"));
+        write_file(dump_path, dump);
+        expect_config_ok(dump_path);
 }
 
 /* The shipped tsmd.conf says it shows every key: each one --dump-config knows, in its section. */
