@@ -243,6 +243,14 @@ static int on_assignment(const char *section, const char *key, const char *value
                 case CONFIG_STRING: {
                         char *s;
 
+                        /* A relative path would mean what the working directory says: the
+                         * policy --check-config loads in one is not the one tsmd (in /)
+                         * loads, a missing one being an empty policy. */
+                        if (it->type == CONFIG_PATH && !isempty(value) && value[0] != '/') {
+                                st->message = "not an absolute path";
+                                return -EINVAL;
+                        }
+
                         if (isempty(value) && it->default_path)
                                 value = it->default_path;
                         s = isempty(value) ? NULL : strdup(value);

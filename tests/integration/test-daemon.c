@@ -131,6 +131,12 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Varlink]\nMaxJsonDepth=8\n[Gest]\n#MaxContextsPerClient=4\n", 3, "unknown section" },
                 /* "Plain non-negative integers": no sign, as sizes take none. */
                 { "[Varlink]\nMaxConnections=+5\n", 2, "not a non-negative integer" },
+                /* A relative path would depend on the working directory: the policy checked
+                 * here need not be the one tsmd loads (in /), and a missing one is empty. */
+                { "[Policy]\nFile=policy.conf\n", 2, "not an absolute path" },
+                { "[Policy]\nDropInDirectory=./policy.d\n", 2, "not an absolute path" },
+                { "[Audit]\nDirectory=log\n", 2, "not an absolute path" },
+                { "[Guest]\nContextStateDirectory=contexts\n", 2, "not an absolute path" },
                 { "[Audit]\nMaxFileSize=+16384\n", 2, "not a non-negative integer" },
                 { "[Varlink]\nMaxMessageSize=+1M\n", 2, "not a size" },
                 { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },
