@@ -215,6 +215,14 @@ static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, 
         return 0;
 }
 
+/* A word of the value that starts with '#' or ';': a comment the admin meant, as in the policy. */
+static bool value_has_comment(const char *value) {
+        for (size_t i = 0; value[i]; i++)
+                if ((value[i] == '#' || value[i] == ';') && (i == 0 || strchr(" \t", value[i - 1])))
+                        return true;
+        return false;
+}
+
 static int on_assignment(const char *section, const char *key, const char *value, unsigned line,
                          void *userdata) {
         LoadState *st = userdata;
@@ -227,6 +235,14 @@ static int on_assignment(const char *section, const char *key, const char *value
 
                 if (!streq(it->section, section) || !streq(it->key, key))
                         continue;
+
+                /* "File=/etc/tsmd/policy.conf # main" named no file that exists: an empty
+                 * policy, or with DropInDirectory= no drop-ins, those that take grants away
+                 * included, and --check-config said OK. */
+                if (value_has_comment(value)) {
+                        st->message = "comments must be on a line of their own";
+                        return -EINVAL;
+                }
 
                 switch (it->type) {
                 case CONFIG_DEVICE_LIST: {

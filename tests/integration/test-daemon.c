@@ -134,6 +134,13 @@ TEST(check_config_bad_names_file_and_line) {
                 /* A relative path would depend on the working directory: the policy checked
                  * here need not be the one tsmd loads (in /), and a missing one is empty. */
                 { "[Policy]\nFile=policy.conf\n", 2, "not an absolute path" },
+                /* A trailing comment is no comment: a path that names nothing (an empty
+                 * policy; with DropInDirectory=, the drop-ins that take grants away unread). */
+                { "[Policy]\nDropInDirectory=/etc/tsmd/policy.d # local overrides\n", 2,
+                  "comments must be on a line of their own" },
+                { "[Policy]\nFile=/etc/tsmd/policy.conf\t;main\n", 2, "comments must be on a line of their own" },
+                { "[Guest]\nMaxContextsPerClient=4 # per VMM\n", 2, "comments must be on a line of their own" },
+                { "[Audit]\nDirectory=#/var/log/tsmd\n", 2, "comments must be on a line of their own" },
                 { "[Policy]\nDropInDirectory=./policy.d\n", 2, "not an absolute path" },
                 { "[Audit]\nDirectory=log\n", 2, "not an absolute path" },
                 { "[Guest]\nContextStateDirectory=contexts\n", 2, "not an absolute path" },
