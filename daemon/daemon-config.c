@@ -365,6 +365,10 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
         r = text ? 0 : ini_read_file(path, DAEMON_CONFIG_FILE_MAX, &buf);
         if (r >= 0)
                 r = ini_parse_full(text ?: buf, on_section, on_assignment, &st, &line);
+        if (r == -EBADMSG && !st.message && line > 0 && ini_line_length(text ?: buf, line) > INI_LINE_MAX) {
+                snprintf(range_message, sizeof(range_message), "line too long (more than %u bytes)", INI_LINE_MAX);
+                st.message = range_message;
+        }
         if (r == -EBADMSG && !st.message)
                 st.message = "syntax error";
         if (r == -EISDIR || r == -EBADFD)

@@ -121,6 +121,19 @@ int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsi
         return ini_parse_full(text, NULL, callback, userdata, ret_line);
 }
 
+size_t ini_line_length(const char *text, unsigned line) {
+        const char *p = text;
+
+        assert(text);
+
+        for (unsigned i = 1; i < line && *p; i++) {
+                p += strcspn(p, "\n");
+                if (*p == '\n')
+                        p++;
+        }
+        return line > 0 ? strcspn(p, "\n") : 0;
+}
+
 int ini_read_fd(int fd, size_t max_size, char **ret_text) {
         _cleanup_free_ char *buf = NULL;
         struct stat st;

@@ -28,6 +28,9 @@ int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsi
 int ini_parse_full(const char *text, IniSectionFunc on_section, IniAssignmentFunc callback, void *userdata,
                    unsigned *ret_line);
 
+/* The length of the 1-based line of text, without its newline (0 past the end). */
+size_t ini_line_length(const char *text, unsigned line);
+
 /* Reads a whole text file (at most max_size bytes, else -EFBIG; a NUL byte in it is -EBADMSG)
  * into *ret_text, NUL-terminated. Anything but a regular file is refused, without blocking:
  * -EISDIR for a directory, -EBADFD for the rest (a FIFO, a device). */

@@ -179,6 +179,20 @@ TEST(check_config_bad_names_file_and_line) {
                 ASSERT_NULL(strstr(out, "configuration OK"));
         }
 
+        /* A line past INI_LINE_MAX is named so, not as a syntax error (a comment may be longer). */
+        {
+                _cleanup_free_ char *text = malloc(2 * INI_LINE_MAX + 64), *err = NULL;
+                const char *want = strf("%s:3: line too long (more than %u bytes)", path, INI_LINE_MAX);
+
+                ASSERT_NOT_NULL(text);
+                snprintf(text, 2 * INI_LINE_MAX + 64, "[Platform]\n# %0*u\nEmulatedDevices=%0*u\n", (int) INI_LINE_MAX, 0U,
+                         (int) INI_LINE_MAX - 15, 0U);
+                write_file(path, text);
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                if (!strstr(err, want))
+                        TEST_FAIL("stderr does not say '%s': %s", want, err);
+        }
+
         /* A constraint between two keys has no single line, but the file is named. */
         {
                 _cleanup_free_ char *err = NULL;
