@@ -1429,4 +1429,54 @@ TEST(a_reload_that_ends_the_callers_admin_right_is_on_record_as_theirs) {
         tsmd_teardown(&t);
 }
 
+/* Waits (bounded) for n records of event "reload" with result after seq `after`, of no caller. */
+static void expect_signalled_reloads(Tsmd *t, int64_t after, const char *result, size_t n) {
+        size_t have;
+
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                have = tsmd_audit_count_where(t, after, NULL, "reload", result);
+                if (have >= n || now_usec() > deadline)
+                        break;
+        }
+        if (have != n)
+                TEST_FAIL("%zu records of a reload by signal -> %s, expected %zu", have, result, n);
+}
+
+/*
+ * SECURITY: a reload changes who gets which device. io.tsmd.Service.Reload is on record as its
+ * caller's call; a SIGHUP (kill -HUP, or the monitor's own) was not on record at all, whether it
+ * granted devices or failed.
+ */
+TEST(a_reload_by_signal_is_on_record) {
+        static const TsmdFile files[] = { { "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 "\n" } };
+        int64_t seq;
+        char *line;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        seq = tsmd_audit_last_seq(&t);
+
+        tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 " " DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_signalled_reloads(&t, seq, "ok", 1);
+
+        tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=*\nBogus=1\n");
+        line = reload_expect_policy_kept(&t);
+        free(line);
+        expect_signalled_reloads(&t, seq, "io.tsmd.Service.ReloadFailed", 1);
+        expect_signalled_reloads(&t, seq, "ok", 1);
+
+        /* A Reload call is its caller's record, not one more of these. */
+        {
+                VarlinkClient *c = tsmd_connect(&t);
+
+                tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 "\n");
+                CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+                ASSERT_EQ(tsmd_audit_count(&t, seq, "io.tsmd.Service.Reload", "ok"), 1U);
+                expect_signalled_reloads(&t, seq, "ok", 1);
+                varlink_client_free(c);
+        }
+        tsmd_teardown(&t);
+}
+
 TEST_MAIN();
