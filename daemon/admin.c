@@ -666,9 +666,12 @@ static void on_admin_answer(VarlinkCall *call, json_object *message, void *userd
          * holds room for a device change has its record's place already). A refusal is answered
          * at once, while its caller is there: an answer to a caller that left (a Reload's, after
          * the reopen; any, once tsmd stops and its server is gone) is of a call let run as an
-         * administrator's, recorded as who asked, never counted as a refusal. */
+         * administrator's, recorded as who asked, never counted as a refusal. So is one that ran
+         * and took its own caller's right away (a Reload of a policy no longer naming them):
+         * only PermissionDenied refuses, and it is all anyone else's call is ever answered. */
         if (!a->room && varlink_conn_is_connected(varlink_call_get_conn(call)) &&
-            !manager_is_admin(a->manager, varlink_call_get_conn(call))) {
+            !manager_is_admin(a->manager, varlink_call_get_conn(call)) &&
+            streq(result, VARLINK_ERROR_PERMISSION_DENIED)) {
                 Manager *m = a->manager;
 
                 admin_record_free(a);

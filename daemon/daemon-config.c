@@ -197,7 +197,8 @@ static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, 
         } else {
                 errno = 0;
                 v = strtoull(value, &end, 10);
-                if (isempty(value) || *end || errno != 0 || *value == '-') {
+                /* strtoull() also takes a sign; "plain non-negative integers" have none. */
+                if (isempty(value) || *end || errno != 0 || *value == '-' || *value == '+') {
                         *msg = "not a non-negative integer";
                         return -EINVAL;
                 }
@@ -214,6 +215,14 @@ static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, 
         return 0;
 }
 
+/* A word of the value that starts with '#' or ';': a comment the admin meant, as in the policy. */
+static bool value_has_comment(const char *value) {
+        for (size_t i = 0; value[i]; i++)
+                if ((value[i] == '#' || value[i] == ';') && (i == 0 || strchr(" \t", value[i - 1])))
+                        return true;
+        return false;
+}
+
 static int on_assignment(const char *section, const char *key, const char *value, unsigned line,
                          void *userdata) {
         LoadState *st = userdata;
@@ -226,6 +235,14 @@ static int on_assignment(const char *section, const char *key, const char *value
 
                 if (!streq(it->section, section) || !streq(it->key, key))
                         continue;
+
+                /* "File=/etc/tsmd/policy.conf # main" named no file that exists: an empty
+                 * policy, or with DropInDirectory= no drop-ins, those that take grants away
+                 * included, and --check-config said OK. */
+                if (value_has_comment(value)) {
+                        st->message = "comments must be on a line of their own";
+                        return -EINVAL;
+                }
 
                 switch (it->type) {
                 case CONFIG_DEVICE_LIST: {
@@ -241,6 +258,14 @@ static int on_assignment(const char *section, const char *key, const char *value
                 case CONFIG_PATH:
                 case CONFIG_STRING: {
                         char *s;
+
+                        /* A relative path would mean what the working directory says: the
+                         * policy --check-config loads in one is not the one tsmd (in /)
+                         * loads, a missing one being an empty policy. */
+                        if (it->type == CONFIG_PATH && !isempty(value) && value[0] != '/') {
+                                st->message = "not an absolute path";
+                                return -EINVAL;
+                        }
 
                         if (isempty(value) && it->default_path)
                                 value = it->default_path;
@@ -300,6 +325,18 @@ static int on_assignment(const char *section, const char *key, const char *value
         return -EINVAL;
 }
 
+/* A section without keys must be one we know too: "[Gest]" with its keys commented out is a
+ * typo the admin should hear of, as tsmd.conf(5) promises. */
+static int on_section(const char *section, unsigned line, void *userdata) {
+        LoadState *st = userdata;
+
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (streq(config_items[i].section, section))
+                        return 0;
+        st->message = "unknown section";
+        return -EINVAL;
+}
+
 static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
         *dst = *src;
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
@@ -327,7 +364,11 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
 
         r = text ? 0 : ini_read_file(path, DAEMON_CONFIG_FILE_MAX, &buf);
         if (r >= 0)
-                r = ini_parse(text ?: buf, on_assignment, &st, &line);
+                r = ini_parse_full(text ?: buf, on_section, on_assignment, &st, &line);
+        if (r == -EBADMSG && !st.message && line > 0 && ini_line_length(text ?: buf, line) > INI_LINE_MAX) {
+                snprintf(range_message, sizeof(range_message), "line too long (more than %u bytes)", INI_LINE_MAX);
+                st.message = range_message;
+        }
         if (r == -EBADMSG && !st.message)
                 st.message = "syntax error";
         if (r == -EISDIR || r == -EBADFD)

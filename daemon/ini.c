@@ -31,7 +31,8 @@ static bool key_valid(const char *s) {
         return section_name_valid(s);
 }
 
-int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsigned *ret_line) {
+int ini_parse_full(const char *text, IniSectionFunc on_section, IniAssignmentFunc callback, void *userdata,
+                   unsigned *ret_line) {
         _cleanup_free_ char *section = NULL;
         unsigned line = 0;
         const char *p = text;
@@ -42,10 +43,19 @@ int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsi
 
         while (*p) {
                 char buf[INI_LINE_MAX + 1];
-                size_t len = strcspn(p, "\n");
+                size_t len = strcspn(p, "\n"), a;
                 char *l, *eq;
 
                 line++;
+                /* A comment says nothing, so it may be of any length: tsmd --dump-config writes
+                 * each line of the policy (at most INI_LINE_MAX) as one, two bytes longer. */
+                a = strspn(p, " \t\r");
+                if (a < len && (p[a] == '#' || p[a] == ';')) {
+                        p += len;
+                        if (*p == '\n')
+                                p++;
+                        continue;
+                }
                 if (len > INI_LINE_MAX)
                         goto fail;
                 memcpy(buf, p, len);
@@ -74,6 +84,12 @@ int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsi
                         section = strdup(name);
                         if (!section)
                                 return -ENOMEM;
+                        r = on_section ? on_section(section, line, userdata) : 0;
+                        if (r < 0) {
+                                if (ret_line)
+                                        *ret_line = line;
+                                return r;
+                        }
                         continue;
                 }
 
@@ -99,6 +115,23 @@ fail:
         if (ret_line)
                 *ret_line = line;
         return -EBADMSG;
+}
+
+int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsigned *ret_line) {
+        return ini_parse_full(text, NULL, callback, userdata, ret_line);
+}
+
+size_t ini_line_length(const char *text, unsigned line) {
+        const char *p = text;
+
+        assert(text);
+
+        for (unsigned i = 1; i < line && *p; i++) {
+                p += strcspn(p, "\n");
+                if (*p == '\n')
+                        p++;
+        }
+        return line > 0 ? strcspn(p, "\n") : 0;
 }
 
 int ini_read_fd(int fd, size_t max_size, char **ret_text) {

@@ -13,12 +13,23 @@
 typedef int (*IniAssignmentFunc)(const char *section, const char *key, const char *value,
                                  unsigned line, void *userdata);
 
+/* Called for every [Section] header, before the assignments under it. Return < 0 to stop parsing
+ * with that error. */
+typedef int (*IniSectionFunc)(const char *section, unsigned line, void *userdata);
+
 /* Long enough for an EmulatedDevices= line of EMU_DEVICES_MAX addresses (13 bytes each). */
 #define INI_LINE_MAX 16384U
 
 /* Parses text. On a syntax error returns -EBADMSG with the 1-based line in *ret_line;
  * a callback error is returned as is, also with the line. */
 int ini_parse(const char *text, IniAssignmentFunc callback, void *userdata, unsigned *ret_line);
+/* The same, also calling on_section (if not NULL) for each header: a section without
+ * assignments is seen too. */
+int ini_parse_full(const char *text, IniSectionFunc on_section, IniAssignmentFunc callback, void *userdata,
+                   unsigned *ret_line);
+
+/* The length of the 1-based line of text, without its newline (0 past the end). */
+size_t ini_line_length(const char *text, unsigned line);
 
 /* Reads a whole text file (at most max_size bytes, else -EFBIG; a NUL byte in it is -EBADMSG)
  * into *ret_text, NUL-terminated. Anything but a regular file is refused, without blocking:

@@ -321,6 +321,25 @@ typedef struct Reload {
         void *userdata;
 } Reload;
 
+static void on_reload_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of a reload by signal failed: %m");
+}
+
+/* SECURITY: a reload changes who may use which device. One asked for by io.tsmd.Service.Reload
+ * is that call's record, as its caller's; one by SIGHUP (kill, or the monitor passing its own
+ * on) has no caller to name, but is on record all the same, into the reopened log. */
+static void audit_signalled_reload(Manager *m, int error) {
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        int r;
+
+        rec.event = "reload";
+        rec.result = error >= 0 ? "ok" : "io.tsmd.Service.ReloadFailed";
+        r = audit_log_record_owed(m->audit, &rec, on_reload_recorded, NULL, NULL);
+        if (r < 0)
+                on_reload_recorded(m->audit, 0, r, NULL);
+}
+
 static void on_audit_reopened(AuditLog *a, int error, void *userdata) {
         Reload *rl = userdata;
 
@@ -328,6 +347,8 @@ static void on_audit_reopened(AuditLog *a, int error, void *userdata) {
                 log_error_errno(error, "The audit log is still failing, guest requests stay refused: %m");
         else
                 guest_late_retry(rl->manager);
+        if (!rl->done)
+                audit_signalled_reload(rl->manager, rl->error);
         if (rl->error >= 0)
                 log_info("Configuration reloaded from %s.", rl->manager->config_path);
         if (rl->done)

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
+#include "ini.h"
 #include "json-util.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
@@ -125,7 +126,26 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Varlink]\nMaxMessageSize=12Q\n", 2, "not a size" },
                 { "[Varlink]\nMaxConnections=-1\n", 2, "not a non-negative integer" },
                 { "[Varlink]\n\n# comment\nNoSuchKey=1\n", 4, "unknown section or key" },
-                { "[NoSuchSection]\nMode=emulated\n", 2, "unknown section or key" },
+                { "[NoSuchSection]\nMode=emulated\n", 1, "unknown section" },
+                /* tsmd.conf(5): an unknown section is an error, keys or not. */
+                { "[Varlink]\nMaxJsonDepth=8\n[Gest]\n#MaxContextsPerClient=4\n", 3, "unknown section" },
+                /* "Plain non-negative integers": no sign, as sizes take none. */
+                { "[Varlink]\nMaxConnections=+5\n", 2, "not a non-negative integer" },
+                /* A relative path would depend on the working directory: the policy checked
+                 * here need not be the one tsmd loads (in /), and a missing one is empty. */
+                { "[Policy]\nFile=policy.conf\n", 2, "not an absolute path" },
+                /* A trailing comment is no comment: a path that names nothing (an empty
+                 * policy; with DropInDirectory=, the drop-ins that take grants away unread). */
+                { "[Policy]\nDropInDirectory=/etc/tsmd/policy.d # local overrides\n", 2,
+                  "comments must be on a line of their own" },
+                { "[Policy]\nFile=/etc/tsmd/policy.conf\t;main\n", 2, "comments must be on a line of their own" },
+                { "[Guest]\nMaxContextsPerClient=4 # per VMM\n", 2, "comments must be on a line of their own" },
+                { "[Audit]\nDirectory=#/var/log/tsmd\n", 2, "comments must be on a line of their own" },
+                { "[Policy]\nDropInDirectory=./policy.d\n", 2, "not an absolute path" },
+                { "[Audit]\nDirectory=log\n", 2, "not an absolute path" },
+                { "[Guest]\nContextStateDirectory=contexts\n", 2, "not an absolute path" },
+                { "[Audit]\nMaxFileSize=+16384\n", 2, "not a non-negative integer" },
+                { "[Varlink]\nMaxMessageSize=+1M\n", 2, "not a size" },
                 { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },
                 { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range for MaxContextsPerClient= (1 to 4096)" },
                 { "[Guest]\nMaxContexts=0\n", 2, "value out of range for MaxContexts= (1 to 1048576)" },
@@ -157,6 +177,20 @@ TEST(check_config_bad_names_file_and_line) {
                 if (bad[i].reason && !strstr(err, bad[i].reason))
                         TEST_FAIL("case %zu: stderr does not say '%s': %s", i, bad[i].reason, err);
                 ASSERT_NULL(strstr(out, "configuration OK"));
+        }
+
+        /* A line past INI_LINE_MAX is named so, not as a syntax error (a comment may be longer). */
+        {
+                _cleanup_free_ char *text = malloc(2 * INI_LINE_MAX + 64), *err = NULL;
+                const char *want = strf("%s:3: line too long (more than %u bytes)", path, INI_LINE_MAX);
+
+                ASSERT_NOT_NULL(text);
+                snprintf(text, 2 * INI_LINE_MAX + 64, "[Platform]\n# %0*u\nEmulatedDevices=%0*u\n", (int) INI_LINE_MAX, 0U,
+                         (int) INI_LINE_MAX - 15, 0U);
+                write_file(path, text);
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                if (!strstr(err, want))
+                        TEST_FAIL("stderr does not say '%s': %s", want, err);
         }
 
         /* A constraint between two keys has no single line, but the file is named. */
@@ -258,6 +292,29 @@ TEST(dump_config_round_trips) {
         write_file(dump_path, dump1);
         ASSERT_TRUE(exited_with(tsmd_run(dump_path, "--dump-config", &dump2, NULL), 0));
         ASSERT_STREQ(dump2, dump1);
+}
+
+/* tsmd(8): the output of --dump-config is a valid tsmd.conf, whatever policy it carries: each of
+ * the policy's lines, as long as a line may be, goes out as a comment two bytes longer. */
+TEST(dump_config_of_a_longest_policy_line_is_a_valid_configuration) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf"),
+                   *policy = scratch_path(dir, "policy.conf"), *dump_path = scratch_path(dir, "dump.conf");
+        _cleanup_free_ char *text = NULL, *dump = NULL;
+        const char users[] = "Users=0";
+        size_t n = INI_LINE_MAX - (sizeof(users) - 1) - 1;
+
+        /* A line of the longest length: the ids as written, spaces kept, go into a comment. */
+        ASSERT_NOT_NULL(text = malloc(INI_LINE_MAX + 64));
+        snprintf(text, INI_LINE_MAX + 64, "[Admin]\n%s%*s0\n", users, (int) n, "");
+        ASSERT_EQ(strlen(text), strlen("[Admin]\n") + INI_LINE_MAX + 1);
+        write_file(policy, text);
+        write_file(path, strf("[Policy]\nFile=%s\nDropInDirectory=\n", policy));
+        expect_config_ok(path);
+
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump, NULL), 0));
+        ASSERT_NOT_NULL(strstr(dump, "\n# Users=0\n"));
+        write_file(dump_path, dump);
+        expect_config_ok(dump_path);
 }
 
 /* The shipped tsmd.conf says it shows every key: each one --dump-config knows, in its section. */

@@ -1392,4 +1392,91 @@ TEST(admin_users_may_administer) {
         tsmd_teardown(&t);
 }
 
+/*
+ * An administrator's Reload whose new policy no longer names them ran as theirs: it is on record
+ * as an administrator's call (by itself, durable before the answer, with who asked), not as
+ * a refusal, which past the uid's refusal budget is only a count in a summary written when
+ * the interval ends. Their next call is a refusal.
+ */
+TEST(a_reload_that_ends_the_callers_admin_right_is_on_record_as_theirs) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_BOTH_SCOPES "[Admin]\nUsers=65534\n" } };
+        /* Every refusal of a uid goes into a summary: one by one, none. */
+        static const char conf[] = CONF_EMU(DEV1 "," DEV2, "[Audit]\nRefusalRecordsPerUid=0\n");
+        json_object *records;
+        VarlinkClient *b;
+        int64_t seq;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = conf, .files = files, .n_files = ELEMENTSOF(files) });
+        b = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_OK(b, "io.tsmd.Service.Reload", NULL);
+        seq = tsmd_audit_last_seq(&t);
+
+        tsmd_write_file(&t, "policy.conf", POLICY_BOTH_SCOPES);
+        CALL_OK(b, "io.tsmd.Service.Reload", NULL);
+        /* Answered once its own record was durable: there at once, naming the caller. */
+        records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"uid\":65534}", seq + 1));
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "event"), "io.tsmd.Service.Reload");
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "result"), "ok");
+        ASSERT_TRUE(JINT(json_object_array_get_idx(records, 0), "pid") > 0);
+        json_object_put(records);
+
+        CALL_ERROR(b, "io.tsmd.Service.Reload", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+
+        varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
+/* Waits (bounded) for n records of event "reload" with result after seq `after`, of no caller. */
+static void expect_signalled_reloads(Tsmd *t, int64_t after, const char *result, size_t n) {
+        size_t have;
+
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                have = tsmd_audit_count_where(t, after, NULL, "reload", result);
+                if (have >= n || now_usec() > deadline)
+                        break;
+        }
+        if (have != n)
+                TEST_FAIL("%zu records of a reload by signal -> %s, expected %zu", have, result, n);
+}
+
+/*
+ * SECURITY: a reload changes who gets which device. io.tsmd.Service.Reload is on record as its
+ * caller's call; a SIGHUP (kill -HUP, or the monitor's own) was not on record at all, whether it
+ * granted devices or failed.
+ */
+TEST(a_reload_by_signal_is_on_record) {
+        static const TsmdFile files[] = { { "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 "\n" } };
+        int64_t seq;
+        char *line;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        seq = tsmd_audit_last_seq(&t);
+
+        tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 " " DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_signalled_reloads(&t, seq, "ok", 1);
+
+        tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=*\nBogus=1\n");
+        line = reload_expect_policy_kept(&t);
+        free(line);
+        expect_signalled_reloads(&t, seq, "io.tsmd.Service.ReloadFailed", 1);
+        expect_signalled_reloads(&t, seq, "ok", 1);
+
+        /* A Reload call is its caller's record, not one more of these. */
+        {
+                VarlinkClient *c = tsmd_connect(&t);
+
+                tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 "\n");
+                CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+                ASSERT_EQ(tsmd_audit_count(&t, seq, "io.tsmd.Service.Reload", "ok"), 1U);
+                expect_signalled_reloads(&t, seq, "ok", 1);
+                varlink_client_free(c);
+        }
+        tsmd_teardown(&t);
+}
+
 TEST_MAIN();

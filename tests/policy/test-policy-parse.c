@@ -174,9 +174,9 @@ TEST(long_line_and_long_names) {
 
         text = malloc(INI_LINE_MAX + 1000 + 32);
         ASSERT_NOT_NULL(text);
-        strcpy(text, "[Admin]\n# ");
+        strcpy(text, "[Admin]\nUsers=");
         memset(text + strlen(text), 'x', INI_LINE_MAX + 1000);
-        strcpy(text + 10 + INI_LINE_MAX + 1000, "\n");
+        strcpy(text + 14 + INI_LINE_MAX + 1000, "\n");
         src.text = text;
         ASSERT_ERRNO(policy_load_from_text(&src, 1, &p, &error), EBADMSG);
         {
@@ -186,6 +186,14 @@ TEST(long_line_and_long_names) {
                 ASSERT_STREQ(error, want);
         }
         error = mfree(error);
+
+        /* A comment says nothing: any length (tsmd --dump-config makes each line a comment two
+         * bytes longer). */
+        strcpy(text, "[Admin]\n# ");
+        memset(text + strlen(text), 'x', INI_LINE_MAX + 1000);
+        strcpy(text + 10 + INI_LINE_MAX + 1000, "\nUsers=0\n");
+        ASSERT_OK(policy_load_from_text(&src, 1, &p, &error));
+        p = policy_unref(p);
 
         memset(name, 'n', sizeof(name));
         snprintf(text, 5000, "[Client:%.*s]\nUsers=0\n", (int) POLICY_RULE_NAME_MAX + 1, name);
