@@ -668,6 +668,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0)
                 return guest_reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
                                             json_object_new_string(address), NULL, NULL);
+        /* Before any refusal: the record names the device it was for. */
+        guest_op_set_device(call, info.pci_address, info.backend);
 
         if (json_object_object_get_ex(p, "vfioFileDescriptor", &vfio) && vfio) {
                 int fd = varlink_call_get_fd_parameter(call, p, "vfioFileDescriptor");
@@ -684,7 +686,6 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                                                     json_object_new_string(reason));
         }
 
-        guest_op_set_device(call, info.pci_address, info.backend);
         r = policy_check_device(m->policy, &c->identity, info.pci_address, info.backend, &reason);
         if (r < 0)
                 return reply_denied(call, reason);
