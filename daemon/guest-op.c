@@ -378,7 +378,7 @@ void guest_op_set_device(VarlinkCall *call, const char *pci_address, TsmBackendT
                 op->backend = tsm_backend_type_to_string(backend);
 }
 
-void guest_op_set_scope(VarlinkCall *call, const char *scope, uint32_t number) {
+void guest_op_set_scope(VarlinkCall *call, const char *scope, int64_t number) {
         GuestOp *op = op_of(call);
 
         if (op) {

@@ -51,8 +51,9 @@ void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call, const char *
 void guest_op_set_context(VarlinkCall *call, uint64_t context);
 void guest_op_set_vdevice(VarlinkCall *call, uint64_t vdevice);
 void guest_op_set_device(VarlinkCall *call, const char *pci_address, TsmBackendType backend);
-/* scope must outlive the call (a backend's scope table entry). */
-void guest_op_set_scope(VarlinkCall *call, const char *scope, uint32_t number);
+/* scope must outlive the call (a backend's scope table entry); number AUDIT_SCOPE_NUMBER_NONE
+ * where the UAPI in use has none for it. */
+void guest_op_set_scope(VarlinkCall *call, const char *scope, int64_t number);
 void guest_op_set_request_size(VarlinkCall *call, uint64_t size);
 void guest_op_set_response_size(VarlinkCall *call, uint64_t size);
 /* The cookie the call went to the monitor with: should it fail, a late answer of the kernel to it

@@ -668,6 +668,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0)
                 return guest_reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
                                             json_object_new_string(address), NULL, NULL);
+        /* Before any refusal: the record names the device it was for. */
+        guest_op_set_device(call, info.pci_address, info.backend);
 
         if (json_object_object_get_ex(p, "vfioFileDescriptor", &vfio) && vfio) {
                 int fd = varlink_call_get_fd_parameter(call, p, "vfioFileDescriptor");
@@ -684,7 +686,6 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                                                     json_object_new_string(reason));
         }
 
-        guest_op_set_device(call, info.pci_address, info.backend);
         r = policy_check_device(m->policy, &c->identity, info.pci_address, info.backend, &reason);
         if (r < 0)
                 return reply_denied(call, reason);
@@ -977,11 +978,12 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                                             json_object_new_string(scope), "backend",
                                             json_object_new_string(tsm_backend_type_to_string(info.backend)));
         r = tsm_platform_scope_number(m->platform, &info, scope, &number);
+        /* The record names the scope asked for, also when the UAPI cannot carry it. */
+        guest_op_set_scope(call, desc->name, r < 0 ? AUDIT_SCOPE_NUMBER_NONE : (int64_t) number);
         if (r < 0)
                 return guest_reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope",
                                             json_object_new_string(scope), "uapi",
                                             json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));
-        guest_op_set_scope(call, desc->name, number);
         /* The size the request claims, so that a refusal records it too: the payload is
          * decoded only for a client the policy lets through. */
         if (base64_decoded_size(b64, b64_len, &claimed) >= 0)

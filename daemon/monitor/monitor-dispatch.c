@@ -1150,9 +1150,9 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
                 return reply(d, m, -ENOENT, 0, -EBADF);
         /* SECURITY: the worker checked the client against the policy; the monitor checks the
          * scope against it too, as far as it can without trusting the worker's word on who the
-         * client is: an opt-in scope only where some rule opens it (MonitorDispatchCallbacks). */
-        if (!desc->default_allowed &&
-            !(d->cb.scope_granted && d->cb.scope_granted(info.pci_address, info.backend, desc->name, d->userdata))) {
+         * client is: any scope, a default one included, only where some rule grants it for the
+         * device (MonitorDispatchCallbacks). */
+        if (!(d->cb.scope_granted && d->cb.scope_granted(info.pci_address, info.backend, desc->name, d->userdata))) {
                 log_full_ratelimited(&d->scope_refusal_log, LOG_WARNING,
                                      "Refusing a guest request in scope %s to %s: no policy rule grants it for the device.",
                                      desc->name, info.pci_address);

@@ -87,11 +87,11 @@ typedef struct MonitorDispatchCallbacks {
                                                       * goes to this worker and
                                                       * monitor_dispatch_process() says -EPIPE;
                                                       * the caller kills it. Once per worker. */
-        /* SECURITY: may requests in scope (one its backend keeps off by default: debug-read,
-         * debug-write) go to pci_address, served by backend, at all? Asked for no other scope;
-         * NULL refuses them all. The worker decides for its clients; this is the monitor's own
-         * bound on what a compromised worker can reach. A refusal is -EPERM, not a violation:
-         * monitor and worker apply a reloaded policy one after the other. */
+        /* SECURITY: may requests in scope go to pci_address, served by backend, at all? Asked
+         * for every scope, those backends allow by default too (a policy may narrow them); NULL
+         * refuses them all. The worker decides for its clients; this is the monitor's own bound
+         * on what a compromised worker can reach. A refusal is -EPERM, not a violation: monitor
+         * and worker apply a reloaded policy one after the other. */
         bool (*scope_granted)(const char *pci_address, TsmBackendType backend, const char *scope,
                               void *userdata);
 } MonitorDispatchCallbacks;

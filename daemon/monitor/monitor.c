@@ -304,15 +304,16 @@ static void on_worker_stalled(int error, void *userdata) {
  * SECURITY: DESIGN.md has the monitor check that a request's scope is allowed. Who the client
  * is, the monitor only knows from the worker (the uid it names), so it cannot apply the policy
  * as the worker does; what it can apply without trusting the worker is the policy with the
- * identities left out. A scope that backends keep off by default (debug-read, debug-write:
- * the device's memory, and the kernel's debug-write is what the monitor holds CAP_SYS_RAWIO
- * for) is granted only by a rule's own Scopes= (never [Defaults], policy.h), so it may go to a
- * device only if some rule names it, lists the device and allows its backend. With no such rule
- * (the shipped policy), a compromised worker reaches no debug scope at all; with one, only the
- * devices that rule opens. The monitor loads the files (it is root) at start, for each new
- * worker and at each RELOAD, and the worker serves the very bytes it loaded; a policy that
- * fails to load leaves the last one in force, and before any loaded every debug scope is
- * refused.
+ * identities left out: a scope may go to a device only if some rule lists the device, allows
+ * its backend and grants the scope, by its own Scopes= or by [Defaults] Scopes= (policy.h). A
+ * scope that backends keep off by default (debug-read, debug-write: the device's memory, and
+ * the kernel's debug-write is what the monitor holds CAP_SYS_RAWIO for) is granted only by a
+ * rule's own Scopes=: with no such rule (the shipped policy), a compromised worker reaches no
+ * debug scope at all; with one, only the devices that rule opens. Nor does it reach a device no
+ * rule lists, or a default scope the policy narrowed away. The monitor loads the files (it is
+ * root) at start, for each new worker and at each RELOAD, and the worker serves the very bytes
+ * it loaded; a policy that fails to load leaves the last one in force, and before any loaded
+ * every scope is refused.
  *
  * CAP_SYS_RAWIO stays even when no rule grants debug-write: dropping it is for good, and a
  * reload that grants debug-write later would then fail in the kernel until tsmd restarts;

@@ -229,20 +229,6 @@ static bool rule_allows_backend(const PolicyRule *r, TsmBackendType backend) {
         return r->backends == 0 || (r->backends & (UINT32_C(1) << backend));
 }
 
-bool policy_any_rule_grants_scope(const Policy *p, const char *pci_address, TsmBackendType backend,
-                                  const char *scope_name) {
-        if (!p || !pci_address || !scope_name || backend < 0 || backend >= _TSM_BACKEND_TYPE_MAX)
-                return false;
-        for (size_t i = 0; i < p->n_rules; i++) {
-                const PolicyRule *r = p->rules[i];
-
-                if (str_list_contains(&r->scopes, scope_name) && rule_allows_backend(r, backend) &&
-                    rule_lists_device(r, pci_address))
-                        return true;
-        }
-        return false;
-}
-
 typedef enum Verdict {
         VERDICT_NO_RULE,
         VERDICT_NO_DEVICE,
@@ -252,12 +238,9 @@ typedef enum Verdict {
         VERDICT_ALLOWED,
 } Verdict;
 
-/* Returns the verdict of one rule for one request: how far the request got. */
-static Verdict rule_verdict(const Policy *p, const PolicyRule *r, const PeerIdentity *id,
-                            const char *pci_address, TsmBackendType backend,
-                            const TsmScopeDesc *scope) {
-        if (!rule_matches_identity(r, id))
-                return VERDICT_NO_RULE;
+/* The verdict of one rule for one request, whoever asks: how far the request got. */
+static Verdict rule_verdict_for_device(const Policy *p, const PolicyRule *r, const char *pci_address,
+                                       TsmBackendType backend, const TsmScopeDesc *scope) {
         if (!rule_lists_device(r, pci_address))
                 return VERDICT_NO_DEVICE;
         if (!rule_allows_backend(r, backend))
@@ -275,6 +258,31 @@ static Verdict rule_verdict(const Policy *p, const PolicyRule *r, const PeerIden
                 return VERDICT_SCOPE_NOT_DEFAULT;
         return str_list_contains(&p->default_scopes, scope->name) ? VERDICT_ALLOWED :
                                                                     VERDICT_NO_SCOPE;
+}
+
+/* The same, for the peer id. */
+static Verdict rule_verdict(const Policy *p, const PolicyRule *r, const PeerIdentity *id,
+                            const char *pci_address, TsmBackendType backend,
+                            const TsmScopeDesc *scope) {
+        if (!rule_matches_identity(r, id))
+                return VERDICT_NO_RULE;
+        return rule_verdict_for_device(p, r, pci_address, backend, scope);
+}
+
+bool policy_any_rule_grants_scope(const Policy *p, const char *pci_address, TsmBackendType backend,
+                                  const char *scope_name) {
+        const TsmScopeDesc *scope;
+
+        if (!p || !pci_address || !scope_name || backend < 0 || backend >= _TSM_BACKEND_TYPE_MAX ||
+            !policy_pci_address_is_valid(pci_address))
+                return false;
+        scope = tsm_backend_find_scope(tsm_backend_desc(backend), scope_name);
+        if (!scope)
+                return false;
+        for (size_t i = 0; i < p->n_rules; i++)
+                if (rule_verdict_for_device(p, p->rules[i], pci_address, backend, scope) == VERDICT_ALLOWED)
+                        return true;
+        return false;
 }
 
 /* Static reasons, so callers can keep the pointer without caring about lifetimes. */

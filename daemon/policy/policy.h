@@ -140,9 +140,10 @@ int policy_check_device(const Policy *p, const PeerIdentity *id, const char *pci
 int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_address,
                        TsmBackendType backend, const char *scope_name, const char **ret_reason);
 
-/* Whether some rule, whoever it is for, names scope_name in its own Scopes= and allows the
- * device on backend: the monitor's check, which cannot trust who the worker says the client is
- * (monitor.c). [Defaults] never counts. */
+/* Whether some rule, whoever it is for, grants scope_name on the device on backend as it would
+ * to a client it matches (its own Scopes=, or [Defaults] Scopes= when it has none; debug scopes
+ * only through its own): the monitor's check, which cannot trust who the worker says the client
+ * is (monitor.c). */
 bool policy_any_rule_grants_scope(const Policy *p, const char *pci_address, TsmBackendType backend,
                                   const char *scope_name);
 

@@ -562,6 +562,9 @@ TEST(foreign_handles_and_named_errors) {
         close(vp[1]);
         CALL_ERROR(a, G "AttachDevice", vfio_params, E_GUEST("BadFileDescriptor"),
                    "{\"field\":\"vfioFileDescriptor\",\"reason\":\"no fd attached at that index\"}");
+        /* Each refusal is recorded with the device it was for. */
+        ASSERT_EQ(tsmd_audit_count_where(&t, 0, "\"pciAddress\":\"" DEV2 "\"", "attach", E_GUEST("BadFileDescriptor")),
+                  3u);
         /* None of that attached DEV2. */
         CALL_ERROR(a, G "GetDeviceState", guest_vdev_params(ca, 8), E_GUEST("NoSuchVDevice"), NULL);
         /* iommufd object ids start at 1. */

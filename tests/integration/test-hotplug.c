@@ -242,6 +242,12 @@ TEST(two_tsms_each_device_its_backend) {
         /* No TSM ioctls on this kernel: binding and requests fail with named errors. */
         expect_kernel_request_refused(c, ctx, 1, "sev-tio");
         expect_kernel_request_refused(c, ctx, 2, "tdx-connect");
+        /* Each refusal is recorded with the scope it asked for, whichever error it was. */
+        ASSERT_EQ(tsmd_audit_count_where(&e.tsmd, 0, "\"scope\":\"info\",\"pciAddress\":\"" NIC_ADDR "\"",
+                                         "guest-request", E_GUEST("ScopeUnavailable")) +
+                          tsmd_audit_count_where(&e.tsmd, 0, "\"scope\":\"info\",\"pciAddress\":\"" NIC_ADDR "\"",
+                                                 "guest-request", E_GUEST("BackendError")),
+                  1u);
         CALL_ERROR(c, G "Bind", "{\"context\":1,\"vdeviceId\":1}", E_GUEST("BackendError"), NULL);
         /* The kernel keeps the TDI state between TSM and guest: tsmd reports none. */
         r = CALL_OK(c, G "GetDeviceState", "{\"context\":1,\"vdeviceId\":2}");

@@ -285,8 +285,8 @@ TEST(debug_scopes_need_explicit_rule_scopes) {
         }
 }
 
-/* The monitor's question, whoever the client: does any rule of its own name the scope for the
- * device and backend? [Defaults] never does. */
+/* The monitor's question, whoever the client: does any rule grant the scope for the device and
+ * backend, as it would to a client it matches? Debug scopes only through a rule's own Scopes=. */
 TEST(any_rule_grants_scope) {
         _cleanup_(policy_unrefp) Policy *p = load();
 
@@ -294,13 +294,39 @@ TEST(any_rule_grants_scope) {
         ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:03:00.4", TSM_BACKEND_EMULATED, "debug-read"));
         ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:03:00.2", TSM_BACKEND_EMULATED, "debug-write"));
         ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:04:00.0", TSM_BACKEND_TDX_CONNECT, "debug-write"));
-        /* web names no scope: it has the defaults, which grant no debug scope and do not count. */
-        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_EMULATED, "state-change"));
-        /* web-tdx names info, for tdx-connect only. */
+        /* web names no scope: it has the defaults, which grant state-change but no debug scope. */
+        ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:02:00.1", TSM_BACKEND_SEV_TIO, "state-change"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:02:00.1", TSM_BACKEND_SEV_TIO, "debug-read"));
+        /* web-tdx names info, for tdx-connect only: not state-change, which its Scopes= leaves out. */
         ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_TDX_CONNECT, "info"));
-        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_SEV_TIO, "info"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_TDX_CONNECT, "state-change"));
+        /* dbg names info and debug-read: state-change is no rule's on its devices. */
+        ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:03:00.2", TSM_BACKEND_SEV_TIO, "info"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:03:00.2", TSM_BACKEND_SEV_TIO, "state-change"));
+        /* A device no rule lists gets no scope at all, not even the defaults. */
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:07:00.0", TSM_BACKEND_SEV_TIO, "info"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_SEV_TIO, "bogus"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:01:00.0/..", TSM_BACKEND_EMULATED, "info"));
         ASSERT_FALSE(policy_any_rule_grants_scope(NULL, "0000:04:00.0", TSM_BACKEND_EMULATED, "debug-read"));
         ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:04:00.0", _TSM_BACKEND_TYPE_INVALID, "debug-read"));
+}
+
+/* [Defaults] Scopes= narrowed: a scope it leaves out is no rule's unless one names it. */
+TEST(any_rule_grants_scope_follows_defaults) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        const PolicySource src = {
+                "narrow.conf",
+                "[Defaults]\nScopes=info\n"
+                "[Client:vm]\nUsers=1000\nDevices=0000:01:00.0\n"
+                "[Client:lock]\nUsers=1001\nDevices=0000:02:00.0\nScopes=state-change\n",
+        };
+
+        ASSERT_OK(policy_load_from_text(&src, 1, &p, &error));
+        ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_EMULATED, "info"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:01:00.0", TSM_BACKEND_EMULATED, "state-change"));
+        ASSERT_TRUE(policy_any_rule_grants_scope(p, "0000:02:00.0", TSM_BACKEND_EMULATED, "state-change"));
+        ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:02:00.0", TSM_BACKEND_EMULATED, "info"));
 }
 
 TEST(limits) {

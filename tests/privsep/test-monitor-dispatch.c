@@ -75,6 +75,7 @@ typedef struct Fixture {
         unsigned status_cost_usec; /* what each STATUS costs the monitor (its sd_notify()) */
         int stalled_error;
         bool debug_refused; /* the policy grants no opt-in scope */
+        const char *refused_scope; /* nor this one */
         char granted_address[TSM_PRIV_PCI_ADDRESS_MAX], granted_scope[TSM_PRIV_NAME_MAX]; /* last asked */
         struct tsm_priv_status status;
         int reload_result;
@@ -157,7 +158,9 @@ static bool on_scope_granted(const char *pci_address, TsmBackendType backend, co
 
         snprintf(f->granted_address, sizeof(f->granted_address), "%s", pci_address);
         snprintf(f->granted_scope, sizeof(f->granted_scope), "%s", scope);
-        return !f->debug_refused;
+        if (f->debug_refused && (streq(scope, TSM_SCOPE_DEBUG_READ) || streq(scope, TSM_SCOPE_DEBUG_WRITE)))
+                return false;
+        return !f->refused_scope || !streq(scope, f->refused_scope);
 }
 
 static const MonitorDispatchCallbacks callbacks = {
@@ -2341,15 +2344,45 @@ TEST(opt_in_scopes_gated) {
                 /* The two above took two of the burst. */
                 ASSERT_EQ(count_occurrences(text, "Refusing a guest request"), SCOPE_REFUSAL_LOG_BURST - 2);
         }
-        /* info needs no grant: not even asked. */
+        /* info is granted (the defaults' scope of some rule listing the device): asked all the same. */
         f->granted_scope[0] = 0;
         ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_INFO, req, len, &rep));
-        ASSERT_STREQ(f->granted_scope, "");
+        ASSERT_STREQ(f->granted_scope, TSM_SCOPE_INFO);
 
         /* Granted: it reaches the device. */
         f->debug_refused = false;
         ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_DEBUG_READ, dbg, dbg_len, &rep));
         ASSERT_EQ(rep.r.hdr.payload_len, dbg_len + 16);
+        fixture_free(f);
+}
+
+/* SECURITY: a scope backends allow by default is still the policy's to grant: one no rule
+ * grants for the device ([Defaults] Scopes= narrowed, a rule's own Scopes= leaving it out, no
+ * rule listing the device) never reaches it, whatever the worker says. */
+TEST(default_scopes_gated) {
+        Fixture *f = fixture();
+        uint8_t req[64], body[sizeof(TdispLockInterfaceParams)] = {};
+        uint32_t id;
+        size_t len;
+        Reply rep;
+
+        id = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_LOCK_INTERFACE_REQ, emu_device_get_function_id(device(f, DEV_A)), body,
+                                      sizeof(body), req, sizeof(req), &len));
+
+        f->refused_scope = TSM_SCOPE_STATE_CHANGE;
+        ASSERT_ERRNO(guest_request(f, SLOT, id, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep), EPERM);
+        ASSERT_EQ(rep.r.hdr.payload_len, 0u);
+        ASSERT_STREQ(f->granted_address, DEV_A);
+        ASSERT_STREQ(f->granted_scope, TSM_SCOPE_STATE_CHANGE);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
+
+        /* Granted: the device locks. */
+        f->refused_scope = NULL;
+        ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
         fixture_free(f);
 }
 
