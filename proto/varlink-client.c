@@ -352,7 +352,11 @@ int varlink_client_process(VarlinkClient *c) {
                                 break;
                         continue;
                 }
-                if (c->n_pending == 0 || drained)
+                /* With no call pending too: a read is how a hang-up of the server is seen
+                 * (poll() reports it whatever events were asked for), and a loop that is not
+                 * told spins on it, its owner unaware until its next call. Anything else that
+                 * comes unasked is a protocol violation (client_dispatch_one()). */
+                if (drained)
                         break;
 
                 r = varlink_stream_read(c->stream);

@@ -294,7 +294,9 @@ int tsm_client_get_fd(const TsmClient *c);
  * @c: the client
  *
  * POLLIN while replies are expected, POLLOUT while output waits to be written, 0 when there
- * is nothing to wait for (no call pending, or the connection is lost).
+ * is nothing to wait for (no call pending, or the connection is lost). Keep the fd in the loop
+ * while it is >= 0 all the same: poll(2) reports POLLHUP whatever the events when tsmd hangs up
+ * (its worker restarted, say), and tsm_client_process() then says the connection is lost.
  *
  * Return: the event mask (>= 0) or -EINVAL.
  */
@@ -309,8 +311,8 @@ int tsm_client_get_events(const TsmClient *c);
  *
  * Return: 1 if something was done (also when a callback freed @c: it is gone then), 0 if
  * there was nothing to do; -ECONNRESET (or -EPROTO) when the connection was lost now (every
- * pending callback has then run with that error), -ENOTCONN if it was lost before; -EDEADLK
- * from a callback.
+ * pending callback has then run with that error; also with none pending: tsmd hung up, time to
+ * reconnect and reclaim), -ENOTCONN if it was lost before; -EDEADLK from a callback.
  */
 int tsm_client_process(TsmClient *c);
 
