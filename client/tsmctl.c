@@ -191,6 +191,17 @@ static void help(void) {
                "                     0 or infinity: no limit)\n");
 }
 
+/* Ends tsmctl with r, or with EXIT_GENERIC if what it printed did not all reach stdout (a full
+ * disk, a closed pipe): a script must not take a truncated answer for the whole of it. */
+static int flush_stdout(int r) {
+        int k = fflush(stdout);
+
+        if (k == 0 && !ferror(stdout))
+                return r;
+        fprintf(stderr, "Failed to write the output: %s\n", strerror(k != 0 && errno > 0 ? errno : EIO));
+        return r == 0 ? EXIT_GENERIC : r;
+}
+
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_JSON, ARG_TIMEOUT, ARG_VERBS };
         static const struct option options[] = {
@@ -214,10 +225,10 @@ int main(int argc, char *argv[]) {
                 switch (c) {
                 case 'h':
                         help();
-                        return 0;
+                        return flush_stdout(0);
                 case ARG_VERSION:
                         printf("tsmctl %s\n", PACKAGE_VERSION);
-                        return 0;
+                        return flush_stdout(0);
                 case ARG_SOCKET:
                         if (isempty(optarg)) {
                                 fprintf(stderr, "--socket= needs a path.\n");
@@ -237,7 +248,7 @@ int main(int argc, char *argv[]) {
                 case ARG_VERBS:
                         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                                 puts(verbs[i]->name);
-                        return 0;
+                        return flush_stdout(0);
                 default:
                         return EXIT_USAGE;
                 }
@@ -258,7 +269,7 @@ int main(int argc, char *argv[]) {
         argv += optind + 1;
         if (argc == 1 && (streq(argv[0], "--help") || streq(argv[0], "-h"))) {
                 printf("Usage: tsmctl %s %s\n\n%s\n", verb->name, verb->usage, verb->summary);
-                return 0;
+                return flush_stdout(0);
         }
         n_args = count_args(verb, argc, argv);
         if (n_args < 0)
@@ -267,5 +278,5 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "Usage: tsmctl %s %s\n", verb->name, verb->usage);
                 return EXIT_USAGE;
         }
-        return verb->run(&o, argc, argv);
+        return flush_stdout(verb->run(&o, argc, argv));
 }

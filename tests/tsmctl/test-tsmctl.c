@@ -1067,4 +1067,77 @@ TEST(exit_codes) {
         tsmd_teardown(&t);
 }
 
+/* Runs argv with stdout on /dev/full (a full disk) and stderr in a file; its exit status
+ * (bounded: a tsmctl that writes on into nothing is killed and fails the test), stderr (through
+ * the file err_path) in ret_err. */
+static int run_to_full(const char *const *argv, const char *err_path, char **ret_err) {
+        uint64_t deadline = now_usec() + 10 * 1000000ULL;
+        int status;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+                int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+                if (full < 0 || err < 0 || dup2(full, 1) < 0 || dup2(err, 2) < 0)
+                        _exit(127);
+                execv(argv[0], (char **) argv);
+                _exit(127);
+        }
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                if (now_usec() >= deadline) {
+                        (void) kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                        TEST_FAIL("%s did not finish writing to a full disk within 10 s", argv[0]);
+                }
+                sleep_usec(10000);
+        }
+        *ret_err = read_file(err_path);
+        ASSERT_TRUE(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* Output that could not be written is a failure (exit 1), not a truncated table and 0 that a
+ * script takes for the whole answer; and monitor stops rather than follow into nothing. */
+TEST(output_write_error_is_failure) {
+        static const char monitor_replies[] = "{\"continues\":true,\"parameters\":{}}\0"
+                                              "{\"continues\":true,\"parameters\":{\"record\":{\"seq\":1}}}";
+        static const char *const verbs[] = { "devices", "--json" };
+        const char *path = fake_socket_path("fake-full-disk"), *err_path = fake_socket_path("stderr-full");
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                _cleanup_free_ char *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", path, verbs[i], "devices", NULL };
+                pid_t pid = fake_tsmd(path, "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\"}]}}");
+
+                if (i == 0)
+                        argv[4] = NULL;
+                ASSERT_EQ(run_to_full(argv, err_path, &err), 1);
+                ASSERT_NOT_NULL(strstr(err, "No space left on device"));
+                (void) kill(pid, SIGKILL);
+                ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+                ASSERT_OK(unlink(path));
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", path, "monitor", NULL };
+                pid_t pid = fake_tsmd_replies(path, monitor_replies, sizeof(monitor_replies));
+
+                ASSERT_EQ(run_to_full(argv, err_path, &err), 1);
+                ASSERT_NOT_NULL(strstr(err, "No space left on device"));
+                (void) kill(pid, SIGKILL);
+                ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+                ASSERT_OK(unlink(path));
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--help", NULL };
+
+                ASSERT_EQ(run_to_full(argv, err_path, &err), 1);
+        }
+}
+
 TEST_MAIN();
