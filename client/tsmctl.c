@@ -39,11 +39,11 @@ int tsmctl_exit_code_for_error(const char *error) {
         return EXIT_GENERIC;
 }
 
-bool tsmctl_is_connection_error(const char *error) {
-        /* libtsm's names for a connection that broke, timed out or was spoken to wrongly (a
-         * failure of our own, such as ENOMEM, has none). */
-        return error && (streq(error, "io.tsmd.Disconnected") || streq(error, "io.tsmd.TimedOut") ||
-                         streq(error, "io.tsmd.Protocol"));
+bool tsmctl_is_connection_error(int r) {
+        /* libtsm's errnos for a connection that broke, timed out or was spoken to wrongly. Not
+         * their error names: tsmd (or whatever answers at the socket) may send those too, and
+         * no error it sends maps to these (tsm.h). */
+        return r == -ECONNRESET || r == -ENOTCONN || r == -ETIMEDOUT || r == -EPROTO;
 }
 
 int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
@@ -54,6 +54,9 @@ int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
                 /* The socket's mode or owner keeps us out: tsmd may well be running. */
                 if (r == -EACCES || r == -EPERM)
                         return EXIT_PERMISSION;
+                /* Not an address libtsm takes ("/path", "./path", "@abstract", "unix:..."). */
+                if (r == -EINVAL)
+                        return EXIT_USAGE;
                 return EXIT_NOT_RUNNING;
         }
         (void) tsm_client_set_timeout(*ret, o->timeout_usec);
@@ -113,11 +116,11 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
         json_object_put(params);
         if (r < 0) {
                 error = tsm_client_get_error_name(c);
-                if (error && streq(error, "io.tsmd.TimedOut")) {
+                if (r == -ETIMEDOUT) {
                         fprintf(stderr, "tsmd did not answer %s in time (--timeout= waits longer).\n", method);
                         return EXIT_NOT_RUNNING;
                 }
-                if (tsmctl_is_connection_error(error)) {
+                if (tsmctl_is_connection_error(r)) {
                         fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
                         return EXIT_NOT_RUNNING;
                 }

@@ -57,7 +57,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return EXIT_GENERIC;
         }
         /* An error reply (io.tsmd.System too) is tsmd's answer, not a lost connection. */
-        if (r < 0 && !tsmctl_is_connection_error(tsm_client_get_error_name(c))) {
+        if (r < 0 && !tsmctl_is_connection_error(r)) {
                 fprintf(stderr, "Following the audit log failed: %s %s\n", tsmctl_esc(&e, tsm_client_get_error_name(c)),
                         strempty(tsmctl_esc(&e, tsm_client_get_error_message(c))));
                 return tsmctl_exit_code_for_error(tsm_client_get_error_name(c));

@@ -1140,4 +1140,51 @@ TEST(output_write_error_is_failure) {
         }
 }
 
+/* libtsm's names for a lost connection are anyone's to send (tsm.h maps them to -EBADR when
+ * they come from tsmd): an answer that names one is that answer, exit 1, not "tsmd not
+ * reachable" (exit 7), which only libtsm's own errno says. */
+TEST(peer_sent_connection_error_names_are_answers) {
+        static const struct {
+                const char *verb, *reply;
+        } cases[] = {
+                { "devices", "{\"error\":\"io.tsmd.TimedOut\",\"parameters\":{}}" },
+                { "devices", "{\"error\":\"io.tsmd.Disconnected\",\"parameters\":{}}" },
+                { "status", "{\"error\":\"io.tsmd.Protocol\",\"parameters\":{}}" },
+                { "monitor", "{\"error\":\"io.tsmd.Disconnected\",\"parameters\":{}}" },
+        };
+        const char *path = fake_socket_path("fake-names");
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", path, cases[i].verb, NULL };
+                pid_t pid = fake_tsmd(path, cases[i].reply);
+                int status;
+
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+                (void) kill(pid, SIGKILL);
+                ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+                ASSERT_OK(unlink(path));
+                ASSERT_TRUE(WIFEXITED(status));
+                if (WEXITSTATUS(status) != 1 || !strstr(err, " failed: io.tsmd."))
+                        TEST_FAIL("tsmctl %s on %s: exit %d, expected 1: %s", cases[i].verb, cases[i].reply,
+                                  WEXITSTATUS(status), err);
+        }
+}
+
+/* A --socket= libtsm cannot take as an address is an invalid argument (exit 2), not a tsmd
+ * that is not running (exit 7). */
+TEST(malformed_socket_address_is_usage_error) {
+        static const char *const bad[] = { "--socket=relative/path", "--socket=unix:" };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, bad[i], "devices", NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                ASSERT_TRUE(WIFEXITED(status));
+                if (WEXITSTATUS(status) != 2)
+                        TEST_FAIL("tsmctl %s: exit %d, expected 2: %s", bad[i], WEXITSTATUS(status), err);
+        }
+}
+
 TEST_MAIN();
