@@ -51,9 +51,7 @@ struct VarlinkClient {
 };
 
 static void current_clear(VarlinkClient *c) {
-        close_many(c->current_fds, c->n_current_fds);
-        c->current_fds = mfree(c->current_fds);
-        c->n_current_fds = 0;
+        varlink_client_close_reply_fds(c);
         c->current = (json_object_put(c->current), NULL);
 }
 
@@ -225,6 +223,12 @@ int varlink_client_take_fd(VarlinkClient *c, size_t index) {
         fd = c->current_fds[index];
         c->current_fds[index] = -EBADF;
         return fd;
+}
+
+void varlink_client_close_reply_fds(VarlinkClient *c) {
+        close_many(c->current_fds, c->n_current_fds);
+        c->current_fds = mfree(c->current_fds);
+        c->n_current_fds = 0;
 }
 
 static Pending *pending_at(VarlinkClient *c, size_t i) {

@@ -47,6 +47,9 @@ void varlink_client_drop_fds(VarlinkClient *c);
  * sent but our RLIMIT_NOFILE left no room for it). The current reply is the one being
  * delivered to a callback, or the last reply of a blocking call. */
 int varlink_client_take_fd(VarlinkClient *c, size_t index);
+/* Closes the fds of the current reply that were not taken: once its caller took what the
+ * reply names, the rest are the peer's to push on us, not to be kept until the next reply. */
+void varlink_client_close_reply_fds(VarlinkClient *c);
 
 /* Blocking call. Returns 0 when a reply arrived: *ret_parameters (borrowed, valid until the
  * next call on this client) and *ret_error (NULL on success, borrowed likewise). Negative

@@ -704,6 +704,105 @@ TEST(emfile_fails_the_call_only) {
         pair_done(c, path, ls, s);
 }
 
+/* Whether the last write end of the pipe whose read end is fd was closed. */
+static bool pipe_widowed(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
+/* SECURITY: fds tsmd sends with a reply that names none (or more than it names) are closed as
+ * soon as the call is done, not kept in the VMM until its next call, which may be hours away
+ * (a write end keeping a pipe alive, a file pinning a mount). Blocking and asynchronous. */
+TEST(unexpected_fds_closed) {
+        char path[108], buf[4096];
+        AsyncResult a = {};
+        int ls, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"error\":\"io.tsmd.Guest.NoSuchContext\",\"parameters\":{\"context\":1}}", p[1]);
+        close(p[1]);
+        ASSERT_ERRNO(tsm_context_close(c, 1), ENOENT);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"response\":\"eA==\"}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        for (unsigned i = 0; i < 100 && a.n == 0; i++) {
+                struct pollfd pf = { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+
+                (void) poll(&pf, 1, 100);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_OK(a.error);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+        free(a.name);
+        pair_done(c, path, ls, s);
+}
+
+typedef struct Chained {
+        TsmClient *client;
+        AsyncResult first, second;
+} Chained;
+
+static void on_second(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        on_response_record(c, error, response, len, &((Chained *) userdata)->second);
+}
+
+static void on_first(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Chained *ch = userdata;
+
+        on_response_record(c, error, response, len, &ch->first);
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "y", 1, 64, on_second, ch, NULL));
+}
+
+/* A blocking call whose answer is an error delivers, as one with a reply does, the replies
+ * to asynchronous calls made during its wait that were read together with its answer: they
+ * are out of the socket, and nothing would wake the VMM's loop for them. */
+TEST(replies_read_with_blocking_error) {
+        char path[108];
+        Chained ch = {};
+        int ls, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+        struct pollfd p;
+
+        /* All three answers in one read: the first request's, the blocking call's (an error),
+         * and that of the request the first one's callback makes. */
+        static const char answers[] = "{\"parameters\":{\"response\":\"eA==\"}}\0"
+                                      "{\"error\":\"io.tsmd.Guest.NoSuchContext\",\"parameters\":{\"context\":1}}\0"
+                                      "{\"parameters\":{\"response\":\"eQ==\"}}";
+
+        ASSERT_EQ(send(s, answers, sizeof(answers), MSG_NOSIGNAL), (ssize_t) sizeof(answers));
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_first, &ch, NULL));
+        ASSERT_ERRNO(tsm_context_close(c, 1), ENOENT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Guest.NoSuchContext");
+        ASSERT_EQ(ch.first.n, 1U);
+
+        /* Delivered by now, or at least the loop is woken for it. */
+        p = (struct pollfd){ .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+        if (ch.second.n == 0 && poll(&p, 1, 500) == 1)
+                ASSERT_GE(tsm_client_process(c), 0);
+        ASSERT_EQ(ch.second.n, 1U);
+        ASSERT_OK(ch.second.error);
+        free(ch.first.name);
+        free(ch.second.name);
+        pair_done(c, path, ls, s);
+}
+
 /* A connection that dies of an error other than a timeout or protocol violation (here the
  * socket stops being one: sendmsg() fails with ENOTSOCK) is reported as lost, -ECONNRESET:
  * no other errno may mean that the connection is gone (tsm.h). */
