@@ -826,6 +826,31 @@ TEST(any_death_is_connection_lost) {
         pair_done(c, path, l, s);
 }
 
+static int on_more_count(TsmClient *c, const char *reply, bool continues, void *userdata) {
+        (*(unsigned *) userdata)++;
+        return 0;
+}
+
+/* The same for tsm_client_call_more_json(): a death of the connection is -ECONNRESET there
+ * too, not whatever errno killed it. */
+TEST(any_death_is_connection_lost_more) {
+        char path[108];
+        unsigned n = 0;
+        int l, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_TRUE(dup3(p[0], tsm_client_get_fd(c), O_CLOEXEC) >= 0);
+        ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_count, &n),
+                     ECONNRESET);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_EQ(n, 0U);
+        close(p[0]);
+        close(p[1]);
+        pair_done(c, path, l, s);
+}
+
 static int on_more_free(TsmClient *c, const char *reply, bool continues, void *userdata) {
         unsigned *n = userdata;
 
