@@ -11,6 +11,9 @@
 #include "varlink-errors.h"
 
 #define DEFAULT_TIMEOUT_USEC (45ULL * 1000000ULL)
+/* Reads per varlink_client_process() (of up to 16 KiB each): a peer that never stops sending
+ * must not keep the caller's loop inside it. */
+#define PROCESS_READS_MAX 4U
 /* Between connect() attempts while the listen backlog is full. */
 #define CONNECT_BACKOFF_MAX_USEC (50ULL * 1000ULL)
 
@@ -333,6 +336,7 @@ static int client_dispatch_one(VarlinkClient *c) {
 
 int varlink_client_process(VarlinkClient *c) {
         bool progress = false, drained = false;
+        unsigned n_reads = 0;
         int r;
 
         assert_return(c, -EINVAL);
@@ -362,6 +366,10 @@ int varlink_client_process(VarlinkClient *c) {
                  * comes unasked is a protocol violation (client_dispatch_one()). */
                 if (drained)
                         break;
+                /* Every complete message is dispatched: what is left is in the socket, which
+                 * stays readable for it. */
+                if (n_reads++ >= PROCESS_READS_MAX)
+                        return 2;
 
                 r = varlink_stream_read(c->stream);
                 if (r < 0)

@@ -220,7 +220,9 @@ _public_ int tsm_client_process(TsmClient *c) {
         do {
                 r = varlink_client_process(c->vc);
                 progress = progress || r > 0;
-        } while (r > 0 && !c->free_requested);
+                /* Not after 2: a peer that never stops sending would keep us here for good,
+                 * and the fd is readable for the rest. */
+        } while (r == 1 && !c->free_requested);
         if (ltsm_client_leave(c))
                 return 1; /* a callback freed the client */
         if (r < 0)

@@ -307,7 +307,10 @@ int tsm_client_get_events(const TsmClient *c);
  * @c: the client
  *
  * Writes queued calls, reads replies and runs their callbacks. Call it when the fd is ready
- * for the events of tsm_client_get_events() (calling it at other times is harmless).
+ * for the events of tsm_client_get_events() (calling it at other times is harmless). It reads
+ * a bounded amount (some 64 KiB) per call, so that a stream tsmd never stops sending cannot
+ * keep the caller's loop here: what is left keeps the fd readable (poll(2) is level-triggered;
+ * with EPOLLET, call it again until it returns 0).
  *
  * Return: 1 if something was done (also when a callback freed @c: it is gone then), 0 if
  * there was nothing to do; -ECONNRESET (or -EPROTO) when the connection was lost now (every

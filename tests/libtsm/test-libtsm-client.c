@@ -826,6 +826,73 @@ TEST(any_death_is_connection_lost) {
         pair_done(c, path, l, s);
 }
 
+typedef struct Flood {
+        int fd;
+        volatile bool stop;
+} Flood;
+
+/* A peer that answers WatchEvents with events as fast as it can write them. */
+static void *flood_thread(void *userdata) {
+        static const char first[] = "{\"continues\":true,\"parameters\":{}}";
+        static const char event[] = "{\"continues\":true,\"parameters\":{\"event\":{\"kind\":\"state-changed\","
+                                    "\"context\":1,\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\",\"state\":\"run\"}}}";
+        Flood *f = userdata;
+        char buf[4096], batch[64 * sizeof(event)];
+
+        for (size_t i = 0; i < 64; i++)
+                memcpy(batch + i * sizeof(event), event, sizeof(event));
+        if (!read_message(f->fd, buf, sizeof(buf)) || send(f->fd, first, sizeof(first), MSG_NOSIGNAL) < 0)
+                return NULL;
+        while (!f->stop)
+                if (send(f->fd, batch, sizeof(batch), MSG_NOSIGNAL) < 0)
+                        break;
+        return NULL;
+}
+
+/* Takes its time over each event, as a VMM's handler may: the peer is always ahead. */
+static void on_flood_event(TsmClient *c, int error, const TsmEvent *event, void *userdata) {
+        (*(unsigned *) userdata)++;
+        sleep_msec(1);
+}
+
+/* A peer that never stops sending (a compromised worker, a stream of events faster than the
+ * VMM takes them) must not hold tsm_client_process() forever: it is the VMM's event loop, and
+ * "without blocking" (tsm.h). It does a bounded amount of work and returns; the fd stays
+ * readable for the rest. */
+TEST(process_returns_under_a_flood) {
+        char path[108];
+        unsigned n = 0;
+        pthread_t thread;
+        uint64_t start, took;
+        struct pollfd p;
+        int l, s, r;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+        Flood f = { .fd = s };
+
+        ASSERT_EQ(pthread_create(&thread, NULL, flood_thread, &f), 0);
+        ASSERT_OK(tsm_client_watch_events(c, on_flood_event, &n, NULL));
+        p = (struct pollfd){ .fd = tsm_client_get_fd(c), .events = POLLIN };
+        ASSERT_EQ(poll(&p, 1, 5000), 1);
+        sleep_msec(100); /* the socket's buffer fills */
+
+        alarm(20); /* a process() that never returns ends the test (SIGALRM) */
+        start = now_usec();
+        r = tsm_client_process(c);
+        took = now_usec() - start;
+        alarm(0);
+        f.stop = true;
+        ASSERT_EQ(r, 1);
+        ASSERT_GE(n, 2U);
+        if (took > 2000000ULL)
+                TEST_FAIL("tsm_client_process() took %" PRIu64 " ms for %u events", took / 1000, n);
+
+        tsm_client_free(c); /* the flood's send() fails now */
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        close(s);
+        close(l);
+        unlink(path);
+}
+
 static int on_more_count(TsmClient *c, const char *reply, bool continues, void *userdata) {
         (*(unsigned *) userdata)++;
         return 0;
