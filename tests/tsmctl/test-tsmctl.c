@@ -1187,4 +1187,19 @@ TEST(malformed_socket_address_is_usage_error) {
         }
 }
 
+/* The IDL's ints are 64-bit: a vDevice id (1..UINT32_MAX, as IOMMU_VDEVICE_ALLOC gives it) or
+ * a uid past INT32_MAX is shown as it is, not clamped to 2147483647. */
+TEST(devices_shows_large_ids) {
+        _cleanup_free_ char *out = NULL;
+
+        ASSERT_EQ(run_against("devices",
+                              "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\",\"owner\":{\"uid\":"
+                              "3000000000,\"pid\":4000000,\"unit\":null,\"context\":5000000000,\"vdeviceId\":"
+                              "4294967295,\"bound\":false,\"changing\":false,\"reclaimable\":false}}]}}",
+                              &out),
+                  0);
+        if (!strstr(out, "uid 3000000000 pid 4000000 ctx 5000000000 vdev 4294967295"))
+                TEST_FAIL("tsmctl devices:\n%s", out);
+}
+
 TEST_MAIN();
