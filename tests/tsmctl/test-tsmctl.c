@@ -1202,4 +1202,21 @@ TEST(devices_shows_large_ids) {
                 TEST_FAIL("tsmctl devices:\n%s", out);
 }
 
+/* A number audit's filters cannot hold is an invalid argument (exit 2), not LLONG_MAX sent
+ * in its place as if the admin had asked for that. */
+TEST(audit_number_out_of_range_is_usage_error) {
+        static const char *const bad[] = { "--from=99999999999999999999", "--limit=18446744073709551616",
+                                           "--uid=-1", "--to=1x" };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", "/nonexistent/socket", "audit", bad[i], NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                ASSERT_TRUE(WIFEXITED(status));
+                if (WEXITSTATUS(status) != 2)
+                        TEST_FAIL("tsmctl audit %s: exit %d, expected 2: %s", bad[i], WEXITSTATUS(status), err);
+        }
+}
+
 TEST_MAIN();
