@@ -1105,16 +1105,18 @@ static int run_to_full(const char *const *argv, const char *err_path, char **ret
 TEST(output_write_error_is_failure) {
         static const char monitor_replies[] = "{\"continues\":true,\"parameters\":{}}\0"
                                               "{\"continues\":true,\"parameters\":{\"record\":{\"seq\":1}}}";
-        static const char *const verbs[] = { "devices", "--json" };
         const char *path = fake_socket_path("fake-full-disk"), *err_path = fake_socket_path("stderr-full");
 
-        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+        /* The table, then --json. */
+        for (size_t i = 0; i < 2; i++) {
                 _cleanup_free_ char *err = NULL;
-                const char *argv[] = { TSMCTL_PATH, "--socket", path, verbs[i], "devices", NULL };
+                const char *argv[] = { TSMCTL_PATH, "--socket", path, "devices", NULL, NULL };
                 pid_t pid = fake_tsmd(path, "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\"}]}}");
 
-                if (i == 0)
-                        argv[4] = NULL;
+                if (i == 1) {
+                        argv[3] = "--json";
+                        argv[4] = "devices";
+                }
                 ASSERT_EQ(run_to_full(argv, err_path, &err), 1);
                 ASSERT_NOT_NULL(strstr(err, "No space left on device"));
                 (void) kill(pid, SIGKILL);
