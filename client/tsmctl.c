@@ -39,11 +39,11 @@ int tsmctl_exit_code_for_error(const char *error) {
         return EXIT_GENERIC;
 }
 
-bool tsmctl_is_connection_error(const char *error) {
-        /* libtsm's names for a connection that broke, timed out or was spoken to wrongly (a
-         * failure of our own, such as ENOMEM, has none). */
-        return error && (streq(error, "io.tsmd.Disconnected") || streq(error, "io.tsmd.TimedOut") ||
-                         streq(error, "io.tsmd.Protocol"));
+bool tsmctl_is_connection_error(int r) {
+        /* libtsm's errnos for a connection that broke, timed out or was spoken to wrongly. Not
+         * their error names: tsmd (or whatever answers at the socket) may send those too, and
+         * no error it sends maps to these (tsm.h). */
+        return r == -ECONNRESET || r == -ENOTCONN || r == -ETIMEDOUT || r == -EPROTO;
 }
 
 int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
@@ -54,6 +54,9 @@ int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
                 /* The socket's mode or owner keeps us out: tsmd may well be running. */
                 if (r == -EACCES || r == -EPERM)
                         return EXIT_PERMISSION;
+                /* Not an address libtsm takes ("/path", "./path", "@abstract", "unix:..."). */
+                if (r == -EINVAL)
+                        return EXIT_USAGE;
                 return EXIT_NOT_RUNNING;
         }
         (void) tsm_client_set_timeout(*ret, o->timeout_usec);
@@ -113,11 +116,11 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
         json_object_put(params);
         if (r < 0) {
                 error = tsm_client_get_error_name(c);
-                if (error && streq(error, "io.tsmd.TimedOut")) {
+                if (r == -ETIMEDOUT) {
                         fprintf(stderr, "tsmd did not answer %s in time (--timeout= waits longer).\n", method);
                         return EXIT_NOT_RUNNING;
                 }
-                if (tsmctl_is_connection_error(error)) {
+                if (tsmctl_is_connection_error(r)) {
                         fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
                         return EXIT_NOT_RUNNING;
                 }
@@ -191,6 +194,17 @@ static void help(void) {
                "                     0 or infinity: no limit)\n");
 }
 
+/* Ends tsmctl with r, or with EXIT_GENERIC if what it printed did not all reach stdout (a full
+ * disk, a closed pipe): a script must not take a truncated answer for the whole of it. */
+static int flush_stdout(int r) {
+        int k = fflush(stdout);
+
+        if (k == 0 && !ferror(stdout))
+                return r;
+        fprintf(stderr, "Failed to write the output: %s\n", strerror(k != 0 && errno > 0 ? errno : EIO));
+        return r == 0 ? EXIT_GENERIC : r;
+}
+
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_JSON, ARG_TIMEOUT, ARG_VERBS };
         static const struct option options[] = {
@@ -214,10 +228,10 @@ int main(int argc, char *argv[]) {
                 switch (c) {
                 case 'h':
                         help();
-                        return 0;
+                        return flush_stdout(0);
                 case ARG_VERSION:
                         printf("tsmctl %s\n", PACKAGE_VERSION);
-                        return 0;
+                        return flush_stdout(0);
                 case ARG_SOCKET:
                         if (isempty(optarg)) {
                                 fprintf(stderr, "--socket= needs a path.\n");
@@ -237,7 +251,7 @@ int main(int argc, char *argv[]) {
                 case ARG_VERBS:
                         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                                 puts(verbs[i]->name);
-                        return 0;
+                        return flush_stdout(0);
                 default:
                         return EXIT_USAGE;
                 }
@@ -258,7 +272,7 @@ int main(int argc, char *argv[]) {
         argv += optind + 1;
         if (argc == 1 && (streq(argv[0], "--help") || streq(argv[0], "-h"))) {
                 printf("Usage: tsmctl %s %s\n\n%s\n", verb->name, verb->usage, verb->summary);
-                return 0;
+                return flush_stdout(0);
         }
         n_args = count_args(verb, argc, argv);
         if (n_args < 0)
@@ -267,5 +281,5 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "Usage: tsmctl %s %s\n", verb->name, verb->usage);
                 return EXIT_USAGE;
         }
-        return verb->run(&o, argc, argv);
+        return flush_stdout(verb->run(&o, argc, argv));
 }

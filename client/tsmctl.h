@@ -59,8 +59,8 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
  * calls, and owns *ret until the next one. */
 int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
                  json_object **ret);
-/* Whether libtsm's error name (NULL: a local failure) means tsmd could not be talked to. */
-bool tsmctl_is_connection_error(const char *error);
+/* Whether libtsm's error r means tsmd could not be talked to. */
+bool tsmctl_is_connection_error(int r);
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);
 /* The array under key in method's reply; if there is none, says so and returns EXIT_GENERIC. */

@@ -37,8 +37,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                         return EXIT_USAGE;
                 }
                 if (strchr("ftul", opt)) {
+                        errno = 0;
                         v = strtoll(optarg, &end, 10);
-                        if (*end || end == optarg || v < 0) {
+                        /* ERANGE: strtoll() gave LLONG_MAX, which nobody asked for. */
+                        if (errno != 0 || *end || end == optarg || v < 0) {
                                 fprintf(stderr, "Not a number: %s\n", optarg);
                                 json_object_put(params);
                                 return EXIT_USAGE;

@@ -37,19 +37,18 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
                 json_object *d = json_object_array_get_idx(list, i), *owner = json_object_object_get(d, "owner");
-                char who[128] = "-", held[48] = "to be reclaimed";
+                char who[160] = "-", held[64] = "to be reclaimed";
 
+                /* The IDL's ints are 64-bit: a vDevice id or uid may not fit an int. */
+#define I(k) ((long long) json_object_get_int64(json_object_object_get(owner, k)))
                 if (owner) {
                         if (!json_object_get_boolean(json_object_object_get(owner, "reclaimable")))
-                                snprintf(held, sizeof(held), "pid %d ctx %d",
-                                         json_object_get_int(json_object_object_get(owner, "pid")),
-                                         json_object_get_int(json_object_object_get(owner, "context")));
-                        snprintf(who, sizeof(who), "uid %d %s vdev %d%s%s",
-                                 json_object_get_int(json_object_object_get(owner, "uid")), held,
-                                 json_object_get_int(json_object_object_get(owner, "vdeviceId")),
+                                snprintf(held, sizeof(held), "pid %lld ctx %lld", I("pid"), I("context"));
+                        snprintf(who, sizeof(who), "uid %lld %s vdev %lld%s%s", I("uid"), held, I("vdeviceId"),
                                  json_object_get_boolean(json_object_object_get(owner, "bound")) ? " bound" : "",
                                  json_object_get_boolean(json_object_object_get(owner, "changing")) ? " changing" : "");
                 }
+#undef I
                 print_row(strna(tsmctl_esc(&e, json_get_string(d, "pciAddress"))),
                           tsmctl_esc(&e, json_get_string(d, "tsm")) ?: "-",
                           tsmctl_esc(&e, json_get_string(d, "backend")) ?: "-",

@@ -6,8 +6,14 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
+typedef struct Monitor {
+        const TsmctlOptions *options;
+        int write_error; /* errno of the write to stdout that failed */
+} Monitor;
+
 static int on_reply(TsmClient *c, const char *reply, bool continues, void *userdata) {
-        const TsmctlOptions *o = userdata;
+        Monitor *m = userdata;
+        const TsmctlOptions *o = m->options;
         _cleanup_(json_object_putp) json_object *p = json_tokener_parse(reply);
         json_object *record;
 
@@ -20,13 +26,19 @@ static int on_reply(TsmClient *c, const char *reply, bool continues, void *userd
                 tsmctl_print_json_ext(record, JSON_C_TO_STRING_PLAIN);
         else
                 tsmctl_print_audit_row(record);
-        fflush(stdout);
+        /* Following on into a full disk would never end: stop, and say why (not as a failure of
+         * the connection, which EPIPE would be taken for). */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                m->write_error = errno > 0 ? errno : EIO;
+                return -ECANCELED;
+        }
         return 0;
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
+        Monitor m = { .options = o };
         int r;
 
         r = tsmctl_connect(o, &c);
@@ -35,13 +47,17 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         tsm_client_set_timeout(c, 0); /* until interrupted */
         if (!o->json)
                 tsmctl_print_audit_header();
-        r = tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_reply, (void *) o);
+        r = tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_reply, &m);
+        if (m.write_error > 0) {
+                fprintf(stderr, "Failed to write the output: %s\n", strerror(m.write_error));
+                return EXIT_GENERIC;
+        }
         if (r < 0 && !tsm_client_get_error_name(c)) {
                 fprintf(stderr, "Following the audit log failed: %s\n", strerror(-r));
                 return EXIT_GENERIC;
         }
         /* An error reply (io.tsmd.System too) is tsmd's answer, not a lost connection. */
-        if (r < 0 && !tsmctl_is_connection_error(tsm_client_get_error_name(c))) {
+        if (r < 0 && !tsmctl_is_connection_error(r)) {
                 fprintf(stderr, "Following the audit log failed: %s %s\n", tsmctl_esc(&e, tsm_client_get_error_name(c)),
                         strempty(tsmctl_esc(&e, tsm_client_get_error_message(c))));
                 return tsmctl_exit_code_for_error(tsm_client_get_error_name(c));

@@ -11,6 +11,9 @@
 #include "varlink-errors.h"
 
 #define DEFAULT_TIMEOUT_USEC (45ULL * 1000000ULL)
+/* Reads per varlink_client_process() (of up to 16 KiB each): a peer that never stops sending
+ * must not keep the caller's loop inside it. */
+#define PROCESS_READS_MAX 4U
 /* Between connect() attempts while the listen backlog is full. */
 #define CONNECT_BACKOFF_MAX_USEC (50ULL * 1000ULL)
 
@@ -51,9 +54,7 @@ struct VarlinkClient {
 };
 
 static void current_clear(VarlinkClient *c) {
-        close_many(c->current_fds, c->n_current_fds);
-        c->current_fds = mfree(c->current_fds);
-        c->n_current_fds = 0;
+        varlink_client_close_reply_fds(c);
         c->current = (json_object_put(c->current), NULL);
 }
 
@@ -227,6 +228,12 @@ int varlink_client_take_fd(VarlinkClient *c, size_t index) {
         return fd;
 }
 
+void varlink_client_close_reply_fds(VarlinkClient *c) {
+        close_many(c->current_fds, c->n_current_fds);
+        c->current_fds = mfree(c->current_fds);
+        c->n_current_fds = 0;
+}
+
 static Pending *pending_at(VarlinkClient *c, size_t i) {
         return &c->pending[(c->pending_head + i) % c->allocated_pending];
 }
@@ -329,6 +336,7 @@ static int client_dispatch_one(VarlinkClient *c) {
 
 int varlink_client_process(VarlinkClient *c) {
         bool progress = false, drained = false;
+        unsigned n_reads = 0;
         int r;
 
         assert_return(c, -EINVAL);
@@ -352,8 +360,16 @@ int varlink_client_process(VarlinkClient *c) {
                                 break;
                         continue;
                 }
-                if (c->n_pending == 0 || drained)
+                /* With no call pending too: a read is how a hang-up of the server is seen
+                 * (poll() reports it whatever events were asked for), and a loop that is not
+                 * told spins on it, its owner unaware until its next call. Anything else that
+                 * comes unasked is a protocol violation (client_dispatch_one()). */
+                if (drained)
                         break;
+                /* Every complete message is dispatched: what is left is in the socket, which
+                 * stays readable for it. */
+                if (n_reads++ >= PROCESS_READS_MAX)
+                        return 2;
 
                 r = varlink_stream_read(c->stream);
                 if (r < 0)

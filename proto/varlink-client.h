@@ -47,6 +47,9 @@ void varlink_client_drop_fds(VarlinkClient *c);
  * sent but our RLIMIT_NOFILE left no room for it). The current reply is the one being
  * delivered to a callback, or the last reply of a blocking call. */
 int varlink_client_take_fd(VarlinkClient *c, size_t index);
+/* Closes the fds of the current reply that were not taken: once its caller took what the
+ * reply names, the rest are the peer's to push on us, not to be kept until the next reply. */
+void varlink_client_close_reply_fds(VarlinkClient *c);
 
 /* Blocking call. Returns 0 when a reply arrived: *ret_parameters (borrowed, valid until the
  * next call on this client) and *ret_error (NULL on success, borrowed likewise). Negative
@@ -73,8 +76,9 @@ int varlink_client_call_async(VarlinkClient *c, const char *method, json_object 
 int varlink_client_get_fd(const VarlinkClient *c);
 /* poll(2) events to wait for: POLLIN while replies are expected, POLLOUT while output waits. */
 short varlink_client_get_events(const VarlinkClient *c);
-/* Non-blocking step. Returns 1 if progress was made, 0 if there was nothing to do, negative
- * errno when the connection is unusable (after closing it and failing every pending
+/* Non-blocking step. Returns 1 if progress was made, 0 if there was nothing to do, 2 if it
+ * stopped after a bounded amount of work with more to read (the fd stays readable for it),
+ * negative errno when the connection is unusable (after closing it and failing every pending
  * callback). */
 int varlink_client_process(VarlinkClient *c);
 size_t varlink_client_get_n_pending(const VarlinkClient *c);

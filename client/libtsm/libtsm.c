@@ -220,7 +220,9 @@ _public_ int tsm_client_process(TsmClient *c) {
         do {
                 r = varlink_client_process(c->vc);
                 progress = progress || r > 0;
-        } while (r > 0 && !c->free_requested);
+                /* Not after 2: a peer that never stops sending would keep us here for good,
+                 * and the fd is readable for the rest. */
+        } while (r == 1 && !c->free_requested);
         if (ltsm_client_leave(c))
                 return 1; /* a callback freed the client */
         if (r < 0)
@@ -293,8 +295,27 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
                  * the call was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and
                  * the connection goes on: nothing it holds is lost for a local hiccup. */
                 return ltsm_error_set_failed(c, r);
-        if (error)
-                return ltsm_error_set_reply(c, error, reply);
+        if (error) {
+                char *name, *message;
+
+                /* Replies read together with this answer are delivered now, as after a reply
+                 * (ltsm_client_call_done()); their callbacks may set the error state, which
+                 * is this call's again once they ran. */
+                r = ltsm_error_set_reply(c, error, reply);
+                name = TAKE_PTR(c->error_name);
+                message = TAKE_PTR(c->error_message);
+                r = ltsm_client_call_done(c, r);
+                if (r == -ECANCELED) {
+                        free(name);
+                        free(message);
+                        return r; /* c is gone */
+                }
+                free(c->error_name);
+                free(c->error_message);
+                c->error_name = name;
+                c->error_message = message;
+                return r;
+        }
 
         ltsm_error_clear(c);
         *ret_reply = reply;
@@ -302,6 +323,10 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
 }
 
 int ltsm_client_call_done(TsmClient *c, int r) {
+        /* SECURITY: the caller took the fd its reply names, if any: others tsmd sent with it
+         * must not stay in the VMM until its next call. */
+        if (c->vc)
+                varlink_client_close_reply_fds(c->vc);
         if (!c->vc || LIST_EMPTY(&c->ops))
                 return r;
 

@@ -114,6 +114,8 @@ static int op_reply(VarlinkClient *vc, json_object *parameters, const char *erro
                 request_reply(op, vc, parameters, error);
         else
                 watch_reply(op, vc, parameters, error, continues);
+        /* No asynchronous reply names an fd: none tsmd sent with one stays with the VMM. */
+        varlink_client_close_reply_fds(vc);
 
         if (!continues || error)
                 ltsm_op_finish(op);

@@ -63,6 +63,7 @@ typedef struct MoreState {
         TsmJsonReplyFunc callback;
         void *userdata;
         int error;
+        int stopped; /* what the callback returned to stop, < 0 */
 } MoreState;
 
 static int on_more_reply(VarlinkClient *vc, json_object *parameters, const char *error, bool continues,
@@ -85,7 +86,11 @@ static int on_more_reply(VarlinkClient *vc, json_object *parameters, const char 
         s->client->n_dispatching++;
         r = s->callback(s->client, text, continues, s->userdata);
         s->client->n_dispatching--;
-        return s->client->free_requested ? -ECANCELED : r;
+        if (s->client->free_requested)
+                return -ECANCELED;
+        if (r < 0)
+                s->stopped = r;
+        return r;
 }
 
 /* tsm_client_call_more_json(): see tsm.h. */
@@ -115,8 +120,12 @@ _public_ int tsm_client_call_more_json(TsmClient *c, const char *method, const c
         r = varlink_client_call_more(c->vc, method, p, on_more_reply, &s);
         if (ltsm_client_leave(c))
                 return -ECANCELED;
+        /* The callback's own error stops the call as it said; any other failure that killed
+         * the connection is -ECONNRESET, as for every call (tsm.h). */
+        if (r < 0 && s.stopped < 0)
+                return ltsm_error_set_local(c, s.stopped);
         if (r < 0)
-                return ltsm_error_set_local(c, r == -EPIPE ? -ECONNRESET : r);
+                return ltsm_error_set_failed(c, r);
         if (s.error < 0)
                 return s.error;
         ltsm_error_clear(c);

@@ -294,7 +294,9 @@ int tsm_client_get_fd(const TsmClient *c);
  * @c: the client
  *
  * POLLIN while replies are expected, POLLOUT while output waits to be written, 0 when there
- * is nothing to wait for (no call pending, or the connection is lost).
+ * is nothing to wait for (no call pending, or the connection is lost). Keep the fd in the loop
+ * while it is >= 0 all the same: poll(2) reports POLLHUP whatever the events when tsmd hangs up
+ * (its worker restarted, say), and tsm_client_process() then says the connection is lost.
  *
  * Return: the event mask (>= 0) or -EINVAL.
  */
@@ -305,12 +307,15 @@ int tsm_client_get_events(const TsmClient *c);
  * @c: the client
  *
  * Writes queued calls, reads replies and runs their callbacks. Call it when the fd is ready
- * for the events of tsm_client_get_events() (calling it at other times is harmless).
+ * for the events of tsm_client_get_events() (calling it at other times is harmless). It reads
+ * a bounded amount (some 64 KiB) per call, so that a stream tsmd never stops sending cannot
+ * keep the caller's loop here: what is left keeps the fd readable (poll(2) is level-triggered;
+ * with EPOLLET, call it again until it returns 0).
  *
  * Return: 1 if something was done (also when a callback freed @c: it is gone then), 0 if
  * there was nothing to do; -ECONNRESET (or -EPROTO) when the connection was lost now (every
- * pending callback has then run with that error), -ENOTCONN if it was lost before; -EDEADLK
- * from a callback.
+ * pending callback has then run with that error; also with none pending: tsmd hung up, time to
+ * reconnect and reclaim), -ENOTCONN if it was lost before; -EDEADLK from a callback.
  */
 int tsm_client_process(TsmClient *c);
 

@@ -704,6 +704,105 @@ TEST(emfile_fails_the_call_only) {
         pair_done(c, path, ls, s);
 }
 
+/* Whether the last write end of the pipe whose read end is fd was closed. */
+static bool pipe_widowed(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
+/* SECURITY: fds tsmd sends with a reply that names none (or more than it names) are closed as
+ * soon as the call is done, not kept in the VMM until its next call, which may be hours away
+ * (a write end keeping a pipe alive, a file pinning a mount). Blocking and asynchronous. */
+TEST(unexpected_fds_closed) {
+        char path[108], buf[4096];
+        AsyncResult a = {};
+        int ls, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"error\":\"io.tsmd.Guest.NoSuchContext\",\"parameters\":{\"context\":1}}", p[1]);
+        close(p[1]);
+        ASSERT_ERRNO(tsm_context_close(c, 1), ENOENT);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"response\":\"eA==\"}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        for (unsigned i = 0; i < 100 && a.n == 0; i++) {
+                struct pollfd pf = { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+
+                (void) poll(&pf, 1, 100);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_OK(a.error);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+        free(a.name);
+        pair_done(c, path, ls, s);
+}
+
+typedef struct Chained {
+        TsmClient *client;
+        AsyncResult first, second;
+} Chained;
+
+static void on_second(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        on_response_record(c, error, response, len, &((Chained *) userdata)->second);
+}
+
+static void on_first(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Chained *ch = userdata;
+
+        on_response_record(c, error, response, len, &ch->first);
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "y", 1, 64, on_second, ch, NULL));
+}
+
+/* A blocking call whose answer is an error delivers, as one with a reply does, the replies
+ * to asynchronous calls made during its wait that were read together with its answer: they
+ * are out of the socket, and nothing would wake the VMM's loop for them. */
+TEST(replies_read_with_blocking_error) {
+        char path[108];
+        Chained ch = {};
+        int ls, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+        struct pollfd p;
+
+        /* All three answers in one read: the first request's, the blocking call's (an error),
+         * and that of the request the first one's callback makes. */
+        static const char answers[] = "{\"parameters\":{\"response\":\"eA==\"}}\0"
+                                      "{\"error\":\"io.tsmd.Guest.NoSuchContext\",\"parameters\":{\"context\":1}}\0"
+                                      "{\"parameters\":{\"response\":\"eQ==\"}}";
+
+        ASSERT_EQ(send(s, answers, sizeof(answers), MSG_NOSIGNAL), (ssize_t) sizeof(answers));
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_first, &ch, NULL));
+        ASSERT_ERRNO(tsm_context_close(c, 1), ENOENT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Guest.NoSuchContext");
+        ASSERT_EQ(ch.first.n, 1U);
+
+        /* Delivered by now, or at least the loop is woken for it. */
+        p = (struct pollfd){ .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+        if (ch.second.n == 0 && poll(&p, 1, 500) == 1)
+                ASSERT_GE(tsm_client_process(c), 0);
+        ASSERT_EQ(ch.second.n, 1U);
+        ASSERT_OK(ch.second.error);
+        free(ch.first.name);
+        free(ch.second.name);
+        pair_done(c, path, ls, s);
+}
+
 /* A connection that dies of an error other than a timeout or protocol violation (here the
  * socket stops being one: sendmsg() fails with ENOTSOCK) is reported as lost, -ECONNRESET:
  * no other errno may mean that the connection is gone (tsm.h). */
@@ -722,6 +821,98 @@ TEST(any_death_is_connection_lost) {
         ASSERT_EQ(a.n, 1U);
         ASSERT_ERRNO(a.error, ECONNRESET);
         free(a.name);
+        close(p[0]);
+        close(p[1]);
+        pair_done(c, path, l, s);
+}
+
+typedef struct Flood {
+        int fd;
+        volatile bool stop;
+} Flood;
+
+/* A peer that answers WatchEvents with events as fast as it can write them. */
+static void *flood_thread(void *userdata) {
+        static const char first[] = "{\"continues\":true,\"parameters\":{}}";
+        static const char event[] = "{\"continues\":true,\"parameters\":{\"event\":{\"kind\":\"state-changed\","
+                                    "\"context\":1,\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\",\"state\":\"run\"}}}";
+        Flood *f = userdata;
+        char buf[4096], batch[64 * sizeof(event)];
+
+        for (size_t i = 0; i < 64; i++)
+                memcpy(batch + i * sizeof(event), event, sizeof(event));
+        if (!read_message(f->fd, buf, sizeof(buf)) || send(f->fd, first, sizeof(first), MSG_NOSIGNAL) < 0)
+                return NULL;
+        while (!f->stop)
+                if (send(f->fd, batch, sizeof(batch), MSG_NOSIGNAL) < 0)
+                        break;
+        return NULL;
+}
+
+/* Takes its time over each event, as a VMM's handler may: the peer is always ahead. */
+static void on_flood_event(TsmClient *c, int error, const TsmEvent *event, void *userdata) {
+        (*(unsigned *) userdata)++;
+        sleep_msec(1);
+}
+
+/* A peer that never stops sending (a compromised worker, a stream of events faster than the
+ * VMM takes them) must not hold tsm_client_process() forever: it is the VMM's event loop, and
+ * "without blocking" (tsm.h). It does a bounded amount of work and returns; the fd stays
+ * readable for the rest. */
+TEST(process_returns_under_a_flood) {
+        char path[108];
+        unsigned n = 0;
+        pthread_t thread;
+        uint64_t start, took;
+        struct pollfd p;
+        int l, s, r;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+        Flood f = { .fd = s };
+
+        ASSERT_EQ(pthread_create(&thread, NULL, flood_thread, &f), 0);
+        ASSERT_OK(tsm_client_watch_events(c, on_flood_event, &n, NULL));
+        p = (struct pollfd){ .fd = tsm_client_get_fd(c), .events = POLLIN };
+        ASSERT_EQ(poll(&p, 1, 5000), 1);
+        sleep_msec(100); /* the socket's buffer fills */
+
+        alarm(20); /* a process() that never returns ends the test (SIGALRM) */
+        start = now_usec();
+        r = tsm_client_process(c);
+        took = now_usec() - start;
+        alarm(0);
+        f.stop = true;
+        ASSERT_EQ(r, 1);
+        ASSERT_GE(n, 2U);
+        if (took > 2000000ULL)
+                TEST_FAIL("tsm_client_process() took %" PRIu64 " ms for %u events", took / 1000, n);
+
+        tsm_client_free(c); /* the flood's send() fails now */
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        close(s);
+        close(l);
+        unlink(path);
+}
+
+static int on_more_count(TsmClient *c, const char *reply, bool continues, void *userdata) {
+        (*(unsigned *) userdata)++;
+        return 0;
+}
+
+/* The same for tsm_client_call_more_json(): a death of the connection is -ECONNRESET there
+ * too, not whatever errno killed it. */
+TEST(any_death_is_connection_lost_more) {
+        char path[108];
+        unsigned n = 0;
+        int l, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_TRUE(dup3(p[0], tsm_client_get_fd(c), O_CLOEXEC) >= 0);
+        ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_count, &n),
+                     ECONNRESET);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_EQ(n, 0U);
         close(p[0]);
         close(p[1]);
         pair_done(c, path, l, s);

@@ -203,6 +203,40 @@ TEST(kill_while_idle) {
         tsmd_instance_done(&t);
 }
 
+/* A worker restart while the VMM is idle: the event loop still has the fd, poll() reports the
+ * hang-up whatever events were asked for, and tsm_client_process() must say the connection is
+ * lost, or the VMM learns it only at its next call (maybe after ReclaimTimeoutSec, its contexts
+ * gone), and a level-triggered loop spins on the hang-up meanwhile. */
+TEST(hangup_while_idle_seen_by_process) {
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx;
+        _cleanup_free_ char *token = NULL;
+        struct pollfd p;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &token));
+        tsmd_instance_kill_worker(&t);
+
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+        p = (struct pollfd){ .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+        ASSERT_GE(p.fd, 0);
+        ASSERT_EQ(poll(&p, 1, 5000), 1);
+        ASSERT_TRUE(p.revents & POLLHUP);
+        ASSERT_ERRNO(tsm_client_process(c), ECONNRESET);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_ERRNO(tsm_client_process(c), ENOTCONN);
+
+        /* Noticed in time: the context comes back. */
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_OK(tsm_context_reclaim(c, token, &ctx, NULL));
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
 typedef struct Watch {
         unsigned n_subscribed, n_ended, n_destroys;
         int end_error;

@@ -1067,4 +1067,158 @@ TEST(exit_codes) {
         tsmd_teardown(&t);
 }
 
+/* Runs argv with stdout on /dev/full (a full disk) and stderr in a file; its exit status
+ * (bounded: a tsmctl that writes on into nothing is killed and fails the test), stderr (through
+ * the file err_path) in ret_err. */
+static int run_to_full(const char *const *argv, const char *err_path, char **ret_err) {
+        uint64_t deadline = now_usec() + 10 * 1000000ULL;
+        int status;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+                int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+                if (full < 0 || err < 0 || dup2(full, 1) < 0 || dup2(err, 2) < 0)
+                        _exit(127);
+                execv(argv[0], (char **) argv);
+                _exit(127);
+        }
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                if (now_usec() >= deadline) {
+                        (void) kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                        TEST_FAIL("%s did not finish writing to a full disk within 10 s", argv[0]);
+                }
+                sleep_usec(10000);
+        }
+        *ret_err = read_file(err_path);
+        ASSERT_TRUE(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* Output that could not be written is a failure (exit 1), not a truncated table and 0 that a
+ * script takes for the whole answer; and monitor stops rather than follow into nothing. */
+TEST(output_write_error_is_failure) {
+        static const char monitor_replies[] = "{\"continues\":true,\"parameters\":{}}\0"
+                                              "{\"continues\":true,\"parameters\":{\"record\":{\"seq\":1}}}";
+        const char *path = fake_socket_path("fake-full-disk"), *err_path = fake_socket_path("stderr-full");
+
+        /* The table, then --json. */
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_free_ char *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", path, "devices", NULL, NULL };
+                pid_t pid = fake_tsmd(path, "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\"}]}}");
+
+                if (i == 1) {
+                        argv[3] = "--json";
+                        argv[4] = "devices";
+                }
+                ASSERT_EQ(run_to_full(argv, err_path, &err), 1);
+                ASSERT_NOT_NULL(strstr(err, "No space left on device"));
+                (void) kill(pid, SIGKILL);
+                ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+                ASSERT_OK(unlink(path));
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", path, "monitor", NULL };
+                pid_t pid = fake_tsmd_replies(path, monitor_replies, sizeof(monitor_replies));
+
+                ASSERT_EQ(run_to_full(argv, err_path, &err), 1);
+                ASSERT_NOT_NULL(strstr(err, "No space left on device"));
+                (void) kill(pid, SIGKILL);
+                ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+                ASSERT_OK(unlink(path));
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--help", NULL };
+
+                ASSERT_EQ(run_to_full(argv, err_path, &err), 1);
+        }
+}
+
+/* libtsm's names for a lost connection are anyone's to send (tsm.h maps them to -EBADR when
+ * they come from tsmd): an answer that names one is that answer, exit 1, not "tsmd not
+ * reachable" (exit 7), which only libtsm's own errno says. */
+TEST(peer_sent_connection_error_names_are_answers) {
+        static const struct {
+                const char *verb, *reply;
+        } cases[] = {
+                { "devices", "{\"error\":\"io.tsmd.TimedOut\",\"parameters\":{}}" },
+                { "devices", "{\"error\":\"io.tsmd.Disconnected\",\"parameters\":{}}" },
+                { "status", "{\"error\":\"io.tsmd.Protocol\",\"parameters\":{}}" },
+                { "monitor", "{\"error\":\"io.tsmd.Disconnected\",\"parameters\":{}}" },
+        };
+        const char *path = fake_socket_path("fake-names");
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", path, cases[i].verb, NULL };
+                pid_t pid = fake_tsmd(path, cases[i].reply);
+                int status;
+
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+                (void) kill(pid, SIGKILL);
+                ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+                ASSERT_OK(unlink(path));
+                ASSERT_TRUE(WIFEXITED(status));
+                if (WEXITSTATUS(status) != 1 || !strstr(err, " failed: io.tsmd."))
+                        TEST_FAIL("tsmctl %s on %s: exit %d, expected 1: %s", cases[i].verb, cases[i].reply,
+                                  WEXITSTATUS(status), err);
+        }
+}
+
+/* A --socket= libtsm cannot take as an address is an invalid argument (exit 2), not a tsmd
+ * that is not running (exit 7). */
+TEST(malformed_socket_address_is_usage_error) {
+        static const char *const bad[] = { "--socket=relative/path", "--socket=unix:" };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, bad[i], "devices", NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                ASSERT_TRUE(WIFEXITED(status));
+                if (WEXITSTATUS(status) != 2)
+                        TEST_FAIL("tsmctl %s: exit %d, expected 2: %s", bad[i], WEXITSTATUS(status), err);
+        }
+}
+
+/* The IDL's ints are 64-bit: a vDevice id (1..UINT32_MAX, as IOMMU_VDEVICE_ALLOC gives it) or
+ * a uid past INT32_MAX is shown as it is, not clamped to 2147483647. */
+TEST(devices_shows_large_ids) {
+        _cleanup_free_ char *out = NULL;
+
+        ASSERT_EQ(run_against("devices",
+                              "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\",\"owner\":{\"uid\":"
+                              "3000000000,\"pid\":4000000,\"unit\":null,\"context\":5000000000,\"vdeviceId\":"
+                              "4294967295,\"bound\":false,\"changing\":false,\"reclaimable\":false}}]}}",
+                              &out),
+                  0);
+        if (!strstr(out, "uid 3000000000 pid 4000000 ctx 5000000000 vdev 4294967295"))
+                TEST_FAIL("tsmctl devices:\n%s", out);
+}
+
+/* A number audit's filters cannot hold is an invalid argument (exit 2), not LLONG_MAX sent
+ * in its place as if the admin had asked for that. */
+TEST(audit_number_out_of_range_is_usage_error) {
+        static const char *const bad[] = { "--from=99999999999999999999", "--limit=18446744073709551616",
+                                           "--uid=-1", "--to=1x" };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", "/nonexistent/socket", "audit", bad[i], NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                ASSERT_TRUE(WIFEXITED(status));
+                if (WEXITSTATUS(status) != 2)
+                        TEST_FAIL("tsmctl audit %s: exit %d, expected 2: %s", bad[i], WEXITSTATUS(status), err);
+        }
+}
+
 TEST_MAIN();
