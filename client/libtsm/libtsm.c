@@ -334,7 +334,9 @@ int ltsm_client_call_done(TsmClient *c, int r) {
          * read together with this call's reply: deliver them now, as nothing would wake the
          * caller's loop for them. */
         c->n_busy++;
-        while (varlink_client_process(c->vc) > 0 && !c->free_requested)
+        /* Not on past a bounded read (2): a peer that never stops sending would hold the
+         * blocking call here for good; the rest keeps the fd readable for the caller's loop. */
+        while (varlink_client_process(c->vc) == 1 && !c->free_requested)
                 ;
         if (ltsm_client_leave(c))
                 return -ECANCELED; /* as if it came while the call waited */
