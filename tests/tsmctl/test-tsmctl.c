@@ -137,6 +137,16 @@ TEST(tables) {
         tsmd_teardown(&t);
 }
 
+/* Echoes text as TAP comments: a line of its own on stdout would be one of TAP's. */
+static void print_comment(const char *text) {
+        for (const char *l = text; *l;) {
+                size_t n = strcspn(l, "\n");
+
+                printf("# %.*s\n", (int) n, l);
+                l += n + (l[n] == '\n');
+        }
+}
+
 /* tsmctl verb's output (it must succeed), echoed as TAP comments. */
 static char *tsmctl_out(Tsmd *t, const char *verb) {
         const char *argv[] = { TSMCTL_PATH, "--socket", t->socket, verb, NULL };
@@ -145,12 +155,7 @@ static char *tsmctl_out(Tsmd *t, const char *verb) {
 
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 TEST_FAIL("tsmctl %s: %s", verb, out);
-        for (const char *l = out; *l;) {
-                size_t n = strcspn(l, "\n");
-
-                printf("# %.*s\n", (int) n, l);
-                l += n + (l[n] == '\n');
-        }
+        print_comment(out);
         return out;
 }
 
@@ -752,7 +757,8 @@ TEST(hostile_strings_are_escaped) {
                 int status = run_fake(path, cases[i].args, cases[i].reply, strlen(cases[i].reply) + 1, &out, &err);
 
                 ASSERT_TRUE(asprintf(&both, "%s%s", out, err) > 0);
-                printf("# tsmctl %s:\n%s", cases[i].args[0], both);
+                printf("# tsmctl %s:\n", cases[i].args[0]);
+                print_comment(both);
                 if (status != cases[i].status || count_lines_with(both, HOSTILE_ESCAPED) != cases[i].n_escaped)
                         TEST_FAIL("case %zu, tsmctl %s: exit %d, %u escaped strings, expected exit %d and %u:\n%s", i,
                                   cases[i].args[0], status, count_lines_with(both, HOSTILE_ESCAPED), cases[i].status,
@@ -852,7 +858,8 @@ TEST(table_columns_align_by_display_width) {
                 const char *line;
 
                 ASSERT_EQ(run_fake(path, args, cases[i].reply, strlen(cases[i].reply) + 1, &out, &err), 0);
-                printf("# tsmctl %s:\n%s", cases[i].verb, out);
+                printf("# tsmctl %s:\n", cases[i].verb);
+                print_comment(out);
                 line = strstr(out, cases[i].rows[0][0]); /* the header, after what comes before it */
                 ASSERT_NOT_NULL(line);
                 for (size_t r = 0; r < ELEMENTSOF(cases[i].rows) && cases[i].rows[r][0]; r++) {
@@ -965,7 +972,7 @@ TEST(audit_record_in_the_log_shown_escaped) {
                 const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", from, "--limit=1", NULL };
                 ASSERT_EQ(run_capture(argv, &out, &err, 10 * 1000000ULL), 0);
         }
-        printf("# %s", out);
+        print_comment(out);
         assert_terminal_safe("tsmctl audit", out);
         ASSERT_EQ(count_lines(out), 2U);
         ASSERT_EQ(count_lines_with(out, HOSTILE_ESCAPED), 4U); /* event, pci, scope, result */
