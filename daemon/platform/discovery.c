@@ -422,6 +422,39 @@ static int rescan_devices(Discovery *d) {
         return 0;
 }
 
+static int refresh_by_syspath(Discovery *d, const char *syspath, const char *sysname, bool is_tsm);
+
+/* The device called sysname is gone from syspath. */
+static int forget(Discovery *d, const char *syspath, const char *sysname, bool is_tsm) {
+        _cleanup_free_ char *known = NULL;
+        const InventoryTsm *t;
+        const InventoryDevice *dv;
+        const char *p;
+        int r;
+
+        if (is_tsm) {
+                t = inventory_get_tsm(d->inv, sysname);
+                p = t ? t->syspath : NULL;
+        } else {
+                dv = inventory_get_device(d->inv, sysname);
+                p = dv ? dv->syspath : NULL;
+        }
+
+        /* udevd runs the events of unrelated devpaths side by side, so they may come out of
+         * order: the name may live at another path already (a TSM id given out again, a bus
+         * number behind another port), announced there first. That one is not gone: look at
+         * it again instead. */
+        if (p && !streq(p, syspath)) {
+                known = strdup(p);
+                if (!known)
+                        return -ENOMEM;
+                return refresh_by_syspath(d, known, sysname, is_tsm);
+        }
+
+        r = is_tsm ? inventory_remove_tsm(d->inv, sysname) : inventory_remove_device(d->inv, sysname);
+        return r == -ENOENT ? 0 : r;
+}
+
 static int refresh_by_syspath(Discovery *d, const char *syspath, const char *sysname,
                               bool is_tsm) {
         _cleanup_(sd_device_unrefp) sd_device *dev = NULL;
@@ -430,11 +463,8 @@ static int refresh_by_syspath(Discovery *d, const char *syspath, const char *sys
         /* A fresh object: the event's device carries udev's properties, not current sysfs
          * values, and sd-device caches attributes per object. */
         r = sd_device_new_from_syspath(&dev, syspath);
-        if (is_gone(r)) {
-                r = is_tsm ? inventory_remove_tsm(d->inv, sysname) :
-                             inventory_remove_device(d->inv, sysname);
-                return r == -ENOENT ? 0 : r;
-        }
+        if (is_gone(r))
+                return forget(d, syspath, sysname, is_tsm);
         if (r < 0)
                 return r;
 
@@ -476,8 +506,8 @@ static int handle_uevent(Discovery *d, sd_device *dev) {
 
         if (streq(subsystem, "tsm")) {
                 if (action == SD_DEVICE_REMOVE) {
-                        r = inventory_remove_tsm(d->inv, sysname);
-                        if (r < 0 && r != -ENOENT)
+                        r = forget(d, syspath, sysname, /* is_tsm= */ true);
+                        if (r < 0)
                                 return r;
                 } else {
                         r = refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ true);
@@ -494,10 +524,8 @@ static int handle_uevent(Discovery *d, sd_device *dev) {
                 if (!pci_address_is_valid(sysname))
                         return 0;
 
-                if (action == SD_DEVICE_REMOVE) {
-                        r = inventory_remove_device(d->inv, sysname);
-                        return r == -ENOENT ? 0 : r;
-                }
+                if (action == SD_DEVICE_REMOVE)
+                        return forget(d, syspath, sysname, /* is_tsm= */ false);
                 if (action == SD_DEVICE_MOVE)
                         /* The old name is only in DEVPATH_OLD; a rescan drops it reliably. */
                         return rescan_devices(d);

@@ -268,6 +268,54 @@ TEST(device_connect_state_changes) {
         teardown(&c);
 }
 
+/* udevd runs the events of unrelated devpaths side by side and may deliver them out of order:
+ * a name the kernel gave again at another path (a TSM id the IDA handed out again, a bus number
+ * under another bridge) can be announced there before its old path's "remove" arrives. That late
+ * "remove", or a late "change" of the old path, must not take the new one along. */
+TEST(a_late_event_of_an_old_path_spares_the_name_living_elsewhere) {
+        Ctx c;
+
+        setup(&c, "two-tsms");
+        ASSERT_EQ(inventory_get_tsm(c.inv, "tsm1")->type, TSM_BACKEND_TDX_CONNECT);
+
+        /* tdx_host goes and the sample TSM registers, getting id 1 again: add first. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, "/devices/faux/tdx_host"));
+        ASSERT_OK(sysfs_fixture_apply_text(c.root,
+                                           "faux /devices/faux/devsec_link_tsm\n"
+                                           "tsm /devices/faux/devsec_link_tsm/tsm/tsm1 pci_mode=link\n"));
+        send_event(&c, "add", "/devices/faux/devsec_link_tsm/tsm/tsm1", "tsm");
+        send_event(&c, "remove", TSM1, "tsm");
+        send_event(&c, "change", TSM1, "tsm");
+        run_until_events(&c, 3);
+        ASSERT_NOT_NULL(inventory_get_tsm(c.inv, "tsm1"));
+        ASSERT_EQ(inventory_get_tsm(c.inv, "tsm1")->type, TSM_BACKEND_DEVSEC_SAMPLE);
+
+        /* The NVMe drive comes back behind another port with the same bus number. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
+        ASSERT_OK(sysfs_fixture_apply_line(c.root, "pci " NEW_PORT " class=0x060400 driver=pcieport"));
+        ASSERT_OK(sysfs_fixture_apply_line(c.root, "pci " NEW_PORT "/0000:03:00.0 vendor=0x144d "
+                                                   "device=0xa80a class=0x010802 driver=nvme tsm="));
+        send_event(&c, "add", NEW_PORT, "pci");
+        send_event(&c, "add", NEW_PORT "/0000:03:00.0", "pci");
+        send_event(&c, "remove", NVME, "pci");
+        send_event(&c, "change", NVME, "pci");
+        run_until_events(&c, 7);
+        ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        ASSERT_STREQ(inventory_get_device(c.inv, "0000:03:00.0")->syspath, "/sys" NEW_PORT "/0000:03:00.0");
+
+        /* A rescan agrees: nothing was stale. */
+        size_t before = c.n;
+        ASSERT_OK(discovery_scan(c.d));
+        ASSERT_EQ(c.n, before);
+
+        /* The remove of the path the name lives at still removes it. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, NEW_PORT));
+        send_event(&c, "remove", NEW_PORT "/0000:03:00.0", "pci");
+        run_until_events(&c, 8);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        teardown(&c);
+}
+
 TEST(other_subsystems_are_filtered_out) {
         Ctx c;
 
