@@ -487,7 +487,7 @@ int discovery_refresh_device(Discovery *d, const char *address) {
 static int handle_uevent(Discovery *d, sd_device *dev) {
         const char *subsystem, *syspath, *sysname;
         sd_device_action_t action;
-        int r;
+        int r, k;
 
         r = sd_device_get_action(dev, &action);
         if (r < 0)
@@ -505,19 +505,16 @@ static int handle_uevent(Discovery *d, sd_device *dev) {
         log_debug("uevent: action %d, %s %s", (int) action, subsystem, syspath);
 
         if (streq(subsystem, "tsm")) {
-                if (action == SD_DEVICE_REMOVE) {
+                if (action == SD_DEVICE_REMOVE)
                         r = forget(d, syspath, sysname, /* is_tsm= */ true);
-                        if (r < 0)
-                                return r;
-                } else {
+                else
                         r = refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ true);
-                        if (r < 0)
-                                return r;
-                }
 
                 /* Registering or removing a TSM shows, hides and disconnects the tsm/
-                 * directories of PCI devices without any per-device uevent. */
-                return rescan_devices(d);
+                 * directories of PCI devices without any per-device uevent: this event is the
+                 * only word of it, whether or not the TSM itself could be read. */
+                k = rescan_devices(d);
+                return r < 0 ? r : k;
         }
 
         if (streq(subsystem, "pci")) {

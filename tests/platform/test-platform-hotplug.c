@@ -10,6 +10,8 @@
  */
 
 #include <event2/event.h>
+#include <limits.h>
+#include <sys/stat.h>
 
 #include "backend.h"
 #include "discovery.h"
@@ -23,6 +25,7 @@
 #define MAX_LOG 128
 
 #define NIC "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
+#define NIC_FN1 "/devices/pci0000:00/0000:00:01.1/0000:01:00.1"
 #define NVME "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
 #define GPU "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"
 #define TSM1 "/devices/faux/tdx_host/tsm/tsm1"
@@ -313,6 +316,31 @@ TEST(a_late_event_of_an_old_path_spares_the_name_living_elsewhere) {
         send_event(&c, "remove", NEW_PORT "/0000:03:00.0", "pci");
         run_until_events(&c, 8);
         ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        teardown(&c);
+}
+
+/* A TSM's "change" (pci_tsm_register() done) is the only word that devices' tsm/ appeared: they
+ * are read again even when the TSM itself cannot be read this time. */
+TEST(tsm_change_rescans_devices_even_if_the_tsm_is_unreadable) {
+        char path[PATH_MAX];
+        Ctx c;
+        ssize_t i;
+
+        setup(&c, "two-tsms");
+        ASSERT_FALSE(inventory_get_device(c.inv, "0000:01:00.1")->tdisp_capable);
+
+        /* Reading tsm0's pci_mode fails with EISDIR from now on. */
+        snprintf(path, sizeof(path), "%s/devices/pci0000:00/0000:00:18.2/tsm/tsm0/pci_mode", c.root);
+        ASSERT_OK(mkdir(path, 0755));
+        ASSERT_OK(sysfs_fixture_write_attr(c.root, NIC_FN1, "tsm/connect", ""));
+        send_event(&c, "change", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm");
+        run_until_events(&c, 1);
+
+        ASSERT_NOT_NULL(inventory_get_tsm(c.inv, "tsm0"));
+        ASSERT_TRUE(inventory_get_device(c.inv, "0000:01:00.1")->tdisp_capable);
+        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:01:00.1");
+        ASSERT_TRUE(i >= 0);
+        ASSERT_EQ(c.changes[i], INVENTORY_CHANGE_TDISP);
         teardown(&c);
 }
 
