@@ -46,6 +46,7 @@ struct Discovery {
         struct event *storm_timer; /* a rescan once a uevent storm has passed */
         uint64_t resync_usec; /* 0: the default, which depends on whether uevents arrive */
         bool deaf; /* the monitor runs, but no udevd rebroadcasts uevents to it */
+        bool scanned; /* a full scan completed */
         uint64_t n_events;
 };
 
@@ -408,6 +409,7 @@ int discovery_scan(Discovery *d) {
                 return r;
 
         inventory_sync_end(d->inv, INVENTORY_SYNC_TSMS | INVENTORY_SYNC_DEVICES);
+        d->scanned = true;
         return 0;
 }
 
@@ -677,6 +679,12 @@ int discovery_start_monitor(Discovery *d) {
         r = arm_resync(d);
         if (r < 0)
                 return r;
+        /* What changed since the last scan sent uevents before anybody listened: look again. */
+        if (r_uevents >= 0 && d->scanned) {
+                r = discovery_scan(d);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to rescan devices, inventory may be stale: %m");
+        }
         if (r_uevents < 0)
                 log_warning_errno(r_uevents, "Cannot follow device hotplug through uevents, noticing device "
                                              "changes only by rescanning sysfs every %" PRIu64 " s: %m",

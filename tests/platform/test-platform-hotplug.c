@@ -344,6 +344,34 @@ TEST(tsm_change_rescans_devices_even_if_the_tsm_is_unreadable) {
         teardown(&c);
 }
 
+/* What changes between a first scan and the monitor listening sends uevents nobody hears: the
+ * monitor looks again once it listens, instead of leaving it to the rescan ten minutes on. */
+TEST(changes_before_the_monitor_listens_are_not_lost) {
+        Ctx c = {};
+
+        if (!platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(true);
+        platform_test_fake_udevd(true);
+        ASSERT_TRUE(platform_test_netns_is_private());
+        c.root = platform_test_fixture("two-tsms", NULL);
+        c.base = event_base_new();
+        ASSERT_NOT_NULL(c.base);
+        ASSERT_OK(inventory_new(&c.inv));
+        ASSERT_OK(discovery_new(c.inv, c.base, &c.d));
+        ASSERT_OK(discovery_scan(c.d));
+        ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+
+        /* The NVMe drive goes, and its "remove" is sent while nothing listens. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
+        send_event(&c, "remove", NVME, "pci");
+        ASSERT_OK(discovery_start_monitor(c.d));
+        run_idle(&c);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        ASSERT_EQ(discovery_n_events(c.d), 0u);
+        teardown(&c);
+}
+
 TEST(other_subsystems_are_filtered_out) {
         Ctx c;
 
