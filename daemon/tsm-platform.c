@@ -431,12 +431,13 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
                 r = discovery_new(p->inventory, base, &p->discovery);
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up device discovery: %m");
-                r = discovery_scan(p->discovery);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to enumerate TSMs and PCI devices: %m");
+                /* Listening first: a change during the scan is heard, and applied after it. */
                 r = discovery_start_monitor(p->discovery);
                 if (r < 0)
                         log_warning_errno(r, "Cannot follow device hotplug, continuing without: %m");
+                r = discovery_scan(p->discovery);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to enumerate TSMs and PCI devices: %m");
         }
 
         if (config->mode != TSM_PLATFORM_EMULATED && !view) {

@@ -178,7 +178,9 @@ static void device_power_on_regs(const EmuDevice *d, uint64_t regs[static EMU_DE
                 regs[i] = splitmix64(&st);
 }
 
-/* A function reset: also the registers go back to their power-on values. */
+/* A conventional reset (the device dropped off the bus and came back, fault GONE): the TDI back to
+ * CONFIG_UNLOCKED, as TDISP has it (a function level reset would send a locked TDI to ERROR
+ * instead, which nothing here models), and the registers to their power-on values. */
 static void device_reset(EmuDevice *d) {
         device_unlock(d);
         device_scrub_memory(d);

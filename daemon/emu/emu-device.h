@@ -39,7 +39,7 @@ EmuScope emu_scope_from_string(const char *s);
  * READ returns a register, WRITE sets one and returns the new value. Registers 0-3 are read
  * only; 4-7 are configuration registers: writing one while the TDI is CONFIG_LOCKED or RUN
  * is a change to locked configuration and moves the TDI to ERROR, as TDISP requires; 8-15
- * are scratch; both keep what was written until a function reset or a release restores their
+ * are scratch; both keep what was written until a reset (fault GONE) or a release restores their
  * power-on values. Nothing secret (the nonce) is readable. A READ needs scope DEBUG_READ, a
  * WRITE scope DEBUG_WRITE. Errors: bad op, register, reserved bytes or length, or writing a
  * read-only register: ERROR(INVALID_REQUEST); another registry or vendor:
@@ -51,7 +51,7 @@ EmuScope emu_scope_from_string(const char *s);
  * length bytes read; a MEM_WRITE request is followed by the length bytes to store, and its
  * response is the echoed message. A transfer is 1..EMU_DEBUG_MEM_XFER_MAX bytes inside the
  * window (so no debug VDM exceeds EMU_DEBUG_MSG_MAX), otherwise ERROR(INVALID_REQUEST). The
- * memory reads as zeros until written. It is scrubbed (zeros again) by a function reset and
+ * memory reads as zeros until written. It is scrubbed (zeros again) by a reset (fault GONE) and
  * when the TDI goes back to CONFIG_UNLOCKED from CONFIG_LOCKED, RUN or ERROR, so that data the
  * TDI held while assigned to a guest is not readable by the host afterwards. Memory is data,
  * not configuration: writing it never moves the TDI to ERROR. */

@@ -46,6 +46,7 @@ struct Discovery {
         struct event *storm_timer; /* a rescan once a uevent storm has passed */
         uint64_t resync_usec; /* 0: the default, which depends on whether uevents arrive */
         bool deaf; /* the monitor runs, but no udevd rebroadcasts uevents to it */
+        bool scanned; /* a full scan completed */
         uint64_t n_events;
 };
 
@@ -408,6 +409,7 @@ int discovery_scan(Discovery *d) {
                 return r;
 
         inventory_sync_end(d->inv, INVENTORY_SYNC_TSMS | INVENTORY_SYNC_DEVICES);
+        d->scanned = true;
         return 0;
 }
 
@@ -422,6 +424,39 @@ static int rescan_devices(Discovery *d) {
         return 0;
 }
 
+static int refresh_by_syspath(Discovery *d, const char *syspath, const char *sysname, bool is_tsm);
+
+/* The device called sysname is gone from syspath. */
+static int forget(Discovery *d, const char *syspath, const char *sysname, bool is_tsm) {
+        _cleanup_free_ char *known = NULL;
+        const InventoryTsm *t;
+        const InventoryDevice *dv;
+        const char *p;
+        int r;
+
+        if (is_tsm) {
+                t = inventory_get_tsm(d->inv, sysname);
+                p = t ? t->syspath : NULL;
+        } else {
+                dv = inventory_get_device(d->inv, sysname);
+                p = dv ? dv->syspath : NULL;
+        }
+
+        /* udevd runs the events of unrelated devpaths side by side, so they may come out of
+         * order: the name may live at another path already (a TSM id given out again, a bus
+         * number behind another port), announced there first. That one is not gone: look at
+         * it again instead. */
+        if (p && !streq(p, syspath)) {
+                known = strdup(p);
+                if (!known)
+                        return -ENOMEM;
+                return refresh_by_syspath(d, known, sysname, is_tsm);
+        }
+
+        r = is_tsm ? inventory_remove_tsm(d->inv, sysname) : inventory_remove_device(d->inv, sysname);
+        return r == -ENOENT ? 0 : r;
+}
+
 static int refresh_by_syspath(Discovery *d, const char *syspath, const char *sysname,
                               bool is_tsm) {
         _cleanup_(sd_device_unrefp) sd_device *dev = NULL;
@@ -430,11 +465,8 @@ static int refresh_by_syspath(Discovery *d, const char *syspath, const char *sys
         /* A fresh object: the event's device carries udev's properties, not current sysfs
          * values, and sd-device caches attributes per object. */
         r = sd_device_new_from_syspath(&dev, syspath);
-        if (is_gone(r)) {
-                r = is_tsm ? inventory_remove_tsm(d->inv, sysname) :
-                             inventory_remove_device(d->inv, sysname);
-                return r == -ENOENT ? 0 : r;
-        }
+        if (is_gone(r))
+                return forget(d, syspath, sysname, is_tsm);
         if (r < 0)
                 return r;
 
@@ -457,7 +489,7 @@ int discovery_refresh_device(Discovery *d, const char *address) {
 static int handle_uevent(Discovery *d, sd_device *dev) {
         const char *subsystem, *syspath, *sysname;
         sd_device_action_t action;
-        int r;
+        int r, k;
 
         r = sd_device_get_action(dev, &action);
         if (r < 0)
@@ -475,29 +507,24 @@ static int handle_uevent(Discovery *d, sd_device *dev) {
         log_debug("uevent: action %d, %s %s", (int) action, subsystem, syspath);
 
         if (streq(subsystem, "tsm")) {
-                if (action == SD_DEVICE_REMOVE) {
-                        r = inventory_remove_tsm(d->inv, sysname);
-                        if (r < 0 && r != -ENOENT)
-                                return r;
-                } else {
+                if (action == SD_DEVICE_REMOVE)
+                        r = forget(d, syspath, sysname, /* is_tsm= */ true);
+                else
                         r = refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ true);
-                        if (r < 0)
-                                return r;
-                }
 
                 /* Registering or removing a TSM shows, hides and disconnects the tsm/
-                 * directories of PCI devices without any per-device uevent. */
-                return rescan_devices(d);
+                 * directories of PCI devices without any per-device uevent: this event is the
+                 * only word of it, whether or not the TSM itself could be read. */
+                k = rescan_devices(d);
+                return r < 0 ? r : k;
         }
 
         if (streq(subsystem, "pci")) {
                 if (!pci_address_is_valid(sysname))
                         return 0;
 
-                if (action == SD_DEVICE_REMOVE) {
-                        r = inventory_remove_device(d->inv, sysname);
-                        return r == -ENOENT ? 0 : r;
-                }
+                if (action == SD_DEVICE_REMOVE)
+                        return forget(d, syspath, sysname, /* is_tsm= */ false);
                 if (action == SD_DEVICE_MOVE)
                         /* The old name is only in DEVPATH_OLD; a rescan drops it reliably. */
                         return rescan_devices(d);
@@ -652,6 +679,12 @@ int discovery_start_monitor(Discovery *d) {
         r = arm_resync(d);
         if (r < 0)
                 return r;
+        /* What changed since the last scan sent uevents before anybody listened: look again. */
+        if (r_uevents >= 0 && d->scanned) {
+                r = discovery_scan(d);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to rescan devices, inventory may be stale: %m");
+        }
         if (r_uevents < 0)
                 log_warning_errno(r_uevents, "Cannot follow device hotplug through uevents, noticing device "
                                              "changes only by rescanning sysfs every %" PRIu64 " s: %m",

@@ -50,6 +50,8 @@ int discovery_scan(Discovery *d);
  * be received (no netlink in a container, RestrictAddressFamilies=, ...), or will not come (no
  * udevd running to rebroadcast them, which sd-device listens for), this logs so once and
  * follows changes by rescans alone, every DISCOVERY_RESYNC_NO_UEVENTS_USEC: not an error.
+ * Changes made after a scan and before the monitor listened sent their uevents to nobody: when a
+ * scan came first, it rescans once listening (start it first to save that scan).
  * -EINVAL without an event base, -EBUSY if already started, -ENOMEM/-EIO if the rescan timer
  * cannot be set.
  */

@@ -480,8 +480,8 @@ TEST(backend_hang) {
                 (unsigned long long) (took / USEC_PER_MSEC));
         good_check(&g);
 
-        /* Bind and unbind are synchronous in the monitor (as the kernel's ioctls are): a device
-         * that does not answer fails them at once, with the same error. */
+        /* Bind and unbind have no deadline to wait for: a device that does not answer fails them
+         * as soon as it takes them up, with the same error. */
         CALL_ERROR(v.c, G "Bind", guest_vdev_params(v.ctx, 1), E_GUEST("Timeout"), "{\"pciAddress\":\"" DEV1 "\"}");
 
         /* Every timeout has its record. */

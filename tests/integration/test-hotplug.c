@@ -465,6 +465,39 @@ TEST(removal_while_waiting_to_be_reclaimed) {
         teardown(&e);
 }
 
+/* udevd delivers the events of unrelated devpaths out of order: the TDX Connect TSM goes and the
+ * sample TSM registers, getting id 1 again, and its "add" comes before the old tsm1's "remove".
+ * That late remove does not take the new tsm1 along: its device stays attachable, served by it. */
+TEST(a_late_remove_spares_a_tsm_registered_again_elsewhere) {
+        Env e;
+        VarlinkClient *c;
+        int64_t ctx;
+
+        setup(&e, "two-tsms", NULL);
+        c = tsmd_connect(&e.tsmd);
+        ctx = open_context(c);
+
+        ASSERT_OK(sysfs_fixture_remove(e.root, "/devices/faux/tdx_host"));
+        ASSERT_OK(sysfs_fixture_apply_text(e.root, "faux /devices/faux/devsec_link_tsm\n"
+                                                   "tsm /devices/faux/devsec_link_tsm/tsm/tsm1 pci_mode=link\n"));
+        send_event(&e, "add", "/devices/faux/devsec_link_tsm/tsm/tsm1", "tsm");
+        send_event(&e, "remove", TSM1, "tsm");
+        /* Behind them, a device both processes must see before it can be attached: then they
+         * have applied the two events before it too. */
+        ASSERT_OK(sysfs_fixture_apply_line(e.root, "pci " NEW_PORT " class=0x060400 driver=pcieport"));
+        ASSERT_OK(sysfs_fixture_apply_line(e.root, "pci " NEW_DEV " vendor=0x8086 device=0x0d58 class=0x120000 tsm=tsm0"));
+        send_event(&e, "add", NEW_PORT, "pci");
+        send_event(&e, "add", NEW_DEV, "pci");
+        expect_kernel_attach(attach_eventually(c, ctx, 1, NEW_ADDR), TSM_BACKEND_SEV_TIO, "tsm0");
+
+        /* The GPU names tsm1 (connected to the new one, which sends no uevent). */
+        expect_kernel_attach(CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 2, GPU_ADDR)),
+                             TSM_BACKEND_DEVSEC_SAMPLE, "tsm1");
+
+        varlink_client_free(c);
+        teardown(&e);
+}
+
 TEST(scope_numbers_come_from_each_backends_table) {
         /* Without a tsmd: the registry itself, for every backend and UAPI, so that the
          * comparison in the tests above means something when a UAPI is present. */

@@ -10,6 +10,8 @@
  */
 
 #include <event2/event.h>
+#include <limits.h>
+#include <sys/stat.h>
 
 #include "backend.h"
 #include "discovery.h"
@@ -23,6 +25,7 @@
 #define MAX_LOG 128
 
 #define NIC "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
+#define NIC_FN1 "/devices/pci0000:00/0000:00:01.1/0000:01:00.1"
 #define NVME "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
 #define GPU "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"
 #define TSM1 "/devices/faux/tdx_host/tsm/tsm1"
@@ -265,6 +268,107 @@ TEST(device_connect_state_changes) {
         send_event(&c, "change", NIC, "pci");
         run_until_events(&c, 3);
         ASSERT_EQ(c.n, before);
+        teardown(&c);
+}
+
+/* udevd runs the events of unrelated devpaths side by side and may deliver them out of order:
+ * a name the kernel gave again at another path (a TSM id the IDA handed out again, a bus number
+ * under another bridge) can be announced there before its old path's "remove" arrives. That late
+ * "remove", or a late "change" of the old path, must not take the new one along. */
+TEST(a_late_event_of_an_old_path_spares_the_name_living_elsewhere) {
+        Ctx c;
+
+        setup(&c, "two-tsms");
+        ASSERT_EQ(inventory_get_tsm(c.inv, "tsm1")->type, TSM_BACKEND_TDX_CONNECT);
+
+        /* tdx_host goes and the sample TSM registers, getting id 1 again: add first. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, "/devices/faux/tdx_host"));
+        ASSERT_OK(sysfs_fixture_apply_text(c.root,
+                                           "faux /devices/faux/devsec_link_tsm\n"
+                                           "tsm /devices/faux/devsec_link_tsm/tsm/tsm1 pci_mode=link\n"));
+        send_event(&c, "add", "/devices/faux/devsec_link_tsm/tsm/tsm1", "tsm");
+        send_event(&c, "remove", TSM1, "tsm");
+        send_event(&c, "change", TSM1, "tsm");
+        run_until_events(&c, 3);
+        ASSERT_NOT_NULL(inventory_get_tsm(c.inv, "tsm1"));
+        ASSERT_EQ(inventory_get_tsm(c.inv, "tsm1")->type, TSM_BACKEND_DEVSEC_SAMPLE);
+
+        /* The NVMe drive comes back behind another port with the same bus number. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
+        ASSERT_OK(sysfs_fixture_apply_line(c.root, "pci " NEW_PORT " class=0x060400 driver=pcieport"));
+        ASSERT_OK(sysfs_fixture_apply_line(c.root, "pci " NEW_PORT "/0000:03:00.0 vendor=0x144d "
+                                                   "device=0xa80a class=0x010802 driver=nvme tsm="));
+        send_event(&c, "add", NEW_PORT, "pci");
+        send_event(&c, "add", NEW_PORT "/0000:03:00.0", "pci");
+        send_event(&c, "remove", NVME, "pci");
+        send_event(&c, "change", NVME, "pci");
+        run_until_events(&c, 7);
+        ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        ASSERT_STREQ(inventory_get_device(c.inv, "0000:03:00.0")->syspath, "/sys" NEW_PORT "/0000:03:00.0");
+
+        /* A rescan agrees: nothing was stale. */
+        size_t before = c.n;
+        ASSERT_OK(discovery_scan(c.d));
+        ASSERT_EQ(c.n, before);
+
+        /* The remove of the path the name lives at still removes it. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, NEW_PORT));
+        send_event(&c, "remove", NEW_PORT "/0000:03:00.0", "pci");
+        run_until_events(&c, 8);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        teardown(&c);
+}
+
+/* A TSM's "change" (pci_tsm_register() done) is the only word that devices' tsm/ appeared: they
+ * are read again even when the TSM itself cannot be read this time. */
+TEST(tsm_change_rescans_devices_even_if_the_tsm_is_unreadable) {
+        char path[PATH_MAX];
+        Ctx c;
+        ssize_t i;
+
+        setup(&c, "two-tsms");
+        ASSERT_FALSE(inventory_get_device(c.inv, "0000:01:00.1")->tdisp_capable);
+
+        /* Reading tsm0's pci_mode fails with EISDIR from now on. */
+        snprintf(path, sizeof(path), "%s/devices/pci0000:00/0000:00:18.2/tsm/tsm0/pci_mode", c.root);
+        ASSERT_OK(mkdir(path, 0755));
+        ASSERT_OK(sysfs_fixture_write_attr(c.root, NIC_FN1, "tsm/connect", ""));
+        send_event(&c, "change", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm");
+        run_until_events(&c, 1);
+
+        ASSERT_NOT_NULL(inventory_get_tsm(c.inv, "tsm0"));
+        ASSERT_TRUE(inventory_get_device(c.inv, "0000:01:00.1")->tdisp_capable);
+        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:01:00.1");
+        ASSERT_TRUE(i >= 0);
+        ASSERT_EQ(c.changes[i], INVENTORY_CHANGE_TDISP);
+        teardown(&c);
+}
+
+/* What changes between a first scan and the monitor listening sends uevents nobody hears: the
+ * monitor looks again once it listens, instead of leaving it to the rescan ten minutes on. */
+TEST(changes_before_the_monitor_listens_are_not_lost) {
+        Ctx c = {};
+
+        if (!platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(true);
+        platform_test_fake_udevd(true);
+        ASSERT_TRUE(platform_test_netns_is_private());
+        c.root = platform_test_fixture("two-tsms", NULL);
+        c.base = event_base_new();
+        ASSERT_NOT_NULL(c.base);
+        ASSERT_OK(inventory_new(&c.inv));
+        ASSERT_OK(discovery_new(c.inv, c.base, &c.d));
+        ASSERT_OK(discovery_scan(c.d));
+        ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+
+        /* The NVMe drive goes, and its "remove" is sent while nothing listens. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
+        send_event(&c, "remove", NVME, "pci");
+        ASSERT_OK(discovery_start_monitor(c.d));
+        run_idle(&c);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        ASSERT_EQ(discovery_n_events(c.d), 0u);
         teardown(&c);
 }
 

@@ -52,6 +52,19 @@ monitor_within_unit_caps() {
     echo "CapBnd $bnd CapEff $eff"
     [ $((0x$bnd & ~0x10201e1)) -eq 0 ] && [ $((0x$eff & 0x1)) -eq 0 ]
 }
+# ProtectKernelTunables=: in the monitor's mount namespace nothing under /sys or /proc/sys is
+# writable (root needs no capability to write kernel.core_pattern or /sys/power/state), but for
+# /sys/devices, a mount of its own (ReadWritePaths=), where the PCI devices' tsm/connect is. It is
+# as writable as the container's /sys lets it be.
+monitor_cannot_tune_the_kernel() {
+    local mounts id parent dev root point options rest
+    mounts=$(while read -r id parent dev root point options rest; do
+        case $point in /sys | /sys/* | /proc/sys | /proc/sys/*) echo "$point ${options%%,*}" ;; esac
+    done <"/proc/$(main_pid)/mountinfo")
+    echo "$mounts"
+    echo "$mounts" | grep -q '^/sys/devices ' || { echo "/sys/devices is no mount of its own"; return 1; }
+    ! echo "$mounts" | grep -v '^/sys/devices[/ ]' | grep ' rw$'
+}
 vmm() { "$in/vmm-example" --socket=/run/tsmd/io.tsmd.Guest "$@"; }
 # The VMM is refused the device: by the policy, not for another reason.
 vmm_denied() {
@@ -111,6 +124,7 @@ check "tsmd.service is active (running)" is "active running" sh -c 'echo $(syste
 check "tsmd feeds the watchdog" feeds_watchdog
 check "the worker runs as tsmd without capabilities" worker_is_unprivileged
 check "the monitor runs within the unit's capabilities" monitor_within_unit_caps
+check "the monitor cannot change the kernel's tunables" monitor_cannot_tune_the_kernel
 
 # A VMM's whole guest flow through the Guest socket, on the emulated platform.
 check "vmm-example completes its guest flow" vmm 0000:01:00.0
