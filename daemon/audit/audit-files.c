@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "audit-files.h"
 #include "audit-record.h"
@@ -26,6 +27,27 @@ void audit_file_name(unsigned i, char buf[static sizeof(AUDIT_FILE_NAME) + 12]) 
                 strcpy(buf, AUDIT_FILE_NAME);
         else
                 (void) snprintf(buf, sizeof(AUDIT_FILE_NAME) + 12, AUDIT_FILE_NAME ".%u", i);
+}
+
+/* SECURITY: whoever may write the directory may delete, rename or replace the records in it
+ * (and plant what a restart resumes from). Ours: group and others lose write access (the setgid
+ * bit and the admins' read stay). Another's that they may write: refused. */
+static int dir_make_private(int fd, const char *directory) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!(st.st_mode & 0022))
+                return 0;
+        if (st.st_uid != geteuid())
+                return log_error_errno(-EPERM, "Audit log directory '%s' is writable by others and not ours, "
+                                       "refusing it.", directory);
+        if (fchmod(fd, st.st_mode & 07755) < 0)
+                return log_error_errno(-errno, "Failed to make audit log directory '%s' writable by its owner "
+                                       "only: %m", directory);
+        log_warning("Audit log directory '%s' was writable by others, made it writable by its owner only.",
+                    directory);
+        return 0;
 }
 
 int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_size,
@@ -67,6 +89,9 @@ int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_s
          * files away. */
         if (flock(f->dir_fd, LOCK_EX | LOCK_NB) < 0)
                 return errno == EWOULDBLOCK ? -EBUSY : -errno;
+        r = dir_make_private(f->dir_fd, directory);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(f);
         return 0;
@@ -75,6 +100,7 @@ int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_s
 int audit_files_reopen_directory(AuditFiles *f) {
         _cleanup_close_ int fd = -EBADF;
         struct stat old, new;
+        int r;
 
         assert(f);
 
@@ -86,9 +112,12 @@ int audit_files_reopen_directory(AuditFiles *f) {
         if (fstat(fd, &new) < 0)
                 return -errno;
         if (fstat(f->dir_fd, &old) >= 0 && old.st_dev == new.st_dev && old.st_ino == new.st_ino)
-                return 0;
+                return dir_make_private(f->dir_fd, f->directory);
         if (flock(fd, LOCK_EX | LOCK_NB) < 0)
                 return errno == EWOULDBLOCK ? -EBUSY : -errno;
+        r = dir_make_private(fd, f->directory);
+        if (r < 0)
+                return r;
 
         /* Another file system (or directory) is mounted at the path now: the old one and its
          * open file go; audit_files_resume() continues in the new one. Under the rotation

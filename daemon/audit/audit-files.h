@@ -45,7 +45,9 @@ typedef struct AuditResumeInfo {
 } AuditResumeInfo;
 
 /* Opens (creating if missing, mode 0750) the directory and locks it (-EBUSY if another
- * writer holds it). n_files counts audit.log too and must be 2..AUDIT_FILES_MAX. */
+ * writer holds it). n_files counts audit.log too and must be 2..AUDIT_FILES_MAX. A directory
+ * group or others may write is made writable by its owner only, or refused (-EPERM) if it is
+ * not the caller's; so is it at every reopen. */
 int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_size,
                     const AuditFileOps *ops, AuditFiles **ret);
 /* Opens the directory again by its path (and locks it) if what is there now is not the

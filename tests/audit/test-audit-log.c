@@ -1159,6 +1159,44 @@ TEST(directory_is_locked) {
         fixture_done(&f);
 }
 
+static mode_t dir_mode(const char *dir) {
+        struct stat st;
+
+        ASSERT_OK(stat(dir, &st));
+        return st.st_mode & 07777;
+}
+
+/* Whoever may write the directory may delete or replace records: group and others lose write
+ * access when the log opens it and when a reopen does; someone else's is refused. */
+TEST(directory_writable_by_others_is_made_private) {
+        Fixture f;
+
+        fixture_init(&f);
+        ASSERT_OK(chmod(f.dir, 02777));
+        fixture_open(&f);
+        ASSERT_EQ(dir_mode(f.dir), 02755U);
+        commit_n(&f, 2);
+        wait_acks(&f, 2);
+
+        /* The record after it is written once the reopen is done. */
+        ASSERT_OK(chmod(f.dir, 0770));
+        ASSERT_OK(audit_log_reopen(f.log));
+        commit_n(&f, 1);
+        wait_acks(&f, 3);
+        ASSERT_EQ(dir_mode(f.dir), 0750U);
+        assert_acks_ok(&f, 1);
+        fixture_close(&f);
+
+        if (geteuid() == 0) {
+                ASSERT_OK(chown(f.dir, 65534, 65534));
+                ASSERT_OK(chmod(f.dir, 0777));
+                ASSERT_ERRNO(audit_log_open(f.base, &f.config, &f.log), EPERM);
+                ASSERT_EQ(dir_mode(f.dir), 0777U);
+                ASSERT_OK(chown(f.dir, 0, 0));
+        }
+        fixture_done(&f);
+}
+
 TEST(bad_config) {
         AuditConfig c;
         AuditLog *a;
