@@ -77,6 +77,10 @@ typedef struct Fixture {
         bool debug_refused; /* the policy grants no opt-in scope */
         const char *refused_scope; /* nor this one */
         char granted_address[TSM_PRIV_PCI_ADDRESS_MAX], granted_scope[TSM_PRIV_NAME_MAX]; /* last asked */
+        const char *unlisted; /* no policy rule lists this device */
+        char listed_address[TSM_PRIV_PCI_ADDRESS_MAX]; /* last asked */
+        TsmBackendType listed_backend;
+        unsigned n_listed;
         struct tsm_priv_status status;
         int reload_result;
         int reload_fd; /* what a load hands over (borrowed: the test's) */
@@ -163,12 +167,22 @@ static bool on_scope_granted(const char *pci_address, TsmBackendType backend, co
         return !f->refused_scope || !streq(scope, f->refused_scope);
 }
 
+static bool on_device_listed(const char *pci_address, TsmBackendType backend, void *userdata) {
+        Fixture *f = userdata;
+
+        snprintf(f->listed_address, sizeof(f->listed_address), "%s", pci_address);
+        f->listed_backend = backend;
+        f->n_listed++;
+        return !f->unlisted || !streq(pci_address, f->unlisted);
+}
+
 static const MonitorDispatchCallbacks callbacks = {
         .ready = on_ready,
         .status = on_status,
         .reload = on_reload,
         .stalled = on_stalled,
         .scope_granted = on_scope_granted,
+        .device_listed = on_device_listed,
 };
 
 /* Receives one message from the monitor, which must be there already. */
@@ -2383,6 +2397,68 @@ TEST(default_scopes_gated) {
         f->refused_scope = NULL;
         ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep));
         ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
+        fixture_free(f);
+}
+
+/* SECURITY: the monitor's own bound on attaching and binding, as on scopes: a device no policy
+ * rule lists is neither attached to a client's context nor locked, whatever the worker says;
+ * refused -EPERM (a reload may reach the worker first), not a violation. Unbinding and detaching
+ * give a device up and are never refused; a restore's attach records what the kernel kept. */
+TEST(attach_and_bind_gated) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[2];
+        uint32_t id, kept;
+        int p[2];
+
+        id = open_context(f, SLOT, ID_A, NULL);
+        f->unlisted = DEV_A;
+        {
+                int saved = log_capture_begin();
+                _cleanup_free_ char *text = NULL;
+
+                ASSERT_ERRNO(attach(f, SLOT, id, 1, DEV_A, NULL), EPERM);
+                text = log_capture_end(saved);
+                ASSERT_NOT_NULL(strstr(text, "Refusing to attach " DEV_A ": no policy rule lists the device"));
+        }
+        ASSERT_STREQ(f->listed_address, DEV_A);
+        ASSERT_EQ(f->listed_backend, TSM_BACKEND_EMULATED);
+        ASSERT_NULL(monitor_contexts_find_device(f->contexts, DEV_A, NULL));
+        ASSERT_NULL(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, id), 1));
+        /* Listed: attached. */
+        f->unlisted = NULL;
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+
+        /* A reload took the device out of every rule: no bind (the TDI stays unlocked), ... */
+        f->unlisted = DEV_A;
+        f->n_listed = 0;
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL), EPERM);
+        ASSERT_EQ(f->n_listed, 1u);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_FALSE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, id), 1)->bound);
+        /* ... but one bound before may be unbound and detached. */
+        f->unlisted = NULL;
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
+        f->unlisted = DEV_A;
+        f->n_listed = 0;
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_UNBIND_VDEVICE, SLOT, id, 1, NULL));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, SLOT, id, 1, NULL));
+        ASSERT_EQ(f->n_listed, 0u);
+
+        /* A context the fd store handed back: its vDevice is recorded from the state file even
+         * where no rule lists the device now (so that its release unbinds it), but not bound
+         * again. */
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." ID_B, &kept));
+        close(p[0]);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, kept, 7, DEV_A, NULL));
+        ASSERT_EQ(f->n_listed, 0u);
+        ASSERT_NOT_NULL(monitor_contexts_find_device(f->contexts, DEV_A, NULL));
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, TSM_PRIV_SLOT_WORKER, kept, 7, NULL), EPERM);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
         fixture_free(f);
 }
 
