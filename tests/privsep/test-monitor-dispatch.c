@@ -1380,6 +1380,71 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         fixture_free(f);
 }
 
+/* After a restart of tsmd the kernel still has a vDevice bound that the fd store's context had:
+ * the worker's restore says so, and the monitor records it bound, so that the next worker hears
+ * it is (RESTORED_VDEVICE) and its release unbinds it. Before, it was recorded unbound, and
+ * nobody unbound it. */
+TEST(kernel_restore_attaches_bound) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_restored_context restored[2];
+        struct tsm_priv_attach_vdevice m;
+        FakeKernelCall calls[4];
+        uint32_t kept;
+        Reply rep;
+        int p[2];
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." ID_A, &kept));
+        close(p[0]);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        m = attach_msg(TSM_PRIV_SLOT_WORKER, kept, 22, GPU);
+        m.state = TSM_PRIV_VDEVICE_BOUND;
+        ASSERT_OK(call(f, &m, &rep));
+        ASSERT_TRUE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, kept), 22)->bound);
+        /* Restoring it touched no device. */
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 0u);
+
+        /* The next worker hears it is bound; when it lets the context go, the TDI is unbound. */
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        ASSERT_EQ(restored_state(f, kept, 22, GPU), TSM_PRIV_VDEVICE_BOUND);
+        {
+                struct tsm_priv_context close_msg = context_msg(TSM_PRIV_CLOSE_CONTEXT, TSM_PRIV_SLOT_WORKER, kept);
+
+                ASSERT_OK(call(f, &close_msg, &rep));
+        }
+        LOOP_UNTIL(f, fake_kernel_calls(calls, 0) >= 1);
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 1u);
+        ASSERT_TRUE(calls[0].op && calls[0].vdevice == 22 && calls[0].value == TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, GPU));
+        fixture_free(f);
+}
+
+/* An emulated TSM lives in the monitor: a restore's word that its device is bound is not taken
+ * (the new TSM bound nothing; the worker binds it again). */
+TEST(emulated_restore_attaches_unbound) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[2];
+        struct tsm_priv_attach_vdevice m;
+        uint32_t kept;
+        Reply rep;
+        int p[2];
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." ID_A, &kept));
+        close(p[0]);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        m = attach_msg(TSM_PRIV_SLOT_WORKER, kept, 5, DEV_A);
+        m.state = TSM_PRIV_VDEVICE_BOUND;
+        ASSERT_OK(call(f, &m, &rep));
+        ASSERT_FALSE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, kept), 5)->bound);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, TSM_PRIV_SLOT_WORKER, kept, 5, NULL));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
+        fixture_free(f);
+}
+
 /* Sends a SETTLE_VDEVICE for vdevice of context a (slot 0: restored), answered later. */
 static uint32_t send_settle(Fixture *f, uint32_t a, uint32_t vdevice) {
         struct tsm_priv_vdevice settle = vdevice_msg(TSM_PRIV_SETTLE_VDEVICE, TSM_PRIV_SLOT_WORKER, a, vdevice);
@@ -2811,7 +2876,7 @@ TEST(violation_out_of_state) {
                 "reclaim-to-0", "reclaim-unknown", "reclaim-bad-id", "reclaim-id-taken",
                 "close-other-slot", "attach-id-0", "attach-other-address",
                 "attach-again",
-                "attach-address-string", "attach-reserved", "vdevice-reserved", "unknown-scope", "scope-string",
+                "attach-address-string", "attach-state", "attach-bound", "vdevice-reserved", "unknown-scope", "scope-string",
                 "scope-junk", "over-max-request", "second-ready", "status-reserved", "status-draining",
                 "device-tsm", "device-string", "detach-other-slot", "bind-detached", "request-orphan-slot",
                 "settle-other-slot", "settle-not-attached", "backend-unknown",
@@ -2886,10 +2951,16 @@ TEST(violation_out_of_state) {
                         struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
                         memset(m.pci_address, 'a', sizeof(m.pci_address));
                         expect_violation(f, &m, "ATTACH_VDEVICE");
-                } else if (streq(c, "attach-reserved")) {
+                } else if (streq(c, "attach-state")) {
                         struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
-                        m.__reserved = 1;
+                        m.state = TSM_PRIV_VDEVICE_CHANGING;
                         expect_violation(f, &m, "ATTACH_VDEVICE");
+                } else if (streq(c, "attach-bound")) {
+                        /* Only a restore brings back a bound vDevice. */
+                        struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
+                        m.state = TSM_PRIV_VDEVICE_BOUND;
+                        ASSERT_EQ(expect_violation(f, &m, "ATTACH_VDEVICE"), -EPERM);
+                        ASSERT_NULL(monitor_contexts_find_device(f->contexts, DEV_B, NULL));
                 } else if (streq(c, "vdevice-reserved")) {
                         struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, SLOT, a, 1);
                         m.__reserved = 0x100;
