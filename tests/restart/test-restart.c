@@ -1723,6 +1723,59 @@ TEST(reclaim_needs_the_policy_to_allow_every_device) {
         stop(&m);
 }
 
+/*
+ * The policy no longer lists a device when tsmd restarts (edited, or a reload narrowed it,
+ * before): the monitor's gate refuses new attaches and binds of it, but a vDevice the kernel
+ * kept bound through the restart is attached again all the same, bound, so that it is not left
+ * locked with nobody to unbind it: its VMM may not reclaim it, and the release at the reclaim
+ * timeout unbinds it, on record. An emulated one is not bound again.
+ */
+TEST(a_device_the_policy_dropped_is_restored_to_be_released) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        const char *error = NULL;
+        json_object *reply = NULL;
+        VarlinkClient *c;
+        char token[64], params[128];
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        manager_init_kernel(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound */
+        expect_kernel_calls(&m, "op 5 1\n");
+        policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=0000:02:00.0\n");
+        config_append(&m, "[Guest]\nReclaimTimeoutSec=2\n");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+
+        c = connect_client(&m);
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply, &error));
+        ASSERT_STREQ(error, "io.tsmd.Guest.ReclaimRefused");
+        varlink_client_free(c);
+        expect_kernel_calls(&m, "op 5 1\nop 5 2\n");
+        rec = release_at_timeout(&m);
+        ASSERT_STREQ(json_get_string(rec, "result"), "ok");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+
+        /* Emulated: the new TSM bound nothing, and the device is not bound again. */
+        manager_init(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token);
+        policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=0000:02:00.0\n");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+        json_object_put(TAKE_PTR(rec));
+        rec = wait_audit_record(&m, "restore-bind", "io.tsmd.Guest.BackendError");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        stop(&m);
+}
+
 /* ---- reclaim tokens are renewed ------------------------------------------------------------------ */
 
 /* The name and reason of the ReclaimRefused a new connection gets for token. */
