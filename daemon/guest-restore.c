@@ -181,15 +181,18 @@ static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDe
         if (!v->pci_address)
                 return -ENOMEM;
         ctx->n_vdevices++;
-        if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
-            priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address) < 0) {
-                v->gone = v->unattached = true;
-                return 0;
-        }
-        /* The kernel kept the binding alive with the fd, but the emulated TSM lived in the old
+        /* The kernel kept the binding alive with the fd, and the new monitor must know it, or
+         * nobody would unbind it when the vDevice goes; but the emulated TSM lived in the old
          * monitor: it is brought back to where the guest left it. A change cut off on its way
          * left the kernel's state unknown, and the new emulated TSM's unbound. */
         v->bound = stored->bound && !stored->changing;
+        if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
+            priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address,
+                                     v->bound && !info.emulated) < 0) {
+                v->bound = false;
+                v->gone = v->unattached = true;
+                return 0;
+        }
         if (stored->changing && !info.emulated)
                 vdevice_unbind_unknown(m, ctx, v);
         else if (v->bound && info.emulated)

@@ -711,7 +711,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 json_object_put(scopes);
                 return -ENOMEM;
         }
-        r = priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, (uint32_t) id, info.pci_address);
+        r = priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, (uint32_t) id, info.pci_address, false);
         if (r < 0) {
                 json_object_put(scopes);
                 if (r == -ENODEV || r == -ENXIO) /* gone since we looked */

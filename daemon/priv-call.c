@@ -831,7 +831,7 @@ int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context) {
 }
 
 int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                             const char *pci_address) {
+                             const char *pci_address, bool bound) {
         struct tsm_priv_attach_vdevice m;
         struct tsm_priv_reply reply;
         int r;
@@ -840,6 +840,7 @@ int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, ui
         m.slot = slot;
         m.context = context;
         m.vdevice = vdevice;
+        m.state = bound ? TSM_PRIV_VDEVICE_BOUND : 0;
         r = copy_string(m.pci_address, sizeof(m.pci_address), pci_address);
         if (r < 0)
                 return -ENODEV; /* no device has such an address */

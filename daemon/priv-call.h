@@ -88,9 +88,10 @@ int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, c
 /* The guest requests of the context (for a detach: of the vDevice) still waiting in the worker
  * fail first, -ENODEV, from within the call, as those the monitor holds fail when it is done. */
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);
-/* A vDevice the monitor does not have (it told of those it has at the start). */
+/* A vDevice the monitor does not have (it told of those it has at the start). bound: a
+ * restore's attach of one the kernel kept bound through a restart of tsmd (tsm-priv.h). */
 int priv_call_attach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                             const char *pci_address);
+                             const char *pci_address, bool bound);
 /* See priv_call_close_context(). */
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
 int priv_call_get_vdevice_state(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, int *ret_state);

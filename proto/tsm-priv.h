@@ -55,9 +55,10 @@
  * answered with the sealed memfd of the files the monitor loaded, which the worker applies,
  * then a commit that the monitor applies them too; 14: a refused RELOAD load, and a stale
  * LAST_GOOD, carry the monitor's reason as text, and the refusal says whether the policy
- * failed): a worker binary newer or older than its running monitor refuses the HELLO rather
+ * failed; 15: ATTACH_VDEVICE says, on a restore's attach, that the vDevice is bound, where its
+ * __reserved was): a worker binary newer or older than its running monitor refuses the HELLO rather
  * than misreading it. */
-#define TSM_PRIV_VERSION 14U
+#define TSM_PRIV_VERSION 15U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -259,12 +260,18 @@ struct tsm_priv_reclaim_context {
         char reclaim_id[TSM_PRIV_RECLAIM_ID_MAX];
 };
 
+/* A vDevice the monitor does not have. state is 0, or TSM_PRIV_VDEVICE_BOUND on a restore's
+ * attach only (slot TSM_PRIV_SLOT_WORKER, a partial context): the state file says the kernel
+ * kept it bound through a restart of tsmd. SECURITY: the monitor takes that word (for a kernel
+ * TSM's device; it knows an emulated one is not bound) only to unbind the vDevice when it goes:
+ * no check looks at it, so a worker claiming it can make the monitor unbind more, nothing else;
+ * on a client's attach it is a violation. */
 struct tsm_priv_attach_vdevice {
         struct tsm_priv_hdr hdr;
         uint32_t slot;
         uint32_t context;
         uint32_t vdevice;
-        uint32_t __reserved;
+        uint32_t state; /* TSM_PRIV_VDEVICE_BOUND or 0 */
         char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
 };
 

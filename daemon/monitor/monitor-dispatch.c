@@ -114,6 +114,7 @@ struct MonitorDispatch {
         bool reload_loaded; /* a RELOAD load answered 0 to this worker, not committed yet */
         uint32_t violation_type;
         RateLimit scope_refusal_log; /* a worker can ask for ungranted scopes as often as it likes */
+        RateLimit device_refusal_log; /* and for devices no rule lists */
         RateLimit contexts_full_log;  /* and for contexts past the cap */
         TsmPrivWorkerEnd previous_end; /* for the next HELLO */
         uint32_t previous_status;
@@ -698,15 +699,29 @@ static int priv_close_context(MonitorDispatch *d, const PrivMessage *m, const vo
 
 /* ---- vDevices ---------------------------------------------------------------------------- */
 
+/* SECURITY: the worker checked the client against the policy; the monitor checks the device
+ * against it too, as it checks a guest request's scope, without trusting the worker's word on
+ * who the client is: only a device some rule lists for the backend serving it may be attached
+ * to a client's context or bound (MonitorDispatchCallbacks). */
+static bool device_listed(MonitorDispatch *d, const TsmDeviceInfo *info, const char *what) {
+        if (d->cb.device_listed && d->cb.device_listed(info->pci_address, info->backend, d->userdata))
+                return true;
+        log_full_ratelimited(&d->device_refusal_log, LOG_WARNING,
+                             "Refusing to %s %s: no policy rule lists the device for its backend %s.", what,
+                             info->pci_address, tsm_backend_type_to_string(info->backend));
+        return false;
+}
+
 static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                const char **ret_reason) {
         const struct tsm_priv_attach_vdevice *a = &m->attach;
         MonitorContext *ctx;
+        MonitorVDevice *v;
         TsmDeviceInfo info;
         int r;
 
-        if (a->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
+        if (a->state & ~TSM_PRIV_VDEVICE_BOUND)
+                VIOLATION(-EBADMSG, "unknown vDevice state");
         r = lookup_context(d, a->slot, a->context, &ctx, ret_reason);
         if (r < 0)
                 return r;
@@ -723,11 +738,22 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
          * wrote must not reattach devices to another owner's context behind the reclaim. */
         if (ctx->slot == TSM_PRIV_SLOT_WORKER && !ctx->partial)
                 VIOLATION(-EPERM, "vDevice attached to a kept context the monitor knows whole");
+        /* A client's new vDevice is not bound: only a restore brings back one the kernel kept. */
+        if ((a->state & TSM_PRIV_VDEVICE_BOUND) && ctx->slot != TSM_PRIV_SLOT_WORKER)
+                VIOLATION(-EPERM, "a client's new vDevice said bound");
 
         /* Not a violation: the device may have gone since the worker looked (hotplug). */
         r = tsm_platform_get_device(d->platform, a->pci_address, &info);
         if (r < 0)
                 return reply(d, m, r, 0, -EBADF);
+        /* Not asked of a restore's attach (slot 0, a context the fd store handed back, before
+         * READY): that records a vDevice the kernel kept in the VMM's iommufd through a restart
+         * of tsmd, bound perhaps, and perhaps under a policy narrowed since. Refused, it would
+         * stay there, locked, with nobody to unbind it when its context ends; recorded, it gives
+         * the worker no more than it had (binding it again is asked, set_bound()), and it is
+         * unbound at the release when no client may reclaim it. */
+        if (ctx->slot != TSM_PRIV_SLOT_WORKER && !device_listed(d, &info, "attach"))
+                return reply(d, m, -EPERM, 0, -EBADF);
 
         /* SECURITY: one physical device belongs to one context at a time. Only the monitor sees
          * every context, the orphans the worker knows nothing of included. A device released
@@ -737,11 +763,18 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
             tsm_platform_is_changing(d->platform, info.pci_address))
                 return reply(d, m, -EBUSY, 0, -EBADF);
 
-        r = monitor_context_add_vdevice(ctx, a->vdevice, info.pci_address, NULL);
+        r = monitor_context_add_vdevice(ctx, a->vdevice, info.pci_address, &v);
         if (r < 0)
                 return reply(d, m, r, 0, -EBADF);
-        log_debug("Attached %s as vDevice %" PRIu32 " of context %" PRIu32 ".", info.pci_address, a->vdevice,
-                  ctx->id);
+        /* SECURITY: a restore's word, from a state file the worker wrote, that the kernel kept the
+         * vDevice bound through a restart of tsmd: taken, as it only makes the vDevice unbound
+         * when it goes (at a detach or release, monitor_contexts_remove()); no check looks at it.
+         * Not for an emulated TSM's device: that TSM lives in this monitor, and bound nothing yet
+         * (the worker binds it again, asking as for any bind). */
+        if ((a->state & TSM_PRIV_VDEVICE_BOUND) && !info.emulated)
+                v->bound = true;
+        log_debug("Attached %s as vDevice %" PRIu32 " of context %" PRIu32 "%s.", info.pci_address, a->vdevice,
+                  ctx->id, v->bound ? ", bound" : "");
         return reply(d, m, 0, 0, -EBADF);
 }
 
@@ -837,6 +870,13 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
 
         if (v->gone)
                 return reply(d, m, -ENODEV, 0, -EBADF);
+        r = tsm_platform_get_device(d->platform, v->pci_address, &info);
+        /* A device gone since the worker looked is answered, as the platform would. Unbinding
+         * gives a device up, which must stay possible whatever the policy says now. */
+        if (bind && r < 0)
+                return reply(d, m, r, 0, -EBADF);
+        if (bind && !device_listed(d, &info, "bind"))
+                return reply(d, m, -EPERM, 0, -EBADF);
         /* SECURITY: bounded, as guest requests are; a flood of binds and unbinds would hold
          * memory (and fds) while the device takes its time, past the worker's end. Over the
          * bound no correct worker goes, but a refusal is enough: it holds nothing. */
@@ -854,7 +894,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
                                .tag = late_tag(d, bind ? TSM_PRIV_LATE_BIND : TSM_PRIV_LATE_UNBIND, q->hdr.cookie,
                                                ctx, v->id, v->pci_address) };
         /* For a late answer's record: the device may be gone by then. */
-        if (tsm_platform_get_device(d->platform, v->pci_address, &info) >= 0)
+        if (r >= 0)
                 mc->tag.backend = info.backend;
         LIST_INSERT_HEAD(&d->changes, mc, entry);
 
@@ -1248,6 +1288,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->platform = platform;
         d->contexts = contexts;
         d->scope_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
+        d->device_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
         d->contexts_full_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
         if (cb)
                 d->cb = *cb;

@@ -94,6 +94,12 @@ typedef struct MonitorDispatchCallbacks {
          * and worker apply a reloaded policy one after the other. */
         bool (*scope_granted)(const char *pci_address, TsmBackendType backend, const char *scope,
                               void *userdata);
+        /* SECURITY: may pci_address, served by backend, be attached to a context or bound at
+         * all? Asked for every ATTACH_VDEVICE of a client's and every BIND_VDEVICE (not for an
+         * unbind, which gives a device up, nor for a restore's attach, which records what the
+         * kernel kept: see priv_attach_vdevice()); NULL refuses them all. The same bound as
+         * scope_granted, and a refusal is -EPERM too. */
+        bool (*device_listed)(const char *pci_address, TsmBackendType backend, void *userdata);
 } MonitorDispatchCallbacks;
 
 /* platform and contexts are borrowed and must outlive the dispatch; cb is copied (may be NULL).

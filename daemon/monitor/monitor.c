@@ -63,7 +63,7 @@ struct Monitor {
         MonitorDispatch *dispatch;
         MonitorListenSocket *sockets;
         size_t n_sockets, allocated_sockets;
-        Policy *policy; /* for the scope gate only (scope_granted()); NULL: none loaded */
+        Policy *policy; /* for the gates only (scope_granted(), device_listed()); NULL: none loaded */
         int last_good;  /* the bytes of the files that loaded last, sealed (last-good.h); -EBADF: none */
         LoadedFiles reload_files; /* what the worker's RELOAD loaded, until it commits it */
 
@@ -325,6 +325,16 @@ static bool scope_granted(const char *pci_address, TsmBackendType backend, const
         return policy_any_rule_grants_scope(m->policy, pci_address, backend, scope);
 }
 
+/* SECURITY: the same bound on attaching and binding: a device no rule lists (for its backend) is
+ * never attached to a client's context or locked, whatever the worker says. What the kernel kept
+ * bound through a restart is recorded all the same (priv_attach_vdevice()), so that it is unbound
+ * when its context ends. */
+static bool device_listed(const char *pci_address, TsmBackendType backend, void *userdata) {
+        Monitor *m = userdata;
+
+        return policy_any_rule_lists_device(m->policy, pci_address, backend);
+}
+
 /* SECURITY: the files the worker trusts, no more: a gate that read what the worker may write
  * would be no gate. */
 static PolicyFileTrust policy_trust(Monitor *m) {
@@ -333,7 +343,7 @@ static PolicyFileTrust policy_trust(Monitor *m) {
 
 static void policy_failed(Monitor *m, int error, const char *message) {
         log_warning_errno(error, "Failed to load the policy for the monitor's scope checks (%s), %s: %m",
-                          strna(message), m->policy ? "keeping the last one" : "refusing every debug scope");
+                          strna(message), m->policy ? "keeping the last one" : "refusing every scope, attach and bind");
 }
 
 static void policy_set(Monitor *m, Policy *p, const char *path) {
@@ -577,6 +587,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 .reload = on_worker_reload,
                 .stalled = on_worker_stalled,
                 .scope_granted = scope_granted,
+                .device_listed = device_listed,
         };
         struct timeval second = { .tv_sec = 1 };
         char log_level[32];

@@ -285,6 +285,16 @@ bool policy_any_rule_grants_scope(const Policy *p, const char *pci_address, TsmB
         return false;
 }
 
+bool policy_any_rule_lists_device(const Policy *p, const char *pci_address, TsmBackendType backend) {
+        if (!p || !pci_address || backend < 0 || backend >= _TSM_BACKEND_TYPE_MAX ||
+            !policy_pci_address_is_valid(pci_address))
+                return false;
+        for (size_t i = 0; i < p->n_rules; i++)
+                if (rule_verdict_for_device(p, p->rules[i], pci_address, backend, NULL) == VERDICT_ALLOWED)
+                        return true;
+        return false;
+}
+
 /* Static reasons, so callers can keep the pointer without caring about lifetimes. */
 static const struct {
         const char *scope;

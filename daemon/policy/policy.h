@@ -147,6 +147,11 @@ int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_
 bool policy_any_rule_grants_scope(const Policy *p, const char *pci_address, TsmBackendType backend,
                                   const char *scope_name);
 
+/* Whether some rule, whoever it is for, lists the device and allows backend: what
+ * policy_check_device() asks of a rule besides its identities. The monitor's check on attaching
+ * and binding (monitor.c), as policy_any_rule_grants_scope() is on guest requests. */
+bool policy_any_rule_lists_device(const Policy *p, const char *pci_address, TsmBackendType backend);
+
 /* The limits for this peer: its first matching rule's, else [Defaults]. Never fails. */
 void policy_get_limits(const Policy *p, const PeerIdentity *id, unsigned *ret_max_contexts,
                        unsigned *ret_max_vdevices);

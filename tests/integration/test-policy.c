@@ -1012,7 +1012,7 @@ TEST(a_first_start_with_a_broken_policy_serves_nobody) {
                 TEST_FAIL("workers with a broken policy and none before did not exit");
         ASSERT_FALSE(tsmd_log_contains(&t, "Worker is ready."));
         ASSERT_FALSE(tsmd_log_contains(&t, "serving with the last"));
-        ASSERT_TRUE(tsmd_log_contains(&t, "refusing every debug scope"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "refusing every scope, attach and bind"));
         ASSERT_TRUE(tsmd_log_contains(&t, strf("tsmd-worker: %s/policy.conf:4: unknown key 'Bogus'", t.dir)));
 
         tsmd_write_file(&t, "policy.conf", POLICY_DEV1);

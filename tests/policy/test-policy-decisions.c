@@ -311,6 +311,29 @@ TEST(any_rule_grants_scope) {
         ASSERT_FALSE(policy_any_rule_grants_scope(p, "0000:04:00.0", _TSM_BACKEND_TYPE_INVALID, "debug-read"));
 }
 
+/* The monitor's bound on attaching and binding: some rule, whoever it is for, lists the device
+ * and allows its backend. */
+TEST(any_rule_lists_device) {
+        _cleanup_(policy_unrefp) Policy *p = load();
+
+        ASSERT_TRUE(policy_any_rule_lists_device(p, "0000:01:00.0", TSM_BACKEND_SEV_TIO));
+        ASSERT_TRUE(policy_any_rule_lists_device(p, "0000:02:00.7", TSM_BACKEND_EMULATED));
+        /* web-tdx lists 01:00.0 for tdx-connect; web lists 02:* for emulated and sev-tio only,
+         * and units lists every device for emulated only. */
+        ASSERT_TRUE(policy_any_rule_lists_device(p, "0000:01:00.0", TSM_BACKEND_TDX_CONNECT));
+        ASSERT_FALSE(policy_any_rule_lists_device(p, "0000:02:00.1", TSM_BACKEND_TDX_CONNECT));
+        ASSERT_TRUE(policy_any_rule_lists_device(p, "0000:07:00.0", TSM_BACKEND_EMULATED));
+        ASSERT_FALSE(policy_any_rule_lists_device(p, "0000:07:00.0", TSM_BACKEND_SEV_TIO));
+        /* A rule whose Scopes= grants no default scope still lists its devices. */
+        ASSERT_TRUE(policy_any_rule_lists_device(p, "0000:03:00.3", TSM_BACKEND_SEV_TIO));
+        ASSERT_FALSE(policy_any_rule_lists_device(p, "0000:03:00.4", TSM_BACKEND_SEV_TIO));
+        ASSERT_FALSE(policy_any_rule_lists_device(p, "0000:01:00.0/..", TSM_BACKEND_EMULATED));
+        ASSERT_FALSE(policy_any_rule_lists_device(p, NULL, TSM_BACKEND_EMULATED));
+        ASSERT_FALSE(policy_any_rule_lists_device(NULL, "0000:01:00.0", TSM_BACKEND_EMULATED));
+        ASSERT_FALSE(policy_any_rule_lists_device(p, "0000:01:00.0", _TSM_BACKEND_TYPE_INVALID));
+        ASSERT_FALSE(policy_any_rule_lists_device(p, "0000:01:00.0", _TSM_BACKEND_TYPE_MAX));
+}
+
 /* [Defaults] Scopes= narrowed: a scope it leaves out is no rule's unless one names it. */
 TEST(any_rule_grants_scope_follows_defaults) {
         _cleanup_(policy_unrefp) Policy *p = NULL;

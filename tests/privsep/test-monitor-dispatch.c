@@ -77,6 +77,10 @@ typedef struct Fixture {
         bool debug_refused; /* the policy grants no opt-in scope */
         const char *refused_scope; /* nor this one */
         char granted_address[TSM_PRIV_PCI_ADDRESS_MAX], granted_scope[TSM_PRIV_NAME_MAX]; /* last asked */
+        const char *unlisted; /* no policy rule lists this device */
+        char listed_address[TSM_PRIV_PCI_ADDRESS_MAX]; /* last asked */
+        TsmBackendType listed_backend;
+        unsigned n_listed;
         struct tsm_priv_status status;
         int reload_result;
         int reload_fd; /* what a load hands over (borrowed: the test's) */
@@ -163,12 +167,22 @@ static bool on_scope_granted(const char *pci_address, TsmBackendType backend, co
         return !f->refused_scope || !streq(scope, f->refused_scope);
 }
 
+static bool on_device_listed(const char *pci_address, TsmBackendType backend, void *userdata) {
+        Fixture *f = userdata;
+
+        snprintf(f->listed_address, sizeof(f->listed_address), "%s", pci_address);
+        f->listed_backend = backend;
+        f->n_listed++;
+        return !f->unlisted || !streq(pci_address, f->unlisted);
+}
+
 static const MonitorDispatchCallbacks callbacks = {
         .ready = on_ready,
         .status = on_status,
         .reload = on_reload,
         .stalled = on_stalled,
         .scope_granted = on_scope_granted,
+        .device_listed = on_device_listed,
 };
 
 /* Receives one message from the monitor, which must be there already. */
@@ -1366,6 +1380,71 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         fixture_free(f);
 }
 
+/* After a restart of tsmd the kernel still has a vDevice bound that the fd store's context had:
+ * the worker's restore says so, and the monitor records it bound, so that the next worker hears
+ * it is (RESTORED_VDEVICE) and its release unbinds it. Before, it was recorded unbound, and
+ * nobody unbound it. */
+TEST(kernel_restore_attaches_bound) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_restored_context restored[2];
+        struct tsm_priv_attach_vdevice m;
+        FakeKernelCall calls[4];
+        uint32_t kept;
+        Reply rep;
+        int p[2];
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." ID_A, &kept));
+        close(p[0]);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        m = attach_msg(TSM_PRIV_SLOT_WORKER, kept, 22, GPU);
+        m.state = TSM_PRIV_VDEVICE_BOUND;
+        ASSERT_OK(call(f, &m, &rep));
+        ASSERT_TRUE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, kept), 22)->bound);
+        /* Restoring it touched no device. */
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 0u);
+
+        /* The next worker hears it is bound; when it lets the context go, the TDI is unbound. */
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        ASSERT_EQ(restored_state(f, kept, 22, GPU), TSM_PRIV_VDEVICE_BOUND);
+        {
+                struct tsm_priv_context close_msg = context_msg(TSM_PRIV_CLOSE_CONTEXT, TSM_PRIV_SLOT_WORKER, kept);
+
+                ASSERT_OK(call(f, &close_msg, &rep));
+        }
+        LOOP_UNTIL(f, fake_kernel_calls(calls, 0) >= 1);
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 1u);
+        ASSERT_TRUE(calls[0].op && calls[0].vdevice == 22 && calls[0].value == TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, GPU));
+        fixture_free(f);
+}
+
+/* An emulated TSM lives in the monitor: a restore's word that its device is bound is not taken
+ * (the new TSM bound nothing; the worker binds it again). */
+TEST(emulated_restore_attaches_unbound) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[2];
+        struct tsm_priv_attach_vdevice m;
+        uint32_t kept;
+        Reply rep;
+        int p[2];
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." ID_A, &kept));
+        close(p[0]);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        m = attach_msg(TSM_PRIV_SLOT_WORKER, kept, 5, DEV_A);
+        m.state = TSM_PRIV_VDEVICE_BOUND;
+        ASSERT_OK(call(f, &m, &rep));
+        ASSERT_FALSE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, kept), 5)->bound);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, TSM_PRIV_SLOT_WORKER, kept, 5, NULL));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
+        fixture_free(f);
+}
+
 /* Sends a SETTLE_VDEVICE for vdevice of context a (slot 0: restored), answered later. */
 static uint32_t send_settle(Fixture *f, uint32_t a, uint32_t vdevice) {
         struct tsm_priv_vdevice settle = vdevice_msg(TSM_PRIV_SETTLE_VDEVICE, TSM_PRIV_SLOT_WORKER, a, vdevice);
@@ -2386,6 +2465,68 @@ TEST(default_scopes_gated) {
         fixture_free(f);
 }
 
+/* SECURITY: the monitor's own bound on attaching and binding, as on scopes: a device no policy
+ * rule lists is neither attached to a client's context nor locked, whatever the worker says;
+ * refused -EPERM (a reload may reach the worker first), not a violation. Unbinding and detaching
+ * give a device up and are never refused; a restore's attach records what the kernel kept. */
+TEST(attach_and_bind_gated) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[2];
+        uint32_t id, kept;
+        int p[2];
+
+        id = open_context(f, SLOT, ID_A, NULL);
+        f->unlisted = DEV_A;
+        {
+                int saved = log_capture_begin();
+                _cleanup_free_ char *text = NULL;
+
+                ASSERT_ERRNO(attach(f, SLOT, id, 1, DEV_A, NULL), EPERM);
+                text = log_capture_end(saved);
+                ASSERT_NOT_NULL(strstr(text, "Refusing to attach " DEV_A ": no policy rule lists the device"));
+        }
+        ASSERT_STREQ(f->listed_address, DEV_A);
+        ASSERT_EQ(f->listed_backend, TSM_BACKEND_EMULATED);
+        ASSERT_NULL(monitor_contexts_find_device(f->contexts, DEV_A, NULL));
+        ASSERT_NULL(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, id), 1));
+        /* Listed: attached. */
+        f->unlisted = NULL;
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+
+        /* A reload took the device out of every rule: no bind (the TDI stays unlocked), ... */
+        f->unlisted = DEV_A;
+        f->n_listed = 0;
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL), EPERM);
+        ASSERT_EQ(f->n_listed, 1u);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_FALSE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, id), 1)->bound);
+        /* ... but one bound before may be unbound and detached. */
+        f->unlisted = NULL;
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
+        f->unlisted = DEV_A;
+        f->n_listed = 0;
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_UNBIND_VDEVICE, SLOT, id, 1, NULL));
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, SLOT, id, 1, NULL));
+        ASSERT_EQ(f->n_listed, 0u);
+
+        /* A context the fd store handed back: its vDevice is recorded from the state file even
+         * where no rule lists the device now (so that its release unbinds it), but not bound
+         * again. */
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." ID_B, &kept));
+        close(p[0]);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_OK(attach(f, TSM_PRIV_SLOT_WORKER, kept, 7, DEV_A, NULL));
+        ASSERT_EQ(f->n_listed, 0u);
+        ASSERT_NOT_NULL(monitor_contexts_find_device(f->contexts, DEV_A, NULL));
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, TSM_PRIV_SLOT_WORKER, kept, 7, NULL), EPERM);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        fixture_free(f);
+}
+
 /* The worker may let an orphan go (it was not reclaimed in time). */
 TEST(close_orphan) {
         Fixture *f = fixture();
@@ -2735,7 +2876,7 @@ TEST(violation_out_of_state) {
                 "reclaim-to-0", "reclaim-unknown", "reclaim-bad-id", "reclaim-id-taken",
                 "close-other-slot", "attach-id-0", "attach-other-address",
                 "attach-again",
-                "attach-address-string", "attach-reserved", "vdevice-reserved", "unknown-scope", "scope-string",
+                "attach-address-string", "attach-state", "attach-bound", "vdevice-reserved", "unknown-scope", "scope-string",
                 "scope-junk", "over-max-request", "second-ready", "status-reserved", "status-draining",
                 "device-tsm", "device-string", "detach-other-slot", "bind-detached", "request-orphan-slot",
                 "settle-other-slot", "settle-not-attached", "backend-unknown",
@@ -2810,10 +2951,16 @@ TEST(violation_out_of_state) {
                         struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
                         memset(m.pci_address, 'a', sizeof(m.pci_address));
                         expect_violation(f, &m, "ATTACH_VDEVICE");
-                } else if (streq(c, "attach-reserved")) {
+                } else if (streq(c, "attach-state")) {
                         struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
-                        m.__reserved = 1;
+                        m.state = TSM_PRIV_VDEVICE_CHANGING;
                         expect_violation(f, &m, "ATTACH_VDEVICE");
+                } else if (streq(c, "attach-bound")) {
+                        /* Only a restore brings back a bound vDevice. */
+                        struct tsm_priv_attach_vdevice m = attach_msg(SLOT, a, 2, DEV_B);
+                        m.state = TSM_PRIV_VDEVICE_BOUND;
+                        ASSERT_EQ(expect_violation(f, &m, "ATTACH_VDEVICE"), -EPERM);
+                        ASSERT_NULL(monitor_contexts_find_device(f->contexts, DEV_B, NULL));
                 } else if (streq(c, "vdevice-reserved")) {
                         struct tsm_priv_vdevice m = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, SLOT, a, 1);
                         m.__reserved = 0x100;

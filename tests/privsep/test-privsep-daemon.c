@@ -459,6 +459,27 @@ TEST(debug_read_granted_by_reload) {
 }
 TEST(debug_write_not_granted) { run_debug_scope("debug-write"); }
 
+/* The monitor's own gate on binding: once a reload took the device out of every rule, a bind of
+ * it (which the worker, checking the policy first, never sends) is refused by the monitor, not
+ * sent to the device. Refused, not killed. */
+TEST(bind_of_a_device_no_rule_lists) {
+        Setup s;
+
+        setup(&s);
+        write_file(strf("%s/policy.conf", s.t.dir), "[Client:tests]\nUsers=root 65534\nDevices=" DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&s.t, strf(CONFIG, s.scratch)));
+        if (!tsmd_wait_log(&s.t, "Scope checks follow the policy in", 2, TSMD_WAIT_USEC))
+                TEST_FAIL("the monitor did not reload its policy");
+        write_file(s.control, "bind");
+        ASSERT_OK(kill(s.proxy, SIGUSR1));
+        if (!tsmd_wait_log(&s.t, "Refusing to bind " DEV1 ": no policy rule lists the device for its backend emulated", 1,
+                           TSMD_WAIT_USEC))
+                TEST_FAIL("the monitor did not refuse a bind of a device no policy rule lists");
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        teardown(&s);
+}
+
 /* A worker restarted after the policy file changed (no reload) reads the new one; so does the
  * monitor's scope gate, or it would refuse what the worker now grants. */
 TEST(debug_read_granted_to_a_restarted_worker) {

@@ -357,6 +357,9 @@ static size_t build_attack(const char *name, int *ret_fd) {
         }
         if (streq(name, "bad-scope"))
                 return build_guest_request("no-such-scope", 8);
+        if (streq(name, "bind"))
+                /* As the worker sends it: the test took the device out of every rule first. */
+                return build_vdevice(TSM_PRIV_BIND_VDEVICE);
         if (streq(name, "debug-read") || streq(name, "debug-write"))
                 /* A debug scope the policy grants nobody: the worker would never ask. */
                 return build_guest_request(name, 36);

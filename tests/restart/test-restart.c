@@ -510,6 +510,26 @@ static pid_t worker_of(pid_t monitor) {
         return (pid_t) strtol(buf, NULL, 10);
 }
 
+/* Waits (bounded) until the monitor runs a worker other than worker, which ended. */
+static void worker_replaced(Manager *m, pid_t worker) {
+        char path[96];
+
+        snprintf(path, sizeof(path), "/proc/%i/task/%i/children", m->pid, m->pid);
+        for (unsigned i = 0; i < 1000; i++) {
+                char buf[64] = "";
+                FILE *f = fopen(path, "re");
+                pid_t now;
+
+                ASSERT_NOT_NULL(f);
+                now = fgets(buf, sizeof(buf), f) ? (pid_t) strtol(buf, NULL, 10) : 0;
+                fclose(f);
+                if (now > 0 && now != worker)
+                        return;
+                usleep(10000);
+        }
+        TEST_FAIL("worker %i was not replaced", (int) worker);
+}
+
 TEST(capabilities_are_the_documented_minimum) {
         /* The monitor: CAP_KILL (5), CAP_SETGID (6), CAP_SETUID (7), CAP_SETPCAP (8),
          * CAP_SYS_RAWIO (17) and CAP_SYS_RESOURCE (24), where the environment has them. */
@@ -1024,6 +1044,57 @@ TEST(a_reclaimed_context_is_released_on_behalf_of_who_took_it_back) {
         ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
         ASSERT_EQ(record_int(rec, "gid"), 4343);
         ASSERT_EQ(record_int(rec, "pid"), (int64_t) getpid());
+}
+
+/*
+ * A kernel vDevice bound before a restart of tsmd stays bound in the kernel, with the iommufd in
+ * the fd store; the next tsmd attaches it again from the state file, and its monitor must know
+ * it is bound: after a restart of the worker alone the next worker takes the monitor's word for
+ * it, and when its VMM then lets it go it is unbound, and the release recorded. Before, the
+ * monitor recorded it unbound, the worker after it believed that, and neither unbound it: the
+ * TDI stayed locked, unrecorded, until the VMM closed its iommufd.
+ */
+TEST(a_kernel_vdevice_bound_before_a_restart_is_unbound_at_its_release) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        VarlinkClient *c;
+        char token[64], params[128];
+        pid_t worker;
+        int64_t ctx;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        manager_init_kernel(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token);
+        expect_kernel_calls(&m, "op 5 1\n");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+
+        /* The kernel kept the binding: the new tsmd neither binds nor unbinds it. */
+        expect_kernel_calls(&m, "op 5 1\n");
+        worker = worker_of(m.pid);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGKILL));
+        worker_replaced(&m, worker);
+
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", params),
+                                                                   "bound")));
+        /* The VMM hangs up: its context is released, the vDevice unbound. */
+        varlink_client_free(c);
+        expect_kernel_calls(&m, "op 5 1\nop 5 2\n");
+        for (unsigned i = 0; i < 500 && !(rec = last_audit_record(&m, "release")); i++)
+                usleep(10000);
+        ASSERT_NOT_NULL(rec);
+        ASSERT_STREQ(json_get_string(rec, "result"), "ok");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
 }
 
 /* Taking a context back is taking one: the limits of today apply, vDevices included, and a
@@ -1649,6 +1720,59 @@ TEST(reclaim_needs_the_policy_to_allow_every_device) {
         snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
         call_ok(a, "io.tsmd.Guest.CloseContext", params);
         varlink_client_free(a);
+        stop(&m);
+}
+
+/*
+ * The policy no longer lists a device when tsmd restarts (edited, or a reload narrowed it,
+ * before): the monitor's gate refuses new attaches and binds of it, but a vDevice the kernel
+ * kept bound through the restart is attached again all the same, bound, so that it is not left
+ * locked with nobody to unbind it: its VMM may not reclaim it, and the release at the reclaim
+ * timeout unbinds it, on record. An emulated one is not bound again.
+ */
+TEST(a_device_the_policy_dropped_is_restored_to_be_released) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        const char *error = NULL;
+        json_object *reply = NULL;
+        VarlinkClient *c;
+        char token[64], params[128];
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        manager_init_kernel(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound */
+        expect_kernel_calls(&m, "op 5 1\n");
+        policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=0000:02:00.0\n");
+        config_append(&m, "[Guest]\nReclaimTimeoutSec=2\n");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+
+        c = connect_client(&m);
+        snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply, &error));
+        ASSERT_STREQ(error, "io.tsmd.Guest.ReclaimRefused");
+        varlink_client_free(c);
+        expect_kernel_calls(&m, "op 5 1\nop 5 2\n");
+        rec = release_at_timeout(&m);
+        ASSERT_STREQ(json_get_string(rec, "result"), "ok");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+
+        /* Emulated: the new TSM bound nothing, and the device is not bound again. */
+        manager_init(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token);
+        policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=0000:02:00.0\n");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+        json_object_put(TAKE_PTR(rec));
+        rec = wait_audit_record(&m, "restore-bind", "io.tsmd.Guest.BackendError");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
         stop(&m);
 }
 
