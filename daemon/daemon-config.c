@@ -349,14 +349,28 @@ static int on_section(const char *section, unsigned line, void *userdata) {
         return -EINVAL;
 }
 
+/* On failure dst holds nothing to free. */
 static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
-        *dst = *src;
+        DaemonConfig copy = *src;
+
+        /* No string shared with src first, so that daemon_config_done() may free whatever
+         * the copy got before it ran out of memory. */
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (config_type_is_string(config_items[i].type))
+                        *(char **) (void *) ((uint8_t *) &copy + config_items[i].offset) = NULL;
+
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
                 if (config_type_is_string(config_items[i].type)) {
-                        char **s = (char **) (void *) ((uint8_t *) dst + config_items[i].offset);
-                        if (*s && !(*s = strdup(*s)))
+                        size_t o = config_items[i].offset;
+                        const char *s = *(char *const *) (const void *) ((const uint8_t *) src + o);
+                        char **d = (char **) (void *) ((uint8_t *) &copy + o);
+
+                        if (s && !(*d = strdup(s))) {
+                                daemon_config_done(&copy);
                                 return -ENOMEM;
+                        }
                 }
+        *dst = copy;
         return 0;
 }
 
