@@ -164,9 +164,10 @@ void daemon_config_done(DaemonConfig *c) {
 typedef struct LoadState {
         DaemonConfig *config;
         const char *message;
+        unsigned set_on_line[ELEMENTSOF(config_items)]; /* 0: not set in this file */
 } LoadState;
 
-/* A message naming the key and its range: daemon_config_load() hands out static strings. */
+/* A message naming the key (and its range or first line): daemon_config_load() hands out static strings. */
 static _Thread_local char range_message[128];
 
 /* A bound as the key takes it: a size with the largest unit that divides it. */
@@ -235,6 +236,17 @@ static int on_assignment(const char *section, const char *key, const char *value
 
                 if (!streq(it->section, section) || !streq(it->key, key))
                         continue;
+
+                /* Which of two values counts is no question the admin should have to ask:
+                 * an error, as in the policy (each key appears once in --dump-config). */
+                if (st->set_on_line[i] > 0) {
+                        snprintf(range_message, sizeof(range_message),
+                                 "%s= is already set on line %u of this file; remove one of them", key,
+                                 st->set_on_line[i]);
+                        st->message = range_message;
+                        return -EINVAL;
+                }
+                st->set_on_line[i] = line;
 
                 /* "File=/etc/tsmd/policy.conf # main" named no file that exists: an empty
                  * policy, or with DropInDirectory= no drop-ins, those that take grants away
@@ -337,14 +349,28 @@ static int on_section(const char *section, unsigned line, void *userdata) {
         return -EINVAL;
 }
 
+/* On failure dst holds nothing to free. */
 static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
-        *dst = *src;
+        DaemonConfig copy = *src;
+
+        /* No string shared with src first, so that daemon_config_done() may free whatever
+         * the copy got before it ran out of memory. */
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (config_type_is_string(config_items[i].type))
+                        *(char **) (void *) ((uint8_t *) &copy + config_items[i].offset) = NULL;
+
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
                 if (config_type_is_string(config_items[i].type)) {
-                        char **s = (char **) (void *) ((uint8_t *) dst + config_items[i].offset);
-                        if (*s && !(*s = strdup(*s)))
+                        size_t o = config_items[i].offset;
+                        const char *s = *(char *const *) (const void *) ((const uint8_t *) src + o);
+                        char **d = (char **) (void *) ((uint8_t *) &copy + o);
+
+                        if (s && !(*d = strdup(s))) {
+                                daemon_config_done(&copy);
                                 return -ENOMEM;
+                        }
                 }
+        *dst = copy;
         return 0;
 }
 

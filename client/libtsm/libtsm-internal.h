@@ -29,6 +29,13 @@
 #define TSM_GUEST_MESSAGE_MAX (((size_t) TSM_PRIV_PAYLOAD_MAX + 2U) / 3U * 4U + 64U * 1024U)
 #define TSM_GUEST_DEPTH_MAX 8U
 
+/* SECURITY: fds a message from tsmd may carry. No reply of io.tsmd.Guest carries more than one
+ * (OpenContext's and ReclaimContext's iommufd), nor does any call libtsm makes; no other
+ * interface's carries any. The Varlink default (253) would let a compromised worker park that
+ * many fds in the VMM per message: a message with more is a protocol violation, its fds closed
+ * at once (varlink_stream_read(); beyond what the control buffer holds the kernel drops them). */
+#define TSM_MESSAGE_FDS_MAX 1U
+
 typedef enum TsmOpType {
         TSM_OP_GUEST_REQUEST,
         TSM_OP_WATCH,

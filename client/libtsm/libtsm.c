@@ -55,6 +55,8 @@ static int client_setup_connection(TsmClient *c) {
         /* Replies are counted by size, not values, as varlink_client_new_from_fd() has it: an
          * admin's QueryAudit page holds 10000 records, and a Guest reply is small anyway. */
         limits.max_json_values = 0;
+        /* Wide or not: tools calling other interfaces get no fds either. */
+        limits.max_fds_per_message = TSM_MESSAGE_FDS_MAX;
         if (!c->wide_limits) {
                 limits.max_message_size = TSM_GUEST_MESSAGE_MAX;
                 limits.max_depth = TSM_GUEST_DEPTH_MAX;

@@ -58,13 +58,16 @@ TsmTdiState ltsm_reply_get_state(json_object *o, const char *key) {
 int ltsm_reply_get_base64(json_object *o, const char *key, size_t max, void **ret, size_t *ret_len) {
         _cleanup_free_ void *data = NULL;
         json_object *v = field(o, key, json_type_string);
-        size_t len;
+        size_t len, bound;
         int r;
 
         if (!v)
                 return -EBADMSG;
-        if ((size_t) json_object_get_string_len(v) / 4 * 3 > max + 2)
-                return -ENOBUFS; /* more than max whatever the padding */
+        /* More than max whatever the padding: bound - 2 > max, as "max + 2" wraps for a max
+         * of SIZE_MAX - 1 or more (a 32-bit VMM may take any size_t up to SIZE_MAX). */
+        bound = (size_t) json_object_get_string_len(v) / 4 * 3;
+        if (bound > 2 && bound - 2 > max)
+                return -ENOBUFS;
         r = base64_decode(json_object_get_string(v), (size_t) json_object_get_string_len(v), &data, &len);
         if (r == -EINVAL)
                 return -EBADMSG;

@@ -91,6 +91,11 @@
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
  *
+ * A message from tsmd with more than one fd attached is such a violation (no reply carries more:
+ * OpenContext's and ReclaimContext's carry their iommufd, the others none); libtsm closes the
+ * fds at once, and keeps none of them. A reply with one it does not name has it closed when
+ * the call is done.
+ *
  * No error tsmd sends maps to -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO, so after one of
  * them the connection is gone (and with it every context it held): libtsm has closed its
  * socket, and tsm_client_reconnect() makes a new one. tsm_client_get_fd() < 0 says the same at

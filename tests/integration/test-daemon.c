@@ -158,6 +158,13 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Audit]\nMaxRecordsInFlightUnnamed=0\n", 2, "value out of range for MaxRecordsInFlightUnnamed= (1 to 1048576)" },
                 { "[Audit]\nRefusalRecordsPerUid=1048577\n", 2, "value out of range for RefusalRecordsPerUid= (0 to 1048576)" },
                 { "[Audit]\nRefusalIntervalSec=0\n", 2, "value out of range for RefusalIntervalSec= (1 to 86400)" },
+                /* A key given twice: which value counts is left to no one's guess. */
+                { "[Varlink]\nMaxConnections=10\n# more\nMaxConnections=1000\n", 4,
+                  "MaxConnections= is already set on line 2 of this file" },
+                /* Also across two occurrences of its section. */
+                { "[Guest]\nMaxContextsPerClient=4\n[Audit]\nFiles=4\n[Guest]\nMaxContextsPerClient=4\n", 6,
+                  "MaxContextsPerClient= is already set on line 2 of this file" },
+                { "[Policy]\nFile=/etc/tsmd/policy.conf\nFile=\n", 3, "File= is already set on line 2 of this file" },
                 { "[Varlink\nMaxJsonDepth=8\n", 1, NULL },
                 { "[Varlink]\njust some words\n", 2, NULL },
         };
@@ -456,7 +463,9 @@ TEST(empty_path_is_the_default) {
         _cleanup_free_ char *out = NULL, *err = NULL;
         int status;
 
-        write_file(path, "[Audit]\nDirectory=/elsewhere\nDirectory=\n"
+        /* Not none: a key may be set once per file, so the default is all an empty value
+         * can stand for. */
+        write_file(path, "[Audit]\nDirectory=\n"
                          "[Guest]\nContextStateDirectory=\n"
                          "[Policy]\nFile=\nDropInDirectory=\n");
         status = tsmd_run(path, "--dump-config", &out, &err);

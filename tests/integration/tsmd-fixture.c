@@ -305,11 +305,42 @@ static const char default_policy[] =
         "Devices=*\n"
         "Scopes=info state-change\n";
 
+/* Whether a line of config assigns key (each key name is in one section only). */
+static bool config_sets(const char *config, const char *key) {
+        size_t n = strlen(key);
+
+        for (const char *p = config; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+                p += strspn(p, " \t");
+                if (strncmp(p, key, n) == 0 && p[n + strspn(p + n, " \t")] == '=')
+                        return true;
+        }
+        return false;
+}
+
+/* The test's config, and for each key of these it does not set, the test daemon's own value:
+ * a key may be set only once in tsmd.conf. (Not in strf()'s ring: config may be there.) */
 static const char *config_with_test_sections(Tsmd *t, const char *config) {
-        return strf("%s\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
-                    "[Policy]\nFile=%s/policy.conf\nDropInDirectory=%s/policy.d\n"
-                    "[Guest]\nContextStateDirectory=%s/contexts\n",
-                    config ?: "", t->dir, t->dir, t->dir, t->dir);
+        static const struct {
+                const char *section, *key, *in_dir, *value; /* in_dir: a path under t->dir */
+        } keys[] = {
+                { "Audit", "Directory", "/audit", NULL },
+                { "Audit", "Journal", NULL, "no" },
+                { "Policy", "File", "/policy.conf", NULL },
+                { "Policy", "DropInDirectory", "/policy.d", NULL },
+                { "Guest", "ContextStateDirectory", "/contexts", NULL },
+        };
+        static char text[16384];
+        size_t n;
+
+        n = (size_t) snprintf(text, sizeof(text), "%s\n", strempty(config));
+        for (size_t i = 0; i < ELEMENTSOF(keys) && n < sizeof(text); i++)
+                if (!config_sets(config, keys[i].key))
+                        n += (size_t) snprintf(text + n, sizeof(text) - n, "[%s]\n%s=%s%s\n", keys[i].section,
+                                               keys[i].key, keys[i].in_dir ? t->dir : "",
+                                               keys[i].in_dir ?: keys[i].value);
+        if (n >= sizeof(text))
+                TEST_FAIL("tsmd.conf too long");
+        return text;
 }
 
 /*

@@ -754,6 +754,66 @@ TEST(unexpected_fds_closed) {
         pair_done(c, path, ls, s);
 }
 
+/* Sends text with n fds attached. */
+static void write_message_fds(int sock, const char *text, const int *fds, size_t n) {
+        union {
+                struct cmsghdr cmsg;
+                char buf[CMSG_SPACE(sizeof(int) * 16)];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) text, .iov_len = strlen(text) + 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = CMSG_SPACE(sizeof(int) * n) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+        ASSERT_LE(n, 16U);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) strlen(text) + 1);
+}
+
+/* SECURITY: no message of tsmd's carries more than one fd (OpenContext's iommufd), so more is
+ * a protocol violation: a compromised worker must not make the VMM hold up to 253 fds per
+ * message. The fds are closed at once, the call fails with -EPROTO, and the connection is
+ * closed. Two fds (within the control buffer) and sixteen (beyond it: MSG_CTRUNC). */
+TEST(too_many_fds_refused) {
+        static const size_t counts[] = { 2, 16 };
+
+        for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
+                char path[108];
+                int ls, s, rd[16], wr[16];
+                uint64_t ctx = 0;
+                int iommufd = -1;
+                TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+                for (size_t j = 0; j < counts[i]; j++) {
+                        int p[2];
+
+                        ASSERT_OK(pipe2(p, O_CLOEXEC));
+                        rd[j] = p[0];
+                        wr[j] = p[1];
+                }
+                /* A reply OpenContext would take, but with more fds than it names. */
+                write_message_fds(s, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":null}}",
+                                  wr, counts[i]);
+                for (size_t j = 0; j < counts[i]; j++)
+                        close(wr[j]);
+
+                ASSERT_ERRNO(tsm_context_open(c, &ctx, &iommufd), EPROTO);
+                ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
+                ASSERT_EQ(iommufd, -1);
+                ASSERT_TRUE(tsm_client_get_fd(c) < 0);
+                /* Closed by now, not at tsm_client_free(). */
+                for (size_t j = 0; j < counts[i]; j++) {
+                        if (!pipe_widowed(rd[j]))
+                                TEST_FAIL("%zu fds: fd %zu still held by the client", counts[i], j);
+                        close(rd[j]);
+                }
+                pair_done(c, path, ls, s);
+        }
+}
+
 typedef struct Chained {
         TsmClient *client;
         AsyncResult first, second;

@@ -822,12 +822,28 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
 
 /* ---- contexts across a crash ------------------------------------------------------------------ */
 
-static void config_append(Manager *m, const char *text) {
-        FILE *f = fopen(m->config, "ae");
+/* Sets key in tsmd.conf for the next start: a key may be set only once in the file, so an
+ * earlier assignment of it goes (each key name is in one section only). */
+static void config_set(Manager *m, const char *section, const char *key, const char *value) {
+        char *text = NULL, *line = NULL;
+        size_t size = 0, allocated = 0, n = strlen(key);
+        FILE *in = fopen(m->config, "re"), *out = open_memstream(&text, &size);
 
-        ASSERT_NOT_NULL(f);
-        fputs(text, f);
-        fclose(f);
+        ASSERT_NOT_NULL(in);
+        ASSERT_NOT_NULL(out);
+        while (getline(&line, &allocated, in) > 0)
+                if (!(strncmp(line, key, n) == 0 && line[n] == '='))
+                        fputs(line, out);
+        fprintf(out, "[%s]\n%s=%s\n", section, key, value);
+        fclose(in);
+        ASSERT_OK(fclose(out));
+        free(line);
+
+        out = fopen(m->config, "we");
+        ASSERT_NOT_NULL(out);
+        fputs(text, out);
+        ASSERT_OK(fclose(out));
+        free(text);
 }
 
 /* Opens a context (its reclaim token into token) with the vDevices attach names ("ID ADDRESS"
@@ -892,12 +908,12 @@ TEST(device_missing_at_restart) {
         Manager m;
 
         manager_init(&m);
-        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0,0000:02:00.0\n");
+        config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0,0000:02:00.0");
         manager_start_ready(&m);
         crash_with_context(&m, attach, ELEMENTSOF(attach), token);
 
         /* Restarted without the device (the last [Platform] section wins). */
-        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0\n");
+        config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0");
         manager_start_ready(&m);
         worker = worker_of(m.pid);
         bystander = connect_client(&m);
@@ -976,7 +992,7 @@ static json_object *release_of_unreclaimed(bool whole_tsmd, gid_t owner_gid) {
         Manager m;
 
         manager_init(&m);
-        config_append(&m, "[Guest]\nReclaimTimeoutSec=1\n");
+        config_set(&m, "Guest", "ReclaimTimeoutSec", "1");
         manager_start_ready(&m);
         c = connect_client_as(&m, owner_gid);
         open_bound_context(c, token);
@@ -1036,7 +1052,7 @@ TEST(a_reclaimed_context_is_released_on_behalf_of_who_took_it_back) {
 
         c = connect_client_as(&m, 4343);
         (void) reclaim(c, token);
-        config_append(&m, "[Guest]\nReclaimTimeoutSec=1\n"); /* for the next start */
+        config_set(&m, "Guest", "ReclaimTimeoutSec", "1"); /* for the next start */
         crash_and_restart(&m);
         varlink_client_free(c);
 
@@ -1132,11 +1148,11 @@ TEST(a_rebind_after_a_restart_is_recorded) {
 
         /* The device binds again, slowly (1.5 s an exchange). */
         manager_init(&m);
-        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0,0000:02:00.0\n");
+        config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0,0000:02:00.0");
         manager_start_ready(&m);
         c = connect_client(&m);
         open_bound_context(c, token);
-        config_append(&m, "[Platform]\nEmulatedLatencyUSec=1500000\n");
+        config_set(&m, "Platform", "EmulatedLatencyUSec", "1500000");
         crash_and_restart(&m);
         varlink_client_free(c);
 
@@ -1161,11 +1177,11 @@ TEST(a_rebind_after_a_restart_is_recorded) {
 
         /* The device refuses the bind after the restart. */
         manager_init(&m);
-        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0,0000:02:00.0\n");
+        config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0,0000:02:00.0");
         manager_start_ready(&m);
         c = connect_client(&m);
         open_bound_context(c, token);
-        config_append(&m, "[Platform]\nEmulatedDevices=0000:01:00.0:fault=busy,0000:02:00.0\n");
+        config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0:fault=busy,0000:02:00.0");
         crash_and_restart(&m);
         varlink_client_free(c);
 
@@ -1192,13 +1208,13 @@ TEST(reclaim_obeys_todays_limits) {
         manager_start_ready(&m);
         crash_with_context(&m, attach, ELEMENTSOF(attach), token);
 
-        config_append(&m, "[Guest]\nMaxVDevicesPerClient=1\n");
+        config_set(&m, "Guest", "MaxVDevicesPerClient", "1");
         manager_start_ready(&m);
         c = connect_client(&m);
         snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.ReclaimContext", params), "io.tsmd.Guest.LimitReached");
 
-        config_append(&m, "[Guest]\nMaxVDevicesPerClient=2\n");
+        config_set(&m, "Guest", "MaxVDevicesPerClient", "2");
         ASSERT_OK(kill(m.pid, SIGHUP));
         for (unsigned i = 0;; i++) {
                 const char *error = NULL;
