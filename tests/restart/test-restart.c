@@ -1762,7 +1762,7 @@ TEST(a_device_the_policy_dropped_is_restored_to_be_released) {
         open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound */
         expect_kernel_calls(&m, "op 5 1\n");
         policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=0000:02:00.0\n");
-        config_append(&m, "[Guest]\nReclaimTimeoutSec=2\n");
+        config_set(&m, "Guest", "ReclaimTimeoutSec", "2");
         crash_and_restart(&m);
         varlink_client_free(c);
 
