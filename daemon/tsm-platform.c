@@ -252,12 +252,14 @@ static void request_finish(TsmRequest *r, int result) {
         request_schedule(r, 0);
 }
 
-/* Everything in flight to a device that is gone fails with -ENODEV. */
+/* Everything in flight to a device that is gone fails with -ENODEV. What the backend answered
+ * already keeps its answer (its callback is due): the device acted before it went, and a
+ * kernel call it answered will not answer late. */
 static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
         TsmRequest *r;
 
         TAILQ_FOREACH(r, &p->requests, entry)
-                if (!pci_address || streq(r->pci_address, pci_address)) {
+                if (!r->completed && (!pci_address || streq(r->pci_address, pci_address))) {
                         (void) evtimer_del(r->timer);
                         request_abandon_call(r);
                         request_finish(r, -ENODEV);

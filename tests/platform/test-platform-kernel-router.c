@@ -293,6 +293,34 @@ TEST(device_moved_to_another_tsm_is_gone) {
         router_teardown(&t);
 }
 
+/* The kernel answered before the device went, and the answer waits for its turn on the loop
+ * when the device goes: the answer is the kernel's, not DeviceGone. A state change (or a bind)
+ * it reports did happen, and no late answer will say so if the caller is told it did not. */
+TEST(an_answer_the_kernel_gave_before_the_device_went_is_kept) {
+        Router t;
+        Done d = {};
+        char path[PATH_MAX];
+        FILE *f;
+
+        router_setup(&t);
+        request(&t, NIC, VDEV_NIC, TSM_SCOPE_STATE_CHANGE, &d);
+        /* One round of the loop: the lane's answer is taken in, its callback not run yet. */
+        ASSERT_OK(event_base_loop(t.base, EVLOOP_ONCE));
+        ASSERT_EQ(d.n, 0u);
+        ASSERT_EQ(last_call(false).value, 1u); /* v5 PCI_STATE_CHANGE: the kernel has answered */
+
+        snprintf(path, sizeof(path), "%s/%s", t.sysfs, NIC_CONNECT);
+        ASSERT_NOT_NULL(f = fopen(path, "we"));
+        ASSERT_OK(fprintf(f, "\n") >= 0 ? 0 : -EIO);
+        ASSERT_OK(fclose(f));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_EQ(d.response_len, 4u);
+        ASSERT_MEMEQ(d.response, "pong", 4);
+        router_teardown(&t);
+}
+
 /* A TSM that goes takes its devices' bindings and SPDM sessions with it, also where a device's
  * sysfs still names it: what was attached to the device is gone, its request in the kernel fails
  * at once, and a TSM registered again under the name serves the device afresh. */
