@@ -389,6 +389,36 @@ TEST(the_kernel_out_of_memory_is_a_backend_error) {
         teardown(&e);
 }
 
+/* A TSM that gives up itself (its SPDM or DOE timeout: the kernel answers ETIMEDOUT) has answered:
+ * the VMM gets the backend's error (BackendError Timeout), not the Timeout of a call tsmd gave up
+ * on within RequestTimeoutUSec= (which a Bind never gets), whose late answer is still to come. */
+TEST(the_kernel_timing_out_is_a_backend_error) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *timeout = "{\"name\":\"Timeout\",\"errno\":62}";
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        fail_calls(&e, 11, ETIMEDOUT);
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), timeout);
+        fail_calls(&e, 11, 0);
+        change(c, G "Bind", ctx, 11);
+        fail_calls(&e, 11, ETIMEDOUT);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "state-change"), E_GUEST("BackendError"), timeout);
+        fail_calls(&e, 11, 0);
+
+        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("BackendError"), 1);
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+        ASSERT_EQ(tsmd_audit_count(&e.tsmd, seq, "guest-request", E_GUEST("Timeout")), 0U);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* ---- VFIO device fds ----------------------------------------------------------------------- */
 
 #define NIC_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
