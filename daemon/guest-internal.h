@@ -99,6 +99,7 @@ typedef struct Release {
         uint32_t context_id; /* the monitor's: the context may be reclaimed meanwhile */
         uint32_t vdevice;
         char *pci_address;
+        uint32_t priv_cookie; /* of its bind or unbind: a late answer of the kernel names the record */
 } Release;
 
 GuestClient *guest_client_of(VarlinkCall *call);

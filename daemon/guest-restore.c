@@ -122,6 +122,7 @@ static void on_restore_rebound(int result, const void *response, size_t len, voi
 static void vdevice_restore_change(Manager *m, GuestContext *ctx, GuestVDevice *v, bool bind, const char *event,
                                    PrivRequestCallback cb) {
         Release *rel = new0(Release, 1);
+        PrivRequest *req = NULL;
         int r;
 
         v->bound = false;
@@ -137,11 +138,12 @@ static void vdevice_restore_change(Manager *m, GuestContext *ctx, GuestVDevice *
         rel->pid = ctx->pid;
         rel->context_id = ctx->id;
         rel->vdevice = v->id;
-        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, bind, cb, rel, NULL);
+        r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, bind, cb, rel, &req);
         if (r < 0) {
                 cb(r, NULL, 0, rel);
                 return;
         }
+        rel->priv_cookie = priv_request_get_cookie(req);
         v->changing = true;
 }
 

@@ -406,6 +406,7 @@ static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *user
 void guest_audit_release(const Release *rel, int result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         TsmDeviceInfo info;
+        uint64_t seq = 0;
         int r;
 
         rec.event = rel->event;
@@ -418,11 +419,20 @@ void guest_audit_release(const Release *rel, int result) {
         if (tsm_platform_get_device(rel->manager->platform, rel->pci_address, &info) >= 0)
                 rec.backend = tsm_backend_type_to_string(info.backend);
         /* Timeout: the TSM gave up, or had not answered when the worker exited; either way
-         * nobody knows what the device did. */
-        rec.result = result >= 0 ? "ok" : result == -ETIMEDOUT ? GUEST_ERROR("Timeout") : GUEST_ERROR("BackendError");
-        r = audit_log_record_owed(rel->manager->audit, &rec, on_release_recorded, NULL, NULL);
-        if (r < 0)
+         * nobody knows what the device did. DeviceGone: the device went while the TSM had it,
+         * recorded not done as a Bind or Unbind is. */
+        rec.result = result >= 0            ? "ok" :
+                     result == -ETIMEDOUT   ? GUEST_ERROR("Timeout") :
+                     result == -ENODEV      ? GUEST_ERROR("DeviceGone") :
+                                              GUEST_ERROR("BackendError");
+        r = audit_log_record_owed(rel->manager->audit, &rec, on_release_recorded, NULL, &seq);
+        if (r < 0) {
                 on_release_recorded(rel->manager->audit, 0, r, NULL);
+                return;
+        }
+        /* It failed while the kernel may have it: a late answer names this record. */
+        if (result < 0)
+                guest_late_remember(rel->manager, rel->priv_cookie, seq);
 }
 
 static void on_release_unbound(int result, const void *response, size_t len, void *userdata) {
@@ -452,10 +462,14 @@ static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
                         log_oom();
                         guest_release_free(rel);
                 } else {
+                        PrivRequest *req = NULL;
+
                         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, false, on_release_unbound,
-                                                rel, NULL);
+                                                rel, &req);
                         if (r < 0)
                                 on_release_unbound(r, NULL, 0, rel);
+                        else
+                                rel->priv_cookie = priv_request_get_cookie(req);
                 }
         }
         r = v->unattached ? 0 : priv_call_detach_vdevice(m->channel, ctx->slot, ctx->id, v->id);

@@ -40,6 +40,9 @@ struct TsmRequest {
         int result;
         bool completed; /* result is final; only the callback is left */
         bool answers_late; /* its kernel call was given up on in the kernel: the late callback has it */
+        bool kernel_answered; /* result is the kernel's, its callback not run yet */
+        uint32_t vdevice_id;  /* kernel calls: for a late answer */
+        uint64_t start_usec;  /* kernel calls: when submitted, for a late answer */
         /* Emulated: the device works on it (it is the device's exchange). Like a DOE mailbox, it
          * takes one exchange at a time and the others wait their turn, in order. */
         bool serving;
@@ -252,12 +255,14 @@ static void request_finish(TsmRequest *r, int result) {
         request_schedule(r, 0);
 }
 
-/* Everything in flight to a device that is gone fails with -ENODEV. */
+/* Everything in flight to a device that is gone fails with -ENODEV. What the backend answered
+ * already keeps its answer (its callback is due): the device acted before it went, and a
+ * kernel call it answered will not answer late. */
 static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
         TsmRequest *r;
 
         TAILQ_FOREACH(r, &p->requests, entry)
-                if (!pci_address || streq(r->pci_address, pci_address)) {
+                if (!r->completed && (!pci_address || streq(r->pci_address, pci_address))) {
                         (void) evtimer_del(r->timer);
                         request_abandon_call(r);
                         request_finish(r, -ENODEV);
@@ -676,7 +681,34 @@ static void on_kernel_call_done(KernelCall *c, int result, void *userdata) {
         r->call = NULL; /* freed when this returns */
         r->response = kernel_call_take_response(c, &r->response_len);
         (void) evtimer_del(r->timer); /* the deadline */
+        r->kernel_answered = true;
         request_finish(r, result);
+}
+
+/* r is cancelled with the kernel's answer in hand, its callback not run: the caller gives up on
+ * what the kernel did as on a call still in the kernel, whose answer the lanes hand to the late
+ * callback (kernel-lanes.h). So does this one. */
+static void request_report_answered(TsmRequest *r) {
+        static const KernelOp ops[] = {
+                [TSM_OP_REQUEST] = KERNEL_OP_REQUEST, [TSM_OP_BIND] = KERNEL_OP_BIND,
+                [TSM_OP_UNBIND] = KERNEL_OP_UNBIND,   [TSM_OP_RELEASE] = KERNEL_OP_UNBIND,
+                [TSM_OP_CONNECT] = KERNEL_OP_WRITE,   [TSM_OP_DISCONNECT] = KERNEL_OP_WRITE,
+        };
+        TsmPlatform *p = r->platform;
+        KernelLate late = {
+                .op = ops[r->op],
+                .lane = r->pci_address,
+                .vdevice_id = r->vdevice_id,
+                .scope_number = r->scope_number,
+                .result = r->result,
+                .response_len = r->op == TSM_OP_REQUEST && r->result >= 0 ? r->response_len : 0,
+                .latency_usec = now_monotonic_usec() - r->start_usec,
+                .tag = r->late_tag,
+                .tag_size = r->late_tag_size,
+        };
+
+        if (p->late_callback)
+                p->late_callback(p, &late, p->late_userdata);
 }
 
 /* A request in the platform's list, its callback not yet due. */
@@ -719,6 +751,8 @@ static int request_submit(TsmRequest *r, const KernelCallArgs *args) {
                         return k;
                 kernel_lanes_set_late_callback(p->lanes, on_kernel_late, p);
         }
+        r->vdevice_id = args->vdevice_id;
+        r->start_usec = now_monotonic_usec();
         return kernel_lanes_submit(p->lanes, r->pci_address, args, on_kernel_call_done, r, &r->call);
 }
 
@@ -988,6 +1022,8 @@ bool tsm_request_answers_late(const TsmRequest *r) {
 void tsm_request_cancel(TsmRequest *r) {
         if (!r)
                 return;
+        if (r->kernel_answered)
+                request_report_answered(r);
         request_unlink(r);
         request_free(r);
 }

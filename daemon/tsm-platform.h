@@ -162,8 +162,9 @@ int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address);
 
 /* A kernel call whose request was given up on (timed out, its device gone, cancelled) while the
  * kernel ran it, as the kernel answered after all (kernel-lanes.h): late->tag is what the
- * request's caller set with tsm_request_set_late_tag(). Not for calls that never reached the
- * kernel, nor for those answered in time. */
+ * request's caller set with tsm_request_set_late_tag(); also a call cancelled once the kernel
+ * had answered it, its callback not run yet. Not for calls that never reached the kernel, nor
+ * for those answered in time. */
 typedef void (*TsmPlatformLate)(TsmPlatform *p, const KernelLate *late, void *userdata);
 void tsm_platform_set_late_callback(TsmPlatform *p, TsmPlatformLate cb, void *userdata);
 /* What names r's caller in a late answer: size bytes (at most KERNEL_LATE_TAG_MAX) at tag, the
@@ -175,7 +176,9 @@ void tsm_request_set_late_tag(TsmRequest *r, const void *tag, size_t size);
  * returns, not in the callback's result. */
 bool tsm_request_answers_late(const TsmRequest *r);
 
-/* Drops a request whose caller went away; its callback will not run. */
+/* Drops a request whose caller went away; its callback will not run. One whose kernel call was
+ * answered already (its callback due) hands that answer to the late callback, as a call given up
+ * on in the kernel does: what the device did is told all the same. */
 void tsm_request_cancel(TsmRequest *r);
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len);
 /* The response buffer offered to the backend: the caller's limit, capped by the scope's. */

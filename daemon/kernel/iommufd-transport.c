@@ -255,9 +255,12 @@ int iommufd_probe_uapi(const char *path, TsmUapiVersion *ret_version) {
 
 /* The TSM ioctls answer ENODEV for a vIOMMU without a VM (v4, v5), where everything above the
  * transport reads ENODEV as "the device is gone": a VMM that forgot KVM_DEV_VFIO_FILE_ADD
- * would be told its device was unplugged. It travels as ENOLINK, named NoVmAssociated. */
+ * would be told its device was unplugged. It travels as ENOLINK, named NoVmAssociated. Likewise
+ * ETIMEDOUT, a TSM's own SPDM or DOE timeout: above, it means tsmd gave up on a call the kernel
+ * still runs (RequestTimeoutUSec=), whose answer is still to come; this one has answered. It
+ * travels as ETIME, named Timeout. */
 static int kernel_errno(int r) {
-        return r == -ENODEV ? -ENOLINK : r;
+        return r == -ENODEV ? -ENOLINK : r == -ETIMEDOUT ? -ETIME : r;
 }
 
 static int tsm_op(int fd, TsmUapiVersion version, uint32_t vdevice_id, uint32_t op_type) {
@@ -451,6 +454,8 @@ static const IommufdTsmError iommufd_tsm_errors[] = {
           "The kernel could not read the request or write the response buffer; a state change may have completed." },
         { ETIMEDOUT, "Timeout",
           "The TSM or the device did not answer in time." },
+        { ETIME, "Timeout",
+          "The TSM or the device did not answer in time, and the TSM gave up (the kernel says ETIMEDOUT)." },
         { EIO, "TsmFailure",
           "The TSM or its firmware failed the request, or the kernel returned an impossible result." },
         { EINTR, "Interrupted",

@@ -1119,8 +1119,10 @@ static void fail_requests_of(MonitorDispatch *d, uint32_t context, uint32_t vdev
                 next = LIST_NEXT(mr, entry);
                 if (mr->context != context || (vdevice != 0 && mr->vdevice != vdevice))
                         continue;
-                tsm_request_cancel(TAKE_PTR(mr->request));
+                /* The answer first: a late answer the cancel hands over at once (the kernel's,
+                 * not yet delivered) names the worker's record of it. */
                 (void) reply_full(d, mr->cookie, -ENODEV, 0, NULL, 0, -EBADF);
+                tsm_request_cancel(TAKE_PTR(mr->request));
                 request_free(mr);
         }
 }

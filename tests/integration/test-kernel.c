@@ -389,6 +389,36 @@ TEST(the_kernel_out_of_memory_is_a_backend_error) {
         teardown(&e);
 }
 
+/* A TSM that gives up itself (its SPDM or DOE timeout: the kernel answers ETIMEDOUT) has answered:
+ * the VMM gets the backend's error (BackendError Timeout), not the Timeout of a call tsmd gave up
+ * on within RequestTimeoutUSec= (which a Bind never gets), whose late answer is still to come. */
+TEST(the_kernel_timing_out_is_a_backend_error) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *timeout = "{\"name\":\"Timeout\",\"errno\":62}";
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        fail_calls(&e, 11, ETIMEDOUT);
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), timeout);
+        fail_calls(&e, 11, 0);
+        change(c, G "Bind", ctx, 11);
+        fail_calls(&e, 11, ETIMEDOUT);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "state-change"), E_GUEST("BackendError"), timeout);
+        fail_calls(&e, 11, 0);
+
+        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("BackendError"), 1);
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+        ASSERT_EQ(tsmd_audit_count(&e.tsmd, seq, "guest-request", E_GUEST("Timeout")), 0U);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* ---- VFIO device fds ----------------------------------------------------------------------- */
 
 #define NIC_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
@@ -1038,6 +1068,41 @@ TEST(a_late_failure_of_an_abandoned_unbind_is_audited) {
 
         async_call_done(&unbind);
         varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* A VMM hangs up with its device bound: the release's unbind is in the kernel when the device is
+ * unplugged. The release is recorded DeviceGone (not done, as a Bind or Unbind whose device went
+ * is), and when the kernel fails the unbind after all, its unbind-late names that record. */
+TEST(a_release_whose_device_went_is_audited_device_gone) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *release, *late;
+        int64_t ctx;
+        Env e;
+        int r;
+
+        setup_env(&e, 5 * USEC_PER_SEC, "", true);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+
+        hold(&e, 11, true);
+        fail(&e, 11, EIO);
+        varlink_client_free(TAKE_PTR(c));
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+        ASSERT_OK(sysfs_fixture_remove(e.root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"));
+        r = uevent_send("remove", "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "pci", NULL, ++e.seqnum);
+        ASSERT_OK(r);
+        release = wait_record_of(&e.tsmd, NIC_ADDR, "release");
+        ASSERT_STREQ(JSTR(release, "result"), E_GUEST("DeviceGone"));
+        ASSERT_EQ(JINT(release, "contextId"), ctx);
+
+        hold(&e, 11, false);
+        late = wait_record_of(&e.tsmd, NIC_ADDR, "unbind-late");
+        ASSERT_STREQ(JSTR(late, "result"), "EIO");
+        ASSERT_EQ(JINT(late, "originalSeq"), JINT(release, "seq"));
+        json_object_put(late);
+        json_object_put(release);
         teardown(&e);
 }
 

@@ -295,8 +295,9 @@ TEST(errno_passthrough) {
         size_t resp_len;
 
         for (size_t i = 0; i < ELEMENTSOF(errnos); i++) {
-                /* All as the kernel said, but ENODEV (no VM), which above means a device gone. */
-                int expected = errnos[i] == ENODEV ? -ENOLINK : -errnos[i];
+                /* All as the kernel said, but ENODEV (no VM), which above means a device gone,
+                 * and ETIMEDOUT, which above means tsmd gave up on a call still in the kernel. */
+                int expected = errnos[i] == ENODEV ? -ENOLINK : errnos[i] == ETIMEDOUT ? -ETIME : -errnos[i];
 
                 fake_install();
                 fake.ret = -errnos[i];
@@ -635,6 +636,7 @@ TEST(error_names) {
                 { E2BIG, "PayloadTooLarge" },
                 { EFAULT, "BadBuffer" },
                 { ETIMEDOUT, "Timeout" },
+                { ETIME, "Timeout" },
                 { EIO, "TsmFailure" },
                 { EINTR, "Interrupted" },
                 { ENOMEM, "OutOfMemory" },

@@ -135,6 +135,14 @@ static void run_until(Router *t, Done *d, unsigned n) {
         }
 }
 
+/* Runs the loop for 50 ms: what is due in that time is done. */
+static void run_for_a_while(Router *t) {
+        const struct timeval slice = { .tv_sec = 0, .tv_usec = 50000 };
+
+        ASSERT_OK(event_base_loopexit(t->base, &slice));
+        ASSERT_OK(event_base_dispatch(t->base));
+}
+
 TEST(request_reaches_the_kernel_and_is_answered) {
         Router t;
         Done d = {};
@@ -290,6 +298,83 @@ TEST(device_moved_to_another_tsm_is_gone) {
         ASSERT_OK(tsm_platform_get_device(t.platform, NIC, &info));
         ASSERT_EQ(info.backend, TSM_BACKEND_TDX_CONNECT);
         ASSERT_STREQ(info.tsm, "tsm1");
+        router_teardown(&t);
+}
+
+/* The kernel answered before the device went, and the answer waits for its turn on the loop
+ * when the device goes: the answer is the kernel's, not DeviceGone. A state change (or a bind)
+ * it reports did happen, and no late answer will say so if the caller is told it did not. */
+TEST(an_answer_the_kernel_gave_before_the_device_went_is_kept) {
+        Router t;
+        Done d = {};
+        char path[PATH_MAX];
+        FILE *f;
+
+        router_setup(&t);
+        request(&t, NIC, VDEV_NIC, TSM_SCOPE_STATE_CHANGE, &d);
+        /* One round of the loop: the lane's answer is taken in, its callback not run yet. */
+        ASSERT_OK(event_base_loop(t.base, EVLOOP_ONCE));
+        ASSERT_EQ(d.n, 0u);
+        ASSERT_EQ(last_call(false).value, 1u); /* v5 PCI_STATE_CHANGE: the kernel has answered */
+
+        snprintf(path, sizeof(path), "%s/%s", t.sysfs, NIC_CONNECT);
+        ASSERT_NOT_NULL(f = fopen(path, "we"));
+        ASSERT_OK(fprintf(f, "\n") >= 0 ? 0 : -EIO);
+        ASSERT_OK(fclose(f));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_EQ(d.response_len, 4u);
+        ASSERT_MEMEQ(d.response, "pong", 4);
+        router_teardown(&t);
+}
+
+typedef struct Late {
+        unsigned n;
+        KernelLate late;
+        char tag[16];
+} Late;
+
+static void on_late(TsmPlatform *p, const KernelLate *k, void *userdata) {
+        Late *l = userdata;
+
+        l->n++;
+        l->late = *k;
+        l->late.lane = l->late.tag = NULL; /* valid during the call only */
+        ASSERT_LE(k->tag_size, sizeof(l->tag));
+        memcpy(l->tag, k->tag, k->tag_size);
+}
+
+/* The caller gives up on a request (its vDevice detached, its worker gone) once the kernel has
+ * answered it, before the answer's turn on the loop: what the kernel did still reaches the late
+ * callback (tsmd's audit log), as it does for a call given up on inside the kernel. */
+TEST(a_request_cancelled_after_the_kernel_answered_answers_late) {
+        TsmTarget nic = { .pci_address = NIC, .iommufd = -EBADF, .vdevice_id = VDEV_NIC };
+        Router t;
+        Done d = {};
+        Late late = {};
+        TsmRequest *r = NULL;
+
+        router_setup(&t);
+        nic.iommufd = t.iommufd;
+        tsm_platform_set_late_callback(t.platform, on_late, &late);
+        ASSERT_OK(tsm_platform_request(t.platform, &nic, TSM_SCOPE_STATE_CHANGE, "ping", 4, 64, on_done, &d, &r));
+        tsm_request_set_late_tag(r, "who", 4);
+        ASSERT_OK(event_base_loop(t.base, EVLOOP_ONCE));
+        ASSERT_EQ(d.n, 0u);
+        ASSERT_EQ(last_call(false).value, 1u); /* the kernel has answered */
+
+        tsm_request_cancel(r);
+        ASSERT_EQ(late.n, 1u);
+        ASSERT_EQ(late.late.op, KERNEL_OP_REQUEST);
+        ASSERT_EQ(late.late.result, 0);
+        ASSERT_EQ(late.late.response_len, 4u);
+        ASSERT_EQ(late.late.scope_number, 1u);
+        ASSERT_EQ(late.late.vdevice_id, (uint32_t) VDEV_NIC);
+        ASSERT_STREQ(late.tag, "who");
+        run_for_a_while(&t);
+        ASSERT_EQ(d.n, 0u);
+        ASSERT_EQ(late.n, 1u);
         router_teardown(&t);
 }
 

@@ -1756,6 +1756,60 @@ TEST(detach_fails_requests_in_flight) {
         fixture_free(f);
 }
 
+static void loop_a_while(Fixture *f);
+
+/* A detach that comes when the kernel has answered a request, before the answer's turn on the
+ * loop: the request is answered DeviceGone as any in flight, and what the kernel did reaches the
+ * audit log all the same (a LATE naming the request), as for one the kernel still runs. */
+TEST(detach_after_the_kernel_answered_tells_the_answer_late) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_guest_request m;
+        struct tsm_priv_vdevice detach;
+        struct tsm_priv_late late;
+        FakeKernelCall calls[4];
+        uint32_t a, cookie;
+        Reply rep;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        m = guest_request_msg(f, SLOT, a, VDEV_HELD, TSM_SCOPE_STATE_CHANGE, 4);
+        m.hdr.cookie = cookie = ++f->cookie;
+        fake_kernel_hold(true);
+        ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+        process_ok(f);
+        fake_kernel_wait_inside(1);
+        fake_kernel_hold(false);
+        fake_kernel_wait_inside(0);
+        usleep(20000); /* the lane hands the answer to the loop */
+        /* One round of the loop: the kernel's answer is taken in, not yet handed on. */
+        ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 1u);
+        ASSERT_FALSE(worker_has_input(f));
+
+        detach = vdevice_msg(TSM_PRIV_DETACH_VDEVICE, SLOT, a, VDEV_HELD);
+        detach.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &detach, NULL, 0, -EBADF));
+        process_ok(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, cookie);
+        ASSERT_EQ(rep.r.result, -ENODEV);
+        receive(f, TSM_PRIV_LATE, &late, sizeof(late), NULL, NULL);
+        ASSERT_EQ(late.op, TSM_PRIV_LATE_GUEST_REQUEST);
+        ASSERT_EQ(late.request_cookie, cookie);
+        ASSERT_EQ(late.context, a);
+        ASSERT_EQ(late.vdevice, VDEV_HELD);
+        ASSERT_STREQ(late.scope, "state-change");
+        ASSERT_EQ(late.result, 0);
+        ASSERT_EQ(late.response_size, 4u);
+        ASSERT_STREQ(late.pci_address, NIC);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, detach.hdr.cookie);
+        ASSERT_OK(rep.r.result);
+        loop_a_while(f);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
 /* A guest request the fake kernel holds past its deadline (the fixture's is short), answered
  * Timeout; then the kernel answers it, late. Returns the request's cookie. */
 static uint32_t late_guest_request(Fixture *f, uint32_t context) {
