@@ -81,6 +81,12 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         }
 }
 
+/* The monitor asks the policy for every scope (a NULL callback refuses them all): here a policy
+ * that grants the device its scopes, as tsmd's test policy does. */
+static bool scope_granted(const char *pci_address, TsmBackendType backend, const char *scope, void *userdata) {
+        return true;
+}
+
 static pid_t monitor_start(int channel, int other) {
         pid_t pid = fork();
 
@@ -100,7 +106,8 @@ static pid_t monitor_start(int channel, int other) {
                 base = event_base_new();
                 p = emulated_platform(base);
                 if (!base || monitor_contexts_new(&contexts) < 0 ||
-                    monitor_dispatch_new(base, p, contexts, NULL, NULL, &d) < 0 ||
+                    monitor_dispatch_new(base, p, contexts, &(MonitorDispatchCallbacks) { .scope_granted = scope_granted },
+                                         NULL, &d) < 0 ||
                     monitor_dispatch_start(d, channel, sockets, ELEMENTSOF(sockets)) < 0)
                         _exit(1);
                 ev = event_new(base, channel, EV_READ | EV_PERSIST, on_channel, d);
