@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "discovery.h"
 #include "emu-config.h"
+#include "emu-tsm.h"
 #include "iommufd-transport.h"
 #include "kernel-lanes.h"
 #include "log.h"
@@ -64,6 +65,7 @@ struct TsmPlatform {
         Inventory *inventory;
         Discovery *discovery;
         EmuPlatform *emu;
+        EmuTsm *emu_tsm; /* the emulated TSM's own state (its nonces); the monitor's only */
         KernelLanes *lanes; /* made at the first kernel request */
         int uapi; /* TsmUapiVersion, or negative errno from probing */
         bool view; /* the worker's: no operations of its own */
@@ -175,25 +177,28 @@ static void emu_submit(TsmRequest *r, EmuDevice *d) {
 }
 
 /* The emulated device answers now, after its latency: if it was unplugged meanwhile, it says so
- * itself (-ENODEV). Returns false if it does not answer at all. */
+ * itself (-ENODEV). Returns false if it does not answer at all. The emulated TSM (emu-tsm.h)
+ * makes the exchange, as a kernel TSM would: it keeps the nonce of a LOCK and starts the TDI
+ * with it when the guest accepts the device. */
 static bool emu_answer(TsmRequest *r) {
+        EmuTsm *t = r->platform->emu_tsm;
         int k;
 
         switch (r->op) {
         case TSM_OP_REQUEST:
-                k = emu_device_request(r->emu, r->emu_scope, r->request, r->request_len, r->response,
-                                       r->response_size, &r->response_len);
+                k = emu_tsm_request(t, r->emu, r->emu_scope, r->request, r->request_len, r->response,
+                                    r->response_size, &r->response_len);
                 if (k == -ETIMEDOUT)
                         return false;
                 break;
         case TSM_OP_BIND:
-                k = emu_device_bind(r->emu, NULL);
+                k = emu_tsm_bind(t, r->emu);
                 break;
         case TSM_OP_UNBIND:
-                k = emu_device_unbind(r->emu);
+                k = emu_tsm_unbind(t, r->emu);
                 break;
         case TSM_OP_RELEASE:
-                k = emu_device_release(r->emu);
+                k = emu_tsm_release(t, r->emu);
                 break;
         default:
                 k = -EINVAL;
@@ -319,7 +324,7 @@ static void device_gone(TsmPlatform *p, const char *pci_address, const char *why
          * is emulated again. Its requests were failed above: nothing is exchanging. */
         e = p->emu && !p->view ? emu_platform_find_device(p->emu, pci_address) : NULL;
         if (e && kernel_device(p, pci_address, &info) >= 0 && !emu_device_is_clean(e)) {
-                int r = emu_device_release(e);
+                int r = emu_tsm_release(p->emu_tsm, e);
                 if (r < 0)
                         log_warning_errno(r, "Failed to clean up the emulated device %s: %m", pci_address);
         }
@@ -466,9 +471,13 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
                 if (r < 0)
                         return log_error_errno(r, "Invalid emulated device list '%s': %m",
                                                strna(config->emulated_devices));
-                if (!view)
+                if (!view) {
+                        r = emu_tsm_new(&p->emu_tsm);
+                        if (r < 0)
+                                return r;
                         log_info("No TSM found, serving the emulated TDISP platform with %zu devices.",
                                  emu_platform_get_n_devices(p->emu));
+                }
         }
 
         *ret = TAKE_PTR(p);
@@ -497,6 +506,7 @@ TsmPlatform *tsm_platform_free(TsmPlatform *p) {
         kernel_lanes_free(p->lanes);
         discovery_free(p->discovery);
         inventory_free(p->inventory);
+        emu_tsm_free(p->emu_tsm);
         emu_platform_free(p->emu);
         free(p->config.iommu_device);
         return mfree(p);
@@ -566,6 +576,8 @@ int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
                                 log_info("Emulated device %s removed (its TSM serves the address).", address);
                 }
         }
+        /* What the emulated TSM held for them goes with them. */
+        emu_tsm_forget_removed(p->emu_tsm);
         for (size_t j = 0; j < n; j++) {
                 char address[64];
                 EmuDevice *d;

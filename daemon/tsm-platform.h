@@ -117,7 +117,8 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
                          size_t req_len, size_t max_response, TsmRequestCallback cb, void *userdata,
                          TsmRequest **ret);
 /* TDISP lifecycle: bind (lock the TDI, for the guest to accept it) or unbind (stop it), by the
- * kernel's TSM or the emulated one. Asynchronous like a guest request, and for a kernel device
+ * kernel's TSM or the emulated one. The TSM keeps the START_INTERFACE nonce of its lock and
+ * completes the guest's START with it (for the emulated TSM: emu-tsm.h). Asynchronous like a guest request, and for a kernel device
  * on the same lane, after the calls made to the device before: a bind is an SPDM exchange too.
  * The callback runs as for a request, with the result, or -ENODEV at once if the device goes
  * away first, but with no deadline: what the TDI is afterwards must be known, so the answer

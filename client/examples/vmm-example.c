@@ -2,7 +2,9 @@
 /*
  * What a VMM does with tsmd, start to finish: open an iommufd context, attach the vDevice it
  * assigned to its guest, learn the backend and its named scopes, bind (TDISP lock), forward
- * the guest's TDISP requests, unbind. Runs against the emulated platform out of the box.
+ * the guest's TDISP requests as the guest accepts the device (it reads the interface report
+ * and starts the TDI, which the TSM completes with the nonce it kept at the bind), unbind.
+ * Runs against the emulated platform out of the box.
  *
  *   vmm-example [--socket=PATH] [PCI-ADDRESS]
  */
@@ -69,11 +71,35 @@ static size_t guest_request(int64_t ctx, const char *scope, uint8_t type, const 
         return out_len;
 }
 
+/* The guest reads the interface report (the MMIO ranges it is about to trust), portion by
+ * portion; returns its size. */
+static size_t read_report(int64_t ctx, uint8_t *resp, size_t resp_size) {
+        size_t total = 0;
+        uint16_t offset = 0;
+
+        for (;;) {
+                uint16_t body[2] = { htole16(offset), htole16(1024) }; /* OFFSET, LENGTH */
+                size_t n = guest_request(ctx, "info", TDISP_MSG_GET_DEVICE_INTERFACE_REPORT, body, sizeof(body),
+                                         resp, resp_size);
+                uint16_t portion, remainder;
+
+                if (n < sizeof(TdispDeviceInterfaceReportResponse) || resp[1] != TDISP_MSG_DEVICE_INTERFACE_REPORT)
+                        return total;
+                portion = (uint16_t) (resp[16] | resp[17] << 8);
+                remainder = (uint16_t) (resp[18] | resp[19] << 8);
+                total += portion;
+                offset = (uint16_t) (offset + portion);
+                if (portion == 0 || remainder == 0)
+                        return total;
+        }
+}
+
 int main(int argc, char *argv[]) {
         const char *socket = getenv("TSMD_GUEST_SOCKET") ?: "/run/tsmd/io.tsmd.Guest";
         const char *address = "0000:01:00.0";
         EmuPciAddress pci;
         json_object *reply, *scopes, *p;
+        bool emulated, may_start = false;
         uint8_t resp[4096];
         int64_t ctx;
         int fd, r;
@@ -121,9 +147,13 @@ int main(int argc, char *argv[]) {
         reply = call("io.tsmd.Guest.AttachDevice", p);
         printf("vDevice 1 = %s: backend %s, TSM %s, UAPI %s\n", address, json_get_string(reply, "backend"),
                json_get_string(reply, "tsm"), json_get_string(reply, "uapi"));
+        emulated = streq(json_get_string(reply, "backend"), "emulated");
         scopes = json_object_object_get(reply, "scopes");
         for (size_t i = 0; i < json_object_array_length(scopes); i++) {
                 json_object *s = json_object_array_get_idx(scopes, i);
+
+                if (streq(json_get_string(s, "name"), "state-change"))
+                        may_start = json_object_get_boolean(json_object_object_get(s, "allowed"));
                 printf("  scope %-13s number %" PRIi64 ", %s\n", json_get_string(s, "name"),
                        json_object_get_int64(json_object_object_get(s, "number")),
                        json_object_get_boolean(json_object_object_get(s, "allowed")) ? "allowed" : "not granted");
@@ -137,11 +167,32 @@ int main(int argc, char *argv[]) {
         json_object_add(p, "context", json_object_new_int64(ctx));
         json_object_add(p, "vdeviceId", json_object_new_int(1));
         reply = call("io.tsmd.Guest.Bind", json_object_get(p));
-        printf("bound: TDI state %s\n", json_get_string(reply, "state"));
+        printf("bound: TDI state %s\n", json_get_string(reply, "state") ?: "(not visible)");
+
+        /* The guest accepts the device. The payloads here are the emulated backend's (raw
+         * TDISP); a kernel TSM's guest speaks its own format. The TSM locked the TDI at the Bind
+         * and kept the START_INTERFACE nonce: the guest sends none (zeros), the TSM completes the
+         * START with it. No STOP/LOCK by the guest is needed, nor would a real TSM allow one. */
+        if (emulated) {
+                printf("  interface report: %zu bytes\n", read_report(ctx, resp, sizeof(resp)));
+                if (may_start) {
+                        static const uint8_t no_nonce[TDISP_NONCE_SIZE] = {};
+                        size_t start_len = guest_request(ctx, "state-change", TDISP_MSG_START_INTERFACE_REQ, no_nonce,
+                                                 sizeof(no_nonce), resp, sizeof(resp));
+
+                        reply = call("io.tsmd.Guest.GetDeviceState", json_object_get(p));
+                        printf("accepted: TDI state %s\n", json_get_string(reply, "state") ?: "(not visible)");
+                        if (start_len < 2 || resp[1] != TDISP_MSG_START_INTERFACE_RSP) {
+                                fprintf(stderr, "The device did not start.\n");
+                                return EXIT_FAILURE;
+                        }
+                } else
+                        printf("  (scope state-change not granted: the guest cannot accept the device)\n");
+        }
 
         guest_request(ctx, "info", TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0, resp, sizeof(resp));
         reply = call("io.tsmd.Guest.Unbind", p);
-        printf("unbound: TDI state %s\n", json_get_string(reply, "state"));
+        printf("unbound: TDI state %s\n", json_get_string(reply, "state") ?: "(not visible)");
 
         varlink_client_free(client);
         close(fd);

@@ -463,6 +463,8 @@ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
  *
  * An SPDM exchange with the device: tsmd answers when the TSM is done, however long that
  * takes, and serves other devices meanwhile; tsm_client_set_timeout() still bounds the wait.
+ * The TSM keeps the START_INTERFACE nonce: the guest accepts the device (config_locked -> run)
+ * with a START_INTERFACE_REQUEST in scope "state-change", which the TSM completes with it.
  *
  * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY (another Bind or Unbind of it is still
  * being answered); -ETIME (Timeout: the TSM did not answer); -EACCES (Denied: the policy in force does not let this client use

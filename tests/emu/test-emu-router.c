@@ -5,7 +5,9 @@
  * request with -ETIMEDOUT after the request timeout (not before, and without the device
  * having acted on it, nor on what waited behind it), a device slower than the timeout
  * likewise, a device removed meanwhile fails it at once with -ENODEV, a cancelled or freed
- * request never calls back, and a reload switches a listed device's fault on and off in place.
+ * request never calls back, and a reload switches a listed device's fault on and off in place;
+ * the emulated TSM keeps the nonce of the LOCK it made at a bind and starts the TDI with it when
+ * the guest accepts the device.
  * Runs in: tests.
  */
 
@@ -31,6 +33,8 @@ typedef struct Done {
         uint64_t at; /* usec since the request was made */
         uint64_t start;
         uint8_t type; /* the response's message type */
+        uint8_t resp[64]; /* its first bytes */
+        size_t len;
 } Done;
 
 static void on_done(TsmRequest *r, int result, void *userdata) {
@@ -46,6 +50,8 @@ static void on_done(TsmRequest *r, int result, void *userdata) {
                 resp = tsm_request_get_response(r, &len);
                 ASSERT_GE(len, sizeof(TdispHeader));
                 d->type = resp[1];
+                d->len = len;
+                memcpy(d->resp, resp, MIN(len, sizeof(d->resp)));
         }
 }
 
@@ -89,6 +95,20 @@ static TsmRequest *submit(Router *r, const char *address, uint8_t type, Done *d)
         ASSERT_NOT_NULL(req);
         ASSERT_FALSE(d->called); /* never from inside the call */
         return req;
+}
+
+/* A request of this type with this body, in scope state-change. */
+static void submit_state_change(Router *r, const char *address, uint8_t type, const void *body, size_t body_len,
+                                Done *d) {
+        EmuDevice *dev = emu_platform_find_device(tsm_platform_get_emulated(r->p), address);
+        TsmTarget t = { .pci_address = address, .iommufd = -EBADF };
+        uint8_t msg[64];
+        size_t len;
+
+        ASSERT_NOT_NULL(dev);
+        ASSERT_OK(tdisp_build_request(type, emu_device_get_function_id(dev), body, body_len, msg, sizeof(msg), &len));
+        *d = (Done) { .start = now_monotonic_usec() };
+        ASSERT_OK(tsm_platform_request(r->p, &t, "state-change", msg, len, 4096, on_done, d, NULL));
 }
 
 /* Runs the loop until *flag or for at most usec. */
@@ -351,6 +371,83 @@ TEST(reload_switches_faults) {
         /* A bad list changes nothing. */
         ASSERT_ERRNO(tsm_platform_set_emulated_devices(r.p, DEV1 ":fault=hang"), EINVAL);
         ASSERT_EQ(emu_device_get_fault(dev), _EMU_FAULT_INVALID);
+        router_free(&r);
+}
+
+static uint32_t error_of(const Done *d) {
+        uint32_t code = 0;
+
+        ASSERT_OK(tdisp_error_decode(d->resp, d->len, &code, NULL));
+        return code;
+}
+
+/* As with a kernel TSM: the host binds (the TSM locks the TDI and keeps the nonce), the guest
+ * accepts the device with a START that carries no nonce it knows, and the TSM starts the TDI
+ * with its own; once. */
+TEST(guest_start_after_bind_runs_with_the_tsm_nonce) {
+        TsmTarget t = { .pci_address = DEV1, .iommufd = -EBADF };
+        uint8_t guess[TDISP_NONCE_SIZE] = {};
+        Router r;
+        Done bind, start, again, stop;
+
+        router_new(&r, DEV1, 0, 5000 * MSEC);
+        bind = (Done){ .start = now_monotonic_usec() };
+        ASSERT_OK(tsm_platform_bind(r.p, &t, on_bound, &bind, NULL));
+        run_until(&r, &bind.called, SLACK_USEC);
+        ASSERT_OK(bind.result);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
+
+        submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, guess, sizeof(guess), &start);
+        run_until(&r, &start.called, SLACK_USEC);
+        ASSERT_OK(start.result);
+        ASSERT_EQ(start.type, TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_RUN);
+
+        submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, guess, sizeof(guess), &again);
+        run_until(&r, &again.called, SLACK_USEC);
+        ASSERT_EQ(again.type, TDISP_MSG_ERROR);
+        ASSERT_EQ(error_of(&again), TDISP_ERROR_INVALID_INTERFACE_STATE);
+
+        /* STOP: no LOCK, no START. */
+        submit_state_change(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, &stop);
+        run_until(&r, &stop.called, SLACK_USEC);
+        ASSERT_EQ(stop.type, TDISP_MSG_STOP_INTERFACE_RSP);
+        submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, guess, sizeof(guess), &again);
+        run_until(&r, &again.called, SLACK_USEC);
+        ASSERT_EQ(error_of(&again), TDISP_ERROR_INVALID_INTERFACE_STATE);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        router_free(&r);
+}
+
+/* A guest that locks the TDI itself gets the LOCK_INTERFACE_RESPONSE without the nonce, which
+ * stays with the TSM; what the guest then sends as nonce does not matter. A TDI locked where
+ * the router did not see it (here: behind its back) has no nonce held, and even the right one
+ * from the guest does not start it. */
+TEST(guest_lock_keeps_the_nonce_in_the_tsm) {
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        uint8_t zero[TDISP_NONCE_SIZE] = {}, nonce[TDISP_NONCE_SIZE];
+        Router r;
+        Done locked, start, stop;
+
+        router_new(&r, DEV1, 0, 5000 * MSEC);
+        submit_state_change(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), &locked);
+        run_until(&r, &locked.called, SLACK_USEC);
+        ASSERT_EQ(locked.type, TDISP_MSG_LOCK_INTERFACE_RSP);
+        ASSERT_EQ(locked.len, sizeof(TdispLockInterfaceResponse));
+        ASSERT_MEMEQ(locked.resp + offsetof(TdispLockInterfaceResponse, start_interface_nonce), zero, sizeof(zero));
+        submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero), &start);
+        run_until(&r, &start.called, SLACK_USEC);
+        ASSERT_EQ(start.type, TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_RUN);
+
+        submit_state_change(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, &stop);
+        run_until(&r, &stop.called, SLACK_USEC);
+        ASSERT_OK(emu_device_bind(emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1), nonce));
+        submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, nonce, sizeof(nonce), &start);
+        run_until(&r, &start.called, SLACK_USEC);
+        ASSERT_EQ(start.type, TDISP_MSG_ERROR);
+        ASSERT_EQ(error_of(&start), TDISP_ERROR_INVALID_NONCE);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
         router_free(&r);
 }
 

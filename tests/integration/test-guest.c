@@ -195,7 +195,8 @@ static uint32_t tdisp_error_of(const Msg *r) {
 /* The whole guest-side TDISP flow on one bound vDevice. */
 static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *address) {
         TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
-        uint8_t zero_nonce[TDISP_NONCE_SIZE] = {}, nonce[TDISP_NONCE_SIZE];
+        uint16_t portion[2] = { htole16(0), htole16(64) }; /* OFFSET, LENGTH */
+        uint8_t zero_nonce[TDISP_NONCE_SIZE] = {};
         Msg m, r;
 
         /* info: GET_TDISP_VERSION -> TDISP_VERSION 1.0, addressed to this function. */
@@ -211,32 +212,50 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
         ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_CONFIG_LOCKED);
 
         /* state-change: locking again is refused by the device (a TDISP ERROR, not a Varlink
-         * error); a START with a wrong nonce likewise. */
+         * error). */
         m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, address, &lock, sizeof(lock));
         r = guest_ok(c, ctx, vdev, "state-change", &m, 1);
         ASSERT_EQ(r.buf[1], TDISP_MSG_ERROR);
         ASSERT_EQ(tdisp_error_of(&r), TDISP_ERROR_INVALID_INTERFACE_STATE);
+
+        /* The guest accepts the device as with a real TSM: it reads the interface report and
+         * sends START; it knows no nonce (the TSM locked the TDI at Bind and holds it), so
+         * whatever it puts there, the emulated TSM completes the START with its own. */
+        m = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_REPORT, address, portion, sizeof(portion));
+        r = guest_ok(c, ctx, vdev, "info", &m, 0);
+        ASSERT_EQ(r.buf[1], TDISP_MSG_DEVICE_INTERFACE_REPORT);
         m = tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, address, zero_nonce, sizeof(zero_nonce));
         r = guest_ok(c, ctx, vdev, "state-change", &m, 1);
-        ASSERT_EQ(tdisp_error_of(&r), TDISP_ERROR_INVALID_NONCE);
-        ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_EQ(r.buf[1], TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_RUN);
+        ASSERT_STREQ(state_of(c, ctx, vdev, NULL), "run");
+        /* The nonce was good for one START. */
+        r = guest_ok(c, ctx, vdev, "state-change", &m, 1);
+        ASSERT_EQ(tdisp_error_of(&r), TDISP_ERROR_INVALID_INTERFACE_STATE);
 
-        /* STOP (legal in any state) -> CONFIG_UNLOCKED; LOCK -> CONFIG_LOCKED with a nonce;
-         * START with that nonce -> RUN; STOP again. */
+        /* STOP (legal in any state) -> CONFIG_UNLOCKED, and the nonce is gone: a START without a
+         * LOCK before it fails (the TDI is not locked). */
         m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, address, NULL, 0);
         r = guest_ok(c, ctx, vdev, "state-change", &m, 1);
         ASSERT_EQ(r.buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
         ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_CONFIG_UNLOCKED);
         ASSERT_STREQ(state_of(c, ctx, vdev, NULL), "config_unlocked");
+        m = tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, address, zero_nonce, sizeof(zero_nonce));
+        r = guest_ok(c, ctx, vdev, "state-change", &m, 1);
+        ASSERT_EQ(tdisp_error_of(&r), TDISP_ERROR_INVALID_INTERFACE_STATE);
+        ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_CONFIG_UNLOCKED);
 
+        /* The emulator lets a guest lock the TDI itself; the nonce stays with the TSM (the
+         * LOCK_INTERFACE_RESPONSE comes with zeros there), which starts the TDI with it. */
         m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, address, &lock, sizeof(lock));
         r = guest_ok(c, ctx, vdev, "state-change", &m, 1);
         ASSERT_EQ(r.buf[1], TDISP_MSG_LOCK_INTERFACE_RSP);
         ASSERT_EQ(r.len, sizeof(TdispLockInterfaceResponse));
-        memcpy(nonce, r.buf + offsetof(TdispLockInterfaceResponse, start_interface_nonce), sizeof(nonce));
+        ASSERT_MEMEQ(r.buf + offsetof(TdispLockInterfaceResponse, start_interface_nonce), zero_nonce,
+                     sizeof(zero_nonce));
         ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_CONFIG_LOCKED);
 
-        m = tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, address, nonce, sizeof(nonce));
+        m = tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, address, zero_nonce, sizeof(zero_nonce));
         r = guest_ok(c, ctx, vdev, "state-change", &m, 1);
         ASSERT_EQ(r.buf[1], TDISP_MSG_START_INTERFACE_RSP);
         ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_RUN);

@@ -508,7 +508,7 @@ TEST(invalid_arguments_connected) {
 TEST(example_program) {
         TsmdInstance t;
         char cmd[2 * PATH_MAX], line[512];
-        bool unbound = false, async = false;
+        bool accepted = false, unbound = false, async = false;
         FILE *f;
 
         tsmd_instance_start(&t, NULL);
@@ -517,12 +517,16 @@ TEST(example_program) {
         ASSERT_NOT_NULL(f);
         while (fgets(line, sizeof(line), f)) {
                 fputs(line, stderr);
+                /* The guest's START after the bind, which the TSM completes with its nonce. */
+                if (strstr(line, "accepted: TDI state run"))
+                        accepted = true;
                 if (strstr(line, "unbound: TDI state config_unlocked"))
                         unbound = true;
                 if (strstr(line, "info (async)") && strstr(line, "TDISP_VERSION"))
                         async = true;
         }
         ASSERT_EQ(pclose(f), 0);
+        ASSERT_TRUE(accepted);
         ASSERT_TRUE(unbound);
         ASSERT_TRUE(async);
         tsmd_instance_done(&t);

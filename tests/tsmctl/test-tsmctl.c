@@ -59,6 +59,9 @@ static void guest_activity(Tsmd *t) {
         status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 TEST_FAIL("vmm-example failed: %s", out);
+        /* The guest accepted the device after the bind: its START, which the TSM completed. */
+        if (!strstr(out, "accepted: TDI state run\n"))
+                TEST_FAIL("vmm-example did not start the device: %s", out);
 }
 
 TEST(json_output_matches_idl) {
@@ -110,7 +113,8 @@ TEST(tables) {
         ASSERT_NOT_NULL(strstr(out, "emu0     emulated       -                emulated  3\n"));
         out = mfree(out);
 
-        /* vmm-example made open-context, attach, 2 requests, bind, request, unbind: 7 records. */
+        /* vmm-example made open-context, attach, 2 requests, bind, the guest's accept (report,
+         * START), state, request, unbind: the first 7 records. */
         argv[3] = "audit";
         argv[4] = "--to=7";
         status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
@@ -132,8 +136,9 @@ TEST(tables) {
         status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         ASSERT_NOT_NULL(strstr(out, "# TYPE tsmd_calls_total counter\n"));
-        ASSERT_NOT_NULL(strstr(out, "tsmd_calls_total{scope=\"info\"} 3\n"));
-        ASSERT_NOT_NULL(strstr(out, "tsmd_call_latency_seconds_count{scope=\"info\"} 3\n"));
+        ASSERT_NOT_NULL(strstr(out, "tsmd_calls_total{scope=\"info\"} 4\n"));
+        ASSERT_NOT_NULL(strstr(out, "tsmd_call_latency_seconds_count{scope=\"info\"} 4\n"));
+        ASSERT_NOT_NULL(strstr(out, "tsmd_calls_total{scope=\"state-change\"} 1\n"));
         tsmd_teardown(&t);
 }
 

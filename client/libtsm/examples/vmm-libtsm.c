@@ -2,8 +2,9 @@
 /*
  * What a VMM does with tsmd, start to finish, on libtsm: open an iommufd context, attach the
  * vDevice it assigned to its guest, learn the backend and its named scopes, bind (TDISP lock),
- * forward the guest's TDISP requests (blocking, then several at once through the event loop),
- * unbind, detach, close. Runs against the emulated platform out of the box. The same flow on
+ * forward the guest's TDISP requests (its accept of the device: the interface report, then a
+ * START the TSM completes with the nonce it kept at the bind; then several at once through the
+ * event loop), unbind, detach, close. Runs against the emulated platform out of the box. The same flow on
  * the raw Varlink client is ../examples/vmm-example.c.
  *
  *   vmm-libtsm [--socket=PATH] [PCI-ADDRESS]
@@ -117,6 +118,7 @@ int main(int argc, char *argv[]) {
         TsmDeviceInfo *info = NULL;
         TsmClient *c = NULL;
         TsmTdiState state;
+        bool emulated, may_start = false;
         EmuPciAddress pci;
         uint64_t ctx;
         int iommufd, r;
@@ -158,8 +160,12 @@ int main(int argc, char *argv[]) {
                 die(c, "AttachDevice", r);
         printf("vDevice %u = %s: backend %s, TSM %s, UAPI %s\n", VDEVICE_ID, address,
                tsm_device_info_get_backend(info), tsm_device_info_get_tsm(info), tsm_device_info_get_uapi(info));
+        emulated = streq(tsm_device_info_get_backend(info), "emulated");
         for (size_t i = 0; i < tsm_device_info_get_n_scopes(info); i++) {
                 const TsmScope *s = tsm_device_info_get_scope(info, i);
+
+                if (streq(tsm_scope_get_name(s), "state-change"))
+                        may_start = tsm_scope_is_allowed(s);
 
                 printf("  scope %-13s number %" PRIu32 ", %s\n", tsm_scope_get_name(s), tsm_scope_get_number(s),
                        tsm_scope_is_allowed(s) ? "allowed" : "not granted");
@@ -174,6 +180,25 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 die(c, "Bind", r);
         printf("bound: TDI state %s\n", tsm_tdi_state_to_string(state) ?: "(not visible)");
+
+        /* The guest accepts the device (raw TDISP: the emulated backend's payloads; a kernel
+         * TSM's guest speaks its own format): it reads the interface report, then sends START.
+         * The TSM locked the TDI at the bind and kept the nonce, so the guest sends none (zeros):
+         * the TSM completes the START with it. */
+        if (emulated) {
+                static const uint8_t no_nonce[TDISP_NONCE_SIZE] = {};
+
+                guest_request(c, ctx, "info", TDISP_MSG_GET_DEVICE_INTERFACE_REPORT,
+                              (const uint16_t[2]){ htole16(0), htole16(1024) }, 2 * sizeof(uint16_t));
+                if (may_start) {
+                        guest_request(c, ctx, "state-change", TDISP_MSG_START_INTERFACE_REQ, no_nonce,
+                                      sizeof(no_nonce));
+                        r = tsm_device_get_state(c, ctx, VDEVICE_ID, &state, NULL);
+                        if (r < 0)
+                                die(c, "GetDeviceState", r);
+                        printf("accepted: TDI state %s\n", tsm_tdi_state_to_string(state) ?: "(not visible)");
+                }
+        }
 
         guest_request(c, ctx, "info", TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0);
         run_async(c, ctx);

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The emulated TSM's START_INTERFACE nonces. Runs in: monitor, tests. */
+
+#include <string.h>
+#include <sys/queue.h>
+
+#include "emu-tsm.h"
+
+#define NONCE_OFFSET offsetof(TdispStartInterfaceRequest, start_interface_nonce)
+_Static_assert(offsetof(TdispLockInterfaceResponse, start_interface_nonce) == NONCE_OFFSET,
+               "LOCK_INTERFACE_RESPONSE and START_INTERFACE_REQUEST carry the nonce at one offset");
+
+/* What the TSM holds for one device: one entry per locked TDI, few. */
+typedef struct Held {
+        EmuDevice *device; /* referenced: the pointer never names another device */
+        bool has_nonce;
+        uint8_t nonce[TDISP_NONCE_SIZE];
+        LIST_ENTRY(Held) entry;
+} Held;
+
+struct EmuTsm {
+        LIST_HEAD(, Held) held;
+};
+
+int emu_tsm_new(EmuTsm **ret) {
+        EmuTsm *t;
+
+        assert(ret);
+
+        t = new0(EmuTsm, 1);
+        if (!t)
+                return -ENOMEM;
+        LIST_INIT(&t->held);
+        *ret = t;
+        return 0;
+}
+
+static void held_free(Held *h) {
+        LIST_REMOVE(h, entry);
+        explicit_bzero(h->nonce, sizeof(h->nonce));
+        emu_device_unref(h->device);
+        free(h);
+}
+
+EmuTsm *emu_tsm_free(EmuTsm *t) {
+        if (!t)
+                return NULL;
+        while (!LIST_EMPTY(&t->held))
+                held_free(LIST_FIRST(&t->held));
+        return mfree(t);
+}
+
+static Held *held_find(const EmuTsm *t, const EmuDevice *d) {
+        Held *h;
+
+        LIST_FOREACH(h, &t->held, entry)
+                if (h->device == d)
+                        return h;
+        return NULL;
+}
+
+/* d's entry, made (with no nonce yet) if it has none: before the device is asked, so that a
+ * nonce it hands out always has a place. */
+static int held_get(EmuTsm *t, EmuDevice *d, Held **ret) {
+        Held *h = held_find(t, d);
+
+        if (!h) {
+                h = new0(Held, 1);
+                if (!h)
+                        return -ENOMEM;
+                h->device = emu_device_ref(d);
+                LIST_INSERT_HEAD(&t->held, h, entry);
+        }
+        *ret = h;
+        return 0;
+}
+
+/* TDISP: the nonce is good for one START, in CONFIG_LOCKED. Once the TDI has left that state
+ * (START done, STOP, an unbind, a reset, ERROR) or its device is gone, the TSM has nothing to
+ * start it with. */
+static void held_sync(EmuTsm *t, EmuDevice *d) {
+        Held *h = held_find(t, d);
+
+        if (h && (!h->has_nonce || emu_device_is_removed(d) ||
+                  emu_device_get_state(d) != TDISP_STATE_CONFIG_LOCKED))
+                held_free(h);
+}
+
+static bool message_is(const void *msg, size_t len, uint8_t type) {
+        return len > offsetof(TdispHeader, message_type) &&
+               ((const uint8_t *) msg)[offsetof(TdispHeader, message_type)] == type;
+}
+
+int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, size_t req_len, void *resp,
+                    size_t resp_size, size_t *ret_resp_len) {
+        uint8_t start[sizeof(TdispStartInterfaceRequest)];
+        const void *msg = req;
+        Held *h = NULL;
+        int r;
+
+        assert(t);
+        assert(d);
+        assert(ret_resp_len);
+
+        /* Only what the device would take as a START or LOCK (scope STATE_CHANGE; a START of its
+         * exact size, the only one it looks at the nonce of); in other scopes the device refuses
+         * them unseen. */
+        if (scope == EMU_SCOPE_STATE_CHANGE && req_len == sizeof(start) &&
+            message_is(req, req_len, TDISP_MSG_START_INTERFACE_REQ)) {
+                /* SECURITY: the TSM completes the guest's START with the nonce it holds, in a
+                 * copy that is zeroed below: the guest's bytes never count, and the nonce never
+                 * lands in a buffer the caller keeps. */
+                h = held_find(t, d);
+                memcpy(start, req, NONCE_OFFSET);
+                if (h && h->has_nonce)
+                        memcpy(start + NONCE_OFFSET, h->nonce, TDISP_NONCE_SIZE);
+                else
+                        memset(start + NONCE_OFFSET, 0, TDISP_NONCE_SIZE);
+                msg = start;
+        } else if (scope == EMU_SCOPE_STATE_CHANGE && message_is(req, req_len, TDISP_MSG_LOCK_INTERFACE_REQ)) {
+                r = held_get(t, d, &h);
+                if (r < 0)
+                        return r;
+        }
+
+        r = emu_device_request(d, scope, msg, req_len, resp, resp_size, ret_resp_len);
+        explicit_bzero(start, sizeof(start));
+
+        if (r >= 0 && *ret_resp_len == sizeof(TdispLockInterfaceResponse) &&
+            message_is(resp, *ret_resp_len, TDISP_MSG_LOCK_INTERFACE_RSP)) {
+                uint8_t *nonce = (uint8_t *) resp + NONCE_OFFSET;
+
+                /* h is d's: only a LOCK is answered with a LOCK_INTERFACE_RESPONSE. */
+                if (h) {
+                        memcpy(h->nonce, nonce, TDISP_NONCE_SIZE);
+                        h->has_nonce = true;
+                }
+                /* SECURITY: the guest gets the response without the TSM's secret. */
+                explicit_bzero(nonce, TDISP_NONCE_SIZE);
+        }
+        held_sync(t, d);
+        return r;
+}
+
+int emu_tsm_bind(EmuTsm *t, EmuDevice *d) {
+        Held *h;
+        int r;
+
+        assert(t);
+        assert(d);
+
+        r = held_get(t, d, &h);
+        if (r < 0)
+                return r;
+        /* Written only on success: a TDI locked already keeps the nonce held for it. */
+        r = emu_device_bind(d, h->nonce);
+        if (r >= 0)
+                h->has_nonce = true;
+        held_sync(t, d);
+        return r;
+}
+
+int emu_tsm_unbind(EmuTsm *t, EmuDevice *d) {
+        int r;
+
+        assert(t);
+        assert(d);
+
+        r = emu_device_unbind(d);
+        held_sync(t, d);
+        return r;
+}
+
+int emu_tsm_release(EmuTsm *t, EmuDevice *d) {
+        int r;
+
+        assert(t);
+        assert(d);
+
+        r = emu_device_release(d);
+        emu_tsm_forget(t, d);
+        return r;
+}
+
+void emu_tsm_forget(EmuTsm *t, EmuDevice *d) {
+        Held *h;
+
+        if (!t)
+                return;
+        h = held_find(t, d);
+        if (h)
+                held_free(h);
+}
+
+void emu_tsm_forget_removed(EmuTsm *t) {
+        Held *h, *next;
+
+        if (!t)
+                return;
+        for (h = LIST_FIRST(&t->held); h; h = next) {
+                next = LIST_NEXT(h, entry);
+                if (emu_device_is_removed(h->device))
+                        held_free(h);
+        }
+}
+
+bool emu_tsm_holds_nonce(const EmuTsm *t, const EmuDevice *d) {
+        const Held *h = t ? held_find(t, d) : NULL;
+
+        return h && h->has_nonce;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The emulated TSM as TDISP requester: what a real TSM keeps of the TDIs it drives and the
+ * emulated devices (emu/) must not. With a real TSM the TSM locks the TDI (at the host's bind)
+ * and holds the START_INTERFACE nonce the device returned; when the guest accepts the device,
+ * the TSM sends START_INTERFACE_REQUEST with that nonce, and the guest never sees it. Every
+ * exchange of tsmd's router with an emulated device goes through here so that the emulated
+ * platform does the same: per device, the nonce of the last LOCK seen (a bind's, or a guest's
+ * LOCK_INTERFACE_REQUEST whose answer passed through), put into the guest's START, dropped once
+ * used or once the TDI is no longer CONFIG_LOCKED.
+ *
+ * SECURITY: the nonces are the TSM's secrets: never logged, never in a guest's response (a
+ * LOCK_INTERFACE_RESPONSE reaches the guest with its nonce zeroed) nor in any buffer that
+ * leaves here, zeroed (explicit_bzero) when dropped. Pure: no I/O, no clock.
+ * Runs in: monitor (the router, tsm-platform.c), tests.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "emu-device.h"
+
+typedef struct EmuTsm EmuTsm;
+
+int emu_tsm_new(EmuTsm **ret);
+EmuTsm *emu_tsm_free(EmuTsm *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EmuTsm *, emu_tsm_free);
+
+/* A guest's request, as emu_device_request() takes it. A START_INTERFACE_REQUEST of the right
+ * size in scope STATE_CHANGE goes to the device with the nonce held for it in place of the
+ * guest's bytes (zeros if none is held, which the device refuses like any wrong nonce: a START
+ * needs a LOCK before it); from a LOCK_INTERFACE_RESPONSE the nonce is kept and zeroed in
+ * resp. -ENOMEM, without asking the device, if a LOCK's nonce could not be kept. */
+int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, size_t req_len, void *resp,
+                    size_t resp_size, size_t *ret_resp_len);
+/* The host's bind (LOCK_INTERFACE_REQUEST), unbind (STOP) and release, as emu_device_*() do
+ * them; the bind's nonce is kept. A release forgets the device's nonce whatever the outcome:
+ * the device goes to another guest, which must be bound anew. */
+int emu_tsm_bind(EmuTsm *t, EmuDevice *d);
+int emu_tsm_unbind(EmuTsm *t, EmuDevice *d);
+int emu_tsm_release(EmuTsm *t, EmuDevice *d);
+
+/* Forgets d's nonce (the device is no longer what serves its address). */
+void emu_tsm_forget(EmuTsm *t, EmuDevice *d);
+/* Forgets the nonces of devices removed from their platform. */
+void emu_tsm_forget_removed(EmuTsm *t);
+/* Whether a nonce is held for d (never what it is). */
+bool emu_tsm_holds_nonce(const EmuTsm *t, const EmuDevice *d);

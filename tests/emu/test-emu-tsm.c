@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The emulated TSM as TDISP requester (daemon/emu-tsm.c): it keeps the nonce of the LOCK it
+ * made at a bind, or that a guest's LOCK got, completes the guest's START_INTERFACE_REQUEST with
+ * it whatever nonce bytes the guest sent, never hands it to the guest, and drops it once used or
+ * once the TDI is no longer CONFIG_LOCKED, so that a START it holds no nonce for fails at the
+ * device (INVALID_NONCE, or INVALID_INTERFACE_STATE if the TDI is not locked).
+ * Runs in: tests.
+ */
+
+#include "emu-platform.h"
+#include "emu-tsm.h"
+#include "harness.h"
+#include "tdisp.h"
+
+#define DEV1 "0000:01:00.0"
+
+typedef struct Fixture {
+        EmuPlatform *platform;
+        EmuDevice *d; /* borrowed */
+        EmuTsm *tsm;
+} Fixture;
+
+static void fixture_new(Fixture *f) {
+        ASSERT_OK(emu_platform_new_from_config(DEV1, &f->platform));
+        f->d = emu_platform_find_device(f->platform, DEV1);
+        ASSERT_NOT_NULL(f->d);
+        ASSERT_OK(emu_tsm_new(&f->tsm));
+}
+
+static void fixture_free(Fixture *f) {
+        f->tsm = emu_tsm_free(f->tsm);
+        f->platform = emu_platform_free(f->platform);
+}
+
+typedef struct Answer {
+        int result;
+        uint8_t buf[EMU_RESPONSE_MAX];
+        size_t len;
+} Answer;
+
+/* A guest's request through the TSM. */
+static Answer guest(Fixture *f, EmuScope scope, uint8_t type, const void *body, size_t body_len) {
+        uint8_t msg[128];
+        size_t len;
+        Answer a = {};
+
+        ASSERT_OK(tdisp_build_request(type, emu_device_get_function_id(f->d), body, body_len, msg, sizeof(msg),
+                                      &len));
+        a.result = emu_tsm_request(f->tsm, f->d, scope, msg, len, a.buf, sizeof(a.buf), &a.len);
+        return a;
+}
+
+/* A guest's START carrying nonce (what it thinks the nonce is): the type of the answer, or with
+ * ret_error the TDISP error code. */
+static uint8_t guest_start(Fixture *f, const uint8_t nonce[static TDISP_NONCE_SIZE], uint32_t *ret_error) {
+        Answer a = guest(f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_START_INTERFACE_REQ, nonce, TDISP_NONCE_SIZE);
+
+        ASSERT_OK(a.result);
+        ASSERT_GE(a.len, sizeof(TdispHeader));
+        if (ret_error) {
+                *ret_error = 0;
+                (void) tdisp_error_decode(a.buf, a.len, ret_error, NULL);
+        }
+        return a.buf[1];
+}
+
+static const uint8_t zero[TDISP_NONCE_SIZE] = {};
+
+/* The realistic accept: the host binds (the TSM locks the TDI), the guest reads the report and
+ * sends START, knowing no nonce; the TSM starts the TDI with its own. Once. */
+TEST(bind_then_guest_start_reaches_run) {
+        uint8_t junk[TDISP_NONCE_SIZE];
+        uint32_t error;
+        Fixture f;
+
+        fixture_new(&f);
+        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+
+        Answer report = guest(&f, EMU_SCOPE_INFO, TDISP_MSG_GET_DEVICE_INTERFACE_REPORT,
+                              (const uint16_t[2]){ 0, htole16(64) }, 4);
+        ASSERT_OK(report.result);
+        ASSERT_EQ(report.buf[1], TDISP_MSG_DEVICE_INTERFACE_REPORT);
+        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+
+        /* Whatever the guest put where the nonce goes. */
+        memset(junk, 0xa5, sizeof(junk));
+        ASSERT_EQ(guest_start(&f, junk, NULL), TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_RUN);
+        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d)); /* used */
+
+        ASSERT_EQ(guest_start(&f, zero, &error), TDISP_MSG_ERROR);
+        ASSERT_EQ(error, TDISP_ERROR_INVALID_INTERFACE_STATE);
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_RUN);
+        fixture_free(&f);
+}
+
+/* A guest may still lock the TDI itself (scope state-change): the TSM keeps the nonce, the guest's
+ * LOCK_INTERFACE_RESPONSE comes without it, and its START works all the same. */
+TEST(guest_lock_nonce_stays_with_the_tsm) {
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        Answer a;
+        Fixture f;
+
+        fixture_new(&f);
+        a = guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock));
+        ASSERT_OK(a.result);
+        ASSERT_EQ(a.buf[1], TDISP_MSG_LOCK_INTERFACE_RSP);
+        ASSERT_EQ(a.len, sizeof(TdispLockInterfaceResponse));
+        ASSERT_MEMEQ(a.buf + offsetof(TdispLockInterfaceResponse, start_interface_nonce), zero, sizeof(zero));
+        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+
+        /* A START in another scope is refused unseen and uses nothing. */
+        a = guest(&f, EMU_SCOPE_INFO, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero));
+        ASSERT_ERRNO(a.result, EPERM);
+        /* One of the wrong size is malformed: the device refuses it before any nonce. */
+        a = guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero) - 1);
+        ASSERT_OK(a.result);
+        ASSERT_EQ(a.buf[1], TDISP_MSG_ERROR);
+        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_LOCKED);
+
+        ASSERT_EQ(guest_start(&f, zero, NULL), TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_RUN);
+        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+        fixture_free(&f);
+}
+
+/* A TDI locked behind the TSM's back: the TSM holds no nonce for it, and the guest's bytes, even
+ * the right nonce, never reach the device: INVALID_NONCE, the TDI stays CONFIG_LOCKED. */
+TEST(start_the_tsm_holds_no_nonce_for_fails) {
+        uint8_t nonce[TDISP_NONCE_SIZE];
+        uint32_t error;
+        Fixture f;
+
+        fixture_new(&f);
+        ASSERT_OK(emu_device_bind(f.d, nonce));
+        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+        ASSERT_EQ(guest_start(&f, nonce, &error), TDISP_MSG_ERROR);
+        ASSERT_EQ(error, TDISP_ERROR_INVALID_NONCE);
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_LOCKED);
+
+        /* The bind's LOCK is refused (locked already); the TSM still has nothing to start with. */
+        ASSERT_ERRNO(emu_tsm_bind(f.tsm, f.d), EALREADY);
+        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+        ASSERT_EQ(guest_start(&f, nonce, &error), TDISP_MSG_ERROR);
+        ASSERT_EQ(error, TDISP_ERROR_INVALID_NONCE);
+        fixture_free(&f);
+}
+
+typedef enum Unlock {
+        UNLOCK_GUEST_STOP,
+        UNLOCK_UNBIND,
+        UNLOCK_RELEASE,
+        UNLOCK_RESET,     /* fault gone */
+        UNLOCK_TDI_ERROR, /* locked configuration changed */
+        UNLOCK_REMOVED,   /* the device left the platform */
+        _UNLOCK_MAX,
+} Unlock;
+
+/* Every way the TDI leaves CONFIG_LOCKED takes the TSM's nonce with it. */
+TEST(nonce_dropped_when_the_tdi_is_unlocked) {
+        for (Unlock u = 0; u < _UNLOCK_MAX; u++) {
+                uint8_t nonce[TDISP_NONCE_SIZE];
+                uint32_t error;
+                Answer a;
+                Fixture f;
+
+                fixture_new(&f);
+                ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+                ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+                switch (u) {
+                case UNLOCK_GUEST_STOP:
+                        a = guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0);
+                        ASSERT_OK(a.result);
+                        ASSERT_EQ(a.buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
+                        break;
+                case UNLOCK_UNBIND:
+                        ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
+                        break;
+                case UNLOCK_RELEASE:
+                        ASSERT_OK(emu_tsm_release(f.tsm, f.d));
+                        break;
+                case UNLOCK_RESET:
+                        ASSERT_OK(emu_device_inject_fault(f.d, EMU_FAULT_GONE, 1));
+                        a = guest(&f, EMU_SCOPE_INFO, TDISP_MSG_GET_VERSION, NULL, 0);
+                        ASSERT_ERRNO(a.result, ENODEV);
+                        break;
+                case UNLOCK_TDI_ERROR:
+                        ASSERT_EQ(emu_device_trigger_tdi_error(f.d), 1);
+                        /* The TSM learns it at its next exchange with the device. */
+                        a = guest(&f, EMU_SCOPE_INFO, TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0);
+                        ASSERT_OK(a.result);
+                        ASSERT_EQ(a.buf[sizeof(TdispHeader)], TDISP_STATE_ERROR);
+                        break;
+                case UNLOCK_REMOVED:
+                        ASSERT_OK(emu_platform_remove_device(f.platform, DEV1));
+                        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d)); /* its reference keeps d */
+                        emu_tsm_forget_removed(f.tsm);
+                        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+                        fixture_free(&f);
+                        continue;
+                default:
+                        TEST_FAIL("case %d", u);
+                }
+                if (emu_tsm_holds_nonce(f.tsm, f.d))
+                        TEST_FAIL("case %d: the nonce outlived the lock", u);
+
+                /* A START with no LOCK before it fails as TDISP has it: the TDI is not locked. */
+                if (emu_device_get_state(f.d) == TDISP_STATE_CONFIG_UNLOCKED) {
+                        ASSERT_EQ(guest_start(&f, zero, &error), TDISP_MSG_ERROR);
+                        ASSERT_EQ(error, TDISP_ERROR_INVALID_INTERFACE_STATE);
+                }
+                /* Locked again behind the TSM's back: nothing held, the right nonce from the
+                 * guest does not count. */
+                if (emu_device_get_state(f.d) == TDISP_STATE_ERROR)
+                        ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
+                ASSERT_OK(emu_device_bind(f.d, nonce));
+                ASSERT_EQ(guest_start(&f, nonce, &error), TDISP_MSG_ERROR);
+                ASSERT_EQ(error, TDISP_ERROR_INVALID_NONCE);
+                fixture_free(&f);
+        }
+}
+
+/* A bind that fails keeps no nonce, and leaves the TDI as it was. */
+TEST(failed_bind_holds_nothing) {
+        Fixture f;
+
+        fixture_new(&f);
+        ASSERT_OK(emu_device_inject_fault(f.d, EMU_FAULT_BUSY, 1));
+        ASSERT_ERRNO(emu_tsm_bind(f.tsm, f.d), EBUSY);
+        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+        /* Freed with a nonce held (ASan: nothing leaks). */
+        fixture_free(&f);
+}
+
+TEST_MAIN();
