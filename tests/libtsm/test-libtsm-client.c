@@ -943,8 +943,10 @@ TEST(process_returns_under_a_flood) {
         f.stop = true;
         ASSERT_EQ(r, 1);
         ASSERT_GE(n, 2U);
-        if (took > 2000000ULL)
-                TEST_FAIL("tsm_client_process() took %" PRIu64 " ms for %u events", took / 1000, n);
+        /* Bounded by what it reads (some 64 KiB, each event ~150 bytes), not by time, which a
+         * loaded machine stretches: a process() that never stops would not have returned. */
+        if (n > 1000U)
+                TEST_FAIL("tsm_client_process() handled %u events in one call (%" PRIu64 " ms)", n, took / 1000);
 
         tsm_client_free(c); /* the flood's send() fails now */
         ASSERT_EQ(pthread_join(thread, NULL), 0);
