@@ -30,7 +30,7 @@ static int on_reply(TsmClient *c, const char *reply, bool continues, void *userd
          * the connection, which EPIPE would be taken for). */
         if (fflush(stdout) != 0 || ferror(stdout)) {
                 m->write_error = errno > 0 ? errno : EIO;
-                return -ECANCELED;
+                return -EIO; /* not -ECANCELED: libtsm says that when the client is gone */
         }
         return 0;
 }

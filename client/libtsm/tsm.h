@@ -694,7 +694,8 @@ int tsm_client_call_json(TsmClient *c, const char *method, const char *parameter
  * @continues: true while more replies follow
  * @userdata: as passed
  *
- * Return: < 0 to stop (the connection is dropped), else 0.
+ * Return: < 0 to stop (the connection is dropped; tsm_client_call_more_json() returns it), else 0.
+ * Not -ECANCELED, which tsm_client_call_more_json() returns only when @c is gone.
  */
 typedef int (*TsmJsonReplyFunc)(TsmClient *c, const char *reply, bool continues, void *userdata);
 
