@@ -789,13 +789,12 @@ int emu_device_bind(EmuDevice *d, uint8_t *ret_nonce) {
 
         r = device_host_request(d, TDISP_MSG_LOCK_INTERFACE_REQ, &p, sizeof(p), -EALREADY,
                                 resp, sizeof(resp));
-        if (r < 0)
-                return r;
-
-        if (ret_nonce)
+        if (r >= 0 && ret_nonce)
                 memcpy(ret_nonce, resp + offsetof(TdispLockInterfaceResponse, start_interface_nonce),
                        TDISP_NONCE_SIZE);
-        return 0;
+        /* The nonce is the TSM's secret (emu-tsm.h): not left on the stack. */
+        explicit_bzero(resp, sizeof(resp));
+        return r < 0 ? r : 0;
 }
 
 int emu_device_unbind(EmuDevice *d) {
