@@ -55,7 +55,7 @@ monitor_within_unit_caps() {
 # ProtectKernelTunables=: in the monitor's mount namespace nothing under /sys or /proc/sys is
 # writable (root needs no capability to write kernel.core_pattern or /sys/power/state), but for
 # /sys/devices, a mount of its own (ReadWritePaths=), where the PCI devices' tsm/connect is. It is
-# as writable as the container's /sys lets it be.
+# as writable as the container's /sys lets it be, every device attribute in it included.
 monitor_cannot_tune_the_kernel() {
     local mounts id parent dev root point options rest
     mounts=$(while read -r id parent dev root point options rest; do
@@ -124,7 +124,7 @@ check "tsmd.service is active (running)" is "active running" sh -c 'echo $(syste
 check "tsmd feeds the watchdog" feeds_watchdog
 check "the worker runs as tsmd without capabilities" worker_is_unprivileged
 check "the monitor runs within the unit's capabilities" monitor_within_unit_caps
-check "the monitor cannot change the kernel's tunables" monitor_cannot_tune_the_kernel
+check "the monitor can write no kernel tunable, only /sys/devices" monitor_cannot_tune_the_kernel
 
 # A VMM's whole guest flow through the Guest socket, on the emulated platform.
 check "vmm-example completes its guest flow" vmm 0000:01:00.0
