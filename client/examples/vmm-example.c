@@ -105,6 +105,7 @@ int main(int argc, char *argv[]) {
         int fd, r;
         struct stat st;
         char path[64], link[256];
+        VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
         ssize_t n;
 
         for (int i = 1; i < argc; i++) {
@@ -125,6 +126,14 @@ int main(int argc, char *argv[]) {
         r = varlink_client_connect(socket, &client);
         if (r < 0) {
                 fprintf(stderr, "Cannot connect to %s: %s\n", socket, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        /* No reply of io.tsmd.Guest carries more than one fd: take no more (as libtsm does). */
+        limits.max_json_values = 0; /* counted by size, as varlink_client_connect() has it */
+        limits.max_fds_per_message = 1;
+        r = varlink_client_set_limits(client, &limits);
+        if (r < 0) {
+                fprintf(stderr, "Cannot set the connection's limits: %s\n", strerror(-r));
                 return EXIT_FAILURE;
         }
 
