@@ -457,6 +457,13 @@ static int apply_files(Monitor *m, char **ret_error) {
         return 0;
 }
 
+/* RELOADING=1 and, after it, READY=1 again: only once a worker served. Before that, READY=1
+ * would tell the service manager the start is done while nobody serves the sockets. */
+static void notify_reloading(Monitor *m, bool done) {
+        if (m->ready_sent)
+                (void) sd_notify(false, done ? "READY=1" : "RELOADING=1");
+}
+
 /* The worker's RELOAD (tsm-priv.h): the worker applies the very bytes we loaded, and we apply
  * them once it has, so that a reload either leaves both on the new set or both on the one in
  * force. Nothing is applied here until the commit: a load the worker does not commit (it could
@@ -467,7 +474,7 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret
         Monitor *m = userdata;
         int r;
 
-        (void) sd_notify(false, "RELOADING=1");
+        notify_reloading(m, false);
         if (commit) {
                 /* The dispatch lets a commit through only after a load that succeeded. */
                 r = m->reload_files.fd >= 0 ? 0 : -ESTALE;
@@ -479,16 +486,16 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret
                 if (r >= 0)
                         *ret_fd = m->reload_files.fd;
         }
-        (void) sd_notify(false, "READY=1");
+        notify_reloading(m, true);
         return r;
 }
 
 /* A reload with no worker to take it: ours now, the next worker starts from what we load. */
 static void reload_alone(Monitor *m) {
-        (void) sd_notify(false, "RELOADING=1");
+        notify_reloading(m, false);
         loaded_files_done(&m->reload_files);
         (void) apply_files(m, NULL);
-        (void) sd_notify(false, "READY=1");
+        notify_reloading(m, true);
 }
 
 /* ---- signals and the watchdog ---------------------------------------------------------- */

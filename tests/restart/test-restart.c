@@ -477,6 +477,43 @@ TEST(notify_and_watchdog) {
         ASSERT_TRUE(m.stopping);
 }
 
+/* READY=1 means the worker serves. A first worker that cannot start (a policy that does not
+ * load) leaves nobody served: a SIGHUP the monitor then handles alone (no worker runs between
+ * two restarts) reloads its own part, but says neither RELOADING=1 nor READY=1, which would
+ * tell the service manager the start is done. Once the files load, the next worker's READY is. */
+TEST(no_ready_before_a_worker_serves) {
+        char path[256];
+        Manager m;
+        FILE *f;
+
+        manager_init(&m);
+        snprintf(path, sizeof(path), "%s/policy.conf", m.dir);
+        f = fopen(path, "w");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Client:tests]\nBogus=1\n");
+        fclose(f);
+        manager_start(&m);
+        /* Workers exit at once, restarted after 100, 200, 400, 800 ms...: SIGHUPs a while
+         * apart find the monitor without one. */
+        manager_wait(&m, NULL, 1500);
+        for (int i = 0; i < 10; i++) {
+                ASSERT_OK(kill(m.pid, SIGHUP));
+                manager_wait(&m, NULL, 150);
+        }
+        ASSERT_FALSE(m.ready);
+        ASSERT_EQ(waitpid(m.pid, NULL, WNOHANG), 0);
+
+        f = fopen(path, "w");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Client:tests]\nUsers=root 65534\nDevices=*\n");
+        fclose(f);
+        /* The next worker starts from them: at most one backoff (3.2 s, then 6.4 s) away. */
+        manager_wait(&m, is_ready, 20000);
+        ASSERT_TRUE(m.ready);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+}
+
 /* A field of /proc/<pid>/status, read in base (16 for capability sets, 10 for ids). */
 static uint64_t status_field(pid_t pid, const char *field, int base) {
         char path[64], line[256];
