@@ -543,9 +543,10 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
         }
 }
 
-/* Once a second: the monitor's own watchdog ping (it holds the VMs' contexts, so it is what
- * must stay up), and a check that a serving worker still speaks, and that a starting one got
- * to READY in time (counted from its start: messages before READY do not extend it). */
+/* Once a second (more often under a shorter watchdog): the monitor's own watchdog ping (it
+ * holds the VMs' contexts, so it is what must stay up), and a check that a serving worker still
+ * speaks, and that a starting one got to READY in time (counted from its start: messages
+ * before READY do not extend it). */
 static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
         uint64_t now = now_monotonic_usec();
@@ -596,8 +597,9 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 .scope_granted = scope_granted,
                 .device_listed = device_listed,
         };
-        struct timeval second = { .tv_sec = 1 };
+        struct timeval tick = { .tv_sec = 1 };
         char log_level[32];
+        uint64_t watchdog_usec;
         int r;
 
         m = new0(Monitor, 1);
@@ -661,9 +663,13 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m->restart_timer = evtimer_new(m->base, on_restart_timer, m);
         m->stop_timer = evtimer_new(m->base, on_stop_timeout, m);
         m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+        /* A service manager's watchdog shorter than two ticks is pinged at half its interval,
+         * as sd_watchdog_enabled(3) advises: a ping a second would miss it. */
+        if (sd_watchdog_enabled(false, &watchdog_usec) > 0 && watchdog_usec / 2 < 1000000)
+                tick = timeval_of(MAX(watchdog_usec / 2, 1000ULL));
         if (!m->sigterm || !m->sigint || !m->sighup || !m->sigchld || !m->restart_timer || !m->stop_timer ||
             !m->tick || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
-            event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &second) < 0)
+            event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &tick) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);
