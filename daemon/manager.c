@@ -24,11 +24,12 @@
 /* At exit, how long the monitor may stay silent while the last releases' unbinds complete. */
 #define FINISH_TIMEOUT_USEC (5ULL * 1000000ULL)
 /* How often the worker says it is alive, from its event loop: a wedged loop goes quiet, and
- * the monitor stops feeding the service manager's watchdog. */
+ * the monitor kills it after 15 s and starts another (the service manager's watchdog is the
+ * monitor's own: it holds the VMs' contexts, and a worker it replaces is no reason to stop). */
 #define HEARTBEAT_SEC 5
 
-/* The monitor turns it into the service manager's STATUS= (and takes it as a sign of life
- * for the watchdog: see HEARTBEAT_SEC). */
+/* The monitor turns it into the service manager's STATUS= (and takes it as a sign of life:
+ * see HEARTBEAT_SEC). */
 void manager_update_status(Manager *m) {
         (void) priv_send_status(m->channel, varlink_server_get_n_connections(m->server),
                                 m->n_pending_requests, m->draining);

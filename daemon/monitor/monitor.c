@@ -457,6 +457,13 @@ static int apply_files(Monitor *m, char **ret_error) {
         return 0;
 }
 
+/* RELOADING=1 and, after it, READY=1 again: only once a worker served. Before that, READY=1
+ * would tell the service manager the start is done while nobody serves the sockets. */
+static void notify_reloading(Monitor *m, bool done) {
+        if (m->ready_sent)
+                (void) sd_notify(false, done ? "READY=1" : "RELOADING=1");
+}
+
 /* The worker's RELOAD (tsm-priv.h): the worker applies the very bytes we loaded, and we apply
  * them once it has, so that a reload either leaves both on the new set or both on the one in
  * force. Nothing is applied here until the commit: a load the worker does not commit (it could
@@ -467,7 +474,7 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret
         Monitor *m = userdata;
         int r;
 
-        (void) sd_notify(false, "RELOADING=1");
+        notify_reloading(m, false);
         if (commit) {
                 /* The dispatch lets a commit through only after a load that succeeded. */
                 r = m->reload_files.fd >= 0 ? 0 : -ESTALE;
@@ -479,16 +486,16 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret
                 if (r >= 0)
                         *ret_fd = m->reload_files.fd;
         }
-        (void) sd_notify(false, "READY=1");
+        notify_reloading(m, true);
         return r;
 }
 
 /* A reload with no worker to take it: ours now, the next worker starts from what we load. */
 static void reload_alone(Monitor *m) {
-        (void) sd_notify(false, "RELOADING=1");
+        notify_reloading(m, false);
         loaded_files_done(&m->reload_files);
         (void) apply_files(m, NULL);
-        (void) sd_notify(false, "READY=1");
+        notify_reloading(m, true);
 }
 
 /* ---- signals and the watchdog ---------------------------------------------------------- */
@@ -536,9 +543,10 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
         }
 }
 
-/* Once a second: the monitor's own watchdog ping (it holds the VMs' contexts, so it is what
- * must stay up), and a check that a serving worker still speaks, and that a starting one got
- * to READY in time (counted from its start: messages before READY do not extend it). */
+/* Once a second (more often under a shorter watchdog): the monitor's own watchdog ping (it
+ * holds the VMs' contexts, so it is what must stay up), and a check that a serving worker still
+ * speaks, and that a starting one got to READY in time (counted from its start: messages
+ * before READY do not extend it). */
 static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
         uint64_t now = now_monotonic_usec();
@@ -589,8 +597,9 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 .scope_granted = scope_granted,
                 .device_listed = device_listed,
         };
-        struct timeval second = { .tv_sec = 1 };
+        struct timeval tick = { .tv_sec = 1 };
         char log_level[32];
+        uint64_t watchdog_usec;
         int r;
 
         m = new0(Monitor, 1);
@@ -654,9 +663,13 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m->restart_timer = evtimer_new(m->base, on_restart_timer, m);
         m->stop_timer = evtimer_new(m->base, on_stop_timeout, m);
         m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+        /* A service manager's watchdog shorter than two ticks is pinged at half its interval,
+         * as sd_watchdog_enabled(3) advises: a ping a second would miss it. */
+        if (sd_watchdog_enabled(false, &watchdog_usec) > 0 && watchdog_usec / 2 < 1000000)
+                tick = timeval_of(MAX(watchdog_usec / 2, 1000ULL));
         if (!m->sigterm || !m->sigint || !m->sighup || !m->sigchld || !m->restart_timer || !m->stop_timer ||
             !m->tick || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
-            event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &second) < 0)
+            event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &tick) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);

@@ -4,7 +4,8 @@
  * iommufds and the listening sockets; starts the worker as its own user with no capabilities,
  * answers its requests through the dispatch table, and when the worker dies or breaks the
  * rules, starts a new one with backoff, keeping every fd. Speaks to the service manager
- * (READY, STATUS, STOPPING, WATCHDOG, the fd store) on the worker's behalf.
+ * (READY, STATUS, STOPPING, the fd store) on the worker's behalf, and pings its watchdog for
+ * itself.
  * Runs in: monitor.
  */
 #pragma once

@@ -26,8 +26,9 @@ int worker_user_lookup(const char *name, uid_t *ret_uid, gid_t *ret_gid) {
                 return -r;
         if (!result)
                 return -ESRCH;
-        if (pw.pw_uid == 0)
-                return -EPERM; /* the point is not to be root */
+        /* The point is not to be root: nor by the group, whose files gid 0 reaches. */
+        if (pw.pw_uid == 0 || pw.pw_gid == 0)
+                return -EPERM;
         *ret_uid = pw.pw_uid;
         *ret_gid = pw.pw_gid;
         return 0;

@@ -14,7 +14,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <sys/capability.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
@@ -269,6 +271,57 @@ TEST(root_owned_dir_as_the_unit) {
         assert_owned(strf("%s/shared", dir), 0, 0, 0755);
         assert_owned(strf("%s/shared/passwd", dir), 0, 0, 0644);
         assert_owned(strf("%s/empty", dir), worker_uid, worker_gid, 0750);
+}
+
+/* In a mount namespace of its own, with passwd bind-mounted over /etc/passwd: what
+ * worker_user_lookup() says of name (1 + its errno: the child's exit status; 0 if it takes it,
+ * with the ids from passwd, 100 otherwise). */
+static int lookup_in(const char *passwd, const char *name, uid_t want_uid, gid_t want_gid) {
+        pid_t pid = fork();
+        int status;
+
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                uid_t uid = 0;
+                gid_t gid = 0;
+                int r;
+
+                if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+                    mount(passwd, "/etc/passwd", NULL, MS_BIND, NULL) < 0)
+                        _exit(99);
+                r = worker_user_lookup(name, &uid, &gid);
+                if (r < 0)
+                        _exit(1 + (-r & 0x3f));
+                _exit(uid == want_uid && gid == want_gid ? 0 : 100);
+        }
+        ASSERT_TRUE(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* SECURITY: the worker's user is not root's by its group either: gid 0 would give the process
+ * that parses what VMMs send whatever root's group may read or write. Refused as uid 0 is. */
+TEST(worker_user_of_root_group_is_refused) {
+        const char *dir, *passwd;
+        char line[1024];
+        FILE *in, *out;
+
+        need_root_and_worker();
+        dir = scratch_dir();
+        passwd = strf("%s/passwd", dir);
+        in = fopen("/etc/passwd", "re");
+        out = fopen(passwd, "we");
+        ASSERT_NOT_NULL(in);
+        ASSERT_NOT_NULL(out);
+        while (fgets(line, sizeof(line), in))
+                fputs(line, out);
+        fputs("tsmd-test-group0:x:4242:0::/:/usr/sbin/nologin\n"
+              "tsmd-test-own:x:4243:4243::/:/usr/sbin/nologin\n", out);
+        fclose(in);
+        ASSERT_TRUE(fclose(out) == 0);
+
+        ASSERT_EQ(lookup_in(passwd, "tsmd-test-own", 4243, 4243), 0);
+        ASSERT_EQ(lookup_in(passwd, "tsmd-test-group0", 4242, 0), 1 + EPERM);
+        ASSERT_EQ(lookup_in(passwd, "root", 0, 0), 1 + EPERM);
 }
 
 /* SECURITY: after its start the monitor has no CAP_CHOWN: a reload naming a directory that is not

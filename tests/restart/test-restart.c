@@ -39,6 +39,7 @@ typedef struct Manager {
         pid_t pid;
         /* What tsmd told us. */
         bool ready, stopping, watchdog;
+        unsigned n_watchdog;
         char status[256];
         /* The fd store, as systemd keeps it: one copy of a file description, under the name it
          * came with first; a name may be on several. */
@@ -56,6 +57,10 @@ typedef struct Manager {
         char control[160];
         /* notify-crash-preload.c's count-down file, with it preloaded (empty: not). */
         char crash[160];
+        /* WATCHDOG_USEC= (empty: 2 s, pinged once a second). Unlike systemd, the tests read
+         * notifications only while they wait for one: under a short one, the monitor's
+         * pings would fill the socket's queue and block it in sd_notify(). */
+        char watchdog_usec[24];
 } Manager;
 
 static int unix_socket(int type, const char *path) {
@@ -170,7 +175,7 @@ static void manager_start(Manager *m) {
                 setenv("LISTEN_FDNAMES", names, 1);
                 setenv("NOTIFY_SOCKET", m->notify, 1);
                 setenv("WATCHDOG_PID", pid, 1);
-                setenv("WATCHDOG_USEC", "200000", 1);
+                setenv("WATCHDOG_USEC", m->watchdog_usec[0] ? m->watchdog_usec : "2000000", 1);
                 char *argv[8] = { (char *) "tsmd", (char *) "--config", m->config };
                 size_t n_args = 3;
                 char sysfs_arg[160];
@@ -296,8 +301,10 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                                 m->ready = true;
                         else if (streq(line, "STOPPING=1"))
                                 m->stopping = true;
-                        else if (streq(line, "WATCHDOG=1"))
+                        else if (streq(line, "WATCHDOG=1")) {
                                 m->watchdog = true;
+                                m->n_watchdog++;
+                        }
                         else if (strneq(line, "STATUS=", 7))
                                 snprintf(m->status, sizeof(m->status), "%s", line + 7);
                         else if (strneq(line, "FDNAME=", 7) && fd >= 0) {
@@ -325,6 +332,10 @@ static void manager_start_ready(Manager *m) {
         manager_start(m);
         manager_wait(m, is_ready, 10000);
         ASSERT_TRUE(m->ready);
+}
+
+static bool is_stopping(Manager *m) {
+        return m->stopping;
 }
 
 static bool has_stored(Manager *m) {
@@ -449,7 +460,7 @@ TEST(notify_and_watchdog) {
         manager_init(&m);
         manager_start_ready(&m);
         manager_wait(&m, has_watchdog, 2000);
-        ASSERT_TRUE(m.watchdog); /* WATCHDOG_USEC=200ms: a ping every 100ms */
+        ASSERT_TRUE(m.watchdog); /* WATCHDOG_USEC=2s: a ping every second */
         ASSERT_NOT_NULL(strstr(m.status, "clients")); /* STATUS= follows READY=1 */
 
         /* The Guest socket serves VMMs only; the admin socket everything. */
@@ -475,6 +486,61 @@ TEST(notify_and_watchdog) {
         ASSERT_EQ(exit_status(m.pid), 0);
         manager_wait(&m, NULL, 100);
         ASSERT_TRUE(m.stopping);
+}
+
+/* The service manager kills a service that misses WATCHDOG_USEC: pings come at half of it
+ * (sd_watchdog_enabled(3)) when that is under the monitor's one-second tick. */
+TEST(watchdog_pings_within_a_short_interval) {
+        Manager m;
+
+        manager_init(&m);
+        snprintf(m.watchdog_usec, sizeof(m.watchdog_usec), "200000");
+        manager_start_ready(&m);
+        manager_wait(&m, has_watchdog, 2000);
+        m.n_watchdog = 0;
+        manager_wait(&m, NULL, 1000);
+        if (m.n_watchdog < 5)
+                TEST_FAIL("%u watchdog pings in 1 s with WATCHDOG_USEC=200ms", m.n_watchdog);
+        kill(m.pid, SIGTERM);
+        manager_wait(&m, is_stopping, 2000); /* read on: it pings until it is gone */
+        ASSERT_EQ(exit_status(m.pid), 0);
+}
+
+/* READY=1 means the worker serves. A first worker that cannot start (a policy that does not
+ * load) leaves nobody served: a SIGHUP the monitor then handles alone (no worker runs between
+ * two restarts) reloads its own part, but says neither RELOADING=1 nor READY=1, which would
+ * tell the service manager the start is done. Once the files load, the next worker's READY is. */
+TEST(no_ready_before_a_worker_serves) {
+        char path[256];
+        Manager m;
+        FILE *f;
+
+        manager_init(&m);
+        snprintf(path, sizeof(path), "%s/policy.conf", m.dir);
+        f = fopen(path, "w");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Client:tests]\nBogus=1\n");
+        fclose(f);
+        manager_start(&m);
+        /* Workers exit at once, restarted after 100, 200, 400, 800 ms...: SIGHUPs a while
+         * apart find the monitor without one. */
+        manager_wait(&m, NULL, 1500);
+        for (int i = 0; i < 10; i++) {
+                ASSERT_OK(kill(m.pid, SIGHUP));
+                manager_wait(&m, NULL, 150);
+        }
+        ASSERT_FALSE(m.ready);
+        ASSERT_EQ(waitpid(m.pid, NULL, WNOHANG), 0);
+
+        f = fopen(path, "w");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Client:tests]\nUsers=root 65534\nDevices=*\n");
+        fclose(f);
+        /* The next worker starts from them: at most one backoff (3.2 s, then 6.4 s) away. */
+        manager_wait(&m, is_ready, 20000);
+        ASSERT_TRUE(m.ready);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
 }
 
 /* A field of /proc/<pid>/status, read in base (16 for capability sets, 10 for ids). */
