@@ -1388,12 +1388,13 @@ TEST(connection_flood) {
 }
 
 /*
- * One uid's unfinished messages are bounded together (MaxBufferedPerUid=), not only each
- * connection's: nobody's connections each hold a partial message within MaxMessageSize until
- * their sum passes the budget; each one past it is closed and audited. Root's good client is
- * not affected, and what was held is given back.
+ * One uid's unfinished messages are bounded together (MaxBufferedPerUid=), and everybody's
+ * (MaxBuffered=), not only each connection's: nobody's connections each hold a partial message
+ * within MaxMessageSize until their sum passes the budget; each one past it is closed and
+ * audited under nobody's uid. Root's good client is not affected, and what was held is given
+ * back.
  */
-TEST(buffered_per_uid_flood) {
+static void buffered_round(const char *limits, const char *refusal) {
         static char partial[60000];
         VarlinkClient *nb[12];
         unsigned closed = 0;
@@ -1403,7 +1404,7 @@ TEST(buffered_per_uid_flood) {
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as a second uid");
-        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBufferedPerUid=512K\n"));
+        tsmd_start_config(&t, strf("%s[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\n%s", CONF(""), limits));
         good_connect(&t, &g);
         b = baseline_take(&t, &g);
 
@@ -1424,7 +1425,7 @@ TEST(buffered_per_uid_flood) {
                 }
         ASSERT_EQ(closed, ELEMENTSOF(nb) - 8);
         {
-                json_object *records = refused_connections(&t, b.seq, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+                json_object *records = refused_connections(&t, b.seq, refusal);
 
                 ASSERT_EQ(json_object_array_length(records), ELEMENTSOF(nb) - 8);
                 for (size_t i = 0; i < json_object_array_length(records); i++)
@@ -1437,6 +1438,15 @@ TEST(buffered_per_uid_flood) {
         good_done(&g);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
+}
+
+TEST(buffered_per_uid_flood) {
+        buffered_round("MaxBufferedPerUid=512K\n", VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+}
+
+/* The same past everybody's budget, each uid's far from its own. */
+TEST(buffered_total_flood) {
+        buffered_round("MaxBufferedPerUid=16M\nMaxBuffered=512K\n", VARLINK_REFUSED_TOO_MUCH_BUFFERED);
 }
 
 /* The worker's peak RSS (VmHWM), KiB. */
