@@ -2043,7 +2043,8 @@ static bool guest_ping_answered(Tsmd *t, uint64_t timeout_usec) {
 
 /* VMMs' connections take every fd the worker may have (its RLIMIT_NOFILE): the guest socket's
  * next connection is refused or waits, but an admin can still connect to the admin socket and
- * see what goes on (GetStatus). Once fds are free, VMMs are served again. */
+ * see what goes on (GetStatus), and a VMM connected before goes on being served in time. Once
+ * fds are free, VMMs are served again, and tsmd holds the fds and memory it held before. */
 TEST(admin_served_with_the_worker_out_of_fds) {
         struct rlimit ours, low = { .rlim_cur = WORKER_NOFILE, .rlim_max = WORKER_NOFILE };
         unsigned n, last = 0;
@@ -2053,6 +2054,8 @@ TEST(admin_served_with_the_worker_out_of_fds) {
         json_object *r;
         pid_t worker;
         Tsmd t;
+        Good g;
+        Baseline b;
 
         ASSERT_OK(getrlimit(RLIMIT_NOFILE, &ours));
         if (ours.rlim_cur < 2 * WORKER_NOFILE)
@@ -2060,6 +2063,8 @@ TEST(admin_served_with_the_worker_out_of_fds) {
                      (unsigned long long) ours.rlim_cur);
         tsmd_start(&t, &(TsmdOptions) { .config = CONF(""), .nofile = &low, .log_level = "info" });
         worker = tsmd_worker_pid(&t);
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
 
         /* More connections than it has fds; it takes what it can. */
         for (unsigned i = 0; i < WORKER_NOFILE; i++)
@@ -2077,6 +2082,8 @@ TEST(admin_served_with_the_worker_out_of_fds) {
                 sleep_usec(10 * USEC_PER_MSEC);
         }
         ASSERT_FALSE(guest_ping_answered(&t, 300 * USEC_PER_MSEC));
+        for (unsigned i = 0; i < 5; i++)
+                good_check(&g);
 
         admin = tsmd_connect(&t);
         varlink_client_set_timeout(admin, 5 * USEC_PER_SEC);
@@ -2092,6 +2099,9 @@ TEST(admin_served_with_the_worker_out_of_fds) {
                         TEST_FAIL("VMMs are not served again once the worker has fds");
         CALL_OK(admin, "io.tsmd.Service.GetStatus", NULL);
         varlink_client_free(admin);
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
