@@ -848,6 +848,7 @@ TEST(device_removed_mid_request) {
                    "{\"pciAddress\":\"" DEV1 "\"}");
         expect_audited(&t, b.seq, DEV1, "guest-request", E_GUEST("DeviceGone"), N_IN_FLIGHT + 1);
         expect_audited(&t, b.seq, DEV1, "bind", E_GUEST("DeviceGone"), 1);
+        expect_audited(&t, b.seq, DEV1, "get-state", E_GUEST("DeviceGone"), 1);
         good_check(&g);
 
         /* Back: a fresh device for a fresh attach (once tsmd has released the old binding). */
