@@ -752,6 +752,9 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
         Tsmd t;
         Vmm hang;
         int64_t ctx;
+        unsigned fds0;
+        unsigned long rss0;
+        pid_t worker;
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as a second uid");
@@ -759,6 +762,11 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
                                    strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlightPerUid=2\n"
                                         "RefusalIntervalSec=1\n",
                                         (unsigned long long) QUEUE_TIMEOUT_USEC)));
+        /* Root's own calls are what is refused here: the clients served meanwhile are nobody's,
+         * and the baseline is tsmd's with no client connected. */
+        fds0 = tsmd_idle_fds(&t);
+        rss0 = tsmd_rss_kib(&t);
+        worker = tsmd_worker_pid(&t);
         vmm_attach(&t, &hang, HANGING_DEV);
         for (unsigned i = 0; i < ELEMENTSOF(hanging); i++)
                 tsmd_call_async(hang.c, G "GuestRequest", version_params(hang.ctx, 1, HANGING_DEV), 0, &hanging[i]);
@@ -789,6 +797,12 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
         tsmd_expect_audit(&t, 0, "open-context", E_GUEST("AuditFailed"), 1);
         varlink_client_free(other);
         varlink_client_free(hang.c);
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        ASSERT_EQ(tsmd_wait_fds(&t, fds0, TSMD_WAIT_USEC), fds0);
+#if !TSMD_SANITIZED
+        if (!tsmd_under_valgrind())
+                ASSERT_LE(tsmd_rss_kib(&t), rss0 + RSS_SLACK_KIB);
+#endif
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
