@@ -1001,8 +1001,9 @@ TEST(fd_flood) {
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_FILE_DESCRIPTORS, 3);
         ASSERT_EQ(tsmd_wait_fds(&t, b.fds, TSMD_WAIT_USEC), b.fds);
 
-        /* Within the limit but for a method that takes none, 200 times: answered, and tsmd
-         * keeps none of the 800 fds. */
+        /* Within the limit but for a method that takes none, 200 times: answered, each refusal
+         * on record, and tsmd keeps none of the 800 fds. */
+        int64_t unused_seq = tsmd_audit_last_seq(&t);
         fd = raw_open(&t);
         for (unsigned i = 0; i < 200; i++) {
                 ASSERT_TRUE(send_with_fds(fd, call, strlen(call) + 1, 4, -1));
@@ -1010,6 +1011,7 @@ TEST(fd_flood) {
                 if (i % 50 == 0)
                         good_check(&g);
         }
+        tsmd_expect_audit(&t, unused_seq, "close-context", E_GUEST("NoSuchContext"), 200);
         ASSERT_EQ(tsmd_settled_fds(&t, 2), b.fds + 1);
         /* Fds attached to a message that never ends, then a hangup. */
         ASSERT_TRUE(send_with_fds(fd, "{\"method\":", 10, 4, -1));
