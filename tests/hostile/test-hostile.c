@@ -2046,7 +2046,7 @@ static bool guest_ping_answered(Tsmd *t, uint64_t timeout_usec) {
 }
 
 /* VMMs' connections take every fd the worker may have (its RLIMIT_NOFILE): the guest socket's
- * next connection is refused or waits, but an admin can still connect to the admin socket and
+ * next connection is refused (ConnectionSetupFailed, audited) or waits, but an admin can still connect to the admin socket and
  * see what goes on (GetStatus), and a VMM connected before goes on being served in time. Once
  * fds are free, VMMs are served again, and tsmd holds the fds and memory it held before. */
 TEST(admin_served_with_the_worker_out_of_fds) {
@@ -2065,7 +2065,9 @@ TEST(admin_served_with_the_worker_out_of_fds) {
         if (ours.rlim_cur < 2 * WORKER_NOFILE)
                 SKIP("our RLIMIT_NOFILE of %llu cannot hold the connections that fill the worker's",
                      (unsigned long long) ours.rlim_cur);
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF(""), .nofile = &low, .log_level = "info" });
+        /* Refusals past root's budget are counted into summaries: written each second here. */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF("[Audit]\nRefusalIntervalSec=1\n"), .nofile = &low,
+                                        .log_level = "info" });
         worker = tsmd_worker_pid(&t);
         good_connect(&t, &g);
         b = baseline_take(&t, &g);
@@ -2104,6 +2106,11 @@ TEST(admin_served_with_the_worker_out_of_fds) {
         CALL_OK(admin, "io.tsmd.Service.GetStatus", NULL);
         varlink_client_free(admin);
         ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        /* Each connection it could not identify (no fd left for that) is refused by name, on
+         * record as each refusal is. */
+        n = tsmd_log_count(&t, "Cannot identify a client");
+        fprintf(stderr, "# %u connections refused as unidentifiable\n", n);
+        tsmd_expect_audit(&t, b.seq, "connection", VARLINK_REFUSED_CONNECTION_SETUP_FAILED, n);
         expect_recovered(&t, &g, &b);
         good_done(&g);
         tsmd_expect_clean_exit(&t);
