@@ -59,6 +59,7 @@
 #define VARLINK_REFUSED_TOO_MANY_JSON_VALUES "io.tsmd.TooManyJsonValues"
 #define VARLINK_REFUSED_TOO_MANY_FDS_PER_UID "io.tsmd.TooManyFileDescriptorsPerUid"
 #define VARLINK_REFUSED_TOO_MANY_FDS "io.tsmd.TooManyFileDescriptors"
+#define VARLINK_REFUSED_CONNECTION_SETUP_FAILED "io.tsmd.ConnectionSetupFailed"
 
 /* Maps a received error name to an errno, as systemd's sd-varlink does (any other: EBADR). */
 int varlink_error_to_errno(const char *error);

@@ -2074,6 +2074,8 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         if (s->on_connect) {
                 r = s->on_connect(s, c, s->userdata);
                 if (r < 0) {
+                        /* Turned away as any refusal is: on record, by name. */
+                        refused(s, &c->peer, c, NULL, VARLINK_REFUSED_CONNECTION_SETUP_FAILED);
                         conn_disconnect(c);
                         return r;
                 }

@@ -64,6 +64,8 @@ uint64_t varlink_server_get_n_timed_out(const VarlinkServer *s);
 size_t varlink_server_get_fd_budget(const VarlinkServer *s);
 void varlink_server_set_userdata(VarlinkServer *s, void *userdata);
 void *varlink_server_get_userdata(const VarlinkServer *s);
+/* A connection on_connect fails is refused (ConnectionSetupFailed, to the refusal callback) and
+ * closed. */
 void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFunc on_connect,
                                              VarlinkDisconnectFunc on_disconnect);
 void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on_refusal);

@@ -694,7 +694,7 @@ TEST(a_full_audit_queue_refuses_calls_but_records_releases) {
         Vmm hang, leaving;
 
         tsmd_start_config(&t, CONF(DEV1 "," DEV2 "," HANGING_DEV ":fault=timeout",
-                                   strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlight=2\n",
+                                   strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlight=2\nRefusalIntervalSec=1\n",
                                         (unsigned long long) QUEUE_TIMEOUT_USEC)));
         good_connect(&t, &g, 0);
         b = baseline_take(&t, &g);
@@ -731,6 +731,9 @@ TEST(a_full_audit_queue_refuses_calls_but_records_releases) {
         }
         varlink_client_free(hang.c);
         expect_audited(&t, b.seq, DEV1, "release", "ok", 1);
+        /* The refusal had no room for a record of its own: it is counted, and on record in its
+         * interval's summary once there is room again. */
+        tsmd_expect_audit(&t, b.seq, "guest-request", E_GUEST("AuditFailed"), 1);
         expect_recovered(&t, &g, &b);
         good_done(&g);
         tsmd_expect_clean_exit(&t);
@@ -749,12 +752,21 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
         Tsmd t;
         Vmm hang;
         int64_t ctx;
+        unsigned fds0;
+        unsigned long rss0;
+        pid_t worker;
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as a second uid");
         tsmd_start_config(&t, CONF(DEV1 "," DEV2 "," HANGING_DEV ":fault=timeout",
-                                   strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlightPerUid=2\n",
+                                   strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlightPerUid=2\n"
+                                        "RefusalIntervalSec=1\n",
                                         (unsigned long long) QUEUE_TIMEOUT_USEC)));
+        /* Root's own calls are what is refused here: the clients served meanwhile are nobody's,
+         * and the baseline is tsmd's with no client connected. */
+        fds0 = tsmd_idle_fds(&t);
+        rss0 = tsmd_rss_kib(&t);
+        worker = tsmd_worker_pid(&t);
         vmm_attach(&t, &hang, HANGING_DEV);
         for (unsigned i = 0; i < ELEMENTSOF(hanging); i++)
                 tsmd_call_async(hang.c, G "GuestRequest", version_params(hang.ctx, 1, HANGING_DEV), 0, &hanging[i]);
@@ -781,8 +793,16 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
         }
         /* Given back: root's calls are taken again. */
         CALL_OK(hang.c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", hang.ctx));
+        /* The refused call is counted into its interval's summary, the only record of it. */
+        tsmd_expect_audit(&t, 0, "open-context", E_GUEST("AuditFailed"), 1);
         varlink_client_free(other);
         varlink_client_free(hang.c);
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        ASSERT_EQ(tsmd_wait_fds(&t, fds0, TSMD_WAIT_USEC), fds0);
+#if !TSMD_SANITIZED
+        if (!tsmd_under_valgrind())
+                ASSERT_LE(tsmd_rss_kib(&t), rss0 + RSS_SLACK_KIB);
+#endif
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
@@ -842,6 +862,7 @@ TEST(device_removed_mid_request) {
                    "{\"pciAddress\":\"" DEV1 "\"}");
         expect_audited(&t, b.seq, DEV1, "guest-request", E_GUEST("DeviceGone"), N_IN_FLIGHT + 1);
         expect_audited(&t, b.seq, DEV1, "bind", E_GUEST("DeviceGone"), 1);
+        expect_audited(&t, b.seq, DEV1, "get-state", E_GUEST("DeviceGone"), 1);
         good_check(&g);
 
         /* Back: a fresh device for a fresh attach (once tsmd has released the old binding). */

@@ -1001,8 +1001,9 @@ TEST(fd_flood) {
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_FILE_DESCRIPTORS, 3);
         ASSERT_EQ(tsmd_wait_fds(&t, b.fds, TSMD_WAIT_USEC), b.fds);
 
-        /* Within the limit but for a method that takes none, 200 times: answered, and tsmd
-         * keeps none of the 800 fds. */
+        /* Within the limit but for a method that takes none, 200 times: answered, each refusal
+         * on record, and tsmd keeps none of the 800 fds. */
+        int64_t unused_seq = tsmd_audit_last_seq(&t);
         fd = raw_open(&t);
         for (unsigned i = 0; i < 200; i++) {
                 ASSERT_TRUE(send_with_fds(fd, call, strlen(call) + 1, 4, -1));
@@ -1010,6 +1011,7 @@ TEST(fd_flood) {
                 if (i % 50 == 0)
                         good_check(&g);
         }
+        tsmd_expect_audit(&t, unused_seq, "close-context", E_GUEST("NoSuchContext"), 200);
         ASSERT_EQ(tsmd_settled_fds(&t, 2), b.fds + 1);
         /* Fds attached to a message that never ends, then a hangup. */
         ASSERT_TRUE(send_with_fds(fd, "{\"method\":", 10, 4, -1));
@@ -1298,6 +1300,7 @@ TEST(connection_flood) {
         int mine[3], extra;
         VarlinkClient *nb[3];
         uint64_t start;
+        unsigned n_waited = 0;
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as a second uid");
@@ -1345,6 +1348,7 @@ TEST(connection_flood) {
                         nb[2] = tsmd_connect_as(&t, NOBODY, NOBODY);
                         if (!tsmd_wait_hangup(nb[2], 100 * USEC_PER_MSEC))
                                 break;
+                        n_waited++;
                         varlink_client_free(nb[2]);
                         if (now_usec() > deadline)
                                 TEST_FAIL("the slot of a closed connection did not free up");
@@ -1366,8 +1370,8 @@ TEST(connection_flood) {
                 json_object *records = refused_connections(&t, b.seq, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
                 size_t n = json_object_array_length(records);
 
-                /* Two past MaxConnections, and any the wait for a free slot met. */
-                ASSERT_GE(n, 2U);
+                /* Two past MaxConnections, and each the wait for a free slot met. */
+                ASSERT_EQ(n, 2U + n_waited);
                 for (size_t i = 0; i < n; i++) {
                         int64_t uid = JINT(json_object_array_get_idx(records, i), "uid");
                         ASSERT_TRUE(uid == NOBODY || uid == NOBODY - 1);
@@ -1388,12 +1392,13 @@ TEST(connection_flood) {
 }
 
 /*
- * One uid's unfinished messages are bounded together (MaxBufferedPerUid=), not only each
- * connection's: nobody's connections each hold a partial message within MaxMessageSize until
- * their sum passes the budget; each one past it is closed and audited. Root's good client is
- * not affected, and what was held is given back.
+ * One uid's unfinished messages are bounded together (MaxBufferedPerUid=), and everybody's
+ * (MaxBuffered=), not only each connection's: nobody's connections each hold a partial message
+ * within MaxMessageSize until their sum passes the budget; each one past it is closed and
+ * audited under nobody's uid. Root's good client is not affected, and what was held is given
+ * back.
  */
-TEST(buffered_per_uid_flood) {
+static void buffered_round(const char *limits, const char *refusal) {
         static char partial[60000];
         VarlinkClient *nb[12];
         unsigned closed = 0;
@@ -1403,7 +1408,7 @@ TEST(buffered_per_uid_flood) {
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as a second uid");
-        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBufferedPerUid=512K\n"));
+        tsmd_start_config(&t, strf("%s[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\n%s", CONF(""), limits));
         good_connect(&t, &g);
         b = baseline_take(&t, &g);
 
@@ -1424,7 +1429,7 @@ TEST(buffered_per_uid_flood) {
                 }
         ASSERT_EQ(closed, ELEMENTSOF(nb) - 8);
         {
-                json_object *records = refused_connections(&t, b.seq, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+                json_object *records = refused_connections(&t, b.seq, refusal);
 
                 ASSERT_EQ(json_object_array_length(records), ELEMENTSOF(nb) - 8);
                 for (size_t i = 0; i < json_object_array_length(records); i++)
@@ -1437,6 +1442,15 @@ TEST(buffered_per_uid_flood) {
         good_done(&g);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
+}
+
+TEST(buffered_per_uid_flood) {
+        buffered_round("MaxBufferedPerUid=512K\n", VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID);
+}
+
+/* The same past everybody's budget, each uid's far from its own. */
+TEST(buffered_total_flood) {
+        buffered_round("MaxBufferedPerUid=16M\nMaxBuffered=512K\n", VARLINK_REFUSED_TOO_MUCH_BUFFERED);
 }
 
 /* The worker's peak RSS (VmHWM), KiB. */
@@ -2032,8 +2046,9 @@ static bool guest_ping_answered(Tsmd *t, uint64_t timeout_usec) {
 }
 
 /* VMMs' connections take every fd the worker may have (its RLIMIT_NOFILE): the guest socket's
- * next connection is refused or waits, but an admin can still connect to the admin socket and
- * see what goes on (GetStatus). Once fds are free, VMMs are served again. */
+ * next connection is refused (ConnectionSetupFailed, audited) or waits, but an admin can still connect to the admin socket and
+ * see what goes on (GetStatus), and a VMM connected before goes on being served in time. Once
+ * fds are free, VMMs are served again, and tsmd holds the fds and memory it held before. */
 TEST(admin_served_with_the_worker_out_of_fds) {
         struct rlimit ours, low = { .rlim_cur = WORKER_NOFILE, .rlim_max = WORKER_NOFILE };
         unsigned n, last = 0;
@@ -2043,13 +2058,19 @@ TEST(admin_served_with_the_worker_out_of_fds) {
         json_object *r;
         pid_t worker;
         Tsmd t;
+        Good g;
+        Baseline b;
 
         ASSERT_OK(getrlimit(RLIMIT_NOFILE, &ours));
         if (ours.rlim_cur < 2 * WORKER_NOFILE)
                 SKIP("our RLIMIT_NOFILE of %llu cannot hold the connections that fill the worker's",
                      (unsigned long long) ours.rlim_cur);
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF(""), .nofile = &low, .log_level = "info" });
+        /* Refusals past root's budget are counted into summaries: written each second here. */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF("[Audit]\nRefusalIntervalSec=1\n"), .nofile = &low,
+                                        .log_level = "info" });
         worker = tsmd_worker_pid(&t);
+        good_connect(&t, &g);
+        b = baseline_take(&t, &g);
 
         /* More connections than it has fds; it takes what it can. */
         for (unsigned i = 0; i < WORKER_NOFILE; i++)
@@ -2067,6 +2088,8 @@ TEST(admin_served_with_the_worker_out_of_fds) {
                 sleep_usec(10 * USEC_PER_MSEC);
         }
         ASSERT_FALSE(guest_ping_answered(&t, 300 * USEC_PER_MSEC));
+        for (unsigned i = 0; i < 5; i++)
+                good_check(&g);
 
         admin = tsmd_connect(&t);
         varlink_client_set_timeout(admin, 5 * USEC_PER_SEC);
@@ -2082,6 +2105,14 @@ TEST(admin_served_with_the_worker_out_of_fds) {
                         TEST_FAIL("VMMs are not served again once the worker has fds");
         CALL_OK(admin, "io.tsmd.Service.GetStatus", NULL);
         varlink_client_free(admin);
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        /* Each connection it could not identify (no fd left for that) is refused by name, on
+         * record as each refusal is. */
+        n = tsmd_log_count(&t, "Cannot identify a client");
+        fprintf(stderr, "# %u connections refused as unidentifiable\n", n);
+        tsmd_expect_audit(&t, b.seq, "connection", VARLINK_REFUSED_CONNECTION_SETUP_FAILED, n);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
