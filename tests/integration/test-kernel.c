@@ -357,6 +357,18 @@ TEST(a_bind_the_kernel_fails_is_a_backend_error) {
         teardown(&e);
 }
 
+/* The kernel fails vDevice 11's Bind with error, then (bound) its guest request in scope: both
+ * answered BackendError with detail. The kernel still fails its calls on return. */
+static void kernel_fails_bind_and_request(Env *e, VarlinkClient *c, int64_t ctx, int error, const char *detail,
+                                          const char *scope) {
+        fail_calls(e, 11, error);
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), detail);
+        fail_calls(e, 11, 0);
+        change(c, G "Bind", ctx, 11);
+        fail_calls(e, 11, error);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, scope), E_GUEST("BackendError"), detail);
+}
+
 /* The kernel out of memory is the backend's failure, told as such (BackendError OutOfMemory,
  * 12), not tsmd's own (io.tsmd.System), for a Bind, a guest request and an Unbind. */
 TEST(the_kernel_out_of_memory_is_a_backend_error) {
@@ -370,12 +382,7 @@ TEST(the_kernel_out_of_memory_is_a_backend_error) {
         ctx = nic_context(c, NULL);
         seq = tsmd_audit_last_seq(&e.tsmd);
 
-        fail_calls(&e, 11, ENOMEM);
-        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), oom);
-        fail_calls(&e, 11, 0);
-        change(c, G "Bind", ctx, 11);
-        fail_calls(&e, 11, ENOMEM);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"), oom);
+        kernel_fails_bind_and_request(&e, c, ctx, ENOMEM, oom, "info");
         CALL_ERROR(c, G "Unbind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), oom);
         fail_calls(&e, 11, 0);
         change(c, G "Unbind", ctx, 11);
@@ -403,12 +410,7 @@ TEST(the_kernel_timing_out_is_a_backend_error) {
         ctx = nic_context(c, NULL);
         seq = tsmd_audit_last_seq(&e.tsmd);
 
-        fail_calls(&e, 11, ETIMEDOUT);
-        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"), timeout);
-        fail_calls(&e, 11, 0);
-        change(c, G "Bind", ctx, 11);
-        fail_calls(&e, 11, ETIMEDOUT);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "state-change"), E_GUEST("BackendError"), timeout);
+        kernel_fails_bind_and_request(&e, c, ctx, ETIMEDOUT, timeout, "state-change");
         fail_calls(&e, 11, 0);
 
         tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("BackendError"), 1);

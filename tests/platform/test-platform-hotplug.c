@@ -56,6 +56,16 @@ static void record(Inventory *inv, const InventoryEvent *ev, void *userdata) {
         c->n++;
 }
 
+/* The fixture's tree under a discovery that scanned it once, no monitor started. */
+static void scanned(Ctx *c, const char *fixture) {
+        c->root = platform_test_fixture(fixture, NULL);
+        c->base = event_base_new();
+        ASSERT_NOT_NULL(c->base);
+        ASSERT_OK(inventory_new(&c->inv));
+        ASSERT_OK(discovery_new(c->inv, c->base, &c->d));
+        ASSERT_OK(discovery_scan(c->d));
+}
+
 static void setup(Ctx *c, const char *fixture) {
         int r;
 
@@ -71,12 +81,7 @@ static void setup(Ctx *c, const char *fixture) {
         ASSERT_OK(r);
         ASSERT_EQ(r, 1);
 
-        c->root = platform_test_fixture(fixture, NULL);
-        c->base = event_base_new();
-        ASSERT_NOT_NULL(c->base);
-        ASSERT_OK(inventory_new(&c->inv));
-        ASSERT_OK(discovery_new(c->inv, c->base, &c->d));
-        ASSERT_OK(discovery_scan(c->d));
+        scanned(c, fixture);
         ASSERT_OK(inventory_add_watch(c->inv, record, c, NULL, NULL));
         ASSERT_OK(discovery_start_monitor(c->d));
         ASSERT_ERRNO(discovery_start_monitor(c->d), EBUSY);
@@ -354,12 +359,7 @@ TEST(changes_before_the_monitor_listens_are_not_lost) {
         platform_test_sandbox(true);
         platform_test_fake_udevd(true);
         ASSERT_TRUE(platform_test_netns_is_private());
-        c.root = platform_test_fixture("two-tsms", NULL);
-        c.base = event_base_new();
-        ASSERT_NOT_NULL(c.base);
-        ASSERT_OK(inventory_new(&c.inv));
-        ASSERT_OK(discovery_new(c.inv, c.base, &c.d));
-        ASSERT_OK(discovery_scan(c.d));
+        scanned(&c, "two-tsms");
         ASSERT_NOT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
 
         /* The NVMe drive goes, and its "remove" is sent while nothing listens. */
@@ -450,12 +450,7 @@ TEST(without_udevd_rescans_as_without_uevents) {
                 SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
         platform_test_sandbox(true);
         platform_test_fake_udevd(false);
-        c.root = platform_test_fixture("two-tsms", NULL);
-        c.base = event_base_new();
-        ASSERT_NOT_NULL(c.base);
-        ASSERT_OK(inventory_new(&c.inv));
-        ASSERT_OK(discovery_new(c.inv, c.base, &c.d));
-        ASSERT_OK(discovery_scan(c.d));
+        scanned(&c, "two-tsms");
         ASSERT_OK(discovery_start_monitor(c.d));
         ASSERT_EQ(discovery_get_resync_interval(c.d), DISCOVERY_RESYNC_NO_UEVENTS_USEC);
         teardown(&c);
@@ -467,12 +462,7 @@ TEST(without_uevents_periodic_rescan_still_runs) {
         Ctx c = {};
 
         platform_test_sandbox(false);
-        c.root = platform_test_fixture("two-tsms", NULL);
-        c.base = event_base_new();
-        ASSERT_NOT_NULL(c.base);
-        ASSERT_OK(inventory_new(&c.inv));
-        ASSERT_OK(discovery_new(c.inv, c.base, &c.d));
-        ASSERT_OK(discovery_scan(c.d));
+        scanned(&c, "two-tsms");
         ASSERT_OK(inventory_add_watch(c.inv, record, &c, NULL, NULL));
 
         platform_test_deny_netlink();

@@ -1384,11 +1384,11 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
  * the worker's restore says so, and the monitor records it bound, so that the next worker hears
  * it is (RESTORED_VDEVICE) and its release unbinds it. Before, it was recorded unbound, and
  * nobody unbound it. */
-TEST(kernel_restore_attaches_bound) {
-        Fixture *f = kernel_fixture();
+/* A context the fd store handed back, and a new worker restoring vdevice on address in it, the
+ * state file saying it is bound. Returns the context's id. */
+static uint32_t restore_bound_vdevice(Fixture *f, uint32_t vdevice, const char *address) {
         struct tsm_priv_restored_context restored[2];
         struct tsm_priv_attach_vdevice m;
-        FakeKernelCall calls[4];
         uint32_t kept;
         Reply rep;
         int p[2];
@@ -1398,9 +1398,20 @@ TEST(kernel_restore_attaches_bound) {
         close(p[0]);
         worker_stop(f);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
-        m = attach_msg(TSM_PRIV_SLOT_WORKER, kept, 22, GPU);
+        m = attach_msg(TSM_PRIV_SLOT_WORKER, kept, vdevice, address);
         m.state = TSM_PRIV_VDEVICE_BOUND;
         ASSERT_OK(call(f, &m, &rep));
+        return kept;
+}
+
+TEST(kernel_restore_attaches_bound) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_restored_context restored[2];
+        FakeKernelCall calls[4];
+        uint32_t kept;
+        Reply rep;
+
+        kept = restore_bound_vdevice(f, 22, GPU);
         ASSERT_TRUE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, kept), 22)->bound);
         /* Restoring it touched no device. */
         ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 0u);
@@ -1425,20 +1436,8 @@ TEST(kernel_restore_attaches_bound) {
  * (the new TSM bound nothing; the worker binds it again). */
 TEST(emulated_restore_attaches_unbound) {
         Fixture *f = fixture();
-        struct tsm_priv_restored_context restored[2];
-        struct tsm_priv_attach_vdevice m;
-        uint32_t kept;
-        Reply rep;
-        int p[2];
+        uint32_t kept = restore_bound_vdevice(f, 5, DEV_A);
 
-        ASSERT_OK(pipe2(p, O_CLOEXEC));
-        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctx.1000." ID_A, &kept));
-        close(p[0]);
-        worker_stop(f);
-        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
-        m = attach_msg(TSM_PRIV_SLOT_WORKER, kept, 5, DEV_A);
-        m.state = TSM_PRIV_VDEVICE_BOUND;
-        ASSERT_OK(call(f, &m, &rep));
         ASSERT_FALSE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, kept), 5)->bound);
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, TSM_PRIV_SLOT_WORKER, kept, 5, NULL));
         ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);

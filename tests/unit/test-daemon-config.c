@@ -16,15 +16,7 @@
 #include "harness.h"
 #include "macro.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#endif
-#ifdef HAVE_ASAN
+#ifdef HAVE_ASAN /* harness.h */
 #include <sanitizer/allocator_interface.h>
 #endif
 
