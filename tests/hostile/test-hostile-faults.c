@@ -799,6 +799,7 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
         varlink_client_free(hang.c);
         ASSERT_EQ(tsmd_worker_pid(&t), worker);
         ASSERT_EQ(tsmd_wait_fds(&t, fds0, TSMD_WAIT_USEC), fds0);
+        fprintf(stderr, "# RSS %lu -> %lu KiB\n", rss0, tsmd_rss_kib(&t));
 #if !TSMD_SANITIZED
         if (!tsmd_under_valgrind())
                 ASSERT_LE(tsmd_rss_kib(&t), rss0 + RSS_SLACK_KIB);
