@@ -26,6 +26,7 @@
 #include "log.h"
 #include "monitor-contexts.h"
 #include "monitor-dispatch.h"
+#include "monitor-open-gates.h" /* what is measured is the path behind them */
 #include "tdisp.h"
 #include "tsm-platform.h"
 #include "tsm-priv.h"
@@ -81,20 +82,6 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         }
 }
 
-/* The policy's gates let everything through: what is measured is the path behind them. */
-static bool grant_scope(const char *pci_address, TsmBackendType backend, const char *scope, void *userdata) {
-        return true;
-}
-
-static bool list_device(const char *pci_address, TsmBackendType backend, void *userdata) {
-        return true;
-}
-
-static const MonitorDispatchCallbacks gates = {
-        .scope_granted = grant_scope,
-        .device_listed = list_device,
-};
-
 static pid_t monitor_start(int channel, int other) {
         pid_t pid = fork();
 
@@ -114,7 +101,7 @@ static pid_t monitor_start(int channel, int other) {
                 base = event_base_new();
                 p = emulated_platform(base);
                 if (!base || monitor_contexts_new(&contexts) < 0 ||
-                    monitor_dispatch_new(base, p, contexts, &gates, NULL, &d) < 0 ||
+                    monitor_dispatch_new(base, p, contexts, &open_gates, NULL, &d) < 0 ||
                     monitor_dispatch_start(d, channel, sockets, ELEMENTSOF(sockets)) < 0)
                         _exit(1);
                 ev = event_new(base, channel, EV_READ | EV_PERSIST, on_channel, d);

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "monitor-dispatch.h"
+#include "monitor-open-gates.h" /* what is fuzzed is the path behind them */
 #include "tsm-platform.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -134,20 +135,6 @@ static void send_datagram(Worker *w, const uint8_t *dgram, size_t len, bool with
         safe_close(p[1]);
 }
 
-/* The policy's gates let everything through: what is fuzzed is the path behind them. */
-static bool grant_scope(const char *pci_address, TsmBackendType backend, const char *scope, void *userdata) {
-        return true;
-}
-
-static bool list_device(const char *pci_address, TsmBackendType backend, void *userdata) {
-        return true;
-}
-
-static const MonitorDispatchCallbacks gates = {
-        .scope_granted = grant_scope,
-        .device_listed = list_device,
-};
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         TsmPlatformConfig config = {
                 .mode = TSM_PLATFORM_EMULATED,
@@ -169,7 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(tsm_platform_new(base, &config, &platform) >= 0);
         CHECK(monitor_contexts_new(&contexts) >= 0);
         w = (Worker){ .monitor = -EBADF, .worker = -EBADF, .held_fd = -EBADF };
-        CHECK(monitor_dispatch_new(base, platform, contexts, &gates, NULL, &w.dispatch) >= 0);
+        CHECK(monitor_dispatch_new(base, platform, contexts, &open_gates, NULL, &w.dispatch) >= 0);
         worker_start(&w);
 
         while (size >= 3) {
