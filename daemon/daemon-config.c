@@ -118,7 +118,7 @@ static const ConfigItem config_items[] = {
         START_ITEM("Audit", "MaxQueries", CONFIG_UNSIGNED, audit_max_queries, 1, 64),
 };
 
-void daemon_config_init(DaemonConfig *c) {
+int daemon_config_init(DaemonConfig *c) {
         *c = (DaemonConfig){
                 .limits = VARLINK_LIMITS_DEFAULT,
                 .platform = { .mode = TSM_PLATFORM_AUTO, .request_timeout_usec = TSM_REQUEST_TIMEOUT_USEC_DEFAULT },
@@ -144,9 +144,17 @@ void daemon_config_init(DaemonConfig *c) {
                 .audit_max_queries = AUDIT_MAX_QUERIES_DEFAULT,
         };
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
-                if (config_items[i].type == CONFIG_PATH)
-                        *(char **) (void *) ((uint8_t *) c + config_items[i].offset) =
-                                strdup(config_items[i].default_path);
+                if (config_items[i].type == CONFIG_PATH) {
+                        char **s = (char **) (void *) ((uint8_t *) c + config_items[i].offset);
+
+                        /* An empty path would not be the default: it names no file. */
+                        *s = strdup(config_items[i].default_path);
+                        if (!*s) {
+                                daemon_config_done(c);
+                                return -ENOMEM;
+                        }
+                }
+        return 0;
 }
 
 static bool config_type_is_string(ConfigType t) {

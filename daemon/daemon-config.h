@@ -41,7 +41,8 @@ typedef struct DaemonConfig {
         unsigned audit_max_queries;           /* QueryAudit threads at once */
 } DaemonConfig;
 
-void daemon_config_init(DaemonConfig *c);
+/* The built-in defaults. -ENOMEM, with nothing left to free, if a default path cannot be copied. */
+int daemon_config_init(DaemonConfig *c);
 void daemon_config_done(DaemonConfig *c);
 
 /* Loads a config file over the current values (which stay untouched on failure). A missing

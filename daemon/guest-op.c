@@ -17,6 +17,8 @@
  * the refusal summaries. */
 #define UNKNOWN_METHOD_EVENT "unknown-method"
 #define UNKNOWN_METHOD_MAX 64u
+/* A scope name no backend of the device declares: the client's too, recorded cut as short. */
+#define UNKNOWN_SCOPE_MAX 64u
 
 struct GuestOp {
         Manager *manager;
@@ -34,6 +36,7 @@ struct GuestOp {
         char *pci_address;
         const char *backend;
         const char *scope;
+        char *unknown_scope; /* the client's text, cut short; scope points to it */
         int64_t scope_number;
         uint64_t request_size, response_size;
         uint32_t priv_cookie; /* 0: none */
@@ -65,6 +68,7 @@ static void op_free(GuestOp *op) {
         json_object_put(op->answer);
         free(op->pci_address);
         free(op->method);
+        free(op->unknown_scope);
         free(op->left.unit);
         free(op);
 }
@@ -82,6 +86,7 @@ static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *r
         rec->pci = op->pci_address;
         rec->backend = op->backend;
         rec->scope = op->scope;
+        rec->scope_unknown = op->scope && op->scope == op->unknown_scope;
         rec->scope_number = op->scope_number;
         rec->request_size = op->request_size;
         rec->response_size = op->response_size;
@@ -385,6 +390,18 @@ void guest_op_set_scope(VarlinkCall *call, const char *scope, int64_t number) {
                 op->scope = scope;
                 op->scope_number = number;
         }
+}
+
+void guest_op_set_unknown_scope(VarlinkCall *call, const char *scope) {
+        GuestOp *op = op_of(call);
+        char *cut;
+
+        if (!op || !scope || audit_string_bound(scope, UNKNOWN_SCOPE_MAX, &cut) < 0)
+                return; /* recorded without it */
+        free(op->unknown_scope);
+        op->unknown_scope = cut;
+        op->scope = cut;
+        op->scope_number = AUDIT_SCOPE_NUMBER_NONE;
 }
 
 void guest_op_set_request_size(VarlinkCall *call, uint64_t size) {

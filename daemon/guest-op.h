@@ -54,6 +54,9 @@ void guest_op_set_device(VarlinkCall *call, const char *pci_address, TsmBackendT
 /* scope must outlive the call (a backend's scope table entry); number AUDIT_SCOPE_NUMBER_NONE
  * where the UAPI in use has none for it. */
 void guest_op_set_scope(VarlinkCall *call, const char *scope, int64_t number);
+/* A scope name as the client sent it, which the device's backend does not declare: copied, cut
+ * short (as an unknown method's name), with no number; not a key of the audit counters. */
+void guest_op_set_unknown_scope(VarlinkCall *call, const char *scope);
 void guest_op_set_request_size(VarlinkCall *call, uint64_t size);
 void guest_op_set_response_size(VarlinkCall *call, uint64_t size);
 /* The cookie the call went to the monitor with: should it fail, a late answer of the kernel to it

@@ -982,11 +982,17 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return 0;
         if (v->gone || info.backend == _TSM_BACKEND_TYPE_INVALID)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
+
+        /* The scope, by name, for the backend serving this device; numbers are never taken. A
+         * refusal from here on records the scope as asked for: a name the backend does not
+         * declare as the client's text. */
+        desc = tsm_backend_find_scope(tsm_backend_desc(info.backend), scope);
+        if (desc)
+                guest_op_set_scope(call, desc->name, AUDIT_SCOPE_NUMBER_NONE);
+        else
+                guest_op_set_unknown_scope(call, scope);
         if (max_response < 0)
                 return varlink_call_error_invalid_parameter(call, "maxResponseSize");
-
-        /* The scope, by name, for the backend serving this device; numbers are never taken. */
-        desc = tsm_backend_find_scope(tsm_backend_desc(info.backend), scope);
         if (!desc)
                 return guest_reply_error_kv(call, GUEST_ERROR("NoSuchScope"), "scope",
                                             json_object_new_string(scope), "backend",

@@ -47,6 +47,7 @@ struct KernelCall {
         char *lane_name;     /* for the log, after the lane is gone */
         KernelCallState state;
         bool abandoned;
+        bool kept; /* its callback kept it (kernel_call_keep()); the loop's thread's */
 
         KernelOp op;
         uint64_t start_usec; /* CLOCK_MONOTONIC, at submission (an undo: its bind's) */
@@ -254,7 +255,7 @@ static void log_undo(const KernelCall *c) {
 }
 
 /* The late answer goes to whoever keeps a record of the device (tsmd's audit log). */
-static void report_late(KernelLanes *l, const KernelCall *c) {
+static void report_late(KernelLanes *l, const KernelCall *c, const void *tag, size_t tag_size) {
         KernelLate late = {
                 .op = c->op,
                 .undo = c->is_undo,
@@ -264,8 +265,8 @@ static void report_late(KernelLanes *l, const KernelCall *c) {
                 .result = c->result,
                 .response_len = c->op == KERNEL_OP_REQUEST && c->result >= 0 ? c->response_len : 0,
                 .latency_usec = now_monotonic_usec() - c->start_usec,
-                .tag = c->tag,
-                .tag_size = c->tag_size,
+                .tag = tag,
+                .tag_size = tag_size,
         };
 
         if (l->late_cb)
@@ -288,12 +289,15 @@ static void on_calls_done(evutil_socket_t fd, short what, void *userdata) {
                 if (c->is_undo) {
                         log_undo(c);
                         if (c->bind_result >= 0) /* else nothing was undone */
-                                report_late(l, c);
+                                report_late(l, c, c->tag, c->tag_size);
                 } else if (c->abandoned) {
                         log_late(l, c);
-                        report_late(l, c);
-                } else
+                        report_late(l, c, c->tag, c->tag_size);
+                } else {
                         c->callback(c, c->result, c->userdata);
+                        if (c->kept)
+                                continue; /* its owner's now */
+                }
                 call_free(c);
         }
 }
@@ -569,6 +573,16 @@ bool kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size)
         l = c->lanes;
         assert(tag_size <= KERNEL_LATE_TAG_MAX);
 
+        if (c->kept) {
+                /* Answered, and given up on before its owner passed the answer on: told now, as
+                 * it would be had the kernel answered later. In no list, and the loop's thread's
+                 * alone: no lock, and the tag is read, not copied. Nothing is undone: its owner
+                 * had the result, a bind's too, and drops it knowingly. */
+                report_late(l, c, tag, tag_size);
+                call_free(c);
+                return true;
+        }
+
         pthread_mutex_lock(&l->lock);
         if (c->state == KERNEL_CALL_QUEUED) {
                 /* Not started: the kernel never sees it. */
@@ -598,6 +612,20 @@ bool kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size)
                                 "on; should it succeed, the kernel keeps it bound: %m",
                                 c->lane_name, c->vdevice_id);
         return true;
+}
+
+void kernel_call_keep(KernelCall *c) {
+        assert(c);
+        assert(c->state == KERNEL_CALL_DONE && !c->abandoned && !c->is_undo);
+
+        c->kept = true;
+}
+
+void kernel_call_delivered(KernelCall *c) {
+        if (!c)
+                return;
+        assert(c->kept);
+        call_free(c);
 }
 
 void *kernel_call_take_response(KernelCall *c, size_t *ret_len) {

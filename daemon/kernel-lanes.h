@@ -44,7 +44,7 @@ typedef struct KernelLanes KernelLanes;
 typedef struct KernelCall KernelCall;
 
 /* Runs on the loop's thread with the ioctl's result (iommufd-transport.h); the call is freed
- * when this returns. */
+ * when this returns, unless kept (kernel_call_keep()). */
 typedef void (*KernelCallDone)(KernelCall *c, int result, void *userdata);
 
 typedef enum KernelOp {
@@ -76,7 +76,7 @@ int kernel_lanes_new(struct event_base *base, uint64_t linger_usec, KernelLanes 
 /* Drops queued calls without their callbacks, undos included (a context cut off by a stop is
  * unbound by the next tsmd, or by the kernel as its iommufd closes), then waits for calls inside
  * the kernel to return: an ioctl cannot be cancelled, and its thread uses the lanes until it
- * ends. */
+ * ends. Kept calls are their owners' to deliver or abandon first. */
 KernelLanes *kernel_lanes_free(KernelLanes *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KernelLanes *, kernel_lanes_free);
 
@@ -116,6 +116,15 @@ void kernel_call_abandon(KernelCall *c);
  * late answer comes (the kernel has, or had, the call), false for NULL. */
 #define KERNEL_LATE_TAG_MAX 256U
 bool kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size);
+
+/* In the callback: the call is not freed when the callback returns, but kept, answered, until
+ * its owner has passed the answer on (kernel_call_delivered()) or gives up on it first
+ * (kernel_call_abandon_tagged(), which then hands the answer to the late callback at once, with
+ * tag as given, and returns true): the lanes report what the kernel did however late the
+ * requester goes. Abandoning a kept bind undoes nothing: its owner had the result. */
+void kernel_call_keep(KernelCall *c);
+/* A kept call whose answer reached its requester: freed, nothing is late. NULL: nothing. */
+void kernel_call_delivered(KernelCall *c);
 
 /* In the callback: the response buffer (response_size bytes, of which the kernel wrote
  * *ret_len), now the caller's to free. */

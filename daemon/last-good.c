@@ -109,7 +109,9 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
                 return config_failed(config_path, r, 0, r == -EBADMSG ? "syntax error" : "cannot read file",
                                      ret_error, ret_policy_failed);
 
-        daemon_config_init(&new);
+        r = daemon_config_init(&new);
+        if (r < 0)
+                return load_failed_errno(r, "Failed to set up the configuration", ret_error, ret_policy_failed);
         if (text) {
                 r = daemon_config_load_text(&new, text, &line, &message);
                 if (r < 0) {
@@ -224,7 +226,9 @@ int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, cha
                 r = -EBADMSG; /* no file, yet text */
                 goto out_unmap;
         }
-        daemon_config_init(&config);
+        r = daemon_config_init(&config);
+        if (r < 0)
+                goto out_unmap;
         if (!isempty(config_name)) {
                 r = daemon_config_load_text(&config, config_text, &line, &message);
                 if (r < 0) {

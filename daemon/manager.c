@@ -523,8 +523,10 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
         m = new0(Manager, 1);
         if (!m)
                 return -ENOMEM;
-        daemon_config_init(&m->config);
-        m->hello.last_good_fd = -EBADF;
+        m->hello.last_good_fd = -EBADF; /* before any return: manager_free() closes it */
+        r = daemon_config_init(&m->config);
+        if (r < 0)
+                return r;
         m->config_optional = config_optional;
         m->start_usec = now_monotonic_usec();
         m->unrecorded_refusal_log = RATELIMIT(UNRECORDED_REFUSAL_LOG_INTERVAL_USEC, UNRECORDED_REFUSAL_LOG_BURST);

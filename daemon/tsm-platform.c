@@ -31,7 +31,8 @@ struct TsmRequest {
         TsmOp op;
         char *pci_address;
         EmuDevice *emu;   /* emulated backend: the device, referenced */
-        KernelCall *call; /* kernel backend: the ioctl, on the device's lane */
+        KernelCall *call; /* kernel backend: the ioctl, on the device's lane, then its answer
+                           * until the callback (kept: given up on first, it answers late) */
         EmuScope emu_scope;
         uint8_t *request;
         size_t request_len;
@@ -41,9 +42,6 @@ struct TsmRequest {
         int result;
         bool completed; /* result is final; only the callback is left */
         bool answers_late; /* its kernel call was given up on in the kernel: the late callback has it */
-        bool kernel_answered; /* result is the kernel's, its callback not run yet */
-        uint32_t vdevice_id;  /* kernel calls: for a late answer */
-        uint64_t start_usec;  /* kernel calls: when submitted, for a late answer */
         /* Emulated: the device works on it (it is the device's exchange). Like a DOE mailbox, it
          * takes one exchange at a time and the others wait their turn, in order. */
         bool serving;
@@ -90,8 +88,8 @@ static const char *const tsm_platform_mode_table[_TSM_PLATFORM_MODE_MAX] = {
 };
 DEFINE_STRING_TABLE_LOOKUP(tsm_platform_mode, TsmPlatformMode);
 
-/* Its kernel call, if it has one, goes on without it: should the kernel be running it, its late
- * answer is reported with the caller's tag. */
+/* Its kernel call, if it has one, goes on without it: should the kernel be running it, or have
+ * answered it already, its late answer is reported with the caller's tag. */
 static void request_abandon_call(TsmRequest *r) {
         if (kernel_call_abandon_tagged(TAKE_PTR(r->call), r->late_tag, r->late_tag_size))
                 r->answers_late = true;
@@ -245,6 +243,8 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
         }
 
         request_unlink(r);
+        /* The kernel's answer, if it is one, reaches the caller now. */
+        kernel_call_delivered(TAKE_PTR(r->call));
         /* Connecting emits no uevent: look at the device again, so that whoever hears the answer
          * finds it as the kernel left it. */
         if ((r->op == TSM_OP_CONNECT || r->op == TSM_OP_DISCONNECT) && r->result >= 0)
@@ -499,6 +499,9 @@ TsmPlatform *tsm_platform_free(TsmPlatform *p) {
         if (!p)
                 return NULL;
 
+        /* Stopping: nothing is told late, an answer its request kept no more than one the
+         * kernel has yet to give (the lanes, freed below, deliver nothing). */
+        p->late_callback = NULL;
         while ((r = TAILQ_FIRST(&p->requests))) {
                 TAILQ_REMOVE(&p->requests, r, entry);
                 request_free(r);
@@ -690,37 +693,12 @@ int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_st
 static void on_kernel_call_done(KernelCall *c, int result, void *userdata) {
         TsmRequest *r = userdata;
 
-        r->call = NULL; /* freed when this returns */
+        /* Kept until the callback runs: a request cancelled before, the lanes report its
+         * answer late. */
+        kernel_call_keep(c);
         r->response = kernel_call_take_response(c, &r->response_len);
         (void) evtimer_del(r->timer); /* the deadline */
-        r->kernel_answered = true;
         request_finish(r, result);
-}
-
-/* r is cancelled with the kernel's answer in hand, its callback not run: the caller gives up on
- * what the kernel did as on a call still in the kernel, whose answer the lanes hand to the late
- * callback (kernel-lanes.h). So does this one. */
-static void request_report_answered(TsmRequest *r) {
-        static const KernelOp ops[] = {
-                [TSM_OP_REQUEST] = KERNEL_OP_REQUEST, [TSM_OP_BIND] = KERNEL_OP_BIND,
-                [TSM_OP_UNBIND] = KERNEL_OP_UNBIND,   [TSM_OP_RELEASE] = KERNEL_OP_UNBIND,
-                [TSM_OP_CONNECT] = KERNEL_OP_WRITE,   [TSM_OP_DISCONNECT] = KERNEL_OP_WRITE,
-        };
-        TsmPlatform *p = r->platform;
-        KernelLate late = {
-                .op = ops[r->op],
-                .lane = r->pci_address,
-                .vdevice_id = r->vdevice_id,
-                .scope_number = r->scope_number,
-                .result = r->result,
-                .response_len = r->op == TSM_OP_REQUEST && r->result >= 0 ? r->response_len : 0,
-                .latency_usec = now_monotonic_usec() - r->start_usec,
-                .tag = r->late_tag,
-                .tag_size = r->late_tag_size,
-        };
-
-        if (p->late_callback)
-                p->late_callback(p, &late, p->late_userdata);
 }
 
 /* A request in the platform's list, its callback not yet due. */
@@ -763,8 +741,6 @@ static int request_submit(TsmRequest *r, const KernelCallArgs *args) {
                         return k;
                 kernel_lanes_set_late_callback(p->lanes, on_kernel_late, p);
         }
-        r->vdevice_id = args->vdevice_id;
-        r->start_usec = now_monotonic_usec();
         return kernel_lanes_submit(p->lanes, r->pci_address, args, on_kernel_call_done, r, &r->call);
 }
 
@@ -1034,8 +1010,8 @@ bool tsm_request_answers_late(const TsmRequest *r) {
 void tsm_request_cancel(TsmRequest *r) {
         if (!r)
                 return;
-        if (r->kernel_answered)
-                request_report_answered(r);
+        /* First, while r is listed still, as the answer goes on without it. */
+        request_abandon_call(r);
         request_unlink(r);
         request_free(r);
 }

@@ -234,7 +234,11 @@ int main(int argc, char *argv[]) {
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         config_path = arg_config ?: DAEMON_CONFIG_FILE_DEFAULT;
 
-        daemon_config_init(&config);
+        r = daemon_config_init(&config);
+        if (r < 0) {
+                log_oom();
+                return EXIT_FAILURE;
+        }
         /* SECURITY: root acts on what it names: checked as the policy files are, by whoever
          * runs it (--check-config as another user trusts that user's files, as for the policy). */
         r = daemon_config_load_trusted_logged(&config, config_path, !arg_config,

@@ -162,7 +162,9 @@ int audit_counters_add(AuditCounters *c, const AuditRecord *r) {
                 keys[AUDIT_COUNTER_UID] = uid;
         }
         keys[AUDIT_COUNTER_BACKEND] = r->backend ?: AUDIT_COUNTERS_NULL;
-        keys[AUDIT_COUNTER_SCOPE] = r->scope ?: AUDIT_COUNTERS_NULL;
+        /* A name no backend declares is any text a client sends: it would crowd out the real
+         * scopes' keys. */
+        keys[AUDIT_COUNTER_SCOPE] = r->scope && !r->scope_unknown ? r->scope : AUDIT_COUNTERS_NULL;
         keys[AUDIT_COUNTER_RESULT] = r->result ?: AUDIT_COUNTERS_NULL;
 
         for (AuditCounterDimension d = 0; d < _AUDIT_COUNTER_DIMENSION_MAX; d++) {

@@ -4,7 +4,8 @@
  * and result: requests, errors, total latency and a log2 latency histogram. Feeds
  * `tsmctl metrics` and the Prometheus text export. Keys come from clients (uids, scope names
  * in requests), so each dimension holds at most AUDIT_COUNTERS_KEYS_MAX keys; records beyond
- * that are counted under the key "other". Runs in: worker (event loop thread), tests.
+ * that are counted under the key "other". A scope name no backend declares (a refused request's,
+ * recorded as sent) is no key: such records count under "none". Runs in: worker (event loop thread), tests.
  */
 #pragma once
 

@@ -46,7 +46,9 @@ typedef struct AuditRecord {
         uint64_t vdevice_id; /* AUDIT_U64_NONE */
         const char *pci;     /* "0000:01:00.0" */
         const char *backend; /* tsm_backend_type_to_string() */
-        const char *scope;   /* the backend's scope name */
+        const char *scope;   /* the backend's scope name, or (scope_unknown) the client's */
+        bool scope_unknown;  /* scope is a name no backend of the device declares: the client's
+                              * text, recorded but no key of the counters (audit-counters.h) */
         int64_t scope_number; /* AUDIT_SCOPE_NUMBER_NONE */
         uint64_t request_size;  /* AUDIT_U64_NONE */
         uint64_t response_size; /* AUDIT_U64_NONE */

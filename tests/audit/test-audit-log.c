@@ -1543,4 +1543,32 @@ TEST(counters_bound_keys) {
         ASSERT_ERRNO(audit_counters_get(c, AUDIT_COUNTER_SCOPE, "scope-3000", &st), ENOENT);
 }
 
+/* A scope name no backend declares is a client's text: recorded, but no key of the counters,
+ * which it would fill with whatever a client sends, the real scopes pushed to "other". */
+TEST(counters_take_no_unknown_scope_as_key) {
+        _cleanup_(audit_counters_freep) AuditCounters *c = NULL;
+        AuditCounterStats st;
+
+        ASSERT_OK(audit_counters_new(&c));
+        for (unsigned i = 0; i < 2 * AUDIT_COUNTERS_KEYS_MAX; i++) {
+                AuditRecord r = sample_record();
+                char scope[32];
+
+                snprintf(scope, sizeof(scope), "bogus-%u", i);
+                r.scope = scope;
+                r.scope_unknown = true;
+                ASSERT_OK(audit_counters_add(c, &r));
+        }
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_SCOPE, AUDIT_COUNTERS_NULL, &st));
+        ASSERT_EQ(st.n_requests, 2 * AUDIT_COUNTERS_KEYS_MAX);
+        ASSERT_ERRNO(audit_counters_get(c, AUDIT_COUNTER_SCOPE, "bogus-0", &st), ENOENT);
+
+        /* A scope a backend declares still has its key. */
+        AuditRecord r = sample_record();
+        r.scope = "info";
+        ASSERT_OK(audit_counters_add(c, &r));
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_SCOPE, "info", &st));
+        ASSERT_EQ(st.n_requests, 1u);
+}
+
 TEST_MAIN();

@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > DAEMON_CONFIG_FILE_MAX)
                 return 0;
-        daemon_config_init(&c);
+        CHECK(daemon_config_init(&c) >= 0);
         before = dump(&c, &n_before);
 
         if (load(&c, data, size) < 0) {
@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else {
                 /* Accepted: its dump loads again, to the same configuration. */
                 after = dump(&c, &n_after);
-                daemon_config_init(&again);
+                CHECK(daemon_config_init(&again) >= 0);
                 CHECK(load(&again, after, n_after) >= 0);
                 redump = dump(&again, &n_redump);
                 CHECK(n_redump == n_after && memcmp(redump, after, n_after) == 0);

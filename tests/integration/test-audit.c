@@ -304,6 +304,11 @@ static void tsmd_sigkill(Tsmd *t) {
 
 /* ---- one record per call ------------------------------------------------------------------ */
 
+/* 100 bytes, recorded as 50 and the marker: 64 bytes. */
+#define LONG_SCOPE                                                                                 \
+        "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+#define LONG_SCOPE_CUT "01234567890123456789012345678901234567890123456789...(truncated)"
+
 TEST(one_record_per_call_in_call_order) {
         Tsmd t;
         VarlinkClient *c, *other;
@@ -370,6 +375,29 @@ TEST(one_record_per_call_in_call_order) {
         WANT_DEV1("guest-request", E_GUEST("Denied"));
         in_scope(&w[n - 1], "state-change", 1, (int64_t) m.len, NUL_I);
 
+        /* Refused before the scope is resolved, or because it names none the backend declares:
+         * the record names the scope as asked for, an unknown one as the client's text (escaped
+         * in the line as any string, and cut as an unknown method's name). */
+        m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
+        CALL_ERROR(c, G "GuestRequest",
+                   strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"scope\":\"info\",\"request\":\"AA==\","
+                        "\"maxResponseSize\":-1}", ctx),
+                   "org.varlink.service.InvalidParameter", NULL);
+        WANT_DEV1("guest-request", "org.varlink.service.InvalidParameter");
+        w[n - 1].scope = "info";
+        CALL_ERROR(c, G "GuestRequest",
+                   strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"scope\":\"no\\u001bsuch\",\"request\":\"AA==\","
+                        "\"maxResponseSize\":-1}", ctx),
+                   "org.varlink.service.InvalidParameter", NULL);
+        WANT_DEV1("guest-request", "org.varlink.service.InvalidParameter");
+        w[n - 1].scope = "no\x1bsuch";
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "bogus", &m), E_GUEST("NoSuchScope"), NULL);
+        WANT_DEV1("guest-request", E_GUEST("NoSuchScope"));
+        w[n - 1].scope = "bogus";
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, LONG_SCOPE, &m), E_GUEST("NoSuchScope"), NULL);
+        WANT_DEV1("guest-request", E_GUEST("NoSuchScope"));
+        w[n - 1].scope = LONG_SCOPE_CUT;
+
         /* Another connection's handle names nothing on this one; the record says what it asked. */
         CALL_ERROR(other, G "Bind", guest_vdev_params(ctx, 1), E_GUEST("NoSuchContext"),
                    strf("{\"context\":%" PRIi64 "}", ctx));
@@ -404,6 +432,19 @@ TEST(one_record_per_call_in_call_order) {
         audit_read(&t, &l);
         ASSERT_EQ(l.n, n);
         audit_lines_done(&l);
+
+        /* The metrics' scopes are the backends' (the unknown ones count as none): a client's
+         * text is no key of them. */
+        json_object *counters = json_get_array(CALL_OK(c, "io.tsmd.Admin.GetCounters", NULL), "counters");
+        ASSERT_NOT_NULL(counters);
+        for (size_t i = 0; i < json_object_array_length(counters); i++) {
+                json_object *k = json_object_array_get_idx(counters, i);
+                const char *key = JSTR(k, "key");
+
+                if (streq(JSTR(k, "dimension"), "scope") && !streq(key, "info") && !streq(key, "state-change") &&
+                    !streq(key, "debug-read") && !streq(key, "none"))
+                        TEST_FAIL("scope key '%s' in the metrics", key);
+        }
 
         varlink_client_free(c);
         varlink_client_free(other);

@@ -6,7 +6,8 @@
  * (requests, binds and unbinds) keep their order, an abandoned call never calls back (and never reaches the kernel if it had
  * not started), an abandoned bind the kernel did after all is unbound again ahead of whatever
  * came after it, late answers are logged at a bounded rate, the VMM may close its iommufd while
- * the call runs, freeing waits for a call in the kernel, a sysfs write (connect) opens and
+ * the call runs, a kept answer given up on before delivery is reported late at once, freeing
+ * waits for a call in the kernel, a sysfs write (connect) opens and
  * writes its file on the lane, and no thread, fd or allocation is left behind. Runs in: tests.
  */
 
@@ -743,6 +744,65 @@ TEST(abandoned_bind_that_failed_is_not_undone) {
         ASSERT_EQ(fake_n_calls(), 2u);
         ASSERT_EQ(fake.order[0], BIND);
         ASSERT_EQ(fake.order[1], (uint32_t) 'y');
+        lanes_teardown(&t);
+}
+
+/* A call its callback kept (kernel_call_keep()), as tsmd keeps an answer until its requester
+ * has it. */
+typedef struct Kept {
+        Done done;
+        KernelCall *call;
+} Kept;
+
+static void on_done_kept(KernelCall *c, int result, void *userdata) {
+        Kept *k = userdata;
+
+        on_done(c, result, &k->done);
+        kernel_call_keep(c);
+        k->call = c;
+}
+
+/* Answered and kept, then given up on before its requester had the answer: the lanes report it
+ * late at once, with the tag as given, and a kept bind is not undone (its owner had the result).
+ * One passed on is reported by nobody. Kept calls are freed either way (ASan). */
+TEST(a_kept_answer_given_up_on_is_reported_late_at_once) {
+        KernelCallArgs request = { .op = KERNEL_OP_REQUEST, .iommufd = -EBADF, .version = TSM_UAPI_V5,
+                                   .vdevice_id = 2, .request = "abc", .request_len = 3, .response_size = 16 };
+        KernelCallArgs bind = { .op = KERNEL_OP_BIND, .iommufd = -EBADF, .version = TSM_UAPI_V5, .vdevice_id = 1 };
+        Kept req = {}, bound = {}, passed_on = {};
+        Late late = {};
+        Lanes t;
+
+        lanes_setup(&t);
+        request.iommufd = bind.iommufd = t.iommufd;
+        kernel_lanes_set_late_callback(t.lanes, on_late, &late);
+        ASSERT_OK(kernel_lanes_submit(t.lanes, DEV_A, &request, on_done_kept, &req, NULL));
+        ASSERT_OK(kernel_lanes_submit(t.lanes, DEV_A, &bind, on_done_kept, &bound, NULL));
+        ASSERT_OK(kernel_lanes_submit(t.lanes, DEV_A, &request, on_done_kept, &passed_on, NULL));
+        run_until(&t, &passed_on.done, 1);
+        ASSERT_EQ(req.done.n + bound.done.n, 2u);
+        ASSERT_EQ(late.n, 0u);
+
+        ASSERT_TRUE(kernel_call_abandon_tagged(req.call, "req-tag", sizeof("req-tag")));
+        ASSERT_EQ(late.n, 1u);
+        ASSERT_EQ(late.last[0].op, KERNEL_OP_REQUEST);
+        ASSERT_FALSE(late.last[0].undo);
+        ASSERT_EQ(late.last[0].result, 0);
+        ASSERT_EQ(late.last[0].response_len, 3u);
+        ASSERT_EQ(late.last[0].vdevice_id, 2u);
+        ASSERT_STREQ(late.tags[0], "req-tag");
+
+        ASSERT_TRUE(kernel_call_abandon_tagged(bound.call, "bind-tag", sizeof("bind-tag")));
+        ASSERT_EQ(late.n, 2u);
+        ASSERT_EQ(late.last[1].op, KERNEL_OP_BIND);
+        ASSERT_FALSE(late.last[1].undo);
+        ASSERT_STREQ(late.tags[1], "bind-tag");
+
+        kernel_call_delivered(passed_on.call);
+        run_until_idle(&t);
+        ASSERT_EQ(late.n, 2u);
+        ASSERT_EQ(fake_n_calls(), 3u); /* no unbind */
+        ASSERT_TRUE(fake.bound[1]);
         lanes_teardown(&t);
 }
 

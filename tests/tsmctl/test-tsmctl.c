@@ -88,6 +88,69 @@ TEST(json_output_matches_idl) {
         tsmd_teardown(&t);
 }
 
+/* text parsed as JSON: exactly one document, nothing but white space after it. */
+static json_object *parse_one_document(const char *text) {
+        json_tokener *tok = json_tokener_new();
+        json_object *o;
+        size_t end;
+
+        ASSERT_NOT_NULL(tok);
+        o = json_tokener_parse_ex(tok, text, (int) strlen(text));
+        if (!o || json_tokener_get_error(tok) != json_tokener_success)
+                TEST_FAIL("not JSON: %s", text);
+        end = json_tokener_get_parse_end(tok);
+        json_tokener_free(tok);
+        if (text[end + strspn(text + end, " \t\n")])
+                TEST_FAIL("more than one JSON document: %s", text);
+        return o;
+}
+
+/* Each entry of introspect's list: {"interface": name, "description": its IDL}. */
+static void assert_introspected(json_object *entry, const char *name) {
+        _cleanup_free_ char *declares = NULL;
+        const char *idl = json_get_string(entry, "description");
+
+        ASSERT_STREQ(json_get_string(entry, "interface"), name);
+        ASSERT_NOT_NULL(idl);
+        ASSERT_TRUE(asprintf(&declares, "interface %s\n", name) > 0);
+        if (!strstr(idl, declares))
+                TEST_FAIL("%s: description does not declare it: %s", name, idl);
+}
+
+/* introspect --json, of every interface or of those named, is one JSON document: the
+ * descriptions listed under "interfaces", in order, as the list verbs' output is shaped. */
+TEST(introspect_json_is_one_document) {
+        const char *named[] = { TSMCTL_PATH, "--json", "--socket", NULL, "introspect", "org.varlink.service",
+                                "io.tsmd.Guest", NULL };
+        _cleanup_free_ char *info_out = NULL, *all_out = NULL, *named_out = NULL;
+        _cleanup_(json_object_putp) json_object *info = NULL, *all = NULL, *two = NULL;
+        json_object *names, *list;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        info = parse_one_document(tsmctl_json(&t, "info", &info_out));
+        ASSERT_NOT_NULL(names = json_get_array(info, "interfaces"));
+        ASSERT_TRUE(json_object_array_length(names) >= 2);
+
+        all = parse_one_document(tsmctl_json(&t, "introspect", &all_out));
+        ASSERT_NOT_NULL(list = json_get_array(all, "interfaces"));
+        ASSERT_EQ(json_object_array_length(list), json_object_array_length(names));
+        for (size_t i = 0; i < json_object_array_length(names); i++)
+                assert_introspected(json_object_array_get_idx(list, i),
+                                    json_object_get_string(json_object_array_get_idx(names, i)));
+
+        named[3] = t.socket;
+        status = run_capture(named, &named_out, NULL, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        two = parse_one_document(named_out);
+        ASSERT_NOT_NULL(list = json_get_array(two, "interfaces"));
+        ASSERT_EQ(json_object_array_length(list), 2u);
+        assert_introspected(json_object_array_get_idx(list, 0), "org.varlink.service");
+        assert_introspected(json_object_array_get_idx(list, 1), "io.tsmd.Guest");
+        tsmd_teardown(&t);
+}
+
 TEST(tables) {
         _cleanup_free_ char *out = NULL;
         const char *argv[] = { TSMCTL_PATH, "--socket", NULL, NULL, NULL, NULL };

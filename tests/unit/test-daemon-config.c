@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * tsmd.conf loading when memory runs out (daemon/daemon-config.c): a load that fails frees
- * all it allocated and leaves the configuration in force as it was. strdup() is replaced
+ * tsmd.conf loading when memory runs out (daemon/daemon-config.c): the defaults are all there or
+ * none is, and a load that fails frees all it allocated and leaves the configuration in force as
+ * it was. strdup() is replaced
  * here, for the code linked into this binary, by one that fails at a chosen call.
  * Runs in: tests.
  */
@@ -76,6 +77,38 @@ TEST(allocated_bytes_sees_a_free) {
         ASSERT_EQ(allocated_bytes(), before);
 }
 
+/* The defaults' paths are copies: one that cannot be made fails the whole, with nothing left
+ * allocated, never a configuration with a path missing (it would name no file). */
+TEST(init_out_of_memory_fails_whole) {
+        unsigned failures = 0;
+
+        for (unsigned k = 1;; k++) {
+                DaemonConfig c;
+                size_t before = allocated_bytes();
+                int r;
+
+                strdup_calls = 0;
+                strdup_fail_at = k;
+                r = daemon_config_init(&c);
+                strdup_fail_at = 0;
+                if (r >= 0) {
+                        /* k is past the last strdup() of the defaults: all failures seen. */
+                        ASSERT_NOT_NULL(c.context_state_dir);
+                        ASSERT_NOT_NULL(c.policy_file);
+                        ASSERT_NOT_NULL(c.policy_dropin_dir);
+                        ASSERT_NOT_NULL(c.audit_dir);
+                        daemon_config_done(&c);
+                        break;
+                }
+                ASSERT_ERRNO(r, ENOMEM);
+                if (allocated_bytes() != before)
+                        TEST_FAIL("strdup() #%u failing leaked %zd bytes", k, (ssize_t) (allocated_bytes() - before));
+                daemon_config_done(&c); /* harmless after a failure */
+                failures++;
+        }
+        ASSERT_EQ(failures, 4u); /* one per default path */
+}
+
 TEST(load_out_of_memory_frees_its_copy) {
         static const char text[] = "[Varlink]\nMaxConnections=5\n[Platform]\nIommuDevice=/dev/iommu\n";
         unsigned failures = 0;
@@ -87,7 +120,7 @@ TEST(load_out_of_memory_frees_its_copy) {
                 size_t before;
                 int r;
 
-                daemon_config_init(&c);
+                ASSERT_OK(daemon_config_init(&c));
                 /* Every string the copy takes: the paths have their defaults. */
                 c.platform.emulated_devices = strdup("0000:01:00.0");
                 c.platform.iommu_device = strdup("/dev/iommu0");

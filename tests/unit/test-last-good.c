@@ -205,7 +205,7 @@ static void expect_refused(const char *what) {
         ASSERT_NULL(p);
         error = mfree(error);
 
-        daemon_config_init(&c);
+        ASSERT_OK(daemon_config_init(&c));
         ASSERT_ERRNO(daemon_config_load_trusted(&c, path("tsmd.conf"), &trust, &line, &message, &error), EPERM);
         ASSERT_NOT_NULL(error);
         if (!strstr(error, expected))
