@@ -261,6 +261,12 @@ static void on_sigchld(evutil_socket_t sig, short what, void *userdata) {
 static void on_worker_ready(void *userdata) {
         Monitor *m = userdata;
 
+        /* A worker given up on (killed, not reaped yet) serves nobody, whatever it queued before
+         * its end: its READY, taken before the reap, is not one. */
+        if (m->worker_killed_for != TSM_PRIV_WORKER_FIRST) {
+                log_debug("Ignoring the READY of worker %d, which is being killed.", (int) m->worker_pid);
+                return;
+        }
         m->worker_ready = true;
         if (m->reload_pending) {
                 /* Its handler is installed before READY: now SIGHUP reloads it. */

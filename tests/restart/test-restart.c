@@ -39,6 +39,8 @@ typedef struct Manager {
         pid_t pid;
         /* What tsmd told us. */
         bool ready, stopping, watchdog;
+        /* READY=1 or RELOADING=1 after STOPPING=1: never, as systemd would take it. */
+        bool ready_after_stopping;
         unsigned n_watchdog;
         char status[256];
         /* The fd store, as systemd keeps it: one copy of a file description, under the name it
@@ -297,8 +299,10 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                                 memcpy(&fd, CMSG_DATA(c), sizeof(int));
 
                 for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-                        if (streq(line, "READY=1"))
-                                m->ready = true;
+                        if (streq(line, "READY=1") || streq(line, "RELOADING=1")) {
+                                m->ready = m->ready || streq(line, "READY=1");
+                                m->ready_after_stopping = m->ready_after_stopping || m->stopping;
+                        }
                         else if (streq(line, "STOPPING=1"))
                                 m->stopping = true;
                         else if (streq(line, "WATCHDOG=1")) {
@@ -2276,6 +2280,67 @@ TEST(a_crash_inside_the_fd_store_rename_keeps_the_context) {
                 varlink_client_free(c);
                 stop(&m);
         }
+}
+
+/* Waits (bounded) until worker-proxy took the word in its control file (it empties it). */
+static void proxy_took_control(Manager *m) {
+        for (unsigned i = 0; i < 1000; i++, manager_wait(m, NULL, 10)) {
+                struct stat st;
+
+                ASSERT_OK(stat(m->control, &st));
+                if (st.st_size == 0)
+                        return;
+        }
+        TEST_FAIL("worker-proxy did not take '%s'", m->control);
+}
+
+/* Waits (bounded) until tsmd's log has needle, reading notifications meanwhile. */
+static void wait_log(Manager *m, const char *needle) {
+        for (unsigned i = 0; i < 1000; i++, manager_wait(m, NULL, 10))
+                if (log_contains(m, needle))
+                        return;
+        TEST_FAIL("no '%s' in %s/tsmd.log", needle, m->dir);
+}
+
+/* A worker that sends READY while the monitor gives up on it as unresponsive (not ready 15 s
+ * after its start) is dead by the time the monitor reads it: no READY=1 for it, the first start
+ * is not done. The monitor, stopped, wakes to its overdue check, kills the worker, and only then
+ * reads the READY queued meanwhile (worker-proxy's, the worker's own held back). */
+TEST(no_ready_from_a_worker_given_up_on) {
+        pid_t proxy;
+        uint64_t t0;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        manager_init(&m);
+        manager_use_proxy(&m);
+        manager_capture_log(&m);
+        proxy_control(&m, "hold-ready");
+        manager_start(&m);
+        proxy_took_control(&m);
+        t0 = now_monotonic_usec();
+        proxy = worker_of(m.pid);
+
+        ASSERT_OK(kill(m.pid, SIGSTOP));
+        proxy_control(&m, "ready-twice");
+        ASSERT_OK(kill(proxy, SIGUSR1));
+        wait_log(&m, "injecting 'ready-twice'");
+        proxy_control(&m, "hold-ready"); /* the next worker's READY is held back too */
+        /* Past the monitor's 15 s for a start (WORKER_START_MAX_USEC). */
+        manager_wait(&m, NULL, (int) ((t0 + 16 * 1000000ULL - now_monotonic_usec()) / 1000));
+        ASSERT_OK(kill(m.pid, SIGCONT));
+
+        wait_log(&m, "did not get ready in 15 s");
+        worker_replaced(&m, proxy);
+        proxy_took_control(&m);
+        manager_drain(&m);
+        ASSERT_FALSE(m.ready);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_drain(&m);
+        ASSERT_TRUE(m.stopping);
+        ASSERT_FALSE(m.ready);
 }
 
 TEST_MAIN();
