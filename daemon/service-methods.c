@@ -212,6 +212,10 @@ static void on_reloaded(Manager *m, int error, const char *message, void *userda
                 (void) varlink_call_reply(call, NULL);
                 return;
         }
+        if (error == -ESHUTDOWN) {
+                (void) varlink_call_error(call, "io.tsmd.Service.Stopping", NULL);
+                return;
+        }
         shortened = strdup(message ?: strerror(-error));
         if (shortened)
                 reload_message_shorten(shortened);

@@ -268,6 +268,10 @@ static void on_worker_ready(void *userdata) {
                 return;
         }
         m->worker_ready = true;
+        /* Nor may anything say READY=1 after STOPPING=1: the service manager would take tsmd for
+         * running again. */
+        if (m->stopping)
+                return;
         if (m->reload_pending) {
                 /* Its handler is installed before READY: now SIGHUP reloads it. */
                 m->reload_pending = false;
@@ -464,9 +468,10 @@ static int apply_files(Monitor *m, char **ret_error) {
 }
 
 /* RELOADING=1 and, after it, READY=1 again: only once a worker served. Before that, READY=1
- * would tell the service manager the start is done while nobody serves the sockets. */
+ * would tell the service manager the start is done while nobody serves the sockets; after
+ * STOPPING=1, that tsmd runs again. */
 static void notify_reloading(Monitor *m, bool done) {
-        if (m->ready_sent)
+        if (m->ready_sent && !m->stopping)
                 (void) sd_notify(false, done ? "READY=1" : "RELOADING=1");
 }
 
@@ -480,6 +485,10 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret
         Monitor *m = userdata;
         int r;
 
+        /* Stopping: nothing is loaded or applied, and the worker answers that tsmd stops (its
+         * own SIGTERM may be on its way still). */
+        if (m->stopping)
+                return -ESHUTDOWN;
         notify_reloading(m, false);
         if (commit) {
                 /* The dispatch lets a commit through only after a load that succeeded. */
@@ -534,6 +543,10 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
 static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
         Monitor *m = userdata;
 
+        if (m->stopping) {
+                log_info("Received SIGHUP while stopping, not reloading.");
+                return;
+        }
         /* The worker reloads, and asks us for our part (RELOAD): one path for both. A worker
          * still starting has no handler yet and SIGHUP would kill it: it gets the signal at
          * READY. It starts from the files as we load them when we start it, but our part comes

@@ -2343,4 +2343,72 @@ TEST(no_ready_from_a_worker_given_up_on) {
         ASSERT_FALSE(m.ready);
 }
 
+/* After STOPPING=1 no READY=1: a worker's READY that comes after SIGTERM (worker-proxy, stopped,
+ * sends it before it passes the SIGTERM on) does not make a start that never finished done. */
+TEST(no_ready_after_stopping) {
+        pid_t proxy;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        manager_init(&m);
+        manager_use_proxy(&m);
+        manager_capture_log(&m);
+        proxy_control(&m, "hold-ready");
+        manager_start(&m);
+        proxy_took_control(&m);
+        proxy = worker_of(m.pid);
+
+        ASSERT_OK(kill(proxy, SIGSTOP));
+        proxy_control(&m, "ready-twice");
+        ASSERT_OK(kill(proxy, SIGUSR1)); /* SIGUSR1 is taken before the SIGTERM to come */
+        ASSERT_OK(kill(m.pid, SIGTERM));
+        manager_wait(&m, is_stopping, 5000);
+        ASSERT_TRUE(m.stopping);
+        ASSERT_OK(kill(proxy, SIGCONT));
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_drain(&m);
+        ASSERT_TRUE(log_contains(&m, "injecting 'ready-twice'"));
+        ASSERT_FALSE(m.ready);
+        ASSERT_FALSE(m.ready_after_stopping);
+}
+
+static int on_reply_ignored(VarlinkClient *c, json_object *parameters, const char *error, bool continues,
+                            void *userdata) {
+        return 0;
+}
+
+/* A reload asked for while tsmd stops (its worker finishing a Bind in flight) is refused by name,
+ * and tells the service manager nothing: RELOADING=1 and READY=1 after STOPPING=1 would have it
+ * take tsmd for running again. A SIGHUP then is ignored. */
+TEST(reload_while_stopping_is_refused) {
+        VarlinkClient *c, *admin;
+        json_object *reply;
+        Manager m;
+
+        manager_init(&m);
+        config_set(&m, "Platform", "EmulatedLatencyUSec", "3000000");
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        ASSERT_OK(varlink_client_connect(m.admin, &admin));
+        varlink_client_set_timeout(admin, 10 * 1000000ULL);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Guest.Bind", json_tokener_parse("{\"context\":1,\"vdeviceId\":5}"),
+                                            0, on_reply_ignored, NULL));
+
+        kill(m.pid, SIGTERM);
+        wait_log(&m, "Received SIGTERM, finishing 1 requests in flight");
+        ASSERT_STREQ(call_error(admin, "io.tsmd.Service.Reload", NULL), "io.tsmd.Service.Stopping");
+        ASSERT_OK(kill(m.pid, SIGHUP));
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_drain(&m);
+        ASSERT_TRUE(m.stopping);
+        ASSERT_FALSE(m.ready_after_stopping);
+        varlink_client_free(admin);
+        varlink_client_free(c);
+}
+
 TEST_MAIN();
