@@ -696,8 +696,19 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
 }
 
 Monitor *monitor_free(Monitor *m) {
+        sigset_t handled;
+
         if (!m)
                 return NULL;
+
+        /* On the way out, the signals we handle stay harmless (tsmd(8) lists no death by them):
+         * freeing their events puts the default actions back, so they wait, blocked, for the
+         * exit, which drops them. */
+        sigemptyset(&handled);
+        sigaddset(&handled, SIGTERM);
+        sigaddset(&handled, SIGINT);
+        sigaddset(&handled, SIGHUP);
+        (void) sigprocmask(SIG_BLOCK, &handled, NULL);
 
         worker_kill(m, SIGKILL);
         monitor_dispatch_free(m->dispatch);
@@ -851,7 +862,5 @@ int monitor_run(Monitor *m) {
                 return r;
         if (event_base_dispatch(m->base) < 0)
                 return log_error_errno(-EIO, "Event loop failed.");
-        (void) signal(SIGTERM, SIG_IGN);
-        (void) signal(SIGINT, SIG_IGN);
         return 0;
 }

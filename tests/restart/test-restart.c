@@ -63,6 +63,8 @@ typedef struct Manager {
          * notifications only while they wait for one: under a short one, the monitor's
          * pings would fill the socket's queue and block it in sd_notify(). */
         char watchdog_usec[24];
+        /* signal-at-reset-preload.c's signal, with it preloaded (0: not). */
+        int signal_at_reset;
 } Manager;
 
 static int unix_socket(int type, const char *path) {
@@ -182,11 +184,18 @@ static void manager_start(Manager *m) {
                 size_t n_args = 3;
                 char sysfs_arg[160];
 
-                if (m->sysfs_root[0] || m->crash[0]) {
-                        char preload[512], asan[512];
+                if (m->sysfs_root[0] || m->crash[0] || m->signal_at_reset > 0) {
+                        char preload[768] = "", asan[512], sig[16];
 
-                        snprintf(preload, sizeof(preload), "%s%s%s", m->sysfs_root[0] ? FAKE_KERNEL_PRELOAD : "",
-                                 m->sysfs_root[0] && m->crash[0] ? ":" : "", m->crash[0] ? NOTIFY_CRASH_PRELOAD : "");
+                        if (m->sysfs_root[0])
+                                strcat(preload, FAKE_KERNEL_PRELOAD);
+                        if (m->crash[0])
+                                strcat(strcat(preload, preload[0] ? ":" : ""), NOTIFY_CRASH_PRELOAD);
+                        if (m->signal_at_reset > 0) {
+                                strcat(strcat(preload, preload[0] ? ":" : ""), SIGNAL_AT_RESET_PRELOAD);
+                                snprintf(sig, sizeof(sig), "%d", m->signal_at_reset);
+                                setenv("TSMD_TEST_SIGNAL_AT_RESET", sig, 1);
+                        }
                         setenv("LD_PRELOAD", preload, 1);
                         /* Under ASan the preloaded library comes before the sanitizer's runtime. */
                         snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0", getenv("ASAN_OPTIONS") ?: "",
@@ -2409,6 +2418,27 @@ TEST(reload_while_stopping_is_refused) {
         ASSERT_FALSE(m.ready_after_stopping);
         varlink_client_free(admin);
         varlink_client_free(c);
+}
+
+/* tsmd(8)'s exit status after SIGTERM is 0, whatever signal of those tsmd handles comes while it
+ * exits: also one that arrives as it frees its event for that signal, which puts back the
+ * default action (ending the process, for each of these). */
+TEST(signals_while_exiting_are_harmless) {
+        static const int signals[] = { SIGHUP, SIGTERM, SIGINT };
+
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
+                char raised[96];
+                Manager m;
+
+                manager_init(&m);
+                manager_capture_log(&m);
+                m.signal_at_reset = signals[i];
+                manager_start_ready(&m);
+                kill(m.pid, SIGTERM);
+                ASSERT_EQ(exit_status(m.pid), 0);
+                snprintf(raised, sizeof(raised), "raising %s as its default action", sigabbrev_np(signals[i]));
+                ASSERT_TRUE(log_contains(&m, raised));
+        }
 }
 
 TEST_MAIN();
