@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 #include "last-good.h"
 #include "log.h"
 #include "monitor-dispatch.h"
+#include "monitor-notify.h"
 #include "monitor.h"
 #include "policy.h"
 #include "tsm-platform.h"
@@ -88,6 +90,18 @@ struct Monitor {
 
 static struct timeval timeval_of(uint64_t usec) {
         return (struct timeval){ .tv_sec = (time_t) (usec / 1000000), .tv_usec = (suseconds_t) (usec % 1000000) };
+}
+
+/* STATUS=, dropped while the service manager's queue is full (monitor-notify.h): the next
+ * replaces it. */
+_printf_(1, 2) static void notify_status(const char *format, ...) {
+        char state[256] = "STATUS=";
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(state + strlen("STATUS="), sizeof(state) - strlen("STATUS="), format, ap);
+        va_end(ap);
+        (void) monitor_notify_droppable(state);
 }
 
 /* ---- the worker's life ----------------------------------------------------------------- */
@@ -241,7 +255,7 @@ static void worker_exited(Monitor *m, int status) {
                 m->backoff_usec = MIN(m->backoff_usec * 2, BACKOFF_MAX_USEC);
         log_info("Restarting the worker in %" PRIu64 " ms; %zu contexts are kept.", m->backoff_usec / 1000,
                  monitor_contexts_size(m->contexts));
-        (void) sd_notifyf(false, "STATUS=Worker restarting, %zu contexts kept.", monitor_contexts_size(m->contexts));
+        notify_status("Worker restarting, %zu contexts kept.", monitor_contexts_size(m->contexts));
         tv = timeval_of(m->backoff_usec);
         (void) evtimer_add(m->restart_timer, &tv);
 }
@@ -289,10 +303,9 @@ static void on_worker_ready(void *userdata) {
 static void on_worker_status(const struct tsm_priv_status *s, void *userdata) {
         Monitor *m = userdata;
 
-        (void) sd_notifyf(false, "STATUS=%s%u clients, %u requests in flight, %zu contexts, platform %s.",
-                          s->draining ? "Stopping: " : "", s->n_clients, s->n_pending,
-                          monitor_contexts_size(m->contexts),
-                          tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
+        notify_status("%s%u clients, %u requests in flight, %zu contexts, platform %s.", s->draining ? "Stopping: " : "",
+                      s->n_clients, s->n_pending, monitor_contexts_size(m->contexts),
+                      tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
 }
 
 /* A reply the worker did not take in time (or could not be sent at all): it is wedged, or
@@ -570,7 +583,7 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
         uint64_t now = now_monotonic_usec();
 
-        (void) sd_notify(false, "WATCHDOG=1");
+        (void) monitor_notify_droppable("WATCHDOG=1");
         if (m->worker_pid <= 0 || m->stopping || m->worker_killed_for != TSM_PRIV_WORKER_FIRST) /* being killed */
                 return;
         if (m->worker_ready && now - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC)

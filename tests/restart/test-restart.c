@@ -61,7 +61,8 @@ typedef struct Manager {
         char crash[160];
         /* WATCHDOG_USEC= (empty: 2 s, pinged once a second). Unlike systemd, the tests read
          * notifications only while they wait for one: under a short one, the monitor's
-         * pings would fill the socket's queue and block it in sd_notify(). */
+         * pings would fill the socket's queue (and be dropped, monitor-notify.h), and the
+         * notifications that wait for room (READY=1, the fd store's) would block it. */
         char watchdog_usec[24];
         /* signal-at-reset-preload.c's signal, with it preloaded (0: not). */
         int signal_at_reset;
@@ -2439,6 +2440,52 @@ TEST(signals_while_exiting_are_harmless) {
                 snprintf(raised, sizeof(raised), "raising %s as its default action", sigabbrev_np(signals[i]));
                 ASSERT_TRUE(log_contains(&m, raised));
         }
+}
+
+/* Fills the notify socket's queue, as a service manager too busy to read leaves it (systemd's is
+ * every service's): datagrams of the test's own until the queue (net.unix.max_dgram_qlen) takes
+ * no more. The sending socket (returned) holds them, with room enough of its own for all. */
+static int notify_queue_fill(Manager *m) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), size = 64 << 20;
+        unsigned n = 0;
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)));
+        strcpy(sa.sun_path, m->notify);
+        while (sendto(fd, "X_TEST=1", 8, MSG_DONTWAIT, (struct sockaddr *) &sa, sizeof(sa)) >= 0)
+                n++;
+        ASSERT_EQ(errno, EAGAIN);
+        ASSERT_TRUE(n > 0);
+        return fd;
+}
+
+/* A service manager that does not read its notifications for a while (a full queue) does not
+ * stop the monitor: the watchdog pings it cannot send then are dropped, not waited on, and the
+ * monitor serves on (ListDevices asks it for every device's state); the pings go on after. */
+TEST(a_full_notify_queue_does_not_block_the_monitor) {
+        _cleanup_close_ int filler = -EBADF;
+        VarlinkClient *admin;
+        const char *error = NULL;
+        json_object *reply;
+        Manager m;
+
+        manager_init(&m);
+        manager_start_ready(&m);
+        manager_wait(&m, has_watchdog, 3000);
+        filler = notify_queue_fill(&m);
+        /* The monitor's next two pings (once a second) find the queue full. */
+        usleep(2500 * 1000);
+
+        ASSERT_OK(varlink_client_connect(m.admin, &admin));
+        varlink_client_set_timeout(admin, 5 * 1000000ULL);
+        ASSERT_OK(varlink_client_call(admin, "io.tsmd.Admin.ListDevices", NULL, &reply, &error));
+        ASSERT_NULL(error);
+        m.watchdog = false;
+        manager_wait(&m, has_watchdog, 3000); /* what was queued, then a ping sent since */
+        ASSERT_TRUE(m.watchdog);
+        varlink_client_free(admin);
+        stop(&m);
 }
 
 TEST_MAIN();
