@@ -2442,6 +2442,61 @@ TEST(signals_while_exiting_are_harmless) {
         }
 }
 
+typedef struct Answer {
+        bool done;
+        char error[128];
+} Answer;
+
+static int on_answer(VarlinkClient *c, json_object *parameters, const char *error, bool continues, void *userdata) {
+        Answer *a = userdata;
+
+        a->done = true;
+        snprintf(a->error, sizeof(a->error), "%s", strempty(error));
+        return 0;
+}
+
+/* The same for a reload that reaches the monitor after its STOPPING=1, before the worker takes
+ * its SIGTERM: the worker, stopped while the call and then the SIGTERM came, takes the call
+ * first. The monitor loads nothing and says nothing, and the call is refused all the same. */
+TEST(a_reload_reaching_the_monitor_as_it_stops_is_refused) {
+        VarlinkClient *admin;
+        pid_t proxy, worker;
+        Answer a = {};
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        manager_init(&m);
+        manager_use_proxy(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        proxy = worker_of(m.pid);
+        worker = worker_of(proxy);
+        ASSERT_OK(varlink_client_connect(m.admin, &admin));
+        varlink_client_set_timeout(admin, 10 * 1000000ULL);
+        call_ok(admin, "io.tsmd.Service.Ping", NULL); /* accepted: the call comes on a known connection */
+
+        ASSERT_OK(kill(worker, SIGSTOP));
+        ASSERT_OK(varlink_client_call_async(admin, "io.tsmd.Service.Reload", NULL, 0, on_answer, &a));
+        ASSERT_OK(kill(m.pid, SIGTERM));
+        manager_wait(&m, is_stopping, 5000);
+        ASSERT_TRUE(m.stopping);
+        ASSERT_OK(kill(worker, SIGCONT));
+        for (unsigned i = 0; i < 1000 && !a.done; i++) {
+                struct pollfd p = { .fd = varlink_client_get_fd(admin), .events = POLLIN };
+
+                (void) poll(&p, 1, 10);
+                if (varlink_client_process(admin) < 0)
+                        break; /* tsmd is gone: what it answered before was taken */
+        }
+        ASSERT_TRUE(a.done);
+        ASSERT_STREQ(a.error, "io.tsmd.Service.Stopping");
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_drain(&m);
+        ASSERT_FALSE(m.ready_after_stopping);
+        varlink_client_free(admin);
+}
+
 /* Fills the notify socket's queue, as a service manager too busy to read leaves it (systemd's is
  * every service's): datagrams of the test's own until the queue (net.unix.max_dgram_qlen) takes
  * no more. The sending socket (returned) holds them, with room enough of its own for all. */
