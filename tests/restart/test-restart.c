@@ -2328,7 +2328,7 @@ TEST(no_ready_from_a_worker_given_up_on) {
         manager_capture_log(&m);
         proxy_control(&m, "hold-ready");
         manager_start(&m);
-        proxy_took_control(&m);
+        wait_log(&m, "holding the worker's READY back"); /* its signals are set up: SIGUSR1 injects */
         t0 = now_monotonic_usec();
         proxy = worker_of(m.pid);
 
@@ -2366,7 +2366,7 @@ TEST(no_ready_after_stopping) {
         manager_capture_log(&m);
         proxy_control(&m, "hold-ready");
         manager_start(&m);
-        proxy_took_control(&m);
+        wait_log(&m, "holding the worker's READY back"); /* its signals are set up: SIGUSR1 injects */
         proxy = worker_of(m.pid);
 
         ASSERT_OK(kill(proxy, SIGSTOP));
