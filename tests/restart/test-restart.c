@@ -2312,6 +2312,58 @@ static void wait_log(Manager *m, const char *needle) {
         TEST_FAIL("no '%s' in %s/tsmd.log", needle, m->dir);
 }
 
+/* Whether pid is in a system call that waits for events (libevent's epoll_wait()). */
+static bool in_epoll_wait(pid_t pid) {
+        char path[64], buf[128] = "";
+        long nr;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/syscall", pid);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+        fclose(f);
+        nr = strtol(buf, NULL, 10);
+        return nr == SYS_epoll_wait || nr == SYS_epoll_pwait
+#ifdef SYS_epoll_pwait2
+                || nr == SYS_epoll_pwait2
+#endif
+                ;
+}
+
+/* The state letter of pid (/proc/<pid>/stat: 'T' once stopped). */
+static char process_state(pid_t pid) {
+        char path[64], buf[512] = "", *p;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/stat", pid);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+        fclose(f);
+        p = strrchr(buf, ')');
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Stops the monitor (SIGSTOP) where it waits for events, not in the middle of handling one: what
+ * it finds when it goes on is all new to it then, and its epoll_wait() fails with EINTR first,
+ * so that its timers run before it reads anything. */
+static void monitor_stop_idle(Manager *m) {
+        for (unsigned i = 0; i < 200; i++) {
+                ASSERT_OK(kill(m->pid, SIGSTOP));
+                for (unsigned j = 0; j < 1000 && process_state(m->pid) != 'T'; j++)
+                        usleep(1000);
+                ASSERT_EQ(process_state(m->pid), 'T');
+                if (in_epoll_wait(m->pid))
+                        return;
+                ASSERT_OK(kill(m->pid, SIGCONT));
+                manager_wait(m, NULL, 10);
+        }
+        TEST_FAIL("the monitor was never stopped while it waited for events");
+}
+
 /* A worker that sends READY while the monitor gives up on it as unresponsive (not ready 15 s
  * after its start) is dead by the time the monitor reads it: no READY=1 for it, the first start
  * is not done. The monitor, stopped, wakes to its overdue check, kills the worker, and only then
@@ -2332,7 +2384,7 @@ TEST(no_ready_from_a_worker_given_up_on) {
         t0 = now_monotonic_usec();
         proxy = worker_of(m.pid);
 
-        ASSERT_OK(kill(m.pid, SIGSTOP));
+        monitor_stop_idle(&m);
         proxy_control(&m, "ready-twice");
         ASSERT_OK(kill(proxy, SIGUSR1));
         wait_log(&m, "injecting 'ready-twice'");
