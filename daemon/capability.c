@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Capability drop and verification with libcap. Runs in: monitor and worker. */
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 
 #include "capability.h"
@@ -24,7 +26,36 @@ static bool needed(cap_value_t c) {
         return false;
 }
 
+cap_value_t capability_last_cap(void) {
+        static cap_value_t saved = -1;
+        _cleanup_close_ int fd = -EBADF;
+        char buf[16] = "";
+        cap_value_t c;
+        char *end;
+        long v;
+
+        if (saved >= 0)
+                return saved;
+        fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0) {
+                errno = 0;
+                v = strtol(buf, &end, 10);
+                if (errno == 0 && end != buf && (*end == '\n' || *end == 0) && v >= 0 && v < 64)
+                        return saved = (cap_value_t) v;
+        }
+        /* No /proc (or not as expected): the kernel answers EINVAL past its last. */
+        c = CAP_LAST_CAP;
+        if (prctl(PR_CAPBSET_READ, (unsigned long) c, 0, 0, 0) >= 0)
+                while (c < 63 && prctl(PR_CAPBSET_READ, (unsigned long) c + 1, 0, 0, 0) >= 0)
+                        c++;
+        else
+                while (c > 0 && prctl(PR_CAPBSET_READ, (unsigned long) c, 0, 0, 0) < 0)
+                        c--;
+        return saved = c;
+}
+
 int capability_drop_to_minimum(bool allow_more) {
+        cap_value_t last = capability_last_cap();
         _cleanup_(cap_freep) cap_t have = NULL, want = NULL, now = NULL;
         cap_flag_value_t v;
         int r;
@@ -45,8 +76,8 @@ int capability_drop_to_minimum(bool allow_more) {
         }
 
         /* The bounding set first (needs CAP_SETPCAP, which is still effective now). */
-        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
-                if (needed(c) || !CAP_IS_SUPPORTED(c))
+        for (cap_value_t c = 0; c <= last; c++) {
+                if (needed(c))
                         continue;
                 if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1 && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
                     errno != EPERM)
@@ -63,8 +94,8 @@ int capability_drop_to_minimum(bool allow_more) {
         if (!now)
                 return -ENOMEM;
         r = 0;
-        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
-                if (needed(c) || !CAP_IS_SUPPORTED(c))
+        for (cap_value_t c = 0; c <= last; c++) {
+                if (needed(c))
                         continue;
                 if ((cap_get_flag(now, c, CAP_EFFECTIVE, &v) >= 0 && v == CAP_SET) ||
                     (cap_get_flag(now, c, CAP_PERMITTED, &v) >= 0 && v == CAP_SET) ||
@@ -82,7 +113,7 @@ void capability_log_effective(void) {
         char buf[512] = "";
         size_t n = 0;
 
-        for (cap_value_t c = 0; now && c <= CAP_LAST_CAP; c++) {
+        for (cap_value_t c = 0; now && c <= capability_last_cap(); c++) {
                 cap_flag_value_t v;
                 char *name;
 
@@ -107,9 +138,7 @@ int capability_verify_none(void) {
                 log_error("Capabilities remain in the effective, permitted or inheritable set.");
                 r = -EPERM;
         }
-        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
-                if (!CAP_IS_SUPPORTED(c))
-                        continue;
+        for (cap_value_t c = 0; c <= capability_last_cap(); c++) {
                 if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) != 0 ||
                     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c, 0, 0) != 0) {
                         log_error("Capability %s remains in the bounding or ambient set.", cap_to_name(c));

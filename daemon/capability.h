@@ -20,6 +20,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(cap_t, cap_free, NULL);
 extern const cap_value_t tsmd_capabilities[];
 extern const size_t tsmd_n_capabilities;
 
+/* The last capability the running kernel knows (/proc/sys/kernel/cap_last_cap, else probed with
+ * PR_CAPBSET_READ), as systemd's cap_last_cap() finds it: the headers' CAP_LAST_CAP is the
+ * build's, and a newer kernel knows more, which a bounding set must lose too. */
+cap_value_t capability_last_cap(void);
+
 /* Drops every capability not in the minimum from the effective, permitted, inheritable,
  * ambient and bounding sets, then re-reads and checks. -EPERM if more than the minimum
  * remains afterwards (unless allow_more), which means something outside tsmd holds it. */

@@ -335,7 +335,7 @@ static void audit_signalled_reload(Manager *m, int error) {
         int r;
 
         rec.event = "reload";
-        rec.result = error >= 0 ? "ok" : "io.tsmd.Service.ReloadFailed";
+        rec.result = error >= 0 ? "ok" : error == -ESHUTDOWN ? "io.tsmd.Service.Stopping" : "io.tsmd.Service.ReloadFailed";
         r = audit_log_record_owed(m->audit, &rec, on_reload_recorded, NULL, NULL);
         if (r < 0)
                 on_reload_recorded(m->audit, 0, r, NULL);
@@ -399,6 +399,11 @@ static int reload_config(Manager *m, char **ret_message) {
          * (last-good.h). The monitor applies nothing until we took them, and nothing at all if
          * it refused them: either both change to the new set, or both keep the one in force. */
         r = priv_call_reload(m->channel, &fd, &reason, &policy_failed);
+        if (r == -ESHUTDOWN) {
+                /* The monitor stops (our SIGTERM is on its way): the files were not at fault. */
+                free(reason);
+                return log_notice_errno(r, "Not reloading: tsmd is stopping.");
+        }
         if (r < 0)
                 return reload_refused_by_monitor(m, r, reason, policy_failed, ret_message);
         r = last_good_restore(fd, &config, &p, &names, &error);
@@ -412,6 +417,8 @@ static int reload_config(Manager *m, char **ret_message) {
         if (r < 0) {
                 daemon_config_done(&config);
                 policy_unref(p);
+                if (r == -ESHUTDOWN)
+                        return log_notice_errno(r, "Not reloading: tsmd is stopping.");
                 if (asprintf(&message, "tsmd did not apply the files it loaded: %s", strerror(-r)) < 0)
                         message = NULL;
                 return reload_refused(m, r, "configuration", message, ret_message);
@@ -456,6 +463,16 @@ int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
         Reload *rl;
         int r;
 
+        /* Stopping: nothing changes any more (nor is the audit log reopened), and the caller
+         * hears why (io.tsmd.Service.Stopping). */
+        if (m->draining) {
+                log_notice("Not reloading: tsmd is stopping.");
+                if (done)
+                        done(m, -ESHUTDOWN, NULL, userdata);
+                else
+                        audit_signalled_reload(m, -ESHUTDOWN);
+                return 0;
+        }
         if (!m->config_path) {
                 if (done)
                         done(m, 0, NULL, userdata);

@@ -212,6 +212,10 @@ static void on_reloaded(Manager *m, int error, const char *message, void *userda
                 (void) varlink_call_reply(call, NULL);
                 return;
         }
+        if (error == -ESHUTDOWN) {
+                (void) varlink_call_error(call, "io.tsmd.Service.Stopping", NULL);
+                return;
+        }
         shortened = strdup(message ?: strerror(-error));
         if (shortened)
                 reload_message_shorten(shortened);
@@ -224,12 +228,25 @@ static void on_reloaded(Manager *m, int error, const char *message, void *userda
         (void) varlink_call_error(call, "io.tsmd.Service.ReloadFailed", p);
 }
 
+/* A draining worker waits for a Reload's answer, as for a guest call's: it goes out once its
+ * record is durable, which may be after the reload (the log's reopen) is over. */
+static void on_reload_answer_sent(int result, void *userdata) {
+        Manager *m = userdata;
+
+        m->n_pending_requests--;
+        manager_request_finished(m);
+}
+
 static int vl_method_reload(VarlinkCall *call, json_object *parameters, void *userdata) {
+        Manager *m = userdata;
         int r;
 
         admin_audit_answer(userdata, call);
         if (!is_admin(userdata, call))
                 return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+
+        m->n_pending_requests++;
+        varlink_call_set_sent_callback(call, on_reload_answer_sent, m);
 
         r = manager_reload(userdata, on_reloaded, varlink_call_ref(call));
         if (r < 0)

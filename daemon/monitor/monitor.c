@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 #include "last-good.h"
 #include "log.h"
 #include "monitor-dispatch.h"
+#include "monitor-notify.h"
 #include "monitor.h"
 #include "policy.h"
 #include "tsm-platform.h"
@@ -88,6 +90,18 @@ struct Monitor {
 
 static struct timeval timeval_of(uint64_t usec) {
         return (struct timeval){ .tv_sec = (time_t) (usec / 1000000), .tv_usec = (suseconds_t) (usec % 1000000) };
+}
+
+/* STATUS=, dropped while the service manager's queue is full (monitor-notify.h): the next
+ * replaces it. */
+_printf_(1, 2) static void notify_status(const char *format, ...) {
+        char state[256] = "STATUS=";
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(state + strlen("STATUS="), sizeof(state) - strlen("STATUS="), format, ap);
+        va_end(ap);
+        (void) monitor_notify_droppable(state);
 }
 
 /* ---- the worker's life ----------------------------------------------------------------- */
@@ -241,7 +255,7 @@ static void worker_exited(Monitor *m, int status) {
                 m->backoff_usec = MIN(m->backoff_usec * 2, BACKOFF_MAX_USEC);
         log_info("Restarting the worker in %" PRIu64 " ms; %zu contexts are kept.", m->backoff_usec / 1000,
                  monitor_contexts_size(m->contexts));
-        (void) sd_notifyf(false, "STATUS=Worker restarting, %zu contexts kept.", monitor_contexts_size(m->contexts));
+        notify_status("Worker restarting, %zu contexts kept.", monitor_contexts_size(m->contexts));
         tv = timeval_of(m->backoff_usec);
         (void) evtimer_add(m->restart_timer, &tv);
 }
@@ -261,7 +275,17 @@ static void on_sigchld(evutil_socket_t sig, short what, void *userdata) {
 static void on_worker_ready(void *userdata) {
         Monitor *m = userdata;
 
+        /* A worker given up on (killed, not reaped yet) serves nobody, whatever it queued before
+         * its end: its READY, taken before the reap, is not one. */
+        if (m->worker_killed_for != TSM_PRIV_WORKER_FIRST) {
+                log_debug("Ignoring the READY of worker %d, which is being killed.", (int) m->worker_pid);
+                return;
+        }
         m->worker_ready = true;
+        /* Nor may anything say READY=1 after STOPPING=1: the service manager would take tsmd for
+         * running again. */
+        if (m->stopping)
+                return;
         if (m->reload_pending) {
                 /* Its handler is installed before READY: now SIGHUP reloads it. */
                 m->reload_pending = false;
@@ -279,10 +303,9 @@ static void on_worker_ready(void *userdata) {
 static void on_worker_status(const struct tsm_priv_status *s, void *userdata) {
         Monitor *m = userdata;
 
-        (void) sd_notifyf(false, "STATUS=%s%u clients, %u requests in flight, %zu contexts, platform %s.",
-                          s->draining ? "Stopping: " : "", s->n_clients, s->n_pending,
-                          monitor_contexts_size(m->contexts),
-                          tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
+        notify_status("%s%u clients, %u requests in flight, %zu contexts, platform %s.", s->draining ? "Stopping: " : "",
+                      s->n_clients, s->n_pending, monitor_contexts_size(m->contexts),
+                      tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
 }
 
 /* A reply the worker did not take in time (or could not be sent at all): it is wedged, or
@@ -458,9 +481,10 @@ static int apply_files(Monitor *m, char **ret_error) {
 }
 
 /* RELOADING=1 and, after it, READY=1 again: only once a worker served. Before that, READY=1
- * would tell the service manager the start is done while nobody serves the sockets. */
+ * would tell the service manager the start is done while nobody serves the sockets; after
+ * STOPPING=1, that tsmd runs again. */
 static void notify_reloading(Monitor *m, bool done) {
-        if (m->ready_sent)
+        if (m->ready_sent && !m->stopping)
                 (void) sd_notify(false, done ? "READY=1" : "RELOADING=1");
 }
 
@@ -474,6 +498,10 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret
         Monitor *m = userdata;
         int r;
 
+        /* Stopping: nothing is loaded or applied, and the worker answers that tsmd stops (its
+         * own SIGTERM may be on its way still). */
+        if (m->stopping)
+                return -ESHUTDOWN;
         notify_reloading(m, false);
         if (commit) {
                 /* The dispatch lets a commit through only after a load that succeeded. */
@@ -528,6 +556,10 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
 static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
         Monitor *m = userdata;
 
+        if (m->stopping) {
+                log_info("Received SIGHUP while stopping, not reloading.");
+                return;
+        }
         /* The worker reloads, and asks us for our part (RELOAD): one path for both. A worker
          * still starting has no handler yet and SIGHUP would kill it: it gets the signal at
          * READY. It starts from the files as we load them when we start it, but our part comes
@@ -551,7 +583,7 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
         uint64_t now = now_monotonic_usec();
 
-        (void) sd_notify(false, "WATCHDOG=1");
+        (void) monitor_notify_droppable("WATCHDOG=1");
         if (m->worker_pid <= 0 || m->stopping || m->worker_killed_for != TSM_PRIV_WORKER_FIRST) /* being killed */
                 return;
         if (m->worker_ready && now - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC)
@@ -677,8 +709,19 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
 }
 
 Monitor *monitor_free(Monitor *m) {
+        sigset_t handled;
+
         if (!m)
                 return NULL;
+
+        /* On the way out, the signals we handle stay harmless (tsmd(8) lists no death by them):
+         * freeing their events puts the default actions back, so they wait, blocked, for the
+         * exit, which drops them. */
+        sigemptyset(&handled);
+        sigaddset(&handled, SIGTERM);
+        sigaddset(&handled, SIGINT);
+        sigaddset(&handled, SIGHUP);
+        (void) sigprocmask(SIG_BLOCK, &handled, NULL);
 
         worker_kill(m, SIGKILL);
         monitor_dispatch_free(m->dispatch);
@@ -832,7 +875,5 @@ int monitor_run(Monitor *m) {
                 return r;
         if (event_base_dispatch(m->base) < 0)
                 return log_error_errno(-EIO, "Event loop failed.");
-        (void) signal(SIGTERM, SIG_IGN);
-        (void) signal(SIGINT, SIG_IGN);
         return 0;
 }

@@ -153,7 +153,8 @@ int worker_binary_open(const char *path, int *ret_fd) {
 }
 
 /* In the child: everything that can fail ends it with a status saying which step failed. */
-static _noreturn_ void child(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t parent) {
+static _noreturn_ void child(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t parent,
+                             cap_value_t last_cap) {
         _cleanup_(cap_freep) cap_t none = NULL;
         int b, ch;
 
@@ -172,8 +173,8 @@ static _noreturn_ void child(int binary, char *const argv[], int channel, uid_t 
         if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0)
                 _exit(12);
         /* The bounding set while CAP_SETPCAP is still ours; setresuid() then clears the rest. */
-        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
-                if (CAP_IS_SUPPORTED(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+        for (cap_value_t c = 0; c <= last_cap; c++)
+                if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
                         _exit(13);
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
                 _exit(13);
@@ -200,6 +201,7 @@ static _noreturn_ void child(int binary, char *const argv[], int channel, uid_t 
 }
 
 int worker_spawn(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid) {
+        cap_value_t last_cap = capability_last_cap(); /* the kernel's, not the headers' */
         pid_t parent = getpid(), pid;
         sigset_t all, old;
 
@@ -214,7 +216,7 @@ int worker_spawn(int binary, char *const argv[], int channel, uid_t uid, gid_t g
                 for (int sig = 1; sig < NSIG; sig++)
                         (void) signal(sig, SIG_DFL);
                 (void) sigprocmask(SIG_SETMASK, &old, NULL);
-                child(binary, argv, channel, uid, gid, parent);
+                child(binary, argv, channel, uid, gid, parent, last_cap);
         }
         (void) sigprocmask(SIG_SETMASK, &old, NULL);
         if (pid < 0)

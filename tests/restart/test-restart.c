@@ -39,6 +39,8 @@ typedef struct Manager {
         pid_t pid;
         /* What tsmd told us. */
         bool ready, stopping, watchdog;
+        /* READY=1 or RELOADING=1 after STOPPING=1: never, as systemd would take it. */
+        bool ready_after_stopping;
         unsigned n_watchdog;
         char status[256];
         /* The fd store, as systemd keeps it: one copy of a file description, under the name it
@@ -59,8 +61,11 @@ typedef struct Manager {
         char crash[160];
         /* WATCHDOG_USEC= (empty: 2 s, pinged once a second). Unlike systemd, the tests read
          * notifications only while they wait for one: under a short one, the monitor's
-         * pings would fill the socket's queue and block it in sd_notify(). */
+         * pings would fill the socket's queue (and be dropped, monitor-notify.h), and the
+         * notifications that wait for room (READY=1, the fd store's) would block it. */
         char watchdog_usec[24];
+        /* signal-at-reset-preload.c's signal, with it preloaded (0: not). */
+        int signal_at_reset;
 } Manager;
 
 static int unix_socket(int type, const char *path) {
@@ -180,11 +185,18 @@ static void manager_start(Manager *m) {
                 size_t n_args = 3;
                 char sysfs_arg[160];
 
-                if (m->sysfs_root[0] || m->crash[0]) {
-                        char preload[512], asan[512];
+                if (m->sysfs_root[0] || m->crash[0] || m->signal_at_reset > 0) {
+                        char preload[768] = "", asan[512], sig[16];
 
-                        snprintf(preload, sizeof(preload), "%s%s%s", m->sysfs_root[0] ? FAKE_KERNEL_PRELOAD : "",
-                                 m->sysfs_root[0] && m->crash[0] ? ":" : "", m->crash[0] ? NOTIFY_CRASH_PRELOAD : "");
+                        if (m->sysfs_root[0])
+                                strcat(preload, FAKE_KERNEL_PRELOAD);
+                        if (m->crash[0])
+                                strcat(strcat(preload, preload[0] ? ":" : ""), NOTIFY_CRASH_PRELOAD);
+                        if (m->signal_at_reset > 0) {
+                                strcat(strcat(preload, preload[0] ? ":" : ""), SIGNAL_AT_RESET_PRELOAD);
+                                snprintf(sig, sizeof(sig), "%d", m->signal_at_reset);
+                                setenv("TSMD_TEST_SIGNAL_AT_RESET", sig, 1);
+                        }
                         setenv("LD_PRELOAD", preload, 1);
                         /* Under ASan the preloaded library comes before the sanitizer's runtime. */
                         snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0", getenv("ASAN_OPTIONS") ?: "",
@@ -297,8 +309,10 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                                 memcpy(&fd, CMSG_DATA(c), sizeof(int));
 
                 for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-                        if (streq(line, "READY=1"))
-                                m->ready = true;
+                        if (streq(line, "READY=1") || streq(line, "RELOADING=1")) {
+                                m->ready = m->ready || streq(line, "READY=1");
+                                m->ready_after_stopping = m->ready_after_stopping || m->stopping;
+                        }
                         else if (streq(line, "STOPPING=1"))
                                 m->stopping = true;
                         else if (streq(line, "WATCHDOG=1")) {
@@ -2276,6 +2290,309 @@ TEST(a_crash_inside_the_fd_store_rename_keeps_the_context) {
                 varlink_client_free(c);
                 stop(&m);
         }
+}
+
+/* Waits (bounded) until worker-proxy took the word in its control file (it empties it). */
+static void proxy_took_control(Manager *m) {
+        for (unsigned i = 0; i < 1000; i++, manager_wait(m, NULL, 10)) {
+                struct stat st;
+
+                ASSERT_OK(stat(m->control, &st));
+                if (st.st_size == 0)
+                        return;
+        }
+        TEST_FAIL("worker-proxy did not take '%s'", m->control);
+}
+
+/* Waits (bounded) until tsmd's log has needle, reading notifications meanwhile. */
+static void wait_log(Manager *m, const char *needle) {
+        for (unsigned i = 0; i < 1000; i++, manager_wait(m, NULL, 10))
+                if (log_contains(m, needle))
+                        return;
+        TEST_FAIL("no '%s' in %s/tsmd.log", needle, m->dir);
+}
+
+/* Whether pid is in a system call that waits for events (libevent's epoll_wait()). */
+static bool in_epoll_wait(pid_t pid) {
+        char path[64], buf[128] = "";
+        long nr;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/syscall", pid);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+        fclose(f);
+        nr = strtol(buf, NULL, 10);
+        return nr == SYS_epoll_wait || nr == SYS_epoll_pwait
+#ifdef SYS_epoll_pwait2
+                || nr == SYS_epoll_pwait2
+#endif
+                ;
+}
+
+/* The state letter of pid (/proc/<pid>/stat: 'T' once stopped). */
+static char process_state(pid_t pid) {
+        char path[64], buf[512] = "", *p;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/stat", pid);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+        fclose(f);
+        p = strrchr(buf, ')');
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Stops the monitor (SIGSTOP) where it waits for events, not in the middle of handling one: what
+ * it finds when it goes on is all new to it then, and its epoll_wait() fails with EINTR first,
+ * so that its timers run before it reads anything. */
+static void monitor_stop_idle(Manager *m) {
+        for (unsigned i = 0; i < 200; i++) {
+                ASSERT_OK(kill(m->pid, SIGSTOP));
+                for (unsigned j = 0; j < 1000 && process_state(m->pid) != 'T'; j++)
+                        usleep(1000);
+                ASSERT_EQ(process_state(m->pid), 'T');
+                if (in_epoll_wait(m->pid))
+                        return;
+                ASSERT_OK(kill(m->pid, SIGCONT));
+                manager_wait(m, NULL, 10);
+        }
+        TEST_FAIL("the monitor was never stopped while it waited for events");
+}
+
+/* A worker that sends READY while the monitor gives up on it as unresponsive (not ready 15 s
+ * after its start) is dead by the time the monitor reads it: no READY=1 for it, the first start
+ * is not done. The monitor, stopped, wakes to its overdue check, kills the worker, and only then
+ * reads the READY queued meanwhile (worker-proxy's, the worker's own held back). */
+TEST(no_ready_from_a_worker_given_up_on) {
+        pid_t proxy;
+        uint64_t t0;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        manager_init(&m);
+        manager_use_proxy(&m);
+        manager_capture_log(&m);
+        proxy_control(&m, "hold-ready");
+        manager_start(&m);
+        wait_log(&m, "holding the worker's READY back"); /* its signals are set up: SIGUSR1 injects */
+        t0 = now_monotonic_usec();
+        proxy = worker_of(m.pid);
+
+        monitor_stop_idle(&m);
+        proxy_control(&m, "ready-twice");
+        ASSERT_OK(kill(proxy, SIGUSR1));
+        wait_log(&m, "injecting 'ready-twice'");
+        proxy_control(&m, "hold-ready"); /* the next worker's READY is held back too */
+        /* Past the monitor's 15 s for a start (WORKER_START_MAX_USEC). */
+        manager_wait(&m, NULL, (int) ((t0 + 16 * 1000000ULL - now_monotonic_usec()) / 1000));
+        ASSERT_OK(kill(m.pid, SIGCONT));
+
+        wait_log(&m, "did not get ready in 15 s");
+        worker_replaced(&m, proxy);
+        proxy_took_control(&m);
+        manager_drain(&m);
+        ASSERT_FALSE(m.ready);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_drain(&m);
+        ASSERT_TRUE(m.stopping);
+        ASSERT_FALSE(m.ready);
+}
+
+/* After STOPPING=1 no READY=1: a worker's READY that comes after SIGTERM (worker-proxy, stopped,
+ * sends it before it passes the SIGTERM on) does not make a start that never finished done. */
+TEST(no_ready_after_stopping) {
+        pid_t proxy;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        manager_init(&m);
+        manager_use_proxy(&m);
+        manager_capture_log(&m);
+        proxy_control(&m, "hold-ready");
+        manager_start(&m);
+        wait_log(&m, "holding the worker's READY back"); /* its signals are set up: SIGUSR1 injects */
+        proxy = worker_of(m.pid);
+
+        ASSERT_OK(kill(proxy, SIGSTOP));
+        proxy_control(&m, "ready-twice");
+        ASSERT_OK(kill(proxy, SIGUSR1)); /* SIGUSR1 is taken before the SIGTERM to come */
+        ASSERT_OK(kill(m.pid, SIGTERM));
+        manager_wait(&m, is_stopping, 5000);
+        ASSERT_TRUE(m.stopping);
+        ASSERT_OK(kill(proxy, SIGCONT));
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_drain(&m);
+        ASSERT_TRUE(log_contains(&m, "injecting 'ready-twice'"));
+        ASSERT_FALSE(m.ready);
+        ASSERT_FALSE(m.ready_after_stopping);
+}
+
+static int on_reply_ignored(VarlinkClient *c, json_object *parameters, const char *error, bool continues,
+                            void *userdata) {
+        return 0;
+}
+
+/* A reload asked for while tsmd stops (its worker finishing a Bind in flight) is refused by name,
+ * and tells the service manager nothing: RELOADING=1 and READY=1 after STOPPING=1 would have it
+ * take tsmd for running again. A SIGHUP then is ignored. */
+TEST(reload_while_stopping_is_refused) {
+        VarlinkClient *c, *admin;
+        json_object *reply;
+        Manager m;
+
+        manager_init(&m);
+        config_set(&m, "Platform", "EmulatedLatencyUSec", "3000000");
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        ASSERT_OK(varlink_client_connect(m.admin, &admin));
+        varlink_client_set_timeout(admin, 10 * 1000000ULL);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Guest.Bind", json_tokener_parse("{\"context\":1,\"vdeviceId\":5}"),
+                                            0, on_reply_ignored, NULL));
+
+        kill(m.pid, SIGTERM);
+        wait_log(&m, "Received SIGTERM, finishing 1 requests in flight");
+        ASSERT_STREQ(call_error(admin, "io.tsmd.Service.Reload", NULL), "io.tsmd.Service.Stopping");
+        ASSERT_OK(kill(m.pid, SIGHUP));
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_drain(&m);
+        ASSERT_TRUE(m.stopping);
+        ASSERT_FALSE(m.ready_after_stopping);
+        varlink_client_free(admin);
+        varlink_client_free(c);
+}
+
+/* tsmd(8)'s exit status after SIGTERM is 0, whatever signal of those tsmd handles comes while it
+ * exits: also one that arrives as it frees its event for that signal, which puts back the
+ * default action (ending the process, for each of these). */
+TEST(signals_while_exiting_are_harmless) {
+        static const int signals[] = { SIGHUP, SIGTERM, SIGINT };
+
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
+                char raised[96];
+                Manager m;
+
+                manager_init(&m);
+                manager_capture_log(&m);
+                m.signal_at_reset = signals[i];
+                manager_start_ready(&m);
+                kill(m.pid, SIGTERM);
+                ASSERT_EQ(exit_status(m.pid), 0);
+                snprintf(raised, sizeof(raised), "raising %s as its default action", sigabbrev_np(signals[i]));
+                ASSERT_TRUE(log_contains(&m, raised));
+        }
+}
+
+typedef struct Answer {
+        bool done;
+        char error[128];
+} Answer;
+
+static int on_answer(VarlinkClient *c, json_object *parameters, const char *error, bool continues, void *userdata) {
+        Answer *a = userdata;
+
+        a->done = true;
+        snprintf(a->error, sizeof(a->error), "%s", strempty(error));
+        return 0;
+}
+
+/* The same for a reload that reaches the monitor after its STOPPING=1, before the worker takes
+ * its SIGTERM: the worker, stopped while the call and then the SIGTERM came, takes the call
+ * first. The monitor loads nothing and says nothing, and the call is refused all the same. */
+TEST(a_reload_reaching_the_monitor_as_it_stops_is_refused) {
+        VarlinkClient *admin;
+        pid_t proxy, worker;
+        Answer a = {};
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        manager_init(&m);
+        manager_use_proxy(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        proxy = worker_of(m.pid);
+        worker = worker_of(proxy);
+        ASSERT_OK(varlink_client_connect(m.admin, &admin));
+        varlink_client_set_timeout(admin, 10 * 1000000ULL);
+        call_ok(admin, "io.tsmd.Service.Ping", NULL); /* accepted: the call comes on a known connection */
+
+        ASSERT_OK(kill(worker, SIGSTOP));
+        ASSERT_OK(varlink_client_call_async(admin, "io.tsmd.Service.Reload", NULL, 0, on_answer, &a));
+        ASSERT_OK(kill(m.pid, SIGTERM));
+        manager_wait(&m, is_stopping, 5000);
+        ASSERT_TRUE(m.stopping);
+        ASSERT_OK(kill(worker, SIGCONT));
+        for (unsigned i = 0; i < 1000 && !a.done; i++) {
+                struct pollfd p = { .fd = varlink_client_get_fd(admin), .events = POLLIN };
+
+                (void) poll(&p, 1, 10);
+                if (varlink_client_process(admin) < 0)
+                        break; /* tsmd is gone: what it answered before was taken */
+        }
+        ASSERT_TRUE(a.done);
+        ASSERT_STREQ(a.error, "io.tsmd.Service.Stopping");
+        ASSERT_EQ(exit_status(m.pid), 0);
+        manager_drain(&m);
+        ASSERT_FALSE(m.ready_after_stopping);
+        varlink_client_free(admin);
+}
+
+/* Fills the notify socket's queue, as a service manager too busy to read leaves it (systemd's is
+ * every service's): datagrams of the test's own until the queue (net.unix.max_dgram_qlen) takes
+ * no more. The sending socket (returned) holds them, with room enough of its own for all. */
+static int notify_queue_fill(Manager *m) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), size = 64 << 20;
+        unsigned n = 0;
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)));
+        strcpy(sa.sun_path, m->notify);
+        while (sendto(fd, "X_TEST=1", 8, MSG_DONTWAIT, (struct sockaddr *) &sa, sizeof(sa)) >= 0)
+                n++;
+        ASSERT_EQ(errno, EAGAIN);
+        ASSERT_TRUE(n > 0);
+        return fd;
+}
+
+/* A service manager that does not read its notifications for a while (a full queue) does not
+ * stop the monitor: the watchdog pings it cannot send then are dropped, not waited on, and the
+ * monitor serves on (ListDevices asks it for every device's state); the pings go on after. */
+TEST(a_full_notify_queue_does_not_block_the_monitor) {
+        _cleanup_close_ int filler = -EBADF;
+        VarlinkClient *admin;
+        const char *error = NULL;
+        json_object *reply;
+        Manager m;
+
+        manager_init(&m);
+        manager_start_ready(&m);
+        manager_wait(&m, has_watchdog, 3000);
+        filler = notify_queue_fill(&m);
+        /* The monitor's next two pings (once a second) find the queue full. */
+        usleep(2500 * 1000);
+
+        ASSERT_OK(varlink_client_connect(m.admin, &admin));
+        varlink_client_set_timeout(admin, 5 * 1000000ULL);
+        ASSERT_OK(varlink_client_call(admin, "io.tsmd.Admin.ListDevices", NULL, &reply, &error));
+        ASSERT_NULL(error);
+        m.watchdog = false;
+        manager_wait(&m, has_watchdog, 3000); /* what was queued, then a ping sent since */
+        ASSERT_TRUE(m.watchdog);
+        varlink_client_free(admin);
+        stop(&m);
 }
 
 TEST_MAIN();
