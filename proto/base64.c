@@ -8,6 +8,7 @@ static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 int base64_encode(const void *data, size_t len, char **ret) {
         const uint8_t *p = data;
         char *out, *o;
+        size_t i;
 
         if (len > (SIZE_MAX - 1) / 4 * 3 - 3)
                 return -E2BIG;
@@ -15,18 +16,24 @@ int base64_encode(const void *data, size_t len, char **ret) {
         if (!out)
                 return -ENOMEM;
 
+        /* Whole groups without a test per byte; then the last one or two bytes, padded. */
         o = out;
-        for (size_t i = 0; i < len; i += 3) {
-                uint32_t v = (uint32_t) p[i] << 16;
+        for (i = 0; len - i >= 3; i += 3) {
+                uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 | p[i + 2];
 
-                if (i + 1 < len)
-                        v |= (uint32_t) p[i + 1] << 8;
-                if (i + 2 < len)
-                        v |= p[i + 2];
-                *o++ = alphabet[(v >> 18) & 63];
+                o[0] = alphabet[v >> 18];
+                o[1] = alphabet[(v >> 12) & 63];
+                o[2] = alphabet[(v >> 6) & 63];
+                o[3] = alphabet[v & 63];
+                o += 4;
+        }
+        if (i < len) {
+                uint32_t v = (uint32_t) p[i] << 16 | (i + 1 < len ? (uint32_t) p[i + 1] << 8 : 0);
+
+                *o++ = alphabet[v >> 18];
                 *o++ = alphabet[(v >> 12) & 63];
                 *o++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-                *o++ = i + 2 < len ? alphabet[v & 63] : '=';
+                *o++ = '=';
         }
         *o = 0;
         *ret = out;
@@ -46,9 +53,9 @@ static const uint8_t value_plus_one[256] = {
         ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
 };
 
-/* The 6-bit value of c, or 0x40 (outside any value) if c is not in the alphabet. */
+/* The 6-bit value of c, or 0xff (outside any value) if c is not in the alphabet: no branch. */
 static inline uint8_t value_of(uint8_t c) {
-        return value_plus_one[c] > 0 ? (uint8_t) (value_plus_one[c] - 1) : 0x40;
+        return (uint8_t) (value_plus_one[c] - 1);
 }
 
 static unsigned padding_of(const uint8_t *in, size_t n) {
