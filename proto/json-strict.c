@@ -74,7 +74,7 @@ static bool scan_string(Scanner *s, bool key) {
         while (s->p < s->end) {
                 unsigned char c;
 
-                /* Plain ASCII first, eight bytes at a step: a base64 payload is tens of
+                /* Plain ASCII first, sixteen bytes at a step: a base64 payload is tens of
                  * kilobytes of nothing else. */
                 s->p = json_run_ascii(s->p, s->end);
                 if (s->p >= s->end)

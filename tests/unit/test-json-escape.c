@@ -2,7 +2,7 @@
 /*
  * Strings serialized a run at a time (proto/json-escape.c) against json-c's own escaping, byte
  * for byte, with and without JSON_C_TO_STRING_NOSLASHESCAPE, alone and inside objects: every
- * byte value at every offset of the eight-byte steps, and random strings of all kinds.
+ * byte value at every offset of the sixteen-byte steps, and random strings of all kinds.
  * Runs in: tests.
  */
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The eight-byte run scanners (proto/json-run.h) against a byte at a time: random buffers of
+ * The sixteen-byte run scanners (proto/json-run.h) against a byte at a time: random buffers of
  * every length up to 40 with every byte value, each in a buffer of exactly its size (so that
  * ASan sees any read past the end). Runs in: tests.
  */
