@@ -22,6 +22,7 @@
 #include "guest-op.h"
 #include "iommufd-transport.h"
 #include "priv-call.h"
+#include "json-escape.h"
 #include "json-util.h"
 #include "log.h"
 #include "peer-identity.h"
@@ -931,7 +932,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
         if (r < 0)
                 goto finish;
         reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "response", json_object_new_string(b64)) < 0 ||
+        if (!reply || json_object_add(reply, "response", json_object_new_string_fast(b64, strlen(b64))) < 0 ||
             json_object_add(reply, "scopeNumber", json_object_new_int64(pr->scope_number)) < 0) {
                 json_object_put(reply);
                 r = -ENOMEM;

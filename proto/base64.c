@@ -1,13 +1,29 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Base64 codec. Strict on input: a payload has exactly one encoding. Runs in: worker, clients. */
 
+#include <endian.h>
+
 #include "base64.h"
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* The two characters of every 12-bit value, built by the compiler: two lookups per three bytes
+ * instead of four. */
+#define B64_CHAR(v) ((char) ((v) < 26 ? 'A' + (v) : (v) < 52 ? 'a' + (v) - 26 : (v) < 62 ? '0' + (v) - 52 : (v) == 62 ? '+' : '/'))
+#define B64_PAIR(i) { B64_CHAR((i) >> 6), B64_CHAR((i) & 63) }
+#define B64_PAIRS4(i) B64_PAIR(i), B64_PAIR((i) + 1), B64_PAIR((i) + 2), B64_PAIR((i) + 3)
+#define B64_PAIRS16(i) B64_PAIRS4(i), B64_PAIRS4((i) + 4), B64_PAIRS4((i) + 8), B64_PAIRS4((i) + 12)
+#define B64_PAIRS64(i) B64_PAIRS16(i), B64_PAIRS16((i) + 16), B64_PAIRS16((i) + 32), B64_PAIRS16((i) + 48)
+#define B64_PAIRS256(i) B64_PAIRS64(i), B64_PAIRS64((i) + 64), B64_PAIRS64((i) + 128), B64_PAIRS64((i) + 192)
+#define B64_PAIRS1024(i) B64_PAIRS256(i), B64_PAIRS256((i) + 256), B64_PAIRS256((i) + 512), B64_PAIRS256((i) + 768)
+static const char pairs[4096][2] = {
+        B64_PAIRS1024(0), B64_PAIRS1024(1024), B64_PAIRS1024(2048), B64_PAIRS1024(3072),
+};
+
 int base64_encode(const void *data, size_t len, char **ret) {
         const uint8_t *p = data;
         char *out, *o;
+        size_t i = 0;
 
         if (len > (SIZE_MAX - 1) / 4 * 3 - 3)
                 return -E2BIG;
@@ -15,18 +31,32 @@ int base64_encode(const void *data, size_t len, char **ret) {
         if (!out)
                 return -ENOMEM;
 
+        /* Six bytes at a step from one 8-byte load while 8 are left; then whole groups; then the
+         * last one or two bytes, padded. */
         o = out;
-        for (size_t i = 0; i < len; i += 3) {
-                uint32_t v = (uint32_t) p[i] << 16;
+        for (; len - i >= 8; i += 6, o += 8) {
+                uint64_t x;
 
-                if (i + 1 < len)
-                        v |= (uint32_t) p[i + 1] << 8;
-                if (i + 2 < len)
-                        v |= p[i + 2];
-                *o++ = alphabet[(v >> 18) & 63];
+                memcpy(&x, p + i, sizeof(x));
+                x = be64toh(x);
+                memcpy(o, pairs[x >> 52], 2);
+                memcpy(o + 2, pairs[(x >> 40) & 0xfff], 2);
+                memcpy(o + 4, pairs[(x >> 28) & 0xfff], 2);
+                memcpy(o + 6, pairs[(x >> 16) & 0xfff], 2);
+        }
+        for (; len - i >= 3; i += 3, o += 4) {
+                uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 | p[i + 2];
+
+                memcpy(o, pairs[v >> 12], 2);
+                memcpy(o + 2, pairs[v & 0xfff], 2);
+        }
+        if (i < len) {
+                uint32_t v = (uint32_t) p[i] << 16 | (i + 1 < len ? (uint32_t) p[i + 1] << 8 : 0);
+
+                *o++ = alphabet[v >> 18];
                 *o++ = alphabet[(v >> 12) & 63];
                 *o++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-                *o++ = i + 2 < len ? alphabet[v & 63] : '=';
+                *o++ = '=';
         }
         *o = 0;
         *ret = out;
@@ -46,9 +76,9 @@ static const uint8_t value_plus_one[256] = {
         ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
 };
 
-/* The 6-bit value of c, or 0x40 (outside any value) if c is not in the alphabet. */
+/* The 6-bit value of c, or 0xff (outside any value) if c is not in the alphabet: no branch. */
 static inline uint8_t value_of(uint8_t c) {
-        return value_plus_one[c] > 0 ? (uint8_t) (value_plus_one[c] - 1) : 0x40;
+        return (uint8_t) (value_plus_one[c] - 1);
 }
 
 static unsigned padding_of(const uint8_t *in, size_t n) {

@@ -2,6 +2,7 @@
 /* Strict JSON syntax check (RFC 8259), iterative so hostile nesting cannot blow the stack.
  * Runs in: worker, clients. */
 
+#include "json-run.h"
 #include "json-strict.h"
 
 typedef struct Scanner {
@@ -73,10 +74,9 @@ static bool scan_string(Scanner *s, bool key) {
         while (s->p < s->end) {
                 unsigned char c;
 
-                /* Plain ASCII first, a byte at a time without calls: a base64 payload is tens
-                 * of kilobytes of nothing else. */
-                while (s->p < s->end && *s->p >= 0x20 && *s->p < 0x80 && *s->p != '"' && *s->p != '\\')
-                        s->p++;
+                /* Plain ASCII first, sixteen bytes at a step: a base64 payload is tens of
+                 * kilobytes of nothing else. */
+                s->p = json_run_ascii(s->p, s->end);
                 if (s->p >= s->end)
                         break;
                 c = *s->p;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 
 #include "base64.h"
+#include "json-escape.h"
 #include "json-util.h"
 #include "libtsm-internal.h"
 
@@ -349,7 +350,7 @@ int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char 
                 return r;
         p = params_new(context, vdevice_id);
         if (!p || json_object_add(p, "scope", json_object_new_string(scope)) < 0 ||
-            json_object_add(p, "request", json_object_new_string(b64)) < 0 ||
+            json_object_add(p, "request", json_object_new_string_fast(b64, strlen(b64))) < 0 ||
             json_object_add(p, "maxResponseSize", json_object_new_int64((int64_t) max_response_size)) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(p);

@@ -58,6 +58,7 @@
 #include "emu-device.h"
 #include "emu-platform.h"
 #include "ini.h"
+#include "json-escape.h"
 #include "json-util.h"
 #include "tdisp.h"
 #include "tsm-priv.h"
@@ -365,7 +366,7 @@ static json_object *guest_request_params(const Client *cl) {
         json_object_add(p, "context", json_object_new_int64(cl->ctx));
         json_object_add(p, "vdeviceId", json_object_new_int(1));
         json_object_add(p, "scope", json_object_new_string(cl->scope));
-        json_object_add(p, "request", json_object_new_string(cl->b64req));
+        json_object_add(p, "request", json_object_new_string_fast(cl->b64req, strlen(cl->b64req))); /* as libtsm */
         json_object_add(p, "maxResponseSize", json_object_new_int64((int64_t) cl->max_response));
         return p;
 }

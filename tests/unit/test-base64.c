@@ -75,6 +75,38 @@ TEST(round_trip_every_length) {
         }
 }
 
+/* RFC 4648 section 4 read literally: six bits at a time, '=' to a multiple of four. */
+static void reference_encode(const uint8_t *data, size_t n, char *out) {
+        size_t bits = 0, o = 0;
+
+        for (; bits < n * 8; bits += 6) {
+                unsigned v = 0;
+
+                for (size_t b = bits; b < bits + 6; b++)
+                        v = v << 1 | (b < n * 8 ? (data[b / 8] >> (7 - b % 8)) & 1 : 0);
+                out[o++] = alphabet[v];
+        }
+        while (o % 4 != 0)
+                out[o++] = '=';
+        out[o] = 0;
+}
+
+TEST(encoder_matches_reference) {
+        uint8_t data[200];
+        char want[DIV_ROUND_UP(sizeof(data), 3) * 4 + 1];
+
+        for (unsigned iter = 0; iter < 20000; iter++) {
+                _cleanup_free_ char *text = NULL;
+                size_t n = rnd() % (sizeof(data) + 1);
+
+                for (size_t i = 0; i < n; i++)
+                        data[i] = (uint8_t) rnd();
+                reference_encode(data, n, want);
+                ASSERT_OK(base64_encode(data, n, &text));
+                ASSERT_STREQ(text, want);
+        }
+}
+
 TEST(decoded_size_needs_whole_groups) {
         size_t len = 7;
 

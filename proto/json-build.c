@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* json-c objects from checked JSON text, without json-c's tokener. Runs in: worker, clients. */
+
+#include <locale.h>
+#include <stdlib.h>
+
+#include "json-build.h"
+#include "json-run.h"
+#include "json-util.h"
+
+typedef struct Builder {
+        const unsigned char *p, *end;
+        char *buf; /* unescaped strings and number texts */
+        size_t buf_size;
+        char *key; /* the member being read, NUL-terminated (json-c copies it) */
+        size_t key_size;
+} Builder;
+
+static void skip_ws(Builder *b) {
+        while (b->p < b->end && (*b->p == ' ' || *b->p == '\t' || *b->p == '\n' || *b->p == '\r'))
+                b->p++;
+}
+
+static int reserve_in(char **buf, size_t *buf_size, size_t need) {
+        char *n;
+        size_t size;
+
+        if (need <= *buf_size)
+                return 0;
+        size = MAX(need, MAX(*buf_size * 2, (size_t) 256));
+        n = realloc(*buf, size);
+        if (!n)
+                return -ENOMEM;
+        *buf = n;
+        *buf_size = size;
+        return 0;
+}
+
+static int reserve(Builder *b, size_t need) {
+        return reserve_in(&b->buf, &b->buf_size, need);
+}
+
+static unsigned hex4(const unsigned char *p) {
+        unsigned v = 0;
+
+        for (int i = 0; i < 4; i++)
+                v = v << 4 | (unsigned) (p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+        return v;
+}
+
+static size_t put_utf8(char *o, unsigned cp) {
+        if (cp < 0x80) {
+                o[0] = (char) cp;
+                return 1;
+        }
+        if (cp < 0x800) {
+                o[0] = (char) (0xC0 | cp >> 6);
+                o[1] = (char) (0x80 | (cp & 0x3F));
+                return 2;
+        }
+        if (cp < 0x10000) {
+                o[0] = (char) (0xE0 | cp >> 12);
+                o[1] = (char) (0x80 | (cp >> 6 & 0x3F));
+                o[2] = (char) (0x80 | (cp & 0x3F));
+                return 3;
+        }
+        o[0] = (char) (0xF0 | cp >> 18);
+        o[1] = (char) (0x80 | (cp >> 12 & 0x3F));
+        o[2] = (char) (0x80 | (cp >> 6 & 0x3F));
+        o[3] = (char) (0x80 | (cp & 0x3F));
+        return 4;
+}
+
+/* The string at b->p (its opening quote), unescaped: straight from the text when it has no
+ * escapes, else in b->buf. Every escape is complete and every surrogate paired (checked). */
+static int read_string(Builder *b, const char **ret, size_t *ret_len) {
+        const unsigned char *start = ++b->p, *run;
+        size_t n = 0;
+        int r;
+
+        run = json_run_unescaped(b->p, b->end, true);
+        if (run >= b->end)
+                return -EBADMSG;
+        if (*run == '"') {
+                *ret = (const char *) start;
+                *ret_len = (size_t) (run - start);
+                b->p = run + 1;
+                return 0;
+        }
+
+        /* Escapes: each of at most 12 bytes of text makes at most 4 bytes. */
+        r = reserve(b, (size_t) (b->end - start) + 1);
+        if (r < 0)
+                return r;
+        for (;;) {
+                unsigned cp;
+
+                memcpy(b->buf + n, b->p, (size_t) (run - b->p));
+                n += (size_t) (run - b->p);
+                b->p = run;
+                if (b->p >= b->end || *b->p < 0x20)
+                        return -EBADMSG;
+                if (*b->p == '"')
+                        break;
+                if (b->end - b->p < 2)
+                        return -EBADMSG;
+                switch (b->p[1]) {
+                case '"': case '\\': case '/':
+                        b->buf[n++] = (char) b->p[1];
+                        break;
+                case 'b': b->buf[n++] = '\b'; break;
+                case 'f': b->buf[n++] = '\f'; break;
+                case 'n': b->buf[n++] = '\n'; break;
+                case 'r': b->buf[n++] = '\r'; break;
+                case 't': b->buf[n++] = '\t'; break;
+                case 'u':
+                        if (b->end - b->p < 6)
+                                return -EBADMSG;
+                        cp = hex4(b->p + 2);
+                        if (cp >= 0xD800 && cp <= 0xDBFF) {
+                                if (b->end - b->p < 12 || b->p[6] != '\\' || b->p[7] != 'u')
+                                        return -EBADMSG;
+                                cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(b->p + 8) - 0xDC00);
+                                b->p += 6;
+                        }
+                        n += put_utf8(b->buf + n, cp);
+                        b->p += 4;
+                        break;
+                default:
+                        return -EBADMSG;
+                }
+                b->p += 2;
+                run = json_run_unescaped(b->p, b->end, true);
+        }
+        b->p++;
+        b->buf[n] = 0;
+        *ret = b->buf;
+        *ret_len = n;
+        return 0;
+}
+
+/* As json-c's tokener: an integer is an int64 if it fits, a uint64 above INT64_MAX (the check
+ * refused what fits neither); a number with a fraction or an exponent is a double that keeps
+ * its text for serialization, read in the C locale (json-c switches to it while it parses). */
+static int read_number(Builder *b, json_object **ret) {
+        const unsigned char *start = b->p;
+        bool is_double = false;
+        size_t n;
+        int r;
+
+        for (; b->p < b->end; b->p++)
+                if (*b->p == '.' || *b->p == 'e' || *b->p == 'E')
+                        is_double = true;
+                else if (!(*b->p >= '0' && *b->p <= '9') && *b->p != '-' && *b->p != '+')
+                        break;
+        n = (size_t) (b->p - start);
+        r = reserve(b, n + 1);
+        if (r < 0)
+                return r;
+        memcpy(b->buf, start, n);
+        b->buf[n] = 0;
+
+        if (!is_double) {
+                if (b->buf[0] == '-')
+                        *ret = json_object_new_int64(strtoll(b->buf, NULL, 10));
+                else {
+                        unsigned long long u = strtoull(b->buf, NULL, 10);
+
+                        *ret = u <= INT64_MAX ? json_object_new_int64((int64_t) u) : json_object_new_uint64(u);
+                }
+        } else {
+                locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t) 0);
+                double d;
+
+                if (!c)
+                        return -ENOMEM;
+                d = strtod_l(b->buf, NULL, c);
+                freelocale(c);
+                *ret = json_object_new_double_s(d, b->buf);
+        }
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int read_literal(Builder *b, const char *lit, size_t n) {
+        if ((size_t) (b->end - b->p) < n || memcmp(b->p, lit, n) != 0)
+                return -EBADMSG;
+        b->p += n;
+        return 0;
+}
+
+/* The next value: containers empty (filled as the text goes on), null as NULL. */
+static int read_value(Builder *b, json_object **ret) {
+        const char *s;
+        size_t n;
+        int r;
+
+        *ret = NULL;
+        skip_ws(b);
+        if (b->p >= b->end)
+                return -EBADMSG;
+        switch (*b->p) {
+        case '{':
+                b->p++;
+                *ret = json_object_new_object();
+                return *ret ? 0 : -ENOMEM;
+        case '[':
+                b->p++;
+                *ret = json_object_new_array();
+                return *ret ? 0 : -ENOMEM;
+        case '"':
+                r = read_string(b, &s, &n);
+                if (r < 0)
+                        return r;
+                if (n > INT_MAX)
+                        return -EBADMSG;
+                *ret = json_object_new_string_len(s, (int) n);
+                return *ret ? 0 : -ENOMEM;
+        case 't':
+                *ret = json_object_new_boolean(1);
+                return read_literal(b, "true", 4) ?: (*ret ? 0 : -ENOMEM);
+        case 'f':
+                *ret = json_object_new_boolean(0);
+                return read_literal(b, "false", 5) ?: (*ret ? 0 : -ENOMEM);
+        case 'n':
+                *ret = NULL;
+                return read_literal(b, "null", 4);
+        default:
+                return read_number(b, ret);
+        }
+}
+
+/* A member's key and its colon, into b->key; keys hold no NUL (checked). */
+static int read_key(Builder *b) {
+        const char *s;
+        size_t n;
+        int r;
+
+        skip_ws(b);
+        if (b->p >= b->end || *b->p != '"')
+                return -EBADMSG;
+        r = read_string(b, &s, &n);
+        if (r < 0)
+                return r;
+        r = reserve_in(&b->key, &b->key_size, n + 1);
+        if (r < 0)
+                return r;
+        memcpy(b->key, s, n);
+        b->key[n] = 0;
+        skip_ws(b);
+        if (b->p >= b->end || *b->p != ':')
+                return -EBADMSG;
+        b->p++;
+        return 0;
+}
+
+int json_build_checked(const char *text, size_t len, unsigned max_depth, json_object **ret) {
+        json_object *stack_small[64];
+        _cleanup_free_ json_object **stack_big = NULL;
+        json_object **stack = stack_small, *root = NULL;
+        size_t stack_size = ELEMENTSOF(stack_small);
+        Builder b = { (const unsigned char *) text, (const unsigned char *) text + len };
+        unsigned depth = 0;
+        int r;
+
+        assert(text || len == 0);
+        assert(ret);
+
+        for (;;) {
+                json_object *v = NULL, *parent = depth > 0 ? stack[depth - 1] : NULL;
+                bool container;
+
+                r = read_value(&b, &v);
+                if (r < 0) {
+                        json_object_put(v);
+                        goto fail;
+                }
+                container = json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array);
+
+                /* A container joins its parent before it is filled: the order of the parent's
+                 * members is the same, as its later members come after it either way. */
+                if (!parent)
+                        root = v;
+                else if (json_object_is_type(parent, json_type_object)) {
+                        if (json_object_object_add(parent, b.key, v) < 0) {
+                                json_object_put(v);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                } else if (json_object_array_add(parent, v) < 0) {
+                        json_object_put(v);
+                        r = -ENOMEM;
+                        goto fail;
+                }
+
+                if (container) {
+                        if (depth >= max_depth) {
+                                r = -EBADMSG;
+                                goto fail;
+                        }
+                        if (depth >= stack_size) {
+                                json_object **n = reallocarray(stack_big, stack_size * 2, sizeof(*n));
+
+                                if (!n) {
+                                        r = -ENOMEM;
+                                        goto fail;
+                                }
+                                if (!stack_big)
+                                        memcpy(n, stack_small, sizeof(stack_small));
+                                stack = stack_big = n;
+                                stack_size *= 2;
+                        }
+                        stack[depth++] = v;
+                        skip_ws(&b);
+                        if (b.p >= b.end || (*b.p != '}' && *b.p != ']')) {
+                                /* Not empty: on to its first member or element. */
+                                if (json_object_is_type(v, json_type_object)) {
+                                        r = read_key(&b);
+                                        if (r < 0)
+                                                goto fail;
+                                }
+                                continue;
+                        }
+                        b.p++;
+                        depth--;
+                }
+
+                /* A value is complete: close containers or go on to the next element. */
+                for (;;) {
+                        skip_ws(&b);
+                        if (depth == 0) {
+                                if (b.p != b.end) {
+                                        r = -EBADMSG;
+                                        goto fail;
+                                }
+                                *ret = root;
+                                free(b.buf);
+                                free(b.key);
+                                return 0;
+                        }
+                        if (b.p >= b.end) {
+                                r = -EBADMSG;
+                                goto fail;
+                        }
+                        if (*b.p == '}' || *b.p == ']') {
+                                b.p++;
+                                depth--;
+                                continue;
+                        }
+                        if (*b.p != ',') {
+                                r = -EBADMSG;
+                                goto fail;
+                        }
+                        b.p++;
+                        if (json_object_is_type(stack[depth - 1], json_type_object)) {
+                                r = read_key(&b);
+                                if (r < 0)
+                                        goto fail;
+                        }
+                        break;
+                }
+        }
+
+fail:
+        free(b.buf);
+        free(b.key);
+        json_object_put(root);
+        return r;
+}

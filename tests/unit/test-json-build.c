@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * json_parse_strict() builds objects and arrays itself (proto/json-build.c): here against what
+ * it did before, json_strict_check() and then json-c's tokener, on random texts, valid ones
+ * and damaged ones: the same result, the same error, and the same tree (types, int64 and
+ * uint64 values, doubles and the text they keep, strings byte for byte, member order).
+ * Runs in: tests.
+ */
+
+#include <math.h>
+
+#include "harness.h"
+#include "json-build.h"
+#include "json-strict.h"
+#include "json-util.h"
+
+static uint64_t rnd_state = 0x853c49e6748fea9b;
+
+static uint64_t rnd(void) {
+        rnd_state ^= rnd_state << 13;
+        rnd_state ^= rnd_state >> 7;
+        rnd_state ^= rnd_state << 17;
+        return rnd_state;
+}
+
+/* json_parse_strict() as it was: the check, then json-c. */
+static int reference_parse(json_tokener *tok, unsigned max_depth, const char *text, size_t len, json_object **ret) {
+        size_t n_members = 0, n_parsed = 0;
+        json_object *obj;
+        int r;
+
+        r = json_strict_check(text, len, max_depth, SIZE_MAX, &n_members);
+        if (r < 0)
+                return r;
+        json_tokener_reset(tok);
+        obj = json_tokener_parse_ex(tok, text, (int) len);
+        if (!obj)
+                return json_tokener_get_error(tok) == json_tokener_error_depth ? -ELOOP : -EBADMSG;
+        for (size_t off = json_tokener_get_parse_end(tok); off < len; off++)
+                if (!strchr(" \t\r\n", text[off])) {
+                        json_object_put(obj);
+                        return -EBADMSG;
+                }
+        /* The member count and finiteness, as json_count_members() does. */
+        json_object *stack[64];
+        size_t sp = 0;
+        stack[sp++] = obj;
+        while (sp > 0) {
+                json_object *o = stack[--sp];
+
+                if (json_object_is_type(o, json_type_object)) {
+                        json_object_object_foreach(o, k, v) {
+                                (void) k;
+                                n_parsed++;
+                                ASSERT_TRUE(sp < ELEMENTSOF(stack));
+                                stack[sp++] = v;
+                        }
+                } else if (json_object_is_type(o, json_type_array)) {
+                        for (size_t i = 0; i < json_object_array_length(o); i++) {
+                                ASSERT_TRUE(sp < ELEMENTSOF(stack));
+                                stack[sp++] = json_object_array_get_idx(o, i);
+                        }
+                } else if (json_object_is_type(o, json_type_double) && !isfinite(json_object_get_double(o))) {
+                        json_object_put(obj);
+                        return -EBADMSG;
+                }
+        }
+        if (n_parsed != n_members) {
+                json_object_put(obj);
+                return -EBADMSG;
+        }
+        *ret = obj;
+        return 0;
+}
+
+static void compare_trees(json_object *a, json_object *b, const char *text) {
+        if (json_object_get_type(a) != json_object_get_type(b))
+                TEST_FAIL("types differ in %s", text);
+        switch (json_object_get_type(a)) {
+        case json_type_object: {
+                struct json_object_iterator ia = json_object_iter_begin(a), ea = json_object_iter_end(a);
+                struct json_object_iterator ib = json_object_iter_begin(b), eb = json_object_iter_end(b);
+
+                ASSERT_EQ(json_object_object_length(a), json_object_object_length(b));
+                while (!json_object_iter_equal(&ia, &ea)) {
+                        ASSERT_FALSE(json_object_iter_equal(&ib, &eb));
+                        ASSERT_STREQ(json_object_iter_peek_name(&ia), json_object_iter_peek_name(&ib));
+                        compare_trees(json_object_iter_peek_value(&ia), json_object_iter_peek_value(&ib), text);
+                        json_object_iter_next(&ia);
+                        json_object_iter_next(&ib);
+                }
+                ASSERT_TRUE(json_object_iter_equal(&ib, &eb));
+                break;
+        }
+        case json_type_array:
+                ASSERT_EQ(json_object_array_length(a), json_object_array_length(b));
+                for (size_t i = 0; i < json_object_array_length(a); i++)
+                        compare_trees(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i), text);
+                break;
+        case json_type_string:
+                ASSERT_EQ(json_object_get_string_len(a), json_object_get_string_len(b));
+                ASSERT_MEMEQ(json_object_get_string(a), json_object_get_string(b),
+                             (size_t) json_object_get_string_len(a));
+                break;
+        case json_type_int:
+                ASSERT_EQ(json_object_get_int64(a), json_object_get_int64(b));
+                ASSERT_EQ(json_object_get_uint64(a), json_object_get_uint64(b));
+                break;
+        case json_type_double: {
+                double da = json_object_get_double(a), db = json_object_get_double(b);
+
+                ASSERT_MEMEQ(&da, &db, sizeof(da));
+                break;
+        }
+        case json_type_boolean:
+                ASSERT_EQ(json_object_get_boolean(a), json_object_get_boolean(b));
+                break;
+        case json_type_null:
+                break;
+        }
+        /* And what each serializes to (a double's kept text, key order, escaping). */
+        ASSERT_STREQ(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN),
+                     json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN));
+}
+
+typedef struct Text {
+        char buf[8192];
+        size_t n;
+} Text;
+
+static void put(Text *t, const char *s, size_t n) {
+        if (t->n + n < sizeof(t->buf)) {
+                memcpy(t->buf + t->n, s, n);
+                t->n += n;
+        }
+}
+
+static void put_str(Text *t, const char *s) {
+        put(t, s, strlen(s));
+}
+
+static void ws(Text *t) {
+        static const char w[] = " \t\r\n";
+
+        while (rnd() % 4 == 0)
+                put(t, &w[rnd() % 4], 1);
+}
+
+static void gen_string(Text *t, bool key) {
+        static const char *const pieces[] = {
+                "a", "Z", "09", "+/=", "AAAA", "\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t",
+                "\\u0041", "\\u00e9", "\\u20AC", "\\uD83D\\uDE00", "\\udbff\\udfff", "\\u0000", "\\u001f",
+                "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x7f", " ", "'",
+        };
+        size_t n = rnd() % (rnd() % 8 == 0 ? 600 : 6);
+
+        put(t, "\"", 1);
+        for (size_t i = 0; i < n; i++) {
+                const char *p = pieces[rnd() % ELEMENTSOF(pieces)];
+
+                if (key && strcmp(p, "\\u0000") == 0 && rnd() % 4 != 0)
+                        continue;
+                if (rnd() % 2)
+                        p = "QUJDREVGR0g="; /* base64 runs: the fast path */
+                put_str(t, p);
+        }
+        put(t, "\"", 1);
+}
+
+static void gen_number(Text *t) {
+        static const char *const fixed[] = {
+                "0", "-0", "1", "-1", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+                "18446744073709551615", "0.5", "-0.0", "1e5", "1E-5", "1.50", "2.5e+10", "1e999", "-1e999",
+                "1e-999", "123456789012345678901234567890.5", "0.1000000000000000055511151231257827",
+                "4294967296", "-4294967297",
+        };
+        char b[64];
+
+        switch (rnd() % 3) {
+        case 0:
+                put_str(t, fixed[rnd() % ELEMENTSOF(fixed)]);
+                break;
+        case 1:
+                snprintf(b, sizeof(b), "%" PRIi64, (int64_t) rnd() >> (rnd() % 64));
+                put_str(t, b);
+                break;
+        default:
+                snprintf(b, sizeof(b), "%.*g", (int) (rnd() % 18) + 1,
+                         (double) (int64_t) rnd() / (double) (rnd() % 100000 + 1));
+                put_str(t, b);
+                break;
+        }
+}
+
+static void gen_value(Text *t, unsigned depth) {
+        unsigned kind = (unsigned) (rnd() % (depth >= 5 ? 6 : 8));
+
+        ws(t);
+        switch (kind) {
+        case 0: gen_string(t, false); break;
+        case 1: gen_number(t); break;
+        case 2: put_str(t, "true"); break;
+        case 3: put_str(t, "false"); break;
+        case 4: put_str(t, "null"); break;
+        case 5: gen_string(t, false); break;
+        case 6: {
+                size_t n = rnd() % 5;
+
+                put(t, "[", 1);
+                for (size_t i = 0; i < n; i++) {
+                        if (i > 0)
+                                put(t, ",", 1);
+                        gen_value(t, depth + 1);
+                }
+                ws(t);
+                put(t, "]", 1);
+                break;
+        }
+        default: {
+                size_t n = rnd() % 5;
+
+                put(t, "{", 1);
+                for (size_t i = 0; i < n; i++) {
+                        if (i > 0)
+                                put(t, ",", 1);
+                        ws(t);
+                        if (rnd() % 8 == 0)
+                                put_str(t, "\"dup\""); /* duplicates now and then */
+                        else
+                                gen_string(t, true);
+                        ws(t);
+                        put(t, ":", 1);
+                        gen_value(t, depth + 1);
+                }
+                ws(t);
+                put(t, "}", 1);
+                break;
+        }
+        }
+        ws(t);
+}
+
+static void check_text(json_tokener *tok, const char *text, size_t n, unsigned max_depth, unsigned *ok) {
+        _cleanup_json_ json_object *ref = NULL, *got = NULL;
+        int want, r;
+
+        want = reference_parse(tok, max_depth, text, n, &ref);
+        r = json_parse_strict(tok, max_depth, SIZE_MAX, text, n, &got);
+        if (r != want)
+                TEST_FAIL("json_parse_strict() %d, before %d: %.*s", r, want, (int) n, text);
+        if (r == 0) {
+                compare_trees(ref, got, text);
+                (*ok)++;
+        }
+}
+
+TEST(random_texts_as_before) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        unsigned ok = 0, damaged_ok = 0;
+        Text t;
+
+        ASSERT_OK(json_tokener_new_strict(6, &tok));
+        for (unsigned iter = 0; iter < 40000; iter++) {
+                t.n = 0;
+                if (iter % 2)
+                        put(&t, "{\"k\":", 5); /* the shape of a message */
+                gen_value(&t, 0);
+                if (iter % 2)
+                        put(&t, "}", 1);
+                t.buf[t.n] = 0;
+                check_text(tok, t.buf, t.n, 6, &ok);
+
+                /* Damaged: a byte changed, dropped or the text cut short. */
+                for (unsigned k = 0; k < 3 && t.n > 0; k++) {
+                        Text d = t;
+                        size_t at = rnd() % d.n;
+
+                        switch (k) {
+                        case 0: d.buf[at] = "\"\\{}[],:0-e.tn\x80 "[rnd() % 17]; break;
+                        case 1: memmove(d.buf + at, d.buf + at + 1, d.n - at - 1); d.n--; break;
+                        default: d.n = at; break;
+                        }
+                        d.buf[d.n] = 0;
+                        check_text(tok, d.buf, d.n, 6, &damaged_ok);
+                }
+        }
+        /* The generator made what it should: mostly valid texts, some damaged ones still valid. */
+        ASSERT_GE(ok, 20000u);
+        ASSERT_GE(damaged_ok, 100u);
+}
+
+TEST(depth_limit_as_before) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        unsigned ok = 0;
+
+        ASSERT_OK(json_tokener_new_strict(100, &tok));
+        /* Objects and arrays in turn, 1 to 102 deep (the limit is 100); past 64 the builder's
+         * stack moves to the heap. */
+        for (unsigned d = 1; d <= 102; d++) {
+                char text[1024];
+                size_t n = 0;
+
+                for (unsigned i = 0; i < d; i++)
+                        n += (size_t) snprintf(text + n, sizeof(text) - n, "%s", i % 2 ? "[" : "{\"a\":");
+                text[n++] = '1';
+                for (unsigned i = d; i > 0; i--)
+                        text[n++] = (i - 1) % 2 ? ']' : '}';
+                check_text(tok, text, n, 100, &ok);
+        }
+        ASSERT_EQ(ok, 100u);
+}
+
+TEST(bare_scalars_as_before) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        static const char *const texts[] = { "1", "1 ", " \"a\"", "true", "null ", "-0.5e1\n", "[]", " {} " };
+        unsigned ok = 0;
+
+        ASSERT_OK(json_tokener_new_strict(4, &tok));
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                check_text(tok, texts[i], strlen(texts[i]), 4, &ok);
+}
+
+TEST_MAIN();
