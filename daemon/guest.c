@@ -731,6 +731,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 if (r == -ENODEV || r == -ENXIO) /* gone since we looked */
                         return guest_reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
                                                     json_object_new_string(address), NULL, NULL);
+                if (r == -EPERM) /* the monitor's gate: its policy lists the device in no rule */
+                        return reply_denied(call, GUEST_REASON_DEVICE_NOT_LISTED);
                 return reply_backend_error(call, r, info.pci_address);
         }
         ctx->vdevices[ctx->n_vdevices++] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = TAKE_PTR(pci_address) };
