@@ -420,10 +420,12 @@ void guest_audit_release(const Release *rel, int result) {
                 rec.backend = tsm_backend_type_to_string(info.backend);
         /* Timeout: the TSM gave up, or had not answered when the worker exited; either way
          * nobody knows what the device did. DeviceGone: the device went while the TSM had it,
-         * recorded not done as a Bind or Unbind is. */
+         * recorded not done as a Bind or Unbind is. Denied: the monitor's gate refused it (a
+         * restore-bind of a device no policy rule lists any more), as it would a Bind. */
         rec.result = result >= 0            ? "ok" :
                      result == -ETIMEDOUT   ? GUEST_ERROR("Timeout") :
                      result == -ENODEV      ? GUEST_ERROR("DeviceGone") :
+                     result == -EPERM       ? GUEST_ERROR("Denied") :
                                               GUEST_ERROR("BackendError");
         r = audit_log_record_owed(rel->manager->audit, &rec, on_release_recorded, NULL, &seq);
         if (r < 0) {
