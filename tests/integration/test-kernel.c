@@ -396,6 +396,40 @@ TEST(the_kernel_out_of_memory_is_a_backend_error) {
         teardown(&e);
 }
 
+/* tsmd's own out of memory is not the kernel's: a guest request the worker cannot send to the
+ * monitor (its channel's ENOMEM, after the request was queued) is io.tsmd.System ENOMEM, as
+ * README's error list has it, not BackendError OutOfMemory, and recorded so. It reached no
+ * kernel; the next one does. */
+TEST(tsmds_own_out_of_memory_is_no_backend_error) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *path;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        path = strf("%s/fail-send", e.kernel_dir);
+        write_file(path, strf("%d\n", ENOMEM));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), "io.tsmd.System",
+                   "{\"errno\":12,\"errnoName\":\"ENOMEM\"}");
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", "io.tsmd.System", 1);
+        {
+                _cleanup_free_ char *calls = kernel_calls(&e);
+
+                ASSERT_NULL(strstr(calls, "req 11 "));
+        }
+        ASSERT_OK(unlink(path));
+        CALL_OK(c, G "GuestRequest", request_params(ctx, 11, "info"));
+        ASSERT_TRUE(tsmd_is_running(&e.tsmd));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* A TSM that gives up itself (its SPDM or DOE timeout: the kernel answers ETIMEDOUT) has answered:
  * the VMM gets the backend's error (BackendError Timeout), not the Timeout of a call tsmd gave up
  * on within RequestTimeoutUSec= (which a Bind never gets), whose late answer is still to come. */
