@@ -1211,12 +1211,13 @@ TEST(a_flood_of_late_answers_is_bounded) {
 }
 
 /* A connect whose worker dies before the kernel is done: its outcome is recorded by the next
- * worker, when the kernel answers. */
+ * worker, when the kernel answers, and that worker (which looked at the device while the
+ * kernel was connecting it) sees the device connected from then on: a VMM attaches it. */
 TEST(a_connect_answered_after_its_worker_died_is_audited) {
-        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL, *vmm = NULL;
         _cleanup_free_ char *written = NULL;
         AsyncCall connect = {};
-        json_object *late;
+        json_object *late, *r;
         HeldWrite h;
         Env e;
 
@@ -1235,6 +1236,11 @@ TEST(a_connect_answered_after_its_worker_died_is_audited) {
         ASSERT_STREQ(JSTR(late, "result"), "ok");
         ASSERT_FALSE(has_key(late, "originalSeq")); /* another worker's call */
         json_object_put(late);
+
+        vmm = tsmd_connect_guest(&e.tsmd);
+        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(open_context_full(vmm, NULL), 13, NVME_ADDR));
+        ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
+        ASSERT_STREQ(JSTR(r, "tsm"), "tsm1");
 
         teardown(&e);
 }
