@@ -40,10 +40,19 @@ int tsmctl_exit_code_for_error(const char *error) {
 }
 
 bool tsmctl_is_connection_error(int r) {
-        /* libtsm's errnos for a connection that broke, timed out or was spoken to wrongly. Not
-         * their error names: tsmd (or whatever answers at the socket) may send those too, and
-         * no error it sends maps to these (tsm.h). */
-        return r == -ECONNRESET || r == -ENOTCONN || r == -ETIMEDOUT || r == -EPROTO;
+        /* libtsm's errnos for a connection that broke or timed out. Not their error names:
+         * tsmd (or whatever answers at the socket) may send those too, and no error it sends
+         * maps to these (tsm.h). Not -EPROTO either: what answered is there, and broke the
+         * protocol (tsmctl_protocol_error()). */
+        return r == -ECONNRESET || r == -ENOTCONN || r == -ETIMEDOUT;
+}
+
+int tsmctl_protocol_error(const char *what) {
+        /* Something answers at the socket, so it is reachable; what it said is no Varlink, a
+         * failure (exit 1) that waiting or starting tsmd does not mend. */
+        fprintf(stderr, "%s: the answer broke the Varlink protocol (%s), connection closed.\n", what,
+                strerror(EPROTO));
+        return EXIT_GENERIC;
 }
 
 int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
@@ -120,6 +129,8 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
                         fprintf(stderr, "tsmd did not answer %s in time (--timeout= waits longer).\n", method);
                         return EXIT_NOT_RUNNING;
                 }
+                if (r == -EPROTO)
+                        return tsmctl_protocol_error(method);
                 if (tsmctl_is_connection_error(r)) {
                         fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
                         return EXIT_NOT_RUNNING;

@@ -61,6 +61,8 @@ int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json
                  json_object **ret);
 /* Whether libtsm's error r means tsmd could not be talked to. */
 bool tsmctl_is_connection_error(int r);
+/* Says that the answer to what broke the protocol (libtsm's -EPROTO); returns EXIT_GENERIC. */
+int tsmctl_protocol_error(const char *what);
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);
 /* The array under key in method's reply; if there is none, says so and returns EXIT_GENERIC. */

@@ -52,6 +52,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 fprintf(stderr, "Failed to write the output: %s\n", strerror(m.write_error));
                 return EXIT_GENERIC;
         }
+        if (r == -EPROTO)
+                return tsmctl_protocol_error("io.tsmd.Admin.FollowAudit");
         if (r < 0 && !tsm_client_get_error_name(c)) {
                 fprintf(stderr, "Following the audit log failed: %s\n", strerror(-r));
                 return EXIT_GENERIC;

@@ -26,6 +26,7 @@
 #include "guest.h"
 #include "log.h"
 #include "priv-call.h"
+#include "tsm-platform.h"
 #include "varlink-errors.h"
 
 static const char *const late_events[_TSM_PRIV_LATE_OP_MAX] = {
@@ -321,8 +322,20 @@ void guest_late_retry(Manager *m) {
 }
 
 void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
+        int r;
+
         assert(l->op > 0 && l->op < _TSM_PRIV_LATE_OP_MAX); /* priv-call.c checked it */
 
+        /* A connect or disconnect whose worker ended before the kernel was done: this worker
+         * looked at the device while the kernel changed it (and took it for unconnected, or
+         * could not read it), and connecting emits no uevent. It looks again now that the
+         * kernel is done, as the worker that asked would have at the answer (admin.c). */
+        if (l->op == TSM_PRIV_LATE_CONNECT || l->op == TSM_PRIV_LATE_DISCONNECT) {
+                r = tsm_platform_refresh_device(m->platform, l->pci_address);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to look at %s again after its late %s, ignoring: %m",
+                                        l->pci_address, l->op == TSM_PRIV_LATE_CONNECT ? "connect" : "disconnect");
+        }
         late_take(m, l, false);
 }
 

@@ -126,10 +126,11 @@ static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address
         }
 }
 
-/* The same for the answer the TSM gave to a request, through the monitor: an -ENOMEM there is
- * the backend's (the kernel's), BackendError OutOfMemory, not the worker's. */
-static int reply_tsm_error(VarlinkCall *call, int r, const char *pci_address) {
-        if (r == -ENOMEM)
+/* The same for how a call passed to the monitor ended. The TSM's answer, through the monitor: an
+ * -ENOMEM there is the backend's (the kernel's), BackendError OutOfMemory. One the worker could
+ * not send (its channel's -ENOMEM) is tsmd's own, left unanswered (io.tsmd.System). */
+static int reply_tsm_error(VarlinkCall *call, const PrivRequest *req, int r, const char *pci_address) {
+        if (r == -ENOMEM && priv_request_answered(req))
                 return reply_backend_errno(call, r);
         return reply_backend_error(call, r, pci_address);
 }
@@ -421,10 +422,12 @@ void guest_audit_release(const Release *rel, int result) {
                 rec.backend = tsm_backend_type_to_string(info.backend);
         /* Timeout: the TSM gave up, or had not answered when the worker exited; either way
          * nobody knows what the device did. DeviceGone: the device went while the TSM had it,
-         * recorded not done as a Bind or Unbind is. */
+         * recorded not done as a Bind or Unbind is. Denied: the monitor's gate refused it (a
+         * restore-bind of a device no policy rule lists any more), as it would a Bind. */
         rec.result = result >= 0            ? "ok" :
                      result == -ETIMEDOUT   ? GUEST_ERROR("Timeout") :
                      result == -ENODEV      ? GUEST_ERROR("DeviceGone") :
+                     result == -EPERM       ? GUEST_ERROR("Denied") :
                                               GUEST_ERROR("BackendError");
         r = audit_log_record_owed(rel->manager->audit, &rec, on_release_recorded, NULL, &seq);
         if (r < 0) {
@@ -732,6 +735,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 if (r == -ENODEV || r == -ENXIO) /* gone since we looked */
                         return guest_reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
                                                     json_object_new_string(address), NULL, NULL);
+                if (r == -EPERM) /* the monitor's gate: its policy lists the device in no rule */
+                        return reply_denied(call, GUEST_REASON_DEVICE_NOT_LISTED);
                 return reply_backend_error(call, r, info.pci_address);
         }
         ctx->vdevices[ctx->n_vdevices++] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = TAKE_PTR(pci_address) };
@@ -808,7 +813,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         if (state)
                 r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", state, NULL, NULL);
         else if (result < 0)
-                r = reply_tsm_error(call, result, v->pci_address);
+                r = reply_tsm_error(call, pc->request, result, v->pci_address);
         else
                 r = reply_state(call, m, ctx, v, false);
         if (r < 0 && !varlink_call_is_answered(call))
@@ -923,7 +928,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
                                                  json_object_new_string("maxResponseSize"), "limit",
                                                  json_object_new_int64((int64_t) pr->response_size));
                 else
-                        r = reply_tsm_error(call, result, pr->pci_address);
+                        r = reply_tsm_error(call, pr->request, result, pr->pci_address);
                 goto finish;
         }
 

@@ -31,6 +31,9 @@ struct PrivRequest {
         /* Guest requests count against what the monitor holds; binds and unbinds (at most two
          * per vDevice) do not, and are never held back: a detach must not overtake them. */
         bool counted;
+        /* The monitor answered: the result its callback gets is the monitor's (what the TSM
+         * said), not the worker's own failure to send it or the channel's end. */
+        bool answered;
         /* A guest request's context and vDevice (0 for other requests): a detach or close
          * fails those still waiting here (fail_waiting()). */
         uint32_t context, vdevice;
@@ -222,6 +225,7 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
         TAILQ_FOREACH(r, &c->requests, entry)
                 if (r->cookie == reply->hdr.cookie) {
                         request_unlink_sent(c, r);
+                        r->answered = true;
                         if (r->callback) /* else cancelled: nobody waits for it any more */
                                 r->callback(reply->result < 0 ? reply->result : (int) MIN(reply->value, (uint32_t) INT_MAX),
                                             payload, len, r->userdata);
@@ -1122,4 +1126,8 @@ void priv_request_cancel(PrivRequest *r) {
 
 uint32_t priv_request_get_cookie(const PrivRequest *r) {
         return r ? r->cookie : 0;
+}
+
+bool priv_request_answered(const PrivRequest *r) {
+        return r && r->answered;
 }

@@ -137,6 +137,10 @@ int priv_call_disconnect_device(PrivChannel *c, const char *pci_address, PrivReq
 void priv_request_cancel(PrivRequest *r);
 /* The cookie r goes (or went) to the monitor with: a LATE names it (request_cookie). */
 uint32_t priv_request_get_cookie(const PrivRequest *r);
+/* During r's callback: whether its result is the monitor's answer (the TSM's word, or the
+ * monitor's), rather than the worker's own failure to send it (an -ENOMEM of its channel is
+ * tsmd's, not the TSM's) or the end of the channel. */
+bool priv_request_answered(const PrivRequest *r);
 
 /* At exit, with the loop stopped: waits for the answers someone still waits for (the unbinds of
  * the last releases) until the monitor stays silent for timeout_usec, then fails the rest

@@ -24,6 +24,8 @@
  *   -ENXIO    no TSM serves the device
  *   -EBADF    an adopted fd is not an iommufd
  *   -EMFILE   the monitor holds as many contexts as it may (HELLO's max_contexts)
+ *   -EPERM    the monitor's policy gate: no rule lists the device for its backend (ATTACH_VDEVICE,
+ *             BIND_VDEVICE) or grants the scope for it (GUEST_REQUEST)
  *   -EOPNOTSUPP  the backend or UAPI cannot do it
  *   -EBUSY, -EIO, -ETIMEDOUT, ...  what the backend or kernel said
  * A message that breaks the wire rules, or names state the sender does not own, is not

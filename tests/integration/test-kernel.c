@@ -396,6 +396,40 @@ TEST(the_kernel_out_of_memory_is_a_backend_error) {
         teardown(&e);
 }
 
+/* tsmd's own out of memory is not the kernel's: a guest request the worker cannot send to the
+ * monitor (its channel's ENOMEM, after the request was queued) is io.tsmd.System ENOMEM, as
+ * README's error list has it, not BackendError OutOfMemory, and recorded so. It reached no
+ * kernel; the next one does. */
+TEST(tsmds_own_out_of_memory_is_no_backend_error) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *path;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        path = strf("%s/fail-send", e.kernel_dir);
+        write_file(path, strf("%d\n", ENOMEM));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), "io.tsmd.System",
+                   "{\"errno\":12,\"errnoName\":\"ENOMEM\"}");
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", "io.tsmd.System", 1);
+        {
+                _cleanup_free_ char *calls = kernel_calls(&e);
+
+                ASSERT_NULL(strstr(calls, "req 11 "));
+        }
+        ASSERT_OK(unlink(path));
+        CALL_OK(c, G "GuestRequest", request_params(ctx, 11, "info"));
+        ASSERT_TRUE(tsmd_is_running(&e.tsmd));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* A TSM that gives up itself (its SPDM or DOE timeout: the kernel answers ETIMEDOUT) has answered:
  * the VMM gets the backend's error (BackendError Timeout), not the Timeout of a call tsmd gave up
  * on within RequestTimeoutUSec= (which a Bind never gets), whose late answer is still to come. */
@@ -1177,12 +1211,13 @@ TEST(a_flood_of_late_answers_is_bounded) {
 }
 
 /* A connect whose worker dies before the kernel is done: its outcome is recorded by the next
- * worker, when the kernel answers. */
+ * worker, when the kernel answers, and that worker (which looked at the device while the
+ * kernel was connecting it) sees the device connected from then on: a VMM attaches it. */
 TEST(a_connect_answered_after_its_worker_died_is_audited) {
-        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL, *vmm = NULL;
         _cleanup_free_ char *written = NULL;
         AsyncCall connect = {};
-        json_object *late;
+        json_object *late, *r;
         HeldWrite h;
         Env e;
 
@@ -1201,6 +1236,11 @@ TEST(a_connect_answered_after_its_worker_died_is_audited) {
         ASSERT_STREQ(JSTR(late, "result"), "ok");
         ASSERT_FALSE(has_key(late, "originalSeq")); /* another worker's call */
         json_object_put(late);
+
+        vmm = tsmd_connect_guest(&e.tsmd);
+        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(open_context_full(vmm, NULL), 13, NVME_ADDR));
+        ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
+        ASSERT_STREQ(JSTR(r, "tsm"), "tsm1");
 
         teardown(&e);
 }

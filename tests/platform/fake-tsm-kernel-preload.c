@@ -19,6 +19,10 @@
  *              that finished one sync and is slow on the next
  *   fail-sync  while it exists, fdatasync() fails (after any hold) with the errno written in it,
  *              as on a disk that broke: the audit log fails
+ *   fail-send  while it exists, a batch of the worker's messages to the monitor (sendmmsg())
+ *              that holds a GUEST_REQUEST fails with the errno written in it, as the worker's
+ *              channel does with no memory for the datagrams: tsmd's own failure, not the kernel's
+ *              TSM's (only the worker sends GUEST_REQUEST; every other batch goes to libc)
  * Runs in: tsmd's processes, under test only.
  */
 
@@ -30,12 +34,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fake-tsm-kernel-v5.h"
 #include "iommufd-uapi.h"
+#include "tsm-priv.h"
 
 #define HOLD_POLL_NSEC 1000000L
 
@@ -182,4 +188,31 @@ __attribute__((visibility("default"))) int fdatasync(int fd) {
         if (!real_fdatasync)
                 real_fdatasync = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
         return real_fdatasync(fd);
+}
+
+static bool batch_has_guest_request(const struct mmsghdr *vec, unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
+                const struct msghdr *m = &vec[i].msg_hdr;
+                struct tsm_priv_hdr h;
+
+                if (m->msg_iovlen < 1 || m->msg_iov[0].iov_len < sizeof(h))
+                        continue;
+                memcpy(&h, m->msg_iov[0].iov_base, sizeof(h));
+                if (h.type == TSM_PRIV_GUEST_REQUEST)
+                        return true;
+        }
+        return false;
+}
+
+__attribute__((visibility("default"))) int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags) {
+        static int (*real_sendmmsg)(int fd, struct mmsghdr *vec, unsigned n, int flags);
+        int e = batch_has_guest_request(vec, n) ? errno_in("fail-send") : 0;
+
+        if (e < 0) {
+                errno = -e;
+                return -1;
+        }
+        if (!real_sendmmsg)
+                real_sendmmsg = (int (*)(int, struct mmsghdr *, unsigned, int)) dlsym(RTLD_NEXT, "sendmmsg");
+        return real_sendmmsg(fd, vec, n, flags);
 }

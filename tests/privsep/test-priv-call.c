@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -64,6 +65,19 @@ void *calloc(size_t n, size_t size) {
         return size > 0 && n <= SIZE_MAX / size && alloc_fails(n * size) ? NULL : __libc_calloc(n, size);
 }
 #endif
+
+/* Lets a test make the next batch the worker sends fail with an errno of the kernel's (ENOMEM:
+ * no memory for the datagram), as its channel's socket would. */
+static int fail_sendmmsg_errno;
+
+int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags) {
+        if (fail_sendmmsg_errno != 0) {
+                errno = fail_sendmmsg_errno;
+                fail_sendmmsg_errno = 0;
+                return -1;
+        }
+        return (int) syscall(SYS_sendmmsg, fd, vec, n, flags);
+}
 
 /* What priv-call.c keeps of a LATE, and of another call's answer, that come while a call waits
  * for its reply, laid out as there: the sizes of the allocations to fail. A layout that drifts
@@ -231,6 +245,61 @@ TEST(waiting_requests_that_cannot_be_sent_fail) {
         run_worker();
         ASSERT_EQ(f.n_answered, 1u);
         ASSERT_EQ(f.n_failed, 3u);
+
+        fixture_stop(&f);
+}
+
+/* How a request ended, as its callback saw it. */
+typedef struct Ended {
+        PrivRequest *request;
+        int result;
+        bool answered;
+        bool called;
+} Ended;
+
+static void on_ended(int result, const void *response, size_t len, void *userdata) {
+        Ended *e = userdata;
+
+        e->called = true;
+        e->result = result;
+        e->answered = priv_request_answered(e->request);
+}
+
+/* A guest request the worker could not send (its channel's ENOMEM) fails with -ENOMEM said to
+ * be the worker's own, not the monitor's answer: the worker's caller must not take it for the
+ * TSM's out of memory (BackendError OutOfMemory) when it is tsmd's (io.tsmd.System). The
+ * monitor's own -ENOMEM answer is told apart. */
+TEST(a_request_not_sent_is_no_answer_of_the_monitor) {
+        uint32_t ids[4], cookies[4];
+        Ended sent = {}, answered = {};
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info", "x", 1, 16, on_ended,
+                                          &sent, &sent.request));
+        fail_sendmmsg_errno = ENOMEM;
+        run_worker();
+        ASSERT_EQ(fail_sendmmsg_errno, 0); /* it was tried, and refused */
+        ASSERT_TRUE(sent.called);
+        ASSERT_EQ(sent.result, -ENOMEM);
+        ASSERT_FALSE(sent.answered);
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 0u);
+
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 2, TSM_BACKEND_EMULATED, "info", "x", 1, 16, on_ended,
+                                          &answered, &answered.request));
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 1u);
+        {
+                struct tsm_priv_reply rep;
+
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, cookies[0], 0);
+                rep.result = -ENOMEM;
+                ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+        }
+        run_worker();
+        ASSERT_TRUE(answered.called);
+        ASSERT_EQ(answered.result, -ENOMEM);
+        ASSERT_TRUE(answered.answered);
 
         fixture_stop(&f);
 }

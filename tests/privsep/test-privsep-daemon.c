@@ -480,6 +480,31 @@ TEST(bind_of_a_device_no_rule_lists) {
         teardown(&s);
 }
 
+/* The monitor's own gate on attaching, as the VMM hears of it: a device the monitor finds in no
+ * rule (here the proxy names another device than the one the worker checked, as a reload that
+ * reached the monitor first would leave it) is refused Denied naming what was refused, the
+ * device, not in the words of a backend's refusal of a message in a scope. */
+TEST(attach_of_a_device_no_rule_lists_is_denied_as_such) {
+        json_object *e;
+        Setup s;
+
+        setup(&s);
+        write_file(strf("%s/policy.conf", s.t.dir),
+                   "[Client:tests]\nUsers=root 65534\nDevices=" DEV1 " " DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&s.t, strf("[Platform]\nMode=emulated\nIommuDevice=/nonexistent/tsmd-test/iommu\n"
+                                           "EmulatedDevices=" DEV1 "," DEV2 ",0000:03:00.0\n"
+                                           "[Guest]\nContextStateDirectory=%s/state\n",
+                                           s.scratch)));
+        write_file(s.control, "attach-unlisted");
+        ASSERT_OK(chown(s.control, getpwnam("tsmd")->pw_uid, getpwnam("tsmd")->pw_gid)); /* the proxy empties it */
+        e = CALL_ERROR(s.client, G "AttachDevice", guest_attach_params(s.context, 2, DEV2), G "Denied", NULL);
+        ASSERT_STREQ(JSTR(e, "reason"), "no policy rule lists the device for its backend");
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "Refusing to attach 0000:03:00.0: no policy rule lists the device"));
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        teardown(&s);
+}
+
 /* A worker restarted after the policy file changed (no reload) reads the new one; so does the
  * monitor's scope gate, or it would refuse what the worker now grants. */
 TEST(debug_read_granted_to_a_restarted_worker) {

@@ -14,6 +14,9 @@
  * empties), it never passes the worker's READY on: a worker that hangs before READY, as the
  * monitor sees it.
  *
+ * Each ATTACH_VDEVICE the worker sends, the proxy looks at the control file: "attach-unlisted"
+ * names another device in it, one the test's policy does not list (then it empties the file).
+ *
  * Each RECLAIM_CONTEXT the worker sends, the proxy looks at the control file: "cut-reclaim-request"
  * drops it, "cut-reclaim-reply" passes it on and drops the monitor's reply; either way the proxy
  * then hangs up on the worker (which sees the channel break mid-call, and exits), empties the
@@ -184,6 +187,29 @@ static bool cut_at_reclaim(uint32_t cookie) {
         return request;
 }
 
+/* The control file's word on an ATTACH_VDEVICE passing: "attach-unlisted" names UNLISTED_DEVICE
+ * in it instead of the device the worker checked against the policy, so that the monitor's own
+ * gate, not the worker, refuses it (as when a reload reached the monitor first). Acted on once. */
+#define UNLISTED_DEVICE "0000:03:00.0"
+static void rewrite_attach(uint8_t *p, size_t len) {
+        struct tsm_priv_attach_vdevice a;
+        char word[32] = {};
+        _cleanup_close_ int fd = control_file ? open(control_file, O_RDWR | O_CLOEXEC) : -EBADF;
+
+        if (fd < 0 || len < sizeof(a) || read(fd, word, sizeof(word) - 1) < 0)
+                return;
+        word[strcspn(word, "\n")] = 0;
+        if (!streq(word, "attach-unlisted"))
+                return;
+        if (ftruncate(fd, 0) < 0)
+                plog("ftruncate %s: %m", control_file);
+        memcpy(&a, p, sizeof(a));
+        plog("'%s': attaching %s in place of %s", word, UNLISTED_DEVICE, a.pci_address);
+        memset(a.pci_address, 0, sizeof(a.pci_address));
+        memcpy(a.pci_address, UNLISTED_DEVICE, strlen(UNLISTED_DEVICE));
+        memcpy(p, &a, sizeof(a));
+}
+
 /* Moves one datagram, with its fds, from one end to the other. Returns 1 if one moved, 0 at
  * end of file, -EAGAIN if none is there, RELAY_CUT if it was dropped and the worker is to be
  * cut off, or the error. */
@@ -222,6 +248,9 @@ static int relay_one(int from, int to, bool from_worker) {
                 snoop(relay_buf, (size_t) n);
         {
                 uint32_t cookie;
+
+                if (from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_ATTACH_VDEVICE, &cookie))
+                        rewrite_attach(relay_buf, (size_t) n);
 
                 if ((from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_RECLAIM_CONTEXT, &cookie) &&
                      cut_at_reclaim(cookie)) ||

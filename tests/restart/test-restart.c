@@ -1858,7 +1858,8 @@ TEST(a_device_the_policy_dropped_is_restored_to_be_released) {
         ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
         (void) umount2(m.sysfs_root, MNT_DETACH);
 
-        /* Emulated: the new TSM bound nothing, and the device is not bound again. */
+        /* Emulated: the new TSM bound nothing, and the device is not bound again: the monitor's
+         * gate refuses the bind, recorded as the refusal it is, as a Bind of the VMM's would be. */
         manager_init(&m);
         manager_start_ready(&m);
         c = connect_client(&m);
@@ -1867,7 +1868,7 @@ TEST(a_device_the_policy_dropped_is_restored_to_be_released) {
         crash_and_restart(&m);
         varlink_client_free(c);
         json_object_put(TAKE_PTR(rec));
-        rec = wait_audit_record(&m, "restore-bind", "io.tsmd.Guest.BackendError");
+        rec = wait_audit_record(&m, "restore-bind", "io.tsmd.Guest.Denied");
         ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
         stop(&m);
 }

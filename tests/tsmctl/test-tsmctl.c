@@ -964,14 +964,41 @@ TEST(table_columns_align_by_display_width) {
 }
 
 /* A reply that is not UTF-8 never gets as far as tsmctl's output: libtsm's strict parser
- * refuses it (a protocol error, "not reachable"). */
+ * refuses it (a protocol error: a failure, exit 1, not "not reachable": something answered). */
 TEST(reply_not_utf8_refused) {
         static const char reply[] = "{\"parameters\":{\"devices\":[{\"pciAddress\":\"\x9b" "31m\xff\xc3\"}]}}";
         const char *args[] = { "devices", NULL };
         _cleanup_free_ char *out = NULL, *err = NULL;
 
-        ASSERT_EQ(run_fake(fake_socket_path("fake-not-utf8"), args, reply, sizeof(reply), &out, &err), 7);
-        ASSERT_NOT_NULL(strstr(err, "Protocol error"));
+        ASSERT_EQ(run_fake(fake_socket_path("fake-not-utf8"), args, reply, sizeof(reply), &out, &err), 1);
+        ASSERT_NOT_NULL(strstr(err, "broke the Varlink protocol (Protocol error)"));
+}
+
+/* Whatever breaks the protocol (libtsm's -EPROTO: no JSON, a reply to no call, a reply that is
+ * no object) is exit 1, for a call and for monitor's stream alike: exit 7 says nobody answered,
+ * which a script may mend by starting tsmd or waiting, and a broken answer is no such thing. */
+TEST(protocol_errors_are_failures_not_unreachable) {
+#define R(text) text, sizeof(text) /* NUL-terminated, one reply after another */
+        static const struct {
+                const char *args[2], *replies;
+                size_t len;
+        } cases[] = {
+                { { "devices" }, R("not json at all") },
+                { { "status" }, R("[1,2,3]") },
+                { { "monitor" }, R("{\"parameters\":{},\"continues\":true}\0{\"bogus\":") },
+                { { "monitor" }, R("{\"parameters\":{},\"continues\":true}\0\"a string\"") },
+        };
+#undef R
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                int status = run_fake(fake_socket_path("fake-proto"), cases[i].args, cases[i].replies, cases[i].len,
+                                      &out, &err);
+
+                if (status != 1 || !strstr(strempty(err), "broke the Varlink protocol"))
+                        TEST_FAIL("tsmctl %s, case %zu: exit %d, expected 1: %s", cases[i].args[0], i, status,
+                                  strempty(err));
+        }
 }
 
 /* --json (and call, and monitor --json) stays JSON with the same values: json-c escapes the C0
