@@ -15,6 +15,9 @@ typedef struct Held {
         EmuDevice *device; /* referenced: the pointer never names another device */
         bool has_nonce;
         uint8_t nonce[TDISP_NONCE_SIZE];
+        /* Bound by the host before a restart of tsmd (emu_tsm_restore()), with the TDI still
+         * locked: the restore's bind finds it so. */
+        bool bound_kept;
         LIST_ENTRY(Held) entry;
 } Held;
 
@@ -80,9 +83,18 @@ static int held_get(EmuTsm *t, EmuDevice *d, Held **ret) {
  * start it with. */
 static void held_sync(EmuTsm *t, EmuDevice *d) {
         Held *h = held_find(t, d);
+        TdispState s = emu_device_get_state(d);
 
-        if (h && (!h->has_nonce || emu_device_is_removed(d) ||
-                  emu_device_get_state(d) != TDISP_STATE_CONFIG_LOCKED))
+        if (!h)
+                return;
+        if (h->has_nonce && s != TDISP_STATE_CONFIG_LOCKED) {
+                explicit_bzero(h->nonce, sizeof(h->nonce));
+                h->has_nonce = false;
+        }
+        /* A binding lasts while the TDI is locked: STOP, a reset or ERROR end it. */
+        if (s != TDISP_STATE_CONFIG_LOCKED && s != TDISP_STATE_RUN)
+                h->bound_kept = false;
+        if (emu_device_is_removed(d) || (!h->has_nonce && !h->bound_kept))
                 held_free(h);
 }
 
@@ -152,6 +164,13 @@ int emu_tsm_bind(EmuTsm *t, EmuDevice *d) {
         r = held_get(t, d, &h);
         if (r < 0)
                 return r;
+        /* The binding the host had before tsmd restarted: nothing to send, the TDI is where
+         * the guest left it (RUN stays RUN). Once only: the next bind is a bind. */
+        if (h->bound_kept) {
+                h->bound_kept = false;
+                held_sync(t, d);
+                return 0;
+        }
         /* Written only on success: a TDI locked already keeps the nonce held for it. */
         r = emu_device_bind(d, h->nonce);
         if (r >= 0)
@@ -208,4 +227,39 @@ bool emu_tsm_holds_nonce(const EmuTsm *t, const EmuDevice *d) {
         const Held *h = t ? held_find(t, d) : NULL;
 
         return h && h->has_nonce;
+}
+
+bool emu_tsm_get_nonce(const EmuTsm *t, const EmuDevice *d, uint8_t ret[static TDISP_NONCE_SIZE]) {
+        const Held *h = t ? held_find(t, d) : NULL;
+
+        if (!h || !h->has_nonce)
+                return false;
+        memcpy(ret, h->nonce, TDISP_NONCE_SIZE);
+        return true;
+}
+
+int emu_tsm_restore(EmuTsm *t, EmuDevice *d, const uint8_t *nonce, bool bound) {
+        Held *h;
+        int r;
+
+        assert(t);
+        assert(d);
+
+        r = held_get(t, d, &h);
+        if (r < 0)
+                return r;
+        if (nonce) {
+                memcpy(h->nonce, nonce, TDISP_NONCE_SIZE);
+                h->has_nonce = true;
+        }
+        h->bound_kept = bound;
+        /* What the TDI's state does not allow is dropped at once, as after any exchange. */
+        held_sync(t, d);
+        return 0;
+}
+
+bool emu_tsm_holds_binding(const EmuTsm *t, const EmuDevice *d) {
+        const Held *h = t ? held_find(t, d) : NULL;
+
+        return h && h->bound_kept;
 }

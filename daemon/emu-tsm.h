@@ -11,7 +11,8 @@
  *
  * SECURITY: the nonces are the TSM's secrets: never logged, never in a guest's response (a
  * LOCK_INTERFACE_RESPONSE reaches the guest with its nonce zeroed) nor in any buffer that
- * leaves here, zeroed (explicit_bzero) when dropped. Pure: no I/O, no clock.
+ * leaves here but the monitor's own snapshot across a restart of tsmd (emu-state.h, which zeroes
+ * its copies), zeroed (explicit_bzero) when dropped. Pure: no I/O, no clock.
  * Runs in: monitor (the router, tsm-platform.c), tests.
  */
 #pragma once
@@ -46,3 +47,13 @@ void emu_tsm_forget(EmuTsm *t, EmuDevice *d);
 void emu_tsm_forget_removed(EmuTsm *t);
 /* Whether a nonce is held for d (never what it is). */
 bool emu_tsm_holds_nonce(const EmuTsm *t, const EmuDevice *d);
+
+/* Across a restart of tsmd (emu-state.h), in the monitor only. SECURITY: the nonce is copied
+ * into ret, which the caller zeroes once it has stored it; false if none is held. */
+bool emu_tsm_get_nonce(const EmuTsm *t, const EmuDevice *d, uint8_t ret[static TDISP_NONCE_SIZE]);
+/* Holds for d what was held before the restart: nonce (NULL: none), and whether the host had
+ * bound d, which the next emu_tsm_bind() then finds done without asking the device, once, if
+ * the TDI is still CONFIG_LOCKED or RUN. What d's TDI state rules out is dropped. -ENOMEM. */
+int emu_tsm_restore(EmuTsm *t, EmuDevice *d, const uint8_t *nonce, bool bound);
+/* Whether a binding emu_tsm_restore() kept for d waits for its bind still. */
+bool emu_tsm_holds_binding(const EmuTsm *t, const EmuDevice *d);

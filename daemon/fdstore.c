@@ -38,6 +38,19 @@ int fdstore_remove(uid_t uid, const char *reclaim_id) {
         return sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_PREFIX "%u.%s", (unsigned) uid, reclaim_id);
 }
 
+int fdstore_put_name(int fd, const char *name) {
+        char msg[128];
+        int r;
+
+        if (!fdstore_available())
+                return -EOPNOTSUPP;
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
+        r = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
+        if (r < 0)
+                return r;
+        return r == 0 ? -EOPNOTSUPP : 0;
+}
+
 int fdstore_remove_name(const char *name) {
         if (!fdstore_available())
                 return -EOPNOTSUPP;

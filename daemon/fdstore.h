@@ -38,6 +38,10 @@
 #define RECLAIM_TOKEN_LEN 32         /* hex digits: 128 random bits */
 #define RECLAIM_ID_LEN 32            /* hex digits: 128 bits of SHA-256(token) */
 
+/* The emulated devices' snapshot (emu-state.h): not a context's, and not one of ours in the sense
+ * of fdstore_name_is_ours(). */
+#define FDSTORE_EMU_STATE_NAME "tsmd-emu-state"
+
 bool fdstore_available(void);
 /* Stores fd (not taken: systemd gets a copy) under FDNAME=ctxid.<uid>.<reclaim_id>. */
 int fdstore_put(int fd, uid_t uid, const char *reclaim_id);
@@ -50,6 +54,8 @@ int fdstore_remove_moving(uid_t uid, const char *new_id, const char *old_id);
 /* The fd a carrier handed back holds, a copy of it (the carrier keeps it). -EBADMSG if it holds
  * something else. */
 int fdstore_carried_fd(int carrier, int *ret_fd);
+/* Stores fd (not taken) under FDNAME=name, not polled. */
+int fdstore_put_name(int fd, const char *name);
 /* Removes whatever is stored under name (one handed back by systemd, as it was). */
 int fdstore_remove_name(const char *name);
 /* True if name starts as one of ours does, either format: systemd hands back nothing else

@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "discovery.h"
 #include "emu-config.h"
+#include "emu-state.h"
 #include "emu-tsm.h"
 #include "iommufd-transport.h"
 #include "kernel-lanes.h"
@@ -64,6 +65,7 @@ struct TsmPlatform {
         Discovery *discovery;
         EmuPlatform *emu;
         EmuTsm *emu_tsm; /* the emulated TSM's own state (its nonces); the monitor's only */
+        bool emu_loaded; /* devices came back from a snapshot, and the restore is not done yet */
         KernelLanes *lanes; /* made at the first kernel request */
         int uapi; /* TsmUapiVersion, or negative errno from probing */
         bool view; /* the worker's: no operations of its own */
@@ -897,6 +899,69 @@ int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestC
                 return -EBUSY;
         /* What the kernel is told: the TSM to disconnect from. */
         return set_connected(p, d, TSM_OP_DISCONNECT, d->connected_tsm, cb, userdata, ret);
+}
+
+typedef struct SaveHeld {
+        TsmPlatform *platform;
+        EmuStateHeld held;
+        void *userdata;
+} SaveHeld;
+
+/* Before the restore is done (stopped before the worker was ready), what came back from the last
+ * snapshot and nothing holds yet is kept as it came: its vDevice may not be attached again yet. */
+static bool save_held(const char *pci_address, bool *ret_bound, void *userdata) {
+        SaveHeld *s = userdata;
+        EmuDevice *d;
+
+        if (s->held(pci_address, ret_bound, s->userdata))
+                return true;
+        if (!s->platform->emu_loaded)
+                return false;
+        d = emu_platform_find_device(s->platform->emu, pci_address);
+        *ret_bound = d && emu_tsm_holds_binding(s->platform->emu_tsm, d);
+        return true;
+}
+
+int tsm_platform_save_emulated(TsmPlatform *p, EmuStateHeld held, void *userdata, int *ret_fd, size_t *ret_n) {
+        SaveHeld s = { .platform = p, .held = held, .userdata = userdata };
+
+        if (!p->emu || p->view)
+                return -EOPNOTSUPP;
+        return emu_state_save(p->emu, p->emu_tsm, save_held, &s, ret_fd, ret_n);
+}
+
+int tsm_platform_load_emulated(TsmPlatform *p, int fd, size_t *ret_n) {
+        int r;
+
+        if (!p->emu || p->view)
+                return -EOPNOTSUPP;
+        r = emu_state_load(p->emu, p->emu_tsm, fd, ret_n);
+        if (r >= 0)
+                p->emu_loaded = true;
+        return r;
+}
+
+void tsm_platform_emulated_restored(TsmPlatform *p, EmuStateHeld held, void *userdata) {
+        bool bound;
+
+        if (!p->emu_loaded)
+                return;
+        p->emu_loaded = false;
+        for (size_t i = 0; i < emu_platform_get_n_devices(p->emu); i++) {
+                EmuDevice *d = emu_platform_get_device(p->emu, i);
+                const char *address = emu_device_get_address(d);
+                int r;
+
+                /* SECURITY: what its guest left in it must not reach the next one. */
+                if (held(address, &bound, userdata) || emu_device_get_exchange(d) ||
+                    (emu_device_is_clean(d) && !emu_tsm_holds_nonce(p->emu_tsm, d)))
+                        continue;
+                log_notice("Emulated device %s came back with its state, but no vDevice holds it any more; "
+                           "releasing it.", address);
+                r = emu_tsm_release(p->emu_tsm, d);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to release emulated device %s: %m", address);
+        }
 }
 
 bool tsm_platform_needs_release(TsmPlatform *p, const char *pci_address) {

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "emu-platform.h"
+#include "emu-state.h"
 #include "inventory.h"
 #include "kernel-lanes.h"
 #include "tsm-types.h"
@@ -142,6 +143,18 @@ bool tsm_platform_is_changing(TsmPlatform *p, const char *pci_address);
 /* Whether tsm_platform_release() of a device tsmd did not bind has anything to do: only for an
  * emulated device its guest locked, wrote to, or is exchanging messages with. */
 bool tsm_platform_needs_release(TsmPlatform *p, const char *pci_address);
+
+/* The emulated devices across a restart of tsmd (emu-state.h), in the monitor: their state into
+ * a sealed memfd (0 and -EBADF if none held by a vDevice has any; held says which are held, and
+ * bound); back from one at the next start, before the worker restores contexts (-EOPNOTSUPP if
+ * the platform is not emulated, else as emu_state_load()); and once the restore is done (the
+ * worker's READY), the devices that came back but no vDevice holds again (their context or
+ * vDevice was not restored) are released, as their vDevice's end would have: nothing of their
+ * guest is left for the next. Only after a load, once; a stop before that saves what came back
+ * and nothing holds yet as it came. */
+int tsm_platform_save_emulated(TsmPlatform *p, EmuStateHeld held, void *userdata, int *ret_fd, size_t *ret_n);
+int tsm_platform_load_emulated(TsmPlatform *p, int fd, size_t *ret_n);
+void tsm_platform_emulated_restored(TsmPlatform *p, EmuStateHeld held, void *userdata);
 
 /* Connects a TDISP-capable device to a TSM or disconnects it, through the PCI TSM sysfs ABI
  * (tsm/connect, tsm/disconnect). Kernel devices only. At once: -ENODEV unknown or not TDISP

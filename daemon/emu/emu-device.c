@@ -828,6 +828,64 @@ bool emu_device_is_clean(const EmuDevice *d) {
         return memcmp(regs, d->regs, sizeof(regs)) == 0;
 }
 
+void emu_device_save(const EmuDevice *d, EmuDeviceSaved *ret) {
+        assert(d);
+        assert(ret);
+
+        *ret = (EmuDeviceSaved) { .state = d->state, .n_locks = d->n_locks, .lock = d->lock, .mem = d->mem };
+        memcpy(ret->nonce, d->nonce, sizeof(ret->nonce));
+        memcpy(ret->regs, d->regs, sizeof(ret->regs));
+}
+
+static bool saved_is_valid(const EmuDeviceSaved *s) {
+        static const uint8_t zeros[MAX(TDISP_NONCE_SIZE, sizeof(TdispLockInterfaceParams))] = {};
+        const TdispLockInterfaceParams *p = &s->lock;
+
+        if (s->state < 0 || s->state >= _TDISP_STATE_MAX)
+                return false;
+        /* As handle_lock_interface() would have taken them, and none while unlocked. */
+        if (s->state == TDISP_STATE_CONFIG_UNLOCKED ?
+                            memcmp(p, zeros, sizeof(*p)) != 0 :
+                            (p->flags & ~EMU_LOCK_FLAGS_SUPPORTED) != 0 || p->reserved != 0 ||
+                                            p->bind_p2p_address_mask != 0 ||
+                                            p->mmio_reporting_offset % TDISP_PAGE_SIZE != 0)
+                return false;
+        /* A nonce exists only while CONFIG_LOCKED, and only after a lock. */
+        if (s->state != TDISP_STATE_CONFIG_LOCKED && memcmp(s->nonce, zeros, TDISP_NONCE_SIZE) != 0)
+                return false;
+        if (s->state != TDISP_STATE_CONFIG_UNLOCKED && s->n_locks == 0)
+                return false;
+        for (unsigned i = 0; i < EMU_DEBUG_REG_CONFIG_FIRST; i++)
+                if (s->regs[i] != 0)
+                        return false;
+        return true;
+}
+
+int emu_device_load(EmuDevice *d, const EmuDeviceSaved *s) {
+        uint8_t *mem = NULL;
+
+        assert_return(d, -EINVAL);
+        assert_return(s, -EINVAL);
+
+        if (!saved_is_valid(s))
+                return -EINVAL;
+        if (s->mem) {
+                mem = malloc(EMU_DEBUG_MEM_SIZE);
+                if (!mem)
+                        return -ENOMEM;
+                memcpy(mem, s->mem, EMU_DEBUG_MEM_SIZE);
+        }
+
+        device_scrub_memory(d);
+        d->mem = mem;
+        d->state = s->state;
+        d->n_locks = s->n_locks;
+        memcpy(d->nonce, s->nonce, sizeof(d->nonce));
+        d->lock = s->lock;
+        memcpy(d->regs, s->regs, sizeof(d->regs));
+        return 0;
+}
+
 int emu_device_new(const EmuDeviceConfig *c, EmuDevice **ret) {
         _cleanup_(emu_device_unrefp) EmuDevice *d = NULL;
         uint32_t function_id;

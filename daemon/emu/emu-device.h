@@ -162,6 +162,24 @@ int emu_device_release(EmuDevice *d);
  * at its power-on value. */
 bool emu_device_is_clean(const EmuDevice *d);
 
+/* What a device holds beyond its configuration: its TDI and its memory, as a real device keeps
+ * them while the software that drives it restarts (tsmd saves them at a stop, emu-state.h). */
+typedef struct EmuDeviceSaved {
+        TdispState state;
+        uint64_t n_locks;                /* nonces never repeat across the restart either */
+        uint8_t nonce[TDISP_NONCE_SIZE]; /* CONFIG_LOCKED only; zeros otherwise */
+        TdispLockInterfaceParams lock;   /* host byte order; zeros while CONFIG_UNLOCKED */
+        uint64_t regs[EMU_DEBUG_N_REGS]; /* the read-only ones (0-3) zero */
+        const uint8_t *mem;              /* EMU_DEBUG_MEM_SIZE bytes; NULL: all zeros */
+} EmuDeviceSaved;
+
+/* Fills ret with d's state; ret->mem is borrowed from d, valid until d's next change. */
+void emu_device_save(const EmuDevice *d, EmuDeviceSaved *ret);
+/* Puts d into the state s describes (a copy of s->mem is taken). -EINVAL, changing nothing,
+ * for a state the device could not be in (a nonce outside CONFIG_LOCKED, lock parameters it
+ * would refuse, ...); -ENOMEM. Faults are the configuration's, not part of it. */
+int emu_device_load(EmuDevice *d, const EmuDeviceSaved *s);
+
 /* Injectable faults (EmuFault, in emu-config.h so that a config can name one). BUSY, TIMEOUT
  * and GONE fail requests with -EBUSY, -ETIMEDOUT and -ENODEV before the device sees them;
  * GONE additionally resets the TDI (a device that dropped off the bus and comes back has lost

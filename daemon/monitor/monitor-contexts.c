@@ -526,3 +526,12 @@ void monitor_context_remove_vdevice(MonitorContext *ctx, TsmPlatform *p, Monitor
         vdevice_unbind(ctx, p, v);
         *v = ctx->vdevices[--ctx->n_vdevices];
 }
+
+bool monitor_contexts_holds_device(const char *pci_address, bool *ret_bound, void *userdata) {
+        MonitorVDevice *v = monitor_contexts_find_device(userdata, pci_address, NULL);
+
+        if (!v)
+                return false;
+        *ret_bound = v->bound && v->n_changes == 0;
+        return true;
+}

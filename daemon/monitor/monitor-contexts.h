@@ -153,6 +153,10 @@ MonitorContext *monitor_contexts_find_reclaim_id(MonitorContexts *c, const char 
 MonitorVDevice *monitor_contexts_find_device(MonitorContexts *c, const char *pci_address,
                                              MonitorContext **ret_ctx);
 
+/* Whether a vDevice holds the device at pci_address, and (*ret_bound) whether it is bound with no
+ * bind or unbind on its way; an EmuStateHeld (emu-state.h), userdata the MonitorContexts. */
+bool monitor_contexts_holds_device(const char *pci_address, bool *ret_bound, void *userdata);
+
 /* Ends a context: unbinds its bound vDevices (not the gone ones) through the platform, takes it
  * out of the fd store, closes the fd. The unbinds are queued on their devices' lanes after
  * what runs there, each with its own reference to the iommufd, and their results logged. -ENOENT

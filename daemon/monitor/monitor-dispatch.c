@@ -496,6 +496,9 @@ static int priv_ready(MonitorDispatch *d, const PrivMessage *m, const void *payl
          * attached. From now on the monitor's record is all a context has (tsm-priv.h). */
         MONITOR_CONTEXTS_FOREACH(ctx, d->contexts)
                 ctx->partial = false;
+        /* Emulated devices that came back with their state at the start (emu-state.h) are held
+         * again by the vDevices restored, or released now. */
+        tsm_platform_emulated_restored(d->platform, monitor_contexts_holds_device, d->contexts);
         log_debug("Worker is ready.");
         if (d->cb.ready)
                 d->cb.ready(d->userdata);

@@ -708,6 +708,47 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         return 0;
 }
 
+/* Stopping with a service manager that keeps the contexts: the emulated devices' state goes with
+ * them, as a real device keeps its TDI (emu-state.h). Only at a stop: a crash loses it. */
+static void emulated_state_save(Monitor *m) {
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = 0;
+        int r;
+
+        if (!m->platform || !m->contexts || !tsm_platform_is_emulated(m->platform) || !fdstore_available())
+                return;
+        r = tsm_platform_save_emulated(m->platform, monitor_contexts_holds_device, m->contexts, &fd, &n);
+        if (r >= 0 && fd >= 0)
+                r = fdstore_put_name(fd, FDSTORE_EMU_STATE_NAME);
+        if (r < 0)
+                log_warning_errno(r, "Failed to keep the emulated devices' state for the next start, they will "
+                                  "start fresh: %m");
+        else if (n > 0)
+                log_info("Kept the state of %zu emulated devices for the next start.", n);
+}
+
+/* The snapshot a stop kept (emu-state.h), once the contexts are in: read, and taken out of the
+ * fd store, so that a crash from now on does not bring back what the devices held at that stop. */
+static void emulated_state_load(Monitor *m, int fd) {
+        size_t n = 0;
+        int r;
+
+        r = tsm_platform_load_emulated(m->platform, fd, &n);
+        if (r == -EOPNOTSUPP)
+                log_notice("Ignoring the emulated devices' saved state: the platform is not emulated now.");
+        else if (r == -EBADMSG)
+                log_warning("Ignoring the emulated devices' saved state: it is damaged. They start fresh.");
+        else if (r == -EPROTONOSUPPORT)
+                log_warning("Ignoring the emulated devices' saved state: it is of another version. They start fresh.");
+        else if (r < 0)
+                log_warning_errno(r, "Ignoring the emulated devices' saved state, they start fresh: %m");
+        else
+                log_info("Restored the state of %zu emulated devices from before the restart.", n);
+        r = fdstore_remove_name(FDSTORE_EMU_STATE_NAME);
+        if (r < 0)
+                log_warning_errno(r, "Failed to remove the emulated devices' saved state from the fd store: %m");
+}
+
 Monitor *monitor_free(Monitor *m) {
         sigset_t handled;
 
@@ -724,6 +765,7 @@ Monitor *monitor_free(Monitor *m) {
         (void) sigprocmask(SIG_BLOCK, &handled, NULL);
 
         worker_kill(m, SIGKILL);
+        emulated_state_save(m);
         monitor_dispatch_free(m->dispatch);
         channel_close(m);
         /* Stopping with a service manager that keeps the fds: the next tsmd takes them. */
@@ -790,6 +832,7 @@ static int listen_path(Monitor *m, const char *path, mode_t mode, TsmPrivSocketK
 
 int monitor_listen(Monitor *m) {
         _cleanup_free_ char **names = NULL;
+        _cleanup_close_ int emu_state = -EBADF;
         TsmPrivSocketKind kind;
         int n, r;
 
@@ -802,6 +845,16 @@ int monitor_listen(Monitor *m) {
                 const char *name = names ? names[i] : NULL;
 
                 (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+                /* The emulated devices' state a stop kept for us (emu-state.h): read once the
+                 * contexts are in. */
+                if (name && streq(name, FDSTORE_EMU_STATE_NAME)) {
+                        if (emu_state >= 0) {
+                                log_warning("Ignoring a second saved state of the emulated devices (fd %d).", fd);
+                                safe_close(fd);
+                        } else
+                                emu_state = fd;
+                        continue;
+                }
                 /* An iommufd kept for us across a restart (fdstore.h). */
                 if (fdstore_name_is_ours(name)) {
                         uint32_t id;
@@ -839,6 +892,8 @@ int monitor_listen(Monitor *m) {
 
         /* Every kept fd is in: a rename a restart cut off leaves one under one name. */
         monitor_contexts_restore_done(m->contexts);
+        if (emu_state >= 0)
+                emulated_state_load(m, emu_state);
 
         if (m->socket_path) {
                 r = listen_path(m, m->socket_path, 0660, TSM_PRIV_SOCKET_ALL);

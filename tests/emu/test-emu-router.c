@@ -11,6 +11,10 @@
  * Runs in: tests.
  */
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "emu-device.h"
 #include "harness.h"
 #include "log-capture.h"
@@ -448,6 +452,84 @@ TEST(guest_lock_keeps_the_nonce_in_the_tsm) {
         ASSERT_EQ(start.type, TDISP_MSG_ERROR);
         ASSERT_EQ(error_of(&start), TDISP_ERROR_INVALID_NONCE);
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
+        router_free(&r);
+}
+
+static bool held_bound(const char *pci_address, bool *ret_bound, void *userdata) {
+        *ret_bound = true;
+        return true;
+}
+
+static bool held_none(const char *pci_address, bool *ret_bound, void *userdata) {
+        return false;
+}
+
+/* Across a restart of tsmd (emu-state.h): a bound device in RUN saved by one platform comes back
+ * in RUN in the next, bound: the restore's bind finds it so. A stop before the restore is done
+ * (nothing holds the device yet) keeps it as it came; once done, a device nothing holds is
+ * released, and a stop keeps nothing. */
+TEST(emulated_state_across_restarts) {
+        TsmTarget t = { .pci_address = DEV1, .iommufd = -EBADF };
+        uint8_t guess[TDISP_NONCE_SIZE] = {};
+        int fd = -EBADF, fd2 = -EBADF, none = -EBADF;
+        Router a, b, c;
+        Done bind, start;
+        size_t n;
+
+        router_new(&a, DEV1 "," DEV2, 0, 5000 * MSEC);
+        bind = (Done){ .start = now_monotonic_usec() };
+        ASSERT_OK(tsm_platform_bind(a.p, &t, on_bound, &bind, NULL));
+        run_until(&a, &bind.called, SLACK_USEC);
+        ASSERT_OK(bind.result);
+        submit_state_change(&a, DEV1, TDISP_MSG_START_INTERFACE_REQ, guess, sizeof(guess), &start);
+        run_until(&a, &start.called, SLACK_USEC);
+        ASSERT_EQ(state_of(&a, DEV1), TDISP_STATE_RUN);
+        ASSERT_OK(tsm_platform_save_emulated(a.p, held_bound, NULL, &fd, &n));
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(n, 1u); /* DEV2 has nothing */
+        router_free(&a);
+
+        router_new(&b, DEV1 "," DEV2, 0, 5000 * MSEC);
+        ASSERT_OK(tsm_platform_load_emulated(b.p, fd, &n));
+        ASSERT_EQ(n, 1u);
+        ASSERT_EQ(state_of(&b, DEV1), TDISP_STATE_RUN);
+        ASSERT_OK(tsm_platform_save_emulated(b.p, held_none, NULL, &fd2, &n));
+        ASSERT_TRUE(fd2 >= 0);
+        ASSERT_EQ(n, 1u);
+        tsm_platform_emulated_restored(b.p, held_none, NULL);
+        ASSERT_EQ(state_of(&b, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(tsm_platform_save_emulated(b.p, held_none, NULL, &none, &n));
+        ASSERT_EQ(none, -EBADF);
+        ASSERT_EQ(n, 0u);
+        router_free(&b);
+
+        router_new(&c, DEV1, 0, 5000 * MSEC);
+        ASSERT_OK(tsm_platform_load_emulated(c.p, fd2, &n));
+        ASSERT_EQ(state_of(&c, DEV1), TDISP_STATE_RUN);
+        bind = (Done){ .start = now_monotonic_usec() };
+        ASSERT_OK(tsm_platform_bind(c.p, &t, on_bound, &bind, NULL));
+        run_until(&c, &bind.called, SLACK_USEC);
+        ASSERT_OK(bind.result);
+        ASSERT_EQ(state_of(&c, DEV1), TDISP_STATE_RUN);
+        router_free(&c);
+        safe_close(fd);
+        safe_close(fd2);
+}
+
+/* A snapshot not sealed against writes, or not one at all, is refused whole. */
+TEST(emulated_state_refused_unless_sealed_and_whole) {
+        _cleanup_close_ int fd = memfd_create("not-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        char junk[256] = "tsmdemu1";
+        Router r;
+        size_t n;
+
+        router_new(&r, DEV1, 0, 5000 * MSEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(write(fd, junk, sizeof(junk)), (ssize_t) sizeof(junk));
+        ASSERT_ERRNO(tsm_platform_load_emulated(r.p, fd, &n), EBADMSG);
+        ASSERT_OK(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE));
+        ASSERT_ERRNO(tsm_platform_load_emulated(r.p, fd, &n), EBADMSG); /* no checksum */
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
         router_free(&r);
 }
 

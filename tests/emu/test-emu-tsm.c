@@ -240,4 +240,74 @@ TEST(failed_bind_holds_nothing) {
         fixture_free(&f);
 }
 
+/* Across a restart of tsmd (daemon/emu-state.c): a device put back into the state saved from
+ * another, and its TSM given the nonce and binding saved, go on as the first would have: the
+ * guest's START reaches RUN with the TSM's nonce, the memory reads back, and the restore's bind
+ * finds the TDI bound (once: the next is a bind like any, refused as the TDI is locked). */
+TEST(state_carried_across_a_restart) {
+        uint8_t junk[TDISP_NONCE_SIZE], nonce[TDISP_NONCE_SIZE], msg[256], resp[EMU_RESPONSE_MAX];
+        const uint8_t data[4] = { 1, 2, 3, 4 };
+        EmuDeviceSaved saved;
+        Fixture f, g;
+        size_t len;
+
+        fixture_new(&f);
+        fixture_new(&g);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(f.d), EMU_VENDOR_ID_DEFAULT,
+                                              EMU_DEBUG_OP_MEM_WRITE, 16, sizeof(data), data, msg, sizeof(msg), &len));
+        ASSERT_OK(emu_tsm_request(f.tsm, f.d, EMU_SCOPE_DEBUG_WRITE, msg, len, resp, sizeof(resp), &len));
+        ASSERT_EQ(resp[1], TDISP_MSG_VDM_RSP);
+
+        emu_device_save(f.d, &saved);
+        ASSERT_NOT_NULL(saved.mem);
+        ASSERT_TRUE(emu_tsm_get_nonce(f.tsm, f.d, nonce));
+        ASSERT_OK(emu_device_load(g.d, &saved));
+        ASSERT_OK(emu_tsm_restore(g.tsm, g.d, nonce, true));
+        fixture_free(&f); /* g's copy is its own */
+        ASSERT_EQ(emu_device_get_state(g.d), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_FALSE(emu_device_is_clean(g.d));
+
+        ASSERT_OK(emu_tsm_bind(g.tsm, g.d)); /* the restore's: nothing sent */
+        ASSERT_EQ(emu_device_get_state(g.d), TDISP_STATE_CONFIG_LOCKED);
+        memset(junk, 0x5a, sizeof(junk));
+        ASSERT_EQ(guest_start(&g, junk, NULL), TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_EQ(emu_device_get_state(g.d), TDISP_STATE_RUN);
+        ASSERT_ERRNO(emu_tsm_bind(g.tsm, g.d), EALREADY);
+
+        ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(g.d), EMU_VENDOR_ID_DEFAULT,
+                                              EMU_DEBUG_OP_MEM_READ, 16, sizeof(data), NULL, msg, sizeof(msg), &len));
+        ASSERT_OK(emu_tsm_request(g.tsm, g.d, EMU_SCOPE_DEBUG_READ, msg, len, resp, sizeof(resp), &len));
+        ASSERT_MEMEQ(resp + len - sizeof(data), data, sizeof(data));
+        fixture_free(&g);
+}
+
+/* What a device cannot be in is refused whole, and changes nothing; a binding or nonce the TDI's
+ * state rules out is not held. */
+TEST(impossible_state_not_loaded) {
+        EmuDeviceSaved s = { .state = TDISP_STATE_RUN, .n_locks = 1 };
+        Fixture f;
+
+        fixture_new(&f);
+        s.nonce[0] = 1; /* a nonce outside CONFIG_LOCKED */
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.nonce[0] = 0;
+        s.lock.flags = 0x8000; /* not a supported lock flag */
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.lock.flags = 0;
+        s.regs[EMU_DEBUG_REG_TDI_STATE] = 2; /* a read-only register */
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.regs[EMU_DEBUG_REG_TDI_STATE] = 0;
+        s.state = (TdispState) 7;
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        ASSERT_TRUE(emu_device_is_clean(f.d));
+
+        ASSERT_OK(emu_tsm_restore(f.tsm, f.d, zero, true)); /* CONFIG_UNLOCKED: neither holds */
+        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d)); /* a real bind: it locks */
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+        fixture_free(&f);
+}
+
 TEST_MAIN();

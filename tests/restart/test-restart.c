@@ -14,6 +14,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -22,7 +23,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "base64.h"
 #include "config.h"
+#include "emu-device.h"
+#include "fdstore.h"
 #include "harness.h"
 #include "json-util.h"
 #include "platform-test-util.h"
@@ -277,7 +281,7 @@ static int stored_context(Manager *m, const char **ret_name) {
         int fd = -1;
 
         for (size_t i = 0; i < m->n_store; i++) {
-                if (is_carrier_name(m->store[i].name))
+                if (is_carrier_name(m->store[i].name) || streq(m->store[i].name, FDSTORE_EMU_STATE_NAME))
                         continue;
                 ASSERT_TRUE(fd < 0);
                 fd = m->store[i].fd;
@@ -326,7 +330,7 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                                 store_put(m, fd, line + 7);
                                 fd = -1;
                         } else if (strneq(line, "FDNAME=", 7) && remove) {
-                                if (!is_carrier_name(line + 7))
+                                if (!is_carrier_name(line + 7) && !streq(line + 7, FDSTORE_EMU_STATE_NAME))
                                         snprintf(m->removed_name, sizeof(m->removed_name), "%s", line + 7);
                                 store_remove(m, line + 7);
                         } else if (streq(line, "FDSTOREREMOVE=1"))
@@ -2593,6 +2597,280 @@ TEST(a_full_notify_queue_does_not_block_the_monitor) {
         manager_wait(&m, has_watchdog, 3000); /* what was queued, then a ping sent since */
         ASSERT_TRUE(m.watchdog);
         varlink_client_free(admin);
+        stop(&m);
+}
+
+/* ---- the emulated devices' state across a stop ------------------------------------------------ */
+
+#define EMU_POLICY "[Client:tests]\nUsers=root 65534\nDevices=*\nScopes=info state-change debug-read debug-write\n"
+
+/* The admin's view of the TDI state of the emulated device at address. */
+static void expect_admin_state(Manager *m, const char *address, const char *state) {
+        VarlinkClient *admin;
+        json_object *reply, *devices;
+        bool found = false;
+
+        ASSERT_OK(varlink_client_connect(m->admin, &admin));
+        reply = call_ok(admin, "io.tsmd.Admin.ListDevices", NULL);
+        devices = json_object_object_get(reply, "devices");
+        ASSERT_NOT_NULL(devices);
+        for (size_t i = 0; i < json_object_array_length(devices); i++) {
+                json_object *d = json_object_array_get_idx(devices, i);
+
+                if (streq(json_get_string(d, "pciAddress"), address)) {
+                        ASSERT_STREQ(json_get_string(d, "state"), state);
+                        found = true;
+                }
+        }
+        ASSERT_TRUE(found);
+        varlink_client_free(admin);
+}
+
+/* The fd the fd store holds the emulated devices' state under, or -1. */
+static int stored_emu_state(Manager *m) {
+        for (size_t i = 0; i < m->n_store; i++)
+                if (streq(m->store[i].name, FDSTORE_EMU_STATE_NAME))
+                        return m->store[i].fd;
+        return -1;
+}
+
+/* A GuestRequest of vDevice 5 of context ctx on the emulated device at address: type with body,
+ * or (type 0) the debug memory request in buf; the TDISP response's bytes into resp. */
+static size_t emu_request(VarlinkClient *c, int64_t ctx, const char *scope, const void *req, size_t req_len,
+                          uint8_t *resp, size_t resp_size) {
+        _cleanup_free_ char *enc = NULL, *params = NULL;
+        _cleanup_free_ void *dec = NULL;
+        json_object *reply;
+        size_t len;
+
+        ASSERT_OK(base64_encode(req, req_len, &enc));
+        ASSERT_TRUE(asprintf(&params, "{\"context\":%lld,\"vdeviceId\":5,\"scope\":\"%s\",\"request\":\"%s\","
+                                      "\"maxResponseSize\":%zu}", (long long) ctx, scope, enc, resp_size) > 0);
+        reply = call_ok(c, "io.tsmd.Guest.GuestRequest", params);
+        const char *text = json_get_string(reply, "response");
+        ASSERT_OK(base64_decode(text, strlen(text), &dec, &len));
+        ASSERT_TRUE(len <= resp_size);
+        memcpy(resp, dec, len);
+        return len;
+}
+
+static uint32_t function_id_of(const char *address) {
+        unsigned domain, bus, device, function;
+        uint32_t id;
+
+        ASSERT_EQ(sscanf(address, "%x:%x:%x.%x", &domain, &bus, &device, &function), 4);
+        ASSERT_OK(tdisp_function_id_from_pci(domain, bus, device << 3 | function, &id));
+        return id;
+}
+
+/* The guest starts its TDI (bound: CONFIG_LOCKED, the TSM holds the nonce) and writes pattern
+ * to its memory at 0x1000. */
+static void emu_start_and_write(VarlinkClient *c, int64_t ctx, const char *address, const uint8_t *pattern,
+                                size_t n) {
+        uint8_t zero_nonce[TDISP_NONCE_SIZE] = {}, buf[8192], resp[8192];
+        size_t len;
+
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_START_INTERFACE_REQ, function_id_of(address), zero_nonce,
+                                      sizeof(zero_nonce), buf, sizeof(buf), &len));
+        ASSERT_TRUE(emu_request(c, ctx, "state-change", buf, len, resp, sizeof(resp)) >= 2);
+        ASSERT_EQ(resp[1], TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_OK(emu_debug_build_mem_request(function_id_of(address), EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_MEM_WRITE,
+                                              0x1000, (uint32_t) n, pattern, buf, sizeof(buf), &len));
+        ASSERT_TRUE(emu_request(c, ctx, "debug-write", buf, len, resp, sizeof(resp)) >= 2);
+        ASSERT_EQ(resp[1], TDISP_MSG_VDM_RSP);
+}
+
+/* Whether the device's memory at 0x1000 holds pattern. */
+static bool emu_memory_holds(VarlinkClient *c, int64_t ctx, const char *address, const uint8_t *pattern, size_t n) {
+        uint8_t buf[256], resp[8192];
+        size_t len;
+
+        ASSERT_OK(emu_debug_build_mem_request(function_id_of(address), EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_MEM_READ,
+                                              0x1000, (uint32_t) n, NULL, buf, sizeof(buf), &len));
+        len = emu_request(c, ctx, "debug-read", buf, len, resp, sizeof(resp));
+        ASSERT_EQ(resp[1], TDISP_MSG_VDM_RSP);
+        ASSERT_TRUE(len >= n);
+        return memcmp(resp + len - n, pattern, n) == 0;
+}
+
+/* A VMM's bound device in RUN, its memory written, and tsmd stopped (SIGTERM) with the fd store
+ * keeping the context: the state of the device is kept with it. */
+static void stop_with_running_device(Manager *m, char token[static 64], const uint8_t *pattern, size_t n) {
+        VarlinkClient *c = connect_client(m);
+
+        open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0, bound: CONFIG_LOCKED */
+        emu_start_and_write(c, 1, "0000:01:00.0", pattern, n);
+        expect_bound(c, "{\"context\":1,\"vdeviceId\":5}", true, "run");
+        manager_wait(m, has_stored, 5000);
+        stop(m);
+        manager_drain(m); /* what it stored on its way out */
+        varlink_client_free(c);
+}
+
+/* A real device's TDI stays in RUN, and its memory stays, while tsmd restarts; an emulated one's
+ * too: after a stop and a start with the fd store the VMM reclaims its context and finds its
+ * device bound and in RUN (the restore's bind finds it so), its memory as it was. The saved state
+ * is read once: out of the fd store once read, and gone from the next stop that has none. */
+TEST(an_emulated_device_keeps_its_state_across_a_restart) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        uint8_t pattern[4096];
+        char token[64], params[128];
+        VarlinkClient *c;
+        int64_t ctx;
+        Manager m;
+
+        for (size_t i = 0; i < sizeof(pattern); i++)
+                pattern[i] = (uint8_t) (i * 7 + 3);
+        manager_init(&m);
+        policy_write(&m, EMU_POLICY);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        stop_with_running_device(&m, token, pattern, sizeof(pattern));
+        ASSERT_TRUE(stored_emu_state(&m) >= 0);
+
+        manager_start_ready(&m);
+        wait_log(&m, "Restored the state of 1 emulated devices from before the restart.");
+        ASSERT_TRUE(stored_emu_state(&m) < 0);
+        rec = wait_audit_record(&m, "restore-bind", "ok");
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        expect_bound(c, params, true, "run");
+        ASSERT_TRUE(emu_memory_holds(c, ctx, "0000:01:00.0", pattern, sizeof(pattern)));
+
+        /* Unbound, the device keeps nothing: the next stop saves no state. */
+        call_ok(c, "io.tsmd.Guest.Unbind", params);
+        expect_bound(c, params, false, "config_unlocked");
+        ASSERT_FALSE(emu_memory_holds(c, ctx, "0000:01:00.0", pattern, sizeof(pattern)));
+        varlink_client_free(c);
+        stop(&m);
+        manager_drain(&m);
+        ASSERT_TRUE(stored_emu_state(&m) < 0);
+}
+
+/* A damaged saved state (one bit flipped) is ignored, with a log line: the device comes back
+ * fresh and is bound again, CONFIG_LOCKED, as before there was any. */
+TEST(a_damaged_emulated_state_is_ignored) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        _cleanup_free_ uint8_t *bytes = NULL;
+        uint8_t pattern[512];
+        char token[64], params[128];
+        struct stat st;
+        VarlinkClient *c;
+        int64_t ctx;
+        int fd, copy;
+        Manager m;
+
+        memset(pattern, 0xa5, sizeof(pattern));
+        manager_init(&m);
+        policy_write(&m, EMU_POLICY);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        stop_with_running_device(&m, token, pattern, sizeof(pattern));
+
+        /* Sealed: a copy with a bit flipped, in its place. */
+        fd = stored_emu_state(&m);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fstat(fd, &st));
+        bytes = malloc(st.st_size);
+        ASSERT_NOT_NULL(bytes);
+        ASSERT_EQ(pread(fd, bytes, st.st_size, 0), st.st_size);
+        bytes[st.st_size / 2] ^= 0x10;
+        copy = memfd_create("damaged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ASSERT_TRUE(copy >= 0);
+        ASSERT_EQ(write(copy, bytes, st.st_size), st.st_size);
+        ASSERT_OK(fcntl(copy, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL));
+        store_remove(&m, FDSTORE_EMU_STATE_NAME);
+        store_put(&m, copy, FDSTORE_EMU_STATE_NAME);
+
+        manager_start_ready(&m);
+        wait_log(&m, "Ignoring the emulated devices' saved state: it is damaged.");
+        ASSERT_TRUE(stored_emu_state(&m) < 0);
+        rec = wait_audit_record(&m, "restore-bind", "ok");
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        expect_bound(c, params, true, "config_locked");
+        ASSERT_FALSE(emu_memory_holds(c, ctx, "0000:01:00.0", pattern, sizeof(pattern)));
+        call_ok(c, "io.tsmd.Guest.DetachDevice", params);
+        varlink_client_free(c);
+        stop(&m);
+}
+
+/* A device gone from EmulatedDevices= at the start does not come back with its state when it is
+ * listed again (a reload), and one configured as another device (another vendor) starts fresh. */
+TEST(an_emulated_device_removed_from_the_config_is_not_resurrected) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        uint8_t pattern[256];
+        char token[64], params[128];
+        VarlinkClient *c;
+        int64_t ctx;
+        Manager m;
+
+        memset(pattern, 0x5a, sizeof(pattern));
+        manager_init(&m);
+        policy_write(&m, EMU_POLICY);
+        config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0,0000:02:00.0");
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token); /* vDevice 5 on 0000:01:00.0 */
+        emu_start_and_write(c, 1, "0000:01:00.0", pattern, sizeof(pattern));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":6,\"pciAddress\":\"0000:02:00.0\"}");
+        call_ok(c, "io.tsmd.Guest.Bind", "{\"context\":1,\"vdeviceId\":6}");
+        manager_wait(&m, has_stored, 5000);
+        stop(&m);
+        manager_drain(&m);
+        varlink_client_free(c);
+        ASSERT_TRUE(stored_emu_state(&m) >= 0);
+
+        config_set(&m, "Platform", "EmulatedDevices", "0000:02:00.0:vendor=8086");
+        manager_start_ready(&m);
+        wait_log(&m, "Emulated device 0000:01:00.0 had state before the restart, but is not emulated any more");
+        wait_log(&m, "Emulated device 0000:02:00.0 is configured as another device than before the restart");
+        rec = wait_audit_record(&m, "restore-bind", "ok");
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.DeviceGone");
+        call_ok(c, "io.tsmd.Guest.DetachDevice", params);
+        /* The other one, fresh, bound again by the restore. */
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":6}", (long long) ctx);
+        expect_bound(c, params, true, "config_locked");
+
+        /* Listed again: a new device, with nothing of the one before. */
+        config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0,0000:02:00.0:vendor=8086");
+        ASSERT_OK(kill(m.pid, SIGHUP));
+        wait_log(&m, "Emulated device 0000:01:00.0 added.");
+        expect_admin_state(&m, "0000:01:00.0", "CONFIG_UNLOCKED");
+        varlink_client_free(c);
+        stop(&m);
+}
+
+/* The context did not come back (its fd left the store): its device, back in RUN with the
+ * guest's memory, is held by no vDevice once the restore is done, and is released then, as the
+ * end of its vDevice would have: the next VMM gets nothing of the last one's. */
+TEST(an_emulated_device_nobody_holds_after_a_restart_is_released) {
+        uint8_t pattern[256];
+        char token[64], context_name[160];
+        const char *name;
+        Manager m;
+
+        memset(pattern, 0x3c, sizeof(pattern));
+        manager_init(&m);
+        policy_write(&m, EMU_POLICY);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        stop_with_running_device(&m, token, pattern, sizeof(pattern));
+        ASSERT_TRUE(stored_emu_state(&m) >= 0);
+        ASSERT_TRUE(stored_context(&m, &name) >= 0);
+        snprintf(context_name, sizeof(context_name), "%s", name); /* store_remove() moves the names */
+        store_remove(&m, context_name);
+
+        manager_start_ready(&m);
+        wait_log(&m, "Emulated device 0000:01:00.0 came back with its state, but no vDevice holds it any more; "
+                     "releasing it.");
+        expect_admin_state(&m, "0000:01:00.0", "CONFIG_UNLOCKED");
         stop(&m);
 }
 
