@@ -4,7 +4,7 @@
  * over the guest socket while a well-behaved VMM (a context with DEV2 attached, TDISP
  * GET_VERSION in scope "info", good-client.h) keeps working, between the attack's steps or
  * throughout it from a thread of its own, and checks that its requests stayed within a bound
- * relative to their time before the attack, that tsmd is still up, that
+ * relative to their time before the attack, that tsmd is still up with the same worker, that
  * tsmd's fd count is back to exactly its baseline and its RSS near it, and that refusals were
  * named errors where the protocol allows an answer. Every refusal is in the audit log under its
  * name: a call's with the method as event, one that ends its connection with event
@@ -67,6 +67,7 @@ static const char *request_params(int64_t ctx, int64_t vdev, const char *address
 typedef struct Baseline {
         unsigned fds;      /* with the good client (and its context) connected, idle */
         unsigned long rss; /* KiB */
+        pid_t worker;
         int64_t seq;       /* the last audit record before the attack */
 } Baseline;
 
@@ -76,6 +77,8 @@ static Baseline baseline_take(Tsmd *t, Good *g) {
         /* Warm up (every path the attacks touch has run once, so the allocator has its arenas)
          * and time the good client as the machine runs it now. */
         good_measure_baseline(g);
+        b.worker = tsmd_worker_pid(t);
+        ASSERT_TRUE(b.worker > 0);
         /* Before the fds settle: the admin connection that asks is gone when they have. */
         b.seq = tsmd_audit_last_seq(t);
         b.fds = tsmd_settled_fds(t, 1);
@@ -88,6 +91,8 @@ static void expect_recovered(Tsmd *t, Good *g, const Baseline *b) {
         unsigned long rss;
 
         ASSERT_TRUE(tsmd_is_running(t));
+        /* The same worker: a crash the monitor made good for is no recovery. */
+        ASSERT_EQ(tsmd_worker_pid(t), b->worker);
         good_check(g);
         fds = tsmd_wait_fds(t, b->fds, TSMD_WAIT_USEC);
         if (fds != b->fds)
@@ -107,6 +112,7 @@ static void expect_recovered(Tsmd *t, Good *g, const Baseline *b) {
                 TEST_FAIL("tsmd's RSS grew from %lu to %lu KiB", b->rss, rss);
 #endif
         ASSERT_TRUE(tsmd_is_running(t));
+        ASSERT_EQ(tsmd_worker_pid(t), b->worker);
 }
 
 /* ---- raw sockets, for what no client library would send ------------------------------------- */
@@ -992,10 +998,18 @@ TEST(fd_flood) {
         tsmd_expect_audit(&t, adopt_seq, "adopt-context", E_GUEST("BadFileDescriptor"), ELEMENTSOF(wrong) + 2);
         ASSERT_EQ(varlink_client_push_fd(a, open("/dev/zero", O_RDWR | O_CLOEXEC)), 0);
         {
+                int64_t seq = tsmd_audit_last_seq(&t);
                 json_object *r = NULL;
                 const char *e = tsmd_call(a, G "AdoptContext", "{\"fileDescriptor\":-1}", &r);
+
                 if (!e || (!streq(e, E_GUEST("BadFileDescriptor")) && !streq(e, VARLINK_ERROR_INVALID_PARAMETER)))
                         TEST_FAIL("AdoptContext(fileDescriptor -1): %s", e ?: "success");
+                fprintf(stderr, "# AdoptContext(fileDescriptor -1): %s\n", e);
+                /* On record as the refusal it was: of the call as made, or of its parameter. */
+                if (streq(e, E_GUEST("BadFileDescriptor")))
+                        tsmd_expect_audit(&t, seq, "adopt-context", e, 1);
+                else
+                        tsmd_expect_audit(&t, seq, G "AdoptContext", e, 1);
         }
         good_check(&g);
         ASSERT_EQ(tsmd_settled_fds(&t, 2), b.fds + 1);
@@ -1078,6 +1092,7 @@ TEST(disconnect_mid_request_and_mid_stream) {
 
         /* Mid-stream: subscribe, get the first reply, hang up; and one that never reads while
          * events are generated for it (a device of its process goes away and comes back). */
+        int64_t watch_seq = tsmd_audit_last_seq(&t);
         for (unsigned i = 0; i < 5; i++) {
                 VarlinkClient *w = tsmd_connect_guest(&t);
                 AsyncCall we = {};
@@ -1105,6 +1120,24 @@ TEST(disconnect_mid_request_and_mid_stream) {
                 varlink_client_free(w);
                 varlink_client_free(a);
                 ASSERT_TRUE(tsmd_reload(&t, CONF("EmulatedLatencyUSec=300000\n")));
+        }
+        /* Each subscription is on record, made when it was; a hang-up on one, its event read or
+         * not, is no refusal. */
+        {
+                _cleanup_json_ json_object *records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 "}", watch_seq + 1));
+                size_t n_watch = 0;
+
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+
+                        if (streq(JSTR(rec, "event"), "connection"))
+                                TEST_FAIL("a hang-up mid-stream was refused: %s", json_object_to_json_string(rec));
+                        if (streq(JSTR(rec, "event"), "watch-events")) {
+                                ASSERT_STREQ(JSTR(rec, "result"), "ok");
+                                n_watch++;
+                        }
+                }
+                ASSERT_EQ(n_watch, 6U);
         }
 
         /* Past the cancelled requests' completion times. */
@@ -1825,7 +1858,8 @@ TEST(subscriptions_ended_by_reply_too_large_are_not_kept) {
         Tsmd t;
         int fd;
 
-        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=256\n"));
+        /* Refusals past root's budget are counted into summaries: written each second here. */
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxMessageSize=256\n[Audit]\nRefusalIntervalSec=1\n"));
         fd = raw_open(&t);
         for (unsigned i = 0; i < 200; i++)
                 subscribe_too_large(fd);
@@ -1844,6 +1878,10 @@ TEST(subscriptions_ended_by_reply_too_large_are_not_kept) {
                                  "\"vdeviceId\":1}}"));
         raw_expect_reply(fd, E_GUEST("NoSuchContext"), "{\"context\":987654321}");
         close(fd);
+        /* Each one on record: counted with room for the records (a reload's MaxMessageSize= is
+         * for the connections after it). */
+        ASSERT_TRUE(tsmd_reload(&t, CONF("[Varlink]\nMaxMessageSize=64K\n[Audit]\nRefusalIntervalSec=1\n")));
+        tsmd_expect_audit(&t, 0, "connection", VARLINK_ERROR_REPLY_TOO_LARGE, 5200);
         tsmd_teardown(&t);
 }
 
