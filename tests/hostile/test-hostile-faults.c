@@ -59,7 +59,9 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 
+#include "good-client.h"
 #include "guest-calls.h"
+#include "repeat-check.h"
 #include "tdisp.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
@@ -74,8 +76,6 @@
 #define CONF(devices, extra) \
         strf("[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDevices=%s\n%s", (devices), (extra))
 
-/* A good client's request must not take longer than this (plus the emulated latency). */
-#define GOOD_MAX_USEC (1 * USEC_PER_SEC)
 /* RSS may grow this much over the baseline (allocator caches, audit buffers). */
 #define RSS_SLACK_KIB 4096UL
 /* A call tsmd does not audit must be answered this fast whatever the disk does. */
@@ -128,51 +128,6 @@ static uint64_t expect_ping_fast(Tsmd *t) {
         return took;
 }
 
-/* ---- the well-behaved client ---------------------------------------------------------------- */
-
-typedef struct Good {
-        VarlinkClient *c;
-        int64_t ctx;
-        char params[512];
-        unsigned n_ok;
-        uint64_t bound_usec, max_usec;
-} Good;
-
-static void good_connect(Tsmd *t, Good *g, uint64_t latency_usec) {
-        *g = (Good) { .bound_usec = GOOD_MAX_USEC + latency_usec };
-        g->c = tsmd_connect_guest(t);
-        g->ctx = guest_open_context(g->c);
-        CALL_OK(g->c, G "AttachDevice", guest_attach_params(g->ctx, 1, DEV2));
-        snprintf(g->params, sizeof(g->params), "%s", version_params(g->ctx, 1, DEV2));
-}
-
-/* One GET_VERSION through the good client: must succeed, in time, with a VERSION response.
- * Returns how long it took. */
-#define good_check(g) good_check_at(__FILE__, __LINE__, (g))
-static uint64_t good_check_at(const char *file, int line, Good *g) {
-        json_object *r = NULL;
-        uint64_t start = now_usec(), took;
-        const char *error = tsmd_call(g->c, G "GuestRequest", g->params, &r);
-
-        took = usec_since(start);
-        if (error)
-                TEST_FAIL("%s:%d: the good client's GuestRequest failed: %s %s", file, line, error,
-                          json_object_to_json_string(r));
-        if (took > g->bound_usec)
-                TEST_FAIL("%s:%d: the good client's GuestRequest took %llu ms", file, line,
-                          (unsigned long long) (took / USEC_PER_MSEC));
-        if (response_type(r, NULL) != TDISP_MSG_VERSION)
-                TEST_FAIL("%s:%d: the good client got no VERSION response", file, line);
-        g->max_usec = MAX(g->max_usec, took);
-        g->n_ok++;
-        return took;
-}
-
-static void good_done(Good *g) {
-        varlink_client_free(g->c);
-        g->c = NULL;
-}
-
 /* ---- the audit log, through io.tsmd.Admin.QueryAudit ---------------------------------------- */
 
 /* Records after seq `after` for address whose event and result are as given. */
@@ -217,14 +172,16 @@ typedef struct Baseline {
         unsigned long rss; /* KiB */
         pid_t worker;
         int64_t seq;       /* the last audit record before the fault */
+        unsigned n_good;   /* the good client's requests before it */
 } Baseline;
 
 static Baseline baseline_take(Tsmd *t, Good *g) {
         Baseline b;
 
-        /* Warm up: every path the faults touch has run once, so the allocator has its arenas. */
-        for (unsigned i = 0; i < 4; i++)
-                good_check(g);
+        /* Warm up (every path the faults touch has run once, so the allocator has its arenas)
+         * and time the good client as the machine runs it now. */
+        good_measure_baseline(g);
+        b.n_good = g->n_ok;
         b.fds = tsmd_settled_fds(t, 1);
         b.rss = tsmd_rss_kib(t);
         b.worker = tsmd_worker_pid(t);
@@ -244,8 +201,9 @@ static void expect_recovered(Tsmd *t, Good *g, const Baseline *b) {
         if (fds != b->fds)
                 TEST_FAIL("tsmd holds %u fds after the fault, %u before", fds, b->fds);
         rss = tsmd_rss_kib(t);
-        fprintf(stderr, "# good client: %u requests, slowest %llu ms; fds %u; RSS %lu -> %lu KiB\n", g->n_ok,
-                (unsigned long long) (g->max_usec / USEC_PER_MSEC), fds, b->rss, rss);
+        fprintf(stderr, "# good client: %u requests, slowest %llu ms (bound %llu ms); fds %u; RSS %lu -> %lu KiB\n",
+                g->n_ok, (unsigned long long) (g->max_usec / USEC_PER_MSEC),
+                (unsigned long long) (g->bound_usec / USEC_PER_MSEC), fds, b->rss, rss);
 #if !TSMD_SANITIZED
         /* Under valgrind, RSS is valgrind's; its leak check speaks instead. */
         if (rss > b->rss + RSS_SLACK_KIB && !tsmd_under_valgrind())
@@ -273,15 +231,17 @@ static void vmm_refused(Vmm *v, const char *error) {
         CALL_ERROR(v->c, G "GuestRequest", version_params(v->ctx, 1, DEV1), error, "{\"pciAddress\":\"" DEV1 "\"}");
 }
 
-/* n requests in flight at once; each reply is checked by check(). Returns when all came. */
+/* n requests in flight at once; each reply is checked by check(). Returns when all came. With g,
+ * the good client's request goes between. */
 static void vmm_burst(Vmm *v, Good *g, unsigned n, uint64_t timeout_usec, void (*check)(AsyncCall *a)) {
         AsyncCall calls[64] = {};
 
         ASSERT_TRUE(n <= ELEMENTSOF(calls));
         for (unsigned i = 0; i < n; i++)
                 tsmd_call_async(v->c, G "GuestRequest", version_params(v->ctx, 1, DEV1), 0, &calls[i]);
-        /* The good client is served meanwhile. */
-        good_check(g);
+        /* The good client is served meanwhile (unless its thread is at it). */
+        if (g)
+                good_check(g);
         for (unsigned i = 0; i < n; i++) {
                 if (!tsmd_async_wait(v->c, &calls[i], 1, timeout_usec))
                         TEST_FAIL("request %u of a burst of %u not answered", i, n);
@@ -319,36 +279,25 @@ typedef struct QuickFault {
         const char *bind_error;
 } QuickFault;
 
-#define N_CHURN_WARMUP 4
-#define N_CHURN_BURSTS 250
-/* What N_CHURN_BURSTS bursts may add to tsmd's RSS once warm: a leak of 100 bytes a request
- * (4,000 of them) is more than this. */
-#define CHURN_SLACK_KIB 256UL
+typedef struct Burst {
+        Vmm *v;
+        void (*check)(AsyncCall *a);
+} Burst;
 
-/*
- * Bursts of requests the device refuses, by the thousand: what each one cost tsmd is given
- * back (a few dozen cannot show a small leak in the RSS, even one valgrind does not count as an
- * error as it stays reachable). Returns how many requests it made. Not under valgrind, whose
- * leak check needs no repetition.
- */
+static void burst_refused(Tsmd *t, void *userdata) {
+        Burst *b = userdata;
+
+        vmm_burst(b->v, NULL, N_BURST, TSMD_WAIT_USEC, b->check);
+}
+
+/* Bursts of requests the device refuses, by the thousand, the good client served throughout:
+ * what each one cost tsmd is given back (a few dozen cannot show a small leak in the RSS, even
+ * one valgrind does not count as an error as it stays reachable). Returns how many requests it
+ * made. */
 static unsigned churn(Tsmd *t, Vmm *v, Good *g, void (*check)(AsyncCall *a)) {
-        unsigned long warm, rss;
+        Burst b = { v, check };
 
-        if (tsmd_under_valgrind())
-                return 0;
-        for (unsigned i = 0; i < N_CHURN_WARMUP; i++)
-                vmm_burst(v, g, N_BURST, TSMD_WAIT_USEC, check);
-        warm = tsmd_rss_kib(t);
-        for (unsigned i = 0; i < N_CHURN_BURSTS; i++)
-                vmm_burst(v, g, N_BURST, TSMD_WAIT_USEC, check);
-        rss = tsmd_rss_kib(t);
-        fprintf(stderr, "# %u more requests to the device: RSS %lu -> %lu KiB\n", N_CHURN_BURSTS * N_BURST, warm, rss);
-#if !TSMD_SANITIZED
-        if (rss > warm + CHURN_SLACK_KIB)
-                TEST_FAIL("%u requests to the device grew tsmd's RSS from %lu to %lu KiB", N_CHURN_BURSTS * N_BURST, warm,
-                          rss);
-#endif
-        return (N_CHURN_WARMUP + N_CHURN_BURSTS) * N_BURST;
+        return N_BURST * expect_no_growth(t, "a burst of requests to the device", 2, N_BURST, burst_refused, &b, g);
 }
 
 /*
@@ -392,7 +341,7 @@ static void quick_fault(const QuickFault *f) {
         /* Each refusal (or ERROR answer) has its record, under the device's address. */
         expect_audited(&t, b.seq, DEV1, "guest-request", f->request_error ?: "ok", N_SEQUENTIAL + N_BURST + n_churn);
         expect_audited(&t, b.seq, DEV1, "bind", f->bind_error, 1);
-        expect_audited(&t, b.seq, DEV2, "guest-request", "ok", g.n_ok - 4);
+        expect_audited(&t, b.seq, DEV2, "guest-request", "ok", g.n_ok - b.n_good);
 
         /* The fault cleared by a reload: the same vDevice works again. */
         ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, "")));
@@ -554,7 +503,7 @@ TEST(hanging_clients_do_not_starve_others) {
         }
 
         /* Well within the timeout: nothing of the good client's waits behind the hanging. */
-        g.bound_usec = STARVE_TIMEOUT_USEC / 4;
+        g.bound_usec = MIN(g.base_bound_usec, STARVE_TIMEOUT_USEC / 4);
         took = good_check(&g);
         fprintf(stderr, "# the good client's request, behind %u hanging ones: %llu ms (timeout %llu ms)\n",
                 STARVE_CONNS * STARVE_PER_CONN, (unsigned long long) (took / USEC_PER_MSEC),
@@ -575,7 +524,7 @@ TEST(hanging_clients_do_not_starve_others) {
         for (unsigned i = 0; i < STARVE_CONNS; i++)
                 expect_audited(&t, b.seq, strf("0000:%02x:00.0", 0x10 + i), "guest-request", E_GUEST("Timeout"),
                                STARVE_PER_CONN);
-        g.bound_usec = GOOD_MAX_USEC;
+        g.bound_usec = g.base_bound_usec;
         expect_recovered(&t, &g, &b);
         good_done(&g);
         tsmd_expect_clean_exit(&t);
@@ -834,6 +783,7 @@ TEST(device_removed_mid_request) {
 
         /* In flight, then the device is unlisted: each fails by name, and before the device
          * would have answered. */
+        good_during_start(&g);
         start = now_usec();
         for (unsigned i = 0; i < N_IN_FLIGHT; i++)
                 tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &calls[i]);
@@ -854,7 +804,7 @@ TEST(device_removed_mid_request) {
         if (took >= REMOVE_LATENCY_USEC)
                 TEST_FAIL("requests in flight on a removed device were refused only after %llu ms",
                           (unsigned long long) (took / USEC_PER_MSEC));
-        good_check(&g);
+        good_during_stop(&g, "a reload that removed a device with requests in flight");
 
         /* Gone for good: everything on the vDevice is refused the same way. */
         vmm_refused(&v, E_GUEST("DeviceGone"));
@@ -1204,8 +1154,8 @@ static uint64_t good_median(Good *g) {
 }
 
 /* tsmd with its audit log on ext4 on a loop device (which the throttle slows and the shutdown
- * kills), the good client connected with its requests bounded by bound_usec, and the baseline
- * taken. Returns the file system's device. */
+ * kills), the good client connected, and the baseline taken; then the good client's requests
+ * are bounded by bound_usec if it is not 0. Returns the file system's device. */
 static dev_t start_on_loop_disk(Tsmd *t, Good *g, Baseline *b, uint64_t bound_usec) {
         dev_t dev;
 
@@ -1214,8 +1164,9 @@ static dev_t start_on_loop_disk(Tsmd *t, Good *g, Baseline *b, uint64_t bound_us
         dev = mount_loop_ext4(t);
         worker_restart(t);
         good_connect(t, g, 0);
-        g->bound_usec = bound_usec;
         *b = baseline_take(t, g);
+        if (bound_usec > 0)
+                g->bound_usec = bound_usec;
         return dev;
 }
 
@@ -1288,12 +1239,12 @@ TEST(audit_slow_disk) {
         ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
 
         throttle_stop(&th);
-        g.bound_usec = GOOD_MAX_USEC;
+        g.bound_usec = g.base_bound_usec;
         good_check(&g);
 
         /* Slow, not lost: every request has its record, in an unbroken sequence. */
         expect_unbroken_log(&t, b.seq, &requests, &failed);
-        ASSERT_EQ(requests, g.n_ok - 4 + ELEMENTSOF(calls));
+        ASSERT_EQ(requests, g.n_ok - b.n_good + ELEMENTSOF(calls));
         ASSERT_EQ(failed, 0);
 
         varlink_client_free(v.c);
@@ -1346,7 +1297,7 @@ TEST(audit_io_error) {
         const char *error;
         int64_t seq;
 
-        (void) start_on_loop_disk(&t, &g, &b, GOOD_MAX_USEC);
+        (void) start_on_loop_disk(&t, &g, &b, 0);
 
         audit_fs_shut_down(&t);
 
@@ -1559,7 +1510,7 @@ TEST(audit_reload_on_stuck_disk) {
         size_t requests, failed;
         pid_t safety;
 
-        (void) start_on_loop_disk(&t, &g, &b, GOOD_MAX_USEC);
+        (void) start_on_loop_disk(&t, &g, &b, 0);
         reloads = tsmd_log_count(&t, "Configuration reloaded from");
         admin = tsmd_connect(&t);
 

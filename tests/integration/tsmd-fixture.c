@@ -823,20 +823,29 @@ static char *read_proc(pid_t pid, const char *file) {
         return read_all_fd(fd);
 }
 
-unsigned long tsmd_rss_kib(Tsmd *t) {
+/* The sum of a /proc/PID/status field (in KiB) over tsmd's processes. */
+static unsigned long status_kib(Tsmd *t, const char *field) {
         pid_t pids[2];
         size_t n = tsmd_pids(t, pids);
         unsigned long kib = 0;
 
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *s = read_proc(pids[i], "status");
-                const char *p = strstr(s, "VmRSS:");
+                const char *p = strstr(s, field);
 
                 if (!p)
-                        TEST_FAIL("no VmRSS in /proc/%d/status", (int) pids[i]);
-                kib += strtoul(p + strlen("VmRSS:"), NULL, 10);
+                        TEST_FAIL("no %s in /proc/%d/status", field, (int) pids[i]);
+                kib += strtoul(p + strlen(field), NULL, 10);
         }
         return kib;
+}
+
+unsigned long tsmd_rss_kib(Tsmd *t) {
+        return status_kib(t, "VmRSS:");
+}
+
+unsigned long tsmd_anon_kib(Tsmd *t) {
+        return status_kib(t, "RssAnon:");
 }
 
 unsigned long long tsmd_cpu_ticks(Tsmd *t) {

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The well-behaved VMM of the hostile suites: a context with DEV2 attached, asking TDISP
+ * GET_VERSION in scope "info". Its latency bound is relative to its own baseline, measured in
+ * the same run before the attack (good_measure_baseline()): GOOD_LATENCY_FACTOR times the
+ * slowest of up to GOOD_BASELINE_REQUESTS requests, but never less than GOOD_FLOOR_USEC, which a
+ * loaded machine (CI's two cores, two suites at once) stays under: each request waits for its
+ * audit record's fdatasync, which took up to 560 ms on a shared disk during the refusal floods
+ * (another process's fdatasync on that file system waited as long), where the median is 0.2 ms.
+ * Its requests are checked one at a time between attack steps (good_check()) or by a thread of
+ * its own every GOOD_PACE_USEC while the attack runs (good_during_start()/good_during_stop()).
+ *
+ * Runs in: tests.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "tsmd-fixture.h"
+
+#define GOOD_DEV "0000:02:00.0"
+
+/* The baseline: as many requests as fit into GOOD_BASELINE_MAX_USEC (a device's latency,
+ * valgrind), within these. */
+#define GOOD_BASELINE_REQUESTS 40
+#define GOOD_BASELINE_MIN_REQUESTS 8
+#define GOOD_BASELINE_MAX_USEC (500 * USEC_PER_MSEC)
+#define GOOD_LATENCY_FACTOR 50
+/* ASan makes tsmd a few times slower, valgrind some thirty. */
+#define GOOD_FLOOR_USEC (1000 * USEC_PER_MSEC)
+#define GOOD_FLOOR_SANITIZED_USEC (2000 * USEC_PER_MSEC)
+#define GOOD_FLOOR_VALGRIND_USEC (2000 * USEC_PER_MSEC)
+/* The background client's pace: a VMM's, not a flood of its own. */
+#define GOOD_PACE_USEC (5 * USEC_PER_MSEC)
+
+typedef struct Good {
+        VarlinkClient *c;
+        int64_t ctx;
+        char params[512];
+        /* The emulated device's latency, part of each request and of no bound's factor. */
+        uint64_t latency_usec;
+        /* What one request may take: the measured one (base_bound_usec) unless a case sets
+         * its own for a while. */
+        uint64_t bound_usec, base_bound_usec;
+        unsigned n_ok;
+        uint64_t max_usec;
+
+        /* The background client (good_during_start()). */
+        pthread_t thread;
+        bool running;
+        atomic_bool stop;
+        uint64_t *during;       /* every request's time */
+        size_t n_during;
+        char failure[512];      /* the first failed request, "" if none */
+} Good;
+
+void good_connect(Tsmd *t, Good *g, uint64_t latency_usec);
+void good_done(Good *g);
+
+/* A few requests to warm up, then the timed ones: sets the bound. */
+void good_measure_baseline(Good *g);
+
+/* One request: must succeed, within the bound, with a VERSION response. Returns its time. */
+#define good_check(g) good_check_at(__FILE__, __LINE__, (g))
+uint64_t good_check_at(const char *file, int line, Good *g);
+
+/* The good client's requests from a thread of its own until good_during_stop(), which fails
+ * the test if any failed or took longer than the bound, and prints how long they took. No
+ * good_check() meanwhile: the thread has the connection. */
+void good_during_start(Good *g);
+#define good_during_stop(g, what) good_during_stop_at(__FILE__, __LINE__, (g), (what))
+void good_during_stop_at(const char *file, int line, Good *g, const char *what);
