@@ -5,6 +5,21 @@
 
 #include "harness.h"
 
+#ifdef HAVE_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+/* Runs in the test's child once the test returned. The child ends with _exit(), which skips
+ * LeakSanitizer's check at exit, so ask for it here: memory the test's code lost is a failure
+ * of that test. Returns true when LeakSanitizer found leaks (it printed them). */
+static bool test_leaked(void) {
+#ifdef HAVE_LSAN
+        return __lsan_do_recoverable_leak_check() != 0;
+#else
+        return false;
+#endif
+}
+
 static bool selected(const char *name, int argc, char *argv[]) {
         if (argc <= 1)
                 return true;
@@ -38,6 +53,11 @@ int test_main(int argc, char *argv[]) {
                         alarm(120);
                         t->func();
                         fflush(NULL);
+                        if (test_leaked()) {
+                                fprintf(stderr, "%s: LeakSanitizer found memory leaked (above)\n",
+                                        t->name);
+                                _exit(1);
+                        }
                         _exit(0);
                 }
                 if (waitpid(pid, &status, 0) < 0) {

@@ -2,9 +2,10 @@
 /*
  * A small in-house test harness: TEST(name) { ... } registers a test; the test binary's
  * main() (TEST_MAIN()) runs all of them, or those named on the command line, in a forked
- * child each so a crash fails one test and not the binary. ASSERT_* macros print where
- * and why and abort the test. A test that cannot run here calls SKIP("why") (exit 77,
- * which meson reports as skipped when every test in the binary skips).
+ * child each so a crash fails one test and not the binary, and so (in builds with
+ * LeakSanitizer) does memory the test lost by its end. ASSERT_* macros print where and why
+ * and abort the test. A test that cannot run here calls SKIP("why") (exit 77, which meson
+ * reports as skipped when every test in the binary skips).
  */
 #pragma once
 
@@ -26,6 +27,16 @@
 #endif
 #if defined(__SANITIZE_ADDRESS__)
 #define HAVE_ASAN 1
+#endif
+
+/* HAVE_LSAN: LeakSanitizer is linked in (ASan carries it; clang's -fsanitize=leak alone too), so
+ * the runner can ask it for a leak check at the end of each test case. */
+#if defined(HAVE_ASAN)
+#define HAVE_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(leak_sanitizer)
+#define HAVE_LSAN 1
+#endif
 #endif
 
 typedef struct TestCase {

@@ -394,9 +394,15 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                         append_arg(argv, &n, ELEMENTSOF(argv), o->args[i]);
 
         /* LeakSanitizer's symbolizer is a program, which the worker's seccomp filter kills
-         * (SIGSYS) before the report is out: raw addresses, and the report is in the log. */
-        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%ssymbolize=0", getenv("ASAN_OPTIONS") ?: "",
-                 getenv("ASAN_OPTIONS") ? ":" : "");
+         * (SIGSYS) before the report is out: raw addresses, and the report is in the log. Added
+         * to the options the test passes, if it does, which replace ours. */
+        const char *asan_options = getenv("ASAN_OPTIONS");
+        if (o->env)
+                for (size_t i = 0; o->env[i]; i++)
+                        if (strncmp(o->env[i], "ASAN_OPTIONS=", strlen("ASAN_OPTIONS=")) == 0)
+                                asan_options = o->env[i] + strlen("ASAN_OPTIONS=");
+        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%ssymbolize=0", asan_options ?: "",
+                 asan_options ? ":" : "");
 
         /* The next child only (tsmd, the init of the new namespace): ours, and those of every
          * other process forked later, stay in ours. */
@@ -434,11 +440,11 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                 (void) unsetenv("LISTEN_FDS");
                 (void) unsetenv("LISTEN_PID");
                 (void) unsetenv("NOTIFY_SOCKET");
-                if (TSMD_SANITIZED)
-                        (void) putenv(asan_env);
                 if (o->env)
                         for (size_t i = 0; o->env[i]; i++)
                                 (void) putenv((char *) o->env[i]);
+                if (TSMD_SANITIZED)
+                        (void) putenv(asan_env);
                 if (o->nofile && setrlimit(RLIMIT_NOFILE, o->nofile) < 0)
                         _exit(127);
                 execv(argv[0], (char **) argv);

@@ -23,6 +23,9 @@
 #error "TSMD_PATH must be defined (the tsmd executable)"
 #endif
 
+/* What ASan, LeakSanitizer and UBSan write at the start of a report. */
+static const char *const sanitizer_reports[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" };
+
 #define START_TIMEOUT_USEC (10 * 1000000ULL)
 #define STOP_TIMEOUT_USEC (5 * 1000000ULL)
 
@@ -183,6 +186,14 @@ static void spawn(TsmdInstance *t) {
                 if (t->nofile > 0 &&
                     setrlimit(RLIMIT_NOFILE, &(struct rlimit) { .rlim_cur = t->nofile, .rlim_max = t->nofile }) < 0)
                         _exit(127);
+#ifdef HAVE_ASAN
+                /* LeakSanitizer's symbolizer is a program, which the worker's seccomp filter
+                 * kills: raw addresses, and the whole report is in the log. */
+                char asan[512];
+                snprintf(asan, sizeof(asan), "%s%ssymbolize=0", getenv("ASAN_OPTIONS") ?: "",
+                         getenv("ASAN_OPTIONS") ? ":" : "");
+                (void) setenv("ASAN_OPTIONS", asan, 1);
+#endif
                 execv(TSMD_PATH, (char *const *) args);
                 _exit(127);
         }
@@ -375,6 +386,13 @@ void tsmd_instance_stop(TsmdInstance *t) {
                 tsmd_instance_dump_log(t);
                 TEST_FAIL("tsmd sent a reply its IDL does not allow (see its log)");
         }
+        /* Sanitized builds: UBSan reports and goes on, and a worker's leaks are reported at its
+         * exit, which leaves the monitor's exit status as it was: only the log shows them. */
+        for (size_t i = 0; i < N_ELEMENTS(sanitizer_reports); i++)
+                if (log_count(t, sanitizer_reports[i]) > 0) {
+                        tsmd_instance_dump_log(t);
+                        TEST_FAIL("a sanitizer reported an error in tsmd (see its log): %s", sanitizer_reports[i]);
+                }
 }
 
 void tsmd_instance_reload(TsmdInstance *t, const char *extra_config) {

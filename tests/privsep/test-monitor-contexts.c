@@ -27,10 +27,6 @@
 #include "monitor-contexts.h"
 #include "tsm-platform.h"
 
-#ifdef HAVE_ASAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
 #define ID_A "0123456789abcdef0123456789abcdef"
 #define ID_B "fedcba9876543210fedcba9876543210"
 #define ID_C "00000000000000000000000000000000"
@@ -39,14 +35,6 @@
 #define ID_L "8b4ed76aac5ba5c555bbf28f7295c6b8" /* SHA-256(TOKEN_L), its first 128 bits */
 #define TOKEN_M "11111111111111111111111111111111"
 #define ID_M "8a83665f3798727f14f92ad0e6c99fda" /* SHA-256(TOKEN_M), its first 128 bits */
-
-/* The harness ends each test with _exit(), which skips LeakSanitizer's exit check: run it here. */
-static void check_leaks(void) {
-#ifdef HAVE_ASAN
-        if (__lsan_do_recoverable_leak_check() != 0)
-                TEST_FAIL("memory leaked");
-#endif
-}
 
 /* A pipe whose write end stands in for an iommufd: closing it shows as EOF at the read end. */
 typedef struct Probe {
@@ -136,7 +124,6 @@ TEST(ids_and_lookup) {
         close(pa.r);
         close(pb.r);
         close(pc.r);
-        check_leaks();
 }
 
 TEST(add_refused_closes_fd) {
@@ -175,7 +162,6 @@ TEST(add_refused_closes_fd) {
         close(p.r);
         close(q.r);
         close(u.r);
-        check_leaks();
 }
 
 TEST(restore) {
@@ -257,7 +243,6 @@ TEST(restore) {
         close(q.r);
         close(l.r);
         close(l2.r);
-        check_leaks();
 }
 
 /* SECURITY: the cap leaves the monitor its reserve, whatever RLIMIT_NOFILE is. */
@@ -319,7 +304,6 @@ TEST(max_contexts) {
         close(pc.r);
         close(pr.r);
         close(pd.r);
-        check_leaks();
 }
 
 TEST(vdevices) {
@@ -385,7 +369,6 @@ TEST(vdevices) {
         tsm_platform_free(p);
         event_base_free(base);
         close(pa.r);
-        check_leaks();
 }
 
 /* ---- the fd store, with this test as the service manager ---------------------------------- */
@@ -612,7 +595,6 @@ TEST(fdstore) {
         close(pl.r);
         close(pb2.r);
         close(pr2.r);
-        check_leaks();
 }
 
 /* A reclaim renews the token: the context leaves the store under its old name, then goes in
@@ -707,7 +689,6 @@ TEST(fdstore_rename) {
         close(pa.r);
         close(pb.r);
         close(pl.r);
-        check_leaks();
 }
 
 /*
@@ -845,7 +826,6 @@ TEST(fdstore_rename_cut_off) {
         close(p.r);
 
         notify_done(&n);
-        check_leaks();
 }
 
 /* A carrier whose fd the kernel cannot compare with the contexts restored (kcmp() refused, as a
@@ -960,7 +940,6 @@ TEST(fdstore_legacy_remove_fails) {
         close(pm.r);
         close(pl2.r);
         close(pm2.r);
-        check_leaks();
 }
 
 /* A context handed back under its new name and its old one too: the old one goes, or it would
@@ -1009,7 +988,6 @@ TEST(fdstore_legacy_duplicate) {
         close(pl2.r);
         close(pn2.r);
         close(pd.r);
-        check_leaks();
 }
 
 TEST_MAIN();

@@ -36,10 +36,6 @@
 #include "tsm-platform.h"
 #include "uevent-sender.h"
 
-#ifdef HAVE_ASAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
 #define DEV_A "0000:01:00.0" /* the emulated platform's default devices */
 #define DEV_B "0000:02:00.0"
 #define ID_A "0123456789abcdef0123456789abcdef"
@@ -95,14 +91,6 @@ typedef struct Reply {
         uint8_t payload[TSM_PRIV_PAYLOAD_MAX];
         int fd;
 } Reply;
-
-/* The harness ends each test with _exit(), which skips LeakSanitizer's exit check: run it here. */
-static void check_leaks(void) {
-#ifdef HAVE_ASAN
-        if (__lsan_do_recoverable_leak_check() != 0)
-                TEST_FAIL("memory leaked");
-#endif
-}
 
 static size_t count_fds(void) {
         DIR *d = opendir("/proc/self/fd");
@@ -332,7 +320,6 @@ static void teardown(Fixture *f) {
         safe_close(f->listen_fd);
         /* Every fd that crossed the channel or was handed out is closed again. */
         ASSERT_EQ(count_fds(), f->n_fds_before);
-        check_leaks();
 }
 
 static Fixture *fixture(void) {

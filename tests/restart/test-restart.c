@@ -70,6 +70,10 @@ typedef struct Manager {
         char watchdog_usec[24];
         /* signal-at-reset-preload.c's signal, with it preloaded (0: not). */
         int signal_at_reset;
+        /* Uncaptured, tsmd's stderr passes through a copy of this test's into <dir>/stderr.log
+         * (stderr_tee()): these copy it. */
+        pid_t tees[16];
+        size_t n_tees;
 } Manager;
 
 static int unix_socket(int type, const char *path) {
@@ -143,8 +147,71 @@ static void manager_init_kernel(Manager *m) {
                 TEST_FAIL("building fixture two-tsms: %s", strerror(-r));
 }
 
+static char *read_text(Manager *m, const char *name);
+
+/* A pipe for tsmd's stderr whose other end a child of ours copies to our stderr and to
+ * <dir>/stderr.log, where expect_no_sanitizer_report() reads it: the worker's exit status,
+ * where LeakSanitizer reports, is the monitor's to see, not ours. Returns the write end. */
+static int stderr_tee(Manager *m) {
+        int p[2];
+        pid_t pid;
+
+        /* The copies of earlier starts that are done. */
+        for (size_t i = 0; i < m->n_tees;)
+                if (waitpid(m->tees[i], NULL, WNOHANG) == m->tees[i])
+                        m->tees[i] = m->tees[--m->n_tees];
+                else
+                        i++;
+        ASSERT_TRUE(m->n_tees < ELEMENTSOF(m->tees));
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        fflush(NULL);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                char path[PATH_MAX], buf[4096];
+                ssize_t k;
+                int fd;
+
+                /* Nothing of the test's (sockets, stored fds) kept open here: only the pipe. */
+                if (dup2(p[0], 3) != 3)
+                        _exit(1);
+                (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+                snprintf(path, sizeof(path), "%s/stderr.log", m->dir);
+                fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                while ((k = read(3, buf, sizeof(buf))) > 0) {
+                        (void) !write(STDERR_FILENO, buf, k);
+                        if (fd >= 0)
+                                (void) !write(fd, buf, k);
+                }
+                _exit(0);
+        }
+        close(p[0]);
+        m->tees[m->n_tees++] = pid;
+        return p[1];
+}
+
+/* Once tsmd exited: fails the test if a sanitizer reported in tsmd or its workers (UBSan
+ * reports and goes on; a worker's leaks are reported at its exit, which the monitor sees). */
+static void expect_no_sanitizer_report(Manager *m) {
+        static const char *const reports[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" };
+        char *log;
+
+        /* Their copies end when the last of tsmd's processes has closed its stderr. */
+        for (size_t i = 0; i < m->n_tees; i++)
+                (void) waitpid(m->tees[i], NULL, 0);
+        m->n_tees = 0;
+        log = read_text(m, m->log[0] ? "tsmd.log" : "stderr.log");
+        for (size_t i = 0; i < ELEMENTSOF(reports); i++)
+                if (strstr(log, reports[i]))
+                        TEST_FAIL("a sanitizer reported an error in tsmd (see its log above or in %s): %s", m->dir,
+                                  reports[i]);
+        free(log);
+}
+
 /* Starts tsmd the way systemd would: the socket at fd 3, stored fds after it. */
 static void manager_start(Manager *m) {
+        int tee = m->log[0] ? -EBADF : stderr_tee(m);
+
         m->ready = false;
         m->pid = fork();
         ASSERT_TRUE(m->pid >= 0);
@@ -164,7 +231,8 @@ static void manager_start(Manager *m) {
                         int fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 
                         ASSERT_TRUE(fd >= 0 && dup2(fd, STDERR_FILENO) == STDERR_FILENO);
-                }
+                } else
+                        ASSERT_TRUE(dup2(tee, STDERR_FILENO) == STDERR_FILENO);
                 /* The two sockets of tsmd.socket and tsmd-admin.socket, named as there. */
                 ASSERT_TRUE(dup2(l, 3) == 3);
                 ASSERT_TRUE(dup2(a, 4) == 4);
@@ -207,6 +275,15 @@ static void manager_start(Manager *m) {
                                  getenv("ASAN_OPTIONS") ? ":" : "");
                         setenv("ASAN_OPTIONS", asan, 1);
                 }
+#ifdef HAVE_ASAN
+                /* LeakSanitizer's symbolizer is a program, which the worker's seccomp filter kills
+                 * (SIGSYS) before the report is out (it symbolizes to match suppressions): raw
+                 * addresses, and the report is in the log. */
+                char asan_symbolize[512];
+                snprintf(asan_symbolize, sizeof(asan_symbolize), "%s%ssymbolize=0", getenv("ASAN_OPTIONS") ?: "",
+                         getenv("ASAN_OPTIONS") ? ":" : "");
+                setenv("ASAN_OPTIONS", asan_symbolize, 1);
+#endif
                 if (m->crash[0])
                         setenv("TSMD_TEST_CRASH_FILE", m->crash, 1);
                 if (m->sysfs_root[0]) {
@@ -229,6 +306,7 @@ static void manager_start(Manager *m) {
                 execv(TSMD_PATH, argv);
                 _exit(127);
         }
+        safe_close(tee);
 }
 
 /* Whether a and b are one file description, as systemd tells (same_fd(): kcmp(), else the
@@ -416,7 +494,6 @@ static ino_t inode_of(int fd) {
         return st.st_ino;
 }
 
-static char *read_text(Manager *m, const char *name);
 static void manager_drain(Manager *m);
 
 /* The name a context is kept under (fdstore.h): the first 128 bits of SHA-256 over its
@@ -502,6 +579,7 @@ TEST(notify_and_watchdog) {
         /* SIGTERM: STOPPING=1, then a clean exit. */
         kill(m.pid, SIGTERM);
         ASSERT_EQ(exit_status(m.pid), 0);
+        expect_no_sanitizer_report(&m);
         manager_wait(&m, NULL, 100);
         ASSERT_TRUE(m.stopping);
 }
@@ -522,6 +600,7 @@ TEST(watchdog_pings_within_a_short_interval) {
         kill(m.pid, SIGTERM);
         manager_wait(&m, is_stopping, 2000); /* read on: it pings until it is gone */
         ASSERT_EQ(exit_status(m.pid), 0);
+        expect_no_sanitizer_report(&m);
 }
 
 /* READY=1 means the worker serves. A first worker that cannot start (a policy that does not
@@ -559,6 +638,7 @@ TEST(no_ready_before_a_worker_serves) {
         ASSERT_TRUE(m.ready);
         kill(m.pid, SIGTERM);
         ASSERT_EQ(exit_status(m.pid), 0);
+        expect_no_sanitizer_report(&m);
 }
 
 /* A field of /proc/<pid>/status, read in base (16 for capability sets, 10 for ids). */
@@ -664,6 +744,7 @@ TEST(capabilities_are_the_documented_minimum) {
         }
         kill(m.pid, SIGTERM);
         ASSERT_EQ(exit_status(m.pid), 0);
+        expect_no_sanitizer_report(&m);
 }
 
 /* The last record of event (with result, if not NULL) in the current audit file (a new
@@ -803,6 +884,7 @@ TEST(context_survives_restart) {
         close(fd);
         kill(m.pid, SIGTERM);
         ASSERT_EQ(exit_status(m.pid), 0);
+        expect_no_sanitizer_report(&m);
 }
 
 /* ---- the fake kernel's side (manager_init_kernel()) ------------------------------------------- */
@@ -901,6 +983,7 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
         varlink_client_free(c);
         kill(m.pid, SIGTERM);
         ASSERT_EQ(exit_status(m.pid), 0);
+        expect_no_sanitizer_report(&m);
         (void) umount2(m.sysfs_root, MNT_DETACH);
 }
 
@@ -975,6 +1058,7 @@ static void stop(Manager *m) {
         manager_wait(m, NULL, 200); /* what it notified meanwhile: it blocks on a full queue */
         kill(m->pid, SIGTERM);
         ASSERT_EQ(exit_status(m->pid), 0);
+        expect_no_sanitizer_report(m);
 }
 
 /*
