@@ -9,6 +9,11 @@
  * depth limit (1 + its value % 80, 4096 from 0xf0 up: past 64 the builder's stack moves to the
  * heap), the rest is the text. Then json_build_checked() alone reads the text unchecked, as no
  * caller should: it must neither crash nor leak.
+ *
+ * One difference is json-c's: it writes U+FFFD for an escaped surrogate pair whose code point
+ * ends in D800-DFFF (U+1D800-U+1DFFF, U+2D800..., a 32nd of the pairs), where the builder
+ * writes the code point, as RFC 8259 says. json-c is given those as the raw UTF-8 instead,
+ * which it copies as it is.
  */
 
 #include <math.h>
@@ -45,8 +50,62 @@ static int count_members(json_object *o, size_t *n) {
         }
 }
 
+static unsigned hex4(const char *p) {
+        unsigned v = 0;
+
+        for (int i = 0; i < 4; i++)
+                v = v << 4 | (unsigned) (p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+        return v;
+}
+
+/* A checked text with each escaped pair json-c gets wrong (see the top) as raw UTF-8; NULL if
+ * there is none. Outside strings a checked text has no backslash, inside each escape is whole. */
+static char *without_pairs_jsonc_gets_wrong(const char *text, size_t len, size_t *ret_len) {
+        _cleanup_free_ char *out = NULL;
+        bool in_string = false, any = false;
+        size_t n = 0;
+
+        out = malloc(len);
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < len;) {
+                unsigned cp;
+
+                if (text[i] == '"')
+                        in_string = !in_string;
+                if (!in_string || text[i] != '\\') {
+                        out[n++] = text[i++];
+                        continue;
+                }
+                if (text[i + 1] != 'u' || (hex4(text + i + 2) & 0xFC00) != 0xD800) {
+                        memcpy(out + n, text + i, 2);
+                        n += 2;
+                        i += 2;
+                        continue;
+                }
+                cp = 0x10000 + ((hex4(text + i + 2) & 0x3FF) << 10) + (hex4(text + i + 8) & 0x3FF);
+                if ((cp & 0xF800) != 0xD800) {
+                        memcpy(out + n, text + i, 12);
+                        n += 12;
+                        i += 12;
+                        continue;
+                }
+                out[n++] = (char) (0xF0 | cp >> 18);
+                out[n++] = (char) (0x80 | (cp >> 12 & 0x3F));
+                out[n++] = (char) (0x80 | (cp >> 6 & 0x3F));
+                out[n++] = (char) (0x80 | (cp & 0x3F));
+                i += 12;
+                any = true;
+        }
+        if (!any)
+                return NULL;
+        *ret_len = n;
+        return TAKE_PTR(out);
+}
+
 /* json_parse_strict() before json-build.c (886509c): the check, then json-c for everything. */
 static int reference_parse(json_tokener *tok, unsigned max_depth, const char *text, size_t len, json_object **ret) {
+        _cleanup_free_ char *raw = NULL;
         size_t off, n_members = 0, n_parsed = 0;
         json_object *obj;
         int r;
@@ -54,6 +113,9 @@ static int reference_parse(json_tokener *tok, unsigned max_depth, const char *te
         r = json_strict_check(text, len, max_depth, SIZE_MAX, &n_members);
         if (r < 0)
                 return r;
+        raw = without_pairs_jsonc_gets_wrong(text, len, &len);
+        if (raw)
+                text = raw;
         json_tokener_reset(tok);
         obj = json_tokener_parse_ex(tok, text, (int) len);
         if (!obj)
