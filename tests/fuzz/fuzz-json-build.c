@@ -13,7 +13,8 @@
  * One difference is json-c's: it writes U+FFFD for an escaped surrogate pair whose code point
  * ends in D800-DFFF (U+1D800-U+1DFFF, U+2D800..., a 32nd of the pairs), where the builder
  * writes the code point, as RFC 8259 says. json-c is given those as the raw UTF-8 instead,
- * which it copies as it is.
+ * which it copies as it is, where the builder reads the text (json_parse_strict() still leaves
+ * a bare scalar to json-c).
  */
 
 #include <math.h>
@@ -113,9 +114,13 @@ static int reference_parse(json_tokener *tok, unsigned max_depth, const char *te
         r = json_strict_check(text, len, max_depth, SIZE_MAX, &n_members);
         if (r < 0)
                 return r;
-        raw = without_pairs_jsonc_gets_wrong(text, len, &len);
-        if (raw)
-                text = raw;
+        for (off = 0; off < len && strchr(" \t\r\n", text[off]) && text[off]; off++)
+                ;
+        if (off < len && (text[off] == '{' || text[off] == '[')) {
+                raw = without_pairs_jsonc_gets_wrong(text, len, &len);
+                if (raw)
+                        text = raw;
+        }
         json_tokener_reset(tok);
         obj = json_tokener_parse_ex(tok, text, (int) len);
         if (!obj)
