@@ -40,11 +40,20 @@ static int reserve(Builder *b, size_t need) {
         return reserve_in(&b->buf, &b->buf_size, need);
 }
 
-static unsigned hex4(const unsigned char *p) {
-        unsigned v = 0;
+/* The four hex digits at p, or -1. */
+static int hex4(const unsigned char *p) {
+        int v = 0;
 
-        for (int i = 0; i < 4; i++)
-                v = v << 4 | (unsigned) (p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+        for (int i = 0; i < 4; i++) {
+                unsigned char c = p[i] | 0x20;
+
+                if (p[i] >= '0' && p[i] <= '9')
+                        v = v << 4 | (p[i] - '0');
+                else if (c >= 'a' && c <= 'f')
+                        v = v << 4 | (c - 'a' + 10);
+                else
+                        return -1;
+        }
         return v;
 }
 
@@ -72,7 +81,7 @@ static size_t put_utf8(char *o, unsigned cp) {
 }
 
 /* The string at b->p (its opening quote), unescaped: straight from the text when it has no
- * escapes, else in b->buf. Every escape is complete and every surrogate paired (checked). */
+ * escapes, else in b->buf. The check saw each escape complete and each surrogate paired. */
 static int read_string(Builder *b, const char **ret, size_t *ret_len) {
         const unsigned char *start = ++b->p, *run;
         size_t n = 0;
@@ -113,19 +122,25 @@ static int read_string(Builder *b, const char **ret, size_t *ret_len) {
                 case 'n': b->buf[n++] = '\n'; break;
                 case 'r': b->buf[n++] = '\r'; break;
                 case 't': b->buf[n++] = '\t'; break;
-                case 'u':
-                        if (b->end - b->p < 6)
+                case 'u': {
+                        /* Checked, and again here where a code point is made of it: a text
+                         * that never saw the check gets no bytes that are not UTF-8. */
+                        int hi, lo;
+
+                        if (b->end - b->p < 6 || (hi = hex4(b->p + 2)) < 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
                                 return -EBADMSG;
-                        cp = hex4(b->p + 2);
-                        if (cp >= 0xD800 && cp <= 0xDBFF) {
-                                if (b->end - b->p < 12 || b->p[6] != '\\' || b->p[7] != 'u')
+                        cp = (unsigned) hi;
+                        if (hi >= 0xD800 && hi <= 0xDBFF) {
+                                if (b->end - b->p < 12 || b->p[6] != '\\' || b->p[7] != 'u' ||
+                                    (lo = hex4(b->p + 8)) < 0xDC00 || lo > 0xDFFF)
                                         return -EBADMSG;
-                                cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(b->p + 8) - 0xDC00);
+                                cp = 0x10000 + ((unsigned) (hi - 0xD800) << 10) + (unsigned) (lo - 0xDC00);
                                 b->p += 6;
                         }
                         n += put_utf8(b->buf + n, cp);
                         b->p += 4;
                         break;
+                }
                 default:
                         return -EBADMSG;
                 }
@@ -229,7 +244,8 @@ static int read_value(Builder *b, json_object **ret) {
         }
 }
 
-/* A member's key and its colon, into b->key; keys hold no NUL (checked). */
+/* A member's key and its colon, into b->key. json-c keeps keys as C strings: one with a NUL
+ * would be cut short (the check refuses \u0000 in keys; so does this, for unchecked text). */
 static int read_key(Builder *b) {
         const char *s;
         size_t n;
@@ -241,6 +257,8 @@ static int read_key(Builder *b) {
         r = read_string(b, &s, &n);
         if (r < 0)
                 return r;
+        if (memchr(s, 0, n))
+                return -EBADMSG;
         r = reserve_in(&b->key, &b->key_size, n + 1);
         if (r < 0)
                 return r;
@@ -251,6 +269,11 @@ static int read_key(Builder *b) {
                 return -EBADMSG;
         b->p++;
         return 0;
+}
+
+/* The check matched each bracket; so does this, for a text that never saw the check. */
+static char closing_of(json_object *container) {
+        return json_object_is_type(container, json_type_object) ? '}' : ']';
 }
 
 int json_build_checked(const char *text, size_t len, unsigned max_depth, json_object **ret) {
@@ -311,7 +334,7 @@ int json_build_checked(const char *text, size_t len, unsigned max_depth, json_ob
                         }
                         stack[depth++] = v;
                         skip_ws(&b);
-                        if (b.p >= b.end || (*b.p != '}' && *b.p != ']')) {
+                        if (b.p >= b.end || *b.p != closing_of(v)) {
                                 /* Not empty: on to its first member or element. */
                                 if (json_object_is_type(v, json_type_object)) {
                                         r = read_key(&b);
@@ -341,7 +364,7 @@ int json_build_checked(const char *text, size_t len, unsigned max_depth, json_ob
                                 r = -EBADMSG;
                                 goto fail;
                         }
-                        if (*b.p == '}' || *b.p == ']') {
+                        if (*b.p == closing_of(stack[depth - 1])) {
                                 b.p++;
                                 depth--;
                                 continue;

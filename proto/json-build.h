@@ -18,5 +18,7 @@
 
 /* text[0..len) must have passed json_strict_check() with a max_depth of at most max_depth, and
  * hold an object or an array (json_parse_strict() leaves a bare scalar to json-c). -ENOMEM, or
- * -EBADMSG if the text is not what the check accepts. */
+ * -EBADMSG. A text that never saw the check is read safely, within len, and refused for
+ * brackets that do not match, a \u escape that is not one or half a surrogate pair, or a key
+ * with a NUL, but its numbers, UTF-8 and duplicate keys are taken as they come: the check's. */
 int json_build_checked(const char *text, size_t len, unsigned max_depth, json_object **ret);

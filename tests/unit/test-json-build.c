@@ -320,4 +320,52 @@ TEST(bare_scalars_as_before) {
                 check_text(tok, texts[i], strlen(texts[i]), 4, &ok);
 }
 
+/* json-c writes U+FFFD for an escaped pair whose code point ends in D800-DFFF (U+1D800-U+1DFFF,
+ * U+2D800..., a 32nd of all pairs); the builder writes the code point, as RFC 8259 says. */
+TEST(pairs_json_c_gets_wrong) {
+        static const char text[] = "{\"\\ud836\\udc00\":[\"\\uDBF7\\uDFFF\",\"\\ud877\\udc01\"]}";
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        _cleanup_json_ json_object *o = NULL;
+        json_object *a;
+
+        ASSERT_OK(json_tokener_new_strict(4, &tok));
+        ASSERT_OK(json_parse_strict(tok, 4, SIZE_MAX, text, strlen(text), &o));
+        ASSERT_TRUE(json_object_object_get_ex(o, "\xf0\x9d\xa0\x80", &a)); /* U+1D800 */
+        ASSERT_STREQ(json_object_get_string(json_object_array_get_idx(a, 0)), "\xf4\x8d\xbf\xbf"); /* U+10DFFF */
+        ASSERT_STREQ(json_object_get_string(json_object_array_get_idx(a, 1)), "\xf0\xad\xb0\x81"); /* U+2DC01 */
+}
+
+/* No caller skips the check, but the builder does not count on that where a wrong reading
+ * would make a tree with bytes that are not UTF-8, a key cut short or the wrong container. */
+TEST(unchecked_text_refused) {
+        static const char *const texts[] = {
+                "[\"\\uD800\\u0041\"]", /* a high surrogate and no low one */
+                "[\"\\uD800\\uD800\"]",
+                "[\"\\uDC00\"]",          /* a low surrogate alone */
+                "[\"\\u00G0\"]",          /* not hex */
+                "[\"\\u 123\"]",
+                "[\"\\uD83D\\uDZ00\"]",
+                "{\"a\\u0000b\":1}",      /* a key json-c would cut at the NUL */
+                "[1}",                    /* brackets that do not match */
+                "{\"a\":1]",
+                "[}",
+                "{\"a\":[]}]",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                json_object *o = NULL;
+
+                if (json_build_checked(texts[i], strlen(texts[i]), 8, &o) != -EBADMSG)
+                        TEST_FAIL("built %s", texts[i]);
+                ASSERT_NULL(o);
+        }
+        /* What they would be with the escape or bracket right. */
+        static const char *const fine[] = { "[\"\\uD83D\\uDE00\\u00e9\"]", "{\"a\\u0001b\":[1]}" };
+        for (size_t i = 0; i < ELEMENTSOF(fine); i++) {
+                _cleanup_json_ json_object *o = NULL;
+
+                ASSERT_OK(json_build_checked(fine[i], strlen(fine[i]), 8, &o));
+        }
+}
+
 TEST_MAIN();

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * json_parse_strict() when memory runs out (proto/json-build.c builds the tree): each
+ * allocation of a parse failing in turn, json-c's included, gives -ENOMEM, no tree and nothing
+ * left allocated. malloc(), calloc() and realloc() are replaced here, for json-c too (exported:
+ * the build hides symbols), by ones that fail at a chosen call: glibc's allocator underneath, so
+ * not where AddressSanitizer owns them.
+ * Runs in: tests.
+ */
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "json-util.h"
+#include "macro.h"
+
+static unsigned alloc_calls, alloc_fail_at; /* 0: never fail */
+
+#ifndef HAVE_ASAN /* harness.h */
+extern void *__libc_malloc(size_t size);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t size);
+
+static bool alloc_fails(void) {
+        if (alloc_fail_at == 0 || ++alloc_calls != alloc_fail_at)
+                return false;
+        errno = ENOMEM;
+        return true;
+}
+
+_public_ void *malloc(size_t size) {
+        return alloc_fails() ? NULL : __libc_malloc(size);
+}
+
+_public_ void *calloc(size_t n, size_t size) {
+        return alloc_fails() ? NULL : __libc_calloc(n, size);
+}
+
+_public_ void *realloc(void *p, size_t size) {
+        return alloc_fails() ? NULL : __libc_realloc(p, size);
+}
+
+/* glibc's mallinfo2() counts a chunk freed into the thread cache as in use: start again
+ * without one, so that a free shows. (Constructors get main()'s arguments from glibc.) */
+static const char TCACHE_OFF[] = "glibc.malloc.tcache_count=0";
+
+__attribute__((constructor)) static void without_tcache(int argc, char **argv) {
+        const char *t = getenv("GLIBC_TUNABLES");
+        char *v;
+
+        if (t && strstr(t, TCACHE_OFF))
+                return;
+        if (asprintf(&v, "%s%s%s", t ?: "", t ? ":" : "", TCACHE_OFF) < 0 ||
+            setenv("GLIBC_TUNABLES", v, 1) < 0)
+                abort();
+        (void) argc;
+        execv("/proc/self/exe", argv);
+        abort();
+}
+#endif
+
+static size_t allocated_bytes(void) {
+        return mallinfo2().uordblks;
+}
+
+/* glibc allocates the (empty) thread cache with the first malloc(): before any count. */
+__attribute__((constructor)) static void allocator_started(void) {
+        free(strdup("started"));
+}
+
+/* A failed allocation must show, and a free in allocated_bytes(), or the test sees nothing. */
+TEST(failing_allocation_and_free_show) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        size_t before = allocated_bytes();
+        char *p;
+
+        alloc_calls = 0;
+        alloc_fail_at = 1;
+        p = malloc(100);
+        __asm__ volatile("" : : "r"(p) : "memory");
+        alloc_fail_at = 0;
+        ASSERT_NULL(p);
+        p = malloc(100);
+        __asm__ volatile("" : : "r"(p) : "memory");
+        ASSERT_NOT_NULL(p);
+        ASSERT_TRUE(allocated_bytes() > before);
+        free(p);
+        ASSERT_EQ(allocated_bytes(), before);
+}
+
+TEST(out_of_memory_fails_whole) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        /* Every kind of value, escaped strings and a key that needs the key buffer to grow. */
+        static const char text[] =
+                "{\"method\":\"io.tsmd.Guest.Request\",\"parameters\":{\"request\":\"QUJD\\u00e9\\n\","
+                "\"list\":[1,-2,18446744073709551615,1.5e3,true,false,null,{},[[]]],"
+                "\"a-key-longer-than-the-first-buffer-a-key-longer-than-the-first-buffer-a-key-longer-than-the-"
+                "first-buffer-a-key-longer-than-the-first-buffer-a-key-longer-than-the-first-buffer-a-key-longer\":\"x\"}}";
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        unsigned failures = 0;
+
+        ASSERT_OK(json_tokener_new_strict(8, &tok));
+        for (unsigned k = 1;; k++) {
+                json_object *o = NULL;
+                size_t before = allocated_bytes();
+                int r;
+
+                alloc_calls = 0;
+                alloc_fail_at = k;
+                r = json_parse_strict(tok, 8, SIZE_MAX, text, strlen(text), &o);
+                alloc_fail_at = 0;
+                if (r >= 0) {
+                        /* k is past the last allocation of a parse: all failures seen. */
+                        ASSERT_NOT_NULL(o);
+                        ASSERT_STREQ(json_get_string(json_object_object_get(o, "parameters"), "request"),
+                                     "QUJD\xc3\xa9\n");
+                        json_object_put(o);
+                        break;
+                }
+                if (r != -ENOMEM)
+                        TEST_FAIL("allocation #%u failing: %s, not ENOMEM", k, strerror(-r));
+                ASSERT_NULL(o);
+                if (allocated_bytes() != before)
+                        TEST_FAIL("allocation #%u failing leaked %zd bytes", k, (ssize_t) (allocated_bytes() - before));
+                failures++;
+        }
+        ASSERT_GE(failures, 20u);
+}
+
+TEST_MAIN();
