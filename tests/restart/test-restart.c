@@ -2514,8 +2514,10 @@ static int on_answer(VarlinkClient *c, json_object *parameters, const char *erro
 
 /* The same for a reload that reaches the monitor after its STOPPING=1, before the worker takes
  * its SIGTERM: the worker, stopped while the call and then the SIGTERM came, takes the call
- * first. The monitor loads nothing and says nothing, and the call is refused all the same. */
+ * first. The monitor loads nothing and says nothing, and the call is refused all the same,
+ * without a reopen of the audit log (which would make a new audit.log for the one moved away). */
 TEST(a_reload_reaching_the_monitor_as_it_stops_is_refused) {
+        char path[PATH_MAX], moved[PATH_MAX];
         VarlinkClient *admin;
         pid_t proxy, worker;
         Answer a = {};
@@ -2532,6 +2534,9 @@ TEST(a_reload_reaching_the_monitor_as_it_stops_is_refused) {
         ASSERT_OK(varlink_client_connect(m.admin, &admin));
         varlink_client_set_timeout(admin, 10 * 1000000ULL);
         call_ok(admin, "io.tsmd.Service.Ping", NULL); /* accepted: the call comes on a known connection */
+        snprintf(path, sizeof(path), "%s/audit/audit.log", m.dir);
+        snprintf(moved, sizeof(moved), "%s/audit/moved-away", m.dir);
+        ASSERT_OK(rename(path, moved));
 
         ASSERT_OK(kill(worker, SIGSTOP));
         ASSERT_OK(varlink_client_call_async(admin, "io.tsmd.Service.Reload", NULL, 0, on_answer, &a));
@@ -2551,6 +2556,7 @@ TEST(a_reload_reaching_the_monitor_as_it_stops_is_refused) {
         ASSERT_EQ(exit_status(m.pid), 0);
         manager_drain(&m);
         ASSERT_FALSE(m.ready_after_stopping);
+        ASSERT_TRUE(access(path, F_OK) < 0 && errno == ENOENT);
         varlink_client_free(admin);
 }
 
