@@ -1216,6 +1216,35 @@ static json_object *wait_audit_record(Manager *m, const char *event, const char 
         return rec;
 }
 
+/* The kernel refuses a release's unbind with EPERM: a failure of the TSM (BackendError), not a
+ * refusal of tsmd's (Denied is the monitor's gate refusing a restore-bind). */
+TEST(a_release_the_kernel_refuses_with_eperm_is_a_backend_error) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        char token[64], path[PATH_MAX];
+        VarlinkClient *c;
+        Manager m;
+        FILE *f;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        manager_init_kernel(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        open_bound_context(c, token);
+        snprintf(path, sizeof(path), "%s/fail-5", m.kernel_dir);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "%d\n", EPERM);
+        ASSERT_OK(fclose(f));
+
+        varlink_client_free(c);
+        expect_kernel_calls(&m, "op 5 1\nop 5 2\n");
+        rec = wait_audit_record(&m, "release", "io.tsmd.Guest.BackendError");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+}
+
 static void expect_bound(VarlinkClient *c, const char *params, bool bound, const char *state) {
         json_object *reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
 
