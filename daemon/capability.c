@@ -26,11 +26,30 @@ static bool needed(cap_value_t c) {
         return false;
 }
 
+/* The last capability the kernel knows by PR_CAPBSET_READ, which answers EINVAL past it. Any
+ * other failure (a seccomp filter) says nothing of where that is: then all that a capability
+ * set can hold, so that a drop or a check covers every one the kernel may know. */
+static cap_value_t probe_last_cap(void) {
+        cap_value_t c = CAP_LAST_CAP;
+
+        if (prctl(PR_CAPBSET_READ, (unsigned long) c, 0, 0, 0) >= 0) {
+                for (; c < CAPABILITY_LAST_POSSIBLE; c++)
+                        if (prctl(PR_CAPBSET_READ, (unsigned long) c + 1, 0, 0, 0) < 0)
+                                return errno == EINVAL ? c : CAPABILITY_LAST_POSSIBLE;
+                return c;
+        }
+        while (errno == EINVAL && c > 0) {
+                c--;
+                if (prctl(PR_CAPBSET_READ, (unsigned long) c, 0, 0, 0) >= 0)
+                        return c;
+        }
+        return CAPABILITY_LAST_POSSIBLE;
+}
+
 cap_value_t capability_last_cap(void) {
         static cap_value_t saved = -1;
         _cleanup_close_ int fd = -EBADF;
         char buf[16] = "";
-        cap_value_t c;
         char *end;
         long v;
 
@@ -40,18 +59,29 @@ cap_value_t capability_last_cap(void) {
         if (fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0) {
                 errno = 0;
                 v = strtol(buf, &end, 10);
-                if (errno == 0 && end != buf && (*end == '\n' || *end == 0) && v >= 0 && v < 64)
-                        return saved = (cap_value_t) v;
+                if (errno == 0 && end != buf && (*end == '\n' || *end == 0) && v >= 0 &&
+                    v <= CAPABILITY_LAST_POSSIBLE) {
+                        saved = (cap_value_t) v;
+                        return saved;
+                }
         }
-        /* No /proc (or not as expected): the kernel answers EINVAL past its last. */
-        c = CAP_LAST_CAP;
-        if (prctl(PR_CAPBSET_READ, (unsigned long) c, 0, 0, 0) >= 0)
-                while (c < 63 && prctl(PR_CAPBSET_READ, (unsigned long) c + 1, 0, 0, 0) >= 0)
-                        c++;
-        else
-                while (c > 0 && prctl(PR_CAPBSET_READ, (unsigned long) c, 0, 0, 0) < 0)
-                        c--;
-        return saved = c;
+        /* No /proc (or not as expected). */
+        saved = probe_last_cap();
+        return saved;
+}
+
+/* Whether c is in the bounding (or ambient) set: 1, 0, or -errno if that cannot be read. One
+ * the kernel does not know (past its last, when that could not be found) is in no set: EINVAL. */
+static int bounding_has(cap_value_t c) {
+        int k = prctl(PR_CAPBSET_READ, (unsigned long) c, 0, 0, 0);
+
+        return k >= 0 ? k : errno == EINVAL ? 0 : -errno;
+}
+
+static int ambient_has(cap_value_t c) {
+        int k = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, (unsigned long) c, 0, 0);
+
+        return k >= 0 ? k : errno == EINVAL ? 0 : -errno;
 }
 
 int capability_drop_to_minimum(bool allow_more) {
@@ -79,8 +109,9 @@ int capability_drop_to_minimum(bool allow_more) {
         for (cap_value_t c = 0; c <= last; c++) {
                 if (needed(c))
                         continue;
-                if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1 && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
-                    errno != EPERM)
+                /* In the set, or unreadable: dropped (and checked below) all the same. */
+                if (bounding_has(c) != 0 && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EPERM &&
+                    errno != EINVAL)
                         return log_error_errno(-errno, "Failed to drop capability %s from the bounding set: %m",
                                                cap_to_name(c));
         }
@@ -98,8 +129,7 @@ int capability_drop_to_minimum(bool allow_more) {
                 if (needed(c))
                         continue;
                 if ((cap_get_flag(now, c, CAP_EFFECTIVE, &v) >= 0 && v == CAP_SET) ||
-                    (cap_get_flag(now, c, CAP_PERMITTED, &v) >= 0 && v == CAP_SET) ||
-                    prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1) {
+                    (cap_get_flag(now, c, CAP_PERMITTED, &v) >= 0 && v == CAP_SET) || bounding_has(c) != 0) {
                         log_full(allow_more ? LOG_WARNING : LOG_ERR, "Capability %s could not be dropped.",
                                  cap_to_name(c));
                         r = -EPERM;
@@ -139,8 +169,7 @@ int capability_verify_none(void) {
                 r = -EPERM;
         }
         for (cap_value_t c = 0; c <= capability_last_cap(); c++) {
-                if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) != 0 ||
-                    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c, 0, 0) != 0) {
+                if (bounding_has(c) != 0 || ambient_has(c) != 0) {
                         log_error("Capability %s remains in the bounding or ambient set.", cap_to_name(c));
                         r = -EPERM;
                 }

@@ -20,9 +20,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(cap_t, cap_free, NULL);
 extern const cap_value_t tsmd_capabilities[];
 extern const size_t tsmd_n_capabilities;
 
+/* The last capability a capability set can hold (64 bits). */
+#define CAPABILITY_LAST_POSSIBLE 63
+
 /* The last capability the running kernel knows (/proc/sys/kernel/cap_last_cap, else probed with
  * PR_CAPBSET_READ), as systemd's cap_last_cap() finds it: the headers' CAP_LAST_CAP is the
- * build's, and a newer kernel knows more, which a bounding set must lose too. */
+ * build's, and a newer kernel knows more, which a bounding set must lose too. If neither
+ * tells (a seccomp filter refusing the probe), CAPABILITY_LAST_POSSIBLE: a loop up to it meets
+ * capabilities the kernel does not know, which no set holds and no drop takes (EINVAL). */
 cap_value_t capability_last_cap(void);
 
 /* Drops every capability not in the minimum from the effective, permitted, inheritable,

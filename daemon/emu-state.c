@@ -159,6 +159,20 @@ int emu_state_save(EmuPlatform *p, const EmuTsm *t, EmuStateHeld held, void *use
         return 0;
 }
 
+/* Moves *offset past the record there (size bytes at buf); -EBADMSG if it does not fit. */
+static int skip_record(const uint8_t *buf, size_t size, size_t *offset) {
+        size_t n = sizeof(Record);
+
+        if (size - *offset < n)
+                return -EBADMSG;
+        if (buf[*offset + offsetof(Record, flags)] & RECORD_MEM)
+                n += EMU_DEBUG_MEM_SIZE;
+        if (size - *offset < n)
+                return -EBADMSG;
+        *offset += n;
+        return 0;
+}
+
 /* One record at *offset of the snapshot (size bytes at buf, checked): loaded into the device
  * p has there if it is the same, else left alone with a log line. Moves *offset past it;
  * -EBADMSG if it does not fit. */
@@ -281,14 +295,20 @@ int emu_state_load(EmuPlatform *p, EmuTsm *t, int fd, size_t *ret_n) {
         else if (le32toh(h.n_devices) > EMU_DEVICES_MAX)
                 r = -EBADMSG;
         size -= SHA256_DIGEST_SIZE;
+        /* Every record fits, and nothing follows the last: checked before any is loaded, so
+         * that a damaged snapshot loads none. */
+        for (uint32_t i = 0; r >= 0 && i < le32toh(h.n_devices); i++)
+                r = skip_record(buf, size, &offset);
+        if (r >= 0 && offset != size)
+                r = -EBADMSG;
+        offset = sizeof(Header);
         for (uint32_t i = 0; r >= 0 && i < le32toh(h.n_devices); i++) {
                 bool loaded;
 
                 r = load_record(p, t, buf, size, &offset, &loaded);
                 n += loaded;
         }
-        if (r >= 0 && offset != size)
-                r = -EBADMSG;
+        assert(r < 0 || offset == size);
         (void) munmap((void *) buf, size + SHA256_DIGEST_SIZE);
         if (ret_n)
                 *ret_n = n;

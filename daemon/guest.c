@@ -408,6 +408,7 @@ static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *user
 void guest_audit_release(const Release *rel, int result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         TsmDeviceInfo info;
+        bool gate_refused;
         uint64_t seq = 0;
         int r;
 
@@ -422,12 +423,14 @@ void guest_audit_release(const Release *rel, int result) {
                 rec.backend = tsm_backend_type_to_string(info.backend);
         /* Timeout: the TSM gave up, or had not answered when the worker exited; either way
          * nobody knows what the device did. DeviceGone: the device went while the TSM had it,
-         * recorded not done as a Bind or Unbind is. Denied: the monitor's gate refused it (a
-         * restore-bind of a device no policy rule lists any more), as it would a Bind. */
+         * recorded not done as a Bind or Unbind is. Denied: the monitor's gate refused a
+         * restore-bind (of a device no policy rule lists any more), as it would a Bind; an
+         * unbind (release, restore-unbind) passes no gate, its EPERM is the kernel's. */
+        gate_refused = result == -EPERM && streq(rel->event, "restore-bind");
         rec.result = result >= 0            ? "ok" :
                      result == -ETIMEDOUT   ? GUEST_ERROR("Timeout") :
                      result == -ENODEV      ? GUEST_ERROR("DeviceGone") :
-                     result == -EPERM       ? GUEST_ERROR("Denied") :
+                     gate_refused           ? GUEST_ERROR("Denied") :
                                               GUEST_ERROR("BackendError");
         r = audit_log_record_owed(rel->manager->audit, &rec, on_release_recorded, NULL, &seq);
         if (r < 0) {

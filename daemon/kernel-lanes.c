@@ -51,6 +51,7 @@ struct KernelCall {
 
         KernelOp op;
         uint64_t start_usec; /* CLOCK_MONOTONIC, at submission (an undo: its bind's) */
+        uint64_t done_usec;  /* CLOCK_MONOTONIC, as the kernel answered */
         void *tag;           /* abandoned in the kernel: who for, for the late callback */
         size_t tag_size;
         int fd; /* our duplicate of the VMM's iommufd; a bind's stays until delivery, for an undo */
@@ -201,6 +202,7 @@ static void *lane_thread(void *userdata) {
                         c->undo->undoes = NULL;
                         c->undo = NULL;
                 }
+                c->done_usec = now_monotonic_usec();
                 c->state = KERNEL_CALL_DONE;
                 c->lane = NULL;
                 TAILQ_INSERT_TAIL(&l->done, c, entry);
@@ -254,7 +256,8 @@ static void log_undo(const KernelCall *c) {
                             c->lane_name, c->vdevice_id);
 }
 
-/* The late answer goes to whoever keeps a record of the device (tsmd's audit log). */
+/* The late answer goes to whoever keeps a record of the device (tsmd's audit log). Its latency
+ * is the kernel's, up to its answer: a kept one given up on may be abandoned long after. */
 static void report_late(KernelLanes *l, const KernelCall *c, const void *tag, size_t tag_size) {
         KernelLate late = {
                 .op = c->op,
@@ -264,7 +267,7 @@ static void report_late(KernelLanes *l, const KernelCall *c, const void *tag, si
                 .scope_number = c->scope_number,
                 .result = c->result,
                 .response_len = c->op == KERNEL_OP_REQUEST && c->result >= 0 ? c->response_len : 0,
-                .latency_usec = now_monotonic_usec() - c->start_usec,
+                .latency_usec = c->done_usec - c->start_usec,
                 .tag = tag,
                 .tag_size = tag_size,
         };

@@ -384,28 +384,14 @@ static int reload_refused_by_monitor(Manager *m, int error, char *reason, bool p
         return reload_refused(m, error, policy_failed ? "policy" : "configuration", reason, ret_message);
 }
 
-static int reload_config(Manager *m, char **ret_message) {
+/* Takes and applies the files the monitor loaded (fd, last-good.h). */
+static int reload_apply(Manager *m, int fd, char **ret_message) {
         _cleanup_free_ char *names = NULL, *error = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        char *message = NULL, *reason = NULL;
-        bool policy_failed = false;
+        char *message = NULL;
         DaemonConfig config;
         Policy *p = NULL;
         int r;
 
-        /* SECURITY: the monitor (root) reads the files and hands over the very bytes it parsed,
-         * sealed: this worker applies those, never a read of its own, so that it serves what the
-         * monitor's scope gate and device list follow, and what the next worker starts from
-         * (last-good.h). The monitor applies nothing until we took them, and nothing at all if
-         * it refused them: either both change to the new set, or both keep the one in force. */
-        r = priv_call_reload(m->channel, &fd, &reason, &policy_failed);
-        if (r == -ESHUTDOWN) {
-                /* The monitor stops (our SIGTERM is on its way): the files were not at fault. */
-                free(reason);
-                return log_notice_errno(r, "Not reloading: tsmd is stopping.");
-        }
-        if (r < 0)
-                return reload_refused_by_monitor(m, r, reason, policy_failed, ret_message);
         r = last_good_restore(fd, &config, &p, &names, &error);
         if (r < 0) {
                 if (asprintf(&message, "Cannot take the files tsmd loaded%s%s: %s", error ? ": " : "",
@@ -459,6 +445,57 @@ static int reload_config(Manager *m, char **ret_message) {
         return 0;
 }
 
+/* The reload's answer when tsmd stops, at once: nothing changed. */
+static void reload_stopping(Manager *m, ManagerReloadCallback done, void *userdata) {
+        log_notice("Not reloading: tsmd is stopping.");
+        if (done)
+                done(m, -ESHUTDOWN, NULL, userdata);
+        else
+                audit_signalled_reload(m, -ESHUTDOWN);
+}
+
+/* Asks the monitor for the files, and unless it stops, reopens the audit log for rl's end
+ * (on_audit_reopened()). -ESHUTDOWN or -ENOMEM: neither happened, rl is the caller's still. */
+static int reload_config(Reload *rl) {
+        _cleanup_close_ int fd = -EBADF;
+        Manager *m = rl->manager;
+        bool policy_failed = false;
+        char *reason = NULL;
+        int r, k;
+
+        /* SECURITY: the monitor (root) reads the files and hands over the very bytes it parsed,
+         * sealed: this worker applies those, never a read of its own, so that it serves what the
+         * monitor's scope gate and device list follow, and what the next worker starts from
+         * (last-good.h). The monitor applies nothing until we took them, and nothing at all if
+         * it refused them: either both change to the new set, or both keep the one in force. */
+        r = priv_call_reload(m->channel, &fd, &reason, &policy_failed);
+        if (r == -ESHUTDOWN) {
+                /* The monitor stops (our SIGTERM is on its way): the files were not at fault,
+                 * and the audit log stays as it is. */
+                free(reason);
+                return r;
+        }
+
+        /* An audit log that failed (EIO, a full disk) gets another chance, whatever the files
+         * say: a reload is how an administrator repairs it. Its disk may be slow or stuck, so
+         * the loop does not wait for it: the reload is over (its log line, the answer to a
+         * Reload call, whose record goes to the reopened log) when the reopen is. Started
+         * before the new configuration applies (the monitor's call above runs nothing of the
+         * loop's), so that every request it lets through waits for it and lands in the
+         * reopened log; the configuration applies at once, a policy taking a device away does
+         * not wait for the disk. A load not committed (out of memory here) changes nothing. */
+        k = audit_log_reopen_full(m->audit, on_audit_reopened, rl);
+        if (k < 0) {
+                free(reason);
+                return log_oom();
+        }
+        if (r < 0)
+                rl->error = reload_refused_by_monitor(m, r, reason, policy_failed, &rl->message);
+        else
+                rl->error = reload_apply(m, fd, &rl->message);
+        return 0;
+}
+
 int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
         Reload *rl;
         int r;
@@ -466,11 +503,7 @@ int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
         /* Stopping: nothing changes any more (nor is the audit log reopened), and the caller
          * hears why (io.tsmd.Service.Stopping). */
         if (m->draining) {
-                log_notice("Not reloading: tsmd is stopping.");
-                if (done)
-                        done(m, -ESHUTDOWN, NULL, userdata);
-                else
-                        audit_signalled_reload(m, -ESHUTDOWN);
+                reload_stopping(m, done, userdata);
                 return 0;
         }
         if (!m->config_path) {
@@ -484,18 +517,15 @@ int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
                 return log_oom();
         *rl = (Reload) { .manager = m, .done = done, .userdata = userdata };
 
-        /* An audit log that failed (EIO, a full disk) gets another chance, whatever the files
-         * say: a reload is how an administrator repairs it. Its disk may be slow or stuck, so
-         * the loop does not wait for it: the reload is over (its log line, the answer to a
-         * Reload call, whose record goes to the reopened log) when the reopen is. The
-         * configuration applies at once: a policy taking a device away does not wait for it. */
-        r = audit_log_reopen_full(m->audit, on_audit_reopened, rl);
-        if (r < 0) {
+        r = reload_config(rl);
+        if (r < 0)
                 free(rl);
-                return log_oom();
+        if (r == -ESHUTDOWN) {
+                /* The monitor's STOPPING=1 came before our SIGTERM. */
+                reload_stopping(m, done, userdata);
+                return 0;
         }
-        rl->error = reload_config(m, &rl->message);
-        return 0;
+        return r;
 }
 
 static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userdata) {

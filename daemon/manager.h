@@ -125,7 +125,8 @@ typedef void (*ManagerReloadCallback)(Manager *m, int error, const char *message
  * applies what can change at run time at once, in this worker and the monitor; if the monitor
  * refuses the files, keeps the old configuration in both and says why; reopens the audit log (see
  * audit_log_reopen_full()) without waiting for its disk. done (may be NULL) runs once all of that
- * finished: later, from the event loop, or at once when there is no configuration file.
+ * finished: later, from the event loop; or at once when there is no configuration file, or when
+ * tsmd stops (-ESHUTDOWN: nothing changed, the audit log was not reopened).
  * -ENOMEM (done never called), or 0. */
 int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata);
 Manager *manager_free(Manager *m);

@@ -14,6 +14,7 @@ typedef struct Builder {
         size_t buf_size;
         char *key; /* the member being read, NUL-terminated (json-c copies it) */
         size_t key_size;
+        locale_t c_locale; /* for doubles: made at the first, freed with the builder */
 } Builder;
 
 static void skip_ws(Builder *b) {
@@ -80,10 +81,21 @@ static size_t put_utf8(char *o, unsigned cp) {
         return 4;
 }
 
+/* The string's end from p (in it, on plain text or an escape): its closing quote, or a
+ * control character or end if it has none. */
+static const unsigned char *string_end(const unsigned char *p, const unsigned char *end) {
+        for (;;) {
+                p = json_run_unescaped(p, end, true);
+                if (p >= end || *p != '\\' || end - p < 2)
+                        return p;
+                p += 2; /* the escaped byte: \" does not end it; \u's digits are plain */
+        }
+}
+
 /* The string at b->p (its opening quote), unescaped: straight from the text when it has no
  * escapes, else in b->buf. The check saw each escape complete and each surrogate paired. */
 static int read_string(Builder *b, const char **ret, size_t *ret_len) {
-        const unsigned char *start = ++b->p, *run;
+        const unsigned char *start = ++b->p, *run, *end;
         size_t n = 0;
         int r;
 
@@ -97,8 +109,14 @@ static int read_string(Builder *b, const char **ret, size_t *ret_len) {
                 return 0;
         }
 
-        /* Escapes: each of at most 12 bytes of text makes at most 4 bytes. */
-        r = reserve(b, (size_t) (b->end - start) + 1);
+        /* Escapes: each of at most 12 bytes of text makes at most 4 bytes, so the string's text
+         * up to its closing quote is room enough (not the rest of the message: one escape early
+         * in a long one would take as much again). Read no further than that quote. */
+        end = string_end(run, b->end);
+        if (end >= b->end || *end != '"')
+                return -EBADMSG;
+        end++;
+        r = reserve(b, (size_t) (end - start));
         if (r < 0)
                 return r;
         for (;;) {
@@ -107,11 +125,11 @@ static int read_string(Builder *b, const char **ret, size_t *ret_len) {
                 memcpy(b->buf + n, b->p, (size_t) (run - b->p));
                 n += (size_t) (run - b->p);
                 b->p = run;
-                if (b->p >= b->end || *b->p < 0x20)
+                if (b->p >= end || *b->p < 0x20)
                         return -EBADMSG;
                 if (*b->p == '"')
                         break;
-                if (b->end - b->p < 2)
+                if (end - b->p < 2)
                         return -EBADMSG;
                 switch (b->p[1]) {
                 case '"': case '\\': case '/':
@@ -127,11 +145,11 @@ static int read_string(Builder *b, const char **ret, size_t *ret_len) {
                          * that never saw the check gets no bytes that are not UTF-8. */
                         int hi, lo;
 
-                        if (b->end - b->p < 6 || (hi = hex4(b->p + 2)) < 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
+                        if (end - b->p < 6 || (hi = hex4(b->p + 2)) < 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
                                 return -EBADMSG;
                         cp = (unsigned) hi;
                         if (hi >= 0xD800 && hi <= 0xDBFF) {
-                                if (b->end - b->p < 12 || b->p[6] != '\\' || b->p[7] != 'u' ||
+                                if (end - b->p < 12 || b->p[6] != '\\' || b->p[7] != 'u' ||
                                     (lo = hex4(b->p + 8)) < 0xDC00 || lo > 0xDFFF)
                                         return -EBADMSG;
                                 cp = 0x10000 + ((unsigned) (hi - 0xD800) << 10) + (unsigned) (lo - 0xDC00);
@@ -145,7 +163,7 @@ static int read_string(Builder *b, const char **ret, size_t *ret_len) {
                         return -EBADMSG;
                 }
                 b->p += 2;
-                run = json_run_unescaped(b->p, b->end, true);
+                run = json_run_unescaped(b->p, end, true);
         }
         b->p++;
         b->buf[n] = 0;
@@ -184,14 +202,12 @@ static int read_number(Builder *b, json_object **ret) {
                         *ret = u <= INT64_MAX ? json_object_new_int64((int64_t) u) : json_object_new_uint64(u);
                 }
         } else {
-                locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t) 0);
-                double d;
-
-                if (!c)
-                        return -ENOMEM;
-                d = strtod_l(b->buf, NULL, c);
-                freelocale(c);
-                *ret = json_object_new_double_s(d, b->buf);
+                if (!b->c_locale) {
+                        b->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t) 0);
+                        if (!b->c_locale)
+                                return -ENOMEM;
+                }
+                *ret = json_object_new_double_s(strtod_l(b->buf, NULL, b->c_locale), b->buf);
         }
         return *ret ? 0 : -ENOMEM;
 }
@@ -276,6 +292,13 @@ static char closing_of(json_object *container) {
         return json_object_is_type(container, json_type_object) ? '}' : ']';
 }
 
+static void builder_done(Builder *b) {
+        free(b->buf);
+        free(b->key);
+        if (b->c_locale)
+                freelocale(b->c_locale);
+}
+
 int json_build_checked(const char *text, size_t len, unsigned max_depth, json_object **ret) {
         json_object *stack_small[64];
         _cleanup_free_ json_object **stack_big = NULL;
@@ -356,8 +379,7 @@ int json_build_checked(const char *text, size_t len, unsigned max_depth, json_ob
                                         goto fail;
                                 }
                                 *ret = root;
-                                free(b.buf);
-                                free(b.key);
+                                builder_done(&b);
                                 return 0;
                         }
                         if (b.p >= b.end) {
@@ -384,8 +406,7 @@ int json_build_checked(const char *text, size_t len, unsigned max_depth, json_ob
         }
 
 fail:
-        free(b.buf);
-        free(b.key);
+        builder_done(&b);
         json_object_put(root);
         return r;
 }

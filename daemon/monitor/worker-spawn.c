@@ -172,9 +172,10 @@ static _noreturn_ void child(int binary, char *const argv[], int channel, uid_t 
 
         if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0)
                 _exit(12);
-        /* The bounding set while CAP_SETPCAP is still ours; setresuid() then clears the rest. */
+        /* The bounding set while CAP_SETPCAP is still ours; setresuid() then clears the rest.
+         * Past the kernel's last (capability_last_cap() may not know it) EINVAL: none to drop. */
         for (cap_value_t c = 0; c <= last_cap; c++)
-                if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+                if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
                         _exit(13);
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
                 _exit(13);

@@ -18,6 +18,7 @@
 #include "emu-device.h"
 #include "harness.h"
 #include "log-capture.h"
+#include "sha256.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
 
@@ -514,6 +515,66 @@ TEST(emulated_state_across_restarts) {
         router_free(&c);
         safe_close(fd);
         safe_close(fd2);
+}
+
+/* fd's snapshot with its records' text cut by one byte (cut), or one byte added after them, and
+ * its checksum made again: whole to the checksum, damaged inside. A new sealed memfd. */
+static int snapshot_damaged(int fd, bool cut) {
+        uint8_t buf[4096], digest[SHA256_DIGEST_SIZE];
+        ssize_t k = pread(fd, buf, sizeof(buf), 0);
+        size_t n;
+        int out;
+
+        ASSERT_TRUE(k > (ssize_t) SHA256_DIGEST_SIZE && k < (ssize_t) sizeof(buf));
+        n = (size_t) k - SHA256_DIGEST_SIZE;
+        if (cut)
+                n--;
+        else
+                buf[n++] = 0;
+        sha256(buf, n, digest);
+        memcpy(buf + n, digest, sizeof(digest));
+        out = memfd_create("damaged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ASSERT_TRUE(out >= 0);
+        ASSERT_EQ(write(out, buf, n + sizeof(digest)), (ssize_t) (n + sizeof(digest)));
+        ASSERT_OK(fcntl(out, F_ADD_SEALS, F_SEAL_WRITE));
+        return out;
+}
+
+/* A snapshot damaged after its first record (the second cut short, or bytes after the last) is
+ * refused whole: the first device is not restored either. */
+TEST(emulated_state_damaged_after_a_record_loads_none) {
+        TsmTarget t1 = { .pci_address = DEV1, .iommufd = -EBADF }, t2 = { .pci_address = DEV2, .iommufd = -EBADF };
+        _cleanup_close_ int fd = -EBADF;
+        Done bind1, bind2;
+        Router a;
+        size_t n;
+
+        router_new(&a, DEV1 "," DEV2, 0, 5000 * MSEC);
+        bind1 = (Done){ .start = now_monotonic_usec() };
+        bind2 = (Done){ .start = now_monotonic_usec() };
+        ASSERT_OK(tsm_platform_bind(a.p, &t1, on_bound, &bind1, NULL));
+        ASSERT_OK(tsm_platform_bind(a.p, &t2, on_bound, &bind2, NULL));
+        run_until(&a, &bind1.called, SLACK_USEC);
+        run_until(&a, &bind2.called, SLACK_USEC);
+        ASSERT_OK(bind1.result);
+        ASSERT_OK(bind2.result);
+        ASSERT_EQ(state_of(&a, DEV1), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_OK(tsm_platform_save_emulated(a.p, held_bound, NULL, &fd, &n));
+        ASSERT_EQ(n, 2u);
+        router_free(&a);
+
+        for (int cut = 0; cut <= 1; cut++) {
+                _cleanup_close_ int damaged = snapshot_damaged(fd, cut);
+                Router b;
+
+                router_new(&b, DEV1 "," DEV2, 0, 5000 * MSEC);
+                n = 7;
+                ASSERT_ERRNO(tsm_platform_load_emulated(b.p, damaged, &n), EBADMSG);
+                ASSERT_EQ(n, 0u);
+                ASSERT_EQ(state_of(&b, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+                ASSERT_EQ(state_of(&b, DEV2), TDISP_STATE_CONFIG_UNLOCKED);
+                router_free(&b);
+        }
 }
 
 /* A snapshot not sealed against writes, or not one at all, is refused whole. */

@@ -752,18 +752,21 @@ TEST(abandoned_bind_that_failed_is_not_undone) {
 typedef struct Kept {
         Done done;
         KernelCall *call;
+        uint64_t answered_usec;
 } Kept;
 
 static void on_done_kept(KernelCall *c, int result, void *userdata) {
         Kept *k = userdata;
 
+        k->answered_usec = now_monotonic_usec();
         on_done(c, result, &k->done);
         kernel_call_keep(c);
         k->call = c;
 }
 
 /* Answered and kept, then given up on before its requester had the answer: the lanes report it
- * late at once, with the tag as given, and a kept bind is not undone (its owner had the result).
+ * late at once, with the tag as given and the kernel's latency (to its answer, not to the give
+ * up, which comes a while after here), and a kept bind is not undone (its owner had the result).
  * One passed on is reported by nobody. Kept calls are freed either way (ASan). */
 TEST(a_kept_answer_given_up_on_is_reported_late_at_once) {
         KernelCallArgs request = { .op = KERNEL_OP_REQUEST, .iommufd = -EBADF, .version = TSM_UAPI_V5,
@@ -771,11 +774,13 @@ TEST(a_kept_answer_given_up_on_is_reported_late_at_once) {
         KernelCallArgs bind = { .op = KERNEL_OP_BIND, .iommufd = -EBADF, .version = TSM_UAPI_V5, .vdevice_id = 1 };
         Kept req = {}, bound = {}, passed_on = {};
         Late late = {};
+        uint64_t submitted_usec;
         Lanes t;
 
         lanes_setup(&t);
         request.iommufd = bind.iommufd = t.iommufd;
         kernel_lanes_set_late_callback(t.lanes, on_late, &late);
+        submitted_usec = now_monotonic_usec();
         ASSERT_OK(kernel_lanes_submit(t.lanes, DEV_A, &request, on_done_kept, &req, NULL));
         ASSERT_OK(kernel_lanes_submit(t.lanes, DEV_A, &bind, on_done_kept, &bound, NULL));
         ASSERT_OK(kernel_lanes_submit(t.lanes, DEV_A, &request, on_done_kept, &passed_on, NULL));
@@ -783,8 +788,10 @@ TEST(a_kept_answer_given_up_on_is_reported_late_at_once) {
         ASSERT_EQ(req.done.n + bound.done.n, 2u);
         ASSERT_EQ(late.n, 0u);
 
+        (void) usleep(50 * 1000); /* not a wait: the time between the answer and the give up */
         ASSERT_TRUE(kernel_call_abandon_tagged(req.call, "req-tag", sizeof("req-tag")));
         ASSERT_EQ(late.n, 1u);
+        ASSERT_LE(late.last[0].latency_usec, req.answered_usec - submitted_usec);
         ASSERT_EQ(late.last[0].op, KERNEL_OP_REQUEST);
         ASSERT_FALSE(late.last[0].undo);
         ASSERT_EQ(late.last[0].result, 0);

@@ -7,12 +7,40 @@
  * Runs in: tests.
  */
 
+#include <locale.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "harness.h"
-#include "json-build.h"
 #include "json-strict.h"
 #include "json-util.h"
+
+/* The builder compiled here, its buffer's growth and its locales counted: what a text costs it
+ * (json_parse_strict() from the library calls this json_build_checked()). */
+static size_t largest_realloc, n_newlocale, n_freelocale;
+
+static void *counted_realloc(void *p, size_t size) {
+        largest_realloc = MAX(largest_realloc, size);
+        return realloc(p, size);
+}
+
+static locale_t counted_newlocale(int mask, const char *name, locale_t base) {
+        n_newlocale++;
+        return newlocale(mask, name, base);
+}
+
+static void counted_freelocale(locale_t l) {
+        n_freelocale++;
+        freelocale(l);
+}
+
+#define realloc counted_realloc
+#define newlocale counted_newlocale
+#define freelocale counted_freelocale
+#include "json-build.c"
+#undef realloc
+#undef newlocale
+#undef freelocale
 
 static uint64_t rnd_state = 0x853c49e6748fea9b;
 
@@ -366,6 +394,35 @@ TEST(unchecked_text_refused) {
 
                 ASSERT_OK(json_build_checked(fine[i], strlen(fine[i]), 8, &o));
         }
+}
+
+/* A string with an escape takes room for itself, not for the rest of the message (16 MiB of
+ * whitespace after it here); the doubles of one text share one C locale. */
+TEST(what_a_text_costs) {
+        static const char head[] = "{\"a\":\"x\\ny\",\"d\":[1.5,2.5e1,-3.25,4.0]";
+        _cleanup_json_ json_object *obj = NULL;
+        size_t n = sizeof(head) - 1 + (16u << 20) + 1;
+        _cleanup_free_ char *text = malloc(n);
+
+        ASSERT_NOT_NULL(text);
+        memcpy(text, head, sizeof(head) - 1);
+        memset(text + sizeof(head) - 1, ' ', n - sizeof(head));
+        text[n - 1] = '}';
+
+        largest_realloc = n_newlocale = n_freelocale = 0;
+        ASSERT_OK(json_build_checked(text, n, 4, &obj));
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(obj, "a")), "x\ny");
+        ASSERT_EQ(json_object_get_double(json_object_array_get_idx(json_object_object_get(obj, "d"), 1)), 25.0);
+        ASSERT_LE(largest_realloc, (size_t) 4096);
+        ASSERT_EQ(n_newlocale, (size_t) 1);
+        ASSERT_EQ(n_freelocale, (size_t) 1);
+
+        /* A failed text frees its locale too. */
+        n_newlocale = n_freelocale = 0;
+        json_object_put(TAKE_PTR(obj));
+        ASSERT_EQ(json_build_checked("[1.5,2.5,\"", 10, 4, &obj), -EBADMSG);
+        ASSERT_EQ(n_newlocale, (size_t) 1);
+        ASSERT_EQ(n_freelocale, (size_t) 1);
 }
 
 TEST_MAIN();
