@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Runner for tests/harness.h: one forked child per test, TAP-like output. */
 
+#include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 
 #include "harness.h"
@@ -18,6 +20,29 @@ static bool test_leaked(void) {
 #else
         return false;
 #endif
+}
+
+/* The case's child's own: static, so that its leak check does not count them. */
+static char remove_at_end[TEST_REMOVE_MAX][PATH_MAX];
+static size_t n_remove_at_end;
+
+void test_remove_at_end(const char *path) {
+        if (n_remove_at_end >= TEST_REMOVE_MAX || strlen(path) >= PATH_MAX)
+                TEST_FAIL("cannot remember %s for removal", path);
+        strcpy(remove_at_end[n_remove_at_end++], path);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) st;
+        (void) flag;
+        (void) ftw;
+        (void) remove(path);
+        return 0;
+}
+
+static void remove_trees(void) {
+        for (size_t i = 0; i < n_remove_at_end; i++)
+                (void) nftw(remove_at_end[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static bool selected(const char *name, int argc, char *argv[]) {
@@ -58,6 +83,7 @@ int test_main(int argc, char *argv[]) {
                                         t->name);
                                 _exit(1);
                         }
+                        remove_trees();
                         _exit(0);
                 }
                 if (waitpid(pid, &status, 0) < 0) {

@@ -143,6 +143,11 @@ extern size_t test_n_cases;
 
 int test_main(int argc, char *argv[]);
 
+/* Called by a case for a directory tree it made (mkdtemp()): removed once the case has passed,
+ * left in place for a look when it failed. At most TEST_REMOVE_MAX per case. */
+#define TEST_REMOVE_MAX 8
+void test_remove_at_end(const char *path);
+
 #define TEST_MAIN()                                                                                \
         TestCase test_cases[TEST_MAX];                                                             \
         size_t test_n_cases;                                                                       \

@@ -228,6 +228,7 @@ void tsmd_instance_start_nofile(TsmdInstance *t, const char *extra_config, unsig
         if ((size_t) snprintf(t->dir, sizeof(t->dir), "%s/test-libtsm-XXXXXX", tmp) >= sizeof(t->dir) ||
             !mkdtemp(t->dir))
                 TEST_FAIL("mkdtemp: %s", strerror(errno));
+        test_remove_at_end(t->dir);
         /* tsmd's worker runs as its own user and reads the configuration and policy in here. */
         if (chmod(t->dir, 0755) < 0)
                 TEST_FAIL("chmod %s: %s", t->dir, strerror(errno));
