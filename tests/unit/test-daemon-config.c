@@ -16,6 +16,7 @@
 #include "daemon-config.h"
 #include "harness.h"
 #include "macro.h"
+#include "without-tcache.h"
 
 #ifdef HAVE_ASAN /* harness.h */
 #include <sanitizer/allocator_interface.h>
@@ -43,26 +44,6 @@ static size_t allocated_bytes(void) {
         return mallinfo2().uordblks;
 #endif
 }
-
-#ifndef HAVE_ASAN
-/* glibc's mallinfo2() counts a chunk freed into the thread cache as in use: start again
- * without one, so that a free shows. (Constructors get main()'s arguments from glibc.) */
-static const char TCACHE_OFF[] = "glibc.malloc.tcache_count=0";
-
-__attribute__((constructor)) static void without_tcache(int argc, char **argv) {
-        const char *t = getenv("GLIBC_TUNABLES");
-        char *v;
-
-        if (t && strstr(t, TCACHE_OFF))
-                return;
-        if (asprintf(&v, "%s%s%s", t ?: "", t ? ":" : "", TCACHE_OFF) < 0 ||
-            setenv("GLIBC_TUNABLES", v, 1) < 0)
-                abort();
-        (void) argc;
-        execv("/proc/self/exe", argv);
-        abort();
-}
-#endif
 
 /* A free must show in allocated_bytes(), or a leak would not. */
 TEST(allocated_bytes_sees_a_free) {

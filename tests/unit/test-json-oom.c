@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "json-util.h"
 #include "macro.h"
+#include "without-tcache.h"
 
 static unsigned alloc_calls, alloc_fail_at; /* 0: never fail */
 
@@ -44,23 +45,6 @@ _public_ void *realloc(void *p, size_t size) {
         return alloc_fails() ? NULL : __libc_realloc(p, size);
 }
 
-/* glibc's mallinfo2() counts a chunk freed into the thread cache as in use: start again
- * without one, so that a free shows. (Constructors get main()'s arguments from glibc.) */
-static const char TCACHE_OFF[] = "glibc.malloc.tcache_count=0";
-
-__attribute__((constructor)) static void without_tcache(int argc, char **argv) {
-        const char *t = getenv("GLIBC_TUNABLES");
-        char *v;
-
-        if (t && strstr(t, TCACHE_OFF))
-                return;
-        if (asprintf(&v, "%s%s%s", t ?: "", t ? ":" : "", TCACHE_OFF) < 0 ||
-            setenv("GLIBC_TUNABLES", v, 1) < 0)
-                abort();
-        (void) argc;
-        execv("/proc/self/exe", argv);
-        abort();
-}
 #endif
 
 static size_t allocated_bytes(void) {
