@@ -276,9 +276,10 @@ int emu_state_load(EmuPlatform *p, EmuTsm *t, int fd, size_t *ret_n) {
                 return -EBADMSG;
         if ((uint64_t) st.st_size > EMU_STATE_SIZE_MAX)
                 return -EFBIG;
-        /* SECURITY: sealed against writes, so what is checked is what is read. */
+        /* SECURITY: sealed against writes, so what is checked is what is read, and against
+         * shrinking, so that no page of the mapping goes away under the reads (SIGBUS). */
         seals = fcntl(fd, F_GET_SEALS);
-        if (seals < 0 || !(seals & F_SEAL_WRITE))
+        if (seals < 0 || (seals & (F_SEAL_WRITE | F_SEAL_SHRINK)) != (F_SEAL_WRITE | F_SEAL_SHRINK))
                 return -EBADMSG;
         size = (size_t) st.st_size;
         buf = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -517,9 +517,10 @@ TEST(emulated_state_across_restarts) {
         safe_close(fd2);
 }
 
-/* fd's snapshot with its records' text cut by one byte (cut), or one byte added after them, and
- * its checksum made again: whole to the checksum, damaged inside. A new sealed memfd. */
-static int snapshot_damaged(int fd, bool cut) {
+/* fd's snapshot with its records' text cut by one byte (change -1), one byte added after them
+ * (+1) or unchanged (0), and its checksum made again: whole to the checksum. A new memfd with
+ * the given seals. */
+static int snapshot_copy(int fd, int change, unsigned seals) {
         uint8_t buf[4096], digest[SHA256_DIGEST_SIZE];
         ssize_t k = pread(fd, buf, sizeof(buf), 0);
         size_t n;
@@ -527,16 +528,16 @@ static int snapshot_damaged(int fd, bool cut) {
 
         ASSERT_TRUE(k > (ssize_t) SHA256_DIGEST_SIZE && k < (ssize_t) sizeof(buf));
         n = (size_t) k - SHA256_DIGEST_SIZE;
-        if (cut)
+        if (change < 0)
                 n--;
-        else
+        else if (change > 0)
                 buf[n++] = 0;
         sha256(buf, n, digest);
         memcpy(buf + n, digest, sizeof(digest));
-        out = memfd_create("damaged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        out = memfd_create("copy", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         ASSERT_TRUE(out >= 0);
         ASSERT_EQ(write(out, buf, n + sizeof(digest)), (ssize_t) (n + sizeof(digest)));
-        ASSERT_OK(fcntl(out, F_ADD_SEALS, F_SEAL_WRITE));
+        ASSERT_OK(fcntl(out, F_ADD_SEALS, seals));
         return out;
 }
 
@@ -563,8 +564,8 @@ TEST(emulated_state_damaged_after_a_record_loads_none) {
         ASSERT_EQ(n, 2u);
         router_free(&a);
 
-        for (int cut = 0; cut <= 1; cut++) {
-                _cleanup_close_ int damaged = snapshot_damaged(fd, cut);
+        for (int change = -1; change <= 1; change += 2) {
+                _cleanup_close_ int damaged = snapshot_copy(fd, change, F_SEAL_WRITE | F_SEAL_SHRINK);
                 Router b;
 
                 router_new(&b, DEV1 "," DEV2, 0, 5000 * MSEC);
@@ -575,9 +576,20 @@ TEST(emulated_state_damaged_after_a_record_loads_none) {
                 ASSERT_EQ(state_of(&b, DEV2), TDISP_STATE_CONFIG_UNLOCKED);
                 router_free(&b);
         }
+
+        /* Whole, but it could shrink under the monitor's reads (SIGBUS): refused. */
+        {
+                _cleanup_close_ int shrinkable = snapshot_copy(fd, 0, F_SEAL_WRITE);
+                Router b;
+
+                router_new(&b, DEV1 "," DEV2, 0, 5000 * MSEC);
+                ASSERT_ERRNO(tsm_platform_load_emulated(b.p, shrinkable, &n), EBADMSG);
+                ASSERT_EQ(state_of(&b, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+                router_free(&b);
+        }
 }
 
-/* A snapshot not sealed against writes, or not one at all, is refused whole. */
+/* A snapshot not sealed against writes and shrinking, or not one at all, is refused whole. */
 TEST(emulated_state_refused_unless_sealed_and_whole) {
         _cleanup_close_ int fd = memfd_create("not-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         char junk[256] = "tsmdemu1";
@@ -589,6 +601,8 @@ TEST(emulated_state_refused_unless_sealed_and_whole) {
         ASSERT_EQ(write(fd, junk, sizeof(junk)), (ssize_t) sizeof(junk));
         ASSERT_ERRNO(tsm_platform_load_emulated(r.p, fd, &n), EBADMSG);
         ASSERT_OK(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE));
+        ASSERT_ERRNO(tsm_platform_load_emulated(r.p, fd, &n), EBADMSG); /* may shrink */
+        ASSERT_OK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK));
         ASSERT_ERRNO(tsm_platform_load_emulated(r.p, fd, &n), EBADMSG); /* no checksum */
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
         router_free(&r);
