@@ -248,10 +248,12 @@ int emu_tsm_restore(EmuTsm *t, EmuDevice *d, const uint8_t *nonce, bool bound) {
         r = held_get(t, d, &h);
         if (r < 0)
                 return r;
-        if (nonce) {
+        /* The saved state whole: a record without a nonce leaves none of an earlier one. */
+        if (nonce)
                 memcpy(h->nonce, nonce, TDISP_NONCE_SIZE);
-                h->has_nonce = true;
-        }
+        else
+                explicit_bzero(h->nonce, TDISP_NONCE_SIZE);
+        h->has_nonce = nonce;
         h->bound_kept = bound;
         /* What the TDI's state does not allow is dropped at once, as after any exchange. */
         held_sync(t, d);

@@ -282,6 +282,23 @@ TEST(state_carried_across_a_restart) {
         fixture_free(&g);
 }
 
+/* A restore is the saved state whole: one without a nonce (a second record for the device)
+ * leaves none of an earlier restore's. */
+TEST(restore_without_a_nonce_holds_none) {
+        uint8_t nonce[TDISP_NONCE_SIZE];
+        Fixture f;
+
+        fixture_new(&f);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d)); /* CONFIG_LOCKED, the TSM holding the LOCK's nonce */
+        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+        memset(nonce, 0x3c, sizeof(nonce));
+        ASSERT_OK(emu_tsm_restore(f.tsm, f.d, nonce, true));
+        ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_restore(f.tsm, f.d, NULL, true));
+        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+        fixture_free(&f);
+}
+
 /* What a device cannot be in is refused whole, and changes nothing; a binding or nonce the TDI's
  * state rules out is not held. */
 TEST(impossible_state_not_loaded) {
