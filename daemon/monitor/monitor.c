@@ -718,6 +718,10 @@ static void emulated_state_save(Monitor *m) {
         if (!m->platform || !m->contexts || !tsm_platform_is_emulated(m->platform) || !fdstore_available())
                 return;
         r = tsm_platform_save_emulated(m->platform, monitor_contexts_holds_device, m->contexts, &fd, &n);
+        /* One snapshot in the store: one a failed removal left at the start would be taken
+         * first, as likely as this one. */
+        if (r >= 0 && fd >= 0)
+                (void) fdstore_remove_name(FDSTORE_EMU_STATE_NAME);
         if (r >= 0 && fd >= 0)
                 r = fdstore_put_name(fd, FDSTORE_EMU_STATE_NAME);
         if (r < 0)
