@@ -912,13 +912,13 @@ static void kernel_calls(Manager *m, char *calls, size_t size) {
         calls[MAX(k, (ssize_t) 0)] = 0;
 }
 
-/* The calls the kernel saw begin with want. */
-static void expect_kernel_calls_start(Manager *m, const char *want) {
+/* The calls the kernel saw are one of two sequences. */
+static void expect_kernel_calls_either(Manager *m, const char *want, const char *or_want) {
         char calls[4096];
 
         kernel_calls(m, calls, sizeof(calls));
-        if (!strneq(calls, want, strlen(want)))
-                TEST_FAIL("the kernel saw\n%swhere it should have begun with\n%s", calls, want);
+        if (!streq(calls, want) && !streq(calls, or_want))
+                TEST_FAIL("the kernel saw\n%swhere it should have seen\n%sor\n%s", calls, want, or_want);
 }
 
 /* Waits (bounded) until the calls the kernel saw are exactly want ("op VDEVICE TYPE" lines). */
@@ -1346,7 +1346,7 @@ TEST(a_release_the_kernel_refuses_with_eperm_is_a_backend_error) {
         varlink_client_free(c);
         rec = wait_audit_record(&m, "release", "io.tsmd.Guest.BackendError");
         /* The bind, the worker's unbind; the monitor may try once more as the context closes. */
-        expect_kernel_calls_start(&m, "op 5 1\nop 5 2\n");
+        expect_kernel_calls_either(&m, "op 5 1\nop 5 2\n", "op 5 1\nop 5 2\nop 5 2\n");
         ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
         stop(&m);
         (void) umount2(m.sysfs_root, MNT_DETACH);
