@@ -1082,6 +1082,14 @@ static int64_t reclaim(VarlinkClient *c, char token[static 64]) {
         return json_object_get_int64(json_object_object_get(reply, "context"));
 }
 
+/* reclaim(), and the parameters that name vDevice vdevice in the context it gives back. */
+static int64_t reclaim_vdevice(VarlinkClient *c, char token[static 64], unsigned vdevice, char *params, size_t size) {
+        int64_t ctx = reclaim(c, token);
+
+        snprintf(params, size, "{\"context\":%lld,\"vdeviceId\":%u}", (long long) ctx, vdevice);
+        return ctx;
+}
+
 static void stop(Manager *m) {
         manager_wait(m, NULL, 200); /* what it notified meanwhile: it blocks on a full queue */
         kill(m->pid, SIGTERM);
@@ -1116,8 +1124,7 @@ TEST(device_missing_at_restart) {
         call_ok(bystander, "io.tsmd.Guest.OpenContext", NULL);
 
         c = connect_client(&m);
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":7}", (long long) ctx);
+        ctx = reclaim_vdevice(c, token, 7, params, sizeof(params));
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.DeviceGone");
         call_ok(c, "io.tsmd.Guest.DetachDevice", params);
         snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
@@ -1271,7 +1278,6 @@ TEST(a_kernel_vdevice_bound_before_a_restart_is_unbound_at_its_release) {
         VarlinkClient *c;
         char token[64], params[128];
         pid_t worker;
-        int64_t ctx;
         Manager m;
 
         if (geteuid() != 0)
@@ -1292,8 +1298,7 @@ TEST(a_kernel_vdevice_bound_before_a_restart_is_unbound_at_its_release) {
         worker_replaced(&m, worker);
 
         c = connect_client(&m);
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        (void) reclaim_vdevice(c, token, 5, params, sizeof(params));
         ASSERT_TRUE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", params),
                                                                    "bound")));
         /* The VMM hangs up: its context is released, the vDevice unbound. */
@@ -1369,7 +1374,6 @@ TEST(a_rebind_after_a_restart_is_recorded) {
         _cleanup_(json_object_putp) json_object *rec = NULL;
         VarlinkClient *c;
         char token[64], params[128];
-        int64_t ctx;
         Manager m;
 
         /* The device binds again, slowly (1.5 s an exchange). */
@@ -1383,8 +1387,7 @@ TEST(a_rebind_after_a_restart_is_recorded) {
         varlink_client_free(c);
 
         c = connect_client(&m);
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        (void) reclaim_vdevice(c, token, 5, params, sizeof(params));
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.DetachDevice", params), "io.tsmd.Guest.DeviceBusy");
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.Bind", params), "io.tsmd.Guest.DeviceBusy");
         ASSERT_NULL(last_audit_record(&m, "restore-bind"));
@@ -1415,8 +1418,7 @@ TEST(a_rebind_after_a_restart_is_recorded) {
         rec = wait_audit_record(&m, "restore-bind", "io.tsmd.Guest.BackendError");
         ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
         c = connect_client(&m);
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        (void) reclaim_vdevice(c, token, 5, params, sizeof(params));
         expect_bound(c, params, false, "config_unlocked");
         call_ok(c, "io.tsmd.Guest.DetachDevice", params);
         varlink_client_free(c);
@@ -1616,8 +1618,7 @@ TEST(a_forged_state_file_trips_no_worker) {
         (void) crash_worker(&m);
 
         c = connect_client(&m);
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
         reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
         ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
         ASSERT_STREQ(json_get_string(reply, "state"), "config_locked");
@@ -1695,10 +1696,8 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
 static void reclaim_bound(VarlinkClient *c, char token[static 64]) {
         char params[128];
         json_object *reply;
-        int64_t ctx;
 
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        (void) reclaim_vdevice(c, token, 5, params, sizeof(params));
         reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
         ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
         ASSERT_STREQ(json_get_string(reply, "state"), "config_locked");
@@ -2866,6 +2865,15 @@ static void stop_with_running_device(Manager *m, char token[static 64], const ui
         varlink_client_free(c);
 }
 
+/* A tsmd of the emulated policy, started and stopped with a guest's device running. */
+static void start_and_stop_with_running_device(Manager *m, char token[static 64], const uint8_t *pattern, size_t n) {
+        manager_init(m);
+        policy_write(m, EMU_POLICY);
+        manager_capture_log(m);
+        manager_start_ready(m);
+        stop_with_running_device(m, token, pattern, n);
+}
+
 /* A real device's TDI stays in RUN, and its memory stays, while tsmd restarts; an emulated one's
  * too: after a stop and a start with the fd store the VMM reclaims its context and finds its
  * device bound and in RUN (the restore's bind finds it so), its memory as it was. The saved state
@@ -2880,11 +2888,7 @@ TEST(an_emulated_device_keeps_its_state_across_a_restart) {
 
         for (size_t i = 0; i < sizeof(pattern); i++)
                 pattern[i] = (uint8_t) (i * 7 + 3);
-        manager_init(&m);
-        policy_write(&m, EMU_POLICY);
-        manager_capture_log(&m);
-        manager_start_ready(&m);
-        stop_with_running_device(&m, token, pattern, sizeof(pattern));
+        start_and_stop_with_running_device(&m, token, pattern, sizeof(pattern));
         ASSERT_TRUE(stored_emu_state(&m) >= 0);
 
         manager_start_ready(&m);
@@ -2892,8 +2896,7 @@ TEST(an_emulated_device_keeps_its_state_across_a_restart) {
         ASSERT_TRUE(stored_emu_state(&m) < 0);
         rec = wait_audit_record(&m, "restore-bind", "ok");
         c = connect_client(&m);
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
         expect_bound(c, params, true, "run");
         ASSERT_TRUE(emu_memory_holds(c, ctx, "0000:01:00.0", pattern, sizeof(pattern)));
 
@@ -2921,11 +2924,7 @@ TEST(a_damaged_emulated_state_is_ignored) {
         Manager m;
 
         memset(pattern, 0xa5, sizeof(pattern));
-        manager_init(&m);
-        policy_write(&m, EMU_POLICY);
-        manager_capture_log(&m);
-        manager_start_ready(&m);
-        stop_with_running_device(&m, token, pattern, sizeof(pattern));
+        start_and_stop_with_running_device(&m, token, pattern, sizeof(pattern));
 
         /* Sealed: a copy with a bit flipped, in its place. */
         fd = stored_emu_state(&m);
@@ -2947,8 +2946,7 @@ TEST(a_damaged_emulated_state_is_ignored) {
         ASSERT_TRUE(stored_emu_state(&m) < 0);
         rec = wait_audit_record(&m, "restore-bind", "ok");
         c = connect_client(&m);
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
         expect_bound(c, params, true, "config_locked");
         ASSERT_FALSE(emu_memory_holds(c, ctx, "0000:01:00.0", pattern, sizeof(pattern)));
         call_ok(c, "io.tsmd.Guest.DetachDevice", params);
@@ -2989,8 +2987,7 @@ TEST(an_emulated_device_removed_from_the_config_is_not_resurrected) {
         wait_log(&m, "Emulated device 0000:02:00.0 is configured as another device than before the restart");
         rec = wait_audit_record(&m, "restore-bind", "ok");
         c = connect_client(&m);
-        ctx = reclaim(c, token);
-        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.DeviceGone");
         call_ok(c, "io.tsmd.Guest.DetachDevice", params);
         /* The other one, fresh, bound again by the restore. */
@@ -3016,11 +3013,7 @@ TEST(an_emulated_device_nobody_holds_after_a_restart_is_released) {
         Manager m;
 
         memset(pattern, 0x3c, sizeof(pattern));
-        manager_init(&m);
-        policy_write(&m, EMU_POLICY);
-        manager_capture_log(&m);
-        manager_start_ready(&m);
-        stop_with_running_device(&m, token, pattern, sizeof(pattern));
+        start_and_stop_with_running_device(&m, token, pattern, sizeof(pattern));
         ASSERT_TRUE(stored_emu_state(&m) >= 0);
         ASSERT_TRUE(stored_context(&m, &name) >= 0);
         snprintf(context_name, sizeof(context_name), "%s", name); /* store_remove() moves the names */
