@@ -143,10 +143,14 @@ extern size_t test_n_cases;
 
 int test_main(int argc, char *argv[]);
 
-/* Called by a case for a directory tree it made (mkdtemp()): removed once the case has passed,
- * left in place for a look when it failed. At most TEST_REMOVE_MAX per case. */
+/* Called by a case (or a process it forked) for a directory tree it made (mkdtemp()): the runner
+ * removes it once the case has passed or was skipped and its child is gone, and leaves it in
+ * place for a look when the case failed. At most TEST_REMOVE_MAX per case. */
 #define TEST_REMOVE_MAX 8
 void test_remove_at_end(const char *path);
+/* Removes what was remembered so far, for a program that forks its own children (test_main()
+ * does this itself after each case). */
+void test_remove_now(void);
 
 #define TEST_MAIN()                                                                                \
         TestCase test_cases[TEST_MAX];                                                             \

@@ -131,6 +131,7 @@ static int run_child(const Params *P, unsigned n, Result *ret) {
         k = read(fds[0], ret, sizeof(*ret));
         close(fds[0]);
         ASSERT_OK(waitpid(pid, &status, 0));
+        test_remove_now(); /* the fixture's mount point, empty outside the child's namespace */
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && k != (ssize_t) sizeof(*ret))
                 TEST_FAIL("%u devices: no result from the child", n);
         return status;

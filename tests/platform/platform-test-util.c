@@ -120,6 +120,8 @@ const char *platform_test_fixture(const char *name, const char *text) {
 
         if (!mkdtemp(root))
                 TEST_FAIL("mkdtemp: %s", strerror(errno));
+        /* Empty again outside this mount namespace, where the runner removes it. */
+        test_remove_at_end(root);
         /* A private tmpfs on the fixture directory only: the tree vanishes with the mount
          * namespace, and the source tree (which may itself live under /tmp) stays visible. */
         if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
