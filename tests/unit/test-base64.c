@@ -2,7 +2,9 @@
 /*
  * The base64 codec (proto/base64.c): round trips of every length, and the decoder against a
  * plain reference (a character at a time, RFC 4648 read literally) on random texts, valid and
- * not: a payload has exactly one encoding. Runs in: tests.
+ * not: a payload has exactly one encoding. The decoder takes sixteen characters at a step
+ * while five groups are left: every length and alignment around those steps, and every byte
+ * value in every lane of them. Runs in: tests.
  */
 
 #include "base64.h"
@@ -176,6 +178,72 @@ TEST(decoder_matches_reference) {
                         ASSERT_MEMEQ(out, ref, len);
                 }
         }
+}
+
+/* Valid texts of every length up to 100 characters (every padding), at every alignment: the
+ * steps of sixteen, the groups left after them and the padded group, each way round. */
+TEST(decoder_every_length_and_alignment) {
+        uint8_t data[75];
+        char buf[16 + 101];
+
+        for (size_t m = 0; m <= sizeof(data); m++)
+                for (size_t align = 0; align < 16; align++) {
+                        _cleanup_free_ char *text = NULL;
+                        _cleanup_free_ void *out = NULL;
+                        size_t n, len;
+
+                        for (size_t i = 0; i < m; i++)
+                                data[i] = (uint8_t) rnd();
+                        ASSERT_OK(base64_encode(data, m, &text));
+                        n = strlen(text);
+                        memcpy(buf + align, text, n + 1);
+                        ASSERT_OK(base64_decode(buf + align, n, &out, &len));
+                        ASSERT_EQ(len, m);
+                        ASSERT_MEMEQ(out, data, m);
+                }
+}
+
+/* Every byte value at every position of texts of one and three steps of sixteen and what follows
+ * them (a group; a group and a padded one, either way), at four alignments, against the
+ * reference: each lane of each step sees every character of the alphabet and every byte
+ * outside it ('=', the neighbours of each range, bytes from 0x80 up, NUL). */
+TEST(decoder_every_byte_in_every_lane) {
+        static const struct {
+                size_t n;
+                const char *last; /* the last group, or NULL for one of the others */
+        } texts[] = { { 20, NULL }, { 52, NULL }, { 56, "QQ==" }, { 56, "QQQ=" } };
+        static const size_t aligns[] = { 0, 1, 7, 15 };
+        char buf[16 + 57];
+        uint8_t ref[42];
+
+        for (size_t k = 0; k < ELEMENTSOF(texts); k++)
+                for (size_t a = 0; a < ELEMENTSOF(aligns); a++)
+                        for (size_t p = 0; p < texts[k].n; p++)
+                                for (unsigned byte = 0; byte < 256; byte++) {
+                                        _cleanup_free_ void *out = NULL;
+                                        char *t = buf + aligns[a];
+                                        size_t n = texts[k].n, len;
+                                        ssize_t want;
+                                        int r;
+
+                                        for (size_t i = 0; i < n; i++)
+                                                t[i] = alphabet[(i * 7 + k) % 64];
+                                        if (texts[k].last)
+                                                memcpy(t + n - 4, texts[k].last, 4);
+                                        t[p] = (char) byte;
+                                        t[n] = 0;
+
+                                        want = reference_decode(t, n, ref);
+                                        r = base64_decode(t, n, &out, &len);
+                                        if (want < 0 && r != -EINVAL)
+                                                TEST_FAIL("length %zu: accepted byte 0x%02x at %zu", n, byte, p);
+                                        if (want >= 0 && r < 0)
+                                                TEST_FAIL("length %zu: refused byte 0x%02x at %zu (%d)", n, byte, p, r);
+                                        if (want >= 0) {
+                                                ASSERT_EQ(len, (size_t) want);
+                                                ASSERT_MEMEQ(out, ref, len);
+                                        }
+                                }
 }
 
 TEST_MAIN();
