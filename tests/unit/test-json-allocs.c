@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * What a GuestRequest's protocol messages cost in allocations, the most frequent call of all:
- * its call parsed as a connection parses one. The member names of the protocol are json-c's
- * without a copy each (json-build.c's known keys). Counted by counting-allocator.h, not under
- * AddressSanitizer.
+ * its call parsed as a connection parses one, and its reply built as the worker builds it. The
+ * member names of the protocol are json-c's without a copy each (json-build.c's known keys,
+ * json_object_add_literal()). Counted by counting-allocator.h, not under AddressSanitizer.
  * Runs in: tests.
  */
 
@@ -11,6 +11,7 @@
 
 #include "counting-allocator.h"
 #include "harness.h"
+#include "json-escape.h"
 #include "json-util.h"
 #include "varlink-message.h"
 
@@ -52,6 +53,33 @@ TEST(guest_request_call_parsed) {
          * strings and three integers of one each: none for the seven member names, none for
          * reading them or the numbers. */
         ASSERT_LE(n, 2 * 3 + 3 + 3);
+}
+
+TEST(guest_request_reply_built) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        static const char response[] = "QUJD";
+        _cleanup_json_ json_object *m = NULL;
+        json_object *reply, *params;
+        unsigned n;
+
+        /* As the worker's on_request_done() and, once the record is durable, its
+         * on_record_committed() (daemon/guest.c, guest-op.c). */
+        alloc_calls = 0;
+        reply = json_object_new_object();
+        ASSERT_NOT_NULL(reply);
+        ASSERT_OK(json_object_add_literal(reply, "response", json_object_new_string_fast(response, strlen(response))));
+        ASSERT_OK(json_object_add_literal(reply, "scopeNumber", json_object_new_int64(0)));
+        ASSERT_OK(varlink_message_new_reply(reply, false, &m));
+        ASSERT_TRUE(json_object_object_get_ex(m, "parameters", &params));
+        ASSERT_OK(json_object_add_literal(params, "auditSequence", json_object_new_int64(1)));
+        n = alloc_calls;
+
+        ASSERT_STREQ(json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN),
+                     "{\"parameters\":{\"response\":\"QUJD\",\"scopeNumber\":0,\"auditSequence\":1}}");
+        /* Two objects of three each and three values of one each: none for the member names. */
+        ASSERT_LE(n, 2 * 3 + 3);
 }
 
 /* Keys kept as constants are json-c's like any other: found, replaced, deleted, copied and freed
