@@ -5,6 +5,7 @@
 #include "audit-journal.h"
 #include "audit-record.h"
 #include "audit-test-util.h"
+#include "counting-allocator.h"
 #include "harness.h"
 #include "json-util.h"
 
@@ -337,12 +338,40 @@ TEST(copy_bounded) {
         long_unit[1000] = 0;
         in.unit = long_unit;
         in.result = NULL;
+        in.method = "bad\xff";
         ASSERT_OK(audit_record_copy_bounded(&in, &out, &storage));
         ASSERT_EQ(strlen(out.unit), AUDIT_FIELD_MAX);
+        ASSERT_STREQ(out.unit + AUDIT_FIELD_MAX - strlen(AUDIT_TRUNCATED_MARKER), AUDIT_TRUNCATED_MARKER);
         ASSERT_NULL(out.result);
+        ASSERT_STREQ(out.event, "guest-request");
         ASSERT_STREQ(out.pci, "0000:01:00.0");
+        ASSERT_STREQ(out.backend, "emulated");
+        ASSERT_STREQ(out.scope, "info");
+        ASSERT_STREQ(out.method, "bad\xef\xbf\xbd");
         ASSERT_TRUE(out.pci != in.pci);
         ASSERT_EQ(out.context_id, 3);
+}
+
+/* A record is queued with its strings in one block, and bounding them takes no other: a guest
+ * request's record costs one allocation here, not one per string as well. */
+TEST(copy_bounded_allocates_once) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        AuditRecord in = sample_record(), out;
+        _cleanup_free_ char *storage = NULL;
+
+        in.method = "io.tsmd.Guest.Nothing";
+        alloc_calls = 0;
+        ASSERT_OK(audit_record_copy_bounded(&in, &out, &storage));
+        ASSERT_EQ(alloc_calls, 1u);
+        ASSERT_STREQ(out.method, "io.tsmd.Guest.Nothing");
+
+        /* Out of memory for it: nothing copied, nothing left. */
+        alloc_calls = 0;
+        alloc_fail_at = 1;
+        ASSERT_ERRNO(audit_record_copy_bounded(&in, &out, &storage), ENOMEM);
+        alloc_fail_at = 0;
 }
 
 TEST(line_parse_rejects) {
