@@ -180,6 +180,15 @@ TEST(writer_matches_json_c) {
                 r.unit = r.pci = r.backend = r.scope = r.result = r.method = one;
                 assert_matches_reference(&r);
         }
+        /* Plain text up to and past the bound, the length that is its own escaped form and the
+         * one that is cut. */
+        for (size_t n = AUDIT_FIELD_MAX - 17; n <= AUDIT_FIELD_MAX + 17; n++) {
+                memset(s, 'p', n);
+                s[n] = 0;
+                r = sample_record();
+                r.unit = r.scope = s;
+                assert_matches_reference(&r);
+        }
         /* Random bytes of random lengths around the bound (escapes and multibyte sequences
          * straddling the cut), numbers at their extremes, times across seconds. */
         for (unsigned i = 0; i < 2000; i++) {
