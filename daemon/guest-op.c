@@ -144,7 +144,7 @@ void guest_ops_abandon(GuestOps *ops) {
 static json_object *audit_failed_message(int error) {
         json_object *p = json_object_new_object(), *m = NULL;
 
-        if (p && json_object_add(p, "errno", json_object_new_int(abs(error))) >= 0)
+        if (p && json_object_add_literal(p, "errno", json_object_new_int(abs(error))) >= 0)
                 (void) varlink_message_new_error("io.tsmd.Guest.AuditFailed", TAKE_PTR(p), &m);
         json_object_put(p);
         return m;
@@ -174,7 +174,7 @@ static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *user
                 answer = audit_failed_message(error);
         } else if (streq(op->event, "guest-request") && !json_object_object_get_ex(answer, "error", NULL) &&
                    json_object_object_get_ex(answer, "parameters", &params))
-                (void) json_object_add(params, "auditSequence", json_object_new_int64((int64_t) seq));
+                (void) json_object_add_literal(params, "auditSequence", json_object_new_int64((int64_t) seq));
 
         if (answer)
                 (void) varlink_call_release(op->call, answer);

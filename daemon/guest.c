@@ -940,8 +940,8 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
         if (r < 0)
                 goto finish;
         reply = json_object_new_object();
-        if (!reply || json_object_add(reply, "response", json_object_new_string_fast(b64, strlen(b64))) < 0 ||
-            json_object_add(reply, "scopeNumber", json_object_new_int64(pr->scope_number)) < 0) {
+        if (!reply || json_object_add_literal(reply, "response", json_object_new_string_fast(b64, strlen(b64))) < 0 ||
+            json_object_add_literal(reply, "scopeNumber", json_object_new_int64(pr->scope_number)) < 0) {
                 json_object_put(reply);
                 r = -ENOMEM;
                 goto finish;

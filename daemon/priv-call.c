@@ -39,7 +39,7 @@ struct PrivRequest {
         uint32_t context, vdevice;
         /* Not sent yet: the monitor holds TSM_PRIV_REQUESTS_MAX already. */
         struct tsm_priv_hdr *queued;
-        void *payload;
+        const void *payload; /* in queued's block, after the message */
         TAILQ_ENTRY(PrivRequest) entry;
 };
 
@@ -104,7 +104,6 @@ static void channel_gone(PrivChannel *c, const char *why) {
 
 static void request_free(PrivRequest *r) {
         free(r->queued);
-        free(r->payload);
         free(r);
 }
 
@@ -128,7 +127,7 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
         }
         idle_flush_schedule(c->flush);
         r->queued = mfree(r->queued);
-        r->payload = mfree(r->payload);
+        r->payload = NULL;
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
         c->n_requests += r->counted;
         return 0;
@@ -996,14 +995,17 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         r = new0(PrivRequest, 1);
         if (!r)
                 return -ENOMEM;
-        m = new0(struct tsm_priv_guest_request, 1);
-        r->queued = &m->hdr;
-        r->payload = malloc(MAX(request_len, (size_t) 1));
-        if (!m || !r->payload) {
-                request_free(r);
+        /* The message and its payload in one block, kept only while it waits to be sent. */
+        m = malloc(sizeof(*m) + request_len);
+        if (!m) {
+                free(r);
                 return -ENOMEM;
         }
-        memcpy(r->payload, request, request_len);
+        *m = (struct tsm_priv_guest_request) {};
+        r->queued = &m->hdr;
+        r->payload = m + 1;
+        if (request_len > 0)
+                memcpy(m + 1, request, request_len);
         tsm_priv_init(m, TSM_PRIV_GUEST_REQUEST, next_cookie(c), (uint32_t) request_len);
         m->slot = slot;
         m->context = context;

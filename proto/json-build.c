@@ -12,10 +12,42 @@ typedef struct Builder {
         const unsigned char *p, *end;
         char *buf; /* unescaped strings and number texts */
         size_t buf_size;
-        char *key; /* the member being read, NUL-terminated (json-c copies it) */
-        size_t key_size;
+        const char *key; /* the member being read: a known key (constant), or key_buf */
+        bool key_is_known;
+        char *key_buf; /* any other key, NUL-terminated (json-c copies it) */
+        size_t key_buf_size;
         locale_t c_locale; /* for doubles: made at the first, freed with the builder */
 } Builder;
+
+/* The member names of every Varlink message and of io.tsmd.Guest (the interface of the many
+ * calls), by length: a key that is one of them goes to json-c as this constant, which json-c keeps
+ * instead of a copy (it compares keys by their text, so lookups do not care). Any other key is
+ * copied as before; the rarer interfaces' names are not worth the table. */
+static const char *const known_keys[][8] = {
+        [3] = { "max", "tsm" },
+        [4] = { "kind", "more", "name", "uapi" },
+        [5] = { "bound", "errno", "error", "event", "field", "limit", "scope", "state" },
+        [6] = { "method", "number", "oneway", "reason", "scopes" },
+        [7] = { "allowed", "backend", "context", "request", "upgrade" },
+        [8] = { "response" },
+        [9] = { "continues", "vdeviceId" },
+        [10] = { "parameters", "pciAddress" },
+        [11] = { "description", "scopeNumber" },
+        [12] = { "reclaimToken" },
+        [13] = { "auditSequence" },
+        [14] = { "fileDescriptor", "maxRequestSize" },
+        [15] = { "maxResponseSize" },
+        [18] = { "vfioFileDescriptor" },
+};
+
+static const char *known_key(const char *s, size_t n) {
+        if (n >= ELEMENTSOF(known_keys))
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(known_keys[n]) && known_keys[n][i]; i++)
+                if (memcmp(known_keys[n][i], s, n) == 0)
+                        return known_keys[n][i];
+        return NULL;
+}
 
 static void skip_ws(Builder *b) {
         while (b->p < b->end && (*b->p == ' ' || *b->p == '\t' || *b->p == '\n' || *b->p == '\r'))
@@ -177,6 +209,7 @@ static int read_string(Builder *b, const char **ret, size_t *ret_len) {
  * its text for serialization, read in the C locale (json-c switches to it while it parses). */
 static int read_number(Builder *b, json_object **ret) {
         const unsigned char *start = b->p;
+        char small[32], *text = small; /* every int64 and uint64 fits, most doubles */
         bool is_double = false;
         size_t n;
         int r;
@@ -187,17 +220,20 @@ static int read_number(Builder *b, json_object **ret) {
                 else if (!(*b->p >= '0' && *b->p <= '9') && *b->p != '-' && *b->p != '+')
                         break;
         n = (size_t) (b->p - start);
-        r = reserve(b, n + 1);
-        if (r < 0)
-                return r;
-        memcpy(b->buf, start, n);
-        b->buf[n] = 0;
+        if (n >= sizeof(small)) {
+                r = reserve(b, n + 1);
+                if (r < 0)
+                        return r;
+                text = b->buf;
+        }
+        memcpy(text, start, n);
+        text[n] = 0;
 
         if (!is_double) {
-                if (b->buf[0] == '-')
-                        *ret = json_object_new_int64(strtoll(b->buf, NULL, 10));
+                if (text[0] == '-')
+                        *ret = json_object_new_int64(strtoll(text, NULL, 10));
                 else {
-                        unsigned long long u = strtoull(b->buf, NULL, 10);
+                        unsigned long long u = strtoull(text, NULL, 10);
 
                         *ret = u <= INT64_MAX ? json_object_new_int64((int64_t) u) : json_object_new_uint64(u);
                 }
@@ -207,7 +243,7 @@ static int read_number(Builder *b, json_object **ret) {
                         if (!b->c_locale)
                                 return -ENOMEM;
                 }
-                *ret = json_object_new_double_s(strtod_l(b->buf, NULL, b->c_locale), b->buf);
+                *ret = json_object_new_double_s(strtod_l(text, NULL, b->c_locale), text);
         }
         return *ret ? 0 : -ENOMEM;
 }
@@ -260,8 +296,9 @@ static int read_value(Builder *b, json_object **ret) {
         }
 }
 
-/* A member's key and its colon, into b->key. json-c keeps keys as C strings: one with a NUL
- * would be cut short (the check refuses \u0000 in keys; so does this, for unchecked text). */
+/* A member's key and its colon: b->key is a known key's constant or a copy in b->key_buf.
+ * json-c keeps keys as C strings: one with a NUL would be cut short (the check refuses \u0000 in
+ * keys; so does this, for unchecked text). */
 static int read_key(Builder *b) {
         const char *s;
         size_t n;
@@ -275,11 +312,16 @@ static int read_key(Builder *b) {
                 return r;
         if (memchr(s, 0, n))
                 return -EBADMSG;
-        r = reserve_in(&b->key, &b->key_size, n + 1);
-        if (r < 0)
-                return r;
-        memcpy(b->key, s, n);
-        b->key[n] = 0;
+        b->key = known_key(s, n);
+        b->key_is_known = b->key != NULL;
+        if (!b->key_is_known) {
+                r = reserve_in(&b->key_buf, &b->key_buf_size, n + 1);
+                if (r < 0)
+                        return r;
+                memcpy(b->key_buf, s, n);
+                b->key_buf[n] = 0;
+                b->key = b->key_buf;
+        }
         skip_ws(b);
         if (b->p >= b->end || *b->p != ':')
                 return -EBADMSG;
@@ -294,7 +336,7 @@ static char closing_of(json_object *container) {
 
 static void builder_done(Builder *b) {
         free(b->buf);
-        free(b->key);
+        free(b->key_buf);
         if (b->c_locale)
                 freelocale(b->c_locale);
 }
@@ -327,7 +369,8 @@ int json_build_checked(const char *text, size_t len, unsigned max_depth, json_ob
                 if (!parent)
                         root = v;
                 else if (json_object_is_type(parent, json_type_object)) {
-                        if (json_object_object_add(parent, b.key, v) < 0) {
+                        if (json_object_object_add_ex(parent, b.key, v,
+                                                      b.key_is_known ? JSON_C_OBJECT_ADD_CONSTANT_KEY : 0) < 0) {
                                 json_object_put(v);
                                 r = -ENOMEM;
                                 goto fail;

@@ -104,15 +104,23 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
         return 0;
 }
 
-int json_object_add(json_object *obj, const char *key, json_object *value) {
+static int object_add(json_object *obj, const char *key, json_object *value, unsigned flags) {
         assert(obj);
         assert(key);
 
-        if (json_object_object_add(obj, key, value) < 0) {
+        if (json_object_object_add_ex(obj, key, value, flags) < 0) {
                 json_object_put(value);
                 return -ENOMEM;
         }
         return 0;
+}
+
+int json_object_add(json_object *obj, const char *key, json_object *value) {
+        return object_add(obj, key, value, 0);
+}
+
+int json_object_add_constant_key(json_object *obj, const char *key, json_object *value) {
+        return object_add(obj, key, value, JSON_C_OBJECT_ADD_CONSTANT_KEY);
 }
 
 const char *json_get_string(json_object *obj, const char *key) {

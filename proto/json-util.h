@@ -27,6 +27,11 @@ int json_tokener_new_strict(unsigned depth, json_tokener **ret);
 /* Adds key=value to obj, taking ownership of value even on failure. */
 int json_object_add(json_object *obj, const char *key, json_object *value);
 
+/* As json_object_add() for a key that is a string literal (the "" makes anything else a compile
+ * error): json-c keeps the pointer instead of a copy of the key, one allocation fewer. */
+#define json_object_add_literal(obj, key, value) json_object_add_constant_key(obj, "" key "", value)
+int json_object_add_constant_key(json_object *obj, const char *key, json_object *value);
+
 /* Typed getters returning NULL/default when the key is missing or has another type. */
 const char *json_get_string(json_object *obj, const char *key);
 json_object *json_get_array(json_object *obj, const char *key);

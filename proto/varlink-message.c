@@ -89,7 +89,7 @@ int varlink_message_parse_call(json_object *msg, VarlinkCallMessage *ret, const 
         if (!c.parameters) {
                 /* Attach an empty object to the message so its lifetime follows the message. */
                 json_object *e = empty_object();
-                if (!e || json_object_add(msg, "parameters", e) < 0)
+                if (!e || json_object_add_literal(msg, "parameters", e) < 0)
                         return -ENOMEM;
                 c.parameters = e;
         }
@@ -134,7 +134,7 @@ int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret) {
 
         if (!r.parameters) {
                 json_object *e = empty_object();
-                if (!e || json_object_add(msg, "parameters", e) < 0)
+                if (!e || json_object_add_literal(msg, "parameters", e) < 0)
                         return -ENOMEM;
                 r.parameters = e;
         }
@@ -153,20 +153,20 @@ int varlink_message_new_call(const char *method, json_object *parameters, unsign
         m = json_object_new_object();
         if (!m)
                 return -ENOMEM;
-        if (json_object_add(m, "method", json_object_new_string(method)) < 0)
+        if (json_object_add_literal(m, "method", json_object_new_string(method)) < 0)
                 return -ENOMEM;
         if (!p) {
                 p = empty_object();
                 if (!p)
                         return -ENOMEM;
         }
-        if (json_object_add(m, "parameters", TAKE_PTR(p)) < 0)
+        if (json_object_add_literal(m, "parameters", TAKE_PTR(p)) < 0)
                 return -ENOMEM;
-        if ((flags & VARLINK_CALL_ONEWAY) && json_object_add(m, "oneway", json_object_new_boolean(1)) < 0)
+        if ((flags & VARLINK_CALL_ONEWAY) && json_object_add_literal(m, "oneway", json_object_new_boolean(1)) < 0)
                 return -ENOMEM;
-        if ((flags & VARLINK_CALL_MORE) && json_object_add(m, "more", json_object_new_boolean(1)) < 0)
+        if ((flags & VARLINK_CALL_MORE) && json_object_add_literal(m, "more", json_object_new_boolean(1)) < 0)
                 return -ENOMEM;
-        if ((flags & VARLINK_CALL_UPGRADE) && json_object_add(m, "upgrade", json_object_new_boolean(1)) < 0)
+        if ((flags & VARLINK_CALL_UPGRADE) && json_object_add_literal(m, "upgrade", json_object_new_boolean(1)) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);
@@ -186,9 +186,9 @@ int varlink_message_new_reply(json_object *parameters, bool continues, json_obje
                 if (!p)
                         return -ENOMEM;
         }
-        if (json_object_add(m, "parameters", TAKE_PTR(p)) < 0)
+        if (json_object_add_literal(m, "parameters", TAKE_PTR(p)) < 0)
                 return -ENOMEM;
-        if (continues && json_object_add(m, "continues", json_object_new_boolean(1)) < 0)
+        if (continues && json_object_add_literal(m, "continues", json_object_new_boolean(1)) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);
@@ -204,14 +204,14 @@ int varlink_message_new_error(const char *error, json_object *parameters, json_o
         m = json_object_new_object();
         if (!m)
                 return -ENOMEM;
-        if (json_object_add(m, "error", json_object_new_string(error)) < 0)
+        if (json_object_add_literal(m, "error", json_object_new_string(error)) < 0)
                 return -ENOMEM;
         if (!p) {
                 p = empty_object();
                 if (!p)
                         return -ENOMEM;
         }
-        if (json_object_add(m, "parameters", TAKE_PTR(p)) < 0)
+        if (json_object_add_literal(m, "parameters", TAKE_PTR(p)) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);

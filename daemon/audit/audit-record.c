@@ -11,6 +11,7 @@
 
 #include "audit-record.h"
 #include "escape.h"
+#include "json-run.h"
 #include "json-util.h"
 
 #define REPLACEMENT_CHAR "\xef\xbf\xbd" /* U+FFFD */
@@ -54,28 +55,34 @@ static bool next_char(const char *s, size_t *ret_in, size_t *ret_out, size_t *re
         return true;
 }
 
-int audit_string_bound(const char *s, size_t budget, char **ret) {
-        size_t in, out, cost, total = 0, keep, used = 0, marker = strlen(AUDIT_TRUNCATED_MARKER);
+/* Whether s is within budget and all printable ASCII but '"' and '\\' (*ret_len bytes): it is then
+ * its own bounded and escaped form, as every string of a guest request's record is, and needs
+ * no walk a character at a time. */
+static bool is_plain(const char *s, size_t budget, size_t *ret_len) {
+        const unsigned char *u = (const unsigned char *) s;
+        size_t n = strnlen(s, budget + 1);
+
+        if (n > budget || json_run_ascii(u, u + n) != u + n)
+                return false;
+        *ret_len = n;
+        return true;
+}
+
+/* Writes s bounded as audit_string_bound() says at p, which has room for budget + 1 bytes (output
+ * bytes never exceed escaped bytes); returns the end of what it wrote, its NUL. */
+static char *string_bound_put(char *p, const char *s, size_t budget) {
+        size_t in, out, cost, total = 0, keep, used = 0, marker = strlen(AUDIT_TRUNCATED_MARKER), n;
         bool truncate;
-        char *buf, *p;
 
-        assert(ret);
-        assert(budget > marker);
-
-        if (!s) {
-                *ret = NULL;
-                return 0;
+        if (is_plain(s, budget, &n)) {
+                p = mempcpy(p, s, n);
+                *p = 0;
+                return p;
         }
-
         for (const char *q = s; next_char(q, &in, &out, &cost); q += in)
                 total += cost;
         truncate = total > budget;
         keep = truncate ? budget - marker : budget;
-
-        /* Output bytes never exceed escaped bytes, so budget + 1 is always enough. */
-        buf = p = malloc(budget + 1);
-        if (!buf)
-                return -ENOMEM;
 
         for (const char *q = s; next_char(q, &in, &out, &cost); q += in) {
                 if (used + cost > keep)
@@ -89,7 +96,23 @@ int audit_string_bound(const char *s, size_t budget, char **ret) {
         if (truncate)
                 p = mempcpy(p, AUDIT_TRUNCATED_MARKER, marker);
         *p = 0;
+        return p;
+}
 
+int audit_string_bound(const char *s, size_t budget, char **ret) {
+        char *buf;
+
+        assert(ret);
+        assert(budget > strlen(AUDIT_TRUNCATED_MARKER));
+
+        if (!s) {
+                *ret = NULL;
+                return 0;
+        }
+        buf = malloc(budget + 1);
+        if (!buf)
+                return -ENOMEM;
+        string_bound_put(buf, s, budget);
         *ret = buf;
         return 0;
 }
@@ -97,48 +120,35 @@ int audit_string_bound(const char *s, size_t budget, char **ret) {
 int audit_record_copy_bounded(const AuditRecord *src, AuditRecord *ret, char **ret_storage) {
         const char *const *in[] = { &src->event, &src->unit,   &src->pci,   &src->backend,
                                     &src->scope, &src->result, &src->method };
-        _cleanup_free_ char *storage = NULL;
-        char *bounded[ELEMENTSOF(in)] = {};
-        size_t size = 0, n = ELEMENTSOF(in);
+        /* Bounded here first, then one block of their size: a queued record is two allocations
+         * (this and its JSON line), and a string costs none of its own on the way. */
+        char buf[ELEMENTSOF(in) * (AUDIT_FIELD_MAX + 1)], *p = buf, *storage;
+        size_t offset[ELEMENTSOF(in)] = {};
         AuditRecord copy = *src;
         const char **out[] = { &copy.event, &copy.unit,   &copy.pci,   &copy.backend,
                                &copy.scope, &copy.result, &copy.method };
-        char *p;
-        int r = 0;
 
         assert(src);
         assert(ret);
         assert(ret_storage);
 
-        for (size_t i = 0; i < n; i++) {
-                r = audit_string_bound(*in[i], AUDIT_FIELD_MAX, &bounded[i]);
-                if (r < 0)
-                        goto finish;
-                if (bounded[i])
-                        size += strlen(bounded[i]) + 1;
+        for (size_t i = 0; i < ELEMENTSOF(in); i++) {
+                if (!*in[i])
+                        continue;
+                offset[i] = (size_t) (p - buf);
+                p = string_bound_put(p, *in[i], AUDIT_FIELD_MAX) + 1;
         }
 
-        /* One block, so a queued record is two allocations (this and its JSON line). */
-        storage = p = malloc(size ?: 1);
-        if (!storage) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        for (size_t i = 0; i < n; i++) {
-                if (!bounded[i]) {
-                        *out[i] = NULL;
-                        continue;
-                }
-                *out[i] = p;
-                p = stpcpy(p, bounded[i]) + 1;
-        }
+        storage = malloc(MAX((size_t) (p - buf), (size_t) 1));
+        if (!storage)
+                return -ENOMEM;
+        memcpy(storage, buf, (size_t) (p - buf));
+        for (size_t i = 0; i < ELEMENTSOF(in); i++)
+                *out[i] = *in[i] ? storage + offset[i] : NULL;
 
         *ret = copy;
-        *ret_storage = TAKE_PTR(storage);
-finish:
-        for (size_t i = 0; i < n; i++)
-                free(bounded[i]);
-        return r;
+        *ret_storage = storage;
+        return 0;
 }
 
 int audit_format_time(uint64_t realtime_usec, char buf[static AUDIT_TIME_STRLEN]) {
@@ -228,11 +238,17 @@ static void put_escaped(LineWriter *w, const char *q, size_t in, size_t out) {
 
 /* s bounded as audit_string_bound() bounds it, escaped, in quotes; null for NULL. */
 static void put_string(LineWriter *w, const char *key, const char *s) {
-        size_t in, out, cost, total = 0, keep, used = 0, marker = strlen(AUDIT_TRUNCATED_MARKER);
+        size_t in, out, cost, total = 0, keep, used = 0, marker = strlen(AUDIT_TRUNCATED_MARKER), n;
 
         put_key(w, key);
         if (!s) {
                 put(w, "null", 4);
+                return;
+        }
+        if (is_plain(s, AUDIT_FIELD_MAX, &n)) {
+                put(w, "\"", 1);
+                put(w, s, n);
+                put(w, "\"", 1);
                 return;
         }
         for (const char *q = s; next_char(q, &in, &out, &cost); q += in)

@@ -5,6 +5,7 @@
 #include "audit-journal.h"
 #include "audit-record.h"
 #include "audit-test-util.h"
+#include "counting-allocator.h"
 #include "harness.h"
 #include "json-util.h"
 
@@ -179,6 +180,15 @@ TEST(writer_matches_json_c) {
                 r.unit = r.pci = r.backend = r.scope = r.result = r.method = one;
                 assert_matches_reference(&r);
         }
+        /* Plain text up to and past the bound, the length that is its own escaped form and the
+         * one that is cut. */
+        for (size_t n = AUDIT_FIELD_MAX - 17; n <= AUDIT_FIELD_MAX + 17; n++) {
+                memset(s, 'p', n);
+                s[n] = 0;
+                r = sample_record();
+                r.unit = r.scope = s;
+                assert_matches_reference(&r);
+        }
         /* Random bytes of random lengths around the bound (escapes and multibyte sequences
          * straddling the cut), numbers at their extremes, times across seconds. */
         for (unsigned i = 0; i < 2000; i++) {
@@ -337,12 +347,40 @@ TEST(copy_bounded) {
         long_unit[1000] = 0;
         in.unit = long_unit;
         in.result = NULL;
+        in.method = "bad\xff";
         ASSERT_OK(audit_record_copy_bounded(&in, &out, &storage));
         ASSERT_EQ(strlen(out.unit), AUDIT_FIELD_MAX);
+        ASSERT_STREQ(out.unit + AUDIT_FIELD_MAX - strlen(AUDIT_TRUNCATED_MARKER), AUDIT_TRUNCATED_MARKER);
         ASSERT_NULL(out.result);
+        ASSERT_STREQ(out.event, "guest-request");
         ASSERT_STREQ(out.pci, "0000:01:00.0");
+        ASSERT_STREQ(out.backend, "emulated");
+        ASSERT_STREQ(out.scope, "info");
+        ASSERT_STREQ(out.method, "bad\xef\xbf\xbd");
         ASSERT_TRUE(out.pci != in.pci);
         ASSERT_EQ(out.context_id, 3);
+}
+
+/* A record is queued with its strings in one block, and bounding them takes no other: a guest
+ * request's record costs one allocation here, not one per string as well. */
+TEST(copy_bounded_allocates_once) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        AuditRecord in = sample_record(), out;
+        _cleanup_free_ char *storage = NULL;
+
+        in.method = "io.tsmd.Guest.Nothing";
+        alloc_calls = 0;
+        ASSERT_OK(audit_record_copy_bounded(&in, &out, &storage));
+        ASSERT_EQ(alloc_calls, 1u);
+        ASSERT_STREQ(out.method, "io.tsmd.Guest.Nothing");
+
+        /* Out of memory for it: nothing copied, nothing left. */
+        alloc_calls = 0;
+        alloc_fail_at = 1;
+        ASSERT_ERRNO(audit_record_copy_bounded(&in, &out, &storage), ENOMEM);
+        alloc_fail_at = 0;
 }
 
 TEST(line_parse_rejects) {

@@ -42,14 +42,16 @@ typedef struct Fixture {
 
 static Fixture *fixture;
 
-/* Lets a test make the next allocation of a given size fail, as test-priv-batch does: glibc's
- * allocator underneath, so not where AddressSanitizer owns malloc and free. */
+/* Lets a test make the next allocation of a given size fail, as test-priv-batch does, and count
+ * them: glibc's allocator underneath, so not where AddressSanitizer owns malloc and free. */
 static size_t fail_alloc_of_size;
+static unsigned n_allocs;
 #ifndef HAVE_ASAN
 extern void *__libc_malloc(size_t size);
 extern void *__libc_calloc(size_t n, size_t size);
 
 static bool alloc_fails(size_t size) {
+        n_allocs++;
         if (size == 0 || size != fail_alloc_of_size)
                 return false;
         fail_alloc_of_size = 0;
@@ -62,7 +64,7 @@ void *malloc(size_t size) {
 }
 
 void *calloc(size_t n, size_t size) {
-        return size > 0 && n <= SIZE_MAX / size && alloc_fails(n * size) ? NULL : __libc_calloc(n, size);
+        return alloc_fails(size > 0 && n <= SIZE_MAX / size ? n * size : 0) ? NULL : __libc_calloc(n, size);
 }
 #endif
 
@@ -213,6 +215,45 @@ TEST(slot_quota_keeps_order) {
         ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX + 3);
         ASSERT_EQ(monitor_receive(ids, cookies, 4), 0u);
 
+        fixture_stop(&f);
+}
+
+/* A request that waits in the worker keeps its message and payload in one block: two allocations
+ * (that and the request), and the payload reaches the monitor as it was given. */
+TEST(a_waiting_request_keeps_its_payload) {
+        static const char payload[] = "the waiting one's payload";
+        uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        struct tsm_priv_guest_request m;
+        size_t n_fds;
+        ssize_t k;
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit(id, on_answer);
+        n_allocs = 0;
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 500, TSM_BACKEND_EMULATED, "info", payload,
+                                          sizeof(payload), 16, on_answer, NULL, NULL));
+#ifndef HAVE_ASAN
+        ASSERT_EQ(n_allocs, 2u);
+#endif
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+
+        monitor_answer(cookies[0]);
+        run_worker();
+        k = tsm_priv_receive(f.monitor, f.buf, NULL, 0, &n_fds);
+        ASSERT_EQ(k, (ssize_t) (sizeof(m) + sizeof(payload)));
+        memcpy(&m, f.buf, sizeof(m));
+        ASSERT_EQ(m.vdevice, 500u);
+        ASSERT_EQ(m.hdr.payload_len, (uint32_t) sizeof(payload));
+        ASSERT_MEMEQ(f.buf + sizeof(m), payload, sizeof(payload));
+
+        for (size_t i = 1; i < SLOT_MAX; i++)
+                monitor_answer(cookies[i]);
+        monitor_answer(m.hdr.cookie);
+        run_worker();
+        ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX + 1);
         fixture_stop(&f);
 }
 

@@ -2,9 +2,7 @@
 /*
  * json_parse_strict() when memory runs out (proto/json-build.c builds the tree): each
  * allocation of a parse failing in turn, json-c's included, gives -ENOMEM, no tree and nothing
- * left allocated. malloc(), calloc() and realloc() are replaced here, for json-c too (exported:
- * the build hides symbols), by ones that fail at a chosen call: glibc's allocator underneath, so
- * not where AddressSanitizer owns them.
+ * left allocated. malloc(), calloc() and realloc() fail at a chosen call (counting-allocator.h).
  * Runs in: tests.
  */
 
@@ -14,38 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "counting-allocator.h"
 #include "harness.h"
 #include "json-util.h"
 #include "macro.h"
 #include "without-tcache.h"
-
-static unsigned alloc_calls, alloc_fail_at; /* 0: never fail */
-
-#ifndef HAVE_ASAN /* harness.h */
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t size);
-
-static bool alloc_fails(void) {
-        if (alloc_fail_at == 0 || ++alloc_calls != alloc_fail_at)
-                return false;
-        errno = ENOMEM;
-        return true;
-}
-
-_public_ void *malloc(size_t size) {
-        return alloc_fails() ? NULL : __libc_malloc(size);
-}
-
-_public_ void *calloc(size_t n, size_t size) {
-        return alloc_fails() ? NULL : __libc_calloc(n, size);
-}
-
-_public_ void *realloc(void *p, size_t size) {
-        return alloc_fails() ? NULL : __libc_realloc(p, size);
-}
-
-#endif
 
 static size_t allocated_bytes(void) {
         return mallinfo2().uordblks;
