@@ -602,10 +602,11 @@ static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
                         double x = res[i].tsmd[0].lat.p50_us / res[i].raw[0].lat.p50_us;
                         printf("  p50 <= 1.5x raw p50 at 4 KiB, 1 client, %-14s %8.1fx  %s\n", workload_name(res[i].w), x,
                                x <= 1.5 ? "met" : "NOT met");
-                        /* Whether any durable design could: the bare write and flush against the budget. */
-                        printf("    (1.5x raw p50 = %.1f us; rewrite 400 B + fdatasync alone: %.1f us = %.1fx raw)\n",
-                               1.5 * res[i].raw[0].lat.p50_us, res[i].overwrite.p50_us,
-                               res[i].overwrite.p50_us / res[i].raw[0].lat.p50_us);
+                        /* Whether any design that answers after a durable record could: the round
+                         * trip plus the cheapest write and flush on this disk. */
+                        printf("    (floor: raw p50 + rewrite 400 B + fdatasync p50 = %.1f us = %.1fx raw)\n",
+                               res[i].raw[0].lat.p50_us + res[i].overwrite.p50_us,
+                               (res[i].raw[0].lat.p50_us + res[i].overwrite.p50_us) / res[i].raw[0].lat.p50_us);
                 }
         for (unsigned i = 0; i < n_levels; i++)
                 if (levels[i] == 64)
