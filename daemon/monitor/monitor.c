@@ -39,6 +39,8 @@
 #define WORKER_START_MAX_USEC WORKER_SILENCE_MAX_USEC
 /* How long a stopping worker may take (its own drain allows 10 s). */
 #define STOP_TIMEOUT_SEC 15
+/* STATUS= at once at most this often; sooner ones wait for the tick (notify_status()). */
+#define STATUS_INTERVAL_USEC (1000 * 1000ULL)
 
 /* A set of files that loaded whole (last_good_load()). */
 typedef struct LoadedFiles {
@@ -84,6 +86,9 @@ struct Monitor {
         bool ready_sent;   /* READY=1 went to the service manager */
         bool stopping;
 
+        uint64_t status_sent_usec; /* the last STATUS= sent */
+        char status_waiting[256];  /* the STATUS= for the next tick, "" if none */
+
         struct event *sigterm, *sigint, *sighup, *sigchld;
         struct event *restart_timer, *stop_timer, *tick;
 };
@@ -93,15 +98,33 @@ static struct timeval timeval_of(uint64_t usec) {
 }
 
 /* STATUS=, dropped while the service manager's queue is full (monitor-notify.h): the next
- * replaces it. */
-_printf_(1, 2) static void notify_status(const char *format, ...) {
-        char state[256] = "STATUS=";
+ * replaces it. At most one per STATUS_INTERVAL_USEC goes out at once: the worker reports at every
+ * connect and disconnect, and a client connecting in a loop would have the service manager
+ * parse, store and announce on D-Bus as many. One that comes sooner waits for the next tick,
+ * replaced by any later one, so the last state always arrives. */
+_printf_(2, 3) static void notify_status(Monitor *m, const char *format, ...) {
+        char state[sizeof(m->status_waiting)] = "STATUS=";
+        uint64_t now = now_monotonic_usec();
         va_list ap;
 
         va_start(ap, format);
         (void) vsnprintf(state + strlen("STATUS="), sizeof(state) - strlen("STATUS="), format, ap);
         va_end(ap);
+        if (m->status_sent_usec != 0 && now - m->status_sent_usec < STATUS_INTERVAL_USEC) {
+                memcpy(m->status_waiting, state, sizeof(state));
+                return;
+        }
+        m->status_waiting[0] = 0;
+        m->status_sent_usec = now;
         (void) monitor_notify_droppable(state);
+}
+
+static void notify_status_waiting(Monitor *m) {
+        if (!m->status_waiting[0])
+                return;
+        m->status_sent_usec = now_monotonic_usec();
+        (void) monitor_notify_droppable(m->status_waiting);
+        m->status_waiting[0] = 0;
 }
 
 /* ---- the worker's life ----------------------------------------------------------------- */
@@ -255,7 +278,7 @@ static void worker_exited(Monitor *m, int status) {
                 m->backoff_usec = MIN(m->backoff_usec * 2, BACKOFF_MAX_USEC);
         log_info("Restarting the worker in %" PRIu64 " ms; %zu contexts are kept.", m->backoff_usec / 1000,
                  monitor_contexts_size(m->contexts));
-        notify_status("Worker restarting, %zu contexts kept.", monitor_contexts_size(m->contexts));
+        notify_status(m, "Worker restarting, %zu contexts kept.", monitor_contexts_size(m->contexts));
         tv = timeval_of(m->backoff_usec);
         (void) evtimer_add(m->restart_timer, &tv);
 }
@@ -303,8 +326,8 @@ static void on_worker_ready(void *userdata) {
 static void on_worker_status(const struct tsm_priv_status *s, void *userdata) {
         Monitor *m = userdata;
 
-        notify_status("%s%u clients, %u requests in flight, %zu contexts, platform %s.", s->draining ? "Stopping: " : "",
-                      s->n_clients, s->n_pending, monitor_contexts_size(m->contexts),
+        notify_status(m, "%s%u clients, %u requests in flight, %zu contexts, platform %s.",
+                      s->draining ? "Stopping: " : "", s->n_clients, s->n_pending, monitor_contexts_size(m->contexts),
                       tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
 }
 
@@ -584,6 +607,7 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         uint64_t now = now_monotonic_usec();
 
         (void) monitor_notify_droppable("WATCHDOG=1");
+        notify_status_waiting(m);
         if (m->worker_pid <= 0 || m->stopping || m->worker_killed_for != TSM_PRIV_WORKER_FIRST) /* being killed */
                 return;
         if (m->worker_ready && now - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC)

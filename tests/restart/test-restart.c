@@ -45,7 +45,7 @@ typedef struct Manager {
         bool ready, stopping, watchdog;
         /* READY=1 or RELOADING=1 after STOPPING=1: never, as systemd would take it. */
         bool ready_after_stopping;
-        unsigned n_watchdog;
+        unsigned n_watchdog, n_status;
         char status[256];
         /* The fd store, as systemd keeps it: one copy of a file description, under the name it
          * came with first; a name may be on several. */
@@ -408,8 +408,10 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                         else if (streq(line, "X_TEST=1")) {
                                 m->n_fill_read++;
                                 m->watchdog = false;
-                        } else if (strneq(line, "STATUS=", 7))
+                        } else if (strneq(line, "STATUS=", 7)) {
                                 snprintf(m->status, sizeof(m->status), "%s", line + 7);
+                                m->n_status++;
+                        }
                         else if (strneq(line, "FDNAME=", 7) && fd >= 0) {
                                 /* The service manager keeps it; we keep one, as it would. */
                                 store_put(m, fd, line + 7);
@@ -593,6 +595,47 @@ TEST(notify_and_watchdog) {
         expect_no_sanitizer_report(&m);
         manager_wait(&m, NULL, 100);
         ASSERT_TRUE(m.stopping);
+}
+
+static bool status_says_no_clients(Manager *m) {
+        return strneq(m->status, "0 clients", 9);
+}
+
+/* Every connect and disconnect makes the worker report its numbers; a client connecting in a
+ * loop must not have the service manager parse and announce a STATUS= each (PID 1's time, a
+ * D-Bus signal each): about one a second goes out, and the last state still arrives. */
+TEST(status_is_sent_about_once_a_second) {
+        uint64_t start, elapsed_usec;
+        Manager m;
+
+        manager_init(&m);
+        manager_start_ready(&m);
+        manager_wait(&m, status_says_no_clients, 3000);
+        ASSERT_TRUE(status_says_no_clients(&m));
+
+        m.n_status = 0;
+        start = now_monotonic_usec();
+        for (unsigned i = 0; i < 150; i++) {
+                VarlinkClient *c = connect_client(&m);
+
+                /* A round trip: the worker has seen the connection before it goes. */
+                call_ok(c, "org.varlink.service.GetInfo", NULL);
+                varlink_client_free(c);
+                /* Reading as the service manager does, so that none is lost to a full queue
+                 * (net.unix.max_dgram_qlen may be 10): one datagram a call, 10 ms at most. */
+                manager_wait(&m, NULL, 10);
+                manager_wait(&m, NULL, 10);
+        }
+        /* Up to the tick after the last. */
+        manager_wait(&m, NULL, 1500);
+        elapsed_usec = now_monotonic_usec() - start;
+        /* Two a second at most (one at once, one at the next tick), and two for the edges;
+         * without the limit, one for each of the 300 connects and disconnects. */
+        ASSERT_LE(m.n_status, 2 * (unsigned) (elapsed_usec / 1000000) + 4);
+        /* The last one is the state after the last disconnect. */
+        ASSERT_TRUE(status_says_no_clients(&m));
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(manager_exit_status(&m), 0);
 }
 
 /* The service manager kills a service that misses WATCHDOG_USEC: pings come at half of it
