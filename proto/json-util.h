@@ -30,6 +30,7 @@ int json_object_add(json_object *obj, const char *key, json_object *value);
 /* As json_object_add() for a key that is a string literal (the "" makes anything else a compile
  * error): json-c keeps the pointer instead of a copy of the key, one allocation fewer. */
 #define json_object_add_literal(obj, key, value) json_object_add_constant_key(obj, "" key "", value)
+/* Behind json_object_add_literal(): key must outlive obj (static storage). */
 int json_object_add_constant_key(json_object *obj, const char *key, json_object *value);
 
 /* Typed getters returning NULL/default when the key is missing or has another type. */

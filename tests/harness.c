@@ -40,9 +40,13 @@ static void __attribute__((constructor)) remove_list_map(void) {
 }
 
 void test_remove_at_end(const char *path) {
-        if (!remove_at_end || remove_at_end->n >= TEST_REMOVE_MAX || strlen(path) >= PATH_MAX)
+        size_t i;
+
+        /* A case and a process it forked may both register: each takes its own slot. */
+        if (!remove_at_end || strlen(path) >= PATH_MAX ||
+            (i = __atomic_fetch_add(&remove_at_end->n, 1, __ATOMIC_SEQ_CST)) >= TEST_REMOVE_MAX)
                 TEST_FAIL("cannot remember %s for removal", path);
-        strcpy(remove_at_end->paths[remove_at_end->n++], path);
+        strcpy(remove_at_end->paths[i], path);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -56,8 +60,8 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 void test_remove_now(void) {
         if (!remove_at_end)
                 return;
-        for (size_t i = 0; i < remove_at_end->n; i++)
-                (void) nftw(remove_at_end->paths[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        for (size_t i = 0; i < remove_at_end->n && i < TEST_REMOVE_MAX; i++)
+                (void) nftw(remove_at_end->paths[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
         remove_at_end->n = 0;
 }
 

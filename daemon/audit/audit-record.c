@@ -55,7 +55,7 @@ static bool next_char(const char *s, size_t *ret_in, size_t *ret_out, size_t *re
         return true;
 }
 
-/* Whether s is within budget and all printable ASCII but '"' and '\\' (*ret_len bytes): it is then
+/* Whether s is within budget and all bytes 0x20-0x7f but '"' and '\\' (*ret_len bytes): it is then
  * its own bounded and escaped form, as every string of a guest request's record is, and needs
  * no walk a character at a time. */
 static bool is_plain(const char *s, size_t budget, size_t *ret_len) {

@@ -39,7 +39,7 @@
 #define WORKER_START_MAX_USEC WORKER_SILENCE_MAX_USEC
 /* How long a stopping worker may take (its own drain allows 10 s). */
 #define STOP_TIMEOUT_SEC 15
-/* STATUS= at once at most this often; sooner ones wait for the tick (notify_status()). */
+/* STATUS= at most this often; a sooner one waits (notify_status()). */
 #define STATUS_INTERVAL_USEC (1000 * 1000ULL)
 
 /* A set of files that loaded whole (last_good_load()). */
@@ -87,10 +87,10 @@ struct Monitor {
         bool stopping;
 
         uint64_t status_sent_usec; /* the last STATUS= sent */
-        char status_waiting[256];  /* the STATUS= for the next tick, "" if none */
+        char status_waiting[256];  /* the STATUS= waiting for status_timer, "" if none */
 
         struct event *sigterm, *sigint, *sighup, *sigchld;
-        struct event *restart_timer, *stop_timer, *tick;
+        struct event *restart_timer, *stop_timer, *tick, *status_timer;
 };
 
 static struct timeval timeval_of(uint64_t usec) {
@@ -98,33 +98,41 @@ static struct timeval timeval_of(uint64_t usec) {
 }
 
 /* STATUS=, dropped while the service manager's queue is full (monitor-notify.h): the next
- * replaces it. At most one per STATUS_INTERVAL_USEC goes out at once: the worker reports at every
- * connect and disconnect, and a client connecting in a loop would have the service manager
- * parse, store and announce on D-Bus as many. One that comes sooner waits for the next tick,
- * replaced by any later one, so the last state always arrives. */
-_printf_(2, 3) static void notify_status(Monitor *m, const char *format, ...) {
-        char state[sizeof(m->status_waiting)] = "STATUS=";
-        uint64_t now = now_monotonic_usec();
-        va_list ap;
-
-        va_start(ap, format);
-        (void) vsnprintf(state + strlen("STATUS="), sizeof(state) - strlen("STATUS="), format, ap);
-        va_end(ap);
-        if (m->status_sent_usec != 0 && now - m->status_sent_usec < STATUS_INTERVAL_USEC) {
-                memcpy(m->status_waiting, state, sizeof(state));
-                return;
-        }
-        m->status_waiting[0] = 0;
-        m->status_sent_usec = now;
-        (void) monitor_notify_droppable(state);
-}
-
-static void notify_status_waiting(Monitor *m) {
+ * replaces it. At most one per STATUS_INTERVAL_USEC: the worker reports at every connect and
+ * disconnect, and a client connecting in a loop would have the service manager parse, store and
+ * announce on D-Bus as many. One that comes sooner waits for its turn, replaced by any later
+ * one, so the last state arrives (at a stop, before STOPPING=1). */
+static void status_send_waiting(Monitor *m) {
         if (!m->status_waiting[0])
                 return;
         m->status_sent_usec = now_monotonic_usec();
         (void) monitor_notify_droppable(m->status_waiting);
         m->status_waiting[0] = 0;
+}
+
+static void on_status_timer(evutil_socket_t fd, short what, void *userdata) {
+        status_send_waiting(userdata);
+}
+
+_printf_(2, 3) static void notify_status(Monitor *m, const char *format, ...) {
+        uint64_t now = now_monotonic_usec();
+        struct timeval tv;
+        va_list ap;
+
+        strcpy(m->status_waiting, "STATUS=");
+        va_start(ap, format);
+        (void) vsnprintf(m->status_waiting + strlen("STATUS="), sizeof(m->status_waiting) - strlen("STATUS="),
+                         format, ap);
+        va_end(ap);
+        if (m->status_sent_usec == 0 || now - m->status_sent_usec >= STATUS_INTERVAL_USEC) {
+                status_send_waiting(m);
+                return;
+        }
+        if (evtimer_pending(m->status_timer, NULL))
+                return;
+        tv = timeval_of(m->status_sent_usec + STATUS_INTERVAL_USEC - now);
+        if (evtimer_add(m->status_timer, &tv) < 0)
+                status_send_waiting(m); /* better early than never */
 }
 
 /* ---- the worker's life ----------------------------------------------------------------- */
@@ -566,6 +574,7 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
                 return;
         m->stopping = true;
         log_info("Received %s, stopping the worker.", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        status_send_waiting(m);
         (void) sd_notify(false, "STOPPING=1");
         if (m->worker_pid <= 0) {
                 (void) event_base_loopexit(m->base, NULL);
@@ -607,7 +616,6 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         uint64_t now = now_monotonic_usec();
 
         (void) monitor_notify_droppable("WATCHDOG=1");
-        notify_status_waiting(m);
         if (m->worker_pid <= 0 || m->stopping || m->worker_killed_for != TSM_PRIV_WORKER_FIRST) /* being killed */
                 return;
         if (m->worker_ready && now - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC)
@@ -719,12 +727,13 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m->restart_timer = evtimer_new(m->base, on_restart_timer, m);
         m->stop_timer = evtimer_new(m->base, on_stop_timeout, m);
         m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+        m->status_timer = evtimer_new(m->base, on_status_timer, m);
         /* A service manager's watchdog shorter than two ticks is pinged at half its interval,
          * as sd_watchdog_enabled(3) advises: a ping a second would miss it. */
         if (sd_watchdog_enabled(false, &watchdog_usec) > 0 && watchdog_usec / 2 < 1000000)
                 tick = timeval_of(MAX(watchdog_usec / 2, 1000ULL));
         if (!m->sigterm || !m->sigint || !m->sighup || !m->sigchld || !m->restart_timer || !m->stop_timer ||
-            !m->tick || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
+            !m->tick || !m->status_timer || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
             event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &tick) < 0)
                 return -ENOMEM;
 
@@ -823,6 +832,8 @@ Monitor *monitor_free(Monitor *m) {
                 event_free(m->stop_timer);
         if (m->tick)
                 event_free(m->tick);
+        if (m->status_timer)
+                event_free(m->status_timer);
         if (m->base)
                 event_base_free(m->base);
         daemon_config_done(&m->config);

@@ -5,7 +5,7 @@
  * read's response, in the worker; a write's request, in the client), each call with its
  * malloc() and free() as in tsmd. Printed as ratios against a memcpy() of the same 4 KiB
  * measured in the same run, so that runs on machines of different speed (or the same machine
- * under different load) compare; the decoder's input is also checked against the payload.
+ * under different load) compare; the decoder's output is also checked against the payload.
  * Rounds of the three alternate and each prints its median round. Never asserts a time.
  * Usage: bench-base64 [--quick]. Runs in: tests (benchmark).
  */
