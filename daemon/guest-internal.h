@@ -23,8 +23,10 @@
  * guest-reply-bound.c measures. */
 #define GUEST_REASON_BACKEND_REFUSED "the backend refused this message in this scope"
 #define GUEST_REASON_NO_CLIENT_RULE "no policy rule matches the client"
-/* The monitor's own device gate (ATTACH_VDEVICE answered -EPERM), in its words. */
+/* The monitor's own gates, in its words: on devices (ATTACH_VDEVICE and BIND_VDEVICE answered
+ * -EPERM, TSM_PRIV_REPLY_MONITOR_OWN), and on scopes (GUEST_REQUEST answered so). */
 #define GUEST_REASON_DEVICE_NOT_LISTED "no policy rule lists the device for its backend"
+#define GUEST_REASON_SCOPE_NOT_GRANTED "no policy rule grants the scope for the device"
 #define GUEST_REASON_NO_FD "no fd attached at that index"
 #define GUEST_REASON_NOT_IOMMUFD "not an iommufd"
 #define GUEST_REASON_NOT_RDWR "not open for reading and writing"

@@ -128,8 +128,13 @@ static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address
 
 /* The same for how a call passed to the monitor ended. The TSM's answer, through the monitor: an
  * -ENOMEM there is the backend's (the kernel's), BackendError OutOfMemory. One the worker could
- * not send (its channel's -ENOMEM) is tsmd's own, left unanswered (io.tsmd.System). */
-static int reply_tsm_error(VarlinkCall *call, const PrivRequest *req, int r, const char *pci_address) {
+ * not send (its channel's -ENOMEM), or the monitor's own (priv_request_monitor_own()), is tsmd's,
+ * left unanswered (io.tsmd.System). So is an -EPERM of the monitor's policy gate its refusal,
+ * Denied with gate_reason, not a backend's refusal of the message. */
+static int reply_tsm_error(VarlinkCall *call, const PrivRequest *req, int r, const char *pci_address,
+                           const char *gate_reason) {
+        if (priv_request_monitor_own(req))
+                return r == -EPERM ? reply_denied(call, gate_reason) : reply_backend_error(call, r, pci_address);
         if (r == -ENOMEM && priv_request_answered(req))
                 return reply_backend_errno(call, r);
         return reply_backend_error(call, r, pci_address);
@@ -816,7 +821,8 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         if (state)
                 r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", state, NULL, NULL);
         else if (result < 0)
-                r = reply_tsm_error(call, pc->request, result, v->pci_address);
+                /* Only a bind passes the monitor's gate, which looks at the device. */
+                r = reply_tsm_error(call, pc->request, result, v->pci_address, GUEST_REASON_DEVICE_NOT_LISTED);
         else
                 r = reply_state(call, m, ctx, v, false);
         if (r < 0 && !varlink_call_is_answered(call))
@@ -931,7 +937,8 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
                                                  json_object_new_string("maxResponseSize"), "limit",
                                                  json_object_new_int64((int64_t) pr->response_size));
                 else
-                        r = reply_tsm_error(call, pr->request, result, pr->pci_address);
+                        r = reply_tsm_error(call, pr->request, result, pr->pci_address,
+                                            GUEST_REASON_SCOPE_NOT_GRANTED);
                 goto finish;
         }
 

@@ -34,6 +34,8 @@ struct PrivRequest {
         /* The monitor answered: the result its callback gets is the monitor's (what the TSM
          * said), not the worker's own failure to send it or the channel's end. */
         bool answered;
+        /* It answered a failure of its own (TSM_PRIV_REPLY_MONITOR_OWN), the backend not asked. */
+        bool monitor_own;
         /* A guest request's context and vDevice (0 for other requests): a detach or close
          * fails those still waiting here (fail_waiting()). */
         uint32_t context, vdevice;
@@ -225,6 +227,7 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
                 if (r->cookie == reply->hdr.cookie) {
                         request_unlink_sent(c, r);
                         r->answered = true;
+                        r->monitor_own = reply->result < 0 && (reply->value & TSM_PRIV_REPLY_MONITOR_OWN);
                         if (r->callback) /* else cancelled: nobody waits for it any more */
                                 r->callback(reply->result < 0 ? reply->result : (int) MIN(reply->value, (uint32_t) INT_MAX),
                                             payload, len, r->userdata);
@@ -1132,4 +1135,8 @@ uint32_t priv_request_get_cookie(const PrivRequest *r) {
 
 bool priv_request_answered(const PrivRequest *r) {
         return r && r->answered;
+}
+
+bool priv_request_monitor_own(const PrivRequest *r) {
+        return r && r->monitor_own;
 }

@@ -141,6 +141,10 @@ uint32_t priv_request_get_cookie(const PrivRequest *r);
  * monitor's), rather than the worker's own failure to send it (an -ENOMEM of its channel is
  * tsmd's, not the TSM's) or the end of the channel. */
 bool priv_request_answered(const PrivRequest *r);
+/* During r's callback: whether the monitor answered a failure of its own, the backend not asked
+ * (its policy gate's -EPERM, its own -ENOMEM: TSM_PRIV_REPLY_MONITOR_OWN), where a kernel TSM
+ * may answer the same errno. */
+bool priv_request_monitor_own(const PrivRequest *r);
 
 /* At exit, with the loop stopped: waits for the answers someone still waits for (the unbinds of
  * the last releases) until the monitor stays silent for timeout_usec, then fails the rest

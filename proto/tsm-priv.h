@@ -28,6 +28,10 @@
  *             BIND_VDEVICE) or grants the scope for it (GUEST_REQUEST)
  *   -EOPNOTSUPP  the backend or UAPI cannot do it
  *   -EBUSY, -EIO, -ETIMEDOUT, ...  what the backend or kernel said
+ * A kernel TSM may answer -EPERM or -ENOMEM too, so a failed reply to ATTACH_VDEVICE,
+ * BIND_VDEVICE, UNBIND_VDEVICE or GUEST_REQUEST sets TSM_PRIV_REPLY_MONITOR_OWN in value where
+ * the result is the monitor's own: -EPERM of its policy gate, -ENOMEM of its own memory; the
+ * backend was not asked. Every other bit of such a value is zero (the worker ignores them).
  * A message that breaks the wire rules, or names state the sender does not own, is not
  * answered: the monitor kills the worker (a compromised worker) and starts a fresh one.
  *
@@ -58,9 +62,10 @@
  * then a commit that the monitor applies them too; 14: a refused RELOAD load, and a stale
  * LAST_GOOD, carry the monitor's reason as text, and the refusal says whether the policy
  * failed; 15: ATTACH_VDEVICE says, on a restore's attach, that the vDevice is bound, where its
- * __reserved was): a worker binary newer or older than its running monitor refuses the HELLO rather
- * than misreading it. */
-#define TSM_PRIV_VERSION 15U
+ * __reserved was; 16: a failed reply says whether its result is the monitor's own,
+ * TSM_PRIV_REPLY_MONITOR_OWN): a worker binary newer or older than its running monitor refuses
+ * the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 16U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -390,10 +395,14 @@ struct tsm_priv_late_ack {
         uint32_t __reserved;
 };
 
+/* A failed reply's value: the result is the monitor's, not the backend's (see the general
+ * format above). A high bit: RELOAD's failed reply says 1 in value for its own meaning. */
+#define TSM_PRIV_REPLY_MONITOR_OWN (UINT32_C(1) << 31)
+
 struct tsm_priv_reply {
         struct tsm_priv_hdr hdr;
         int32_t result;  /* 0 or -errno (see the general format above) */
-        uint32_t value;  /* per request type */
+        uint32_t value;  /* per request type; TSM_PRIV_REPLY_MONITOR_OWN on a failure */
 };
 
 _Static_assert(sizeof(struct tsm_priv_hdr) == 24, "no padding");

@@ -234,6 +234,19 @@ static int reply(MonitorDispatch *d, const PrivMessage *m, int result, uint32_t 
         return reply_full(d, m->hdr.cookie, result, value, NULL, 0, fd);
 }
 
+/* A failure of the monitor's own, the backend not asked (its policy gate's -EPERM, its own
+ * -ENOMEM): said so, as a kernel TSM may answer the same errno (TSM_PRIV_REPLY_MONITOR_OWN). */
+static int reply_own(MonitorDispatch *d, const PrivMessage *m, int result) {
+        assert(result < 0);
+        return reply(d, m, result, TSM_PRIV_REPLY_MONITOR_OWN, -EBADF);
+}
+
+/* The platform's failure to start a call: its -ENOMEM is the monitor's own memory, as the TSM
+ * answers only later, from the callback. */
+static int reply_not_started(MonitorDispatch *d, const PrivMessage *m, int result) {
+        return result == -ENOMEM ? reply_own(d, m, result) : reply(d, m, result, 0, -EBADF);
+}
+
 /* ---- late answers of the kernel ----------------------------------------------------------- */
 
 /* ctx: the context the call is for, which the caller has at hand (NULL: none). */
@@ -756,7 +769,7 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
          * the worker no more than it had (binding it again is asked, set_bound()), and it is
          * unbound at the release when no client may reclaim it. */
         if (ctx->slot != TSM_PRIV_SLOT_WORKER && !device_listed(d, &info, "attach"))
-                return reply(d, m, -EPERM, 0, -EBADF);
+                return reply_own(d, m, -EPERM);
 
         /* SECURITY: one physical device belongs to one context at a time. Only the monitor sees
          * every context, the orphans the worker knows nothing of included. A device released
@@ -768,7 +781,7 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
 
         r = monitor_context_add_vdevice(ctx, a->vdevice, info.pci_address, &v);
         if (r < 0)
-                return reply(d, m, r, 0, -EBADF);
+                return reply_own(d, m, r);
         /* SECURITY: a restore's word, from a state file the worker wrote, that the kernel kept the
          * vDevice bound through a restart of tsmd: taken, as it only makes the vDevice unbound
          * when it goes (at a detach or release, monitor_contexts_remove()); no check looks at it.
@@ -879,7 +892,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
         if (bind && r < 0)
                 return reply(d, m, r, 0, -EBADF);
         if (bind && !device_listed(d, &info, "bind"))
-                return reply(d, m, -EPERM, 0, -EBADF);
+                return reply_own(d, m, -EPERM);
         /* SECURITY: bounded, as guest requests are; a flood of binds and unbinds would hold
          * memory (and fds) while the device takes its time, past the worker's end. Over the
          * bound no correct worker goes, but a refusal is enough: it holds nothing. */
@@ -891,7 +904,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
 
         mc = new0(MonitorChange, 1);
         if (!mc)
-                return reply(d, m, -ENOMEM, 0, -EBADF);
+                return reply_own(d, m, -ENOMEM);
         *mc = (MonitorChange){ .dispatch = d, .cookie = q->hdr.cookie, .bind = bind, .context = ctx->id,
                                .vdevice = v->id, .serial = v->serial, .start_usec = now_monotonic_usec(),
                                .tag = late_tag(d, bind ? TSM_PRIV_LATE_BIND : TSM_PRIV_LATE_UNBIND, q->hdr.cookie,
@@ -908,7 +921,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
                 change_free(mc);
                 log_debug_errno(r, "Failed to %s %s (vDevice %" PRIu32 " of context %" PRIu32 "): %m",
                                 bind ? "bind" : "unbind", v->pci_address, v->id, ctx->id);
-                return reply(d, m, r, 0, -EBADF);
+                return reply_not_started(d, m, r);
         }
         tsm_request_set_late_tag(mc->request, &mc->tag, sizeof(mc->tag));
         v->n_changes++;
@@ -1201,7 +1214,7 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
                 log_full_ratelimited(&d->scope_refusal_log, LOG_WARNING,
                                      "Refusing a guest request in scope %s to %s: no policy rule grants it for the device.",
                                      desc->name, info.pci_address);
-                return reply(d, m, -EPERM, 0, -EBADF);
+                return reply_own(d, m, -EPERM);
         }
         if (g->hdr.payload_len > desc->max_request)
                 VIOLATION(-EMSGSIZE, "request larger than the scope allows");
@@ -1212,7 +1225,7 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         }
         mr = new0(MonitorRequest, 1);
         if (!mr)
-                return reply(d, m, -ENOMEM, 0, -EBADF);
+                return reply_own(d, m, -ENOMEM);
         *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .context = ctx->id, .vdevice = v->id };
         /* Only a kernel call can be given up on while it runs: an emulated one needs no tag. */
         if (!info.emulated) {
@@ -1231,7 +1244,7 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
                                  on_request_done, mr, &mr->request);
         if (r < 0) {
                 request_free(mr);
-                return reply(d, m, r, 0, -EBADF);
+                return reply_not_started(d, m, r);
         }
         if (!info.emulated)
                 tsm_request_set_late_tag(mr->request, &mr->tag, sizeof(mr->tag));

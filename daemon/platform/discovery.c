@@ -240,7 +240,7 @@ static int read_device(sd_device *dev, InventoryDevice *ret) {
         if (r < 0)
                 return r;
         if (!pci_address_is_valid(address))
-                return -EINVAL;
+                return pci_address_is_too_long(address) ? -ENAMETOOLONG : -EINVAL;
         r = sd_device_get_syspath(dev, &syspath);
         if (r < 0)
                 return r;
@@ -351,7 +351,14 @@ static int scan_subsystem(Discovery *d, const char *subsystem,
                 r = put(d, dev);
                 if (r == -ENOMEM)
                         return r;
-                if (r < 0) {
+                if (r == -ENAMETOOLONG && streq(subsystem, "pci")) {
+                        /* Said once, at the first scan: the rescans find it again. */
+                        (void) sd_device_get_syspath(dev, &syspath);
+                        log_full(d->scanned ? LOG_DEBUG : LOG_WARNING,
+                                 "Skipping %s device %s: its address is longer than the %u characters tsmd serves "
+                                 "(a PCI domain of %u hex digits at most).", subsystem, strna(syspath),
+                                 (unsigned) PCI_ADDRESS_LEN_MAX, (unsigned) (PCI_ADDRESS_LEN_MAX - 8));
+                } else if (r < 0) {
                         (void) sd_device_get_syspath(dev, &syspath);
                         log_full_errno(is_gone(r) || r == -EINVAL ? LOG_DEBUG : LOG_WARNING, r,
                                        "Skipping %s device %s: %m", subsystem, strna(syspath));
@@ -520,8 +527,12 @@ static int handle_uevent(Discovery *d, sd_device *dev) {
         }
 
         if (streq(subsystem, "pci")) {
-                if (!pci_address_is_valid(sysname))
+                if (!pci_address_is_valid(sysname)) {
+                        if (pci_address_is_too_long(sysname) && action == SD_DEVICE_ADD)
+                                log_warning("Skipping PCI device %s: its address is longer than the %u characters "
+                                            "tsmd serves.", sysname, (unsigned) PCI_ADDRESS_LEN_MAX);
                         return 0;
+                }
 
                 if (action == SD_DEVICE_REMOVE)
                         return forget(d, syspath, sysname, /* is_tsm= */ false);

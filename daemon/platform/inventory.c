@@ -429,17 +429,30 @@ static bool hex_run(const char **p, size_t min, size_t max) {
         return n >= min && n <= max;
 }
 
-bool pci_address_is_valid(const char *s) {
+/* The domain's digits after which a PCI address is PCI_ADDRESS_LEN_MAX long. */
+#define PCI_DOMAIN_DIGITS_MAX (PCI_ADDRESS_LEN_MAX - (sizeof(":00:00.0") - 1))
+_Static_assert(PCI_DOMAIN_DIGITS_MAX >= 5, "the devsec sample's domains (10000:) are served");
+
+static bool pci_address_syntax(const char *s, size_t domain_digits_max) {
         if (!s)
                 return false;
         /* Domain: at least 4 hex digits (emulated host bridges start at 0x10000, see SYSFS.md). */
-        if (!hex_run(&s, 4, 8) || *s++ != ':')
+        if (!hex_run(&s, 4, domain_digits_max) || *s++ != ':')
                 return false;
         if (!hex_run(&s, 2, 2) || *s++ != ':')
                 return false;
         if (!hex_run(&s, 2, 2) || *s++ != '.')
                 return false;
         return *s >= '0' && *s <= '7' && s[1] == 0;
+}
+
+bool pci_address_is_valid(const char *s) {
+        return pci_address_syntax(s, PCI_DOMAIN_DIGITS_MAX);
+}
+
+bool pci_address_is_too_long(const char *s) {
+        /* The kernel prints the domain, an int, in up to 8 digits. */
+        return pci_address_syntax(s, 8) && !pci_address_is_valid(s);
 }
 
 int inventory_put_tsm(Inventory *inv, const InventoryTsm *t) {

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tsm-priv.h"
 #include "tsm-types.h"
 
 typedef struct Inventory Inventory;
@@ -146,9 +147,17 @@ int inventory_keep_device(Inventory *inv, const char *address);
 /* The same for a TSM. */
 int inventory_keep_tsm(Inventory *inv, const char *name);
 
+/* The longest PCI address tsmd serves, NUL not counted: as long as the monitor's channel carries
+ * one (TSM_PRIV_PCI_ADDRESS_MAX), a domain of 7 hex digits at most. */
+#define PCI_ADDRESS_LEN_MAX (TSM_PRIV_PCI_ADDRESS_MAX - 1U)
+
 /* Syntax check of a PCI address as the kernel names devices: "%04x:%02x:%02x.%d" (domain may be
- * longer than four digits, e.g. the devsec sample's 10000:). Lowercase hex only. */
+ * longer than four digits, e.g. the devsec sample's 10000:). Lowercase hex only, and at most
+ * PCI_ADDRESS_LEN_MAX characters. */
 bool pci_address_is_valid(const char *s);
+/* Whether s is a PCI address as the kernel names devices (a domain of up to 8 digits) that is
+ * longer than tsmd serves: discovery skips such a device, and says so. */
+bool pci_address_is_too_long(const char *s);
 
 void inventory_tsm_done(InventoryTsm *t);
 void inventory_device_done(InventoryDevice *d);

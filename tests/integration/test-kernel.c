@@ -357,6 +357,31 @@ TEST(a_bind_the_kernel_fails_is_a_backend_error) {
         teardown(&e);
 }
 
+/* A kernel TSM that refuses a Bind (EPERM) is the backend refusing, said in its words, not the
+ * monitor's policy gate (which says the device is in no rule): the monitor tells its own refusal
+ * apart (TSM_PRIV_REPLY_MONITOR_OWN), the errno alone cannot. */
+TEST(a_bind_the_kernel_refuses_is_the_backends_refusal) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *err;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        fail_calls(&e, 11, EPERM);
+        err = CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("Denied"), NULL);
+        ASSERT_STREQ(JSTR(err, "reason"), "the backend refused this message in this scope");
+        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("Denied"), 1);
+        fail_calls(&e, 11, 0);
+        change(c, G "Bind", ctx, 11);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* The kernel fails vDevice 11's Bind with error, then (bound) its guest request in scope: both
  * answered BackendError with detail. The kernel still fails its calls on return. */
 static void kernel_fails_bind_and_request(Env *e, VarlinkClient *c, int64_t ctx, int error, const char *detail,

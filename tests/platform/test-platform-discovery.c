@@ -16,6 +16,7 @@
 #include "discovery.h"
 #include "harness.h"
 #include "inventory.h"
+#include "log-capture.h"
 #include "macro.h"
 #include "platform-test-util.h"
 #include "sysfs-fixture.h"
@@ -245,6 +246,38 @@ TEST(unrecognised_parent_is_listed_without_a_type) {
         ASSERT_STREQ(t->parent_driver, "mystery_tsm");
         ASSERT_EQ(inventory_get_tsm(inv, "tsm4")->type, TSM_BACKEND_ARM_CCA);
         ASSERT_EQ(inventory_n_devices(inv), 0);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+/* A device whose PCI domain is longer than the monitor's channel carries (the kernel prints up to
+ * 8 digits, tsmd serves 7) is skipped, and said so, rather than listed and then failing at its
+ * first call; its neighbours are discovered. */
+TEST(device_whose_address_is_too_long_is_skipped) {
+        _cleanup_free_ char *text = NULL;
+        Discovery *d;
+        Inventory *inv;
+        int saved;
+
+        platform_test_sandbox(false);
+        platform_test_fixture(NULL,
+                              "device /devices/pci0000:00\n"
+                              "pci /devices/pci0000:00/0000:00:01.0 vendor=0x1af4 device=0x1041\n"
+                              "device /devices/pcifffffff:00\n"
+                              "pci /devices/pcifffffff:00/fffffff:00:00.0 vendor=0x1af4 device=0x1041\n"
+                              "device /devices/pciffffffff:00\n"
+                              "pci /devices/pciffffffff:00/ffffffff:00:00.0 vendor=0x1af4 device=0x1041\n");
+        saved = log_capture_begin();
+        inv = scan(&d);
+        text = log_capture_end(saved);
+
+        ASSERT_EQ(inventory_n_devices(inv), 2);
+        device(inv, "0000:00:01.0");
+        device(inv, "fffffff:00:00.0");
+        ASSERT_NULL(inventory_get_device(inv, "ffffffff:00:00.0"));
+        ASSERT_NOT_NULL(strstr(text, "Skipping pci device /sys/devices/pciffffffff:00/ffffffff:00:00.0: its address is "
+                                     "longer than the 15 characters tsmd serves"));
 
         discovery_free(d);
         inventory_free(inv);

@@ -64,6 +64,16 @@ TEST(pci_address_syntax) {
         ASSERT_TRUE(pci_address_is_valid("0000:00:00.0"));
         ASSERT_TRUE(pci_address_is_valid("0000:ff:1f.7"));
         ASSERT_TRUE(pci_address_is_valid("10000:01:00.1")); /* devsec sample's emulated domain */
+        /* As long as the monitor's channel carries: a domain of 7 digits, not the kernel's 8. */
+        ASSERT_TRUE(pci_address_is_valid("fffffff:ff:1f.7"));
+        ASSERT_EQ(strlen("fffffff:ff:1f.7"), PCI_ADDRESS_LEN_MAX);
+        ASSERT_TRUE(strlen("fffffff:ff:1f.7") < TSM_PRIV_PCI_ADDRESS_MAX);
+        ASSERT_FALSE(pci_address_is_valid("ffffffff:00:00.0"));
+        ASSERT_TRUE(pci_address_is_too_long("ffffffff:00:00.0"));
+        ASSERT_FALSE(pci_address_is_too_long("fffffff:00:00.0"));
+        ASSERT_FALSE(pci_address_is_too_long("fffffffff:00:00.0")); /* no kernel prints it */
+        ASSERT_FALSE(pci_address_is_too_long("ffffffff:00:00.8"));
+        ASSERT_FALSE(pci_address_is_too_long(NULL));
         ASSERT_FALSE(pci_address_is_valid("000:00:00.0"));
         ASSERT_FALSE(pci_address_is_valid("0000:00:00.8"));
         ASSERT_FALSE(pci_address_is_valid("0000:00:00"));

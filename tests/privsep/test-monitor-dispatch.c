@@ -24,6 +24,7 @@
 #include <event2/event.h>
 
 #include "backend.h"
+#include "counting-allocator.h"
 #include "emu-platform.h"
 #include "fake-tsm-kernel.h"
 #include "harness.h"
@@ -634,7 +635,8 @@ static int guest_request(Fixture *f, uint32_t slot, uint32_t context, uint32_t v
         await_reply(f);
         receive(f, TSM_PRIV_REPLY, &ret->r, sizeof(ret->r), &p, NULL);
         ASSERT_EQ(ret->r.hdr.cookie, f->cookie);
-        ASSERT_EQ(ret->r.value, 0);
+        /* A failure may be the monitor's own (the test looks at which). */
+        ASSERT_TRUE(ret->r.value == 0 || (ret->r.result < 0 && ret->r.value == TSM_PRIV_REPLY_MONITOR_OWN));
         if (ret->r.hdr.payload_len > 0)
                 memcpy(ret->payload, p, ret->r.hdr.payload_len);
         ret->fd = -1;
@@ -689,8 +691,10 @@ TEST(lifecycle) {
         /* Nothing on its way: settled at once, bound. */
         ASSERT_OK(vdevice_op(f, TSM_PRIV_SETTLE_VDEVICE, SLOT, id, 5, &value));
         ASSERT_EQ(value, 1u);
-        /* Binding twice: the device says so, and that is an answer. */
-        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 5, NULL), EALREADY);
+        /* Binding twice: the device says so, and that is an answer (the TSM's, not the
+         * monitor's own). */
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 5, &value), EALREADY);
+        ASSERT_EQ(value, 0u);
 
         /* A real TDISP exchange: the device reports the state the bind put it in. */
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_DEVICE_INTERFACE_STATE, req, sizeof(req));
@@ -707,6 +711,7 @@ TEST(lifecycle) {
 
         /* The device refuses a request outside its scope: an answer, not a violation. */
         ASSERT_ERRNO(guest_request(f, SLOT, id, 5, TSM_SCOPE_STATE_CHANGE, req, len, &rep), EPERM);
+        ASSERT_EQ(rep.r.value, 0u); /* the device's refusal, not the monitor's gate */
         /* An empty request reaches the device, which has its say. */
         (void) guest_request(f, SLOT, id, 5, TSM_SCOPE_INFO, NULL, 0, &rep);
 
@@ -2448,6 +2453,7 @@ TEST(opt_in_scopes_gated) {
         for (unsigned i = 0; i < 2; i++) {
                 m = guest_request_msg(f, SLOT, id, 1, i == 0 ? TSM_SCOPE_DEBUG_READ : TSM_SCOPE_DEBUG_WRITE, dbg_len);
                 ASSERT_ERRNO(call_full(f, &m, dbg, dbg_len, -EBADF, &rep), EPERM);
+                ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN); /* the gate's, not the device's */
                 ASSERT_EQ(rep.r.hdr.payload_len, 0u);
                 ASSERT_STREQ(f->granted_address, DEV_A);
                 ASSERT_STREQ(f->granted_scope, i == 0 ? TSM_SCOPE_DEBUG_READ : TSM_SCOPE_DEBUG_WRITE);
@@ -2495,6 +2501,7 @@ TEST(default_scopes_gated) {
 
         f->refused_scope = TSM_SCOPE_STATE_CHANGE;
         ASSERT_ERRNO(guest_request(f, SLOT, id, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep), EPERM);
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
         ASSERT_EQ(rep.r.hdr.payload_len, 0u);
         ASSERT_STREQ(f->granted_address, DEV_A);
         ASSERT_STREQ(f->granted_scope, TSM_SCOPE_STATE_CHANGE);
@@ -2510,12 +2517,13 @@ TEST(default_scopes_gated) {
 
 /* SECURITY: the monitor's own bound on attaching and binding, as on scopes: a device no policy
  * rule lists is neither attached to a client's context nor locked, whatever the worker says;
- * refused -EPERM (a reload may reach the worker first), not a violation. Unbinding and detaching
+ * refused -EPERM (a reload may reach the worker first), not a violation, and said to be the
+ * monitor's own refusal, not a TSM's (TSM_PRIV_REPLY_MONITOR_OWN). Unbinding and detaching
  * give a device up and are never refused; a restore's attach records what the kernel kept. */
 TEST(attach_and_bind_gated) {
         Fixture *f = fixture();
         struct tsm_priv_restored_context restored[2];
-        uint32_t id, kept;
+        uint32_t id, kept, value;
         int p[2];
 
         id = open_context(f, SLOT, ID_A, NULL);
@@ -2524,7 +2532,8 @@ TEST(attach_and_bind_gated) {
                 int saved = log_capture_begin();
                 _cleanup_free_ char *text = NULL;
 
-                ASSERT_ERRNO(attach(f, SLOT, id, 1, DEV_A, NULL), EPERM);
+                ASSERT_ERRNO(attach(f, SLOT, id, 1, DEV_A, &value), EPERM);
+                ASSERT_EQ(value, TSM_PRIV_REPLY_MONITOR_OWN);
                 text = log_capture_end(saved);
                 ASSERT_NOT_NULL(strstr(text, "Refusing to attach " DEV_A ": no policy rule lists the device"));
         }
@@ -2539,7 +2548,8 @@ TEST(attach_and_bind_gated) {
         /* A reload took the device out of every rule: no bind (the TDI stays unlocked), ... */
         f->unlisted = DEV_A;
         f->n_listed = 0;
-        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL), EPERM);
+        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, &value), EPERM);
+        ASSERT_EQ(value, TSM_PRIV_REPLY_MONITOR_OWN);
         ASSERT_EQ(f->n_listed, 1u);
         ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
         ASSERT_FALSE(monitor_context_find_vdevice(monitor_contexts_get(f->contexts, id), 1)->bound);
@@ -2567,6 +2577,48 @@ TEST(attach_and_bind_gated) {
         ASSERT_NOT_NULL(monitor_contexts_find_device(f->contexts, DEV_A, NULL));
         ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, TSM_PRIV_SLOT_WORKER, kept, 7, NULL), EPERM);
         ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        fixture_free(f);
+}
+
+/* The monitor out of memory as it takes a bind, an unbind or a guest request: -ENOMEM said to be
+ * its own (TSM_PRIV_REPLY_MONITOR_OWN), the TSM not asked, so that the worker tells tsmd's
+ * failure, not the backend's OutOfMemory. The first allocation the monitor makes for each is
+ * its record of the call (new0()); the next call goes through. */
+TEST(own_out_of_memory_is_said_so) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        static const uint32_t types[] = { TSM_PRIV_BIND_VDEVICE, TSM_PRIV_UNBIND_VDEVICE };
+        Fixture *f = fixture();
+        uint8_t req[64];
+        uint32_t id, value;
+        size_t len;
+        Reply rep;
+
+        id = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+                TdispState before = emu_device_get_state(device(f, DEV_A));
+
+                alloc_calls = 0;
+                alloc_fail_at = 1;
+                ASSERT_ERRNO(vdevice_op(f, types[i], SLOT, id, 1, &value), ENOMEM);
+                alloc_fail_at = 0;
+                ASSERT_TRUE(alloc_calls >= 1);
+                ASSERT_EQ(value, TSM_PRIV_REPLY_MONITOR_OWN);
+                ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), before);
+                ASSERT_OK(vdevice_op(f, types[i], SLOT, id, 1, NULL));
+                ASSERT_TRUE(emu_device_get_state(device(f, DEV_A)) != before);
+        }
+
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        alloc_calls = 0;
+        alloc_fail_at = 1;
+        ASSERT_ERRNO(guest_request(f, SLOT, id, 1, TSM_SCOPE_INFO, req, len, &rep), ENOMEM);
+        alloc_fail_at = 0;
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+        ASSERT_EQ(rep.r.hdr.payload_len, 0u);
+        ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_INFO, req, len, &rep));
         fixture_free(f);
 }
 

@@ -295,6 +295,7 @@ typedef struct Ended {
         PrivRequest *request;
         int result;
         bool answered;
+        bool monitor_own;
         bool called;
 } Ended;
 
@@ -304,6 +305,7 @@ static void on_ended(int result, const void *response, size_t len, void *userdat
         e->called = true;
         e->result = result;
         e->answered = priv_request_answered(e->request);
+        e->monitor_own = priv_request_monitor_own(e->request);
 }
 
 /* A guest request the worker could not send (its channel's ENOMEM) fails with -ENOMEM said to
@@ -341,7 +343,51 @@ TEST(a_request_not_sent_is_no_answer_of_the_monitor) {
         ASSERT_TRUE(answered.called);
         ASSERT_EQ(answered.result, -ENOMEM);
         ASSERT_TRUE(answered.answered);
+        ASSERT_FALSE(answered.monitor_own);
+        ASSERT_FALSE(sent.monitor_own);
 
+        fixture_stop(&f);
+}
+
+/* A failure the monitor says is its own (TSM_PRIV_REPLY_MONITOR_OWN: its policy gate, its own
+ * memory) is told apart from the TSM's same errno, which a kernel TSM may answer too; the other
+ * bits of such a value are ignored, and a success is never the monitor's own failure. */
+TEST(the_monitors_own_failure_is_told_apart) {
+        static const struct {
+                int32_t result;
+                uint32_t value;
+                bool own;
+        } cases[] = {
+                { -ENOMEM, TSM_PRIV_REPLY_MONITOR_OWN, true },
+                { -ENOMEM, 0, false },
+                { -EPERM, TSM_PRIV_REPLY_MONITOR_OWN | 1U, true },
+                { -EPERM, 1U, false },
+                { 0, TSM_PRIV_REPLY_MONITOR_OWN, false },
+        };
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct tsm_priv_reply rep;
+                uint32_t ids[2], cookies[2];
+                Ended e = {};
+
+                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
+                                                  on_ended, &e, &e.request));
+                run_worker();
+                ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 1u);
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, cookies[0], 0);
+                rep.result = cases[i].result;
+                rep.value = cases[i].value;
+                ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+                run_worker();
+                ASSERT_TRUE(e.called);
+                ASSERT_TRUE(e.answered);
+                if (cases[i].result < 0)
+                        ASSERT_EQ(e.result, cases[i].result);
+                ASSERT_EQ(e.monitor_own, cases[i].own);
+        }
+        ASSERT_FALSE(priv_request_monitor_own(NULL));
         fixture_stop(&f);
 }
 

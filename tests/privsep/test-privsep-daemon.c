@@ -459,6 +459,32 @@ TEST(debug_read_granted_by_reload) {
 }
 TEST(debug_write_not_granted) { run_debug_scope("debug-write"); }
 
+/* The monitor's own scope gate, as the VMM hears of it: a scope the monitor finds no rule grants
+ * (here the proxy names debug-read in place of the info the worker checked, as a reload that
+ * reached the monitor first would leave it) is refused Denied naming what was refused, not in
+ * the words of a backend's refusal of the message, and recorded Denied. */
+TEST(request_in_a_scope_no_rule_grants_is_denied_as_such) {
+        json_object *e;
+        int64_t seq;
+        Setup s;
+
+        setup(&s);
+        write_file(s.control, "request-debug-read");
+        ASSERT_OK(chown(s.control, getpwnam("tsmd")->pw_uid, getpwnam("tsmd")->pw_gid)); /* the proxy empties it */
+        seq = tsmd_audit_last_seq(&s.t);
+        e = CALL_ERROR(s.client, G "GuestRequest",
+                       strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%d,\"scope\":\"info\",\"request\":\"AAAA\","
+                            "\"maxResponseSize\":4096}",
+                            s.context, VDEV),
+                       G "Denied", NULL);
+        ASSERT_STREQ(JSTR(e, "reason"), "no policy rule grants the scope for the device");
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "Refusing a guest request in scope debug-read to " DEV1));
+        tsmd_expect_audit(&s.t, seq, "guest-request", G "Denied", 1);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        teardown(&s);
+}
+
 /* The monitor's own gate on binding: once a reload took the device out of every rule, a bind of
  * it (which the worker, checking the policy first, never sends) is refused by the monitor, not
  * sent to the device. Refused, not killed. */
@@ -500,6 +526,61 @@ TEST(attach_of_a_device_no_rule_lists_is_denied_as_such) {
         e = CALL_ERROR(s.client, G "AttachDevice", guest_attach_params(s.context, 2, DEV2), G "Denied", NULL);
         ASSERT_STREQ(JSTR(e, "reason"), "no policy rule lists the device for its backend");
         ASSERT_TRUE(tsmd_log_contains(&s.t, "Refusing to attach 0000:03:00.0: no policy rule lists the device"));
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        teardown(&s);
+}
+
+/* The monitor's own gate on binding, as the VMM hears of it: a device the monitor finds in no
+ * rule (here the proxy names vDevice 2, whose device a reload took out of every rule, in place
+ * of vDevice 1, which the worker checked) is refused Denied naming the device, not in the words
+ * of a backend's refusal, and recorded Denied; a kernel TSM's own -EPERM stays the backend's
+ * (test-kernel). */
+TEST(bind_of_a_device_no_rule_lists_is_denied_as_such) {
+        static const char config[] = "[Platform]\nMode=emulated\nIommuDevice=/nonexistent/tsmd-test/iommu\n"
+                                     "EmulatedDevices=" DEV1 "," DEV2 "\n[Guest]\nContextStateDirectory=%s/state\n";
+        json_object *e;
+        int64_t seq;
+        Setup s;
+
+        setup(&s);
+        write_file(strf("%s/policy.conf", s.t.dir), "[Client:tests]\nUsers=root 65534\nDevices=" DEV1 " " DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&s.t, strf(config, s.scratch)));
+        CALL_OK(s.client, G "AttachDevice", guest_attach_params(s.context, 2, DEV2));
+        write_file(strf("%s/policy.conf", s.t.dir), "[Client:tests]\nUsers=root 65534\nDevices=" DEV1 "\n");
+        ASSERT_TRUE(tsmd_reload(&s.t, strf(config, s.scratch)));
+        write_file(s.control, "bind-vdevice-2");
+        ASSERT_OK(chown(s.control, getpwnam("tsmd")->pw_uid, getpwnam("tsmd")->pw_gid)); /* the proxy empties it */
+        seq = tsmd_audit_last_seq(&s.t);
+        e = CALL_ERROR(s.client, G "Bind", guest_vdev_params(s.context, VDEV), G "Denied", NULL);
+        ASSERT_STREQ(JSTR(e, "reason"), "no policy rule lists the device for its backend");
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "binding vDevice 2 in place of 1"));
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "Refusing to bind " DEV2 ": no policy rule lists the device"));
+        tsmd_expect_audit(&s.t, seq, "bind", G "Denied", 1);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        teardown(&s);
+}
+
+/* The monitor out of memory as it takes a Bind (here the proxy answers in its place, as it
+ * would, TSM_PRIV_REPLY_MONITOR_OWN) is tsmd's own failure, answered and recorded as the
+ * worker's own is (io.tsmd.System ENOMEM), not the backend's BackendError OutOfMemory; a kernel
+ * TSM's out of memory stays the backend's (test-kernel). */
+TEST(the_monitors_own_out_of_memory_is_no_backend_error) {
+        int64_t seq;
+        Setup s;
+
+        setup(&s);
+        CALL_OK(s.client, G "Unbind", guest_vdev_params(s.context, VDEV));
+        write_file(s.control, "bind-own-enomem");
+        ASSERT_OK(chown(s.control, getpwnam("tsmd")->pw_uid, getpwnam("tsmd")->pw_gid)); /* the proxy empties it */
+        seq = tsmd_audit_last_seq(&s.t);
+        CALL_ERROR(s.client, G "Bind", guest_vdev_params(s.context, VDEV), "io.tsmd.System",
+                   "{\"errno\":12,\"errnoName\":\"ENOMEM\"}");
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "answering the bind of vDevice 1 as a monitor out of memory"));
+        tsmd_expect_audit(&s.t, seq, "bind", "io.tsmd.System", 1);
+        /* It reached no device: the next Bind does. */
+        ASSERT_STREQ(JSTR(CALL_OK(s.client, G "Bind", guest_vdev_params(s.context, VDEV)), "state"), "config_locked");
         ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
         ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
         teardown(&s);

@@ -16,6 +16,11 @@
  *
  * Each ATTACH_VDEVICE the worker sends, the proxy looks at the control file: "attach-unlisted"
  * names another device in it, one the test's policy does not list (then it empties the file).
+ * Each BIND_VDEVICE likewise: "bind-vdevice-2" names vDevice 2 in it instead (the test took the
+ * device of vDevice 2 out of the policy by a reload); "bind-own-enomem" drops it and answers the
+ * worker -ENOMEM as the monitor does when it has no memory to take it (TSM_PRIV_REPLY_MONITOR_OWN).
+ * Each GUEST_REQUEST likewise: "request-debug-read" names scope debug-read in it instead, which
+ * the test's policy does not grant.
  *
  * Each RECLAIM_CONTEXT the worker sends, the proxy looks at the control file: "cut-reclaim-request"
  * drops it, "cut-reclaim-reply" passes it on and drops the monitor's reply; either way the proxy
@@ -210,6 +215,66 @@ static void rewrite_attach(uint8_t *p, size_t len) {
         memcpy(p, &a, sizeof(a));
 }
 
+/* The control file's word on a BIND_VDEVICE passing: "bind-vdevice-2" names vDevice 2 of the
+ * same context in it instead of the one the worker checked against the policy, so that the
+ * monitor's own gate refuses a device the worker would have let be bound; "bind-own-enomem"
+ * answers it in the monitor's place, which it does not reach: the monitor's own -ENOMEM.
+ * Acted on once. Returns whether it is dropped. */
+#define BIND_OTHER_VDEVICE 2U
+static bool control_bind(uint8_t *p, size_t len, int worker) {
+        struct tsm_priv_vdevice v;
+        char word[32] = {};
+        _cleanup_close_ int fd = control_file ? open(control_file, O_RDWR | O_CLOEXEC) : -EBADF;
+
+        if (fd < 0 || len < sizeof(v) || read(fd, word, sizeof(word) - 1) < 0)
+                return false;
+        word[strcspn(word, "\n")] = 0;
+        if (!streq(word, "bind-vdevice-2") && !streq(word, "bind-own-enomem"))
+                return false;
+        if (ftruncate(fd, 0) < 0)
+                plog("ftruncate %s: %m", control_file);
+        memcpy(&v, p, sizeof(v));
+        if (streq(word, "bind-own-enomem")) {
+                struct tsm_priv_reply rep;
+                int r;
+
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, v.hdr.cookie, 0);
+                rep.result = -ENOMEM;
+                rep.value = TSM_PRIV_REPLY_MONITOR_OWN;
+                plog("'%s': answering the bind of vDevice %u as a monitor out of memory", word, v.vdevice);
+                r = send_datagram(worker, &rep, sizeof(rep), NULL, 0);
+                if (r < 0)
+                        plog("answering the worker failed: %s", strerror(-r));
+                return true;
+        }
+        plog("'%s': binding vDevice %u in place of %u", word, BIND_OTHER_VDEVICE, v.vdevice);
+        v.vdevice = BIND_OTHER_VDEVICE;
+        memcpy(p, &v, sizeof(v));
+        return false;
+}
+
+/* The control file's word on a GUEST_REQUEST passing: "request-debug-read" names scope
+ * debug-read in it instead of the one the worker checked against the policy, so that the
+ * monitor's own gate refuses a scope the worker granted. Acted on once. */
+static void rewrite_request(uint8_t *p, size_t len) {
+        struct tsm_priv_guest_request g;
+        char word[32] = {};
+        _cleanup_close_ int fd = control_file ? open(control_file, O_RDWR | O_CLOEXEC) : -EBADF;
+
+        if (fd < 0 || len < sizeof(g) || read(fd, word, sizeof(word) - 1) < 0)
+                return;
+        word[strcspn(word, "\n")] = 0;
+        if (!streq(word, "request-debug-read"))
+                return;
+        if (ftruncate(fd, 0) < 0)
+                plog("ftruncate %s: %m", control_file);
+        memcpy(&g, p, sizeof(g));
+        plog("'%s': asking in scope debug-read in place of %s", word, g.scope);
+        memset(g.scope, 0, sizeof(g.scope));
+        memcpy(g.scope, "debug-read", strlen("debug-read"));
+        memcpy(p, &g, sizeof(g));
+}
+
 /* Moves one datagram, with its fds, from one end to the other. Returns 1 if one moved, 0 at
  * end of file, -EAGAIN if none is there, RELAY_CUT if it was dropped and the worker is to be
  * cut off, or the error. */
@@ -251,6 +316,13 @@ static int relay_one(int from, int to, bool from_worker) {
 
                 if (from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_ATTACH_VDEVICE, &cookie))
                         rewrite_attach(relay_buf, (size_t) n);
+                if (from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_GUEST_REQUEST, &cookie))
+                        rewrite_request(relay_buf, (size_t) n);
+                if (from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_BIND_VDEVICE, &cookie) &&
+                    control_bind(relay_buf, (size_t) n, from)) {
+                        close_many(fds, n_fds);
+                        return 1;
+                }
 
                 if ((from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_RECLAIM_CONTEXT, &cookie) &&
                      cut_at_reclaim(cookie)) ||
