@@ -25,6 +25,13 @@ static uint64_t now_ms(void) {
 
 static int ack_fd = -1;
 
+/* Small files, so that rotations come often, and no more records than they keep: the check
+ * reads every record back, and one rotated away would look lost (a fast machine had 25,570
+ * records written into the ~24,000 that 1,000 files of 8 KiB held). 1,000 files of 16 KiB keep
+ * ~48,000, twelve writers of at most 2,000 each write 24,000 at most. */
+#define CRASH_FILE_SIZE (4 * AUDIT_RECORD_MAX)
+#define CRASH_RECORDS_PER_WRITER 2000u
+
 static void child_ack(AuditLog *a, uint64_t seq, int error, void *userdata) {
         if (error < 0)
                 _exit(2);
@@ -42,17 +49,18 @@ static void _noreturn_ crash_child(const char *dir, unsigned iteration) {
         audit_config_init(&c);
         c.directory = dir;
         c.journal = false;
-        c.max_file_size = 2 * AUDIT_RECORD_MAX; /* rotate often */
+        c.max_file_size = CRASH_FILE_SIZE;
         c.n_files = AUDIT_FILES_MAX;
         c.sync_mode = iteration % 3 == 2 ? AUDIT_SYNC_PER_RECORD : AUDIT_SYNC_GROUP;
         if (!base || audit_log_open(base, &c, &a) < 0)
                 _exit(4);
-        for (unsigned round = 0;; round++) {
+        for (unsigned round = 0, n = 0;; round++) {
                 /* Bursts of varying size, so batches and rotations land everywhere. */
-                for (unsigned i = 0; i < 1 + round % 17; i++)
+                for (unsigned i = 0; i < 1 + round % 17 && n < CRASH_RECORDS_PER_WRITER; i++, n++)
                         if (audit_log_record(a, &r, child_ack, NULL, NULL) < 0)
                                 break; /* -ENOBUFS: let the loop drain */
-                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+                /* Done writing: wait for the acknowledgements, then for the kill. */
+                event_base_loop(base, EVLOOP_ONCE | (n < CRASH_RECORDS_PER_WRITER ? EVLOOP_NONBLOCK : 0));
         }
 }
 
@@ -149,7 +157,7 @@ TEST(sigkill_loses_no_acknowledged_record) {
 
                 test_config(&c, dir);
                 c.n_files = AUDIT_FILES_MAX;
-                c.max_file_size = 2 * AUDIT_RECORD_MAX;
+                c.max_file_size = CRASH_FILE_SIZE;
                 ASSERT_OK(audit_log_open(base, &c, &a));
                 ASSERT_OK(audit_log_get_status(a, &st));
                 ASSERT_GE(st.last_committed_seq, max_acked);
