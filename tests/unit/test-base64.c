@@ -1,50 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The base64 codec (proto/base64.c): round trips of every length, and the decoder against a
- * plain reference (a character at a time, RFC 4648 read literally) on random texts, valid and
- * not: a payload has exactly one encoding. The decoder takes sixteen characters at a step
+ * plain reference (a bit at a time, RFC 4648 read literally: base64-reference.h) on random
+ * texts, valid and not: a payload has exactly one encoding. The decoder takes sixteen characters at a step
  * while five groups are left: every length and alignment around those steps, and every byte
  * value in every lane of them. Runs in: tests.
  */
 
 #include "base64.h"
+#include "base64-reference.h"
 #include "harness.h"
-
-static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* RFC 4648 section 4, strictly: length a multiple of 4, '=' only as the last one or two
- * characters, the bits under the padding zero. Returns the length or -1. */
-static ssize_t reference_decode(const char *t, size_t n, uint8_t *out) {
-        size_t len = 0;
-
-        if (n % 4 != 0)
-                return -1;
-        for (size_t i = 0; i < n; i += 4) {
-                uint32_t w = 0;
-                unsigned pad = 0;
-
-                for (size_t k = 0; k < 4; k++) {
-                        const char *pos = t[i + k] ? strchr(alphabet, t[i + k]) : NULL;
-
-                        if (t[i + k] == '=' && i + 4 == n && k >= 2 && (k == 3 || t[i + 3] == '=')) {
-                                pad++;
-                                w <<= 6;
-                                continue;
-                        }
-                        if (!pos || pad > 0)
-                                return -1;
-                        w = w << 6 | (uint32_t) (pos - alphabet);
-                }
-                if ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff)))
-                        return -1;
-                out[len++] = (uint8_t) (w >> 16);
-                if (pad < 2)
-                        out[len++] = (uint8_t) (w >> 8);
-                if (pad < 1)
-                        out[len++] = (uint8_t) w;
-        }
-        return (ssize_t) len;
-}
 
 static uint64_t rnd_state = 0x243f6a8885a308d3;
 
@@ -75,22 +40,6 @@ TEST(round_trip_every_length) {
                 ASSERT_OK(base64_decoded_size(text, strlen(text), &len));
                 ASSERT_EQ(len, n);
         }
-}
-
-/* RFC 4648 section 4 read literally: six bits at a time, '=' to a multiple of four. */
-static void reference_encode(const uint8_t *data, size_t n, char *out) {
-        size_t bits = 0, o = 0;
-
-        for (; bits < n * 8; bits += 6) {
-                unsigned v = 0;
-
-                for (size_t b = bits; b < bits + 6; b++)
-                        v = v << 1 | (b < n * 8 ? (data[b / 8] >> (7 - b % 8)) & 1 : 0);
-                out[o++] = alphabet[v];
-        }
-        while (o % 4 != 0)
-                out[o++] = '=';
-        out[o] = 0;
 }
 
 TEST(encoder_matches_reference) {
