@@ -850,6 +850,17 @@ static json_object *last_audit_record(Manager *m, const char *event) {
         return last_audit_record_with(m, event, NULL);
 }
 
+/* Waits (bounded) for the last record of event with result (NULL: any). */
+static json_object *wait_audit_record(Manager *m, const char *event, const char *result) {
+        json_object *rec = NULL;
+
+        for (unsigned i = 0; i < 500 && !(rec = last_audit_record_with(m, event, result)); i++)
+                usleep(10000);
+        if (!rec)
+                TEST_FAIL("no %s record with result %s", event, result ?: "(any)");
+        return rec;
+}
+
 /* A number field of a record: there, and not null (which json-c would read as 0). */
 static int64_t record_int(json_object *rec, const char *key) {
         json_object *v;
@@ -947,9 +958,7 @@ TEST(context_survives_restart) {
         {
                 _cleanup_(json_object_putp) json_object *rec = NULL;
 
-                for (unsigned i = 0; i < 500 && !(rec = last_audit_record(&m, "release")); i++)
-                        usleep(10000);
-                ASSERT_NOT_NULL(rec);
+                rec = wait_audit_record(&m, "release", NULL);
                 ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "pid")), (int64_t) getpid());
                 ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "gid")), (int64_t) getgid());
                 ASSERT_EQ(json_object_get_int64(json_object_object_get(rec, "vdeviceId")), 5);
@@ -1047,9 +1056,7 @@ TEST(bind_cut_off_by_a_restart_is_undone) {
 
         manager_start_ready(&m);
         expect_kernel_calls(&m, "op 11 1\nop 11 2\n");
-        for (unsigned i = 0; i < 500 && !(rec = last_audit_record(&m, "restore-unbind")); i++)
-                usleep(10000);
-        ASSERT_NOT_NULL(rec);
+        rec = wait_audit_record(&m, "restore-unbind", NULL);
         ASSERT_STREQ(json_get_string(rec, "result"), "ok");
         ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
         ASSERT_STREQ(json_get_string(rec, "backend"), "sev-tio");
@@ -1242,9 +1249,7 @@ static void crash_and_restart(Manager *m) {
 static json_object *release_at_timeout(Manager *m) {
         json_object *rec = NULL;
 
-        for (unsigned i = 0; i < 500 && !(rec = last_audit_record(m, "release")); i++)
-                usleep(10000);
-        ASSERT_NOT_NULL(rec);
+        rec = wait_audit_record(m, "release", NULL);
         stop(m);
         return rec;
 }
@@ -1368,9 +1373,7 @@ TEST(a_kernel_vdevice_bound_before_a_restart_is_unbound_at_its_release) {
         /* The VMM hangs up: its context is released, the vDevice unbound. */
         varlink_client_free(c);
         expect_kernel_calls(&m, "op 5 1\nop 5 2\n");
-        for (unsigned i = 0; i < 500 && !(rec = last_audit_record(&m, "release")); i++)
-                usleep(10000);
-        ASSERT_NOT_NULL(rec);
+        rec = wait_audit_record(&m, "release", NULL);
         ASSERT_STREQ(json_get_string(rec, "result"), "ok");
         ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
         ASSERT_STREQ(json_get_string(rec, "pci"), "0000:01:00.0");
@@ -1378,18 +1381,6 @@ TEST(a_kernel_vdevice_bound_before_a_restart_is_unbound_at_its_release) {
         (void) umount2(m.sysfs_root, MNT_DETACH);
 }
 
-/* Taking a context back is taking one: the limits of today apply, vDevices included, and a
- * refused context stays reclaimable (here after a reload that raises the limit). */
-/* Waits (bounded) for the last record of event with result. */
-static json_object *wait_audit_record(Manager *m, const char *event, const char *result) {
-        json_object *rec = NULL;
-
-        for (unsigned i = 0; i < 500 && !(rec = last_audit_record_with(m, event, result)); i++)
-                usleep(10000);
-        if (!rec)
-                TEST_FAIL("no %s record with result %s", event, result);
-        return rec;
-}
 
 /* The kernel refuses a release's unbind with EPERM: a failure of the TSM (BackendError), not a
  * refusal of tsmd's (Denied is the monitor's gate refusing a restore-bind). */
@@ -1489,6 +1480,8 @@ TEST(a_rebind_after_a_restart_is_recorded) {
         stop(&m);
 }
 
+/* Taking a context back is taking one: the limits of today apply, vDevices included, and a
+ * refused context stays reclaimable (here after a reload that raises the limit). */
 TEST(reclaim_obeys_todays_limits) {
         static const char *const attach[] = { "5 0000:01:00.0", "6 0000:02:00.0" };
         VarlinkClient *c;
