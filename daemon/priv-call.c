@@ -339,7 +339,7 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
                         if (c->gone)
                                 return;
                 }
-        } while ((size_t) k == TSM_PRIV_BATCH_MAX); /* fewer: the socket is empty */
+        } while (tsm_priv_inbox_more(c->inbox)); /* else the socket is empty */
 }
 
 static void on_deferred(evutil_socket_t fd, short what, void *userdata) {

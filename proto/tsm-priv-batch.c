@@ -80,33 +80,65 @@ int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const vo
         return 0;
 }
 
+/* Lays the queued messages out as datagrams: each takes messages while they fit, with the
+ * zeros before each one after the first (tsm-priv.h). Returns how many datagrams; first[d] is
+ * the message datagram d starts with, first[n] == o->n. */
+static size_t outbox_pack(TsmPrivOutbox *o, struct iovec iov[static 2 * TSM_PRIV_BATCH_MAX],
+                          struct mmsghdr mm[static TSM_PRIV_BATCH_MAX], size_t first[static TSM_PRIV_BATCH_MAX + 1]) {
+        static const uint8_t zeros[TSM_PRIV_PACK_ALIGN];
+        size_t n = 0, n_iov = 0;
+
+        for (size_t i = 0; i < o->n; n++) {
+                size_t start = n_iov, bytes = 0;
+
+                first[n] = i;
+                do {
+                        size_t at = DIV_ROUND_UP(bytes, TSM_PRIV_PACK_ALIGN) * TSM_PRIV_PACK_ALIGN;
+
+                        if (i > first[n] && (at + o->iov[i].iov_len > TSM_PRIV_DATAGRAM_MAX ||
+                                             i - first[n] == TSM_PRIV_PACK_MAX))
+                                break;
+                        if (at > bytes)
+                                iov[n_iov++] = (struct iovec) { .iov_base = (void *) zeros, .iov_len = at - bytes };
+                        iov[n_iov++] = o->iov[i];
+                        bytes = at + o->iov[i++].iov_len;
+                } while (i < o->n);
+                mm[n] = (struct mmsghdr) { .msg_hdr = { .msg_iov = iov + start, .msg_iovlen = n_iov - start } };
+        }
+        first[n] = o->n;
+        return n;
+}
+
 void tsm_priv_outbox_flush(TsmPrivOutbox *o, int channel) {
+        struct iovec iov[2 * TSM_PRIV_BATCH_MAX];
         struct mmsghdr mm[TSM_PRIV_BATCH_MAX];
+        size_t first[TSM_PRIV_BATCH_MAX + 1];
         void *failed[TSM_PRIV_BATCH_MAX];
         int errors[TSM_PRIV_BATCH_MAX];
-        size_t done = 0, n_failed = 0, n;
+        size_t done = 0, n_failed = 0, n, n_datagrams;
 
         assert(o);
 
-        for (size_t i = 0; i < o->n; i++)
-                mm[i] = (struct mmsghdr) { .msg_hdr = { .msg_iov = &o->iov[i], .msg_iovlen = 1 } };
-
-        while (done < o->n) {
-                int k = sendmmsg(channel, mm + done, (unsigned) (o->n - done), MSG_NOSIGNAL);
+        n_datagrams = outbox_pack(o, iov, mm, first);
+        while (done < n_datagrams) {
+                int k = sendmmsg(channel, mm + done, (unsigned) (n_datagrams - done), MSG_NOSIGNAL);
 
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0) {
                         int r = negative_errno();
 
-                        /* The first unsent one is refused. Only a message of its own is (too
+                        /* The first unsent one is refused. Only a datagram of its own is (too
                          * long); anything else is the socket's (the peer is gone, or does not
                          * read: a blocking send timed out), and would refuse the rest after
                          * as long again each, so they fail with it at once. */
                         do {
-                                errors[n_failed] = r;
-                                failed[n_failed++] = o->userdata[done++];
-                        } while (r != -EMSGSIZE && done < o->n);
+                                for (size_t i = first[done]; i < first[done + 1]; i++) {
+                                        errors[n_failed] = r;
+                                        failed[n_failed++] = o->userdata[i];
+                                }
+                                done++;
+                        } while (r != -EMSGSIZE && done < n_datagrams);
                         continue;
                 }
                 /* A datagram goes whole or not at all. */
@@ -124,14 +156,15 @@ void tsm_priv_outbox_flush(TsmPrivOutbox *o, int channel) {
 /* ---- receiving -------------------------------------------------------------------------- */
 
 struct TsmPrivInbox {
-        size_t n;
+        size_t n;  /* messages */
+        bool more; /* every datagram slot was filled */
         struct mmsghdr mm[TSM_PRIV_BATCH_MAX];
         struct iovec iov[TSM_PRIV_BATCH_MAX];
         TsmPrivControl control[TSM_PRIV_BATCH_MAX];
-        TsmPrivDatagram d[TSM_PRIV_BATCH_MAX];
+        TsmPrivDatagram d[TSM_PRIV_BATCH_MAX * TSM_PRIV_PACK_MAX];
         /* Pages are only touched as far as datagrams fill them: a batch of small messages
-         * costs a page each, not the whole maximum. */
-        uint8_t buf[TSM_PRIV_BATCH_MAX][TSM_PRIV_DATAGRAM_MAX];
+         * costs a page each, not the whole maximum. Aligned, as the messages in them are. */
+        _Alignas(TSM_PRIV_PACK_ALIGN) uint8_t buf[TSM_PRIV_BATCH_MAX][TSM_PRIV_DATAGRAM_MAX];
 };
 
 int tsm_priv_inbox_new(TsmPrivInbox **ret) {
@@ -143,6 +176,7 @@ int tsm_priv_inbox_new(TsmPrivInbox **ret) {
         if (!in)
                 return -ENOMEM;
         in->n = 0;
+        in->more = false;
         *ret = in;
         return 0;
 }
@@ -185,14 +219,30 @@ int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
 
         for (size_t i = 0; i < (size_t) k; i++) {
-                TsmPrivDatagram *d = &in->d[i];
+                TsmPrivDatagram *d = &in->d[in->n++];
+                TsmPrivSpan spans[TSM_PRIV_PACK_MAX];
+                size_t m;
 
                 d->buf = in->buf[i];
                 d->len = tsm_priv_received(&in->mm[i].msg_hdr, (ssize_t) in->mm[i].msg_len, d->fds,
                                            ELEMENTSOF(d->fds), &d->n_fds);
+                /* An fd's datagram is its message alone: tsm_priv_check() holds it to its length. */
+                if (d->len <= 0 || d->n_fds > 0)
+                        continue;
+                m = tsm_priv_unpack(d->buf, (size_t) d->len, spans);
+                for (size_t j = 0; j < m; j++)
+                        in->d[in->n - 1 + j] = (TsmPrivDatagram) {
+                                .buf = in->buf[i] + spans[j].offset,
+                                .len = (ssize_t) spans[j].len,
+                        };
+                in->n += m - 1;
         }
-        in->n = (size_t) k;
-        return k;
+        in->more = (size_t) k == TSM_PRIV_BATCH_MAX;
+        return (int) in->n;
+}
+
+bool tsm_priv_inbox_more(const TsmPrivInbox *in) {
+        return in->more;
 }
 
 TsmPrivDatagram *tsm_priv_inbox_get(TsmPrivInbox *in, size_t i) {

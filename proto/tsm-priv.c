@@ -131,7 +131,7 @@ int tsm_priv_check(const void *buf, size_t len, size_t n_fds, TsmPrivSender send
         if (h.payload_len > d->max_payload)
                 REFUSE(-EPROTO, "payload where none is allowed, or too large");
         if ((size_t) h.size + h.payload_len != len)
-                REFUSE(-EBADMSG, "datagram length does not match size + payload_len");
+                REFUSE(-EBADMSG, "message length does not match size + payload_len");
         if (n_fds > d->n_fds && h.type != TSM_PRIV_REPLY)
                 REFUSE(-EPROTO, "unexpected file descriptors");
         if (n_fds > 1 || (n_fds < d->n_fds))
@@ -148,6 +148,37 @@ int tsm_priv_check(const void *buf, size_t len, size_t n_fds, TsmPrivSender send
                 *ret_payload = h.payload_len > 0 ? (const uint8_t *) buf + h.size : NULL;
         return 0;
 #undef REFUSE
+}
+
+size_t tsm_priv_unpack(const void *buf, size_t len, TsmPrivSpan ret[static TSM_PRIV_PACK_MAX]) {
+        const uint8_t *p = buf;
+        size_t offset = 0, n = 0;
+
+        assert(len > 0);
+
+        for (;;) {
+                size_t rest = len - offset, size = rest, next = len;
+
+                /* SECURITY: a message ends early only where zeros lead to another header, as
+                 * between the fields of a struct, and the last slot takes what is left: every
+                 * byte of a datagram belongs to a message the rules are checked on, or is zero. */
+                if (n < TSM_PRIV_PACK_MAX - 1 && rest >= sizeof(struct tsm_priv_hdr)) {
+                        struct tsm_priv_hdr h;
+                        uint64_t said;
+
+                        memcpy(&h, p + offset, sizeof(h));
+                        said = (uint64_t) h.size + h.payload_len;
+                        if (said >= sizeof(h) && said < rest) {
+                                next = offset + DIV_ROUND_UP((size_t) said, TSM_PRIV_PACK_ALIGN) * TSM_PRIV_PACK_ALIGN;
+                                if (next + sizeof(h) <= len && all_zero(p + offset + said, next - offset - (size_t) said))
+                                        size = (size_t) said;
+                        }
+                }
+                ret[n++] = (TsmPrivSpan) { .offset = offset, .len = size };
+                if (size == rest)
+                        return n;
+                offset = next;
+        }
 }
 
 void tsm_priv_init(void *msg, uint32_t type, uint32_t cookie, uint32_t payload_len) {

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The channel between the privileged monitor (tsmd, root) and the worker (tsmd-worker, no
- * capabilities): one SOCK_SEQPACKET socketpair, the worker's end on fd 3. Every message is one
- * datagram: a fixed struct in the manner of the kernel's UAPI, then, for guest requests and
- * their replies only, payload_len bytes of opaque payload. File descriptors travel as
- * SCM_RIGHTS on the datagram that names them.
+ * capabilities): one SOCK_SEQPACKET socketpair, the worker's end on fd 3. A message is a fixed
+ * struct in the manner of the kernel's UAPI, then, for guest requests and their replies only,
+ * payload_len bytes of opaque payload. File descriptors travel as SCM_RIGHTS on the datagram
+ * that names them, which carries that message alone. A datagram without fds carries up to
+ * TSM_PRIV_PACK_MAX messages: each starts at a multiple of TSM_PRIV_PACK_ALIGN bytes from the
+ * datagram's start, the bytes between two are zero and the last ends the datagram
+ * (tsm_priv_unpack()); the kernel's cost is per datagram, and a busy side has many to send.
  *
  * Wire rules (checked by tsm_priv_check() on both ends):
  *   - fixed-width types only, no implicit padding (static asserts below), host byte order;
@@ -15,7 +18,7 @@
  *     field and zero after the NUL;
  *   - the cookie of a message from the worker is never 0 on one that is answered, and 0 on every
  *     other (the monitor checks it: it marks a call whose worker ended with 0);
- *   - the datagram is exactly size + payload_len bytes, and payload_len is zero for every type
+ *   - the message is exactly size + payload_len bytes, and payload_len is zero for every type
  *     that carries no payload.
  *
  * General format of results (struct tsm_priv_reply.result), negative errno:
@@ -63,9 +66,9 @@
  * LAST_GOOD, carry the monitor's reason as text, and the refusal says whether the policy
  * failed; 15: ATTACH_VDEVICE says, on a restore's attach, that the vDevice is bound, where its
  * __reserved was; 16: a failed reply says whether its result is the monitor's own,
- * TSM_PRIV_REPLY_MONITOR_OWN): a worker binary newer or older than its running monitor refuses
- * the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 16U
+ * TSM_PRIV_REPLY_MONITOR_OWN; 17: a datagram without fds may carry several messages): a worker
+ * binary newer or older than its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 17U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -76,6 +79,10 @@
 /* Largest fixed part of any message, with room for newer, zero-extended versions. */
 #define TSM_PRIV_FIXED_MAX 512U
 #define TSM_PRIV_DATAGRAM_MAX (TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLOAD_MAX)
+/* Messages in one datagram at most, and where each starts: at multiples of the alignment of
+ * the widest field, so that no message is read from an address its structs do not allow. */
+#define TSM_PRIV_PACK_MAX 32U
+#define TSM_PRIV_PACK_ALIGN 8U
 
 /* The longest reason the monitor gives for files it did not load (RELOAD, LAST_GOOD), NUL not
  * counted: as long as ReloadFailed's message may be (daemon/service-methods.c). */
@@ -444,8 +451,23 @@ typedef struct TsmPrivTypeDesc {
 const TsmPrivTypeDesc *tsm_priv_type_desc(uint32_t type);
 const char *tsm_priv_type_to_string(uint32_t type);
 
+/* Where a message lies in its datagram. */
+typedef struct TsmPrivSpan {
+        size_t offset, len;
+} TsmPrivSpan;
+
 /*
- * Checks one received datagram of len bytes against the wire rules for a message from sender,
+ * Splits a datagram of len bytes that came without fds into its messages (see the top): fills
+ * ret with each one's span, in order, and returns how many (at least one). Only the lengths are
+ * read, and a message ends early only where the bytes up to the next aligned offset are zero
+ * and a header follows: otherwise (or in the last slot) it takes the rest of the datagram, and
+ * tsm_priv_check() refuses it for its length. So a datagram packed against the rules is a
+ * message that breaks them.
+ */
+size_t tsm_priv_unpack(const void *buf, size_t len, TsmPrivSpan ret[static TSM_PRIV_PACK_MAX]);
+
+/*
+ * Checks one received message of len bytes against the wire rules for a message from sender,
  * with n_fds attached. On success, copies the fixed part into ret (of ret_size bytes, the
  * struct for the type: zero-extended when the sender's is shorter) and points *ret_payload
  * into buf. On failure returns -EBADMSG (shape), -E2BIG (non-zero bytes past what we know),

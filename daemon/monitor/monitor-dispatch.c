@@ -449,7 +449,7 @@ static void late_take_acks(MonitorDispatch *d) {
                         break;
                 broken = !late_take_acks_in(d, 0, (size_t) k);
                 tsm_priv_inbox_clear(d->inbox);
-                if ((size_t) k < TSM_PRIV_BATCH_MAX)
+                if (!tsm_priv_inbox_more(d->inbox))
                         break;
         }
 }
@@ -1596,8 +1596,8 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
                                 return r;
                         }
                 }
-                /* Fewer: the socket is empty. Full ones: back to the loop after a few. */
-        } while ((size_t) k == TSM_PRIV_BATCH_MAX && ++batches < MONITOR_BATCHES_PER_WAKEUP);
+                /* Slots to spare: the socket is empty. Full ones: back to the loop after a few. */
+        } while (tsm_priv_inbox_more(d->inbox) && ++batches < MONITOR_BATCHES_PER_WAKEUP);
 
         /* The answers to this batch leave together; those of guest requests come later. */
         tsm_priv_outbox_flush(d->outbox, d->channel);

@@ -27,6 +27,7 @@
 #include "monitor-contexts.h"
 #include "monitor-dispatch.h"
 #include "monitor-open-gates.h" /* what is measured is the path behind them */
+#include "priv-reader.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
 #include "tsm-priv.h"
@@ -35,6 +36,7 @@
 
 static unsigned n_rounds = 20000;
 static uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+static PrivReader reader;
 
 static void die(const char *what, int r) {
         fprintf(stderr, "bench-privsep: %s: %s\n", what, strerror(r < 0 ? -r : r));
@@ -122,7 +124,7 @@ static ssize_t receive_wait(int fd, int *ret_fd) {
                 size_t n_fds;
                 ssize_t n;
 
-                n = tsm_priv_receive(fd, buf, fds, 1, &n_fds);
+                n = priv_reader_receive(&reader, fd, buf, fds, 1, &n_fds);
                 if (n != -EAGAIN) {
                         if (n_fds > 0) {
                                 if (ret_fd)

@@ -23,6 +23,7 @@
 
 #include "monitor-dispatch.h"
 #include "monitor-open-gates.h" /* what is fuzzed is the path behind them */
+#include "priv-reader.h"
 #include "tsm-platform.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,6 +39,7 @@ typedef struct Worker {
         int monitor, worker;
         int held_fd; /* the last fd the monitor handed out */
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+        PrivReader reader; /* what the monitor sent, a message at a time */
 } Worker;
 
 /* Reads what the monitor sent; everything must be a well-formed message of its own. */
@@ -51,7 +53,7 @@ static void drain(Worker *w) {
                 int fds[1];
                 ssize_t n;
 
-                n = tsm_priv_receive(w->worker, w->buf, fds, 1, &n_fds);
+                n = priv_reader_receive(&w->reader, w->worker, w->buf, fds, 1, &n_fds);
                 if (n <= 0)
                         return;
                 CHECK((size_t) n >= sizeof(struct tsm_priv_hdr));

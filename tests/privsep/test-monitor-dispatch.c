@@ -32,6 +32,7 @@
 #include "log-capture.h"
 #include "monitor-dispatch.h"
 #include "platform-test-util.h"
+#include "priv-reader.h"
 #include "sysfs-fixture.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
@@ -85,6 +86,7 @@ typedef struct Fixture {
         bool reload_policy_failed;
 
         _Alignas(8) uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+        PrivReader reader; /* what the monitor sent, a message at a time */
 } Fixture;
 
 typedef struct Reply {
@@ -182,7 +184,7 @@ static size_t receive(Fixture *f, uint32_t type, void *ret, size_t ret_size, con
         int fds[1] = { -1 };
         ssize_t n;
 
-        n = tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds);
+        n = priv_reader_receive(&f->reader, f->worker, f->buf, fds, 1, &n_fds);
         if (n < 0)
                 TEST_FAIL("expected a %s, got %s", tsm_priv_type_to_string(type), strerror((int) -n));
         ASSERT_GE(n, 1);
@@ -201,7 +203,7 @@ static void nothing_waiting(Fixture *f) {
         size_t n_fds;
         int fds[1];
 
-        ASSERT_ERRNO(tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds), EAGAIN);
+        ASSERT_ERRNO(priv_reader_receive(&f->reader, f->worker, f->buf, fds, 1, &n_fds), EAGAIN);
 }
 
 /* Starts a worker on a fresh socketpair; returns HELLO's n_restored after checking the start. */
@@ -426,7 +428,7 @@ static void await_reply(Fixture *f) {
         for (unsigned i = 0; i < 5000; i++) {
                 struct pollfd p = { .fd = f->worker, .events = POLLIN };
 
-                if (poll(&p, 1, i == 0 ? 0 : 1) > 0)
+                if (priv_reader_has_message(&f->reader) || poll(&p, 1, i == 0 ? 0 : 1) > 0)
                         return;
                 ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
         }
@@ -1206,7 +1208,7 @@ TEST(restart_tells_the_monitors_vdevices) {
 static bool worker_has_input(Fixture *f) {
         struct pollfd p = { .fd = f->worker, .events = POLLIN };
 
-        return poll(&p, 1, 0) > 0;
+        return priv_reader_has_message(&f->reader) || poll(&p, 1, 0) > 0;
 }
 
 /* The next message, which must be a LATE of op (the loop runs until it comes), into ret; as a
@@ -1672,6 +1674,62 @@ TEST(device_state_only_where_emulated_serves) {
         strcpy(dev.pci_address, DEV_B);
         ASSERT_OK(call(f, &dev, &rep));
         ASSERT_EQ(rep.r.value, TDISP_STATE_CONFIG_UNLOCKED);
+        fixture_free(f);
+}
+
+/* A worker's datagram may carry several messages (tsm-priv.h): each is answered, in order, as if
+ * it had come alone; and one that breaks a rule, or bytes between them that are not zeros, is
+ * the violation of the message it belongs to. */
+TEST(messages_packed_in_one_datagram) {
+        static const char *const devices[] = { DEV_A, DEV_B, DEV_A };
+        _Alignas(8) uint8_t raw[4 * 64] = {};
+        struct tsm_priv_device dev;
+        const char *reason = NULL;
+        size_t len = 0;
+        Fixture *f;
+
+        f = fixture();
+        for (size_t i = 0; i < ELEMENTSOF(devices); i++) {
+                tsm_priv_init(&dev, TSM_PRIV_GET_DEVICE_STATE, 101 + (uint32_t) i, 0);
+                strcpy(dev.pci_address, devices[i]);
+                /* The first one longer, zero-extended: the next starts at the next multiple of 8. */
+                if (i == 0)
+                        dev.hdr.size += 4;
+                memcpy(raw + len, &dev, sizeof(dev));
+                len = DIV_ROUND_UP(len + dev.hdr.size, 8) * 8;
+        }
+        ASSERT_EQ(len, 64u + 2 * sizeof(dev));
+        send_raw(f, raw, len, -EBADF);
+        process_ok(f);
+        for (size_t i = 0; i < ELEMENTSOF(devices); i++) {
+                Reply rep;
+
+                await_reply(f);
+                receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+                ASSERT_EQ(rep.r.hdr.cookie, 101 + (uint32_t) i);
+                ASSERT_EQ(rep.r.result, 0);
+                ASSERT_EQ(rep.r.value, TDISP_STATE_CONFIG_UNLOCKED);
+        }
+        nothing_waiting(f);
+
+        /* A byte that is not zero between the first and the second: the first is all of it. */
+        raw[sizeof(dev) + 5] = 1;
+        send_raw(f, raw, len, -EBADF);
+        ASSERT_TRUE(monitor_dispatch_process(f->dispatch, &reason) < 0);
+        ASSERT_NOT_NULL(reason);
+        ASSERT_STREQ(monitor_dispatch_get_violation_type(f->dispatch), "GET_DEVICE_STATE");
+        fixture_free(f);
+
+        /* The third breaks a rule: the two before it are answered, it is the violation. */
+        f = fixture();
+        raw[sizeof(dev) + 5] = 0;
+        memcpy(&dev, raw + 64 + sizeof(dev), sizeof(dev));
+        dev.hdr.flags = 1;
+        memcpy(raw + 64 + sizeof(dev), &dev, sizeof(dev));
+        send_raw(f, raw, len, -EBADF);
+        ASSERT_TRUE(monitor_dispatch_process(f->dispatch, &reason) < 0);
+        ASSERT_NOT_NULL(reason);
+        ASSERT_STREQ(monitor_dispatch_get_violation_type(f->dispatch), "GET_DEVICE_STATE");
         fixture_free(f);
 }
 
@@ -2361,7 +2419,7 @@ static unsigned drain_refusals(Fixture *f) {
         int fds[1];
         ssize_t k;
 
-        while ((k = tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds)) > 0) {
+        while ((k = priv_reader_receive(&f->reader, f->worker, f->buf, fds, 1, &n_fds)) > 0) {
                 ASSERT_OK(tsm_priv_check(f->buf, (size_t) k, n_fds, TSM_PRIV_FROM_MONITOR, &rep, sizeof(rep), NULL,
                                          &reason));
                 ASSERT_EQ(rep.hdr.type, TSM_PRIV_REPLY);
@@ -2678,7 +2736,7 @@ TEST(request_limit) {
                 ssize_t n;
 
                 ASSERT_OK(event_base_loop(f->base, EVLOOP_NONBLOCK));
-                while ((n = tsm_priv_receive(f->worker, f->buf, fds, 1, &n_fds)) > 0)
+                while ((n = priv_reader_receive(&f->reader, f->worker, f->buf, fds, 1, &n_fds)) > 0)
                         i++;
                 ASSERT_ERRNO(n, EAGAIN);
         }

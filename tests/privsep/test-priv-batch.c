@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Batched sending and receiving on the channel (proto/tsm-priv-batch.h): order across batch
- * boundaries, payloads, fds taken or closed, every receive error per datagram, the failure
- * callback (which may queue more), and that a batch shorter than the maximum means the socket
- * was empty. Runs in: tests.
+ * boundaries, payloads, messages packed into datagrams and unpacked (tsm_priv_unpack()'s rules),
+ * fds taken or closed, every receive error per datagram, the failure callback (which may queue
+ * more), and that a receive with datagram slots to spare means the socket was empty. Runs in:
+ * tests.
  */
 
 #include <fcntl.h>
@@ -60,7 +61,7 @@ static void receive_all(TsmPrivInbox *in, int fd, uint32_t first, size_t n) {
                 if (k == -EAGAIN)
                         break;
                 ASSERT_GE(k, 1);
-                ASSERT_LE((size_t) k, TSM_PRIV_BATCH_MAX);
+                ASSERT_LE((size_t) k, TSM_PRIV_BATCH_MAX * TSM_PRIV_PACK_MAX);
                 for (size_t i = 0; i < (size_t) k; i++, got++) {
                         TsmPrivDatagram *d = tsm_priv_inbox_get(in, i);
                         struct tsm_priv_reply r;
@@ -77,7 +78,7 @@ static void receive_all(TsmPrivInbox *in, int fd, uint32_t first, size_t n) {
                         for (size_t b = 0; b < r.hdr.payload_len; b++)
                                 ASSERT_EQ(((const uint8_t *) payload)[b], (uint8_t) (cookie + b));
                 }
-        } while ((size_t) k == TSM_PRIV_BATCH_MAX);
+        } while (tsm_priv_inbox_more(in));
         ASSERT_EQ(got, n);
         ASSERT_ERRNO(tsm_priv_inbox_receive(in, fd), EAGAIN);
 }
@@ -113,13 +114,22 @@ TEST(order_across_batches) {
         ASSERT_EQ(tsm_priv_outbox_size(o), 0);
         receive_all(in, sv[1], 1, 2 * TSM_PRIV_BATCH_MAX + 5);
 
-        /* Exactly a full batch: the receiver cannot know the socket is empty, asks once more. */
+        /* A full batch of datagrams: the receiver cannot know the socket is empty, asks once
+         * more. Fewer: it knows. */
+        for (uint32_t c = 1; c <= TSM_PRIV_BATCH_MAX; c++) {
+                struct tsm_priv_reply m = reply_msg(c, 0);
+                ASSERT_OK(tsm_priv_send(sv[0], &m, NULL, 0, -EBADF));
+        }
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), (int) TSM_PRIV_BATCH_MAX);
+        ASSERT_TRUE(tsm_priv_inbox_more(in));
+        ASSERT_ERRNO(tsm_priv_inbox_receive(in, sv[1]), EAGAIN);
         for (uint32_t c = 1; c <= TSM_PRIV_BATCH_MAX; c++) {
                 struct tsm_priv_reply m = reply_msg(c, 0);
                 ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, NULL, 0, NULL));
         }
         tsm_priv_outbox_flush(o, sv[0]);
         ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), (int) TSM_PRIV_BATCH_MAX);
+        ASSERT_FALSE(tsm_priv_inbox_more(in));
         ASSERT_ERRNO(tsm_priv_inbox_receive(in, sv[1]), EAGAIN);
 
         /* A payload that does not match the header is refused before it is queued. */
@@ -128,6 +138,205 @@ TEST(order_across_batches) {
                 ASSERT_ERRNO(tsm_priv_outbox_add(o, sv[0], &m, "x", 1, NULL), EINVAL);
                 ASSERT_EQ(tsm_priv_outbox_size(o), 0);
         }
+        safe_close(sv[0]);
+        safe_close(sv[1]);
+}
+
+/* The lengths of the datagrams waiting on fd, read raw (and dropped); returns how many. */
+static size_t raw_datagrams(int fd, size_t *lens, size_t max) {
+        _cleanup_free_ uint8_t *buf = malloc(TSM_PRIV_DATAGRAM_MAX);
+        size_t n = 0;
+        ssize_t k;
+
+        ASSERT_NOT_NULL(buf);
+        while ((k = recv(fd, buf, TSM_PRIV_DATAGRAM_MAX, MSG_DONTWAIT | MSG_TRUNC)) >= 0) {
+                ASSERT_TRUE(n < max);
+                lens[n++] = (size_t) k;
+        }
+        ASSERT_EQ(errno, EAGAIN);
+        return n;
+}
+
+static size_t aligned(size_t n) {
+        return DIV_ROUND_UP(n, TSM_PRIV_PACK_ALIGN) * TSM_PRIV_PACK_ALIGN;
+}
+
+TEST(queued_messages_leave_packed) {
+        _cleanup_(tsm_priv_outbox_freep) TsmPrivOutbox *o = NULL;
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        _cleanup_free_ uint8_t *buf = malloc(TSM_PRIV_DATAGRAM_MAX);
+        size_t lens[TSM_PRIV_BATCH_MAX], end = 0;
+        int sv[2];
+
+        ASSERT_NOT_NULL(buf);
+        channel(sv);
+        ASSERT_OK(tsm_priv_outbox_new(never_fails, &o));
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+
+        /* A full outbox of small messages is one datagram: each message at an aligned offset,
+         * zeros between (payloads of 0..3 bytes). */
+        for (uint32_t c = 1; c <= TSM_PRIV_BATCH_MAX; c++) {
+                struct tsm_priv_reply m = reply_msg(c, c % 4);
+                uint8_t payload[3] = { (uint8_t) c, (uint8_t) (c + 1), (uint8_t) (c + 2) };
+
+                ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, payload, m.hdr.payload_len, NULL));
+                end = aligned(end) + sizeof(m) + c % 4;
+        }
+        tsm_priv_outbox_flush(o, sv[0]);
+        ASSERT_EQ(recv(sv[1], buf, TSM_PRIV_DATAGRAM_MAX, MSG_DONTWAIT | MSG_PEEK), (ssize_t) end);
+        for (size_t at = 0, c = 1; at < end; at = aligned(at + sizeof(struct tsm_priv_reply) + c % 4), c++) {
+                struct tsm_priv_hdr h;
+
+                memcpy(&h, buf + at, sizeof(h));
+                ASSERT_EQ(h.cookie, (uint32_t) c);
+                for (size_t z = at + sizeof(struct tsm_priv_reply) + c % 4; z < MIN(aligned(z), end); z++)
+                        ASSERT_EQ(buf[z], 0);
+        }
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), (int) TSM_PRIV_BATCH_MAX);
+        ASSERT_FALSE(tsm_priv_inbox_more(in));
+        for (size_t i = 0; i < TSM_PRIV_BATCH_MAX; i++) {
+                TsmPrivDatagram *d = tsm_priv_inbox_get(in, i);
+                struct tsm_priv_reply r;
+                const uint8_t *payload;
+                const char *reason;
+
+                ASSERT_EQ((uintptr_t) d->buf % TSM_PRIV_PACK_ALIGN, 0u);
+                ASSERT_OK(tsm_priv_check(d->buf, (size_t) d->len, d->n_fds, TSM_PRIV_FROM_MONITOR, &r, sizeof(r),
+                                         (const void **) &payload, &reason));
+                ASSERT_EQ(r.hdr.cookie, (uint32_t) i + 1);
+                for (size_t b = 0; b < r.hdr.payload_len; b++)
+                        ASSERT_EQ(payload[b], (uint8_t) (i + 1 + b));
+        }
+        ASSERT_ERRNO(tsm_priv_inbox_receive(in, sv[1]), EAGAIN);
+
+        /* Large ones fill datagrams up to the most a receiver takes, in order. */
+        {
+                _cleanup_free_ uint8_t *payload = calloc(1, TSM_PRIV_BATCH_PAYLOAD_MAX);
+                const size_t each = sizeof(struct tsm_priv_reply) + TSM_PRIV_BATCH_PAYLOAD_MAX;
+                const size_t per_datagram = TSM_PRIV_DATAGRAM_MAX / each;
+
+                ASSERT_NOT_NULL(payload);
+                for (uint32_t c = 1; c <= 20; c++) {
+                        struct tsm_priv_reply m = reply_msg(c, TSM_PRIV_BATCH_PAYLOAD_MAX);
+                        ASSERT_OK(tsm_priv_outbox_add(o, sv[0], &m, payload, m.hdr.payload_len, NULL));
+                }
+                tsm_priv_outbox_flush(o, sv[0]);
+                ASSERT_EQ(raw_datagrams(sv[1], lens, ELEMENTSOF(lens)), 2u);
+                ASSERT_EQ(lens[0], per_datagram * each);
+                ASSERT_EQ(lens[1], (20 - per_datagram) * each);
+        }
+        safe_close(sv[0]);
+        safe_close(sv[1]);
+}
+
+/* n messages of type REPLY, payload_len bytes each, packed into buf as an outbox would. */
+static size_t pack(uint8_t *buf, size_t n, uint32_t payload_len) {
+        size_t end = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                struct tsm_priv_reply m = reply_msg((uint32_t) i + 1, payload_len);
+
+                memset(buf + end, 0, aligned(end) - end);
+                end = aligned(end);
+                memcpy(buf + end, &m, sizeof(m));
+                memset(buf + end + sizeof(m), 0xaa, payload_len);
+                end += sizeof(m) + payload_len;
+        }
+        return end;
+}
+
+static bool message_ok(const uint8_t *buf, TsmPrivSpan s) {
+        struct tsm_priv_reply r;
+        const char *reason;
+
+        return tsm_priv_check(buf + s.offset, s.len, 0, TSM_PRIV_FROM_MONITOR, &r, sizeof(r), NULL, &reason) >= 0;
+}
+
+TEST(unpack_splits_only_what_the_rules_allow) {
+        _Alignas(8) uint8_t buf[64 * sizeof(struct tsm_priv_reply)];
+        TsmPrivSpan spans[TSM_PRIV_PACK_MAX];
+        size_t len;
+
+        /* Two messages of 35 bytes: the second at 40, after five zeros. */
+        len = pack(buf, 2, 3);
+        ASSERT_EQ(len, 75u);
+        ASSERT_EQ(tsm_priv_unpack(buf, len, spans), 2u);
+        ASSERT_EQ(spans[0].offset, 0u);
+        ASSERT_EQ(spans[0].len, 35u);
+        ASSERT_EQ(spans[1].offset, 40u);
+        ASSERT_EQ(spans[1].len, 35u);
+        ASSERT_TRUE(message_ok(buf, spans[0]) && message_ok(buf, spans[1]));
+
+        /* Anything but zeros between them: one message, the whole datagram, refused. */
+        buf[37] = 1;
+        ASSERT_EQ(tsm_priv_unpack(buf, len, spans), 1u);
+        ASSERT_EQ(spans[0].len, len);
+        ASSERT_FALSE(message_ok(buf, spans[0]));
+
+        /* Zeros and no header after them: the same. */
+        len = pack(buf, 1, 3);
+        memset(buf + len, 0, 5 + sizeof(struct tsm_priv_hdr) - 1);
+        ASSERT_EQ(tsm_priv_unpack(buf, len + 5, spans), 1u);
+        ASSERT_EQ(spans[0].len, len + 5);
+        ASSERT_FALSE(message_ok(buf, spans[0]));
+        ASSERT_EQ(tsm_priv_unpack(buf, len + 5 + sizeof(struct tsm_priv_hdr) - 1, spans), 1u);
+        ASSERT_FALSE(message_ok(buf, spans[0]));
+
+        /* A message cut short at the end is refused for itself. */
+        len = pack(buf, 2, 0);
+        ASSERT_EQ(tsm_priv_unpack(buf, len - 1, spans), 2u);
+        ASSERT_TRUE(message_ok(buf, spans[0]));
+        ASSERT_FALSE(message_ok(buf, spans[1]));
+
+        /* A header whose length lies outside the datagram, or is shorter than a header. */
+        len = pack(buf, 2, 0);
+        buf[offsetof(struct tsm_priv_hdr, payload_len)] = 200;
+        ASSERT_EQ(tsm_priv_unpack(buf, len, spans), 1u);
+        ASSERT_FALSE(message_ok(buf, spans[0]));
+        len = pack(buf, 2, 0);
+        memset(buf, 0, sizeof(struct tsm_priv_hdr));
+        buf[0] = 8;
+        ASSERT_EQ(tsm_priv_unpack(buf, len, spans), 1u);
+        ASSERT_FALSE(message_ok(buf, spans[0]));
+
+        /* The last slot takes the rest: one message more than allowed makes it two. */
+        len = pack(buf, TSM_PRIV_PACK_MAX, 0);
+        ASSERT_EQ(tsm_priv_unpack(buf, len, spans), (size_t) TSM_PRIV_PACK_MAX);
+        ASSERT_TRUE(message_ok(buf, spans[TSM_PRIV_PACK_MAX - 1]));
+        len = pack(buf, TSM_PRIV_PACK_MAX + 1, 0);
+        ASSERT_EQ(tsm_priv_unpack(buf, len, spans), (size_t) TSM_PRIV_PACK_MAX);
+        ASSERT_EQ(spans[TSM_PRIV_PACK_MAX - 1].len, 2 * sizeof(struct tsm_priv_reply));
+        ASSERT_FALSE(message_ok(buf, spans[TSM_PRIV_PACK_MAX - 1]));
+}
+
+TEST(a_datagram_with_an_fd_is_one_message) {
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        _Alignas(8) uint8_t buf[2 * sizeof(struct tsm_priv_reply)];
+        union {
+                struct cmsghdr c;
+                uint8_t b[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.b) };
+        int sv[2], devnull;
+
+        channel(sv);
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+        ASSERT_OK(devnull = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_EQ(pack(buf, 2, 0), sizeof(buf));
+        control.c.cmsg_level = SOL_SOCKET;
+        control.c.cmsg_type = SCM_RIGHTS;
+        control.c.cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(&control.c), &devnull, sizeof(int));
+        ASSERT_EQ(sendmsg(sv[0], &mh, 0), (ssize_t) sizeof(buf));
+        safe_close(devnull);
+
+        /* Two packed messages, but with an fd: which one it belongs to would be a guess. */
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+        ASSERT_EQ(tsm_priv_inbox_get(in, 0)->len, (ssize_t) sizeof(buf));
+        ASSERT_EQ(tsm_priv_inbox_get(in, 0)->n_fds, 1u);
+        ASSERT_FALSE(message_ok(tsm_priv_inbox_get(in, 0)->buf, (TsmPrivSpan) { 0, sizeof(buf) }));
         safe_close(sv[0]);
         safe_close(sv[1]);
 }

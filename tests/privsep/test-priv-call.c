@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "harness.h"
+#include "priv-reader.h"
 #include "log-capture.h"
 #include "macro.h"
 #include "priv-call.h"
@@ -38,6 +39,7 @@ typedef struct Fixture {
         unsigned n_late;
         struct tsm_priv_late late;
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+        PrivReader reader; /* what the worker sent, a message at a time */
 } Fixture;
 
 static Fixture *fixture;
@@ -142,7 +144,7 @@ static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
         for (;;) {
                 struct tsm_priv_guest_request m;
                 size_t n_fds;
-                ssize_t k = tsm_priv_receive(fixture->monitor, fixture->buf, NULL, 0, &n_fds);
+                ssize_t k = priv_reader_receive(&fixture->reader, fixture->monitor, fixture->buf, NULL, 0, &n_fds);
 
                 if (k == -EAGAIN)
                         return n;
@@ -242,7 +244,7 @@ TEST(a_waiting_request_keeps_its_payload) {
 
         monitor_answer(cookies[0]);
         run_worker();
-        k = tsm_priv_receive(f.monitor, f.buf, NULL, 0, &n_fds);
+        k = priv_reader_receive(&f.reader, f.monitor, f.buf, NULL, 0, &n_fds);
         ASSERT_EQ(k, (ssize_t) (sizeof(m) + sizeof(payload)));
         memcpy(&m, f.buf, sizeof(m));
         ASSERT_EQ(m.vdevice, 500u);
@@ -509,7 +511,7 @@ TEST(late_answers_are_acknowledged) {
 
         fixture_start(&f, false);
         ASSERT_OK(priv_send_late_ack(f.channel, 9, 17, false));
-        n = tsm_priv_receive(f.monitor, f.buf, fds, 1, &n_fds);
+        n = priv_reader_receive(&f.reader, f.monitor, f.buf, fds, 1, &n_fds);
         ASSERT_GE(n, 1);
         ASSERT_OK(tsm_priv_check(f.buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &a, sizeof(a), NULL, &reason));
         ASSERT_EQ(a.hdr.type, TSM_PRIV_LATE_ACK);
@@ -520,7 +522,7 @@ TEST(late_answers_are_acknowledged) {
 
         ASSERT_OK(priv_send_late_ack(f.channel, 9, 17, true));
         run_worker();
-        n = tsm_priv_receive(f.monitor, f.buf, fds, 1, &n_fds);
+        n = priv_reader_receive(&f.reader, f.monitor, f.buf, fds, 1, &n_fds);
         ASSERT_GE(n, 1);
         ASSERT_OK(tsm_priv_check(f.buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &a, sizeof(a), NULL, &reason));
         ASSERT_EQ(a.id, 9u);
@@ -532,7 +534,7 @@ TEST(late_answers_are_acknowledged) {
 static uint32_t monitor_receive_reload(void) {
         struct tsm_priv_reload m;
         size_t n_fds;
-        ssize_t k = tsm_priv_receive(fixture->monitor, fixture->buf, NULL, 0, &n_fds);
+        ssize_t k = priv_reader_receive(&fixture->reader, fixture->monitor, fixture->buf, NULL, 0, &n_fds);
 
         ASSERT_EQ(k, (ssize_t) sizeof(m));
         memcpy(&m, fixture->buf, sizeof(m));
