@@ -317,7 +317,7 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
                         return channel_gone(c, "receive failed");
 
                 for (size_t i = 0; i < (size_t) k; i++) {
-                        TsmPrivDatagram *d = tsm_priv_inbox_get(c->inbox, i);
+                        TsmPrivReceived *d = tsm_priv_inbox_get(c->inbox, i);
                         struct tsm_priv_reply reply;
                         struct tsm_priv_late late;
                         const void *payload;

@@ -161,7 +161,7 @@ struct TsmPrivInbox {
         struct mmsghdr mm[TSM_PRIV_BATCH_MAX];
         struct iovec iov[TSM_PRIV_BATCH_MAX];
         TsmPrivControl control[TSM_PRIV_BATCH_MAX];
-        TsmPrivDatagram d[TSM_PRIV_BATCH_MAX * TSM_PRIV_PACK_MAX];
+        TsmPrivReceived d[TSM_PRIV_BATCH_MAX * TSM_PRIV_PACK_MAX];
         /* Pages are only touched as far as datagrams fill them: a batch of small messages
          * costs a page each, not the whole maximum. Aligned, as the messages in them are. */
         _Alignas(TSM_PRIV_PACK_ALIGN) uint8_t buf[TSM_PRIV_BATCH_MAX][TSM_PRIV_DATAGRAM_MAX];
@@ -219,7 +219,7 @@ int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
 
         for (size_t i = 0; i < (size_t) k; i++) {
-                TsmPrivDatagram *d = &in->d[in->n++];
+                TsmPrivReceived *d = &in->d[in->n++];
                 TsmPrivSpan spans[TSM_PRIV_PACK_MAX];
                 size_t m;
 
@@ -231,7 +231,7 @@ int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
                         continue;
                 m = tsm_priv_unpack(d->buf, (size_t) d->len, spans);
                 for (size_t j = 0; j < m; j++)
-                        in->d[in->n - 1 + j] = (TsmPrivDatagram) {
+                        in->d[in->n - 1 + j] = (TsmPrivReceived) {
                                 .buf = in->buf[i] + spans[j].offset,
                                 .len = (ssize_t) spans[j].len,
                         };
@@ -245,7 +245,7 @@ bool tsm_priv_inbox_more(const TsmPrivInbox *in) {
         return in->more;
 }
 
-TsmPrivDatagram *tsm_priv_inbox_get(TsmPrivInbox *in, size_t i) {
+TsmPrivReceived *tsm_priv_inbox_get(TsmPrivInbox *in, size_t i) {
         assert(i < in->n);
         return &in->d[i];
 }

@@ -53,12 +53,12 @@ size_t tsm_priv_outbox_size(const TsmPrivOutbox *o);
 /* ---- receiving -------------------------------------------------------------------------- */
 
 /* One message received, or what stood in its place. */
-typedef struct TsmPrivDatagram {
+typedef struct TsmPrivReceived {
         const uint8_t *buf;
         ssize_t len;  /* as tsm_priv_receive() returns it: bytes, 0 for EOF, or -EMSGSIZE/-EPROTO */
         int fds[1];   /* a taker sets the entry to -EBADF; the rest are closed by the next receive */
         size_t n_fds;
-} TsmPrivDatagram;
+} TsmPrivReceived;
 
 typedef struct TsmPrivInbox TsmPrivInbox;
 
@@ -70,7 +70,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPrivInbox *, tsm_priv_inbox_free);
  * many messages they held (then tsm_priv_inbox_get(0..n-1)), -EAGAIN if none, or the socket's
  * error. Closes the fds the last batch left. */
 int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel);
-TsmPrivDatagram *tsm_priv_inbox_get(TsmPrivInbox *in, size_t i);
+TsmPrivReceived *tsm_priv_inbox_get(TsmPrivInbox *in, size_t i);
 /* Whether the last receive took as many datagrams as it could: the socket may hold more. If
  * not, it was empty then. */
 bool tsm_priv_inbox_more(const TsmPrivInbox *in);

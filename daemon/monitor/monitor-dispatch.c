@@ -418,7 +418,7 @@ static int priv_late_ack(MonitorDispatch *d, const PrivMessage *m, const void *p
  * ending: false once one breaks a rule, which ends the taking, as it would the worker. */
 static bool late_take_acks_in(MonitorDispatch *d, size_t from, size_t k) {
         for (size_t i = from; i < k; i++) {
-                TsmPrivDatagram *dg = tsm_priv_inbox_get(d->inbox, i);
+                TsmPrivReceived *dg = tsm_priv_inbox_get(d->inbox, i);
                 const char *reason = NULL;
                 struct tsm_priv_hdr h;
                 PrivMessage m;
@@ -1495,8 +1495,9 @@ static bool channel_hung_up(int channel) {
         return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP));
 }
 
-/* One datagram from the worker: its shape, whether it may come now, what it means. */
-static int process_datagram(MonitorDispatch *d, TsmPrivDatagram *dg, const char **ret_reason) {
+/* One message from the worker (or the error of its datagram): its shape, whether it may come
+ * now, what it means. */
+static int process_message(MonitorDispatch *d, TsmPrivReceived *dg, const char **ret_reason) {
         _cleanup_close_ int fd = -EBADF;
         const TsmPrivTypeDesc *desc;
         const char *reason = NULL;
@@ -1584,7 +1585,7 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
                         return k;
 
                 for (size_t i = 0; i < (size_t) k; i++) {
-                        int r = process_datagram(d, tsm_priv_inbox_get(d->inbox, i), ret_reason);
+                        int r = process_message(d, tsm_priv_inbox_get(d->inbox, i), ret_reason);
                         if (r < 0) {
                                 d->compromised = *ret_reason != NULL;
                                 /* A worker that is gone (not a violation: it stalled, hung up)

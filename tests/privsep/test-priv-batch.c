@@ -63,7 +63,7 @@ static void receive_all(TsmPrivInbox *in, int fd, uint32_t first, size_t n) {
                 ASSERT_GE(k, 1);
                 ASSERT_LE((size_t) k, TSM_PRIV_BATCH_MAX * TSM_PRIV_PACK_MAX);
                 for (size_t i = 0; i < (size_t) k; i++, got++) {
-                        TsmPrivDatagram *d = tsm_priv_inbox_get(in, i);
+                        TsmPrivReceived *d = tsm_priv_inbox_get(in, i);
                         struct tsm_priv_reply r;
                         const void *payload;
                         const char *reason;
@@ -195,7 +195,7 @@ TEST(queued_messages_leave_packed) {
         ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), (int) TSM_PRIV_BATCH_MAX);
         ASSERT_FALSE(tsm_priv_inbox_more(in));
         for (size_t i = 0; i < TSM_PRIV_BATCH_MAX; i++) {
-                TsmPrivDatagram *d = tsm_priv_inbox_get(in, i);
+                TsmPrivReceived *d = tsm_priv_inbox_get(in, i);
                 struct tsm_priv_reply r;
                 const uint8_t *payload;
                 const char *reason;
@@ -500,7 +500,7 @@ TEST(fds_and_errors_per_datagram) {
         size_t fds_before = n_open_fds();
         _cleanup_free_ uint8_t *big = malloc(TSM_PRIV_DATAGRAM_MAX + 1);
         int sv[2], devnull, taken;
-        TsmPrivDatagram *d;
+        TsmPrivReceived *d;
 
         ASSERT_NOT_NULL(big);
         channel(sv);
