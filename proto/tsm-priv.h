@@ -93,6 +93,8 @@
 #define TSM_PRIV_REQUESTS_MAX 256U
 
 #define TSM_PRIV_PCI_ADDRESS_MAX 16U /* "DDDD:BB:DD.F" and its NUL */
+/* So a PCI domain has 7 hex digits at most here (the kernel's take up to 8). */
+#define TSM_PRIV_PCI_DOMAIN_DIGITS_MAX (TSM_PRIV_PCI_ADDRESS_MAX - sizeof(":BB:DD.F"))
 #define TSM_PRIV_NAME_MAX 16U        /* a TSM ("tsm0") or scope ("state-change") name and NUL */
 #define TSM_PRIV_RECLAIM_ID_MAX 40U  /* a reclaim id (fdstore.h): 32 hex digits and NUL */
 

@@ -429,9 +429,7 @@ static bool hex_run(const char **p, size_t min, size_t max) {
         return n >= min && n <= max;
 }
 
-/* The domain's digits after which a PCI address is PCI_ADDRESS_LEN_MAX long. */
-#define PCI_DOMAIN_DIGITS_MAX (PCI_ADDRESS_LEN_MAX - (sizeof(":00:00.0") - 1))
-_Static_assert(PCI_DOMAIN_DIGITS_MAX >= 5, "the devsec sample's domains (10000:) are served");
+_Static_assert(TSM_PRIV_PCI_DOMAIN_DIGITS_MAX >= 5, "the devsec sample's domains (10000:) are served");
 
 static bool pci_address_syntax(const char *s, size_t domain_digits_max) {
         if (!s)
@@ -447,7 +445,7 @@ static bool pci_address_syntax(const char *s, size_t domain_digits_max) {
 }
 
 bool pci_address_is_valid(const char *s) {
-        return pci_address_syntax(s, PCI_DOMAIN_DIGITS_MAX);
+        return pci_address_syntax(s, TSM_PRIV_PCI_DOMAIN_DIGITS_MAX);
 }
 
 bool pci_address_is_too_long(const char *s) {

@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "ini.h"
 #include "policy-internal.h"
+#include "tsm-priv.h"
 
 static const char *const policy_key_table[_POLICY_KEY_MAX] = {
         [POLICY_KEY_USERS] = "Users",
@@ -163,10 +164,11 @@ bool policy_pci_address_is_valid(const char *s) {
         if (!s)
                 return false;
 
-        /* Domain: sysfs prints at least 4 digits; VMD domains use 5 (10000 and up). */
+        /* Domain: sysfs prints at least 4 digits; VMD domains use 5 (10000 and up). tsmd serves
+         * up to 7 (discovery skips a device of 8): a rule naming one would never match. */
         while (is_hex(s[n]))
                 n++;
-        if (n < 4 || n > 8 || s[n] != ':')
+        if (n < 4 || n > TSM_PRIV_PCI_DOMAIN_DIGITS_MAX || s[n] != ':')
                 return false;
         s += n + 1;
 

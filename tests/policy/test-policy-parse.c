@@ -89,6 +89,10 @@ static const ErrorCase error_cases[] = {
         { "[Client:a]\nUsers=0\nDevices=0000:01:20.0\n", EINVAL,
           "t.conf:3: '0000:01:20.0' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:01:00.0, or "
           "a glob such as 0000:02:*)" },
+        /* An 8-digit domain is the kernel's, which tsmd does not serve (SYSFS.md). */
+        { "[Client:a]\nUsers=0\nDevices=ffffffff:01:00.0\n", EINVAL,
+          "t.conf:3: 'ffffffff:01:00.0' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:01:00.0, or "
+          "a glob such as 0000:02:*)" },
         { "[Client:a]\nUsers=0\nDevices=0000:0[1\n", EINVAL,
           "t.conf:3: malformed device glob '0000:0[1': '[' without matching ']'" },
         { "[Client:a]\nUsers=0\nDevices=0000:01:00.[]\n", EINVAL,
