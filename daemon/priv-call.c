@@ -80,7 +80,7 @@ struct PrivChannel {
         void (*on_gone)(void *userdata);
         void *userdata;
         bool gone;
-        uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
+        TsmPrivReader reader; /* for the calls that wait for their reply */
 };
 
 void priv_hello_done(PrivHello *h) {
@@ -488,13 +488,14 @@ void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
         }
 }
 
-/* Waits for one datagram (the channel is non-blocking for the loop's sake). */
-static ssize_t receive_wait(PrivChannel *c, int *fds, size_t max_fds, size_t *ret_n_fds) {
+/* Waits for one message (the channel is non-blocking for the loop's sake); *ret_msg is valid
+ * until the next. */
+static ssize_t receive_wait(PrivChannel *c, const uint8_t **ret_msg, int *fds, size_t max_fds, size_t *ret_n_fds) {
         for (;;) {
                 struct pollfd p = { .fd = c->fd, .events = POLLIN };
                 ssize_t n;
 
-                n = tsm_priv_receive(c->fd, c->buf, fds, max_fds, ret_n_fds);
+                n = tsm_priv_reader_receive(&c->reader, c->fd, ret_msg, fds, max_fds, ret_n_fds);
                 if (n != -EAGAIN)
                         return n;
                 if (poll(&p, 1, -1) < 0 && errno != EINTR)
@@ -508,13 +509,14 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         const char *reason = NULL;
         size_t n_fds, allocated_fds = 0, allocated_kinds = 0, allocated_restored = 0, allocated_vdevices = 0;
         uint32_t n_vdevices_due = 0; /* of the last RESTORED_CONTEXT, still to come */
+        const uint8_t *msg;
         ssize_t n;
         int fd, r;
 
-        n = receive_wait(c, &fd, 1, &n_fds);
+        n = receive_wait(c, &msg, &fd, 1, &n_fds);
         if (n <= 0)
                 return n < 0 ? (int) n : -ECONNRESET;
-        r = tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &hello, sizeof(hello), NULL, &reason);
+        r = tsm_priv_check(msg, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &hello, sizeof(hello), NULL, &reason);
         if (r < 0 || hello.hdr.type != TSM_PRIV_HELLO || hello.version != TSM_PRIV_VERSION || hello.last_good > 1)
                 return log_error_errno(-EPROTO, "Monitor did not start with a HELLO of version %u: %s.",
                                        TSM_PRIV_VERSION, reason ?: "wrong type or version");
@@ -538,10 +540,10 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                 if (h.n_sockets == hello.n_sockets && !last_good_due && h.n_restored == hello.n_restored &&
                     n_vdevices_due == 0)
                         break;
-                n = receive_wait(c, &fd, 1, &n_fds);
+                n = receive_wait(c, &msg, &fd, 1, &n_fds);
                 if (n <= 0)
                         return n < 0 ? (int) n : -ECONNRESET;
-                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &ls, sizeof(ls), NULL, &reason) >= 0 &&
+                if (tsm_priv_check(msg, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &ls, sizeof(ls), NULL, &reason) >= 0 &&
                     ls.hdr.type == TSM_PRIV_LISTEN_SOCKET && h.n_sockets < hello.n_sockets && n_fds == 1 &&
                     (ls.kind == TSM_PRIV_SOCKET_ALL || ls.kind == TSM_PRIV_SOCKET_GUEST)) {
                         if (!GREEDY_REALLOC(h.socket_fds, allocated_fds, h.n_sockets + 1) ||
@@ -553,7 +555,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                         h.socket_kinds[h.n_sockets++] = ls.kind;
                         continue;
                 }
-                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &lg, sizeof(lg), &payload,
+                if (tsm_priv_check(msg, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &lg, sizeof(lg), &payload,
                                    &reason) >= 0 &&
                     lg.hdr.type == TSM_PRIV_LAST_GOOD && h.n_sockets == hello.n_sockets && last_good_due &&
                     n_fds == 1 && lg.stale <= 1 && lg.__reserved == 0 &&
@@ -564,7 +566,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                                 memcpy(h.last_good_reason, payload, lg.hdr.payload_len);
                         continue;
                 }
-                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rc, sizeof(rc), NULL, &reason) >= 0 &&
+                if (tsm_priv_check(msg, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rc, sizeof(rc), NULL, &reason) >= 0 &&
                     rc.hdr.type == TSM_PRIV_RESTORED_CONTEXT && h.n_sockets == hello.n_sockets && !last_good_due &&
                     h.n_restored < hello.n_restored && n_vdevices_due == 0 &&
                     tsm_priv_check_string(rc.reclaim_id, sizeof(rc.reclaim_id)) && rc.partial <= 1) {
@@ -574,7 +576,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                         n_vdevices_due = rc.n_vdevices;
                         continue;
                 }
-                if (tsm_priv_check(c->buf, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rv, sizeof(rv), NULL, &reason) >= 0 &&
+                if (tsm_priv_check(msg, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rv, sizeof(rv), NULL, &reason) >= 0 &&
                     rv.hdr.type == TSM_PRIV_RESTORED_VDEVICE && n_vdevices_due > 0 &&
                     rv.context == h.restored[h.n_restored - 1].context && rv.vdevice != 0 &&
                     (rv.state & ~TSM_PRIV_VDEVICE_FLAGS_ALL) == 0 && rv.__reserved == 0 &&
@@ -647,12 +649,82 @@ static uint32_t next_cookie(PrivChannel *c) {
         return cookie;
 }
 
+/* One message that came while a call waited: 1 if it is the reply with cookie (into ret, its
+ * payload in msg), else kept for the loop, after the call (0); -ECONNRESET if the channel is
+ * gone. The fds of a message kept are closed: asynchronous replies carry none. */
+static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n_fds, int *fds, uint32_t cookie,
+                        struct tsm_priv_reply *ret, const void **ret_payload) {
+        struct tsm_priv_reply reply;
+        struct tsm_priv_late late;
+        const void *payload;
+        PrivQueued *q;
+        int r;
+
+        r = parse_late(msg, len, n_fds, &late);
+        if (r < 0) {
+                close_many(fds, n_fds);
+                channel_gone(c, "malformed message");
+                return -ECONNRESET;
+        }
+        if (r > 0) { /* for the loop, after this call */
+                PrivLateQueued *l = new0(PrivLateQueued, 1);
+
+                /* Our reply is still to come: read on, whatever this one costs. */
+                if (!l) {
+                        log_oom();
+                        log_error("A late answer of the kernel to a call on %s (op %u) is not recorded by this "
+                                  "worker: out of memory. The monitor keeps it for the next one.",
+                                  late.pci_address, (unsigned) late.op);
+                        return 0;
+                }
+                l->late = late;
+                if (c->late_queued_tail)
+                        c->late_queued_tail->next = l;
+                else
+                        c->late_queued = l;
+                c->late_queued_tail = l;
+                event_active(c->ev_deferred, EV_TIMEOUT, 0);
+                return 0;
+        }
+        if (parse_reply(msg, len, n_fds, &reply, &payload) < 0) {
+                close_many(fds, n_fds);
+                channel_gone(c, "malformed message");
+                return -ECONNRESET;
+        }
+        if (reply.hdr.cookie == cookie) {
+                *ret = reply;
+                *ret_payload = payload;
+                return 1;
+        }
+        close_many(fds, n_fds);
+        q = malloc(offsetof(PrivQueued, payload) + reply.hdr.payload_len);
+        if (!q) {
+                /* Another call's answer, which it would wait for forever; and ours is still to
+                 * come, or just came, so no return would say what the monitor did. */
+                channel_gone(c, "out of memory for an answer");
+                return -ECONNRESET;
+        }
+        *q = (PrivQueued) { .reply = reply, .payload_len = reply.hdr.payload_len };
+        if (reply.hdr.payload_len > 0) /* payload is NULL then */
+                memcpy(q->payload, payload, reply.hdr.payload_len);
+        if (c->queued_tail)
+                c->queued_tail->next = q;
+        else
+                c->queued = q;
+        c->queued_tail = q;
+        event_active(c->ev_deferred, EV_TIMEOUT, 0);
+        return 0;
+}
+
 /* Sends msg and waits for its reply; keeps replies to guest requests for the loop. The reply's
  * payload, if ret_payload: valid until the next receive (ret->hdr.payload_len bytes). */
 static int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd,
                      const void **ret_payload) {
         struct tsm_priv_hdr *h = msg;
-        int r;
+        struct tsm_priv_reply reply;
+        const void *payload;
+        size_t n_fds;
+        int fds[1], r;
 
         if (c->gone)
                 return -ECONNRESET;
@@ -662,83 +734,50 @@ static int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *r
         if (r < 0)
                 return r;
 
-        for (;;) {
-                struct tsm_priv_reply reply;
-                struct tsm_priv_late late;
-                const void *payload;
-                PrivQueued *q;
-                size_t n_fds;
-                int fds[1];
+        do {
+                const uint8_t *m;
                 ssize_t n;
 
-                n = receive_wait(c, fds, ELEMENTSOF(fds), &n_fds);
+                n = receive_wait(c, &m, fds, ELEMENTSOF(fds), &n_fds);
                 if (n <= 0) {
                         channel_gone(c, n == 0 ? "it hung up" : "receive failed");
                         return -ECONNRESET;
                 }
-                r = parse_late(c->buf, (size_t) n, n_fds, &late);
+                r = take_or_keep(c, m, (size_t) n, n_fds, fds, h->cookie, &reply, &payload);
+                if (r < 0)
+                        return r;
+        } while (r == 0);
+
+        /* What came with it in its datagram is the loop's, as what came before: read now, or
+         * nobody would (cookies are never 0). The reply's payload stays where it is. */
+        while (tsm_priv_reader_has_message(&c->reader)) {
+                struct tsm_priv_reply other;
+                const void *other_payload;
+                const uint8_t *m;
+                size_t other_n_fds;
+                ssize_t n;
+
+                n = receive_wait(c, &m, NULL, 0, &other_n_fds);
+                assert(n > 0);
+                r = take_or_keep(c, m, (size_t) n, other_n_fds, NULL, 0, &other, &other_payload);
                 if (r < 0) {
                         close_many(fds, n_fds);
-                        channel_gone(c, "malformed message");
-                        return -ECONNRESET;
+                        return r;
                 }
-                if (r > 0) { /* for the loop, after this call */
-                        PrivLateQueued *l = new0(PrivLateQueued, 1);
-
-                        /* Our reply is still to come: read on, whatever this one costs. */
-                        if (!l) {
-                                log_oom();
-                                log_error("A late answer of the kernel to a call on %s (op %u) is not recorded by this "
-                                          "worker: out of memory. The monitor keeps it for the next one.",
-                                          late.pci_address, (unsigned) late.op);
-                                continue;
-                        }
-                        l->late = late;
-                        if (c->late_queued_tail)
-                                c->late_queued_tail->next = l;
-                        else
-                                c->late_queued = l;
-                        c->late_queued_tail = l;
-                        event_active(c->ev_deferred, EV_TIMEOUT, 0);
-                        continue;
-                }
-                if (parse_reply(c->buf, (size_t) n, n_fds, &reply, &payload) < 0) {
-                        close_many(fds, n_fds);
-                        channel_gone(c, "malformed message");
-                        return -ECONNRESET;
-                }
-                if (reply.hdr.cookie == h->cookie) {
-                        if (ret_fd && n_fds == 1 && reply.result >= 0)
-                                *ret_fd = fds[0];
-                        else
-                                close_many(fds, n_fds);
-                        if (ret_fd && reply.result >= 0 && n_fds != 1) {
-                                channel_gone(c, "reply without the fd it owes");
-                                return -ECONNRESET;
-                        }
-                        *ret = reply;
-                        if (ret_payload)
-                                *ret_payload = payload;
-                        return reply.result;
-                }
-                close_many(fds, n_fds);
-                q = malloc(offsetof(PrivQueued, payload) + reply.hdr.payload_len);
-                if (!q) {
-                        /* Another call's answer, which it would wait for forever; and ours is
-                         * still to come, so no return here would say what the monitor did. */
-                        channel_gone(c, "out of memory for an answer");
-                        return -ECONNRESET;
-                }
-                *q = (PrivQueued) { .reply = reply, .payload_len = reply.hdr.payload_len };
-                if (reply.hdr.payload_len > 0) /* payload is NULL then */
-                        memcpy(q->payload, payload, reply.hdr.payload_len);
-                if (c->queued_tail)
-                        c->queued_tail->next = q;
-                else
-                        c->queued = q;
-                c->queued_tail = q;
-                event_active(c->ev_deferred, EV_TIMEOUT, 0);
         }
+
+        if (ret_fd && n_fds == 1 && reply.result >= 0)
+                *ret_fd = fds[0];
+        else
+                close_many(fds, n_fds);
+        if (ret_fd && reply.result >= 0 && n_fds != 1) {
+                channel_gone(c, "reply without the fd it owes");
+                return -ECONNRESET;
+        }
+        *ret = reply;
+        if (ret_payload)
+                *ret_payload = payload;
+        return reply.result;
 }
 
 static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd) {

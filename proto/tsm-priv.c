@@ -263,3 +263,28 @@ ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, s
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
         return tsm_priv_received(&mh, n, ret_fds, max_fds, ret_n_fds);
 }
+
+ssize_t tsm_priv_reader_receive(TsmPrivReader *r, int channel, const uint8_t **ret_msg, int *ret_fds,
+                                size_t max_fds, size_t *ret_n_fds) {
+        TsmPrivSpan span;
+
+        if (r->next == r->n) {
+                ssize_t n;
+
+                r->n = r->next = 0;
+                n = tsm_priv_receive(channel, r->datagram, ret_fds, max_fds, ret_n_fds);
+                *ret_msg = r->datagram;
+                /* An fd's datagram is its message alone: tsm_priv_check() holds it to its length. */
+                if (n <= 0 || *ret_n_fds > 0)
+                        return n;
+                r->n = tsm_priv_unpack(r->datagram, (size_t) n, r->spans);
+        }
+        span = r->spans[r->next++];
+        *ret_msg = r->datagram + span.offset;
+        *ret_n_fds = 0;
+        return (ssize_t) span.len;
+}
+
+bool tsm_priv_reader_has_message(const TsmPrivReader *r) {
+        return r->next < r->n;
+}

@@ -505,6 +505,21 @@ int tsm_priv_send(int channel, const void *msg, const void *payload, size_t payl
  */
 ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, size_t *ret_n_fds);
 
+/* Reads the channel a message at a time, for who waits for one (the loop's batches go through
+ * an inbox, tsm-priv-batch.h): a datagram without fds may carry several. */
+typedef struct TsmPrivReader {
+        _Alignas(TSM_PRIV_PACK_ALIGN) uint8_t datagram[TSM_PRIV_DATAGRAM_MAX];
+        TsmPrivSpan spans[TSM_PRIV_PACK_MAX];
+        size_t n, next; /* the last datagram's messages, and the next one to hand out */
+} TsmPrivReader;
+
+/* tsm_priv_receive() for the next message: the rest of the last datagram first, then the
+ * socket's next. *ret_msg points into the reader, valid until the next datagram is read. */
+ssize_t tsm_priv_reader_receive(TsmPrivReader *r, int channel, const uint8_t **ret_msg, int *ret_fds,
+                                size_t max_fds, size_t *ret_n_fds);
+/* Whether a message of the last datagram is still to be handed out (the socket may be empty). */
+bool tsm_priv_reader_has_message(const TsmPrivReader *r);
+
 /* Room for more fds than any message carries, so that extra ones show (and are closed). */
 typedef union TsmPrivControl {
         struct cmsghdr cmsg;

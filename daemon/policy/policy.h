@@ -176,10 +176,11 @@ size_t policy_n_rules(const Policy *p);
  */
 int policy_dump(const Policy *p, FILE *f);
 
-/* "DDDD:BB:DD.F" with a 4..8 digit hex domain, device <= 0x1f, function <= 7. */
+/* "DDDD:BB:DD.F" with a 4..7 digit hex domain (TSM_PRIV_PCI_DOMAIN_DIGITS_MAX), device <= 0x1f,
+ * function <= 7. */
 bool policy_pci_address_is_valid(const char *s);
-/* The longest address that is: an 8 digit domain. */
-#define POLICY_PCI_ADDRESS_MAX (sizeof("ffffffff:ff:1f.7") - 1)
+/* The longest address that is: a 7 digit domain. */
+#define POLICY_PCI_ADDRESS_MAX (sizeof("fffffff:ff:1f.7") - 1)
 
 /* The length of the longest reason policy_check_device() or policy_check_scope() gives. */
 size_t policy_reason_max_length(void);

@@ -36,7 +36,7 @@
 
 static unsigned n_rounds = 20000;
 static uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
-static PrivReader reader;
+static TsmPrivReader reader;
 
 static void die(const char *what, int r) {
         fprintf(stderr, "bench-privsep: %s: %s\n", what, strerror(r < 0 ? -r : r));

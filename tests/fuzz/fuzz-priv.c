@@ -39,7 +39,7 @@ typedef struct Worker {
         int monitor, worker;
         int held_fd; /* the last fd the monitor handed out */
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
-        PrivReader reader; /* what the monitor sent, a message at a time */
+        TsmPrivReader reader; /* what the monitor sent, a message at a time */
 } Worker;
 
 /* Reads what the monitor sent; everything must be a well-formed message of its own. */

@@ -86,7 +86,7 @@ typedef struct Fixture {
         bool reload_policy_failed;
 
         _Alignas(8) uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
-        PrivReader reader; /* what the monitor sent, a message at a time */
+        TsmPrivReader reader; /* what the monitor sent, a message at a time */
 } Fixture;
 
 typedef struct Reply {
@@ -428,7 +428,7 @@ static void await_reply(Fixture *f) {
         for (unsigned i = 0; i < 5000; i++) {
                 struct pollfd p = { .fd = f->worker, .events = POLLIN };
 
-                if (priv_reader_has_message(&f->reader) || poll(&p, 1, i == 0 ? 0 : 1) > 0)
+                if (tsm_priv_reader_has_message(&f->reader) || poll(&p, 1, i == 0 ? 0 : 1) > 0)
                         return;
                 ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK));
         }
@@ -1208,7 +1208,7 @@ TEST(restart_tells_the_monitors_vdevices) {
 static bool worker_has_input(Fixture *f) {
         struct pollfd p = { .fd = f->worker, .events = POLLIN };
 
-        return priv_reader_has_message(&f->reader) || poll(&p, 1, 0) > 0;
+        return tsm_priv_reader_has_message(&f->reader) || poll(&p, 1, 0) > 0;
 }
 
 /* The next message, which must be a LATE of op (the loop runs until it comes), into ret; as a

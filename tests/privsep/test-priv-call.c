@@ -17,10 +17,11 @@
 #include <event2/event.h>
 
 #include "harness.h"
-#include "priv-reader.h"
 #include "log-capture.h"
 #include "macro.h"
 #include "priv-call.h"
+#include "priv-reader.h"
+#include "tsm-priv-batch.h"
 #include "tsm-priv.h"
 
 #define SLOT 7
@@ -39,7 +40,7 @@ typedef struct Fixture {
         unsigned n_late;
         struct tsm_priv_late late;
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
-        PrivReader reader; /* what the worker sent, a message at a time */
+        TsmPrivReader reader; /* what the worker sent, a message at a time */
 } Fixture;
 
 static Fixture *fixture;
@@ -800,6 +801,44 @@ static void monitor_reply(uint32_t cookie, int fd) {
 
         tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, 0);
         ASSERT_OK(tsm_priv_send(fixture->monitor, &rep, NULL, 0, fd));
+}
+
+static void never_fails(int error, void *userdata) {
+        TEST_FAIL("unexpected send failure: %s", strerror(-error));
+}
+
+/* The monitor's replies travel packed (tsm-priv.h): a call that waits for its own takes it out of
+ * the datagram it came in, and what came with it, before and after, reaches the loop. */
+TEST(a_call_takes_its_reply_out_of_a_packed_datagram) {
+        _cleanup_(tsm_priv_outbox_freep) TsmPrivOutbox *o = NULL;
+        uint32_t ids[2], cookies[2], sent[] = { 0, 0, 0 };
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        ASSERT_OK(tsm_priv_outbox_new(never_fails, &o));
+        submit(1, on_answer);
+        submit(2, on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 2u);
+        sent[0] = cookies[0];
+        sent[1] = cookies[1] + 1; /* the reload commit's, the channel's next */
+        sent[2] = cookies[1];
+        for (size_t i = 0; i < ELEMENTSOF(sent); i++) {
+                struct tsm_priv_reply rep;
+                uint8_t payload[3] = { 1, 2, 3 };
+
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, sent[i], i == 0 ? sizeof(payload) : 0);
+                rep.value = i == 0 ? sizeof(payload) : 0;
+                ASSERT_OK(tsm_priv_outbox_add(o, f.monitor, &rep, payload, rep.hdr.payload_len, NULL));
+        }
+        tsm_priv_outbox_flush(o, f.monitor); /* one datagram */
+
+        ASSERT_OK(priv_call_reload_commit(f.channel));
+        ASSERT_FALSE(priv_channel_is_gone(f.channel));
+        ASSERT_EQ(f.n_answered, 0u); /* the loop's, after the call */
+        run_worker();
+        ASSERT_EQ(f.n_answered, 2u);
+        fixture_stop(&f);
 }
 
 /*

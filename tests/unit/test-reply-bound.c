@@ -130,7 +130,7 @@ TEST(context_replies_fit) {
  * acts: the smallest of those bounds is checked. */
 TEST(errors_fit_every_bound) {
         size_t smallest = SIZE_MAX;
-        char reason[GUEST_RECLAIM_REASON_MAX + 1], address[] = "ffffffff:ff:1f.7";
+        char reason[GUEST_RECLAIM_REASON_MAX + 1], address[] = "fffffff:ff:1f.7";
         json_object *reply;
 
         for (size_t i = 0; i < ELEMENTSOF(acting); i++)
