@@ -40,8 +40,7 @@ struct PrivRequest {
          * fails those still waiting here (fail_waiting()). */
         uint32_t context, vdevice;
         /* Not sent yet: the monitor holds TSM_PRIV_REQUESTS_MAX already. */
-        struct tsm_priv_hdr *queued;
-        const void *payload; /* in queued's block, after the message */
+        struct tsm_priv_hdr *queued; /* one block with its payload, until the outbox takes it */
         TAILQ_ENTRY(PrivRequest) entry;
 };
 
@@ -120,7 +119,7 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
                 if (k < 0)
                         return k;
         }
-        k = tsm_priv_outbox_add(c->outbox, c->fd, r->queued, r->payload, r->queued->payload_len, r);
+        k = tsm_priv_outbox_add_owned(c->outbox, c->fd, r->queued, r);
         if (k < 0) {
                 /* Back to where it was: the caller unlinks a waiting one, counts and all. */
                 if (r->counted)
@@ -128,8 +127,7 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
                 return k;
         }
         idle_flush_schedule(c->flush);
-        r->queued = mfree(r->queued);
-        r->payload = NULL;
+        r->queued = NULL; /* the outbox's now */
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
         c->n_requests += r->counted;
         return 0;
@@ -1045,7 +1043,6 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         }
         *m = (struct tsm_priv_guest_request) {};
         r->queued = &m->hdr;
-        r->payload = m + 1;
         if (request_len > 0)
                 memcpy(m + 1, request, request_len);
         tsm_priv_init(m, TSM_PRIV_GUEST_REQUEST, next_cookie(c), (uint32_t) request_len);

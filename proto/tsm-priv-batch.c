@@ -80,6 +80,27 @@ int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const vo
         return 0;
 }
 
+int tsm_priv_outbox_add_owned(TsmPrivOutbox *o, int channel, void *msg, void *userdata) {
+        const struct tsm_priv_hdr *h = msg;
+        int r;
+
+        assert(o);
+        assert(msg);
+
+        if (h->payload_len > TSM_PRIV_BATCH_PAYLOAD_MAX) {
+                tsm_priv_outbox_flush(o, channel);
+                r = tsm_priv_send(channel, msg, (const uint8_t *) msg + h->size, h->payload_len, -EBADF);
+                if (r >= 0)
+                        free(msg);
+                return r;
+        }
+        while (o->n == TSM_PRIV_BATCH_MAX)
+                tsm_priv_outbox_flush(o, channel);
+        o->iov[o->n] = (struct iovec) { .iov_base = msg, .iov_len = (size_t) h->size + h->payload_len };
+        o->userdata[o->n++] = userdata;
+        return 0;
+}
+
 /* Lays the queued messages out as datagrams: each takes messages while they fit, with the
  * zeros before each one after the first (tsm-priv.h). Returns how many datagrams; first[d] is
  * the message datagram d starts with, first[n] == o->n. */

@@ -229,6 +229,50 @@ TEST(queued_messages_leave_packed) {
         safe_close(sv[1]);
 }
 
+TEST(owned_messages_are_queued_as_they_are) {
+        _cleanup_(tsm_priv_outbox_freep) TsmPrivOutbox *o = NULL;
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        struct tsm_priv_reply *m;
+        const size_t big = TSM_PRIV_BATCH_PAYLOAD_MAX + 1;
+        int sv[2];
+
+        channel(sv);
+        ASSERT_OK(tsm_priv_outbox_new(never_fails, &o));
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+
+        /* Queued, not copied: what the block says at the flush goes out; the outbox frees it. */
+        ASSERT_NOT_NULL(m = malloc(sizeof(*m) + 3));
+        *m = reply_msg(1, 3);
+        memcpy(m + 1, "abc", 3);
+        ASSERT_OK(tsm_priv_outbox_add_owned(o, sv[0], m, NULL));
+        m->value = 77;
+        tsm_priv_outbox_flush(o, sv[0]);
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+        {
+                struct tsm_priv_reply r;
+                const void *payload;
+                const char *reason;
+
+                ASSERT_OK(tsm_priv_check(tsm_priv_inbox_get(in, 0)->buf, (size_t) tsm_priv_inbox_get(in, 0)->len, 0,
+                                         TSM_PRIV_FROM_MONITOR, &r, sizeof(r), &payload, &reason));
+                ASSERT_EQ(r.value, 77u);
+                ASSERT_MEMEQ(payload, "abc", 3);
+        }
+
+        /* Too large to batch: sent at once, and freed; refused, it stays the caller's. */
+        ASSERT_NOT_NULL(m = calloc(1, sizeof(*m) + big));
+        *m = reply_msg(2, big);
+        ASSERT_OK(tsm_priv_outbox_add_owned(o, sv[0], m, NULL));
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+        ASSERT_EQ((size_t) tsm_priv_inbox_get(in, 0)->len, sizeof(*m) + big);
+        safe_close(sv[1]);
+        ASSERT_NOT_NULL(m = calloc(1, sizeof(*m) + big));
+        *m = reply_msg(3, big);
+        ASSERT_ERRNO(tsm_priv_outbox_add_owned(o, sv[0], m, NULL), EPIPE);
+        free(m);
+        safe_close(sv[0]);
+}
+
 /* n messages of type REPLY, payload_len bytes each, packed into buf as an outbox would. */
 static size_t pack(uint8_t *buf, size_t n, uint32_t payload_len) {
         size_t end = 0;
