@@ -22,7 +22,8 @@ typedef struct Builder {
 /* The member names of every Varlink message and of io.tsmd.Guest (the interface of the many
  * calls), by length: a key that is one of them goes to json-c as this constant, which json-c keeps
  * instead of a copy (it compares keys by their text, so lookups do not care). Any other key is
- * copied as before; the rarer interfaces' names are not worth the table. */
+ * copied as before; the rarer interfaces' names are not worth the table. Kept by hand, against the
+ * IDL by test-json-allocs. */
 static const char *const known_keys[][8] = {
         [3] = { "max", "tsm" },
         [4] = { "kind", "more", "name", "uapi" },

@@ -7,12 +7,14 @@
  * Runs in: tests.
  */
 
+#include <ctype.h>
 #include <string.h>
 
 #include "counting-allocator.h"
 #include "harness.h"
 #include "json-escape.h"
 #include "json-util.h"
+#include "varlink-idl.h"
 #include "varlink-message.h"
 
 /* A 4 KiB request as libtsm sends it (base64: 5464 characters). */
@@ -107,6 +109,68 @@ TEST(known_keys_behave_as_copies) {
                      "{\"unknownKey\":1,\"parameters\":{\"context\":2}}");
         ASSERT_STREQ(json_object_to_json_string_ext(copy, JSON_C_TO_STRING_PLAIN),
                      "{\"scope\":\"info\",\"unknownKey\":1}");
+}
+
+/* Allocations of parsing {"name":0}. */
+static unsigned allocs_of_member(json_tokener *tok, const char *name, size_t len) {
+        _cleanup_json_ json_object *o = NULL;
+        char text[128];
+        unsigned n;
+
+        ASSERT_TRUE(len + sizeof("{\"\":0}") <= sizeof(text));
+        snprintf(text, sizeof(text), "{\"%.*s\":0}", (int) len, name);
+        alloc_calls = 0;
+        ASSERT_OK(json_parse_strict(tok, 8, SIZE_MAX, text, strlen(text), &o));
+        n = alloc_calls;
+        return n;
+}
+
+/* json-build.c's table of known keys is kept by hand: every member name io.tsmd.Guest declares
+ * (a "name:" of its IDL, comments left out) and the envelope's must be in it, or that member
+ * costs a copy per message again, silently. */
+TEST(every_guest_member_name_is_known) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        static const char *const envelope[] = { "method", "parameters", "oneway", "more", "upgrade", "continues", "error" };
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        const char *idl = NULL;
+        unsigned known, unknown, n_names = 0;
+
+        ASSERT_OK(json_tokener_new_strict(8, &tok));
+        known = allocs_of_member(tok, "method", strlen("method"));
+        unknown = allocs_of_member(tok, "notAMemberName", strlen("notAMemberName"));
+        ASSERT_GE(unknown, known + 1); /* the key copied */
+
+        for (size_t i = 0; i < ELEMENTSOF(envelope); i++)
+                if (allocs_of_member(tok, envelope[i], strlen(envelope[i])) != known)
+                        TEST_FAIL("the envelope's '%s' is not among json-build.c's known keys", envelope[i]);
+
+        for (size_t i = 0; varlink_builtin_idl[i]; i++)
+                if (strstr(varlink_builtin_idl[i], "\ninterface io.tsmd.Guest\n"))
+                        idl = varlink_builtin_idl[i];
+        ASSERT_NOT_NULL(idl);
+        for (const char *line = idl; *line; line += strcspn(line, "\n") + (line[strcspn(line, "\n")] != 0)) {
+                size_t end = strcspn(line, "#\n");
+
+                for (size_t i = 0; i < end; i++) {
+                        size_t len = 0, j;
+
+                        if (i > 0 && (isalnum((unsigned char) line[i - 1]) || line[i - 1] == '_'))
+                                continue;
+                        while (i + len < end && (isalnum((unsigned char) line[i + len]) || line[i + len] == '_'))
+                                len++;
+                        for (j = i + len; j < end && line[j] == ' '; j++)
+                                ;
+                        if (len == 0 || j >= end || line[j] != ':')
+                                continue;
+                        n_names++;
+                        if (allocs_of_member(tok, line + i, len) != known)
+                                TEST_FAIL("io.tsmd.Guest's member '%.*s' is not among json-build.c's known keys",
+                                          (int) len, line + i);
+                }
+        }
+        ASSERT_GE(n_names, 20u);
 }
 
 TEST_MAIN();
