@@ -72,6 +72,8 @@ struct PrivChannel {
         TAILQ_HEAD(, PrivRequest) waiting;  /* queued behind them, in order (all counted) */
         size_t n_requests;                  /* counted ones sent */
         PrivSlots *slots;                   /* counted ones sent and waiting, per slot */
+        /* requests_flush() runs, and whether a callback ran under it (the lists changed). */
+        bool flushing_requests, requests_changed;
         PrivQueued *queued, *queued_tail;
         PrivLateQueued *late_queued, *late_queued_tail;
         PrivLateCallback on_late;
@@ -201,6 +203,13 @@ bool priv_call_slot_busy(PrivChannel *c, uint32_t slot) {
 static void requests_flush(PrivChannel *c) {
         PrivRequest *r, *next;
 
+        /* Re-entered from a callback run below (a send that fills the outbox flushes it, and
+         * each message the kernel refuses fails its request): the run below starts over. */
+        if (c->flushing_requests) {
+                c->requests_changed = true;
+                return;
+        }
+        c->flushing_requests = true;
         for (r = TAILQ_FIRST(&c->waiting); r && c->n_requests < TSM_PRIV_REQUESTS_MAX; r = next) {
                 int k;
 
@@ -208,14 +217,20 @@ static void requests_flush(PrivChannel *c) {
                 if (!may_send(c, r->slot))
                         continue;
                 TAILQ_REMOVE(&c->waiting, r, entry);
+                c->requests_changed = false;
                 k = request_send(c, r, true);
                 if (k < 0) {
                         (void) priv_slots_add(c->slots, r->slot, 0, -1);
                         if (r->callback) /* else cancelled */
                                 r->callback(k, NULL, 0, r->userdata);
                         request_free(r);
+                        c->requests_changed = true;
                 }
+                /* A callback may have sent, failed, cancelled or queued any request, next too. */
+                if (c->requests_changed)
+                        next = TAILQ_FIRST(&c->waiting);
         }
+        c->flushing_requests = false;
 }
 
 static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const void *payload, size_t len) {

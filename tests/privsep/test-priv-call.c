@@ -265,6 +265,68 @@ static void on_failed(int result, const void *response, size_t len, void *userda
         fixture->n_failed++;
 }
 
+/* A guest request of slot, number id, which fails as on_failed() counts. */
+static void submit_in(uint32_t slot, uint32_t id, PrivRequestCallback cb) {
+        ASSERT_OK(priv_call_guest_request(fixture->channel, slot, CONTEXT, id, TSM_BACKEND_EMULATED, "info", "x", 1, 16, cb,
+                                          (void *) (uintptr_t) id, NULL));
+}
+
+/* On the first answer: a full outbox of slot 8's requests, one more of slot 8 waiting behind
+ * it, and the next send failing. */
+static void on_answer_fill_the_outbox(int result, const void *response, size_t len, void *userdata) {
+        on_answer(result, response, len, userdata);
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit_in(SLOT + 1, 100 + id, on_failed);
+        submit_in(SLOT + 1, 200, on_answer);
+        fail_sendmmsg_errno = EPIPE;
+}
+
+/* A reply makes room for a waiting request; sending it flushes a full outbox, which the kernel
+ * refuses, and each refused request's failure makes room in its own slot, for another waiting
+ * one. That one was sent from inside the failure while the run that sent the first went on
+ * with it as waiting: taken off the wrong list and sent again, the worker aborted (or used a
+ * freed request, had a callback cancelled it). */
+TEST(requests_freed_by_a_failed_flush_are_sent_once) {
+        uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        unsigned n_slot = 0, n_other = 0;
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        submit(1, on_answer_fill_the_outbox);
+        for (uint32_t id = 2; id <= SLOT_MAX + 1; id++)
+                submit(id, on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+
+        monitor_answer(cookies[0]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, 1u);
+        ASSERT_EQ(f.n_failed, (unsigned) SLOT_MAX);
+        ASSERT_FALSE(priv_channel_is_gone(f.channel));
+
+        /* What the monitor gets after the refused batch: the waiting one of each slot, once. */
+        for (;;) {
+                struct tsm_priv_guest_request m;
+                size_t n_fds;
+                ssize_t k = priv_reader_receive(&f.reader, f.monitor, f.buf, NULL, 0, &n_fds);
+
+                if (k == -EAGAIN)
+                        break;
+                ASSERT_TRUE(k >= (ssize_t) sizeof(m));
+                memcpy(&m, f.buf, sizeof(m));
+                if (m.slot == SLOT) {
+                        ASSERT_EQ(m.vdevice, (uint32_t) SLOT_MAX + 1);
+                        n_slot++;
+                } else {
+                        ASSERT_EQ(m.vdevice, 200u);
+                        n_other++;
+                }
+        }
+        ASSERT_EQ(n_slot, 1u);
+        ASSERT_EQ(n_other, 1u);
+        fixture_stop(&f);
+}
+
 /* Requests that waited in the worker and then cannot be sent (the monitor stopped reading,
  * while its last answer is still on its way) fail one by one, and the slot's counts stay
  * right: each waiting one was uncounted twice, which aborted the worker at the second. */
