@@ -250,7 +250,7 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
                 }
 }
 
-/* Validates a datagram from the monitor as a REPLY. */
+/* Validates a message from the monitor as a REPLY. */
 static int parse_reply(const void *buf, size_t len, size_t n_fds, struct tsm_priv_reply *ret, const void **ret_payload) {
         const char *reason = NULL;
         int r;
@@ -286,7 +286,7 @@ static bool late_valid(const struct tsm_priv_late *l) {
                tsm_priv_check_string(l->tsm, sizeof(l->tsm)) && (l->op == TSM_PRIV_LATE_CONNECT || !l->tsm[0]);
 }
 
-/* Whether a datagram from the monitor is a LATE (checked, into ret), rather than a REPLY: -EPROTO
+/* Whether a message from the monitor is a LATE (checked, into ret), rather than a REPLY: -EPROTO
  * for a LATE that breaks a rule. */
 static int parse_late(const void *buf, size_t len, size_t n_fds, struct tsm_priv_late *ret) {
         struct tsm_priv_hdr h;

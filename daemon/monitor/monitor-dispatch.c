@@ -109,6 +109,7 @@ struct MonitorDispatch {
         void *userdata;
 
         int channel;        /* borrowed; -EBADF while no worker is served */
+        size_t inbox_n, inbox_next; /* messages received, and the next to handle */
         bool stalled;       /* a reply could not be sent: nothing more goes to this worker */
         uint32_t seen_once; /* a bit per type: MON_ONCE messages this worker sent */
         bool reload_loaded; /* a RELOAD load answered 0 to this worker, not committed yet */
@@ -414,7 +415,7 @@ static int priv_late_ack(MonitorDispatch *d, const PrivMessage *m, const void *p
         return 0;
 }
 
-/* The LATE_ACKs among the datagrams of the inbox from index from on, taken as the worker is
+/* The LATE_ACKs among the messages of the inbox from index from on, taken as the worker is
  * ending: false once one breaks a rule, which ends the taking, as it would the worker. */
 static bool late_take_acks_in(MonitorDispatch *d, size_t from, size_t k) {
         for (size_t i = from; i < k; i++) {
@@ -1562,7 +1563,7 @@ static int process_message(MonitorDispatch *d, TsmPrivReceived *dg, const char *
 }
 
 int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
-        unsigned batches = 0;
+        unsigned handled = 0;
         int k;
 
         assert(d);
@@ -1575,34 +1576,50 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
         if (d->stalled)
                 return -EPIPE;
 
-        do {
-                k = tsm_priv_inbox_receive(d->inbox, d->channel);
-                if (k == -EAGAIN)
-                        return 0;
-                if (k == -ECONNRESET)
-                        return -EPIPE;
-                if (k < 0)
-                        return k;
+        for (;;) {
+                size_t i;
+                int r;
 
-                for (size_t i = 0; i < (size_t) k; i++) {
-                        int r = process_message(d, tsm_priv_inbox_get(d->inbox, i), ret_reason);
-                        if (r < 0) {
-                                d->compromised = *ret_reason != NULL;
-                                /* A worker that is gone (not a violation: it stalled, hung up)
-                                 * still acknowledged what it acknowledged after this: the next
-                                 * would record again what this one did. */
-                                if (!d->compromised)
-                                        (void) late_take_acks_in(d, i + 1, (size_t) k);
-                                tsm_priv_inbox_clear(d->inbox);
-                                return r;
-                        }
+                if (d->inbox_next == d->inbox_n) {
+                        /* Slots to spare in the last receive: the socket was empty. */
+                        bool drained = d->inbox_n > 0 && !tsm_priv_inbox_more(d->inbox);
+
+                        d->inbox_n = d->inbox_next = 0;
+                        if (drained || handled >= MONITOR_MESSAGES_PER_WAKEUP)
+                                break;
+                        k = tsm_priv_inbox_receive(d->inbox, d->channel);
+                        if (k == -EAGAIN)
+                                break;
+                        if (k == -ECONNRESET)
+                                return -EPIPE;
+                        if (k < 0)
+                                return k;
+                        d->inbox_n = (size_t) k;
                 }
-                /* Slots to spare: the socket is empty. Full ones: back to the loop after a few. */
-        } while (tsm_priv_inbox_more(d->inbox) && ++batches < MONITOR_BATCHES_PER_WAKEUP);
+                if (handled >= MONITOR_MESSAGES_PER_WAKEUP)
+                        break; /* the rest of what was received: the caller comes back */
 
-        /* The answers to this batch leave together; those of guest requests come later. */
+                i = d->inbox_next++;
+                handled++;
+                r = process_message(d, tsm_priv_inbox_get(d->inbox, i), ret_reason);
+                if (r < 0) {
+                        d->compromised = *ret_reason != NULL;
+                        /* A worker that is gone (not a violation: it stalled, hung up) still
+                         * acknowledged what it acknowledged after this: the next would record
+                         * again what this one did. */
+                        if (!d->compromised)
+                                (void) late_take_acks_in(d, i + 1, d->inbox_n);
+                        tsm_priv_inbox_clear(d->inbox);
+                        d->inbox_n = d->inbox_next = 0;
+                        return r;
+                }
+        }
+
+        /* The answers to this round leave together; those of guest requests come later. */
         tsm_priv_outbox_flush(d->outbox, d->channel);
-        return d->stalled ? -EPIPE : 0;
+        if (d->stalled)
+                return -EPIPE;
+        return d->inbox_next < d->inbox_n;
 }
 
 const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d) {
@@ -1631,9 +1648,11 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
         /* So do connects and disconnects: the platform must see where they end. */
         LIST_FOREACH(mcon, &d->connects, entry)
                 mcon->cookie = 0;
-        /* The LATEs it did not acknowledge go to the next worker; those it did, not again. */
-        if (d->channel >= 0 && !d->compromised)
+        /* The LATEs it did not acknowledge go to the next worker; those it did, not again:
+         * among the messages received and not handled yet too. */
+        if (d->channel >= 0 && !d->compromised && late_take_acks_in(d, d->inbox_next, d->inbox_n))
                 late_take_acks(d);
+        d->inbox_n = d->inbox_next = 0;
         d->compromised = false;
         /* Nothing meant for the old worker may reach the next one (the LATEs stay kept). */
         tsm_priv_outbox_clear(d->outbox);

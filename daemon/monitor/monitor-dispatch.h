@@ -62,11 +62,11 @@ typedef struct MonitorDispatch MonitorDispatch;
  * A reply not taken by then ends the worker: the stalled callback. */
 #define MONITOR_SEND_TIMEOUT_USEC (5 * 1000 * 1000ULL)
 
-/* SECURITY: batches (TSM_PRIV_BATCH_MAX datagrams each) one monitor_dispatch_process() takes
- * at most. A worker that keeps the channel full (threads sending STATUS, each an sd_notify()
- * here) must not keep the loop from its watchdog ping, signals, timers and the kernel lanes'
- * completions: the rest waits for the next round (the read event is level-triggered). */
-#define MONITOR_BATCHES_PER_WAKEUP 4U
+/* SECURITY: messages one monitor_dispatch_process() handles at most. A worker that keeps the
+ * channel full (threads sending STATUS, each an sd_notify() here), or packs each datagram full,
+ * must not keep the loop from its watchdog ping, signals, timers and the kernel lanes'
+ * completions: the rest waits for the next round. */
+#define MONITOR_MESSAGES_PER_WAKEUP 128U
 
 /* Run from monitor_dispatch_process() (stalled: from the event loop's callbacks too); they must
  * not stop or free the dispatch. */
@@ -137,9 +137,11 @@ void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale, cons
 void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status);
 
 /*
- * Reads and handles the datagrams available on the channel (non-blocking, until -EAGAIN or
- * MONITOR_BATCHES_PER_WAKEUP batches), answering each request. Returns:
+ * Reads and handles the messages available on the channel (non-blocking, until -EAGAIN or
+ * MONITOR_MESSAGES_PER_WAKEUP messages), answering each request. Returns:
  *   0          drained, or the round's share taken (more may wait: call again when readable);
+ *   1          the round's share taken with messages already read still to handle: call again
+ *              after the loop's next round, readable or not;
  *   -EPIPE     end of file: the worker exited, or shut its end of the channel (the caller
  *              kills it all the same, unless it stops as asked);
  *   a negative errno with a static description in *ret_reason: the worker broke the rules

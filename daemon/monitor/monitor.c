@@ -79,6 +79,7 @@ struct Monitor {
         pid_t worker_pid;
         int channel;
         struct event *ev_channel;
+        struct event *ev_channel_again; /* messages read and not handled: the next round's */
         uint64_t worker_start_usec, last_sign_of_life_usec, backoff_usec;
         bool worker_ready; /* the current worker sent READY */
         bool reload_pending; /* SIGHUP came before a worker could take it: sent at READY */
@@ -147,6 +148,10 @@ static void channel_close(Monitor *m) {
                 event_free(m->ev_channel);
                 m->ev_channel = NULL;
         }
+        if (m->ev_channel_again) {
+                event_free(m->ev_channel_again);
+                m->ev_channel_again = NULL;
+        }
         m->channel = safe_close(m->channel);
 }
 
@@ -158,6 +163,10 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         r = monitor_dispatch_process(m->dispatch, &reason);
         if (r >= 0) {
                 m->last_sign_of_life_usec = now_monotonic_usec();
+                /* After the loop's next round, as a readable channel would be (the timers and
+                 * other events come first), whether or not more is readable. */
+                if (r > 0)
+                        (void) evtimer_add(m->ev_channel_again, &(struct timeval) {});
                 return;
         }
         /* SECURITY: a worker that broke a rule never gets another message through: killed,
@@ -229,7 +238,8 @@ static int worker_start(Monitor *m) {
                 return 0; /* reaped and retried like any dead worker */
         }
         m->ev_channel = event_new(m->base, m->channel, EV_READ | EV_PERSIST, on_channel, m);
-        if (!m->ev_channel || event_add(m->ev_channel, NULL) < 0)
+        m->ev_channel_again = evtimer_new(m->base, on_channel, m);
+        if (!m->ev_channel || !m->ev_channel_again || event_add(m->ev_channel, NULL) < 0)
                 return log_oom();
         return 0;
 }

@@ -181,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
                 r = monitor_dispatch_process(w.dispatch, &reason);
                 /* Drained, gone, a violation with its reason, or a failed send (the buffer). */
-                CHECK(r == 0 || r == -EPIPE || reason || r == -EAGAIN);
+                CHECK(r == 0 || r == 1 || r == -EPIPE || reason || r == -EAGAIN);
                 CHECK(monitor_dispatch_n_requests(w.dispatch) <= MONITOR_REQUESTS_MAX);
                 if (reason)
                         CHECK(monitor_dispatch_get_violation_type(w.dispatch));
