@@ -3,7 +3,8 @@
  * worker-proxy: sits in the worker's seat for test-privsep-daemon (tsmd --worker=<this>). The
  * monitor starts it as it would tsmd-worker, with the channel on fd 3; it starts the real
  * worker ($TSMD_PROXY_WORKER, with our own arguments) behind a channel of its own and relays
- * every datagram both ways unchanged, fds included. On SIGUSR1 it reads an attack name from
+ * every message both ways unchanged, fds included (each in a datagram of its own: the proxy
+ * looks at each one, whatever datagram it came in). On SIGUSR1 it reads an attack name from
  * the file $TSMD_PROXY_CONTROL and sends the monitor one hostile datagram, so the test can
  * see what the monitor does with a compromised worker while a real one serves clients; or,
  * for "stall", large requests whose replies it then never reads; or, for "flood-contexts",
@@ -57,7 +58,7 @@
 #define INJECT_COOKIE UINT32_C(0xfffff000)
 
 /* One byte more than any message, so that a longer datagram reaches the monitor still too long. */
-static uint8_t relay_buf[TSM_PRIV_DATAGRAM_MAX + 1];
+static _Alignas(TSM_PRIV_PACK_ALIGN) uint8_t relay_buf[TSM_PRIV_DATAGRAM_MAX + 1];
 /* Aligned: the messages are built in place. */
 static _Alignas(uint64_t) uint8_t inject_buf[TSM_PRIV_FIXED_MAX + TSM_PRIV_PAYLOAD_MAX];
 
@@ -158,7 +159,7 @@ static void snoop(const uint8_t *p, size_t len) {
         }
 }
 
-static bool datagram_is(const uint8_t *p, size_t len, uint32_t type, uint32_t *ret_cookie) {
+static bool message_is(const uint8_t *p, size_t len, uint32_t type, uint32_t *ret_cookie) {
         struct tsm_priv_hdr h;
 
         if (len < sizeof(h))
@@ -275,6 +276,44 @@ static void rewrite_request(uint8_t *p, size_t len) {
         memcpy(p, &g, sizeof(g));
 }
 
+/* One message (or what came as a datagram: empty, too long) from one end: looked at, changed or
+ * dropped as the control file says, else relayed to the other with its fds (the caller's, which
+ * it closes). 1, RELAY_CUT, or the error. */
+static int relay_message(int from, int to, bool from_worker, uint8_t *buf, size_t n, int *fds, size_t n_fds) {
+        int r;
+
+        if (from_worker)
+                snoop(buf, n);
+        {
+                uint32_t cookie;
+
+                if (from_worker && message_is(buf, n, TSM_PRIV_ATTACH_VDEVICE, &cookie))
+                        rewrite_attach(buf, n);
+                if (from_worker && message_is(buf, n, TSM_PRIV_GUEST_REQUEST, &cookie))
+                        rewrite_request(buf, n);
+                if (from_worker && message_is(buf, n, TSM_PRIV_BIND_VDEVICE, &cookie) &&
+                    control_bind(buf, n, from))
+                        return 1;
+
+                if ((from_worker && message_is(buf, n, TSM_PRIV_RECLAIM_CONTEXT, &cookie) &&
+                     cut_at_reclaim(cookie)) ||
+                    (!from_worker && cut_reply && message_is(buf, n, TSM_PRIV_REPLY, &cookie) &&
+                     cookie == cut_reply_cookie)) {
+                        plog("dropping the %s, hanging up on the worker", from_worker ? "request" : "monitor's reply");
+                        cut_reply = false;
+                        return RELAY_CUT;
+                }
+        }
+        if (from_worker && hold_ready && (size_t) n >= sizeof(struct tsm_priv_hdr) &&
+            ((struct tsm_priv_hdr *) memcpy(&(struct tsm_priv_hdr){}, buf, sizeof(struct tsm_priv_hdr)))->type ==
+                    TSM_PRIV_READY) {
+                plog("holding the worker's READY back");
+                return 1;
+        }
+        r = send_datagram(to, buf, n, fds, n_fds);
+        return r < 0 ? r : 1;
+}
+
 /* Moves one datagram, with its fds, from one end to the other. Returns 1 if one moved, 0 at
  * end of file, -EAGAIN if none is there, RELAY_CUT if it was dropped and the worker is to be
  * cut off, or the error. */
@@ -309,41 +348,22 @@ static int relay_one(int from, int to, bool from_worker) {
         if (mh.msg_flags & MSG_CTRUNC)
                 plog("more than %d fds on one datagram, relaying the first ones", RELAY_FDS_MAX);
 
-        if (from_worker)
-                snoop(relay_buf, (size_t) n);
-        {
-                uint32_t cookie;
+        /* A datagram without fds may carry several messages (tsm-priv.h): each is looked at, and
+         * relayed, on its own. */
+        if (n > 0 && n_fds == 0 && (size_t) n <= TSM_PRIV_DATAGRAM_MAX) {
+                TsmPrivSpan spans[TSM_PRIV_PACK_MAX];
+                size_t k = tsm_priv_unpack(relay_buf, (size_t) n, spans);
 
-                if (from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_ATTACH_VDEVICE, &cookie))
-                        rewrite_attach(relay_buf, (size_t) n);
-                if (from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_GUEST_REQUEST, &cookie))
-                        rewrite_request(relay_buf, (size_t) n);
-                if (from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_BIND_VDEVICE, &cookie) &&
-                    control_bind(relay_buf, (size_t) n, from)) {
-                        close_many(fds, n_fds);
-                        return 1;
+                for (size_t i = 0; i < k; i++) {
+                        r = relay_message(from, to, from_worker, relay_buf + spans[i].offset, spans[i].len, NULL, 0);
+                        if (r != 1)
+                                return r;
                 }
-
-                if ((from_worker && datagram_is(relay_buf, (size_t) n, TSM_PRIV_RECLAIM_CONTEXT, &cookie) &&
-                     cut_at_reclaim(cookie)) ||
-                    (!from_worker && cut_reply && datagram_is(relay_buf, (size_t) n, TSM_PRIV_REPLY, &cookie) &&
-                     cookie == cut_reply_cookie)) {
-                        plog("dropping the %s, hanging up on the worker", from_worker ? "request" : "monitor's reply");
-                        cut_reply = false;
-                        close_many(fds, n_fds);
-                        return RELAY_CUT;
-                }
-        }
-        if (from_worker && hold_ready && (size_t) n >= sizeof(struct tsm_priv_hdr) &&
-            ((struct tsm_priv_hdr *) memcpy(&(struct tsm_priv_hdr){}, relay_buf, sizeof(struct tsm_priv_hdr)))->type ==
-                    TSM_PRIV_READY) {
-                plog("holding the worker's READY back");
-                close_many(fds, n_fds);
                 return 1;
         }
-        r = send_datagram(to, relay_buf, (size_t) n, fds, n_fds);
+        r = relay_message(from, to, from_worker, relay_buf, (size_t) n, fds, n_fds);
         close_many(fds, n_fds);
-        return r < 0 ? r : 1;
+        return r;
 }
 
 /* Relays what is there; 0 at end of file or failure of either end, RELAY_CUT if the worker is
