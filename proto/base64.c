@@ -7,11 +7,8 @@
 
 /* The decoder takes sixteen characters at a step with GCC vector extensions (SSE2 on x86-64,
  * NEON on arm64, plain integers elsewhere), as proto/json-run.h does: a 4 KiB payload is 5.5 KB
- * of base64, and a group at a time was a tenth of the worker's loop, sixteen at a step still
- * 8%. On x86-64 CPUs with AVX2 it takes thirty-two, in a function compiled for AVX2 alone (its
- * byte shuffles replace the shifts that pack SSE2's output) and called only where the CPU has
- * it: the rest stays plain x86-64. 4 KiB in 0.39 us instead of 1.07 (BENCHMARKS.md). (The
- * encoder keeps its table: the same kind of SSE2 encoder was slower.) */
+ * of base64, and a group at a time was a tenth of the worker's loop. (The encoder keeps its
+ * table: the same kind of SSE2 encoder was slower, BENCHMARKS.md.) */
 typedef uint8_t b64_vu8 __attribute__((vector_size(16)));
 typedef int8_t b64_vs8 __attribute__((vector_size(16)));
 typedef uint16_t b64_vu16 __attribute__((vector_size(16)));
@@ -20,16 +17,8 @@ typedef uint64_t b64_vu64 __attribute__((vector_size(16)));
 
 /* The lanes of c from lo to hi (all ones, else zero), in one add and one signed compare (SSE2
  * has no unsigned one): lo moves to -128, so the range is what lies below -128 + its size. */
-#define B64_IN_RANGE(vs8, c, lo, hi) \
-        ((vs8) ((c) + (uint8_t) (0x80 - (lo))) < (int8_t) (-0x80 + (hi) - (lo) + 1))
-
-/* What each character's class adds to it to make its value (mod 256), in vectors of chars' type
- * (signed: vs8); never 0, so 0 is a character in no class. */
-#define B64_OFFSET(vs8, chars) \
-        ((B64_IN_RANGE(vs8, chars, 'A', 'Z') & (int8_t) -'A') | \
-         (B64_IN_RANGE(vs8, chars, 'a', 'z') & (int8_t) (26 - 'a')) | \
-         (B64_IN_RANGE(vs8, chars, '0', '9') & (52 - '0')) | \
-         ((chars == '+') & (62 - '+')) | ((chars == '/') & (63 - '/')))
+#define B64_IN_RANGE(c, lo, hi) \
+        ((b64_vs8) ((c) + (uint8_t) (0x80 - (lo))) < (int8_t) (-0x80 + (hi) - (lo) + 1))
 
 /* Any lane of a comparison set? */
 static inline bool b64_any(b64_vs8 m) {
@@ -154,65 +143,7 @@ int base64_decoded_size(const char *text, size_t n, size_t *ret) {
         return 0;
 }
 
-#if defined(__x86_64__)
-#define B64_AVX2 1
-typedef uint8_t b64_wu8 __attribute__((vector_size(32)));
-typedef int8_t b64_ws8 __attribute__((vector_size(32)));
-typedef uint16_t b64_wu16 __attribute__((vector_size(32)));
-typedef uint32_t b64_wu32 __attribute__((vector_size(32)));
-
-/* The steps of decode() below, thirty-two characters (eight groups) at a step while eleven
- * groups are left, from in[*i_io] and out[*len_io] on, both moved past what was done: 24 bytes
- * a step, as one 32-byte store reaching eight bytes past them, at most to out[full / 4 * 3 - 2],
- * inside out. Whether a character outside the alphabet was seen. */
-__attribute__((target("avx2")))
-static bool decode_steps_avx2(const uint8_t *in, size_t full, uint8_t *out, size_t *i_io, size_t *len_io) {
-        b64_ws8 outside = { 0 };
-        size_t i = *i_io, len = *len_io;
-        uint64_t h[4];
-
-        for (; full - i >= 44; i += 32, len += 24) {
-                b64_wu8 chars, offset, bytes;
-                b64_wu16 ab_cd;
-                b64_wu32 u;
-
-                memcpy(&chars, in + i, sizeof(chars));
-                offset = (b64_wu8) B64_OFFSET(b64_ws8, chars);
-                outside |= offset == 0;
-                chars += offset;
-
-                /* As below (x86-64 is little-endian): a<<18 | b<<12 | c<<6 | d in each 32-bit
-                 * lane, whose bytes 2, 1, 0 are the group's three; one shuffle puts them in
-                 * order at the start of each 16-byte half, one more the halves' twelve
-                 * together. */
-                ab_cd = (b64_wu16) chars;
-                ab_cd = (ab_cd << 6 & 0x0fc0) | ab_cd >> 8;
-                u = (b64_wu32) ab_cd;
-                u = (u << 16 >> 4) | u >> 16;
-                bytes = __builtin_shufflevector((b64_wu8) u, (b64_wu8) u,
-                                                2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, 3, 7, 11, 15,
-                                                18, 17, 16, 22, 21, 20, 26, 25, 24, 30, 29, 28, 19, 23, 27, 31);
-                u = __builtin_shufflevector((b64_wu32) bytes, (b64_wu32) bytes, 0, 1, 2, 4, 5, 6, 3, 7);
-                memcpy(out + len, &u, sizeof(u));
-        }
-        *i_io = i;
-        *len_io = len;
-        memcpy(h, &outside, sizeof(h));
-        return (h[0] | h[1] | h[2] | h[3]) != 0;
-}
-#endif
-
-bool base64_decode_uses_avx2(void) {
-#ifdef B64_AVX2
-        /* A test of what libgcc's constructor found once (and whether the kernel saves the
-         * AVX registers): no CPUID per call. */
-        return __builtin_cpu_supports("avx2");
-#else
-        return false;
-#endif
-}
-
-static int decode(const char *text, size_t n, bool avx2, void **ret, size_t *ret_len) {
+int base64_decode(const char *text, size_t n, void **ret, size_t *ret_len) {
         const uint8_t *in = (const uint8_t *) text;
         _cleanup_free_ uint8_t *out = NULL;
         b64_vs8 outside = { 0 }; /* the lanes that saw a byte outside the alphabet */
@@ -228,15 +159,6 @@ static int decode(const char *text, size_t n, bool avx2, void **ret, size_t *ret
         pad = padding_of(in, n);
         full = n - (pad > 0 ? 4 : 0);
 
-        /* Thirty-two characters at a step first, where the CPU has AVX2; what they leave (fewer
-         * than eleven groups) goes on as on any other CPU. */
-#ifdef B64_AVX2
-        if (avx2 && decode_steps_avx2(in, full, out, &i, &len))
-                return -EINVAL;
-#else
-        assert(!avx2);
-#endif
-
         /* Sixteen characters (four groups) at a step while five groups are left: twelve bytes
          * written as two 8-byte stores, the second reaching two bytes past them, at most to
          * out[full / 4 * 3 - 2], inside out. A character outside the alphabet is looked for
@@ -248,7 +170,12 @@ static int decode(const char *text, size_t n, bool avx2, void **ret, size_t *ret
                 b64_vu64 x;
 
                 memcpy(&chars, in + i, sizeof(chars));
-                offset = (b64_vu8) B64_OFFSET(b64_vs8, chars);
+                /* What each character's class adds to it to make its value (mod 256); never 0,
+                 * so 0 is a character in no class. */
+                offset = (b64_vu8) ((B64_IN_RANGE(chars, 'A', 'Z') & (int8_t) -'A') |
+                                    (B64_IN_RANGE(chars, 'a', 'z') & (int8_t) (26 - 'a')) |
+                                    (B64_IN_RANGE(chars, '0', '9') & (52 - '0')) |
+                                    ((chars == '+') & (62 - '+')) | ((chars == '/') & (63 - '/')));
                 outside |= offset == 0;
                 chars += offset;
 
@@ -295,12 +222,4 @@ static int decode(const char *text, size_t n, bool avx2, void **ret, size_t *ret
         *ret = TAKE_PTR(out);
         *ret_len = len;
         return 0;
-}
-
-int base64_decode(const char *text, size_t n, void **ret, size_t *ret_len) {
-        return decode(text, n, base64_decode_uses_avx2(), ret, ret_len);
-}
-
-int base64_decode_portable(const char *text, size_t n, void **ret, size_t *ret_len) {
-        return decode(text, n, false, ret, ret_len);
 }
