@@ -39,8 +39,8 @@ struct PrivRequest {
         /* A guest request's context and vDevice (0 for other requests): a detach or close
          * fails those still waiting here (fail_waiting()). */
         uint32_t context, vdevice;
-        /* Not sent yet: the monitor holds TSM_PRIV_REQUESTS_MAX already. */
-        struct tsm_priv_hdr *queued; /* one block with its payload, until the outbox takes it */
+        /* Its message and payload in one block, until the outbox takes it: waiting while set. */
+        struct tsm_priv_hdr *queued;
         TAILQ_ENTRY(PrivRequest) entry;
 };
 
@@ -113,6 +113,7 @@ static void request_free(PrivRequest *r) {
 /* Sends r (off any list; taken from the waiting ones if was_waiting) to the monitor, which then
  * holds it. */
 static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
+        struct tsm_priv_hdr *block;
         int k;
 
         /* From waiting to sent in one step: the slot's entry exists, nothing to allocate. */
@@ -121,15 +122,18 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
                 if (k < 0)
                         return k;
         }
-        k = tsm_priv_outbox_add_owned(c->outbox, c->fd, r->queued, r);
+        /* Off every list while the outbox may flush (and run failure callbacks): a callback that
+         * cancels r must not take it for a waiting one (priv_request_cancel()). */
+        block = TAKE_PTR(r->queued);
+        k = tsm_priv_outbox_add_owned(c->outbox, c->fd, block, r);
         if (k < 0) {
+                r->queued = block; /* still ours */
                 /* Back to where it was: the caller unlinks a waiting one, counts and all. */
                 if (r->counted)
                         (void) priv_slots_add(c->slots, r->slot, -1, was_waiting ? 1 : 0);
                 return k;
         }
         idle_flush_schedule(c->flush);
-        r->queued = NULL; /* the outbox's now */
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
         c->n_requests += r->counted;
         return 0;

@@ -106,9 +106,11 @@ int priv_call_get_device_state(PrivChannel *c, const char *pci_address, int *ret
 int priv_call_reload(PrivChannel *c, int *ret_fd, char **ret_reason, bool *ret_policy_failed);
 int priv_call_reload_commit(PrivChannel *c);
 
-/* One guest request in flight. The callback runs once from the event loop with the result (a
- * negative errno, or the reply's value: 0 but where a call says otherwise) and the response (valid during the callback only, and only until it makes another priv_call),
- * unless cancelled first. Beyond TSM_PRIV_REQUESTS_MAX in flight, or an eighth of that for
+/* One guest request in flight. The callback runs once with the result (a negative errno, or the
+ * reply's value: 0 but where a call says otherwise) and the response (valid during the callback
+ * only, and only until it makes another priv_call), unless cancelled first: from the event loop,
+ * or, for a request the kernel refused to take, inside whatever priv_call_*() flushed the
+ * outbox. Beyond TSM_PRIV_REQUESTS_MAX in flight, or an eighth of that for
  * one client slot, requests wait in the worker and go, each slot's in order, as answers make
  * room. */
 typedef struct PrivRequest PrivRequest;

@@ -42,8 +42,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPrivOutbox *, tsm_priv_outbox_free);
 int tsm_priv_outbox_add(TsmPrivOutbox *o, int channel, const void *msg, const void *payload,
                         size_t payload_len, void *userdata);
 /* The same for a message whose payload follows its fixed part in one malloc() block, queued
- * (or sent) as it is rather than copied: the outbox frees it once sent. On failure the caller
- * keeps it. A 4 KiB guest request was a 4 KiB allocation and copy more. */
+ * (or sent) as it is rather than copied: once queued, the outbox frees it (sent, refused or
+ * cleared); on failure the caller keeps it. A 4 KiB guest request was a 4 KiB allocation and
+ * copy more. */
 int tsm_priv_outbox_add_owned(TsmPrivOutbox *o, int channel, void *msg, void *userdata);
 /* Sends what is queued, in order, packed into datagrams of up to TSM_PRIV_DATAGRAM_MAX bytes
  * (the channel's send buffer must hold one), in as few calls as the socket allows. Each

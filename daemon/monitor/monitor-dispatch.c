@@ -1602,6 +1602,10 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
                 i = d->inbox_next++;
                 handled++;
                 r = process_message(d, tsm_priv_inbox_get(d->inbox, i), ret_reason);
+                /* A reply could not be sent: the worker is being killed, nothing more of it
+                 * starts (its LATE_ACKs among the rest count: monitor_dispatch_stop()). */
+                if (r >= 0 && d->stalled)
+                        return -EPIPE;
                 if (r < 0) {
                         d->compromised = *ret_reason != NULL;
                         /* A worker that is gone (not a violation: it stalled, hung up) still
@@ -1617,9 +1621,7 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
 
         /* The answers to this round leave together; those of guest requests come later. */
         tsm_priv_outbox_flush(d->outbox, d->channel);
-        if (d->stalled)
-                return -EPIPE;
-        return d->inbox_next < d->inbox_n;
+        return d->stalled ? -EPIPE : d->inbox_next < d->inbox_n;
 }
 
 const char *monitor_dispatch_get_violation_type(const MonitorDispatch *d) {
