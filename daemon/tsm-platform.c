@@ -235,6 +235,12 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
                         return;
                 }
         } else if (!r->completed) {
+                /* libevent counts from the time it cached at the start of the loop's round, so a
+                 * deadline armed late in a long round comes a little early: not yet. */
+                if (usec_until(r->deadline_usec) > 0) {
+                        request_schedule(r, usec_until(r->deadline_usec));
+                        return;
+                }
                 log_full_ratelimited(&p->timeout_log, LOG_WARNING,
                                      "Guest request to %s not answered within %" PRIu64 " ms, failing it.",
                                      r->pci_address, p->config.request_timeout_usec / 1000);
