@@ -7,7 +7,8 @@
  * absence of crashes. Runs in: tests (fuzzing builds only).
  *
  * Input: a list of records, each a flags byte, a u16 length (little-endian) and that many
- * bytes, sent as one datagram. Flags:
+ * bytes, sent as one datagram (which the monitor unpacks: it may carry several messages, seed
+ * "packed"). Flags:
  *   bit 0  attach an fd: the last fd the monitor handed out, else a pipe
  *   bit 1  frame it: size and payload_len in the header made to fit the type and the length,
  *          flags and __reserved cleared (so inputs get past the shape checks)
