@@ -48,7 +48,7 @@ struct TsmRequest {
         bool serving;
         bool waiting; /* in the platform's emu_waiting */
         bool answer_due; /* the timer is the emulated device's answer, not the deadline */
-        uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX for none (bind, unbind) */
+        uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX for none (bind, unbind, connect) */
         struct event *timer;
         TsmRequestCallback callback;
         void *userdata;
@@ -235,8 +235,8 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
                         return;
                 }
         } else if (!r->completed) {
-                /* libevent counts from the time it cached at the start of the loop's round, so a
-                 * deadline armed late in a long round comes a little early: not yet. */
+                /* libevent's clock is CLOCK_MONOTONIC_COARSE (a tick behind), cached for a round
+                 * of the loop: its timer may come a few ms before the deadline. Not yet, then. */
                 if (usec_until(r->deadline_usec) > 0) {
                         request_schedule(r, usec_until(r->deadline_usec));
                         return;
@@ -1050,12 +1050,13 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
                 };
 
                 /* Whichever comes first: the kernel's answer, or the deadline. */
+                r->deadline_usec = now_monotonic_usec() + p->config.request_timeout_usec;
                 k = request_submit(r, &args);
                 if (k < 0) {
                         tsm_request_cancel(r);
                         return k;
                 }
-                request_schedule(r, p->config.request_timeout_usec);
+                request_schedule(r, usec_until(r->deadline_usec));
         }
 
         if (ret)
