@@ -46,13 +46,13 @@ struct PrivRequest {
 
 /* A LATE that came while a call waited for its reply. */
 typedef struct PrivLateQueued {
-        struct PrivLateQueued *next;
+        STAILQ_ENTRY(PrivLateQueued) entry;
         struct tsm_priv_late late;
 } PrivLateQueued;
 
 /* A reply to a guest request that came while a call waited for its own. */
 typedef struct PrivQueued {
-        struct PrivQueued *next;
+        STAILQ_ENTRY(PrivQueued) entry;
         struct tsm_priv_reply reply;
         size_t payload_len;
         uint8_t payload[];
@@ -74,8 +74,8 @@ struct PrivChannel {
         PrivSlots *slots;                   /* counted ones sent and waiting, per slot */
         /* requests_flush() runs, and whether a callback ran under it (the lists changed). */
         bool flushing_requests, requests_changed;
-        PrivQueued *queued, *queued_tail;
-        PrivLateQueued *late_queued, *late_queued_tail;
+        STAILQ_HEAD(, PrivQueued) queued;
+        STAILQ_HEAD(, PrivLateQueued) late_queued;
         PrivLateCallback on_late;
         void *late_userdata;
         void (*on_gone)(void *userdata);
@@ -361,6 +361,7 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
 
 static void on_deferred(evutil_socket_t fd, short what, void *userdata) {
         PrivChannel *c = userdata;
+        PrivLateQueued *l;
         PrivQueued *q;
 
         if (c->gone) {
@@ -368,19 +369,13 @@ static void on_deferred(evutil_socket_t fd, short what, void *userdata) {
                         c->on_gone(c->userdata);
                 return;
         }
-        while ((q = c->queued)) {
-                c->queued = q->next;
-                if (!c->queued)
-                        c->queued_tail = NULL;
+        while ((q = STAILQ_FIRST(&c->queued))) {
+                STAILQ_REMOVE_HEAD(&c->queued, entry);
                 deliver(c, &q->reply, q->payload_len ? q->payload : NULL, q->payload_len);
                 free(q);
         }
-        while (c->late_queued) {
-                PrivLateQueued *l = c->late_queued;
-
-                c->late_queued = l->next;
-                if (!c->late_queued)
-                        c->late_queued_tail = NULL;
+        while ((l = STAILQ_FIRST(&c->late_queued))) {
+                STAILQ_REMOVE_HEAD(&c->late_queued, entry);
                 deliver_late(c, &l->late);
                 free(l);
         }
@@ -408,6 +403,8 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
         c->userdata = userdata;
         TAILQ_INIT(&c->requests);
         TAILQ_INIT(&c->waiting);
+        STAILQ_INIT(&c->queued);
+        STAILQ_INIT(&c->late_queued);
         c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
         c->ev_deferred = event_new(base, -1, 0, on_deferred, c);
         if (!c->ev_read || !c->ev_deferred || priv_slots_new(&c->slots) < 0 ||
@@ -423,7 +420,9 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
 }
 
 PrivChannel *priv_channel_free(PrivChannel *c) {
+        PrivLateQueued *l;
         PrivRequest *r;
+        PrivQueued *q;
 
         if (!c)
                 return NULL;
@@ -435,14 +434,12 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
                 TAILQ_REMOVE(&c->waiting, r, entry);
                 request_free(r);
         }
-        while (c->queued) {
-                PrivQueued *q = c->queued;
-                c->queued = q->next;
+        while ((q = STAILQ_FIRST(&c->queued))) {
+                STAILQ_REMOVE_HEAD(&c->queued, entry);
                 free(q);
         }
-        while (c->late_queued) {
-                PrivLateQueued *l = c->late_queued;
-                c->late_queued = l->next;
+        while ((l = STAILQ_FIRST(&c->late_queued))) {
+                STAILQ_REMOVE_HEAD(&c->late_queued, entry);
                 free(l);
         }
         if (c->ev_read)
@@ -695,11 +692,7 @@ static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n
                         return 0;
                 }
                 l->late = late;
-                if (c->late_queued_tail)
-                        c->late_queued_tail->next = l;
-                else
-                        c->late_queued = l;
-                c->late_queued_tail = l;
+                STAILQ_INSERT_TAIL(&c->late_queued, l, entry);
                 event_active(c->ev_deferred, EV_TIMEOUT, 0);
                 return 0;
         }
@@ -724,11 +717,7 @@ static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n
         *q = (PrivQueued) { .reply = reply, .payload_len = reply.hdr.payload_len };
         if (reply.hdr.payload_len > 0) /* payload is NULL then */
                 memcpy(q->payload, payload, reply.hdr.payload_len);
-        if (c->queued_tail)
-                c->queued_tail->next = q;
-        else
-                c->queued = q;
-        c->queued_tail = q;
+        STAILQ_INSERT_TAIL(&c->queued, q, entry);
         event_active(c->ev_deferred, EV_TIMEOUT, 0);
         return 0;
 }
