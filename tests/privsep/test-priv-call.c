@@ -122,10 +122,14 @@ static void fixture_stop(Fixture *f) {
         event_base_free(f->base);
 }
 
-/* Request number id (its vDevice) of SLOT. */
-static void submit(uint32_t id, PrivRequestCallback cb) {
-        ASSERT_OK(priv_call_guest_request(fixture->channel, SLOT, CONTEXT, id, TSM_BACKEND_EMULATED, "info", "x", 1, 16, cb,
+/* Request number id (its vDevice) of slot; submit(): of SLOT. */
+static void submit_in(uint32_t slot, uint32_t id, PrivRequestCallback cb) {
+        ASSERT_OK(priv_call_guest_request(fixture->channel, slot, CONTEXT, id, TSM_BACKEND_EMULATED, "info", "x", 1, 16, cb,
                                           (void *) (uintptr_t) id, NULL));
+}
+
+static void submit(uint32_t id, PrivRequestCallback cb) {
+        submit_in(SLOT, id, cb);
 }
 
 /* Runs the worker's loop long enough for queued requests to leave (they go once it is idle,
@@ -263,12 +267,6 @@ TEST(a_waiting_request_keeps_its_payload) {
 static void on_failed(int result, const void *response, size_t len, void *userdata) {
         ASSERT_TRUE(result < 0);
         fixture->n_failed++;
-}
-
-/* A guest request of slot, number id, which fails as on_failed() counts. */
-static void submit_in(uint32_t slot, uint32_t id, PrivRequestCallback cb) {
-        ASSERT_OK(priv_call_guest_request(fixture->channel, slot, CONTEXT, id, TSM_BACKEND_EMULATED, "info", "x", 1, 16, cb,
-                                          (void *) (uintptr_t) id, NULL));
 }
 
 /* On the first answer: a full outbox of slot 8's requests, one more of slot 8 waiting behind
