@@ -325,6 +325,67 @@ TEST(requests_freed_by_a_failed_flush_are_sent_once) {
         fixture_stop(&f);
 }
 
+/* The waiting request the failures below cancel (once). */
+static PrivRequest *to_cancel;
+
+static void on_failed_cancel(int result, const void *response, size_t len, void *userdata) {
+        on_failed(result, response, len, userdata);
+        priv_request_cancel(TAKE_PTR(to_cancel));
+}
+
+static void on_cancelled(int result, const void *response, size_t len, void *userdata) {
+        TEST_FAIL("a cancelled request's callback ran (%s)", strerror(-result));
+}
+
+/* On the first answer: a full outbox of slot 8's requests, whose failures cancel to_cancel,
+ * and the next send failing. */
+static void on_answer_fill_the_outbox_to_cancel(int result, const void *response, size_t len, void *userdata) {
+        on_answer(result, response, len, userdata);
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit_in(SLOT + 1, 100 + id, on_failed_cancel);
+        fail_sendmmsg_errno = EPIPE;
+}
+
+/* A reply makes room for a waiting request; sending it flushes a full outbox, which the kernel
+ * refuses, and a refused request's failure cancels the one being sent. That one is no longer
+ * waiting: cancelled, it goes all the same (the monitor answers it to nobody), and is freed once.
+ * Taken for a waiting one, it was unlinked from a list it was not on and freed under its send. */
+TEST(a_request_cancelled_while_its_send_flushes_is_freed_once) {
+        uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        submit(1, on_answer_fill_the_outbox_to_cancel);
+        for (uint32_t id = 2; id <= SLOT_MAX; id++)
+                submit(id, on_answer);
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, SLOT_MAX + 1, TSM_BACKEND_EMULATED, "info", "x", 1,
+                                          16, on_cancelled, NULL, &to_cancel));
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+
+        monitor_answer(cookies[0]);
+        run_worker();
+        ASSERT_NULL(to_cancel); /* the first failure cancelled it */
+        ASSERT_EQ(f.n_answered, 1u);
+        ASSERT_EQ(f.n_failed, (unsigned) SLOT_MAX);
+        ASSERT_FALSE(priv_channel_is_gone(f.channel));
+
+        /* It went, once; its answer finds nobody waiting, and the slot's counts are right: the
+         * slot's last answers make room for a full share again. */
+        ASSERT_EQ(monitor_receive(ids, cookies + SLOT_MAX, ELEMENTSOF(ids) - SLOT_MAX), 1u);
+        ASSERT_EQ(ids[0], (uint32_t) SLOT_MAX + 1);
+        for (size_t i = 1; i <= SLOT_MAX; i++)
+                monitor_answer(cookies[i]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX);
+        ASSERT_FALSE(priv_call_slot_busy(f.channel, SLOT));
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit(500 + id, on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+        fixture_stop(&f);
+}
+
 /* Requests that waited in the worker and then cannot be sent (the monitor stopped reading,
  * while its last answer is still on its way) fail one by one, and the slot's counts stay
  * right: each waiting one was uncounted twice, which aborted the worker at the second. */
