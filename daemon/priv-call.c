@@ -123,19 +123,22 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
                         return k;
         }
         /* Off every list while the outbox may flush (and run failure callbacks): a callback that
-         * cancels r must not take it for a waiting one (priv_request_cancel()). */
+         * cancels r must not take it for a waiting one (priv_request_cancel()). Counted as sent
+         * though: the failures make room, and what they send then (requests_flush(), a
+         * callback's request) must leave r its place, or the monitor gets one too many. */
+        c->n_requests += r->counted;
         block = TAKE_PTR(r->queued);
         k = tsm_priv_outbox_add_owned(c->outbox, c->fd, block, r);
         if (k < 0) {
                 r->queued = block; /* still ours */
                 /* Back to where it was: the caller unlinks a waiting one, counts and all. */
+                c->n_requests -= r->counted;
                 if (r->counted)
                         (void) priv_slots_add(c->slots, r->slot, -1, was_waiting ? 1 : 0);
                 return k;
         }
         idle_flush_schedule(c->flush);
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
-        c->n_requests += r->counted;
         return 0;
 }
 

@@ -141,9 +141,9 @@ static void run_worker(void) {
         }
 }
 
-/* The requests the monitor received, in order: their vDevice ids into ids, their cookies into
- * cookies; returns how many. */
-static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
+/* The requests the monitor received, in order: their slots into slots (NULL: each must be
+ * SLOT's), vDevice ids into ids, their cookies into cookies; returns how many. */
+static size_t monitor_receive_slots(uint32_t *slots, uint32_t *ids, uint32_t *cookies, size_t max) {
         size_t n = 0;
 
         for (;;) {
@@ -156,11 +156,18 @@ static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
                 ASSERT_TRUE(k >= (ssize_t) sizeof(m));
                 memcpy(&m, fixture->buf, sizeof(m));
                 ASSERT_EQ(m.hdr.type, (uint32_t) TSM_PRIV_GUEST_REQUEST);
-                ASSERT_EQ(m.slot, (uint32_t) SLOT);
                 ASSERT_TRUE(n < max);
+                if (slots)
+                        slots[n] = m.slot;
+                else
+                        ASSERT_EQ(m.slot, (uint32_t) SLOT);
                 ids[n] = m.vdevice;
                 cookies[n++] = m.hdr.cookie;
         }
+}
+
+static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
+        return monitor_receive_slots(NULL, ids, cookies, max);
 }
 
 static void monitor_answer(uint32_t cookie) {
@@ -383,6 +390,75 @@ TEST(a_request_cancelled_while_its_send_flushes_is_freed_once) {
                 submit(500 + id, on_answer);
         run_worker();
         ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+        fixture_stop(&f);
+}
+
+/* The slots of the test below: eight full shares, the monitor's whole TSM_PRIV_REQUESTS_MAX. */
+#define FULL_SLOT_FIRST 101U
+#define WAITING_SLOT (FULL_SLOT_FIRST + 8) /* two shares, waiting */
+#define WAITING_SLOT_2 (WAITING_SLOT + 1) /* one more, waiting */
+#define NEW_SLOT (WAITING_SLOT + 2)
+
+/* On the answer that leaves one place free, with a full outbox of WAITING_SLOT's requests: the
+ * next send fails, and a request of a new slot takes the place, its send flushing that outbox. */
+static void on_answer_then_submit_on_a_failing_flush(int result, const void *response, size_t len, void *userdata) {
+        on_answer(result, response, len, userdata);
+        fail_sendmmsg_errno = EPIPE;
+        submit_in(NEW_SLOT, 1, on_answer);
+}
+
+/* A request takes the last place the monitor has; its send (from an answer's callback, not
+ * under requests_flush()) flushes a full outbox, which the kernel refuses: each refused request
+ * makes room, and its failure sends what waits. The request whose send it is holds its place
+ * meanwhile: the monitor never gets more than TSM_PRIV_REQUESTS_MAX (beyond them it answers
+ * -EBUSY, which a correct worker never sees). It got one more. */
+TEST(a_failed_flush_under_a_send_keeps_the_requests_limit) {
+        uint32_t slots[2 * TSM_PRIV_REQUESTS_MAX], ids[2 * TSM_PRIV_REQUESTS_MAX], cookies[2 * TSM_PRIV_REQUESTS_MAX];
+        size_t n, n_answered, n_held;
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        /* The monitor holds as many as it takes. */
+        for (uint32_t slot = FULL_SLOT_FIRST; slot < WAITING_SLOT; slot++)
+                for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                        submit_in(slot, id, slot == FULL_SLOT_FIRST + 1 && id == 1 ? on_answer_then_submit_on_a_failing_flush
+                                                                                   : on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive_slots(slots, ids, cookies, ELEMENTSOF(ids)), (size_t) TSM_PRIV_REQUESTS_MAX);
+        /* Behind them: two shares of one slot (the first of them refused, below), one of another. */
+        for (uint32_t id = 1; id <= 2 * SLOT_MAX; id++)
+                submit_in(WAITING_SLOT, id, id <= SLOT_MAX ? on_failed : on_answer);
+        submit_in(WAITING_SLOT_2, 1, on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive_slots(slots, ids, cookies, ELEMENTSOF(ids)), 0u);
+
+        /* A share's answers: WAITING_SLOT's first share goes to the outbox, filling it; the next
+         * answer's callback makes the request that flushes it. */
+        n_answered = SLOT_MAX + 1;
+        for (size_t i = 0; i < n_answered; i++)
+                monitor_answer(cookies[i]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, (unsigned) n_answered);
+        ASSERT_EQ(f.n_failed, (unsigned) SLOT_MAX);
+        ASSERT_FALSE(priv_channel_is_gone(f.channel));
+
+        n = monitor_receive_slots(slots, ids, cookies, ELEMENTSOF(ids));
+        n_held = TSM_PRIV_REQUESTS_MAX - n_answered + n;
+        ASSERT_LE(n_held, (size_t) TSM_PRIV_REQUESTS_MAX);
+        /* Every place taken: WAITING_SLOT's second share and the new request, in that order
+         * (the one of WAITING_SLOT_2 waits on). */
+        ASSERT_EQ(n, n_answered);
+        for (size_t i = 0; i < SLOT_MAX; i++) {
+                ASSERT_EQ(slots[i], WAITING_SLOT);
+                ASSERT_EQ(ids[i], (uint32_t) (SLOT_MAX + 1 + i));
+        }
+        ASSERT_EQ(slots[SLOT_MAX], NEW_SLOT);
+
+        /* An answer, and the last one waiting goes. */
+        monitor_answer(cookies[0]);
+        run_worker();
+        ASSERT_EQ(monitor_receive_slots(slots, ids, cookies, ELEMENTSOF(ids)), 1u);
+        ASSERT_EQ(slots[0], WAITING_SLOT_2);
         fixture_stop(&f);
 }
 
