@@ -2087,6 +2087,50 @@ TEST(late_acks_after_a_failed_reply_count) {
         fixture_free(f);
 }
 
+/* A worker that ends with more read than a round handles: the LATE_ACKs among the rest, not
+ * handled yet, count all the same, and the next worker does not record again what this one did. */
+TEST(late_acks_past_a_rounds_share_count_at_the_end) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        _Alignas(8) uint8_t datagram[TSM_PRIV_PACK_MAX * sizeof(struct tsm_priv_status)];
+        struct tsm_priv_late_ack ack;
+        struct tsm_priv_late late;
+        const char *reason = NULL;
+        uint32_t a;
+
+        _Static_assert(sizeof(struct tsm_priv_status) % TSM_PRIV_PACK_ALIGN == 0, "packed without padding");
+        _Static_assert(MONITOR_MESSAGES_PER_WAKEUP % TSM_PRIV_PACK_MAX == 0, "a round's share in full datagrams");
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        (void) late_guest_request(f, a);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+
+        /* A round's share of STATUS, packed, then a STATUS and the acknowledgement in one more. */
+        for (size_t i = 0; i < TSM_PRIV_PACK_MAX; i++)
+                tsm_priv_init(datagram + i * sizeof(struct tsm_priv_status), TSM_PRIV_STATUS, 0, 0);
+        for (unsigned i = 0; i < MONITOR_MESSAGES_PER_WAKEUP / TSM_PRIV_PACK_MAX; i++)
+                send_raw(f, datagram, sizeof(datagram), -EBADF);
+        tsm_priv_init(&ack, TSM_PRIV_LATE_ACK, 0, 0);
+        ack.id = late.id;
+        ack.durable = 1;
+        memcpy(datagram + sizeof(struct tsm_priv_status), &ack, sizeof(ack));
+        send_raw(f, datagram, sizeof(struct tsm_priv_status) + sizeof(ack), -EBADF);
+
+        /* One round: its share handled, the rest (the acknowledgement among it) read, waiting. */
+        ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), 1);
+        ASSERT_EQ(f->n_status, MONITOR_MESSAGES_PER_WAKEUP);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 1u);
+
+        /* The worker ends before the next round. */
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        loop_a_while(f);
+        nothing_waiting(f);
+        ASSERT_EQ(f->n_status, MONITOR_MESSAGES_PER_WAKEUP);
+        fixture_free(f);
+}
+
 /* The monitor keeps MONITOR_LATE_KEPT_MAX late answers no worker acknowledged: past that, the
  * newest are dropped (the oldest may be in the audit log already) and their count goes to the
  * worker as a LOST, itself kept until acknowledged, and the count of those dropped meanwhile
