@@ -471,7 +471,7 @@ static bool anyone_waits(PrivChannel *c) {
 
 void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
         int timeout_msec = (int) MIN(DIV_ROUND_UP(timeout_usec, 1000), (uint64_t) INT_MAX);
-        PrivRequest *r, *next;
+        PrivRequest *r;
 
         if (!c->gone) {
                 outbox_flush(c);
@@ -496,8 +496,8 @@ void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
                         PrivRequestCallback cb = TAKE_PTR(r->callback);
                         cb(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
                 }
-        for (r = TAILQ_FIRST(&c->waiting); r; r = next) {
-                next = TAILQ_NEXT(r, entry);
+        /* Each off the list before its callback, which may cancel the next. */
+        while ((r = TAILQ_FIRST(&c->waiting))) {
                 request_unlink_waiting(c, r);
                 if (r->callback)
                         r->callback(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
@@ -854,6 +854,8 @@ static void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32
                 if (r->slot != slot || r->context != context || (vdevice != 0 && r->vdevice != vdevice))
                         continue;
                 request_unlink_waiting(c, r);
+                /* Not waiting any more: a callback below that cancels it only forgets it. */
+                r->queued = mfree(r->queued);
                 TAILQ_INSERT_TAIL(&failed, r, entry);
         }
         /* Off the list first: a callback may submit or cancel other requests. */

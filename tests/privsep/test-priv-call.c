@@ -393,6 +393,56 @@ TEST(a_request_cancelled_while_its_send_flushes_is_freed_once) {
         fixture_stop(&f);
 }
 
+static void on_failed_cancel_any(int result, const void *response, size_t len, void *userdata) {
+        on_failed(result, response, len, userdata);
+        priv_request_cancel(TAKE_PTR(to_cancel));
+}
+
+/* Behind a full share of SLOT's: two waiting, the first's failure cancelling the second. */
+static void fill_share_and_wait_two(Fixture *f, uint32_t vdevice) {
+        uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit(id, on_failed);
+        ASSERT_OK(priv_call_guest_request(f->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
+                                          on_failed_cancel_any, NULL, NULL));
+        ASSERT_OK(priv_call_guest_request(f->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
+                                          on_cancelled, NULL, &to_cancel));
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+}
+
+/* A detach fails the vDevice's waiting requests; a failure's callback may cancel another of
+ * them (a client that goes on the first error): that one is no longer waiting, its callback
+ * does not run, and it is freed once. Taken for a waiting one, it was uncounted twice (an
+ * abort) and freed twice. */
+TEST(a_request_failed_with_others_may_cancel_them) {
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        fill_share_and_wait_two(&f, 100);
+        /* The monitor is gone: the detach itself fails, after the waiting ones did. */
+        f.gone_ok = true;
+        ASSERT_OK(shutdown(f.monitor, SHUT_RDWR));
+        ASSERT_TRUE(priv_call_detach_vdevice(f.channel, SLOT, CONTEXT, 100) < 0);
+        ASSERT_NULL(to_cancel);
+        ASSERT_EQ(f.n_failed, 1u);
+        fixture_stop(&f);
+}
+
+/* At the worker's end every request still waiting fails; a failure's callback may cancel the
+ * next one. The run went on with the one cancelled, freed. */
+TEST(requests_failed_at_the_end_may_cancel_the_next) {
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        fill_share_and_wait_two(&f, 100);
+        priv_channel_finish(f.channel, 1000);
+        ASSERT_NULL(to_cancel);
+        ASSERT_EQ(f.n_failed, (unsigned) SLOT_MAX + 1);
+        fixture_stop(&f);
+}
+
 /* The slots of the test below: eight full shares, the monitor's whole TSM_PRIV_REQUESTS_MAX. */
 #define FULL_SLOT_FIRST 101U
 #define WAITING_SLOT (FULL_SLOT_FIRST + 8) /* two shares, waiting */
