@@ -123,19 +123,22 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
                         return k;
         }
         /* Off every list while the outbox may flush (and run failure callbacks): a callback that
-         * cancels r must not take it for a waiting one (priv_request_cancel()). */
+         * cancels r must not take it for a waiting one (priv_request_cancel()). Counted as sent
+         * though: the failures make room, and what they send then (requests_flush(), a
+         * callback's request) must leave r its place, or the monitor gets one too many. */
+        c->n_requests += r->counted;
         block = TAKE_PTR(r->queued);
         k = tsm_priv_outbox_add_owned(c->outbox, c->fd, block, r);
         if (k < 0) {
                 r->queued = block; /* still ours */
                 /* Back to where it was: the caller unlinks a waiting one, counts and all. */
+                c->n_requests -= r->counted;
                 if (r->counted)
                         (void) priv_slots_add(c->slots, r->slot, -1, was_waiting ? 1 : 0);
                 return k;
         }
         idle_flush_schedule(c->flush);
         TAILQ_INSERT_TAIL(&c->requests, r, entry);
-        c->n_requests += r->counted;
         return 0;
 }
 
@@ -468,7 +471,7 @@ static bool anyone_waits(PrivChannel *c) {
 
 void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
         int timeout_msec = (int) MIN(DIV_ROUND_UP(timeout_usec, 1000), (uint64_t) INT_MAX);
-        PrivRequest *r, *next;
+        PrivRequest *r;
 
         if (!c->gone) {
                 outbox_flush(c);
@@ -493,8 +496,8 @@ void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
                         PrivRequestCallback cb = TAKE_PTR(r->callback);
                         cb(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
                 }
-        for (r = TAILQ_FIRST(&c->waiting); r; r = next) {
-                next = TAILQ_NEXT(r, entry);
+        /* Each off the list before its callback, which may cancel the next. */
+        while ((r = TAILQ_FIRST(&c->waiting))) {
                 request_unlink_waiting(c, r);
                 if (r->callback)
                         r->callback(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
@@ -851,6 +854,8 @@ static void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32
                 if (r->slot != slot || r->context != context || (vdevice != 0 && r->vdevice != vdevice))
                         continue;
                 request_unlink_waiting(c, r);
+                /* Not waiting any more: a callback below that cancels it only forgets it. */
+                r->queued = mfree(r->queued);
                 TAILQ_INSERT_TAIL(&failed, r, entry);
         }
         /* Off the list first: a callback may submit or cancel other requests. */

@@ -36,6 +36,7 @@
 #include "sysfs-fixture.h"
 #include "tdisp.h"
 #include "tsm-platform.h"
+#include "tsm-priv-batch.h"
 #include "uevent-sender.h"
 
 #define DEV_A "0000:01:00.0" /* the emulated platform's default devices */
@@ -2086,6 +2087,50 @@ TEST(late_acks_after_a_failed_reply_count) {
         fixture_free(f);
 }
 
+/* A worker that ends with more read than a round handles: the LATE_ACKs among the rest, not
+ * handled yet, count all the same, and the next worker does not record again what this one did. */
+TEST(late_acks_past_a_rounds_share_count_at_the_end) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_restored_context restored[1];
+        _Alignas(8) uint8_t datagram[TSM_PRIV_PACK_MAX * sizeof(struct tsm_priv_status)];
+        struct tsm_priv_late_ack ack;
+        struct tsm_priv_late late;
+        const char *reason = NULL;
+        uint32_t a;
+
+        _Static_assert(sizeof(struct tsm_priv_status) % TSM_PRIV_PACK_ALIGN == 0, "packed without padding");
+        _Static_assert(MONITOR_MESSAGES_PER_WAKEUP % TSM_PRIV_PACK_MAX == 0, "a round's share in full datagrams");
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        (void) late_guest_request(f, a);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+
+        /* A round's share of STATUS, packed, then a STATUS and the acknowledgement in one more. */
+        for (size_t i = 0; i < TSM_PRIV_PACK_MAX; i++)
+                tsm_priv_init(datagram + i * sizeof(struct tsm_priv_status), TSM_PRIV_STATUS, 0, 0);
+        for (unsigned i = 0; i < MONITOR_MESSAGES_PER_WAKEUP / TSM_PRIV_PACK_MAX; i++)
+                send_raw(f, datagram, sizeof(datagram), -EBADF);
+        tsm_priv_init(&ack, TSM_PRIV_LATE_ACK, 0, 0);
+        ack.id = late.id;
+        ack.durable = 1;
+        memcpy(datagram + sizeof(struct tsm_priv_status), &ack, sizeof(ack));
+        send_raw(f, datagram, sizeof(struct tsm_priv_status) + sizeof(ack), -EBADF);
+
+        /* One round: its share handled, the rest (the acknowledgement among it) read, waiting. */
+        ASSERT_EQ(monitor_dispatch_process(f->dispatch, &reason), 1);
+        ASSERT_EQ(f->n_status, MONITOR_MESSAGES_PER_WAKEUP);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 1u);
+
+        /* The worker ends before the next round. */
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        loop_a_while(f);
+        nothing_waiting(f);
+        ASSERT_EQ(f->n_status, MONITOR_MESSAGES_PER_WAKEUP);
+        fixture_free(f);
+}
+
 /* The monitor keeps MONITOR_LATE_KEPT_MAX late answers no worker acknowledged: past that, the
  * newest are dropped (the oldest may be in the audit log already) and their count goes to the
  * worker as a LOST, itself kept until acknowledged, and the count of those dropped meanwhile
@@ -2314,6 +2359,60 @@ TEST(worker_not_reading_is_stalled) {
         ASSERT_OK(call_full(f, &m, req, len, -EBADF, &rep));
         ASSERT_EQ(rep.r.hdr.payload_len, EMU_DEBUG_MSG_MAX);
         ASSERT_EQ(f->n_stalled, 1u);
+        fixture_free(f);
+}
+
+/* A reply of a round that cannot be sent (the worker leaves its channel full) ends the round
+ * there: the worker is being killed, so nothing more of what it sent starts (no guest request
+ * reaches a device, no STATUS counts), and no second flush blocks on it for as long again. */
+TEST(a_failed_reply_ends_the_round) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[1];
+        struct tsm_priv_guest_request m;
+        struct tsm_priv_status status;
+        static const uint8_t junk[4096];
+        /* The monitor's MONITOR_SEND_TIMEOUT_USEC, shortened: the send fails as it would. */
+        struct timeval timeout = { .tv_usec = 20 * 1000 };
+        const char *reason = NULL;
+        uint8_t req[64];
+        uint32_t id;
+        size_t len;
+
+        id = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+
+        /* The worker reads nothing more: what the monitor sends it stays in the channel, full. */
+        while (send(f->monitor, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+                ;
+        ASSERT_EQ(errno, EAGAIN);
+        ASSERT_OK(setsockopt(f->monitor, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)));
+
+        /* One more answer than the outbox holds: adding the last flushes it, which fails. Then
+         * a guest request and a STATUS, read in the same round. */
+        for (unsigned i = 0; i <= TSM_PRIV_BATCH_MAX; i++) {
+                struct tsm_priv_vdevice v = vdevice_msg(TSM_PRIV_GET_VDEVICE_STATE, SLOT, id, 1);
+
+                v.hdr.cookie = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &v, NULL, 0, -EBADF));
+        }
+        m = guest_request_msg(f, SLOT, id, 1, TSM_SCOPE_INFO, len);
+        m.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
+        tsm_priv_init(&status, TSM_PRIV_STATUS, 0, 0);
+        ASSERT_OK(tsm_priv_send(f->worker, &status, NULL, 0, -EBADF));
+
+        ASSERT_ERRNO(monitor_dispatch_process(f->dispatch, &reason), EPIPE);
+        ASSERT_NULL(reason);
+        ASSERT_EQ(f->n_stalled, 1u);
+        ASSERT_EQ(f->stalled_error, -EAGAIN);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
+        ASSERT_EQ(f->n_status, 0u);
+
+        /* The next worker is served as usual. */
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, TSM_PRIV_SLOT_WORKER, id, 1, NULL));
         fixture_free(f);
 }
 

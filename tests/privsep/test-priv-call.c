@@ -141,9 +141,9 @@ static void run_worker(void) {
         }
 }
 
-/* The requests the monitor received, in order: their vDevice ids into ids, their cookies into
- * cookies; returns how many. */
-static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
+/* The requests the monitor received, in order: their slots into slots (NULL: each must be
+ * SLOT's), vDevice ids into ids, their cookies into cookies; returns how many. */
+static size_t monitor_receive_slots(uint32_t *slots, uint32_t *ids, uint32_t *cookies, size_t max) {
         size_t n = 0;
 
         for (;;) {
@@ -156,11 +156,18 @@ static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
                 ASSERT_TRUE(k >= (ssize_t) sizeof(m));
                 memcpy(&m, fixture->buf, sizeof(m));
                 ASSERT_EQ(m.hdr.type, (uint32_t) TSM_PRIV_GUEST_REQUEST);
-                ASSERT_EQ(m.slot, (uint32_t) SLOT);
                 ASSERT_TRUE(n < max);
+                if (slots)
+                        slots[n] = m.slot;
+                else
+                        ASSERT_EQ(m.slot, (uint32_t) SLOT);
                 ids[n] = m.vdevice;
                 cookies[n++] = m.hdr.cookie;
         }
+}
+
+static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
+        return monitor_receive_slots(NULL, ids, cookies, max);
 }
 
 static void monitor_answer(uint32_t cookie) {
@@ -322,6 +329,186 @@ TEST(requests_freed_by_a_failed_flush_are_sent_once) {
         }
         ASSERT_EQ(n_slot, 1u);
         ASSERT_EQ(n_other, 1u);
+        fixture_stop(&f);
+}
+
+/* The waiting request the failures below cancel (once). */
+static PrivRequest *to_cancel;
+
+static void on_failed_cancel(int result, const void *response, size_t len, void *userdata) {
+        on_failed(result, response, len, userdata);
+        priv_request_cancel(TAKE_PTR(to_cancel));
+}
+
+static void on_cancelled(int result, const void *response, size_t len, void *userdata) {
+        TEST_FAIL("a cancelled request's callback ran (%s)", strerror(-result));
+}
+
+/* On the first answer: a full outbox of slot 8's requests, whose failures cancel to_cancel,
+ * and the next send failing. */
+static void on_answer_fill_the_outbox_to_cancel(int result, const void *response, size_t len, void *userdata) {
+        on_answer(result, response, len, userdata);
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit_in(SLOT + 1, 100 + id, on_failed_cancel);
+        fail_sendmmsg_errno = EPIPE;
+}
+
+/* A reply makes room for a waiting request; sending it flushes a full outbox, which the kernel
+ * refuses, and a refused request's failure cancels the one being sent. That one is no longer
+ * waiting: cancelled, it goes all the same (the monitor answers it to nobody), and is freed once.
+ * Taken for a waiting one, it was unlinked from a list it was not on and freed under its send. */
+TEST(a_request_cancelled_while_its_send_flushes_is_freed_once) {
+        uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        submit(1, on_answer_fill_the_outbox_to_cancel);
+        for (uint32_t id = 2; id <= SLOT_MAX; id++)
+                submit(id, on_answer);
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, SLOT_MAX + 1, TSM_BACKEND_EMULATED, "info", "x", 1,
+                                          16, on_cancelled, NULL, &to_cancel));
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+
+        monitor_answer(cookies[0]);
+        run_worker();
+        ASSERT_NULL(to_cancel); /* the first failure cancelled it */
+        ASSERT_EQ(f.n_answered, 1u);
+        ASSERT_EQ(f.n_failed, (unsigned) SLOT_MAX);
+        ASSERT_FALSE(priv_channel_is_gone(f.channel));
+
+        /* It went, once; its answer finds nobody waiting, and the slot's counts are right: the
+         * slot's last answers make room for a full share again. */
+        ASSERT_EQ(monitor_receive(ids, cookies + SLOT_MAX, ELEMENTSOF(ids) - SLOT_MAX), 1u);
+        ASSERT_EQ(ids[0], (uint32_t) SLOT_MAX + 1);
+        for (size_t i = 1; i <= SLOT_MAX; i++)
+                monitor_answer(cookies[i]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX);
+        ASSERT_FALSE(priv_call_slot_busy(f.channel, SLOT));
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit(500 + id, on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+        fixture_stop(&f);
+}
+
+static void on_failed_cancel_any(int result, const void *response, size_t len, void *userdata) {
+        on_failed(result, response, len, userdata);
+        priv_request_cancel(TAKE_PTR(to_cancel));
+}
+
+/* Behind a full share of SLOT's: two waiting, the first's failure cancelling the second. */
+static void fill_share_and_wait_two(Fixture *f, uint32_t vdevice) {
+        uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+
+        for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                submit(id, on_failed);
+        ASSERT_OK(priv_call_guest_request(f->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
+                                          on_failed_cancel_any, NULL, NULL));
+        ASSERT_OK(priv_call_guest_request(f->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
+                                          on_cancelled, NULL, &to_cancel));
+        run_worker();
+        ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+}
+
+/* A detach fails the vDevice's waiting requests; a failure's callback may cancel another of
+ * them (a client that goes on the first error): that one is no longer waiting, its callback
+ * does not run, and it is freed once. Taken for a waiting one, it was uncounted twice (an
+ * abort) and freed twice. */
+TEST(a_request_failed_with_others_may_cancel_them) {
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        fill_share_and_wait_two(&f, 100);
+        /* The monitor is gone: the detach itself fails, after the waiting ones did. */
+        f.gone_ok = true;
+        ASSERT_OK(shutdown(f.monitor, SHUT_RDWR));
+        ASSERT_TRUE(priv_call_detach_vdevice(f.channel, SLOT, CONTEXT, 100) < 0);
+        ASSERT_NULL(to_cancel);
+        ASSERT_EQ(f.n_failed, 1u);
+        fixture_stop(&f);
+}
+
+/* At the worker's end every request still waiting fails; a failure's callback may cancel the
+ * next one. The run went on with the one cancelled, freed. */
+TEST(requests_failed_at_the_end_may_cancel_the_next) {
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        fill_share_and_wait_two(&f, 100);
+        priv_channel_finish(f.channel, 1000);
+        ASSERT_NULL(to_cancel);
+        ASSERT_EQ(f.n_failed, (unsigned) SLOT_MAX + 1);
+        fixture_stop(&f);
+}
+
+/* The slots of the test below: eight full shares, the monitor's whole TSM_PRIV_REQUESTS_MAX. */
+#define FULL_SLOT_FIRST 101U
+#define WAITING_SLOT (FULL_SLOT_FIRST + 8) /* two shares, waiting */
+#define WAITING_SLOT_2 (WAITING_SLOT + 1) /* one more, waiting */
+#define NEW_SLOT (WAITING_SLOT + 2)
+
+/* On the answer that leaves one place free, with a full outbox of WAITING_SLOT's requests: the
+ * next send fails, and a request of a new slot takes the place, its send flushing that outbox. */
+static void on_answer_then_submit_on_a_failing_flush(int result, const void *response, size_t len, void *userdata) {
+        on_answer(result, response, len, userdata);
+        fail_sendmmsg_errno = EPIPE;
+        submit_in(NEW_SLOT, 1, on_answer);
+}
+
+/* A request takes the last place the monitor has; its send (from an answer's callback, not
+ * under requests_flush()) flushes a full outbox, which the kernel refuses: each refused request
+ * makes room, and its failure sends what waits. The request whose send it is holds its place
+ * meanwhile: the monitor never gets more than TSM_PRIV_REQUESTS_MAX (beyond them it answers
+ * -EBUSY, which a correct worker never sees). It got one more. */
+TEST(a_failed_flush_under_a_send_keeps_the_requests_limit) {
+        uint32_t slots[2 * TSM_PRIV_REQUESTS_MAX], ids[2 * TSM_PRIV_REQUESTS_MAX], cookies[2 * TSM_PRIV_REQUESTS_MAX];
+        size_t n, n_answered, n_held;
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        /* The monitor holds as many as it takes. */
+        for (uint32_t slot = FULL_SLOT_FIRST; slot < WAITING_SLOT; slot++)
+                for (uint32_t id = 1; id <= SLOT_MAX; id++)
+                        submit_in(slot, id, slot == FULL_SLOT_FIRST + 1 && id == 1 ? on_answer_then_submit_on_a_failing_flush
+                                                                                   : on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive_slots(slots, ids, cookies, ELEMENTSOF(ids)), (size_t) TSM_PRIV_REQUESTS_MAX);
+        /* Behind them: two shares of one slot (the first of them refused, below), one of another. */
+        for (uint32_t id = 1; id <= 2 * SLOT_MAX; id++)
+                submit_in(WAITING_SLOT, id, id <= SLOT_MAX ? on_failed : on_answer);
+        submit_in(WAITING_SLOT_2, 1, on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive_slots(slots, ids, cookies, ELEMENTSOF(ids)), 0u);
+
+        /* A share's answers: WAITING_SLOT's first share goes to the outbox, filling it; the next
+         * answer's callback makes the request that flushes it. */
+        n_answered = SLOT_MAX + 1;
+        for (size_t i = 0; i < n_answered; i++)
+                monitor_answer(cookies[i]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, (unsigned) n_answered);
+        ASSERT_EQ(f.n_failed, (unsigned) SLOT_MAX);
+        ASSERT_FALSE(priv_channel_is_gone(f.channel));
+
+        n = monitor_receive_slots(slots, ids, cookies, ELEMENTSOF(ids));
+        n_held = TSM_PRIV_REQUESTS_MAX - n_answered + n;
+        ASSERT_LE(n_held, (size_t) TSM_PRIV_REQUESTS_MAX);
+        /* Every place taken: WAITING_SLOT's second share and the new request, in that order
+         * (the one of WAITING_SLOT_2 waits on). */
+        ASSERT_EQ(n, n_answered);
+        for (size_t i = 0; i < SLOT_MAX; i++) {
+                ASSERT_EQ(slots[i], WAITING_SLOT);
+                ASSERT_EQ(ids[i], (uint32_t) (SLOT_MAX + 1 + i));
+        }
+        ASSERT_EQ(slots[SLOT_MAX], NEW_SLOT);
+
+        /* An answer, and the last one waiting goes. */
+        monitor_answer(cookies[0]);
+        run_worker();
+        ASSERT_EQ(monitor_receive_slots(slots, ids, cookies, ELEMENTSOF(ids)), 1u);
+        ASSERT_EQ(slots[0], WAITING_SLOT_2);
         fixture_stop(&f);
 }
 
