@@ -216,6 +216,7 @@ static void conn_free_events(VarlinkConn *c);
 static void conn_schedule(VarlinkConn *c);
 static void conn_update_timeout(VarlinkConn *c);
 static void conn_watch_hangup(VarlinkConn *c);
+static void conn_end_of_input(VarlinkConn *c);
 static bool fd_hung_up(int fd);
 static int call_flush_outputs(VarlinkCall *call);
 static void server_update_timeouts(VarlinkServer *s);
@@ -1625,13 +1626,17 @@ static void conn_process(VarlinkConn *c) {
                                 continue;
                         }
                 }
+                if (r == -ECONNRESET) {
+                        conn_end_of_input(c);
+                        break;
+                }
                 if (r < 0) {
                         const char *error = stream_refusal(r);
 
                         if (error) {
                                 log_debug_errno(r, "Dropping client connection (%s): %m", error);
                                 refused(c->server, &c->peer, c, NULL, error);
-                        } else if (r != -ECONNRESET)
+                        } else
                                 log_debug_errno(r, "Dropping client connection: %m");
                         conn_disconnect(c);
                         break;
@@ -1664,6 +1669,25 @@ static void conn_process(VarlinkConn *c) {
 
 /* ---- connections ----------------------------------------------------------------------- */
 
+/* The client sent its last byte (shutdown(SHUT_WR), as socat does when its input ends, or a
+ * close seen by the read before the hang-up): what it called is answered, then the connection
+ * goes. A message it left unfinished never completes and is dropped. Until the answers are out,
+ * a close of its end is watched for, which ends the connection at once, as it would have. */
+static void conn_end_of_input(VarlinkConn *c) {
+        size_t unfinished = varlink_stream_get_input_size(c->stream);
+
+        if (unfinished > 0)
+                log_debug("Client ended its input in the middle of a message (%zu bytes), dropping that.",
+                          unfinished);
+        /* Nothing owed: gone now, its slot free for the next connection of its uid. */
+        if (TAILQ_EMPTY(&c->calls) && varlink_stream_get_output_size(c->stream) == 0) {
+                conn_disconnect(c);
+                return;
+        }
+        conn_set_closing(c);
+        conn_watch_hangup(c);
+}
+
 static void on_conn_readable(evutil_socket_t fd, short what, void *userdata) {
         conn_process(userdata);
 }
@@ -1672,10 +1696,12 @@ static void on_conn_process(evutil_socket_t fd, short what, void *userdata) {
         conn_process(userdata);
 }
 
+/* Whether the peer is gone: POLLHUP once it closed its end (both directions shut). A peer that
+ * only shut down its sending side (POLLRDHUP alone) still reads its answers. */
 static bool fd_hung_up(int fd) {
-        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+        struct pollfd p = { .fd = fd };
 
-        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR));
 }
 
 static void on_conn_hangup(evutil_socket_t fd, short what, void *userdata) {

@@ -1959,6 +1959,82 @@ TEST(nothing_runs_before_a_postponed_call) {
         server_stop();
 }
 
+/* A client that shuts down its sending side after its calls (socat does when its input ends)
+ * still gets every answer, a postponed call's and a stream's included; then the server hangs
+ * up. A close of its end is still a hang-up that drops what it waited for. */
+TEST(a_client_that_half_closes_gets_its_answers) {
+        static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}",
+                          postpone[] = "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":0}}",
+                          record[] = "{\"method\":\"io.tsmd.Test.Record\",\"parameters\":{\"text\":\"x\"}}",
+                          stream[] = "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":8},\"more\":true}";
+        VarlinkClient *c2;
+        int fd;
+
+        server_start(NULL);
+        c2 = client_new();
+
+        fd = raw_connect();
+        raw_call(fd, echo);
+        ASSERT_OK(shutdown(fd, SHUT_WR));
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+
+        /* Behind a postponed call: the connection waits, paused, for it to run. */
+        fd = raw_connect();
+        send_with_fds(fd, postpone, 1);
+        raw_call(fd, record);
+        ASSERT_OK(shutdown(fd, SHUT_WR));
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        usleep(100000);
+        ASSERT_EQ(server_n_connections(), 2u);
+        ASSERT_EQ(resume(c2, 0, false), 0);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"fd\":0}}");
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{}}");
+        ASSERT_EQ(recorded_count(c2), 1);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+
+        /* A stream goes on until it ends... */
+        fd = raw_connect();
+        raw_call(fd, stream);
+        ASSERT_OK(shutdown(fd, SHUT_WR));
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"id\":-1},\"continues\":true}");
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        usleep(100000);
+        ASSERT_EQ(server_n_connections(), 2u);
+        ASSERT_EQ(release(c2, 8), 8);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"id\":8}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+
+        /* ...or its client closes its end. */
+        fd = raw_connect();
+        raw_call(fd, stream);
+        ASSERT_OK(shutdown(fd, SHUT_WR));
+        ASSERT_NOT_NULL(raw_recv(fd));
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+        ASSERT_EQ(release(c2, 8), -ENOTCONN);
+
+        /* A message left unfinished is dropped, and the server hangs up. */
+        fd = raw_connect();
+        raw_call(fd, echo);
+        raw_send(fd, echo, 10);
+        ASSERT_OK(shutdown(fd, SHUT_WR));
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+
+        varlink_client_free(c2);
+        server_stop();
+}
+
 /* Without MaxFds=, a quarter of RLIMIT_NOFILE; never more than half of it. */
 TEST(fd_budget_follows_rlimit_nofile) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
