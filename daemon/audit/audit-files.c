@@ -159,21 +159,49 @@ static int pread_full(int fd, void *buf, size_t n, uint64_t offset) {
         return 0;
 }
 
+/* Where the NUL bytes that end a file begin (size if it ends in none). A crash can leave the
+ * blocks of a batch that had not reached the disk as zeros inside the file's new size, as
+ * long as a whole batch (up to MaxRecordsInFlight= records, far beyond the tail window); a
+ * record never holds a NUL, so all of them are torn. */
+static int nul_tail_start(int fd, uint64_t size, char *buf, uint64_t *ret) {
+        uint64_t end = size;
+        int r;
+
+        while (end > 0) {
+                size_t n = (size_t) MIN(end, (uint64_t) AUDIT_TAIL_WINDOW);
+
+                r = pread_full(fd, buf, n, end - n);
+                if (r < 0)
+                        return r;
+                while (n > 0 && buf[n - 1] == 0)
+                        n--, end--;
+                if (n > 0)
+                        break;
+        }
+        *ret = end;
+        return 0;
+}
+
 /* Scans the tail of one file. On return *ret_found says whether a complete record was found
  * (its seq in *ret_last_seq), *ret_cut how many bytes after it are torn. */
 static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, json_tokener *tok,
                      bool *ret_found, uint64_t *ret_last_seq, uint64_t *ret_cut,
                      unsigned *ret_anomalies) {
         _cleanup_free_ char *buf = NULL;
-        size_t w = (size_t) MIN(size, (uint64_t) AUDIT_TAIL_WINDOW), start = 0, good_end = 0;
-        uint64_t base = size - w, last_seq = 0, prev = 0;
+        size_t w, start = 0, good_end = 0;
+        uint64_t end, base, last_seq = 0, prev = 0;
         unsigned anomalies = 0;
         bool found = false, have_prev = false;
         int r;
 
-        buf = malloc(w ?: 1);
+        buf = malloc(MIN(size, (uint64_t) AUDIT_TAIL_WINDOW) ?: 1);
         if (!buf)
                 return -ENOMEM;
+        r = nul_tail_start(fd, size, buf, &end);
+        if (r < 0)
+                return r;
+        w = (size_t) MIN(end, (uint64_t) AUDIT_TAIL_WINDOW);
+        base = end - w;
         r = pread_full(fd, buf, w, base);
         if (r < 0)
                 return r;
@@ -228,7 +256,7 @@ static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, jso
 
         *ret_found = found;
         *ret_last_seq = last_seq;
-        *ret_cut = w - good_end;
+        *ret_cut = size - (base + good_end);
         *ret_anomalies = anomalies;
         return 0;
 }

@@ -644,6 +644,35 @@ TEST(torn_tail_unparsable_lines) {
         fixture_done(&f);
 }
 
+/* A crash can leave a batch's blocks as zeros inside the file's size, longer than the window
+ * resume scans: they are torn, with the partial record before them. */
+TEST(torn_tail_long_zero_run) {
+        static const char torn[] = "{\"seq\":6,\"ti";
+        const size_t zeros = 3 * AUDIT_TAIL_WINDOW + 123;
+        _cleanup_free_ char *nuls = calloc(1, zeros);
+        AuditLogStatus st;
+        Fixture f;
+
+        ASSERT_NOT_NULL(nuls);
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+        fixture_close(&f);
+        append_bytes(f.dir, "audit.log", torn, strlen(torn));
+        append_bytes(f.dir, "audit.log", nuls, zeros);
+
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.repaired_bytes, strlen(torn) + zeros);
+        ASSERT_EQ(st.next_seq, 6);
+        commit_n(&f, 2);
+        wait_acks(&f, 7);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 7);
+        fixture_done(&f);
+}
+
 TEST(torn_tail_whole_file_garbage) {
         AuditLogStatus st;
         Fixture f;
