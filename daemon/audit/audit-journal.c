@@ -11,6 +11,7 @@
 #include <systemd/sd-journal.h>
 
 #include "audit-journal.h"
+#include "escape.h"
 
 typedef struct JournalMessage {
         struct JournalMessage *next;
@@ -58,7 +59,21 @@ static int add_field(char **fields, size_t *n, const char *format, ...) {
         return 0;
 }
 
+/* MESSAGE is one line of text (`journalctl -o cat`, plain exports): a string a client chose, an
+ * unknown scope's name, must not begin another line that reads like a record of its own. The
+ * TSMD_* fields carry it as it came, and the journal keeps their newlines. */
+static const char *message_safe(const char *s, char **buf) {
+        if (!s)
+                return "n/a";
+        if (terminal_is_safe(s, 0))
+                return s;
+        if (terminal_escape(s, 0, buf) < 0)
+                return "?";
+        return *buf;
+}
+
 int audit_journal_format(const AuditRecord *r, char ***ret, size_t *ret_n) {
+        _cleanup_free_ char *event = NULL, *pci = NULL, *scope = NULL, *result = NULL;
         char uid[24] = "-";
         char **fields;
         size_t n = 0;
@@ -82,7 +97,8 @@ int audit_journal_format(const AuditRecord *r, char ***ret, size_t *ret_n) {
         } while (0)
 
         ADD("MESSAGE=tsmd audit: seq=%" PRIu64 " event=%s uid=%s pci=%s scope=%s result=%s",
-            r->seq, r->event, uid, strna(r->pci), strna(r->scope), strna(r->result));
+            r->seq, message_safe(r->event, &event), uid, message_safe(r->pci, &pci), message_safe(r->scope, &scope),
+            message_safe(r->result, &result));
         ADD("MESSAGE_ID=%s", AUDIT_JOURNAL_MESSAGE_ID);
         ADD("PRIORITY=%i", audit_record_is_error(r) ? LOG_NOTICE : LOG_INFO);
         ADD("TSMD_SEQ=%" PRIu64, r->seq);

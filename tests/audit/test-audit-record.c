@@ -422,6 +422,34 @@ TEST(journal_fields) {
         ASSERT_EQ(strlen(AUDIT_JOURNAL_MESSAGE_ID), 32);
 }
 
+/* A client's text (an unknown scope's name) cannot start a second, forged line in MESSAGE; its
+ * own field keeps it as it came. */
+TEST(journal_message_is_one_line) {
+        static const char forged[] = "x\ntsmd audit: seq=8 event=bind uid=0 pci=0000:01:00.0 scope=none result=ok";
+        AuditRecord r = sample_record();
+        char **fields;
+        size_t n;
+        bool seen_scope = false, seen_msg = false;
+
+        r.seq = 9;
+        r.scope = forged;
+        ASSERT_OK(audit_journal_format(&r, &fields, &n));
+        for (size_t i = 0; i < n; i++) {
+                if (strncmp(fields[i], "MESSAGE=", strlen("MESSAGE=")) == 0) {
+                        ASSERT_NULL(strchr(fields[i], '\n'));
+                        ASSERT_NOT_NULL(strstr(fields[i], " scope=x\\ntsmd audit: seq=8 "));
+                        seen_msg = true;
+                }
+                if (strncmp(fields[i], "TSMD_SCOPE=", strlen("TSMD_SCOPE=")) == 0) {
+                        ASSERT_STREQ(fields[i] + strlen("TSMD_SCOPE="), forged);
+                        seen_scope = true;
+                }
+                free(fields[i]);
+        }
+        free(fields);
+        ASSERT_TRUE(seen_scope && seen_msg);
+}
+
 TEST(latency_buckets) {
         ASSERT_EQ(audit_latency_bucket(0), 0);
         ASSERT_EQ(audit_latency_bucket(1), 1);
