@@ -113,6 +113,12 @@ int audit_files_reopen_directory(AuditFiles *f) {
                 return -errno;
         if (fstat(f->dir_fd, &old) >= 0 && old.st_dev == new.st_dev && old.st_ino == new.st_ino)
                 return dir_make_private(f->dir_fd, f->directory);
+        /* SECURITY: the monitor made the directory ours at start, and no longer can: another one
+         * found at its path (a parent writable by someone else, a mount) must be ours already,
+         * not a directory someone prepared, and files in it, for us to write into. */
+        if (new.st_uid != geteuid())
+                return log_error_errno(-EPERM, "Audit log directory '%s' is another directory now, owned by uid "
+                                       "%u and not by us: refusing it.", f->directory, (unsigned) new.st_uid);
         if (flock(fd, LOCK_EX | LOCK_NB) < 0)
                 return errno == EWOULDBLOCK ? -EBUSY : -errno;
         r = dir_make_private(fd, f->directory);

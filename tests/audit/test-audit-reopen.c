@@ -190,6 +190,50 @@ TEST(failing_reopen_reports_its_error) {
         test_dir_remove(TAKE_PTR(dir));
 }
 
+/* SECURITY: a directory at the path that is not the worker's (someone who could write the parent
+ * put it there, with an audit.log of theirs) is refused at a reopen, and the log fails closed;
+ * once it is the worker's, the reopen takes it. */
+TEST(reopen_refuses_a_directory_not_ours) {
+        _cleanup_free_ char *dir = test_dir_new(), *moved = NULL;
+        struct event_base *base = event_base_new();
+        Reopened reopened = {};
+        AuditLogStatus st;
+        AuditConfig c;
+        AuditLog *a;
+        Acks acks = {};
+
+        if (geteuid() != 0)
+                SKIP("chown() to another uid needs root");
+        ASSERT_NOT_NULL(base);
+        test_config(&c, dir);
+        ASSERT_OK(audit_log_open(base, &c, &a));
+        commit_one(a, &acks);
+        run_until(base, &acks.n, 1);
+
+        moved = replace_dir(dir);
+        ASSERT_OK(chown(dir, 65534, 65534));
+        ASSERT_OK(audit_log_reopen_full(a, on_reopened, &reopened));
+        run_until(base, &reopened.n, 1);
+        ASSERT_EQ(reopened.error, -EPERM);
+        ASSERT_OK(audit_log_get_status(a, &st));
+        ASSERT_EQ(st.failed, -EPERM);
+
+        ASSERT_OK(chown(dir, geteuid(), getegid()));
+        reopened = (Reopened) {};
+        ASSERT_OK(audit_log_reopen_full(a, on_reopened, &reopened));
+        run_until(base, &reopened.n, 1);
+        ASSERT_EQ(reopened.error, 0);
+        commit_one(a, &acks);
+        run_until(base, &acks.n, 2);
+        ASSERT_EQ(acks.errors[1], 0);
+
+        a = audit_log_free(a);
+        event_base_free(base);
+        acks_done(&acks);
+        test_dir_remove(TAKE_PTR(moved));
+        test_dir_remove(TAKE_PTR(dir));
+}
+
 /* The scenario of an administrator who mounts a nearly full file system over the audit directory
  * and reloads: a call that acts asks for room while the reopen is pending. It waits, and is
  * refused with ENOSPC once the reopen found no room in the new files, before it did anything;
