@@ -178,6 +178,15 @@ bool peer_identity_same_process(const PeerIdentity *a, const PeerIdentity *b) {
         return a->pid > 0 && a->pid == b->pid;
 }
 
+bool peer_identity_may_be_same_process(const PeerIdentity *a, const PeerIdentity *b) {
+        if (!a || !b || a->uid != b->uid)
+                return false;
+        /* Neither a pidfs id nor a pid: nothing tells this process from another of its uid. */
+        if ((a->pidfs_id == 0 && a->pid <= 0) || (b->pidfs_id == 0 && b->pid <= 0))
+                return true;
+        return peer_identity_same_process(a, b);
+}
+
 /* libsystemd lookups: ENOMEM is an error, any other failure means "not known". */
 static int lookup_or_null(int (*func)(pid_t, char **), pid_t pid, char **ret) {
         char *s = NULL;

@@ -62,6 +62,12 @@ void peer_identity_done(PeerIdentity *id);
  * peer in a PID namespace we cannot see), so two such peers are never the same process. */
 bool peer_identity_same_process(const PeerIdentity *a, const PeerIdentity *b);
 
+/* True unless both identities are provably different processes: the same process, or, where
+ * either has neither a pidfs id nor a pid (a peer in a PID namespace we cannot see, on a kernel
+ * without pidfs), any process of the same uid. What counts a process's share errs this way: too
+ * many counted is a limit reached early, too few a limit anyone passes. */
+bool peer_identity_may_be_same_process(const PeerIdentity *a, const PeerIdentity *b);
+
 /* True if gid is the peer's primary gid or one of its supplementary groups. */
 bool peer_identity_in_group(const PeerIdentity *id, gid_t gid);
 

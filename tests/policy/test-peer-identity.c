@@ -446,6 +446,47 @@ TEST(same_process_rule) {
         ASSERT_FALSE(peer_identity_same_process(NULL, &(PeerIdentity){ .uid = 1, .pid = 1 }));
 }
 
+/* Which peers a limit counts together: every one that might be the same process. Where a peer
+ * has neither a pidfs id nor a pid, that is any peer of its uid; the uid always decides. */
+TEST(may_be_same_process_rule) {
+        static const struct {
+                uid_t uid_a;
+                pid_t pid_a;
+                uint64_t id_a;
+                uid_t uid_b;
+                pid_t pid_b;
+                uint64_t id_b;
+                bool may;
+        } cases[] = {
+                { 1, 10, 0, 1, 10, 0, true },
+                { 1, 10, 0, 1, 11, 0, false },
+                { 1, 10, 0, 2, 10, 0, false },
+                { 1, 0, 0, 1, 0, 0, true },    /* both hidden: they may be one */
+                { 1, 0, 0, 2, 0, 0, false },   /* but never across uids */
+                { 1, 0, 0, 1, 10, 0, true },
+                { 1, 0, 0, 1, 0, 7, true },
+                { 1, 0, 0, 1, 10, 7, true },
+                { 1, 0, 7, 1, 0, 7, true },
+                { 1, 0, 7, 1, 0, 8, false },   /* hidden, but told apart by pidfs */
+                { 1, 10, 7, 1, 10, 8, false },
+                { 1, 10, 7, 1, 10, 0, true },
+                { 1, 10, 7, 1, 11, 0, false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                PeerIdentity a = { .uid = cases[i].uid_a, .pid = cases[i].pid_a, .pidfs_id = cases[i].id_a },
+                             b = { .uid = cases[i].uid_b, .pid = cases[i].pid_b, .pidfs_id = cases[i].id_b };
+
+                if (peer_identity_may_be_same_process(&a, &b) != cases[i].may ||
+                    peer_identity_may_be_same_process(&b, &a) != cases[i].may)
+                        TEST_FAIL("case %zu: expected %s", i, cases[i].may ? "maybe the same process" : "not the same");
+                /* What is provably one process may be one. */
+                if (peer_identity_same_process(&a, &b))
+                        ASSERT_TRUE(peer_identity_may_be_same_process(&a, &b));
+        }
+        ASSERT_FALSE(peer_identity_may_be_same_process(NULL, &(PeerIdentity){ .uid = 1 }));
+}
+
 /* Whether this kernel gives pidfds a pidfs inode of their own (Linux 6.9, 64-bit). */
 static bool have_pidfs(void) {
         _cleanup_close_ int fd = pidfd_open(getpid(), 0);
