@@ -113,8 +113,22 @@ int guest_reply_error_kv(VarlinkCall *call, const char *error, const char *k1, j
                          json_object *v2);
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max);
 
-/* The per-client limits: the configuration's, lowered by the client's policy rule. */
-void guest_client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices);
+/* What a client holds, against the limits that count it: tsmd.conf's [Guest]
+ * MaxContextsPerClient= and MaxVDevicesPerClient= count its connection's contexts and vDevices,
+ * its policy rule's MaxContexts= and MaxVDevices= those of every connection of its process
+ * (peer_identity_may_be_same_process()): a VMM has two at least (WatchEvents keeps one busy), and
+ * more connections must not mean more contexts. */
+typedef struct GuestUsage {
+        size_t contexts, vdevices;                 /* the connection's */
+        size_t process_contexts, process_vdevices; /* of all its process's connections */
+        unsigned max_contexts, max_vdevices;       /* tsmd.conf's, for the connection */
+        unsigned rule_contexts, rule_vdevices;     /* the policy rule's, for the process */
+} GuestUsage;
+
+void guest_client_usage(GuestClient *c, GuestUsage *ret);
+/* The lowest of the limits that n more contexts (vDevices) would pass, 0 if none. */
+unsigned guest_usage_contexts_over(const GuestUsage *u, size_t n);
+unsigned guest_usage_vdevices_over(const GuestUsage *u, size_t n);
 /* The contexts over all clients, orphans included, and the most there may be: MaxContexts=,
  * lowered to the monitor's own maximum. */
 size_t guest_n_contexts(const Manager *m);

@@ -423,10 +423,10 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         uid_t uid = varlink_conn_get_peer(c->conn)->uid;
         bool token_len_ok = token && strlen(token) == RECLAIM_TOKEN_LEN;
         char reclaim_id[RECLAIM_ID_LEN + 1] = {}, new_token[RECLAIM_TOKEN_LEN + 1];
-        unsigned max_contexts, max_vdevices;
+        GuestUsage usage;
+        unsigned over_contexts, over_vdevices;
         TokenSent *ts;
         bool renewed;
-        size_t n_vdevices = 0;
         GuestContext *ctx = NULL;
         GuestVDevice *refused;
         TsmBackendType backend;
@@ -463,14 +463,14 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
 
         /* Taking a context back is taking one: the same rules as for a new one, the policy's
          * of today included, and its devices as for attaching them. Refused, it stays
-         * reclaimable (by a less busy connection, or by a client the policy lets have it). The
+         * reclaimable (by a less busy client, or by one the policy lets have it). The
          * device is named only to a caller of the owner's uid holding the token: the owner, or
          * whom it told the token. The owner's gid need not match: a VMM may come back under
          * another one (its unit's Group= changed), and what a group tells apart is the
          * policy's to judge, device by device, as it does here. */
-        guest_client_limits(c, &max_contexts, &max_vdevices);
-        for (size_t i = 0; i < c->n_contexts; i++)
-                n_vdevices += c->contexts[i]->n_vdevices;
+        guest_client_usage(c, &usage);
+        over_contexts = guest_usage_contexts_over(&usage, 1);
+        over_vdevices = guest_usage_vdevices_over(&usage, ctx->n_vdevices);
         if (!policy_is_client(m->policy, &c->identity))
                 r = guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason",
                                          json_object_new_string(GUEST_REASON_NO_CLIENT_RULE), NULL, NULL);
@@ -482,10 +482,10 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                                 refused->id, why);
                 r = guest_reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
                                          json_object_new_string(reason), NULL, NULL);
-        } else if (c->n_contexts >= max_contexts)
-                r = guest_reply_limit(call, "contexts", max_contexts);
-        else if (n_vdevices + ctx->n_vdevices > max_vdevices)
-                r = guest_reply_limit(call, "vdevices", max_vdevices);
+        } else if (over_contexts > 0)
+                r = guest_reply_limit(call, "contexts", over_contexts);
+        else if (over_vdevices > 0)
+                r = guest_reply_limit(call, "vdevices", over_vdevices);
         else if (!GREEDY_REALLOC(c->contexts, c->allocated_contexts, c->n_contexts + 1))
                 r = -ENOMEM;
         else

@@ -246,13 +246,56 @@ static json_object *state_json(Manager *m, const GuestContext *ctx, const GuestV
 
 /* ---- contexts -------------------------------------------------------------------------- */
 
-void guest_client_limits(GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices) {
+static size_t client_vdevices(const GuestClient *c) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < c->n_contexts; i++)
+                n += c->contexts[i]->n_vdevices;
+        return n;
+}
+
+void guest_client_usage(GuestClient *c, GuestUsage *ret) {
         Manager *m = c->manager;
         unsigned pc = UINT_MAX, pv = UINT_MAX;
+        GuestUsage u = {
+                .contexts = c->n_contexts,
+                .vdevices = client_vdevices(c),
+                .max_contexts = m->config.max_contexts_per_client,
+                .max_vdevices = m->config.max_vdevices_per_client,
+        };
+        const GuestClient *o;
 
         policy_get_limits(m->policy, &c->identity, &pc, &pv);
-        *ret_contexts = MIN(m->config.max_contexts_per_client, pc ?: UINT_MAX);
-        *ret_vdevices = MIN(m->config.max_vdevices_per_client, pv ?: UINT_MAX);
+        u.rule_contexts = pc ?: UINT_MAX;
+        u.rule_vdevices = pv ?: UINT_MAX;
+
+        /* SECURITY: the rule bounds a VMM, not one of its connections: a second connection of
+         * the process (or of one that cannot be told from it) is no room for more. As
+         * guest_n_contexts(), one pass over the connections. */
+        LIST_FOREACH(o, &m->guest_clients, entry)
+                if (o == c || peer_identity_may_be_same_process(&o->identity, &c->identity)) {
+                        u.process_contexts += o->n_contexts;
+                        u.process_vdevices += o == c ? u.vdevices : client_vdevices(o);
+                }
+        *ret = u;
+}
+
+static unsigned limit_over(size_t held, size_t n, unsigned max, size_t process_held, unsigned rule_max) {
+        unsigned over = 0;
+
+        if (held + n > max)
+                over = max;
+        if (process_held + n > rule_max && (over == 0 || rule_max < over))
+                over = rule_max;
+        return over;
+}
+
+unsigned guest_usage_contexts_over(const GuestUsage *u, size_t n) {
+        return limit_over(u->contexts, n, u->max_contexts, u->process_contexts, u->rule_contexts);
+}
+
+unsigned guest_usage_vdevices_over(const GuestUsage *u, size_t n) {
+        return limit_over(u->vdevices, n, u->max_vdevices, u->process_vdevices, u->rule_vdevices);
 }
 
 size_t guest_n_contexts(const Manager *m) {
@@ -276,17 +319,19 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
                        char ret_token[static RECLAIM_TOKEN_LEN + 1], int *ret_fd) {
         GuestClient *c = guest_client_of(call);
         Manager *m = c->manager;
-        unsigned max, max_vdevices;
         _cleanup_free_ GuestContext *ctx = NULL;
+        GuestUsage usage;
+        unsigned over;
         char token[RECLAIM_TOKEN_LEN + 1];
         int r;
 
         /* SECURITY: only clients the policy knows get an iommufd. */
         if (!policy_is_client(m->policy, &c->identity))
                 return reply_denied(call, GUEST_REASON_NO_CLIENT_RULE);
-        guest_client_limits(c, &max, &max_vdevices);
-        if (c->n_contexts >= max)
-                return guest_reply_limit(call, "contexts", max);
+        guest_client_usage(c, &usage);
+        over = guest_usage_contexts_over(&usage, 1);
+        if (over > 0)
+                return guest_reply_limit(call, "contexts", over);
         /* Each is an fd the monitor holds: the orphans waiting for their owners count too. */
         if (guest_n_contexts(m) >= guest_max_contexts(m))
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
@@ -677,7 +722,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *reply = NULL, *scopes = NULL, *vfio;
         TsmDeviceInfo info;
         GuestContext *ctx;
-        unsigned total = 0, max_contexts, max_vdevices;
+        GuestUsage usage;
+        unsigned over;
         int r;
 
         if (lookup(call, p, &ctx, NULL) <= 0)
@@ -720,11 +766,10 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (device_attached_anywhere(m, info.pci_address))
                 return reply_device_busy(call, info.pci_address);
 
-        for (size_t i = 0; i < c->n_contexts; i++)
-                total += c->contexts[i]->n_vdevices;
-        guest_client_limits(c, &max_contexts, &max_vdevices);
-        if (total >= max_vdevices)
-                return guest_reply_limit(call, "vdevices", max_vdevices);
+        guest_client_usage(c, &usage);
+        over = guest_usage_vdevices_over(&usage, 1);
+        if (over > 0)
+                return guest_reply_limit(call, "vdevices", over);
 
         r = build_scopes(m, c, &info, &scopes);
         if (r < 0)
@@ -1239,12 +1284,8 @@ GuestClient *guest_client_next(Manager *m, GuestClient *prev) {
 
 void guest_client_get_stats(const GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices,
                             uint64_t *ret_calls) {
-        unsigned n = 0;
-
-        for (size_t i = 0; i < c->n_contexts; i++)
-                n += (unsigned) c->contexts[i]->n_vdevices;
         *ret_contexts = (unsigned) c->n_contexts;
-        *ret_vdevices = n;
+        *ret_vdevices = (unsigned) client_vdevices(c);
         *ret_calls = c->ops.n_answered;
 }
 

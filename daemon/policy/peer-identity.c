@@ -5,7 +5,13 @@
  * never lend its unit to the client. Runs in: the worker.
  */
 
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -136,17 +142,88 @@ static int get_peer_pidfd(int fd, pid_t pid, PeerIdentityFlags flags) {
         return pidfd;
 }
 
+int pidfd_fdinfo_get_pid(int pidfd, pid_t *ret) {
+        char path[sizeof("/proc/self/fdinfo/") + 11], buf[4096];
+        _cleanup_close_ int fd = -EBADF;
+        bool have_pid = false, have_nspid = false;
+        long long pid = 0;
+        size_t n = 0;
+
+        if (pidfd < 0)
+                return -EBADF;
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%i", pidfd);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return errno == ENOENT ? -EOPNOTSUPP : negative_errno(); /* no /proc */
+        for (;;) {
+                ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n == sizeof(buf) - 1) /* a pidfd's is a few lines: not one */
+                        return -EIO;
+        }
+        buf[n] = 0;
+
+        for (const char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+                if (strncmp(line, "NSpid:", 6) == 0)
+                        have_nspid = true;
+                else if (strncmp(line, "Pid:", 4) == 0) {
+                        char *end;
+
+                        errno = 0;
+                        pid = strtoll(line + 4, &end, 10);
+                        if (errno != 0 || end == line + 4 || (*end != '\n' && *end != 0) || pid < -1 ||
+                            pid > INT_MAX)
+                                return -EIO;
+                        have_pid = true;
+                }
+        }
+        /* Not a pidfd; or Linux < 5.5, which went on showing a reaped process's old pid. The
+         * "-1" for a reaped process came in the release that brought NSpid (with
+         * CONFIG_PID_NS, which every distribution sets): without NSpid, Pid proves nothing. */
+        if (!have_pid || !have_nspid)
+                return -EOPNOTSUPP;
+        *ret = (pid_t) pid;
+        return 0;
+}
+
 int pidfd_is_alive(int pidfd) {
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        pid_t pid;
+        int r;
+
         if (pidfd < 0)
                 return -EBADF;
 
-        /* Signal 0 checks existence (and permission) without sending anything. The kernel looks
-         * the process up before it checks permission, so EPERM still proves it exists: the
-         * unprivileged worker gets EPERM for every peer of another uid. A zombie counts as
-         * alive, correctly: its pid cannot be reused before it is reaped. */
-        if (pidfd_send_signal(pidfd, 0, NULL, 0) >= 0)
+        /* SECURITY: nothing here may take "not allowed" for "exists". A pidfd polls readable once
+         * the process exited: until then it cannot have been reaped, and poll() asks no
+         * permission over the process. A zombie counts as alive, correctly: its pid cannot be
+         * reused before it is reaped. */
+        r = poll(&p, 1, 0);
+        if (r < 0)
+                return negative_errno();
+        if (r == 0)
                 return 1;
-        if (errno == EPERM)
+        if (p.revents & POLLNVAL)
+                return -EBADF;
+
+        /* Exited: reaped or not, fdinfo tells, without permission either ("Pid: -1" once
+         * reaped; 0 for a process in a PID namespace we cannot see, which still exists). */
+        if (pidfd_fdinfo_get_pid(pidfd, &pid) >= 0)
+                return pid >= 0;
+
+        /* Without fdinfo's word (Linux < 5.5, no /proc): signal 0, which checks existence and
+         * then permission. Only success and ESRCH prove anything: EPERM is the kernel's "not
+         * yours" for a process of another uid, but just as well a seccomp filter's or an LSM's
+         * refusal (the unit's SystemCallErrorNumber=EPERM), which says nothing about the
+         * process. Not proven alive, the peer has no unit. */
+        if (pidfd_send_signal(pidfd, 0, NULL, 0) >= 0)
                 return 1;
         if (errno == ESRCH)
                 return 0;
@@ -176,6 +253,15 @@ bool peer_identity_same_process(const PeerIdentity *a, const PeerIdentity *b) {
         /* SECURITY: SO_PEERCRED reports pid 0 for every peer in a PID namespace we cannot see
          * (tsmd in a container): equal zeros say nothing about which process it is. */
         return a->pid > 0 && a->pid == b->pid;
+}
+
+bool peer_identity_may_be_same_process(const PeerIdentity *a, const PeerIdentity *b) {
+        if (!a || !b || a->uid != b->uid)
+                return false;
+        /* Neither a pidfs id nor a pid: nothing tells this process from another of its uid. */
+        if ((a->pidfs_id == 0 && a->pid <= 0) || (b->pidfs_id == 0 && b->pid <= 0))
+                return true;
+        return peer_identity_same_process(a, b);
 }
 
 /* libsystemd lookups: ENOMEM is an error, any other failure means "not known". */

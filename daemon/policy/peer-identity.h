@@ -62,6 +62,12 @@ void peer_identity_done(PeerIdentity *id);
  * peer in a PID namespace we cannot see), so two such peers are never the same process. */
 bool peer_identity_same_process(const PeerIdentity *a, const PeerIdentity *b);
 
+/* True unless both identities are provably different processes: the same process, or, where
+ * either has neither a pidfs id nor a pid (a peer in a PID namespace we cannot see, on a kernel
+ * without pidfs), any process of the same uid. What counts a process's share errs this way: too
+ * many counted is a limit reached early, too few a limit anyone passes. */
+bool peer_identity_may_be_same_process(const PeerIdentity *a, const PeerIdentity *b);
+
 /* True if gid is the peer's primary gid or one of its supplementary groups. */
 bool peer_identity_in_group(const PeerIdentity *id, gid_t gid);
 
@@ -83,8 +89,14 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, PeerIdentity
 int peer_identity_read_unit(pid_t pid, int pidfd, char **ret_unit, char **ret_user_unit,
                             char **ret_cgroup);
 
-/* 1 if the process behind pidfd has not been reaped, 0 if it has, < 0 on other errors. */
+/* 1 if the process behind pidfd has not been reaped, 0 if it has, < 0 if that cannot be shown
+ * (as on a kernel without fdinfo's word, when a seccomp filter or an LSM refuses the signal). */
 int pidfd_is_alive(int pidfd);
+
+/* The "Pid:" of /proc/self/fdinfo/<pidfd>: -1 once the process was reaped, 0 if it lives in a PID
+ * namespace we cannot see. -EOPNOTSUPP where it does not tell a reaped process (Linux < 5.5,
+ * which showed the old pid) or there is none (no /proc, not a pidfd). */
+int pidfd_fdinfo_get_pid(int pidfd, pid_t *ret);
 
 /* The pidfs id of the process behind pidfd (see PeerIdentity.pidfs_id), 0 if not known. */
 uint64_t pidfd_get_pidfs_id(int pidfd);

@@ -1359,6 +1359,118 @@ TEST(rule_limits_lower_the_configured_ones) {
         tsmd_teardown(&t);
 }
 
+#define POLICY_SMALL_VM                                                                            \
+        "[Client:vm]\n"                                                                            \
+        "Users=root\n"                                                                             \
+        "Devices=*\n"                                                                              \
+        "MaxContexts=2\n"                                                                          \
+        "MaxVDevices=1\n"
+#define CONF_FIVE CONF_EMU(DEV1 "," DEV2 "," DEV3 "," DEV4 "," DEV5, "")
+
+/* A rule bounds a VMM, not one of its connections: the test's own (tsmd_connect()) are of one
+ * process, and a second one is no room for more. Another process of the uid (a helper's
+ * connection) is another VMM, with limits of its own. */
+TEST(rule_limits_count_every_connection_of_the_process) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_SMALL_VM } };
+        VarlinkClient *a, *b, *other;
+        int64_t ca, cb, co[2];
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_FIVE, .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+        other = tsmd_connect_as(&t, 0, 0);
+
+        ca = guest_open_context(a);
+        cb = guest_open_context(b);
+        CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":2}");
+        CALL_ERROR(a, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":2}");
+        CALL_OK(a, G "AttachDevice", guest_attach_params(ca, 1, DEV1));
+        CALL_ERROR(b, G "AttachDevice", guest_attach_params(cb, 1, DEV2), E_GUEST("LimitReached"),
+                   "{\"limit\":\"vdevices\",\"max\":1}");
+
+        /* Another process of the same uid counts its own. */
+        co[0] = guest_open_context(other);
+        co[1] = guest_open_context(other);
+        CALL_ERROR(other, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":2}");
+        CALL_OK(other, G "AttachDevice", guest_attach_params(co[1], 1, DEV2));
+        CALL_ERROR(other, G "AttachDevice", guest_attach_params(co[0], 1, DEV3), E_GUEST("LimitReached"),
+                   "{\"limit\":\"vdevices\",\"max\":1}");
+
+        /* Room one connection makes is the other's: the process's. */
+        CALL_OK(a, G "DetachDevice", guest_vdev_params(ca, 1));
+        CALL_OK(b, G "AttachDevice", guest_attach_params(cb, 1, DEV1));
+        CALL_OK(a, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ca));
+        guest_open_context(b);
+        CALL_ERROR(a, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts\",\"max\":2}");
+        /* Refused, and on record as such, as ever. */
+        tsmd_expect_audit(&t, 0, "open-context", E_GUEST("LimitReached"), 4);
+        tsmd_expect_audit(&t, 0, "attach", E_GUEST("LimitReached"), 2);
+
+        varlink_client_free(a);
+        varlink_client_free(b);
+        varlink_client_free(other);
+        tsmd_teardown(&t);
+}
+
+static int64_t open_for_reclaim(VarlinkClient *c, char token[static 64]) {
+        json_object *r = CALL_OK(c, G "OpenContext", NULL);
+
+        snprintf(token, 64, "%s", JSTR(r, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor")));
+        return JINT(r, "context");
+}
+
+static const char *reclaim_params(const char *token) {
+        return strf("{\"reclaimToken\":\"%s\"}", token);
+}
+
+static void reclaim(VarlinkClient *c, const char *token) {
+        json_object *r = CALL_OK(c, G "ReclaimContext", reclaim_params(token));
+
+        safe_close(varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor")));
+}
+
+/* Taking a context back after a restart is taking one: counted over the process's connections
+ * as OpenContext and AttachDevice are. */
+TEST(rule_limits_count_reclaims_over_the_process) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_SMALL_VM } };
+        char with_vdevice[64], without[64];
+        VarlinkClient *a, *b1, *b2;
+        int64_t c1, c3;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_FIVE, .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t);
+        c1 = open_for_reclaim(a, with_vdevice);
+        CALL_OK(a, G "AttachDevice", guest_attach_params(c1, 1, DEV1));
+        open_for_reclaim(a, without);
+        tsmd_kill_worker(&t);
+        varlink_client_free(a);
+
+        b1 = tsmd_connect(&t);
+        b2 = tsmd_connect(&t);
+        c3 = guest_open_context(b1);
+        CALL_OK(b1, G "AttachDevice", guest_attach_params(c3, 1, DEV2));
+        /* Two contexts would do; two vDevices would not. */
+        CALL_ERROR(b2, G "ReclaimContext", reclaim_params(with_vdevice), E_GUEST("LimitReached"),
+                   "{\"limit\":\"vdevices\",\"max\":1}");
+        CALL_OK(b1, G "DetachDevice", guest_vdev_params(c3, 1));
+        reclaim(b2, with_vdevice);
+        /* Three contexts would not. */
+        CALL_ERROR(b1, G "ReclaimContext", reclaim_params(without), E_GUEST("LimitReached"),
+                   "{\"limit\":\"contexts\",\"max\":2}");
+        CALL_OK(b1, G "CloseContext", strf("{\"context\":%" PRIi64 "}", c3));
+        reclaim(b1, without);
+        tsmd_expect_audit(&t, 0, "reclaim-context", E_GUEST("LimitReached"), 2);
+
+        varlink_client_free(b1);
+        varlink_client_free(b2);
+        tsmd_teardown(&t);
+}
+
 /* ---- [Admin] ---------------------------------------------------------------------------------- */
 
 TEST(admin_users_may_administer) {

@@ -3,7 +3,8 @@
  * Peer identity over socketpairs and over a real listening socket: uid, gid, pid and
  * supplementary groups of ourselves and of a child that dropped to another uid/gid/groups;
  * the pidfd liveness gate (an exited or reaped peer, a pid that now names someone else, pid
- * 0); the unit and cgroup of a peer, both where we run inside a unit and, as root, in cgroups
+ * 0; a seccomp filter refusing the signal; no fdinfo); which peers are, or may be, one process;
+ * the unit and cgroup of a peer, both where we run inside a unit and, as root, in cgroups
  * made for the test. Each case runs with SO_PEERPIDFD and with the pidfd_open() fallback.
  *
  * Runs in: tests. Cases that change uid or create cgroups need root and SKIP without it.
@@ -11,13 +12,19 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
+#include <linux/filter.h>
 #include <linux/magic.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <systemd/sd-login.h>
 
@@ -446,6 +453,47 @@ TEST(same_process_rule) {
         ASSERT_FALSE(peer_identity_same_process(NULL, &(PeerIdentity){ .uid = 1, .pid = 1 }));
 }
 
+/* Which peers a limit counts together: every one that might be the same process. Where a peer
+ * has neither a pidfs id nor a pid, that is any peer of its uid; the uid always decides. */
+TEST(may_be_same_process_rule) {
+        static const struct {
+                uid_t uid_a;
+                pid_t pid_a;
+                uint64_t id_a;
+                uid_t uid_b;
+                pid_t pid_b;
+                uint64_t id_b;
+                bool may;
+        } cases[] = {
+                { 1, 10, 0, 1, 10, 0, true },
+                { 1, 10, 0, 1, 11, 0, false },
+                { 1, 10, 0, 2, 10, 0, false },
+                { 1, 0, 0, 1, 0, 0, true },    /* both hidden: they may be one */
+                { 1, 0, 0, 2, 0, 0, false },   /* but never across uids */
+                { 1, 0, 0, 1, 10, 0, true },
+                { 1, 0, 0, 1, 0, 7, true },
+                { 1, 0, 0, 1, 10, 7, true },
+                { 1, 0, 7, 1, 0, 7, true },
+                { 1, 0, 7, 1, 0, 8, false },   /* hidden, but told apart by pidfs */
+                { 1, 10, 7, 1, 10, 8, false },
+                { 1, 10, 7, 1, 10, 0, true },
+                { 1, 10, 7, 1, 11, 0, false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                PeerIdentity a = { .uid = cases[i].uid_a, .pid = cases[i].pid_a, .pidfs_id = cases[i].id_a },
+                             b = { .uid = cases[i].uid_b, .pid = cases[i].pid_b, .pidfs_id = cases[i].id_b };
+
+                if (peer_identity_may_be_same_process(&a, &b) != cases[i].may ||
+                    peer_identity_may_be_same_process(&b, &a) != cases[i].may)
+                        TEST_FAIL("case %zu: expected %s", i, cases[i].may ? "maybe the same process" : "not the same");
+                /* What is provably one process may be one. */
+                if (peer_identity_same_process(&a, &b))
+                        ASSERT_TRUE(peer_identity_may_be_same_process(&a, &b));
+        }
+        ASSERT_FALSE(peer_identity_may_be_same_process(NULL, &(PeerIdentity){ .uid = 1 }));
+}
+
 /* Whether this kernel gives pidfds a pidfs inode of their own (Linux 6.9, 64-bit). */
 static bool have_pidfs(void) {
         _cleanup_close_ int fd = pidfd_open(getpid(), 0);
@@ -583,6 +631,175 @@ TEST(pidfd_liveness_without_permission) {
         }
         ASSERT_EQ(waitpid(child, &status, 0), child);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A child killed and reaped: a pidfd of a process that is gone. */
+static int reaped_pidfd(void) {
+        pid_t pid = fork_sleeper();
+        int pidfd = pidfd_open(pid, 0);
+
+        ASSERT_OK(pidfd);
+        ASSERT_OK(kill(pid, SIGKILL));
+        ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+        return pidfd;
+}
+
+TEST(pidfd_fdinfo_pid) {
+        _cleanup_close_ int pidfd = -EBADF, dead = -EBADF, null = -EBADF;
+        siginfo_t si = {};
+        pid_t pid, got = 0;
+        int r;
+
+        if (!pidfd_works())
+                SKIP("pidfd_open()/pidfd_send_signal() not available here");
+        pid = fork_sleeper();
+        pidfd = pidfd_open(pid, 0);
+        ASSERT_OK(pidfd);
+        r = pidfd_fdinfo_get_pid(pidfd, &got);
+        if (r == -EOPNOTSUPP) {
+                (void) kill(pid, SIGKILL);
+                (void) waitpid(pid, NULL, 0);
+                SKIP("fdinfo does not tell a reaped process here (Linux < 5.5, or no /proc)");
+        }
+        ASSERT_OK(r);
+        ASSERT_EQ(got, pid);
+
+        ASSERT_OK(kill(pid, SIGKILL));
+        ASSERT_OK(waitid(P_PID, (id_t) pid, &si, WEXITED | WNOWAIT));
+        ASSERT_OK(pidfd_fdinfo_get_pid(pidfd, &got)); /* a zombie keeps its pid */
+        ASSERT_EQ(got, pid);
+        ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+        ASSERT_OK(pidfd_fdinfo_get_pid(pidfd, &got));
+        ASSERT_EQ(got, -1);
+
+        dead = reaped_pidfd();
+        ASSERT_OK(pidfd_fdinfo_get_pid(dead, &got));
+        ASSERT_EQ(got, -1);
+
+        null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_OK(null);
+        ASSERT_ERRNO(pidfd_fdinfo_get_pid(null, &got), EOPNOTSUPP);
+        ASSERT_ERRNO(pidfd_fdinfo_get_pid(-1, &got), EBADF);
+}
+
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424 /* the same number on every architecture */
+#endif
+
+/* As a unit's SystemCallFilter=~@process with SystemCallErrorNumber=EPERM would: the signal
+ * fails with the kernel's own word for "exists, but not yours". */
+static void refuse_pidfd_send_signal(void) {
+        struct sock_filter filter[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_send_signal, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { .len = ELEMENTSOF(filter), .filter = filter };
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+                _exit(10);
+}
+
+/* SECURITY: an EPERM a filter gives is no proof that a process exists: under one, a reaped
+ * process is still found dead, and a live one (a zombie too) alive. */
+TEST(pidfd_liveness_under_a_seccomp_filter) {
+        _cleanup_close_ int self = -EBADF, zombie = -EBADF, dead = -EBADF;
+        siginfo_t si = {};
+        pid_t z, child;
+        int status;
+
+        if (!pidfd_works())
+                SKIP("pidfd_open()/pidfd_send_signal() not available here");
+        self = pidfd_open(getpid(), 0);
+        ASSERT_OK(self);
+        dead = reaped_pidfd();
+        z = fork_sleeper();
+        zombie = pidfd_open(z, 0);
+        ASSERT_OK(zombie);
+        ASSERT_OK(kill(z, SIGKILL));
+        ASSERT_OK(waitid(P_PID, (id_t) z, &si, WEXITED | WNOWAIT));
+
+        fflush(NULL);
+        child = fork();
+        ASSERT_OK(child);
+        if (child == 0) {
+                char *unit = NULL, *cgroup = NULL;
+                pid_t pid;
+
+                refuse_pidfd_send_signal();
+                if (pidfd_send_signal(self, 0, NULL, 0) >= 0 || errno != EPERM)
+                        _exit(11); /* the filter did not take */
+                if (pidfd_is_alive(dead) != 0)
+                        _exit(12);
+                if (pidfd_is_alive(self) != 1)
+                        _exit(13);
+                /* An exited process is told from a reaped one by fdinfo alone. */
+                if (pidfd_fdinfo_get_pid(zombie, &pid) >= 0 && pidfd_is_alive(zombie) != 1)
+                        _exit(14);
+                /* What the finding was: a unit or cgroup read by a pid the dead peer's no longer is. */
+                if (peer_identity_read_unit(getpid(), dead, &unit, NULL, &cgroup) < 0 || unit || cgroup)
+                        _exit(15);
+                _exit(0);
+        }
+        ASSERT_EQ(waitpid(child, &status, 0), child);
+        ASSERT_EQ(waitpid(z, NULL, 0), z);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("checker status 0x%x (10: no filter, 11: filter ineffective, 12: the reaped process "
+                          "taken for alive, 13: ourselves not, 14: the zombie not, 15: a unit read by pid kept)",
+                          status);
+}
+
+/* Without fdinfo (no /proc here, as before Linux 5.5), an exited process is told by the signal,
+ * and a refused signal proves nothing: the zombie is not proven alive, so a unit read meanwhile
+ * would be dropped. A process that has not exited needs neither. */
+TEST(pidfd_liveness_without_fdinfo) {
+        _cleanup_close_ int self = -EBADF, zombie = -EBADF, dead = -EBADF;
+        siginfo_t si = {};
+        pid_t z, child;
+        int status;
+
+        if (geteuid() != 0)
+                SKIP("needs root to hide /proc in a mount namespace of its own");
+        if (!pidfd_works())
+                SKIP("pidfd_open()/pidfd_send_signal() not available here");
+        self = pidfd_open(getpid(), 0);
+        ASSERT_OK(self);
+        dead = reaped_pidfd();
+        z = fork_sleeper();
+        zombie = pidfd_open(z, 0);
+        ASSERT_OK(zombie);
+        ASSERT_OK(kill(z, SIGKILL));
+        ASSERT_OK(waitid(P_PID, (id_t) z, &si, WEXITED | WNOWAIT));
+
+        fflush(NULL);
+        child = fork();
+        ASSERT_OK(child);
+        if (child == 0) {
+                pid_t pid;
+
+                if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+                    mount("none", "/proc", "tmpfs", 0, NULL) < 0)
+                        _exit(77);
+                if (pidfd_fdinfo_get_pid(self, &pid) != -EOPNOTSUPP)
+                        _exit(10);
+                if (pidfd_is_alive(self) != 1 || pidfd_is_alive(zombie) != 1 || pidfd_is_alive(dead) != 0)
+                        _exit(11);
+                refuse_pidfd_send_signal();
+                if (pidfd_is_alive(self) != 1)
+                        _exit(12);
+                if (pidfd_is_alive(zombie) != -EPERM || pidfd_is_alive(dead) != -EPERM)
+                        _exit(13);
+                _exit(0);
+        }
+        ASSERT_EQ(waitpid(child, &status, 0), child);
+        ASSERT_EQ(waitpid(z, NULL, 0), z);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+                SKIP("cannot mount over /proc here");
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("checker status 0x%x (10: fdinfo still read, 11: wrong without a filter, 12: ourselves "
+                          "not alive under it, 13: a refused signal taken for an answer)",
+                          status);
 }
 
 TEST(read_unit_refuses_reused_pid) {
