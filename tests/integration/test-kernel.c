@@ -1603,6 +1603,34 @@ TEST(a_late_answer_names_a_record_held_for_a_reopen) {
         teardown(&e);
 }
 
+/* The same for the unbind of a release (a VMM hung up with its device bound). */
+TEST(a_late_answer_names_a_release_held_for_a_reopen) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
+        int64_t ctx;
+        Env e;
+
+        setup_env(&e, 5 * USEC_PER_SEC, "", true);
+        c = tsmd_connect_guest(&e.tsmd);
+        d = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+
+        hold(&e, 11, true);
+        fail(&e, 11, EIO);
+        reopen_hold(&e, d, ctx);
+        varlink_client_free(TAKE_PTR(c));
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+
+        unplug_nic(&e);
+        /* Logged right before its record, held. */
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Failed to unbind " NIC_ADDR " while releasing it", 1, TSMD_WAIT_USEC));
+        reopen_let_go(&e);
+        late_names_held_record(&e, "release");
+
+        varlink_client_free(TAKE_PTR(d));
+        teardown(&e);
+}
+
 /* The audit log fails (its disk does), and then the kernel answers a timed-out request late:
  * the worker cannot queue the record, so it does not acknowledge the answer, and keeps it. */
 static void late_answer_while_the_log_fails(Env *e, VarlinkClient *c) {
