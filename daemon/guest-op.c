@@ -183,25 +183,37 @@ static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *user
         op_free(op);
 }
 
+/* The record a late answer names was held for a reopen of the log, and is numbered now (op lives
+ * until it is durable). */
+static void on_record_numbered(AuditLog *a, uint64_t seq, void *userdata) {
+        GuestOp *op = userdata;
+
+        guest_late_remember(op->manager, op->priv_cookie, seq);
+}
+
 /* The method answered: record the outcome, answer once it is on disk. */
 static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
         GuestOp *op = userdata;
         AuditReservation *res = TAKE_PTR(op->reservation);
         AuditRecord rec;
         uint64_t seq = 0;
+        bool may_answer_late;
         int r;
 
         op->answer = message;
         op_fill_record(op, result_of(message), &rec);
-        r = audit_log_commit(res, &rec, on_record_committed, op, &seq);
+        /* It failed (Timeout, DeviceGone, ...) while the kernel may have it: a late answer names
+         * this record, numbered now or, held for a pending reopen of the log, once the reopen
+         * finished; either way before anything after it can come. */
+        may_answer_late = op->priv_cookie != 0 && audit_record_is_error(&rec);
+        r = audit_log_commit_full(res, &rec, on_record_committed, may_answer_late ? on_record_numbered : NULL, op,
+                                  &seq);
         if (r < 0) {
                 on_record_committed(op->manager->audit, 0, r, op);
                 return;
         }
-        /* It failed (Timeout, DeviceGone, ...) while the kernel may have it: a late answer names
-         * this record. Numbered now, before anything after it can come. */
-        if (op->priv_cookie != 0 && audit_record_is_error(&rec))
-                guest_late_remember(op->manager, op->priv_cookie, seq);
+        if (may_answer_late)
+                guest_late_remember(op->manager, op->priv_cookie, seq); /* nothing if 0: held */
 }
 
 static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {

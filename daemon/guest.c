@@ -449,14 +449,29 @@ Release *guest_release_free(Release *rel) {
         return mfree(rel);
 }
 
+/* A failed release's record, which a late answer of the kernel names: held for a pending reopen
+ * of the log, it is remembered once numbered. */
+typedef struct ReleaseOrigin {
+        Manager *manager;
+        uint32_t priv_cookie;
+} ReleaseOrigin;
+
 /* Records what tsmd does on a client's behalf without a call. */
 static void on_release_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        free(userdata); /* the ReleaseOrigin, if any */
         if (error < 0)
                 log_error_errno(error, "Audit record of a release failed: %m");
 }
 
+static void on_release_numbered(AuditLog *a, uint64_t seq, void *userdata) {
+        ReleaseOrigin *o = userdata;
+
+        guest_late_remember(o->manager, o->priv_cookie, seq);
+}
+
 void guest_audit_release(const Release *rel, int result) {
         AuditRecord rec = AUDIT_RECORD_INIT;
+        ReleaseOrigin *origin = NULL;
         TsmDeviceInfo info;
         bool gate_refused;
         uint64_t seq = 0;
@@ -482,14 +497,22 @@ void guest_audit_release(const Release *rel, int result) {
                      result == -ENODEV      ? GUEST_ERROR("DeviceGone") :
                      gate_refused           ? GUEST_ERROR("Denied") :
                                               GUEST_ERROR("BackendError");
-        r = audit_log_record_owed(rel->manager->audit, &rec, on_release_recorded, NULL, &seq);
+        /* It failed while the kernel may have it: a late answer names this record, numbered now
+         * or, held for a pending reopen of the log, once the reopen finished. Without memory for
+         * the link, a late answer during a reopen lacks its originalSeq. */
+        if (result < 0 && rel->priv_cookie != 0) {
+                origin = new(ReleaseOrigin, 1);
+                if (origin)
+                        *origin = (ReleaseOrigin){ .manager = rel->manager, .priv_cookie = rel->priv_cookie };
+        }
+        r = audit_log_record_owed_full(rel->manager->audit, &rec, on_release_recorded,
+                                       origin ? on_release_numbered : NULL, origin, &seq);
         if (r < 0) {
-                on_release_recorded(rel->manager->audit, 0, r, NULL);
+                on_release_recorded(rel->manager->audit, 0, r, origin);
                 return;
         }
-        /* It failed while the kernel may have it: a late answer names this record. */
         if (result < 0)
-                guest_late_remember(rel->manager, rel->priv_cookie, seq);
+                guest_late_remember(rel->manager, rel->priv_cookie, seq); /* nothing if 0: held */
 }
 
 static void on_release_unbound(int result, const void *response, size_t len, void *userdata) {

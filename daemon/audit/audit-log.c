@@ -872,6 +872,11 @@ int audit_log_commit(AuditReservation *res, const AuditRecord *record, AuditComm
         return commit(res, record, cb, NULL, userdata, ret_seq);
 }
 
+int audit_log_commit_full(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
+                          AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
+        return commit(res, record, cb, numbered, userdata, ret_seq);
+}
+
 static int record(AuditLog *a, bool bounded, AuditPool pool, const AuditRecord *rec, AuditCommitCallback cb,
                   AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
         AuditReservation *res;

@@ -181,6 +181,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditReservation *, audit_log_cancel);
  * committed while a reopen is pending (numbered when it finished; cb gets the number). */
 int audit_log_commit(AuditReservation *r, const AuditRecord *record, AuditCommitCallback cb,
                      void *userdata, uint64_t *ret_seq);
+/* The same, and numbered (may be NULL) is told the seq of a record held for a pending reopen once
+ * it has one (see audit_log_record_owed_full()). */
+int audit_log_commit_full(AuditReservation *r, const AuditRecord *record, AuditCommitCallback cb,
+                          AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq);
 
 /* Reserve + commit, for lifecycle events that have nothing to refuse. */
 int audit_log_record(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,

@@ -1479,6 +1479,158 @@ TEST(a_late_answer_recorded_after_a_reopen_is_not_audited_twice) {
         teardown(&e);
 }
 
+/* A reload's reopen of the audit log held pending: a refusal's record (d's, answered once durable:
+ * not waited for) waits for a slow disk, the reopen behind it. Records committed now are held,
+ * numbered once it finished (reopen_let_go()). */
+static void reopen_hold(Env *e, VarlinkClient *d, int64_t ctx) {
+        const char *refused;
+        size_t lines;
+
+        write_file(strf("%s/hold-sync", e->kernel_dir), "");
+        lines = audit_lines(e);
+        refused = strf("{\"method\":\"" G "GuestRequest\",\"parameters\":%s}", request_params(ctx, 99, "info"));
+        ASSERT_EQ(send(varlink_client_get_fd(d), refused, strlen(refused) + 1, MSG_NOSIGNAL),
+                  (ssize_t) strlen(refused) + 1);
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; audit_lines(e) == lines; sleep_usec(5 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("the worker never wrote the refusal's record");
+        tsmd_write_config(&e->tsmd, "[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\nRequestTimeoutUSec=5000000\n");
+        tsmd_kill(&e->tsmd, SIGHUP);
+        ASSERT_TRUE(tsmd_wait_log(&e->tsmd, "Reloaded the files as tsmd read them", 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(tsmd_log_contains(&e->tsmd, "Configuration reloaded")); /* pending */
+}
+
+static void reopen_let_go(Env *e) {
+        ASSERT_OK(unlink(strf("%s/hold-sync", e->kernel_dir)));
+        ASSERT_TRUE(tsmd_wait_log(&e->tsmd, "Configuration reloaded", 1, TSMD_WAIT_USEC));
+}
+
+/* Whether a context's state file has the NIC as vDevice vdevice changing (its Bind or Unbind on
+ * its way), as the worker stores it right before it answers. */
+static bool nic_changing(Env *e, uint32_t vdevice) {
+        const char *dir = strf("%s/contexts", e->tsmd.dir), *line = strf("VDevice=%u " NIC_ADDR " changing\n", vdevice);
+        DIR *d = opendir(dir);
+        bool changing = false;
+        struct dirent *de;
+
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.') {
+                        _cleanup_free_ char *text = read_file(strf("%s/%s", dir, de->d_name));
+
+                        changing = changing || (text && strstr(text, line));
+                }
+        closedir(d);
+        return changing;
+}
+
+/* The one record of event in the whole log (a new reference). */
+static json_object *the_record_of(Tsmd *t, const char *event) {
+        json_object *records = audit_all(t), *found = NULL;
+
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i);
+
+                if (streq(JSTR(rec, "event"), event)) {
+                        ASSERT_NULL(found);
+                        found = json_object_get(rec);
+                }
+        }
+        json_object_put(records);
+        ASSERT_NOT_NULL(found);
+        return found;
+}
+
+/* The late answer names the record of the failed call, numbered only once the reopen finished
+ * (before the reload's own record): held when the call failed, it had no seq then. */
+static void late_names_held_record(Env *e, const char *event) {
+        json_object *original, *reload, *late;
+
+        original = wait_record_of(&e->tsmd, NIC_ADDR, event);
+        ASSERT_STREQ(JSTR(original, "result"), E_GUEST("DeviceGone"));
+        reload = the_record_of(&e->tsmd, "reload");
+        ASSERT_TRUE(JINT(original, "seq") < JINT(reload, "seq"));
+
+        hold(e, 11, false);
+        late = wait_record_of(&e->tsmd, NIC_ADDR, "unbind-late");
+        ASSERT_STREQ(JSTR(late, "result"), "EIO");
+        ASSERT_EQ(JINT(late, "originalSeq"), JINT(original, "seq"));
+        json_object_put(late);
+        json_object_put(reload);
+        json_object_put(original);
+}
+
+static void unplug_nic(Env *e) {
+        ASSERT_OK(sysfs_fixture_remove(e->root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"));
+        ASSERT_OK(uevent_send("remove", "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "pci", NULL, ++e->seqnum));
+}
+
+/* An Unbind the kernel holds is answered DeviceGone when its device is unplugged, while a reload's
+ * reopen of the audit log is pending: its record is numbered after the reopen, and the kernel's
+ * late failure of the unbind still names it. */
+TEST(a_late_answer_names_a_record_held_for_a_reopen) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
+        AsyncCall unbind = {};
+        int64_t ctx;
+        Env e;
+
+        setup_env(&e, 5 * USEC_PER_SEC, "", true);
+        c = tsmd_connect_guest(&e.tsmd);
+        d = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+
+        hold(&e, 11, true);
+        fail(&e, 11, EIO);
+        tsmd_call_async(c, G "Unbind", guest_vdev_params(ctx, 11), 0, &unbind);
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+        ASSERT_TRUE(nic_changing(&e, 11));
+        reopen_hold(&e, d, ctx);
+
+        unplug_nic(&e);
+        /* Stored settled right before the answer, and its record, held. */
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; nic_changing(&e, 11); sleep_usec(5 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("the Unbind was never answered");
+        reopen_let_go(&e);
+        ASSERT_TRUE(tsmd_async_wait(c, &unbind, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(unbind.errors[0], E_GUEST("DeviceGone"));
+        late_names_held_record(&e, "unbind");
+
+        async_call_done(&unbind);
+        varlink_client_free(TAKE_PTR(d));
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The same for the unbind of a release (a VMM hung up with its device bound). */
+TEST(a_late_answer_names_a_release_held_for_a_reopen) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
+        int64_t ctx;
+        Env e;
+
+        setup_env(&e, 5 * USEC_PER_SEC, "", true);
+        c = tsmd_connect_guest(&e.tsmd);
+        d = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+
+        hold(&e, 11, true);
+        fail(&e, 11, EIO);
+        reopen_hold(&e, d, ctx);
+        varlink_client_free(TAKE_PTR(c));
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+
+        unplug_nic(&e);
+        /* Logged right before its record, held. */
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Failed to unbind " NIC_ADDR " while releasing it", 1, TSMD_WAIT_USEC));
+        reopen_let_go(&e);
+        late_names_held_record(&e, "release");
+
+        varlink_client_free(TAKE_PTR(d));
+        teardown(&e);
+}
+
 /* The audit log fails (its disk does), and then the kernel answers a timed-out request late:
  * the worker cannot queue the record, so it does not acknowledge the answer, and keeps it. */
 static void late_answer_while_the_log_fails(Env *e, VarlinkClient *c) {
