@@ -1382,6 +1382,77 @@ TEST(a_kernel_vdevice_bound_before_a_restart_is_unbound_at_its_release) {
 }
 
 
+/* A call refused for want of its state saved: StateNotSaved, with the save's errno (the worker
+ * may not write its state directory: EACCES). */
+static void expect_state_not_saved(VarlinkClient *c, const char *method, const char *params) {
+        json_object *reply = NULL;
+        const char *error = NULL;
+
+        ASSERT_OK(varlink_client_call(c, method, json_tokener_parse(params), &reply, &error));
+        ASSERT_STREQ(error, "io.tsmd.Guest.StateNotSaved");
+        ASSERT_EQ(record_int(reply, "errno"), EACCES);
+}
+
+/*
+ * SECURITY: the state file is all a restarted tsmd knows of a context's vDevices. A Bind or
+ * Unbind whose "changing" cannot be saved (a full /run: here a directory the worker may not
+ * write) is refused before the TSM hears of it, and recorded so. Before, the Bind went to the
+ * kernel unsaved: after a crash the next tsmd had the vDevice unbound, and when its VMM let it
+ * go nobody unbound the TDI, and no release was recorded.
+ */
+TEST(a_bind_or_unbind_whose_state_cannot_be_saved_is_refused) {
+        static const char params[] = "{\"context\":1,\"vdeviceId\":5}";
+        _cleanup_(json_object_putp) json_object *refused = NULL, *rec = NULL;
+        char token[64], dir[PATH_MAX], reclaimed[128];
+        VarlinkClient *c;
+        json_object *reply;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        manager_init_kernel(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+
+        snprintf(dir, sizeof(dir), "%s/state", m.dir);
+        ASSERT_OK(chmod(dir, 0500)); /* its owner, the worker, may not replace the file */
+        expect_state_not_saved(c, "io.tsmd.Guest.Bind", params);
+        refused = wait_audit_record(&m, "bind", "io.tsmd.Guest.StateNotSaved");
+        ASSERT_EQ(record_int(refused, "vdeviceId"), 5);
+        ASSERT_FALSE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", params),
+                                                                    "bound")));
+        ASSERT_OK(chmod(dir, 0700));
+        call_ok(c, "io.tsmd.Guest.Bind", params);
+        expect_kernel_calls(&m, "op 5 1\n");
+
+        ASSERT_OK(chmod(dir, 0500));
+        expect_state_not_saved(c, "io.tsmd.Guest.Unbind", params);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", params),
+                                                                   "bound")));
+        ASSERT_OK(chmod(dir, 0700));
+
+        /* The kernel saw the one Bind that was saved; the next tsmd knows of it. */
+        crash_and_restart(&m);
+        varlink_client_free(c);
+        expect_kernel_calls(&m, "op 5 1\n");
+        c = connect_client(&m);
+        (void) reclaim_vdevice(c, token, 5, reclaimed, sizeof(reclaimed));
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", reclaimed),
+                                                                   "bound")));
+        varlink_client_free(c);
+        expect_kernel_calls(&m, "op 5 1\nop 5 2\n");
+        rec = wait_audit_record(&m, "release", NULL);
+        ASSERT_STREQ(json_get_string(rec, "result"), "ok");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+}
+
+
 /* The kernel refuses a release's unbind with EPERM: a failure of the TSM (BackendError), not a
  * refusal of tsmd's (Denied is the monitor's gate refusing a restore-bind). */
 TEST(a_release_the_kernel_refuses_with_eperm_is_a_backend_error) {
@@ -1692,11 +1763,17 @@ TEST(a_forged_state_file_trips_no_worker) {
 }
 
 /*
- * The benign way to the same file: the VMM detaches vDevice 5 and attaches id 5 to another
- * device while the state cannot be saved (a full /run: here a directory the worker may not
- * write), and the worker dies before the next save. Its successor takes the monitor's record.
+ * The benign way to a stale file: the VMM detaches vDevice 5 while the state cannot be saved (a
+ * full /run: here a directory the worker may not write), and the worker dies before the next
+ * save. Its successor takes the monitor's record, which has no vDevice 5. Attaching id 5 to
+ * another device meanwhile is refused (StateNotSaved) and undone in the monitor: saved late, or
+ * not at all, the file would name the vDevice at its old device, where a restart of tsmd would
+ * attach it again, and the kernel has it at the new one.
  */
 TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
+        static const char attach_other[] =
+                "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:02:00.0\"}";
+        _cleanup_(json_object_putp) json_object *none = NULL;
         _cleanup_free_ char *state = NULL;
         char token[64], id[33], path[PATH_MAX], params[128];
         VarlinkClient *c;
@@ -1719,8 +1796,10 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         snprintf(path, sizeof(path), "%s/state", m.dir);
         ASSERT_OK(chmod(path, 0500));
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
-        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:02:00.0\"}");
+        expect_state_not_saved(c, "io.tsmd.Guest.AttachDevice", attach_other);
         ASSERT_TRUE(log_contains(&m, "Failed to save the state of a context"));
+        none = device_owner(&m, "0000:02:00.0");
+        ASSERT_NULL(none);
         snprintf(path, sizeof(path), "state/%s.state", id);
         state = read_text(&m, path);
         ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:01:00.0 unbound\n"));
@@ -1731,13 +1810,18 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         ASSERT_OK(chmod(path, 0700));
         (void) crash_worker(&m);
         varlink_client_free(c);
+        ASSERT_TRUE(log_contains(&m, "which the monitor does not have; dropping it"));
         snprintf(path, sizeof(path), "state/%s.state", id);
         state = read_text(&m, path);
-        ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:02:00.0 unbound\n"));
-        ASSERT_NULL(strstr(state, "0000:01:00.0"));
+        ASSERT_NULL(strstr(state, "VDevice="));
 
         c = connect_client(&m);
         ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5,\"pciAddress\":\"0000:02:00.0\"}",
+                 (long long) ctx);
+        call_ok(c, "io.tsmd.Guest.AttachDevice", params);
         expect_vdevice_at(&m, c, ctx, 5, "0000:02:00.0", "0000:01:00.0");
         snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
         call_ok(c, "io.tsmd.Guest.Bind", params);
