@@ -2390,6 +2390,105 @@ TEST(a_crash_before_the_renewed_token_is_out_leaves_the_old_one) {
         }
 }
 
+/* The next whole answer tsmd sends on fd (a raw connection) no larger than 4 KiB, parsed; larger
+ * ones (the descriptions reclaim_behind_unread_answers() asked for) are skipped. The fds that
+ * came with them are dropped, read without room for them. */
+static json_object *read_small_answer(int fd) {
+        struct timeval tv = { .tv_sec = 10 };
+        static char buf[1 << 16];
+        char msg[4096];
+        size_t n = 0;
+        bool small = true;
+
+        ASSERT_OK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+        for (;;) {
+                ssize_t k = read(fd, buf, sizeof(buf));
+
+                ASSERT_TRUE(k > 0);
+                for (ssize_t i = 0; i < k;) {
+                        char *nul = memchr(buf + i, 0, (size_t) (k - i));
+                        size_t len = nul ? (size_t) (nul - (buf + i)) : (size_t) (k - i);
+
+                        if (small && n + len < sizeof(msg)) {
+                                memcpy(msg + n, buf + i, len);
+                                n += len;
+                        } else
+                                small = false;
+                        i += (ssize_t) len;
+                        if (!nul)
+                                continue;
+                        i++;
+                        if (small) {
+                                /* Nothing after it was asked for: the rest of buf is no answer. */
+                                ASSERT_EQ(i, k);
+                                msg[n] = 0;
+                                return json_tokener_parse(msg);
+                        }
+                        n = 0;
+                        small = true;
+                }
+        }
+}
+
+static void wait_log(Manager *m, const char *needle);
+
+/*
+ * The answer with the renewed token is out, but the state file cannot drop the token before it
+ * (a full /run: here a directory the worker may not write): that one stays valid in the file
+ * for a reclaim after a restart, until the context's next save that succeeds (here an Unbind's)
+ * drops it, as the context's memory did. Kept in memory until a save of its own succeeded, every
+ * later save would have written it again, and the token the reclaim voided would reclaim after
+ * any restart to come.
+ */
+TEST(a_token_void_but_not_saved_so_is_dropped_at_the_next_save) {
+        static const char unbind[] = "{\"method\":\"io.tsmd.Guest.Unbind\",\"parameters\":{\"context\":1,\"vdeviceId\":5}}";
+        _cleanup_(json_object_putp) json_object *answer = NULL, *unbound = NULL;
+        char t0[64], token[64], id[33], dir[PATH_MAX];
+        json_object *parameters;
+        VarlinkClient *c;
+        Manager m;
+        int fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to take the worker's state directory away from it");
+        c = start_with_bound_context(&m, t0);
+        manager_wait(&m, has_stored, 5000);
+        reclaim_id_of(t0, id);
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+
+        /* Steps 1 and 2 of the renewal are saved; the answer waits behind unread ones. */
+        fd = reclaim_behind_unread_answers(&m, t0, 400);
+        for (unsigned i = 0; i < 500 && !renewal_pending(&m, id); i++)
+                usleep(10000);
+        ASSERT_TRUE(renewal_pending(&m, id));
+        snprintf(dir, sizeof(dir), "%s/state", m.dir);
+        ASSERT_OK(chmod(dir, 0500));
+        answer = read_small_answer(fd);
+        ASSERT_TRUE(json_object_object_get_ex(answer, "parameters", &parameters));
+        snprintf(token, sizeof(token), "%s", strempty(json_get_string(parameters, "reclaimToken")));
+        ASSERT_EQ(strlen(token), 32u);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(parameters, "context")), 1);
+        wait_log(&m, "stays valid for a reclaim after a restart");
+        ASSERT_OK(chmod(dir, 0700));
+        ASSERT_TRUE(renewal_pending(&m, id));
+
+        /* The next change of the context is saved, without the token before. */
+        ASSERT_EQ(write(fd, unbind, sizeof(unbind)), (ssize_t) sizeof(unbind));
+        unbound = read_small_answer(fd);
+        ASSERT_FALSE(json_object_object_get_ex(unbound, "error", NULL));
+        wait_renewal_done(&m, token);
+        ASSERT_FALSE(renewal_pending(&m, id));
+
+        (void) crash_worker(&m);
+        safe_close(fd);
+        expect_token_void(&m, t0);
+        c = connect_client(&m);
+        (void) reclaim(c, token);
+        varlink_client_free(c);
+        stop(&m);
+}
+
 /* ---- a renewal cut off from the monitor --------------------------------------------------------- */
 
 /* Copies src to dst (created with mode). */
