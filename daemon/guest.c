@@ -884,8 +884,9 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         if (result >= 0)
                 v->bound = pc->bind;
         /* Before the answer: a restart after it must not find the change still on its way. Not
-         * saved, it is stored as changing, which the next tsmd undoes as a change cut off: it
-         * unbinds the vDevice (guest_restore_context()), and the VMM sees it unbound. */
+         * saved, it is stored as changing, which the next tsmd takes for a change cut off: it
+         * unbinds a kernel TSM's vDevice, an emulated one comes back unbound, and the VMM sees
+         * it unbound either way (guest_restore_context()). */
         if (guest_context_persist(m, ctx) < 0)
                 log_notice("The end of a %s of %s is not saved: a restart of tsmd before the next save unbinds it.",
                            pc->bind ? "Bind" : "Unbind", v->pci_address);

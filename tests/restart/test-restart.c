@@ -1382,15 +1382,19 @@ TEST(a_kernel_vdevice_bound_before_a_restart_is_unbound_at_its_release) {
 }
 
 
-/* A call refused for want of its state saved: StateNotSaved, with the save's errno (the worker
- * may not write its state directory: EACCES). */
-static void expect_state_not_saved(VarlinkClient *c, const char *method, const char *params) {
+/* A call refused for want of its state saved: StateNotSaved, with the save's errno. */
+static void expect_state_not_saved_errno(VarlinkClient *c, const char *method, const char *params, int error_number) {
         json_object *reply = NULL;
         const char *error = NULL;
 
         ASSERT_OK(varlink_client_call(c, method, json_tokener_parse(params), &reply, &error));
         ASSERT_STREQ(error, "io.tsmd.Guest.StateNotSaved");
-        ASSERT_EQ(record_int(reply, "errno"), EACCES);
+        ASSERT_EQ(record_int(reply, "errno"), error_number);
+}
+
+/* The same where the worker may not write its state directory. */
+static void expect_state_not_saved(VarlinkClient *c, const char *method, const char *params) {
+        expect_state_not_saved_errno(c, method, params, EACCES);
 }
 
 /*
@@ -1759,6 +1763,39 @@ TEST(a_forged_state_file_trips_no_worker) {
         call_ok(c, "io.tsmd.Guest.CloseContext", params);
         varlink_client_free(c);
         ASSERT_FALSE(log_contains(&m, "Compromised worker"));
+        stop(&m);
+}
+
+/*
+ * A state directory the worker keeps no state in (someone else's, not empty: the monitor does
+ * not give it): the fd store would bring its contexts back after a restart of tsmd without
+ * their vDevices, bound ones included, that nobody would unbind then. So no vDevice is
+ * attached (StateNotSaved, EPERM), and the log says so.
+ */
+TEST(a_worker_that_keeps_no_state_attaches_nothing_the_fd_store_keeps) {
+        _cleanup_(json_object_putp) json_object *none = NULL;
+        char path[PATH_MAX];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to give the state directory to another user");
+        manager_init(&m);
+        manager_capture_log(&m);
+        snprintf(path, sizeof(path), "%s/state", m.dir);
+        ASSERT_OK(mkdir(path, 0700));
+        snprintf(path, sizeof(path), "%s/state/somebody-elses", m.dir);
+        safe_close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+        manager_start_ready(&m);
+        ASSERT_TRUE(log_contains(&m, "AttachDevice, Bind and Unbind are refused (StateNotSaved)"));
+
+        c = connect_client(&m);
+        call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        expect_state_not_saved_errno(c, "io.tsmd.Guest.AttachDevice",
+                                     "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}", EPERM);
+        none = device_owner(&m, "0000:01:00.0");
+        ASSERT_NULL(none);
+        varlink_client_free(c);
         stop(&m);
 }
 
