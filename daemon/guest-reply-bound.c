@@ -71,6 +71,8 @@ static int guest_errors_bound(size_t *max) {
                                       reply_bound_int(), max);
         if (r >= 0)
                 r = reply_bound_error(GUEST_ERROR("AuditFailed"), "errno", reply_bound_int(), NULL, NULL, max);
+        if (r >= 0)
+                r = reply_bound_error(GUEST_ERROR("StateNotSaved"), "errno", reply_bound_int(), NULL, NULL, max);
         reclaim = MAX((size_t) GUEST_RECLAIM_REASON_MAX, strlen(GUEST_REASON_NO_RECLAIM));
         if (r >= 0)
                 r = reply_bound_error(GUEST_ERROR("ReclaimRefused"), "reason", reply_bound_string(reclaim), NULL, NULL,

@@ -344,8 +344,15 @@ static void on_token_sent(int result, void *userdata) {
         if (result >= 0) {
                 ctx = guest_find_context_by_id(ts->manager, ts->context);
                 if (ctx && streq(ctx->reclaim_id, ts->reclaim_id) && !isempty(ctx->previous_reclaim_id)) {
+                        /* Dropped in memory whether or not it is saved now: a context held is
+                         * matched by no token, so what it has in memory counts only for the
+                         * saves, and the next that succeeds, of any change, drops it there too.
+                         * Kept in memory, every later save would write it again. */
                         ctx->previous_reclaim_id[0] = 0;
-                        guest_context_persist(ts->manager, ctx);
+                        if (guest_context_persist(ts->manager, ctx) < 0)
+                                log_warning("The reclaim token a context of uid %u was reclaimed with stays valid "
+                                            "for a reclaim after a restart, until its state is saved again.",
+                                            (unsigned) ctx->uid);
                 }
         }
         free(ts);

@@ -179,6 +179,24 @@ int guest_context_persist(Manager *m, const GuestContext *ctx) {
         return 0;
 }
 
+/* SECURITY: where the service manager keeps contexts across restarts of tsmd, the state file is
+ * all the next tsmd knows of a context's vDevices: a change it must know of (a vDevice attached,
+ * a Bind or Unbind on its way to the TSM) is made only once it is saved, or a TDI could stay
+ * locked that nobody unbinds. A restart of the worker alone has the monitor's record. */
+static int persist_before_change(Manager *m, GuestContext *ctx) {
+        int r = guest_context_persist(m, ctx);
+
+        return m->hello.fdstore ? r : 0;
+}
+
+/* Nothing was done. Out of memory is tsmd's own (io.tsmd.System), as everywhere. */
+static int reply_state_not_saved(VarlinkCall *call, int error) {
+        if (error == -ENOMEM)
+                return error;
+        return guest_reply_error_kv(call, GUEST_ERROR("StateNotSaved"), "errno", json_object_new_int(-error), NULL,
+                                    NULL);
+}
+
 /* Looks up context and vDevice named in the parameters, replying the right error if absent.
  * ret_info (optional) describes the vDevice's device; its backend is _TSM_BACKEND_TYPE_INVALID
  * if the platform serves it no more. */
@@ -816,7 +834,15 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 return reply_backend_error(call, r, info.pci_address);
         }
         ctx->vdevices[ctx->n_vdevices++] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = TAKE_PTR(pci_address) };
-        guest_context_persist(m, ctx);
+        r = persist_before_change(m, ctx);
+        if (r < 0) {
+                /* Detached again (it is not bound): the file, unchanged, says what the context
+                 * has, as does the monitor. Saved first, the file could name a vDevice the
+                 * monitor then refused, and the next tsmd would attach it. */
+                json_object_put(scopes);
+                vdevice_release(m, ctx, &ctx->vdevices[--ctx->n_vdevices]);
+                return reply_state_not_saved(call, r);
+        }
 
         r = guest_attach_reply_new(tsm_backend_type_to_string(info.backend), info.tsm,
                                    info.emulated ? "emulated" : tsm_uapi_version_to_string(info.uapi) ?: "none",
@@ -880,8 +906,13 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
                 result = -ENODEV;
         if (result >= 0)
                 v->bound = pc->bind;
-        /* Before the answer: a restart after it must not find the change still on its way. */
-        guest_context_persist(m, ctx);
+        /* Before the answer: a restart after it must not find the change still on its way. Not
+         * saved, it is stored as changing, which the next tsmd takes for a change cut off: it
+         * unbinds a kernel TSM's vDevice, an emulated one comes back unbound, and the VMM sees
+         * it unbound either way (guest_restore_context()). */
+        if (guest_context_persist(m, ctx) < 0)
+                log_notice("The end of a %s of %s is not saved: a restart of tsmd before the next save unbinds it.",
+                           pc->bind ? "Bind" : "Unbind", v->pci_address);
         /* InvalidState only where the state is known (the emulated platform): the kernel's TSMs
          * keep it from the host (-EOPNOTSUPP), and their error is the VMM's only clue. */
         state = pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY) ?
@@ -932,9 +963,15 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
                                .vdevice = v->id, .bind = bind };
         LIST_INSERT_HEAD(&c->changes, pc, entry);
         /* Stored as changing before the TSM hears of it: if tsmd stops before the answer, the
-         * next one cannot know where the change ended, and unbinds (guest_restore_context()). */
+         * next one cannot know where the change ended, and unbinds (guest_restore_context()).
+         * Refused if it cannot be stored: the next one would not know of the change at all. */
         v->changing = true;
-        guest_context_persist(m, ctx);
+        r = persist_before_change(m, ctx);
+        if (r < 0) {
+                change_free(pc);
+                v->changing = false;
+                return reply_state_not_saved(call, r);
+        }
         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, bind, on_bound, pc, &pc->request);
         if (r < 0) {
                 change_free(pc);

@@ -255,19 +255,23 @@ static int open_audit(Manager *m) {
  * named by reclaim tokens until restored (context_store_adopt_legacy()), so their directory is
  * ours alone. The monitor makes it so when it gives it to us, but cannot change the mode of one
  * that is ours already (that takes CAP_FOWNER): as the owner, we can. One we cannot make private
- * keeps no state (context_store_save() refuses it): contexts then do not survive restarts. */
+ * keeps no state (context_store_save() refuses it): where the service manager keeps contexts
+ * across restarts of tsmd, which would bring them back without their vDevices, nothing is
+ * attached or bound then (guest.c, persist_before_change()). */
 static void prepare_state_dir(Manager *m) {
         const char *dir = guest_state_dir(m);
+        const char *what = m->hello.fdstore ? "AttachDevice, Bind and Unbind are refused (StateNotSaved)" :
+                                              "contexts survive restarts of the worker only";
         mode_t old;
         int r;
 
         r = context_store_prepare(dir, &old);
         if (r == -EPERM)
                 log_error("The context state directory '%s' is not owned by uid %u, refusing to keep contexts "
-                          "there: they will not survive restarts.", dir, (unsigned) geteuid());
+                          "there: %s.", dir, (unsigned) geteuid(), what);
         else if (r < 0)
                 log_error_errno(r, "Cannot make the context state directory '%s' mode 0700, refusing to keep "
-                                   "contexts there: they will not survive restarts: %m", dir);
+                                   "contexts there: %s: %m", dir, what);
         else if (old != 0700)
                 log_notice("The context state directory '%s' was mode %04o, made it 0700.", dir, (unsigned) old);
 }

@@ -33,6 +33,7 @@ static const struct {
         { GUEST "Timeout", ETIME },
         { GUEST "InvalidState", EBADFD },
         { GUEST "AuditFailed", EIO },
+        { GUEST "StateNotSaved", EIO },
         { GUEST "LimitReached", EUSERS },
         { GUEST "ReclaimRefused", ENOENT },
         { VARLINK_ERROR_INVALID_PARAMETER, EINVAL },

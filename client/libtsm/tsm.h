@@ -48,6 +48,8 @@
  *   io.tsmd.Guest.InvalidState                 -EBADFD      the TDI state does not allow it
  *   io.tsmd.Guest.BackendError                 -errno       its "errno" parameter (1..4095), else -EIO (*)
  *   io.tsmd.Guest.AuditFailed                  -EIO         nothing was forwarded
+ *   io.tsmd.Guest.StateNotSaved                -EIO         nothing was done: tsmd could not save what a
+ *                                                           restart needs to know of it; retry later
  *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit, or the total of contexts,
  *                                                           was reached
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token

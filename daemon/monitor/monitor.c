@@ -441,11 +441,11 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
         r = worker_dir_prepare(state, /* private_dir= */ true, m->worker_uid, m->worker_gid);
         if (r == -ENOTEMPTY)
                 log_warning("Not giving the context state directory '%s' to the worker: it is not empty and not "
-                            "the worker's (a shared directory?); contexts will not survive restarts. Name a "
+                            "the worker's (a shared directory?); the worker keeps no state then. Name a "
                             "directory of tsmd's own in ContextStateDirectory=.", state);
         else if (r < 0)
-                log_warning_errno(r, "Cannot give the context state directory '%s' to the worker, contexts will "
-                                     "not survive restarts: %m", state);
+                log_warning_errno(r, "Cannot give the context state directory '%s' to the worker, it keeps no "
+                                     "state then: %m", state);
         if (!config->audit_dir)
                 return 0;
         r = worker_dir_prepare(config->audit_dir, /* private_dir= */ false, m->worker_uid, m->worker_gid);

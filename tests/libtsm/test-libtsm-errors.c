@@ -29,6 +29,7 @@ static const struct {
         { "io.tsmd.Guest.Timeout", ETIME },
         { "io.tsmd.Guest.InvalidState", EBADFD },
         { "io.tsmd.Guest.AuditFailed", EIO },
+        { "io.tsmd.Guest.StateNotSaved", EIO },
         { "io.tsmd.Guest.LimitReached", EUSERS },
         { "io.tsmd.Guest.ReclaimRefused", ENOENT },
         { "org.varlink.service.InvalidParameter", EINVAL },

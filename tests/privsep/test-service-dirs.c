@@ -427,7 +427,8 @@ TEST(daemon_starts_as_the_unit) {
                                .wrapper = (const char *const[]){ "/bin/sh", "-c", script, "@SOCKET@", NULL },
                        });
         ASSERT_FALSE(tsmd_log_contains(&t, "Cannot give"));
-        ASSERT_FALSE(tsmd_log_contains(&t, "will not survive restarts"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "keeps no state then"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "refusing to keep contexts"));
         {
                 _cleanup_(varlink_client_freep) VarlinkClient *c = tsmd_connect_guest(&t);
 
@@ -475,7 +476,8 @@ static void run_state_dir_readable(bool the_workers) {
                                .wrapper = (const char *const[]){ "/bin/sh", "-c", script, "@SOCKET@", NULL },
                        });
         state = strf("%s/contexts", t.dir);
-        ASSERT_FALSE(tsmd_log_contains(&t, "will not survive restarts"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "keeps no state then"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "refusing to keep contexts"));
         assert_owned(state, worker_uid, worker_gid, 0700);
         if (the_workers)
                 ASSERT_TRUE(tsmd_log_contains(&t, strf("The context state directory '%s' was mode 0755, made it 0700.",

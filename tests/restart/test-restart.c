@@ -1382,6 +1382,81 @@ TEST(a_kernel_vdevice_bound_before_a_restart_is_unbound_at_its_release) {
 }
 
 
+/* A call refused for want of its state saved: StateNotSaved, with the save's errno. */
+static void expect_state_not_saved_errno(VarlinkClient *c, const char *method, const char *params, int error_number) {
+        json_object *reply = NULL;
+        const char *error = NULL;
+
+        ASSERT_OK(varlink_client_call(c, method, json_tokener_parse(params), &reply, &error));
+        ASSERT_STREQ(error, "io.tsmd.Guest.StateNotSaved");
+        ASSERT_EQ(record_int(reply, "errno"), error_number);
+}
+
+/* The same where the worker may not write its state directory. */
+static void expect_state_not_saved(VarlinkClient *c, const char *method, const char *params) {
+        expect_state_not_saved_errno(c, method, params, EACCES);
+}
+
+/*
+ * SECURITY: the state file is all a restarted tsmd knows of a context's vDevices. A Bind or
+ * Unbind whose "changing" cannot be saved (a full /run: here a directory the worker may not
+ * write) is refused before the TSM hears of it, and recorded so. Before, the Bind went to the
+ * kernel unsaved: after a crash the next tsmd had the vDevice unbound, and when its VMM let it
+ * go nobody unbound the TDI, and no release was recorded.
+ */
+TEST(a_bind_or_unbind_whose_state_cannot_be_saved_is_refused) {
+        static const char params[] = "{\"context\":1,\"vdeviceId\":5}";
+        _cleanup_(json_object_putp) json_object *refused = NULL, *rec = NULL;
+        char token[64], dir[PATH_MAX], reclaimed[128];
+        VarlinkClient *c;
+        json_object *reply;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        manager_init_kernel(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", json_get_string(reply, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+
+        snprintf(dir, sizeof(dir), "%s/state", m.dir);
+        ASSERT_OK(chmod(dir, 0500)); /* its owner, the worker, may not replace the file */
+        expect_state_not_saved(c, "io.tsmd.Guest.Bind", params);
+        refused = wait_audit_record(&m, "bind", "io.tsmd.Guest.StateNotSaved");
+        ASSERT_EQ(record_int(refused, "vdeviceId"), 5);
+        ASSERT_FALSE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", params),
+                                                                    "bound")));
+        ASSERT_OK(chmod(dir, 0700));
+        call_ok(c, "io.tsmd.Guest.Bind", params);
+        expect_kernel_calls(&m, "op 5 1\n");
+
+        ASSERT_OK(chmod(dir, 0500));
+        expect_state_not_saved(c, "io.tsmd.Guest.Unbind", params);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", params),
+                                                                   "bound")));
+        ASSERT_OK(chmod(dir, 0700));
+
+        /* The kernel saw the one Bind that was saved; the next tsmd knows of it. */
+        crash_and_restart(&m);
+        varlink_client_free(c);
+        expect_kernel_calls(&m, "op 5 1\n");
+        c = connect_client(&m);
+        (void) reclaim_vdevice(c, token, 5, reclaimed, sizeof(reclaimed));
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", reclaimed),
+                                                                   "bound")));
+        varlink_client_free(c);
+        expect_kernel_calls(&m, "op 5 1\nop 5 2\n");
+        rec = wait_audit_record(&m, "release", NULL);
+        ASSERT_STREQ(json_get_string(rec, "result"), "ok");
+        ASSERT_EQ(record_int(rec, "vdeviceId"), 5);
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+}
+
+
 /* The kernel refuses a release's unbind with EPERM: a failure of the TSM (BackendError), not a
  * refusal of tsmd's (Denied is the monitor's gate refusing a restore-bind). */
 TEST(a_release_the_kernel_refuses_with_eperm_is_a_backend_error) {
@@ -1692,11 +1767,50 @@ TEST(a_forged_state_file_trips_no_worker) {
 }
 
 /*
- * The benign way to the same file: the VMM detaches vDevice 5 and attaches id 5 to another
- * device while the state cannot be saved (a full /run: here a directory the worker may not
- * write), and the worker dies before the next save. Its successor takes the monitor's record.
+ * A state directory the worker keeps no state in (someone else's, not empty: the monitor does
+ * not give it): the fd store would bring its contexts back after a restart of tsmd without
+ * their vDevices, bound ones included, that nobody would unbind then. So no vDevice is
+ * attached (StateNotSaved, EPERM), and the log says so.
+ */
+TEST(a_worker_that_keeps_no_state_attaches_nothing_the_fd_store_keeps) {
+        _cleanup_(json_object_putp) json_object *none = NULL;
+        char path[PATH_MAX];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to give the state directory to another user");
+        manager_init(&m);
+        manager_capture_log(&m);
+        snprintf(path, sizeof(path), "%s/state", m.dir);
+        ASSERT_OK(mkdir(path, 0700));
+        snprintf(path, sizeof(path), "%s/state/somebody-elses", m.dir);
+        safe_close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+        manager_start_ready(&m);
+        ASSERT_TRUE(log_contains(&m, "AttachDevice, Bind and Unbind are refused (StateNotSaved)"));
+
+        c = connect_client(&m);
+        call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        expect_state_not_saved_errno(c, "io.tsmd.Guest.AttachDevice",
+                                     "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}", EPERM);
+        none = device_owner(&m, "0000:01:00.0");
+        ASSERT_NULL(none);
+        varlink_client_free(c);
+        stop(&m);
+}
+
+/*
+ * The benign way to a stale file: the VMM detaches vDevice 5 while the state cannot be saved (a
+ * full /run: here a directory the worker may not write), and the worker dies before the next
+ * save. Its successor takes the monitor's record, which has no vDevice 5. Attaching id 5 to
+ * another device meanwhile is refused (StateNotSaved) and undone in the monitor: saved late, or
+ * not at all, the file would name the vDevice at its old device, where a restart of tsmd would
+ * attach it again, and the kernel has it at the new one.
  */
 TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
+        static const char attach_other[] =
+                "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:02:00.0\"}";
+        _cleanup_(json_object_putp) json_object *none = NULL;
         _cleanup_free_ char *state = NULL;
         char token[64], id[33], path[PATH_MAX], params[128];
         VarlinkClient *c;
@@ -1719,8 +1833,10 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         snprintf(path, sizeof(path), "%s/state", m.dir);
         ASSERT_OK(chmod(path, 0500));
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
-        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:02:00.0\"}");
+        expect_state_not_saved(c, "io.tsmd.Guest.AttachDevice", attach_other);
         ASSERT_TRUE(log_contains(&m, "Failed to save the state of a context"));
+        none = device_owner(&m, "0000:02:00.0");
+        ASSERT_NULL(none);
         snprintf(path, sizeof(path), "state/%s.state", id);
         state = read_text(&m, path);
         ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:01:00.0 unbound\n"));
@@ -1731,13 +1847,18 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         ASSERT_OK(chmod(path, 0700));
         (void) crash_worker(&m);
         varlink_client_free(c);
+        ASSERT_TRUE(log_contains(&m, "which the monitor does not have; dropping it"));
         snprintf(path, sizeof(path), "state/%s.state", id);
         state = read_text(&m, path);
-        ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:02:00.0 unbound\n"));
-        ASSERT_NULL(strstr(state, "0000:01:00.0"));
+        ASSERT_NULL(strstr(state, "VDevice="));
 
         c = connect_client(&m);
         ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5,\"pciAddress\":\"0000:02:00.0\"}",
+                 (long long) ctx);
+        call_ok(c, "io.tsmd.Guest.AttachDevice", params);
         expect_vdevice_at(&m, c, ctx, 5, "0000:02:00.0", "0000:01:00.0");
         snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
         call_ok(c, "io.tsmd.Guest.Bind", params);
@@ -2304,6 +2425,105 @@ TEST(a_crash_before_the_renewed_token_is_out_leaves_the_old_one) {
                 varlink_client_free(c);
                 stop(&m);
         }
+}
+
+/* The next whole answer tsmd sends on fd (a raw connection) no larger than 4 KiB, parsed; larger
+ * ones (the descriptions reclaim_behind_unread_answers() asked for) are skipped. The fds that
+ * came with them are dropped, read without room for them. */
+static json_object *read_small_answer(int fd) {
+        struct timeval tv = { .tv_sec = 10 };
+        static char buf[1 << 16];
+        char msg[4096];
+        size_t n = 0;
+        bool small = true;
+
+        ASSERT_OK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+        for (;;) {
+                ssize_t k = read(fd, buf, sizeof(buf));
+
+                ASSERT_TRUE(k > 0);
+                for (ssize_t i = 0; i < k;) {
+                        char *nul = memchr(buf + i, 0, (size_t) (k - i));
+                        size_t len = nul ? (size_t) (nul - (buf + i)) : (size_t) (k - i);
+
+                        if (small && n + len < sizeof(msg)) {
+                                memcpy(msg + n, buf + i, len);
+                                n += len;
+                        } else
+                                small = false;
+                        i += (ssize_t) len;
+                        if (!nul)
+                                continue;
+                        i++;
+                        if (small) {
+                                /* Nothing after it was asked for: the rest of buf is no answer. */
+                                ASSERT_EQ(i, k);
+                                msg[n] = 0;
+                                return json_tokener_parse(msg);
+                        }
+                        n = 0;
+                        small = true;
+                }
+        }
+}
+
+static void wait_log(Manager *m, const char *needle);
+
+/*
+ * The answer with the renewed token is out, but the state file cannot drop the token before it
+ * (a full /run: here a directory the worker may not write): that one stays valid in the file
+ * for a reclaim after a restart, until the context's next save that succeeds (here an Unbind's)
+ * drops it, as the context's memory did. Kept in memory until a save of its own succeeded, every
+ * later save would have written it again, and the token the reclaim voided would reclaim after
+ * any restart to come.
+ */
+TEST(a_token_void_but_not_saved_so_is_dropped_at_the_next_save) {
+        static const char unbind[] = "{\"method\":\"io.tsmd.Guest.Unbind\",\"parameters\":{\"context\":1,\"vdeviceId\":5}}";
+        _cleanup_(json_object_putp) json_object *answer = NULL, *unbound = NULL;
+        char t0[64], token[64], id[33], dir[PATH_MAX];
+        json_object *parameters;
+        VarlinkClient *c;
+        Manager m;
+        int fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to take the worker's state directory away from it");
+        c = start_with_bound_context(&m, t0);
+        manager_wait(&m, has_stored, 5000);
+        reclaim_id_of(t0, id);
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+
+        /* Steps 1 and 2 of the renewal are saved; the answer waits behind unread ones. */
+        fd = reclaim_behind_unread_answers(&m, t0, 400);
+        for (unsigned i = 0; i < 500 && !renewal_pending(&m, id); i++)
+                usleep(10000);
+        ASSERT_TRUE(renewal_pending(&m, id));
+        snprintf(dir, sizeof(dir), "%s/state", m.dir);
+        ASSERT_OK(chmod(dir, 0500));
+        answer = read_small_answer(fd);
+        ASSERT_TRUE(json_object_object_get_ex(answer, "parameters", &parameters));
+        snprintf(token, sizeof(token), "%s", strempty(json_get_string(parameters, "reclaimToken")));
+        ASSERT_EQ(strlen(token), 32u);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(parameters, "context")), 1);
+        wait_log(&m, "stays valid for a reclaim after a restart");
+        ASSERT_OK(chmod(dir, 0700));
+        ASSERT_TRUE(renewal_pending(&m, id));
+
+        /* The next change of the context is saved, without the token before. */
+        ASSERT_EQ(write(fd, unbind, sizeof(unbind)), (ssize_t) sizeof(unbind));
+        unbound = read_small_answer(fd);
+        ASSERT_FALSE(json_object_object_get_ex(unbound, "error", NULL));
+        wait_renewal_done(&m, token);
+        ASSERT_FALSE(renewal_pending(&m, id));
+
+        (void) crash_worker(&m);
+        safe_close(fd);
+        expect_token_void(&m, t0);
+        c = connect_client(&m);
+        (void) reclaim(c, token);
+        varlink_client_free(c);
+        stop(&m);
 }
 
 /* ---- a renewal cut off from the monitor --------------------------------------------------------- */
