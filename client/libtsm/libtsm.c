@@ -207,7 +207,6 @@ _public_ int tsm_client_get_events(const TsmClient *c) {
 
 /* tsm_client_process(): see tsm.h. */
 _public_ int tsm_client_process(TsmClient *c) {
-        bool progress = false;
         int r;
 
         assert_return(c, -EINVAL);
@@ -216,20 +215,18 @@ _public_ int tsm_client_process(TsmClient *c) {
         if (!c->vc || !varlink_client_is_connected(c->vc))
                 return -ENOTCONN;
 
-        /* Until nothing is left to do: the caller's loop wakes up on the fd, and replies
-         * already read into the buffer would never make it readable again. */
+        /* Once: it dispatches every complete reply it read (a blocking call's stops at that
+         * call's, but ltsm_client_call_done() dispatched the rest), so what is left is in the
+         * socket, which stays readable for it. Going round again after a short read read as
+         * much again each time, without end for a peer that keeps the socket topped up: the
+         * bound tsm.h gives is that of one varlink_client_process(). */
         c->n_busy++;
-        do {
-                r = varlink_client_process(c->vc);
-                progress = progress || r > 0;
-                /* Not after 2: a peer that never stops sending would keep us here for good,
-                 * and the fd is readable for the rest. */
-        } while (r == 1 && !c->free_requested);
+        r = varlink_client_process(c->vc);
         if (ltsm_client_leave(c))
                 return 1; /* a callback freed the client */
         if (r < 0)
                 return ltsm_error_set_failed(c, r);
-        return progress;
+        return r > 0;
 }
 
 /* ---- call helpers ------------------------------------------------------------------------ */
@@ -336,10 +333,12 @@ int ltsm_client_call_done(TsmClient *c, int r) {
          * read together with this call's reply: deliver them now, as nothing would wake the
          * caller's loop for them. */
         c->n_busy++;
-        /* Not on past a bounded read (2): a peer that never stops sending would hold the
-         * blocking call here for good; the rest keeps the fd readable for the caller's loop. */
-        while (varlink_client_process(c->vc) == 1 && !c->free_requested)
-                ;
+        /* Once, as tsm_client_process(): it dispatches every complete reply buffered before it
+         * reads, and reads no more than tsm.h says. Going round again after a short read held
+         * the blocking call here for as long as a peer kept the socket topped up (a WatchEvents
+         * stream started from a callback during the wait follows the call's reply); the rest
+         * keeps the fd readable for the caller's loop. */
+        (void) varlink_client_process(c->vc);
         if (ltsm_client_leave(c))
                 return -ECANCELED; /* as if it came while the call waited */
         return r;

@@ -313,9 +313,12 @@ int tsm_client_get_events(const TsmClient *c);
  *
  * Writes queued calls, reads replies and runs their callbacks. Call it when the fd is ready
  * for the events of tsm_client_get_events() (calling it at other times is harmless). It reads
- * a bounded amount (some 64 KiB) per call, so that a stream tsmd never stops sending cannot
- * keep the caller's loop here: what is left keeps the fd readable (poll(2) is level-triggered;
- * with EPOLLET, call it again until it returns 0).
+ * at most 64 KiB per call (four reads of up to 16 KiB), so that a stream tsmd never stops
+ * sending cannot keep the caller's loop here: it runs the callbacks of the replies in what it
+ * read, and what is left keeps the fd readable (poll(2) is level-triggered; with EPOLLET, call
+ * it again until it returns 0). A blocking call reads until its own reply and, once it has it,
+ * as much as one tsm_client_process() more, for the replies to asynchronous calls that came
+ * with it.
  *
  * Return: 1 if something was done (also when a callback freed @c: it is gone then), 0 if
  * there was nothing to do; -ECONNRESET (or -EPROTO) when the connection was lost now (every
