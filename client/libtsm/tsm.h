@@ -94,7 +94,8 @@
  * A message from tsmd with more than one fd attached is such a violation (no reply carries more:
  * OpenContext's and ReclaimContext's carry their iommufd, the others none); libtsm closes the
  * fds at once, and keeps none of them. A reply with one it does not name has it closed when
- * the call is done.
+ * the call is done. So is an error whose name is not a Varlink error name (an interface name,
+ * '.', then [A-Z][A-Za-z0-9]*): no escape sequence or newline reaches the VMM as a name.
  *
  * No error tsmd sends maps to -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO, so after one of
  * them the connection is gone (and with it every context it held): libtsm has closed its
@@ -263,7 +264,8 @@ int tsm_client_reconnect(TsmClient *c);
  * The name ("io.tsmd.Guest.Denied", "io.tsmd.Disconnected", ...) of the error the most recent
  * failed call got. A blocking call that succeeds clears it; an asynchronous call that fails
  * sets it before its callback runs. Local failures that are not about the connection
- * (-EINVAL, -ENOMEM, -EBADMSG, ...) clear it too.
+ * (-EINVAL, -ENOMEM, -EBADMSG, ...) clear it too. tsmd's names are checked against the Varlink
+ * grammar (see above), so the name is safe to print.
  *
  * Return: the name, borrowed until the next call on @c; NULL if there is none or @c is NULL.
  */

@@ -361,6 +361,89 @@ TEST(peer_errors_never_look_local) {
         pair_done(c, path, l, s);
 }
 
+/* SECURITY: an error name reaches the VMM's logs and tsmctl's output
+ * (tsm_client_get_error_name()): one that is not a Varlink error name (an interface name, '.',
+ * [A-Z][A-Za-z0-9]*) is a broken peer, -EPROTO with the connection closed, not an answer whose
+ * escape sequences or newlines the VMM prints. Names the grammar allows still pass. */
+TEST(malformed_error_names_are_protocol_errors) {
+        static const char *const bad[] = {
+                "\\u001b[2J\\u001b[31mio.tsmd.Guest.Denied",
+                "io.tsmd.Guest.Denied\\u001b[0m",
+                "io.tsmd.Guest.Den\\nied",
+                "io.tsmd.Guest.denied",
+                "io.tsmd.Guest.",
+                "io.tsmd.Guest.Den-ied",
+                "io.tsmd.Guest.Dé",
+                "Denied",
+                "io.Denied",
+                ".io.tsmd.Denied",
+                "io..tsmd.Denied",
+                "io.-tsmd.Denied",
+                "io.tsmd-.Denied",
+                "1o.tsmd.Denied",
+                "io tsmd.Denied",
+        };
+        static const char *const good[] = {
+                "io.systemd.UserDatabase.NoRecordFound",
+                "com.example-1.x--y.E2",
+        };
+        char longest[VARLINK_METHOD_NAME_MAX + 64];
+
+        for (size_t i = 0; i < ELEMENTSOF(bad) + 2; i++) {
+                char path[108], reply[512 + sizeof(longest)];
+                const char *name;
+                AsyncResult a = {};
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+                bool async = i == ELEMENTSOF(bad) + 1;
+
+                if (i < ELEMENTSOF(bad))
+                        name = bad[i];
+                else {
+                        /* One byte over the longest name a message may carry; the first
+                         * one also stands for an asynchronous call. */
+                        memset(longest, 'A', VARLINK_METHOD_NAME_MAX + 1 - strlen("io.tsmd."));
+                        memcpy(longest, "io.tsmd.", strlen("io.tsmd."));
+                        longest[VARLINK_METHOD_NAME_MAX + 1] = 0;
+                        name = async ? "io.tsmd.Guest.Den\\u007fied" : longest;
+                }
+                snprintf(reply, sizeof(reply), "{\"error\":\"%s\",\"parameters\":{}}", name);
+                write_message(s, reply);
+                if (async) {
+                        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+                        while (a.n == 0) {
+                                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                                ASSERT_EQ(poll(&p, 1, 1000), 1);
+                                (void) tsm_client_process(c);
+                        }
+                        ASSERT_ERRNO(a.error, EPROTO);
+                        ASSERT_STREQ(a.name, "io.tsmd.Protocol");
+                        free(a.name);
+                } else if (tsm_context_close(c, 1) != -EPROTO)
+                        TEST_FAIL("%s: taken for an answer", name);
+                else
+                        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
+                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+                ASSERT_TRUE(sees_hangup(s));
+                pair_done(c, path, l, s);
+        }
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                char path[108], reply[512], buf[4096];
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                snprintf(reply, sizeof(reply), "{\"error\":\"%s\",\"parameters\":{}}", good[i]);
+                write_message(s, reply);
+                ASSERT_ERRNO(tsm_context_close(c, 1), EBADR);
+                ASSERT_STREQ(tsm_client_get_error_name(c), good[i]);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+                pair_done(c, path, l, s);
+        }
+}
+
 static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata);
 
 static unsigned count_open_fds(void) {
