@@ -294,27 +294,9 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
                  * the call was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and
                  * the connection goes on: nothing it holds is lost for a local hiccup. */
                 return ltsm_error_set_failed(c, r);
-        if (error) {
-                char *name, *message;
-
-                /* Replies read together with this answer are delivered now, as after a reply
-                 * (ltsm_client_call_done()); their callbacks may set the error state, which
-                 * is this call's again once they ran. */
-                r = ltsm_error_set_reply(c, error, reply);
-                name = TAKE_PTR(c->error_name);
-                message = TAKE_PTR(c->error_message);
-                r = ltsm_client_call_done(c, r);
-                if (r == -ECANCELED) {
-                        free(name);
-                        free(message);
-                        return r; /* c is gone */
-                }
-                free(c->error_name);
-                free(c->error_message);
-                c->error_name = name;
-                c->error_message = message;
-                return r;
-        }
+        if (error)
+                /* Replies read together with this answer are delivered now, as after a reply. */
+                return ltsm_client_call_done_error(c, ltsm_error_set_reply(c, error, reply));
 
         ltsm_error_clear(c);
         *ret_reply = reply;
@@ -341,6 +323,22 @@ int ltsm_client_call_done(TsmClient *c, int r) {
         (void) varlink_client_process(c->vc);
         if (ltsm_client_leave(c))
                 return -ECANCELED; /* as if it came while the call waited */
+        return r;
+}
+
+int ltsm_client_call_done_error(TsmClient *c, int r) {
+        char *name = TAKE_PTR(c->error_name), *message = TAKE_PTR(c->error_message);
+
+        r = ltsm_client_call_done(c, r);
+        if (r == -ECANCELED) {
+                free(name);
+                free(message);
+                return r; /* c is gone */
+        }
+        free(c->error_name);
+        free(c->error_message);
+        c->error_name = name;
+        c->error_message = message;
         return r;
 }
 

@@ -838,6 +838,130 @@ TEST(unexpected_fds_closed) {
         pair_done(c, path, ls, s);
 }
 
+static int on_more_noop(TsmClient *c, const char *reply, bool continues, void *userdata) {
+        return 0;
+}
+
+/* The same for tsm_client_call_more_json(), whose replies name no fd: one with its last reply
+ * stayed open until the next call, and one with an error too. */
+TEST(more_call_fds_closed) {
+        static const char *const last[] = {
+                "{\"parameters\":{}}",
+                "{\"error\":\"io.tsmd.Guest.NoSuchVDevice\",\"parameters\":{}}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(last); i++) {
+                char path[108], buf[4096];
+                int ls, s, p[2];
+                TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+                int r;
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                write_message(s, "{\"continues\":true,\"parameters\":{}}");
+                write_message_fd(s, last[i], p[1]);
+                close(p[1]);
+                r = tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_noop, NULL);
+                ASSERT_EQ(r, i == 0 ? 0 : -ENOENT);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                if (!pipe_widowed(p[0]))
+                        TEST_FAIL("%s: its fd still held by the client", last[i]);
+                close(p[0]);
+                pair_done(c, path, ls, s);
+        }
+}
+
+typedef struct StreamFdPeer {
+        int fd, pipe_read;
+        bool widowed; /* the client closed the fd before the stream's next reply */
+} StreamFdPeer;
+
+/* Sends a reply of the stream with a pipe's write end, waits (up to 5 s) for the client to
+ * close it, then ends the stream. */
+static void *stream_fd_peer_thread(void *userdata) {
+        StreamFdPeer *peer = userdata;
+        struct pollfd p = { .events = POLLIN };
+        char buf[4096];
+        int w[2];
+
+        ASSERT_TRUE(read_message(peer->fd, buf, sizeof(buf)));
+        ASSERT_OK(pipe2(w, O_CLOEXEC));
+        p.fd = peer->pipe_read = w[0];
+        write_message_fd(peer->fd, "{\"continues\":true,\"parameters\":{}}", w[1]);
+        close(w[1]);
+        peer->widowed = poll(&p, 1, 5000) == 1 && (p.revents & POLLHUP);
+        write_message(peer->fd, "{\"parameters\":{}}");
+        return NULL;
+}
+
+/* And one with a reply before the last is closed once its callback ran, not when the next
+ * reply comes, which on a stream may be hours away. */
+TEST(more_call_fd_closed_in_stream) {
+        char path[108];
+        pthread_t thread;
+        int ls, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+        StreamFdPeer peer = { .fd = s };
+
+        ASSERT_EQ(pthread_create(&thread, NULL, stream_fd_peer_thread, &peer), 0);
+        ASSERT_OK(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_noop, NULL));
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_TRUE(peer.widowed);
+        close(peer.pipe_read);
+        pair_done(c, path, ls, s);
+}
+
+typedef struct MoreThenRequest {
+        AsyncResult request;
+        unsigned n_replies;
+} MoreThenRequest;
+
+/* Makes an asynchronous call from the first reply of a call with "more". */
+static int on_more_request(TsmClient *c, const char *reply, bool continues, void *userdata) {
+        MoreThenRequest *m = userdata;
+
+        if (m->n_replies++ == 0)
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &m->request,
+                                                  NULL));
+        return 0;
+}
+
+/* tsm_client_call_more_json() delivers, as other blocking calls do, the replies to asynchronous
+ * calls its callback made that were read together with its last reply: they are out of the
+ * socket, and nothing would wake the VMM's loop for them. An error it ends with stays its
+ * error state, whatever those callbacks did to it. */
+TEST(replies_read_with_more_call) {
+        static const char *const last[] = {
+                "{\"parameters\":{}}",
+                "{\"error\":\"io.tsmd.Guest.NoSuchVDevice\",\"parameters\":{}}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(last); i++) {
+                char path[108], answers[512];
+                MoreThenRequest m = {};
+                int ls, s, n;
+                TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+                /* The stream's first reply, its last, and the request's answer, in one read.
+                 * After an error, the request's is one too. */
+                n = snprintf(answers, sizeof(answers), "{\"continues\":true,\"parameters\":{}}%c%s%c%s", 0,
+                             last[i], 0,
+                             i == 0 ? "{\"parameters\":{\"response\":\"eA==\"}}" :
+                                      "{\"error\":\"io.tsmd.Guest.NoSuchContext\",\"parameters\":{\"context\":1}}");
+                ASSERT_EQ(send(s, answers, (size_t) n + 1, MSG_NOSIGNAL), (ssize_t) n + 1);
+                ASSERT_EQ(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_request, &m),
+                          i == 0 ? 0 : -ENOENT);
+                ASSERT_EQ(m.n_replies, i == 0 ? 2U : 1U);
+                ASSERT_EQ(m.request.n, 1U);
+                ASSERT_EQ(m.request.error, i == 0 ? 0 : -ENOENT);
+                if (i == 0)
+                        ASSERT_NULL(tsm_client_get_error_name(c));
+                else
+                        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Guest.NoSuchVDevice");
+                free(m.request.name);
+                pair_done(c, path, ls, s);
+        }
+}
+
 /* Sends text with n fds attached. */
 static void write_message_fds(int sock, const char *text, const int *fds, size_t n) {
         union {
