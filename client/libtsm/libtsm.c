@@ -81,10 +81,13 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
 
         assert_return(ret, -EINVAL);
 
-        if (!address)
+        /* An empty variable is unset; an empty address is malformed, not a request for the
+         * default (a caller's "--socket=" must not reach a socket it did not name). */
+        if (!address) {
                 address = secure_getenv("TSMD_GUEST_SOCKET");
-        if (isempty(address))
-                address = TSM_GUEST_SOCKET_DEFAULT;
+                if (isempty(address))
+                        address = TSM_GUEST_SOCKET_DEFAULT;
+        }
 
         c = new0(TsmClient, 1);
         if (!c)

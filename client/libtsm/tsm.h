@@ -193,13 +193,13 @@ typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, voi
 /**
  * tsm_client_connect() - connects to tsmd's io.tsmd.Guest socket
  * @address: "unix:/path", "/path", "./relative" or "@abstract"; NULL: $TSMD_GUEST_SOCKET if set
- *           (ignored in setuid programs), else /run/tsmd/io.tsmd.Guest
+ *           and not empty (ignored in setuid programs), else /run/tsmd/io.tsmd.Guest
  * @ret: the new client, to be released with tsm_client_free()
  *
  * Connects without blocking for long (a full listen backlog is waited for up to 45 s). The
  * default timeout of blocking calls is 45 s (tsm_client_set_timeout()).
  *
- * Return: 0; -EINVAL for a malformed address; -ENOENT, -ECONNREFUSED, -EACCES ... from
+ * Return: 0; -EINVAL for a malformed address ("" too); -ENOENT, -ECONNREFUSED, -EACCES ... from
  * connect(2); -ETIMEDOUT if the backlog stayed full for 45 s; -ENOMEM.
  */
 int tsm_client_connect(const char *address, TsmClient **ret);
