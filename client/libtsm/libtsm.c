@@ -216,7 +216,7 @@ _public_ int tsm_client_process(TsmClient *c) {
         if (c->n_dispatching > 0)
                 return ltsm_error_set_local(c, -EDEADLK);
         if (!c->vc || !varlink_client_is_connected(c->vc))
-                return -ENOTCONN;
+                return ltsm_error_set_local(c, -ENOTCONN);
 
         /* Once: it dispatches every complete reply it read (a blocking call's stops at that
          * call's, but ltsm_client_call_done() dispatched the rest), so what is left is in the

@@ -325,7 +325,8 @@ int tsm_client_get_events(const TsmClient *c);
  * Return: 1 if something was done (also when a callback freed @c: it is gone then), 0 if
  * there was nothing to do; -ECONNRESET (or -EPROTO) when the connection was lost now (every
  * pending callback has then run with that error; also with none pending: tsmd hung up, time to
- * reconnect and reclaim), -ENOTCONN if it was lost before; -EDEADLK from a callback.
+ * reconnect and reclaim), -ENOTCONN if it was lost before (io.tsmd.Disconnected, as for any
+ * call then); -EDEADLK from a callback.
  */
 int tsm_client_process(TsmClient *c);
 

@@ -271,6 +271,10 @@ TEST(protocol_error_closes_connection) {
         ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
         ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
         ASSERT_TRUE(sees_hangup(s));
+        /* From now on every entry point says -ENOTCONN, and names it as tsm.h's table does:
+         * the loop's, too, whose name was the earlier failure's. */
+        ASSERT_ERRNO(tsm_client_process(c), ENOTCONN);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
         pair_done(c, path, l, s);
 }
 
