@@ -391,7 +391,12 @@ TEST(malformed_error_names_are_protocol_errors) {
                 "io.systemd.UserDatabase.NoRecordFound",
                 "com.example-1.x--y.E2",
         };
-        char longest[VARLINK_METHOD_NAME_MAX + 64];
+        /* "io.tsmd.AAA...": as long as a name may be, then one byte longer. */
+        char longest[VARLINK_METHOD_NAME_MAX + 2];
+
+        memset(longest, 'A', VARLINK_METHOD_NAME_MAX);
+        memcpy(longest, "io.tsmd.", strlen("io.tsmd."));
+        longest[VARLINK_METHOD_NAME_MAX] = 0;
 
         for (size_t i = 0; i < ELEMENTSOF(bad) + 2; i++) {
                 char path[108], reply[512 + sizeof(longest)];
@@ -404,12 +409,8 @@ TEST(malformed_error_names_are_protocol_errors) {
                 if (i < ELEMENTSOF(bad))
                         name = bad[i];
                 else {
-                        /* One byte over the longest name a message may carry; the first
-                         * one also stands for an asynchronous call. */
-                        memset(longest, 'A', VARLINK_METHOD_NAME_MAX + 1 - strlen("io.tsmd."));
-                        memcpy(longest, "io.tsmd.", strlen("io.tsmd."));
-                        longest[VARLINK_METHOD_NAME_MAX + 1] = 0;
-                        name = async ? "io.tsmd.Guest.Den\\u007fied" : longest;
+                        /* One byte over the longest name; and an asynchronous call. */
+                        name = async ? "io.tsmd.Guest.Den\\u007fied" : strcat(longest, "A");
                 }
                 snprintf(reply, sizeof(reply), "{\"error\":\"%s\",\"parameters\":{}}", name);
                 write_message(s, reply);
@@ -433,15 +434,17 @@ TEST(malformed_error_names_are_protocol_errors) {
                 pair_done(c, path, l, s);
         }
 
-        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
-                char path[108], reply[512], buf[4096];
+        longest[VARLINK_METHOD_NAME_MAX] = 0;
+        for (size_t i = 0; i <= ELEMENTSOF(good); i++) {
+                char path[108], reply[512 + sizeof(longest)], buf[4096];
+                const char *name = i < ELEMENTSOF(good) ? good[i] : longest;
                 int l, s;
                 TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
 
-                snprintf(reply, sizeof(reply), "{\"error\":\"%s\",\"parameters\":{}}", good[i]);
+                snprintf(reply, sizeof(reply), "{\"error\":\"%s\",\"parameters\":{}}", name);
                 write_message(s, reply);
                 ASSERT_ERRNO(tsm_context_close(c, 1), EBADR);
-                ASSERT_STREQ(tsm_client_get_error_name(c), good[i]);
+                ASSERT_STREQ(tsm_client_get_error_name(c), name);
                 ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
                 ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
                 pair_done(c, path, l, s);
