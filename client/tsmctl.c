@@ -228,7 +228,7 @@ int main(int argc, char *argv[]) {
                 {},
         };
         const char *env = getenv("TSMD_SOCKET");
-        /* Empty is unset: libtsm would take "" for its own default, the Guest socket. */
+        /* Empty is unset, as for other variables: libtsm refuses an empty address. */
         TsmctlOptions o = { .socket = isempty(env) ? TSMD_SOCKET_DEFAULT : env,
                             .timeout_usec = TSMCTL_TIMEOUT_USEC_DEFAULT };
         const TsmctlVerb *verb = NULL;

@@ -76,8 +76,11 @@ int varlink_client_call_async(VarlinkClient *c, const char *method, json_object 
 int varlink_client_get_fd(const VarlinkClient *c);
 /* poll(2) events to wait for: POLLIN while replies are expected, POLLOUT while output waits. */
 short varlink_client_get_events(const VarlinkClient *c);
-/* Non-blocking step. Returns 1 if progress was made, 0 if there was nothing to do, 2 if it
- * stopped after a bounded amount of work with more to read (the fd stays readable for it),
+/* Non-blocking step: writes what is queued, dispatches every complete reply buffered or read
+ * (a blocking call's wait stops at that call's reply) and reads at most 4 times, 16 KiB each
+ * (64 KiB). A caller that calls it once per readiness keeps that bound; calling it again at
+ * once reads as much again. Returns 1 if progress was made, 0 if there was nothing to do, 2 if
+ * it stopped after its last read with more to read (the fd stays readable for it),
  * negative errno when the connection is unusable (after closing it and failing every pending
  * callback). */
 int varlink_client_process(VarlinkClient *c);

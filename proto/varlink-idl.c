@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "varlink-idl.h"
+#include "varlink-message.h"
 
 #define REQUIRES_MORE_MARKER "[Requires 'more' flag]"
 
@@ -148,53 +149,6 @@ static bool char_is_alnum(char c) {
 
 static bool char_is_word(char c) {
         return char_is_alnum(c) || c == '_' || c == '.' || c == '-';
-}
-
-/* [A-Za-z]([-]*[A-Za-z0-9])*(\.[A-Za-z0-9]([-]*[A-Za-z0-9])*)+
- * varlink.org allows uppercase since 2021 (varlink.github.io#19), as deployed by systemd
- * ("io.systemd.UserDatabase"); the older text said [a-z] only. */
-static bool interface_name_is_valid(const char *s, size_t n) {
-        size_t labels = 0;
-
-        if (n == 0 || !char_is_alpha(s[0]))
-                return false;
-
-        for (size_t k = 0; k < n;) {
-                /* One label: [A-Za-z0-9]([-]*[A-Za-z0-9])* */
-                if (!char_is_alnum(s[k]))
-                        return false;
-                k++;
-
-                while (k < n && s[k] != '.') {
-                        while (k < n && s[k] == '-')
-                                k++;
-                        if (k >= n || !char_is_alnum(s[k]))
-                                return false;
-                        k++;
-                }
-
-                labels++;
-
-                if (k < n) {
-                        k++; /* the '.' */
-                        if (k >= n)
-                                return false;
-                }
-        }
-
-        return labels >= 2;
-}
-
-/* [A-Z][A-Za-z0-9]* */
-static bool symbol_name_is_valid(const char *s, size_t n) {
-        if (n == 0 || !char_is_upper(s[0]))
-                return false;
-
-        for (size_t k = 1; k < n; k++)
-                if (!char_is_alnum(s[k]))
-                        return false;
-
-        return true;
 }
 
 /* [A-Za-z](_?[A-Za-z0-9])* */
@@ -677,7 +631,7 @@ static int parse_type(Parser *p, unsigned depth, VarlinkType **ret) {
                         }
 
                 if (!found) {
-                        if (!symbol_name_is_valid(p->tok.start, p->tok.length))
+                        if (!varlink_symbol_name_valid(p->tok.start, p->tok.length))
                                 return parser_error(p, &p->tok, "Expected a type, got %s.",
                                                     token_describe(&p->tok, buf));
 
@@ -721,7 +675,7 @@ static int parse_member(Parser *p, VarlinkSymbolKind kind) {
         if (r < 0)
                 return r;
 
-        if (p->tok.kind != TOKEN_WORD || !symbol_name_is_valid(p->tok.start, p->tok.length))
+        if (p->tok.kind != TOKEN_WORD || !varlink_symbol_name_valid(p->tok.start, p->tok.length))
                 return parser_error(p, &p->tok, "Expected a name starting with an uppercase letter, got %s.",
                                     token_describe(&p->tok, buf));
 
@@ -860,7 +814,7 @@ static int parse_interface(Parser *p, VarlinkInterface **ret) {
         r = parser_advance(p);
         if (r < 0)
                 return r;
-        if (p->tok.kind != TOKEN_WORD || !interface_name_is_valid(p->tok.start, p->tok.length))
+        if (p->tok.kind != TOKEN_WORD || !varlink_interface_name_valid(p->tok.start, p->tok.length))
                 return parser_error(p, &p->tok, "Invalid interface name %s.", token_describe(&p->tok, buf));
 
         i->name = strndup(p->tok.start, p->tok.length);

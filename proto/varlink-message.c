@@ -6,6 +6,80 @@
 #include "json-util.h"
 #include "varlink-message.h"
 
+/* The name grammar in ASCII, whatever the locale. */
+static bool ascii_upper(char c) {
+        return c >= 'A' && c <= 'Z';
+}
+
+static bool ascii_alpha(char c) {
+        return ascii_upper(c) || (c >= 'a' && c <= 'z');
+}
+
+static bool ascii_alnum(char c) {
+        return ascii_alpha(c) || (c >= '0' && c <= '9');
+}
+
+/* [A-Za-z]([-]*[A-Za-z0-9])*(\.[A-Za-z0-9]([-]*[A-Za-z0-9])*)+
+ * varlink.org allows uppercase since 2021 (varlink.github.io#19), as deployed by systemd
+ * ("io.systemd.UserDatabase"); the older text said [a-z] only. */
+bool varlink_interface_name_valid(const char *s, size_t n) {
+        size_t labels = 0;
+
+        if (n == 0 || !ascii_alpha(s[0]))
+                return false;
+
+        for (size_t k = 0; k < n;) {
+                /* One label: [A-Za-z0-9]([-]*[A-Za-z0-9])* */
+                if (!ascii_alnum(s[k]))
+                        return false;
+                k++;
+
+                while (k < n && s[k] != '.') {
+                        while (k < n && s[k] == '-')
+                                k++;
+                        if (k >= n || !ascii_alnum(s[k]))
+                                return false;
+                        k++;
+                }
+
+                labels++;
+
+                if (k < n) {
+                        k++; /* the '.' */
+                        if (k >= n)
+                                return false;
+                }
+        }
+
+        return labels >= 2;
+}
+
+/* [A-Z][A-Za-z0-9]* */
+bool varlink_symbol_name_valid(const char *s, size_t n) {
+        if (n == 0 || !ascii_upper(s[0]))
+                return false;
+
+        for (size_t k = 1; k < n; k++)
+                if (!ascii_alnum(s[k]))
+                        return false;
+
+        return true;
+}
+
+bool varlink_error_name_valid(const char *error) {
+        const char *dot;
+        size_t n;
+
+        if (!error)
+                return false;
+        n = strnlen(error, VARLINK_METHOD_NAME_MAX + 1);
+        if (n > VARLINK_METHOD_NAME_MAX)
+                return false;
+        dot = strrchr(error, '.');
+        return dot && varlink_interface_name_valid(error, (size_t) (dot - error)) &&
+               varlink_symbol_name_valid(dot + 1, n - (size_t) (dot + 1 - error));
+}
+
 bool varlink_method_name_valid(const char *method, const char **ret_dot) {
         const char *dot;
 
@@ -114,8 +188,11 @@ int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret) {
                 } else if (streq(key, "error")) {
                         if (json_object_is_type(value, json_type_null))
                                 continue;
+                        /* SECURITY: a VMM reports the name (tsm_client_get_error_name(),
+                         * tsmctl prints it): one that is not a Varlink error name (escape
+                         * sequences, a newline) is a broken peer, not an answer. */
                         if (!json_object_is_type(value, json_type_string) ||
-                            isempty(json_object_get_string(value)))
+                            !varlink_error_name_valid(json_object_get_string(value)))
                                 return -EBADMSG;
                         r.error = json_object_get_string(value);
                 } else if (streq(key, "continues")) {

@@ -32,7 +32,8 @@ typedef struct VarlinkReplyMessage {
  * a string owned by msg). */
 int varlink_message_parse_call(json_object *msg, VarlinkCallMessage *ret, const char **ret_bad_key);
 
-/* Decodes a reply, as strictly as sd-varlink: only parameters, continues, error. */
+/* Decodes a reply, as strictly as sd-varlink: only parameters, continues, error; an error
+ * name that is not one (varlink_error_name_valid()) is -EBADMSG. */
 int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret);
 
 /* Builders. They take ownership of `parameters` (which may be NULL for {}). */
@@ -47,3 +48,10 @@ int varlink_message_new_error(const char *error, json_object *parameters, json_o
 /* True for a syntactically valid "interface.Method" name of at most VARLINK_METHOD_NAME_MAX
  * bytes; *ret_dot points at the dot. */
 bool varlink_method_name_valid(const char *method, const char **ret_dot);
+/* The Varlink name grammar, over n bytes of s: an interface name (two or more labels of
+ * [A-Za-z0-9] and inner '-', the first starting with a letter), and a type, method or error
+ * name ([A-Z][A-Za-z0-9]*). */
+bool varlink_interface_name_valid(const char *s, size_t n);
+bool varlink_symbol_name_valid(const char *s, size_t n);
+/* True for "interface.Error" by that grammar, of at most VARLINK_METHOD_NAME_MAX bytes. */
+bool varlink_error_name_valid(const char *error);

@@ -146,6 +146,9 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
  * -ECANCELED, so the caller writes its outputs only after this succeeded, and returns at once
  * if it did not. */
 int ltsm_client_call_done(TsmClient *c, int r);
+/* The same for a call that failed with tsmd's error r (< 0, the error state set): the callbacks
+ * may set the error state, which is the call's again after them. */
+int ltsm_client_call_done_error(TsmClient *c, int r);
 /* Queues an asynchronous call (flags: VARLINK_CALL_MORE) for op, which is added to c's list
  * on success. Takes ownership of params, not of op. */
 int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params, unsigned flags,

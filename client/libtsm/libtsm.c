@@ -81,10 +81,13 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
 
         assert_return(ret, -EINVAL);
 
-        if (!address)
+        /* An empty variable is unset; an empty address is malformed, not a request for the
+         * default (a caller's "--socket=" must not reach a socket it did not name). */
+        if (!address) {
                 address = secure_getenv("TSMD_GUEST_SOCKET");
-        if (isempty(address))
-                address = TSM_GUEST_SOCKET_DEFAULT;
+                if (isempty(address))
+                        address = TSM_GUEST_SOCKET_DEFAULT;
+        }
 
         c = new0(TsmClient, 1);
         if (!c)
@@ -207,29 +210,26 @@ _public_ int tsm_client_get_events(const TsmClient *c) {
 
 /* tsm_client_process(): see tsm.h. */
 _public_ int tsm_client_process(TsmClient *c) {
-        bool progress = false;
         int r;
 
         assert_return(c, -EINVAL);
         if (c->n_dispatching > 0)
                 return ltsm_error_set_local(c, -EDEADLK);
         if (!c->vc || !varlink_client_is_connected(c->vc))
-                return -ENOTCONN;
+                return ltsm_error_set_local(c, -ENOTCONN);
 
-        /* Until nothing is left to do: the caller's loop wakes up on the fd, and replies
-         * already read into the buffer would never make it readable again. */
+        /* Once: it dispatches every complete reply it read (a blocking call's stops at that
+         * call's, but ltsm_client_call_done() dispatched the rest), so what is left is in the
+         * socket, which stays readable for it. Going round again after a short read read as
+         * much again each time, without end for a peer that keeps the socket topped up: the
+         * bound tsm.h gives is that of one varlink_client_process(). */
         c->n_busy++;
-        do {
-                r = varlink_client_process(c->vc);
-                progress = progress || r > 0;
-                /* Not after 2: a peer that never stops sending would keep us here for good,
-                 * and the fd is readable for the rest. */
-        } while (r == 1 && !c->free_requested);
+        r = varlink_client_process(c->vc);
         if (ltsm_client_leave(c))
                 return 1; /* a callback freed the client */
         if (r < 0)
                 return ltsm_error_set_failed(c, r);
-        return progress;
+        return r > 0;
 }
 
 /* ---- call helpers ------------------------------------------------------------------------ */
@@ -297,27 +297,9 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
                  * the call was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and
                  * the connection goes on: nothing it holds is lost for a local hiccup. */
                 return ltsm_error_set_failed(c, r);
-        if (error) {
-                char *name, *message;
-
-                /* Replies read together with this answer are delivered now, as after a reply
-                 * (ltsm_client_call_done()); their callbacks may set the error state, which
-                 * is this call's again once they ran. */
-                r = ltsm_error_set_reply(c, error, reply);
-                name = TAKE_PTR(c->error_name);
-                message = TAKE_PTR(c->error_message);
-                r = ltsm_client_call_done(c, r);
-                if (r == -ECANCELED) {
-                        free(name);
-                        free(message);
-                        return r; /* c is gone */
-                }
-                free(c->error_name);
-                free(c->error_message);
-                c->error_name = name;
-                c->error_message = message;
-                return r;
-        }
+        if (error)
+                /* Replies read together with this answer are delivered now, as after a reply. */
+                return ltsm_client_call_done_error(c, ltsm_error_set_reply(c, error, reply));
 
         ltsm_error_clear(c);
         *ret_reply = reply;
@@ -336,12 +318,30 @@ int ltsm_client_call_done(TsmClient *c, int r) {
          * read together with this call's reply: deliver them now, as nothing would wake the
          * caller's loop for them. */
         c->n_busy++;
-        /* Not on past a bounded read (2): a peer that never stops sending would hold the
-         * blocking call here for good; the rest keeps the fd readable for the caller's loop. */
-        while (varlink_client_process(c->vc) == 1 && !c->free_requested)
-                ;
+        /* Once, as tsm_client_process(): it dispatches every complete reply buffered before it
+         * reads, and reads no more than tsm.h says. Going round again after a short read held
+         * the blocking call here for as long as a peer kept the socket topped up (a WatchEvents
+         * stream started from a callback during the wait follows the call's reply); the rest
+         * keeps the fd readable for the caller's loop. */
+        (void) varlink_client_process(c->vc);
         if (ltsm_client_leave(c))
                 return -ECANCELED; /* as if it came while the call waited */
+        return r;
+}
+
+int ltsm_client_call_done_error(TsmClient *c, int r) {
+        char *name = TAKE_PTR(c->error_name), *message = TAKE_PTR(c->error_message);
+
+        r = ltsm_client_call_done(c, r);
+        if (r == -ECANCELED) {
+                free(name);
+                free(message);
+                return r; /* c is gone */
+        }
+        free(c->error_name);
+        free(c->error_message);
+        c->error_name = name;
+        c->error_message = message;
         return r;
 }
 

@@ -76,6 +76,9 @@ static int on_more_reply(VarlinkClient *vc, json_object *parameters, const char 
          * connection) at once; tsm_client_call_more_json() then releases the client. */
         if (s->client->free_requested)
                 return -ECANCELED;
+        /* SECURITY: no reply of such a call names an fd (the callback gets none): one tsmd
+         * sent with it must not stay in the VMM until the next call. */
+        varlink_client_close_reply_fds(vc);
         if (error) {
                 s->error = ltsm_error_set_varlink(s->client, vc, error, parameters);
                 return 0;
@@ -126,8 +129,9 @@ _public_ int tsm_client_call_more_json(TsmClient *c, const char *method, const c
                 return ltsm_error_set_local(c, s.stopped);
         if (r < 0)
                 return ltsm_error_set_failed(c, r);
+        /* Replies to asynchronous calls the callback made may have come with the last one. */
         if (s.error < 0)
-                return s.error;
+                return ltsm_client_call_done_error(c, s.error);
         ltsm_error_clear(c);
-        return 0;
+        return ltsm_client_call_done(c, 0); /* -ECANCELED: c is gone */
 }

@@ -96,7 +96,8 @@
  * A message from tsmd with more than one fd attached is such a violation (no reply carries more:
  * OpenContext's and ReclaimContext's carry their iommufd, the others none); libtsm closes the
  * fds at once, and keeps none of them. A reply with one it does not name has it closed when
- * the call is done.
+ * the call is done. So is an error whose name is not a Varlink error name (an interface name,
+ * '.', then [A-Z][A-Za-z0-9]*): no escape sequence or newline reaches the VMM as a name.
  *
  * No error tsmd sends maps to -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO, so after one of
  * them the connection is gone (and with it every context it held): libtsm has closed its
@@ -194,13 +195,13 @@ typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, voi
 /**
  * tsm_client_connect() - connects to tsmd's io.tsmd.Guest socket
  * @address: "unix:/path", "/path", "./relative" or "@abstract"; NULL: $TSMD_GUEST_SOCKET if set
- *           (ignored in setuid programs), else /run/tsmd/io.tsmd.Guest
+ *           and not empty (ignored in setuid programs), else /run/tsmd/io.tsmd.Guest
  * @ret: the new client, to be released with tsm_client_free()
  *
  * Connects without blocking for long (a full listen backlog is waited for up to 45 s). The
  * default timeout of blocking calls is 45 s (tsm_client_set_timeout()).
  *
- * Return: 0; -EINVAL for a malformed address; -ENOENT, -ECONNREFUSED, -EACCES ... from
+ * Return: 0; -EINVAL for a malformed address ("" too); -ENOENT, -ECONNREFUSED, -EACCES ... from
  * connect(2); -ETIMEDOUT if the backlog stayed full for 45 s; -ENOMEM.
  */
 int tsm_client_connect(const char *address, TsmClient **ret);
@@ -265,7 +266,8 @@ int tsm_client_reconnect(TsmClient *c);
  * The name ("io.tsmd.Guest.Denied", "io.tsmd.Disconnected", ...) of the error the most recent
  * failed call got. A blocking call that succeeds clears it; an asynchronous call that fails
  * sets it before its callback runs. Local failures that are not about the connection
- * (-EINVAL, -ENOMEM, -EBADMSG, ...) clear it too.
+ * (-EINVAL, -ENOMEM, -EBADMSG, ...) clear it too. tsmd's names are checked against the Varlink
+ * grammar (see above), so the name is safe to print.
  *
  * Return: the name, borrowed until the next call on @c; NULL if there is none or @c is NULL.
  */
@@ -315,14 +317,18 @@ int tsm_client_get_events(const TsmClient *c);
  *
  * Writes queued calls, reads replies and runs their callbacks. Call it when the fd is ready
  * for the events of tsm_client_get_events() (calling it at other times is harmless). It reads
- * a bounded amount (some 64 KiB) per call, so that a stream tsmd never stops sending cannot
- * keep the caller's loop here: what is left keeps the fd readable (poll(2) is level-triggered;
- * with EPOLLET, call it again until it returns 0).
+ * at most 64 KiB per call (four reads of up to 16 KiB), so that a stream tsmd never stops
+ * sending cannot keep the caller's loop here: it runs the callbacks of the replies in what it
+ * read, and what is left keeps the fd readable (poll(2) is level-triggered; with EPOLLET, call
+ * it again until it returns 0). A blocking call reads until its own reply and, once it has it,
+ * as much as one tsm_client_process() more, for the replies to asynchronous calls that came
+ * with it.
  *
  * Return: 1 if something was done (also when a callback freed @c: it is gone then), 0 if
  * there was nothing to do; -ECONNRESET (or -EPROTO) when the connection was lost now (every
  * pending callback has then run with that error; also with none pending: tsmd hung up, time to
- * reconnect and reclaim), -ENOTCONN if it was lost before; -EDEADLK from a callback.
+ * reconnect and reclaim), -ENOTCONN if it was lost before (io.tsmd.Disconnected, as for any
+ * call then); -EDEADLK from a callback.
  */
 int tsm_client_process(TsmClient *c);
 

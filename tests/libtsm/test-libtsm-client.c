@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -270,6 +271,10 @@ TEST(protocol_error_closes_connection) {
         ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
         ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
         ASSERT_TRUE(sees_hangup(s));
+        /* From now on every entry point says -ENOTCONN, and names it as tsm.h's table does:
+         * the loop's, too, whose name was the earlier failure's. */
+        ASSERT_ERRNO(tsm_client_process(c), ENOTCONN);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
         pair_done(c, path, l, s);
 }
 
@@ -358,6 +363,92 @@ TEST(peer_errors_never_look_local) {
                 free(a.name);
         }
         pair_done(c, path, l, s);
+}
+
+/* SECURITY: an error name reaches the VMM's logs and tsmctl's output
+ * (tsm_client_get_error_name()): one that is not a Varlink error name (an interface name, '.',
+ * [A-Z][A-Za-z0-9]*) is a broken peer, -EPROTO with the connection closed, not an answer whose
+ * escape sequences or newlines the VMM prints. Names the grammar allows still pass. */
+TEST(malformed_error_names_are_protocol_errors) {
+        static const char *const bad[] = {
+                "\\u001b[2J\\u001b[31mio.tsmd.Guest.Denied",
+                "io.tsmd.Guest.Denied\\u001b[0m",
+                "io.tsmd.Guest.Den\\nied",
+                "io.tsmd.Guest.denied",
+                "io.tsmd.Guest.",
+                "io.tsmd.Guest.Den-ied",
+                "io.tsmd.Guest.Dé",
+                "Denied",
+                "io.Denied",
+                ".io.tsmd.Denied",
+                "io..tsmd.Denied",
+                "io.-tsmd.Denied",
+                "io.tsmd-.Denied",
+                "1o.tsmd.Denied",
+                "io tsmd.Denied",
+        };
+        static const char *const good[] = {
+                "io.systemd.UserDatabase.NoRecordFound",
+                "com.example-1.x--y.E2",
+        };
+        /* "io.tsmd.AAA...": as long as a name may be, then one byte longer. */
+        char longest[VARLINK_METHOD_NAME_MAX + 2];
+
+        memset(longest, 'A', VARLINK_METHOD_NAME_MAX);
+        memcpy(longest, "io.tsmd.", strlen("io.tsmd."));
+        longest[VARLINK_METHOD_NAME_MAX] = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad) + 2; i++) {
+                char path[108], reply[512 + sizeof(longest)];
+                const char *name;
+                AsyncResult a = {};
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+                bool async = i == ELEMENTSOF(bad) + 1;
+
+                if (i < ELEMENTSOF(bad))
+                        name = bad[i];
+                else {
+                        /* One byte over the longest name; and an asynchronous call. */
+                        name = async ? "io.tsmd.Guest.Den\\u007fied" : strcat(longest, "A");
+                }
+                snprintf(reply, sizeof(reply), "{\"error\":\"%s\",\"parameters\":{}}", name);
+                write_message(s, reply);
+                if (async) {
+                        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+                        while (a.n == 0) {
+                                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                                ASSERT_EQ(poll(&p, 1, 1000), 1);
+                                (void) tsm_client_process(c);
+                        }
+                        ASSERT_ERRNO(a.error, EPROTO);
+                        ASSERT_STREQ(a.name, "io.tsmd.Protocol");
+                        free(a.name);
+                } else if (tsm_context_close(c, 1) != -EPROTO)
+                        TEST_FAIL("%s: taken for an answer", name);
+                else
+                        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
+                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+                ASSERT_TRUE(sees_hangup(s));
+                pair_done(c, path, l, s);
+        }
+
+        longest[VARLINK_METHOD_NAME_MAX] = 0;
+        for (size_t i = 0; i <= ELEMENTSOF(good); i++) {
+                char path[108], reply[512 + sizeof(longest)], buf[4096];
+                const char *name = i < ELEMENTSOF(good) ? good[i] : longest;
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                snprintf(reply, sizeof(reply), "{\"error\":\"%s\",\"parameters\":{}}", name);
+                write_message(s, reply);
+                ASSERT_ERRNO(tsm_context_close(c, 1), EBADR);
+                ASSERT_STREQ(tsm_client_get_error_name(c), name);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+                pair_done(c, path, l, s);
+        }
 }
 
 static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata);
@@ -754,6 +845,130 @@ TEST(unexpected_fds_closed) {
         pair_done(c, path, ls, s);
 }
 
+static int on_more_noop(TsmClient *c, const char *reply, bool continues, void *userdata) {
+        return 0;
+}
+
+/* The same for tsm_client_call_more_json(), whose replies name no fd: one with its last reply
+ * stayed open until the next call, and one with an error too. */
+TEST(more_call_fds_closed) {
+        static const char *const last[] = {
+                "{\"parameters\":{}}",
+                "{\"error\":\"io.tsmd.Guest.NoSuchVDevice\",\"parameters\":{}}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(last); i++) {
+                char path[108], buf[4096];
+                int ls, s, p[2];
+                TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+                int r;
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                write_message(s, "{\"continues\":true,\"parameters\":{}}");
+                write_message_fd(s, last[i], p[1]);
+                close(p[1]);
+                r = tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_noop, NULL);
+                ASSERT_EQ(r, i == 0 ? 0 : -ENOENT);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                if (!pipe_widowed(p[0]))
+                        TEST_FAIL("%s: its fd still held by the client", last[i]);
+                close(p[0]);
+                pair_done(c, path, ls, s);
+        }
+}
+
+typedef struct StreamFdPeer {
+        int fd, pipe_read;
+        bool widowed; /* the client closed the fd before the stream's next reply */
+} StreamFdPeer;
+
+/* Sends a reply of the stream with a pipe's write end, waits (up to 5 s) for the client to
+ * close it, then ends the stream. */
+static void *stream_fd_peer_thread(void *userdata) {
+        StreamFdPeer *peer = userdata;
+        struct pollfd p = { .events = POLLIN };
+        char buf[4096];
+        int w[2];
+
+        ASSERT_TRUE(read_message(peer->fd, buf, sizeof(buf)));
+        ASSERT_OK(pipe2(w, O_CLOEXEC));
+        p.fd = peer->pipe_read = w[0];
+        write_message_fd(peer->fd, "{\"continues\":true,\"parameters\":{}}", w[1]);
+        close(w[1]);
+        peer->widowed = poll(&p, 1, 5000) == 1 && (p.revents & POLLHUP);
+        write_message(peer->fd, "{\"parameters\":{}}");
+        return NULL;
+}
+
+/* And one with a reply before the last is closed once its callback ran, not when the next
+ * reply comes, which on a stream may be hours away. */
+TEST(more_call_fd_closed_in_stream) {
+        char path[108];
+        pthread_t thread;
+        int ls, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+        StreamFdPeer peer = { .fd = s };
+
+        ASSERT_EQ(pthread_create(&thread, NULL, stream_fd_peer_thread, &peer), 0);
+        ASSERT_OK(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_noop, NULL));
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_TRUE(peer.widowed);
+        close(peer.pipe_read);
+        pair_done(c, path, ls, s);
+}
+
+typedef struct MoreThenRequest {
+        AsyncResult request;
+        unsigned n_replies;
+} MoreThenRequest;
+
+/* Makes an asynchronous call from the first reply of a call with "more". */
+static int on_more_request(TsmClient *c, const char *reply, bool continues, void *userdata) {
+        MoreThenRequest *m = userdata;
+
+        if (m->n_replies++ == 0)
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &m->request,
+                                                  NULL));
+        return 0;
+}
+
+/* tsm_client_call_more_json() delivers, as other blocking calls do, the replies to asynchronous
+ * calls its callback made that were read together with its last reply: they are out of the
+ * socket, and nothing would wake the VMM's loop for them. An error it ends with stays its
+ * error state, whatever those callbacks did to it. */
+TEST(replies_read_with_more_call) {
+        static const char *const last[] = {
+                "{\"parameters\":{}}",
+                "{\"error\":\"io.tsmd.Guest.NoSuchVDevice\",\"parameters\":{}}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(last); i++) {
+                char path[108], answers[512];
+                MoreThenRequest m = {};
+                int ls, s, n;
+                TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+                /* The stream's first reply, its last, and the request's answer, in one read.
+                 * After an error, the request's is one too. */
+                n = snprintf(answers, sizeof(answers), "{\"continues\":true,\"parameters\":{}}%c%s%c%s", 0,
+                             last[i], 0,
+                             i == 0 ? "{\"parameters\":{\"response\":\"eA==\"}}" :
+                                      "{\"error\":\"io.tsmd.Guest.NoSuchContext\",\"parameters\":{\"context\":1}}");
+                ASSERT_EQ(send(s, answers, (size_t) n + 1, MSG_NOSIGNAL), (ssize_t) n + 1);
+                ASSERT_EQ(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_request, &m),
+                          i == 0 ? 0 : -ENOENT);
+                ASSERT_EQ(m.n_replies, i == 0 ? 2U : 1U);
+                ASSERT_EQ(m.request.n, 1U);
+                ASSERT_EQ(m.request.error, i == 0 ? 0 : -ENOENT);
+                if (i == 0)
+                        ASSERT_NULL(tsm_client_get_error_name(c));
+                else
+                        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Guest.NoSuchVDevice");
+                free(m.request.name);
+                pair_done(c, path, ls, s);
+        }
+}
+
 /* Sends text with n fds attached. */
 static void write_message_fds(int sock, const char *text, const int *fds, size_t n) {
         union {
@@ -953,6 +1168,142 @@ TEST(process_returns_under_a_flood) {
         close(s);
         close(l);
         unlink(path);
+}
+
+/* A peer that keeps the socket topped up but never full, so that every read is short: each
+ * event's callback has it send another batch while less than PACED_LOW bytes wait, until
+ * `total` bytes were sent. Short reads are what the bound has to hold under: a loop that goes
+ * round again after one reads as much again, for as long as the peer keeps up. */
+#define PACED_EVENT                                                                                \
+        "{\"continues\":true,\"parameters\":{\"event\":{\"kind\":\"state-changed\",\"context\":1,"   \
+        "\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\",\"state\":\"run\"}}}"
+#define PACED_BATCH_EVENTS (4096U / sizeof(PACED_EVENT))
+#define PACED_LOW 5000
+/* What tsm.h says one tsm_client_process() reads at most, plus the partial message an
+ * earlier read may have left (its callback runs now). */
+#define PROCESS_BOUND_BYTES (64U * 1024U + sizeof(PACED_EVENT))
+
+typedef struct Paced {
+        int server_fd;
+        size_t sent, total; /* bytes */
+        unsigned n;         /* events delivered */
+} Paced;
+
+static unsigned socket_unread(int fd) {
+        int n;
+
+        ASSERT_OK(ioctl(fd, FIONREAD, &n));
+        return (unsigned) n;
+}
+
+static void paced_top_up(Paced *p, int client_fd) {
+        char batch[PACED_BATCH_EVENTS * sizeof(PACED_EVENT)];
+
+        if (p->sent >= p->total || socket_unread(client_fd) >= PACED_LOW)
+                return;
+        for (size_t i = 0; i < PACED_BATCH_EVENTS; i++)
+                memcpy(batch + i * sizeof(PACED_EVENT), PACED_EVENT, sizeof(PACED_EVENT));
+        ASSERT_EQ(send(p->server_fd, batch, sizeof(batch), MSG_NOSIGNAL), (ssize_t) sizeof(batch));
+        p->sent += sizeof(batch);
+}
+
+static void on_paced_event(TsmClient *c, int error, const TsmEvent *event, void *userdata) {
+        Paced *p = userdata;
+
+        ASSERT_OK(error);
+        if (!event)
+                return; /* subscribed */
+        p->n++;
+        paced_top_up(p, tsm_client_get_fd(c));
+}
+
+/* Runs tsm_client_process() until every event the peer sent arrived, each call within the
+ * bound. */
+static void paced_process_rest(TsmClient *c, Paced *p) {
+        while (p->n < p->total / sizeof(PACED_EVENT)) {
+                struct pollfd pf = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+                unsigned before = p->n;
+
+                ASSERT_EQ(poll(&pf, 1, 5000), 1);
+                ASSERT_EQ(tsm_client_process(c), 1);
+                ASSERT_GE(p->n, before + 1);
+                ASSERT_LE((p->n - before) * sizeof(PACED_EVENT), PROCESS_BOUND_BYTES);
+        }
+        ASSERT_EQ(p->sent, p->total);
+        ASSERT_EQ(socket_unread(tsm_client_get_fd(c)), 0U);
+}
+
+/* tsm_client_process() reads at most 64 KiB per call (tsm.h), also when every read is short:
+ * after one it went round again, with a fresh count of reads, for as long as the peer kept
+ * the socket topped up (a test peer that did got 9.8 MB of events delivered by one call). The
+ * rest stays in the socket, and later calls deliver it. */
+TEST(process_reads_at_most_64k) {
+        char path[108], buf[4096];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+        Paced p = { .server_fd = s, .total = 128 * PACED_BATCH_EVENTS * sizeof(PACED_EVENT) };
+        struct pollfd pf = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+        ASSERT_OK(tsm_client_watch_events(c, on_paced_event, &p, NULL));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "WatchEvents"));
+        write_message(s, "{\"continues\":true,\"parameters\":{}}");
+        paced_top_up(&p, tsm_client_get_fd(c));
+        ASSERT_EQ(poll(&pf, 1, 5000), 1);
+
+        ASSERT_EQ(tsm_client_process(c), 1);
+        ASSERT_GE(p.n, 1U);
+        ASSERT_LE(p.n * sizeof(PACED_EVENT), PROCESS_BOUND_BYTES);
+        ASSERT_GE(socket_unread(tsm_client_get_fd(c)), 1U);
+
+        paced_process_rest(c, &p);
+        pair_done(c, path, l, s);
+}
+
+typedef struct PacedAfterCall {
+        Paced paced;
+        AsyncResult request;
+} PacedAfterCall;
+
+/* Starts a watch from the callback of a request answered during a blocking call, and has the
+ * peer answer it: its stream follows the blocking call's reply. */
+static void on_request_start_watch(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        PacedAfterCall *a = userdata;
+
+        on_response_record(c, error, response, len, &a->request);
+        ASSERT_OK(tsm_client_watch_events(c, on_paced_event, &a->paced, NULL));
+        write_message(a->paced.server_fd, "{\"continues\":true,\"parameters\":{}}");
+        paced_top_up(&a->paced, tsm_client_get_fd(c));
+}
+
+/* A blocking call gets its reply while a stream that follows it keeps coming, and then
+ * delivers no more than one tsm_client_process() would (tsm.h): the replies it read after its
+ * own were delivered in a loop that went round again after every short read, for as long as
+ * the peer kept up. The rest is for the caller's loop. */
+TEST(blocking_call_returns_under_a_stream) {
+        char path[108];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+        PacedAfterCall a = {
+                .paced = { .server_fd = s, .total = 128 * PACED_BATCH_EVENTS * sizeof(PACED_EVENT) },
+        };
+        /* The request's answer and the blocking call's, in one read. */
+        static const char answers[] = "{\"parameters\":{\"response\":\"eA==\"}}\0"
+                                      "{\"parameters\":{}}";
+
+        ASSERT_EQ(send(s, answers, sizeof(answers), MSG_NOSIGNAL), (ssize_t) sizeof(answers));
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_request_start_watch, &a, NULL));
+        alarm(20); /* a call that never returns ends the test (SIGALRM) */
+        ASSERT_OK(tsm_context_close(c, 1));
+        alarm(0);
+        ASSERT_EQ(a.request.n, 1U);
+        ASSERT_OK(a.request.error);
+        ASSERT_LE(a.paced.n * sizeof(PACED_EVENT), PROCESS_BOUND_BYTES);
+        ASSERT_GE(socket_unread(tsm_client_get_fd(c)), 1U);
+
+        paced_process_rest(c, &a.paced);
+        free(a.request.name);
+        pair_done(c, path, l, s);
 }
 
 static int on_more_count(TsmClient *c, const char *reply, bool continues, void *userdata) {

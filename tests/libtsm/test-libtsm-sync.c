@@ -418,6 +418,9 @@ TEST(invalid_arguments) {
 
         ASSERT_ERRNO(tsm_client_connect("/nonexistent/socket", &c), ENOENT);
         ASSERT_ERRNO(tsm_client_connect("relative/socket", &c), EINVAL);
+        /* Not the default socket: only NULL asks for that. */
+        ASSERT_ERRNO(tsm_client_connect("", &c), EINVAL);
+        ASSERT_ERRNO(tsm_client_connect("unix:", &c), EINVAL);
         ASSERT_ERRNO(tsm_client_connect("/x", NULL), EINVAL);
         ASSERT_NULL(c);
 

@@ -791,6 +791,7 @@ TEST(hostile_strings_are_escaped) {
                 const char *args[4], *reply;
                 unsigned n_escaped; /* how many times HOSTILE_ESCAPED is printed */
                 int status;
+                const char *shown; /* printed too, if not NULL */
         } cases[] = {
                 { { "status" },
                   "{\"parameters\":{\"version\":" S ",\"configuration\":{\"source\":\"last_good\",\"failedUsec\":"
@@ -821,10 +822,17 @@ TEST(hostile_strings_are_escaped) {
                   5, 0 },
                 { { "introspect", "io.x" }, "{\"parameters\":{\"description\":\"interface io.x\\n" HOSTILE "\\n\"}}",
                   1, 0 },
-                /* Errors: the name tsmd (or whoever) answered with; libtsm's message of its
-                 * parameters has '?' for each control character already. */
-                { { "devices" }, "{\"error\":\"io.tsmd.Evil" HOSTILE "\",\"parameters\":{\"why\":" S "}}", 1, 1 },
-                { { "monitor" }, "{\"error\":\"io.tsmd.Evil" HOSTILE "\",\"parameters\":{\"why\":" S "}}", 1, 1 },
+                /* Errors: libtsm's message of the parameters has '?' for each control
+                 * character already; a name that is no Varlink error name is a protocol
+                 * violation (libtsm), never printed. */
+                { { "devices" }, "{\"error\":\"io.tsmd.Evil\",\"parameters\":{\"why\":" S "}}", 0, 1,
+                  "io.tsmd.Evil why=x?]0;pwned??[2J?[1A?31m??" },
+                { { "monitor" }, "{\"error\":\"io.tsmd.Evil\",\"parameters\":{\"why\":" S "}}", 0, 1,
+                  "io.tsmd.Evil why=x?]0;pwned??[2J?[1A?31m??" },
+                { { "devices" }, "{\"error\":\"io.tsmd.Evil" HOSTILE "\",\"parameters\":{\"why\":" S "}}", 0, 1,
+                  "broke the Varlink protocol" },
+                { { "monitor" }, "{\"error\":\"io.tsmd.Evil" HOSTILE "\",\"parameters\":{\"why\":" S "}}", 0, 1,
+                  "broke the Varlink protocol" },
         };
 #undef S
         const char *path = fake_socket_path("fake-hostile");
@@ -840,6 +848,9 @@ TEST(hostile_strings_are_escaped) {
                         TEST_FAIL("case %zu, tsmctl %s: exit %d, %u escaped strings, expected exit %d and %u:\n%s", i,
                                   cases[i].args[0], status, count_lines_with(both, HOSTILE_ESCAPED), cases[i].status,
                                   cases[i].n_escaped, both);
+                if (cases[i].shown && !strstr(both, cases[i].shown))
+                        TEST_FAIL("case %zu, tsmctl %s: \"%s\" not shown:\n%s", i, cases[i].args[0], cases[i].shown,
+                                  both);
                 if (streq(cases[i].args[0], "introspect"))
                         ASSERT_TRUE(strneq(out, "interface io.x\n", 15)); /* the IDL's own newlines stay */
         }
