@@ -64,21 +64,44 @@ typedef struct LateRecording {
         uint64_t id;
 } LateRecording;
 
+static LateOrigin *late_origin_find(Manager *m, uint32_t cookie) {
+        if (cookie == 0)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(m->late_origins); i++)
+                if (m->late_origins[i].cookie == cookie)
+                        return &m->late_origins[i];
+        return NULL;
+}
+
 void guest_late_remember(Manager *m, uint32_t cookie, uint64_t seq) {
-        if (cookie == 0 || seq == 0)
+        LateOrigin *o;
+
+        if (cookie == 0)
                 return;
-        m->late_origins[m->next_late_origin] = (LateOrigin){ .cookie = cookie, .seq = seq };
-        m->next_late_origin = (m->next_late_origin + 1) % ELEMENTSOF(m->late_origins);
+        /* Numbered after a reopen: the entry it had while held gets its seq. */
+        o = late_origin_find(m, cookie);
+        if (!o) {
+                o = &m->late_origins[m->next_late_origin];
+                m->next_late_origin = (m->next_late_origin + 1) % ELEMENTSOF(m->late_origins);
+        }
+        *o = (LateOrigin){ .cookie = cookie, .seq = seq };
 }
 
 /* The seq of the record this worker wrote of the call it asked with cookie, or 0. */
 static uint64_t late_origin(Manager *m, uint32_t cookie) {
-        if (cookie == 0)
-                return 0;
-        for (size_t i = 0; i < ELEMENTSOF(m->late_origins); i++)
-                if (m->late_origins[i].cookie == cookie)
-                        return m->late_origins[i].seq;
-        return 0;
+        LateOrigin *o = late_origin_find(m, cookie);
+
+        return o ? o->seq : 0;
+}
+
+/* Whether the record of the call asked with cookie is held for a reopen of the log still pending:
+ * numbered when it finishes, before guest_late_retry() runs. Once it finished, a record still
+ * without its seq (its link had no memory) is named by none. */
+static bool late_origin_held(Manager *m, uint32_t cookie) {
+        LateOrigin *o = late_origin_find(m, cookie);
+        AuditLogStatus st;
+
+        return o && o->seq == 0 && m->audit && audit_log_get_status(m->audit, &st) >= 0 && st.reopen_pending;
 }
 
 /* The monitor forgets a LATE once durable; until then it keeps it for the next worker. */
@@ -133,6 +156,10 @@ static int late_record(Manager *m, const struct tsm_priv_late *l, bool checked) 
          * one that said it end before writing it (late_check()). */
         if (!checked && m->audit && l->recorded_seq > 0 && l->recorded_seq <= m->audit_seq_at_open)
                 return late_check(m, l);
+        /* It names its call's record, which has no seq yet: it waits with those the log did not
+         * take, for the reopen (guest_late_retry()). */
+        if (!lost && late_origin_held(m, l->request_cookie))
+                return -EAGAIN;
 
         rec.event = late_events[l->op];
         rec.late_id = l->id;

@@ -213,7 +213,7 @@ static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
                 return;
         }
         if (may_answer_late)
-                guest_late_remember(op->manager, op->priv_cookie, seq); /* nothing if 0: held */
+                guest_late_remember(op->manager, op->priv_cookie, seq); /* 0 if held: on_record_numbered() */
 }
 
 static void on_watch_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {

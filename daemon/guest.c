@@ -530,7 +530,7 @@ void guest_audit_release(const Release *rel, int result) {
                 return;
         }
         if (result < 0)
-                guest_late_remember(rel->manager, rel->priv_cookie, seq); /* nothing if 0: held */
+                guest_late_remember(rel->manager, rel->priv_cookie, seq); /* 0 if held: on_release_numbered() */
 }
 
 static void on_release_unbound(int result, const void *response, size_t len, void *userdata) {

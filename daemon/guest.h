@@ -79,5 +79,7 @@ void guest_audit_late(Manager *m, const struct tsm_priv_late *late);
 void guest_late_retry(Manager *m);
 void guest_late_free_unrecorded(Manager *m);
 /* The record of the call this worker sent the monitor with cookie has seq, and its result was an
- * error: a late answer to it names it (the latest MANAGER_LATE_ORIGINS only). */
+ * error: a late answer to it names it (the latest MANAGER_LATE_ORIGINS only). seq 0: the record is
+ * held for a pending reopen of the log, and remembered again once numbered; a late answer that
+ * comes meanwhile waits for its seq. */
 void guest_late_remember(Manager *m, uint32_t cookie, uint64_t seq);

@@ -1542,8 +1542,9 @@ static json_object *the_record_of(Tsmd *t, const char *event) {
 }
 
 /* The late answer names the record of the failed call, numbered only once the reopen finished
- * (before the reload's own record): held when the call failed, it had no seq then. */
-static void late_names_held_record(Env *e, const char *event) {
+ * (before the reload's own record): held when the call failed, it had no seq then. answered: the
+ * kernel has given its late answer already. */
+static void late_names_held_record(Env *e, const char *event, bool answered) {
         json_object *original, *reload, *late;
 
         original = wait_record_of(&e->tsmd, NIC_ADDR, event);
@@ -1551,7 +1552,8 @@ static void late_names_held_record(Env *e, const char *event) {
         reload = the_record_of(&e->tsmd, "reload");
         ASSERT_TRUE(JINT(original, "seq") < JINT(reload, "seq"));
 
-        hold(e, 11, false);
+        if (!answered)
+                hold(e, 11, false);
         late = wait_record_of(&e->tsmd, NIC_ADDR, "unbind-late");
         ASSERT_STREQ(JSTR(late, "result"), "EIO");
         ASSERT_EQ(JINT(late, "originalSeq"), JINT(original, "seq"));
@@ -1595,7 +1597,43 @@ TEST(a_late_answer_names_a_record_held_for_a_reopen) {
         reopen_let_go(&e);
         ASSERT_TRUE(tsmd_async_wait(c, &unbind, 1, TSMD_WAIT_USEC));
         ASSERT_STREQ(unbind.errors[0], E_GUEST("DeviceGone"));
-        late_names_held_record(&e, "unbind");
+        late_names_held_record(&e, "unbind", false);
+
+        async_call_done(&unbind);
+        varlink_client_free(TAKE_PTR(d));
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The same, with the kernel's late failure coming while the reopen is still pending: the late
+ * answer waits for the record it names to be numbered. */
+TEST(a_late_answer_during_the_reopen_waits_for_its_record) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
+        AsyncCall unbind = {};
+        int64_t ctx;
+        Env e;
+
+        setup_env(&e, 5 * USEC_PER_SEC, "", true);
+        c = tsmd_connect_guest(&e.tsmd);
+        d = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+
+        hold(&e, 11, true);
+        fail(&e, 11, EIO);
+        tsmd_call_async(c, G "Unbind", guest_vdev_params(ctx, 11), 0, &unbind);
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+        reopen_hold(&e, d, ctx);
+
+        unplug_nic(&e);
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; nic_changing(&e, 11); sleep_usec(5 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("the Unbind was never answered");
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "late answers of the kernel wait for the audit log", 1, TSMD_WAIT_USEC));
+        reopen_let_go(&e);
+        ASSERT_TRUE(tsmd_async_wait(c, &unbind, 1, TSMD_WAIT_USEC));
+        late_names_held_record(&e, "unbind", true);
 
         async_call_done(&unbind);
         varlink_client_free(TAKE_PTR(d));
@@ -1625,7 +1663,7 @@ TEST(a_late_answer_names_a_release_held_for_a_reopen) {
         /* Logged right before its record, held. */
         ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "Failed to unbind " NIC_ADDR " while releasing it", 1, TSMD_WAIT_USEC));
         reopen_let_go(&e);
-        late_names_held_record(&e, "release");
+        late_names_held_record(&e, "release", false);
 
         varlink_client_free(TAKE_PTR(d));
         teardown(&e);
