@@ -6,9 +6,10 @@
  *
  *   emu   the same TDISP request straight into emu_device_request(), in process: the backend
  *         without any IPC;
- *   raw   AF_UNIX stream round trips of the same bytes (the GuestRequest call as tsmd gets it
- *         out, tsmd's exact reply back) to an echo server, one thread on epoll like tsmd's one
- *         event loop, with the same number of clients and the same closed-loop driver;
+ *   raw   AF_UNIX stream round trips of the same bytes (the GuestRequest call as the client
+ *         library writes it, tsmd's reply as tsmd wrote it: both taken off the wire) to an echo
+ *         server, one thread on epoll like tsmd's one event loop, with the same number of
+ *         clients and the same closed-loop driver;
  *   sync  (for orientation) append one audit-sized line and fdatasync() it, in a file next to
  *         tsmd's audit directory: what a durable, one-at-a-time request appending to a log
  *         cannot go under; and the same line written over a file written and synced before,
@@ -50,8 +51,10 @@
  * Runs in: benchmarks (and, with --quick, as a bench-smoke test).
  */
 
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -508,28 +511,75 @@ static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, 
         return run;
 }
 
-/* The exact bytes of one GuestRequest call and of tsmd's reply to it, for the raw baseline;
- * also checks that reply. */
-static void capture_wire_bytes(const Workload *w, Client *cl, char **ret_call, char **ret_reply) {
-        json_object *call = json_object_new_object(), *reply, *wrap = json_object_new_object();
+/* One NUL-terminated message from fd, waited for (bounded); malloc'd, *ret_len with the NUL.
+ * Nothing may follow it. */
+static char *read_message(int fd, size_t *ret_len) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+        size_t len = 0, size = 0;
+        char *buf = NULL;
+
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t k;
+
+                if (size - len < 65536) {
+                        size = size * 2 + 65536;
+                        ASSERT_NOT_NULL(buf = realloc(buf, size));
+                }
+                if (now_usec() > deadline)
+                        TEST_FAIL("no whole message within %" PRIu64 " us (%zu bytes)", TSMD_WAIT_USEC, len);
+                ASSERT_OK(poll(&p, 1, 1000));
+                if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+                        continue;
+                k = read(fd, buf + len, size - len);
+                if (k < 0 && errno == EAGAIN)
+                        continue;
+                if (k <= 0)
+                        TEST_FAIL("reading a message: %s", k < 0 ? strerror(errno) : "EOF");
+                len += (size_t) k;
+                if (memchr(buf + len - k, 0, (size_t) k)) {
+                        if (buf[len - 1] != 0 || strlen(buf) + 1 != len)
+                                TEST_FAIL("more than one message read");
+                        *ret_len = len;
+                        return buf;
+                }
+        }
+}
+
+static int ignore_reply(VarlinkClient *c, json_object *parameters, const char *error, bool continues, void *userdata) {
+        (void) c, (void) parameters, (void) error, (void) continues, (void) userdata;
+        return 0;
+}
+
+/* The exact bytes of one GuestRequest call and of tsmd's reply to it, for the raw baseline:
+ * the call as the client library writes it (to one end of a socketpair, read from the
+ * other), sent on cl's connection as is, and tsmd's reply read off it (the library has no
+ * call pending there, so its stream stays in step). Also checks that reply. */
+static void capture_wire_bytes(const Workload *w, Client *cl, char **ret_call, size_t *ret_call_len,
+                               char **ret_reply, size_t *ret_reply_len) {
+        _cleanup_(varlink_client_freep) VarlinkClient *writer = NULL;
         _cleanup_free_ uint8_t *resp = NULL;
-        const char *error = NULL;
+        json_object *reply, *params;
+        int sv[2], fd = varlink_client_get_fd(cl->c);
         size_t len;
 
-        json_object_add(call, "method", json_object_new_string(G "GuestRequest"));
-        json_object_add(call, "parameters", guest_request_params(cl));
-        *ret_call = strdup(json_object_to_json_string_ext(call, JSON_C_TO_STRING_PLAIN));
-        json_object_put(call);
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        ASSERT_OK(varlink_client_new_from_fd(sv[0], &writer));
+        ASSERT_OK(varlink_client_call_async(writer, G "GuestRequest", guest_request_params(cl), 0, ignore_reply, NULL));
+        *ret_call = read_message(sv[1], ret_call_len);
+        close(sv[1]);
 
-        ASSERT_OK(varlink_client_call(cl->c, G "GuestRequest", guest_request_params(cl), &reply, &error));
-        if (error)
-                TEST_FAIL("GuestRequest: %s %s", error, json_object_to_json_string(reply));
-        resp = unb64(json_get_string(reply, "response"), &len);
+        ASSERT_TRUE(varlink_client_get_n_pending(cl->c) == 0);
+        ASSERT_OK(fd);
+        ASSERT_OK(write_all(fd, *ret_call, *ret_call_len));
+        *ret_reply = read_message(fd, ret_reply_len);
+        ASSERT_NOT_NULL(reply = json_tokener_parse(*ret_reply));
+        if (json_object_object_get_ex(reply, "error", NULL))
+                TEST_FAIL("GuestRequest: %s", *ret_reply);
+        ASSERT_TRUE(json_object_object_get_ex(reply, "parameters", &params));
+        resp = unb64(json_get_string(params, "response"), &len);
         check_response(w, cl->index, resp, len);
-        json_object_add(wrap, "parameters", json_object_get(reply));
-        *ret_reply = strdup(json_object_to_json_string_ext(wrap, JSON_C_TO_STRING_PLAIN));
-        json_object_put(wrap);
-        ASSERT_TRUE(*ret_call && *ret_reply);
+        json_object_put(reply);
 }
 
 static char *config_text(const char *sync_mode, unsigned n_devices) {
@@ -729,9 +779,7 @@ int main(int argc, char *argv[]) {
                         client_set_workload(&cls[i], w);
                 /* A read finds what the write workload before stored: its phases sent the write
                  * to every device at least once, as warm-up. */
-                capture_wire_bytes(w, &cls[0], &call, &reply);
-                r->call_len = strlen(call) + 1;
-                r->reply_len = strlen(reply) + 1;
+                capture_wire_bytes(w, &cls[0], &call, &r->call_len, &reply, &r->reply_len);
 
                 r->emu = bench_emu(P, w, ns);
                 r->sync = bench_fdatasync(P, ns, t.dir, false);

@@ -216,8 +216,7 @@ struct EchoServer {
         pthread_t thread;
 };
 
-/* Writes all of buf to a non-blocking socket, waiting for room as needed. */
-static int write_all(int fd, const char *buf, size_t len) {
+int write_all(int fd, const char *buf, size_t len) {
         while (len > 0) {
                 ssize_t k = write(fd, buf, len);
 

@@ -62,6 +62,10 @@ unsigned long raise_nofile(unsigned long n);
 
 /* ---- the raw AF_UNIX baseline ------------------------------------------------------------- */
 
+/* Writes all of buf to a socket, blocking or not, waiting (poll, 10 s at most each time) for
+ * room as needed; negative errno. */
+int write_all(int fd, const char *buf, size_t len);
+
 typedef struct EchoServer EchoServer;
 
 /* n_conns socketpairs served by one thread (epoll, like tsmd's one event loop): every
