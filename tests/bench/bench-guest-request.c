@@ -33,11 +33,15 @@
  * children, utime+stime). Prints tables and ratios; never asserts on times. Exits 0 unless
  * something failed functionally (a call errored, a response was wrong, tsmd died).
  *
- *   bench-guest-request [--quick] [--audit-sync=group|per-record] [--workload=NAME]
- *                       [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]
+ *   bench-guest-request [--quick] [--audit-sync=group|per-record] [--journal]
+ *                       [--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]
  *
  * --quick: the same code with small counts (the bench-smoke test), numbers meaningless.
  * --audit-sync=per-record: one fdatasync per audit record instead of group commit.
+ * --journal: Journal=yes, tsmd's default: audit records mirrored to the journal (tsmd starts
+ * the mirror only where journald's socket is; the header says whether it ran). Without it,
+ * Journal=no, as in the other tests: results compare across machines with and without a
+ * journald.
  * --depth=N: every client keeps N requests in flight (pipelined on its connection, as a VMM
  * with several guests' requests outstanding does), the raw baseline as many; default 1.
  * --state-dir=DIR: tsmd's directory, and so its audit log, in DIR instead of /tmp. With DIR on
@@ -74,6 +78,9 @@ TestCase test_cases[TEST_MAX];
 size_t test_n_cases;
 
 #define G "io.tsmd.Guest."
+
+/* Where sd_journal_sendv() sends; tsmd mirrors audit records only if it is there (audit-log.c). */
+#define JOURNALD_SOCKET "/run/systemd/journal/socket"
 
 static unsigned levels[] = { 1, 8, 64, 256, 512 };
 #define MAX_CLIENTS 512u
@@ -582,7 +589,7 @@ static void capture_wire_bytes(const Workload *w, Client *cl, char **ret_call, s
         json_object_put(reply);
 }
 
-static char *config_text(const char *sync_mode, unsigned n_devices) {
+static char *config_text(const char *sync_mode, bool journal, unsigned n_devices) {
         static char buf[INI_LINE_MAX + 1024];
         size_t o;
 
@@ -595,7 +602,7 @@ static char *config_text(const char *sync_mode, unsigned n_devices) {
         snprintf(buf + o, sizeof(buf) - o,
                  "\n[Varlink]\nMaxConnections=4096\nMaxConnectionsPerUid=4096\n"
                  "[Guest]\nMaxContextsPerClient=4096\nMaxVDevicesPerClient=4096\n"
-                 "[Audit]\nSyncMode=%s\n", sync_mode);
+                 "[Audit]\nSyncMode=%s\nJournal=%s\n", sync_mode, journal ? "yes" : "no");
         return buf;
 }
 
@@ -675,6 +682,7 @@ int main(int argc, char *argv[]) {
         const Params *P = &params_full;
         const char *sync_mode = "group", *only_workload = NULL;
         unsigned only_clients = 0, depth = 1;
+        bool journal = false;
         Result res[ELEMENTSOF(workloads)] = {};
         _cleanup_free_ Client *cls = new0(Client, MAX_DEVICES);
         _cleanup_free_ uint64_t *ns = NULL;
@@ -688,6 +696,8 @@ int main(int argc, char *argv[]) {
                 else if (strneq(argv[i], "--audit-sync=", 13) &&
                          (streq(argv[i] + 13, "group") || streq(argv[i] + 13, "per-record")))
                         sync_mode = argv[i] + 13;
+                else if (streq(argv[i], "--journal"))
+                        journal = true;
                 else if (strneq(argv[i], "--state-dir=", 12))
                         /* The fixture makes tsmd's directory (audit log included) there. */
                         ASSERT_OK(setenv("TSMD_TEST_TMPDIR", argv[i] + 12, 1));
@@ -704,8 +714,9 @@ int main(int argc, char *argv[]) {
                         params_custom.phase_usec = (uint64_t) atoi(argv[i] + 10) * USEC_PER_SEC;
                         P = &params_custom;
                 } else {
-                        fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record] [--workload=NAME] "
-                                "[--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]\n", argv[0]);
+                        fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record] [--journal] "
+                                "[--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]\n",
+                                argv[0]);
                         return 2;
                 }
         }
@@ -742,7 +753,7 @@ int main(int argc, char *argv[]) {
                  "MaxContexts=1024\nMaxVDevices=1024\n",
                  (unsigned) getuid());
         tsmd_start(&t, &(TsmdOptions) {
-                .config = config_text(sync_mode, n_devices),
+                .config = config_text(sync_mode, journal, n_devices),
                 .files = (const TsmdFile[]) { { "policy.conf", policy } },
                 .n_files = 1,
                 /* Not debug: its logging per request would be what we measure. Not warning: the
@@ -753,12 +764,22 @@ int main(int argc, char *argv[]) {
                 client_setup(&t, &cls[i], i);
 
         printf("# bench-guest-request%s: tsmd on its emulated platform, audit SyncMode=%s (durable: fdatasync\n"
-               "# before each reply), %u emulated devices, one client per device, %u request%s in flight per client.\n"
-               "# Latency = every round trip of the phase. CPU us/req: tsmd = tsmd and its children (utime+stime),\n"
+               "# before each reply), %u emulated devices, one client per device, %u request%s in flight per client.\n",
+               P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_mode, n_devices, depth,
+               depth == 1 ? "" : "s");
+        /* Off unless asked for (tsmd's default is on): tsmd mirrors only where journald's socket
+         * is, so runs on machines with and without a journald compare only with it off. */
+        if (!journal)
+                printf("# Journal mirror of the audit records: off (Journal=no; tsmd's default is yes: --journal).\n");
+        else if (access(JOURNALD_SOCKET, W_OK) >= 0)
+                printf("# Journal mirror of the audit records: on (Journal=yes, as tsmd's default).\n");
+        else
+                printf("# Journal mirror of the audit records: off although Journal=yes: there is no %s,\n"
+                       "# and without it tsmd does not start the mirror.\n", JOURNALD_SOCKET);
+        printf("# Latency = every round trip of the phase. CPU us/req: tsmd = tsmd and its children (utime+stime),\n"
                "# client = this process (the client library's JSON/base64 work, the raw baseline has none).\n"
                "# %ld CPUs online, load average %s at the start.\n",
-               P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_mode, n_devices, depth,
-               depth == 1 ? "" : "s", sysconf(_SC_NPROCESSORS_ONLN), loadavg());
+               sysconf(_SC_NPROCESSORS_ONLN), loadavg());
         for (size_t i = n_levels; only_clients == 0 && i < ELEMENTSOF(levels); i++)
                 printf("# %u clients: skipped, the emulated platform holds at most %u devices here (EMU_DEVICES_MAX %u,\n"
                        "# %zu addresses fit the one EmulatedDevices= line of INI_LINE_MAX %u) and each client needs one.\n",
