@@ -29,15 +29,18 @@
  * all driven from one thread through the asynchronous client. A level needs as many emulated
  * devices (one device belongs to one guest); levels the platform cannot hold are reported as
  * skipped. Every phase is bounded by a request count and by wall time. Per phase: latency
- * p50/p99 of every round trip, requests/s, and tsmd's CPU time per request (tsmd and its
+ * p50/p99 of every round trip, requests/s, tsmd's CPU time per request (tsmd and its
  * children, utime+stime). Prints tables and ratios; never asserts on times. Exits 0 unless
  * something failed functionally (a call errored, a response was wrong, tsmd died).
  *
- *   bench-guest-request [--quick] [--audit-sync=group|per-record] [--journal]
+ *   bench-guest-request [--quick] [--audit-sync=group|per-record|both] [--journal]
  *                       [--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]
  *
  * --quick: the same code with small counts (the bench-smoke test), numbers meaningless.
  * --audit-sync=per-record: one fdatasync per audit record instead of group commit.
+ * --audit-sync=both: two tsmd side by side, group commit and per-record, each with devices and
+ * clients of its own; every phase runs on the one, then on the other, and the ratios of the
+ * two are printed: the comparison without a machine's drift between two runs.
  * --journal: Journal=yes, tsmd's default: audit records mirrored to the journal (tsmd starts
  * the mirror only where journald's socket is; the header says whether it ran). Without it,
  * Journal=no, as in the other tests: results compare across machines with and without a
@@ -606,6 +609,40 @@ static char *config_text(const char *sync_mode, bool journal, unsigned n_devices
         return buf;
 }
 
+/* ---- the daemons ---------------------------------------------------------------------------- */
+
+/* --audit-sync=both runs two. */
+#define MODES_MAX 2u
+
+/* One tsmd and its clients, one per emulated device. */
+typedef struct Daemon {
+        const char *sync_mode;
+        Tsmd t;
+        Client *cls;
+} Daemon;
+
+static void daemon_start(Daemon *d, const char *sync_mode, bool journal, unsigned n_devices, const char *policy) {
+        d->sync_mode = sync_mode;
+        ASSERT_NOT_NULL(d->cls = new0(Client, n_devices));
+        tsmd_start(&d->t, &(TsmdOptions) {
+                .config = config_text(sync_mode, journal, n_devices),
+                .files = (const TsmdFile[]) { { "policy.conf", policy } },
+                .n_files = 1,
+                /* Not debug: its logging per request would be what we measure. Not warning: the
+                 * fixture waits for tsmd's "running." (info). */
+                .log_level = "info",
+        });
+        for (unsigned i = 0; i < n_devices; i++)
+                client_setup(&d->t, &d->cls[i], i);
+}
+
+static void daemon_stop(Daemon *d, unsigned n_devices) {
+        for (unsigned i = 0; i < n_devices; i++)
+                client_done(&d->cls[i]);
+        d->cls = mfree(d->cls);
+        tsmd_teardown(&d->t);
+}
+
 /* ---- output --------------------------------------------------------------------------------- */
 
 typedef struct Result {
@@ -614,10 +651,22 @@ typedef struct Result {
         Emu emu;
         Stats sync, overwrite;
         RawRun raw[ELEMENTSOF(levels)];
-        Run tsmd[ELEMENTSOF(levels)];
+        Run tsmd[MODES_MAX][ELEMENTSOF(levels)]; /* per daemon, in the order of Daemon d[] */
 } Result;
 
-static void print_result(const Result *r, unsigned n_levels) {
+/* Ratios a / b, in the table's columns. */
+static void print_ratios_header(const char *title) {
+        printf("%-26s %7s %9s %10s %10s %11s\n", title, "clients", "", "p50", "p99", "req/s");
+}
+
+static void print_ratios(unsigned clients, const Stats *a, double a_rps, const Stats *b, double b_rps) {
+        printf("%-26s %7u %9s %9.1fx %9.1fx %10.2fx\n", "", clients, "", a->p50_us / b->p50_us, a->p99_us / b->p99_us,
+               a_rps / b_rps);
+}
+
+static void print_result(const Result *r, unsigned n_levels, const Daemon *d, unsigned n_modes) {
+        const Run *tsmd = r->tsmd[0];
+
         printf("\n== %s (%s): request %zu B, response %zu B; on the wire: call %zu B, reply %zu B\n",
                workload_name(r->w), workload_what(r->w), request_len(r->w), response_len(r->w), r->call_len,
                r->reply_len);
@@ -632,33 +681,41 @@ static void print_result(const Result *r, unsigned n_levels) {
         for (unsigned i = 0; i < n_levels; i++)
                 printf("%-26s %7u %9zu %10.1f %10.1f %11.0f\n", "raw AF_UNIX echo", levels[i], r->raw[i].completed,
                        r->raw[i].lat.p50_us, r->raw[i].lat.p99_us, r->raw[i].rps);
+        for (unsigned m = 0; m < n_modes; m++)
+                for (unsigned i = 0; i < n_levels; i++)
+                        printf("%-26s %7u %9zu %10.1f %10.1f %11.0f %10.1f %10.1f\n",
+                               n_modes == 1 ? "tsmd GuestRequest" : strf("tsmd, SyncMode=%s", d[m].sync_mode),
+                               levels[i], r->tsmd[m][i].completed, r->tsmd[m][i].lat.p50_us,
+                               r->tsmd[m][i].lat.p99_us, r->tsmd[m][i].rps, r->tsmd[m][i].cpu_us_per_req,
+                               r->tsmd[m][i].client_cpu_us_per_req);
+        print_ratios_header(n_modes == 1 ? "ratios tsmd / raw" : strf("ratios %s / raw", d[0].sync_mode));
         for (unsigned i = 0; i < n_levels; i++)
-                printf("%-26s %7u %9zu %10.1f %10.1f %11.0f %10.1f %10.1f\n", "tsmd GuestRequest", levels[i],
-                       r->tsmd[i].completed, r->tsmd[i].lat.p50_us, r->tsmd[i].lat.p99_us, r->tsmd[i].rps,
-                       r->tsmd[i].cpu_us_per_req, r->tsmd[i].client_cpu_us_per_req);
-        printf("ratios tsmd / raw     %7s %9s %10s %10s %11s\n", "clients", "", "p50", "p99", "req/s");
-        for (unsigned i = 0; i < n_levels; i++)
-                printf("%-21s %7u %9s %9.1fx %9.1fx %10.2fx\n", "", levels[i], "", r->tsmd[i].lat.p50_us / r->raw[i].lat.p50_us,
-                       r->tsmd[i].lat.p99_us / r->raw[i].lat.p99_us, r->tsmd[i].rps / r->raw[i].rps);
+                print_ratios(levels[i], &tsmd[i].lat, tsmd[i].rps, &r->raw[i].lat, r->raw[i].rps);
+        if (n_modes > 1) {
+                /* The same requests, the same clients, one phase right after the other. */
+                print_ratios_header(strf("ratios %s / %s", d[0].sync_mode, d[1].sync_mode));
+                for (unsigned i = 0; i < n_levels; i++)
+                        print_ratios(levels[i], &tsmd[i].lat, tsmd[i].rps, &r->tsmd[1][i].lat, r->tsmd[1][i].rps);
+        }
         if (levels[0] != 1)
                 return; /* --clients= without the 1-client level to compare with */
         printf("1 client: tsmd p50 / emu p50 %.0fx, tsmd p50 / (raw p50 + fdatasync p50) %.2fx\n",
-               r->tsmd[0].lat.p50_us / r->emu.lat.p50_us, r->tsmd[0].lat.p50_us / (r->raw[0].lat.p50_us + r->sync.p50_us));
+               tsmd[0].lat.p50_us / r->emu.lat.p50_us, tsmd[0].lat.p50_us / (r->raw[0].lat.p50_us + r->sync.p50_us));
         if (n_levels < 2)
                 return;
         printf("tsmd N clients / 1 client req/s:");
         for (unsigned i = 1; i < n_levels; i++)
-                printf(" %u: %.2fx", levels[i], r->tsmd[i].rps / r->tsmd[0].rps);
+                printf(" %u: %.2fx", levels[i], tsmd[i].rps / tsmd[0].rps);
         printf("\n");
 }
 
-static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
+static void print_targets(const Result *res, size_t n_res, unsigned n_levels, const char *sync_mode) {
         unsigned i64 = 0;
 
-        printf("\n== issue 8 targets (this run)\n");
+        printf("\n== issue 8 targets (this run, SyncMode=%s)\n", sync_mode);
         for (size_t i = 0; i < n_res; i++)
                 if (res[i].w->size == 4096) {
-                        double x = res[i].tsmd[0].lat.p50_us / res[i].raw[0].lat.p50_us;
+                        double x = res[i].tsmd[0][0].lat.p50_us / res[i].raw[0].lat.p50_us;
                         printf("  p50 <= 1.5x raw p50 at 4 KiB, 1 client, %-14s %8.1fx  %s\n", workload_name(res[i].w), x,
                                x <= 1.5 ? "met" : "NOT met");
                         /* Whether any design that answers after a durable record could: the round
@@ -671,7 +728,7 @@ static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
                 if (levels[i] == 64)
                         i64 = i;
         for (size_t i = 0; i < n_res; i++) {
-                double rps = res[i].tsmd[i64].rps;
+                double rps = res[i].tsmd[0][i64].rps;
                 printf("  >= 50000 audited req/s, 64 clients, %-14s %8.0f   %s\n", workload_name(res[i].w), rps,
                        rps >= 50000 ? "met" : "NOT met");
         }
@@ -680,23 +737,27 @@ static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
 
 int main(int argc, char *argv[]) {
         const Params *P = &params_full;
-        const char *sync_mode = "group", *only_workload = NULL;
-        unsigned only_clients = 0, depth = 1;
+        const char *sync_modes[MODES_MAX] = { "group" }, *only_workload = NULL;
+        unsigned only_clients = 0, depth = 1, n_modes = 1;
         bool journal = false;
         Result res[ELEMENTSOF(workloads)] = {};
-        _cleanup_free_ Client *cls = new0(Client, MAX_DEVICES);
         _cleanup_free_ uint64_t *ns = NULL;
         unsigned n_devices = MAX_DEVICES, n_levels = 0;
         char policy[512];
-        Tsmd t;
+        Daemon d[MODES_MAX] = {};
 
         for (int i = 1; i < argc; i++) {
                 if (streq(argv[i], "--quick"))
                         P = &params_quick;
                 else if (strneq(argv[i], "--audit-sync=", 13) &&
-                         (streq(argv[i] + 13, "group") || streq(argv[i] + 13, "per-record")))
-                        sync_mode = argv[i] + 13;
-                else if (streq(argv[i], "--journal"))
+                         (streq(argv[i] + 13, "group") || streq(argv[i] + 13, "per-record"))) {
+                        sync_modes[0] = argv[i] + 13;
+                        n_modes = 1;
+                } else if (streq(argv[i], "--audit-sync=both")) {
+                        sync_modes[0] = "group";
+                        sync_modes[1] = "per-record";
+                        n_modes = 2;
+                } else if (streq(argv[i], "--journal"))
                         journal = true;
                 else if (strneq(argv[i], "--state-dir=", 12))
                         /* The fixture makes tsmd's directory (audit log included) there. */
@@ -714,7 +775,7 @@ int main(int argc, char *argv[]) {
                         params_custom.phase_usec = (uint64_t) atoi(argv[i] + 10) * USEC_PER_SEC;
                         P = &params_custom;
                 } else {
-                        fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record] [--journal] "
+                        fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record|both] [--journal] "
                                 "[--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]\n",
                                 argv[0]);
                         return 2;
@@ -730,7 +791,6 @@ int main(int argc, char *argv[]) {
                 }
         }
         setvbuf(stdout, NULL, _IOLBF, 0);
-        ASSERT_NOT_NULL(cls);
         ASSERT_NOT_NULL(ns = new0(uint64_t, MAX(P->baseline_iters, P->max_requests)));
         while (n_levels < ELEMENTSOF(levels) && levels[n_levels] <= n_devices)
                 n_levels++;
@@ -742,8 +802,9 @@ int main(int argc, char *argv[]) {
                 levels[0] = only_clients;
                 n_levels = 1;
         }
-        /* Two fds per client here (connection, iommufd copy closed at once) and in tsmd. */
-        raise_nofile(4 * MAX_DEVICES + 256);
+        /* Per daemon two fds per client here (connection, iommufd copy closed at once) and in
+         * tsmd; and the raw baseline's socketpairs. */
+        raise_nofile((2 * n_modes + 2) * MAX_DEVICES + 256);
 
         /* One policy rule for this uid: every device, the debug scopes named (they are never
          * granted by default), room for a context and vDevice per device. */
@@ -752,21 +813,19 @@ int main(int argc, char *argv[]) {
                  "[Client:bench]\nUsers=%u\nDevices=*\nScopes=info debug-read debug-write\n"
                  "MaxContexts=1024\nMaxVDevices=1024\n",
                  (unsigned) getuid());
-        tsmd_start(&t, &(TsmdOptions) {
-                .config = config_text(sync_mode, journal, n_devices),
-                .files = (const TsmdFile[]) { { "policy.conf", policy } },
-                .n_files = 1,
-                /* Not debug: its logging per request would be what we measure. Not warning: the
-                 * fixture waits for tsmd's "running." (info). */
-                .log_level = "info",
-        });
-        for (unsigned i = 0; i < n_devices; i++)
-                client_setup(&t, &cls[i], i);
+        /* With --audit-sync=both, two daemons side by side, each with its own directory, devices
+         * and clients, driven one after the other phase by phase: the other is idle meanwhile. */
+        for (unsigned m = 0; m < n_modes; m++)
+                daemon_start(&d[m], sync_modes[m], journal, n_devices, policy);
 
         printf("# bench-guest-request%s: tsmd on its emulated platform, audit SyncMode=%s (durable: fdatasync\n"
                "# before each reply), %u emulated devices, one client per device, %u request%s in flight per client.\n",
-               P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_mode, n_devices, depth,
+               P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_modes[0], n_devices, depth,
                depth == 1 ? "" : "s");
+        if (n_modes > 1)
+                printf("# And a second tsmd, SyncMode=%s, with devices and clients of its own: each phase runs on\n"
+                       "# the first, then on the second (the other idle meanwhile); ratios %s / %s compare them.\n",
+                       sync_modes[1], sync_modes[0], sync_modes[1]);
         /* Off unless asked for (tsmd's default is on): tsmd mirrors only where journald's socket
          * is, so runs on machines with and without a journald compare only with it off. */
         if (!journal)
@@ -796,32 +855,34 @@ int main(int argc, char *argv[]) {
                       workload_matches(&workloads[k + 1], only_workload)))
                         continue;
                 r->w = w;
-                for (unsigned i = 0; i < n_devices; i++)
-                        client_set_workload(&cls[i], w);
+                for (unsigned m = 0; m < n_modes; m++)
+                        for (unsigned i = 0; i < n_devices; i++)
+                                client_set_workload(&d[m].cls[i], w);
                 /* A read finds what the write workload before stored: its phases sent the write
                  * to every device at least once, as warm-up. */
-                capture_wire_bytes(w, &cls[0], &call, &r->call_len, &reply, &r->reply_len);
+                capture_wire_bytes(w, &d[0].cls[0], &call, &r->call_len, &reply, &r->reply_len);
 
                 r->emu = bench_emu(P, w, ns);
-                r->sync = bench_fdatasync(P, ns, t.dir, false);
-                r->overwrite = bench_fdatasync(P, ns, t.dir, true);
+                r->sync = bench_fdatasync(P, ns, d[0].t.dir, false);
+                r->overwrite = bench_fdatasync(P, ns, d[0].t.dir, true);
                 echo = echo_server_new(levels[n_levels - 1], reply, r->reply_len);
                 for (unsigned i = 0; i < n_levels; i++)
                         r->raw[i] = echo_server_run(echo, levels[i], depth, call, r->call_len, r->reply_len,
                                                     P->max_requests, P->phase_usec, ns);
                 echo_server_free(echo);
                 for (unsigned i = 0; i < n_levels; i++)
-                        r->tsmd[i] = bench_tsmd(P, w, &t, cls, levels[i], depth, ns);
-                print_result(r, n_levels);
-                if (!tsmd_is_running(&t))
-                        TEST_FAIL("tsmd exited during the benchmark");
+                        for (unsigned m = 0; m < n_modes; m++)
+                                r->tsmd[m][i] = bench_tsmd(P, w, &d[m].t, d[m].cls, levels[i], depth, ns);
+                print_result(r, n_levels, d, n_modes);
+                for (unsigned m = 0; m < n_modes; m++)
+                        if (!tsmd_is_running(&d[m].t))
+                                TEST_FAIL("tsmd (SyncMode=%s) exited during the benchmark", d[m].sync_mode);
         }
         if (!only_workload && only_clients == 0)
-                print_targets(res, ELEMENTSOF(workloads), n_levels);
+                print_targets(res, ELEMENTSOF(workloads), n_levels, sync_modes[0]);
         printf("\n# load average %s at the end\n", loadavg());
 
-        for (unsigned i = 0; i < n_devices; i++)
-                client_done(&cls[i]);
-        tsmd_teardown(&t);
+        for (unsigned m = 0; m < n_modes; m++)
+                daemon_stop(&d[m], n_devices);
         return EXIT_SUCCESS;
 }
