@@ -30,8 +30,12 @@
  * devices (one device belongs to one guest); levels the platform cannot hold are reported as
  * skipped. Every phase is bounded by a request count and by wall time. Per phase: latency
  * p50/p99 of every round trip, requests/s, tsmd's CPU time per request (tsmd and its
- * children, utime+stime). Prints tables and ratios; never asserts on times. Exits 0 unless
- * something failed functionally (a call errored, a response was wrong, tsmd died).
+ * children, utime+stime) and this process's. Responses are checked: every client's first
+ * reply in a phase (its warm-up, untimed) decoded and compared in full, a read's data byte for
+ * byte; the timed replies only by the length of their base64 (a TDISP ERROR has another), not
+ * decoded, so that the client's CPU holds no decoding. Prints tables and ratios; never asserts
+ * on times. Exits 0 unless something failed functionally (a call errored, a response was
+ * wrong, tsmd died).
  *
  *   bench-guest-request [--quick] [--audit-sync=group|per-record|both] [--journal]
  *                       [--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]
@@ -375,6 +379,7 @@ static void client_set_workload(Client *cl, const Workload *w) {
 
         req = build_request(w, cl->index, &len);
         free(cl->b64req);
+        /* Once per workload: every call of the phase sends this text (libtsm would encode each). */
         cl->b64req = b64(req, len);
         cl->b64resp_len = DIV_ROUND_UP(response_len(w), 3) * 4;
         cl->max_response = response_len(w);
@@ -418,7 +423,8 @@ static int on_reply(VarlinkClient *c, json_object *parameters, const char *error
 
         (void) c;
         (void) continues;
-        /* A TDISP ERROR would be another length: the device did not do what was asked. */
+        /* Timed: checked by length only, not decoded (the warm-up checked the bytes). A TDISP
+         * ERROR would be another length: the device did not do what was asked. */
         if (!resp || strlen(resp) != cl->b64resp_len) {
                 cl->phase->failed++;
                 fprintf(stderr, "GuestRequest failed: %s %s\n", error ?: "(unexpected response)",
@@ -434,7 +440,7 @@ typedef struct Run {
         double seconds;
         double rps;
         double cpu_us_per_req;        /* tsmd's own CPU time (all its processes) per request */
-        double client_cpu_us_per_req; /* this process's: the client side's JSON and base64 work */
+        double client_cpu_us_per_req; /* this process's: the client library's JSON and system calls (no base64) */
 } Run;
 
 static uint64_t self_cpu_nsec(void) {
@@ -836,7 +842,9 @@ int main(int argc, char *argv[]) {
                 printf("# Journal mirror of the audit records: off although Journal=yes: there is no %s,\n"
                        "# and without it tsmd does not start the mirror.\n", JOURNALD_SOCKET);
         printf("# Latency = every round trip of the phase. CPU us/req: tsmd = tsmd and its children (utime+stime),\n"
-               "# client = this process (the client library's JSON/base64 work, the raw baseline has none).\n"
+               "# client = this process: the client library's JSON for each call (built, serialized, sent) and reply\n"
+               "# (read, parsed), and poll; no base64 (the request's is made once per workload; timed replies are\n"
+               "# checked by their base64's length, not decoded). The raw baseline does none of that JSON.\n"
                "# %ld CPUs online, load average %s at the start.\n",
                sysconf(_SC_NPROCESSORS_ONLN), loadavg());
         for (size_t i = n_levels; only_clients == 0 && i < ELEMENTSOF(levels); i++)
