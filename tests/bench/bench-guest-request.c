@@ -6,9 +6,10 @@
  *
  *   emu   the same TDISP request straight into emu_device_request(), in process: the backend
  *         without any IPC;
- *   raw   AF_UNIX stream round trips of the same bytes (the GuestRequest call as tsmd gets it
- *         out, tsmd's exact reply back) to an echo server, one thread on epoll like tsmd's one
- *         event loop, with the same number of clients and the same closed-loop driver;
+ *   raw   AF_UNIX stream round trips of the same bytes (the GuestRequest call as the client
+ *         library writes it, tsmd's reply as tsmd wrote it: both taken off the wire) to an echo
+ *         server, one thread on epoll like tsmd's one event loop, with the same number of
+ *         clients and the same closed-loop driver;
  *   sync  (for orientation) append one audit-sized line and fdatasync() it, in a file next to
  *         tsmd's audit directory: what a durable, one-at-a-time request appending to a log
  *         cannot go under; and the same line written over a file written and synced before,
@@ -28,15 +29,26 @@
  * all driven from one thread through the asynchronous client. A level needs as many emulated
  * devices (one device belongs to one guest); levels the platform cannot hold are reported as
  * skipped. Every phase is bounded by a request count and by wall time. Per phase: latency
- * p50/p99 of every round trip, requests/s, and tsmd's CPU time per request (tsmd and its
- * children, utime+stime). Prints tables and ratios; never asserts on times. Exits 0 unless
- * something failed functionally (a call errored, a response was wrong, tsmd died).
+ * p50/p99 of every round trip, requests/s, tsmd's CPU time per request (tsmd and its
+ * children, utime+stime) and this process's. Responses are checked: every client's first
+ * reply in a phase (its warm-up, untimed) decoded and compared in full, a read's data byte for
+ * byte; the timed replies only by the length of their base64 (a TDISP ERROR has another), not
+ * decoded, so that the client's CPU holds no decoding. Prints tables and ratios; never asserts
+ * on times. Exits 0 unless something failed functionally (a call errored, a response was
+ * wrong, tsmd died).
  *
- *   bench-guest-request [--quick] [--audit-sync=group|per-record] [--workload=NAME]
- *                       [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]
+ *   bench-guest-request [--quick] [--audit-sync=group|per-record|both] [--journal]
+ *                       [--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]
  *
  * --quick: the same code with small counts (the bench-smoke test), numbers meaningless.
  * --audit-sync=per-record: one fdatasync per audit record instead of group commit.
+ * --audit-sync=both: two tsmd side by side, group commit and per-record, each with devices and
+ * clients of its own; every phase runs on the one, then on the other, and the ratios of the
+ * two are printed: the comparison without a machine's drift between two runs.
+ * --journal: Journal=yes, tsmd's default: audit records mirrored to the journal (tsmd starts
+ * the mirror only where journald's socket is; the header says whether it ran). Without it,
+ * Journal=no, as in the other tests: results compare across machines with and without a
+ * journald.
  * --depth=N: every client keeps N requests in flight (pipelined on its connection, as a VMM
  * with several guests' requests outstanding does), the raw baseline as many; default 1.
  * --state-dir=DIR: tsmd's directory, and so its audit log, in DIR instead of /tmp. With DIR on
@@ -50,8 +62,10 @@
  * Runs in: benchmarks (and, with --quick, as a bench-smoke test).
  */
 
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +85,9 @@ TestCase test_cases[TEST_MAX];
 size_t test_n_cases;
 
 #define G "io.tsmd.Guest."
+
+/* Where sd_journal_sendv() sends; tsmd mirrors audit records only if it is there (audit-log.c). */
+#define JOURNALD_SOCKET "/run/systemd/journal/socket"
 
 static unsigned levels[] = { 1, 8, 64, 256, 512 };
 #define MAX_CLIENTS 512u
@@ -362,6 +379,7 @@ static void client_set_workload(Client *cl, const Workload *w) {
 
         req = build_request(w, cl->index, &len);
         free(cl->b64req);
+        /* Once per workload: every call of the phase sends this text (libtsm would encode each). */
         cl->b64req = b64(req, len);
         cl->b64resp_len = DIV_ROUND_UP(response_len(w), 3) * 4;
         cl->max_response = response_len(w);
@@ -405,7 +423,8 @@ static int on_reply(VarlinkClient *c, json_object *parameters, const char *error
 
         (void) c;
         (void) continues;
-        /* A TDISP ERROR would be another length: the device did not do what was asked. */
+        /* Timed: checked by length only, not decoded (the warm-up checked the bytes). A TDISP
+         * ERROR would be another length: the device did not do what was asked. */
         if (!resp || strlen(resp) != cl->b64resp_len) {
                 cl->phase->failed++;
                 fprintf(stderr, "GuestRequest failed: %s %s\n", error ?: "(unexpected response)",
@@ -421,7 +440,7 @@ typedef struct Run {
         double seconds;
         double rps;
         double cpu_us_per_req;        /* tsmd's own CPU time (all its processes) per request */
-        double client_cpu_us_per_req; /* this process's: the client side's JSON and base64 work */
+        double client_cpu_us_per_req; /* this process's: the client library's JSON and system calls (no base64) */
 } Run;
 
 static uint64_t self_cpu_nsec(void) {
@@ -508,31 +527,78 @@ static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, 
         return run;
 }
 
-/* The exact bytes of one GuestRequest call and of tsmd's reply to it, for the raw baseline;
- * also checks that reply. */
-static void capture_wire_bytes(const Workload *w, Client *cl, char **ret_call, char **ret_reply) {
-        json_object *call = json_object_new_object(), *reply, *wrap = json_object_new_object();
-        _cleanup_free_ uint8_t *resp = NULL;
-        const char *error = NULL;
-        size_t len;
+/* One NUL-terminated message from fd, waited for (bounded); malloc'd, *ret_len with the NUL.
+ * Nothing may follow it. */
+static char *read_message(int fd, size_t *ret_len) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+        size_t len = 0, size = 0;
+        char *buf = NULL;
 
-        json_object_add(call, "method", json_object_new_string(G "GuestRequest"));
-        json_object_add(call, "parameters", guest_request_params(cl));
-        *ret_call = strdup(json_object_to_json_string_ext(call, JSON_C_TO_STRING_PLAIN));
-        json_object_put(call);
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t k;
 
-        ASSERT_OK(varlink_client_call(cl->c, G "GuestRequest", guest_request_params(cl), &reply, &error));
-        if (error)
-                TEST_FAIL("GuestRequest: %s %s", error, json_object_to_json_string(reply));
-        resp = unb64(json_get_string(reply, "response"), &len);
-        check_response(w, cl->index, resp, len);
-        json_object_add(wrap, "parameters", json_object_get(reply));
-        *ret_reply = strdup(json_object_to_json_string_ext(wrap, JSON_C_TO_STRING_PLAIN));
-        json_object_put(wrap);
-        ASSERT_TRUE(*ret_call && *ret_reply);
+                if (size - len < 65536) {
+                        size = size * 2 + 65536;
+                        ASSERT_NOT_NULL(buf = realloc(buf, size));
+                }
+                if (now_usec() > deadline)
+                        TEST_FAIL("no whole message within %" PRIu64 " us (%zu bytes)", TSMD_WAIT_USEC, len);
+                ASSERT_OK(poll(&p, 1, 1000));
+                if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+                        continue;
+                k = read(fd, buf + len, size - len);
+                if (k < 0 && errno == EAGAIN)
+                        continue;
+                if (k <= 0)
+                        TEST_FAIL("reading a message: %s", k < 0 ? strerror(errno) : "EOF");
+                len += (size_t) k;
+                if (memchr(buf + len - k, 0, (size_t) k)) {
+                        if (buf[len - 1] != 0 || strlen(buf) + 1 != len)
+                                TEST_FAIL("more than one message read");
+                        *ret_len = len;
+                        return buf;
+                }
+        }
 }
 
-static char *config_text(const char *sync_mode, unsigned n_devices) {
+static int ignore_reply(VarlinkClient *c, json_object *parameters, const char *error, bool continues, void *userdata) {
+        (void) c, (void) parameters, (void) error, (void) continues, (void) userdata;
+        return 0;
+}
+
+/* The exact bytes of one GuestRequest call and of tsmd's reply to it, for the raw baseline:
+ * the call as the client library writes it (to one end of a socketpair, read from the
+ * other), sent on cl's connection as is, and tsmd's reply read off it (the library has no
+ * call pending there, so its stream stays in step). Also checks that reply. */
+static void capture_wire_bytes(const Workload *w, Client *cl, char **ret_call, size_t *ret_call_len,
+                               char **ret_reply, size_t *ret_reply_len) {
+        _cleanup_(varlink_client_freep) VarlinkClient *writer = NULL;
+        _cleanup_free_ uint8_t *resp = NULL;
+        json_object *reply, *params;
+        int sv[2], fd = varlink_client_get_fd(cl->c);
+        size_t len;
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        ASSERT_OK(varlink_client_new_from_fd(sv[0], &writer));
+        ASSERT_OK(varlink_client_call_async(writer, G "GuestRequest", guest_request_params(cl), 0, ignore_reply, NULL));
+        *ret_call = read_message(sv[1], ret_call_len);
+        close(sv[1]);
+
+        ASSERT_TRUE(varlink_client_get_n_pending(cl->c) == 0);
+        ASSERT_OK(fd);
+        ASSERT_OK(write_all(fd, *ret_call, *ret_call_len));
+        *ret_reply = read_message(fd, ret_reply_len);
+        ASSERT_NOT_NULL(reply = json_tokener_parse(*ret_reply));
+        if (json_object_object_get_ex(reply, "error", NULL))
+                TEST_FAIL("GuestRequest: %s", *ret_reply);
+        ASSERT_TRUE(json_object_object_get_ex(reply, "parameters", &params));
+        resp = unb64(json_get_string(params, "response"), &len);
+        check_response(w, cl->index, resp, len);
+        json_object_put(reply);
+}
+
+static char *config_text(const char *sync_mode, bool journal, unsigned n_devices) {
         static char buf[INI_LINE_MAX + 1024];
         size_t o;
 
@@ -545,8 +611,42 @@ static char *config_text(const char *sync_mode, unsigned n_devices) {
         snprintf(buf + o, sizeof(buf) - o,
                  "\n[Varlink]\nMaxConnections=4096\nMaxConnectionsPerUid=4096\n"
                  "[Guest]\nMaxContextsPerClient=4096\nMaxVDevicesPerClient=4096\n"
-                 "[Audit]\nSyncMode=%s\n", sync_mode);
+                 "[Audit]\nSyncMode=%s\nJournal=%s\n", sync_mode, journal ? "yes" : "no");
         return buf;
+}
+
+/* ---- the daemons ---------------------------------------------------------------------------- */
+
+/* --audit-sync=both runs two. */
+#define MODES_MAX 2u
+
+/* One tsmd and its clients, one per emulated device. */
+typedef struct Daemon {
+        const char *sync_mode;
+        Tsmd t;
+        Client *cls;
+} Daemon;
+
+static void daemon_start(Daemon *d, const char *sync_mode, bool journal, unsigned n_devices, const char *policy) {
+        d->sync_mode = sync_mode;
+        ASSERT_NOT_NULL(d->cls = new0(Client, n_devices));
+        tsmd_start(&d->t, &(TsmdOptions) {
+                .config = config_text(sync_mode, journal, n_devices),
+                .files = (const TsmdFile[]) { { "policy.conf", policy } },
+                .n_files = 1,
+                /* Not debug: its logging per request would be what we measure. Not warning: the
+                 * fixture waits for tsmd's "running." (info). */
+                .log_level = "info",
+        });
+        for (unsigned i = 0; i < n_devices; i++)
+                client_setup(&d->t, &d->cls[i], i);
+}
+
+static void daemon_stop(Daemon *d, unsigned n_devices) {
+        for (unsigned i = 0; i < n_devices; i++)
+                client_done(&d->cls[i]);
+        d->cls = mfree(d->cls);
+        tsmd_teardown(&d->t);
 }
 
 /* ---- output --------------------------------------------------------------------------------- */
@@ -557,10 +657,22 @@ typedef struct Result {
         Emu emu;
         Stats sync, overwrite;
         RawRun raw[ELEMENTSOF(levels)];
-        Run tsmd[ELEMENTSOF(levels)];
+        Run tsmd[MODES_MAX][ELEMENTSOF(levels)]; /* per daemon, in the order of Daemon d[] */
 } Result;
 
-static void print_result(const Result *r, unsigned n_levels) {
+/* Ratios a / b, in the table's columns. */
+static void print_ratios_header(const char *title) {
+        printf("%-26s %7s %9s %10s %10s %11s\n", title, "clients", "", "p50", "p99", "req/s");
+}
+
+static void print_ratios(unsigned clients, const Stats *a, double a_rps, const Stats *b, double b_rps) {
+        printf("%-26s %7u %9s %9.1fx %9.1fx %10.2fx\n", "", clients, "", a->p50_us / b->p50_us, a->p99_us / b->p99_us,
+               a_rps / b_rps);
+}
+
+static void print_result(const Result *r, unsigned n_levels, const Daemon *d, unsigned n_modes) {
+        const Run *tsmd = r->tsmd[0];
+
         printf("\n== %s (%s): request %zu B, response %zu B; on the wire: call %zu B, reply %zu B\n",
                workload_name(r->w), workload_what(r->w), request_len(r->w), response_len(r->w), r->call_len,
                r->reply_len);
@@ -575,33 +687,41 @@ static void print_result(const Result *r, unsigned n_levels) {
         for (unsigned i = 0; i < n_levels; i++)
                 printf("%-26s %7u %9zu %10.1f %10.1f %11.0f\n", "raw AF_UNIX echo", levels[i], r->raw[i].completed,
                        r->raw[i].lat.p50_us, r->raw[i].lat.p99_us, r->raw[i].rps);
+        for (unsigned m = 0; m < n_modes; m++)
+                for (unsigned i = 0; i < n_levels; i++)
+                        printf("%-26s %7u %9zu %10.1f %10.1f %11.0f %10.1f %10.1f\n",
+                               n_modes == 1 ? "tsmd GuestRequest" : strf("tsmd, SyncMode=%s", d[m].sync_mode),
+                               levels[i], r->tsmd[m][i].completed, r->tsmd[m][i].lat.p50_us,
+                               r->tsmd[m][i].lat.p99_us, r->tsmd[m][i].rps, r->tsmd[m][i].cpu_us_per_req,
+                               r->tsmd[m][i].client_cpu_us_per_req);
+        print_ratios_header(n_modes == 1 ? "ratios tsmd / raw" : strf("ratios %s / raw", d[0].sync_mode));
         for (unsigned i = 0; i < n_levels; i++)
-                printf("%-26s %7u %9zu %10.1f %10.1f %11.0f %10.1f %10.1f\n", "tsmd GuestRequest", levels[i],
-                       r->tsmd[i].completed, r->tsmd[i].lat.p50_us, r->tsmd[i].lat.p99_us, r->tsmd[i].rps,
-                       r->tsmd[i].cpu_us_per_req, r->tsmd[i].client_cpu_us_per_req);
-        printf("ratios tsmd / raw     %7s %9s %10s %10s %11s\n", "clients", "", "p50", "p99", "req/s");
-        for (unsigned i = 0; i < n_levels; i++)
-                printf("%-21s %7u %9s %9.1fx %9.1fx %10.2fx\n", "", levels[i], "", r->tsmd[i].lat.p50_us / r->raw[i].lat.p50_us,
-                       r->tsmd[i].lat.p99_us / r->raw[i].lat.p99_us, r->tsmd[i].rps / r->raw[i].rps);
+                print_ratios(levels[i], &tsmd[i].lat, tsmd[i].rps, &r->raw[i].lat, r->raw[i].rps);
+        if (n_modes > 1) {
+                /* The same requests, the same clients, one phase right after the other. */
+                print_ratios_header(strf("ratios %s / %s", d[0].sync_mode, d[1].sync_mode));
+                for (unsigned i = 0; i < n_levels; i++)
+                        print_ratios(levels[i], &tsmd[i].lat, tsmd[i].rps, &r->tsmd[1][i].lat, r->tsmd[1][i].rps);
+        }
         if (levels[0] != 1)
                 return; /* --clients= without the 1-client level to compare with */
         printf("1 client: tsmd p50 / emu p50 %.0fx, tsmd p50 / (raw p50 + fdatasync p50) %.2fx\n",
-               r->tsmd[0].lat.p50_us / r->emu.lat.p50_us, r->tsmd[0].lat.p50_us / (r->raw[0].lat.p50_us + r->sync.p50_us));
+               tsmd[0].lat.p50_us / r->emu.lat.p50_us, tsmd[0].lat.p50_us / (r->raw[0].lat.p50_us + r->sync.p50_us));
         if (n_levels < 2)
                 return;
         printf("tsmd N clients / 1 client req/s:");
         for (unsigned i = 1; i < n_levels; i++)
-                printf(" %u: %.2fx", levels[i], r->tsmd[i].rps / r->tsmd[0].rps);
+                printf(" %u: %.2fx", levels[i], tsmd[i].rps / tsmd[0].rps);
         printf("\n");
 }
 
-static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
+static void print_targets(const Result *res, size_t n_res, unsigned n_levels, const char *sync_mode) {
         unsigned i64 = 0;
 
-        printf("\n== issue 8 targets (this run)\n");
+        printf("\n== issue 8 targets (this run, SyncMode=%s)\n", sync_mode);
         for (size_t i = 0; i < n_res; i++)
                 if (res[i].w->size == 4096) {
-                        double x = res[i].tsmd[0].lat.p50_us / res[i].raw[0].lat.p50_us;
+                        double x = res[i].tsmd[0][0].lat.p50_us / res[i].raw[0].lat.p50_us;
                         printf("  p50 <= 1.5x raw p50 at 4 KiB, 1 client, %-14s %8.1fx  %s\n", workload_name(res[i].w), x,
                                x <= 1.5 ? "met" : "NOT met");
                         /* Whether any design that answers after a durable record could: the round
@@ -614,7 +734,7 @@ static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
                 if (levels[i] == 64)
                         i64 = i;
         for (size_t i = 0; i < n_res; i++) {
-                double rps = res[i].tsmd[i64].rps;
+                double rps = res[i].tsmd[0][i64].rps;
                 printf("  >= 50000 audited req/s, 64 clients, %-14s %8.0f   %s\n", workload_name(res[i].w), rps,
                        rps >= 50000 ? "met" : "NOT met");
         }
@@ -623,21 +743,28 @@ static void print_targets(const Result *res, size_t n_res, unsigned n_levels) {
 
 int main(int argc, char *argv[]) {
         const Params *P = &params_full;
-        const char *sync_mode = "group", *only_workload = NULL;
-        unsigned only_clients = 0, depth = 1;
+        const char *sync_modes[MODES_MAX] = { "group" }, *only_workload = NULL;
+        unsigned only_clients = 0, depth = 1, n_modes = 1;
+        bool journal = false;
         Result res[ELEMENTSOF(workloads)] = {};
-        _cleanup_free_ Client *cls = new0(Client, MAX_DEVICES);
         _cleanup_free_ uint64_t *ns = NULL;
         unsigned n_devices = MAX_DEVICES, n_levels = 0;
         char policy[512];
-        Tsmd t;
+        Daemon d[MODES_MAX] = {};
 
         for (int i = 1; i < argc; i++) {
                 if (streq(argv[i], "--quick"))
                         P = &params_quick;
                 else if (strneq(argv[i], "--audit-sync=", 13) &&
-                         (streq(argv[i] + 13, "group") || streq(argv[i] + 13, "per-record")))
-                        sync_mode = argv[i] + 13;
+                         (streq(argv[i] + 13, "group") || streq(argv[i] + 13, "per-record"))) {
+                        sync_modes[0] = argv[i] + 13;
+                        n_modes = 1;
+                } else if (streq(argv[i], "--audit-sync=both")) {
+                        sync_modes[0] = "group";
+                        sync_modes[1] = "per-record";
+                        n_modes = 2;
+                } else if (streq(argv[i], "--journal"))
+                        journal = true;
                 else if (strneq(argv[i], "--state-dir=", 12))
                         /* The fixture makes tsmd's directory (audit log included) there. */
                         ASSERT_OK(setenv("TSMD_TEST_TMPDIR", argv[i] + 12, 1));
@@ -654,8 +781,9 @@ int main(int argc, char *argv[]) {
                         params_custom.phase_usec = (uint64_t) atoi(argv[i] + 10) * USEC_PER_SEC;
                         P = &params_custom;
                 } else {
-                        fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record] [--workload=NAME] "
-                                "[--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]\n", argv[0]);
+                        fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record|both] [--journal] "
+                                "[--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]\n",
+                                argv[0]);
                         return 2;
                 }
         }
@@ -669,7 +797,6 @@ int main(int argc, char *argv[]) {
                 }
         }
         setvbuf(stdout, NULL, _IOLBF, 0);
-        ASSERT_NOT_NULL(cls);
         ASSERT_NOT_NULL(ns = new0(uint64_t, MAX(P->baseline_iters, P->max_requests)));
         while (n_levels < ELEMENTSOF(levels) && levels[n_levels] <= n_devices)
                 n_levels++;
@@ -681,8 +808,9 @@ int main(int argc, char *argv[]) {
                 levels[0] = only_clients;
                 n_levels = 1;
         }
-        /* Two fds per client here (connection, iommufd copy closed at once) and in tsmd. */
-        raise_nofile(4 * MAX_DEVICES + 256);
+        /* Per daemon two fds per client here (connection, iommufd copy closed at once) and in
+         * tsmd; and the raw baseline's socketpairs. */
+        raise_nofile((2 * n_modes + 2) * MAX_DEVICES + 256);
 
         /* One policy rule for this uid: every device, the debug scopes named (they are never
          * granted by default), room for a context and vDevice per device. */
@@ -691,24 +819,34 @@ int main(int argc, char *argv[]) {
                  "[Client:bench]\nUsers=%u\nDevices=*\nScopes=info debug-read debug-write\n"
                  "MaxContexts=1024\nMaxVDevices=1024\n",
                  (unsigned) getuid());
-        tsmd_start(&t, &(TsmdOptions) {
-                .config = config_text(sync_mode, n_devices),
-                .files = (const TsmdFile[]) { { "policy.conf", policy } },
-                .n_files = 1,
-                /* Not debug: its logging per request would be what we measure. Not warning: the
-                 * fixture waits for tsmd's "running." (info). */
-                .log_level = "info",
-        });
-        for (unsigned i = 0; i < n_devices; i++)
-                client_setup(&t, &cls[i], i);
+        /* With --audit-sync=both, two daemons side by side, each with its own directory, devices
+         * and clients, driven one after the other phase by phase: the other is idle meanwhile. */
+        for (unsigned m = 0; m < n_modes; m++)
+                daemon_start(&d[m], sync_modes[m], journal, n_devices, policy);
 
         printf("# bench-guest-request%s: tsmd on its emulated platform, audit SyncMode=%s (durable: fdatasync\n"
-               "# before each reply), %u emulated devices, one client per device, %u request%s in flight per client.\n"
-               "# Latency = every round trip of the phase. CPU us/req: tsmd = tsmd and its children (utime+stime),\n"
-               "# client = this process (the client library's JSON/base64 work, the raw baseline has none).\n"
+               "# before each reply), %u emulated devices, one client per device, %u request%s in flight per client.\n",
+               P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_modes[0], n_devices, depth,
+               depth == 1 ? "" : "s");
+        if (n_modes > 1)
+                printf("# And a second tsmd, SyncMode=%s, with devices and clients of its own: each phase runs on\n"
+                       "# the first, then on the second (the other idle meanwhile); ratios %s / %s compare them.\n",
+                       sync_modes[1], sync_modes[0], sync_modes[1]);
+        /* Off unless asked for (tsmd's default is on): tsmd mirrors only where journald's socket
+         * is, so runs on machines with and without a journald compare only with it off. */
+        if (!journal)
+                printf("# Journal mirror of the audit records: off (Journal=no; tsmd's default is yes: --journal).\n");
+        else if (access(JOURNALD_SOCKET, W_OK) >= 0)
+                printf("# Journal mirror of the audit records: on (Journal=yes, as tsmd's default).\n");
+        else
+                printf("# Journal mirror of the audit records: off although Journal=yes: there is no %s,\n"
+                       "# and without it tsmd does not start the mirror.\n", JOURNALD_SOCKET);
+        printf("# Latency = every round trip of the phase. CPU us/req: tsmd = tsmd and its children (utime+stime),\n"
+               "# client = this process: the client library's JSON for each call (built, serialized, sent) and reply\n"
+               "# (read, parsed), and poll; no base64 (the request's is made once per workload; timed replies are\n"
+               "# checked by their base64's length, not decoded). The raw baseline does none of that JSON.\n"
                "# %ld CPUs online, load average %s at the start.\n",
-               P == &params_quick ? " --quick (numbers not meaningful)" : "", sync_mode, n_devices, depth,
-               depth == 1 ? "" : "s", sysconf(_SC_NPROCESSORS_ONLN), loadavg());
+               sysconf(_SC_NPROCESSORS_ONLN), loadavg());
         for (size_t i = n_levels; only_clients == 0 && i < ELEMENTSOF(levels); i++)
                 printf("# %u clients: skipped, the emulated platform holds at most %u devices here (EMU_DEVICES_MAX %u,\n"
                        "# %zu addresses fit the one EmulatedDevices= line of INI_LINE_MAX %u) and each client needs one.\n",
@@ -725,34 +863,34 @@ int main(int argc, char *argv[]) {
                       workload_matches(&workloads[k + 1], only_workload)))
                         continue;
                 r->w = w;
-                for (unsigned i = 0; i < n_devices; i++)
-                        client_set_workload(&cls[i], w);
+                for (unsigned m = 0; m < n_modes; m++)
+                        for (unsigned i = 0; i < n_devices; i++)
+                                client_set_workload(&d[m].cls[i], w);
                 /* A read finds what the write workload before stored: its phases sent the write
                  * to every device at least once, as warm-up. */
-                capture_wire_bytes(w, &cls[0], &call, &reply);
-                r->call_len = strlen(call) + 1;
-                r->reply_len = strlen(reply) + 1;
+                capture_wire_bytes(w, &d[0].cls[0], &call, &r->call_len, &reply, &r->reply_len);
 
                 r->emu = bench_emu(P, w, ns);
-                r->sync = bench_fdatasync(P, ns, t.dir, false);
-                r->overwrite = bench_fdatasync(P, ns, t.dir, true);
+                r->sync = bench_fdatasync(P, ns, d[0].t.dir, false);
+                r->overwrite = bench_fdatasync(P, ns, d[0].t.dir, true);
                 echo = echo_server_new(levels[n_levels - 1], reply, r->reply_len);
                 for (unsigned i = 0; i < n_levels; i++)
                         r->raw[i] = echo_server_run(echo, levels[i], depth, call, r->call_len, r->reply_len,
                                                     P->max_requests, P->phase_usec, ns);
                 echo_server_free(echo);
                 for (unsigned i = 0; i < n_levels; i++)
-                        r->tsmd[i] = bench_tsmd(P, w, &t, cls, levels[i], depth, ns);
-                print_result(r, n_levels);
-                if (!tsmd_is_running(&t))
-                        TEST_FAIL("tsmd exited during the benchmark");
+                        for (unsigned m = 0; m < n_modes; m++)
+                                r->tsmd[m][i] = bench_tsmd(P, w, &d[m].t, d[m].cls, levels[i], depth, ns);
+                print_result(r, n_levels, d, n_modes);
+                for (unsigned m = 0; m < n_modes; m++)
+                        if (!tsmd_is_running(&d[m].t))
+                                TEST_FAIL("tsmd (SyncMode=%s) exited during the benchmark", d[m].sync_mode);
         }
         if (!only_workload && only_clients == 0)
-                print_targets(res, ELEMENTSOF(workloads), n_levels);
+                print_targets(res, ELEMENTSOF(workloads), n_levels, sync_modes[0]);
         printf("\n# load average %s at the end\n", loadavg());
 
-        for (unsigned i = 0; i < n_devices; i++)
-                client_done(&cls[i]);
-        tsmd_teardown(&t);
+        for (unsigned m = 0; m < n_modes; m++)
+                daemon_stop(&d[m], n_devices);
         return EXIT_SUCCESS;
 }

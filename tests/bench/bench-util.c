@@ -41,8 +41,9 @@ Stats stats_of(uint64_t *ns, size_t n) {
         qsort(ns, n, sizeof(*ns), cmp_u64);
         for (size_t i = 0; i < n; i++)
                 sum += (double) ns[i];
-        s.p50_us = (double) ns[n / 2] / 1e3;
-        s.p99_us = (double) ns[MIN(n * 99 / 100, n - 1)] / 1e3;
+        /* Nearest rank: the p-th percentile is the ceil(p/100 * n)-th smallest value. */
+        s.p50_us = (double) ns[(n - 1) / 2] / 1e3;
+        s.p99_us = (double) ns[(n * 99 + 99) / 100 - 1] / 1e3;
         s.mean_us = sum / (double) n / 1e3;
         return s;
 }
@@ -215,8 +216,7 @@ struct EchoServer {
         pthread_t thread;
 };
 
-/* Writes all of buf to a non-blocking socket, waiting for room as needed. */
-static int write_all(int fd, const char *buf, size_t len) {
+int write_all(int fd, const char *buf, size_t len) {
         while (len > 0) {
                 ssize_t k = write(fd, buf, len);
 

@@ -25,7 +25,9 @@ typedef struct Stats {
         double p50_us, p99_us, mean_us;
 } Stats;
 
-/* Sorts ns[0..n) in place. */
+/* Sorts ns[0..n) in place. p50 and p99 by nearest rank: the values at ranks ceil(n/2) and
+ * ceil(0.99 n), counted from 1 (the lower median; with fewer than 100 values p99 is the
+ * largest). */
 Stats stats_of(uint64_t *ns, size_t n);
 
 /* "0.52 0.61 0.70" from /proc/loadavg (static storage): printed with every run, because on a
@@ -59,6 +61,10 @@ ProcTreeUsage proc_tree_usage(pid_t root);
 unsigned long raise_nofile(unsigned long n);
 
 /* ---- the raw AF_UNIX baseline ------------------------------------------------------------- */
+
+/* Writes all of buf to a socket, blocking or not, waiting (poll, 10 s at most each time) for
+ * room as needed; negative errno. */
+int write_all(int fd, const char *buf, size_t len);
 
 typedef struct EchoServer EchoServer;
 
