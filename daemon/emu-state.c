@@ -4,6 +4,7 @@
 #include <endian.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +43,21 @@ typedef struct _packed_ Record {
 
 #define EMU_STATE_SIZE_MAX                                                                                             \
         (sizeof(Header) + (size_t) EMU_DEVICES_MAX * (sizeof(Record) + EMU_DEBUG_MEM_SIZE) + SHA256_DIGEST_SIZE)
+
+int emu_state_salt_nonces(EmuPlatform *p) {
+        uint64_t salt;
+        ssize_t n;
+
+        assert(p);
+
+        n = getrandom(&salt, sizeof(salt), 0);
+        if (n < 0)
+                return negative_errno();
+        if ((size_t) n != sizeof(salt))
+                return -EIO;
+        emu_platform_set_nonce_salt(p, salt);
+        return 0;
+}
 
 /* Whether d, or its TSM for it, holds anything a fresh device would not. (A bound TDI is locked.) */
 static bool device_worth_saving(const EmuTsm *t, const EmuDevice *d) {

@@ -14,6 +14,10 @@
  * and followed by a SHA-256 of everything before it: a damaged, truncated or foreign snapshot
  * is refused whole. Bounded: EMU_DEVICES_MAX records of at most 64 KiB and a few hundred bytes.
  *
+ * What the snapshot cannot carry (a device it has no record of, a record not loaded, a run after
+ * a crash or a stop), a random salt per run makes up for as far as nonces go: each run's differ
+ * from every earlier run's (emu_state_salt_nonces()).
+ *
  * SECURITY: the snapshot holds the TSM's nonces: it goes nowhere but into the monitor's own fd
  * store (the service's, readable by root only: DumpFileDescriptorStore lists names, not
  * contents), never to the worker, and the buffers that held a nonce are zeroed.
@@ -28,6 +32,13 @@
 #include "emu-tsm.h"
 
 #define EMU_STATE_VERSION 1U
+
+/* Salts p's nonces with a random value (getrandom(), emu_platform_set_nonce_salt()), before any
+ * device locks: a lock counter starts at 0 again in a new run, when its device was not in the
+ * snapshot (clean, not held, no snapshot at all) or its record was not loaded (configured
+ * otherwise), and the salt keeps that run's nonces apart from every earlier run's. A negative
+ * errno if no random bytes could be had. */
+int emu_state_salt_nonces(EmuPlatform *p);
 
 /* Whether a vDevice holds the device at pci_address, and (*ret_bound) whether the host bound it. */
 typedef bool (*EmuStateHeld)(const char *pci_address, bool *ret_bound, void *userdata);

@@ -483,6 +483,9 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
                         r = emu_tsm_new(&p->emu_tsm);
                         if (r < 0)
                                 return r;
+                        r = emu_state_salt_nonces(p->emu);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to salt the emulated nonces: %m");
                         log_info("No TSM found, serving the emulated TDISP platform with %zu devices.",
                                  emu_platform_get_n_devices(p->emu));
                 }

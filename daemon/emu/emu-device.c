@@ -49,8 +49,11 @@ struct EmuDevice {
         unsigned msix_table_size; /* vectors; 0: no MSI-X capability */
 
         TdispState state;
-        /* Successful locks so far. Survives resets so that nonces never repeat. */
+        /* Successful locks so far. Survives resets so that this instance's nonces never repeat. */
         uint64_t n_locks;
+        /* Mixed into every nonce, so that another instance of this device (after a restart or
+         * a reload) does not repeat this one's: see emu_device_set_nonce_salt(). */
+        uint64_t nonce_salt;
         /* The START_INTERFACE nonce: meaningful only in CONFIG_LOCKED, zeroed otherwise. */
         uint8_t nonce[TDISP_NONCE_SIZE];
         /* LOCK_INTERFACE parameters (host byte order), kept until the TDI is unlocked. */
@@ -195,10 +198,13 @@ static void device_enter_error(EmuDevice *d) {
 }
 
 static void device_make_nonce(const EmuDevice *d, uint8_t nonce[static TDISP_NONCE_SIZE]) {
-        uint64_t st = d->seed ^ PRNG_TAG_NONCE ^ mix64(d->n_locks);
+        /* The salt is mixed before it meets the count, so that salt s at count k and salt k at
+         * count s do not meet; mix64(0) is 0, so an unsalted device gives the nonces it always
+         * gave. */
+        uint64_t st = d->seed ^ PRNG_TAG_NONCE ^ mix64(d->n_locks ^ mix64(d->nonce_salt));
 
-        /* Deterministic on purpose (reproducible tests), hence predictable: the emulator
-         * models the protocol, it provides no security. */
+        /* Deterministic for a given salt on purpose (reproducible tests), hence predictable:
+         * the emulator models the protocol, it provides no security. */
         for (size_t i = 0; i < TDISP_NONCE_SIZE; i += sizeof(uint64_t)) {
                 uint64_t v = htole64(splitmix64(&st));
                 memcpy(nonce + i, &v, sizeof(v));
@@ -940,6 +946,11 @@ EmuDevice *emu_device_unref(EmuDevice *d) {
         explicit_bzero(d->nonce, sizeof(d->nonce));
         device_scrub_memory(d);
         return mfree(d);
+}
+
+void emu_device_set_nonce_salt(EmuDevice *d, uint64_t salt) {
+        if (d)
+                d->nonce_salt = salt;
 }
 
 void emu_device_mark_removed(EmuDevice *d) {

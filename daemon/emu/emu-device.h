@@ -4,8 +4,9 @@
  * CONFIG_LOCKED, RUN, ERROR), a request processor that answers with real TDISP responses or
  * TDISP ERROR messages, the scope check a TSM backend applies to guest requests, a small
  * debug protocol, and fault injection for tests. Deterministic: the MMIO layout, interface
- * report and nonces derive from the device's configuration and a per-device counter through
- * a seeded PRNG, so the same configuration and call sequence give the same bytes.
+ * report and nonces derive from the device's configuration (and for nonces a per-device counter
+ * and the caller's salt, emu_device_set_nonce_salt()) through a seeded PRNG, so the same
+ * configuration, salt and call sequence give the same bytes.
  * Pure library: no I/O, no threads, no clock. Runs in: worker (emulated backend), tests.
  */
 #pragma once
@@ -114,6 +115,12 @@ EmuDevice *emu_device_ref(EmuDevice *d);
 EmuDevice *emu_device_unref(EmuDevice *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EmuDevice *, emu_device_unref);
 
+/* Mixes salt into every nonce d makes from now on (0 at creation: none). The lock counter keeps
+ * one instance's nonces apart; distinct salts keep apart those of two instances of the same
+ * device (same configuration), e.g. before and after a restart of the software that made them,
+ * whose counters both start at 0. Same salt, configuration and calls: same nonces. */
+void emu_device_set_nonce_salt(EmuDevice *d, uint64_t salt);
+
 /* Marks the device as removed from its platform: every later request, bind or unbind fails
  * with -ENODEV. Holders of a reference keep a valid object. */
 void emu_device_mark_removed(EmuDevice *d);
@@ -166,7 +173,7 @@ bool emu_device_is_clean(const EmuDevice *d);
  * them while the software that drives it restarts (tsmd saves them at a stop, emu-state.h). */
 typedef struct EmuDeviceSaved {
         TdispState state;
-        uint64_t n_locks;                /* nonces never repeat across the restart either */
+        uint64_t n_locks;                /* the lock counter goes on after the restart */
         uint8_t nonce[TDISP_NONCE_SIZE]; /* CONFIG_LOCKED only; zeros otherwise */
         TdispLockInterfaceParams lock;   /* host byte order; zeros while CONFIG_UNLOCKED */
         uint64_t regs[EMU_DEBUG_N_REGS]; /* the read-only ones (0-3) zero */

@@ -12,6 +12,10 @@ struct EmuPlatform {
         EmuDevice **by_address; /* the same, sorted by address */
         size_t n_devices;
         size_t n_allocated, n_allocated_index;
+        /* Device instances get nonce_salt + the number added before them as their salt: a device
+         * removed and added again is another instance, whose nonces differ from the first's. */
+        uint64_t nonce_salt;
+        uint64_t n_added;
 };
 
 static int address_compare(const EmuPciAddress *a, const EmuPciAddress *b) {
@@ -65,6 +69,7 @@ int emu_platform_add_device_config(EmuPlatform *p, const EmuDeviceConfig *c, Emu
         r = emu_device_new(c, &d);
         if (r < 0)
                 return r;
+        emu_device_set_nonce_salt(d, p->nonce_salt + p->n_added);
 
         if (!GREEDY_REALLOC(p->devices, p->n_allocated, p->n_devices + 1) ||
             !GREEDY_REALLOC(p->by_address, p->n_allocated_index, p->n_devices + 1))
@@ -74,6 +79,7 @@ int emu_platform_add_device_config(EmuPlatform *p, const EmuDeviceConfig *c, Emu
         memmove(p->by_address + pos + 1, p->by_address + pos, (p->n_devices - pos) * sizeof(EmuDevice *));
         p->by_address[pos] = d;
         p->devices[p->n_devices++] = d;
+        p->n_added++;
         if (ret)
                 *ret = d;
         TAKE_PTR(d);
@@ -119,6 +125,15 @@ int emu_platform_remove_device(EmuPlatform *p, const char *pci_address) {
         emu_device_mark_removed(d);
         emu_device_unref(d);
         return 0;
+}
+
+void emu_platform_set_nonce_salt(EmuPlatform *p, uint64_t salt) {
+        if (!p)
+                return;
+        p->nonce_salt = salt;
+        p->n_added = 0;
+        for (size_t i = 0; i < p->n_devices; i++)
+                emu_device_set_nonce_salt(p->devices[i], p->nonce_salt + p->n_added++);
 }
 
 EmuDevice *emu_platform_find_device(EmuPlatform *p, const char *pci_address) {

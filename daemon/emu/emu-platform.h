@@ -38,6 +38,13 @@ int emu_platform_add_device_config(EmuPlatform *p, const EmuDeviceConfig *c, Emu
  * device has that address, -EINVAL if it is not an address. */
 int emu_platform_remove_device(EmuPlatform *p, const char *pci_address);
 
+/* Salts the nonces of the devices listed and of those added later (emu_device_set_nonce_salt()):
+ * each device instance gets its own salt from salt, so that a device removed and added again
+ * (its lock counter back at 0) does not repeat its earlier instance's nonces. Platforms with the
+ * same salt and history give the same bytes; a platform starts with salt 0. Call it before any
+ * device locks: the nonces already made are not told apart from the later ones. */
+void emu_platform_set_nonce_salt(EmuPlatform *p, uint64_t salt);
+
 /* Borrowed; NULL if absent or not an address. */
 EmuDevice *emu_platform_find_device(EmuPlatform *p, const char *pci_address);
 size_t emu_platform_get_n_devices(const EmuPlatform *p);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Tests of the emulated platform: PCI address and config-string parsing (valid, invalid,
- * limits, faults), the default device set, hotplug, device lifetime, and devices created with
- * a configured fault. Runs in: tests.
+ * limits, faults), the default device set, hotplug, device lifetime, devices created with a
+ * configured fault, and the nonce salt of each device instance. Runs in: tests.
  */
 
 #include <stdio.h>
@@ -290,6 +290,80 @@ TEST(platform_hotplug) {
         ASSERT_FALSE(emu_device_is_removed(d2));
 }
 
+/* The first nonce the device at address gives (it is bound, then unbound). */
+static void first_nonce(EmuPlatform *p, const char *address, uint8_t nonce[static TDISP_NONCE_SIZE]) {
+        EmuDevice *d = emu_platform_find_device(p, address);
+
+        ASSERT_NOT_NULL(d);
+        ASSERT_OK(emu_device_bind(d, nonce));
+        ASSERT_OK(emu_device_unbind(d));
+}
+
+/* A device removed and added again is another instance, and its lock counter starts again:
+ * its nonces are still not its earlier instance's. Platforms with the same salt and history
+ * give the same nonces, platforms with another salt others. */
+TEST(platform_nonces_per_instance) {
+        _cleanup_(emu_platform_freep) EmuPlatform *p = NULL, *twin = NULL, *salted = NULL, *salted_twin = NULL;
+        uint8_t n1[TDISP_NONCE_SIZE], n2[TDISP_NONCE_SIZE], t1[TDISP_NONCE_SIZE], t2[TDISP_NONCE_SIZE],
+                s1[TDISP_NONCE_SIZE], s2[TDISP_NONCE_SIZE];
+
+        ASSERT_OK(emu_platform_new_from_config("0000:01:00.0,0000:02:00.0", &p));
+        ASSERT_OK(emu_platform_new_from_config("0000:01:00.0,0000:02:00.0", &twin));
+        first_nonce(p, "0000:01:00.0", n1);
+        first_nonce(twin, "0000:01:00.0", t1);
+        ASSERT_MEMEQ(n1, t1, sizeof(n1));
+
+        ASSERT_OK(emu_platform_remove_device(p, "0000:01:00.0"));
+        ASSERT_OK(emu_platform_add_device(p, "0000:01:00.0", NULL));
+        first_nonce(p, "0000:01:00.0", n2);
+        ASSERT_FALSE(memcmp(n1, n2, sizeof(n1)) == 0);
+        ASSERT_OK(emu_platform_remove_device(twin, "0000:01:00.0"));
+        ASSERT_OK(emu_platform_add_device(twin, "0000:01:00.0", NULL));
+        first_nonce(twin, "0000:01:00.0", t2);
+        ASSERT_MEMEQ(n2, t2, sizeof(n2));
+
+        /* Salted after creation: the listed devices take it, and with another salt the same
+         * history gives other nonces. */
+        ASSERT_OK(emu_platform_new_from_config("0000:01:00.0,0000:02:00.0", &salted));
+        ASSERT_OK(emu_platform_new_from_config("0000:01:00.0,0000:02:00.0", &salted_twin));
+        emu_platform_set_nonce_salt(salted, UINT64_C(0x1234567890abcdef));
+        emu_platform_set_nonce_salt(salted_twin, UINT64_C(0x1234567890abcdef));
+        first_nonce(salted, "0000:01:00.0", s1);
+        first_nonce(salted_twin, "0000:01:00.0", s2);
+        ASSERT_MEMEQ(s1, s2, sizeof(s1));
+        ASSERT_FALSE(memcmp(s1, n1, sizeof(s1)) == 0);
+        first_nonce(salted, "0000:02:00.0", s2);
+        ASSERT_FALSE(memcmp(s1, s2, sizeof(s1)) == 0);
+        ASSERT_OK(emu_platform_remove_device(salted, "0000:01:00.0"));
+        ASSERT_OK(emu_platform_add_device(salted, "0000:01:00.0", NULL));
+        first_nonce(salted, "0000:01:00.0", s2);
+        ASSERT_FALSE(memcmp(s1, s2, sizeof(s1)) == 0);
+        ASSERT_FALSE(memcmp(n2, s2, sizeof(n2)) == 0);
+}
+
+/* Every nonce of every instance of a device differs from every other, whatever the instance's
+ * place in the platform's history and its lock count: the salt and the count do not trade off
+ * (instance 1 at its second lock against instance 2 at its first, say). */
+TEST(platform_nonces_all_distinct) {
+        _cleanup_(emu_platform_freep) EmuPlatform *p = NULL;
+        uint8_t nonces[4 * 4][TDISP_NONCE_SIZE];
+        size_t n = 0;
+
+        ASSERT_OK(emu_platform_new_from_config("0000:01:00.0", &p));
+        for (unsigned instance = 0; instance < 4; instance++) {
+                if (instance > 0) {
+                        ASSERT_OK(emu_platform_remove_device(p, "0000:01:00.0"));
+                        ASSERT_OK(emu_platform_add_device(p, "0000:01:00.0", NULL));
+                }
+                for (unsigned lock = 0; lock < 4; lock++)
+                        first_nonce(p, "0000:01:00.0", nonces[n++]);
+        }
+        for (size_t i = 0; i < n; i++)
+                for (size_t j = i + 1; j < n; j++)
+                        if (memcmp(nonces[i], nonces[j], TDISP_NONCE_SIZE) == 0)
+                                TEST_FAIL("nonces %zu and %zu are the same", i, j);
+}
+
 /* The address of device k of 200: domain, bus, device and function each vary. */
 static const char *address_of(unsigned k, char buf[static 32]) {
         snprintf(buf, 32, "%04x:%02x:%02x.%x", k % 3, (k / 3) % 5, (k / 15) % 4, k / 60);
@@ -441,14 +515,18 @@ TEST(platform_config_faults) {
         {
                 _cleanup_(emu_platform_freep) EmuPlatform *q = NULL;
 
-                ASSERT_OK(emu_platform_new_from_config("0000:04:00.0", &q));
-                ASSERT_OK(emu_device_request(emu_platform_get_device(q, 0), EMU_SCOPE_INFO, msg, msg_len, plain,
+                /* The same devices without faults (a device's nonce salt is its place in its
+                 * platform's history, emu_platform_set_nonce_salt()). */
+                ASSERT_OK(emu_platform_new_from_config("0000:01:00.0,0000:02:00.0,0000:03:00.0,0000:04:00.0,"
+                                                       "0000:05:00.0",
+                                                       &q));
+                ASSERT_OK(emu_device_request(emu_platform_get_device(q, 3), EMU_SCOPE_INFO, msg, msg_len, plain,
                                              sizeof(plain), &plain_len));
                 ASSERT_EQ(len, plain_len);
                 ASSERT_MEMEQ(resp, plain, len);
                 /* Same seed: the fault is behaviour, not identity. */
                 ASSERT_OK(emu_device_bind(tdisp, resp));
-                ASSERT_OK(emu_device_bind(emu_platform_get_device(q, 0), plain));
+                ASSERT_OK(emu_device_bind(emu_platform_get_device(q, 3), plain));
                 ASSERT_MEMEQ(resp, plain, TDISP_NONCE_SIZE);
         }
 

@@ -7,7 +7,7 @@
  * likewise, a device removed meanwhile fails it at once with -ENODEV, a cancelled or freed
  * request never calls back, and a reload switches a listed device's fault on and off in place;
  * the emulated TSM keeps the nonce of the LOCK it made at a bind and starts the TDI with it when
- * the guest accepts the device.
+ * the guest accepts the device; a device's nonces do not repeat across restarts and reloads.
  * Runs in: tests.
  */
 
@@ -515,6 +515,74 @@ TEST(emulated_state_across_restarts) {
         router_free(&c);
         safe_close(fd);
         safe_close(fd2);
+}
+
+/* The nonce of a LOCK the host's bind makes on the emulated device at address, which is then
+ * unbound: clean again, as a fresh device. */
+static void bind_nonce(Router *r, const char *address, uint8_t nonce[static TDISP_NONCE_SIZE]) {
+        EmuDevice *d = emu_platform_find_device(tsm_platform_get_emulated(r->p), address);
+
+        ASSERT_NOT_NULL(d);
+        ASSERT_OK(emu_device_bind(d, nonce));
+        ASSERT_OK(emu_device_unbind(d));
+        ASSERT_TRUE(emu_device_is_clean(d));
+}
+
+/* A nonce never repeats one an earlier run of tsmd issued for the address, though the lock count
+ * starts again where the snapshot has no record of the device (it was clean) or its record is
+ * not loaded (the device is configured otherwise): each run salts its nonces anew. */
+TEST(nonces_never_repeat_across_restarts) {
+        uint8_t first[TDISP_NONCE_SIZE], nonce[TDISP_NONCE_SIZE], again[TDISP_NONCE_SIZE];
+        int fd = -EBADF;
+        Router a, b, c, d;
+        size_t n;
+
+        router_new(&a, DEV1, 0, 5000 * MSEC);
+        bind_nonce(&a, DEV1, first);
+        ASSERT_OK(tsm_platform_save_emulated(a.p, held_bound, NULL, &fd, &n));
+        ASSERT_EQ(fd, -EBADF);
+        ASSERT_EQ(n, 0u);
+        router_free(&a);
+
+        router_new(&b, DEV1, 0, 5000 * MSEC);
+        bind_nonce(&b, DEV1, nonce);
+        ASSERT_FALSE(memcmp(first, nonce, sizeof(first)) == 0);
+        /* Locked at the stop: saved, but the next run emulates another device there. */
+        ASSERT_OK(emu_device_bind(emu_platform_find_device(tsm_platform_get_emulated(b.p), DEV1), NULL));
+        ASSERT_OK(tsm_platform_save_emulated(b.p, held_bound, NULL, &fd, &n));
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(n, 1u);
+        router_free(&b);
+
+        router_new(&c, DEV1 ":vendor=8086", 0, 5000 * MSEC);
+        ASSERT_OK(tsm_platform_load_emulated(c.p, fd, &n));
+        ASSERT_EQ(n, 0u);
+        fd = safe_close(fd);
+        ASSERT_OK(tsm_platform_save_emulated(c.p, held_bound, NULL, &fd, &n));
+        ASSERT_EQ(fd, -EBADF);
+        router_free(&c);
+
+        /* Back to the first run's device, its lock count at 0 again. */
+        router_new(&d, DEV1, 0, 5000 * MSEC);
+        bind_nonce(&d, DEV1, again);
+        ASSERT_FALSE(memcmp(first, again, sizeof(first)) == 0);
+        ASSERT_FALSE(memcmp(nonce, again, sizeof(nonce)) == 0);
+        router_free(&d);
+}
+
+/* A reload that drops an emulated device and one that adds it back: the device starts fresh,
+ * its lock count at 0, but not its nonces. */
+TEST(nonces_never_repeat_across_reloads) {
+        uint8_t first[TDISP_NONCE_SIZE], nonce[TDISP_NONCE_SIZE];
+        Router r;
+
+        router_new(&r, DEV1 "," DEV2, 0, 5000 * MSEC);
+        bind_nonce(&r, DEV1, first);
+        ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV2));
+        ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV1 "," DEV2));
+        bind_nonce(&r, DEV1, nonce);
+        ASSERT_FALSE(memcmp(first, nonce, sizeof(first)) == 0);
+        router_free(&r);
 }
 
 /* fd's snapshot with its records' text cut by one byte (change -1), one byte added after them

@@ -731,6 +731,38 @@ TEST(distinct_and_deterministic) {
 }
 
 /* A request of every fixed type, valid for a CONFIG_LOCKED device, with its body size. */
+/* A salt keeps the nonces of two instances of one device apart (a restart of whatever made the
+ * first: both counters start at 0), and the same salt gives the same nonces. */
+TEST(nonce_salt) {
+        _cleanup_(emu_device_unrefp) EmuDevice *a = device_new(ADDR1), *b = device_new(ADDR1),
+                                               *c = device_new(ADDR1), *unsalted = device_new(ADDR1);
+        uint8_t na[TDISP_NONCE_SIZE], nb[TDISP_NONCE_SIZE], nc[TDISP_NONCE_SIZE], nu[TDISP_NONCE_SIZE],
+                again[TDISP_NONCE_SIZE];
+
+        emu_device_set_nonce_salt(a, 1);
+        emu_device_set_nonce_salt(b, 1);
+        emu_device_set_nonce_salt(c, 2);
+        ASSERT_OK(emu_device_bind(a, na));
+        ASSERT_OK(emu_device_bind(b, nb));
+        ASSERT_OK(emu_device_bind(c, nc));
+        ASSERT_OK(emu_device_bind(unsalted, nu));
+        ASSERT_MEMEQ(na, nb, sizeof(na));
+        ASSERT_FALSE(memcmp(na, nc, sizeof(na)) == 0);
+        ASSERT_FALSE(memcmp(na, nu, sizeof(na)) == 0);
+        ASSERT_FALSE(memcmp(nc, nu, sizeof(nc)) == 0);
+
+        /* Salted while locked: the nonce issued still starts the TDI, the next one is salted. */
+        emu_device_set_nonce_salt(unsalted, 1);
+        do_start(unsalted, nu);
+        ASSERT_EQ(emu_device_get_state(unsalted), TDISP_STATE_RUN);
+        ASSERT_OK(emu_device_unbind(unsalted));
+        ASSERT_OK(emu_device_unbind(a));
+        ASSERT_OK(emu_device_bind(unsalted, nu));
+        ASSERT_OK(emu_device_bind(a, again));
+        ASSERT_MEMEQ(nu, again, sizeof(nu)); /* the same salt, config and count */
+        ASSERT_FALSE(memcmp(na, again, sizeof(na)) == 0);
+}
+
 static size_t valid_body(uint8_t type, const uint8_t nonce[static TDISP_NONCE_SIZE], uint8_t *body) {
         size_t n;
 
