@@ -1569,8 +1569,9 @@ static void unplug_nic(Env *e) {
 
 /* An Unbind the kernel holds is answered DeviceGone when its device is unplugged, while a reload's
  * reopen of the audit log is pending: its record is numbered after the reopen, and the kernel's
- * late failure of the unbind still names it. */
-TEST(a_late_answer_names_a_record_held_for_a_reopen) {
+ * late failure of the unbind still names it. late_during_reopen: that failure comes while the
+ * reopen is still pending, and waits for the record it names to be numbered. */
+static void late_answer_to_an_unbind_held_for_a_reopen(bool late_during_reopen) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
         AsyncCall unbind = {};
         int64_t ctx;
@@ -1594,10 +1595,15 @@ TEST(a_late_answer_names_a_record_held_for_a_reopen) {
         for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; nic_changing(&e, 11); sleep_usec(5 * USEC_PER_MSEC))
                 if (now_usec() > deadline)
                         TEST_FAIL("the Unbind was never answered");
+        if (late_during_reopen) {
+                hold(&e, 11, false);
+                ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "late answers of the kernel wait for the audit log", 1,
+                                          TSMD_WAIT_USEC));
+        }
         reopen_let_go(&e);
         ASSERT_TRUE(tsmd_async_wait(c, &unbind, 1, TSMD_WAIT_USEC));
         ASSERT_STREQ(unbind.errors[0], E_GUEST("DeviceGone"));
-        late_names_held_record(&e, "unbind", false);
+        late_names_held_record(&e, "unbind", late_during_reopen);
 
         async_call_done(&unbind);
         varlink_client_free(TAKE_PTR(d));
@@ -1605,40 +1611,12 @@ TEST(a_late_answer_names_a_record_held_for_a_reopen) {
         teardown(&e);
 }
 
-/* The same, with the kernel's late failure coming while the reopen is still pending: the late
- * answer waits for the record it names to be numbered. */
+TEST(a_late_answer_names_a_record_held_for_a_reopen) {
+        late_answer_to_an_unbind_held_for_a_reopen(false);
+}
+
 TEST(a_late_answer_during_the_reopen_waits_for_its_record) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
-        AsyncCall unbind = {};
-        int64_t ctx;
-        Env e;
-
-        setup_env(&e, 5 * USEC_PER_SEC, "", true);
-        c = tsmd_connect_guest(&e.tsmd);
-        d = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, NULL);
-        change(c, G "Bind", ctx, 11);
-
-        hold(&e, 11, true);
-        fail(&e, 11, EIO);
-        tsmd_call_async(c, G "Unbind", guest_vdev_params(ctx, 11), 0, &unbind);
-        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
-        reopen_hold(&e, d, ctx);
-
-        unplug_nic(&e);
-        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; nic_changing(&e, 11); sleep_usec(5 * USEC_PER_MSEC))
-                if (now_usec() > deadline)
-                        TEST_FAIL("the Unbind was never answered");
-        hold(&e, 11, false);
-        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "late answers of the kernel wait for the audit log", 1, TSMD_WAIT_USEC));
-        reopen_let_go(&e);
-        ASSERT_TRUE(tsmd_async_wait(c, &unbind, 1, TSMD_WAIT_USEC));
-        late_names_held_record(&e, "unbind", true);
-
-        async_call_done(&unbind);
-        varlink_client_free(TAKE_PTR(d));
-        varlink_client_free(TAKE_PTR(c));
-        teardown(&e);
+        late_answer_to_an_unbind_held_for_a_reopen(true);
 }
 
 /* The same for the unbind of a release (a VMM hung up with its device bound). */
