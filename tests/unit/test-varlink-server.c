@@ -1959,6 +1959,15 @@ TEST(nothing_runs_before_a_postponed_call) {
         server_stop();
 }
 
+/* A new connection that sends msg and then shuts down its sending side. */
+static int raw_call_then_shut(const char *msg) {
+        int fd = raw_connect();
+
+        raw_call(fd, msg);
+        ASSERT_OK(shutdown(fd, SHUT_WR));
+        return fd;
+}
+
 /* A client that shuts down its sending side after its calls (socat does when its input ends)
  * still gets every answer, a postponed call's and a stream's included; then the server hangs
  * up. A close of its end is still a hang-up that drops what it waited for. */
@@ -1973,9 +1982,7 @@ TEST(a_client_that_half_closes_gets_its_answers) {
         server_start(NULL);
         c2 = client_new();
 
-        fd = raw_connect();
-        raw_call(fd, echo);
-        ASSERT_OK(shutdown(fd, SHUT_WR));
+        fd = raw_call_then_shut(echo);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
@@ -1998,9 +2005,7 @@ TEST(a_client_that_half_closes_gets_its_answers) {
         ASSERT_TRUE(wait_n_connections(1));
 
         /* A stream goes on until it ends... */
-        fd = raw_connect();
-        raw_call(fd, stream);
-        ASSERT_OK(shutdown(fd, SHUT_WR));
+        fd = raw_call_then_shut(stream);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"id\":-1},\"continues\":true}");
         ASSERT_TRUE(wait_pending_calls(c2, 1));
         usleep(100000);
@@ -2012,9 +2017,7 @@ TEST(a_client_that_half_closes_gets_its_answers) {
         ASSERT_TRUE(wait_n_connections(1));
 
         /* ...or its client closes its end. */
-        fd = raw_connect();
-        raw_call(fd, stream);
-        ASSERT_OK(shutdown(fd, SHUT_WR));
+        fd = raw_call_then_shut(stream);
         ASSERT_NOT_NULL(raw_recv(fd));
         ASSERT_TRUE(wait_pending_calls(c2, 1));
         close(fd);
