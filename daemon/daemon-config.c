@@ -19,7 +19,9 @@ int parse_size(const char *s, uint64_t *ret) {
         uint64_t v, factor = 1;
         char *end;
 
-        if (isempty(s) || *s == '-' || *s == '+')
+        /* strtoull() skips white space (\v and \f too, which strstrip() leaves) and takes a
+         * sign, negating what follows: a size begins with its first digit. */
+        if (!(*s >= '0' && *s <= '9'))
                 return -EINVAL;
 
         errno = 0;
@@ -195,7 +197,7 @@ static const char *format_bound(const ConfigItem *it, uint64_t v, char buf[stati
 }
 
 static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, const char **msg) {
-        uint64_t v;
+        uint64_t v, max;
         char *end;
 
         if (it->type == CONFIG_SIZE_T) {
@@ -206,17 +208,20 @@ static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, 
         } else {
                 errno = 0;
                 v = strtoull(value, &end, 10);
-                /* strtoull() also takes a sign; "plain non-negative integers" have none. */
-                if (isempty(value) || *end || errno != 0 || *value == '-' || *value == '+') {
+                /* strtoull() also skips white space and takes a sign; "plain non-negative
+                 * integers" begin with their first digit. */
+                if (!(*value >= '0' && *value <= '9') || *end || errno != 0) {
                         *msg = "not a non-negative integer";
                         return -EINVAL;
                 }
         }
-        if (v < it->min || v > it->max) {
+        /* A size_t of 32 bits holds less than some maxima (MaxBuffered=64G). */
+        max = it->type == CONFIG_SIZE_T ? MIN(it->max, (uint64_t) SIZE_MAX) : it->max;
+        if (v < it->min || v > max) {
                 char lo[32], hi[32];
 
                 snprintf(range_message, sizeof(range_message), "value out of range for %s= (%s to %s)", it->key,
-                         format_bound(it, it->min, lo), format_bound(it, it->max, hi));
+                         format_bound(it, it->min, lo), format_bound(it, max, hi));
                 *msg = range_message;
                 return -ERANGE;
         }

@@ -151,6 +151,9 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Guest]\nMaxContexts=0\n", 2, "value out of range for MaxContexts= (1 to 1048576)" },
                 { "[Guest]\nMaxContexts=1048577\n", 2, "value out of range for MaxContexts= (1 to 1048576)" },
                 { "[Guest]\nMaxContexts=-1\n", 2, "not a non-negative integer" },
+                /* strtoull() skips \v and \f (which the line's stripping leaves) and negates. */
+                { "[Guest]\nMaxContextsPerClient=\v-18446744073709551615\n", 2, "not a non-negative integer" },
+                { "[Guest]\nMaxRequestSize=\f-18446744073709551614\n", 2, "not a size" },
                 { "[Platform]\nEmulatedLatencyUSec=60000001\n", 2, "value out of range for EmulatedLatencyUSec= (0 to 60000000)" },
                 { "[Platform]\nRequestTimeoutUSec=999\n", 2, "value out of range for RequestTimeoutUSec= (1000 to 600000000)" },
                 { "[Varlink]\nMessageTimeoutSec=3601\n", 2, "value out of range for MessageTimeoutSec= (0 to 3600)" },
