@@ -877,6 +877,9 @@ int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *ts
         d = inventory_get_device(p->inventory, pci_address);
         if (!d || !d->tdisp_capable || !p->discovery)
                 return -ENODEV;
+        /* The kernel connects the DSM, for all the functions it speaks for; they have no tsm/. */
+        if (d->dsm_address)
+                return -EXDEV;
         if (!inventory_get_tsm(p->inventory, tsm))
                 return -ENXIO;
         /* One change of a device's connection at a time: the second would race the first in
@@ -901,6 +904,8 @@ int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestC
         d = inventory_get_device(p->inventory, pci_address);
         if (!d || !d->tdisp_capable || !p->discovery)
                 return -ENODEV;
+        if (d->dsm_address)
+                return -EXDEV;
         if (is_connecting(p, d->address))
                 return -EBUSY;
         /* What the kernel is told: the TSM to disconnect from. */

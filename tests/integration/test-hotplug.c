@@ -31,6 +31,7 @@
 #define GPU "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"  /* connected to tsm1 (TDX Connect) */
 #define GPU_ADDR "0000:02:00.0"
 #define NVME_ADDR "0000:03:00.0"                               /* TDISP capable, not connected */
+#define NIC_FN1_ADDR "0000:01:00.1"                            /* no tsm/: the NIC is its DSM */
 #define TSM1 "/devices/faux/tdx_host/tsm/tsm1"
 #define NEW_PORT "/devices/pci0000:00/0000:00:05.1"
 #define NEW_DEV NEW_PORT "/0000:05:00.0"
@@ -233,11 +234,14 @@ TEST(two_tsms_each_device_its_backend) {
         /* The two devices really are served by different backends. */
         ASSERT_NE(tsm_backend_desc(TSM_BACKEND_SEV_TIO), tsm_backend_desc(TSM_BACKEND_TDX_CONNECT));
 
-        /* TDISP capable but connected to no TSM; no tsm/ at all; a plain device; nothing. */
+        /* TDISP capable but connected to no TSM; a plain device; nothing. */
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
-        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:00:04.0"), E_GUEST("NoSuchDevice"), NULL);
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:42:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        /* The NIC's function 1 has no tsm/ (only a DSM has): its function 0's TSM serves it. */
+        expect_kernel_attach(CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 4, NIC_FN1_ADDR)),
+                             TSM_BACKEND_SEV_TIO, "tsm0");
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 4));
 
         /* No TSM ioctls on this kernel: binding and requests fail with named errors. */
         expect_kernel_request_refused(c, ctx, 1, "sev-tio");
@@ -336,9 +340,12 @@ TEST(devsec_sample_backend) {
         c = tsmd_connect(&e.tsmd);
         ctx = open_context(c);
         expect_kernel_attach(attach_eventually(c, ctx, 1, DEVSEC_ADDR), TSM_BACKEND_DEVSEC_SAMPLE, "tsm0");
-        /* Its second function has no tsm/; the other host bridge's device is not connected. */
-        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 2, "10000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
-        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 2, "10001:03:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        /* Its second function has no tsm/ and is served through it; the other host bridge's
+         * device is not connected, nor then its second function. */
+        expect_kernel_attach(CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 2, "10000:01:00.1")),
+                             TSM_BACKEND_DEVSEC_SAMPLE, "tsm0");
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "10001:03:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "10001:03:00.1"), E_GUEST("NoSuchDevice"), NULL);
         expect_kernel_request_refused(c, ctx, 1, "devsec-sample");
         varlink_client_free(c);
         teardown(&e);
