@@ -242,6 +242,27 @@ TEST(two_tsms_each_device_its_backend) {
         expect_kernel_attach(CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 4, NIC_FN1_ADDR)),
                              TSM_BACKEND_SEV_TIO, "tsm0");
         CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 4));
+        /* The administrator sees which DSM speaks for it, and none for a DSM. */
+        {
+                json_object *devices;
+                unsigned seen = 0;
+
+                ASSERT_TRUE(json_object_object_get_ex(CALL_OK(c, "io.tsmd.Admin.ListDevices", NULL), "devices", &devices));
+                for (size_t i = 0; i < json_object_array_length(devices); i++) {
+                        json_object *d = json_object_array_get_idx(devices, i);
+
+                        if (streq(JSTR(d, "pciAddress"), NIC_FN1_ADDR)) {
+                                ASSERT_TRUE(json_matches(d, "{\"pciAddress\":\"" NIC_FN1_ADDR "\",\"dsm\":\"" NIC_ADDR
+                                                            "\",\"tsm\":\"tsm0\",\"backend\":\"sev-tio\",\"state\":null,"
+                                                            "\"owner\":null}"));
+                                seen++;
+                        } else if (streq(JSTR(d, "pciAddress"), NIC_ADDR)) {
+                                ASSERT_TRUE(json_matches(d, "{\"dsm\":null}"));
+                                seen++;
+                        }
+                }
+                ASSERT_EQ(seen, 2u);
+        }
 
         /* No TSM ioctls on this kernel: binding and requests fail with named errors. */
         expect_kernel_request_refused(c, ctx, 1, "sev-tio");
@@ -268,6 +289,13 @@ TEST(two_tsms_each_device_its_backend) {
 }
 
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
+#define NVME_FN1_ADDR "0000:03:00.1"
+
+/* The NVMe drive gets a function 1, without tsm/: the drive's function 0 is its DSM. */
+static void add_nvme_fn1(const char *root) {
+        ASSERT_OK(sysfs_fixture_apply_line(root, "pci /devices/pci0000:00/0000:00:03.1/0000:03:00.1 vendor=0x144d "
+                                                 "device=0xa80a class=0x010802 driver=vfio-pci"));
+}
 
 /* io.tsmd.Admin.ConnectDevice/DisconnectDevice write the PCI TSM sysfs ABI (here: the fixture's
  * files, which the kernel would act on) and refresh the device. */
@@ -280,10 +308,15 @@ TEST(connect_and_disconnect_through_admin) {
         FILE *f;
         char buf[64] = "";
 
-        setup(&e, "two-tsms", NULL);
+        setup(&e, "two-tsms", add_nvme_fn1);
         c = tsmd_connect(&e.tsmd);
         ctx = open_context(c);
 
+        /* Only a DSM is connected or disconnected; a function of one is told which it is. */
+        CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_FN1_ADDR "\",\"tsm\":\"tsm1\"}",
+                   "io.tsmd.Admin.NotDsm", "{\"pciAddress\":\"" NVME_FN1_ADDR "\",\"dsm\":\"" NVME_ADDR "\"}");
+        CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_FN1_ADDR "\"}",
+                   "io.tsmd.Admin.NotDsm", "{\"pciAddress\":\"" NIC_FN1_ADDR "\",\"dsm\":\"" NIC_ADDR "\"}");
         CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm9\"}",
                    "io.tsmd.Admin.NoSuchTsm", "{\"tsm\":\"tsm9\"}");
         CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"0000:00:04.0\",\"tsm\":\"tsm1\"}",
@@ -293,16 +326,23 @@ TEST(connect_and_disconnect_through_admin) {
         CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\",\"tsm\":\"tsm1\"}",
                    "io.tsmd.Admin.DeviceBusy", NULL);
 
-        /* Not attachable while unconnected; connected to tsm1, it is TDX Connect's. */
+        /* Not attachable while unconnected, nor its function 1; connected to tsm1, both are TDX
+         * Connect's at once (the kernel sends no uevent for either). */
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 4, NVME_FN1_ADDR), E_GUEST("NoSuchDevice"), NULL);
         CALL_OK(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm1\"}");
         r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR));
         expect_kernel_attach(r, TSM_BACKEND_TDX_CONNECT, "tsm1");
+        r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 4, NVME_FN1_ADDR));
+        expect_kernel_attach(r, TSM_BACKEND_TDX_CONNECT, "tsm1");
 
-        /* A guest holds it: no disconnect from under it. */
+        /* A guest holds it, or its function 1: no disconnect from under either. */
         CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}",
                    "io.tsmd.Admin.DeviceBusy", NULL);
         CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 3));
+        CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}",
+                   "io.tsmd.Admin.DeviceBusy", NULL);
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 4));
         ASSERT_OK(sysfs_fixture_write_attr(e.root, NVME_PATH, "tsm/disconnect", ""));
         CALL_OK(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}");
         /* What the kernel was told: the TSM to disconnect from. */
@@ -318,7 +358,9 @@ TEST(connect_and_disconnect_through_admin) {
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.NoSuchDevice", 1);
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.DeviceBusy", 1);
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
-        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.DeviceBusy", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.NotDsm", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.NotDsm", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.DeviceBusy", 2);
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "ok", 1);
 
         varlink_client_free(c);
