@@ -358,11 +358,12 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                 break;
         case INVENTORY_DEVICE_CHANGED:
                 /* Disconnected, connected to another TSM (or to one, where it was emulated),
-                 * no longer TDISP capable, another function at its address: what was attached is
-                 * not what serves it now. (connect and disconnect send no uevent: a switch from
-                 * one TSM to another may show in one rescan.) */
-                if ((ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_IDS |
-                                    INVENTORY_CHANGE_SYSPATH)) &&
+                 * no longer TDISP capable, another DSM speaking for it (another SPDM session),
+                 * another function at its address: what was attached is not what serves it now.
+                 * (connect and disconnect send no uevent: a switch from one TSM to another may
+                 * show in one rescan.) */
+                if ((ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_DSM |
+                                    INVENTORY_CHANGE_IDS | INVENTORY_CHANGE_SYSPATH)) &&
                     (served_by_kernel(inv, ev->old_device) || served_by_kernel(inv, ev->device) ||
                      !emulated_at(p, ev->device->address)))
                         device_gone(p, ev->device->address, "changed its TSM, identity or TDISP support");

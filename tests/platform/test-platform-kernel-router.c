@@ -363,6 +363,50 @@ TEST(a_function_is_served_once_tsmd_connects_its_dsm) {
         router_teardown(&t);
 }
 
+/* A function whose DSM changes, its TSM the same (its function 0 disconnected, the switch's
+ * upstream port above it connected to that TSM as well): its link is another SPDM session now,
+ * and what was attached to it is gone. */
+TEST(a_function_whose_dsm_changes_is_gone) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_KERNEL,
+                .iommu_device = (char *) "/dev/null",
+        };
+        struct event_base *base;
+        TsmPlatform *p;
+        TsmDeviceInfo info;
+        const char *root;
+        char gone[16] = {};
+
+        platform_test_sandbox(false);
+        root = platform_test_fixture(
+                NULL, "device /devices/pci0000:00\n"
+                      "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca class=0x108000 driver=ccp\n"
+                      "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"
+                      "pci /devices/pci0000:00/0000:00:01.1 class=0x060400 driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:02:00.0 class=0x060400 driver=pcieport tsm=tsm0\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:02:00.0/0000:03:01.0 class=0x060400 "
+                      "driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:02:00.0/0000:03:01.0/0000:01:00.0 class=0x020000 "
+                      "tsm=tsm0\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:02:00.0/0000:03:01.0/0000:01:00.1 class=0x020000\n");
+        ASSERT_NOT_NULL(base = event_base_new());
+        ASSERT_OK(tsm_platform_new(base, &config, &p));
+        tsm_platform_set_device_gone_callback(p, on_gone, gone);
+        ASSERT_STREQ(inventory_get_device(tsm_platform_get_inventory(p), NIC_FN1)->dsm_address, NIC);
+
+        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:02:00.0/0000:03:01.0/0000:01:00.0",
+                                           "tsm/connect", ""));
+        ASSERT_OK(tsm_platform_refresh_device(p, NIC));
+        ASSERT_STREQ(inventory_get_device(tsm_platform_get_inventory(p), NIC_FN1)->dsm_address, "0000:02:00.0");
+        ASSERT_OK(tsm_platform_get_device(p, NIC_FN1, &info));
+        ASSERT_STREQ(info.tsm, "tsm0");
+        /* The NIC disconnected, its function 1 moved to another DSM. */
+        ASSERT_STREQ(gone, "nf");
+
+        tsm_platform_free(p);
+        event_base_free(base);
+}
+
 /* The kernel answered before the device went, and the answer waits for its turn on the loop
  * when the device goes: the answer is the kernel's, not DeviceGone. A state change (or a bind)
  * it reports did happen, and no late answer will say so if the caller is told it did not. */
