@@ -112,13 +112,14 @@ static void find_owner(const GuestVDeviceInfo *v, void *userdata) {
         l->owner = o;
 }
 
-static int add_device(Manager *m, json_object *a, const char *address, const char *tsm, const char *backend,
-                      const char *state) {
+static int add_device(Manager *m, json_object *a, const char *address, const char *dsm, const char *tsm,
+                      const char *backend, const char *state) {
         OwnerLookup l = { .pci_address = address };
         json_object *o = json_object_new_object();
 
         guest_foreach_vdevice(m, find_owner, &l);
         if (!o || json_object_add(o, "pciAddress", json_object_new_string(address)) < 0 ||
+            json_object_add(o, "dsm", string_or_null(dsm)) < 0 ||
             json_object_add(o, "tsm", string_or_null(tsm)) < 0 ||
             json_object_add(o, "backend", string_or_null(backend)) < 0 ||
             json_object_add(o, "state", string_or_null(state)) < 0 ||
@@ -148,7 +149,7 @@ static int vl_list_devices(VarlinkCall *call, json_object *p, void *userdata) {
                 /* The catalogue is ours; the device's state is the monitor's. */
                 if (priv_call_get_device_state(m->channel, emu_device_get_address(d), &state) < 0)
                         state = -1;
-                r = add_device(m, a, emu_device_get_address(d), EMULATED_TSM_NAME, "emulated",
+                r = add_device(m, a, emu_device_get_address(d), NULL, EMULATED_TSM_NAME, "emulated",
                                state >= 0 ? tdisp_state_to_string(state) : NULL);
                 if (r < 0)
                         return r;
@@ -160,7 +161,7 @@ static int vl_list_devices(VarlinkCall *call, json_object *p, void *userdata) {
                 if (!d->tdisp_capable)
                         continue;
                 t = inventory_device_get_tsm(inv, d);
-                r = add_device(m, a, d->address, d->connected_tsm, t ? tsm_backend_type_to_string(t->type) : NULL, NULL);
+                r = add_device(m, a, d->address, d->dsm_address, d->connected_tsm, t ? tsm_backend_type_to_string(t->type) : NULL, NULL);
                 if (r < 0)
                         return r;
         }
@@ -428,14 +429,20 @@ static int vl_get_counters(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 typedef struct InUse {
+        Inventory *inventory;
         const char *pci_address;
         bool found;
 } InUse;
 
+/* The device, or a function it is the DSM of (which a disconnect takes from its guest too). */
 static void check_in_use(const GuestVDeviceInfo *v, void *userdata) {
         InUse *u = userdata;
+        const InventoryDevice *d;
 
-        if (!v->gone && streq(v->pci_address, u->pci_address))
+        if (v->gone)
+                return;
+        d = inventory_get_device(u->inventory, v->pci_address);
+        if (streq(v->pci_address, u->pci_address) || (d && d->dsm_address && streq(d->dsm_address, u->pci_address)))
                 u->found = true;
 }
 
@@ -449,8 +456,25 @@ static int reply_admin_error(VarlinkCall *call, const char *error, const char *k
         return varlink_call_error(call, error, p);
 }
 
-static int connect_result(VarlinkCall *call, int r, const char *address, const char *tsm) {
-        if (r == -ENODEV)
+/* NotDsm: the function is connected and disconnected through its DSM, which it names. */
+static int reply_not_dsm(VarlinkCall *call, const char *address, const char *dsm) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_object_add(p, "pciAddress", json_object_new_string(address)) < 0 ||
+            json_object_add(p, "dsm", json_object_new_string(dsm)) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_call_error(call, "io.tsmd.Admin.NotDsm", p);
+}
+
+static int connect_result(VarlinkCall *call, Manager *m, int r, const char *address, const char *tsm) {
+        const InventoryDevice *d = address ? inventory_get_device(tsm_platform_get_inventory(m->platform), address) : NULL;
+
+        /* As the monitor's inventory has it, or (a race with a rescan) as ours does. */
+        if ((r == -EXDEV || r == -ENODEV) && d && d->dsm_address)
+                return reply_not_dsm(call, address, d->dsm_address);
+        if (r == -ENODEV || r == -EXDEV)
                 return reply_admin_error(call, "io.tsmd.Admin.NoSuchDevice", "pciAddress", json_object_new_string(address));
         if (r == -ENXIO)
                 return reply_admin_error(call, "io.tsmd.Admin.NoSuchTsm", "tsm", json_object_new_string(strna(tsm)));
@@ -490,7 +514,7 @@ static void on_device_connected(int result, const void *response, size_t len, vo
         /* The monitor looked at the device again; so do we, as connecting emits no uevent. */
         if (result >= 0)
                 result = tsm_platform_refresh_device(m->platform, ac->pci_address);
-        r = connect_result(ac->call, result, ac->pci_address, ac->tsm);
+        r = connect_result(ac->call, m, result, ac->pci_address, ac->tsm);
         if (r < 0 && !varlink_call_is_answered(ac->call))
                 (void) varlink_call_error_errno(ac->call, r);
         admin_connect_free(ac);
@@ -514,7 +538,7 @@ static int device_connect(VarlinkCall *call, Manager *m, const char *address, co
         r = tsm ? priv_call_connect_device(m->channel, address, tsm, on_device_connected, ac, NULL)
                 : priv_call_disconnect_device(m->channel, address, on_device_connected, ac, NULL);
         if (r < 0)
-                return connect_result(call, r, address, tsm);
+                return connect_result(call, m, r, address, tsm);
         TAKE_PTR(ac);
         m->n_pending_requests++;
         return 0;
@@ -529,12 +553,12 @@ static int vl_connect_device(VarlinkCall *call, json_object *p, void *userdata) 
 static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         const char *address = json_get_string(p, "pciAddress");
-        InUse u = { .pci_address = address };
+        InUse u = { .inventory = tsm_platform_get_inventory(m->platform), .pci_address = address };
 
         /* SECURITY: pulling a device from under a guest is not an admin convenience. */
         guest_foreach_vdevice(m, check_in_use, &u);
         if (u.found)
-                return connect_result(call, -EBUSY, address, NULL);
+                return connect_result(call, m, -EBUSY, address, NULL);
         return device_connect(call, m, address, NULL);
 }
 
@@ -841,6 +865,9 @@ static int device_change_reply_bound(size_t *ret) {
         if (r >= 0)
                 r = reply_bound_error("io.tsmd.Admin.DeviceBusy", "pciAddress",
                                       reply_bound_string(POLICY_PCI_ADDRESS_MAX), NULL, NULL, &max);
+        if (r >= 0)
+                r = reply_bound_error("io.tsmd.Admin.NotDsm", "pciAddress", reply_bound_string(POLICY_PCI_ADDRESS_MAX),
+                                      "dsm", reply_bound_string(PCI_ADDRESS_LEN_MAX), &max);
         if (r >= 0)
                 r = reply_bound_error("io.tsmd.Admin.NoSuchTsm", "tsm", reply_bound_string(NAME_MAX), NULL, NULL, &max);
         if (r >= 0)

@@ -358,11 +358,12 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                 break;
         case INVENTORY_DEVICE_CHANGED:
                 /* Disconnected, connected to another TSM (or to one, where it was emulated),
-                 * no longer TDISP capable, another function at its address: what was attached is
-                 * not what serves it now. (connect and disconnect send no uevent: a switch from
-                 * one TSM to another may show in one rescan.) */
-                if ((ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_IDS |
-                                    INVENTORY_CHANGE_SYSPATH)) &&
+                 * no longer TDISP capable, another DSM speaking for it (another SPDM session),
+                 * another function at its address: what was attached is not what serves it now.
+                 * (connect and disconnect send no uevent: a switch from one TSM to another may
+                 * show in one rescan.) */
+                if ((ev->changes & (INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_DSM |
+                                    INVENTORY_CHANGE_IDS | INVENTORY_CHANGE_SYSPATH)) &&
                     (served_by_kernel(inv, ev->old_device) || served_by_kernel(inv, ev->device) ||
                      !emulated_at(p, ev->device->address)))
                         device_gone(p, ev->device->address, "changed its TSM, identity or TDISP support");
@@ -880,6 +881,9 @@ int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *ts
         d = inventory_get_device(p->inventory, pci_address);
         if (!d || !d->tdisp_capable || !p->discovery)
                 return -ENODEV;
+        /* The kernel connects the DSM, for all the functions it speaks for; they have no tsm/. */
+        if (d->dsm_address)
+                return -EXDEV;
         if (!inventory_get_tsm(p->inventory, tsm))
                 return -ENXIO;
         /* One change of a device's connection at a time: the second would race the first in
@@ -904,6 +908,8 @@ int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestC
         d = inventory_get_device(p->inventory, pci_address);
         if (!d || !d->tdisp_capable || !p->discovery)
                 return -ENODEV;
+        if (d->dsm_address)
+                return -EXDEV;
         if (is_connecting(p, d->address))
                 return -EBUSY;
         /* What the kernel is told: the TSM to disconnect from. */

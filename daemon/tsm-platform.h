@@ -157,8 +157,10 @@ int tsm_platform_load_emulated(TsmPlatform *p, int fd, size_t *ret_n);
 void tsm_platform_emulated_restored(TsmPlatform *p, EmuStateHeld held, void *userdata);
 
 /* Connects a TDISP-capable device to a TSM or disconnects it, through the PCI TSM sysfs ABI
- * (tsm/connect, tsm/disconnect). Kernel devices only. At once: -ENODEV unknown or not TDISP
- * capable, -ENXIO unknown TSM, -EBUSY connected to another TSM, or a connect or disconnect of
+ * (tsm/connect, tsm/disconnect): a DSM, and with it the functions it speaks for (their
+ * inventory entries are looked at again too). Kernel devices only. At once: -ENODEV unknown or
+ * not TDISP capable, -EXDEV a function whose DSM is another (InventoryDevice.dsm_address), -ENXIO
+ * unknown TSM, -EBUSY connected to another TSM, or a connect or disconnect of
  * the device on its way. The kernel does the work inside the write (an SPDM session and IDE
  * key setup through the device's DOE mailbox: seconds), so the write runs on the device's lane
  * (kernel-lanes.h), after the calls made to the device before, and completes like a bind: no

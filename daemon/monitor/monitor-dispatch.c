@@ -1095,10 +1095,20 @@ static int priv_connect_device(MonitorDispatch *d, const PrivMessage *m, const v
         return set_connected(d, m, true);
 }
 
+/* Whether a guest holds the kernel device at address, or a bind, unbind or connect of it is on
+ * its way. */
+static bool kernel_device_in_use(MonitorDispatch *d, const char *address) {
+        TsmDeviceInfo info;
+
+        return tsm_platform_get_device(d->platform, address, &info) >= 0 && !info.emulated &&
+               (monitor_contexts_find_device(d->contexts, info.pci_address, NULL) ||
+                tsm_platform_is_changing(d->platform, info.pci_address));
+}
+
 static int priv_disconnect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                   const char **ret_reason) {
         const struct tsm_priv_device *dev = &m->device;
-        TsmDeviceInfo info;
+        Inventory *inv = tsm_platform_get_inventory(d->platform);
         int r;
 
         r = check_device(dev, false, ret_reason);
@@ -1107,11 +1117,16 @@ static int priv_disconnect_device(MonitorDispatch *d, const PrivMessage *m, cons
 
         /* SECURITY: not from under a guest, not even one whose VMM has yet to reclaim its
          * context after a restart (which only the monitor sees), nor while a release's unbind
-         * is on its way. Not a violation: the worker may not have seen it yet. */
-        if (tsm_platform_get_device(d->platform, dev->pci_address, &info) >= 0 && !info.emulated &&
-            (monitor_contexts_find_device(d->contexts, info.pci_address, NULL) ||
-             tsm_platform_is_changing(d->platform, info.pci_address)))
+         * is on its way; nor from under the guest of a function the DSM speaks for, which
+         * loses its link with it. Not a violation: the worker may not have seen it yet. */
+        if (kernel_device_in_use(d, dev->pci_address))
                 return reply(d, m, -EBUSY, 0, -EBADF);
+        for (size_t i = 0; i < inventory_n_devices(inv); i++) {
+                const InventoryDevice *f = inventory_device_at(inv, i);
+
+                if (f->dsm_address && streq(f->dsm_address, dev->pci_address) && kernel_device_in_use(d, f->address))
+                        return reply(d, m, -EBUSY, 0, -EBADF);
+        }
 
         return set_connected(d, m, false);
 }

@@ -36,6 +36,13 @@
  * kernel caps this at net.core.rmem_max for unprivileged sockets; failure is not fatal. */
 #define DISCOVERY_RCVBUF (4U * 1024U * 1024U)
 
+/* A function that may be the DSM of another: where it is, and what its tsm/ says. */
+typedef struct DsmCandidate {
+        char *syspath;
+        bool has_tsm;
+        char *connect; /* NULL when not connected */
+} DsmCandidate;
+
 struct Discovery {
         Inventory *inv;
         struct event_base *base;
@@ -47,6 +54,11 @@ struct Discovery {
         uint64_t resync_usec; /* 0: the default, which depends on whether uevents arrive */
         bool deaf; /* the monitor runs, but no udevd rebroadcasts uevents to it */
         bool scanned; /* a full scan completed */
+        /* During a full scan: the function 0 read last as a DSM candidate. Its other functions
+         * come next (sd-device lists them by path) and need not read it again. Dropped at the
+         * end of the scan: a look outside one reads afresh. */
+        bool scanning;
+        DsmCandidate scan_dsm;
         uint64_t n_events;
 };
 
@@ -231,8 +243,176 @@ static int has_tsm_attribute_group(const char *syspath) {
         return r;
 }
 
-static int read_device(sd_device *dev, InventoryDevice *ret) {
+/* The first line of a small sysfs file, its newline stripped: *ret NULL if absent. */
+static int read_attribute_line(const char *dir, const char *name, char **ret) {
+        _cleanup_free_ char *path = NULL;
+        char buf[256];
+        ssize_t n;
+        int fd;
+
+        if (asprintf(&path, "%s/%s", dir, name) < 0)
+                return -ENOMEM;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                *ret = NULL;
+                return errno == ENOENT ? 0 : negative_errno();
+        }
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0)
+                n = negative_errno();
+        safe_close(fd);
+        if (n < 0)
+                return (int) n;
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        *ret = strdup(buf);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static void dsm_candidate_done(DsmCandidate *c) {
+        free(c->syspath);
+        free(c->connect);
+        *c = (DsmCandidate) {};
+}
+
+static int dsm_candidate_copy(const DsmCandidate *src, DsmCandidate *ret) {
+        DsmCandidate c = { .has_tsm = src->has_tsm, .syspath = strdup(src->syspath),
+                           .connect = src->connect ? strdup(src->connect) : NULL };
+
+        if (!c.syspath || (src->connect && !c.connect)) {
+                dsm_candidate_done(&c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* Takes syspath over. A candidate whose name is not a PCI address tsmd serves is not one. With
+ * cache, during a scan, a function 0 read for its function before is not read again. */
+static int dsm_candidate_read(Discovery *d, char *syspath, bool cache, DsmCandidate *ret) {
+        DsmCandidate c = { .syspath = syspath };
+        const char *name = strrchr(syspath, '/');
+        int r;
+
+        if (!name || !pci_address_is_valid(name + 1)) {
+                *ret = c;
+                return 0;
+        }
+        cache = cache && d->scanning;
+        if (cache && d->scan_dsm.syspath && streq(d->scan_dsm.syspath, syspath)) {
+                free(syspath);
+                return dsm_candidate_copy(&d->scan_dsm, ret);
+        }
+        r = has_tsm_attribute_group(syspath);
+        if (r > 0) {
+                _cleanup_free_ char *dir = NULL;
+
+                c.has_tsm = true;
+                if (asprintf(&dir, "%s/tsm", syspath) < 0)
+                        r = -ENOMEM;
+                else
+                        r = read_attribute_line(dir, "connect", &c.connect);
+                if (r >= 0 && isempty(c.connect))
+                        c.connect = mfree(c.connect);
+        }
+        if (r < 0) {
+                dsm_candidate_done(&c);
+                return r;
+        }
+        if (cache) {
+                dsm_candidate_done(&d->scan_dsm);
+                r = dsm_candidate_copy(&c, &d->scan_dsm);
+                if (r < 0) {
+                        dsm_candidate_done(&c);
+                        return r;
+                }
+        }
+        *ret = c;
+        return 0;
+}
+
+/*
+ * The DSM of a PCI function without a tsm/ group of its own, as the kernel's find_dsm_dev()
+ * finds it (SYSFS.md): function 0 of its slot (for a VF, of its PF's slot, the PF from the
+ * physfn link), or else the switch upstream port two directories up, for an endpoint whose
+ * switch speaks for it. The kernel takes function 0 when it is connected, else the upstream
+ * port if that is; while neither is connected, the one to connect is the first with tsm/.
+ * Returns 1 and the DSM's syspath and tsm/connect contents (NULL: not connected), or 0 for none.
+ */
+static int find_dsm(Discovery *d, const char *syspath, char **ret_syspath, char **ret_connect) {
+        _cleanup_free_ char *pf = NULL, *pf0 = NULL, *uport = NULL, *link = NULL;
+        DsmCandidate c[2] = {};
+        const char *base;
+        char *slash, *dot;
+        struct stat st;
+        int r, found = -1;
+
+        /* Most functions are no VF: one lstat() says so, where realpath() takes one per level. */
+        if (asprintf(&link, "%s/physfn", syspath) < 0)
+                return -ENOMEM;
+        if (lstat(link, &st) >= 0) {
+                pf = realpath(link, NULL);
+                if (!pf && errno != ENOENT && errno != ENOTDIR)
+                        return negative_errno();
+        } else if (errno != ENOENT && errno != ENOTDIR)
+                return negative_errno();
+        if (!pf) {
+                pf = strdup(syspath);
+                if (!pf)
+                        return -ENOMEM;
+        }
+
+        /* Function 0 is the PF's sibling, named as the PF with its function number 0. */
+        base = strrchr(pf, '/');
+        dot = base ? strrchr(base, '.') : NULL;
+        if (dot && !streq(dot, ".0")) {
+                if (asprintf(&pf0, "%.*s.0", (int) (dot - pf), pf) < 0)
+                        return -ENOMEM;
+        } else if (!streq(pf, syspath))
+                pf0 = TAKE_PTR(pf); /* a VF of a function 0 */
+
+        /* Its parent is the downstream port it hangs off, whose parent is the upstream port. */
+        uport = strdup(syspath);
+        if (!uport)
+                return -ENOMEM;
+        for (unsigned i = 0; i < 2; i++) {
+                slash = strrchr(uport, '/');
+                if (!slash || slash == uport)
+                        break;
+                *slash = 0;
+        }
+
+        if (pf0) {
+                r = dsm_candidate_read(d, TAKE_PTR(pf0), /* cache= */ true, &c[0]);
+                if (r < 0)
+                        goto finish;
+        }
+        r = dsm_candidate_read(d, TAKE_PTR(uport), /* cache= */ false, &c[1]);
+        if (r < 0)
+                goto finish;
+
+        for (unsigned i = 0; i < ELEMENTSOF(c) && found < 0; i++)
+                if (c[i].connect)
+                        found = (int) i;
+        for (unsigned i = 0; i < ELEMENTSOF(c) && found < 0; i++)
+                if (c[i].has_tsm)
+                        found = (int) i;
+        r = 0;
+        if (found >= 0) {
+                *ret_syspath = TAKE_PTR(c[found].syspath);
+                *ret_connect = TAKE_PTR(c[found].connect);
+                r = 1;
+        }
+finish:
+        dsm_candidate_done(&c[0]);
+        dsm_candidate_done(&c[1]);
+        return r;
+}
+
+/* *ret owns its strings (inventory_device_done()). */
+static int read_device(Discovery *disc, sd_device *dev, InventoryDevice *ret) {
         const char *address, *syspath, *driver, *connect, *auth;
+        _cleanup_free_ char *dsm_syspath = NULL, *dsm_connect = NULL;
         InventoryDevice d = { .authenticated = -1 };
         int r;
 
@@ -263,6 +443,15 @@ static int read_device(sd_device *dev, InventoryDevice *ret) {
                 /* The kernel prints "\n" when not connected; sd-device strips the newline. */
                 if (isempty(connect))
                         connect = NULL;
+        } else {
+                /* tsm/ shows only on a DSM; the functions it speaks for are connected with it.
+                 * The kernel probes them then whatever their TEE capability says (the DSM
+                 * decides): one it refused fails at bind, with the kernel's error. */
+                r = find_dsm(disc, syspath, &dsm_syspath, &dsm_connect);
+                if (r < 0)
+                        return r;
+                d.tdisp_capable = r > 0;
+                connect = dsm_connect;
         }
 
         r = get_optional_sysattr(dev, "authenticated", &auth);
@@ -272,10 +461,16 @@ static int read_device(sd_device *dev, InventoryDevice *ret) {
                 /* Reads like tsm/connect (the TSM name or ""); early drafts printed 0/1. */
                 d.authenticated = !isempty(auth) && !streq(auth, "0");
 
-        d.address = (char *) address;
-        d.syspath = (char *) syspath;
-        d.driver = (char *) driver;
-        d.connected_tsm = (char *) connect;
+        d.address = strdup(address);
+        d.syspath = strdup(syspath);
+        d.driver = driver ? strdup(driver) : NULL;
+        d.dsm_address = dsm_syspath ? strdup(strrchr(dsm_syspath, '/') + 1) : NULL;
+        d.connected_tsm = connect ? strdup(connect) : NULL;
+        if (!d.address || !d.syspath || (driver && !d.driver) || (dsm_syspath && !d.dsm_address) ||
+            (connect && !d.connected_tsm)) {
+                inventory_device_done(&d);
+                return -ENOMEM;
+        }
 
         *ret = d;
         return 0;
@@ -309,11 +504,11 @@ static int put_tsm_from_device(Discovery *d, sd_device *dev) {
 }
 
 static int put_pci_from_device(Discovery *d, sd_device *dev) {
-        InventoryDevice dv;
+        _cleanup_(inventory_device_done) InventoryDevice dv = { .authenticated = -1 };
         const char *address;
         int r;
 
-        r = read_device(dev, &dv);
+        r = read_device(d, dev, &dv);
         if (r < 0) {
                 /* Not gone, only unreadable this time (an attribute read interrupted, say): kept
                  * as it was, or a rescan would take it for removed, in this process only. */
@@ -401,6 +596,18 @@ Discovery *discovery_free(Discovery *d) {
         return mfree(d);
 }
 
+/* All PCI devices, each function's DSM read once for all the functions it speaks for. */
+static int scan_pci(Discovery *d) {
+        int r;
+
+        d->scanning = true;
+        r = scan_subsystem(d, "pci", put_pci_from_device);
+        d->scanning = false;
+        /* What it read is stale by the next look. */
+        dsm_candidate_done(&d->scan_dsm);
+        return r;
+}
+
 int discovery_scan(Discovery *d) {
         int r;
 
@@ -411,7 +618,7 @@ int discovery_scan(Discovery *d) {
         r = scan_subsystem(d, "tsm", put_tsm_from_device);
         if (r < 0)
                 return r;
-        r = scan_subsystem(d, "pci", put_pci_from_device);
+        r = scan_pci(d);
         if (r < 0)
                 return r;
 
@@ -424,7 +631,7 @@ static int rescan_devices(Discovery *d) {
         int r;
 
         inventory_sync_begin(d->inv);
-        r = scan_subsystem(d, "pci", put_pci_from_device);
+        r = scan_pci(d);
         if (r < 0)
                 return r;
         inventory_sync_end(d->inv, INVENTORY_SYNC_DEVICES);
@@ -480,6 +687,70 @@ static int refresh_by_syspath(Discovery *d, const char *syspath, const char *sys
         return is_tsm ? put_tsm_from_device(d, dev) : put_pci_from_device(d, dev);
 }
 
+/* Whether a and b are two functions of one slot: the same domain, bus and device. */
+static bool same_slot(const char *a, const char *b) {
+        const char *dot_a = strrchr(a, '.'), *dot_b = strrchr(b, '.');
+
+        return dot_a && dot_b && dot_a - a == dot_b - b && strneq(a, b, (size_t) (dot_a - a)) && !streq(a, b);
+}
+
+/* The functions a DSM speaks for, and the other functions of its slot (which may have come
+ * before it): the kernel tells them nothing of its connect, disconnect, arrival or departure.
+ * Re-reads them. */
+static int refresh_dependents(Discovery *d, const char *address) {
+        _cleanup_free_ char **syspaths = NULL, **names = NULL;
+        size_t n = 0, n_devices = inventory_n_devices(d->inv);
+        int r = 0;
+
+        syspaths = new0(char *, n_devices + 1);
+        names = new0(char *, n_devices + 1);
+        if (!syspaths || !names)
+                return -ENOMEM;
+        /* Copied first: re-reading changes the inventory. */
+        for (size_t i = 0; i < n_devices; i++) {
+                const InventoryDevice *dv = inventory_device_at(d->inv, i);
+
+                if (!(dv->dsm_address && streq(dv->dsm_address, address)) && !same_slot(dv->address, address))
+                        continue;
+                syspaths[n] = strdup(dv->syspath);
+                names[n] = strdup(dv->address);
+                n++;
+                if (!syspaths[n - 1] || !names[n - 1]) {
+                        r = -ENOMEM;
+                        break;
+                }
+        }
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                int k = refresh_by_syspath(d, syspaths[i], names[i], /* is_tsm= */ false);
+
+                if (k == -ENOMEM)
+                        r = k;
+                else if (k < 0)
+                        log_debug_errno(k, "Failed to re-read %s after its DSM %s: %m", names[i], address);
+        }
+        for (size_t i = 0; i < n; i++) {
+                free(syspaths[i]);
+                free(names[i]);
+        }
+        return r;
+}
+
+/* A PCI device's uevent, or tsmd's own look after writing its tsm/connect: a DSM's change is its
+ * dependents' as well. */
+static int refresh_pci(Discovery *d, const char *syspath, const char *sysname, bool removed) {
+        bool was_dsm = inventory_device_is_dsm(inventory_get_device(d->inv, sysname));
+        int r, k;
+
+        r = removed ? forget(d, syspath, sysname, /* is_tsm= */ false)
+                    : refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ false);
+        if (r == -ENOMEM)
+                return r;
+        if (!was_dsm && !inventory_device_is_dsm(inventory_get_device(d->inv, sysname)))
+                return r;
+        k = refresh_dependents(d, sysname);
+        return r < 0 ? r : k;
+}
+
 int discovery_refresh_device(Discovery *d, const char *address) {
         _cleanup_free_ char *syspath = NULL;
 
@@ -490,7 +761,7 @@ int discovery_refresh_device(Discovery *d, const char *address) {
         if (asprintf(&syspath, "/sys/bus/pci/devices/%s", address) < 0)
                 return -ENOMEM;
 
-        return refresh_by_syspath(d, syspath, address, /* is_tsm= */ false);
+        return refresh_pci(d, syspath, address, /* removed= */ false);
 }
 
 static int handle_uevent(Discovery *d, sd_device *dev) {
@@ -534,13 +805,11 @@ static int handle_uevent(Discovery *d, sd_device *dev) {
                         return 0;
                 }
 
-                if (action == SD_DEVICE_REMOVE)
-                        return forget(d, syspath, sysname, /* is_tsm= */ false);
                 if (action == SD_DEVICE_MOVE)
                         /* The old name is only in DEVPATH_OLD; a rescan drops it reliably. */
                         return rescan_devices(d);
 
-                return refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ false);
+                return refresh_pci(d, syspath, sysname, action == SD_DEVICE_REMOVE);
         }
 
         return 0;

@@ -66,7 +66,9 @@ void discovery_set_resync_interval(Discovery *d, uint64_t usec);
 uint64_t discovery_get_resync_interval(const Discovery *d);
 
 /* Re-read one PCI device (after tsmd wrote its tsm/connect, which the kernel does not
- * announce). Removes it from the inventory if it vanished. -EINVAL on a malformed address. */
+ * announce). Removes it from the inventory if it vanished. When it is, or was, a DSM, also
+ * re-reads the functions it speaks for and the other functions of its slot (SYSFS.md), which
+ * hear nothing of its change either. -EINVAL on a malformed address. */
 int discovery_refresh_device(Discovery *d, const char *address);
 
 /* Number of udev events received and applied so far (for tests and metrics). */

@@ -90,6 +90,7 @@ void inventory_device_done(InventoryDevice *d) {
         free(d->address);
         free(d->syspath);
         free(d->driver);
+        free(d->dsm_address);
         free(d->connected_tsm);
         *d = (InventoryDevice) { .authenticated = -1 };
 }
@@ -123,6 +124,7 @@ static int device_copy(const InventoryDevice *src, InventoryDevice *ret) {
         if (strdup_or_null(src->address, &d.address) < 0 ||
             strdup_or_null(src->syspath, &d.syspath) < 0 ||
             strdup_or_null(src->driver, &d.driver) < 0 ||
+            strdup_or_null(src->dsm_address, &d.dsm_address) < 0 ||
             strdup_or_null(src->connected_tsm, &d.connected_tsm) < 0) {
                 inventory_device_done(&d);
                 return -ENOMEM;
@@ -159,6 +161,8 @@ static unsigned device_diff(const InventoryDevice *a, const InventoryDevice *b) 
                 c |= INVENTORY_CHANGE_DRIVER;
         if (a->tdisp_capable != b->tdisp_capable)
                 c |= INVENTORY_CHANGE_TDISP;
+        if (!streq_ptr(a->dsm_address, b->dsm_address))
+                c |= INVENTORY_CHANGE_DSM;
         if (!streq_ptr(a->connected_tsm, b->connected_tsm))
                 c |= INVENTORY_CHANGE_CONNECT;
         if (a->authenticated != b->authenticated)
@@ -373,6 +377,10 @@ const InventoryDevice *inventory_get_device(const Inventory *inv, const char *ad
         if (!inv || !address || !find_device(inv, address, &i))
                 return NULL;
         return &inv->devices[i]->device;
+}
+
+bool inventory_device_is_dsm(const InventoryDevice *d) {
+        return d && d->tdisp_capable && !d->dsm_address;
 }
 
 const InventoryTsm *inventory_device_get_tsm(const Inventory *inv, const InventoryDevice *d) {

@@ -37,9 +37,15 @@ typedef struct InventoryDevice {
         uint16_t vendor_id;
         uint16_t device_id;
         uint32_t class_code; /* 24-bit class/subclass/prog-if */
-        bool tdisp_capable;  /* a tsm/ directory exists */
-        char *connected_tsm; /* tsm/connect contents, NULL when empty or tsm/ absent */
-        int authenticated;   /* -1 attribute absent, 0 no, 1 yes */
+        /* A TDI tsmd can route: it has a tsm/ directory (it is a DSM), or its DSM does. */
+        bool tdisp_capable;
+        /* The DSM that speaks for it when that is another function (function 0 of its slot, for a
+         * VF its PF's, or the switch upstream port above it: SYSFS.md), NULL if it is its own
+         * DSM or has none. Only a DSM is connected or disconnected. */
+        char *dsm_address;
+        /* Its DSM's tsm/connect contents (its own, for a DSM): NULL when empty or tsm/ absent. */
+        char *connected_tsm;
+        int authenticated;   /* its own attribute: -1 absent (any function but a DSM), 0 no, 1 yes */
 } InventoryDevice;
 
 typedef enum InventoryEventType {
@@ -66,6 +72,7 @@ enum {
         INVENTORY_CHANGE_TDISP = 1U << 5,      /* tsm/ appeared or vanished */
         INVENTORY_CHANGE_CONNECT = 1U << 6,    /* tsm/connect */
         INVENTORY_CHANGE_AUTH = 1U << 7,       /* authenticated */
+        INVENTORY_CHANGE_DSM = 1U << 8,        /* another DSM speaks for it */
 };
 
 typedef struct InventoryEvent {
@@ -103,7 +110,8 @@ const InventoryDevice *inventory_device_at(const Inventory *inv, size_t i);
 const InventoryTsm *inventory_get_tsm(const Inventory *inv, const char *name);
 const InventoryDevice *inventory_get_device(const Inventory *inv, const char *address);
 
-/* The TSM a device is connected to, or NULL when not connected or that TSM is unknown. */
+/* The TSM a device is connected to (through its DSM), or NULL when not connected or that TSM is
+ * unknown. */
 const InventoryTsm *inventory_device_get_tsm(const Inventory *inv, const InventoryDevice *d);
 
 /*
@@ -150,6 +158,9 @@ int inventory_keep_tsm(Inventory *inv, const char *name);
 /* The longest PCI address tsmd serves, NUL not counted: as long as the monitor's channel carries
  * one (TSM_PRIV_PCI_ADDRESS_MAX), a domain of 7 hex digits at most. */
 #define PCI_ADDRESS_LEN_MAX (TSM_PRIV_PCI_ADDRESS_MAX - 1U)
+
+/* Whether d is a DSM: it has its own tsm/ directory, through which it is connected. */
+bool inventory_device_is_dsm(const InventoryDevice *d);
 
 /* Syntax check of a PCI address as the kernel names devices: "%04x:%02x:%02x.%d" (domain may be
  * longer than four digits, e.g. the devsec sample's 10000:). Lowercase hex only, and at most

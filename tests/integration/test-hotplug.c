@@ -31,6 +31,7 @@
 #define GPU "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"  /* connected to tsm1 (TDX Connect) */
 #define GPU_ADDR "0000:02:00.0"
 #define NVME_ADDR "0000:03:00.0"                               /* TDISP capable, not connected */
+#define NIC_FN1_ADDR "0000:01:00.1"                            /* no tsm/: the NIC is its DSM */
 #define TSM1 "/devices/faux/tdx_host/tsm/tsm1"
 #define NEW_PORT "/devices/pci0000:00/0000:00:05.1"
 #define NEW_DEV NEW_PORT "/0000:05:00.0"
@@ -233,11 +234,35 @@ TEST(two_tsms_each_device_its_backend) {
         /* The two devices really are served by different backends. */
         ASSERT_NE(tsm_backend_desc(TSM_BACKEND_SEV_TIO), tsm_backend_desc(TSM_BACKEND_TDX_CONNECT));
 
-        /* TDISP capable but connected to no TSM; no tsm/ at all; a plain device; nothing. */
+        /* TDISP capable but connected to no TSM; a plain device; nothing. */
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
-        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:00:04.0"), E_GUEST("NoSuchDevice"), NULL);
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "0000:42:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        /* The NIC's function 1 has no tsm/ (only a DSM has): its function 0's TSM serves it. */
+        expect_kernel_attach(CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 4, NIC_FN1_ADDR)),
+                             TSM_BACKEND_SEV_TIO, "tsm0");
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 4));
+        /* The administrator sees which DSM speaks for it, and none for a DSM. */
+        {
+                json_object *devices;
+                unsigned seen = 0;
+
+                ASSERT_TRUE(json_object_object_get_ex(CALL_OK(c, "io.tsmd.Admin.ListDevices", NULL), "devices", &devices));
+                for (size_t i = 0; i < json_object_array_length(devices); i++) {
+                        json_object *d = json_object_array_get_idx(devices, i);
+
+                        if (streq(JSTR(d, "pciAddress"), NIC_FN1_ADDR)) {
+                                ASSERT_TRUE(json_matches(d, "{\"pciAddress\":\"" NIC_FN1_ADDR "\",\"dsm\":\"" NIC_ADDR
+                                                            "\",\"tsm\":\"tsm0\",\"backend\":\"sev-tio\",\"state\":null,"
+                                                            "\"owner\":null}"));
+                                seen++;
+                        } else if (streq(JSTR(d, "pciAddress"), NIC_ADDR)) {
+                                ASSERT_TRUE(json_matches(d, "{\"dsm\":null}"));
+                                seen++;
+                        }
+                }
+                ASSERT_EQ(seen, 2u);
+        }
 
         /* No TSM ioctls on this kernel: binding and requests fail with named errors. */
         expect_kernel_request_refused(c, ctx, 1, "sev-tio");
@@ -264,6 +289,13 @@ TEST(two_tsms_each_device_its_backend) {
 }
 
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
+#define NVME_FN1_ADDR "0000:03:00.1"
+
+/* The NVMe drive gets a function 1, without tsm/: the drive's function 0 is its DSM. */
+static void add_nvme_fn1(const char *root) {
+        ASSERT_OK(sysfs_fixture_apply_line(root, "pci /devices/pci0000:00/0000:00:03.1/0000:03:00.1 vendor=0x144d "
+                                                 "device=0xa80a class=0x010802 driver=vfio-pci"));
+}
 
 /* io.tsmd.Admin.ConnectDevice/DisconnectDevice write the PCI TSM sysfs ABI (here: the fixture's
  * files, which the kernel would act on) and refresh the device. */
@@ -276,10 +308,15 @@ TEST(connect_and_disconnect_through_admin) {
         FILE *f;
         char buf[64] = "";
 
-        setup(&e, "two-tsms", NULL);
+        setup(&e, "two-tsms", add_nvme_fn1);
         c = tsmd_connect(&e.tsmd);
         ctx = open_context(c);
 
+        /* Only a DSM is connected or disconnected; a function of one is told which it is. */
+        CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_FN1_ADDR "\",\"tsm\":\"tsm1\"}",
+                   "io.tsmd.Admin.NotDsm", "{\"pciAddress\":\"" NVME_FN1_ADDR "\",\"dsm\":\"" NVME_ADDR "\"}");
+        CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_FN1_ADDR "\"}",
+                   "io.tsmd.Admin.NotDsm", "{\"pciAddress\":\"" NIC_FN1_ADDR "\",\"dsm\":\"" NIC_ADDR "\"}");
         CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm9\"}",
                    "io.tsmd.Admin.NoSuchTsm", "{\"tsm\":\"tsm9\"}");
         CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"0000:00:04.0\",\"tsm\":\"tsm1\"}",
@@ -289,16 +326,23 @@ TEST(connect_and_disconnect_through_admin) {
         CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\",\"tsm\":\"tsm1\"}",
                    "io.tsmd.Admin.DeviceBusy", NULL);
 
-        /* Not attachable while unconnected; connected to tsm1, it is TDX Connect's. */
+        /* Not attachable while unconnected, nor its function 1; connected to tsm1, both are TDX
+         * Connect's at once (the kernel sends no uevent for either). */
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 4, NVME_FN1_ADDR), E_GUEST("NoSuchDevice"), NULL);
         CALL_OK(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm1\"}");
         r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR));
         expect_kernel_attach(r, TSM_BACKEND_TDX_CONNECT, "tsm1");
+        r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 4, NVME_FN1_ADDR));
+        expect_kernel_attach(r, TSM_BACKEND_TDX_CONNECT, "tsm1");
 
-        /* A guest holds it: no disconnect from under it. */
+        /* A guest holds it, or its function 1: no disconnect from under either. */
         CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}",
                    "io.tsmd.Admin.DeviceBusy", NULL);
         CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 3));
+        CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}",
+                   "io.tsmd.Admin.DeviceBusy", NULL);
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 4));
         ASSERT_OK(sysfs_fixture_write_attr(e.root, NVME_PATH, "tsm/disconnect", ""));
         CALL_OK(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\"}");
         /* What the kernel was told: the TSM to disconnect from. */
@@ -314,7 +358,9 @@ TEST(connect_and_disconnect_through_admin) {
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.NoSuchDevice", 1);
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.DeviceBusy", 1);
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
-        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.DeviceBusy", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.NotDsm", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.NotDsm", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.DeviceBusy", 2);
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "ok", 1);
 
         varlink_client_free(c);
@@ -336,9 +382,12 @@ TEST(devsec_sample_backend) {
         c = tsmd_connect(&e.tsmd);
         ctx = open_context(c);
         expect_kernel_attach(attach_eventually(c, ctx, 1, DEVSEC_ADDR), TSM_BACKEND_DEVSEC_SAMPLE, "tsm0");
-        /* Its second function has no tsm/; the other host bridge's device is not connected. */
-        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 2, "10000:01:00.1"), E_GUEST("NoSuchDevice"), NULL);
-        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 2, "10001:03:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        /* Its second function has no tsm/ and is served through it; the other host bridge's
+         * device is not connected, nor then its second function. */
+        expect_kernel_attach(CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 2, "10000:01:00.1")),
+                             TSM_BACKEND_DEVSEC_SAMPLE, "tsm0");
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "10001:03:00.0"), E_GUEST("NoSuchDevice"), NULL);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, "10001:03:00.1"), E_GUEST("NoSuchDevice"), NULL);
         expect_kernel_request_refused(c, ctx, 1, "devsec-sample");
         varlink_client_free(c);
         teardown(&e);

@@ -33,6 +33,7 @@
 
 /* two-tsms.sysfs */
 #define NIC_ADDR "0000:01:00.0" /* connected to tsm0 (SEV-TIO) */
+#define NIC_FN1_ADDR "0000:01:00.1" /* no tsm/: the NIC is its DSM */
 #define GPU_ADDR "0000:02:00.0" /* connected to tsm1 (TDX Connect) */
 #define NVME_ADDR "0000:03:00.0" /* TDISP capable, not connected */
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
@@ -817,6 +818,37 @@ TEST(a_context_waiting_to_be_reclaimed_keeps_its_device) {
         change(c, G "Unbind", ctx, 11);
         CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 11));
         ASSERT_NULL(owner_of(&e.tsmd, NIC_ADDR));
+        admin = tsmd_connect(&e.tsmd);
+        CALL_OK(admin, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\"}");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* A function the NIC is the DSM of (its function 1, no tsm/ of its own) held by a guest keeps
+ * the NIC connected: disconnecting the DSM would take the function's link from under its guest.
+ * So while the guest has it, and while its context waits to be reclaimed after a restart of the
+ * worker (which only the monitor sees). */
+TEST(a_function_held_by_a_guest_keeps_its_dsm_connected) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *admin = NULL;
+        char token[RECLAIM_TOKEN_MAX];
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context_full(c, token);
+        attach(c, ctx, 12, NIC_FN1_ADDR, "sev-tio");
+        change(c, G "Bind", ctx, 12);
+        disconnect_refused(&e.tsmd, NIC_ADDR);
+        tsmd_kill_worker(&e.tsmd);
+        varlink_client_free(TAKE_PTR(c));
+        disconnect_refused(&e.tsmd, NIC_ADDR);
+
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = reclaim(c, token);
+        change(c, G "Unbind", ctx, 12);
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 12));
         admin = tsmd_connect(&e.tsmd);
         CALL_OK(admin, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\"}");
 

@@ -207,7 +207,7 @@ static unsigned long get_hex(const Entry *e, const char *key, unsigned long def)
 
 static int make_pci(const char *root, const char *dir, const Entry *e) {
         const char *addr = basename_of(e->devpath), *driver = entry_get(e, "driver");
-        const char *tsm = entry_get(e, "tsm"), *auth = entry_get(e, "auth");
+        const char *tsm = entry_get(e, "tsm"), *auth = entry_get(e, "auth"), *physfn = entry_get(e, "physfn");
         unsigned long vendor = get_hex(e, "vendor", 0x8086), device = get_hex(e, "device", 0xffff);
         unsigned long class = get_hex(e, "class", 0xff0000);
         unsigned long svendor = get_hex(e, "subsys_vendor", vendor);
@@ -262,6 +262,13 @@ static int make_pci(const char *root, const char *dir, const Entry *e) {
         }
         if (auth) {
                 r = write_filef(dir, "authenticated", 0444, "%s\n", auth);
+                if (r < 0)
+                        return r;
+        }
+        if (physfn) {
+                if (!strneq(physfn, "/devices/", 9))
+                        return -EINVAL;
+                r = link_up(dir, "physfn", e->devpath, physfn + 1);
                 if (r < 0)
                         return r;
         }
@@ -533,21 +540,21 @@ int sysfs_fixture_write_attr(const char *root, const char *devpath, const char *
 #define SCALED_PER_DOMAIN 240U
 
 void sysfs_fixture_scaled_counts(unsigned n_devices, SysfsFixtureCounts *ret) {
-        unsigned n_ports = 0, n_tdisp = 0, n_connected = 0;
+        unsigned n_ports = 0, n_connected = 0;
 
         for (unsigned i = 0; i < n_devices; i++) {
                 unsigned j = i % SCALED_PER_DOMAIN;
 
-                if (j % 8 == 0) {
+                if (j % 8 == 0)
                         n_ports++;
-                        n_tdisp++;
-                        if ((i / 8) % 3 == 0)
-                                n_connected++;
-                }
+                /* Whether its function 0 is connected: i / 8 is the same for all 8 functions. */
+                if ((i / 8) % 3 == 0)
+                        n_connected++;
         }
         *ret = (SysfsFixtureCounts) {
                 .n_pci = n_devices + n_ports + 1 /* PSP */,
-                .n_tdisp = n_tdisp,
+                .n_dsm = n_ports,
+                .n_tdisp = n_devices,
                 .n_connected = n_connected,
         };
 }

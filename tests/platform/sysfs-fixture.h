@@ -13,7 +13,8 @@
  *   pci      a PCI function: keys vendor, device, class, subsys_vendor, subsys_device,
  *            driver; tsm=<connect contents> creates tsm/{connect,disconnect} (value may be
  *            empty = not connected); auth=<contents> overrides the authenticated file, which
- *            otherwise mirrors tsm= (the kernel's authenticated_show() is connect_show())
+ *            otherwise mirrors tsm= (the kernel's authenticated_show() is connect_show());
+ *            physfn=<devpath> makes it a virtual function of that PF (the kernel's physfn link)
  *   faux     a faux-bus device (driver faux_driver)
  *   busdev   a device on bus=<name> with optional driver=<name> (auxiliary, arm_smccc, ...)
  *   tsm      a tsm class device; key pci_mode=<link|devsec> (absent: no attribute)
@@ -40,8 +41,9 @@ int sysfs_fixture_write_attr(const char *root, const char *devpath, const char *
 
 /*
  * A description with two TSMs (tsm0 on a SEV-TIO PSP, tsm1 on tdx_host) and n_devices PCI
- * endpoint functions spread over emulated root ports and domains; every function 0 has tsm/,
- * and a third of those are connected, alternating tsm0/tsm1. For the discovery benchmark.
+ * endpoint functions spread over emulated root ports and domains, 8 to a device; every function
+ * 0 has tsm/ (the DSM of its device's functions), and a third of those are connected,
+ * alternating tsm0/tsm1. For the discovery benchmark.
  * Returns a malloc'd string or NULL on OOM.
  */
 char *sysfs_fixture_generate_scaled(unsigned n_devices);
@@ -49,7 +51,8 @@ char *sysfs_fixture_generate_scaled(unsigned n_devices);
 /* What sysfs_fixture_generate_scaled() produced, for assertions. */
 typedef struct SysfsFixtureCounts {
         unsigned n_pci;        /* all PCI functions, root ports and PSP included */
-        unsigned n_tdisp;      /* functions with tsm/ */
-        unsigned n_connected;  /* of those, connected */
+        unsigned n_dsm;        /* functions with tsm/: function 0 of each endpoint */
+        unsigned n_tdisp;      /* TDIs: the endpoint functions, each behind its function 0 */
+        unsigned n_connected;  /* of those, behind a connected function 0 */
 } SysfsFixtureCounts;
 void sysfs_fixture_scaled_counts(unsigned n_devices, SysfsFixtureCounts *ret);

@@ -157,7 +157,11 @@ TEST(devsec_sample) {
                 ASSERT_EQ(a->vendor_id, 0x8086);
                 ASSERT_EQ(a->device_id, 0xffff);
                 ASSERT_EQ(a->class_code, 0x120000);
-                ASSERT_FALSE(b->tdisp_capable);
+                ASSERT_NULL(a->dsm_address);
+                /* Function 1 has no tsm/: its function 0 is its DSM, not connected. */
+                ASSERT_TRUE(b->tdisp_capable);
+                ASSERT_STREQ(b->dsm_address, dsm[i]);
+                ASSERT_NULL(b->connected_tsm);
                 ASSERT_EQ(b->authenticated, -1);
         }
         ASSERT_STREQ(device(inv, "10000:01:00.0")->syspath,
@@ -195,7 +199,7 @@ TEST(two_tsms) {
         const InventoryDevice *nic = device(inv, "0000:01:00.0");
         const InventoryDevice *gpu = device(inv, "0000:02:00.0");
         const InventoryDevice *nvme = device(inv, "0000:03:00.0");
-        const InventoryDevice *vf = device(inv, "0000:01:00.1");
+        const InventoryDevice *fn1 = device(inv, "0000:01:00.1");
         ASSERT_TRUE(nic->tdisp_capable);
         ASSERT_STREQ(nic->connected_tsm, "tsm0");
         ASSERT_EQ(nic->authenticated, 1);
@@ -206,8 +210,15 @@ TEST(two_tsms) {
         ASSERT_TRUE(nvme->tdisp_capable);
         ASSERT_NULL(nvme->connected_tsm);
         ASSERT_EQ(nvme->authenticated, 0);
-        ASSERT_FALSE(vf->tdisp_capable);
-        ASSERT_EQ(vf->authenticated, -1);
+        ASSERT_NULL(nic->dsm_address);
+        /* The NIC's function 1 has no tsm/: it is connected through function 0, its DSM. */
+        ASSERT_TRUE(fn1->tdisp_capable);
+        ASSERT_STREQ(fn1->dsm_address, "0000:01:00.0");
+        ASSERT_STREQ(fn1->connected_tsm, "tsm0");
+        ASSERT_EQ(inventory_device_get_tsm(inv, fn1)->type, TSM_BACKEND_SEV_TIO);
+        ASSERT_EQ(fn1->authenticated, -1);
+        ASSERT_NULL(device(inv, "0000:00:04.0")->dsm_address);
+        ASSERT_FALSE(device(inv, "0000:00:04.0")->tdisp_capable);
         ASSERT_FALSE(device(inv, "0000:00:18.2")->tdisp_capable);
 
         /* Scope numbers follow each device's own TSM. */
@@ -220,6 +231,71 @@ TEST(two_tsms) {
         ASSERT_ERRNO(inventory_device_scope_number(inv, "0000:03:00.0", TSM_SCOPE_INFO,
                                                    TSM_UAPI_V4, &n),
                      ENOTCONN);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+/* The kernel shows tsm/ only on a DSM (SYSFS.md): a virtual function is served through its
+ * PF's device's function 0, found through its physfn link, whatever its own address says; a
+ * function behind a switch whose upstream port is the DSM, through that port. */
+TEST(virtual_functions_and_endpoints_behind_a_switch_find_their_dsm) {
+        Discovery *d;
+        Inventory *inv;
+
+        platform_test_sandbox(false);
+        platform_test_fixture(
+                NULL,
+                "device /devices/pci0000:00\n"
+                "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca class=0x108000 driver=ccp\n"
+                "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"
+                "pci /devices/pci0000:00/0000:00:01.1 class=0x060400 driver=pcieport\n"
+                "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 class=0x020000 tsm=tsm0\n"
+                "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.1 class=0x020000\n"
+                /* A VF of function 0, and one of function 1: each in a slot of VFs only. */
+                "pci /devices/pci0000:00/0000:00:01.1/0000:01:02.1 class=0x020000 "
+                "physfn=/devices/pci0000:00/0000:00:01.1/0000:01:00.0\n"
+                "pci /devices/pci0000:00/0000:00:01.1/0000:01:04.0 class=0x020000 "
+                "physfn=/devices/pci0000:00/0000:00:01.1/0000:01:00.1\n"
+                /* A PF whose function 0 has no tsm/, and its VF: no DSM. */
+                "pci /devices/pci0000:00/0000:00:02.1 class=0x060400 driver=pcieport\n"
+                "pci /devices/pci0000:00/0000:00:02.1/0000:02:00.0 class=0x020000\n"
+                "pci /devices/pci0000:00/0000:00:02.1/0000:02:00.4 class=0x020000\n"
+                "pci /devices/pci0000:00/0000:00:02.1/0000:02:01.0 class=0x020000 "
+                "physfn=/devices/pci0000:00/0000:00:02.1/0000:02:00.4\n"
+                /* A switch whose upstream port is the DSM of the endpoints below it. */
+                "pci /devices/pci0000:00/0000:00:03.1 class=0x060400 driver=pcieport\n"
+                "pci /devices/pci0000:00/0000:00:03.1/0000:03:00.0 class=0x060400 driver=pcieport tsm=\n"
+                "pci /devices/pci0000:00/0000:00:03.1/0000:03:00.0/0000:04:01.0 class=0x060400 driver=pcieport\n"
+                "pci /devices/pci0000:00/0000:00:03.1/0000:03:00.0/0000:04:01.0/0000:05:00.0 class=0x010802\n");
+        inv = scan(&d);
+
+        ASSERT_TRUE(device(inv, "0000:01:00.0")->tdisp_capable);
+        ASSERT_NULL(device(inv, "0000:01:00.0")->dsm_address);
+        ASSERT_TRUE(inventory_device_is_dsm(device(inv, "0000:01:00.0")));
+        static const char *const served[] = { "0000:01:00.1", "0000:01:02.1", "0000:01:04.0" };
+        static const char *const unserved[] = { "0000:02:00.0", "0000:02:00.4", "0000:02:01.0" };
+        for (size_t i = 0; i < ELEMENTSOF(served); i++) {
+                const InventoryDevice *f = device(inv, served[i]);
+
+                ASSERT_TRUE(f->tdisp_capable);
+                ASSERT_FALSE(inventory_device_is_dsm(f));
+                ASSERT_STREQ(f->dsm_address, "0000:01:00.0");
+                ASSERT_STREQ(f->connected_tsm, "tsm0");
+                ASSERT_EQ(inventory_device_get_tsm(inv, f)->type, TSM_BACKEND_SEV_TIO);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(unserved); i++) {
+                const InventoryDevice *f = device(inv, unserved[i]);
+
+                ASSERT_FALSE(f->tdisp_capable);
+                ASSERT_NULL(f->dsm_address);
+                ASSERT_NULL(f->connected_tsm);
+        }
+        /* The upstream port speaks for the endpoint two levels below it, not connected yet. */
+        ASSERT_TRUE(inventory_device_is_dsm(device(inv, "0000:03:00.0")));
+        ASSERT_TRUE(device(inv, "0000:05:00.0")->tdisp_capable);
+        ASSERT_STREQ(device(inv, "0000:05:00.0")->dsm_address, "0000:03:00.0");
+        ASSERT_NULL(device(inv, "0000:05:00.0")->connected_tsm);
 
         discovery_free(d);
         inventory_free(inv);
@@ -286,7 +362,7 @@ TEST(device_whose_address_is_too_long_is_skipped) {
 static void check_scaled(unsigned n_devices) {
         _cleanup_free_ char *text = sysfs_fixture_generate_scaled(n_devices);
         SysfsFixtureCounts want;
-        unsigned tdisp = 0, connected = 0;
+        unsigned dsm = 0, tdisp = 0, connected = 0;
         Discovery *d;
         Inventory *inv;
 
@@ -302,11 +378,13 @@ static void check_scaled(unsigned n_devices) {
                 const InventoryDevice *dv = inventory_device_at(inv, i);
 
                 tdisp += dv->tdisp_capable;
+                dsm += inventory_device_is_dsm(dv);
                 if (dv->connected_tsm) {
                         connected++;
                         ASSERT_NOT_NULL(inventory_device_get_tsm(inv, dv));
                 }
         }
+        ASSERT_EQ(dsm, want.n_dsm);
         ASSERT_EQ(tdisp, want.n_tdisp);
         ASSERT_EQ(connected, want.n_connected);
 
@@ -340,18 +418,23 @@ TEST(rescan_reconciles_changes) {
         ASSERT_EQ(inventory_n_tsms(inv), 1);
         ASSERT_EQ(inventory_n_devices(inv), 9);
         ASSERT_NULL(device(inv, "0000:01:00.0")->connected_tsm);
-        ASSERT_EQ(log.n, 3);
+        ASSERT_NULL(device(inv, "0000:01:00.1")->connected_tsm);
+        ASSERT_EQ(log.n, 4);
         ASSERT_EQ(log.type[0], INVENTORY_DEVICE_CHANGED);
         ASSERT_STREQ(log.key[0], "0000:01:00.0");
         ASSERT_EQ(log.changes[0], INVENTORY_CHANGE_CONNECT | INVENTORY_CHANGE_AUTH);
-        ASSERT_EQ(log.type[1], INVENTORY_TSM_REMOVED);
-        ASSERT_STREQ(log.key[1], "tsm1");
-        ASSERT_EQ(log.type[2], INVENTORY_DEVICE_REMOVED);
-        ASSERT_STREQ(log.key[2], "0000:02:00.0");
+        /* Its function 1 with it. */
+        ASSERT_EQ(log.type[1], INVENTORY_DEVICE_CHANGED);
+        ASSERT_STREQ(log.key[1], "0000:01:00.1");
+        ASSERT_EQ(log.changes[1], INVENTORY_CHANGE_CONNECT);
+        ASSERT_EQ(log.type[2], INVENTORY_TSM_REMOVED);
+        ASSERT_STREQ(log.key[2], "tsm1");
+        ASSERT_EQ(log.type[3], INVENTORY_DEVICE_REMOVED);
+        ASSERT_STREQ(log.key[3], "0000:02:00.0");
 
         /* A scan with nothing changed emits nothing. */
         ASSERT_OK(discovery_scan(d));
-        ASSERT_EQ(log.n, 3);
+        ASSERT_EQ(log.n, 4);
 
         discovery_free(d);
         inventory_free(inv);
@@ -378,12 +461,15 @@ TEST(unreadable_device_is_kept) {
         ASSERT_EQ(log.n, 0u);
         ASSERT_STREQ(device(inv, "0000:01:00.0")->connected_tsm, "tsm0");
 
-        /* Gone for real: removed. */
+        /* Gone for real: removed, and its function 1 has no DSM any more. */
         ASSERT_OK(sysfs_fixture_remove(root, NIC));
         ASSERT_OK(discovery_scan(d));
-        ASSERT_EQ(log.n, 1u);
-        ASSERT_EQ(log.type[0], INVENTORY_DEVICE_REMOVED);
-        ASSERT_STREQ(log.key[0], "0000:01:00.0");
+        ASSERT_EQ(log.n, 2u);
+        ASSERT_EQ(log.type[0], INVENTORY_DEVICE_CHANGED);
+        ASSERT_STREQ(log.key[0], "0000:01:00.1");
+        ASSERT_EQ(log.changes[0], INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_DSM | INVENTORY_CHANGE_CONNECT);
+        ASSERT_EQ(log.type[1], INVENTORY_DEVICE_REMOVED);
+        ASSERT_STREQ(log.key[1], "0000:01:00.0");
 
         discovery_free(d);
         inventory_free(inv);
@@ -413,6 +499,41 @@ TEST(unreadable_tsm_is_kept) {
         ASSERT_OK(sysfs_fixture_remove(root, "/devices/pci0000:00/0000:00:18.2/tsm/tsm0"));
         ASSERT_OK(discovery_scan(d));
         ASSERT_NULL(inventory_get_tsm(inv, "tsm0"));
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+/* A DSM's connect and disconnect send no uevent, for it nor for the functions it speaks for: a
+ * look at the DSM (tsmd's own after writing its tsm/connect) takes its functions along. */
+TEST(refreshing_a_dsm_refreshes_its_functions) {
+        const char *root;
+        Discovery *d;
+        Inventory *inv;
+        EventLog log = {};
+
+        inv = scan_watched_two_tsms(&root, &d, &log);
+        ASSERT_STREQ(device(inv, "0000:01:00.1")->connected_tsm, "tsm0");
+
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "tsm/connect", ""));
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "authenticated", ""));
+        ASSERT_OK(discovery_refresh_device(d, "0000:01:00.0"));
+        ASSERT_NULL(device(inv, "0000:01:00.0")->connected_tsm);
+        ASSERT_NULL(device(inv, "0000:01:00.1")->connected_tsm);
+        ASSERT_EQ(log.n, 2u);
+        ASSERT_STREQ(log.key[1], "0000:01:00.1");
+        ASSERT_EQ(log.changes[1], INVENTORY_CHANGE_CONNECT);
+
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "tsm/connect", "tsm1"));
+        ASSERT_OK(discovery_refresh_device(d, "0000:01:00.0"));
+        ASSERT_STREQ(device(inv, "0000:01:00.1")->connected_tsm, "tsm1");
+        ASSERT_EQ(inventory_device_get_tsm(inv, device(inv, "0000:01:00.1"))->type, TSM_BACKEND_TDX_CONNECT);
+
+        /* A look at a function that is no DSM looks at nothing else. */
+        log.n = 0;
+        ASSERT_OK(discovery_refresh_device(d, "0000:01:00.1"));
+        ASSERT_OK(discovery_refresh_device(d, "0000:00:04.0"));
+        ASSERT_EQ(log.n, 0u);
 
         discovery_free(d);
         inventory_free(inv);

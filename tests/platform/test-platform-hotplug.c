@@ -25,11 +25,11 @@
 #define MAX_LOG 128
 
 #define NIC "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
-#define NIC_FN1 "/devices/pci0000:00/0000:00:01.1/0000:01:00.1"
+#define VIRTIO "/devices/pci0000:00/0000:00:04.0" /* two-tsms: function 0 of no DSM */
 #define NVME "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
 #define GPU "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"
 #define TSM1 "/devices/faux/tdx_host/tsm/tsm1"
-#define DEVSEC_FN1 "/devices/faux/devsec_bus/pci10000:00/10000:00:00.0/10000:01:00.1"
+#define DEVSEC_VIRTIO "/devices/pci0000:00/0000:00:01.0" /* devsec-sample: function 0 of no DSM */
 #define NEW_PORT "/devices/pci0000:00/0000:00:05.1"
 
 typedef struct Ctx {
@@ -148,23 +148,23 @@ TEST(tsm_appears_then_disappears) {
 
         /* ...then pci_tsm_register() shows tsm/ on capable functions (no uevent for them) and
          * tsm-core sends KOBJ_CHANGE: the rescan it triggers must notice the new tsm/ dir. */
-        ASSERT_OK(sysfs_fixture_write_attr(c.root, DEVSEC_FN1, "tsm/connect", ""));
+        ASSERT_OK(sysfs_fixture_write_attr(c.root, DEVSEC_VIRTIO, "tsm/connect", ""));
         send_event(&c, "change", TSM1, "tsm");
         run_until_events(&c, 2);
-        ASSERT_TRUE(inventory_get_device(c.inv, "10000:01:00.1")->tdisp_capable);
-        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "10000:01:00.1");
+        ASSERT_TRUE(inventory_get_device(c.inv, "0000:00:01.0")->tdisp_capable);
+        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:00:01.0");
         ASSERT_TRUE(i >= 0);
         ASSERT_EQ(c.changes[i], INVENTORY_CHANGE_TDISP);
 
         /* tsm_unregister(): the kernel hides tsm/ again and removes the class device. */
-        ASSERT_OK(sysfs_fixture_remove(c.root, DEVSEC_FN1 "/tsm"));
+        ASSERT_OK(sysfs_fixture_remove(c.root, DEVSEC_VIRTIO "/tsm"));
         ASSERT_OK(sysfs_fixture_remove(c.root, "/devices/faux/tdx_host"));
         send_event(&c, "remove", TSM1, "tsm");
         run_until_events(&c, 3);
         ASSERT_EQ(inventory_n_tsms(c.inv), 1);
         ASSERT_NULL(inventory_get_tsm(c.inv, "tsm1"));
         ASSERT_TRUE(find_event(&c, 0, INVENTORY_TSM_REMOVED, "tsm1") >= 0);
-        ASSERT_FALSE(inventory_get_device(c.inv, "10000:01:00.1")->tdisp_capable);
+        ASSERT_FALSE(inventory_get_device(c.inv, "0000:00:01.0")->tdisp_capable);
 
         /* The original TSM is untouched. */
         ASSERT_EQ(inventory_get_tsm(c.inv, "tsm0")->type, TSM_BACKEND_DEVSEC_SAMPLE);
@@ -231,6 +231,40 @@ TEST(device_appears_then_disappears) {
         send_event(&c, "change", NVME, "pci");
         run_until_events(&c, 5);
         ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        teardown(&c);
+}
+
+/* udevd may announce a device's function 1 before its function 0, the DSM: function 1, read
+ * first, has no DSM yet, and gets no uevent of its own when function 0 comes. The DSM's takes it
+ * along; and so does its removal (function 0 removed alone, by "echo 1 > remove"). */
+TEST(a_dsm_announced_after_its_function_takes_it_along) {
+        Ctx c;
+        ssize_t i;
+
+        setup(&c, "two-tsms");
+        ASSERT_OK(sysfs_fixture_apply_line(c.root, "pci " NEW_PORT " class=0x060400 driver=pcieport"));
+        ASSERT_OK(sysfs_fixture_apply_line(c.root, "pci " NEW_PORT "/0000:05:00.1 class=0x120000"));
+        send_event(&c, "add", NEW_PORT, "pci");
+        send_event(&c, "add", NEW_PORT "/0000:05:00.1", "pci");
+        run_until_events(&c, 2);
+        ASSERT_FALSE(inventory_get_device(c.inv, "0000:05:00.1")->tdisp_capable);
+
+        ASSERT_OK(sysfs_fixture_apply_line(c.root, "pci " NEW_PORT "/0000:05:00.0 class=0x120000 tsm=tsm0"));
+        send_event(&c, "add", NEW_PORT "/0000:05:00.0", "pci");
+        run_until_events(&c, 3);
+        ASSERT_TRUE(inventory_get_device(c.inv, "0000:05:00.1")->tdisp_capable);
+        ASSERT_STREQ(inventory_get_device(c.inv, "0000:05:00.1")->dsm_address, "0000:05:00.0");
+        ASSERT_STREQ(inventory_get_device(c.inv, "0000:05:00.1")->connected_tsm, "tsm0");
+        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:05:00.1");
+        ASSERT_TRUE(i >= 0);
+        ASSERT_EQ(c.changes[i], INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_DSM | INVENTORY_CHANGE_CONNECT);
+
+        ASSERT_OK(sysfs_fixture_remove(c.root, NEW_PORT "/0000:05:00.0"));
+        send_event(&c, "remove", NEW_PORT "/0000:05:00.0", "pci");
+        run_until_events(&c, 4);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:05:00.0"));
+        ASSERT_FALSE(inventory_get_device(c.inv, "0000:05:00.1")->tdisp_capable);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:05:00.1")->connected_tsm);
         teardown(&c);
 }
 
@@ -332,18 +366,18 @@ TEST(tsm_change_rescans_devices_even_if_the_tsm_is_unreadable) {
         ssize_t i;
 
         setup(&c, "two-tsms");
-        ASSERT_FALSE(inventory_get_device(c.inv, "0000:01:00.1")->tdisp_capable);
+        ASSERT_FALSE(inventory_get_device(c.inv, "0000:00:04.0")->tdisp_capable);
 
         /* Reading tsm0's pci_mode fails with EISDIR from now on. */
         snprintf(path, sizeof(path), "%s/devices/pci0000:00/0000:00:18.2/tsm/tsm0/pci_mode", c.root);
         ASSERT_OK(mkdir(path, 0755));
-        ASSERT_OK(sysfs_fixture_write_attr(c.root, NIC_FN1, "tsm/connect", ""));
+        ASSERT_OK(sysfs_fixture_write_attr(c.root, VIRTIO, "tsm/connect", ""));
         send_event(&c, "change", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm");
         run_until_events(&c, 1);
 
         ASSERT_NOT_NULL(inventory_get_tsm(c.inv, "tsm0"));
-        ASSERT_TRUE(inventory_get_device(c.inv, "0000:01:00.1")->tdisp_capable);
-        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:01:00.1");
+        ASSERT_TRUE(inventory_get_device(c.inv, "0000:00:04.0")->tdisp_capable);
+        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:00:04.0");
         ASSERT_TRUE(i >= 0);
         ASSERT_EQ(c.changes[i], INVENTORY_CHANGE_TDISP);
         teardown(&c);

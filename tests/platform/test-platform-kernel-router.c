@@ -28,6 +28,8 @@
 
 #define NIC "0000:01:00.0" /* on tsm0, SEV-TIO */
 #define GPU "0000:02:00.0" /* on tsm1, TDX Connect */
+#define NIC_FN1 "0000:01:00.1" /* no tsm/: served through the NIC, its DSM */
+#define NVME "0000:03:00.0" /* a DSM not connected */
 #define NIC_CONNECT "devices/pci0000:00/0000:00:01.1/0000:01:00.0/tsm/connect"
 #define VDEV_NIC 11
 #define VDEV_GPU 22
@@ -116,13 +118,14 @@ static void request(Router *t, const char *device, uint32_t vdevice, const char 
         ASSERT_OK(tsm_platform_request(t->platform, &target, scope, "ping", 4, 64, on_done, d, NULL));
 }
 
-/* The devices the platform said were gone, one letter each: 'n' (NIC), 'g' (GPU), '?'. */
+/* The devices the platform said were gone, one letter each: 'n' (NIC), 'f' (its function 1),
+ * 'g' (GPU), '?'. */
 static void on_gone(TsmPlatform *p, const char *pci_address, void *userdata) {
         char *gone = userdata;
         size_t n = strlen(gone);
 
         ASSERT_LE(n, 14u);
-        gone[n] = streq(pci_address, NIC) ? 'n' : streq(pci_address, GPU) ? 'g' : '?';
+        gone[n] = streq(pci_address, NIC) ? 'n' : streq(pci_address, NIC_FN1) ? 'f' : streq(pci_address, GPU) ? 'g' : '?';
 }
 
 static void run_until(Router *t, Done *d, unsigned n) {
@@ -294,11 +297,114 @@ TEST(device_moved_to_another_tsm_is_gone) {
         ASSERT_OK(tsm_platform_get_device(t.platform, NIC, &info));
         ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
         reconnect_nic_under_a_held_request(&t, "tsm1");
-        ASSERT_STREQ(gone, "n");
+        /* Its function 1 with it: the NIC is its DSM. */
+        ASSERT_STREQ(gone, "nf");
         ASSERT_OK(tsm_platform_get_device(t.platform, NIC, &info));
         ASSERT_EQ(info.backend, TSM_BACKEND_TDX_CONNECT);
         ASSERT_STREQ(info.tsm, "tsm1");
+        ASSERT_OK(tsm_platform_get_device(t.platform, NIC_FN1, &info));
+        ASSERT_STREQ(info.tsm, "tsm1");
         router_teardown(&t);
+}
+
+/* The kernel shows tsm/ only on a DSM: the NIC's function 1 has none, and is served by the TSM
+ * its function 0 is connected to, with that backend's scope numbers, bound through it; it is
+ * connected and disconnected only through its DSM. */
+TEST(a_function_of_a_connected_dsm_is_served_by_its_tsm) {
+        TsmTarget fn1 = { .pci_address = NIC_FN1, .iommufd = -EBADF, .vdevice_id = VDEV_NIC };
+        TsmDeviceInfo info;
+        Router t;
+        Done d = {}, bind = {};
+
+        router_setup(&t);
+        fn1.iommufd = t.iommufd;
+        ASSERT_OK(tsm_platform_get_device(t.platform, NIC_FN1, &info));
+        ASSERT_STREQ(info.pci_address, NIC_FN1);
+        ASSERT_STREQ(info.tsm, "tsm0");
+        ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
+        ASSERT_FALSE(info.emulated);
+
+        request(&t, NIC_FN1, VDEV_NIC, TSM_SCOPE_DEBUG_READ, &d);
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_EQ(last_call(false).value, 2u); /* v5 PCI_DEBUG_READ */
+        ASSERT_OK(tsm_platform_bind(t.platform, &fn1, on_done, &bind, NULL));
+        run_until(&t, &bind, 1);
+        ASSERT_EQ(bind.result, 0);
+
+        ASSERT_ERRNO(tsm_platform_connect(t.platform, NIC_FN1, "tsm1", on_done, &d, NULL), EXDEV);
+        ASSERT_ERRNO(tsm_platform_disconnect(t.platform, NIC_FN1, on_done, &d, NULL), EXDEV);
+        router_teardown(&t);
+}
+
+/* Connecting a DSM sends no uevent, for it nor for its functions: tsmd's own connect of the NVMe
+ * drive's function 0 makes its function 1, unserved while the DSM was not connected, served by
+ * the TSM it connected to. */
+TEST(a_function_is_served_once_tsmd_connects_its_dsm) {
+        TsmDeviceInfo info;
+        Router t;
+        Done d = {};
+
+        router_setup(&t);
+        ASSERT_OK(sysfs_fixture_apply_line(t.sysfs, "pci /devices/pci0000:00/0000:00:03.1/0000:03:00.1 vendor=0x144d "
+                                                    "device=0xa80a class=0x010802 driver=vfio-pci"));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, "0000:03:00.1"));
+        ASSERT_ERRNO(tsm_platform_get_device(t.platform, "0000:03:00.1", &info), ENXIO);
+        ASSERT_ERRNO(tsm_platform_connect(t.platform, "0000:03:00.1", "tsm1", on_done, &d, NULL), EXDEV);
+
+        ASSERT_OK(tsm_platform_connect(t.platform, NVME, "tsm1", on_done, &d, NULL));
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_OK(tsm_platform_get_device(t.platform, NVME, &info));
+        ASSERT_STREQ(info.tsm, "tsm1");
+        ASSERT_OK(tsm_platform_get_device(t.platform, "0000:03:00.1", &info));
+        ASSERT_STREQ(info.tsm, "tsm1");
+        ASSERT_EQ(info.backend, TSM_BACKEND_TDX_CONNECT);
+        router_teardown(&t);
+}
+
+/* A function whose DSM changes, its TSM the same (its function 0 disconnected, the switch's
+ * upstream port above it connected to that TSM as well): its link is another SPDM session now,
+ * and what was attached to it is gone. */
+TEST(a_function_whose_dsm_changes_is_gone) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_KERNEL,
+                .iommu_device = (char *) "/dev/null",
+        };
+        struct event_base *base;
+        TsmPlatform *p;
+        TsmDeviceInfo info;
+        const char *root;
+        char gone[16] = {};
+
+        platform_test_sandbox(false);
+        root = platform_test_fixture(
+                NULL, "device /devices/pci0000:00\n"
+                      "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca class=0x108000 driver=ccp\n"
+                      "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"
+                      "pci /devices/pci0000:00/0000:00:01.1 class=0x060400 driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:02:00.0 class=0x060400 driver=pcieport tsm=tsm0\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:02:00.0/0000:03:01.0 class=0x060400 "
+                      "driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:02:00.0/0000:03:01.0/0000:01:00.0 class=0x020000 "
+                      "tsm=tsm0\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:02:00.0/0000:03:01.0/0000:01:00.1 class=0x020000\n");
+        ASSERT_NOT_NULL(base = event_base_new());
+        ASSERT_OK(tsm_platform_new(base, &config, &p));
+        tsm_platform_set_device_gone_callback(p, on_gone, gone);
+        ASSERT_STREQ(inventory_get_device(tsm_platform_get_inventory(p), NIC_FN1)->dsm_address, NIC);
+
+        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:02:00.0/0000:03:01.0/0000:01:00.0",
+                                           "tsm/connect", ""));
+        ASSERT_OK(tsm_platform_refresh_device(p, NIC));
+        ASSERT_STREQ(inventory_get_device(tsm_platform_get_inventory(p), NIC_FN1)->dsm_address, "0000:02:00.0");
+        ASSERT_OK(tsm_platform_get_device(p, NIC_FN1, &info));
+        ASSERT_STREQ(info.tsm, "tsm0");
+        /* The NIC disconnected, its function 1 moved to another DSM. */
+        ASSERT_STREQ(gone, "nf");
+
+        tsm_platform_free(p);
+        event_base_free(base);
 }
 
 /* The kernel answered before the device went, and the answer waits for its turn on the loop
@@ -403,8 +509,9 @@ TEST(removed_tsm_takes_its_devices_along) {
         }
         ASSERT_EQ(held.n, 1u);
         ASSERT_EQ(held.result, -ENODEV);
-        ASSERT_STREQ(gone, "n");
+        ASSERT_STREQ(gone, "nf");
         ASSERT_ERRNO(tsm_platform_get_device(t.platform, NIC, &info), ENXIO);
+        ASSERT_ERRNO(tsm_platform_get_device(t.platform, NIC_FN1, &info), ENXIO);
         /* The other TSM's device is untouched. */
         ASSERT_OK(tsm_platform_get_device(t.platform, GPU, &info));
         ASSERT_STREQ(info.tsm, "tsm1");
@@ -493,6 +600,68 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
         ASSERT_STREQ(gone, "n");
         ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
         ASSERT_FALSE(info.emulated);
+
+        tsm_platform_free(p);
+        event_base_free(base);
+}
+
+/* The same where the emulated device's address is a function without tsm/ of a real device: it
+ * is its TSM's once its DSM, function 0, is connected to that TSM. */
+TEST(a_tsm_appearing_later_is_not_shadowed_at_a_function_of_its_dsm) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_AUTO,
+                .iommu_device = (char *) "/dev/null",
+                .emulated_devices = (char *) NIC_FN1 "," GPU,
+        };
+        const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
+        struct event_base *base;
+        TsmPlatform *p;
+        TsmDeviceInfo info;
+        const char *root;
+        char gone[16] = {};
+        EmuDevice *fn1;
+
+        if (!platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(true);
+        ASSERT_TRUE(platform_test_netns_is_private());
+        ASSERT_EQ(uevent_in_private_netns(), 1);
+        root = platform_test_fixture(
+                NULL, "device /devices/pci0000:00\n"
+                      "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 driver=pcieport\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 vendor=0x15b3 device=0x1021 class=0x020000 "
+                      "driver=vfio-pci\n"
+                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.1 vendor=0x15b3 device=0x1021 class=0x020000 "
+                      "driver=vfio-pci\n");
+        ASSERT_NOT_NULL(base = event_base_new());
+        ASSERT_OK(tsm_platform_new(base, &config, &p));
+        ASSERT_TRUE(tsm_platform_is_emulated(p));
+        tsm_platform_set_device_gone_callback(p, on_gone, gone);
+        fn1 = emu_platform_find_device(tsm_platform_get_emulated(p), NIC_FN1);
+        ASSERT_OK(emu_device_bind(fn1, NULL));
+
+        /* The SEV-TIO module loads; tsm/ shows on function 0 only, which connects to tsm0. */
+        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
+                                                 "class=0x108000 driver=ccp\n"
+                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
+        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
+                                           "tsm0"));
+        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
+        for (unsigned i = 0; i < 250; i++) {
+                if (tsm_platform_get_device(p, NIC_FN1, &info) >= 0 && !info.emulated)
+                        break;
+                ASSERT_OK(event_base_loopexit(base, &slice));
+                ASSERT_OK(event_base_dispatch(base));
+        }
+        ASSERT_OK(tsm_platform_get_device(p, NIC_FN1, &info));
+        ASSERT_FALSE(info.emulated);
+        ASSERT_STREQ(info.tsm, "tsm0");
+        /* The emulated function's attachments (and the real NIC's, none) are gone, and it was
+         * left clean (its release would have gone to the kernel). */
+        ASSERT_STREQ(gone, "nf");
+        ASSERT_TRUE(emu_device_is_clean(fn1));
+        ASSERT_OK(tsm_platform_get_device(p, GPU, &info));
+        ASSERT_TRUE(info.emulated);
 
         tsm_platform_free(p);
         event_base_free(base);
