@@ -7,6 +7,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -46,22 +47,29 @@
 #  define __NR_clone3 435 /* the same number on every architecture since Linux 5.3 */
 #endif
 
-/* clone()'s flags: the first argument, except where the stack comes first (CLONE_BACKWARDS2).
- * Only the low 32 bits hold flags; BPF loads 32-bit words. */
-#if defined(__s390x__)
-#  define CLONE_FLAGS_ARG 1
-#else
-#  define CLONE_FLAGS_ARG 0
-#endif
+/* The low 32 bits of argument n: BPF loads 32-bit words. */
 #if __BYTE_ORDER == __LITTLE_ENDIAN
-#  define CLONE_FLAGS_LO offsetof(struct seccomp_data, args[CLONE_FLAGS_ARG])
+#  define ARG_LO(n) offsetof(struct seccomp_data, args[n])
 #else
-#  define CLONE_FLAGS_LO (offsetof(struct seccomp_data, args[CLONE_FLAGS_ARG]) + 4)
+#  define ARG_LO(n) (offsetof(struct seccomp_data, args[n]) + 4)
 #endif
 
+/* clone()'s flags: the first argument, except where the stack comes first (CLONE_BACKWARDS2).
+ * Only the low 32 bits hold flags. */
+#if defined(__s390x__)
+#  define CLONE_FLAGS_LO ARG_LO(1)
+#else
+#  define CLONE_FLAGS_LO ARG_LO(0)
+#endif
+/* Every new namespace clone() takes (CLONE_NEWTIME is unshare()'s and clone3()'s only: in
+ * clone()'s flags 0x80 is part of the exit signal). */
+#define CLONE_NEW_NAMESPACE_FLAGS \
+        (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET)
+
 /* LeakSanitizer stops the world at exit from a helper that shares our memory but is not a
- * thread (sanitizer_stoptheworld_linux_libcdep.cpp). Sanitized builds are tests only, never
- * shipped: there, exactly these flags pass too, so that leak reports still work. */
+ * thread (sanitizer_stoptheworld_linux_libcdep.cpp), and which ptrace()s our threads to stop
+ * them. Sanitized builds are tests only, never shipped: there, exactly these clone() flags and
+ * ptrace() pass too, so that leak reports still work. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_LEAK__)
 #  define SANITIZED 1
 #elif defined(__has_feature)
@@ -72,7 +80,8 @@
 #define LSAN_TRACER_CLONE_FLAGS (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED)
 
 /* SECURITY: killing rather than failing with EPERM. Nothing in the worker starts a process or
- * a program (tsmd-worker links no code that does), so a try is a compromised worker: killed at
+ * a program, or makes any other call refused here (tsmd-worker links no code that does, once
+ * started: discovery_enter_sysfs_root() is the monitor's), so a try is a compromised worker: killed at
  * once it cannot probe further, and the monitor sees a worker dead of SIGSYS and starts a
  * fresh one. The whole process, not the thread: a thread left behind would keep serving. */
 #define KILL BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS)
@@ -102,14 +111,80 @@ static const struct sock_filter worker_filter[] = {
 #ifdef __NR_execveat
         ON_NR(__NR_execveat, KILL),
 #endif
-        /* clone() makes a thread (CLONE_THREAD: same thread group, killed with the worker) or
-         * nothing. */
+        /* What the worker never needs and a compromised one would reach the kernel's less
+         * hardened corners through, or other processes: namespaces (a user namespace gives
+         * capabilities in it), other processes' memory and fds, BPF, userfaultfd and io_uring,
+         * the keyrings, perf events, mounts, kernels and modules, files by handle. The unit's
+         * SystemCallFilter= and RestrictNamespaces= refuse them too, but not to a worker
+         * started by hand or by tests. */
+        ON_NR(__NR_unshare, KILL),
+        ON_NR(__NR_setns, KILL),
+#ifndef SANITIZED
+        ON_NR(__NR_ptrace, KILL),
+#endif
+        ON_NR(__NR_process_vm_readv, KILL),
+        ON_NR(__NR_process_vm_writev, KILL),
+#ifdef __NR_pidfd_getfd
+        ON_NR(__NR_pidfd_getfd, KILL),
+#endif
+        ON_NR(__NR_bpf, KILL),
+        ON_NR(__NR_userfaultfd, KILL),
+#ifdef __NR_io_uring_setup
+        ON_NR(__NR_io_uring_setup, KILL),
+        ON_NR(__NR_io_uring_enter, KILL),
+        ON_NR(__NR_io_uring_register, KILL),
+#endif
+        ON_NR(__NR_keyctl, KILL),
+        ON_NR(__NR_add_key, KILL),
+        ON_NR(__NR_request_key, KILL),
+        ON_NR(__NR_perf_event_open, KILL),
+        ON_NR(__NR_mount, KILL),
+#ifdef __NR_umount
+        ON_NR(__NR_umount, KILL),
+#endif
+        ON_NR(__NR_umount2, KILL),
+#ifdef __NR_fsopen
+        ON_NR(__NR_fsopen, KILL),
+        ON_NR(__NR_fsconfig, KILL),
+        ON_NR(__NR_fsmount, KILL),
+        ON_NR(__NR_fspick, KILL),
+        ON_NR(__NR_move_mount, KILL),
+        ON_NR(__NR_open_tree, KILL),
+#endif
+#ifdef __NR_mount_setattr
+        ON_NR(__NR_mount_setattr, KILL),
+#endif
+        ON_NR(__NR_pivot_root, KILL),
+#ifdef __NR_kexec_load
+        ON_NR(__NR_kexec_load, KILL),
+#endif
+#ifdef __NR_kexec_file_load
+        ON_NR(__NR_kexec_file_load, KILL),
+#endif
+        ON_NR(__NR_init_module, KILL),
+        ON_NR(__NR_finit_module, KILL),
+        ON_NR(__NR_delete_module, KILL),
+        ON_NR(__NR_open_by_handle_at, KILL),
+        /* prctl(PR_SET_PDEATHSIG) would undo the SIGKILL the worker gets when the monitor dies
+         * (worker-spawn.c), or make it a signal it ignores: only SIGKILL, what it already is,
+         * passes (LeakSanitizer's helper sets that for itself). The option is an int; the
+         * signal's high word need not be checked: set, the kernel refuses it as no signal. */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prctl, 0, 6),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_PDEATHSIG, 0, 2),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(1)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SIGKILL, 0, 1),
+        ALLOW,
+        KILL,
+        /* clone() makes a thread (CLONE_THREAD: same thread group, killed with the worker) in
+         * the worker's namespaces, or nothing. */
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 1, 0),
         ALLOW,
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, CLONE_FLAGS_LO),
 #ifdef SANITIZED
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, LSAN_TRACER_CLONE_FLAGS, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, LSAN_TRACER_CLONE_FLAGS, 3, 0),
 #endif
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NEW_NAMESPACE_FLAGS, 1, 0),
         BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0),
         KILL,
         ALLOW,

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "file-acl.h"
@@ -188,6 +189,16 @@ static int walk_to_parent(Walk *w) {
 static int open_target(Walk *w, const char *name, const struct stat *st, PathTrustFlags flags, int *ret_fd) {
         _cleanup_close_ int fd = -EBADF;
         struct stat st2;
+
+        /* SECURITY: only what opening does nothing to. Opening a device can act (a watchdog
+         * reboots the host at a close without its magic character), as root; and whoever may
+         * add a symlink to a drop-in directory chooses what it names. */
+        if (flags & PATH_TRUST_DIRECTORY) {
+                if (!S_ISDIR(st->st_mode))
+                        return -ENOTDIR;
+        } else if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode) &&
+                   !(S_ISCHR(st->st_mode) && st->st_rdev == makedev(1, 3)))
+                return -EBADFD;
 
         fd = openat(w->fd, name,
                     O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW |

@@ -34,9 +34,14 @@ typedef enum PathTrustFlags {
  * was checked), so a symlink may only lead from one checked directory into others. The target
  * itself is not checked: it is the caller's (a file's rules are not a directory's).
  *
+ * The target is opened only if it is a regular file, a directory or /dev/null (a masked
+ * drop-in), as its O_PATH lookup shows: never a device (whose opening can act), a FIFO or a
+ * socket.
+ *
  * Returns 0 and the fd in *ret_fd; -EPERM with *ret_reason set to a new string naming the
  * directory and what is wrong with it ("directory /etc/tsmd is writable by group 1000");
- * -ENOTDIR with PATH_TRUST_DIRECTORY and a target that is not a directory; -ELOOP after 40
+ * -ENOTDIR with PATH_TRUST_DIRECTORY and a target that is not a directory; -EBADFD, without
+ * opening it, for a target that is none of the above; -ELOOP after 40
  * symlinks; or the -errno of a lookup that failed (-ENOENT, -EACCES...), *ret_reason set if
  * there is more to say than the errno. ret_fd and ret_reason are untouched otherwise.
  */

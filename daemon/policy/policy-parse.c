@@ -865,6 +865,8 @@ static int open_trusted(Loader *l, int dir_fd, const char *dir_path, const char 
         int r;
 
         r = path_trust_open(dir_fd, dir_path, path, l->trust.owner, flags, ret_fd, &reason);
+        if (r == -EBADFD) /* a device, FIFO or socket, left unopened */
+                return loader_error(l, 0, -EINVAL, "not a regular file");
         if (r == -EPERM && reason)
                 return loader_error(l, 0, r, "%s; refusing to use it", reason);
         if (r < 0 && reason)
@@ -886,8 +888,8 @@ static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *pa
 
         l->file = display;
 
-        /* Opened with O_NONBLOCK: a FIFO named *.conf must not hang the daemon; it is refused
-         * below. */
+        /* A device, FIFO or socket named *.conf is refused unopened (path-trust.h); opened
+         * with O_NONBLOCK all the same. */
         r = open_trusted(l, dir_fd, dir_path, path, 0, "", &fd);
         /* A missing file is an empty policy; a drop-in may vanish while we list. */
         if (r == -ENOENT)

@@ -9,11 +9,14 @@
 #include <ftw.h>
 #include <grp.h>
 #include <stdarg.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "acl-xattr.h"
+#include "file-trust.h"
 #include "harness.h"
 #include "ini.h"
 #include "macro.h"
@@ -597,6 +600,87 @@ TEST(unsafe_and_odd_files) {
         write_file(f, 0644, "");
         ASSERT_TRUE(asprintf(&expected, "%s: cannot open directory: Not a directory", f) > 0);
         expect_file_error(NULL, f, ENOTDIR, expected);
+}
+
+/* Whether anything opened the file that watch (inotify_init1() fd) watches since the last call:
+ * a lookup with O_PATH does not count. */
+static bool opened_since(int watch) {
+        char buf[4096];
+        bool opened = false;
+        ssize_t n;
+
+        while ((n = read(watch, buf, sizeof(buf))) > 0)
+                for (size_t at = 0; at < (size_t) n;) {
+                        struct inotify_event e;
+
+                        memcpy(&e, buf + at, sizeof(e));
+                        opened = opened || (e.mask & IN_OPEN);
+                        at += sizeof(e) + e.len;
+                }
+        ASSERT_TRUE(n < 0 && errno == EAGAIN);
+        return opened;
+}
+
+/* SECURITY: a member of a group that may add drop-ins (accepted: not the worker's) makes one a
+ * symlink to a FIFO or a device: refused without being opened, for the opening of a device can
+ * act (a watchdog reboots the host), and the loader may be root's tsmd --check-config. */
+TEST(dropin_symlink_to_a_device_or_fifo_is_not_opened) {
+        static const PolicyFileTrust root_only = { .owner = 0, .worker_gid = 4243 };
+        _cleanup_free_ char *dir = NULL, *fifo = NULL, *device = NULL, *link = NULL, *expected = NULL;
+        _cleanup_close_ int watch = -EBADF;
+
+        if (geteuid() != 0)
+                SKIP("needs root to make a device node and chown the directory");
+
+        TMPDIR_GUARD;
+        dir = path_of("policy.d");
+        fifo = path_of("fifo");
+        device = path_of("zero");
+        link = path_of("policy.d/10-link.conf");
+        ASSERT_OK(mkdir(dir, 0775));
+        ASSERT_OK(chown(dir, 0, 4244));
+        ASSERT_OK(mkfifo(fifo, 0644));
+        ASSERT_OK(mknod(device, S_IFCHR | 0644, makedev(1, 5)));
+        watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        ASSERT_TRUE(watch >= 0);
+        ASSERT_TRUE(inotify_add_watch(watch, fifo, IN_OPEN) >= 0);
+        ASSERT_TRUE(inotify_add_watch(watch, device, IN_OPEN) >= 0);
+        ASSERT_TRUE(asprintf(&expected, "%s: not a regular file", link) > 0);
+
+        ASSERT_OK(symlink(fifo, link));
+        expect_file_error(NULL, dir, EINVAL, expected);
+        if (opened_since(watch))
+                TEST_FAIL("the loader opened the FIFO a drop-in links to");
+        ASSERT_OK(unlink(link));
+
+        ASSERT_OK(symlink(device, link));
+        expect_file_error(NULL, dir, EINVAL, expected);
+        if (opened_since(watch))
+                TEST_FAIL("the loader opened the device a drop-in links to");
+
+        /* As the main file, or read as tsmd.conf is, the same. */
+        {
+                _cleanup_free_ char *text = NULL, *error = NULL;
+
+                ASSERT_ERRNO(file_trust_read(link, &root_only, 4096, &text, &error), EBADFD);
+                ASSERT_NULL(error);
+                expected = mfree(expected);
+                ASSERT_TRUE(asprintf(&expected, "%s: not a regular file", device) > 0);
+                expect_file_error(device, NULL, EINVAL, expected);
+        }
+        if (opened_since(watch))
+                TEST_FAIL("a device was opened");
+
+        /* /dev/null still masks a drop-in. */
+        ASSERT_OK(unlink(link));
+        ASSERT_OK(symlink("/dev/null", link));
+        {
+                _cleanup_(policy_unrefp) Policy *p = NULL;
+                _cleanup_free_ char *error = NULL;
+
+                ASSERT_OK(policy_load_full(NULL, dir, &root_only, &p, &error));
+                ASSERT_EQ(policy_n_rules(p), 0);
+        }
 }
 
 TEST(foreign_owner_refused) {

@@ -2,7 +2,8 @@
 /*
  * The worker's seccomp filter (daemon/worker-sandbox.c): in a child that installs it, threads
  * still start (also ones that existed before), clone3() fails with ENOSYS, and every way to
- * start a process or a program, or a system call of a foreign architecture, kills the whole
+ * start a process or a program, to outlive the monitor (PR_SET_PDEATHSIG), to make a namespace,
+ * every other refused call, or a system call of a foreign architecture, kills the whole
  * process with SIGSYS. End to end: the real tsmd's worker runs under the filter.
  * Runs in: tests.
  */
@@ -14,6 +15,7 @@
 #include <spawn.h>
 #include <stdatomic.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 
 #include "guest-calls.h"
@@ -180,6 +182,125 @@ static void do_execveat(void) {
 
 TEST(execveat_kills) {
         assert_killed_by_sigsys(run_sandboxed(do_execveat), "execveat()");
+}
+
+/* The kill on the monitor's death (worker-spawn.c) stays: clearing it, or making it a signal
+ * the worker ignores, kills; SIGKILL, what it is, passes, as do other prctl() calls. */
+static void do_clear_pdeathsig(void) {
+        (void) prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+        _exit(4);
+}
+
+static void do_ignorable_pdeathsig(void) {
+        (void) prctl(PR_SET_PDEATHSIG, SIGWINCH, 0, 0, 0);
+        _exit(4);
+}
+
+static void do_kill_pdeathsig(void) {
+        char name[16];
+        int sig = 0;
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0) < 0 ||
+            sig != SIGKILL || prctl(PR_GET_NAME, name, 0, 0, 0) < 0)
+                _exit(5);
+}
+
+TEST(pdeathsig_stays_sigkill) {
+        assert_killed_by_sigsys(run_sandboxed(do_clear_pdeathsig), "prctl(PR_SET_PDEATHSIG, 0)");
+        assert_killed_by_sigsys(run_sandboxed(do_ignorable_pdeathsig), "prctl(PR_SET_PDEATHSIG, SIGWINCH)");
+        assert_exit_ok(run_sandboxed(do_kill_pdeathsig), "prctl(PR_SET_PDEATHSIG, SIGKILL)");
+}
+
+/* A user namespace would give the worker every capability in it (and a network namespace). */
+static void do_unshare_user(void) {
+        (void) unshare(CLONE_NEWUSER | CLONE_NEWNET);
+        _exit(4);
+}
+
+TEST(unshare_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_unshare_user), "unshare(CLONE_NEWUSER|CLONE_NEWNET)");
+}
+
+/* A thread's clone() flags with a new namespace: killed before the kernel looks at them (which
+ * would refuse these anyway: CLONE_THREAD without CLONE_SIGHAND, so that without the filter
+ * nothing starts). */
+static void do_clone_thread_new_namespace(void) {
+        (void) syscall(SYS_clone, CLONE_THREAD | CLONE_NEWNET, 0, 0, 0, 0);
+        _exit(4);
+}
+
+TEST(clone_with_a_new_namespace_kills) {
+        assert_killed_by_sigsys(run_sandboxed(do_clone_thread_new_namespace), "clone(CLONE_THREAD|CLONE_NEWNET)");
+}
+
+/* Each of the other refused calls, with arguments the kernel would refuse (or that do nothing):
+ * without the filter they return, and the child exits 4. */
+static const struct {
+        const char *name;
+        long nr, args[6];
+} refused_calls[] = {
+        { "setns", SYS_setns, { -1, 0 } },
+#if !defined(HAVE_LSAN) && !defined(__SANITIZE_LEAK__) /* LeakSanitizer's: its builds let it through */
+        { "ptrace", SYS_ptrace, { PTRACE_ATTACH, 0 /* getpid(), below */ } },
+#endif
+        { "process_vm_readv", SYS_process_vm_readv, { 0 /* getpid() */, 0, 0, 0, 0, 0 } },
+        { "process_vm_writev", SYS_process_vm_writev, { 0 /* getpid() */, 0, 0, 0, 0, 0 } },
+#ifdef SYS_pidfd_getfd
+        { "pidfd_getfd", SYS_pidfd_getfd, { -1, -1, 0 } },
+#endif
+        { "bpf", SYS_bpf, { -1, 0, 0 } },
+        { "userfaultfd", SYS_userfaultfd, { -1 } },
+#ifdef SYS_io_uring_setup
+        { "io_uring_setup", SYS_io_uring_setup, { 0, 0 } },
+        { "io_uring_enter", SYS_io_uring_enter, { -1, 0, 0, 0, 0, 0 } },
+        { "io_uring_register", SYS_io_uring_register, { -1, 0, 0, 0 } },
+#endif
+        { "keyctl", SYS_keyctl, { -1 } },
+        { "add_key", SYS_add_key, { 0, 0, 0, 0, 0 } },
+        { "request_key", SYS_request_key, { 0, 0, 0, 0 } },
+        { "perf_event_open", SYS_perf_event_open, { 0, 0, -1, -1, 0 } },
+        { "mount", SYS_mount, { 0, 0, 0, 0, 0 } },
+        { "umount2", SYS_umount2, { 0, 0 } },
+#ifdef SYS_fsopen
+        { "fsopen", SYS_fsopen, { 0, 0 } },
+        { "fsconfig", SYS_fsconfig, { -1, 0, 0, 0, 0 } },
+        { "fsmount", SYS_fsmount, { -1, 0, 0 } },
+        { "fspick", SYS_fspick, { -1, 0, 0 } },
+        { "move_mount", SYS_move_mount, { -1, 0, -1, 0, 0 } },
+        { "open_tree", SYS_open_tree, { -1, 0, 0 } },
+#endif
+#ifdef SYS_mount_setattr
+        { "mount_setattr", SYS_mount_setattr, { -1, 0, 0, 0, 0 } },
+#endif
+        { "pivot_root", SYS_pivot_root, { 0, 0 } },
+#ifdef SYS_kexec_file_load
+        { "kexec_file_load", SYS_kexec_file_load, { -1, -1, 0, 0, -1 } },
+#endif
+        { "init_module", SYS_init_module, { 0, 0, 0 } },
+        { "finit_module", SYS_finit_module, { -1, 0, 0 } },
+        { "delete_module", SYS_delete_module, { 0, 0 } },
+        { "open_by_handle_at", SYS_open_by_handle_at, { -1, 0, 0 } },
+};
+static size_t refused_call;
+
+static void do_refused_call(void) {
+        long a[6];
+
+        memcpy(a, refused_calls[refused_call].args, sizeof(a));
+        if (refused_calls[refused_call].nr == SYS_process_vm_readv ||
+            refused_calls[refused_call].nr == SYS_process_vm_writev)
+                a[0] = getpid();
+#if !defined(HAVE_LSAN) && !defined(__SANITIZE_LEAK__)
+        if (refused_calls[refused_call].nr == SYS_ptrace)
+                a[1] = getpid(); /* our own thread group: EPERM */
+#endif
+        (void) syscall(refused_calls[refused_call].nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        _exit(4);
+}
+
+TEST(other_refused_calls_kill) {
+        for (refused_call = 0; refused_call < ELEMENTSOF(refused_calls); refused_call++)
+                assert_killed_by_sigsys(run_sandboxed(do_refused_call), refused_calls[refused_call].name);
 }
 
 /* A thread that was running before the filter went on is under it too (TSYNC). */
