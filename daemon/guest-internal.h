@@ -30,7 +30,6 @@
 #define GUEST_REASON_NO_FD "no fd attached at that index"
 #define GUEST_REASON_NOT_IOMMUFD "not an iommufd"
 #define GUEST_REASON_NOT_RDWR "not open for reading and writing"
-#define GUEST_REASON_NO_IOMMU "no IOMMU device on this host"
 #define GUEST_REASON_NOT_CHAR "not a character device"
 #define GUEST_REASON_NOT_VFIO "not a VFIO device"
 #define GUEST_REASON_OTHER_DEVICE "the VFIO device is another PCI device"

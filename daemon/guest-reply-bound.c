@@ -23,7 +23,6 @@ static int guest_errors_bound(size_t *max) {
         static const char *const limits[] = { "contexts", "vdevices", "contexts-total", NULL };
         static const char *const fd_fields[] = { "fileDescriptor", "vfioFileDescriptor", NULL };
         static const char *const fd_reasons[] = { GUEST_REASON_NO_FD, GUEST_REASON_NOT_IOMMUFD, GUEST_REASON_NOT_RDWR,
-                                                  GUEST_REASON_NO_IOMMU,
                                                   GUEST_REASON_NOT_CHAR, GUEST_REASON_NOT_VFIO,
                                                   GUEST_REASON_OTHER_DEVICE, NULL };
         static const char *const fields[] = { "request", "maxResponseSize", "vdeviceId", NULL };

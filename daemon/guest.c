@@ -372,12 +372,13 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
                 r = priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id);
         else
                 r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, &ctx->id, ret_fd);
-        if (r == -EBADF || r == -ENODEV || (r == -EACCES && adopt_fd >= 0))
+        /* Only the fd the client passed can be bad: the host's own IOMMU device missing or not
+         * one (IommuDevice= naming something else: ENODEV) is the host's fault, io.tsmd.System. */
+        if (adopt_fd >= 0 && (r == -EBADF || r == -EACCES))
                 return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
                                             json_object_new_string("fileDescriptor"), "reason",
-                                            json_object_new_string(r == -EBADF    ? GUEST_REASON_NOT_IOMMUFD :
-                                                                   r == -EACCES ? GUEST_REASON_NOT_RDWR :
-                                                                                  GUEST_REASON_NO_IOMMU));
+                                            json_object_new_string(r == -EBADF ? GUEST_REASON_NOT_IOMMUFD :
+                                                                                 GUEST_REASON_NOT_RDWR));
         if (r == -EMFILE)
                 /* The monitor holds one we do not count (one we could not restore, say). */
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));

@@ -471,6 +471,22 @@ TEST(open_and_adopt_context_memfd_standin) {
         tsmd_teardown(&t);
 }
 
+/* IommuDevice= naming something that is not the IOMMU device: the host's fault, io.tsmd.System,
+ * not a BadFileDescriptor about an fd the VMM never passed. */
+TEST(open_context_without_the_iommu_device_is_a_system_error) {
+        Tsmd t;
+        VarlinkClient *c;
+        json_object *e;
+
+        tsmd_start_config(&t, CONF_EMU("/dev/full", DEV1, ""));
+        c = tsmd_connect(&t);
+        e = CALL_ERROR(c, G "OpenContext", NULL, VARLINK_ERROR_SYSTEM, NULL);
+        ASSERT_EQ(JINT(e, "errno"), ENODEV);
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- two clients, two users, the whole flow ------------------------------------------------- */
 
 static void two_clients(const char *config, bool memfd) {
