@@ -154,6 +154,13 @@ int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, si
         return r;
 }
 
+/* A device that never answers a bind, unbind or release: the emulated TSM gives up on it at
+ * once, as a kernel TSM gives up after its own SPDM or DOE timeout: ETIME, BackendError
+ * Timeout, not ETIMEDOUT, which above means tsmd gave up on a call that may still complete. */
+static int tsm_gave_up(int r) {
+        return r == -ETIMEDOUT ? -ETIME : r;
+}
+
 int emu_tsm_bind(EmuTsm *t, EmuDevice *d) {
         Held *h;
         int r;
@@ -176,7 +183,7 @@ int emu_tsm_bind(EmuTsm *t, EmuDevice *d) {
         if (r >= 0)
                 h->has_nonce = true;
         held_sync(t, d);
-        return r;
+        return tsm_gave_up(r);
 }
 
 int emu_tsm_unbind(EmuTsm *t, EmuDevice *d) {
@@ -187,7 +194,7 @@ int emu_tsm_unbind(EmuTsm *t, EmuDevice *d) {
 
         r = emu_device_unbind(d);
         held_sync(t, d);
-        return r;
+        return tsm_gave_up(r);
 }
 
 int emu_tsm_release(EmuTsm *t, EmuDevice *d) {
@@ -198,7 +205,7 @@ int emu_tsm_release(EmuTsm *t, EmuDevice *d) {
 
         r = emu_device_release(d);
         emu_tsm_forget(t, d);
-        return r;
+        return tsm_gave_up(r);
 }
 
 void emu_tsm_forget(EmuTsm *t, EmuDevice *d) {
