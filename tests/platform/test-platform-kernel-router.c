@@ -519,6 +519,29 @@ TEST(removed_tsm_takes_its_devices_along) {
         router_teardown(&t);
 }
 
+/* The SEV-TIO module loads (the PSP with tsm0) and the NIC's function 0, its DSM, connects to it;
+ * waits until address (the NIC or one of its functions) is tsm0's, in *ret_info. */
+static void sev_tio_loads_and_the_nic_connects(const char *root, struct event_base *base, TsmPlatform *p,
+                                               const char *address, TsmDeviceInfo *ret_info) {
+        const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
+
+        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
+                                                 "class=0x108000 driver=ccp\n"
+                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
+        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
+                                           "tsm0"));
+        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
+        for (unsigned i = 0; i < 250; i++) {
+                if (tsm_platform_get_device(p, address, ret_info) >= 0 && !ret_info->emulated)
+                        break;
+                ASSERT_OK(event_base_loopexit(base, &slice));
+                ASSERT_OK(event_base_dispatch(base));
+        }
+        ASSERT_OK(tsm_platform_get_device(p, address, ret_info));
+        ASSERT_FALSE(ret_info->emulated);
+        ASSERT_STREQ(ret_info->tsm, "tsm0");
+}
+
 /* Auto mode, no TSM at start: the emulated platform, at its default addresses. A TSM appears
  * later (its driver loaded late) and a real device at one of those addresses connects to it:
  * that device is the TSM's from then on; the other emulated one stays. */
@@ -528,7 +551,6 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
                 .iommu_device = (char *) "/dev/null",
                 .emulated_devices = (char *) NIC "," GPU,
         };
-        const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
         struct event_base *base;
         TsmPlatform *p;
         TsmDeviceInfo info;
@@ -559,21 +581,7 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
         ASSERT_FALSE(emu_device_is_clean(nic));
 
         /* The SEV-TIO module loads: the PSP with tsm0, and the NIC connects to it. */
-        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
-                                                 "class=0x108000 driver=ccp\n"
-                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
-        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
-                                           "tsm0"));
-        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
-        for (unsigned i = 0; i < 250; i++) {
-                if (tsm_platform_get_device(p, NIC, &info) >= 0 && !info.emulated)
-                        break;
-                ASSERT_OK(event_base_loopexit(base, &slice));
-                ASSERT_OK(event_base_dispatch(base));
-        }
-        ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
-        ASSERT_FALSE(info.emulated);
-        ASSERT_STREQ(info.tsm, "tsm0");
+        sev_tio_loads_and_the_nic_connects(root, base, p, NIC, &info);
         ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
         ASSERT_OK(tsm_platform_get_device(p, GPU, &info));
         ASSERT_TRUE(info.emulated);
@@ -613,7 +621,6 @@ TEST(a_tsm_appearing_later_is_not_shadowed_at_a_function_of_its_dsm) {
                 .iommu_device = (char *) "/dev/null",
                 .emulated_devices = (char *) NIC_FN1 "," GPU,
         };
-        const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
         struct event_base *base;
         TsmPlatform *p;
         TsmDeviceInfo info;
@@ -641,21 +648,7 @@ TEST(a_tsm_appearing_later_is_not_shadowed_at_a_function_of_its_dsm) {
         ASSERT_OK(emu_device_bind(fn1, NULL));
 
         /* The SEV-TIO module loads; tsm/ shows on function 0 only, which connects to tsm0. */
-        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
-                                                 "class=0x108000 driver=ccp\n"
-                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
-        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
-                                           "tsm0"));
-        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
-        for (unsigned i = 0; i < 250; i++) {
-                if (tsm_platform_get_device(p, NIC_FN1, &info) >= 0 && !info.emulated)
-                        break;
-                ASSERT_OK(event_base_loopexit(base, &slice));
-                ASSERT_OK(event_base_dispatch(base));
-        }
-        ASSERT_OK(tsm_platform_get_device(p, NIC_FN1, &info));
-        ASSERT_FALSE(info.emulated);
-        ASSERT_STREQ(info.tsm, "tsm0");
+        sev_tio_loads_and_the_nic_connects(root, base, p, NIC_FN1, &info);
         /* The emulated function's attachments (and the real NIC's, none) are gone, and it was
          * left clean (its release would have gone to the kernel). */
         ASSERT_STREQ(gone, "nf");
