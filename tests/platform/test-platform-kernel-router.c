@@ -519,18 +519,43 @@ TEST(removed_tsm_takes_its_devices_along) {
         router_teardown(&t);
 }
 
-/* The SEV-TIO module loads (the PSP with tsm0) and the NIC's function 0, its DSM, connects to it;
- * waits until address (the NIC or one of its functions) is tsm0's, in *ret_info. */
-static void sev_tio_loads_and_the_nic_connects(const char *root, struct event_base *base, TsmPlatform *p,
-                                               const char *address, TsmDeviceInfo *ret_info) {
+/* A host of a NIC (0000:01:00.0, vfio-pci) behind a root port, no TSM. */
+#define NIC_HOST_FIXTURE                                                                            \
+        "device /devices/pci0000:00\n"                                                              \
+        "pci /devices/pci0000:00/0000:00:00.0 vendor=0x1022 device=0x14d8 class=0x060000\n"         \
+        "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 driver=pcieport\n" \
+        "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 vendor=0x15b3 device=0x1021 class=0x020000 driver=vfio-pci\n"
+
+/* Auto mode on a host with no TSM yet (fixture: its sysfs), the emulated platform serving
+ * emulated, uevents watched in a private network namespace; what goes is written to gone. Returns
+ * the fixture's root. */
+static const char *emulated_until_a_tsm_comes(const char *emulated, const char *fixture, char *gone,
+                                              struct event_base **ret_base, TsmPlatform **ret_p) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_AUTO,
+                .iommu_device = (char *) "/dev/null",
+                .emulated_devices = (char *) emulated,
+        };
+        const char *root;
+
+        if (!platform_test_udev_monitor_possible())
+                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
+        platform_test_sandbox(true);
+        ASSERT_TRUE(platform_test_netns_is_private());
+        ASSERT_EQ(uevent_in_private_netns(), 1);
+        root = platform_test_fixture(NULL, fixture);
+        ASSERT_NOT_NULL(*ret_base = event_base_new());
+        ASSERT_OK(tsm_platform_new(*ret_base, &config, ret_p));
+        ASSERT_TRUE(tsm_platform_is_emulated(*ret_p));
+        tsm_platform_set_device_gone_callback(*ret_p, on_gone, gone);
+        return root;
+}
+
+/* Runs the loop (bounded) until a TSM, not the emulator, serves address; its info in *ret_info. */
+static void wait_served_by_a_tsm(struct event_base *base, TsmPlatform *p, const char *address,
+                                 TsmDeviceInfo *ret_info) {
         const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
 
-        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
-                                                 "class=0x108000 driver=ccp\n"
-                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
-        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
-                                           "tsm0"));
-        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
         for (unsigned i = 0; i < 250; i++) {
                 if (tsm_platform_get_device(p, address, ret_info) >= 0 && !ret_info->emulated)
                         break;
@@ -539,6 +564,24 @@ static void sev_tio_loads_and_the_nic_connects(const char *root, struct event_ba
         }
         ASSERT_OK(tsm_platform_get_device(p, address, ret_info));
         ASSERT_FALSE(ret_info->emulated);
+}
+
+/* The SEV-TIO module loads (the PSP with tsm0). */
+static void sev_tio_loads(const char *root) {
+        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
+                                                 "class=0x108000 driver=ccp\n"
+                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
+}
+
+/* The SEV-TIO module loads and the NIC's function 0, its DSM, connects to it; waits until
+ * address (the NIC or one of its functions) is tsm0's, in *ret_info. */
+static void sev_tio_loads_and_the_nic_connects(const char *root, struct event_base *base, TsmPlatform *p,
+                                               const char *address, TsmDeviceInfo *ret_info) {
+        sev_tio_loads(root);
+        ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
+                                           "tsm0"));
+        ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
+        wait_served_by_a_tsm(base, p, address, ret_info);
         ASSERT_STREQ(ret_info->tsm, "tsm0");
 }
 
@@ -546,11 +589,6 @@ static void sev_tio_loads_and_the_nic_connects(const char *root, struct event_ba
  * later (its driver loaded late) and a real device at one of those addresses connects to it:
  * that device is the TSM's from then on; the other emulated one stays. */
 TEST(a_tsm_appearing_later_is_not_shadowed) {
-        TsmPlatformConfig config = {
-                .mode = TSM_PLATFORM_AUTO,
-                .iommu_device = (char *) "/dev/null",
-                .emulated_devices = (char *) NIC "," GPU,
-        };
         struct event_base *base;
         TsmPlatform *p;
         TsmDeviceInfo info;
@@ -558,23 +596,9 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
         char gone[16] = {};
         EmuDevice *nic;
 
-        if (!platform_test_udev_monitor_possible())
-                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
-        platform_test_sandbox(true);
-        ASSERT_TRUE(platform_test_netns_is_private());
-        ASSERT_EQ(uevent_in_private_netns(), 1);
-        root = platform_test_fixture(
-                NULL, "device /devices/pci0000:00\n"
-                      "pci /devices/pci0000:00/0000:00:00.0 vendor=0x1022 device=0x14d8 class=0x060000\n"
-                      "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 driver=pcieport\n"
-                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 vendor=0x15b3 device=0x1021 class=0x020000 "
-                      "driver=vfio-pci\n");
-        ASSERT_NOT_NULL(base = event_base_new());
-        ASSERT_OK(tsm_platform_new(base, &config, &p));
-        ASSERT_TRUE(tsm_platform_is_emulated(p));
+        root = emulated_until_a_tsm_comes(NIC "," GPU, NIC_HOST_FIXTURE, gone, &base, &p);
         ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
         ASSERT_TRUE(info.emulated);
-        tsm_platform_set_device_gone_callback(p, on_gone, gone);
         /* A guest has the emulated NIC locked. */
         nic = emu_platform_find_device(tsm_platform_get_emulated(p), NIC);
         ASSERT_OK(emu_device_bind(nic, NULL));
@@ -616,11 +640,6 @@ TEST(a_tsm_appearing_later_is_not_shadowed) {
 /* The same where the emulated device's address is a function without tsm/ of a real device: it
  * is its TSM's once its DSM, function 0, is connected to that TSM. */
 TEST(a_tsm_appearing_later_is_not_shadowed_at_a_function_of_its_dsm) {
-        TsmPlatformConfig config = {
-                .mode = TSM_PLATFORM_AUTO,
-                .iommu_device = (char *) "/dev/null",
-                .emulated_devices = (char *) NIC_FN1 "," GPU,
-        };
         struct event_base *base;
         TsmPlatform *p;
         TsmDeviceInfo info;
@@ -628,22 +647,10 @@ TEST(a_tsm_appearing_later_is_not_shadowed_at_a_function_of_its_dsm) {
         char gone[16] = {};
         EmuDevice *fn1;
 
-        if (!platform_test_udev_monitor_possible())
-                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
-        platform_test_sandbox(true);
-        ASSERT_TRUE(platform_test_netns_is_private());
-        ASSERT_EQ(uevent_in_private_netns(), 1);
-        root = platform_test_fixture(
-                NULL, "device /devices/pci0000:00\n"
-                      "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 driver=pcieport\n"
-                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 vendor=0x15b3 device=0x1021 class=0x020000 "
-                      "driver=vfio-pci\n"
-                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.1 vendor=0x15b3 device=0x1021 class=0x020000 "
-                      "driver=vfio-pci\n");
-        ASSERT_NOT_NULL(base = event_base_new());
-        ASSERT_OK(tsm_platform_new(base, &config, &p));
-        ASSERT_TRUE(tsm_platform_is_emulated(p));
-        tsm_platform_set_device_gone_callback(p, on_gone, gone);
+        root = emulated_until_a_tsm_comes(NIC_FN1 "," GPU,
+                                          NIC_HOST_FIXTURE "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.1 vendor=0x15b3 "
+                                                           "device=0x1021 class=0x020000 driver=vfio-pci\n",
+                                          gone, &base, &p);
         fn1 = emu_platform_find_device(tsm_platform_get_emulated(p), NIC_FN1);
         ASSERT_OK(emu_device_bind(fn1, NULL));
 
@@ -665,33 +672,13 @@ TEST(a_tsm_appearing_later_is_not_shadowed_at_a_function_of_its_dsm) {
  * the TSM does, with no change of the device's own to say so, and what was attached to the
  * emulated device is gone. */
 TEST(a_tsm_seen_after_its_device_takes_the_address) {
-        TsmPlatformConfig config = {
-                .mode = TSM_PLATFORM_AUTO,
-                .iommu_device = (char *) "/dev/null",
-                .emulated_devices = (char *) NIC "," GPU,
-        };
-        const struct timeval slice = { .tv_sec = 0, .tv_usec = 20000 };
         struct event_base *base;
         TsmPlatform *p;
         TsmDeviceInfo info;
         const char *root;
         char gone[16] = {};
 
-        if (!platform_test_udev_monitor_possible())
-                SKIP("sd-device disables udev monitors without /run/udev/control or a devtmpfs /dev");
-        platform_test_sandbox(true);
-        ASSERT_TRUE(platform_test_netns_is_private());
-        ASSERT_EQ(uevent_in_private_netns(), 1);
-        root = platform_test_fixture(
-                NULL, "device /devices/pci0000:00\n"
-                      "pci /devices/pci0000:00/0000:00:00.0 vendor=0x1022 device=0x14d8 class=0x060000\n"
-                      "pci /devices/pci0000:00/0000:00:01.1 vendor=0x1022 device=0x14db class=0x060400 driver=pcieport\n"
-                      "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 vendor=0x15b3 device=0x1021 class=0x020000 "
-                      "driver=vfio-pci\n");
-        ASSERT_NOT_NULL(base = event_base_new());
-        ASSERT_OK(tsm_platform_new(base, &config, &p));
-        ASSERT_TRUE(tsm_platform_is_emulated(p));
-        tsm_platform_set_device_gone_callback(p, on_gone, gone);
+        root = emulated_until_a_tsm_comes(NIC "," GPU, NIC_HOST_FIXTURE, gone, &base, &p);
 
         /* The NIC names tsm0, which no scan has seen yet: still the emulator's. */
         ASSERT_OK(sysfs_fixture_write_attr(root, "/devices/pci0000:00/0000:00:01.1/0000:01:00.0", "tsm/connect",
@@ -702,18 +689,9 @@ TEST(a_tsm_seen_after_its_device_takes_the_address) {
         ASSERT_STREQ(gone, "");
 
         /* tsm0 registers. */
-        ASSERT_OK(sysfs_fixture_apply_text(root, "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca "
-                                                 "class=0x108000 driver=ccp\n"
-                                                 "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"));
+        sev_tio_loads(root);
         ASSERT_OK(uevent_send("add", "/devices/pci0000:00/0000:00:18.2/tsm/tsm0", "tsm", NULL, 1));
-        for (unsigned i = 0; i < 250; i++) {
-                if (tsm_platform_get_device(p, NIC, &info) >= 0 && !info.emulated)
-                        break;
-                ASSERT_OK(event_base_loopexit(base, &slice));
-                ASSERT_OK(event_base_dispatch(base));
-        }
-        ASSERT_OK(tsm_platform_get_device(p, NIC, &info));
-        ASSERT_FALSE(info.emulated);
+        wait_served_by_a_tsm(base, p, NIC, &info);
         ASSERT_STREQ(gone, "n");
 
         tsm_platform_free(p);
