@@ -6,11 +6,12 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
-/* Display columns of DEVICE, TSM, BACKEND and STATE, with the space after each; OWNER last. */
-static const size_t widths[] = { 15, 7, 15, 17 };
+/* Display columns of DEVICE, DSM, TSM, BACKEND and STATE, with the space after each; OWNER last. */
+static const size_t widths[] = { 15, 15, 7, 15, 17 };
 
-static void print_row(const char *device, const char *tsm, const char *backend, const char *state, const char *owner) {
-        const char *cells[] = { device, tsm, backend, state };
+static void print_row(const char *device, const char *dsm, const char *tsm, const char *backend, const char *state,
+                      const char *owner) {
+        const char *cells[] = { device, dsm, tsm, backend, state };
 
         for (size_t i = 0; i < ELEMENTSOF(cells); i++)
                 tsmctl_print_padded(stdout, cells[i], widths[i]);
@@ -33,7 +34,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         r = tsmctl_reply_array(reply, "io.tsmd.Admin.ListDevices", "devices", &list);
         if (r > 0)
                 return r;
-        print_row("DEVICE", "TSM", "BACKEND", "STATE", "OWNER");
+        print_row("DEVICE", "DSM", "TSM", "BACKEND", "STATE", "OWNER");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
                 json_object *d = json_object_array_get_idx(list, i), *owner = json_object_object_get(d, "owner");
@@ -49,7 +50,9 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                  json_object_get_boolean(json_object_object_get(owner, "changing")) ? " changing" : "");
                 }
 #undef I
+                /* DSM "-": the device is its own DSM. */
                 print_row(strna(tsmctl_esc(&e, json_get_string(d, "pciAddress"))),
+                          tsmctl_esc(&e, json_get_string(d, "dsm")) ?: "-",
                           tsmctl_esc(&e, json_get_string(d, "tsm")) ?: "-",
                           tsmctl_esc(&e, json_get_string(d, "backend")) ?: "-",
                           tsmctl_esc(&e, json_get_string(d, "state")) ?: "-", who);
@@ -60,7 +63,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
 const TsmctlVerb verb_devices = {
         .name = "devices",
         .usage = "",
-        .summary = "List devices: TSM, TDISP state, owner",
+        .summary = "List devices: DSM, TSM, TDISP state, owner",
         .max_args = 0,
         .run = run,
 };

@@ -831,6 +831,8 @@ TEST(a_context_waiting_to_be_reclaimed_keeps_its_device) {
  * worker (which only the monitor sees). */
 TEST(a_function_held_by_a_guest_keeps_its_dsm_connected) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *admin = NULL;
+        const char *argv[] = { TSMCTL_PATH, NULL, "devices", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
         char token[RECLAIM_TOKEN_MAX];
         int64_t ctx;
         Env e;
@@ -839,6 +841,11 @@ TEST(a_function_held_by_a_guest_keeps_its_dsm_connected) {
         c = tsmd_connect_guest(&e.tsmd);
         ctx = open_context_full(c, token);
         attach(c, ctx, 12, NIC_FN1_ADDR, "sev-tio");
+        /* tsmctl devices names the function's DSM, and none for the DSM itself. */
+        argv[1] = strf("--socket=%s", e.tsmd.socket);
+        ASSERT_EQ(run_capture(argv, &out, &err, TSMD_WAIT_USEC), 0);
+        if (!strstr(out, strf("\n%-15s%-15s", NIC_FN1_ADDR, NIC_ADDR)) || !strstr(out, strf("\n%-15s%-15s", NIC_ADDR, "-")))
+                TEST_FAIL("no DSM column for %s:\n%s", NIC_FN1_ADDR, out);
         change(c, G "Bind", ctx, 12);
         disconnect_refused(&e.tsmd, NIC_ADDR);
         tsmd_kill_worker(&e.tsmd);

@@ -166,7 +166,7 @@ TEST(tables) {
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         ASSERT_TRUE(strneq(out, "DEVICE ", 7));
         ASSERT_EQ(count_lines(out), 1 + 3);
-        ASSERT_NOT_NULL(strstr(out, "0000:03:00.0   emu0   emulated       CONFIG_UNLOCKED  -\n"));
+        ASSERT_NOT_NULL(strstr(out, "0000:03:00.0   -              emu0   emulated       CONFIG_UNLOCKED  -\n"));
         out = mfree(out);
 
         argv[3] = "backends";
@@ -804,10 +804,10 @@ TEST(hostile_strings_are_escaped) {
                   ",\"parentDriver\":" S ",\"uapi\":" S ",\"devices\":1}]}}",
                   5, 0 },
                 { { "devices" },
-                  "{\"parameters\":{\"devices\":[{\"pciAddress\":" S ",\"tsm\":" S ",\"backend\":" S
+                  "{\"parameters\":{\"devices\":[{\"pciAddress\":" S ",\"dsm\":" S ",\"tsm\":" S ",\"backend\":" S
                   ",\"state\":" S ",\"owner\":{\"uid\":1,\"pid\":2,\"unit\":" S ",\"context\":3,\"vdeviceId\":4,"
                   "\"bound\":true,\"changing\":false,\"reclaimable\":false}}]}}",
-                  4, 0 },
+                  5, 0 },
                 { { "clients" },
                   "{\"parameters\":{\"clients\":[{\"uid\":1,\"gid\":1,\"pid\":1,\"unit\":" S
                   ",\"contexts\":0,\"vdevices\":0,\"calls\":0}]}}",
@@ -914,12 +914,13 @@ TEST(table_columns_align_by_display_width) {
                 { "devices",
                   "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\",\"tsm\":\"em\\u00fc\","
                   "\"backend\":\"tdx-\\u00fc\\u00fc\",\"state\":\"CONFIG_LOCKED\"},{\"pciAddress\":\"d\\u00e9v\","
-                  "\"tsm\":\"e\\u001b\",\"backend\":\"b\\u001b[1m\\u00e9\",\"state\":\"RUN\"},{\"pciAddress\":"
-                  "\"0000:03:00.0\",\"tsm\":\"x\",\"backend\":\"plain\",\"state\":\"ERROR\"}]}}",
-                  { { "DEVICE", "TSM", "BACKEND", "STATE", "OWNER" },
-                    { "0000:01:00.0", "em\xc3\xbc", "tdx-\xc3\xbc\xc3\xbc", "CONFIG_LOCKED", "-" },
-                    { "d\xc3\xa9v", "e\\x1b", "b\\x1b[1m\xc3\xa9", "RUN", "-" },
-                    { "0000:03:00.0", "x", "plain", "ERROR", "-" } } },
+                  "\"dsm\":\"d\\u00e9\\u001b\",\"tsm\":\"e\\u001b\",\"backend\":\"b\\u001b[1m\\u00e9\",\"state\":\"RUN\"},"
+                  "{\"pciAddress\":\"0000:03:00.1\",\"dsm\":\"0000:03:00.0\",\"tsm\":\"x\",\"backend\":\"plain\","
+                  "\"state\":\"ERROR\"}]}}",
+                  { { "DEVICE", "DSM", "TSM", "BACKEND", "STATE", "OWNER" },
+                    { "0000:01:00.0", "-", "em\xc3\xbc", "tdx-\xc3\xbc\xc3\xbc", "CONFIG_LOCKED", "-" },
+                    { "d\xc3\xa9v", "d\xc3\xa9\\x1b", "e\\x1b", "b\\x1b[1m\xc3\xa9", "RUN", "-" },
+                    { "0000:03:00.1", "0000:03:00.0", "x", "plain", "ERROR", "-" } } },
                 { "backends",
                   "{\"parameters\":{\"platform\":\"p\",\"backends\":[{\"tsm\":\"em\\u00fc\",\"type\":"
                   "\"t\\u0007\\u00e9\",\"parentDriver\":\"dr\\u00fc\",\"uapi\":\"1.\\u00e9\",\"devices\":1},"
