@@ -48,6 +48,7 @@
 #define OTHER_SLOT 8U
 #define NIC "0000:01:00.0" /* the two-TSM fixture's: on tsm0 (SEV-TIO) */
 #define GPU "0000:02:00.0" /* on tsm1 (TDX Connect) */
+#define NIC_FN1 "0000:01:00.1" /* no tsm/: the NIC is its DSM */
 #define NVME "0000:03:00.0" /* TDISP capable, on no TSM */
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/" NVME
 #define NIC_PATH "/devices/pci0000:00/0000:00:01.1/" NIC
@@ -1640,6 +1641,24 @@ TEST(disconnect_refused_while_assigned) {
         ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, TSM_PRIV_SLOT_WORKER, a, 3, NULL));
         ASSERT_OK(disconnect(f, NIC));
         ASSERT_OK(disconnect(f, GPU)); /* never assigned */
+        fixture_free(f);
+}
+
+/* Nor is a DSM one of whose functions (no tsm/ of their own) a guest holds: the kernel would
+ * take that function's link down with it. The monitor refuses it whatever the worker checked. */
+TEST(disconnect_refused_while_a_function_of_the_dsm_is_assigned) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_restored_context restored[1];
+        uint32_t a;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 3, NIC_FN1, NULL));
+        ASSERT_ERRNO(disconnect(f, NIC), EBUSY);
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        ASSERT_ERRNO(disconnect(f, NIC), EBUSY);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_DETACH_VDEVICE, TSM_PRIV_SLOT_WORKER, a, 3, NULL));
+        ASSERT_OK(disconnect(f, NIC));
         fixture_free(f);
 }
 
