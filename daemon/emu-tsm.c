@@ -15,8 +15,11 @@ typedef struct Held {
         EmuDevice *device; /* referenced: the pointer never names another device */
         bool has_nonce;
         uint8_t nonce[TDISP_NONCE_SIZE];
-        /* Bound by the host before a restart of tsmd (emu_tsm_restore()), with the TDI still
-         * locked: the restore's bind finds it so. */
+        /* Bound by the host (emu_tsm_bind(), or before a restart of tsmd), with the TDI still
+         * locked: a bind finds it done, as the kernel's pci_tsm_bind() answers 0 for a TDI
+         * bound already. bound_kept: the binding came back with emu_tsm_restore() and waits
+         * for the restore's bind. */
+        bool bound;
         bool bound_kept;
         LIST_ENTRY(Held) entry;
 } Held;
@@ -93,8 +96,8 @@ static void held_sync(EmuTsm *t, EmuDevice *d) {
         }
         /* A binding lasts while the TDI is locked: STOP, a reset or ERROR end it. */
         if (s != TDISP_STATE_CONFIG_LOCKED && s != TDISP_STATE_RUN)
-                h->bound_kept = false;
-        if (emu_device_is_removed(d) || (!h->has_nonce && !h->bound_kept))
+                h->bound = h->bound_kept = false;
+        if (emu_device_is_removed(d) || (!h->has_nonce && !h->bound))
                 held_free(h);
 }
 
@@ -171,9 +174,9 @@ int emu_tsm_bind(EmuTsm *t, EmuDevice *d) {
         r = held_get(t, d, &h);
         if (r < 0)
                 return r;
-        /* The binding the host had before tsmd restarted: nothing to send, the TDI is where
-         * the guest left it (RUN stays RUN). Once only: the next bind is a bind. */
-        if (h->bound_kept) {
+        /* Bound already (before tsmd restarted too): nothing to send, the TDI is where the
+         * guest left it (RUN stays RUN). */
+        if (h->bound) {
                 h->bound_kept = false;
                 held_sync(t, d);
                 return 0;
@@ -181,17 +184,23 @@ int emu_tsm_bind(EmuTsm *t, EmuDevice *d) {
         /* Written only on success: a TDI locked already keeps the nonce held for it. */
         r = emu_device_bind(d, h->nonce);
         if (r >= 0)
-                h->has_nonce = true;
+                h->has_nonce = h->bound = true;
         held_sync(t, d);
         return tsm_gave_up(r);
 }
 
 int emu_tsm_unbind(EmuTsm *t, EmuDevice *d) {
+        Held *h;
         int r;
 
         assert(t);
         assert(d);
 
+        /* The binding ends whatever the device answers, as the kernel's pci_tsm_unbind() ends
+         * it: the next bind asks the device. */
+        h = held_find(t, d);
+        if (h)
+                h->bound = h->bound_kept = false;
         r = emu_device_unbind(d);
         held_sync(t, d);
         return tsm_gave_up(r);
@@ -261,7 +270,7 @@ int emu_tsm_restore(EmuTsm *t, EmuDevice *d, const uint8_t *nonce, bool bound) {
         else
                 explicit_bzero(h->nonce, TDISP_NONCE_SIZE);
         h->has_nonce = nonce;
-        h->bound_kept = bound;
+        h->bound = h->bound_kept = bound;
         /* What the TDI's state does not allow is dropped at once, as after any exchange. */
         held_sync(t, d);
         return 0;

@@ -35,8 +35,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(EmuTsm *, emu_tsm_free);
 int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, size_t req_len, void *resp,
                     size_t resp_size, size_t *ret_resp_len);
 /* The host's bind (LOCK_INTERFACE_REQUEST), unbind (STOP) and release, as emu_device_*() do
- * them; the bind's nonce is kept. A release forgets the device's nonce whatever the outcome:
- * the device goes to another guest, which must be bound anew. */
+ * them; the bind's nonce is kept. A bind of a TDI the host bound and that is still locked
+ * (CONFIG_LOCKED or RUN) is 0 without asking the device, as the kernel's pci_tsm_bind() is for
+ * a TDI bound already; an unbind ends the binding whatever the device answers. A release
+ * forgets the device's nonce whatever the outcome: the device goes to another guest, which
+ * must be bound anew. */
 int emu_tsm_bind(EmuTsm *t, EmuDevice *d);
 int emu_tsm_unbind(EmuTsm *t, EmuDevice *d);
 int emu_tsm_release(EmuTsm *t, EmuDevice *d);
@@ -52,8 +55,8 @@ bool emu_tsm_holds_nonce(const EmuTsm *t, const EmuDevice *d);
  * into ret, which the caller zeroes once it has stored it; false if none is held. */
 bool emu_tsm_get_nonce(const EmuTsm *t, const EmuDevice *d, uint8_t ret[static TDISP_NONCE_SIZE]);
 /* Holds for d what was held before the restart: nonce (NULL: none), and whether the host had
- * bound d, which the next emu_tsm_bind() then finds done without asking the device, once, if
- * the TDI is still CONFIG_LOCKED or RUN. What d's TDI state rules out is dropped. -ENOMEM. */
+ * bound d, which emu_tsm_bind() then finds done without asking the device while the TDI is
+ * still CONFIG_LOCKED or RUN. What d's TDI state rules out is dropped. -ENOMEM. */
 int emu_tsm_restore(EmuTsm *t, EmuDevice *d, const uint8_t *nonce, bool bound);
 /* Whether a binding emu_tsm_restore() kept for d waits for its bind still. */
 bool emu_tsm_holds_binding(const EmuTsm *t, const EmuDevice *d);

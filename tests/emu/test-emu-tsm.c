@@ -98,6 +98,49 @@ TEST(bind_then_guest_start_reaches_run) {
         fixture_free(&f);
 }
 
+/* A bind of a TDI the host bound is done without asking the device, as the kernel's
+ * pci_tsm_bind() answers 0 for a TDI bound already: in CONFIG_LOCKED (the nonce held stays the
+ * one the guest's START gets) and in RUN. A STOP ends the binding, and so does an unbind: the
+ * next bind locks the TDI again. A TDI the guest locked itself was never bound by the host:
+ * the bind asks the device, which refuses it. */
+TEST(bind_of_a_bound_tdi_asks_nothing) {
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        uint8_t first[TDISP_NONCE_SIZE], again[TDISP_NONCE_SIZE];
+        EmuDeviceSaved saved;
+        Fixture f;
+
+        fixture_new(&f);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_TRUE(emu_tsm_get_nonce(f.tsm, f.d, first));
+        emu_device_save(f.d, &saved);
+        ASSERT_EQ(saved.n_locks, 1u);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_TRUE(emu_tsm_get_nonce(f.tsm, f.d, again));
+        ASSERT_MEMEQ(first, again, sizeof(first));
+        emu_device_save(f.d, &saved);
+        ASSERT_EQ(saved.n_locks, 1u); /* not asked */
+        ASSERT_EQ(guest_start(&f, zero, NULL), TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_RUN);
+
+        ASSERT_EQ(guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0).buf[1],
+                  TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        emu_device_save(f.d, &saved);
+        ASSERT_EQ(saved.n_locks, 2u);
+        ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        emu_device_save(f.d, &saved);
+        ASSERT_EQ(saved.n_locks, 3u);
+        ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
+
+        ASSERT_EQ(guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock)).buf[1],
+                  TDISP_MSG_LOCK_INTERFACE_RSP);
+        ASSERT_ERRNO(emu_tsm_bind(f.tsm, f.d), EALREADY);
+        fixture_free(&f);
+}
+
 /* A guest may still lock the TDI itself (scope state-change): the TSM keeps the nonce, the guest's
  * LOCK_INTERFACE_RESPONSE comes without it, and its START works all the same. */
 TEST(guest_lock_nonce_stays_with_the_tsm) {
@@ -243,7 +286,7 @@ TEST(failed_bind_holds_nothing) {
 /* Across a restart of tsmd (daemon/emu-state.c): a device put back into the state saved from
  * another, and its TSM given the nonce and binding saved, go on as the first would have: the
  * guest's START reaches RUN with the TSM's nonce, the memory reads back, and the restore's bind
- * finds the TDI bound (once: the next is a bind like any, refused as the TDI is locked). */
+ * finds the TDI bound, as any bind does until an unbind. */
 TEST(state_carried_across_a_restart) {
         uint8_t junk[TDISP_NONCE_SIZE], nonce[TDISP_NONCE_SIZE], msg[256], resp[EMU_RESPONSE_MAX];
         const uint8_t data[4] = { 1, 2, 3, 4 };
@@ -273,7 +316,8 @@ TEST(state_carried_across_a_restart) {
         memset(junk, 0x5a, sizeof(junk));
         ASSERT_EQ(guest_start(&g, junk, NULL), TDISP_MSG_START_INTERFACE_RSP);
         ASSERT_EQ(emu_device_get_state(g.d), TDISP_STATE_RUN);
-        ASSERT_ERRNO(emu_tsm_bind(g.tsm, g.d), EALREADY);
+        ASSERT_OK(emu_tsm_bind(g.tsm, g.d));
+        ASSERT_EQ(emu_device_get_state(g.d), TDISP_STATE_RUN);
 
         ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(g.d), EMU_VENDOR_ID_DEFAULT,
                                               EMU_DEBUG_OP_MEM_READ, 16, sizeof(data), NULL, msg, sizeof(msg), &len));

@@ -1582,19 +1582,34 @@ TEST(gone_vdevice_does_not_block_readded_device) {
         tsmd_teardown(&t);
 }
 
-TEST(bind_twice_is_invalid_state) {
+/* Binding a bound vDevice answers its state, as the kernel's pci_tsm_bind() answers 0 for a
+ * TDI bound already (a VMM that lost a Bind's answer may ask again), the emulated TSM too:
+ * nothing is sent to the device, the guest's START still gets the first bind's nonce. A
+ * device the guest locked itself was not bound by the host: its Bind is a state error. */
+TEST(bind_twice_answers_the_state) {
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        uint8_t zero_nonce[TDISP_NONCE_SIZE] = {};
         Tsmd t;
         VarlinkClient *a;
         int64_t ctx;
+        Msg m, r;
 
         tsmd_start_config(&t, CONF_ZERO());
         a = tsmd_connect(&t);
         ctx = open_context(a, NULL);
         attach(a, ctx, 1, DEV1);
         bind_device(a, ctx, 1);
+        bind_device(a, ctx, 1);
+        m = tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, DEV1, zero_nonce, sizeof(zero_nonce));
+        r = guest_ok(a, ctx, 1, "state-change", &m, 1);
+        ASSERT_EQ(r.buf[1], TDISP_MSG_START_INTERFACE_RSP);
+        ASSERT_STREQ(JSTR(CALL_OK(a, G "Bind", guest_vdev_params(ctx, 1)), "state"), "run");
 
-        /* Binding a bound device is a state error, named by the IDL. */
-        CALL_ERROR(a, G "Bind", guest_vdev_params(ctx, 1), E_GUEST("InvalidState"), "{\"state\":\"config_locked\"}");
+        attach(a, ctx, 2, DEV2);
+        m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV2, &lock, sizeof(lock));
+        r = guest_ok(a, ctx, 2, "state-change", &m, 1);
+        ASSERT_EQ(r.buf[1], TDISP_MSG_LOCK_INTERFACE_RSP);
+        CALL_ERROR(a, G "Bind", guest_vdev_params(ctx, 2), E_GUEST("InvalidState"), "{\"state\":\"config_locked\"}");
 
         varlink_client_free(a);
         tsmd_teardown(&t);

@@ -344,8 +344,14 @@ TEST(named_errors) {
         ASSERT_ERRNO(tsm_device_attach(a, ctx_a2, 1, DEV0, -1, NULL), EBUSY);
         ASSERT_ERROR_NAME(a, "io.tsmd.Guest.DeviceBusy");
 
-        /* Binding twice: the TDI is locked already. */
-        ASSERT_OK(tsm_device_bind(a, ctx_a, 1, NULL));
+        /* Binding a TDI the guest locked itself: the device refuses the TSM's lock. */
+        {
+                TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+                uint8_t lreq[64];
+                size_t llen = tdisp_request(DEV0, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), lreq, sizeof(lreq));
+
+                ASSERT_OK(tsm_guest_request(a, ctx_a, 1, "state-change", lreq, llen, resp, sizeof(resp), NULL));
+        }
         ASSERT_ERRNO(tsm_device_bind(a, ctx_a, 1, NULL), EBADFD);
         ASSERT_ERROR_NAME(a, "io.tsmd.Guest.InvalidState");
         ASSERT_STREQ(tsm_client_get_error_message(a), "state=config_locked");
