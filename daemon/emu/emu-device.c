@@ -34,6 +34,7 @@ typedef struct EmuMmioRange {
         uint64_t base; /* 4 KiB aligned */
         uint32_t pages;
         uint16_t attributes; /* MSIX_TABLE or MSIX_PBA; IS_NON_TEE_MEM is added when reporting */
+        uint16_t bar;        /* RANGE_ID: the BAR (its BAR Equivalent Indicator) the range lies in */
 } EmuMmioRange;
 
 struct EmuDevice {
@@ -123,6 +124,7 @@ static void device_init_layout(EmuDevice *d) {
         unsigned n = d->config.n_mmio_ranges;
         /* With three or more ranges the last two are the MSI-X table and PBA pages. */
         bool msix = n >= 3;
+        unsigned n_plain = msix ? n - 2 : n;
 
         /* 1 MiB aligned, above the 32-bit MMIO window and far below 2^EMU_DEV_ADDR_WIDTH. */
         addr = (UINT64_C(1) << 32) + (splitmix64(&st) % (UINT64_C(1) << 20)) * (UINT64_C(1) << 20);
@@ -130,14 +132,21 @@ static void device_init_layout(EmuDevice *d) {
         for (unsigned i = 0; i < n; i++) {
                 EmuMmioRange *r = d->ranges + i;
 
+                /* RANGE_ID is the BAR a range lies in, as guests read it (Linux maps it to the
+                 * BAR's resource and wants the range inside it): three 64-bit BARs, each one
+                 * window in address order, so BEIs 0, 2 and 4. The plain ranges fill BAR 0 and
+                 * BAR 2, the MSI-X table and PBA share BAR 4. */
                 if (msix && i == n - 2)
-                        *r = (EmuMmioRange) { .pages = 1, .attributes = TDISP_MMIO_RANGE_MSIX_TABLE };
+                        *r = (EmuMmioRange) { .pages = 1, .attributes = TDISP_MMIO_RANGE_MSIX_TABLE, .bar = 4 };
                 else if (msix && i == n - 1)
-                        *r = (EmuMmioRange) { .pages = 1, .attributes = TDISP_MMIO_RANGE_MSIX_PBA };
+                        *r = (EmuMmioRange) { .pages = 1, .attributes = TDISP_MMIO_RANGE_MSIX_PBA, .bar = 4 };
                 else
                         /* Plain TEE memory. Never IS_MEM_ATTR_UPDATABLE: that invites
                          * SET_MMIO_ATTRIBUTE_REQUEST, which this device does not implement. */
-                        *r = (EmuMmioRange) { .pages = UINT32_C(1) << (splitmix64(&st) % 6) };
+                        *r = (EmuMmioRange) {
+                                .pages = UINT32_C(1) << (splitmix64(&st) % 6),
+                                .bar = i < (n_plain + 1) / 2 ? 0 : 2,
+                        };
 
                 r->base = addr;
                 /* Ascending and never overlapping; a random gap keeps devices apart. */
@@ -359,7 +368,7 @@ static size_t device_build_report(const EmuDevice *d, uint8_t buf[static EMU_REP
                         .first_page = htole64((m->base + d->lock.mmio_reporting_offset) / TDISP_PAGE_SIZE),
                         .number_of_pages = htole32(m->pages),
                         .range_attributes = htole16(attr),
-                        .range_id = htole16((uint16_t) i),
+                        .range_id = htole16(m->bar),
                 };
                 memcpy(buf + off, &r, sizeof(r));
                 off += sizeof(r);
