@@ -865,8 +865,9 @@ static bool saved_is_valid(const EmuDeviceSaved *s) {
                                             p->bind_p2p_address_mask != 0 ||
                                             p->mmio_reporting_offset % TDISP_PAGE_SIZE != 0)
                 return false;
-        /* A nonce exists only while CONFIG_LOCKED, and only after a lock. */
-        if (s->state != TDISP_STATE_CONFIG_LOCKED && memcmp(s->nonce, zeros, TDISP_NONCE_SIZE) != 0)
+        /* A nonce exists while CONFIG_LOCKED, and only then: a lock made one (all zeros would
+         * let a START carrying zeros, what the TSM sends when it holds none, start the TDI). */
+        if ((s->state == TDISP_STATE_CONFIG_LOCKED) != (memcmp(s->nonce, zeros, TDISP_NONCE_SIZE) != 0))
                 return false;
         if (s->state != TDISP_STATE_CONFIG_UNLOCKED && s->n_locks == 0)
                 return false;

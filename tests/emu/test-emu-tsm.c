@@ -361,6 +361,8 @@ TEST(impossible_state_not_loaded) {
         s.regs[EMU_DEBUG_REG_TDI_STATE] = 0;
         s.state = (TdispState) 7;
         ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.state = TDISP_STATE_CONFIG_LOCKED; /* locked, with no nonce to start it with */
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
         ASSERT_TRUE(emu_device_is_clean(f.d));
 
         ASSERT_OK(emu_tsm_restore(f.tsm, f.d, zero, true)); /* CONFIG_UNLOCKED: neither holds */
