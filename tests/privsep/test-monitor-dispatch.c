@@ -698,10 +698,10 @@ TEST(lifecycle) {
         /* Nothing on its way: settled at once, bound. */
         ASSERT_OK(vdevice_op(f, TSM_PRIV_SETTLE_VDEVICE, SLOT, id, 5, &value));
         ASSERT_EQ(value, 1u);
-        /* Binding twice: the device says so, and that is an answer (the TSM's, not the
-         * monitor's own). */
-        ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 5, &value), EALREADY);
-        ASSERT_EQ(value, 0u);
+        /* Binding twice: the TSM finds it bound, as the kernel's does, and the vDevice stays so. */
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 5, NULL));
+        ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_TRUE(monitor_context_find_vdevice(ctx, 5)->bound);
 
         /* A real TDISP exchange: the device reports the state the bind put it in. */
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_DEVICE_INTERFACE_STATE, req, sizeof(req));
