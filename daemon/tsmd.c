@@ -128,22 +128,25 @@ static int parse_argv(int argc, char *argv[]) {
         return 1;
 }
 
-/* The installed worker, else the one next to this tsmd (an uninstalled build tree). */
+/* The worker next to this tsmd (a build tree, whose tsmd must not run the worker of another
+ * version installed on the host), else the installed one (/usr/sbin has no tsmd-worker). */
 static int find_worker(char **ret) {
-        char self[PATH_MAX], *path;
+        char self[PATH_MAX], *path = NULL;
         ssize_t n;
 
         if (arg_worker)
                 path = strdup(arg_worker);
-        else if (access(TSMD_WORKER_PATH, X_OK) >= 0)
-                path = strdup(TSMD_WORKER_PATH);
         else {
                 n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-                if (n < 0)
-                        return negative_errno();
-                self[n] = 0;
-                if (asprintf(&path, "%s/tsmd-worker", dirname(self)) < 0)
-                        path = NULL;
+                if (n >= 0) {
+                        self[n] = 0;
+                        if (asprintf(&path, "%s/tsmd-worker", dirname(self)) < 0)
+                                return -ENOMEM;
+                        if (access(path, X_OK) < 0)
+                                path = mfree(path);
+                }
+                if (!path)
+                        path = strdup(TSMD_WORKER_PATH);
         }
         if (!path)
                 return -ENOMEM;

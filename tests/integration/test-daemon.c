@@ -990,6 +990,45 @@ TEST(worker_serves_without_the_default_file) {
         }
 }
 
+/* ---- which worker ------------------------------------------------------------------------ */
+
+/* A tsmd run from a build tree starts the worker built with it, not one of another version
+ * installed on the host: here an installed one that exits at once, which tsmd would restart
+ * until it gave up. */
+TEST(a_build_tree_tsmd_starts_its_own_worker) {
+        char dir[] = TSMD_WORKER_PATH, top[sizeof(dir)];
+        VarlinkClient *c;
+        FILE *f;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting over the installed worker's directory");
+        /* A tmpfs over the first directory of TSMD_WORKER_PATH's that exists, the rest made in it. */
+        *strrchr(dir, '/') = 0;
+        strcpy(top, dir);
+        while (access(top, F_OK) < 0)
+                *strrchr(top, '/') = 0;
+        ASSERT_OK(mount("tmpfs", top, "tmpfs", 0, "mode=0755"));
+        for (char *p = dir + strlen(top) + 1; p <= dir + strlen(dir); p++)
+                if (*p == '/' || *p == 0) {
+                        char c0 = *p;
+
+                        *p = 0;
+                        ASSERT_TRUE(mkdir(dir, 0755) >= 0 || errno == EEXIST);
+                        *p = c0;
+                }
+        ASSERT_NOT_NULL(f = fopen(TSMD_WORKER_PATH, "we"));
+        fputs("#!/bin/sh\nexit 1\n", f);
+        ASSERT_OK(fclose(f));
+        ASSERT_OK(chmod(TSMD_WORKER_PATH, 0755));
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        ASSERT_FALSE(tsmd_log_contains(&t, "Started worker " TSMD_WORKER_PATH));
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- socket activation ------------------------------------------------------------------- */
 
 static const char *find_socket_activate(void) {
