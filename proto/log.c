@@ -3,6 +3,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "escape.h"
 #include "log.h"
@@ -43,6 +45,20 @@ const char *log_level_to_string(int level) {
         return log_level_names[level];
 }
 
+/* Whether stderr is the journal's stream: JOURNAL_STREAM names its device and inode, and a
+ * shell or a child the service started inherits the variable with a stderr of its own
+ * (systemd.exec(5) says to compare). */
+static bool stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        int n = 0;
+
+        if (!e || sscanf(e, "%llu:%llu%n", &dev, &ino, &n) != 2 || e[n] != 0)
+                return false;
+        return fstat(STDERR_FILENO, &st) >= 0 && st.st_dev == (dev_t) dev && st.st_ino == (ino_t) ino;
+}
+
 int log_internal(int level, int error, const char *file _unused_, int line _unused_,
                  const char *func _unused_, const char *format, ...) {
         char buf[2048], escaped[2048];
@@ -64,7 +80,7 @@ int log_internal(int level, int error, const char *file _unused_, int line _unus
                 msg = escaped;
         }
 
-        if (getenv("JOURNAL_STREAM"))
+        if (stderr_is_journal())
                 fprintf(stderr, "<%i>%s\n", level, msg);
         else if (ident)
                 fprintf(stderr, "%s: %s\n", ident, msg);

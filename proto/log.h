@@ -2,7 +2,7 @@
 /*
  * Logging with the systemd error idiom: log_*_errno(r, ...) logs with errno = -r (so %m
  * works) and returns r, so `return log_error_errno(r, "Failed to ...: %m");` is one line.
- * Messages go to stderr; under systemd (JOURNAL_STREAM set) each line carries a "<N>"
+ * Messages go to stderr; under systemd (JOURNAL_STREAM naming stderr) each line carries a "<N>"
  * priority prefix that journald understands. Library code (proto/, client/) logs at debug
  * level only, and the default level hides debug output.
  */

@@ -5,6 +5,9 @@
  * (proto/log.c), which carry strings clients choose, escaped so. Runs in: tests.
  */
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "escape.h"
 #include "harness.h"
 #include "log-capture.h"
@@ -77,6 +80,8 @@ TEST(short_buffer_cut_at_a_whole_escape) {
 TEST(log_lines_escape_what_they_quote) {
         static const char key[] = "x\x1b]0;pwned\x07\n<0>tsmd: forged\r\x9b";
         _cleanup_free_ char *out = NULL, *journal = NULL;
+        char stream[64];
+        struct stat st;
         int saved;
 
         log_set_ident("tsmd");
@@ -87,12 +92,22 @@ TEST(log_lines_escape_what_they_quote) {
         ASSERT_STREQ(out, "tsmd: Invalid call object (key 'x\\x1b]0;pwned\\a\\n<0>tsmd: forged\\r\\x9b').\n"
                           "tsmd: Plain \xc3\xa9 line.\n");
 
-        ASSERT_OK(setenv("JOURNAL_STREAM", "8:1234", 1));
         saved = log_capture_begin();
+        ASSERT_OK(fstat(STDERR_FILENO, &st));
+        snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long) st.st_dev, (unsigned long long) st.st_ino);
+        ASSERT_OK(setenv("JOURNAL_STREAM", stream, 1));
         log_error("key '%s'", key);
+        /* Another stream's (a shell that inherited the variable): not the journal. */
+        snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long) st.st_dev,
+                 (unsigned long long) st.st_ino + 1);
+        ASSERT_OK(setenv("JOURNAL_STREAM", stream, 1));
+        log_error("not journal");
+        ASSERT_OK(setenv("JOURNAL_STREAM", "8:1234", 1));
+        log_error("nor here");
         journal = log_capture_end(saved);
         ASSERT_OK(unsetenv("JOURNAL_STREAM"));
-        ASSERT_STREQ(journal, "<3>key 'x\\x1b]0;pwned\\a\\n<0>tsmd: forged\\r\\x9b'\n");
+        ASSERT_STREQ(journal, "<3>key 'x\\x1b]0;pwned\\a\\n<0>tsmd: forged\\r\\x9b'\n"
+                              "tsmd: not journal\ntsmd: nor here\n");
 }
 
 TEST_MAIN();
