@@ -433,7 +433,7 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                         _exit(127);
                 /* Only stdio crosses into tsmd (socket activation passes its own fds). */
                 (void) syscall(SYS_close_range, 3U, ~0U, 0U);
-                /* The harness ignores SIGPIPE, and ignored signals survive exec. */
+                /* A test may ignore SIGPIPE, and ignored signals survive exec. */
                 (void) signal(SIGPIPE, SIG_DFL);
                 sigemptyset(&all);
                 (void) sigprocmask(SIG_SETMASK, &all, NULL);

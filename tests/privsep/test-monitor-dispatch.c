@@ -290,6 +290,7 @@ static void setup_platform(Fixture *f, const TsmPlatformConfig *config) {
         struct tsm_priv_restored_context none[1];
 
         unsetenv("NOTIFY_SOCKET"); /* no service manager, no fd store */
+        (void) signal(SIGPIPE, SIG_IGN); /* the monitor's code runs here, as tsmd's main() has it */
         *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .reload_fd = -EBADF, .n_fds_before = count_fds(),
                         .emulated = config->mode != TSM_PLATFORM_KERNEL }; /* auto: no TSM yet */
         f->base = event_base_new();
