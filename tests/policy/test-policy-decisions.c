@@ -10,6 +10,7 @@
 
 #include "harness.h"
 #include "macro.h"
+#include "policy-internal.h"
 #include "policy.h"
 
 static const char policy_text[] =
@@ -490,6 +491,29 @@ TEST(ref_counting) {
         ASSERT_NULL(policy_unref(q));
         ASSERT_NULL(policy_unref(NULL));
         ASSERT_NULL(policy_ref(NULL));
+}
+
+/* SECURITY backstops behind the loader, which never makes what they refuse: a rule without
+ * identity keys (a loader bug) matches nobody rather than everybody, and a client whose uid is
+ * unknown matches no Users=, not even one listing the invalid uid. */
+TEST(identity_backstops_behind_the_loader) {
+        const PolicySource src = { "backstop.conf", "[Client:x]\nUsers=1000\nDevices=*\n" };
+        const PeerIdentity unknown = { .uid = UID_INVALID, .gid = 1000, .pid = 30 };
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        const char *reason = NULL;
+
+        ASSERT_OK(policy_load_from_text(&src, 1, &p, &error));
+        ASSERT_OK(policy_check_device(p, &identities[ID_U1000], "0000:01:00.0", EMU, &reason));
+
+        p->rules[0]->users.ids[0] = UID_INVALID;
+        ASSERT_ERRNO(policy_check_device(p, &unknown, "0000:01:00.0", EMU, &reason), EPERM);
+        ASSERT_STREQ(reason, R_NO_RULE);
+
+        p->rules[0]->users.n = 0;
+        ASSERT_ERRNO(policy_check_device(p, &identities[ID_U1000], "0000:01:00.0", EMU, &reason), EPERM);
+        ASSERT_STREQ(reason, R_NO_RULE);
+        ASSERT_ERRNO(policy_check_device(p, &identities[ID_NOBODY], "0000:01:00.0", EMU, &reason), EPERM);
 }
 
 TEST_MAIN();
