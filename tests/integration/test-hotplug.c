@@ -367,6 +367,29 @@ TEST(connect_and_disconnect_through_admin) {
         teardown(&e);
 }
 
+/* A connect the kernel refuses is ConnectFailed with its errno, on record, and changes nothing.
+ * Here the write fails as tsm/connect became a directory after discovery (EISDIR), as a
+ * failed SPDM session or IDE setup fails it. */
+TEST(a_connect_the_kernel_refuses_is_connect_failed) {
+        Env e;
+        VarlinkClient *c;
+        int64_t ctx;
+
+        setup(&e, "two-tsms", NULL);
+        ASSERT_OK(unlink(strf("%s" NVME_PATH "/tsm/connect", e.root)));
+        ASSERT_OK(mkdir(strf("%s" NVME_PATH "/tsm/connect", e.root), 0755));
+        c = tsmd_connect(&e.tsmd);
+        CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm1\"}",
+                   "io.tsmd.Admin.ConnectFailed", strf("{\"errno\":%d}", EISDIR));
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.ConnectFailed", 1);
+        ctx = open_context(c);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+
+        varlink_client_free(c);
+        teardown(&e);
+}
+
 static void connect_devsec_fn0(const char *root) {
         /* The sample TSM's connect() fails in the kernel; pretend it worked. */
         ASSERT_OK(sysfs_fixture_write_attr(root, DEVSEC_FN0, "tsm/connect", "tsm0"));
