@@ -53,7 +53,7 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
                       json_object **ret) {
         enum json_tokener_error err;
         json_object *obj;
-        size_t off, n_members = 0, n_parsed = 0;
+        size_t off, end, n_members = 0, n_parsed = 0;
         int r;
 
         assert(tok);
@@ -79,6 +79,14 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
                 json_tokener_reset(tok);
                 obj = json_tokener_parse_ex(tok, text, (int) len);
                 err = json_tokener_get_error(tok);
+                end = json_tokener_get_parse_end(tok);
+                /* A number at the very end ("0", "-1.5"): json-c waits for the byte that ends it,
+                 * as it would in a stream. The text ends here: a NUL says so. */
+                if (!obj && err == json_tokener_continue) {
+                        obj = json_tokener_parse_ex(tok, "", 1);
+                        err = json_tokener_get_error(tok);
+                        end = len;
+                }
                 if (!obj) {
                         /* json-c reports an incomplete value as "continue": for us the message ended. */
                         if (err == json_tokener_error_depth)
@@ -87,7 +95,7 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
                 }
 
                 /* Anything but whitespace after the value is garbage. */
-                for (off = json_tokener_get_parse_end(tok); off < len; off++)
+                for (off = end; off < len; off++)
                         if (!strchr(" \t\r\n", text[off])) {
                                 json_object_put(obj);
                                 return -EBADMSG;

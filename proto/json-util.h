@@ -14,7 +14,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_tokener *, json_tokener_free, NULL);
  * strict RFC 8259 syntax (see json-strict.h), no duplicate keys, finite numbers only, at
  * most max_depth levels of nesting and at most max_values values (SIZE_MAX: no limit). Objects
  * and arrays are built by json_build_checked() (json-build.h); `tok`, reused across calls so a
- * connection does not allocate a tokener per message, reads a bare scalar. Returns
+ * connection does not allocate a tokener per message, reads a bare scalar (but null, for which
+ * json-c has no object: -EBADMSG). Returns
  * -EBADMSG on any syntax error, -ELOOP when nested deeper than max_depth, -E2BIG
  * with too many values (checked before json-c allocates anything), -EMSGSIZE past 2 GiB. */
 int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, const char *text, size_t len,

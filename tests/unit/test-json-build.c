@@ -51,9 +51,10 @@ static uint64_t rnd(void) {
         return rnd_state;
 }
 
-/* json_parse_strict() as it was: the check, then json-c. */
+/* json_parse_strict() as it was: the check, then json-c, told where the text ends (a NUL after
+ * it, which ends a number or literal at its very end: json-c waits for more without it). */
 static int reference_parse(json_tokener *tok, unsigned max_depth, const char *text, size_t len, json_object **ret) {
-        size_t n_members = 0, n_parsed = 0;
+        size_t n_members = 0, n_parsed = 0, end;
         json_object *obj;
         int r;
 
@@ -62,9 +63,14 @@ static int reference_parse(json_tokener *tok, unsigned max_depth, const char *te
                 return r;
         json_tokener_reset(tok);
         obj = json_tokener_parse_ex(tok, text, (int) len);
+        end = json_tokener_get_parse_end(tok);
+        if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
+                obj = json_tokener_parse_ex(tok, "", 1);
+                end = len;
+        }
         if (!obj)
                 return json_tokener_get_error(tok) == json_tokener_error_depth ? -ELOOP : -EBADMSG;
-        for (size_t off = json_tokener_get_parse_end(tok); off < len; off++)
+        for (size_t off = end; off < len; off++)
                 if (!strchr(" \t\r\n", text[off])) {
                         json_object_put(obj);
                         return -EBADMSG;
@@ -338,14 +344,30 @@ TEST(depth_limit_as_before) {
         ASSERT_EQ(ok, 100u);
 }
 
+/* A bare scalar is a JSON text too, ending where the text does ("0", "true": json-c alone would
+ * wait for a byte after it), as json-util.h promises. */
 TEST(bare_scalars_as_before) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
-        static const char *const texts[] = { "1", "1 ", " \"a\"", "true", "null ", "-0.5e1\n", "[]", " {} " };
+        static const char *const texts[] = { "1", "1 ", " \"a\"", "true", "null ", "-0.5e1\n", "[]", " {} ",
+                                             "0", "-0", "12", "1.5", "false", "\ttrue", "\"a\"" };
+        static const char *const bad[] = { "1 x", "tru", "1.", "-", "01", "true false" };
         unsigned ok = 0;
 
         ASSERT_OK(json_tokener_new_strict(4, &tok));
         for (size_t i = 0; i < ELEMENTSOF(texts); i++)
                 check_text(tok, texts[i], strlen(texts[i]), 4, &ok);
+        ASSERT_EQ(ok, ELEMENTSOF(texts) - 1); /* all but "null ": json-c has no object for a null */
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_object *o = NULL;
+
+                ASSERT_ERRNO(json_parse_strict(tok, 4, SIZE_MAX, bad[i], strlen(bad[i]), &o), EBADMSG);
+        }
+        {
+                _cleanup_json_ json_object *o = NULL;
+
+                ASSERT_OK(json_parse_strict(tok, 4, SIZE_MAX, "12", 2, &o));
+                ASSERT_EQ(json_object_get_int64(o), 12);
+        }
 }
 
 /* json-c writes U+FFFD for an escaped pair whose code point ends in D800-DFFF (U+1D800-U+1DFFF,
