@@ -273,9 +273,10 @@ TEST(status_says_whether_the_files_on_disk_are_in_force) {
         tsmd_teardown(&t);
 }
 
-/* A reload that fails quotes the file, which may not be UTF-8 (a Latin-1 name) or be cut in
- * the middle of a character: the answers that quote it (ReloadFailed, GetStatus's error) are
- * still valid JSON strings, each bad byte a '?', and tsmctl shows them. */
+/* A reload that fails quotes the file, which may not be UTF-8 (a Latin-1 name) or be longer than
+ * a message quotes: the answers that quote it (ReloadFailed, GetStatus's error) are still valid
+ * JSON strings, each bad byte a '?', a long value cut between two characters, and tsmctl shows
+ * them. */
 TEST(reload_quotes_a_file_that_is_not_utf8) {
         static const char config[] = "[Platform]\nMode=emulated\n";
         const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "reload", NULL };
@@ -301,19 +302,19 @@ TEST(reload_quotes_a_file_that_is_not_utf8) {
         assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
         json = mfree(json);
 
-        /* 'x' and 50 "é": the message quotes 80 bytes of it, which end inside a character. */
+        /* 'x' and 50 "é": the message quotes at most 80 bytes, which would end inside one. */
         for (size_t i = 0; i < 50; i++)
                 strcat(long_name, "\xc3\xa9");
         tsmd_write_file(&t, "policy.conf", strf("[Admin]\nUsers=%s\n", long_name));
         status = run_capture(argv, &out, &err, 10 * 1000000ULL);
         print_comment(err);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
-        ASSERT_NOT_NULL(strstr(err, "' is not a valid user name"));
+        ASSERT_NOT_NULL(strstr(err, strf("'%.79s' is not a valid user name", long_name))); /* 'x' and 39 "é" */
         ASSERT_NULL(strstr(err, "protocol"));
         out = mfree(out);
         err = mfree(err);
         out = tsmctl_status(&t);
-        ASSERT_NOT_NULL(strstr(out, "' is not a valid user name"));
+        ASSERT_NOT_NULL(strstr(out, strf("'%.79s' is not a valid user name", long_name)));
         assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
         tsmd_teardown(&t);
 }
