@@ -319,6 +319,21 @@ TEST(reload_quotes_a_file_that_is_not_utf8) {
         tsmd_teardown(&t);
 }
 
+/* tsmd.conf may name a policy file whose name is not UTF-8: GetStatus shows its bad bytes as
+ * '?', and tsmctl status works. */
+TEST(status_shows_a_path_that_is_not_utf8) {
+        _cleanup_free_ char *out = NULL, *json = NULL;
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        tsmd_write_file(&t, "policy-jos\xe9.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n");
+        ASSERT_TRUE(tsmd_reload(&t, strf("[Platform]\nMode=emulated\n[Policy]\nFile=%s/policy-jos\xe9.conf\n", t.dir)));
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, strf(", policy %s/policy-jos?.conf, ", t.dir)));
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        tsmd_teardown(&t);
+}
+
 /* A bind the device has not answered yet shows as its owner's "changing", then as "bound". */
 TEST(devices_shows_a_bind_on_its_way) {
         _cleanup_free_ char *out = NULL;
