@@ -5,6 +5,7 @@
 
 #include "json-util.h"
 #include "varlink-message.h"
+#include "varlink-stream.h"
 
 /* The name grammar in ASCII, whatever the locale. */
 static bool ascii_upper(char c) {
@@ -217,6 +218,27 @@ int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret) {
         }
 
         *ret = r;
+        return 0;
+}
+
+int varlink_parameters_parse(const char *text, json_object **ret) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        _cleanup_json_ json_object *p = NULL;
+        unsigned depth = VARLINK_LIMITS_DEFAULT.max_depth - 1;
+        int r;
+
+        assert(text);
+        assert(ret);
+
+        r = json_tokener_new_strict(depth, &tok);
+        if (r < 0)
+                return r;
+        r = json_parse_strict(tok, depth, SIZE_MAX, text, strlen(text), &p);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !json_object_is_type(p, json_type_object))
+                return -EINVAL;
+        *ret = TAKE_PTR(p);
         return 0;
 }
 
