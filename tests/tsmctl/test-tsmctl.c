@@ -1397,4 +1397,47 @@ TEST(audit_number_out_of_range_is_usage_error) {
         }
 }
 
+/* tsmctl call reads the parameters and the method name as tsmd will: what tsmd would hang up
+ * on is a usage error, and no call is made (a Ping would have run). */
+TEST(call_refuses_what_tsmd_would_hang_up_on) {
+        static const struct {
+                const char *method, *parameters, *message;
+        } bad[] = {
+                { "io.tsmd.Service.Ping", "{} trailing garbage", "Parameters must be a JSON object" },
+                { "io.tsmd.Service.Ping", "{/*c*/}", "Parameters must be a JSON object" },
+                { "io.tsmd.Service.Ping", "{\"x\":NaN}", "Parameters must be a JSON object" },
+                { "io.tsmd.Service.Ping", "{\"x\":\"\xff\"}", "Parameters must be a JSON object (strict JSON): {\"x\":\"\\xff\"}" },
+                { "io.tsmd.Service.Ping", "{\"x\":1,\"x\":2}", "Parameters must be a JSON object" },
+                { "io.tsmd.Service.Ping\xff", NULL, "Not a Varlink method name (interface.Method): io.tsmd.Service.Ping\\xff" },
+                { "io.tsmd.Service.ping", NULL, "Not a Varlink method name" },
+        };
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        for (size_t i = 0; i < ELEMENTSOF(bad) + 1; i++) {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "call", NULL, NULL, NULL };
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                int status;
+
+                if (i < ELEMENTSOF(bad)) {
+                        argv[4] = bad[i].method;
+                        argv[5] = bad[i].parameters;
+                } else {
+                        argv[4] = "io.tsmd.Service.Ping";
+                        argv[5] = " { }\n";
+                }
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+                print_comment(err);
+                ASSERT_TRUE(WIFEXITED(status));
+                if (i == ELEMENTSOF(bad)) {
+                        ASSERT_EQ(WEXITSTATUS(status), 0);
+                        break;
+                }
+                ASSERT_EQ(WEXITSTATUS(status), 2);
+                ASSERT_NOT_NULL(strstr(err, bad[i].message));
+                ASSERT_STREQ(out, "");
+        }
+        tsmd_teardown(&t);
+}
+
 TEST_MAIN();
