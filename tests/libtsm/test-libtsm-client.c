@@ -374,6 +374,7 @@ TEST(malformed_error_names_are_protocol_errors) {
                 "\\u001b[2J\\u001b[31mio.tsmd.Guest.Denied",
                 "io.tsmd.Guest.Denied\\u001b[0m",
                 "io.tsmd.Guest.Den\\nied",
+                "io.tsmd.Guest.Denied\\u0000junk",
                 "io.tsmd.Guest.denied",
                 "io.tsmd.Guest.",
                 "io.tsmd.Guest.Den-ied",

@@ -1130,6 +1130,15 @@ TEST(protocol_violations) {
                 close(fd);
         }
 
+        /* A method name with an escaped NUL: not the method its first part names. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\\u0000junk\",\"parameters\":{\"text\":\"x\"}}");
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_STREQ(r, "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"method\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
         /* upgrade is refused cleanly and the connection stays usable. */
         fd = raw_connect();
         raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"},\"upgrade\":true}");
