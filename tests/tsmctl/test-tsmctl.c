@@ -275,8 +275,8 @@ TEST(status_says_whether_the_files_on_disk_are_in_force) {
 
 /* A reload that fails quotes the file, which may not be UTF-8 (a Latin-1 name) or be longer than
  * a message quotes: the answers that quote it (ReloadFailed, GetStatus's error) are still valid
- * JSON strings, each bad byte a '?', a long value cut between two characters, and tsmctl shows
- * them. */
+ * JSON strings, each bad byte a '?' (a drop-in's name too), a long value cut between two
+ * characters, and tsmctl shows them. */
 TEST(reload_quotes_a_file_that_is_not_utf8) {
         static const char config[] = "[Platform]\nMode=emulated\n";
         const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "reload", NULL };
@@ -315,6 +315,20 @@ TEST(reload_quotes_a_file_that_is_not_utf8) {
         err = mfree(err);
         out = tsmctl_status(&t);
         ASSERT_NOT_NULL(strstr(out, strf("'%.79s' is not a valid user name", long_name)));
+        out = mfree(out);
+        json = mfree(json);
+
+        /* A drop-in whose name is not UTF-8. */
+        tsmd_write_file(&t, "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n");
+        ASSERT_OK(mkdir(strf("%s/policy.d", t.dir), 0755));
+        write_file(strf("%s/policy.d/jos\xe9.conf", t.dir), "[Bogus]\n");
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        print_comment(err);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        ASSERT_NOT_NULL(strstr(err, strf("%s/policy.d/jos?.conf:1: ", t.dir)));
+        out = mfree(out);
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, strf("%s/policy.d/jos?.conf:1: ", t.dir)));
         assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
         tsmd_teardown(&t);
 }
