@@ -5,17 +5,27 @@
 
 #include "json-util.h"
 #include "tsmctl.h"
+#include "varlink-message.h"
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *params = NULL, *reply;
         int r;
 
+        /* As tsmd reads a call: what it would hang up on is a usage error, and nothing is sent. */
+        if (!varlink_method_name_valid(argv[0], NULL)) {
+                fprintf(stderr, "Not a Varlink method name (interface.Method): %s\n", tsmctl_esc(&e, argv[0]));
+                return EXIT_USAGE;
+        }
         if (argc > 1) {
-                params = json_tokener_parse(argv[1]);
-                if (!params || !json_object_is_type(params, json_type_object)) {
-                        json_object_put(params);
-                        fprintf(stderr, "Parameters must be a JSON object: %s\n", argv[1]);
+                r = varlink_parameters_parse(argv[1], &params);
+                if (r == -ENOMEM) {
+                        fprintf(stderr, "Out of memory.\n");
+                        return EXIT_GENERIC;
+                }
+                if (r < 0) {
+                        fprintf(stderr, "Parameters must be a JSON object (strict JSON): %s\n", tsmctl_esc(&e, argv[1]));
                         return EXIT_USAGE;
                 }
         }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* io.tsmd.Service: Ping, GetStatus (streamed), SetLogLevel, Reload. Runs in: daemon. */
 
+#include <limits.h>
+
 #include "admin.h"
 #include "config.h"
 #include "json-util.h"
@@ -11,8 +13,8 @@
 #include "varlink-service.h"
 
 /* ReloadFailed's message, and GetStatus's configuration error, name a file (any path) and quote
- * from it: they are cut to this many bytes, control characters made '?', so that their answers
- * have a bound (the log has it whole). */
+ * from it: they are cut to this many bytes, control characters and bytes that are not UTF-8 made
+ * '?', so that their answers have a bound and are JSON (the log has it whole). */
 #define RELOAD_MESSAGE_MAX 512
 
 static void reload_message_shorten(char *message) {
@@ -21,6 +23,20 @@ static void reload_message_shorten(char *message) {
 
 static int add_string(json_object *o, const char *key, const char *value) {
         return value ? json_object_add(o, key, json_object_new_string(value)) : 0;
+}
+
+/* A path tsmd.conf or the command line names, which need not be UTF-8 as a JSON string must:
+ * its bad bytes are shown as '?'. */
+static int add_path(json_object *o, const char *key, const char *path) {
+        _cleanup_free_ char *shown = NULL;
+
+        if (!path)
+                return 0;
+        shown = strdup(path);
+        if (!shown)
+                return -ENOMEM;
+        string_shorten_printable(shown, PATH_MAX);
+        return add_string(o, key, shown);
 }
 
 /*
@@ -43,9 +59,9 @@ static int build_configuration(Manager *m, bool admin, json_object **ret) {
                                 return -ENOMEM;
                         reload_message_shorten(error);
                 }
-                if (add_string(o, "configFile", m->config_path) < 0 ||
-                    add_string(o, "policyFile", cs->policy_file) < 0 ||
-                    add_string(o, "policyDropInDirectory", cs->policy_dropin_dir) < 0 ||
+                if (add_path(o, "configFile", m->config_path) < 0 ||
+                    add_path(o, "policyFile", cs->policy_file) < 0 ||
+                    add_path(o, "policyDropInDirectory", cs->policy_dropin_dir) < 0 ||
                     json_object_add(o, "loadedUsec", json_object_new_int64((int64_t) cs->loaded_usec)) < 0 ||
                     (cs->stale &&
                      json_object_add(o, "failedUsec", json_object_new_int64((int64_t) cs->failed_usec)) < 0) ||

@@ -165,9 +165,10 @@ static inline int usec_to_poll_timeout(uint64_t usec) {
  * secret (a token, a nonce) with what a caller guessed, leaking not how much of it matched. */
 bool memeq_consttime(const void *a, const void *b, size_t n);
 
-/* Makes s (NUL-terminated, changed in place) fit to be shown: longer than max bytes (max >= 3),
- * it is cut to at most max, ending in "..." and not inside a UTF-8 sequence; every control
- * character is made '?'. For text quoted from files, to a client or the journal. */
+/* Makes s (NUL-terminated, changed in place) fit to be shown and sent as a JSON string: every
+ * control character and every byte that does not begin a valid UTF-8 sequence is made '?';
+ * longer than max bytes (max >= 3), it is cut to at most max, ending in "..." and not inside a
+ * character. For text quoted from files, to a client or the journal. */
 void string_shorten_printable(char *s, size_t max);
 
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */

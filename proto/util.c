@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "escape.h"
 #include "macro.h"
 
 static uint64_t now_usec(clockid_t clock) {
@@ -52,15 +53,27 @@ void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size) {
 }
 
 void string_shorten_printable(char *s, size_t max) {
-        size_t n = strlen(s);
+        size_t n;
 
+        /* One '?' for each byte that does not begin a valid UTF-8 sequence, as for a control:
+         * the text goes into JSON strings, which must be UTF-8, and a peer that checks refuses
+         * the whole message. The length stays, and the cut below then only steps back over the
+         * continuation bytes of one valid character. */
+        for (unsigned char *c = (unsigned char *) s; *c;) {
+                size_t k = utf8_sequence_len(c);
+
+                if (k == 0 || (k == 1 && (*c < 0x20 || *c == 0x7f))) {
+                        *c++ = '?';
+                        continue;
+                }
+                c += k;
+        }
+
+        n = strlen(s);
         if (n > max) {
                 n = max - 3;
                 while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)
                         n--; /* not inside a UTF-8 sequence */
                 memcpy(s + n, "...", 4);
         }
-        for (char *c = s; *c; c++)
-                if ((unsigned char) *c < 0x20 || *c == 0x7f)
-                        *c = '?';
 }

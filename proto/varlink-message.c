@@ -5,6 +5,7 @@
 
 #include "json-util.h"
 #include "varlink-message.h"
+#include "varlink-stream.h"
 
 /* The name grammar in ASCII, whatever the locale. */
 static bool ascii_upper(char c) {
@@ -102,6 +103,12 @@ bool varlink_method_name_valid(const char *method, const char **ret_dot) {
         return true;
 }
 
+/* Whether the JSON string s holds no NUL (an escaped one, "\u0000"), which C string functions
+ * would take for its end. */
+static bool string_has_no_nul(json_object *s) {
+        return (size_t) json_object_get_string_len(s) == strlen(json_object_get_string(s));
+}
+
 static json_object *empty_object(void) {
         /* A shared immutable {} would be nicer; json-c objects are refcounted, not const. */
         return json_object_new_object();
@@ -116,7 +123,8 @@ int varlink_message_parse_call(json_object *msg, VarlinkCallMessage *ret, const 
 
         json_object_object_foreach(msg, key, value) {
                 if (streq(key, "method")) {
-                        if (!json_object_is_type(value, json_type_string)) {
+                        /* An escaped NUL would cut the name short: "X.Y\u0000junk" is not X.Y. */
+                        if (!json_object_is_type(value, json_type_string) || !string_has_no_nul(value)) {
                                 bad = "method";
                                 break;
                         }
@@ -191,7 +199,7 @@ int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret) {
                         /* SECURITY: a VMM reports the name (tsm_client_get_error_name(),
                          * tsmctl prints it): one that is not a Varlink error name (escape
                          * sequences, a newline) is a broken peer, not an answer. */
-                        if (!json_object_is_type(value, json_type_string) ||
+                        if (!json_object_is_type(value, json_type_string) || !string_has_no_nul(value) ||
                             !varlink_error_name_valid(json_object_get_string(value)))
                                 return -EBADMSG;
                         r.error = json_object_get_string(value);
@@ -217,6 +225,27 @@ int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret) {
         }
 
         *ret = r;
+        return 0;
+}
+
+int varlink_parameters_parse(const char *text, json_object **ret) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        _cleanup_json_ json_object *p = NULL;
+        unsigned depth = VARLINK_LIMITS_DEFAULT.max_depth - 1;
+        int r;
+
+        assert(text);
+        assert(ret);
+
+        r = json_tokener_new_strict(depth, &tok);
+        if (r < 0)
+                return r;
+        r = json_parse_strict(tok, depth, SIZE_MAX, text, strlen(text), &p);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !json_object_is_type(p, json_type_object))
+                return -EINVAL;
+        *ret = TAKE_PTR(p);
         return 0;
 }
 

@@ -27,14 +27,19 @@ typedef struct VarlinkReplyMessage {
         bool continues;
 } VarlinkReplyMessage;
 
-/* Decodes a call. Unknown top-level keys, wrong types, a malformed method name or both
- * oneway and more are -EBADMSG, with the offending key in *ret_bad_key (a static string or
- * a string owned by msg). */
+/* Decodes a call. Unknown top-level keys, wrong types, a malformed method name (one with an
+ * escaped NUL too, which would cut it short) or both oneway and more are -EBADMSG, with the
+ * offending key in *ret_bad_key (a static string or a string owned by msg). */
 int varlink_message_parse_call(json_object *msg, VarlinkCallMessage *ret, const char **ret_bad_key);
 
 /* Decodes a reply, as strictly as sd-varlink: only parameters, continues, error; an error
- * name that is not one (varlink_error_name_valid()) is -EBADMSG. */
+ * name that is not one (varlink_error_name_valid(), or with an escaped NUL) is -EBADMSG. */
 int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret);
+
+/* Parses text, a call's parameters as a program or a user wrote them, as strictly as a peer
+ * reads the call (json_parse_strict(), the call one level above them within the default depth
+ * limit): one JSON object and nothing else. -EINVAL for anything else, -ENOMEM. */
+int varlink_parameters_parse(const char *text, json_object **ret);
 
 /* Builders. They take ownership of `parameters` (which may be NULL for {}). */
 int varlink_message_new_call(const char *method, json_object *parameters, unsigned flags,

@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "escape.h"
 #include "idle-flush.h"
+#include "json-run.h"
 #include "json-util.h"
 #include "log.h"
 #include "varlink-errors.h"
@@ -983,6 +985,25 @@ static void validate_reply(VarlinkCall *call, const char *error, json_object *pa
         if (r < 0)
                 log_error("Reply to %s " VARLINK_REPLY_MISMATCH ": field '%s'.", call->method, strna(bad));
 }
+
+/* Whether text[0..len), a message as json-c wrote it, is UTF-8, as JSON must be: json-c writes
+ * a string's bytes as they are, and a strict peer refuses the whole message (string types in
+ * the IDL are JSON strings). */
+static bool text_is_utf8(const char *text, size_t len) {
+        const unsigned char *p = (const unsigned char *) text, *end = p + len;
+
+        for (;;) {
+                size_t n;
+
+                p = json_run_ascii(p, end);
+                if (p >= end)
+                        return true;
+                n = utf8_sequence_len(p);
+                if (n == 0)
+                        return false;
+                p += n;
+        }
+}
 #endif
 
 /* No more input for this call: it is answered. */
@@ -1065,6 +1086,10 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 close_many(fds, n_fds);
                 return -ENOMEM;
         }
+#if VARLINK_VALIDATE_REPLIES
+        if (!text_is_utf8(text, len))
+                log_error("Reply to %s " VARLINK_REPLY_MISMATCH ": not UTF-8.", call->method);
+#endif
         if (len + 1 > MAX(varlink_stream_get_max_message_size(c->stream), call->reply_room)) {
                 close_many(fds, n_fds);
                 fds = mfree(fds);

@@ -5,21 +5,19 @@
 #include "json-util.h"
 #include "libtsm-internal.h"
 #include "tsm.h"
+#include "varlink-message.h"
 
-static int parse_parameters(const char *parameters, json_object **ret) {
-        json_object *p;
-
+/* What tsmd would refuse by hanging up (the caller's contexts gone with the connection) is
+ * refused here, before anything is sent: a method that is no Varlink method name, parameters
+ * that are not one strict JSON object. */
+static int parse_call(const char *method, const char *parameters, json_object **ret) {
+        if (!varlink_method_name_valid(method, NULL))
+                return -EINVAL;
         if (!parameters) {
                 *ret = NULL;
                 return 0;
         }
-        p = json_tokener_parse(parameters);
-        if (!p || !json_object_is_type(p, json_type_object)) {
-                json_object_put(p);
-                return -EINVAL;
-        }
-        *ret = p;
-        return 0;
+        return varlink_parameters_parse(parameters, ret);
 }
 
 static char *to_text(json_object *o) {
@@ -35,8 +33,9 @@ _public_ int tsm_client_call_json(TsmClient *c, const char *method, const char *
         assert_return(c, -EINVAL);
         assert_return_client(c, method, -EINVAL);
         assert_return_client(c, ret_reply, -EINVAL);
-        if (parse_parameters(parameters, &p) < 0)
-                return ltsm_error_set_local(c, -EINVAL);
+        r = parse_call(method, parameters, &p);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
         r = ltsm_client_widen_limits(c, method);
         if (r < 0) {
                 json_object_put(p);
@@ -106,8 +105,9 @@ _public_ int tsm_client_call_more_json(TsmClient *c, const char *method, const c
         assert_return(c, -EINVAL);
         assert_return_client(c, method, -EINVAL);
         assert_return_client(c, callback, -EINVAL);
-        if (parse_parameters(parameters, &p) < 0)
-                return ltsm_error_set_local(c, -EINVAL);
+        r = parse_call(method, parameters, &p);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
         r = ltsm_client_check_callable(c, true);
         if (r < 0) {
                 json_object_put(p);

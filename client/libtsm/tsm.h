@@ -689,8 +689,10 @@ TsmEventKind tsm_event_kind_from_string(const char *s);
  * another interface here (io.tsmd.Admin.ListDevices, ...) gives this client Varlink's limits
  * from then on (16 MiB, depth 64), as tools need: a VMM should not.
  *
- * Return: 0; -EINVAL for parameters that are not a JSON object; for an error reply, its
- * errno from the table above, with tsm_client_get_error_name() naming it.
+ * Return: 0; -EINVAL, and nothing sent, for a @method that is no Varlink method name
+ * ("interface.Method") or @parameters that are not exactly one JSON object by RFC 8259 (no
+ * trailing text, comments, NaN, invalid UTF-8 or duplicate keys: tsmd would hang up); for an
+ * error reply, its errno from the table above, with tsm_client_get_error_name() naming it.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_client_call_json(TsmClient *c, const char *method, const char *parameters, char **ret_reply);
@@ -718,7 +720,8 @@ typedef int (*TsmJsonReplyFunc)(TsmClient *c, const char *reply, bool continues,
  * Blocks until the final reply, an error reply (returned as with tsm_client_call_json()), or
  * the connection ends. Reply limits as for tsm_client_call_json(). With tsm_client_set_timeout(c, 0) it can follow a stream forever.
  *
- * Return: 0 after the final reply; a negative errno otherwise.
+ * Return: 0 after the final reply; -EINVAL, and nothing sent, for @method or @parameters as
+ * tsm_client_call_json() refuses them; a negative errno otherwise.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_client_call_more_json(TsmClient *c, const char *method, const char *parameters,

@@ -78,6 +78,17 @@ static const uint32_t section_keys[] = {
 
 static const char *const builtin_default_scopes[] = { TSM_SCOPE_INFO, TSM_SCOPE_STATE_CHANGE };
 
+/* How many bytes of s a message quotes: at most MSG_VALUE_MAX, and not the first bytes of a
+ * character whose last ones would be cut off (the message is sent as a JSON string). */
+static int quoted_len(const char *s) {
+        size_t n = strnlen(s, MSG_VALUE_MAX + 1);
+
+        if (n > MSG_VALUE_MAX)
+                for (n = MSG_VALUE_MAX; n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80; n--)
+                        ;
+        return (int) n;
+}
+
 _printf_(4, 5) static int loader_error(Loader *l, unsigned line, int r, const char *format, ...) {
         _cleanup_free_ char *msg = NULL;
         va_list ap;
@@ -265,18 +276,18 @@ static int parse_ids(Loader *l, unsigned line, PolicyKey key, char **words, size
                          * 65535 is the 16-bit -1. */
                         if (!parse_uint32_strict(w, &id) || id == UINT32_MAX || id == UINT16_MAX)
                                 return loader_error(l, line, -EINVAL, "'%.*s' is not a valid %s ID",
-                                                    MSG_VALUE_MAX, w, what);
+                                                    quoted_len(w), w, what);
                 } else if (!user_name_is_valid(w))
                         return loader_error(l, line, -EINVAL, "'%.*s' is not a valid %s name or ID",
-                                            MSG_VALUE_MAX, w, what);
+                                            quoted_len(w), w, what);
                 else {
                         r = lookup_name(w, group, &id);
                         if (r == -ENOENT)
                                 return loader_error(l, line, r, "unknown %s '%.*s'", what,
-                                                    MSG_VALUE_MAX, w);
+                                                    quoted_len(w), w);
                         if (r < 0)
                                 return loader_error(l, line, r, "failed to look up %s '%.*s': %s",
-                                                    what, MSG_VALUE_MAX, w, strerror(-r));
+                                                    what, quoted_len(w), w, strerror(-r));
                 }
 
                 r = id_list_add(ret, id);
@@ -359,14 +370,14 @@ static int parse_units(Loader *l, unsigned line, char **words, size_t n, StrList
                 problem = glob_check(w, unit_char, &is_glob);
                 if (problem)
                         return loader_error(l, line, -EINVAL, "malformed unit glob '%.*s': %s",
-                                            MSG_VALUE_MAX, w, problem);
+                                            quoted_len(w), w, problem);
                 /* sd_pid_get_unit() only ever reports services and scopes. */
                 if (!is_glob && (!(endswith(w, ".service") || endswith(w, ".scope")) ||
                                  w[0] == '.'))
                         return loader_error(l, line, -EINVAL,
                                             "'%.*s' is not a unit name (expected NAME.service or "
                                             "NAME.scope, or a glob such as machine-*.scope)",
-                                            MSG_VALUE_MAX, w);
+                                            quoted_len(w), w);
 
                 r = str_list_add(ret, w);
                 if (r < 0)
@@ -388,12 +399,12 @@ static int parse_devices(Loader *l, unsigned line, char **words, size_t n, StrLi
                 problem = glob_check(w, device_char, &is_glob);
                 if (problem)
                         return loader_error(l, line, -EINVAL, "malformed device glob '%.*s': %s",
-                                            MSG_VALUE_MAX, w, problem);
+                                            quoted_len(w), w, problem);
                 if (!is_glob && !policy_pci_address_is_valid(w))
                         return loader_error(l, line, -EINVAL,
                                             "'%.*s' is not a PCI address (expected DDDD:BB:DD.F, "
                                             "e.g. 0000:01:00.0, or a glob such as 0000:02:*)",
-                                            MSG_VALUE_MAX, w);
+                                            quoted_len(w), w);
 
                 r = str_list_add(ret, w);
                 if (r < 0)
@@ -412,7 +423,7 @@ static int parse_backends(Loader *l, unsigned line, char **words, size_t n, uint
                         return loader_error(l, line, -EINVAL,
                                             "unknown backend '%.*s' (known: tdx-connect sev-tio "
                                             "arm-cca devsec-sample emulated)",
-                                            MSG_VALUE_MAX, words[i]);
+                                            quoted_len(words[i]), words[i]);
                 mask |= UINT32_C(1) << t;
         }
 
@@ -431,7 +442,7 @@ static int parse_scopes(Loader *l, unsigned line, bool defaults, char **words, s
                         return loader_error(l, line, -EINVAL,
                                             "unknown scope '%.*s' (known: info state-change "
                                             "debug-read debug-write)",
-                                            MSG_VALUE_MAX, w);
+                                            quoted_len(w), w);
                 /* SECURITY: opt-in scopes are granted per rule, by name, or not at all. */
                 if (defaults && !scope_name_is_default_capable(w))
                         return loader_error(l, line, -EINVAL,
@@ -451,7 +462,7 @@ static int parse_limit(Loader *l, unsigned line, PolicyKey key, const char *valu
 
         if (!parse_uint32_strict(value, &v) || v < 1 || v > POLICY_LIMIT_MAX)
                 return loader_error(l, line, -EINVAL, "%s= must be an integer from 1 to %u, not '%.*s'",
-                                    policy_key_to_string(key), POLICY_LIMIT_MAX, MSG_VALUE_MAX, value);
+                                    policy_key_to_string(key), POLICY_LIMIT_MAX, quoted_len(value), value);
         *ret = v;
         return 0;
 }
@@ -509,7 +520,7 @@ static int resolve_section(Loader *l, const char *name, unsigned line, Section *
                 return loader_error(l, line, -EINVAL,
                                     "unknown section [%.*s]; expected [Defaults], [Admin] or "
                                     "[Client:NAME] (names are case-sensitive)",
-                                    MSG_VALUE_MAX, name);
+                                    quoted_len(name), name);
 
         rule_name = name + strlen("Client:");
         if (isempty(rule_name))
@@ -718,15 +729,15 @@ static int on_assignment(const char *section, const char *key, const char *value
                         return loader_error(l, line, -EINVAL,
                                             "unknown key '%.*s' in [Defaults] (valid: Scopes, "
                                             "MaxContexts, MaxVDevices)",
-                                            MSG_VALUE_MAX, key);
+                                            quoted_len(key), key);
                 if (l->section.kind == SECTION_ADMIN)
                         return loader_error(l, line, -EINVAL,
                                             "unknown key '%.*s' in [Admin] (valid: Users, Groups)",
-                                            MSG_VALUE_MAX, key);
+                                            quoted_len(key), key);
                 return loader_error(l, line, -EINVAL,
                                     "unknown key '%.*s' in [Client:%s] (valid: Users, Groups, "
                                     "Units, Devices, Backends, Scopes, MaxContexts, MaxVDevices)",
-                                    MSG_VALUE_MAX, key, l->section.rule->name);
+                                    quoted_len(key), key, l->section.rule->name);
         }
 
         origin = l->section.kind == SECTION_DEFAULTS ? &l->policy->default_origin[k] :
@@ -781,7 +792,7 @@ static int diagnose_syntax_error(Loader *l, const char *text, unsigned line) {
                 return loader_error(l, line, -EBADMSG,
                                     "invalid section header %.*s: use [Defaults], [Admin] or "
                                     "[Client:NAME], NAME made of letters, digits and - _ . : @",
-                                    MSG_VALUE_MAX, buf + a);
+                                    quoted_len(buf + a), buf + a);
         }
         if (!strchr(buf + a, '='))
                 return loader_error(l, line, -EBADMSG,
@@ -792,7 +803,7 @@ static int diagnose_syntax_error(Loader *l, const char *text, unsigned line) {
         *strchr(buf + a, '=') = 0;
         for (b = strlen(buf + a) + a; b > a && strchr(" \t\r", buf[b - 1]); b--)
                 buf[b - 1] = 0;
-        return loader_error(l, line, -EBADMSG, "invalid key name '%.*s'", MSG_VALUE_MAX, buf + a);
+        return loader_error(l, line, -EBADMSG, "invalid key name '%.*s'", quoted_len(buf + a), buf + a);
 }
 
 static int add_source(Loader *l, const char *name) {

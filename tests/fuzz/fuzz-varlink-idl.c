@@ -91,7 +91,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
 
         /* Errors can only be looked up by name: try the names the seed corpus uses. */
-        for (const char *const *name = (const char *const[]) { "Failed", "NotFound", "E", "InvalidParameter", NULL };
+        for (const char *const *name = (const char *const[]) { "Failed", "NotFound", "E", "InvalidParameter",
+                                                               "Denied", "BackendError", "ReloadFailed",
+                                                               "System", "NoSuchDevice", NULL };
              *name; name++) {
                 const VarlinkSymbol *e = varlink_interface_find_error(i, *name);
 

@@ -374,6 +374,7 @@ TEST(malformed_error_names_are_protocol_errors) {
                 "\\u001b[2J\\u001b[31mio.tsmd.Guest.Denied",
                 "io.tsmd.Guest.Denied\\u001b[0m",
                 "io.tsmd.Guest.Den\\nied",
+                "io.tsmd.Guest.Denied\\u0000junk",
                 "io.tsmd.Guest.denied",
                 "io.tsmd.Guest.",
                 "io.tsmd.Guest.Den-ied",
@@ -1519,6 +1520,56 @@ static int noop_json(TsmClient *c, const char *reply, bool continues, void *user
 }
 
 static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+}
+
+/* tsm_client_call_json() and tsm_client_call_more_json() read the parameters as tsmd will, and
+ * check the method name: what tsmd would hang up on (taking the caller's contexts with the
+ * connection) is -EINVAL, and nothing is sent; the connection goes on. */
+TEST(call_json_refuses_what_tsmd_would_hang_up_on) {
+        static const struct {
+                const char *method, *parameters;
+        } bad[] = {
+                { "io.tsmd.Guest.OpenContext", "{} trailing garbage" },
+                { "io.tsmd.Guest.OpenContext", "{}{}" },
+                { "io.tsmd.Guest.OpenContext", "{/*c*/}" },
+                { "io.tsmd.Guest.OpenContext", "{'x':1}" },
+                { "io.tsmd.Guest.OpenContext", "{\"x\":NaN}" },
+                { "io.tsmd.Guest.OpenContext", "{\"x\":\"\xff\"}" },
+                { "io.tsmd.Guest.OpenContext", "{\"x\":1,\"x\":2}" },
+                { "io.tsmd.Guest.OpenContext", "{\"x\":\"\\ud800\"}" },
+                { "io.tsmd.Guest.OpenContext", "[]" },
+                { "io.tsmd.Guest.OpenContext", "null" },
+                { "io.tsmd.Guest.OpenContext", "" },
+                { "io.tsmd.Guest.OpenContext\xff", NULL },
+                { "io.tsmd.Guest.List\"Scopes", NULL },
+                { "io.tsmd.Guest.openContext", NULL },
+                { "OpenContext", NULL },
+                { "", NULL },
+        };
+        char path[108], buf[512], *reply = NULL;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                int r = tsm_client_call_json(c, bad[i].method, bad[i].parameters, &reply);
+
+                if (r != -EINVAL)
+                        TEST_FAIL("call_json(%s, %s): %d, expected -EINVAL", bad[i].method,
+                                  strna(bad[i].parameters), r);
+                r = tsm_client_call_more_json(c, bad[i].method, bad[i].parameters, on_more_noop, NULL);
+                if (r != -EINVAL)
+                        TEST_FAIL("call_more_json(%s, %s): %d, expected -EINVAL", bad[i].method,
+                                  strna(bad[i].parameters), r);
+        }
+
+        /* Nothing went out: the first message tsmd's end reads is the good call's. */
+        write_message(s, "{\"parameters\":{\"context\":1}}");
+        ASSERT_OK(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", " {\"x\": [1, 2.5, \"\\u00e9\"]}\n", &reply));
+        ASSERT_STREQ(reply, "{\"context\":1}");
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_STREQ(buf, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{\"x\":[1,2.5,\"é\"]}}");
+        free(reply);
+        pair_done(c, path, l, s);
 }
 
 /* Local failures clear the error state: the name of an earlier call's error is never taken for

@@ -273,6 +273,81 @@ TEST(status_says_whether_the_files_on_disk_are_in_force) {
         tsmd_teardown(&t);
 }
 
+/* A reload that fails quotes the file, which may not be UTF-8 (a Latin-1 name) or be longer than
+ * a message quotes: the answers that quote it (ReloadFailed, GetStatus's error) are still valid
+ * JSON strings, each bad byte a '?' (a drop-in's name too), a long value cut between two
+ * characters, and tsmctl shows them. */
+TEST(reload_quotes_a_file_that_is_not_utf8) {
+        static const char config[] = "[Platform]\nMode=emulated\n";
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "reload", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *json = NULL;
+        char long_name[1 + 50 * 2 + 1] = "x";
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, config);
+        argv[2] = t.socket;
+
+        tsmd_write_file(&t, "policy.conf", "[Admin]\nUsers=jos\xe9\n");
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        print_comment(err);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        ASSERT_NOT_NULL(strstr(err, "'jos?' is not a valid user name"));
+        ASSERT_NULL(strstr(err, "protocol"));
+        out = mfree(out);
+        err = mfree(err);
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, "'jos?' is not a valid user name"));
+        out = mfree(out);
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        json = mfree(json);
+
+        /* 'x' and 50 "é": the message quotes at most 80 bytes, which would end inside one. */
+        for (size_t i = 0; i < 50; i++)
+                strcat(long_name, "\xc3\xa9");
+        tsmd_write_file(&t, "policy.conf", strf("[Admin]\nUsers=%s\n", long_name));
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        print_comment(err);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        ASSERT_NOT_NULL(strstr(err, strf("'%.79s' is not a valid user name", long_name))); /* 'x' and 39 "é" */
+        ASSERT_NULL(strstr(err, "protocol"));
+        out = mfree(out);
+        err = mfree(err);
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, strf("'%.79s' is not a valid user name", long_name)));
+        out = mfree(out);
+        json = mfree(json);
+
+        /* A drop-in whose name is not UTF-8. */
+        tsmd_write_file(&t, "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n");
+        ASSERT_OK(mkdir(strf("%s/policy.d", t.dir), 0755));
+        write_file(strf("%s/policy.d/jos\xe9.conf", t.dir), "[Bogus]\n");
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        print_comment(err);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        ASSERT_NOT_NULL(strstr(err, strf("%s/policy.d/jos?.conf:1: ", t.dir)));
+        out = mfree(out);
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, strf("%s/policy.d/jos?.conf:1: ", t.dir)));
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        tsmd_teardown(&t);
+}
+
+/* tsmd.conf may name a policy file whose name is not UTF-8: GetStatus shows its bad bytes as
+ * '?', and tsmctl status works. */
+TEST(status_shows_a_path_that_is_not_utf8) {
+        _cleanup_free_ char *out = NULL, *json = NULL;
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        tsmd_write_file(&t, "policy-jos\xe9.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n");
+        ASSERT_TRUE(tsmd_reload(&t, strf("[Platform]\nMode=emulated\n[Policy]\nFile=%s/policy-jos\xe9.conf\n", t.dir)));
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, strf(", policy %s/policy-jos?.conf, ", t.dir)));
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        tsmd_teardown(&t);
+}
+
 /* A bind the device has not answered yet shows as its owner's "changing", then as "bound". */
 TEST(devices_shows_a_bind_on_its_way) {
         _cleanup_free_ char *out = NULL;
@@ -1334,6 +1409,49 @@ TEST(audit_number_out_of_range_is_usage_error) {
                 if (WEXITSTATUS(status) != 2)
                         TEST_FAIL("tsmctl audit %s: exit %d, expected 2: %s", bad[i], WEXITSTATUS(status), err);
         }
+}
+
+/* tsmctl call reads the parameters and the method name as tsmd will: what tsmd would hang up
+ * on is a usage error, and no call is made (a Ping would have run). */
+TEST(call_refuses_what_tsmd_would_hang_up_on) {
+        static const struct {
+                const char *method, *parameters, *message;
+        } bad[] = {
+                { "io.tsmd.Service.Ping", "{} trailing garbage", "Parameters must be a JSON object" },
+                { "io.tsmd.Service.Ping", "{/*c*/}", "Parameters must be a JSON object" },
+                { "io.tsmd.Service.Ping", "{\"x\":NaN}", "Parameters must be a JSON object" },
+                { "io.tsmd.Service.Ping", "{\"x\":\"\xff\"}", "Parameters must be a JSON object (strict JSON): {\"x\":\"\\xff\"}" },
+                { "io.tsmd.Service.Ping", "{\"x\":1,\"x\":2}", "Parameters must be a JSON object" },
+                { "io.tsmd.Service.Ping\xff", NULL, "Not a Varlink method name (interface.Method): io.tsmd.Service.Ping\\xff" },
+                { "io.tsmd.Service.ping", NULL, "Not a Varlink method name" },
+        };
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        for (size_t i = 0; i < ELEMENTSOF(bad) + 1; i++) {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "call", NULL, NULL, NULL };
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                int status;
+
+                if (i < ELEMENTSOF(bad)) {
+                        argv[4] = bad[i].method;
+                        argv[5] = bad[i].parameters;
+                } else {
+                        argv[4] = "io.tsmd.Service.Ping";
+                        argv[5] = " { }\n";
+                }
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+                print_comment(err);
+                ASSERT_TRUE(WIFEXITED(status));
+                if (i == ELEMENTSOF(bad)) {
+                        ASSERT_EQ(WEXITSTATUS(status), 0);
+                        break;
+                }
+                ASSERT_EQ(WEXITSTATUS(status), 2);
+                ASSERT_NOT_NULL(strstr(err, bad[i].message));
+                ASSERT_STREQ(out, "");
+        }
+        tsmd_teardown(&t);
 }
 
 TEST_MAIN();

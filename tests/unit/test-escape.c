@@ -2,7 +2,8 @@
 /*
  * Text made safe for a terminal (proto/escape.h): controls, C1 and invalid UTF-8 escaped,
  * printable UTF-8 left alone, a short buffer cut at a whole escape; and tsmd's log lines
- * (proto/log.c), which carry strings clients choose, escaped so. Runs in: tests.
+ * (proto/log.c), which carry strings clients choose, escaped so; text quoted from a file made
+ * valid UTF-8 for a JSON string (string_shorten_printable()). Runs in: tests.
  */
 
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include "harness.h"
 #include "log-capture.h"
 #include "log.h"
+#include "macro.h"
 
 static void check(const char *in, EscapeFlags flags, const char *want) {
         char buf[256];
@@ -108,6 +110,29 @@ TEST(log_lines_escape_what_they_quote) {
         ASSERT_OK(unsetenv("JOURNAL_STREAM"));
         ASSERT_STREQ(journal, "<3>key 'x\\x1b]0;pwned\\a\\n<0>tsmd: forged\\r\\x9b'\n"
                               "tsmd: not journal\ntsmd: nor here\n");
+}
+
+/* Text quoted from a file into a JSON string (string_shorten_printable()): a byte that begins
+ * no valid UTF-8 sequence is a '?' as a control is, valid characters stay, and the cut never
+ * falls inside a character nor, after a run of stray continuation bytes, eats the whole text. */
+static void check_shorten(const char *in, size_t max, const char *want) {
+        _cleanup_free_ char *s = strdup(in);
+
+        ASSERT_NOT_NULL(s);
+        string_shorten_printable(s, max);
+        if (!streq(s, want))
+                TEST_FAIL("shortening '%s' to %zu: got '%s', expected '%s'", in, max, s, want);
+}
+
+TEST(shorten_printable_makes_utf8) {
+        check_shorten("jos\xe9", 80, "jos?");
+        check_shorten("a\tb\x7f" "c", 80, "a?b?c");
+        check_shorten("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 80, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+        check_shorten("\xc3(\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80", 80, "?(?????????");
+        check_shorten("ab\xc3", 80, "ab?");
+        check_shorten("abcdefg\xc3\xa9", 8, "abcde...");
+        check_shorten("abcd\xc3\xa9" "fgh", 8, "abcd...");
+        check_shorten("\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80", 8, "?????...");
 }
 
 TEST_MAIN();

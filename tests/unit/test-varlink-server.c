@@ -20,6 +20,7 @@
 
 #include "harness.h"
 #include "json-util.h"
+#include "log-capture.h"
 #include "varlink-client.h"
 #include "varlink-errors.h"
 #include "varlink-message.h"
@@ -59,6 +60,7 @@ static const char test_idl[] =
         "method SentLog() -> (log: string)\n"
         "method Postpone(id: int, fd: int) -> (fd: int)\n"
         "method Resume(id: int, refuse: ?bool) -> (result: int)\n"
+        "method Latin1() -> (text: string)\n"
         "error Nothing ()\n";
 
 typedef struct TestServer {
@@ -118,6 +120,14 @@ static int m_echo(VarlinkCall *call, json_object *p, void *userdata) {
         json_object_add(reply, "text", json_object_get(json_object_object_get(p, "text")));
         if (json_object_object_get_ex(p, "number", &v) && v)
                 json_object_add(reply, "number", json_object_get(v));
+        return varlink_call_reply(call, reply);
+}
+
+/* A reply quoting a file that is not UTF-8, as the server must not send one. */
+static int m_latin1(VarlinkCall *call, json_object *p, void *userdata) {
+        json_object *reply = json_object_new_object();
+
+        json_object_add(reply, "text", json_object_new_string("jos\xe9"));
         return varlink_call_reply(call, reply);
 }
 
@@ -475,6 +485,7 @@ static void server_start(const VarlinkLimits *limits) {
                 { "io.tsmd.Test.Reload", m_reload },     { "io.tsmd.Test.Later", m_later },
                 { "io.tsmd.Test.Sent", m_sent },         { "io.tsmd.Test.SentLog", m_sent_log },
                 { "io.tsmd.Test.Postpone", m_postpone }, { "io.tsmd.Test.Resume", m_resume },
+                { "io.tsmd.Test.Latin1", m_latin1 },
         };
 
         strcpy(ts.dir, "/tmp/test-varlink-XXXXXX");
@@ -1130,6 +1141,15 @@ TEST(protocol_violations) {
                 close(fd);
         }
 
+        /* A method name with an escaped NUL: not the method its first part names. */
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\\u0000junk\",\"parameters\":{\"text\":\"x\"}}");
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_STREQ(r, "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"method\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+
         /* upgrade is refused cleanly and the connection stays usable. */
         fd = raw_connect();
         raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"},\"upgrade\":true}");
@@ -1141,6 +1161,30 @@ TEST(protocol_violations) {
         close(fd);
 
         server_stop();
+}
+
+/* Debug builds check every reply: one that is not UTF-8, which no strict peer reads, is logged
+ * as not matching the IDL, and the tests that read tsmd's log fail on it. */
+TEST(reply_not_utf8_logged) {
+#if VARLINK_VALIDATE_REPLIES
+        _cleanup_free_ char *log = NULL;
+        int fd, saved;
+
+        server_start(NULL);
+        fd = raw_connect();
+        saved = log_capture_begin();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\\u00e9\\u0000\"}}");
+        ASSERT_NOT_NULL(raw_recv(fd));
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Latin1\"}");
+        ASSERT_NOT_NULL(raw_recv(fd));
+        log = log_capture_end(saved);
+        ASSERT_EQ(count_occurrences(log, VARLINK_REPLY_MISMATCH), 1U);
+        ASSERT_NOT_NULL(strstr(log, "Reply to io.tsmd.Test.Latin1 " VARLINK_REPLY_MISMATCH ": not UTF-8."));
+        close(fd);
+        server_stop();
+#else
+        SKIP("replies are checked in debug builds only");
+#endif
 }
 
 TEST(limit_message_size) {
