@@ -717,7 +717,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         r = worker_user_lookup(o->worker_user, &m->worker_uid, &m->worker_gid);
         if (r == -ESRCH)
                 return log_error_errno(r, "There is no user '%s' for the worker; create it with "
-                                          "systemd-sysusers (see tsmd.sysusers.conf).", o->worker_user);
+                                          "systemd-sysusers (tsmd's sysusers.d file, tsmd.conf).", o->worker_user);
         if (r < 0)
                 return log_error_errno(r, "Cannot use '%s' as the worker's user: %m", o->worker_user);
 
