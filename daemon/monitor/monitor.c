@@ -887,16 +887,23 @@ static int add_socket(Monitor *m, int fd, TsmPrivSocketKind kind) {
 }
 
 /* Whether something accepts connections at sa: a socket left by a tsmd that is gone refuses them
- * (ECONNREFUSED), as a path that is no socket does. A full backlog (EAGAIN) is somebody's. */
+ * (ECONNREFUSED), as a path that is no socket does. A full backlog (EAGAIN) is somebody's. So is
+ * a connection accepted, unless the process that listened is gone (SO_PEERCRED names it): then
+ * only a worker the kernel is still killing for its monitor's death (PR_SET_PDEATHSIG) holds the
+ * socket, and a tsmd started right after a SIGKILL of the last one takes it. */
 static int socket_path_served(const struct sockaddr_un *sa) {
         _cleanup_close_ int fd = -EBADF;
+        struct ucred listener = {};
+        socklen_t len = sizeof(listener);
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return negative_errno();
-        if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) >= 0)
+        if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) < 0)
+                return errno == EAGAIN || errno == EINPROGRESS;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &listener, &len) < 0 || listener.pid <= 0)
                 return 1;
-        return errno == EAGAIN || errno == EINPROGRESS;
+        return !(kill(listener.pid, 0) < 0 && errno == ESRCH);
 }
 
 static int listen_path(Monitor *m, const char *path, mode_t mode, TsmPrivSocketKind kind) {

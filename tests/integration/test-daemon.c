@@ -16,7 +16,9 @@
 #include <sys/fanotify.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "config.h"
@@ -1059,6 +1061,64 @@ TEST(stale_socket_is_replaced) {
         c = tsmd_connect(&t);
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
         varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* A listening socket at path whose listener exits at once, held by a process it forked until
+ * *hold_fd (the test's end of a pipe) is closed: as a worker the kernel is still killing for its
+ * monitor's SIGKILL holds tsmd's socket. */
+static void listen_and_leave(const char *path, int *hold_fd) {
+        int hold[2], status;
+        pid_t listener;
+
+        ASSERT_OK(pipe2(hold, O_CLOEXEC));
+        fflush(NULL);
+        listener = fork();
+        ASSERT_TRUE(listener >= 0);
+        if (listener == 0) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                char c;
+
+                if (strlen(path) >= sizeof(sa.sun_path))
+                        _exit(1);
+                memcpy(sa.sun_path, path, strlen(path));
+                (void) unlink(path);
+                if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 8) < 0)
+                        _exit(1);
+                switch (fork()) {
+                case -1:
+                        _exit(1);
+                case 0:
+                        /* Until the test's end of the pipe is closed (it exits, or says so). */
+                        close(hold[1]);
+                        (void) !read(hold[0], &c, 1);
+                        _exit(0);
+                default:
+                        _exit(0);
+                }
+        }
+        close(hold[0]);
+        ASSERT_TRUE(waitpid(listener, &status, 0) == listener);
+        ASSERT_TRUE(exited_with(status, 0));
+        *hold_fd = hold[1];
+}
+
+/* A socket whose listener is gone is a stale one, though a process it forked still holds it: a
+ * tsmd started right after a SIGKILL of the last one takes it. */
+TEST(socket_of_a_listener_that_is_gone_is_replaced) {
+        VarlinkClient *c;
+        int hold;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        tsmd_stop(&t);
+        listen_and_leave(t.socket, &hold);
+        tsmd_restart(&t, &(TsmdOptions) { .config = "[Platform]\nMode=emulated\n" });
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        close(hold);
         tsmd_teardown(&t);
 }
 
