@@ -16,6 +16,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "dir-lock.h"
 #include "fdstore.h"
 #include "idle-flush.h"
 #include "last-good.h"
@@ -76,6 +77,7 @@ struct Monitor {
         char *worker_argv[4];
         uid_t worker_uid;
         gid_t worker_gid;
+        int state_dir_lock; /* dir-lock.h: held for our life; -EBADF: none */
         pid_t worker_pid;
         int channel;
         struct event *ev_channel;
@@ -459,6 +461,23 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
         return 0;
 }
 
+/* One context state directory per tsmd (dir-lock.h); it is read at start only. One that cannot be
+ * opened as the worker (not its own: worker_dirs_prepare() warned) is one its worker cannot use
+ * either. (The worker locks its audit directory itself, audit-files.h.) */
+static int worker_dirs_lock(Monitor *m) {
+        const char *state = m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
+        int r;
+
+        r = dir_lock_as(state, m->worker_uid, &m->state_dir_lock);
+        if (r == -EBUSY)
+                return log_error_errno(r, "Refusing to start: another tsmd uses the context state directory '%s' "
+                                          "(our worker would remove its contexts' state). Give each tsmd a "
+                                          "ContextStateDirectory= of its own.", state);
+        if (r < 0)
+                log_debug_errno(r, "Cannot lock the context state directory '%s': %m", state);
+        return 0;
+}
+
 /* Reads and parses tsmd.conf and the policy it names, applying nothing. All or nothing: a
  * configuration that loads with a policy that does not (or the reverse) is no set at all. On
  * failure (logged), why in *ret_error (if non-NULL; NULL if out of memory) and whether it was
@@ -680,6 +699,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         if (!m)
                 return -ENOMEM;
         m->channel = m->worker_binary = m->last_good = m->reload_files.fd = -EBADF;
+        m->state_dir_lock = -EBADF;
         m->config = *config;
         *config = (DaemonConfig) {};
         m->config_optional = o->config_optional;
@@ -697,11 +717,14 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         r = worker_user_lookup(o->worker_user, &m->worker_uid, &m->worker_gid);
         if (r == -ESRCH)
                 return log_error_errno(r, "There is no user '%s' for the worker; create it with "
-                                          "systemd-sysusers (see tsmd.sysusers.conf).", o->worker_user);
+                                          "systemd-sysusers (tsmd's sysusers.d file, tsmd.conf).", o->worker_user);
         if (r < 0)
                 return log_error_errno(r, "Cannot use '%s' as the worker's user: %m", o->worker_user);
 
         r = worker_dirs_prepare(m, &m->config);
+        if (r < 0)
+                return r;
+        r = worker_dirs_lock(m);
         if (r < 0)
                 return r;
 
@@ -825,6 +848,7 @@ Monitor *monitor_free(Monitor *m) {
                 free(m->worker_argv[i]);
         free(m->worker_path);
         safe_close(m->worker_binary);
+        safe_close(m->state_dir_lock);
         free(m->config_path);
         free(m->socket_path);
         free(m->guest_socket_path);
@@ -862,13 +886,42 @@ static int add_socket(Monitor *m, int fd, TsmPrivSocketKind kind) {
         return 0;
 }
 
+/* Whether something accepts connections at sa: a socket left by a tsmd that is gone refuses them
+ * (ECONNREFUSED), as a path that is no socket does. A full backlog (EAGAIN) is somebody's. So is
+ * a connection accepted, unless the process that listened is gone (SO_PEERCRED names it): then
+ * only a worker the kernel is still killing for its monitor's death (PR_SET_PDEATHSIG) holds the
+ * socket, and a tsmd started right after a SIGKILL of the last one takes it. */
+static int socket_path_served(const struct sockaddr_un *sa) {
+        _cleanup_close_ int fd = -EBADF;
+        struct ucred listener = {};
+        socklen_t len = sizeof(listener);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) < 0)
+                return errno == EAGAIN || errno == EINPROGRESS;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &listener, &len) < 0 || listener.pid <= 0)
+                return 1;
+        return !(kill(listener.pid, 0) < 0 && errno == ESRCH);
+}
+
 static int listen_path(Monitor *m, const char *path, mode_t mode, TsmPrivSocketKind kind) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int r;
 
         if (strlen(path) >= sizeof(sa.sun_path))
                 return log_error_errno(-ENAMETOOLONG, "Socket path '%s' is too long.", path);
         memcpy(sa.sun_path, path, strlen(path));
+        /* SECURITY: a second tsmd given a live tsmd's path (or another service's) must not take it
+         * over: the clients of the first would be ours, or nobody's. A stale socket is replaced. */
+        r = socket_path_served(&sa);
+        if (r < 0)
+                return log_error_errno(r, "Cannot check whether something serves '%s': %m", path);
+        if (r > 0)
+                return log_error_errno(-EADDRINUSE, "Refusing to start: something serves '%s' already (another "
+                                                    "tsmd?). Stop it, or give this tsmd another socket path.", path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return negative_errno();

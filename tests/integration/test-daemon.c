@@ -16,7 +16,9 @@
 #include <sys/fanotify.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "config.h"
@@ -1026,6 +1028,136 @@ TEST(a_build_tree_tsmd_starts_its_own_worker) {
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
         ASSERT_FALSE(tsmd_log_contains(&t, "Started worker " TSMD_WORKER_PATH));
         varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* ---- a second tsmd ------------------------------------------------------------------------ */
+
+/* A second tsmd as an admin would start one by hand; its exit status, its stderr in *err. */
+static int second_tsmd(const char *config_path, const char *socket_path, char **err) {
+        const char *argv[] = { TSMD_PATH, strf("--config=%s", config_path), strf("--socket=%s", socket_path),
+                               "--log-level=info", NULL };
+
+        return run_capture(argv, NULL, err, RUN_TIMEOUT_USEC);
+}
+
+/* A second tsmd given a live one's socket refuses to start, naming the path, and leaves it to the
+ * first: the first's clients are not taken over. */
+TEST(second_tsmd_refuses_a_served_socket) {
+        _cleanup_free_ char *err = NULL;
+        const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
+        VarlinkClient *c;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        /* Directories of its own: only the socket is shared. */
+        write_file(config, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                                "[Guest]\nContextStateDirectory=%s/contexts\n[Policy]\nFile=%s/policy.conf\n"
+                                "DropInDirectory=%s/policy.d\n", dir, dir, t.dir, t.dir));
+        ASSERT_FALSE(exited_with(second_tsmd(config, t.socket, &err), 0));
+        if (!strstr(err, strf("something serves '%s' already", t.socket)))
+                TEST_FAIL("the second tsmd did not name the socket it refused:\n%s", err);
+
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        ASSERT_TRUE(tsmd_is_running(&t));
+        tsmd_teardown(&t);
+}
+
+/* A second tsmd on a live one's context state directory (its files: its configuration) refuses
+ * to start: its worker would have removed the state of the first one's contexts. */
+TEST(second_tsmd_refuses_a_state_directory_in_use) {
+        _cleanup_free_ char *err = NULL;
+        const char *dir = scratch_dir(), *state;
+        VarlinkClient *c;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        /* The state of a context the first tsmd would keep: no context of the second's. */
+        state = strf("%s/contexts/0123456789abcdef0123456789abcdef.state", t.dir);
+        write_file(state, "");
+        ASSERT_FALSE(exited_with(second_tsmd(t.config_path, scratch_path(dir, "io.tsmd"), &err), 0));
+        if (!strstr(err, strf("another tsmd uses the context state directory '%s/contexts'", t.dir)))
+                TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
+        ASSERT_OK(access(state, F_OK));
+
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* The socket a tsmd that is gone left behind (it never removes it) is taken: nothing serves it. */
+TEST(stale_socket_is_replaced) {
+        Tsmd t;
+        VarlinkClient *c;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        tsmd_stop(&t);
+        ASSERT_OK(access(t.socket, F_OK));
+        tsmd_restart(&t, &(TsmdOptions) { .config = "[Platform]\nMode=emulated\n" });
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* A listening socket at path whose listener exits at once, held by a process it forked until
+ * *hold_fd (the test's end of a pipe) is closed: as a worker the kernel is still killing for its
+ * monitor's SIGKILL holds tsmd's socket. */
+static void listen_and_leave(const char *path, int *hold_fd) {
+        int hold[2], status;
+        pid_t listener;
+
+        ASSERT_OK(pipe2(hold, O_CLOEXEC));
+        fflush(NULL);
+        listener = fork();
+        ASSERT_TRUE(listener >= 0);
+        if (listener == 0) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                char c;
+
+                if (strlen(path) >= sizeof(sa.sun_path))
+                        _exit(1);
+                memcpy(sa.sun_path, path, strlen(path));
+                (void) unlink(path);
+                if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 8) < 0)
+                        _exit(1);
+                switch (fork()) {
+                case -1:
+                        _exit(1);
+                case 0:
+                        /* Until the test's end of the pipe is closed (it exits, or says so). */
+                        close(hold[1]);
+                        (void) !read(hold[0], &c, 1);
+                        _exit(0);
+                default:
+                        _exit(0);
+                }
+        }
+        close(hold[0]);
+        ASSERT_TRUE(waitpid(listener, &status, 0) == listener);
+        ASSERT_TRUE(exited_with(status, 0));
+        *hold_fd = hold[1];
+}
+
+/* A socket whose listener is gone is a stale one, though a process it forked still holds it: a
+ * tsmd started right after a SIGKILL of the last one takes it. */
+TEST(socket_of_a_listener_that_is_gone_is_replaced) {
+        VarlinkClient *c;
+        int hold;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        tsmd_stop(&t);
+        listen_and_leave(t.socket, &hold);
+        tsmd_restart(&t, &(TsmdOptions) { .config = "[Platform]\nMode=emulated\n" });
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        close(hold);
         tsmd_teardown(&t);
 }
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# "meson install" into a DESTDIR puts the shipped configuration in /usr/share/tsmd and copies it
+# into /etc/tsmd; a second install over an admin's edits (an upgrade) keeps them, puts back a
+# file that is gone and leaves a symlink alone.
+#   install-config.sh MESON BUILD-ROOT SOURCE-ROOT
+set -u
+meson=$1 build=$2 src=$3
+umask 022
+tmp=$(mktemp -d /tmp/tsmd-install.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+root=$tmp/root
+n=0 failed=0
+
+check() {
+    local what=$1; shift
+    n=$((n + 1))
+    if "$@"; then
+        echo "ok $n - $what"
+    else
+        echo "not ok $n - $what"
+        failed=1
+    fi
+}
+install_into_root() {
+    out=$("$meson" install -C "$build" --destdir "$root" --no-rebuild 2>&1) || { echo "$out" | sed 's/^/# /'; echo "Bail out! meson install failed"; exit 1; }
+}
+
+install_into_root
+check "the shipped tsmd.conf is in /usr/share/tsmd" cmp -s "$src/systemd/tsmd.conf" "$root/usr/share/tsmd/tsmd.conf"
+check "the shipped policy.conf is in /usr/share/tsmd" cmp -s "$src/daemon/policy/policy.conf.example" "$root/usr/share/tsmd/policy.conf"
+check "a first install puts tsmd.conf in /etc/tsmd" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
+check "a first install puts policy.conf in /etc/tsmd" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
+check "mode 0644, as tsmd trusts a policy file" test "$(stat -c %a "$root/etc/tsmd/policy.conf")" = 644
+
+# The admin's edits; a tsmd.conf that is a link to one kept elsewhere.
+printf '[Client:vm]\nUsers=root\nDevices=*\nScopes=info\n' >>"$root/etc/tsmd/policy.conf"
+cp "$root/etc/tsmd/policy.conf" "$tmp/policy.edited"
+mv "$root/etc/tsmd/tsmd.conf" "$root/etc/tsmd/tsmd.conf.real"
+ln -s tsmd.conf.real "$root/etc/tsmd/tsmd.conf"
+install_into_root
+check "a second install keeps the edited policy.conf" cmp -s "$tmp/policy.edited" "$root/etc/tsmd/policy.conf"
+check "a second install leaves a symlinked tsmd.conf alone" test "$(readlink "$root/etc/tsmd/tsmd.conf")" = tsmd.conf.real
+
+rm "$root/etc/tsmd/policy.conf"
+rm "$root/etc/tsmd/tsmd.conf"
+install_into_root
+check "an install puts back a policy.conf that is gone" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
+check "an install puts back a tsmd.conf that is gone" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
+echo "1..$n"
+exit $failed
