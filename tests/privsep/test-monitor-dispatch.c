@@ -2443,7 +2443,7 @@ typedef struct Flood {
         int channel; /* non-blocking */
         bool packed;
         uint64_t until; /* it stops by itself then, held loop or not */
-        volatile bool stop;
+        bool stop; /* __atomic: the test's thread sets it, the flood's reads it */
         unsigned long n_sent;
 } Flood;
 
@@ -2456,7 +2456,7 @@ static void *flood_run(void *userdata) {
         _Static_assert(sizeof(struct tsm_priv_status) % TSM_PRIV_PACK_ALIGN == 0, "packed without padding");
         for (size_t i = 0; i < per_datagram; i++)
                 tsm_priv_init(datagram + i * sizeof(struct tsm_priv_status), TSM_PRIV_STATUS, 0, 0);
-        while (!fl->stop && now_monotonic_usec() < fl->until) {
+        while (!__atomic_load_n(&fl->stop, __ATOMIC_RELAXED) && now_monotonic_usec() < fl->until) {
                 ssize_t k = send(fl->channel, datagram, per_datagram * sizeof(struct tsm_priv_status), MSG_NOSIGNAL);
 
                 if (k < 0 && errno == EAGAIN) {
@@ -2540,7 +2540,7 @@ TEST(flood_does_not_hold_the_loop) {
                 while (!fired)
                         ASSERT_OK(event_base_loop(f->base, EVLOOP_ONCE));
                 n_status_at_timer = f->n_status;
-                fl.stop = true;
+                __atomic_store_n(&fl.stop, true, __ATOMIC_RELAXED);
                 for (size_t i = 0; i < ELEMENTSOF(threads); i++)
                         ASSERT_EQ(pthread_join(threads[i], NULL), 0);
                 event_free(ev);
