@@ -189,23 +189,10 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         channel_close(m);
 }
 
-static int apply_files(Monitor *m, char **ret_error);
-
+/* Starts a worker from the files set for it (monitor_dispatch_set_last_good()). */
 static int worker_start(Monitor *m) {
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
-        _cleanup_free_ char *error = NULL;
         int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, r;
-
-        /* A worker starts from the files as we load them now (LAST_GOOD): the emulated devices
-         * we serve, the policy our gate follows and the directories we gave it are its own.
-         * Broken files keep what is in force, and the worker gets the last that loaded, and
-         * why the files on disk did not load, in our words. */
-        loaded_files_done(&m->reload_files); /* the last worker's, never committed */
-        r = apply_files(m, &error);
-        monitor_dispatch_set_last_good(m->dispatch, m->last_good, r < 0, error);
-        if (r < 0 && m->last_good >= 0)
-                log_error("The configuration or policy files on disk do not load (see above): the new worker starts "
-                          "with the last configuration and policy that loaded.");
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
                 return log_error_errno(-errno, "Failed to make the worker's channel: %m");
@@ -244,12 +231,31 @@ static int worker_start(Monitor *m) {
         return 0;
 }
 
+static int apply_files(Monitor *m, char **ret_error);
+
+/* A worker after the first starts from the files as we load them now (LAST_GOOD): the emulated
+ * devices we serve, the policy our gate follows and the directories we gave it are its own.
+ * Broken files keep what is in force, and the worker gets the last that loaded, and why the
+ * files on disk did not load, in our words. */
+static int worker_restart(Monitor *m) {
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        loaded_files_done(&m->reload_files); /* the last worker's, never committed */
+        r = apply_files(m, &error);
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, r < 0, error);
+        if (r < 0 && m->last_good >= 0)
+                log_error("The configuration or policy files on disk do not load (see above): the new worker starts "
+                          "with the last configuration and policy that loaded.");
+        return worker_start(m);
+}
+
 static void on_restart_timer(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
 
         if (m->stopping)
                 return;
-        if (worker_start(m) < 0) {
+        if (worker_restart(m) < 0) {
                 /* Could not even fork: try again later rather than leave the VMs alone. */
                 struct timeval tv = timeval_of(BACKOFF_MAX_USEC);
                 (void) evtimer_add(m->restart_timer, &tv);
@@ -519,6 +525,33 @@ static int apply_files(Monitor *m, char **ret_error) {
                 return r;
         apply_loaded(m, &f);
         return 0;
+}
+
+/* The files the first worker starts from. If they do not load, tsmd does not start: the
+ * service manager's start fails at once and the log names the file, where workers that cannot
+ * load it would restart until the start times out (there is no set that loaded before). */
+static int files_at_start(Monitor *m) {
+        _cleanup_free_ char *error = NULL;
+        PolicyFileTrust trust = policy_trust(m);
+        LoadedFiles f = { .fd = -EBADF };
+        int r;
+
+        /* Without a configuration file, no files to keep: the policy for the gate, as ever. */
+        if (!m->config_path) {
+                (void) apply_files(m, NULL);
+                return 0;
+        }
+        /* The policy's error is ours to log (last_good_load()): said once, below. */
+        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error, NULL);
+        if (r >= 0) {
+                apply_loaded(m, &f);
+                return 0;
+        }
+        if (!error)
+                return log_oom();
+        return log_error_errno(r, "%s: the configuration or policy is broken, and no configuration that loaded "
+                                  "before is kept: not starting. Fix it (tsmd --check-config checks it) and "
+                                  "start tsmd again.", error);
 }
 
 /* RELOADING=1 and, after it, READY=1 again: only once a worker served. Before that, READY=1
@@ -974,6 +1007,9 @@ finish:
 int monitor_run(Monitor *m) {
         int r;
 
+        r = files_at_start(m);
+        if (r < 0)
+                return r;
         r = worker_start(m);
         if (r < 0)
                 return r;

@@ -678,21 +678,23 @@ TEST(watchdog_pings_within_a_short_interval) {
         expect_no_sanitizer_report(&m);
 }
 
-/* READY=1 means the worker serves. A first worker that cannot start (a policy that does not
- * load) leaves nobody served: a SIGHUP the monitor then handles alone (no worker runs between
- * two restarts) reloads its own part, but says neither RELOADING=1 nor READY=1, which would
- * tell the service manager the start is done. Once the files load, the next worker's READY is. */
+/* READY=1 means the worker serves. A first worker that cannot start (here: its audit log is a
+ * directory) leaves nobody served: a SIGHUP the monitor then handles alone (no worker runs between
+ * two restarts) reloads its own part, but says neither RELOADING=1 nor READY=1, which would tell
+ * the service manager the start is done. Once the worker can start, the next worker's READY is. */
 TEST(no_ready_before_a_worker_serves) {
-        char path[256];
+        const struct passwd *pw = getpwnam(TSMD_WORKER_USER);
+        char audit[256], log[300];
         Manager m;
-        FILE *f;
 
+        if (geteuid() != 0 || !pw)
+                SKIP("needs root and the worker's user, to give the worker its audit directory");
         manager_init(&m);
-        snprintf(path, sizeof(path), "%s/policy.conf", m.dir);
-        f = fopen(path, "w");
-        ASSERT_NOT_NULL(f);
-        fprintf(f, "[Client:tests]\nBogus=1\n");
-        fclose(f);
+        snprintf(audit, sizeof(audit), "%s/audit", m.dir);
+        snprintf(log, sizeof(log), "%s/audit.log", audit);
+        ASSERT_OK(mkdir(audit, 0750));
+        ASSERT_OK(chown(audit, pw->pw_uid, pw->pw_gid));
+        ASSERT_OK(mkdir(log, 0700));
         manager_start(&m);
         /* Workers exit at once, restarted after 100, 200, 400, 800 ms...: SIGHUPs a while
          * apart find the monitor without one. */
@@ -704,11 +706,8 @@ TEST(no_ready_before_a_worker_serves) {
         ASSERT_FALSE(m.ready);
         ASSERT_EQ(waitpid(m.pid, NULL, WNOHANG), 0);
 
-        f = fopen(path, "w");
-        ASSERT_NOT_NULL(f);
-        fprintf(f, "[Client:tests]\nUsers=root 65534\nDevices=*\n");
-        fclose(f);
-        /* The next worker starts from them: at most one backoff (3.2 s, then 6.4 s) away. */
+        ASSERT_OK(rmdir(log));
+        /* The next worker starts: at most one backoff (3.2 s, then 6.4 s) away. */
         manager_wait(&m, is_ready, 20000);
         ASSERT_TRUE(m.ready);
         kill(m.pid, SIGTERM);
