@@ -41,6 +41,9 @@
 /* The emulated devices' snapshot (emu-state.h): not a context's, and not one of ours in the sense
  * of fdstore_name_is_ours(). */
 #define FDSTORE_EMU_STATE_NAME "tsmd-emu-state"
+/* The configuration and policy that loaded last (last-good.h), for a start with the files broken
+ * on disk: one entry, replaced by each new set. Not one of ours either. */
+#define FDSTORE_LAST_GOOD_NAME "tsmd-last-good"
 
 bool fdstore_available(void);
 /* Stores fd (not taken: systemd gets a copy) under FDNAME=ctxid.<uid>.<reclaim_id>. */

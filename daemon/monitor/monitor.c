@@ -69,6 +69,7 @@ struct Monitor {
         size_t n_sockets, allocated_sockets;
         Policy *policy; /* for the gates only (scope_granted(), device_listed()); NULL: none loaded */
         int last_good;  /* the bytes of the files that loaded last, sealed (last-good.h); -EBADF: none */
+        int stored_last_good; /* the fd store's, from before a restart of tsmd, until the start took it or not */
         LoadedFiles reload_files; /* what the worker's RELOAD loaded, until it commits it */
 
         char *worker_path; /* for logs: it runs from worker_binary */
@@ -491,12 +492,29 @@ static int load_files(Monitor *m, LoadedFiles *ret, char **ret_error, bool *ret_
         return 0;
 }
 
+/* The set in force into the service manager's fd store too, in place of the one before, so that
+ * a start of tsmd with the files broken on disk serves it (files_at_start()), as a new worker
+ * does. Two notifications (systemd removes by name, and every fd of the name): a death between
+ * them leaves none, and that start fails as a first one does. */
+static void last_good_keep(Monitor *m) {
+        int r;
+
+        if (!fdstore_available())
+                return;
+        r = fdstore_remove_name(FDSTORE_LAST_GOOD_NAME);
+        if (r >= 0)
+                r = fdstore_put_name(m->last_good, FDSTORE_LAST_GOOD_NAME);
+        if (r < 0)
+                log_warning_errno(r, "Failed to keep the configuration in force in the fd store, a restart of tsmd "
+                                     "with the files broken on disk will not start: %m");
+}
+
 /* What the monitor takes of a set of files (taken), at a reload and whenever a worker starts
  * (which starts from what we load): the emulated devices it serves, the policy for its scope
  * gate, the directories the worker writes, and the bytes of all the files for the next worker,
  * so that what the monitor and a new worker follow is always one set that loaded whole. The
- * rest (the policy's decisions, limits, audit) is the worker's. */
-static void apply_loaded(Monitor *m, LoadedFiles *f) {
+ * rest (the policy's decisions, limits, audit) is the worker's. keep: into the fd store too. */
+static void apply_loaded(Monitor *m, LoadedFiles *f, bool keep) {
         int r;
 
         if (tsm_platform_is_emulated(m->platform)) {
@@ -509,6 +527,8 @@ static void apply_loaded(Monitor *m, LoadedFiles *f) {
         safe_close(m->last_good);
         m->last_good = TAKE_FD(f->fd);
         monitor_dispatch_set_last_good(m->dispatch, m->last_good, false, NULL);
+        if (keep)
+                last_good_keep(m);
         loaded_files_done(f);
 }
 
@@ -523,18 +543,21 @@ static int apply_files(Monitor *m, char **ret_error) {
         r = load_files(m, &f, ret_error, NULL);
         if (r < 0)
                 return r;
-        apply_loaded(m, &f);
+        apply_loaded(m, &f, /* keep= */ true);
         return 0;
 }
 
-/* The files the first worker starts from. If they do not load, tsmd does not start: the
- * service manager's start fails at once and the log names the file, where workers that cannot
- * load it would restart until the start times out (there is no set that loaded before). */
+/* The files the first worker starts from: those on disk; if they do not load, the set in force
+ * before a restart of tsmd (the fd store's, last_good_keep()), as a worker restarted with them
+ * broken serves the last that loaded. With neither (a first start, or no service manager), tsmd
+ * does not start: the service manager's start fails at once and the log names the file, where
+ * workers that cannot load it would restart until the start times out. */
 static int files_at_start(Monitor *m) {
-        _cleanup_free_ char *error = NULL;
+        _cleanup_close_ int stored = TAKE_FD(m->stored_last_good);
+        _cleanup_free_ char *error = NULL, *names = NULL, *stored_error = NULL;
         PolicyFileTrust trust = policy_trust(m);
         LoadedFiles f = { .fd = -EBADF };
-        int r;
+        int r, k;
 
         /* Without a configuration file, no files to keep: the policy for the gate, as ever. */
         if (!m->config_path) {
@@ -544,14 +567,28 @@ static int files_at_start(Monitor *m) {
         /* The policy's error is ours to log (last_good_load()): said once, below. */
         r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error, NULL);
         if (r >= 0) {
-                apply_loaded(m, &f);
+                apply_loaded(m, &f, /* keep= */ true);
                 return 0;
         }
         if (!error)
                 return log_oom();
-        return log_error_errno(r, "%s: the configuration or policy is broken, and no configuration that loaded "
-                                  "before is kept: not starting. Fix it (tsmd --check-config checks it) and "
-                                  "start tsmd again.", error);
+        if (stored < 0)
+                return log_error_errno(r, "%s: the configuration or policy is broken, and no configuration that loaded "
+                                          "before is kept: not starting. Fix it (tsmd --check-config checks it) and "
+                                          "start tsmd again.", error);
+        k = last_good_restore(stored, &f.config, &f.policy, &names, &stored_error);
+        if (k < 0)
+                return log_error_errno(k, "%s: the configuration or policy is broken, and the one kept from before the "
+                                          "restart does not load either (%s%s%m): not starting. Fix it (tsmd "
+                                          "--check-config checks it) and start tsmd again.",
+                                       error, strempty(stored_error), stored_error ? ", " : "");
+        log_error("%s: the configuration or policy is broken, serving the configuration that last loaded, from "
+                  "before the restart: %s. Fix it and reload.", error, strna(names));
+        f.fd = TAKE_FD(stored);
+        apply_loaded(m, &f, /* keep= */ false); /* it is the store's already */
+        /* The first worker serves it, and says why (GetStatus: source last_good). */
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, true, error);
+        return 0;
 }
 
 /* RELOADING=1 and, after it, READY=1 again: only once a worker served. Before that, READY=1
@@ -581,7 +618,7 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret
                 /* The dispatch lets a commit through only after a load that succeeded. */
                 r = m->reload_files.fd >= 0 ? 0 : -ESTALE;
                 if (r >= 0)
-                        apply_loaded(m, &m->reload_files);
+                        apply_loaded(m, &m->reload_files, /* keep= */ true);
         } else {
                 loaded_files_done(&m->reload_files);
                 r = m->config_path ? load_files(m, &m->reload_files, ret_reason, ret_policy_failed) : -EOPNOTSUPP;
@@ -712,7 +749,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m = new0(Monitor, 1);
         if (!m)
                 return -ENOMEM;
-        m->channel = m->worker_binary = m->last_good = m->reload_files.fd = -EBADF;
+        m->channel = m->worker_binary = m->last_good = m->stored_last_good = m->reload_files.fd = -EBADF;
         m->config = *config;
         *config = (DaemonConfig) {};
         m->config_optional = o->config_optional;
@@ -882,6 +919,7 @@ Monitor *monitor_free(Monitor *m) {
         daemon_config_done(&m->config);
         policy_unref(m->policy);
         safe_close(m->last_good);
+        safe_close(m->stored_last_good);
         loaded_files_done(&m->reload_files);
         return mfree(m);
 }
@@ -935,6 +973,16 @@ int monitor_listen(Monitor *m) {
                                 safe_close(fd);
                         } else
                                 emu_state = fd;
+                        continue;
+                }
+                /* The files in force before the restart (last-good.h): the start's, if the
+                 * disk's do not load. */
+                if (name && streq(name, FDSTORE_LAST_GOOD_NAME)) {
+                        if (m->stored_last_good >= 0) {
+                                log_warning("Ignoring a second kept configuration (fd %d).", fd);
+                                safe_close(fd);
+                        } else
+                                m->stored_last_good = fd;
                         continue;
                 }
                 /* An iommufd kept for us across a restart (fdstore.h). */
