@@ -61,6 +61,9 @@ int fdstore_carried_fd(int carrier, int *ret_fd);
 int fdstore_put_name(int fd, const char *name);
 /* Removes whatever is stored under name (one handed back by systemd, as it was). */
 int fdstore_remove_name(const char *name);
+/* The fd the service manager passed under name (LISTEN_FDNAMES), still to be taken with the rest
+ * (monitor_listen()); -ENOENT if none. */
+int fdstore_passed_fd(const char *name);
 /* True if name starts as one of ours does, either format: systemd hands back nothing else
  * under such a name. */
 bool fdstore_name_is_ours(const char *name);

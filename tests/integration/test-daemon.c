@@ -1030,6 +1030,18 @@ TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
                         TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
                 ASSERT_NULL(strstr(err, "Started worker"));
         }
+
+        /* tsmd.conf the same. */
+        write_file(scratch_path(dir, "policy.conf"), "[Client:x]\nUsers=root\n");
+        write_file(scratch_path(dir, "tsmd.conf"), "[Platform]\nMode=emulated\nBogus=1\n");
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *want = strf("%s/tsmd.conf:3: unknown section or key", dir);
+
+                ASSERT_TRUE(exited_with(start_in(dir, &err), 1));
+                if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
+                        TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
+        }
 }
 
 /* ---- which worker ------------------------------------------------------------------------ */

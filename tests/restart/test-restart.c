@@ -3373,6 +3373,7 @@ static void expect_last_good_is(Manager *m, const char *needle) {
  */
 TEST(a_restart_with_broken_files_serves_the_last_good_set) {
         char source[32], error[512], want[512];
+        _cleanup_free_ char *good = NULL;
         VarlinkClient *c;
         Manager m;
 
@@ -3382,7 +3383,11 @@ TEST(a_restart_with_broken_files_serves_the_last_good_set) {
         manager_wait(&m, has_last_good, 5000);
         expect_last_good_is(&m, "Users=root 65534\nDevices=*\n");
 
-        /* The policy broken, and tsmd restarted by the book (the store outlives a restart). */
+        /* The policy broken, and tsmd restarted by the book (the store outlives a restart). What the
+         * monitor reads at start comes from the kept set too, not from a tsmd.conf without its
+         * policy: MaxContexts=1 there is not in force. */
+        good = read_text(&m, "tsmd.conf");
+        config_set(&m, "Guest", "MaxContexts", "1");
         policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=*\nBogus=1\n");
         stop(&m);
         manager_start_ready(&m);
@@ -3394,9 +3399,29 @@ TEST(a_restart_with_broken_files_serves_the_last_good_set) {
         ASSERT_NOT_NULL(strstr(error, want));
         c = connect_client(&m);
         call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
         varlink_client_free(c);
 
-        /* Fixed: a reload applies it, and the store keeps the new set in place of the old. */
+        /* A crash, with tsmd.conf broken too: the same. */
+        config_set(&m, "Guest", "Bogus", "1");
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
+        manager_start_ready(&m);
+        snprintf(want, sizeof(want), "%s:16: unknown section or key: the configuration or policy is broken, serving "
+                 "the configuration that last loaded, from before the restart", m.config);
+        ASSERT_TRUE(log_contains(&m, want));
+        configuration_of(&m, source, error);
+        ASSERT_STREQ(source, "last_good");
+        ASSERT_NOT_NULL(strstr(error, "tsmd.conf"));
+
+        /* Fixed: a reload applies them, and the store keeps the new set in place of the old. */
+        {
+                FILE *f = fopen(m.config, "we");
+
+                ASSERT_NOT_NULL(f);
+                fputs(good, f);
+                ASSERT_OK(fclose(f));
+        }
         policy_write(&m, "[Client:tests]\nUsers=root 65534 4242\nDevices=*\n");
         {
                 VarlinkClient *a;
