@@ -376,7 +376,9 @@ static int legacy_index_build(const char *dir) {
                 context_store_forget_legacy();
                 return r;
         }
-        qsort(legacy_index.names, legacy_index.n, sizeof(LegacyName), legacy_name_compare);
+        /* Not of none: names is NULL then, which qsort() and bsearch() may not be given. */
+        if (legacy_index.n > 0)
+                qsort(legacy_index.names, legacy_index.n, sizeof(LegacyName), legacy_name_compare);
         return 0;
 }
 
@@ -396,7 +398,8 @@ int context_store_adopt_legacy(const char *dir, const char *reclaim_id) {
                         return r;
         }
         memcpy(key.reclaim_id, reclaim_id, sizeof(key.reclaim_id));
-        l = bsearch(&key, legacy_index.names, legacy_index.n, sizeof(LegacyName), legacy_name_compare);
+        l = legacy_index.n > 0 ?
+                bsearch(&key, legacy_index.names, legacy_index.n, sizeof(LegacyName), legacy_name_compare) : NULL;
         if (!l || isempty(l->stem))
                 return -ENOENT;
         r = state_path(dir, l->stem, from, sizeof(from));

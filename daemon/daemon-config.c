@@ -125,10 +125,11 @@ int daemon_config_init(DaemonConfig *c) {
                 .limits = VARLINK_LIMITS_DEFAULT,
                 .platform = { .mode = TSM_PLATFORM_AUTO, .request_timeout_usec = TSM_REQUEST_TIMEOUT_USEC_DEFAULT },
                 .max_contexts_per_client = 16,
-                /* Each context is an fd the monitor holds: one fewer than tsmd.service's
-                 * FileDescriptorStoreMax= keeps across a restart of tsmd (a rename's carrier
-                 * takes one more for a moment, fdstore.h), far below its
-                 * LimitNOFILE= (the monitor lowers it to what RLIMIT_NOFILE allows). */
+                /* Each context is an fd the monitor holds: two fewer than tsmd.service's
+                 * FileDescriptorStoreMax= keeps across a restart of tsmd (the files in force
+                 * take one, tsmd-last-good; a rename's carrier one more for a moment, fdstore.h),
+                 * far below its LimitNOFILE= (the monitor lowers it to what RLIMIT_NOFILE
+                 * allows). */
                 .max_contexts = 4096,
                 .max_vdevices_per_client = 64,
                 .max_request_size = 1U << 20,

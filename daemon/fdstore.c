@@ -57,6 +57,23 @@ int fdstore_remove_name(const char *name) {
         return sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=%s", name);
 }
 
+int fdstore_passed_fd(const char *name) {
+        char **names = NULL;
+        int n, fd = -ENOENT;
+
+        n = sd_listen_fds_with_names(false, &names);
+        if (n < 0)
+                return n;
+        for (int i = 0; i < n; i++) {
+                if (fd < 0 && names && streq(names[i], name))
+                        fd = SD_LISTEN_FDS_START + i;
+                if (names)
+                        free(names[i]);
+        }
+        free(names);
+        return fd;
+}
+
 /* The carrier of a rename (fdstore.h): fd in flight on a datagram socket of its own, a file
  * description systemd has not seen. */
 static int carrier_new(int fd, int *ret_carrier) {

@@ -41,6 +41,9 @@
 /* The emulated devices' snapshot (emu-state.h): not a context's, and not one of ours in the sense
  * of fdstore_name_is_ours(). */
 #define FDSTORE_EMU_STATE_NAME "tsmd-emu-state"
+/* The configuration and policy that loaded last (last-good.h), for a start with the files broken
+ * on disk: one entry, replaced by each new set. Not one of ours either. */
+#define FDSTORE_LAST_GOOD_NAME "tsmd-last-good"
 
 bool fdstore_available(void);
 /* Stores fd (not taken: systemd gets a copy) under FDNAME=ctxid.<uid>.<reclaim_id>. */
@@ -58,6 +61,9 @@ int fdstore_carried_fd(int carrier, int *ret_fd);
 int fdstore_put_name(int fd, const char *name);
 /* Removes whatever is stored under name (one handed back by systemd, as it was). */
 int fdstore_remove_name(const char *name);
+/* The fd the service manager passed under name (LISTEN_FDNAMES), still to be taken with the rest
+ * (monitor_listen()); -ENOENT if none. */
+int fdstore_passed_fd(const char *name);
 /* True if name starts as one of ours does, either format: systemd hands back nothing else
  * under such a name. */
 bool fdstore_name_is_ours(const char *name);

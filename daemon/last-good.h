@@ -16,6 +16,12 @@
  * fd: nothing a worker does, compromised or not, changes them. A worker only ever triggers a
  * re-read of the trusted files (RELOAD), and the monitor's taking of what that read loaded.
  *
+ * Across a restart of tsmd the fd is kept in the service manager's fd store too
+ * (FDSTORE_LAST_GOOD_NAME, fdstore.h), and a start whose files do not load starts from it, as a
+ * worker does (monitor.c, files_at_start()). SECURITY: only tsmd's main process, the monitor,
+ * may store fds there (Type=notify's NotifyAccess=main; the worker has no NOTIFY_SOCKET), and
+ * the seals are checked as for a worker.
+ *
  * Contents: entries of a name, a NUL, a text and a NUL: first tsmd.conf (an empty name: there
  * was none, the built-in defaults), then every policy file in the order it was parsed.
  *

@@ -19,7 +19,9 @@
 #include "daemon-config.h"
 #include "discovery.h"
 #include "daemon-config-trusted.h"
+#include "fdstore.h"
 #include "file-trust.h"
+#include "last-good.h"
 #include "log.h"
 #include "monitor.h"
 #include "policy.h"
@@ -223,12 +225,35 @@ static int check_policy(const DaemonConfig *c, bool dump) {
         return 0;
 }
 
+/* Whether the policy c names loads, as the monitor loads it next (and says why not). */
+static bool policy_loads(const DaemonConfig *c, const PolicyFileTrust *trust) {
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+
+        return policy_load_full(c->policy_file, c->policy_dropin_dir, trust, &p, &error) >= 0;
+}
+
+/* The configuration in force before a restart of tsmd, if the service manager kept it
+ * (last-good.h). The monitor says it serves it, once it has loaded the files again and taken the
+ * policy kept with it (monitor.c, files_at_start()). */
+static int config_kept_before_restart(DaemonConfig *ret) {
+        _cleanup_(policy_unrefp) Policy *policy = NULL;
+        _cleanup_free_ char *names = NULL;
+        int fd;
+
+        fd = fdstore_passed_fd(FDSTORE_LAST_GOOD_NAME);
+        if (fd < 0)
+                return fd;
+        return last_good_restore(fd, ret, &policy, &names, NULL);
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(monitor_freep) Monitor *m = NULL;
         _cleanup_free_ char *worker = NULL;
         const char *config_path = arg_config;
-        DaemonConfig config;
-        int r;
+        PolicyFileTrust trust;
+        DaemonConfig config, kept;
+        int r, k;
 
         log_set_ident("tsmd");
 
@@ -244,8 +269,26 @@ int main(int argc, char *argv[]) {
         }
         /* SECURITY: root acts on what it names: checked as the policy files are, by whoever
          * runs it (--check-config as another user trusts that user's files, as for the policy). */
-        r = daemon_config_load_trusted_logged(&config, config_path, !arg_config,
-                                              &(const PolicyFileTrust) { .owner = geteuid(), .worker_gid = config_worker_gid() });
+        trust = (PolicyFileTrust) { .owner = geteuid(), .worker_gid = config_worker_gid() };
+        r = daemon_config_load_trusted_logged(&config, config_path, !arg_config, &trust);
+        /* A start over files that do not load serves the set in force before a restart of tsmd,
+         * if one is kept, and whole: what the monitor reads at start only (the platform,
+         * MaxContexts=, the worker's directories) is that set's too, not a tsmd.conf's whose
+         * policy did not load. A policy that does not load with nothing kept: the monitor says
+         * so, and does not start. */
+        if (!arg_check_config && !arg_dump_config && (r < 0 || !policy_loads(&config, &trust))) {
+                k = config_kept_before_restart(&kept);
+                if (k >= 0) {
+                        daemon_config_done(&config);
+                        config = kept;
+                        r = 0;
+                } else if (r < 0 && k == -ENOENT)
+                        log_error("%s does not load, and no configuration that loaded before is kept: not starting.",
+                                  config_path);
+                else if (r < 0)
+                        log_error_errno(k, "%s does not load, nor does the configuration kept from before the restart "
+                                           "(%m): not starting.", config_path);
+        }
         if (r < 0) {
                 daemon_config_done(&config);
                 return EXIT_FAILURE;

@@ -67,11 +67,12 @@ typedef struct MonitorContexts MonitorContexts;
  * (it exits 10), and no worker is left to free anything. What it needs beside its contexts:
  *   - its own, always open: stdio, the worker's binary, the event loop's epoll and signal pipe,
  *     the kernel lanes' eventfd, the uevent socket, the listening sockets, the channel, the
- *     journal's socket (10 measured on the emulated platform with two listening sockets, a
- *     dozen on the kernel's); room for more sockets;
+ *     journal's socket, the sealed memfd of the files in force (10 measured on the emulated
+ *     platform with two listening sockets, a dozen on the kernel's); room for more sockets;
  *   - for a moment: a worker's start (socketpair, the child's two dups above fd 10, the config,
- *     policy file, drop-in directory and file, and worker directories it rereads), the
- *     notification and fd store sockets, a rename's carrier pair, an OPEN_CONTEXT's second fd,
+ *     policy file, drop-in directory and file, and worker directories it rereads, the memfd of
+ *     what they loaded; at start, the set kept in the fd store), the notification and fd store
+ *     sockets, a rename's carrier pair, an OPEN_CONTEXT's second fd,
  *     a reclaimed copy;
  *   - a batch of datagrams from the worker, each with the fd of an ADOPT_CONTEXT: the kernel
  *     installs them before any handler can refuse one, and truncates (a violation) what does

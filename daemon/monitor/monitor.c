@@ -70,6 +70,7 @@ struct Monitor {
         size_t n_sockets, allocated_sockets;
         Policy *policy; /* for the gates only (scope_granted(), device_listed()); NULL: none loaded */
         int last_good;  /* the bytes of the files that loaded last, sealed (last-good.h); -EBADF: none */
+        int stored_last_good; /* the fd store's, from before a restart of tsmd, until the start took it or not */
         LoadedFiles reload_files; /* what the worker's RELOAD loaded, until it commits it */
 
         char *worker_path; /* for logs: it runs from worker_binary */
@@ -191,23 +192,10 @@ static void on_channel(evutil_socket_t fd, short what, void *userdata) {
         channel_close(m);
 }
 
-static int apply_files(Monitor *m, char **ret_error);
-
+/* Starts a worker from the files set for it (monitor_dispatch_set_last_good()). */
 static int worker_start(Monitor *m) {
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
-        _cleanup_free_ char *error = NULL;
         int pair[2], size = (int) TSM_PRIV_DATAGRAM_MAX * 4, r;
-
-        /* A worker starts from the files as we load them now (LAST_GOOD): the emulated devices
-         * we serve, the policy our gate follows and the directories we gave it are its own.
-         * Broken files keep what is in force, and the worker gets the last that loaded, and
-         * why the files on disk did not load, in our words. */
-        loaded_files_done(&m->reload_files); /* the last worker's, never committed */
-        r = apply_files(m, &error);
-        monitor_dispatch_set_last_good(m->dispatch, m->last_good, r < 0, error);
-        if (r < 0 && m->last_good >= 0)
-                log_error("The configuration or policy files on disk do not load (see above): the new worker starts "
-                          "with the last configuration and policy that loaded.");
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
                 return log_error_errno(-errno, "Failed to make the worker's channel: %m");
@@ -246,12 +234,31 @@ static int worker_start(Monitor *m) {
         return 0;
 }
 
+static int apply_files(Monitor *m, char **ret_error);
+
+/* A worker after the first starts from the files as we load them now (LAST_GOOD): the emulated
+ * devices we serve, the policy our gate follows and the directories we gave it are its own.
+ * Broken files keep what is in force, and the worker gets the last that loaded, and why the
+ * files on disk did not load, in our words. */
+static int worker_restart(Monitor *m) {
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        loaded_files_done(&m->reload_files); /* the last worker's, never committed */
+        r = apply_files(m, &error);
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, r < 0, error);
+        if (r < 0 && m->last_good >= 0)
+                log_error("The configuration or policy files on disk do not load (see above): the new worker starts "
+                          "with the last configuration and policy that loaded.");
+        return worker_start(m);
+}
+
 static void on_restart_timer(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
 
         if (m->stopping)
                 return;
-        if (worker_start(m) < 0) {
+        if (worker_restart(m) < 0) {
                 /* Could not even fork: try again later rather than leave the VMs alone. */
                 struct timeval tv = timeval_of(BACKOFF_MAX_USEC);
                 (void) evtimer_add(m->restart_timer, &tv);
@@ -504,12 +511,29 @@ static int load_files(Monitor *m, LoadedFiles *ret, char **ret_error, bool *ret_
         return 0;
 }
 
+/* The set in force into the service manager's fd store too, in place of the one before, so that
+ * a start of tsmd with the files broken on disk serves it (files_at_start()), as a new worker
+ * does. Two notifications (systemd removes by name, and every fd of the name): a death between
+ * them leaves none, and that start fails as a first one does. */
+static void last_good_keep(Monitor *m) {
+        int r;
+
+        if (!fdstore_available())
+                return;
+        r = fdstore_remove_name(FDSTORE_LAST_GOOD_NAME);
+        if (r >= 0)
+                r = fdstore_put_name(m->last_good, FDSTORE_LAST_GOOD_NAME);
+        if (r < 0)
+                log_warning_errno(r, "Failed to keep the configuration in force in the fd store, a restart of tsmd "
+                                     "with the files broken on disk will not start: %m");
+}
+
 /* What the monitor takes of a set of files (taken), at a reload and whenever a worker starts
  * (which starts from what we load): the emulated devices it serves, the policy for its scope
  * gate, the directories the worker writes, and the bytes of all the files for the next worker,
  * so that what the monitor and a new worker follow is always one set that loaded whole. The
- * rest (the policy's decisions, limits, audit) is the worker's. */
-static void apply_loaded(Monitor *m, LoadedFiles *f) {
+ * rest (the policy's decisions, limits, audit) is the worker's. keep: into the fd store too. */
+static void apply_loaded(Monitor *m, LoadedFiles *f, bool keep) {
         int r;
 
         if (tsm_platform_is_emulated(m->platform)) {
@@ -522,6 +546,8 @@ static void apply_loaded(Monitor *m, LoadedFiles *f) {
         safe_close(m->last_good);
         m->last_good = TAKE_FD(f->fd);
         monitor_dispatch_set_last_good(m->dispatch, m->last_good, false, NULL);
+        if (keep)
+                last_good_keep(m);
         loaded_files_done(f);
 }
 
@@ -536,7 +562,51 @@ static int apply_files(Monitor *m, char **ret_error) {
         r = load_files(m, &f, ret_error, NULL);
         if (r < 0)
                 return r;
-        apply_loaded(m, &f);
+        apply_loaded(m, &f, /* keep= */ true);
+        return 0;
+}
+
+/* The files the first worker starts from: those on disk; if they do not load, the set in force
+ * before a restart of tsmd (the fd store's, last_good_keep()), as a worker restarted with them
+ * broken serves the last that loaded. With neither (a first start, or no service manager), tsmd
+ * does not start: the service manager's start fails at once and the log names the file, where
+ * workers that cannot load it would restart until the start times out. */
+static int files_at_start(Monitor *m) {
+        _cleanup_close_ int stored = TAKE_FD(m->stored_last_good);
+        _cleanup_free_ char *error = NULL, *names = NULL, *stored_error = NULL;
+        PolicyFileTrust trust = policy_trust(m);
+        LoadedFiles f = { .fd = -EBADF };
+        int r, k;
+
+        /* Without a configuration file, no files to keep: the policy for the gate, as ever. */
+        if (!m->config_path) {
+                (void) apply_files(m, NULL);
+                return 0;
+        }
+        /* The policy's error is ours to log (last_good_load()): said once, below. */
+        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error, NULL);
+        if (r >= 0) {
+                apply_loaded(m, &f, /* keep= */ true);
+                return 0;
+        }
+        if (!error)
+                return log_oom();
+        if (stored < 0)
+                return log_error_errno(r, "%s: the configuration or policy is broken, and no configuration that loaded "
+                                          "before is kept: not starting. Fix it (tsmd --check-config checks it) and "
+                                          "start tsmd again.", error);
+        k = last_good_restore(stored, &f.config, &f.policy, &names, &stored_error);
+        if (k < 0)
+                return log_error_errno(k, "%s: the configuration or policy is broken, and the one kept from before the "
+                                          "restart does not load either (%s%s%m): not starting. Fix it (tsmd "
+                                          "--check-config checks it) and start tsmd again.",
+                                       error, strempty(stored_error), stored_error ? ", " : "");
+        log_error("%s: the configuration or policy is broken, serving the configuration that last loaded, from "
+                  "before the restart: %s. Fix it and reload.", error, strna(names));
+        f.fd = TAKE_FD(stored);
+        apply_loaded(m, &f, /* keep= */ false); /* it is the store's already */
+        /* The first worker serves it, and says why (GetStatus: source last_good). */
+        monitor_dispatch_set_last_good(m->dispatch, m->last_good, true, error);
         return 0;
 }
 
@@ -567,7 +637,7 @@ static int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret
                 /* The dispatch lets a commit through only after a load that succeeded. */
                 r = m->reload_files.fd >= 0 ? 0 : -ESTALE;
                 if (r >= 0)
-                        apply_loaded(m, &m->reload_files);
+                        apply_loaded(m, &m->reload_files, /* keep= */ true);
         } else {
                 loaded_files_done(&m->reload_files);
                 r = m->config_path ? load_files(m, &m->reload_files, ret_reason, ret_policy_failed) : -EOPNOTSUPP;
@@ -698,7 +768,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m = new0(Monitor, 1);
         if (!m)
                 return -ENOMEM;
-        m->channel = m->worker_binary = m->last_good = m->reload_files.fd = -EBADF;
+        m->channel = m->worker_binary = m->last_good = m->stored_last_good = m->reload_files.fd = -EBADF;
         m->state_dir_lock = -EBADF;
         m->config = *config;
         *config = (DaemonConfig) {};
@@ -873,6 +943,7 @@ Monitor *monitor_free(Monitor *m) {
         daemon_config_done(&m->config);
         policy_unref(m->policy);
         safe_close(m->last_good);
+        safe_close(m->stored_last_good);
         loaded_files_done(&m->reload_files);
         return mfree(m);
 }
@@ -957,6 +1028,16 @@ int monitor_listen(Monitor *m) {
                                 emu_state = fd;
                         continue;
                 }
+                /* The files in force before the restart (last-good.h): the start's, if the
+                 * disk's do not load. */
+                if (name && streq(name, FDSTORE_LAST_GOOD_NAME)) {
+                        if (m->stored_last_good >= 0) {
+                                log_warning("Ignoring a second kept configuration (fd %d).", fd);
+                                safe_close(fd);
+                        } else
+                                m->stored_last_good = fd;
+                        continue;
+                }
                 /* An iommufd kept for us across a restart (fdstore.h). */
                 if (fdstore_name_is_ours(name)) {
                         uint32_t id;
@@ -1027,6 +1108,9 @@ finish:
 int monitor_run(Monitor *m) {
         int r;
 
+        r = files_at_start(m);
+        if (r < 0)
+                return r;
         r = worker_start(m);
         if (r < 0)
                 return r;

@@ -992,6 +992,60 @@ TEST(worker_serves_without_the_default_file) {
         }
 }
 
+/* ---- a start with broken files ----------------------------------------------------------- */
+
+/* tsmd started on dir's tsmd.conf, as no service manager keeps anything for it; returns the wait
+ * status, stderr in *err. Fails the test unless it exits well within RUN_TIMEOUT_USEC. */
+static int start_in(const char *dir, char **err) {
+        const char *argv[] = { TSMD_PATH, strf("--config=%s", scratch_path(dir, "tsmd.conf")),
+                               strf("--socket=%s", scratch_path(dir, "io.tsmd")), NULL };
+
+        (void) unsetenv("NOTIFY_SOCKET");
+        (void) unsetenv("LISTEN_FDS");
+        (void) unsetenv("LISTEN_PID");
+        return run_capture(argv, NULL, err, RUN_TIMEOUT_USEC);
+}
+
+/*
+ * With the files broken and no set that loaded before (a first start; a service manager would
+ * have passed the last one kept), tsmd exits 1 at once, naming the file and line: systemctl
+ * start fails and says why. Before, a broken policy had the monitor start workers that failed
+ * in a loop and never said READY=1: the start hung for TimeoutStartSec=, and VMMs with it.
+ */
+TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
+        const char *dir = scratch_dir();
+
+        if (geteuid() != 0)
+                SKIP("tsmd starts as root only");
+        ASSERT_OK(chmod(dir, 0755));
+        write_file(scratch_path(dir, "tsmd.conf"),
+                   strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                        "[Guest]\nContextStateDirectory=%s/contexts\n[Policy]\nFile=%s/policy.conf\n",
+                        dir, dir, dir));
+        write_file(scratch_path(dir, "policy.conf"), "[Client:x]\nUsers=root\nBogus=1\n");
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *want = strf("%s/policy.conf:3: unknown key 'Bogus'", dir);
+
+                ASSERT_TRUE(exited_with(start_in(dir, &err), 1));
+                if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
+                        TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
+                ASSERT_NULL(strstr(err, "Started worker"));
+        }
+
+        /* tsmd.conf the same. */
+        write_file(scratch_path(dir, "policy.conf"), "[Client:x]\nUsers=root\n");
+        write_file(scratch_path(dir, "tsmd.conf"), "[Platform]\nMode=emulated\nBogus=1\n");
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *want = strf("%s/tsmd.conf:3: unknown section or key", dir);
+
+                ASSERT_TRUE(exited_with(start_in(dir, &err), 1));
+                if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
+                        TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
+        }
+}
+
 /* ---- which worker ------------------------------------------------------------------------ */
 
 /* A tsmd run from a build tree starts the worker built with it, not one of another version

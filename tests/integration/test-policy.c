@@ -1000,26 +1000,6 @@ TEST(a_refusal_says_what_only_the_monitor_could_read) {
         tsmd_teardown(&t);
 }
 
-/* A first start has nothing that loaded before: a broken policy leaves tsmd serving nobody
- * until it is fixed, as ever (its workers exit, the monitor retries). */
-TEST(a_first_start_with_a_broken_policy_serves_nobody) {
-        static const TsmdFile files[] = { { "policy.conf", POLICY_BROKEN_ALL } };
-        Tsmd t;
-
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files),
-                                        .no_worker = true });
-        if (!tsmd_wait_log(&t, " exited with status 1.", 2, 10 * USEC_PER_SEC))
-                TEST_FAIL("workers with a broken policy and none before did not exit");
-        ASSERT_FALSE(tsmd_log_contains(&t, "Worker is ready."));
-        ASSERT_FALSE(tsmd_log_contains(&t, "serving with the last"));
-        ASSERT_TRUE(tsmd_log_contains(&t, "refusing every scope, attach and bind"));
-        ASSERT_TRUE(tsmd_log_contains(&t, strf("tsmd-worker: %s/policy.conf:4: unknown key 'Bogus'", t.dir)));
-
-        tsmd_write_file(&t, "policy.conf", POLICY_DEV1);
-        ASSERT_TRUE(tsmd_wait_log(&t, "Worker is ready.", 1, 40 * USEC_PER_SEC));
-        tsmd_teardown(&t);
-}
-
 /* The monitor's copies of the files that loaded last in process pid; with try_writes, fails the
  * test unless every write to one fails. */
 static unsigned last_good_fds(pid_t pid, bool try_writes) {

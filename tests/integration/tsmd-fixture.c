@@ -482,7 +482,7 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                 sleep_usec(5 * USEC_PER_MSEC);
         }
         /* Ready when the monitor says its worker serves ("tsmd ... running."). */
-        for (; !o->no_worker;) {
+        for (;;) {
                 char exe[512];
                 ssize_t l = readlink(strf("/proc/%d/exe", (int) t->pid), exe, sizeof(exe) - 1);
 

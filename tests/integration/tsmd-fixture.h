@@ -69,8 +69,6 @@ typedef struct TsmdOptions {
         /* RLIMIT_NOFILE for tsmd (a hard limit below the test's cannot be raised back without
          * CAP_SYS_RESOURCE); NULL: the test's. */
         const struct rlimit *nofile;
-        /* Do not wait for a worker to serve: the test expects none to (its files are broken). */
-        bool no_worker;
 } TsmdOptions;
 
 #define TSMD_MAX_HELPERS 16

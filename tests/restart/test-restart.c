@@ -54,7 +54,7 @@ typedef struct Manager {
                 char name[160];
         } store[8];
         size_t n_store;
-        bool store_removed;
+        bool store_removed; /* an FDSTOREREMOVE=1 of anything but the configuration */
         /* notify_queue_fill()'s datagrams: sent, and read back (each clears watchdog: a ping
          * read after the last was sent after the queue had room again). */
         unsigned n_filled, n_fill_read;
@@ -363,7 +363,8 @@ static int stored_context(Manager *m, const char **ret_name) {
         int fd = -1;
 
         for (size_t i = 0; i < m->n_store; i++) {
-                if (is_carrier_name(m->store[i].name) || streq(m->store[i].name, FDSTORE_EMU_STATE_NAME))
+                if (is_carrier_name(m->store[i].name) || streq(m->store[i].name, FDSTORE_EMU_STATE_NAME) ||
+                    streq(m->store[i].name, FDSTORE_LAST_GOOD_NAME))
                         continue;
                 ASSERT_TRUE(fd < 0);
                 fd = m->store[i].fd;
@@ -371,6 +372,23 @@ static int stored_context(Manager *m, const char **ret_name) {
                         *ret_name = m->store[i].name;
         }
         return fd;
+}
+
+/* The fd store's entries but the configuration tsmd keeps there (FDSTORE_LAST_GOOD_NAME). */
+static size_t stored_but_last_good(Manager *m) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < m->n_store; i++)
+                n += !streq(m->store[i].name, FDSTORE_LAST_GOOD_NAME);
+        return n;
+}
+
+/* The fd tsmd keeps its configuration under, -1 if none. */
+static int stored_last_good(Manager *m) {
+        for (size_t i = 0; i < m->n_store; i++)
+                if (streq(m->store[i].name, FDSTORE_LAST_GOOD_NAME))
+                        return m->store[i].fd;
+        return -1;
 }
 
 /* Reads notifications for up to timeout_ms, or until pred is true. */
@@ -417,11 +435,15 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
                                 store_put(m, fd, line + 7);
                                 fd = -1;
                         } else if (strneq(line, "FDNAME=", 7) && remove) {
-                                if (!is_carrier_name(line + 7) && !streq(line + 7, FDSTORE_EMU_STATE_NAME))
+                                if (!is_carrier_name(line + 7) && !streq(line + 7, FDSTORE_EMU_STATE_NAME) &&
+                                    !streq(line + 7, FDSTORE_LAST_GOOD_NAME))
                                         snprintf(m->removed_name, sizeof(m->removed_name), "%s", line + 7);
+                                /* The configuration's replacement is not a context's removal. */
+                                if (!streq(line + 7, FDSTORE_LAST_GOOD_NAME))
+                                        m->store_removed = true;
                                 store_remove(m, line + 7);
                         } else if (streq(line, "FDSTOREREMOVE=1"))
-                                m->store_removed = remove = true;
+                                remove = true;
                 }
                 if (fd >= 0)
                         close(fd);
@@ -678,21 +700,23 @@ TEST(watchdog_pings_within_a_short_interval) {
         expect_no_sanitizer_report(&m);
 }
 
-/* READY=1 means the worker serves. A first worker that cannot start (a policy that does not
- * load) leaves nobody served: a SIGHUP the monitor then handles alone (no worker runs between
- * two restarts) reloads its own part, but says neither RELOADING=1 nor READY=1, which would
- * tell the service manager the start is done. Once the files load, the next worker's READY is. */
+/* READY=1 means the worker serves. A first worker that cannot start (here: its audit log is a
+ * directory) leaves nobody served: a SIGHUP the monitor then handles alone (no worker runs between
+ * two restarts) reloads its own part, but says neither RELOADING=1 nor READY=1, which would tell
+ * the service manager the start is done. Once the worker can start, the next worker's READY is. */
 TEST(no_ready_before_a_worker_serves) {
-        char path[256];
+        const struct passwd *pw = getpwnam(TSMD_WORKER_USER);
+        char audit[256], log[300];
         Manager m;
-        FILE *f;
 
+        if (geteuid() != 0 || !pw)
+                SKIP("needs root and the worker's user, to give the worker its audit directory");
         manager_init(&m);
-        snprintf(path, sizeof(path), "%s/policy.conf", m.dir);
-        f = fopen(path, "w");
-        ASSERT_NOT_NULL(f);
-        fprintf(f, "[Client:tests]\nBogus=1\n");
-        fclose(f);
+        snprintf(audit, sizeof(audit), "%s/audit", m.dir);
+        snprintf(log, sizeof(log), "%s/audit.log", audit);
+        ASSERT_OK(mkdir(audit, 0750));
+        ASSERT_OK(chown(audit, pw->pw_uid, pw->pw_gid));
+        ASSERT_OK(mkdir(log, 0700));
         manager_start(&m);
         /* Workers exit at once, restarted after 100, 200, 400, 800 ms...: SIGHUPs a while
          * apart find the monitor without one. */
@@ -704,11 +728,8 @@ TEST(no_ready_before_a_worker_serves) {
         ASSERT_FALSE(m.ready);
         ASSERT_EQ(waitpid(m.pid, NULL, WNOHANG), 0);
 
-        f = fopen(path, "w");
-        ASSERT_NOT_NULL(f);
-        fprintf(f, "[Client:tests]\nUsers=root 65534\nDevices=*\n");
-        fclose(f);
-        /* The next worker starts from them: at most one backoff (3.2 s, then 6.4 s) away. */
+        ASSERT_OK(rmdir(log));
+        /* The next worker starts: at most one backoff (3.2 s, then 6.4 s) away. */
         manager_wait(&m, is_ready, 20000);
         ASSERT_TRUE(m.ready);
         kill(m.pid, SIGTERM);
@@ -1937,8 +1958,10 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
 
         /* What a tsmd before reclaim ids leaves: the fd and the state file under the token. */
         snprintf(legacy, sizeof(legacy), "ctx.%u.%s", (unsigned) getuid(), token);
-        ASSERT_EQ(m.n_store, 1u);
-        snprintf(m.store[0].name, sizeof(m.store[0].name), "%s", legacy);
+        ASSERT_EQ(stored_but_last_good(&m), 1u);
+        for (size_t i = 0; i < m.n_store; i++)
+                if (!streq(m.store[i].name, FDSTORE_LAST_GOOD_NAME))
+                        snprintf(m.store[i].name, sizeof(m.store[i].name), "%s", legacy);
         snprintf(from, sizeof(from), "%s/state/%s.state", m.dir, id);
         snprintf(to, sizeof(to), "%s/state/%s.state", m.dir, token);
         ASSERT_OK(rename(from, to));
@@ -2696,7 +2719,7 @@ TEST(a_crash_inside_the_fd_store_rename_keeps_the_context) {
                 left = read_text(&m, "crash-after");
                 ASSERT_STREQ(left, ""); /* it was counted down to the end */
                 manager_drain(&m);
-                ASSERT_TRUE(m.n_store >= 1);
+                ASSERT_TRUE(stored_but_last_good(&m) >= 1);
 
                 manager_start_ready(&m);
                 c = connect_client(&m);
@@ -2704,7 +2727,7 @@ TEST(a_crash_inside_the_fd_store_rename_keeps_the_context) {
                 reclaim_bound(c, token);
                 wait_renewal_done(&m, token);
                 expect_token_hidden(&m, token);
-                ASSERT_EQ(m.n_store, 1u); /* no carrier left, nor any other name */
+                ASSERT_EQ(stored_but_last_good(&m), 1u); /* no carrier left, nor any other name */
                 (void) crash_worker(&m);
                 varlink_client_free(c);
                 expect_token_void(&m, t0);
@@ -3300,6 +3323,119 @@ TEST(an_emulated_device_nobody_holds_after_a_restart_is_released) {
         wait_log(&m, "Emulated device 0000:01:00.0 came back with its state, but no vDevice holds it any more; "
                      "releasing it.");
         expect_admin_state(&m, "0000:01:00.0", "CONFIG_UNLOCKED");
+        stop(&m);
+}
+
+/* ---- the files in force, across a restart of tsmd ----------------------------------------- */
+
+static bool has_last_good(Manager *m) {
+        return stored_last_good(m) >= 0;
+}
+
+/* GetStatus's configuration, as an administrator reads it: its source into source, and its error
+ * (empty: none) into error. */
+static void configuration_of(Manager *m, char source[static 32], char error[static 512]) {
+        json_object *reply = NULL, *cfg; /* the client's */
+        const char *e = NULL;
+        VarlinkClient *a;
+
+        ASSERT_OK(varlink_client_connect(m->admin, &a));
+        varlink_client_set_timeout(a, 10 * 1000000ULL);
+        ASSERT_OK(varlink_client_call(a, "io.tsmd.Service.GetStatus", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_TRUE(json_object_object_get_ex(reply, "configuration", &cfg));
+        snprintf(source, 32, "%s", strempty(json_get_string(cfg, "source")));
+        snprintf(error, 512, "%s", strempty(json_get_string(cfg, "error")));
+        varlink_client_free(a);
+}
+
+/* The kept configuration is the one in force: not one of an earlier load. */
+static void expect_last_good_is(Manager *m, const char *needle) {
+        int fd = stored_last_good(m);
+        struct stat st;
+        char *text;
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fstat(fd, &st));
+        ASSERT_EQ(fcntl(fd, F_GET_SEALS) & (F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK),
+                  F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK);
+        text = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        ASSERT_TRUE(text != MAP_FAILED);
+        ASSERT_NOT_NULL(memmem(text, (size_t) st.st_size, needle, strlen(needle)));
+        ASSERT_OK(munmap(text, (size_t) st.st_size));
+}
+
+/*
+ * A restart of tsmd (systemctl restart, a crash) with a file broken on disk in between serves
+ * the set that loaded last, as a worker restarted then does, and says so: the monitor keeps it in
+ * the fd store. Before, only the monitor held it: the next tsmd's workers could not start, and
+ * no READY=1 came (systemctl restart hung for TimeoutStartSec=, and VMMs with it).
+ */
+TEST(a_restart_with_broken_files_serves_the_last_good_set) {
+        char source[32], error[512], want[512];
+        _cleanup_free_ char *good = NULL;
+        VarlinkClient *c;
+        Manager m;
+
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        manager_wait(&m, has_last_good, 5000);
+        expect_last_good_is(&m, "Users=root 65534\nDevices=*\n");
+
+        /* The policy broken, and tsmd restarted by the book (the store outlives a restart). What the
+         * monitor reads at start comes from the kept set too, not from a tsmd.conf without its
+         * policy: MaxContexts=1 there is not in force. */
+        good = read_text(&m, "tsmd.conf");
+        config_set(&m, "Guest", "MaxContexts", "1");
+        policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=*\nBogus=1\n");
+        stop(&m);
+        manager_start_ready(&m);
+        snprintf(want, sizeof(want), "%s/policy.conf:4: unknown key 'Bogus'", m.dir);
+        ASSERT_TRUE(log_contains(&m, want));
+        ASSERT_TRUE(log_contains(&m, "serving the configuration that last loaded, from before the restart"));
+        configuration_of(&m, source, error);
+        ASSERT_STREQ(source, "last_good");
+        ASSERT_NOT_NULL(strstr(error, want));
+        c = connect_client(&m);
+        call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        varlink_client_free(c);
+
+        /* A crash, with tsmd.conf broken too: the same. */
+        config_set(&m, "Guest", "Bogus", "1");
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
+        manager_start_ready(&m);
+        snprintf(want, sizeof(want), "%s:16: unknown section or key: the configuration or policy is broken, serving "
+                 "the configuration that last loaded, from before the restart", m.config);
+        ASSERT_TRUE(log_contains(&m, want));
+        configuration_of(&m, source, error);
+        ASSERT_STREQ(source, "last_good");
+        ASSERT_NOT_NULL(strstr(error, "tsmd.conf"));
+
+        /* Fixed: a reload applies them, and the store keeps the new set in place of the old. */
+        {
+                FILE *f = fopen(m.config, "we");
+
+                ASSERT_NOT_NULL(f);
+                fputs(good, f);
+                ASSERT_OK(fclose(f));
+        }
+        policy_write(&m, "[Client:tests]\nUsers=root 65534 4242\nDevices=*\n");
+        {
+                VarlinkClient *a;
+
+                ASSERT_OK(varlink_client_connect(m.admin, &a));
+                varlink_client_set_timeout(a, 10 * 1000000ULL);
+                call_ok(a, "io.tsmd.Service.Reload", NULL);
+                varlink_client_free(a);
+        }
+        configuration_of(&m, source, error);
+        ASSERT_STREQ(source, "disk");
+        manager_drain(&m);
+        expect_last_good_is(&m, "Users=root 65534 4242\n");
+        ASSERT_EQ(m.n_store - stored_but_last_good(&m), 1u); /* the new one only */
         stop(&m);
 }
 

@@ -362,6 +362,16 @@ TEST(legacy_lookups_hash_each_file_once) {
         ASSERT_OK(rmdir(dir));
 }
 
+/* No state file at all (a context restored whose state was never saved, as after a crash right
+ * after it opened): not found, and no sort or search of an index of none, whose names are NULL
+ * (undefined for qsort() and bsearch(): UBSan's nonnull). */
+TEST(legacy_lookup_in_an_empty_directory) {
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        ASSERT_ERRNO(context_store_adopt_legacy(dir, ID_L), ENOENT);
+        context_store_forget_legacy();
+        ASSERT_OK(rmdir(dir));
+}
+
 static bool keep_id(const char *reclaim_id, void *userdata) {
         return streq(reclaim_id, userdata);
 }

@@ -155,16 +155,22 @@ rm /etc/tsmd/policy.d/70-broken.conf
 check "systemctl reload of the fixed policy" systemctl reload tsmd.service
 check "the fixed policy is in force" vmm 0000:01:00.0
 
-# Restart: a VMM's context stays in the fd store, bound, for it to reclaim.
+# Restart: a VMM's context stays in the fd store, bound, for it to reclaim; and the configuration
+# in force (tsmd-last-good), which the restarted tsmd serves while the policy on disk is broken.
 check "a VMM holds a context with a bound vDevice" hold_context "$out/token"
-check "tsmd stored the context's iommufd" is 1 prop tsmd.service NFileDescriptorStore
-check "systemctl restart tsmd" systemctl restart tsmd.service
+check "tsmd stored the context's iommufd and the configuration in force" is 2 prop tsmd.service NFileDescriptorStore
+echo "[Client:boot-test]
+Bogus=1" >/etc/tsmd/policy.d/70-broken.conf
+check "systemctl restart tsmd with a broken policy" systemctl restart tsmd.service
 check "the VMM saw its connection end" wait_holder
 check "tsmd is active after the restart" is active systemctl is-active tsmd.service
 check "the restart changed the monitor" test "$pid" != "$(main_pid)"
-check "the restarted tsmd kept the context" is 1 prop tsmd.service NFileDescriptorStore
+check "the restarted tsmd serves the configuration from before the restart" journal_has "serving the configuration that last loaded, from before the restart"
+check "the restarted tsmd kept the context" is 2 prop tsmd.service NFileDescriptorStore
 check "the VMM reclaims its context after the restart" python3 "$in/vmm-reclaim.py" reclaim /run/tsmd/io.tsmd.Guest "$(cat "$out/token")"
 check "the worker runs as tsmd without capabilities after the restart" worker_is_unprivileged
+rm /etc/tsmd/policy.d/70-broken.conf
+check "systemctl reload of the fixed policy after the restart" systemctl reload tsmd.service
 
 # A crash: systemd starts tsmd again with the fd store, and the context is reclaimed.
 pid=$(main_pid)
@@ -189,7 +195,7 @@ echo 2 >/run/tsmd/crash-after
 check "tsmd dies inside the reclaim's rename" reclaim_dies "$(cat "$out/token3")"
 check "systemd restarts tsmd after the crash inside the rename" restarted_after_crash
 check "the crash came where it was asked for" is "" cat /run/tsmd/crash-after
-check "the fd store holds the context under one name" is 1 prop tsmd.service NFileDescriptorStore
+check "the fd store holds the context under one name, and the configuration" is 2 prop tsmd.service NFileDescriptorStore
 check "the VMM reclaims its context after the crash inside the rename" python3 "$in/vmm-reclaim.py" reclaim /run/tsmd/io.tsmd.Guest "$(cat "$out/token3")"
 rm /run/systemd/system/tsmd.service.d/crash-preload.conf
 systemctl daemon-reload
