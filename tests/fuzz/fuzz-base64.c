@@ -6,7 +6,8 @@
  * that takes a bit at a time and knows nothing of tables or groups: both accept the same texts
  * (RFC 4648, padded, canonical, nothing else) and give the same bytes, and
  * base64_decoded_size() claims the length the decoder gives. Both ways through base64_decode()
- * (SSSE3's steps where this CPU has it) and base64_decode_portable() (the steps of any CPU).
+ * (SSSE3's steps where this CPU has it) and base64_decode_portable() (the steps of any CPU), and
+ * the encoder both ways as well.
  */
 
 #include <stdint.h>
@@ -41,7 +42,7 @@ static void check_decode(int (*decode)(const char *, size_t, void **, size_t *),
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        _cleanup_free_ char *text = NULL, *want_text = NULL;
+        _cleanup_free_ char *text = NULL, *text_portable = NULL, *want_text = NULL;
         _cleanup_free_ void *back = NULL, *back_portable = NULL;
         _cleanup_free_ uint8_t *want = NULL;
         ssize_t want_len;
@@ -60,6 +61,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (r == -ENOMEM)
                 return 0;
         if (r < 0 || strcmp(text, want_text) != 0)
+                abort();
+        r = base64_encode_portable(data, size, &text_portable);
+        if (r == -ENOMEM)
+                return 0;
+        if (r < 0 || strcmp(text_portable, want_text) != 0)
                 abort();
         r = base64_decode(text, strlen(text), &back, &len);
         if (r == -ENOMEM)

@@ -6,7 +6,8 @@
  * while five groups are left, and on CPUs with SSSE3 sixteen with its byte shuffle before them
  * while six are left: every length and alignment around those steps, and every byte value in
  * every lane of them, for base64_decode() and for the portable steps alone (what CPUs without
- * SSSE3 run). Runs in: tests.
+ * SSSE3 run). The encoder, with SSSE3 twelve bytes at a step while sixteen are left, against a
+ * reference encoder at every length and alignment, both ways too. Runs in: tests.
  */
 
 #include "base64.h"
@@ -55,20 +56,73 @@ TEST(round_trip_every_length) {
         }
 }
 
+/* Every encoder test runs both: base64_encode() takes SSSE3's steps where this CPU has it. */
+static const struct {
+        const char *name;
+        int (*encode)(const void *data, size_t len, char **ret);
+} encoders[] = {
+        { "base64_encode", base64_encode },
+        { "base64_encode_portable", base64_encode_portable },
+};
+
 TEST(encoder_matches_reference) {
         uint8_t data[200];
         char want[DIV_ROUND_UP(sizeof(data), 3) * 4 + 1];
 
         for (unsigned iter = 0; iter < 20000; iter++) {
-                _cleanup_free_ char *text = NULL;
                 size_t n = rnd() % (sizeof(data) + 1);
 
                 for (size_t i = 0; i < n; i++)
                         data[i] = (uint8_t) rnd();
                 reference_encode(data, n, want);
-                ASSERT_OK(base64_encode(data, n, &text));
-                ASSERT_STREQ(text, want);
+                for (size_t e = 0; e < ELEMENTSOF(encoders); e++) {
+                        _cleanup_free_ char *text = NULL;
+
+                        ASSERT_OK(encoders[e].encode(data, n, &text));
+                        if (!streq(text, want))
+                                TEST_FAIL("%s: %zu bytes: \"%s\", not \"%s\"", encoders[e].name, n, text, want);
+                }
         }
+}
+
+/* Every length up to 100 bytes at every alignment, each in a buffer of exactly its size (so that
+ * ASan sees a read past the end of the input), and every byte value in every lane of three
+ * SSSE3 steps and what follows them. */
+TEST(encoder_every_length_alignment_and_byte) {
+        uint8_t data[16 + 100];
+        char want[DIV_ROUND_UP(100, 3) * 4 + 1];
+
+        for (size_t n = 0; n <= 100; n++)
+                for (size_t align = 0; align < 16; align++) {
+                        _cleanup_free_ uint8_t *exact = malloc(n ?: 1);
+
+                        ASSERT_NOT_NULL(exact);
+                        for (size_t i = 0; i < n; i++)
+                                data[align + i] = exact[i] = (uint8_t) rnd();
+                        reference_encode(exact, n, want);
+                        for (size_t e = 0; e < ELEMENTSOF(encoders); e++) {
+                                _cleanup_free_ char *text = NULL, *text_exact = NULL;
+
+                                ASSERT_OK(encoders[e].encode(data + align, n, &text));
+                                ASSERT_OK(encoders[e].encode(exact, n, &text_exact));
+                                if (!streq(text, want) || !streq(text_exact, want))
+                                        TEST_FAIL("%s: %zu bytes at alignment %zu", encoders[e].name, n, align);
+                        }
+                }
+        for (size_t at = 0; at < 40; at++)
+                for (unsigned byte = 0; byte < 256; byte++) {
+                        for (size_t i = 0; i < 40; i++)
+                                data[i] = (uint8_t) (i * 37 + 11);
+                        data[at] = (uint8_t) byte;
+                        reference_encode(data, 40, want);
+                        for (size_t e = 0; e < ELEMENTSOF(encoders); e++) {
+                                _cleanup_free_ char *text = NULL;
+
+                                ASSERT_OK(encoders[e].encode(data, 40, &text));
+                                if (!streq(text, want))
+                                        TEST_FAIL("%s: byte 0x%02x at %zu", encoders[e].name, byte, at);
+                        }
+                }
 }
 
 TEST(decoded_size_needs_whole_groups) {
@@ -84,16 +138,16 @@ TEST(decoded_size_needs_whole_groups) {
         ASSERT_EQ(len, 3u);
 }
 
-/* On x86-64 CPUs with SSSE3 (this one, if it says so) base64_decode() must take SSSE3's steps:
- * else the tests below would test the portable ones twice. */
+/* On x86-64 CPUs with SSSE3 (this one, if it says so) base64_encode() and base64_decode() must
+ * take SSSE3's steps: else the tests would test the portable ones twice. */
 TEST(ssse3_steps_where_the_cpu_has_ssse3) {
 #if defined(__x86_64__)
         __builtin_cpu_init();
         if (!__builtin_cpu_supports("ssse3"))
-                SKIP("this CPU has no SSSE3: base64_decode() is the portable steps alone");
-        ASSERT_TRUE(base64_decode_uses_ssse3());
+                SKIP("this CPU has no SSSE3: the codec is the portable steps alone");
+        ASSERT_TRUE(base64_uses_ssse3());
 #else
-        ASSERT_FALSE(base64_decode_uses_ssse3());
+        ASSERT_FALSE(base64_uses_ssse3());
 #endif
 }
 
