@@ -9,6 +9,11 @@
 int base64_encode(const void *data, size_t len, char **ret);
 /* Decodes strictly: padding required, no whitespace, no trailing garbage. -EINVAL if malformed. */
 int base64_decode(const char *text, size_t text_len, void **ret, size_t *ret_len);
+/* For tests: base64_encode() and base64_decode() with the portable steps alone, as on CPUs
+ * without SSSE3; and whether they take SSSE3's steps on this one. */
+int base64_encode_portable(const void *data, size_t len, char **ret);
+int base64_decode_portable(const char *text, size_t text_len, void **ret, size_t *ret_len);
+bool base64_uses_ssse3(void);
 /* How many bytes a text of text_len characters decodes to, from its length and padding alone
  * (the characters are not checked): what a payload claims before anyone decodes it. -EINVAL if
  * text_len is not a multiple of 4. */

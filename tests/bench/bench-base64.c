@@ -6,7 +6,10 @@
  * malloc() and free() as in tsmd. Printed as ratios against a memcpy() of the same 4 KiB
  * measured in the same run, so that runs on machines of different speed (or the same machine
  * under different load) compare; the decoder's output is also checked against the payload.
- * Rounds of the three alternate and each prints its median round. Never asserts a time.
+ * Each twice: base64_decode() and base64_encode() as tsmd calls them (SSSE3's steps where the
+ * CPU has it), and base64_decode_portable() and base64_encode_portable() (the steps every CPU
+ * runs); the portable encoder's text is checked against the other's. Rounds of the five
+ * alternate and each prints its median round. Never asserts a time.
  * Usage: bench-base64 [--quick]. Runs in: tests (benchmark).
  */
 
@@ -47,7 +50,7 @@ static uint64_t round_memcpy(void) {
         return now_nsec() - t0;
 }
 
-static uint64_t round_decode(void) {
+static uint64_t round_decode(int (*decode)(const char *, size_t, void **, size_t *)) {
         uint64_t t0 = now_nsec();
 
         for (unsigned i = 0; i < n_calls; i++) {
@@ -56,7 +59,7 @@ static uint64_t round_decode(void) {
                 int r;
 
                 keep(text);
-                r = base64_decode(text, text_len, &out, &len);
+                r = decode(text, text_len, &out, &len);
                 if (r < 0)
                         die("base64_decode", r);
                 keep(out);
@@ -65,7 +68,7 @@ static uint64_t round_decode(void) {
         return now_nsec() - t0;
 }
 
-static uint64_t round_encode(void) {
+static uint64_t round_encode(int (*encode)(const void *, size_t, char **)) {
         uint64_t t0 = now_nsec();
 
         for (unsigned i = 0; i < n_calls; i++) {
@@ -73,7 +76,7 @@ static uint64_t round_encode(void) {
                 int r;
 
                 keep(payload);
-                r = base64_encode(payload, sizeof(payload), &out);
+                r = encode(payload, sizeof(payload), &out);
                 if (r < 0)
                         die("base64_encode", r);
                 keep(out);
@@ -97,8 +100,9 @@ static void print_row(const char *what, double ns, size_t bytes, double base_ns)
 }
 
 int main(int argc, char *argv[]) {
-        uint64_t t_memcpy[ROUNDS], t_decode[ROUNDS], t_encode[ROUNDS];
-        double memcpy_ns, decode_ns, encode_ns;
+        uint64_t t_memcpy[ROUNDS], t_decode[ROUNDS], t_portable[ROUNDS], t_encode[ROUNDS], t_encode_portable[ROUNDS];
+        double memcpy_ns, decode_ns, portable_ns, encode_ns, encode_portable_ns;
+        char *portable_text;
         void *back;
         size_t len;
         int r;
@@ -127,24 +131,43 @@ int main(int argc, char *argv[]) {
         if (len != PAYLOAD || memcmp(back, payload, len) != 0)
                 die("decoded payload differs", -EBADMSG);
         free(back);
+        r = base64_encode_portable(payload, sizeof(payload), &portable_text);
+        if (r < 0)
+                die("base64_encode_portable", r);
+        if (!streq(portable_text, text))
+                die("encoded payload differs (portable steps)", -EBADMSG);
+        free(portable_text);
+        r = base64_decode_portable(text, text_len, &back, &len);
+        if (r < 0)
+                die("base64_decode_portable", r);
+        if (len != PAYLOAD || memcmp(back, payload, len) != 0)
+                die("decoded payload differs (portable steps)", -EBADMSG);
+        free(back);
 
         for (unsigned k = 0; k < ROUNDS; k++) {
                 t_memcpy[k] = round_memcpy();
-                t_decode[k] = round_decode();
-                t_encode[k] = round_encode();
+                t_decode[k] = round_decode(base64_decode);
+                t_portable[k] = round_decode(base64_decode_portable);
+                t_encode[k] = round_encode(base64_encode);
+                t_encode_portable[k] = round_encode(base64_encode_portable);
         }
         memcpy_ns = median_ns_per_call(t_memcpy);
         decode_ns = median_ns_per_call(t_decode);
+        portable_ns = median_ns_per_call(t_portable);
         encode_ns = median_ns_per_call(t_encode);
+        encode_portable_ns = median_ns_per_call(t_encode_portable);
 
         printf("# bench-base64: a %d B payload, %zu characters of base64; %u calls per round, median of %d\n"
-               "# rounds (memcpy, decode and encode alternate). bytes/ns counts the payload's bytes.\n"
-               "# CPUs online: %ld, load average %s.\n",
-               PAYLOAD, text_len, n_calls, ROUNDS, sysconf(_SC_NPROCESSORS_ONLN), loadavg());
+               "# rounds (memcpy, decode and encode both ways alternate). bytes/ns counts the payload's bytes.\n"
+               "# CPUs online: %ld, load average %s; the codec takes SSSE3's steps: %s.\n",
+               PAYLOAD, text_len, n_calls, ROUNDS, sysconf(_SC_NPROCESSORS_ONLN), loadavg(),
+               base64_uses_ssse3() ? "yes" : "no");
         printf("%-40s %10s %10s %12s\n", "", "ns/call", "bytes/ns", "/ memcpy");
         print_row("memcpy() of the payload (baseline)", memcpy_ns, PAYLOAD, memcpy_ns);
         print_row("base64_decode() of its text", decode_ns, PAYLOAD, memcpy_ns);
+        print_row("  the same, portable steps alone", portable_ns, PAYLOAD, memcpy_ns);
         print_row("base64_encode() of the payload", encode_ns, PAYLOAD, memcpy_ns);
+        print_row("  the same, portable steps alone", encode_portable_ns, PAYLOAD, memcpy_ns);
         free(text);
         return EXIT_SUCCESS;
 }

@@ -5,7 +5,9 @@
  * at a time, and must decode back to itself; then it is a text to decode, against a decoder
  * that takes a bit at a time and knows nothing of tables or groups: both accept the same texts
  * (RFC 4648, padded, canonical, nothing else) and give the same bytes, and
- * base64_decoded_size() claims the length the decoder gives.
+ * base64_decoded_size() claims the length the decoder gives. Both ways through base64_decode()
+ * (SSSE3's steps where this CPU has it) and base64_decode_portable() (the steps of any CPU), and
+ * the encoder both ways as well.
  */
 
 #include <stdint.h>
@@ -17,13 +19,34 @@
 /* Larger inputs only make each run slower without reaching new code. */
 #define INPUT_MAX (64U * 1024U)
 
+/* Decodes text as the reference does (want_len bytes of want, or -1 for a text it refuses) and
+ * as base64_decoded_size() claims; aborts if not. */
+static void check_decode(int (*decode)(const char *, size_t, void **, size_t *),
+                         const uint8_t *text, size_t size, const uint8_t *want, ssize_t want_len) {
+        _cleanup_free_ void *got = NULL;
+        size_t len, claimed;
+        int r;
+
+        r = decode((const char *) text, size, &got, &len);
+        if (r == -ENOMEM)
+                return;
+        if ((want_len < 0) != (r == -EINVAL) || (r < 0 && r != -EINVAL))
+                abort();
+        if (r == 0) {
+                if (len != (size_t) want_len || memcmp(got, want, len) != 0)
+                        abort();
+                if (base64_decoded_size((const char *) text, size, &claimed) < 0 || claimed != len)
+                        abort();
+        }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        _cleanup_free_ char *text = NULL, *want_text = NULL;
-        _cleanup_free_ void *back = NULL, *got = NULL;
+        _cleanup_free_ char *text = NULL, *text_portable = NULL, *want_text = NULL;
+        _cleanup_free_ void *back = NULL, *back_portable = NULL;
         _cleanup_free_ uint8_t *want = NULL;
-        size_t len, claimed;
         ssize_t want_len;
+        size_t len;
         int r;
 
         if (size > INPUT_MAX)
@@ -39,10 +62,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         if (r < 0 || strcmp(text, want_text) != 0)
                 abort();
+        r = base64_encode_portable(data, size, &text_portable);
+        if (r == -ENOMEM)
+                return 0;
+        if (r < 0 || strcmp(text_portable, want_text) != 0)
+                abort();
         r = base64_decode(text, strlen(text), &back, &len);
         if (r == -ENOMEM)
                 return 0;
         if (r < 0 || len != size || memcmp(back, data, size) != 0)
+                abort();
+        r = base64_decode_portable(text, strlen(text), &back_portable, &len);
+        if (r == -ENOMEM)
+                return 0;
+        if (r < 0 || len != size || memcmp(back_portable, data, size) != 0)
                 abort();
 
         /* Decoding the input itself. */
@@ -50,16 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!want)
                 return 0;
         want_len = reference_decode(data, size, want);
-        r = base64_decode((const char *) data, size, &got, &len);
-        if (r == -ENOMEM)
-                return 0;
-        if ((want_len < 0) != (r == -EINVAL) || (r < 0 && r != -EINVAL))
-                abort();
-        if (r == 0) {
-                if (len != (size_t) want_len || memcmp(got, want, len) != 0)
-                        abort();
-                if (base64_decoded_size((const char *) data, size, &claimed) < 0 || claimed != len)
-                        abort();
-        }
+        check_decode(base64_decode, data, size, want, want_len);
+        check_decode(base64_decode_portable, data, size, want, want_len);
         return 0;
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The sixteen-byte run scanners (proto/json-run.h) against a byte at a time: random buffers of
- * every length up to 40 with every byte value, each in a buffer of exactly its size (so that
- * ASan sees any read past the end). Runs in: tests.
+ * The run scanners (proto/json-run.h: steps of thirty-two bytes, then of sixteen, then single
+ * bytes) against a byte at a time: random buffers of every length up to 80 with every byte
+ * value, each in a buffer of exactly its size (so that ASan sees any read past the end); every
+ * byte value at every offset of a step of each size and of the bytes after them. Runs in: tests.
  */
 
 #include "harness.h"
@@ -32,7 +33,7 @@ static const unsigned char *ref_unescaped(const unsigned char *p, const unsigned
 
 TEST(runs_match_a_byte_at_a_time) {
         for (unsigned iter = 0; iter < 400000; iter++) {
-                size_t n = rnd() % 41;
+                size_t n = rnd() % 81;
                 _cleanup_free_ unsigned char *b = malloc(n ?: 1);
                 unsigned odds = (unsigned) (rnd() % 64) + 1;
 
@@ -50,7 +51,7 @@ TEST(runs_match_a_byte_at_a_time) {
 }
 
 TEST(every_byte_at_every_offset) {
-        unsigned char b[24];
+        unsigned char b[56]; /* a step of thirty-two, one of sixteen, eight single bytes */
 
         for (unsigned c = 0; c < 256; c++)
                 for (size_t at = 0; at < sizeof(b); at++) {
