@@ -107,7 +107,7 @@ static char *without_pairs_jsonc_gets_wrong(const char *text, size_t len, size_t
 /* json_parse_strict() before json-build.c (886509c): the check, then json-c for everything. */
 static int reference_parse(json_tokener *tok, unsigned max_depth, const char *text, size_t len, json_object **ret) {
         _cleanup_free_ char *raw = NULL;
-        size_t off, n_members = 0, n_parsed = 0;
+        size_t off, end, n_members = 0, n_parsed = 0;
         json_object *obj;
         int r;
 
@@ -123,9 +123,16 @@ static int reference_parse(json_tokener *tok, unsigned max_depth, const char *te
         }
         json_tokener_reset(tok);
         obj = json_tokener_parse_ex(tok, text, (int) len);
+        end = json_tokener_get_parse_end(tok);
+        /* A scalar at the very end of the text: json-c waits for a byte to end it; a NUL says
+         * the text ended. */
+        if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
+                obj = json_tokener_parse_ex(tok, "", 1);
+                end = len;
+        }
         if (!obj)
                 return json_tokener_get_error(tok) == json_tokener_error_depth ? -ELOOP : -EBADMSG;
-        for (off = json_tokener_get_parse_end(tok); off < len; off++)
+        for (off = end; off < len; off++)
                 if (!strchr(" \t\r\n", text[off])) {
                         json_object_put(obj);
                         return -EBADMSG;
