@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Closing the fds a peer passed without waiting on the peer. close() calls into the fd's file
+ * system: FUSE sends FLUSH and waits for its server's answer, uninterruptibly (not even SIGKILL
+ * ends it), so a client that passes an fd of a FUSE file system it serves holds whoever closes
+ * that fd for as long as it likes. A process that runs a closer hands such fds to a thread of
+ * its own, which closes them one after another; the event loop goes on. Where none runs (the
+ * client library, tests of one module), fd_closer_close() closes at once.
+ * Runs in: monitor, worker (and clients, which run no closer).
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Starts the closer thread, with room for as many fds as RLIMIT_NOFILE allows now. Once per
+ * process, before the first fd_closer_close() that must not block. */
+int fd_closer_start(void);
+
+/* Closes fd (if >= 0) through the closer, or at once where none runs. Returns -EBADF, as
+ * safe_close(). */
+int fd_closer_close(int fd);
+void fd_closer_close_many(int *fds, size_t n);
+
+static inline void fd_closer_closep(int *fd) {
+        *fd = fd_closer_close(*fd);
+}
+#define _cleanup_close_peer_ _cleanup_(fd_closer_closep)
+
+/* Waits until every fd handed over so far is closed: 0, or -ETIMEDOUT (a close still waits on
+ * its file system). For tests, which count fds. */
+int fd_closer_wait_idle(uint64_t timeout_usec);
