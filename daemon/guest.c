@@ -6,6 +6,7 @@
  * audited call (guest-op.c), told what it touched through guest_op_set_*(). Runs in: worker.
  */
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/queue.h>
@@ -659,15 +660,28 @@ static const char *link_name(const char *path, char *buf, size_t size) {
 /* SECURITY: a VFIO device fd proves which physical device the VMM holds: its character device
  * must be a VFIO device cdev (subsystem vfio-dev), and its sysfs node one under the vfio-dev/
  * directory of the device at pci_address. Any other character device of that function (a DRM
- * render node, say) names the function too, but proves no VFIO ownership of it. */
+ * render node, say) names the function too, but proves no VFIO ownership of it; nor does an
+ * O_PATH fd of the right one, which anybody who can see the node may open. Nothing here calls
+ * into the fd's file system, which the client may serve (FUSE) and answer never. */
 static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reason) {
         char path[128], buf[PATH_MAX], vfio_dir[PATH_MAX];
         _cleanup_free_ char *node = NULL, *device = NULL;
         const char *name, *base;
         struct stat st;
+        int flags, r;
 
-        if (fstat(fd, &st) < 0)
+        /* What cannot be looked at proves nothing either (a FUSE mount without allow_other
+         * refuses us its attributes). */
+        *ret_reason = GUEST_REASON_NOT_VFIO;
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
                 return negative_errno();
+        if (flags & O_PATH)
+                return -EBADF;
+        r = fstat_cached(fd, &st);
+        if (r < 0)
+                return r;
+        *ret_reason = NULL;
         if (!S_ISCHR(st.st_mode)) {
                 *ret_reason = GUEST_REASON_NOT_CHAR;
                 return -EBADF;

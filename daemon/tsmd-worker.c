@@ -16,6 +16,7 @@
 #include "capability.h"
 #include "config.h"
 #include "daemon-config.h"
+#include "fd-closer.h"
 #include "log.h"
 #include "manager.h"
 #include "tsm-priv.h"
@@ -108,6 +109,13 @@ int main(int argc, char *argv[]) {
                 log_full_errno(LOG_EMERG, r, "Refusing to run without the process sandbox: %m");
                 abort();
         }
+
+        /* SECURITY: a client's fd may be of a file system the client serves (FUSE), whose close
+         * waits on it for as long as it likes: they are closed by a thread of their own, never
+         * by the loop (fd-closer.h). */
+        r = fd_closer_start();
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the thread that closes clients' fds: %m"), EXIT_FAILURE;
 
         /* A client hanging up must not kill us; writes report EPIPE instead. Likewise a file
          * size limit: the audit log must see EFBIG and fail closed, not die. */

@@ -14,6 +14,7 @@
 
 #include <event2/buffer.h>
 
+#include "fd-closer.h"
 #include "json-util.h"
 #include "varlink-stream.h"
 
@@ -62,6 +63,14 @@ static void fd_batch_done(FdBatch *b) {
         b->n_fds = 0;
 }
 
+/* SECURITY: what the peer sent may be of a file system the peer serves (FUSE), whose close
+ * waits on it: closed without waiting (fd-closer.h). */
+static void in_batch_done(FdBatch *b) {
+        fd_closer_close_many(b->fds, b->n_fds);
+        b->fds = mfree(b->fds);
+        b->n_fds = 0;
+}
+
 int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret) {
         _cleanup_(varlink_stream_freep) VarlinkStream *s = NULL;
         int r;
@@ -101,7 +110,7 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
                 return NULL;
 
         for (size_t i = 0; i < s->n_in_fds; i++)
-                fd_batch_done(&s->in_fds[i]);
+                in_batch_done(&s->in_fds[i]);
         for (size_t i = 0; i < s->n_out_fds; i++)
                 fd_batch_done(&s->out_fds[i]);
         free(s->out_fds);
@@ -237,9 +246,9 @@ static int collect_fds(struct msghdr *mh, int **ret_fds, size_t *ret_n) {
                                 int fd;
 
                                 memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                safe_close(fd);
+                                fd_closer_close(fd);
                         }
-                        close_many(fds, n);
+                        fd_closer_close_many(fds, n);
                         return -ENOMEM;
                 }
                 fds = p;
@@ -297,11 +306,11 @@ int varlink_stream_read(VarlinkStream *s) {
         if (r < 0)
                 return r;
         if (n == 0) {
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 return -ECONNRESET;
         }
         if (evbuffer_add(s->in, chunk, (size_t) n) < 0) {
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 return -ENOMEM;
         }
 
@@ -321,14 +330,14 @@ int varlink_stream_read(VarlinkStream *s) {
         /* SECURITY: a peer must not be able to park fds in our table beyond the limits. */
         if (((mh.msg_flags & MSG_CTRUNC) && !lost) || !s->allow_fd_input ||
             n_fds > s->limits.max_fds_per_message || s->n_in_fds >= ELEMENTSOF(s->in_fds)) {
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 return -EPROTO;
         }
         if (lost) {
                 int *p = realloc(fds, (n_fds + 1) * sizeof(int));
 
                 if (!p) {
-                        close_many(fds, n_fds);
+                        fd_closer_close_many(fds, n_fds);
                         return -ENOMEM;
                 }
                 fds = p;
@@ -348,7 +357,7 @@ int varlink_stream_read(VarlinkStream *s) {
         else if (prev_len == 0)
                 msg_start = read_start;
         else {
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 return -EPROTO;
         }
 
@@ -402,19 +411,19 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
 
                 memmove(s->in_fds, s->in_fds + 1, (--s->n_in_fds) * sizeof(FdBatch));
                 if (b.start != start || batch.fds) {
-                        fd_batch_done(&b);
-                        fd_batch_done(&batch);
+                        in_batch_done(&b);
+                        in_batch_done(&batch);
                         return -EPROTO;
                 }
                 batch = b;
         }
 
         if (r < 0) {
-                fd_batch_done(&batch);
+                in_batch_done(&batch);
                 return r;
         }
         if (!json_object_is_type(msg, json_type_object)) {
-                fd_batch_done(&batch);
+                in_batch_done(&batch);
                 return -EBADMSG;
         }
 
@@ -423,7 +432,7 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
                 *ret_fds = batch.fds;
                 *ret_n_fds = batch.n_fds;
         } else
-                fd_batch_done(&batch);
+                in_batch_done(&batch);
         return 1;
 }
 
