@@ -157,7 +157,8 @@ static inline int fuse_hold_send_fd(int sock, int fd, int error) {
 
 /* The keeper: mounts, says how that went, then opens "f" with the flags the test asks for
  * until the test hangs up; then kills the server and waits for it. */
-_noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, pid_t answered, uint64_t max_hold_usec) {
+_noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, pid_t answered, bool allow_other,
+                                             uint64_t max_hold_usec) {
         char opts[128], path[sizeof(((FuseHold *) NULL)->dir) + 2];
         int fuse, flags, r = 0;
         pid_t server;
@@ -172,9 +173,9 @@ _noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, pid_t an
                 _exit(0);
         }
 
-        /* allow_other: tsmd's worker runs as another uid. The mount does not wait for the
-         * server, which can read nothing before it (EPERM). */
-        snprintf(opts, sizeof(opts), "fd=%i,rootmode=40000,user_id=0,group_id=0,allow_other", fuse);
+        /* The mount does not wait for the server, which can read nothing before it (EPERM). */
+        snprintf(opts, sizeof(opts), "fd=%i,rootmode=40000,user_id=0,group_id=0%s", fuse,
+                 allow_other ? ",allow_other" : "");
         if (mount("tsmd-fuse-hold", dir, "fuse", MS_NODEV | MS_NOSUID, opts) < 0) {
                 (void) fuse_hold_send_fd(sock, -1, -errno);
                 _exit(0);
@@ -224,8 +225,9 @@ static inline int fuse_hold_recv(FuseHold *h, int *ret_fd) {
 static inline void fuse_hold_stop(FuseHold *h);
 
 /* Mounts the file system, whose server answers the thread answered too if > 0 (the test's
- * main thread: getpid()); 0, or -errno (no /dev/fuse, no right to mount: SKIP). */
-static inline int fuse_hold_start(FuseHold *h, pid_t answered, uint64_t max_hold_usec) {
+ * main thread: getpid()). Without allow_other, only root may use it (the kernel refuses tsmd's
+ * worker even a cached stat of "f"). 0, or -errno (no /dev/fuse, no right to mount: SKIP). */
+static inline int fuse_hold_start(FuseHold *h, pid_t answered, bool allow_other, uint64_t max_hold_usec) {
         int pair[2], r;
 
         *h = (FuseHold){ .keeper = -1, .sock = -1 };
@@ -245,7 +247,7 @@ static inline int fuse_hold_start(FuseHold *h, pid_t answered, uint64_t max_hold
                         _exit(1);
                 (void) syscall(SYS_close_range, 4U, ~0U, 0U);
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                fuse_hold_keep(3, h->dir, answered, max_hold_usec);
+                fuse_hold_keep(3, h->dir, answered, allow_other, max_hold_usec);
         }
         close(pair[1]);
         h->sock = pair[0];

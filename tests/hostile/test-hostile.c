@@ -2276,7 +2276,8 @@ static void send_call_with_fd(int sock, const char *call, int fd) {
  * for FLUSH's (uninterruptibly). Neither process of tsmd may: every call is answered by name,
  * as with any other wrong fd, while the good client keeps working; once the server is gone,
  * tsmd holds none of them. An unlisted uid's fd on a call that takes none, AdoptContext's fd
- * (which the worker forwards to the monitor), AttachDevice's VFIO fd. */
+ * (which the worker forwards to the monitor), AttachDevice's VFIO fd, and one of a mount the
+ * worker may not look at. */
 TEST(fds_of_a_fuse_server_that_never_answers) {
         FuseHold h;
         Tsmd t;
@@ -2288,7 +2289,7 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         json_object *reply;
 
         /* Our own requests are answered: the test closes its fd before tsmd's are let go. */
-        r = fuse_hold_start(&h, getpid(), FUSE_HOLD_USEC);
+        r = fuse_hold_start(&h, getpid(), true, FUSE_HOLD_USEC);
         if (r < 0)
                 SKIP("no FUSE mount here: %s", strerror(-r));
 
@@ -2339,6 +2340,24 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         raw_expect_reply(sock, E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\",\"reason\":\"not an iommufd\"}");
         raw_expect_alive(sock);
         close(fd);
+        /* A FUSE mount the worker may not even look at (no allow_other): what it cannot see
+         * proves no VFIO device either. */
+        {
+                FuseHold p;
+
+                ASSERT_OK(fuse_hold_start(&p, getpid(), false, FUSE_HOLD_USEC));
+                fd = fuse_hold_open(&p, O_RDWR);
+                ASSERT_OK(fd);
+                send_call_with_fd(sock,
+                                  strf("{\"method\":\"io.tsmd.Guest.AttachDevice\",\"parameters\":{\"context\":%" PRIi64
+                                       ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\",\"vfioFileDescriptor\":0}}",
+                                       ctx),
+                                  fd);
+                raw_expect_reply(sock, E_GUEST("BadFileDescriptor"),
+                                 "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}");
+                close(fd);
+                fuse_hold_stop(&p);
+        }
         good_during_stop(&g, "calls with fds of a FUSE server that never answers");
         /* Other clients are answered meanwhile: a new one makes a context (the monitor's work). */
         {
@@ -2348,7 +2367,7 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
                 close(varlink_client_take_fd(c, (size_t) JINT(reply, "fileDescriptor")));
         }
         tsmd_expect_audit(&t, b.seq, "adopt-context", E_GUEST("BadFileDescriptor"), 2);
-        tsmd_expect_audit(&t, b.seq, "attach", E_GUEST("BadFileDescriptor"), 1);
+        tsmd_expect_audit(&t, b.seq, "attach", E_GUEST("BadFileDescriptor"), 2);
 
         /* The server's death ends the closes held: tsmd keeps none of those fds. */
         fuse_hold_stop(&h);
