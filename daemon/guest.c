@@ -434,11 +434,17 @@ static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
         return idx;
 }
 
-/* A fd the client passed that the worker had no room to receive (its RLIMIT_NOFILE is reached):
- * our failure, answered io.tsmd.System EMFILE, not the client's BadFileDescriptor. */
+/* A fd the client passed that the worker had no room to receive (its RLIMIT_NOFILE is reached,
+ * or it takes none while fds wait to be closed behind a close a file system holds: fd-closer.h):
+ * our failure, answered io.tsmd.System EMFILE, not the client's BadFileDescriptor. Rate limited:
+ * a client that holds such a close can make every call with an fd come here. */
 static int fd_lost(const char *field) {
-        log_warning("No fd left to receive the %s a client passed (RLIMIT_NOFILE), failing its call with EMFILE.",
-                    field);
+        static RateLimit log_limit = RATELIMIT(UNRECORDED_REFUSAL_LOG_INTERVAL_USEC, UNRECORDED_REFUSAL_LOG_BURST);
+
+        log_full_ratelimited(&log_limit, LOG_WARNING,
+                             "No fd left to receive the %s a client passed (RLIMIT_NOFILE reached, or fds waiting "
+                             "to be closed behind a close some file system holds), failing its call with EMFILE.",
+                             field);
         return -EMFILE;
 }
 

@@ -133,6 +133,17 @@ void fd_closer_close_many(int *fds, size_t n) {
                 fds[i] = fd_closer_close(fds[i]);
 }
 
+bool fd_closer_congested(void) {
+        bool congested;
+
+        if (!closer.running)
+                return false;
+        pthread_mutex_lock(&closer.lock);
+        congested = closer.n + closer.closing > closer.size / 4;
+        pthread_mutex_unlock(&closer.lock);
+        return congested;
+}
+
 int fd_closer_wait_idle(uint64_t timeout_usec) {
         uint64_t deadline = usec_add(now_monotonic_usec(), timeout_usec);
         struct timespec ts = {

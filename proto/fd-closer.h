@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,12 @@ static inline void fd_closer_closep(int *fd) {
         *fd = fd_closer_close(*fd);
 }
 #define _cleanup_close_peer_ _cleanup_(fd_closer_closep)
+
+/* Whether more than a quarter of what the queue has room for (RLIMIT_NOFILE at the start) waits
+ * to be closed: a close some file system holds, with the fds behind it. Until that is over, a
+ * process should take no more fds from peers (the kernel drops fds a recvmsg() has no room for
+ * without a close, so without waiting), lest they fill its fd table. */
+bool fd_closer_congested(void);
 
 /* Waits until every fd handed over so far is closed: 0, or -ETIMEDOUT (a close still waits on
  * its file system). For tests, which count fds. */

@@ -271,14 +271,20 @@ int varlink_stream_read(VarlinkStream *s) {
                 struct cmsghdr cmsg;
                 uint8_t buf[CMSG_SPACE(sizeof(int) * VARLINK_FDS_PER_MESSAGE_MAX)];
         } control;
+        /* SECURITY: while fds wait to be closed behind a close some file system holds (a FUSE
+         * server that does not answer, fd-closer.h), none are taken: they would fill our fd
+         * table. The kernel drops those it has no room for unopened, so without waiting on
+         * anybody, and they are lost as to a full table (below). */
+        const bool congested = s->allow_fd_input && fd_closer_congested();
         struct iovec iov = { .iov_base = chunk, .iov_len = sizeof(chunk) };
         struct msghdr mh = {
                 .msg_iov = &iov,
                 .msg_iovlen = 1,
                 .msg_control = &control,
                 /* No room for more fds than allowed: more are MSG_CTRUNC, refused below. */
-                .msg_controllen = CMSG_SPACE(sizeof(int) * CLAMP(s->limits.max_fds_per_message, 1U,
-                                                                 VARLINK_FDS_PER_MESSAGE_MAX)),
+                .msg_controllen = congested ? CMSG_SPACE(0)
+                                            : CMSG_SPACE(sizeof(int) * CLAMP(s->limits.max_fds_per_message, 1U,
+                                                                             VARLINK_FDS_PER_MESSAGE_MAX)),
         };
         /* How many fds the control buffer takes (CMSG_SPACE() pads: maybe one more than
          * asked for). */
@@ -324,8 +330,10 @@ int varlink_stream_read(VarlinkStream *s) {
          * (our RLIMIT_NOFILE is reached) and dropped the rest. That is our failure, not the
          * peer's: the message goes on with a -EMFILE entry standing for the lost fds, so that
          * only the call or reply naming one of them fails. With the buffer (or the limit) full,
-         * the peer sent more than allowed, as before. */
-        lost = (mh.msg_flags & MSG_CTRUNC) && n_fds < capacity && n_fds < s->limits.max_fds_per_message;
+         * the peer sent more than allowed, as before. Likewise fds not taken for congestion
+         * (though those may have been more than allowed). */
+        lost = (mh.msg_flags & MSG_CTRUNC) &&
+               (congested || (n_fds < capacity && n_fds < s->limits.max_fds_per_message));
 
         /* SECURITY: a peer must not be able to park fds in our table beyond the limits. */
         if (((mh.msg_flags & MSG_CTRUNC) && !lost) || !s->allow_fd_input ||
