@@ -133,5 +133,10 @@ int main(int argc, char *argv[]) {
 
         log_info("Worker serving as uid %u with no capabilities.", (unsigned) getuid());
         r = manager_run(m);
+        /* The clients' fds it holds go to the closer too, which then ends: nothing of it is
+         * left at a clean exit (unless a close waits on a file system, which the exit would
+         * too). */
+        m = manager_free(m);
+        fd_closer_stop(FD_CLOSER_STOP_USEC);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

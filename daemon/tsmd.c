@@ -320,5 +320,9 @@ int main(int argc, char *argv[]) {
         capability_log_effective();
 
         r = monitor_run(m);
+        /* The fds it holds go to the closer too, which then ends: nothing of it is left at a
+         * clean exit (unless a close waits on a file system, which the exit would too). */
+        m = monitor_free(m);
+        fd_closer_stop(FD_CLOSER_STOP_USEC);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

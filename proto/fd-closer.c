@@ -25,7 +25,10 @@ typedef struct FdCloser {
         int *queue;          /* a ring of fds to close */
         size_t size, head, n;
         size_t closing;      /* taken off the queue, its close() not returned yet */
+        pthread_t thread;
         bool running;
+        bool stop;           /* the thread is to end once the queue is empty */
+        bool ended;
 } FdCloser;
 
 static FdCloser closer = {
@@ -38,8 +41,10 @@ static void *closer_thread(void *userdata) {
         for (;;) {
                 int fd;
 
-                while (closer.n == 0)
+                while (closer.n == 0 && !closer.stop)
                         pthread_cond_wait(&closer.wake, &closer.lock);
+                if (closer.n == 0)
+                        break;
                 fd = closer.queue[closer.head];
                 closer.head = (closer.head + 1) % closer.size;
                 closer.n--;
@@ -54,6 +59,9 @@ static void *closer_thread(void *userdata) {
                 closer.closing--;
                 pthread_cond_broadcast(&closer.idle);
         }
+        closer.ended = true;
+        pthread_cond_broadcast(&closer.idle);
+        pthread_mutex_unlock(&closer.lock);
         return NULL;
 }
 
@@ -61,7 +69,6 @@ int fd_closer_start(void) {
         pthread_condattr_t attr;
         sigset_t all, saved;
         struct rlimit rl;
-        pthread_t thread;
         int r;
 
         if (closer.running)
@@ -92,17 +99,63 @@ int fd_closer_start(void) {
         /* Signals belong to the event loop thread. */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &saved);
-        r = -pthread_create(&thread, NULL, closer_thread, NULL);
+        closer.stop = closer.ended = false;
+        r = -pthread_create(&closer.thread, NULL, closer_thread, NULL);
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
         if (r < 0) {
                 (void) pthread_cond_destroy(&closer.idle);
                 closer.queue = mfree(closer.queue);
                 return r;
         }
-        /* It runs until the process ends: one stuck in a close could not be joined anyway. */
-        (void) pthread_detach(thread);
         closer.running = true;
         return 0;
+}
+
+/* Waits until done(), by the deadline: 0 or -ETIMEDOUT. With the lock held. */
+static int wait_locked(bool (*done)(void), uint64_t timeout_usec) {
+        uint64_t deadline = usec_add(now_monotonic_usec(), timeout_usec);
+        struct timespec ts = {
+                .tv_sec = (time_t) (deadline / 1000000U),
+                .tv_nsec = (long) (deadline % 1000000U) * 1000L,
+        };
+        int r = 0;
+
+        while (!done() && r == 0)
+                r = -pthread_cond_timedwait(&closer.idle, &closer.lock, &ts);
+        return done() ? 0 : r;
+}
+
+static bool closer_ended(void) {
+        return closer.ended;
+}
+
+static bool closer_idle(void) {
+        return closer.n == 0 && closer.closing == 0;
+}
+
+void fd_closer_stop(uint64_t timeout_usec) {
+        int r;
+
+        if (!closer.running)
+                return;
+
+        pthread_mutex_lock(&closer.lock);
+        closer.stop = true;
+        pthread_cond_signal(&closer.wake);
+        r = wait_locked(closer_ended, timeout_usec);
+        /* One stuck in a close stays, and goes on taking fds: the process cannot end before
+         * that close anyway. */
+        if (r < 0)
+                closer.stop = false;
+        pthread_mutex_unlock(&closer.lock);
+        if (r < 0)
+                return;
+
+        (void) pthread_join(closer.thread, NULL);
+        (void) pthread_cond_destroy(&closer.idle);
+        closer.queue = mfree(closer.queue);
+        closer.size = closer.head = 0;
+        closer.running = false;
 }
 
 int fd_closer_close(int fd) {
@@ -145,21 +198,13 @@ bool fd_closer_congested(void) {
 }
 
 int fd_closer_wait_idle(uint64_t timeout_usec) {
-        uint64_t deadline = usec_add(now_monotonic_usec(), timeout_usec);
-        struct timespec ts = {
-                .tv_sec = (time_t) (deadline / 1000000U),
-                .tv_nsec = (long) (deadline % 1000000U) * 1000L,
-        };
-        int r = 0;
+        int r;
 
         if (!closer.running)
                 return 0;
 
         pthread_mutex_lock(&closer.lock);
-        while ((closer.n > 0 || closer.closing > 0) && r == 0)
-                r = -pthread_cond_timedwait(&closer.idle, &closer.lock, &ts);
-        if (closer.n == 0 && closer.closing == 0)
-                r = 0;
+        r = wait_locked(closer_idle, timeout_usec);
         pthread_mutex_unlock(&closer.lock);
         return r;
 }

@@ -18,6 +18,13 @@
  * process, before the first fd_closer_close() that must not block. */
 int fd_closer_start(void);
 
+/* Closes what is queued, then ends the thread, waiting at most timeout_usec for that: at a
+ * clean exit, so that nothing of it is left. From then on fd_closer_close() closes at once. A
+ * thread a close holds past the timeout is left running, as before. */
+void fd_closer_stop(uint64_t timeout_usec);
+/* What tsmd's processes give it at their exit. */
+#define FD_CLOSER_STOP_USEC (1000U * 1000U)
+
 /* Closes fd (if >= 0) through the closer, or at once where none runs. Returns -EBADF, as
  * safe_close(). */
 int fd_closer_close(int fd);

@@ -51,6 +51,19 @@ TEST(closes_what_it_is_handed) {
                 ASSERT_EQ(fds[i], -EBADF);
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
         ASSERT_EQ(count_fds(), before);
+
+        /* Stopped, it closes what is queued first; then fds are closed at once again, and it
+         * can start anew. */
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                ASSERT_OK(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        fd_closer_close_many(fds, ELEMENTSOF(fds));
+        fd_closer_stop(5 * SEC);
+        ASSERT_EQ(count_fds(), before);
+        ASSERT_OK(fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_EQ(fd_closer_close(fds[0]), -EBADF);
+        ASSERT_EQ(count_fds(), before);
+        ASSERT_OK(fd_closer_start());
+        fd_closer_stop(5 * SEC);
 }
 
 TEST(a_close_the_file_system_holds_keeps_only_the_closer_waiting) {
@@ -77,10 +90,19 @@ TEST(a_close_the_file_system_holds_keeps_only_the_closer_waiting) {
         /* The closer waits on the FLUSH, and what came after waits behind it. */
         ASSERT_ERRNO(fd_closer_wait_idle(SEC / 5), ETIMEDOUT);
 
+        /* Nor does a stop wait for it past its timeout: the thread stays, and takes more. */
+        t = now();
+        fd_closer_stop(SEC / 5);
+        if (now() - t > 2 * SEC)
+                TEST_FAIL("the stop waited %llu ms", (unsigned long long) ((now() - t) / 1000));
+        ASSERT_OK(other = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_EQ(fd_closer_close(other), -EBADF);
+
         /* The server's death ends the FLUSH (ENOTCONN); the rest is closed after it. */
         fuse_hold_stop(&h);
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
         ASSERT_EQ(count_fds(), before);
+        fd_closer_stop(5 * SEC);
 }
 
 TEST_MAIN();
