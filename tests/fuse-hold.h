@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * A FUSE file system that keeps others waiting: a server on /dev/fuse (no libfuse) for one
- * regular file, "f", that answers the requests of its own processes, and of one thread the
- * test names, only. Anybody else's request (the FLUSH of a close(), the GETATTR of an fstat(),
- * ...) waits until the server dies, when the kernel ends it with ENOTCONN. Tests hand fds of
- * "f" to tsmd, as a hostile VMM would. Where the test's thread is not answered (it plays the
- * code under test), it closes its own fds only after fuse_hold_stop(). A test must not fork
- * while it holds one: the child's close (at exec, say) would wait too.
+ * A FUSE file system that keeps chosen processes waiting: a server on /dev/fuse (no libfuse)
+ * for one regular file, "f", that never answers the requests of the processes the test names
+ * (any of their threads): the FLUSH of a close(), the GETATTR of an fstat(), ... wait until the
+ * server dies, when the kernel ends them with ENOTCONN. Everybody else's are answered. Tests
+ * hand fds of "f" to tsmd, as a hostile VMM that serves its own file system would. Where the
+ * test holds itself (it plays the code under test), it closes its own fds only after
+ * fuse_hold_stop().
  *
  * Two processes: a keeper, which mounts the file system in a mount namespace of its own (the
  * mount is nobody else's business) and opens "f" for the test, and its child the server. The
@@ -45,6 +45,26 @@ typedef struct FuseHold {
 
 #define FUSE_HOLD_NODE_FILE 2
 
+/* The process (thread group) a thread of it belongs to, from /proc: 0 if it is gone. */
+static inline pid_t fuse_hold_tgid(pid_t tid) {
+        char path[64], buf[1024];
+        const char *p;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%i/status", (int) tid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        p = strstr(buf, "\nTgid:");
+        return p ? (pid_t) atoi(p + strlen("\nTgid:")) : 0;
+}
+
 static inline void fuse_hold_reply(int fuse, uint64_t unique, int error, const void *body, size_t len) {
         char buf[sizeof(struct fuse_out_header) + sizeof(struct fuse_entry_out)];
         struct fuse_out_header h = { .len = (uint32_t) (sizeof(h) + len), .error = error, .unique = unique };
@@ -64,10 +84,9 @@ static inline void fuse_hold_attr(struct fuse_attr *a, uint64_t node) {
         };
 }
 
-/* The server: answers whatever the keeper and the thread answered (and the kernel, for INIT and
- * RELEASE) ask, with attributes valid for no time, so that every fstat() asks again; nobody
- * else's request. */
-_noreturn_ static inline void fuse_hold_serve(int fuse, pid_t keeper, pid_t answered) {
+/* The server: answers whatever anybody but the processes held asks (INIT and RELEASE whoever
+ * asks), with attributes valid for no time, so that every fstat() asks again. */
+_noreturn_ static inline void fuse_hold_serve(int fuse, const pid_t *held, size_t n_held) {
         /* The kernel wants room for its largest write (max_write before INIT is not ours). */
         static uint8_t buf[1 << 20];
 
@@ -80,9 +99,15 @@ _noreturn_ static inline void fuse_hold_serve(int fuse, pid_t keeper, pid_t answ
                         continue;
                 if (n < (ssize_t) sizeof(*h))
                         _exit(n < 0 && errno == ENODEV ? 0 : 1); /* ENODEV: unmounted */
-                if (h->opcode != FUSE_INIT && h->opcode != FUSE_RELEASE && h->pid != (uint32_t) keeper &&
-                    (answered <= 0 || h->pid != (uint32_t) answered))
-                        continue; /* held: never answered */
+                if (h->opcode != FUSE_INIT && h->opcode != FUSE_RELEASE) {
+                        pid_t tgid = fuse_hold_tgid((pid_t) h->pid);
+                        bool hold = false;
+
+                        for (size_t i = 0; i < n_held; i++)
+                                hold = hold || tgid == held[i];
+                        if (hold)
+                                continue; /* never answered */
+                }
 
                 switch (h->opcode) {
                 case FUSE_INIT: {
@@ -157,8 +182,8 @@ static inline int fuse_hold_send_fd(int sock, int fd, int error) {
 
 /* The keeper: mounts, says how that went, then opens "f" with the flags the test asks for
  * until the test hangs up; then kills the server and waits for it. */
-_noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, pid_t answered, bool allow_other,
-                                             uint64_t max_hold_usec) {
+_noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, const pid_t *held, size_t n_held,
+                                             bool allow_other, uint64_t max_hold_usec) {
         char opts[128], path[sizeof(((FuseHold *) NULL)->dir) + 2];
         int fuse, flags, r = 0;
         pid_t server;
@@ -186,7 +211,7 @@ _noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, pid_t an
         if (server == 0) {
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
                 (void) alarm((unsigned) ((max_hold_usec + 999999) / 1000000));
-                fuse_hold_serve(fuse, getppid(), answered);
+                fuse_hold_serve(fuse, held, n_held);
         }
         close(fuse); /* the server's is the last: its death ends the connection */
         (void) fuse_hold_send_fd(sock, -1, r);
@@ -224,10 +249,10 @@ static inline int fuse_hold_recv(FuseHold *h, int *ret_fd) {
 
 static inline void fuse_hold_stop(FuseHold *h);
 
-/* Mounts the file system, whose server answers the thread answered too if > 0 (the test's
- * main thread: getpid()). Without allow_other, only root may use it (the kernel refuses tsmd's
+/* Mounts the file system, whose server holds the requests of the n_held processes held. Without allow_other, only root may use it (the kernel refuses tsmd's
  * worker even a cached stat of "f"). 0, or -errno (no /dev/fuse, no right to mount: SKIP). */
-static inline int fuse_hold_start(FuseHold *h, pid_t answered, bool allow_other, uint64_t max_hold_usec) {
+static inline int fuse_hold_start(FuseHold *h, const pid_t *held, size_t n_held, bool allow_other,
+                                  uint64_t max_hold_usec) {
         int pair[2], r;
 
         *h = (FuseHold){ .keeper = -1, .sock = -1 };
@@ -247,7 +272,7 @@ static inline int fuse_hold_start(FuseHold *h, pid_t answered, bool allow_other,
                         _exit(1);
                 (void) syscall(SYS_close_range, 4U, ~0U, 0U);
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                fuse_hold_keep(3, h->dir, answered, allow_other, max_hold_usec);
+                fuse_hold_keep(3, h->dir, held, n_held, allow_other, max_hold_usec);
         }
         close(pair[1]);
         h->sock = pair[0];

@@ -2275,9 +2275,8 @@ static void send_call_with_fd(int sock, const char *call, int fd) {
  * requests (tests/fuse-hold.h): an fstat() of such an fd waits for GETATTR's answer, its close()
  * for FLUSH's (uninterruptibly). Neither process of tsmd may: every call is answered by name,
  * as with any other wrong fd, while the good client keeps working; once the server is gone,
- * tsmd holds none of them. An unlisted uid's fd on a call that takes none, AdoptContext's fd
- * (which the worker forwards to the monitor), AttachDevice's VFIO fd, and one of a mount the
- * worker may not look at. */
+ * tsmd holds none of them. An unlisted uid's fd on a call that takes none, AdoptContext's fd,
+ * AttachDevice's VFIO fd, and one of a mount the worker may not look at. */
 TEST(fds_of_a_fuse_server_that_never_answers) {
         FuseHold h;
         Tsmd t;
@@ -2288,14 +2287,18 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         int64_t ctx;
         json_object *reply;
 
-        /* Our own requests are answered: the test closes its fd before tsmd's are let go. */
-        r = fuse_hold_start(&h, getpid(), true, FUSE_HOLD_USEC);
+        r = fuse_hold_start(&h, NULL, 0, true, FUSE_HOLD_USEC);
         if (r < 0)
                 SKIP("no FUSE mount here: %s", strerror(-r));
+        fuse_hold_stop(&h);
 
         tsmd_start_config(&t, CONF(""));
         good_connect(&t, &g, 0);
         b = baseline_take(&t, &g);
+        /* tsmd's requests are held, the test's answered: it closes its fd before tsmd's are
+         * let go. */
+        const pid_t tsmd_pids[] = { t.pid, b.worker };
+        ASSERT_OK(fuse_hold_start(&h, tsmd_pids, ELEMENTSOF(tsmd_pids), true, FUSE_HOLD_USEC));
         a = tsmd_connect_guest(&t);
         reply = CALL_OK(a, G "OpenContext", NULL);
         ctx = JINT(reply, "context");
@@ -2303,7 +2306,6 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         sock = varlink_client_get_fd(a);
         if (tsmd_can_switch_uid())
                 nobody = tsmd_connect_as(&t, NOBODY, NOBODY);
-        /* No fork from here on while the test has it (fuse-hold.h). */
         fd = fuse_hold_open(&h, O_RDWR);
         ASSERT_OK(fd);
 
@@ -2345,7 +2347,7 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         {
                 FuseHold p;
 
-                ASSERT_OK(fuse_hold_start(&p, getpid(), false, FUSE_HOLD_USEC));
+                ASSERT_OK(fuse_hold_start(&p, tsmd_pids, ELEMENTSOF(tsmd_pids), false, FUSE_HOLD_USEC));
                 fd = fuse_hold_open(&p, O_RDWR);
                 ASSERT_OK(fd);
                 send_call_with_fd(sock,

@@ -2968,7 +2968,7 @@ TEST(a_fuse_fd_to_adopt_waits_on_no_server) {
 
                 ASSERT_NOT_NULL(f);
                 setup_platform(f, &config);
-                r = fuse_hold_start(&h, 0, true, FUSE_HOLD_USEC);
+                r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, FUSE_HOLD_USEC);
                 if (r < 0)
                         SKIP("no FUSE mount here: %s", strerror(-r));
                 ASSERT_OK(fd_closer_start()); /* as tsmd's main() does */

@@ -72,7 +72,7 @@ TEST(a_close_the_file_system_holds_keeps_only_the_closer_waiting) {
         int fd, other, r;
         uint64_t t;
 
-        r = fuse_hold_start(&h, 0, true, HOLD_USEC);
+        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, HOLD_USEC);
         if (r < 0)
                 SKIP("no FUSE mount here: %s", strerror(-r));
         ASSERT_OK(fd_closer_start());

@@ -462,7 +462,7 @@ TEST(no_fds_taken_while_the_closer_is_congested) {
         l.rlim_cur = l.rlim_max;
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
 
-        r = fuse_hold_start(&h, 0, true, 10 * 1000000ULL);
+        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, 10 * 1000000ULL);
         if (r < 0)
                 SKIP("no FUSE mount here: %s", strerror(-r));
         fuse = fuse_hold_open(&h, O_RDWR);
