@@ -330,6 +330,20 @@ unsigned guest_max_contexts(const Manager *m) {
         return MIN(m->config.max_contexts, m->hello.max_contexts);
 }
 
+/* SECURITY: whether fd could be what AdoptContext wants, judged as the monitor does but coarser:
+ * the IOMMU character device or the emulated stand-in, a memfd (F_GET_SEALS answers for shmem
+ * files only). Anything else the monitor would refuse, and have to close: for an fd of a FUSE
+ * file system the client serves, a close that waits on the client, with the monitor's closes
+ * after it (fd-closer.h). The close of a character device or a memfd goes to its driver or to
+ * shmem, never to the file system the fd was opened on. Nothing here calls into that either. */
+static bool fd_may_be_iommufd(int fd) {
+        struct stat st;
+
+        if (fstat_cached(fd, &st) < 0)
+                return false;
+        return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
+}
+
 /* Makes a context for the calling client: the monitor opens a fresh iommufd (adopt_fd < 0,
  * its duplicate for the client in *ret_fd) or adopts the client's. ret_token: its reclaim
  * token, for the reply and nothing else (the context keeps its reclaim id). Returns 1 when a
@@ -370,7 +384,9 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
         /* The monitor keeps the iommufd (and a copy with the service manager, if there is one),
          * so neither a restart of the worker nor of tsmd tears the context down. */
         if (adopt_fd >= 0)
-                r = priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id);
+                r = fd_may_be_iommufd(adopt_fd)
+                            ? priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id)
+                            : -EBADF;
         else
                 r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, &ctx->id, ret_fd);
         /* Only the fd the client passed can be bad: the host's own IOMMU device missing or not

@@ -2276,7 +2276,9 @@ static void send_call_with_fd(int sock, const char *call, int fd) {
  * for FLUSH's (uninterruptibly). Neither process of tsmd may: every call is answered by name,
  * as with any other wrong fd, while the good client keeps working; once the server is gone,
  * tsmd holds none of them. An unlisted uid's fd on a call that takes none, AdoptContext's fd,
- * AttachDevice's VFIO fd, and one of a mount the worker may not look at. */
+ * AttachDevice's VFIO fd, and one of a mount the worker may not look at. And where the server
+ * answers the worker but not the monitor, AdoptContext's fd never reaches the monitor, whose
+ * closes would queue behind the one held (test-monitor-dispatch has the monitor's own part). */
 TEST(fds_of_a_fuse_server_that_never_answers) {
         FuseHold h;
         Tsmd t;
@@ -2326,7 +2328,7 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
                 ASSERT_EQ(JINT(params, "fileDescriptor"), 0);
                 json_object_put(o);
         }
-        /* The worker forwards AdoptContext's fd to the monitor, which refuses it. */
+        /* What cannot be an iommufd the worker refuses itself, as the monitor would. */
         send_call_with_fd(sock, "{\"method\":\"io.tsmd.Guest.AdoptContext\",\"parameters\":{\"fileDescriptor\":0}}", fd);
         raw_expect_reply(sock, E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\",\"reason\":\"not an iommufd\"}");
         /* The worker looks at a VFIO fd itself. */
@@ -2360,6 +2362,24 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
                 close(fd);
                 fuse_hold_stop(&p);
         }
+        /* A server that answers the worker's FLUSH but not the monitor's: none of its fds may
+         * reach the monitor, whose closes would wait behind the first, each fd open meanwhile. */
+        {
+                unsigned before = tsmd_count_fds_of(t.pid);
+                FuseHold p;
+
+                ASSERT_OK(fuse_hold_start(&p, &t.pid, 1, true, FUSE_HOLD_USEC));
+                fd = fuse_hold_open(&p, O_RDWR);
+                ASSERT_OK(fd);
+                for (unsigned i = 0; i < 3; i++) {
+                        send_call_with_fd(sock, "{\"method\":\"io.tsmd.Guest.AdoptContext\",\"parameters\":{\"fileDescriptor\":0}}", fd);
+                        raw_expect_reply(sock, E_GUEST("BadFileDescriptor"),
+                                         "{\"field\":\"fileDescriptor\",\"reason\":\"not an iommufd\"}");
+                }
+                close(fd);
+                ASSERT_EQ(tsmd_count_fds_of(t.pid), before);
+                fuse_hold_stop(&p);
+        }
         good_during_stop(&g, "calls with fds of a FUSE server that never answers");
         /* Other clients are answered meanwhile: a new one makes a context (the monitor's work). */
         {
@@ -2368,7 +2388,7 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
                 reply = CALL_OK(c, G "OpenContext", NULL);
                 close(varlink_client_take_fd(c, (size_t) JINT(reply, "fileDescriptor")));
         }
-        tsmd_expect_audit(&t, b.seq, "adopt-context", E_GUEST("BadFileDescriptor"), 2);
+        tsmd_expect_audit(&t, b.seq, "adopt-context", E_GUEST("BadFileDescriptor"), 5);
         tsmd_expect_audit(&t, b.seq, "attach", E_GUEST("BadFileDescriptor"), 2);
 
         /* The server's death ends the closes held: tsmd keeps none of those fds. */
