@@ -6,6 +6,7 @@
  * audited call (guest-op.c), told what it touched through guest_op_set_*(). Runs in: worker.
  */
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/queue.h>
@@ -329,6 +330,20 @@ unsigned guest_max_contexts(const Manager *m) {
         return MIN(m->config.max_contexts, m->hello.max_contexts);
 }
 
+/* SECURITY: whether fd could be what AdoptContext wants, judged as the monitor does but coarser:
+ * the IOMMU character device or the emulated stand-in, a memfd (F_GET_SEALS answers for shmem
+ * files only). Anything else the monitor would refuse, and have to close: for an fd of a FUSE
+ * file system the client serves, a close that waits on the client, with the monitor's closes
+ * after it (fd-closer.h). The close of a character device or a memfd goes to its driver or to
+ * shmem, never to the file system the fd was opened on. Nothing here calls into that either. */
+static bool fd_may_be_iommufd(int fd) {
+        struct stat st;
+
+        if (fstat_cached(fd, &st) < 0)
+                return false;
+        return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
+}
+
 /* Makes a context for the calling client: the monitor opens a fresh iommufd (adopt_fd < 0,
  * its duplicate for the client in *ret_fd) or adopts the client's. ret_token: its reclaim
  * token, for the reply and nothing else (the context keeps its reclaim id). Returns 1 when a
@@ -369,7 +384,9 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
         /* The monitor keeps the iommufd (and a copy with the service manager, if there is one),
          * so neither a restart of the worker nor of tsmd tears the context down. */
         if (adopt_fd >= 0)
-                r = priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id);
+                r = fd_may_be_iommufd(adopt_fd)
+                            ? priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id)
+                            : -EBADF;
         else
                 r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, &ctx->id, ret_fd);
         /* Only the fd the client passed can be bad: the host's own IOMMU device missing or not
@@ -433,11 +450,17 @@ static int vl_open_context(VarlinkCall *call, json_object *p, void *userdata) {
         return idx;
 }
 
-/* A fd the client passed that the worker had no room to receive (its RLIMIT_NOFILE is reached):
- * our failure, answered io.tsmd.System EMFILE, not the client's BadFileDescriptor. */
+/* A fd the client passed that the worker had no room to receive (its RLIMIT_NOFILE is reached,
+ * or it takes none while fds wait to be closed behind a close a file system holds: fd-closer.h):
+ * our failure, answered io.tsmd.System EMFILE, not the client's BadFileDescriptor. Rate limited:
+ * a client that holds such a close can make every call with an fd come here. */
 static int fd_lost(const char *field) {
-        log_warning("No fd left to receive the %s a client passed (RLIMIT_NOFILE), failing its call with EMFILE.",
-                    field);
+        static RateLimit log_limit = RATELIMIT(UNRECORDED_REFUSAL_LOG_INTERVAL_USEC, UNRECORDED_REFUSAL_LOG_BURST);
+
+        log_full_ratelimited(&log_limit, LOG_WARNING,
+                             "No fd left to receive the %s a client passed (RLIMIT_NOFILE reached, or fds waiting "
+                             "to be closed behind a close some file system holds), failing its call with EMFILE.",
+                             field);
         return -EMFILE;
 }
 
@@ -659,15 +682,28 @@ static const char *link_name(const char *path, char *buf, size_t size) {
 /* SECURITY: a VFIO device fd proves which physical device the VMM holds: its character device
  * must be a VFIO device cdev (subsystem vfio-dev), and its sysfs node one under the vfio-dev/
  * directory of the device at pci_address. Any other character device of that function (a DRM
- * render node, say) names the function too, but proves no VFIO ownership of it. */
+ * render node, say) names the function too, but proves no VFIO ownership of it; nor does an
+ * O_PATH fd of the right one, which anybody who can see the node may open. Nothing here calls
+ * into the fd's file system, which the client may serve (FUSE) and answer never. */
 static int verify_vfio_fd(int fd, const char *pci_address, const char **ret_reason) {
         char path[128], buf[PATH_MAX], vfio_dir[PATH_MAX];
         _cleanup_free_ char *node = NULL, *device = NULL;
         const char *name, *base;
         struct stat st;
+        int flags, r;
 
-        if (fstat(fd, &st) < 0)
+        /* What cannot be looked at proves nothing either (a FUSE mount without allow_other
+         * refuses us its attributes). */
+        *ret_reason = GUEST_REASON_NOT_VFIO;
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
                 return negative_errno();
+        if (flags & O_PATH)
+                return -EBADF;
+        r = fstat_cached(fd, &st);
+        if (r < 0)
+                return r;
+        *ret_reason = NULL;
         if (!S_ISCHR(st.st_mode)) {
                 *ret_reason = GUEST_REASON_NOT_CHAR;
                 return -EBADF;

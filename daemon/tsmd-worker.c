@@ -16,6 +16,7 @@
 #include "capability.h"
 #include "config.h"
 #include "daemon-config.h"
+#include "fd-closer.h"
 #include "log.h"
 #include "manager.h"
 #include "tsm-priv.h"
@@ -109,6 +110,13 @@ int main(int argc, char *argv[]) {
                 abort();
         }
 
+        /* SECURITY: a client's fd may be of a file system the client serves (FUSE), whose close
+         * waits on it for as long as it likes: they are closed by a thread of their own, never
+         * by the loop (fd-closer.h). */
+        r = fd_closer_start();
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the thread that closes clients' fds: %m"), EXIT_FAILURE;
+
         /* A client hanging up must not kill us; writes report EPIPE instead. Likewise a file
          * size limit: the audit log must see EFBIG and fail closed, not die. */
         (void) signal(SIGPIPE, SIG_IGN);
@@ -125,5 +133,10 @@ int main(int argc, char *argv[]) {
 
         log_info("Worker serving as uid %u with no capabilities.", (unsigned) getuid());
         r = manager_run(m);
+        /* The clients' fds it holds go to the closer too, which then ends: nothing of it is
+         * left at a clean exit (unless a close waits on a file system, which the exit would
+         * too). */
+        m = manager_free(m);
+        fd_closer_stop(FD_CLOSER_STOP_USEC);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

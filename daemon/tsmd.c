@@ -18,6 +18,7 @@
 #include "config.h"
 #include "daemon-config.h"
 #include "discovery.h"
+#include "fd-closer.h"
 #include "daemon-config-trusted.h"
 #include "fdstore.h"
 #include "file-trust.h"
@@ -329,6 +330,15 @@ int main(int argc, char *argv[]) {
         (void) signal(SIGXFSZ, SIG_IGN);
 
         raise_nofile_limit();
+        /* SECURITY: an fd from the worker may be a client's, of a file system the client serves
+         * (FUSE), whose close waits on it for as long as it likes: those we refuse are closed
+         * by a thread of their own, never by the loop (fd-closer.h). After the limit is
+         * raised, which sizes its queue. */
+        r = fd_closer_start();
+        if (r < 0) {
+                daemon_config_done(&config);
+                return log_error_errno(r, "Failed to start the thread that closes the worker's fds: %m"), EXIT_FAILURE;
+        }
         r = monitor_new(&(MonitorOptions){
                                 .config_path = config_path,
                                 .config_optional = !arg_config,
@@ -356,5 +366,9 @@ int main(int argc, char *argv[]) {
         capability_log_effective();
 
         r = monitor_run(m);
+        /* The fds it holds go to the closer too, which then ends: nothing of it is left at a
+         * clean exit (unless a close waits on a file system, which the exit would too). */
+        m = monitor_free(m);
+        fd_closer_stop(FD_CLOSER_STOP_USEC);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -170,6 +171,11 @@ bool memeq_consttime(const void *a, const void *b, size_t n);
  * longer than max bytes (max >= 3), it is cut to at most max, ending in "..." and not inside a
  * character. For text quoted from files, to a client or the journal. */
 void string_shorten_printable(char *s, size_t max);
+
+/* fstat() of an fd a peer passed, without calling into its file system: FUSE answers
+ * statx(AT_STATX_DONT_SYNC) from what it has cached, where fstat() sends GETATTR and waits on
+ * the server, which may be the peer. Fills st_dev, st_ino, st_mode and st_rdev only. */
+int fstat_cached(int fd, struct stat *ret);
 
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);

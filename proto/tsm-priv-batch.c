@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "fd-closer.h"
 #include "macro.h"
 #include "tsm-priv-batch.h"
 
@@ -206,7 +207,7 @@ void tsm_priv_inbox_clear(TsmPrivInbox *in) {
         if (!in)
                 return;
         for (size_t i = 0; i < in->n; i++)
-                close_many(in->d[i].fds, in->d[i].n_fds);
+                fd_closer_close_many(in->d[i].fds, in->d[i].n_fds); /* maybe a client's: fd-closer.h */
         in->n = 0;
 }
 

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "fd-closer.h"
 #include "macro.h"
 #include "tsm-priv.h"
 
@@ -235,13 +236,15 @@ ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max
                         if (n_fds < max_fds)
                                 ret_fds[n_fds++] = fd;
                         else {
-                                safe_close(fd);
+                                fd_closer_close(fd);
                                 excess = true;
                         }
                 }
         }
+        /* SECURITY: the worker's fds may be a client's, of a file system the client serves,
+         * whose close waits on it (fd-closer.h). */
         if (excess || (mh->msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-                close_many(ret_fds, n_fds);
+                fd_closer_close_many(ret_fds, n_fds);
                 *ret_n_fds = 0;
                 return excess || (mh->msg_flags & MSG_CTRUNC) ? -EPROTO : -EMSGSIZE;
         }

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Small helpers declared in macro.h that need a body. */
 
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "escape.h"
@@ -20,6 +23,24 @@ uint64_t now_monotonic_usec(void) {
 
 uint64_t now_realtime_usec(void) {
         return now_usec(CLOCK_REALTIME);
+}
+
+int fstat_cached(int fd, struct stat *ret) {
+        struct statx sx;
+
+        assert(ret);
+
+        if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_MODE | STATX_INO, &sx) < 0)
+                return negative_errno();
+        if ((sx.stx_mask & (STATX_TYPE | STATX_MODE)) != (STATX_TYPE | STATX_MODE))
+                return -EIO;
+        *ret = (struct stat){
+                .st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor),
+                .st_ino = sx.stx_ino,
+                .st_mode = sx.stx_mode,
+                .st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor),
+        };
+        return 0;
 }
 
 bool memeq_consttime(const void *a, const void *b, size_t n) {

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "escape.h"
+#include "fd-closer.h"
 #include "idle-flush.h"
 #include "json-run.h"
 #include "json-util.h"
@@ -799,7 +800,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
         }
         call_sent_done(call, -ENOTCONN);
         call_unpostpone(call);
-        close_many(call->fds, call->n_fds);
+        fd_closer_close_many(call->fds, call->n_fds);
         free(call->fds);
         close_many(call->out_fds, call->n_out_fds);
         free(call->out_fds);
@@ -835,7 +836,9 @@ bool varlink_call_is_answered(const VarlinkCall *call) {
 static void call_drop_input(VarlinkCall *call) {
         if (call->in_handler || call->postponed)
                 return;
-        close_many(call->fds, call->n_fds);
+        /* SECURITY: a client's fd may be of a file system it serves, whose close waits on it
+         * (fd-closer.h). */
+        fd_closer_close_many(call->fds, call->n_fds);
         call->n_fds = 0;
         if (call->answered && !call->intercepted)
                 call_put_message(call);
@@ -1525,7 +1528,7 @@ static void dispatch(VarlinkConn *c, json_object *message, size_t size, int *fds
         call = new0(VarlinkCall, 1);
         if (!call) {
                 json_object_put(message);
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 free(fds);
                 conn_disconnect(c);
                 return;

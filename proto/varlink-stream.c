@@ -14,6 +14,7 @@
 
 #include <event2/buffer.h>
 
+#include "fd-closer.h"
 #include "json-util.h"
 #include "varlink-stream.h"
 
@@ -62,6 +63,14 @@ static void fd_batch_done(FdBatch *b) {
         b->n_fds = 0;
 }
 
+/* SECURITY: what the peer sent may be of a file system the peer serves (FUSE), whose close
+ * waits on it: closed without waiting (fd-closer.h). */
+static void in_batch_done(FdBatch *b) {
+        fd_closer_close_many(b->fds, b->n_fds);
+        b->fds = mfree(b->fds);
+        b->n_fds = 0;
+}
+
 int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret) {
         _cleanup_(varlink_stream_freep) VarlinkStream *s = NULL;
         int r;
@@ -101,7 +110,7 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
                 return NULL;
 
         for (size_t i = 0; i < s->n_in_fds; i++)
-                fd_batch_done(&s->in_fds[i]);
+                in_batch_done(&s->in_fds[i]);
         for (size_t i = 0; i < s->n_out_fds; i++)
                 fd_batch_done(&s->out_fds[i]);
         free(s->out_fds);
@@ -237,9 +246,9 @@ static int collect_fds(struct msghdr *mh, int **ret_fds, size_t *ret_n) {
                                 int fd;
 
                                 memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                safe_close(fd);
+                                fd_closer_close(fd);
                         }
-                        close_many(fds, n);
+                        fd_closer_close_many(fds, n);
                         return -ENOMEM;
                 }
                 fds = p;
@@ -262,14 +271,20 @@ int varlink_stream_read(VarlinkStream *s) {
                 struct cmsghdr cmsg;
                 uint8_t buf[CMSG_SPACE(sizeof(int) * VARLINK_FDS_PER_MESSAGE_MAX)];
         } control;
+        /* SECURITY: while fds wait to be closed behind a close some file system holds (a FUSE
+         * server that does not answer, fd-closer.h), none are taken: they would fill our fd
+         * table. The kernel drops those it has no room for unopened, so without waiting on
+         * anybody, and they are lost as to a full table (below). */
+        const bool congested = s->allow_fd_input && fd_closer_congested();
         struct iovec iov = { .iov_base = chunk, .iov_len = sizeof(chunk) };
         struct msghdr mh = {
                 .msg_iov = &iov,
                 .msg_iovlen = 1,
                 .msg_control = &control,
                 /* No room for more fds than allowed: more are MSG_CTRUNC, refused below. */
-                .msg_controllen = CMSG_SPACE(sizeof(int) * CLAMP(s->limits.max_fds_per_message, 1U,
-                                                                 VARLINK_FDS_PER_MESSAGE_MAX)),
+                .msg_controllen = congested ? CMSG_SPACE(0)
+                                            : CMSG_SPACE(sizeof(int) * CLAMP(s->limits.max_fds_per_message, 1U,
+                                                                             VARLINK_FDS_PER_MESSAGE_MAX)),
         };
         /* How many fds the control buffer takes (CMSG_SPACE() pads: maybe one more than
          * asked for). */
@@ -297,11 +312,11 @@ int varlink_stream_read(VarlinkStream *s) {
         if (r < 0)
                 return r;
         if (n == 0) {
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 return -ECONNRESET;
         }
         if (evbuffer_add(s->in, chunk, (size_t) n) < 0) {
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 return -ENOMEM;
         }
 
@@ -315,20 +330,22 @@ int varlink_stream_read(VarlinkStream *s) {
          * (our RLIMIT_NOFILE is reached) and dropped the rest. That is our failure, not the
          * peer's: the message goes on with a -EMFILE entry standing for the lost fds, so that
          * only the call or reply naming one of them fails. With the buffer (or the limit) full,
-         * the peer sent more than allowed, as before. */
-        lost = (mh.msg_flags & MSG_CTRUNC) && n_fds < capacity && n_fds < s->limits.max_fds_per_message;
+         * the peer sent more than allowed, as before. Likewise fds not taken for congestion
+         * (though those may have been more than allowed). */
+        lost = (mh.msg_flags & MSG_CTRUNC) &&
+               (congested || (n_fds < capacity && n_fds < s->limits.max_fds_per_message));
 
         /* SECURITY: a peer must not be able to park fds in our table beyond the limits. */
         if (((mh.msg_flags & MSG_CTRUNC) && !lost) || !s->allow_fd_input ||
             n_fds > s->limits.max_fds_per_message || s->n_in_fds >= ELEMENTSOF(s->in_fds)) {
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 return -EPROTO;
         }
         if (lost) {
                 int *p = realloc(fds, (n_fds + 1) * sizeof(int));
 
                 if (!p) {
-                        close_many(fds, n_fds);
+                        fd_closer_close_many(fds, n_fds);
                         return -ENOMEM;
                 }
                 fds = p;
@@ -348,7 +365,7 @@ int varlink_stream_read(VarlinkStream *s) {
         else if (prev_len == 0)
                 msg_start = read_start;
         else {
-                close_many(fds, n_fds);
+                fd_closer_close_many(fds, n_fds);
                 return -EPROTO;
         }
 
@@ -402,19 +419,19 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
 
                 memmove(s->in_fds, s->in_fds + 1, (--s->n_in_fds) * sizeof(FdBatch));
                 if (b.start != start || batch.fds) {
-                        fd_batch_done(&b);
-                        fd_batch_done(&batch);
+                        in_batch_done(&b);
+                        in_batch_done(&batch);
                         return -EPROTO;
                 }
                 batch = b;
         }
 
         if (r < 0) {
-                fd_batch_done(&batch);
+                in_batch_done(&batch);
                 return r;
         }
         if (!json_object_is_type(msg, json_type_object)) {
-                fd_batch_done(&batch);
+                in_batch_done(&batch);
                 return -EBADMSG;
         }
 
@@ -423,7 +440,7 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
                 *ret_fds = batch.fds;
                 *ret_n_fds = batch.n_fds;
         } else
-                fd_batch_done(&batch);
+                in_batch_done(&batch);
         return 1;
 }
 

@@ -9,6 +9,7 @@
 #include <sys/time.h>
 
 #include "backend.h"
+#include "fd-closer.h"
 #include "fdstore.h"
 #include "idle-flush.h"
 #include "log.h"
@@ -1514,7 +1515,8 @@ static bool channel_hung_up(int channel) {
 /* One message from the worker (or the error of its datagram): its shape, whether it may come
  * now, what it means. */
 static int process_message(MonitorDispatch *d, TsmPrivReceived *dg, const char **ret_reason) {
-        _cleanup_close_ int fd = -EBADF;
+        /* SECURITY: may be a client's, of a file system it serves, whose close waits on it. */
+        _cleanup_close_peer_ int fd = -EBADF;
         const TsmPrivTypeDesc *desc;
         const char *reason = NULL;
         const void *payload = NULL;

@@ -47,32 +47,36 @@ int monitor_iommufd_open(TsmPlatform *p, int *ret_fd) {
         return 0;
 }
 
-/* SECURITY: what it is is not all: an O_PATH fd (or one opened read-only) of /dev/iommu passes
- * fstat() as the device, yet is no iommufd, and would be handed to others as one. */
-static int fd_check_rdwr(int fd) {
-        int flags = fcntl(fd, F_GETFL);
-
-        if (flags < 0)
-                return negative_errno();
+/* SECURITY: what it is is not all: an O_PATH fd (or one opened read-only) of /dev/iommu looks
+ * like the device, yet is no iommufd, and would be handed to others as one. */
+static int flags_check_rdwr(int flags) {
         if ((flags & O_PATH) || (flags & O_ACCMODE) != O_RDWR)
                 return -EACCES;
         return 0;
 }
 
 /* SECURITY: an adopted fd must be what it claims: the same kind of object that
- * monitor_iommufd_open() hands out. The monitor later issues ioctls on it as root. */
+ * monitor_iommufd_open() hands out. The monitor later issues ioctls on it as root. Nothing
+ * here calls into the fd's file system, which may be the client's (FUSE, with a server that
+ * never answers): its flags, the attributes the kernel has cached, the /proc link and the
+ * seals are all the kernel's own. */
 int monitor_iommufd_verify(TsmPlatform *p, int fd) {
         const char *path = tsm_platform_get_iommu_device(p);
         char link[64], target[128];
         struct stat st, want;
+        int flags;
         ssize_t n;
 
         assert(p);
 
-        if (fstat(fd, &st) < 0)
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
                 return negative_errno();
+        /* What cannot be looked at (a FUSE mount's attributes, without allow_other) is none. */
+        if (fstat_cached(fd, &st) < 0)
+                return -EBADF;
         if (stat(path, &want) >= 0)
-                return S_ISCHR(st.st_mode) && st.st_rdev == want.st_rdev ? fd_check_rdwr(fd) : -EBADF;
+                return S_ISCHR(st.st_mode) && st.st_rdev == want.st_rdev ? flags_check_rdwr(flags) : -EBADF;
         if (!tsm_platform_is_emulated(p))
                 return -ENODEV;
 
@@ -85,5 +89,5 @@ int monitor_iommufd_verify(TsmPlatform *p, int fd) {
         if (!strneq(target, "/memfd:" EMULATED_IOMMUFD_NAME, strlen("/memfd:" EMULATED_IOMMUFD_NAME)) ||
             fcntl(fd, F_GET_SEALS) != EMULATED_IOMMUFD_SEALS)
                 return -EBADF;
-        return fd_check_rdwr(fd);
+        return flags_check_rdwr(flags);
 }

@@ -16,6 +16,7 @@ int monitor_iommufd_open(TsmPlatform *p, int *ret_fd);
 /* Returns 0 if fd is the same kind of object monitor_iommufd_open() hands out: the IOMMU
  * character device, or the emulated stand-in when there is no IOMMU device, open for reading
  * and writing. -EACCES if it is not open so (O_PATH, read-only), -EBADF if it is something
- * else, -ENODEV if this host has no IOMMU device and the platform is not emulated, or the
- * fstat()/fcntl()/readlink() error. */
+ * else (or what the kernel has not cached the attributes of), -ENODEV if this host has no
+ * IOMMU device and the platform is not emulated, or the fcntl()/readlink() error. Never waits
+ * on the fd's file system. */
 int monitor_iommufd_verify(TsmPlatform *p, int fd);

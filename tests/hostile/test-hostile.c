@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 
 #include "emu-config.h"
+#include "fuse-hold.h"
 #include "good-client.h"
 #include "repeat-check.h"
 #include "tdisp.h"
@@ -2242,6 +2243,158 @@ TEST(refusals_leave_nothing_behind) {
         free(c.big);
         close(filler);
         varlink_client_free(c.a);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* ---- fds of a file system that never answers ------------------------------------------------ */
+
+/* The longest the FUSE server holds a request: what tsmd would hang for if it waited on one. */
+#define FUSE_HOLD_USEC (30 * USEC_PER_SEC)
+
+/* Sends call on sock with fd attached, which stays the test's (a close() of it would wait on
+ * the FUSE server too). */
+static void send_call_with_fd(int sock, const char *call, int fd) {
+        union {
+                struct cmsghdr c;
+                uint8_t b[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) call, .iov_len = strlen(call) + 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof(control.b) };
+
+        control.c.cmsg_level = SOL_SOCKET;
+        control.c.cmsg_type = SCM_RIGHTS;
+        control.c.cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(&control.c), &fd, sizeof(int));
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) iov.iov_len);
+}
+
+/* SECURITY: a VMM passes fds of a FUSE file system it serves, and answers none of tsmd's
+ * requests (tests/fuse-hold.h): an fstat() of such an fd waits for GETATTR's answer, its close()
+ * for FLUSH's (uninterruptibly). Neither process of tsmd may: every call is answered by name,
+ * as with any other wrong fd, while the good client keeps working; once the server is gone,
+ * tsmd holds none of them. An unlisted uid's fd on a call that takes none, AdoptContext's fd,
+ * AttachDevice's VFIO fd, and one of a mount the worker may not look at. And where the server
+ * answers the worker but not the monitor, AdoptContext's fd never reaches the monitor, whose
+ * closes would queue behind the one held (test-monitor-dispatch has the monitor's own part). */
+TEST(fds_of_a_fuse_server_that_never_answers) {
+        FuseHold h;
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *a, *nobody = NULL;
+        int fd, r, sock;
+        int64_t ctx;
+        json_object *reply;
+
+        r = fuse_hold_start(&h, NULL, 0, true, FUSE_HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        fuse_hold_stop(&h);
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        /* tsmd's requests are held, the test's answered: it closes its fd before tsmd's are
+         * let go. */
+        const pid_t tsmd_pids[] = { t.pid, b.worker };
+        ASSERT_OK(fuse_hold_start(&h, tsmd_pids, ELEMENTSOF(tsmd_pids), true, FUSE_HOLD_USEC));
+        a = tsmd_connect_guest(&t);
+        reply = CALL_OK(a, G "OpenContext", NULL);
+        ctx = JINT(reply, "context");
+        close(varlink_client_take_fd(a, (size_t) JINT(reply, "fileDescriptor")));
+        sock = varlink_client_get_fd(a);
+        if (tsmd_can_switch_uid())
+                nobody = tsmd_connect_as(&t, NOBODY, NOBODY);
+        fd = fuse_hold_open(&h, O_RDWR);
+        ASSERT_OK(fd);
+
+        good_during_start(&g);
+        /* Any local user may attach fds to any call: the worker closes what the call does not
+         * take. */
+        if (nobody) {
+                send_call_with_fd(varlink_client_get_fd(nobody), "{\"method\":\"io.tsmd.Guest.OpenContext\"}", fd);
+                _cleanup_free_ char *m = raw_recv(varlink_client_get_fd(nobody), TSMD_WAIT_USEC);
+                if (!m)
+                        TEST_FAIL("tsmd hung up on OpenContext with a FUSE fd attached");
+                fprintf(stderr, "# OpenContext of uid %u with a FUSE fd attached: %s\n", NOBODY, m);
+                /* Answered as it would be without the fd: here, no policy, a context. (Its
+                 * iommufd came with the answer; recv() dropped it.) */
+                json_object *o = json_tokener_parse(m), *params;
+                ASSERT_FALSE(json_object_object_get_ex(o, "error", NULL));
+                ASSERT_TRUE(json_object_object_get_ex(o, "parameters", &params));
+                ASSERT_EQ(JINT(params, "fileDescriptor"), 0);
+                json_object_put(o);
+        }
+        /* What cannot be an iommufd the worker refuses itself, as the monitor would. */
+        send_call_with_fd(sock, "{\"method\":\"io.tsmd.Guest.AdoptContext\",\"parameters\":{\"fileDescriptor\":0}}", fd);
+        raw_expect_reply(sock, E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\",\"reason\":\"not an iommufd\"}");
+        /* The worker looks at a VFIO fd itself. */
+        send_call_with_fd(sock,
+                          strf("{\"method\":\"io.tsmd.Guest.AttachDevice\",\"parameters\":{\"context\":%" PRIi64
+                               ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\",\"vfioFileDescriptor\":0}}",
+                               ctx),
+                          fd);
+        raw_expect_reply(sock, E_GUEST("BadFileDescriptor"),
+                         "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a character device\"}");
+        /* And once more each, with the first closes still held. */
+        send_call_with_fd(sock, "{\"method\":\"io.tsmd.Guest.AdoptContext\",\"parameters\":{\"fileDescriptor\":0}}", fd);
+        raw_expect_reply(sock, E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\",\"reason\":\"not an iommufd\"}");
+        raw_expect_alive(sock);
+        close(fd);
+        /* A FUSE mount the worker may not even look at (no allow_other): what it cannot see
+         * proves no VFIO device either. */
+        {
+                FuseHold p;
+
+                ASSERT_OK(fuse_hold_start(&p, tsmd_pids, ELEMENTSOF(tsmd_pids), false, FUSE_HOLD_USEC));
+                fd = fuse_hold_open(&p, O_RDWR);
+                ASSERT_OK(fd);
+                send_call_with_fd(sock,
+                                  strf("{\"method\":\"io.tsmd.Guest.AttachDevice\",\"parameters\":{\"context\":%" PRIi64
+                                       ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\",\"vfioFileDescriptor\":0}}",
+                                       ctx),
+                                  fd);
+                raw_expect_reply(sock, E_GUEST("BadFileDescriptor"),
+                                 "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}");
+                close(fd);
+                fuse_hold_stop(&p);
+        }
+        /* A server that answers the worker's FLUSH but not the monitor's: none of its fds may
+         * reach the monitor, whose closes would wait behind the first, each fd open meanwhile. */
+        {
+                unsigned before = tsmd_count_fds_of(t.pid);
+                FuseHold p;
+
+                ASSERT_OK(fuse_hold_start(&p, &t.pid, 1, true, FUSE_HOLD_USEC));
+                fd = fuse_hold_open(&p, O_RDWR);
+                ASSERT_OK(fd);
+                for (unsigned i = 0; i < 3; i++) {
+                        send_call_with_fd(sock, "{\"method\":\"io.tsmd.Guest.AdoptContext\",\"parameters\":{\"fileDescriptor\":0}}", fd);
+                        raw_expect_reply(sock, E_GUEST("BadFileDescriptor"),
+                                         "{\"field\":\"fileDescriptor\",\"reason\":\"not an iommufd\"}");
+                }
+                close(fd);
+                ASSERT_EQ(tsmd_count_fds_of(t.pid), before);
+                fuse_hold_stop(&p);
+        }
+        good_during_stop(&g, "calls with fds of a FUSE server that never answers");
+        /* Other clients are answered meanwhile: a new one makes a context (the monitor's work). */
+        {
+                _cleanup_(varlink_client_freep) VarlinkClient *c = tsmd_connect_guest(&t);
+
+                reply = CALL_OK(c, G "OpenContext", NULL);
+                close(varlink_client_take_fd(c, (size_t) JINT(reply, "fileDescriptor")));
+        }
+        tsmd_expect_audit(&t, b.seq, "adopt-context", E_GUEST("BadFileDescriptor"), 5);
+        tsmd_expect_audit(&t, b.seq, "attach", E_GUEST("BadFileDescriptor"), 2);
+
+        /* The server's death ends the closes held: tsmd keeps none of those fds. */
+        fuse_hold_stop(&h);
+        varlink_client_free(a);
+        varlink_client_free(nobody);
         expect_recovered(&t, &g, &b);
         good_done(&g);
         tsmd_expect_clean_exit(&t);

@@ -526,17 +526,24 @@ static dev_t rdev_of(const char *path) {
         return st.st_rdev;
 }
 
-/* AttachDevice of the NIC as vDevice id with the character device at path as its VFIO fd. */
-static const char *attach_with_vfio(VarlinkClient *c, int64_t ctx, int64_t id, const char *path, json_object **ret) {
-        ASSERT_EQ(varlink_client_push_fd(c, open(path, O_RDONLY | O_CLOEXEC)), 0);
+/* AttachDevice of the NIC as vDevice id with the character device at path, opened with flags,
+ * as its VFIO fd. */
+static const char *attach_with_vfio_flags(VarlinkClient *c, int64_t ctx, int64_t id, const char *path, int flags,
+                                          json_object **ret) {
+        ASSERT_EQ(varlink_client_push_fd(c, open(path, flags | O_CLOEXEC)), 0);
         return tsmd_call(c, G "AttachDevice",
                          strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"" NIC_ADDR "\","
                               "\"vfioFileDescriptor\":0}", ctx, id), ret);
 }
 
+static const char *attach_with_vfio(VarlinkClient *c, int64_t ctx, int64_t id, const char *path, json_object **ret) {
+        return attach_with_vfio_flags(c, ctx, id, path, O_RDONLY, ret);
+}
+
 /* SECURITY: a VFIO fd proves the device only if it is the VFIO device cdev of that very
  * function (under its vfio-dev/, subsystem vfio-dev): another character device of the same
- * function (a DRM render node, say) is no proof, nor is the VFIO cdev of another function. */
+ * function (a DRM render node, say) is no proof, nor is the VFIO cdev of another function, nor
+ * the right one opened O_PATH. */
 TEST(a_vfio_fd_must_be_the_vfio_cdev_of_the_device) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         json_object *r = NULL;
@@ -557,7 +564,10 @@ TEST(a_vfio_fd_must_be_the_vfio_cdev_of_the_device) {
         /* A character device the fixture does not have. */
         ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/random", &r), E_GUEST("BadFileDescriptor"));
         ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}"));
-        tsmd_expect_audit(&e.tsmd, 0, "attach", E_GUEST("BadFileDescriptor"), 3);
+        /* The right node, opened O_PATH: which needs no right to it at all, so proves nothing. */
+        ASSERT_STREQ(attach_with_vfio_flags(c, ctx, 11, "/dev/zero", O_PATH, &r), E_GUEST("BadFileDescriptor"));
+        ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}"));
+        tsmd_expect_audit(&e.tsmd, 0, "attach", E_GUEST("BadFileDescriptor"), 4);
 
         ASSERT_NULL(attach_with_vfio(c, ctx, 11, "/dev/zero", &r));
         ASSERT_STREQ(JSTR(r, "backend"), "sev-tio");

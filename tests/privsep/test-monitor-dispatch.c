@@ -27,6 +27,8 @@
 #include "counting-allocator.h"
 #include "emu-platform.h"
 #include "fake-tsm-kernel.h"
+#include "fd-closer.h"
+#include "fuse-hold.h"
 #include "harness.h"
 #include "iommufd-uapi.h"
 #include "log-capture.h"
@@ -53,6 +55,9 @@
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/" NVME
 #define NIC_PATH "/devices/pci0000:00/0000:00:01.1/" NIC
 #define VDEV_HELD 11U      /* the fake kernel holds its calls when told */
+/* The longest the FUSE server holds a request: what the monitor would wait if it waited. */
+#define SEC_USEC UINT64_C(1000000)
+#define FUSE_HOLD_USEC (10 * SEC_USEC)
 
 typedef struct Fixture {
         struct event_base *base;
@@ -2938,6 +2943,57 @@ TEST(contexts_bounded) {
         open_context(f, SLOT, ID_C, NULL);
         close(fa);
         fixture_free(f);
+}
+
+/* SECURITY: an fd the worker forwards with ADOPT_CONTEXT is a client's, maybe of a FUSE file
+ * system the client serves and never answers (tests/fuse-hold.h; root, SKIP otherwise): the
+ * monitor neither asks that file system what the fd is (fstat()'s GETATTR) nor closes the fd
+ * it refuses itself (FLUSH), either of which would wait for as long as the client likes. The
+ * refusal comes at once and the monitor goes on, with the IOMMU device a character device
+ * (IommuDevice=/dev/zero) and without one (the emulated stand-in). This process is the monitor:
+ * the server holds its requests too, so it closes its own copy once the server is gone. */
+TEST(a_fuse_fd_to_adopt_waits_on_no_server) {
+        static const char *const devices[] = { "/dev/zero", "/nonexistent/tsmd-test-iommu" };
+
+        for (size_t i = 0; i < ELEMENTSOF(devices); i++) {
+                TsmPlatformConfig config = {
+                        .mode = TSM_PLATFORM_EMULATED,
+                        .iommu_device = (char *) devices[i],
+                };
+                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
+                Fixture *f = malloc(sizeof(Fixture));
+                int fd, ctx_fd, r;
+                FuseHold h;
+                uint64_t t;
+                Reply rep;
+
+                ASSERT_NOT_NULL(f);
+                setup_platform(f, &config);
+                r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, FUSE_HOLD_USEC);
+                if (r < 0)
+                        SKIP("no FUSE mount here: %s", strerror(-r));
+                ASSERT_OK(fd_closer_start()); /* as tsmd's main() does */
+                fd = fuse_hold_open(&h, O_RDWR);
+                ASSERT_OK(fd);
+
+                t = now_monotonic_usec();
+                ASSERT_ERRNO(call_full(f, &m, NULL, 0, fd, &rep), EBADF);
+                ASSERT_EQ(rep.fd, -1);
+                open_context(f, SLOT, ID_A, &ctx_fd);
+                close(ctx_fd);
+                t = now_monotonic_usec() - t;
+                fprintf(stderr, "IommuDevice=%s: the refusal and the next context took %" PRIu64 " us\n",
+                        devices[i], t);
+                if (t > SEC_USEC)
+                        TEST_FAIL("the monitor waited %" PRIu64 " ms on the FUSE server", t / 1000);
+                ASSERT_EQ(monitor_contexts_size(f->contexts), 1);
+
+                /* The server's death ends the close of the refused fd. */
+                fuse_hold_stop(&h);
+                close(fd);
+                ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
+                fixture_free(f);
+        }
 }
 
 TEST(worker_gone) {

@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include "fd-closer.h"
+#include "fuse-hold.h"
 #include "harness.h"
 #include "json-util.h"
 #include "varlink-stream.h"
@@ -435,6 +437,65 @@ TEST(fds_lost_to_emfile) {
         saved = limit_fds(0);
         ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EPROTO);
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        varlink_stream_free(s);
+        close(peer);
+}
+
+/* SECURITY: while the closer has a quarter of what it takes waiting (a close a FUSE server
+ * holds, tests/fuse-hold.h; root, SKIP otherwise), no fds are taken, but lost as to a full
+ * table: a peer that passes fds of a file system it serves cannot fill our fd table with
+ * closes that wait. Once the server is gone, fds are taken again. This process plays the
+ * worker: the server holds its requests, so it closes its own copy once the server is gone. */
+TEST(no_fds_taken_while_the_closer_is_congested) {
+        struct rlimit l;
+        json_object *o;
+        int *fds = NULL, peer, fuse, r, filler[4];
+        size_t n = 0;
+        VarlinkStream *s;
+        FuseHold h;
+
+        /* Room for 16 fds in the closer's queue, so 5 waiting make it congested. */
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &l));
+        l.rlim_cur = 16;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        ASSERT_OK(fd_closer_start());
+        l.rlim_cur = l.rlim_max;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+
+        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, 10 * 1000000ULL);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        fuse = fuse_hold_open(&h, O_RDWR);
+        ASSERT_OK(fuse);
+        s = stream_pair(NULL, &peer);
+
+        /* The closer waits on the FUSE fd's FLUSH, with four fds behind it. */
+        ASSERT_EQ(fd_closer_close(fcntl(fuse, F_DUPFD_CLOEXEC, 3)), -EBADF);
+        for (size_t i = 0; i < ELEMENTSOF(filler); i++)
+                ASSERT_OK(filler[i] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        fd_closer_close_many(filler, ELEMENTSOF(filler));
+        ASSERT_TRUE(fd_closer_congested());
+        send_fds(peer, "{\"a\":1}", 8, 2);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"a\":1}");
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ(fds[0], -EMFILE);
+        free(fds);
+        json_object_put(o);
+
+        /* The server's death ends the FLUSH: the queue drains, and fds are taken again. */
+        fuse_hold_stop(&h);
+        close(fuse);
+        ASSERT_OK(fd_closer_wait_idle(5 * 1000000ULL));
+        ASSERT_FALSE(fd_closer_congested());
+        send_fds(peer, "{\"a\":2}", 8, 2);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_EQ(n, 2);
+        ASSERT_TRUE(fds[0] >= 0 && fds[1] >= 0);
+        close(fds[0]);
+        close(fds[1]);
+        free(fds);
+        json_object_put(o);
         varlink_stream_free(s);
         close(peer);
 }

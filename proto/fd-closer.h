@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Closing the fds a peer passed without waiting on the peer. close() calls into the fd's file
+ * system: FUSE sends FLUSH and waits for its server's answer, uninterruptibly (not even SIGKILL
+ * ends it), so a client that passes an fd of a FUSE file system it serves holds whoever closes
+ * that fd for as long as it likes. A process that runs a closer hands such fds to a thread of
+ * its own, which closes them one after another; the event loop goes on. Where none runs (the
+ * client library, tests of one module), fd_closer_close() closes at once.
+ * Runs in: monitor, worker (and clients, which run no closer).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Starts the closer thread, with room for as many fds as RLIMIT_NOFILE allows now. Once per
+ * process, before the first fd_closer_close() that must not block. */
+int fd_closer_start(void);
+
+/* Closes what is queued, then ends the thread, waiting at most timeout_usec for that: at a
+ * clean exit, so that nothing of it is left. From then on fd_closer_close() closes at once. A
+ * thread a close holds past the timeout is left running, as before. */
+void fd_closer_stop(uint64_t timeout_usec);
+/* What tsmd's processes give it at their exit. */
+#define FD_CLOSER_STOP_USEC (1000U * 1000U)
+
+/* Closes fd (if >= 0) through the closer, or at once where none runs. Returns -EBADF, as
+ * safe_close(). */
+int fd_closer_close(int fd);
+void fd_closer_close_many(int *fds, size_t n);
+
+static inline void fd_closer_closep(int *fd) {
+        *fd = fd_closer_close(*fd);
+}
+#define _cleanup_close_peer_ _cleanup_(fd_closer_closep)
+
+/* Whether more than a quarter of what the queue has room for (RLIMIT_NOFILE at the start) waits
+ * to be closed: a close some file system holds, with the fds behind it. Until that is over, a
+ * process should take no more fds from peers (the kernel drops fds a recvmsg() has no room for
+ * without a close, so without waiting), lest they fill its fd table. */
+bool fd_closer_congested(void);
+
+/* Waits until every fd handed over so far is closed: 0, or -ETIMEDOUT (a close still waits on
+ * its file system). For tests, which count fds. */
+int fd_closer_wait_idle(uint64_t timeout_usec);

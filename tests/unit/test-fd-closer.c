@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The closer of peers' fds (proto/fd-closer.h): what it is handed gets closed, and a close
+ * that waits on a FUSE server that never answers (tests/fuse-hold.h; root, SKIP otherwise)
+ * keeps only the closer waiting, with what was handed to it after, until the server dies.
+ * Runs in: tests.
+ */
+
+#include <dirent.h>
+
+#include "fd-closer.h"
+#include "fuse-hold.h"
+#include "harness.h"
+
+#define SEC 1000000ull
+/* The longest the server holds a request: what a close() through no closer would wait. */
+#define HOLD_USEC (10 * SEC)
+
+static size_t count_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
+
+static uint64_t now(void) {
+        return now_monotonic_usec();
+}
+
+TEST(closes_what_it_is_handed) {
+        size_t before = count_fds();
+        int fds[100];
+
+        /* None runs yet: closed at once. */
+        fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_OK(fds[0]);
+        ASSERT_EQ(fd_closer_close(fds[0]), -EBADF);
+        ASSERT_EQ(count_fds(), before);
+        ASSERT_EQ(fd_closer_close(-EBADF), -EBADF);
+
+        ASSERT_OK(fd_closer_start());
+        ASSERT_OK(fd_closer_start()); /* once is enough */
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                ASSERT_OK(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        fd_closer_close_many(fds, ELEMENTSOF(fds));
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                ASSERT_EQ(fds[i], -EBADF);
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        ASSERT_EQ(count_fds(), before);
+
+        /* Stopped, it closes what is queued first; then fds are closed at once again, and it
+         * can start anew. */
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                ASSERT_OK(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        fd_closer_close_many(fds, ELEMENTSOF(fds));
+        fd_closer_stop(5 * SEC);
+        ASSERT_EQ(count_fds(), before);
+        ASSERT_OK(fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_EQ(fd_closer_close(fds[0]), -EBADF);
+        ASSERT_EQ(count_fds(), before);
+        ASSERT_OK(fd_closer_start());
+        fd_closer_stop(5 * SEC);
+}
+
+TEST(a_close_the_file_system_holds_keeps_only_the_closer_waiting) {
+        size_t before = count_fds();
+        FuseHold h;
+        int fd, other, r;
+        uint64_t t;
+
+        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        ASSERT_OK(fd_closer_start());
+        fd = fuse_hold_open(&h, O_RDWR);
+        ASSERT_OK(fd);
+        other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_OK(other);
+
+        t = now();
+        ASSERT_EQ(fd_closer_close(fd), -EBADF);
+        ASSERT_EQ(fd_closer_close(other), -EBADF);
+        /* A close() of our own would wait for the server's FLUSH answer, HOLD_USEC. */
+        if (now() - t > SEC)
+                TEST_FAIL("handing a FUSE fd to the closer took %llu ms", (unsigned long long) ((now() - t) / 1000));
+        /* The closer waits on the FLUSH, and what came after waits behind it. */
+        ASSERT_ERRNO(fd_closer_wait_idle(SEC / 5), ETIMEDOUT);
+
+        /* Nor does a stop wait for it past its timeout: the thread stays, and takes more. */
+        t = now();
+        fd_closer_stop(SEC / 5);
+        if (now() - t > 2 * SEC)
+                TEST_FAIL("the stop waited %llu ms", (unsigned long long) ((now() - t) / 1000));
+        ASSERT_OK(other = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_EQ(fd_closer_close(other), -EBADF);
+
+        /* The server's death ends the FLUSH (ENOTCONN); the rest is closed after it. */
+        fuse_hold_stop(&h);
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        ASSERT_EQ(count_fds(), before);
+        fd_closer_stop(5 * SEC);
+}
+
+TEST_MAIN();
