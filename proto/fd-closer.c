@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fd-closer.h"
+#include "fd-fuse.h"
 #include "log.h"
 #include "macro.h"
 
@@ -96,6 +97,12 @@ int fd_closer_start(void) {
                 return r;
         }
 
+        /* Without the mount table, every file not told otherwise goes to the thread, as
+         * everything did before there was one. */
+        r = fd_fuse_start();
+        if (r < 0)
+                log_debug_errno(r, "Cannot read the mount table, closing every file on the closer's thread: %m");
+
         /* Signals belong to the event loop thread. */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &saved);
@@ -103,6 +110,7 @@ int fd_closer_start(void) {
         r = -pthread_create(&closer.thread, NULL, closer_thread, NULL);
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
         if (r < 0) {
+                fd_fuse_stop();
                 (void) pthread_cond_destroy(&closer.idle);
                 closer.queue = mfree(closer.queue);
                 return r;
@@ -156,12 +164,15 @@ void fd_closer_stop(uint64_t timeout_usec) {
         closer.queue = mfree(closer.queue);
         closer.size = closer.head = 0;
         closer.running = false;
+        fd_fuse_stop();
 }
 
 int fd_closer_close(int fd) {
         if (fd < 0)
                 return -EBADF;
-        if (!closer.running)
+        /* SECURITY: only a close that may wait on a FUSE server goes to the thread, so that
+         * what waits behind one held is such fds only. */
+        if (!closer.running || !fd_may_reach_fuse(fd))
                 return safe_close(fd);
 
         pthread_mutex_lock(&closer.lock);

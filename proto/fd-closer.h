@@ -3,9 +3,9 @@
  * Closing the fds a peer passed without waiting on the peer. close() calls into the fd's file
  * system: FUSE sends FLUSH and waits for its server's answer, uninterruptibly (not even SIGKILL
  * ends it), so a client that passes an fd of a FUSE file system it serves holds whoever closes
- * that fd for as long as it likes. A process that runs a closer hands such fds to a thread of
- * its own, which closes them one after another; the event loop goes on. Where none runs (the
- * client library, tests of one module), fd_closer_close() closes at once.
+ * that fd for as long as it likes. A process that runs a closer hands such fds (fd-fuse.h) to a
+ * thread of its own, which closes them one after another; the event loop goes on. Every other fd
+ * is closed at once, as where no closer runs (the client library, tests of one module).
  * Runs in: monitor, worker (and clients, which run no closer).
  */
 #pragma once
@@ -25,8 +25,8 @@ void fd_closer_stop(uint64_t timeout_usec);
 /* What tsmd's processes give it at their exit. */
 #define FD_CLOSER_STOP_USEC (1000U * 1000U)
 
-/* Closes fd (if >= 0) through the closer, or at once where none runs. Returns -EBADF, as
- * safe_close(). */
+/* Closes fd (if >= 0) through the closer if its close may wait on a FUSE server, at once
+ * otherwise or where none runs. Returns -EBADF, as safe_close(). */
 int fd_closer_close(int fd);
 void fd_closer_close_many(int *fds, size_t n);
 
