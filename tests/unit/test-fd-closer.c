@@ -2,8 +2,8 @@
 /*
  * The closer of peers' fds (proto/fd-closer.h): what it is handed gets closed, and a close
  * that waits on a FUSE server that never answers (tests/fuse-hold.h; root, SKIP otherwise)
- * keeps only the closer waiting, with what was handed to it after that may wait too, until the
- * server dies; everything else is closed at once.
+ * keeps only the closer waiting, with what was handed to it after that may wait too (counted by
+ * peer), until the server dies; everything else is closed at once.
  * Runs in: tests.
  */
 
@@ -121,8 +121,8 @@ static bool fd_open(int fd) {
 
 /* SECURITY: only fds whose close may wait on a FUSE server (proto/fd-fuse.h) queue behind one a
  * server holds; every other is closed at once, so that a peer cannot fill the queue with
- * ordinary fds. */
-TEST(only_what_may_wait_waits) {
+ * ordinary fds. What waits is counted by peer. */
+TEST(only_what_may_wait_waits_counted_by_peer) {
         size_t before;
         FuseHold h;
         int fuse, fd, pair[2], r;
@@ -133,28 +133,38 @@ TEST(only_what_may_wait_waits) {
         ASSERT_OK(fd_closer_start());
         ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
         before = count_fds();
-        ASSERT_EQ(fd_closer_close(fcntl(fuse, F_DUPFD_CLOEXEC, 3)), -EBADF);
+        ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1000), -EBADF);
         ASSERT_ERRNO(fd_closer_wait_idle(SEC / 5), ETIMEDOUT);
 
         /* Closed at once, though the closer is held. */
         ASSERT_OK(fd = open("/dev/null", O_RDONLY | O_CLOEXEC));
-        ASSERT_EQ(fd_closer_close(fd), -EBADF);
+        ASSERT_EQ(fd_closer_close_for(fd, 1000), -EBADF);
         ASSERT_FALSE(fd_open(fd));
         ASSERT_OK(pipe2(pair, O_CLOEXEC));
-        fd_closer_close_many(pair, 2);
+        fd_closer_close_many_for(pair, 2, 1000);
         ASSERT_EQ(count_fds(), before); /* (the held close took its fd out of the table) */
         ASSERT_OK(fd = fuse_hold_open(&h, O_PATH));
-        ASSERT_EQ(fd_closer_close(fd), -EBADF);
+        ASSERT_EQ(fd_closer_close_for(fd, 1000), -EBADF);
         ASSERT_FALSE(fd_open(fd));
 
-        /* Queued behind it. */
+        /* Queued behind it, each counted under its peer. */
+        ASSERT_FALSE(fd_closer_congested(1000, 1));
         ASSERT_OK(fd = fcntl(fuse, F_DUPFD_CLOEXEC, 3));
-        ASSERT_EQ(fd_closer_close(fd), -EBADF);
+        ASSERT_EQ(fd_closer_close_for(fd, 1000), -EBADF);
         ASSERT_TRUE(fd_open(fd));
+        ASSERT_TRUE(fd_closer_congested(1000, 1));
+        ASSERT_FALSE(fd_closer_congested(1000, 2));
+        ASSERT_FALSE(fd_closer_congested(1001, 0));
+        ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1001), -EBADF);
+        ASSERT_TRUE(fd_closer_congested(1001, 0));
+        ASSERT_FALSE(fd_closer_congested(1001, 1));
+        ASSERT_FALSE(fd_closer_congested(FD_CLOSER_PEER_NONE, 0));
 
         fuse_hold_stop(&h);
         close(fuse);
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        ASSERT_FALSE(fd_closer_congested(1000, 0));
+        ASSERT_FALSE(fd_closer_congested(1001, 0));
         ASSERT_EQ(count_fds(), before - 2); /* the server's socket, and fuse */
         fd_closer_stop(5 * SEC);
 }
