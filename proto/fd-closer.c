@@ -6,11 +6,13 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fd-closer.h"
+#include "fd-fuse.h"
 #include "log.h"
 #include "macro.h"
 
@@ -18,13 +20,26 @@
  * default). */
 #define FD_CLOSER_QUEUE_MAX (1U << 20)
 
+typedef struct Entry {
+        int fd;
+        uid_t peer;
+} Entry;
+
+/* How many of a peer's fds are queued or being closed. */
+typedef struct PeerCount {
+        uid_t peer;
+        unsigned n;
+} PeerCount;
+
 typedef struct FdCloser {
         pthread_mutex_t lock;
         pthread_cond_t wake; /* the thread: there is work */
         pthread_cond_t idle; /* fd_closer_wait_idle(): a close finished */
-        int *queue;          /* a ring of fds to close */
+        Entry *queue;        /* a ring of fds to close */
         size_t size, head, n;
         size_t closing;      /* taken off the queue, its close() not returned yet */
+        PeerCount *peers;    /* sorted by peer; room for size (each has an fd queued) */
+        size_t n_peers;
         pthread_t thread;
         bool running;
         bool stop;           /* the thread is to end once the queue is empty */
@@ -36,16 +51,52 @@ static FdCloser closer = {
         .wake = PTHREAD_COND_INITIALIZER,
 };
 
+static int peer_compare(const void *a, const void *b) {
+        const PeerCount *x = a, *y = b;
+
+        return x->peer < y->peer ? -1 : x->peer > y->peer;
+}
+
+static PeerCount *peer_find(uid_t peer) {
+        return bsearch(&(PeerCount){ .peer = peer }, closer.peers, closer.n_peers, sizeof(PeerCount), peer_compare);
+}
+
+/* Counts one more fd of peer's. With the lock held; there is room, as for the fd in the queue. */
+static void peer_add(uid_t peer) {
+        PeerCount *p = peer_find(peer);
+        size_t i = 0;
+
+        if (p) {
+                p->n++;
+                return;
+        }
+        while (i < closer.n_peers && closer.peers[i].peer < peer)
+                i++;
+        memmove(closer.peers + i + 1, closer.peers + i, (closer.n_peers - i) * sizeof(PeerCount));
+        closer.peers[i] = (PeerCount){ .peer = peer, .n = 1 };
+        closer.n_peers++;
+}
+
+static void peer_remove(uid_t peer) {
+        PeerCount *p = peer_find(peer);
+
+        assert(p);
+        if (--p->n > 0)
+                return;
+        memmove(p, p + 1, (size_t) (closer.peers + closer.n_peers - (p + 1)) * sizeof(PeerCount));
+        closer.n_peers--;
+}
+
 static void *closer_thread(void *userdata) {
         pthread_mutex_lock(&closer.lock);
         for (;;) {
-                int fd;
+                Entry e;
 
                 while (closer.n == 0 && !closer.stop)
                         pthread_cond_wait(&closer.wake, &closer.lock);
                 if (closer.n == 0)
                         break;
-                fd = closer.queue[closer.head];
+                e = closer.queue[closer.head];
                 closer.head = (closer.head + 1) % closer.size;
                 closer.n--;
                 closer.closing++;
@@ -53,10 +104,11 @@ static void *closer_thread(void *userdata) {
 
                 /* May wait on the peer's file system for as long as it likes: only this thread
                  * (and the fds queued behind it) waits. */
-                (void) close(fd);
+                (void) close(e.fd);
 
                 pthread_mutex_lock(&closer.lock);
                 closer.closing--;
+                peer_remove(e.peer);
                 pthread_cond_broadcast(&closer.idle);
         }
         closer.ended = true;
@@ -80,9 +132,14 @@ int fd_closer_start(void) {
                 return negative_errno();
         closer.size = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > FD_CLOSER_QUEUE_MAX ? FD_CLOSER_QUEUE_MAX
                                                                                         : MAX((size_t) rl.rlim_cur, 1U);
-        closer.queue = new(int, closer.size);
-        if (!closer.queue)
+        closer.queue = new(Entry, closer.size);
+        closer.peers = new(PeerCount, closer.size);
+        if (!closer.queue || !closer.peers) {
+                closer.queue = mfree(closer.queue);
+                closer.peers = mfree(closer.peers);
                 return -ENOMEM;
+        }
+        closer.n_peers = 0;
 
         /* fd_closer_wait_idle() counts its timeout on CLOCK_MONOTONIC. */
         r = -pthread_condattr_init(&attr);
@@ -93,8 +150,15 @@ int fd_closer_start(void) {
         (void) pthread_condattr_destroy(&attr);
         if (r < 0) {
                 closer.queue = mfree(closer.queue);
+                closer.peers = mfree(closer.peers);
                 return r;
         }
+
+        /* Without the mount table, every file not told otherwise goes to the thread, as
+         * everything did before there was one. */
+        r = fd_fuse_start();
+        if (r < 0)
+                log_debug_errno(r, "Cannot read the mount table, closing every file on the closer's thread: %m");
 
         /* Signals belong to the event loop thread. */
         sigfillset(&all);
@@ -103,8 +167,10 @@ int fd_closer_start(void) {
         r = -pthread_create(&closer.thread, NULL, closer_thread, NULL);
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
         if (r < 0) {
+                fd_fuse_stop();
                 (void) pthread_cond_destroy(&closer.idle);
                 closer.queue = mfree(closer.queue);
+                closer.peers = mfree(closer.peers);
                 return r;
         }
         closer.running = true;
@@ -154,20 +220,25 @@ void fd_closer_stop(uint64_t timeout_usec) {
         (void) pthread_join(closer.thread, NULL);
         (void) pthread_cond_destroy(&closer.idle);
         closer.queue = mfree(closer.queue);
+        closer.peers = mfree(closer.peers);
         closer.size = closer.head = 0;
         closer.running = false;
+        fd_fuse_stop();
 }
 
-int fd_closer_close(int fd) {
+int fd_closer_close_for(int fd, uid_t peer) {
         if (fd < 0)
                 return -EBADF;
-        if (!closer.running)
+        /* SECURITY: only a close that may wait on a FUSE server goes to the thread, so that
+         * what waits behind one held is such fds only, counted under their peers. */
+        if (!closer.running || !fd_may_reach_fuse(fd))
                 return safe_close(fd);
 
         pthread_mutex_lock(&closer.lock);
         if (closer.n < closer.size) {
-                closer.queue[(closer.head + closer.n) % closer.size] = fd;
+                closer.queue[(closer.head + closer.n) % closer.size] = (Entry){ .fd = fd, .peer = peer };
                 closer.n++;
+                peer_add(peer);
                 pthread_cond_signal(&closer.wake);
                 fd = -EBADF;
         }
@@ -181,18 +252,20 @@ int fd_closer_close(int fd) {
         return -EBADF;
 }
 
-void fd_closer_close_many(int *fds, size_t n) {
+void fd_closer_close_many_for(int *fds, size_t n, uid_t peer) {
         for (size_t i = 0; i < n; i++)
-                fds[i] = fd_closer_close(fds[i]);
+                fds[i] = fd_closer_close_for(fds[i], peer);
 }
 
-bool fd_closer_congested(void) {
+bool fd_closer_congested(uid_t peer, unsigned max_per_peer) {
+        const PeerCount *p;
         bool congested;
 
         if (!closer.running)
                 return false;
         pthread_mutex_lock(&closer.lock);
-        congested = closer.n + closer.closing > closer.size / 4;
+        p = peer_find(peer);
+        congested = closer.n + closer.closing > closer.size / 4 || (p && p->n > max_per_peer);
         pthread_mutex_unlock(&closer.lock);
         return congested;
 }

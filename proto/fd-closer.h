@@ -3,9 +3,11 @@
  * Closing the fds a peer passed without waiting on the peer. close() calls into the fd's file
  * system: FUSE sends FLUSH and waits for its server's answer, uninterruptibly (not even SIGKILL
  * ends it), so a client that passes an fd of a FUSE file system it serves holds whoever closes
- * that fd for as long as it likes. A process that runs a closer hands such fds to a thread of
- * its own, which closes them one after another; the event loop goes on. Where none runs (the
- * client library, tests of one module), fd_closer_close() closes at once.
+ * that fd for as long as it likes. A process that runs a closer hands such fds (fd-fuse.h) to a
+ * thread of its own, which closes them one after another; the event loop goes on. Every other fd
+ * is closed at once, as where no closer runs (the client library, tests of one module).
+ * What waits is counted by peer (a client's uid), so that one who holds the thread can make the
+ * process refuse fds of its own only (fd_closer_congested()).
  * Runs in: monitor, worker (and clients, which run no closer).
  */
 #pragma once
@@ -13,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Starts the closer thread, with room for as many fds as RLIMIT_NOFILE allows now. Once per
  * process, before the first fd_closer_close() that must not block. */
@@ -25,21 +28,32 @@ void fd_closer_stop(uint64_t timeout_usec);
 /* What tsmd's processes give it at their exit. */
 #define FD_CLOSER_STOP_USEC (1000U * 1000U)
 
-/* Closes fd (if >= 0) through the closer, or at once where none runs. Returns -EBADF, as
- * safe_close(). */
-int fd_closer_close(int fd);
-void fd_closer_close_many(int *fds, size_t n);
+/* Closes fd (if >= 0), which peer passed, through the closer if its close may wait on a FUSE
+ * server, at once otherwise or where none runs. Returns -EBADF, as safe_close(). */
+int fd_closer_close_for(int fd, uid_t peer);
+void fd_closer_close_many_for(int *fds, size_t n, uid_t peer);
+
+/* The same for a process's one peer (the monitor's worker, the worker's monitor), or a peer
+ * unknown: counted together. */
+#define FD_CLOSER_PEER_NONE ((uid_t) -1)
+static inline int fd_closer_close(int fd) {
+        return fd_closer_close_for(fd, FD_CLOSER_PEER_NONE);
+}
+static inline void fd_closer_close_many(int *fds, size_t n) {
+        fd_closer_close_many_for(fds, n, FD_CLOSER_PEER_NONE);
+}
 
 static inline void fd_closer_closep(int *fd) {
         *fd = fd_closer_close(*fd);
 }
 #define _cleanup_close_peer_ _cleanup_(fd_closer_closep)
 
-/* Whether more than a quarter of what the queue has room for (RLIMIT_NOFILE at the start) waits
- * to be closed: a close some file system holds, with the fds behind it. Until that is over, a
- * process should take no more fds from peers (the kernel drops fds a recvmsg() has no room for
- * without a close, so without waiting), lest they fill its fd table. */
-bool fd_closer_congested(void);
+/* Whether more than max_per_peer of peer's fds wait to be closed, or more than a quarter of what
+ * the queue has room for (RLIMIT_NOFILE at the start) of everybody's: a close some file system
+ * holds, with the fds behind it. Until that is over, a process should take no more fds from
+ * that peer (the kernel drops fds a recvmsg() has no room for without a close, so without
+ * waiting), lest they fill its fd table; other peers' fds, up to the quarter, it may. */
+bool fd_closer_congested(uid_t peer, unsigned max_per_peer);
 
 /* Waits until every fd handed over so far is closed: 0, or -ETIMEDOUT (a close still waits on
  * its file system). For tests, which count fds. */

@@ -800,7 +800,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
         }
         call_sent_done(call, -ENOTCONN);
         call_unpostpone(call);
-        fd_closer_close_many(call->fds, call->n_fds);
+        fd_closer_close_many_for(call->fds, call->n_fds, call->conn->peer.uid);
         free(call->fds);
         close_many(call->out_fds, call->n_out_fds);
         free(call->out_fds);
@@ -838,7 +838,7 @@ static void call_drop_input(VarlinkCall *call) {
                 return;
         /* SECURITY: a client's fd may be of a file system it serves, whose close waits on it
          * (fd-closer.h). */
-        fd_closer_close_many(call->fds, call->n_fds);
+        fd_closer_close_many_for(call->fds, call->n_fds, call->conn->peer.uid);
         call->n_fds = 0;
         if (call->answered && !call->intercepted)
                 call_put_message(call);
@@ -1528,7 +1528,7 @@ static void dispatch(VarlinkConn *c, json_object *message, size_t size, int *fds
         call = new0(VarlinkCall, 1);
         if (!call) {
                 json_object_put(message);
-                fd_closer_close_many(fds, n_fds);
+                fd_closer_close_many_for(fds, n_fds, c->peer.uid);
                 free(fds);
                 conn_disconnect(c);
                 return;
@@ -2110,6 +2110,7 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         if (r < 0)
                 goto fail_conn;
         varlink_stream_set_allow_fds(c->stream, true, true);
+        varlink_stream_set_peer_uid(c->stream, peer.uid);
 
         c->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST, on_conn_readable, c);
         c->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_conn_writable, c);

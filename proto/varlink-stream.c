@@ -33,6 +33,7 @@ struct VarlinkStream {
         VarlinkLimits limits; /* in force, for input from in_limits_at on (see set_limits) */
         bool allow_fd_input;
         bool allow_fd_output;
+        uid_t peer_uid; /* whose fds the closer counts what we close under */
 
         /* What input is judged by: limits' values, or those of before varlink_stream_set_limits()
          * until the message under way then is consumed (in_offset reaches in_limits_at). */
@@ -65,8 +66,8 @@ static void fd_batch_done(FdBatch *b) {
 
 /* SECURITY: what the peer sent may be of a file system the peer serves (FUSE), whose close
  * waits on it: closed without waiting (fd-closer.h). */
-static void in_batch_done(FdBatch *b) {
-        fd_closer_close_many(b->fds, b->n_fds);
+static void in_batch_done(VarlinkStream *s, FdBatch *b) {
+        fd_closer_close_many_for(b->fds, b->n_fds, s->peer_uid);
         b->fds = mfree(b->fds);
         b->n_fds = 0;
 }
@@ -84,6 +85,7 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
                 return -ENOMEM;
         }
         s->fd = fd;
+        s->peer_uid = FD_CLOSER_PEER_NONE;
         if (limits->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX)
                 return -EINVAL;
         s->limits = *limits;
@@ -110,7 +112,7 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
                 return NULL;
 
         for (size_t i = 0; i < s->n_in_fds; i++)
-                in_batch_done(&s->in_fds[i]);
+                in_batch_done(s, &s->in_fds[i]);
         for (size_t i = 0; i < s->n_out_fds; i++)
                 fd_batch_done(&s->out_fds[i]);
         free(s->out_fds);
@@ -183,6 +185,10 @@ void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output) {
         s->allow_fd_output = output;
 }
 
+void varlink_stream_set_peer_uid(VarlinkStream *s, uid_t uid) {
+        s->peer_uid = uid;
+}
+
 /* Looks for a NUL in the bytes not scanned yet. */
 static bool stream_scan(VarlinkStream *s) {
         struct evbuffer_ptr start, found;
@@ -228,7 +234,7 @@ uint64_t varlink_stream_get_input_offset(const VarlinkStream *s) {
         return s->in_offset;
 }
 
-static int collect_fds(struct msghdr *mh, int **ret_fds, size_t *ret_n) {
+static int collect_fds(VarlinkStream *s, struct msghdr *mh, int **ret_fds, size_t *ret_n) {
         _cleanup_free_ int *fds = NULL;
         size_t n = 0;
 
@@ -246,9 +252,9 @@ static int collect_fds(struct msghdr *mh, int **ret_fds, size_t *ret_n) {
                                 int fd;
 
                                 memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                fd_closer_close(fd);
+                                fd_closer_close_for(fd, s->peer_uid);
                         }
-                        fd_closer_close_many(fds, n);
+                        fd_closer_close_many_for(fds, n, s->peer_uid);
                         return -ENOMEM;
                 }
                 fds = p;
@@ -271,11 +277,13 @@ int varlink_stream_read(VarlinkStream *s) {
                 struct cmsghdr cmsg;
                 uint8_t buf[CMSG_SPACE(sizeof(int) * VARLINK_FDS_PER_MESSAGE_MAX)];
         } control;
-        /* SECURITY: while fds wait to be closed behind a close some file system holds (a FUSE
-         * server that does not answer, fd-closer.h), none are taken: they would fill our fd
-         * table. The kernel drops those it has no room for unopened, so without waiting on
-         * anybody, and they are lost as to a full table (below). */
-        const bool congested = s->allow_fd_input && fd_closer_congested();
+        /* SECURITY: while more than MaxFdsPerUid= of the peer's uid's fds (or a quarter of
+         * what the closer takes of everybody's) wait to be closed behind a close some file
+         * system holds (a FUSE server that does not answer, fd-closer.h), none of its are
+         * taken: they would fill our fd table. The kernel drops those it has no room for
+         * unopened, so without waiting on anybody, and they are lost as to a full table
+         * (below). Other uids' fds are taken meanwhile. */
+        const bool congested = s->allow_fd_input && fd_closer_congested(s->peer_uid, s->limits.max_fds_per_uid);
         struct iovec iov = { .iov_base = chunk, .iov_len = sizeof(chunk) };
         struct msghdr mh = {
                 .msg_iov = &iov,
@@ -308,15 +316,15 @@ int varlink_stream_read(VarlinkStream *s) {
         if (n < 0)
                 return errno == EAGAIN ? 0 : negative_errno();
 
-        r = collect_fds(&mh, &fds, &n_fds);
+        r = collect_fds(s, &mh, &fds, &n_fds);
         if (r < 0)
                 return r;
         if (n == 0) {
-                fd_closer_close_many(fds, n_fds);
+                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                 return -ECONNRESET;
         }
         if (evbuffer_add(s->in, chunk, (size_t) n) < 0) {
-                fd_closer_close_many(fds, n_fds);
+                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                 return -ENOMEM;
         }
 
@@ -338,14 +346,14 @@ int varlink_stream_read(VarlinkStream *s) {
         /* SECURITY: a peer must not be able to park fds in our table beyond the limits. */
         if (((mh.msg_flags & MSG_CTRUNC) && !lost) || !s->allow_fd_input ||
             n_fds > s->limits.max_fds_per_message || s->n_in_fds >= ELEMENTSOF(s->in_fds)) {
-                fd_closer_close_many(fds, n_fds);
+                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                 return -EPROTO;
         }
         if (lost) {
                 int *p = realloc(fds, (n_fds + 1) * sizeof(int));
 
                 if (!p) {
-                        fd_closer_close_many(fds, n_fds);
+                        fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                         return -ENOMEM;
                 }
                 fds = p;
@@ -365,7 +373,7 @@ int varlink_stream_read(VarlinkStream *s) {
         else if (prev_len == 0)
                 msg_start = read_start;
         else {
-                fd_closer_close_many(fds, n_fds);
+                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                 return -EPROTO;
         }
 
@@ -419,19 +427,19 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
 
                 memmove(s->in_fds, s->in_fds + 1, (--s->n_in_fds) * sizeof(FdBatch));
                 if (b.start != start || batch.fds) {
-                        in_batch_done(&b);
-                        in_batch_done(&batch);
+                        in_batch_done(s, &b);
+                        in_batch_done(s, &batch);
                         return -EPROTO;
                 }
                 batch = b;
         }
 
         if (r < 0) {
-                in_batch_done(&batch);
+                in_batch_done(s, &batch);
                 return r;
         }
         if (!json_object_is_type(msg, json_type_object)) {
-                in_batch_done(&batch);
+                in_batch_done(s, &batch);
                 return -EBADMSG;
         }
 
@@ -440,7 +448,7 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
                 *ret_fds = batch.fds;
                 *ret_n_fds = batch.n_fds;
         } else
-                in_batch_done(&batch);
+                in_batch_done(s, &batch);
         return 1;
 }
 

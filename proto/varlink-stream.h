@@ -13,6 +13,8 @@
 
 #include <json-c/json.h>
 
+#include <sys/types.h>
+
 #include "macro.h"
 
 typedef struct VarlinkLimits {
@@ -90,6 +92,10 @@ int varlink_stream_get_fd(const VarlinkStream *s);
  * it sends may be that large. */
 size_t varlink_stream_get_max_message_size(const VarlinkStream *s);
 void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output);
+/* Whose the fds it receives are (server side: the client's uid). The fds it closes of theirs
+ * are counted under it by the closer, and while more than its MaxFdsPerUid= wait there, it
+ * takes none (fd-closer.h). Unset: FD_CLOSER_PEER_NONE. */
+void varlink_stream_set_peer_uid(VarlinkStream *s, uid_t uid);
 
 /* Reads once. Returns 1 if bytes arrived, 2 if they did and the read was short: the socket is
  * empty, so reading again before it polls readable would only cost an EAGAIN (callers are

@@ -9,7 +9,8 @@
  * fuse_hold_stop().
  *
  * Two processes: a keeper, which mounts the file system in a mount namespace of its own (the
- * mount is nobody else's business) and opens "f" for the test, and its child the server. The
+ * mount is nobody else's business; fuse_hold_start_here(): in the test's, which the test made
+ * its own) and opens "f" for the test, and its child the server. The
  * server dies with the keeper, at fuse_hold_stop(), and by itself after max_hold_usec, so that
  * a test whose code under test waits on it fails instead of hanging for ever.
  * Needs root and /dev/fuse: fuse_hold_start() returns -errno without them, for a SKIP.
@@ -183,12 +184,12 @@ static inline int fuse_hold_send_fd(int sock, int fd, int error) {
 /* The keeper: mounts, says how that went, then opens "f" with the flags the test asks for
  * until the test hangs up; then kills the server and waits for it. */
 _noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, const pid_t *held, size_t n_held,
-                                             bool allow_other, uint64_t max_hold_usec) {
+                                             bool allow_other, uint64_t max_hold_usec, bool own_namespace) {
         char opts[128], path[sizeof(((FuseHold *) NULL)->dir) + 2];
         int fuse, flags, r = 0;
         pid_t server;
 
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        if (own_namespace && (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0))
                 r = -errno;
         fuse = r < 0 ? -1 : open("/dev/fuse", O_RDWR | O_CLOEXEC);
         if (r == 0 && fuse < 0)
@@ -251,8 +252,8 @@ static inline void fuse_hold_stop(FuseHold *h);
 
 /* Mounts the file system, whose server holds the requests of the n_held processes held. Without allow_other, only root may use it (the kernel refuses tsmd's
  * worker even a cached stat of "f"). 0, or -errno (no /dev/fuse, no right to mount: SKIP). */
-static inline int fuse_hold_start(FuseHold *h, const pid_t *held, size_t n_held, bool allow_other,
-                                  uint64_t max_hold_usec) {
+static inline int fuse_hold_start_full(FuseHold *h, const pid_t *held, size_t n_held, bool allow_other,
+                                       uint64_t max_hold_usec, bool own_namespace) {
         int pair[2], r;
 
         *h = (FuseHold){ .keeper = -1, .sock = -1 };
@@ -272,7 +273,7 @@ static inline int fuse_hold_start(FuseHold *h, const pid_t *held, size_t n_held,
                         _exit(1);
                 (void) syscall(SYS_close_range, 4U, ~0U, 0U);
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                fuse_hold_keep(3, h->dir, held, n_held, allow_other, max_hold_usec);
+                fuse_hold_keep(3, h->dir, held, n_held, allow_other, max_hold_usec, own_namespace);
         }
         close(pair[1]);
         h->sock = pair[0];
@@ -285,6 +286,17 @@ static inline int fuse_hold_start(FuseHold *h, const pid_t *held, size_t n_held,
         if (r < 0)
                 fuse_hold_stop(h);
         return r;
+}
+
+static inline int fuse_hold_start(FuseHold *h, const pid_t *held, size_t n_held, bool allow_other,
+                                  uint64_t max_hold_usec) {
+        return fuse_hold_start_full(h, held, n_held, allow_other, max_hold_usec, true);
+}
+
+/* The same, mounted in the test's mount namespace, which it must have made its own (private):
+ * the test unmounts it (MNT_DETACH) before fuse_hold_stop(). */
+static inline int fuse_hold_start_here(FuseHold *h, const pid_t *held, size_t n_held, uint64_t max_hold_usec) {
+        return fuse_hold_start_full(h, held, n_held, true, max_hold_usec, false);
 }
 
 /* An fd of "f", opened with flags (O_RDWR, say): the fd, or -errno. */

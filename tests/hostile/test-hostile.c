@@ -2401,4 +2401,122 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         tsmd_teardown(&t);
 }
 
+/* Sends call with n copies of fd attached, and expects the reply. */
+static void call_with_fds(int sock, const char *call, int fd, unsigned n, const char *error, const char *params) {
+        ASSERT_TRUE(send_with_fds(sock, call, strlen(call) + 1, n, fd));
+        raw_expect_reply(sock, error, params);
+}
+
+#define ADOPT_FD_0 "{\"method\":\"io.tsmd.Guest.AdoptContext\",\"parameters\":{\"fileDescriptor\":0}}"
+#define NOT_IOMMUFD "{\"field\":\"fileDescriptor\",\"reason\":\"not an iommufd\"}"
+
+/* AdoptContext with an fd of the IOMMU device (IommuDevice=/dev/zero): a context, or (lost)
+ * io.tsmd.System EMFILE. */
+static void adopt_iommufd(int sock, bool lost) {
+        int fd = open("/dev/zero", O_RDWR | O_CLOEXEC);
+        _cleanup_free_ char *m = NULL;
+
+        ASSERT_OK(fd);
+        ASSERT_TRUE(send_with_fds(sock, ADOPT_FD_0, strlen(ADOPT_FD_0) + 1, 1, fd));
+        close(fd);
+        if (lost) {
+                raw_expect_reply(sock, "io.tsmd.System", "{\"errno\":24,\"errnoName\":\"EMFILE\"}");
+                return;
+        }
+        m = raw_recv(sock, TSMD_WAIT_USEC);
+        if (!m || !strstr(m, "\"context\"") || strstr(m, "\"error\""))
+                TEST_FAIL("AdoptContext with an iommufd: %s", m ?: "hung up");
+}
+
+/* Waits (bounded) until pid has at most n fds open. */
+static void wait_fds_at_most(pid_t pid, unsigned n) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        while (tsmd_count_fds_of(pid) > n) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("process %i still has %u fds open, expected at most %u", (int) pid,
+                                  tsmd_count_fds_of(pid), n);
+                sleep_usec(2 * USEC_PER_MSEC);
+        }
+}
+
+/* SECURITY: a local user who serves a FUSE file system holds the worker's closer with one FLUSH
+ * it never answers (tests/fuse-hold.h), then floods fds. Ordinary ones (a regular file, a
+ * character device) are closed at once, not queued behind it: its own calls with fds go on.
+ * More FUSE fds than MaxFdsPerUid= queued behind it, and the worker takes no fds of its uid
+ * (its calls naming one fail io.tsmd.System EMFILE), while another uid's AdoptContext and
+ * AttachDevice get their fds and their answers. Once the server is gone, the flooder's are
+ * taken again. */
+TEST(a_uid_holding_the_closer_is_refused_fds_alone) {
+        FuseHold h;
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *a, *nobody;
+        int fuse, file, r, sock, nsock;
+        json_object *reply;
+        int64_t ctx;
+
+        r = fuse_hold_start(&h, NULL, 0, true, FUSE_HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        fuse_hold_stop(&h);
+        if (!tsmd_can_switch_uid())
+                SKIP("cannot connect as another uid here");
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\n"));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        const pid_t tsmd_pids[] = { t.pid, b.worker };
+        ASSERT_OK(fuse_hold_start(&h, tsmd_pids, ELEMENTSOF(tsmd_pids), true, FUSE_HOLD_USEC));
+        a = tsmd_connect_guest(&t);
+        sock = varlink_client_get_fd(a);
+        nobody = tsmd_connect_as(&t, NOBODY, NOBODY);
+        nsock = varlink_client_get_fd(nobody);
+        reply = CALL_OK(nobody, G "OpenContext", NULL);
+        ctx = JINT(reply, "context");
+        close(varlink_client_take_fd(nobody, (size_t) JINT(reply, "fileDescriptor")));
+        ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
+        ASSERT_OK(file = open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+
+        good_during_start(&g);
+        /* The worker's closer waits on this one's FLUSH. */
+        call_with_fds(sock, ADOPT_FD_0, fuse, 1, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+        /* Ordinary fds, four times MaxFdsPerUid=: closed at once, none waits behind it. */
+        for (unsigned i = 0; i < 8; i++) {
+                call_with_fds(sock, ADOPT_FD_0, file, 8, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+                call_with_fds(sock, ADOPT_FD_0, -1, 8, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+        }
+        adopt_iommufd(sock, false);
+
+        /* Its FUSE fds past its share wait: none of its fds are taken. */
+        for (unsigned i = 0; i < 2; i++)
+                call_with_fds(sock, ADOPT_FD_0, fuse, 8, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+        adopt_iommufd(sock, true);
+        /* Another uid's are, and answered as ever. */
+        adopt_iommufd(nsock, false);
+        call_with_fds(nsock,
+                      strf("{\"method\":\"io.tsmd.Guest.AttachDevice\",\"parameters\":{\"context\":%" PRIi64
+                           ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\",\"vfioFileDescriptor\":0}}",
+                           ctx),
+                      file, 1, E_GUEST("BadFileDescriptor"), "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a character device\"}");
+        adopt_iommufd(sock, true);
+        good_during_stop(&g, "a uid holding the closer behind a FUSE flush");
+
+        /* The server's death ends the FLUSH, and the 16 closes queued behind it: the flooder's
+         * fds are taken again. */
+        unsigned held = tsmd_count_fds_of(b.worker);
+        fuse_hold_stop(&h);
+        wait_fds_at_most(b.worker, held - 16);
+        adopt_iommufd(sock, false);
+        close(fuse);
+        close(file);
+        varlink_client_free(a);
+        varlink_client_free(nobody);
+        expect_recovered(&t, &g, &b);
+        good_done(&g);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 TEST_MAIN();

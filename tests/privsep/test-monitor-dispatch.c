@@ -2984,6 +2984,7 @@ TEST(a_fuse_fd_to_adopt_waits_on_no_server) {
                 fuse_hold_stop(&h);
                 close(fd);
                 ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
+                fd_closer_stop(5 * SEC_USEC); /* and its fd of the mount table */
                 fixture_free(f);
         }
 }

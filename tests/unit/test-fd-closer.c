@@ -2,7 +2,8 @@
 /*
  * The closer of peers' fds (proto/fd-closer.h): what it is handed gets closed, and a close
  * that waits on a FUSE server that never answers (tests/fuse-hold.h; root, SKIP otherwise)
- * keeps only the closer waiting, with what was handed to it after, until the server dies.
+ * keeps only the closer waiting, with what was handed to it after that may wait too (counted by
+ * peer), until the server dies; everything else is closed at once.
  * Runs in: tests.
  */
 
@@ -31,6 +32,14 @@ static uint64_t now(void) {
         return now_monotonic_usec();
 }
 
+/* A file of no mount the mount table has (nsfs), so one the closer's thread closes. */
+static int file_for_the_thread(void) {
+        int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+
+        ASSERT_OK(fd);
+        return fd;
+}
+
 TEST(closes_what_it_is_handed) {
         size_t before = count_fds();
         int fds[100];
@@ -45,17 +54,17 @@ TEST(closes_what_it_is_handed) {
         ASSERT_OK(fd_closer_start());
         ASSERT_OK(fd_closer_start()); /* once is enough */
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
-                ASSERT_OK(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+                fds[i] = file_for_the_thread();
         fd_closer_close_many(fds, ELEMENTSOF(fds));
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                 ASSERT_EQ(fds[i], -EBADF);
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
-        ASSERT_EQ(count_fds(), before);
+        ASSERT_EQ(count_fds(), before + 1); /* the mount table's, while it runs */
 
         /* Stopped, it closes what is queued first; then fds are closed at once again, and it
          * can start anew. */
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
-                ASSERT_OK(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+                fds[i] = file_for_the_thread();
         fd_closer_close_many(fds, ELEMENTSOF(fds));
         fd_closer_stop(5 * SEC);
         ASSERT_EQ(count_fds(), before);
@@ -78,7 +87,7 @@ TEST(a_close_the_file_system_holds_keeps_only_the_closer_waiting) {
         ASSERT_OK(fd_closer_start());
         fd = fuse_hold_open(&h, O_RDWR);
         ASSERT_OK(fd);
-        other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        other = file_for_the_thread();
         ASSERT_OK(other);
 
         t = now();
@@ -95,13 +104,68 @@ TEST(a_close_the_file_system_holds_keeps_only_the_closer_waiting) {
         fd_closer_stop(SEC / 5);
         if (now() - t > 2 * SEC)
                 TEST_FAIL("the stop waited %llu ms", (unsigned long long) ((now() - t) / 1000));
-        ASSERT_OK(other = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        other = file_for_the_thread();
         ASSERT_EQ(fd_closer_close(other), -EBADF);
+        ASSERT_TRUE(fcntl(other, F_GETFD) >= 0); /* queued */
 
         /* The server's death ends the FLUSH (ENOTCONN); the rest is closed after it. */
         fuse_hold_stop(&h);
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        fd_closer_stop(5 * SEC);
         ASSERT_EQ(count_fds(), before);
+}
+
+static bool fd_open(int fd) {
+        return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* SECURITY: only fds whose close may wait on a FUSE server (proto/fd-fuse.h) queue behind one a
+ * server holds; every other is closed at once, so that a peer cannot fill the queue with
+ * ordinary fds. What waits is counted by peer. */
+TEST(only_what_may_wait_waits_counted_by_peer) {
+        size_t before;
+        FuseHold h;
+        int fuse, fd, pair[2], r;
+
+        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        ASSERT_OK(fd_closer_start());
+        ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
+        before = count_fds();
+        ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1000), -EBADF);
+        ASSERT_ERRNO(fd_closer_wait_idle(SEC / 5), ETIMEDOUT);
+
+        /* Closed at once, though the closer is held. */
+        ASSERT_OK(fd = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_EQ(fd_closer_close_for(fd, 1000), -EBADF);
+        ASSERT_FALSE(fd_open(fd));
+        ASSERT_OK(pipe2(pair, O_CLOEXEC));
+        fd_closer_close_many_for(pair, 2, 1000);
+        ASSERT_EQ(count_fds(), before); /* (the held close took its fd out of the table) */
+        ASSERT_OK(fd = fuse_hold_open(&h, O_PATH));
+        ASSERT_EQ(fd_closer_close_for(fd, 1000), -EBADF);
+        ASSERT_FALSE(fd_open(fd));
+
+        /* Queued behind it, each counted under its peer. */
+        ASSERT_FALSE(fd_closer_congested(1000, 1));
+        ASSERT_OK(fd = fcntl(fuse, F_DUPFD_CLOEXEC, 3));
+        ASSERT_EQ(fd_closer_close_for(fd, 1000), -EBADF);
+        ASSERT_TRUE(fd_open(fd));
+        ASSERT_TRUE(fd_closer_congested(1000, 1));
+        ASSERT_FALSE(fd_closer_congested(1000, 2));
+        ASSERT_FALSE(fd_closer_congested(1001, 0));
+        ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1001), -EBADF);
+        ASSERT_TRUE(fd_closer_congested(1001, 0));
+        ASSERT_FALSE(fd_closer_congested(1001, 1));
+        ASSERT_FALSE(fd_closer_congested(FD_CLOSER_PEER_NONE, 0));
+
+        fuse_hold_stop(&h);
+        close(fuse);
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        ASSERT_FALSE(fd_closer_congested(1000, 0));
+        ASSERT_FALSE(fd_closer_congested(1001, 0));
+        ASSERT_EQ(count_fds(), before - 2); /* the server's socket, and fuse */
         fd_closer_stop(5 * SEC);
 }
 

@@ -441,22 +441,51 @@ TEST(fds_lost_to_emfile) {
         close(peer);
 }
 
-/* SECURITY: while the closer has a quarter of what it takes waiting (a close a FUSE server
- * holds, tests/fuse-hold.h; root, SKIP otherwise), no fds are taken, but lost as to a full
- * table: a peer that passes fds of a file system it serves cannot fill our fd table with
- * closes that wait. Once the server is gone, fds are taken again. This process plays the
- * worker: the server holds its requests, so it closes its own copy once the server is gone. */
-TEST(no_fds_taken_while_the_closer_is_congested) {
-        struct rlimit l;
+/* Hands the closer n copies of fd (of "f", whose FLUSH the server holds), peer's. */
+static void closer_wait_for(int fd, unsigned n, uid_t peer) {
+        for (unsigned i = 0; i < n; i++)
+                ASSERT_EQ(fd_closer_close_for(fcntl(fd, F_DUPFD_CLOEXEC, 3), peer), -EBADF);
+}
+
+/* Sends a message with two fds, and expects them taken (or lost, -EMFILE). */
+static void expect_fds_taken(VarlinkStream *s, int peer, bool taken) {
         json_object *o;
-        int *fds = NULL, peer, fuse, r, filler[4];
+        int *fds = NULL;
         size_t n = 0;
-        VarlinkStream *s;
+
+        send_fds(peer, "{\"a\":1}", 8, 2);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"a\":1}");
+        if (taken) {
+                ASSERT_EQ(n, 2);
+                ASSERT_TRUE(fds[0] >= 0 && fds[1] >= 0);
+                close(fds[0]);
+                close(fds[1]);
+        } else {
+                ASSERT_EQ(n, 1);
+                ASSERT_EQ(fds[0], -EMFILE);
+        }
+        free(fds);
+        json_object_put(o);
+}
+
+/* SECURITY: while more than MaxFdsPerUid= of a uid's fds wait in the closer (behind a close a
+ * FUSE server holds, tests/fuse-hold.h; root, SKIP otherwise), no fds of that uid are taken,
+ * but lost as to a full table: a peer that passes fds of a file system it serves cannot fill
+ * our fd table with closes that wait. Another uid's are taken meanwhile, until a quarter of what
+ * the closer takes waits, everybody's together. Once the server is gone, fds are taken again.
+ * This process plays the worker: the server holds its requests, so it closes its own copy once
+ * the server is gone. */
+TEST(no_fds_taken_from_a_uid_whose_closes_wait) {
+        VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
+        VarlinkStream *a, *b;
+        struct rlimit l;
+        int peer_a, peer_b, fuse, r;
         FuseHold h;
 
-        /* Room for 16 fds in the closer's queue, so 5 waiting make it congested. */
+        /* Room for 64 fds in the closer's queue: congested for everybody past 16 waiting. */
         ASSERT_OK(getrlimit(RLIMIT_NOFILE, &l));
-        l.rlim_cur = 16;
+        l.rlim_cur = 64;
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
         ASSERT_OK(fd_closer_start());
         l.rlim_cur = l.rlim_max;
@@ -467,37 +496,39 @@ TEST(no_fds_taken_while_the_closer_is_congested) {
                 SKIP("no FUSE mount here: %s", strerror(-r));
         fuse = fuse_hold_open(&h, O_RDWR);
         ASSERT_OK(fuse);
-        s = stream_pair(NULL, &peer);
+        limits.max_fds_per_uid = 4;
+        a = stream_pair(&limits, &peer_a);
+        b = stream_pair(&limits, &peer_b);
+        varlink_stream_set_peer_uid(a, 1000);
+        varlink_stream_set_peer_uid(b, 1001);
 
-        /* The closer waits on the FUSE fd's FLUSH, with four fds behind it. */
-        ASSERT_EQ(fd_closer_close(fcntl(fuse, F_DUPFD_CLOEXEC, 3)), -EBADF);
-        for (size_t i = 0; i < ELEMENTSOF(filler); i++)
-                ASSERT_OK(filler[i] = open("/dev/null", O_RDONLY | O_CLOEXEC));
-        fd_closer_close_many(filler, ELEMENTSOF(filler));
-        ASSERT_TRUE(fd_closer_congested());
-        send_fds(peer, "{\"a\":1}", 8, 2);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_STREQ(str(o), "{\"a\":1}");
-        ASSERT_EQ(n, 1);
-        ASSERT_EQ(fds[0], -EMFILE);
-        free(fds);
-        json_object_put(o);
+        /* The closer waits on the FLUSH of uid 1000's first fd, with four more of its behind:
+         * five, past its four. 1001's are taken. */
+        closer_wait_for(fuse, 4, 1000);
+        ASSERT_FALSE(fd_closer_congested(1000, 4));
+        expect_fds_taken(a, peer_a, true);
+        closer_wait_for(fuse, 1, 1000);
+        ASSERT_TRUE(fd_closer_congested(1000, 4));
+        ASSERT_FALSE(fd_closer_congested(1001, 4));
+        expect_fds_taken(a, peer_a, false);
+        expect_fds_taken(b, peer_b, true);
+
+        /* Everybody's past a quarter: 1001's are lost too. */
+        closer_wait_for(fuse, 12, 1002);
+        ASSERT_TRUE(fd_closer_congested(1001, 4));
+        expect_fds_taken(b, peer_b, false);
 
         /* The server's death ends the FLUSH: the queue drains, and fds are taken again. */
         fuse_hold_stop(&h);
         close(fuse);
         ASSERT_OK(fd_closer_wait_idle(5 * 1000000ULL));
-        ASSERT_FALSE(fd_closer_congested());
-        send_fds(peer, "{\"a\":2}", 8, 2);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_EQ(n, 2);
-        ASSERT_TRUE(fds[0] >= 0 && fds[1] >= 0);
-        close(fds[0]);
-        close(fds[1]);
-        free(fds);
-        json_object_put(o);
-        varlink_stream_free(s);
-        close(peer);
+        ASSERT_FALSE(fd_closer_congested(1000, 4));
+        expect_fds_taken(a, peer_a, true);
+        expect_fds_taken(b, peer_b, true);
+        varlink_stream_free(a);
+        varlink_stream_free(b);
+        close(peer_a);
+        close(peer_b);
 }
 
 TEST(fds_sent_with_their_message) {

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Telling the fds whose close may wait on a FUSE server (proto/fd-fuse.h), in a mount namespace
+ * of the test's own (root, SKIP otherwise): a file of a FUSE mount (ours, one made after the
+ * table was read, or one of another namespace) and of a mount gone does; O_PATH fds, pipes,
+ * sockets, device nodes, anonymous inodes, memfds and files of other mounts do not.
+ * Runs in: tests.
+ */
+
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+
+#include "fd-fuse.h"
+#include "fuse-hold.h"
+#include "harness.h"
+
+#define HOLD_USEC (10 * 1000000ull)
+
+/* A mount namespace of our own, so that what the test mounts is nobody else's. */
+static void own_mount_namespace(void) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                SKIP("no mount namespace of our own: %m");
+}
+
+/* Mounts fstype on a new directory under /tmp, with a file "f" in it: an fd of it. */
+static int mount_with_file(const char *fstype, char dir[static sizeof("/tmp/tsmd-fd-fuse-XXXXXX")]) {
+        char path[64];
+        int fd;
+
+        strcpy(dir, "/tmp/tsmd-fd-fuse-XXXXXX");
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        ASSERT_OK(mount(fstype, dir, fstype, 0, NULL));
+        snprintf(path, sizeof(path), "%s/f", dir);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        ASSERT_OK(fd);
+        return fd;
+}
+
+static void unmount_dir(const char *dir) {
+        ASSERT_OK(umount2(dir, MNT_DETACH));
+        ASSERT_OK(rmdir(dir));
+}
+
+TEST(what_closes_at_once) {
+        char tmpfs[sizeof("/tmp/tsmd-fd-fuse-XXXXXX")], ramfs[sizeof(tmpfs)];
+        int fds[2], fd;
+
+        own_mount_namespace();
+        ASSERT_OK(fd_fuse_start());
+
+        ASSERT_OK(pipe2(fds, O_CLOEXEC));
+        ASSERT_FALSE(fd_may_reach_fuse(fds[0]));
+        ASSERT_FALSE(fd_may_reach_fuse(fds[1]));
+        close_many(fds, 2);
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+        ASSERT_FALSE(fd_may_reach_fuse(fds[0]));
+        close_many(fds, 2);
+        ASSERT_OK(fd = open("/dev/null", O_RDWR | O_CLOEXEC));
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        close(fd);
+        ASSERT_OK(fd = eventfd(0, EFD_CLOEXEC));
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        close(fd);
+        ASSERT_OK(fd = memfd_create("tsmd-fd-fuse", MFD_CLOEXEC));
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        close(fd);
+        ASSERT_OK(fd = open("/", O_PATH | O_CLOEXEC));
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        close(fd);
+        /* No fd: its close fails at once. */
+        ASSERT_FALSE(fd_may_reach_fuse(-EBADF));
+
+        /* Files of mounts made after the table was read: it is read anew. tmpfs has seals,
+         * ramfs none: that one is told by its mount's type. */
+        fd = mount_with_file("tmpfs", tmpfs);
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        close(fd);
+        fd = mount_with_file("ramfs", ramfs);
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        /* A mount gone, its device unknown: maybe a FUSE mount's now. */
+        unmount_dir(ramfs);
+        ASSERT_TRUE(fd_may_reach_fuse(fd));
+        close(fd);
+        unmount_dir(tmpfs);
+        fd_fuse_stop();
+}
+
+TEST(what_may_wait) {
+        char ramfs[sizeof("/tmp/tsmd-fd-fuse-XXXXXX")];
+        FuseHold ours, theirs;
+        int fd, r;
+
+        own_mount_namespace();
+        /* A file of another mount, read with the table, which then changes before each look. */
+        fd = mount_with_file("ramfs", ramfs);
+        ASSERT_OK(fd_fuse_start());
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        close(fd);
+
+        /* A FUSE mount of a namespace not ours: its device is none of ours. */
+        r = fuse_hold_start(&theirs, NULL, 0, true, HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        ASSERT_OK(fd = fuse_hold_open(&theirs, O_RDWR));
+        ASSERT_TRUE(fd_may_reach_fuse(fd));
+        close(fd);
+        /* Opened O_PATH, it has no file operations of FUSE's. */
+        ASSERT_OK(fd = fuse_hold_open(&theirs, O_PATH));
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        close(fd);
+
+        /* One of ours, mounted after the table was read: told by its type. */
+        ASSERT_OK(fuse_hold_start_here(&ours, NULL, 0, HOLD_USEC));
+        ASSERT_OK(fd = fuse_hold_open(&ours, O_RDONLY));
+        ASSERT_TRUE(fd_may_reach_fuse(fd));
+        close(fd);
+
+        ASSERT_OK(umount2(ours.dir, MNT_DETACH));
+        fuse_hold_stop(&ours);
+        fuse_hold_stop(&theirs);
+        unmount_dir(ramfs);
+        fd_fuse_stop();
+}
+
+/* Without the mount table (no /proc here), every file is taken for one of FUSE's. */
+TEST(without_the_mount_table) {
+        char ramfs[sizeof("/tmp/tsmd-fd-fuse-XXXXXX")];
+        int fd, pipefd[2];
+
+        own_mount_namespace();
+        fd = mount_with_file("ramfs", ramfs);
+        ASSERT_OK(mount("none", "/proc", "tmpfs", 0, NULL));
+        ASSERT_ERRNO(fd_fuse_start(), ENOENT);
+        ASSERT_TRUE(fd_may_reach_fuse(fd));
+        ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
+        ASSERT_FALSE(fd_may_reach_fuse(pipefd[0]));
+        close_many(pipefd, 2);
+        close(fd);
+        fd_fuse_stop();
+        ASSERT_OK(umount2("/proc", MNT_DETACH));
+        unmount_dir(ramfs);
+}
+
+TEST_MAIN();
