@@ -115,7 +115,7 @@ int main(int argc, char *argv[]) {
          * by the loop (fd-closer.h). */
         r = fd_closer_start();
         if (r < 0)
-                return log_error_errno(r, "Failed to start the thread that closes clients' fds: %m"), EXIT_FAILURE;
+                return log_error_errno(r, "Failed to set up closing clients' fds off the event loop: %m"), EXIT_FAILURE;
 
         /* A client hanging up must not kill us; writes report EPIPE instead. Likewise a file
          * size limit: the audit log must see EFBIG and fail closed, not die. */

@@ -337,7 +337,7 @@ int main(int argc, char *argv[]) {
         r = fd_closer_start();
         if (r < 0) {
                 daemon_config_done(&config);
-                return log_error_errno(r, "Failed to start the thread that closes the worker's fds: %m"), EXIT_FAILURE;
+                return log_error_errno(r, "Failed to set up closing the worker's fds off the event loop: %m"), EXIT_FAILURE;
         }
         r = monitor_new(&(MonitorOptions){
                                 .config_path = config_path,

@@ -41,7 +41,8 @@ typedef struct FdCloser {
         PeerCount *peers;    /* sorted by peer; room for size (each has an fd queued) */
         size_t n_peers;
         pthread_t thread;
-        bool running;
+        bool ready;          /* fd_closer_start() made the queue: fds that may wait go to it */
+        bool running;        /* the thread runs: started by the first such fd */
         bool stop;           /* the thread is to end once the queue is empty */
         bool ended;
 } FdCloser;
@@ -117,13 +118,29 @@ static void *closer_thread(void *userdata) {
         return NULL;
 }
 
+/* The thread, at the first fd that needs it. With the lock held: the thread takes it first. */
+static int thread_start_locked(void) {
+        sigset_t all, saved;
+        int r;
+
+        /* Signals belong to the event loop thread. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        closer.stop = closer.ended = false;
+        r = -pthread_create(&closer.thread, NULL, closer_thread, NULL);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0)
+                return r;
+        closer.running = true;
+        return 0;
+}
+
 int fd_closer_start(void) {
         pthread_condattr_t attr;
-        sigset_t all, saved;
         struct rlimit rl;
         int r;
 
-        if (closer.running)
+        if (closer.ready)
                 return 0;
 
         /* Every fd queued is open, so room for as many as the process may have open never runs
@@ -160,20 +177,7 @@ int fd_closer_start(void) {
         if (r < 0)
                 log_debug_errno(r, "Cannot read the mount table, closing every file on the closer's thread: %m");
 
-        /* Signals belong to the event loop thread. */
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &saved);
-        closer.stop = closer.ended = false;
-        r = -pthread_create(&closer.thread, NULL, closer_thread, NULL);
-        pthread_sigmask(SIG_SETMASK, &saved, NULL);
-        if (r < 0) {
-                fd_fuse_stop();
-                (void) pthread_cond_destroy(&closer.idle);
-                closer.queue = mfree(closer.queue);
-                closer.peers = mfree(closer.peers);
-                return r;
-        }
-        closer.running = true;
+        closer.ready = true;
         return 0;
 }
 
@@ -200,29 +204,32 @@ static bool closer_idle(void) {
 }
 
 void fd_closer_stop(uint64_t timeout_usec) {
-        int r;
+        int r = 0;
 
-        if (!closer.running)
+        if (!closer.ready)
                 return;
 
         pthread_mutex_lock(&closer.lock);
-        closer.stop = true;
-        pthread_cond_signal(&closer.wake);
-        r = wait_locked(closer_ended, timeout_usec);
-        /* One stuck in a close stays, and goes on taking fds: the process cannot end before
-         * that close anyway. */
-        if (r < 0)
-                closer.stop = false;
+        if (closer.running) {
+                closer.stop = true;
+                pthread_cond_signal(&closer.wake);
+                r = wait_locked(closer_ended, timeout_usec);
+                /* One stuck in a close stays, and goes on taking fds: the process cannot end
+                 * before that close anyway. */
+                if (r < 0)
+                        closer.stop = false;
+        }
         pthread_mutex_unlock(&closer.lock);
         if (r < 0)
                 return;
 
-        (void) pthread_join(closer.thread, NULL);
+        if (closer.running)
+                (void) pthread_join(closer.thread, NULL);
         (void) pthread_cond_destroy(&closer.idle);
         closer.queue = mfree(closer.queue);
         closer.peers = mfree(closer.peers);
         closer.size = closer.head = 0;
-        closer.running = false;
+        closer.running = closer.ready = false;
         fd_fuse_stop();
 }
 
@@ -231,11 +238,20 @@ int fd_closer_close_for(int fd, uid_t peer) {
                 return -EBADF;
         /* SECURITY: only a close that may wait on a FUSE server goes to the thread, so that
          * what waits behind one held is such fds only, counted under their peers. */
-        if (!closer.running || !fd_may_reach_fuse(fd))
+        if (!closer.ready || !fd_may_reach_fuse(fd))
                 return safe_close(fd);
 
         pthread_mutex_lock(&closer.lock);
-        if (closer.n < closer.size) {
+        /* PERFORMANCE: the thread comes with the first fd that needs it. A process that gets
+         * none stays single-threaded: a second thread, idle, made each of the monitor's guest
+         * requests 10-20 us slower at one client (BENCHMARKS.md, the fourteenth session). If it
+         * cannot start, the fd stays open, as when the queue is full (below). */
+        if (!closer.running && thread_start_locked() < 0)
+                log_warning("Cannot start the thread that closes fds a peer's file system may hold, leaving fd %i open.",
+                            fd);
+        else if (closer.n >= closer.size)
+                log_debug("No room to close fd %i without waiting on it, leaving it open.", fd);
+        else {
                 closer.queue[(closer.head + closer.n) % closer.size] = (Entry){ .fd = fd, .peer = peer };
                 closer.n++;
                 peer_add(peer);
@@ -244,11 +260,9 @@ int fd_closer_close_for(int fd, uid_t peer) {
         }
         pthread_mutex_unlock(&closer.lock);
 
-        /* No room: RLIMIT_NOFILE was raised past what the queue was made for. Closing here could
-         * hang the loop on the peer's file system, so the fd stays open: a leak, bounded by that
-         * limit, is the lesser harm. */
-        if (fd >= 0)
-                log_debug("No room to close fd %i without waiting on it, leaving it open.", fd);
+        /* Not queued (no thread, or no room: RLIMIT_NOFILE was raised past what the queue was
+         * made for): closing here could hang the loop on the peer's file system, so the fd stays
+         * open: a leak, bounded by that limit, is the lesser harm. */
         return -EBADF;
 }
 
