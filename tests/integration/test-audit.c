@@ -1880,20 +1880,8 @@ TEST(query_does_not_hold_up_other_calls) {
         tsmd_teardown(&t);
 }
 
-/* The threads of the worker (/proc/<pid>/status). */
 static unsigned worker_threads(Tsmd *t) {
-        char path[64], line[256];
-        unsigned n = 0;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/status", (int) tsmd_worker_pid(t));
-        f = fopen(path, "re");
-        ASSERT_NOT_NULL(f);
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "Threads: %u", &n) == 1)
-                        break;
-        fclose(f);
-        return n;
+        return tsmd_threads_of(tsmd_worker_pid(t));
 }
 
 /* Sends a QueryAudit that matches nothing on c (so it reads the whole log) and waits until its

@@ -1088,19 +1088,6 @@ TEST(a_build_tree_tsmd_starts_its_own_worker) {
 
 /* ---- threads ----------------------------------------------------------------------------- */
 
-static unsigned threads_of(pid_t pid) {
-        char line[256];
-        unsigned n = 0;
-        FILE *f = fopen(strf("/proc/%d/status", (int) pid), "re");
-
-        ASSERT_NOT_NULL(f);
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "Threads: %u", &n) == 1)
-                        break;
-        fclose(f);
-        return n;
-}
-
 /* The thread that closes fds a peer's FUSE server may hold (fd-closer.h) starts with the first
  * such fd: fds of other kinds (here /dev/null's, passed with calls that take none) are closed at
  * once, and the emulated platform's monitor stays single-threaded (a second thread, idle, made
@@ -1113,7 +1100,7 @@ TEST(no_closer_thread_without_an_fd_that_needs_it) {
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         c = tsmd_connect(&t);
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
-        worker_threads = threads_of(tsmd_worker_pid(&t));
+        worker_threads = tsmd_threads_of(tsmd_worker_pid(&t));
         for (int i = 0; i < 3; i++) {
                 int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
@@ -1122,8 +1109,8 @@ TEST(no_closer_thread_without_an_fd_that_needs_it) {
                 CALL_OK(c, "io.tsmd.Service.Ping", NULL);
         }
         guest_open_context(c);
-        ASSERT_EQ(threads_of(t.pid), 1u);
-        ASSERT_EQ(threads_of(tsmd_worker_pid(&t)), worker_threads);
+        ASSERT_EQ(tsmd_threads_of(t.pid), 1u);
+        ASSERT_EQ(tsmd_threads_of(tsmd_worker_pid(&t)), worker_threads);
         varlink_client_free(c);
         tsmd_teardown(&t);
 }

@@ -797,6 +797,21 @@ static size_t tsmd_pids(Tsmd *t, pid_t ret[static 2]) {
         return w > 0 ? 2 : 1;
 }
 
+unsigned tsmd_threads_of(pid_t pid) {
+        char path[64], line[256];
+        unsigned n = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        ASSERT_NOT_NULL(f);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Threads: %u", &n) == 1)
+                        break;
+        fclose(f);
+        return n;
+}
+
 unsigned tsmd_count_fds_of(pid_t pid) {
         DIR *d = opendir(strf("/proc/%d/fd", (int) pid));
         struct dirent *de;

@@ -153,6 +153,8 @@ bool tsmd_wait_log(Tsmd *t, const char *needle, unsigned n, uint64_t timeout_use
 pid_t tsmd_worker_pid(Tsmd *t);
 /* The open fds of one process. */
 unsigned tsmd_count_fds_of(pid_t pid);
+/* The threads of pid (its /proc/<pid>/status). */
+unsigned tsmd_threads_of(pid_t pid);
 
 unsigned tsmd_count_fds(Tsmd *t);
 /* VmRSS in KiB. */
