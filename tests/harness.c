@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Runner for tests/harness.h: one forked child per test, TAP-like output. */
 
+#include <dirent.h>
 #include <ftw.h>
 #include <limits.h>
 #include <signal.h>
@@ -63,6 +64,17 @@ void test_remove_now(void) {
         for (size_t i = 0; i < remove_at_end->n && i < TEST_REMOVE_MAX; i++)
                 (void) nftw(remove_at_end->paths[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
         remove_at_end->n = 0;
+}
+
+size_t test_count_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
 }
 
 static bool selected(const char *name, int argc, char *argv[]) {

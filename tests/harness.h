@@ -153,6 +153,10 @@ void test_remove_at_end(const char *path);
  * does this itself after each case). */
 void test_remove_now(void);
 
+/* The fds this process has open now (/proc/self/fd's entries, the directory's own while it is
+ * read included: counts to compare, not absolute). */
+size_t test_count_fds(void);
+
 #define TEST_MAIN()                                                                                \
         TestCase test_cases[TEST_MAX];                                                             \
         size_t test_n_cases;                                                                       \

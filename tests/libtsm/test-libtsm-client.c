@@ -7,7 +7,6 @@
  * internal Varlink client. Runs in: tests.
  */
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -454,18 +453,6 @@ TEST(malformed_error_names_are_protocol_errors) {
 
 static void noop_response(TsmClient *c, int error, const void *response, size_t len, void *userdata);
 
-static unsigned count_open_fds(void) {
-        unsigned n = 0;
-        DIR *d = opendir("/proc/self/fd");
-        struct dirent *de;
-
-        ASSERT_NOT_NULL(d);
-        while ((de = readdir(d)))
-                n += de->d_name[0] != '.';
-        closedir(d);
-        return n;
-}
-
 /* Reads one message with recvmsg(), byte by byte, and says how many fds came with it. */
 static bool read_message_fds(int fd, char *buf, size_t size, unsigned *ret_n_fds) {
         size_t n = 0;
@@ -527,10 +514,10 @@ TEST(full_output_queue_keeps_connection) {
 
         one = open("/dev/null", O_RDONLY | O_CLOEXEC);
         ASSERT_TRUE(one >= 0);
-        fds_before = count_open_fds();
+        fds_before = test_count_fds();
         ASSERT_ERRNO(tsm_device_attach(c, 1, 1, "0000:01:00.0", one, NULL), ENOBUFS);
         ASSERT_NULL(tsm_client_get_error_name(c));
-        ASSERT_EQ(count_open_fds(), fds_before); /* its duplicate was closed */
+        ASSERT_EQ(test_count_fds(), fds_before); /* its duplicate was closed */
         ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
         ASSERT_EQ(first.n, 0U);
         limits.max_output_size = VARLINK_LIMITS_DEFAULT.max_output_size;

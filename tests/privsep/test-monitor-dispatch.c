@@ -102,17 +102,6 @@ typedef struct Reply {
         int fd;
 } Reply;
 
-static size_t count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        size_t n = 0;
-
-        ASSERT_NOT_NULL(d);
-        while (readdir(d))
-                n++;
-        closedir(d);
-        return n;
-}
-
 static void on_ready(void *userdata) {
         Fixture *f = userdata;
 
@@ -296,7 +285,7 @@ static void setup_platform(Fixture *f, const TsmPlatformConfig *config) {
 
         unsetenv("NOTIFY_SOCKET"); /* no service manager, no fd store */
         (void) signal(SIGPIPE, SIG_IGN); /* the monitor's code runs here, as tsmd's main() has it */
-        *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .reload_fd = -EBADF, .n_fds_before = count_fds(),
+        *f = (Fixture){ .worker = -EBADF, .monitor = -EBADF, .reload_fd = -EBADF, .n_fds_before = test_count_fds(),
                         .emulated = config->mode != TSM_PLATFORM_KERNEL }; /* auto: no TSM yet */
         f->base = event_base_new();
         ASSERT_NOT_NULL(f->base);
@@ -330,7 +319,7 @@ static void teardown(Fixture *f) {
         safe_close(f->worker);
         safe_close(f->listen_fd);
         /* Every fd that crossed the channel or was handed out is closed again. */
-        ASSERT_EQ(count_fds(), f->n_fds_before);
+        ASSERT_EQ(test_count_fds(), f->n_fds_before);
 }
 
 static Fixture *fixture(void) {
@@ -2916,7 +2905,7 @@ TEST(contexts_bounded) {
         a = open_context(f, SLOT, ID_A, &fa);
         m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, OTHER_SLOT, 1000, ID_B);
         ASSERT_OK(call_full(f, &m, NULL, 0, fa, &rep));
-        fds = count_fds();
+        fds = test_count_fds();
 
         for (unsigned i = 0; i < 3; i++) {
                 m = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, ID_C);
@@ -2926,7 +2915,7 @@ TEST(contexts_bounded) {
                 ASSERT_ERRNO(call_full(f, &m, NULL, 0, fa, &rep), EMFILE);
                 ASSERT_EQ(rep.fd, -1);
         }
-        ASSERT_EQ(count_fds(), fds);
+        ASSERT_EQ(test_count_fds(), fds);
         ASSERT_EQ(monitor_contexts_size(f->contexts), 2);
 
         /* A context closed makes room again, for the same worker. */

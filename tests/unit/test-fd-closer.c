@@ -7,7 +7,6 @@
  * Runs in: tests.
  */
 
-#include <dirent.h>
 
 #include "fd-closer.h"
 #include "fuse-hold.h"
@@ -16,17 +15,6 @@
 #define SEC 1000000ull
 /* The longest the server holds a request: what a close() through no closer would wait. */
 #define HOLD_USEC (10 * SEC)
-
-static size_t count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        size_t n = 0;
-
-        ASSERT_NOT_NULL(d);
-        while (readdir(d))
-                n++;
-        closedir(d);
-        return n;
-}
 
 static uint64_t now(void) {
         return now_monotonic_usec();
@@ -41,14 +29,14 @@ static int file_for_the_thread(void) {
 }
 
 TEST(closes_what_it_is_handed) {
-        size_t before = count_fds();
+        size_t before = test_count_fds();
         int fds[100];
 
         /* None runs yet: closed at once. */
         fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
         ASSERT_OK(fds[0]);
         ASSERT_EQ(fd_closer_close(fds[0]), -EBADF);
-        ASSERT_EQ(count_fds(), before);
+        ASSERT_EQ(test_count_fds(), before);
         ASSERT_EQ(fd_closer_close(-EBADF), -EBADF);
 
         ASSERT_OK(fd_closer_start());
@@ -59,7 +47,7 @@ TEST(closes_what_it_is_handed) {
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                 ASSERT_EQ(fds[i], -EBADF);
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
-        ASSERT_EQ(count_fds(), before + 1); /* the mount table's, while it runs */
+        ASSERT_EQ(test_count_fds(), before + 1); /* the mount table's, while it runs */
 
         /* Stopped, it closes what is queued first; then fds are closed at once again, and it
          * can start anew. */
@@ -67,16 +55,16 @@ TEST(closes_what_it_is_handed) {
                 fds[i] = file_for_the_thread();
         fd_closer_close_many(fds, ELEMENTSOF(fds));
         fd_closer_stop(5 * SEC);
-        ASSERT_EQ(count_fds(), before);
+        ASSERT_EQ(test_count_fds(), before);
         ASSERT_OK(fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC));
         ASSERT_EQ(fd_closer_close(fds[0]), -EBADF);
-        ASSERT_EQ(count_fds(), before);
+        ASSERT_EQ(test_count_fds(), before);
         ASSERT_OK(fd_closer_start());
         fd_closer_stop(5 * SEC);
 }
 
 TEST(a_close_the_file_system_holds_keeps_only_the_closer_waiting) {
-        size_t before = count_fds();
+        size_t before = test_count_fds();
         FuseHold h;
         int fd, other, r;
         uint64_t t;
@@ -112,7 +100,7 @@ TEST(a_close_the_file_system_holds_keeps_only_the_closer_waiting) {
         fuse_hold_stop(&h);
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
         fd_closer_stop(5 * SEC);
-        ASSERT_EQ(count_fds(), before);
+        ASSERT_EQ(test_count_fds(), before);
 }
 
 static bool fd_open(int fd) {
@@ -132,7 +120,7 @@ TEST(only_what_may_wait_waits_counted_by_peer) {
                 SKIP("no FUSE mount here: %s", strerror(-r));
         ASSERT_OK(fd_closer_start());
         ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
-        before = count_fds();
+        before = test_count_fds();
         ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1000), -EBADF);
         ASSERT_ERRNO(fd_closer_wait_idle(SEC / 5), ETIMEDOUT);
 
@@ -142,7 +130,7 @@ TEST(only_what_may_wait_waits_counted_by_peer) {
         ASSERT_FALSE(fd_open(fd));
         ASSERT_OK(pipe2(pair, O_CLOEXEC));
         fd_closer_close_many_for(pair, 2, 1000);
-        ASSERT_EQ(count_fds(), before); /* (the held close took its fd out of the table) */
+        ASSERT_EQ(test_count_fds(), before); /* (the held close took its fd out of the table) */
         ASSERT_OK(fd = fuse_hold_open(&h, O_PATH));
         ASSERT_EQ(fd_closer_close_for(fd, 1000), -EBADF);
         ASSERT_FALSE(fd_open(fd));
@@ -165,7 +153,7 @@ TEST(only_what_may_wait_waits_counted_by_peer) {
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
         ASSERT_FALSE(fd_closer_congested(1000, 0));
         ASSERT_FALSE(fd_closer_congested(1001, 0));
-        ASSERT_EQ(count_fds(), before - 2); /* the server's socket, and fuse */
+        ASSERT_EQ(test_count_fds(), before - 2); /* the server's socket, and fuse */
         fd_closer_stop(5 * SEC);
 }
 

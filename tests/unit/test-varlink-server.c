@@ -7,7 +7,6 @@
  * message and idle timeouts.
  */
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -1436,17 +1435,6 @@ static void send_with_fds(int fd, const char *msg, unsigned n_fds) {
         send_bytes_with_fds(fd, msg, strlen(msg) + 1, n_fds);
 }
 
-static unsigned count_open_fds(void) {
-        unsigned n = 0;
-        DIR *d = opendir("/proc/self/fd");
-
-        ASSERT_NOT_NULL(d);
-        while (readdir(d))
-                n++;
-        closedir(d);
-        return n;
-}
-
 TEST(limit_fds_per_message) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         unsigned before;
@@ -1454,7 +1442,7 @@ TEST(limit_fds_per_message) {
 
         l.max_fds_per_message = 2;
         server_start(&l);
-        before = count_open_fds();
+        before = test_count_fds();
 
         fd = raw_connect();
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":1}}", 2);
@@ -1465,7 +1453,7 @@ TEST(limit_fds_per_message) {
 
         /* Nothing the client sent is left open in the server. */
         usleep(100000);
-        ASSERT_EQ(count_open_fds(), before);
+        ASSERT_EQ(test_count_fds(), before);
         server_stop();
 }
 
@@ -1657,7 +1645,7 @@ TEST(fds_go_when_the_handler_returns) {
         c2 = client_new();
         fd = raw_connect();
         ASSERT_TRUE(wait_n_connections(2));
-        before = count_open_fds();
+        before = test_count_fds();
         /* Calls that wait, with fds their handler did not take: the fds do not wait with them. */
         for (int i = 0; i < 3; i++) {
                 char p[64];
@@ -1666,7 +1654,7 @@ TEST(fds_go_when_the_handler_returns) {
                 send_with_fds(fd, p, 16);
         }
         ASSERT_TRUE(wait_pending_calls(c2, 3));
-        ASSERT_EQ(count_open_fds(), before);
+        ASSERT_EQ(test_count_fds(), before);
         for (int i = 0; i < 3; i++)
                 ASSERT_EQ(release(c2, i), i);
         close(fd);
@@ -1844,7 +1832,7 @@ static void fds_parked(unsigned max_fds_per_uid, unsigned max_fds, const char *r
         l.max_fds_per_uid = max_fds_per_uid;
         l.max_fds = max_fds;
         server_start(&l);
-        before = count_open_fds();
+        before = test_count_fds();
 
         for (unsigned i = 0; i < 3; i++) {
                 fds[i] = raw_connect();
@@ -1865,7 +1853,7 @@ static void fds_parked(unsigned max_fds_per_uid, unsigned max_fds, const char *r
                 close(fds[i]);
         close(fd);
         ASSERT_TRUE(wait_n_connections(0));
-        ASSERT_EQ(count_open_fds(), before);
+        ASSERT_EQ(test_count_fds(), before);
         ASSERT_STREQ(ts.refusals, strf("%s -\n", refusal));
         server_stop();
 }
@@ -1904,19 +1892,19 @@ TEST(postponed_call_runs_later_with_its_fds) {
         c2 = client_new();
         fd = raw_connect();
         ASSERT_TRUE(wait_n_connections(2));
-        before = count_open_fds();
+        before = test_count_fds();
 
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":2}}", 3);
         ASSERT_TRUE(wait_pending_calls(c2, 1));
         /* And one more: the connection, paused behind its postponed call, watches for its
          * hang-up on a copy of its socket, kept until it goes. */
-        ASSERT_EQ(count_open_fds(), before + 3 + 1);
+        ASSERT_EQ(test_count_fds(), before + 3 + 1);
         /* Run now: with its parameters and the fd at index 2, which PassFd sends back. */
         ASSERT_EQ(resume(c2, 0, false), 0);
         r = raw_recv(fd);
         ASSERT_NOT_NULL(r);
         ASSERT_STREQ(r, "{\"parameters\":{\"fd\":0}}");
-        ASSERT_EQ(count_open_fds(), before + 1);
+        ASSERT_EQ(test_count_fds(), before + 1);
 
         /* The uid's 4 fds held by a postponed call: one more in its input is one too many. */
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":1,\"fd\":0}}", 4);
@@ -1929,12 +1917,12 @@ TEST(postponed_call_runs_later_with_its_fds) {
         ASSERT_TRUE(wait_n_connections(2));
 
         /* Answered instead: its fds go, and the uid's room is back. */
-        ASSERT_EQ(count_open_fds(), before + 4 + 1);
+        ASSERT_EQ(test_count_fds(), before + 4 + 1);
         ASSERT_EQ(resume(c2, 1, true), 0);
         r = raw_recv(fd);
         ASSERT_NOT_NULL(r);
         ASSERT_NOT_NULL(strstr(r, "io.tsmd.Test.Nothing"));
-        ASSERT_EQ(count_open_fds(), before + 1);
+        ASSERT_EQ(test_count_fds(), before + 1);
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":3}}", 4);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"fd\":0}}");
 
@@ -1943,9 +1931,9 @@ TEST(postponed_call_runs_later_with_its_fds) {
         ASSERT_TRUE(wait_pending_calls(c2, 1));
         close(fd);
         ASSERT_TRUE(wait_n_connections(1));
-        ASSERT_EQ(count_open_fds(), before - 2 + 1);
+        ASSERT_EQ(test_count_fds(), before - 2 + 1);
         ASSERT_EQ(resume(c2, 2, false), -ENOTCONN);
-        ASSERT_EQ(count_open_fds(), before - 2);
+        ASSERT_EQ(test_count_fds(), before - 2);
 
         varlink_client_free(c2);
         server_stop();
