@@ -2271,6 +2271,24 @@ static void send_call_with_fd(int sock, const char *call, int fd) {
         ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) iov.iov_len);
 }
 
+/* SKIPs the test where no FUSE file system can be mounted. */
+static void fuse_hold_needed(void) {
+        FuseHold h;
+        int r = fuse_hold_start(&h, NULL, 0, true, FUSE_HOLD_USEC);
+
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        fuse_hold_stop(&h);
+}
+
+/* A FUSE server that holds tsmd's requests (monitor and worker) and answers the test's: the test
+ * closes its fds before tsmd's are let go. allow_other: tsmd may look at its files at all. */
+static void fuse_hold_tsmd(FuseHold *h, Tsmd *t, const Baseline *b, bool allow_other) {
+        const pid_t tsmd_pids[] = { t->pid, b->worker };
+
+        ASSERT_OK(fuse_hold_start(h, tsmd_pids, ELEMENTSOF(tsmd_pids), allow_other, FUSE_HOLD_USEC));
+}
+
 /* SECURITY: a VMM passes fds of a FUSE file system it serves, and answers none of tsmd's
  * requests (tests/fuse-hold.h): an fstat() of such an fd waits for GETATTR's answer, its close()
  * for FLUSH's (uninterruptibly). Neither process of tsmd may: every call is answered by name,
@@ -2285,22 +2303,15 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         Good g;
         Baseline b;
         VarlinkClient *a, *nobody = NULL;
-        int fd, r, sock;
+        int fd, sock;
         int64_t ctx;
         json_object *reply;
 
-        r = fuse_hold_start(&h, NULL, 0, true, FUSE_HOLD_USEC);
-        if (r < 0)
-                SKIP("no FUSE mount here: %s", strerror(-r));
-        fuse_hold_stop(&h);
-
+        fuse_hold_needed();
         tsmd_start_config(&t, CONF(""));
         good_connect(&t, &g, 0);
         b = baseline_take(&t, &g);
-        /* tsmd's requests are held, the test's answered: it closes its fd before tsmd's are
-         * let go. */
-        const pid_t tsmd_pids[] = { t.pid, b.worker };
-        ASSERT_OK(fuse_hold_start(&h, tsmd_pids, ELEMENTSOF(tsmd_pids), true, FUSE_HOLD_USEC));
+        fuse_hold_tsmd(&h, &t, &b, true);
         a = tsmd_connect_guest(&t);
         reply = CALL_OK(a, G "OpenContext", NULL);
         ctx = JINT(reply, "context");
@@ -2349,7 +2360,7 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         {
                 FuseHold p;
 
-                ASSERT_OK(fuse_hold_start(&p, tsmd_pids, ELEMENTSOF(tsmd_pids), false, FUSE_HOLD_USEC));
+                fuse_hold_tsmd(&p, &t, &b, false);
                 fd = fuse_hold_open(&p, O_RDWR);
                 ASSERT_OK(fd);
                 send_call_with_fd(sock,
@@ -2453,22 +2464,18 @@ TEST(a_uid_holding_the_closer_is_refused_fds_alone) {
         Good g;
         Baseline b;
         VarlinkClient *a, *nobody;
-        int fuse, file, r, sock, nsock;
+        int fuse, file, sock, nsock;
         json_object *reply;
         int64_t ctx;
 
-        r = fuse_hold_start(&h, NULL, 0, true, FUSE_HOLD_USEC);
-        if (r < 0)
-                SKIP("no FUSE mount here: %s", strerror(-r));
-        fuse_hold_stop(&h);
+        fuse_hold_needed();
         if (!tsmd_can_switch_uid())
                 SKIP("cannot connect as another uid here");
 
         tsmd_start_config(&t, CONF("[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\n"));
         good_connect(&t, &g, 0);
         b = baseline_take(&t, &g);
-        const pid_t tsmd_pids[] = { t.pid, b.worker };
-        ASSERT_OK(fuse_hold_start(&h, tsmd_pids, ELEMENTSOF(tsmd_pids), true, FUSE_HOLD_USEC));
+        fuse_hold_tsmd(&h, &t, &b, true);
         a = tsmd_connect_guest(&t);
         sock = varlink_client_get_fd(a);
         nobody = tsmd_connect_as(&t, NOBODY, NOBODY);
