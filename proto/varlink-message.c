@@ -231,7 +231,9 @@ int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret) {
 int varlink_parameters_parse(const char *text, json_object **ret) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         _cleanup_json_ json_object *p = NULL;
+        /* The call around them is one level and up to three values: itself, "method", "more". */
         unsigned depth = VARLINK_LIMITS_DEFAULT.max_depth - 1;
+        size_t values = VARLINK_LIMITS_DEFAULT.max_json_values - 3;
         int r;
 
         assert(text);
@@ -240,7 +242,7 @@ int varlink_parameters_parse(const char *text, json_object **ret) {
         r = json_tokener_new_strict(depth, &tok);
         if (r < 0)
                 return r;
-        r = json_parse_strict(tok, depth, SIZE_MAX, text, strlen(text), &p);
+        r = json_parse_strict(tok, depth, values, text, strlen(text), &p);
         if (r == -ENOMEM)
                 return r;
         if (r < 0 || !json_object_is_type(p, json_type_object))

@@ -19,6 +19,7 @@
 
 #include "base64.h"
 #include "harness.h"
+#include "json-strict.h"
 #include "libtsm-internal.h"
 
 static uint64_t now_usec(void) {
@@ -1500,6 +1501,61 @@ TEST(free_from_destroy_of_deferred_free) {
         ASSERT_ERRNO(f.call, EDEADLK);
         ASSERT_TRUE(sees_hangup(s));
         pair_done(NULL, path, l, s);
+}
+
+/* {"a":[[...[0,0,...]...]]}: n_arrays nested arrays, the innermost holding n_zeros zeros. */
+static char *parameters_of_shape(unsigned n_arrays, size_t n_zeros) {
+        char *text = malloc(16 + 2 * n_arrays + 2 * n_zeros), *p = text;
+
+        ASSERT_NOT_NULL(text);
+        p = stpcpy(p, "{\"a\":");
+        for (unsigned i = 0; i < n_arrays; i++)
+                *p++ = '[';
+        for (size_t i = 0; i < n_zeros; i++)
+                p = stpcpy(p, i > 0 ? ",0" : "0");
+        for (unsigned i = 0; i < n_arrays; i++)
+                *p++ = ']';
+        strcpy(p, "}");
+        return text;
+}
+
+/* What libtsm sends fits tsmd's default MaxJsonDepth= and MaxJsonValues= exactly, as tsmd's
+ * end counts them, with "more" set; one level or one value more is -EINVAL and not sent. */
+TEST(call_json_parameters_fit_tsmd_default_limits) {
+        const VarlinkLimits lim = VARLINK_LIMITS_DEFAULT;
+        const struct {
+                unsigned n_arrays;
+                size_t n_zeros;
+                bool deeper; /* over the depth limit by one level, else by one value */
+        } edge[] = {
+                { 1, lim.max_json_values - 5, false }, /* call, "method", "more", parameters, array */
+                { lim.max_depth - 2, 1, true },        /* below the call and its parameters */
+        };
+        char path[108], *reply = NULL;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (size_t i = 0; i < ELEMENTSOF(edge); i++) {
+                _cleanup_free_ char *fits = parameters_of_shape(edge[i].n_arrays, edge[i].n_zeros),
+                                    *over = parameters_of_shape(edge[i].n_arrays + edge[i].deeper,
+                                                                edge[i].n_zeros + !edge[i].deeper),
+                                    *buf = malloc(64 * 1024);
+                size_t n_members;
+
+                ASSERT_NOT_NULL(buf);
+                ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", over, &reply), EINVAL);
+                ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Guest.OpenContext", over, on_more_noop, NULL),
+                             EINVAL);
+                write_message(s, "{\"parameters\":{}}");
+                ASSERT_OK(tsm_client_call_more_json(c, "io.tsmd.Guest.OpenContext", fits, on_more_noop, NULL));
+                ASSERT_TRUE(read_message(s, buf, 64 * 1024)); /* the first message sent: over was not */
+                ASSERT_NOT_NULL(strstr(buf, "\"more\":true"));
+                ASSERT_OK(json_strict_check(buf, strlen(buf), lim.max_depth, lim.max_json_values, &n_members));
+                ASSERT_ERRNO(json_strict_check(buf, strlen(buf), lim.max_depth - edge[i].deeper,
+                                               lim.max_json_values - !edge[i].deeper, &n_members),
+                             edge[i].deeper ? ELOOP : E2BIG);
+        }
+        pair_done(c, path, l, s);
 }
 
 static int noop_json(TsmClient *c, const char *reply, bool continues, void *userdata) {
