@@ -470,9 +470,14 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
 
 /* One context state directory per tsmd (dir-lock.h); it is read at start only. One that cannot be
  * opened as the worker (not its own: worker_dirs_prepare() warned) is one its worker cannot use
- * either. (The worker locks its audit directory itself, audit-files.h.) */
+ * either. The worker locks its audit directory itself (audit-files.h), so the lock is only tried
+ * here: held by another tsmd's worker, ours would fail and be restarted for ever, never ready.
+ * The last tsmd's worker, killed with it (PR_SET_PDEATHSIG) when it crashed, may still be
+ * exiting, started right after (as systemd does not: it waits for the unit's cgroup to empty):
+ * it has a second. */
 static int worker_dirs_lock(Monitor *m) {
         const char *state = m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
+        _cleanup_close_ int audit_lock = -EBADF;
         int r;
 
         r = dir_lock_as(state, m->worker_uid, &m->state_dir_lock);
@@ -482,6 +487,20 @@ static int worker_dirs_lock(Monitor *m) {
                                           "ContextStateDirectory= of its own.", state);
         if (r < 0)
                 log_debug_errno(r, "Cannot lock the context state directory '%s': %m", state);
+
+        if (!m->config.audit_dir)
+                return 0;
+        for (unsigned i = 0; i < 100; i++) {
+                r = dir_lock_as(m->config.audit_dir, m->worker_uid, &audit_lock);
+                if (r != -EBUSY)
+                        break;
+                (void) usleep(10 * 1000);
+        }
+        if (r == -EBUSY)
+                return log_error_errno(r, "Refusing to start: another tsmd writes its audit log in '%s'. Give "
+                                          "each tsmd an [Audit] Directory= of its own.", m->config.audit_dir);
+        if (r < 0)
+                log_debug_errno(r, "Cannot lock the audit directory '%s': %m", m->config.audit_dir);
         return 0;
 }
 

@@ -1172,6 +1172,28 @@ TEST(second_tsmd_refuses_a_state_directory_in_use) {
         tsmd_teardown(&t);
 }
 
+/* And on a live one's audit directory: its worker could not open the log another one writes, and
+ * would be restarted for ever, never ready. */
+TEST(second_tsmd_refuses_an_audit_directory_in_use) {
+        _cleanup_free_ char *err = NULL;
+        const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
+        VarlinkClient *c;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        write_file(config, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                                "[Guest]\nContextStateDirectory=%s/contexts\n[Policy]\nFile=%s/policy.conf\n"
+                                "DropInDirectory=%s/policy.d\n", t.dir, dir, t.dir, t.dir));
+        ASSERT_FALSE(exited_with(second_tsmd(config, scratch_path(dir, "io.tsmd"), &err), 0));
+        if (!strstr(err, strf("another tsmd writes its audit log in '%s/audit'", t.dir)))
+                TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
+
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* The socket a tsmd that is gone left behind (it never removes it) is taken: nothing serves it. */
 TEST(stale_socket_is_replaced) {
         Tsmd t;
