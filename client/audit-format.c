@@ -21,13 +21,15 @@ void tsmctl_print_audit_header(void) {
 
 void tsmctl_print_audit_row(json_object *r) {
         _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
-        json_object *lat = json_object_object_get(r, "latencyUsec");
-        char seq[24], uid[24], latency[32] = "-";
+        json_object *lat = json_object_object_get(r, "latencyUsec"), *u = json_object_object_get(r, "uid");
+        char seq[24], uid[24] = "-", latency[32] = "-";
 
         if (lat)
                 snprintf(latency, sizeof(latency), "%lldus", (long long) json_object_get_int64(lat));
         snprintf(seq, sizeof(seq), "%lld", (long long) json_object_get_int64(json_object_object_get(r, "seq")));
-        snprintf(uid, sizeof(uid), "%lld", (long long) json_object_get_int64(json_object_object_get(r, "uid")));
+        /* A reload by SIGHUP, a worker's restart: nobody's, not root's. */
+        if (u)
+                snprintf(uid, sizeof(uid), "%lld", (long long) json_object_get_int64(u));
         print_row((const char *[]) { seq, tsmctl_esc(&e, json_get_string(r, "time")) ?: "-",
                                      tsmctl_esc(&e, json_get_string(r, "event")) ?: "-", uid,
                                      tsmctl_esc(&e, json_get_string(r, "pci")) ?: "-",

@@ -945,6 +945,30 @@ TEST(monitor_escapes_records) {
         ASSERT_EQ(count_lines_with(out, HOSTILE_ESCAPED), 5U);
 }
 
+/* A record of nobody's (a reload by SIGHUP, a worker's restart) has a null uid: "-", not root's
+ * 0, in audit and in monitor alike. */
+TEST(audit_record_of_no_uid_shows_none) {
+        static const char audit[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"event\":\"reload\",\"uid\":null},"
+                                    "{\"seq\":2,\"event\":\"ping\",\"uid\":0}]}}",
+                          monitor[] = "{\"parameters\":{},\"continues\":true}\0"
+                                      "{\"parameters\":{\"record\":{\"seq\":1,\"event\":\"reload\",\"uid\":null}}}";
+        const char *audit_args[] = { "audit", NULL }, *monitor_args[] = { "monitor", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+        char seq[16], time[16], event[16], uid[16];
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-no-uid"), audit_args, audit, sizeof(audit), &out, &err), 0);
+        ASSERT_EQ(sscanf(strchr(out, '\n') + 1, "%15s %15s %15s %15s", seq, time, event, uid), 4);
+        ASSERT_STREQ(event, "reload");
+        ASSERT_STREQ(uid, "-");
+        ASSERT_EQ(sscanf(strchr(strchr(out, '\n') + 1, '\n') + 1, "%15s %15s %15s %15s", seq, time, event, uid), 4);
+        ASSERT_STREQ(uid, "0");
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-monitor-no-uid"), monitor_args, monitor, sizeof(monitor), &out2,
+                           &err2), 0);
+        ASSERT_EQ(sscanf(strchr(out2, '\n') + 1, "%15s %15s %15s %15s", seq, time, event, uid), 4);
+        ASSERT_STREQ(uid, "-");
+}
+
 /* Label values in the metrics: Prometheus's escapes (backslash, quote, newline) after the
  * terminal's, so the text stays valid for a scraper too. */
 TEST(metrics_labels_escaped) {
