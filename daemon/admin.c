@@ -596,6 +596,10 @@ typedef struct AdminRecord {
         gid_t gid;
         pid_t pid;
         char *unit;
+        /* A device change's device and the backend of the TSM it connects to (or disconnects
+         * from), as the call named them: NULL if it named none known. */
+        char *pci;
+        const char *backend;
         AuditReservation *room; /* a device change's, from before it is made until its record */
         VarlinkMethodFunc func; /* a device change waiting for its room: made once it has it */
         json_object *answer;    /* held until the record is durable */
@@ -609,6 +613,7 @@ static AdminRecord *admin_record_free(AdminRecord *a) {
                 (void) varlink_call_release(a->call, TAKE_PTR(a->answer));
         varlink_call_unref(a->call);
         free(a->unit);
+        free(a->pci);
         return mfree(a);
 }
 
@@ -633,6 +638,8 @@ static void admin_record_commit(AdminRecord *a, const char *result) {
                 rec.pid = a->pid;
                 rec.unit = a->unit;
         }
+        rec.pci = a->pci;
+        rec.backend = a->backend;
         rec.result = result;
         r = a->room ? audit_log_commit(TAKE_PTR(a->room), &rec, on_admin_recorded, a, NULL)
                     : audit_log_record_owed(a->manager->audit, &rec, on_admin_recorded, a, NULL);
@@ -813,6 +820,26 @@ static void on_admin_room(AuditLog *audit, AuditReservation *room, int error, vo
                 admin_record_commit(a, VARLINK_ERROR_DISCONNECTED);
 }
 
+/* The device a connect or disconnect names, and the backend of the TSM it is connected to, for
+ * its record: what changed, not only who changed it. */
+static int admin_record_device(AdminRecord *a, json_object *p) {
+        const Inventory *inv = tsm_platform_get_inventory(a->manager->platform);
+        const char *address = json_get_string(p, "pciAddress"), *tsm_name = json_get_string(p, "tsm");
+        const InventoryDevice *d;
+        const InventoryTsm *tsm;
+
+        if (!address || !policy_pci_address_is_valid(address))
+                return 0;
+        a->pci = strdup(address);
+        if (!a->pci)
+                return -ENOMEM;
+        d = inventory_get_device(inv, address);
+        tsm = tsm_name ? inventory_get_tsm(inv, tsm_name) : d ? inventory_device_get_tsm(inv, d) : NULL;
+        if (tsm && tsm->type >= 0)
+                a->backend = tsm_backend_type_to_string(tsm->type);
+        return 0;
+}
+
 static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         AdminRecord *a;
@@ -829,6 +856,9 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
                 /* SECURITY: fail closed: no room for the record, no change. The room stays the
                  * record's until the answer, however long the kernel takes (see above). */
                 if (admin_methods[i].changes_devices) {
+                        r = admin_record_device(a, p);
+                        if (r < 0)
+                                return r;
                         r = audit_log_reserve_owed_to_act(m->audit, manager_audit_wait_usec(m), on_admin_room, a,
                                                           &a->room);
                         if (r < 0)

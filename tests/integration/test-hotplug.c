@@ -18,6 +18,7 @@
 #include "sysfs-fixture.h"
 #include "tsm-types.h"
 #include "guest-calls.h"
+#include "json-util.h"
 #include "tsmd-fixture.h"
 #include "uevent-sender.h"
 #include "varlink-errors.h"
@@ -362,6 +363,24 @@ TEST(connect_and_disconnect_through_admin) {
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.NotDsm", 1);
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.DeviceBusy", 2);
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "ok", 1);
+        /* And what changed: the device, and the backend of the TSM it was connected to. */
+        {
+                _cleanup_(json_object_putp) json_object *records =
+                        tsmd_audit_query(&e.tsmd, "{\"pciAddress\":\"" NVME_ADDR "\",\"result\":\"ok\"}");
+                size_t n = 0;
+
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+                        const char *event = json_get_string(rec, "event");
+
+                        if (!streq(event, "io.tsmd.Admin.ConnectDevice") &&
+                            !streq(event, "io.tsmd.Admin.DisconnectDevice"))
+                                continue;
+                        ASSERT_STREQ(json_get_string(rec, "backend"), "tdx-connect");
+                        n++;
+                }
+                ASSERT_EQ(n, 2U);
+        }
 
         varlink_client_free(c);
         teardown(&e);
