@@ -94,7 +94,7 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MessageTimeoutSec", CONFIG_UNSIGNED, limits.message_timeout_sec, 0, 3600),
         ITEM("Varlink", "IdleTimeoutSec", CONFIG_UNSIGNED, limits.idle_timeout_sec, 0, 86400),
         START_ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
-        START_ITEM("Platform", "IommuDevice", CONFIG_STRING, platform.iommu_device, 0, 0),
+        PATH_ITEM("Platform", "IommuDevice", platform.iommu_device, "/dev/iommu", true),
         ITEM("Platform", "EmulatedDevices", CONFIG_DEVICE_LIST, platform.emulated_devices, 0, 0),
         START_ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
         START_ITEM("Platform", "RequestTimeoutUSec", CONFIG_UINT64, platform.request_timeout_usec, 1000, 600000000),

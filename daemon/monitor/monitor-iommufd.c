@@ -15,6 +15,7 @@
 #define EMULATED_IOMMUFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)
 
 int monitor_iommufd_open(TsmPlatform *p, int *ret_fd) {
+        static bool logged_stand_in = false;
         const char *path = tsm_platform_get_iommu_device(p);
         int fd;
 
@@ -37,6 +38,12 @@ int monitor_iommufd_open(TsmPlatform *p, int *ret_fd) {
                 *ret_fd = fd;
                 return 0;
         }
+
+        /* Once, as above: a typo in IommuDevice= must not go unnoticed. */
+        if (!logged_stand_in)
+                log_notice("IommuDevice=%s does not exist: contexts get an inert stand-in for an iommufd (the "
+                           "emulated platform).", strna(path));
+        logged_stand_in = true;
 
         /* Sealed, so it stays an empty, inert object whoever holds it; verify checks the seals. */
         fd = memfd_create(EMULATED_IOMMUFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);

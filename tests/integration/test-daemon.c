@@ -147,6 +147,7 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Policy]\nDropInDirectory=./policy.d\n", 2, "not an absolute path" },
                 { "[Audit]\nDirectory=log\n", 2, "not an absolute path" },
                 { "[Guest]\nContextStateDirectory=contexts\n", 2, "not an absolute path" },
+                { "[Platform]\nIommuDevice=dev/iommu\n", 2, "not an absolute path" },
                 { "[Audit]\nMaxFileSize=+16384\n", 2, "not a non-negative integer" },
                 { "[Varlink]\nMaxMessageSize=+1M\n", 2, "not a size" },
                 { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },

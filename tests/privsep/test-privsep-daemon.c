@@ -231,6 +231,9 @@ static void setup_full(Setup *s, const TsmdFile *files, size_t n_files, const ch
         snprintf(s->token, sizeof(s->token), "%s", JSTR(r, "reclaimToken"));
         s->context_fd = varlink_client_take_fd(s->client, (size_t) JINT(r, "fileDescriptor"));
         ASSERT_TRUE(s->context_fd >= 0);
+        /* A stand-in, said so: a typo in IommuDevice= shows. */
+        ASSERT_TRUE(tsmd_log_contains(&s->t, "IommuDevice=/nonexistent/tsmd-test/iommu does not exist: contexts get "
+                                             "an inert stand-in"));
         ASSERT_OK(fstat(s->context_fd, &st));
         s->dev = st.st_dev;
         s->ino = st.st_ino;

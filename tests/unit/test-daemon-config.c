@@ -78,6 +78,7 @@ TEST(init_out_of_memory_fails_whole) {
                         ASSERT_NOT_NULL(c.policy_file);
                         ASSERT_NOT_NULL(c.policy_dropin_dir);
                         ASSERT_NOT_NULL(c.audit_dir);
+                        ASSERT_NOT_NULL(c.platform.iommu_device);
                         daemon_config_done(&c);
                         break;
                 }
@@ -87,7 +88,7 @@ TEST(init_out_of_memory_fails_whole) {
                 daemon_config_done(&c); /* harmless after a failure */
                 failures++;
         }
-        ASSERT_EQ(failures, 4u); /* one per default path */
+        ASSERT_EQ(failures, 5u); /* one per default path */
 }
 
 TEST(load_out_of_memory_frees_its_copy) {
