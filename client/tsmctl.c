@@ -216,8 +216,76 @@ static int flush_stdout(int r) {
         return r == 0 ? EXIT_GENERIC : r;
 }
 
+enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_JSON, ARG_TIMEOUT, ARG_VERBS };
+
+/* --socket=, --json, --timeout=: before the verb or after it. EXIT_USAGE (said why) or 0. */
+static int global_option(TsmctlOptions *o, int c, const char *value) {
+        switch (c) {
+        case ARG_SOCKET:
+                if (isempty(value)) {
+                        fprintf(stderr, "--socket= needs a path.\n");
+                        return EXIT_USAGE;
+                }
+                o->socket = value;
+                return 0;
+        case ARG_JSON:
+                o->json = true;
+                return 0;
+        case ARG_TIMEOUT:
+                if (parse_timeout(value, &o->timeout_usec) < 0) {
+                        fprintf(stderr, "--timeout= needs whole seconds or \"infinity\": %s\n", value);
+                        return EXIT_USAGE;
+                }
+                return 0;
+        }
+        return EXIT_USAGE;
+}
+
+/* Takes the global options out of a verb's arguments (up to a "--"), as systemctl reads them
+ * anywhere: "tsmctl monitor --json" is "tsmctl --json monitor". Returns the arguments left, or
+ * -EXIT_USAGE. */
+static int take_global_options(TsmctlOptions *o, int argc, char *argv[]) {
+        static const struct {
+                const char *name;
+                int c;
+                bool has_value;
+        } globals[] = {
+                { "--socket", ARG_SOCKET, true },
+                { "--json", ARG_JSON, false },
+                { "--timeout", ARG_TIMEOUT, true },
+        };
+        int n = 0, i;
+
+        for (i = 0; i < argc && !streq(argv[i], "--"); i++) {
+                size_t j, len = 0;
+
+                for (j = 0; j < ELEMENTSOF(globals); j++) {
+                        len = strlen(globals[j].name);
+                        if (strneq(argv[i], globals[j].name, len) &&
+                            (argv[i][len] == 0 || (globals[j].has_value && argv[i][len] == '=')))
+                                break;
+                }
+                if (j == ELEMENTSOF(globals)) {
+                        argv[n++] = argv[i];
+                        continue;
+                }
+                const char *value = argv[i][len] == '=' ? argv[i] + len + 1 : NULL;
+                if (globals[j].has_value && !value) {
+                        if (i + 1 >= argc) {
+                                fprintf(stderr, "%s needs a value.\n", globals[j].name);
+                                return -EXIT_USAGE;
+                        }
+                        value = argv[++i];
+                }
+                if (global_option(o, globals[j].c, value) != 0)
+                        return -EXIT_USAGE;
+        }
+        for (; i < argc; i++)
+                argv[n++] = argv[i];
+        return n;
+}
+
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_JSON, ARG_TIMEOUT, ARG_VERBS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -244,20 +312,10 @@ int main(int argc, char *argv[]) {
                         printf("tsmctl %s\n", PACKAGE_VERSION);
                         return flush_stdout(0);
                 case ARG_SOCKET:
-                        if (isempty(optarg)) {
-                                fprintf(stderr, "--socket= needs a path.\n");
-                                return EXIT_USAGE;
-                        }
-                        o.socket = optarg;
-                        break;
                 case ARG_JSON:
-                        o.json = true;
-                        break;
                 case ARG_TIMEOUT:
-                        if (parse_timeout(optarg, &o.timeout_usec) < 0) {
-                                fprintf(stderr, "--timeout= needs whole seconds or \"infinity\": %s\n", optarg);
+                        if (global_option(&o, c, optarg) != 0)
                                 return EXIT_USAGE;
-                        }
                         break;
                 case ARG_VERBS:
                         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
@@ -281,6 +339,10 @@ int main(int argc, char *argv[]) {
 
         argc -= optind + 1;
         argv += optind + 1;
+        argc = take_global_options(&o, argc, argv);
+        if (argc < 0)
+                return -argc;
+        argv[argc] = NULL;
         if (argc == 1 && (streq(argv[0], "--help") || streq(argv[0], "-h"))) {
                 printf("Usage: tsmctl %s %s\n\n%s\n", verb->name, verb->usage, verb->summary);
                 return flush_stdout(0);

@@ -969,6 +969,26 @@ TEST(audit_record_of_no_uid_shows_none) {
         ASSERT_STREQ(uid, "-");
 }
 
+/* The global options also after the verb, as systemctl reads them: "tsmctl audit --json" is
+ * "tsmctl --json audit"; after a "--" they are the verb's. */
+TEST(global_options_after_the_verb) {
+        static const char reply[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"event\":\"reload\"}]}}";
+        const char *json_after[] = { "audit", "--json", "--timeout", "5", NULL },
+                   *no_value[] = { "audit", "--timeout", NULL }, *after_dashes[] = { "audit", "--", "--json", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL, *out3 = NULL, *err3 = NULL;
+        _cleanup_(json_object_putp) json_object *parsed = NULL;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-json-after"), json_after, reply, sizeof(reply), &out, &err), 0);
+        parsed = json_tokener_parse(out);
+        ASSERT_NOT_NULL(parsed);
+        ASSERT_EQ(json_object_array_length(json_get_array(parsed, "records")), 1U);
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-no-value"), no_value, reply, sizeof(reply), &out2, &err2), 2); /* usage */
+        ASSERT_NOT_NULL(strstr(err2, "--timeout needs a value"));
+        /* audit takes no argument: "--json" after "--" is one. */
+        ASSERT_EQ(run_fake(fake_socket_path("fake-dashes"), after_dashes, reply, sizeof(reply), &out3, &err3), 2);
+}
+
 /* Label values in the metrics: Prometheus's escapes (backslash, quote, newline) after the
  * terminal's, so the text stays valid for a scraper too. */
 TEST(metrics_labels_escaped) {
