@@ -47,5 +47,15 @@ rm "$root/etc/tsmd/tsmd.conf"
 install_into_root
 check "an install puts back a policy.conf that is gone" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
 check "an install puts back a tsmd.conf that is gone" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
+# A scratch --prefix= (no build needed to ask where what goes): everything under it, the units,
+# sysusers.d and tmpfiles.d files included, and the unit and tmpfiles name its audit directory.
+prefixed() {
+    "$meson" introspect "$tmp/prefix-build" --installed |
+        python3 -c 'import json, sys; sys.exit(any(not p.startswith(sys.argv[1] + "/") for p in json.load(sys.stdin).values()))' "$tmp/prefix"
+}
+out=$("$meson" setup "$tmp/prefix-build" "$src" --prefix="$tmp/prefix" 2>&1) || { echo "$out" | sed 's/^/# /'; echo "Bail out! meson setup --prefix failed"; exit 1; }
+check "a --prefix= install writes nothing outside the prefix" prefixed
+check "the prefix's unit has its audit directory writable" grep -qx "ReadWritePaths=-$tmp/prefix/var/log/tsmd /run/tsmd /sys/devices" "$tmp/prefix-build/systemd/tsmd.service"
+check "the prefix's tmpfiles.d file makes its audit directory" grep -q "^d $tmp/prefix/var/log/tsmd " "$tmp/prefix-build/systemd/tsmd.tmpfiles"
 echo "1..$n"
 exit $failed
