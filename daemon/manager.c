@@ -579,7 +579,6 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
         if (r < 0)
                 return r;
         m->config_optional = config_optional;
-        m->start_usec = now_monotonic_usec();
         m->unrecorded_refusal_log = RATELIMIT(UNRECORDED_REFUSAL_LOG_INTERVAL_USEC, UNRECORDED_REFUSAL_LOG_BURST);
         if (config_path && !(m->config_path = strdup(config_path)))
                 return -ENOMEM;
@@ -597,6 +596,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
         }
         priv_channel_set_late_callback(m->channel, on_late, m);
         r = priv_channel_read_hello(m->channel, &m->hello);
+        m->start_usec = m->hello.started_usec;
         if (r < 0)
                 return log_error_errno(r, "No start sequence from the monitor: %m");
         r = load_files(m, config_optional);

@@ -54,7 +54,7 @@ typedef struct Manager {
         DaemonConfig config;
         char *config_path; /* reloaded on SIGHUP; NULL: defaults only */
         bool config_optional; /* a missing config_path is the built-in defaults (no --config=) */
-        uint64_t start_usec;
+        uint64_t start_usec; /* CLOCK_MONOTONIC at the monitor's start (HELLO): tsmd's uptime */
         TsmPlatform *platform; /* a view: operations go to the monitor through channel */
         PrivChannel *channel;
         PrivHello hello;

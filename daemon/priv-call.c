@@ -543,6 +543,8 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         h.previous_end = hello.previous_end < _TSM_PRIV_WORKER_END_MAX ? hello.previous_end : TSM_PRIV_WORKER_FIRST;
         h.previous_status = hello.previous_status;
         h.max_contexts = hello.max_contexts;
+        /* The same clock in both processes; one from the future would make the uptime negative. */
+        h.started_usec = MIN(hello.started_usec, now_monotonic_usec());
 
         /* Sockets, the files to start from, then the contexts kept from before with their
          * vDevices, then it waits for READY. */

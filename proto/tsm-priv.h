@@ -66,9 +66,10 @@
  * LAST_GOOD, carry the monitor's reason as text, and the refusal says whether the policy
  * failed; 15: ATTACH_VDEVICE says, on a restore's attach, that the vDevice is bound, where its
  * __reserved was; 16: a failed reply says whether its result is the monitor's own,
- * TSM_PRIV_REPLY_MONITOR_OWN; 17: a datagram without fds may carry several messages): a worker
- * binary newer or older than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 17U
+ * TSM_PRIV_REPLY_MONITOR_OWN; 17: a datagram without fds may carry several messages; 18: HELLO
+ * says when the monitor started): a worker binary newer or older than its running monitor
+ * refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 18U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -181,6 +182,7 @@ struct tsm_priv_hello {
         uint32_t previous_status;
         uint32_t max_contexts;   /* the most the monitor holds, orphans included; more: -EMFILE */
         uint32_t last_good;      /* 1: a LAST_GOOD follows the sockets; 0: none loaded yet */
+        uint64_t started_usec;   /* CLOCK_MONOTONIC at the monitor's start: tsmd's uptime, not a worker's */
 };
 
 typedef enum TsmPrivSocketKind {
@@ -415,7 +417,7 @@ struct tsm_priv_reply {
 };
 
 _Static_assert(sizeof(struct tsm_priv_hdr) == 24, "no padding");
-_Static_assert(sizeof(struct tsm_priv_hello) == 64, "no padding");
+_Static_assert(sizeof(struct tsm_priv_hello) == 72, "no padding");
 _Static_assert(sizeof(struct tsm_priv_listen_socket) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_restored_context) == 80, "no padding");
 _Static_assert(sizeof(struct tsm_priv_restored_vdevice) == 56, "no padding");

@@ -108,6 +108,7 @@ struct MonitorDispatch {
         MonitorContexts *contexts;
         MonitorDispatchCallbacks cb;
         void *userdata;
+        uint64_t started_usec; /* CLOCK_MONOTONIC, told each worker: tsmd's uptime */
 
         int channel;        /* borrowed; -EBADF while no worker is served */
         size_t inbox_n, inbox_next; /* messages received, and the next to handle */
@@ -1322,6 +1323,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->base = base;
         d->platform = platform;
         d->contexts = contexts;
+        d->started_usec = now_monotonic_usec(); /* made as the monitor starts */
         d->scope_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
         d->device_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
         d->contexts_full_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
@@ -1423,6 +1425,7 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         hello.previous_status = d->previous_status;
         hello.max_contexts = (uint32_t) MIN(monitor_contexts_get_max(d->contexts), (size_t) UINT32_MAX);
         hello.last_good = d->last_good_fd >= 0;
+        hello.started_usec = d->started_usec;
         r = tsm_priv_send(channel, &hello, NULL, 0, -EBADF);
         if (r < 0)
                 return r;

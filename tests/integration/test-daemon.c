@@ -463,6 +463,29 @@ TEST(config_trusted_as_the_policy) {
         tsmd_teardown(&t);
 }
 
+/* GetStatus's uptime is tsmd's, since the monitor started: a new worker does not restart it. */
+TEST(uptime_outlives_a_worker) {
+        uint64_t after_first, before_second;
+        int64_t first, second;
+        VarlinkClient *c;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        c = tsmd_connect(&t);
+        first = JINT(CALL_OK(c, "io.tsmd.Service.GetStatus", NULL), "uptimeUsec");
+        after_first = now_usec();
+        varlink_client_free(c);
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        before_second = now_usec();
+        second = JINT(CALL_OK(c, "io.tsmd.Service.GetStatus", NULL), "uptimeUsec");
+        if (second - first < (int64_t) (before_second - after_first))
+                TEST_FAIL("uptime %" PRIi64 " us, then %" PRIi64 " us after a new worker, %" PRIu64 " us later", first,
+                          second, before_second - after_first);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* A path has no "none": an empty one is its default, not a worker that cannot start ("Cannot
  * open the audit log in 'n/a'") and restarts forever. */
 TEST(empty_path_is_the_default) {
