@@ -1338,8 +1338,9 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         LIST_INIT(&c->changes);
         guest_ops_init(&c->ops, &c->identity);
 
-        /* Who it is, once: SO_PEERCRED at connect time, groups, and the unit (pidfd-checked). */
-        r = peer_identity_from_socket(varlink_conn_get_fd(conn), &c->identity);
+        /* Who it is, once: SO_PEERCRED at connect time, the groups the policy asks about, and the
+         * unit (pidfd-checked). */
+        r = peer_identity_from_socket(varlink_conn_get_fd(conn), policy_groups_of_interest(m->policy), &c->identity);
         if (r < 0) {
                 free(c);
                 return log_warning_errno(r, "Cannot identify a client, refusing it: %m");
@@ -1347,6 +1348,34 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         LIST_INSERT_HEAD(&m->guest_clients, c, entry);
         *ret = c;
         return 0;
+}
+
+void guest_policy_changed(Manager *m, const Policy *old) {
+        const GidSet *now = policy_groups_of_interest(m->policy);
+        bool narrowing = gid_set_is_subset(now, policy_groups_of_interest(old));
+        GuestClient *c;
+        int r;
+
+        LIST_FOREACH(c, &m->guest_clients, entry) {
+                int fd = varlink_conn_get_fd(c->conn);
+
+                /* What it has covers what the policy asks; or it is gone, past asking. */
+                if (narrowing || fd < 0) {
+                        peer_identity_narrow_groups(&c->identity, now);
+                        continue;
+                }
+                r = peer_identity_reread_groups(&c->identity, fd, now);
+                if (r >= 0)
+                        continue;
+                /* SECURITY: groups not known as the policy asks about them could miss a rule, or
+                 * match one of other limits: the client goes, as one that cannot be identified at
+                 * connect time does. */
+                log_warning_errno(r, "Cannot read the groups of a client of uid %u again for the reloaded "
+                                     "policy, disconnecting it: %m",
+                                  (unsigned) c->identity.uid);
+                peer_identity_narrow_groups(&c->identity, now);
+                varlink_conn_close(c->conn);
+        }
 }
 
 static void foreach_vdevice_of(const GuestContext *ctx, const GuestClient *c, GuestVDeviceFunc f, void *userdata) {
