@@ -1187,8 +1187,8 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
                                             json_object_new_string("request"), "limit",
                                             json_object_new_int64((int64_t) max_request));
-        max_response = MIN(max_response, (int64_t) m->config.max_response_size);
-        response_size = MIN((size_t) max_response, (size_t) desc->max_response);
+        response_size = MIN((size_t) MIN(max_response, (int64_t) m->config.max_response_size),
+                            (size_t) desc->max_response);
 
         /* A reply too large for the caller's connection would be replaced by ReplyTooLarge after
          * the device acted: the backend is offered no more than the reply can carry, so that a
@@ -1197,15 +1197,16 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (!(varlink_call_get_flags(call) & VARLINK_CALL_ONEWAY)) {
                 if (reply_max_response(varlink_call_reserve_reply_room(call), number, &fits) < 0)
                         fits = 0;
-                /* Not a byte of room (unreachable while a request is longer than its reply's
-                 * envelope): a kernel TSM offered no response buffer takes the request for one
-                 * that wants no response, and acts on it. */
-                if (fits == 0 && response_size > 0)
-                        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                                    json_object_new_string("maxResponseSize"), "limit",
-                                                    json_object_new_int64(0));
                 response_size = MIN(response_size, fits);
         }
+        /* SECURITY: a kernel TSM offered no response buffer takes the request for one that wants
+         * no response, and acts on it. A caller that wants one but may have none (MaxResponseSize=0;
+         * not a byte of room in its reply, unreachable while a request is longer than its reply's
+         * envelope) is refused instead. */
+        if (response_size == 0 && max_response > 0)
+                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                            json_object_new_string("maxResponseSize"), "limit",
+                                            json_object_new_int64(0));
 
         pr = new0(PendingRequest, 1);
         if (!pr)
