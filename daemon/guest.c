@@ -1187,8 +1187,8 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
                                             json_object_new_string("request"), "limit",
                                             json_object_new_int64((int64_t) max_request));
-        max_response = MIN(max_response, (int64_t) m->config.max_response_size);
-        response_size = MIN((size_t) max_response, (size_t) desc->max_response);
+        response_size = MIN((size_t) MIN(max_response, (int64_t) m->config.max_response_size),
+                            (size_t) desc->max_response);
 
         /* A reply too large for the caller's connection would be replaced by ReplyTooLarge after
          * the device acted: the backend is offered no more than the reply can carry, so that a
@@ -1197,15 +1197,16 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (!(varlink_call_get_flags(call) & VARLINK_CALL_ONEWAY)) {
                 if (reply_max_response(varlink_call_reserve_reply_room(call), number, &fits) < 0)
                         fits = 0;
-                /* Not a byte of room (unreachable while a request is longer than its reply's
-                 * envelope): a kernel TSM offered no response buffer takes the request for one
-                 * that wants no response, and acts on it. */
-                if (fits == 0 && response_size > 0)
-                        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                                    json_object_new_string("maxResponseSize"), "limit",
-                                                    json_object_new_int64(0));
                 response_size = MIN(response_size, fits);
         }
+        /* SECURITY: a kernel TSM offered no response buffer takes the request for one that wants
+         * no response, and acts on it. A caller that wants one but may have none (MaxResponseSize=0;
+         * not a byte of room in its reply, unreachable while a request is longer than its reply's
+         * envelope) is refused instead. */
+        if (response_size == 0 && max_response > 0)
+                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
+                                            json_object_new_string("maxResponseSize"), "limit",
+                                            json_object_new_int64(0));
 
         pr = new0(PendingRequest, 1);
         if (!pr)
@@ -1338,8 +1339,9 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         LIST_INIT(&c->changes);
         guest_ops_init(&c->ops, &c->identity);
 
-        /* Who it is, once: SO_PEERCRED at connect time, groups, and the unit (pidfd-checked). */
-        r = peer_identity_from_socket(varlink_conn_get_fd(conn), &c->identity);
+        /* Who it is, once: SO_PEERCRED at connect time, the groups the policy asks about, and the
+         * unit (pidfd-checked). */
+        r = peer_identity_from_socket(varlink_conn_get_fd(conn), policy_groups_of_interest(m->policy), &c->identity);
         if (r < 0) {
                 free(c);
                 return log_warning_errno(r, "Cannot identify a client, refusing it: %m");
@@ -1347,6 +1349,34 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         LIST_INSERT_HEAD(&m->guest_clients, c, entry);
         *ret = c;
         return 0;
+}
+
+void guest_policy_changed(Manager *m, const Policy *old) {
+        const GidSet *now = policy_groups_of_interest(m->policy);
+        bool narrowing = gid_set_is_subset(now, policy_groups_of_interest(old));
+        GuestClient *c;
+        int r;
+
+        LIST_FOREACH(c, &m->guest_clients, entry) {
+                int fd = varlink_conn_get_fd(c->conn);
+
+                /* What it has covers what the policy asks; or it is gone, past asking. */
+                if (narrowing || fd < 0) {
+                        peer_identity_narrow_groups(&c->identity, now);
+                        continue;
+                }
+                r = peer_identity_reread_groups(&c->identity, fd, now);
+                if (r >= 0)
+                        continue;
+                /* SECURITY: groups not known as the policy asks about them could miss a rule, or
+                 * match one of other limits: the client goes, as one that cannot be identified at
+                 * connect time does. */
+                log_warning_errno(r, "Cannot read the groups of a client of uid %u again for the reloaded "
+                                     "policy, disconnecting it: %m",
+                                  (unsigned) c->identity.uid);
+                peer_identity_narrow_groups(&c->identity, now);
+                varlink_conn_close(c->conn);
+        }
 }
 
 static void foreach_vdevice_of(const GuestContext *ctx, const GuestClient *c, GuestVDeviceFunc f, void *userdata) {

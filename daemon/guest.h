@@ -20,6 +20,11 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret);
 /* Releases in the right order: requests, bindings, vDevices, contexts. */
 GuestClient *guest_client_free(GuestClient *c);
 
+/* A reload put m->policy in the place of old: each client keeps of its groups those the new one
+ * asks about, read again from its socket where it names others. Before anything asks the new
+ * policy about a client. */
+void guest_policy_changed(Manager *m, const Policy *old);
+
 /* Where contexts' state files live (ContextStateDirectory=). */
 const char *guest_state_dir(const Manager *m);
 

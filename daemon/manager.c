@@ -393,7 +393,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
         _cleanup_free_ char *names = NULL, *error = NULL;
         char *message = NULL;
         DaemonConfig config;
-        Policy *p = NULL;
+        Policy *p = NULL, *old;
         int r;
 
         r = last_good_restore(fd, &config, &p, &names, &error);
@@ -415,9 +415,12 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
         }
         log_debug("Reloaded the files as tsmd read them: %s.", strna(names));
 
-        /* The policy is replaced whole or not at all. */
-        policy_unref(m->policy);
+        /* The policy is replaced whole or not at all, and the clients' groups are those it asks
+         * about before anything asks it about a client. */
+        old = m->policy;
         m->policy = p;
+        guest_policy_changed(m, old);
+        policy_unref(old);
         admin_recheck_followers(m);
         config_state_loaded(m, &config, now_realtime_usec());
         service_status_changed(m);

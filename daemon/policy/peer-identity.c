@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Peer identity of a Varlink client: SO_PEERCRED, SO_PEERGROUPS, and the systemd unit of the
- * peer read by pid but verified through a pidfd, so that a pid reused by another process can
- * never lend its unit to the client. Runs in: the worker.
+ * Peer identity of a Varlink client: SO_PEERCRED, SO_PEERGROUPS (those the caller asks about:
+ * a peer may be in 65536), and the systemd unit of the peer read by pid but verified through a
+ * pidfd, so that a pid reused by another process can never lend its unit to the client.
+ * Runs in: the worker.
  */
 
 #include <fcntl.h>
@@ -62,6 +63,82 @@ bool peer_identity_in_group(const PeerIdentity *id, gid_t gid) {
         return false;
 }
 
+bool gid_set_contains(const GidSet *s, gid_t gid) {
+        size_t lo = 0, hi = s ? s->n : 0;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (s->gids[mid] == gid)
+                        return true;
+                if (s->gids[mid] < gid)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return false;
+}
+
+bool gid_set_is_subset(const GidSet *a, const GidSet *b) {
+        size_t j = 0;
+
+        for (size_t i = 0; a && i < a->n; i++) {
+                while (b && j < b->n && b->gids[j] < a->gids[i])
+                        j++;
+                if (!b || j >= b->n || b->gids[j] != a->gids[i])
+                        return false;
+        }
+        return true;
+}
+
+static int cmp_gid(const void *a, const void *b) {
+        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* Writes to kept (where non-NULL) the gids of the sorted groups[] that are in interest, each
+ * once, and returns how many there are: at most interest's, whatever copies the peer has. */
+static size_t groups_intersect_sorted(const gid_t *groups, size_t n, const GidSet *interest, gid_t *kept) {
+        size_t k = 0, j = 0;
+
+        for (size_t i = 0; i < n && j < interest->n; i++) {
+                while (j < interest->n && interest->gids[j] < groups[i])
+                        j++;
+                if (j < interest->n && interest->gids[j] == groups[i]) {
+                        if (kept)
+                                kept[k] = groups[i];
+                        k++;
+                        j++; /* a copy of groups[i] finds interest past it */
+                }
+        }
+        return k;
+}
+
+/* The gids of groups[] that are in interest, in an array of just their number (NULL for none). */
+static int groups_intersect(gid_t *groups, size_t n, const GidSet *interest, gid_t **ret, size_t *ret_n) {
+        gid_t *kept = NULL;
+        size_t k;
+
+        /* The kernel's are sorted, but for how a user namespace maps them. */
+        for (size_t i = 1; i < n; i++)
+                if (groups[i - 1] > groups[i]) {
+                        qsort(groups, n, sizeof(gid_t), cmp_gid);
+                        break;
+                }
+
+        k = groups_intersect_sorted(groups, n, interest, NULL);
+        if (k > 0) {
+                kept = new(gid_t, k);
+                if (!kept)
+                        return -ENOMEM;
+                (void) groups_intersect_sorted(groups, n, interest, kept);
+        }
+        *ret = kept;
+        *ret_n = k;
+        return 0;
+}
+
 static int get_peer_groups(int fd, gid_t **ret, size_t *ret_n) {
         socklen_t want = 64 * sizeof(gid_t);
 
@@ -95,6 +172,65 @@ static int get_peer_groups(int fd, gid_t **ret, size_t *ret_n) {
                         return -EIO;
                 want = len;
         }
+}
+
+static int read_groups_of_interest(int fd, const GidSet *interest, gid_t **ret, size_t *ret_n) {
+        _cleanup_free_ gid_t *groups = NULL;
+        size_t n;
+        int r;
+
+        /* Nothing asks about a group: no need to read them (up to 256 KiB) at all. */
+        if (!interest || interest->n == 0) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+
+        r = get_peer_groups(fd, &groups, &n);
+        if (r < 0)
+                return r;
+        return groups_intersect(groups, n, interest, ret, ret_n);
+}
+
+int peer_identity_reread_groups(PeerIdentity *id, int fd, const GidSet *groups_of_interest) {
+        gid_t *groups;
+        size_t n;
+        int r;
+
+        assert_return(id, -EINVAL);
+        if (fd < 0)
+                return -EBADF;
+
+        r = read_groups_of_interest(fd, groups_of_interest, &groups, &n);
+        if (r < 0)
+                return r;
+        free(id->groups);
+        id->groups = groups;
+        id->n_groups = n;
+        return 0;
+}
+
+void peer_identity_narrow_groups(PeerIdentity *id, const GidSet *groups_of_interest) {
+        gid_t *shrunk;
+        size_t k = 0;
+
+        if (!id)
+                return;
+        for (size_t i = 0; i < id->n_groups; i++)
+                if (gid_set_contains(groups_of_interest, id->groups[i]))
+                        id->groups[k++] = id->groups[i];
+        if (k == id->n_groups)
+                return;
+
+        id->n_groups = k;
+        if (k == 0) {
+                id->groups = mfree(id->groups);
+                return;
+        }
+        /* What is left is in place already; giving the rest back may fail, which costs only that. */
+        shrunk = realloc(id->groups, k * sizeof(gid_t));
+        if (shrunk)
+                id->groups = shrunk;
 }
 
 /*
@@ -315,7 +451,8 @@ int peer_identity_read_unit(pid_t pid, int pidfd, char **ret_unit, char **ret_us
         return 0;
 }
 
-int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, PeerIdentity *ret) {
+int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, const GidSet *groups_of_interest,
+                                   PeerIdentity *ret) {
         _cleanup_(peer_identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
         _cleanup_close_ int pidfd = -EBADF;
         struct ucred ucred = {};
@@ -344,7 +481,7 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, PeerIdentity
         id.gid = ucred.gid;
         id.pid = ucred.pid > 0 ? ucred.pid : 0;
 
-        r = get_peer_groups(fd, &id.groups, &id.n_groups);
+        r = read_groups_of_interest(fd, groups_of_interest, &id.groups, &id.n_groups);
         if (r < 0)
                 return r;
 
@@ -363,6 +500,6 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, PeerIdentity
         return 0;
 }
 
-int peer_identity_from_socket(int fd, PeerIdentity *ret) {
-        return peer_identity_from_socket_full(fd, 0, ret);
+int peer_identity_from_socket(int fd, const GidSet *groups_of_interest, PeerIdentity *ret) {
+        return peer_identity_from_socket_full(fd, 0, groups_of_interest, ret);
 }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Who is on the other end of an AF_UNIX socket: uid, gid and pid as the kernel recorded them
- * at connect() time (SO_PEERCRED), the supplementary groups (SO_PEERGROUPS), and the systemd
- * unit and cgroup of that process. The unit is read by pid, which is only meaningful while
- * the pid still names the process that connected, so it is read through a pidfd and dropped
- * whenever that cannot be proven (see peer_identity_read_unit()).
+ * at connect() time (SO_PEERCRED), those of its supplementary groups (SO_PEERGROUPS) that the
+ * caller asks about, and the systemd unit and cgroup of that process. The unit is read by pid,
+ * which is only meaningful while the pid still names the process that connected, so it is read
+ * through a pidfd and dropped whenever that cannot be proven (see peer_identity_read_unit()).
  *
  * Runs in: the worker (unprivileged; no capability is needed for any of this).
  */
@@ -22,6 +22,18 @@
 #define GID_INVALID ((gid_t) -1)
 #endif
 
+/* gids in ascending order, without duplicates: the groups a PeerIdentity is asked about (the
+ * policy's Groups=, policy_groups_of_interest()). A peer may be in 65536 groups, 256 KiB kept for
+ * as long as its connection lasts; an identity keeps those of this set only. */
+typedef struct GidSet {
+        gid_t *gids;
+        size_t n;
+} GidSet;
+
+bool gid_set_contains(const GidSet *s, gid_t gid);
+/* Whether every gid of a is in b (a NULL set is empty). */
+bool gid_set_is_subset(const GidSet *a, const GidSet *b);
+
 typedef struct PeerIdentity {
         uid_t uid;        /* effective uid at connect() time */
         gid_t gid;        /* effective gid at connect() time */
@@ -29,7 +41,8 @@ typedef struct PeerIdentity {
         uint64_t pidfs_id; /* the process's inode number on pidfs: unique for the boot and known
                             * whatever the PID namespace; 0 if not known (no pidfs, kernel
                             * < 6.9, or a 32-bit kernel, whose numbers wrap) */
-        gid_t *groups;    /* supplementary groups at connect() time */
+        gid_t *groups;    /* supplementary groups at connect() time, of those in the GidSet the
+                           * identity was read with (peer_identity_from_socket()): no others */
         size_t n_groups;
         char *unit;       /* system unit ("vm-web1.service", "machine-qemu\x2d1.scope"), or NULL
                            * when the process is in no unit or its unit could not be verified */
@@ -43,7 +56,8 @@ typedef struct PeerIdentity {
         ((PeerIdentity){ .uid = UID_INVALID, .gid = GID_INVALID, .pid = 0 })
 
 /*
- * Fills *ret with the identity of the peer of the connected AF_UNIX socket fd.
+ * Fills *ret with the identity of the peer of the connected AF_UNIX socket fd, keeping of its
+ * supplementary groups those in groups_of_interest (NULL: none).
  *
  * Returns 0 on success; *ret must be released with peer_identity_done(). Errors:
  *   -EBADF, -ENOTSOCK   fd is not a socket;
@@ -52,7 +66,17 @@ typedef struct PeerIdentity {
  *   -ENOMEM, -EMFILE    resource shortage.
  * A peer whose unit cannot be determined is not an error: unit/cgroup are NULL.
  */
-int peer_identity_from_socket(int fd, PeerIdentity *ret);
+int peer_identity_from_socket(int fd, const GidSet *groups_of_interest, PeerIdentity *ret);
+
+/* For other groups of interest (a reload's policy names others): reads the connect()-time groups
+ * again from fd, the socket id was read from, which keeps them, and keeps those in
+ * groups_of_interest. Returns 0, or -errno with *id unchanged. */
+int peer_identity_reread_groups(PeerIdentity *id, int fd, const GidSet *groups_of_interest);
+
+/* Keeps only the groups in groups_of_interest, which must be a subset of the set the identity
+ * was read with (gid_set_is_subset()): what it keeps is there already, so the socket need not be
+ * asked again. Cannot fail. */
+void peer_identity_narrow_groups(PeerIdentity *id, const GidSet *groups_of_interest);
 
 /* Frees the strings and the group array and resets *id to PEER_IDENTITY_NULL. NULL-safe. */
 void peer_identity_done(PeerIdentity *id);
@@ -68,7 +92,8 @@ bool peer_identity_same_process(const PeerIdentity *a, const PeerIdentity *b);
  * many counted is a limit reached early, too few a limit anyone passes. */
 bool peer_identity_may_be_same_process(const PeerIdentity *a, const PeerIdentity *b);
 
-/* True if gid is the peer's primary gid or one of its supplementary groups. */
+/* True if gid is the peer's primary gid or one of its supplementary groups. For a gid outside
+ * the groups of interest the identity was read with, only the primary gid counts. */
 bool peer_identity_in_group(const PeerIdentity *id, gid_t gid);
 
 /* ---- lower-level pieces, exposed so the tests can drive each path on any kernel ---- */
@@ -78,7 +103,8 @@ typedef enum PeerIdentityFlags {
         PEER_IDENTITY_NO_PEERPIDFD = 1 << 0,
 } PeerIdentityFlags;
 
-int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, PeerIdentity *ret);
+int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, const GidSet *groups_of_interest,
+                                   PeerIdentity *ret);
 
 /*
  * Reads unit, user unit and cgroup of pid, then proves that pidfd still refers to a process

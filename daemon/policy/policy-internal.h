@@ -79,11 +79,16 @@ struct Policy {
 
         char **sources; /* file names in load order */
         size_t n_sources;
+
+        /* Every gid of the rules' and [Admin]'s Groups=: what a client's groups are asked about. */
+        GidSet groups_of_interest;
 };
 
 Policy *policy_new_empty(void);
 
 void id_list_done(IdList *l);
+/* Fills p->groups_of_interest from its rules and [Admin], once they are all loaded. */
+int policy_collect_groups_of_interest(Policy *p);
 void str_list_done(StrList *l);
 bool str_list_contains(const StrList *l, const char *s);
 

@@ -1083,6 +1083,8 @@ static int loader_finish(Loader *l, int r, Policy **ret, char **ret_error) {
                 l->file = "(policy)";
                 r = validate(l);
         }
+        if (r >= 0)
+                r = policy_collect_groups_of_interest(l->policy);
         headers_clear(l);
 
         if (r < 0) {

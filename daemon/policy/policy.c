@@ -47,6 +47,47 @@ bool str_list_contains(const StrList *l, const char *s) {
         return false;
 }
 
+static int cmp_gid(const void *a, const void *b) {
+        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
+
+        return x < y ? -1 : x > y;
+}
+
+static void append_ids(gid_t *gids, size_t *n, const IdList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                gids[(*n)++] = l->ids[i];
+}
+
+int policy_collect_groups_of_interest(Policy *p) {
+        _cleanup_free_ gid_t *gids = NULL;
+        size_t n = p->admin_groups.n, k = 0;
+
+        for (size_t i = 0; i < p->n_rules; i++)
+                n += p->rules[i]->groups.n;
+        if (n > 0) {
+                gids = new(gid_t, n);
+                if (!gids)
+                        return -ENOMEM;
+                append_ids(gids, &k, &p->admin_groups);
+                for (size_t i = 0; i < p->n_rules; i++)
+                        append_ids(gids, &k, &p->rules[i]->groups);
+                qsort(gids, n, sizeof(gid_t), cmp_gid);
+                /* Each once. */
+                k = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (k == 0 || gids[k - 1] != gids[i])
+                                gids[k++] = gids[i];
+        }
+
+        free(p->groups_of_interest.gids);
+        p->groups_of_interest = (GidSet){ .gids = TAKE_PTR(gids), .n = k };
+        return 0;
+}
+
+const GidSet *policy_groups_of_interest(const Policy *p) {
+        return p ? &p->groups_of_interest : NULL;
+}
+
 static bool id_list_contains(const IdList *l, uint32_t id) {
         for (size_t i = 0; i < l->n; i++)
                 if (l->ids[i] == id)
@@ -120,6 +161,7 @@ static Policy *policy_free(Policy *p) {
         str_list_done(&p->default_scopes);
         id_list_done(&p->admin_users);
         id_list_done(&p->admin_groups);
+        free(p->groups_of_interest.gids);
         return mfree(p);
 }
 

@@ -165,6 +165,12 @@ void policy_get_limits(const Policy *p, const PeerIdentity *id, unsigned *ret_ma
 const char *policy_get_rule_name(const Policy *p, const PeerIdentity *id, const char *pci_address,
                                  TsmBackendType backend, const char *scope_name);
 
+/* The gids the decisions ask a client's groups about: every Groups= (rules and [Admin]). A
+ * PeerIdentity read with them (peer_identity_from_socket()) gets the decisions it would get with
+ * all its groups; one read with another policy's is read again (peer_identity_reread_groups())
+ * unless these are a subset of those. NULL p: none. Lives as long as the Policy. */
+const GidSet *policy_groups_of_interest(const Policy *p);
+
 /* Number of client rules, for status output. */
 size_t policy_n_rules(const Policy *p);
 

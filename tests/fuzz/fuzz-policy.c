@@ -79,10 +79,21 @@ static const PolicyRule *find_rule(const Policy *p, const char *name) {
 }
 
 static void check_decisions(const Policy *p, const Policy *q) {
+        const GidSet *interest = policy_groups_of_interest(p);
+
+        /* Every gid a decision asks about is one a client's identity keeps, each once, in order. */
         for (size_t r = 0; r < p->n_rules; r++) {
                 const PolicyRule *rule = p->rules[r];
                 CHECK(rule->users.n > 0 || rule->groups.n > 0 || rule->units.n > 0);
+                for (size_t i = 0; i < rule->groups.n; i++)
+                        CHECK(gid_set_contains(interest, rule->groups.ids[i]));
         }
+        for (size_t i = 0; i < p->admin_groups.n; i++)
+                CHECK(gid_set_contains(interest, p->admin_groups.ids[i]));
+        for (size_t i = 1; i < interest->n; i++)
+                CHECK(interest->gids[i - 1] < interest->gids[i]);
+        CHECK(gid_set_is_subset(interest, policy_groups_of_interest(q)) &&
+              gid_set_is_subset(policy_groups_of_interest(q), interest));
         for (size_t i = 0; i < p->default_scopes.n; i++)
                 CHECK(scope_name_is_default_capable(p->default_scopes.items[i]));
 

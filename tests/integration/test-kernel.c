@@ -307,6 +307,40 @@ TEST(requests_binds_and_unbinds_reach_the_kernel) {
         teardown(&e);
 }
 
+/*
+ * SECURITY: [Guest] MaxResponseSize=0 lets no request have a response. One whose caller wants one
+ * (maxResponseSize 64) is refused with PayloadTooLarge, limit 0, before the kernel: a kernel TSM
+ * offered no response buffer takes it for a request that wants no response, and acts on it. A
+ * request that wants none is the kernel's to answer.
+ */
+TEST(max_response_size_zero_keeps_requests_that_want_a_response_from_the_kernel) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *r = NULL;
+        Env e;
+        int64_t ctx;
+
+        setup_full(&e, 5 * USEC_PER_SEC, "[Guest]\nMaxResponseSize=0\n");
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "state-change"), E_GUEST("PayloadTooLarge"),
+                   "{\"field\":\"maxResponseSize\",\"limit\":0}");
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("PayloadTooLarge"),
+                   "{\"field\":\"maxResponseSize\",\"limit\":0}");
+        expect_kernel_calls(&e, "op 11 1\n");
+
+        /* Wanting none, it reaches the kernel (whose fake has a response, so no room for it). */
+        (void) tsmd_call(c, G "GuestRequest",
+                         strf("{\"context\":%" PRIi64 ",\"vdeviceId\":11,\"scope\":\"state-change\",\"request\":\""
+                              TDISP_VERSION_REQUEST "\",\"maxResponseSize\":0}", ctx),
+                         &r);
+        expect_kernel_calls(&e, "op 11 1\nreq 11 1\n");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* Makes the kernel fail calls for vDevice vdevice with errno e (0: no more). */
 static void fail_calls(Env *e, uint32_t vdevice, int errnum) {
         const char *path = strf("%s/fail-%u", e->kernel_dir, vdevice);

@@ -4,7 +4,7 @@
  * the test's, clients of different uids driving it over the socket. Which client gets which
  * device and scope, with which reason when not; reloads that fail keep the policy in force
  * (and say where the error is), reloads under load switch atomically; per-client limits from
- * the rules; [Admin].
+ * the rules; [Admin]; Groups= a reload adds or takes away, for clients connected before it.
  *
  * Runs in: tests. Most of it needs clients of other uids, so it SKIPs without root.
  */
@@ -1481,6 +1481,67 @@ TEST(admin_users_may_administer) {
 
         varlink_client_free(b);
         varlink_client_free(o);
+        tsmd_teardown(&t);
+}
+
+/* What a client of the groups 5001-5003 (OTHER_UID, see below) may do: open a context and
+ * attach DEV1; administer. */
+static void expect_group_rights(VarlinkClient *c, bool client, bool admin) {
+        if (client) {
+                int64_t ctx = guest_open_context(c);
+
+                CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+                CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        } else
+                CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("Denied"),
+                           "{\"reason\":\"no policy rule matches the client\"}");
+        if (admin)
+                CALL_OK(c, "io.tsmd.Service.SetLogLevel", "{\"level\":\"info\"}");
+        else
+                CALL_ERROR(c, "io.tsmd.Service.SetLogLevel", "{\"level\":\"info\"}", VARLINK_ERROR_PERMISSION_DENIED,
+                           NULL);
+}
+
+/*
+ * SECURITY: tsmd keeps of a client's supplementary groups those the policy in force names (a
+ * client may be in 65536, 256 KiB for as long as it stays connected). A reload that names others
+ * reads them again from the client's socket, so that a connection made before it matches the
+ * rules and [Admin] by group as one made after it does: Groups= the reload adds match it, ones it
+ * takes away stop matching, ones added back match again. Nobody gains a group it is not in.
+ */
+TEST(a_reload_matches_the_groups_it_names_on_existing_connections) {
+        static const gid_t groups[] = { 5001, 5002, 5003 };
+        static const char no_groups[] = "[Client:root]\nUsers=root\nDevices=" DEV1 "\n";
+        static const char by_group[] = "[Client:root]\nUsers=root\nDevices=" DEV1 "\n"
+                                       "[Client:by-group]\nGroups=5002\nDevices=" DEV1 "\n"
+                                       "[Admin]\nGroups=5003\n";
+        static const TsmdFile files[] = { { "policy.conf", no_groups } };
+        VarlinkClient *member, *other;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        member = tsmd_connect_to_as_groups(&t, t.guest_socket, OTHER_UID, OTHER_UID, groups, ELEMENTSOF(groups));
+        other = tsmd_connect_to_as_groups(&t, t.guest_socket, OTHER_UID, OTHER_UID, groups, 1); /* 5001 only */
+        expect_group_rights(member, false, false);
+
+        /* Groups= it is in: the same connection is a client and an administrator by them. */
+        tsmd_write_file(&t, "policy.conf", by_group);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_group_rights(member, true, true);
+        expect_group_rights(other, false, false);
+
+        /* Taken away, and added back. */
+        tsmd_write_file(&t, "policy.conf", no_groups);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_group_rights(member, false, false);
+        tsmd_write_file(&t, "policy.conf", by_group);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        expect_group_rights(member, true, true);
+        expect_group_rights(other, false, false);
+
+        varlink_client_free(member);
+        varlink_client_free(other);
         tsmd_teardown(&t);
 }
 

@@ -996,6 +996,11 @@ VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid) {
 }
 
 VarlinkClient *tsmd_connect_to_as(Tsmd *t, const char *socket, uid_t uid, gid_t gid) {
+        return tsmd_connect_to_as_groups(t, socket, uid, gid, NULL, 0);
+}
+
+VarlinkClient *tsmd_connect_to_as_groups(Tsmd *t, const char *socket, uid_t uid, gid_t gid, const gid_t *groups,
+                                         size_t n_groups) {
         VarlinkClient *c = NULL;
         int pair[2], fd, r;
         pid_t pid;
@@ -1021,7 +1026,7 @@ VarlinkClient *tsmd_connect_to_as(Tsmd *t, const char *socket, uid_t uid, gid_t 
                 (void) syscall(SYS_close_range, 4U, ~0U, 0U);
                 pair[1] = 3;
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+                if (setgroups(n_groups, groups) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
                         _exit(2);
                 if (geteuid() != uid || getegid() != gid)
                         _exit(3);

@@ -185,6 +185,9 @@ VarlinkClient *tsmd_connect_guest(Tsmd *t);
 VarlinkClient *tsmd_connect_as(Tsmd *t, uid_t uid, gid_t gid);
 /* The same to another of tsmd's sockets (which uid must be allowed to open). */
 VarlinkClient *tsmd_connect_to_as(Tsmd *t, const char *socket, uid_t uid, gid_t gid);
+/* The same with n_groups supplementary groups. */
+VarlinkClient *tsmd_connect_to_as_groups(Tsmd *t, const char *socket, uid_t uid, gid_t gid, const gid_t *groups,
+                                         size_t n_groups);
 bool tsmd_can_switch_uid(void);
 
 /* A mount namespace of the test's own (/ private), which the tsmd it starts shares: what the

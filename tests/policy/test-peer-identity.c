@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Peer identity over socketpairs and over a real listening socket: uid, gid, pid and
- * supplementary groups of ourselves and of a child that dropped to another uid/gid/groups;
+ * supplementary groups of ourselves and of a child that dropped to another uid/gid/groups, of
+ * which an identity keeps those it is asked about (read again, narrowed), a peer in 65536 groups
+ * costing no more;
  * the pidfd liveness gate (an exited or reaped peer, a pid that now names someone else, pid
  * 0; a seccomp filter refusing the signal; no fdinfo); which peers are, or may be, one process;
  * the unit and cgroup of a peer, both where we run inside a unit and, as root, in cgroups
@@ -16,6 +18,7 @@
 #include <linux/filter.h>
 #include <linux/magic.h>
 #include <linux/seccomp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/mount.h>
@@ -35,7 +38,8 @@
 
 #define OTHER_UID 1500
 #define OTHER_GID 1500
-static const gid_t other_groups[] = { 2001, 2002, 2003 };
+static gid_t other_groups[] = { 2001, 2002, 2003 }; /* sorted: also the set to read them with */
+static const GidSet other_set = { other_groups, ELEMENTSOF(other_groups) };
 
 static const PeerIdentityFlags flag_variants[] = { 0, PEER_IDENTITY_NO_PEERPIDFD };
 
@@ -67,21 +71,39 @@ static bool streq_null(const char *a, const char *b) {
         return (!a && !b) || (a && b && streq(a, b));
 }
 
+static int cmp_gid(const void *a, const void *b) {
+        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* Our supplementary groups, as a set to read our identity with (sorted, each once). */
+static gid_t own_gids[256];
+static GidSet own_groups(void) {
+        int n = getgroups(ELEMENTSOF(own_gids), own_gids);
+        size_t k = 0;
+
+        ASSERT_GE(n, 0);
+        qsort(own_gids, n, sizeof(gid_t), cmp_gid);
+        for (int i = 0; i < n; i++)
+                if (k == 0 || own_gids[k - 1] != own_gids[i])
+                        own_gids[k++] = own_gids[i];
+        return (GidSet){ own_gids, k };
+}
+
+/* id, read with own_groups(). */
 static void check_is_self(const PeerIdentity *id) {
         _cleanup_free_ char *unit = self_lookup(sd_pid_get_unit);
         _cleanup_free_ char *cgroup = self_lookup(sd_pid_get_cgroup);
-        gid_t groups[256];
-        int n;
+        GidSet groups = own_groups();
 
         ASSERT_EQ(id->uid, geteuid());
         ASSERT_EQ(id->gid, getegid());
         ASSERT_EQ(id->pid, getpid());
 
-        n = getgroups(ELEMENTSOF(groups), groups);
-        ASSERT_GE(n, 0);
-        ASSERT_EQ(id->n_groups, n);
-        for (int i = 0; i < n; i++)
-                ASSERT_TRUE(peer_identity_in_group(id, groups[i]));
+        ASSERT_EQ(id->n_groups, groups.n);
+        for (size_t i = 0; i < groups.n; i++)
+                ASSERT_TRUE(peer_identity_in_group(id, groups.gids[i]));
 
         /* Inside a unit we must find it; outside any unit (a container, a CI job without
          * systemd) it must be NULL, not some guess. */
@@ -94,11 +116,12 @@ static void check_is_self(const PeerIdentity *id) {
 TEST(socketpair_self) {
         for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
                 _cleanup_(identity_done) PeerIdentity a = PEER_IDENTITY_NULL, b = PEER_IDENTITY_NULL;
+                GidSet groups = own_groups();
                 int fds[2];
 
                 ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-                ASSERT_OK(peer_identity_from_socket_full(fds[0], flag_variants[v], &a));
-                ASSERT_OK(peer_identity_from_socket_full(fds[1], flag_variants[v], &b));
+                ASSERT_OK(peer_identity_from_socket_full(fds[0], flag_variants[v], &groups, &a));
+                ASSERT_OK(peer_identity_from_socket_full(fds[1], flag_variants[v], &groups, &b));
                 check_is_self(&a);
                 check_is_self(&b);
                 close_many(fds, 2);
@@ -159,11 +182,12 @@ TEST(listening_socket_self) {
         for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
                 _cleanup_(identity_done) PeerIdentity server_side = PEER_IDENTITY_NULL,
                                                       client_side = PEER_IDENTITY_NULL;
+                GidSet groups = own_groups();
 
-                ASSERT_OK(peer_identity_from_socket_full(afd, flag_variants[v], &server_side));
+                ASSERT_OK(peer_identity_from_socket_full(afd, flag_variants[v], &groups, &server_side));
                 check_is_self(&server_side);
                 /* The client sees the listener's credentials (taken at listen()). */
-                ASSERT_OK(peer_identity_from_socket_full(cfd, flag_variants[v], &client_side));
+                ASSERT_OK(peer_identity_from_socket_full(cfd, flag_variants[v], &groups, &client_side));
                 check_is_self(&client_side);
         }
 }
@@ -174,18 +198,18 @@ TEST(errors) {
         int pipefd[2];
 
         ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
-        ASSERT_ERRNO(peer_identity_from_socket(pipefd[0], &id), ENOTSOCK);
+        ASSERT_ERRNO(peer_identity_from_socket(pipefd[0], NULL, &id), ENOTSOCK);
         close_many(pipefd, 2);
 
         inet = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ASSERT_OK(inet);
-        ASSERT_ERRNO(peer_identity_from_socket(inet, &id), EAFNOSUPPORT);
+        ASSERT_ERRNO(peer_identity_from_socket(inet, NULL, &id), EAFNOSUPPORT);
 
         unconnected = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ASSERT_OK(unconnected);
-        ASSERT_ERRNO(peer_identity_from_socket(unconnected, &id), ENOTCONN);
+        ASSERT_ERRNO(peer_identity_from_socket(unconnected, NULL, &id), ENOTCONN);
 
-        ASSERT_ERRNO(peer_identity_from_socket(-1, &id), EBADF);
+        ASSERT_ERRNO(peer_identity_from_socket(-1, NULL, &id), EBADF);
         /* ret untouched on failure */
         ASSERT_EQ(id.uid, UID_INVALID);
         ASSERT_NULL(id.groups);
@@ -362,7 +386,7 @@ TEST(other_user_with_supplementary_groups) {
                         _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
                         Peer peer = spawn_peer(how, lfd, drop_to_other_user);
 
-                        ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &id));
+                        ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &other_set, &id));
                         check_is_other_user(&id, peer.pid);
                         /* Same cgroup as ours: the child never moved. */
                         if (!streq_null(id.cgroup, cgroup))
@@ -397,7 +421,8 @@ TEST(policy_end_to_end) {
                 Peer peer = spawn_peer(PEER_CONNECT, lfd, drop_to_other_user);
                 const char *reason = NULL;
 
-                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &other));
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], policy_groups_of_interest(p),
+                                                         &other));
                 ASSERT_OK(policy_check_scope(p, &other, DEV, EMU, "debug-read", &reason));
                 ASSERT_STREQ(policy_get_rule_name(p, &other, DEV, EMU, "debug-read"), "by-group");
                 ASSERT_ERRNO(policy_check_scope(p, &other, DEV, EMU, "debug-write", &reason), EPERM);
@@ -407,11 +432,136 @@ TEST(policy_end_to_end) {
 
                 /* We are root, but not in group 2003: root gets no device without a rule. */
                 peer = spawn_peer(PEER_CONNECT, lfd, NULL);
-                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &self));
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], policy_groups_of_interest(p),
+                                                         &self));
                 ASSERT_EQ(self.uid, 0);
                 ASSERT_ERRNO(policy_check_device(p, &self, DEV, EMU, &reason), EPERM);
                 ASSERT_STREQ(reason, "no policy rule matches the client");
                 ASSERT_TRUE(policy_is_admin(p, &self));
+                ASSERT_EQ(finish_peer(&peer), 0);
+        }
+}
+
+TEST(gid_sets) {
+        gid_t a[] = { 3, 7, 9 }, b[] = { 1, 3, 7, 9, 12 }, c[] = { 3, 8 };
+        const GidSet sa = { a, ELEMENTSOF(a) }, sb = { b, ELEMENTSOF(b) }, sc = { c, ELEMENTSOF(c) }, empty = {};
+
+        for (gid_t g = 0; g < 14; g++)
+                ASSERT_EQ(gid_set_contains(&sb, g), g == 1 || g == 3 || g == 7 || g == 9 || g == 12);
+        ASSERT_FALSE(gid_set_contains(&empty, 3));
+        ASSERT_FALSE(gid_set_contains(NULL, 3));
+
+        ASSERT_TRUE(gid_set_is_subset(&sa, &sb));
+        ASSERT_TRUE(gid_set_is_subset(&sa, &sa));
+        ASSERT_FALSE(gid_set_is_subset(&sb, &sa));
+        ASSERT_FALSE(gid_set_is_subset(&sc, &sb)); /* 8 is not in sb */
+        ASSERT_TRUE(gid_set_is_subset(&empty, &sa));
+        ASSERT_TRUE(gid_set_is_subset(NULL, NULL));
+        ASSERT_FALSE(gid_set_is_subset(&sa, NULL));
+        ASSERT_FALSE(gid_set_is_subset(&sa, &empty));
+}
+
+/* A peer's supplementary groups are kept as far as something asks about them: those of the set
+ * the identity is read with; read again, for another set, from the socket, which keeps those of
+ * connect() time even once the peer is gone; narrowed to a subset without asking it. The primary
+ * gid always counts. */
+TEST(only_the_groups_of_interest_are_kept) {
+        TMPDIR_GUARD;
+        _cleanup_close_ int lfd = -EBADF;
+        gid_t some[] = { 2002, 9999 }, others[] = { 2001, 2003 }, last[] = { 2003 };
+        const GidSet some_set = { some, ELEMENTSOF(some) }, others_set = { others, ELEMENTSOF(others) },
+                     last_set = { last, ELEMENTSOF(last) };
+
+        if (geteuid() != 0)
+                SKIP("needs root to run a peer as another uid/gid with supplementary groups");
+
+        lfd = listen_socket();
+
+        for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                _cleanup_(identity_done) PeerIdentity none = PEER_IDENTITY_NULL, id = PEER_IDENTITY_NULL;
+                Peer peer = spawn_peer(PEER_CONNECT, lfd, drop_to_other_user);
+                int status;
+
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], NULL, &none));
+                ASSERT_EQ(none.n_groups, 0);
+                ASSERT_NULL(none.groups);
+                ASSERT_TRUE(peer_identity_in_group(&none, OTHER_GID));
+
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &some_set, &id));
+                ASSERT_EQ(id.n_groups, 1);
+                ASSERT_TRUE(peer_identity_in_group(&id, 2002));
+                ASSERT_FALSE(peer_identity_in_group(&id, 9999));
+                ASSERT_TRUE(peer_identity_in_group(&id, OTHER_GID));
+
+                /* The peer goes; its socket keeps its groups. */
+                peer.channel = safe_close(peer.channel);
+                ASSERT_EQ(waitpid(peer.pid, &status, 0), peer.pid);
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+                ASSERT_OK(peer_identity_reread_groups(&id, peer.fd, &others_set));
+                ASSERT_EQ(id.n_groups, 2);
+                ASSERT_TRUE(peer_identity_in_group(&id, 2001));
+                ASSERT_TRUE(peer_identity_in_group(&id, 2003));
+                ASSERT_FALSE(peer_identity_in_group(&id, 2002));
+
+                peer_identity_narrow_groups(&id, &last_set);
+                ASSERT_EQ(id.n_groups, 1);
+                ASSERT_TRUE(peer_identity_in_group(&id, 2003));
+                ASSERT_FALSE(peer_identity_in_group(&id, 2001));
+                peer_identity_narrow_groups(&id, NULL);
+                ASSERT_EQ(id.n_groups, 0);
+                ASSERT_NULL(id.groups);
+                ASSERT_TRUE(peer_identity_in_group(&id, OTHER_GID));
+
+                /* A failure changes nothing. */
+                ASSERT_OK(peer_identity_reread_groups(&id, peer.fd, &others_set));
+                ASSERT_ERRNO(peer_identity_reread_groups(&id, -EBADF, &some_set), EBADF);
+                ASSERT_EQ(id.n_groups, 2);
+                ASSERT_TRUE(peer_identity_in_group(&id, 2001));
+                peer.fd = safe_close(peer.fd);
+        }
+}
+
+#define MANY_GROUPS 65536U /* NGROUPS_MAX */
+static gid_t many_groups[MANY_GROUPS];
+
+static void drop_to_many_groups(void) {
+        if (setgroups(MANY_GROUPS, many_groups) < 0 || setresgid(OTHER_GID, OTHER_GID, OTHER_GID) < 0 ||
+            setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                _exit(3);
+}
+
+/* An identity costs the bytes of the groups it is asked about, which tsmd holds for as long as the
+ * connection lasts: not 256 KiB for a peer in 65536 groups (as a rootless container's subordinate
+ * gids make), nor for one whose 65536 are copies of one group. */
+TEST(a_peer_in_65536_groups_costs_the_groups_of_interest) {
+        gid_t wanted[] = { 7, 100005, 100000 + MANY_GROUPS - 1 };
+        const GidSet wanted_set = { wanted, ELEMENTSOF(wanted) };
+
+        if (geteuid() != 0)
+                SKIP("needs root to run a peer in 65536 groups");
+        if (sysconf(_SC_NGROUPS_MAX) < (long) MANY_GROUPS)
+                SKIP("NGROUPS_MAX is %ld", sysconf(_SC_NGROUPS_MAX));
+
+        for (int copies = 0; copies <= 1; copies++) {
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+                size_t n = copies ? 1 : 2;
+                Peer peer;
+
+                for (size_t i = 0; i < MANY_GROUPS; i++)
+                        many_groups[i] = copies ? 100005 : 100000 + (gid_t) i;
+                peer = spawn_peer(PEER_SOCKETPAIR, -EBADF, drop_to_many_groups);
+
+                ASSERT_OK(peer_identity_from_socket(peer.fd, &wanted_set, &id));
+                ASSERT_EQ(id.n_groups, n);
+                ASSERT_LE(malloc_usable_size(id.groups), 64U);
+                ASSERT_TRUE(peer_identity_in_group(&id, 100005));
+                ASSERT_FALSE(peer_identity_in_group(&id, 100006));
+                ASSERT_EQ(peer_identity_in_group(&id, 100000 + MANY_GROUPS - 1), !copies);
+
+                ASSERT_OK(peer_identity_reread_groups(&id, peer.fd, &wanted_set));
+                ASSERT_EQ(id.n_groups, n);
+                ASSERT_LE(malloc_usable_size(id.groups), 64U);
                 ASSERT_EQ(finish_peer(&peer), 0);
         }
 }
@@ -522,9 +672,9 @@ TEST(same_process_over_sockets) {
                                                       z = PEER_IDENTITY_NULL;
                 Peer child = spawn_peer(PEER_CONNECT, lfd, NULL);
 
-                ASSERT_OK(peer_identity_from_socket_full(a1, flag_variants[v], &x));
-                ASSERT_OK(peer_identity_from_socket_full(a2, flag_variants[v], &y));
-                ASSERT_OK(peer_identity_from_socket_full(child.fd, flag_variants[v], &z));
+                ASSERT_OK(peer_identity_from_socket_full(a1, flag_variants[v], NULL, &x));
+                ASSERT_OK(peer_identity_from_socket_full(a2, flag_variants[v], NULL, &y));
+                ASSERT_OK(peer_identity_from_socket_full(child.fd, flag_variants[v], NULL, &z));
                 if (pidfs && pidfd_works()) {
                         ASSERT_TRUE(x.pidfs_id != 0);
                         ASSERT_EQ(x.pidfs_id, y.pidfs_id);
@@ -549,7 +699,7 @@ TEST(exited_peer_has_no_unit_or_cgroup) {
                 int fd;
 
                 /* Alive: the cgroup is known (where the environment has one). */
-                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], &live));
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], NULL, &live));
                 if (!streq_null(live.cgroup, cgroup))
                         TEST_FAIL("cgroup '%s', expected '%s'", strna(live.cgroup), strna(cgroup));
 
@@ -558,7 +708,7 @@ TEST(exited_peer_has_no_unit_or_cgroup) {
                 fd = fcntl(peer.fd, F_DUPFD_CLOEXEC, 3);
                 ASSERT_OK(fd);
                 ASSERT_EQ(finish_peer(&peer), 0);
-                ASSERT_OK(peer_identity_from_socket_full(fd, flag_variants[v], &dead));
+                ASSERT_OK(peer_identity_from_socket_full(fd, flag_variants[v], NULL, &dead));
                 ASSERT_EQ(dead.uid, live.uid);
                 ASSERT_EQ(dead.gid, live.gid);
                 ASSERT_EQ(dead.pid, peer.pid);
@@ -852,7 +1002,7 @@ TEST(unit_of_self_when_inside_a_unit) {
                 SKIP("this test process runs in no systemd unit (or its unit cannot be verified)");
 
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-        ASSERT_OK(peer_identity_from_socket(fds[0], &id));
+        ASSERT_OK(peer_identity_from_socket(fds[0], NULL, &id));
         ASSERT_STREQ(id.unit, unit);
         close_many(fds, 2);
 }
@@ -967,7 +1117,7 @@ TEST(unit_detection_in_test_cgroups) {
                         Peer peer = spawn_peer(PEER_SOCKETPAIR, -EBADF, move_to_cgroup);
 
                         ids[v] = PEER_IDENTITY_NULL;
-                        rs[v] = peer_identity_from_socket_full(peer.fd, flag_variants[v], &ids[v]);
+                        rs[v] = peer_identity_from_socket_full(peer.fd, flag_variants[v], NULL, &ids[v]);
                         statuses[v] = finish_peer(&peer);
                 }
 

@@ -3,7 +3,8 @@
  * Authorisation decisions, table-driven: identities (uid, primary and supplementary groups,
  * unit) x devices (exact and globbed) x backends x scopes, including debug scopes refused by
  * default and granted only when a rule names them, the "closest miss" reason, limits, the
- * deciding rule's name, and admin rules. Numeric ids only, so no NSS entry is needed.
+ * deciding rule's name, and admin rules; the gids the policy asks about, and that an identity
+ * keeping only those gets the same decisions. Numeric ids only, so no NSS entry is needed.
  *
  * Runs in: tests (no privileges needed).
  */
@@ -491,6 +492,91 @@ TEST(ref_counting) {
         ASSERT_NULL(policy_unref(q));
         ASSERT_NULL(policy_unref(NULL));
         ASSERT_NULL(policy_ref(NULL));
+}
+
+/* What a client's groups are asked about: every Groups= of the rules and of [Admin], in order,
+ * each once; what a later file's assignment replaced is not. */
+TEST(groups_of_interest) {
+        const PolicySource sources[] = {
+                { "a.conf", "[Admin]\nGroups=7 4\n"
+                            "[Client:x]\nGroups=30 2001\nDevices=*\n"
+                            "[Client:y]\nUsers=5\nGroups=2001 9\nDevices=*\n"
+                            "[Client:z]\nUsers=6\nDevices=*\n" },
+                { "b.conf", "[Client:x]\nGroups=31\n" },
+        };
+        static const gid_t want[] = { 4, 7, 9, 31, 2001 }, want_decisions[] = { 4, 2001, 2002 };
+        _cleanup_(policy_unrefp) Policy *p = NULL, *decisions = load(), *empty = NULL;
+        _cleanup_free_ char *error = NULL;
+        const GidSet *set;
+
+        ASSERT_OK(policy_load_from_text(sources, ELEMENTSOF(sources), &p, &error));
+        set = policy_groups_of_interest(p);
+        ASSERT_EQ(set->n, ELEMENTSOF(want));
+        for (size_t i = 0; i < set->n; i++)
+                ASSERT_EQ(set->gids[i], want[i]);
+
+        set = policy_groups_of_interest(decisions);
+        ASSERT_EQ(set->n, ELEMENTSOF(want_decisions));
+        for (size_t i = 0; i < set->n; i++)
+                ASSERT_EQ(set->gids[i], want_decisions[i]);
+
+        ASSERT_OK(policy_load(NULL, NULL, &empty, &error));
+        ASSERT_EQ(policy_groups_of_interest(empty)->n, 0);
+        ASSERT_NULL(policy_groups_of_interest(NULL));
+}
+
+/* An identity in many more groups, and the same narrowed to the policy's groups of interest (as
+ * tsmd keeps a client's), get the same decisions: every case of the matrix with its reason and
+ * deciding rule, whether a client or an administrator, and the limits. */
+TEST(decisions_are_the_same_with_the_groups_of_interest_only) {
+        _cleanup_(policy_unrefp) Policy *p = load();
+        static const gid_t noise[] = { 0, 3, 5, 10, 100, 2000, 2003, 4242, 65534 };
+
+        for (int i = 0; i < _ID_MAX; i++) {
+                PeerIdentity all = identities[i], kept;
+                gid_t groups[16];
+                unsigned c[2], v[2];
+
+                ASSERT_LE(all.n_groups + ELEMENTSOF(noise), ELEMENTSOF(groups));
+                memcpy(groups, all.groups ?: noise, all.n_groups * sizeof(gid_t));
+                memcpy(groups + all.n_groups, noise, sizeof(noise));
+                all.groups = groups;
+                all.n_groups += ELEMENTSOF(noise);
+
+                kept = all;
+                kept.groups = new(gid_t, all.n_groups);
+                ASSERT_NOT_NULL(kept.groups);
+                memcpy(kept.groups, groups, all.n_groups * sizeof(gid_t));
+                peer_identity_narrow_groups(&kept, policy_groups_of_interest(p));
+                ASSERT_LE(kept.n_groups, identities[i].n_groups);
+
+                ASSERT_EQ(policy_is_client(p, &kept), policy_is_client(p, &all));
+                ASSERT_EQ(policy_is_admin(p, &kept), policy_is_admin(p, &all));
+                policy_get_limits(p, &all, &c[0], &v[0]);
+                policy_get_limits(p, &kept, &c[1], &v[1]);
+                ASSERT_EQ(c[0], c[1]);
+                ASSERT_EQ(v[0], v[1]);
+                ASSERT_TRUE(policy_get_rule_name(p, &kept, NULL, EMU, NULL) ==
+                            policy_get_rule_name(p, &all, NULL, EMU, NULL));
+                for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                        const Case *cs = &cases[k];
+                        const char *reason[2] = {};
+                        int r[2];
+
+                        for (int w = 0; w < 2; w++) {
+                                const PeerIdentity *id = w ? &kept : &all;
+
+                                r[w] = cs->scope ? policy_check_scope(p, id, cs->device, cs->backend, cs->scope,
+                                                                      &reason[w])
+                                                 : policy_check_device(p, id, cs->device, cs->backend, &reason[w]);
+                        }
+                        ASSERT_EQ(r[0], r[1]);
+                        ASSERT_STREQ(reason[0], reason[1]);
+                        ASSERT_TRUE(policy_get_rule_name(p, &kept, cs->device, cs->backend, cs->scope) ==
+                                    policy_get_rule_name(p, &all, cs->device, cs->backend, cs->scope));
+                }
+                free(kept.groups);
+        }
 }
 
 /* SECURITY backstops behind the loader, which never makes what they refuse: a rule without
