@@ -64,7 +64,7 @@ typedef struct ConfigItem {
         size_t offset;
         uint64_t min, max;
         const char *default_path;
-        bool at_start; /* read when tsmd or its worker starts; a reload does not apply it */
+        bool at_start; /* read when tsmd starts, kept by every worker it starts; a reload does not apply it */
 } ConfigItem;
 
 #define ITEM(section_, key_, type_, field_, min_, max_)                                            \
@@ -490,19 +490,43 @@ static const char *format_value(const ConfigItem *it, const DaemonConfig *c, cha
         return "";
 }
 
-void daemon_config_dump(const DaemonConfig *c, FILE *f) {
+static void config_dump_items(const DaemonConfig *c, bool start_only, FILE *f) {
         const char *section = NULL;
 
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
                 char buf[32];
 
+                if (start_only && !it->at_start)
+                        continue;
                 if (!section || !streq(section, it->section)) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", it->section);
                         section = it->section;
                 }
                 fprintf(f, "%s=%s\n", it->key, format_value(it, c, buf, sizeof(buf)));
         }
+}
+
+void daemon_config_dump(const DaemonConfig *c, FILE *f) {
+        config_dump_items(c, /* start_only= */ false, f);
+}
+
+int daemon_config_format_start_only(const DaemonConfig *c, char **ret) {
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        assert(c);
+        assert(ret);
+
+        f = open_memstream(&text, &size);
+        if (!f)
+                return -ENOMEM;
+        config_dump_items(c, /* start_only= */ true, f);
+        if (fclose(f) != 0 || !text)
+                return -ENOMEM;
+        *ret = TAKE_PTR(text);
+        return 0;
 }
 
 int daemon_config_start_only_changes(const DaemonConfig *running, const DaemonConfig *new, char **ret) {

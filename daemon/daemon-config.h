@@ -67,7 +67,12 @@ int daemon_config_load_logged(DaemonConfig *c, const char *path, bool optional);
 /* Writes the effective configuration in config-file syntax (tsmd --dump-config). */
 void daemon_config_dump(const DaemonConfig *c, FILE *f);
 
-/* The settings a reload does not apply (read when tsmd or its worker starts) whose value
+/* The settings read at start (those a reload does not apply) in config-file syntax, as
+ * daemon_config_load_text() takes them: the monitor's values, which every worker it starts keeps
+ * over those of the files it starts from. 0 or -ENOMEM. */
+int daemon_config_format_start_only(const DaemonConfig *c, char **ret);
+
+/* The settings a reload does not apply (read when tsmd starts) whose value
  * differs between the two: their number, and in *ret their names ("[Audit] Directory=, ...";
  * NULL if none). */
 int daemon_config_start_only_changes(const DaemonConfig *running, const DaemonConfig *new, char **ret);

@@ -163,11 +163,30 @@ static void config_state_stale_at_start(Manager *m) {
                                                                "worker (its log says why)");
 }
 
+/* The settings read at start as tsmd started with them (HELLO), over those of the files: a reload
+ * since then named them as not applied until tsmd restarts, and the directories are those the
+ * monitor gave the worker and locked at its start, which it could not give another one now. */
+static int keep_start_settings(Manager *m) {
+        const char *message = NULL;
+        unsigned line = 0;
+        int r;
+
+        if (!m->hello.start_settings)
+                return 0;
+        r = daemon_config_load_text(&m->config, m->hello.start_settings, &line, &message);
+        if (r < 0)
+                return log_error_errno(r, "The settings read at start that tsmd passed do not load (line %u: %s): %m",
+                                       line, strna(message));
+        m->hello.start_settings = mfree(m->hello.start_settings);
+        return 0;
+}
+
 /* The files this worker starts from: those the monitor loaded (as root, with the same trust
  * checks) when it started us, so that we serve the policy its scope gate follows; or, if the
  * files on disk did not load then, the last that did (last-good.h), which beats serving nobody
  * until an administrator fixes them. Only with neither (no load succeeded yet, as at a first
- * start with broken files) from the disk, which then fails as the monitor's load did. */
+ * start with broken files) from the disk, which then fails as the monitor's load did. Either
+ * way with the settings read at start as tsmd started (keep_start_settings()). */
 static int load_files(Manager *m, bool config_optional) {
         _cleanup_free_ char *error = NULL, *names = NULL;
         DaemonConfig config;
@@ -181,7 +200,7 @@ static int load_files(Manager *m, bool config_optional) {
                 if (r < 0)
                         return log_error_errno(r, "%s", strna(error));
                 config_state_loaded(m, &m->config, now_realtime_usec());
-                return 0;
+                return keep_start_settings(m);
         }
 
         r = last_good_restore(m->hello.last_good_fd, &config, &m->policy, &names, &error);
@@ -200,7 +219,7 @@ static int load_files(Manager *m, bool config_optional) {
         } else
                 log_debug("Started from the files tsmd loaded: %s.", strna(names));
         log_info("Policy loaded: %zu client rules.", policy_n_rules(m->policy));
-        return 0;
+        return keep_start_settings(m);
 }
 
 AuditPool manager_audit_pool(Manager *m, const PeerIdentity *id) {
@@ -445,8 +464,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
                 _cleanup_free_ char *later = NULL;
 
                 if (daemon_config_start_only_changes(&m->config, &config, &later) > 0)
-                        log_notice("Not applied by this reload, taking effect when tsmd restarts (the "
-                                   "worker's own, such as [Audit], also when its worker does): %s", later);
+                        log_notice("Not applied by this reload, taking effect when tsmd restarts: %s", later);
         }
         daemon_config_done(&config);
         return 0;

@@ -91,6 +91,7 @@ void priv_hello_done(PrivHello *h) {
         free(h->socket_kinds);
         free(h->restored);
         free(h->restored_vdevices);
+        free(h->start_settings);
         safe_close(h->last_good_fd);
         *h = (PrivHello) { .last_good_fd = -EBADF };
 }
@@ -524,6 +525,7 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         _cleanup_(priv_hello_done) PrivHello h = { .last_good_fd = -EBADF };
         struct tsm_priv_hello hello;
         const char *reason = NULL;
+        const void *settings = NULL;
         size_t n_fds, allocated_fds = 0, allocated_kinds = 0, allocated_restored = 0, allocated_vdevices = 0;
         uint32_t n_vdevices_due = 0; /* of the last RESTORED_CONTEXT, still to come */
         const uint8_t *msg;
@@ -533,10 +535,18 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         n = receive_wait(c, &msg, &fd, 1, &n_fds);
         if (n <= 0)
                 return n < 0 ? (int) n : -ECONNRESET;
-        r = tsm_priv_check(msg, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &hello, sizeof(hello), NULL, &reason);
+        r = tsm_priv_check(msg, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &hello, sizeof(hello), &settings, &reason);
         if (r < 0 || hello.hdr.type != TSM_PRIV_HELLO || hello.version != TSM_PRIV_VERSION || hello.last_good > 1)
                 return log_error_errno(-EPROTO, "Monitor did not start with a HELLO of version %u: %s.",
                                        TSM_PRIV_VERSION, reason ?: "wrong type or version");
+        /* One string: text, a NUL ending it and nothing after. */
+        if (hello.hdr.payload_len > 0) {
+                if (memchr(settings, 0, hello.hdr.payload_len) != (const char *) settings + hello.hdr.payload_len - 1)
+                        return log_error_errno(-EPROTO, "Monitor sent the settings read at start without their end.");
+                h.start_settings = strdup(settings);
+                if (!h.start_settings)
+                        return -ENOMEM;
+        }
         h.uapi = hello.uapi;
         h.emulated = hello.emulated;
         h.fdstore = hello.fdstore;

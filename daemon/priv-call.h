@@ -27,6 +27,7 @@ typedef struct PrivHello {
         uint32_t previous_status;
         uint32_t max_contexts; /* the most the monitor holds, orphans included */
         uint64_t started_usec; /* CLOCK_MONOTONIC at the monitor's start */
+        char *start_settings;  /* the settings read at start, tsmd.conf syntax (HELLO's payload); NULL: none */
         int last_good_fd;      /* LAST_GOOD's sealed memfd (last-good.h); -EBADF: none came */
         bool last_good_stale;  /* the files on disk did not load: these are older */
         /* Why not, in the monitor's words (checked: tsm_priv_check_reason()); "": it gave none. */

@@ -15,7 +15,7 @@
                            .sender = (from), .max_payload = (payload), .n_fds = (fds) }
 
 static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
-        TYPE(HELLO, tsm_priv_hello, M, 0, 0),
+        TYPE(HELLO, tsm_priv_hello, M, TSM_PRIV_PAYLOAD_MAX, 0),
         TYPE(LISTEN_SOCKET, tsm_priv_listen_socket, M, 0, 1),
         TYPE(RESTORED_CONTEXT, tsm_priv_restored_context, M, 0, 0),
         TYPE(READY, tsm_priv_ready, W, 0, 0),

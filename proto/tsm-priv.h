@@ -67,8 +67,9 @@
  * failed; 15: ATTACH_VDEVICE says, on a restore's attach, that the vDevice is bound, where its
  * __reserved was; 16: a failed reply says whether its result is the monitor's own,
  * TSM_PRIV_REPLY_MONITOR_OWN; 17: a datagram without fds may carry several messages; 18: HELLO
- * says when the monitor started): a worker binary newer or older than its running monitor
- * refuses the HELLO rather than misreading it. */
+ * says when the monitor started, and carries the settings read at start, which the worker keeps
+ * over its files'): a worker binary newer or older than its running monitor refuses the HELLO
+ * rather than misreading it. */
 #define TSM_PRIV_VERSION 18U
 
 /* The monitor hands the worker its end of the channel on this fd. */
@@ -109,7 +110,7 @@ typedef enum TsmPrivType {
          * per context RESTORED_CONTEXT and its RESTORED_VDEVICE... (RESTORED_VDEVICE and
          * LAST_GOOD come after REPLY in the enum); then the LATEs kept for it (come while none
          * ran, or sent to one that ended before it acknowledged them) */
-        TSM_PRIV_HELLO = 1,
+        TSM_PRIV_HELLO = 1,           /* + payload: the settings read at start (struct tsm_priv_hello) */
         TSM_PRIV_LISTEN_SOCKET,       /* + fd: a listening Varlink socket */
         TSM_PRIV_RESTORED_CONTEXT,    /* a context kept from before, to be reclaimed */
         /* worker -> monitor, not answered */
@@ -170,6 +171,14 @@ typedef enum TsmPrivWorkerEnd {
         _TSM_PRIV_WORKER_END_MAX,
 } TsmPrivWorkerEnd;
 
+/*
+ * HELLO's payload, if any: the settings tsmd read at start (the keys a reload does not apply), in
+ * tsmd.conf syntax, NUL-terminated, as the monitor started with them. The worker takes them over
+ * those of the files it starts from (LAST_GOOD), which may have been reloaded since: a worker
+ * started after a reload writes its audit log and contexts' state where the monitor made them
+ * the worker's and locked them, and keeps every other such key as tsmd started, as a reload
+ * says. None: the files say them all.
+ */
 struct tsm_priv_hello {
         struct tsm_priv_hdr hdr;
         uint32_t version;        /* TSM_PRIV_VERSION */

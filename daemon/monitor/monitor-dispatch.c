@@ -121,6 +121,7 @@ struct MonitorDispatch {
         RateLimit contexts_full_log;  /* and for contexts past the cap */
         TsmPrivWorkerEnd previous_end; /* for the next HELLO */
         uint32_t previous_status;
+        const char *start_settings; /* HELLO's payload, with its NUL; borrowed; NULL: none */
         int last_good_fd; /* borrowed; -EBADF: none */
         bool last_good_stale;
         char last_good_reason[TSM_PRIV_REASON_MAX + 1]; /* a stale one's (LAST_GOOD's payload) */
@@ -1383,6 +1384,13 @@ void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale, cons
         d->last_good_reason_len = d->last_good_stale ? tsm_priv_reason_make(reason, d->last_good_reason) : 0;
 }
 
+int monitor_dispatch_set_start_settings(MonitorDispatch *d, const char *text) {
+        if (text && strlen(text) + 1 > TSM_PRIV_PAYLOAD_MAX)
+                return -E2BIG;
+        d->start_settings = text;
+        return 0;
+}
+
 int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenSocket *sockets,
                            size_t n_sockets) {
         struct timeval send_timeout = { .tv_sec = MONITOR_SEND_TIMEOUT_USEC / 1000000,
@@ -1413,7 +1421,7 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         /* Whatever an earlier worker held is nobody's now: the new one starts from orphans. */
         monitor_contexts_orphan_all(d->contexts);
 
-        tsm_priv_init(&hello, TSM_PRIV_HELLO, 0, 0);
+        tsm_priv_init(&hello, TSM_PRIV_HELLO, 0, d->start_settings ? (uint32_t) strlen(d->start_settings) + 1 : 0);
         hello.version = TSM_PRIV_VERSION;
         r = tsm_platform_get_uapi(d->platform, &v);
         hello.uapi = r < 0 ? r : (int32_t) v;
@@ -1426,7 +1434,7 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         hello.max_contexts = (uint32_t) MIN(monitor_contexts_get_max(d->contexts), (size_t) UINT32_MAX);
         hello.last_good = d->last_good_fd >= 0;
         hello.started_usec = d->started_usec;
-        r = tsm_priv_send(channel, &hello, NULL, 0, -EBADF);
+        r = tsm_priv_send(channel, &hello, d->start_settings, hello.hdr.payload_len, -EBADF);
         if (r < 0)
                 return r;
 

@@ -119,7 +119,8 @@ typedef struct MonitorListenSocket {
 /*
  * A new worker on channel (borrowed: the caller closes it after monitor_dispatch_stop()).
  * Sends HELLO (version, the UAPI or its -errno, emulated, fd store, the counts, the most
- * contexts the table holds), one LISTEN_SOCKET with its fd per socket (borrowed: the worker
+ * contexts the table holds, and as its payload the settings set by
+ * monitor_dispatch_set_start_settings(), if any), one LISTEN_SOCKET with its fd per socket (borrowed: the worker
  * gets a copy), LAST_GOOD with the fd set by monitor_dispatch_set_last_good() if any, then RESTORED_CONTEXT for every context, all of them at slot 0 by then, each
  * followed by a RESTORED_VDEVICE per vDevice it has, then the LATEs kept for it (with no cookie
  * of its own) and a LOST if late answers were dropped. Sets the channel's send timeout
@@ -133,6 +134,9 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
  * (-EBADF: none), and whether the files on disk failed to load at the last try (stale), and why
  * (reason: copied, cut as tsm-priv.h says; NULL: unknown). */
 void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale, const char *reason);
+/* The settings read at start (daemon_config_format_start_only()) every next HELLO carries,
+ * borrowed for the dispatch's life (NULL: none). -E2BIG if they do not fit a payload. */
+int monitor_dispatch_set_start_settings(MonitorDispatch *d, const char *text);
 /* What the next HELLO says of the worker before (TSM_PRIV_WORKER_FIRST until set). */
 void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status);
 

@@ -59,7 +59,8 @@ static void loaded_files_done(LoadedFiles *f) {
 
 struct Monitor {
         struct event_base *base;
-        DaemonConfig config;
+        DaemonConfig config; /* as tsmd started: its keys read at start hold for every worker */
+        char *start_settings; /* those keys, for each worker's HELLO (daemon_config_format_start_only()) */
         char *config_path;
         bool config_optional;
         char *socket_path, *guest_socket_path;
@@ -237,7 +238,8 @@ static int worker_start(Monitor *m) {
 static int apply_files(Monitor *m, char **ret_error);
 
 /* A worker after the first starts from the files as we load them now (LAST_GOOD): the emulated
- * devices we serve, the policy our gate follows and the directories we gave it are its own.
+ * devices we serve and the policy our gate follows are its own; the settings read at start are
+ * those tsmd started with (HELLO), the directories we gave it and locked among them.
  * Broken files keep what is in force, and the worker gets the last that loaded, and why the
  * files on disk did not load, in our words. */
 static int worker_restart(Monitor *m) {
@@ -549,9 +551,11 @@ static void last_good_keep(Monitor *m) {
 
 /* What the monitor takes of a set of files (taken), at a reload and whenever a worker starts
  * (which starts from what we load): the emulated devices it serves, the policy for its scope
- * gate, the directories the worker writes, and the bytes of all the files for the next worker,
- * so that what the monitor and a new worker follow is always one set that loaded whole. The
- * rest (the policy's decisions, limits, audit) is the worker's. keep: into the fd store too. */
+ * gate, and the bytes of all the files for the next worker, so that what the monitor and a new
+ * worker follow is always one set that loaded whole. The rest (the policy's decisions, limits,
+ * audit) is the worker's. Not the set's keys read at start: the worker keeps ours (HELLO), and
+ * its directories are those of our start, made ready again here (whatever the set says: a new
+ * one we could not give it, without CAP_CHOWN since the start). keep: into the fd store too. */
 static void apply_loaded(Monitor *m, LoadedFiles *f, bool keep) {
         int r;
 
@@ -560,7 +564,7 @@ static void apply_loaded(Monitor *m, LoadedFiles *f, bool keep) {
                 if (r < 0)
                         log_error_errno(r, "Failed to apply the emulated device list: %m");
         }
-        (void) worker_dirs_prepare(m, &f->config);
+        (void) worker_dirs_prepare(m, &m->config);
         policy_set(m, TAKE_PTR(f->policy), f->config.policy_file);
         safe_close(m->last_good);
         m->last_good = TAKE_FD(f->fd);
@@ -816,6 +820,9 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         r = worker_dirs_lock(m);
         if (r < 0)
                 return r;
+        r = daemon_config_format_start_only(&m->config, &m->start_settings);
+        if (r < 0)
+                return r;
 
         snprintf(log_level, sizeof(log_level), "--log-level=%s", strna(log_level_to_string(o->log_level)));
         m->worker_argv[0] = m->worker_path;
@@ -841,6 +848,9 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         r = monitor_dispatch_new(m->base, m->platform, m->contexts, &callbacks, m, &m->dispatch);
         if (r < 0)
                 return r;
+        r = monitor_dispatch_set_start_settings(m->dispatch, m->start_settings);
+        if (r < 0)
+                return log_error_errno(r, "The settings read at start are too long to pass to the worker.");
 
         m->sigterm = evsignal_new(m->base, SIGTERM, on_exit_signal, m);
         m->sigint = evsignal_new(m->base, SIGINT, on_exit_signal, m);
@@ -938,6 +948,7 @@ Monitor *monitor_free(Monitor *m) {
         free(m->worker_path);
         safe_close(m->worker_binary);
         safe_close(m->state_dir_lock);
+        free(m->start_settings);
         free(m->config_path);
         free(m->socket_path);
         free(m->guest_socket_path);

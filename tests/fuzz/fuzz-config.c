@@ -3,7 +3,8 @@
  * libFuzzer target for tsmd.conf: arbitrary bytes as a configuration file, loaded over the
  * defaults as tsmd (monitor and worker) and a reload do, then dumped and loaded again. Checks
  * what must hold, not only the absence of crashes: a failed load leaves the configuration in
- * force untouched, and whatever loads round-trips through --dump-config to the same dump.
+ * force untouched, and whatever loads round-trips through --dump-config to the same dump, and
+ * its settings read at start through the text a worker gets of them (HELLO) to the same ones.
  * Runs in: tests (fuzzing builds only).
  */
 
@@ -70,6 +71,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 CHECK(n_redump == n_after && memcmp(redump, after, n_after) == 0);
                 free(redump);
                 daemon_config_done(&again);
+
+                /* Over the defaults, the settings read at start are c's again, text for text. */
+                {
+                        char *start = NULL, *start_again = NULL;
+
+                        CHECK(daemon_config_format_start_only(&c, &start) >= 0);
+                        CHECK(daemon_config_init(&again) >= 0);
+                        CHECK(daemon_config_load_text(&again, start, NULL, NULL) >= 0);
+                        CHECK(daemon_config_format_start_only(&again, &start_again) >= 0);
+                        CHECK(streq(start, start_again));
+                        free(start);
+                        free(start_again);
+                        daemon_config_done(&again);
+                }
         }
         free(before);
         free(after);

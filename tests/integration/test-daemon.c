@@ -9,6 +9,7 @@
  * with CONFIG_FANOTIFY_ACCESS_PERMISSIONS).
  */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
@@ -871,21 +872,157 @@ TEST(reload_of_a_config_file_only_root_reads) {
 }
 
 /* A reload applies what it can at run time and names what it does not (read at start), rather
- * than seem to have applied it. */
+ * than seem to have applied it; and so it stays until tsmd restarts, a worker restarted since
+ * keeping what tsmd started with: the next reload names the same. */
 TEST(reload_names_what_it_does_not_apply) {
         static const char notice[] = "Not applied by this reload";
+        static const char config[] = "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n"
+                                     "[Audit]\nMaxFileSize=1048576\n[Guest]\nReclaimTimeoutSec=30\nMaxContexts=10\n",
+                          named[] = "Not applied by this reload, taking effect when tsmd restarts: [Guest] "
+                                    "MaxContexts=, [Guest] ReclaimTimeoutSec=, [Audit] MaxFileSize=";
         Tsmd t;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n");
         ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=48\n"));
         ASSERT_FALSE(tsmd_log_contains(&t, notice));
 
-        ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n"
-                                    "[Audit]\nMaxFileSize=1048576\n[Guest]\nReclaimTimeoutSec=30\nMaxContexts=10\n"));
-        ASSERT_TRUE(tsmd_log_contains(&t, strf("%s, taking effect when tsmd restarts (the worker's own, such as "
-                                               "[Audit], also when its worker does): [Guest] MaxContexts=, "
-                                               "[Guest] ReclaimTimeoutSec=, [Audit] MaxFileSize=",
-                                               notice)));
+        ASSERT_TRUE(tsmd_reload(&t, config));
+        ASSERT_EQ(tsmd_log_count(&t, named), 1u);
+        tsmd_kill_worker(&t);
+        ASSERT_TRUE(tsmd_reload(&t, config));
+        ASSERT_EQ(tsmd_log_count(&t, named), 2u);
+        tsmd_teardown(&t);
+}
+
+/* A directory made as the worker's own, as tsmd.tmpfiles or an admin would. */
+static void make_worker_dir(const char *path) {
+        struct passwd *worker = getpwnam(TSMD_WORKER_USER);
+
+        if (!worker)
+                SKIP("no user " TSMD_WORKER_USER);
+        ASSERT_OK(mkdir(path, 0700));
+        ASSERT_OK(chown(path, worker->pw_uid, worker->pw_gid));
+}
+
+/* The records of the audit log as text, in order, after checking that they are numbered 1, 2,
+ * ... without a gap. */
+static char *audit_records_text(Tsmd *t, size_t *ret_n) {
+        json_object *records = tsmd_audit_query(t, NULL);
+        size_t n = json_object_array_length(records);
+        char *text = NULL;
+
+        for (size_t i = 0; i < n; i++)
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "seq"), (int64_t) i + 1);
+        ASSERT_NOT_NULL(text = strdup(json_object_to_json_string_ext(records, JSON_C_TO_STRING_PLAIN)));
+        json_object_put(records);
+        *ret_n = n;
+        return text;
+}
+
+/*
+ * [Audit] Directory= is read at start: a reload names it and does not apply it, and neither does
+ * the next worker. Before, the worker restarted after the reload took the new directory: one
+ * the monitor, past its start, could no longer give it (made, it is root's), and no worker got
+ * ready again, ever; or, made as the worker's beforehand, a new log with the numbers from 1,
+ * the old log's records gone from QueryAudit.
+ */
+static void reload_of_the_audit_directory_then_a_worker_restart(bool made) {
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        const char *new_dir;
+        size_t n_before, n_after;
+        VarlinkClient *c;
+        Tsmd t;
+
+        if (geteuid() != 0)
+                SKIP("the worker must run as its own user: needs root");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        c = tsmd_connect(&t);
+        guest_open_context(c);
+        varlink_client_free(c);
+        new_dir = strf("%s/audit-new", t.dir);
+        if (made)
+                make_worker_dir(new_dir);
+
+        ASSERT_TRUE(tsmd_reload(&t, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s\n", new_dir)));
+        ASSERT_TRUE(tsmd_log_contains(&t, "taking effect when tsmd restarts: [Audit] Directory="));
+        before = audit_records_text(&t, &n_before);
+        ASSERT_TRUE(n_before > 0);
+        tsmd_kill_worker(&t);
+
+        /* The same log, its records and numbers going on. */
+        after = audit_records_text(&t, &n_after);
+        ASSERT_TRUE(n_after > n_before);
+        ASSERT_EQ(strncmp(after, before, strlen(before) - 1), 0);
+        ASSERT_EQ(tsmd_audit_count_where(&t, (int64_t) n_before, NULL, "worker-restart", "io.tsmd.WorkerCrashed"), 1u);
+        ASSERT_TRUE(access(strf("%s/audit.log", new_dir), F_OK) < 0 && errno == ENOENT);
+        tsmd_teardown(&t);
+}
+
+TEST(a_worker_restarted_after_a_reload_keeps_the_audit_directory) {
+        reload_of_the_audit_directory_then_a_worker_restart(/* made= */ false);
+}
+
+TEST(a_worker_restarted_after_a_reload_keeps_the_audit_directory_made_for_it) {
+        reload_of_the_audit_directory_then_a_worker_restart(/* made= */ true);
+}
+
+/* The number of context state files in dir. */
+static unsigned state_files_in(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        unsigned n = 0;
+
+        if (!d && errno == ENOENT)
+                return 0;
+        ASSERT_NOT_NULL(d);
+        while ((de = readdir(d))) {
+                size_t l = strlen(de->d_name);
+
+                n += l > strlen(".state") && streq(de->d_name + l - strlen(".state"), ".state");
+        }
+        closedir(d);
+        return n;
+}
+
+/* [Guest] ContextStateDirectory= likewise, which is locked at start (one tsmd per directory):
+ * before, the worker restarted after the reload kept its contexts' state in the new directory,
+ * which no lock held, and another tsmd could start on the old one and remove it. */
+TEST(a_worker_restarted_after_a_reload_keeps_the_context_state_directory) {
+        const char *old_dir, *new_dir;
+        VarlinkClient *c;
+        Tsmd t;
+
+        if (geteuid() != 0)
+                SKIP("the worker must run as its own user: needs root");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        old_dir = strf("%s/contexts", t.dir);
+        new_dir = strf("%s/contexts-new", t.dir);
+        make_worker_dir(new_dir);
+        ASSERT_TRUE(tsmd_reload(&t, strf("[Platform]\nMode=emulated\n[Guest]\nContextStateDirectory=%s\n", new_dir)));
+        ASSERT_TRUE(tsmd_log_contains(&t, "taking effect when tsmd restarts: [Guest] ContextStateDirectory="));
+        tsmd_kill_worker(&t);
+
+        c = tsmd_connect(&t);
+        guest_open_context(c);
+        ASSERT_EQ(state_files_in(old_dir), 1u);
+        ASSERT_EQ(state_files_in(new_dir), 0u);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* And every other key read at start, here [Guest] MaxContexts=: lowered by a reload, it did not
+ * apply, until a worker restarted. */
+TEST(a_worker_restarted_after_a_reload_keeps_max_contexts) {
+        VarlinkClient *c;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Guest]\nMaxContexts=4\n");
+        ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Guest]\nMaxContexts=1\n"));
+        tsmd_kill_worker(&t);
+        c = tsmd_connect(&t);
+        guest_open_context(c);
+        guest_open_context(c);
+        varlink_client_free(c);
         tsmd_teardown(&t);
 }
 

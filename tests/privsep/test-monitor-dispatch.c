@@ -3192,6 +3192,42 @@ TEST(last_good_follows_the_sockets) {
         fixture_free(f);
 }
 
+/* The settings read at start go with every HELLO, whole, as its payload; none set, none does. */
+TEST(hello_carries_the_settings_read_at_start) {
+        static const char settings[] = "[Audit]\nDirectory=/var/log/tsmd\n";
+        _cleanup_free_ char *longest = NULL;
+        Fixture *f = fixture();
+        struct tsm_priv_hello hello;
+        const void *payload = NULL;
+
+        ASSERT_EQ(f->hello.hdr.payload_len, 0u);
+        worker_stop(f);
+        ASSERT_OK(monitor_dispatch_set_start_settings(f->dispatch, settings));
+        /* worker_start() takes HELLO without a payload: the start by hand up to the HELLO. */
+        {
+                MonitorListenSocket sockets[] = { { f->listen_fd, TSM_PRIV_SOCKET_GUEST } };
+                int sv[2];
+
+                ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
+                f->monitor = sv[0];
+                f->worker = sv[1];
+                ASSERT_OK(monitor_dispatch_start(f->dispatch, f->monitor, sockets, ELEMENTSOF(sockets)));
+        }
+        receive(f, TSM_PRIV_HELLO, &hello, sizeof(hello), &payload, NULL);
+        ASSERT_EQ(hello.hdr.payload_len, sizeof(settings));
+        ASSERT_TRUE(memcmp(payload, settings, sizeof(settings)) == 0);
+
+        /* Too long for a payload: refused when set, the last set stays. */
+        ASSERT_NOT_NULL(longest = malloc(TSM_PRIV_PAYLOAD_MAX + 1));
+        memset(longest, 'x', TSM_PRIV_PAYLOAD_MAX);
+        longest[TSM_PRIV_PAYLOAD_MAX] = 0;
+        ASSERT_ERRNO(monitor_dispatch_set_start_settings(f->dispatch, longest), E2BIG);
+        longest[TSM_PRIV_PAYLOAD_MAX - 1] = 0;
+        ASSERT_OK(monitor_dispatch_set_start_settings(f->dispatch, longest));
+        ASSERT_OK(monitor_dispatch_set_start_settings(f->dispatch, NULL));
+        fixture_free(f);
+}
+
 TEST(violation_new_context) {
         static const uint32_t types[] = { TSM_PRIV_OPEN_CONTEXT, TSM_PRIV_ADOPT_CONTEXT };
 

@@ -1000,6 +1000,41 @@ TEST(last_good_says_why_in_the_monitors_words) {
         }
 }
 
+/* HELLO carries the settings read at start as one string (its payload, len bytes), which the
+ * worker keeps; one without its NUL, or with a second, is no start. */
+TEST(hello_carries_the_settings_read_at_start) {
+        static const char settings[] = "[Audit]\nDirectory=/var/log/tsmd\n";
+        static const struct {
+                const char *data;
+                size_t len;
+        } bad[] = {
+                { settings, sizeof(settings) - 1 }, /* no NUL */
+                { "a\0b", 4 },                      /* two strings */
+        };
+
+        for (size_t i = 0; i <= ELEMENTSOF(bad); i++) {
+                _cleanup_(priv_hello_done) PrivHello h = { .last_good_fd = -EBADF };
+                bool good = i == ELEMENTSOF(bad);
+                const void *data = good ? settings : bad[i].data;
+                size_t len = good ? sizeof(settings) : bad[i].len;
+                struct tsm_priv_hello hello;
+                Fixture f = {};
+
+                fixture_start(&f, false);
+                tsm_priv_init(&hello, TSM_PRIV_HELLO, 0, (uint32_t) len);
+                hello.version = TSM_PRIV_VERSION;
+                ASSERT_OK(tsm_priv_send(fixture->monitor, &hello, data, len, -EBADF));
+                if (good) {
+                        ASSERT_OK(priv_channel_read_hello(f.channel, &h));
+                        ASSERT_STREQ(h.start_settings, settings);
+                } else {
+                        ASSERT_ERRNO(priv_channel_read_hello(f.channel, &h), EPROTO);
+                        ASSERT_NULL(h.start_settings);
+                }
+                fixture_stop(&f);
+        }
+}
+
 /* SECURITY: a LATE is checked like every message from the monitor: one that breaks a rule is
  * never recorded, and the worker stops trusting the channel. */
 TEST(malformed_late_answers_end_the_channel) {
