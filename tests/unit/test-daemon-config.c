@@ -105,6 +105,7 @@ TEST(load_out_of_memory_frees_its_copy) {
                 ASSERT_OK(daemon_config_init(&c));
                 /* Every string the copy takes: the paths have their defaults. */
                 c.platform.emulated_devices = strdup("0000:01:00.0");
+                free(c.platform.iommu_device); /* a path: its default's copy */
                 c.platform.iommu_device = strdup("/dev/iommu0");
                 ASSERT_NOT_NULL(c.platform.emulated_devices);
                 ASSERT_NOT_NULL(c.platform.iommu_device);
