@@ -585,19 +585,70 @@ static UidCount *uid_count(VarlinkServer *s, uid_t uid) {
         return NULL;
 }
 
+/* What a connection or a uid holds: bytes, or fds. */
+static size_t conn_held(const VarlinkConn *c, bool fds) {
+        return fds ? c->n_fds : c->buffered;
+}
+
+static size_t uid_held(const UidCount *u, bool fds) {
+        return fds ? u->n_fds : u->buffered;
+}
+
+/* The connection to drop when all clients together hold too much: one of the uid that holds the
+ * most (on a tie, c's), c itself if it is that uid's (its read or reply crossed the limit), else
+ * that uid's largest. */
+static VarlinkConn *server_largest_holder(VarlinkServer *s, VarlinkConn *c, bool fds) {
+        const UidCount *top = uid_count(s, c->peer.uid);
+        VarlinkConn *best = NULL, *i;
+
+        for (size_t k = 0; k < s->n_uids; k++)
+                if (uid_held(&s->uids[k], fds) > uid_held(top, fds))
+                        top = &s->uids[k];
+        if (top->uid == c->peer.uid)
+                return c;
+        TAILQ_FOREACH(i, &s->conns, entry)
+                if (i->peer.uid == top->uid && !i->failing && (!best || conn_held(i, fds) > conn_held(best, fds)))
+                        best = i;
+        return best;
+}
+
+/* SECURITY: past MaxBuffered= (fds: the fd budget), the connections that hold the most go, not
+ * whichever read crossed the limit: else a few uids parking unfinished messages near their own
+ * limits would make every other client's next call its last. Each one dropped is refused by name
+ * under its own uid. -ENOSPC (-ENFILE) if c itself is the one to go: its caller refuses it. */
+static int server_make_room(VarlinkServer *s, VarlinkConn *c, bool fds) {
+        const char *error = fds ? VARLINK_REFUSED_TOO_MANY_FDS : VARLINK_REFUSED_TOO_MUCH_BUFFERED;
+
+        while (fds ? s->n_fds > s->fd_budget : s->buffered > s->limits.max_buffered) {
+                VarlinkConn *v = server_largest_holder(s, c, fds);
+
+                if (!v || v == c)
+                        return fds ? -ENFILE : -ENOSPC;
+                log_debug("Dropping client connection (%s) of uid %u, holding the most (%zu bytes, %zu fds; its uid "
+                          "%zu and %zu), to make room for uid %u.",
+                          error, v->peer.uid, v->buffered, v->n_fds, uid_count(s, v->peer.uid)->buffered,
+                          uid_count(s, v->peer.uid)->n_fds, c->peer.uid);
+                refused(s, &v->peer, v, NULL, error);
+                conn_disconnect_soon(v);
+        }
+        return 0;
+}
+
 /* Counts what the connection buffers now (unparsed input, messages its calls hold, queued
  * output, replies waiting behind an earlier call) and the fds parked on its unfinished
- * message or held by its postponed calls into its uid's totals and the server's. Returns -ENOBUFS if its uid's bytes are
- * past the limit, -ENOSPC if everybody's are, -EMFILE if its uid's fds are, -ENFILE if
- * everybody's are. */
+ * message or held by its postponed calls into its uid's totals and the server's; one being
+ * dropped (failing) holds nothing any more. Returns -ENOBUFS if its uid's bytes are past the
+ * limit, -EMFILE if its uid's fds are; past everybody's, -ENOSPC (bytes) or -ENFILE (fds) if
+ * it is the connection to drop (server_make_room()). */
 static int conn_account(VarlinkConn *c) {
         VarlinkServer *s = c->server;
         UidCount *u = uid_count(s, c->peer.uid);
         size_t now = 0, n_fds = 0;
+        int r;
 
         if (!u)
                 return 0;
-        if (c->stream) {
+        if (c->stream && !c->failing) {
                 now = varlink_stream_get_input_size(c->stream) + varlink_stream_get_output_size(c->stream) +
                       c->held_output + c->held_input;
                 n_fds = varlink_stream_get_input_n_fds(c->stream) + c->held_fds;
@@ -609,16 +660,17 @@ static int conn_account(VarlinkConn *c) {
         u->n_fds = u->n_fds - c->n_fds + n_fds;
         s->n_fds = s->n_fds - c->n_fds + n_fds;
         c->n_fds = n_fds;
+        if (c->failing)
+                return 0;
 
         if (u->buffered > s->limits.max_buffered_per_uid)
                 return -ENOBUFS;
-        if (s->buffered > s->limits.max_buffered)
-                return -ENOSPC;
         if (u->n_fds > s->limits.max_fds_per_uid)
                 return -EMFILE;
-        if (s->n_fds > s->fd_budget)
-                return -ENFILE;
-        return 0;
+        r = server_make_room(s, c, false);
+        if (r < 0)
+                return r;
+        return server_make_room(s, c, true);
 }
 
 /* The refusal that conn_account()'s error names. */
@@ -1997,6 +2049,8 @@ static void conn_disconnect_soon(VarlinkConn *c) {
         if (!c->connected || c->failing)
                 return;
         c->failing = true;
+        /* What it holds goes with it: not counted against anyone meanwhile. */
+        (void) conn_account(c);
         (void) event_del(c->ev_read);
         (void) event_del(c->ev_write);
         if (c->ev_hangup)

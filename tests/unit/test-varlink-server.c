@@ -2114,6 +2114,134 @@ TEST(limit_buffered_total) {
         server_stop();
 }
 
+/* A connection of another uid: a child connects as it (the peer credentials are the
+ * connector's) and hands the socket over. */
+static int raw_connect_as(uid_t uid) {
+        char control[CMSG_SPACE(sizeof(int))] = {}, byte;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control) };
+        int pair[2], status, fd;
+        pid_t pid;
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+                if (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
+                        _exit(2);
+                fd = raw_connect();
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+                _exit(sendmsg(pair[1], &mh, 0) == 1 ? 0 : 3);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_EQ(recvmsg(pair[0], &mh, MSG_CMSG_CLOEXEC), 1);
+        ASSERT_NOT_NULL(CMSG_FIRSTHDR(&mh));
+        memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+        close(pair[0]);
+        close(pair[1]);
+        return fd;
+}
+
+/* How many of fds the server closed (within 200 ms each). */
+static unsigned raw_count_closed(const int *fds, unsigned n) {
+        unsigned closed = 0;
+
+        for (unsigned i = 0; i < n; i++)
+                closed += raw_closed_soon(fds[i]);
+        return closed;
+}
+
+/* Past MaxBuffered=, the uid that holds the most loses its largest connection, not whoever read
+ * last: another uid parking unfinished messages near the limit cannot make the next small call of
+ * everybody else its last. */
+TEST(limit_buffered_total_drops_the_largest_holder) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char partial[3001], echo[2000];
+        int hogs[5], fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+        l.max_message_size = l.max_output_size = 4096;
+        l.max_buffered_per_uid = 1 << 20;
+        l.max_buffered = 16384;
+        server_start(&l);
+
+        /* Each hog's partial message comes in one write behind a call: its answer says the server
+         * read it. */
+        memset(partial, ' ', sizeof(partial) - 1);
+        partial[sizeof(partial) - 1] = 0;
+        memcpy(partial, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}", 56);
+        partial[56] = 0;
+        memcpy(partial + 57, "{\"method\":", 10);
+        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++) {
+                hogs[i] = raw_connect_as(65534);
+                raw_send(hogs[i], partial, sizeof(partial) - 1);
+                ASSERT_STREQ(raw_recv(hogs[i]), "{\"parameters\":{\"text\":\"x\"}}");
+        }
+
+        /* 5 x 2,943 bytes parked; this call of 2,000 goes past 16 KiB. */
+        memset(echo, 'y', sizeof(echo) - 1);
+        echo[sizeof(echo) - 1] = 0;
+        memcpy(echo, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"", 52);
+        memcpy(echo + sizeof(echo) - 4, "\"}}", 3);
+        fd = raw_connect();
+        raw_call(fd, echo);
+        ASSERT_NOT_NULL(raw_recv(fd));
+        ASSERT_EQ(raw_count_closed(hogs, ELEMENTSOF(hogs)), 1U);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED " - (another peer)\n");
+
+        close(fd);
+        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++)
+                close(hogs[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
+/* The same for the fds parked on unfinished messages past the fd budget (MaxFds=). */
+TEST(limit_fds_total_drops_the_largest_holder) {
+        static const char start[] = "{\"method\":\"io.tsmd.Test.PassFd\",";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        const char *reply;
+        unsigned before;
+        int hogs[2], fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+        l.max_fds_per_message = 4;
+        l.max_fds = 8;
+        server_start(&l);
+        before = test_count_fds();
+
+        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++) {
+                hogs[i] = raw_connect_as(65534);
+                send_bytes_with_fds(hogs[i], start, sizeof(start) - 1, 4);
+        }
+        /* Our end and the server's of each, and the 4 fds each parked there. */
+        for (unsigned i = 0; i < 400 && test_count_fds() < before + 2 * 2 + 8; i++)
+                usleep(5000);
+        ASSERT_EQ(test_count_fds(), before + 2 * 2 + 8);
+
+        fd = raw_connect();
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 1);
+        reply = raw_recv(fd);
+        ASSERT_NOT_NULL(reply);
+        ASSERT_NOT_NULL(strstr(reply, "\"fd\":0"));
+        ASSERT_EQ(raw_count_closed(hogs, ELEMENTSOF(hogs)), 1U);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_FDS " - (another peer)\n");
+        close(fd);
+        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++)
+                close(hogs[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
 /* A call's message is held until its answer is released (the daemon's audit record): its bytes
  * count against MaxBufferedPerUid= meanwhile, and are given back with it. */
 TEST(held_messages_count_as_buffered) {
