@@ -154,7 +154,7 @@ struct VarlinkConn {
         unsigned n_calls;
         unsigned n_streaming;
         unsigned n_postponed; /* its calls postponed: nothing after them is dispatched */
-        size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs) */
+        size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs), NULs included */
         size_t held_input;  /* bytes of messages its calls still hold (until answered) */
         size_t buffered;    /* what conn_account() last counted for it in its uid's total */
         size_t buffered_peak;
@@ -847,7 +847,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
 
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
-                call->conn->held_output -= o->len;
+                call->conn->held_output -= o->len + 1;
                 output_free(o);
         }
         call_sent_done(call, -ENOTCONN);
@@ -903,6 +903,7 @@ static bool call_is_head(const VarlinkCall *call) {
 /* Pops answered calls off the head of the queue; their successors may now send. */
 static void conn_complete_calls(VarlinkConn *c) {
         VarlinkCall *call;
+        int r;
 
         while ((call = TAILQ_FIRST(&c->calls)) && call->answered && !call->intercepted && STAILQ_EMPTY(&call->outputs)) {
                 TAILQ_REMOVE(&c->calls, call, entry);
@@ -911,7 +912,9 @@ static void conn_complete_calls(VarlinkConn *c) {
                 varlink_call_unref(call);
 
                 call = TAILQ_FIRST(&c->calls);
-                if (call && call_flush_outputs(call) < 0) {
+                r = call ? call_flush_outputs(call) : 0;
+                if (r < 0) {
+                        log_debug_errno(r, "Failed to queue held replies, disconnecting: %m");
                         conn_disconnect_soon(c);
                         return;
                 }
@@ -992,10 +995,13 @@ static int call_flush_outputs(VarlinkCall *call) {
 
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
-                c->held_output -= o->len;
+                c->held_output -= o->len + 1;
                 error = o->error;
+                /* Admitted against MaxOutputSize=, MaxMessageSize= and MaxFdsPerMessage= when it
+                 * was held (call_send()): what queued meanwhile ahead of it (the earlier call's
+                 * answer) or a reload does not take it back from a client that reads. */
                 r = varlink_stream_enqueue_text_full(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds,
-                                                     call->reply_room, call->reply_room_fds);
+                                                     SIZE_MAX, UINT_MAX);
                 o->n_fds = 0;
                 output_free(o);
                 if (r < 0)
@@ -1187,8 +1193,11 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         } else {
                 Output *o;
 
-                /* Waiting for an earlier call counts against what a slow reader may have queued. */
-                if (c->held_output + len + 1 > MAX(c->server->limits.max_output_size, call->reply_room)) {
+                /* Waiting for an earlier call counts against what a slow reader may have queued,
+                 * with what is queued already: admitted here, it is not checked again when the
+                 * earlier call's answer lets it go (call_flush_outputs()). */
+                if (varlink_stream_get_output_size(c->stream) + c->held_output + len + 1 >
+                    MAX(c->server->limits.max_output_size, call->reply_room)) {
                         close_many(fds, n_fds);
                         refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect_soon(c);
@@ -1205,7 +1214,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 o->fds = TAKE_PTR(fds);
                 o->n_fds = n_fds;
                 STAILQ_INSERT_TAIL(&call->outputs, o, entry);
-                c->held_output += len;
+                c->held_output += len + 1;
                 r = conn_account(c);
                 if (r < 0) {
                         refused(c->server, &c->peer, c, NULL, account_refusal(r));

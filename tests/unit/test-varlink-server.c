@@ -637,6 +637,16 @@ static bool raw_is_closed(int fd) {
         return k == 0 || (k < 0 && errno == ECONNRESET);
 }
 
+/* Whether the server closed fd within 200 ms (false: still open, nothing to read). */
+static bool raw_closed_soon(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char c;
+
+        if (poll(&p, 1, 200) != 1)
+                return false;
+        return read(fd, &c, 1) <= 0;
+}
+
 /* Sends n bytes on a new connection and expects a hangup without an answer. */
 static void raw_expect_hangup(const void *p, size_t n) {
         int fd = raw_connect();
@@ -1688,6 +1698,84 @@ TEST(replies_waiting_behind_a_call_are_bounded) {
         server_stop();
 }
 
+/* An Echo call whose reply, {"parameters":{"text":"..."}} and its NUL, is 1041 bytes. */
+static char *echo_call_1041(void) {
+        char text[1015];
+        char *call = NULL;
+
+        memset(text, 'y', sizeof(text) - 1);
+        text[sizeof(text) - 1] = 0;
+        ASSERT_TRUE(asprintf(&call, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"%s\"}}", text) > 0);
+        return call;
+}
+
+static void wait_n_echoed(unsigned n) {
+        for (unsigned i = 0; i < 400 && __atomic_load_n(&ts.n_echoed, __ATOMIC_ACQUIRE) < n; i++)
+                usleep(5000);
+        ASSERT_EQ(__atomic_load_n(&ts.n_echoed, __ATOMIC_ACQUIRE), n);
+}
+
+/* Replies admitted to wait behind a call are not taken back when its answer goes ahead of them:
+ * a client that reads gets them all, even past MaxOutputSize= for a moment. */
+TEST(replies_admitted_behind_a_call_are_sent_after_its_answer) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        _cleanup_free_ char *call = echo_call_1041();
+        VarlinkClient *c2;
+        const char *reply;
+        int fd;
+
+        l.max_message_size = l.max_output_size = 16 * 1024;
+        server_start(&l);
+        c2 = client_new();
+        ts.n_echoed = 0;
+
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Later\",\"parameters\":{\"id\":9,\"size\":4000}}");
+        /* 14 x 1041 bytes wait within 16 KiB; with the answer of 4 KiB ahead of them, they do not. */
+        for (unsigned i = 0; i < 14; i++)
+                raw_call(fd, call);
+        wait_n_echoed(14);
+        ASSERT_EQ(release(c2, 9), 9);
+        reply = raw_recv(fd);
+        ASSERT_NOT_NULL(reply);
+        ASSERT_EQ(strlen(reply), 4033U);
+        for (unsigned i = 0; i < 14; i++) {
+                reply = raw_recv(fd);
+                ASSERT_NOT_NULL(reply);
+                ASSERT_EQ(strlen(reply) + 1, 1041U);
+        }
+        ASSERT_FALSE(raw_closed_soon(fd));
+        ASSERT_STREQ(ts.refusals, "");
+        close(fd);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+/* What waits behind a call is bounded with the NULs that end its replies: the one that does not
+ * fit is refused by name, before anything is sent, and not dropped silently once it is let go. */
+TEST(replies_waiting_behind_a_call_count_their_nuls) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        _cleanup_free_ char *call = echo_call_1041();
+        int fd;
+
+        l.max_message_size = 16 * 1024;
+        l.max_output_size = 64 * 1024;
+        server_start(&l);
+        ts.n_echoed = 0;
+
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}");
+        /* 62 x 1041 bytes fit into 64 KiB, 63 do not (without the NULs, 63 x 1040 would). */
+        for (unsigned i = 0; i < 63; i++)
+                raw_call(fd, call);
+        wait_n_echoed(63);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(0));
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_REPLIES_NOT_READ " -\n");
+        server_stop();
+}
+
 TEST(a_failed_notification_disconnects_later) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int fd;
@@ -1709,16 +1797,6 @@ TEST(a_failed_notification_disconnects_later) {
         ASSERT_EQ(wait_n_disconnects(1), 1u);
         close(fd);
         server_stop();
-}
-
-/* Whether the server closed fd within 200 ms (false: still open, nothing to read). */
-static bool raw_closed_soon(int fd) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        char c;
-
-        if (poll(&p, 1, 200) != 1)
-                return false;
-        return read(fd, &c, 1) <= 0;
 }
 
 TEST(limit_buffered_per_uid) {
