@@ -53,7 +53,8 @@ typedef struct Method {
 
 typedef struct UidCount {
         uid_t uid;
-        unsigned n;
+        unsigned n;       /* connections, n_admin of them through VARLINK_LISTEN_ADMIN listeners */
+        unsigned n_admin;
         size_t buffered; /* over its connections: see conn_account() */
         size_t n_fds;    /* received fds parked on unfinished messages, likewise */
 } UidCount;
@@ -148,6 +149,7 @@ struct VarlinkConn {
         bool read_paused;
         bool write_queued; /* in the server's write_queue, holding a reference */
         bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
+        bool admin;        /* accepted by a VARLINK_LISTEN_ADMIN listener */
 
         TAILQ_HEAD(, VarlinkCall) calls;
         STAILQ_HEAD(, SentWaiter) sent_waiters; /* in stream order */
@@ -197,6 +199,7 @@ struct VarlinkServer {
 
         TAILQ_HEAD(, VarlinkConn) conns;
         unsigned n_conns;
+        unsigned n_admin_conns; /* of n_conns, those of VARLINK_LISTEN_ADMIN listeners */
         UidCount *uids;
         size_t n_uids, allocated_uids;
         size_t buffered;  /* over all connections: see conn_account() */
@@ -322,7 +325,7 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         /* Each limit must allow at least the smallest useful value. */
         if (l->max_message_size < VARLINK_MAX_MESSAGE_SIZE_MIN || l->max_output_size < l->max_message_size ||
             l->max_depth < 2 || l->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX || l->max_pending_calls < 1 ||
-            l->max_connections < 1 || l->max_connections_per_uid < 1 ||
+            l->max_connections < 1 || l->max_connections_per_uid < 1 || l->max_admin_connections < 1 ||
             l->max_buffered_per_uid < MAX(l->max_message_size, l->max_output_size) ||
             l->max_buffered < MAX(l->max_message_size, l->max_output_size) ||
             l->max_fds_per_uid < l->max_fds_per_message || (l->max_fds > 0 && l->max_fds < l->max_fds_per_message))
@@ -1988,6 +1991,7 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
 
         TAILQ_REMOVE(&s->conns, c, entry);
         s->n_conns--;
+        s->n_admin_conns -= c->admin;
         if (c->write_queued)
                 TAILQ_REMOVE(&s->write_queue, c, write_entry);
         u = uid_count(s, c->peer.uid);
@@ -2000,6 +2004,8 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         c->buffered = c->n_fds = 0;
         if (c->buffered_peak >= TRIM_AFTER_BUFFERED)
                 heap_trim_soon(s);
+        if (u)
+                u->n_admin -= c->admin;
         if (u && --u->n == 0)
                 *u = s->uids[--s->n_uids];
 
@@ -2128,7 +2134,35 @@ void varlink_conn_close(VarlinkConn *c) {
                 conn_disconnect_soon(c);
 }
 
-static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
+/* SECURITY: admission control happens before any byte of the peer is read. The admin
+ * listeners' connections have a budget of their own: anyone may connect to the guest socket,
+ * and a few uids filling MaxConnections= (a rootless container's subordinate uids) must not
+ * lock the administrator out; nor must an administrator's uid, root, be refused there for the
+ * connections its VMMs hold. */
+static int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin) {
+        const UidCount *u = uid_count(s, peer->uid);
+
+        if (admin) {
+                if (s->n_admin_conns < s->limits.max_admin_connections)
+                        return 0;
+                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                return log_debug_errno(-EUSERS, "Admin connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_admin_connections, peer->uid);
+        }
+        if (s->n_conns - s->n_admin_conns >= s->limits.max_connections) {
+                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections, peer->uid);
+        }
+        if (u && u->n - u->n_admin >= s->limits.max_connections_per_uid) {
+                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+                return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections_per_uid, peer->uid);
+        }
+        return 0;
+}
+
+static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin) {
         _cleanup_close_ int fd_owned = fd;
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
@@ -2139,18 +2173,10 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &sl) < 0)
                 return negative_errno();
 
-        /* SECURITY: admission control happens before any byte of the peer is read. */
-        if (s->n_conns >= s->limits.max_connections) {
-                refused(s, &peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
-                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_connections, peer.uid);
-        }
+        r = conn_admit(s, &peer, admin);
+        if (r < 0)
+                return r;
         u = uid_count(s, peer.uid);
-        if (u && u->n >= s->limits.max_connections_per_uid) {
-                refused(s, &peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
-                return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_connections_per_uid, peer.uid);
-        }
         if (!u) {
                 if (!GREEDY_REALLOC(s->uids, s->allocated_uids, s->n_uids + 1))
                         return -ENOMEM;
@@ -2165,6 +2191,7 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         c->server = s;
         c->peer = peer;
         c->interfaces = interfaces;
+        c->admin = admin;
         c->hangup_fd = -EBADF;
         TAILQ_INIT(&c->calls);
         STAILQ_INIT(&c->sent_waiters);
@@ -2186,7 +2213,9 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
 
         c->connected = true;
         u->n++;
+        u->n_admin += admin;
         s->n_conns++;
+        s->n_admin_conns += admin;
         TAILQ_INSERT_TAIL(&s->conns, c, entry);
 
         if (s->on_connect) {
@@ -2219,7 +2248,7 @@ int varlink_server_add_connection(VarlinkServer *s, int fd) {
                 safe_close(fd);
                 return negative_errno();
         }
-        return conn_new(s, fd, NULL);
+        return conn_new(s, fd, NULL, false);
 }
 
 static void on_listener(evutil_socket_t fd, short what, void *userdata) {
@@ -2243,7 +2272,7 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
                 cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 error = errno;
                 if (cfd >= 0)
-                        (void) conn_new(s, cfd, (const char *const *) l->interfaces);
+                        (void) conn_new(s, cfd, (const char *const *) l->interfaces, l->admin);
                 if (spent)
                         spare_fds_refill(s);
                 if (cfd < 0) {

@@ -93,7 +93,8 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 int varlink_server_listen_fd(VarlinkServer *s, int fd);
 /* Administration: the server keeps a few spare fds that only connections accepted here may use
  * (for themselves and for what on_connect opens), so that with every other fd of the process
- * taken an admin can still connect, to see and fix what took them. Out of fds (EMFILE,
+ * taken an admin can still connect, to see and fix what took them. Its connections count
+ * against max_admin_connections, not max_connections or max_connections_per_uid. Out of fds (EMFILE,
  * ENFILE), the other listeners wait (a second at a time, or until a connection goes). */
 #define VARLINK_LISTEN_ADMIN (1U << 0)
 

@@ -1607,6 +1607,43 @@ TEST(fds_parked_total) {
         fds_parked_round(CONF("[Varlink]\nMaxFds=600\n"), 2, VARLINK_REFUSED_TOO_MANY_FDS);
 }
 
+/* Unprivileged uids holding every MaxConnections= slot (connections idle after a call, which no
+ * timeout closes: VMMs hold theirs so) do not lock the administrator out: the admin socket's
+ * connections count against MaxAdminConnections= alone, and take none of the guests'. */
+TEST(connection_flood_leaves_the_admin_socket) {
+        VarlinkClient *nb[4], *admin[2], *extra;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a second uid");
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=4\nMaxConnectionsPerUid=2\nMaxAdminConnections=2\n"));
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
+                nb[i] = tsmd_connect_as(&t, NOBODY - i / 2, NOBODY - i / 2);
+                CALL_ERROR(nb[i], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        }
+        extra = tsmd_connect_guest(&t);
+        ASSERT_TRUE(tsmd_wait_hangup(extra, 500 * USEC_PER_MSEC));
+        varlink_client_free(extra);
+
+        for (unsigned i = 0; i < ELEMENTSOF(admin); i++) {
+                admin[i] = tsmd_connect(&t);
+                CALL_OK(admin[i], "io.tsmd.Service.Ping", NULL);
+        }
+        extra = tsmd_connect(&t);
+        ASSERT_TRUE(tsmd_wait_hangup(extra, 500 * USEC_PER_MSEC));
+        varlink_client_free(extra);
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                CALL_ERROR(nb[i], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+
+        for (unsigned i = 0; i < ELEMENTSOF(admin); i++)
+                varlink_client_free(admin[i]);
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                varlink_client_free(nb[i]);
+        tsmd_expect_audit(&t, 0, "connection", VARLINK_REFUSED_TOO_MANY_CONNECTIONS, 2);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 /* Connections that never complete a message, silent or trickling the start of one without a
  * message timeout, hold MaxConnections= slots: IdleTimeoutSec= closes them, by name, while a
  * connection idle after its first call stays. */

@@ -68,6 +68,7 @@ static const char good_config[] =
         "MaxPendingCalls=16\n"
         "MaxConnections=100\n"
         "MaxConnectionsPerUid=10\n"
+        "MaxAdminConnections=5\n"
         "MaxBuffered=128M\n"
         "MaxFdsPerUid=64\n"
         "MaxFds=512\n"

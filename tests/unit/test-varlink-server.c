@@ -584,13 +584,18 @@ static void expect_error(VarlinkClient *c, const char *method, const char *param
 }
 
 /* Raw socket helpers for what the client library would never send. */
-static int raw_connect(void) {
+static void connect_to(int fd, const char *path) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        strcpy(sa.sun_path, path);
+        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+}
+
+static int raw_connect(void) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
         ASSERT_TRUE(fd >= 0);
-        strcpy(sa.sun_path, ts.path);
-        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        connect_to(fd, ts.path);
         return fd;
 }
 
@@ -2612,6 +2617,61 @@ TEST(limit_connections_per_uid) {
         server_stop();
 }
 
+static void expect_echo(VarlinkClient *c) {
+        json_object *reply = NULL;
+        const char *e = NULL;
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(json_get_string(reply, "text"), "x");
+}
+
+/* The admin listener's connections have a budget of their own (max_admin_connections): guest
+ * clients holding every MaxConnections= and MaxConnectionsPerUid= slot, of root's uid even, do
+ * not lock the administrator out, and the administrator's take none of theirs. */
+TEST(admin_connections_are_counted_apart) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *guest[2], *admin[2];
+        int fd;
+
+        l.max_connections = 2;
+        l.max_connections_per_uid = 2;
+        l.max_admin_connections = 2;
+        ts.admin_listener = true;
+        server_start(&l);
+        for (unsigned i = 0; i < 2; i++) {
+                guest[i] = client_new();
+                expect_echo(guest[i]);
+        }
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+
+        for (unsigned i = 0; i < 2; i++) {
+                ASSERT_OK(varlink_client_connect(ts.admin_path, &admin[i]));
+                varlink_client_set_timeout(admin[i], 10 * 1000000ULL);
+                expect_echo(admin[i]);
+        }
+        /* Past its own budget, an admin connection is refused too; the guests' is untouched. */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        connect_to(fd, ts.admin_path);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        varlink_client_free(guest[0]);
+        ASSERT_TRUE(wait_n_connections(3));
+        guest[0] = client_new();
+        expect_echo(guest[0]);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+        for (unsigned i = 0; i < 2; i++) {
+                varlink_client_free(guest[i]);
+                varlink_client_free(admin[i]);
+        }
+        server_stop();
+}
+
 /* Whatever the server refuses on its own is reported by name, calls before their answer. */
 TEST(refusals_are_reported) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
@@ -3053,13 +3113,6 @@ static int socket_for_later(void) {
 
         ASSERT_TRUE(fd >= 0);
         return fd;
-}
-
-static void connect_to(int fd, const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-        strcpy(sa.sun_path, path);
-        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
 }
 
 static bool answered_within(int fd, int timeout_ms) {
