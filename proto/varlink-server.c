@@ -1105,6 +1105,14 @@ static int reply_too_large(VarlinkCall *call, size_t size, json_object **m) {
         return 0;
 }
 
+/* Nothing of a reply could be queued (out of memory): its client would wait for it for ever, or,
+ * a final answer being given, take the next call's for it. It loses its connection instead. */
+static int call_send_failed(VarlinkCall *call, int error) {
+        log_warning_errno(error, "Cannot queue a reply to %s, dropping the connection: %m", call->method);
+        conn_disconnect_soon(call->conn);
+        return error;
+}
+
 static int call_send(VarlinkCall *call, json_object *message, bool final) {
         _cleanup_(json_object_putp) json_object *m = message;
         _cleanup_free_ int *fds = NULL;
@@ -1148,7 +1156,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
         if (!text) {
                 close_many(fds, n_fds);
-                return -ENOMEM;
+                return call_send_failed(call, -ENOMEM);
         }
 #if VARLINK_VALIDATE_REPLIES
         if (!text_is_utf8(text, len))
@@ -1160,7 +1168,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 n_fds = 0;
                 r = reply_too_large(call, len + 1, &m);
                 if (r < 0)
-                        return r;
+                        return call_send_failed(call, r);
                 /* A notification so replaced ends its call as a final answer would (through the
                  * interceptor, if any), and its sender learns that the call is over. */
                 if (!final) {
@@ -1170,7 +1178,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
                                                          &len);
                 if (!text)
-                        return -ENOMEM;
+                        return call_send_failed(call, -ENOMEM);
         }
 
         if (call_is_head(call)) {
@@ -1210,7 +1218,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 if (!o || !(o->text = strndup(text, len))) {
                         free(o);
                         close_many(fds, n_fds);
-                        return -ENOMEM;
+                        return call_send_failed(call, -ENOMEM);
                 }
                 o->len = len;
                 o->error = final && json_object_object_get_ex(m, "error", NULL);
