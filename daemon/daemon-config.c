@@ -420,23 +420,26 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                 st.message = "MaxOutputSize must not be smaller than MaxMessageSize";
                 r = -EINVAL;
         }
-        if (r >= 0 && copy.limits.max_buffered_per_uid < copy.limits.max_output_size) {
-                /* A uid's budget must hold at least what one of its connections may. */
+        if (r >= 0 && copy.limits.max_buffered_per_uid < copy.limits.max_message_size + copy.limits.max_output_size) {
+                /* A uid's budget must hold what one of its connections may: a connection's
+                 * input never exceeds MaxMessageSize (varlink_stream_read()), its queued
+                 * replies MaxOutputSize. */
                 line = 0;
-                st.message = "MaxBufferedPerUid must not be smaller than MaxOutputSize";
+                st.message = "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize";
                 r = -EINVAL;
         }
-        if (r >= 0 && copy.limits.max_buffered < copy.limits.max_output_size) {
+        if (r >= 0 && copy.limits.max_buffered < copy.limits.max_message_size + copy.limits.max_output_size) {
                 /* All clients' budget must hold at least what one connection may. */
                 line = 0;
-                st.message = "MaxBuffered must not be smaller than MaxOutputSize";
+                st.message = "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize";
                 r = -EINVAL;
         }
-        if (r >= 0 && (copy.limits.max_fds_per_uid < copy.limits.max_fds_per_message ||
-                       (copy.limits.max_fds > 0 && copy.limits.max_fds < copy.limits.max_fds_per_message))) {
-                /* A client must be able to send one message with all the fds it may carry. */
+        if (r >= 0 && (copy.limits.max_fds_per_uid < 2 * copy.limits.max_fds_per_message ||
+                       (copy.limits.max_fds > 0 && copy.limits.max_fds < 2 * copy.limits.max_fds_per_message))) {
+                /* A connection may park the fds of two messages: one complete, waiting for its
+                 * turn, and the start of the next, read with its end. */
                 line = 0;
-                st.message = "MaxFdsPerUid and MaxFds (unless 0) must not be smaller than MaxFdsPerMessage";
+                st.message = "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage";
                 r = -EINVAL;
         }
         if (r < 0) {
