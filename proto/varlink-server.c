@@ -150,6 +150,7 @@ struct VarlinkConn {
         bool write_queued; /* in the server's write_queue, holding a reference */
         bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
         bool admin;        /* accepted by a VARLINK_LISTEN_ADMIN listener */
+        uint64_t idle_since; /* monotonic µs: its last complete message, or its last call answered */
 
         TAILQ_HEAD(, VarlinkCall) calls;
         STAILQ_HEAD(, SentWaiter) sent_waiters; /* in stream order */
@@ -175,6 +176,7 @@ struct VarlinkServer {
         VarlinkConnectFunc on_connect;
         VarlinkDisconnectFunc on_disconnect;
         VarlinkRefusalFunc on_refusal;
+        VarlinkConnHoldsFunc holds;
 
         Interface *interfaces;
         size_t n_interfaces, allocated_interfaces;
@@ -429,6 +431,10 @@ void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFun
 
 void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on_refusal) {
         s->on_refusal = on_refusal;
+}
+
+void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc holds) {
+        s->holds = holds;
 }
 
 static void refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call, const char *error) {
@@ -922,6 +928,9 @@ static void conn_complete_calls(VarlinkConn *c) {
                         return;
                 }
         }
+
+        if (TAILQ_EMPTY(&c->calls))
+                c->idle_since = now_monotonic_usec();
 
         /* A connection marked for closing goes once its last reply has left. */
         if (c->closing && TAILQ_EMPTY(&c->calls)) {
@@ -1760,6 +1769,7 @@ static void conn_process(VarlinkConn *c) {
                         c->called = true;
                         (void) event_del(c->ev_idle);
                 }
+                c->idle_since = now_monotonic_usec();
                 dispatch(c, message, size, fds, n_fds);
                 (void) conn_account(c);
         }
@@ -2142,6 +2152,51 @@ void varlink_conn_close(VarlinkConn *c) {
                 conn_disconnect_soon(c);
 }
 
+/* Whether c is idle for IdleTimeoutSec= and holds nothing: no call in flight (a subscription is
+ * one), nothing buffered either way, nothing its server's user keeps for it. */
+static bool conn_is_idle_and_empty(VarlinkConn *c, uint64_t now) {
+        VarlinkServer *s = c->server;
+
+        return !c->admin && c->connected && !c->failing && !c->closing && TAILQ_EMPTY(&c->calls) &&
+               c->buffered == 0 && c->n_fds == 0 && varlink_stream_get_input_size(c->stream) == 0 &&
+               now - c->idle_since >= s->limits.idle_timeout_sec * 1000000ULL &&
+               !s->holds(c, s->userdata);
+}
+
+/* SECURITY: clients that connected, called once and stay (as VMMs do: no timeout closes those)
+ * could hold every MaxConnections= slot, a few uids (a rootless container's subordinate ones)
+ * enough for all. Full, the server closes for a newcomer one such connection that is idle for
+ * IdleTimeoutSec= and would lose nothing, of the uid that holds the most: the one idle
+ * longest. */
+static bool server_close_an_idle_connection(VarlinkServer *s) {
+        const UidCount *top = NULL;
+        VarlinkConn *victim = NULL, *c;
+        uint64_t now;
+
+        if (!s->holds || s->limits.idle_timeout_sec == 0)
+                return false;
+        for (size_t k = 0; k < s->n_uids; k++)
+                if (!top || s->uids[k].n - s->uids[k].n_admin > top->n - top->n_admin)
+                        top = &s->uids[k];
+        if (!top)
+                return false;
+        now = now_monotonic_usec();
+        TAILQ_FOREACH(c, &s->conns, entry)
+                if (c->peer.uid == top->uid && (!victim || c->idle_since < victim->idle_since) &&
+                    conn_is_idle_and_empty(c, now))
+                        victim = c;
+        if (!victim)
+                return false;
+        log_debug("Connection limit (%u) reached: closing a connection of uid %u idle for %" PRIu64 " s, the uid "
+                  "holding the most (%u).",
+                  s->limits.max_connections, victim->peer.uid, (uint64_t) ((now - victim->idle_since) / 1000000U),
+                  top->n - top->n_admin);
+        s->n_timed_out++;
+        refused(s, &victim->peer, victim, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
+        conn_disconnect(victim);
+        return true;
+}
+
 /* SECURITY: admission control happens before any byte of the peer is read. The admin
  * listeners' connections have a budget of their own: anyone may connect to the guest socket,
  * and a few uids filling MaxConnections= (a rootless container's subordinate uids) must not
@@ -2157,15 +2212,16 @@ static int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin) {
                 return log_debug_errno(-EUSERS, "Admin connection limit (%u) reached, refusing uid %u.",
                                        s->limits.max_admin_connections, peer->uid);
         }
-        if (s->n_conns - s->n_admin_conns >= s->limits.max_connections) {
-                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
-                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_connections, peer->uid);
-        }
         if (u && u->n - u->n_admin >= s->limits.max_connections_per_uid) {
                 refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
                 return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
                                        s->limits.max_connections_per_uid, peer->uid);
+        }
+        /* Last: closing an idle connection for it may move the uids' counts (u). */
+        if (s->n_conns - s->n_admin_conns >= s->limits.max_connections && !server_close_an_idle_connection(s)) {
+                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections, peer->uid);
         }
         return 0;
 }
@@ -2200,6 +2256,7 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
         c->peer = peer;
         c->interfaces = interfaces;
         c->admin = admin;
+        c->idle_since = now_monotonic_usec();
         c->hangup_fd = -EBADF;
         TAILQ_INIT(&c->calls);
         STAILQ_INIT(&c->sent_waiters);

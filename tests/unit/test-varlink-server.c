@@ -92,6 +92,8 @@ typedef struct TestServer {
         unsigned echo_bound_fds;
         char sent_log[256];   /* what the sent callbacks of Sent's calls got, in order: "0 -107 " */
         bool count_rounds;    /* set before server_start(): rounds counts the loop's rounds */
+        bool with_holds;      /* set before server_start(): the server asks on_holds() */
+        bool conn_holds;      /* what on_holds() says of every connection */
         struct event *round_event;
         unsigned rounds;
 } TestServer;
@@ -458,6 +460,10 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
                 varlink_call_set_interceptor(call, on_intercepted_refusal, NULL);
 }
 
+static bool on_holds(VarlinkConn *c, void *userdata) {
+        return __atomic_load_n(&ts.conn_holds, __ATOMIC_ACQUIRE);
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *userdata) {
         event_base_loopbreak(ts.base);
 }
@@ -518,6 +524,8 @@ static void server_start(const VarlinkLimits *limits) {
         ts.n_disconnects = 0;
         varlink_server_set_refusal_callback(ts.server, on_refusal);
         varlink_server_set_connection_callbacks(ts.server, NULL, on_disconnect);
+        if (ts.with_holds)
+                varlink_server_set_holds_callback(ts.server, on_holds);
 
         ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
         ts.stop_event = event_new(ts.base, ts.stop_pipe[0], EV_READ, on_stop, NULL);
@@ -554,6 +562,7 @@ static void server_stop(void) {
         if (ts.admin_listener)
                 unlink(ts.admin_path);
         ts.admin_listener = false;
+        ts.with_holds = ts.conn_holds = false;
         rmdir(ts.dir);
 }
 
@@ -2646,7 +2655,7 @@ TEST(admin_connections_are_counted_apart) {
         fd = raw_connect();
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
-        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted)\n");
 
         for (unsigned i = 0; i < 2; i++) {
                 ASSERT_OK(varlink_client_connect(ts.admin_path, &admin[i]));
@@ -2663,13 +2672,71 @@ TEST(admin_connections_are_counted_apart) {
         ASSERT_TRUE(wait_n_connections(3));
         guest[0] = client_new();
         expect_echo(guest[0]);
-        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted)\n"
                                   VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
         for (unsigned i = 0; i < 2; i++) {
                 varlink_client_free(guest[i]);
                 varlink_client_free(admin[i]);
         }
         server_stop();
+}
+
+/* A connection that called once and stays idle is never timed out (VMMs hold theirs), but with
+ * MaxConnections= reached, one idle for IdleTimeoutSec= that holds nothing (no call in flight,
+ * nothing buffered, nothing its server's user keeps) is closed for a newcomer: the one idle
+ * longest of the uid that holds the most. */
+TEST(full_server_closes_an_idle_connection_for_a_new_one) {
+        static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int a, b, busy, fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+        l.max_connections = 3;
+        l.idle_timeout_sec = 1;
+        ts.with_holds = true;
+        server_start(&l);
+        a = raw_connect_as(65534);
+        raw_call(a, echo);
+        ASSERT_NOT_NULL(raw_recv(a));
+        b = raw_connect_as(65534);
+        raw_call(b, echo);
+        ASSERT_NOT_NULL(raw_recv(b));
+        busy = raw_connect();
+        raw_call(busy, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":3}}");
+        ASSERT_TRUE(wait_n_connections(3));
+
+        /* Idle for less than IdleTimeoutSec=: the newcomer is refused. */
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        usleep(1100000);
+        /* Idle for long enough, but holding something. */
+        __atomic_store_n(&ts.conn_holds, true, __ATOMIC_RELEASE);
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+
+        /* Holding nothing: nobody's connection idle longest goes (not root's, which has a call in
+         * flight anyway), on record. */
+        __atomic_store_n(&ts.conn_holds, false, __ATOMIC_RELEASE);
+        fd = raw_connect();
+        raw_call(fd, echo);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(raw_closed_soon(a));
+        ASSERT_FALSE(raw_closed_soon(b));
+        ASSERT_FALSE(raw_closed_soon(busy));
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_IDLE_TIMEOUT " - (another peer)\n");
+        close(a);
+        close(b);
+        close(busy);
+        close(fd);
+        server_stop();
+        ASSERT_EQ(ts.n_timed_out, 1U);
 }
 
 /* Whatever the server refuses on its own is reported by name, calls before their answer. */
