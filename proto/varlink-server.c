@@ -1218,6 +1218,10 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                  * earlier call's answer lets it go (call_flush_outputs()). */
                 if (varlink_stream_get_output_size(c->stream) + c->held_output + len + 1 >
                     MAX(c->server->limits.max_output_size, call->reply_room)) {
+                        log_debug("Dropping client connection (%s): a reply of %zu bytes to %s would wait "
+                                  "behind %zu queued and %zu held.",
+                                  VARLINK_REFUSED_REPLIES_NOT_READ, len + 1, call->method,
+                                  varlink_stream_get_output_size(c->stream), c->held_output);
                         close_many(fds, n_fds);
                         refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect_soon(c);

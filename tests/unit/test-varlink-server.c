@@ -20,6 +20,7 @@
 #include "harness.h"
 #include "json-util.h"
 #include "log-capture.h"
+#include "log.h"
 #include "varlink-client.h"
 #include "varlink-errors.h"
 #include "varlink-message.h"
@@ -1769,14 +1770,16 @@ TEST(replies_admitted_behind_a_call_are_sent_after_its_answer) {
  * fit is refused by name, before anything is sent, and not dropped silently once it is let go. */
 TEST(replies_waiting_behind_a_call_count_their_nuls) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
-        _cleanup_free_ char *call = echo_call_1041();
-        int fd;
+        _cleanup_free_ char *call = echo_call_1041(), *log = NULL;
+        int fd, saved;
 
         l.max_message_size = 16 * 1024;
         l.max_output_size = 64 * 1024;
         server_start(&l);
         ts.n_echoed = 0;
 
+        log_set_max_level(LOG_DEBUG);
+        saved = log_capture_begin();
         fd = raw_connect();
         raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}");
         /* 62 x 1041 bytes fit into 64 KiB, 63 do not (without the NULs, 63 x 1040 would). */
@@ -1786,7 +1789,11 @@ TEST(replies_waiting_behind_a_call_count_their_nuls) {
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
         ASSERT_TRUE(wait_n_connections(0));
+        log = log_capture_end(saved);
+        log_set_max_level(LOG_INFO);
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_REPLIES_NOT_READ " -\n");
+        ASSERT_NOT_NULL(strstr(log, "Dropping client connection (" VARLINK_REFUSED_REPLIES_NOT_READ "): a reply of 1041 "
+                                    "bytes to io.tsmd.Test.Echo would wait behind 0 queued and 64542 held."));
         server_stop();
 }
 
