@@ -87,6 +87,7 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MaxPendingCalls", CONFIG_UNSIGNED, limits.max_pending_calls, 1, 65536),
         ITEM("Varlink", "MaxConnections", CONFIG_UNSIGNED, limits.max_connections, 1, 1U << 20),
         ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),
+        ITEM("Varlink", "MaxAdminConnections", CONFIG_UNSIGNED, limits.max_admin_connections, 1, 1U << 16),
         ITEM("Varlink", "MaxBufferedPerUid", CONFIG_SIZE_T, limits.max_buffered_per_uid, 64, 1ULL << 34),
         ITEM("Varlink", "MaxBuffered", CONFIG_SIZE_T, limits.max_buffered, 64, 1ULL << 36),
         ITEM("Varlink", "MaxFdsPerUid", CONFIG_UNSIGNED, limits.max_fds_per_uid, 0, 1U << 20),
@@ -419,23 +420,26 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                 st.message = "MaxOutputSize must not be smaller than MaxMessageSize";
                 r = -EINVAL;
         }
-        if (r >= 0 && copy.limits.max_buffered_per_uid < copy.limits.max_output_size) {
-                /* A uid's budget must hold at least what one of its connections may. */
+        if (r >= 0 && copy.limits.max_buffered_per_uid < copy.limits.max_message_size + copy.limits.max_output_size) {
+                /* A uid's budget must hold what one of its connections may: a connection's
+                 * input never exceeds MaxMessageSize (varlink_stream_read()), its queued
+                 * replies MaxOutputSize. */
                 line = 0;
-                st.message = "MaxBufferedPerUid must not be smaller than MaxOutputSize";
+                st.message = "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize";
                 r = -EINVAL;
         }
-        if (r >= 0 && copy.limits.max_buffered < copy.limits.max_output_size) {
+        if (r >= 0 && copy.limits.max_buffered < copy.limits.max_message_size + copy.limits.max_output_size) {
                 /* All clients' budget must hold at least what one connection may. */
                 line = 0;
-                st.message = "MaxBuffered must not be smaller than MaxOutputSize";
+                st.message = "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize";
                 r = -EINVAL;
         }
-        if (r >= 0 && (copy.limits.max_fds_per_uid < copy.limits.max_fds_per_message ||
-                       (copy.limits.max_fds > 0 && copy.limits.max_fds < copy.limits.max_fds_per_message))) {
-                /* A client must be able to send one message with all the fds it may carry. */
+        if (r >= 0 && (copy.limits.max_fds_per_uid < 2 * copy.limits.max_fds_per_message ||
+                       (copy.limits.max_fds > 0 && copy.limits.max_fds < 2 * copy.limits.max_fds_per_message))) {
+                /* A connection may park the fds of two messages: one complete, waiting for its
+                 * turn, and the start of the next, read with its end. */
                 line = 0;
-                st.message = "MaxFdsPerUid and MaxFds (unless 0) must not be smaller than MaxFdsPerMessage";
+                st.message = "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage";
                 r = -EINVAL;
         }
         if (r < 0) {

@@ -1416,6 +1416,10 @@ void guest_client_get_stats(const GuestClient *c, unsigned *ret_contexts, unsign
         *ret_calls = c->ops.n_answered;
 }
 
+bool guest_client_holds_state(const GuestClient *c) {
+        return c->n_contexts > 0 || c->watch || !TAILQ_EMPTY(&c->pending) || !LIST_EMPTY(&c->changes);
+}
+
 const PeerIdentity *guest_client_get_identity(const GuestClient *c) {
         return &c->identity;
 }

@@ -58,6 +58,9 @@ void guest_foreach_vdevice(Manager *m, GuestVDeviceFunc f, void *userdata);
 GuestClient *guest_client_next(Manager *m, GuestClient *prev);
 void guest_client_get_stats(const GuestClient *c, unsigned *ret_contexts, unsigned *ret_vdevices,
                             uint64_t *ret_calls);
+/* Whether closing its connection would lose something: a context (and its vDevices), the
+ * WatchEvents subscription, a request or change in flight. */
+bool guest_client_holds_state(const GuestClient *c);
 
 /* The identity taken when the connection was accepted. */
 const struct PeerIdentity *guest_client_get_identity(const GuestClient *c);

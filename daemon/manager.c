@@ -585,6 +585,14 @@ static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         manager_update_status(m);
 }
 
+/* Whether an idle connection may be closed for a new one when MaxConnections= is reached: not
+ * if that would end what the client made (its contexts die with its connection). */
+static bool on_holds(VarlinkConn *c, void *userdata) {
+        const GuestClient *g = varlink_conn_get_userdata(c);
+
+        return !g || guest_client_holds_state(g);
+}
+
 int manager_new(const char *config_path, bool config_optional, int channel, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         const char *missing = NULL;
@@ -646,6 +654,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
                 return r;
         varlink_server_set_userdata(m->server, m);
         varlink_server_set_connection_callbacks(m->server, on_connect, on_disconnect);
+        varlink_server_set_holds_callback(m->server, on_holds);
         refusals_setup(m);
 
         r = service_methods_register(m);

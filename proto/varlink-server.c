@@ -53,7 +53,8 @@ typedef struct Method {
 
 typedef struct UidCount {
         uid_t uid;
-        unsigned n;
+        unsigned n;       /* connections, n_admin of them through VARLINK_LISTEN_ADMIN listeners */
+        unsigned n_admin;
         size_t buffered; /* over its connections: see conn_account() */
         size_t n_fds;    /* received fds parked on unfinished messages, likewise */
 } UidCount;
@@ -148,13 +149,15 @@ struct VarlinkConn {
         bool read_paused;
         bool write_queued; /* in the server's write_queue, holding a reference */
         bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
+        bool admin;        /* accepted by a VARLINK_LISTEN_ADMIN listener */
+        uint64_t idle_since; /* monotonic µs: its last complete message, or its last call answered */
 
         TAILQ_HEAD(, VarlinkCall) calls;
         STAILQ_HEAD(, SentWaiter) sent_waiters; /* in stream order */
         unsigned n_calls;
         unsigned n_streaming;
         unsigned n_postponed; /* its calls postponed: nothing after them is dispatched */
-        size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs) */
+        size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs), NULs included */
         size_t held_input;  /* bytes of messages its calls still hold (until answered) */
         size_t buffered;    /* what conn_account() last counted for it in its uid's total */
         size_t buffered_peak;
@@ -173,6 +176,7 @@ struct VarlinkServer {
         VarlinkConnectFunc on_connect;
         VarlinkDisconnectFunc on_disconnect;
         VarlinkRefusalFunc on_refusal;
+        VarlinkConnHoldsFunc holds;
 
         Interface *interfaces;
         size_t n_interfaces, allocated_interfaces;
@@ -197,6 +201,7 @@ struct VarlinkServer {
 
         TAILQ_HEAD(, VarlinkConn) conns;
         unsigned n_conns;
+        unsigned n_admin_conns; /* of n_conns, those of VARLINK_LISTEN_ADMIN listeners */
         UidCount *uids;
         size_t n_uids, allocated_uids;
         size_t buffered;  /* over all connections: see conn_account() */
@@ -322,7 +327,7 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         /* Each limit must allow at least the smallest useful value. */
         if (l->max_message_size < VARLINK_MAX_MESSAGE_SIZE_MIN || l->max_output_size < l->max_message_size ||
             l->max_depth < 2 || l->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX || l->max_pending_calls < 1 ||
-            l->max_connections < 1 || l->max_connections_per_uid < 1 ||
+            l->max_connections < 1 || l->max_connections_per_uid < 1 || l->max_admin_connections < 1 ||
             l->max_buffered_per_uid < MAX(l->max_message_size, l->max_output_size) ||
             l->max_buffered < MAX(l->max_message_size, l->max_output_size) ||
             l->max_fds_per_uid < l->max_fds_per_message || (l->max_fds > 0 && l->max_fds < l->max_fds_per_message))
@@ -426,6 +431,10 @@ void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFun
 
 void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on_refusal) {
         s->on_refusal = on_refusal;
+}
+
+void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc holds) {
+        s->holds = holds;
 }
 
 static void refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call, const char *error) {
@@ -585,19 +594,70 @@ static UidCount *uid_count(VarlinkServer *s, uid_t uid) {
         return NULL;
 }
 
+/* What a connection or a uid holds: bytes, or fds. */
+static size_t conn_held(const VarlinkConn *c, bool fds) {
+        return fds ? c->n_fds : c->buffered;
+}
+
+static size_t uid_held(const UidCount *u, bool fds) {
+        return fds ? u->n_fds : u->buffered;
+}
+
+/* The connection to drop when all clients together hold too much: one of the uid that holds the
+ * most (on a tie, c's), c itself if it is that uid's (its read or reply crossed the limit), else
+ * that uid's largest. */
+static VarlinkConn *server_largest_holder(VarlinkServer *s, VarlinkConn *c, bool fds) {
+        const UidCount *top = uid_count(s, c->peer.uid);
+        VarlinkConn *best = NULL, *i;
+
+        for (size_t k = 0; k < s->n_uids; k++)
+                if (uid_held(&s->uids[k], fds) > uid_held(top, fds))
+                        top = &s->uids[k];
+        if (top->uid == c->peer.uid)
+                return c;
+        TAILQ_FOREACH(i, &s->conns, entry)
+                if (i->peer.uid == top->uid && !i->failing && (!best || conn_held(i, fds) > conn_held(best, fds)))
+                        best = i;
+        return best;
+}
+
+/* SECURITY: past MaxBuffered= (fds: the fd budget), the connections that hold the most go, not
+ * whichever read crossed the limit: else a few uids parking unfinished messages near their own
+ * limits would make every other client's next call its last. Each one dropped is refused by name
+ * under its own uid. -ENOSPC (-ENFILE) if c itself is the one to go: its caller refuses it. */
+static int server_make_room(VarlinkServer *s, VarlinkConn *c, bool fds) {
+        const char *error = fds ? VARLINK_REFUSED_TOO_MANY_FDS : VARLINK_REFUSED_TOO_MUCH_BUFFERED;
+
+        while (fds ? s->n_fds > s->fd_budget : s->buffered > s->limits.max_buffered) {
+                VarlinkConn *v = server_largest_holder(s, c, fds);
+
+                if (!v || v == c)
+                        return fds ? -ENFILE : -ENOSPC;
+                log_debug("Dropping client connection (%s) of uid %u, holding the most (%zu bytes, %zu fds; its uid "
+                          "%zu and %zu), to make room for uid %u.",
+                          error, v->peer.uid, v->buffered, v->n_fds, uid_count(s, v->peer.uid)->buffered,
+                          uid_count(s, v->peer.uid)->n_fds, c->peer.uid);
+                refused(s, &v->peer, v, NULL, error);
+                conn_disconnect_soon(v);
+        }
+        return 0;
+}
+
 /* Counts what the connection buffers now (unparsed input, messages its calls hold, queued
  * output, replies waiting behind an earlier call) and the fds parked on its unfinished
- * message or held by its postponed calls into its uid's totals and the server's. Returns -ENOBUFS if its uid's bytes are
- * past the limit, -ENOSPC if everybody's are, -EMFILE if its uid's fds are, -ENFILE if
- * everybody's are. */
+ * message or held by its postponed calls into its uid's totals and the server's; one being
+ * dropped (failing) holds nothing any more. Returns -ENOBUFS if its uid's bytes are past the
+ * limit, -EMFILE if its uid's fds are; past everybody's, -ENOSPC (bytes) or -ENFILE (fds) if
+ * it is the connection to drop (server_make_room()). */
 static int conn_account(VarlinkConn *c) {
         VarlinkServer *s = c->server;
         UidCount *u = uid_count(s, c->peer.uid);
         size_t now = 0, n_fds = 0;
+        int r;
 
         if (!u)
                 return 0;
-        if (c->stream) {
+        if (c->stream && !c->failing) {
                 now = varlink_stream_get_input_size(c->stream) + varlink_stream_get_output_size(c->stream) +
                       c->held_output + c->held_input;
                 n_fds = varlink_stream_get_input_n_fds(c->stream) + c->held_fds;
@@ -609,16 +669,17 @@ static int conn_account(VarlinkConn *c) {
         u->n_fds = u->n_fds - c->n_fds + n_fds;
         s->n_fds = s->n_fds - c->n_fds + n_fds;
         c->n_fds = n_fds;
+        if (c->failing)
+                return 0;
 
         if (u->buffered > s->limits.max_buffered_per_uid)
                 return -ENOBUFS;
-        if (s->buffered > s->limits.max_buffered)
-                return -ENOSPC;
         if (u->n_fds > s->limits.max_fds_per_uid)
                 return -EMFILE;
-        if (s->n_fds > s->fd_budget)
-                return -ENFILE;
-        return 0;
+        r = server_make_room(s, c, false);
+        if (r < 0)
+                return r;
+        return server_make_room(s, c, true);
 }
 
 /* The refusal that conn_account()'s error names. */
@@ -795,7 +856,7 @@ VarlinkCall *varlink_call_unref(VarlinkCall *call) {
 
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
-                call->conn->held_output -= o->len;
+                call->conn->held_output -= o->len + 1;
                 output_free(o);
         }
         call_sent_done(call, -ENOTCONN);
@@ -851,6 +912,7 @@ static bool call_is_head(const VarlinkCall *call) {
 /* Pops answered calls off the head of the queue; their successors may now send. */
 static void conn_complete_calls(VarlinkConn *c) {
         VarlinkCall *call;
+        int r;
 
         while ((call = TAILQ_FIRST(&c->calls)) && call->answered && !call->intercepted && STAILQ_EMPTY(&call->outputs)) {
                 TAILQ_REMOVE(&c->calls, call, entry);
@@ -859,11 +921,16 @@ static void conn_complete_calls(VarlinkConn *c) {
                 varlink_call_unref(call);
 
                 call = TAILQ_FIRST(&c->calls);
-                if (call && call_flush_outputs(call) < 0) {
+                r = call ? call_flush_outputs(call) : 0;
+                if (r < 0) {
+                        log_debug_errno(r, "Failed to queue held replies, disconnecting: %m");
                         conn_disconnect_soon(c);
                         return;
                 }
         }
+
+        if (TAILQ_EMPTY(&c->calls))
+                c->idle_since = now_monotonic_usec();
 
         /* A connection marked for closing goes once its last reply has left. */
         if (c->closing && TAILQ_EMPTY(&c->calls)) {
@@ -940,10 +1007,13 @@ static int call_flush_outputs(VarlinkCall *call) {
 
         while ((o = STAILQ_FIRST(&call->outputs))) {
                 STAILQ_REMOVE_HEAD(&call->outputs, entry);
-                c->held_output -= o->len;
+                c->held_output -= o->len + 1;
                 error = o->error;
+                /* Admitted against MaxOutputSize=, MaxMessageSize= and MaxFdsPerMessage= when it
+                 * was held (call_send()): what queued meanwhile ahead of it (the earlier call's
+                 * answer) or a reload does not take it back from a client that reads. */
                 r = varlink_stream_enqueue_text_full(c->stream, o->text, o->len, TAKE_PTR(o->fds), o->n_fds,
-                                                     call->reply_room, call->reply_room_fds);
+                                                     SIZE_MAX, UINT_MAX);
                 o->n_fds = 0;
                 output_free(o);
                 if (r < 0)
@@ -1044,6 +1114,14 @@ static int reply_too_large(VarlinkCall *call, size_t size, json_object **m) {
         return 0;
 }
 
+/* Nothing of a reply could be queued (out of memory): its client would wait for it for ever, or,
+ * a final answer being given, take the next call's for it. It loses its connection instead. */
+static int call_send_failed(VarlinkCall *call, int error) {
+        log_warning_errno(error, "Cannot queue a reply to %s, dropping the connection: %m", call->method);
+        conn_disconnect_soon(call->conn);
+        return error;
+}
+
 static int call_send(VarlinkCall *call, json_object *message, bool final) {
         _cleanup_(json_object_putp) json_object *m = message;
         _cleanup_free_ int *fds = NULL;
@@ -1087,7 +1165,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
         if (!text) {
                 close_many(fds, n_fds);
-                return -ENOMEM;
+                return call_send_failed(call, -ENOMEM);
         }
 #if VARLINK_VALIDATE_REPLIES
         if (!text_is_utf8(text, len))
@@ -1099,7 +1177,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 n_fds = 0;
                 r = reply_too_large(call, len + 1, &m);
                 if (r < 0)
-                        return r;
+                        return call_send_failed(call, r);
                 /* A notification so replaced ends its call as a final answer would (through the
                  * interceptor, if any), and its sender learns that the call is over. */
                 if (!final) {
@@ -1109,7 +1187,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
                                                          &len);
                 if (!text)
-                        return -ENOMEM;
+                        return call_send_failed(call, -ENOMEM);
         }
 
         if (call_is_head(call)) {
@@ -1135,8 +1213,15 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         } else {
                 Output *o;
 
-                /* Waiting for an earlier call counts against what a slow reader may have queued. */
-                if (c->held_output + len + 1 > MAX(c->server->limits.max_output_size, call->reply_room)) {
+                /* Waiting for an earlier call counts against what a slow reader may have queued,
+                 * with what is queued already: admitted here, it is not checked again when the
+                 * earlier call's answer lets it go (call_flush_outputs()). */
+                if (varlink_stream_get_output_size(c->stream) + c->held_output + len + 1 >
+                    MAX(c->server->limits.max_output_size, call->reply_room)) {
+                        log_debug("Dropping client connection (%s): a reply of %zu bytes to %s would wait "
+                                  "behind %zu queued and %zu held.",
+                                  VARLINK_REFUSED_REPLIES_NOT_READ, len + 1, call->method,
+                                  varlink_stream_get_output_size(c->stream), c->held_output);
                         close_many(fds, n_fds);
                         refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect_soon(c);
@@ -1146,14 +1231,14 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 if (!o || !(o->text = strndup(text, len))) {
                         free(o);
                         close_many(fds, n_fds);
-                        return -ENOMEM;
+                        return call_send_failed(call, -ENOMEM);
                 }
                 o->len = len;
                 o->error = final && json_object_object_get_ex(m, "error", NULL);
                 o->fds = TAKE_PTR(fds);
                 o->n_fds = n_fds;
                 STAILQ_INSERT_TAIL(&call->outputs, o, entry);
-                c->held_output += len;
+                c->held_output += len + 1;
                 r = conn_account(c);
                 if (r < 0) {
                         refused(c->server, &c->peer, c, NULL, account_refusal(r));
@@ -1688,6 +1773,7 @@ static void conn_process(VarlinkConn *c) {
                         c->called = true;
                         (void) event_del(c->ev_idle);
                 }
+                c->idle_since = now_monotonic_usec();
                 dispatch(c, message, size, fds, n_fds);
                 (void) conn_account(c);
         }
@@ -1927,6 +2013,7 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
 
         TAILQ_REMOVE(&s->conns, c, entry);
         s->n_conns--;
+        s->n_admin_conns -= c->admin;
         if (c->write_queued)
                 TAILQ_REMOVE(&s->write_queue, c, write_entry);
         u = uid_count(s, c->peer.uid);
@@ -1939,6 +2026,8 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         c->buffered = c->n_fds = 0;
         if (c->buffered_peak >= TRIM_AFTER_BUFFERED)
                 heap_trim_soon(s);
+        if (u)
+                u->n_admin -= c->admin;
         if (u && --u->n == 0)
                 *u = s->uids[--s->n_uids];
 
@@ -1997,6 +2086,8 @@ static void conn_disconnect_soon(VarlinkConn *c) {
         if (!c->connected || c->failing)
                 return;
         c->failing = true;
+        /* What it holds goes with it: not counted against anyone meanwhile. */
+        (void) conn_account(c);
         (void) event_del(c->ev_read);
         (void) event_del(c->ev_write);
         if (c->ev_hangup)
@@ -2065,7 +2156,81 @@ void varlink_conn_close(VarlinkConn *c) {
                 conn_disconnect_soon(c);
 }
 
-static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
+/* Whether c is idle for IdleTimeoutSec= and holds nothing: no call in flight (a subscription is
+ * one), nothing buffered either way, nothing its server's user keeps for it. */
+static bool conn_is_idle_and_empty(VarlinkConn *c, uint64_t now) {
+        VarlinkServer *s = c->server;
+
+        return !c->admin && c->connected && !c->failing && !c->closing && TAILQ_EMPTY(&c->calls) &&
+               c->buffered == 0 && c->n_fds == 0 && varlink_stream_get_input_size(c->stream) == 0 &&
+               now - c->idle_since >= s->limits.idle_timeout_sec * 1000000ULL &&
+               !s->holds(c, s->userdata);
+}
+
+/* SECURITY: clients that connected, called once and stay (as VMMs do: no timeout closes those)
+ * could hold every MaxConnections= slot, a few uids (a rootless container's subordinate ones)
+ * enough for all. Full, the server closes for a newcomer one such connection that is idle for
+ * IdleTimeoutSec= and would lose nothing, of the uid that holds the most: the one idle
+ * longest. */
+static bool server_close_an_idle_connection(VarlinkServer *s) {
+        const UidCount *top = NULL;
+        VarlinkConn *victim = NULL, *c;
+        uint64_t now;
+
+        if (!s->holds || s->limits.idle_timeout_sec == 0)
+                return false;
+        for (size_t k = 0; k < s->n_uids; k++)
+                if (!top || s->uids[k].n - s->uids[k].n_admin > top->n - top->n_admin)
+                        top = &s->uids[k];
+        if (!top)
+                return false;
+        now = now_monotonic_usec();
+        TAILQ_FOREACH(c, &s->conns, entry)
+                if (c->peer.uid == top->uid && (!victim || c->idle_since < victim->idle_since) &&
+                    conn_is_idle_and_empty(c, now))
+                        victim = c;
+        if (!victim)
+                return false;
+        log_debug("Connection limit (%u) reached: closing a connection of uid %u idle for %" PRIu64 " s, the uid "
+                  "holding the most (%u).",
+                  s->limits.max_connections, victim->peer.uid, (uint64_t) ((now - victim->idle_since) / 1000000U),
+                  top->n - top->n_admin);
+        s->n_timed_out++;
+        refused(s, &victim->peer, victim, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
+        conn_disconnect(victim);
+        return true;
+}
+
+/* SECURITY: admission control happens before any byte of the peer is read. The admin
+ * listeners' connections have a budget of their own: anyone may connect to the guest socket,
+ * and a few uids filling MaxConnections= (a rootless container's subordinate uids) must not
+ * lock the administrator out; nor must an administrator's uid, root, be refused there for the
+ * connections its VMMs hold. */
+static int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin) {
+        const UidCount *u = uid_count(s, peer->uid);
+
+        if (admin) {
+                if (s->n_admin_conns < s->limits.max_admin_connections)
+                        return 0;
+                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                return log_debug_errno(-EUSERS, "Admin connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_admin_connections, peer->uid);
+        }
+        if (u && u->n - u->n_admin >= s->limits.max_connections_per_uid) {
+                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+                return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections_per_uid, peer->uid);
+        }
+        /* Last: closing an idle connection for it may move the uids' counts (u). */
+        if (s->n_conns - s->n_admin_conns >= s->limits.max_connections && !server_close_an_idle_connection(s)) {
+                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections, peer->uid);
+        }
+        return 0;
+}
+
+static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin) {
         _cleanup_close_ int fd_owned = fd;
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
@@ -2076,18 +2241,10 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &sl) < 0)
                 return negative_errno();
 
-        /* SECURITY: admission control happens before any byte of the peer is read. */
-        if (s->n_conns >= s->limits.max_connections) {
-                refused(s, &peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
-                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_connections, peer.uid);
-        }
+        r = conn_admit(s, &peer, admin);
+        if (r < 0)
+                return r;
         u = uid_count(s, peer.uid);
-        if (u && u->n >= s->limits.max_connections_per_uid) {
-                refused(s, &peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
-                return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_connections_per_uid, peer.uid);
-        }
         if (!u) {
                 if (!GREEDY_REALLOC(s->uids, s->allocated_uids, s->n_uids + 1))
                         return -ENOMEM;
@@ -2102,6 +2259,8 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
         c->server = s;
         c->peer = peer;
         c->interfaces = interfaces;
+        c->admin = admin;
+        c->idle_since = now_monotonic_usec();
         c->hangup_fd = -EBADF;
         TAILQ_INIT(&c->calls);
         STAILQ_INIT(&c->sent_waiters);
@@ -2123,7 +2282,9 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces) {
 
         c->connected = true;
         u->n++;
+        u->n_admin += admin;
         s->n_conns++;
+        s->n_admin_conns += admin;
         TAILQ_INSERT_TAIL(&s->conns, c, entry);
 
         if (s->on_connect) {
@@ -2156,7 +2317,7 @@ int varlink_server_add_connection(VarlinkServer *s, int fd) {
                 safe_close(fd);
                 return negative_errno();
         }
-        return conn_new(s, fd, NULL);
+        return conn_new(s, fd, NULL, false);
 }
 
 static void on_listener(evutil_socket_t fd, short what, void *userdata) {
@@ -2180,7 +2341,7 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
                 cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 error = errno;
                 if (cfd >= 0)
-                        (void) conn_new(s, cfd, (const char *const *) l->interfaces);
+                        (void) conn_new(s, cfd, (const char *const *) l->interfaces, l->admin);
                 if (spent)
                         spare_fds_refill(s);
                 if (cfd < 0) {

@@ -42,6 +42,10 @@ typedef void (*VarlinkDisconnectFunc)(VarlinkServer *s, VarlinkConn *c, void *us
  * refused. */
 typedef void (*VarlinkRefusalFunc)(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                                    const char *error, void *userdata);
+/* Whether the server's user keeps anything for the connection that its close would lose (what
+ * it made, a subscription): asked of one that is idle and holds nothing in the server, to close
+ * it for a new one when MaxConnections= is reached. */
+typedef bool (*VarlinkConnHoldsFunc)(VarlinkConn *c, void *userdata);
 
 int varlink_server_new(struct event_base *base, VarlinkServer **ret);
 VarlinkServer *varlink_server_free(VarlinkServer *s);
@@ -69,6 +73,12 @@ void *varlink_server_get_userdata(const VarlinkServer *s);
 void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFunc on_connect,
                                              VarlinkDisconnectFunc on_disconnect);
 void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on_refusal);
+/* With it, a connection past MaxConnections= (not an admin listener's) makes room: the uid that
+ * holds the most connections loses the one idle longest, if one has been idle (no complete
+ * message, no call in flight) for IdleTimeoutSec= or more, has no call in flight, nothing
+ * buffered, and holds nothing by holds(): refused as io.tsmd.IdleTimeout. Without it (or with
+ * IdleTimeoutSec=0), the new connection is refused. */
+void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc holds);
 struct event_base *varlink_server_get_event_base(const VarlinkServer *s);
 
 /* Registers an interface from its IDL text (which must outlive the server). */
@@ -93,7 +103,8 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 int varlink_server_listen_fd(VarlinkServer *s, int fd);
 /* Administration: the server keeps a few spare fds that only connections accepted here may use
  * (for themselves and for what on_connect opens), so that with every other fd of the process
- * taken an admin can still connect, to see and fix what took them. Out of fds (EMFILE,
+ * taken an admin can still connect, to see and fix what took them. Its connections count
+ * against max_admin_connections, not max_connections or max_connections_per_uid. Out of fds (EMFILE,
  * ENFILE), the other listeners wait (a second at a time, or until a connection goes). */
 #define VARLINK_LISTEN_ADMIN (1U << 0)
 

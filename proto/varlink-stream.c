@@ -309,6 +309,10 @@ int varlink_stream_read(VarlinkStream *s) {
                 return 0; /* the caller must consume what is there first */
         if (evbuffer_get_length(s->in) >= s->in_max_message_size)
                 return -EMSGSIZE;
+        /* No more than the message under way may still have: what a connection buffers of its
+         * input never exceeds MaxMessageSize= (its uid's budget, MaxBufferedPerUid=, counts on
+         * it); the rest waits in the socket. */
+        iov.iov_len = MIN(sizeof(chunk), s->in_max_message_size - evbuffer_get_length(s->in));
 
         do
                 n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
@@ -330,7 +334,7 @@ int varlink_stream_read(VarlinkStream *s) {
 
         /* Short: the socket is empty (or the read stopped at an fd boundary; then the next
          * readiness brings the rest). */
-        drained = (size_t) n < sizeof(chunk);
+        drained = (size_t) n < iov.iov_len;
         if (n_fds == 0 && !(mh.msg_flags & MSG_CTRUNC))
                 return drained ? 2 : 1;
 

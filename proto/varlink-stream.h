@@ -24,8 +24,9 @@ typedef struct VarlinkLimits {
         unsigned max_json_values;     /* JSON values (containers and scalars) per received message; 0: none */
         unsigned max_fds_per_message; /* received and sent */
         unsigned max_pending_calls;   /* per connection, server side */
-        unsigned max_connections;     /* per server */
+        unsigned max_connections;     /* per server, but those of VARLINK_LISTEN_ADMIN listeners */
         unsigned max_connections_per_uid;
+        unsigned max_admin_connections; /* those of VARLINK_LISTEN_ADMIN listeners, counted apart */
         size_t max_buffered_per_uid;  /* bytes in and out over a uid's connections, server side */
         size_t max_buffered;          /* the same over all connections, server side */
         unsigned max_fds_per_uid;     /* server side: received fds of messages not complete yet, per uid */
@@ -56,7 +57,8 @@ typedef struct VarlinkLimits {
  * room for a few largest messages, and what all uids buffer together too. The same holds for
  * fds received with messages not complete yet (253 each): a uid may park 1024, everybody
  * together a quarter of the worker's RLIMIT_NOFILE, so that accept() and the contexts' fds
- * always find room. */
+ * always find room. The admin socket's connections have a budget of their own, so that clients
+ * of the guest socket filling theirs do not lock the administrator out. */
 #define VARLINK_LIMITS_DEFAULT                                                                     \
         ((const VarlinkLimits){                                                                    \
                 .max_message_size = 16U * 1024U * 1024U,                                           \
@@ -67,6 +69,7 @@ typedef struct VarlinkLimits {
                 .max_pending_calls = 64,                                                           \
                 .max_connections = 4096,                                                           \
                 .max_connections_per_uid = 1024,                                                   \
+                .max_admin_connections = 64,                                                       \
                 .max_buffered_per_uid = 64U * 1024U * 1024U,                                       \
                 .max_buffered = 512U * 1024U * 1024U,                                              \
                 .max_fds_per_uid = 1024,                                                           \

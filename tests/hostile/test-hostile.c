@@ -1715,6 +1715,90 @@ TEST(fds_parked_total) {
         fds_parked_round(CONF("[Varlink]\nMaxFds=600\n"), 2, VARLINK_REFUSED_TOO_MANY_FDS);
 }
 
+/* Unprivileged uids holding every MaxConnections= slot (connections idle after a call, which no
+ * timeout closes: VMMs hold theirs so) do not lock the administrator out: the admin socket's
+ * connections count against MaxAdminConnections= alone, and take none of the guests'. */
+TEST(connection_flood_leaves_the_admin_socket) {
+        VarlinkClient *nb[4], *admin[2], *extra;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a second uid");
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=4\nMaxConnectionsPerUid=2\nMaxAdminConnections=2\n"));
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
+                nb[i] = tsmd_connect_as(&t, NOBODY - i / 2, NOBODY - i / 2);
+                CALL_ERROR(nb[i], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        }
+        extra = tsmd_connect_guest(&t);
+        ASSERT_TRUE(tsmd_wait_hangup(extra, 500 * USEC_PER_MSEC));
+        varlink_client_free(extra);
+
+        for (unsigned i = 0; i < ELEMENTSOF(admin); i++) {
+                admin[i] = tsmd_connect(&t);
+                CALL_OK(admin[i], "io.tsmd.Service.Ping", NULL);
+        }
+        extra = tsmd_connect(&t);
+        ASSERT_TRUE(tsmd_wait_hangup(extra, 500 * USEC_PER_MSEC));
+        varlink_client_free(extra);
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                CALL_ERROR(nb[i], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+
+        for (unsigned i = 0; i < ELEMENTSOF(admin); i++)
+                varlink_client_free(admin[i]);
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                varlink_client_free(nb[i]);
+        tsmd_expect_audit(&t, 0, "connection", VARLINK_REFUSED_TOO_MANY_CONNECTIONS, 2);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* MaxConnections= reached, a connection idle for IdleTimeoutSec= that holds nothing (no context,
+ * no call in flight) is closed for a newcomer, of the uid holding the most: uids that called once
+ * and stay cannot keep VMMs out for good. One holding a context is never closed so, though idle
+ * longer. */
+TEST(full_tsmd_closes_an_idle_connection_for_a_new_one) {
+        VarlinkClient *holder, *idle, *nb, *extra, *newcomer;
+        int64_t ctx;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a second uid");
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=3\nIdleTimeoutSec=1\n"));
+        holder = tsmd_connect_guest(&t);
+        ctx = guest_open_context(holder);
+        idle = tsmd_connect_guest(&t);
+        CALL_ERROR(idle, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        nb = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_ERROR(nb, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        /* None idle for long enough yet. */
+        extra = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ASSERT_TRUE(tsmd_wait_hangup(extra, 500 * USEC_PER_MSEC));
+        varlink_client_free(extra);
+
+        /* Root holds the most: its idle connection goes, not the one with a context. */
+        sleep_usec(1200 * USEC_PER_MSEC);
+        newcomer = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_ERROR(newcomer, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        ASSERT_TRUE(tsmd_wait_hangup(idle, 500 * USEC_PER_MSEC));
+        CALL_ERROR(nb, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        CALL_OK(holder, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+
+        varlink_client_free(newcomer);
+        varlink_client_free(holder);
+        varlink_client_free(idle);
+        varlink_client_free(nb);
+        tsmd_expect_audit(&t, 0, "connection", VARLINK_REFUSED_IDLE_TIMEOUT, 1);
+        {
+                json_object *records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+
+                ASSERT_EQ(json_object_array_length(records), 1U);
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "uid"), (int64_t) NOBODY);
+                json_object_put(records);
+        }
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 /* Connections that never complete a message, silent or trickling the start of one without a
  * message timeout, hold MaxConnections= slots: IdleTimeoutSec= closes them, by name, while a
  * connection idle after its first call stays. */

@@ -69,6 +69,7 @@ static const char good_config[] =
         "MaxPendingCalls=16\n"
         "MaxConnections=100\n"
         "MaxConnectionsPerUid=10\n"
+        "MaxAdminConnections=5\n"
         "MaxBuffered=128M\n"
         "MaxFdsPerUid=64\n"
         "MaxFds=512\n"
@@ -233,6 +234,36 @@ TEST(check_config_bad_names_file_and_line) {
                 write_file(path, "[Varlink]\nMaxFdsPerUid=100\n"); /* MaxFdsPerMessage is 253 */
                 ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
                 ASSERT_NOT_NULL(strstr(err, "MaxFdsPerUid"));
+        }
+        /* Budgets that one client within MaxMessageSize=, MaxOutputSize= and MaxFdsPerMessage=
+         * could go past: its input up to MaxMessageSize while its replies wait, and the fds of
+         * a complete message and of the next one's start. */
+        {
+                _cleanup_free_ char *err = NULL;
+                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBufferedPerUid=64K\n");
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize"));
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=127K\n");
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize"));
+                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=128K\nMaxBufferedPerUid=128K\n");
+                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+        }
+        {
+                _cleanup_free_ char *err = NULL;
+                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=15\n");
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage"));
+                free(err);
+                err = NULL;
+                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFds=15\n");
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "MaxFds (unless 0)"));
+                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\nMaxFds=16\n");
+                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
         }
         /* A missing file given explicitly is an error too. */
         {
@@ -1518,7 +1549,7 @@ TEST(tsmctl_against_live_tsmd) {
         int status;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n"
-                              "MaxJsonValues=333\nMaxFdsPerUid=444\nMaxFds=555\n");
+                              "MaxJsonValues=333\nMaxFdsPerUid=544\nMaxFds=555\n");
 
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;
@@ -1532,7 +1563,7 @@ TEST(tsmctl_against_live_tsmd) {
                 expect_contains(out, "depth 40");
                 expect_contains(out, "(77 per uid)");
                 expect_contains(out, "333 JSON values");
-                expect_contains(out, "555 fds on unfinished messages (444 per uid)");
+                expect_contains(out, "555 fds on unfinished messages (544 per uid)");
         }
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;

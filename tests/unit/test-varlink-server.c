@@ -20,6 +20,7 @@
 #include "harness.h"
 #include "json-util.h"
 #include "log-capture.h"
+#include "log.h"
 #include "varlink-client.h"
 #include "varlink-errors.h"
 #include "varlink-message.h"
@@ -92,6 +93,8 @@ typedef struct TestServer {
         unsigned echo_bound_fds;
         char sent_log[256];   /* what the sent callbacks of Sent's calls got, in order: "0 -107 " */
         bool count_rounds;    /* set before server_start(): rounds counts the loop's rounds */
+        bool with_holds;      /* set before server_start(): the server asks on_holds() */
+        bool conn_holds;      /* what on_holds() says of every connection */
         struct event *round_event;
         unsigned rounds;
 } TestServer;
@@ -458,6 +461,10 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
                 varlink_call_set_interceptor(call, on_intercepted_refusal, NULL);
 }
 
+static bool on_holds(VarlinkConn *c, void *userdata) {
+        return __atomic_load_n(&ts.conn_holds, __ATOMIC_ACQUIRE);
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *userdata) {
         event_base_loopbreak(ts.base);
 }
@@ -518,6 +525,8 @@ static void server_start(const VarlinkLimits *limits) {
         ts.n_disconnects = 0;
         varlink_server_set_refusal_callback(ts.server, on_refusal);
         varlink_server_set_connection_callbacks(ts.server, NULL, on_disconnect);
+        if (ts.with_holds)
+                varlink_server_set_holds_callback(ts.server, on_holds);
 
         ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
         ts.stop_event = event_new(ts.base, ts.stop_pipe[0], EV_READ, on_stop, NULL);
@@ -554,6 +563,7 @@ static void server_stop(void) {
         if (ts.admin_listener)
                 unlink(ts.admin_path);
         ts.admin_listener = false;
+        ts.with_holds = ts.conn_holds = false;
         rmdir(ts.dir);
 }
 
@@ -584,13 +594,18 @@ static void expect_error(VarlinkClient *c, const char *method, const char *param
 }
 
 /* Raw socket helpers for what the client library would never send. */
-static int raw_connect(void) {
+static void connect_to(int fd, const char *path) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        strcpy(sa.sun_path, path);
+        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+}
+
+static int raw_connect(void) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
         ASSERT_TRUE(fd >= 0);
-        strcpy(sa.sun_path, ts.path);
-        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        connect_to(fd, ts.path);
         return fd;
 }
 
@@ -635,6 +650,16 @@ static bool raw_is_closed(int fd) {
                 return false;
         k = read(fd, &c, 1);
         return k == 0 || (k < 0 && errno == ECONNRESET);
+}
+
+/* Whether the server closed fd within 200 ms (false: still open, nothing to read). */
+static bool raw_closed_soon(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char c;
+
+        if (poll(&p, 1, 200) != 1)
+                return false;
+        return read(fd, &c, 1) <= 0;
 }
 
 /* Sends n bytes on a new connection and expects a hangup without an answer. */
@@ -1688,6 +1713,90 @@ TEST(replies_waiting_behind_a_call_are_bounded) {
         server_stop();
 }
 
+/* An Echo call whose reply, {"parameters":{"text":"..."}} and its NUL, is 1041 bytes. */
+static char *echo_call_1041(void) {
+        char text[1015];
+        char *call = NULL;
+
+        memset(text, 'y', sizeof(text) - 1);
+        text[sizeof(text) - 1] = 0;
+        ASSERT_TRUE(asprintf(&call, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"%s\"}}", text) > 0);
+        return call;
+}
+
+static void wait_n_echoed(unsigned n) {
+        for (unsigned i = 0; i < 400 && __atomic_load_n(&ts.n_echoed, __ATOMIC_ACQUIRE) < n; i++)
+                usleep(5000);
+        ASSERT_EQ(__atomic_load_n(&ts.n_echoed, __ATOMIC_ACQUIRE), n);
+}
+
+/* Replies admitted to wait behind a call are not taken back when its answer goes ahead of them:
+ * a client that reads gets them all, even past MaxOutputSize= for a moment. */
+TEST(replies_admitted_behind_a_call_are_sent_after_its_answer) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        _cleanup_free_ char *call = echo_call_1041();
+        VarlinkClient *c2;
+        const char *reply;
+        int fd;
+
+        l.max_message_size = l.max_output_size = 16 * 1024;
+        server_start(&l);
+        c2 = client_new();
+        ts.n_echoed = 0;
+
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Later\",\"parameters\":{\"id\":9,\"size\":4000}}");
+        /* 14 x 1041 bytes wait within 16 KiB; with the answer of 4 KiB ahead of them, they do not. */
+        for (unsigned i = 0; i < 14; i++)
+                raw_call(fd, call);
+        wait_n_echoed(14);
+        ASSERT_EQ(release(c2, 9), 9);
+        reply = raw_recv(fd);
+        ASSERT_NOT_NULL(reply);
+        ASSERT_EQ(strlen(reply), 4033U);
+        for (unsigned i = 0; i < 14; i++) {
+                reply = raw_recv(fd);
+                ASSERT_NOT_NULL(reply);
+                ASSERT_EQ(strlen(reply) + 1, 1041U);
+        }
+        ASSERT_FALSE(raw_closed_soon(fd));
+        ASSERT_STREQ(ts.refusals, "");
+        close(fd);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+/* What waits behind a call is bounded with the NULs that end its replies: the one that does not
+ * fit is refused by name, before anything is sent, and not dropped silently once it is let go. */
+TEST(replies_waiting_behind_a_call_count_their_nuls) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        _cleanup_free_ char *call = echo_call_1041(), *log = NULL;
+        int fd, saved;
+
+        l.max_message_size = 16 * 1024;
+        l.max_output_size = 64 * 1024;
+        server_start(&l);
+        ts.n_echoed = 0;
+
+        log_set_max_level(LOG_DEBUG);
+        saved = log_capture_begin();
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}");
+        /* 62 x 1041 bytes fit into 64 KiB, 63 do not (without the NULs, 63 x 1040 would). */
+        for (unsigned i = 0; i < 63; i++)
+                raw_call(fd, call);
+        wait_n_echoed(63);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(0));
+        log = log_capture_end(saved);
+        log_set_max_level(LOG_INFO);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_REPLIES_NOT_READ " -\n");
+        ASSERT_NOT_NULL(strstr(log, "Dropping client connection (" VARLINK_REFUSED_REPLIES_NOT_READ "): a reply of 1041 "
+                                    "bytes to io.tsmd.Test.Echo would wait behind 0 queued and 64542 held."));
+        server_stop();
+}
+
 TEST(a_failed_notification_disconnects_later) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int fd;
@@ -1709,16 +1818,6 @@ TEST(a_failed_notification_disconnects_later) {
         ASSERT_EQ(wait_n_disconnects(1), 1u);
         close(fd);
         server_stop();
-}
-
-/* Whether the server closed fd within 200 ms (false: still open, nothing to read). */
-static bool raw_closed_soon(int fd) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        char c;
-
-        if (poll(&p, 1, 200) != 1)
-                return false;
-        return read(fd, &c, 1) <= 0;
 }
 
 TEST(limit_buffered_per_uid) {
@@ -2114,6 +2213,134 @@ TEST(limit_buffered_total) {
         server_stop();
 }
 
+/* A connection of another uid: a child connects as it (the peer credentials are the
+ * connector's) and hands the socket over. */
+static int raw_connect_as(uid_t uid) {
+        char control[CMSG_SPACE(sizeof(int))] = {}, byte;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control) };
+        int pair[2], status, fd;
+        pid_t pid;
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+                if (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
+                        _exit(2);
+                fd = raw_connect();
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+                _exit(sendmsg(pair[1], &mh, 0) == 1 ? 0 : 3);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_EQ(recvmsg(pair[0], &mh, MSG_CMSG_CLOEXEC), 1);
+        ASSERT_NOT_NULL(CMSG_FIRSTHDR(&mh));
+        memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+        close(pair[0]);
+        close(pair[1]);
+        return fd;
+}
+
+/* How many of fds the server closed (within 200 ms each). */
+static unsigned raw_count_closed(const int *fds, unsigned n) {
+        unsigned closed = 0;
+
+        for (unsigned i = 0; i < n; i++)
+                closed += raw_closed_soon(fds[i]);
+        return closed;
+}
+
+/* Past MaxBuffered=, the uid that holds the most loses its largest connection, not whoever read
+ * last: another uid parking unfinished messages near the limit cannot make the next small call of
+ * everybody else its last. */
+TEST(limit_buffered_total_drops_the_largest_holder) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char partial[3001], echo[2000];
+        int hogs[5], fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+        l.max_message_size = l.max_output_size = 4096;
+        l.max_buffered_per_uid = 1 << 20;
+        l.max_buffered = 16384;
+        server_start(&l);
+
+        /* Each hog's partial message comes in one write behind a call: its answer says the server
+         * read it. */
+        memset(partial, ' ', sizeof(partial) - 1);
+        partial[sizeof(partial) - 1] = 0;
+        memcpy(partial, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}", 56);
+        partial[56] = 0;
+        memcpy(partial + 57, "{\"method\":", 10);
+        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++) {
+                hogs[i] = raw_connect_as(65534);
+                raw_send(hogs[i], partial, sizeof(partial) - 1);
+                ASSERT_STREQ(raw_recv(hogs[i]), "{\"parameters\":{\"text\":\"x\"}}");
+        }
+
+        /* 5 x 2,943 bytes parked; this call of 2,000 goes past 16 KiB. */
+        memset(echo, 'y', sizeof(echo) - 1);
+        echo[sizeof(echo) - 1] = 0;
+        memcpy(echo, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"", 52);
+        memcpy(echo + sizeof(echo) - 4, "\"}}", 3);
+        fd = raw_connect();
+        raw_call(fd, echo);
+        ASSERT_NOT_NULL(raw_recv(fd));
+        ASSERT_EQ(raw_count_closed(hogs, ELEMENTSOF(hogs)), 1U);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED " - (another peer)\n");
+
+        close(fd);
+        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++)
+                close(hogs[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
+/* The same for the fds parked on unfinished messages past the fd budget (MaxFds=). */
+TEST(limit_fds_total_drops_the_largest_holder) {
+        static const char start[] = "{\"method\":\"io.tsmd.Test.PassFd\",";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        const char *reply;
+        unsigned before;
+        int hogs[2], fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+        l.max_fds_per_message = 4;
+        l.max_fds = 8;
+        server_start(&l);
+        before = test_count_fds();
+
+        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++) {
+                hogs[i] = raw_connect_as(65534);
+                send_bytes_with_fds(hogs[i], start, sizeof(start) - 1, 4);
+        }
+        /* Our end and the server's of each, and the 4 fds each parked there. */
+        for (unsigned i = 0; i < 400 && test_count_fds() < before + 2 * 2 + 8; i++)
+                usleep(5000);
+        ASSERT_EQ(test_count_fds(), before + 2 * 2 + 8);
+
+        fd = raw_connect();
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 1);
+        reply = raw_recv(fd);
+        ASSERT_NOT_NULL(reply);
+        ASSERT_NOT_NULL(strstr(reply, "\"fd\":0"));
+        ASSERT_EQ(raw_count_closed(hogs, ELEMENTSOF(hogs)), 1U);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_FDS " - (another peer)\n");
+        close(fd);
+        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++)
+                close(hogs[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
 /* A call's message is held until its answer is released (the daemon's audit record): its bytes
  * count against MaxBufferedPerUid= meanwhile, and are given back with it. */
 TEST(held_messages_count_as_buffered) {
@@ -2404,6 +2631,119 @@ TEST(limit_connections_per_uid) {
         for (unsigned i = 0; i < 2; i++)
                 varlink_client_free(c[i]);
         server_stop();
+}
+
+static void expect_echo(VarlinkClient *c) {
+        json_object *reply = NULL;
+        const char *e = NULL;
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(json_get_string(reply, "text"), "x");
+}
+
+/* The admin listener's connections have a budget of their own (max_admin_connections): guest
+ * clients holding every MaxConnections= and MaxConnectionsPerUid= slot, of root's uid even, do
+ * not lock the administrator out, and the administrator's take none of theirs. */
+TEST(admin_connections_are_counted_apart) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *guest[2], *admin[2];
+        int fd;
+
+        l.max_connections = 2;
+        l.max_connections_per_uid = 2;
+        l.max_admin_connections = 2;
+        ts.admin_listener = true;
+        server_start(&l);
+        for (unsigned i = 0; i < 2; i++) {
+                guest[i] = client_new();
+                expect_echo(guest[i]);
+        }
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted)\n");
+
+        for (unsigned i = 0; i < 2; i++) {
+                ASSERT_OK(varlink_client_connect(ts.admin_path, &admin[i]));
+                varlink_client_set_timeout(admin[i], 10 * 1000000ULL);
+                expect_echo(admin[i]);
+        }
+        /* Past its own budget, an admin connection is refused too; the guests' is untouched. */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        connect_to(fd, ts.admin_path);
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        varlink_client_free(guest[0]);
+        ASSERT_TRUE(wait_n_connections(3));
+        guest[0] = client_new();
+        expect_echo(guest[0]);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+        for (unsigned i = 0; i < 2; i++) {
+                varlink_client_free(guest[i]);
+                varlink_client_free(admin[i]);
+        }
+        server_stop();
+}
+
+/* A connection that called once and stays idle is never timed out (VMMs hold theirs), but with
+ * MaxConnections= reached, one idle for IdleTimeoutSec= that holds nothing (no call in flight,
+ * nothing buffered, nothing its server's user keeps) is closed for a newcomer: the one idle
+ * longest of the uid that holds the most. */
+TEST(full_server_closes_an_idle_connection_for_a_new_one) {
+        static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int a, b, busy, fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+        l.max_connections = 3;
+        l.idle_timeout_sec = 1;
+        ts.with_holds = true;
+        server_start(&l);
+        a = raw_connect_as(65534);
+        raw_call(a, echo);
+        ASSERT_NOT_NULL(raw_recv(a));
+        b = raw_connect_as(65534);
+        raw_call(b, echo);
+        ASSERT_NOT_NULL(raw_recv(b));
+        busy = raw_connect();
+        raw_call(busy, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":3}}");
+        ASSERT_TRUE(wait_n_connections(3));
+
+        /* Idle for less than IdleTimeoutSec=: the newcomer is refused. */
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        usleep(1100000);
+        /* Idle for long enough, but holding something. */
+        __atomic_store_n(&ts.conn_holds, true, __ATOMIC_RELEASE);
+        fd = raw_connect();
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+
+        /* Holding nothing: nobody's connection idle longest goes (not root's, which has a call in
+         * flight anyway), on record. */
+        __atomic_store_n(&ts.conn_holds, false, __ATOMIC_RELEASE);
+        fd = raw_connect();
+        raw_call(fd, echo);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(raw_closed_soon(a));
+        ASSERT_FALSE(raw_closed_soon(b));
+        ASSERT_FALSE(raw_closed_soon(busy));
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_IDLE_TIMEOUT " - (another peer)\n");
+        close(a);
+        close(b);
+        close(busy);
+        close(fd);
+        server_stop();
+        ASSERT_EQ(ts.n_timed_out, 1U);
 }
 
 /* Whatever the server refuses on its own is reported by name, calls before their answer. */
@@ -2847,13 +3187,6 @@ static int socket_for_later(void) {
 
         ASSERT_TRUE(fd >= 0);
         return fd;
-}
-
-static void connect_to(int fd, const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-        strcpy(sa.sun_path, path);
-        ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
 }
 
 static bool answered_within(int fd, int timeout_ms) {

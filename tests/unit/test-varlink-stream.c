@@ -254,6 +254,36 @@ TEST(oversize) {
         close(peer);
 }
 
+/* A read takes no more than the message under way may still have: what a stream buffers of its
+ * input never exceeds MaxMessageSize= (a uid's budget counts on that); the rest waits in the
+ * socket. */
+TEST(input_never_exceeds_the_message_size) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char buf[6000];
+        json_object *o;
+        int peer;
+        VarlinkStream *s;
+
+        l.max_message_size = l.max_output_size = 1000;
+        s = stream_pair(&l, &peer);
+        /* A message of 900 bytes with its NUL, and 5,000 of one that never ends. */
+        memset(buf, ' ', sizeof(buf));
+        buf[0] = '{';
+        buf[898] = '}';
+        buf[899] = 0;
+        put(peer, buf, 5900);
+        ASSERT_EQ(varlink_stream_read(s), 1);
+        ASSERT_EQ(varlink_stream_get_input_size(s), 1000U);
+        ASSERT_EQ(varlink_stream_next(s, &o, NULL, NULL), 1);
+        json_object_put(o);
+        ASSERT_EQ(varlink_stream_get_input_size(s), 100U);
+        ASSERT_EQ(varlink_stream_read(s), 1);
+        ASSERT_EQ(varlink_stream_get_input_size(s), 1000U);
+        ASSERT_ERRNO(varlink_stream_next(s, &o, NULL, NULL), EMSGSIZE);
+        varlink_stream_free(s);
+        close(peer);
+}
+
 static void send_fds(int sock, const void *data, size_t len, unsigned n) {
         char control[CMSG_SPACE(sizeof(int) * 8)] = {};
         struct iovec iov = { .iov_base = (void *) data, .iov_len = len };

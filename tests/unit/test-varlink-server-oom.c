@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The Varlink server when memory runs out while it answers: each allocation of a reply (building,
+ * serialising, queueing it, at the head of the queue or waiting behind an earlier call) failing
+ * in turn, the client gets its answers in its calls' order or loses its connection: never an
+ * answer it waits for in vain while connected, nor one paired with the wrong call. The server
+ * runs in the test's thread, whose allocations counting-allocator.h counts.
+ * Runs in: tests.
+ */
+
+#include <sys/socket.h>
+
+#include "counting-allocator.h"
+#include "harness.h"
+#include "json-util.h"
+#include "varlink-server.h"
+
+static const char idl[] =
+        "interface io.tsmd.Test\n"
+        "method Say(word: string) -> (word: string)\n"
+        "method Defer() -> ()\n";
+
+typedef struct Run {
+        struct event_base *base;
+        VarlinkServer *server;
+        VarlinkCall *deferred;
+        int client;
+        struct event *client_event, *deadline;
+        unsigned fail_at; /* the allocation of the reply to "fail" that fails */
+        bool reached;     /* whether the reply took that many */
+        bool said;        /* Say("fail") ran */
+        char got[4096];   /* what the client received */
+        size_t n_got;
+        bool eof, timed_out;
+} Run;
+
+static Run run;
+
+static int m_say(VarlinkCall *call, json_object *p, void *userdata) {
+        const char *word = json_object_get_string(json_object_object_get(p, "word"));
+        json_object *o = json_object_new_object();
+        bool inject = streq(word, "fail");
+        int r;
+
+        ASSERT_OK(json_object_add(o, "word", json_object_new_string(word)));
+        if (inject) {
+                alloc_calls = 0;
+                alloc_fail_at = run.fail_at;
+        }
+        r = varlink_call_reply(call, o);
+        if (inject) {
+                run.reached = alloc_calls >= run.fail_at;
+                alloc_fail_at = 0;
+                run.said = true;
+        }
+        return r;
+}
+
+static int m_defer(VarlinkCall *call, json_object *p, void *userdata) {
+        run.deferred = varlink_call_ref(call);
+        return 0;
+}
+
+static unsigned n_replies(void) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < run.n_got; i++)
+                n += run.got[i] == 0;
+        return n;
+}
+
+static void on_client(evutil_socket_t fd, short what, void *userdata) {
+        ssize_t k = read(fd, run.got + run.n_got, sizeof(run.got) - 1 - run.n_got);
+
+        if (k <= 0)
+                run.eof = true;
+        else
+                run.n_got += (size_t) k;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *userdata) {
+        run.timed_out = true;
+}
+
+/* Runs the loop until the client has n replies (0: until Say("fail") ran) or is disconnected, or
+ * 5 s passed. */
+static void run_until(unsigned n) {
+        static const struct timeval five_seconds = { .tv_sec = 5 };
+
+        ASSERT_OK(evtimer_add(run.deadline, &five_seconds));
+        while (!run.eof && !run.timed_out && (n > 0 ? n_replies() < n : !run.said))
+                ASSERT_TRUE(event_base_loop(run.base, EVLOOP_ONCE) >= 0);
+        (void) evtimer_del(run.deadline);
+}
+
+static void run_start(unsigned fail_at) {
+        int pair[2];
+
+        run = (Run){ .fail_at = fail_at };
+        run.base = event_base_new();
+        ASSERT_NOT_NULL(run.base);
+        ASSERT_OK(varlink_server_new(run.base, &run.server));
+        ASSERT_OK(varlink_server_add_interface(run.server, idl));
+        ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Say", m_say));
+        ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Defer", m_defer));
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair));
+        ASSERT_OK(varlink_server_add_connection(run.server, pair[0]));
+        run.client = pair[1];
+        run.client_event = event_new(run.base, run.client, EV_READ | EV_PERSIST, on_client, NULL);
+        run.deadline = evtimer_new(run.base, on_deadline, NULL);
+        ASSERT_NOT_NULL(run.client_event);
+        ASSERT_NOT_NULL(run.deadline);
+        ASSERT_OK(event_add(run.client_event, NULL));
+}
+
+static void run_send(const char *calls, size_t len) {
+        ASSERT_EQ(send(run.client, calls, len, MSG_NOSIGNAL), (ssize_t) len);
+}
+
+static void run_stop(void) {
+        run.deferred = varlink_call_unref(run.deferred);
+        varlink_server_free(run.server);
+        event_free(run.client_event);
+        event_free(run.deadline);
+        close(run.client);
+        /* The deferred frees the server scheduled. */
+        (void) event_base_loop(run.base, EVLOOP_NONBLOCK);
+        event_base_free(run.base);
+}
+
+/* The client's replies are answers[0], answers[1], ... in order, each one of that call's
+ * possible answers ("|" between them); all of them while it is connected, a prefix once it was
+ * disconnected. */
+static void expect_answers(const char *const *answers, unsigned n) {
+        const char *p = run.got;
+        unsigned i;
+
+        run.got[run.n_got] = 0;
+        for (i = 0; p < run.got + run.n_got && memchr(p, 0, (size_t) (run.got + run.n_got - p)); i++) {
+                bool ok = false;
+
+                ASSERT_TRUE(i < n);
+                for (const char *a = answers[i]; *a;) {
+                        size_t len = strcspn(a, "|");
+
+                        ok = ok || (strlen(p) == len && strneq(p, a, len));
+                        a += len + (a[len] == '|');
+                }
+                if (!ok)
+                        TEST_FAIL("allocation %u failing: reply %u is %s", run.fail_at, i, p);
+                p += strlen(p) + 1;
+        }
+        if (!run.eof && i < n)
+                TEST_FAIL("allocation %u failing: %u replies of %u, and still connected", run.fail_at, i, n);
+}
+
+#define SAY(w) "{\"method\":\"io.tsmd.Test.Say\",\"parameters\":{\"word\":\"" w "\"}}"
+#define SAID(w) "{\"parameters\":{\"word\":\"" w "\"}}"
+#define FAILED "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":12,\"errnoName\":\"ENOMEM\"}}"
+
+/* A reply at the head of the queue, sent at once. */
+TEST(reply_at_the_head) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        static const char calls[] = SAY("fail") "\0" SAY("next");
+        static const char *const answers[] = { SAID("fail") "|" FAILED, SAID("next") };
+        unsigned k;
+
+        for (k = 1;; k++) {
+                run_start(k);
+                run_send(calls, sizeof(calls));
+                run_until(2);
+                expect_answers(answers, 2);
+                run_stop();
+                if (!run.reached)
+                        break;
+        }
+        ASSERT_GE(k, 3U);
+}
+
+/* A reply waiting behind a deferred call, sent once that is answered. */
+TEST(reply_waiting_behind_a_call) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        static const char calls[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{}}\0" SAY("fail") "\0" SAY("next");
+        static const char *const answers[] = { "{\"parameters\":{}}", SAID("fail") "|" FAILED, SAID("next") };
+        unsigned k;
+
+        for (k = 1;; k++) {
+                run_start(k);
+                run_send(calls, sizeof(calls));
+                run_until(0);
+                if (run.deferred)
+                        (void) varlink_call_reply(run.deferred, NULL);
+                run_until(3);
+                expect_answers(answers, 3);
+                run_stop();
+                if (!run.reached)
+                        break;
+        }
+        ASSERT_GE(k, 3U);
+}
+
+TEST_MAIN();
