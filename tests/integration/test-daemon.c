@@ -1317,27 +1317,37 @@ static int second_tsmd(const char *config_path, const char *socket_path, char **
         return run_capture(argv, NULL, err, RUN_TIMEOUT_USEC);
 }
 
+/* The second tsmd's tsmd.conf at path: its audit log in audit_dir/audit, its contexts' state in
+ * state_dir/contexts, first's policy. */
+static void write_second_config(const char *path, const char *audit_dir, const char *state_dir, const Tsmd *first) {
+        write_file(path, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                              "[Guest]\nContextStateDirectory=%s/contexts\n[Policy]\nFile=%s/policy.conf\n"
+                              "DropInDirectory=%s/policy.d\n", audit_dir, state_dir, first->dir, first->dir));
+}
+
+/* The first tsmd serves on, untouched by the second. */
+static void expect_first_serves(Tsmd *t) {
+        VarlinkClient *c = tsmd_connect(t);
+
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(c);
+        ASSERT_TRUE(tsmd_is_running(t));
+}
+
 /* A second tsmd given a live one's socket refuses to start, naming the path, and leaves it to the
  * first: the first's clients are not taken over. */
 TEST(second_tsmd_refuses_a_served_socket) {
         _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
-        VarlinkClient *c;
         Tsmd t;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         /* Directories of its own: only the socket is shared. */
-        write_file(config, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
-                                "[Guest]\nContextStateDirectory=%s/contexts\n[Policy]\nFile=%s/policy.conf\n"
-                                "DropInDirectory=%s/policy.d\n", dir, dir, t.dir, t.dir));
+        write_second_config(config, dir, dir, &t);
         ASSERT_FALSE(exited_with(second_tsmd(config, t.socket, &err), 0));
         if (!strstr(err, strf("something serves '%s' already", t.socket)))
                 TEST_FAIL("the second tsmd did not name the socket it refused:\n%s", err);
-
-        c = tsmd_connect(&t);
-        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
-        varlink_client_free(c);
-        ASSERT_TRUE(tsmd_is_running(&t));
+        expect_first_serves(&t);
         tsmd_teardown(&t);
 }
 
@@ -1346,7 +1356,6 @@ TEST(second_tsmd_refuses_a_served_socket) {
 TEST(second_tsmd_refuses_a_state_directory_in_use) {
         _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *state;
-        VarlinkClient *c;
         Tsmd t;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
@@ -1357,10 +1366,7 @@ TEST(second_tsmd_refuses_a_state_directory_in_use) {
         if (!strstr(err, strf("another tsmd uses the context state directory '%s/contexts'", t.dir)))
                 TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
         ASSERT_OK(access(state, F_OK));
-
-        c = tsmd_connect(&t);
-        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
-        varlink_client_free(c);
+        expect_first_serves(&t);
         tsmd_teardown(&t);
 }
 
@@ -1369,20 +1375,14 @@ TEST(second_tsmd_refuses_a_state_directory_in_use) {
 TEST(second_tsmd_refuses_an_audit_directory_in_use) {
         _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
-        VarlinkClient *c;
         Tsmd t;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
-        write_file(config, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
-                                "[Guest]\nContextStateDirectory=%s/contexts\n[Policy]\nFile=%s/policy.conf\n"
-                                "DropInDirectory=%s/policy.d\n", t.dir, dir, t.dir, t.dir));
+        write_second_config(config, t.dir, dir, &t);
         ASSERT_FALSE(exited_with(second_tsmd(config, scratch_path(dir, "io.tsmd"), &err), 0));
         if (!strstr(err, strf("another tsmd writes its audit log in '%s/audit'", t.dir)))
                 TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
-
-        c = tsmd_connect(&t);
-        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
-        varlink_client_free(c);
+        expect_first_serves(&t);
         tsmd_teardown(&t);
 }
 
