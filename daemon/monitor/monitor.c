@@ -38,8 +38,9 @@
 /* A worker has as long to say READY after it starts (it loads its files, opens the audit log
  * and reclaims the contexts first): one that does not is wedged too, and holds the sockets. */
 #define WORKER_START_MAX_USEC WORKER_SILENCE_MAX_USEC
-/* How long a stopping worker may take (its own drain allows 10 s). */
+/* How long a stopping worker may take (its own drain allows 10 s), and then to exit once killed. */
 #define STOP_TIMEOUT_SEC 15
+#define STOP_KILL_TIMEOUT_SEC 5
 /* STATUS= at most this often; a sooner one waits (notify_status()). */
 #define STATUS_INTERVAL_USEC (1000 * 1000ULL)
 
@@ -90,6 +91,7 @@ struct Monitor {
         TsmPrivWorkerEnd worker_killed_for; /* COMPROMISED or UNRESPONSIVE once the monitor kills it */
         bool ready_sent;   /* READY=1 went to the service manager */
         bool stopping;
+        bool stop_killed; /* stopping, and the worker was killed for taking too long */
 
         uint64_t status_sent_usec; /* the last STATUS= sent */
         char status_waiting[256];  /* the STATUS= waiting for status_timer, "" if none */
@@ -682,10 +684,24 @@ static void reload_alone(Monitor *m) {
 /* ---- signals and the watchdog ---------------------------------------------------------- */
 
 static void on_stop_timeout(evutil_socket_t fd, short what, void *userdata) {
+        struct timeval tv = { .tv_sec = STOP_KILL_TIMEOUT_SEC };
         Monitor *m = userdata;
 
-        log_warning("Worker %d did not stop in %us, killing it.", (int) m->worker_pid, STOP_TIMEOUT_SEC);
-        worker_kill(m, SIGKILL);
+        if (!m->stop_killed) {
+                log_warning("Worker %d did not stop in %us, killing it.", (int) m->worker_pid, STOP_TIMEOUT_SEC);
+                worker_kill(m, SIGKILL);
+                m->stop_killed = true;
+                (void) evtimer_add(m->stop_timer, &tv);
+                return;
+        }
+        /* A killed process ends once each of its threads leaves the kernel: one waiting there
+         * uninterruptibly (the close of a client's fd that its FUSE server does not answer,
+         * fd-closer.h) keeps it until then. We do not wait with it: our stop is bounded, and the
+         * service manager's own stop ends whatever is left. */
+        log_error("Worker %d has not exited %us after SIGKILL (a thread of it waits in the kernel, such as on a close "
+                  "a FUSE server does not answer): exiting without it.",
+                  (int) m->worker_pid, STOP_KILL_TIMEOUT_SEC);
+        (void) event_base_loopexit(m->base, NULL);
 }
 
 static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {

@@ -2718,4 +2718,50 @@ TEST(a_uid_holding_the_closer_is_refused_fds_alone) {
         tsmd_teardown(&t);
 }
 
+/* SECURITY: a worker whose closer waits on a FLUSH its FUSE server never answers cannot exit,
+ * even killed (the kernel waits for the answer uninterruptibly). A stop of tsmd does not wait
+ * with it: the monitor kills it after its 15 s, waits 5 s more, and exits, saying why. */
+TEST(a_stop_does_not_wait_for_a_worker_a_fuse_server_holds) {
+        uint64_t start, deadline;
+        VarlinkClient *a;
+        FuseHold h;
+        pid_t pids[2];
+        int fd;
+        Tsmd t;
+
+        fuse_hold_needed();
+        tsmd_start_config(&t, CONF(""));
+        pids[0] = t.pid;
+        pids[1] = tsmd_worker_pid(&t);
+        ASSERT_OK(fuse_hold_start(&h, pids, ELEMENTSOF(pids), true, 60 * USEC_PER_SEC));
+        a = tsmd_connect_guest(&t);
+        ASSERT_OK(fd = fuse_hold_open(&h, O_RDWR));
+        /* The worker's closer now waits on this one's FLUSH. */
+        call_with_fds(varlink_client_get_fd(a), ADOPT_FD_0, fd, 1, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+        close(fd);
+
+        start = now_usec();
+        deadline = start + 40 * USEC_PER_SEC;
+        tsmd_kill(&t, SIGTERM);
+        while (tsmd_is_running(&t)) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd did not exit within 40 s of SIGTERM with its worker held");
+                sleep_usec(10 * USEC_PER_MSEC);
+        }
+        fprintf(stderr, "# tsmd exited %.1f s after SIGTERM\n", (double) (now_usec() - start) / USEC_PER_SEC);
+        ASSERT_TRUE(tsmd_log_contains(&t, "exiting without it."));
+        ASSERT_TRUE(WIFEXITED(tsmd_terminate(&t)));
+
+        /* The server's death lets the worker go. */
+        fuse_hold_stop(&h);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (kill(pids[1], 0) == 0 && fuse_hold_tgid(pids[1]) == pids[1]) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("the worker did not exit once the FUSE server was gone");
+                sleep_usec(10 * USEC_PER_MSEC);
+        }
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 TEST_MAIN();
