@@ -2841,6 +2841,57 @@ TEST(reload_keeps_the_room_of_a_call_that_acts) {
         ASSERT_NULL(strstr(ts.refusals, VARLINK_ERROR_REPLY_TOO_LARGE));
 }
 
+/* A raised MaxPendingCalls= reaches a connection already paused at the old one: it reads on at
+ * once, not only after one of its calls is answered (which, for calls that wait on a device,
+ * may be never). */
+TEST(reload_raising_max_pending_calls_resumes_a_paused_connection) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c, *c2;
+        Collected col = {};
+
+        l.max_pending_calls = 2;
+        server_start(&l);
+        c = client_new();
+        c2 = client_new();
+        send_deferred(c, 5, &col);
+        ASSERT_TRUE(wait_pending_calls(c2, 2));
+
+        l.max_pending_calls = 8;
+        reload_limits(&l);
+        if (!wait_pending_calls(c2, 5))
+                TEST_FAIL("a connection paused at MaxPendingCalls=2 still reads nothing after it was raised to 8");
+        ASSERT_EQ(col.n, 0u);
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+/* IdleTimeoutSec=0 set by a reload (no timeout) reaches a connection that has not called yet:
+ * its timer of the old value is disarmed. Only waiting past that value shows it kept. */
+TEST(reload_turning_the_idle_timeout_off_keeps_a_silent_connection) {
+        static const char call[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        uint64_t start;
+        int silent;
+
+        l.idle_timeout_sec = 1;
+        server_start(&l);
+        silent = raw_connect();
+        l.idle_timeout_sec = 0;
+        reload_limits(&l);
+        start = now_monotonic_usec();
+        while (now_monotonic_usec() - start < 2000000U) {
+                if (raw_hung_up(silent))
+                        TEST_FAIL("a connection was dropped by the idle timeout a reload turned off");
+                usleep(20000);
+        }
+        raw_call(silent, call);
+        ASSERT_STREQ(raw_recv_some(silent), "{\"parameters\":{\"text\":\"x\"}}");
+        close(silent);
+        server_stop();
+        ASSERT_EQ(ts.n_timed_out, 0U);
+}
+
 /* An unconnected socket now, connected to path later (when there may be no fd for a new one). */
 static int socket_for_later(void) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
