@@ -2071,13 +2071,15 @@ static void policy_write(Manager *m, const char *text) {
 
 #define WEB1_GID 1001
 #define WEB2_GID 2002
+#define NO_RULE_GID 3003
 
 /*
  * One uid, two rules told apart by group, one device each (as POLICY.md has web1 and web2).
  * After the worker restarts, web2 holding web1's token is refused web1's context, which holds a
  * vDevice of a device web2 may not use: ReclaimRefused naming it, and recorded so. Before, the
  * uid and token were all it took, and web2 then had web1's iommufd and bound device (Unbind,
- * GetDeviceState, Bind; only GuestRequest was refused). web1 takes it back as before.
+ * GetDeviceState, Bind; only GuestRequest was refused). The same uid under a group of no rule
+ * is Denied. web1 takes it back as before.
  */
 TEST(reclaim_needs_the_policy_to_allow_every_device) {
         _cleanup_(json_object_putp) json_object *rec = NULL;
@@ -2152,6 +2154,17 @@ TEST(reclaim_needs_the_policy_to_allow_every_device) {
         }
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        /* The owner's uid under a group no rule names is no client at all: Denied, as for a new
+         * context, and the context waits on. */
+        b = connect_client_as(&m, NO_RULE_GID);
+        reply = NULL;
+        error = NULL;
+        ASSERT_OK(varlink_client_call(b, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply, &error));
+        ASSERT_STREQ(error, "io.tsmd.Guest.Denied");
+        ASSERT_STREQ(json_get_string(reply, "reason"), "no policy rule matches the client");
+        ASSERT_ERRNO(varlink_client_take_fd(b, 0), ENXIO);
+        varlink_client_free(b);
 
         /* web1, whose rule still lists the device, gets it back, bound. */
         a = connect_client_as(&m, WEB1_GID);
