@@ -1788,6 +1788,57 @@ TEST(a_forged_state_file_trips_no_worker) {
 }
 
 /*
+ * SECURITY: a state file that names another uid than the monitor's name of the context's fd does
+ * not belong to that context: nothing of it is taken (not its group, pid or vDevices), and it is
+ * written anew from what the monitor kept. The owner reclaims its context, bound, as before.
+ */
+TEST(a_state_file_naming_another_uid_is_not_taken) {
+        _cleanup_free_ char *state = NULL;
+        char token[64], id[33], path[PATH_MAX], params[128], line[128];
+        VarlinkClient *c;
+        json_object *reply;
+        int64_t ctx;
+        FILE *f;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state file");
+        c = start_with_bound_context(&m, token);
+        reclaim_id_of(token, id);
+
+        snprintf(path, sizeof(path), "%s/state/%s.state", m.dir, id);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Context]\nUid=4242\nGid=4242\nPid=4242\nVDevice=5 0000:01:00.0 bound\n"
+                   "VDevice=9 0000:02:00.0 unbound\n");
+        fclose(f);
+        (void) crash_worker(&m);
+        varlink_client_free(c); /* after the crash: hanging up would release the context */
+        snprintf(line, sizeof(line), "Stored context state names uid 4242, the fd uid %u; dropping it.",
+                 (unsigned) getuid());
+        ASSERT_TRUE(log_contains(&m, line));
+
+        snprintf(path, sizeof(path), "state/%s.state", id);
+        state = read_text(&m, path);
+        snprintf(line, sizeof(line), "Uid=%u\n", (unsigned) getuid());
+        ASSERT_NOT_NULL(strstr(state, line));
+        ASSERT_NULL(strstr(state, "4242"));
+        ASSERT_NULL(strstr(state, "0000:02:00.0"));
+
+        c = connect_client(&m);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
+        reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":9}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
+        snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
+        call_ok(c, "io.tsmd.Guest.CloseContext", params);
+        varlink_client_free(c);
+        ASSERT_FALSE(log_contains(&m, "Compromised worker"));
+        stop(&m);
+}
+
+/*
  * A state directory the worker keeps no state in (someone else's, not empty: the monitor does
  * not give it): the fd store would bring its contexts back after a restart of tsmd without
  * their vDevices, bound ones included, that nobody would unbind then. So no vDevice is
