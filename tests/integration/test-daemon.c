@@ -506,6 +506,35 @@ TEST(check_config_refuses_a_policy_in_a_group_writable_directory) {
         ASSERT_NULL(strstr(out, "configuration OK"));
 }
 
+/* SECURITY: a relative --config= is walked from the working directory up to /, as an absolute
+ * one is: a directory on the way that every user may write makes it refused all the same, by
+ * whichever name it is reached (a ".." included). */
+TEST(check_config_trusts_a_relative_path_by_its_directories) {
+        const char *dir = scratch_dir(), *in = scratch_path(dir, "in"), *expected;
+        _cleanup_free_ char *out = NULL, *err = NULL;
+
+        ASSERT_OK(chmod(dir, 0755));
+        ASSERT_OK(mkdir(in, 0755));
+        write_file(strf("%s/tsmd.conf", in), good_config);
+        ASSERT_OK(chdir(in));
+        expect_config_ok("tsmd.conf");
+        expect_config_ok("../in/tsmd.conf");
+
+        ASSERT_OK(chmod(dir, 0777));
+        for (size_t i = 0; i < 2; i++) {
+                const char *name = i == 0 ? "tsmd.conf" : "../in/tsmd.conf";
+
+                free(out);
+                free(err);
+                ASSERT_FALSE(exited_with(tsmd_run(name, "--check-config", &out, &err), 0));
+                expected = strf("%s: directory %s is writable by every user; refusing to use it", name, dir);
+                if (!strstr(err, expected))
+                        TEST_FAIL("stderr does not say '%s': %s", expected, err);
+                ASSERT_NULL(strstr(out, "configuration OK"));
+        }
+        ASSERT_OK(chmod(dir, 0755));
+}
+
 /* The policy the configuration names is part of the check (POLICY.md): a bad one would keep
  * the worker from starting. */
 TEST(check_config_loads_the_policy) {
