@@ -2986,6 +2986,39 @@ TEST(reload_while_stopping_is_refused) {
         varlink_client_free(c);
 }
 
+/* A request in flight that never ends (here a Bind of an emulated device slower than the drain)
+ * does not keep a stopping worker forever: it gives up after 10 s, saying how many it left,
+ * and tsmd exits with status 0, long before the monitor's own stop timeout (15 s). */
+TEST(stopping_gives_up_on_requests_in_flight_after_the_drain_timeout) {
+        uint64_t start, deadline;
+        VarlinkClient *c;
+        json_object *reply;
+        Manager m;
+
+        manager_init(&m);
+        config_set(&m, "Platform", "EmulatedLatencyUSec", "60000000");
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Guest.Bind", json_tokener_parse("{\"context\":1,\"vdeviceId\":5}"),
+                                            0, on_reply_ignored, NULL));
+
+        kill(m.pid, SIGTERM);
+        wait_log(&m, "Received SIGTERM, finishing 1 requests in flight");
+        start = now_monotonic_usec();
+        for (deadline = start + 14 * 1000000ULL; !log_contains(&m, "1 requests still in flight after 10s, exiting anyway.");
+             manager_wait(&m, NULL, 50))
+                if (now_monotonic_usec() > deadline)
+                        TEST_FAIL("the worker still waits on its request in flight after 14 s");
+        ASSERT_GE(now_monotonic_usec() - start, 9 * 1000000ULL);
+        ASSERT_EQ(manager_exit_status(&m), 0);
+        ASSERT_FALSE(log_contains(&m, "did not stop in"));
+        varlink_client_free(c);
+}
+
 /* tsmd(8)'s exit status after SIGTERM is 0, whatever signal of those tsmd handles comes while it
  * exits: also one that arrives as it frees its event for that signal, which puts back the
  * default action (ending the process, for each of these). */
