@@ -951,6 +951,29 @@ TEST(a_worker_that_exits_keeps_its_exit_status) {
         tsmd_teardown(&t);
 }
 
+/* A worker that does not stop after SIGTERM (stuck: here stopped by SIGSTOP) does not keep tsmd
+ * from exiting: after 15 s the monitor kills it, says so, and exits 0 (it was asked to stop). */
+TEST(a_worker_that_does_not_stop_is_killed_after_the_stop_timeout) {
+        uint64_t start;
+        pid_t worker;
+        int status;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        worker = tsmd_worker_pid(&t);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        start = now_usec();
+        tsmd_kill(&t, SIGTERM);
+        if (!tsmd_wait_log(&t, strf("Worker %d did not stop in 15s, killing it.", (int) worker), 1, 20 * USEC_PER_SEC))
+                TEST_FAIL("tsmd did not give up on its stopped worker within 20 s");
+        ASSERT_GE(now_usec() - start, 14 * USEC_PER_SEC);
+        status = tsmd_terminate(&t);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_ERRNO(kill(worker, 0) < 0 ? -errno : 0, ESRCH); /* killed, and reaped */
+        tsmd_teardown(&t);
+}
+
 /* From /proc, which root may read for the worker too (prlimit() may not: another user
  * namespace). */
 static unsigned long long nofile_soft_limit_of(pid_t pid) {
