@@ -1775,6 +1775,45 @@ TEST(limit_buffered_per_uid) {
         server_stop();
 }
 
+/* A reply far larger than its call, held behind a deferred call on its connection, is what
+ * takes the uid over MaxBufferedPerUid=: that connection goes when the reply is made, not at
+ * some later read (tiny calls asking for big answers would pile them up otherwise); the others
+ * keep theirs. */
+static const char *raw_recv_some(int fd);
+
+TEST(held_replies_larger_than_their_calls_count_against_the_uid) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int fds[6];
+
+        l.max_message_size = l.max_output_size = 4096;
+        l.max_buffered_per_uid = 16384;
+        server_start(&l);
+        for (unsigned i = 0; i < ELEMENTSOF(fds); i++) {
+                char defer[64];
+
+                fds[i] = raw_connect();
+                snprintf(defer, sizeof(defer), "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":%u}}", i);
+                raw_call(fds[i], defer);
+                raw_call(fds[i], "{\"method\":\"io.tsmd.Test.Big\",\"parameters\":{\"size\":3000}}");
+                ASSERT_EQ(raw_closed_soon(fds[i]), i >= 5);
+        }
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n");
+
+        /* The first's deferred call answered, its held reply follows it out. */
+        {
+                VarlinkClient *c = client_new();
+
+                ASSERT_EQ(release(c, 0), 0);
+                varlink_client_free(c);
+        }
+        ASSERT_STREQ(raw_recv_some(fds[0]), "{\"parameters\":{\"id\":0}}");
+        ASSERT_NOT_NULL(strstr(raw_recv_some(fds[0]), "\"text\":\"xxx"));
+        for (unsigned i = 0; i < ELEMENTSOF(fds); i++)
+                close(fds[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
 /* A message with more JSON values than MaxJsonValues= is refused before json-c builds
  * anything (a megabyte of "0," would be half a million objects), by its name. */
 TEST(limit_json_values) {
