@@ -440,9 +440,23 @@ TEST(tsmctl_backends_connect_and_disconnect) {
         teardown(&e);
 }
 
+/* Makes the fixture's tmpfs full: limited to 1 MiB, and that taken by <root>/filler. */
+static void fill_fixture(Env *e) {
+        _cleanup_close_ int fd = -EBADF;
+        char block[4096] = {};
+
+        if (mount(NULL, e->root, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=1m") < 0)
+                TEST_FAIL("remount %s with size=1m: %s", e->root, strerror(errno));
+        fd = open(strf("%s/filler", e->root), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ASSERT_TRUE(fd >= 0);
+        while (write(fd, block, sizeof(block)) == (ssize_t) sizeof(block))
+                ;
+        ASSERT_EQ(errno, ENOSPC);
+}
+
 /* A connect the kernel refuses is ConnectFailed with its errno, on record, and changes nothing.
  * Here the write fails as tsm/connect became a directory after discovery (EISDIR), as a
- * failed SPDM session or IDE setup fails it. */
+ * failed SPDM session or IDE setup fails it; and a disconnect whose write fails (ENOSPC). */
 TEST(a_connect_the_kernel_refuses_is_connect_failed) {
         Env e;
         VarlinkClient *c;
@@ -458,6 +472,16 @@ TEST(a_connect_the_kernel_refuses_is_connect_failed) {
         ctx = open_context(c);
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+
+        /* The write itself fails (the kernel's store() returns an error): here the fixture's
+         * file system is full (its size is the superblock's, which tsmd's mount namespace
+         * shares). The device stays connected, and attachable. */
+        fill_fixture(&e);
+        CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\"}",
+                   "io.tsmd.Admin.ConnectFailed", strf("{\"errno\":%d}", ENOSPC));
+        ASSERT_OK(unlink(strf("%s/filler", e.root)));
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.ConnectFailed", 1);
+        (void) attach_eventually(c, ctx, 1, NIC_ADDR);
 
         varlink_client_free(c);
         teardown(&e);
