@@ -3536,4 +3536,53 @@ TEST(a_restart_with_broken_files_serves_the_last_good_set) {
         stop(&m);
 }
 
+/* A sealed memfd of text that is no kept set, in the fd store's place of the kept one. */
+static void store_damaged_last_good(Manager *m) {
+        static const char text[] = "not a kept configuration\n";
+        int fd = memfd_create("damaged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        ASSERT_OK(fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE));
+        store_remove(m, FDSTORE_LAST_GOOD_NAME);
+        store_put(m, fd, FDSTORE_LAST_GOOD_NAME);
+}
+
+/* The files on disk broken, and the kept set damaged too: tsmd does not start (exit status 1),
+ * and says that neither loads, whether tsmd.conf is what is broken (read before the monitor
+ * starts) or its policy (read by the monitor). It serves nothing it could not check. */
+TEST(a_restart_with_broken_files_and_a_damaged_kept_set_does_not_start) {
+        _cleanup_free_ char *good = NULL;
+        Manager m;
+
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        manager_wait(&m, has_last_good, 5000);
+        good = read_text(&m, "tsmd.conf");
+        stop(&m);
+        manager_drain(&m);
+        store_damaged_last_good(&m);
+
+        config_set(&m, "Guest", "Bogus", "1");
+        manager_start(&m);
+        ASSERT_EQ(manager_exit_status(&m), 1);
+        ASSERT_TRUE(log_contains(&m, "does not load, nor does the configuration kept from before the restart"));
+        ASSERT_FALSE(m.ready);
+
+        {
+                FILE *f = fopen(m.config, "we");
+
+                ASSERT_NOT_NULL(f);
+                fputs(good, f);
+                ASSERT_OK(fclose(f));
+        }
+        policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=*\nBogus=1\n");
+        manager_start(&m);
+        ASSERT_EQ(manager_exit_status(&m), 1);
+        ASSERT_TRUE(log_contains(&m, "the configuration or policy is broken, and the one kept from before the "
+                                     "restart does not load either"));
+        ASSERT_FALSE(m.ready);
+}
+
 TEST_MAIN();
