@@ -13,6 +13,11 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#ifdef HAVE_GCOV
+/* libgcov's (gcc and clang alike): writes the counters out, which _exit() would not. */
+void __gcov_dump(void);
+#endif
+
 /* Runs in the test's child once the test returned. The child ends with _exit(), which skips
  * LeakSanitizer's check at exit, so ask for it here: memory the test's code lost is a failure
  * of that test. Returns true when LeakSanitizer found leaks (it printed them). */
@@ -136,6 +141,11 @@ int test_main(int argc, char *argv[]) {
                                         t->name);
                                 _exit(1);
                         }
+#ifdef HAVE_GCOV
+                        /* The case's child is where the code under test ran: with -Db_coverage=true
+                         * what it executed counts. */
+                        __gcov_dump();
+#endif
                         _exit(0);
                 }
                 if (waitpid(pid, &status, 0) < 0) {

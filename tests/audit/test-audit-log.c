@@ -689,6 +689,42 @@ TEST(torn_tail_whole_file_garbage) {
         fixture_done(&f);
 }
 
+/* Past a torn write, a whole window of lines that are no records (bytes a torn write does not
+ * leave: not zeros) is damage resume cannot judge: the log is not opened, and not cut, rather
+ * than lose records it cannot see. Likewise a log that is not a regular file. */
+TEST(resume_refuses_a_window_of_garbage_and_a_log_not_a_file) {
+        const size_t n = AUDIT_TAIL_WINDOW + 100;
+        _cleanup_free_ char *garbage = malloc(n);
+        struct stat before, after;
+        char path[PATH_MAX];
+        AuditLog *a = NULL;
+        Fixture f;
+
+        ASSERT_NOT_NULL(garbage);
+        for (size_t i = 0; i < n; i++)
+                garbage[i] = i % 64 == 63 ? '\n' : 'x';
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+        fixture_close(&f);
+        append_bytes(f.dir, "audit.log", garbage, n);
+        snprintf(path, sizeof(path), "%s/audit.log", f.dir);
+        ASSERT_OK(stat(path, &before));
+
+        ASSERT_ERRNO(audit_log_open(f.base, &f.config, &a), EBADMSG);
+        ASSERT_NULL(a);
+        ASSERT_OK(stat(path, &after));
+        ASSERT_EQ(after.st_size, before.st_size);
+
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(mkfifo(path, 0600));
+        ASSERT_ERRNO(audit_log_open(f.base, &f.config, &a), EBADFD);
+        ASSERT_NULL(a);
+        ASSERT_OK(unlink(path));
+        fixture_done(&f);
+}
+
 TEST(crash_mid_rotation_states) {
         AuditLogStatus st;
         Fixture f;

@@ -562,6 +562,35 @@ TEST(check_config_refuses_a_policy_in_a_group_writable_directory) {
         ASSERT_NULL(strstr(out, "configuration OK"));
 }
 
+/* SECURITY: a relative --config= is walked from the working directory up to /, as an absolute
+ * one is: a directory on the way that every user may write makes it refused all the same, by
+ * whichever name it is reached (a ".." included). */
+TEST(check_config_trusts_a_relative_path_by_its_directories) {
+        const char *dir = scratch_dir(), *in = scratch_path(dir, "in"), *expected;
+        _cleanup_free_ char *out = NULL, *err = NULL;
+
+        ASSERT_OK(chmod(dir, 0755));
+        ASSERT_OK(mkdir(in, 0755));
+        write_file(strf("%s/tsmd.conf", in), good_config);
+        ASSERT_OK(chdir(in));
+        expect_config_ok("tsmd.conf");
+        expect_config_ok("../in/tsmd.conf");
+
+        ASSERT_OK(chmod(dir, 0777));
+        for (size_t i = 0; i < 2; i++) {
+                const char *name = i == 0 ? "tsmd.conf" : "../in/tsmd.conf";
+
+                free(out);
+                free(err);
+                ASSERT_FALSE(exited_with(tsmd_run(name, "--check-config", &out, &err), 0));
+                expected = strf("%s: directory %s is writable by every user; refusing to use it", name, dir);
+                if (!strstr(err, expected))
+                        TEST_FAIL("stderr does not say '%s': %s", expected, err);
+                ASSERT_NULL(strstr(out, "configuration OK"));
+        }
+        ASSERT_OK(chmod(dir, 0755));
+}
+
 /* The policy the configuration names is part of the check (POLICY.md): a bad one would keep
  * the worker from starting. */
 TEST(check_config_loads_the_policy) {
@@ -1111,6 +1140,29 @@ TEST(a_worker_that_exits_keeps_its_exit_status) {
         ASSERT_OK(unlink(audit));
         ASSERT_OK(rename(away, audit));
         ASSERT_TRUE(tsmd_wait_log(&t, "serving again.", 1, 10 * USEC_PER_SEC));
+        tsmd_teardown(&t);
+}
+
+/* A worker that does not stop after SIGTERM (stuck: here stopped by SIGSTOP) does not keep tsmd
+ * from exiting: after 15 s the monitor kills it, says so, and exits 0 (it was asked to stop). */
+TEST(a_worker_that_does_not_stop_is_killed_after_the_stop_timeout) {
+        uint64_t start;
+        pid_t worker;
+        int status;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        worker = tsmd_worker_pid(&t);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        start = now_usec();
+        tsmd_kill(&t, SIGTERM);
+        if (!tsmd_wait_log(&t, strf("Worker %d did not stop in 15s, killing it.", (int) worker), 1, 20 * USEC_PER_SEC))
+                TEST_FAIL("tsmd did not give up on its stopped worker within 20 s");
+        ASSERT_GE(now_usec() - start, 14 * USEC_PER_SEC);
+        status = tsmd_terminate(&t);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_ERRNO(kill(worker, 0) < 0 ? -errno : 0, ESRCH); /* killed, and reaped */
         tsmd_teardown(&t);
 }
 

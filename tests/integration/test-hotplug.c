@@ -386,9 +386,96 @@ TEST(connect_and_disconnect_through_admin) {
         teardown(&e);
 }
 
+/* tsmctl's output for argv (exit status 0 expected), as a JSON object. */
+static json_object *tsmctl_json(Env *e, const char *verb, const char *a1, const char *a2) {
+        const char *argv[] = { TSMCTL_PATH, "--json", strf("--socket=%s", e->tsmd.socket), verb, a1, a2, NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        json_object *o;
+        int status;
+
+        status = run_capture(argv, &out, &err, TSMD_WAIT_USEC);
+        if (status != 0)
+                TEST_FAIL("tsmctl %s: exit %d: %s", verb, status, strna(err));
+        o = json_tokener_parse(out);
+        if (!o)
+                TEST_FAIL("tsmctl --json %s printed no JSON: %s", verb, out);
+        return o;
+}
+
+/* The backend of name in tsmctl --json backends. */
+static json_object *backend_named(json_object *backends, const char *name) {
+        json_object *a = json_object_object_get(backends, "backends");
+
+        for (size_t i = 0; i < json_object_array_length(a); i++) {
+                json_object *b = json_object_array_get_idx(a, i);
+
+                if (streq(json_object_get_string(json_object_object_get(b, "tsm")), name))
+                        return b;
+        }
+        TEST_FAIL("no backend %s in %s", name, json_object_to_json_string(backends));
+}
+
+/* tsmctl backends, connect and disconnect against kernel TSMs: each TSM with its type, its
+ * parent's driver and the devices connected to it, counted anew after a connect; the kernel is
+ * told the disconnect (the fixture's tsm/connect stays as it was: no kernel clears it); a refusal
+ * is exit 1 naming the error. */
+TEST(tsmctl_backends_connect_and_disconnect) {
+        const char *refused[] = { TSMCTL_PATH, NULL, "connect", NVME_ADDR, "tsm9", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *written = NULL;
+        json_object *b;
+        int status;
+        Env e;
+
+        setup(&e, "two-tsms", NULL);
+        b = tsmctl_json(&e, "backends", NULL, NULL);
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(b, "platform")), "kernel");
+        ASSERT_EQ(json_object_array_length(json_object_object_get(b, "backends")), 2u);
+        /* The NIC and its function 1, which it speaks for. */
+        ASSERT_STREQ(JSTR(backend_named(b, "tsm0"), "type"), "sev-tio");
+        ASSERT_STREQ(JSTR(backend_named(b, "tsm0"), "parentDriver"), "ccp");
+        ASSERT_EQ(JINT(backend_named(b, "tsm0"), "devices"), 2);
+        ASSERT_STREQ(JSTR(backend_named(b, "tsm1"), "type"), "tdx-connect");
+        ASSERT_EQ(JINT(backend_named(b, "tsm1"), "devices"), 1);
+        json_object_put(b);
+
+        json_object_put(tsmctl_json(&e, "connect", NVME_ADDR, "tsm1"));
+        b = tsmctl_json(&e, "backends", NULL, NULL);
+        ASSERT_EQ(JINT(backend_named(b, "tsm1"), "devices"), 2);
+        json_object_put(b);
+
+        refused[1] = strf("--socket=%s", e.tsmd.socket);
+        status = run_capture(refused, &out, &err, TSMD_WAIT_USEC);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        ASSERT_NOT_NULL(strstr(err, "io.tsmd.Admin.NoSuchTsm"));
+
+        ASSERT_OK(sysfs_fixture_write_attr(e.root, NVME_PATH, "tsm/disconnect", ""));
+        json_object_put(tsmctl_json(&e, "disconnect", NVME_ADDR, NULL));
+        written = read_file(strf("%s%s/tsm/disconnect", e.root, NVME_PATH));
+        ASSERT_STREQ(written, "tsm1");
+
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.NoSuchTsm", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "ok", 1);
+        teardown(&e);
+}
+
+/* Makes the fixture's tmpfs full: limited to 1 MiB, and that taken by <root>/filler. */
+static void fill_fixture(Env *e) {
+        _cleanup_close_ int fd = -EBADF;
+        char block[4096] = {};
+
+        if (mount(NULL, e->root, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=1m") < 0)
+                TEST_FAIL("remount %s with size=1m: %s", e->root, strerror(errno));
+        fd = open(strf("%s/filler", e->root), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ASSERT_TRUE(fd >= 0);
+        while (write(fd, block, sizeof(block)) == (ssize_t) sizeof(block))
+                ;
+        ASSERT_EQ(errno, ENOSPC);
+}
+
 /* A connect the kernel refuses is ConnectFailed with its errno, on record, and changes nothing.
  * Here the write fails as tsm/connect became a directory after discovery (EISDIR), as a
- * failed SPDM session or IDE setup fails it. */
+ * failed SPDM session or IDE setup fails it; and a disconnect whose write fails (ENOSPC). */
 TEST(a_connect_the_kernel_refuses_is_connect_failed) {
         Env e;
         VarlinkClient *c;
@@ -404,6 +491,16 @@ TEST(a_connect_the_kernel_refuses_is_connect_failed) {
         ctx = open_context(c);
         CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 3, NVME_ADDR), E_GUEST("NoSuchDevice"), NULL);
         CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+
+        /* The write itself fails (the kernel's store() returns an error): here the fixture's
+         * file system is full (its size is the superblock's, which tsmd's mount namespace
+         * shares). The device stays connected, and attachable. */
+        fill_fixture(&e);
+        CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\"}",
+                   "io.tsmd.Admin.ConnectFailed", strf("{\"errno\":%d}", ENOSPC));
+        ASSERT_OK(unlink(strf("%s/filler", e.root)));
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.ConnectFailed", 1);
+        (void) attach_eventually(c, ctx, 1, NIC_ADDR);
 
         varlink_client_free(c);
         teardown(&e);

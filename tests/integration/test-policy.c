@@ -234,6 +234,71 @@ TEST(audit_follow_ends_with_the_admin_right) {
         tsmd_teardown(&t);
 }
 
+typedef struct Followed {
+        char last_error[128];
+        unsigned n_records;
+} Followed;
+
+static int on_followed_record(VarlinkClient *c, json_object *parameters, const char *error, bool continues,
+                              void *userdata) {
+        Followed *f = userdata;
+
+        if (!error && json_object_object_get(parameters, "record"))
+                f->n_records++;
+        return on_followed(c, parameters, error, continues, f->last_error);
+}
+
+/* Drives c until it got more than n records, failing if its stream ended (bounded). */
+static void follow_past(VarlinkClient *c, Followed *f, unsigned n) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; f->n_records <= n;) {
+                struct pollfd p = { .fd = varlink_client_get_fd(c), .events = varlink_client_get_events(c) };
+
+                if (!streq(f->last_error, ""))
+                        TEST_FAIL("the follower's stream ended: \"%s\"", f->last_error);
+                if (now_usec() > deadline)
+                        TEST_FAIL("the follower got no record past the %u-th", n);
+                if (p.fd < 0)
+                        TEST_FAIL("the follower's connection is gone");
+                (void) poll(&p, 1, 50);
+                ASSERT_OK(varlink_client_process(c));
+        }
+}
+
+/* The other side of audit_follow_ends_with_the_admin_right: a reload whose policy still names
+ * the follower an administrator (its rules for clients changed) keeps the stream going. */
+TEST(audit_follow_survives_a_reload_that_keeps_the_admin_right) {
+        static const TsmdFile files[] = {
+                { "policy.conf", "[Admin]\nUsers=65534\n[Client:vm]\nUsers=root\nDevices=" DEV1 "\n" },
+        };
+        Followed followed = { .last_error = "none yet" };
+        VarlinkClient *follower, *other;
+        unsigned n;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        ASSERT_OK(chmod(t.socket, 0666));
+        follower = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
+        other = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
+        ASSERT_OK(varlink_client_call_async(follower, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE,
+                                            on_followed_record, &followed));
+        follow_until(follower, followed.last_error, "");
+        CALL_OK(other, "io.tsmd.Admin.ListBackends", NULL);
+        follow_past(follower, &followed, 0);
+
+        tsmd_write_file(&t, "policy.conf", "[Admin]\nUsers=65534\n[Client:vm]\nUsers=root\nDevices=" DEV1 " " DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        n = followed.n_records;
+        CALL_OK(other, "io.tsmd.Admin.ListBackends", NULL);
+        follow_past(follower, &followed, n);
+        ASSERT_EQ(tsmd_audit_count_where(&t, 0, "\"uid\":65534", "io.tsmd.Admin.FollowAudit",
+                                         VARLINK_ERROR_PERMISSION_DENIED),
+                  0U);
+        varlink_client_free(follower);
+        varlink_client_free(other);
+        tsmd_teardown(&t);
+}
+
 TEST(rule_grants_one_device_and_scope) {
         static const TsmdFile files[] = {
                 { "policy.conf",

@@ -3116,6 +3116,45 @@ TEST(violation_shape) {
         }
 }
 
+/* A device message's names are fixed-size fields: one without its NUL, or with bytes after it,
+ * would reach sysfs paths and the kernel's connect file as what the worker did not say; a TSM
+ * name goes only with a CONNECT_DEVICE. Each is a violation, and nothing is done. */
+TEST(violation_device_names) {
+        static const uint32_t types[] = { TSM_PRIV_GET_DEVICE_STATE, TSM_PRIV_CONNECT_DEVICE,
+                                          TSM_PRIV_DISCONNECT_DEVICE };
+        static const char *const cases[] = { "address-unterminated", "address-trailing", "tsm-unterminated",
+                                             "tsm-trailing", "tsm-where-none-belongs" };
+
+        for (size_t i = 0; i < ELEMENTSOF(types); i++)
+                for (size_t j = 0; j < ELEMENTSOF(cases); j++) {
+                        bool with_tsm = types[i] == TSM_PRIV_CONNECT_DEVICE;
+                        struct tsm_priv_device dev;
+                        const char *c = cases[j];
+                        Fixture *f;
+
+                        if (streq(c, "tsm-where-none-belongs") && with_tsm)
+                                continue;
+                        f = fixture();
+                        tsm_priv_init(&dev, types[i], RAW_COOKIE, 0);
+                        strcpy(dev.pci_address, DEV_A);
+                        if (with_tsm)
+                                strcpy(dev.tsm, "tsm0");
+                        if (streq(c, "address-unterminated"))
+                                memset(dev.pci_address, '0', sizeof(dev.pci_address));
+                        else if (streq(c, "address-trailing"))
+                                dev.pci_address[sizeof(dev.pci_address) - 1] = '1';
+                        else if (streq(c, "tsm-unterminated"))
+                                memset(dev.tsm, 'x', sizeof(dev.tsm));
+                        else if (streq(c, "tsm-trailing"))
+                                dev.tsm[sizeof(dev.tsm) - 1] = '1';
+                        else
+                                strcpy(dev.tsm, "tsm0");
+                        ASSERT_EQ(expect_violation(f, &dev, tsm_priv_type_to_string(types[i])), -EBADMSG);
+                        ASSERT_EQ(monitor_contexts_size(f->contexts), 0);
+                        fixture_free(f);
+                }
+}
+
 /* Sends an OPEN_CONTEXT or ADOPT_CONTEXT that must be refused, with an fd for ADOPT. */
 static void new_context_violation(uint32_t type, uint32_t slot, uint32_t uid, const char *reclaim_id,
                                   size_t reclaim_id_len) {

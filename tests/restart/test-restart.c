@@ -1788,6 +1788,57 @@ TEST(a_forged_state_file_trips_no_worker) {
 }
 
 /*
+ * SECURITY: a state file that names another uid than the monitor's name of the context's fd does
+ * not belong to that context: nothing of it is taken (not its group, pid or vDevices), and it is
+ * written anew from what the monitor kept. The owner reclaims its context, bound, as before.
+ */
+TEST(a_state_file_naming_another_uid_is_not_taken) {
+        _cleanup_free_ char *state = NULL;
+        char token[64], id[33], path[PATH_MAX], params[128], line[128];
+        VarlinkClient *c;
+        json_object *reply;
+        int64_t ctx;
+        FILE *f;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state file");
+        c = start_with_bound_context(&m, token);
+        reclaim_id_of(token, id);
+
+        snprintf(path, sizeof(path), "%s/state/%s.state", m.dir, id);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fprintf(f, "[Context]\nUid=4242\nGid=4242\nPid=4242\nVDevice=5 0000:01:00.0 bound\n"
+                   "VDevice=9 0000:02:00.0 unbound\n");
+        fclose(f);
+        (void) crash_worker(&m);
+        varlink_client_free(c); /* after the crash: hanging up would release the context */
+        snprintf(line, sizeof(line), "Stored context state names uid 4242, the fd uid %u; dropping it.",
+                 (unsigned) getuid());
+        ASSERT_TRUE(log_contains(&m, line));
+
+        snprintf(path, sizeof(path), "state/%s.state", id);
+        state = read_text(&m, path);
+        snprintf(line, sizeof(line), "Uid=%u\n", (unsigned) getuid());
+        ASSERT_NOT_NULL(strstr(state, line));
+        ASSERT_NULL(strstr(state, "4242"));
+        ASSERT_NULL(strstr(state, "0000:02:00.0"));
+
+        c = connect_client(&m);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
+        reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":9}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
+        snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
+        call_ok(c, "io.tsmd.Guest.CloseContext", params);
+        varlink_client_free(c);
+        ASSERT_FALSE(log_contains(&m, "Compromised worker"));
+        stop(&m);
+}
+
+/*
  * A state directory the worker keeps no state in (someone else's, not empty: the monitor does
  * not give it): the fd store would bring its contexts back after a restart of tsmd without
  * their vDevices, bound ones included, that nobody would unbind then. So no vDevice is
@@ -2071,13 +2122,15 @@ static void policy_write(Manager *m, const char *text) {
 
 #define WEB1_GID 1001
 #define WEB2_GID 2002
+#define NO_RULE_GID 3003
 
 /*
  * One uid, two rules told apart by group, one device each (as POLICY.md has web1 and web2).
  * After the worker restarts, web2 holding web1's token is refused web1's context, which holds a
  * vDevice of a device web2 may not use: ReclaimRefused naming it, and recorded so. Before, the
  * uid and token were all it took, and web2 then had web1's iommufd and bound device (Unbind,
- * GetDeviceState, Bind; only GuestRequest was refused). web1 takes it back as before.
+ * GetDeviceState, Bind; only GuestRequest was refused). The same uid under a group of no rule
+ * is Denied. web1 takes it back as before.
  */
 TEST(reclaim_needs_the_policy_to_allow_every_device) {
         _cleanup_(json_object_putp) json_object *rec = NULL;
@@ -2152,6 +2205,17 @@ TEST(reclaim_needs_the_policy_to_allow_every_device) {
         }
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        /* The owner's uid under a group no rule names is no client at all: Denied, as for a new
+         * context, and the context waits on. */
+        b = connect_client_as(&m, NO_RULE_GID);
+        reply = NULL;
+        error = NULL;
+        ASSERT_OK(varlink_client_call(b, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply, &error));
+        ASSERT_STREQ(error, "io.tsmd.Guest.Denied");
+        ASSERT_STREQ(json_get_string(reply, "reason"), "no policy rule matches the client");
+        ASSERT_ERRNO(varlink_client_take_fd(b, 0), ENXIO);
+        varlink_client_free(b);
 
         /* web1, whose rule still lists the device, gets it back, bound. */
         a = connect_client_as(&m, WEB1_GID);
@@ -2922,6 +2986,39 @@ TEST(reload_while_stopping_is_refused) {
         varlink_client_free(c);
 }
 
+/* A request in flight that never ends (here a Bind of an emulated device slower than the drain)
+ * does not keep a stopping worker forever: it gives up after 10 s, saying how many it left,
+ * and tsmd exits with status 0, long before the monitor's own stop timeout (15 s). */
+TEST(stopping_gives_up_on_requests_in_flight_after_the_drain_timeout) {
+        uint64_t start, deadline;
+        VarlinkClient *c;
+        json_object *reply;
+        Manager m;
+
+        manager_init(&m);
+        config_set(&m, "Platform", "EmulatedLatencyUSec", "60000000");
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        c = connect_client(&m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+        ASSERT_OK(varlink_client_call_async(c, "io.tsmd.Guest.Bind", json_tokener_parse("{\"context\":1,\"vdeviceId\":5}"),
+                                            0, on_reply_ignored, NULL));
+
+        kill(m.pid, SIGTERM);
+        wait_log(&m, "Received SIGTERM, finishing 1 requests in flight");
+        start = now_monotonic_usec();
+        for (deadline = start + 14 * 1000000ULL; !log_contains(&m, "1 requests still in flight after 10s, exiting anyway.");
+             manager_wait(&m, NULL, 50))
+                if (now_monotonic_usec() > deadline)
+                        TEST_FAIL("the worker still waits on its request in flight after 14 s");
+        ASSERT_GE(now_monotonic_usec() - start, 9 * 1000000ULL);
+        ASSERT_EQ(manager_exit_status(&m), 0);
+        ASSERT_FALSE(log_contains(&m, "did not stop in"));
+        varlink_client_free(c);
+}
+
 /* tsmd(8)'s exit status after SIGTERM is 0, whatever signal of those tsmd handles comes while it
  * exits: also one that arrives as it frees its event for that signal, which puts back the
  * default action (ending the process, for each of these). */
@@ -3437,6 +3534,55 @@ TEST(a_restart_with_broken_files_serves_the_last_good_set) {
         expect_last_good_is(&m, "Users=root 65534 4242\n");
         ASSERT_EQ(m.n_store - stored_but_last_good(&m), 1u); /* the new one only */
         stop(&m);
+}
+
+/* A sealed memfd of text that is no kept set, in the fd store's place of the kept one. */
+static void store_damaged_last_good(Manager *m) {
+        static const char text[] = "not a kept configuration\n";
+        int fd = memfd_create("damaged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        ASSERT_OK(fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE));
+        store_remove(m, FDSTORE_LAST_GOOD_NAME);
+        store_put(m, fd, FDSTORE_LAST_GOOD_NAME);
+}
+
+/* The files on disk broken, and the kept set damaged too: tsmd does not start (exit status 1),
+ * and says that neither loads, whether tsmd.conf is what is broken (read before the monitor
+ * starts) or its policy (read by the monitor). It serves nothing it could not check. */
+TEST(a_restart_with_broken_files_and_a_damaged_kept_set_does_not_start) {
+        _cleanup_free_ char *good = NULL;
+        Manager m;
+
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        manager_wait(&m, has_last_good, 5000);
+        good = read_text(&m, "tsmd.conf");
+        stop(&m);
+        manager_drain(&m);
+        store_damaged_last_good(&m);
+
+        config_set(&m, "Guest", "Bogus", "1");
+        manager_start(&m);
+        ASSERT_EQ(manager_exit_status(&m), 1);
+        ASSERT_TRUE(log_contains(&m, "does not load, nor does the configuration kept from before the restart"));
+        ASSERT_FALSE(m.ready);
+
+        {
+                FILE *f = fopen(m.config, "we");
+
+                ASSERT_NOT_NULL(f);
+                fputs(good, f);
+                ASSERT_OK(fclose(f));
+        }
+        policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=*\nBogus=1\n");
+        manager_start(&m);
+        ASSERT_EQ(manager_exit_status(&m), 1);
+        ASSERT_TRUE(log_contains(&m, "the configuration or policy is broken, and the one kept from before the "
+                                     "restart does not load either"));
+        ASSERT_FALSE(m.ready);
 }
 
 TEST_MAIN();

@@ -1874,6 +1874,45 @@ TEST(limit_buffered_per_uid) {
         server_stop();
 }
 
+/* A reply far larger than its call, held behind a deferred call on its connection, is what
+ * takes the uid over MaxBufferedPerUid=: that connection goes when the reply is made, not at
+ * some later read (tiny calls asking for big answers would pile them up otherwise); the others
+ * keep theirs. */
+static const char *raw_recv_some(int fd);
+
+TEST(held_replies_larger_than_their_calls_count_against_the_uid) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int fds[6];
+
+        l.max_message_size = l.max_output_size = 4096;
+        l.max_buffered_per_uid = 16384;
+        server_start(&l);
+        for (unsigned i = 0; i < ELEMENTSOF(fds); i++) {
+                char defer[64];
+
+                fds[i] = raw_connect();
+                snprintf(defer, sizeof(defer), "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":%u}}", i);
+                raw_call(fds[i], defer);
+                raw_call(fds[i], "{\"method\":\"io.tsmd.Test.Big\",\"parameters\":{\"size\":3000}}");
+                ASSERT_EQ(raw_closed_soon(fds[i]), i >= 5);
+        }
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID " -\n");
+
+        /* The first's deferred call answered, its held reply follows it out. */
+        {
+                VarlinkClient *c = client_new();
+
+                ASSERT_EQ(release(c, 0), 0);
+                varlink_client_free(c);
+        }
+        ASSERT_STREQ(raw_recv_some(fds[0]), "{\"parameters\":{\"id\":0}}");
+        ASSERT_NOT_NULL(strstr(raw_recv_some(fds[0]), "\"text\":\"xxx"));
+        for (unsigned i = 0; i < ELEMENTSOF(fds); i++)
+                close(fds[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
 /* A message with more JSON values than MaxJsonValues= is refused before json-c builds
  * anything (a megabyte of "0," would be half a million objects), by its name. */
 TEST(limit_json_values) {
@@ -3179,6 +3218,57 @@ TEST(reload_keeps_the_room_of_a_call_that_acts) {
         varlink_client_free(c3);
         server_stop();
         ASSERT_NULL(strstr(ts.refusals, VARLINK_ERROR_REPLY_TOO_LARGE));
+}
+
+/* A raised MaxPendingCalls= reaches a connection already paused at the old one: it reads on at
+ * once, not only after one of its calls is answered (which, for calls that wait on a device,
+ * may be never). */
+TEST(reload_raising_max_pending_calls_resumes_a_paused_connection) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c, *c2;
+        Collected col = {};
+
+        l.max_pending_calls = 2;
+        server_start(&l);
+        c = client_new();
+        c2 = client_new();
+        send_deferred(c, 5, &col);
+        ASSERT_TRUE(wait_pending_calls(c2, 2));
+
+        l.max_pending_calls = 8;
+        reload_limits(&l);
+        if (!wait_pending_calls(c2, 5))
+                TEST_FAIL("a connection paused at MaxPendingCalls=2 still reads nothing after it was raised to 8");
+        ASSERT_EQ(col.n, 0u);
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+/* IdleTimeoutSec=0 set by a reload (no timeout) reaches a connection that has not called yet:
+ * its timer of the old value is disarmed. Only waiting past that value shows it kept. */
+TEST(reload_turning_the_idle_timeout_off_keeps_a_silent_connection) {
+        static const char call[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        uint64_t start;
+        int silent;
+
+        l.idle_timeout_sec = 1;
+        server_start(&l);
+        silent = raw_connect();
+        l.idle_timeout_sec = 0;
+        reload_limits(&l);
+        start = now_monotonic_usec();
+        while (now_monotonic_usec() - start < 2000000U) {
+                if (raw_hung_up(silent))
+                        TEST_FAIL("a connection was dropped by the idle timeout a reload turned off");
+                usleep(20000);
+        }
+        raw_call(silent, call);
+        ASSERT_STREQ(raw_recv_some(silent), "{\"parameters\":{\"text\":\"x\"}}");
+        close(silent);
+        server_stop();
+        ASSERT_EQ(ts.n_timed_out, 0U);
 }
 
 /* An unconnected socket now, connected to path later (when there may be no fd for a new one). */
