@@ -359,7 +359,8 @@ static void audit_signalled_reload(Manager *m, int error) {
 
         rec.event = "reload";
         rec.result = error >= 0 ? "ok" : error == -ESHUTDOWN ? "io.tsmd.Service.Stopping" : "io.tsmd.Service.ReloadFailed";
-        r = audit_log_record_owed(m->audit, &rec, on_reload_recorded, NULL, NULL);
+        /* Made already: kept if the reopened log cannot take it (full, failed), written once it can. */
+        r = audit_log_record_owed_kept(m->audit, &rec, on_reload_recorded, NULL, NULL, NULL);
         if (r < 0)
                 on_reload_recorded(m->audit, 0, r, NULL);
 }

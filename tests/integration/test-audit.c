@@ -1545,6 +1545,45 @@ TEST(release_while_the_log_is_full_is_recorded_once_there_is_room) {
         tsmd_teardown(&t);
 }
 
+/* A reload by SIGHUP, which has no caller to answer, moves the log to a full file system (or
+ * comes while it is full): it is made, and its record, which the log cannot take, is kept and
+ * written once there is room again, before the records of the calls after it (before, it was
+ * dropped: a policy change with no trace). */
+TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
+        const char *filler;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at, open_at;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        filler = mount_audit_fs(&t, 64, true);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of reload now", 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of a reload by signal failed"));
+        c = tsmd_connect(&t);
+        CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
+
+        ASSERT_OK(truncate(filler, 0));
+        at = audit_wait_event(&t, 0, "reload", &l);
+        expect_str(l.rec[at - 1], "result", "ok", at);
+        expect_int(l.rec[at - 1], "uid", NUL_I, at); /* no caller */
+        expect_owed(l.rec[at - 1], at);
+        audit_lines_done(&l);
+
+        /* Calls are taken again, after it. */
+        (void) guest_open_context(c);
+        open_at = audit_wait_event(&t, 0, "open-context", &l);
+        ASSERT_TRUE(open_at > line_of(&l, 0, "reload"));
+        audit_lines_done(&l);
+
+        varlink_client_free(c);
+        tsmd_stop(&t);
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        tsmd_teardown(&t);
+}
+
 /* systemctl reload tsmd; systemctl stop tsmd, in quick succession (or with a slow disk): the
  * worker stops while the reopen of the audit log the reload started is pending. The worker is
  * held while a Reload and the SIGTERM reach it, so that it takes both in one round. It
