@@ -316,7 +316,9 @@ static void audit_previous_worker(Manager *m) {
                 return;
         rec.event = "worker-restart";
         rec.result = results[m->hello.previous_end];
-        r = audit_log_record_owed(m->audit, &rec, on_worker_end_recorded, NULL, NULL);
+        /* Kept if the log cannot take it now (full, failed), written once it can: no worker after
+         * this one knows of it. */
+        r = audit_log_record_owed_kept(m->audit, &rec, on_worker_end_recorded, NULL, NULL, NULL);
         if (r < 0)
                 on_worker_end_recorded(m->audit, 0, r, NULL);
 }

@@ -1584,6 +1584,37 @@ TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
         tsmd_teardown(&t);
 }
 
+/* A worker killed while the audit file system is full: the next one records how it ended, once
+ * there is room again (before, it dropped that record at its start, for good). */
+TEST(worker_killed_while_the_log_is_full_is_recorded_once_there_is_room) {
+        const char *filler;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        filler = mount_audit_fs(&t, 64, true);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        tsmd_kill_worker(&t);
+        ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of worker-restart now", 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of the previous worker's end failed"));
+        c = tsmd_connect(&t);
+        CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
+
+        ASSERT_OK(truncate(filler, 0));
+        at = audit_wait_event(&t, 0, "worker-restart", &l);
+        expect_str(l.rec[at - 1], "result", "io.tsmd.WorkerCrashed", at);
+        expect_owed(l.rec[at - 1], at);
+        audit_lines_done(&l);
+
+        varlink_client_free(c);
+        tsmd_stop(&t);
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        tsmd_teardown(&t);
+}
+
 /* systemctl reload tsmd; systemctl stop tsmd, in quick succession (or with a slow disk): the
  * worker stops while the reopen of the audit log the reload started is pending. The worker is
  * held while a Reload and the SIGTERM reach it, so that it takes both in one round. It
