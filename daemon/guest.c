@@ -547,14 +547,16 @@ void guest_audit_release(const Release *rel, int result) {
                 if (origin)
                         *origin = (ReleaseOrigin){ .manager = rel->manager, .priv_cookie = rel->priv_cookie };
         }
-        r = audit_log_record_owed_full(rel->manager->audit, &rec, on_release_recorded,
+        /* SECURITY: it happened, so it is owed even while the log cannot take it (full, failed):
+         * kept then, and written once it can, else the log would show the device bound still. */
+        r = audit_log_record_owed_kept(rel->manager->audit, &rec, on_release_recorded,
                                        origin ? on_release_numbered : NULL, origin, &seq);
         if (r < 0) {
                 on_release_recorded(rel->manager->audit, 0, r, origin);
                 return;
         }
         if (result < 0)
-                guest_late_remember(rel->manager, rel->priv_cookie, seq); /* 0 if held: on_release_numbered() */
+                guest_late_remember(rel->manager, rel->priv_cookie, seq); /* 0 if held or kept: on_release_numbered() */
 }
 
 static void on_release_unbound(int result, const void *response, size_t len, void *userdata) {

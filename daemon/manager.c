@@ -316,7 +316,9 @@ static void audit_previous_worker(Manager *m) {
                 return;
         rec.event = "worker-restart";
         rec.result = results[m->hello.previous_end];
-        r = audit_log_record_owed(m->audit, &rec, on_worker_end_recorded, NULL, NULL);
+        /* Kept if the log cannot take it now (full, failed), written once it can: no worker after
+         * this one knows of it. */
+        r = audit_log_record_owed_kept(m->audit, &rec, on_worker_end_recorded, NULL, NULL, NULL);
         if (r < 0)
                 on_worker_end_recorded(m->audit, 0, r, NULL);
 }
@@ -359,7 +361,8 @@ static void audit_signalled_reload(Manager *m, int error) {
 
         rec.event = "reload";
         rec.result = error >= 0 ? "ok" : error == -ESHUTDOWN ? "io.tsmd.Service.Stopping" : "io.tsmd.Service.ReloadFailed";
-        r = audit_log_record_owed(m->audit, &rec, on_reload_recorded, NULL, NULL);
+        /* Made already: kept if the reopened log cannot take it (full, failed), written once it can. */
+        r = audit_log_record_owed_kept(m->audit, &rec, on_reload_recorded, NULL, NULL, NULL);
         if (r < 0)
                 on_reload_recorded(m->audit, 0, r, NULL);
 }

@@ -28,6 +28,13 @@
  * that answers only once its record is durable) are taken within max_in_flight unchecked, as
  * holding their answer back is all that is at stake.
  *
+ * Kept records. A record tsmd owes for what it did on its own (a release, a reload by signal, a
+ * worker's end) cannot be refused as a call is: what it records happened. If the log cannot take
+ * it (failed, or no room), audit_log_record_owed_kept() keeps it, bounded by max_kept (past it the
+ * loss is counted into a summary that takes its place in the queue), and writes it as soon as the
+ * log takes records: when a reopen worked, on a retry timer while the file system is full, or when
+ * a reservation finds room, which they go before (a reservation is refused while any are left).
+ *
  * Room in flight (reserved or queued records) is bounded three ways: max_in_flight over the
  * callers the policy names, max_in_flight_unnamed over all others (a pool of their own, so that
  * they cannot take the named callers' room), and max_in_flight_per_uid for any one uid
@@ -41,6 +48,7 @@
 #include "audit-log.h"
 #include "event-util.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 
@@ -66,6 +74,8 @@ struct AuditReservation {
         uint64_t deadline;
         AuditReservedCallback reserved;
         void *reserved_userdata;
+        /* Kept (audit_log_record_owed_kept()): its record copied, the next in log->kept_head. */
+        AuditReservation *kept_next;
 };
 
 typedef struct ReopenWaiter ReopenWaiter;
@@ -131,6 +141,12 @@ struct AuditLog {
         ReopenWaiter *waiters, **waiters_tail, *waiters_again, **waiters_again_tail;
         AuditSyncItem *held_head, **held_tail;
 
+        /* Owed records the log could not take, oldest first (see the top); a summary of those lost
+         * past max_kept is one of them (kept_lost: the tail's, while it counts). */
+        AuditReservation *kept_head, *kept_tail, *kept_lost;
+        unsigned n_kept;
+        struct event *kept_timer;
+
         AuditListener *listeners;
         unsigned listener_walks;
         bool listeners_dead;
@@ -149,6 +165,7 @@ void audit_config_init(AuditConfig *c) {
                 .max_in_flight_unnamed = AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT,
                 .prealloc_size = AUDIT_PREALLOC_SIZE_DEFAULT,
                 .max_queries = AUDIT_MAX_QUERIES_DEFAULT,
+                .max_kept = AUDIT_MAX_KEPT_DEFAULT,
         };
 }
 
@@ -248,6 +265,9 @@ static void on_wait_timer(evutil_socket_t fd, short what, void *userdata) {
 }
 
 static int check_space(AuditLog *a);
+static int kept_flush(AuditLog *a);
+static void kept_drain(AuditLog *a);
+static void on_kept_timer(evutil_socket_t fd, short what, void *userdata);
 
 /* The reopen they waited for finished, and no other is pending: each, in the order they asked,
  * gets room in the files it opened, or the reason there is none. */
@@ -368,7 +388,7 @@ static void on_submit(evutil_socket_t fd, short what, void *userdata) {
 static int config_check(const AuditConfig *c) {
         if (isempty(c->directory) || c->n_files < 2 || c->n_files > AUDIT_FILES_MAX ||
             c->max_file_size < AUDIT_RECORD_MAX || c->max_in_flight == 0 || c->max_in_flight_per_uid == 0 ||
-            c->max_queries == 0 ||
+            c->max_queries == 0 || c->max_kept == 0 ||
             c->sync_mode < 0 || c->sync_mode >= _AUDIT_SYNC_MODE_MAX)
                 return -EINVAL;
         return 0;
@@ -458,6 +478,8 @@ static void reopen_finished(AuditLog *a) {
                 AuditSyncItem *held = TAKE_PTR(a->held_head);
 
                 a->held_tail = &a->held_head;
+                /* Kept before the reopen, owed before these: first, if the new files have room. */
+                (void) kept_flush(a);
                 while (held) {
                         AuditReservation *res = (AuditReservation *) held;
                         int k;
@@ -549,6 +571,9 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         a->wait_timer = evtimer_new(base, on_wait_timer, a);
         if (!a->wait_timer)
                 return -ENOMEM;
+        a->kept_timer = evtimer_new(base, on_kept_timer, a);
+        if (!a->kept_timer)
+                return -ENOMEM;
 
         if (c->journal) {
                 if (access(JOURNAL_SOCKET, W_OK) < 0)
@@ -594,6 +619,8 @@ void audit_log_stop(AuditLog *a) {
                 (void) poll(&(struct pollfd) { .fd = audit_sync_get_fd(a->sync), .events = POLLIN }, 1, -1);
                 dispatch_completed(a);
         }
+        /* Kept records get a last chance, or their callbacks the reason they had none. */
+        kept_drain(a);
 }
 
 AuditLog *audit_log_free(AuditLog *a) {
@@ -617,6 +644,8 @@ AuditLog *audit_log_free(AuditLog *a) {
                 event_free(a->submit_event);
         if (a->wait_timer)
                 event_free(a->wait_timer);
+        if (a->kept_timer)
+                event_free(a->kept_timer);
         audit_journal_free(a->journal);
 
         while (a->listeners) {
@@ -722,6 +751,14 @@ static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_
 
         if (a->failed < 0)
                 return a->failed;
+        /* SECURITY: records kept while the log could not take them go before anything reserved
+         * after them; while they wait, so does everything else. During a reopen they are
+         * written first once it finished (reopen_finished()). */
+        if (a->kept_head && !a->reopen_pending) {
+                r = kept_flush(a);
+                if (r < 0)
+                        return r;
+        }
         /* SECURITY: a bounded queue; past it the daemon sheds load instead of growing. The
          * unnamed pool's records are bounded by that pool alone: they cannot fill this one. */
         if (bounded && pool != AUDIT_POOL_UNNAMED &&
@@ -819,10 +856,32 @@ AuditReservation *audit_log_cancel(AuditReservation *r) {
         return reservation_free(r);
 }
 
+/* Numbers r (or holds it for a pending reopen) and counts it in flight: r is reserved, its record
+ * copied. On failure nothing changed. */
+static int commit_copied(AuditLog *a, AuditReservation *r) {
+        int k;
+
+        r->record.realtime_usec = now_realtime_usec();
+        r->record.monotonic_usec = now_monotonic_usec();
+        if (a->reopen_pending) {
+                r->item.next = NULL;
+                *a->held_tail = &r->item;
+                a->held_tail = &r->item.next;
+        } else {
+                k = number_record(a, r);
+                if (k < 0)
+                        return k;
+        }
+
+        reservation_unlink(a, r);
+        r->committed = true;
+        a->n_in_flight++;
+        return 0;
+}
+
 static int commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
                   AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
         _cleanup_(audit_log_cancelp) AuditReservation *r = NULL;
-        AuditRecord rec;
         AuditLog *a;
         int k;
 
@@ -839,28 +898,15 @@ static int commit(AuditReservation *res, const AuditRecord *record, AuditCommitC
         if (!record || !record->event)
                 return -EINVAL;
 
-        rec = *record;
-        rec.realtime_usec = now_realtime_usec();
-        rec.monotonic_usec = now_monotonic_usec();
-        k = audit_record_copy_bounded(&rec, &r->record, &r->storage);
+        k = audit_record_copy_bounded(record, &r->record, &r->storage);
         if (k < 0)
                 return k;
         r->callback = cb;
         r->numbered = numbered;
         r->userdata = userdata;
-        if (a->reopen_pending) {
-                r->item.next = NULL;
-                *a->held_tail = &r->item;
-                a->held_tail = &r->item.next;
-        } else {
-                k = number_record(a, r);
-                if (k < 0)
-                        return k;
-        }
-
-        reservation_unlink(a, r);
-        r->committed = true;
-        a->n_in_flight++;
+        k = commit_copied(a, r);
+        if (k < 0)
+                return k;
         if (ret_seq)
                 *ret_seq = r->seq;
         TAKE_PTR(r);
@@ -910,6 +956,183 @@ int audit_log_record_owed(AuditLog *a, const AuditRecord *rec, AuditCommitCallba
 int audit_log_record_owed_full(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
                                AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
         return record(a, false, _AUDIT_POOL_INVALID, rec, cb, numbered, userdata, ret_seq);
+}
+
+/* ---- kept records (see the top) ------------------------------------------------------------ */
+
+/* The event of the summary that stands for the kept records lost past max_kept. */
+#define KEPT_LOST_EVENT "records-lost"
+
+/* While records are kept and only room is missing, looks for it again later; a failed log takes
+ * them once a reopen worked (reopen_finished()). */
+static void kept_arm(AuditLog *a) {
+        struct timeval tv = { .tv_sec = AUDIT_KEPT_RETRY_USEC / 1000000u, .tv_usec = AUDIT_KEPT_RETRY_USEC % 1000000u };
+
+        if (!a->kept_timer) /* an open that failed */
+                return;
+        if (!a->kept_head || a->failed < 0)
+                (void) evtimer_del(a->kept_timer);
+        else if (!evtimer_pending(a->kept_timer, NULL))
+                (void) evtimer_add(a->kept_timer, &tv);
+}
+
+/* Whether the log takes one more record now: 0, or why not (-EAGAIN: a reopen is pending, after
+ * which it may). */
+static int kept_can_take(AuditLog *a) {
+        if (a->failed < 0)
+                return a->failed;
+        if (a->reopen_pending)
+                return -EAGAIN;
+        return check_space(a);
+}
+
+static AuditReservation *kept_pop(AuditLog *a) {
+        AuditReservation *r = a->kept_head;
+
+        a->kept_head = r->kept_next;
+        if (!a->kept_head)
+                a->kept_tail = NULL;
+        if (a->kept_lost == r)
+                a->kept_lost = NULL;
+        r->kept_next = NULL;
+        a->n_kept--;
+        return r;
+}
+
+static void kept_append(AuditLog *a, AuditReservation *r) {
+        r->kept_next = NULL;
+        if (a->kept_tail)
+                a->kept_tail->kept_next = r;
+        else
+                a->kept_head = r;
+        a->kept_tail = r;
+        a->n_kept++;
+}
+
+/* Commits the kept records, oldest first, as long as the log takes them: 0 once none is left,
+ * else why the one at the head must wait. */
+static int kept_flush(AuditLog *a) {
+        unsigned n = 0;
+        int r = 0;
+
+        while (a->kept_head) {
+                AuditReservation *res = a->kept_head;
+
+                r = kept_can_take(a);
+                if (r < 0)
+                        break;
+                reservation_link(a, res);
+                r = commit_copied(a, res);
+                if (r < 0) {
+                        reservation_unlink(a, res);
+                        break;
+                }
+                (void) kept_pop(a);
+                n++;
+                if (res->numbered)
+                        res->numbered(a, res->seq, res->userdata);
+        }
+        if (n > 0)
+                log_notice("Audit log '%s' takes records again: wrote %u owed record(s) kept while it could not%s.",
+                           a->directory, n, a->kept_head ? ", more wait" : "");
+        kept_arm(a);
+        return r;
+}
+
+static void on_kept_timer(evutil_socket_t fd, short what, void *userdata) {
+        (void) kept_flush(userdata);
+}
+
+/* Keeps what rec says for later (error: why the log did not take it now). Past max_kept, counts
+ * it lost instead, in the summary at the tail. */
+static int kept_add(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb, AuditNumberedCallback numbered,
+                    void *userdata, int error) {
+        static RateLimit lost_log = RATELIMIT(10u * 1000000u, 10u);
+        AuditRecord summary = AUDIT_RECORD_INIT;
+        const char *event = rec->event;
+        AuditReservation *res;
+        int r;
+
+        if (a->n_kept >= a->config.max_kept && a->kept_lost) {
+                a->kept_lost->record.count++;
+                goto lost;
+        }
+        res = new0(AuditReservation, 1);
+        if (!res)
+                return -ENOMEM;
+        res->log = a;
+        if (a->n_kept >= a->config.max_kept) {
+                /* SECURITY: bounded, and never silent: the loss is on record in its place. */
+                summary.event = KEPT_LOST_EVENT;
+                summary.count = 1;
+                rec = &summary;
+        } else {
+                res->callback = cb;
+                res->numbered = numbered;
+                res->userdata = userdata;
+        }
+        r = audit_record_copy_bounded(rec, &res->record, &res->storage);
+        if (r < 0) {
+                reservation_free(res);
+                return r;
+        }
+        res->record.owed_since_usec = now_realtime_usec();
+        kept_append(a, res);
+        if (rec != &summary) {
+                a->kept_lost = NULL;
+                log_warning_errno(error, "Audit log '%s' cannot take the record of %s now, keeping it until it "
+                                  "does (%u kept): %m", a->directory, rec->event, a->n_kept);
+                kept_arm(a);
+                return 1;
+        }
+        a->kept_lost = res;
+        kept_arm(a);
+lost:
+        log_full_ratelimited(&lost_log, LOG_ERR,
+                             "Audit log '%s' cannot take the record of %s (%s), and %u owed records are kept already: "
+                             "lost, counted in a " KEPT_LOST_EVENT " record.",
+                             a->directory, event, strerror(-error), a->config.max_kept);
+        return -ENOBUFS;
+}
+
+/* The log goes: the kept records it takes are written, the others reported failed. */
+static void kept_drain(AuditLog *a) {
+        uint64_t n_lost = 0;
+        int error;
+
+        error = kept_flush(a);
+        while (a->kept_head) {
+                AuditReservation *res = kept_pop(a);
+
+                n_lost += MAX(res->record.count, (uint64_t) 1);
+                res->log = NULL;
+                if (res->callback)
+                        res->callback(a, 0, error, res->userdata);
+                reservation_free(res);
+        }
+        if (n_lost > 0)
+                log_error_errno(error, "Audit log '%s' never took %" PRIu64 " owed record(s) it kept: lost: %m",
+                                a->directory, n_lost);
+        kept_arm(a);
+}
+
+int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
+                               AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
+        int r;
+
+        assert_return(a, -EINVAL);
+        assert_return(rec && rec->event, -EINVAL);
+
+        /* Behind those kept before, if they still wait. */
+        r = kept_flush(a);
+        if (r >= 0) {
+                r = record(a, false, _AUDIT_POOL_INVALID, rec, cb, numbered, userdata, ret_seq);
+                if (r >= 0 || r == -ENOMEM || r == -EINVAL)
+                        return r;
+        }
+        if (ret_seq)
+                *ret_seq = 0;
+        return kept_add(a, rec, cb, numbered, userdata, r);
 }
 
 int audit_log_add_listener(AuditLog *a, AuditListenerCallback cb, void *userdata,
@@ -994,11 +1217,15 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
                 .n_in_flight = a->n_in_flight,
                 .n_unnamed = audit_shares_n_unnamed(a->shares),
                 .n_queries = audit_query_runner_get_n_running(a->queries),
+                .n_kept = a->n_kept,
                 .repaired_bytes = a->repaired_bytes,
                 .n_anomalies = a->n_anomalies,
                 .reopen_pending = a->reopen_pending,
                 .journal = !!a->journal,
         };
+        for (AuditReservation *r = a->kept_head; r; r = r->kept_next)
+                if (streq(r->record.event, KEPT_LOST_EVENT))
+                        ret->n_kept_lost += r->record.count;
         audit_sync_get_stats(a->sync, &ret->sync);
         if (a->journal)
                 audit_journal_get_stats(a->journal, &ret->journal_stats);

@@ -34,6 +34,8 @@
 #include "macro.h"
 
 #define AUDIT_PREALLOC_SIZE_DEFAULT (1024u * 1024u)
+/* How often kept records (audit_log_record_owed_kept()) look for room on a file system that had none. */
+#define AUDIT_KEPT_RETRY_USEC (500u * 1000u)
 
 typedef struct AuditConfig {
         const char *directory;   /* borrowed; copied by audit_log_open() */
@@ -46,6 +48,7 @@ typedef struct AuditConfig {
         unsigned max_in_flight_unnamed; /* of the unnamed pool, apart from max_in_flight */
         uint64_t prealloc_size;  /* preallocated tail kept ahead of the write position */
         unsigned max_queries;    /* queries running at once; beyond: -EBUSY */
+        unsigned max_kept;       /* owed records kept while the log cannot take them; beyond: lost, counted */
         const AuditFileOps *ops; /* NULL: the real system calls; tests inject faults */
 } AuditConfig;
 
@@ -60,8 +63,8 @@ typedef struct AuditListener AuditListener;
  * record is durable, else -errno (the record may or may not be in the file). */
 typedef void (*AuditCommitCallback)(AuditLog *a, uint64_t seq, int error, void *userdata);
 
-/* Called for a record committed while a reopen is pending (its ret_seq 0), from the event loop,
- * when it was numbered after the reopen: before it is handed to the sync thread, so before it can
+/* Called for a record committed while a reopen is pending, or kept (audit_log_record_owed_kept()),
+ * (its ret_seq 0), from the event loop, when it was numbered after the reopen, or once the log took it: before it is handed to the sync thread, so before it can
  * be on the disk (a caller that must say where its record goes before it may be there). Not
  * called for a record numbered at its commit, nor for one that could not be numbered (its commit
  * callback gets the error). Must not call into the log: the records held after it are being
@@ -87,6 +90,8 @@ typedef struct AuditLogStatus {
         unsigned n_in_flight;        /* committed, not yet reported */
         unsigned n_unnamed;          /* of those and the reserved: the unnamed pool's */
         unsigned n_queries;          /* running, or cancelled and not stopped yet */
+        unsigned n_kept;             /* owed records waiting for the log to take them */
+        uint64_t n_kept_lost;        /* of those, lost past max_kept, not written in a summary yet */
         uint64_t repaired_bytes;     /* cut from torn tails at the last (re)open */
         unsigned n_anomalies;        /* sequence gaps/regressions seen at the last (re)open */
         bool reopen_pending;         /* audit_log_reopen() asked, not finished */
@@ -200,6 +205,20 @@ int audit_log_record_owed(AuditLog *a, const AuditRecord *record, AuditCommitCal
 /* The same, and numbered (may be NULL) is told the seq of a record held for a pending reopen once
  * it has one: ret_seq or numbered, one of them gives it before the record can be on the disk. */
 int audit_log_record_owed_full(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
+                               AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq);
+
+/* The same for a record owed even while the log cannot take it (it has failed, or its file system
+ * is full): then it is kept and written as soon as the log takes records again (a reopen that
+ * worked, room found on a retry every AUDIT_KEPT_RETRY_USEC or by a reservation), before any
+ * record reserved after it, kept ones in the order owed. It keeps the time it was owed
+ * ("owedSince"); "time" is when it was written, as every record's, so that time follows the
+ * sequence. At most max_kept are kept: past them a record is lost, counted (-ENOBUFS, cb never
+ * called), and the count written in its place, as a summary of event "records-lost" whose "count"
+ * says how many, so that no loss is silent. Returns 0 when committed (as
+ * audit_log_record_owed_full()), 1 when kept (ret_seq 0; numbered gets the seq once it has one,
+ * cb is called once written, or with the error that kept it when the log is freed first), else
+ * < 0 (cb never called). */
+int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
                                AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq);
 
 /* Follows the log: cb sees every durable record once (streamed Varlink "more" calls).

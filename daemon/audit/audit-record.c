@@ -337,6 +337,11 @@ int audit_record_serialize(const AuditRecord *rec, char **ret_line, size_t *ret_
                 put_u64(&w, "lateId", rec->late_id, false);
         if (rec->repaired_bytes > 0)
                 put_u64(&w, "repairedBytes", rec->repaired_bytes, false);
+        if (rec->owed_since_usec > 0) {
+                r = put_time(&w, "owedSince", rec->owed_since_usec);
+                if (r < 0)
+                        return r;
+        }
         put(&w, "}\n", 2);
 
         /* SECURITY: a record must never span lines, or a client could forge the next one. The

@@ -73,6 +73,9 @@ typedef struct AuditRecord {
         uint64_t realtime_usec;
         uint64_t monotonic_usec;
         uint64_t repaired_bytes; /* 0: field omitted */
+        /* A record owed while the log could not take it, written later (audit_log_record_owed_kept()):
+         * CLOCK_REALTIME when it was owed, "owedSince"; 0: field omitted, written when owed. */
+        uint64_t owed_since_usec;
 } AuditRecord;
 
 #define AUDIT_RECORD_INIT                                                                          \

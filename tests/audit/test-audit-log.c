@@ -996,6 +996,148 @@ TEST(max_in_flight_enobufs) {
         fixture_done(&f);
 }
 
+/* The records a listener saw: event, count, and whether the line has "owedSince" (n_owed). */
+typedef struct Seen {
+        size_t n, n_owed;
+        char event[16][32];
+        uint64_t count[16], seq[16];
+} Seen;
+
+static void on_seen(AuditLog *a, const AuditRecord *rec, const char *line, size_t len, void *userdata) {
+        Seen *seen = userdata;
+
+        ASSERT_LE(seen->n, ELEMENTSOF(seen->event) - 1);
+        snprintf(seen->event[seen->n], sizeof(seen->event[0]), "%s", rec->event);
+        seen->count[seen->n] = rec->count;
+        seen->seq[seen->n] = rec->seq;
+        if (strstr(line, "\"owedSince\":\"")) {
+                /* When it was owed, before it was written. */
+                ASSERT_TRUE(rec->owed_since_usec > 0);
+                ASSERT_LE(rec->owed_since_usec, rec->realtime_usec);
+                seen->n_owed++;
+        }
+        seen->n++;
+}
+
+static void on_numbered_seq(AuditLog *a, uint64_t seq, void *userdata) {
+        *(uint64_t *) userdata = seq;
+}
+
+/* A record tsmd owes for what it did on its own, owed while the file system is full: kept, not
+ * lost, and written once there is room again, with no call needed, in the order owed and before
+ * any record reserved after it; past max_kept the loss is on record as a summary. A call is still
+ * refused while they wait. */
+TEST(owed_records_kept_while_full_are_written_when_room_returns) {
+        const char *events[] = { "release", "reload", "worker-restart" };
+        uint64_t numbered = 0;
+        AuditReservation *res;
+        AuditRecord r = AUDIT_RECORD_INIT;
+        AuditLogStatus st;
+        Seen seen = {};
+        uint64_t seq = 99;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_kept = 3;
+        atomic_store(&faults.fallocate_errno, ENOSPC);
+        atomic_store(&faults.fstatvfs_avail, 0);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_seen, &seen, NULL, NULL));
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
+
+        for (size_t i = 0; i < ELEMENTSOF(events); i++) {
+                r.event = events[i];
+                /* The first one tells its seq once it has one (as a failed release does). */
+                ASSERT_EQ(i == 0 ? audit_log_record_owed_kept(f.log, &r, NULL, on_numbered_seq, &numbered, &seq)
+                                 : audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, &seq),
+                          1);
+                ASSERT_EQ(seq, 0U);
+        }
+        /* Past max_kept: lost, and counted. */
+        r.event = "lost-one";
+        ASSERT_ERRNO(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, NULL), ENOBUFS);
+        ASSERT_ERRNO(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, NULL), ENOBUFS);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_kept, 4U);
+        ASSERT_EQ(st.n_kept_lost, 2U);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
+        run_once(&f);
+        ASSERT_EQ(seen.n, 0U);
+
+        /* Room again: no call comes, they are written all the same, in order. */
+        atomic_store(&faults.fallocate_errno, 0);
+        atomic_store(&faults.fstatvfs_avail, -1);
+        run_until(f.base, &seen.n, 4);
+        ASSERT_EQ(seen.n, 4U);
+        ASSERT_EQ(seen.n_owed, 4U);
+        for (size_t i = 0; i < ELEMENTSOF(events); i++)
+                ASSERT_STREQ(seen.event[i], events[i]);
+        ASSERT_STREQ(seen.event[3], "records-lost");
+        ASSERT_EQ(seen.count[3], 2U);
+        ASSERT_EQ(numbered, seen.seq[0]);
+        ASSERT_EQ(seen.seq[3], seen.seq[0] + 3);
+        wait_acks(&f, 2);
+        ASSERT_EQ(f.acks.errors[0], 0);
+        ASSERT_EQ(f.acks.seqs[1], seen.seq[2]);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_kept, 0U);
+        ASSERT_EQ(st.n_kept_lost, 0U);
+
+        /* The log takes records as before, after them. */
+        ASSERT_TRUE(commit_one(&f, &(AuditRecord){ .event = "x" }) > seen.seq[3]);
+        run_until(f.base, &seen.n, 5);
+        ASSERT_EQ(seen.n_owed, 4U);
+        fixture_done(&f);
+}
+
+/* Kept while the log has failed: a call's reservation still refused, the kept records written
+ * first once a reopen worked, before the records of the calls after it. And those a log never
+ * took when it goes have their callback told why. */
+TEST(owed_records_kept_while_failed_are_written_after_the_reopen) {
+        AuditRecord r = sample_record();
+        AuditReservation *res;
+        Seen seen = {};
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_seen, &seen, NULL, NULL));
+        atomic_store(&faults.pwritev_errno, EIO);
+        (void) commit_one(&f, &r);
+        wait_acks(&f, 1);
+        ASSERT_EQ(f.acks.errors[0], -EIO);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), EIO);
+
+        r = (AuditRecord) AUDIT_RECORD_INIT;
+        r.event = "release";
+        ASSERT_EQ(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, NULL), 1);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), EIO);
+
+        atomic_store(&faults.pwritev_errno, 0);
+        ASSERT_OK(audit_log_reopen(f.log));
+        wait_healthy(&f);
+        ASSERT_OK(audit_log_reserve(f.log, &res));
+        ASSERT_OK(audit_log_commit(res, &(AuditRecord){ .event = "after" }, ack_callback, &f.acks, NULL));
+        run_until(f.base, &seen.n, 2);
+        ASSERT_STREQ(seen.event[0], "release");
+        ASSERT_STREQ(seen.event[1], "after");
+        ASSERT_EQ(seen.n_owed, 1U);
+        wait_acks(&f, 3);
+        ASSERT_EQ(f.acks.errors[1], 0);
+        ASSERT_EQ(f.acks.errors[2], 0);
+
+        /* Failed again, and freed before any reopen: the kept record's callback hears why. */
+        atomic_store(&faults.pwritev_errno, EIO);
+        (void) commit_one(&f, &(AuditRecord){ .event = "y" });
+        wait_acks(&f, 4);
+        ASSERT_EQ(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, NULL), 1);
+        fixture_close(&f);
+        ASSERT_EQ(f.acks.n, 5U);
+        ASSERT_EQ(f.acks.errors[4], -EIO);
+        atomic_store(&faults.pwritev_errno, 0);
+        fixture_done(&f);
+}
+
 /* No one uid takes all the room in flight (max_in_flight_per_uid), and the callers the policy
  * does not name have a pool of their own (max_in_flight_unnamed) that takes none of the named
  * callers' room; each reservation's room comes back when it is cancelled or reported. */

@@ -1457,6 +1457,164 @@ TEST(calls_that_act_wait_for_a_reload_that_moves_the_log) {
         tsmd_teardown(&t);
 }
 
+/* ---- what tsmd does on its own while the log cannot take records --------------------------- */
+
+/* A record owed while the log could not take it, written later: it says when it was owed
+ * ("owedSince"), no later than when it was written ("time", which follows the sequence). */
+static void expect_owed(json_object *rec, size_t line) {
+        json_object *since, *time;
+
+        if (!json_object_object_get_ex(rec, "owedSince", &since) || !json_object_is_type(since, json_type_string) ||
+            !json_object_object_get_ex(rec, "time", &time))
+                TEST_FAIL("audit record %zu lacks its owedSince: %s", line, rec_text(rec));
+        if (strcmp(json_object_get_string(since), json_object_get_string(time)) > 0)
+                TEST_FAIL("audit record %zu was owed after it was written: %s", line, rec_text(rec));
+}
+
+/* Waits (bounded) for a record of event after seq `after` in audit.log; returns its line. */
+static size_t audit_wait_event(Tsmd *t, int64_t after, const char *event, AuditLines *ret) {
+        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+
+        for (;;) {
+                size_t at;
+
+                audit_read(t, ret);
+                at = line_after_seq(ret, after, event);
+                if (at > 0)
+                        return at;
+                if (now_usec() > deadline)
+                        TEST_FAIL("no %s record in audit.log after seq %" PRIi64 " within %llu ms", event, after,
+                                  (unsigned long long) (TSMD_WAIT_USEC / USEC_PER_MSEC));
+                audit_lines_done(ret);
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+}
+
+/* A VMM hangs up while the audit file system is full: its device is unbound all the same (it is
+ * released), and the record of that, which the log cannot take, is kept and written once there is
+ * room again, with no call or reload needed, saying when it happened (before, it was dropped, and
+ * the log showed the device bound to a VM that had it no more). Calls are refused meanwhile. */
+TEST(release_while_the_log_is_full_is_recorded_once_there_is_room) {
+        const char *filler;
+        VarlinkClient *c, *d;
+        json_object *r;
+        AuditLines l;
+        int64_t ctx, cd;
+        size_t at;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+
+        /* The log moves to a full file system: calls are refused. */
+        filler = mount_audit_fs(&t, 64, true);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("AuditFailed"), "{\"errno\":28}");
+
+        /* The VMM goes: its device is released, its record kept. */
+        varlink_client_free(c);
+        ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of release now", 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of a release failed"));
+
+        /* Room again: it is written without any call. */
+        ASSERT_OK(truncate(filler, 0));
+        at = audit_wait_event(&t, 0, "release", &l);
+        const Want rel = { .seq = ANY_I, .event = "release", .result = "ok", .uid = getuid(), .gid = ANY_I,
+                           .pid = ANY_I, .ctx = ctx, .vdev = 1, .pci = DEV1, .backend = ANY_S,
+                           .scope = NULL, .scope_number = NUL_I, .request_size = NUL_I,
+                           .response_size = NUL_I };
+        expect_record(l.rec[at - 1], &rel, at);
+        expect_owed(l.rec[at - 1], at);
+        audit_lines_done(&l);
+
+        /* And it is true: the device is unbound, a new VMM binds it. */
+        d = tsmd_connect(&t);
+        cd = guest_open_context(d);
+        CALL_OK(d, G "AttachDevice", guest_attach_params(cd, 1, DEV1));
+        r = CALL_OK(d, G "GetDeviceState", guest_vdev_params(cd, 1));
+        ASSERT_FALSE(JBOOL(r, "bound"));
+        CALL_OK(d, G "Bind", guest_vdev_params(cd, 1));
+
+        varlink_client_free(d);
+        tsmd_stop(&t);
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        tsmd_teardown(&t);
+}
+
+/* A reload by SIGHUP, which has no caller to answer, moves the log to a full file system (or
+ * comes while it is full): it is made, and its record, which the log cannot take, is kept and
+ * written once there is room again, before the records of the calls after it (before, it was
+ * dropped: a policy change with no trace). */
+TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
+        const char *filler;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at, open_at;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        filler = mount_audit_fs(&t, 64, true);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of reload now", 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of a reload by signal failed"));
+        c = tsmd_connect(&t);
+        CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
+
+        ASSERT_OK(truncate(filler, 0));
+        at = audit_wait_event(&t, 0, "reload", &l);
+        expect_str(l.rec[at - 1], "result", "ok", at);
+        expect_int(l.rec[at - 1], "uid", NUL_I, at); /* no caller */
+        expect_owed(l.rec[at - 1], at);
+        audit_lines_done(&l);
+
+        /* Calls are taken again, after it. */
+        (void) guest_open_context(c);
+        open_at = audit_wait_event(&t, 0, "open-context", &l);
+        ASSERT_TRUE(open_at > line_of(&l, 0, "reload"));
+        audit_lines_done(&l);
+
+        varlink_client_free(c);
+        tsmd_stop(&t);
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        tsmd_teardown(&t);
+}
+
+/* A worker killed while the audit file system is full: the next one records how it ended, once
+ * there is room again (before, it dropped that record at its start, for good). */
+TEST(worker_killed_while_the_log_is_full_is_recorded_once_there_is_room) {
+        const char *filler;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        filler = mount_audit_fs(&t, 64, true);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        tsmd_kill_worker(&t);
+        ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of worker-restart now", 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of the previous worker's end failed"));
+        c = tsmd_connect(&t);
+        CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
+
+        ASSERT_OK(truncate(filler, 0));
+        at = audit_wait_event(&t, 0, "worker-restart", &l);
+        expect_str(l.rec[at - 1], "result", "io.tsmd.WorkerCrashed", at);
+        expect_owed(l.rec[at - 1], at);
+        audit_lines_done(&l);
+
+        varlink_client_free(c);
+        tsmd_stop(&t);
+        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
+        tsmd_teardown(&t);
+}
+
 /* systemctl reload tsmd; systemctl stop tsmd, in quick succession (or with a slow disk): the
  * worker stops while the reopen of the audit log the reload started is pending. The worker is
  * held while a Reload and the SIGTERM reach it, so that it takes both in one round. It
