@@ -64,11 +64,11 @@ typedef struct AuditListener AuditListener;
 typedef void (*AuditCommitCallback)(AuditLog *a, uint64_t seq, int error, void *userdata);
 
 /* Called for a record committed while a reopen is pending, or kept (audit_log_record_owed_kept()),
- * (its ret_seq 0), from the event loop, when it was numbered after the reopen, or once the log took it: before it is handed to the sync thread, so before it can
- * be on the disk (a caller that must say where its record goes before it may be there). Not
- * called for a record numbered at its commit, nor for one that could not be numbered (its commit
- * callback gets the error). Must not call into the log: the records held after it are being
- * numbered. */
+ * its ret_seq 0, from the event loop when it was numbered (after the reopen, or once the log took
+ * it): before it is handed to the sync thread, so before it can be on the disk (a caller that must
+ * say where its record goes before it may be there). Not called for a record numbered at its
+ * commit, nor for one that could not be numbered (its commit callback gets the error). Must not
+ * call into the log: the records held after it are being numbered. */
 typedef void (*AuditNumberedCallback)(AuditLog *a, uint64_t seq, void *userdata);
 
 /* Called once a reopen finished, from the event loop: error 0 if the log takes records
