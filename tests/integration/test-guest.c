@@ -1680,6 +1680,62 @@ TEST(detach_of_a_bound_vdevice_with_requests_queued_in_tsmd) {
         tsmd_teardown(&t);
 }
 
+/* A call on vDevice 1 of ctx with a GetDeviceState pipelined behind it, which must tell state
+ * and bound. */
+static void expect_state_after(VarlinkClient *c, int64_t ctx, const char *method, const char *params,
+                               const char *state, bool bound) {
+        AsyncCall call, st;
+
+        tsmd_call_async(c, method, params, 0, &call);
+        tsmd_call_async(c, G "GetDeviceState", guest_vdev_params(ctx, 1), 0, &st);
+        ASSERT_TRUE(tsmd_async_wait(c, &call, 1, TSMD_WAIT_USEC));
+        if (call.errors[0])
+                TEST_FAIL("%s: %s", method, call.errors[0]);
+        ASSERT_TRUE(tsmd_async_wait(c, &st, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(st.errors[0]);
+        if (!streq(JSTR(st.params[0], "state"), state) || JBOOL(st.params[0], "bound") != bound)
+                TEST_FAIL("GetDeviceState after %s: %s", method, json_object_to_json_string(st.params[0]));
+        async_call_done(&call);
+        async_call_done(&st);
+}
+
+/* GetDeviceState pipelined behind calls of its vDevice tells the state they left, as if called
+ * after their answers; one whose vDevice a DetachDevice after it took answers as a call after. */
+TEST(get_device_state_answers_after_the_calls_before_it) {
+        uint8_t zero_nonce[TDISP_NONCE_SIZE] = {};
+        Msg start = tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, DEV1, zero_nonce, sizeof(zero_nonce));
+        Msg get = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
+        AsyncCall gr, st, detach;
+        Tsmd t;
+        VarlinkClient *c;
+        int64_t ctx;
+
+        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=100000\n"));
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, DEV1);
+
+        expect_state_after(c, ctx, G "Bind", guest_vdev_params(ctx, 1), "config_locked", true);
+        expect_state_after(c, ctx, G "GuestRequest", request_params(ctx, 1, "state-change", &start, 4096), "run", true);
+        expect_state_after(c, ctx, G "Unbind", guest_vdev_params(ctx, 1), "config_unlocked", false);
+
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &get, 4096), 0, &gr);
+        tsmd_call_async(c, G "GetDeviceState", guest_vdev_params(ctx, 1), 0, &st);
+        tsmd_call_async(c, G "DetachDevice", guest_vdev_params(ctx, 1), 0, &detach);
+        ASSERT_TRUE(tsmd_async_wait(c, &gr, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(gr.errors[0], E_GUEST("DeviceGone"));
+        ASSERT_TRUE(tsmd_async_wait(c, &st, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(st.errors[0], E_GUEST("NoSuchVDevice"));
+        ASSERT_TRUE(tsmd_async_wait(c, &detach, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(detach.errors[0]);
+        async_call_done(&gr);
+        async_call_done(&st);
+        async_call_done(&detach);
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 TEST(reload_without_emulated_devices_restores_default_set) {
         Tsmd t;
         VarlinkClient *a;
