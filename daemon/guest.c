@@ -1496,12 +1496,21 @@ GuestClient *guest_client_free(GuestClient *c) {
                 return NULL;
 
         /* Requests first (nobody is left to answer), then bindings and contexts. A vDevice
-         * whose Bind is still on its way stays "changing": its release unbinds it after it. */
+         * whose Bind is still on its way stays "changing": its release unbinds it after it. One
+         * whose Bind or Unbind still waits in the worker (behind requests of the vDevice) is as
+         * it was: that never goes. */
         while ((pr = TAILQ_FIRST(&c->pending))) {
                 priv_request_cancel(pr->request);
                 pending_free(pr);
         }
         while ((pc = LIST_FIRST(&c->changes))) {
+                if (priv_request_is_waiting(pc->request)) {
+                        GuestContext *ctx = find_context(c, (int64_t) pc->context);
+                        GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
+
+                        if (v)
+                                v->changing = false;
+                }
                 priv_request_cancel(pc->request);
                 change_free(pc);
         }

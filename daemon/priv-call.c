@@ -1228,6 +1228,10 @@ void priv_request_cancel(PrivRequest *r) {
         request_free(r);
 }
 
+bool priv_request_is_waiting(const PrivRequest *r) {
+        return r && r->queued;
+}
+
 uint32_t priv_request_get_cookie(const PrivRequest *r) {
         return r ? r->cookie : 0;
 }

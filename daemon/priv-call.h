@@ -142,6 +142,9 @@ int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char
 int priv_call_disconnect_device(PrivChannel *c, const char *pci_address, PrivRequestCallback cb, void *userdata,
                                 PrivRequest **ret);
 void priv_request_cancel(PrivRequest *r);
+/* Whether r still waits in the worker (priv_call_guest_request()): cancelled now, it never
+ * reaches the monitor. */
+bool priv_request_is_waiting(const PrivRequest *r);
 /* The cookie r goes (or went) to the monitor with: a LATE names it (request_cookie). */
 uint32_t priv_request_get_cookie(const PrivRequest *r);
 /* During r's callback: whether its result is the monitor's answer (the TSM's word, or the

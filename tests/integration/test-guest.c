@@ -1600,8 +1600,9 @@ TEST(unbind_waits_for_requests_queued_in_tsmd) {
         change_behind_queued_requests(false);
 }
 
-/* The client hangs up while its Bind waits in tsmd behind its requests: the Bind never goes, the
- * release (its unbind, behind nothing now) does, and the next guest gets the device unlocked. */
+/* The client hangs up while its Bind waits in tsmd behind its requests: the Bind never goes, nor
+ * an unbind at the release of a vDevice it left unbound, and the next guest gets the device
+ * unlocked. */
 TEST(hangup_while_a_bind_waits_behind_queued_requests) {
         static AsyncCall calls[PIPELINED_REQUESTS], change;
         Msg m = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_STATE, DEV1, NULL, 0);
@@ -1626,7 +1627,11 @@ TEST(hangup_while_a_bind_waits_behind_queued_requests) {
         async_call_done(&change);
         varlink_client_free(c);
 
+        /* Attached once the release is done: the monitor logged any bind or unbind by then. */
         expect_next_guest_gets_it_unlocked(&t, DEV1);
+        ASSERT_FALSE(tsmd_log_contains(&t, "Bound " DEV1 " (vDevice 1 of context 1)"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Unbound " DEV1 " (vDevice 1 of context 1)"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "Bound " DEV1 " (vDevice 1 of context 2)"));
         ASSERT_EQ(tsmd_worker_pid(&t), worker);
         ASSERT_FALSE(tsmd_log_contains(&t, "Compromised worker"));
         tsmd_teardown(&t);
