@@ -39,6 +39,7 @@
 
 typedef struct PendingRequest PendingRequest;
 typedef struct PendingChange PendingChange;
+typedef struct PendingState PendingState;
 
 typedef struct GuestVDevice {
         uint32_t id;
@@ -85,6 +86,9 @@ struct GuestClient {
         VarlinkCall *watch; /* WatchEvents subscription */
         TAILQ_HEAD(, PendingRequest) pending;
         LIST_HEAD(, PendingChange) changes;
+        /* GetDeviceState calls waiting for the calls of their vDevice made before them. */
+        LIST_HEAD(, PendingState) states;
+        uint64_t next_serial; /* orders the three: a call's place among the client's calls */
         GuestOps ops; /* its audited calls */
         LIST_ENTRY(GuestClient) entry;
 };

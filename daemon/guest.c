@@ -41,6 +41,9 @@ typedef struct PendingRequest {
         char *pci_address;
         uint32_t scope_number;
         size_t response_size; /* offered: the caller's limit, capped by the scope's and its connection's */
+        uint64_t context; /* handle */
+        uint32_t vdevice;
+        uint64_t serial; /* GuestClient.next_serial */
         TAILQ_ENTRY(PendingRequest) entry;
 } PendingRequest;
 
@@ -52,8 +55,21 @@ typedef struct PendingChange {
         uint64_t context; /* handle */
         uint32_t vdevice;
         bool bind;
+        uint64_t serial; /* GuestClient.next_serial */
         LIST_ENTRY(PendingChange) entry;
 } PendingChange;
+
+/* A GetDeviceState made while a call of its vDevice made before it was unanswered: answered
+ * once none is, with the state they left (the monitor asked then). */
+typedef struct PendingState {
+        VarlinkCall *call;
+        uint64_t context; /* handle */
+        uint32_t vdevice;
+        uint64_t serial; /* GuestClient.next_serial */
+        LIST_ENTRY(PendingState) entry;
+} PendingState;
+
+static void states_flush(GuestClient *c);
 
 
 /* ---- helpers --------------------------------------------------------------------------- */
@@ -647,6 +663,7 @@ static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
                         break;
                 }
         guest_context_free(userdata, ctx);
+        states_flush(c); /* one made before, waiting for its requests */
         return varlink_call_reply(call, NULL);
 }
 
@@ -902,6 +919,7 @@ static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
         vdevice_release(userdata, ctx, v);
         *v = ctx->vdevices[--ctx->n_vdevices];
         guest_context_persist(userdata, ctx);
+        states_flush(guest_client_of(call)); /* one made before, waiting for its requests */
         return varlink_call_reply(call, NULL);
 }
 
@@ -924,11 +942,67 @@ static PendingChange *change_free(PendingChange *pc) {
         return mfree(pc);
 }
 
+/* Whether a GuestRequest, Bind or Unbind of c on vDevice v of ctx made before serial is
+ * unanswered. Not a restore's change, which no call of c's made (and a kernel's bind may take
+ * long): GetDeviceState answers meanwhile, bound false until it settles. */
+static bool vdevice_has_earlier(GuestClient *c, const GuestContext *ctx, const GuestVDevice *v, uint64_t serial) {
+        const PendingRequest *pr;
+        const PendingChange *pc;
+
+        TAILQ_FOREACH(pr, &c->pending, entry)
+                if (pr->serial < serial && pr->context == ctx->handle && pr->vdevice == v->id)
+                        return true;
+        LIST_FOREACH(pc, &c->changes, entry)
+                if (pc->serial < serial && pc->context == ctx->handle && pc->vdevice == v->id)
+                        return true;
+        return false;
+}
+
+static int answer_state(VarlinkCall *call, Manager *m, GuestContext *ctx, GuestVDevice *v) {
+        TsmDeviceInfo info;
+
+        if (v->gone || tsm_platform_get_device(m->platform, v->pci_address, &info) < 0)
+                return reply_backend_error(call, -ENODEV, v->pci_address);
+        return reply_state(call, m, ctx, v, true);
+}
+
+static PendingState *state_free(PendingState *ps) {
+        LIST_REMOVE(ps, entry);
+        varlink_call_unref(ps->call);
+        return mfree(ps);
+}
+
+/* Answers the GetDeviceState calls of c that wait for nothing any more: one whose vDevice went
+ * meanwhile (a DetachDevice or CloseContext after it) as a call made now would be. */
+static void states_flush(GuestClient *c) {
+        PendingState *ps, *next;
+
+        for (ps = LIST_FIRST(&c->states); ps; ps = next) {
+                _cleanup_(varlink_call_unrefp) VarlinkCall *call = NULL;
+                int64_t handle = (int64_t) ps->context, id = ps->vdevice;
+                GuestContext *ctx = find_context(c, handle);
+                GuestVDevice *v = ctx ? guest_find_vdevice(ctx, id) : NULL;
+                int r;
+
+                next = LIST_NEXT(ps, entry);
+                if (v && vdevice_has_earlier(c, ctx, v, ps->serial))
+                        continue;
+                call = varlink_call_ref(ps->call);
+                state_free(ps);
+                r = !ctx ? reply_no_such_context(call, handle) :
+                    !v   ? reply_no_such_vdevice(call, handle, id) :
+                           answer_state(call, c->manager, ctx, v);
+                if (r < 0 && !varlink_call_is_answered(call))
+                        (void) varlink_call_error_errno(call, r);
+        }
+}
+
 static void on_bound(int result, const void *response, size_t len, void *userdata) {
         PendingChange *pc = userdata;
+        GuestClient *c = pc->client;
         VarlinkCall *call = pc->call;
-        Manager *m = pc->client->manager;
-        GuestContext *ctx = find_context(pc->client, (int64_t) pc->context);
+        Manager *m = c->manager;
+        GuestContext *ctx = find_context(c, (int64_t) pc->context);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
         json_object *state;
         int r;
@@ -938,6 +1012,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
                 log_error("Bind or Unbind answered for a vDevice that is gone from its client, dropping it.");
                 (void) varlink_call_error_errno(call, -ENODEV);
                 change_free(pc);
+                states_flush(c);
                 return;
         }
         v->changing = false;
@@ -966,6 +1041,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         if (r < 0 && !varlink_call_is_answered(call))
                 (void) varlink_call_error_errno(call, r);
         change_free(pc);
+        states_flush(c);
 }
 
 /* Bind (TDISP lock) or unbind (stop) the TDI of a vDevice. The TSM answers when the device has
@@ -999,7 +1075,7 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         if (!pc)
                 return -ENOMEM;
         *pc = (PendingChange){ .client = c, .call = varlink_call_ref(call), .context = ctx->handle,
-                               .vdevice = v->id, .bind = bind };
+                               .vdevice = v->id, .bind = bind, .serial = c->next_serial++ };
         LIST_INSERT_HEAD(&c->changes, pc, entry);
         /* Stored as changing before the TSM hears of it: if tsmd stops before the answer, the
          * next one cannot know where the change ended, and unbinds (guest_restore_context()).
@@ -1035,6 +1111,7 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
         GuestClient *c = guest_client_of(call);
         const char *reason;
         TsmDeviceInfo info;
+        PendingState *ps;
         GuestContext *ctx;
         GuestVDevice *v;
         int r;
@@ -1048,7 +1125,17 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
         r = policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason);
         if (r < 0)
                 return reply_denied(call, reason);
-        return reply_state(call, m, ctx, v, true);
+        /* The state the client's calls before it left: answered now, its answer would go out
+         * after theirs but tell the state from before them (a Bind's lock, a request's). */
+        if (!vdevice_has_earlier(c, ctx, v, c->next_serial))
+                return reply_state(call, m, ctx, v, true);
+        ps = new(PendingState, 1);
+        if (!ps)
+                return -ENOMEM;
+        *ps = (PendingState){ .call = varlink_call_ref(call), .context = ctx->handle, .vdevice = v->id,
+                              .serial = c->next_serial++ };
+        LIST_INSERT_HEAD(&c->states, ps, entry);
+        return 0;
 }
 
 /* ---- guest requests -------------------------------------------------------------------- */
@@ -1069,6 +1156,7 @@ unsigned guest_n_pending(Manager *m) {
 
 static void on_request_done(int result, const void *resp, size_t len, void *userdata) {
         PendingRequest *pr = userdata;
+        GuestClient *c = pr->client;
         VarlinkCall *call = pr->call;
         _cleanup_free_ char *b64 = NULL;
         json_object *reply;
@@ -1103,6 +1191,7 @@ finish:
         if (r < 0 && !varlink_call_is_answered(call))
                 (void) varlink_call_error_errno(call, r);
         pending_free(pr);
+        states_flush(c);
 }
 
 /* The largest response whose reply still fits the caller's MaxMessageSize=, which the server
@@ -1218,6 +1307,9 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         pr->scope_number = number;
         pr->response_size = response_size;
         pr->pci_address = strdup(v->pci_address);
+        pr->context = ctx->handle;
+        pr->vdevice = v->id;
+        pr->serial = c->next_serial++;
         TAILQ_INSERT_TAIL(&c->pending, pr, entry);
         if (!pr->pci_address) {
                 pending_free(pr);
@@ -1339,6 +1431,7 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         c->slot = priv_slot_counter_next(&m->slots, slot_in_use, m);
         TAILQ_INIT(&c->pending);
         LIST_INIT(&c->changes);
+        LIST_INIT(&c->states);
         guest_ops_init(&c->ops, &c->identity);
 
         /* Who it is, once: SO_PEERCRED at connect time, the groups the policy asks about, and the
@@ -1431,6 +1524,7 @@ void guest_client_refused(GuestClient *c, VarlinkCall *call, const char *error) 
 }
 
 GuestClient *guest_client_free(GuestClient *c) {
+        PendingState *ps;
         PendingChange *pc;
         PendingRequest *pr;
 
@@ -1438,15 +1532,26 @@ GuestClient *guest_client_free(GuestClient *c) {
                 return NULL;
 
         /* Requests first (nobody is left to answer), then bindings and contexts. A vDevice
-         * whose Bind is still on its way stays "changing": its release unbinds it after it. */
+         * whose Bind is still on its way stays "changing": its release unbinds it after it. One
+         * whose Bind or Unbind still waits in the worker (behind requests of the vDevice) is as
+         * it was: that never goes. */
         while ((pr = TAILQ_FIRST(&c->pending))) {
                 priv_request_cancel(pr->request);
                 pending_free(pr);
         }
         while ((pc = LIST_FIRST(&c->changes))) {
+                if (priv_request_is_waiting(pc->request)) {
+                        GuestContext *ctx = find_context(c, (int64_t) pc->context);
+                        GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
+
+                        if (v)
+                                v->changing = false;
+                }
                 priv_request_cancel(pc->request);
                 change_free(pc);
         }
+        while ((ps = LIST_FIRST(&c->states)))
+                state_free(ps);
         guest_ops_abandon(&c->ops);
         for (size_t i = 0; i < c->n_contexts; i++)
                 guest_context_free(c->manager, c->contexts[i]);

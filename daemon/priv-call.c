@@ -28,16 +28,18 @@ struct PrivRequest {
         uint32_t slot;
         PrivRequestCallback callback;
         void *userdata;
-        /* Guest requests count against what the monitor holds; binds and unbinds (at most two
-         * per vDevice) do not, and are never held back: a detach must not overtake them. */
+        /* Guest requests count against what the monitor holds; binds, unbinds and settles (at
+         * most two per vDevice) do not, and wait only behind the guest requests of their vDevice
+         * that wait here: the device's lane gets a vDevice's calls in the order they were made. */
         bool counted;
         /* The monitor answered: the result its callback gets is the monitor's (what the TSM
          * said), not the worker's own failure to send it or the channel's end. */
         bool answered;
         /* It answered a failure of its own (TSM_PRIV_REPLY_MONITOR_OWN), the backend not asked. */
         bool monitor_own;
-        /* A guest request's context and vDevice (0 for other requests): a detach or close
-         * fails those still waiting here (fail_waiting()). */
+        /* A guest request's, bind's, unbind's or settle's context and vDevice (0 for other
+         * requests): a detach or close fails the guest requests still waiting here, and sends
+         * what waits behind them (fail_waiting()). */
         uint32_t context, vdevice;
         /* Its message and payload in one block, until the outbox takes it: waiting while set. */
         struct tsm_priv_hdr *queued;
@@ -69,9 +71,10 @@ struct PrivChannel {
         TsmPrivInbox *inbox;
         uint32_t next_cookie;
         TAILQ_HEAD(, PrivRequest) requests; /* sent, awaiting their reply */
-        TAILQ_HEAD(, PrivRequest) waiting;  /* queued behind them, in order (all counted) */
+        TAILQ_HEAD(, PrivRequest) waiting;  /* queued behind them, in order */
         size_t n_requests;                  /* counted ones sent */
-        PrivSlots *slots;                   /* counted ones sent and waiting, per slot */
+        size_t n_waiting_uncounted;         /* binds, unbinds and settles among the waiting */
+        PrivSlots *slots;                   /* counted ones sent, and all waiting ones, per slot */
         /* requests_flush() runs, and whether a callback ran under it (the lists changed). */
         bool flushing_requests, requests_changed;
         STAILQ_HEAD(, PrivQueued) queued;
@@ -118,8 +121,8 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
         int k;
 
         /* From waiting to sent in one step: the slot's entry exists, nothing to allocate. */
-        if (r->counted) {
-                k = priv_slots_add(c->slots, r->slot, 1, was_waiting ? -1 : 0);
+        if (r->counted || was_waiting) {
+                k = priv_slots_add(c->slots, r->slot, r->counted, was_waiting ? -1 : 0);
                 if (k < 0)
                         return k;
         }
@@ -134,8 +137,8 @@ static int request_send(PrivChannel *c, PrivRequest *r, bool was_waiting) {
                 r->queued = block; /* still ours */
                 /* Back to where it was: the caller unlinks a waiting one, counts and all. */
                 c->n_requests -= r->counted;
-                if (r->counted)
-                        (void) priv_slots_add(c->slots, r->slot, -1, was_waiting ? 1 : 0);
+                if (r->counted || was_waiting)
+                        (void) priv_slots_add(c->slots, r->slot, -(int) r->counted, was_waiting ? 1 : 0);
                 return k;
         }
         idle_flush_schedule(c->flush);
@@ -153,6 +156,7 @@ static void request_unlink_sent(PrivChannel *c, PrivRequest *r) {
 
 static void request_unlink_waiting(PrivChannel *c, PrivRequest *r) {
         TAILQ_REMOVE(&c->waiting, r, entry);
+        c->n_waiting_uncounted -= !r->counted;
         (void) priv_slots_add(c->slots, r->slot, 0, -1);
 }
 
@@ -198,6 +202,22 @@ static bool slot_has_waiting(PrivChannel *c, uint32_t slot) {
         return e && e->n_waiting > 0;
 }
 
+/* Whether a request of r's vDevice waits here ahead of r (r not waiting: at all). A walk, for
+ * binds, unbinds and settles only, and only while their slot has requests waiting. */
+static bool vdevice_waits_ahead(PrivChannel *c, const PrivRequest *r) {
+        const PrivRequest *w;
+
+        if (r->vdevice == 0 || !slot_has_waiting(c, r->slot))
+                return false;
+        TAILQ_FOREACH(w, &c->waiting, entry) {
+                if (w == r)
+                        return false;
+                if (w->slot == r->slot && w->context == r->context && w->vdevice == r->vdevice)
+                        return true;
+        }
+        return false;
+}
+
 bool priv_channel_is_gone(const PrivChannel *c) {
         return c->gone;
 }
@@ -207,7 +227,8 @@ bool priv_call_slot_busy(PrivChannel *c, uint32_t slot) {
 }
 
 /* A reply made room in the monitor: the oldest queued requests that may go now, go. A slot's
- * requests keep their order: once one of them must wait, so do those after it. */
+ * guest requests keep their order: once one of them must wait, so do those after it. A bind,
+ * unbind or settle goes once nothing of its vDevice is ahead of it, whatever the quota. */
 static void requests_flush(PrivChannel *c) {
         PrivRequest *r, *next;
 
@@ -218,13 +239,15 @@ static void requests_flush(PrivChannel *c) {
                 return;
         }
         c->flushing_requests = true;
-        for (r = TAILQ_FIRST(&c->waiting); r && c->n_requests < TSM_PRIV_REQUESTS_MAX; r = next) {
+        for (r = TAILQ_FIRST(&c->waiting); r && (c->n_requests < TSM_PRIV_REQUESTS_MAX || c->n_waiting_uncounted > 0);
+             r = next) {
                 int k;
 
                 next = TAILQ_NEXT(r, entry);
-                if (!may_send(c, r->slot))
+                if (r->counted ? !may_send(c, r->slot) : vdevice_waits_ahead(c, r))
                         continue;
                 TAILQ_REMOVE(&c->waiting, r, entry);
+                c->n_waiting_uncounted -= !r->counted;
                 c->requests_changed = false;
                 k = request_send(c, r, true);
                 if (k < 0) {
@@ -852,23 +875,48 @@ static int context_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t con
         return call(c, &m, -EBADF, &reply, ret_fd);
 }
 
+static bool waiting_of(const PrivRequest *r, uint32_t slot, uint32_t context, uint32_t vdevice) {
+        return r->slot == slot && r->context == context && (vdevice == 0 || r->vdevice == vdevice);
+}
+
 /* The guest requests of slot's context (and of its vDevice, unless 0: all of the context's)
  * that still wait here fail -ENODEV, as the monitor fails those it holds when the vDevice or
  * context goes. Before the DETACH or CLOSE leaves: sent after it, they would name what the
  * monitor no longer knows (a violation, for which it kills the worker), or, the vDevice id
- * attached again meanwhile, run on a device they were never checked against. */
+ * attached again meanwhile, run on a device they were never checked against. A bind or unbind
+ * waiting behind them (a release's unbind) has nothing ahead of it then: it goes now, before
+ * the DETACH, after which it would name a vDevice the monitor no longer knows. */
 static void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
         TAILQ_HEAD(, PrivRequest) failed = TAILQ_HEAD_INITIALIZER(failed);
         PrivRequest *r, *next;
 
         for (r = TAILQ_FIRST(&c->waiting); r; r = next) {
                 next = TAILQ_NEXT(r, entry);
-                if (r->slot != slot || r->context != context || (vdevice != 0 && r->vdevice != vdevice))
+                if (!r->counted || !waiting_of(r, slot, context, vdevice))
                         continue;
                 request_unlink_waiting(c, r);
                 /* Not waiting any more: a callback below that cancels it only forgets it. */
                 r->queued = mfree(r->queued);
                 TAILQ_INSERT_TAIL(&failed, r, entry);
+        }
+        /* Then what waited behind them, in order, before any of their callbacks can send
+         * anything; the walk starts over after each, as a failure's callback may change the
+         * list. One the outbox cannot take fails as one the kernel refused. */
+        for (;;) {
+                int k;
+
+                TAILQ_FOREACH(r, &c->waiting, entry)
+                        if (waiting_of(r, slot, context, vdevice))
+                                break;
+                if (!r)
+                        break;
+                request_unlink_waiting(c, r);
+                k = request_send(c, r, false);
+                if (k < 0) {
+                        if (r->callback) /* else cancelled */
+                                r->callback(k, NULL, 0, r->userdata);
+                        request_free(r);
+                }
         }
         /* Off the list first: a callback may submit or cancel other requests. */
         while ((r = TAILQ_FIRST(&failed))) {
@@ -1023,18 +1071,20 @@ int priv_call_reload_commit(PrivChannel *c) {
         return call(c, &m, -EBADF, &reply, NULL);
 }
 
-/* Sends r (taking it), unless a counted request must wait: the monitor holds a bounded number,
- * each client a share of it; the rest wait here, each client's in order. */
+/* Sends r (taking it), unless it must wait: the monitor holds a bounded number of guest
+ * requests, each client a share of it; the rest wait here, each client's in order, and a bind,
+ * unbind or settle behind those of its vDevice. */
 static int request_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret) {
         int k;
 
-        if (r->counted && (!may_send(c, r->slot) || slot_has_waiting(c, r->slot))) {
+        if (r->counted ? !may_send(c, r->slot) || slot_has_waiting(c, r->slot) : vdevice_waits_ahead(c, r)) {
                 k = priv_slots_add(c->slots, r->slot, 0, 1);
                 if (k < 0) {
                         request_free(r);
                         return k;
                 }
                 TAILQ_INSERT_TAIL(&c->waiting, r, entry);
+                c->n_waiting_uncounted += !r->counted;
         } else {
                 k = request_send(c, r, false);
                 if (k < 0) {
@@ -1113,8 +1163,8 @@ static int vdevice_request(PrivChannel *c, uint32_t type, uint32_t slot, uint32_
         m->slot = slot;
         m->context = context;
         m->vdevice = vdevice;
-        *r = (PrivRequest){ .channel = c, .cookie = m->hdr.cookie, .slot = slot, .callback = cb,
-                            .userdata = userdata, .queued = &m->hdr };
+        *r = (PrivRequest){ .channel = c, .cookie = m->hdr.cookie, .slot = slot, .context = context,
+                            .vdevice = vdevice, .callback = cb, .userdata = userdata, .queued = &m->hdr };
         return request_submit(c, r, ret);
 }
 
@@ -1188,6 +1238,10 @@ void priv_request_cancel(PrivRequest *r) {
         }
         request_unlink_waiting(c, r);
         request_free(r);
+}
+
+bool priv_request_is_waiting(const PrivRequest *r) {
+        return r && r->queued;
 }
 
 uint32_t priv_request_get_cookie(const PrivRequest *r) {

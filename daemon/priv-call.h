@@ -88,7 +88,8 @@ int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char
  * the monitor could not take the old name out of the fd store: nothing changed. */
 int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, const char *reclaim_id, int *ret_fd);
 /* The guest requests of the context (for a detach: of the vDevice) still waiting in the worker
- * fail first, -ENODEV, from within the call, as those the monitor holds fail when it is done. */
+ * fail first, -ENODEV, from within the call, as those the monitor holds fail when it is done;
+ * a bind or unbind that waited behind them (a release's unbind) goes before the call. */
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context);
 /* A vDevice the monitor does not have (it told of those it has at the start). bound: a
  * restore's attach of one the kernel kept bound through a restart of tsmd (tsm-priv.h). */
@@ -114,15 +115,19 @@ int priv_call_reload_commit(PrivChannel *c);
  * or, for a request the kernel refused to take, inside whatever priv_call_*() flushed the
  * outbox. Beyond TSM_PRIV_REQUESTS_MAX in flight, or an eighth of that for
  * one client slot, requests wait in the worker and go, each slot's in order, as answers make
- * room. */
+ * room; a request also waits behind a bind, unbind or settle of its slot that waits
+ * (priv_call_set_bound()). */
 typedef struct PrivRequest PrivRequest;
 typedef void (*PrivRequestCallback)(int result, const void *response, size_t response_len, void *userdata);
 
 int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
                             TsmBackendType backend, const char *scope, const void *request, size_t request_len, size_t max_response,
                             PrivRequestCallback cb, void *userdata, PrivRequest **ret);
-/* Binds or unbinds a vDevice, completing like a guest request (with no response). Sent at once,
- * in order with every other message, and outside the request quota. */
+/* Binds or unbinds a vDevice, completing like a guest request (with no response). Outside the
+ * request quota, but in order with the slot's guest requests of the vDevice: sent at once,
+ * unless some of those wait in the worker (see priv_call_guest_request()); then it waits
+ * behind them, and goes as soon as the last of them went (or failed, at a detach or close), so
+ * that the device's lane has the vDevice's calls in the order they were made. */
 int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, bool bind,
                         PrivRequestCallback cb, void *userdata, PrivRequest **ret);
 /* Completes, with 1 if bound or 0, once no bind or unbind of the vDevice is on its way (a new
@@ -139,6 +144,9 @@ int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char
 int priv_call_disconnect_device(PrivChannel *c, const char *pci_address, PrivRequestCallback cb, void *userdata,
                                 PrivRequest **ret);
 void priv_request_cancel(PrivRequest *r);
+/* Whether r still waits in the worker (priv_call_guest_request()): cancelled now, it never
+ * reaches the monitor. */
+bool priv_request_is_waiting(const PrivRequest *r);
 /* The cookie r goes (or went) to the monitor with: a LATE names it (request_cookie). */
 uint32_t priv_request_get_cookie(const PrivRequest *r);
 /* During r's callback: whether its result is the monitor's answer (the TSM's word, or the

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Per client slot, how many of its guest requests the monitor holds and how many wait in the
- * worker behind them: what the channel's quota asks on every request. A hash table (open
+ * Per client slot, how many of its guest requests the monitor holds and how many of its
+ * requests (binds and unbinds too) wait in the worker behind them: what the channel's quota
+ * asks on every request. A hash table (open
  * addressing, linear probing, deletion by backward shift), so that the question costs O(1)
  * rather than a walk of every request in flight. An entry exists while one of its counts is
  * not zero. Runs in: worker.

@@ -1527,6 +1527,220 @@ TEST(close_context_fails_requests_queued_in_tsmd) {
         queued_requests_round(GOING_CLOSE);
 }
 
+/*
+ * A Bind or Unbind pipelined behind more guest requests of its vDevice than the monitor holds
+ * for one client: the device gets the calls in the order they were made, so each request runs
+ * in the state it was sent in, and one sent after the change in the state the change left.
+ * (The change went to the monitor at once, past the requests tsmd queued, and those ran in the
+ * state it produced, their answers still in order.)
+ */
+#define PIPELINED_REQUESTS 40 /* 32 held by the monitor, 8 waiting in the worker */
+
+/* The TDI state a GET_DEVICE_INTERFACE_STATE answered with, from its async reply. */
+static uint8_t async_tdi_state(const AsyncCall *a, size_t i) {
+        _cleanup_free_ uint8_t *r = NULL;
+        size_t len;
+
+        if (a->errors[0])
+                TEST_FAIL("request %zu: %s", i, a->errors[0]);
+        r = unb64(JSTR(a->params[0], "response"), &len);
+        ASSERT_EQ(len, sizeof(TdispDeviceInterfaceStateResponse));
+        ASSERT_EQ(r[1], TDISP_MSG_DEVICE_INTERFACE_STATE);
+        return r[sizeof(TdispHeader)];
+}
+
+static void change_behind_queued_requests(bool bind) {
+        static AsyncCall calls[PIPELINED_REQUESTS], change, last;
+        Msg m = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_STATE, DEV1, NULL, 0);
+        uint8_t before = bind ? TDISP_STATE_CONFIG_UNLOCKED : TDISP_STATE_CONFIG_LOCKED;
+        uint8_t after = bind ? TDISP_STATE_CONFIG_LOCKED : TDISP_STATE_CONFIG_UNLOCKED;
+        Tsmd t;
+        VarlinkClient *c;
+        int64_t ctx;
+        pid_t worker;
+
+        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=10000\n"));
+        worker = tsmd_worker_pid(&t);
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, DEV1);
+        if (!bind)
+                bind_device(c, ctx, 1);
+
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
+                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &calls[i]);
+        tsmd_call_async(c, bind ? G "Bind" : G "Unbind", guest_vdev_params(ctx, 1), 0, &change);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &last);
+
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++) {
+                ASSERT_TRUE(tsmd_async_wait(c, &calls[i], 1, TSMD_WAIT_USEC));
+                if (async_tdi_state(&calls[i], i) != before)
+                        TEST_FAIL("request %zu, sent before the %s, ran after it", i, bind ? "Bind" : "Unbind");
+        }
+        ASSERT_TRUE(tsmd_async_wait(c, &change, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(change.errors[0]);
+        ASSERT_STREQ(JSTR(change.params[0], "state"), bind ? "config_locked" : "config_unlocked");
+        ASSERT_TRUE(tsmd_async_wait(c, &last, 1, TSMD_WAIT_USEC));
+        ASSERT_EQ(async_tdi_state(&last, PIPELINED_REQUESTS), after);
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
+                async_call_done(&calls[i]);
+        async_call_done(&change);
+        async_call_done(&last);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+TEST(bind_waits_for_requests_queued_in_tsmd) {
+        change_behind_queued_requests(true);
+}
+
+TEST(unbind_waits_for_requests_queued_in_tsmd) {
+        change_behind_queued_requests(false);
+}
+
+/* The client hangs up while its Bind waits in tsmd behind its requests: the Bind never goes, nor
+ * an unbind at the release of a vDevice it left unbound, and the next guest gets the device
+ * unlocked. */
+TEST(hangup_while_a_bind_waits_behind_queued_requests) {
+        static AsyncCall calls[PIPELINED_REQUESTS], change;
+        Msg m = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_STATE, DEV1, NULL, 0);
+        Tsmd t;
+        VarlinkClient *c;
+        int64_t ctx;
+        pid_t worker;
+
+        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=10000\n"));
+        worker = tsmd_worker_pid(&t);
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, DEV1);
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
+                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &calls[i]);
+        tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 1), 0, &change);
+        /* The first answer: tsmd read the calls sent with it, and the Bind waits (for 300 ms). */
+        ASSERT_TRUE(tsmd_async_wait(c, &calls[0], 1, TSMD_WAIT_USEC));
+        ASSERT_EQ(change.n, 0U);
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
+                async_call_done(&calls[i]);
+        async_call_done(&change);
+        varlink_client_free(c);
+
+        /* Attached once the release is done: the monitor logged any bind or unbind by then. */
+        expect_next_guest_gets_it_unlocked(&t, DEV1);
+        ASSERT_FALSE(tsmd_log_contains(&t, "Bound " DEV1 " (vDevice 1 of context 1)"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Unbound " DEV1 " (vDevice 1 of context 1)"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "Bound " DEV1 " (vDevice 1 of context 2)"));
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        ASSERT_FALSE(tsmd_log_contains(&t, "Compromised worker"));
+        tsmd_teardown(&t);
+}
+
+/* A bound vDevice detached with guest requests of it waiting in tsmd: those fail, and its
+ * release's unbind, which waited behind them, goes before the detach (after it, it would name
+ * a vDevice the monitor no longer has: a violation). */
+TEST(detach_of_a_bound_vdevice_with_requests_queued_in_tsmd) {
+        static AsyncCall calls[PIPELINED_REQUESTS], detach;
+        Msg m = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_STATE, DEV1, NULL, 0);
+        size_t n_gone = 0;
+        Tsmd t;
+        VarlinkClient *c;
+        int64_t ctx, seq;
+        pid_t worker;
+
+        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=10000\n"));
+        worker = tsmd_worker_pid(&t);
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, DEV1);
+        bind_device(c, ctx, 1);
+        seq = tsmd_audit_last_seq(&t);
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
+                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &calls[i]);
+        tsmd_call_async(c, G "DetachDevice", guest_vdev_params(ctx, 1), 0, &detach);
+
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++) {
+                ASSERT_TRUE(tsmd_async_wait(c, &calls[i], 1, TSMD_WAIT_USEC));
+                if (!calls[i].errors[0])
+                        ASSERT_EQ(async_tdi_state(&calls[i], i), TDISP_STATE_CONFIG_LOCKED);
+                else if (streq(calls[i].errors[0], E_GUEST("DeviceGone")))
+                        n_gone++;
+                else
+                        TEST_FAIL("request %zu: %s", i, calls[i].errors[0]);
+        }
+        ASSERT_GE(n_gone, (size_t) PIPELINED_REQUESTS - 32);
+        ASSERT_TRUE(tsmd_async_wait(c, &detach, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(detach.errors[0]);
+
+        expect_next_guest_gets_it_unlocked(&t, DEV1);
+        tsmd_expect_audit(&t, seq, "release", "ok", 1);
+        ASSERT_EQ(tsmd_worker_pid(&t), worker);
+        ASSERT_FALSE(tsmd_log_contains(&t, "Compromised worker"));
+
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
+                async_call_done(&calls[i]);
+        async_call_done(&detach);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* A call on vDevice 1 of ctx with a GetDeviceState pipelined behind it, which must tell state
+ * and bound. */
+static void expect_state_after(VarlinkClient *c, int64_t ctx, const char *method, const char *params,
+                               const char *state, bool bound) {
+        AsyncCall call, st;
+
+        tsmd_call_async(c, method, params, 0, &call);
+        tsmd_call_async(c, G "GetDeviceState", guest_vdev_params(ctx, 1), 0, &st);
+        ASSERT_TRUE(tsmd_async_wait(c, &call, 1, TSMD_WAIT_USEC));
+        if (call.errors[0])
+                TEST_FAIL("%s: %s", method, call.errors[0]);
+        ASSERT_TRUE(tsmd_async_wait(c, &st, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(st.errors[0]);
+        if (!streq(JSTR(st.params[0], "state"), state) || JBOOL(st.params[0], "bound") != bound)
+                TEST_FAIL("GetDeviceState after %s: %s", method, json_object_to_json_string(st.params[0]));
+        async_call_done(&call);
+        async_call_done(&st);
+}
+
+/* GetDeviceState pipelined behind calls of its vDevice tells the state they left, as if called
+ * after their answers; one whose vDevice a DetachDevice after it took answers as a call after. */
+TEST(get_device_state_answers_after_the_calls_before_it) {
+        uint8_t zero_nonce[TDISP_NONCE_SIZE] = {};
+        Msg start = tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, DEV1, zero_nonce, sizeof(zero_nonce));
+        Msg get = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
+        AsyncCall gr, st, detach;
+        Tsmd t;
+        VarlinkClient *c;
+        int64_t ctx;
+
+        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=100000\n"));
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, DEV1);
+
+        expect_state_after(c, ctx, G "Bind", guest_vdev_params(ctx, 1), "config_locked", true);
+        expect_state_after(c, ctx, G "GuestRequest", request_params(ctx, 1, "state-change", &start, 4096), "run", true);
+        expect_state_after(c, ctx, G "Unbind", guest_vdev_params(ctx, 1), "config_unlocked", false);
+
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &get, 4096), 0, &gr);
+        tsmd_call_async(c, G "GetDeviceState", guest_vdev_params(ctx, 1), 0, &st);
+        tsmd_call_async(c, G "DetachDevice", guest_vdev_params(ctx, 1), 0, &detach);
+        ASSERT_TRUE(tsmd_async_wait(c, &gr, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(gr.errors[0], E_GUEST("DeviceGone"));
+        ASSERT_TRUE(tsmd_async_wait(c, &st, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(st.errors[0], E_GUEST("NoSuchVDevice"));
+        ASSERT_TRUE(tsmd_async_wait(c, &detach, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(detach.errors[0]);
+        async_call_done(&gr);
+        async_call_done(&st);
+        async_call_done(&detach);
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 TEST(reload_without_emulated_devices_restores_default_set) {
         Tsmd t;
         VarlinkClient *a;

@@ -443,6 +443,119 @@ TEST(requests_failed_at_the_end_may_cancel_the_next) {
         fixture_stop(&f);
 }
 
+/* What the monitor received, in order, of any type that names a vDevice (a GUEST_REQUEST and the
+ * vDevice messages start alike): types, vDevice ids and cookies; returns how many. */
+static size_t monitor_receive_any(uint32_t *types, uint32_t *ids, uint32_t *cookies, size_t max) {
+        size_t n = 0;
+
+        for (;;) {
+                struct tsm_priv_vdevice m;
+                size_t n_fds;
+                ssize_t k = priv_reader_receive(&fixture->reader, fixture->monitor, fixture->buf, NULL, 0, &n_fds);
+
+                if (k == -EAGAIN)
+                        return n;
+                ASSERT_TRUE(k >= (ssize_t) sizeof(m));
+                memcpy(&m, fixture->buf, sizeof(m));
+                ASSERT_EQ(m.slot, (uint32_t) SLOT);
+                ASSERT_TRUE(n < max);
+                types[n] = m.hdr.type;
+                ids[n] = m.vdevice;
+                cookies[n++] = m.hdr.cookie;
+        }
+}
+
+static void submit_to(uint32_t vdevice, PrivRequestCallback cb) {
+        ASSERT_OK(priv_call_guest_request(fixture->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info", "x", 1,
+                                          16, cb, NULL, NULL));
+}
+
+/* A bind of a vDevice whose guest requests wait in the worker waits behind them (it overtook
+ * them to the device's lane, which then ran them in the state it made), outside the quota: it
+ * goes right after the last of them, the share full or not. One of another vDevice goes at
+ * once; a guest request made after either waits its turn. */
+TEST(a_bind_waits_behind_the_waiting_requests_of_its_vdevice) {
+        uint32_t types[TSM_PRIV_REQUESTS_MAX], ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        for (size_t i = 0; i < SLOT_MAX + 2; i++)
+                submit_to(1, on_answer);
+        ASSERT_OK(priv_call_set_bound(f.channel, SLOT, CONTEXT, 1, true, on_answer, NULL, NULL));
+        ASSERT_OK(priv_call_set_bound(f.channel, SLOT, CONTEXT, 2, true, on_answer, NULL, NULL));
+        submit_to(2, on_answer);
+        run_worker();
+        ASSERT_EQ(monitor_receive_any(types, ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX + 1);
+        for (size_t i = 0; i < SLOT_MAX; i++) {
+                ASSERT_EQ(types[i], (uint32_t) TSM_PRIV_GUEST_REQUEST);
+                ASSERT_EQ(ids[i], 1u);
+        }
+        ASSERT_EQ(types[SLOT_MAX], (uint32_t) TSM_PRIV_BIND_VDEVICE);
+        ASSERT_EQ(ids[SLOT_MAX], 2u);
+
+        /* Room for one: the first waiting request goes, the bind still behind the second. */
+        monitor_answer(cookies[0]);
+        run_worker();
+        ASSERT_EQ(monitor_receive_any(types, ids, cookies + SLOT_MAX + 1, 4), 1u);
+        ASSERT_EQ(types[0], (uint32_t) TSM_PRIV_GUEST_REQUEST);
+        ASSERT_EQ(ids[0], 1u);
+
+        /* Room for one more: the last waiting request, and the bind right behind it. */
+        monitor_answer(cookies[1]);
+        run_worker();
+        ASSERT_EQ(monitor_receive_any(types, ids, cookies + SLOT_MAX + 2, 4), 2u);
+        ASSERT_EQ(types[0], (uint32_t) TSM_PRIV_GUEST_REQUEST);
+        ASSERT_EQ(ids[0], 1u);
+        ASSERT_EQ(types[1], (uint32_t) TSM_PRIV_BIND_VDEVICE);
+        ASSERT_EQ(ids[1], 1u);
+
+        /* The share is full: the request after them waits for the next answer. */
+        monitor_answer(cookies[2]);
+        run_worker();
+        ASSERT_EQ(monitor_receive_any(types, ids, cookies + SLOT_MAX + 4, 4), 1u);
+        ASSERT_EQ(types[0], (uint32_t) TSM_PRIV_GUEST_REQUEST);
+        ASSERT_EQ(ids[0], 2u);
+
+        for (size_t i = 3; i < SLOT_MAX + 5; i++)
+                monitor_answer(cookies[i]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX + 5);
+        ASSERT_EQ(monitor_receive_any(types, ids, cookies, 4), 0u);
+        fixture_stop(&f);
+}
+
+/* A detach of a vDevice whose release's unbind waits behind its waiting requests: those fail,
+ * and the unbind goes before the DETACH, not after it (naming a vDevice the monitor no longer
+ * has: a violation, for which it kills the worker). */
+TEST(a_detach_sends_the_unbind_waiting_behind_the_requests_it_fails) {
+        uint32_t types[TSM_PRIV_REQUESTS_MAX], ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        struct tsm_priv_reply rep;
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        for (size_t i = 0; i < SLOT_MAX + 2; i++)
+                submit_to(1, i < SLOT_MAX ? on_answer : on_failed);
+        ASSERT_OK(priv_call_set_bound(f.channel, SLOT, CONTEXT, 1, false, on_answer, NULL, NULL));
+        run_worker();
+        ASSERT_EQ(monitor_receive_any(types, ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
+
+        /* Cookies are numbered from 1: the requests', the unbind's, the detach's. */
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, SLOT_MAX + 4, 0);
+        ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+        ASSERT_OK(priv_call_detach_vdevice(f.channel, SLOT, CONTEXT, 1));
+        ASSERT_EQ(f.n_failed, 2u);
+        ASSERT_EQ(monitor_receive_any(types, ids, cookies + SLOT_MAX, 4), 2u);
+        ASSERT_EQ(types[0], (uint32_t) TSM_PRIV_UNBIND_VDEVICE);
+        ASSERT_EQ(cookies[SLOT_MAX], (uint32_t) SLOT_MAX + 3);
+        ASSERT_EQ(types[1], (uint32_t) TSM_PRIV_DETACH_VDEVICE);
+
+        for (size_t i = 0; i < SLOT_MAX + 1; i++)
+                monitor_answer(cookies[i]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX + 1);
+        fixture_stop(&f);
+}
+
 /* The slots of the test below: eight full shares, the monitor's whole TSM_PRIV_REQUESTS_MAX. */
 #define FULL_SLOT_FIRST 101U
 #define WAITING_SLOT (FULL_SLOT_FIRST + 8) /* two shares, waiting */
