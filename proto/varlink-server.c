@@ -2167,34 +2167,52 @@ static bool conn_is_idle_and_empty(VarlinkConn *c, uint64_t now) {
                !s->holds(c, s->userdata);
 }
 
+static int uid_count_cmp(const void *a, const void *b) {
+        uid_t x = ((const UidCount *) a)->uid, y = ((const UidCount *) b)->uid;
+
+        return x < y ? -1 : x > y;
+}
+
 /* SECURITY: clients that connected, called once and stay (as VMMs do: no timeout closes those)
  * could hold every MaxConnections= slot, a few uids (a rootless container's subordinate ones)
  * enough for all. Full, the server closes for a newcomer one such connection that is idle for
- * IdleTimeoutSec= and would lose nothing, of the uid that holds the most: the one idle
- * longest. */
+ * IdleTimeoutSec= and would lose nothing: of all of them, one of the uid holding the most
+ * connections, the one idle longest. Not only that uid's: one uid keeping its own busy must not
+ * shield the idle ones of others. */
 static bool server_close_an_idle_connection(VarlinkServer *s) {
-        const UidCount *top = NULL;
+        _cleanup_free_ UidCount *by_uid = NULL;
         VarlinkConn *victim = NULL, *c;
+        unsigned victim_n = 0;
         uint64_t now;
 
-        if (!s->holds || s->limits.idle_timeout_sec == 0)
+        if (!s->holds || s->limits.idle_timeout_sec == 0 || s->n_uids == 0)
                 return false;
-        for (size_t k = 0; k < s->n_uids; k++)
-                if (!top || s->uids[k].n - s->uids[k].n_admin > top->n - top->n_admin)
-                        top = &s->uids[k];
-        if (!top)
+        /* Each candidate's uid looked up in a sorted copy: one pass, not one scan per connection. */
+        by_uid = new(UidCount, s->n_uids);
+        if (!by_uid)
                 return false;
+        memcpy(by_uid, s->uids, s->n_uids * sizeof(UidCount));
+        qsort(by_uid, s->n_uids, sizeof(UidCount), uid_count_cmp);
+
         now = now_monotonic_usec();
-        TAILQ_FOREACH(c, &s->conns, entry)
-                if (c->peer.uid == top->uid && (!victim || c->idle_since < victim->idle_since) &&
-                    conn_is_idle_and_empty(c, now))
+        TAILQ_FOREACH(c, &s->conns, entry) {
+                const UidCount key = { .uid = c->peer.uid }, *u;
+                unsigned n;
+
+                if (!conn_is_idle_and_empty(c, now))
+                        continue;
+                u = bsearch(&key, by_uid, s->n_uids, sizeof(UidCount), uid_count_cmp);
+                n = u ? u->n - u->n_admin : 0;
+                if (!victim || n > victim_n || (n == victim_n && c->idle_since < victim->idle_since)) {
                         victim = c;
+                        victim_n = n;
+                }
+        }
         if (!victim)
                 return false;
-        log_debug("Connection limit (%u) reached: closing a connection of uid %u idle for %" PRIu64 " s, the uid "
-                  "holding the most (%u).",
-                  s->limits.max_connections, victim->peer.uid, (uint64_t) ((now - victim->idle_since) / 1000000U),
-                  top->n - top->n_admin);
+        log_debug("Connection limit (%u) reached: closing a connection of uid %u (holding %u) idle for %" PRIu64 " s.",
+                  s->limits.max_connections, victim->peer.uid, victim_n,
+                  (uint64_t) ((now - victim->idle_since) / 1000000U));
         s->n_timed_out++;
         refused(s, &victim->peer, victim, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
         conn_disconnect(victim);

@@ -2785,6 +2785,42 @@ TEST(full_server_closes_an_idle_connection_for_a_new_one) {
         ASSERT_EQ(ts.n_timed_out, 1U);
 }
 
+/* The idle connections of any uid, not only those of the uid holding the most: that uid keeping
+ * its own busy (a call in flight) shields nobody else's idle one, here root's. */
+TEST(full_server_closes_an_idle_connection_of_any_uid) {
+        static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int busy1, busy2, idle, fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+        l.max_connections = 3;
+        l.idle_timeout_sec = 1;
+        ts.with_holds = true;
+        server_start(&l);
+        busy1 = raw_connect_as(65534);
+        raw_call(busy1, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":1}}");
+        busy2 = raw_connect_as(65534);
+        raw_call(busy2, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":2}}");
+        idle = raw_connect();
+        raw_call(idle, echo);
+        ASSERT_NOT_NULL(raw_recv(idle));
+        ASSERT_TRUE(wait_n_connections(3));
+        usleep(1100000);
+
+        fd = raw_connect_as(65533);
+        raw_call(fd, echo);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(raw_closed_soon(idle));
+        ASSERT_FALSE(raw_closed_soon(busy1));
+        ASSERT_FALSE(raw_closed_soon(busy2));
+        close(busy1);
+        close(busy2);
+        close(idle);
+        close(fd);
+        server_stop();
+}
+
 /* Whatever the server refuses on its own is reported by name, calls before their answer. */
 TEST(refusals_are_reported) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
