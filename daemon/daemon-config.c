@@ -390,6 +390,25 @@ static int config_copy(DaemonConfig *dst, const DaemonConfig *src) {
 }
 
 /* Parses text (or, with text NULL, reads path first) over a copy of c. */
+/* Whether two absolute paths name the same one as spelled, "/a//b/" as "/a/b" (not through
+ * links: the monitor compares what it opens). */
+static bool same_path(const char *a, const char *b) {
+        if (!a || !b)
+                return false;
+        for (;;) {
+                while (*a == '/' && a[1] == '/')
+                        a++;
+                while (*b == '/' && b[1] == '/')
+                        b++;
+                if ((*a == 0 || (*a == '/' && a[1] == 0)) && (*b == 0 || (*b == '/' && b[1] == 0)))
+                        return true;
+                if (*a != *b)
+                        return false;
+                a++;
+                b++;
+        }
+}
+
 static int config_load(DaemonConfig *c, const char *path, const char *text, unsigned *ret_line,
                        const char **ret_message) {
         _cleanup_free_ char *buf = NULL;
@@ -440,6 +459,13 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                  * turn, and the start of the next, read with its end. */
                 line = 0;
                 st.message = "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage";
+                r = -EINVAL;
+        }
+        if (r >= 0 && same_path(copy.audit_dir, copy.context_state_dir)) {
+                /* Each is the worker's alone, locked by whoever uses it (the monitor, the audit
+                 * log): one for both is refused as another tsmd's would be. */
+                line = 0;
+                st.message = "[Audit] Directory and [Guest] ContextStateDirectory must differ";
                 r = -EINVAL;
         }
         if (r < 0) {

@@ -480,20 +480,28 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
  * exiting, started right after (as systemd does not: it waits for the unit's cgroup to empty):
  * it has a second. */
 static int worker_dirs_lock(Monitor *m) {
-        const char *state = m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
+        const char *state_path = m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
         _cleanup_close_ int audit_lock = -EBADF;
+        struct stat audit, state;
         int r;
 
-        r = dir_lock_as(state, m->worker_uid, &m->state_dir_lock);
+        r = dir_lock_as(state_path, m->worker_uid, &m->state_dir_lock);
         if (r == -EBUSY)
                 return log_error_errno(r, "Refusing to start: another tsmd uses the context state directory '%s' "
                                           "(our worker would remove its contexts' state). Give each tsmd a "
-                                          "ContextStateDirectory= of its own.", state);
+                                          "ContextStateDirectory= of its own.", state_path);
         if (r < 0)
-                log_debug_errno(r, "Cannot lock the context state directory '%s': %m", state);
+                log_debug_errno(r, "Cannot lock the context state directory '%s': %m", state_path);
 
         if (!m->config.audit_dir)
                 return 0;
+        /* The same directory under two names (a link, a bind mount): our own lock, not another
+         * tsmd's, would refuse it below. */
+        if (stat(m->config.audit_dir, &audit) >= 0 && stat(state_path, &state) >= 0 && audit.st_dev == state.st_dev &&
+            audit.st_ino == state.st_ino)
+                return log_error_errno(-EINVAL, "Refusing to start: the audit directory '%s' is the context state "
+                                                "directory '%s'. Give each its own ([Audit] Directory=, [Guest] "
+                                                "ContextStateDirectory=).", m->config.audit_dir, state_path);
         for (unsigned i = 0; i < 100; i++) {
                 r = dir_lock_as(m->config.audit_dir, m->worker_uid, &audit_lock);
                 if (r != -EBUSY)

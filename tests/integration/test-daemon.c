@@ -265,6 +265,15 @@ TEST(check_config_bad_names_file_and_line) {
                 write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\nMaxFds=16\n");
                 ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
         }
+        /* One directory for the audit log and the contexts' state, however spelled. */
+        {
+                _cleanup_free_ char *err = NULL;
+                write_file(path, "[Audit]\nDirectory=/var/lib//tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd/\n");
+                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+                ASSERT_NOT_NULL(strstr(err, "[Audit] Directory and [Guest] ContextStateDirectory must differ"));
+                write_file(path, "[Audit]\nDirectory=/var/lib/tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd2\n");
+                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+        }
         /* A missing file given explicitly is an error too. */
         {
                 _cleanup_free_ char *err = NULL;
@@ -1434,6 +1443,28 @@ TEST(second_tsmd_refuses_an_audit_directory_in_use) {
         ASSERT_FALSE(exited_with(second_tsmd(config, scratch_path(dir, "io.tsmd"), &err), 0));
         if (!strstr(err, strf("another tsmd writes its audit log in '%s/audit'", t.dir)))
                 TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
+        expect_first_serves(&t);
+        tsmd_teardown(&t);
+}
+
+/* The audit directory and the context state directory one directory under two names: refused as
+ * such, not as another tsmd's. */
+TEST(audit_and_state_directory_the_same_refused) {
+        _cleanup_free_ char *err = NULL;
+        const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        /* dir/x/../both and dir/both: the configuration's check compares names as spelled, the
+         * monitor what it opens. */
+        ASSERT_OK(mkdir(strf("%s/x", dir), 0700));
+        ASSERT_OK(mkdir(strf("%s/both", dir), 0700));
+        write_file(config, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/x/../both\nJournal=no\n"
+                                "[Guest]\nContextStateDirectory=%s/both\n[Policy]\nFile=%s/policy.conf\n",
+                                dir, dir, t.dir));
+        ASSERT_FALSE(exited_with(second_tsmd(config, scratch_path(dir, "io.tsmd"), &err), 0));
+        if (!strstr(err, "is the context state directory"))
+                TEST_FAIL("tsmd did not say why it refused one directory for both:\n%s", err);
         expect_first_serves(&t);
         tsmd_teardown(&t);
 }
