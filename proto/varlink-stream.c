@@ -16,10 +16,14 @@
 
 #include "fd-closer.h"
 #include "json-util.h"
+#include "json-write.h"
 #include "varlink-stream.h"
 
 /* Per read: on the stack of whoever reads (the daemon's loop, a VMM's thread). */
 #define READ_CHUNK (16U * 1024U)
+
+/* What the buffer messages are serialized into keeps between them (see varlink_stream_enqueue()). */
+#define OUT_TEXT_KEEP (64U * 1024U)
 
 typedef struct FdBatch {
         uint64_t start; /* absolute stream position of the message these fds belong to */
@@ -53,6 +57,7 @@ struct VarlinkStream {
         size_t n_in_fds;
 
         struct evbuffer *out;
+        JsonText out_text; /* varlink_stream_enqueue()'s, reused */
         uint64_t out_offset;
         FdBatch *out_fds;
         size_t n_out_fds, allocated_out_fds;
@@ -121,6 +126,7 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
                 evbuffer_free(s->in);
         if (s->out)
                 evbuffer_free(s->out);
+        json_text_done(&s->out_text);
         if (s->tokener)
                 json_tokener_free(s->tokener);
         safe_close(s->fd);
@@ -511,20 +517,20 @@ int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t 
 }
 
 int varlink_stream_enqueue(VarlinkStream *s, json_object *msg, int *fds, size_t n_fds) {
-        const char *text;
-        size_t len;
+        int r;
 
         assert(s);
         assert(msg);
 
-        text = json_object_to_json_string_length(
-                msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        if (!text) {
+        /* What a large message before this one left beyond the kept size goes first. */
+        json_text_trim(&s->out_text, OUT_TEXT_KEEP);
+        r = json_write(msg, &s->out_text);
+        if (r < 0) {
                 close_many(fds, n_fds);
                 free(fds);
-                return -ENOMEM;
+                return r;
         }
-        return varlink_stream_enqueue_text(s, text, len, fds, n_fds);
+        return varlink_stream_enqueue_text(s, s->out_text.data, s->out_text.len, fds, n_fds);
 }
 
 int varlink_stream_write(VarlinkStream *s) {
