@@ -59,16 +59,14 @@ static int write_string(JsonText *t, const char *s, size_t n) {
 /* json-c keeps an int64 or a uint64 and prints it with PRId64 or PRIu64; it reads back the
  * other kind clamped, so a value that reads as INT64_MAX may be a larger uint64. */
 static int write_int(JsonText *t, json_object *o) {
-        char digits[21], *q = digits + sizeof(digits);
+        char buf[1 + DECIMAL_U64_MAX], *q;
         int64_t v = json_object_get_int64(o);
         uint64_t u = v == INT64_MAX ? json_object_get_uint64(o) : v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
 
-        do
-                *--q = (char) ('0' + u % 10);
-        while ((u /= 10) > 0);
+        q = format_u64(u, buf + 1);
         if (v < 0)
                 *--q = '-';
-        return append(t, q, (size_t) (digits + sizeof(digits) - q));
+        return append(t, q, strlen(q));
 }
 
 /* What json-c writes itself (doubles), appended. */
