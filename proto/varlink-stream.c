@@ -19,7 +19,7 @@
 #include "json-write.h"
 #include "varlink-stream.h"
 
-/* Per read: on the stack of whoever reads (the daemon's loop, a VMM's thread). */
+/* Per read: the room a read asks the kernel to fill, at the end of the input buffer. */
 #define READ_CHUNK (16U * 1024U)
 
 /* What the buffer messages are serialized into keeps between them (see varlink_stream_enqueue()). */
@@ -49,10 +49,14 @@ struct VarlinkStream {
         json_tokener *tokener;
         unsigned tokener_depth;
 
-        struct evbuffer *in;
-        uint64_t in_offset;     /* absolute position of the first byte in `in` */
-        size_t in_scanned;      /* bytes at the front of `in` known to hold no NUL */
-        bool in_complete;       /* a NUL is known to be in `in` */
+        /* Input: in_buf[in_start..in_end), read into in place and parsed there (a message is
+         * never copied before its parse), the buffer freed whenever it is empty: an idle
+         * connection holds none. */
+        char *in_buf;
+        size_t in_start, in_end, in_allocated;
+        uint64_t in_offset;     /* absolute position of in_buf[in_start] */
+        size_t in_scanned;      /* bytes from in_start known to hold no NUL */
+        bool in_complete;       /* a NUL is known to be in the input */
         FdBatch in_fds[2];      /* read gating guarantees at most two pending batches */
         size_t n_in_fds;
 
@@ -103,9 +107,8 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
                 return r;
         s->tokener_depth = limits->max_depth;
 
-        s->in = evbuffer_new();
         s->out = evbuffer_new();
-        if (!s->in || !s->out)
+        if (!s->out)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(s);
@@ -122,8 +125,7 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
                 fd_batch_done(&s->out_fds[i]);
         free(s->out_fds);
 
-        if (s->in)
-                evbuffer_free(s->in);
+        free(s->in_buf);
         if (s->out)
                 evbuffer_free(s->out);
         json_text_done(&s->out_text);
@@ -169,7 +171,7 @@ int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits) {
         s->limits = *limits;
         /* Fds, and output, obey them at once: the fds of a message come with its first byte, so
          * any received from now on belong to a message that starts now. */
-        s->in_limits_at = s->in_offset + evbuffer_get_length(s->in);
+        s->in_limits_at = s->in_offset + (s->in_end - s->in_start);
         if (s->in_limits_at == s->in_offset)
                 stream_apply_input_limits(s);
         else
@@ -197,25 +199,21 @@ void varlink_stream_set_peer_uid(VarlinkStream *s, uid_t uid) {
 
 /* Looks for a NUL in the bytes not scanned yet. */
 static bool stream_scan(VarlinkStream *s) {
-        struct evbuffer_ptr start, found;
-        size_t len;
+        size_t len = s->in_end - s->in_start;
+        const char *nul;
 
         if (s->in_complete)
                 return true;
-
-        len = evbuffer_get_length(s->in);
         if (s->in_scanned >= len)
                 return false;
 
-        if (evbuffer_ptr_set(s->in, &start, s->in_scanned, EVBUFFER_PTR_SET) < 0)
-                return false;
-        found = evbuffer_search(s->in, "", 1, &start);
-        if (found.pos < 0) {
+        nul = memchr(s->in_buf + s->in_start + s->in_scanned, 0, len - s->in_scanned);
+        if (!nul) {
                 s->in_scanned = len;
                 return false;
         }
 
-        s->in_scanned = (size_t) found.pos;
+        s->in_scanned = (size_t) (nul - (s->in_buf + s->in_start));
         s->in_complete = true;
         return true;
 }
@@ -225,7 +223,40 @@ bool varlink_stream_has_message(VarlinkStream *s) {
 }
 
 size_t varlink_stream_get_input_size(const VarlinkStream *s) {
-        return evbuffer_get_length(s->in);
+        return s->in_end - s->in_start;
+}
+
+/* Room for a read at the input's end: what is buffered (the start of one message, read gating
+ * says) moved to the front, the buffer grown by doublings, so that a 16 MiB message arriving a
+ * read at a time is copied O(log n) times. */
+static int input_reserve(VarlinkStream *s) {
+        size_t len = s->in_end - s->in_start, size;
+        char *p;
+
+        if (s->in_allocated - s->in_end >= READ_CHUNK)
+                return 0;
+        if (s->in_start > 0) {
+                memmove(s->in_buf, s->in_buf + s->in_start, len);
+                s->in_start = 0;
+                s->in_end = len;
+                if (s->in_allocated - s->in_end >= READ_CHUNK)
+                        return 0;
+        }
+        size = MAX(len + READ_CHUNK, s->in_allocated * 2);
+        p = realloc(s->in_buf, size);
+        if (!p)
+                return -ENOMEM;
+        s->in_buf = p;
+        s->in_allocated = size;
+        return 0;
+}
+
+/* An empty input keeps no buffer. */
+static void input_release_if_empty(VarlinkStream *s) {
+        if (s->in_start < s->in_end)
+                return;
+        s->in_buf = mfree(s->in_buf);
+        s->in_start = s->in_end = s->in_allocated = 0;
 }
 
 size_t varlink_stream_get_input_n_fds(const VarlinkStream *s) {
@@ -275,10 +306,6 @@ static int collect_fds(VarlinkStream *s, struct msghdr *mh, int **ret_fds, size_
 
 int varlink_stream_read(VarlinkStream *s) {
         _cleanup_free_ int *fds = NULL;
-        /* Bytes land on the stack and are appended to `in`: reserving READ_CHUNK in the
-         * evbuffer instead costs a malloc() and free() of that much per read, and glibc
-         * consolidates its whole heap on every free() of 64 KiB or more. */
-        uint8_t chunk[READ_CHUNK];
         union {
                 struct cmsghdr cmsg;
                 uint8_t buf[CMSG_SPACE(sizeof(int) * VARLINK_FDS_PER_MESSAGE_MAX)];
@@ -290,7 +317,7 @@ int varlink_stream_read(VarlinkStream *s) {
          * unopened, so without waiting on anybody, and they are lost as to a full table
          * (below). Other uids' fds are taken meanwhile. */
         const bool congested = s->allow_fd_input && fd_closer_congested(s->peer_uid, s->limits.max_fds_per_uid);
-        struct iovec iov = { .iov_base = chunk, .iov_len = sizeof(chunk) };
+        struct iovec iov = { .iov_len = READ_CHUNK };
         struct msghdr mh = {
                 .msg_iov = &iov,
                 .msg_iovlen = 1,
@@ -313,12 +340,18 @@ int varlink_stream_read(VarlinkStream *s) {
 
         if (stream_scan(s))
                 return 0; /* the caller must consume what is there first */
-        if (evbuffer_get_length(s->in) >= s->in_max_message_size)
+        if (s->in_end - s->in_start >= s->in_max_message_size)
                 return -EMSGSIZE;
 
+        r = input_reserve(s);
+        if (r < 0)
+                return r;
+        iov.iov_base = s->in_buf + s->in_end;
         do
                 n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         while (n < 0 && errno == EINTR);
+        if (n <= 0)
+                input_release_if_empty(s);
         if (n < 0)
                 return errno == EAGAIN ? 0 : negative_errno();
 
@@ -329,14 +362,11 @@ int varlink_stream_read(VarlinkStream *s) {
                 fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                 return -ECONNRESET;
         }
-        if (evbuffer_add(s->in, chunk, (size_t) n) < 0) {
-                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
-                return -ENOMEM;
-        }
+        s->in_end += (size_t) n;
 
         /* Short: the socket is empty (or the read stopped at an fd boundary; then the next
          * readiness brings the rest). */
-        drained = (size_t) n < sizeof(chunk);
+        drained = (size_t) n < READ_CHUNK;
         if (n_fds == 0 && !(mh.msg_flags & MSG_CTRUNC))
                 return drained ? 2 : 1;
 
@@ -368,8 +398,8 @@ int varlink_stream_read(VarlinkStream *s) {
 
         /* The fds belong to the last message starting within this read. Read gating means
          * the bytes buffered before this read are one incomplete message (or none). */
-        size_t prev_len = evbuffer_get_length(s->in) - (size_t) n;
-        const char *p = (const char *) chunk;
+        size_t prev_len = s->in_end - s->in_start - (size_t) n;
+        const char *p = s->in_buf + s->in_end - n;
         const char *nul = n > 1 ? memrchr(p, 0, (size_t) n - 1) : NULL;
         uint64_t msg_start;
 
@@ -403,7 +433,7 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         assert(ret_msg);
 
         if (!stream_scan(s)) {
-                if (evbuffer_get_length(s->in) >= s->in_max_message_size)
+                if (s->in_end - s->in_start >= s->in_max_message_size)
                         return -EMSGSIZE;
                 return 0;
         }
@@ -413,13 +443,12 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
                 return -EMSGSIZE;
 
         start = s->in_offset;
-        text = (const char *) evbuffer_pullup(s->in, (ssize_t) len + 1);
-        if (!text)
-                return -ENOMEM;
+        text = s->in_buf + s->in_start;
 
         r = json_parse_strict(s->tokener, s->in_max_depth, s->in_max_json_values ?: SIZE_MAX, text, len, &msg);
 
-        (void) evbuffer_drain(s->in, len + 1);
+        s->in_start += len + 1;
+        input_release_if_empty(s);
         s->in_offset += len + 1;
         s->in_scanned = 0;
         s->in_complete = false;
