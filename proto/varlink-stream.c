@@ -12,8 +12,6 @@
 
 #include <sys/socket.h>
 
-#include <event2/buffer.h>
-
 #include "fd-closer.h"
 #include "json-util.h"
 #include "json-write.h"
@@ -60,7 +58,10 @@ struct VarlinkStream {
         FdBatch in_fds[2];      /* read gating guarantees at most two pending batches */
         size_t n_in_fds;
 
-        struct evbuffer *out;
+        /* Output: out_buf[out_start..out_end), queued messages not written yet, the buffer
+         * freed whenever it is empty (as the input's). */
+        char *out_buf;
+        size_t out_start, out_end, out_allocated;
         JsonText out_text; /* varlink_stream_enqueue()'s, reused */
         uint64_t out_offset;
         FdBatch *out_fds;
@@ -107,10 +108,6 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
                 return r;
         s->tokener_depth = limits->max_depth;
 
-        s->out = evbuffer_new();
-        if (!s->out)
-                return -ENOMEM;
-
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -126,8 +123,7 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
         free(s->out_fds);
 
         free(s->in_buf);
-        if (s->out)
-                evbuffer_free(s->out);
+        free(s->out_buf);
         json_text_done(&s->out_text);
         if (s->tokener)
                 json_tokener_free(s->tokener);
@@ -487,6 +483,29 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         return 1;
 }
 
+/* Room for n more bytes at the output's end: what is queued moved to the front once most of
+ * the buffer before it is written, else the buffer grown by doublings. */
+static int output_reserve(VarlinkStream *s, size_t n) {
+        size_t len = s->out_end - s->out_start, size;
+        char *p;
+
+        if (s->out_allocated - s->out_end >= n)
+                return 0;
+        if (s->out_start >= len && s->out_allocated - len >= n) {
+                memmove(s->out_buf, s->out_buf + s->out_start, len);
+                s->out_start = 0;
+                s->out_end = len;
+                return 0;
+        }
+        size = MAX(s->out_end + n, s->out_allocated * 2);
+        p = realloc(s->out_buf, size);
+        if (!p)
+                return -ENOMEM;
+        s->out_buf = p;
+        s->out_allocated = size;
+        return 0;
+}
+
 int varlink_stream_enqueue_text(VarlinkStream *s, const char *text, size_t len, int *fds,
                                 size_t n_fds) {
         return varlink_stream_enqueue_text_full(s, text, len, fds, n_fds, 0, 0);
@@ -512,13 +531,13 @@ int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t 
                 free(fds);
                 return -E2BIG;
         }
-        if (evbuffer_get_length(s->out) + len + 1 > MAX(s->limits.max_output_size, room)) {
+        if (s->out_end - s->out_start + len + 1 > MAX(s->limits.max_output_size, room)) {
                 close_many(fds, n_fds);
                 free(fds);
                 return -ENOBUFS;
         }
 
-        start = s->out_offset + evbuffer_get_length(s->out);
+        start = s->out_offset + (s->out_end - s->out_start);
         if (n_fds > 0) {
                 if (!GREEDY_REALLOC(s->out_fds, s->allocated_out_fds, s->n_out_fds + 1)) {
                         close_many(fds, n_fds);
@@ -527,11 +546,15 @@ int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t 
                 }
         }
 
-        if (evbuffer_add(s->out, text, len) < 0 || evbuffer_add(s->out, "", 1) < 0) {
+        if (output_reserve(s, len + 1) < 0) {
                 close_many(fds, n_fds);
                 free(fds);
                 return -ENOMEM;
         }
+        if (len > 0)
+                memcpy(s->out_buf + s->out_end, text, len);
+        s->out_buf[s->out_end + len] = '\0';
+        s->out_end += len + 1;
 
         if (n_fds > 0)
                 s->out_fds[s->n_out_fds++] = (FdBatch){
@@ -568,15 +591,14 @@ int varlink_stream_write(VarlinkStream *s) {
         assert(s);
 
         for (;;) {
-                struct evbuffer_iovec vec[16];
                 char control[CMSG_SPACE(sizeof(int) * 253)];
+                struct iovec iov;
                 struct msghdr mh = {};
                 FdBatch *batch = NULL;
                 size_t len, limit;
                 ssize_t n;
-                int nvec;
 
-                len = evbuffer_get_length(s->out);
+                len = s->out_end - s->out_start;
                 if (len == 0)
                         break;
 
@@ -592,25 +614,9 @@ int varlink_stream_write(VarlinkStream *s) {
                                 limit = (size_t) (b->start - s->out_offset);
                 }
 
-                nvec = evbuffer_peek(s->out, (ssize_t) limit, NULL, vec, ELEMENTSOF(vec));
-                if (nvec <= 0)
-                        return -EIO;
-                nvec = MIN(nvec, (int) ELEMENTSOF(vec));
-
-                /* Do not send past the limit even if the peeked segments reach further. */
-                size_t total = 0;
-                for (int i = 0; i < nvec; i++) {
-                        if (total + vec[i].iov_len > limit) {
-                                vec[i].iov_len = limit - total;
-                                nvec = i + 1;
-                                total = limit;
-                                break;
-                        }
-                        total += vec[i].iov_len;
-                }
-
-                mh.msg_iov = (struct iovec *) vec;
-                mh.msg_iovlen = (size_t) nvec;
+                iov = (struct iovec) { .iov_base = s->out_buf + s->out_start, .iov_len = limit };
+                mh.msg_iov = &iov;
+                mh.msg_iovlen = 1;
                 if (batch) {
                         struct cmsghdr *c;
 
@@ -642,16 +648,20 @@ int varlink_stream_write(VarlinkStream *s) {
                         memmove(s->out_fds, s->out_fds + 1, (--s->n_out_fds) * sizeof(FdBatch));
                 }
 
-                (void) evbuffer_drain(s->out, (size_t) n);
+                s->out_start += (size_t) n;
                 s->out_offset += (uint64_t) n;
                 progress = true;
         }
 
+        if (s->out_start == s->out_end) {
+                s->out_buf = mfree(s->out_buf);
+                s->out_start = s->out_end = s->out_allocated = 0;
+        }
         return progress;
 }
 
 size_t varlink_stream_get_output_size(const VarlinkStream *s) {
-        return evbuffer_get_length(s->out);
+        return s->out_end - s->out_start;
 }
 
 uint64_t varlink_stream_get_output_offset(const VarlinkStream *s) {
