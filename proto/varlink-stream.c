@@ -346,10 +346,13 @@ int varlink_stream_read(VarlinkStream *s) {
         do
                 n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         while (n < 0 && errno == EINTR);
-        if (n <= 0)
+        if (n < 0) {
+                r = errno == EAGAIN ? 0 : negative_errno();
                 input_release_if_empty(s);
-        if (n < 0)
-                return errno == EAGAIN ? 0 : negative_errno();
+                return r;
+        }
+        if (n == 0)
+                input_release_if_empty(s);
 
         r = collect_fds(s, &mh, &fds, &n_fds);
         if (r < 0)
