@@ -1200,11 +1200,12 @@ finish:
  * takes 4 * ceil(n / 3) characters, and S, added once the record is committed (guest-op.c), counts
  * as the longest int64 as it is not known yet. -ENOBUFS if not even an empty response fits. */
 static int reply_max_response(size_t max_message_size, uint32_t scope_number, size_t *ret) {
+        char number[DECIMAL_U64_MAX];
         size_t envelope;
 
         /* sizeof() counts the NUL too. */
         envelope = sizeof("{\"parameters\":{\"response\":\"\",\"scopeNumber\":,\"auditSequence\":}}") +
-                   (size_t) snprintf(NULL, 0, "%" PRIu32, scope_number) + strlen("-9223372036854775808");
+                   strlen(format_u64(scope_number, number)) + strlen("-9223372036854775808");
         if (envelope > max_message_size)
                 return -ENOBUFS;
         *ret = (max_message_size - envelope) / 4 * 3;

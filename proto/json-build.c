@@ -6,6 +6,7 @@
 
 #include "json-build.h"
 #include "json-run.h"
+#include "json-strict.h"
 #include "json-util.h"
 
 typedef struct Builder {
@@ -17,6 +18,8 @@ typedef struct Builder {
         char *key_buf; /* any other key, NUL-terminated (json-c copies it) */
         size_t key_buf_size;
         locale_t c_locale; /* for doubles: made at the first, freed with the builder */
+        const JsonStringHints *hints; /* the check's, or NULL */
+        size_t next_hint;
 } Builder;
 
 /* The member names of every Varlink message and of io.tsmd.Guest (the interface of the many
@@ -205,6 +208,30 @@ static int read_string(Builder *b, const char **ret, size_t *ret_len) {
         return 0;
 }
 
+/* The string value at b->p (its opening quote) if the check noted it (json-strict.h): its text
+ * as it is, its end not looked for again. The notes are the check's of this very text; a note's
+ * end is still looked at, a quote within the text, so that a wrong one reads nothing outside it
+ * (a string without that quote is read as any other). */
+static bool read_hinted_string(Builder *b, const char **ret, size_t *ret_len) {
+        const char *start = (const char *) b->p + 1;
+        const JsonStringHint *h;
+
+        if (!b->hints)
+                return false;
+        while (b->next_hint < b->hints->n && b->hints->strings[b->next_hint].start < start)
+                b->next_hint++;
+        if (b->next_hint >= b->hints->n)
+                return false;
+        h = &b->hints->strings[b->next_hint];
+        if (h->start != start || h->len >= (size_t) ((const char *) b->end - start) || start[h->len] != '"')
+                return false;
+        b->next_hint++;
+        b->p = (const unsigned char *) start + h->len + 1;
+        *ret = start;
+        *ret_len = h->len;
+        return true;
+}
+
 /* As json-c's tokener: an integer is an int64 if it fits, a uint64 above INT64_MAX (the check
  * refused what fits neither); a number with a fraction or an exponent is a double that keeps
  * its text for serialization, read in the C locale (json-c switches to it while it parses). */
@@ -276,7 +303,7 @@ static int read_value(Builder *b, json_object **ret) {
                 *ret = json_object_new_array();
                 return *ret ? 0 : -ENOMEM;
         case '"':
-                r = read_string(b, &s, &n);
+                r = read_hinted_string(b, &s, &n) ? 0 : read_string(b, &s, &n);
                 if (r < 0)
                         return r;
                 if (n > INT_MAX)
@@ -343,11 +370,16 @@ static void builder_done(Builder *b) {
 }
 
 int json_build_checked(const char *text, size_t len, unsigned max_depth, json_object **ret) {
+        return json_build_checked_full(text, len, max_depth, NULL, ret);
+}
+
+int json_build_checked_full(const char *text, size_t len, unsigned max_depth, const JsonStringHints *hints,
+                            json_object **ret) {
         json_object *stack_small[64];
         _cleanup_free_ json_object **stack_big = NULL;
         json_object **stack = stack_small, *root = NULL;
         size_t stack_size = ELEMENTSOF(stack_small);
-        Builder b = { (const unsigned char *) text, (const unsigned char *) text + len };
+        Builder b = { (const unsigned char *) text, (const unsigned char *) text + len, .hints = hints };
         unsigned depth = 0;
         int r;
 

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "json-strict.h"
 #include "macro.h"
 
 /* text[0..len) must have passed json_strict_check() with a max_depth of at most max_depth, and
@@ -22,3 +23,7 @@
  * brackets that do not match, a \u escape that is not one or half a surrogate pair, or a key
  * with a NUL, but its numbers, UTF-8 and duplicate keys are taken as they come: the check's. */
 int json_build_checked(const char *text, size_t len, unsigned max_depth, json_object **ret);
+/* The same, given where the check found long strings without escapes (json_strict_check_full()
+ * on this very text): those are taken from the text without a second scan. */
+int json_build_checked_full(const char *text, size_t len, unsigned max_depth, const JsonStringHints *hints,
+                            json_object **ret);

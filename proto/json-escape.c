@@ -7,32 +7,43 @@
 #include "json-run.h"
 #include "macro.h"
 
-/* As json-c's json_escape_str(): the short escapes for \b \f \n \r \t " \\ (and / unless
- * NOSLASHESCAPE), \u00xx in lower case for the other controls, every other byte as it is. */
-static int append_escape(struct printbuf *pb, unsigned char c) {
+size_t json_escape_byte(unsigned char c, bool slash_plain, char ret[static JSON_ESCAPE_MAX]) {
         static const char hex[] = "0123456789abcdef";
-        char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf] };
-        const char *e;
+        char e;
 
         switch (c) {
-        case '\b': e = "\\b"; break;
-        case '\n': e = "\\n"; break;
-        case '\r': e = "\\r"; break;
-        case '\t': e = "\\t"; break;
-        case '\f': e = "\\f"; break;
-        case '"': e = "\\\""; break;
-        case '\\': e = "\\\\"; break;
-        case '/': e = "\\/"; break;
+        case '\b': e = 'b'; break;
+        case '\n': e = 'n'; break;
+        case '\r': e = 'r'; break;
+        case '\t': e = 't'; break;
+        case '\f': e = 'f'; break;
+        case '"': e = '"'; break;
+        case '\\': e = '\\'; break;
+        case '/':
+                if (slash_plain) {
+                        ret[0] = '/';
+                        return 1;
+                }
+                e = '/';
+                break;
         default:
-                return printbuf_memappend(pb, u, sizeof(u));
+                if (c >= 0x20) {
+                        ret[0] = (char) c;
+                        return 1;
+                }
+                memcpy(ret, (const char[]) { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf] }, 6);
+                return 6;
         }
-        return printbuf_memappend(pb, e, 2);
+        ret[0] = '\\';
+        ret[1] = e;
+        return 2;
 }
 
 int json_escape_serialize(json_object *o, struct printbuf *pb, int level, int flags) {
         const unsigned char *p = (const unsigned char *) json_object_get_string(o);
         const unsigned char *end = p + json_object_get_string_len(o);
         bool slash_plain = flags & JSON_C_TO_STRING_NOSLASHESCAPE;
+        char e[JSON_ESCAPE_MAX];
 
         (void) level;
         if (printbuf_memappend(pb, "\"", 1) < 0)
@@ -44,7 +55,7 @@ int json_escape_serialize(json_object *o, struct printbuf *pb, int level, int fl
                         return -1;
                 if (run >= end)
                         break;
-                if (append_escape(pb, *run) < 0)
+                if (printbuf_memappend(pb, e, (int) json_escape_byte(*run, slash_plain, e)) < 0)
                         return -1;
                 p = run + 1;
         }

@@ -7,6 +7,7 @@
 
 typedef struct Scanner {
         const unsigned char *p, *end;
+        JsonStringHints *hints; /* or NULL */
 } Scanner;
 
 static void skip_ws(Scanner *s) {
@@ -70,7 +71,9 @@ static int hex4(const unsigned char *p) {
 /* A key may not hold an escaped NUL: json-c keeps keys as C strings, so "a\u0000b" would be
  * the key "a" to it (a field the check did not see, where another reader sees an unknown one). */
 static bool scan_string(Scanner *s, bool key) {
-        s->p++; /* opening quote */
+        const unsigned char *start = ++s->p; /* past the opening quote */
+        bool escaped = false;
+
         while (s->p < s->end) {
                 unsigned char c;
 
@@ -82,6 +85,12 @@ static bool scan_string(Scanner *s, bool key) {
                 c = *s->p;
 
                 if (c == '"') {
+                        if (!key && !escaped && s->hints && s->hints->n < JSON_STRING_HINTS_MAX &&
+                            (size_t) (s->p - start) >= JSON_STRING_HINT_MIN)
+                                s->hints->strings[s->hints->n++] = (JsonStringHint) {
+                                        .start = (const char *) start,
+                                        .len = (size_t) (s->p - start),
+                                };
                         s->p++;
                         return true;
                 }
@@ -92,6 +101,7 @@ static bool scan_string(Scanner *s, bool key) {
                                 return false;
                         continue;
                 }
+                escaped = true;
                 if (s->end - s->p < 2)
                         return false;
                 c = s->p[1];
@@ -183,16 +193,23 @@ static bool scan_literal(Scanner *s, const char *lit) {
 }
 
 int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t max_values, size_t *ret_n_members) {
+        return json_strict_check_full(text, len, max_depth, max_values, ret_n_members, NULL);
+}
+
+int json_strict_check_full(const char *text, size_t len, unsigned max_depth, size_t max_values,
+                           size_t *ret_n_members, JsonStringHints *ret_hints) {
         /* The container stack is a bit string: 1 = object, 0 = array. */
         uint64_t stack_small[64];
         _cleanup_free_ uint64_t *stack_big = NULL;
         uint64_t *stack = stack_small;
-        Scanner s = { (const unsigned char *) text, (const unsigned char *) text + len };
+        Scanner s = { (const unsigned char *) text, (const unsigned char *) text + len, ret_hints };
         size_t n_members = 0, n_values = 0;
         unsigned depth = 0;
 
         assert(text || len == 0);
 
+        if (ret_hints)
+                ret_hints->n = 0;
         if (max_depth > 64 * 64) {
                 stack_big = new0(uint64_t, DIV_ROUND_UP(max_depth, 64U));
                 if (!stack_big)

@@ -18,3 +18,26 @@
  * -EBADMSG on any violation, -ELOOP if nested too deep, -E2BIG if there are too many values
  * (whichever the text shows first). */
 int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t max_values, size_t *ret_n_members);
+
+/* Strings the check found long and without a backslash, and so their own text, in the order of
+ * the text: json_build_checked_full() copies them without looking for their end again (a 4 KiB
+ * payload's 5.5 KB of base64 were scanned twice, 5k of the worker's user instructions per call,
+ * BENCHMARKS.md). The first few string values only, not keys; a shorter string costs little to
+ * scan. */
+#define JSON_STRING_HINTS_MAX 4U
+#define JSON_STRING_HINT_MIN 256U
+
+typedef struct JsonStringHint {
+        const char *start; /* the byte after its opening quote */
+        size_t len;        /* up to its closing quote */
+} JsonStringHint;
+
+typedef struct JsonStringHints {
+        JsonStringHint strings[JSON_STRING_HINTS_MAX];
+        size_t n;
+} JsonStringHints;
+
+/* json_strict_check(), noting such strings in *ret_hints (filled even when the text is refused,
+ * where it must not be used). */
+int json_strict_check_full(const char *text, size_t len, unsigned max_depth, size_t max_values,
+                           size_t *ret_n_members, JsonStringHints *ret_hints);

@@ -52,6 +52,7 @@ static int json_count_members(json_object *o, size_t *n) {
 int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, const char *text, size_t len,
                       json_object **ret) {
         enum json_tokener_error err;
+        JsonStringHints hints;
         json_object *obj;
         size_t off, end, n_members = 0, n_parsed = 0;
         int r;
@@ -63,7 +64,7 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
         if (len > INT32_MAX)
                 return -EMSGSIZE;
 
-        r = json_strict_check(text, len, max_depth, max_values, &n_members);
+        r = json_strict_check_full(text, len, max_depth, max_values, &n_members, &hints);
         if (r < 0)
                 return r;
 
@@ -72,7 +73,7 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
         for (off = 0; off < len && strchr(" \t\r\n", text[off]) && text[off]; off++)
                 ;
         if (off < len && (text[off] == '{' || text[off] == '[')) {
-                r = json_build_checked(text, len, max_depth, &obj);
+                r = json_build_checked_full(text, len, max_depth, &hints, &obj);
                 if (r < 0)
                         return r;
         } else {

@@ -14,6 +14,7 @@
 #include "idle-flush.h"
 #include "json-run.h"
 #include "json-util.h"
+#include "json-write.h"
 #include "log.h"
 #include "varlink-errors.h"
 #include "varlink-idl.h"
@@ -38,6 +39,10 @@
  * peer identity: a pidfd and a /proc file), then taken back as far as the process has fds: with
  * none left, each admin connection keeps one until it goes. */
 #define SPARE_FDS 4
+
+/* What the buffer replies are serialized into keeps between replies: every guest request's fits,
+ * and what a rare large one (an audit page) grew it to is freed at the next reply. */
+#define REPLY_TEXT_KEEP (64U * 1024U)
 
 typedef struct Interface {
         VarlinkInterface *idl;
@@ -215,6 +220,8 @@ struct VarlinkServer {
          * write, and the loop finishes its round before it writes. */
         TAILQ_HEAD(, VarlinkConn) write_queue;
         IdleFlush *write_flush;
+
+        JsonText reply_text; /* call_send()'s, reused (see REPLY_TEXT_KEEP) */
 };
 
 static void conn_apply_limits(VarlinkConn *c);
@@ -284,6 +291,7 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
         if (s->trim)
                 event_free(s->trim);
         idle_flush_free(s->write_flush);
+        json_text_done(&s->reply_text);
         free(s->vendor);
         free(s->product);
         free(s->version);
@@ -1162,11 +1170,15 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         n_fds = call->n_out_fds;
         call->n_out_fds = call->allocated_out_fds = 0;
 
-        text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        if (!text) {
+        /* Whatever a large reply before this one left beyond the kept size goes first. */
+        json_text_trim(&c->server->reply_text, REPLY_TEXT_KEEP);
+        r = json_write(m, &c->server->reply_text);
+        if (r < 0) {
                 close_many(fds, n_fds);
-                return call_send_failed(call, -ENOMEM);
+                return call_send_failed(call, r);
         }
+        text = c->server->reply_text.data;
+        len = c->server->reply_text.len;
 #if VARLINK_VALIDATE_REPLIES
         if (!text_is_utf8(text, len))
                 log_error("Reply to %s " VARLINK_REPLY_MISMATCH ": not UTF-8.", call->method);
@@ -1184,10 +1196,11 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         r = call_send(call, TAKE_PTR(m), true);
                         return r < 0 ? r : -EMSGSIZE;
                 }
-                text = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                         &len);
-                if (!text)
-                        return call_send_failed(call, -ENOMEM);
+                r = json_write(m, &c->server->reply_text);
+                if (r < 0)
+                        return call_send_failed(call, r);
+                text = c->server->reply_text.data;
+                len = c->server->reply_text.len;
         }
 
         if (call_is_head(call)) {

@@ -12,14 +12,16 @@
 
 #include <sys/socket.h>
 
-#include <event2/buffer.h>
-
 #include "fd-closer.h"
 #include "json-util.h"
+#include "json-write.h"
 #include "varlink-stream.h"
 
-/* Per read: on the stack of whoever reads (the daemon's loop, a VMM's thread). */
+/* Per read: the room a read asks the kernel to fill, at the end of the input buffer. */
 #define READ_CHUNK (16U * 1024U)
+
+/* What the buffer messages are serialized into keeps between them (see varlink_stream_enqueue()). */
+#define OUT_TEXT_KEEP (64U * 1024U)
 
 typedef struct FdBatch {
         uint64_t start; /* absolute stream position of the message these fds belong to */
@@ -45,14 +47,22 @@ struct VarlinkStream {
         json_tokener *tokener;
         unsigned tokener_depth;
 
-        struct evbuffer *in;
-        uint64_t in_offset;     /* absolute position of the first byte in `in` */
-        size_t in_scanned;      /* bytes at the front of `in` known to hold no NUL */
-        bool in_complete;       /* a NUL is known to be in `in` */
+        /* Input: in_buf[in_start..in_end), read into in place and parsed there (a message is
+         * never copied before its parse), the buffer freed whenever it is empty: an idle
+         * connection holds none. */
+        char *in_buf;
+        size_t in_start, in_end, in_allocated;
+        uint64_t in_offset;     /* absolute position of in_buf[in_start] */
+        size_t in_scanned;      /* bytes from in_start known to hold no NUL */
+        bool in_complete;       /* a NUL is known to be in the input */
         FdBatch in_fds[2];      /* read gating guarantees at most two pending batches */
         size_t n_in_fds;
 
-        struct evbuffer *out;
+        /* Output: out_buf[out_start..out_end), queued messages not written yet, the buffer
+         * freed whenever it is empty (as the input's). */
+        char *out_buf;
+        size_t out_start, out_end, out_allocated;
+        JsonText out_text; /* varlink_stream_enqueue()'s, reused */
         uint64_t out_offset;
         FdBatch *out_fds;
         size_t n_out_fds, allocated_out_fds;
@@ -98,11 +108,6 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
                 return r;
         s->tokener_depth = limits->max_depth;
 
-        s->in = evbuffer_new();
-        s->out = evbuffer_new();
-        if (!s->in || !s->out)
-                return -ENOMEM;
-
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -117,10 +122,9 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
                 fd_batch_done(&s->out_fds[i]);
         free(s->out_fds);
 
-        if (s->in)
-                evbuffer_free(s->in);
-        if (s->out)
-                evbuffer_free(s->out);
+        free(s->in_buf);
+        free(s->out_buf);
+        json_text_done(&s->out_text);
         if (s->tokener)
                 json_tokener_free(s->tokener);
         safe_close(s->fd);
@@ -163,7 +167,7 @@ int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits) {
         s->limits = *limits;
         /* Fds, and output, obey them at once: the fds of a message come with its first byte, so
          * any received from now on belong to a message that starts now. */
-        s->in_limits_at = s->in_offset + evbuffer_get_length(s->in);
+        s->in_limits_at = s->in_offset + (s->in_end - s->in_start);
         if (s->in_limits_at == s->in_offset)
                 stream_apply_input_limits(s);
         else
@@ -191,25 +195,21 @@ void varlink_stream_set_peer_uid(VarlinkStream *s, uid_t uid) {
 
 /* Looks for a NUL in the bytes not scanned yet. */
 static bool stream_scan(VarlinkStream *s) {
-        struct evbuffer_ptr start, found;
-        size_t len;
+        size_t len = s->in_end - s->in_start;
+        const char *nul;
 
         if (s->in_complete)
                 return true;
-
-        len = evbuffer_get_length(s->in);
         if (s->in_scanned >= len)
                 return false;
 
-        if (evbuffer_ptr_set(s->in, &start, s->in_scanned, EVBUFFER_PTR_SET) < 0)
-                return false;
-        found = evbuffer_search(s->in, "", 1, &start);
-        if (found.pos < 0) {
+        nul = memchr(s->in_buf + s->in_start + s->in_scanned, 0, len - s->in_scanned);
+        if (!nul) {
                 s->in_scanned = len;
                 return false;
         }
 
-        s->in_scanned = (size_t) found.pos;
+        s->in_scanned = (size_t) (nul - (s->in_buf + s->in_start));
         s->in_complete = true;
         return true;
 }
@@ -219,7 +219,40 @@ bool varlink_stream_has_message(VarlinkStream *s) {
 }
 
 size_t varlink_stream_get_input_size(const VarlinkStream *s) {
-        return evbuffer_get_length(s->in);
+        return s->in_end - s->in_start;
+}
+
+/* Room for a read at the input's end: what is buffered (the start of one message, read gating
+ * says) moved to the front, the buffer grown by doublings, so that a 16 MiB message arriving a
+ * read at a time is copied O(log n) times. */
+static int input_reserve(VarlinkStream *s) {
+        size_t len = s->in_end - s->in_start, size;
+        char *p;
+
+        if (s->in_allocated - s->in_end >= READ_CHUNK)
+                return 0;
+        if (s->in_start > 0) {
+                memmove(s->in_buf, s->in_buf + s->in_start, len);
+                s->in_start = 0;
+                s->in_end = len;
+                if (s->in_allocated - s->in_end >= READ_CHUNK)
+                        return 0;
+        }
+        size = MAX(len + READ_CHUNK, s->in_allocated * 2);
+        p = realloc(s->in_buf, size);
+        if (!p)
+                return -ENOMEM;
+        s->in_buf = p;
+        s->in_allocated = size;
+        return 0;
+}
+
+/* An empty input keeps no buffer. */
+static void input_release_if_empty(VarlinkStream *s) {
+        if (s->in_start < s->in_end)
+                return;
+        s->in_buf = mfree(s->in_buf);
+        s->in_start = s->in_end = s->in_allocated = 0;
 }
 
 size_t varlink_stream_get_input_n_fds(const VarlinkStream *s) {
@@ -269,10 +302,6 @@ static int collect_fds(VarlinkStream *s, struct msghdr *mh, int **ret_fds, size_
 
 int varlink_stream_read(VarlinkStream *s) {
         _cleanup_free_ int *fds = NULL;
-        /* Bytes land on the stack and are appended to `in`: reserving READ_CHUNK in the
-         * evbuffer instead costs a malloc() and free() of that much per read, and glibc
-         * consolidates its whole heap on every free() of 64 KiB or more. */
-        uint8_t chunk[READ_CHUNK];
         union {
                 struct cmsghdr cmsg;
                 uint8_t buf[CMSG_SPACE(sizeof(int) * VARLINK_FDS_PER_MESSAGE_MAX)];
@@ -284,7 +313,7 @@ int varlink_stream_read(VarlinkStream *s) {
          * unopened, so without waiting on anybody, and they are lost as to a full table
          * (below). Other uids' fds are taken meanwhile. */
         const bool congested = s->allow_fd_input && fd_closer_congested(s->peer_uid, s->limits.max_fds_per_uid);
-        struct iovec iov = { .iov_base = chunk, .iov_len = sizeof(chunk) };
+        struct iovec iov = { .iov_len = READ_CHUNK };
         struct msghdr mh = {
                 .msg_iov = &iov,
                 .msg_iovlen = 1,
@@ -307,18 +336,27 @@ int varlink_stream_read(VarlinkStream *s) {
 
         if (stream_scan(s))
                 return 0; /* the caller must consume what is there first */
-        if (evbuffer_get_length(s->in) >= s->in_max_message_size)
+        if (s->in_end - s->in_start >= s->in_max_message_size)
                 return -EMSGSIZE;
         /* No more than the message under way may still have: what a connection buffers of its
          * input never exceeds MaxMessageSize= (its uid's budget, MaxBufferedPerUid=, counts on
          * it); the rest waits in the socket. */
-        iov.iov_len = MIN(sizeof(chunk), s->in_max_message_size - evbuffer_get_length(s->in));
+        iov.iov_len = MIN((size_t) READ_CHUNK, s->in_max_message_size - (s->in_end - s->in_start));
 
+        r = input_reserve(s);
+        if (r < 0)
+                return r;
+        iov.iov_base = s->in_buf + s->in_end;
         do
                 n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return errno == EAGAIN ? 0 : negative_errno();
+        if (n < 0) {
+                r = errno == EAGAIN ? 0 : negative_errno();
+                input_release_if_empty(s);
+                return r;
+        }
+        if (n == 0)
+                input_release_if_empty(s);
 
         r = collect_fds(s, &mh, &fds, &n_fds);
         if (r < 0)
@@ -327,10 +365,7 @@ int varlink_stream_read(VarlinkStream *s) {
                 fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                 return -ECONNRESET;
         }
-        if (evbuffer_add(s->in, chunk, (size_t) n) < 0) {
-                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
-                return -ENOMEM;
-        }
+        s->in_end += (size_t) n;
 
         /* Short: the socket is empty (or the read stopped at an fd boundary; then the next
          * readiness brings the rest). */
@@ -366,8 +401,8 @@ int varlink_stream_read(VarlinkStream *s) {
 
         /* The fds belong to the last message starting within this read. Read gating means
          * the bytes buffered before this read are one incomplete message (or none). */
-        size_t prev_len = evbuffer_get_length(s->in) - (size_t) n;
-        const char *p = (const char *) chunk;
+        size_t prev_len = s->in_end - s->in_start - (size_t) n;
+        const char *p = s->in_buf + s->in_end - n;
         const char *nul = n > 1 ? memrchr(p, 0, (size_t) n - 1) : NULL;
         uint64_t msg_start;
 
@@ -401,7 +436,7 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         assert(ret_msg);
 
         if (!stream_scan(s)) {
-                if (evbuffer_get_length(s->in) >= s->in_max_message_size)
+                if (s->in_end - s->in_start >= s->in_max_message_size)
                         return -EMSGSIZE;
                 return 0;
         }
@@ -411,13 +446,12 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
                 return -EMSGSIZE;
 
         start = s->in_offset;
-        text = (const char *) evbuffer_pullup(s->in, (ssize_t) len + 1);
-        if (!text)
-                return -ENOMEM;
+        text = s->in_buf + s->in_start;
 
         r = json_parse_strict(s->tokener, s->in_max_depth, s->in_max_json_values ?: SIZE_MAX, text, len, &msg);
 
-        (void) evbuffer_drain(s->in, len + 1);
+        s->in_start += len + 1;
+        input_release_if_empty(s);
         s->in_offset += len + 1;
         s->in_scanned = 0;
         s->in_complete = false;
@@ -456,6 +490,29 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         return 1;
 }
 
+/* Room for n more bytes at the output's end: what is queued moved to the front once most of
+ * the buffer before it is written, else the buffer grown by doublings. */
+static int output_reserve(VarlinkStream *s, size_t n) {
+        size_t len = s->out_end - s->out_start, size;
+        char *p;
+
+        if (s->out_allocated - s->out_end >= n)
+                return 0;
+        if (s->out_start >= len && s->out_allocated - len >= n) {
+                memmove(s->out_buf, s->out_buf + s->out_start, len);
+                s->out_start = 0;
+                s->out_end = len;
+                return 0;
+        }
+        size = MAX(s->out_end + n, s->out_allocated * 2);
+        p = realloc(s->out_buf, size);
+        if (!p)
+                return -ENOMEM;
+        s->out_buf = p;
+        s->out_allocated = size;
+        return 0;
+}
+
 int varlink_stream_enqueue_text(VarlinkStream *s, const char *text, size_t len, int *fds,
                                 size_t n_fds) {
         return varlink_stream_enqueue_text_full(s, text, len, fds, n_fds, 0, 0);
@@ -481,13 +538,13 @@ int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t 
                 free(fds);
                 return -E2BIG;
         }
-        if (evbuffer_get_length(s->out) + len + 1 > MAX(s->limits.max_output_size, room)) {
+        if (s->out_end - s->out_start + len + 1 > MAX(s->limits.max_output_size, room)) {
                 close_many(fds, n_fds);
                 free(fds);
                 return -ENOBUFS;
         }
 
-        start = s->out_offset + evbuffer_get_length(s->out);
+        start = s->out_offset + (s->out_end - s->out_start);
         if (n_fds > 0) {
                 if (!GREEDY_REALLOC(s->out_fds, s->allocated_out_fds, s->n_out_fds + 1)) {
                         close_many(fds, n_fds);
@@ -496,11 +553,15 @@ int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t 
                 }
         }
 
-        if (evbuffer_add(s->out, text, len) < 0 || evbuffer_add(s->out, "", 1) < 0) {
+        if (output_reserve(s, len + 1) < 0) {
                 close_many(fds, n_fds);
                 free(fds);
                 return -ENOMEM;
         }
+        if (len > 0)
+                memcpy(s->out_buf + s->out_end, text, len);
+        s->out_buf[s->out_end + len] = '\0';
+        s->out_end += len + 1;
 
         if (n_fds > 0)
                 s->out_fds[s->n_out_fds++] = (FdBatch){
@@ -515,20 +576,20 @@ int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t 
 }
 
 int varlink_stream_enqueue(VarlinkStream *s, json_object *msg, int *fds, size_t n_fds) {
-        const char *text;
-        size_t len;
+        int r;
 
         assert(s);
         assert(msg);
 
-        text = json_object_to_json_string_length(
-                msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        if (!text) {
+        /* What a large message before this one left beyond the kept size goes first. */
+        json_text_trim(&s->out_text, OUT_TEXT_KEEP);
+        r = json_write(msg, &s->out_text);
+        if (r < 0) {
                 close_many(fds, n_fds);
                 free(fds);
-                return -ENOMEM;
+                return r;
         }
-        return varlink_stream_enqueue_text(s, text, len, fds, n_fds);
+        return varlink_stream_enqueue_text(s, s->out_text.data, s->out_text.len, fds, n_fds);
 }
 
 int varlink_stream_write(VarlinkStream *s) {
@@ -537,15 +598,14 @@ int varlink_stream_write(VarlinkStream *s) {
         assert(s);
 
         for (;;) {
-                struct evbuffer_iovec vec[16];
                 char control[CMSG_SPACE(sizeof(int) * 253)];
+                struct iovec iov;
                 struct msghdr mh = {};
                 FdBatch *batch = NULL;
                 size_t len, limit;
                 ssize_t n;
-                int nvec;
 
-                len = evbuffer_get_length(s->out);
+                len = s->out_end - s->out_start;
                 if (len == 0)
                         break;
 
@@ -561,25 +621,9 @@ int varlink_stream_write(VarlinkStream *s) {
                                 limit = (size_t) (b->start - s->out_offset);
                 }
 
-                nvec = evbuffer_peek(s->out, (ssize_t) limit, NULL, vec, ELEMENTSOF(vec));
-                if (nvec <= 0)
-                        return -EIO;
-                nvec = MIN(nvec, (int) ELEMENTSOF(vec));
-
-                /* Do not send past the limit even if the peeked segments reach further. */
-                size_t total = 0;
-                for (int i = 0; i < nvec; i++) {
-                        if (total + vec[i].iov_len > limit) {
-                                vec[i].iov_len = limit - total;
-                                nvec = i + 1;
-                                total = limit;
-                                break;
-                        }
-                        total += vec[i].iov_len;
-                }
-
-                mh.msg_iov = (struct iovec *) vec;
-                mh.msg_iovlen = (size_t) nvec;
+                iov = (struct iovec) { .iov_base = s->out_buf + s->out_start, .iov_len = limit };
+                mh.msg_iov = &iov;
+                mh.msg_iovlen = 1;
                 if (batch) {
                         struct cmsghdr *c;
 
@@ -611,16 +655,20 @@ int varlink_stream_write(VarlinkStream *s) {
                         memmove(s->out_fds, s->out_fds + 1, (--s->n_out_fds) * sizeof(FdBatch));
                 }
 
-                (void) evbuffer_drain(s->out, (size_t) n);
+                s->out_start += (size_t) n;
                 s->out_offset += (uint64_t) n;
                 progress = true;
         }
 
+        if (s->out_start == s->out_end) {
+                s->out_buf = mfree(s->out_buf);
+                s->out_start = s->out_end = s->out_allocated = 0;
+        }
         return progress;
 }
 
 size_t varlink_stream_get_output_size(const VarlinkStream *s) {
-        return evbuffer_get_length(s->out);
+        return s->out_end - s->out_start;
 }
 
 uint64_t varlink_stream_get_output_offset(const VarlinkStream *s) {

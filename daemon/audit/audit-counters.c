@@ -149,7 +149,7 @@ static void stats_add(AuditCounterStats *s, const AuditRecord *r) {
 }
 
 int audit_counters_add(AuditCounters *c, const AuditRecord *r) {
-        char uid[24];
+        char uid[DECIMAL_U64_MAX];
         const char *keys[_AUDIT_COUNTER_DIMENSION_MAX];
 
         assert(c);
@@ -157,10 +157,8 @@ int audit_counters_add(AuditCounters *c, const AuditRecord *r) {
 
         if (r->uid == AUDIT_UID_INVALID)
                 keys[AUDIT_COUNTER_UID] = AUDIT_COUNTERS_NULL;
-        else {
-                (void) snprintf(uid, sizeof(uid), "%" PRIu32, (uint32_t) r->uid);
-                keys[AUDIT_COUNTER_UID] = uid;
-        }
+        else
+                keys[AUDIT_COUNTER_UID] = format_u64((uint32_t) r->uid, uid);
         keys[AUDIT_COUNTER_BACKEND] = r->backend ?: AUDIT_COUNTERS_NULL;
         /* A name no backend declares is any text a client sends: it would crowd out the real
          * scopes' keys. */

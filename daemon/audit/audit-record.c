@@ -197,17 +197,16 @@ static void put_key(LineWriter *w, const char *key) {
 }
 
 static void put_u64(LineWriter *w, const char *key, uint64_t v, bool is_null) {
-        char buf[20], *q = buf + sizeof(buf); /* UINT64_MAX has 20 digits */
+        char buf[DECIMAL_U64_MAX];
+        const char *q;
 
         put_key(w, key);
         if (is_null) {
                 put(w, "null", 4);
                 return;
         }
-        do
-                *--q = (char) ('0' + v % 10);
-        while ((v /= 10) > 0);
-        put(w, q, (size_t) (buf + sizeof(buf) - q));
+        q = format_u64(v, buf);
+        put(w, q, (size_t) (buf + sizeof(buf) - 1 - q));
 }
 
 /* One sanitized character, escaped as json-c escapes it with JSON_C_TO_STRING_NOSLASHESCAPE. */

@@ -349,7 +349,8 @@ static const char *config_with_test_sections(Tsmd *t, const char *config) {
  * already in the log (a restart reuses the log).
  */
 static void spawn(Tsmd *t, const TsmdOptions *o) {
-        char socket_arg[400], guest_arg[400], config_arg[400], sysfs_arg[400], level_arg[64], asan_env[512];
+        char socket_arg[400], guest_arg[400], config_arg[400], sysfs_arg[400], level_arg[64], asan_env[512],
+                callgrind_arg[400];
         const char *argv[64];
         size_t n = 0;
         uint64_t deadline;
@@ -359,7 +360,20 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                 for (size_t i = 0; o->wrapper[i]; i++)
                         append_arg(argv, &n, ELEMENTSOF(argv),
                                    streq(o->wrapper[i], "@SOCKET@") ? t->socket : o->wrapper[i]);
-        if (tsmd_under_valgrind()) {
+        if (!isempty(getenv("TSMD_TEST_CALLGRIND"))) {
+                /* For a profile (BENCHMARKS.md): monitor, worker and each of their threads counted
+                 * apart, one file per process in the directory named, which the worker's user
+                 * must be able to write to. */
+                snprintf(callgrind_arg, sizeof(callgrind_arg), "--callgrind-out-file=%s/callgrind.out.%%p",
+                         getenv("TSMD_TEST_CALLGRIND"));
+                append_arg(argv, &n, ELEMENTSOF(argv), VALGRIND_PATH);
+                append_arg(argv, &n, ELEMENTSOF(argv), "-q");
+                append_arg(argv, &n, ELEMENTSOF(argv), "--vgdb=no");
+                append_arg(argv, &n, ELEMENTSOF(argv), "--tool=callgrind");
+                append_arg(argv, &n, ELEMENTSOF(argv), "--trace-children=yes");
+                append_arg(argv, &n, ELEMENTSOF(argv), "--separate-threads=yes");
+                append_arg(argv, &n, ELEMENTSOF(argv), callgrind_arg);
+        } else if (tsmd_under_valgrind()) {
                 /* Monitor and worker (which it runs from an fd: execveat) both under memcheck;
                  * with -q, every line valgrind prints as "==pid== " is an error it found. */
                 append_arg(argv, &n, ELEMENTSOF(argv), VALGRIND_PATH);
@@ -617,7 +631,7 @@ void tsmd_stop(Tsmd *t) {
 }
 
 bool tsmd_under_valgrind(void) {
-        return !isempty(getenv("TSMD_TEST_VALGRIND"));
+        return !isempty(getenv("TSMD_TEST_VALGRIND")) || !isempty(getenv("TSMD_TEST_CALLGRIND"));
 }
 
 /* The first error valgrind reported in the log, if any: "==pid== " starts every line of one

@@ -93,7 +93,8 @@ typedef struct Tsmd {
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
 /* With $TSMD_TEST_VALGRIND set, tsmd (monitor and worker) runs under valgrind's memcheck, and
- * tsmd_teardown() fails the test for any error it reported. */
+ * tsmd_teardown() fails the test for any error it reported. With $TSMD_TEST_CALLGRIND set to a
+ * directory, under callgrind instead, each thread counted apart, for a profile (BENCHMARKS.md). */
 bool tsmd_under_valgrind(void);
 
 /* Starts tsmd; fails the test if it does not listen within TSMD_START_TIMEOUT_USEC. */

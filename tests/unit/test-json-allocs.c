@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "json-escape.h"
 #include "json-util.h"
+#include "json-write.h"
 #include "varlink-idl.h"
 #include "varlink-message.h"
 
@@ -82,6 +83,29 @@ TEST(guest_request_reply_built) {
                      "{\"parameters\":{\"response\":\"QUJD\",\"scopeNumber\":0,\"auditSequence\":1}}");
         /* Two objects of three each and three values of one each: none for the member names. */
         ASSERT_LE(n, 2 * 3 + 3);
+}
+
+/* The reply written into the buffer the server keeps: nothing allocated once it is large enough
+ * (json-c's serializer makes each message a print buffer and grows it a doubling at a time). */
+TEST(guest_request_reply_written) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        _cleanup_(json_text_done) JsonText t = {};
+        _cleanup_json_ json_object *m = NULL;
+        json_object *reply;
+
+        reply = json_object_new_object();
+        ASSERT_NOT_NULL(reply);
+        ASSERT_OK(json_object_add_literal(reply, "response", json_object_new_string_fast("QUJD", 4)));
+        ASSERT_OK(json_object_add_literal(reply, "scopeNumber", json_object_new_int64(0)));
+        ASSERT_OK(varlink_message_new_reply(reply, false, &m));
+        ASSERT_OK(json_write(m, &t));
+
+        alloc_calls = 0;
+        ASSERT_OK(json_write(m, &t));
+        ASSERT_EQ(alloc_calls, 0U);
+        ASSERT_STREQ(t.data, "{\"parameters\":{\"response\":\"QUJD\",\"scopeNumber\":0}}");
 }
 
 /* Keys kept as constants are json-c's like any other: found, replaced, deleted, copied and freed

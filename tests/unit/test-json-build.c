@@ -187,12 +187,16 @@ static void gen_string(Text *t, bool key) {
                 "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x7f", " ", "'",
         };
         size_t n = rnd() % (rnd() % 8 == 0 ? 600 : 6);
+        /* Now and then no escape at all: a long one is taken from the check's hints. */
+        bool plain = rnd() % 4 == 0;
 
         put(t, "\"", 1);
         for (size_t i = 0; i < n; i++) {
                 const char *p = pieces[rnd() % ELEMENTSOF(pieces)];
 
                 if (key && strcmp(p, "\\u0000") == 0 && rnd() % 4 != 0)
+                        continue;
+                if (plain && p[0] == '\\')
                         continue;
                 if (rnd() % 2)
                         p = "QUJDREVGR0g="; /* base64 runs: the fast path */
@@ -321,6 +325,87 @@ TEST(random_texts_as_before) {
         /* The generator made what it should: mostly valid texts, some damaged ones still valid. */
         ASSERT_GE(ok, 20000u);
         ASSERT_GE(damaged_ok, 100u);
+}
+
+/* A plain string of n bytes (base64 and UTF-8), quoted, at *t's end. */
+static void put_plain_string(Text *t, size_t n) {
+        put(t, "\"", 1);
+        for (size_t i = 0; i < n;)
+                if (i % 97 == 50 && n - i >= 2) {
+                        put(t, "\xc3\xa9", 2);
+                        i += 2;
+                } else
+                        put(t, &"QUJDREVGR0g+/="[i++ % 14], 1);
+        put(t, "\"", 1);
+}
+
+/* Long strings without escapes: noted by the check, the first JSON_STRING_HINTS_MAX values of
+ * them, not keys, and built from those notes into the tree the text makes. */
+TEST(long_strings_from_the_check) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        unsigned ok = 0;
+
+        ASSERT_OK(json_tokener_new_strict(6, &tok));
+        for (unsigned strings = 0; strings <= JSON_STRING_HINTS_MAX + 2; strings++) {
+                JsonStringHints hints;
+                Text t = {};
+
+                put_str(&t, "{");
+                put_plain_string(&t, JSON_STRING_HINT_MIN + 7); /* a long key: not noted */
+                put_str(&t, ":[\"short\",");
+                put_plain_string(&t, JSON_STRING_HINT_MIN - 1); /* too short to be noted */
+                put_str(&t, ",\"");
+                for (unsigned i = 0; i < JSON_STRING_HINT_MIN; i++)
+                        put_str(&t, "A");
+                put_str(&t, "\\n\"]"); /* long, with an escape: not noted */
+                for (unsigned i = 0; i < strings; i++) {
+                        char key[16];
+
+                        snprintf(key, sizeof(key), ",\"k%u\":", i);
+                        put_str(&t, key);
+                        put_plain_string(&t, JSON_STRING_HINT_MIN + i * 100);
+                }
+                put_str(&t, "}");
+                ASSERT_LE(t.n, sizeof(t.buf) - 2);
+                t.buf[t.n] = 0;
+
+                ASSERT_OK(json_strict_check_full(t.buf, t.n, 6, SIZE_MAX, NULL, &hints));
+                ASSERT_EQ(hints.n, (size_t) MIN(strings, JSON_STRING_HINTS_MAX));
+                for (size_t i = 0; i < hints.n; i++) {
+                        ASSERT_EQ(hints.strings[i].len, JSON_STRING_HINT_MIN + i * 100);
+                        ASSERT_EQ(hints.strings[i].start[-1], '"');
+                        ASSERT_EQ(hints.strings[i].start[hints.strings[i].len], '"');
+                }
+                check_text(tok, t.buf, t.n, 6, &ok);
+        }
+        ASSERT_EQ(ok, JSON_STRING_HINTS_MAX + 3);
+}
+
+/* A note the text does not bear out, a length whose byte is no quote (off by one either way) or
+ * past the text's end, is not taken: the string is read as any other, and nothing outside the
+ * text is. */
+TEST(long_string_note_checked) {
+        static const size_t wrong[] = { 1, 1000, SIZE_MAX / 2 };
+        _cleanup_json_ json_object *want = NULL;
+        JsonStringHints hints;
+        Text t = {};
+
+        put_str(&t, "[");
+        put_plain_string(&t, JSON_STRING_HINT_MIN);
+        put_str(&t, ",\"x\"]");
+        ASSERT_OK(json_strict_check_full(t.buf, t.n, 2, SIZE_MAX, NULL, &hints));
+        ASSERT_EQ(hints.n, (size_t) 1);
+        ASSERT_OK(json_build_checked(t.buf, t.n, 2, &want));
+
+        for (size_t i = 0; i < ELEMENTSOF(wrong); i++)
+                for (int sign = -1; sign <= 1; sign += 2) {
+                        _cleanup_json_ json_object *got = NULL;
+                        JsonStringHints bad = hints;
+
+                        bad.strings[0].len = hints.strings[0].len + (size_t) sign * wrong[i];
+                        ASSERT_OK(json_build_checked_full(t.buf, t.n, 2, &bad, &got));
+                        compare_trees(want, got, t.buf);
+                }
 }
 
 TEST(depth_limit_as_before) {

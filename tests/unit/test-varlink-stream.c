@@ -2,6 +2,7 @@
 /* The framing layer on its own: partial reads, batches, escaping, limits, fd attachment. */
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -105,6 +106,86 @@ TEST(several_messages_in_one_read) {
                 json_object_put(o);
         }
         ASSERT_EQ(pump(s, &o), 0);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+/* A string value of n bytes in a message, {"s":"xxx..."}, NUL-terminated (sizeof: the text
+ * and its NUL). */
+static char *long_message(size_t n, char fill, size_t *ret_size) {
+        char *m = malloc(n + 16);
+
+        ASSERT_NOT_NULL(m);
+        memcpy(m, "{\"s\":\"", 6);
+        memset(m + 6, fill, n);
+        memcpy(m + 6 + n, "\"}", 3); /* and the NUL */
+        *ret_size = n + 9;
+        return m;
+}
+
+/* The start of a long message behind a short one in one read, the rest of it in reads of
+ * their own: what is left of the input goes to the front of the buffer, which grows to the
+ * message, and the message is read whole. */
+TEST(long_message_behind_a_short_one) {
+        static const char first[] = "{\"a\":1}";
+        _cleanup_free_ char *m = NULL;
+        json_object *o, *v;
+        size_t size;
+        int peer;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        m = long_message(100 * 1024, 'Q', &size);
+        put(peer, first, sizeof(first));
+        put(peer, m, 10000);
+        ASSERT_EQ(pump(s, &o), 1);
+        ASSERT_STREQ(str(o), first);
+        json_object_put(o);
+        ASSERT_EQ(pump(s, &o), 0);
+        for (size_t at = 10000; at < size; at += 7000) {
+                ASSERT_EQ(pump(s, &o), 0);
+                put(peer, m + at, MIN((size_t) 7000, size - at));
+        }
+        ASSERT_EQ(pump(s, &o), 1);
+        ASSERT_TRUE(json_object_object_get_ex(o, "s", &v));
+        ASSERT_EQ(json_object_get_string_len(v), 100 * 1024);
+        ASSERT_MEMEQ(json_object_get_string(v), m + 6, 100 * 1024);
+        json_object_put(o);
+        ASSERT_EQ(varlink_stream_get_input_size(s), (size_t) 0);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+/* Once its messages are taken and its output written, a stream holds no buffer: an idle
+ * connection costs none, whatever it sent and was sent before (mallinfo2(): the heap's bytes in
+ * use). */
+TEST(idle_stream_holds_no_buffers) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        _cleanup_free_ char *m = NULL;
+        json_object *o;
+        size_t size, before;
+        int peer;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        /* A first message, for what the first one makes once (json-c's, the stream's own). */
+        put(peer, "{\"a\":1}", 8);
+        ASSERT_EQ(pump(s, &o), 1);
+        json_object_put(o);
+        ASSERT_EQ(pump(s, &o), 0);
+
+        m = long_message(40 * 1024, 'Q', &size);
+        before = mallinfo2().uordblks;
+        put(peer, m, size);
+        ASSERT_EQ(pump(s, &o), 1);
+        json_object_put(o);
+        ASSERT_EQ(pump(s, &o), 0);
+        ASSERT_OK(varlink_stream_enqueue_text(s, m, size - 1, NULL, 0));
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        ASSERT_EQ(varlink_stream_get_output_size(s), (size_t) 0);
+        /* A read's buffer takes 16 KiB at least, the reply's 40; a few small blocks glibc keeps
+         * cached per thread count as in use. */
+        ASSERT_LE(mallinfo2().uordblks, before + 4096);
         varlink_stream_free(s);
         close(peer);
 }
