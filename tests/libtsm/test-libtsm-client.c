@@ -1659,4 +1659,147 @@ TEST(local_failures_clear_error_name) {
         pair_done(c, path, l, s);
 }
 
+typedef enum MalformedCall {
+        CALL_OPEN,
+        CALL_ADOPT,
+        CALL_RECLAIM,
+        CALL_ATTACH,
+        CALL_BIND,
+        CALL_GET_STATE,
+        CALL_REQUEST,
+} MalformedCall;
+
+/* A reply that does not match io.tsmd.Guest (a field missing, mistyped or out of range, an fd
+ * missing or not the one it names, a response larger than asked for) fails the call with
+ * -EBADMSG (-ENOBUFS for the response), without an error name: no output is written, an fd
+ * that came with it is closed, and the connection goes on (tsm.h: "a reply that does not match
+ * the interface"). */
+TEST(malformed_replies_fail_the_call_only) {
+        static const struct {
+                MalformedCall call;
+                const char *reply;
+                bool with_fd;
+                int error;
+        } cases[] = {
+                { CALL_OPEN, "{\"parameters\":{\"fileDescriptor\":0}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":-1,\"fileDescriptor\":0}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":\"5\",\"fileDescriptor\":0}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":5}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0}}", false, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":5,\"fileDescriptor\":1}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":5,\"fileDescriptor\":-1}}", true, EBADMSG },
+                { CALL_ADOPT, "{\"parameters\":{}}", false, EBADMSG },
+                { CALL_ADOPT, "{\"parameters\":{\"context\":1.5}}", true, EBADMSG },
+                { CALL_RECLAIM, "{\"parameters\":{\"context\":5,\"reclaimToken\":\"t2\"}}", false, EBADMSG },
+                { CALL_RECLAIM, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0}}", false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":[]}}", false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\"}}", false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":{}}}", false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":[1]}}", true, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":["
+                               "{\"name\":\"info\",\"description\":\"d\",\"number\":0,\"maxRequestSize\":1,\"maxResponseSize\":1,\"allowed\":true},"
+                               "{\"name\":\"x\",\"description\":\"d\",\"number\":4294967296,\"maxRequestSize\":1,\"maxResponseSize\":1,\"allowed\":true}]}}",
+                  false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":["
+                               "{\"name\":\"info\",\"number\":0,\"maxRequestSize\":1,\"maxResponseSize\":1,\"allowed\":\"yes\"}]}}",
+                  false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":["
+                               "{\"name\":\"info\",\"number\":0,\"maxRequestSize\":1,\"maxResponseSize\":1,\"allowed\":true}]}}",
+                  false, EBADMSG },
+                { CALL_GET_STATE, "{\"parameters\":{\"state\":\"run\"}}", false, EBADMSG },
+                { CALL_GET_STATE, "{\"parameters\":{\"bound\":1,\"state\":\"run\"}}", true, EBADMSG },
+                { CALL_REQUEST, "{\"parameters\":{}}", false, EBADMSG },
+                { CALL_REQUEST, "{\"parameters\":{\"response\":12}}", true, EBADMSG },
+                { CALL_REQUEST, "{\"parameters\":{\"response\":\"e!==\"}}", false, EBADMSG },
+                { CALL_REQUEST, "{\"parameters\":{\"response\":\"MTIzNDU2Nzg5\"}}", false, ENOBUFS }, /* 9 bytes */
+        };
+        char path[108], buf[4096];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                TsmDeviceInfo *info = NULL;
+                TsmTdiState state = TSM_TDI_STATE_RUN;
+                char *token = NULL;
+                uint64_t ctx = 77;
+                uint8_t resp[8] = {};
+                size_t len = 99;
+                bool bound = true;
+                int p[2], fd = -1, dev, r = 0;
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                if (cases[i].with_fd)
+                        write_message_fd(s, cases[i].reply, p[1]);
+                else
+                        write_message(s, cases[i].reply);
+                close(p[1]);
+                dev = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                ASSERT_TRUE(dev >= 0);
+                /* The error name of an earlier call does not stay. */
+                ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+
+                switch (cases[i].call) {
+                case CALL_OPEN:
+                        r = tsm_context_open(c, &ctx, &fd);
+                        break;
+                case CALL_ADOPT:
+                        r = tsm_context_adopt(c, dev, &ctx);
+                        break;
+                case CALL_RECLAIM:
+                        r = tsm_context_reclaim(c, "t1", &ctx, &fd);
+                        break;
+                case CALL_ATTACH:
+                        r = tsm_device_attach(c, 1, 1, "0000:01:00.0", -1, &info);
+                        break;
+                case CALL_BIND:
+                        r = tsm_device_bind(c, 1, 1, &state);
+                        break;
+                case CALL_GET_STATE:
+                        r = tsm_device_get_state(c, 1, 1, &state, &bound);
+                        break;
+                case CALL_REQUEST:
+                        r = tsm_guest_request(c, 1, 1, "info", "x", 1, resp, sizeof(resp), &len);
+                        break;
+                }
+                if (r != -cases[i].error)
+                        TEST_FAIL("%s: %d, expected -%d", cases[i].reply, r, cases[i].error);
+                ASSERT_NULL(tsm_client_get_error_name(c));
+                /* No output written. */
+                ASSERT_EQ(ctx, 77U);
+                ASSERT_EQ(fd, -1);
+                ASSERT_NULL(info);
+                ASSERT_EQ(state, TSM_TDI_STATE_RUN);
+                ASSERT_TRUE(bound);
+                ASSERT_EQ(len, 99U);
+                ASSERT_EQ(resp[0], 0);
+                /* An fd that came with it is closed, the token of a context not had is not kept,
+                 * and the connection goes on. */
+                if (!pipe_widowed(p[0]))
+                        TEST_FAIL("%s: its fd still held by the client", cases[i].reply);
+                ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 5, &token), ENOENT);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                close(p[0]);
+                close(dev);
+        }
+
+        /* A TdiState of a newer tsmd, or mistyped, is not known: the call still succeeds. */
+        {
+                static const char *const replies[] = {
+                        "{\"parameters\":{\"state\":\"config_frozen\"}}",
+                        "{\"parameters\":{\"state\":2}}",
+                        "{\"parameters\":{}}",
+                };
+                for (size_t i = 0; i < ELEMENTSOF(replies); i++) {
+                        TsmTdiState state = TSM_TDI_STATE_RUN;
+
+                        write_message(s, replies[i]);
+                        ASSERT_OK(tsm_device_bind(c, 1, 1, &state));
+                        ASSERT_EQ(state, _TSM_TDI_STATE_INVALID);
+                        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                }
+        }
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
