@@ -1802,4 +1802,73 @@ TEST(malformed_replies_fail_the_call_only) {
         pair_done(c, path, l, s);
 }
 
+/* Runs the loop (poll, tsm_client_process()) until *n reaches want, for at most 5 s. */
+static void process_until(TsmClient *c, const unsigned *n, unsigned want) {
+        for (unsigned i = 0; i < 50 && *n < want; i++) {
+                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+
+                ASSERT_TRUE(p.fd >= 0);
+                (void) poll(&p, 1, 100);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        ASSERT_EQ(*n, want);
+}
+
+typedef struct ResponseSeen {
+        unsigned n;
+        int error;
+        bool named;   /* an error name was set during the callback */
+        bool null;    /* the response pointer was NULL */
+        size_t len;
+} ResponseSeen;
+
+static void on_response_seen(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        ResponseSeen *r = userdata;
+
+        r->n++;
+        r->error = error;
+        r->named = tsm_client_get_error_name(c) != NULL;
+        r->null = !response;
+        r->len = len;
+}
+
+/* The same for an asynchronous guest request: its callback gets -EBADMSG (-ENOBUFS for a
+ * response over max_response_size) with no error name and no response, and the connection
+ * goes on. An empty response is a response: a non-NULL pointer, length 0. */
+TEST(malformed_async_replies_fail_the_request_only) {
+        static const struct {
+                const char *reply;
+                int error;
+        } cases[] = {
+                { "{\"parameters\":{}}", EBADMSG },
+                { "{\"parameters\":{\"response\":null}}", EBADMSG },
+                { "{\"parameters\":{\"response\":\"e!==\"}}", EBADMSG },
+                { "{\"parameters\":{\"response\":\"MTIzNDU2Nzg5\"}}", ENOBUFS }, /* 9 bytes */
+                { "{\"parameters\":{\"response\":\"\"}}", 0 },
+        };
+        char path[108], buf[4096];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                ResponseSeen r = {};
+
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 8, on_response_seen, &r, NULL));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                write_message(s, cases[i].reply);
+                ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+                process_until(c, &r.n, 1);
+                if (r.error != -cases[i].error)
+                        TEST_FAIL("%s: %d, expected -%d", cases[i].reply, r.error, cases[i].error);
+                /* A local failure clears the name of an earlier call's error (a success leaves it:
+                 * it names the most recent failed call, tsm.h). */
+                if (cases[i].error != 0 && r.named)
+                        TEST_FAIL("%s: an error name left over", cases[i].reply);
+                ASSERT_EQ(r.null, cases[i].error != 0);
+                ASSERT_EQ(r.len, 0U);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        }
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
