@@ -1871,4 +1871,118 @@ TEST(malformed_async_replies_fail_the_request_only) {
         pair_done(c, path, l, s);
 }
 
+#define EVENT(fields) "{\"continues\":true,\"parameters\":{\"event\":" fields "}}"
+
+typedef struct EventsSeen {
+        TsmClient *client;
+        unsigned n, n_destroys, free_at; /* free_at: the callback that frees the client (1-based) */
+        int errors[8];
+        bool with_event[8];
+        int kinds[8], states[8];
+        char kind_strings[8][32], pci_addresses[8][16];
+        uint64_t contexts[8];
+        uint32_t vdevice_ids[8];
+} EventsSeen;
+
+static void on_event_seen(TsmClient *c, int error, const TsmEvent *event, void *userdata) {
+        EventsSeen *e = userdata;
+        unsigned i = e->n++;
+
+        ASSERT_LE(e->n, ELEMENTSOF(e->errors));
+        e->errors[i] = error;
+        e->with_event[i] = event;
+        if (event) {
+                e->kinds[i] = tsm_event_get_kind(event);
+                e->states[i] = tsm_event_get_state(event);
+                e->contexts[i] = tsm_event_get_context(event);
+                e->vdevice_ids[i] = tsm_event_get_vdevice_id(event);
+                snprintf(e->kind_strings[i], sizeof(e->kind_strings[i]), "%s", tsm_event_get_kind_string(event));
+                snprintf(e->pci_addresses[i], sizeof(e->pci_addresses[i]), "%s", tsm_event_get_pci_address(event));
+        }
+        if (e->n == e->free_at)
+                tsm_client_free(c);
+}
+
+static void on_events_destroy(void *userdata) {
+        ((EventsSeen *) userdata)->n_destroys++;
+}
+
+/* A WatchEvents stream: every call but the stream's is refused with -EDEADLK while it is open;
+ * a malformed event (not an object, a field missing, mistyped or out of range) is skipped, the
+ * stream goes on; an event of a kind this libtsm does not know is delivered as
+ * _TSM_EVENT_KIND_INVALID with tsmd's name; when tsmd ends the stream the callback gets
+ * -ENODATA, destroy runs once, and the client takes calls again. */
+TEST(watch_skips_malformed_events_and_ends) {
+        static const char *const replies[] = {
+                "{\"continues\":true,\"parameters\":{}}",
+                EVENT("1"),
+                EVENT("{\"context\":1,\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\"}"),
+                EVENT("{\"kind\":\"state-changed\",\"context\":-1,\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\"}"),
+                EVENT("{\"kind\":\"state-changed\",\"context\":1,\"vdeviceId\":4294967296,\"pciAddress\":\"0000:01:00.0\"}"),
+                EVENT("{\"kind\":\"state-changed\",\"context\":1,\"vdeviceId\":1,\"pciAddress\":5}"),
+                EVENT("{\"kind\":\"state-changed\",\"context\":3,\"vdeviceId\":2,\"pciAddress\":\"0000:01:00.0\","
+                      "\"state\":\"config_locked\"}"),
+                EVENT("{\"kind\":\"device-exploded\",\"context\":3,\"vdeviceId\":4294967295,\"pciAddress\":\"0000:02:00.0\"}"),
+                "{\"parameters\":{}}",
+        };
+        char path[108], buf[4096], *text = NULL;
+        EventsSeen e = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "io.tsmd.Guest.WatchEvents"));
+
+        /* Nothing after the stream could be answered. */
+        ASSERT_ERRNO(tsm_context_close(c, 1), EDEADLK);
+        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Admin.ListDevices", NULL, &text), EDEADLK);
+        ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_noop, NULL), EDEADLK);
+        ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 8, noop_response, NULL, NULL), EDEADLK);
+        ASSERT_ERRNO(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy), EDEADLK);
+
+        for (size_t i = 0; i < ELEMENTSOF(replies); i++)
+                write_message(s, replies[i]);
+        process_until(c, &e.n, 4);
+        ASSERT_EQ(e.n_destroys, 1U);
+
+        ASSERT_OK(e.errors[0]); /* subscribed */
+        ASSERT_FALSE(e.with_event[0]);
+
+        ASSERT_OK(e.errors[1]);
+        ASSERT_TRUE(e.with_event[1]);
+        ASSERT_EQ(e.kinds[1], TSM_EVENT_STATE_CHANGED);
+        ASSERT_STREQ(e.kind_strings[1], "state-changed");
+        ASSERT_EQ(e.contexts[1], 3U);
+        ASSERT_EQ(e.vdevice_ids[1], 2U);
+        ASSERT_STREQ(e.pci_addresses[1], "0000:01:00.0");
+        ASSERT_EQ(e.states[1], TSM_TDI_STATE_CONFIG_LOCKED);
+
+        ASSERT_OK(e.errors[2]);
+        ASSERT_EQ(e.kinds[2], _TSM_EVENT_KIND_INVALID);
+        ASSERT_STREQ(e.kind_strings[2], "device-exploded");
+        ASSERT_EQ(e.vdevice_ids[2], UINT32_MAX);
+        ASSERT_EQ(e.states[2], _TSM_TDI_STATE_INVALID);
+
+        ASSERT_ERRNO(e.errors[3], ENODATA); /* tsmd ended it */
+        ASSERT_FALSE(e.with_event[3]);
+
+        /* Calls go through again. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+
+        /* An event's accessors take NULL. */
+        ASSERT_EQ(tsm_event_get_kind(NULL), _TSM_EVENT_KIND_INVALID);
+        ASSERT_NULL(tsm_event_get_kind_string(NULL));
+        ASSERT_EQ(tsm_event_get_context(NULL), 0U);
+        ASSERT_EQ(tsm_event_get_vdevice_id(NULL), 0U);
+        ASSERT_NULL(tsm_event_get_pci_address(NULL));
+        ASSERT_EQ(tsm_event_get_state(NULL), _TSM_TDI_STATE_INVALID);
+        ASSERT_NULL(tsm_event_kind_to_string(_TSM_EVENT_KIND_MAX));
+        ASSERT_NULL(tsm_event_kind_to_string(_TSM_EVENT_KIND_INVALID));
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
