@@ -1985,4 +1985,49 @@ TEST(watch_skips_malformed_events_and_ends) {
         pair_done(c, path, l, s);
 }
 
+/* tsm_client_free() from a WatchEvents callback: no callback runs after it, though the same
+ * read brought more (an event in the subscription's own reply, further events, the stream's
+ * end), destroy runs once, and the connection is closed. On the subscription, and on an event
+ * of the stream's last reply (no -ENODATA after it). */
+TEST(free_from_watch_callback) {
+        static const struct {
+                const char *replies;
+                unsigned free_at;
+        } cases[] = {
+                { "{\"continues\":true,\"parameters\":{\"event\":{\"kind\":\"device-removed\",\"context\":1,"
+                  "\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\"}}}\0"
+                  EVENT("{\"kind\":\"device-removed\",\"context\":1,\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\"}"),
+                  1 },
+                { "{\"continues\":true,\"parameters\":{}}\0"
+                  "{\"parameters\":{\"event\":{\"kind\":\"backend-removed\",\"context\":1,\"vdeviceId\":1,"
+                  "\"pciAddress\":\"0000:01:00.0\"}}}",
+                  2 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char path[108], buf[4096];
+                EventsSeen e = { .free_at = cases[i].free_at };
+                size_t len = strlen(cases[i].replies) + 1;
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                len += strlen(cases[i].replies + len) + 1;
+                ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_EQ(send(s, cases[i].replies, len, MSG_NOSIGNAL), (ssize_t) len);
+                {
+                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                }
+                ASSERT_EQ(tsm_client_process(c), 1); /* c is gone */
+                ASSERT_EQ(e.n, cases[i].free_at);
+                ASSERT_EQ(e.n_destroys, 1U);
+                for (unsigned j = 0; j < e.n; j++)
+                        ASSERT_OK(e.errors[j]);
+                ASSERT_TRUE(sees_hangup(s));
+                pair_done(NULL, path, l, s);
+        }
+}
+
 TEST_MAIN();
