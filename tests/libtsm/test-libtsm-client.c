@@ -2030,4 +2030,25 @@ TEST(free_from_watch_callback) {
         }
 }
 
+/* A blocking call that times out closes the connection, and every asynchronous call pending on
+ * it fails with -ETIMEDOUT too, named io.tsmd.TimedOut (tsm.h, tsm_client_set_timeout()). */
+TEST(timeout_fails_pending_async_calls) {
+        char path[108];
+        AsyncResult a = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        ASSERT_OK(tsm_client_set_timeout(c, 100 * 1000));
+        ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.TimedOut");
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_ERRNO(a.error, ETIMEDOUT);
+        ASSERT_STREQ(a.name, "io.tsmd.TimedOut");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(sees_hangup(s));
+        free(a.name);
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
