@@ -2051,4 +2051,27 @@ TEST(timeout_fails_pending_async_calls) {
         pair_done(c, path, l, s);
 }
 
+/* tsm_client_free() from a callback tsm_client_reconnect() runs (-ECANCELED for a call of the
+ * old connection): the reconnect returns -ECANCELED, the other pending calls get their destroy
+ * but not their callback, and the new connection is closed with the client. */
+TEST(free_from_reconnect_callback) {
+        char path[108];
+        Freer f = {};
+        int l, s, s2;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free, &f,
+                                                  on_destroy_count));
+        ASSERT_ERRNO(tsm_client_reconnect(c), ECANCELED);
+        ASSERT_EQ(f.n_callbacks, 1U);
+        ASSERT_EQ(f.n_destroys, 3U);
+        ASSERT_TRUE(sees_hangup(s));
+        s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s2 >= 0);
+        ASSERT_TRUE(sees_hangup(s2));
+        close(s2);
+        pair_done(NULL, path, l, s);
+}
+
 TEST_MAIN();
