@@ -2074,4 +2074,71 @@ TEST(free_from_reconnect_callback) {
         pair_done(NULL, path, l, s);
 }
 
+/* tsm_context_reclaim() keeps the token the reply renews, or the one given when tsmd renews
+ * none (an older tsmd). With -EMFILE (the VMM's fd table full) the context is this
+ * connection's without its fd: @ret_context is set, the renewed token kept, and the context is
+ * not closed. */
+TEST(reclaim_keeps_the_right_token) {
+        char path[108], buf[4096], *token = NULL;
+        struct rlimit saved, lim;
+        uint64_t ctx = 0;
+        int ls, s, p[2], fd = -1, lowest, r;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        /* No token in the reply: the one given stays the context's. */
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"context\":7,\"fileDescriptor\":0}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_reclaim(c, "t1", &ctx, &fd));
+        ASSERT_EQ(ctx, 7U);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 7, &token));
+        ASSERT_STREQ(token, "t1");
+        token = mfree(token);
+        close(fd);
+        fd = -1;
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "\"reclaimToken\":\"t1\""));
+
+        /* A renewed one replaces it; without ret_iommufd the fd is closed at once. */
+        write_message_fd(s, "{\"parameters\":{\"context\":7,\"fileDescriptor\":0,\"reclaimToken\":\"t2\"}}", p[0]);
+        ASSERT_OK(tsm_context_reclaim(c, "t1", &ctx, NULL));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 7, &token));
+        ASSERT_STREQ(token, "t2");
+        token = mfree(token);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+        /* -EMFILE. */
+        write_message_fd(s, "{\"parameters\":{\"context\":9,\"fileDescriptor\":0,\"reclaimToken\":\"t3\"}}", p[0]);
+        close(p[0]);
+        ctx = 0;
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        lim = saved;
+        lim.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &lim));
+        r = tsm_context_reclaim(c, "t0", &ctx, &fd);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_ERRNO(r, EMFILE);
+        ASSERT_EQ(ctx, 9U);
+        ASSERT_EQ(fd, -1);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 9, &token));
+        ASSERT_STREQ(token, "t3");
+        token = mfree(token);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "ReclaimContext"));
+
+        /* Nothing else was sent (no CloseContext); the connection goes on. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 9));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        ASSERT_NOT_NULL(strstr(buf, "\"context\":9"));
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 9, &token), ENOENT);
+        pair_done(c, path, ls, s);
+}
+
 TEST_MAIN();
