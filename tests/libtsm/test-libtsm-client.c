@@ -784,6 +784,40 @@ TEST(emfile_fails_the_call_only) {
         pair_done(c, path, ls, s);
 }
 
+/* The same, but the connection is lost while libtsm closes the context it cannot hand out:
+ * the call says so (-ECONNRESET, io.tsmd.Disconnected), not -EMFILE, after which tsm.h
+ * promises the connection goes on. */
+TEST(emfile_then_connection_lost) {
+        char path[108];
+        struct rlimit saved, l;
+        uint64_t ctx = 0;
+        int iommufd = -1, lowest, sock, r;
+        int ls, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        sock = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(sock >= 0);
+        write_message_fd(s, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":null}}", sock);
+        close(sock);
+        ASSERT_OK(shutdown(s, SHUT_WR)); /* no answer to CloseContext: tsmd went away */
+
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        l = saved;
+        l.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        r = tsm_context_open(c, &ctx, &iommufd);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_ERRNO(r, ECONNRESET);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_EQ(ctx, 0U);
+        ASSERT_EQ(iommufd, -1);
+        pair_done(c, path, ls, s);
+}
+
 /* Whether the last write end of the pipe whose read end is fd was closed. */
 static bool pipe_widowed(int fd) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
