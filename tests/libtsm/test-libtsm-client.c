@@ -1913,7 +1913,7 @@ typedef struct EventsSeen {
         int errors[8];
         bool with_event[8];
         int kinds[8], states[8];
-        char kind_strings[8][32], pci_addresses[8][16];
+        char kind_strings[8][32], pci_addresses[8][16], error_names[8][64];
         uint64_t contexts[8];
         uint32_t vdevice_ids[8];
 } EventsSeen;
@@ -1925,6 +1925,7 @@ static void on_event_seen(TsmClient *c, int error, const TsmEvent *event, void *
         ASSERT_LE(e->n, ELEMENTSOF(e->errors));
         e->errors[i] = error;
         e->with_event[i] = event;
+        snprintf(e->error_names[i], sizeof(e->error_names[i]), "%s", strna(tsm_client_get_error_name(c)));
         if (event) {
                 e->kinds[i] = tsm_event_get_kind(event);
                 e->states[i] = tsm_event_get_state(event);
@@ -2016,6 +2017,73 @@ TEST(watch_skips_malformed_events_and_ends) {
         ASSERT_EQ(tsm_event_get_state(NULL), _TSM_TDI_STATE_INVALID);
         ASSERT_NULL(tsm_event_kind_to_string(_TSM_EVENT_KIND_MAX));
         ASSERT_NULL(tsm_event_kind_to_string(_TSM_EVENT_KIND_INVALID));
+        pair_done(c, path, l, s);
+}
+
+/* Fds on a WatchEvents stream, where no reply names one: one with an event is closed once its
+ * callback ran, not when the next event comes (hours later, maybe), and the stream goes on; two
+ * are a protocol violation that ends the stream (-EPROTO), closes them and the connection. An
+ * error tsmd ends the stream with is the callback's last, mapped and named, and the client
+ * takes calls again. */
+TEST(watch_stream_fds_and_errors) {
+        char path[108], buf[4096];
+        EventsSeen e = {};
+        int l, s, p[2], q[2], wr[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        write_message(s, "{\"continues\":true,\"parameters\":{}}");
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, EVENT("{\"kind\":\"device-changed\",\"context\":1,\"vdeviceId\":1,"
+                                  "\"pciAddress\":\"0000:01:00.0\"}"), p[1]);
+        close(p[1]);
+        process_until(c, &e.n, 2);
+        ASSERT_TRUE(e.with_event[1]);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+
+        write_message(s, "{\"error\":\"io.tsmd.Guest.Denied\",\"parameters\":{\"reason\":\"revoked\"}}");
+        process_until(c, &e.n, 3);
+        ASSERT_ERRNO(e.errors[2], EACCES);
+        ASSERT_STREQ(e.error_names[2], "io.tsmd.Guest.Denied");
+        ASSERT_EQ(e.n_destroys, 1U);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+        /* Two fds with an event. */
+        e = (EventsSeen) {};
+        ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        write_message(s, "{\"continues\":true,\"parameters\":{}}");
+        process_until(c, &e.n, 1);
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(pipe2(q, O_CLOEXEC));
+        wr[0] = p[1];
+        wr[1] = q[1];
+        write_message_fds(s, EVENT("{\"kind\":\"device-changed\",\"context\":1,\"vdeviceId\":1,"
+                                   "\"pciAddress\":\"0000:01:00.0\"}"), wr, 2);
+        close(p[1]);
+        close(q[1]);
+        {
+                struct pollfd pf = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                ASSERT_EQ(poll(&pf, 1, 1000), 1);
+        }
+        ASSERT_ERRNO(tsm_client_process(c), EPROTO);
+        ASSERT_EQ(e.n, 2U);
+        ASSERT_ERRNO(e.errors[1], EPROTO);
+        ASSERT_STREQ(e.error_names[1], "io.tsmd.Protocol");
+        ASSERT_FALSE(e.with_event[1]);
+        ASSERT_EQ(e.n_destroys, 1U);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        ASSERT_TRUE(pipe_widowed(q[0]));
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(sees_hangup(s));
+        close(p[0]);
+        close(q[0]);
         pair_done(c, path, l, s);
 }
 
