@@ -11,7 +11,9 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -129,6 +131,49 @@ static void *acceptor_thread(void *userdata) {
         for (unsigned i = 0; i < a->n; i++)
                 a->fds[i] = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         return NULL;
+}
+
+/* tsm_client_connect(NULL): $TSMD_GUEST_SOCKET when set and not empty; empty is unset, the
+ * default /run/tsmd/io.tsmd.Guest (in a mount namespace of the test's own, with a tmpfs on
+ * /run: a tsmd of the host's is not reached). An empty address itself is malformed. */
+TEST(connect_default_address) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/run/tsmd/io.tsmd.Guest" };
+        static const char *const values[] = { NULL, "" };
+        TsmClient *c = NULL;
+        int l;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace)");
+        if (unshare(CLONE_NEWNS) < 0)
+                SKIP("cannot create a mount namespace: %s", strerror(errno));
+        ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+        ASSERT_OK(mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+        ASSERT_OK(mkdir("/run/tsmd", 0755));
+        l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(l >= 0);
+        ASSERT_OK(bind(l, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(listen(l, 4));
+
+        for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+                struct sockaddr_un peer = {};
+                socklen_t len = sizeof(peer);
+                int s;
+
+                if (values[i])
+                        ASSERT_OK(setenv("TSMD_GUEST_SOCKET", values[i], 1));
+                else
+                        ASSERT_OK(unsetenv("TSMD_GUEST_SOCKET"));
+                ASSERT_OK(tsm_client_connect(NULL, &c));
+                ASSERT_OK(getpeername(tsm_client_get_fd(c), (struct sockaddr *) &peer, &len));
+                ASSERT_STREQ(peer.sun_path, sa.sun_path);
+                s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+                ASSERT_TRUE(s >= 0);
+                c = tsm_client_free(c);
+                close(s);
+        }
+        ASSERT_ERRNO(tsm_client_connect("", &c), EINVAL);
+        ASSERT_NULL(c);
+        close(l);
 }
 
 /* tsmd's backlog is full: connecting waits until tsmd accepts, and then is connected. */
