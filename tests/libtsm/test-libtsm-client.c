@@ -2357,4 +2357,38 @@ TEST(free_after_blocking_reply_releases_outputs) {
         }
 }
 
+/* A call larger than a message may be (a guest request of 200 KiB, where no scope takes more
+ * than 64 KiB) is not sent: -E2BIG without an error name, blocking or not, and the connection
+ * (with what it holds) goes on. A failed registration runs neither callback nor destroy. */
+TEST(oversized_call_not_sent) {
+        size_t n = 200 * 1024;
+        char path[108], buf[4096], *big = malloc(n);
+        uint8_t resp[8];
+        Freer f = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_NOT_NULL(big);
+        memset(big, 'x', n);
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        ASSERT_ERRNO(tsm_guest_request(c, 1, 1, "info", big, n, resp, sizeof(resp), NULL), E2BIG);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", big, n, 64, on_response_free, &f, on_destroy_count),
+                     E2BIG);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(f.n_callbacks, 0U);
+        ASSERT_EQ(f.n_destroys, 0U);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+
+        /* Nothing went out: the first message the peer reads is the next call's. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        free(big);
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
