@@ -2391,4 +2391,44 @@ TEST(oversized_call_not_sent) {
         pair_done(c, path, l, s);
 }
 
+/* The VMM's fd table is full when a call would send an fd (AttachDevice's VFIO fd,
+ * AdoptContext's iommufd): libtsm cannot duplicate it, and the call fails with -EMFILE,
+ * unnamed, before anything is sent; the connection goes on. */
+TEST(emfile_sending_an_fd) {
+        char path[108], buf[4096];
+        struct rlimit saved, lim;
+        uint64_t ctx = 77;
+        int l, s, dev, lowest, r_attach, r_adopt;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        dev = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(dev >= 0);
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        lim = saved;
+        lim.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &lim));
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        r_attach = tsm_device_attach(c, 1, 1, "0000:01:00.0", dev, NULL);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        r_adopt = tsm_context_adopt(c, dev, &ctx);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_ERRNO(r_attach, EMFILE);
+        ASSERT_ERRNO(r_adopt, EMFILE);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ctx, 77U);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+
+        /* Nothing went out: the first message the peer reads is the next call's. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        close(dev);
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
