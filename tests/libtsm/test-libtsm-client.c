@@ -2431,4 +2431,48 @@ TEST(emfile_sending_an_fd) {
         pair_done(c, path, l, s);
 }
 
+/* The reclaim tokens a client keeps: none for a context tsmd gave none (where it cannot keep
+ * contexts), the context's after OpenContext, forgotten by CloseContext, and all of them by a
+ * reconnect (the old handles mean nothing on the new connection). */
+TEST(reclaim_tokens_kept_and_forgotten) {
+        char path[108], buf[4096], *token = NULL;
+        uint64_t ctx = 0;
+        int l, s, s2, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":null}}", p[1]);
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_EQ(ctx, 5U);
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 5, &token), ENOENT);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+
+        write_message_fd(s, "{\"parameters\":{\"context\":6,\"fileDescriptor\":0,\"reclaimToken\":\"t6\"}}", p[1]);
+        write_message_fd(s, "{\"parameters\":{\"context\":7,\"fileDescriptor\":0,\"reclaimToken\":\"t7\"}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 6, &token));
+        ASSERT_STREQ(token, "t6");
+        token = mfree(token);
+
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 6));
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 6, &token), ENOENT);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 7, &token));
+        ASSERT_STREQ(token, "t7");
+        token = mfree(token);
+
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 7, &token), ENOENT);
+        ASSERT_TRUE(pipe_widowed(p[0])); /* every iommufd closed, none asked for */
+        close(p[0]);
+        for (unsigned i = 0; i < 4; i++)
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s2 >= 0);
+        close(s2);
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
