@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libtsm's client object against a scripted peer instead of tsmd: a full listen backlog, a
- * call that times out, freeing the client from callbacks, and the error state after local
- * failures. The peer is a plain Unix socket driven by the test (or a thread of it), so the
+ * call that times out, freeing the client from callbacks, the error state after local
+ * failures, replies and WatchEvents streams that do not match the interface, and reclaim
+ * tokens. The peer is a plain Unix socket driven by the test (or a thread of it), so the
  * exact replies and their timing are under control. Links the static libtsm to reach the
  * internal Varlink client. Runs in: tests.
  */
