@@ -110,6 +110,9 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
                 r = tsm_context_close(c, context);
                 if (r == -ECANCELED)
                         return r;
+                /* Lost meanwhile: said as such, -EMFILE promising that the connection goes on. */
+                if (r < 0 && tsm_client_get_fd(c) < 0)
+                        return r;
                 return ltsm_error_set_local(c, -EMFILE);
         }
         if (r < 0)

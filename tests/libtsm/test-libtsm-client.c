@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libtsm's client object against a scripted peer instead of tsmd: a full listen backlog, a
- * call that times out, freeing the client from callbacks, and the error state after local
- * failures. The peer is a plain Unix socket driven by the test (or a thread of it), so the
+ * call that times out, freeing the client from callbacks, the error state after local
+ * failures, replies and WatchEvents streams that do not match the interface, and reclaim
+ * tokens. The peer is a plain Unix socket driven by the test (or a thread of it), so the
  * exact replies and their timing are under control. Links the static libtsm to reach the
  * internal Varlink client. Runs in: tests.
  */
@@ -11,7 +12,9 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -129,6 +132,49 @@ static void *acceptor_thread(void *userdata) {
         for (unsigned i = 0; i < a->n; i++)
                 a->fds[i] = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         return NULL;
+}
+
+/* tsm_client_connect(NULL): $TSMD_GUEST_SOCKET when set and not empty; empty is unset, the
+ * default /run/tsmd/io.tsmd.Guest (in a mount namespace of the test's own, with a tmpfs on
+ * /run: a tsmd of the host's is not reached). An empty address itself is malformed. */
+TEST(connect_default_address) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/run/tsmd/io.tsmd.Guest" };
+        static const char *const values[] = { NULL, "" };
+        TsmClient *c = NULL;
+        int l;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace)");
+        if (unshare(CLONE_NEWNS) < 0)
+                SKIP("cannot create a mount namespace: %s", strerror(errno));
+        ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+        ASSERT_OK(mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+        ASSERT_OK(mkdir("/run/tsmd", 0755));
+        l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(l >= 0);
+        ASSERT_OK(bind(l, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(listen(l, 4));
+
+        for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+                struct sockaddr_un peer = {};
+                socklen_t len = sizeof(peer);
+                int s;
+
+                if (values[i])
+                        ASSERT_OK(setenv("TSMD_GUEST_SOCKET", values[i], 1));
+                else
+                        ASSERT_OK(unsetenv("TSMD_GUEST_SOCKET"));
+                ASSERT_OK(tsm_client_connect(NULL, &c));
+                ASSERT_OK(getpeername(tsm_client_get_fd(c), (struct sockaddr *) &peer, &len));
+                ASSERT_STREQ(peer.sun_path, sa.sun_path);
+                s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+                ASSERT_TRUE(s >= 0);
+                c = tsm_client_free(c);
+                close(s);
+        }
+        ASSERT_ERRNO(tsm_client_connect("", &c), EINVAL);
+        ASSERT_NULL(c);
+        close(l);
 }
 
 /* tsmd's backlog is full: connecting waits until tsmd accepts, and then is connected. */
@@ -781,6 +827,40 @@ TEST(emfile_fails_the_call_only) {
         /* The connection goes on. */
         write_message(s, "{\"parameters\":{}}");
         ASSERT_OK(tsm_context_close(c, 6));
+        pair_done(c, path, ls, s);
+}
+
+/* The same, but the connection is lost while libtsm closes the context it cannot hand out:
+ * the call says so (-ECONNRESET, io.tsmd.Disconnected), not -EMFILE, after which tsm.h
+ * promises the connection goes on. */
+TEST(emfile_then_connection_lost) {
+        char path[108];
+        struct rlimit saved, l;
+        uint64_t ctx = 0;
+        int iommufd = -1, lowest, sock, r;
+        int ls, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        sock = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(sock >= 0);
+        write_message_fd(s, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":null}}", sock);
+        close(sock);
+        ASSERT_OK(shutdown(s, SHUT_WR)); /* no answer to CloseContext: tsmd went away */
+
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        l = saved;
+        l.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        r = tsm_context_open(c, &ctx, &iommufd);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_ERRNO(r, ECONNRESET);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_EQ(ctx, 0U);
+        ASSERT_EQ(iommufd, -1);
         pair_done(c, path, ls, s);
 }
 
@@ -1656,6 +1736,743 @@ TEST(local_failures_clear_error_name) {
         CHECK_CLEARS(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", "nope", noop_json, NULL), EINVAL);
         CHECK_CLEARS(tsm_context_get_reclaim_token(c, 1, &text), ENOENT);
 #undef CHECK_CLEARS
+        pair_done(c, path, l, s);
+}
+
+typedef enum MalformedCall {
+        CALL_OPEN,
+        CALL_ADOPT,
+        CALL_RECLAIM,
+        CALL_ATTACH,
+        CALL_BIND,
+        CALL_GET_STATE,
+        CALL_REQUEST,
+} MalformedCall;
+
+/* A reply that does not match io.tsmd.Guest (a field missing, mistyped or out of range, an fd
+ * missing or not the one it names, a response larger than asked for) fails the call with
+ * -EBADMSG (-ENOBUFS for the response), without an error name: no output is written, an fd
+ * that came with it is closed, and the connection goes on (tsm.h: "a reply that does not match
+ * the interface"). */
+TEST(malformed_replies_fail_the_call_only) {
+        static const struct {
+                MalformedCall call;
+                const char *reply;
+                bool with_fd;
+                int error;
+        } cases[] = {
+                { CALL_OPEN, "{\"parameters\":{\"fileDescriptor\":0}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":-1,\"fileDescriptor\":0}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":\"5\",\"fileDescriptor\":0}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":5}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0}}", false, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":5,\"fileDescriptor\":1}}", true, EBADMSG },
+                { CALL_OPEN, "{\"parameters\":{\"context\":5,\"fileDescriptor\":-1}}", true, EBADMSG },
+                { CALL_ADOPT, "{\"parameters\":{}}", false, EBADMSG },
+                { CALL_ADOPT, "{\"parameters\":{\"context\":1.5}}", true, EBADMSG },
+                { CALL_RECLAIM, "{\"parameters\":{\"context\":5,\"reclaimToken\":\"t2\"}}", false, EBADMSG },
+                { CALL_RECLAIM, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0}}", false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":[]}}", false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\"}}", false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":{}}}", false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":[1]}}", true, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":["
+                               "{\"name\":\"info\",\"description\":\"d\",\"number\":0,\"maxRequestSize\":1,\"maxResponseSize\":1,\"allowed\":true},"
+                               "{\"name\":\"x\",\"description\":\"d\",\"number\":4294967296,\"maxRequestSize\":1,\"maxResponseSize\":1,\"allowed\":true}]}}",
+                  false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":["
+                               "{\"name\":\"info\",\"number\":0,\"maxRequestSize\":1,\"maxResponseSize\":1,\"allowed\":\"yes\"}]}}",
+                  false, EBADMSG },
+                { CALL_ATTACH, "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":["
+                               "{\"name\":\"info\",\"number\":0,\"maxRequestSize\":1,\"maxResponseSize\":1,\"allowed\":true}]}}",
+                  false, EBADMSG },
+                { CALL_GET_STATE, "{\"parameters\":{\"state\":\"run\"}}", false, EBADMSG },
+                { CALL_GET_STATE, "{\"parameters\":{\"bound\":1,\"state\":\"run\"}}", true, EBADMSG },
+                { CALL_REQUEST, "{\"parameters\":{}}", false, EBADMSG },
+                { CALL_REQUEST, "{\"parameters\":{\"response\":12}}", true, EBADMSG },
+                { CALL_REQUEST, "{\"parameters\":{\"response\":\"e!==\"}}", false, EBADMSG },
+                { CALL_REQUEST, "{\"parameters\":{\"response\":\"MTIzNDU2Nzg5\"}}", false, ENOBUFS }, /* 9 bytes */
+        };
+        char path[108], buf[4096];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                TsmDeviceInfo *info = NULL;
+                TsmTdiState state = TSM_TDI_STATE_RUN;
+                char *token = NULL;
+                uint64_t ctx = 77;
+                uint8_t resp[8] = {};
+                size_t len = 99;
+                bool bound = true;
+                int p[2], fd = -1, dev, r = 0;
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                if (cases[i].with_fd)
+                        write_message_fd(s, cases[i].reply, p[1]);
+                else
+                        write_message(s, cases[i].reply);
+                close(p[1]);
+                dev = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                ASSERT_TRUE(dev >= 0);
+                /* The error name of an earlier call does not stay. */
+                ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+
+                switch (cases[i].call) {
+                case CALL_OPEN:
+                        r = tsm_context_open(c, &ctx, &fd);
+                        break;
+                case CALL_ADOPT:
+                        r = tsm_context_adopt(c, dev, &ctx);
+                        break;
+                case CALL_RECLAIM:
+                        r = tsm_context_reclaim(c, "t1", &ctx, &fd);
+                        break;
+                case CALL_ATTACH:
+                        r = tsm_device_attach(c, 1, 1, "0000:01:00.0", -1, &info);
+                        break;
+                case CALL_BIND:
+                        r = tsm_device_bind(c, 1, 1, &state);
+                        break;
+                case CALL_GET_STATE:
+                        r = tsm_device_get_state(c, 1, 1, &state, &bound);
+                        break;
+                case CALL_REQUEST:
+                        r = tsm_guest_request(c, 1, 1, "info", "x", 1, resp, sizeof(resp), &len);
+                        break;
+                }
+                if (r != -cases[i].error)
+                        TEST_FAIL("%s: %d, expected -%d", cases[i].reply, r, cases[i].error);
+                ASSERT_NULL(tsm_client_get_error_name(c));
+                /* No output written. */
+                ASSERT_EQ(ctx, 77U);
+                ASSERT_EQ(fd, -1);
+                ASSERT_NULL(info);
+                ASSERT_EQ(state, TSM_TDI_STATE_RUN);
+                ASSERT_TRUE(bound);
+                ASSERT_EQ(len, 99U);
+                ASSERT_EQ(resp[0], 0);
+                /* An fd that came with it is closed, the token of a context not had is not kept,
+                 * and the connection goes on. */
+                if (!pipe_widowed(p[0]))
+                        TEST_FAIL("%s: its fd still held by the client", cases[i].reply);
+                ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 5, &token), ENOENT);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                close(p[0]);
+                close(dev);
+        }
+
+        /* A TdiState of a newer tsmd, or mistyped, is not known: the call still succeeds. */
+        {
+                static const char *const replies[] = {
+                        "{\"parameters\":{\"state\":\"config_frozen\"}}",
+                        "{\"parameters\":{\"state\":2}}",
+                        "{\"parameters\":{}}",
+                };
+                for (size_t i = 0; i < ELEMENTSOF(replies); i++) {
+                        TsmTdiState state = TSM_TDI_STATE_RUN;
+
+                        write_message(s, replies[i]);
+                        ASSERT_OK(tsm_device_bind(c, 1, 1, &state));
+                        ASSERT_EQ(state, _TSM_TDI_STATE_INVALID);
+                        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                }
+        }
+        pair_done(c, path, l, s);
+}
+
+/* Runs the loop (poll, tsm_client_process()) until *n reaches want, for at most 5 s. */
+static void process_until(TsmClient *c, const unsigned *n, unsigned want) {
+        for (unsigned i = 0; i < 50 && *n < want; i++) {
+                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+
+                ASSERT_TRUE(p.fd >= 0);
+                (void) poll(&p, 1, 100);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        ASSERT_EQ(*n, want);
+}
+
+typedef struct ResponseSeen {
+        unsigned n;
+        int error;
+        bool named;   /* an error name was set during the callback */
+        bool null;    /* the response pointer was NULL */
+        size_t len;
+} ResponseSeen;
+
+static void on_response_seen(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        ResponseSeen *r = userdata;
+
+        r->n++;
+        r->error = error;
+        r->named = tsm_client_get_error_name(c) != NULL;
+        r->null = !response;
+        r->len = len;
+}
+
+/* The same for an asynchronous guest request: its callback gets -EBADMSG (-ENOBUFS for a
+ * response over max_response_size) with no error name and no response, and the connection
+ * goes on. An empty response is a response: a non-NULL pointer, length 0. */
+TEST(malformed_async_replies_fail_the_request_only) {
+        static const struct {
+                const char *reply;
+                int error;
+        } cases[] = {
+                { "{\"parameters\":{}}", EBADMSG },
+                { "{\"parameters\":{\"response\":null}}", EBADMSG },
+                { "{\"parameters\":{\"response\":\"e!==\"}}", EBADMSG },
+                { "{\"parameters\":{\"response\":\"MTIzNDU2Nzg5\"}}", ENOBUFS }, /* 9 bytes */
+                { "{\"parameters\":{\"response\":\"\"}}", 0 },
+        };
+        char path[108], buf[4096];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                ResponseSeen r = {};
+
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 8, on_response_seen, &r, NULL));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                write_message(s, cases[i].reply);
+                ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+                process_until(c, &r.n, 1);
+                if (r.error != -cases[i].error)
+                        TEST_FAIL("%s: %d, expected -%d", cases[i].reply, r.error, cases[i].error);
+                /* A local failure clears the name of an earlier call's error (a success leaves it:
+                 * it names the most recent failed call, tsm.h). */
+                if (cases[i].error != 0 && r.named)
+                        TEST_FAIL("%s: an error name left over", cases[i].reply);
+                ASSERT_EQ(r.null, cases[i].error != 0);
+                ASSERT_EQ(r.len, 0U);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        }
+        pair_done(c, path, l, s);
+}
+
+#define EVENT(fields) "{\"continues\":true,\"parameters\":{\"event\":" fields "}}"
+
+typedef struct EventsSeen {
+        TsmClient *client;
+        unsigned n, n_destroys, free_at; /* free_at: the callback that frees the client (1-based) */
+        int errors[8];
+        bool with_event[8];
+        int kinds[8], states[8];
+        char kind_strings[8][32], pci_addresses[8][16], error_names[8][64];
+        uint64_t contexts[8];
+        uint32_t vdevice_ids[8];
+} EventsSeen;
+
+static void on_event_seen(TsmClient *c, int error, const TsmEvent *event, void *userdata) {
+        EventsSeen *e = userdata;
+        unsigned i = e->n++;
+
+        ASSERT_LE(e->n, ELEMENTSOF(e->errors));
+        e->errors[i] = error;
+        e->with_event[i] = event;
+        snprintf(e->error_names[i], sizeof(e->error_names[i]), "%s", strna(tsm_client_get_error_name(c)));
+        if (event) {
+                e->kinds[i] = tsm_event_get_kind(event);
+                e->states[i] = tsm_event_get_state(event);
+                e->contexts[i] = tsm_event_get_context(event);
+                e->vdevice_ids[i] = tsm_event_get_vdevice_id(event);
+                snprintf(e->kind_strings[i], sizeof(e->kind_strings[i]), "%s", tsm_event_get_kind_string(event));
+                snprintf(e->pci_addresses[i], sizeof(e->pci_addresses[i]), "%s", tsm_event_get_pci_address(event));
+        }
+        if (e->n == e->free_at)
+                tsm_client_free(c);
+}
+
+static void on_events_destroy(void *userdata) {
+        ((EventsSeen *) userdata)->n_destroys++;
+}
+
+/* A WatchEvents stream: every call but the stream's is refused with -EDEADLK while it is open;
+ * a malformed event (not an object, a field missing, mistyped or out of range) is skipped, the
+ * stream goes on; an event of a kind this libtsm does not know is delivered as
+ * _TSM_EVENT_KIND_INVALID with tsmd's name; when tsmd ends the stream the callback gets
+ * -ENODATA, destroy runs once, and the client takes calls again. */
+TEST(watch_skips_malformed_events_and_ends) {
+        static const char *const replies[] = {
+                "{\"continues\":true,\"parameters\":{}}",
+                EVENT("1"),
+                EVENT("{\"context\":1,\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\"}"),
+                EVENT("{\"kind\":\"state-changed\",\"context\":-1,\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\"}"),
+                EVENT("{\"kind\":\"state-changed\",\"context\":1,\"vdeviceId\":4294967296,\"pciAddress\":\"0000:01:00.0\"}"),
+                EVENT("{\"kind\":\"state-changed\",\"context\":1,\"vdeviceId\":1,\"pciAddress\":5}"),
+                EVENT("{\"kind\":\"state-changed\",\"context\":3,\"vdeviceId\":2,\"pciAddress\":\"0000:01:00.0\","
+                      "\"state\":\"config_locked\"}"),
+                EVENT("{\"kind\":\"device-exploded\",\"context\":3,\"vdeviceId\":4294967295,\"pciAddress\":\"0000:02:00.0\"}"),
+                "{\"parameters\":{}}",
+        };
+        char path[108], buf[4096], *text = NULL;
+        EventsSeen e = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "io.tsmd.Guest.WatchEvents"));
+
+        /* Nothing after the stream could be answered. */
+        ASSERT_ERRNO(tsm_context_close(c, 1), EDEADLK);
+        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Admin.ListDevices", NULL, &text), EDEADLK);
+        ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_noop, NULL), EDEADLK);
+        ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 8, noop_response, NULL, NULL), EDEADLK);
+        ASSERT_ERRNO(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy), EDEADLK);
+
+        for (size_t i = 0; i < ELEMENTSOF(replies); i++)
+                write_message(s, replies[i]);
+        process_until(c, &e.n, 4);
+        ASSERT_EQ(e.n_destroys, 1U);
+
+        ASSERT_OK(e.errors[0]); /* subscribed */
+        ASSERT_FALSE(e.with_event[0]);
+
+        ASSERT_OK(e.errors[1]);
+        ASSERT_TRUE(e.with_event[1]);
+        ASSERT_EQ(e.kinds[1], TSM_EVENT_STATE_CHANGED);
+        ASSERT_STREQ(e.kind_strings[1], "state-changed");
+        ASSERT_EQ(e.contexts[1], 3U);
+        ASSERT_EQ(e.vdevice_ids[1], 2U);
+        ASSERT_STREQ(e.pci_addresses[1], "0000:01:00.0");
+        ASSERT_EQ(e.states[1], TSM_TDI_STATE_CONFIG_LOCKED);
+
+        ASSERT_OK(e.errors[2]);
+        ASSERT_EQ(e.kinds[2], _TSM_EVENT_KIND_INVALID);
+        ASSERT_STREQ(e.kind_strings[2], "device-exploded");
+        ASSERT_EQ(e.vdevice_ids[2], UINT32_MAX);
+        ASSERT_EQ(e.states[2], _TSM_TDI_STATE_INVALID);
+
+        ASSERT_ERRNO(e.errors[3], ENODATA); /* tsmd ended it */
+        ASSERT_FALSE(e.with_event[3]);
+
+        /* Calls go through again. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+
+        /* An event's accessors take NULL. */
+        ASSERT_EQ(tsm_event_get_kind(NULL), _TSM_EVENT_KIND_INVALID);
+        ASSERT_NULL(tsm_event_get_kind_string(NULL));
+        ASSERT_EQ(tsm_event_get_context(NULL), 0U);
+        ASSERT_EQ(tsm_event_get_vdevice_id(NULL), 0U);
+        ASSERT_NULL(tsm_event_get_pci_address(NULL));
+        ASSERT_EQ(tsm_event_get_state(NULL), _TSM_TDI_STATE_INVALID);
+        ASSERT_NULL(tsm_event_kind_to_string(_TSM_EVENT_KIND_MAX));
+        ASSERT_NULL(tsm_event_kind_to_string(_TSM_EVENT_KIND_INVALID));
+        pair_done(c, path, l, s);
+}
+
+/* Fds on a WatchEvents stream, where no reply names one: one with an event is closed once its
+ * callback ran, not when the next event comes (hours later, maybe), and the stream goes on; two
+ * are a protocol violation that ends the stream (-EPROTO), closes them and the connection. An
+ * error tsmd ends the stream with is the callback's last, mapped and named, and the client
+ * takes calls again. */
+TEST(watch_stream_fds_and_errors) {
+        char path[108], buf[4096];
+        EventsSeen e = {};
+        int l, s, p[2], q[2], wr[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        write_message(s, "{\"continues\":true,\"parameters\":{}}");
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, EVENT("{\"kind\":\"device-changed\",\"context\":1,\"vdeviceId\":1,"
+                                  "\"pciAddress\":\"0000:01:00.0\"}"), p[1]);
+        close(p[1]);
+        process_until(c, &e.n, 2);
+        ASSERT_TRUE(e.with_event[1]);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+
+        write_message(s, "{\"error\":\"io.tsmd.Guest.Denied\",\"parameters\":{\"reason\":\"revoked\"}}");
+        process_until(c, &e.n, 3);
+        ASSERT_ERRNO(e.errors[2], EACCES);
+        ASSERT_STREQ(e.error_names[2], "io.tsmd.Guest.Denied");
+        ASSERT_EQ(e.n_destroys, 1U);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+        /* Two fds with an event. */
+        e = (EventsSeen) {};
+        ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        write_message(s, "{\"continues\":true,\"parameters\":{}}");
+        process_until(c, &e.n, 1);
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(pipe2(q, O_CLOEXEC));
+        wr[0] = p[1];
+        wr[1] = q[1];
+        write_message_fds(s, EVENT("{\"kind\":\"device-changed\",\"context\":1,\"vdeviceId\":1,"
+                                   "\"pciAddress\":\"0000:01:00.0\"}"), wr, 2);
+        close(p[1]);
+        close(q[1]);
+        {
+                struct pollfd pf = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                ASSERT_EQ(poll(&pf, 1, 1000), 1);
+        }
+        ASSERT_ERRNO(tsm_client_process(c), EPROTO);
+        ASSERT_EQ(e.n, 2U);
+        ASSERT_ERRNO(e.errors[1], EPROTO);
+        ASSERT_STREQ(e.error_names[1], "io.tsmd.Protocol");
+        ASSERT_FALSE(e.with_event[1]);
+        ASSERT_EQ(e.n_destroys, 1U);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        ASSERT_TRUE(pipe_widowed(q[0]));
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(sees_hangup(s));
+        close(p[0]);
+        close(q[0]);
+        pair_done(c, path, l, s);
+}
+
+/* tsm_client_free() from a WatchEvents callback: no callback runs after it, though the same
+ * read brought more (an event in the subscription's own reply, further events, the stream's
+ * end), destroy runs once, and the connection is closed. On the subscription, and on an event
+ * of the stream's last reply (no -ENODATA after it). */
+TEST(free_from_watch_callback) {
+        static const struct {
+                const char *replies;
+                unsigned free_at;
+        } cases[] = {
+                { "{\"continues\":true,\"parameters\":{\"event\":{\"kind\":\"device-removed\",\"context\":1,"
+                  "\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\"}}}\0"
+                  EVENT("{\"kind\":\"device-removed\",\"context\":1,\"vdeviceId\":1,\"pciAddress\":\"0000:01:00.0\"}"),
+                  1 },
+                { "{\"continues\":true,\"parameters\":{}}\0"
+                  "{\"parameters\":{\"event\":{\"kind\":\"backend-removed\",\"context\":1,\"vdeviceId\":1,"
+                  "\"pciAddress\":\"0000:01:00.0\"}}}",
+                  2 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char path[108], buf[4096];
+                EventsSeen e = { .free_at = cases[i].free_at };
+                size_t len = strlen(cases[i].replies) + 1;
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                len += strlen(cases[i].replies + len) + 1;
+                ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_EQ(send(s, cases[i].replies, len, MSG_NOSIGNAL), (ssize_t) len);
+                {
+                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                }
+                ASSERT_EQ(tsm_client_process(c), 1); /* c is gone */
+                ASSERT_EQ(e.n, cases[i].free_at);
+                ASSERT_EQ(e.n_destroys, 1U);
+                for (unsigned j = 0; j < e.n; j++)
+                        ASSERT_OK(e.errors[j]);
+                ASSERT_TRUE(sees_hangup(s));
+                pair_done(NULL, path, l, s);
+        }
+}
+
+/* A blocking call that times out closes the connection, and every asynchronous call pending on
+ * it fails with -ETIMEDOUT too, named io.tsmd.TimedOut (tsm.h, tsm_client_set_timeout()). */
+TEST(timeout_fails_pending_async_calls) {
+        char path[108];
+        AsyncResult a = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        ASSERT_OK(tsm_client_set_timeout(c, 100 * 1000));
+        ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.TimedOut");
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_ERRNO(a.error, ETIMEDOUT);
+        ASSERT_STREQ(a.name, "io.tsmd.TimedOut");
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(sees_hangup(s));
+        free(a.name);
+        pair_done(c, path, l, s);
+}
+
+/* tsm_client_free() from a callback tsm_client_reconnect() runs (-ECANCELED for a call of the
+ * old connection): the reconnect returns -ECANCELED, the other pending calls get their destroy
+ * but not their callback, and the new connection is closed with the client. */
+TEST(free_from_reconnect_callback) {
+        char path[108];
+        Freer f = {};
+        int l, s, s2;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free, &f,
+                                                  on_destroy_count));
+        ASSERT_ERRNO(tsm_client_reconnect(c), ECANCELED);
+        ASSERT_EQ(f.n_callbacks, 1U);
+        ASSERT_EQ(f.n_destroys, 3U);
+        ASSERT_TRUE(sees_hangup(s));
+        s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s2 >= 0);
+        ASSERT_TRUE(sees_hangup(s2));
+        close(s2);
+        pair_done(NULL, path, l, s);
+}
+
+/* tsm_context_reclaim() keeps the token the reply renews, or the one given when tsmd renews
+ * none (an older tsmd). With -EMFILE (the VMM's fd table full) the context is this
+ * connection's without its fd: @ret_context is set, the renewed token kept, and the context is
+ * not closed. */
+TEST(reclaim_keeps_the_right_token) {
+        char path[108], buf[4096], *token = NULL;
+        struct rlimit saved, lim;
+        uint64_t ctx = 0;
+        int ls, s, p[2], fd = -1, lowest, r;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        /* No token in the reply: the one given stays the context's. */
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"context\":7,\"fileDescriptor\":0}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_reclaim(c, "t1", &ctx, &fd));
+        ASSERT_EQ(ctx, 7U);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 7, &token));
+        ASSERT_STREQ(token, "t1");
+        token = mfree(token);
+        close(fd);
+        fd = -1;
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "\"reclaimToken\":\"t1\""));
+
+        /* A renewed one replaces it; without ret_iommufd the fd is closed at once. */
+        write_message_fd(s, "{\"parameters\":{\"context\":7,\"fileDescriptor\":0,\"reclaimToken\":\"t2\"}}", p[0]);
+        ASSERT_OK(tsm_context_reclaim(c, "t1", &ctx, NULL));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 7, &token));
+        ASSERT_STREQ(token, "t2");
+        token = mfree(token);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+        /* -EMFILE. */
+        write_message_fd(s, "{\"parameters\":{\"context\":9,\"fileDescriptor\":0,\"reclaimToken\":\"t3\"}}", p[0]);
+        close(p[0]);
+        ctx = 0;
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        lim = saved;
+        lim.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &lim));
+        r = tsm_context_reclaim(c, "t0", &ctx, &fd);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_ERRNO(r, EMFILE);
+        ASSERT_EQ(ctx, 9U);
+        ASSERT_EQ(fd, -1);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 9, &token));
+        ASSERT_STREQ(token, "t3");
+        token = mfree(token);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "ReclaimContext"));
+
+        /* Nothing else was sent (no CloseContext); the connection goes on. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 9));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        ASSERT_NOT_NULL(strstr(buf, "\"context\":9"));
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 9, &token), ENOENT);
+        pair_done(c, path, ls, s);
+}
+
+typedef enum OutputCall {
+        OUTPUT_OPEN,
+        OUTPUT_ATTACH,
+        OUTPUT_CALL_JSON,
+        OUTPUT_ERROR,
+} OutputCall;
+
+/* A blocking call whose reply came, but a callback run after it (a reply read with it) freed
+ * the client: -ECANCELED, no output written, and what the reply carried released: the iommufd
+ * closed (not left in the VMM), the device info and JSON text freed (LeakSanitizer, valgrind),
+ * the error name too. */
+TEST(free_after_blocking_reply_releases_outputs) {
+        static const char *const replies[] = {
+                [OUTPUT_OPEN] = "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":\"t\"}}",
+                [OUTPUT_ATTACH] = "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":["
+                                  "{\"name\":\"info\",\"description\":\"d\",\"number\":0,\"maxRequestSize\":1,"
+                                  "\"maxResponseSize\":1,\"allowed\":true}]}}",
+                [OUTPUT_CALL_JSON] = "{\"parameters\":{\"devices\":[]}}",
+                [OUTPUT_ERROR] = "{\"error\":\"io.tsmd.Guest.Denied\",\"parameters\":{\"reason\":\"no\"}}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(replies); i++) {
+                char path[108], *text = NULL;
+                TsmDeviceInfo *info = NULL;
+                uint64_t ctx = 77;
+                Freer f = {};
+                int l, s, p[2], fd = -1, r = 0;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_chain, &f,
+                                                  on_destroy_count));
+                write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}"); /* the first request's */
+                if (i == OUTPUT_OPEN)
+                        write_message_fd(s, replies[i], p[1]);
+                else
+                        write_message(s, replies[i]);
+                write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}"); /* the second's: frees */
+                close(p[1]);
+
+                switch (i) {
+                case OUTPUT_OPEN:
+                        r = tsm_context_open(c, &ctx, &fd);
+                        break;
+                case OUTPUT_ATTACH:
+                        r = tsm_device_attach(c, 1, 1, "0000:01:00.0", -1, &info);
+                        break;
+                case OUTPUT_CALL_JSON:
+                        r = tsm_client_call_json(c, "io.tsmd.Admin.ListDevices", NULL, &text);
+                        break;
+                case OUTPUT_ERROR:
+                        r = tsm_context_close(c, 1);
+                        break;
+                }
+                if (r != -ECANCELED)
+                        TEST_FAIL("%s: %d, expected -ECANCELED", replies[i], r);
+                ASSERT_EQ(f.n_callbacks, 2U);
+                ASSERT_EQ(f.n_destroys, 2U);
+                ASSERT_EQ(ctx, 77U);
+                ASSERT_EQ(fd, -1);
+                ASSERT_NULL(info);
+                ASSERT_NULL(text);
+                ASSERT_TRUE(pipe_widowed(p[0]));
+                close(p[0]);
+                ASSERT_TRUE(sees_hangup(s));
+                pair_done(NULL, path, l, s);
+        }
+}
+
+/* A call larger than a message may be (a guest request of 200 KiB, where no scope takes more
+ * than 64 KiB) is not sent: -E2BIG without an error name, blocking or not, and the connection
+ * (with what it holds) goes on. A failed registration runs neither callback nor destroy. */
+TEST(oversized_call_not_sent) {
+        size_t n = 200 * 1024;
+        char path[108], buf[4096], *big = malloc(n);
+        uint8_t resp[8];
+        Freer f = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_NOT_NULL(big);
+        memset(big, 'x', n);
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        ASSERT_ERRNO(tsm_guest_request(c, 1, 1, "info", big, n, resp, sizeof(resp), NULL), E2BIG);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", big, n, 64, on_response_free, &f, on_destroy_count),
+                     E2BIG);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(f.n_callbacks, 0U);
+        ASSERT_EQ(f.n_destroys, 0U);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        ASSERT_EQ(tsm_client_get_events(c), 0);
+
+        /* Nothing went out: the first message the peer reads is the next call's. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        free(big);
+        pair_done(c, path, l, s);
+}
+
+/* The VMM's fd table is full when a call would send an fd (AttachDevice's VFIO fd,
+ * AdoptContext's iommufd): libtsm cannot duplicate it, and the call fails with -EMFILE,
+ * unnamed, before anything is sent; the connection goes on. */
+TEST(emfile_sending_an_fd) {
+        char path[108], buf[4096];
+        struct rlimit saved, lim;
+        uint64_t ctx = 77;
+        int l, s, dev, lowest, r_attach, r_adopt;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        dev = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(dev >= 0);
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        lim = saved;
+        lim.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &lim));
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        r_attach = tsm_device_attach(c, 1, 1, "0000:01:00.0", dev, NULL);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        r_adopt = tsm_context_adopt(c, dev, &ctx);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_ERRNO(r_attach, EMFILE);
+        ASSERT_ERRNO(r_adopt, EMFILE);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ctx, 77U);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+
+        /* Nothing went out: the first message the peer reads is the next call's. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        close(dev);
+        pair_done(c, path, l, s);
+}
+
+/* The reclaim tokens a client keeps: none for a context tsmd gave none (where it cannot keep
+ * contexts), the context's after OpenContext, forgotten by CloseContext, and all of them by a
+ * reconnect (the old handles mean nothing on the new connection). */
+TEST(reclaim_tokens_kept_and_forgotten) {
+        char path[108], buf[4096], *token = NULL;
+        uint64_t ctx = 0;
+        int l, s, s2, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":null}}", p[1]);
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_EQ(ctx, 5U);
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 5, &token), ENOENT);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+
+        write_message_fd(s, "{\"parameters\":{\"context\":6,\"fileDescriptor\":0,\"reclaimToken\":\"t6\"}}", p[1]);
+        write_message_fd(s, "{\"parameters\":{\"context\":7,\"fileDescriptor\":0,\"reclaimToken\":\"t7\"}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 6, &token));
+        ASSERT_STREQ(token, "t6");
+        token = mfree(token);
+
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 6));
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 6, &token), ENOENT);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 7, &token));
+        ASSERT_STREQ(token, "t7");
+        token = mfree(token);
+
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 7, &token), ENOENT);
+        ASSERT_TRUE(pipe_widowed(p[0])); /* every iommufd closed, none asked for */
+        close(p[0]);
+        for (unsigned i = 0; i < 4; i++)
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s2 >= 0);
+        close(s2);
         pair_done(c, path, l, s);
 }
 
