@@ -26,14 +26,17 @@
  * as any reservation's) or refused with the reason there is no room, or at its deadline; nothing
  * of its call happens before. Others (a refusal's record, one of what happened already, a read
  * that answers only once its record is durable) are taken within max_in_flight unchecked, as
- * holding their answer back is all that is at stake.
+ * holding their answer back is all that is at stake, unless kept records wait (below).
  *
  * Kept records. A record tsmd owes for what it did on its own (a release, a reload by signal, a
  * worker's end) cannot be refused as a call is: what it records happened. If the log cannot take
  * it (failed, or no room), audit_log_record_owed_kept() keeps it, bounded by max_kept (past it the
  * loss is counted into a summary that takes its place in the queue), and writes it as soon as the
  * log takes records: when a reopen worked, on a retry timer while the file system is full, or when
- * a reservation finds room, which they go before (a reservation is refused while any are left).
+ * a reservation finds room, which they go before (a reservation is refused while any are left,
+ * during a reopen too). One owed while a reopen is pending is held as any record, and kept when it
+ * finished if the log cannot take it then; records held behind a kept one wait behind it, on the
+ * same queue (unless the reopen failed: a call's record fails then, as ever).
  *
  * Room in flight (reserved or queued records) is bounded three ways: max_in_flight over the
  * callers the policy names, max_in_flight_unnamed over all others (a pool of their own, so that
@@ -76,6 +79,9 @@ struct AuditReservation {
         void *reserved_userdata;
         /* Kept (audit_log_record_owed_kept()): its record copied, the next in log->kept_head. */
         AuditReservation *kept_next;
+        /* Of audit_log_record_owed_kept(), held for a reopen: kept, not failed, if the files it
+         * opened cannot take it. */
+        bool owed_kept;
 };
 
 typedef struct ReopenWaiter ReopenWaiter;
@@ -145,6 +151,7 @@ struct AuditLog {
          * past max_kept is one of them (kept_lost: the tail's, while it counts). */
         AuditReservation *kept_head, *kept_tail, *kept_lost;
         unsigned n_kept;
+        int kept_error; /* why the head waited, last it was tried: a reservation's refusal during a reopen */
         struct event *kept_timer;
 
         AuditListener *listeners;
@@ -266,6 +273,9 @@ static void on_wait_timer(evutil_socket_t fd, short what, void *userdata) {
 
 static int check_space(AuditLog *a);
 static int kept_flush(AuditLog *a);
+static int kept_can_take(AuditLog *a);
+static void kept_append(AuditLog *a, AuditReservation *r);
+static void kept_arm(AuditLog *a);
 static void kept_drain(AuditLog *a);
 static void on_kept_timer(evutil_socket_t fd, short what, void *userdata);
 
@@ -408,6 +418,12 @@ static void resume(AuditLog *a, const AuditResumeInfo *info) {
         a->planned_total = 0;
 }
 
+/* A record's time is when it takes its place in the sequence: times follow the sequence. */
+static void record_stamp(AuditReservation *r) {
+        r->record.realtime_usec = now_realtime_usec();
+        r->record.monotonic_usec = now_monotonic_usec();
+}
+
 /* Numbers a committed record and queues it for the sync thread. On failure nothing changed. */
 static int number_record(AuditLog *a, AuditReservation *r) {
         size_t len;
@@ -442,6 +458,39 @@ static void reopen_start(AuditLog *a) {
         a->reopen = (AuditSyncReopen) { .item.reopen = true };
         a->reopen_pending = true;
         audit_sync_submit(a->sync, &a->reopen.item);
+}
+
+/* A record held for the reopen that just finished: 1 if it waits on the kept queue (then it is
+ * no longer committed, its room in flight given back, as a kept record takes none), 0 if it is to
+ * be numbered now. SECURITY: it waits behind records kept before it, owed before it, unless the
+ * reopen failed and it is a call's (failed then, as any record of a failed log); one of
+ * audit_log_record_owed_kept() also when the log cannot take it (failed, no room): it happened. */
+static int held_keep(AuditLog *a, AuditReservation *res) {
+        int error = 0;
+
+        if (!res->owed_kept && a->failed < 0)
+                return 0;
+        if (!a->kept_head && res->owed_kept)
+                error = kept_can_take(a);
+        if (!a->kept_head && error >= 0)
+                return 0;
+
+        a->n_in_flight--;
+        reservation_uncharge(a, res);
+        res->committed = false;
+        if (res->owed_kept) {
+                res->record.owed_since_usec = res->record.realtime_usec; /* its commit */
+                log_warning_errno(error < 0 ? error : a->kept_error,
+                                  "Audit log '%s' cannot take the record of %s now, keeping it until it does: %m",
+                                  a->directory, res->record.event);
+        } else
+                log_debug("Audit log '%s': the record of %s, held for the reopen, waits behind kept records.",
+                          a->directory, res->record.event);
+        if (error < 0)
+                a->kept_error = error;
+        kept_append(a, res);
+        a->kept_lost = NULL; /* a loss after it is counted after it */
+        return 1;
 }
 
 static void reopen_finished(AuditLog *a) {
@@ -485,6 +534,10 @@ static void reopen_finished(AuditLog *a) {
                         int k;
 
                         held = held->next;
+                        if (held_keep(a, res))
+                                continue;
+                        /* Stamped now: after the kept records just written. */
+                        record_stamp(res);
                         k = number_record(a, res);
                         if (k < 0) {
                                 /* Reported unnumbered through the usual path: never lost
@@ -496,6 +549,7 @@ static void reopen_finished(AuditLog *a) {
                                 /* Before this round of the loop hands it to the thread. */
                                 res->numbered(a, res->seq, res->userdata);
                 }
+                kept_arm(a);
                 /* After them: the room they take in the new files is no one else's. */
                 waiting_grant(a);
         }
@@ -752,10 +806,10 @@ static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_
         if (a->failed < 0)
                 return a->failed;
         /* SECURITY: records kept while the log could not take them go before anything reserved
-         * after them; while they wait, so does everything else. During a reopen they are
-         * written first once it finished (reopen_finished()). */
-        if (a->kept_head && !a->reopen_pending) {
-                r = kept_flush(a);
+         * after them; while they wait, so does everything else, during a reopen too (they are
+         * tried once it finished, reopen_finished(), with the reason they waited until then). */
+        if (a->kept_head) {
+                r = a->reopen_pending ? a->kept_error : kept_flush(a);
                 if (r < 0)
                         return r;
         }
@@ -861,8 +915,7 @@ AuditReservation *audit_log_cancel(AuditReservation *r) {
 static int commit_copied(AuditLog *a, AuditReservation *r) {
         int k;
 
-        r->record.realtime_usec = now_realtime_usec();
-        r->record.monotonic_usec = now_monotonic_usec();
+        record_stamp(r);
         if (a->reopen_pending) {
                 r->item.next = NULL;
                 *a->held_tail = &r->item;
@@ -1032,8 +1085,10 @@ static int kept_flush(AuditLog *a) {
                 if (res->numbered)
                         res->numbered(a, res->seq, res->userdata);
         }
+        if (r < 0 && r != -EAGAIN)
+                a->kept_error = r;
         if (n > 0)
-                log_notice("Audit log '%s' takes records again: wrote %u owed record(s) kept while it could not%s.",
+                log_notice("Audit log '%s' takes records again: wrote %u record(s) kept while it could not%s.",
                            a->directory, n, a->kept_head ? ", more wait" : "");
         kept_arm(a);
         return r;
@@ -1078,6 +1133,8 @@ static int kept_add(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
         }
         res->record.owed_since_usec = now_realtime_usec();
         kept_append(a, res);
+        if (error != -EAGAIN)
+                a->kept_error = error;
         if (rec != &summary) {
                 a->kept_lost = NULL;
                 log_warning_errno(error, "Audit log '%s' cannot take the record of %s now, keeping it until it "
@@ -1126,7 +1183,14 @@ int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *rec, AuditCommitC
         /* Behind those kept before, if they still wait. */
         r = kept_flush(a);
         if (r >= 0) {
-                r = record(a, false, _AUDIT_POOL_INVALID, rec, cb, numbered, userdata, ret_seq);
+                AuditReservation *res;
+
+                r = reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, &res);
+                if (r >= 0) {
+                        /* Held, if a reopen is pending: kept after it if the log cannot take it then. */
+                        res->owed_kept = true;
+                        r = commit(res, rec, cb, numbered, userdata, ret_seq);
+                }
                 if (r >= 0 || r == -ENOMEM || r == -EINVAL)
                         return r;
         }

@@ -90,7 +90,8 @@ typedef struct AuditLogStatus {
         unsigned n_in_flight;        /* committed, not yet reported */
         unsigned n_unnamed;          /* of those and the reserved: the unnamed pool's */
         unsigned n_queries;          /* running, or cancelled and not stopped yet */
-        unsigned n_kept;             /* owed records waiting for the log to take them */
+        unsigned n_kept;             /* owed records waiting for the log to take them, and those held
+                                      * for a reopen behind them */
         uint64_t n_kept_lost;        /* of those, lost past max_kept, not written in a summary yet */
         uint64_t repaired_bytes;     /* cut from torn tails at the last (re)open */
         unsigned n_anomalies;        /* sequence gaps/regressions seen at the last (re)open */
@@ -126,7 +127,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditLog *, audit_log_free);
  * (never below the last acknowledged seq). Failures of records committed before do not fail
  * the log any more; on failure of the reopen it stays (or becomes) failed with its error.
  * Until it finished: a failed log refuses reservations as before; a healthy one takes them,
- * within max_in_flight, but those of calls that act (audit_log_reserve_to_act()) only once it
+ * within max_in_flight (unless owed records are kept: see audit_log_record_owed_kept()), but those
+ * of calls that act (audit_log_reserve_to_act()) only once it
  * finished and the files it opened have room; records committed are held and numbered after
  * it, in order. Asked
  * for while one is pending, one more is done after it, however often it was asked.
@@ -183,7 +185,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditReservation *, audit_log_cancel);
  * the log is gone (or refused a waiting reservation), or -EBUSY if it still waits; then cb is
  * never called. Otherwise cb (may be NULL) is called
  * exactly once, later, from the event loop. ret_seq may be NULL; it is 0 for a record
- * committed while a reopen is pending (numbered when it finished; cb gets the number). */
+ * committed while a reopen is pending (numbered, and its time taken, when it finished; cb gets the
+ * number). */
 int audit_log_commit(AuditReservation *r, const AuditRecord *record, AuditCommitCallback cb,
                      void *userdata, uint64_t *ret_seq);
 /* The same, and numbered (may be NULL) is told the seq of a record held for a pending reopen once
@@ -217,7 +220,9 @@ int audit_log_record_owed_full(AuditLog *a, const AuditRecord *record, AuditComm
  * says how many, so that no loss is silent. Returns 0 when committed (as
  * audit_log_record_owed_full()), 1 when kept (ret_seq 0; numbered gets the seq once it has one,
  * cb is called once written, or with the error that kept it when the log is freed first), else
- * < 0 (cb never called). */
+ * < 0 (cb never called). One committed while a reopen is pending is kept when it finished if the
+ * log cannot take it then (the reopen failed, the files it opened have no room); the records held
+ * for the reopen behind a kept one wait behind it (those of calls fail if the reopen failed). */
 int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
                                AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq);
 

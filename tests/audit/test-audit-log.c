@@ -1000,7 +1000,7 @@ TEST(max_in_flight_enobufs) {
 typedef struct Seen {
         size_t n, n_owed;
         char event[16][32];
-        uint64_t count[16], seq[16];
+        uint64_t count[16], seq[16], realtime[16];
 } Seen;
 
 static void on_seen(AuditLog *a, const AuditRecord *rec, const char *line, size_t len, void *userdata) {
@@ -1010,6 +1010,7 @@ static void on_seen(AuditLog *a, const AuditRecord *rec, const char *line, size_
         snprintf(seen->event[seen->n], sizeof(seen->event[0]), "%s", rec->event);
         seen->count[seen->n] = rec->count;
         seen->seq[seen->n] = rec->seq;
+        seen->realtime[seen->n] = rec->realtime_usec;
         if (strstr(line, "\"owedSince\":\"")) {
                 /* When it was owed, before it was written. */
                 ASSERT_TRUE(rec->owed_since_usec > 0);
@@ -1135,6 +1136,140 @@ TEST(owed_records_kept_while_failed_are_written_after_the_reopen) {
         ASSERT_EQ(f.acks.n, 5U);
         ASSERT_EQ(f.acks.errors[4], -EIO);
         atomic_store(&faults.pwritev_errno, 0);
+        fixture_done(&f);
+}
+
+/* Runs the loop until the pending reopen finished. */
+static void wait_reopened(Fixture *f) {
+        AuditLogStatus st;
+
+        for (unsigned i = 0;; i++) {
+                ASSERT_OK(audit_log_get_status(f->log, &st));
+                if (!st.reopen_pending)
+                        return;
+                if (i > 6000)
+                        TEST_FAIL("the reopen did not finish");
+                run_once(f);
+        }
+}
+
+/* Kept while the file system is full when a reload reopens the log: they still go first. A
+ * reservation made during the reopen is refused while they wait, as at any other time (it was
+ * taken unchecked, and its record numbered after the reopen before them, even when they could not
+ * be written); the record of a call that reserved room before they were kept, held for the reopen,
+ * waits behind them rather than go to files without room. Whether room came back before the reopen
+ * finished or after, times follow the sequence. */
+TEST(owed_records_kept_go_first_across_a_reopen) {
+        for (int room_at_reopen = 0; room_at_reopen <= 1; room_at_reopen++) {
+                AuditReservation *before, *res;
+                AuditRecord r = AUDIT_RECORD_INIT;
+                AuditLogStatus st;
+                Seen seen = {};
+                Fixture f;
+
+                fixture_init(&f);
+                atomic_store(&faults.fallocate_errno, EOPNOTSUPP); /* the room is what fstatvfs says */
+                atomic_store(&faults.fstatvfs_avail, AUDIT_RECORD_MAX);
+                fixture_open(&f);
+                ASSERT_OK(audit_log_add_listener(f.log, on_seen, &seen, NULL, NULL));
+                ASSERT_OK(audit_log_reserve(f.log, &before)); /* the last room, a call's acting */
+                r.event = "release";
+                ASSERT_EQ(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, NULL), 1);
+
+                atomic_store(&faults.fstatvfs_avail, 0);
+                ASSERT_OK(audit_log_reopen(f.log)); /* a reload by SIGHUP */
+                ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
+                ASSERT_OK(audit_log_commit(before, &(AuditRecord){ .event = "bind" }, ack_callback, &f.acks, NULL));
+                if (room_at_reopen)
+                        atomic_store(&faults.fstatvfs_avail, -1);
+                wait_reopened(&f);
+                ASSERT_OK(audit_log_get_status(f.log, &st));
+                if (!room_at_reopen) {
+                        ASSERT_EQ(st.n_kept, 2U);
+                        ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
+                        ASSERT_EQ(seen.n, 0U);
+                        atomic_store(&faults.fstatvfs_avail, -1);
+                } else
+                        ASSERT_EQ(st.n_kept, 0U);
+
+                run_until(f.base, &seen.n, 2);
+                ASSERT_STREQ(seen.event[0], "release");
+                ASSERT_STREQ(seen.event[1], "bind");
+                ASSERT_EQ(seen.n_owed, 1U);
+                ASSERT_LE(seen.realtime[0], seen.realtime[1]);
+                wait_acks(&f, 2);
+                assert_acks_ok(&f, seen.seq[0]);
+                fixture_done(&f);
+        }
+}
+
+/* An owed record made while a reopen is pending is held, as any record, until it finished: if the
+ * reopen failed, or the files it opened have no room, it is kept (what it records happened), where
+ * it was failed and lost; the records held after it wait behind it. */
+TEST(owed_record_made_during_a_reopen_is_kept_if_the_log_cannot_take_it_then) {
+        _cleanup_free_ char *moved = NULL;
+        AuditReservation *res[2];
+        AuditRecord r = AUDIT_RECORD_INIT;
+        AuditLogStatus st;
+        uint64_t seq = 99;
+        Seen seen = {};
+        Fixture f;
+
+        /* The directory is gone: the reopen fails. */
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_seen, &seen, NULL, NULL));
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+        ASSERT_OK(asprintf(&moved, "%s.old", f.dir));
+        ASSERT_OK(rename(f.dir, moved));
+        ASSERT_OK(audit_log_reopen(f.log));
+        r.event = "release";
+        ASSERT_OK(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, &seq));
+        ASSERT_EQ(seq, 0U);
+        wait_reopened(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_ERRNO(st.failed, ENOENT);
+        ASSERT_EQ(st.n_kept, 1U);
+        ASSERT_EQ(f.acks.n, 1U);
+
+        ASSERT_OK(rename(moved, f.dir));
+        ASSERT_OK(audit_log_reopen(f.log));
+        wait_healthy(&f);
+        run_until(f.base, &seen.n, 2);
+        ASSERT_STREQ(seen.event[1], "release");
+        ASSERT_EQ(seen.n_owed, 1U);
+        wait_acks(&f, 2);
+        assert_acks_ok(&f, 1);
+        fixture_done(&f);
+
+        /* The files it opened have no room: a call's record held before it is written as ever, it
+         * and a record held after it wait for room. */
+        seen = (Seen) {};
+        fixture_init(&f);
+        atomic_store(&faults.fallocate_errno, EOPNOTSUPP);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_seen, &seen, NULL, NULL));
+        atomic_store(&faults.fstatvfs_avail, 0);
+        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reserve(f.log, &res[0]));
+        ASSERT_OK(audit_log_commit(res[0], &(AuditRecord){ .event = "before" }, ack_callback, &f.acks, NULL));
+        ASSERT_OK(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, NULL));
+        ASSERT_OK(audit_log_reserve(f.log, &res[1]));
+        ASSERT_OK(audit_log_commit(res[1], &(AuditRecord){ .event = "after" }, ack_callback, &f.acks, NULL));
+        wait_reopened(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_kept, 2U);
+        run_until(f.base, &seen.n, 1);
+        ASSERT_STREQ(seen.event[0], "before");
+
+        atomic_store(&faults.fstatvfs_avail, -1);
+        run_until(f.base, &seen.n, 3);
+        ASSERT_STREQ(seen.event[1], "release");
+        ASSERT_STREQ(seen.event[2], "after");
+        ASSERT_EQ(seen.n_owed, 1U);
+        wait_acks(&f, 3);
+        assert_acks_ok(&f, 1);
         fixture_done(&f);
 }
 
