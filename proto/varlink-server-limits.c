@@ -226,3 +226,39 @@ int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin) {
         }
         return 0;
 }
+
+/* Counts a connection that conn_admit() let in under its uid, once it is set up: the uid's entry
+ * is added should it have none (-ENOMEM). */
+int conn_attach_uid(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        UidCount *u = varlink_server_uid_count(s, c->peer.uid);
+
+        if (!u) {
+                if (!GREEDY_REALLOC(s->uids, s->allocated_uids, s->n_uids + 1))
+                        return -ENOMEM;
+                u = &s->uids[s->n_uids++];
+                *u = (UidCount){ .uid = c->peer.uid };
+        }
+        u->n++;
+        u->n_admin += c->admin;
+        return 0;
+}
+
+/* A connection going away: what it held leaves its uid's totals and the server's, and its uid's
+ * entry goes with the uid's last connection. */
+void conn_detach_uid(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        UidCount *u = varlink_server_uid_count(s, c->peer.uid);
+
+        if (u) {
+                u->buffered -= c->buffered;
+                u->n_fds -= c->n_fds;
+        }
+        s->buffered -= c->buffered;
+        s->n_fds -= c->n_fds;
+        c->buffered = c->n_fds = 0;
+        if (u)
+                u->n_admin -= c->admin;
+        if (u && --u->n == 0)
+                *u = s->uids[--s->n_uids];
+}

@@ -1787,7 +1787,6 @@ static void heap_trim_soon(VarlinkServer *s) {
 static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         VarlinkServer *s = c->server;
         VarlinkCall *call;
-        UidCount *u;
 
         if (!c->connected)
                 return;
@@ -1798,20 +1797,9 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         s->n_admin_conns -= c->admin;
         if (c->write_queued)
                 TAILQ_REMOVE(&s->write_queue, c, write_entry);
-        u = varlink_server_uid_count(s, c->peer.uid);
-        if (u) {
-                u->buffered -= c->buffered;
-                u->n_fds -= c->n_fds;
-        }
-        s->buffered -= c->buffered;
-        s->n_fds -= c->n_fds;
-        c->buffered = c->n_fds = 0;
         if (c->buffered_peak >= TRIM_AFTER_BUFFERED)
                 heap_trim_soon(s);
-        if (u)
-                u->n_admin -= c->admin;
-        if (u && --u->n == 0)
-                *u = s->uids[--s->n_uids];
+        conn_detach_uid(c);
 
         /* Events are freed here, but never from inside their own callback: libevent allows
          * event_free() of a running event only as its last act, which we cannot promise. */
@@ -1942,7 +1930,6 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
         _cleanup_close_ int fd_owned = fd;
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
-        UidCount *u;
         VarlinkConn *c;
         int r;
 
@@ -1952,17 +1939,10 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
         r = conn_admit(s, &peer, admin);
         if (r < 0)
                 return r;
-        u = varlink_server_uid_count(s, peer.uid);
-        if (!u) {
-                if (!GREEDY_REALLOC(s->uids, s->allocated_uids, s->n_uids + 1))
-                        return -ENOMEM;
-                u = &s->uids[s->n_uids++];
-                *u = (UidCount){ .uid = peer.uid };
-        }
 
         c = new0(VarlinkConn, 1);
         if (!c)
-                goto fail_uid;
+                return -ENOMEM;
         c->n_ref = 1;
         c->server = s;
         c->peer = peer;
@@ -1987,10 +1967,10 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
         if (!c->ev_read || !c->ev_write || !c->ev_process || !c->ev_timeout || !c->ev_idle ||
             event_add(c->ev_read, NULL) < 0 || (s->idle_timeout && event_add(c->ev_idle, s->idle_timeout) < 0))
                 goto fail_conn;
+        if (conn_attach_uid(c) < 0)
+                goto fail_conn;
 
         c->connected = true;
-        u->n++;
-        u->n_admin += admin;
         s->n_conns++;
         s->n_admin_conns += admin;
         TAILQ_INSERT_TAIL(&s->conns, c, entry);
@@ -2011,9 +1991,6 @@ fail_conn:
         conn_free_events(c);
         varlink_stream_free(c->stream);
         free(c);
-fail_uid:
-        if (u->n == 0)
-                *u = s->uids[--s->n_uids];
         return -ENOMEM;
 }
 
