@@ -5,7 +5,6 @@
 #include <malloc.h>
 #include <poll.h>
 #include <sys/queue.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -18,7 +17,7 @@
 #include "log.h"
 #include "varlink-errors.h"
 #include "varlink-idl.h"
-#include "varlink-server.h"
+#include "varlink-server-internal.h"
 #include "varlink-service.h"
 
 /* Messages handled per wake-up of one connection, so a client pipelining thousands of calls
@@ -34,43 +33,30 @@
 #define ROUND_BYTES (4U * 1024U * 1024U)
 /* Connections accepted per wake-up of a listener. */
 #define ACCEPT_BATCH 64
-/* Fds kept open for VARLINK_LISTEN_ADMIN listeners (see on_listener()): given up for each
- * accept() there, for an admin's connection and what its setup opens for a moment (the daemon's
- * peer identity: a pidfd and a /proc file), then taken back as far as the process has fds: with
- * none left, each admin connection keeps one until it goes. */
-#define SPARE_FDS 4
 
 /* What the buffer replies are serialized into keeps between replies: every guest request's fits,
  * and what a rare large one (an audit page) grew it to is freed at the next reply. */
 #define REPLY_TEXT_KEEP (64U * 1024U)
 
-typedef struct Interface {
+struct Interface {
         VarlinkInterface *idl;
-} Interface;
+};
 
-typedef struct Method {
+struct Method {
         char *name; /* "interface.Method" */
         const VarlinkSymbol *symbol;
         VarlinkMethodFunc func;
         size_t max_reply_size; /* see varlink_server_set_reply_bound(); 0: not bounded */
         unsigned max_reply_fds;
-} Method;
+};
 
-typedef struct UidCount {
-        uid_t uid;
-        unsigned n;       /* connections, n_admin of them through VARLINK_LISTEN_ADMIN listeners */
-        unsigned n_admin;
-        size_t buffered; /* over its connections: see conn_account() */
-        size_t n_fds;    /* received fds parked on unfinished messages, likewise */
-} UidCount;
-
-typedef struct Listener {
+struct Listener {
         VarlinkServer *server;
         int fd;
         struct event *event;
         char **interfaces; /* what connections from here may use; NULL: everything */
         bool admin;        /* VARLINK_LISTEN_ADMIN */
-} Listener;
+};
 
 static void strv_free(char **l) {
         for (char **i = l; i && *i; i++)
@@ -134,99 +120,7 @@ struct VarlinkCall {
         TAILQ_ENTRY(VarlinkCall) entry;
 };
 
-struct VarlinkConn {
-        unsigned n_ref;
-        VarlinkServer *server;
-        VarlinkStream *stream;
-        struct event *ev_read, *ev_write, *ev_process;
-        struct event *ev_hangup;  /* see conn_watch_hangup() */
-        int hangup_fd;
-        struct event *ev_timeout; /* see conn_update_timeout() */
-        struct event *ev_idle;    /* until the first complete message: IdleTimeoutSec= */
-        uint64_t timeout_mark;    /* what ev_timeout waits for: 0 the first byte, else 1 + the
-                                   * stream position of the message that must complete */
-        struct ucred peer;
-        void *userdata;
-        const char *const *interfaces; /* from the listener; NULL: everything */
-        bool connected;
-        bool closing;
-        bool failing; /* to be disconnected from the loop: see conn_disconnect_soon() */
-        bool read_paused;
-        bool write_queued; /* in the server's write_queue, holding a reference */
-        bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
-        bool admin;        /* accepted by a VARLINK_LISTEN_ADMIN listener */
-        uint64_t idle_since; /* monotonic µs: its last complete message, or its last call answered */
-
-        TAILQ_HEAD(, VarlinkCall) calls;
-        STAILQ_HEAD(, SentWaiter) sent_waiters; /* in stream order */
-        unsigned n_calls;
-        unsigned n_streaming;
-        unsigned n_postponed; /* its calls postponed: nothing after them is dispatched */
-        size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs), NULs included */
-        size_t held_input;  /* bytes of messages its calls still hold (until answered) */
-        size_t buffered;    /* what conn_account() last counted for it in its uid's total */
-        size_t buffered_peak;
-        size_t n_fds;       /* likewise, received fds parked on an unfinished message, and
-                             * those of postponed calls */
-        size_t held_fds;    /* fds of its postponed calls */
-        TAILQ_ENTRY(VarlinkConn) entry;
-        TAILQ_ENTRY(VarlinkConn) write_entry;
-};
-
-struct VarlinkServer {
-        struct event_base *base;
-        VarlinkLimits limits;
-        char *vendor, *product, *version, *url;
-        void *userdata;
-        VarlinkConnectFunc on_connect;
-        VarlinkDisconnectFunc on_disconnect;
-        VarlinkRefusalFunc on_refusal;
-        VarlinkConnHoldsFunc holds;
-
-        Interface *interfaces;
-        size_t n_interfaces, allocated_interfaces;
-        Method *methods;
-        size_t n_methods, allocated_methods;
-        Listener **listeners;
-        size_t n_listeners, allocated_listeners;
-        struct event *accept_resume;
-        int spare_fds[SPARE_FDS]; /* see SPARE_FDS */
-        unsigned n_spare_fds;
-        bool want_spare_fds;      /* an admin listener is there */
-        struct event *trim; /* see heap_trim_soon() */
-        uint64_t last_trim_usec;
-        bool accept_paused;
-        bool stopped_listening;
-
-        /* The durations of limits.message/idle_timeout_sec as libevent common timeouts (or
-         * the plain values in message/idle_tv, should libevent have no slot left). */
-        const struct timeval *message_timeout, *idle_timeout;
-        struct timeval message_tv, idle_tv;
-        uint64_t n_timed_out;
-
-        TAILQ_HEAD(, VarlinkConn) conns;
-        unsigned n_conns;
-        unsigned n_admin_conns; /* of n_conns, those of VARLINK_LISTEN_ADMIN listeners */
-        UidCount *uids;
-        size_t n_uids, allocated_uids;
-        size_t buffered;  /* over all connections: see conn_account() */
-        size_t n_fds;     /* likewise */
-        size_t fd_budget; /* limits.max_fds, or what RLIMIT_NOFILE leaves: server_update_fd_budget() */
-        struct timeval round; /* the loop's cached time when round_parsed started counting */
-        size_t round_parsed;
-
-        /* Connections with replies to write: written together once the loop is idle (or 1 ms
-         * from the first at the latest), so a pipelining client gets a round's replies in one
-         * write, and the loop finishes its round before it writes. */
-        TAILQ_HEAD(, VarlinkConn) write_queue;
-        IdleFlush *write_flush;
-
-        JsonText reply_text; /* call_send()'s, reused (see REPLY_TEXT_KEEP) */
-};
-
 static void conn_apply_limits(VarlinkConn *c);
-static void conn_disconnect(VarlinkConn *c);
-static void conn_disconnect_soon(VarlinkConn *c);
 static void conn_free_events(VarlinkConn *c);
 static void conn_schedule(VarlinkConn *c);
 static void conn_update_timeout(VarlinkConn *c);
@@ -235,7 +129,6 @@ static void conn_end_of_input(VarlinkConn *c);
 static bool fd_hung_up(int fd);
 static int call_flush_outputs(VarlinkCall *call);
 static void server_update_timeouts(VarlinkServer *s);
-static void server_update_fd_budget(VarlinkServer *s);
 static void on_write_flush(void *userdata);
 
 /* ---- server ---------------------------------------------------------------------------- */
@@ -253,7 +146,7 @@ int varlink_server_new(struct event_base *base, VarlinkServer **ret) {
         s->base = base;
         s->limits = VARLINK_LIMITS_DEFAULT;
         server_update_timeouts(s);
-        server_update_fd_budget(s);
+        varlink_server_update_fd_budget(s);
         TAILQ_INIT(&s->conns);
         TAILQ_INIT(&s->write_queue);
         r = idle_flush_new(base, on_write_flush, s, &s->write_flush);
@@ -343,7 +236,7 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
 
         s->limits = *l;
         server_update_timeouts(s);
-        server_update_fd_budget(s);
+        varlink_server_update_fd_budget(s);
 
         /* An admin who lowers a limit to stop a client means every client, not the next ones. */
         TAILQ_FOREACH(c, &s->conns, entry)
@@ -379,23 +272,6 @@ static void conn_apply_limits(VarlinkConn *c) {
         if (c->read_paused && c->n_calls < s->limits.max_pending_calls && c->n_streaming == 0 &&
             c->n_postponed == 0)
                 conn_schedule(c);
-}
-
-/* SECURITY: a received fd is in our table before we see its message, and a peer may park up
- * to 253 on a message it never ends. What all peers park together must leave room for
- * accept(), the connections' own fds and the contexts' (which the monitor's table bounds, not
- * ours): never more than half the table, a quarter unless configured otherwise. */
-static void server_update_fd_budget(VarlinkServer *s) {
-        struct rlimit rl;
-        size_t nofile = 1024;
-
-        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0)
-                nofile = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX / 2 : (size_t) rl.rlim_cur;
-        s->fd_budget = s->limits.max_fds > 0 ? MIN((size_t) s->limits.max_fds, nofile / 2) : nofile / 4;
-}
-
-size_t varlink_server_get_fd_budget(const VarlinkServer *s) {
-        return s->fd_budget;
 }
 
 static const struct timeval *common_timeout(VarlinkServer *s, unsigned sec, struct timeval *tv) {
@@ -445,14 +321,15 @@ void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc ho
         s->holds = holds;
 }
 
-static void refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call, const char *error) {
+void varlink_server_refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
+                            const char *error) {
         if (s->on_refusal)
                 s->on_refusal(s, peer, c, call, error, s->userdata);
 }
 
 /* Before the answer is sent, so that the callback can hold it back. */
 static void call_refused(VarlinkCall *call, const char *error) {
-        refused(call->conn->server, &call->conn->peer, call->conn, call, error);
+        varlink_server_refused(call->conn->server, &call->conn->peer, call->conn, call, error);
 }
 
 struct event_base *varlink_server_get_event_base(const VarlinkServer *s) {
@@ -593,115 +470,6 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing) {
                 }
         }
         return 0;
-}
-
-static UidCount *uid_count(VarlinkServer *s, uid_t uid) {
-        for (size_t i = 0; i < s->n_uids; i++)
-                if (s->uids[i].uid == uid)
-                        return &s->uids[i];
-        return NULL;
-}
-
-/* What a connection or a uid holds: bytes, or fds. */
-static size_t conn_held(const VarlinkConn *c, bool fds) {
-        return fds ? c->n_fds : c->buffered;
-}
-
-static size_t uid_held(const UidCount *u, bool fds) {
-        return fds ? u->n_fds : u->buffered;
-}
-
-/* The connection to drop when all clients together hold too much: one of the uid that holds the
- * most (on a tie, c's), c itself if it is that uid's (its read or reply crossed the limit), else
- * that uid's largest. */
-static VarlinkConn *server_largest_holder(VarlinkServer *s, VarlinkConn *c, bool fds) {
-        const UidCount *top = uid_count(s, c->peer.uid);
-        VarlinkConn *best = NULL, *i;
-
-        for (size_t k = 0; k < s->n_uids; k++)
-                if (uid_held(&s->uids[k], fds) > uid_held(top, fds))
-                        top = &s->uids[k];
-        if (top->uid == c->peer.uid)
-                return c;
-        TAILQ_FOREACH(i, &s->conns, entry)
-                if (i->peer.uid == top->uid && !i->failing && (!best || conn_held(i, fds) > conn_held(best, fds)))
-                        best = i;
-        return best;
-}
-
-/* SECURITY: past MaxBuffered= (fds: the fd budget), the connections that hold the most go, not
- * whichever read crossed the limit: else a few uids parking unfinished messages near their own
- * limits would make every other client's next call its last. Each one dropped is refused by name
- * under its own uid. -ENOSPC (-ENFILE) if c itself is the one to go: its caller refuses it. */
-static int server_make_room(VarlinkServer *s, VarlinkConn *c, bool fds) {
-        const char *error = fds ? VARLINK_REFUSED_TOO_MANY_FDS : VARLINK_REFUSED_TOO_MUCH_BUFFERED;
-
-        while (fds ? s->n_fds > s->fd_budget : s->buffered > s->limits.max_buffered) {
-                VarlinkConn *v = server_largest_holder(s, c, fds);
-
-                if (!v || v == c)
-                        return fds ? -ENFILE : -ENOSPC;
-                log_debug("Dropping client connection (%s) of uid %u, holding the most (%zu bytes, %zu fds; its uid "
-                          "%zu and %zu), to make room for uid %u.",
-                          error, v->peer.uid, v->buffered, v->n_fds, uid_count(s, v->peer.uid)->buffered,
-                          uid_count(s, v->peer.uid)->n_fds, c->peer.uid);
-                refused(s, &v->peer, v, NULL, error);
-                conn_disconnect_soon(v);
-        }
-        return 0;
-}
-
-/* Counts what the connection buffers now (unparsed input, messages its calls hold, queued
- * output, replies waiting behind an earlier call) and the fds parked on its unfinished
- * message or held by its postponed calls into its uid's totals and the server's; one being
- * dropped (failing) holds nothing any more. Returns -ENOBUFS if its uid's bytes are past the
- * limit, -EMFILE if its uid's fds are; past everybody's, -ENOSPC (bytes) or -ENFILE (fds) if
- * it is the connection to drop (server_make_room()). */
-static int conn_account(VarlinkConn *c) {
-        VarlinkServer *s = c->server;
-        UidCount *u = uid_count(s, c->peer.uid);
-        size_t now = 0, n_fds = 0;
-        int r;
-
-        if (!u)
-                return 0;
-        if (c->stream && !c->failing) {
-                now = varlink_stream_get_input_size(c->stream) + varlink_stream_get_output_size(c->stream) +
-                      c->held_output + c->held_input;
-                n_fds = varlink_stream_get_input_n_fds(c->stream) + c->held_fds;
-        }
-        u->buffered = u->buffered - c->buffered + now;
-        s->buffered = s->buffered - c->buffered + now;
-        c->buffered = now;
-        c->buffered_peak = MAX(c->buffered_peak, now);
-        u->n_fds = u->n_fds - c->n_fds + n_fds;
-        s->n_fds = s->n_fds - c->n_fds + n_fds;
-        c->n_fds = n_fds;
-        if (c->failing)
-                return 0;
-
-        if (u->buffered > s->limits.max_buffered_per_uid)
-                return -ENOBUFS;
-        if (u->n_fds > s->limits.max_fds_per_uid)
-                return -EMFILE;
-        r = server_make_room(s, c, false);
-        if (r < 0)
-                return r;
-        return server_make_room(s, c, true);
-}
-
-/* The refusal that conn_account()'s error names. */
-static const char *account_refusal(int error) {
-        switch (error) {
-        case -ENOSPC:
-                return VARLINK_REFUSED_TOO_MUCH_BUFFERED;
-        case -EMFILE:
-                return VARLINK_REFUSED_TOO_MANY_FDS_PER_UID;
-        case -ENFILE:
-                return VARLINK_REFUSED_TOO_MANY_FDS;
-        default:
-                return VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID;
-        }
 }
 
 static void spare_fds_refill(VarlinkServer *s) {
@@ -1118,7 +886,7 @@ static int reply_too_large(VarlinkCall *call, size_t size, json_object **m) {
                 return r;
         json_object_put(*m);
         *m = e;
-        refused(c->server, &c->peer, c, NULL, VARLINK_ERROR_REPLY_TOO_LARGE);
+        varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_ERROR_REPLY_TOO_LARGE);
         return 0;
 }
 
@@ -1210,7 +978,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         /* A client that does not read its replies loses its connection. */
                         log_debug_errno(r, "Failed to queue reply: %m");
                         if (r == -ENOBUFS)
-                                refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
+                                varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect_soon(c);
                         return r;
                 }
@@ -1219,7 +987,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 conn_want_write(c);
                 r = conn_account(c);
                 if (r < 0) {
-                        refused(c->server, &c->peer, c, NULL, account_refusal(r));
+                        varlink_server_refused(c->server, &c->peer, c, NULL, conn_account_refusal(r));
                         conn_disconnect_soon(c);
                         return -ENOBUFS;
                 }
@@ -1236,7 +1004,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                                   VARLINK_REFUSED_REPLIES_NOT_READ, len + 1, call->method,
                                   varlink_stream_get_output_size(c->stream), c->held_output);
                         close_many(fds, n_fds);
-                        refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
+                        varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
                         conn_disconnect_soon(c);
                         return -ENOBUFS;
                 }
@@ -1254,7 +1022,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 c->held_output += len + 1;
                 r = conn_account(c);
                 if (r < 0) {
-                        refused(c->server, &c->peer, c, NULL, account_refusal(r));
+                        varlink_server_refused(c->server, &c->peer, c, NULL, conn_account_refusal(r));
                         conn_disconnect_soon(c);
                         return -ENOBUFS;
                 }
@@ -1738,14 +1506,15 @@ static void conn_process(VarlinkConn *c) {
                         if (r > 0) {
                                 int k = conn_account(c);
                                 if (k < 0) {
-                                        const char *error = account_refusal(k);
+                                        const char *error = conn_account_refusal(k);
 
                                         log_debug("Dropping client connection (%s): buffered %zu bytes and "
                                                   "%zu fds, its uid %zu and %zu, all clients %zu and %zu.",
-                                                  error, c->buffered, c->n_fds, uid_count(c->server, c->peer.uid)->buffered,
-                                                  uid_count(c->server, c->peer.uid)->n_fds, c->server->buffered,
-                                                  c->server->n_fds);
-                                        refused(c->server, &c->peer, c, NULL, error);
+                                                  error, c->buffered, c->n_fds,
+                                                  varlink_server_uid_count(c->server, c->peer.uid)->buffered,
+                                                  varlink_server_uid_count(c->server, c->peer.uid)->n_fds,
+                                                  c->server->buffered, c->server->n_fds);
+                                        varlink_server_refused(c->server, &c->peer, c, NULL, error);
                                         conn_disconnect(c);
                                         break;
                                 }
@@ -1761,7 +1530,7 @@ static void conn_process(VarlinkConn *c) {
 
                         if (error) {
                                 log_debug_errno(r, "Dropping client connection (%s): %m", error);
-                                refused(c->server, &c->peer, c, NULL, error);
+                                varlink_server_refused(c->server, &c->peer, c, NULL, error);
                         } else
                                 log_debug_errno(r, "Dropping client connection: %m");
                         conn_disconnect(c);
@@ -1922,7 +1691,7 @@ static void on_conn_timeout(evutil_socket_t fd, short what, void *userdata) {
                   "disconnecting.",
                   c->peer.uid, c->peer.pid, s->limits.message_timeout_sec, varlink_stream_get_input_size(c->stream));
         s->n_timed_out++;
-        refused(s, &c->peer, c, NULL, VARLINK_REFUSED_MESSAGE_TIMEOUT);
+        varlink_server_refused(s, &c->peer, c, NULL, VARLINK_REFUSED_MESSAGE_TIMEOUT);
         conn_disconnect(c);
 }
 
@@ -1937,7 +1706,7 @@ static void on_conn_idle_timeout(evutil_socket_t fd, short what, void *userdata)
                   "disconnecting.",
                   c->peer.uid, c->peer.pid, s->limits.idle_timeout_sec, varlink_stream_get_input_size(c->stream));
         s->n_timed_out++;
-        refused(s, &c->peer, c, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
+        varlink_server_refused(s, &c->peer, c, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
         conn_disconnect(c);
 }
 
@@ -2018,7 +1787,6 @@ static void heap_trim_soon(VarlinkServer *s) {
 static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         VarlinkServer *s = c->server;
         VarlinkCall *call;
-        UidCount *u;
 
         if (!c->connected)
                 return;
@@ -2029,20 +1797,9 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         s->n_admin_conns -= c->admin;
         if (c->write_queued)
                 TAILQ_REMOVE(&s->write_queue, c, write_entry);
-        u = uid_count(s, c->peer.uid);
-        if (u) {
-                u->buffered -= c->buffered;
-                u->n_fds -= c->n_fds;
-        }
-        s->buffered -= c->buffered;
-        s->n_fds -= c->n_fds;
-        c->buffered = c->n_fds = 0;
         if (c->buffered_peak >= TRIM_AFTER_BUFFERED)
                 heap_trim_soon(s);
-        if (u)
-                u->n_admin -= c->admin;
-        if (u && --u->n == 0)
-                *u = s->uids[--s->n_uids];
+        conn_detach_uid(c);
 
         /* Events are freed here, but never from inside their own callback: libevent allows
          * event_free() of a running event only as its last act, which we cannot promise. */
@@ -2088,14 +1845,14 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
                 log_error("Failed to schedule freeing a connection, leaking it.");
 }
 
-static void conn_disconnect(VarlinkConn *c) {
+void conn_disconnect(VarlinkConn *c) {
         conn_disconnect_full(c, true);
 }
 
 /* Disconnects from the loop, not here: called from inside a reply, a notification or a
  * release, whose caller may be walking what the disconnect callback frees (a list of
  * subscribers, say). Nothing is read or written meanwhile. */
-static void conn_disconnect_soon(VarlinkConn *c) {
+void conn_disconnect_soon(VarlinkConn *c) {
         if (!c->connected || c->failing)
                 return;
         c->failing = true;
@@ -2169,103 +1926,10 @@ void varlink_conn_close(VarlinkConn *c) {
                 conn_disconnect_soon(c);
 }
 
-/* Whether c is idle for IdleTimeoutSec= and holds nothing: no call in flight (a subscription is
- * one), nothing buffered either way, nothing its server's user keeps for it. */
-static bool conn_is_idle_and_empty(VarlinkConn *c, uint64_t now) {
-        VarlinkServer *s = c->server;
-
-        return !c->admin && c->connected && !c->failing && !c->closing && TAILQ_EMPTY(&c->calls) &&
-               c->buffered == 0 && c->n_fds == 0 && varlink_stream_get_input_size(c->stream) == 0 &&
-               now - c->idle_since >= s->limits.idle_timeout_sec * 1000000ULL &&
-               !s->holds(c, s->userdata);
-}
-
-static int uid_count_cmp(const void *a, const void *b) {
-        uid_t x = ((const UidCount *) a)->uid, y = ((const UidCount *) b)->uid;
-
-        return x < y ? -1 : x > y;
-}
-
-/* SECURITY: clients that connected, called once and stay (as VMMs do: no timeout closes those)
- * could hold every MaxConnections= slot, a few uids (a rootless container's subordinate ones)
- * enough for all. Full, the server closes for a newcomer one such connection that is idle for
- * IdleTimeoutSec= and would lose nothing: of all of them, one of the uid holding the most
- * connections, the one idle longest. Not only that uid's: one uid keeping its own busy must not
- * shield the idle ones of others. */
-static bool server_close_an_idle_connection(VarlinkServer *s) {
-        _cleanup_free_ UidCount *by_uid = NULL;
-        VarlinkConn *victim = NULL, *c;
-        unsigned victim_n = 0;
-        uint64_t now;
-
-        if (!s->holds || s->limits.idle_timeout_sec == 0 || s->n_uids == 0)
-                return false;
-        /* Each candidate's uid looked up in a sorted copy: one pass, not one scan per connection. */
-        by_uid = new(UidCount, s->n_uids);
-        if (!by_uid)
-                return false;
-        memcpy(by_uid, s->uids, s->n_uids * sizeof(UidCount));
-        qsort(by_uid, s->n_uids, sizeof(UidCount), uid_count_cmp);
-
-        now = now_monotonic_usec();
-        TAILQ_FOREACH(c, &s->conns, entry) {
-                const UidCount key = { .uid = c->peer.uid }, *u;
-                unsigned n;
-
-                if (!conn_is_idle_and_empty(c, now))
-                        continue;
-                u = bsearch(&key, by_uid, s->n_uids, sizeof(UidCount), uid_count_cmp);
-                n = u ? u->n - u->n_admin : 0;
-                if (!victim || n > victim_n || (n == victim_n && c->idle_since < victim->idle_since)) {
-                        victim = c;
-                        victim_n = n;
-                }
-        }
-        if (!victim)
-                return false;
-        log_debug("Connection limit (%u) reached: closing a connection of uid %u (holding %u) idle for %" PRIu64 " s.",
-                  s->limits.max_connections, victim->peer.uid, victim_n,
-                  (uint64_t) ((now - victim->idle_since) / 1000000U));
-        s->n_timed_out++;
-        refused(s, &victim->peer, victim, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
-        conn_disconnect(victim);
-        return true;
-}
-
-/* SECURITY: admission control happens before any byte of the peer is read. The admin
- * listeners' connections have a budget of their own: anyone may connect to the guest socket,
- * and a few uids filling MaxConnections= (a rootless container's subordinate uids) must not
- * lock the administrator out; nor must an administrator's uid, root, be refused there for the
- * connections its VMMs hold. */
-static int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin) {
-        const UidCount *u = uid_count(s, peer->uid);
-
-        if (admin) {
-                if (s->n_admin_conns < s->limits.max_admin_connections)
-                        return 0;
-                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
-                return log_debug_errno(-EUSERS, "Admin connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_admin_connections, peer->uid);
-        }
-        if (u && u->n - u->n_admin >= s->limits.max_connections_per_uid) {
-                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
-                return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_connections_per_uid, peer->uid);
-        }
-        /* Last: closing an idle connection for it may move the uids' counts (u). */
-        if (s->n_conns - s->n_admin_conns >= s->limits.max_connections && !server_close_an_idle_connection(s)) {
-                refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
-                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_connections, peer->uid);
-        }
-        return 0;
-}
-
 static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin) {
         _cleanup_close_ int fd_owned = fd;
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
-        UidCount *u;
         VarlinkConn *c;
         int r;
 
@@ -2275,17 +1939,10 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
         r = conn_admit(s, &peer, admin);
         if (r < 0)
                 return r;
-        u = uid_count(s, peer.uid);
-        if (!u) {
-                if (!GREEDY_REALLOC(s->uids, s->allocated_uids, s->n_uids + 1))
-                        return -ENOMEM;
-                u = &s->uids[s->n_uids++];
-                *u = (UidCount){ .uid = peer.uid };
-        }
 
         c = new0(VarlinkConn, 1);
         if (!c)
-                goto fail_uid;
+                return -ENOMEM;
         c->n_ref = 1;
         c->server = s;
         c->peer = peer;
@@ -2310,10 +1967,10 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
         if (!c->ev_read || !c->ev_write || !c->ev_process || !c->ev_timeout || !c->ev_idle ||
             event_add(c->ev_read, NULL) < 0 || (s->idle_timeout && event_add(c->ev_idle, s->idle_timeout) < 0))
                 goto fail_conn;
+        if (conn_attach_uid(c) < 0)
+                goto fail_conn;
 
         c->connected = true;
-        u->n++;
-        u->n_admin += admin;
         s->n_conns++;
         s->n_admin_conns += admin;
         TAILQ_INSERT_TAIL(&s->conns, c, entry);
@@ -2322,7 +1979,7 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
                 r = s->on_connect(s, c, s->userdata);
                 if (r < 0) {
                         /* Turned away as any refusal is: on record, by name. */
-                        refused(s, &c->peer, c, NULL, VARLINK_REFUSED_CONNECTION_SETUP_FAILED);
+                        varlink_server_refused(s, &c->peer, c, NULL, VARLINK_REFUSED_CONNECTION_SETUP_FAILED);
                         conn_disconnect(c);
                         return r;
                 }
@@ -2334,9 +1991,6 @@ fail_conn:
         conn_free_events(c);
         varlink_stream_free(c->stream);
         free(c);
-fail_uid:
-        if (u->n == 0)
-                *u = s->uids[--s->n_uids];
         return -ENOMEM;
 }
 

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Varlink server's insides that varlink-server.c and varlink-server-limits.c share: the
+ * server's and its connections' state. Internal to proto/: not installed, not for daemon/ or
+ * client/. Runs in: worker. */
+#pragma once
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "idle-flush.h"
+#include "json-write.h"
+#include "macro.h"
+#include "varlink-server.h"
+
+/* Fds kept open for VARLINK_LISTEN_ADMIN listeners (see on_listener()): given up for each
+ * accept() there, for an admin's connection and what its setup opens for a moment (the daemon's
+ * peer identity: a pidfd and a /proc file), then taken back as far as the process has fds: with
+ * none left, each admin connection keeps one until it goes. */
+#define SPARE_FDS 4
+
+typedef struct Interface Interface;
+typedef struct Method Method;
+typedef struct Listener Listener;
+
+typedef struct UidCount {
+        uid_t uid;
+        unsigned n;       /* connections, n_admin of them through VARLINK_LISTEN_ADMIN listeners */
+        unsigned n_admin;
+        size_t buffered; /* over its connections: see conn_account() */
+        size_t n_fds;    /* received fds parked on unfinished messages, likewise */
+} UidCount;
+
+struct VarlinkConn {
+        unsigned n_ref;
+        VarlinkServer *server;
+        VarlinkStream *stream;
+        struct event *ev_read, *ev_write, *ev_process;
+        struct event *ev_hangup;  /* see conn_watch_hangup() */
+        int hangup_fd;
+        struct event *ev_timeout; /* see conn_update_timeout() */
+        struct event *ev_idle;    /* until the first complete message: IdleTimeoutSec= */
+        uint64_t timeout_mark;    /* what ev_timeout waits for: 0 the first byte, else 1 + the
+                                   * stream position of the message that must complete */
+        struct ucred peer;
+        void *userdata;
+        const char *const *interfaces; /* from the listener; NULL: everything */
+        bool connected;
+        bool closing;
+        bool failing; /* to be disconnected from the loop: see conn_disconnect_soon() */
+        bool read_paused;
+        bool write_queued; /* in the server's write_queue, holding a reference */
+        bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
+        bool admin;        /* accepted by a VARLINK_LISTEN_ADMIN listener */
+        uint64_t idle_since; /* monotonic µs: its last complete message, or its last call answered */
+
+        TAILQ_HEAD(, VarlinkCall) calls;
+        STAILQ_HEAD(, SentWaiter) sent_waiters; /* in stream order */
+        unsigned n_calls;
+        unsigned n_streaming;
+        unsigned n_postponed; /* its calls postponed: nothing after them is dispatched */
+        size_t held_output; /* bytes of replies waiting for earlier calls (calls' outputs), NULs included */
+        size_t held_input;  /* bytes of messages its calls still hold (until answered) */
+        size_t buffered;    /* what conn_account() last counted for it in its uid's total */
+        size_t buffered_peak;
+        size_t n_fds;       /* likewise, received fds parked on an unfinished message, and
+                             * those of postponed calls */
+        size_t held_fds;    /* fds of its postponed calls */
+        TAILQ_ENTRY(VarlinkConn) entry;
+        TAILQ_ENTRY(VarlinkConn) write_entry;
+};
+
+struct VarlinkServer {
+        struct event_base *base;
+        VarlinkLimits limits;
+        char *vendor, *product, *version, *url;
+        void *userdata;
+        VarlinkConnectFunc on_connect;
+        VarlinkDisconnectFunc on_disconnect;
+        VarlinkRefusalFunc on_refusal;
+        VarlinkConnHoldsFunc holds;
+
+        Interface *interfaces;
+        size_t n_interfaces, allocated_interfaces;
+        Method *methods;
+        size_t n_methods, allocated_methods;
+        Listener **listeners;
+        size_t n_listeners, allocated_listeners;
+        struct event *accept_resume;
+        int spare_fds[SPARE_FDS]; /* see SPARE_FDS */
+        unsigned n_spare_fds;
+        bool want_spare_fds;      /* an admin listener is there */
+        struct event *trim; /* see heap_trim_soon() */
+        uint64_t last_trim_usec;
+        bool accept_paused;
+        bool stopped_listening;
+
+        /* The durations of limits.message/idle_timeout_sec as libevent common timeouts (or
+         * the plain values in message/idle_tv, should libevent have no slot left). */
+        const struct timeval *message_timeout, *idle_timeout;
+        struct timeval message_tv, idle_tv;
+        uint64_t n_timed_out;
+
+        TAILQ_HEAD(, VarlinkConn) conns;
+        unsigned n_conns;
+        unsigned n_admin_conns; /* of n_conns, those of VARLINK_LISTEN_ADMIN listeners */
+        UidCount *uids;
+        size_t n_uids, allocated_uids;
+        size_t buffered;  /* over all connections: see conn_account() */
+        size_t n_fds;     /* likewise */
+        size_t fd_budget; /* limits.max_fds, or what RLIMIT_NOFILE leaves (varlink_server_update_fd_budget()) */
+        struct timeval round; /* the loop's cached time when round_parsed started counting */
+        size_t round_parsed;
+
+        /* Connections with replies to write: written together once the loop is idle (or 1 ms
+         * from the first at the latest), so a pipelining client gets a round's replies in one
+         * write, and the loop finishes its round before it writes. */
+        TAILQ_HEAD(, VarlinkConn) write_queue;
+        IdleFlush *write_flush;
+
+        JsonText reply_text; /* call_send()'s, reused (see REPLY_TEXT_KEEP) */
+};
+
+/* varlink-server.c */
+void varlink_server_refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
+                            const char *error);
+void conn_disconnect(VarlinkConn *c);
+void conn_disconnect_soon(VarlinkConn *c);
+
+/* varlink-server-limits.c */
+void varlink_server_update_fd_budget(VarlinkServer *s);
+UidCount *varlink_server_uid_count(VarlinkServer *s, uid_t uid);
+int conn_account(VarlinkConn *c);
+const char *conn_account_refusal(int error);
+int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin);
+int conn_attach_uid(VarlinkConn *c);
+void conn_detach_uid(VarlinkConn *c);

@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Varlink server's limits: who may connect, what each client and uid may hold. Runs in: worker. */
+
+#include <inttypes.h>
+#include <sys/resource.h>
+
+#include "log.h"
+#include "varlink-errors.h"
+#include "varlink-server-internal.h"
+
+/* SECURITY: a received fd is in our table before we see its message, and a peer may park up
+ * to 253 on a message it never ends. What all peers park together must leave room for
+ * accept(), the connections' own fds and the contexts' (which the monitor's table bounds, not
+ * ours): never more than half the table, a quarter unless configured otherwise. */
+void varlink_server_update_fd_budget(VarlinkServer *s) {
+        struct rlimit rl;
+        size_t nofile = 1024;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0)
+                nofile = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX / 2 : (size_t) rl.rlim_cur;
+        s->fd_budget = s->limits.max_fds > 0 ? MIN((size_t) s->limits.max_fds, nofile / 2) : nofile / 4;
+}
+
+size_t varlink_server_get_fd_budget(const VarlinkServer *s) {
+        return s->fd_budget;
+}
+
+UidCount *varlink_server_uid_count(VarlinkServer *s, uid_t uid) {
+        for (size_t i = 0; i < s->n_uids; i++)
+                if (s->uids[i].uid == uid)
+                        return &s->uids[i];
+        return NULL;
+}
+
+/* What a connection or a uid holds: bytes, or fds. */
+static size_t conn_held(const VarlinkConn *c, bool fds) {
+        return fds ? c->n_fds : c->buffered;
+}
+
+static size_t uid_held(const UidCount *u, bool fds) {
+        return fds ? u->n_fds : u->buffered;
+}
+
+/* The connection to drop when all clients together hold too much: one of the uid that holds the
+ * most (on a tie, c's), c itself if it is that uid's (its read or reply crossed the limit), else
+ * that uid's largest. */
+static VarlinkConn *server_largest_holder(VarlinkServer *s, VarlinkConn *c, bool fds) {
+        const UidCount *top = varlink_server_uid_count(s, c->peer.uid);
+        VarlinkConn *best = NULL, *i;
+
+        for (size_t k = 0; k < s->n_uids; k++)
+                if (uid_held(&s->uids[k], fds) > uid_held(top, fds))
+                        top = &s->uids[k];
+        if (top->uid == c->peer.uid)
+                return c;
+        TAILQ_FOREACH(i, &s->conns, entry)
+                if (i->peer.uid == top->uid && !i->failing && (!best || conn_held(i, fds) > conn_held(best, fds)))
+                        best = i;
+        return best;
+}
+
+/* SECURITY: past MaxBuffered= (fds: the fd budget), the connections that hold the most go, not
+ * whichever read crossed the limit: else a few uids parking unfinished messages near their own
+ * limits would make every other client's next call its last. Each one dropped is refused by name
+ * under its own uid. -ENOSPC (-ENFILE) if c itself is the one to go: its caller refuses it. */
+static int server_make_room(VarlinkServer *s, VarlinkConn *c, bool fds) {
+        const char *error = fds ? VARLINK_REFUSED_TOO_MANY_FDS : VARLINK_REFUSED_TOO_MUCH_BUFFERED;
+
+        while (fds ? s->n_fds > s->fd_budget : s->buffered > s->limits.max_buffered) {
+                VarlinkConn *v = server_largest_holder(s, c, fds);
+
+                if (!v || v == c)
+                        return fds ? -ENFILE : -ENOSPC;
+                log_debug("Dropping client connection (%s) of uid %u, holding the most (%zu bytes, %zu fds; its uid "
+                          "%zu and %zu), to make room for uid %u.",
+                          error, v->peer.uid, v->buffered, v->n_fds,
+                          varlink_server_uid_count(s, v->peer.uid)->buffered,
+                          varlink_server_uid_count(s, v->peer.uid)->n_fds, c->peer.uid);
+                varlink_server_refused(s, &v->peer, v, NULL, error);
+                conn_disconnect_soon(v);
+        }
+        return 0;
+}
+
+/* Counts what the connection buffers now (unparsed input, messages its calls hold, queued
+ * output, replies waiting behind an earlier call) and the fds parked on its unfinished
+ * message or held by its postponed calls into its uid's totals and the server's; one being
+ * dropped (failing) holds nothing any more. Returns -ENOBUFS if its uid's bytes are past the
+ * limit, -EMFILE if its uid's fds are; past everybody's, -ENOSPC (bytes) or -ENFILE (fds) if
+ * it is the connection to drop (server_make_room()). */
+int conn_account(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        UidCount *u = varlink_server_uid_count(s, c->peer.uid);
+        size_t now = 0, n_fds = 0;
+        int r;
+
+        if (!u)
+                return 0;
+        if (c->stream && !c->failing) {
+                now = varlink_stream_get_input_size(c->stream) + varlink_stream_get_output_size(c->stream) +
+                      c->held_output + c->held_input;
+                n_fds = varlink_stream_get_input_n_fds(c->stream) + c->held_fds;
+        }
+        u->buffered = u->buffered - c->buffered + now;
+        s->buffered = s->buffered - c->buffered + now;
+        c->buffered = now;
+        c->buffered_peak = MAX(c->buffered_peak, now);
+        u->n_fds = u->n_fds - c->n_fds + n_fds;
+        s->n_fds = s->n_fds - c->n_fds + n_fds;
+        c->n_fds = n_fds;
+        if (c->failing)
+                return 0;
+
+        if (u->buffered > s->limits.max_buffered_per_uid)
+                return -ENOBUFS;
+        if (u->n_fds > s->limits.max_fds_per_uid)
+                return -EMFILE;
+        r = server_make_room(s, c, false);
+        if (r < 0)
+                return r;
+        return server_make_room(s, c, true);
+}
+
+/* The refusal that conn_account()'s error names. */
+const char *conn_account_refusal(int error) {
+        switch (error) {
+        case -ENOSPC:
+                return VARLINK_REFUSED_TOO_MUCH_BUFFERED;
+        case -EMFILE:
+                return VARLINK_REFUSED_TOO_MANY_FDS_PER_UID;
+        case -ENFILE:
+                return VARLINK_REFUSED_TOO_MANY_FDS;
+        default:
+                return VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID;
+        }
+}
+
+/* Whether c is idle for IdleTimeoutSec= and holds nothing: no call in flight (a subscription is
+ * one), nothing buffered either way, nothing its server's user keeps for it. */
+static bool conn_is_idle_and_empty(VarlinkConn *c, uint64_t now) {
+        VarlinkServer *s = c->server;
+
+        return !c->admin && c->connected && !c->failing && !c->closing && TAILQ_EMPTY(&c->calls) &&
+               c->buffered == 0 && c->n_fds == 0 && varlink_stream_get_input_size(c->stream) == 0 &&
+               now - c->idle_since >= s->limits.idle_timeout_sec * 1000000ULL &&
+               !s->holds(c, s->userdata);
+}
+
+static int uid_count_cmp(const void *a, const void *b) {
+        uid_t x = ((const UidCount *) a)->uid, y = ((const UidCount *) b)->uid;
+
+        return x < y ? -1 : x > y;
+}
+
+/* SECURITY: clients that connected, called once and stay (as VMMs do: no timeout closes those)
+ * could hold every MaxConnections= slot, a few uids (a rootless container's subordinate ones)
+ * enough for all. Full, the server closes for a newcomer one such connection that is idle for
+ * IdleTimeoutSec= and would lose nothing: of all of them, one of the uid holding the most
+ * connections, the one idle longest. Not only that uid's: one uid keeping its own busy must not
+ * shield the idle ones of others. */
+static bool server_close_an_idle_connection(VarlinkServer *s) {
+        _cleanup_free_ UidCount *by_uid = NULL;
+        VarlinkConn *victim = NULL, *c;
+        unsigned victim_n = 0;
+        uint64_t now;
+
+        if (!s->holds || s->limits.idle_timeout_sec == 0 || s->n_uids == 0)
+                return false;
+        /* Each candidate's uid looked up in a sorted copy: one pass, not one scan per connection. */
+        by_uid = new(UidCount, s->n_uids);
+        if (!by_uid)
+                return false;
+        memcpy(by_uid, s->uids, s->n_uids * sizeof(UidCount));
+        qsort(by_uid, s->n_uids, sizeof(UidCount), uid_count_cmp);
+
+        now = now_monotonic_usec();
+        TAILQ_FOREACH(c, &s->conns, entry) {
+                const UidCount key = { .uid = c->peer.uid }, *u;
+                unsigned n;
+
+                if (!conn_is_idle_and_empty(c, now))
+                        continue;
+                u = bsearch(&key, by_uid, s->n_uids, sizeof(UidCount), uid_count_cmp);
+                n = u ? u->n - u->n_admin : 0;
+                if (!victim || n > victim_n || (n == victim_n && c->idle_since < victim->idle_since)) {
+                        victim = c;
+                        victim_n = n;
+                }
+        }
+        if (!victim)
+                return false;
+        log_debug("Connection limit (%u) reached: closing a connection of uid %u (holding %u) idle for %" PRIu64 " s.",
+                  s->limits.max_connections, victim->peer.uid, victim_n,
+                  (uint64_t) ((now - victim->idle_since) / 1000000U));
+        s->n_timed_out++;
+        varlink_server_refused(s, &victim->peer, victim, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
+        conn_disconnect(victim);
+        return true;
+}
+
+/* SECURITY: admission control happens before any byte of the peer is read. The admin
+ * listeners' connections have a budget of their own: anyone may connect to the guest socket,
+ * and a few uids filling MaxConnections= (a rootless container's subordinate uids) must not
+ * lock the administrator out; nor must an administrator's uid, root, be refused there for the
+ * connections its VMMs hold. */
+int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin) {
+        const UidCount *u = varlink_server_uid_count(s, peer->uid);
+
+        if (admin) {
+                if (s->n_admin_conns < s->limits.max_admin_connections)
+                        return 0;
+                varlink_server_refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                return log_debug_errno(-EUSERS, "Admin connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_admin_connections, peer->uid);
+        }
+        if (u && u->n - u->n_admin >= s->limits.max_connections_per_uid) {
+                varlink_server_refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+                return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections_per_uid, peer->uid);
+        }
+        /* Last: closing an idle connection for it may move the uids' counts (u). */
+        if (s->n_conns - s->n_admin_conns >= s->limits.max_connections && !server_close_an_idle_connection(s)) {
+                varlink_server_refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_connections, peer->uid);
+        }
+        return 0;
+}
+
+/* Counts a connection that conn_admit() let in under its uid, once it is set up: the uid's entry
+ * is added should it have none (-ENOMEM). */
+int conn_attach_uid(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        UidCount *u = varlink_server_uid_count(s, c->peer.uid);
+
+        if (!u) {
+                if (!GREEDY_REALLOC(s->uids, s->allocated_uids, s->n_uids + 1))
+                        return -ENOMEM;
+                u = &s->uids[s->n_uids++];
+                *u = (UidCount){ .uid = c->peer.uid };
+        }
+        u->n++;
+        u->n_admin += c->admin;
+        return 0;
+}
+
+/* A connection going away: what it held leaves its uid's totals and the server's, and its uid's
+ * entry goes with the uid's last connection. */
+void conn_detach_uid(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        UidCount *u = varlink_server_uid_count(s, c->peer.uid);
+
+        if (u) {
+                u->buffered -= c->buffered;
+                u->n_fds -= c->n_fds;
+        }
+        s->buffered -= c->buffered;
+        s->n_fds -= c->n_fds;
+        c->buffered = c->n_fds = 0;
+        if (u)
+                u->n_admin -= c->admin;
+        if (u && --u->n == 0)
+                *u = s->uids[--s->n_uids];
+}
