@@ -747,7 +747,7 @@ TEST(limit_contexts_total) {
         CALL_OK(a, G "CloseContext", strf("{\"context\":%" PRIi64 "}", a1));
         open_context(b, NULL);
         CALL_ERROR(a, G "OpenContext", NULL, E_GUEST("LimitReached"), "{\"limit\":\"contexts-total\",\"max\":3}");
-        ASSERT_FALSE(tsmd_log_contains(&t, "RLIMIT_NOFILE"));
+        ASSERT_FALSE(tsmd_log_contains(&t, "RLIMIT_NOFILE of")); /* not its raising at the start */
         /* The worker counted for itself: the monitor, which would refuse too, was not asked. */
         ASSERT_FALSE(tsmd_log_contains(&t, "Refusing a new context"));
 

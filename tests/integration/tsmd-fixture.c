@@ -461,6 +461,17 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                         (void) putenv(asan_env);
                 if (o->nofile && setrlimit(RLIMIT_NOFILE, o->nofile) < 0)
                         _exit(127);
+                /* Valgrind takes the soft limit it starts with as the hard one and refuses tsmd
+                 * the raise to the real hard limit (a shell's soft 1024 would hold): done here. */
+                if (!o->nofile && tsmd_under_valgrind()) {
+                        struct rlimit rl;
+
+                        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                                _exit(127);
+                        rl.rlim_cur = rl.rlim_max;
+                        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                                _exit(127);
+                }
                 execv(argv[0], (char **) argv);
                 fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
                 _exit(127);
