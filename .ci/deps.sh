@@ -24,6 +24,7 @@ install_deps() {
         return 1
     fi
     export DEBIAN_FRONTEND=noninteractive
+    echo "Installing ${#missing[@]} packages from Debian (a minute or two on a fresh machine)..." >&2
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
