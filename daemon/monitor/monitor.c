@@ -704,8 +704,8 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *userdata) {
         }
         /* A killed process ends once each of its threads leaves the kernel: one waiting there
          * uninterruptibly (the close of a client's fd that its FUSE server does not answer,
-         * fd-closer.h) keeps it until then. We do not wait with it: our stop is bounded, and the
-         * service manager's own stop ends whatever is left. */
+         * fd-closer.h) keeps it until then, whatever signal comes. We do not wait with it: our
+         * stop stays bounded, and the worker goes when the kernel lets it. */
         log_error("Worker %d has not exited %us after SIGKILL (a thread of it waits in the kernel, such as on a close "
                   "a FUSE server does not answer): exiting without it.",
                   (int) m->worker_pid, STOP_KILL_TIMEOUT_SEC);
