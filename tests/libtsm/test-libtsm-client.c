@@ -100,6 +100,13 @@ static bool sees_hangup(int fd) {
         }
 }
 
+/* Waits (at most a second) until the client's connection has something for it to read. */
+static void wait_readable(TsmClient *c) {
+        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+        ASSERT_EQ(poll(&p, 1, 1000), 1);
+}
+
 /* A client connected to a fresh socket, and the server's end of that connection. */
 static TsmClient *connect_pair(char *path, size_t size, int *ret_listen_fd, int *ret_server_fd) {
         TsmClient *c = NULL;
@@ -380,9 +387,7 @@ TEST(peer_errors_never_look_local) {
                 ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
                 write_message(s, cases[i].reply);
                 while (a.n == 0) {
-                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                        wait_readable(c);
                         ASSERT_GE(tsm_client_process(c), 0);
                 }
                 if (a.error != -cases[i].error)
@@ -398,9 +403,7 @@ TEST(peer_errors_never_look_local) {
                 ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
                 shutdown(s, SHUT_RDWR);
                 while (a.n == 0) {
-                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                        wait_readable(c);
                         (void) tsm_client_process(c);
                 }
                 ASSERT_ERRNO(a.error, ECONNRESET);
@@ -464,9 +467,7 @@ TEST(malformed_error_names_are_protocol_errors) {
                 if (async) {
                         ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
                         while (a.n == 0) {
-                                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                                ASSERT_EQ(poll(&p, 1, 1000), 1);
+                                wait_readable(c);
                                 (void) tsm_client_process(c);
                         }
                         ASSERT_ERRNO(a.error, EPROTO);
@@ -1498,10 +1499,7 @@ TEST(free_during_process) {
 
         ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free, &f, on_destroy_count));
         write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
-        {
-                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-                ASSERT_EQ(poll(&p, 1, 1000), 1);
-        }
+        wait_readable(c);
         ASSERT_EQ(tsm_client_process(c), 1);
         ASSERT_EQ(f.n_callbacks, 1);
         ASSERT_EQ(f.n_destroys, 1);
@@ -1571,10 +1569,7 @@ TEST(free_from_destroy_of_deferred_free) {
                 ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, &f,
                                                   on_destroy_nested));
         write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
-        {
-                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-                ASSERT_EQ(poll(&p, 1, 1000), 1);
-        }
+        wait_readable(c);
         ASSERT_EQ(tsm_client_process(c), 1);
         ASSERT_EQ(f.n_destroys, 4);
         ASSERT_ERRNO(f.reconnect, EDEADLK);
@@ -2113,11 +2108,7 @@ TEST(watch_stream_fds_and_errors) {
                                    "\"pciAddress\":\"0000:01:00.0\"}"), wr, 2);
         close(p[1]);
         close(q[1]);
-        {
-                struct pollfd pf = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                ASSERT_EQ(poll(&pf, 1, 1000), 1);
-        }
+        wait_readable(c);
         ASSERT_ERRNO(tsm_client_process(c), EPROTO);
         ASSERT_EQ(e.n, 2U);
         ASSERT_ERRNO(e.errors[1], EPROTO);
@@ -2163,11 +2154,7 @@ TEST(free_from_watch_callback) {
                 ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
                 ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
                 ASSERT_EQ(send(s, cases[i].replies, len, MSG_NOSIGNAL), (ssize_t) len);
-                {
-                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                        ASSERT_EQ(poll(&p, 1, 1000), 1);
-                }
+                wait_readable(c);
                 ASSERT_EQ(tsm_client_process(c), 1); /* c is gone */
                 ASSERT_EQ(e.n, cases[i].free_at);
                 ASSERT_EQ(e.n_destroys, 1U);
