@@ -2296,6 +2296,21 @@ static unsigned raw_count_closed(const int *fds, unsigned n) {
         return closed;
 }
 
+/* Exactly one of the n hogs (another uid than fd's) was dropped, for reason; then everybody hangs
+ * up and the server stops. */
+static void expect_one_hog_dropped_then_stop(int fd, int *hogs, unsigned n, const char *reason) {
+        char refusal[256];
+
+        snprintf(refusal, sizeof(refusal), "%s - (another peer)\n", reason);
+        ASSERT_EQ(raw_count_closed(hogs, n), 1U);
+        ASSERT_STREQ(ts.refusals, refusal);
+        close(fd);
+        for (unsigned i = 0; i < n; i++)
+                close(hogs[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
 /* Past MaxBuffered=, the uid that holds the most loses its largest connection, not whoever read
  * last: another uid parking unfinished messages near the limit cannot make the next small call of
  * everybody else its last. */
@@ -2332,14 +2347,7 @@ TEST(limit_buffered_total_drops_the_largest_holder) {
         fd = raw_connect();
         raw_call(fd, echo);
         ASSERT_NOT_NULL(raw_recv(fd));
-        ASSERT_EQ(raw_count_closed(hogs, ELEMENTSOF(hogs)), 1U);
-        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED " - (another peer)\n");
-
-        close(fd);
-        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++)
-                close(hogs[i]);
-        ASSERT_TRUE(wait_n_connections(0));
-        server_stop();
+        expect_one_hog_dropped_then_stop(fd, hogs, ELEMENTSOF(hogs), VARLINK_REFUSED_TOO_MUCH_BUFFERED);
 }
 
 /* The same for the fds parked on unfinished messages past the fd budget (MaxFds=). */
@@ -2371,13 +2379,7 @@ TEST(limit_fds_total_drops_the_largest_holder) {
         reply = raw_recv(fd);
         ASSERT_NOT_NULL(reply);
         ASSERT_NOT_NULL(strstr(reply, "\"fd\":0"));
-        ASSERT_EQ(raw_count_closed(hogs, ELEMENTSOF(hogs)), 1U);
-        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_FDS " - (another peer)\n");
-        close(fd);
-        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++)
-                close(hogs[i]);
-        ASSERT_TRUE(wait_n_connections(0));
-        server_stop();
+        expect_one_hog_dropped_then_stop(fd, hogs, ELEMENTSOF(hogs), VARLINK_REFUSED_TOO_MANY_FDS);
 }
 
 /* A call's message is held until its answer is released (the daemon's audit record): its bytes
