@@ -2729,21 +2729,27 @@ TEST(admin_connections_are_counted_apart) {
         server_stop();
 }
 
+/* A server of MaxConnections=3 and IdleTimeoutSec=1, with the holds of its user (ts.conn_holds). */
+static void server_start_idle_closing(void) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+
+        l.max_connections = 3;
+        l.idle_timeout_sec = 1;
+        ts.with_holds = true;
+        server_start(&l);
+}
+
 /* A connection that called once and stays idle is never timed out (VMMs hold theirs), but with
  * MaxConnections= reached, one idle for IdleTimeoutSec= that holds nothing (no call in flight,
  * nothing buffered, nothing its server's user keeps) is closed for a newcomer: the one idle
  * longest of the uid that holds the most. */
 TEST(full_server_closes_an_idle_connection_for_a_new_one) {
         static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
-        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int a, b, busy, fd;
 
         if (geteuid() != 0)
                 SKIP("needs root to connect as a second uid");
-        l.max_connections = 3;
-        l.idle_timeout_sec = 1;
-        ts.with_holds = true;
-        server_start(&l);
+        server_start_idle_closing();
         a = raw_connect_as(65534);
         raw_call(a, echo);
         ASSERT_NOT_NULL(raw_recv(a));
@@ -2791,15 +2797,11 @@ TEST(full_server_closes_an_idle_connection_for_a_new_one) {
  * its own busy (a call in flight) shields nobody else's idle one, here root's. */
 TEST(full_server_closes_an_idle_connection_of_any_uid) {
         static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
-        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int busy1, busy2, idle, fd;
 
         if (geteuid() != 0)
                 SKIP("needs root to connect as a second uid");
-        l.max_connections = 3;
-        l.idle_timeout_sec = 1;
-        ts.with_holds = true;
-        server_start(&l);
+        server_start_idle_closing();
         busy1 = raw_connect_as(65534);
         raw_call(busy1, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":1}}");
         busy2 = raw_connect_as(65534);
