@@ -1395,19 +1395,28 @@ static void expect_first_serves(Tsmd *t) {
         ASSERT_TRUE(tsmd_is_running(t));
 }
 
+/* A second tsmd of config on socket fails to start, its stderr saying refusal: else the test
+ * fails with failure, and that stderr. */
+static void expect_second_tsmd_refused(const char *config, const char *socket, const char *refusal,
+                                       const char *failure) {
+        _cleanup_free_ char *err = NULL;
+
+        ASSERT_FALSE(exited_with(second_tsmd(config, socket, &err), 0));
+        if (!strstr(err, refusal))
+                TEST_FAIL("%s:\n%s", failure, err);
+}
+
 /* A second tsmd given a live one's socket refuses to start, naming the path, and leaves it to the
  * first: the first's clients are not taken over. */
 TEST(second_tsmd_refuses_a_served_socket) {
-        _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
         Tsmd t;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         /* Directories of its own: only the socket is shared. */
         write_second_config(config, dir, dir, &t);
-        ASSERT_FALSE(exited_with(second_tsmd(config, t.socket, &err), 0));
-        if (!strstr(err, strf("something serves '%s' already", t.socket)))
-                TEST_FAIL("the second tsmd did not name the socket it refused:\n%s", err);
+        expect_second_tsmd_refused(config, t.socket, strf("something serves '%s' already", t.socket),
+                                   "the second tsmd did not name the socket it refused");
         expect_first_serves(&t);
         tsmd_teardown(&t);
 }
@@ -1415,7 +1424,6 @@ TEST(second_tsmd_refuses_a_served_socket) {
 /* A second tsmd on a live one's context state directory (its files: its configuration) refuses
  * to start: its worker would have removed the state of the first one's contexts. */
 TEST(second_tsmd_refuses_a_state_directory_in_use) {
-        _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *state;
         Tsmd t;
 
@@ -1423,9 +1431,9 @@ TEST(second_tsmd_refuses_a_state_directory_in_use) {
         /* The state of a context the first tsmd would keep: no context of the second's. */
         state = strf("%s/contexts/0123456789abcdef0123456789abcdef.state", t.dir);
         write_file(state, "");
-        ASSERT_FALSE(exited_with(second_tsmd(t.config_path, scratch_path(dir, "io.tsmd"), &err), 0));
-        if (!strstr(err, strf("another tsmd uses the context state directory '%s/contexts'", t.dir)))
-                TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
+        expect_second_tsmd_refused(t.config_path, scratch_path(dir, "io.tsmd"),
+                                   strf("another tsmd uses the context state directory '%s/contexts'", t.dir),
+                                   "the second tsmd did not name the directory it refused");
         ASSERT_OK(access(state, F_OK));
         expect_first_serves(&t);
         tsmd_teardown(&t);
@@ -1434,15 +1442,14 @@ TEST(second_tsmd_refuses_a_state_directory_in_use) {
 /* And on a live one's audit directory: its worker could not open the log another one writes, and
  * would be restarted for ever, never ready. */
 TEST(second_tsmd_refuses_an_audit_directory_in_use) {
-        _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
         Tsmd t;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         write_second_config(config, t.dir, dir, &t);
-        ASSERT_FALSE(exited_with(second_tsmd(config, scratch_path(dir, "io.tsmd"), &err), 0));
-        if (!strstr(err, strf("another tsmd writes its audit log in '%s/audit'", t.dir)))
-                TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
+        expect_second_tsmd_refused(config, scratch_path(dir, "io.tsmd"),
+                                   strf("another tsmd writes its audit log in '%s/audit'", t.dir),
+                                   "the second tsmd did not name the directory it refused");
         expect_first_serves(&t);
         tsmd_teardown(&t);
 }
@@ -1450,7 +1457,6 @@ TEST(second_tsmd_refuses_an_audit_directory_in_use) {
 /* The audit directory and the context state directory one directory under two names: refused as
  * such, not as another tsmd's. */
 TEST(audit_and_state_directory_the_same_refused) {
-        _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
         Tsmd t;
 
@@ -1462,9 +1468,8 @@ TEST(audit_and_state_directory_the_same_refused) {
         write_file(config, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/x/../both\nJournal=no\n"
                                 "[Guest]\nContextStateDirectory=%s/both\n[Policy]\nFile=%s/policy.conf\n",
                                 dir, dir, t.dir));
-        ASSERT_FALSE(exited_with(second_tsmd(config, scratch_path(dir, "io.tsmd"), &err), 0));
-        if (!strstr(err, "is the context state directory"))
-                TEST_FAIL("tsmd did not say why it refused one directory for both:\n%s", err);
+        expect_second_tsmd_refused(config, scratch_path(dir, "io.tsmd"), "is the context state directory",
+                                   "tsmd did not say why it refused one directory for both");
         expect_first_serves(&t);
         tsmd_teardown(&t);
 }
