@@ -117,6 +117,16 @@ TEST(check_config_good) {
         expect_config_ok(path);
 }
 
+/* tsmd --check-config refuses text (written to path), its stderr saying want. */
+static void expect_check_config_refuses(const char *path, const char *text, const char *want) {
+        _cleanup_free_ char *err = NULL;
+
+        write_file(path, text);
+        ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+        if (!strstr(err, want))
+                TEST_FAIL("stderr does not say '%s': %s", want, err);
+}
+
 TEST(check_config_bad_names_file_and_line) {
         static const struct {
                 const char *text;
@@ -197,16 +207,13 @@ TEST(check_config_bad_names_file_and_line) {
 
         /* A line past INI_LINE_MAX is named so, not as a syntax error (a comment may be longer). */
         {
-                _cleanup_free_ char *text = malloc(2 * INI_LINE_MAX + 64), *err = NULL;
-                const char *want = strf("%s:3: line too long (more than %u bytes)", path, INI_LINE_MAX);
+                _cleanup_free_ char *text = malloc(2 * INI_LINE_MAX + 64);
 
                 ASSERT_NOT_NULL(text);
                 snprintf(text, 2 * INI_LINE_MAX + 64, "[Platform]\n# %0*u\nEmulatedDevices=%0*u\n", (int) INI_LINE_MAX, 0U,
                          (int) INI_LINE_MAX - 15, 0U);
-                write_file(path, text);
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                if (!strstr(err, want))
-                        TEST_FAIL("stderr does not say '%s': %s", want, err);
+                expect_check_config_refuses(path, text,
+                                            strf("%s:3: line too long (more than %u bytes)", path, INI_LINE_MAX));
         }
 
         /* A constraint between two keys has no single line, but the file is named. */
@@ -217,63 +224,29 @@ TEST(check_config_bad_names_file_and_line) {
                 ASSERT_NOT_NULL(strstr(err, path));
                 ASSERT_NOT_NULL(strstr(err, "MaxOutputSize"));
         }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxBufferedPerUid=8M\n"); /* MaxOutputSize is 16M */
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxBufferedPerUid"));
-        }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxBuffered=8M\n"); /* MaxOutputSize is 16M */
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxBuffered must"));
-        }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxFdsPerUid=100\n"); /* MaxFdsPerMessage is 253 */
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxFdsPerUid"));
-        }
+        expect_check_config_refuses(path, "[Varlink]\nMaxBufferedPerUid=8M\n" /* MaxOutputSize is 16M */,
+                                    "MaxBufferedPerUid");
+        expect_check_config_refuses(path, "[Varlink]\nMaxBuffered=8M\n" /* MaxOutputSize is 16M */, "MaxBuffered must");
+        expect_check_config_refuses(path, "[Varlink]\nMaxFdsPerUid=100\n" /* MaxFdsPerMessage is 253 */, "MaxFdsPerUid");
         /* Budgets that one client within MaxMessageSize=, MaxOutputSize= and MaxFdsPerMessage=
          * could go past: its input up to MaxMessageSize while its replies wait, and the fds of
          * a complete message and of the next one's start. */
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBufferedPerUid=64K\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize"));
-        }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=127K\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize"));
-                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=128K\nMaxBufferedPerUid=128K\n");
-                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
-        }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=15\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage"));
-                free(err);
-                err = NULL;
-                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFds=15\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxFds (unless 0)"));
-                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\nMaxFds=16\n");
-                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
-        }
+        expect_check_config_refuses(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBufferedPerUid=64K\n",
+                                    "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize");
+        expect_check_config_refuses(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=127K\n",
+                                    "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize");
+        write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=128K\nMaxBufferedPerUid=128K\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+        expect_check_config_refuses(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=15\n",
+                                    "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage");
+        expect_check_config_refuses(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFds=15\n", "MaxFds (unless 0)");
+        write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\nMaxFds=16\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
         /* One directory for the audit log and the contexts' state, however spelled. */
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Audit]\nDirectory=/var/lib//tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd/\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "[Audit] Directory and [Guest] ContextStateDirectory must differ"));
-                write_file(path, "[Audit]\nDirectory=/var/lib/tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd2\n");
-                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
-        }
+        expect_check_config_refuses(path, "[Audit]\nDirectory=/var/lib//tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd/\n",
+                                    "[Audit] Directory and [Guest] ContextStateDirectory must differ");
+        write_file(path, "[Audit]\nDirectory=/var/lib/tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd2\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
         /* A missing file given explicitly is an error too. */
         {
                 _cleanup_free_ char *err = NULL;
