@@ -125,6 +125,23 @@ static void pair_done(TsmClient *c, const char *path, int listen_fd, int server_
         unlink(path);
 }
 
+/* The server's end of a pair whose client freed itself sees it hang up; then the rest goes. */
+static void freed_pair_done(const char *path, int listen_fd, int server_fd) {
+        ASSERT_TRUE(sees_hangup(server_fd));
+        pair_done(NULL, path, listen_fd, server_fd);
+}
+
+/* c closes context ctx, answered by the peer at server_fd, which reads that CloseContext as the
+ * first message it gets: nothing went out before it. */
+static void expect_close_context_is_next(TsmClient *c, int server_fd, uint64_t ctx) {
+        char buf[4096];
+
+        write_message(server_fd, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, ctx));
+        ASSERT_TRUE(read_message(server_fd, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+}
+
 typedef struct Acceptor {
         int listen_fd;
         unsigned delay_msec;
@@ -1422,8 +1439,7 @@ TEST(free_from_more_callback) {
         ASSERT_OK(tsm_client_set_timeout(c, 500 * 1000));
         ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_free, &n), ECANCELED);
         ASSERT_EQ(n, 1);
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 typedef struct Freer {
@@ -1458,8 +1474,7 @@ TEST(free_during_blocking_call) {
         ASSERT_EQ(f.n_callbacks, 1);
         ASSERT_EQ(f.n_destroys, 1);
         ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 static void on_response_chain(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
@@ -1503,8 +1518,7 @@ TEST(free_during_process) {
         ASSERT_EQ(tsm_client_process(c), 1);
         ASSERT_EQ(f.n_callbacks, 1);
         ASSERT_EQ(f.n_destroys, 1);
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 typedef struct NestedFree {
@@ -1546,8 +1560,7 @@ TEST(free_from_destroy_of_free) {
         ASSERT_ERRNO(f.process, EDEADLK);
         ASSERT_ERRNO(f.call, EDEADLK);
         ASSERT_ERRNO(f.async, ENOTCONN);
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 /* The same when the free was deferred: a callback freed the client during tsm_client_process(),
@@ -1574,8 +1587,7 @@ TEST(free_from_destroy_of_deferred_free) {
         ASSERT_EQ(f.n_destroys, 4);
         ASSERT_ERRNO(f.reconnect, EDEADLK);
         ASSERT_ERRNO(f.call, EDEADLK);
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 /* {"a":[[...[0,0,...]...]]}: n_arrays nested arrays, the innermost holding n_zeros zeros. */
@@ -2044,10 +2056,7 @@ TEST(watch_skips_malformed_events_and_ends) {
         ASSERT_FALSE(e.with_event[3]);
 
         /* Calls go through again. */
-        write_message(s, "{\"parameters\":{}}");
-        ASSERT_OK(tsm_context_close(c, 1));
-        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        expect_close_context_is_next(c, s, 1);
 
         /* An event's accessors take NULL. */
         ASSERT_EQ(tsm_event_get_kind(NULL), _TSM_EVENT_KIND_INVALID);
@@ -2160,8 +2169,7 @@ TEST(free_from_watch_callback) {
                 ASSERT_EQ(e.n_destroys, 1U);
                 for (unsigned j = 0; j < e.n; j++)
                         ASSERT_OK(e.errors[j]);
-                ASSERT_TRUE(sees_hangup(s));
-                pair_done(NULL, path, l, s);
+                freed_pair_done(path, l, s);
         }
 }
 
@@ -2340,8 +2348,7 @@ TEST(free_after_blocking_reply_releases_outputs) {
                 ASSERT_NULL(text);
                 ASSERT_TRUE(pipe_widowed(p[0]));
                 close(p[0]);
-                ASSERT_TRUE(sees_hangup(s));
-                pair_done(NULL, path, l, s);
+                freed_pair_done(path, l, s);
         }
 }
 
@@ -2350,7 +2357,7 @@ TEST(free_after_blocking_reply_releases_outputs) {
  * (with what it holds) goes on. A failed registration runs neither callback nor destroy. */
 TEST(oversized_call_not_sent) {
         size_t n = 200 * 1024;
-        char path[108], buf[4096], *big = malloc(n);
+        char path[108], *big = malloc(n);
         uint8_t resp[8];
         Freer f = {};
         int l, s;
@@ -2371,10 +2378,7 @@ TEST(oversized_call_not_sent) {
         ASSERT_EQ(tsm_client_get_events(c), 0);
 
         /* Nothing went out: the first message the peer reads is the next call's. */
-        write_message(s, "{\"parameters\":{}}");
-        ASSERT_OK(tsm_context_close(c, 1));
-        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        expect_close_context_is_next(c, s, 1);
         free(big);
         pair_done(c, path, l, s);
 }
@@ -2383,7 +2387,7 @@ TEST(oversized_call_not_sent) {
  * AdoptContext's iommufd): libtsm cannot duplicate it, and the call fails with -EMFILE,
  * unnamed, before anything is sent; the connection goes on. */
 TEST(emfile_sending_an_fd) {
-        char path[108], buf[4096];
+        char path[108];
         struct rlimit saved, lim;
         uint64_t ctx = 77;
         int l, s, dev, lowest, r_attach, r_adopt;
@@ -2411,10 +2415,7 @@ TEST(emfile_sending_an_fd) {
         ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
 
         /* Nothing went out: the first message the peer reads is the next call's. */
-        write_message(s, "{\"parameters\":{}}");
-        ASSERT_OK(tsm_context_close(c, 1));
-        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        expect_close_context_is_next(c, s, 1);
         close(dev);
         pair_done(c, path, l, s);
 }
