@@ -789,6 +789,20 @@ TEST(largest_replies_pass) {
         pair_done(c, path, l, s);
 }
 
+/* Lowers RLIMIT_NOFILE to the lowest free fd: no fd can be opened or received until it is set
+ * back to the limit it had, in *ret_saved. */
+static void fill_fd_table(struct rlimit *ret_saved) {
+        struct rlimit l;
+        int lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, ret_saved));
+        l = *ret_saved;
+        l.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+}
+
 /* Sends text and its NUL with fd attached. */
 static void write_message_fd(int sock, const char *text, int fd) {
         char control[CMSG_SPACE(sizeof(int))] = {};
@@ -809,9 +823,9 @@ static void write_message_fd(int sock, const char *text, int fd) {
  * every other context) goes on; before, the lost fd was taken for tsmd's protocol violation. */
 TEST(emfile_fails_the_call_only) {
         char path[108], buf[4096];
-        struct rlimit saved, l;
+        struct rlimit saved;
         uint64_t ctx = 0;
-        int iommufd = -1, lowest, sock, r;
+        int iommufd = -1, sock, r;
         int ls, s;
         TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
 
@@ -821,13 +835,7 @@ TEST(emfile_fails_the_call_only) {
         write_message(s, "{\"parameters\":{}}"); /* CloseContext's */
         close(sock);
 
-        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
-        ASSERT_TRUE(lowest >= 0);
-        close(lowest);
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        l = saved;
-        l.rlim_cur = (rlim_t) lowest;
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        fill_fd_table(&saved);
         r = tsm_context_open(c, &ctx, &iommufd);
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
         ASSERT_ERRNO(r, EMFILE);
@@ -853,9 +861,9 @@ TEST(emfile_fails_the_call_only) {
  * promises the connection goes on. */
 TEST(emfile_then_connection_lost) {
         char path[108];
-        struct rlimit saved, l;
+        struct rlimit saved;
         uint64_t ctx = 0;
-        int iommufd = -1, lowest, sock, r;
+        int iommufd = -1, sock, r;
         int ls, s;
         TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
 
@@ -865,13 +873,7 @@ TEST(emfile_then_connection_lost) {
         close(sock);
         ASSERT_OK(shutdown(s, SHUT_WR)); /* no answer to CloseContext: tsmd went away */
 
-        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
-        ASSERT_TRUE(lowest >= 0);
-        close(lowest);
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        l = saved;
-        l.rlim_cur = (rlim_t) lowest;
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        fill_fd_table(&saved);
         r = tsm_context_open(c, &ctx, &iommufd);
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
         ASSERT_ERRNO(r, ECONNRESET);
@@ -2223,9 +2225,9 @@ TEST(free_from_reconnect_callback) {
  * not closed. */
 TEST(reclaim_keeps_the_right_token) {
         char path[108], buf[4096], *token = NULL;
-        struct rlimit saved, lim;
+        struct rlimit saved;
         uint64_t ctx = 0;
-        int ls, s, p[2], fd = -1, lowest, r;
+        int ls, s, p[2], fd = -1, r;
         TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
 
         /* No token in the reply: the one given stays the context's. */
@@ -2255,13 +2257,7 @@ TEST(reclaim_keeps_the_right_token) {
         write_message_fd(s, "{\"parameters\":{\"context\":9,\"fileDescriptor\":0,\"reclaimToken\":\"t3\"}}", p[0]);
         close(p[0]);
         ctx = 0;
-        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
-        ASSERT_TRUE(lowest >= 0);
-        close(lowest);
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        lim = saved;
-        lim.rlim_cur = (rlim_t) lowest;
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &lim));
+        fill_fd_table(&saved);
         r = tsm_context_reclaim(c, "t0", &ctx, &fd);
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
         ASSERT_ERRNO(r, EMFILE);
@@ -2388,20 +2384,14 @@ TEST(oversized_call_not_sent) {
  * unnamed, before anything is sent; the connection goes on. */
 TEST(emfile_sending_an_fd) {
         char path[108];
-        struct rlimit saved, lim;
+        struct rlimit saved;
         uint64_t ctx = 77;
-        int l, s, dev, lowest, r_attach, r_adopt;
+        int l, s, dev, r_attach, r_adopt;
         TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
 
         dev = open("/dev/null", O_RDONLY | O_CLOEXEC);
         ASSERT_TRUE(dev >= 0);
-        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
-        ASSERT_TRUE(lowest >= 0);
-        close(lowest);
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        lim = saved;
-        lim.rlim_cur = (rlim_t) lowest;
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &lim));
+        fill_fd_table(&saved);
         ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
         r_attach = tsm_device_attach(c, 1, 1, "0000:01:00.0", dev, NULL);
         ASSERT_NULL(tsm_client_get_error_name(c));
