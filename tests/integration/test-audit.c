@@ -60,6 +60,18 @@ static void start(Tsmd *t, const char *config, const char *log_level) {
         tsmd_start(t, &(TsmdOptions) { .config = config, .files = &file, .n_files = 1, .log_level = log_level });
 }
 
+/* tsmd as start() gives it (CONF_ZERO(), logging at info), and a client with DEV1 attached as
+ * vDevice 1 of a new context. */
+static VarlinkClient *start_with_dev1(Tsmd *t, int64_t *ret_ctx) {
+        VarlinkClient *c;
+
+        start(t, CONF_ZERO(), "info");
+        c = tsmd_connect(t);
+        *ret_ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(*ret_ctx, 1, DEV1));
+        return c;
+}
+
 /* ---- calls -------------------------------------------------------------------------------- */
 
 typedef struct Msg {
@@ -1168,10 +1180,7 @@ TEST(record_failing_after_the_call_ran) {
         struct stat st;
         int64_t ctx;
 
-        start(&t, CONF_ZERO(), "info");
-        c = tsmd_connect(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        c = start_with_dev1(&t, &ctx);
 
         /* Every answered record is on disk: no write may grow the file any more (the worker
          * writes it). */
@@ -1358,10 +1367,7 @@ TEST(calls_that_act_wait_for_a_reload_that_moves_the_log) {
         Tsmd t;
 
         tsmd_private_mount_namespace("mounting file systems over tsmd's audit directory");
-        start(&t, CONF_ZERO(), "info");
-        c = tsmd_connect(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        c = start_with_dev1(&t, &ctx);
 
         /* Room: the Bind waits for the reopen, no longer, and its record is in the new files. */
         mount_audit_fs(&t, 1024, false);
@@ -1531,10 +1537,7 @@ TEST(release_while_the_log_is_full_is_recorded_once_there_is_room) {
         Tsmd t;
 
         tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
-        start(&t, CONF_ZERO(), "info");
-        c = tsmd_connect(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        c = start_with_dev1(&t, &ctx);
         CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
 
         /* The log moves to a full file system: calls are refused. */
