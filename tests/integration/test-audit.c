@@ -60,6 +60,18 @@ static void start(Tsmd *t, const char *config, const char *log_level) {
         tsmd_start(t, &(TsmdOptions) { .config = config, .files = &file, .n_files = 1, .log_level = log_level });
 }
 
+/* tsmd as start() gives it (CONF_ZERO(), logging at info), and a client with DEV1 attached as
+ * vDevice 1 of a new context. */
+static VarlinkClient *start_with_dev1(Tsmd *t, int64_t *ret_ctx) {
+        VarlinkClient *c;
+
+        start(t, CONF_ZERO(), "info");
+        c = tsmd_connect(t);
+        *ret_ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(*ret_ctx, 1, DEV1));
+        return c;
+}
+
 /* ---- calls -------------------------------------------------------------------------------- */
 
 typedef struct Msg {
@@ -1168,10 +1180,7 @@ TEST(record_failing_after_the_call_ran) {
         struct stat st;
         int64_t ctx;
 
-        start(&t, CONF_ZERO(), "info");
-        c = tsmd_connect(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        c = start_with_dev1(&t, &ctx);
 
         /* Every answered record is on disk: no write may grow the file any more (the worker
          * writes it). */
@@ -1358,10 +1367,7 @@ TEST(calls_that_act_wait_for_a_reload_that_moves_the_log) {
         Tsmd t;
 
         tsmd_private_mount_namespace("mounting file systems over tsmd's audit directory");
-        start(&t, CONF_ZERO(), "info");
-        c = tsmd_connect(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        c = start_with_dev1(&t, &ctx);
 
         /* Room: the Bind waits for the reopen, no longer, and its record is in the new files. */
         mount_audit_fs(&t, 1024, false);
@@ -1490,6 +1496,33 @@ static size_t audit_wait_event(Tsmd *t, int64_t after, const char *event, AuditL
         }
 }
 
+/* Moves the log, by a reload, to a full file system over the audit directory: returns the file
+ * that fills it. */
+static const char *reload_onto_full_audit_fs(Tsmd *t) {
+        const char *filler = mount_audit_fs(t, 64, true);
+
+        ASSERT_TRUE(tsmd_reload(t, CONF_ZERO()));
+        return filler;
+}
+
+/* Room again: the record of event, owed, is written without any call; its line, of those in *ret. */
+static size_t owed_record_once_there_is_room(Tsmd *t, const char *filler, const char *event, AuditLines *ret) {
+        size_t at;
+
+        ASSERT_OK(truncate(filler, 0));
+        at = audit_wait_event(t, 0, event, ret);
+        expect_owed(ret->rec[at - 1], at);
+        return at;
+}
+
+/* Hangs c up, stops tsmd and takes the full file system off its audit directory. */
+static void stop_and_unmount_full_audit_fs(Tsmd *t, VarlinkClient *c) {
+        varlink_client_free(c);
+        tsmd_stop(t);
+        (void) umount2(strf("%s/audit", t->dir), MNT_DETACH);
+        tsmd_teardown(t);
+}
+
 /* A VMM hangs up while the audit file system is full: its device is unbound all the same (it is
  * released), and the record of that, which the log cannot take, is kept and written once there is
  * room again, with no call or reload needed, saying when it happened (before, it was dropped, and
@@ -1504,15 +1537,11 @@ TEST(release_while_the_log_is_full_is_recorded_once_there_is_room) {
         Tsmd t;
 
         tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
-        start(&t, CONF_ZERO(), "info");
-        c = tsmd_connect(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        c = start_with_dev1(&t, &ctx);
         CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
 
         /* The log moves to a full file system: calls are refused. */
-        filler = mount_audit_fs(&t, 64, true);
-        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        filler = reload_onto_full_audit_fs(&t);
         CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("AuditFailed"), "{\"errno\":28}");
 
         /* The VMM goes: its device is released, its record kept. */
@@ -1521,14 +1550,12 @@ TEST(release_while_the_log_is_full_is_recorded_once_there_is_room) {
         ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of a release failed"));
 
         /* Room again: it is written without any call. */
-        ASSERT_OK(truncate(filler, 0));
-        at = audit_wait_event(&t, 0, "release", &l);
+        at = owed_record_once_there_is_room(&t, filler, "release", &l);
         const Want rel = { .seq = ANY_I, .event = "release", .result = "ok", .uid = getuid(), .gid = ANY_I,
                            .pid = ANY_I, .ctx = ctx, .vdev = 1, .pci = DEV1, .backend = ANY_S,
                            .scope = NULL, .scope_number = NUL_I, .request_size = NUL_I,
                            .response_size = NUL_I };
         expect_record(l.rec[at - 1], &rel, at);
-        expect_owed(l.rec[at - 1], at);
         audit_lines_done(&l);
 
         /* And it is true: the device is unbound, a new VMM binds it. */
@@ -1539,10 +1566,7 @@ TEST(release_while_the_log_is_full_is_recorded_once_there_is_room) {
         ASSERT_FALSE(JBOOL(r, "bound"));
         CALL_OK(d, G "Bind", guest_vdev_params(cd, 1));
 
-        varlink_client_free(d);
-        tsmd_stop(&t);
-        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
-        tsmd_teardown(&t);
+        stop_and_unmount_full_audit_fs(&t, d);
 }
 
 /* A reload by SIGHUP, which has no caller to answer, moves the log to a full file system (or
@@ -1558,18 +1582,15 @@ TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
 
         tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
         start(&t, CONF_ZERO(), "info");
-        filler = mount_audit_fs(&t, 64, true);
-        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        filler = reload_onto_full_audit_fs(&t);
         ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of reload now", 1, TSMD_WAIT_USEC));
         ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of a reload by signal failed"));
         c = tsmd_connect(&t);
         CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
 
-        ASSERT_OK(truncate(filler, 0));
-        at = audit_wait_event(&t, 0, "reload", &l);
+        at = owed_record_once_there_is_room(&t, filler, "reload", &l);
         expect_str(l.rec[at - 1], "result", "ok", at);
         expect_int(l.rec[at - 1], "uid", NUL_I, at); /* no caller */
-        expect_owed(l.rec[at - 1], at);
         audit_lines_done(&l);
 
         /* Calls are taken again, after it. */
@@ -1578,10 +1599,7 @@ TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
         ASSERT_TRUE(open_at > line_of(&l, 0, "reload"));
         audit_lines_done(&l);
 
-        varlink_client_free(c);
-        tsmd_stop(&t);
-        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
-        tsmd_teardown(&t);
+        stop_and_unmount_full_audit_fs(&t, c);
 }
 
 /* A worker killed while the audit file system is full: the next one records how it ended, once
@@ -1595,24 +1613,18 @@ TEST(worker_killed_while_the_log_is_full_is_recorded_once_there_is_room) {
 
         tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
         start(&t, CONF_ZERO(), "info");
-        filler = mount_audit_fs(&t, 64, true);
-        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO()));
+        filler = reload_onto_full_audit_fs(&t);
         tsmd_kill_worker(&t);
         ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of worker-restart now", 1, TSMD_WAIT_USEC));
         ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of the previous worker's end failed"));
         c = tsmd_connect(&t);
         CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
 
-        ASSERT_OK(truncate(filler, 0));
-        at = audit_wait_event(&t, 0, "worker-restart", &l);
+        at = owed_record_once_there_is_room(&t, filler, "worker-restart", &l);
         expect_str(l.rec[at - 1], "result", "io.tsmd.WorkerCrashed", at);
-        expect_owed(l.rec[at - 1], at);
         audit_lines_done(&l);
 
-        varlink_client_free(c);
-        tsmd_stop(&t);
-        (void) umount2(strf("%s/audit", t.dir), MNT_DETACH);
-        tsmd_teardown(&t);
+        stop_and_unmount_full_audit_fs(&t, c);
 }
 
 /* systemctl reload tsmd; systemctl stop tsmd, in quick succession (or with a slow disk): the

@@ -117,6 +117,16 @@ TEST(check_config_good) {
         expect_config_ok(path);
 }
 
+/* tsmd --check-config refuses text (written to path), its stderr saying want. */
+static void expect_check_config_refuses(const char *path, const char *text, const char *want) {
+        _cleanup_free_ char *err = NULL;
+
+        write_file(path, text);
+        ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
+        if (!strstr(err, want))
+                TEST_FAIL("stderr does not say '%s': %s", want, err);
+}
+
 TEST(check_config_bad_names_file_and_line) {
         static const struct {
                 const char *text;
@@ -197,16 +207,13 @@ TEST(check_config_bad_names_file_and_line) {
 
         /* A line past INI_LINE_MAX is named so, not as a syntax error (a comment may be longer). */
         {
-                _cleanup_free_ char *text = malloc(2 * INI_LINE_MAX + 64), *err = NULL;
-                const char *want = strf("%s:3: line too long (more than %u bytes)", path, INI_LINE_MAX);
+                _cleanup_free_ char *text = malloc(2 * INI_LINE_MAX + 64);
 
                 ASSERT_NOT_NULL(text);
                 snprintf(text, 2 * INI_LINE_MAX + 64, "[Platform]\n# %0*u\nEmulatedDevices=%0*u\n", (int) INI_LINE_MAX, 0U,
                          (int) INI_LINE_MAX - 15, 0U);
-                write_file(path, text);
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                if (!strstr(err, want))
-                        TEST_FAIL("stderr does not say '%s': %s", want, err);
+                expect_check_config_refuses(path, text,
+                                            strf("%s:3: line too long (more than %u bytes)", path, INI_LINE_MAX));
         }
 
         /* A constraint between two keys has no single line, but the file is named. */
@@ -217,63 +224,29 @@ TEST(check_config_bad_names_file_and_line) {
                 ASSERT_NOT_NULL(strstr(err, path));
                 ASSERT_NOT_NULL(strstr(err, "MaxOutputSize"));
         }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxBufferedPerUid=8M\n"); /* MaxOutputSize is 16M */
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxBufferedPerUid"));
-        }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxBuffered=8M\n"); /* MaxOutputSize is 16M */
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxBuffered must"));
-        }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxFdsPerUid=100\n"); /* MaxFdsPerMessage is 253 */
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxFdsPerUid"));
-        }
+        expect_check_config_refuses(path, "[Varlink]\nMaxBufferedPerUid=8M\n" /* MaxOutputSize is 16M */,
+                                    "MaxBufferedPerUid");
+        expect_check_config_refuses(path, "[Varlink]\nMaxBuffered=8M\n" /* MaxOutputSize is 16M */, "MaxBuffered must");
+        expect_check_config_refuses(path, "[Varlink]\nMaxFdsPerUid=100\n" /* MaxFdsPerMessage is 253 */, "MaxFdsPerUid");
         /* Budgets that one client within MaxMessageSize=, MaxOutputSize= and MaxFdsPerMessage=
          * could go past: its input up to MaxMessageSize while its replies wait, and the fds of
          * a complete message and of the next one's start. */
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBufferedPerUid=64K\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize"));
-        }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=127K\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize"));
-                write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=128K\nMaxBufferedPerUid=128K\n");
-                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
-        }
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=15\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage"));
-                free(err);
-                err = NULL;
-                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFds=15\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "MaxFds (unless 0)"));
-                write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\nMaxFds=16\n");
-                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
-        }
+        expect_check_config_refuses(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBufferedPerUid=64K\n",
+                                    "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize");
+        expect_check_config_refuses(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=127K\n",
+                                    "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize");
+        write_file(path, "[Varlink]\nMaxMessageSize=64K\nMaxOutputSize=64K\nMaxBuffered=128K\nMaxBufferedPerUid=128K\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+        expect_check_config_refuses(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=15\n",
+                                    "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage");
+        expect_check_config_refuses(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFds=15\n", "MaxFds (unless 0)");
+        write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\nMaxFds=16\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
         /* One directory for the audit log and the contexts' state, however spelled. */
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Audit]\nDirectory=/var/lib//tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd/\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, "[Audit] Directory and [Guest] ContextStateDirectory must differ"));
-                write_file(path, "[Audit]\nDirectory=/var/lib/tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd2\n");
-                ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
-        }
+        expect_check_config_refuses(path, "[Audit]\nDirectory=/var/lib//tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd/\n",
+                                    "[Audit] Directory and [Guest] ContextStateDirectory must differ");
+        write_file(path, "[Audit]\nDirectory=/var/lib/tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd2\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
         /* A missing file given explicitly is an error too. */
         {
                 _cleanup_free_ char *err = NULL;
@@ -1395,19 +1368,28 @@ static void expect_first_serves(Tsmd *t) {
         ASSERT_TRUE(tsmd_is_running(t));
 }
 
+/* A second tsmd of config on socket fails to start, its stderr saying refusal: else the test
+ * fails with failure, and that stderr. */
+static void expect_second_tsmd_refused(const char *config, const char *socket, const char *refusal,
+                                       const char *failure) {
+        _cleanup_free_ char *err = NULL;
+
+        ASSERT_FALSE(exited_with(second_tsmd(config, socket, &err), 0));
+        if (!strstr(err, refusal))
+                TEST_FAIL("%s:\n%s", failure, err);
+}
+
 /* A second tsmd given a live one's socket refuses to start, naming the path, and leaves it to the
  * first: the first's clients are not taken over. */
 TEST(second_tsmd_refuses_a_served_socket) {
-        _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
         Tsmd t;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         /* Directories of its own: only the socket is shared. */
         write_second_config(config, dir, dir, &t);
-        ASSERT_FALSE(exited_with(second_tsmd(config, t.socket, &err), 0));
-        if (!strstr(err, strf("something serves '%s' already", t.socket)))
-                TEST_FAIL("the second tsmd did not name the socket it refused:\n%s", err);
+        expect_second_tsmd_refused(config, t.socket, strf("something serves '%s' already", t.socket),
+                                   "the second tsmd did not name the socket it refused");
         expect_first_serves(&t);
         tsmd_teardown(&t);
 }
@@ -1415,7 +1397,6 @@ TEST(second_tsmd_refuses_a_served_socket) {
 /* A second tsmd on a live one's context state directory (its files: its configuration) refuses
  * to start: its worker would have removed the state of the first one's contexts. */
 TEST(second_tsmd_refuses_a_state_directory_in_use) {
-        _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *state;
         Tsmd t;
 
@@ -1423,9 +1404,9 @@ TEST(second_tsmd_refuses_a_state_directory_in_use) {
         /* The state of a context the first tsmd would keep: no context of the second's. */
         state = strf("%s/contexts/0123456789abcdef0123456789abcdef.state", t.dir);
         write_file(state, "");
-        ASSERT_FALSE(exited_with(second_tsmd(t.config_path, scratch_path(dir, "io.tsmd"), &err), 0));
-        if (!strstr(err, strf("another tsmd uses the context state directory '%s/contexts'", t.dir)))
-                TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
+        expect_second_tsmd_refused(t.config_path, scratch_path(dir, "io.tsmd"),
+                                   strf("another tsmd uses the context state directory '%s/contexts'", t.dir),
+                                   "the second tsmd did not name the directory it refused");
         ASSERT_OK(access(state, F_OK));
         expect_first_serves(&t);
         tsmd_teardown(&t);
@@ -1434,15 +1415,14 @@ TEST(second_tsmd_refuses_a_state_directory_in_use) {
 /* And on a live one's audit directory: its worker could not open the log another one writes, and
  * would be restarted for ever, never ready. */
 TEST(second_tsmd_refuses_an_audit_directory_in_use) {
-        _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
         Tsmd t;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         write_second_config(config, t.dir, dir, &t);
-        ASSERT_FALSE(exited_with(second_tsmd(config, scratch_path(dir, "io.tsmd"), &err), 0));
-        if (!strstr(err, strf("another tsmd writes its audit log in '%s/audit'", t.dir)))
-                TEST_FAIL("the second tsmd did not name the directory it refused:\n%s", err);
+        expect_second_tsmd_refused(config, scratch_path(dir, "io.tsmd"),
+                                   strf("another tsmd writes its audit log in '%s/audit'", t.dir),
+                                   "the second tsmd did not name the directory it refused");
         expect_first_serves(&t);
         tsmd_teardown(&t);
 }
@@ -1450,7 +1430,6 @@ TEST(second_tsmd_refuses_an_audit_directory_in_use) {
 /* The audit directory and the context state directory one directory under two names: refused as
  * such, not as another tsmd's. */
 TEST(audit_and_state_directory_the_same_refused) {
-        _cleanup_free_ char *err = NULL;
         const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
         Tsmd t;
 
@@ -1462,9 +1441,8 @@ TEST(audit_and_state_directory_the_same_refused) {
         write_file(config, strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/x/../both\nJournal=no\n"
                                 "[Guest]\nContextStateDirectory=%s/both\n[Policy]\nFile=%s/policy.conf\n",
                                 dir, dir, t.dir));
-        ASSERT_FALSE(exited_with(second_tsmd(config, scratch_path(dir, "io.tsmd"), &err), 0));
-        if (!strstr(err, "is the context state directory"))
-                TEST_FAIL("tsmd did not say why it refused one directory for both:\n%s", err);
+        expect_second_tsmd_refused(config, scratch_path(dir, "io.tsmd"), "is the context state directory",
+                                   "tsmd did not say why it refused one directory for both");
         expect_first_serves(&t);
         tsmd_teardown(&t);
 }

@@ -1549,6 +1549,31 @@ static uint8_t async_tdi_state(const AsyncCall *a, size_t i) {
         return r[sizeof(TdispHeader)];
 }
 
+/* tsmd with a 10 ms emulated latency, and a client with DEV1 attached as vDevice 1 of a new context. */
+static VarlinkClient *start_slow_with_dev1(Tsmd *t, pid_t *ret_worker, int64_t *ret_ctx) {
+        VarlinkClient *c;
+
+        tsmd_start_config(t, CONF_ZERO("EmulatedLatencyUSec=10000\n"));
+        *ret_worker = tsmd_worker_pid(t);
+        c = tsmd_connect(t);
+        *ret_ctx = open_context(c, NULL);
+        attach(c, *ret_ctx, 1, DEV1);
+        return c;
+}
+
+/* Sends PIPELINED_REQUESTS guest requests m on vDevice 1 of ctx, answers not waited for. */
+static void queue_requests(VarlinkClient *c, int64_t ctx, const Msg *m, AsyncCall calls[]) {
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
+                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", m, 4096), 0, &calls[i]);
+}
+
+/* Frees the queued requests and the call sent behind them. */
+static void queued_calls_done(AsyncCall calls[], AsyncCall *behind) {
+        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
+                async_call_done(&calls[i]);
+        async_call_done(behind);
+}
+
 static void change_behind_queued_requests(bool bind) {
         static AsyncCall calls[PIPELINED_REQUESTS], change, last;
         Msg m = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_STATE, DEV1, NULL, 0);
@@ -1559,16 +1584,11 @@ static void change_behind_queued_requests(bool bind) {
         int64_t ctx;
         pid_t worker;
 
-        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=10000\n"));
-        worker = tsmd_worker_pid(&t);
-        c = tsmd_connect(&t);
-        ctx = open_context(c, NULL);
-        attach(c, ctx, 1, DEV1);
+        c = start_slow_with_dev1(&t, &worker, &ctx);
         if (!bind)
                 bind_device(c, ctx, 1);
 
-        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
-                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &calls[i]);
+        queue_requests(c, ctx, &m, calls);
         tsmd_call_async(c, bind ? G "Bind" : G "Unbind", guest_vdev_params(ctx, 1), 0, &change);
         tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &last);
 
@@ -1584,9 +1604,7 @@ static void change_behind_queued_requests(bool bind) {
         ASSERT_EQ(async_tdi_state(&last, PIPELINED_REQUESTS), after);
         ASSERT_EQ(tsmd_worker_pid(&t), worker);
 
-        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
-                async_call_done(&calls[i]);
-        async_call_done(&change);
+        queued_calls_done(calls, &change);
         async_call_done(&last);
         varlink_client_free(c);
         tsmd_teardown(&t);
@@ -1611,20 +1629,13 @@ TEST(hangup_while_a_bind_waits_behind_queued_requests) {
         int64_t ctx;
         pid_t worker;
 
-        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=10000\n"));
-        worker = tsmd_worker_pid(&t);
-        c = tsmd_connect(&t);
-        ctx = open_context(c, NULL);
-        attach(c, ctx, 1, DEV1);
-        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
-                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &calls[i]);
+        c = start_slow_with_dev1(&t, &worker, &ctx);
+        queue_requests(c, ctx, &m, calls);
         tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 1), 0, &change);
         /* The first answer: tsmd read the calls sent with it, and the Bind waits (for 300 ms). */
         ASSERT_TRUE(tsmd_async_wait(c, &calls[0], 1, TSMD_WAIT_USEC));
         ASSERT_EQ(change.n, 0U);
-        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
-                async_call_done(&calls[i]);
-        async_call_done(&change);
+        queued_calls_done(calls, &change);
         varlink_client_free(c);
 
         /* Attached once the release is done: the monitor logged any bind or unbind by then. */
@@ -1649,15 +1660,10 @@ TEST(detach_of_a_bound_vdevice_with_requests_queued_in_tsmd) {
         int64_t ctx, seq;
         pid_t worker;
 
-        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=10000\n"));
-        worker = tsmd_worker_pid(&t);
-        c = tsmd_connect(&t);
-        ctx = open_context(c, NULL);
-        attach(c, ctx, 1, DEV1);
+        c = start_slow_with_dev1(&t, &worker, &ctx);
         bind_device(c, ctx, 1);
         seq = tsmd_audit_last_seq(&t);
-        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
-                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), 0, &calls[i]);
+        queue_requests(c, ctx, &m, calls);
         tsmd_call_async(c, G "DetachDevice", guest_vdev_params(ctx, 1), 0, &detach);
 
         for (size_t i = 0; i < PIPELINED_REQUESTS; i++) {
@@ -1678,9 +1684,7 @@ TEST(detach_of_a_bound_vdevice_with_requests_queued_in_tsmd) {
         ASSERT_EQ(tsmd_worker_pid(&t), worker);
         ASSERT_FALSE(tsmd_log_contains(&t, "Compromised worker"));
 
-        for (size_t i = 0; i < PIPELINED_REQUESTS; i++)
-                async_call_done(&calls[i]);
-        async_call_done(&detach);
+        queued_calls_done(calls, &detach);
         varlink_client_free(c);
         tsmd_teardown(&t);
 }

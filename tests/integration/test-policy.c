@@ -197,29 +197,38 @@ static void follow_until(VarlinkClient *c, char *last_error, const char *error) 
         }
 }
 
+/* tsmd whose policy makes nobody an administrator, and two connections of nobody's to it:
+ * *ret_follower follows the audit log (its replies to on_reply), answered once already (last_error
+ * is on_followed()'s), and *ret_other has made an admin call. */
+static void start_following_as_nobody(Tsmd *t, VarlinkReplyFunc on_reply, void *userdata, char *last_error,
+                                      VarlinkClient **ret_follower, VarlinkClient **ret_other) {
+        static const TsmdFile files[] = {
+                { "policy.conf", "[Admin]\nUsers=65534\n[Client:vm]\nUsers=root\nDevices=" DEV1 "\n" },
+        };
+
+        tsmd_start(t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        /* The socket serving io.tsmd.Admin is for root and tsmd's group; the policy decides. */
+        ASSERT_OK(chmod(t->socket, 0666));
+        *ret_follower = tsmd_connect_to_as(t, t->socket, NOBODY, NOBODY);
+        *ret_other = tsmd_connect_to_as(t, t->socket, NOBODY, NOBODY);
+        ASSERT_OK(varlink_client_call_async(*ret_follower, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE,
+                                            on_reply, userdata));
+        follow_until(*ret_follower, last_error, "");
+        CALL_OK(*ret_other, "io.tsmd.Admin.ListBackends", NULL);
+}
+
 /*
  * SECURITY: an administrator following the audit log sees every record. A reload whose policy
  * no longer names them ends the stream (PermissionDenied, as their next call is), where before
  * it kept every record coming.
  */
 TEST(audit_follow_ends_with_the_admin_right) {
-        static const TsmdFile files[] = {
-                { "policy.conf", "[Admin]\nUsers=65534\n[Client:vm]\nUsers=root\nDevices=" DEV1 "\n" },
-        };
         char last_error[128] = "none yet";
         VarlinkClient *follower, *other;
         Tsmd t;
 
         need_root();
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
-        /* The socket serving io.tsmd.Admin is for root and tsmd's group; the policy decides. */
-        ASSERT_OK(chmod(t.socket, 0666));
-        follower = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
-        other = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
-        ASSERT_OK(varlink_client_call_async(follower, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE,
-                                            on_followed, last_error));
-        follow_until(follower, last_error, "");
-        CALL_OK(other, "io.tsmd.Admin.ListBackends", NULL);
+        start_following_as_nobody(&t, on_followed, last_error, last_error, &follower, &other);
 
         tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 "\n");
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
@@ -267,23 +276,13 @@ static void follow_past(VarlinkClient *c, Followed *f, unsigned n) {
 /* The other side of audit_follow_ends_with_the_admin_right: a reload whose policy still names
  * the follower an administrator (its rules for clients changed) keeps the stream going. */
 TEST(audit_follow_survives_a_reload_that_keeps_the_admin_right) {
-        static const TsmdFile files[] = {
-                { "policy.conf", "[Admin]\nUsers=65534\n[Client:vm]\nUsers=root\nDevices=" DEV1 "\n" },
-        };
         Followed followed = { .last_error = "none yet" };
         VarlinkClient *follower, *other;
         unsigned n;
         Tsmd t;
 
         need_root();
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
-        ASSERT_OK(chmod(t.socket, 0666));
-        follower = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
-        other = tsmd_connect_to_as(&t, t.socket, NOBODY, NOBODY);
-        ASSERT_OK(varlink_client_call_async(follower, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE,
-                                            on_followed_record, &followed));
-        follow_until(follower, followed.last_error, "");
-        CALL_OK(other, "io.tsmd.Admin.ListBackends", NULL);
+        start_following_as_nobody(&t, on_followed_record, &followed, followed.last_error, &follower, &other);
         follow_past(follower, &followed, 0);
 
         tsmd_write_file(&t, "policy.conf", "[Admin]\nUsers=65534\n[Client:vm]\nUsers=root\nDevices=" DEV1 " " DEV2 "\n");

@@ -100,6 +100,13 @@ static bool sees_hangup(int fd) {
         }
 }
 
+/* Waits (at most a second) until the client's connection has something for it to read. */
+static void wait_readable(TsmClient *c) {
+        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
+
+        ASSERT_EQ(poll(&p, 1, 1000), 1);
+}
+
 /* A client connected to a fresh socket, and the server's end of that connection. */
 static TsmClient *connect_pair(char *path, size_t size, int *ret_listen_fd, int *ret_server_fd) {
         TsmClient *c = NULL;
@@ -116,6 +123,23 @@ static void pair_done(TsmClient *c, const char *path, int listen_fd, int server_
         close(server_fd);
         close(listen_fd);
         unlink(path);
+}
+
+/* The server's end of a pair whose client freed itself sees it hang up; then the rest goes. */
+static void freed_pair_done(const char *path, int listen_fd, int server_fd) {
+        ASSERT_TRUE(sees_hangup(server_fd));
+        pair_done(NULL, path, listen_fd, server_fd);
+}
+
+/* c closes context ctx, answered by the peer at server_fd, which reads that CloseContext as the
+ * first message it gets: nothing went out before it. */
+static void expect_close_context_is_next(TsmClient *c, int server_fd, uint64_t ctx) {
+        char buf[4096];
+
+        write_message(server_fd, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, ctx));
+        ASSERT_TRUE(read_message(server_fd, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
 }
 
 typedef struct Acceptor {
@@ -380,9 +404,7 @@ TEST(peer_errors_never_look_local) {
                 ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
                 write_message(s, cases[i].reply);
                 while (a.n == 0) {
-                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                        wait_readable(c);
                         ASSERT_GE(tsm_client_process(c), 0);
                 }
                 if (a.error != -cases[i].error)
@@ -398,9 +420,7 @@ TEST(peer_errors_never_look_local) {
                 ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
                 shutdown(s, SHUT_RDWR);
                 while (a.n == 0) {
-                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                        ASSERT_EQ(poll(&p, 1, 1000), 1);
+                        wait_readable(c);
                         (void) tsm_client_process(c);
                 }
                 ASSERT_ERRNO(a.error, ECONNRESET);
@@ -464,9 +484,7 @@ TEST(malformed_error_names_are_protocol_errors) {
                 if (async) {
                         ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
                         while (a.n == 0) {
-                                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                                ASSERT_EQ(poll(&p, 1, 1000), 1);
+                                wait_readable(c);
                                 (void) tsm_client_process(c);
                         }
                         ASSERT_ERRNO(a.error, EPROTO);
@@ -771,6 +789,20 @@ TEST(largest_replies_pass) {
         pair_done(c, path, l, s);
 }
 
+/* Lowers RLIMIT_NOFILE to the lowest free fd: no fd can be opened or received until it is set
+ * back to the limit it had, in *ret_saved. */
+static void fill_fd_table(struct rlimit *ret_saved) {
+        struct rlimit l;
+        int lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, ret_saved));
+        l = *ret_saved;
+        l.rlim_cur = (rlim_t) lowest;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+}
+
 /* Sends text and its NUL with fd attached. */
 static void write_message_fd(int sock, const char *text, int fd) {
         char control[CMSG_SPACE(sizeof(int))] = {};
@@ -791,9 +823,9 @@ static void write_message_fd(int sock, const char *text, int fd) {
  * every other context) goes on; before, the lost fd was taken for tsmd's protocol violation. */
 TEST(emfile_fails_the_call_only) {
         char path[108], buf[4096];
-        struct rlimit saved, l;
+        struct rlimit saved;
         uint64_t ctx = 0;
-        int iommufd = -1, lowest, sock, r;
+        int iommufd = -1, sock, r;
         int ls, s;
         TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
 
@@ -803,13 +835,7 @@ TEST(emfile_fails_the_call_only) {
         write_message(s, "{\"parameters\":{}}"); /* CloseContext's */
         close(sock);
 
-        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
-        ASSERT_TRUE(lowest >= 0);
-        close(lowest);
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        l = saved;
-        l.rlim_cur = (rlim_t) lowest;
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        fill_fd_table(&saved);
         r = tsm_context_open(c, &ctx, &iommufd);
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
         ASSERT_ERRNO(r, EMFILE);
@@ -835,9 +861,9 @@ TEST(emfile_fails_the_call_only) {
  * promises the connection goes on. */
 TEST(emfile_then_connection_lost) {
         char path[108];
-        struct rlimit saved, l;
+        struct rlimit saved;
         uint64_t ctx = 0;
-        int iommufd = -1, lowest, sock, r;
+        int iommufd = -1, sock, r;
         int ls, s;
         TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
 
@@ -847,13 +873,7 @@ TEST(emfile_then_connection_lost) {
         close(sock);
         ASSERT_OK(shutdown(s, SHUT_WR)); /* no answer to CloseContext: tsmd went away */
 
-        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
-        ASSERT_TRUE(lowest >= 0);
-        close(lowest);
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        l = saved;
-        l.rlim_cur = (rlim_t) lowest;
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &l));
+        fill_fd_table(&saved);
         r = tsm_context_open(c, &ctx, &iommufd);
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
         ASSERT_ERRNO(r, ECONNRESET);
@@ -1421,8 +1441,7 @@ TEST(free_from_more_callback) {
         ASSERT_OK(tsm_client_set_timeout(c, 500 * 1000));
         ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_free, &n), ECANCELED);
         ASSERT_EQ(n, 1);
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 typedef struct Freer {
@@ -1457,8 +1476,7 @@ TEST(free_during_blocking_call) {
         ASSERT_EQ(f.n_callbacks, 1);
         ASSERT_EQ(f.n_destroys, 1);
         ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 static void on_response_chain(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
@@ -1498,15 +1516,11 @@ TEST(free_during_process) {
 
         ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_free, &f, on_destroy_count));
         write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
-        {
-                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-                ASSERT_EQ(poll(&p, 1, 1000), 1);
-        }
+        wait_readable(c);
         ASSERT_EQ(tsm_client_process(c), 1);
         ASSERT_EQ(f.n_callbacks, 1);
         ASSERT_EQ(f.n_destroys, 1);
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 typedef struct NestedFree {
@@ -1548,8 +1562,7 @@ TEST(free_from_destroy_of_free) {
         ASSERT_ERRNO(f.process, EDEADLK);
         ASSERT_ERRNO(f.call, EDEADLK);
         ASSERT_ERRNO(f.async, ENOTCONN);
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 /* The same when the free was deferred: a callback freed the client during tsm_client_process(),
@@ -1571,16 +1584,12 @@ TEST(free_from_destroy_of_deferred_free) {
                 ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, &f,
                                                   on_destroy_nested));
         write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
-        {
-                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-                ASSERT_EQ(poll(&p, 1, 1000), 1);
-        }
+        wait_readable(c);
         ASSERT_EQ(tsm_client_process(c), 1);
         ASSERT_EQ(f.n_destroys, 4);
         ASSERT_ERRNO(f.reconnect, EDEADLK);
         ASSERT_ERRNO(f.call, EDEADLK);
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(NULL, path, l, s);
+        freed_pair_done(path, l, s);
 }
 
 /* {"a":[[...[0,0,...]...]]}: n_arrays nested arrays, the innermost holding n_zeros zeros. */
@@ -2049,10 +2058,7 @@ TEST(watch_skips_malformed_events_and_ends) {
         ASSERT_FALSE(e.with_event[3]);
 
         /* Calls go through again. */
-        write_message(s, "{\"parameters\":{}}");
-        ASSERT_OK(tsm_context_close(c, 1));
-        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        expect_close_context_is_next(c, s, 1);
 
         /* An event's accessors take NULL. */
         ASSERT_EQ(tsm_event_get_kind(NULL), _TSM_EVENT_KIND_INVALID);
@@ -2113,11 +2119,7 @@ TEST(watch_stream_fds_and_errors) {
                                    "\"pciAddress\":\"0000:01:00.0\"}"), wr, 2);
         close(p[1]);
         close(q[1]);
-        {
-                struct pollfd pf = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                ASSERT_EQ(poll(&pf, 1, 1000), 1);
-        }
+        wait_readable(c);
         ASSERT_ERRNO(tsm_client_process(c), EPROTO);
         ASSERT_EQ(e.n, 2U);
         ASSERT_ERRNO(e.errors[1], EPROTO);
@@ -2163,18 +2165,13 @@ TEST(free_from_watch_callback) {
                 ASSERT_OK(tsm_client_watch_events(c, on_event_seen, &e, on_events_destroy));
                 ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
                 ASSERT_EQ(send(s, cases[i].replies, len, MSG_NOSIGNAL), (ssize_t) len);
-                {
-                        struct pollfd p = { .fd = tsm_client_get_fd(c), .events = POLLIN };
-
-                        ASSERT_EQ(poll(&p, 1, 1000), 1);
-                }
+                wait_readable(c);
                 ASSERT_EQ(tsm_client_process(c), 1); /* c is gone */
                 ASSERT_EQ(e.n, cases[i].free_at);
                 ASSERT_EQ(e.n_destroys, 1U);
                 for (unsigned j = 0; j < e.n; j++)
                         ASSERT_OK(e.errors[j]);
-                ASSERT_TRUE(sees_hangup(s));
-                pair_done(NULL, path, l, s);
+                freed_pair_done(path, l, s);
         }
 }
 
@@ -2228,9 +2225,9 @@ TEST(free_from_reconnect_callback) {
  * not closed. */
 TEST(reclaim_keeps_the_right_token) {
         char path[108], buf[4096], *token = NULL;
-        struct rlimit saved, lim;
+        struct rlimit saved;
         uint64_t ctx = 0;
-        int ls, s, p[2], fd = -1, lowest, r;
+        int ls, s, p[2], fd = -1, r;
         TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
 
         /* No token in the reply: the one given stays the context's. */
@@ -2260,13 +2257,7 @@ TEST(reclaim_keeps_the_right_token) {
         write_message_fd(s, "{\"parameters\":{\"context\":9,\"fileDescriptor\":0,\"reclaimToken\":\"t3\"}}", p[0]);
         close(p[0]);
         ctx = 0;
-        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
-        ASSERT_TRUE(lowest >= 0);
-        close(lowest);
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        lim = saved;
-        lim.rlim_cur = (rlim_t) lowest;
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &lim));
+        fill_fd_table(&saved);
         r = tsm_context_reclaim(c, "t0", &ctx, &fd);
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
         ASSERT_ERRNO(r, EMFILE);
@@ -2353,8 +2344,7 @@ TEST(free_after_blocking_reply_releases_outputs) {
                 ASSERT_NULL(text);
                 ASSERT_TRUE(pipe_widowed(p[0]));
                 close(p[0]);
-                ASSERT_TRUE(sees_hangup(s));
-                pair_done(NULL, path, l, s);
+                freed_pair_done(path, l, s);
         }
 }
 
@@ -2363,7 +2353,7 @@ TEST(free_after_blocking_reply_releases_outputs) {
  * (with what it holds) goes on. A failed registration runs neither callback nor destroy. */
 TEST(oversized_call_not_sent) {
         size_t n = 200 * 1024;
-        char path[108], buf[4096], *big = malloc(n);
+        char path[108], *big = malloc(n);
         uint8_t resp[8];
         Freer f = {};
         int l, s;
@@ -2384,10 +2374,7 @@ TEST(oversized_call_not_sent) {
         ASSERT_EQ(tsm_client_get_events(c), 0);
 
         /* Nothing went out: the first message the peer reads is the next call's. */
-        write_message(s, "{\"parameters\":{}}");
-        ASSERT_OK(tsm_context_close(c, 1));
-        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        expect_close_context_is_next(c, s, 1);
         free(big);
         pair_done(c, path, l, s);
 }
@@ -2396,21 +2383,15 @@ TEST(oversized_call_not_sent) {
  * AdoptContext's iommufd): libtsm cannot duplicate it, and the call fails with -EMFILE,
  * unnamed, before anything is sent; the connection goes on. */
 TEST(emfile_sending_an_fd) {
-        char path[108], buf[4096];
-        struct rlimit saved, lim;
+        char path[108];
+        struct rlimit saved;
         uint64_t ctx = 77;
-        int l, s, dev, lowest, r_attach, r_adopt;
+        int l, s, dev, r_attach, r_adopt;
         TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
 
         dev = open("/dev/null", O_RDONLY | O_CLOEXEC);
         ASSERT_TRUE(dev >= 0);
-        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
-        ASSERT_TRUE(lowest >= 0);
-        close(lowest);
-        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
-        lim = saved;
-        lim.rlim_cur = (rlim_t) lowest;
-        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &lim));
+        fill_fd_table(&saved);
         ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
         r_attach = tsm_device_attach(c, 1, 1, "0000:01:00.0", dev, NULL);
         ASSERT_NULL(tsm_client_get_error_name(c));
@@ -2424,10 +2405,7 @@ TEST(emfile_sending_an_fd) {
         ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
 
         /* Nothing went out: the first message the peer reads is the next call's. */
-        write_message(s, "{\"parameters\":{}}");
-        ASSERT_OK(tsm_context_close(c, 1));
-        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        expect_close_context_is_next(c, s, 1);
         close(dev);
         pair_done(c, path, l, s);
 }

@@ -141,20 +141,26 @@ static void run_worker(void) {
         }
 }
 
+/* The next message the monitor received, its first size bytes (at least that many) into ret;
+ * false once none is waiting. */
+static bool monitor_receive_next(void *ret, size_t size) {
+        size_t n_fds;
+        ssize_t k = priv_reader_receive(&fixture->reader, fixture->monitor, fixture->buf, NULL, 0, &n_fds);
+
+        if (k == -EAGAIN)
+                return false;
+        ASSERT_TRUE(k >= (ssize_t) size);
+        memcpy(ret, fixture->buf, size);
+        return true;
+}
+
 /* The requests the monitor received, in order: their slots into slots (NULL: each must be
  * SLOT's), vDevice ids into ids, their cookies into cookies; returns how many. */
 static size_t monitor_receive_slots(uint32_t *slots, uint32_t *ids, uint32_t *cookies, size_t max) {
+        struct tsm_priv_guest_request m;
         size_t n = 0;
 
-        for (;;) {
-                struct tsm_priv_guest_request m;
-                size_t n_fds;
-                ssize_t k = priv_reader_receive(&fixture->reader, fixture->monitor, fixture->buf, NULL, 0, &n_fds);
-
-                if (k == -EAGAIN)
-                        return n;
-                ASSERT_TRUE(k >= (ssize_t) sizeof(m));
-                memcpy(&m, fixture->buf, sizeof(m));
+        while (monitor_receive_next(&m, sizeof(m))) {
                 ASSERT_EQ(m.hdr.type, (uint32_t) TSM_PRIV_GUEST_REQUEST);
                 ASSERT_TRUE(n < max);
                 if (slots)
@@ -164,6 +170,7 @@ static size_t monitor_receive_slots(uint32_t *slots, uint32_t *ids, uint32_t *co
                 ids[n] = m.vdevice;
                 cookies[n++] = m.hdr.cookie;
         }
+        return n;
 }
 
 static size_t monitor_receive(uint32_t *ids, uint32_t *cookies, size_t max) {
@@ -293,6 +300,7 @@ static void on_answer_fill_the_outbox(int result, const void *response, size_t l
  * freed request, had a callback cancelled it). */
 TEST(requests_freed_by_a_failed_flush_are_sent_once) {
         uint32_t ids[TSM_PRIV_REQUESTS_MAX], cookies[TSM_PRIV_REQUESTS_MAX];
+        struct tsm_priv_guest_request m;
         unsigned n_slot = 0, n_other = 0;
         Fixture f = {};
 
@@ -310,15 +318,7 @@ TEST(requests_freed_by_a_failed_flush_are_sent_once) {
         ASSERT_FALSE(priv_channel_is_gone(f.channel));
 
         /* What the monitor gets after the refused batch: the waiting one of each slot, once. */
-        for (;;) {
-                struct tsm_priv_guest_request m;
-                size_t n_fds;
-                ssize_t k = priv_reader_receive(&f.reader, f.monitor, f.buf, NULL, 0, &n_fds);
-
-                if (k == -EAGAIN)
-                        break;
-                ASSERT_TRUE(k >= (ssize_t) sizeof(m));
-                memcpy(&m, f.buf, sizeof(m));
+        while (monitor_receive_next(&m, sizeof(m))) {
                 if (m.slot == SLOT) {
                         ASSERT_EQ(m.vdevice, (uint32_t) SLOT_MAX + 1);
                         n_slot++;
@@ -446,23 +446,17 @@ TEST(requests_failed_at_the_end_may_cancel_the_next) {
 /* What the monitor received, in order, of any type that names a vDevice (a GUEST_REQUEST and the
  * vDevice messages start alike): types, vDevice ids and cookies; returns how many. */
 static size_t monitor_receive_any(uint32_t *types, uint32_t *ids, uint32_t *cookies, size_t max) {
+        struct tsm_priv_vdevice m;
         size_t n = 0;
 
-        for (;;) {
-                struct tsm_priv_vdevice m;
-                size_t n_fds;
-                ssize_t k = priv_reader_receive(&fixture->reader, fixture->monitor, fixture->buf, NULL, 0, &n_fds);
-
-                if (k == -EAGAIN)
-                        return n;
-                ASSERT_TRUE(k >= (ssize_t) sizeof(m));
-                memcpy(&m, fixture->buf, sizeof(m));
+        while (monitor_receive_next(&m, sizeof(m))) {
                 ASSERT_EQ(m.slot, (uint32_t) SLOT);
                 ASSERT_TRUE(n < max);
                 types[n] = m.hdr.type;
                 ids[n] = m.vdevice;
                 cookies[n++] = m.hdr.cookie;
         }
+        return n;
 }
 
 static void submit_to(uint32_t vdevice, PrivRequestCallback cb) {

@@ -1738,13 +1738,46 @@ static VarlinkClient *start_with_bound_context(Manager *m, char token[static 64]
         return c;
 }
 
+/* Writes text to <dir>/state/name, as root. */
+static void plant_state_file(Manager *m, const char *name, const char *text) {
+        char path[PATH_MAX];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/state/%s", m->dir, name);
+        f = fopen(path, "we");
+        ASSERT_NOT_NULL(f);
+        fputs(text, f);
+        ASSERT_EQ(fclose(f), 0);
+}
+
+/* Puts text in the state file of the context id, crashes its worker and only then hangs c up
+ * (hanging up first would release the context). */
+static void forge_state_file_and_crash(Manager *m, VarlinkClient *c, const char *id, const char *text) {
+        char name[64];
+
+        snprintf(name, sizeof(name), "%s.state", id);
+        plant_state_file(m, name, text);
+        (void) crash_worker(m);
+        varlink_client_free(c);
+}
+
+/* Closes the reclaimed context ctx, hangs up and stops tsmd: no worker was called compromised. */
+static void close_context_and_stop(Manager *m, VarlinkClient *c, int64_t ctx) {
+        char params[64];
+
+        snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
+        call_ok(c, "io.tsmd.Guest.CloseContext", params);
+        varlink_client_free(c);
+        ASSERT_FALSE(log_contains(m, "Compromised worker"));
+        stop(m);
+}
+
 TEST(a_forged_state_file_trips_no_worker) {
         _cleanup_free_ char *state = NULL;
-        char token[64], id[33], path[PATH_MAX], params[128];
+        char token[64], id[33], path[PATH_MAX], params[128], text[128];
         VarlinkClient *c;
         json_object *reply;
         int64_t ctx;
-        FILE *f;
         Manager m;
 
         if (geteuid() != 0)
@@ -1752,14 +1785,9 @@ TEST(a_forged_state_file_trips_no_worker) {
         c = start_with_bound_context(&m, token);
         reclaim_id_of(token, id);
 
-        snprintf(path, sizeof(path), "%s/state/%s.state", m.dir, id);
-        f = fopen(path, "we");
-        ASSERT_NOT_NULL(f);
-        fprintf(f, "[Context]\nUid=%u\nVDevice=5 0000:02:00.0 bound\nVDevice=9 0000:02:00.0 unbound\n",
-                (unsigned) getuid());
-        fclose(f);
-        (void) crash_worker(&m);
-        varlink_client_free(c); /* after the crash: hanging up would release the context */
+        snprintf(text, sizeof(text), "[Context]\nUid=%u\nVDevice=5 0000:02:00.0 bound\nVDevice=9 0000:02:00.0 unbound\n",
+                 (unsigned) getuid());
+        forge_state_file_and_crash(&m, c, id, text);
         ASSERT_TRUE(log_contains(&m, "keeping the monitor's"));
         ASSERT_TRUE(log_contains(&m, "which the monitor does not have; dropping it"));
 
@@ -1779,12 +1807,7 @@ TEST(a_forged_state_file_trips_no_worker) {
         snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":9}", (long long) ctx);
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
         call_ok(c, "io.tsmd.Service.Ping", NULL);
-
-        snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
-        call_ok(c, "io.tsmd.Guest.CloseContext", params);
-        varlink_client_free(c);
-        ASSERT_FALSE(log_contains(&m, "Compromised worker"));
-        stop(&m);
+        close_context_and_stop(&m, c, ctx);
 }
 
 /*
@@ -1798,7 +1821,6 @@ TEST(a_state_file_naming_another_uid_is_not_taken) {
         VarlinkClient *c;
         json_object *reply;
         int64_t ctx;
-        FILE *f;
         Manager m;
 
         if (geteuid() != 0)
@@ -1806,14 +1828,8 @@ TEST(a_state_file_naming_another_uid_is_not_taken) {
         c = start_with_bound_context(&m, token);
         reclaim_id_of(token, id);
 
-        snprintf(path, sizeof(path), "%s/state/%s.state", m.dir, id);
-        f = fopen(path, "we");
-        ASSERT_NOT_NULL(f);
-        fprintf(f, "[Context]\nUid=4242\nGid=4242\nPid=4242\nVDevice=5 0000:01:00.0 bound\n"
-                   "VDevice=9 0000:02:00.0 unbound\n");
-        fclose(f);
-        (void) crash_worker(&m);
-        varlink_client_free(c); /* after the crash: hanging up would release the context */
+        forge_state_file_and_crash(&m, c, id, "[Context]\nUid=4242\nGid=4242\nPid=4242\nVDevice=5 0000:01:00.0 bound\n"
+                                               "VDevice=9 0000:02:00.0 unbound\n");
         snprintf(line, sizeof(line), "Stored context state names uid 4242, the fd uid %u; dropping it.",
                  (unsigned) getuid());
         ASSERT_TRUE(log_contains(&m, line));
@@ -1831,11 +1847,7 @@ TEST(a_state_file_naming_another_uid_is_not_taken) {
         ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
         snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":9}", (long long) ctx);
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
-        snprintf(params, sizeof(params), "{\"context\":%lld}", (long long) ctx);
-        call_ok(c, "io.tsmd.Guest.CloseContext", params);
-        varlink_client_free(c);
-        ASSERT_FALSE(log_contains(&m, "Compromised worker"));
-        stop(&m);
+        close_context_and_stop(&m, c, ctx);
 }
 
 /*
@@ -2044,18 +2056,6 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
         expect_token_hidden(&m, token);
         varlink_client_free(c);
         stop(&m);
-}
-
-/* Writes text to <dir>/state/name, as root. */
-static void plant_state_file(Manager *m, const char *name, const char *text) {
-        char path[PATH_MAX];
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/state/%s", m->dir, name);
-        f = fopen(path, "we");
-        ASSERT_NOT_NULL(f);
-        fputs(text, f);
-        ASSERT_EQ(fclose(f), 0);
 }
 
 static bool state_file_exists(Manager *m, const char *name) {

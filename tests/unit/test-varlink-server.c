@@ -2296,6 +2296,21 @@ static unsigned raw_count_closed(const int *fds, unsigned n) {
         return closed;
 }
 
+/* Exactly one of the n hogs (another uid than fd's) was dropped, for reason; then everybody hangs
+ * up and the server stops. */
+static void expect_one_hog_dropped_then_stop(int fd, int *hogs, unsigned n, const char *reason) {
+        char refusal[256];
+
+        snprintf(refusal, sizeof(refusal), "%s - (another peer)\n", reason);
+        ASSERT_EQ(raw_count_closed(hogs, n), 1U);
+        ASSERT_STREQ(ts.refusals, refusal);
+        close(fd);
+        for (unsigned i = 0; i < n; i++)
+                close(hogs[i]);
+        ASSERT_TRUE(wait_n_connections(0));
+        server_stop();
+}
+
 /* Past MaxBuffered=, the uid that holds the most loses its largest connection, not whoever read
  * last: another uid parking unfinished messages near the limit cannot make the next small call of
  * everybody else its last. */
@@ -2332,14 +2347,7 @@ TEST(limit_buffered_total_drops_the_largest_holder) {
         fd = raw_connect();
         raw_call(fd, echo);
         ASSERT_NOT_NULL(raw_recv(fd));
-        ASSERT_EQ(raw_count_closed(hogs, ELEMENTSOF(hogs)), 1U);
-        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MUCH_BUFFERED " - (another peer)\n");
-
-        close(fd);
-        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++)
-                close(hogs[i]);
-        ASSERT_TRUE(wait_n_connections(0));
-        server_stop();
+        expect_one_hog_dropped_then_stop(fd, hogs, ELEMENTSOF(hogs), VARLINK_REFUSED_TOO_MUCH_BUFFERED);
 }
 
 /* The same for the fds parked on unfinished messages past the fd budget (MaxFds=). */
@@ -2371,13 +2379,7 @@ TEST(limit_fds_total_drops_the_largest_holder) {
         reply = raw_recv(fd);
         ASSERT_NOT_NULL(reply);
         ASSERT_NOT_NULL(strstr(reply, "\"fd\":0"));
-        ASSERT_EQ(raw_count_closed(hogs, ELEMENTSOF(hogs)), 1U);
-        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_FDS " - (another peer)\n");
-        close(fd);
-        for (unsigned i = 0; i < ELEMENTSOF(hogs); i++)
-                close(hogs[i]);
-        ASSERT_TRUE(wait_n_connections(0));
-        server_stop();
+        expect_one_hog_dropped_then_stop(fd, hogs, ELEMENTSOF(hogs), VARLINK_REFUSED_TOO_MANY_FDS);
 }
 
 /* A call's message is held until its answer is released (the daemon's audit record): its bytes
@@ -2727,21 +2729,27 @@ TEST(admin_connections_are_counted_apart) {
         server_stop();
 }
 
+/* A server of MaxConnections=3 and IdleTimeoutSec=1, with the holds of its user (ts.conn_holds). */
+static void server_start_idle_closing(void) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+
+        l.max_connections = 3;
+        l.idle_timeout_sec = 1;
+        ts.with_holds = true;
+        server_start(&l);
+}
+
 /* A connection that called once and stays idle is never timed out (VMMs hold theirs), but with
  * MaxConnections= reached, one idle for IdleTimeoutSec= that holds nothing (no call in flight,
  * nothing buffered, nothing its server's user keeps) is closed for a newcomer: the one idle
  * longest of the uid that holds the most. */
 TEST(full_server_closes_an_idle_connection_for_a_new_one) {
         static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
-        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int a, b, busy, fd;
 
         if (geteuid() != 0)
                 SKIP("needs root to connect as a second uid");
-        l.max_connections = 3;
-        l.idle_timeout_sec = 1;
-        ts.with_holds = true;
-        server_start(&l);
+        server_start_idle_closing();
         a = raw_connect_as(65534);
         raw_call(a, echo);
         ASSERT_NOT_NULL(raw_recv(a));
@@ -2789,15 +2797,11 @@ TEST(full_server_closes_an_idle_connection_for_a_new_one) {
  * its own busy (a call in flight) shields nobody else's idle one, here root's. */
 TEST(full_server_closes_an_idle_connection_of_any_uid) {
         static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
-        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int busy1, busy2, idle, fd;
 
         if (geteuid() != 0)
                 SKIP("needs root to connect as a second uid");
-        l.max_connections = 3;
-        l.idle_timeout_sec = 1;
-        ts.with_holds = true;
-        server_start(&l);
+        server_start_idle_closing();
         busy1 = raw_connect_as(65534);
         raw_call(busy1, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":1}}");
         busy2 = raw_connect_as(65534);
