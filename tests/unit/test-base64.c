@@ -13,8 +13,9 @@
 #include "base64.h"
 #include "base64-reference.h"
 #include "harness.h"
+#include "test-rnd.h"
 
-static uint64_t rnd_state = 0x243f6a8885a308d3;
+DEFINE_TEST_RND(0x243f6a8885a308d3)
 
 typedef int (*Decoder)(const char *text, size_t text_len, void **ret, size_t *ret_len);
 
@@ -26,13 +27,6 @@ static const struct {
         { "base64_decode", base64_decode },
         { "base64_decode_portable", base64_decode_portable },
 };
-
-static uint64_t rnd(void) {
-        rnd_state ^= rnd_state << 13;
-        rnd_state ^= rnd_state >> 7;
-        rnd_state ^= rnd_state << 17;
-        return rnd_state;
-}
 
 TEST(round_trip_every_length) {
         uint8_t data[300];

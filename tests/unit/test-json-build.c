@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "harness.h"
+#include "test-rnd.h"
 #include "json-strict.h"
 #include "json-util.h"
 
@@ -42,14 +43,7 @@ static void counted_freelocale(locale_t l) {
 #undef newlocale
 #undef freelocale
 
-static uint64_t rnd_state = 0x853c49e6748fea9b;
-
-static uint64_t rnd(void) {
-        rnd_state ^= rnd_state << 13;
-        rnd_state ^= rnd_state >> 7;
-        rnd_state ^= rnd_state << 17;
-        return rnd_state;
-}
+DEFINE_TEST_RND(0x853c49e6748fea9b)
 
 /* json_parse_strict() as it was: the check, then json-c, told where the text ends (a NUL after
  * it, which ends a number or literal at its very end: json-c waits for more without it). */

@@ -7,17 +7,11 @@
  */
 
 #include "harness.h"
+#include "test-rnd.h"
 #include "json-escape.h"
 #include "json-util.h"
 
-static uint64_t rnd_state = 0x9e3779b97f4a7c15;
-
-static uint64_t rnd(void) {
-        rnd_state ^= rnd_state << 13;
-        rnd_state ^= rnd_state >> 7;
-        rnd_state ^= rnd_state << 17;
-        return rnd_state;
-}
+DEFINE_TEST_RND(0x9e3779b97f4a7c15)
 
 static const int flag_sets[] = {
         JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,

@@ -7,17 +7,11 @@
  */
 
 #include "harness.h"
+#include "test-rnd.h"
 #include "json-run.h"
 #include "macro.h"
 
-static uint64_t rnd_state = 0x2545f4914f6cdd1d;
-
-static uint64_t rnd(void) {
-        rnd_state ^= rnd_state << 13;
-        rnd_state ^= rnd_state >> 7;
-        rnd_state ^= rnd_state << 17;
-        return rnd_state;
-}
+DEFINE_TEST_RND(0x2545f4914f6cdd1d)
 
 static const unsigned char *ref_ascii(const unsigned char *p, const unsigned char *end) {
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')

@@ -11,20 +11,14 @@
 #include <math.h>
 
 #include "harness.h"
+#include "test-rnd.h"
 #include "json-escape.h"
 #include "json-util.h"
 #include "json-write.h"
 
 #define FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-static uint64_t rnd_state = 0x2545f4914f6cdd1d;
-
-static uint64_t rnd(void) {
-        rnd_state ^= rnd_state << 13;
-        rnd_state ^= rnd_state >> 7;
-        rnd_state ^= rnd_state << 17;
-        return rnd_state;
-}
+DEFINE_TEST_RND(0x2545f4914f6cdd1d)
 
 /* o as json-c writes it and as json_write() does, into t (kept by the caller). */
 static void check_same_in(json_object *o, JsonText *t) {
