@@ -283,6 +283,15 @@ static bool send_with_fds(int sock, const char *msg, size_t len, unsigned n_fds,
         return true;
 }
 
+/* Every hostile case's end: tsmd recovered (expect_recovered()), the good client done, a clean
+ * exit and its checks (tsmd_expect_clean_exit(), tsmd_teardown()). */
+static void expect_recovered_and_stop(Tsmd *t, Good *g, const Baseline *b) {
+        expect_recovered(t, g, b);
+        good_done(g);
+        tsmd_expect_clean_exit(t);
+        tsmd_teardown(t);
+}
+
 /* ---- oversize messages ---------------------------------------------------------------------- */
 
 TEST(oversize_message_and_endless_bytes) {
@@ -370,10 +379,7 @@ TEST(oversize_message_and_endless_bytes) {
         raw_expect_alive(bystander);
         close(bystander);
         free(big);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* A client that calls and never reads: tsmd either stops reading from it (MaxPendingCalls)
@@ -431,10 +437,7 @@ TEST(never_reading_client) {
                 ASSERT_LE(rss, b.rss + RSS_SLACK_KIB);
 #endif
         close(fd);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* ---- slowloris -------------------------------------------------------------------------------- */
@@ -489,10 +492,7 @@ TEST(slowloris) {
 #if !TSMD_SANITIZED
         ASSERT_LE(rss2, rss1 + 512);
 #endif
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* With MessageTimeoutSec=1, tsmd hangs up on 1-byte-per-second writers itself, about a
@@ -568,10 +568,7 @@ TEST(slowloris_timeout) {
                 close(slow[i]);
         close(silent);
         close(bystander);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* ---- malformed and mistyped JSON ----------------------------------------------------------------- */
@@ -729,10 +726,7 @@ TEST(malformed_json) {
         }
         good_during_stop(&g, "malformed and mistyped JSON");
 
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /*
@@ -758,10 +752,7 @@ TEST(int_below_int64_min_is_refused) {
                                       "{\"context\":1,\"vdeviceId\":-99999999999999999999,\"scope\":\"info\",\"request\":\"\","
                                       "\"maxResponseSize\":1}", "vdeviceId");
         good_during_stop(&g, "integers past int64");
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* ---- what clients chose, in tsmd's log --------------------------------------------------- */
@@ -931,10 +922,7 @@ TEST(unknown_methods_and_foreign_handles) {
         /* The good client's context survived all of it. */
         good_check(&g);
         varlink_client_free(a);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* ---- fd floods and fds of the wrong kind ------------------------------------------------------ */
@@ -1018,10 +1006,7 @@ TEST(fd_flood) {
         ASSERT_EQ(tsmd_settled_fds(&t, 2), b.fds + 1);
         varlink_client_free(a);
 
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* Attaches address as vDevice 1 of ctx once its last owner's release is done (a release, and a
@@ -1149,10 +1134,7 @@ TEST(disconnect_mid_request_and_mid_stream) {
 
         /* Past the cancelled requests' completion times. */
         sleep_usec(400 * USEC_PER_MSEC);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* Expects a successful reply whose parameters hold (at least) want; returns them (owned). */
@@ -1278,10 +1260,7 @@ TEST(lifecycle_calls_raced_against_a_bind) {
         tsmd_expect_audit(&t, b.seq, "close-context", E_GUEST("DeviceBusy"), 2);
         tsmd_expect_audit(&t, b.seq, "unbind", E_GUEST("DeviceBusy"), 2);
 
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* ---- connection floods -------------------------------------------------------------------------- */
@@ -1376,10 +1355,7 @@ TEST(connection_flood) {
         for (unsigned i = 0; i < 3; i++)
                 close(mine[i]);
 
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /*
@@ -1482,10 +1458,7 @@ TEST(connections_of_a_client_in_65536_groups) {
         if (!tsmd_under_valgrind())
                 ASSERT_LE(many, none + GROUP_SLACK_KIB);
 #endif
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /*
@@ -1536,10 +1509,7 @@ static void buffered_round(const char *limits, const char *refusal) {
         }
         for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
                 varlink_client_free(nb[i]);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 TEST(buffered_per_uid_flood) {
@@ -1650,10 +1620,7 @@ TEST(json_value_bomb) {
         if (!tsmd_under_valgrind())
                 ASSERT_LE(hwm1, hwm0 + 3 * BOMBS * (BOMB_SIZE >> 10));
 #endif
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 #define PARKERS 6
@@ -1701,10 +1668,7 @@ static void fds_parked_round(const char *config, unsigned n_kept, const char *re
 
         for (unsigned i = 0; i < PARKERS; i++)
                 close(fds[i]);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 TEST(fds_parked_per_uid) {
@@ -1840,10 +1804,7 @@ TEST(connections_that_never_call_time_out) {
         close(silent);
         close(partial);
         close(bystander);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /*
@@ -1877,10 +1838,7 @@ TEST(status_changes_are_told_in_batches) {
 
         async_call_done(&st);
         varlink_client_free(s);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* ---- pending-call flood ------------------------------------------------------------------------- */
@@ -2032,10 +1990,7 @@ TEST(pending_call_flood) {
         raw_expect_alive(fd);
         close(fd);
 
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* One GetStatus subscription, ended at once: its first status is larger than MaxMessageSize=. */
@@ -2139,10 +2094,7 @@ TEST(sustained_pipelined_flood) {
         ASSERT_OK(kill(flooder, SIGKILL));
         ASSERT_EQ(waitpid(flooder, &status, 0), flooder);
 
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* ---- many refusals: nothing accumulates --------------------------------------------------------- */
@@ -2357,10 +2309,7 @@ TEST(admin_served_with_the_worker_out_of_fds) {
         n = tsmd_log_count(&t, "Cannot identify a client");
         fprintf(stderr, "# %u connections refused as unidentifiable\n", n);
         tsmd_expect_audit(&t, b.seq, "connection", VARLINK_REFUSED_CONNECTION_SETUP_FAILED, n);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /*
@@ -2435,10 +2384,7 @@ TEST(refusals_leave_nothing_behind) {
         free(c.big);
         close(filler);
         varlink_client_free(c.a);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* ---- fds of a file system that never answers ------------------------------------------------ */
@@ -2598,10 +2544,7 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         fuse_hold_stop(&h);
         varlink_client_free(a);
         varlink_client_free(nobody);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* Sends call with n copies of fd attached, and expects the reply. */
@@ -2712,10 +2655,7 @@ TEST(a_uid_holding_the_closer_is_refused_fds_alone) {
         close(file);
         varlink_client_free(a);
         varlink_client_free(nobody);
-        expect_recovered(&t, &g, &b);
-        good_done(&g);
-        tsmd_expect_clean_exit(&t);
-        tsmd_teardown(&t);
+        expect_recovered_and_stop(&t, &g, &b);
 }
 
 /* SECURITY: a worker whose closer waits on a FLUSH its FUSE server never answers cannot exit,
