@@ -1610,7 +1610,7 @@ TEST(tsmctl_against_live_tsmd) {
         int status;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n"
-                              "MaxJsonValues=333\nMaxFdsPerUid=544\nMaxFds=555\n");
+                              "MaxJsonValues=333\nMaxFdsPerUid=544\nMaxFds=555\nMaxAdminConnections=9\n");
 
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;
@@ -1623,6 +1623,7 @@ TEST(tsmctl_against_live_tsmd) {
                 expect_contains(out, "Limits:");
                 expect_contains(out, "depth 40");
                 expect_contains(out, "(77 per uid)");
+                expect_contains(out, "9 admin connections");
                 expect_contains(out, "333 JSON values");
                 expect_contains(out, "555 fds on unfinished messages (544 per uid)");
         }
@@ -1633,6 +1634,9 @@ TEST(tsmctl_against_live_tsmd) {
                 _cleanup_(json_object_putp) json_object *o = json_tokener_parse(out);
                 ASSERT_NOT_NULL(o);
                 ASSERT_EQ(JINT(o, "connections"), 1);
+                json_object *limits = NULL;
+                ASSERT_TRUE(json_object_object_get_ex(o, "limits", &limits));
+                ASSERT_EQ(JINT(limits, "maxAdminConnections"), 9);
         }
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;

@@ -386,6 +386,7 @@ type limits struct {
 	MaxPendingCalls      int64 `json:"maxPendingCalls"`
 	MaxConnections       int64 `json:"maxConnections"`
 	MaxConnectionsPerUid int64 `json:"maxConnectionsPerUid"`
+	MaxAdminConnections  int64 `json:"maxAdminConnections"`
 }
 
 type status struct {
@@ -421,7 +422,7 @@ func checkGetStatus() {
 		check(st.Version != nil && *st.Version != "" && st.UptimeUsec != nil && *st.UptimeUsec >= 0 &&
 			st.Connections != nil && *st.Connections >= 1 && st.Limits != nil &&
 			st.Limits.MaxMessageSize > 0 && st.Limits.MaxDepth > 0 && st.Limits.MaxPendingCalls > 0 &&
-			st.Limits.MaxConnections > 0 && st.Limits.MaxConnectionsPerUid > 0 && st.Limits.MaxFdsPerMessage >= 0,
+			st.Limits.MaxConnections > 0 && st.Limits.MaxConnectionsPerUid > 0 && st.Limits.MaxAdminConnections > 0 && st.Limits.MaxFdsPerMessage >= 0,
 			"GetStatus() reply has version, uptimeUsec, connections >= 1 and limits", "reply: %v", st)
 	}
 
