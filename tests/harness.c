@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 
@@ -94,6 +95,9 @@ static bool selected(const char *name, int argc, char *argv[]) {
 int test_main(int argc, char *argv[]) {
         unsigned passed = 0, failed = 0, skipped = 0;
 
+        /* The cases' tsmd.conf and policy files take the umask's mode, and tsmd rightly refuses
+         * them writable by others. */
+        umask(022);
         if (test_n_cases > TEST_MAX) {
                 printf("Bail out! %zu test cases, more than TEST_MAX (%d)\n", test_n_cases, TEST_MAX);
                 return 1;
