@@ -297,6 +297,23 @@ static int handle_get_capabilities(EmuDevice *d, const Request *req, Reply *repl
         return 0;
 }
 
+/* MMIO_REPORTING_OFFSET is a two's complement value added to every reported address; the TSM
+ * must give one under which no range's addresses wrap past either end of the 64-bit space. A
+ * device that reported wrapped page numbers would hide the TSM's error from the guest. */
+static bool reporting_offset_is_valid(const EmuDevice *d, uint64_t offset) {
+        if (offset % TDISP_PAGE_SIZE != 0)
+                return false;
+        for (unsigned i = 0; i < d->config.n_mmio_ranges; i++) {
+                const EmuMmioRange *m = d->ranges + i;
+                uint64_t last = m->base + (uint64_t) m->pages * TDISP_PAGE_SIZE - 1, moved;
+
+                if ((int64_t) offset >= 0 ? __builtin_add_overflow(last, offset, &moved) :
+                                            m->base < -offset)
+                        return false;
+        }
+        return true;
+}
+
 static int handle_lock_interface(EmuDevice *d, const Request *req, Reply *reply) {
         TdispLockInterfaceParams p;
         uint8_t *body;
@@ -312,9 +329,9 @@ static int handle_lock_interface(EmuDevice *d, const Request *req, Reply *reply)
 
         /* Flags we did not advertise (BIND_P2P, reserved bits), the reserved byte, a P2P
          * address mask without P2P, or a reporting offset that would make the reported
-         * ranges not page aligned. Stream ids are not checked: IDE is not emulated. */
+         * ranges not page aligned or wrap. Stream ids are not checked: IDE is not emulated. */
         if ((p.flags & ~EMU_LOCK_FLAGS_SUPPORTED) != 0 || p.reserved != 0 ||
-            p.bind_p2p_address_mask != 0 || p.mmio_reporting_offset % TDISP_PAGE_SIZE != 0)
+            p.bind_p2p_address_mask != 0 || !reporting_offset_is_valid(d, p.mmio_reporting_offset))
                 return reply_error(reply, &req->header, TDISP_ERROR_INVALID_REQUEST, 0);
 
         r = reply_begin(reply, &req->header, TDISP_MSG_LOCK_INTERFACE_RSP, TDISP_NONCE_SIZE, &body);
@@ -852,7 +869,7 @@ void emu_device_save(const EmuDevice *d, EmuDeviceSaved *ret) {
         memcpy(ret->regs, d->regs, sizeof(ret->regs));
 }
 
-static bool saved_is_valid(const EmuDeviceSaved *s) {
+static bool saved_is_valid(const EmuDevice *d, const EmuDeviceSaved *s) {
         static const uint8_t zeros[MAX(TDISP_NONCE_SIZE, sizeof(TdispLockInterfaceParams))] = {};
         const TdispLockInterfaceParams *p = &s->lock;
 
@@ -863,7 +880,7 @@ static bool saved_is_valid(const EmuDeviceSaved *s) {
                             memcmp(p, zeros, sizeof(*p)) != 0 :
                             (p->flags & ~EMU_LOCK_FLAGS_SUPPORTED) != 0 || p->reserved != 0 ||
                                             p->bind_p2p_address_mask != 0 ||
-                                            p->mmio_reporting_offset % TDISP_PAGE_SIZE != 0)
+                                            !reporting_offset_is_valid(d, p->mmio_reporting_offset))
                 return false;
         /* A nonce exists while CONFIG_LOCKED, and only then: a lock made one (all zeros would
          * let a START carrying zeros, what the TSM sends when it holds none, start the TDI). */
@@ -883,7 +900,7 @@ int emu_device_load(EmuDevice *d, const EmuDeviceSaved *s) {
         assert_return(d, -EINVAL);
         assert_return(s, -EINVAL);
 
-        if (!saved_is_valid(s))
+        if (!saved_is_valid(d, s))
                 return -EINVAL;
         if (s->mem) {
                 mem = malloc(EMU_DEBUG_MEM_SIZE);

@@ -461,6 +461,10 @@ TEST(lock_parameters_checked) {
                 { .reserved = 1 },
                 { .bind_p2p_address_mask = htole64(0xfff) },            /* without BIND_P2P */
                 { .mmio_reporting_offset = htole64(0x800) },            /* not page aligned */
+                /* Two's complement offsets moving the ranges, which lie between 4 GiB and
+                 * 4 GiB + 1 TiB, below 0 (no positive offset can move them past 2^64). */
+                { .mmio_reporting_offset = htole64(-(UINT64_C(1) << 42)) },
+                { .mmio_reporting_offset = htole64(UINT64_C(0x8000000000000000)) },
         };
         _cleanup_(emu_device_unrefp) EmuDevice *d = device_new(ADDR1);
         uint8_t resp[EMU_RESPONSE_MAX], nonce[TDISP_NONCE_SIZE];
@@ -611,6 +615,15 @@ TEST(report_content) {
                 ASSERT_EQ(p2.ranges[i].first_page, p.ranges[i].first_page + 0x10000000 / TDISP_PAGE_SIZE);
                 ASSERT_EQ(p2.ranges[i].number_of_pages, p.ranges[i].number_of_pages);
         }
+
+        /* The offset is two's complement: -4 GiB moves every range down by as much. */
+        send_msg(d, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, resp);
+        do_lock_params(d, &(TdispLockInterfaceParams) { .mmio_reporting_offset = htole64(-(UINT64_C(1) << 32)) },
+                       nonce);
+        len2 = read_report(d, 0xffff, report2, sizeof(report2));
+        parse_report(report2, len2, &p2);
+        for (uint32_t i = 0; i < p.n_ranges; i++)
+                ASSERT_EQ(p2.ranges[i].first_page, p.ranges[i].first_page - (UINT64_C(1) << 32) / TDISP_PAGE_SIZE);
 }
 
 TEST(report_ranges_count) {

@@ -356,6 +356,9 @@ TEST(impossible_state_not_loaded) {
         s.lock.flags = 0x8000; /* not a supported lock flag */
         ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
         s.lock.flags = 0;
+        s.lock.mmio_reporting_offset = UINT64_C(0x8000000000000000); /* moves ranges below 0 */
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.lock.mmio_reporting_offset = 0;
         s.regs[EMU_DEBUG_REG_TDI_STATE] = 2; /* a read-only register */
         ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
         s.regs[EMU_DEBUG_REG_TDI_STATE] = 0;
