@@ -15,6 +15,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <sys/fanotify.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1425,6 +1426,68 @@ TEST(second_tsmd_refuses_an_audit_directory_in_use) {
                                    "the second tsmd did not name the directory it refused");
         expect_first_serves(&t);
         tsmd_teardown(&t);
+}
+
+/* The audit directory dir/audit (dir: the worker's to pass through), locked by the test as a
+ * tsmd's worker would (another process than the tsmd it then starts there): the lock is held
+ * while the returned fd is open. */
+static int audit_directory_locked(const char *dir) {
+        const char *audit = scratch_path(dir, "audit");
+        int fd;
+
+        ASSERT_OK(chmod(dir, 0755));
+        ASSERT_OK(mkdir(audit, 0700));
+        fd = open(audit, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_OK(fd);
+        ASSERT_OK(flock(fd, LOCK_EX | LOCK_NB));
+        return fd;
+}
+
+/* tsmd with its audit log in dir/audit, started (not waited for). */
+static void start_on_audit_directory(Tsmd *t, const char *dir) {
+        tsmd_start_nowait(t, &(TsmdOptions) {
+                .config = strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n", dir),
+        });
+}
+
+/* The worker of a tsmd that was just killed may hold its audit directory's lock a little longer:
+ * a tsmd started right after waits for it. Let go once tsmd said it waits (so it had to), it
+ * starts. */
+TEST(audit_directory_lock_released_in_time_is_taken) {
+        const char *dir = scratch_dir();
+        _cleanup_close_ int lock = audit_directory_locked(dir);
+        Tsmd t;
+
+        start_on_audit_directory(&t, dir);
+        if (!tsmd_wait_log(&t, "is locked: waiting", 1, TSMD_START_TIMEOUT_USEC))
+                TEST_FAIL("tsmd did not wait for the audit directory's lock:\n%s", tsmd_read_log(&t));
+        lock = safe_close(lock);
+        tsmd_wait_running(&t);
+        expect_first_serves(&t);
+        tsmd_teardown(&t);
+}
+
+/* Held past the wait (a second), it is another tsmd's: refused, after the wait, by name. */
+TEST(audit_directory_lock_held_past_the_wait_refused) {
+        const char *dir = scratch_dir();
+        _cleanup_close_ int lock = audit_directory_locked(dir);
+        uint64_t started = now_usec(), deadline = started + TSMD_START_TIMEOUT_USEC;
+        Tsmd t;
+
+        start_on_audit_directory(&t, dir);
+        while (tsmd_is_running(&t)) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd did not give up on a held audit directory");
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        ASSERT_FALSE(exited_with(t.exit_status, 0));
+        if (now_usec() - started < USEC_PER_SEC)
+                TEST_FAIL("tsmd gave up on the audit directory's lock within less than a second");
+        ASSERT_TRUE(tsmd_log_contains(&t, "is locked: waiting"));
+        if (!tsmd_log_contains(&t, strf("another tsmd writes its audit log in '%s/audit'", dir)))
+                TEST_FAIL("tsmd did not name the directory it refused:\n%s", tsmd_read_log(&t));
+        tsmd_teardown(&t);
+        lock = safe_close(lock); /* held until tsmd gave up */
 }
 
 /* The audit directory and the context state directory one directory under two names: refused as
