@@ -163,7 +163,9 @@ unsigned varlink_call_get_flags(const VarlinkCall *call);
 bool varlink_call_is_answered(const VarlinkCall *call);
 
 /* Final reply; takes ownership of parameters (NULL means {}). -ENOTCONN if the peer left,
- * -EALREADY if answered. */
+ * -EALREADY if answered. An answer (by any of these) that cannot be built for lack of memory
+ * fails in the call's handler, whose failure answers it; later, it drops the connection: its
+ * client must not wait for it for ever. */
 int varlink_call_reply(VarlinkCall *call, json_object *parameters);
 /* Intermediate reply of a "more" call (continues: true). -EBADE without "more"; -EMSGSIZE if it
  * was larger than the connection's MaxMessageSize=: the call is over then, ended with
@@ -189,7 +191,8 @@ int varlink_call_run(VarlinkCall *call, VarlinkMethodFunc func, void *userdata);
 
 /* Intercepting the final answer: the interceptor gets the message (reply or error, owned)
  * instead of the client, and passes it, or another, on with varlink_call_release() when it
- * is ready. Intermediate replies of "more" calls are not intercepted. */
+ * is ready (NULL: the one to pass on could not be built; the connection is dropped).
+ * Intermediate replies of "more" calls are not intercepted. */
 typedef void (*VarlinkReplyInterceptor)(VarlinkCall *call, json_object *message, void *userdata);
 void varlink_call_set_interceptor(VarlinkCall *call, VarlinkReplyInterceptor f, void *userdata);
 int varlink_call_release(VarlinkCall *call, json_object *message);
