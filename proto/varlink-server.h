@@ -66,6 +66,8 @@ uint64_t varlink_server_get_n_timed_out(const VarlinkServer *s);
 /* How many received fds all clients may park on unfinished messages: MaxFds=, or a quarter of
  * RLIMIT_NOFILE as of the last varlink_server_set_limits(), never more than half. */
 size_t varlink_server_get_fd_budget(const VarlinkServer *s);
+/* The same for limits, with RLIMIT_NOFILE as it is now. */
+size_t varlink_fd_budget(const VarlinkLimits *limits);
 void varlink_server_set_userdata(VarlinkServer *s, void *userdata);
 void *varlink_server_get_userdata(const VarlinkServer *s);
 /* A connection on_connect fails is refused (ConnectionSetupFailed, to the refusal callback) and

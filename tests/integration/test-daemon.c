@@ -1342,6 +1342,63 @@ TEST(no_closer_thread_without_an_fd_that_needs_it) {
         tsmd_teardown(&t);
 }
 
+/* n fds (of /dev/null) for c's next call. */
+static void push_fds(VarlinkClient *c, unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
+                int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+                ASSERT_OK(fd);
+                ASSERT_OK(varlink_client_push_fd(c, fd));
+        }
+}
+
+/* MaxFds=0 is a quarter of the worker's RLIMIT_NOFILE, which the configuration's check that the
+ * fd budget holds two messages' fds (twice MaxFdsPerMessage=) cannot see: with an RLIMIT_NOFILE
+ * of 512, 128 fds, less than the default 253 twice. MaxFdsPerMessage= is lowered to fit (64),
+ * with a warning: a message with more is refused by that limit (its connection dropped), one
+ * with as many is served. On reload too. */
+TEST(fds_per_message_fit_to_the_fd_budget_of_max_fds_0) {
+        const struct rlimit low = { .rlim_cur = 512, .rlim_max = 512 };
+        struct rlimit ours;
+        AsyncCall a = {};
+        VarlinkClient *c;
+        json_object *r, *l;
+        Tsmd t;
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &ours));
+        if (ours.rlim_max < low.rlim_max)
+                SKIP("the hard RLIMIT_NOFILE is %llu, below 512", (unsigned long long) ours.rlim_max);
+        tsmd_start(&t, &(TsmdOptions) { .config = "[Platform]\nMode=emulated\n", .nofile = &low });
+        ASSERT_TRUE(tsmd_log_contains(&t, "The worker's fd budget of 128 (MaxFds=0; 0: a quarter of RLIMIT_NOFILE, "
+                                          "at most half of it) is less than twice MaxFdsPerMessage=253: taking at "
+                                          "most 64 fds per message."));
+        c = tsmd_connect(&t);
+        r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL);
+        ASSERT_TRUE(json_object_object_get_ex(r, "limits", &l));
+        ASSERT_EQ(JINT(l, "maxFds"), 128);
+        ASSERT_EQ(JINT(l, "maxFdsPerMessage"), 64);
+        push_fds(c, 64);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        push_fds(c, 65);
+        tsmd_call_async(c, "io.tsmd.Service.Ping", NULL, 0, &a);
+        ASSERT_TRUE(tsmd_async_wait(c, &a, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(a.errors[0], VARLINK_ERROR_DISCONNECTED);
+        ASSERT_TRUE(tsmd_wait_log(&t, "Dropping client connection (io.tsmd.FileDescriptorsRefused)", 1,
+                                  TSMD_WAIT_USEC));
+        async_call_done(&a);
+        varlink_client_free(c);
+
+        /* An explicit MaxFds= above half of RLIMIT_NOFILE is half of it: 256, room for 128. */
+        ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxFds=1000\n"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "fd budget of 256 (MaxFds=1000;"));
+        c = tsmd_connect(&t);
+        r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL);
+        ASSERT_TRUE(json_object_object_get_ex(r, "limits", &l));
+        ASSERT_EQ(JINT(l, "maxFdsPerMessage"), 128);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- a second tsmd ------------------------------------------------------------------------ */
 
 /* A second tsmd as an admin would start one by hand; its exit status, its stderr in *err. */
