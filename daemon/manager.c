@@ -338,6 +338,22 @@ static void warn_unfit_limits(Manager *m) {
                             m->config.limits.max_message_size, m->config.limits.max_fds_per_message, method);
 }
 
+/* The configuration's check that the fd budget holds a connection's two messages' fds (a complete
+ * one waiting its turn, the start of the next) sees only an explicit MaxFds=: 0 is a quarter of
+ * RLIMIT_NOFILE, and more than half is never allowed. Where that leaves less, MaxFdsPerMessage=
+ * is lowered to fit, as MaxContexts= is to the monitor's RLIMIT_NOFILE: a message with more fds
+ * is refused by that limit, where it would have cost its connection for the budget's. */
+static void fit_fds_per_message(VarlinkLimits *limits) {
+        size_t budget = varlink_fd_budget(limits);
+
+        if (budget >= 2 * (size_t) limits->max_fds_per_message)
+                return;
+        log_warning("The worker's fd budget of %zu (MaxFds=%u; 0: a quarter of RLIMIT_NOFILE, at most half of it) "
+                    "is less than twice MaxFdsPerMessage=%u: taking at most %zu fds per message.",
+                    budget, limits->max_fds, limits->max_fds_per_message, budget / 2);
+        limits->max_fds_per_message = (unsigned) (budget / 2);
+}
+
 /* A reload waiting for the audit log's reopen to finish. */
 typedef struct Reload {
         Manager *manager;
@@ -454,6 +470,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
                 if (r < 0)
                         log_error_errno(r, "Failed to apply the emulated device list: %m");
         }
+        fit_fds_per_message(&config.limits);
         (void) varlink_server_set_limits(m->server, &config.limits);
         m->config.limits = config.limits;
         m->config.max_contexts_per_client = config.max_contexts_per_client;
@@ -652,6 +669,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
         r = varlink_server_set_info(m->server, "tsmd", "tsmd", PACKAGE_VERSION, PACKAGE_URL);
         if (r < 0)
                 return r;
+        fit_fds_per_message(&m->config.limits);
         r = varlink_server_set_limits(m->server, &m->config.limits);
         if (r < 0)
                 return r;

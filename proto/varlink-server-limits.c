@@ -12,13 +12,17 @@
  * to 253 on a message it never ends. What all peers park together must leave room for
  * accept(), the connections' own fds and the contexts' (which the monitor's table bounds, not
  * ours): never more than half the table, a quarter unless configured otherwise. */
-void varlink_server_update_fd_budget(VarlinkServer *s) {
+size_t varlink_fd_budget(const VarlinkLimits *limits) {
         struct rlimit rl;
         size_t nofile = 1024;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) >= 0)
                 nofile = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX / 2 : (size_t) rl.rlim_cur;
-        s->fd_budget = s->limits.max_fds > 0 ? MIN((size_t) s->limits.max_fds, nofile / 2) : nofile / 4;
+        return limits->max_fds > 0 ? MIN((size_t) limits->max_fds, nofile / 2) : nofile / 4;
+}
+
+void varlink_server_update_fd_budget(VarlinkServer *s) {
+        s->fd_budget = varlink_fd_budget(&s->limits);
 }
 
 size_t varlink_server_get_fd_budget(const VarlinkServer *s) {

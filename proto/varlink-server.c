@@ -890,12 +890,22 @@ static int reply_too_large(VarlinkCall *call, size_t size, json_object **m) {
         return 0;
 }
 
-/* Nothing of a reply could be queued (out of memory): its client would wait for it for ever, or,
- * a final answer being given, take the next call's for it. It loses its connection instead. */
+/* Nothing of a reply could be built or queued (out of memory): its client would wait for it for
+ * ever, or, a final answer being given, take the next call's for it. It loses its connection
+ * instead. */
 static int call_send_failed(VarlinkCall *call, int error) {
-        log_warning_errno(error, "Cannot queue a reply to %s, dropping the connection: %m", call->method);
+        log_warning_errno(error, "Cannot build or queue a reply to %s, dropping the connection: %m", call->method);
         conn_disconnect_soon(call->conn);
         return error;
+}
+
+/* No answer to call could be built (out of memory). In its handler, the handler's failure answers
+ * it (varlink_call_error_errno()); answered later, nothing else will, and its client would wait
+ * for ever: as one that cannot be queued. */
+static int call_answer_failed(VarlinkCall *call, int error) {
+        if (!call || call->answered || call->in_handler)
+                return error;
+        return call_send_failed(call, error);
 }
 
 static int call_send(VarlinkCall *call, json_object *message, bool final) {
@@ -940,7 +950,8 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
 
         /* Whatever a large reply before this one left beyond the kept size goes first. */
         json_text_trim(&c->server->reply_text, REPLY_TEXT_KEEP);
-        r = json_write(m, &c->server->reply_text);
+        /* No message: one varlink_call_release() was to pass on could not be built. */
+        r = m ? json_write(m, &c->server->reply_text) : -ENOMEM;
         if (r < 0) {
                 close_many(fds, n_fds);
                 return call_send_failed(call, r);
@@ -1116,7 +1127,7 @@ int varlink_call_reply(VarlinkCall *call, json_object *parameters) {
 #endif
         r = varlink_message_new_reply(parameters, false, &m);
         if (r < 0)
-                return r;
+                return call_answer_failed(call, r);
         return call_send(call, m, true);
 }
 
@@ -1138,7 +1149,7 @@ int varlink_call_notify(VarlinkCall *call, json_object *parameters) {
 #endif
         r = varlink_message_new_reply(parameters, true, &m);
         if (r < 0)
-                return r;
+                return call_answer_failed(call, r);
         return call_send(call, m, false);
 }
 
@@ -1161,7 +1172,7 @@ int varlink_call_error(VarlinkCall *call, const char *error, json_object *parame
 #endif
         r = varlink_message_new_error(error, parameters, &m);
         if (r < 0)
-                return r;
+                return call_answer_failed(call, r);
         return call_send(call, m, true);
 }
 
@@ -1171,7 +1182,7 @@ static int call_error_with_string(VarlinkCall *call, const char *error, const ch
 
         if (!p || json_object_add(p, key, json_object_new_string(value)) < 0) {
                 json_object_put(p);
-                return -ENOMEM;
+                return call_answer_failed(call, -ENOMEM);
         }
         return varlink_call_error(call, error, p);
 }
@@ -1185,11 +1196,11 @@ static int call_error_reply_may_not_fit(VarlinkCall *call, const char *limit, si
             json_object_add(p, "needed", json_object_new_int64((int64_t) needed)) < 0 ||
             json_object_add(p, "max", json_object_new_int64((int64_t) max)) < 0) {
                 json_object_put(p);
-                return -ENOMEM;
+                return call_answer_failed(call, -ENOMEM);
         }
         r = varlink_message_new_error(VARLINK_ERROR_REPLY_MAY_NOT_FIT, p, &m);
         if (r < 0)
-                return r;
+                return call_answer_failed(call, r);
         return call_send(call, m, true);
 }
 
@@ -1206,7 +1217,7 @@ int varlink_call_error_errno(VarlinkCall *call, int error) {
         if (!p || json_object_add(p, "errno", json_object_new_int(error)) < 0 ||
             (name && json_object_add(p, "errnoName", json_object_new_string(name)) < 0)) {
                 json_object_put(p);
-                return -ENOMEM;
+                return call_answer_failed(call, -ENOMEM);
         }
         return varlink_call_error(call, VARLINK_ERROR_SYSTEM, p);
 }

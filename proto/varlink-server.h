@@ -66,6 +66,8 @@ uint64_t varlink_server_get_n_timed_out(const VarlinkServer *s);
 /* How many received fds all clients may park on unfinished messages: MaxFds=, or a quarter of
  * RLIMIT_NOFILE as of the last varlink_server_set_limits(), never more than half. */
 size_t varlink_server_get_fd_budget(const VarlinkServer *s);
+/* The same for limits, with RLIMIT_NOFILE as it is now. */
+size_t varlink_fd_budget(const VarlinkLimits *limits);
 void varlink_server_set_userdata(VarlinkServer *s, void *userdata);
 void *varlink_server_get_userdata(const VarlinkServer *s);
 /* A connection on_connect fails is refused (ConnectionSetupFailed, to the refusal callback) and
@@ -163,7 +165,9 @@ unsigned varlink_call_get_flags(const VarlinkCall *call);
 bool varlink_call_is_answered(const VarlinkCall *call);
 
 /* Final reply; takes ownership of parameters (NULL means {}). -ENOTCONN if the peer left,
- * -EALREADY if answered. */
+ * -EALREADY if answered. An answer (by any of these) that cannot be built for lack of memory
+ * fails in the call's handler, whose failure answers it; later, it drops the connection: its
+ * client must not wait for it for ever. */
 int varlink_call_reply(VarlinkCall *call, json_object *parameters);
 /* Intermediate reply of a "more" call (continues: true). -EBADE without "more"; -EMSGSIZE if it
  * was larger than the connection's MaxMessageSize=: the call is over then, ended with
@@ -189,7 +193,8 @@ int varlink_call_run(VarlinkCall *call, VarlinkMethodFunc func, void *userdata);
 
 /* Intercepting the final answer: the interceptor gets the message (reply or error, owned)
  * instead of the client, and passes it, or another, on with varlink_call_release() when it
- * is ready. Intermediate replies of "more" calls are not intercepted. */
+ * is ready (NULL: the one to pass on could not be built; the connection is dropped).
+ * Intermediate replies of "more" calls are not intercepted. */
 typedef void (*VarlinkReplyInterceptor)(VarlinkCall *call, json_object *message, void *userdata);
 void varlink_call_set_interceptor(VarlinkCall *call, VarlinkReplyInterceptor f, void *userdata);
 int varlink_call_release(VarlinkCall *call, json_object *message);

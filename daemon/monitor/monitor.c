@@ -506,6 +506,9 @@ static int worker_dirs_lock(Monitor *m) {
                 r = dir_lock_as(m->config.audit_dir, m->worker_uid, &audit_lock);
                 if (r != -EBUSY)
                         break;
+                if (i == 0)
+                        log_info("The audit directory '%s' is locked: waiting up to a second for its holder "
+                                 "(the worker of a tsmd that just ended?) to exit.", m->config.audit_dir);
                 (void) usleep(10 * 1000);
         }
         if (r == -EBUSY)

@@ -15,6 +15,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <sys/fanotify.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1341,6 +1342,63 @@ TEST(no_closer_thread_without_an_fd_that_needs_it) {
         tsmd_teardown(&t);
 }
 
+/* n fds (of /dev/null) for c's next call. */
+static void push_fds(VarlinkClient *c, unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
+                int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+                ASSERT_OK(fd);
+                ASSERT_OK(varlink_client_push_fd(c, fd));
+        }
+}
+
+/* MaxFds=0 is a quarter of the worker's RLIMIT_NOFILE, which the configuration's check that the
+ * fd budget holds two messages' fds (twice MaxFdsPerMessage=) cannot see: with an RLIMIT_NOFILE
+ * of 512, 128 fds, less than the default 253 twice. MaxFdsPerMessage= is lowered to fit (64),
+ * with a warning: a message with more is refused by that limit (its connection dropped), one
+ * with as many is served. On reload too. */
+TEST(fds_per_message_fit_to_the_fd_budget_of_max_fds_0) {
+        const struct rlimit low = { .rlim_cur = 512, .rlim_max = 512 };
+        struct rlimit ours;
+        AsyncCall a = {};
+        VarlinkClient *c;
+        json_object *r, *l;
+        Tsmd t;
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &ours));
+        if (ours.rlim_max < low.rlim_max)
+                SKIP("the hard RLIMIT_NOFILE is %llu, below 512", (unsigned long long) ours.rlim_max);
+        tsmd_start(&t, &(TsmdOptions) { .config = "[Platform]\nMode=emulated\n", .nofile = &low });
+        ASSERT_TRUE(tsmd_log_contains(&t, "The worker's fd budget of 128 (MaxFds=0; 0: a quarter of RLIMIT_NOFILE, "
+                                          "at most half of it) is less than twice MaxFdsPerMessage=253: taking at "
+                                          "most 64 fds per message."));
+        c = tsmd_connect(&t);
+        r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL);
+        ASSERT_TRUE(json_object_object_get_ex(r, "limits", &l));
+        ASSERT_EQ(JINT(l, "maxFds"), 128);
+        ASSERT_EQ(JINT(l, "maxFdsPerMessage"), 64);
+        push_fds(c, 64);
+        CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+        push_fds(c, 65);
+        tsmd_call_async(c, "io.tsmd.Service.Ping", NULL, 0, &a);
+        ASSERT_TRUE(tsmd_async_wait(c, &a, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(a.errors[0], VARLINK_ERROR_DISCONNECTED);
+        ASSERT_TRUE(tsmd_wait_log(&t, "Dropping client connection (io.tsmd.FileDescriptorsRefused)", 1,
+                                  TSMD_WAIT_USEC));
+        async_call_done(&a);
+        varlink_client_free(c);
+
+        /* An explicit MaxFds= above half of RLIMIT_NOFILE is half of it: 256, room for 128. */
+        ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxFds=1000\n"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "fd budget of 256 (MaxFds=1000;"));
+        c = tsmd_connect(&t);
+        r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL);
+        ASSERT_TRUE(json_object_object_get_ex(r, "limits", &l));
+        ASSERT_EQ(JINT(l, "maxFdsPerMessage"), 128);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- a second tsmd ------------------------------------------------------------------------ */
 
 /* A second tsmd as an admin would start one by hand; its exit status, its stderr in *err. */
@@ -1425,6 +1483,68 @@ TEST(second_tsmd_refuses_an_audit_directory_in_use) {
                                    "the second tsmd did not name the directory it refused");
         expect_first_serves(&t);
         tsmd_teardown(&t);
+}
+
+/* The audit directory dir/audit (dir: the worker's to pass through), locked by the test as a
+ * tsmd's worker would (another process than the tsmd it then starts there): the lock is held
+ * while the returned fd is open. */
+static int audit_directory_locked(const char *dir) {
+        const char *audit = scratch_path(dir, "audit");
+        int fd;
+
+        ASSERT_OK(chmod(dir, 0755));
+        ASSERT_OK(mkdir(audit, 0700));
+        fd = open(audit, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_OK(fd);
+        ASSERT_OK(flock(fd, LOCK_EX | LOCK_NB));
+        return fd;
+}
+
+/* tsmd with its audit log in dir/audit, started (not waited for). */
+static void start_on_audit_directory(Tsmd *t, const char *dir) {
+        tsmd_start_nowait(t, &(TsmdOptions) {
+                .config = strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n", dir),
+        });
+}
+
+/* The worker of a tsmd that was just killed may hold its audit directory's lock a little longer:
+ * a tsmd started right after waits for it. Let go once tsmd said it waits (so it had to), it
+ * starts. */
+TEST(audit_directory_lock_released_in_time_is_taken) {
+        const char *dir = scratch_dir();
+        _cleanup_close_ int lock = audit_directory_locked(dir);
+        Tsmd t;
+
+        start_on_audit_directory(&t, dir);
+        if (!tsmd_wait_log(&t, "is locked: waiting", 1, TSMD_START_TIMEOUT_USEC))
+                TEST_FAIL("tsmd did not wait for the audit directory's lock:\n%s", tsmd_read_log(&t));
+        lock = safe_close(lock);
+        tsmd_wait_running(&t);
+        expect_first_serves(&t);
+        tsmd_teardown(&t);
+}
+
+/* Held past the wait (a second), it is another tsmd's: refused, after the wait, by name. */
+TEST(audit_directory_lock_held_past_the_wait_refused) {
+        const char *dir = scratch_dir();
+        _cleanup_close_ int lock = audit_directory_locked(dir);
+        uint64_t started = now_usec(), deadline = started + TSMD_START_TIMEOUT_USEC;
+        Tsmd t;
+
+        start_on_audit_directory(&t, dir);
+        while (tsmd_is_running(&t)) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd did not give up on a held audit directory");
+                sleep_usec(5 * USEC_PER_MSEC);
+        }
+        ASSERT_FALSE(exited_with(t.exit_status, 0));
+        if (now_usec() - started < USEC_PER_SEC)
+                TEST_FAIL("tsmd gave up on the audit directory's lock within less than a second");
+        ASSERT_TRUE(tsmd_log_contains(&t, "is locked: waiting"));
+        if (!tsmd_log_contains(&t, strf("another tsmd writes its audit log in '%s/audit'", dir)))
+                TEST_FAIL("tsmd did not name the directory it refused:\n%s", tsmd_read_log(&t));
+        tsmd_teardown(&t);
+        lock = safe_close(lock); /* held until tsmd gave up */
 }
 
 /* The audit directory and the context state directory one directory under two names: refused as

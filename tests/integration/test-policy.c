@@ -1610,6 +1610,44 @@ TEST(a_reload_matches_the_groups_it_names_on_existing_connections) {
 }
 
 /*
+ * SECURITY: a connection whose groups cannot be read again for a reload that names others (out of
+ * memory, say: here the preload fails SO_PEERGROUPS for one uid) is closed, as one that cannot be
+ * identified at connect is refused: it is never judged by groups the policy did not ask about.
+ * The others' are read, and match.
+ */
+TEST(a_reload_that_cannot_read_a_clients_groups_again_disconnects_it) {
+        static const gid_t groups[] = { 5002, 5003 };
+        static const char no_groups[] = "[Client:root]\nUsers=root\nDevices=" DEV1 "\n";
+        static const char by_group[] = "[Client:root]\nUsers=root\nDevices=" DEV1 "\n"
+                                       "[Client:by-group]\nGroups=5002\nDevices=" DEV1 "\n"
+                                       "[Admin]\nGroups=5003\n";
+        static const TsmdFile files[] = { { "policy.conf", no_groups } };
+        static const char *const env[] = { "LD_PRELOAD=" PEERGROUPS_FAIL_PRELOAD,
+                                           "TSMD_TEST_PEERGROUPS_FAIL_UID=" STRINGIFY(OTHER_UID), NULL };
+        VarlinkClient *unreadable, *readable;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files),
+                                        .env = env });
+        /* No Groups= yet: their groups were not read at connect. */
+        unreadable = tsmd_connect_to_as_groups(&t, t.guest_socket, OTHER_UID, OTHER_UID, groups, ELEMENTSOF(groups));
+        readable = tsmd_connect_to_as_groups(&t, t.guest_socket, NOBODY, NOBODY, groups, ELEMENTSOF(groups));
+        expect_group_rights(unreadable, false, false);
+        expect_group_rights(readable, false, false);
+
+        tsmd_write_file(&t, "policy.conf", by_group);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        ASSERT_TRUE(tsmd_wait_hangup(unreadable, TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_log_contains(&t, "Cannot read the groups of a client of uid " STRINGIFY(OTHER_UID)));
+        expect_group_rights(readable, true, true);
+
+        varlink_client_free(unreadable);
+        varlink_client_free(readable);
+        tsmd_teardown(&t);
+}
+
+/*
  * An administrator's Reload whose new policy no longer names them ran as theirs: it is on record
  * as an administrator's call (by itself, durable before the answer, with who asked), not as
  * a refusal, which past the uid's refusal budget is only a count in a summary written when

@@ -343,18 +343,16 @@ static const char *config_with_test_sections(Tsmd *t, const char *config) {
         return text;
 }
 
-/*
- * Runs tsmd as o says, its output appended to tsmd.log, tells the guard its pid, and waits
- * until the monitor reports its worker serving: its "running." line, the first after those
- * already in the log (a restart reuses the log).
- */
-static void spawn(Tsmd *t, const TsmdOptions *o) {
+/* Runs tsmd as o says, its output appended to tsmd.log, and tells the guard its pid. What
+ * wait_running() waits for is the monitor's next "running." line: the count of those already in
+ * the log (a restart reuses the log) is in t->running_before. */
+static void spawn_process(Tsmd *t, const TsmdOptions *o) {
         char socket_arg[400], guest_arg[400], config_arg[400], sysfs_arg[400], level_arg[64], asan_env[512],
                 callgrind_arg[400];
         const char *argv[64];
         size_t n = 0;
-        uint64_t deadline;
-        unsigned running_before = tsmd_log_count(t, "running.");
+
+        t->running_before = tsmd_log_count(t, "running.");
 
         if (o->wrapper)
                 for (size_t i = 0; o->wrapper[i]; i++)
@@ -481,6 +479,11 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
         t->sigterm_sent = false;
         t->exit_status = 0;
         guard_send(t, strf("P%d\n", (int) t->pid));
+}
+
+/* Waits until the monitor spawn_process() started reports its worker serving. */
+static void wait_running(Tsmd *t, bool wrapper) {
+        uint64_t deadline;
 
         /* With socket activation tsmd is exec'd on the first connection: make it. Without,
          * no probe: the monitor listens before its worker serves, and a probe would show up
@@ -494,7 +497,7 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                         format_status(t->exit_status, st, sizeof(st));
                         TEST_FAIL("tsmd exited during start-up (%s)", st);
                 }
-                if (!o->wrapper)
+                if (!wrapper)
                         break;
                 fd = tsmd_raw_connect(t->socket);
                 if (fd >= 0) {
@@ -515,7 +518,7 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
                         exe[l] = 0;
                         /* Under valgrind, the exe is valgrind's tool. */
                         if ((streq(exe, TSMD_PATH) || tsmd_under_valgrind()) &&
-                            tsmd_log_count(t, "running.") > running_before)
+                            tsmd_log_count(t, "running.") > t->running_before)
                                 break;
                 }
                 if (!tsmd_is_running(t))
@@ -527,12 +530,15 @@ static void spawn(Tsmd *t, const TsmdOptions *o) {
         }
 }
 
-void tsmd_start(Tsmd *t, const TsmdOptions *o) {
-        static const TsmdOptions none = {};
+static void spawn(Tsmd *t, const TsmdOptions *o) {
+        spawn_process(t, o);
+        wait_running(t, o->wrapper != NULL);
+}
+
+/* tsmd's directory, its files and the guard: all but tsmd itself. */
+static void prepare(Tsmd *t, const TsmdOptions *o) {
         int guard[2];
 
-        if (!o)
-                o = &none;
         *t = (Tsmd) { .guard_fd = -EBADF };
 
         /* TSMD_TEST_TMPDIR: another file system for tsmd's directory, audit log included (the
@@ -570,8 +576,26 @@ void tsmd_start(Tsmd *t, const TsmdOptions *o) {
         }
         close(guard[0]);
         t->guard_fd = guard[1];
+}
 
+void tsmd_start(Tsmd *t, const TsmdOptions *o) {
+        static const TsmdOptions none = {};
+
+        if (!o)
+                o = &none;
+        prepare(t, o);
         spawn(t, o);
+}
+
+void tsmd_start_nowait(Tsmd *t, const TsmdOptions *o) {
+        if (o->wrapper)
+                TEST_FAIL("tsmd_start_nowait() cannot wait for a wrapper's first connection");
+        prepare(t, o);
+        spawn_process(t, o);
+}
+
+void tsmd_wait_running(Tsmd *t) {
+        wait_running(t, /* wrapper= */ false);
 }
 
 void tsmd_restart(Tsmd *t, const TsmdOptions *o) {

@@ -88,6 +88,7 @@ typedef struct Tsmd {
         pid_t helpers[TSMD_MAX_HELPERS];
         int helper_fds[TSMD_MAX_HELPERS];
         size_t n_helpers;
+        unsigned running_before; /* the monitor's "running." lines in the log before this start */
 } Tsmd;
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -101,6 +102,11 @@ bool tsmd_under_valgrind(void);
 void tsmd_start(Tsmd *t, const TsmdOptions *o);
 /* Shorthand: only a tsmd.conf. */
 void tsmd_start_config(Tsmd *t, const char *config);
+/* tsmd_start() in two halves, for a test with something to do while tsmd starts (what it logs
+ * on the way: tsmd_wait_log()): starts tsmd and returns; then waits for it as tsmd_start() does
+ * (from the call on). Not with a wrapper. */
+void tsmd_start_nowait(Tsmd *t, const TsmdOptions *o);
+void tsmd_wait_running(Tsmd *t);
 /* Starts tsmd again after it stopped or died, on the same directory (configuration, sockets,
  * audit log, contexts, tsmd.log), with options o: those of tsmd_start() but for the files,
  * which are already there. */

@@ -18,12 +18,14 @@
 static const char idl[] =
         "interface io.tsmd.Test\n"
         "method Say(word: string) -> (word: string)\n"
-        "method Defer() -> ()\n";
+        "method Defer() -> ()\n"
+        "method Intercept() -> ()\n";
 
 typedef struct Run {
         struct event_base *base;
         VarlinkServer *server;
         VarlinkCall *deferred;
+        json_object *intercepted; /* the final answer Intercept()'s interceptor took */
         int client;
         struct event *client_event, *deadline;
         unsigned fail_at; /* the allocation of the reply to "fail" that fails */
@@ -61,6 +63,16 @@ static int m_defer(VarlinkCall *call, json_object *p, void *userdata) {
         return 0;
 }
 
+static void on_intercepted(VarlinkCall *call, json_object *message, void *userdata) {
+        run.intercepted = message;
+}
+
+static int m_intercept(VarlinkCall *call, json_object *p, void *userdata) {
+        run.deferred = varlink_call_ref(call);
+        varlink_call_set_interceptor(call, on_intercepted, NULL);
+        return varlink_call_reply(call, NULL);
+}
+
 static unsigned n_replies(void) {
         unsigned n = 0;
 
@@ -82,13 +94,13 @@ static void on_deadline(evutil_socket_t fd, short what, void *userdata) {
         run.timed_out = true;
 }
 
-/* Runs the loop until the client has n replies (0: until Say("fail") ran) or is disconnected, or
- * 5 s passed. */
+/* Runs the loop until the client has n replies (0: until Say("fail") or a deferring method ran)
+ * or is disconnected, or 5 s passed. */
 static void run_until(unsigned n) {
         static const struct timeval five_seconds = { .tv_sec = 5 };
 
         ASSERT_OK(evtimer_add(run.deadline, &five_seconds));
-        while (!run.eof && !run.timed_out && (n > 0 ? n_replies() < n : !run.said))
+        while (!run.eof && !run.timed_out && (n > 0 ? n_replies() < n : !run.said && !run.deferred))
                 ASSERT_TRUE(event_base_loop(run.base, EVLOOP_ONCE) >= 0);
         (void) evtimer_del(run.deadline);
 }
@@ -103,6 +115,7 @@ static void run_start(unsigned fail_at) {
         ASSERT_OK(varlink_server_add_interface(run.server, idl));
         ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Say", m_say));
         ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Defer", m_defer));
+        ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Intercept", m_intercept));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair));
         ASSERT_OK(varlink_server_add_connection(run.server, pair[0]));
         run.client = pair[1];
@@ -119,6 +132,7 @@ static void run_send(const char *calls, size_t len) {
 
 static void run_stop(void) {
         run.deferred = varlink_call_unref(run.deferred);
+        json_object_put(run.intercepted);
         varlink_server_free(run.server);
         event_free(run.client_event);
         event_free(run.deadline);
@@ -201,6 +215,52 @@ TEST(reply_waiting_behind_a_call) {
                         break;
         }
         ASSERT_GE(k, 3U);
+}
+
+/* The answer to a deferred call (its handler returned without one), built once the handler is long
+ * gone: if that fails, nothing else will answer it, and its client must not wait for ever. It
+ * loses its connection, and the next call's answer is never taken for this one's. */
+TEST(answer_to_a_deferred_call) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        static const char calls[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{}}\0" SAY("next");
+        static const char *const answers[] = { "{\"parameters\":{}}", SAID("next") };
+        unsigned k;
+
+        for (k = 1;; k++) {
+                run_start(k);
+                run_send(calls, sizeof(calls));
+                run_until(0);
+                ASSERT_NOT_NULL(run.deferred);
+                alloc_calls = 0;
+                alloc_fail_at = k;
+                (void) varlink_call_reply(run.deferred, NULL);
+                run.reached = alloc_calls >= k;
+                alloc_fail_at = 0;
+                run_until(2);
+                expect_answers(answers, 2);
+                run_stop();
+                if (!run.reached)
+                        break;
+        }
+        ASSERT_GE(k, 3U);
+}
+
+/* An interceptor (the daemon's audit) that cannot build the answer it was to pass on (AuditFailed,
+ * out of memory) passes none: the client loses its connection, and gets no answer made up. */
+TEST(intercepted_answer_that_could_not_be_built) {
+        static const char calls[] = "{\"method\":\"io.tsmd.Test.Intercept\",\"parameters\":{}}\0" SAY("next");
+
+        run_start(0);
+        run_send(calls, sizeof(calls));
+        run_until(0);
+        ASSERT_NOT_NULL(run.intercepted);
+        (void) varlink_call_release(run.deferred, NULL);
+        run_until(1);
+        ASSERT_TRUE(run.eof);
+        ASSERT_EQ(run.n_got, 0U);
+        run_stop();
 }
 
 TEST_MAIN();
