@@ -99,7 +99,7 @@ const char *varlink_server_find_unfit_method(const VarlinkServer *s, const Varli
 /* Every method of every registered interface (except org.varlink.service) has a handler? */
 int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 
-/* Adopts a listening socket (from socket activation or varlink_listen_unix()). */
+/* Adopts a listening socket (from socket activation or varlink_server_listen_path()). */
 int varlink_server_listen_fd(VarlinkServer *s, int fd);
 /* Administration: the server keeps a few spare fds that only connections accepted here may use
  * (for themselves and for what on_connect opens), so that with every other fd of the process

@@ -283,8 +283,9 @@ static void worker_exited(Monitor *m, int status) {
         if (m->worker_killed_for != TSM_PRIV_WORKER_FIRST)
                 monitor_dispatch_set_previous_worker(m->dispatch, m->worker_killed_for, 0);
         else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
-                /* Its seccomp filter killed it: it tried to start a process (worker-sandbox.c),
-                 * which no code of the worker does. */
+                /* Its seccomp filter killed it: it tried a call no code of the worker makes (to
+                 * start a process, enter a namespace, reach another process or the kernel's
+                 * rarer corners, or another architecture's: worker-sandbox.c). */
                 log_error("Compromised worker %d tried a forbidden system call.", (int) m->worker_pid);
                 monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_COMPROMISED, 0);
         } else if (WIFEXITED(status))
