@@ -332,10 +332,6 @@ static void call_refused(VarlinkCall *call, const char *error) {
         varlink_server_refused(call->conn->server, &call->conn->peer, call->conn, call, error);
 }
 
-struct event_base *varlink_server_get_event_base(const VarlinkServer *s) {
-        return s->base;
-}
-
 unsigned varlink_server_get_n_connections(const VarlinkServer *s) {
         return s->n_conns;
 }
@@ -1244,14 +1240,6 @@ int varlink_call_peek_fd(VarlinkCall *call, size_t index) {
         return call->fds[index];
 }
 
-int varlink_call_take_fd(VarlinkCall *call, size_t index) {
-        int fd = varlink_call_peek_fd(call, index);
-
-        if (fd >= 0)
-                call->fds[index] = -EBADF;
-        return fd;
-}
-
 size_t varlink_call_get_n_fds(const VarlinkCall *call) {
         return call->n_fds;
 }
@@ -2040,10 +2028,6 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
         }
 }
 
-int varlink_server_listen_fd(VarlinkServer *s, int fd) {
-        return varlink_server_listen_fd_full(s, fd, NULL, 0);
-}
-
 int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, unsigned flags) {
         Listener *l;
 
@@ -2090,10 +2074,6 @@ int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, u
                 spare_fds_refill(s);
         }
         return 0;
-}
-
-int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode) {
-        return varlink_server_listen_path_full(s, path, mode, NULL, 0);
 }
 
 int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces,

@@ -13,7 +13,7 @@
  * could not even preallocate the minimum, reserve fails with its error (-ENOSPC). Committing
  * replaces the reserved maximum with the record's real size.
  *
- * Reopen. The loop never waits for the disk, not even to reopen the log: audit_log_reopen()
+ * Reopen. The loop never waits for the disk, not even to reopen the log: audit_log_reopen_full()
  * queues a reopen to the sync thread behind the records committed before it, and records
  * committed until it comes back are held unnumbered, since their numbers continue from what
  * it finds in the files. Its completion comes through the same path as records', in order,
@@ -48,6 +48,7 @@
 #include <poll.h>
 #include <time.h>
 
+#include "audit-journal.h"
 #include "audit-log.h"
 #include "event-util.h"
 #include "log.h"
@@ -874,10 +875,6 @@ int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservati
         return reserve(a, true, uid, pool, 0, NULL, NULL, ret);
 }
 
-int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret) {
-        return reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
-}
-
 int audit_log_reserve_to_act(AuditLog *a, uid_t uid, AuditPool pool, uint64_t timeout_usec, AuditReservedCallback cb,
                              void *userdata, AuditReservation **ret) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
@@ -1291,7 +1288,5 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
                 if (streq(r->record.event, KEPT_LOST_EVENT))
                         ret->n_kept_lost += r->record.count;
         audit_sync_get_stats(a->sync, &ret->sync);
-        if (a->journal)
-                audit_journal_get_stats(a->journal, &ret->journal_stats);
         return 0;
 }
