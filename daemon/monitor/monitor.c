@@ -448,7 +448,7 @@ static int policy_load_logged(Monitor *m, const DaemonConfig *config) {
 
 /* Returns the audit directory's error: without it the worker cannot start. */
 static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
-        const char *state = config->context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
+        const char *state = config->context_state_dir;
         int r;
 
         /* What the worker writes must be the worker's. */
@@ -481,7 +481,7 @@ static int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
  * exiting, started right after (as systemd does not: it waits for the unit's cgroup to empty):
  * it has a second. */
 static int worker_dirs_lock(Monitor *m) {
-        const char *state_path = m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
+        const char *state_path = m->config.context_state_dir;
         _cleanup_close_ int audit_lock = -EBADF;
         struct stat audit, state;
         int r;
