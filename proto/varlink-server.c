@@ -1953,9 +1953,12 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
         c->ev_timeout = evtimer_new(s->base, on_conn_timeout, c);
         c->ev_idle = evtimer_new(s->base, on_conn_idle_timeout, c);
         if (!c->ev_read || !c->ev_write || !c->ev_process || !c->ev_timeout || !c->ev_idle ||
-            event_add(c->ev_read, NULL) < 0 || (s->idle_timeout && event_add(c->ev_idle, s->idle_timeout) < 0))
+            event_add(c->ev_read, NULL) < 0 || (s->idle_timeout && event_add(c->ev_idle, s->idle_timeout) < 0)) {
+                r = -ENOMEM;
                 goto fail_conn;
-        if (conn_attach_uid(c) < 0)
+        }
+        r = conn_attach_uid(c);
+        if (r < 0)
                 goto fail_conn;
 
         c->connected = true;
@@ -1979,7 +1982,7 @@ fail_conn:
         conn_free_events(c);
         varlink_stream_free(c->stream);
         free(c);
-        return -ENOMEM;
+        return r;
 }
 
 int varlink_server_add_connection(VarlinkServer *s, int fd) {
