@@ -58,11 +58,13 @@ struct Listener {
         bool admin;        /* VARLINK_LISTEN_ADMIN */
 };
 
-static void strv_free(char **l) {
+static char **strv_free(char **l) {
         for (char **i = l; i && *i; i++)
                 free(*i);
         free(l);
+        return NULL;
 }
+DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 
 typedef struct Output {
         char *text;
@@ -2032,45 +2034,37 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
 }
 
 int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, unsigned flags) {
+        _cleanup_(strv_freep) char **owned = interfaces;
         Listener *l;
 
         assert_return(s, -EINVAL);
-        if (fd < 0) {
-                strv_free(interfaces);
+        if (fd < 0)
                 return -EBADF;
-        }
 
         if (!s->accept_resume) {
                 s->accept_resume = evtimer_new(s->base, on_accept_resume, s);
-                if (!s->accept_resume) {
-                        strv_free(interfaces);
+                if (!s->accept_resume)
                         return -ENOMEM;
-                }
         }
 
-        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-                strv_free(interfaces);
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
                 return negative_errno();
-        }
 
         l = new0(Listener, 1);
-        if (!l) {
-                strv_free(interfaces);
+        if (!l)
                 return -ENOMEM;
-        }
         l->server = s;
         l->fd = fd;
-        l->interfaces = interfaces;
         l->admin = flags & VARLINK_LISTEN_ADMIN;
         l->event = event_new(s->base, fd, EV_READ | EV_PERSIST, on_listener, l);
         if (!l->event || !GREEDY_REALLOC(s->listeners, s->allocated_listeners, s->n_listeners + 1) ||
             (!s->accept_paused && event_add(l->event, NULL) < 0)) {
                 if (l->event)
                         event_free(l->event);
-                strv_free(l->interfaces);
                 free(l);
                 return -ENOMEM;
         }
+        l->interfaces = TAKE_PTR(owned);
         s->listeners[s->n_listeners++] = l;
         if (l->admin) {
                 s->want_spare_fds = true;
@@ -2081,6 +2075,7 @@ int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, u
 
 int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces,
                                     unsigned flags) {
+        _cleanup_(strv_freep) char **owned = interfaces;
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         mode_t old_umask;
@@ -2089,29 +2084,23 @@ int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t m
         assert_return(s, -EINVAL);
         assert_return(path, -EINVAL);
 
-        if (strlen(path) >= sizeof(sa.sun_path)) {
-                strv_free(interfaces);
+        if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
-        }
         strcpy(sa.sun_path, path);
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-                strv_free(interfaces);
+        if (fd < 0)
                 return negative_errno();
-        }
 
         (void) unlink(path);
         /* Create the socket node with its final mode, so no client can race a chmod(). */
         old_umask = umask(~mode & 0777);
         r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
         umask(old_umask);
-        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
-                strv_free(interfaces);
+        if (r < 0 || listen(fd, SOMAXCONN) < 0)
                 return negative_errno();
-        }
 
-        r = varlink_server_listen_fd_full(s, fd, interfaces, flags);
+        r = varlink_server_listen_fd_full(s, fd, TAKE_PTR(owned), flags);
         if (r < 0)
                 return r;
         TAKE_FD(fd);
