@@ -20,7 +20,7 @@ int priv_send_late_ack(PrivChannel *c, uint64_t id, uint64_t seq, bool durable) 
                 /* Before the record goes to the disk (the audit log hands it to its thread at the
                  * end of the loop's round): should this worker end with it on the disk, the next
                  * one must know. */
-                return send_simple(c, &m);
+                return priv_channel_send_now(c, &m);
         r = tsm_priv_outbox_add(c->outbox, c->fd, &m, NULL, 0, NULL);
         if (r >= 0)
                 idle_flush_schedule(c->flush);
@@ -31,7 +31,7 @@ int priv_send_ready(PrivChannel *c) {
         struct tsm_priv_ready m;
 
         tsm_priv_init(&m, TSM_PRIV_READY, 0, 0);
-        return send_simple(c, &m);
+        return priv_channel_send_now(c, &m);
 }
 
 int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining) {
@@ -41,11 +41,11 @@ int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, boo
         m.n_clients = n_clients;
         m.n_pending = n_pending;
         m.draining = draining;
-        return send_simple(c, &m);
+        return priv_channel_send_now(c, &m);
 }
 
 static int call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd) {
-        return call_full(c, msg, fd, ret, ret_fd, NULL);
+        return priv_channel_call(c, msg, fd, ret, ret_fd, NULL);
 }
 
 static int copy_string(char *field, size_t size, const char *s) {
@@ -110,7 +110,7 @@ int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, c
 }
 
 int priv_call_close_context(PrivChannel *c, uint32_t slot, uint32_t context) {
-        fail_waiting(c, slot, context, 0);
+        priv_channel_fail_waiting(c, slot, context, 0);
         return context_op(c, TSM_PRIV_CLOSE_CONTEXT, slot, context, NULL);
 }
 
@@ -150,7 +150,7 @@ static int vdevice_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t con
 }
 
 int priv_call_detach_vdevice(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
-        fail_waiting(c, slot, context, vdevice);
+        priv_channel_fail_waiting(c, slot, context, vdevice);
         return vdevice_op(c, TSM_PRIV_DETACH_VDEVICE, slot, context, vdevice, NULL);
 }
 
@@ -207,10 +207,10 @@ int priv_call_reload(PrivChannel *c, int *ret_fd, char **ret_reason, bool *ret_p
         *ret_reason = NULL;
         *ret_policy_failed = false;
         tsm_priv_init(&m, TSM_PRIV_RELOAD, 0, 0);
-        r = call_full(c, &m, -EBADF, &reply, &fd, &payload);
+        r = priv_channel_call(c, &m, -EBADF, &reply, &fd, &payload);
         if (r >= 0 && (reply.hdr.payload_len > 0 || reply.value != 0)) {
                 safe_close(fd);
-                channel_gone(c, "a refusal's reason or value on a load it did");
+                priv_channel_gone(c, "a refusal's reason or value on a load it did");
                 return -ECONNRESET;
         }
         if (r >= 0) {
@@ -222,7 +222,7 @@ int priv_call_reload(PrivChannel *c, int *ret_fd, char **ret_reason, bool *ret_p
         /* SECURITY: text for the admin and the journal, checked like any field of the monitor's:
          * one that breaks the rules is a monitor that does, not one to show. */
         if (reply.value > 1 || (reply.hdr.payload_len > 0 && !tsm_priv_check_reason(payload, reply.hdr.payload_len))) {
-                channel_gone(c, "malformed reason for a refused load");
+                priv_channel_gone(c, "malformed reason for a refused load");
                 return -ECONNRESET;
         }
         *ret_reason = reply.hdr.payload_len > 0 ? strdup(payload) : NULL;
@@ -262,14 +262,14 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         r->queued = &m->hdr;
         if (request_len > 0)
                 memcpy(m + 1, request, request_len);
-        tsm_priv_init(m, TSM_PRIV_GUEST_REQUEST, next_cookie(c), (uint32_t) request_len);
+        tsm_priv_init(m, TSM_PRIV_GUEST_REQUEST, priv_channel_next_cookie(c), (uint32_t) request_len);
         m->slot = slot;
         m->context = context;
         m->vdevice = vdevice;
         m->max_response = (uint32_t) MIN(max_response, (size_t) TSM_PRIV_PAYLOAD_MAX);
         m->backend = (uint32_t) backend;
         if (copy_string(m->scope, sizeof(m->scope), scope) < 0) {
-                request_free(r);
+                priv_request_free(r);
                 return -ENOENT;
         }
         r->channel = c;
@@ -280,7 +280,7 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         r->callback = cb;
         r->userdata = userdata;
         r->counted = true;
-        return request_submit(c, r, ret);
+        return priv_channel_submit(c, r, ret);
 }
 
 /* A vDevice message answered from the monitor's loop when the TSM is done. */
@@ -301,13 +301,13 @@ static int vdevice_request(PrivChannel *c, uint32_t type, uint32_t slot, uint32_
                 free(r);
                 return -ENOMEM;
         }
-        tsm_priv_init(m, type, next_cookie(c), 0);
+        tsm_priv_init(m, type, priv_channel_next_cookie(c), 0);
         m->slot = slot;
         m->context = context;
         m->vdevice = vdevice;
         *r = (PrivRequest){ .channel = c, .cookie = m->hdr.cookie, .slot = slot, .context = context,
                             .vdevice = vdevice, .callback = cb, .userdata = userdata, .queued = &m->hdr };
-        return request_submit(c, r, ret);
+        return priv_channel_submit(c, r, ret);
 }
 
 int priv_call_set_bound(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice, bool bind,
@@ -348,10 +348,10 @@ static int device_request(PrivChannel *c, uint32_t type, const char *pci_address
                 free(m);
                 return -ENOMEM;
         }
-        m->hdr.cookie = next_cookie(c);
+        m->hdr.cookie = priv_channel_next_cookie(c);
         *r = (PrivRequest){ .channel = c, .cookie = m->hdr.cookie, .slot = TSM_PRIV_SLOT_WORKER, .callback = cb,
                             .userdata = userdata, .queued = &m->hdr };
-        return request_submit(c, r, ret);
+        return priv_channel_submit(c, r, ret);
 }
 
 int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char *tsm, PrivRequestCallback cb,

@@ -28,7 +28,7 @@ struct PrivRequest {
         bool monitor_own;
         /* A guest request's, bind's, unbind's or settle's context and vDevice (0 for other
          * requests): a detach or close fails the guest requests still waiting here, and sends
-         * what waits behind them (fail_waiting()). */
+         * what waits behind them (priv_channel_fail_waiting()). */
         uint32_t context, vdevice;
         /* Its message and payload in one block, until the outbox takes it: waiting while set. */
         struct tsm_priv_hdr *queued;
@@ -63,11 +63,11 @@ struct PrivChannel {
 };
 
 /* priv-channel.c */
-void channel_gone(PrivChannel *c, const char *why);
-void request_free(PrivRequest *r);
-int send_simple(PrivChannel *c, void *msg);
-uint32_t next_cookie(PrivChannel *c);
-int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd,
-              const void **ret_payload);
-void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
-int request_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret);
+void priv_channel_gone(PrivChannel *c, const char *why);
+void priv_request_free(PrivRequest *r);
+int priv_channel_send_now(PrivChannel *c, void *msg);
+uint32_t priv_channel_next_cookie(PrivChannel *c);
+int priv_channel_call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd,
+                      const void **ret_payload);
+void priv_channel_fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice);
+int priv_channel_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret);

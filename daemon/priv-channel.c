@@ -51,7 +51,7 @@ void priv_hello_done(PrivHello *h) {
 }
 
 /* The monitor hung up or sent something it never would: tell the owner, once, from the loop. */
-void channel_gone(PrivChannel *c, const char *why) {
+void priv_channel_gone(PrivChannel *c, const char *why) {
         if (c->gone)
                 return;
         c->gone = true;
@@ -60,7 +60,7 @@ void channel_gone(PrivChannel *c, const char *why) {
         event_active(c->ev_deferred, EV_TIMEOUT, 0);
 }
 
-void request_free(PrivRequest *r) {
+void priv_request_free(PrivRequest *r) {
         free(r->queued);
         free(r);
 }
@@ -128,7 +128,7 @@ static void on_send_failed(int error, void *userdata) {
         request_unlink_sent(c, r);
         if (r->callback)
                 r->callback(error, NULL, 0, r->userdata);
-        request_free(r);
+        priv_request_free(r);
         requests_flush(c);
 }
 
@@ -205,7 +205,7 @@ static void requests_flush(PrivChannel *c) {
                         (void) priv_slots_add(c->slots, r->slot, 0, -1);
                         if (r->callback) /* else cancelled */
                                 r->callback(k, NULL, 0, r->userdata);
-                        request_free(r);
+                        priv_request_free(r);
                         c->requests_changed = true;
                 }
                 /* A callback may have sent, failed, cancelled or queued any request, next too. */
@@ -226,7 +226,7 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
                         if (r->callback) /* else cancelled: nobody waits for it any more */
                                 r->callback(reply->result < 0 ? reply->result : (int) MIN(reply->value, (uint32_t) INT_MAX),
                                             payload, len, r->userdata);
-                        request_free(r);
+                        priv_request_free(r);
                         requests_flush(c);
                         return;
                 }
@@ -309,7 +309,7 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
                 if (k == -EAGAIN)
                         return;
                 if (k < 0)
-                        return channel_gone(c, "receive failed");
+                        return priv_channel_gone(c, "receive failed");
 
                 for (size_t i = 0; i < (size_t) k; i++) {
                         TsmPrivReceived *d = tsm_priv_inbox_get(c->inbox, i);
@@ -320,16 +320,16 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
 
                         /* Asynchronous replies never carry fds: the next receive closes any. */
                         if (d->len <= 0)
-                                return channel_gone(c, d->len == 0 ? "it hung up" : "receive failed");
+                                return priv_channel_gone(c, d->len == 0 ? "it hung up" : "receive failed");
                         r = parse_late(d->buf, (size_t) d->len, d->n_fds, &late);
                         if (r < 0)
-                                return channel_gone(c, "malformed message");
+                                return priv_channel_gone(c, "malformed message");
                         if (r > 0) {
                                 deliver_late(c, &late);
                                 continue;
                         }
                         if (parse_reply(d->buf, (size_t) d->len, d->n_fds, &reply, &payload) < 0)
-                                return channel_gone(c, "malformed message");
+                                return priv_channel_gone(c, "malformed message");
                         deliver(c, &reply, payload, reply.hdr.payload_len);
                         if (c->gone)
                                 return;
@@ -406,11 +406,11 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
                 return NULL;
         while ((r = TAILQ_FIRST(&c->requests))) {
                 TAILQ_REMOVE(&c->requests, r, entry);
-                request_free(r);
+                priv_request_free(r);
         }
         while ((r = TAILQ_FIRST(&c->waiting))) {
                 TAILQ_REMOVE(&c->waiting, r, entry);
-                request_free(r);
+                priv_request_free(r);
         }
         while ((q = STAILQ_FIRST(&c->queued))) {
                 STAILQ_REMOVE_HEAD(&c->queued, entry);
@@ -476,7 +476,7 @@ void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
                 request_unlink_waiting(c, r);
                 if (r->callback)
                         r->callback(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
-                request_free(r);
+                priv_request_free(r);
         }
 }
 
@@ -599,14 +599,14 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
         return 0;
 }
 
-int send_simple(PrivChannel *c, void *msg) {
+int priv_channel_send_now(PrivChannel *c, void *msg) {
         if (c->gone)
                 return -ECONNRESET;
         outbox_flush(c);
         return tsm_priv_send(c->fd, msg, NULL, 0, -EBADF);
 }
 
-uint32_t next_cookie(PrivChannel *c) {
+uint32_t priv_channel_next_cookie(PrivChannel *c) {
         uint32_t cookie = c->next_cookie++;
 
         if (c->next_cookie == 0)
@@ -628,7 +628,7 @@ static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n
         r = parse_late(msg, len, n_fds, &late);
         if (r < 0) {
                 close_many(fds, n_fds);
-                channel_gone(c, "malformed message");
+                priv_channel_gone(c, "malformed message");
                 return -ECONNRESET;
         }
         if (r > 0) { /* for the loop, after this call */
@@ -649,7 +649,7 @@ static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n
         }
         if (parse_reply(msg, len, n_fds, &reply, &payload) < 0) {
                 close_many(fds, n_fds);
-                channel_gone(c, "malformed message");
+                priv_channel_gone(c, "malformed message");
                 return -ECONNRESET;
         }
         if (reply.hdr.cookie == cookie) {
@@ -662,7 +662,7 @@ static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n
         if (!q) {
                 /* Another call's answer, which it would wait for forever; and ours is still to
                  * come, or just came, so no return would say what the monitor did. */
-                channel_gone(c, "out of memory for an answer");
+                priv_channel_gone(c, "out of memory for an answer");
                 return -ECONNRESET;
         }
         *q = (PrivQueued) { .reply = reply, .payload_len = reply.hdr.payload_len };
@@ -675,8 +675,8 @@ static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n
 
 /* Sends msg and waits for its reply; keeps replies to guest requests for the loop. The reply's
  * payload, if ret_payload: valid until the next receive (ret->hdr.payload_len bytes). */
-int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd,
-                     const void **ret_payload) {
+int priv_channel_call(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int *ret_fd,
+                      const void **ret_payload) {
         struct tsm_priv_hdr *h = msg;
         struct tsm_priv_reply reply;
         const void *payload;
@@ -685,7 +685,7 @@ int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int
 
         if (c->gone)
                 return -ECONNRESET;
-        h->cookie = next_cookie(c);
+        h->cookie = priv_channel_next_cookie(c);
         outbox_flush(c);
         r = tsm_priv_send(c->fd, msg, NULL, 0, fd);
         if (r < 0)
@@ -697,7 +697,7 @@ int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int
 
                 n = receive_wait(c, &m, fds, ELEMENTSOF(fds), &n_fds);
                 if (n <= 0) {
-                        channel_gone(c, n == 0 ? "it hung up" : "receive failed");
+                        priv_channel_gone(c, n == 0 ? "it hung up" : "receive failed");
                         return -ECONNRESET;
                 }
                 r = take_or_keep(c, m, (size_t) n, n_fds, fds, h->cookie, &reply, &payload);
@@ -728,7 +728,7 @@ int call_full(PrivChannel *c, void *msg, int fd, struct tsm_priv_reply *ret, int
         else
                 close_many(fds, n_fds);
         if (ret_fd && reply.result >= 0 && n_fds != 1) {
-                channel_gone(c, "reply without the fd it owes");
+                priv_channel_gone(c, "reply without the fd it owes");
                 return -ECONNRESET;
         }
         *ret = reply;
@@ -748,7 +748,7 @@ static bool waiting_of(const PrivRequest *r, uint32_t slot, uint32_t context, ui
  * attached again meanwhile, run on a device they were never checked against. A bind or unbind
  * waiting behind them (a release's unbind) has nothing ahead of it then: it goes now, before
  * the DETACH, after which it would name a vDevice the monitor no longer knows. */
-void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
+void priv_channel_fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice) {
         TAILQ_HEAD(, PrivRequest) failed = TAILQ_HEAD_INITIALIZER(failed);
         PrivRequest *r, *next;
 
@@ -777,7 +777,7 @@ void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdev
                 if (k < 0) {
                         if (r->callback) /* else cancelled */
                                 r->callback(k, NULL, 0, r->userdata);
-                        request_free(r);
+                        priv_request_free(r);
                 }
         }
         /* Off the list first: a callback may submit or cancel other requests. */
@@ -785,20 +785,20 @@ void fail_waiting(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdev
                 TAILQ_REMOVE(&failed, r, entry);
                 if (r->callback) /* else cancelled */
                         r->callback(-ENODEV, NULL, 0, r->userdata);
-                request_free(r);
+                priv_request_free(r);
         }
 }
 
 /* Sends r (taking it), unless it must wait: the monitor holds a bounded number of guest
  * requests, each client a share of it; the rest wait here, each client's in order, and a bind,
  * unbind or settle behind those of its vDevice. */
-int request_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret) {
+int priv_channel_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret) {
         int k;
 
         if (r->counted ? !may_send(c, r->slot) || slot_has_waiting(c, r->slot) : vdevice_waits_ahead(c, r)) {
                 k = priv_slots_add(c->slots, r->slot, 0, 1);
                 if (k < 0) {
-                        request_free(r);
+                        priv_request_free(r);
                         return k;
                 }
                 TAILQ_INSERT_TAIL(&c->waiting, r, entry);
@@ -806,7 +806,7 @@ int request_submit(PrivChannel *c, PrivRequest *r, PrivRequest **ret) {
         } else {
                 k = request_send(c, r, false);
                 if (k < 0) {
-                        request_free(r);
+                        priv_request_free(r);
                         return k;
                 }
         }
@@ -829,7 +829,7 @@ void priv_request_cancel(PrivRequest *r) {
                 return;
         }
         request_unlink_waiting(c, r);
-        request_free(r);
+        priv_request_free(r);
 }
 
 bool priv_request_is_waiting(const PrivRequest *r) {
