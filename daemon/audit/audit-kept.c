@@ -22,7 +22,7 @@
 
 /* While records are kept and only room is missing, looks for it again later; a failed log takes
  * them once a reopen worked (reopen_finished()). */
-void kept_arm(AuditLog *a) {
+void audit_kept_arm(AuditLog *a) {
         struct timeval tv = { .tv_sec = AUDIT_KEPT_RETRY_USEC / 1000000u, .tv_usec = AUDIT_KEPT_RETRY_USEC % 1000000u };
 
         if (!a->kept_timer) /* an open that failed */
@@ -35,12 +35,12 @@ void kept_arm(AuditLog *a) {
 
 /* Whether the log takes one more record now: 0, or why not (-EAGAIN: a reopen is pending, after
  * which it may). */
-int kept_can_take(AuditLog *a) {
+int audit_kept_can_take(AuditLog *a) {
         if (a->failed < 0)
                 return a->failed;
         if (a->reopen_pending)
                 return -EAGAIN;
-        return check_space(a);
+        return audit_log_check_space(a);
 }
 
 static AuditReservation *kept_pop(AuditLog *a) {
@@ -56,7 +56,7 @@ static AuditReservation *kept_pop(AuditLog *a) {
         return r;
 }
 
-void kept_append(AuditLog *a, AuditReservation *r) {
+void audit_kept_append(AuditLog *a, AuditReservation *r) {
         r->kept_next = NULL;
         if (a->kept_tail)
                 a->kept_tail->kept_next = r;
@@ -68,20 +68,20 @@ void kept_append(AuditLog *a, AuditReservation *r) {
 
 /* Commits the kept records, oldest first, as long as the log takes them: 0 once none is left,
  * else why the one at the head must wait. */
-int kept_flush(AuditLog *a) {
+int audit_kept_flush(AuditLog *a) {
         unsigned n = 0;
         int r = 0;
 
         while (a->kept_head) {
                 AuditReservation *res = a->kept_head;
 
-                r = kept_can_take(a);
+                r = audit_kept_can_take(a);
                 if (r < 0)
                         break;
-                reservation_link(a, res);
-                r = commit_copied(a, res);
+                audit_reservation_link(a, res);
+                r = audit_log_commit_copied(a, res);
                 if (r < 0) {
-                        reservation_unlink(a, res);
+                        audit_reservation_unlink(a, res);
                         break;
                 }
                 (void) kept_pop(a);
@@ -94,12 +94,12 @@ int kept_flush(AuditLog *a) {
         if (n > 0)
                 log_notice("Audit log '%s' takes records again: wrote %u record(s) kept while it could not%s.",
                            a->directory, n, a->kept_head ? ", more wait" : "");
-        kept_arm(a);
+        audit_kept_arm(a);
         return r;
 }
 
-void on_kept_timer(evutil_socket_t fd, short what, void *userdata) {
-        (void) kept_flush(userdata);
+void audit_kept_on_timer(evutil_socket_t fd, short what, void *userdata) {
+        (void) audit_kept_flush(userdata);
 }
 
 /* Keeps what rec says for later (error: why the log did not take it now). Past max_kept, counts
@@ -132,22 +132,22 @@ static int kept_add(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
         }
         r = audit_record_copy_bounded(rec, &res->record, &res->storage);
         if (r < 0) {
-                reservation_free(res);
+                audit_reservation_free(res);
                 return r;
         }
         res->record.owed_since_usec = now_realtime_usec();
-        kept_append(a, res);
+        audit_kept_append(a, res);
         if (error != -EAGAIN)
                 a->kept_error = error;
         if (rec != &summary) {
                 a->kept_lost = NULL;
                 log_warning_errno(error, "Audit log '%s' cannot take the record of %s now, keeping it until it "
                                   "does (%u kept): %m", a->directory, rec->event, a->n_kept);
-                kept_arm(a);
+                audit_kept_arm(a);
                 return 1;
         }
         a->kept_lost = res;
-        kept_arm(a);
+        audit_kept_arm(a);
 lost:
         log_full_ratelimited(&lost_log, LOG_ERR,
                              "Audit log '%s' cannot take the record of %s (%s), and %u owed records are kept already: "
@@ -157,11 +157,11 @@ lost:
 }
 
 /* The log goes: the kept records it takes are written, the others reported failed. */
-void kept_drain(AuditLog *a) {
+void audit_kept_drain(AuditLog *a) {
         uint64_t n_lost = 0;
         int error;
 
-        error = kept_flush(a);
+        error = audit_kept_flush(a);
         while (a->kept_head) {
                 AuditReservation *res = kept_pop(a);
 
@@ -169,12 +169,12 @@ void kept_drain(AuditLog *a) {
                 res->log = NULL;
                 if (res->callback)
                         res->callback(a, 0, error, res->userdata);
-                reservation_free(res);
+                audit_reservation_free(res);
         }
         if (n_lost > 0)
                 log_error_errno(error, "Audit log '%s' never took %" PRIu64 " owed record(s) it kept: lost: %m",
                                 a->directory, n_lost);
-        kept_arm(a);
+        audit_kept_arm(a);
 }
 
 int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
@@ -185,15 +185,15 @@ int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *rec, AuditCommitC
         assert_return(rec && rec->event, -EINVAL);
 
         /* Behind those kept before, if they still wait. */
-        r = kept_flush(a);
+        r = audit_kept_flush(a);
         if (r >= 0) {
                 AuditReservation *res;
 
-                r = reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, &res);
+                r = audit_log_reserve_full(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, &res);
                 if (r >= 0) {
                         /* Held, if a reopen is pending: kept after it if the log cannot take it then. */
                         res->owed_kept = true;
-                        r = commit(res, rec, cb, numbered, userdata, ret_seq);
+                        r = audit_log_commit_full(res, rec, cb, numbered, userdata, ret_seq);
                 }
                 if (r >= 0 || r == -ENOMEM || r == -EINVAL)
                         return r;

@@ -104,20 +104,18 @@ struct AuditLog {
 };
 
 /* audit-log.c */
-AuditReservation *reservation_free(AuditReservation *r);
-void reservation_unlink(AuditLog *a, AuditReservation *r);
-void reservation_link(AuditLog *a, AuditReservation *r);
-int check_space(AuditLog *a);
-int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
-            AuditReservedCallback cb, void *userdata, AuditReservation **ret);
-int commit_copied(AuditLog *a, AuditReservation *r);
-int commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
-           AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq);
+AuditReservation *audit_reservation_free(AuditReservation *r);
+void audit_reservation_unlink(AuditLog *a, AuditReservation *r);
+void audit_reservation_link(AuditLog *a, AuditReservation *r);
+int audit_log_check_space(AuditLog *a);
+int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
+                           AuditReservedCallback cb, void *userdata, AuditReservation **ret);
+int audit_log_commit_copied(AuditLog *a, AuditReservation *r);
 
 /* audit-kept.c */
-void kept_arm(AuditLog *a);
-int kept_can_take(AuditLog *a);
-void kept_append(AuditLog *a, AuditReservation *r);
-int kept_flush(AuditLog *a);
-void on_kept_timer(evutil_socket_t fd, short what, void *userdata);
-void kept_drain(AuditLog *a);
+void audit_kept_arm(AuditLog *a);
+int audit_kept_can_take(AuditLog *a);
+void audit_kept_append(AuditLog *a, AuditReservation *r);
+int audit_kept_flush(AuditLog *a);
+void audit_kept_on_timer(evutil_socket_t fd, short what, void *userdata);
+void audit_kept_drain(AuditLog *a);

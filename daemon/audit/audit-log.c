@@ -71,7 +71,7 @@ void audit_config_init(AuditConfig *c) {
         };
 }
 
-AuditReservation *reservation_free(AuditReservation *r) {
+AuditReservation *audit_reservation_free(AuditReservation *r) {
         if (!r)
                 return NULL;
         free(r->line);
@@ -86,7 +86,7 @@ static void reservation_uncharge(AuditLog *a, AuditReservation *r) {
         r->charged = false;
 }
 
-void reservation_unlink(AuditLog *a, AuditReservation *r) {
+void audit_reservation_unlink(AuditLog *a, AuditReservation *r) {
         if (r->prev)
                 r->prev->next = r->next;
         else
@@ -97,7 +97,7 @@ void reservation_unlink(AuditLog *a, AuditReservation *r) {
         a->n_reserved--;
 }
 
-void reservation_link(AuditLog *a, AuditReservation *r) {
+void audit_reservation_link(AuditLog *a, AuditReservation *r) {
         r->prev = NULL;
         r->next = a->reservations;
         if (r->next)
@@ -145,7 +145,7 @@ static void waiting_answer(AuditLog *a, AuditReservation *r, int error) {
                 reservation_uncharge(a, r);
                 r->log = NULL;
         } else
-                reservation_link(a, r);
+                audit_reservation_link(a, r);
         r->reserved(a, r, error, r->reserved_userdata);
 }
 
@@ -173,7 +173,7 @@ static void waiting_grant(AuditLog *a) {
         while (a->waiting_head && !a->reopen_pending) {
                 AuditReservation *r = a->waiting_head;
 
-                waiting_answer(a, r, a->failed < 0 ? a->failed : check_space(a));
+                waiting_answer(a, r, a->failed < 0 ? a->failed : audit_log_check_space(a));
         }
         waiting_arm(a);
 }
@@ -234,7 +234,7 @@ static void dispatch_one(AuditLog *a, AuditReservation *res) {
 
         if (res->callback)
                 res->callback(a, res->seq, error, res->userdata);
-        reservation_free(res);
+        audit_reservation_free(res);
 }
 
 static void dispatch_append(AuditLog *a, AuditSyncItem *list) {
@@ -358,7 +358,7 @@ static int held_keep(AuditLog *a, AuditReservation *res) {
         if (!res->owed_kept && a->failed < 0)
                 return 0;
         if (!a->kept_head && res->owed_kept)
-                error = kept_can_take(a);
+                error = audit_kept_can_take(a);
         if (!a->kept_head && error >= 0)
                 return 0;
 
@@ -375,7 +375,7 @@ static int held_keep(AuditLog *a, AuditReservation *res) {
                           a->directory, res->record.event);
         if (error < 0)
                 a->kept_error = error;
-        kept_append(a, res);
+        audit_kept_append(a, res);
         a->kept_lost = NULL; /* a loss after it is counted after it */
         return 1;
 }
@@ -415,7 +415,7 @@ static void reopen_finished(AuditLog *a) {
 
                 a->held_tail = &a->held_head;
                 /* Kept before the reopen, owed before these: first, if the new files have room. */
-                (void) kept_flush(a);
+                (void) audit_kept_flush(a);
                 while (held) {
                         AuditReservation *res = (AuditReservation *) held;
                         int k;
@@ -436,7 +436,7 @@ static void reopen_finished(AuditLog *a) {
                                 /* Before this round of the loop hands it to the thread. */
                                 res->numbered(a, res->seq, res->userdata);
                 }
-                kept_arm(a);
+                audit_kept_arm(a);
                 /* After them: the room they take in the new files is no one else's. */
                 waiting_grant(a);
         }
@@ -512,7 +512,7 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         a->wait_timer = evtimer_new(base, on_wait_timer, a);
         if (!a->wait_timer)
                 return -ENOMEM;
-        a->kept_timer = evtimer_new(base, on_kept_timer, a);
+        a->kept_timer = evtimer_new(base, audit_kept_on_timer, a);
         if (!a->kept_timer)
                 return -ENOMEM;
 
@@ -561,7 +561,7 @@ void audit_log_stop(AuditLog *a) {
                 dispatch_completed(a);
         }
         /* Kept records get a last chance, or their callbacks the reason they had none. */
-        kept_drain(a);
+        audit_kept_drain(a);
 }
 
 AuditLog *audit_log_free(AuditLog *a) {
@@ -648,7 +648,7 @@ int audit_log_reopen_full(AuditLog *a, AuditReopenCallback cb, void *userdata) {
         return 0;
 }
 
-int check_space(AuditLog *a) {
+int audit_log_check_space(AuditLog *a) {
         uint64_t need = a->planned_total + (uint64_t) (a->n_reserved + 1) * AUDIT_RECORD_MAX;
         AuditSyncSpace space;
         struct statvfs sv;
@@ -680,8 +680,8 @@ int check_space(AuditLog *a) {
 
 /* pool _AUDIT_POOL_INVALID: charged to no uid (owed records, and tests of the total). With cb
  * (a call that acts), waits for a pending reopen: returns 1 then. */
-int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
-                   AuditReservedCallback cb, void *userdata, AuditReservation **ret) {
+int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
+                           AuditReservedCallback cb, void *userdata, AuditReservation **ret) {
         AuditReservation *res;
         bool wait;
         int r;
@@ -696,7 +696,7 @@ int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeo
          * after them; while they wait, so does everything else, during a reopen too (they are
          * tried once it finished, reopen_finished(), with the reason they waited until then). */
         if (a->kept_head) {
-                r = a->reopen_pending ? a->kept_error : kept_flush(a);
+                r = a->reopen_pending ? a->kept_error : audit_kept_flush(a);
                 if (r < 0)
                         return r;
         }
@@ -710,7 +710,7 @@ int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeo
          * SECURITY: a call that acts must know its record has room before it does: it waits. */
         wait = cb && a->reopen_pending;
         if (!a->reopen_pending) {
-                r = check_space(a);
+                r = audit_log_check_space(a);
                 if (r < 0)
                         return r;
         }
@@ -746,32 +746,33 @@ int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeo
                 *ret = res;
                 return 1;
         }
-        reservation_link(a, res);
+        audit_reservation_link(a, res);
 
         *ret = res;
         return 0;
 }
 
 int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
-        return reserve(a, true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
+        return audit_log_reserve_full(a, true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
 }
 
 int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservation **ret) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
-        return reserve(a, true, uid, pool, 0, NULL, NULL, ret);
+        return audit_log_reserve_full(a, true, uid, pool, 0, NULL, NULL, ret);
 }
 
 int audit_log_reserve_to_act(AuditLog *a, uid_t uid, AuditPool pool, uint64_t timeout_usec, AuditReservedCallback cb,
                              void *userdata, AuditReservation **ret) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
         assert_return(cb, -EINVAL);
-        return reserve(a, true, uid, pool, timeout_usec, cb, userdata, ret);
+        return audit_log_reserve_full(a, true, uid, pool, timeout_usec, cb, userdata, ret);
 }
 
 int audit_log_reserve_owed_to_act(AuditLog *a, uint64_t timeout_usec, AuditReservedCallback cb, void *userdata,
                                   AuditReservation **ret) {
         assert_return(cb, -EINVAL);
-        return reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, timeout_usec, cb, userdata, ret);
+        return audit_log_reserve_full(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, timeout_usec, cb, userdata,
+                                      ret);
 }
 
 bool audit_reservation_is_waiting(const AuditReservation *r) {
@@ -788,14 +789,14 @@ AuditReservation *audit_log_cancel(AuditReservation *r) {
                         waiting_unlink(r->log, r);
                         waiting_arm(r->log);
                 } else
-                        reservation_unlink(r->log, r);
+                        audit_reservation_unlink(r->log, r);
         }
-        return reservation_free(r);
+        return audit_reservation_free(r);
 }
 
 /* Numbers r (or holds it for a pending reopen) and counts it in flight: r is reserved, its record
  * copied. On failure nothing changed. */
-int commit_copied(AuditLog *a, AuditReservation *r) {
+int audit_log_commit_copied(AuditLog *a, AuditReservation *r) {
         int k;
 
         record_stamp(r);
@@ -809,13 +810,13 @@ int commit_copied(AuditLog *a, AuditReservation *r) {
                         return k;
         }
 
-        reservation_unlink(a, r);
+        audit_reservation_unlink(a, r);
         r->committed = true;
         a->n_in_flight++;
         return 0;
 }
 
-int commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
+static int commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback cb,
                   AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
         _cleanup_(audit_log_cancelp) AuditReservation *r = NULL;
         AuditLog *a;
@@ -840,7 +841,7 @@ int commit(AuditReservation *res, const AuditRecord *record, AuditCommitCallback
         r->callback = cb;
         r->numbered = numbered;
         r->userdata = userdata;
-        k = commit_copied(a, r);
+        k = audit_log_commit_copied(a, r);
         if (k < 0)
                 return k;
         if (ret_seq)
@@ -867,7 +868,7 @@ static int record(AuditLog *a, bool bounded, AuditPool pool, const AuditRecord *
         assert_return(a, -EINVAL);
         assert_return(rec, -EINVAL);
 
-        r = reserve(a, bounded, rec->uid, pool, 0, NULL, NULL, &res);
+        r = audit_log_reserve_full(a, bounded, rec->uid, pool, 0, NULL, NULL, &res);
         if (r < 0)
                 return r;
         return commit(res, rec, cb, numbered, userdata, ret_seq);
