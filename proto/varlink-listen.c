@@ -12,7 +12,7 @@
 /* Connections accepted per wake-up of a listener. */
 #define ACCEPT_BATCH 64
 
-void spare_fds_refill(VarlinkServer *s) {
+void varlink_server_spare_fds_refill(VarlinkServer *s) {
         while (s->want_spare_fds && s->n_spare_fds < SPARE_FDS) {
                 int fd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
@@ -25,7 +25,7 @@ void spare_fds_refill(VarlinkServer *s) {
         }
 }
 
-void spare_fds_release(VarlinkServer *s) {
+void varlink_server_spare_fds_release(VarlinkServer *s) {
         while (s->n_spare_fds > 0)
                 safe_close(s->spare_fds[--s->n_spare_fds]);
 }
@@ -42,10 +42,10 @@ static void accept_pause(VarlinkServer *s, bool all) {
         (void) event_add(s->accept_resume, &one_second);
 }
 
-void accept_resume(VarlinkServer *s) {
+void varlink_server_accept_resume(VarlinkServer *s) {
         if (!s->accept_paused || s->stopped_listening)
                 return;
-        spare_fds_refill(s);
+        varlink_server_spare_fds_refill(s);
         s->accept_paused = false;
         (void) event_del(s->accept_resume);
         for (size_t i = 0; i < s->n_listeners; i++)
@@ -53,7 +53,7 @@ void accept_resume(VarlinkServer *s) {
 }
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *userdata) {
-        accept_resume(userdata);
+        varlink_server_accept_resume(userdata);
 }
 
 static void on_listener(evutil_socket_t fd, short what, void *userdata) {
@@ -71,7 +71,7 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
                  * take back what is left. Nobody else ever gets them. Admin connections are
                  * few: the system calls this costs each do not matter. */
                 if (l->admin && s->n_spare_fds > 0) {
-                        spare_fds_release(s);
+                        varlink_server_spare_fds_release(s);
                         spent = true;
                 }
                 cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -79,7 +79,7 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
                 if (cfd >= 0)
                         (void) conn_new(s, cfd, (const char *const *) l->interfaces, l->admin);
                 if (spent)
-                        spare_fds_refill(s);
+                        varlink_server_spare_fds_refill(s);
                 if (cfd < 0) {
                         if (error == EMFILE || error == ENFILE) {
                                 log_warning_errno(-error, "Cannot accept connections: %m");
@@ -126,7 +126,7 @@ int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, u
         s->listeners[s->n_listeners++] = l;
         if (l->admin) {
                 s->want_spare_fds = true;
-                spare_fds_refill(s);
+                varlink_server_spare_fds_refill(s);
         }
         return 0;
 }

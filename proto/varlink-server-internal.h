@@ -154,6 +154,6 @@ int conn_attach_uid(VarlinkConn *c);
 void conn_detach_uid(VarlinkConn *c);
 
 /* varlink-listen.c */
-void spare_fds_refill(VarlinkServer *s);
-void spare_fds_release(VarlinkServer *s);
-void accept_resume(VarlinkServer *s);
+void varlink_server_spare_fds_refill(VarlinkServer *s);
+void varlink_server_spare_fds_release(VarlinkServer *s);
+void varlink_server_accept_resume(VarlinkServer *s);

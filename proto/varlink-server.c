@@ -1756,8 +1756,8 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
 
         /* The fd it freed goes to the spares first, should they be short. */
         if (s->n_spare_fds < SPARE_FDS)
-                spare_fds_refill(s);
-        accept_resume(s);
+                varlink_server_spare_fds_refill(s);
+        varlink_server_accept_resume(s);
 
         /* Nothing is left to write: the queue's reference goes (the server's still holds). */
         if (c->write_queued) {
@@ -1959,7 +1959,7 @@ void varlink_server_shutdown(VarlinkServer *s) {
         }
         s->n_listeners = 0;
         s->want_spare_fds = false;
-        spare_fds_release(s);
+        varlink_server_spare_fds_release(s);
 }
 
 bool varlink_conn_allows_interface(const VarlinkConn *c, const char *interface) {
