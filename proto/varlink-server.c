@@ -833,6 +833,49 @@ static int call_send_failed(VarlinkCall *call, int error) {
         return error;
 }
 
+/* A reply behind an earlier call's answer: held with its call until that answer lets it go
+ * (call_flush_outputs()). Takes fds, closed on failure; error: a final answer that is an error. */
+static int call_enqueue_held(VarlinkCall *call, const char *text, size_t len, int *fds, size_t n_fds, bool error) {
+        _cleanup_free_ int *owned_fds = fds;
+        VarlinkConn *c = call->conn;
+        Output *o;
+        int r;
+
+        /* Waiting for an earlier call counts against what a slow reader may have queued,
+         * with what is queued already: admitted here, it is not checked again when the
+         * earlier call's answer lets it go (call_flush_outputs()). */
+        if (varlink_stream_get_output_size(c->stream) + c->held_output + len + 1 >
+            MAX(c->server->limits.max_output_size, call->reply_room)) {
+                log_debug("Dropping client connection (%s): a reply of %zu bytes to %s would wait "
+                          "behind %zu queued and %zu held.",
+                          VARLINK_REFUSED_REPLIES_NOT_READ, len + 1, call->method,
+                          varlink_stream_get_output_size(c->stream), c->held_output);
+                close_many(fds, n_fds);
+                varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
+                conn_disconnect_soon(c);
+                return -ENOBUFS;
+        }
+        o = new0(Output, 1);
+        if (!o || !(o->text = strndup(text, len))) {
+                free(o);
+                close_many(fds, n_fds);
+                return call_send_failed(call, -ENOMEM);
+        }
+        o->len = len;
+        o->error = error;
+        o->fds = TAKE_PTR(owned_fds);
+        o->n_fds = n_fds;
+        STAILQ_INSERT_TAIL(&call->outputs, o, entry);
+        c->held_output += len + 1;
+        r = conn_account(c);
+        if (r < 0) {
+                varlink_server_refused(c->server, &c->peer, c, NULL, conn_account_refusal(r));
+                conn_disconnect_soon(c);
+                return -ENOBUFS;
+        }
+        return 0;
+}
+
 static int call_send(VarlinkCall *call, json_object *message, bool final) {
         _cleanup_(json_object_putp) json_object *m = message;
         _cleanup_free_ int *fds = NULL;
@@ -927,40 +970,10 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         return -ENOBUFS;
                 }
         } else {
-                Output *o;
-
-                /* Waiting for an earlier call counts against what a slow reader may have queued,
-                 * with what is queued already: admitted here, it is not checked again when the
-                 * earlier call's answer lets it go (call_flush_outputs()). */
-                if (varlink_stream_get_output_size(c->stream) + c->held_output + len + 1 >
-                    MAX(c->server->limits.max_output_size, call->reply_room)) {
-                        log_debug("Dropping client connection (%s): a reply of %zu bytes to %s would wait "
-                                  "behind %zu queued and %zu held.",
-                                  VARLINK_REFUSED_REPLIES_NOT_READ, len + 1, call->method,
-                                  varlink_stream_get_output_size(c->stream), c->held_output);
-                        close_many(fds, n_fds);
-                        varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
-                        conn_disconnect_soon(c);
-                        return -ENOBUFS;
-                }
-                o = new0(Output, 1);
-                if (!o || !(o->text = strndup(text, len))) {
-                        free(o);
-                        close_many(fds, n_fds);
-                        return call_send_failed(call, -ENOMEM);
-                }
-                o->len = len;
-                o->error = final && json_object_object_get_ex(m, "error", NULL);
-                o->fds = TAKE_PTR(fds);
-                o->n_fds = n_fds;
-                STAILQ_INSERT_TAIL(&call->outputs, o, entry);
-                c->held_output += len + 1;
-                r = conn_account(c);
-                if (r < 0) {
-                        varlink_server_refused(c->server, &c->peer, c, NULL, conn_account_refusal(r));
-                        conn_disconnect_soon(c);
-                        return -ENOBUFS;
-                }
+                r = call_enqueue_held(call, text, len, TAKE_PTR(fds), n_fds,
+                                      final && json_object_object_get_ex(m, "error", NULL));
+                if (r < 0)
+                        return r;
         }
 
         if (final && c->connected)
