@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <sys/queue.h>
 
 #include "escape.h"
@@ -1113,15 +1114,28 @@ int varlink_call_error(VarlinkCall *call, const char *error, json_object *parame
         return call_send(call, m, true);
 }
 
-static int call_error_with_string(VarlinkCall *call, const char *error, const char *key,
-                                  const char *value) {
-        json_object *p = json_object_new_object();
+int varlink_call_error_kv(VarlinkCall *call, const char *error, ...) {
+        _cleanup_(json_object_putp) json_object *p = json_object_new_object();
+        const char *key;
+        va_list ap;
+        int r = p ? 0 : -ENOMEM;
 
-        if (!p || json_object_add(p, key, json_object_new_string(value)) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
+        va_start(ap, error);
+        while ((key = va_arg(ap, const char *))) {
+                json_object *value = va_arg(ap, json_object *);
+
+                /* The rest are taken all the same. */
+                if (r < 0 || !value) {
+                        json_object_put(value);
+                        r = -ENOMEM;
+                        continue;
+                }
+                r = json_object_add(p, key, value);
         }
-        return varlink_call_error(call, error, p);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        return varlink_call_error(call, error, TAKE_PTR(p));
 }
 
 /* The server's own error (io.tsmd, which the server's user need not have registered). */
@@ -1142,7 +1156,8 @@ static int call_error_reply_may_not_fit(VarlinkCall *call, const char *limit, si
 }
 
 int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter) {
-        return call_error_with_string(call, VARLINK_ERROR_INVALID_PARAMETER, "parameter", parameter);
+        return varlink_call_error_kv(call, VARLINK_ERROR_INVALID_PARAMETER, "parameter",
+                                     json_object_new_string(parameter), NULL);
 }
 
 int varlink_call_error_errno(VarlinkCall *call, int error) {
@@ -1212,6 +1227,14 @@ int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, co
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
+/* After the server's own error answer r to a call it refuses: one it could not even build (out of
+ * memory) left the call unanswered, which its client would wait for for ever, and for every
+ * answer after it. The connection goes instead. */
+static void call_refusal_sent(VarlinkCall *call, int r) {
+        if (r < 0 && !call->answered)
+                conn_disconnect(call->conn);
+}
+
 static void call_dispatch(VarlinkCall *call) {
         _cleanup_free_ char *bad_field = NULL;
         VarlinkConn *c = call->conn;
@@ -1230,7 +1253,7 @@ static void call_dispatch(VarlinkCall *call) {
                 call->method = "";
                 conn_set_closing(c);
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                (void) varlink_call_error_invalid_parameter(call, bad_key ?: "method");
+                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, bad_key ?: "method"));
                 return;
         }
         if (r < 0) {
@@ -1247,7 +1270,7 @@ static void call_dispatch(VarlinkCall *call) {
         if (m.flags & VARLINK_CALL_UPGRADE) {
                 /* No tsmd method hands its connection over to another protocol. */
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                (void) varlink_call_error_invalid_parameter(call, "upgrade");
+                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, "upgrade"));
                 return;
         }
 
@@ -1263,30 +1286,33 @@ static void call_dispatch(VarlinkCall *call) {
                         return;
                 }
                 call_refused(call, VARLINK_ERROR_INTERFACE_NOT_FOUND);
-                (void) call_error_with_string(call, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface", name);
+                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface",
+                                                              json_object_new_string(name), NULL));
                 return;
         }
         call->symbol = varlink_interface_find_method(iface, dot + 1);
         if (!call->symbol) {
                 call_refused(call, VARLINK_ERROR_METHOD_NOT_FOUND);
-                (void) call_error_with_string(call, VARLINK_ERROR_METHOD_NOT_FOUND, "method", m.method);
+                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_METHOD_NOT_FOUND, "method",
+                                                              json_object_new_string(m.method), NULL));
                 return;
         }
         method = find_method(c->server, m.method);
         if (!method) {
                 call_refused(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED);
-                (void) call_error_with_string(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method", m.method);
+                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method",
+                                                              json_object_new_string(m.method), NULL));
                 return;
         }
         if (varlink_method_requires_more(call->symbol) && !(m.flags & VARLINK_CALL_MORE)) {
                 call_refused(call, VARLINK_ERROR_EXPECTED_MORE);
-                (void) varlink_call_error(call, VARLINK_ERROR_EXPECTED_MORE, NULL);
+                call_refusal_sent(call, varlink_call_error(call, VARLINK_ERROR_EXPECTED_MORE, NULL));
                 return;
         }
         r = varlink_method_validate_input(call->symbol, m.parameters, &bad_field);
         if (r < 0) {
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                (void) varlink_call_error_invalid_parameter(call, bad_field ?: "parameters");
+                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, bad_field ?: "parameters"));
                 return;
         }
 

@@ -167,6 +167,10 @@ int varlink_call_reply(VarlinkCall *call, json_object *parameters);
  * io.tsmd.ReplyTooLarge, and whoever keeps it for more notifications should let it go. */
 int varlink_call_notify(VarlinkCall *call, json_object *parameters);
 int varlink_call_error(VarlinkCall *call, const char *error, json_object *parameters);
+/* The same with the parameters given as key, value, ..., NULL: each value (a json_object) is
+ * taken, also on failure. A NULL value (a json_object_new_*() that failed) or a failure to put
+ * them together is -ENOMEM, and nothing is sent then. */
+int varlink_call_error_kv(VarlinkCall *call, const char *error, ...) _sentinel_;
 int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter);
 int varlink_call_error_errno(VarlinkCall *call, int error);
 
