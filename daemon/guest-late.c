@@ -351,7 +351,7 @@ void guest_late_retry(Manager *m) {
 void guest_audit_late(Manager *m, const struct tsm_priv_late *l) {
         int r;
 
-        assert(l->op > 0 && l->op < _TSM_PRIV_LATE_OP_MAX); /* priv-call.c checked it */
+        assert(l->op > 0 && l->op < _TSM_PRIV_LATE_OP_MAX); /* priv-channel.c checked it */
 
         /* A connect or disconnect whose worker ended before the kernel was done: this worker
          * looked at the device while the kernel changed it (and took it for unconnected, or

@@ -18,7 +18,7 @@
  *
  * Across a restart of tsmd the fd is kept in the service manager's fd store too
  * (FDSTORE_LAST_GOOD_NAME, fdstore.h), and a start whose files do not load starts from it, as a
- * worker does (monitor.c, files_at_start()). SECURITY: only tsmd's main process, the monitor,
+ * worker does (monitor-files.c, files_at_start()). SECURITY: only tsmd's main process, the monitor,
  * may store fds there (Type=notify's NotifyAccess=main; the worker has no NOTIFY_SOCKET), and
  * the seals are checked as for a worker.
  *

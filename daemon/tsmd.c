@@ -236,7 +236,7 @@ static bool policy_loads(const DaemonConfig *c, const PolicyFileTrust *trust) {
 
 /* The configuration in force before a restart of tsmd, if the service manager kept it
  * (last-good.h). The monitor says it serves it, once it has loaded the files again and taken the
- * policy kept with it (monitor.c, files_at_start()). */
+ * policy kept with it (monitor-files.c, files_at_start()). */
 static int config_kept_before_restart(DaemonConfig *ret) {
         _cleanup_(policy_unrefp) Policy *policy = NULL;
         _cleanup_free_ char *names = NULL;

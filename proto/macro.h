@@ -21,6 +21,7 @@
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _unused_ __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _sentinel_ __attribute__((sentinel))
 #define _noreturn_ __attribute__((noreturn))
 #define _pure_ __attribute__((pure))
 #define _const_ __attribute__((const))

@@ -254,6 +254,7 @@ int varlink_parameters_parse(const char *text, json_object **ret) {
 int varlink_message_new_call(const char *method, json_object *parameters, unsigned flags,
                              json_object **ret) {
         _cleanup_(json_object_putp) json_object *p = parameters, *m = NULL;
+        json_object *name;
 
         assert(method);
         assert(ret);
@@ -261,7 +262,9 @@ int varlink_message_new_call(const char *method, json_object *parameters, unsign
         m = json_object_new_object();
         if (!m)
                 return -ENOMEM;
-        if (json_object_add_literal(m, "method", json_object_new_string(method)) < 0)
+        /* json-c adds a NULL as null: a name that could not be allocated would go as none. */
+        name = json_object_new_string(method);
+        if (!name || json_object_add_literal(m, "method", name) < 0)
                 return -ENOMEM;
         if (!p) {
                 p = empty_object();
@@ -305,6 +308,7 @@ int varlink_message_new_reply(json_object *parameters, bool continues, json_obje
 
 int varlink_message_new_error(const char *error, json_object *parameters, json_object **ret) {
         _cleanup_(json_object_putp) json_object *p = parameters, *m = NULL;
+        json_object *name;
 
         assert(error);
         assert(ret);
@@ -312,7 +316,9 @@ int varlink_message_new_error(const char *error, json_object *parameters, json_o
         m = json_object_new_object();
         if (!m)
                 return -ENOMEM;
-        if (json_object_add_literal(m, "error", json_object_new_string(error)) < 0)
+        /* As in varlink_message_new_call(): never "error": null. */
+        name = json_object_new_string(error);
+        if (!name || json_object_add_literal(m, "error", name) < 0)
                 return -ENOMEM;
         if (!p) {
                 p = empty_object();

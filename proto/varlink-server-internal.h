@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The Varlink server's insides that varlink-server.c and varlink-server-limits.c share: the
- * server's and its connections' state. Internal to proto/: not installed, not for daemon/ or
- * client/. Runs in: worker. */
+/* The Varlink server's insides that varlink-server.c, varlink-listen.c and
+ * varlink-server-limits.c share: the server's, its listeners' and its connections' state.
+ * Internal to proto/: not installed, not for daemon/ or client/. Runs in: worker. */
 #pragma once
 
 #include <sys/queue.h>
@@ -121,7 +121,24 @@ struct VarlinkServer {
         JsonText reply_text; /* call_send()'s, reused (see REPLY_TEXT_KEEP) */
 };
 
+struct Listener {
+        VarlinkServer *server;
+        int fd;
+        struct event *event;
+        char **interfaces; /* what connections from here may use; NULL: everything */
+        bool admin;        /* VARLINK_LISTEN_ADMIN */
+};
+
+static inline char **strv_free(char **l) {
+        for (char **i = l; i && *i; i++)
+                free(*i);
+        free(l);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
+
 /* varlink-server.c */
+int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin);
 void varlink_server_refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                             const char *error);
 void conn_disconnect(VarlinkConn *c);
@@ -135,3 +152,8 @@ const char *conn_account_refusal(int error);
 int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin);
 int conn_attach_uid(VarlinkConn *c);
 void conn_detach_uid(VarlinkConn *c);
+
+/* varlink-listen.c */
+void varlink_server_spare_fds_refill(VarlinkServer *s);
+void varlink_server_spare_fds_release(VarlinkServer *s);
+void varlink_server_accept_resume(VarlinkServer *s);

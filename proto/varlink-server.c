@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The Varlink server: listeners, connections, dispatch and in-order replies. Runs in: worker. */
+/* The Varlink server: connections, dispatch and in-order replies; its listeners are
+ * varlink-listen.c's. Runs in: worker. */
 
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <sys/queue.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 
 #include "escape.h"
 #include "fd-closer.h"
@@ -31,8 +31,6 @@
  * json-c takes a good part of a second for each on a busy machine, and the monitor deems a
  * worker silent for 15 s dead. Small messages go on. */
 #define ROUND_BYTES (4U * 1024U * 1024U)
-/* Connections accepted per wake-up of a listener. */
-#define ACCEPT_BATCH 64
 
 /* What the buffer replies are serialized into keeps between replies: every guest request's fits,
  * and what a rare large one (an audit page) grew it to is freed at the next reply. */
@@ -49,20 +47,6 @@ struct Method {
         size_t max_reply_size; /* see varlink_server_set_reply_bound(); 0: not bounded */
         unsigned max_reply_fds;
 };
-
-struct Listener {
-        VarlinkServer *server;
-        int fd;
-        struct event *event;
-        char **interfaces; /* what connections from here may use; NULL: everything */
-        bool admin;        /* VARLINK_LISTEN_ADMIN */
-};
-
-static void strv_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
-}
 
 typedef struct Output {
         char *text;
@@ -332,10 +316,6 @@ static void call_refused(VarlinkCall *call, const char *error) {
         varlink_server_refused(call->conn->server, &call->conn->peer, call->conn, call, error);
 }
 
-struct event_base *varlink_server_get_event_base(const VarlinkServer *s) {
-        return s->base;
-}
-
 unsigned varlink_server_get_n_connections(const VarlinkServer *s) {
         return s->n_conns;
 }
@@ -470,50 +450,6 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing) {
                 }
         }
         return 0;
-}
-
-static void spare_fds_refill(VarlinkServer *s) {
-        while (s->want_spare_fds && s->n_spare_fds < SPARE_FDS) {
-                int fd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
-
-                /* Without a /dev/null, a duplicate holds a slot too (but no file of its own). */
-                if (fd < 0 && errno != EMFILE && errno != ENFILE && s->n_listeners > 0)
-                        fd = fcntl(s->listeners[0]->fd, F_DUPFD_CLOEXEC, 3);
-                if (fd < 0)
-                        return;
-                s->spare_fds[s->n_spare_fds++] = fd;
-        }
-}
-
-static void spare_fds_release(VarlinkServer *s) {
-        while (s->n_spare_fds > 0)
-                safe_close(s->spare_fds[--s->n_spare_fds]);
-}
-
-/* Out of fds: stop accepting for a second instead of spinning on a readable socket. The admin
- * listeners carry on while there are spare fds (all: one failed without any). */
-static void accept_pause(VarlinkServer *s, bool all) {
-        struct timeval one_second = { .tv_sec = 1 };
-
-        for (size_t i = 0; i < s->n_listeners; i++)
-                if (all || !s->listeners[i]->admin)
-                        (void) event_del(s->listeners[i]->event);
-        s->accept_paused = true;
-        (void) event_add(s->accept_resume, &one_second);
-}
-
-static void accept_resume(VarlinkServer *s) {
-        if (!s->accept_paused || s->stopped_listening)
-                return;
-        spare_fds_refill(s);
-        s->accept_paused = false;
-        (void) event_del(s->accept_resume);
-        for (size_t i = 0; i < s->n_listeners; i++)
-                (void) event_add(s->listeners[i]->event, NULL);
-}
-
-static void on_accept_resume(evutil_socket_t fd, short what, void *userdata) {
-        accept_resume(userdata);
 }
 
 /* ---- calls ----------------------------------------------------------------------------- */
@@ -908,6 +844,49 @@ static int call_answer_failed(VarlinkCall *call, int error) {
         return call_send_failed(call, error);
 }
 
+/* A reply behind an earlier call's answer: held with its call until that answer lets it go
+ * (call_flush_outputs()). Takes fds, closed on failure; error: a final answer that is an error. */
+static int call_enqueue_held(VarlinkCall *call, const char *text, size_t len, int *fds, size_t n_fds, bool error) {
+        _cleanup_free_ int *owned_fds = fds;
+        VarlinkConn *c = call->conn;
+        Output *o;
+        int r;
+
+        /* Waiting for an earlier call counts against what a slow reader may have queued,
+         * with what is queued already: admitted here, it is not checked again when the
+         * earlier call's answer lets it go (call_flush_outputs()). */
+        if (varlink_stream_get_output_size(c->stream) + c->held_output + len + 1 >
+            MAX(c->server->limits.max_output_size, call->reply_room)) {
+                log_debug("Dropping client connection (%s): a reply of %zu bytes to %s would wait "
+                          "behind %zu queued and %zu held.",
+                          VARLINK_REFUSED_REPLIES_NOT_READ, len + 1, call->method,
+                          varlink_stream_get_output_size(c->stream), c->held_output);
+                close_many(fds, n_fds);
+                varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
+                conn_disconnect_soon(c);
+                return -ENOBUFS;
+        }
+        o = new0(Output, 1);
+        if (!o || !(o->text = strndup(text, len))) {
+                free(o);
+                close_many(fds, n_fds);
+                return call_send_failed(call, -ENOMEM);
+        }
+        o->len = len;
+        o->error = error;
+        o->fds = TAKE_PTR(owned_fds);
+        o->n_fds = n_fds;
+        STAILQ_INSERT_TAIL(&call->outputs, o, entry);
+        c->held_output += len + 1;
+        r = conn_account(c);
+        if (r < 0) {
+                varlink_server_refused(c->server, &c->peer, c, NULL, conn_account_refusal(r));
+                conn_disconnect_soon(c);
+                return -ENOBUFS;
+        }
+        return 0;
+}
+
 static int call_send(VarlinkCall *call, json_object *message, bool final) {
         _cleanup_(json_object_putp) json_object *m = message;
         _cleanup_free_ int *fds = NULL;
@@ -1003,40 +982,10 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                         return -ENOBUFS;
                 }
         } else {
-                Output *o;
-
-                /* Waiting for an earlier call counts against what a slow reader may have queued,
-                 * with what is queued already: admitted here, it is not checked again when the
-                 * earlier call's answer lets it go (call_flush_outputs()). */
-                if (varlink_stream_get_output_size(c->stream) + c->held_output + len + 1 >
-                    MAX(c->server->limits.max_output_size, call->reply_room)) {
-                        log_debug("Dropping client connection (%s): a reply of %zu bytes to %s would wait "
-                                  "behind %zu queued and %zu held.",
-                                  VARLINK_REFUSED_REPLIES_NOT_READ, len + 1, call->method,
-                                  varlink_stream_get_output_size(c->stream), c->held_output);
-                        close_many(fds, n_fds);
-                        varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_REPLIES_NOT_READ);
-                        conn_disconnect_soon(c);
-                        return -ENOBUFS;
-                }
-                o = new0(Output, 1);
-                if (!o || !(o->text = strndup(text, len))) {
-                        free(o);
-                        close_many(fds, n_fds);
-                        return call_send_failed(call, -ENOMEM);
-                }
-                o->len = len;
-                o->error = final && json_object_object_get_ex(m, "error", NULL);
-                o->fds = TAKE_PTR(fds);
-                o->n_fds = n_fds;
-                STAILQ_INSERT_TAIL(&call->outputs, o, entry);
-                c->held_output += len + 1;
-                r = conn_account(c);
-                if (r < 0) {
-                        varlink_server_refused(c->server, &c->peer, c, NULL, conn_account_refusal(r));
-                        conn_disconnect_soon(c);
-                        return -ENOBUFS;
-                }
+                r = call_enqueue_held(call, text, len, TAKE_PTR(fds), n_fds,
+                                      final && json_object_object_get_ex(m, "error", NULL));
+                if (r < 0)
+                        return r;
         }
 
         if (final && c->connected)
@@ -1176,15 +1125,28 @@ int varlink_call_error(VarlinkCall *call, const char *error, json_object *parame
         return call_send(call, m, true);
 }
 
-static int call_error_with_string(VarlinkCall *call, const char *error, const char *key,
-                                  const char *value) {
-        json_object *p = json_object_new_object();
+int varlink_call_error_kv(VarlinkCall *call, const char *error, ...) {
+        _cleanup_(json_object_putp) json_object *p = json_object_new_object();
+        const char *key;
+        va_list ap;
+        int r = p ? 0 : -ENOMEM;
 
-        if (!p || json_object_add(p, key, json_object_new_string(value)) < 0) {
-                json_object_put(p);
-                return call_answer_failed(call, -ENOMEM);
+        va_start(ap, error);
+        while ((key = va_arg(ap, const char *))) {
+                json_object *value = va_arg(ap, json_object *);
+
+                /* The rest are taken all the same. */
+                if (r < 0 || !value) {
+                        json_object_put(value);
+                        r = -ENOMEM;
+                        continue;
+                }
+                r = json_object_add(p, key, value);
         }
-        return varlink_call_error(call, error, p);
+        va_end(ap);
+        if (r < 0)
+                return call_answer_failed(call, r);
+        return varlink_call_error(call, error, TAKE_PTR(p));
 }
 
 /* The server's own error (io.tsmd, which the server's user need not have registered). */
@@ -1205,7 +1167,8 @@ static int call_error_reply_may_not_fit(VarlinkCall *call, const char *limit, si
 }
 
 int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter) {
-        return call_error_with_string(call, VARLINK_ERROR_INVALID_PARAMETER, "parameter", parameter);
+        return varlink_call_error_kv(call, VARLINK_ERROR_INVALID_PARAMETER, "parameter",
+                                     json_object_new_string(parameter), NULL);
 }
 
 int varlink_call_error_errno(VarlinkCall *call, int error) {
@@ -1255,14 +1218,6 @@ int varlink_call_peek_fd(VarlinkCall *call, size_t index) {
         return call->fds[index];
 }
 
-int varlink_call_take_fd(VarlinkCall *call, size_t index) {
-        int fd = varlink_call_peek_fd(call, index);
-
-        if (fd >= 0)
-                call->fds[index] = -EBADF;
-        return fd;
-}
-
 size_t varlink_call_get_n_fds(const VarlinkCall *call) {
         return call->n_fds;
 }
@@ -1283,6 +1238,14 @@ int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, co
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
+/* After the server's own error answer r to a call it refuses: one it could not even build (out of
+ * memory) left the call unanswered, which its client would wait for for ever, and for every
+ * answer after it. The connection goes instead. */
+static void call_refusal_sent(VarlinkCall *call, int r) {
+        if (r < 0 && !call->answered)
+                conn_disconnect(call->conn);
+}
+
 static void call_dispatch(VarlinkCall *call) {
         _cleanup_free_ char *bad_field = NULL;
         VarlinkConn *c = call->conn;
@@ -1301,7 +1264,7 @@ static void call_dispatch(VarlinkCall *call) {
                 call->method = "";
                 conn_set_closing(c);
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                (void) varlink_call_error_invalid_parameter(call, bad_key ?: "method");
+                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, bad_key ?: "method"));
                 return;
         }
         if (r < 0) {
@@ -1318,7 +1281,7 @@ static void call_dispatch(VarlinkCall *call) {
         if (m.flags & VARLINK_CALL_UPGRADE) {
                 /* No tsmd method hands its connection over to another protocol. */
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                (void) varlink_call_error_invalid_parameter(call, "upgrade");
+                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, "upgrade"));
                 return;
         }
 
@@ -1334,30 +1297,33 @@ static void call_dispatch(VarlinkCall *call) {
                         return;
                 }
                 call_refused(call, VARLINK_ERROR_INTERFACE_NOT_FOUND);
-                (void) call_error_with_string(call, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface", name);
+                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface",
+                                                              json_object_new_string(name), NULL));
                 return;
         }
         call->symbol = varlink_interface_find_method(iface, dot + 1);
         if (!call->symbol) {
                 call_refused(call, VARLINK_ERROR_METHOD_NOT_FOUND);
-                (void) call_error_with_string(call, VARLINK_ERROR_METHOD_NOT_FOUND, "method", m.method);
+                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_METHOD_NOT_FOUND, "method",
+                                                              json_object_new_string(m.method), NULL));
                 return;
         }
         method = find_method(c->server, m.method);
         if (!method) {
                 call_refused(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED);
-                (void) call_error_with_string(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method", m.method);
+                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method",
+                                                              json_object_new_string(m.method), NULL));
                 return;
         }
         if (varlink_method_requires_more(call->symbol) && !(m.flags & VARLINK_CALL_MORE)) {
                 call_refused(call, VARLINK_ERROR_EXPECTED_MORE);
-                (void) varlink_call_error(call, VARLINK_ERROR_EXPECTED_MORE, NULL);
+                call_refusal_sent(call, varlink_call_error(call, VARLINK_ERROR_EXPECTED_MORE, NULL));
                 return;
         }
         r = varlink_method_validate_input(call->symbol, m.parameters, &bad_field);
         if (r < 0) {
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                (void) varlink_call_error_invalid_parameter(call, bad_field ?: "parameters");
+                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, bad_field ?: "parameters"));
                 return;
         }
 
@@ -1840,8 +1806,8 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
 
         /* The fd it freed goes to the spares first, should they be short. */
         if (s->n_spare_fds < SPARE_FDS)
-                spare_fds_refill(s);
-        accept_resume(s);
+                varlink_server_spare_fds_refill(s);
+        varlink_server_accept_resume(s);
 
         /* Nothing is left to write: the queue's reference goes (the server's still holds). */
         if (c->write_queued) {
@@ -1937,7 +1903,7 @@ void varlink_conn_close(VarlinkConn *c) {
                 conn_disconnect_soon(c);
 }
 
-static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin) {
+int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin) {
         _cleanup_close_ int fd_owned = fd;
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
@@ -1976,9 +1942,12 @@ static int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, boo
         c->ev_timeout = evtimer_new(s->base, on_conn_timeout, c);
         c->ev_idle = evtimer_new(s->base, on_conn_idle_timeout, c);
         if (!c->ev_read || !c->ev_write || !c->ev_process || !c->ev_timeout || !c->ev_idle ||
-            event_add(c->ev_read, NULL) < 0 || (s->idle_timeout && event_add(c->ev_idle, s->idle_timeout) < 0))
+            event_add(c->ev_read, NULL) < 0 || (s->idle_timeout && event_add(c->ev_idle, s->idle_timeout) < 0)) {
+                r = -ENOMEM;
                 goto fail_conn;
-        if (conn_attach_uid(c) < 0)
+        }
+        r = conn_attach_uid(c);
+        if (r < 0)
                 goto fail_conn;
 
         c->connected = true;
@@ -2002,7 +1971,7 @@ fail_conn:
         conn_free_events(c);
         varlink_stream_free(c->stream);
         free(c);
-        return -ENOMEM;
+        return r;
 }
 
 int varlink_server_add_connection(VarlinkServer *s, int fd) {
@@ -2014,136 +1983,6 @@ int varlink_server_add_connection(VarlinkServer *s, int fd) {
                 return negative_errno();
         }
         return conn_new(s, fd, NULL, false);
-}
-
-static void on_listener(evutil_socket_t fd, short what, void *userdata) {
-        Listener *l = userdata;
-        VarlinkServer *s = l->server;
-
-        for (unsigned i = 0; i < ACCEPT_BATCH; i++) {
-                bool spent = false;
-                int cfd, error;
-
-                /* SECURITY: clients can take every fd the process may have (connections, fds
-                 * parked within the budget, contexts), and an admin must still be able to
-                 * connect and see or stop that: the spares make room for the connection and for
-                 * what setting it up opens (the daemon refuses a peer it cannot identify), then
-                 * take back what is left. Nobody else ever gets them. Admin connections are
-                 * few: the system calls this costs each do not matter. */
-                if (l->admin && s->n_spare_fds > 0) {
-                        spare_fds_release(s);
-                        spent = true;
-                }
-                cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                error = errno;
-                if (cfd >= 0)
-                        (void) conn_new(s, cfd, (const char *const *) l->interfaces, l->admin);
-                if (spent)
-                        spare_fds_refill(s);
-                if (cfd < 0) {
-                        if (error == EMFILE || error == ENFILE) {
-                                log_warning_errno(-error, "Cannot accept connections: %m");
-                                accept_pause(s, l->admin);
-                        } else if (error != EAGAIN && error != EINTR && error != ECONNABORTED)
-                                log_warning_errno(-error, "accept4() failed: %m");
-                        return;
-                }
-        }
-}
-
-int varlink_server_listen_fd(VarlinkServer *s, int fd) {
-        return varlink_server_listen_fd_full(s, fd, NULL, 0);
-}
-
-int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, unsigned flags) {
-        Listener *l;
-
-        assert_return(s, -EINVAL);
-        if (fd < 0) {
-                strv_free(interfaces);
-                return -EBADF;
-        }
-
-        if (!s->accept_resume) {
-                s->accept_resume = evtimer_new(s->base, on_accept_resume, s);
-                if (!s->accept_resume) {
-                        strv_free(interfaces);
-                        return -ENOMEM;
-                }
-        }
-
-        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-                strv_free(interfaces);
-                return negative_errno();
-        }
-
-        l = new0(Listener, 1);
-        if (!l) {
-                strv_free(interfaces);
-                return -ENOMEM;
-        }
-        l->server = s;
-        l->fd = fd;
-        l->interfaces = interfaces;
-        l->admin = flags & VARLINK_LISTEN_ADMIN;
-        l->event = event_new(s->base, fd, EV_READ | EV_PERSIST, on_listener, l);
-        if (!l->event || !GREEDY_REALLOC(s->listeners, s->allocated_listeners, s->n_listeners + 1) ||
-            (!s->accept_paused && event_add(l->event, NULL) < 0)) {
-                if (l->event)
-                        event_free(l->event);
-                strv_free(l->interfaces);
-                free(l);
-                return -ENOMEM;
-        }
-        s->listeners[s->n_listeners++] = l;
-        if (l->admin) {
-                s->want_spare_fds = true;
-                spare_fds_refill(s);
-        }
-        return 0;
-}
-
-int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode) {
-        return varlink_server_listen_path_full(s, path, mode, NULL, 0);
-}
-
-int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces,
-                                    unsigned flags) {
-        _cleanup_close_ int fd = -EBADF;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        mode_t old_umask;
-        int r;
-
-        assert_return(s, -EINVAL);
-        assert_return(path, -EINVAL);
-
-        if (strlen(path) >= sizeof(sa.sun_path)) {
-                strv_free(interfaces);
-                return -ENAMETOOLONG;
-        }
-        strcpy(sa.sun_path, path);
-
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-                strv_free(interfaces);
-                return negative_errno();
-        }
-
-        (void) unlink(path);
-        /* Create the socket node with its final mode, so no client can race a chmod(). */
-        old_umask = umask(~mode & 0777);
-        r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
-        umask(old_umask);
-        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
-                strv_free(interfaces);
-                return negative_errno();
-        }
-
-        r = varlink_server_listen_fd_full(s, fd, interfaces, flags);
-        if (r < 0)
-                return r;
-        TAKE_FD(fd);
-        return 0;
 }
 
 void varlink_server_shutdown(VarlinkServer *s) {
@@ -2170,16 +2009,7 @@ void varlink_server_shutdown(VarlinkServer *s) {
         }
         s->n_listeners = 0;
         s->want_spare_fds = false;
-        spare_fds_release(s);
-}
-
-void varlink_server_stop_listening(VarlinkServer *s) {
-        for (size_t i = 0; i < s->n_listeners; i++)
-                (void) event_del(s->listeners[i]->event);
-        s->accept_paused = false;
-        if (s->accept_resume)
-                (void) event_del(s->accept_resume);
-        s->stopped_listening = true;
+        varlink_server_spare_fds_release(s);
 }
 
 bool varlink_conn_allows_interface(const VarlinkConn *c, const char *interface) {

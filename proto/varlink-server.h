@@ -81,7 +81,6 @@ void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on
  * buffered, and holds nothing by holds(): refused as io.tsmd.IdleTimeout. Without it (or with
  * IdleTimeoutSec=0), the new connection is refused. */
 void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc holds);
-struct event_base *varlink_server_get_event_base(const VarlinkServer *s);
 
 /* Registers an interface from its IDL text (which must outlive the server). */
 int varlink_server_add_interface(VarlinkServer *s, const char *idl);
@@ -101,8 +100,6 @@ const char *varlink_server_find_unfit_method(const VarlinkServer *s, const Varli
 /* Every method of every registered interface (except org.varlink.service) has a handler? */
 int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 
-/* Adopts a listening socket (from socket activation or varlink_listen_unix()). */
-int varlink_server_listen_fd(VarlinkServer *s, int fd);
 /* Administration: the server keeps a few spare fds that only connections accepted here may use
  * (for themselves and for what on_connect opens), so that with every other fd of the process
  * taken an admin can still connect, to see and fix what took them. Its connections count
@@ -110,13 +107,13 @@ int varlink_server_listen_fd(VarlinkServer *s, int fd);
  * ENFILE), the other listeners wait (a second at a time, or until a connection goes). */
 #define VARLINK_LISTEN_ADMIN (1U << 0)
 
-/* Same, restricted: connections accepted there may only use the listed interfaces (a
- * NULL-terminated malloc'd list, owned from now on; NULL: all), plus org.varlink.service.
- * Others are InterfaceNotFound for them, and GetInfo does not list them. flags: VARLINK_LISTEN_*. */
+/* Adopts a listening socket (from socket activation, or varlink_server_listen_path_full()).
+ * Connections accepted there may only use the listed interfaces (a NULL-terminated malloc'd
+ * list, owned from now on; NULL: all), plus org.varlink.service. Others are InterfaceNotFound
+ * for them, and GetInfo does not list them. flags: VARLINK_LISTEN_*. */
 int varlink_server_listen_fd_full(VarlinkServer *s, int fd, char **interfaces, unsigned flags);
-/* Creates, binds and adopts a socket at path with the given mode; an existing socket at
- * path is replaced. */
-int varlink_server_listen_path(VarlinkServer *s, const char *path, mode_t mode);
+/* Creates, binds and adopts a socket at path with the given mode, as
+ * varlink_server_listen_fd_full(); an existing socket at path is replaced. */
 int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t mode, char **interfaces,
                                     unsigned flags);
 
@@ -174,6 +171,10 @@ int varlink_call_reply(VarlinkCall *call, json_object *parameters);
  * io.tsmd.ReplyTooLarge, and whoever keeps it for more notifications should let it go. */
 int varlink_call_notify(VarlinkCall *call, json_object *parameters);
 int varlink_call_error(VarlinkCall *call, const char *error, json_object *parameters);
+/* The same with the parameters given as key, value, ..., NULL: each value (a json_object) is
+ * taken, also on failure. A NULL value (a json_object_new_*() that failed) or a failure to put
+ * them together is -ENOMEM, and nothing is sent then. */
+int varlink_call_error_kv(VarlinkCall *call, const char *error, ...) _sentinel_;
 int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter);
 int varlink_call_error_errno(VarlinkCall *call, int error);
 
@@ -213,11 +214,10 @@ void *varlink_call_get_userdata(const VarlinkCall *call);
 
 /* fd passing. push_fd takes ownership and returns the index the fd will have in the next
  * reply of this call. peek_fd returns the index-th fd that came with the call (owned by the
- * call), take_fd transfers ownership. -ENXIO for an index out of range (or an fd taken),
- * -EMFILE for one the client sent that we could not receive: our RLIMIT_NOFILE was reached. */
+ * call): -ENXIO for an index out of range, -EMFILE for one the client sent that we could not
+ * receive: our RLIMIT_NOFILE was reached. */
 int varlink_call_push_fd(VarlinkCall *call, int fd);
 int varlink_call_peek_fd(VarlinkCall *call, size_t index);
-int varlink_call_take_fd(VarlinkCall *call, size_t index);
 size_t varlink_call_get_n_fds(const VarlinkCall *call);
 
 /* Validates a fd index field in parameters ("…FileDescriptor": int) and returns the fd: -EINVAL

@@ -27,7 +27,6 @@ struct AuditJournal {
         JournalMessage *head, **tail;
         size_t n_queued;
         bool stop;
-        AuditJournalStats stats;
 };
 
 static void fields_free(char **fields, size_t n) {
@@ -149,7 +148,6 @@ static void *journal_thread(void *userdata) {
         for (;;) {
                 struct iovec iov[24];
                 JournalMessage *m;
-                int r;
 
                 while (!j->head && !j->stop)
                         pthread_cond_wait(&j->cond, &j->lock);
@@ -164,14 +162,10 @@ static void *journal_thread(void *userdata) {
 
                 for (size_t i = 0; i < m->n_fields; i++)
                         iov[i] = (struct iovec){ m->fields[i], strlen(m->fields[i]) };
-                r = sd_journal_sendv(iov, (int) m->n_fields);
+                (void) sd_journal_sendv(iov, (int) m->n_fields);
                 message_free(m);
 
                 pthread_mutex_lock(&j->lock);
-                if (r < 0)
-                        j->stats.n_failed++;
-                else
-                        j->stats.n_sent++;
         }
         pthread_mutex_unlock(&j->lock);
         return NULL;
@@ -234,16 +228,12 @@ void audit_journal_submit(AuditJournal *j, const AuditRecord *r) {
         m = new0(JournalMessage, 1);
         if (!m || audit_journal_format(r, &m->fields, &m->n_fields) < 0) {
                 free(m);
-                pthread_mutex_lock(&j->lock);
-                j->stats.n_dropped++;
-                pthread_mutex_unlock(&j->lock);
                 return;
         }
 
         pthread_mutex_lock(&j->lock);
         if (j->n_queued >= AUDIT_JOURNAL_QUEUE_MAX) {
-                /* Overflow policy: drop and count, like auditd's overflow_action=syslog. */
-                j->stats.n_dropped++;
+                /* Overflow policy: drop, like auditd's overflow_action=syslog. */
                 pthread_mutex_unlock(&j->lock);
                 message_free(m);
                 return;
@@ -255,11 +245,3 @@ void audit_journal_submit(AuditJournal *j, const AuditRecord *r) {
         pthread_mutex_unlock(&j->lock);
 }
 
-void audit_journal_get_stats(AuditJournal *j, AuditJournalStats *ret) {
-        assert(j);
-        assert(ret);
-
-        pthread_mutex_lock(&j->lock);
-        *ret = j->stats;
-        pthread_mutex_unlock(&j->lock);
-}

@@ -21,22 +21,14 @@
 
 typedef struct AuditJournal AuditJournal;
 
-typedef struct AuditJournalStats {
-        uint64_t n_sent;
-        uint64_t n_dropped; /* queue full */
-        uint64_t n_failed;  /* sd_journal_sendv() error */
-} AuditJournalStats;
-
 int audit_journal_new(AuditJournal **ret);
 /* Sends what is queued, then stops the thread. */
 AuditJournal *audit_journal_free(AuditJournal *j);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditJournal *, audit_journal_free);
 
 /* Formats r (a committed, bounded record) and queues it. Never blocks; a full queue or an
- * allocation failure drops the message (counted). */
+ * allocation failure drops the message. */
 void audit_journal_submit(AuditJournal *j, const AuditRecord *r);
-
-void audit_journal_get_stats(AuditJournal *j, AuditJournalStats *ret);
 
 /* The journal fields for r, as "NAME=value" strings (exposed for tests). *ret_n fields are
  * returned in *ret, an array of strings that is freed with one free() each plus the array. */

@@ -13,7 +13,7 @@
  * could not even preallocate the minimum, reserve fails with its error (-ENOSPC). Committing
  * replaces the reserved maximum with the record's real size.
  *
- * Reopen. The loop never waits for the disk, not even to reopen the log: audit_log_reopen()
+ * Reopen. The loop never waits for the disk, not even to reopen the log: audit_log_reopen_full()
  * queues a reopen to the sync thread behind the records committed before it, and records
  * committed until it comes back are held unnumbered, since their numbers continue from what
  * it finds in the files. Its completion comes through the same path as records', in order,
@@ -26,17 +26,7 @@
  * as any reservation's) or refused with the reason there is no room, or at its deadline; nothing
  * of its call happens before. Others (a refusal's record, one of what happened already, a read
  * that answers only once its record is durable) are taken within max_in_flight unchecked, as
- * holding their answer back is all that is at stake, unless kept records wait (below).
- *
- * Kept records. A record tsmd owes for what it did on its own (a release, a reload by signal, a
- * worker's end) cannot be refused as a call is: what it records happened. If the log cannot take
- * it (failed, or no room), audit_log_record_owed_kept() keeps it, bounded by max_kept (past it the
- * loss is counted into a summary that takes its place in the queue), and writes it as soon as the
- * log takes records: when a reopen worked, on a retry timer while the file system is full, or when
- * a reservation finds room, which they go before (a reservation is refused while any are left,
- * during a reopen too). One owed while a reopen is pending is held as any record, and kept when it
- * finished if the log cannot take it then; records held behind a kept one wait behind it, on the
- * same queue (unless the reopen failed: a call's record fails then, as ever).
+ * holding their answer back is all that is at stake, unless kept records wait (audit-kept.c).
  *
  * Room in flight (reserved or queued records) is bounded three ways: max_in_flight over the
  * callers the policy names, max_in_flight_unnamed over all others (a pool of their own, so that
@@ -48,48 +38,11 @@
 #include <poll.h>
 #include <time.h>
 
-#include "audit-log.h"
+#include "audit-log-internal.h"
 #include "event-util.h"
 #include "log.h"
-#include "ratelimit.h"
 
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
-
-struct AuditReservation {
-        AuditSyncItem item; /* first: the sync queue links it */
-        AuditLog *log;      /* NULL once the log is gone */
-        AuditReservation *prev, *next; /* in log->reservations while uncommitted */
-        bool committed;
-        bool charged; /* to uid's share in pool */
-        uid_t uid;
-        AuditPool pool;
-        unsigned generation; /* 0: never queued (then a failure is not the files') */
-        uint64_t seq;
-        char *line;
-        AuditRecord record; /* bounded copy; strings in storage */
-        char *storage;
-        AuditCommitCallback callback;
-        AuditNumberedCallback numbered; /* if held for a reopen */
-        void *userdata;
-        /* In log->waiting_head (prev, next), not log->reservations, until granted or refused:
-         * see audit_log_reserve_to_act(). deadline: CLOCK_MONOTONIC, UINT64_MAX for none. */
-        bool waiting;
-        uint64_t deadline;
-        AuditReservedCallback reserved;
-        void *reserved_userdata;
-        /* Kept (audit_log_record_owed_kept()): its record copied, the next in log->kept_head. */
-        AuditReservation *kept_next;
-        /* Of audit_log_record_owed_kept(), held for a reopen: kept, not failed, if the files it
-         * opened cannot take it. */
-        bool owed_kept;
-};
-
-typedef struct ReopenWaiter ReopenWaiter;
-struct ReopenWaiter {
-        AuditReopenCallback callback;
-        void *userdata;
-        ReopenWaiter *next;
-};
 
 struct AuditListener {
         AuditLog *log; /* NULL once detached */
@@ -99,64 +52,6 @@ struct AuditListener {
         AuditDestroyCallback destroy;
         bool floating;
         bool dead;
-};
-
-struct AuditLog {
-        AuditConfig config;
-        char *directory;
-        struct event_base *base;
-        AuditFiles *files;
-        AuditSync *sync;
-        struct event *completion_event;
-        /* Committed, not yet handed to the sync thread: they go once per round of the loop,
-         * after what the round's events committed, so records that arrive together share one
-         * fdatasync (the thread would otherwise start one for the first alone while the rest
-         * waited a whole sync for the next) and the thread is woken once. */
-        AuditSyncItem *outbox_head, **outbox_tail;
-        struct event *submit_event;
-        AuditCounters *counters;
-        AuditJournal *journal;
-        AuditShares *shares;
-        AuditQueryRunner *queries;
-
-        uint64_t next_seq;
-        uint64_t last_committed_seq;
-        uint64_t pending_repaired; /* reported in the next record */
-        uint64_t repaired_bytes;
-        unsigned n_anomalies;
-        unsigned generation; /* bumped by reopen: old failures do not fail the new files; from 1 */
-        int failed;
-
-        uint64_t planned_total;
-        unsigned n_reserved, n_in_flight;
-        AuditReservation *reservations;
-        /* Reservations of calls that act, waiting for the pending reopen, oldest first; the
-         * timer fires at the earliest deadline. */
-        AuditReservation *waiting_head, *waiting_tail;
-        unsigned n_waiting;
-        struct event *wait_timer;
-
-        /* Completed, not yet reported; popped one at a time so nested dispatch keeps order. */
-        AuditSyncItem *dispatch_head, **dispatch_tail;
-
-        /* The reopen with the sync thread, if reopen_pending; asked for again meanwhile
-         * (reopen_again), it is done once more after it, for waiters_again. Records committed
-         * until the last one finished are held, unnumbered, linked through item.next. */
-        AuditSyncReopen reopen;
-        bool reopen_pending, reopen_again;
-        ReopenWaiter *waiters, **waiters_tail, *waiters_again, **waiters_again_tail;
-        AuditSyncItem *held_head, **held_tail;
-
-        /* Owed records the log could not take, oldest first (see the top); a summary of those lost
-         * past max_kept is one of them (kept_lost: the tail's, while it counts). */
-        AuditReservation *kept_head, *kept_tail, *kept_lost;
-        unsigned n_kept;
-        int kept_error; /* why the head waited, last it was tried: a reservation's refusal during a reopen */
-        struct event *kept_timer;
-
-        AuditListener *listeners;
-        unsigned listener_walks;
-        bool listeners_dead;
 };
 
 void audit_config_init(AuditConfig *c) {
@@ -176,7 +71,7 @@ void audit_config_init(AuditConfig *c) {
         };
 }
 
-static AuditReservation *reservation_free(AuditReservation *r) {
+AuditReservation *audit_reservation_free(AuditReservation *r) {
         if (!r)
                 return NULL;
         free(r->line);
@@ -191,7 +86,7 @@ static void reservation_uncharge(AuditLog *a, AuditReservation *r) {
         r->charged = false;
 }
 
-static void reservation_unlink(AuditLog *a, AuditReservation *r) {
+void audit_reservation_unlink(AuditLog *a, AuditReservation *r) {
         if (r->prev)
                 r->prev->next = r->next;
         else
@@ -202,7 +97,7 @@ static void reservation_unlink(AuditLog *a, AuditReservation *r) {
         a->n_reserved--;
 }
 
-static void reservation_link(AuditLog *a, AuditReservation *r) {
+void audit_reservation_link(AuditLog *a, AuditReservation *r) {
         r->prev = NULL;
         r->next = a->reservations;
         if (r->next)
@@ -250,7 +145,7 @@ static void waiting_answer(AuditLog *a, AuditReservation *r, int error) {
                 reservation_uncharge(a, r);
                 r->log = NULL;
         } else
-                reservation_link(a, r);
+                audit_reservation_link(a, r);
         r->reserved(a, r, error, r->reserved_userdata);
 }
 
@@ -271,14 +166,6 @@ static void on_wait_timer(evutil_socket_t fd, short what, void *userdata) {
         waiting_arm(a);
 }
 
-static int check_space(AuditLog *a);
-static int kept_flush(AuditLog *a);
-static int kept_can_take(AuditLog *a);
-static void kept_append(AuditLog *a, AuditReservation *r);
-static void kept_arm(AuditLog *a);
-static void kept_drain(AuditLog *a);
-static void on_kept_timer(evutil_socket_t fd, short what, void *userdata);
-
 /* The reopen they waited for finished, and no other is pending: each, in the order they asked,
  * gets room in the files it opened, or the reason there is none. */
 static void waiting_grant(AuditLog *a) {
@@ -286,7 +173,7 @@ static void waiting_grant(AuditLog *a) {
         while (a->waiting_head && !a->reopen_pending) {
                 AuditReservation *r = a->waiting_head;
 
-                waiting_answer(a, r, a->failed < 0 ? a->failed : check_space(a));
+                waiting_answer(a, r, a->failed < 0 ? a->failed : audit_log_check_space(a));
         }
         waiting_arm(a);
 }
@@ -347,7 +234,7 @@ static void dispatch_one(AuditLog *a, AuditReservation *res) {
 
         if (res->callback)
                 res->callback(a, res->seq, error, res->userdata);
-        reservation_free(res);
+        audit_reservation_free(res);
 }
 
 static void dispatch_append(AuditLog *a, AuditSyncItem *list) {
@@ -471,7 +358,7 @@ static int held_keep(AuditLog *a, AuditReservation *res) {
         if (!res->owed_kept && a->failed < 0)
                 return 0;
         if (!a->kept_head && res->owed_kept)
-                error = kept_can_take(a);
+                error = audit_kept_can_take(a);
         if (!a->kept_head && error >= 0)
                 return 0;
 
@@ -488,7 +375,7 @@ static int held_keep(AuditLog *a, AuditReservation *res) {
                           a->directory, res->record.event);
         if (error < 0)
                 a->kept_error = error;
-        kept_append(a, res);
+        audit_kept_append(a, res);
         a->kept_lost = NULL; /* a loss after it is counted after it */
         return 1;
 }
@@ -528,7 +415,7 @@ static void reopen_finished(AuditLog *a) {
 
                 a->held_tail = &a->held_head;
                 /* Kept before the reopen, owed before these: first, if the new files have room. */
-                (void) kept_flush(a);
+                (void) audit_kept_flush(a);
                 while (held) {
                         AuditReservation *res = (AuditReservation *) held;
                         int k;
@@ -549,7 +436,7 @@ static void reopen_finished(AuditLog *a) {
                                 /* Before this round of the loop hands it to the thread. */
                                 res->numbered(a, res->seq, res->userdata);
                 }
-                kept_arm(a);
+                audit_kept_arm(a);
                 /* After them: the room they take in the new files is no one else's. */
                 waiting_grant(a);
         }
@@ -625,7 +512,7 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         a->wait_timer = evtimer_new(base, on_wait_timer, a);
         if (!a->wait_timer)
                 return -ENOMEM;
-        a->kept_timer = evtimer_new(base, on_kept_timer, a);
+        a->kept_timer = evtimer_new(base, audit_kept_on_timer, a);
         if (!a->kept_timer)
                 return -ENOMEM;
 
@@ -674,7 +561,7 @@ void audit_log_stop(AuditLog *a) {
                 dispatch_completed(a);
         }
         /* Kept records get a last chance, or their callbacks the reason they had none. */
-        kept_drain(a);
+        audit_kept_drain(a);
 }
 
 AuditLog *audit_log_free(AuditLog *a) {
@@ -761,7 +648,7 @@ int audit_log_reopen_full(AuditLog *a, AuditReopenCallback cb, void *userdata) {
         return 0;
 }
 
-static int check_space(AuditLog *a) {
+int audit_log_check_space(AuditLog *a) {
         uint64_t need = a->planned_total + (uint64_t) (a->n_reserved + 1) * AUDIT_RECORD_MAX;
         AuditSyncSpace space;
         struct statvfs sv;
@@ -793,8 +680,8 @@ static int check_space(AuditLog *a) {
 
 /* pool _AUDIT_POOL_INVALID: charged to no uid (owed records, and tests of the total). With cb
  * (a call that acts), waits for a pending reopen: returns 1 then. */
-static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
-                   AuditReservedCallback cb, void *userdata, AuditReservation **ret) {
+int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
+                           AuditReservedCallback cb, void *userdata, AuditReservation **ret) {
         AuditReservation *res;
         bool wait;
         int r;
@@ -809,7 +696,7 @@ static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_
          * after them; while they wait, so does everything else, during a reopen too (they are
          * tried once it finished, reopen_finished(), with the reason they waited until then). */
         if (a->kept_head) {
-                r = a->reopen_pending ? a->kept_error : kept_flush(a);
+                r = a->reopen_pending ? a->kept_error : audit_kept_flush(a);
                 if (r < 0)
                         return r;
         }
@@ -823,7 +710,7 @@ static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_
          * SECURITY: a call that acts must know its record has room before it does: it waits. */
         wait = cb && a->reopen_pending;
         if (!a->reopen_pending) {
-                r = check_space(a);
+                r = audit_log_check_space(a);
                 if (r < 0)
                         return r;
         }
@@ -859,36 +746,33 @@ static int reserve(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_
                 *ret = res;
                 return 1;
         }
-        reservation_link(a, res);
+        audit_reservation_link(a, res);
 
         *ret = res;
         return 0;
 }
 
 int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
-        return reserve(a, true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
+        return audit_log_reserve_full(a, true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
 }
 
 int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservation **ret) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
-        return reserve(a, true, uid, pool, 0, NULL, NULL, ret);
-}
-
-int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret) {
-        return reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
+        return audit_log_reserve_full(a, true, uid, pool, 0, NULL, NULL, ret);
 }
 
 int audit_log_reserve_to_act(AuditLog *a, uid_t uid, AuditPool pool, uint64_t timeout_usec, AuditReservedCallback cb,
                              void *userdata, AuditReservation **ret) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
         assert_return(cb, -EINVAL);
-        return reserve(a, true, uid, pool, timeout_usec, cb, userdata, ret);
+        return audit_log_reserve_full(a, true, uid, pool, timeout_usec, cb, userdata, ret);
 }
 
 int audit_log_reserve_owed_to_act(AuditLog *a, uint64_t timeout_usec, AuditReservedCallback cb, void *userdata,
                                   AuditReservation **ret) {
         assert_return(cb, -EINVAL);
-        return reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, timeout_usec, cb, userdata, ret);
+        return audit_log_reserve_full(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, timeout_usec, cb, userdata,
+                                      ret);
 }
 
 bool audit_reservation_is_waiting(const AuditReservation *r) {
@@ -905,14 +789,14 @@ AuditReservation *audit_log_cancel(AuditReservation *r) {
                         waiting_unlink(r->log, r);
                         waiting_arm(r->log);
                 } else
-                        reservation_unlink(r->log, r);
+                        audit_reservation_unlink(r->log, r);
         }
-        return reservation_free(r);
+        return audit_reservation_free(r);
 }
 
 /* Numbers r (or holds it for a pending reopen) and counts it in flight: r is reserved, its record
  * copied. On failure nothing changed. */
-static int commit_copied(AuditLog *a, AuditReservation *r) {
+int audit_log_commit_copied(AuditLog *a, AuditReservation *r) {
         int k;
 
         record_stamp(r);
@@ -926,7 +810,7 @@ static int commit_copied(AuditLog *a, AuditReservation *r) {
                         return k;
         }
 
-        reservation_unlink(a, r);
+        audit_reservation_unlink(a, r);
         r->committed = true;
         a->n_in_flight++;
         return 0;
@@ -957,7 +841,7 @@ static int commit(AuditReservation *res, const AuditRecord *record, AuditCommitC
         r->callback = cb;
         r->numbered = numbered;
         r->userdata = userdata;
-        k = commit_copied(a, r);
+        k = audit_log_commit_copied(a, r);
         if (k < 0)
                 return k;
         if (ret_seq)
@@ -984,7 +868,7 @@ static int record(AuditLog *a, bool bounded, AuditPool pool, const AuditRecord *
         assert_return(a, -EINVAL);
         assert_return(rec, -EINVAL);
 
-        r = reserve(a, bounded, rec->uid, pool, 0, NULL, NULL, &res);
+        r = audit_log_reserve_full(a, bounded, rec->uid, pool, 0, NULL, NULL, &res);
         if (r < 0)
                 return r;
         return commit(res, rec, cb, numbered, userdata, ret_seq);
@@ -1009,194 +893,6 @@ int audit_log_record_owed(AuditLog *a, const AuditRecord *rec, AuditCommitCallba
 int audit_log_record_owed_full(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
                                AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
         return record(a, false, _AUDIT_POOL_INVALID, rec, cb, numbered, userdata, ret_seq);
-}
-
-/* ---- kept records (see the top) ------------------------------------------------------------ */
-
-/* The event of the summary that stands for the kept records lost past max_kept. */
-#define KEPT_LOST_EVENT "records-lost"
-
-/* While records are kept and only room is missing, looks for it again later; a failed log takes
- * them once a reopen worked (reopen_finished()). */
-static void kept_arm(AuditLog *a) {
-        struct timeval tv = { .tv_sec = AUDIT_KEPT_RETRY_USEC / 1000000u, .tv_usec = AUDIT_KEPT_RETRY_USEC % 1000000u };
-
-        if (!a->kept_timer) /* an open that failed */
-                return;
-        if (!a->kept_head || a->failed < 0)
-                (void) evtimer_del(a->kept_timer);
-        else if (!evtimer_pending(a->kept_timer, NULL))
-                (void) evtimer_add(a->kept_timer, &tv);
-}
-
-/* Whether the log takes one more record now: 0, or why not (-EAGAIN: a reopen is pending, after
- * which it may). */
-static int kept_can_take(AuditLog *a) {
-        if (a->failed < 0)
-                return a->failed;
-        if (a->reopen_pending)
-                return -EAGAIN;
-        return check_space(a);
-}
-
-static AuditReservation *kept_pop(AuditLog *a) {
-        AuditReservation *r = a->kept_head;
-
-        a->kept_head = r->kept_next;
-        if (!a->kept_head)
-                a->kept_tail = NULL;
-        if (a->kept_lost == r)
-                a->kept_lost = NULL;
-        r->kept_next = NULL;
-        a->n_kept--;
-        return r;
-}
-
-static void kept_append(AuditLog *a, AuditReservation *r) {
-        r->kept_next = NULL;
-        if (a->kept_tail)
-                a->kept_tail->kept_next = r;
-        else
-                a->kept_head = r;
-        a->kept_tail = r;
-        a->n_kept++;
-}
-
-/* Commits the kept records, oldest first, as long as the log takes them: 0 once none is left,
- * else why the one at the head must wait. */
-static int kept_flush(AuditLog *a) {
-        unsigned n = 0;
-        int r = 0;
-
-        while (a->kept_head) {
-                AuditReservation *res = a->kept_head;
-
-                r = kept_can_take(a);
-                if (r < 0)
-                        break;
-                reservation_link(a, res);
-                r = commit_copied(a, res);
-                if (r < 0) {
-                        reservation_unlink(a, res);
-                        break;
-                }
-                (void) kept_pop(a);
-                n++;
-                if (res->numbered)
-                        res->numbered(a, res->seq, res->userdata);
-        }
-        if (r < 0 && r != -EAGAIN)
-                a->kept_error = r;
-        if (n > 0)
-                log_notice("Audit log '%s' takes records again: wrote %u record(s) kept while it could not%s.",
-                           a->directory, n, a->kept_head ? ", more wait" : "");
-        kept_arm(a);
-        return r;
-}
-
-static void on_kept_timer(evutil_socket_t fd, short what, void *userdata) {
-        (void) kept_flush(userdata);
-}
-
-/* Keeps what rec says for later (error: why the log did not take it now). Past max_kept, counts
- * it lost instead, in the summary at the tail. */
-static int kept_add(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb, AuditNumberedCallback numbered,
-                    void *userdata, int error) {
-        static RateLimit lost_log = RATELIMIT(10u * 1000000u, 10u);
-        AuditRecord summary = AUDIT_RECORD_INIT;
-        const char *event = rec->event;
-        AuditReservation *res;
-        int r;
-
-        if (a->n_kept >= a->config.max_kept && a->kept_lost) {
-                a->kept_lost->record.count++;
-                goto lost;
-        }
-        res = new0(AuditReservation, 1);
-        if (!res)
-                return -ENOMEM;
-        res->log = a;
-        if (a->n_kept >= a->config.max_kept) {
-                /* SECURITY: bounded, and never silent: the loss is on record in its place. */
-                summary.event = KEPT_LOST_EVENT;
-                summary.count = 1;
-                rec = &summary;
-        } else {
-                res->callback = cb;
-                res->numbered = numbered;
-                res->userdata = userdata;
-        }
-        r = audit_record_copy_bounded(rec, &res->record, &res->storage);
-        if (r < 0) {
-                reservation_free(res);
-                return r;
-        }
-        res->record.owed_since_usec = now_realtime_usec();
-        kept_append(a, res);
-        if (error != -EAGAIN)
-                a->kept_error = error;
-        if (rec != &summary) {
-                a->kept_lost = NULL;
-                log_warning_errno(error, "Audit log '%s' cannot take the record of %s now, keeping it until it "
-                                  "does (%u kept): %m", a->directory, rec->event, a->n_kept);
-                kept_arm(a);
-                return 1;
-        }
-        a->kept_lost = res;
-        kept_arm(a);
-lost:
-        log_full_ratelimited(&lost_log, LOG_ERR,
-                             "Audit log '%s' cannot take the record of %s (%s), and %u owed records are kept already: "
-                             "lost, counted in a " KEPT_LOST_EVENT " record.",
-                             a->directory, event, strerror(-error), a->config.max_kept);
-        return -ENOBUFS;
-}
-
-/* The log goes: the kept records it takes are written, the others reported failed. */
-static void kept_drain(AuditLog *a) {
-        uint64_t n_lost = 0;
-        int error;
-
-        error = kept_flush(a);
-        while (a->kept_head) {
-                AuditReservation *res = kept_pop(a);
-
-                n_lost += MAX(res->record.count, (uint64_t) 1);
-                res->log = NULL;
-                if (res->callback)
-                        res->callback(a, 0, error, res->userdata);
-                reservation_free(res);
-        }
-        if (n_lost > 0)
-                log_error_errno(error, "Audit log '%s' never took %" PRIu64 " owed record(s) it kept: lost: %m",
-                                a->directory, n_lost);
-        kept_arm(a);
-}
-
-int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
-                               AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq) {
-        int r;
-
-        assert_return(a, -EINVAL);
-        assert_return(rec && rec->event, -EINVAL);
-
-        /* Behind those kept before, if they still wait. */
-        r = kept_flush(a);
-        if (r >= 0) {
-                AuditReservation *res;
-
-                r = reserve(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, &res);
-                if (r >= 0) {
-                        /* Held, if a reopen is pending: kept after it if the log cannot take it then. */
-                        res->owed_kept = true;
-                        r = commit(res, rec, cb, numbered, userdata, ret_seq);
-                }
-                if (r >= 0 || r == -ENOMEM || r == -EINVAL)
-                        return r;
-        }
-        if (ret_seq)
-                *ret_seq = 0;
-        return kept_add(a, rec, cb, numbered, userdata, r);
 }
 
 int audit_log_add_listener(AuditLog *a, AuditListenerCallback cb, void *userdata,
@@ -1291,7 +987,5 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
                 if (streq(r->record.event, KEPT_LOST_EVENT))
                         ret->n_kept_lost += r->record.count;
         audit_sync_get_stats(a->sync, &ret->sync);
-        if (a->journal)
-                audit_journal_get_stats(a->journal, &ret->journal_stats);
         return 0;
 }

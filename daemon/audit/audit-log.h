@@ -12,7 +12,7 @@
  * audit_log_commit() with the outcome (assigns the sequence number; the callback reports
  * durability later, from the event loop, in sequence order). Writes and fdatasync happen in
  * a sync thread that groups concurrent records into one fdatasync. After any write or sync
- * error the log is failed: every reserve returns that error until audit_log_reopen() worked.
+ * error the log is failed: every reserve returns that error until audit_log_reopen_full() worked.
  * The loop never waits for the disk, a reopen included.
  *
  * Runs in: worker (event loop thread; all functions here must be called from it).
@@ -24,7 +24,6 @@
 
 #include "audit-counters.h"
 #include "audit-defaults.h"
-#include "audit-journal.h"
 #include "audit-ops.h"
 #include "audit-query-runner.h"
 #include "audit-query.h"
@@ -95,10 +94,9 @@ typedef struct AuditLogStatus {
         uint64_t n_kept_lost;        /* of those, lost past max_kept, not written in a summary yet */
         uint64_t repaired_bytes;     /* cut from torn tails at the last (re)open */
         unsigned n_anomalies;        /* sequence gaps/regressions seen at the last (re)open */
-        bool reopen_pending;         /* audit_log_reopen() asked, not finished */
+        bool reopen_pending;         /* audit_log_reopen_full() asked, not finished */
         bool journal;                /* mirror active */
         AuditSyncStats sync;
-        AuditJournalStats journal_stats;
 } AuditLogStatus;
 
 /* Opens the log in c->directory (created if missing), resumes the sequence after the last
@@ -135,9 +133,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditLog *, audit_log_free);
  * cb (may be NULL) is called exactly once, later, from the event loop (or audit_log_free()),
  * when the reopen that covers this request finished. -ENOMEM (cb never called), or 0. */
 int audit_log_reopen_full(AuditLog *a, AuditReopenCallback cb, void *userdata);
-static inline int audit_log_reopen(AuditLog *a) {
-        return audit_log_reopen_full(a, NULL, NULL);
-}
 
 /* Guarantees room for one record, or fails: the failed state's error (-EIO, -ENOSPC,
  * -EROFS, ...), -ENOSPC if the file system cannot hold one more maximum-size record, -ENOBUFS
@@ -148,10 +143,6 @@ int audit_log_reserve(AuditLog *a, AuditReservation **ret);
  * past max_in_flight_per_uid records of uid, or, for AUDIT_POOL_UNNAMED, past
  * max_in_flight_unnamed records of that pool (whose records max_in_flight does not count). */
 int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservation **ret);
-
-/* The same past max_in_flight, for records owed whatever the load (an administrator's action,
- * see audit_log_record_owed()): only a failed log or a full file system refuse it. */
-int audit_log_reserve_owed(AuditLog *a, AuditReservation **ret);
 
 /* Called once for a reservation that waited (audit_log_reserve_to_act()), from the event loop
  * (or audit_log_free()): error 0 when it was granted (commit or cancel it as any other), else
@@ -170,7 +161,8 @@ typedef void (*AuditReservedCallback)(AuditLog *a, AuditReservation *r, int erro
  * Returns 0 when granted at once (cb is never called), or < 0 as audit_log_reserve_for(). */
 int audit_log_reserve_to_act(AuditLog *a, uid_t uid, AuditPool pool, uint64_t timeout_usec, AuditReservedCallback cb,
                              void *userdata, AuditReservation **ret);
-/* The same past max_in_flight (audit_log_reserve_owed()). */
+/* The same past max_in_flight, for records owed whatever the load (an administrator's action,
+ * see audit_log_record_owed()): only a failed log or a full file system refuse it. */
 int audit_log_reserve_owed_to_act(AuditLog *a, uint64_t timeout_usec, AuditReservedCallback cb, void *userdata,
                                   AuditReservation **ret);
 /* Whether r still waits for a reopen (a commit is refused with -EBUSY until it is granted). */

@@ -143,13 +143,13 @@ int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_
 /* Whether some rule, whoever it is for, grants scope_name on the device on backend as it would
  * to a client it matches (its own Scopes=, or [Defaults] Scopes= when it has none; debug scopes
  * only through its own): the monitor's check, which cannot trust who the worker says the client
- * is (monitor.c). */
+ * is (monitor-files.c). */
 bool policy_any_rule_grants_scope(const Policy *p, const char *pci_address, TsmBackendType backend,
                                   const char *scope_name);
 
 /* Whether some rule, whoever it is for, lists the device and allows backend: what
  * policy_check_device() asks of a rule besides its identities. The monitor's check on attaching
- * and binding (monitor.c), as policy_any_rule_grants_scope() is on guest requests. */
+ * and binding (monitor-files.c), as policy_any_rule_grants_scope() is on guest requests. */
 bool policy_any_rule_lists_device(const Policy *p, const char *pci_address, TsmBackendType backend);
 
 /* The limits for this peer: its first matching rule's, else [Defaults]. Never fails. */

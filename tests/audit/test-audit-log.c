@@ -89,7 +89,7 @@ static void run_once(Fixture *f) {
         event_base_loop(f->base, EVLOOP_ONCE);
 }
 
-/* audit_log_reopen() is carried out by the sync thread: runs the loop until the log is
+/* audit_log_reopen_full() is carried out by the sync thread: runs the loop until the log is
  * healthy again (a failed one refuses reservations until then). */
 static void wait_healthy(Fixture *f) {
         AuditLogStatus st;
@@ -256,8 +256,8 @@ TEST(reopen_resumes_sequence) {
         wait_acks(&f, 50);
         assert_acks_ok(&f, 1);
 
-        /* audit_log_reopen() on a healthy log continues too. */
-        ASSERT_OK(audit_log_reopen(f.log));
+        /* audit_log_reopen_full() on a healthy log continues too. */
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         commit_n(&f, 5);
         wait_acks(&f, 55);
         assert_acks_ok(&f, 1);
@@ -306,7 +306,7 @@ static void on_timer(evutil_socket_t fd, short what, void *userdata) {
         (*(size_t *) userdata)++;
 }
 
-/* A reload (audit_log_reopen()) while the disk under the log is stuck in fdatasync: the loop
+/* A reload (audit_log_reopen_full()) while the disk under the log is stuck in fdatasync: the loop
  * thread does not wait for it. Meanwhile timers fire and records are taken; once the disk
  * comes back, the records before the reopen are reported, then those after it, numbered on
  * without a gap, in the directory now at the path (an administrator's new file system). */
@@ -330,7 +330,7 @@ TEST(reopen_does_not_wait_for_a_stuck_disk) {
         ASSERT_OK(rename(f.dir, moved));
         ASSERT_OK(mkdir(f.dir, 0750));
 
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         /* Returned with the disk still stuck ... */
         ASSERT_TRUE(atomic_load(&faults.fdatasync_hold));
         /* ... and the loop goes on: a timer fires, records are taken. */
@@ -375,7 +375,7 @@ TEST(reopen_old_failures_do_not_fail_the_new_files) {
         atomic_store(&faults.fdatasync_hold_errno, EIO);
         stick_disk(&f, 2); /* seqs 3 and 4, to fail */
         releaser_start(&t);
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         ASSERT_TRUE(atomic_load(&faults.fdatasync_hold));
         commit_n(&f, 1);
 
@@ -408,7 +408,7 @@ TEST(reopen_requests_while_pending_coalesce) {
         /* Each reopen syncs the directory once (audit.log may be new), nothing else here. */
         fsyncs = atomic_load(&faults.n_fsync);
         for (unsigned i = 0; i < 3; i++)
-                ASSERT_OK(audit_log_reopen(f.log));
+                ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         ASSERT_TRUE(atomic_load(&faults.fdatasync_hold));
         commit_n(&f, 2);
 
@@ -433,7 +433,7 @@ TEST(free_while_reopen_pending) {
         wait_acks(&f, 2);
 
         stick_disk(&f, 1);
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         commit_n(&f, 2);
         releaser_start(&t); /* the disk comes back while the log is being freed */
         fixture_close(&f);
@@ -830,7 +830,7 @@ TEST(fdatasync_eio_fails_closed) {
          * here the disk recovered. */
         atomic_store(&faults.fdatasync_errno, 0);
         ASSERT_ERRNO(audit_log_reserve(f.log, &res), EIO);
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         wait_healthy(&f);
         ASSERT_OK(audit_log_get_status(f.log, &st));
         ASSERT_EQ(st.failed, 0);
@@ -879,7 +879,7 @@ TEST(write_enospc_fails_closed) {
         ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
         atomic_store(&faults.pwritev_errno, 0);
         ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         wait_healthy(&f);
         commit_n(&f, 1);
         wait_acks(&f, 6);
@@ -1115,7 +1115,7 @@ TEST(owed_records_kept_while_failed_are_written_after_the_reopen) {
         ASSERT_ERRNO(audit_log_reserve(f.log, &res), EIO);
 
         atomic_store(&faults.pwritev_errno, 0);
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         wait_healthy(&f);
         ASSERT_OK(audit_log_reserve(f.log, &res));
         ASSERT_OK(audit_log_commit(res, &(AuditRecord){ .event = "after" }, ack_callback, &f.acks, NULL));
@@ -1177,7 +1177,7 @@ TEST(owed_records_kept_go_first_across_a_reopen) {
                 ASSERT_EQ(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, NULL), 1);
 
                 atomic_store(&faults.fstatvfs_avail, 0);
-                ASSERT_OK(audit_log_reopen(f.log)); /* a reload by SIGHUP */
+                ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL)); /* a reload by SIGHUP */
                 ASSERT_ERRNO(audit_log_reserve(f.log, &res), ENOSPC);
                 ASSERT_OK(audit_log_commit(before, &(AuditRecord){ .event = "bind" }, ack_callback, &f.acks, NULL));
                 if (room_at_reopen)
@@ -1223,7 +1223,7 @@ TEST(owed_record_made_during_a_reopen_is_kept_if_the_log_cannot_take_it_then) {
         wait_acks(&f, 1);
         ASSERT_OK(asprintf(&moved, "%s.old", f.dir));
         ASSERT_OK(rename(f.dir, moved));
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         r.event = "release";
         ASSERT_OK(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, &seq));
         ASSERT_EQ(seq, 0U);
@@ -1234,7 +1234,7 @@ TEST(owed_record_made_during_a_reopen_is_kept_if_the_log_cannot_take_it_then) {
         ASSERT_EQ(f.acks.n, 1U);
 
         ASSERT_OK(rename(moved, f.dir));
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         wait_healthy(&f);
         run_until(f.base, &seen.n, 2);
         ASSERT_STREQ(seen.event[1], "release");
@@ -1251,7 +1251,7 @@ TEST(owed_record_made_during_a_reopen_is_kept_if_the_log_cannot_take_it_then) {
         fixture_open(&f);
         ASSERT_OK(audit_log_add_listener(f.log, on_seen, &seen, NULL, NULL));
         atomic_store(&faults.fstatvfs_avail, 0);
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         ASSERT_OK(audit_log_reserve(f.log, &res[0]));
         ASSERT_OK(audit_log_commit(res[0], &(AuditRecord){ .event = "before" }, ack_callback, &f.acks, NULL));
         ASSERT_OK(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, NULL));
@@ -1522,7 +1522,7 @@ TEST(directory_writable_by_others_is_made_private) {
 
         /* The record after it is written once the reopen is done. */
         ASSERT_OK(chmod(f.dir, 0770));
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         commit_n(&f, 1);
         wait_acks(&f, 3);
         ASSERT_EQ(dir_mode(f.dir), 0750U);
@@ -1762,7 +1762,7 @@ TEST(listeners_see_every_record_once) {
         commit_n(&f, 1);
         wait_acks(&f, 51);
         atomic_store(&faults.fdatasync_errno, 0);
-        ASSERT_OK(audit_log_reopen(f.log));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
         wait_healthy(&f);
         commit_n(&f, 50);
         wait_acks(&f, 101);

@@ -478,7 +478,7 @@ TEST(backend_hang) {
 /*
  * More requests hanging at once than the monitor holds (TSM_PRIV_REQUESTS_MAX, 256) must not
  * delay other clients: the worker gives each client slot at most an eighth of the monitor's
- * room (daemon/priv-call.c), so five VMMs (one uid, within the default limits) keeping 300
+ * room (daemon/priv-channel.c), so five VMMs (one uid, within the default limits) keeping 300
  * requests hanging on five devices fill 160 slots, and a good client's request on a healthy
  * device goes straight through. Every hanging request is still refused by name at its deadline.
  */

@@ -84,7 +84,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags) {
         return (int) syscall(SYS_sendmmsg, fd, vec, n, flags);
 }
 
-/* What priv-call.c keeps of a LATE, and of another call's answer, that come while a call waits
+/* What priv-channel.c keeps of a LATE, and of another call's answer, that come while a call waits
  * for its reply, laid out as there: the sizes of the allocations to fail. A layout that drifts
  * shows: the tests check that the allocation was asked for. */
 struct late_queued_layout {

@@ -19,7 +19,10 @@ static const char idl[] =
         "interface io.tsmd.Test\n"
         "method Say(word: string) -> (word: string)\n"
         "method Defer() -> ()\n"
-        "method Intercept() -> ()\n";
+        "method Intercept() -> ()\n"
+        "method Arm() -> ()\n"
+        "method Disarm() -> ()\n"
+        "method Absent() -> ()\n";
 
 typedef struct Run {
         struct event_base *base;
@@ -31,6 +34,7 @@ typedef struct Run {
         unsigned fail_at; /* the allocation of the reply to "fail" that fails */
         bool reached;     /* whether the reply took that many */
         bool said;        /* Say("fail") ran */
+        unsigned window;  /* allocations between Arm() and Disarm() */
         char got[4096];   /* what the client received */
         size_t n_got;
         bool eof, timed_out;
@@ -70,6 +74,22 @@ static void on_intercepted(VarlinkCall *call, json_object *message, void *userda
 static int m_intercept(VarlinkCall *call, json_object *p, void *userdata) {
         run.deferred = varlink_call_ref(call);
         varlink_call_set_interceptor(call, on_intercepted, NULL);
+        return varlink_call_reply(call, NULL);
+}
+
+/* The allocations after Arm()'s reply up to Disarm() count (their number in run.window), for
+ * what the server answers in between without a method of ours. */
+static int m_arm(VarlinkCall *call, json_object *p, void *userdata) {
+        int r = varlink_call_reply(call, NULL);
+
+        alloc_calls = 0;
+        alloc_fail_at = run.fail_at;
+        return r;
+}
+
+static int m_disarm(VarlinkCall *call, json_object *p, void *userdata) {
+        run.window = alloc_calls;
+        alloc_fail_at = 0;
         return varlink_call_reply(call, NULL);
 }
 
@@ -116,6 +136,8 @@ static void run_start(unsigned fail_at) {
         ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Say", m_say));
         ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Defer", m_defer));
         ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Intercept", m_intercept));
+        ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Arm", m_arm));
+        ASSERT_OK(varlink_server_bind_method(run.server, "io.tsmd.Test.Disarm", m_disarm));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair));
         ASSERT_OK(varlink_server_add_connection(run.server, pair[0]));
         run.client = pair[1];
@@ -261,6 +283,48 @@ TEST(intercepted_answer_that_could_not_be_built) {
         ASSERT_TRUE(run.eof);
         ASSERT_EQ(run.n_got, 0U);
         run_stop();
+}
+
+/* The server's own error replies with parameters (here MethodNotFound, MethodNotImplemented and
+ * InvalidParameter, built by varlink_call_error_kv()): each names what it is about, or the
+ * connection goes; never an answer with the name missing (null), nor none at all. */
+TEST(error_replies_of_the_server) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        static const char calls[] = "{\"method\":\"io.tsmd.Test.Arm\",\"parameters\":{}}\0"
+                                    "{\"method\":\"io.tsmd.Test.Nope\",\"parameters\":{}}\0"
+                                    "{\"method\":\"io.tsmd.Test.Absent\",\"parameters\":{}}\0"
+                                    "{\"method\":\"io.tsmd.Test.Say\",\"parameters\":{\"word\":1}}\0"
+                                    "{\"method\":\"io.tsmd.Test.Disarm\",\"parameters\":{}}";
+        static const char *const answers[] = {
+                "{\"parameters\":{}}",
+                "{\"error\":\"org.varlink.service.MethodNotFound\",\"parameters\":{\"method\":\"io.tsmd.Test.Nope\"}}",
+                "{\"error\":\"org.varlink.service.MethodNotImplemented\",\"parameters\":{\"method\":"
+                "\"io.tsmd.Test.Absent\"}}",
+                /* Out of memory to name the field, the validator still knows the call is bad. */
+                "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"word\"}}|"
+                "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"parameters\"}}",
+                "{\"parameters\":{}}|" FAILED,
+        };
+        unsigned n;
+
+        /* Once with nothing failing, to count them. */
+        run_start(0);
+        run_send(calls, sizeof(calls));
+        run_until(ELEMENTSOF(answers));
+        expect_answers(answers, ELEMENTSOF(answers));
+        n = run.window;
+        run_stop();
+        ASSERT_GE(n, 6U);
+
+        for (unsigned k = 1; k <= n; k++) {
+                run_start(k);
+                run_send(calls, sizeof(calls));
+                run_until(ELEMENTSOF(answers));
+                expect_answers(answers, ELEMENTSOF(answers));
+                run_stop();
+        }
 }
 
 TEST_MAIN();

@@ -515,7 +515,7 @@ static void server_start(const VarlinkLimits *limits) {
         ASSERT_ERRNO(varlink_server_set_reply_bound(ts.server, "io.tsmd.Test.Nope", 1, 0), ENOENT);
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Nope", m_echo), ENOENT);
         ASSERT_ERRNO(varlink_server_bind_method(ts.server, "io.tsmd.Test.Echo", m_echo), EEXIST);
-        ASSERT_OK(varlink_server_listen_path(ts.server, ts.path, 0666));
+        ASSERT_OK(varlink_server_listen_path_full(ts.server, ts.path, 0666, NULL, 0));
         if (ts.admin_listener) {
                 snprintf(ts.admin_path, sizeof(ts.admin_path), "%s/admin", ts.dir);
                 ASSERT_OK(varlink_server_listen_path_full(ts.server, ts.admin_path, 0600, NULL, VARLINK_LISTEN_ADMIN));

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The monitor's state, shared by monitor.c (sockets, the worker's life, signals),
+ * monitor-files.c (the files it loads, reloads) and monitor-emu-state.c. Internal to tsmd:
+ * tsmd.c includes monitor.h. Runs in: monitor. */
+#pragma once
+
+#include "daemon-config.h"
+#include "monitor-contexts.h"
+#include "monitor-dispatch.h"
+#include "monitor.h"
+#include "policy.h"
+#include "tsm-platform.h"
+
+/* A set of files that loaded whole (last_good_load()). */
+typedef struct LoadedFiles {
+        DaemonConfig config;
+        Policy *policy;
+        int fd; /* the sealed memfd of the bytes parsed; -EBADF: nothing loaded */
+} LoadedFiles;
+
+struct Monitor {
+        struct event_base *base;
+        DaemonConfig config; /* as tsmd started: its keys read at start hold for every worker */
+        char *start_settings; /* those keys, for each worker's HELLO (daemon_config_format_start_only()) */
+        char *config_path;
+        bool config_optional;
+        char *socket_path, *guest_socket_path;
+        TsmPlatform *platform;
+        MonitorContexts *contexts;
+        MonitorDispatch *dispatch;
+        MonitorListenSocket *sockets;
+        size_t n_sockets, allocated_sockets;
+        Policy *policy; /* for the gates only (scope_granted(), device_listed()); NULL: none loaded */
+        int last_good;  /* the bytes of the files that loaded last, sealed (last-good.h); -EBADF: none */
+        int stored_last_good; /* the fd store's, from before a restart of tsmd, until the start took it or not */
+        LoadedFiles reload_files; /* what the worker's RELOAD loaded, until it commits it */
+
+        char *worker_path; /* for logs: it runs from worker_binary */
+        int worker_binary;
+        char *worker_argv[4];
+        uid_t worker_uid;
+        gid_t worker_gid;
+        int state_dir_lock; /* dir-lock.h: held for our life; -EBADF: none */
+        pid_t worker_pid;
+        int channel;
+        struct event *ev_channel;
+        struct event *ev_channel_again; /* messages read and not handled: the next round's */
+        uint64_t worker_start_usec, last_sign_of_life_usec, backoff_usec;
+        bool worker_ready; /* the current worker sent READY */
+        bool reload_pending; /* SIGHUP came before a worker could take it: sent at READY */
+        TsmPrivWorkerEnd worker_killed_for; /* COMPROMISED or UNRESPONSIVE once the monitor kills it */
+        bool ready_sent;   /* READY=1 went to the service manager */
+        bool stopping;
+        bool stop_killed; /* stopping, and the worker was killed for taking too long */
+
+        uint64_t status_sent_usec; /* the last STATUS= sent */
+        char status_waiting[256];  /* the STATUS= waiting for status_timer, "" if none */
+
+        struct event *sigterm, *sigint, *sighup, *sigchld;
+        struct event *restart_timer, *stop_timer, *tick, *status_timer;
+};
+
+/* monitor-files.c */
+void loaded_files_done(LoadedFiles *f);
+bool scope_granted(const char *pci_address, TsmBackendType backend, const char *scope, void *userdata);
+bool device_listed(const char *pci_address, TsmBackendType backend, void *userdata);
+int worker_dirs_prepare(Monitor *m, const DaemonConfig *config);
+int worker_dirs_lock(Monitor *m);
+int apply_files(Monitor *m, char **ret_error);
+int files_at_start(Monitor *m);
+int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret_reason, bool *ret_policy_failed);
+void reload_alone(Monitor *m);
+
+/* monitor-emu-state.c */
+void emulated_state_save(Monitor *m);
+void emulated_state_load(Monitor *m, int fd);
