@@ -214,9 +214,10 @@ static int reply_state_not_saved(VarlinkCall *call, int error) {
                                     NULL);
 }
 
-/* Looks up context and vDevice named in the parameters, replying the right error if absent.
- * ret_info (optional) describes the vDevice's device; its backend is _TSM_BACKEND_TYPE_INVALID
- * if the platform serves it no more. */
+/* Looks up context and vDevice named in the parameters: 1 if both are there, else the right
+ * error is the answer (0, or < 0 if it could not be given: the caller returns it, and the
+ * call gets io.tsmd.System). ret_info (optional) describes the vDevice's device; its backend is
+ * _TSM_BACKEND_TYPE_INVALID if the platform serves it no more. */
 static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev,
                        TsmDeviceInfo *ret_info) {
         GuestClient *c = guest_client_of(call);
@@ -224,14 +225,15 @@ static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx
         TsmDeviceInfo info = { .backend = _TSM_BACKEND_TYPE_INVALID };
         GuestContext *ctx;
         GuestVDevice *v;
+        int r;
 
         ctx = find_context(c, handle);
         /* Also when there is none: a record of what was probed (another client's, a guess). */
         if (handle > 0)
                 guest_op_set_context(call, (uint64_t) handle);
         if (!ctx) {
-                (void) reply_no_such_context(call, handle);
-                return 0;
+                r = reply_no_such_context(call, handle);
+                return MIN(r, 0);
         }
         if (!ret_vdev) {
                 *ret_ctx = ctx;
@@ -239,8 +241,8 @@ static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx
         }
         v = guest_find_vdevice(ctx, id);
         if (!v) {
-                (void) reply_no_such_vdevice(call, handle, id);
-                return 0;
+                r = reply_no_such_vdevice(call, handle, id);
+                return MIN(r, 0);
         }
         guest_op_set_vdevice(call, (uint64_t) id);
         if (tsm_platform_get_device(c->manager->platform, v->pci_address, &info) < 0)
@@ -650,9 +652,11 @@ static int reply_device_busy(VarlinkCall *call, const char *pci_address) {
 static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
         GuestClient *c = guest_client_of(call);
         GuestContext *ctx;
+        int r;
 
-        if (lookup(call, p, &ctx, NULL) <= 0)
-                return 0;
+        r = lookup(call, p, &ctx, NULL);
+        if (r <= 0)
+                return r;
         /* The answer of a Bind or Unbind in flight is due first (see set_bound()). */
         for (size_t i = 0; i < ctx->n_vdevices; i++)
                 if (ctx->vdevices[i].changing)
@@ -823,8 +827,9 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         unsigned over;
         int r;
 
-        if (lookup(call, p, &ctx, NULL) <= 0)
-                return 0;
+        r = lookup(call, p, &ctx, NULL);
+        if (r <= 0)
+                return r;
         guest_op_set_vdevice(call, (uint64_t) id);
         if (id <= 0 || id > UINT32_MAX) /* iommufd object ids start at 1 */
                 return varlink_call_error_invalid_parameter(call, "vdeviceId");
@@ -911,9 +916,11 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
 static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
         GuestContext *ctx;
         GuestVDevice *v;
+        int r;
 
-        if (lookup(call, p, &ctx, &v) <= 0)
-                return 0;
+        r = lookup(call, p, &ctx, &v);
+        if (r <= 0)
+                return r;
         if (v->changing)
                 return reply_device_busy(call, v->pci_address);
         vdevice_release(userdata, ctx, v);
@@ -1056,8 +1063,9 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         GuestVDevice *v;
         int r;
 
-        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
-                return 0;
+        r = lookup_full(call, p, &ctx, &v, &info);
+        if (r <= 0)
+                return r;
         if (v->gone || (bind && info.backend == _TSM_BACKEND_TYPE_INVALID))
                 return reply_backend_error(call, -ENODEV, v->pci_address);
         /* SECURITY: binding uses the device, which the policy in force must still let the client
@@ -1116,8 +1124,9 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
         GuestVDevice *v;
         int r;
 
-        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
-                return 0;
+        r = lookup_full(call, p, &ctx, &v, &info);
+        if (r <= 0)
+                return r;
         if (v->gone || info.backend == _TSM_BACKEND_TYPE_INVALID)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
         /* SECURITY: the state is the device's, told only to a client the policy in force lets
@@ -1228,8 +1237,9 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         uint32_t number;
         int r;
 
-        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
-                return 0;
+        r = lookup_full(call, p, &ctx, &v, &info);
+        if (r <= 0)
+                return r;
         if (v->gone || info.backend == _TSM_BACKEND_TYPE_INVALID)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
 
