@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Context state files for restarts. Runs in: daemon. */
+/* Context state files for restarts. Runs in: worker. */
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -4,7 +4,7 @@
  * requests in flight, its event subscription) and the methods acting on it. Ownership is
  * per connection: handles are looked up in the caller's own tables only, so no client can
  * name another's objects, and everything is released when the connection goes.
- * Runs in: daemon (worker).
+ * Runs in: worker.
  */
 #pragma once
 

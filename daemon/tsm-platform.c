@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Backends, devices and request routing. Runs in: daemon. */
+/* Backends, devices and request routing. Runs in: monitor and worker (see tsm-platform.h). */
 
 #include <fcntl.h>
 #include <inttypes.h>

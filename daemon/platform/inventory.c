@@ -3,7 +3,7 @@
  * The inventory model: sorted pointer arrays (bsearch lookups, memmove inserts; a few
  * thousand devices at most), deep copies in, change events out.
  *
- * Runs in: privileged parent (tsmd).
+ * Runs in: monitor and worker.
  */
 
 #include <ctype.h>

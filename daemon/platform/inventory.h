@@ -6,7 +6,7 @@
  * in-flight requests to a device that vanished). Objects are kept sorted by key, so
  * iteration order is stable and lookups are O(log n).
  *
- * Runs in: privileged parent (tsmd), next to discovery.
+ * Runs in: monitor and worker, next to discovery.
  */
 #pragma once
 

@@ -3,7 +3,7 @@
  * Peer identity of a Varlink client: SO_PEERCRED, SO_PEERGROUPS (those the caller asks about:
  * a peer may be in 65536), and the systemd unit of the peer read by pid but verified through a
  * pidfd, so that a pid reused by another process can never lend its unit to the client.
- * Runs in: the worker.
+ * Runs in: worker.
  */
 
 #include <fcntl.h>

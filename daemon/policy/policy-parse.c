@@ -5,8 +5,8 @@
  * "file:line: message" errors that tell the admin exactly what to fix. Everything is built
  * into a fresh Policy, so a failed reload leaves the running policy alone.
  *
- * Runs in: the privileged parent (root-owned input, but still treated as untrusted text:
- * fuzzed by tests/fuzz/fuzz-policy.c).
+ * Runs in: monitor and worker, each loading the files (root-owned input, but still treated as
+ * untrusted text: fuzzed by tests/fuzz/fuzz-policy.c).
  */
 
 #include <dirent.h>

@@ -2,8 +2,8 @@
 /*
  * Policy objects: reference counting, the authorisation decisions and --dump-config. The
  * decision functions are pure (no I/O, no NSS: names were resolved when the files were
- * loaded), so they are cheap enough to run for every request. Runs in: the worker
- * (decisions); the privileged parent (dump).
+ * loaded), so they are cheap enough to run for every request. Runs in: monitor and
+ * worker.
  */
 
 #include <fnmatch.h>
