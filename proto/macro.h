@@ -3,7 +3,7 @@
  * Scope-based cleanup, ownership transfer and small helpers, in the manner of systemd's
  * macro.h. Used by every process; depends on libc only, so the privileged side may include
  * it. Cleanup helpers for library objects (json-c, libevent, libcap) live next to the code
- * that links those libraries: see json-util.h, event-util.h and cap-util.h.
+ * that links those libraries: see json-util.h, event-util.h and daemon/capability.h.
  */
 #pragma once
 
