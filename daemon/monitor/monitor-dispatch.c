@@ -19,14 +19,10 @@
 #include "tsm-platform.h"
 #include "tsm-priv-batch.h"
 
-/* Every fixed part the channel knows, so one buffer takes whichever type arrives. */
+/* Every fixed part the worker sends, so one buffer takes whichever type arrives (the types only
+ * the monitor sends, tsm_priv_check() refuses first). */
 typedef union PrivMessage {
         struct tsm_priv_hdr hdr;
-        struct tsm_priv_hello hello;
-        struct tsm_priv_listen_socket listen_socket;
-        struct tsm_priv_restored_context restored_context;
-        struct tsm_priv_restored_vdevice restored_vdevice;
-        struct tsm_priv_last_good last_good;
         struct tsm_priv_ready ready;
         struct tsm_priv_status status;
         struct tsm_priv_new_context new_context;
@@ -37,7 +33,6 @@ typedef union PrivMessage {
         struct tsm_priv_device device;
         struct tsm_priv_guest_request guest_request;
         struct tsm_priv_reload reload;
-        struct tsm_priv_reply reply;
         struct tsm_priv_late_ack late_ack;
 } PrivMessage;
 
@@ -1283,8 +1278,8 @@ static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userda
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT, RESTORED_VDEVICE, LAST_GOOD and REPLY go the other way: no entry,
- * never permitted. */
+/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT, RESTORED_VDEVICE, LAST_GOOD, LATE and REPLY go the other
+ * way: no entry, never permitted. */
 static const struct {
         PrivHandler handler;
         unsigned flags; /* MonitorPermit */
