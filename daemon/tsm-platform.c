@@ -39,7 +39,6 @@ struct TsmRequest {
         size_t request_len;
         uint8_t *response;
         size_t response_size, response_len;
-        uint32_t scope_number;
         int result;
         bool completed; /* result is final; only the callback is left */
         bool answers_late; /* its kernel call was given up on in the kernel: the late callback has it */
@@ -1029,7 +1028,6 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         k = request_new(p, info.pci_address, cb, userdata, &r);
         if (k < 0)
                 return k;
-        r->scope_number = number;
         r->response_size = MIN(max_response, (size_t) desc->max_response);
 
         if (info.emulated) {
@@ -1097,17 +1095,9 @@ void tsm_request_cancel(TsmRequest *r) {
         request_free(r);
 }
 
-size_t tsm_request_get_response_size(const TsmRequest *r) {
-        return r->response_size;
-}
-
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len) {
         *ret_len = r->response_len;
         return r->response;
-}
-
-uint32_t tsm_request_get_scope_number(const TsmRequest *r) {
-        return r->scope_number;
 }
 
 const char *tsm_request_get_pci_address(const TsmRequest *r) {
