@@ -68,7 +68,6 @@ struct TsmPlatform {
         KernelLanes *lanes; /* made at the first kernel request */
         int uapi; /* TsmUapiVersion, or negative errno from probing */
         bool view; /* the worker's: no operations of its own */
-        uint64_t watch_id;
         RateLimit timeout_log; /* a VMM whose device hangs times out as often as it asks */
 
         TsmPlatformDeviceGone gone_callback;
@@ -441,7 +440,7 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
         r = inventory_new(&p->inventory);
         if (r < 0)
                 return r;
-        r = inventory_add_watch(p->inventory, on_inventory_event, p, NULL, &p->watch_id);
+        r = inventory_add_watch(p->inventory, on_inventory_event, p, NULL);
         if (r < 0)
                 return r;
 
