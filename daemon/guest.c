@@ -172,7 +172,7 @@ GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id) {
 }
 
 const char *guest_state_dir(const Manager *m) {
-        return m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
+        return m->config.context_state_dir;
 }
 
 int guest_context_persist(Manager *m, const GuestContext *ctx) {
@@ -1150,17 +1150,10 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
 /* ---- guest requests -------------------------------------------------------------------- */
 
 static void pending_free(PendingRequest *pr) {
-        Manager *m = pr->client->manager;
-
         TAILQ_REMOVE(&pr->client->pending, pr, entry);
         varlink_call_unref(pr->call);
         free(pr->pci_address);
         free(pr);
-        (void) m;
-}
-
-unsigned guest_n_pending(Manager *m) {
-        return m->n_pending_requests;
 }
 
 static void on_request_done(int result, const void *resp, size_t len, void *userdata) {

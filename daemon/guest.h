@@ -67,10 +67,6 @@ const struct PeerIdentity *guest_client_get_identity(const GuestClient *c);
 /* The Varlink server refuses a call of the client before any method runs: see guest_op_refused(). */
 void guest_client_refused(GuestClient *c, VarlinkCall *call, const char *error);
 
-/* Guest calls in flight (not yet answered and recorded), over all clients; shutdown waits
- * for them. */
-unsigned guest_n_pending(Manager *m);
-
 /* A device vanished: fail what used it and tell subscribers. */
 void guest_device_gone(Manager *m, const char *pci_address);
 
