@@ -1320,9 +1320,9 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->platform = platform;
         d->contexts = contexts;
         d->started_usec = now_monotonic_usec(); /* made as the monitor starts */
-        d->scope_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
-        d->device_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
-        d->contexts_full_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
+        d->scope_refusal_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
+        d->device_refusal_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
+        d->contexts_full_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         if (cb)
                 d->cb = *cb;
         d->userdata = userdata;
@@ -1335,7 +1335,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
                 monitor_dispatch_free(d);
                 return -ENOMEM;
         }
-        d->late_lost_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
+        d->late_lost_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         tsm_platform_set_device_gone_callback(platform, on_device_gone, d);
         tsm_platform_set_late_callback(platform, on_platform_late, d);
         *ret = d;
