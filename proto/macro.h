@@ -192,6 +192,10 @@ void string_shorten_printable(char *s, size_t max);
  * the server, which may be the peer. Fills st_dev, st_ino, st_mode and st_rdev only. */
 int fstat_cached(int fd, struct stat *ret);
 
+/* chmod() of an O_PATH fd: the kernel's fchmod() wants a file opened for reading or writing,
+ * which a directory without owner read permission is not to its owner. */
+int fd_chmod(int fd, mode_t mode);
+
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);
 #define GREEDY_REALLOC(array, allocated, need)                                                     \

@@ -2,6 +2,7 @@
 /* Small helpers declared in macro.h that need a body. */
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -41,6 +42,13 @@ int fstat_cached(int fd, struct stat *ret) {
                 .st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor),
         };
         return 0;
+}
+
+int fd_chmod(int fd, mode_t mode) {
+        char path[sizeof("/proc/self/fd/") + DECIMAL_U64_MAX];
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
+        return RET_NERRNO(chmod(path, mode));
 }
 
 bool memeq_consttime(const void *a, const void *b, size_t n) {
