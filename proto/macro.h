@@ -196,6 +196,9 @@ int fstat_cached(int fd, struct stat *ret);
  * which a directory without owner read permission is not to its owner. */
 int fd_chmod(int fd, mode_t mode);
 
+/* Writes all n bytes of buf, again where a signal cut a write short; -EIO for a write of none. */
+int write_all(int fd, const void *buf, size_t n);
+
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);
 #define GREEDY_REALLOC(array, allocated, need)                                                     \

@@ -51,6 +51,24 @@ int fd_chmod(int fd, mode_t mode) {
         return RET_NERRNO(chmod(path, mode));
 }
 
+int write_all(int fd, const void *buf, size_t n) {
+        const uint8_t *p = buf;
+
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
 bool memeq_consttime(const void *a, const void *b, size_t n) {
         const uint8_t *x = a, *y = b;
         uint8_t diff = 0;
