@@ -199,6 +199,9 @@ int fd_chmod(int fd, mode_t mode);
 /* Writes all n bytes of buf, again where a signal cut a write short; -EIO for a write of none. */
 int write_all(int fd, const void *buf, size_t n);
 
+/* gid_t in ascending order, for qsort() and bsearch(). */
+int cmp_gid(const void *a, const void *b);
+
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);
 #define GREEDY_REALLOC(array, allocated, need)                                                     \

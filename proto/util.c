@@ -69,6 +69,12 @@ int write_all(int fd, const void *buf, size_t n) {
         return 0;
 }
 
+int cmp_gid(const void *a, const void *b) {
+        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
+
+        return x < y ? -1 : x > y;
+}
+
 bool memeq_consttime(const void *a, const void *b, size_t n) {
         const uint8_t *x = a, *y = b;
         uint8_t diff = 0;

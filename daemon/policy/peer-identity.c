@@ -91,12 +91,6 @@ bool gid_set_is_subset(const GidSet *a, const GidSet *b) {
         return true;
 }
 
-static int cmp_gid(const void *a, const void *b) {
-        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
-
-        return x < y ? -1 : x > y;
-}
-
 /* Writes to kept (where non-NULL) the gids of the sorted groups[] that are in interest, each
  * once, and returns how many there are: at most interest's, whatever copies the peer has. */
 static size_t groups_intersect_sorted(const gid_t *groups, size_t n, const GidSet *interest, gid_t *kept) {

@@ -47,12 +47,6 @@ bool str_list_contains(const StrList *l, const char *s) {
         return false;
 }
 
-static int cmp_gid(const void *a, const void *b) {
-        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
-
-        return x < y ? -1 : x > y;
-}
-
 static void append_ids(gid_t *gids, size_t *n, const IdList *l) {
         for (size_t i = 0; i < l->n; i++)
                 gids[(*n)++] = l->ids[i];
