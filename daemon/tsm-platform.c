@@ -866,28 +866,42 @@ static int set_connected(TsmPlatform *p, const InventoryDevice *d, TsmOp op, con
         return 0;
 }
 
-int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm, TsmRequestCallback cb,
-                         void *userdata, TsmRequest **ret) {
+/* The device at pci_address, if its connection (to tsm, NULL: a disconnect) is the platform's to
+ * change now. */
+static int connectable_device(TsmPlatform *p, const char *pci_address, const char *tsm,
+                              const InventoryDevice **ret) {
         const InventoryDevice *d;
-
-        assert(p);
-        assert(cb);
 
         if (p->view)
                 return -EPERM;
-
         d = inventory_get_device(p->inventory, pci_address);
         if (!d || !d->tdisp_capable || !p->discovery)
                 return -ENODEV;
         /* The kernel connects the DSM, for all the functions it speaks for; they have no tsm/. */
         if (d->dsm_address)
                 return -EXDEV;
-        if (!inventory_get_tsm(p->inventory, tsm))
+        if (tsm && !inventory_get_tsm(p->inventory, tsm))
                 return -ENXIO;
         /* One change of a device's connection at a time: the second would race the first in
          * the kernel, and could not tell what it changes. */
         if (is_connecting(p, d->address))
                 return -EBUSY;
+        *ret = d;
+        return 0;
+}
+
+int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm, TsmRequestCallback cb,
+                         void *userdata, TsmRequest **ret) {
+        const InventoryDevice *d;
+        int r;
+
+        assert(p);
+        assert(tsm);
+        assert(cb);
+
+        r = connectable_device(p, pci_address, tsm, &d);
+        if (r < 0)
+                return r;
         if (d->connected_tsm && !streq(d->connected_tsm, tsm))
                 return -EBUSY;
         return set_connected(p, d, TSM_OP_CONNECT, d->connected_tsm ? NULL : tsm, cb, userdata, ret);
@@ -896,20 +910,14 @@ int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *ts
 int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestCallback cb, void *userdata,
                             TsmRequest **ret) {
         const InventoryDevice *d;
+        int r;
 
         assert(p);
         assert(cb);
 
-        if (p->view)
-                return -EPERM;
-
-        d = inventory_get_device(p->inventory, pci_address);
-        if (!d || !d->tdisp_capable || !p->discovery)
-                return -ENODEV;
-        if (d->dsm_address)
-                return -EXDEV;
-        if (is_connecting(p, d->address))
-                return -EBUSY;
+        r = connectable_device(p, pci_address, NULL, &d);
+        if (r < 0)
+                return r;
         /* What the kernel is told: the TSM to disconnect from. */
         return set_connected(p, d, TSM_OP_DISCONNECT, d->connected_tsm, cb, userdata, ret);
 }
