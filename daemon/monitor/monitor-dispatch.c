@@ -961,6 +961,8 @@ static int priv_settle_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
                         return reply(d, m, -EBUSY, 0, -EBADF);
                 }
 
+        /* Plain, not reply_own(): no TSM answers a settle, so its -ENOMEM is the monitor's
+         * anyway, and the worker fails every settle alike. */
         mc = new0(MonitorChange, 1);
         if (!mc)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
@@ -1058,6 +1060,8 @@ static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect)
         MonitorConnect *mc;
         int r;
 
+        /* Plain, not reply_own(): TSM_PRIV_REPLY_MONITOR_OWN is not defined for a connect
+         * (tsm-priv.h), whose failures the worker answers alike, ConnectFailed with the errno. */
         mc = new0(MonitorConnect, 1);
         if (!mc)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
