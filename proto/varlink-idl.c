@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Varlink IDL parser and JSON parameter validator; the rules are documented in varlink-idl.h.
- * Runs in: the unprivileged worker and clients. The text is built in, but the parser is fuzzed
+ * Runs in: worker and clients. The text is built in, but the parser is fuzzed
  * as if it were hostile: recursion is bounded by VARLINK_IDL_NESTING_MAX at parse time and by
  * VARLINK_IDL_VALIDATE_DEPTH_MAX during validation, and every error path frees what it built.
  */
