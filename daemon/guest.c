@@ -111,6 +111,12 @@ static int reply_denied(VarlinkCall *call, const char *reason) {
         return guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL, NULL);
 }
 
+/* field: "request" or "maxResponseSize". */
+static int reply_payload_too_large(VarlinkCall *call, const char *field, size_t limit) {
+        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string(field),
+                                    "limit", json_object_new_int64((int64_t) limit));
+}
+
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
         return guest_reply_error_kv(call, GUEST_ERROR("LimitReached"), "limit", json_object_new_string(limit),
                                     "max", json_object_new_int64(max));
@@ -1167,9 +1173,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
         if (result < 0) {
                 if (result == -ENOBUFS)
                         /* The response did not fit what the caller (or the scope) allows. */
-                        r = guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                                 json_object_new_string("maxResponseSize"), "limit",
-                                                 json_object_new_int64((int64_t) pr->response_size));
+                        r = reply_payload_too_large(call, "maxResponseSize", pr->response_size);
                 else
                         r = reply_tsm_error(call, pr->request, result, pr->pci_address,
                                             GUEST_REASON_SCOPE_NOT_GRANTED);
@@ -1269,9 +1273,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         /* The smaller of the backend's limit for the scope and the configured cap. */
         max_request = MIN((size_t) desc->max_request, m->config.max_request_size);
         if (b64_len > DIV_ROUND_UP(max_request, 3) * 4)
-                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                            json_object_new_string("request"), "limit",
-                                            json_object_new_int64((int64_t) max_request));
+                return reply_payload_too_large(call, "request", max_request);
         r = base64_decode(b64, b64_len, &req, &req_len);
         if (r == -EINVAL)
                 return varlink_call_error_invalid_parameter(call, "request");
@@ -1279,9 +1281,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return r;
         guest_op_set_request_size(call, req_len);
         if (req_len > max_request)
-                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                            json_object_new_string("request"), "limit",
-                                            json_object_new_int64((int64_t) max_request));
+                return reply_payload_too_large(call, "request", max_request);
         response_size = MIN((size_t) MIN(max_response, (int64_t) m->config.max_response_size),
                             (size_t) desc->max_response);
 
@@ -1299,9 +1299,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
          * not a byte of room in its reply, unreachable while a request is longer than its reply's
          * envelope) is refused instead. */
         if (response_size == 0 && max_response > 0)
-                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                            json_object_new_string("maxResponseSize"), "limit",
-                                            json_object_new_int64(0));
+                return reply_payload_too_large(call, "maxResponseSize", 0);
 
         pr = new0(PendingRequest, 1);
         if (!pr)
@@ -1325,9 +1323,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0) {
                 pending_free(pr);
                 if (r == -E2BIG)
-                        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                                    json_object_new_string("request"), "limit",
-                                                    json_object_new_int64((int64_t) max_request));
+                        return reply_payload_too_large(call, "request", max_request);
                 return reply_backend_error(call, r, v->pci_address);
         }
         guest_op_set_priv_cookie(call, priv_request_get_cookie(pr->request));
