@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* io.tsmd.Admin: backends, devices, clients, audit query and follow, counters. Every call is
- * checked against the policy's administrators and audited. Runs in: daemon (worker). */
+ * checked against the policy's administrators and audited. Runs in: worker. */
 
 #include <limits.h>
 

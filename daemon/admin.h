@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* io.tsmd.Admin and who counts as an administrator. Runs in: daemon (worker). */
+/* io.tsmd.Admin and who counts as an administrator. Runs in: worker. */
 #pragma once
 
 #include "manager.h"

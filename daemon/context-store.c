@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Context state files for restarts. Runs in: daemon. */
+/* Context state files for restarts. Runs in: worker. */
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -19,15 +19,6 @@ static int state_path(const char *dir, const char *reclaim_id, char *buf, size_t
         if ((size_t) snprintf(buf, size, "%s/%s.state", dir, reclaim_id) >= size)
                 return -ENAMETOOLONG;
         return 0;
-}
-
-/* chmod() of an O_PATH fd; the kernel's fchmod() wants a file opened for reading or writing,
- * which a directory without owner read permission is not to its owner. */
-static int fd_chmod(int fd, mode_t mode) {
-        char path[sizeof("/proc/self/fd/") + 12];
-
-        snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
-        return RET_NERRNO(chmod(path, mode));
 }
 
 static int dir_open(const char *dir, struct stat *ret_st) {

@@ -6,7 +6,7 @@
  * the reclaim token: fdstore.h), replaced atomically on every change; nothing in it is secret.
  * The file has no version: a key is added as optional, so that files written before it still
  * load (an older tsmd refuses a newer file as damaged, and restores its context without
- * vDevices). Runs in: daemon.
+ * vDevices). Runs in: worker.
  */
 #pragma once
 

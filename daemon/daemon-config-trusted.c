@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmd.conf read as a file tsmd must trust (file-trust.h). Runs in: the monitor and the worker. */
+/* tsmd.conf read as a file tsmd must trust (file-trust.h). Runs in: monitor and worker. */
 
 #include "daemon-config-trusted.h"
 #include "file-trust.h"

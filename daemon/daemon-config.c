@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Configuration defaults, tsmd.conf parsing and dumping. Runs in: daemon. */
+/* Configuration defaults, tsmd.conf parsing and dumping. Runs in: monitor and worker. */
 
 #include <inttypes.h>
 

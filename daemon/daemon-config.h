@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * tsmd's configuration: built-in defaults, then /etc/tsmd/tsmd.conf (INI, systemd style),
- * then the command line. Every limit a client controls is a knob here. Runs in: daemon.
+ * then the command line. Every limit a client controls is a knob here. Runs in: monitor and worker.
  */
 #pragma once
 

@@ -64,24 +64,9 @@ static bool device_worth_saving(const EmuTsm *t, const EmuDevice *d) {
         return !emu_device_is_clean(d) || emu_tsm_holds_nonce(t, d);
 }
 
-static int write_all(int fd, Sha256 *hash, const void *buf, size_t n) {
-        const uint8_t *p = buf;
-
-        if (hash)
-                sha256_update(hash, buf, n);
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return negative_errno();
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
+static int write_hashed(int fd, Sha256 *hash, const void *buf, size_t n) {
+        sha256_update(hash, buf, n);
+        return write_all(fd, buf, n);
 }
 
 static int write_record(int fd, Sha256 *hash, const EmuTsm *t, const EmuDevice *d, bool bound) {
@@ -114,12 +99,12 @@ static int write_record(int fd, Sha256 *hash, const EmuTsm *t, const EmuDevice *
         if (emu_tsm_get_nonce(t, d, rec.tsm_nonce))
                 rec.flags |= RECORD_TSM_NONCE;
 
-        r = write_all(fd, hash, &rec, sizeof(rec));
+        r = write_hashed(fd, hash, &rec, sizeof(rec));
         /* SECURITY: the nonces were in it. */
         explicit_bzero(&rec, sizeof(rec));
         explicit_bzero(s.nonce, sizeof(s.nonce));
         if (r >= 0 && s.mem)
-                r = write_all(fd, hash, s.mem, EMU_DEBUG_MEM_SIZE);
+                r = write_hashed(fd, hash, s.mem, EMU_DEBUG_MEM_SIZE);
         return r;
 }
 
@@ -156,7 +141,7 @@ int emu_state_save(EmuPlatform *p, const EmuTsm *t, EmuStateHeld held, void *use
         sha256_init(&hash);
         memcpy(h.magic, EMU_STATE_MAGIC, sizeof(h.magic));
         h.n_devices = htole32((uint32_t) n);
-        r = write_all(fd, &hash, &h, sizeof(h));
+        r = write_hashed(fd, &hash, &h, sizeof(h));
         for (size_t i = 0; r >= 0 && i < emu_platform_get_n_devices(p); i++) {
                 EmuDevice *d = emu_platform_get_device(p, i);
 
@@ -166,7 +151,7 @@ int emu_state_save(EmuPlatform *p, const EmuTsm *t, EmuStateHeld held, void *use
         if (r < 0)
                 return r;
         sha256_finish(&hash, digest);
-        r = write_all(fd, NULL, digest, sizeof(digest));
+        r = write_all(fd, digest, sizeof(digest));
         if (r < 0)
                 return r;
         if (fcntl(fd, F_ADD_SEALS, EMU_STATE_SEALS) < 0)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* systemd's fd store for iommufd contexts. Runs in: daemon. */
+/* systemd's fd store for iommufd contexts. Runs in: monitor and worker (see fdstore.h). */
 
 #include <stdio.h>
 #include <sys/random.h>

@@ -27,7 +27,8 @@
  * goes, the fd comes in under the new one, and the carrier goes; whenever tsmd dies, the store
  * holds the fd under one of the names, and a start settles it: the carrier is dropped where the
  * fd is there under either id, and stands for it under the new one where it is alone
- * (monitor_contexts_restore_done()). Runs in: daemon.
+ * (monitor_contexts_restore_done()). Runs in: monitor (the store) and worker (reclaim tokens
+ * and ids).
  */
 #pragma once
 

@@ -111,6 +111,12 @@ static int reply_denied(VarlinkCall *call, const char *reason) {
         return guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL, NULL);
 }
 
+/* field: "request" or "maxResponseSize". */
+static int reply_payload_too_large(VarlinkCall *call, const char *field, size_t limit) {
+        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string(field),
+                                    "limit", json_object_new_int64((int64_t) limit));
+}
+
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
         return guest_reply_error_kv(call, GUEST_ERROR("LimitReached"), "limit", json_object_new_string(limit),
                                     "max", json_object_new_int64(max));
@@ -172,7 +178,7 @@ GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id) {
 }
 
 const char *guest_state_dir(const Manager *m) {
-        return m->config.context_state_dir ?: RUNSTATEDIR "/tsmd/contexts";
+        return m->config.context_state_dir;
 }
 
 int guest_context_persist(Manager *m, const GuestContext *ctx) {
@@ -214,9 +220,10 @@ static int reply_state_not_saved(VarlinkCall *call, int error) {
                                     NULL);
 }
 
-/* Looks up context and vDevice named in the parameters, replying the right error if absent.
- * ret_info (optional) describes the vDevice's device; its backend is _TSM_BACKEND_TYPE_INVALID
- * if the platform serves it no more. */
+/* Looks up context and vDevice named in the parameters: 1 if both are there, else the right
+ * error is the answer (0, or < 0 if it could not be given: the caller returns it, and the
+ * call gets io.tsmd.System). ret_info (optional) describes the vDevice's device; its backend is
+ * _TSM_BACKEND_TYPE_INVALID if the platform serves it no more. */
 static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev,
                        TsmDeviceInfo *ret_info) {
         GuestClient *c = guest_client_of(call);
@@ -224,14 +231,15 @@ static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx
         TsmDeviceInfo info = { .backend = _TSM_BACKEND_TYPE_INVALID };
         GuestContext *ctx;
         GuestVDevice *v;
+        int r;
 
         ctx = find_context(c, handle);
         /* Also when there is none: a record of what was probed (another client's, a guess). */
         if (handle > 0)
                 guest_op_set_context(call, (uint64_t) handle);
         if (!ctx) {
-                (void) reply_no_such_context(call, handle);
-                return 0;
+                r = reply_no_such_context(call, handle);
+                return MIN(r, 0);
         }
         if (!ret_vdev) {
                 *ret_ctx = ctx;
@@ -239,8 +247,8 @@ static int lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx
         }
         v = guest_find_vdevice(ctx, id);
         if (!v) {
-                (void) reply_no_such_vdevice(call, handle, id);
-                return 0;
+                r = reply_no_such_vdevice(call, handle, id);
+                return MIN(r, 0);
         }
         guest_op_set_vdevice(call, (uint64_t) id);
         if (tsm_platform_get_device(c->manager->platform, v->pci_address, &info) < 0)
@@ -650,9 +658,11 @@ static int reply_device_busy(VarlinkCall *call, const char *pci_address) {
 static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
         GuestClient *c = guest_client_of(call);
         GuestContext *ctx;
+        int r;
 
-        if (lookup(call, p, &ctx, NULL) <= 0)
-                return 0;
+        r = lookup(call, p, &ctx, NULL);
+        if (r <= 0)
+                return r;
         /* The answer of a Bind or Unbind in flight is due first (see set_bound()). */
         for (size_t i = 0; i < ctx->n_vdevices; i++)
                 if (ctx->vdevices[i].changing)
@@ -823,8 +833,9 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         unsigned over;
         int r;
 
-        if (lookup(call, p, &ctx, NULL) <= 0)
-                return 0;
+        r = lookup(call, p, &ctx, NULL);
+        if (r <= 0)
+                return r;
         guest_op_set_vdevice(call, (uint64_t) id);
         if (id <= 0 || id > UINT32_MAX) /* iommufd object ids start at 1 */
                 return varlink_call_error_invalid_parameter(call, "vdeviceId");
@@ -911,9 +922,11 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
 static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
         GuestContext *ctx;
         GuestVDevice *v;
+        int r;
 
-        if (lookup(call, p, &ctx, &v) <= 0)
-                return 0;
+        r = lookup(call, p, &ctx, &v);
+        if (r <= 0)
+                return r;
         if (v->changing)
                 return reply_device_busy(call, v->pci_address);
         vdevice_release(userdata, ctx, v);
@@ -1056,8 +1069,9 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         GuestVDevice *v;
         int r;
 
-        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
-                return 0;
+        r = lookup_full(call, p, &ctx, &v, &info);
+        if (r <= 0)
+                return r;
         if (v->gone || (bind && info.backend == _TSM_BACKEND_TYPE_INVALID))
                 return reply_backend_error(call, -ENODEV, v->pci_address);
         /* SECURITY: binding uses the device, which the policy in force must still let the client
@@ -1116,8 +1130,9 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
         GuestVDevice *v;
         int r;
 
-        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
-                return 0;
+        r = lookup_full(call, p, &ctx, &v, &info);
+        if (r <= 0)
+                return r;
         if (v->gone || info.backend == _TSM_BACKEND_TYPE_INVALID)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
         /* SECURITY: the state is the device's, told only to a client the policy in force lets
@@ -1141,17 +1156,10 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
 /* ---- guest requests -------------------------------------------------------------------- */
 
 static void pending_free(PendingRequest *pr) {
-        Manager *m = pr->client->manager;
-
         TAILQ_REMOVE(&pr->client->pending, pr, entry);
         varlink_call_unref(pr->call);
         free(pr->pci_address);
         free(pr);
-        (void) m;
-}
-
-unsigned guest_n_pending(Manager *m) {
-        return m->n_pending_requests;
 }
 
 static void on_request_done(int result, const void *resp, size_t len, void *userdata) {
@@ -1165,9 +1173,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
         if (result < 0) {
                 if (result == -ENOBUFS)
                         /* The response did not fit what the caller (or the scope) allows. */
-                        r = guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                                 json_object_new_string("maxResponseSize"), "limit",
-                                                 json_object_new_int64((int64_t) pr->response_size));
+                        r = reply_payload_too_large(call, "maxResponseSize", pr->response_size);
                 else
                         r = reply_tsm_error(call, pr->request, result, pr->pci_address,
                                             GUEST_REASON_SCOPE_NOT_GRANTED);
@@ -1228,8 +1234,9 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         uint32_t number;
         int r;
 
-        if (lookup_full(call, p, &ctx, &v, &info) <= 0)
-                return 0;
+        r = lookup_full(call, p, &ctx, &v, &info);
+        if (r <= 0)
+                return r;
         if (v->gone || info.backend == _TSM_BACKEND_TYPE_INVALID)
                 return reply_backend_error(call, -ENODEV, v->pci_address);
 
@@ -1266,9 +1273,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         /* The smaller of the backend's limit for the scope and the configured cap. */
         max_request = MIN((size_t) desc->max_request, m->config.max_request_size);
         if (b64_len > DIV_ROUND_UP(max_request, 3) * 4)
-                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                            json_object_new_string("request"), "limit",
-                                            json_object_new_int64((int64_t) max_request));
+                return reply_payload_too_large(call, "request", max_request);
         r = base64_decode(b64, b64_len, &req, &req_len);
         if (r == -EINVAL)
                 return varlink_call_error_invalid_parameter(call, "request");
@@ -1276,9 +1281,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return r;
         guest_op_set_request_size(call, req_len);
         if (req_len > max_request)
-                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                            json_object_new_string("request"), "limit",
-                                            json_object_new_int64((int64_t) max_request));
+                return reply_payload_too_large(call, "request", max_request);
         response_size = MIN((size_t) MIN(max_response, (int64_t) m->config.max_response_size),
                             (size_t) desc->max_response);
 
@@ -1296,9 +1299,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
          * not a byte of room in its reply, unreachable while a request is longer than its reply's
          * envelope) is refused instead. */
         if (response_size == 0 && max_response > 0)
-                return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                            json_object_new_string("maxResponseSize"), "limit",
-                                            json_object_new_int64(0));
+                return reply_payload_too_large(call, "maxResponseSize", 0);
 
         pr = new0(PendingRequest, 1);
         if (!pr)
@@ -1322,9 +1323,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0) {
                 pending_free(pr);
                 if (r == -E2BIG)
-                        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field",
-                                                    json_object_new_string("request"), "limit",
-                                                    json_object_new_int64((int64_t) max_request));
+                        return reply_payload_too_large(call, "request", max_request);
                 return reply_backend_error(call, r, v->pci_address);
         }
         guest_op_set_priv_cookie(call, priv_request_get_cookie(pr->request));

@@ -4,7 +4,7 @@
  * requests in flight, its event subscription) and the methods acting on it. Ownership is
  * per connection: handles are looked up in the caller's own tables only, so no client can
  * name another's objects, and everything is released when the connection goes.
- * Runs in: daemon (worker).
+ * Runs in: worker.
  */
 #pragma once
 
@@ -66,10 +66,6 @@ bool guest_client_holds_state(const GuestClient *c);
 const struct PeerIdentity *guest_client_get_identity(const GuestClient *c);
 /* The Varlink server refuses a call of the client before any method runs: see guest_op_refused(). */
 void guest_client_refused(GuestClient *c, VarlinkCall *call, const char *error);
-
-/* Guest calls in flight (not yet answered and recorded), over all clients; shutdown waits
- * for them. */
-unsigned guest_n_pending(Manager *m);
 
 /* A device vanished: fail what used it and tell subscribers. */
 void guest_device_gone(Manager *m, const char *pci_address);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* INI parser for tsmd.conf and the policy files. Runs in: daemon. */
+/* INI parser for tsmd.conf and the policy files. Runs in: monitor and worker. */
 
 #include <fcntl.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * A parser for the INI dialect of systemd unit files, which is what Linux admins expect of
  * a daemon's configuration: [Section] headers, Key=Value assignments, '#' and ';' comments,
  * whitespace around keys and values ignored. No continuation lines, no quoting. Runs in:
- * the daemon (trusted, root-owned input; still fuzzed).
+ * monitor and worker (trusted, root-owned input; still fuzzed).
  */
 #pragma once
 

@@ -17,20 +17,6 @@
 /* tsmd.conf and every policy file at their largest, with their names. */
 #define LAST_GOOD_SIZE_MAX ((uint64_t) (POLICY_DROPINS_MAX + 2) * (POLICY_FILE_MAX + PATH_MAX + 2))
 
-static int write_all(int fd, const char *s, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, s, n);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return negative_errno();
-                s += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 /* A PolicyFileFunc: the entry of one file, as parsed. */
 static int append_entry(const char *name, const char *text, void *userdata) {
         int fd = *(int *) userdata, r;

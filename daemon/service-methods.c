@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* io.tsmd.Service: Ping, GetStatus (streamed), SetLogLevel, Reload. Runs in: daemon. */
+/* io.tsmd.Service: Ping, GetStatus (streamed), SetLogLevel, Reload. Runs in: worker. */
 
 #include <limits.h>
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Backends, devices and request routing. Runs in: daemon. */
+/* Backends, devices and request routing. Runs in: monitor and worker (see tsm-platform.h). */
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -39,7 +39,6 @@ struct TsmRequest {
         size_t request_len;
         uint8_t *response;
         size_t response_size, response_len;
-        uint32_t scope_number;
         int result;
         bool completed; /* result is final; only the callback is left */
         bool answers_late; /* its kernel call was given up on in the kernel: the late callback has it */
@@ -69,7 +68,6 @@ struct TsmPlatform {
         KernelLanes *lanes; /* made at the first kernel request */
         int uapi; /* TsmUapiVersion, or negative errno from probing */
         bool view; /* the worker's: no operations of its own */
-        uint64_t watch_id;
         RateLimit timeout_log; /* a VMM whose device hangs times out as often as it asks */
 
         TsmPlatformDeviceGone gone_callback;
@@ -442,7 +440,7 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
         r = inventory_new(&p->inventory);
         if (r < 0)
                 return r;
-        r = inventory_add_watch(p->inventory, on_inventory_event, p, NULL, &p->watch_id);
+        r = inventory_add_watch(p->inventory, on_inventory_event, p, NULL);
         if (r < 0)
                 return r;
 
@@ -868,28 +866,42 @@ static int set_connected(TsmPlatform *p, const InventoryDevice *d, TsmOp op, con
         return 0;
 }
 
-int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm, TsmRequestCallback cb,
-                         void *userdata, TsmRequest **ret) {
+/* The device at pci_address, if its connection (to tsm, NULL: a disconnect) is the platform's to
+ * change now. */
+static int connectable_device(TsmPlatform *p, const char *pci_address, const char *tsm,
+                              const InventoryDevice **ret) {
         const InventoryDevice *d;
-
-        assert(p);
-        assert(cb);
 
         if (p->view)
                 return -EPERM;
-
         d = inventory_get_device(p->inventory, pci_address);
         if (!d || !d->tdisp_capable || !p->discovery)
                 return -ENODEV;
         /* The kernel connects the DSM, for all the functions it speaks for; they have no tsm/. */
         if (d->dsm_address)
                 return -EXDEV;
-        if (!inventory_get_tsm(p->inventory, tsm))
+        if (tsm && !inventory_get_tsm(p->inventory, tsm))
                 return -ENXIO;
         /* One change of a device's connection at a time: the second would race the first in
          * the kernel, and could not tell what it changes. */
         if (is_connecting(p, d->address))
                 return -EBUSY;
+        *ret = d;
+        return 0;
+}
+
+int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *tsm, TsmRequestCallback cb,
+                         void *userdata, TsmRequest **ret) {
+        const InventoryDevice *d;
+        int r;
+
+        assert(p);
+        assert(tsm);
+        assert(cb);
+
+        r = connectable_device(p, pci_address, tsm, &d);
+        if (r < 0)
+                return r;
         if (d->connected_tsm && !streq(d->connected_tsm, tsm))
                 return -EBUSY;
         return set_connected(p, d, TSM_OP_CONNECT, d->connected_tsm ? NULL : tsm, cb, userdata, ret);
@@ -898,20 +910,14 @@ int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *ts
 int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestCallback cb, void *userdata,
                             TsmRequest **ret) {
         const InventoryDevice *d;
+        int r;
 
         assert(p);
         assert(cb);
 
-        if (p->view)
-                return -EPERM;
-
-        d = inventory_get_device(p->inventory, pci_address);
-        if (!d || !d->tdisp_capable || !p->discovery)
-                return -ENODEV;
-        if (d->dsm_address)
-                return -EXDEV;
-        if (is_connecting(p, d->address))
-                return -EBUSY;
+        r = connectable_device(p, pci_address, NULL, &d);
+        if (r < 0)
+                return r;
         /* What the kernel is told: the TSM to disconnect from. */
         return set_connected(p, d, TSM_OP_DISCONNECT, d->connected_tsm, cb, userdata, ret);
 }
@@ -1029,7 +1035,6 @@ int tsm_platform_request(TsmPlatform *p, const TsmTarget *t, const char *scope, 
         k = request_new(p, info.pci_address, cb, userdata, &r);
         if (k < 0)
                 return k;
-        r->scope_number = number;
         r->response_size = MIN(max_response, (size_t) desc->max_response);
 
         if (info.emulated) {
@@ -1097,17 +1102,9 @@ void tsm_request_cancel(TsmRequest *r) {
         request_free(r);
 }
 
-size_t tsm_request_get_response_size(const TsmRequest *r) {
-        return r->response_size;
-}
-
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len) {
         *ret_len = r->response_len;
         return r->response;
-}
-
-uint32_t tsm_request_get_scope_number(const TsmRequest *r) {
-        return r->scope_number;
 }
 
 const char *tsm_request_get_pci_address(const TsmRequest *r) {

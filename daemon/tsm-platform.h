@@ -197,7 +197,4 @@ bool tsm_request_answers_late(const TsmRequest *r);
  * on in the kernel does: what the device did is told all the same. */
 void tsm_request_cancel(TsmRequest *r);
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len);
-/* The response buffer offered to the backend: the caller's limit, capped by the scope's. */
-size_t tsm_request_get_response_size(const TsmRequest *r);
-uint32_t tsm_request_get_scope_number(const TsmRequest *r);
 const char *tsm_request_get_pci_address(const TsmRequest *r);

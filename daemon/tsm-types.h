@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Vocabulary shared by the platform layer: which kind of TSM backend serves a device, and
- * which version of the kernel's iommufd TSM UAPI the running kernel speaks. Runs in: any.
+ * which version of the kernel's iommufd TSM UAPI the running kernel speaks. Runs in: monitor
+ * and worker.
  */
 #pragma once
 

@@ -8,7 +8,7 @@
  * and C1 controls (U+0080..U+009F) and every byte of invalid UTF-8 as \xNN (the bytes as
  * they came, "\xc2\x9b" for U+009B); valid printable UTF-8 is left as it is, the backslash
  * too, so the text "\x1b" and an escaped ESC look alike (--json tells them apart). libc only:
- * the monitor's log uses it. Runs in: everywhere.
+ * the monitor's log uses it. Runs in: monitor, worker and clients.
  */
 #pragma once
 

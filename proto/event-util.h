@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* libevent cleanup helpers. Runs in: any process with an event loop. */
+/* libevent cleanup helpers. Runs in: monitor and worker. */
 #pragma once
 
 #include <event2/buffer.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Closing peers' fds on a thread of their own (fd-closer.h). Runs in: monitor, worker. */
+/* Closing peers' fds on a thread of their own (fd-closer.h). Runs in: monitor and worker. */
 
 #include <errno.h>
 #include <pthread.h>

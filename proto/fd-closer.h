@@ -8,7 +8,7 @@
  * is closed at once, as where no closer runs (the client library, tests of one module).
  * What waits is counted by peer (a client's uid), so that one who holds the thread can make the
  * process refuse fds of its own only (fd_closer_congested()).
- * Runs in: monitor, worker (and clients, which run no closer).
+ * Runs in: monitor and worker (and clients, which run no closer).
  */
 #pragma once
 

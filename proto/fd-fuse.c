@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Telling the fds whose close may wait on a FUSE server (fd-fuse.h). Runs in: monitor, worker. */
+/* Telling the fds whose close may wait on a FUSE server (fd-fuse.h). Runs in: monitor and worker. */
 
 #include <errno.h>
 #include <fcntl.h>

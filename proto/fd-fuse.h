@@ -8,7 +8,7 @@
  * has cached (statx AT_STATX_DONT_SYNC: its device) and /proc/self/mountinfo (which device
  * numbers are FUSE mounts). What cannot be told so, a file whose device no mount of ours has
  * (a mount namespace of the client's own) or one statx cannot read, counts as FUSE.
- * Runs in: monitor, worker.
+ * Runs in: monitor and worker.
  */
 #pragma once
 

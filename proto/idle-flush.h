@@ -8,8 +8,7 @@
  * timer flushes them anyway after IDLE_FLUSH_MAX_DELAY_USEC.
  *
  * The loop needs EVENT_PRIORITIES priorities (event_base_new_prioritized()): libevent runs an
- * event of the lowest one only when no other event is active. Runs in: monitor, worker, and
- * whatever runs a Varlink server.
+ * event of the lowest one only when no other event is active. Runs in: monitor and worker.
  */
 #pragma once
 

@@ -77,23 +77,6 @@ static int reserve(Builder *b, size_t need) {
         return reserve_in(&b->buf, &b->buf_size, need);
 }
 
-/* The four hex digits at p, or -1. */
-static int hex4(const unsigned char *p) {
-        int v = 0;
-
-        for (int i = 0; i < 4; i++) {
-                unsigned char c = p[i] | 0x20;
-
-                if (p[i] >= '0' && p[i] <= '9')
-                        v = v << 4 | (p[i] - '0');
-                else if (c >= 'a' && c <= 'f')
-                        v = v << 4 | (c - 'a' + 10);
-                else
-                        return -1;
-        }
-        return v;
-}
-
 static size_t put_utf8(char *o, unsigned cp) {
         if (cp < 0x80) {
                 o[0] = (char) cp;
@@ -181,12 +164,12 @@ static int read_string(Builder *b, const char **ret, size_t *ret_len) {
                          * that never saw the check gets no bytes that are not UTF-8. */
                         int hi, lo;
 
-                        if (end - b->p < 6 || (hi = hex4(b->p + 2)) < 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
+                        if (end - b->p < 6 || (hi = json_unhex4(b->p + 2)) < 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
                                 return -EBADMSG;
                         cp = (unsigned) hi;
                         if (hi >= 0xD800 && hi <= 0xDBFF) {
                                 if (end - b->p < 12 || b->p[6] != '\\' || b->p[7] != 'u' ||
-                                    (lo = hex4(b->p + 8)) < 0xDC00 || lo > 0xDFFF)
+                                    (lo = json_unhex4(b->p + 8)) < 0xDC00 || lo > 0xDFFF)
                                         return -EBADMSG;
                                 cp = 0x10000 + ((unsigned) (hi - 0xD800) << 10) + (unsigned) (lo - 0xDC00);
                                 b->p += 6;

@@ -50,7 +50,7 @@ static bool utf8_step(Scanner *s) {
         return false;
 }
 
-static int hex4(const unsigned char *p) {
+int json_unhex4(const unsigned char *p) {
         int v = 0;
 
         for (int i = 0; i < 4; i++) {
@@ -111,7 +111,7 @@ static bool scan_string(Scanner *s, bool key) {
                 }
                 if (c != 'u' || s->end - s->p < 6)
                         return false;
-                int u = hex4(s->p + 2);
+                int u = json_unhex4(s->p + 2);
                 if (u < 0)
                         return false;
                 s->p += 6;
@@ -124,7 +124,7 @@ static bool scan_string(Scanner *s, bool key) {
 
                         if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u')
                                 return false;
-                        l = hex4(s->p + 2);
+                        l = json_unhex4(s->p + 2);
                         if (l < 0xDC00 || l > 0xDFFF)
                                 return false;
                         s->p += 6;

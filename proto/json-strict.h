@@ -19,6 +19,9 @@
  * (whichever the text shows first). */
 int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t max_values, size_t *ret_n_members);
 
+/* The value of the four hex digits at p (a \uXXXX escape's, either case), or -1. */
+int json_unhex4(const unsigned char *p);
+
 /* Strings the check found long and without a backslash, and so their own text, in the order of
  * the text: json_build_checked_full() copies them without looking for their end again (a 4 KiB
  * payload's 5.5 KB of base64 were scanned twice, 5k of the worker's user instructions per call,

@@ -3,7 +3,7 @@
  * Scope-based cleanup, ownership transfer and small helpers, in the manner of systemd's
  * macro.h. Used by every process; depends on libc only, so the privileged side may include
  * it. Cleanup helpers for library objects (json-c, libevent, libcap) live next to the code
- * that links those libraries: see json-util.h, event-util.h and cap-util.h.
+ * that links those libraries: see json-util.h, event-util.h and daemon/capability.h.
  */
 #pragma once
 
@@ -192,6 +192,16 @@ void string_shorten_printable(char *s, size_t max);
  * statx(AT_STATX_DONT_SYNC) from what it has cached, where fstat() sends GETATTR and waits on
  * the server, which may be the peer. Fills st_dev, st_ino, st_mode and st_rdev only. */
 int fstat_cached(int fd, struct stat *ret);
+
+/* chmod() of an O_PATH fd: the kernel's fchmod() wants a file opened for reading or writing,
+ * which a directory without owner read permission is not to its owner. */
+int fd_chmod(int fd, mode_t mode);
+
+/* Writes all n bytes of buf, again where a signal cut a write short; -EIO for a write of none. */
+int write_all(int fd, const void *buf, size_t n);
+
+/* gid_t in ascending order, for qsort() and bsearch(). */
+int cmp_gid(const void *a, const void *b);
 
 /* Grows *p (holding *allocated elements) to at least need elements; returns NULL on OOM. */
 void *greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);

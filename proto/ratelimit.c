@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* A token bucket for log messages (see ratelimit.h). Runs in: monitor. */
+/* A token bucket for log messages (see ratelimit.h). Runs in: monitor and worker. */
 
 #include "macro.h"
 #include "ratelimit.h"

@@ -2,8 +2,7 @@
 /*
  * A token bucket for log messages a peer can cause at will: at most `burst` per `interval`,
  * then silence until the interval ends, with a count of what was dropped for the next one
- * that passes. As systemd's RateLimit. Runs in: monitor (and whatever else logs on a peer's
- * behalf).
+ * that passes. As systemd's RateLimit. Runs in: monitor and worker.
  */
 #pragma once
 

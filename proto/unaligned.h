@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Little-endian integers at any byte offset of a wire or on-disk buffer (TDISP messages, POSIX
- * ACL xattrs). Runs in: anywhere. */
+ * ACL xattrs). Runs in: monitor and worker. */
 #pragma once
 
 #include <endian.h>

@@ -2,6 +2,7 @@
 /* Small helpers declared in macro.h that need a body. */
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -41,6 +42,37 @@ int fstat_cached(int fd, struct stat *ret) {
                 .st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor),
         };
         return 0;
+}
+
+int fd_chmod(int fd, mode_t mode) {
+        char path[sizeof("/proc/self/fd/") + DECIMAL_U64_MAX];
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
+        return RET_NERRNO(chmod(path, mode));
+}
+
+int write_all(int fd, const void *buf, size_t n) {
+        const uint8_t *p = buf;
+
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+int cmp_gid(const void *a, const void *b) {
+        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
+
+        return x < y ? -1 : x > y;
 }
 
 bool memeq_consttime(const void *a, const void *b, size_t n) {

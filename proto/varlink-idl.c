@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Varlink IDL parser and JSON parameter validator; the rules are documented in varlink-idl.h.
- * Runs in: the unprivileged worker and clients. The text is built in, but the parser is fuzzed
+ * Runs in: worker and clients. The text is built in, but the parser is fuzzed
  * as if it were hostile: recursion is bounded by VARLINK_IDL_NESTING_MAX at parse time and by
  * VARLINK_IDL_VALIDATE_DEPTH_MAX during validation, and every error path frees what it built.
  */
@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "escape.h"
 #include "log.h"
 #include "varlink-idl.h"
 #include "varlink-message.h"
@@ -169,35 +170,6 @@ static bool field_name_is_valid(const char *s, size_t n) {
         return true;
 }
 
-/* Returns the length of the valid UTF-8 sequence at s, or 0 if it is not one. Refuses overlong
- * forms, surrogates and code points above U+10FFFF. Never reads past a NUL (not a continuation
- * byte, so the checks stop there). */
-static size_t utf8_sequence_length(const unsigned char *s) {
-        if (s[0] < 0x80)
-                return 1;
-
-        if (s[0] >= 0xc2 && s[0] <= 0xdf)
-                return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-
-        if (s[0] >= 0xe0 && s[0] <= 0xef) {
-                if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-                        return 0;
-                if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f))
-                        return 0;
-                return 3;
-        }
-
-        if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-                if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-                        return 0;
-                if ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
-                        return 0;
-                return 4;
-        }
-
-        return 0;
-}
-
 /* ---- Lexer ---- */
 
 typedef enum TokenKind {
@@ -303,7 +275,7 @@ static int parser_advance(Parser *p) {
 
                         /* Comments are served verbatim in a JSON string: they must be UTF-8. */
                         for (const char *q = p->p; q < end;) {
-                                size_t n = utf8_sequence_length((const unsigned char *) q);
+                                size_t n = utf8_sequence_len((const unsigned char *) q);
                                 if (n == 0)
                                         return parser_error_at(p, p->line, p->column + (unsigned) (q - p->p),
                                                                "Invalid UTF-8 in comment.");

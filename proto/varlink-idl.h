@@ -4,7 +4,7 @@
  * the IDL text and a validator that checks JSON parameters against a method's input or output
  * struct or an error's fields, with the rules sd-varlink applies. The IDL text embedded from
  * proto/<name>.varlink is the single source of truth for what tsmd accepts and sends.
- * Runs in: the unprivileged worker and clients (links json-c; never the privileged parent).
+ * Runs in: worker and clients (links json-c; never the monitor).
  */
 #pragma once
 

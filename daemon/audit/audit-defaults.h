@@ -2,7 +2,7 @@
 /*
  * The defaults of the audit log's [Audit] settings, in one place for the configuration
  * (daemon-config.c, which the monitor links too) and audit_config_init(): the parser needs
- * these numbers, not the log. Runs in: any.
+ * these numbers, not the log. Runs in: monitor and worker.
  */
 #pragma once
 

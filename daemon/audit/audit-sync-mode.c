@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Runs in: any (the monitor parses the same configuration file as the worker). */
+/* Runs in: monitor and worker (the monitor parses the same configuration file as the worker). */
 
 #include "audit-sync-mode.h"
 #include "macro.h"

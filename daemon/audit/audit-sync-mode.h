@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* How the audit log makes records durable (a configuration value). Runs in: any. */
+/* How the audit log makes records durable (a configuration value). Runs in: monitor and worker. */
 #pragma once
 
 #include <errno.h>

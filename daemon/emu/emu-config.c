@@ -2,7 +2,7 @@
 /*
  * Parser for the emulated platform's device-list string (syntax in emu-config.h). Works on
  * explicit lengths, never reads past the terminating NUL, and allocates at most
- * EMU_DEVICES_MAX entries whatever the input. Runs in: any.
+ * EMU_DEVICES_MAX entries whatever the input. Runs in: monitor and worker, VMM examples.
  */
 
 #include <stdio.h>

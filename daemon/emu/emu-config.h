@@ -2,7 +2,7 @@
 /*
  * Configuration of the emulated TDISP platform: PCI addresses and the device-list string
  * (from tsmd's configuration or a test), parsed into plain structs. The string may come from
- * a client, so the parser is strict, bounded and fuzzed. Runs in: any.
+ * a client, so the parser is strict, bounded and fuzzed. Runs in: monitor and worker, VMM examples.
  *
  * Syntax (no whitespace anywhere):
  *

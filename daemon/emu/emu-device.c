@@ -3,7 +3,7 @@
  * The emulated TDI: TDISP 1.0 request processing and state machine. Behaviour follows the
  * PCIe TDISP ECN as reflected in DMTF libspdm's pci_tdisp.h, the DMTF spdm-emu sample
  * responder and the assertions of Intel's TEE-IO device validator (TDISP test cases 1-7).
- * Runs in: worker (emulated backend), tests.
+ * Runs in: monitor (emulated backend), tests.
  *
  * Every request goes through the same steps: removed? scope permitted? fault armed? then
  * header checks (length, version, message type, reserved bytes, body length, interface id)

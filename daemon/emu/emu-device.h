@@ -7,7 +7,7 @@
  * report and nonces derive from the device's configuration (and for nonces a per-device counter
  * and the caller's salt, emu_device_set_nonce_salt()) through a seeded PRNG, so the same
  * configuration, salt and call sequence give the same bytes.
- * Pure library: no I/O, no threads, no clock. Runs in: worker (emulated backend), tests.
+ * Pure library: no I/O, no threads, no clock. Runs in: monitor (emulated backend), tests.
  */
 #pragma once
 

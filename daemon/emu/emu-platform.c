@@ -2,7 +2,7 @@
 /*
  * The set of emulated devices: construction from a config string, lookup by PCI address,
  * hotplug. Devices keep the order they were configured in; an index sorted by address finds
- * one in O(log n), as every call to a device looks it up. Runs in: monitor, worker, tests.
+ * one in O(log n), as every call to a device looks it up. Runs in: monitor and worker, tests.
  */
 
 #include "emu-platform.h"

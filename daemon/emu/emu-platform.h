@@ -2,7 +2,7 @@
 /*
  * The emulated TDISP platform: the set of emulated devices tsmd serves when no TSM hardware
  * exists (and in every end-to-end test), keyed by PCI address "DDDD:BB:DD.F", with runtime
- * addition and removal (hotplug). Pure library, deterministic. Runs in: monitor, worker, tests.
+ * addition and removal (hotplug). Pure library, deterministic. Runs in: monitor and worker, tests.
  *
  * Devices are reference counted. The platform holds one reference to each device it lists;
  * pointers returned by the lookups are borrowed and stay valid while the device is listed.

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * TDISP wire helpers: names for message types, error codes and TDI states, the fixed
- * request sizes, and bounds-checked encode/decode of the common header. Runs in: any.
+ * request sizes, and bounds-checked encode/decode of the common header. Runs in: monitor and worker, VMM examples, tests.
  */
 
 #include <endian.h>

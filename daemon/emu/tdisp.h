@@ -3,7 +3,8 @@
  * TDISP wire format: the PCIe TEE Device Interface Security Protocol 1.0 messages that a TSM
  * and a device exchange (inside SPDM vendor-defined messages, protocol id 0x01), as laid out
  * in DMTF libspdm include/industry_standard/pci_tdisp.h and the PCIe TDISP ECN. Pure data
- * and bounds-checked helpers, no I/O. Runs in: any (emulated platform, tests, VMM clients).
+ * and bounds-checked helpers, no I/O. Runs in: monitor and worker (emulated platform), VMM
+ * examples, tests.
  *
  * Every struct below is the exact wire layout: packed, no implicit padding, and every
  * multi-byte field is little-endian on the wire. Convert with htole16()/le32toh()... when

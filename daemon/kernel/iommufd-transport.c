@@ -3,7 +3,7 @@
  * The iommufd TSM transport: fills the versioned UAPI structs of iommufd-uapi.h, issues
  * the ioctls through the syscall seam, interprets the kernel's answers, and names its
  * errors. Nothing else in tsmd issues a TSM ioctl. libc only (the monitor links it).
- * Runs in: privileged monitor.
+ * Runs in: monitor.
  */
 
 #include <errno.h>

@@ -4,7 +4,7 @@
  * the running kernel speaks, and issues TSM bind/unbind/request ioctls with the struct of
  * that version. Every kernel call goes through one replaceable syscall table, so tests can
  * check the exact request number and bytes handed to the kernel. libc only.
- * Runs in: privileged monitor.
+ * Runs in: monitor.
  */
 #pragma once
 

@@ -4,7 +4,7 @@
  * kernel writes UAPI (fixed-width __u32/__aligned_u64 fields, explicit reserved fields, no
  * implicit padding) and pinned with _Static_assert on every size and every field offset.
  * This is the only header in tsmd that knows ioctl numbers; daemon/kernel/UAPI.md says
- * where each fact comes from. Runs in: privileged monitor (included by the transport only).
+ * where each fact comes from. Runs in: monitor (included by the transport only).
  *
  * The TSM ioctls are not in a released kernel and the system's <linux/iommufd.h> (Debian 12
  * ships none at all) must not be used: every name here carries a tsmd_/TSMD_ prefix and a

@@ -19,14 +19,10 @@
 #include "tsm-platform.h"
 #include "tsm-priv-batch.h"
 
-/* Every fixed part the channel knows, so one buffer takes whichever type arrives. */
+/* Every fixed part the worker sends, so one buffer takes whichever type arrives (the types only
+ * the monitor sends, tsm_priv_check() refuses first). */
 typedef union PrivMessage {
         struct tsm_priv_hdr hdr;
-        struct tsm_priv_hello hello;
-        struct tsm_priv_listen_socket listen_socket;
-        struct tsm_priv_restored_context restored_context;
-        struct tsm_priv_restored_vdevice restored_vdevice;
-        struct tsm_priv_last_good last_good;
         struct tsm_priv_ready ready;
         struct tsm_priv_status status;
         struct tsm_priv_new_context new_context;
@@ -37,7 +33,6 @@ typedef union PrivMessage {
         struct tsm_priv_device device;
         struct tsm_priv_guest_request guest_request;
         struct tsm_priv_reload reload;
-        struct tsm_priv_reply reply;
         struct tsm_priv_late_ack late_ack;
 } PrivMessage;
 
@@ -169,11 +164,11 @@ _Static_assert(_TSM_PRIV_TYPE_MAX <= 32, "seen_once has a bit per type");
 typedef int (*PrivHandler)(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                            const char **ret_reason);
 
-#define VIOLATION(err, why)                                                                        \
-        ({                                                                                         \
-                *ret_reason = (why);                                                               \
-                return (err);                                                                      \
-        })
+/* A broken rule: returns r with *ret_reason set, as a handler does. */
+static int violation(int r, const char *reason, const char **ret_reason) {
+        *ret_reason = reason;
+        return r;
+}
 
 /*
  * SECURITY: the monitor never waits on the worker for long. Its sends block at most
@@ -394,16 +389,16 @@ static int priv_late_ack(MonitorDispatch *d, const PrivMessage *m, const void *p
         MonitorLate *l;
 
         if (a->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
+                return violation(-EBADMSG, "reserved field not zero", ret_reason);
         if (a->durable > 1)
-                VIOLATION(-EBADMSG, "durable neither 0 nor 1");
+                return violation(-EBADMSG, "durable neither 0 nor 1", ret_reason);
         if (!a->durable && a->seq == 0)
-                VIOLATION(-EBADMSG, "being recorded under no seq");
+                return violation(-EBADMSG, "being recorded under no seq", ret_reason);
         /* SECURITY: only what went to this worker, once: it cannot make the monitor forget what
          * it was never told. (What it was told it can lie about, as it can about any record.) */
         l = late_find(d, a->id);
         if (!l || l->sent_generation != d->generation)
-                VIOLATION(-EPERM, "no such LATE sent to this worker");
+                return violation(-EPERM, "no such LATE sent to this worker", ret_reason);
         if (!a->durable) {
                 l->msg.recorded_seq = a->seq;
                 return 0;
@@ -467,9 +462,9 @@ static int lookup_context(MonitorDispatch *d, uint32_t slot, uint32_t id, Monito
         /* SECURITY: contexts are named by the ids the monitor handed out, each on behalf of the
          * slot holding it. Slot 0 names the orphans, which the worker reattaches or lets go. */
         if (!ctx)
-                VIOLATION(-EPERM, "unknown context");
+                return violation(-EPERM, "unknown context", ret_reason);
         if (ctx->slot != slot)
-                VIOLATION(-EPERM, "context held by another slot");
+                return violation(-EPERM, "context held by another slot", ret_reason);
         *ret = ctx;
         return 0;
 }
@@ -485,7 +480,7 @@ static int lookup_vdevice(MonitorDispatch *d, uint32_t slot, uint32_t context, u
                 return r;
         v = monitor_context_find_vdevice(ctx, id);
         if (!v)
-                VIOLATION(-EPERM, "vDevice not attached to the context");
+                return violation(-EPERM, "vDevice not attached to the context", ret_reason);
         *ret_ctx = ctx;
         *ret_vdev = v;
         return 0;
@@ -495,7 +490,7 @@ static int lookup_vdevice(MonitorDispatch *d, uint32_t slot, uint32_t context, u
 static int lookup_vdevice_message(MonitorDispatch *d, const struct tsm_priv_vdevice *q, MonitorContext **ret_ctx,
                                   MonitorVDevice **ret_vdev, const char **ret_reason) {
         if (q->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
+                return violation(-EBADMSG, "reserved field not zero", ret_reason);
         return lookup_vdevice(d, q->slot, q->context, q->vdevice, ret_ctx, ret_vdev, ret_reason);
 }
 
@@ -527,9 +522,9 @@ static int priv_status(MonitorDispatch *d, const PrivMessage *m, const void *pay
         const struct tsm_priv_status *s = &m->status;
 
         if (s->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
+                return violation(-EBADMSG, "reserved field not zero", ret_reason);
         if (s->draining > 1)
-                VIOLATION(-EBADMSG, "draining neither 0 nor 1");
+                return violation(-EBADMSG, "draining neither 0 nor 1", ret_reason);
         if (d->cb.status)
                 d->cb.status(s, d->userdata);
         return 0;
@@ -544,13 +539,13 @@ static int priv_reload(MonitorDispatch *d, const PrivMessage *m, const void *pay
         int loaded = -EBADF, r;
 
         if (rl->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
+                return violation(-EBADMSG, "reserved field not zero", ret_reason);
         if (rl->commit > 1)
-                VIOLATION(-EBADMSG, "commit neither 0 nor 1");
+                return violation(-EBADMSG, "commit neither 0 nor 1", ret_reason);
         if (rl->commit) {
                 /* SECURITY: only a set the monitor loaded and handed this worker, and once. */
                 if (!d->reload_loaded)
-                        VIOLATION(-EPROTO, "commit without a load");
+                        return violation(-EPROTO, "commit without a load", ret_reason);
                 d->reload_loaded = false;
                 r = d->cb.reload(d->userdata, true, NULL, NULL, NULL);
                 return reply(d, m, r < 0 ? r : 0, 0, -EBADF);
@@ -577,15 +572,15 @@ static int check_new_context(MonitorDispatch *d, const struct tsm_priv_new_conte
                              const char **ret_reason) {
         /* SECURITY: slot 0 is the worker itself; a new context is always some client's. */
         if (n->slot == TSM_PRIV_SLOT_WORKER)
-                VIOLATION(-EPERM, "new context for slot 0");
+                return violation(-EPERM, "new context for slot 0", ret_reason);
         if (n->uid == UINT32_MAX)
-                VIOLATION(-EBADMSG, "invalid uid");
+                return violation(-EBADMSG, "invalid uid", ret_reason);
         if (!tsm_priv_check_string(n->reclaim_id, sizeof(n->reclaim_id)) || !reclaim_hex_is_valid(n->reclaim_id))
-                VIOLATION(-EBADMSG, "reclaim id not 32 lowercase hex digits");
+                return violation(-EBADMSG, "reclaim id not 32 lowercase hex digits", ret_reason);
         /* The worker derives ids from tokens of 128 random bits: a repeat is no accident. Two
          * fds under one name would leave the fd store together. */
         if (monitor_contexts_find_reclaim_id(d->contexts, n->reclaim_id))
-                VIOLATION(-EPERM, "reclaim id names another context");
+                return violation(-EPERM, "reclaim id names another context", ret_reason);
         return 0;
 }
 
@@ -666,9 +661,9 @@ static int priv_reclaim_context(MonitorDispatch *d, const PrivMessage *m, const 
         int r;
 
         if (c->slot == TSM_PRIV_SLOT_WORKER)
-                VIOLATION(-EPERM, "reclaim for slot 0");
+                return violation(-EPERM, "reclaim for slot 0", ret_reason);
         if (!tsm_priv_check_string(c->reclaim_id, sizeof(c->reclaim_id)) || !reclaim_hex_is_valid(c->reclaim_id))
-                VIOLATION(-EBADMSG, "reclaim id not 32 lowercase hex digits");
+                return violation(-EBADMSG, "reclaim id not 32 lowercase hex digits", ret_reason);
         /* SECURITY: only an orphan can change hands; one held by a client stays with it. The
          * worker checked uid and token, from what RESTORED_CONTEXT told it. */
         r = lookup_context(d, TSM_PRIV_SLOT_WORKER, c->context, &ctx, ret_reason);
@@ -679,7 +674,7 @@ static int priv_reclaim_context(MonitorDispatch *d, const PrivMessage *m, const 
          * (the VMM keeps its token then). */
         named = monitor_contexts_find_reclaim_id(d->contexts, c->reclaim_id);
         if (named && named != ctx)
-                VIOLATION(-EPERM, "reclaim id names another context");
+                return violation(-EPERM, "reclaim id names another context", ret_reason);
 
         copy = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 3);
         if (copy < 0)
@@ -741,26 +736,26 @@ static int priv_attach_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
         int r;
 
         if (a->state & ~TSM_PRIV_VDEVICE_BOUND)
-                VIOLATION(-EBADMSG, "unknown vDevice state");
+                return violation(-EBADMSG, "unknown vDevice state", ret_reason);
         r = lookup_context(d, a->slot, a->context, &ctx, ret_reason);
         if (r < 0)
                 return r;
         if (a->vdevice == 0)
-                VIOLATION(-EINVAL, "vDevice id 0"); /* iommufd object ids start at 1 */
+                return violation(-EINVAL, "vDevice id 0", ret_reason); /* iommufd object ids start at 1 */
         if (!tsm_priv_check_string(a->pci_address, sizeof(a->pci_address)))
-                VIOLATION(-EBADMSG, "PCI address not a NUL-terminated string");
+                return violation(-EBADMSG, "PCI address not a NUL-terminated string", ret_reason);
         /* SECURITY: a worker hears of every vDevice the monitor has when it starts
          * (RESTORED_VDEVICE), whatever its state files say, and attaches new ones only. */
         if (monitor_context_find_vdevice(ctx, a->vdevice))
-                VIOLATION(-EPERM, "vDevice attached already");
+                return violation(-EPERM, "vDevice attached already", ret_reason);
         /* SECURITY: a kept context gains vDevices from its state file only where the monitor knows
          * none (partial: the fd store handed it back), and only before READY: a file a worker
          * wrote must not reattach devices to another owner's context behind the reclaim. */
         if (ctx->slot == TSM_PRIV_SLOT_WORKER && !ctx->partial)
-                VIOLATION(-EPERM, "vDevice attached to a kept context the monitor knows whole");
+                return violation(-EPERM, "vDevice attached to a kept context the monitor knows whole", ret_reason);
         /* A client's new vDevice is not bound: only a restore brings back one the kernel kept. */
         if ((a->state & TSM_PRIV_VDEVICE_BOUND) && ctx->slot != TSM_PRIV_SLOT_WORKER)
-                VIOLATION(-EPERM, "a client's new vDevice said bound");
+                return violation(-EPERM, "a client's new vDevice said bound", ret_reason);
 
         /* Not a violation: the device may have gone since the worker looked (hotplug). */
         r = tsm_platform_get_device(d->platform, a->pci_address, &info);
@@ -966,6 +961,8 @@ static int priv_settle_vdevice(MonitorDispatch *d, const PrivMessage *m, const v
                         return reply(d, m, -EBUSY, 0, -EBADF);
                 }
 
+        /* Plain, not reply_own(): no TSM answers a settle, so its -ENOMEM is the monitor's
+         * anyway, and the worker fails every settle alike. */
         mc = new0(MonitorChange, 1);
         if (!mc)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
@@ -999,11 +996,11 @@ static int priv_get_vdevice_state(MonitorDispatch *d, const PrivMessage *m, cons
 
 static int check_device(const struct tsm_priv_device *dev, bool with_tsm, const char **ret_reason) {
         if (!tsm_priv_check_string(dev->pci_address, sizeof(dev->pci_address)))
-                VIOLATION(-EBADMSG, "PCI address not a NUL-terminated string");
+                return violation(-EBADMSG, "PCI address not a NUL-terminated string", ret_reason);
         if (!tsm_priv_check_string(dev->tsm, sizeof(dev->tsm)))
-                VIOLATION(-EBADMSG, "TSM name not a NUL-terminated string");
+                return violation(-EBADMSG, "TSM name not a NUL-terminated string", ret_reason);
         if (!with_tsm && dev->tsm[0] != 0)
-                VIOLATION(-EBADMSG, "TSM name where none belongs");
+                return violation(-EBADMSG, "TSM name where none belongs", ret_reason);
         return 0;
 }
 
@@ -1063,6 +1060,8 @@ static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect)
         MonitorConnect *mc;
         int r;
 
+        /* Plain, not reply_own(): TSM_PRIV_REPLY_MONITOR_OWN is not defined for a connect
+         * (tsm-priv.h), whose failures the worker answers alike, ConnectFailed with the errno. */
         mc = new0(MonitorConnect, 1);
         if (!mc)
                 return reply(d, m, -ENOMEM, 0, -EBADF);
@@ -1196,11 +1195,11 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         if (r < 0)
                 return r;
         if (!tsm_priv_check_string(g->scope, sizeof(g->scope)))
-                VIOLATION(-EBADMSG, "scope not a NUL-terminated string");
+                return violation(-EBADMSG, "scope not a NUL-terminated string", ret_reason);
         if (g->backend >= _TSM_BACKEND_TYPE_MAX)
-                VIOLATION(-EBADMSG, "backend not a known type");
+                return violation(-EBADMSG, "backend not a known type", ret_reason);
         if (g->__reserved != 0)
-                VIOLATION(-EBADMSG, "reserved field not zero");
+                return violation(-EBADMSG, "reserved field not zero", ret_reason);
 
         /* Gone or disconnected since the worker looked: an answer, not a violation. So is a
          * device another backend serves now: the worker and the monitor follow uevents each on
@@ -1217,9 +1216,9 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
          * device, in the UAPI in use; the worker knows both, so anything else is not a slip. */
         r = tsm_platform_scope_number(d->platform, &info, g->scope, &number);
         if (r == -ENOENT)
-                VIOLATION(-EPERM, "no such scope for the device's backend");
+                return violation(-EPERM, "no such scope for the device's backend", ret_reason);
         if (r == -EOPNOTSUPP)
-                VIOLATION(-EPERM, "scope not available in the UAPI in use");
+                return violation(-EPERM, "scope not available in the UAPI in use", ret_reason);
         if (r < 0)
                 return reply(d, m, r, 0, -EBADF);
         desc = tsm_backend_find_scope(tsm_backend_desc(info.backend), g->scope);
@@ -1236,7 +1235,7 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
                 return reply_own(d, m, -EPERM);
         }
         if (g->hdr.payload_len > desc->max_request)
-                VIOLATION(-EMSGSIZE, "request larger than the scope allows");
+                return violation(-EMSGSIZE, "request larger than the scope allows", ret_reason);
 
         if (d->n_requests >= MONITOR_REQUESTS_MAX) {
                 log_debug("Too many guest requests in flight, refusing another.");
@@ -1283,8 +1282,8 @@ static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userda
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT, RESTORED_VDEVICE, LAST_GOOD and REPLY go the other way: no entry,
- * never permitted. */
+/* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT, RESTORED_VDEVICE, LAST_GOOD, LATE and REPLY go the other
+ * way: no entry, never permitted. */
 static const struct {
         PrivHandler handler;
         unsigned flags; /* MonitorPermit */
@@ -1325,9 +1324,9 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->platform = platform;
         d->contexts = contexts;
         d->started_usec = now_monotonic_usec(); /* made as the monitor starts */
-        d->scope_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
-        d->device_refusal_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
-        d->contexts_full_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
+        d->scope_refusal_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
+        d->device_refusal_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
+        d->contexts_full_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         if (cb)
                 d->cb = *cb;
         d->userdata = userdata;
@@ -1340,7 +1339,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
                 monitor_dispatch_free(d);
                 return -ENOMEM;
         }
-        d->late_lost_log = RATELIMIT(SCOPE_REFUSAL_LOG_INTERVAL_USEC, SCOPE_REFUSAL_LOG_BURST);
+        d->late_lost_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         tsm_platform_set_device_gone_callback(platform, on_device_gone, d);
         tsm_platform_set_late_callback(platform, on_platform_late, d);
         *ret = d;
@@ -1511,11 +1510,6 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
         return 0;
 }
 
-static int violation(MonitorDispatch *d, int r, const char *reason, const char **ret_reason) {
-        *ret_reason = reason;
-        return r;
-}
-
 /* Whether the worker shut its end of the channel (closed it, or exited): no more comes. */
 static bool channel_hung_up(int channel) {
         struct pollfd p = { .fd = channel, .events = POLLRDHUP };
@@ -1546,13 +1540,13 @@ static int process_message(MonitorDispatch *d, TsmPrivReceived *dg, const char *
          * of file leaves the worker's side shut. (With an fd it is a record: too short, below.) */
         d->violation_type = 0;
         if (n == 0 && n_fds == 0)
-                return channel_hung_up(d->channel) ? -EPIPE : violation(d, -EBADMSG, "empty datagram", ret_reason);
+                return channel_hung_up(d->channel) ? -EPIPE : violation(-EBADMSG, "empty datagram", ret_reason);
         if (n == -ECONNRESET)
                 return -EPIPE;
         if (n == -EMSGSIZE)
-                return violation(d, -EMSGSIZE, "datagram longer than any message", ret_reason);
+                return violation(-EMSGSIZE, "datagram longer than any message", ret_reason);
         if (n == -EPROTO)
-                return violation(d, -EPROTO, "more file descriptors than any message carries", ret_reason);
+                return violation(-EPROTO, "more file descriptors than any message carries", ret_reason);
         if (n < 0)
                 return (int) n;
 
@@ -1566,27 +1560,27 @@ static int process_message(MonitorDispatch *d, TsmPrivReceived *dg, const char *
         r = tsm_priv_check(dg->buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &m,
                            desc && desc->size <= sizeof(m) ? desc->size : sizeof(m), &payload, &reason);
         if (r < 0)
-                return violation(d, r, reason, ret_reason);
+                return violation(r, reason, ret_reason);
 
         /* ... then whether it may come now ... */
         if (!priv_table[h.type].handler || !(priv_table[h.type].flags & MON_PERMIT))
-                return violation(d, -EPROTO, "message type not permitted", ret_reason);
+                return violation(-EPROTO, "message type not permitted", ret_reason);
         if ((priv_table[h.type].flags & MON_ONCE) && (d->seen_once & (UINT32_C(1) << h.type)))
-                return violation(d, -EPROTO, "permitted once per worker, sent again", ret_reason);
+                return violation(-EPROTO, "permitted once per worker, sent again", ret_reason);
         d->seen_once |= UINT32_C(1) << h.type;
         /* SECURITY: cookie 0 is what the monitor marks a call whose worker ended with, and makes a
          * late answer of when the kernel is done: a worker may not have it made for calls it
          * makes (it would fill the late answers kept with its own). Nor may it name a reply to
          * what is not answered. */
         if ((priv_table[h.type].flags & MON_ANSWERED) && h.cookie == 0)
-                return violation(d, -EPROTO, "cookie 0 on a message that is answered", ret_reason);
+                return violation(-EPROTO, "cookie 0 on a message that is answered", ret_reason);
         if (!(priv_table[h.type].flags & MON_ANSWERED) && h.cookie != 0)
-                return violation(d, -EPROTO, "cookie on a message that is not answered", ret_reason);
+                return violation(-EPROTO, "cookie on a message that is not answered", ret_reason);
 
         /* ... then what it means, against the monitor's own state. */
         r = priv_table[h.type].handler(d, &m, payload, &fd, &reason);
         if (r < 0)
-                return reason ? violation(d, r, reason, ret_reason) : r;
+                return reason ? violation(r, reason, ret_reason) : r;
         return 0;
 }
 

@@ -42,12 +42,13 @@ typedef struct MonitorDispatch MonitorDispatch;
  * vDevice waits at a time (a worker sends one per vDevice it restores). */
 #define MONITOR_CHANGES_PER_VDEVICE_MAX 4U
 
-/* Refusals of an opt-in scope no rule grants, and of contexts past the monitor's cap, are
- * logged at most this often (each kind): a worker may send them (its policy can be newer than
+/* What the monitor logs as often as a worker makes it, its refusals of a scope or device no rule
+ * grants or lists and of contexts past its cap, and the late answers it could not keep, is
+ * logged at most this often (each kind): a worker may cause them (its policy can be newer than
  * the monitor's for a moment, it may not know every context the monitor holds), so they are
- * answers, not violations, and a compromised one could send them without end. */
-#define SCOPE_REFUSAL_LOG_BURST 10U
-#define SCOPE_REFUSAL_LOG_INTERVAL_USEC (10 * 1000 * 1000ULL)
+ * answers, not violations, and a compromised one could cause them without end. */
+#define MONITOR_LOG_RATELIMIT_BURST 10U
+#define MONITOR_LOG_RATELIMIT_INTERVAL_USEC (10 * 1000 * 1000ULL)
 
 /* Late answers of the kernel (LATE) the monitor keeps until a worker acknowledges them recorded
  * (LATE_ACK durable): those sent to the worker served, those a worker that ended did not

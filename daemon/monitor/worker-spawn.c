@@ -34,14 +34,6 @@ int worker_user_lookup(const char *name, uid_t *ret_uid, gid_t *ret_gid) {
         return 0;
 }
 
-/* chmod() of an O_PATH fd; the kernel's fchmod() wants a file opened for reading or writing. */
-static int fd_chmod(int fd, mode_t mode) {
-        char path[sizeof("/proc/self/fd/") + 12];
-
-        snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
-        return RET_NERRNO(chmod(path, mode));
-}
-
 /* Whether the directory at fd (O_PATH) has no entries: 1 empty, 0 not, or -errno if root may
  * not list it (then nobody knows what it holds). */
 static int dir_is_empty(int fd) {

@@ -4,7 +4,7 @@
  * RMM's "arm-rmi-dev" device (arm_smccc bus; an auxiliary device in earlier revisions). The
  * series is an RFC; the driver name is inferred from the module name (see SYSFS.md).
  *
- * Runs in: any.
+ * Runs in: monitor and worker.
  */
 
 #include "backend.h"

@@ -4,7 +4,7 @@
  * "devsec_tsm" a devsec-mode TSM, both on faux devices of those names, in front of the
  * emulated host bridges made by "devsec_bus".
  *
- * Runs in: any.
+ * Runs in: monitor and worker.
  */
 
 #include "backend.h"

@@ -6,7 +6,7 @@
  * version), and it mirrors the kernel's pci_tsm_req_scope, including the debug scopes that a
  * software model can safely offer (still off by default).
  *
- * Runs in: any.
+ * Runs in: monitor and worker.
  */
 
 #include "backend.h"

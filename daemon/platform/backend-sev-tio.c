@@ -4,7 +4,7 @@
  * function (drivers/crypto/ccp/sev-dev-tsm.c). Scope numbers are this backend's own table;
  * they coincide with the other PCI backends today (see SYSFS.md) but are never shared.
  *
- * Runs in: any.
+ * Runs in: monitor and worker.
  */
 
 #include "backend.h"

@@ -4,7 +4,7 @@
  * "tdx_host" (drivers/virt/coco/tdx-host/tdx-host.c, TDX Connect series). Scope numbers are
  * this backend's own table (see SYSFS.md for why they currently equal the other PCI backends').
  *
- * Runs in: any.
+ * Runs in: monitor and worker.
  */
 
 #include "backend.h"

@@ -3,7 +3,7 @@
  * Lookups over the per-backend descriptors in backend-*.c. Every scope number comes out of
  * the table of the backend that was asked: there is no shared table to fall back to.
  *
- * Runs in: any.
+ * Runs in: monitor and worker.
  */
 
 #include <errno.h>

@@ -7,7 +7,7 @@
  * because a number means nothing without the backend and version it belongs to.
  * Facts and their sources: daemon/platform/SYSFS.md.
  *
- * Runs in: any (pure tables, no I/O; linked by the privileged parent and the worker).
+ * Runs in: monitor and worker (pure tables, no I/O).
  */
 #pragma once
 

@@ -5,7 +5,7 @@
  * private sd_event whose epoll fd libevent watches; when it is readable we let sd-event
  * dispatch with a zero timeout. Nothing here blocks.
  *
- * Runs in: privileged parent (tsmd).
+ * Runs in: monitor and worker (the worker's platform view, tsm-platform.h).
  */
 
 #include <dirent.h>

@@ -9,7 +9,8 @@
  * TSM registers (SYSFS.md), so every tsm add/change/remove triggers a re-read of all PCI
  * devices, and code that writes tsm/connect must call discovery_refresh_device() afterwards.
  *
- * Runs in: privileged parent (tsmd). Reads sysfs only; never writes it.
+ * Runs in: monitor and worker (the worker's platform view, tsm-platform.h). Reads sysfs only;
+ * never writes it.
  */
 #pragma once
 

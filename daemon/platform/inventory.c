@@ -3,7 +3,7 @@
  * The inventory model: sorted pointer arrays (bsearch lookups, memmove inserts; a few
  * thousand devices at most), deep copies in, change events out.
  *
- * Runs in: privileged parent (tsmd).
+ * Runs in: monitor and worker.
  */
 
 #include <ctype.h>
@@ -26,7 +26,6 @@ typedef struct DeviceEntry {
 } DeviceEntry;
 
 typedef struct Watch {
-        uint64_t id;
         inventory_watch_cb_t cb;
         void *userdata;
         inventory_destroy_cb_t destroy;
@@ -39,7 +38,6 @@ struct Inventory {
         size_t n_devices, allocated_devices;
         Watch *watches;
         size_t n_watches, allocated_watches;
-        uint64_t next_watch_id;
         uint64_t generation;
 };
 
@@ -179,7 +177,6 @@ int inventory_new(Inventory **ret) {
         if (!inv)
                 return -ENOMEM;
 
-        inv->next_watch_id = 1;
         *ret = inv;
         return 0;
 }
@@ -218,8 +215,7 @@ Inventory *inventory_free(Inventory *inv) {
         return mfree(inv);
 }
 
-int inventory_add_watch(Inventory *inv, inventory_watch_cb_t cb, void *userdata,
-                        inventory_destroy_cb_t destroy, uint64_t *ret_id) {
+int inventory_add_watch(Inventory *inv, inventory_watch_cb_t cb, void *userdata, inventory_destroy_cb_t destroy) {
         assert_return(inv, -EINVAL);
         assert_return(cb, -EINVAL);
 
@@ -227,35 +223,11 @@ int inventory_add_watch(Inventory *inv, inventory_watch_cb_t cb, void *userdata,
                 return -ENOMEM;
 
         inv->watches[inv->n_watches++] = (Watch) {
-                .id = inv->next_watch_id,
                 .cb = cb,
                 .userdata = userdata,
                 .destroy = destroy,
         };
-        if (ret_id)
-                *ret_id = inv->next_watch_id;
-        inv->next_watch_id++;
         return 0;
-}
-
-int inventory_remove_watch(Inventory *inv, uint64_t id) {
-        assert_return(inv, -EINVAL);
-
-        for (size_t i = 0; i < inv->n_watches; i++) {
-                Watch w = inv->watches[i];
-
-                if (w.id != id)
-                        continue;
-
-                memmove(inv->watches + i, inv->watches + i + 1,
-                        (inv->n_watches - i - 1) * sizeof(Watch));
-                inv->n_watches--;
-                if (w.destroy)
-                        w.destroy(w.userdata);
-                return 0;
-        }
-
-        return -ENOENT;
 }
 
 static void emit_changed(Inventory *inv, InventoryEventType type, const InventoryTsm *t,

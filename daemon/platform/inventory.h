@@ -6,7 +6,7 @@
  * in-flight requests to a device that vanished). Objects are kept sorted by key, so
  * iteration order is stable and lookups are O(log n).
  *
- * Runs in: privileged parent (tsmd), next to discovery.
+ * Runs in: monitor and worker, next to discovery.
  */
 #pragma once
 
@@ -95,11 +95,9 @@ int inventory_new(Inventory **ret);
 /* Frees everything; watchers' destroy callbacks run once each. No events are emitted. */
 Inventory *inventory_free(Inventory *inv);
 
-/* Registers a watcher; destroy (may be NULL) runs exactly once, on removal or inventory_free. */
-int inventory_add_watch(Inventory *inv, inventory_watch_cb_t cb, void *userdata,
-                        inventory_destroy_cb_t destroy, uint64_t *ret_id);
-/* -ENOENT if no watcher has that id. */
-int inventory_remove_watch(Inventory *inv, uint64_t id);
+/* Registers a watcher for the inventory's life; destroy (may be NULL) runs once, at
+ * inventory_free(). */
+int inventory_add_watch(Inventory *inv, inventory_watch_cb_t cb, void *userdata, inventory_destroy_cb_t destroy);
 
 size_t inventory_n_tsms(const Inventory *inv);
 size_t inventory_n_devices(const Inventory *inv);

@@ -4,7 +4,7 @@
  * entries { u16 tag, u16 perm, u32 id } (linux/posix_acl_xattr.h). The kernel writes it sorted
  * and complete; whatever else we find is refused, because its holder means to trust it.
  *
- * Runs in: the monitor and the worker, wherever the policy is loaded.
+ * Runs in: monitor and worker, wherever the policy is loaded.
  */
 
 #include <linux/limits.h>

@@ -4,7 +4,7 @@
  * (linux/posix_acl_xattr.h), parsed by hand so that tsmd needs no libacl. The policy loader
  * uses it to see who besides the owner may write a policy file or directory.
  *
- * Runs in: the monitor and the worker, wherever the policy is loaded.
+ * Runs in: monitor and worker, wherever the policy is loaded.
  */
 #pragma once
 

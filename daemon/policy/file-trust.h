@@ -6,7 +6,7 @@
  * with every directory on the way checked (path-trust.h) and refused unless only root or the
  * trusted owner can write them (OpenSSH's StrictModes).
  *
- * Runs in: the monitor and the worker, wherever those files are loaded.
+ * Runs in: monitor and worker, wherever those files are loaded.
  */
 #pragma once
 

@@ -4,7 +4,7 @@
  * directories already checked, with symlinks read and followed here (readlinkat() on the link's
  * own fd), so nothing is looked up twice and no directory is checked by name.
  *
- * Runs in: the monitor and the worker, wherever the policy is loaded.
+ * Runs in: monitor and worker, wherever the policy is loaded.
  */
 
 #include <fcntl.h>

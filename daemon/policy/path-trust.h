@@ -7,7 +7,7 @@
  * writable by nobody else; unlike it, the lookup is done here, one component at a time from
  * fds already checked, so what is checked is what is opened.
  *
- * Runs in: the monitor and the worker, wherever the policy is loaded (stat and xattr reads
+ * Runs in: monitor and worker, wherever the policy is loaded (stat and xattr reads
  * only: it works unprivileged, in whatever directories the process may search).
  */
 #pragma once

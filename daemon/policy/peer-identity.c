@@ -3,7 +3,7 @@
  * Peer identity of a Varlink client: SO_PEERCRED, SO_PEERGROUPS (those the caller asks about:
  * a peer may be in 65536), and the systemd unit of the peer read by pid but verified through a
  * pidfd, so that a pid reused by another process can never lend its unit to the client.
- * Runs in: the worker.
+ * Runs in: worker.
  */
 
 #include <fcntl.h>
@@ -89,12 +89,6 @@ bool gid_set_is_subset(const GidSet *a, const GidSet *b) {
                         return false;
         }
         return true;
-}
-
-static int cmp_gid(const void *a, const void *b) {
-        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
-
-        return x < y ? -1 : x > y;
 }
 
 /* Writes to kept (where non-NULL) the gids of the sorted groups[] that are in interest, each

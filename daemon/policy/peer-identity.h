@@ -6,7 +6,7 @@
  * which is only meaningful while the pid still names the process that connected, so it is read
  * through a pidfd and dropped whenever that cannot be proven (see peer_identity_read_unit()).
  *
- * Runs in: the worker (unprivileged; no capability is needed for any of this).
+ * Runs in: worker (unprivileged; no capability is needed for any of this).
  */
 #pragma once
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The in-memory form of a Policy, shared by the loader (policy-parse.c) and the decision and
- * dump code (policy.c). Nothing outside daemon/policy/ includes this. Runs in: any.
+ * dump code (policy.c). Nothing outside daemon/policy/ includes this. Runs in: monitor and worker.
  */
 #pragma once
 

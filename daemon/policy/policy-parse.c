@@ -5,8 +5,8 @@
  * "file:line: message" errors that tell the admin exactly what to fix. Everything is built
  * into a fresh Policy, so a failed reload leaves the running policy alone.
  *
- * Runs in: the privileged parent (root-owned input, but still treated as untrusted text:
- * fuzzed by tests/fuzz/fuzz-policy.c).
+ * Runs in: monitor and worker, each loading the files (root-owned input, but still treated as
+ * untrusted text: fuzzed by tests/fuzz/fuzz-policy.c).
  */
 
 #include <dirent.h>
@@ -98,6 +98,8 @@ _printf_(4, 5) static int loader_error(Loader *l, unsigned line, int r, const ch
         if (l->error)
                 return r;
 
+        /* %m prints r, as with log_*_errno(). */
+        errno = abs(r);
         va_start(ap, format);
         k = vasprintf(&msg, format, ap);
         va_end(ap);
@@ -882,10 +884,8 @@ static int open_trusted(Loader *l, int dir_fd, const char *dir_path, const char 
                 return loader_error(l, 0, r, "%s; refusing to use it", reason);
         if (r < 0 && reason)
                 return loader_error(l, 0, r, "%s", reason);
-        if (r < 0 && r != -ENOENT) {
-                errno = -r;
+        if (r < 0 && r != -ENOENT)
                 return loader_error(l, 0, r, "cannot open%s: %m", what);
-        }
         return r;
 }
 

@@ -2,8 +2,8 @@
 /*
  * Policy objects: reference counting, the authorisation decisions and --dump-config. The
  * decision functions are pure (no I/O, no NSS: names were resolved when the files were
- * loaded), so they are cheap enough to run for every request. Runs in: the worker
- * (decisions); the privileged parent (dump).
+ * loaded), so they are cheap enough to run for every request. Runs in: monitor and
+ * worker.
  */
 
 #include <fnmatch.h>
@@ -45,12 +45,6 @@ bool str_list_contains(const StrList *l, const char *s) {
                 if (streq(l->items[i], s))
                         return true;
         return false;
-}
-
-static int cmp_gid(const void *a, const void *b) {
-        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
-
-        return x < y ? -1 : x > y;
 }
 
 static void append_ids(gid_t *gids, size_t *n, const IdList *l) {

@@ -6,8 +6,9 @@
  * reference-counted Policy; a reload builds a new one and the caller swaps pointers, so a
  * broken file never replaces a working policy. User documentation: daemon/policy/POLICY.md.
  *
- * Runs in: the privileged parent loads and validates (trusted, root-owned files; NSS lookups
- * happen here, once); the worker evaluates decisions (pure functions, no I/O).
+ * Runs in: monitor and worker. Each loads and validates the files (trusted, root-owned; NSS
+ * lookups happen there, once per load) and evaluates decisions (pure functions, no I/O): the
+ * worker for every call, the monitor at its gates on devices and scopes.
  *
  * File syntax (INI, systemd-unit-file style, see daemon/ini.h): comments only on lines of
  * their own ('#' or ';' first), values are whitespace-separated lists, sections:

@@ -587,7 +587,7 @@ static void capture_wire_bytes(const Workload *w, Client *cl, char **ret_call, s
 
         ASSERT_TRUE(varlink_client_get_n_pending(cl->c) == 0);
         ASSERT_OK(fd);
-        ASSERT_OK(write_all(fd, *ret_call, *ret_call_len));
+        ASSERT_OK(socket_write_all(fd, *ret_call, *ret_call_len));
         *ret_reply = read_message(fd, ret_reply_len);
         ASSERT_NOT_NULL(reply = json_tokener_parse(*ret_reply));
         if (json_object_object_get_ex(reply, "error", NULL))

@@ -216,7 +216,7 @@ struct EchoServer {
         pthread_t thread;
 };
 
-int write_all(int fd, const char *buf, size_t len) {
+int socket_write_all(int fd, const char *buf, size_t len) {
         while (len > 0) {
                 ssize_t k = write(fd, buf, len);
 
@@ -259,7 +259,7 @@ static void *echo_thread(void *arg) {
                                 continue;
                         }
                         for (ssize_t j = 0; j < n; j++)
-                                if (buf[j] == 0 && write_all(fd, e->reply, e->reply_len) < 0)
+                                if (buf[j] == 0 && socket_write_all(fd, e->reply, e->reply_len) < 0)
                                         return NULL;
                 }
         }
@@ -333,7 +333,7 @@ RawRun echo_server_run(EchoServer *e, size_t n_clients, unsigned depth, const ch
                 for (size_t i = 0; i < n_clients; i++) {
                         while (cl[i].f.n < depth && !stop) {
                                 in_flight_push(&cl[i].f, now_nsec());
-                                ASSERT_OK(write_all(e->client_fds[i], call, call_len));
+                                ASSERT_OK(socket_write_all(e->client_fds[i], call, call_len));
                                 stop = ++sent >= max_requests;
                         }
                         busy += cl[i].f.n;

@@ -64,7 +64,7 @@ unsigned long raise_nofile(unsigned long n);
 
 /* Writes all of buf to a socket, blocking or not, waiting (poll, 10 s at most each time) for
  * room as needed; negative errno. */
-int write_all(int fd, const char *buf, size_t len);
+int socket_write_all(int fd, const char *buf, size_t len);
 
 typedef struct EchoServer EchoServer;
 

@@ -651,6 +651,43 @@ TEST(foreign_handles_and_named_errors) {
         tsmd_teardown(&t);
 }
 
+/* Memory runs out building NoSuchContext or NoSuchVDevice (json-int-fail-preload.c makes the
+ * number they name fail): the call is answered all the same, io.tsmd.System with ENOMEM, and
+ * the connection's next calls are answered, not held behind one that never will be. */
+TEST(no_such_context_reply_out_of_memory_still_answers) {
+        static char asan_env[512];
+        const char *env[] = {
+                "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD,
+                "TSMD_TEST_FAIL_INT64=4242424242",
+                asan_env,
+                NULL,
+        };
+        const char *enomem = "{\"errnoName\":\"ENOMEM\"}";
+        VarlinkClient *c;
+        int64_t ctx;
+        Tsmd t;
+
+        if (tsmd_under_valgrind())
+                SKIP("valgrind and a preloaded library");
+        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
+        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+                 getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(), .env = env });
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 7, DEV1);
+
+        CALL_ERROR(c, G "CloseContext", "{\"context\":4242424242}", VARLINK_ERROR_SYSTEM, enomem);
+        CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 4242424242), VARLINK_ERROR_SYSTEM, enomem);
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 4242424242), VARLINK_ERROR_SYSTEM, enomem);
+        /* The numbers that do not fail get their named errors, and the context is as it was. */
+        CALL_ERROR(c, G "CloseContext", "{\"context\":4242}", E_GUEST("NoSuchContext"), "{\"context\":4242}");
+        ASSERT_EQ(guest_tdi_state(c, ctx, 7, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- limits ------------------------------------------------------------------------------- */
 
 TEST(limit_contexts_per_client) {

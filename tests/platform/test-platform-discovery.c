@@ -63,7 +63,7 @@ static Inventory *scan_watched_two_tsms(const char **ret_root, Discovery **ret_d
         platform_test_sandbox(false);
         *ret_root = platform_test_fixture("two-tsms", NULL);
         inv = scan(ret_d);
-        ASSERT_OK(inventory_add_watch(inv, record, log, NULL, NULL));
+        ASSERT_OK(inventory_add_watch(inv, record, log, NULL));
         return inv;
 }
 

@@ -82,7 +82,7 @@ static void setup(Ctx *c, const char *fixture) {
         ASSERT_EQ(r, 1);
 
         scanned(c, fixture);
-        ASSERT_OK(inventory_add_watch(c->inv, record, c, NULL, NULL));
+        ASSERT_OK(inventory_add_watch(c->inv, record, c, NULL));
         ASSERT_OK(discovery_start_monitor(c->d));
         ASSERT_ERRNO(discovery_start_monitor(c->d), EBUSY);
         ASSERT_EQ(discovery_get_resync_interval(c->d), DISCOVERY_RESYNC_USEC);
@@ -497,7 +497,7 @@ TEST(without_uevents_periodic_rescan_still_runs) {
 
         platform_test_sandbox(false);
         scanned(&c, "two-tsms");
-        ASSERT_OK(inventory_add_watch(c.inv, record, &c, NULL, NULL));
+        ASSERT_OK(inventory_add_watch(c.inv, record, &c, NULL));
 
         platform_test_deny_netlink();
         ASSERT_OK(discovery_start_monitor(c.d));

@@ -71,12 +71,6 @@ static bool streq_null(const char *a, const char *b) {
         return (!a && !b) || (a && b && streq(a, b));
 }
 
-static int cmp_gid(const void *a, const void *b) {
-        gid_t x = *(const gid_t *) a, y = *(const gid_t *) b;
-
-        return x < y ? -1 : x > y;
-}
-
 /* Our supplementary groups, as a set to read our identity with (sorted, each once). */
 static gid_t own_gids[256];
 static GidSet own_groups(void) {

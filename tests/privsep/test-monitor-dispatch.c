@@ -2666,7 +2666,7 @@ TEST(opt_in_scopes_gated) {
                 }
                 text = log_capture_end(saved);
                 /* The two above took two of the burst. */
-                ASSERT_EQ(count_occurrences(text, "Refusing a guest request"), SCOPE_REFUSAL_LOG_BURST - 2);
+                ASSERT_EQ(count_occurrences(text, "Refusing a guest request"), MONITOR_LOG_RATELIMIT_BURST - 2);
         }
         /* info is granted (the defaults' scope of some rule listing the device): asked all the same. */
         f->granted_scope[0] = 0;

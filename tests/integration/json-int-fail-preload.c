@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Preloaded into tsmd by test-integration-guest (LD_PRELOAD): json-c's json_object_object_add_ex()
+ * fails (as out of memory) every second time it is to add the number $TSMD_TEST_FAIL_INT64 to an
+ * object. The parser adds it reading a client's call that carries it; what the worker then builds
+ * of it (an error reply naming it) runs out of memory. Runs in: tsmd's processes, under test only.
+ */
+
+#include <dlfcn.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+
+/* json-c's, interposed: exported in spite of -fvisibility=hidden; the real one is the next
+ * definition (RTLD_NEXT). json-c's other functions are looked up too, as the monitor, which
+ * never adds to an object, does not link json-c. */
+__attribute__((visibility("default"))) int json_object_object_add_ex(struct json_object *obj, const char *key,
+                                                                     struct json_object *value, unsigned opts);
+
+int json_object_object_add_ex(struct json_object *obj, const char *key, struct json_object *value, unsigned opts) {
+        static int (*real)(struct json_object *, const char *, struct json_object *, unsigned);
+        static int (*is_type)(const struct json_object *, enum json_type);
+        static int64_t (*get_int64)(const struct json_object *);
+        static unsigned seen = 0;
+        const char *fail = getenv("TSMD_TEST_FAIL_INT64");
+
+        if (!real) {
+                real = dlsym(RTLD_NEXT, "json_object_object_add_ex");
+                is_type = dlsym(RTLD_NEXT, "json_object_is_type");
+                get_int64 = dlsym(RTLD_NEXT, "json_object_get_int64");
+        }
+        if (!real || !is_type || !get_int64)
+                abort();
+        if (fail && value && is_type(value, json_type_int) && get_int64(value) == strtoll(fail, NULL, 10) &&
+            seen++ % 2 == 1)
+                return -1;
+        return real(obj, key, value, opts);
+}
