@@ -1208,6 +1208,48 @@ TEST(record_failing_after_the_call_ran) {
         tsmd_teardown(&t);
 }
 
+/* As above, and the AuditFailed answer cannot be built either (json-int-fail-preload.c makes the
+ * second 27, EFBIG, tsmd adds to an object fail: a first goes by in a call of no method): the
+ * connection goes, where its client waited for an answer that never came. */
+TEST(record_failing_after_the_call_ran_and_its_answer_out_of_memory) {
+        static char asan_env[512];
+        const char *env[] = {
+                "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD,
+                "TSMD_TEST_FAIL_INT64=27",
+                asan_env,
+                NULL,
+        };
+        const TsmdFile file = { "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\nScopes=info state-change\n" };
+        json_object *reply = NULL;
+        const char *error = NULL;
+        VarlinkClient *c;
+        struct stat st;
+        int64_t ctx;
+        Tsmd t;
+
+        if (tsmd_under_valgrind())
+                SKIP("valgrind and a preloaded library");
+        if (getuid() != 0)
+                SKIP("the policy names root");
+        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
+        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+                 getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(), .files = &file, .n_files = 1, .env = env });
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_ERROR(c, G "NoSuchMethod", "{\"n\":27}", VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
+
+        ASSERT_OK(stat(strf("%s/audit/audit.log", t.dir), &st));
+        set_worker_fsize(&t, (rlim_t) st.st_size);
+        ASSERT_ERRNO(varlink_client_call(c, G "Bind", json_tokener_parse(guest_vdev_params(ctx, 1)), &reply, &error),
+                     ECONNRESET);
+        set_worker_fsize(&t, RLIM_INFINITY);
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- a reload that moves the log ------------------------------------------------------------ */
 
 /* Mounts a tmpfs of size (kB) over tsmd's audit directory, the worker's as tsmd.tmpfiles leaves
