@@ -96,6 +96,7 @@ struct VarlinkCall {
         bool intercepted; /* answered, but the interceptor has not released it yet */
         bool queued;
         bool in_handler;
+        bool answering_failure; /* call_answer_failed() tries io.tsmd.System */
         bool streaming; /* a "more" call not finished yet: nothing after it is read */
         /* Its handler runs later (varlink_call_postpone()): its fds wait with it, counted in
          * conn->held_fds as held_fds of them. */
@@ -836,12 +837,21 @@ static int call_send_failed(VarlinkCall *call, int error) {
 }
 
 /* No answer to call could be built (out of memory). In its handler, the handler's failure answers
- * it (varlink_call_error_errno()); answered later, nothing else will, and its client would wait
- * for ever: as one that cannot be queued. */
+ * it (varlink_call_error_errno()). Answered later, io.tsmd.System is tried, the smallest answer
+ * (it ends a "more" call); only if that cannot be built either does the connection go, as for
+ * an answer that cannot be queued: its client must not wait for ever, nor lose everything its
+ * connection holds to one failed allocation. */
 static int call_answer_failed(VarlinkCall *call, int error) {
-        if (!call || call->answered || call->in_handler)
+        int r;
+
+        if (!call || call->answered || call->in_handler || call->answering_failure)
                 return error;
-        return call_send_failed(call, error);
+        call->answering_failure = true;
+        r = varlink_call_error_errno(call, error);
+        call->answering_failure = false;
+        if (r < 0 && !call->answered && !call->conn->failing)
+                return call_send_failed(call, error);
+        return error;
 }
 
 /* A reply behind an earlier call's answer: held with its call until that answer lets it go
