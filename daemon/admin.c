@@ -446,26 +446,10 @@ static void check_in_use(const GuestVDeviceInfo *v, void *userdata) {
                 u->found = true;
 }
 
-static int reply_admin_error(VarlinkCall *call, const char *error, const char *key, json_object *value) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_object_add(p, key, value) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_call_error(call, error, p);
-}
-
 /* NotDsm: the function is connected and disconnected through its DSM, which it names. */
 static int reply_not_dsm(VarlinkCall *call, const char *address, const char *dsm) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_object_add(p, "pciAddress", json_object_new_string(address)) < 0 ||
-            json_object_add(p, "dsm", json_object_new_string(dsm)) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_call_error(call, "io.tsmd.Admin.NotDsm", p);
+        return varlink_call_error_kv(call, "io.tsmd.Admin.NotDsm", "pciAddress", json_object_new_string(address),
+                                     "dsm", json_object_new_string(dsm), NULL);
 }
 
 static int connect_result(VarlinkCall *call, Manager *m, int r, const char *address, const char *tsm) {
@@ -475,13 +459,17 @@ static int connect_result(VarlinkCall *call, Manager *m, int r, const char *addr
         if ((r == -EXDEV || r == -ENODEV) && d && d->dsm_address)
                 return reply_not_dsm(call, address, d->dsm_address);
         if (r == -ENODEV || r == -EXDEV)
-                return reply_admin_error(call, "io.tsmd.Admin.NoSuchDevice", "pciAddress", json_object_new_string(address));
+                return varlink_call_error_kv(call, "io.tsmd.Admin.NoSuchDevice",
+                                             "pciAddress", json_object_new_string(address), NULL);
         if (r == -ENXIO)
-                return reply_admin_error(call, "io.tsmd.Admin.NoSuchTsm", "tsm", json_object_new_string(strna(tsm)));
+                return varlink_call_error_kv(call, "io.tsmd.Admin.NoSuchTsm",
+                                             "tsm", json_object_new_string(strna(tsm)), NULL);
         if (r == -EBUSY)
-                return reply_admin_error(call, "io.tsmd.Admin.DeviceBusy", "pciAddress", json_object_new_string(address));
+                return varlink_call_error_kv(call, "io.tsmd.Admin.DeviceBusy",
+                                             "pciAddress", json_object_new_string(address), NULL);
         if (r < 0)
-                return reply_admin_error(call, "io.tsmd.Admin.ConnectFailed", "errno", json_object_new_int(-r));
+                return varlink_call_error_kv(call, "io.tsmd.Admin.ConnectFailed",
+                                             "errno", json_object_new_int(-r), NULL);
         return varlink_call_reply(call, NULL);
 }
 
@@ -765,17 +753,12 @@ void admin_recheck_followers(Manager *m) {
 }
 
 static int reply_too_many_queries(VarlinkCall *call, unsigned max) {
-        return reply_admin_error(call, "io.tsmd.Admin.TooManyQueries", "maxQueries", json_object_new_int64(max));
+        return varlink_call_error_kv(call, "io.tsmd.Admin.TooManyQueries",
+                                     "maxQueries", json_object_new_int64(max), NULL);
 }
 
 static int reply_audit_failed(VarlinkCall *call, int error) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_object_add(p, "errno", json_object_new_int(-error)) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_call_error(call, "io.tsmd.Admin.AuditFailed", p);
+        return varlink_call_error_kv(call, "io.tsmd.Admin.AuditFailed", "errno", json_object_new_int(-error), NULL);
 }
 
 /* The room a postponed device change waited for (a reload reopened the log). */
