@@ -23,10 +23,6 @@ bool manager_is_admin(Manager *m, VarlinkConn *conn) {
         return c && policy_is_admin(m->policy, guest_client_get_identity(c));
 }
 
-static json_object *string_or_null(const char *s) {
-        return s ? json_object_new_string(s) : NULL;
-}
-
 static const char *uapi_name(Manager *m, bool emulated) {
         TsmUapiVersion v;
 
@@ -56,8 +52,8 @@ static int vl_list_backends(VarlinkCall *call, json_object *p, void *userdata) {
                                 n++;
                 }
                 if (!o || json_object_add(o, "tsm", json_object_new_string(t->name)) < 0 ||
-                    json_object_add(o, "type", string_or_null(tsm_backend_type_to_string(t->type))) < 0 ||
-                    json_object_add(o, "parentDriver", string_or_null(t->parent_driver)) < 0 ||
+                    json_object_add_string_or_null(o, "type", tsm_backend_type_to_string(t->type)) < 0 ||
+                    json_object_add_string_or_null(o, "parentDriver", t->parent_driver) < 0 ||
                     json_object_add(o, "uapi", json_object_new_string(uapi_name(m, false))) < 0 ||
                     json_object_add(o, "devices", json_object_new_int(n)) < 0 || json_object_array_add(a, o) < 0) {
                         json_object_put(o);
@@ -69,7 +65,7 @@ static int vl_list_backends(VarlinkCall *call, json_object *p, void *userdata) {
 
                 if (!o || json_object_add(o, "tsm", json_object_new_string(EMULATED_TSM_NAME)) < 0 ||
                     json_object_add(o, "type", json_object_new_string("emulated")) < 0 ||
-                    json_object_add(o, "parentDriver", NULL) < 0 ||
+                    json_object_add_null(o, "parentDriver") < 0 ||
                     json_object_add(o, "uapi", json_object_new_string("emulated")) < 0 ||
                     json_object_add(o, "devices", json_object_new_int((int) emu_platform_get_n_devices(emu))) < 0 ||
                     json_object_array_add(a, o) < 0) {
@@ -87,7 +83,8 @@ static int vl_list_backends(VarlinkCall *call, json_object *p, void *userdata) {
 
 typedef struct OwnerLookup {
         const char *pci_address;
-        json_object *owner;
+        json_object *owner; /* NULL: none (a null "owner") */
+        int error;
 } OwnerLookup;
 
 static void find_owner(const GuestVDeviceInfo *v, void *userdata) {
@@ -95,18 +92,19 @@ static void find_owner(const GuestVDeviceInfo *v, void *userdata) {
         const PeerIdentity *id = v->client ? guest_client_get_identity(v->client) : NULL;
         json_object *o;
 
-        if (l->owner || v->gone || !streq(v->pci_address, l->pci_address))
+        if (l->owner || l->error < 0 || v->gone || !streq(v->pci_address, l->pci_address))
                 return;
         o = json_object_new_object();
         if (!o || json_object_add(o, "uid", json_object_new_int64(v->uid)) < 0 ||
             json_object_add(o, "pid", json_object_new_int64(id ? id->pid : 0)) < 0 ||
-            json_object_add(o, "unit", string_or_null(id ? id->unit : NULL)) < 0 ||
+            json_object_add_string_or_null(o, "unit", id ? id->unit : NULL) < 0 ||
             json_object_add(o, "context", json_object_new_int64((int64_t) v->context)) < 0 ||
             json_object_add(o, "vdeviceId", json_object_new_int64(v->vdevice_id)) < 0 ||
             json_object_add(o, "bound", json_object_new_boolean(v->bound)) < 0 ||
             json_object_add(o, "changing", json_object_new_boolean(v->changing)) < 0 ||
             json_object_add(o, "reclaimable", json_object_new_boolean(!v->client)) < 0) {
                 json_object_put(o);
+                l->error = -ENOMEM; /* not to be told as no owner */
                 return;
         }
         l->owner = o;
@@ -119,11 +117,13 @@ static int add_device(Manager *m, json_object *a, const char *address, const cha
 
         guest_foreach_vdevice(m, find_owner, &l);
         if (!o || json_object_add(o, "pciAddress", json_object_new_string(address)) < 0 ||
-            json_object_add(o, "dsm", string_or_null(dsm)) < 0 ||
-            json_object_add(o, "tsm", string_or_null(tsm)) < 0 ||
-            json_object_add(o, "backend", string_or_null(backend)) < 0 ||
-            json_object_add(o, "state", string_or_null(state)) < 0 ||
-            json_object_add(o, "owner", TAKE_PTR(l.owner)) < 0 || json_object_array_add(a, o) < 0) {
+            json_object_add_string_or_null(o, "dsm", dsm) < 0 ||
+            json_object_add_string_or_null(o, "tsm", tsm) < 0 ||
+            json_object_add_string_or_null(o, "backend", backend) < 0 ||
+            json_object_add_string_or_null(o, "state", state) < 0 ||
+            l.error < 0 ||
+            (l.owner ? json_object_add(o, "owner", TAKE_PTR(l.owner)) : json_object_add_null(o, "owner")) < 0 ||
+            json_object_array_add(a, o) < 0) {
                 json_object_put(o);
                 json_object_put(l.owner);
                 return -ENOMEM;
@@ -191,7 +191,7 @@ static int vl_list_clients(VarlinkCall *call, json_object *p, void *userdata) {
                 if (!o || json_object_add(o, "uid", json_object_new_int64(id->uid)) < 0 ||
                     json_object_add(o, "gid", json_object_new_int64(id->gid)) < 0 ||
                     json_object_add(o, "pid", json_object_new_int64(id->pid)) < 0 ||
-                    json_object_add(o, "unit", string_or_null(id->unit)) < 0 ||
+                    json_object_add_string_or_null(o, "unit", id->unit) < 0 ||
                     json_object_add(o, "contexts", json_object_new_int64(contexts)) < 0 ||
                     json_object_add(o, "vdevices", json_object_new_int64(vdevices)) < 0 ||
                     json_object_add(o, "calls", json_object_new_int64((int64_t) calls)) < 0 ||
@@ -371,7 +371,7 @@ static int vl_follow_audit(VarlinkCall *call, json_object *p, void *userdata) {
         }
         m->followers[m->n_followers++] = f;
         first = json_object_new_object();
-        if (!first || json_object_add(first, "record", NULL) < 0) {
+        if (!first || json_object_add_null(first, "record") < 0) {
                 json_object_put(first);
                 return -ENOMEM;
         }
@@ -388,11 +388,12 @@ typedef struct CounterState {
 static int on_counter(AuditCounterDimension d, const char *key, const AuditCounterStats *st, void *userdata) {
         CounterState *s = userdata;
         json_object *o = json_object_new_object(), *b = json_object_new_array();
+        int r = 0;
 
-        for (unsigned i = 0; b && i < AUDIT_LATENCY_BUCKETS; i++)
-                if (json_object_array_add(b, json_object_new_int64((int64_t) st->latency_buckets[i])) < 0)
-                        break;
-        if (!o || !b || json_object_add(o, "dimension", json_object_new_string(audit_counter_dimension_to_string(d))) < 0 ||
+        for (unsigned i = 0; b && r >= 0 && i < AUDIT_LATENCY_BUCKETS; i++)
+                r = json_array_append(b, json_object_new_int64((int64_t) st->latency_buckets[i]));
+        if (!o || !b || r < 0 ||
+            json_object_add(o, "dimension", json_object_new_string(audit_counter_dimension_to_string(d))) < 0 ||
             json_object_add(o, "key", json_object_new_string(key)) < 0 ||
             json_object_add(o, "calls", json_object_new_int64((int64_t) st->n_requests)) < 0 ||
             json_object_add(o, "errors", json_object_new_int64((int64_t) st->n_errors)) < 0 ||

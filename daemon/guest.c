@@ -267,13 +267,14 @@ const char *const *guest_tdi_states(void) {
         return tdi_state_table;
 }
 
-static json_object *state_json(Manager *m, const GuestContext *ctx, const GuestVDevice *v) {
+/* NULL where the state is unknown (the kernel's TSMs keep it from the host): a null "state". */
+static const char *vdevice_state_name(Manager *m, const GuestContext *ctx, const GuestVDevice *v) {
         int state;
 
         if (priv_call_get_vdevice_state(m->channel, ctx->slot, ctx->id, v->id, &state) < 0 || state < 0 ||
             state >= _TDISP_STATE_MAX)
                 return NULL;
-        return json_object_new_string(tdi_state_table[state]);
+        return tdi_state_table[state];
 }
 
 /* ---- contexts -------------------------------------------------------------------------- */
@@ -928,9 +929,9 @@ static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 static int reply_state(VarlinkCall *call, Manager *m, GuestContext *ctx, GuestVDevice *v, bool with_bound) {
-        json_object *reply = json_object_new_object(), *state = state_json(m, ctx, v);
+        json_object *reply = json_object_new_object();
 
-        if (!reply || json_object_add(reply, "state", state) < 0 ||
+        if (!reply || json_object_add_string_or_null(reply, "state", vdevice_state_name(m, ctx, v)) < 0 ||
             (with_bound && json_object_add(reply, "bound", json_object_new_boolean(v->bound)) < 0)) {
                 json_object_put(reply);
                 return -ENOMEM;
@@ -1008,7 +1009,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         Manager *m = c->manager;
         GuestContext *ctx = find_context(c, (int64_t) pc->context);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
-        json_object *state;
+        const char *state;
         int r;
 
         /* Neither can go while it changes: Detach and CloseContext wait, a disconnect cancels. */
@@ -1034,9 +1035,10 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         /* InvalidState only where the state is known (the emulated platform): the kernel's TSMs
          * keep it from the host (-EOPNOTSUPP), and their error is the VMM's only clue. */
         state = pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY) ?
-                state_json(m, ctx, v) : NULL;
+                vdevice_state_name(m, ctx, v) : NULL;
         if (state)
-                r = varlink_call_error_kv(call, GUEST_ERROR("InvalidState"), "state", state, NULL);
+                r = varlink_call_error_kv(call, GUEST_ERROR("InvalidState"),
+                                          "state", json_object_new_string(state), NULL);
         else if (result < 0)
                 /* Only a bind passes the monitor's gate, which looks at the device. */
                 r = reply_tsm_error(call, pc->request, result, v->pci_address, GUEST_REASON_DEVICE_NOT_LISTED);
@@ -1330,7 +1332,7 @@ static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *first = json_object_new_object();
         int r;
 
-        if (!first || json_object_add(first, "event", NULL) < 0) {
+        if (!first || json_object_add_null(first, "event") < 0) {
                 json_object_put(first);
                 return -ENOMEM;
         }
@@ -1366,7 +1368,7 @@ static void notify_event(Manager *m, GuestClient *owner, const char *kind, const
                     json_object_add(ev, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
                     json_object_add(ev, "vdeviceId", json_object_new_int64(v->id)) < 0 ||
                     json_object_add(ev, "pciAddress", json_object_new_string(v->pci_address)) < 0 ||
-                    json_object_add(ev, "state", NULL) < 0 || json_object_add(reply, "event", ev) < 0) {
+                    json_object_add_null(ev, "state") < 0 || json_object_add(reply, "event", ev) < 0) {
                         json_object_put(ev);
                         json_object_put(reply);
                         return;
