@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Preloaded into tsmd by test-integration-guest (LD_PRELOAD): json-c's json_object_object_add_ex()
- * fails (as out of memory) every second time it is to add the number $TSMD_TEST_FAIL_INT64 to an
- * object, and json_object_new_int64() every second time it is to make $TSMD_TEST_FAIL_NEW_INT64.
- * The parser adds (and makes) it reading a client's call that carries it; what the worker then
- * builds of it (an error reply naming it) runs out of memory. Runs in: tsmd's processes, under
- * test only.
+ * Preloaded into tsmd by test-integration-guest, and into tsmctl by test-tsmctl (LD_PRELOAD):
+ * json-c's json_object_object_add_ex() fails (as out of memory) every second time it is to add
+ * the number $TSMD_TEST_FAIL_INT64 to an object, and json_object_new_int64() every second time it
+ * is to make $TSMD_TEST_FAIL_NEW_INT64. tsmd's parser adds (and makes) it reading a client's call
+ * that carries it; what the worker then builds of it (an error reply naming it) runs out of
+ * memory. Runs in: tsmd's processes and tsmctl, under test only.
  */
 
 #include <dlfcn.h>
