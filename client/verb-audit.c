@@ -24,6 +24,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         size_t n;
         int r, opt;
 
+        if (!params) {
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_GENERIC;
+        }
         optind = 0;
         while ((opt = getopt_long(argc + 1, argv - 1, "", options, NULL)) >= 0) {
                 const char *key = opt == 'f' ? "fromSeq" : opt == 't' ? "toSeq" : opt == 'u' ? "uid" :
@@ -45,11 +49,16 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                 json_object_put(params);
                                 return EXIT_USAGE;
                         }
-                        json_object_add(params, key, json_object_new_int64(v));
+                        r = json_object_add(params, key, json_object_new_int64(v));
                         if (opt == 'l')
                                 limit = MIN(v, (long long) QUERY_LIMIT_MAX);
                 } else
-                        json_object_add(params, key, json_object_new_string(optarg));
+                        r = json_object_add(params, key, json_object_new_string(optarg));
+                if (r < 0) {
+                        json_object_put(params);
+                        fprintf(stderr, "Out of memory.\n");
+                        return EXIT_GENERIC;
+                }
         }
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.QueryAudit", params, &reply);

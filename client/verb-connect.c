@@ -11,8 +11,12 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         json_object *params = json_object_new_object(), *reply;
         int r;
 
-        json_object_add(params, "pciAddress", json_object_new_string(argv[0]));
-        json_object_add(params, "tsm", json_object_new_string(argv[1]));
+        if (!params || json_object_add(params, "pciAddress", json_object_new_string(argv[0])) < 0 ||
+            json_object_add(params, "tsm", json_object_new_string(argv[1])) < 0) {
+                json_object_put(params);
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_GENERIC;
+        }
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.ConnectDevice", params, &reply);
         if (r > 0)
                 return r;

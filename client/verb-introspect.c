@@ -9,10 +9,14 @@
 /* Asks for the description of the interface name: printed as text, or with --json added to list
  * as {"interface": name, "description": IDL} (one document for them all, printed at the end). */
 static int introspect_interface(TsmClient *c, const TsmctlOptions *o, const char *name, json_object *list) {
-        json_object *params = json_object_new_object(), *reply, *entry;
+        json_object *params = json_object_new_object(), *reply, *entry, *description;
         int r;
 
-        json_object_add(params, "interface", json_object_new_string(name));
+        if (!params || json_object_add(params, "interface", json_object_new_string(name)) < 0) {
+                json_object_put(params);
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_GENERIC;
+        }
         r = tsmctl_call(c, "org.varlink.service.GetInterfaceDescription", params, &reply);
         if (r > 0)
                 return r;
@@ -22,9 +26,11 @@ static int introspect_interface(TsmClient *c, const TsmctlOptions *o, const char
                 return 0;
         }
         /* The reply is the client's until the next call: the description is referenced. */
+        description = json_object_object_get(reply, "description");
         entry = json_object_new_object();
         if (!entry || json_object_add(entry, "interface", json_object_new_string(name)) < 0 ||
-            json_object_add(entry, "description", json_object_get(json_object_object_get(reply, "description"))) < 0 ||
+            (description ? json_object_add(entry, "description", json_object_get(description)) :
+                           json_object_add_null(entry, "description")) < 0 ||
             json_object_array_add(list, entry) < 0) {
                 json_object_put(entry);
                 fprintf(stderr, "Out of memory.\n");

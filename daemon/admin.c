@@ -23,10 +23,6 @@ bool manager_is_admin(Manager *m, VarlinkConn *conn) {
         return c && policy_is_admin(m->policy, guest_client_get_identity(c));
 }
 
-static json_object *string_or_null(const char *s) {
-        return s ? json_object_new_string(s) : NULL;
-}
-
 static const char *uapi_name(Manager *m, bool emulated) {
         TsmUapiVersion v;
 
@@ -56,8 +52,8 @@ static int vl_list_backends(VarlinkCall *call, json_object *p, void *userdata) {
                                 n++;
                 }
                 if (!o || json_object_add(o, "tsm", json_object_new_string(t->name)) < 0 ||
-                    json_object_add(o, "type", string_or_null(tsm_backend_type_to_string(t->type))) < 0 ||
-                    json_object_add(o, "parentDriver", string_or_null(t->parent_driver)) < 0 ||
+                    json_object_add_string_or_null(o, "type", tsm_backend_type_to_string(t->type)) < 0 ||
+                    json_object_add_string_or_null(o, "parentDriver", t->parent_driver) < 0 ||
                     json_object_add(o, "uapi", json_object_new_string(uapi_name(m, false))) < 0 ||
                     json_object_add(o, "devices", json_object_new_int(n)) < 0 || json_object_array_add(a, o) < 0) {
                         json_object_put(o);
@@ -69,7 +65,7 @@ static int vl_list_backends(VarlinkCall *call, json_object *p, void *userdata) {
 
                 if (!o || json_object_add(o, "tsm", json_object_new_string(EMULATED_TSM_NAME)) < 0 ||
                     json_object_add(o, "type", json_object_new_string("emulated")) < 0 ||
-                    json_object_add(o, "parentDriver", NULL) < 0 ||
+                    json_object_add_null(o, "parentDriver") < 0 ||
                     json_object_add(o, "uapi", json_object_new_string("emulated")) < 0 ||
                     json_object_add(o, "devices", json_object_new_int((int) emu_platform_get_n_devices(emu))) < 0 ||
                     json_object_array_add(a, o) < 0) {
@@ -87,7 +83,8 @@ static int vl_list_backends(VarlinkCall *call, json_object *p, void *userdata) {
 
 typedef struct OwnerLookup {
         const char *pci_address;
-        json_object *owner;
+        json_object *owner; /* NULL: none (a null "owner") */
+        int error;
 } OwnerLookup;
 
 static void find_owner(const GuestVDeviceInfo *v, void *userdata) {
@@ -95,18 +92,19 @@ static void find_owner(const GuestVDeviceInfo *v, void *userdata) {
         const PeerIdentity *id = v->client ? guest_client_get_identity(v->client) : NULL;
         json_object *o;
 
-        if (l->owner || v->gone || !streq(v->pci_address, l->pci_address))
+        if (l->owner || l->error < 0 || v->gone || !streq(v->pci_address, l->pci_address))
                 return;
         o = json_object_new_object();
         if (!o || json_object_add(o, "uid", json_object_new_int64(v->uid)) < 0 ||
             json_object_add(o, "pid", json_object_new_int64(id ? id->pid : 0)) < 0 ||
-            json_object_add(o, "unit", string_or_null(id ? id->unit : NULL)) < 0 ||
+            json_object_add_string_or_null(o, "unit", id ? id->unit : NULL) < 0 ||
             json_object_add(o, "context", json_object_new_int64((int64_t) v->context)) < 0 ||
             json_object_add(o, "vdeviceId", json_object_new_int64(v->vdevice_id)) < 0 ||
             json_object_add(o, "bound", json_object_new_boolean(v->bound)) < 0 ||
             json_object_add(o, "changing", json_object_new_boolean(v->changing)) < 0 ||
             json_object_add(o, "reclaimable", json_object_new_boolean(!v->client)) < 0) {
                 json_object_put(o);
+                l->error = -ENOMEM; /* not to be told as no owner */
                 return;
         }
         l->owner = o;
@@ -119,11 +117,13 @@ static int add_device(Manager *m, json_object *a, const char *address, const cha
 
         guest_foreach_vdevice(m, find_owner, &l);
         if (!o || json_object_add(o, "pciAddress", json_object_new_string(address)) < 0 ||
-            json_object_add(o, "dsm", string_or_null(dsm)) < 0 ||
-            json_object_add(o, "tsm", string_or_null(tsm)) < 0 ||
-            json_object_add(o, "backend", string_or_null(backend)) < 0 ||
-            json_object_add(o, "state", string_or_null(state)) < 0 ||
-            json_object_add(o, "owner", TAKE_PTR(l.owner)) < 0 || json_object_array_add(a, o) < 0) {
+            json_object_add_string_or_null(o, "dsm", dsm) < 0 ||
+            json_object_add_string_or_null(o, "tsm", tsm) < 0 ||
+            json_object_add_string_or_null(o, "backend", backend) < 0 ||
+            json_object_add_string_or_null(o, "state", state) < 0 ||
+            l.error < 0 ||
+            (l.owner ? json_object_add(o, "owner", TAKE_PTR(l.owner)) : json_object_add_null(o, "owner")) < 0 ||
+            json_object_array_add(a, o) < 0) {
                 json_object_put(o);
                 json_object_put(l.owner);
                 return -ENOMEM;
@@ -191,7 +191,7 @@ static int vl_list_clients(VarlinkCall *call, json_object *p, void *userdata) {
                 if (!o || json_object_add(o, "uid", json_object_new_int64(id->uid)) < 0 ||
                     json_object_add(o, "gid", json_object_new_int64(id->gid)) < 0 ||
                     json_object_add(o, "pid", json_object_new_int64(id->pid)) < 0 ||
-                    json_object_add(o, "unit", string_or_null(id->unit)) < 0 ||
+                    json_object_add_string_or_null(o, "unit", id->unit) < 0 ||
                     json_object_add(o, "contexts", json_object_new_int64(contexts)) < 0 ||
                     json_object_add(o, "vdevices", json_object_new_int64(vdevices)) < 0 ||
                     json_object_add(o, "calls", json_object_new_int64((int64_t) calls)) < 0 ||
@@ -371,7 +371,7 @@ static int vl_follow_audit(VarlinkCall *call, json_object *p, void *userdata) {
         }
         m->followers[m->n_followers++] = f;
         first = json_object_new_object();
-        if (!first || json_object_add(first, "record", NULL) < 0) {
+        if (!first || json_object_add_null(first, "record") < 0) {
                 json_object_put(first);
                 return -ENOMEM;
         }
@@ -388,11 +388,12 @@ typedef struct CounterState {
 static int on_counter(AuditCounterDimension d, const char *key, const AuditCounterStats *st, void *userdata) {
         CounterState *s = userdata;
         json_object *o = json_object_new_object(), *b = json_object_new_array();
+        int r = 0;
 
-        for (unsigned i = 0; b && i < AUDIT_LATENCY_BUCKETS; i++)
-                if (json_object_array_add(b, json_object_new_int64((int64_t) st->latency_buckets[i])) < 0)
-                        break;
-        if (!o || !b || json_object_add(o, "dimension", json_object_new_string(audit_counter_dimension_to_string(d))) < 0 ||
+        for (unsigned i = 0; b && r >= 0 && i < AUDIT_LATENCY_BUCKETS; i++)
+                r = json_array_append(b, json_object_new_int64((int64_t) st->latency_buckets[i]));
+        if (!o || !b || r < 0 ||
+            json_object_add(o, "dimension", json_object_new_string(audit_counter_dimension_to_string(d))) < 0 ||
             json_object_add(o, "key", json_object_new_string(key)) < 0 ||
             json_object_add(o, "calls", json_object_new_int64((int64_t) st->n_requests)) < 0 ||
             json_object_add(o, "errors", json_object_new_int64((int64_t) st->n_errors)) < 0 ||
@@ -446,26 +447,10 @@ static void check_in_use(const GuestVDeviceInfo *v, void *userdata) {
                 u->found = true;
 }
 
-static int reply_admin_error(VarlinkCall *call, const char *error, const char *key, json_object *value) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_object_add(p, key, value) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_call_error(call, error, p);
-}
-
 /* NotDsm: the function is connected and disconnected through its DSM, which it names. */
 static int reply_not_dsm(VarlinkCall *call, const char *address, const char *dsm) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_object_add(p, "pciAddress", json_object_new_string(address)) < 0 ||
-            json_object_add(p, "dsm", json_object_new_string(dsm)) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_call_error(call, "io.tsmd.Admin.NotDsm", p);
+        return varlink_call_error_kv(call, "io.tsmd.Admin.NotDsm", "pciAddress", json_object_new_string(address),
+                                     "dsm", json_object_new_string(dsm), NULL);
 }
 
 static int connect_result(VarlinkCall *call, Manager *m, int r, const char *address, const char *tsm) {
@@ -475,13 +460,17 @@ static int connect_result(VarlinkCall *call, Manager *m, int r, const char *addr
         if ((r == -EXDEV || r == -ENODEV) && d && d->dsm_address)
                 return reply_not_dsm(call, address, d->dsm_address);
         if (r == -ENODEV || r == -EXDEV)
-                return reply_admin_error(call, "io.tsmd.Admin.NoSuchDevice", "pciAddress", json_object_new_string(address));
+                return varlink_call_error_kv(call, "io.tsmd.Admin.NoSuchDevice",
+                                             "pciAddress", json_object_new_string(address), NULL);
         if (r == -ENXIO)
-                return reply_admin_error(call, "io.tsmd.Admin.NoSuchTsm", "tsm", json_object_new_string(strna(tsm)));
+                return varlink_call_error_kv(call, "io.tsmd.Admin.NoSuchTsm",
+                                             "tsm", json_object_new_string(strna(tsm)), NULL);
         if (r == -EBUSY)
-                return reply_admin_error(call, "io.tsmd.Admin.DeviceBusy", "pciAddress", json_object_new_string(address));
+                return varlink_call_error_kv(call, "io.tsmd.Admin.DeviceBusy",
+                                             "pciAddress", json_object_new_string(address), NULL);
         if (r < 0)
-                return reply_admin_error(call, "io.tsmd.Admin.ConnectFailed", "errno", json_object_new_int(-r));
+                return varlink_call_error_kv(call, "io.tsmd.Admin.ConnectFailed",
+                                             "errno", json_object_new_int(-r), NULL);
         return varlink_call_reply(call, NULL);
 }
 
@@ -765,17 +754,12 @@ void admin_recheck_followers(Manager *m) {
 }
 
 static int reply_too_many_queries(VarlinkCall *call, unsigned max) {
-        return reply_admin_error(call, "io.tsmd.Admin.TooManyQueries", "maxQueries", json_object_new_int64(max));
+        return varlink_call_error_kv(call, "io.tsmd.Admin.TooManyQueries",
+                                     "maxQueries", json_object_new_int64(max), NULL);
 }
 
 static int reply_audit_failed(VarlinkCall *call, int error) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_object_add(p, "errno", json_object_new_int(-error)) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_call_error(call, "io.tsmd.Admin.AuditFailed", p);
+        return varlink_call_error_kv(call, "io.tsmd.Admin.AuditFailed", "errno", json_object_new_int(-error), NULL);
 }
 
 /* The room a postponed device change waited for (a reload reopened the log). */

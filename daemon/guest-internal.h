@@ -110,10 +110,6 @@ typedef struct Release {
 } Release;
 
 GuestClient *guest_client_of(VarlinkCall *call);
-/* Replies the named error with up to two parameters (k2 NULL for one); -ENOMEM if they could
- * not be built. */
-int guest_reply_error_kv(VarlinkCall *call, const char *error, const char *k1, json_object *v1, const char *k2,
-                         json_object *v2);
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max);
 
 /* What a client holds, against the limits that count it: tsmd.conf's [Guest]

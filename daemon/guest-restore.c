@@ -465,8 +465,8 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                 }
         }
         if (!ctx)
-                return guest_reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
-                                            json_object_new_string(GUEST_REASON_NO_RECLAIM), NULL, NULL);
+                return varlink_call_error_kv(call, GUEST_ERROR("ReclaimRefused"),
+                                             "reason", json_object_new_string(GUEST_REASON_NO_RECLAIM), NULL);
 
         /* Taking a context back is taking one: the same rules as for a new one, the policy's
          * of today included, and its devices as for attaching them. Refused, it stays
@@ -479,16 +479,16 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         over_contexts = guest_usage_contexts_over(&usage, 1);
         over_vdevices = guest_usage_vdevices_over(&usage, ctx->n_vdevices);
         if (!policy_is_client(m->policy, &c->identity))
-                r = guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason",
-                                         json_object_new_string(GUEST_REASON_NO_CLIENT_RULE), NULL, NULL);
+                r = varlink_call_error_kv(call, GUEST_ERROR("Denied"),
+                                          "reason", json_object_new_string(GUEST_REASON_NO_CLIENT_RULE), NULL);
         else if ((refused = vdevice_refused(m, c, ctx, &backend, &why))) {
                 char reason[GUEST_RECLAIM_REASON_MAX + 1];
 
                 guest_op_set_device(call, refused->pci_address, backend);
                 (void) snprintf(reason, sizeof(reason), "%s (vDevice %" PRIu32 "): %s", refused->pci_address,
                                 refused->id, why);
-                r = guest_reply_error_kv(call, GUEST_ERROR("ReclaimRefused"), "reason",
-                                         json_object_new_string(reason), NULL, NULL);
+                r = varlink_call_error_kv(call, GUEST_ERROR("ReclaimRefused"),
+                                          "reason", json_object_new_string(reason), NULL);
         } else if (over_contexts > 0)
                 r = guest_reply_limit(call, "contexts", over_contexts);
         else if (over_vdevices > 0)

@@ -86,45 +86,35 @@ static int64_t get_int(json_object *p, const char *key, int64_t def) {
         return json_object_get_int64(v);
 }
 
-int guest_reply_error_kv(VarlinkCall *call, const char *error, const char *k1, json_object *v1,
-                                const char *k2, json_object *v2) {
-        json_object *p = json_object_new_object();
-
-        if (!p || (k1 && json_object_add(p, k1, v1) < 0) || (k2 && json_object_add(p, k2, v2) < 0)) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_call_error(call, error, p);
-}
-
 static int reply_no_such_context(VarlinkCall *call, int64_t handle) {
-        return guest_reply_error_kv(call, GUEST_ERROR("NoSuchContext"), "context", json_object_new_int64(handle),
-                                    NULL, NULL);
+        return varlink_call_error_kv(call, GUEST_ERROR("NoSuchContext"),
+                                     "context", json_object_new_int64(handle), NULL);
 }
 
 static int reply_no_such_vdevice(VarlinkCall *call, int64_t handle, int64_t id) {
-        return guest_reply_error_kv(call, GUEST_ERROR("NoSuchVDevice"), "context", json_object_new_int64(handle),
-                                    "vdeviceId", json_object_new_int64(id));
+        return varlink_call_error_kv(call, GUEST_ERROR("NoSuchVDevice"), "context", json_object_new_int64(handle),
+                                     "vdeviceId", json_object_new_int64(id), NULL);
 }
 
 static int reply_denied(VarlinkCall *call, const char *reason) {
-        return guest_reply_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL, NULL);
+        return varlink_call_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL);
 }
 
 /* field: "request" or "maxResponseSize". */
 static int reply_payload_too_large(VarlinkCall *call, const char *field, size_t limit) {
-        return guest_reply_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string(field),
-                                    "limit", json_object_new_int64((int64_t) limit));
+        return varlink_call_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string(field),
+                                     "limit", json_object_new_int64((int64_t) limit), NULL);
 }
 
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
-        return guest_reply_error_kv(call, GUEST_ERROR("LimitReached"), "limit", json_object_new_string(limit),
-                                    "max", json_object_new_int64(max));
+        return varlink_call_error_kv(call, GUEST_ERROR("LimitReached"), "limit", json_object_new_string(limit),
+                                     "max", json_object_new_int64(max), NULL);
 }
 
 static int reply_backend_errno(VarlinkCall *call, int r) {
-        return guest_reply_error_kv(call, GUEST_ERROR("BackendError"), "name",
-                                    json_object_new_string(iommufd_tsm_error_name(r)), "errno", json_object_new_int(-r));
+        return varlink_call_error_kv(call, GUEST_ERROR("BackendError"),
+                                     "name", json_object_new_string(iommufd_tsm_error_name(r)),
+                                     "errno", json_object_new_int(-r), NULL);
 }
 
 /* Maps what the platform or a backend said to the interface's named errors. -ENOMEM is left
@@ -132,14 +122,14 @@ static int reply_backend_errno(VarlinkCall *call, int r) {
 static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address) {
         switch (r) {
         case -ENODEV:
-                return guest_reply_error_kv(call, GUEST_ERROR("DeviceGone"), "pciAddress",
-                                            json_object_new_string(pci_address), NULL, NULL);
+                return varlink_call_error_kv(call, GUEST_ERROR("DeviceGone"),
+                                             "pciAddress", json_object_new_string(pci_address), NULL);
         case -EBUSY:
-                return guest_reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress",
-                                            json_object_new_string(pci_address), NULL, NULL);
+                return varlink_call_error_kv(call, GUEST_ERROR("DeviceBusy"),
+                                             "pciAddress", json_object_new_string(pci_address), NULL);
         case -ETIMEDOUT:
-                return guest_reply_error_kv(call, GUEST_ERROR("Timeout"), "pciAddress",
-                                            json_object_new_string(pci_address), NULL, NULL);
+                return varlink_call_error_kv(call, GUEST_ERROR("Timeout"),
+                                             "pciAddress", json_object_new_string(pci_address), NULL);
         case -EPERM:
                 return reply_denied(call, GUEST_REASON_BACKEND_REFUSED);
         case -ENOMEM:
@@ -216,8 +206,7 @@ static int persist_before_change(Manager *m, GuestContext *ctx) {
 static int reply_state_not_saved(VarlinkCall *call, int error) {
         if (error == -ENOMEM)
                 return error;
-        return guest_reply_error_kv(call, GUEST_ERROR("StateNotSaved"), "errno", json_object_new_int(-error), NULL,
-                                    NULL);
+        return varlink_call_error_kv(call, GUEST_ERROR("StateNotSaved"), "errno", json_object_new_int(-error), NULL);
 }
 
 /* Looks up context and vDevice named in the parameters: 1 if both are there, else the right
@@ -278,13 +267,14 @@ const char *const *guest_tdi_states(void) {
         return tdi_state_table;
 }
 
-static json_object *state_json(Manager *m, const GuestContext *ctx, const GuestVDevice *v) {
+/* NULL where the state is unknown (the kernel's TSMs keep it from the host): a null "state". */
+static const char *vdevice_state_name(Manager *m, const GuestContext *ctx, const GuestVDevice *v) {
         int state;
 
         if (priv_call_get_vdevice_state(m->channel, ctx->slot, ctx->id, v->id, &state) < 0 || state < 0 ||
             state >= _TDISP_STATE_MAX)
                 return NULL;
-        return json_object_new_string(tdi_state_table[state]);
+        return tdi_state_table[state];
 }
 
 /* ---- contexts -------------------------------------------------------------------------- */
@@ -416,10 +406,12 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
         /* Only the fd the client passed can be bad: the host's own IOMMU device missing or not
          * one (IommuDevice= naming something else: ENODEV) is the host's fault, io.tsmd.System. */
         if (adopt_fd >= 0 && (r == -EBADF || r == -EACCES))
-                return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
-                                            json_object_new_string("fileDescriptor"), "reason",
-                                            json_object_new_string(r == -EBADF ? GUEST_REASON_NOT_IOMMUFD :
-                                                                                 GUEST_REASON_NOT_RDWR));
+                return varlink_call_error_kv(call, GUEST_ERROR("BadFileDescriptor"),
+                                             "field", json_object_new_string("fileDescriptor"),
+                                             "reason",
+                                             json_object_new_string(r == -EBADF ? GUEST_REASON_NOT_IOMMUFD :
+                                                                                  GUEST_REASON_NOT_RDWR),
+                                             NULL);
         if (r == -EMFILE)
                 /* The monitor holds one we do not count (one we could not restore, say). */
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
@@ -498,9 +490,9 @@ static int vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata) {
         if (fd == -EMFILE)
                 return fd_lost("fileDescriptor");
         if (fd < 0)
-                return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
-                                            json_object_new_string("fileDescriptor"), "reason",
-                                            json_object_new_string(GUEST_REASON_NO_FD));
+                return varlink_call_error_kv(call, GUEST_ERROR("BadFileDescriptor"),
+                                             "field", json_object_new_string("fileDescriptor"),
+                                             "reason", json_object_new_string(GUEST_REASON_NO_FD), NULL);
         r = add_context(call, fd, &ctx, token, NULL);
         if (r <= 0)
                 return r;
@@ -651,8 +643,8 @@ void guest_context_free(Manager *m, GuestContext *ctx) {
 }
 
 static int reply_device_busy(VarlinkCall *call, const char *pci_address) {
-        return guest_reply_error_kv(call, GUEST_ERROR("DeviceBusy"), "pciAddress", json_object_new_string(pci_address),
-                                    NULL, NULL);
+        return varlink_call_error_kv(call, GUEST_ERROR("DeviceBusy"),
+                                     "pciAddress", json_object_new_string(pci_address), NULL);
 }
 
 static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
@@ -840,14 +832,14 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (id <= 0 || id > UINT32_MAX) /* iommufd object ids start at 1 */
                 return varlink_call_error_invalid_parameter(call, "vdeviceId");
         if (guest_find_vdevice(ctx, id))
-                return guest_reply_error_kv(call, GUEST_ERROR("VDeviceExists"), "context",
-                                            json_object_new_int64((int64_t) ctx->handle), "vdeviceId",
-                                            json_object_new_int64(id));
+                return varlink_call_error_kv(call, GUEST_ERROR("VDeviceExists"),
+                                             "context", json_object_new_int64((int64_t) ctx->handle),
+                                             "vdeviceId", json_object_new_int64(id), NULL);
 
         r = tsm_platform_get_device(m->platform, address, &info);
         if (r < 0)
-                return guest_reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
-                                            json_object_new_string(address), NULL, NULL);
+                return varlink_call_error_kv(call, GUEST_ERROR("NoSuchDevice"),
+                                             "pciAddress", json_object_new_string(address), NULL);
         /* Before any refusal: the record names the device it was for. */
         guest_op_set_device(call, info.pci_address, info.backend);
 
@@ -861,9 +853,9 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 else
                         (void) verify_vfio_fd(fd, info.pci_address, &reason);
                 if (reason)
-                        return guest_reply_error_kv(call, GUEST_ERROR("BadFileDescriptor"), "field",
-                                                    json_object_new_string("vfioFileDescriptor"), "reason",
-                                                    json_object_new_string(reason));
+                        return varlink_call_error_kv(call, GUEST_ERROR("BadFileDescriptor"),
+                                                     "field", json_object_new_string("vfioFileDescriptor"),
+                                                     "reason", json_object_new_string(reason), NULL);
         }
 
         r = policy_check_device(m->policy, &c->identity, info.pci_address, info.backend, &reason);
@@ -894,8 +886,8 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         if (r < 0) {
                 json_object_put(scopes);
                 if (r == -ENODEV || r == -ENXIO) /* gone since we looked */
-                        return guest_reply_error_kv(call, GUEST_ERROR("NoSuchDevice"), "pciAddress",
-                                                    json_object_new_string(address), NULL, NULL);
+                        return varlink_call_error_kv(call, GUEST_ERROR("NoSuchDevice"),
+                                                     "pciAddress", json_object_new_string(address), NULL);
                 if (r == -EPERM) /* the monitor's gate: its policy lists the device in no rule */
                         return reply_denied(call, GUEST_REASON_DEVICE_NOT_LISTED);
                 return reply_backend_error(call, r, info.pci_address);
@@ -937,9 +929,9 @@ static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 static int reply_state(VarlinkCall *call, Manager *m, GuestContext *ctx, GuestVDevice *v, bool with_bound) {
-        json_object *reply = json_object_new_object(), *state = state_json(m, ctx, v);
+        json_object *reply = json_object_new_object();
 
-        if (!reply || json_object_add(reply, "state", state) < 0 ||
+        if (!reply || json_object_add_string_or_null(reply, "state", vdevice_state_name(m, ctx, v)) < 0 ||
             (with_bound && json_object_add(reply, "bound", json_object_new_boolean(v->bound)) < 0)) {
                 json_object_put(reply);
                 return -ENOMEM;
@@ -1017,7 +1009,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         Manager *m = c->manager;
         GuestContext *ctx = find_context(c, (int64_t) pc->context);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
-        json_object *state;
+        const char *state;
         int r;
 
         /* Neither can go while it changes: Detach and CloseContext wait, a disconnect cancels. */
@@ -1043,9 +1035,10 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         /* InvalidState only where the state is known (the emulated platform): the kernel's TSMs
          * keep it from the host (-EOPNOTSUPP), and their error is the VMM's only clue. */
         state = pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY) ?
-                state_json(m, ctx, v) : NULL;
+                vdevice_state_name(m, ctx, v) : NULL;
         if (state)
-                r = guest_reply_error_kv(call, GUEST_ERROR("InvalidState"), "state", state, NULL, NULL);
+                r = varlink_call_error_kv(call, GUEST_ERROR("InvalidState"),
+                                          "state", json_object_new_string(state), NULL);
         else if (result < 0)
                 /* Only a bind passes the monitor's gate, which looks at the device. */
                 r = reply_tsm_error(call, pc->request, result, v->pci_address, GUEST_REASON_DEVICE_NOT_LISTED);
@@ -1251,16 +1244,18 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (max_response < 0)
                 return varlink_call_error_invalid_parameter(call, "maxResponseSize");
         if (!desc)
-                return guest_reply_error_kv(call, GUEST_ERROR("NoSuchScope"), "scope",
-                                            json_object_new_string(scope), "backend",
-                                            json_object_new_string(tsm_backend_type_to_string(info.backend)));
+                return varlink_call_error_kv(call, GUEST_ERROR("NoSuchScope"), "scope", json_object_new_string(scope),
+                                             "backend",
+                                             json_object_new_string(tsm_backend_type_to_string(info.backend)), NULL);
         r = tsm_platform_scope_number(m->platform, &info, scope, &number);
         /* The record names the scope asked for, also when the UAPI cannot carry it. */
         guest_op_set_scope(call, desc->name, r < 0 ? AUDIT_SCOPE_NUMBER_NONE : (int64_t) number);
         if (r < 0)
-                return guest_reply_error_kv(call, GUEST_ERROR("ScopeUnavailable"), "scope",
-                                            json_object_new_string(scope), "uapi",
-                                            json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"));
+                return varlink_call_error_kv(call, GUEST_ERROR("ScopeUnavailable"),
+                                             "scope", json_object_new_string(scope),
+                                             "uapi",
+                                             json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"),
+                                             NULL);
         /* The size the request claims, so that a refusal records it too: the payload is
          * decoded only for a client the policy lets through. */
         if (base64_decoded_size(b64, b64_len, &claimed) >= 0)
@@ -1337,7 +1332,7 @@ static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *first = json_object_new_object();
         int r;
 
-        if (!first || json_object_add(first, "event", NULL) < 0) {
+        if (!first || json_object_add_null(first, "event") < 0) {
                 json_object_put(first);
                 return -ENOMEM;
         }
@@ -1373,7 +1368,7 @@ static void notify_event(Manager *m, GuestClient *owner, const char *kind, const
                     json_object_add(ev, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
                     json_object_add(ev, "vdeviceId", json_object_new_int64(v->id)) < 0 ||
                     json_object_add(ev, "pciAddress", json_object_new_string(v->pci_address)) < 0 ||
-                    json_object_add(ev, "state", NULL) < 0 || json_object_add(reply, "event", ev) < 0) {
+                    json_object_add_null(ev, "state") < 0 || json_object_add(reply, "event", ev) < 0) {
                         json_object_put(ev);
                         json_object_put(reply);
                         return;

@@ -38,8 +38,8 @@ int reply_bound_error(const char *error, const char *k1, json_object *v1, const 
         json_object *p = json_object_new_object(), *m;
         int r;
 
-        /* A value that could not be made would be measured as a shorter null. */
-        if (!p || (k1 && !v1) || (k2 && !v2) || (k1 && json_object_add(p, k1, TAKE_PTR(v1)) < 0) ||
+        /* A value that could not be made is -ENOMEM (json_object_add()), not measured as null. */
+        if (!p || (k1 && json_object_add(p, k1, TAKE_PTR(v1)) < 0) ||
             (k2 && json_object_add(p, k2, TAKE_PTR(v2)) < 0)) {
                 json_object_put(v1);
                 json_object_put(v2);

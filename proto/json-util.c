@@ -117,6 +117,9 @@ static int object_add(json_object *obj, const char *key, json_object *value, uns
         assert(obj);
         assert(key);
 
+        /* json-c stores NULL as null: the value whose allocation failed would go out as null. */
+        if (!value)
+                return -ENOMEM;
         if (json_object_object_add_ex(obj, key, value, flags) < 0) {
                 json_object_put(value);
                 return -ENOMEM;
@@ -130,6 +133,29 @@ int json_object_add(json_object *obj, const char *key, json_object *value) {
 
 int json_object_add_constant_key(json_object *obj, const char *key, json_object *value) {
         return object_add(obj, key, value, JSON_C_OBJECT_ADD_CONSTANT_KEY);
+}
+
+int json_object_add_null(json_object *obj, const char *key) {
+        assert(obj);
+        assert(key);
+
+        return json_object_object_add(obj, key, NULL) < 0 ? -ENOMEM : 0;
+}
+
+int json_object_add_string_or_null(json_object *obj, const char *key, const char *s) {
+        return s ? json_object_add(obj, key, json_object_new_string(s)) : json_object_add_null(obj, key);
+}
+
+int json_array_append(json_object *array, json_object *value) {
+        assert(array);
+
+        if (!value)
+                return -ENOMEM;
+        if (json_object_array_add(array, value) < 0) {
+                json_object_put(value);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 const char *json_get_string(json_object *obj, const char *key) {

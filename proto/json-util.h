@@ -25,14 +25,23 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
  * (which checks every byte, UTF-8 included, before json-c sees the text). */
 int json_tokener_new_strict(unsigned depth, json_tokener **ret);
 
-/* Adds key=value to obj, taking ownership of value even on failure. */
+/* Adds key=value to obj, taking ownership of value even on failure. A NULL value is -ENOMEM:
+ * it is what a json_object_new_*() that failed returns, and json-c would send it as null. */
 int json_object_add(json_object *obj, const char *key, json_object *value);
+/* A null on purpose: key=null. */
+int json_object_add_null(json_object *obj, const char *key);
+/* key=s as a string, or key=null where s is NULL; -ENOMEM only if the string cannot be made. */
+int json_object_add_string_or_null(json_object *obj, const char *key, const char *s);
 
 /* As json_object_add() for a key that is a string literal (the "" makes anything else a compile
  * error): json-c keeps the pointer instead of a copy of the key, one allocation fewer. */
 #define json_object_add_literal(obj, key, value) json_object_add_constant_key(obj, "" key "", value)
 /* Behind json_object_add_literal(): key must outlive obj (static storage). */
 int json_object_add_constant_key(json_object *obj, const char *key, json_object *value);
+
+/* Appends value to array, taking ownership of it even on failure; a NULL value is -ENOMEM, as
+ * with json_object_add(). */
+int json_array_append(json_object *array, json_object *value);
 
 /* Typed getters returning NULL/default when the key is missing or has another type. */
 const char *json_get_string(json_object *obj, const char *key);

@@ -1145,13 +1145,11 @@ int varlink_call_error_kv(VarlinkCall *call, const char *error, ...) {
         while ((key = va_arg(ap, const char *))) {
                 json_object *value = va_arg(ap, json_object *);
 
-                /* The rest are taken all the same. */
-                if (r < 0 || !value) {
+                /* A NULL value is -ENOMEM (json_object_add()); the rest are taken all the same. */
+                if (r < 0)
                         json_object_put(value);
-                        r = -ENOMEM;
-                        continue;
-                }
-                r = json_object_add(p, key, value);
+                else
+                        r = json_object_add(p, key, value);
         }
         va_end(ap);
         if (r < 0)

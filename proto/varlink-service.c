@@ -33,8 +33,7 @@ static int vl_method_get_info(VarlinkCall *call, json_object *parameters, void *
 
                 if (!varlink_conn_allows_interface(varlink_call_get_conn(call), varlink_interface_get_name(iface)))
                         continue;
-                if (json_object_array_add(interfaces,
-                                          json_object_new_string(varlink_interface_get_name(iface))) < 0)
+                if (json_array_append(interfaces, json_object_new_string(varlink_interface_get_name(iface))) < 0)
                         return -ENOMEM;
         }
 

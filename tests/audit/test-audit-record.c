@@ -116,11 +116,11 @@ static void add_ref_string(json_object *o, const char *key, const char *value) {
         _cleanup_free_ char *b = NULL;
 
         ASSERT_OK(audit_string_bound(value, AUDIT_FIELD_MAX, &b));
-        ASSERT_OK(json_object_add(o, key, b ? json_object_new_string(b) : NULL));
+        ASSERT_OK(json_object_add_string_or_null(o, key, b));
 }
 
 static void add_ref_u64(json_object *o, const char *key, uint64_t v, bool is_null) {
-        ASSERT_OK(json_object_add(o, key, is_null ? NULL : json_object_new_uint64(v)));
+        ASSERT_OK(is_null ? json_object_add_null(o, key) : json_object_add(o, key, json_object_new_uint64(v)));
 }
 
 static char *reference_line(const AuditRecord *r) {
@@ -134,14 +134,16 @@ static char *reference_line(const AuditRecord *r) {
         add_ref_string(o, "event", r->event);
         add_ref_u64(o, "uid", r->uid, r->uid == AUDIT_UID_INVALID);
         add_ref_u64(o, "gid", r->gid, r->gid == AUDIT_GID_INVALID);
-        ASSERT_OK(json_object_add(o, "pid", r->pid <= 0 ? NULL : json_object_new_int64(r->pid)));
+        ASSERT_OK(r->pid <= 0 ? json_object_add_null(o, "pid") :
+                                json_object_add(o, "pid", json_object_new_int64(r->pid)));
         add_ref_string(o, "unit", r->unit);
         add_ref_u64(o, "contextId", r->context_id, r->context_id == AUDIT_U64_NONE);
         add_ref_u64(o, "vdeviceId", r->vdevice_id, r->vdevice_id == AUDIT_U64_NONE);
         add_ref_string(o, "pci", r->pci);
         add_ref_string(o, "backend", r->backend);
         add_ref_string(o, "scope", r->scope);
-        ASSERT_OK(json_object_add(o, "scopeNumber", r->scope_number < 0 ? NULL : json_object_new_int64(r->scope_number)));
+        ASSERT_OK(r->scope_number < 0 ? json_object_add_null(o, "scopeNumber") :
+                                        json_object_add(o, "scopeNumber", json_object_new_int64(r->scope_number)));
         add_ref_u64(o, "requestSize", r->request_size, r->request_size == AUDIT_U64_NONE);
         add_ref_u64(o, "responseSize", r->response_size, r->response_size == AUDIT_U64_NONE);
         add_ref_string(o, "result", r->result);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Preloaded into tsmd by test-integration-guest (LD_PRELOAD): json-c's json_object_object_add_ex()
- * fails (as out of memory) every second time it is to add the number $TSMD_TEST_FAIL_INT64 to an
- * object. The parser adds it reading a client's call that carries it; what the worker then builds
- * of it (an error reply naming it) runs out of memory. Runs in: tsmd's processes, under test only.
+ * Preloaded into tsmd by test-integration-guest, and into tsmctl by test-tsmctl (LD_PRELOAD):
+ * json-c's json_object_object_add_ex() fails (as out of memory) every second time it is to add
+ * the number $TSMD_TEST_FAIL_INT64 to an object, and json_object_new_int64() every second time it
+ * is to make $TSMD_TEST_FAIL_NEW_INT64. tsmd's parser adds (and makes) it reading a client's call
+ * that carries it; what the worker then builds of it (an error reply naming it) runs out of
+ * memory. Runs in: tsmd's processes and tsmctl, under test only.
  */
 
 #include <dlfcn.h>
@@ -15,6 +17,7 @@
  * never adds to an object, does not link json-c. */
 __attribute__((visibility("default"))) int json_object_object_add_ex(struct json_object *obj, const char *key,
                                                                      struct json_object *value, unsigned opts);
+__attribute__((visibility("default"))) struct json_object *json_object_new_int64(int64_t i);
 
 int json_object_object_add_ex(struct json_object *obj, const char *key, struct json_object *value, unsigned opts) {
         static int (*real)(struct json_object *, const char *, struct json_object *, unsigned);
@@ -34,4 +37,18 @@ int json_object_object_add_ex(struct json_object *obj, const char *key, struct j
             seen++ % 2 == 1)
                 return -1;
         return real(obj, key, value, opts);
+}
+
+struct json_object *json_object_new_int64(int64_t i) {
+        static struct json_object *(*real)(int64_t);
+        static unsigned seen = 0;
+        const char *fail = getenv("TSMD_TEST_FAIL_NEW_INT64");
+
+        if (!real)
+                real = dlsym(RTLD_NEXT, "json_object_new_int64");
+        if (!real)
+                abort();
+        if (fail && i == strtoll(fail, NULL, 10) && seen++ % 2 == 1)
+                return NULL;
+        return real(i);
 }

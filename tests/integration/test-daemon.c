@@ -1712,6 +1712,30 @@ TEST(socket_activation) {
         }
 }
 
+/* Nulls on purpose (json_object_add_null(), json_object_add_string_or_null()) are kept apart
+ * from a value that could not be made, which is no null: the emulated TSM has no parent driver,
+ * and FollowAudit's first reply carries no record. */
+TEST(admin_replies_keep_their_nulls) {
+        AsyncCall follow = {};
+        json_object *r, *backends;
+        VarlinkClient *c;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        c = tsmd_connect(&t);
+        r = CALL_OK(c, "io.tsmd.Admin.ListBackends", NULL);
+        ASSERT_TRUE(json_object_object_get_ex(r, "backends", &backends));
+        ASSERT_EQ(json_object_array_length(backends), 1u);
+        ASSERT_TRUE(json_matches(json_object_array_get_idx(backends, 0), "{\"tsm\":\"emu0\",\"parentDriver\":null}"));
+        tsmd_call_async(c, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &follow);
+        ASSERT_TRUE(tsmd_async_wait(c, &follow, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(follow.errors[0]);
+        ASSERT_TRUE(json_matches(follow.params[0], "{\"record\":null}"));
+        async_call_done(&follow);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- tsmctl ------------------------------------------------------------------------------ */
 
 static int tsmctl(Tsmd *t, char **out, char **err, const char *a1, const char *a2, const char *a3) {

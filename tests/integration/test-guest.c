@@ -651,17 +651,13 @@ TEST(foreign_handles_and_named_errors) {
         tsmd_teardown(&t);
 }
 
-/* Memory runs out building NoSuchContext or NoSuchVDevice (json-int-fail-preload.c makes the
- * number they name fail): the call is answered all the same, io.tsmd.System with ENOMEM, and
- * the connection's next calls are answered, not held behind one that never will be. */
-TEST(no_such_context_reply_out_of_memory_still_answers) {
+/* Memory runs out building NoSuchContext or NoSuchVDevice, json-int-fail-preload.c failing the
+ * number they name as fail ("VARIABLE=NUMBER") says: the call is answered all the same,
+ * io.tsmd.System with ENOMEM, and the connection's next calls are answered, not held behind one
+ * that never will be. */
+static void named_number_out_of_memory(const char *fail) {
         static char asan_env[512];
-        const char *env[] = {
-                "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD,
-                "TSMD_TEST_FAIL_INT64=4242424242",
-                asan_env,
-                NULL,
-        };
+        const char *env[] = { "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD, fail, asan_env, NULL };
         const char *enomem = "{\"errnoName\":\"ENOMEM\"}";
         VarlinkClient *c;
         int64_t ctx;
@@ -686,6 +682,16 @@ TEST(no_such_context_reply_out_of_memory_still_answers) {
 
         varlink_client_free(c);
         tsmd_teardown(&t);
+}
+
+/* Adding the number to the error's parameters fails. */
+TEST(no_such_context_reply_out_of_memory_still_answers) {
+        named_number_out_of_memory("TSMD_TEST_FAIL_INT64=4242424242");
+}
+
+/* Making the number fails: not sent as null (NoSuchContext {"context": null}). */
+TEST(no_such_context_value_out_of_memory_is_no_null) {
+        named_number_out_of_memory("TSMD_TEST_FAIL_NEW_INT64=4242424242");
 }
 
 /* ---- limits ------------------------------------------------------------------------------- */

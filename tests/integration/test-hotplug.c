@@ -557,7 +557,7 @@ TEST(hot_removal_and_late_arrival) {
         ASSERT_NULL(we.errors[1]);
         ASSERT_TRUE(json_object_object_get_ex(we.params[1], "event", &ev));
         ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-removed\",\"context\":%" PRIi64 ",\"vdeviceId\":1,"
-                                          "\"pciAddress\":\"" NIC_ADDR "\"}", ca)));
+                                          "\"pciAddress\":\"" NIC_ADDR "\",\"state\":null}", ca)));
         wait_no_such_device(b, cb, NIC_ADDR);
         /* Only the NIC went. */
         tsmd_pump(a, 100 * USEC_PER_MSEC);

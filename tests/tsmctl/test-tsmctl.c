@@ -1512,4 +1512,29 @@ TEST(call_refuses_what_tsmd_would_hang_up_on) {
         tsmd_teardown(&t);
 }
 
+/* A parameter tsmctl cannot make (json-int-fail-preload.c fails the second json_object_new_int64()
+ * of 5): out of memory, exit 1, and no call without it. */
+TEST(a_parameter_out_of_memory_is_no_call) {
+        const char *argv[] = { TSMCTL_PATH, "--socket", "/nonexistent/tsmd.sock", "audit", "--from=5", "--from=5",
+                               NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *asan = NULL, *asan_was = NULL;
+        int status;
+
+        if (tsmd_under_valgrind())
+                SKIP("valgrind and a preloaded library");
+        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
+        asan_was = getenv("ASAN_OPTIONS") ? strdup(getenv("ASAN_OPTIONS")) : NULL;
+        ASSERT_TRUE(asprintf(&asan, "%s%sverify_asan_link_order=0", getenv("ASAN_OPTIONS") ?: "",
+                             getenv("ASAN_OPTIONS") ? ":" : "") > 0);
+        ASSERT_OK(setenv("ASAN_OPTIONS", asan, 1));
+        ASSERT_OK(setenv("LD_PRELOAD", JSON_INT_FAIL_PRELOAD, 1));
+        ASSERT_OK(setenv("TSMD_TEST_FAIL_NEW_INT64", "5", 1));
+        status = run_capture(argv, &out, &err, 10 * USEC_PER_SEC);
+        ASSERT_OK(unsetenv("LD_PRELOAD"));
+        ASSERT_OK(unsetenv("TSMD_TEST_FAIL_NEW_INT64"));
+        ASSERT_OK(asan_was ? setenv("ASAN_OPTIONS", asan_was, 1) : unsetenv("ASAN_OPTIONS"));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 1 || !strstr(err, "Out of memory."))
+                TEST_FAIL("tsmctl audit: status %d: %s", status, err);
+}
+
 TEST_MAIN();

@@ -2,8 +2,9 @@
 /*
  * json_parse_strict() when memory runs out (proto/json-build.c builds the tree): each
  * allocation of a parse failing in turn, json-c's included, gives -ENOMEM, no tree and nothing
- * left allocated. malloc(), calloc() and realloc() fail at a chosen call (counting-allocator.h).
- * Runs in: tests.
+ * left allocated. And json_object_add() and its kin: a value that could not be made is -ENOMEM,
+ * never a null in the message. malloc(), calloc() and realloc() fail at a chosen call
+ * (counting-allocator.h). Runs in: tests.
  */
 
 #include <errno.h>
@@ -88,6 +89,69 @@ TEST(out_of_memory_fails_whole) {
                 failures++;
         }
         ASSERT_GE(failures, 20u);
+}
+
+/* One member (or element) made as the replies make theirs, the value allocated in the call. */
+static int add_one(json_object *o, json_object *a, unsigned kind) {
+        switch (kind) {
+        case 0:
+                return json_object_add(o, "key", json_object_new_string("value"));
+        case 1:
+                return json_object_add_literal(o, "key", json_object_new_int64(INT64_MAX));
+        case 2:
+                return json_object_add_string_or_null(o, "key", "value");
+        default:
+                return json_array_append(a, json_object_new_string("value"));
+        }
+}
+
+TEST(value_out_of_memory_is_no_null) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        for (unsigned kind = 0; kind < 4; kind++) {
+                unsigned failures = 0;
+
+                for (unsigned k = 1;; k++) {
+                        _cleanup_json_ json_object *o = json_object_new_object(), *a = json_object_new_array();
+                        size_t before;
+                        int r;
+
+                        ASSERT_NOT_NULL(o);
+                        ASSERT_NOT_NULL(a);
+                        before = allocated_bytes();
+                        alloc_calls = 0;
+                        alloc_fail_at = k;
+                        r = add_one(o, a, kind);
+                        alloc_fail_at = 0;
+                        if (r >= 0) {
+                                /* k is past the last allocation: all failures seen. */
+                                ASSERT_TRUE(kind == 3 ? json_object_array_get_idx(a, 0) != NULL :
+                                                        json_object_object_get(o, "key") != NULL);
+                                break;
+                        }
+                        if (r != -ENOMEM)
+                                TEST_FAIL("kind %u, allocation #%u failing: %s, not ENOMEM", kind, k, strerror(-r));
+                        ASSERT_FALSE(json_object_object_get_ex(o, "key", NULL));
+                        ASSERT_EQ(json_object_array_length(a), 0u);
+                        if (allocated_bytes() != before)
+                                TEST_FAIL("kind %u, allocation #%u failing leaked %zd bytes", kind, k,
+                                          (ssize_t) (allocated_bytes() - before));
+                        failures++;
+                }
+                ASSERT_GE(failures, 1u);
+        }
+}
+
+/* Nulls on purpose: key=null. */
+TEST(intended_null) {
+        _cleanup_json_ json_object *o = json_object_new_object();
+
+        ASSERT_NOT_NULL(o);
+        ASSERT_OK(json_object_add_null(o, "a"));
+        ASSERT_OK(json_object_add_string_or_null(o, "b", NULL));
+        ASSERT_OK(json_object_add_string_or_null(o, "c", "x"));
+        ASSERT_STREQ(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), "{\"a\":null,\"b\":null,\"c\":\"x\"}");
 }
 
 TEST_MAIN();

@@ -98,7 +98,7 @@ static json_object *random_scalar(void) {
 static json_object *random_tree(unsigned depth) {
         uint64_t kind = depth == 0 ? 2 : rnd() % 3;
         size_t n = (size_t) (rnd() % 6);
-        json_object *o;
+        json_object *o, *v;
 
         if (kind == 2)
                 return random_scalar();
@@ -117,7 +117,8 @@ static json_object *random_tree(unsigned depth) {
 
                 random_bytes(key, k);
                 key[k] = '\0'; /* json-c's keys are C strings: any other byte */
-                ASSERT_OK(json_object_add(o, key, random_tree(depth - 1)));
+                v = random_tree(depth - 1);
+                ASSERT_OK(v ? json_object_add(o, key, v) : json_object_add_null(o, key));
         }
         return o;
 }
