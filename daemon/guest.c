@@ -1353,28 +1353,39 @@ static bool same_process(const GuestClient *a, const GuestClient *b) {
         return a == b || peer_identity_same_process(&a->identity, &b->identity);
 }
 
+static int event_reply_new(const char *kind, const GuestContext *ctx, const GuestVDevice *v, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *ev = json_object_new_object(), *reply = NULL;
+
+        if (!ev || json_object_add(ev, "kind", json_object_new_string(kind)) < 0 ||
+            json_object_add(ev, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
+            json_object_add(ev, "vdeviceId", json_object_new_int64(v->id)) < 0 ||
+            json_object_add(ev, "pciAddress", json_object_new_string(v->pci_address)) < 0 ||
+            json_object_add_null(ev, "state") < 0)
+                return -ENOMEM;
+        reply = json_object_new_object();
+        if (!reply || json_object_add(reply, "event", TAKE_PTR(ev)) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
 static void notify_event(Manager *m, GuestClient *owner, const char *kind, const GuestContext *ctx,
                          const GuestVDevice *v) {
         GuestClient *w;
 
         LIST_FOREACH(w, &m->guest_clients, entry) {
-                json_object *reply, *ev;
+                json_object *reply;
+                int r;
 
                 if (!w->watch || !same_process(w, owner))
                         continue;
-                ev = json_object_new_object();
-                reply = json_object_new_object();
-                if (!ev || !reply || json_object_add(ev, "kind", json_object_new_string(kind)) < 0 ||
-                    json_object_add(ev, "context", json_object_new_int64((int64_t) ctx->handle)) < 0 ||
-                    json_object_add(ev, "vdeviceId", json_object_new_int64(v->id)) < 0 ||
-                    json_object_add(ev, "pciAddress", json_object_new_string(v->pci_address)) < 0 ||
-                    json_object_add_null(ev, "state") < 0 || json_object_add(reply, "event", ev) < 0) {
-                        json_object_put(ev);
-                        json_object_put(reply);
-                        return;
-                }
-                if (varlink_call_notify(w->watch, reply) < 0)
-                        w->watch = varlink_call_unref(w->watch); /* its call is over */
+                r = event_reply_new(kind, ctx, v, &reply);
+                if (r < 0)
+                        /* A watcher that would miss an event is told instead: its call ends. */
+                        (void) varlink_call_error_errno(w->watch, r);
+                else if (varlink_call_notify(w->watch, reply) >= 0)
+                        continue;
+                w->watch = varlink_call_unref(w->watch); /* its call is over */
         }
 }
 

@@ -655,20 +655,27 @@ TEST(foreign_handles_and_named_errors) {
  * number they name as fail ("VARIABLE=NUMBER") says: the call is answered all the same,
  * io.tsmd.System with ENOMEM, and the connection's next calls are answered, not held behind one
  * that never will be. */
+/* tsmd (config) with json-int-fail-preload.c failing the number as fail ("VARIABLE=NUMBER") says. */
+static void start_failing_number(Tsmd *t, const char *config, const char *fail) {
+        static char asan_env[512], fail_env[128];
+        static const char *env[] = { "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD, fail_env, asan_env, NULL };
+
+        if (tsmd_under_valgrind())
+                SKIP("valgrind and a preloaded library");
+        snprintf(fail_env, sizeof(fail_env), "%s", fail);
+        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
+        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+                 getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
+        tsmd_start(t, &(TsmdOptions) { .config = config, .env = env });
+}
+
 static void named_number_out_of_memory(const char *fail) {
-        static char asan_env[512];
-        const char *env[] = { "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD, fail, asan_env, NULL };
         const char *enomem = "{\"errnoName\":\"ENOMEM\"}";
         VarlinkClient *c;
         int64_t ctx;
         Tsmd t;
 
-        if (tsmd_under_valgrind())
-                SKIP("valgrind and a preloaded library");
-        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
-        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
-                 getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(), .env = env });
+        start_failing_number(&t, CONF_ZERO(), fail);
         c = tsmd_connect(&t);
         ctx = open_context(c, NULL);
         attach(c, ctx, 7, DEV1);
@@ -692,6 +699,54 @@ TEST(no_such_context_reply_out_of_memory_still_answers) {
 /* Making the number fails: not sent as null (NoSuchContext {"context": null}). */
 TEST(no_such_context_value_out_of_memory_is_no_null) {
         named_number_out_of_memory("TSMD_TEST_FAIL_NEW_INT64=4242424242");
+}
+
+/* An event one of two watchers cannot be told for lack of memory (the preload fails the second
+ * vDevice id 4242 made: the first is AttachDevice's) ends that watcher's call with io.tsmd.System,
+ * so that it knows it missed one; the other gets the event all the same. */
+TEST(an_event_out_of_memory_ends_its_watch_and_no_other) {
+        VarlinkClient *a, *w[2];
+        AsyncCall we[2] = {};
+        unsigned failed = 0;
+        int64_t ctx;
+        Tsmd t;
+
+        start_failing_number(&t, CONF_ZERO(), "TSMD_TEST_FAIL_NEW_INT64=4242");
+        a = tsmd_connect(&t);
+        ctx = open_context(a, NULL);
+        attach(a, ctx, 4242, DEV2);
+        for (unsigned i = 0; i < 2; i++) {
+                w[i] = tsmd_connect(&t);
+                tsmd_call_async(w[i], G "WatchEvents", NULL, VARLINK_CALL_MORE, &we[i]);
+                ASSERT_TRUE(tsmd_async_wait(w[i], &we[i], 1, TSMD_WAIT_USEC)); /* {"event": null} */
+        }
+
+        /* DEV2 leaves the emulated platform. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU("/dev/zero", DEV1, "")));
+        for (unsigned i = 0; i < 2; i++) {
+                ASSERT_TRUE(tsmd_async_wait(w[i], &we[i], 2, TSMD_WAIT_USEC));
+                if (we[i].errors[1]) {
+                        ASSERT_STREQ(we[i].errors[1], VARLINK_ERROR_SYSTEM);
+                        ASSERT_TRUE(json_matches(we[i].params[1], "{\"errnoName\":\"ENOMEM\"}"));
+                        ASSERT_TRUE(we[i].done);
+                        failed++;
+                } else {
+                        json_object *ev;
+
+                        ASSERT_TRUE(json_object_object_get_ex(we[i].params[1], "event", &ev));
+                        ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-removed\",\"context\":%" PRIi64
+                                                          ",\"vdeviceId\":4242}", ctx)));
+                        ASSERT_FALSE(we[i].done);
+                }
+        }
+        ASSERT_EQ(failed, 1U);
+
+        for (unsigned i = 0; i < 2; i++) {
+                async_call_done(&we[i]);
+                varlink_client_free(w[i]);
+        }
+        varlink_client_free(a);
+        tsmd_teardown(&t);
 }
 
 /* ---- limits ------------------------------------------------------------------------------- */
