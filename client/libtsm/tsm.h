@@ -183,7 +183,8 @@ typedef void (*TsmGuestRequestFunc)(TsmClient *c, int error, const void *respons
  * @error: 0 while the stream is open; a negative errno when it ended (the last call; destroy
  *         follows): -ECONNRESET when the connection was lost, -ECANCELED after
  *         tsm_client_reconnect(), -ENODATA if tsmd ended the stream, a mapped Varlink error
- *         if tsmd refused the subscription
+ *         if tsmd refused the subscription or could not tell an event (io.tsmd.System, out of
+ *         memory: watch again and read the devices' state anew)
  * @event: NULL for the first reply (the subscription is established) and when @error < 0;
  *         otherwise the event, borrowed for the callback only
  * @userdata: what was registered
