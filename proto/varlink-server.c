@@ -97,6 +97,7 @@ struct VarlinkCall {
         bool queued;
         bool in_handler;
         bool answering_failure; /* call_answer_failed() tries io.tsmd.System */
+        bool answer_failed;     /* in its handler: answered io.tsmd.System when it returns */
         bool streaming; /* a "more" call not finished yet: nothing after it is read */
         /* Its handler runs later (varlink_call_postpone()): its fds wait with it, counted in
          * conn->held_fds as held_fds of them. */
@@ -836,16 +837,21 @@ static int call_send_failed(VarlinkCall *call, int error) {
         return error;
 }
 
-/* No answer to call could be built (out of memory). In its handler, the handler's failure answers
- * it (varlink_call_error_errno()). Answered later, io.tsmd.System is tried, the smallest answer
- * (it ends a "more" call); only if that cannot be built either does the connection go, as for
- * an answer that cannot be queued: its client must not wait for ever, nor lose everything its
+/* No answer to call could be built (out of memory). In its handler, io.tsmd.System answers it
+ * when the handler returns, whatever it returns (one that answers through a callback may not
+ * pass the failure on). Answered later, io.tsmd.System is tried at once, the smallest answer (it
+ * ends a "more" call); only if that cannot be built either does the connection go, as for an
+ * answer that cannot be queued: its client must not wait for ever, nor lose everything its
  * connection holds to one failed allocation. */
 static int call_answer_failed(VarlinkCall *call, int error) {
         int r;
 
-        if (!call || call->answered || call->in_handler || call->answering_failure)
+        if (!call || call->answered || call->answering_failure)
                 return error;
+        if (call->in_handler) {
+                call->answer_failed = true;
+                return error;
+        }
         call->answering_failure = true;
         r = varlink_call_error_errno(call, error);
         call->answering_failure = false;
@@ -1039,9 +1045,9 @@ int varlink_call_run(VarlinkCall *call, VarlinkMethodFunc func, void *userdata) 
         call->in_handler = true;
         r = func(call, call->parameters, userdata);
         call->in_handler = false;
-        if (r < 0 && !call->answered) {
+        if ((r < 0 || call->answer_failed) && !call->answered) {
                 log_debug_errno(r, "Method %s failed: %m", call->method);
-                (void) varlink_call_error_errno(call, r);
+                (void) varlink_call_error_errno(call, r < 0 ? r : -ENOMEM);
         }
         call_drop_input(call);
         if (c->connected)
@@ -1359,9 +1365,9 @@ static void call_dispatch(VarlinkCall *call) {
         call->in_handler = true;
         r = method->func(call, m.parameters, c->server->userdata);
         call->in_handler = false;
-        if (r < 0 && !call->answered) {
+        if ((r < 0 || call->answer_failed) && !call->answered) {
                 log_debug_errno(r, "Method %s failed: %m", m.method);
-                (void) varlink_call_error_errno(call, r);
+                (void) varlink_call_error_errno(call, r < 0 ? r : -ENOMEM);
         }
         /* SECURITY: until it finishes, nothing after a "more" call is read (as sd-varlink): its
          * replies could not leave before it, so calls piling up behind it would only hold

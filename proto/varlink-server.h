@@ -163,9 +163,9 @@ bool varlink_call_is_answered(const VarlinkCall *call);
 
 /* Final reply; takes ownership of parameters (NULL means {}). -ENOTCONN if the peer left,
  * -EALREADY if answered. An answer (by any of these) that cannot be built for lack of memory
- * fails in the call's handler, whose failure answers it; later, the call is answered
- * io.tsmd.System (ending a "more" call), or, if that cannot be built either, the connection
- * goes: its client must not wait for it for ever. */
+ * fails; the call is answered io.tsmd.System (ending a "more" call) when its handler returns,
+ * whatever that returns, or at once if the handler is gone, or, if that cannot be built either,
+ * the connection goes: its client must not wait for it for ever. */
 int varlink_call_reply(VarlinkCall *call, json_object *parameters);
 /* Intermediate reply of a "more" call (continues: true). -EBADE without "more"; -EMSGSIZE if it
  * was larger than the connection's MaxMessageSize=: the call is over then, ended with
