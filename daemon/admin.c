@@ -342,9 +342,13 @@ static void on_audit_record(AuditLog *a, const AuditRecord *record, const char *
 
         o = json_tokener_parse(line);
         reply = json_object_new_object();
-        if (!o || !reply || json_object_add(reply, "record", o) < 0) {
+        if (!o || !reply || json_object_add(reply, "record", TAKE_PTR(o)) < 0) {
                 json_object_put(o);
                 json_object_put(reply);
+                /* A follower that would miss a record is told instead: its call ends. */
+                (void) varlink_call_error_errno(f->call, -ENOMEM);
+                if (m)
+                        follower_stop(m, f);
                 return;
         }
         /* A follower that cannot take it any more stops (freeing from the callback is allowed). */

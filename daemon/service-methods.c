@@ -148,11 +148,10 @@ static void on_status_notify(evutil_socket_t fd, short what, void *userdata) {
                 bool admin = manager_is_admin(m, varlink_call_get_conn(m->status_subscribers[i]));
                 json_object **status = admin ? &for_admins : &for_all;
 
-                if (!*status && build_status(m, admin, status) < 0) {
-                        log_oom();
-                        return;
-                }
-                if (varlink_call_notify(m->status_subscribers[i], json_object_get(*status)) < 0) {
+                /* One that would miss a change is told instead: its call ends. */
+                if ((!*status && build_status(m, admin, status) < 0) ||
+                    varlink_call_notify(m->status_subscribers[i], json_object_get(*status)) < 0) {
+                        (void) varlink_call_error_errno(m->status_subscribers[i], -ENOMEM);
                         varlink_call_unref(m->status_subscribers[i]);
                         m->status_subscribers[i] = m->status_subscribers[--m->n_status_subscribers];
                 } else

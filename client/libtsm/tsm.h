@@ -643,11 +643,12 @@ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id,
  *
  * tsmd sends the events about every context the calling process holds, on any of its
  * connections. A Varlink connection answers its calls strictly in order and a WatchEvents call
- * never finishes, so once it was made no later call on the same connection could ever be
- * answered: watch on a TsmClient of its own (a second tsm_client_connect()), and keep using the
- * first one for contexts, devices and requests. libtsm refuses every further call on @c with
- * -EDEADLK while the stream is open (calls made before it are answered normally); the stream
- * ends with tsm_client_free() or tsm_client_reconnect().
+ * does not finish while tsmd serves it, so once it was made no later call on the same connection
+ * could be answered: watch on a TsmClient of its own (a second tsm_client_connect()), and keep
+ * using the first one for contexts, devices and requests. libtsm refuses every further call on
+ * @c with -EDEADLK while the stream is open (calls made before it are answered normally); the
+ * stream ends with tsm_client_free() or tsm_client_reconnect(), or when tsmd ends it (the
+ * callback's @error: the connection lost, or an event tsmd could not tell).
  *
  * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is already open on @c); -ENOMEM.
  */

@@ -5,12 +5,15 @@
  * the number $TSMD_TEST_FAIL_INT64 to an object, and json_object_new_int64() every second time it
  * is to make $TSMD_TEST_FAIL_NEW_INT64. tsmd's parser adds (and makes) it reading a client's call
  * that carries it; what the worker then builds of it (an error reply naming it) runs out of
- * memory. Runs in: tsmd's processes and tsmctl, under test only.
+ * memory. And json_tokener_parse() fails once for a text holding $TSMD_TEST_FAIL_PARSE_MATCH (an
+ * audit record's line, for its followers). Runs in: tsmd's processes and tsmctl, under test only.
  */
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <json-c/json.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* json-c's, interposed: exported in spite of -fvisibility=hidden; the real one is the next
  * definition (RTLD_NEXT). json-c's other functions are looked up too, as the monitor, which
@@ -18,6 +21,7 @@
 __attribute__((visibility("default"))) int json_object_object_add_ex(struct json_object *obj, const char *key,
                                                                      struct json_object *value, unsigned opts);
 __attribute__((visibility("default"))) struct json_object *json_object_new_int64(int64_t i);
+__attribute__((visibility("default"))) struct json_object *json_tokener_parse(const char *str);
 
 int json_object_object_add_ex(struct json_object *obj, const char *key, struct json_object *value, unsigned opts) {
         static int (*real)(struct json_object *, const char *, struct json_object *, unsigned);
@@ -51,4 +55,21 @@ struct json_object *json_object_new_int64(int64_t i) {
         if (fail && i == strtoll(fail, NULL, 10) && seen++ % 2 == 1)
                 return NULL;
         return real(i);
+}
+
+/* The first json_tokener_parse() of a text holding $TSMD_TEST_FAIL_PARSE_MATCH fails. */
+struct json_object *json_tokener_parse(const char *str) {
+        static struct json_object *(*real)(const char *);
+        static bool done = false;
+        const char *match = getenv("TSMD_TEST_FAIL_PARSE_MATCH");
+
+        if (!real)
+                real = dlsym(RTLD_NEXT, "json_tokener_parse");
+        if (!real)
+                abort();
+        if (match && !done && str && strstr(str, match)) {
+                done = true;
+                return NULL;
+        }
+        return real(str);
 }

@@ -655,8 +655,8 @@ TEST(foreign_handles_and_named_errors) {
  * number they name as fail ("VARIABLE=NUMBER") says: the call is answered all the same,
  * io.tsmd.System with ENOMEM, and the connection's next calls are answered, not held behind one
  * that never will be. */
-/* tsmd (config) with json-int-fail-preload.c failing the number as fail ("VARIABLE=NUMBER") says. */
-static void start_failing_number(Tsmd *t, const char *config, const char *fail) {
+/* tsmd (config) with json-int-fail-preload.c failing what fail ("VARIABLE=VALUE") says. */
+static void start_failing(Tsmd *t, const char *config, const char *fail) {
         static char asan_env[512], fail_env[128];
         static const char *env[] = { "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD, fail_env, asan_env, NULL };
 
@@ -675,7 +675,7 @@ static void named_number_out_of_memory(const char *fail) {
         int64_t ctx;
         Tsmd t;
 
-        start_failing_number(&t, CONF_ZERO(), fail);
+        start_failing(&t, CONF_ZERO(), fail);
         c = tsmd_connect(&t);
         ctx = open_context(c, NULL);
         attach(c, ctx, 7, DEV1);
@@ -711,7 +711,7 @@ TEST(an_event_out_of_memory_ends_its_watch_and_no_other) {
         int64_t ctx;
         Tsmd t;
 
-        start_failing_number(&t, CONF_ZERO(), "TSMD_TEST_FAIL_NEW_INT64=4242");
+        start_failing(&t, CONF_ZERO(), "TSMD_TEST_FAIL_NEW_INT64=4242");
         a = tsmd_connect(&t);
         ctx = open_context(a, NULL);
         attach(a, ctx, 4242, DEV2);
@@ -746,6 +746,37 @@ TEST(an_event_out_of_memory_ends_its_watch_and_no_other) {
                 varlink_client_free(w[i]);
         }
         varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* Likewise an audit record a FollowAudit subscriber cannot be sent (the preload fails the parse
+ * of the attach record's line): its call ends with io.tsmd.System, where the record was skipped
+ * without a sign. */
+TEST(an_audit_record_out_of_memory_ends_its_follow) {
+        VarlinkClient *a, *adm;
+        AsyncCall f = {};
+        int64_t ctx;
+        Tsmd t;
+
+        start_failing(&t, CONF_ZERO(), "TSMD_TEST_FAIL_PARSE_MATCH=\"event\":\"attach\"");
+        adm = tsmd_connect(&t);
+        tsmd_call_async(adm, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &f);
+        ASSERT_TRUE(tsmd_async_wait(adm, &f, 1, TSMD_WAIT_USEC)); /* {"record": null} */
+        a = tsmd_connect(&t);
+        ctx = open_context(a, NULL);
+        attach(a, ctx, 1, DEV2);
+
+        /* The FollowAudit and OpenContext records, then the end, not the attach's. */
+        ASSERT_TRUE(tsmd_async_wait(adm, &f, 4, TSMD_WAIT_USEC));
+        ASSERT_NULL(f.errors[2]);
+        ASSERT_STREQ(f.errors[3], VARLINK_ERROR_SYSTEM);
+        ASSERT_TRUE(json_matches(f.params[3], "{\"errnoName\":\"ENOMEM\"}"));
+        ASSERT_TRUE(f.done);
+        ASSERT_EQ(tsmd_audit_count(&t, 0, "attach", "ok"), 1u); /* recorded all the same */
+
+        async_call_done(&f);
+        varlink_client_free(a);
+        varlink_client_free(adm);
         tsmd_teardown(&t);
 }
 
