@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 
 #include "audit-query-runner.h"
+#include "json-util.h"
 #include "log.h"
 
 struct AuditQuery {
@@ -63,7 +64,7 @@ static int on_record(json_object *record, uint64_t seq, void *userdata) {
 
         if (json_object_array_length(q->records) >= q->limit)
                 return 1; /* enough */
-        return json_object_array_add(q->records, json_object_get(record)) < 0 ? -ENOMEM : 0;
+        return json_array_append(q->records, json_object_get(record)); /* drops the reference if it fails */
 }
 
 static void *query_thread(void *userdata) {
