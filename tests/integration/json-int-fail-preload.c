@@ -6,7 +6,8 @@
  * is to make $TSMD_TEST_FAIL_NEW_INT64. tsmd's parser adds (and makes) it reading a client's call
  * that carries it; what the worker then builds of it (an error reply naming it) runs out of
  * memory. And json_tokener_parse() fails once for a text holding $TSMD_TEST_FAIL_PARSE_MATCH (an
- * audit record's line, for its followers). Runs in: tsmd's processes and tsmctl, under test only.
+ * audit record's line, for its followers), json_object_new_string() every second time it is to
+ * make $TSMD_TEST_FAIL_NEW_STRING. Runs in: tsmd's processes and tsmctl, under test only.
  */
 
 #include <dlfcn.h>
@@ -22,6 +23,7 @@ __attribute__((visibility("default"))) int json_object_object_add_ex(struct json
                                                                      struct json_object *value, unsigned opts);
 __attribute__((visibility("default"))) struct json_object *json_object_new_int64(int64_t i);
 __attribute__((visibility("default"))) struct json_object *json_tokener_parse(const char *str);
+__attribute__((visibility("default"))) struct json_object *json_object_new_string(const char *s);
 
 int json_object_object_add_ex(struct json_object *obj, const char *key, struct json_object *value, unsigned opts) {
         static int (*real)(struct json_object *, const char *, struct json_object *, unsigned);
@@ -72,4 +74,18 @@ struct json_object *json_tokener_parse(const char *str) {
                 return NULL;
         }
         return real(str);
+}
+
+struct json_object *json_object_new_string(const char *s) {
+        static struct json_object *(*real)(const char *);
+        static unsigned seen = 0;
+        const char *fail = getenv("TSMD_TEST_FAIL_NEW_STRING");
+
+        if (!real)
+                real = dlsym(RTLD_NEXT, "json_object_new_string");
+        if (!real)
+                abort();
+        if (fail && s && strcmp(s, fail) == 0 && seen++ % 2 == 1)
+                return NULL;
+        return real(s);
 }

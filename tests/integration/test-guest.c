@@ -19,6 +19,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 
+#include "config.h"
 #include "emu-config.h"
 #include "emu-device.h"
 #include "tdisp.h"
@@ -777,6 +778,51 @@ TEST(an_audit_record_out_of_memory_ends_its_follow) {
         async_call_done(&f);
         varlink_client_free(a);
         varlink_client_free(adm);
+        tsmd_teardown(&t);
+}
+
+/* And a change of status one of two GetStatus subscribers cannot be told (the preload fails every
+ * second version string made, each status having one): its call ends with io.tsmd.System, the
+ * other is told. */
+TEST(a_status_out_of_memory_ends_its_subscription_and_no_other) {
+        VarlinkClient *s[2], *x, *c;
+        AsyncCall st[2] = {};
+        unsigned failed = 0;
+        Tsmd t;
+
+        start_failing(&t, CONF_ZERO(), "TSMD_TEST_FAIL_NEW_STRING=" PACKAGE_VERSION);
+        /* Connected before anyone subscribes: no status is made for their coming. */
+        s[0] = tsmd_connect(&t);
+        s[1] = tsmd_connect(&t);
+        x = tsmd_connect(&t);
+        ping(x);
+        tsmd_call_async(s[0], "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &st[0]); /* 1st: made */
+        ASSERT_TRUE(tsmd_async_wait(s[0], &st[0], 1, TSMD_WAIT_USEC));
+        CALL_ERROR(x, "io.tsmd.Service.GetStatus", NULL, VARLINK_ERROR_SYSTEM, "{\"errnoName\":\"ENOMEM\"}"); /* 2nd */
+        tsmd_call_async(s[1], "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &st[1]); /* 3rd: made */
+        ASSERT_TRUE(tsmd_async_wait(s[1], &st[1], 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(st[0].errors[0]);
+        ASSERT_NULL(st[1].errors[0]);
+
+        c = tsmd_connect(&t); /* a change: one more connection */
+        ping(c);
+        for (unsigned i = 0; i < 2; i++) {
+                ASSERT_TRUE(tsmd_async_wait(s[i], &st[i], 2, TSMD_WAIT_USEC));
+                if (st[i].errors[1]) {
+                        ASSERT_STREQ(st[i].errors[1], VARLINK_ERROR_SYSTEM);
+                        ASSERT_TRUE(st[i].done);
+                        failed++;
+                } else
+                        ASSERT_EQ(JINT(st[i].params[1], "connections"), 4);
+        }
+        ASSERT_EQ(failed, 1U);
+
+        for (unsigned i = 0; i < 2; i++) {
+                async_call_done(&st[i]);
+                varlink_client_free(s[i]);
+        }
+        varlink_client_free(x);
+        varlink_client_free(c);
         tsmd_teardown(&t);
 }
 
