@@ -10,6 +10,7 @@
  */
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -39,8 +40,24 @@ static json_object *call(const char *method, json_object *params) {
         return reply;
 }
 
-static json_object *params(const char *json) {
-        return json_tokener_parse(json);
+/* A call's parameters from JSON text (its strings need no escaping here: scope names, a parsed
+ * PCI address, base64); exits if they cannot be made. */
+static json_object *params(const char *format, ...) _printf_(1, 2);
+static json_object *params(const char *format, ...) {
+        _cleanup_free_ char *text = NULL;
+        json_object *p;
+        va_list ap;
+        int n;
+
+        va_start(ap, format);
+        n = vasprintf(&text, format, ap);
+        va_end(ap);
+        p = n < 0 ? NULL : json_tokener_parse(text);
+        if (!p) {
+                fprintf(stderr, "Cannot make a call's parameters: out of memory.\n");
+                exit(EXIT_FAILURE);
+        }
+        return p;
 }
 
 /* Sends one TDISP request in a scope and returns the response bytes. */
@@ -50,18 +67,15 @@ static size_t guest_request(int64_t ctx, const char *scope, uint8_t type, const 
         size_t len;
         _cleanup_free_ char *b64 = NULL;
         _cleanup_free_ void *out = NULL;
-        json_object *p = json_object_new_object(), *reply;
+        json_object *reply;
         size_t out_len;
 
         if (tdisp_build_request(type, function_id, body, body_len, msg, sizeof(msg), &len) < 0 ||
             base64_encode(msg, len, &b64) < 0)
                 exit(EXIT_FAILURE);
-        json_object_add(p, "context", json_object_new_int64(ctx));
-        json_object_add(p, "vdeviceId", json_object_new_int(1));
-        json_object_add(p, "scope", json_object_new_string(scope));
-        json_object_add(p, "request", json_object_new_string(b64));
-        json_object_add(p, "maxResponseSize", json_object_new_int((int) resp_size));
-        reply = call("io.tsmd.Guest.GuestRequest", p);
+        reply = call("io.tsmd.Guest.GuestRequest",
+                     params("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"scope\":\"%s\",\"request\":\"%s\","
+                            "\"maxResponseSize\":%zu}", ctx, scope, b64, resp_size));
         if (base64_decode(json_get_string(reply, "response"), strlen(json_get_string(reply, "response")), &out, &out_len) < 0 ||
             out_len > resp_size)
                 exit(EXIT_FAILURE);
@@ -149,11 +163,8 @@ int main(int argc, char *argv[]) {
         }
         printf("context %" PRIi64 ": iommufd %i (%s)\n", ctx, fd, link);
 
-        p = json_object_new_object();
-        json_object_add(p, "context", json_object_new_int64(ctx));
-        json_object_add(p, "vdeviceId", json_object_new_int(1));
-        json_object_add(p, "pciAddress", json_object_new_string(address));
-        reply = call("io.tsmd.Guest.AttachDevice", p);
+        reply = call("io.tsmd.Guest.AttachDevice",
+                     params("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"%s\"}", ctx, address));
         printf("vDevice 1 = %s: backend %s, TSM %s, UAPI %s\n", address, json_get_string(reply, "backend"),
                json_get_string(reply, "tsm"), json_get_string(reply, "uapi"));
         emulated = streq(json_get_string(reply, "backend"), "emulated");
@@ -172,9 +183,7 @@ int main(int argc, char *argv[]) {
         guest_request(ctx, "info", TDISP_MSG_GET_VERSION, NULL, 0, resp, sizeof(resp));
         guest_request(ctx, "info", TDISP_MSG_GET_CAPABILITIES, (const uint8_t[4]){}, 4, resp, sizeof(resp));
 
-        p = params("{}");
-        json_object_add(p, "context", json_object_new_int64(ctx));
-        json_object_add(p, "vdeviceId", json_object_new_int(1));
+        p = params("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", ctx);
         reply = call("io.tsmd.Guest.Bind", json_object_get(p));
         printf("bound: TDI state %s\n", json_get_string(reply, "state") ?: "(not visible)");
 
