@@ -11,6 +11,7 @@
 #include "emu-config.h"
 #include "emu-state.h"
 #include "emu-tsm.h"
+#include "event-util.h"
 #include "iommufd-transport.h"
 #include "kernel-lanes.h"
 #include "log.h"
@@ -111,7 +112,7 @@ static void request_free(TsmRequest *r) {
 
 /* Runs the request's timer from the event loop after delay_usec. */
 static void request_schedule(TsmRequest *r, uint64_t delay_usec) {
-        struct timeval tv = { .tv_sec = (time_t) (delay_usec / 1000000), .tv_usec = (suseconds_t) (delay_usec % 1000000) };
+        struct timeval tv = timeval_from_usec(delay_usec);
 
         (void) evtimer_add(r->timer, &tv);
 }

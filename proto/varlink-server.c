@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 
 #include "escape.h"
+#include "event-util.h"
 #include "fd-closer.h"
 #include "idle-flush.h"
 #include "json-run.h"
@@ -1771,7 +1772,7 @@ static void heap_trim_soon(VarlinkServer *s) {
         if (!s->trim || evtimer_pending(s->trim, NULL))
                 return;
         if (s->last_trim_usec > 0 && at > now)
-                delay = (struct timeval) { .tv_sec = (at - now) / 1000000, .tv_usec = (at - now) % 1000000 };
+                delay = timeval_from_usec(at - now);
         (void) evtimer_add(s->trim, &delay);
 }
 

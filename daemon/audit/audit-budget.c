@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "audit-budget.h"
+#include "event-util.h"
 #include "log.h"
 
 #define BUDGET_BUCKETS 256u
@@ -87,8 +88,7 @@ AuditBudget *audit_budget_free(AuditBudget *b) {
 
 /* The interval starts with the first refusal after the last one ended: no timer while idle. */
 static void interval_start(AuditBudget *b) {
-        struct timeval tv = { .tv_sec = (time_t) (b->interval_usec / 1000000u),
-                              .tv_usec = (suseconds_t) (b->interval_usec % 1000000u) };
+        struct timeval tv = timeval_from_usec(b->interval_usec);
 
         if (!evtimer_pending(b->timer, NULL))
                 (void) evtimer_add(b->timer, &tv);

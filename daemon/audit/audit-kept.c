@@ -23,7 +23,7 @@
 /* While records are kept and only room is missing, looks for it again later; a failed log takes
  * them once a reopen worked (reopen_finished()). */
 void audit_kept_arm(AuditLog *a) {
-        struct timeval tv = { .tv_sec = AUDIT_KEPT_RETRY_USEC / 1000000u, .tv_usec = AUDIT_KEPT_RETRY_USEC % 1000000u };
+        struct timeval tv = timeval_from_usec(AUDIT_KEPT_RETRY_USEC);
 
         if (!a->kept_timer) /* an open that failed */
                 return;

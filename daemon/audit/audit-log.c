@@ -133,8 +133,7 @@ static void waiting_arm(AuditLog *a) {
         }
         now = now_monotonic_usec();
         left = next > now ? next - now : 0;
-        tv = (struct timeval) { .tv_sec = (time_t) MIN(left / 1000000u, (uint64_t) INT32_MAX),
-                                .tv_usec = (suseconds_t) (left % 1000000u) };
+        tv = timeval_from_usec(left);
         (void) event_add(a->wait_timer, &tv);
 }
 

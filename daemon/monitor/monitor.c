@@ -16,6 +16,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "event-util.h"
 #include "fdstore.h"
 #include "idle-flush.h"
 #include "log.h"
@@ -40,10 +41,6 @@
 #define STOP_KILL_TIMEOUT_SEC 5
 /* STATUS= at most this often; a sooner one waits (notify_status()). */
 #define STATUS_INTERVAL_USEC (1000 * 1000ULL)
-
-static struct timeval timeval_of(uint64_t usec) {
-        return (struct timeval){ .tv_sec = (time_t) (usec / 1000000), .tv_usec = (suseconds_t) (usec % 1000000) };
-}
 
 /* STATUS=, dropped while the service manager's queue is full (monitor-notify.h): the next
  * replaces it. At most one per STATUS_INTERVAL_USEC: the worker reports at every connect and
@@ -78,7 +75,7 @@ _printf_(2, 3) static void notify_status(Monitor *m, const char *format, ...) {
         }
         if (evtimer_pending(m->status_timer, NULL))
                 return;
-        tv = timeval_of(m->status_sent_usec + STATUS_INTERVAL_USEC - now);
+        tv = timeval_from_usec(m->status_sent_usec + STATUS_INTERVAL_USEC - now);
         if (evtimer_add(m->status_timer, &tv) < 0)
                 status_send_waiting(m); /* better early than never */
 }
@@ -203,7 +200,7 @@ static void on_restart_timer(evutil_socket_t fd, short what, void *userdata) {
                 return;
         if (worker_restart(m) < 0) {
                 /* Could not even fork: try again later rather than leave the VMs alone. */
-                struct timeval tv = timeval_of(BACKOFF_MAX_USEC);
+                struct timeval tv = timeval_from_usec(BACKOFF_MAX_USEC);
                 (void) evtimer_add(m->restart_timer, &tv);
         }
 }
@@ -250,7 +247,7 @@ static void worker_exited(Monitor *m, int status) {
         log_info("Restarting the worker in %" PRIu64 " ms; %zu contexts are kept.", m->backoff_usec / 1000,
                  monitor_contexts_size(m->contexts));
         notify_status(m, "Worker restarting, %zu contexts kept.", monitor_contexts_size(m->contexts));
-        tv = timeval_of(m->backoff_usec);
+        tv = timeval_from_usec(m->backoff_usec);
         (void) evtimer_add(m->restart_timer, &tv);
 }
 
@@ -513,7 +510,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         /* A service manager's watchdog shorter than two ticks is pinged at half its interval,
          * as sd_watchdog_enabled(3) advises: a ping a second would miss it. */
         if (sd_watchdog_enabled(false, &watchdog_usec) > 0 && watchdog_usec / 2 < 1000000)
-                tick = timeval_of(MAX(watchdog_usec / 2, 1000ULL));
+                tick = timeval_from_usec(MAX(watchdog_usec / 2, 1000ULL));
         if (!m->sigterm || !m->sigint || !m->sighup || !m->sigchld || !m->restart_timer || !m->stop_timer ||
             !m->tick || !m->status_timer || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
             event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &tick) < 0)

@@ -882,8 +882,7 @@ static int arm_resync(Discovery *d) {
                         return -ENOMEM;
         }
         usec = discovery_get_resync_interval(d);
-        tv.tv_sec = (time_t) (usec / 1000000);
-        tv.tv_usec = (suseconds_t) (usec % 1000000);
+        tv = timeval_from_usec(usec);
         return event_add(d->resync_timer, &tv) < 0 ? -EIO : 0;
 }
 
