@@ -1253,14 +1253,6 @@ int varlink_call_get_fd_parameter(VarlinkCall *call, json_object *parameters, co
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
-/* After the server's own error answer r to a call it refuses: one it could not even build (out of
- * memory) left the call unanswered, which its client would wait for for ever, and for every
- * answer after it. The connection goes instead. */
-static void call_refusal_sent(VarlinkCall *call, int r) {
-        if (r < 0 && !call->answered)
-                conn_disconnect(call->conn);
-}
-
 static void call_dispatch(VarlinkCall *call) {
         _cleanup_free_ char *bad_field = NULL;
         VarlinkConn *c = call->conn;
@@ -1279,7 +1271,7 @@ static void call_dispatch(VarlinkCall *call) {
                 call->method = "";
                 conn_set_closing(c);
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, bad_key ?: "method"));
+                (void) varlink_call_error_invalid_parameter(call, bad_key ?: "method");
                 return;
         }
         if (r < 0) {
@@ -1296,7 +1288,7 @@ static void call_dispatch(VarlinkCall *call) {
         if (m.flags & VARLINK_CALL_UPGRADE) {
                 /* No tsmd method hands its connection over to another protocol. */
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, "upgrade"));
+                (void) varlink_call_error_invalid_parameter(call, "upgrade");
                 return;
         }
 
@@ -1312,33 +1304,33 @@ static void call_dispatch(VarlinkCall *call) {
                         return;
                 }
                 call_refused(call, VARLINK_ERROR_INTERFACE_NOT_FOUND);
-                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface",
-                                                              json_object_new_string(name), NULL));
+                (void) varlink_call_error_kv(call, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface",
+                                             json_object_new_string(name), NULL);
                 return;
         }
         call->symbol = varlink_interface_find_method(iface, dot + 1);
         if (!call->symbol) {
                 call_refused(call, VARLINK_ERROR_METHOD_NOT_FOUND);
-                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_METHOD_NOT_FOUND, "method",
-                                                              json_object_new_string(m.method), NULL));
+                (void) varlink_call_error_kv(call, VARLINK_ERROR_METHOD_NOT_FOUND, "method",
+                                             json_object_new_string(m.method), NULL);
                 return;
         }
         method = find_method(c->server, m.method);
         if (!method) {
                 call_refused(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED);
-                call_refusal_sent(call, varlink_call_error_kv(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method",
-                                                              json_object_new_string(m.method), NULL));
+                (void) varlink_call_error_kv(call, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method",
+                                             json_object_new_string(m.method), NULL);
                 return;
         }
         if (varlink_method_requires_more(call->symbol) && !(m.flags & VARLINK_CALL_MORE)) {
                 call_refused(call, VARLINK_ERROR_EXPECTED_MORE);
-                call_refusal_sent(call, varlink_call_error(call, VARLINK_ERROR_EXPECTED_MORE, NULL));
+                (void) varlink_call_error(call, VARLINK_ERROR_EXPECTED_MORE, NULL);
                 return;
         }
         r = varlink_method_validate_input(call->symbol, m.parameters, &bad_field);
         if (r < 0) {
                 call_refused(call, VARLINK_ERROR_INVALID_PARAMETER);
-                call_refusal_sent(call, varlink_call_error_invalid_parameter(call, bad_field ?: "parameters"));
+                (void) varlink_call_error_invalid_parameter(call, bad_field ?: "parameters");
                 return;
         }
 
