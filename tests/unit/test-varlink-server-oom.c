@@ -202,6 +202,27 @@ static void expect_answers(const char *const *answers, unsigned n) {
 #define SAID(w) "{\"parameters\":{\"word\":\"" w "\"}}"
 #define FAILED "{\"error\":\"io.tsmd.System\",\"parameters\":{\"errno\":12,\"errnoName\":\"ENOMEM\"}}"
 
+/* Sends calls (a word "fail" and then "next") once for each allocation of the "fail" reply, that
+ * one failing, until the reply takes fewer; the answers must be answers[0..1]. With
+ * first_keeps_connection, the first allocation's failure (the reply's own) leaves the connection. */
+static void each_reply_allocation_failing(const char *calls, size_t size, const char *const answers[2],
+                                          bool first_keeps_connection) {
+        unsigned k;
+
+        for (k = 1;; k++) {
+                run_start(k);
+                run_send(calls, size);
+                run_until(2);
+                expect_answers(answers, 2);
+                if (k == 1 && first_keeps_connection)
+                        ASSERT_FALSE(run.eof);
+                run_stop();
+                if (!run.reached)
+                        break;
+        }
+        ASSERT_GE(k, 3U);
+}
+
 /* A reply at the head of the queue, sent at once. */
 TEST(reply_at_the_head) {
 #ifdef HAVE_ASAN
@@ -209,18 +230,8 @@ TEST(reply_at_the_head) {
 #endif
         static const char calls[] = SAY("fail") "\0" SAY("next");
         static const char *const answers[] = { SAID("fail") "|" FAILED, SAID("next") };
-        unsigned k;
 
-        for (k = 1;; k++) {
-                run_start(k);
-                run_send(calls, sizeof(calls));
-                run_until(2);
-                expect_answers(answers, 2);
-                run_stop();
-                if (!run.reached)
-                        break;
-        }
-        ASSERT_GE(k, 3U);
+        each_reply_allocation_failing(calls, sizeof(calls), answers, false);
 }
 
 /* A reply waiting behind a deferred call, sent once that is answered. */
@@ -256,22 +267,9 @@ TEST(answer_failed_in_a_handler_that_returns_success) {
 #endif
         static const char calls[] = "{\"method\":\"io.tsmd.Test.Swallow\",\"parameters\":{\"word\":\"fail\"}}\0" SAY("next");
         static const char *const answers[] = { SAID("fail") "|" FAILED, SAID("next") };
-        unsigned k;
 
-        for (k = 1;; k++) {
-                run_start(k);
-                run_send(calls, sizeof(calls));
-                run_until(2);
-                expect_answers(answers, 2);
-                /* The first allocation is the reply's own: io.tsmd.System answers instead, and
-                 * the connection stays. */
-                if (k == 1)
-                        ASSERT_FALSE(run.eof);
-                run_stop();
-                if (!run.reached)
-                        break;
-        }
-        ASSERT_GE(k, 3U);
+        /* io.tsmd.System answers the reply's own failure, and the connection stays. */
+        each_reply_allocation_failing(calls, sizeof(calls), answers, true);
 }
 
 /* The answer to a deferred call (its handler returned without one), built once the handler is long
