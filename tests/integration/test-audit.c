@@ -1212,11 +1212,10 @@ TEST(record_failing_after_the_call_ran) {
  * second 27, EFBIG, tsmd adds to an object fail: a first goes by in a call of no method): the
  * connection goes, where its client waited for an answer that never came. */
 TEST(record_failing_after_the_call_ran_and_its_answer_out_of_memory) {
-        static char asan_env[512];
         const char *env[] = {
                 "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD,
                 "TSMD_TEST_FAIL_INT64=27",
-                asan_env,
+                tsmd_preload_asan_env(),
                 NULL,
         };
         const TsmdFile file = { "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\nScopes=info state-change\n" };
@@ -1231,9 +1230,6 @@ TEST(record_failing_after_the_call_ran_and_its_answer_out_of_memory) {
                 SKIP("valgrind and a preloaded library");
         if (getuid() != 0)
                 SKIP("the policy names root");
-        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
-        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
-                 getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
         tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(), .files = &file, .n_files = 1, .env = env });
         c = tsmd_connect(&t);
         ctx = guest_open_context(c);

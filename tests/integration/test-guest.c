@@ -652,24 +652,19 @@ TEST(foreign_handles_and_named_errors) {
         tsmd_teardown(&t);
 }
 
+/* tsmd (config) with json-int-fail-preload.c failing what fail ("VARIABLE=VALUE") says. */
+static void start_failing(Tsmd *t, const char *config, const char *fail) {
+        const char *env[] = { "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD, fail, tsmd_preload_asan_env(), NULL };
+
+        if (tsmd_under_valgrind())
+                SKIP("valgrind and a preloaded library");
+        tsmd_start(t, &(TsmdOptions) { .config = config, .env = env });
+}
+
 /* Memory runs out building NoSuchContext or NoSuchVDevice, json-int-fail-preload.c failing the
  * number they name as fail ("VARIABLE=NUMBER") says: the call is answered all the same,
  * io.tsmd.System with ENOMEM, and the connection's next calls are answered, not held behind one
  * that never will be. */
-/* tsmd (config) with json-int-fail-preload.c failing what fail ("VARIABLE=VALUE") says. */
-static void start_failing(Tsmd *t, const char *config, const char *fail) {
-        static char asan_env[512], fail_env[128];
-        static const char *env[] = { "LD_PRELOAD=" JSON_INT_FAIL_PRELOAD, fail_env, asan_env, NULL };
-
-        if (tsmd_under_valgrind())
-                SKIP("valgrind and a preloaded library");
-        snprintf(fail_env, sizeof(fail_env), "%s", fail);
-        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
-        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
-                 getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
-        tsmd_start(t, &(TsmdOptions) { .config = config, .env = env });
-}
-
 static void named_number_out_of_memory(const char *fail) {
         const char *enomem = "{\"errnoName\":\"ENOMEM\"}";
         VarlinkClient *c;

@@ -52,12 +52,12 @@ typedef struct Env {
 /* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel; extra
  * is appended to its tsmd.conf. hotplug: a network namespace of its own too, for fake uevents. */
 static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug) {
-        static char dir_env[256], asan_env[512];
+        static char dir_env[256];
         const char *env[] = {
                 "LD_PRELOAD=" FAKE_KERNEL_PRELOAD,
                 "TSMD_FAKE_KERNEL_DEVICE=" IOMMU_DEVICE,
                 dir_env,
-                asan_env,
+                tsmd_preload_asan_env(),
                 NULL,
         };
         const char *scratch;
@@ -89,9 +89,6 @@ static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, 
                 TEST_FAIL("building fixture two-tsms: %s", strerror(-r));
 
         snprintf(dir_env, sizeof(dir_env), "TSMD_FAKE_KERNEL_DIR=%s", e->kernel_dir);
-        /* Under ASan the preloaded library comes before the sanitizer's runtime: allowed. */
-        snprintf(asan_env, sizeof(asan_env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
-                 getenv("ASAN_OPTIONS") ?: "", getenv("ASAN_OPTIONS") ? ":" : "");
         tsmd_start(&e->tsmd, &(TsmdOptions) {
                 .config = strf("[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\nRequestTimeoutUSec=%" PRIu64 "\n%s",
                                request_timeout_usec, extra),

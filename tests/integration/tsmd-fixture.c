@@ -669,6 +669,14 @@ bool tsmd_under_valgrind(void) {
         return !isempty(getenv("TSMD_TEST_VALGRIND")) || !isempty(getenv("TSMD_TEST_CALLGRIND"));
 }
 
+const char *tsmd_preload_asan_env(void) {
+        static char env[512];
+        const char *own = getenv("ASAN_OPTIONS");
+
+        snprintf(env, sizeof(env), "ASAN_OPTIONS=%s%sverify_asan_link_order=0", own ?: "", own ? ":" : "");
+        return env;
+}
+
 /* The first error valgrind reported in the log, if any: "==pid== " starts every line of one
  * (its warnings about syscalls it does not know start with "--pid--"). */
 static void check_valgrind_log(Tsmd *t) {

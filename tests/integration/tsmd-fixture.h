@@ -97,6 +97,10 @@ typedef struct Tsmd {
  * tsmd_teardown() fails the test for any error it reported. With $TSMD_TEST_CALLGRIND set to a
  * directory, under callgrind instead, each thread counted apart, for a profile (BENCHMARKS.md). */
 bool tsmd_under_valgrind(void);
+/* The ASAN_OPTIONS= entry of a tsmd started with an LD_PRELOAD library (the test's own options
+ * and verify_asan_link_order=0: under ASan the preloaded library comes before the sanitizer's
+ * runtime, which is allowed). Static storage. */
+const char *tsmd_preload_asan_env(void);
 
 /* Starts tsmd; fails the test if it does not listen within TSMD_START_TIMEOUT_USEC. */
 void tsmd_start(Tsmd *t, const TsmdOptions *o);
