@@ -9,19 +9,22 @@
 #include "capability.h"
 #include "log.h"
 
-const cap_value_t tsmd_capabilities[] = {
-        CAP_SYS_RAWIO,    /* the kernel requires it of the debug-write scope */
-        CAP_SYS_RESOURCE, /* iommufd's RLIMIT_MEMLOCK accounting mode */
-        CAP_SETUID,       /* starting a worker: its own user */
-        CAP_SETGID,
-        CAP_SETPCAP,      /* starting a worker: an empty bounding set */
-        CAP_KILL,         /* stopping a worker, which runs as another user */
+/* The minimum the monitor keeps, and what each is for: also what fails without it. */
+static const struct {
+        cap_value_t cap;
+        const char *needed_for;
+} tsmd_capabilities[] = {
+        { CAP_SYS_RAWIO,    "the debug-write scope (the kernel requires it)" },
+        { CAP_SYS_RESOURCE, "iommufd's RLIMIT_MEMLOCK accounting mode" },
+        { CAP_SETUID,       "starting a worker as its own user" },
+        { CAP_SETGID,       "starting a worker as its own user" },
+        { CAP_SETPCAP,      "starting a worker with an empty bounding set" },
+        { CAP_KILL,         "stopping a worker, which runs as another user" },
 };
-const size_t tsmd_n_capabilities = ELEMENTSOF(tsmd_capabilities);
 
 static bool needed(cap_value_t c) {
-        for (size_t i = 0; i < tsmd_n_capabilities; i++)
-                if (tsmd_capabilities[i] == c)
+        for (size_t i = 0; i < ELEMENTSOF(tsmd_capabilities); i++)
+                if (tsmd_capabilities[i].cap == c)
                         return true;
         return false;
 }
@@ -95,13 +98,20 @@ int capability_drop_to_minimum(bool allow_more) {
         if (!have || !want)
                 return -ENOMEM;
 
-        /* Keep the minimum where we have it; never add what we lack. */
-        for (size_t i = 0; i < tsmd_n_capabilities; i++) {
-                cap_value_t c = tsmd_capabilities[i];
+        /* Keep the minimum where we have it; never add what we lack, but say what it costs: a
+         * bounding set without one (a container's, a unit's) is the admin's to widen. */
+        for (size_t i = 0; i < ELEMENTSOF(tsmd_capabilities); i++) {
+                cap_value_t c = tsmd_capabilities[i].cap;
 
                 if (cap_get_flag(have, c, CAP_PERMITTED, &v) >= 0 && v == CAP_SET) {
                         (void) cap_set_flag(want, CAP_PERMITTED, 1, &c, CAP_SET);
                         (void) cap_set_flag(want, CAP_EFFECTIVE, 1, &c, CAP_SET);
+                } else {
+                        char *name = cap_to_name(c);
+
+                        log_warning("Capability %s is not ours to keep (not in the bounding set tsmd was started "
+                                    "with?): %s will fail.", strna(name), tsmd_capabilities[i].needed_for);
+                        cap_free(name);
                 }
         }
 

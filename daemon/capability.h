@@ -16,10 +16,6 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(cap_t, cap_free, NULL);
 
-/* The documented minimum, as text ("cap_sys_rawio,cap_sys_resource"). */
-extern const cap_value_t tsmd_capabilities[];
-extern const size_t tsmd_n_capabilities;
-
 /* The last capability a capability set can hold (64 bits). */
 #define CAPABILITY_LAST_POSSIBLE 63
 

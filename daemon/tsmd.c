@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 
 #include "capability.h"
 #include "config.h"
@@ -254,6 +255,7 @@ int main(int argc, char *argv[]) {
         const char *config_path = arg_config;
         PolicyFileTrust trust;
         DaemonConfig config, kept;
+        bool broken_files = false;
         int r, k;
 
         log_set_ident("tsmd");
@@ -279,6 +281,7 @@ int main(int argc, char *argv[]) {
          * so, and does not start. */
         if (!arg_check_config && !arg_dump_config && (r < 0 || !policy_loads(&config, &trust))) {
                 k = config_kept_before_restart(&kept);
+                broken_files = k < 0;
                 if (k >= 0) {
                         daemon_config_done(&config);
                         config = kept;
@@ -290,9 +293,12 @@ int main(int argc, char *argv[]) {
                         log_error_errno(k, "%s does not load, nor does the configuration kept from before the restart "
                                            "(%m): not starting.", config_path);
         }
+        /* Files only a person can fix: EX_CONFIG, which the unit's RestartPreventExitStatus=
+         * does not restart into the same files (five starts in five seconds, and the start
+         * limit would fail the sockets too). */
         if (r < 0) {
                 daemon_config_done(&config);
-                return EXIT_FAILURE;
+                return broken_files ? EX_CONFIG : EXIT_FAILURE;
         }
         if (arg_check_config || arg_dump_config) {
                 if (arg_dump_config)
@@ -370,5 +376,9 @@ int main(int argc, char *argv[]) {
          * clean exit (unless a close waits on a file system, which the exit would too). */
         m = monitor_free(m);
         fd_closer_stop(FD_CLOSER_STOP_USEC);
+        /* A policy that does not load, with nothing kept: the monitor said which file and why,
+         * before it started a worker. */
+        if (r < 0 && broken_files)
+                return EX_CONFIG;
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -1236,8 +1237,8 @@ static int start_in(const char *dir, char **err) {
 
 /*
  * With the files broken and no set that loaded before (a first start; a service manager would
- * have passed the last one kept), tsmd exits 1 at once, naming the file and line: systemctl
- * start fails and says why. Before, a broken policy had the monitor start workers that failed
+ * have passed the last one kept), tsmd exits 78 (EX_CONFIG, which the unit does not restart
+ * into the same files) at once, naming the file and line: systemctl start fails and says why. Before, a broken policy had the monitor start workers that failed
  * in a loop and never said READY=1: the start hung for TimeoutStartSec=, and VMMs with it.
  */
 TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
@@ -1255,7 +1256,7 @@ TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
                 _cleanup_free_ char *err = NULL;
                 const char *want = strf("%s/policy.conf:3: unknown key 'Bogus'", dir);
 
-                ASSERT_TRUE(exited_with(start_in(dir, &err), 1));
+                ASSERT_TRUE(exited_with(start_in(dir, &err), EX_CONFIG));
                 if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
                         TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
                 ASSERT_NULL(strstr(err, "Started worker"));
@@ -1268,7 +1269,7 @@ TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
                 _cleanup_free_ char *err = NULL;
                 const char *want = strf("%s/tsmd.conf:3: unknown section or key", dir);
 
-                ASSERT_TRUE(exited_with(start_in(dir, &err), 1));
+                ASSERT_TRUE(exited_with(start_in(dir, &err), EX_CONFIG));
                 if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
                         TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
         }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# libtsm.so exports tsm_* and nothing else: no symbol of the internal Varlink code, json-c or
+# libtsm (libtsmd.so) exports tsm_* and nothing else: no symbol of the internal Varlink code, json-c or
 # libevent may leak from it. TAP output. Usage: test-libtsm-symbols.sh LIBTSM_SO
 set -u
 
@@ -21,9 +21,9 @@ fi
 names=$(echo "$syms" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }')
 count=$(echo "$names" | grep -c . || true)
 if [ "$count" -gt 0 ]; then
-        ok "libtsm.so defines $count dynamic symbols"
+        ok "libtsmd.so defines $count dynamic symbols"
 else
-        not_ok "libtsm.so defines no dynamic symbols"
+        not_ok "libtsmd.so defines no dynamic symbols"
 fi
 
 bad=$(echo "$names" | grep -v '^tsm_' | grep . || true)
@@ -35,7 +35,7 @@ fi
 
 for s in json_object_new_object event_base_new varlink_client_connect base64_encode log_set_ident; do
         if echo "$names" | grep -qx "$s"; then
-                not_ok "$s leaks from libtsm.so"
+                not_ok "$s leaks from libtsmd.so"
         else
                 ok "$s does not leak"
         fi
@@ -50,10 +50,10 @@ else
 fi
 
 soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
-if [ "$soname" = "libtsm.so.0" ]; then
-        ok "soname is libtsm.so.0"
+if [ "$soname" = "libtsmd.so.0" ]; then
+        ok "soname is libtsmd.so.0"
 else
-        not_ok "soname is '$soname', expected libtsm.so.0"
+        not_ok "soname is '$soname', expected libtsmd.so.0"
 fi
 
 echo "1..$n"

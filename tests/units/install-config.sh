@@ -32,6 +32,13 @@ check "the shipped policy.conf is in /usr/share/tsmd" cmp -s "$src/daemon/policy
 check "a first install puts tsmd.conf in /etc/tsmd" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
 check "a first install puts policy.conf in /etc/tsmd" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
 check "mode 0644, as tsmd trusts a policy file" test "$(stat -c %a "$root/etc/tsmd/policy.conf")" = 644
+# Debian's libtsm-dev and libtsm4 (the terminal-emulator state machine) own these names: an
+# install beside them must not collide, so libtsm is libtsmd.so, libtsmd.pc and <tsmd/tsm.h>.
+no_collision() { ! find "$root" \( -name 'libtsm.so*' -o -name libtsm.pc -o -name libtsm.h -o -name libtsm.a -o -path '*/cmake/libtsm' \) | grep -q .; }
+has_pc() { find "$root" -path '*/pkgconfig/libtsmd.pc' | grep -q .; }
+check "nothing is installed where Debian's libtsm-dev puts its files" no_collision
+check "libtsm's header is <tsmd/tsm.h>" test -f "$root/usr/include/tsmd/tsm.h"
+check "libtsm's pkg-config file is libtsmd.pc" has_pc
 
 # The admin's edits; a tsmd.conf that is a link to one kept elsewhere.
 printf '[Client:vm]\nUsers=root\nDevices=*\nScopes=info\n' >>"$root/etc/tsmd/policy.conf"
