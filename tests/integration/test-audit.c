@@ -1640,6 +1640,32 @@ TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
         stop_and_unmount_full_audit_fs(&t, c);
 }
 
+/* An administrator's call while the audit file system is full: answered at once (the admin is who
+ * repairs the log), and its record, which the log cannot take, kept and written once there is
+ * room again (before, it was dropped: README's "every admin call is audited" did not hold). */
+TEST(admin_call_while_the_log_is_full_is_answered_and_recorded_once_there_is_room) {
+        const char *filler;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        filler = reload_onto_full_audit_fs(&t);
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Admin.ListDevices", NULL);
+        ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of io.tsmd.Admin.ListDevices now", 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of io.tsmd.Admin.ListDevices failed"));
+
+        at = owed_record_once_there_is_room(&t, filler, "io.tsmd.Admin.ListDevices", &l);
+        expect_str(l.rec[at - 1], "result", "ok", at);
+        expect_int(l.rec[at - 1], "uid", getuid(), at);
+        audit_lines_done(&l);
+
+        stop_and_unmount_full_audit_fs(&t, c);
+}
+
 /* A worker killed while the audit file system is full: the next one records how it ended, once
  * there is room again (before, it dropped that record at its start, for good). */
 TEST(worker_killed_while_the_log_is_full_is_recorded_once_there_is_room) {
