@@ -573,7 +573,7 @@ static const struct {
 /* Every admin call is recorded, with the answer it got: refusals under their error's name. The
  * record is taken even past the audit queue's bound (admin calls are few, and each waits for its
  * record), and an admin is answered even when the log has failed: reloading it is how it is
- * repaired. Anyone else's call is a refusal like any other (audit_refused()). But a connect or
+ * repaired (the record is kept then, and written once the log takes records again). Anyone else's call is a refusal like any other (audit_refused()). But a connect or
  * disconnect is not made when the log has no room for its record:
  * the room is reserved before, and held until the answer's record is committed into it, so that
  * a disk that fills while the kernel works cannot leave the host changed unrecorded. While a
@@ -634,8 +634,15 @@ static void admin_record_commit(AdminRecord *a, const char *result) {
         rec.pci = a->pci;
         rec.backend = a->backend;
         rec.result = result;
-        r = a->room ? audit_log_commit(TAKE_PTR(a->room), &rec, on_admin_recorded, a, NULL)
-                    : audit_log_record_owed(a->manager->audit, &rec, on_admin_recorded, a, NULL);
+        if (a->room)
+                r = audit_log_commit(TAKE_PTR(a->room), &rec, on_admin_recorded, a, NULL);
+        else {
+                /* Kept while the log cannot take it (full, failed), and written once it can; the
+                 * answer goes now: the admin is who repairs the log. */
+                r = audit_log_record_owed_kept(a->manager->audit, &rec, on_admin_recorded, NULL, a, NULL);
+                if (r > 0 && a->answer)
+                        (void) varlink_call_release(a->call, TAKE_PTR(a->answer));
+        }
         if (r < 0) {
                 log_error_errno(r, "Audit record of %s failed: %m", rec.event);
                 admin_record_free(a);

@@ -147,6 +147,11 @@ void guest_context_free(Manager *m, GuestContext *ctx);
 Release *guest_release_free(Release *rel);
 /* The audit record of a Release, made once the TSM answered its unbind. */
 void guest_audit_release(const Release *rel, int result);
+/* The audit record of a context released without a CloseContext (its owner left, or did not
+ * reclaim it in time), event "release-context": with its open-context, the trail has its end.
+ * Its vDevices' unbinds have records of their own ("release"), once the TSM answered. Nothing
+ * when the worker exits to be restarted (the context lives on). */
+void guest_audit_context_release(Manager *m, const GuestContext *ctx);
 /* A context by the monitor's id for it, held or orphaned; NULL if the worker has none. */
 GuestContext *guest_find_context_by_id(Manager *m, uint32_t id);
 

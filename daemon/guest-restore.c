@@ -19,6 +19,7 @@ static void orphans_release(Manager *m) {
         for (size_t i = 0; i < m->n_orphans; i++) {
                 if (!m->preserve_contexts)
                         log_info("Context of uid %u was not reclaimed in time, releasing it.", (unsigned) m->orphans[i]->uid);
+                guest_audit_context_release(m, m->orphans[i]);
                 guest_context_free(m, m->orphans[i]);
         }
         m->n_orphans = 0;

@@ -575,6 +575,29 @@ void guest_audit_release(const Release *rel, int result) {
                 guest_late_remember(rel->manager, rel->priv_cookie, seq); /* 0 if held or kept: on_release_numbered() */
 }
 
+static void on_context_release_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of a context's release failed: %m");
+}
+
+void guest_audit_context_release(Manager *m, const GuestContext *ctx) {
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        int r;
+
+        if (m->preserve_contexts)
+                return;
+        rec.event = "release-context";
+        rec.uid = ctx->uid;
+        rec.gid = ctx->gid;
+        rec.pid = ctx->pid;
+        rec.context_id = ctx->handle > 0 ? ctx->handle : AUDIT_U64_NONE;
+        rec.result = "ok";
+        /* SECURITY: it happened: kept while the log cannot take it, as a release is. */
+        r = audit_log_record_owed_kept(m->audit, &rec, on_context_release_recorded, NULL, NULL, NULL);
+        if (r < 0)
+                on_context_release_recorded(m->audit, 0, r, NULL);
+}
+
 static void on_release_unbound(int result, const void *response, size_t len, void *userdata) {
         Release *rel = userdata;
 
@@ -1559,8 +1582,10 @@ GuestClient *guest_client_free(GuestClient *c) {
         while ((ps = LIST_FIRST(&c->states)))
                 state_free(ps);
         guest_ops_abandon(&c->ops);
-        for (size_t i = 0; i < c->n_contexts; i++)
+        for (size_t i = 0; i < c->n_contexts; i++) {
+                guest_audit_context_release(c->manager, c->contexts[i]);
                 guest_context_free(c->manager, c->contexts[i]);
+        }
         free(c->contexts);
         varlink_call_unref(c->watch);
         LIST_REMOVE(c, entry);

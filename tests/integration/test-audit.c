@@ -565,16 +565,26 @@ TEST(records_carry_each_clients_identity) {
                 expect_record(l.rec[i], &want[i], i + 1);
         audit_lines_done(&l);
 
-        /* Both leave with a bound device: each release is recorded under the owner's uid. */
+        /* Both leave with a bound device: each context's release and each unbind is recorded
+         * under the owner's uid. */
         varlink_client_free(a);
         varlink_client_free(b);
-        audit_wait(&t, 11, &l);
-        ASSERT_EQ(l.n, 11);
+        audit_wait(&t, 13, &l);
+        ASSERT_EQ(l.n, 13);
         expect_contiguous(&l);
         bool seen_a = false, seen_b = false;
-        for (size_t i = 9; i < 11; i++) {
-                expect_str(l.rec[i], "event", "release", i + 1);
+        size_t contexts_released = 0;
+        for (size_t i = 9; i < 13; i++) {
                 expect_str(l.rec[i], "result", "ok", i + 1);
+                if (streq(JSTR(l.rec[i], "event"), "release-context")) {
+                        bool is_a = JINT(l.rec[i], "uid") == 0;
+
+                        expect_int(l.rec[i], "contextId", is_a ? ca : cb, i + 1);
+                        expect_int(l.rec[i], "vdeviceId", NUL_I, i + 1);
+                        contexts_released++;
+                        continue;
+                }
+                expect_str(l.rec[i], "event", "release", i + 1);
                 if (streq(JSTR(l.rec[i], "pci"), DEV1)) {
                         expect_int(l.rec[i], "uid", 0, i + 1);
                         expect_int(l.rec[i], "contextId", ca, i + 1);
@@ -589,6 +599,7 @@ TEST(records_carry_each_clients_identity) {
                 }
         }
         ASSERT_TRUE(seen_a && seen_b);
+        ASSERT_EQ(contexts_released, 2u);
         audit_lines_done(&l);
 
         tsmd_teardown(&t);
@@ -650,25 +661,27 @@ TEST(client_killed_mid_request_is_recorded) {
         ASSERT_OK(kill(pid, SIGKILL));
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
 
-        audit_wait(&t, 5, &l);
+        audit_wait(&t, 6, &l);
         audit_lines_done(&l);
-        /* Past the moment the cancelled request would have completed: still exactly five. */
+        /* Past the moment the cancelled request would have completed: still exactly six. */
         uint64_t until = killed_at + 800 * USEC_PER_MSEC;
         if (until > now_usec())
                 sleep_usec(until - now_usec());
         ASSERT_TRUE(tsmd_is_running(&t));
         audit_read(&t, &l);
         ASSERT_FALSE(l.torn);
-        ASSERT_EQ(l.n, 5);
+        ASSERT_EQ(l.n, 6);
         expect_contiguous(&l);
 
         expect_str(l.rec[0], "event", "open-context", 1);
         expect_str(l.rec[1], "event", "attach", 2);
         expect_str(l.rec[2], "event", "bind", 3);
-        size_t gr_line = line_of(&l, 3, "guest-request"), release_line = line_of(&l, 3, "release");
-        if (gr_line == 0 || release_line == 0)
-                TEST_FAIL("expected one guest-request and one release record after the kill: %s / %s",
-                          rec_text(l.rec[3]), rec_text(l.rec[4]));
+        size_t gr_line = line_of(&l, 3, "guest-request"), release_line = line_of(&l, 3, "release"),
+               context_line = line_of(&l, 3, "release-context");
+        if (gr_line == 0 || release_line == 0 || context_line == 0)
+                TEST_FAIL("expected one guest-request, one release-context and one release record after the kill: "
+                          "%s / %s / %s", rec_text(l.rec[3]), rec_text(l.rec[4]), rec_text(l.rec[5]));
+        expect_int(l.rec[context_line - 1], "contextId", info.ctx, context_line);
         const Want gr = { .seq = ANY_I, .event = "guest-request", .result = VARLINK_ERROR_DISCONNECTED,
                           .uid = getuid(), .gid = getgid(), .pid = pid, .ctx = info.ctx, .vdev = 1, .pci = DEV1,
                           .backend = "emulated", .scope = "info", .scope_number = 0,
@@ -704,13 +717,14 @@ TEST(hangup_with_a_bind_in_flight_is_released_and_recorded) {
         async_call_done(&bind);
         varlink_client_free(c);
 
-        audit_wait(&t, 4, &l);
-        ASSERT_EQ(l.n, 4);
+        audit_wait(&t, 5, &l);
+        ASSERT_EQ(l.n, 5);
         expect_contiguous(&l);
         bind_line = line_of(&l, 2, "bind");
         release_line = line_of(&l, 2, "release");
-        if (bind_line == 0 || release_line == 0)
-                TEST_FAIL("expected a bind and a release record: %s / %s", rec_text(l.rec[2]), rec_text(l.rec[3]));
+        if (bind_line == 0 || release_line == 0 || line_of(&l, 2, "release-context") == 0)
+                TEST_FAIL("expected a bind, a release-context and a release record: %s / %s / %s", rec_text(l.rec[2]),
+                          rec_text(l.rec[3]), rec_text(l.rec[4]));
         expect_str(l.rec[bind_line - 1], "result", VARLINK_ERROR_DISCONNECTED, bind_line);
         const Want rel = { .seq = ANY_I, .event = "release", .result = "ok", .uid = getuid(), .gid = ANY_I,
                            .pid = ANY_I, .ctx = ctx, .vdev = 1, .pci = DEV1, .backend = ANY_S,
@@ -748,18 +762,21 @@ TEST(sigterm_records_what_it_finishes) {
         ASSERT_EQ(seq, 4);
         tsmd_stop(&t);
 
-        /* Its record, then the release of the device bound when the connection was closed. */
+        /* Its record, then the release of the context closed with the connection, and of the
+         * device bound in it. */
         audit_read(&t, &l);
         ASSERT_FALSE(l.torn);
-        ASSERT_EQ(l.n, 5);
+        ASSERT_EQ(l.n, 6);
         expect_contiguous(&l);
         Want w = on_dev(want("guest-request", "ok", getuid(), getgid(), getpid()), ctx, 1, DEV1);
         in_scope(&w, "info", 0, (int64_t) m.len, ANY_I);
         w.seq = seq;
         expect_record(l.rec[3], &w, 4);
+        expect_str(l.rec[4], "event", "release-context", 5);
+        expect_int(l.rec[4], "contextId", ctx, 5);
         w = on_dev(want("release", "ok", getuid(), ANY_I, ANY_I), ctx, 1, DEV1);
         w.backend = ANY_S;
-        expect_record(l.rec[4], &w, 5);
+        expect_record(l.rec[5], &w, 6);
         audit_lines_done(&l);
 
         async_call_done(&gr);
@@ -862,7 +879,8 @@ static bool acked_collect(Acked *a, int fd, int timeout_ms) {
 }
 
 /* After a restart: a new client's first calls continue the sequence right after the last
- * record in the file. The probe adds five records (four calls, and a release as it leaves). */
+ * record in the file. The probe adds six records (four calls, and the releases of its context
+ * and device as it leaves). */
 static void probe_continues_at(Tsmd *t, uint64_t last) {
         VarlinkClient *c = tsmd_connect(t);
         int64_t ctx = guest_open_context(c), seq;
@@ -880,9 +898,9 @@ static void probe_continues_at(Tsmd *t, uint64_t last) {
         expect_str(l.rec[last], "event", "open-context", last + 1);
         expect_int(l.rec[last], "pid", getpid(), last + 1);
         audit_lines_done(&l);
-        /* Its disconnect records a release; wait for it, so the next kill has a settled file. */
+        /* Its disconnect records two releases; wait for them, so the next kill has a settled file. */
         varlink_client_free(c);
-        audit_wait(t, last + 5, &l);
+        audit_wait(t, last + 6, &l);
         audit_lines_done(&l);
 }
 
@@ -962,7 +980,7 @@ TEST(sigkill_under_load_loses_no_acknowledged_record) {
                 /* Same directory: the new tsmd continues at last + 1. */
                 tsmd_restart(&t, &(TsmdOptions) { .log_level = "info" });
                 probe_continues_at(&t, last);
-                last += 5;
+                last += 6;
         }
 
         /* No sequence number was acknowledged twice. */
@@ -1607,6 +1625,28 @@ TEST(release_while_the_log_is_full_is_recorded_once_there_is_room) {
         stop_and_unmount_full_audit_fs(&t, d);
 }
 
+/* A VMM that leaves without CloseContext, holding a vDevice it never bound: its context's end is
+ * recorded (event release-context, as the owner), so each open-context has its end in the trail
+ * (before, only a bound vDevice's unbind was: the context and its attach had none). */
+TEST(hangup_without_close_records_the_contexts_release) {
+        Tsmd t;
+        VarlinkClient *c;
+        AuditLines l;
+        int64_t ctx;
+        size_t at;
+
+        c = start_with_dev1(&t, &ctx);
+        varlink_client_free(c);
+
+        at = audit_wait_event(&t, 0, "release-context", &l);
+        expect_str(l.rec[at - 1], "result", "ok", at);
+        expect_int(l.rec[at - 1], "uid", getuid(), at);
+        expect_int(l.rec[at - 1], "contextId", ctx, at);
+        ASSERT_EQ(line_of(&l, 0, "release"), 0u); /* nothing was bound: nothing to unbind */
+        audit_lines_done(&l);
+        tsmd_teardown(&t);
+}
+
 /* A reload by SIGHUP, which has no caller to answer, moves the log to a full file system (or
  * comes while it is full): it is made, and its record, which the log cannot take, is kept and
  * written once there is room again, before the records of the calls after it (before, it was
@@ -1635,6 +1675,32 @@ TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
         (void) guest_open_context(c);
         open_at = audit_wait_event(&t, 0, "open-context", &l);
         ASSERT_TRUE(open_at > line_of(&l, 0, "reload"));
+        audit_lines_done(&l);
+
+        stop_and_unmount_full_audit_fs(&t, c);
+}
+
+/* An administrator's call while the audit file system is full: answered at once (the admin is who
+ * repairs the log), and its record, which the log cannot take, kept and written once there is
+ * room again (before, it was dropped: README's "every admin call is audited" did not hold). */
+TEST(admin_call_while_the_log_is_full_is_answered_and_recorded_once_there_is_room) {
+        const char *filler;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        filler = reload_onto_full_audit_fs(&t);
+        c = tsmd_connect(&t);
+        CALL_OK(c, "io.tsmd.Admin.ListDevices", NULL);
+        ASSERT_TRUE(tsmd_wait_log(&t, "cannot take the record of io.tsmd.Admin.ListDevices now", 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(tsmd_log_contains(&t, "Audit record of io.tsmd.Admin.ListDevices failed"));
+
+        at = owed_record_once_there_is_room(&t, filler, "io.tsmd.Admin.ListDevices", &l);
+        expect_str(l.rec[at - 1], "result", "ok", at);
+        expect_int(l.rec[at - 1], "uid", getuid(), at);
         audit_lines_done(&l);
 
         stop_and_unmount_full_audit_fs(&t, c);

@@ -14,6 +14,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sysexits.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -3562,9 +3563,10 @@ static void store_damaged_last_good(Manager *m) {
         store_put(m, fd, FDSTORE_LAST_GOOD_NAME);
 }
 
-/* The files on disk broken, and the kept set damaged too: tsmd does not start (exit status 1),
- * and says that neither loads, whether tsmd.conf is what is broken (read before the monitor
- * starts) or its policy (read by the monitor). It serves nothing it could not check. */
+/* The files on disk broken, and the kept set damaged too: tsmd does not start (exit status 78,
+ * EX_CONFIG, which the unit does not restart on), and says that neither loads, whether tsmd.conf
+ * is what is broken (read before the monitor starts) or its policy (read by the monitor). It
+ * serves nothing it could not check. */
 TEST(a_restart_with_broken_files_and_a_damaged_kept_set_does_not_start) {
         _cleanup_free_ char *good = NULL;
         Manager m;
@@ -3580,7 +3582,7 @@ TEST(a_restart_with_broken_files_and_a_damaged_kept_set_does_not_start) {
 
         config_set(&m, "Guest", "Bogus", "1");
         manager_start(&m);
-        ASSERT_EQ(manager_exit_status(&m), 1);
+        ASSERT_EQ(manager_exit_status(&m), EX_CONFIG);
         ASSERT_TRUE(log_contains(&m, "does not load, nor does the configuration kept from before the restart"));
         ASSERT_FALSE(m.ready);
 
@@ -3593,7 +3595,7 @@ TEST(a_restart_with_broken_files_and_a_damaged_kept_set_does_not_start) {
         }
         policy_write(&m, "[Client:tests]\nUsers=root 65534\nDevices=*\nBogus=1\n");
         manager_start(&m);
-        ASSERT_EQ(manager_exit_status(&m), 1);
+        ASSERT_EQ(manager_exit_status(&m), EX_CONFIG);
         ASSERT_TRUE(log_contains(&m, "the configuration or policy is broken, and the one kept from before the "
                                      "restart does not load either"));
         ASSERT_FALSE(m.ready);
