@@ -40,6 +40,8 @@ struct GuestOp {
         int64_t scope_number;
         uint64_t request_size, response_size;
         uint32_t priv_cookie; /* 0: none */
+        Policy *rule_policy;  /* holds rule */
+        const char *rule;
         VarlinkMethodFunc func; /* of a call that acts: run once its room is granted */
         json_object *answer; /* the intercepted final message, until the record is durable */
         TAILQ_ENTRY(GuestOp) entry; /* in ops->unanswered while the client exists */
@@ -70,6 +72,7 @@ static void op_free(GuestOp *op) {
         free(op->method);
         free(op->unknown_scope);
         free(op->left.unit);
+        policy_unref(op->rule_policy);
         free(op);
 }
 
@@ -90,6 +93,7 @@ static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *r
         rec->scope_number = op->scope_number;
         rec->request_size = op->request_size;
         rec->response_size = op->response_size;
+        rec->rule = op->rule;
         rec->result = result;
         rec->latency_usec = now_monotonic_usec() - op->start_usec;
 }
@@ -435,4 +439,14 @@ void guest_op_set_response_size(VarlinkCall *call, uint64_t size) {
 
         if (op)
                 op->response_size = size;
+}
+
+void guest_op_set_rule(VarlinkCall *call, Policy *policy, const char *rule) {
+        GuestOp *op = op_of(call);
+
+        if (!op)
+                return;
+        policy_unref(op->rule_policy);
+        op->rule_policy = rule ? policy_ref(policy) : NULL;
+        op->rule = rule;
 }

@@ -15,6 +15,7 @@
 
 #include "manager.h"
 #include "peer-identity.h"
+#include "policy.h"
 #include "tsm-types.h"
 #include "varlink-server.h"
 
@@ -59,6 +60,9 @@ void guest_op_set_scope(VarlinkCall *call, const char *scope, int64_t number);
 void guest_op_set_unknown_scope(VarlinkCall *call, const char *scope);
 void guest_op_set_request_size(VarlinkCall *call, uint64_t size);
 void guest_op_set_response_size(VarlinkCall *call, uint64_t size);
+/* The NAME of the [Client:NAME] rule of policy that allowed the call (NULL: none): the call holds
+ * a reference on policy until it is recorded, as a reload may replace it meanwhile. */
+void guest_op_set_rule(VarlinkCall *call, Policy *policy, const char *rule);
 /* The cookie the call went to the monitor with: should it fail, a late answer of the kernel to it
  * names its record (guest_late_remember()). */
 void guest_op_set_priv_cookie(VarlinkCall *call, uint32_t cookie);

@@ -838,7 +838,7 @@ static int build_scopes(Manager *m, GuestClient *c, const TsmDeviceInfo *info, j
 static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
-        const char *address = json_get_string(p, "pciAddress"), *reason = NULL;
+        const char *address = json_get_string(p, "pciAddress"), *reason = NULL, *rule;
         _cleanup_free_ char *pci_address = NULL;
         int64_t id = get_int(p, "vdeviceId", -1);
         json_object *reply = NULL, *scopes = NULL, *vfio;
@@ -881,9 +881,10 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                                                      "reason", json_object_new_string(reason), NULL);
         }
 
-        r = policy_check_device(m->policy, &c->identity, info.pci_address, info.backend, &reason);
+        r = policy_check_device_full(m->policy, &c->identity, info.pci_address, info.backend, &reason, &rule);
         if (r < 0)
                 return reply_denied(call, reason);
+        guest_op_set_rule(call, m->policy, rule);
 
         /* SECURITY: one physical device belongs to one guest at a time. */
         if (device_attached_anywhere(m, info.pci_address))
@@ -1078,7 +1079,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
  * its context for CloseContext, which answer DeviceBusy. */
 static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         GuestClient *c = guest_client_of(call);
-        const char *reason;
+        const char *reason, *rule;
         TsmDeviceInfo info;
         PendingChange *pc;
         GuestContext *ctx;
@@ -1094,9 +1095,10 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
          * do: a reload may have taken the grant away since AttachDevice. Unbinding gives it up,
          * which a client whose grant went must be able to do. */
         if (bind) {
-                r = policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason);
+                r = policy_check_device_full(m->policy, &c->identity, v->pci_address, info.backend, &reason, &rule);
                 if (r < 0)
                         return reply_denied(call, reason);
+                guest_op_set_rule(call, m->policy, rule);
         }
         if (v->changing)
                 return reply_device_busy(call, v->pci_address);
@@ -1139,7 +1141,7 @@ static int vl_unbind(VarlinkCall *call, json_object *p, void *userdata) {
 static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
-        const char *reason;
+        const char *reason, *rule;
         TsmDeviceInfo info;
         PendingState *ps;
         GuestContext *ctx;
@@ -1153,9 +1155,10 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
                 return reply_backend_error(call, -ENODEV, v->pci_address);
         /* SECURITY: the state is the device's, told only to a client the policy in force lets
          * use it (as for Bind). */
-        r = policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason);
+        r = policy_check_device_full(m->policy, &c->identity, v->pci_address, info.backend, &reason, &rule);
         if (r < 0)
                 return reply_denied(call, reason);
+        guest_op_set_rule(call, m->policy, rule);
         /* The state the client's calls before it left: answered now, its answer would go out
          * after theirs but tell the state from before them (a Bind's lock, a request's). */
         if (!vdevice_has_earlier(c, ctx, v, c->next_serial))
@@ -1237,7 +1240,7 @@ static int reply_max_response(size_t max_message_size, uint32_t scope_number, si
 static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
-        const char *scope = json_get_string(p, "scope"), *b64 = json_get_string(p, "request"), *reason = NULL;
+        const char *scope = json_get_string(p, "scope"), *b64 = json_get_string(p, "request"), *reason = NULL, *rule;
         size_t b64_len = strlen(b64); /* up to 88 KB: once */
         int64_t max_response = get_int(p, "maxResponseSize", -1);
         _cleanup_free_ void *req = NULL;
@@ -1284,9 +1287,10 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         if (base64_decoded_size(b64, b64_len, &claimed) >= 0)
                 guest_op_set_request_size(call, claimed);
         /* SECURITY: per scope, per device, per client; debug scopes only where granted. */
-        r = policy_check_scope(m->policy, &c->identity, v->pci_address, info.backend, scope, &reason);
+        r = policy_check_scope_full(m->policy, &c->identity, v->pci_address, info.backend, scope, &reason, &rule);
         if (r < 0)
                 return reply_denied(call, reason);
+        guest_op_set_rule(call, m->policy, rule);
 
         /* The smaller of the backend's limit for the scope and the configured cap. */
         max_request = MIN((size_t) desc->max_request, m->config.max_request_size);

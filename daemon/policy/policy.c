@@ -465,6 +465,28 @@ int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_
         return check(p, id, pci_address, backend, true, scope_name, ret_reason, NULL);
 }
 
+static int check_named(const Policy *p, const PeerIdentity *id, const char *pci_address, TsmBackendType backend,
+                       bool want_scope, const char *scope_name, const char **ret_reason, const char **ret_rule) {
+        const PolicyRule *rule = NULL;
+        int r;
+
+        r = check(p, id, pci_address, backend, want_scope, scope_name, ret_reason, &rule);
+        if (ret_rule)
+                *ret_rule = r >= 0 && rule ? rule->name : NULL;
+        return r;
+}
+
+int policy_check_device_full(const Policy *p, const PeerIdentity *id, const char *pci_address,
+                             TsmBackendType backend, const char **ret_reason, const char **ret_rule) {
+        return check_named(p, id, pci_address, backend, false, NULL, ret_reason, ret_rule);
+}
+
+int policy_check_scope_full(const Policy *p, const PeerIdentity *id, const char *pci_address,
+                            TsmBackendType backend, const char *scope_name, const char **ret_reason,
+                            const char **ret_rule) {
+        return check_named(p, id, pci_address, backend, true, scope_name, ret_reason, ret_rule);
+}
+
 static const PolicyRule *first_matching_rule(const Policy *p, const PeerIdentity *id) {
         if (!p || !id)
                 return NULL;

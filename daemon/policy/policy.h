@@ -141,6 +141,14 @@ int policy_check_device(const Policy *p, const PeerIdentity *id, const char *pci
 int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_address,
                        TsmBackendType backend, const char *scope_name, const char **ret_reason);
 
+/* The two, and the NAME of the [Client:NAME] rule that allowed it in *ret_rule (p's, so valid
+ * while p is; NULL when denied), for the audit record: which grant was used. */
+int policy_check_device_full(const Policy *p, const PeerIdentity *id, const char *pci_address,
+                             TsmBackendType backend, const char **ret_reason, const char **ret_rule);
+int policy_check_scope_full(const Policy *p, const PeerIdentity *id, const char *pci_address,
+                            TsmBackendType backend, const char *scope_name, const char **ret_reason,
+                            const char **ret_rule);
+
 /* Whether some rule, whoever it is for, grants scope_name on the device on backend as it would
  * to a client it matches (its own Scopes=, or [Defaults] Scopes= when it has none; debug scopes
  * only through its own): the monitor's check, which cannot trust who the worker says the client

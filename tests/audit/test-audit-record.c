@@ -49,6 +49,25 @@ TEST(golden_full) {
                      "\"latencyUsec\":120}\n");
 }
 
+/* A guest call a policy rule allowed: "rule" after the outcome, only then. */
+TEST(golden_rule) {
+        AuditRecord r = sample_record();
+        _cleanup_free_ char *line = NULL;
+
+        r.seq = 42;
+        r.realtime_usec = UINT64_C(1700000000123456);
+        r.monotonic_usec = 987654321;
+        r.rule = "vm-web1";
+        line = serialize(&r);
+        ASSERT_STREQ(line,
+                     "{\"seq\":42,\"time\":\"2023-11-14T22:13:20.123456Z\",\"monotonicUsec\":987654321,"
+                     "\"event\":\"guest-request\",\"uid\":107,\"gid\":107,\"pid\":4242,"
+                     "\"unit\":\"qemu-vm1.scope\",\"contextId\":3,\"vdeviceId\":17,"
+                     "\"pci\":\"0000:01:00.0\",\"backend\":\"emulated\",\"scope\":\"info\","
+                     "\"scopeNumber\":0,\"requestSize\":16,\"responseSize\":32,\"result\":\"ok\","
+                     "\"latencyUsec\":120,\"rule\":\"vm-web1\"}\n");
+}
+
 /* A summary of refusals: the fields a summary has, "count" after "method" and the outcome. */
 TEST(golden_summary) {
         AuditRecord r = AUDIT_RECORD_INIT;
@@ -327,7 +346,7 @@ TEST(worst_case_fits) {
 
         memset(junk, '\x01', 10000);
         junk[10000] = 0;
-        r.event = r.unit = r.pci = r.backend = r.scope = r.result = r.method = junk;
+        r.event = r.unit = r.pci = r.backend = r.scope = r.result = r.method = r.rule = junk;
         r.uid = AUDIT_UID_INVALID - 1;
         r.gid = AUDIT_GID_INVALID - 1;
         r.pid = INT32_MAX;
@@ -350,7 +369,10 @@ TEST(copy_bounded) {
         in.unit = long_unit;
         in.result = NULL;
         in.method = "bad\xff";
+        in.rule = "vm-web1";
         ASSERT_OK(audit_record_copy_bounded(&in, &out, &storage));
+        ASSERT_STREQ(out.rule, "vm-web1");
+        ASSERT_TRUE(out.rule != in.rule);
         ASSERT_EQ(strlen(out.unit), AUDIT_FIELD_MAX);
         ASSERT_STREQ(out.unit + AUDIT_FIELD_MAX - strlen(AUDIT_TRUNCATED_MARKER), AUDIT_TRUNCATED_MARKER);
         ASSERT_NULL(out.result);

@@ -605,6 +605,41 @@ TEST(records_carry_each_clients_identity) {
         tsmd_teardown(&t);
 }
 
+/* The records of the calls a policy rule allowed name it ("rule": which grant was used, as
+ * POLICY.md promises); a refusal, or a call no rule is asked for, has none. */
+TEST(records_name_the_rule_that_allowed_them) {
+        Msg m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0), md = debug_read_msg(DEV1);
+        VarlinkClient *c;
+        AuditLines l;
+        int64_t ctx, seq;
+        Tsmd t;
+
+        c = start_with_dev1(&t, &ctx);
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+        CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 1));
+        (void) guest_ok(c, ctx, 1, "info", &m, &seq);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "debug-read", &md), E_GUEST("Denied"), NULL);
+
+        audit_read(&t, &l);
+        ASSERT_EQ(l.n, 6);
+        for (size_t i = 0; i < l.n; i++) {
+                const char *event = JSTR(l.rec[i], "event");
+                bool denied = !streq(JSTR(l.rec[i], "result"), "ok");
+                json_object *rule;
+
+                if (streq(event, "open-context") || denied) {
+                        if (json_object_object_get_ex(l.rec[i], "rule", NULL))
+                                TEST_FAIL("record %zu names a rule: %s", i + 1, rec_text(l.rec[i]));
+                        continue;
+                }
+                if (!json_object_object_get_ex(l.rec[i], "rule", &rule) || !streq(json_object_get_string(rule), "tests"))
+                        TEST_FAIL("record %zu does not name rule 'tests': %s", i + 1, rec_text(l.rec[i]));
+        }
+        audit_lines_done(&l);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- a client killed mid-request ---------------------------------------------------------- */
 
 TEST(client_killed_mid_request_is_recorded) {
