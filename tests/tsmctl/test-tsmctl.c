@@ -507,6 +507,39 @@ TEST(admin_refused_for_others_and_audited) {
         tsmd_teardown(&t);
 }
 
+/* tsmctl connect ADDRESS emu0 on a device `tsmctl devices` lists, on the emulated platform: not
+ * NoSuchDevice (there is one), but EmulatedDevice, which says there is no connect step; the
+ * same for a disconnect. An address no device has is NoSuchDevice still. */
+TEST(connect_of_an_emulated_device_says_so) {
+        static const struct {
+                const char *args[3];
+                const char *error;
+        } cases[] = {
+                { { "connect", "0000:01:00.0", "emu0" }, "io.tsmd.Admin.EmulatedDevice pciAddress=0000:01:00.0" },
+                { { "disconnect", "0000:01:00.0" }, "io.tsmd.Admin.EmulatedDevice" },
+                { { "connect", "0000:09:00.0", "emu0" }, "io.tsmd.Admin.NoSuchDevice" },
+        };
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\nEmulatedDevices=0000:01:00.0\n");
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH,       "--socket",        t.socket, cases[i].args[0],
+                                       cases[i].args[1], cases[i].args[2], NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+                if (!strstr(err, cases[i].error))
+                        TEST_FAIL("tsmctl %s %s: stderr does not say '%s': %s", cases[i].args[0], cases[i].args[1],
+                                  cases[i].error, err);
+                if (i == 0)
+                        ASSERT_NOT_NULL(strstr(err, "0000:01:00.0 is a device of the emulated platform: it is "
+                                                    "connected to its TSM, emu0, from the start, and has no "
+                                                    "connect step."));
+        }
+        tsmd_teardown(&t);
+}
+
 /* A socket the caller may not connect to is "permission denied" (4), not "not running" (7). */
 TEST(connect_refused_by_socket_mode) {
         Tsmd t = {};
