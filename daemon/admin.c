@@ -281,6 +281,13 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
                 return varlink_call_error_invalid_parameter(call, invalid);
         if (r < 0)
                 return r;
+        /* A filter no record can match would answer "none" for a typo: records spell a device
+         * as sysfs does, and a scope as its backend names it (a refused request's scope that no
+         * backend has, recorded as asked, is found by its result, NoSuchScope). */
+        if (f.pci && !pci_address_is_valid(f.pci))
+                return varlink_call_error_invalid_parameter(call, "pciAddress");
+        if (f.scope && !scope_name_is_known(f.scope))
+                return varlink_call_error_invalid_parameter(call, "scope");
 
         q = new0(AdminQuery, 1);
         if (!q)
