@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -458,13 +459,18 @@ TEST(clients_and_monitor) {
         tsmd_teardown(&t);
 }
 
-/* Runs tsmctl VERB as uid 65534; its exit status. */
-static int tsmctl_as_nobody(Tsmd *t, const char *verb) {
+/* Runs tsmctl VERB as uid 65534; its exit status, and its stderr in *ret_err (if not NULL). */
+static int tsmctl_as_nobody_err(Tsmd *t, const char *verb, char **ret_err) {
+        _cleanup_close_ int err_fd = memfd_create("tsmctl-stderr", MFD_CLOEXEC);
         int status;
-        pid_t pid = fork();
+        pid_t pid;
 
+        ASSERT_TRUE(err_fd >= 0);
+        pid = fork();
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
+                if (ret_err && dup2(err_fd, STDERR_FILENO) < 0)
+                        _exit(96);
                 const char *argv[] = { TSMCTL_PATH, "--socket", t->socket, verb, NULL };
                 /* Opened as root: a checkout in root's 0700 home is no path for uid 65534. */
                 int binary = open(TSMCTL_PATH, O_PATH | O_CLOEXEC);
@@ -478,7 +484,20 @@ static int tsmctl_as_nobody(Tsmd *t, const char *verb) {
         }
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
         ASSERT_TRUE(WIFEXITED(status));
+        if (ret_err) {
+                char buf[4096];
+                ssize_t n = pread(err_fd, buf, sizeof(buf) - 1, 0);
+
+                ASSERT_TRUE(n >= 0);
+                buf[n] = 0;
+                *ret_err = strdup(buf);
+                ASSERT_NOT_NULL(*ret_err);
+        }
         return WEXITSTATUS(status);
+}
+
+static int tsmctl_as_nobody(Tsmd *t, const char *verb) {
+        return tsmctl_as_nobody_err(t, verb, NULL);
 }
 
 TEST(admin_refused_for_others_and_audited) {
@@ -492,8 +511,15 @@ TEST(admin_refused_for_others_and_audited) {
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         /* The admin socket is 0660 root:root: give uid 65534 a way in to be refused by tsmd. */
         ASSERT_OK(chmod(t.socket, 0666));
-        ASSERT_EQ(tsmctl_as_nobody(&t, "devices"), 4); /* permission denied */
-        ASSERT_EQ(tsmctl_as_nobody(&t, "reload"), 4);
+        ASSERT_EQ(tsmctl_as_nobody_err(&t, "devices", &err), 4); /* permission denied */
+        /* Let in by the socket, refused by the policy: the refusal says which of the two. */
+        ASSERT_NOT_NULL(strstr(err, "org.varlink.service.PermissionDenied"));
+        ASSERT_NOT_NULL(strstr(err, "Not an administrator of tsmd: its policy's [Admin] section names neither "
+                                    "you (Users=) nor a group of yours (Groups=)"));
+        err = mfree(err);
+        ASSERT_EQ(tsmctl_as_nobody_err(&t, "reload", &err), 4);
+        ASSERT_NOT_NULL(strstr(err, "its policy's [Admin] section"));
+        err = mfree(err);
 
         /* Each refusal was answered once its record was on disk. */
         {
