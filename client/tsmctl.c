@@ -110,6 +110,12 @@ static json_object *parse_reply(const char *text) {
         return o;
 }
 
+/* The methods only administrators may call (io.tsmd.Admin.varlink, io.tsmd.Service.varlink). */
+static bool is_admin_method(const char *method) {
+        return strneq(method, "io.tsmd.Admin.", strlen("io.tsmd.Admin.")) ||
+               streq(method, "io.tsmd.Service.Reload") || streq(method, "io.tsmd.Service.SetLogLevel");
+}
+
 /* The reply of the last call; a verb looks at one reply at a time (json_object_get() keeps one). */
 static json_object *last_reply = NULL;
 
@@ -142,6 +148,13 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
                 /* The error and its parameters are tsmd's (or whoever answered), the method ours. */
                 fprintf(stderr, "%s failed: %s %s\n", method, tsmctl_esc(&e, error),
                         strempty(tsmctl_esc(&e, tsm_client_get_error_message(c))));
+                /* Whoever reached the admin socket got past its mode (0660 root:tsm-admin): an
+                 * administrator's method refused is the policy's doing, which the error, bare
+                 * as org.varlink.service defines it, does not say. */
+                if (streq(error, VARLINK_ERROR_PERMISSION_DENIED) && is_admin_method(method))
+                        fprintf(stderr, "Not an administrator of tsmd: its policy's [Admin] section names neither "
+                                "you (Users=) nor a group of yours (Groups=); being let into the admin socket "
+                                "(group tsm-admin) is not enough. See tsmd-policy.conf(5).\n");
                 return tsmctl_exit_code_for_error(error);
         }
 

@@ -6,6 +6,8 @@
 
 #include "json-util.h"
 #include "tsmctl.h"
+#include "varlink-errors.h"
+#include "varlink-idl.h"
 
 /* tsmd's cap on the records of one QueryAudit (the IDL's "default and maximum"). */
 #define QUERY_LIMIT_MAX 10000
@@ -17,10 +19,127 @@ static const struct option options[] = {
         { "limit", required_argument, NULL, 'l' }, {},
 };
 
+/* Errors tsmd records that no interface declares (varlink-errors.h): what a call ended with when
+ * its caller went, or its connection broke. */
+static const char *const undeclared_errors[] = {
+        VARLINK_ERROR_DISCONNECTED,
+        VARLINK_ERROR_TIMEOUT,
+        VARLINK_ERROR_PROTOCOL,
+};
+
+/* An errno's name ("EIO") or "errno-N": a late answer of the kernel's, recorded as it came. */
+static bool is_errno_result(const char *s) {
+        if (strneq(s, "errno-", strlen("errno-")))
+                return s[6] != 0 && strspn(s + 6, "0123456789") == strlen(s + 6);
+        return s[0] == 'E' && s[1] != 0 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == strlen(s);
+}
+
+/* --result=: "ok", an error's full name, an errno's, or the short name of an error tsmd's
+ * interfaces declare ("Denied"), which records never carry (they have the full name): without
+ * this, a short one matched nothing, silently. Prints why and returns EXIT_USAGE for a short
+ * name no interface declares, or several do. */
+static int resolve_result(const char *value, char **ret) {
+        char *match = NULL;
+        int r = 0;
+
+        if (streq(value, "ok") || strchr(value, '.') || is_errno_result(value))
+                match = strdup(value);
+        else {
+                for (size_t i = 0; varlink_builtin_idl[i] && r == 0; i++) {
+                        _cleanup_(varlink_interface_freep) VarlinkInterface *iface = NULL;
+                        char *name;
+
+                        if (varlink_interface_parse(varlink_builtin_idl[i], &iface, NULL, NULL) < 0) {
+                                r = -ENOMEM; /* they are compiled in: they parse, memory permitting */
+                                break;
+                        }
+                        if (!varlink_interface_find_error(iface, value))
+                                continue;
+                        if (asprintf(&name, "%s.%s", varlink_interface_get_name(iface), value) < 0) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        if (match) {
+                                fprintf(stderr, "--result=%s is ambiguous: %s or %s? Give the full name.\n", value,
+                                        match, name);
+                                free(name);
+                                r = -EINVAL;
+                                break;
+                        }
+                        match = name;
+                }
+                for (size_t i = 0; i < ELEMENTSOF(undeclared_errors) && r == 0 && !match; i++)
+                        if (streq(strrchr(undeclared_errors[i], '.') + 1, value))
+                                match = strdup(undeclared_errors[i]);
+                if (r == 0 && !match) {
+                        fprintf(stderr,
+                                "Unknown result '%s': give ok, an error's full name (io.tsmd.Guest.Denied) or the "
+                                "short name of one tsmd's interfaces declare (Denied).\n",
+                                value);
+                        return EXIT_USAGE;
+                }
+        }
+        if (r == -EINVAL) {
+                free(match);
+                return EXIT_USAGE;
+        }
+        if (r < 0 || !match) {
+                free(match);
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_GENERIC;
+        }
+        *ret = match;
+        return 0;
+}
+
+/* tsmd refused a filter (InvalidParameter): which option, and why, in the command's words. */
+static void explain_invalid(TsmClient *c, const char *device, const char *scope) {
+        const char *error = c ? tsm_client_get_error_name(c) : NULL,
+                   *message = c ? tsm_client_get_error_message(c) : NULL;
+
+        if (!error || !message || !streq(error, VARLINK_ERROR_INVALID_PARAMETER))
+                return;
+        if (device && streq(message, "parameter=pciAddress"))
+                fprintf(stderr, "--device=%s: not a PCI address as sysfs spells it (DDDD:BB:DD.F, lowercase hex), "
+                        "which is how records name devices.\n", device);
+        else if (scope && streq(message, "parameter=scope"))
+                fprintf(stderr, "--scope=%s: no TSM backend has a scope of that name (info, state-change, "
+                        "debug-read, ...). A refused request's unknown scope is found with "
+                        "--result=NoSuchScope.\n", scope);
+}
+
+/* With --from=SEQ: whether the log still begins at or before SEQ. Rotation drops the oldest file
+ * whole; the first record at or after SEQ, whatever the filters, says where the log begins now.
+ * Said on stderr, after the records; a failure to ask says nothing (the records stand). */
+static void note_rotated_out(TsmClient *c, long long from) {
+        _cleanup_free_ char *text = NULL, *reply_text = NULL;
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        json_object *records, *first;
+        long long seq;
+
+        if (asprintf(&text, "{\"fromSeq\":%lld,\"limit\":1}", from) < 0 ||
+            tsm_client_call_json(c, "io.tsmd.Admin.QueryAudit", text, &reply_text) < 0)
+                return;
+        reply = json_tokener_parse(reply_text);
+        records = json_get_array(reply, "records");
+        first = records && json_object_array_length(records) > 0 ? json_object_array_get_idx(records, 0) : NULL;
+        if (!first || !json_object_is_type(json_object_object_get(first, "seq"), json_type_int))
+                return;
+        seq = (long long) json_object_get_int64(json_object_object_get(first, "seq"));
+        if (seq > from) {
+                fflush(stdout);
+                fprintf(stderr,
+                        "Note: the log begins at seq %lld: the records from %lld to %lld are no longer in it (rotated out; "
+                        "[Audit] Files= and MaxFileSize= in tsmd.conf keep more).\n",
+                        seq, from, seq - 1);
+        }
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *params = json_object_new_object(), *reply, *list, *last;
-        long long limit = QUERY_LIMIT_MAX;
+        const char *device = NULL, *scope = NULL;
+        long long limit = QUERY_LIMIT_MAX, from = -1;
         size_t n;
         int r, opt;
 
@@ -52,8 +171,24 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                         r = json_object_add(params, key, json_object_new_int64(v));
                         if (opt == 'l')
                                 limit = MIN(v, (long long) QUERY_LIMIT_MAX);
-                } else
+                        if (opt == 'f')
+                                from = v;
+                } else if (opt == 'r') {
+                        _cleanup_free_ char *result = NULL;
+
+                        r = resolve_result(optarg, &result);
+                        if (r > 0) {
+                                json_object_put(params);
+                                return r;
+                        }
+                        r = json_object_add(params, key, json_object_new_string(result));
+                } else {
+                        if (opt == 'd')
+                                device = optarg;
+                        if (opt == 's')
+                                scope = optarg;
                         r = json_object_add(params, key, json_object_new_string(optarg));
+                }
                 if (r < 0) {
                         json_object_put(params);
                         fprintf(stderr, "Out of memory.\n");
@@ -62,8 +197,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         }
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.QueryAudit", params, &reply);
-        if (r > 0)
+        if (r > 0) {
+                explain_invalid(c, device, scope);
                 return r;
+        }
         r = tsmctl_reply_array(reply, "io.tsmd.Admin.QueryAudit", "records", &list);
         if (r > 0)
                 return r;
@@ -86,6 +223,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                         "Continue with --from=%lld (and the same filters).\n",
                         n, (long long) json_object_get_int64(json_object_object_get(last, "seq")) + 1);
         }
+        if (from >= 0)
+                note_rotated_out(c, from);
         return 0;
 }
 

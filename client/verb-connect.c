@@ -18,8 +18,15 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return EXIT_GENERIC;
         }
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.ConnectDevice", params, &reply);
-        if (r > 0)
+        if (r > 0) {
+                const char *error = c ? tsm_client_get_error_name(c) : NULL;
+
+                /* The error's name alone reads like a fault: say that nothing is wrong. */
+                if (error && streq(error, "io.tsmd.Admin.EmulatedDevice"))
+                        fprintf(stderr, "%s is a device of the emulated platform: it is connected to its TSM, emu0, "
+                                "from the start, and has no connect step.\n", argv[0]);
                 return r;
+        }
         if (o->json)
                 tsmctl_print_json(reply);
         return 0;

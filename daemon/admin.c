@@ -281,6 +281,13 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
                 return varlink_call_error_invalid_parameter(call, invalid);
         if (r < 0)
                 return r;
+        /* A filter no record can match would answer "none" for a typo: records spell a device
+         * as sysfs does, and a scope as its backend names it (a refused request's scope that no
+         * backend has, recorded as asked, is found by its result, NoSuchScope). */
+        if (f.pci && !pci_address_is_valid(f.pci))
+                return varlink_call_error_invalid_parameter(call, "pciAddress");
+        if (f.scope && !scope_name_is_known(f.scope))
+                return varlink_call_error_invalid_parameter(call, "scope");
 
         q = new0(AdminQuery, 1);
         if (!q)
@@ -537,9 +544,26 @@ static int device_connect(VarlinkCall *call, Manager *m, const char *address, co
         return 0;
 }
 
+/* EmulatedDevice: the emulated platform's devices are connected to emu0 from the start and
+ * have no connect step; the kernel, which the monitor asks, knows nothing of them, and
+ * "NoSuchDevice" for a device ListDevices shows would send the admin looking for the wrong
+ * fault. A kernel device at the address comes first, as in tsm_platform_get_device(). */
+static bool reply_if_emulated(VarlinkCall *call, Manager *m, const char *address, int *ret) {
+        TsmDeviceInfo info;
+
+        if (tsm_platform_get_device(m->platform, address, &info) < 0 || !info.emulated)
+                return false;
+        *ret = varlink_call_error_kv(call, "io.tsmd.Admin.EmulatedDevice", "pciAddress",
+                                     json_object_new_string(address), NULL);
+        return true;
+}
+
 static int vl_connect_device(VarlinkCall *call, json_object *p, void *userdata) {
         const char *address = json_get_string(p, "pciAddress"), *tsm = json_get_string(p, "tsm");
+        int r;
 
+        if (reply_if_emulated(call, userdata, address, &r))
+                return r;
         return device_connect(call, userdata, address, tsm);
 }
 
@@ -547,7 +571,10 @@ static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdat
         Manager *m = userdata;
         const char *address = json_get_string(p, "pciAddress");
         InUse u = { .inventory = tsm_platform_get_inventory(m->platform), .pci_address = address };
+        int r;
 
+        if (reply_if_emulated(call, m, address, &r))
+                return r;
         /* SECURITY: pulling a device from under a guest is not an admin convenience. */
         guest_foreach_vdevice(m, check_in_use, &u);
         if (u.found)
@@ -886,6 +913,9 @@ static int device_change_reply_bound(size_t *ret) {
                 r = reply_bound_common(&max);
         if (r >= 0)
                 r = reply_bound_error("io.tsmd.Admin.NoSuchDevice", "pciAddress",
+                                      reply_bound_string(POLICY_PCI_ADDRESS_MAX), NULL, NULL, &max);
+        if (r >= 0)
+                r = reply_bound_error("io.tsmd.Admin.EmulatedDevice", "pciAddress",
                                       reply_bound_string(POLICY_PCI_ADDRESS_MAX), NULL, NULL, &max);
         if (r >= 0)
                 r = reply_bound_error("io.tsmd.Admin.DeviceBusy", "pciAddress",

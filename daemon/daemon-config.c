@@ -48,6 +48,7 @@ int parse_size(const char *s, uint64_t *ret) {
 typedef enum ConfigType {
         CONFIG_UNSIGNED, /* unsigned */
         CONFIG_SIZE_T,   /* size_t, with K/M/G suffixes */
+        CONFIG_SIZE,     /* uint64_t, with K/M/G suffixes */
         CONFIG_UINT64,   /* uint64_t */
         CONFIG_STRING,   /* char *, "" means unset */
         CONFIG_PATH,     /* char *, "" means the item's default_path */
@@ -109,7 +110,7 @@ static const ConfigItem config_items[] = {
         PATH_ITEM("Policy", "File", policy_file, SYSCONFDIR "/tsmd/policy.conf", false),
         PATH_ITEM("Policy", "DropInDirectory", policy_dropin_dir, SYSCONFDIR "/tsmd/policy.d", false),
         PATH_ITEM("Audit", "Directory", audit_dir, LOCALSTATEDIR "/log/tsmd", true),
-        START_ITEM("Audit", "MaxFileSize", CONFIG_UINT64, audit_max_file_size, 16384, 1ULL << 40),
+        START_ITEM("Audit", "MaxFileSize", CONFIG_SIZE, audit_max_file_size, 16384, 1ULL << 40),
         START_ITEM("Audit", "Files", CONFIG_UNSIGNED, audit_files, 2, 100),
         START_ITEM("Audit", "SyncMode", CONFIG_SYNC_MODE, audit_sync_mode, 0, 0),
         START_ITEM("Audit", "Journal", CONFIG_BOOL, audit_journal, 0, 0),
@@ -179,14 +180,26 @@ typedef struct LoadState {
         unsigned set_on_line[ELEMENTSOF(config_items)]; /* 0: not set in this file */
 } LoadState;
 
-/* A message naming the key (and its range or first line): daemon_config_load() hands out static strings. */
-static _Thread_local char range_message[128];
+/* A message naming the key (and its range, first line or the keys of its section):
+ * daemon_config_load() hands out static strings. */
+static _Thread_local char range_message[512];
+
+static bool config_type_is_size(ConfigType t) {
+        return t == CONFIG_SIZE_T || t == CONFIG_SIZE;
+}
+
+/* Every value refused names its key: "not a size" alone leaves the admin to find the line. */
+static int value_error(LoadState *st, const ConfigItem *it, const char *reason) {
+        snprintf(range_message, sizeof(range_message), "invalid value for %s=: %s", it->key, reason);
+        st->message = range_message;
+        return -EINVAL;
+}
 
 /* A bound as the key takes it: a size with the largest unit that divides it. */
 static const char *format_bound(const ConfigItem *it, uint64_t v, char buf[static 32]) {
         static const char units[] = "GMK";
 
-        for (int i = 0; it->type == CONFIG_SIZE_T && v > 0 && units[i]; i++) {
+        for (int i = 0; config_type_is_size(it->type) && v > 0 && units[i]; i++) {
                 uint64_t factor = 1ULL << (10 * (3 - i));
 
                 if (v % factor == 0) {
@@ -198,24 +211,20 @@ static const char *format_bound(const ConfigItem *it, uint64_t v, char buf[stati
         return buf;
 }
 
-static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, const char **msg) {
+static int parse_number(LoadState *st, const ConfigItem *it, const char *value, uint64_t *ret) {
         uint64_t v, max;
         char *end;
 
-        if (it->type == CONFIG_SIZE_T) {
-                if (parse_size(value, &v) < 0) {
-                        *msg = "not a size (use a number with an optional K, M or G)";
-                        return -EINVAL;
-                }
+        if (config_type_is_size(it->type)) {
+                if (parse_size(value, &v) < 0)
+                        return value_error(st, it, "not a size (use a number with an optional K, M or G)");
         } else {
                 errno = 0;
                 v = strtoull(value, &end, 10);
                 /* strtoull() also skips white space and takes a sign; "plain non-negative
                  * integers" begin with their first digit. */
-                if (!(*value >= '0' && *value <= '9') || *end || errno != 0) {
-                        *msg = "not a non-negative integer";
-                        return -EINVAL;
-                }
+                if (!(*value >= '0' && *value <= '9') || *end || errno != 0)
+                        return value_error(st, it, "not a non-negative integer");
         }
         /* A size_t of 32 bits holds less than some maxima (MaxBuffered=64G). */
         max = it->type == CONFIG_SIZE_T ? MIN(it->max, (uint64_t) SIZE_MAX) : it->max;
@@ -224,11 +233,48 @@ static int parse_number(const ConfigItem *it, const char *value, uint64_t *ret, 
 
                 snprintf(range_message, sizeof(range_message), "value out of range for %s= (%s to %s)", it->key,
                          format_bound(it, it->min, lo), format_bound(it, max, hi));
-                *msg = range_message;
+                st->message = range_message;
                 return -ERANGE;
         }
         *ret = v;
         return 0;
+}
+
+/* Longest key or section name quoted back: ini.c takes names as long as a line. */
+#define NAME_QUOTED_MAX 64
+
+/* "Directroy=" or "[Gest]" named, with what the admin may have meant: the keys of its section,
+ * or the sections there are (key NULL: the section is unknown). As the policy's loader does. */
+static int unknown_name(LoadState *st, const char *section, const char *key) {
+        bool known = false, listed = false;
+        size_t n;
+        int k;
+
+        for (size_t i = 0; i < ELEMENTSOF(config_items) && !known; i++)
+                known = streq(config_items[i].section, section);
+        if (key && known)
+                k = snprintf(range_message, sizeof(range_message), "unknown key '%.*s' in [%s] (valid:",
+                             NAME_QUOTED_MAX, key, section);
+        else
+                k = snprintf(range_message, sizeof(range_message), "unknown section [%.*s] (valid:",
+                             NAME_QUOTED_MAX, section);
+        n = (size_t) MAX(k, 0);
+        for (size_t i = 0; i < ELEMENTSOF(config_items) && n < sizeof(range_message); i++) {
+                const ConfigItem *it = &config_items[i];
+                const char *name = key && known ? it->key : it->section;
+
+                if (key && known ? !streq(it->section, section) :
+                                   i > 0 && streq(config_items[i - 1].section, it->section))
+                        continue; /* another section's key; a section listed already */
+                k = snprintf(range_message + n, sizeof(range_message) - n, key && known ? "%s %s" : "%s [%s]",
+                             listed ? "," : "", name);
+                n += (size_t) MAX(k, 0);
+                listed = true;
+        }
+        if (n < sizeof(range_message))
+                snprintf(range_message + n, sizeof(range_message) - n, ")");
+        st->message = range_message;
+        return -EINVAL;
 }
 
 /* A word of the value that starts with '#' or ';': a comment the admin meant, as in the policy. */
@@ -266,20 +312,16 @@ static int on_assignment(const char *section, const char *key, const char *value
                 /* "File=/etc/tsmd/policy.conf # main" named no file that exists: an empty
                  * policy, or with DropInDirectory= no drop-ins, those that take grants away
                  * included, and --check-config said OK. */
-                if (value_has_comment(value)) {
-                        st->message = "comments must be on a line of their own";
-                        return -EINVAL;
-                }
+                if (value_has_comment(value))
+                        return value_error(st, it, "comments must be on a line of their own");
 
                 switch (it->type) {
                 case CONFIG_DEVICE_LIST: {
                         _cleanup_free_ EmuDeviceConfig *devices = NULL;
                         size_t n;
 
-                        if (!isempty(value) && emu_config_parse(value, &devices, &n) < 0) {
-                                st->message = "not a valid device list (DDDD:BB:DD.F[:ranges=N][:vendor=HHHH][:device=HHHH][:fault=NAME],...)";
-                                return -EINVAL;
-                        }
+                        if (!isempty(value) && emu_config_parse(value, &devices, &n) < 0)
+                                return value_error(st, it, "not a valid device list (DDDD:BB:DD.F[:ranges=N][:vendor=HHHH][:device=HHHH][:fault=NAME],...)");
                 }
                         _fallthrough_;
                 case CONFIG_PATH:
@@ -289,10 +331,8 @@ static int on_assignment(const char *section, const char *key, const char *value
                         /* A relative path would mean what the working directory says: the
                          * policy --check-config loads in one is not the one tsmd (in /)
                          * loads, a missing one being an empty policy. */
-                        if (it->type == CONFIG_PATH && !isempty(value) && value[0] != '/') {
-                                st->message = "not an absolute path";
-                                return -EINVAL;
-                        }
+                        if (it->type == CONFIG_PATH && !isempty(value) && value[0] != '/')
+                                return value_error(st, it, "not an absolute path");
 
                         if (isempty(value) && it->default_path)
                                 value = it->default_path;
@@ -309,33 +349,27 @@ static int on_assignment(const char *section, const char *key, const char *value
                                 b = true;
                         else if (streq(value, "no") || streq(value, "false") || streq(value, "0") || streq(value, "off"))
                                 b = false;
-                        else {
-                                st->message = "not a boolean (yes/no)";
-                                return -EINVAL;
-                        }
+                        else
+                                return value_error(st, it, "not a boolean (yes/no)");
                         *(bool *) field = b;
                         return 0;
                 }
                 case CONFIG_SYNC_MODE: {
                         AuditSyncMode m = audit_sync_mode_from_string(value);
-                        if (m < 0) {
-                                st->message = "not a sync mode (group, per-record)";
-                                return -EINVAL;
-                        }
+                        if (m < 0)
+                                return value_error(st, it, "not a sync mode (group, per-record)");
                         *(AuditSyncMode *) field = m;
                         return 0;
                 }
                 case CONFIG_PLATFORM_MODE: {
                         TsmPlatformMode m = tsm_platform_mode_from_string(value);
-                        if (m < 0) {
-                                st->message = "not one of auto, kernel, emulated";
-                                return -EINVAL;
-                        }
+                        if (m < 0)
+                                return value_error(st, it, "not one of auto, kernel, emulated");
                         *(TsmPlatformMode *) field = m;
                         return 0;
                 }
                 default:
-                        r = parse_number(it, value, &v, &st->message);
+                        r = parse_number(st, it, value, &v);
                         if (r < 0)
                                 return r;
                         if (it->type == CONFIG_UNSIGNED)
@@ -348,8 +382,7 @@ static int on_assignment(const char *section, const char *key, const char *value
                 }
         }
 
-        st->message = "unknown section or key";
-        return -EINVAL;
+        return unknown_name(st, section, key);
 }
 
 /* A section without keys must be one we know too: "[Gest]" with its keys commented out is a
@@ -360,8 +393,7 @@ static int on_section(const char *section, unsigned line, void *userdata) {
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
                 if (streq(config_items[i].section, section))
                         return 0;
-        st->message = "unknown section";
-        return -EINVAL;
+        return unknown_name(st, section, NULL);
 }
 
 /* On failure dst holds nothing to free. */
@@ -513,6 +545,7 @@ static const char *format_value(const ConfigItem *it, const DaemonConfig *c, cha
         case CONFIG_SIZE_T:
                 snprintf(buf, size, "%zu", *(const size_t *) field);
                 return buf;
+        case CONFIG_SIZE:
         case CONFIG_UINT64:
                 snprintf(buf, size, "%" PRIu64, *(const uint64_t *) field);
                 return buf;

@@ -92,6 +92,5 @@ int policy_collect_groups_of_interest(Policy *p);
 void str_list_done(StrList *l);
 bool str_list_contains(const StrList *l, const char *s);
 
-/* Validation shared by the loader and the decision code. */
-bool scope_name_is_known(const char *name);
+/* Validation shared by the loader and the decision code (scope_name_is_known(): policy.h). */
 bool scope_name_is_default_capable(const char *name);

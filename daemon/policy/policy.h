@@ -194,6 +194,8 @@ int policy_dump(const Policy *p, FILE *f);
 /* "DDDD:BB:DD.F" with a 4..7 digit hex domain (TSM_PRIV_PCI_DOMAIN_DIGITS_MAX), device <= 0x1f,
  * function <= 7. */
 bool policy_pci_address_is_valid(const char *s);
+/* Whether some backend declares a scope of that name (the loader's, and QueryAudit's, check). */
+bool scope_name_is_known(const char *name);
 /* The longest address that is: a 7 digit domain. */
 #define POLICY_PCI_ADDRESS_MAX (sizeof("fffffff:ff:1f.7") - 1)
 

@@ -147,7 +147,7 @@ def c_block(text, start):
 
 # ---- tsmd.conf(5) against daemon-config.c and tsmd itself ------------------------------------
 
-NUMERIC = {"CONFIG_UNSIGNED", "CONFIG_SIZE_T", "CONFIG_UINT64"}
+NUMERIC = {"CONFIG_UNSIGNED", "CONFIG_SIZE_T", "CONFIG_SIZE", "CONFIG_UINT64"}
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -247,7 +247,7 @@ def check_config(source, page, tsmd, sysconfdir, localstatedir):
                 if ctype == "CONFIG_PATH" and actual.startswith(built + "/"):
                     actual = fhs + actual[len(built):]
             u = re.fullmatch(r"(\d+)([KMG])", doc)
-            if ctype == "CONFIG_SIZE_T" and u:
+            if ctype in ("CONFIG_SIZE_T", "CONFIG_SIZE") and u:
                 doc = str(int(u.group(1)) * UNITS[u.group(2)])
             if doc != actual:
                 fail(f"{page}: {name} default is '{doc}', tsmd --dump-config says '{actual}'")

@@ -139,22 +139,29 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Varlink]\nMaxMessageSize=255\n", 2, "value out of range for MaxMessageSize= (256 to 256M)" },
                 { "[Varlink]\nMaxBufferedPerUid=17G\n", 2, "value out of range for MaxBufferedPerUid= (64 to 16G)" },
                 { "[Varlink]\nMaxJsonValues=8\n", 2, "value out of range for MaxJsonValues= (16 to 16777216)" },
-                { "[Audit]\nMaxFileSize=100\n", 2, "value out of range for MaxFileSize= (16384 to 1099511627776)" },
-                { "[Varlink]\nMaxMessageSize=12Q\n", 2, "not a size" },
-                { "[Varlink]\nMaxConnections=-1\n", 2, "not a non-negative integer" },
-                { "[Varlink]\n\n# comment\nNoSuchKey=1\n", 4, "unknown section or key" },
-                { "[NoSuchSection]\nMode=emulated\n", 1, "unknown section" },
+                { "[Audit]\nMaxFileSize=100\n", 2, "value out of range for MaxFileSize= (16K to 1024G)" },
+                { "[Varlink]\nMaxMessageSize=12Q\n", 2, "invalid value for MaxMessageSize=: not a size" },
+                { "[Varlink]\nMaxConnections=-1\n", 2, "invalid value for MaxConnections=: not a non-negative integer" },
+                /* Named, with the keys the section has: which one was meant is the admin's guess to make. */
+                { "[Varlink]\n\n# comment\nNoSuchKey=1\n", 4,
+                  "unknown key 'NoSuchKey' in [Varlink] (valid: MaxMessageSize, MaxOutputSize, MaxJsonDepth, " },
+                { "[Audit]\nDirectroy=/x\n", 2,
+                  "unknown key 'Directroy' in [Audit] (valid: Directory, MaxFileSize, Files, SyncMode, Journal, "
+                  "MaxRecordsInFlight, MaxRecordsInFlightPerUid, MaxRecordsInFlightUnnamed, RefusalRecordsPerUid, "
+                  "RefusalIntervalSec, MaxQueries)." },
+                { "[NoSuchSection]\nMode=emulated\n", 1,
+                  "unknown section [NoSuchSection] (valid: [Varlink], [Platform], [Guest], [Policy], [Audit])." },
                 /* tsmd.conf(5): an unknown section is an error, keys or not. */
-                { "[Varlink]\nMaxJsonDepth=8\n[Gest]\n#MaxContextsPerClient=4\n", 3, "unknown section" },
+                { "[Varlink]\nMaxJsonDepth=8\n[Gest]\n#MaxContextsPerClient=4\n", 3, "unknown section [Gest] (valid: [Varlink]," },
                 /* "Plain non-negative integers": no sign, as sizes take none. */
                 { "[Varlink]\nMaxConnections=+5\n", 2, "not a non-negative integer" },
                 /* A relative path would depend on the working directory: the policy checked
                  * here need not be the one tsmd loads (in /), and a missing one is empty. */
-                { "[Policy]\nFile=policy.conf\n", 2, "not an absolute path" },
+                { "[Policy]\nFile=policy.conf\n", 2, "invalid value for File=: not an absolute path" },
                 /* A trailing comment is no comment: a path that names nothing (an empty
                  * policy; with DropInDirectory=, the drop-ins that take grants away unread). */
                 { "[Policy]\nDropInDirectory=/etc/tsmd/policy.d # local overrides\n", 2,
-                  "comments must be on a line of their own" },
+                  "invalid value for DropInDirectory=: comments must be on a line of their own" },
                 { "[Policy]\nFile=/etc/tsmd/policy.conf\t;main\n", 2, "comments must be on a line of their own" },
                 { "[Guest]\nMaxContextsPerClient=4 # per VMM\n", 2, "comments must be on a line of their own" },
                 { "[Audit]\nDirectory=#/var/log/tsmd\n", 2, "comments must be on a line of their own" },
@@ -162,13 +169,17 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Audit]\nDirectory=log\n", 2, "not an absolute path" },
                 { "[Guest]\nContextStateDirectory=contexts\n", 2, "not an absolute path" },
                 { "[Platform]\nIommuDevice=dev/iommu\n", 2, "not an absolute path" },
-                { "[Audit]\nMaxFileSize=+16384\n", 2, "not a non-negative integer" },
+                { "[Audit]\nMaxFileSize=+16384\n", 2, "invalid value for MaxFileSize=: not a size" },
+                { "[Audit]\nMaxFileSize=8Q\n", 2, "invalid value for MaxFileSize=: not a size" },
                 { "[Varlink]\nMaxMessageSize=+1M\n", 2, "not a size" },
-                { "[Platform]\nMode=fast\n", 2, "not one of auto, kernel, emulated" },
+                { "[Platform]\nMode=fast\n", 2, "invalid value for Mode=: not one of auto, kernel, emulated" },
+                { "[Audit]\nJournal=maybe\n", 2, "invalid value for Journal=: not a boolean (yes/no)" },
+                { "[Audit]\nSyncMode=never\n", 2, "invalid value for SyncMode=: not a sync mode (group, per-record)" },
+                { "[Platform]\nEmulatedDevices=0000:1:00.0\n", 2, "invalid value for EmulatedDevices=: not a valid device list" },
                 { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range for MaxContextsPerClient= (1 to 4096)" },
                 { "[Guest]\nMaxContexts=0\n", 2, "value out of range for MaxContexts= (1 to 1048576)" },
                 { "[Guest]\nMaxContexts=1048577\n", 2, "value out of range for MaxContexts= (1 to 1048576)" },
-                { "[Guest]\nMaxContexts=-1\n", 2, "not a non-negative integer" },
+                { "[Guest]\nMaxContexts=-1\n", 2, "invalid value for MaxContexts=: not a non-negative integer" },
                 /* strtoull() skips \v and \f (which the line's stripping leaves) and negates. */
                 { "[Guest]\nMaxContextsPerClient=\v-18446744073709551615\n", 2, "not a non-negative integer" },
                 { "[Guest]\nMaxRequestSize=\f-18446744073709551614\n", 2, "not a size" },
@@ -271,6 +282,22 @@ TEST(check_config_validates_emulated_devices) {
         if (exited_with(status, 0))
                 TEST_FAIL("--check-config accepted an invalid EmulatedDevices= list (stdout: %s)", out);
         ASSERT_NOT_NULL(strstr(err, strf("%s:3:", path)));
+}
+
+/* tsmd.conf(5): every size takes K, M or G, MaxFileSize= too; --dump-config writes bytes. */
+TEST(max_file_size_takes_a_size_suffix) {
+        const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf");
+        _cleanup_free_ char *dump = NULL;
+
+        write_file(path, "[Audit]\nMaxFileSize=8M\n");
+        expect_config_ok(path);
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump, NULL), 0));
+        ASSERT_NOT_NULL(strstr(dump, "\nMaxFileSize=8388608\n"));
+        /* The range, in the units the key takes. */
+        expect_check_config_refuses(path, "[Audit]\nMaxFileSize=2048G\n",
+                                    "value out of range for MaxFileSize= (16K to 1024G)");
+        write_file(path, "[Audit]\nMaxFileSize=1024G\n");
+        expect_config_ok(path);
 }
 
 TEST(dump_config_round_trips) {
@@ -1267,7 +1294,7 @@ TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
         write_file(scratch_path(dir, "tsmd.conf"), "[Platform]\nMode=emulated\nBogus=1\n");
         {
                 _cleanup_free_ char *err = NULL;
-                const char *want = strf("%s/tsmd.conf:3: unknown section or key", dir);
+                const char *want = strf("%s/tsmd.conf:3: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, RequestTimeoutUSec)", dir);
 
                 ASSERT_TRUE(exited_with(start_in(dir, &err), EX_CONFIG));
                 if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))

@@ -759,7 +759,7 @@ TEST(a_restarted_worker_serves_the_last_good_configuration) {
         /* Broken at line 5, it would take DEV2 away. */
         tsmd_write_config(&t, CONF_EMU(DEV1, "Bogus=1\n"));
         tsmd_kill_worker(&t);
-        ASSERT_TRUE(tsmd_log_contains(&t, "tsmd.conf:5: unknown section or key."));
+        ASSERT_TRUE(tsmd_log_contains(&t, "tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, RequestTimeoutUSec)."));
         ASSERT_TRUE(tsmd_log_contains(&t, "serving with the last configuration and policy that loaded"));
         expect_devices(&t, true);
         ASSERT_EQ(tsmd_log_count(&t, "Device " DEV2 " is no longer emulated."), 0U);
@@ -980,7 +980,7 @@ TEST(status_names_a_broken_configuration_file) {
         root = tsmd_connect(&t);
         cfg = status_configuration(root);
         ASSERT_STREQ(JSTR(cfg, "source"), "last_good");
-        ASSERT_STREQ(JSTR(cfg, "error"), strf("%s/tsmd.conf:5: unknown section or key", t.dir));
+        ASSERT_STREQ(JSTR(cfg, "error"), strf("%s/tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, RequestTimeoutUSec)", t.dir));
         expect_devices(&t, true);
 
         ASSERT_TRUE(tsmd_reload(&t, CONF_EMU(DEV1, "")));
@@ -1030,7 +1030,7 @@ TEST(a_refusal_says_what_only_the_monitor_could_read) {
         tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
         root = tsmd_connect(&t);
         policy_why = strdupa(strf("%s/policy.conf:4: unknown key 'Bogus'", t.dir));
-        config_why = strdupa(strf("%s/tsmd.conf:5: unknown section or key", t.dir));
+        config_why = strdupa(strf("%s/tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, RequestTimeoutUSec)", t.dir));
 
         tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
         ASSERT_OK(chmod(strf("%s/policy.conf", t.dir), 0600));

@@ -60,6 +60,17 @@ check "--socket=" yes tsmctl --json --so
 check "--from=" yes tsmctl --socket = /tmp/x audit --fr
 check "io.tsmd.Guest" no tsmctl --socket = /tmp/x introspect io.tsmd.G
 check "" no tsmctl --timeout =
+# tsmctl(8): the global options may follow the command too, up to a "--".
+check "--json" no tsmctl status --js
+check "--socket=" yes tsmctl devices --so
+check "--timeout=" yes tsmctl --json status --ti
+check "--help" no tsmctl metrics --he
+check "--help --socket= --json --timeout=" no tsmctl status -
+check "--from= --to= --uid= --device= --scope= --result= --limit= --help --socket= --json --timeout=" no tsmctl audit --
+check "--json" no tsmctl audit --from = 3 --js
+check "" no tsmctl audit --from =
+check "" no tsmctl call -- --js
+check "" no tsmctl status --timeout =
 
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -68,6 +79,8 @@ cd "$dir" || exit 1
 check "tsmd.sock" no tsmctl --socket =
 check "$dir/tsmd.sock" no tsmctl --socket = "$dir/ts"
 check "$dir/tsmd.sock" no tsmctl --socket "$dir/ts"
+check "tsmd.sock" no tsmctl status --socket =
+check "$dir/tsmd.sock" no tsmctl devices --socket "$dir/ts"
 [[ $compopt_args == *"-o filenames"* ]] && ok "socket paths complete as file names" ||
         not_ok "socket paths do not complete as file names"
 
@@ -75,6 +88,8 @@ COMP_WORDBREAKS=$' \t\n"\'><;|&(:'
 check "status" no tsmctl --socket=/tmp/x st
 check "status" no tsmctl --timeout=5 --json st
 check "--socket=" yes tsmctl --so
+check "--json" no tsmctl status --socket=/tmp/x --js
+check "--socket=" yes tsmctl status --so
 
 echo "1..$n"
 exit $failed

@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -458,13 +459,18 @@ TEST(clients_and_monitor) {
         tsmd_teardown(&t);
 }
 
-/* Runs tsmctl VERB as uid 65534; its exit status. */
-static int tsmctl_as_nobody(Tsmd *t, const char *verb) {
+/* Runs tsmctl VERB as uid 65534; its exit status, and its stderr in *ret_err (if not NULL). */
+static int tsmctl_as_nobody_err(Tsmd *t, const char *verb, char **ret_err) {
+        _cleanup_close_ int err_fd = memfd_create("tsmctl-stderr", MFD_CLOEXEC);
         int status;
-        pid_t pid = fork();
+        pid_t pid;
 
+        ASSERT_TRUE(err_fd >= 0);
+        pid = fork();
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
+                if (ret_err && dup2(err_fd, STDERR_FILENO) < 0)
+                        _exit(96);
                 const char *argv[] = { TSMCTL_PATH, "--socket", t->socket, verb, NULL };
                 /* Opened as root: a checkout in root's 0700 home is no path for uid 65534. */
                 int binary = open(TSMCTL_PATH, O_PATH | O_CLOEXEC);
@@ -478,7 +484,20 @@ static int tsmctl_as_nobody(Tsmd *t, const char *verb) {
         }
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
         ASSERT_TRUE(WIFEXITED(status));
+        if (ret_err) {
+                char buf[4096];
+                ssize_t n = pread(err_fd, buf, sizeof(buf) - 1, 0);
+
+                ASSERT_TRUE(n >= 0);
+                buf[n] = 0;
+                *ret_err = strdup(buf);
+                ASSERT_NOT_NULL(*ret_err);
+        }
         return WEXITSTATUS(status);
+}
+
+static int tsmctl_as_nobody(Tsmd *t, const char *verb) {
+        return tsmctl_as_nobody_err(t, verb, NULL);
 }
 
 TEST(admin_refused_for_others_and_audited) {
@@ -492,8 +511,15 @@ TEST(admin_refused_for_others_and_audited) {
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         /* The admin socket is 0660 root:root: give uid 65534 a way in to be refused by tsmd. */
         ASSERT_OK(chmod(t.socket, 0666));
-        ASSERT_EQ(tsmctl_as_nobody(&t, "devices"), 4); /* permission denied */
-        ASSERT_EQ(tsmctl_as_nobody(&t, "reload"), 4);
+        ASSERT_EQ(tsmctl_as_nobody_err(&t, "devices", &err), 4); /* permission denied */
+        /* Let in by the socket, refused by the policy: the refusal says which of the two. */
+        ASSERT_NOT_NULL(strstr(err, "org.varlink.service.PermissionDenied"));
+        ASSERT_NOT_NULL(strstr(err, "Not an administrator of tsmd: its policy's [Admin] section names neither "
+                                    "you (Users=) nor a group of yours (Groups=)"));
+        err = mfree(err);
+        ASSERT_EQ(tsmctl_as_nobody_err(&t, "reload", &err), 4);
+        ASSERT_NOT_NULL(strstr(err, "its policy's [Admin] section"));
+        err = mfree(err);
 
         /* Each refusal was answered once its record was on disk. */
         {
@@ -504,6 +530,49 @@ TEST(admin_refused_for_others_and_audited) {
         }
         ASSERT_NOT_NULL(strstr(out, "io.tsmd.Admin.ListDevices 65534"));
         ASSERT_NOT_NULL(strstr(out, "io.tsmd.Service.Reload 65534"));
+
+        /* The error's short name finds the same records: the records have the full one. */
+        {
+                _cleanup_free_ char *out2 = NULL, *err2 = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", "--result=PermissionDenied", NULL };
+
+                status = run_capture(argv, &out2, &err2, 10 * 1000000ULL);
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                ASSERT_STREQ(out2, out);
+        }
+        tsmd_teardown(&t);
+}
+
+/* tsmctl connect ADDRESS emu0 on a device `tsmctl devices` lists, on the emulated platform: not
+ * NoSuchDevice (there is one), but EmulatedDevice, which says there is no connect step; the
+ * same for a disconnect. An address no device has is NoSuchDevice still. */
+TEST(connect_of_an_emulated_device_says_so) {
+        static const struct {
+                const char *args[3];
+                const char *error;
+        } cases[] = {
+                { { "connect", "0000:01:00.0", "emu0" }, "io.tsmd.Admin.EmulatedDevice pciAddress=0000:01:00.0" },
+                { { "disconnect", "0000:01:00.0" }, "io.tsmd.Admin.EmulatedDevice" },
+                { { "connect", "0000:09:00.0", "emu0" }, "io.tsmd.Admin.NoSuchDevice" },
+        };
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\nEmulatedDevices=0000:01:00.0\n");
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH,       "--socket",        t.socket, cases[i].args[0],
+                                       cases[i].args[1], cases[i].args[2], NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+                if (!strstr(err, cases[i].error))
+                        TEST_FAIL("tsmctl %s %s: stderr does not say '%s': %s", cases[i].args[0], cases[i].args[1],
+                                  cases[i].error, err);
+                if (i == 0)
+                        ASSERT_NOT_NULL(strstr(err, "0000:01:00.0 is a device of the emulated platform: it is "
+                                                    "connected to its TSM, emu0, from the start, and has no "
+                                                    "connect step."));
+        }
         tsmd_teardown(&t);
 }
 
@@ -549,6 +618,101 @@ TEST(verb_options_not_counted_as_arguments) {
                 if (!WIFEXITED(status) || WEXITSTATUS(status) != cases[i].status)
                         TEST_FAIL("case %zu: exit %d, expected %d: %s", i, WEXITSTATUS(status), cases[i].status, err);
         }
+        tsmd_teardown(&t);
+}
+
+/* tsmctl audit refuses, by name, a filter that could only ever match nothing (exit 2), where it
+ * printed an empty table: a short error name no interface declares or several do, a device not
+ * spelled as records spell it, a scope no backend has. */
+TEST(audit_refuses_filters_that_match_nothing) {
+        static const struct {
+                const char *arg;
+                const char *says;
+        } cases[] = {
+                { "--result=Bogus", "Unknown result 'Bogus': give ok, an error's full name" },
+                { "--result=denied", "Unknown result 'denied'" },
+                { "--result=NoSuchDevice", "--result=NoSuchDevice is ambiguous: io.tsmd.Guest.NoSuchDevice or "
+                                           "io.tsmd.Admin.NoSuchDevice? Give the full name." },
+                { "--device=0000:1:00.0", "--device=0000:1:00.0: not a PCI address as sysfs spells it" },
+                { "--device=0000:01:00.A", "--device=0000:01:00.A: not a PCI address as sysfs spells it" },
+                { "--scope=bogus", "--scope=bogus: no TSM backend has a scope of that name" },
+        };
+        static const char *const good[] = { "--result=Denied", "--result=Disconnected", "--result=EIO",
+                                            "--result=io.tsmd.WorkerExited", "--scope=debug-read",
+                                            "--device=0000:01:00.0" };
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", cases[i].arg, NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 2 || !strstr(err, cases[i].says))
+                        TEST_FAIL("tsmctl audit %s: exit %d, stderr does not say '%s': %s", cases[i].arg,
+                                  WEXITSTATUS(status), cases[i].says, err);
+                ASSERT_STREQ(out, "");
+        }
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", good[i], NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        TEST_FAIL("tsmctl audit %s: exit %d: %s", good[i], WEXITSTATUS(status), err);
+        }
+        tsmd_teardown(&t);
+}
+
+/* tsmctl audit --from=1 after rotation dropped the oldest records says where the log begins now,
+ * on stderr, instead of starting later silently; from a seq the log still has, nothing. */
+TEST(audit_from_says_what_rotated_out) {
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+        VarlinkClient *c;
+        int64_t first = 1;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Audit]\nMaxFileSize=16384\nFiles=2\n");
+        c = tsmd_connect(&t);
+        /* Two files of 16 KiB: a few hundred recorded calls push the first records out. */
+        for (unsigned i = 0; i < 4000 && first == 1; i++) {
+                (void) CALL_OK(c, "io.tsmd.Admin.ListBackends", NULL);
+                if (i % 50 == 49) {
+                        _cleanup_json_ json_object *records = tsmd_audit_query(&t, "{\"fromSeq\":1,\"limit\":1}");
+
+                        ASSERT_EQ(json_object_array_length(records), 1U);
+                        first = JINT(json_object_array_get_idx(records, 0), "seq");
+                }
+        }
+        ASSERT_GE(first, 2);
+        varlink_client_free(c);
+
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", "--from=1", "--limit=1", NULL };
+
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        /* Where it begins by then: the calls recorded since (tsmctl's own queries too) may have
+         * rotated the log on. */
+        {
+                const char *note = strstr(err, "Note: the log begins at seq ");
+                long long begins, to;
+
+                if (!note || sscanf(note, "Note: the log begins at seq %lld: the records from 1 to %lld", &begins,
+                                    &to) != 2 || begins < first || to != begins - 1)
+                        TEST_FAIL("stderr does not say where the log begins (%" PRIi64 " or later): %s", first, err);
+        }
+        /* The newest record stays while a rotation drops the oldest file. */
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit",
+                                       strf("--from=%" PRIi64, tsmd_audit_last_seq(&t)), "--limit=1", NULL };
+
+                status = run_capture(argv, &out2, &err2, 10 * 1000000ULL);
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        ASSERT_NULL(strstr(err2, "Note:"));
         tsmd_teardown(&t);
 }
 
