@@ -364,9 +364,13 @@ TEST(named_errors) {
         ASSERT_ERROR_NAME(a, "io.tsmd.Guest.PayloadTooLarge");
         free(big);
 
-        /* A response buffer too small for the response. */
+        /* A response buffer too small for the response: tsmd offers the backend no more room,
+         * so it is PayloadTooLarge, not libtsm's -ENOBUFS (tsm.h); none at all as well. */
         ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "info", req, len, resp, 4, NULL), E2BIG);
         ASSERT_ERROR_NAME(a, "io.tsmd.Guest.PayloadTooLarge");
+        ASSERT_STREQ(tsm_client_get_error_message(a), "field=maxResponseSize, limit=4");
+        ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "info", req, len, NULL, 0, NULL), E2BIG);
+        ASSERT_STREQ(tsm_client_get_error_message(a), "field=maxResponseSize, limit=0");
 
         /* Local argument errors leave no Varlink error behind. */
         ASSERT_ERRNO(tsm_device_bind(a, ctx_a, 0, NULL), EINVAL);
