@@ -545,4 +545,60 @@ TEST(example_program) {
         tsmd_instance_done(&t);
 }
 
+/* Its recovery: the worker killed while it is paused after the bind, its next guest request
+ * finds the connection lost, and it reconnects and reclaims the context, still bound, to go
+ * on with the guest's accept. */
+TEST(example_program_reclaims) {
+        TsmdInstance t;
+        char sock_arg[PATH_MAX + 16], line[512];
+        bool reclaimed = false, accepted = false, unbound = false;
+        int in[2], out[2], status;
+        FILE *from, *to;
+        pid_t pid;
+
+        tsmd_instance_start(&t, NULL);
+        snprintf(sock_arg, sizeof(sock_arg), "--socket=%s", t.guest_socket);
+        ASSERT_OK(pipe2(in, O_CLOEXEC));
+        ASSERT_OK(pipe2(out, O_CLOEXEC));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                execl(VMM_LIBTSM_PATH, VMM_LIBTSM_PATH, sock_arg, "--pause", DEV1, (char *) NULL);
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        to = fdopen(in[1], "w");
+        from = fdopen(out[0], "r");
+        ASSERT_NOT_NULL(to);
+        ASSERT_NOT_NULL(from);
+
+        while (fgets(line, sizeof(line), from)) {
+                fputs(line, stderr);
+                if (strstr(line, "paused:")) {
+                        tsmd_instance_kill_worker(&t);
+                        fputs("\n", to);
+                        fclose(to);
+                        to = NULL;
+                }
+                if (strstr(line, "connection lost, context reclaimed"))
+                        reclaimed = true;
+                if (strstr(line, "accepted: TDI state run"))
+                        accepted = true;
+                if (strstr(line, "unbound: TDI state config_unlocked"))
+                        unbound = true;
+        }
+        fclose(from);
+        if (to)
+                fclose(to);
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_TRUE(reclaimed);
+        ASSERT_TRUE(accepted);
+        ASSERT_TRUE(unbound);
+        tsmd_instance_done(&t);
+}
+
 TEST_MAIN();
