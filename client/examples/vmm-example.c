@@ -7,6 +7,12 @@
  * Runs against the emulated platform out of the box.
  *
  *   vmm-example [--socket=PATH] [PCI-ADDRESS]
+ *
+ * The raw protocol: each step the io.tsmd.Guest call it is, on this tree's internal Varlink
+ * client (varlink-client.h, json-c) and its TDISP and PCI-address helpers. Neither is a public
+ * API, so this file builds only inside the tree: a VMM in C links libtsm instead (the same
+ * flow, self-contained, is ../libtsm/examples/vmm-libtsm.c); one in another language speaks
+ * the protocol with any Varlink client.
  */
 
 #include <inttypes.h>

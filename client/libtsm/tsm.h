@@ -25,6 +25,37 @@
  *    client may be used for asynchronous registrations, the error accessors and
  *    tsm_client_free() (the client is then released once the callback returns); blocking
  *    calls, tsm_client_process() and tsm_client_reconnect() fail with -EDEADLK there.
+ *  - Signals: libtsm sends with MSG_NOSIGNAL, so a connection tsmd closed never raises SIGPIPE
+ *    (the call fails with -ECONNRESET). A blocking call a signal interrupts goes on waiting
+ *    (EINTR is retried): only its reply, the connection's end or its timeout
+ *    (tsm_client_set_timeout()) ends it.
+ *  - fork(): the child shares the client's socket until it execs (the socket is O_CLOEXEC).
+ *    Use a client in one process only. The connection, and everything it holds, lasts until
+ *    every process's copy of the socket is closed: a child that lives on without exec should
+ *    tsm_client_free() its copy (that closes its fd only: tsmd sees nothing).
+ *
+ * One connection answers in call order. tsmd serves a connection's calls concurrently, but
+ * each reply leaves only after those of every call made before it, and a context, its
+ * vDevices and their requests belong to the connection that made the context (handles are per
+ * connection). So on one TsmClient a guest request to device B waits behind a slow Bind,
+ * Unbind or guest request to device A made before it (a Bind is an SPDM exchange: as long as
+ * the TSM takes), and a blocking call waits for every asynchronous call before it. Only guest
+ * requests (tsm_guest_request_async()) and events have an asynchronous form; Attach, Detach,
+ * Bind, Unbind, GetDeviceState and the context calls block. A blocking call that times out
+ * closes its connection, and with it every context on it (tsm_client_set_timeout()). A VMM:
+ *
+ *  - makes no blocking call on a vCPU thread or in its main loop: guest requests go through
+ *    tsm_guest_request_async() from the loop (tsm_client_get_fd(), tsm_client_get_events(),
+ *    tsm_client_process()); attach, bind, unbind, detach and close run on a thread of their
+ *    own, with the client handed over (one thread at a time: the loop neither calls nor
+ *    processes a client while another thread has it);
+ *  - gives each device that must not wait behind another its own TsmClient (one connection
+ *    each), each with a context of its own on the VM's iommufd: tsm_context_adopt() takes the
+ *    same iommufd on any number of connections (tsm_context_open() would make a new iommufd,
+ *    without the VM's vIOMMU and vDevices). Each such context counts against the limits
+ *    (MaxContextsPerClient= per connection, the policy rule's MaxContexts= per process,
+ *    MaxContexts= in all; MaxConnectionsPerUid=) and has its own reclaim token;
+ *  - watches events on one more client of their own (tsm_client_watch_events()).
  *
  * Errors. When tsmd answers a call with a Varlink error, the call returns the errno below and
  * tsm_client_get_error_name() / tsm_client_get_error_message() describe it. The mapping is
@@ -71,7 +102,10 @@
  *
  * (*) except the errno values libtsm reserves for its own failures (-ECONNRESET, -ENOTCONN,
  * -ETIMEDOUT, -EPROTO, -ECANCELED, -EDEADLK), which tsmd's errors give as -EIO: the error
- * message still names the errno ("name=EPROTO, errno=71").
+ * message still names the errno ("name=EPROTO, errno=71"). So an errno a function's Return:
+ * names after an error (-ENOENT NoSuchContext, -EBUSY DeviceBusy, -EACCES Denied, ...) may as
+ * well be a backend's or the system's (BackendError errno EBUSY, io.tsmd.System ENOENT): where
+ * the difference matters (retry or give up), tsm_client_get_error_name() tells.
  *
  * Local failures, with the error name libtsm reports for them:
  *
@@ -82,7 +116,9 @@
  *   a reply that does not match the interface  -EBADMSG     (NULL)
  *   an fd tsmd sent could not be received:     -EMFILE      (NULL; the connection goes on)
  *   the VMM's RLIMIT_NOFILE is reached
- *   a response larger than the buffer          -ENOBUFS     (NULL)
+ *   a response larger than the buffer          -ENOBUFS     (NULL; tsmd does not send one: a
+ *                                                           response too large for it is
+ *                                                           PayloadTooLarge, -E2BIG)
  *   the call was not sent: the output queue    -ENOBUFS     (NULL; the connection goes on. tsmd reads
  *   is full                                                 no more calls while MaxPendingCalls= of
  *                                                           the connection's are unanswered: retry
@@ -144,12 +180,13 @@ typedef enum TsmTdiState {
         _TSM_TDI_STATE_INVALID = -EINVAL,
 } TsmTdiState;
 
-/* What a tsm_client_watch_events() event is about. */
+/* What a tsm_client_watch_events() event is about. tsmd sends TSM_EVENT_DEVICE_REMOVED only
+ * (for a TSM that went away too); the other kinds are reserved: no tsmd sends them yet. */
 typedef enum TsmEventKind {
-        TSM_EVENT_DEVICE_REMOVED,  /* the physical device went away */
-        TSM_EVENT_BACKEND_REMOVED, /* the TSM serving the device went away */
-        TSM_EVENT_STATE_CHANGED,   /* the TDI changed state */
-        TSM_EVENT_DEVICE_CHANGED,  /* the device's properties changed */
+        TSM_EVENT_DEVICE_REMOVED,  /* the physical device or its TSM went away */
+        TSM_EVENT_BACKEND_REMOVED, /* reserved: the TSM serving the device went away */
+        TSM_EVENT_STATE_CHANGED,   /* reserved: the TDI changed state */
+        TSM_EVENT_DEVICE_CHANGED,  /* reserved: the device's properties changed */
         _TSM_EVENT_KIND_MAX,
         /* A kind this libtsm does not know (a newer tsmd): see tsm_event_get_kind_string(). */
         _TSM_EVENT_KIND_INVALID = -EINVAL,
@@ -201,6 +238,15 @@ typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, voi
  *
  * Connects without blocking for long (a full listen backlog is waited for up to 45 s). The
  * default timeout of blocking calls is 45 s (tsm_client_set_timeout()).
+ *
+ * Make the first call soon: tsmd closes a connection that has not sent a complete call
+ * within its IdleTimeoutSec= (tsmd.conf(5); 60 s by default) of connecting, without a word to
+ * the client (its audit log says io.tsmd.IdleTimeout); the next call on it fails with
+ * -ECONNRESET (tsm_client_reconnect() makes a new one). After the first call no timeout
+ * closes it, but once tsmd's MaxConnections= is reached, a connection idle that long (no call
+ * in flight) that holds nothing (no context, no event stream) may be closed the same way to
+ * make room for a new one: connect when there is something to do, or reconnect on -ECONNRESET
+ * while holding nothing.
  *
  * Return: 0; -EINVAL for a malformed address ("" too); -ENOENT, -ECONNREFUSED, -EACCES ... from
  * connect(2); -ETIMEDOUT if the backlog stayed full for 45 s; -ENOMEM.
@@ -377,6 +423,13 @@ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
  * the token (the one reclaimed with is void from then on), and a reconnect forgets the tokens
  * of the old connection.
  *
+ * Only a restart of tsmd: a restart of the VMM itself (a crash, an exec(), a QEMU CPR live
+ * update) always loses its contexts. Its connections close with it (the socket is O_CLOEXEC,
+ * and libtsm has no call that would take over an inherited socket), and tsmd releases at once
+ * what a closed connection held, unbinding its devices (their TDIs back in config_unlocked):
+ * the new process's tsm_context_reclaim() with the old token fails with -ENOENT
+ * (ReclaimRefused), and it attaches and binds anew, the guest accepting the devices again.
+ *
  * Return: 0; -ENOENT if the context is not one of this connection's, tsmd gave it no token, or
  * memory ran out keeping it; -ENOMEM.
  */
@@ -392,7 +445,10 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  *
  * The vDevices and bindings come back with it (tsm_device_get_state() says whether each is
  * bound; one whose Bind or Unbind the TSM had not answered when tsmd restarted is busy until
- * it has).
+ * it has). After a restart of tsmd only (its worker, or tsmd under a service manager that
+ * keeps its fds): a context whose connection closed (the VMM exited, crashed, exec'd or was
+ * live-updated, or called tsm_client_free() or tsm_client_reconnect() while tsmd ran) was
+ * released then, and its token is refused (-ENOENT); see tsm_context_get_reclaim_token().
  *
  * The token is renewed: @reclaim_token is void once this returns 0 (tsmd refuses it as an
  * unknown one, -ENOENT), and the new token, the one to keep for the next restart, is
@@ -405,9 +461,11 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * kept for it all the same.
  *
  * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
- * reclaimed already, released after ReclaimTimeoutSec, or another uid's; or it holds a vDevice
+ * reclaimed already, released with its connection or after ReclaimTimeoutSec, or another
+ * uid's; or it holds a vDevice
  * whose device the policy in force does not let this client use, which the error's reason
- * names); -EUSERS; -EMFILE if the process has no fd left for the iommufd (RLIMIT_NOFILE):
+ * names; tsm_client_get_error_name() is "io.tsmd.Guest.ReclaimRefused" then, not a system
+ * error of the same errno); -EUSERS; -EMFILE if the process has no fd left for the iommufd (RLIMIT_NOFILE):
  * the context is this connection's then, without its fd (it is not closed, so that the
  * guest's state is not lost with it); see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
@@ -442,7 +500,8 @@ int tsm_context_close(TsmClient *c, uint64_t context);
  * Return: 0; -ENOENT (NoSuchContext, NoSuchDevice); -EEXIST (VDeviceExists); -EBUSY (the
  * device is attached elsewhere, or its last guest's release is not done yet); -EBADF (the VFIO fd is not that device); -EACCES; -EUSERS;
  * -EINVAL; -EMFILE if tsmd had no fd left to receive @vfio_fd (io.tsmd.System: retry later);
- * see the table.
+ * see the table. io.tsmd.System passes its errno through: tsm_client_get_error_name() tells
+ * NoSuchDevice or DeviceBusy from a system error of the same errno.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *pci_address,
@@ -475,9 +534,14 @@ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
  * The TSM keeps the START_INTERFACE nonce: the guest accepts the device (config_locked -> run)
  * with a START_INTERFACE_REQUEST in scope "state-change", which the TSM completes with it.
  *
+ * Blocks: every later call on @c waits for it, guest requests to other devices included (see
+ * "One connection answers in call order" above).
+ *
  * Return: 0; -EBADFD (InvalidState); -ENODEV; -EBUSY (another Bind or Unbind of it is still
  * being answered); -ETIME (Timeout: the TSM did not answer); -EACCES (Denied: the policy in force does not let this client use
- * the device, a reload may have taken it away); see the table.
+ * the device, a reload may have taken it away); see the table. The TSM's own failures are
+ * BackendError, whose errno is passed through (-EBUSY, -EACCES, -ENODEV among them): check
+ * tsm_client_get_error_name() before retrying or giving up.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state);
@@ -596,9 +660,22 @@ bool tsm_scope_is_allowed(const TsmScope *s);
  * @resp_size: its size; also the largest response tsmd is asked for
  * @ret_resp_len: the response's length; may be NULL
  *
+ * tsmd offers the backend at most @resp_size bytes of response (less where the scope,
+ * MaxResponseSize= or the reply's room allow less), so a response that does not fit is
+ * refused by tsmd: -E2BIG, PayloadTooLarge, its message "field=maxResponseSize, limit=N" with
+ * the room that was offered (the emulated TSM refuses before it acts; whether a kernel TSM
+ * acted first is its own). A request larger than the scope takes is -E2BIG as well, with
+ * "field=request". @resp_size 0 asks for no response: a backend with one to give refuses it
+ * so (-E2BIG, limit=0), and a kernel TSM takes it for a request that wants none. Waits behind
+ * every call made on @c before it (see "One connection answers in call order" above): from a
+ * vCPU thread, use tsm_guest_request_async().
+ *
  * Return: 0; -EOPNOTSUPP (NoSuchScope, ScopeUnavailable); -EACCES (Denied: e.g. a debug scope
- * the policy does not grant); -E2BIG (PayloadTooLarge); -ENODEV; -EBUSY; -ETIME (Timeout); -EIO
- * (AuditFailed); -ENOBUFS if tsmd sent more than @resp_size; see the table.
+ * the policy does not grant); -E2BIG (PayloadTooLarge, above); -ENODEV (DeviceGone); -EBUSY
+ * (DeviceBusy: retry later); -ETIME (Timeout); -EIO (AuditFailed); see the table. A backend's
+ * errno is passed through (BackendError): before acting on -EBUSY, -ENODEV or -EACCES, check
+ * tsm_client_get_error_name(). -ENOBUFS (more than @resp_size came) only from a tsmd that
+ * broke its side of the protocol.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
@@ -613,7 +690,8 @@ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  * @scope: the scope by name
  * @req: the request payload (copied; NULL only if @req_len is 0)
  * @req_len: its length
- * @max_response_size: the largest response the guest can take
+ * @max_response_size: the largest response the guest can take (as @resp_size of
+ *                     tsm_guest_request(): a larger response is -E2BIG, PayloadTooLarge)
  * @callback: runs once with the result (see TsmGuestRequestFunc)
  * @userdata: passed to @callback and @destroy
  * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
@@ -642,9 +720,13 @@ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id,
  * @destroy: runs once after the last callback, or from tsm_client_free(); may be NULL
  *
  * tsmd sends the events about every context the calling process holds, on any of its
- * connections. A Varlink connection answers its calls strictly in order and a WatchEvents call
- * does not finish while tsmd serves it, so once it was made no later call on the same connection
- * could be answered: watch on a TsmClient of its own (a second tsm_client_connect()), and keep
+ * connections (only this connection's where tsmd cannot tell the process: a PID namespace it
+ * does not see, on a kernel without pidfs); match them to devices by PCI address (see
+ * tsm_event_get_context()). So far tsmd sends one kind, "device-removed" (the device or its
+ * TSM went away: requests in flight to it fail with -ENODEV, only a detach is left to do),
+ * with no state (see TsmEventKind). A Varlink connection answers its calls strictly in order
+ * and a WatchEvents call does not finish while tsmd serves it, so once it was made no later
+ * call on the same connection could be answered: watch on a TsmClient of its own (a second tsm_client_connect()), and keep
  * using the first one for contexts, devices and requests. libtsm refuses every further call on
  * @c with -EDEADLK while the stream is open (calls made before it are answered normally); the
  * stream ends with tsm_client_free() or tsm_client_reconnect(), or when tsmd ends it (the
@@ -659,12 +741,16 @@ int tsm_client_watch_events(TsmClient *c, TsmEventFunc callback, void *userdata,
 TsmEventKind tsm_event_get_kind(const TsmEvent *e);
 /* The kind as tsmd named it ("device-removed", ...). */
 const char *tsm_event_get_kind_string(const TsmEvent *e);
-/* The context and vDevice the event is about. */
+/* The context and vDevice the event is about, by the handles of the connection that holds
+ * the context: not the watching one's, and two connections of the process may both have a
+ * context 1. Use them only where the process has a single connection with contexts; else tell
+ * the device by tsm_event_get_pci_address() (a device is attached in one context at a time). */
 uint64_t tsm_event_get_context(const TsmEvent *e);
 uint32_t tsm_event_get_vdevice_id(const TsmEvent *e);
-/* The physical device, "DDDD:BB:DD.F". */
+/* The physical device, "DDDD:BB:DD.F": what names it unambiguously. */
 const char *tsm_event_get_pci_address(const TsmEvent *e);
-/* The TDI state after the event; _TSM_TDI_STATE_INVALID when not known. */
+/* The TDI state after the event; _TSM_TDI_STATE_INVALID (-EINVAL) when not known, which is
+ * always the case for "device-removed", the only kind tsmd sends so far. */
 TsmTdiState tsm_event_get_state(const TsmEvent *e);
 
 /* ---- names ---------------------------------------------------------------------------- */

@@ -346,6 +346,7 @@ typedef struct Watch {
         TsmEventKind kind_enum;
         uint64_t context;
         uint32_t vdevice_id;
+        TsmTdiState state;
         bool callback_after_destroy;
 } Watch;
 
@@ -370,6 +371,7 @@ static void on_event(TsmClient *c, int error, const TsmEvent *event, void *userd
         w->kind_enum = tsm_event_get_kind(event);
         w->context = tsm_event_get_context(event);
         w->vdevice_id = tsm_event_get_vdevice_id(event);
+        w->state = tsm_event_get_state(event);
 }
 
 static void on_watch_destroy(void *userdata) {
@@ -412,6 +414,7 @@ TEST(watch_events) {
         ASSERT_STREQ(w.pci_address, DEV1);
         ASSERT_EQ(w.context, ctx);
         ASSERT_EQ(w.vdevice_id, 7);
+        ASSERT_EQ(w.state, _TSM_TDI_STATE_INVALID); /* device-removed carries no state (tsm.h) */
         ASSERT_EQ(w.n_ended, 0);
         ASSERT_EQ(w.n_destroys, 0);
         ASSERT_ERRNO(tsm_device_get_state(c, ctx, 7, NULL, NULL), ENODEV);

@@ -364,9 +364,13 @@ TEST(named_errors) {
         ASSERT_ERROR_NAME(a, "io.tsmd.Guest.PayloadTooLarge");
         free(big);
 
-        /* A response buffer too small for the response. */
+        /* A response buffer too small for the response: tsmd offers the backend no more room,
+         * so it is PayloadTooLarge, not libtsm's -ENOBUFS (tsm.h); none at all as well. */
         ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "info", req, len, resp, 4, NULL), E2BIG);
         ASSERT_ERROR_NAME(a, "io.tsmd.Guest.PayloadTooLarge");
+        ASSERT_STREQ(tsm_client_get_error_message(a), "field=maxResponseSize, limit=4");
+        ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "info", req, len, NULL, 0, NULL), E2BIG);
+        ASSERT_STREQ(tsm_client_get_error_message(a), "field=maxResponseSize, limit=0");
 
         /* Local argument errors leave no Varlink error behind. */
         ASSERT_ERRNO(tsm_device_bind(a, ctx_a, 0, NULL), EINVAL);
@@ -538,6 +542,62 @@ TEST(example_program) {
         ASSERT_TRUE(accepted);
         ASSERT_TRUE(unbound);
         ASSERT_TRUE(async);
+        tsmd_instance_done(&t);
+}
+
+/* Its recovery: the worker killed while it is paused after the bind, its next guest request
+ * finds the connection lost, and it reconnects and reclaims the context, still bound, to go
+ * on with the guest's accept. */
+TEST(example_program_reclaims) {
+        TsmdInstance t;
+        char sock_arg[PATH_MAX + 16], line[512];
+        bool reclaimed = false, accepted = false, unbound = false;
+        int in[2], out[2], status;
+        FILE *from, *to;
+        pid_t pid;
+
+        tsmd_instance_start(&t, NULL);
+        snprintf(sock_arg, sizeof(sock_arg), "--socket=%s", t.guest_socket);
+        ASSERT_OK(pipe2(in, O_CLOEXEC));
+        ASSERT_OK(pipe2(out, O_CLOEXEC));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                execl(VMM_LIBTSM_PATH, VMM_LIBTSM_PATH, sock_arg, "--pause", DEV1, (char *) NULL);
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        to = fdopen(in[1], "w");
+        from = fdopen(out[0], "r");
+        ASSERT_NOT_NULL(to);
+        ASSERT_NOT_NULL(from);
+
+        while (fgets(line, sizeof(line), from)) {
+                fputs(line, stderr);
+                if (strstr(line, "paused:")) {
+                        tsmd_instance_kill_worker(&t);
+                        fputs("\n", to);
+                        fclose(to);
+                        to = NULL;
+                }
+                if (strstr(line, "connection lost, context reclaimed"))
+                        reclaimed = true;
+                if (strstr(line, "accepted: TDI state run"))
+                        accepted = true;
+                if (strstr(line, "unbound: TDI state config_unlocked"))
+                        unbound = true;
+        }
+        fclose(from);
+        if (to)
+                fclose(to);
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_TRUE(reclaimed);
+        ASSERT_TRUE(accepted);
+        ASSERT_TRUE(unbound);
         tsmd_instance_done(&t);
 }
 
