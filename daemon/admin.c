@@ -464,7 +464,10 @@ static int reply_not_dsm(VarlinkCall *call, const char *address, const char *dsm
                                      "dsm", json_object_new_string(dsm), NULL);
 }
 
-static int connect_result(VarlinkCall *call, Manager *m, int r, const char *address, const char *tsm) {
+/* kernels: r is the kernel's answer through the monitor, where its -ENOMEM is its refusal,
+ * ConnectFailed; tsmd's own -ENOMEM (the worker's, or the monitor's: priv_request_monitor_own())
+ * is returned, io.tsmd.System. */
+static int connect_result(VarlinkCall *call, Manager *m, int r, bool kernels, const char *address, const char *tsm) {
         const InventoryDevice *d = address ? inventory_get_device(tsm_platform_get_inventory(m->platform), address) : NULL;
 
         /* As the monitor's inventory has it, or (a race with a rescan) as ours does. */
@@ -479,6 +482,8 @@ static int connect_result(VarlinkCall *call, Manager *m, int r, const char *addr
         if (r == -EBUSY)
                 return varlink_call_error_kv(call, "io.tsmd.Admin.DeviceBusy",
                                              "pciAddress", json_object_new_string(address), NULL);
+        if (r == -ENOMEM && !kernels)
+                return r;
         if (r < 0)
                 return varlink_call_error_kv(call, "io.tsmd.Admin.ConnectFailed",
                                              "errno", json_object_new_int(-r), NULL);
@@ -493,6 +498,7 @@ static int connect_result(VarlinkCall *call, Manager *m, int r, const char *addr
 typedef struct AdminConnect {
         Manager *manager;
         VarlinkCall *call;
+        PrivRequest *request; /* during its callback */
         char *pci_address, *tsm; /* tsm NULL: a disconnect */
 } AdminConnect;
 
@@ -509,12 +515,15 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AdminConnect *, admin_connect_free);
 static void on_device_connected(int result, const void *response, size_t len, void *userdata) {
         AdminConnect *ac = userdata;
         Manager *m = ac->manager;
+        bool kernels = priv_request_answered(ac->request) && !priv_request_monitor_own(ac->request);
         int r;
 
         /* The monitor looked at the device again; so do we, as connecting emits no uevent. */
-        if (result >= 0)
+        if (result >= 0) {
                 result = tsm_platform_refresh_device(m->platform, ac->pci_address);
-        r = connect_result(ac->call, m, result, ac->pci_address, ac->tsm);
+                kernels = false;
+        }
+        r = connect_result(ac->call, m, result, kernels, ac->pci_address, ac->tsm);
         if (r < 0 && !varlink_call_is_answered(ac->call))
                 (void) varlink_call_error_errno(ac->call, r);
         admin_connect_free(ac);
@@ -535,10 +544,10 @@ static int device_connect(VarlinkCall *call, Manager *m, const char *address, co
         if (!ac->pci_address || (tsm && !ac->tsm))
                 return -ENOMEM;
 
-        r = tsm ? priv_call_connect_device(m->channel, address, tsm, on_device_connected, ac, NULL)
-                : priv_call_disconnect_device(m->channel, address, on_device_connected, ac, NULL);
+        r = tsm ? priv_call_connect_device(m->channel, address, tsm, on_device_connected, ac, &ac->request)
+                : priv_call_disconnect_device(m->channel, address, on_device_connected, ac, &ac->request);
         if (r < 0)
-                return connect_result(call, m, r, address, tsm);
+                return connect_result(call, m, r, false, address, tsm);
         TAKE_PTR(ac);
         m->n_pending_requests++;
         return 0;
@@ -578,7 +587,7 @@ static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdat
         /* SECURITY: pulling a device from under a guest is not an admin convenience. */
         guest_foreach_vdevice(m, check_in_use, &u);
         if (u.found)
-                return connect_result(call, m, -EBUSY, address, NULL);
+                return connect_result(call, m, -EBUSY, false, address, NULL);
         return device_connect(call, m, address, NULL);
 }
 

@@ -32,9 +32,9 @@
  *   -EOPNOTSUPP  the backend or UAPI cannot do it
  *   -EBUSY, -EIO, -ETIMEDOUT, ...  what the backend or kernel said
  * A kernel TSM may answer -EPERM or -ENOMEM too, so a failed reply to ATTACH_VDEVICE,
- * BIND_VDEVICE, UNBIND_VDEVICE or GUEST_REQUEST sets TSM_PRIV_REPLY_MONITOR_OWN in value where
- * the result is the monitor's own: -EPERM of its policy gate, -ENOMEM of its own memory; the
- * backend was not asked. Every other bit of such a value is zero (the worker ignores them).
+ * BIND_VDEVICE, UNBIND_VDEVICE, GUEST_REQUEST, CONNECT_DEVICE or DISCONNECT_DEVICE sets
+ * TSM_PRIV_REPLY_MONITOR_OWN in value where the result is the monitor's own: -EPERM of its policy
+ * gate, -ENOMEM of its own memory; the backend (the kernel's sysfs) was not asked. Every other bit of such a value is zero (the worker ignores them).
  * A message that breaks the wire rules, or names state the sender does not own, is not
  * answered: the monitor kills the worker (a compromised worker) and starts a fresh one.
  *
@@ -68,9 +68,10 @@
  * __reserved was; 16: a failed reply says whether its result is the monitor's own,
  * TSM_PRIV_REPLY_MONITOR_OWN; 17: a datagram without fds may carry several messages; 18: HELLO
  * says when the monitor started, and carries the settings read at start, which the worker keeps
- * over its files'): a worker binary newer or older than its running monitor refuses the HELLO
- * rather than misreading it. */
-#define TSM_PRIV_VERSION 18U
+ * over its files'; 19: a failed CONNECT_DEVICE or DISCONNECT_DEVICE reply says whether its
+ * result is the monitor's own too): a worker binary newer or older than its running monitor
+ * refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 19U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3

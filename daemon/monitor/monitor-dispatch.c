@@ -1060,11 +1060,11 @@ static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect)
         MonitorConnect *mc;
         int r;
 
-        /* Plain, not reply_own(): TSM_PRIV_REPLY_MONITOR_OWN is not defined for a connect
-         * (tsm-priv.h), whose failures the worker answers alike, ConnectFailed with the errno. */
+        /* Our own -ENOMEM is said so: the kernel's write may fail ENOMEM too, which the worker
+         * answers ConnectFailed, where ours is tsmd's failure (io.tsmd.System). */
         mc = new0(MonitorConnect, 1);
         if (!mc)
-                return reply(d, m, -ENOMEM, 0, -EBADF);
+                return reply_own(d, m, -ENOMEM);
         *mc = (MonitorConnect){ .dispatch = d, .cookie = dev->hdr.cookie, .start_usec = now_monotonic_usec(),
                                 .tag = late_tag(d, connect ? TSM_PRIV_LATE_CONNECT : TSM_PRIV_LATE_DISCONNECT,
                                                 dev->hdr.cookie, NULL, 0, dev->pci_address) };
@@ -1081,7 +1081,7 @@ static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect)
         if (r < 0) {
                 connect_free(mc);
                 log_debug_errno(r, "Failed to %s '%s': %m", connect ? "connect" : "disconnect", dev->pci_address);
-                return reply(d, m, r, 0, -EBADF);
+                return reply_not_started(d, m, r);
         }
         tsm_request_set_late_tag(mc->request, &mc->tag, sizeof(mc->tag));
         return 0;

@@ -3,15 +3,44 @@
  * Audit queries as the worker runs them: in threads, off the event loop (which goes on while
  * one is held mid-scan), bounded in number, cancelled cleanly, reading nothing before fromSeq
  * that a few probes can rule out (whole files, and the part of a file bisection skips), and
- * leaving out what is not a regular file among the log's files. Runs in: tests.
+ * leaving out what is not a regular file among the log's files; a record the results cannot take
+ * (json-c's array growth failing) ends the query with -ENOMEM and keeps no reference to it.
+ * Runs in: tests.
  */
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
 #include "audit-test-util.h"
 #include "harness.h"
+
+/* json-c's json_object_array_add(), interposed (exported in spite of -fvisibility=hidden; the
+ * real one is the next definition): it fails, as out of memory, to add the record of seq
+ * fail_add_seq (0: none) to an array, once, and keeps a reference to it in failed_record. Called
+ * from the query's thread; read by the test after the query is reported (its thread joined). */
+static _Atomic uint64_t fail_add_seq;
+static json_object *failed_record;
+
+_public_ int json_object_array_add(json_object *array, json_object *value);
+int json_object_array_add(json_object *array, json_object *value) {
+        static int (*real)(json_object *, json_object *);
+        json_object *seq;
+
+        if (!real)
+                real = dlsym(RTLD_NEXT, "json_object_array_add");
+        if (!real)
+                abort();
+        if (atomic_load(&fail_add_seq) != 0 && json_object_is_type(value, json_type_object) &&
+            json_object_object_get_ex(value, "seq", &seq) &&
+            (uint64_t) json_object_get_int64(seq) == atomic_load(&fail_add_seq)) {
+                atomic_store(&fail_add_seq, 0);
+                failed_record = json_object_get(value);
+                return -1;
+        }
+        return real(array, value);
+}
 
 typedef struct Fixture {
         char *dir;
@@ -270,6 +299,31 @@ TEST(query_skips_what_is_not_a_regular_file) {
 
         query_wait(f.base, f.log, &q, SIZE_MAX, &r);
         assert_range(&r, 1, 200);
+        query_result_done(&r);
+        fixture_done(&f);
+}
+
+/* The results cannot take a record (json-c's array cannot grow): the query ends -ENOMEM, and the
+ * reference the query took for the array is dropped with it, where it leaked: ours is the
+ * record's last (json_object_put() frees it). */
+TEST(query_drops_a_record_the_results_cannot_take) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        QueryResult r;
+        Fixture f;
+
+        fixture_init(&f, 1024 * 1024, 4);
+        commit_n(&f, 5);
+
+        atomic_store(&fail_add_seq, 3);
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        ASSERT_EQ(atomic_load(&fail_add_seq), 0u); /* it was tried, and failed */
+        ASSERT_NOT_NULL(failed_record);
+        ASSERT_ERRNO(r.error, ENOMEM);
+        ASSERT_NULL(r.records);
+        ASSERT_EQ(json_object_put(TAKE_PTR(failed_record)), 1);
+
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range(&r, 1, 5);
         query_result_done(&r);
         fixture_done(&f);
 }

@@ -93,11 +93,13 @@ static void active_request(Active *a) {
         const char *error = NULL;
         size_t len;
 
-        json_object_add(p, "context", json_object_new_int64(a->ctx));
-        json_object_add(p, "vdeviceId", json_object_new_int(1));
-        json_object_add(p, "scope", json_object_new_string("info"));
-        json_object_add(p, "request", json_object_new_string(a->b64req));
-        json_object_add(p, "maxResponseSize", json_object_new_int(256));
+        /* A value that cannot be made fails the run, not leaves the call without it. */
+        ASSERT_NOT_NULL(p);
+        ASSERT_OK(json_object_add(p, "context", json_object_new_int64(a->ctx)));
+        ASSERT_OK(json_object_add(p, "vdeviceId", json_object_new_int(1)));
+        ASSERT_OK(json_object_add(p, "scope", json_object_new_string("info")));
+        ASSERT_OK(json_object_add(p, "request", json_object_new_string(a->b64req)));
+        ASSERT_OK(json_object_add(p, "maxResponseSize", json_object_new_int(256)));
         ASSERT_OK(varlink_client_call(a->c, G "GuestRequest", p, &reply, &error));
         if (error)
                 TEST_FAIL("GuestRequest: %s %s", error, json_object_to_json_string(reply));

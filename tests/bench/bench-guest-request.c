@@ -395,11 +395,14 @@ static void client_done(Client *cl) {
 static json_object *guest_request_params(const Client *cl) {
         json_object *p = json_object_new_object();
 
-        json_object_add(p, "context", json_object_new_int64(cl->ctx));
-        json_object_add(p, "vdeviceId", json_object_new_int(1));
-        json_object_add(p, "scope", json_object_new_string(cl->scope));
-        json_object_add(p, "request", json_object_new_string_fast(cl->b64req, strlen(cl->b64req))); /* as libtsm */
-        json_object_add(p, "maxResponseSize", json_object_new_int64((int64_t) cl->max_response));
+        /* A value that cannot be made fails the run, not leaves the call without it. */
+        ASSERT_NOT_NULL(p);
+        ASSERT_OK(json_object_add(p, "context", json_object_new_int64(cl->ctx)));
+        ASSERT_OK(json_object_add(p, "vdeviceId", json_object_new_int(1)));
+        ASSERT_OK(json_object_add(p, "scope", json_object_new_string(cl->scope)));
+        ASSERT_OK(json_object_add(p, "request",
+                                  json_object_new_string_fast(cl->b64req, strlen(cl->b64req)))); /* as libtsm */
+        ASSERT_OK(json_object_add(p, "maxResponseSize", json_object_new_int64((int64_t) cl->max_response)));
         return p;
 }
 

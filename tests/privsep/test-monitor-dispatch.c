@@ -2818,6 +2818,39 @@ TEST(own_out_of_memory_is_said_so) {
         fixture_free(f);
 }
 
+/* The same for a connect and a disconnect, which a kernel's write to tsm/connect may fail
+ * -ENOMEM too: the monitor's own said so, the kernel not asked (its record of the call, new0(),
+ * then the platform's of the write). The next one goes through. */
+TEST(own_out_of_memory_on_a_connect_is_said_so) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_device dev;
+        Reply rep;
+
+        for (unsigned i = 0; i < 2; i++) {
+                bool connect = i == 0;
+
+                tsm_priv_init(&dev, connect ? TSM_PRIV_CONNECT_DEVICE : TSM_PRIV_DISCONNECT_DEVICE, 0, 0);
+                strcpy(dev.pci_address, NVME);
+                if (connect)
+                        strcpy(dev.tsm, "tsm1");
+                for (unsigned n = 1; n <= 2; n++) {
+                        alloc_calls = 0;
+                        alloc_fail_at = n;
+                        ASSERT_ERRNO(call(f, &dev, &rep), ENOMEM);
+                        alloc_fail_at = 0;
+                        ASSERT_TRUE(alloc_calls >= n);
+                        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+                        ASSERT_FALSE(tsm_platform_is_changing(f->platform, NVME));
+                }
+                ASSERT_OK(call(f, &dev, &rep));
+                ASSERT_EQ(rep.r.value, 0u);
+        }
+        fixture_free(f);
+}
+
 /* The worker may let an orphan go (it was not reclaimed in time). */
 TEST(close_orphan) {
         Fixture *f = fixture();

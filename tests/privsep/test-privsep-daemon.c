@@ -589,6 +589,31 @@ TEST(the_monitors_own_out_of_memory_is_no_backend_error) {
         teardown(&s);
 }
 
+/* So is the monitor's out of memory as it takes a ConnectDevice (the proxy answers in its
+ * place): io.tsmd.System ENOMEM, not ConnectFailed, which says the kernel refused. The next one
+ * reaches the monitor, which has no such device to connect (the emulated ones need none). */
+TEST(the_monitors_own_out_of_memory_is_no_failed_connect) {
+        const char *params = "{\"pciAddress\":\"" DEV1 "\",\"tsm\":\"tsm0\"}";
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
+        int64_t seq;
+        Setup s;
+
+        setup(&s);
+        admin = tsmd_connect(&s.t);
+        write_file(s.control, "connect-own-enomem");
+        ASSERT_OK(chown(s.control, getpwnam("tsmd")->pw_uid, getpwnam("tsmd")->pw_gid)); /* the proxy empties it */
+        seq = tsmd_audit_last_seq(&s.t);
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, "io.tsmd.System",
+                   "{\"errno\":12,\"errnoName\":\"ENOMEM\"}");
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "answering the connect as a monitor out of memory"));
+        tsmd_expect_audit(&s.t, seq, "io.tsmd.Admin.ConnectDevice", "io.tsmd.System", 1);
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, "io.tsmd.Admin.NoSuchDevice", NULL);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        varlink_client_free(TAKE_PTR(admin));
+        teardown(&s);
+}
+
 /* A worker restarted after the policy file changed (no reload) reads the new one; so does the
  * monitor's scope gate, or it would refuse what the worker now grants. */
 TEST(debug_read_granted_to_a_restarted_worker) {

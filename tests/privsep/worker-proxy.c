@@ -21,7 +21,8 @@
  * device of vDevice 2 out of the policy by a reload); "bind-own-enomem" drops it and answers the
  * worker -ENOMEM as the monitor does when it has no memory to take it (TSM_PRIV_REPLY_MONITOR_OWN).
  * Each GUEST_REQUEST likewise: "request-debug-read" names scope debug-read in it instead, which
- * the test's policy does not grant.
+ * the test's policy does not grant. Each CONNECT_DEVICE likewise: "connect-own-enomem" drops it
+ * and answers the worker as the monitor does out of memory, as for a bind.
  *
  * Each RECLAIM_CONTEXT the worker sends, the proxy looks at the control file: "cut-reclaim-request"
  * drops it, "cut-reclaim-reply" passes it on and drops the monitor's reply; either way the proxy
@@ -254,6 +255,32 @@ static bool control_bind(uint8_t *p, size_t len, int worker) {
         return false;
 }
 
+/* The control file's word on a CONNECT_DEVICE passing: "connect-own-enomem" answers it in the
+ * monitor's place, which it does not reach: the monitor's own -ENOMEM. Acted on once. Returns
+ * whether it is dropped. */
+static bool control_connect(uint32_t cookie, int worker) {
+        struct tsm_priv_reply rep;
+        char word[32] = {};
+        _cleanup_close_ int fd = control_file ? open(control_file, O_RDWR | O_CLOEXEC) : -EBADF;
+        int r;
+
+        if (fd < 0 || read(fd, word, sizeof(word) - 1) < 0)
+                return false;
+        word[strcspn(word, "\n")] = 0;
+        if (!streq(word, "connect-own-enomem"))
+                return false;
+        if (ftruncate(fd, 0) < 0)
+                plog("ftruncate %s: %m", control_file);
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, 0);
+        rep.result = -ENOMEM;
+        rep.value = TSM_PRIV_REPLY_MONITOR_OWN;
+        plog("'%s': answering the connect as a monitor out of memory", word);
+        r = send_datagram(worker, &rep, sizeof(rep), NULL, 0);
+        if (r < 0)
+                plog("answering the worker failed: %s", strerror(-r));
+        return true;
+}
+
 /* The control file's word on a GUEST_REQUEST passing: "request-debug-read" names scope
  * debug-read in it instead of the one the worker checked against the policy, so that the
  * monitor's own gate refuses a scope the worker granted. Acted on once. */
@@ -293,6 +320,8 @@ static int relay_message(int from, int to, bool from_worker, uint8_t *buf, size_
                         rewrite_request(buf, n);
                 if (from_worker && message_is(buf, n, TSM_PRIV_BIND_VDEVICE, &cookie) &&
                     control_bind(buf, n, from))
+                        return 1;
+                if (from_worker && message_is(buf, n, TSM_PRIV_CONNECT_DEVICE, &cookie) && control_connect(cookie, from))
                         return 1;
 
                 if ((from_worker && message_is(buf, n, TSM_PRIV_RECLAIM_CONTEXT, &cookie) &&
