@@ -156,6 +156,9 @@ int main(int argc, char *argv[]) {
 
         /* The configuration and policy come with the monitor's start sequence (manager.c). */
         r = manager_new(config_path, !arg_config, TSM_PRIV_CHANNEL_FD, arg_audit_dir_fd, &m);
+        /* The audit log holds the directory by a duplicate of its own (the lock is the open
+         * file's, which the monitor keeps open anyway). */
+        arg_audit_dir_fd = safe_close(arg_audit_dir_fd);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
 
