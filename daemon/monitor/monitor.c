@@ -275,7 +275,10 @@ static void worker_exited(Monitor *m, int status) {
  * on its way out of the kernel) and, its channel closed, asks us nothing; what it holds the next
  * one needs is shared: the listening sockets, which it accepts on no more, and the audit
  * directory's lock, which each worker takes through the fd we hold it by (worker_dirs_lock()).
- * It stays our child, reaped when it goes (on_sigchld()). */
+ * (A write of the audit log it was inside the kernel for at the kill ends at the page it was
+ * copying, the kernel's buffered writes stopping at a fatal signal: only a disk stalled for
+ * all of the 5 s could have that page land after the next worker read the log.) It stays our
+ * child, reaped when it goes (on_sigchld()). */
 static void on_kill_timeout(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
 
