@@ -232,13 +232,14 @@ uint64_t manager_audit_wait_usec(Manager *m) {
         return m->config.platform.request_timeout_usec ?: TSM_REQUEST_TIMEOUT_USEC_DEFAULT;
 }
 
-static int open_audit(Manager *m) {
+static int open_audit(Manager *m, int audit_dir_fd) {
         AuditLogStatus status;
         AuditConfig ac;
         int r;
 
         audit_config_init(&ac);
         ac.directory = m->config.audit_dir;
+        ac.directory_fd = audit_dir_fd;
         ac.max_file_size = m->config.audit_max_file_size;
         ac.n_files = m->config.audit_files;
         ac.sync_mode = m->config.audit_sync_mode;
@@ -613,7 +614,7 @@ static bool on_holds(VarlinkConn *c, void *userdata) {
         return !g || guest_client_holds_state(g);
 }
 
-int manager_new(const char *config_path, bool config_optional, int channel, Manager **ret) {
+int manager_new(const char *config_path, bool config_optional, int channel, int audit_dir_fd, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         const char *missing = NULL;
         int r;
@@ -656,7 +657,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, Mana
         if (r < 0)
                 return r;
 
-        r = open_audit(m);
+        r = open_audit(m, audit_dir_fd);
         if (r < 0)
                 return r;
         audit_previous_worker(m);

@@ -115,8 +115,10 @@ typedef struct Manager {
 
 /* Takes over the channel to the monitor (read up to its HELLO and the sockets) and starts from
  * the configuration and policy it passes, or if none, from config_path (a missing file is the
- * built-in defaults if config_optional); config_path is reread on SIGHUP. */
-int manager_new(const char *config_path, bool config_optional, int channel, Manager **ret);
+ * built-in defaults if config_optional); config_path is reread on SIGHUP. audit_dir_fd
+ * (borrowed; -EBADF: none): the audit directory as the monitor holds it locked for its workers
+ * (AuditConfig.directory_fd). */
+int manager_new(const char *config_path, bool config_optional, int channel, int audit_dir_fd, Manager **ret);
 /* The end of a reload: error < 0 and message (NULL if none) if the files were refused and the
  * configuration in force was kept. */
 typedef void (*ManagerReloadCallback)(Manager *m, int error, const char *message, void *userdata);

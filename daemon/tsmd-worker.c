@@ -8,8 +8,11 @@
 
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -23,6 +26,7 @@
 #include "worker-sandbox.h"
 
 static const char *arg_config = NULL;
+static int arg_audit_dir_fd = -EBADF;
 
 static void help(void) {
         printf("Usage: tsmd-worker [OPTIONS]\n\n"
@@ -30,19 +34,42 @@ static void help(void) {
                "  -h --help             Show this help\n"
                "     --version          Show the version\n"
                "     --config=FILE      Read FILE instead of " DAEMON_CONFIG_FILE_DEFAULT "\n"
-               "     --log-level=LEVEL  emerg, alert, crit, err, warning, notice, info, debug\n");
+               "     --log-level=LEVEL  emerg, alert, crit, err, warning, notice, info, debug\n"
+               "     --audit-directory-fd=FD\n"
+               "                        The audit directory, as tsmd holds it locked for its workers\n");
+}
+
+/* An fd we were started with that is open, and a directory (-ENOTDIR): not one of the channel's. */
+static int audit_directory_fd_parse(const char *s, int *ret) {
+        struct stat st;
+        char *end;
+        long fd;
+
+        errno = 0;
+        fd = strtol(s, &end, 10);
+        if (errno != 0 || end == s || *end || fd <= TSM_PRIV_CHANNEL_FD + 1 || fd > INT_MAX)
+                return -EINVAL;
+        if (fstat((int) fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (fcntl((int) fd, F_SETFD, FD_CLOEXEC) < 0)
+                return negative_errno();
+        *ret = (int) fd;
+        return 0;
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_LOG_LEVEL };
+        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_LOG_LEVEL, ARG_AUDIT_DIRECTORY_FD };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "audit-directory-fd", required_argument, NULL, ARG_AUDIT_DIRECTORY_FD },
                 {},
         };
-        int c, l;
+        int c, l, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -60,6 +87,11 @@ static int parse_argv(int argc, char *argv[]) {
                         if (l < 0)
                                 return log_error_errno(l, "Invalid log level '%s'.", optarg);
                         log_set_max_level(l);
+                        break;
+                case ARG_AUDIT_DIRECTORY_FD:
+                        r = audit_directory_fd_parse(optarg, &arg_audit_dir_fd);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --audit-directory-fd='%s': %m", optarg);
                         break;
                 default:
                         return -EINVAL;
@@ -123,7 +155,10 @@ int main(int argc, char *argv[]) {
         (void) signal(SIGXFSZ, SIG_IGN);
 
         /* The configuration and policy come with the monitor's start sequence (manager.c). */
-        r = manager_new(config_path, !arg_config, TSM_PRIV_CHANNEL_FD, &m);
+        r = manager_new(config_path, !arg_config, TSM_PRIV_CHANNEL_FD, arg_audit_dir_fd, &m);
+        /* The audit log holds the directory by a duplicate of its own (the lock is the open
+         * file's, which the monitor keeps open anyway). */
+        arg_audit_dir_fd = safe_close(arg_audit_dir_fd);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
 

@@ -50,9 +50,10 @@ static int dir_make_private(int fd, const char *directory) {
         return 0;
 }
 
-int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_size,
+int audit_files_new(const char *directory, int held_fd, unsigned n_files, uint64_t max_file_size,
                     const AuditFileOps *ops, AuditFiles **ret) {
         _cleanup_(audit_files_freep) AuditFiles *f = NULL;
+        struct stat held, here;
         int r;
 
         assert(directory);
@@ -85,6 +86,18 @@ int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_s
         f->dir_fd = RET_NERRNO(open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (f->dir_fd < 0)
                 return f->dir_fd;
+        /* The monitor's, locked for each of its workers in turn: one killed and not yet gone
+         * (a thread of it held in the kernel) holds the lock by the same file, and runs no code
+         * of its own again. */
+        if (held_fd >= 0 && fstat(held_fd, &held) >= 0 && fstat(f->dir_fd, &here) >= 0 &&
+            held.st_dev == here.st_dev && held.st_ino == here.st_ino) {
+                int fd = RET_NERRNO(fcntl(held_fd, F_DUPFD_CLOEXEC, 3));
+
+                if (fd < 0)
+                        return fd;
+                safe_close(f->dir_fd);
+                f->dir_fd = fd;
+        }
         /* SECURITY: two writers would interleave sequence numbers and rotate each other's
          * files away. */
         if (flock(f->dir_fd, LOCK_EX | LOCK_NB) < 0)

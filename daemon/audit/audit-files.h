@@ -45,10 +45,12 @@ typedef struct AuditResumeInfo {
 } AuditResumeInfo;
 
 /* Opens (creating if missing, mode 0750) the directory and locks it (-EBUSY if another
- * writer holds it). n_files counts audit.log too and must be 2..AUDIT_FILES_MAX. A directory
- * group or others may write is made writable by its owner only, or refused (-EPERM) if it is
- * not the caller's; so is it at every reopen. */
-int audit_files_new(const char *directory, unsigned n_files, uint64_t max_file_size,
+ * writer holds it). held_fd (borrowed; -EBADF: none), if it is the directory at that path, is
+ * used in place of a new open (a duplicate): a lock on it, the monitor's for all its workers, is
+ * that open file's and so ours too (tsmd's monitor, worker_dirs_lock()). n_files counts audit.log
+ * too and must be 2..AUDIT_FILES_MAX. A directory group or others may write is made writable by
+ * its owner only, or refused (-EPERM) if it is not the caller's; so is it at every reopen. */
+int audit_files_new(const char *directory, int held_fd, unsigned n_files, uint64_t max_file_size,
                     const AuditFileOps *ops, AuditFiles **ret);
 /* Opens the directory again by its path (and locks it) if what is there now is not the
  * directory open already: another file system mounted in place of one that failed. Returns 1

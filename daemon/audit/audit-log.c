@@ -58,6 +58,7 @@ void audit_config_init(AuditConfig *c) {
         assert(c);
 
         *c = (AuditConfig){
+                .directory_fd = -EBADF,
                 .max_file_size = AUDIT_MAX_FILE_SIZE_DEFAULT,
                 .n_files = AUDIT_N_FILES_DEFAULT,
                 .sync_mode = AUDIT_SYNC_GROUP,
@@ -478,7 +479,7 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
                 return -ENOMEM;
         a->config.directory = a->directory;
 
-        r = audit_files_new(a->directory, c->n_files, c->max_file_size, a->config.ops, &a->files);
+        r = audit_files_new(a->directory, c->directory_fd, c->n_files, c->max_file_size, a->config.ops, &a->files);
         if (r == -EBUSY)
                 return log_error_errno(r, "Audit log '%s' is in use by another process.", a->directory);
         if (r < 0)

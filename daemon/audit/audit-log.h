@@ -38,6 +38,7 @@
 
 typedef struct AuditConfig {
         const char *directory;   /* borrowed; copied by audit_log_open() */
+        int directory_fd;        /* borrowed: directory, locked by the caller's parent (audit_files_new()); -EBADF: none */
         uint64_t max_file_size;  /* rotate before a record would make audit.log larger */
         unsigned n_files;        /* files kept, audit.log included: 2..AUDIT_FILES_MAX */
         AuditSyncMode sync_mode; /* group commit, or one fdatasync per record (benchmarks) */

@@ -4,9 +4,9 @@
  * directory for its life. A second tsmd named the same directory (by mistake, or a quick start
  * beside a running service) would otherwise have its worker remove the first one's context state
  * at start (guest_restore_done()'s sweep). Held by the monitor, not the worker: the lock is gone
- * when the monitor has exited, as a restart by hand or by systemd waits for. (The worker locks
- * its audit directory itself, audit-files.h; a worker the monitor's death is still killing may
- * hold that one a little longer.)
+ * when the monitor has exited, as a restart by hand or by systemd waits for. So is the audit
+ * directory's, which each worker takes through the monitor's fd (audit-files.h): a worker still
+ * exiting (the monitor's death is killing it, or the kernel holds it) holds that one longer.
  * Runs in: monitor.
  */
 #pragma once

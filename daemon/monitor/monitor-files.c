@@ -121,14 +121,15 @@ int worker_dirs_prepare(Monitor *m, const DaemonConfig *config) {
 
 /* One context state directory per tsmd (dir-lock.h); it is read at start only. One that cannot be
  * opened as the worker (not its own: worker_dirs_prepare() warned) is one its worker cannot use
- * either. The worker locks its audit directory itself (audit-files.h), so the lock is only tried
- * here: held by another tsmd's worker, ours would fail and be restarted for ever, never ready.
- * The last tsmd's worker, killed with it (PR_SET_PDEATHSIG) when it crashed, may still be
- * exiting, started right after (as systemd does not: it waits for the unit's cgroup to empty):
- * it has a second. */
+ * either. The audit directory's lock we hold for our life too, and each worker takes it through
+ * our fd (WORKER_AUDIT_DIR_FD; a flock() is the open file's, not the process's): so a worker
+ * killed and held in the kernel (on_kill_timeout()) does not keep the next from the audit log,
+ * while another tsmd's workers stay out. Held by another tsmd's worker, ours would fail and be
+ * restarted for ever, never ready. The last tsmd's worker, killed with it (PR_SET_PDEATHSIG)
+ * when it crashed, may still be exiting, started right after (as systemd does not: it waits for
+ * the unit's cgroup to empty): it has a second. */
 int worker_dirs_lock(Monitor *m) {
         const char *state_path = m->config.context_state_dir;
-        _cleanup_close_ int audit_lock = -EBADF;
         struct stat audit, state;
         int r;
 
@@ -150,7 +151,7 @@ int worker_dirs_lock(Monitor *m) {
                                                 "directory '%s'. Give each its own ([Audit] Directory=, [Guest] "
                                                 "ContextStateDirectory=).", m->config.audit_dir, state_path);
         for (unsigned i = 0; i < 100; i++) {
-                r = dir_lock_as(m->config.audit_dir, m->worker_uid, &audit_lock);
+                r = dir_lock_as(m->config.audit_dir, m->worker_uid, &m->audit_dir_lock);
                 if (r != -EBUSY)
                         break;
                 if (i == 0)

@@ -37,11 +37,16 @@ struct Monitor {
 
         char *worker_path; /* for logs: it runs from worker_binary */
         int worker_binary;
-        char *worker_argv[4];
+        char *worker_argv[5];
         uid_t worker_uid;
         gid_t worker_gid;
         int state_dir_lock; /* dir-lock.h: held for our life; -EBADF: none */
+        int audit_dir_lock; /* the same, of the audit directory, which each worker locks through it */
         pid_t worker_pid;
+        /* Killed workers given up on (not exited STOP_KILL_TIMEOUT_SEC after SIGKILL, held in the
+         * kernel): reaped when they go, and nothing else. */
+        pid_t *lingering;
+        size_t n_lingering, allocated_lingering;
         int channel;
         struct event *ev_channel;
         struct event *ev_channel_again; /* messages read and not handled: the next round's */
@@ -58,6 +63,7 @@ struct Monitor {
 
         struct event *sigterm, *sigint, *sighup, *sigchld;
         struct event *restart_timer, *stop_timer, *tick, *status_timer;
+        struct event *kill_timer; /* a worker killed while we run on: given up on when it fires */
 };
 
 /* monitor-files.c */

@@ -39,6 +39,9 @@
 /* How long a stopping worker may take (its own drain allows 10 s), and then to exit once killed. */
 #define STOP_TIMEOUT_SEC 15
 #define STOP_KILL_TIMEOUT_SEC 5
+/* Killed workers left to the kernel at once (each keeps its memory and fds until it goes): past
+ * that, the next worker waits for the current one to exit, as all did before. */
+#define LINGERING_MAX 8
 /* STATUS= at most this often; a sooner one waits (notify_status()). */
 #define STATUS_INTERVAL_USEC (1000 * 1000ULL)
 
@@ -83,8 +86,14 @@ _printf_(2, 3) static void notify_status(Monitor *m, const char *format, ...) {
 /* ---- the worker's life ----------------------------------------------------------------- */
 
 static void worker_kill(Monitor *m, int sig) {
-        if (m->worker_pid > 0)
-                (void) kill(m->worker_pid, sig);
+        struct timeval tv = { .tv_sec = STOP_KILL_TIMEOUT_SEC };
+
+        if (m->worker_pid <= 0)
+                return;
+        (void) kill(m->worker_pid, sig);
+        /* One that does not go in time is given up on (on_kill_timeout()); a stop has its own. */
+        if (sig == SIGKILL && !m->stopping && m->kill_timer && !evtimer_pending(m->kill_timer, NULL))
+                (void) evtimer_add(m->kill_timer, &tv);
 }
 
 static void channel_close(Monitor *m) {
@@ -150,7 +159,8 @@ static int worker_start(Monitor *m) {
         (void) setsockopt(theirs, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
         (void) setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 
-        r = worker_spawn(m->worker_binary, m->worker_argv, theirs, m->worker_uid, m->worker_gid, &m->worker_pid);
+        r = worker_spawn(m->worker_binary, m->worker_argv, theirs, m->audit_dir_lock, m->worker_uid, m->worker_gid,
+                         &m->worker_pid);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the worker '%s': %m", m->worker_path);
         theirs = safe_close(theirs);
@@ -205,29 +215,12 @@ static void on_restart_timer(evutil_socket_t fd, short what, void *userdata) {
         }
 }
 
-static void worker_exited(Monitor *m, int status) {
+/* The current worker is gone (exited, or given up on): the next starts after the backoff. */
+static void worker_gone(Monitor *m) {
         uint64_t ran = now_monotonic_usec() - m->worker_start_usec;
         struct timeval tv;
 
-        if (WIFEXITED(status))
-                log_full(WEXITSTATUS(status) == 0 ? LOG_INFO : LOG_WARNING, "Worker %d exited with status %d.",
-                         (int) m->worker_pid, WEXITSTATUS(status));
-        else
-                log_warning("Worker %d was killed by signal %s.", (int) m->worker_pid,
-                            strna(sigabbrev_np(WTERMSIG(status))));
-        /* The next worker records it: the audit log is the worker's. */
-        if (m->worker_killed_for != TSM_PRIV_WORKER_FIRST)
-                monitor_dispatch_set_previous_worker(m->dispatch, m->worker_killed_for, 0);
-        else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
-                /* Its seccomp filter killed it: it tried a call no code of the worker makes (to
-                 * start a process, enter a namespace, reach another process or the kernel's
-                 * rarer corners, or another architecture's: worker-sandbox.c). */
-                log_error("Compromised worker %d tried a forbidden system call.", (int) m->worker_pid);
-                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_COMPROMISED, 0);
-        } else if (WIFEXITED(status))
-                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_EXITED, (uint32_t) WEXITSTATUS(status));
-        else
-                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_CRASHED, (uint32_t) WTERMSIG(status));
+        (void) evtimer_del(m->kill_timer);
         m->worker_killed_for = TSM_PRIV_WORKER_FIRST;
         m->worker_pid = 0;
         m->worker_ready = false;
@@ -251,6 +244,79 @@ static void worker_exited(Monitor *m, int status) {
         (void) evtimer_add(m->restart_timer, &tv);
 }
 
+static void worker_exited(Monitor *m, int status) {
+        if (WIFEXITED(status))
+                log_full(WEXITSTATUS(status) == 0 ? LOG_INFO : LOG_WARNING, "Worker %d exited with status %d.",
+                         (int) m->worker_pid, WEXITSTATUS(status));
+        else
+                log_warning("Worker %d was killed by signal %s.", (int) m->worker_pid,
+                            strna(sigabbrev_np(WTERMSIG(status))));
+        /* The next worker records it: the audit log is the worker's. */
+        if (m->worker_killed_for != TSM_PRIV_WORKER_FIRST)
+                monitor_dispatch_set_previous_worker(m->dispatch, m->worker_killed_for, 0);
+        else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+                /* Its seccomp filter killed it: it tried a call no code of the worker makes (to
+                 * start a process, enter a namespace, reach another process or the kernel's
+                 * rarer corners, or another architecture's: worker-sandbox.c). */
+                log_error("Compromised worker %d tried a forbidden system call.", (int) m->worker_pid);
+                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_COMPROMISED, 0);
+        } else if (WIFEXITED(status))
+                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_EXITED, (uint32_t) WEXITSTATUS(status));
+        else
+                monitor_dispatch_set_previous_worker(m->dispatch, TSM_PRIV_WORKER_CRASHED, (uint32_t) WTERMSIG(status));
+        worker_gone(m);
+}
+
+/* A worker killed while we run on (not stopping) has not exited in STOP_KILL_TIMEOUT_SEC. A
+ * killed process ends once each of its threads leaves the kernel, and one waiting there
+ * uninterruptibly (the close of a client's fd that its FUSE server does not answer, fd-closer.h)
+ * keeps it until then: the next worker starts meanwhile, or nobody is served for as long as the
+ * FUSE server likes. The old one runs no code of its own again (a fatal signal ends each thread
+ * on its way out of the kernel) and, its channel closed, asks us nothing; what it holds the next
+ * one needs is shared: the listening sockets, which it accepts on no more, and the audit
+ * directory's lock, which each worker takes through the fd we hold it by (worker_dirs_lock()).
+ * (A write of the audit log it was inside the kernel for at the kill ends at the page it was
+ * copying, the kernel's buffered writes stopping at a fatal signal: only a disk stalled for
+ * all of the 5 s could have that page land after the next worker read the log.) It stays our
+ * child, reaped when it goes (on_sigchld()). */
+static void on_kill_timeout(evutil_socket_t fd, short what, void *userdata) {
+        Monitor *m = userdata;
+
+        if (m->worker_pid <= 0 || m->stopping)
+                return;
+        if (m->n_lingering >= LINGERING_MAX) {
+                log_error("Worker %d has not exited %us after SIGKILL, nor have %zu workers before it: the next "
+                          "starts once it exits.", (int) m->worker_pid, STOP_KILL_TIMEOUT_SEC, m->n_lingering);
+                return;
+        }
+        if (!GREEDY_REALLOC(m->lingering, m->allocated_lingering, m->n_lingering + 1)) {
+                log_oom();
+                return; /* it is reaped as the current worker, and the next starts then */
+        }
+        m->lingering[m->n_lingering++] = m->worker_pid;
+        log_error("Worker %d has not exited %us after SIGKILL (a thread of it waits in the kernel, such as on a close "
+                  "a FUSE server does not answer): starting the next one; it is reaped when the kernel lets it go.",
+                  (int) m->worker_pid, STOP_KILL_TIMEOUT_SEC);
+        monitor_dispatch_set_previous_worker(m->dispatch,
+                                             m->worker_killed_for != TSM_PRIV_WORKER_FIRST ? m->worker_killed_for
+                                                                                            : TSM_PRIV_WORKER_CRASHED,
+                                             m->worker_killed_for != TSM_PRIV_WORKER_FIRST ? 0 : SIGKILL);
+        worker_gone(m);
+}
+
+/* A worker given up on (on_kill_timeout()) exited: reaped, and nothing else. */
+static void lingering_reaped(Monitor *m, pid_t pid) {
+        for (size_t i = 0; i < m->n_lingering; i++)
+                if (m->lingering[i] == pid) {
+                        m->lingering[i] = m->lingering[--m->n_lingering];
+                        log_info("Worker %d, killed and given up on before, has exited: reaped.", (int) pid);
+                        return;
+                }
+}
+
+/* SECURITY: a pid is not reused while its process is our child and not reaped: the current
+ * worker's and those given up on differ for as long as we hold them, and waitpid() names which
+ * one went. The exit of one given up on neither ends the current worker nor starts another. */
 static void on_sigchld(evutil_socket_t sig, short what, void *userdata) {
         Monitor *m = userdata;
         int status;
@@ -259,6 +325,8 @@ static void on_sigchld(evutil_socket_t sig, short what, void *userdata) {
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
                 if (pid == m->worker_pid)
                         worker_exited(m, status);
+                else
+                        lingering_reaped(m, pid);
 }
 
 /* ---- the worker's requests of the monitor itself ---------------------------------------- */
@@ -431,6 +499,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 .device_listed = device_listed,
         };
         struct timeval tick = { .tv_sec = 1 };
+        size_t n_argv = 1;
         char log_level[32];
         uint64_t watchdog_usec;
         int r;
@@ -439,7 +508,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         if (!m)
                 return -ENOMEM;
         m->channel = m->worker_binary = m->last_good = m->stored_last_good = m->reload_files.fd = -EBADF;
-        m->state_dir_lock = -EBADF;
+        m->state_dir_lock = m->audit_dir_lock = -EBADF;
         m->config = *config;
         *config = (DaemonConfig) {};
         m->config_optional = o->config_optional;
@@ -473,14 +542,24 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
 
         snprintf(log_level, sizeof(log_level), "--log-level=%s", strna(log_level_to_string(o->log_level)));
         m->worker_argv[0] = m->worker_path;
-        m->worker_argv[1] = strdup(log_level);
+        m->worker_argv[n_argv] = strdup(log_level);
+        if (!m->worker_argv[n_argv++])
+                return -ENOMEM;
         /* Only a file the admin named: the worker then requires it as we did. Without
          * --config= it reads the same default file, where a missing one means the defaults. */
-        if (m->config_path && !m->config_optional &&
-            asprintf(&m->worker_argv[2], "--config=%s", m->config_path) < 0)
-                m->worker_argv[2] = NULL;
-        if (!m->worker_argv[1] || (m->config_path && !m->config_optional && !m->worker_argv[2]))
-                return -ENOMEM;
+        if (m->config_path && !m->config_optional) {
+                if (asprintf(&m->worker_argv[n_argv], "--config=%s", m->config_path) < 0) {
+                        m->worker_argv[n_argv] = NULL;
+                        return -ENOMEM;
+                }
+                n_argv++;
+        }
+        /* The audit directory's lock, which each worker takes through our fd (worker-spawn.h). */
+        if (m->audit_dir_lock >= 0) {
+                m->worker_argv[n_argv] = strdup("--audit-directory-fd=" STRINGIFY(WORKER_AUDIT_DIR_FD));
+                if (!m->worker_argv[n_argv++])
+                        return -ENOMEM;
+        }
 
         m->base = event_base_new_prioritized();
         if (!m->base)
@@ -505,6 +584,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         m->sigchld = evsignal_new(m->base, SIGCHLD, on_sigchld, m);
         m->restart_timer = evtimer_new(m->base, on_restart_timer, m);
         m->stop_timer = evtimer_new(m->base, on_stop_timeout, m);
+        m->kill_timer = evtimer_new(m->base, on_kill_timeout, m);
         m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
         m->status_timer = evtimer_new(m->base, on_status_timer, m);
         /* A service manager's watchdog shorter than two ticks is pinged at half its interval,
@@ -512,7 +592,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         if (sd_watchdog_enabled(false, &watchdog_usec) > 0 && watchdog_usec / 2 < 1000000)
                 tick = timeval_from_usec(MAX(watchdog_usec / 2, 1000ULL));
         if (!m->sigterm || !m->sigint || !m->sighup || !m->sigchld || !m->restart_timer || !m->stop_timer ||
-            !m->tick || !m->status_timer || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
+            !m->kill_timer || !m->tick || !m->status_timer || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
             event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &tick) < 0)
                 return -ENOMEM;
 
@@ -550,6 +630,8 @@ Monitor *monitor_free(Monitor *m) {
         free(m->worker_path);
         safe_close(m->worker_binary);
         safe_close(m->state_dir_lock);
+        safe_close(m->audit_dir_lock);
+        free(m->lingering);
         free(m->start_settings);
         free(m->config_path);
         free(m->socket_path);
@@ -566,6 +648,8 @@ Monitor *monitor_free(Monitor *m) {
                 event_free(m->restart_timer);
         if (m->stop_timer)
                 event_free(m->stop_timer);
+        if (m->kill_timer)
+                event_free(m->kill_timer);
         if (m->tick)
                 event_free(m->tick);
         if (m->status_timer)

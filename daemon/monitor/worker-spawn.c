@@ -144,22 +144,26 @@ int worker_binary_open(const char *path, int *ret_fd) {
         return 0;
 }
 
-/* In the child: everything that can fail ends it with a status saying which step failed. */
-static _noreturn_ void child(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t parent,
-                             cap_value_t last_cap) {
-        _cleanup_(cap_freep) cap_t none = NULL;
-        int b, ch;
+_Static_assert(WORKER_AUDIT_DIR_FD == TSM_PRIV_CHANNEL_FD + 2, "the fds a worker starts with follow each other");
 
-        /* The channel to fd 3, the binary (close-on-exec) to fd 4, nothing else crosses: fds
-         * from the service manager are not all close-on-exec. Out of the way first, so that
-         * neither lands on the other. */
+/* In the child: everything that can fail ends it with a status saying which step failed. */
+static _noreturn_ void child(int binary, char *const argv[], int channel, int audit_dir, uid_t uid, gid_t gid,
+                             pid_t parent, cap_value_t last_cap) {
+        _cleanup_(cap_freep) cap_t none = NULL;
+        int b, ch, a = -EBADF;
+
+        /* The channel to fd 3, the binary (close-on-exec) to fd 4, the audit directory (if any)
+         * to fd 5, nothing else crosses: fds from the service manager are not all
+         * close-on-exec. Out of the way first, so that none lands on another. */
         b = fcntl(binary, F_DUPFD_CLOEXEC, 10);
         ch = fcntl(channel, F_DUPFD, 10);
+        if (audit_dir >= 0 && (a = fcntl(audit_dir, F_DUPFD, 10)) < 0)
+                _exit(10);
         if (b < 0 || ch < 0 || dup2(ch, TSM_PRIV_CHANNEL_FD) < 0 ||
-            dup3(b, TSM_PRIV_CHANNEL_FD + 1, O_CLOEXEC) < 0)
+            dup3(b, TSM_PRIV_CHANNEL_FD + 1, O_CLOEXEC) < 0 || (a >= 0 && dup2(a, WORKER_AUDIT_DIR_FD) < 0))
                 _exit(10);
         binary = TSM_PRIV_CHANNEL_FD + 1;
-        if (syscall(SYS_close_range, TSM_PRIV_CHANNEL_FD + 2, ~0U, 0) < 0)
+        if (syscall(SYS_close_range, a >= 0 ? WORKER_AUDIT_DIR_FD + 1 : WORKER_AUDIT_DIR_FD, ~0U, 0) < 0)
                 _exit(11);
 
         if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0)
@@ -193,7 +197,7 @@ static _noreturn_ void child(int binary, char *const argv[], int channel, uid_t 
         _exit(127);
 }
 
-int worker_spawn(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid) {
+int worker_spawn(int binary, char *const argv[], int channel, int audit_dir, uid_t uid, gid_t gid, pid_t *ret_pid) {
         cap_value_t last_cap = capability_last_cap(); /* the kernel's, not the headers' */
         pid_t parent = getpid(), pid;
         sigset_t all, old;
@@ -209,7 +213,7 @@ int worker_spawn(int binary, char *const argv[], int channel, uid_t uid, gid_t g
                 for (int sig = 1; sig < NSIG; sig++)
                         (void) signal(sig, SIG_DFL);
                 (void) sigprocmask(SIG_SETMASK, &old, NULL);
-                child(binary, argv, channel, uid, gid, parent, last_cap);
+                child(binary, argv, channel, audit_dir, uid, gid, parent, last_cap);
         }
         (void) sigprocmask(SIG_SETMASK, &old, NULL);
         if (pid < 0)

@@ -33,5 +33,10 @@ int worker_dir_prepare(const char *dir, bool private_dir, uid_t uid, gid_t gid);
  * rename in between nor directories the worker's user cannot search get in the way. */
 int worker_binary_open(const char *path, int *ret_fd);
 
-/* Starts the binary (from worker_binary_open()) with argv, channel as its fd 3, as uid:gid. */
-int worker_spawn(int binary, char *const argv[], int channel, uid_t uid, gid_t gid, pid_t *ret_pid);
+/* Where a worker finds the audit directory's fd, by which the monitor holds its lock for every
+ * worker (--audit-directory-fd=): TSM_PRIV_CHANNEL_FD + 2. */
+#define WORKER_AUDIT_DIR_FD 5
+
+/* Starts the binary (from worker_binary_open()) with argv, channel as its fd 3 and audit_dir (if
+ * not negative) as its WORKER_AUDIT_DIR_FD, as uid:gid. */
+int worker_spawn(int binary, char *const argv[], int channel, int audit_dir, uid_t uid, gid_t gid, pid_t *ret_pid);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -1499,6 +1500,37 @@ TEST(directory_is_locked) {
         fixture_open(&f);
         ASSERT_ERRNO(audit_log_open(f.base, &f.config, &second), EBUSY);
         fixture_done(&f);
+}
+
+/* tsmd's monitor holds the directory locked for all its workers, each taking the lock through
+ * the monitor's fd (directory_fd): a lock that open file holds is the log's too, and outlives the
+ * log; one another open file holds (another tsmd's) keeps the log out, and an fd of another
+ * directory is no key to this one. */
+TEST(directory_locked_through_the_callers_fd) {
+        _cleanup_close_ int held = -EBADF, other = -EBADF;
+        char *elsewhere = test_dir_new();
+        AuditLog *second;
+        Fixture f;
+
+        fixture_init(&f);
+        ASSERT_OK(held = open(f.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        ASSERT_OK(flock(held, LOCK_EX | LOCK_NB));
+        ASSERT_ERRNO(audit_log_open(f.base, &f.config, &second), EBUSY);
+        ASSERT_OK(other = open(elsewhere, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        f.config.directory_fd = other;
+        ASSERT_ERRNO(audit_log_open(f.base, &f.config, &second), EBUSY);
+
+        f.config.directory_fd = held;
+        fixture_open(&f);
+        commit_n(&f, 3);
+        fixture_close(&f);
+        f.config.directory_fd = -EBADF;
+        ASSERT_ERRNO(audit_log_open(f.base, &f.config, &second), EBUSY);
+        f.config.directory_fd = held;
+        fixture_open(&f);
+        ASSERT_EQ(commit_one(&f, &(AuditRecord){ .event = "x" }), 4u);
+        fixture_done(&f);
+        test_dir_remove(elsewhere);
 }
 
 static mode_t dir_mode(const char *dir) {

@@ -295,7 +295,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         dir_clean();
         for (size_t i = 1; i < n; i++)
                 write_file((unsigned) (n - 1 - i), (const char *) sections[i], lens[i], &next, &generated);
-        CHECK(audit_files_new(dir, (unsigned) MAX(n - 1, (size_t) 2), UINT64_C(1) << 30, &audit_file_ops_default,
+        CHECK(audit_files_new(dir, -EBADF, (unsigned) MAX(n - 1, (size_t) 2), UINT64_C(1) << 30, &audit_file_ops_default,
                               &files) >= 0);
 
         /* Everything the log answers, before and after a resume. */

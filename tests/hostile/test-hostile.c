@@ -2704,4 +2704,105 @@ TEST(a_stop_does_not_wait_for_a_worker_a_fuse_server_holds) {
         tsmd_teardown(&t);
 }
 
+/* The children of pid, up to n, from /proc: how many there are. */
+static size_t children_of(pid_t pid, pid_t *ret, size_t n) {
+        _cleanup_free_ char *s = read_file(strf("/proc/%d/task/%d/children", (int) pid, (int) pid));
+        size_t k = 0;
+
+        for (char *p = s, *end; p && *p; p = end) {
+                long c = strtol(p, &end, 10);
+
+                if (end == p)
+                        break;
+                if (k < n)
+                        ret[k] = (pid_t) c;
+                k++;
+        }
+        return k;
+}
+
+/* Waits (bounded) until tsmd has a worker other than old, and returns it. */
+static pid_t wait_worker_other_than(Tsmd *t, pid_t old, uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+
+        for (;;) {
+                pid_t c[4];
+                size_t n = children_of(t->pid, c, ELEMENTSOF(c));
+
+                for (size_t i = 0; i < MIN(n, ELEMENTSOF(c)); i++)
+                        if (c[i] != old)
+                                return c[i];
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd started no worker in place of %d within %.0f s", (int) old,
+                                  (double) timeout_usec / USEC_PER_SEC);
+                sleep_usec(50 * USEC_PER_MSEC);
+        }
+}
+
+/* SECURITY: a worker whose closer waits on a FLUSH its FUSE server never answers cannot exit,
+ * even killed. One killed while tsmd runs on (here by the test: silent, the monitor kills it
+ * after 15 s) is given up on 5 s after its SIGKILL: the next worker starts and serves (the audit
+ * log included, whose directory's lock the old one still holds) while it lingers. Once the server
+ * is gone it exits and is reaped, and nothing else happens: no restart, the new worker serves on. */
+TEST(a_worker_a_fuse_server_holds_is_replaced_once_killed) {
+        uint64_t start;
+        VarlinkClient *a;
+        FuseHold h;
+        pid_t pids[2], old, next, c[4];
+        int fd;
+        Tsmd t;
+
+        fuse_hold_needed();
+        tsmd_start_config(&t, CONF(""));
+        pids[0] = t.pid;
+        pids[1] = old = tsmd_worker_pid(&t);
+        ASSERT_OK(fuse_hold_start(&h, pids, ELEMENTSOF(pids), true, 90 * USEC_PER_SEC));
+        a = tsmd_connect_guest(&t);
+        ASSERT_OK(fd = fuse_hold_open(&h, O_RDWR));
+        /* The worker's closer now waits on this one's FLUSH. */
+        call_with_fds(varlink_client_get_fd(a), ADOPT_FD_0, fd, 1, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+        close(fd);
+
+        start = now_usec();
+        ASSERT_OK(kill(old, SIGKILL));
+        next = wait_worker_other_than(&t, old, 40 * USEC_PER_SEC);
+        fprintf(stderr, "# worker %d started %.1f s after the SIGKILL of %d\n", (int) next,
+                (double) (now_usec() - start) / USEC_PER_SEC, (int) old);
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("Worker %d has not exited 5s after SIGKILL", (int) old)));
+        ASSERT_TRUE(tsmd_log_contains(&t, "starting the next one; it is reaped when the kernel lets it go."));
+        /* The old one is still there, held: its pid is not the new one's. */
+        ASSERT_EQ(fuse_hold_tgid(old), old);
+        ASSERT_TRUE(next != old);
+        ASSERT_TRUE(tsmd_wait_log(&t, strf("Worker %d serving again.", (int) next), 1, TSMD_WAIT_USEC));
+        {
+                _cleanup_(varlink_client_freep) VarlinkClient *g = tsmd_connect_guest(&t);
+                json_object *reply = CALL_OK(g, G "OpenContext", NULL);
+
+                close(varlink_client_take_fd(g, (size_t) JINT(reply, "fileDescriptor")));
+        }
+        tsmd_expect_audit(&t, 0, "open-context", "ok", 1);
+        ASSERT_EQ(fuse_hold_tgid(old), old);
+
+        /* The server's death lets the old one go: reaped (no zombie), and only that. */
+        fuse_hold_stop(&h);
+        ASSERT_TRUE(tsmd_wait_log(&t, strf("Worker %d, killed and given up on before, has exited: reaped.", (int) old), 1,
+                                  TSMD_WAIT_USEC));
+        ASSERT_TRUE(kill(old, 0) < 0 && errno == ESRCH);
+        ASSERT_EQ(children_of(t.pid, c, ELEMENTSOF(c)), 1u);
+        ASSERT_EQ(c[0], next);
+        sleep_usec(500 * USEC_PER_MSEC);
+        ASSERT_EQ(tsmd_log_count(&t, "Started worker"), 2u);
+        ASSERT_EQ(tsmd_log_count(&t, "Restarting the worker"), 1u);
+        ASSERT_EQ(tsmd_worker_pid(&t), next);
+        {
+                _cleanup_(varlink_client_freep) VarlinkClient *g = tsmd_connect_guest(&t);
+                json_object *reply = CALL_OK(g, G "OpenContext", NULL);
+
+                close(varlink_client_take_fd(g, (size_t) JINT(reply, "fileDescriptor")));
+        }
+        varlink_client_free(a);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 TEST_MAIN();

@@ -1887,4 +1887,28 @@ TEST(tsmctl_against_live_tsmd) {
         }
 }
 
+/* The worker takes the audit directory by the fd the monitor names (--audit-directory-fd=): one
+ * that is no number past the channel's and the binary's, not open, or no directory is refused by
+ * name, and the worker does not start. */
+TEST(worker_refuses_an_audit_directory_fd_that_is_none) {
+        const char *worker = strf("%.*s/tsmd-worker", (int) (strrchr(TSMD_PATH, '/') - TSMD_PATH), TSMD_PATH);
+        static const struct {
+                const char *fd, *error;
+        } cases[] = {
+                { "x", "Invalid argument" },
+                { "4", "Invalid argument" },
+                { "99", "Bad file descriptor" },
+                { "0", "Invalid argument" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *argv[] = { worker, strf("--audit-directory-fd=%s", cases[i].fd), NULL };
+                _cleanup_free_ char *err = NULL;
+
+                ASSERT_TRUE(exited_with(run_capture(argv, NULL, &err, RUN_TIMEOUT_USEC), 1));
+                if (!strstr(err, strf("Invalid --audit-directory-fd='%s': %s", cases[i].fd, cases[i].error)))
+                        TEST_FAIL("--audit-directory-fd=%s: %s", cases[i].fd, err);
+        }
+}
+
 TEST_MAIN();

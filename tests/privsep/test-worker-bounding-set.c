@@ -38,7 +38,7 @@ static void check_worker_bounding_set(const struct passwd *pw) {
         sh = open("/bin/sh", O_PATH | O_CLOEXEC);
         ASSERT_TRUE(sh >= 0);
         ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair));
-        ASSERT_OK(worker_spawn(sh, argv, pair[1], pw->pw_uid, pw->pw_gid, &pid));
+        ASSERT_OK(worker_spawn(sh, argv, pair[1], -EBADF, pw->pw_uid, pw->pw_gid, &pid));
         safe_close(pair[1]);
         n = recv(pair[0], buf, sizeof(buf) - 1, 0);
         safe_close(pair[0]);

@@ -722,11 +722,15 @@ static pid_t start_worker(const char *path, char *argv[], int channel) {
         if (pid != 0)
                 return pid;
 
-        /* As the monitor would have started it: the channel on fd 3 and nothing else. The
+        /* As the monitor would have started it: the channel on fd 3, the audit directory the
+         * monitor passed (--audit-directory-fd=, if it did) on fd 5, and nothing else. The
          * monitor's end, which sits at fd 3 here, is not the worker's to hold. */
         if (dup2(channel, TSM_PRIV_CHANNEL_FD) < 0)
                 _exit(126);
-        if (syscall(SYS_close_range, TSM_PRIV_CHANNEL_FD + 1, ~0U, 0) < 0)
+        if (channel == TSM_PRIV_CHANNEL_FD + 2)
+                (void) close(channel);
+        if (syscall(SYS_close_range, TSM_PRIV_CHANNEL_FD + 1, TSM_PRIV_CHANNEL_FD + 1, 0) < 0 ||
+            syscall(SYS_close_range, TSM_PRIV_CHANNEL_FD + 3, ~0U, 0) < 0)
                 _exit(126);
         /* A blocked signal mask survives execve(). */
         sigemptyset(&none);
