@@ -5,9 +5,14 @@
  *
  * Where received fds belong: the kernel detaches a message's fds with the first socket
  * buffer of that message and ends the read right after that buffer (unix_stream_read_generic
- * never glues data after an skb that carried fds). We send every message that carries fds
+ * never glues data after an skb that carried fds), so a read brings the fds of one sendmsg()
+ * at most, but may glue the bytes of earlier ones before them: messages without fds, or the
+ * rest of one whose fds came with an earlier read. We send every message that carries fds
  * with a sendmsg() of its own, so the fds of a read belong to the last message that starts
  * within that read. A read that carries fds but starts no message is a protocol violation.
+ * So are more fds than allowed, or any where none are: the violation of the message they
+ * belong to, whose refusal comes in its place; the messages complete before it in the same
+ * read are delivered first (varlink_stream_next()).
  */
 
 #include <sys/socket.h>
@@ -28,6 +33,7 @@ typedef struct FdBatch {
         uint64_t end;   /* output only: end of that message */
         int *fds;
         size_t n_fds;
+        bool refused;   /* input only: that message came with fds it may not carry (closed) */
 } FdBatch;
 
 struct VarlinkStream {
@@ -255,6 +261,12 @@ static void input_release_if_empty(VarlinkStream *s) {
         s->in_start = s->in_end = s->in_allocated = 0;
 }
 
+/* Whether the next message is one refused for its fds (varlink_stream_read()): nothing
+ * before it is left to deliver, so the violation is reported now, and again on each call. */
+static bool input_refused(const VarlinkStream *s) {
+        return s->n_in_fds > 0 && s->in_fds[0].refused && s->in_fds[0].start == s->in_offset;
+}
+
 size_t varlink_stream_get_input_n_fds(const VarlinkStream *s) {
         size_t n = 0;
 
@@ -327,13 +339,15 @@ int varlink_stream_read(VarlinkStream *s) {
          * asked for). */
         const size_t capacity = (mh.msg_controllen - CMSG_LEN(0)) / sizeof(int);
         size_t n_fds = 0;
-        uint64_t read_start;
-        bool drained, lost;
+        uint64_t read_start, msg_start;
+        bool drained, lost, refused;
         ssize_t n;
         int r;
 
         assert(s);
 
+        if (input_refused(s))
+                return -EPROTO;
         if (stream_scan(s))
                 return 0; /* the caller must consume what is there first */
         if (s->in_end - s->in_start >= s->in_max_message_size)
@@ -382,29 +396,12 @@ int varlink_stream_read(VarlinkStream *s) {
         lost = (mh.msg_flags & MSG_CTRUNC) &&
                (congested || (n_fds < capacity && n_fds < s->limits.max_fds_per_message));
 
-        /* SECURITY: a peer must not be able to park fds in our table beyond the limits. */
-        if (((mh.msg_flags & MSG_CTRUNC) && !lost) || !s->allow_fd_input ||
-            n_fds > s->limits.max_fds_per_message || s->n_in_fds >= ELEMENTSOF(s->in_fds)) {
-                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
-                return -EPROTO;
-        }
-        if (lost) {
-                int *p = realloc(fds, (n_fds + 1) * sizeof(int));
-
-                if (!p) {
-                        fd_closer_close_many_for(fds, n_fds, s->peer_uid);
-                        return -ENOMEM;
-                }
-                fds = p;
-                fds[n_fds++] = -EMFILE;
-        }
-
         /* The fds belong to the last message starting within this read. Read gating means
-         * the bytes buffered before this read are one incomplete message (or none). */
+         * the bytes buffered before this read are one incomplete message (or none), and at
+         * most that message's batch is pending. */
         size_t prev_len = s->in_end - s->in_start - (size_t) n;
         const char *p = s->in_buf + s->in_end - n;
         const char *nul = n > 1 ? memrchr(p, 0, (size_t) n - 1) : NULL;
-        uint64_t msg_start;
 
         read_start = s->in_offset + prev_len;
         if (nul)
@@ -415,11 +412,39 @@ int varlink_stream_read(VarlinkStream *s) {
                 fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                 return -EPROTO;
         }
+        if (s->n_in_fds >= ELEMENTSOF(s->in_fds)) {
+                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
+                return -EPROTO;
+        }
+
+        /* SECURITY: a peer must not be able to park fds in our table beyond the limits: they
+         * are closed now. The messages before theirs are not at fault (the kernel glues them
+         * to the read that brings the fds): they are delivered, and the refusal waits for
+         * the message the fds belong to. */
+        refused = ((mh.msg_flags & MSG_CTRUNC) && !lost) || !s->allow_fd_input ||
+                  n_fds > s->limits.max_fds_per_message;
+        if (refused) {
+                fd_closer_close_many_for(fds, n_fds, s->peer_uid);
+                fds = mfree(fds);
+                n_fds = 0;
+                if (msg_start == s->in_offset)
+                        return -EPROTO;
+        } else if (lost) {
+                int *q = realloc(fds, (n_fds + 1) * sizeof(int));
+
+                if (!q) {
+                        fd_closer_close_many_for(fds, n_fds, s->peer_uid);
+                        return -ENOMEM;
+                }
+                fds = q;
+                fds[n_fds++] = -EMFILE;
+        }
 
         s->in_fds[s->n_in_fds++] = (FdBatch){
                 .start = msg_start,
                 .fds = TAKE_PTR(fds),
                 .n_fds = n_fds,
+                .refused = refused,
         };
         return drained ? 2 : 1;
 }
@@ -435,6 +460,8 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         assert(s);
         assert(ret_msg);
 
+        if (input_refused(s))
+                return -EPROTO;
         if (!stream_scan(s)) {
                 if (s->in_end - s->in_start >= s->in_max_message_size)
                         return -EMSGSIZE;

@@ -104,16 +104,20 @@ void varlink_stream_set_peer_uid(VarlinkStream *s, uid_t uid);
  * empty, so reading again before it polls readable would only cost an EAGAIN (callers are
  * level-triggered, so stopping early loses nothing); 0 if the socket had nothing (EAGAIN), -ECONNRESET
  * at end of stream, -EMSGSIZE if the buffered message grew beyond the limit, -EPROTO on fds
- * that arrive in the middle of a message, more fds than allowed, or fds when not allowed. Fds
- * that the kernel could not install (EMFILE) fail no read: see varlink_stream_next(). */
+ * that arrive in the middle of a message, more fds than allowed, or fds when not allowed
+ * (closed at once). Where messages before the one they came with are complete in the same
+ * read, the read succeeds: those are delivered first, and -EPROTO comes in that message's
+ * place (from varlink_stream_next(), and from this function from then on). Fds that the
+ * kernel could not install (EMFILE) fail no read: see varlink_stream_next(). */
 int varlink_stream_read(VarlinkStream *s);
 
 /* Extracts the next complete message. Returns 1 and the message (a JSON object) plus the
  * fds that came with it (ownership passes to the caller), 0 if no complete message is
  * buffered, -EBADMSG if it is not valid JSON or not an object, -ELOOP if too deeply nested,
- * -E2BIG if it has more JSON values than allowed. Where fds were sent that could not be
- * received (our RLIMIT_NOFILE was reached), the last entry is -EMFILE, standing for them: the
- * fds before it are the first ones sent. */
+ * -E2BIG if it has more JSON values than allowed, -EPROTO if its fds were refused (see
+ * varlink_stream_read(); again on each call, complete or not). Where fds were sent that
+ * could not be received (our RLIMIT_NOFILE was reached), the last entry is -EMFILE, standing
+ * for them: the fds before it are the first ones sent. */
 int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds);
 
 /* True if a complete message is buffered (so the caller should not read more yet). */

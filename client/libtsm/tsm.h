@@ -131,7 +131,10 @@
  *
  * A message from tsmd with more than one fd attached is such a violation (no reply carries more:
  * OpenContext's and ReclaimContext's carry their iommufd, the others none); libtsm closes the
- * fds at once, and keeps none of them. A reply with one it does not name has it closed when
+ * fds at once, and keeps none of them. Replies tsmd sent before that message are delivered as
+ * usual, even those read with it: the call it answers and every call after fail with -EPROTO
+ * (a blocking call whose own reply came first still returns it; the violation fails the next
+ * call, or tsm_client_process()). A reply with one it does not name has it closed when
  * the call is done. So is an error whose name is not a Varlink error name (an interface name,
  * '.', then [A-Z][A-Za-z0-9]*): no escape sequence or newline reaches the VMM as a name.
  *

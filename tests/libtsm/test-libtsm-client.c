@@ -1118,6 +1118,75 @@ TEST(too_many_fds_refused) {
         }
 }
 
+/* n pipes: read ends in rd, write ends in wr. */
+static void make_pipes(int *rd, int *wr, size_t n) {
+        for (size_t j = 0; j < n; j++) {
+                int p[2];
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                rd[j] = p[0];
+                wr[j] = p[1];
+        }
+}
+
+/* The same where the message with too many fds comes behind replies tsmd sent before it, all
+ * in one read (the kernel glues the bytes of earlier writes to the read that takes a write's
+ * fds): those replies are valid and are delivered, and only the calls from the violating
+ * message on fail with -EPROTO, the connection closed and the fds with the read. Before, the
+ * read failed as a whole and the earlier replies were lost with the connection. First an
+ * asynchronous call's reply, then a blocking call's own. */
+TEST(replies_before_too_many_fds_delivered) {
+        static const char open_reply[] = "{\"parameters\":{\"context\":5,\"fileDescriptor\":0,\"reclaimToken\":null}}";
+        char path[108];
+        AsyncResult a = {}, b = {};
+        int ls, s, rd[2], wr[2];
+        uint64_t ctx = 0;
+        int iommufd = -1;
+        TsmClient *c = connect_pair(path, sizeof(path), &ls, &s);
+
+        make_pipes(rd, wr, 2);
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        write_message_fds(s, open_reply, wr, 2);
+        close(wr[0]);
+        close(wr[1]);
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        ASSERT_ERRNO(tsm_context_open(c, &ctx, &iommufd), EPROTO);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
+        ASSERT_EQ(iommufd, -1);
+        ASSERT_TRUE(tsm_client_get_fd(c) < 0);
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_OK(a.error);
+        for (size_t j = 0; j < 2; j++) {
+                ASSERT_TRUE(pipe_widowed(rd[j]));
+                close(rd[j]);
+        }
+        free(a.name);
+        pair_done(c, path, ls, s);
+
+        /* The blocking call's reply, then the violation, which fails the asynchronous call
+         * made from the loop afterwards. */
+        c = connect_pair(path, sizeof(path), &ls, &s);
+        make_pipes(rd, wr, 2);
+        write_message(s, "{\"parameters\":{}}");
+        write_message_fds(s, open_reply, wr, 2);
+        close(wr[0]);
+        close(wr[1]);
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        for (size_t j = 0; j < 2; j++) {
+                ASSERT_TRUE(pipe_widowed(rd[j]));
+                close(rd[j]);
+        }
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &b, NULL));
+        ASSERT_ERRNO(tsm_client_process(c), EPROTO);
+        ASSERT_EQ(b.n, 1U);
+        ASSERT_ERRNO(b.error, EPROTO);
+        ASSERT_STREQ(b.name, "io.tsmd.Protocol");
+        ASSERT_TRUE(tsm_client_get_fd(c) < 0);
+        free(b.name);
+        pair_done(c, path, ls, s);
+}
+
 typedef struct Chained {
         TsmClient *client;
         AsyncResult first, second;

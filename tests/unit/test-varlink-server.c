@@ -2129,6 +2129,113 @@ TEST(nothing_runs_before_a_postponed_call) {
         server_stop();
 }
 
+/* The fd a PassFd (or resumed Postpone) reply names, taken, into *userdata; -ENOENT for a reply
+ * that names none. */
+static int on_fd_reply(VarlinkClient *c, json_object *p, const char *error, bool continues, void *userdata) {
+        json_object *idx;
+
+        ASSERT_NULL(error);
+        *(int *) userdata = json_object_object_get_ex(p, "fd", &idx) ?
+                                    varlink_client_take_fd(c, (size_t) json_object_get_int(idx)) :
+                                    -ENOENT;
+        return 0;
+}
+
+/* Calls pipelined each with fds of its own never share a read (the kernel ends a read with the
+ * write that carried fds, varlink-stream.c): each gets its own, whatever the server reads when,
+ * and a call without fds ahead of one with them, read together, gets none. Here all wait in the
+ * socket behind a postponed call, as a VMM's AttachDevice calls could behind a busy one. */
+TEST(pipelined_calls_get_their_own_fds) {
+        static const char *const methods[] = { "io.tsmd.Test.Postpone", "io.tsmd.Test.Record", "io.tsmd.Test.PassFd",
+                                               "io.tsmd.Test.Record", "io.tsmd.Test.PassFd" };
+        static const char *const params[] = { "{\"id\":0,\"fd\":0}", "{\"text\":\"x\"}", "{\"fd\":0}",
+                                              "{\"text\":\"x\"}", "{\"fd\":0}" };
+        int got[ELEMENTSOF(methods)], rd[ELEMENTSOF(methods)];
+        VarlinkClient *c, *c2;
+
+        server_start(NULL);
+        c = client_new();
+        c2 = client_new();
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                int p[2];
+
+                got[i] = -EBADF;
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                rd[i] = p[0];
+                if (streq(methods[i], "io.tsmd.Test.Record"))
+                        close(p[1]);
+                else
+                        ASSERT_EQ(varlink_client_push_fd(c, p[1]), 0);
+                ASSERT_OK(varlink_client_call_async(c, methods[i], parse(params[i]), 0, on_fd_reply, &got[i]));
+        }
+        while (varlink_client_process(c) > 0)
+                ;
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        ASSERT_EQ(resume(c2, 0, false), 0);
+        while (varlink_client_get_n_pending(c) > 0) {
+                struct pollfd p = { .fd = varlink_client_get_fd(c), .events = POLLIN };
+
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                ASSERT_GE(varlink_client_process(c), 0);
+        }
+        ASSERT_EQ(recorded_count(c2), 2);
+
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                if (streq(methods[i], "io.tsmd.Test.Record"))
+                        ASSERT_EQ(got[i], -ENOENT);
+                else {
+                        struct stat a, b;
+
+                        ASSERT_TRUE(got[i] >= 0);
+                        ASSERT_OK(fstat(got[i], &a));
+                        ASSERT_OK(fstat(rd[i], &b));
+                        if (a.st_ino != b.st_ino)
+                                TEST_FAIL("call %zu (%s) got another call's fd", i, methods[i]);
+                        close(got[i]);
+                }
+                close(rd[i]);
+        }
+        varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+/* A call pipelined ahead of one with more fds than allowed comes in the read that brings those
+ * fds (the kernel glues the bytes of earlier writes to it): it runs, as one ahead of any other
+ * violation does, and then the connection is refused for the fds. Before, the read failed as a
+ * whole, and the valid call was dropped unrun. */
+TEST(call_before_too_many_fds_runs) {
+        static const char postpone[] = "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":0}}",
+                          record[] = "{\"method\":\"io.tsmd.Test.Record\",\"parameters\":{\"text\":\"x\"}}",
+                          pass[] = "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c2;
+        int fd;
+
+        l.max_fds_per_message = 2;
+        server_start(&l);
+        c2 = client_new();
+        fd = raw_connect();
+        ASSERT_TRUE(wait_n_connections(2));
+
+        /* The two behind the postponed call wait in the socket, to be read together. */
+        send_with_fds(fd, postpone, 1);
+        raw_call(fd, record);
+        send_with_fds(fd, pass, 3);
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        ASSERT_EQ(recorded_count(c2), 0);
+        ASSERT_EQ(resume(c2, 0, false), 0);
+        while (raw_recv(fd))
+                ;
+        close(fd);
+        ASSERT_EQ(recorded_count(c2), 1);
+        ASSERT_TRUE(wait_n_connections(1));
+
+        varlink_client_free(c2);
+        server_stop();
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_FILE_DESCRIPTORS " -\n");
+}
+
 /* A new connection that sends msg and then shuts down its sending side. */
 static int raw_call_then_shut(const char *msg) {
         int fd = raw_connect();

@@ -3,8 +3,10 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "fd-closer.h"
 #include "fuse-hold.h"
@@ -471,6 +473,235 @@ TEST(fds_over_limit_or_not_allowed) {
         ASSERT_ERRNO(varlink_stream_enqueue_text(s, "{}", 2, fds, 1), EOPNOTSUPP);
         varlink_stream_free(s);
         close(peer);
+}
+
+/* Sends len bytes of data with the n fds given attached (none: a plain send). */
+static void send_these_fds(int sock, const void *data, size_t len, const int *fds, unsigned n) {
+        char control[CMSG_SPACE(sizeof(int) * 8)] = {};
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        ASSERT_TRUE(n <= 8);
+        if (n > 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+        }
+        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) len);
+}
+
+/* n pipes: their read ends in rd, the write ends (sent, then closed) in wr. */
+static void pipes(int *rd, int *wr, unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
+                int p[2];
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                rd[i] = p[0];
+                wr[i] = p[1];
+        }
+}
+
+/* Whether fd is the write end of the pipe whose read end is rd. */
+static bool same_pipe(int fd, int rd) {
+        struct stat a, b;
+
+        ASSERT_OK(fstat(fd, &a));
+        ASSERT_OK(fstat(rd, &b));
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Whether the last write end of the pipe whose read end is rd was closed. */
+static bool pipe_widowed(int rd) {
+        struct pollfd p = { .fd = rd, .events = POLLIN };
+
+        return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
+/* "{\"l\":1" padded with spaces to n bytes, then "}" and the NUL: n + 2 bytes, a message longer
+ * than a read takes when n is. */
+static char *padded_message(size_t n, size_t *ret_size) {
+        char *m = malloc(n + 2);
+
+        ASSERT_NOT_NULL(m);
+        memset(m, ' ', n);
+        memcpy(m, "{\"l\":1", 6);
+        m[n] = '}';
+        m[n + 1] = '\0';
+        *ret_size = n + 2;
+        return m;
+}
+
+/* What the kernel delivers together (the rule at the top of varlink-stream.c): a read takes the
+ * fds of one sendmsg() at most and ends with the buffer that carried them, whatever else is
+ * queued, but glues earlier bytes before them: messages without fds, or the rest of one whose
+ * fds came with an earlier read. So the fds of messages sent each with a sendmsg() of its own
+ * never meet in a read, and each message gets its own, whenever the stream reads. */
+TEST(fds_of_pipelined_messages_each_their_own) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int rd[3], wr[3], *fds = NULL, peer;
+        size_t n = 0, size;
+        json_object *o;
+        char *big;
+        VarlinkStream *s;
+
+        l.max_fds_per_message = 1; /* libtsm's */
+        s = stream_pair(&l, &peer);
+        pipes(rd, wr, 3);
+        send_these_fds(peer, "{\"a\":1}", 8, &wr[0], 1);
+        send_these_fds(peer, "{\"b\":2}", 8, NULL, 0);
+        send_these_fds(peer, "{\"c\":3}", 8, &wr[1], 1);
+        send_these_fds(peer, "{\"d\":4}", 8, &wr[2], 1);
+
+        /* All four queued: the read ends with the first one's fd. */
+        ASSERT_EQ(varlink_stream_read(s), 2);
+        ASSERT_EQ(varlink_stream_get_input_size(s), 8U);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"a\":1}");
+        ASSERT_EQ(n, 1U);
+        ASSERT_TRUE(same_pipe(fds[0], rd[0]));
+        close(fds[0]);
+        free(fds);
+        json_object_put(o);
+
+        /* The next takes "b" (no fds) with "c" and its fd: "c"'s, not "b"'s. */
+        ASSERT_EQ(varlink_stream_read(s), 2);
+        ASSERT_EQ(varlink_stream_get_input_size(s), 16U);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"b\":2}");
+        ASSERT_EQ(n, 0U);
+        free(fds);
+        json_object_put(o);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"c\":3}");
+        ASSERT_EQ(n, 1U);
+        ASSERT_TRUE(same_pipe(fds[0], rd[1]));
+        close(fds[0]);
+        free(fds);
+        json_object_put(o);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"d\":4}");
+        ASSERT_EQ(n, 1U);
+        ASSERT_TRUE(same_pipe(fds[0], rd[2]));
+        close(fds[0]);
+        free(fds);
+        json_object_put(o);
+
+        /* A message longer than a read, with its fd, then one with another: the second read
+         * brings the first one's rest and the second one with its fd. */
+        for (unsigned i = 0; i < 3; i++) {
+                close(rd[i]);
+                close(wr[i]);
+        }
+        pipes(rd, wr, 2);
+        big = padded_message(20000, &size);
+        send_these_fds(peer, big, size, &wr[0], 1);
+        send_these_fds(peer, "{\"e\":5}", 8, &wr[1], 1);
+        ASSERT_EQ(varlink_stream_read(s), 1);
+        ASSERT_EQ(varlink_stream_get_input_n_fds(s), 1U);
+        ASSERT_EQ(varlink_stream_read(s), 2);
+        ASSERT_EQ(varlink_stream_get_input_n_fds(s), 2U);
+        ASSERT_EQ(varlink_stream_get_input_size(s), size + 8);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"l\":1}");
+        ASSERT_EQ(n, 1U);
+        ASSERT_TRUE(same_pipe(fds[0], rd[0]));
+        close(fds[0]);
+        free(fds);
+        json_object_put(o);
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"e\":5}");
+        ASSERT_EQ(n, 1U);
+        ASSERT_TRUE(same_pipe(fds[0], rd[1]));
+        close(fds[0]);
+        free(fds);
+        json_object_put(o);
+
+        for (unsigned i = 0; i < 2; i++) {
+                close(rd[i]);
+                close(wr[i]);
+        }
+        free(big);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+/* A message whose fds are refused (more than allowed, or any where none are), read together
+ * with messages complete before it: those are the peer's and valid, and are delivered, each
+ * with its own fds; the refusal, -EPROTO, comes in that message's place, whether it is complete
+ * or not, and stays. Its fds are closed with the read that brought them. */
+TEST(fds_refused_after_complete_messages) {
+        static const struct {
+                unsigned n_fds;
+                bool allow;
+                bool complete;
+                bool behind_long; /* the message before it is one longer than a read, with an fd */
+        } cases[] = {
+                { 2, true, true, false },  /* within the control buffer (it takes 2) */
+                { 3, true, true, false },  /* beyond it: MSG_CTRUNC */
+                { 2, true, false, false }, /* refused before it is complete */
+                { 1, false, true, false }, /* fds not allowed */
+                { 2, true, true, true },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+                int rd[4], wr[4], *fds = NULL, peer;
+                size_t n = 0, size = 0;
+                json_object *o;
+                char *big = NULL;
+                VarlinkStream *s;
+
+                l.max_fds_per_message = 1;
+                s = stream_pair(&l, &peer);
+                varlink_stream_set_allow_fds(s, cases[i].allow, true);
+                pipes(rd, wr, cases[i].n_fds + 1);
+                if (cases[i].behind_long) {
+                        big = padded_message(20000, &size);
+                        send_these_fds(peer, big, size, &wr[cases[i].n_fds], 1);
+                        ASSERT_EQ(varlink_stream_read(s), 1);
+                } else
+                        send_these_fds(peer, "{\"a\":1}", 8, NULL, 0);
+                if (cases[i].complete)
+                        send_these_fds(peer, "{\"b\":2}", 8, wr, cases[i].n_fds);
+                else
+                        send_these_fds(peer, "{\"b\":", 5, wr, cases[i].n_fds);
+                for (unsigned j = 0; j <= cases[i].n_fds; j++)
+                        close(wr[j]);
+
+                /* One read takes both (or the long one's rest and the other). */
+                ASSERT_EQ(varlink_stream_read(s), 2);
+                for (unsigned j = 0; j < cases[i].n_fds; j++)
+                        if (!pipe_widowed(rd[j]))
+                                TEST_FAIL("case %zu: fd %u kept", i, j);
+                ASSERT_EQ(varlink_stream_get_input_n_fds(s), cases[i].behind_long ? 1U : 0U);
+
+                ASSERT_EQ(varlink_stream_next(s, &o, &fds, &n), 1);
+                ASSERT_STREQ(str(o), cases[i].behind_long ? "{\"l\":1}" : "{\"a\":1}");
+                if (cases[i].behind_long) {
+                        ASSERT_EQ(n, 1U);
+                        ASSERT_TRUE(same_pipe(fds[0], rd[cases[i].n_fds]));
+                        close(fds[0]);
+                } else
+                        ASSERT_EQ(n, 0U);
+                free(fds);
+                json_object_put(o);
+
+                ASSERT_ERRNO(varlink_stream_next(s, &o, &fds, &n), EPROTO);
+                ASSERT_ERRNO(varlink_stream_next(s, &o, &fds, &n), EPROTO);
+                ASSERT_ERRNO(varlink_stream_read(s), EPROTO);
+
+                for (unsigned j = 0; j <= cases[i].n_fds; j++)
+                        close(rd[j]);
+                free(big);
+                varlink_stream_free(s);
+                close(peer);
+        }
 }
 
 /* Leaves room for exactly room more fds in our table (below the lowest free number); returns
