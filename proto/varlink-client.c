@@ -343,9 +343,12 @@ int varlink_client_process(VarlinkClient *c) {
         if (c->dead)
                 return c->dead_error;
 
+        /* A server that hung up may have said why first (a connection it refuses gets the
+         * refusal's name as the answer to its first call): as sd-varlink does, a write that
+         * finds the peer gone ends nothing; the read that finds the end of the stream does. */
         r = varlink_stream_write(c->stream);
-        if (r < 0)
-                return client_die(c, r == -EPIPE ? -ECONNRESET : r);
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET)
+                return client_die(c, r);
         progress = r > 0;
 
         for (;;) {
