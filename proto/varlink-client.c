@@ -335,7 +335,7 @@ static int client_dispatch_one(VarlinkClient *c) {
 }
 
 int varlink_client_process(VarlinkClient *c) {
-        bool progress = false, drained = false;
+        bool progress = false, drained = false, write_failed;
         unsigned n_reads = 0;
         int r;
 
@@ -349,6 +349,7 @@ int varlink_client_process(VarlinkClient *c) {
         r = varlink_stream_write(c->stream);
         if (r < 0 && r != -EPIPE && r != -ECONNRESET)
                 return client_die(c, r);
+        write_failed = r < 0;
         progress = r > 0;
 
         for (;;) {
@@ -377,6 +378,10 @@ int varlink_client_process(VarlinkClient *c) {
                 r = varlink_stream_read(c->stream);
                 if (r < 0)
                         return client_die(c, r == -EMSGSIZE ? -EPROTO : r);
+                /* Nothing to read, and the peer takes no more (it shut down its reading side
+                 * only): nothing sent will be answered. */
+                if (r == 0 && write_failed)
+                        return client_die(c, -ECONNRESET);
                 if (r == 0)
                         break;
                 drained = r == 2;

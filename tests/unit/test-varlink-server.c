@@ -2717,6 +2717,41 @@ TEST(limit_refusal_answers_the_first_call) {
                                   VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
 }
 
+/* A server that reads no more (shut down its reading side) but keeps the connection: the
+ * client's write fails, nothing comes to read, and the call fails at once as on a lost
+ * connection, neither waiting for its timeout nor spinning. */
+TEST(client_call_to_a_server_that_reads_no_more) {
+        char dir[] = "/tmp/test-varlink-XXXXXX";
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        json_object *reply = NULL;
+        const char *e = NULL;
+        VarlinkClient *c;
+        uint64_t start;
+        int l, fd;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", dir);
+        l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(l >= 0);
+        ASSERT_OK(bind(l, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(listen(l, 1));
+        ASSERT_OK(varlink_client_connect(sa.sun_path, &c));
+        varlink_client_set_timeout(c, 10 * 1000000ULL);
+        fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(shutdown(fd, SHUT_RD));
+
+        start = now_monotonic_usec();
+        ASSERT_ERRNO(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), &reply, &e),
+                     ECONNRESET);
+        ASSERT_LE(now_monotonic_usec() - start, 2000000U);
+        varlink_client_free(c);
+        close(fd);
+        close(l);
+        unlink(sa.sun_path);
+        rmdir(dir);
+}
+
 TEST(limit_connections_per_uid) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         VarlinkClient *c[2];
