@@ -335,7 +335,7 @@ static int client_dispatch_one(VarlinkClient *c) {
 }
 
 int varlink_client_process(VarlinkClient *c) {
-        bool progress = false, drained = false;
+        bool progress = false, drained = false, write_failed;
         unsigned n_reads = 0;
         int r;
 
@@ -343,9 +343,13 @@ int varlink_client_process(VarlinkClient *c) {
         if (c->dead)
                 return c->dead_error;
 
+        /* A server that hung up may have said why first (a connection it refuses gets the
+         * refusal's name as the answer to its first call): as sd-varlink does, a write that
+         * finds the peer gone ends nothing; the read that finds the end of the stream does. */
         r = varlink_stream_write(c->stream);
-        if (r < 0)
-                return client_die(c, r == -EPIPE ? -ECONNRESET : r);
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET)
+                return client_die(c, r);
+        write_failed = r < 0;
         progress = r > 0;
 
         for (;;) {
@@ -374,6 +378,10 @@ int varlink_client_process(VarlinkClient *c) {
                 r = varlink_stream_read(c->stream);
                 if (r < 0)
                         return client_die(c, r == -EMSGSIZE ? -EPROTO : r);
+                /* Nothing to read, and the peer takes no more (it shut down its reading side
+                 * only): nothing sent will be answered. */
+                if (r == 0 && write_failed)
+                        return client_die(c, -ECONNRESET);
                 if (r == 0)
                         break;
                 drained = r == 2;

@@ -42,11 +42,15 @@
 #define VARLINK_ERROR_TIMEOUT "io.tsmd.TimedOut"
 #define VARLINK_ERROR_PROTOCOL "io.tsmd.Protocol"
 
+/* Refusals of a connection past a limit: sent as the answer to its first call, then it is
+ * closed (conn_admit()); the daemon's audit record of the refusal names them too (declared in
+ * io.tsmd). */
+#define VARLINK_REFUSED_TOO_MANY_CONNECTIONS "io.tsmd.TooManyConnections"
+#define VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID "io.tsmd.TooManyConnectionsPerUid"
+
 /* Refusals that end a connection without an answer: the stream cannot be trusted after them
  * (sd-varlink hangs up the same way). They are never sent; the daemon's audit record of the
  * refusal names them (declared in io.tsmd). */
-#define VARLINK_REFUSED_TOO_MANY_CONNECTIONS "io.tsmd.TooManyConnections"
-#define VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID "io.tsmd.TooManyConnectionsPerUid"
 #define VARLINK_REFUSED_MESSAGE_TOO_LARGE "io.tsmd.MessageTooLarge"
 #define VARLINK_REFUSED_MALFORMED_MESSAGE "io.tsmd.MalformedMessage"
 #define VARLINK_REFUSED_NESTING_TOO_DEEP "io.tsmd.NestingTooDeep"

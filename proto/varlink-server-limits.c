@@ -2,7 +2,9 @@
 /* The Varlink server's limits: who may connect, what each client and uid may hold. Runs in: worker. */
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "varlink-errors.h"
@@ -202,29 +204,46 @@ static bool server_close_an_idle_connection(VarlinkServer *s) {
         return true;
 }
 
+/* A peer turned away at a connection limit: on record, and told why by name, as the answer to
+ * its first call. The error goes into the fresh socket before anything of the peer is read, and
+ * the caller closes it: AF_UNIX hands the peer what is queued before the end of the stream, and
+ * before the ECONNRESET of a close that left its call unread. SECURITY: a flood costs no more
+ * than a silent close: one nonblocking send() of a fixed message, nothing buffered, no timer,
+ * no slot held (so unlike a call's answer it does not wait for the refusal's audit record).
+ * A socket that does not take it at once is closed without it. */
+static void connection_refuse(VarlinkServer *s, int fd, const struct ucred *peer, const char *error) {
+        char text[128];
+        int n;
+
+        varlink_server_refused(s, peer, NULL, NULL, error);
+        n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{}}", error);
+        if (n > 0 && (size_t) n < sizeof(text))
+                (void) send(fd, text, (size_t) n + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 /* SECURITY: admission control happens before any byte of the peer is read. The admin
  * listeners' connections have a budget of their own: anyone may connect to the guest socket,
  * and a few uids filling MaxConnections= (a rootless container's subordinate uids) must not
  * lock the administrator out; nor must an administrator's uid, root, be refused there for the
- * connections its VMMs hold. */
-int conn_admit(VarlinkServer *s, const struct ucred *peer, bool admin) {
+ * connections its VMMs hold. The peer's connection is fd. */
+int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin) {
         const UidCount *u = varlink_server_uid_count(s, peer->uid);
 
         if (admin) {
                 if (s->n_admin_conns < s->limits.max_admin_connections)
                         return 0;
-                varlink_server_refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                connection_refuse(s, fd, peer, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
                 return log_debug_errno(-EUSERS, "Admin connection limit (%u) reached, refusing uid %u.",
                                        s->limits.max_admin_connections, peer->uid);
         }
         if (u && u->n - u->n_admin >= s->limits.max_connections_per_uid) {
-                varlink_server_refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+                connection_refuse(s, fd, peer, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
                 return log_debug_errno(-EUSERS, "Per-uid connection limit (%u) reached, refusing uid %u.",
                                        s->limits.max_connections_per_uid, peer->uid);
         }
         /* Last: closing an idle connection for it may move the uids' counts (u). */
         if (s->n_conns - s->n_admin_conns >= s->limits.max_connections && !server_close_an_idle_connection(s)) {
-                varlink_server_refused(s, peer, NULL, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+                connection_refuse(s, fd, peer, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
                 return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
                                        s->limits.max_connections, peer->uid);
         }

@@ -1920,7 +1920,7 @@ int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &sl) < 0)
                 return negative_errno();
 
-        r = conn_admit(s, &peer, admin);
+        r = conn_admit(s, fd, &peer, admin);
         if (r < 0)
                 return r;
 

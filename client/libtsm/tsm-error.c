@@ -43,6 +43,10 @@ static const struct {
         { VARLINK_ERROR_EXPECTED_MORE, EBADE }, /* as varlink-errors.c has it; EPROTO is local */
         { VARLINK_ERROR_REPLY_TOO_LARGE, EMSGSIZE },
         { VARLINK_ERROR_REPLY_MAY_NOT_FIT, E2BIG },
+        /* tsmd refused the connection (its answer to the first call, then it closed it): not
+         * ECONNRESET, or a VMM would take it for a restart and reconnect, to be refused again. */
+        { VARLINK_REFUSED_TOO_MANY_CONNECTIONS, EUSERS },
+        { VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, EUSERS },
         /* io.tsmd.Disconnected, io.tsmd.TimedOut and io.tsmd.Protocol are not here: they name
          * local failures (ltsm_error_set_varlink()), and tsmd sending one is any other error. */
 };
@@ -146,8 +150,23 @@ void ltsm_error_clear(TsmClient *c) {
         error_set(c, NULL, NULL);
 }
 
+/* The refusals of a connection carry no parameters: their message says what they mean. */
+static char *refusal_message(const char *name) {
+        if (!name)
+                return NULL;
+        if (streq(name, VARLINK_REFUSED_TOO_MANY_CONNECTIONS))
+                return strdup("tsmd refused the connection: it has all it takes open "
+                              "(MaxConnections=, MaxAdminConnections=); it is closed");
+        if (streq(name, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID))
+                return strdup("tsmd refused the connection: this uid has all it may open "
+                              "(MaxConnectionsPerUid=); it is closed");
+        return NULL;
+}
+
 int ltsm_error_set_reply(TsmClient *c, const char *name, json_object *parameters) {
-        error_set(c, name, format_parameters(parameters));
+        char *message = refusal_message(name);
+
+        error_set(c, name, message ?: format_parameters(parameters));
         return -ltsm_error_to_errno(name, parameters);
 }
 

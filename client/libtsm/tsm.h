@@ -83,6 +83,11 @@
  *                                                           restart needs to know of it; retry later
  *   io.tsmd.Guest.LimitReached                 -EUSERS      a per-client limit, or the total of contexts,
  *                                                           was reached
+ *   io.tsmd.TooManyConnections,
+ *   io.tsmd.TooManyConnectionsPerUid           -EUSERS      tsmd refused the connection: MaxConnections=
+ *                                                           (or the uid's MaxConnectionsPerUid=) are
+ *                                                           open. The answer to its first call; tsmd
+ *                                                           closed it (see below)
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
  *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO (*);
  *                                                           -EMFILE: tsmd had no fd left to receive one the
@@ -141,7 +146,11 @@
  * No error tsmd sends maps to -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO, so after one of
  * them the connection is gone (and with it every context it held): libtsm has closed its
  * socket, and tsm_client_reconnect() makes a new one. tsm_client_get_fd() < 0 says the same at
- * any time; after any other error the connection goes on.
+ * any time; after any other error the connection goes on, but for the refusal of the connection
+ * (-EUSERS named io.tsmd.TooManyConnections or TooManyConnectionsPerUid): tsmd closed it
+ * after that answer, and its next call fails as on a lost connection. It held nothing, so
+ * nothing is lost; nor did tsmd restart: a new connection is refused the same way until
+ * others close, so back off rather than reconnect at once.
  *
  * -ECANCELED: the client is gone. A blocking call (and tsm_client_reconnect()) runs the
  * callbacks of earlier asynchronous calls whose replies arrive meanwhile. If one of them calls
@@ -240,7 +249,9 @@ typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, voi
  * @ret: the new client, to be released with tsm_client_free()
  *
  * Connects without blocking for long (a full listen backlog is waited for up to 45 s). The
- * default timeout of blocking calls is 45 s (tsm_client_set_timeout()).
+ * default timeout of blocking calls is 45 s (tsm_client_set_timeout()). A connection tsmd
+ * refuses (past MaxConnections= or MaxConnectionsPerUid=) is made all the same: its first call
+ * fails with -EUSERS, named io.tsmd.TooManyConnections or TooManyConnectionsPerUid.
  *
  * Make the first call soon: tsmd closes a connection that has not sent a complete call
  * within its IdleTimeoutSec= (tsmd.conf(5); 60 s by default) of connecting, without a word to

@@ -198,6 +198,14 @@ static bool raw_closed_silently(int fd, uint64_t timeout_usec) {
         return k == 0 || (k < 0 && errno == ECONNRESET);
 }
 
+/* True if tsmd refuses the connection by name within the timeout: the error (of a connection
+ * limit) as the answer to its first call, then the hang-up. */
+static bool raw_refused(int fd, const char *error, uint64_t timeout_usec) {
+        _cleanup_free_ char *m = raw_recv(fd, timeout_usec);
+
+        return m && streq(m, strf("{\"error\":\"%s\",\"parameters\":{}}", error)) && raw_closed_silently(fd, timeout_usec);
+}
+
 /* The refusals that ended connections since seq after, by name. */
 #define expect_hangups_audited(t, after, refusal, n) tsmd_expect_audit((t), (after), "connection", (refusal), (n))
 
@@ -1287,13 +1295,13 @@ TEST(connection_flood) {
                 mine[i] = raw_open(&t);
                 raw_expect_alive(mine[i]);
         }
-        /* Past MaxConnectionsPerUid: each extra one is closed at once. */
+        /* Past MaxConnectionsPerUid: each extra one is refused by name and closed at once. */
         for (unsigned i = 0; i < 20; i++) {
                 extra = raw_open(&t);
                 start = now_usec();
                 (void) raw_call(extra, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{}}");
-                if (!raw_closed_silently(extra, 500 * USEC_PER_MSEC))
-                        TEST_FAIL("connection %u past MaxConnectionsPerUid was not closed", i);
+                if (!raw_refused(extra, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, 500 * USEC_PER_MSEC))
+                        TEST_FAIL("connection %u past MaxConnectionsPerUid was not refused", i);
                 ASSERT_LE(now_usec() - start, 500 * USEC_PER_MSEC);
                 close(extra);
         }
@@ -1701,7 +1709,9 @@ TEST(connection_flood_leaves_the_admin_socket) {
                 admin[i] = tsmd_connect(&t);
                 CALL_OK(admin[i], "io.tsmd.Service.Ping", NULL);
         }
+        /* The admin socket's refusal is named as the guest socket's is. */
         extra = tsmd_connect(&t);
+        CALL_ERROR(extra, "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
         ASSERT_TRUE(tsmd_wait_hangup(extra, 500 * USEC_PER_MSEC));
         varlink_client_free(extra);
         for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
@@ -2139,14 +2149,14 @@ static void churn_past_per_uid(Tsmd *t, void *userdata) {
                         m = raw_recv(fourth, TSMD_WAIT_USEC);
                 if (m && !strstr(m, "\"error\""))
                         break;
-                if (m || now_usec() > deadline)
+                if ((m && !strstr(m, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID)) || now_usec() > deadline)
                         TEST_FAIL("root's fourth connection was not served: %s", m ?: "hung up");
                 close(fourth);
                 c->extra_refusals++;
                 sleep_usec(USEC_PER_MSEC);
         }
         extra = raw_open(t);
-        if (!raw_closed_silently(extra, TSMD_WAIT_USEC))
+        if (!raw_refused(extra, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, TSMD_WAIT_USEC))
                 TEST_FAIL("a fifth connection of root was not refused");
         close(extra);
         close(fourth);

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -2095,6 +2096,65 @@ TEST(acting_call_refused_when_its_answer_may_not_fit) {
         ASSERT_EQ(tsmd_audit_count(&t, seq, "open-context", "ok"), 2U); /* the two with room */
 
         tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* Reads what tsmd sent on fd until the end of the stream (10 s at most): NULs kept. */
+static size_t raw_read_to_end(int fd, char *buf, size_t size) {
+        size_t n = 0;
+
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t k;
+
+                ASSERT_EQ(poll(&p, 1, 10000), 1);
+                k = recv(fd, buf + n, size - n, 0);
+                if (k == 0 || (k < 0 && errno == ECONNRESET))
+                        return n;
+                ASSERT_TRUE(k > 0);
+                n += (size_t) k;
+                ASSERT_TRUE(n < size);
+        }
+}
+
+/* A VMM past MaxConnectionsPerUid= learns why: tsmd answers the connection's first call with the
+ * refusal by name, and only then does the VMM see the hang-up, whether the call was written
+ * before tsmd closed the connection or after. The audit record names the refusal as before. */
+TEST(connection_past_max_connections_per_uid_refused_by_name) {
+        static const char call[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":5}}";
+        static const char refusal[] = "{\"error\":\"" VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID "\",\"parameters\":{}}";
+        VarlinkClient *c[2];
+        char buf[256];
+        int64_t seq;
+        Tsmd t;
+
+        tsmd_start_config(&t, CONF_ZERO("[Varlink]\nMaxConnectionsPerUid=2\n"));
+        seq = tsmd_audit_last_seq(&t);
+        for (unsigned i = 0; i < 2; i++) {
+                c[i] = tsmd_connect_guest(&t);
+                CALL_ERROR(c[i], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        }
+        for (unsigned i = 0; i < 2; i++) {
+                int fd = tsmd_raw_connect(t.guest_socket);
+
+                ASSERT_TRUE(fd >= 0);
+                if (i == 1) {
+                        /* After: the call finds the connection closed already. */
+                        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+                        ASSERT_EQ(poll(&p, 1, 10000), 1);
+                }
+                (void) send(fd, call, sizeof(call), MSG_NOSIGNAL);
+                ASSERT_EQ(raw_read_to_end(fd, buf, sizeof(buf)), sizeof(refusal));
+                ASSERT_STREQ(buf, refusal);
+                close(fd);
+        }
+        /* The two served go on. */
+        for (unsigned i = 0; i < 2; i++) {
+                CALL_ERROR(c[i], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+                varlink_client_free(c[i]);
+        }
+        tsmd_expect_audit(&t, seq, "connection", VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, 2);
         tsmd_teardown(&t);
 }
 

@@ -39,6 +39,8 @@ static const struct {
         { "org.varlink.service.ExpectedMore", EBADE },
         { "io.tsmd.ReplyTooLarge", EMSGSIZE },
         { "io.tsmd.ReplyMayNotFit", E2BIG },
+        { "io.tsmd.TooManyConnections", EUSERS },
+        { "io.tsmd.TooManyConnectionsPerUid", EUSERS },
         /* The names of local failures, when tsmd sends them, are just other names. */
         { "io.tsmd.Disconnected", EBADR },
         { "io.tsmd.TimedOut", EBADR },

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -393,6 +394,43 @@ TEST(limit_reached) {
         ASSERT_ERROR_NAME(c, "io.tsmd.Guest.LimitReached");
         ASSERT_STREQ(tsm_client_get_error_message(c), "limit=contexts, max=2");
         tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+/* Whether tsmd hung up on fd within 10 s (nothing is read). */
+static bool hung_up(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+        return poll(&p, 1, 10000) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
+/* A connection past MaxConnectionsPerUid= is refused by name, as the answer to its first call,
+ * whether that was written before tsmd closed the connection or after: -EUSERS, not the
+ * -ECONNRESET of a restart. Then it is gone. */
+TEST(too_many_connections_per_uid) {
+        TsmdInstance t;
+        TsmClient *c[2], *refused;
+        uint64_t ctx;
+
+        tsmd_instance_start(&t, "[Varlink]\nMaxConnectionsPerUid=2\n");
+        for (unsigned i = 0; i < 2; i++) {
+                c[i] = connect_to(&t);
+                ASSERT_OK(tsm_context_open(c[i], &ctx, NULL));
+        }
+        for (unsigned i = 0; i < 2; i++) {
+                refused = connect_to(&t);
+                if (i == 1)
+                        ASSERT_TRUE(hung_up(tsm_client_get_fd(refused)));
+                ASSERT_ERRNO(tsm_context_open(refused, &ctx, NULL), EUSERS);
+                ASSERT_ERROR_NAME(refused, "io.tsmd.TooManyConnectionsPerUid");
+                ASSERT_STREQ(tsm_client_get_error_message(refused),
+                             "tsmd refused the connection: this uid has all it may open (MaxConnectionsPerUid=); it is closed");
+                ASSERT_ERRNO(tsm_context_open(refused, &ctx, NULL), ECONNRESET);
+                ASSERT_ERROR_NAME(refused, "io.tsmd.Disconnected");
+                tsm_client_free(refused);
+        }
+        for (unsigned i = 0; i < 2; i++)
+                tsm_client_free(c[i]);
         tsmd_instance_done(&t);
 }
 

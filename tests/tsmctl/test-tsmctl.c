@@ -589,6 +589,29 @@ TEST(connect_refused_by_socket_mode) {
         tsmd_teardown(&t);
 }
 
+/* Past MaxAdminConnections=, tsmd refuses tsmctl's connection by name, and tsmctl says so: not
+ * a lost connection, not "not running". */
+TEST(connection_refused_past_the_limit_is_named) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        VarlinkClient *held;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxAdminConnections=1\n");
+        held = tsmd_connect(&t);
+        CALL_OK(held, "io.tsmd.Service.Ping", NULL);
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "status", NULL };
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        }
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 1);
+        ASSERT_NOT_NULL(strstr(err, " failed: io.tsmd.TooManyConnections tsmd refused the connection: it has all "
+                                    "it takes open (MaxConnections=, MaxAdminConnections=); it is closed\n"));
+        varlink_client_free(held);
+        tsmd_teardown(&t);
+}
+
 /* A verb's options are not counted as its arguments: many of them are fine, a stray word or an
  * unknown option is not. */
 TEST(verb_options_not_counted_as_arguments) {

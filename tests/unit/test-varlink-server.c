@@ -662,6 +662,24 @@ static bool raw_closed_soon(int fd) {
         return read(fd, &c, 1) <= 0;
 }
 
+/* Expects the server's refusal of a connection past a limit: the error, by name, as the answer to
+ * a call the peer has not made yet, and the end of the stream. */
+static void raw_expect_refused(int fd, const char *error) {
+        ASSERT_STREQ(raw_recv(fd), strf("{\"error\":\"%s\",\"parameters\":{}}", error));
+        ASSERT_NULL(raw_recv(fd));
+}
+
+/* Whether the server hung up on fd within 10 s, leaving data to read (nothing is read). */
+static bool raw_closed_soon_after_data(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+
+        for (unsigned i = 0; i < 1000; i++) {
+                if (poll(&p, 1, 10) == 1 && (p.revents & POLLRDHUP))
+                        return p.revents & POLLIN;
+        }
+        return false;
+}
+
 /* Sends n bytes on a new connection and expects a hangup without an answer. */
 static void raw_expect_hangup(const void *p, size_t n) {
         int fd = raw_connect();
@@ -2732,7 +2750,7 @@ TEST(limit_connections) {
                 expect_error(c[i], "io.tsmd.Test.Nope", NULL, VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
         }
         fd = raw_connect();
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         close(fd);
 
         /* A slot frees up when a client leaves. */
@@ -2743,6 +2761,102 @@ TEST(limit_connections) {
         for (unsigned i = 0; i < 3; i++)
                 varlink_client_free(c[i]);
         server_stop();
+}
+
+/* What the end of a refused connection reads after the refusal: 0 for the end of the stream,
+ * else the errno (ECONNRESET: the server closed it with the peer's call unread). */
+static int raw_end_of(int fd) {
+        char c;
+
+        if (recv(fd, &c, 1, 0) == 0)
+                return 0;
+        return errno;
+}
+
+/* The refusal of a connection past MaxConnections= is the answer to the peer's first call,
+ * whether it wrote that before the server refused it (the server closes it unread: ECONNRESET,
+ * but only after what was queued for the peer) or after (the write fails, the read does not). */
+TEST(limit_refusal_answers_the_first_call) {
+        static const char refusal[] = "{\"error\":\"" VARLINK_REFUSED_TOO_MANY_CONNECTIONS "\",\"parameters\":{}}";
+        static const char call[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *reply = NULL;
+        VarlinkClient *c;
+        const char *e = NULL;
+        int sleeper, fd;
+
+        l.max_connections = 1;
+        server_start(&l);
+        sleeper = raw_connect();
+        raw_call(sleeper, "{\"method\":\"io.tsmd.Test.Sleep\",\"parameters\":{\"ms\":500}}");
+        usleep(100000);
+        /* Before: the server, asleep, accepts it only after the call is in. */
+        fd = raw_connect();
+        raw_call(fd, call);
+        ASSERT_STREQ(raw_recv(fd), refusal);
+        ASSERT_EQ(raw_end_of(fd), ECONNRESET);
+        close(fd);
+        ASSERT_STREQ(raw_recv(sleeper), "{\"parameters\":{}}");
+
+        /* After: the call is written once the server closed the connection. */
+        fd = raw_connect();
+        ASSERT_TRUE(raw_closed_soon_after_data(fd));
+        ASSERT_EQ(send(fd, call, sizeof(call), MSG_NOSIGNAL), -1);
+        ASSERT_EQ(errno, EPIPE);
+        ASSERT_STREQ(raw_recv(fd), refusal);
+        ASSERT_EQ(raw_end_of(fd), 0);
+        close(fd);
+
+        /* The client library takes it for the call's answer, then for the end it is. */
+        ASSERT_OK(varlink_client_connect(ts.path, &c));
+        varlink_client_set_timeout(c, 10 * 1000000ULL);
+        ASSERT_TRUE(raw_closed_soon_after_data(varlink_client_get_fd(c)));
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        ASSERT_ERRNO(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), &reply, &e),
+                     ECONNRESET);
+        varlink_client_free(c);
+
+        close(sleeper);
+        server_stop();
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+}
+
+/* A server that reads no more (shut down its reading side) but keeps the connection: the
+ * client's write fails, nothing comes to read, and the call fails at once as on a lost
+ * connection, neither waiting for its timeout nor spinning. */
+TEST(client_call_to_a_server_that_reads_no_more) {
+        char dir[] = "/tmp/test-varlink-XXXXXX";
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        json_object *reply = NULL;
+        const char *e = NULL;
+        VarlinkClient *c;
+        uint64_t start;
+        int l, fd;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", dir);
+        l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(l >= 0);
+        ASSERT_OK(bind(l, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(listen(l, 1));
+        ASSERT_OK(varlink_client_connect(sa.sun_path, &c));
+        varlink_client_set_timeout(c, 10 * 1000000ULL);
+        fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(shutdown(fd, SHUT_RD));
+
+        start = now_monotonic_usec();
+        ASSERT_ERRNO(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), &reply, &e),
+                     ECONNRESET);
+        ASSERT_LE(now_monotonic_usec() - start, 2000000U);
+        varlink_client_free(c);
+        close(fd);
+        close(l);
+        unlink(sa.sun_path);
+        rmdir(dir);
 }
 
 TEST(limit_connections_per_uid) {
@@ -2759,7 +2873,7 @@ TEST(limit_connections_per_uid) {
         for (unsigned i = 0; i < 2; i++)
                 c[i] = client_new();
         fd = raw_connect();
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
         close(fd);
 
         /* Another uid still gets in. */
@@ -2808,7 +2922,7 @@ TEST(admin_connections_are_counted_apart) {
                 expect_echo(guest[i]);
         }
         fd = raw_connect();
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
         close(fd);
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted)\n");
 
@@ -2821,7 +2935,7 @@ TEST(admin_connections_are_counted_apart) {
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ASSERT_TRUE(fd >= 0);
         connect_to(fd, ts.admin_path);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         close(fd);
         varlink_client_free(guest[0]);
         ASSERT_TRUE(wait_n_connections(3));
@@ -2869,13 +2983,13 @@ TEST(full_server_closes_an_idle_connection_for_a_new_one) {
 
         /* Idle for less than IdleTimeoutSec=: the newcomer is refused. */
         fd = raw_connect();
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         close(fd);
         usleep(1100000);
         /* Idle for long enough, but holding something. */
         __atomic_store_n(&ts.conn_holds, true, __ATOMIC_RELEASE);
         fd = raw_connect();
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         close(fd);
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
                                   VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
@@ -2984,7 +3098,7 @@ TEST(refusals_are_reported) {
         full[1] = client_new();
         expect_error(full[1], "io.tsmd.Test.Denied", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
         fd = raw_connect();
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         close(fd);
 
         for (unsigned i = 0; i < 2; i++)
