@@ -148,7 +148,6 @@ int guest_context_persist(Manager *m, GuestContext *ctx);
 /* The context goes (guest_context_free()): nothing is owed any more, its release removes the
  * file. One kept for the next worker or tsmd (preserve) gets a last try. */
 void guest_context_save_end(Manager *m, GuestContext *ctx, bool preserve);
-bool guest_context_owes_save(const GuestContext *ctx);
 
 /* Releases its vDevices (unbinding and recording them) and closes it in the monitor, or, when
  * the worker exits to be restarted, only forgets it. */

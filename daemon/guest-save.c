@@ -64,12 +64,13 @@ static void save_retry_arm(GuestSaveRetry *s) {
 }
 
 /* The file says what the context has again. */
-static void save_paid(GuestContext *ctx) {
+static void save_paid(Manager *m, GuestContext *ctx) {
         if (!ctx->save_retry)
                 return;
         log_info("Saved the state of a context of uid %u, which %u saves before had failed to.", (unsigned) ctx->uid,
                  ctx->save_retry->n_failed);
         ctx->save_retry = save_retry_free(ctx->save_retry);
+        service_status_changed(m);
 }
 
 static void on_save_retry(evutil_socket_t fd, short what, void *userdata) {
@@ -78,7 +79,7 @@ static void on_save_retry(evutil_socket_t fd, short what, void *userdata) {
 
         r = context_save(s->manager, s->context);
         if (r >= 0) {
-                save_paid(s->context); /* frees s */
+                save_paid(s->manager, s->context); /* frees s */
                 return;
         }
         s->n_failed++;
@@ -115,6 +116,7 @@ static void save_owed(Manager *m, GuestContext *ctx, int error) {
         }
         ctx->save_retry = s;
         save_retry_arm(s);
+        service_status_changed(m);
 }
 
 int guest_context_persist(Manager *m, GuestContext *ctx) {
@@ -125,7 +127,7 @@ int guest_context_persist(Manager *m, GuestContext *ctx) {
                 save_owed(m, ctx, r);
                 return r;
         }
-        save_paid(ctx);
+        save_paid(m, ctx);
         return 0;
 }
 
@@ -133,15 +135,24 @@ void guest_context_save_end(Manager *m, GuestContext *ctx, bool preserve) {
         if (!ctx->save_retry)
                 return;
         if (preserve && context_save(m, ctx) >= 0) {
-                save_paid(ctx);
+                save_paid(m, ctx);
                 return;
         }
         if (preserve)
                 log_warning("The state of a context of uid %u is left as it was saved last: the next worker, or "
                             "tsmd, takes that for what the context has.", (unsigned) ctx->uid);
         ctx->save_retry = save_retry_free(ctx->save_retry);
+        service_status_changed(m);
 }
 
-bool guest_context_owes_save(const GuestContext *ctx) {
-        return ctx->save_retry;
+size_t guest_n_contexts_owing_save(const Manager *m) {
+        const GuestClient *c;
+        size_t n = 0;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        n += !!c->contexts[i]->save_retry;
+        for (size_t i = 0; i < m->n_orphans; i++)
+                n += !!m->orphans[i]->save_retry;
+        return n;
 }

@@ -2655,38 +2655,66 @@ static void block_saves(Manager *m, const char *id, bool block) {
                 ASSERT_OK(rmdir(path));
 }
 
+/* GetStatus with 'more': the contextsOwingSave its last reply told into *userdata (an int64_t). */
+static int on_status(VarlinkClient *c, json_object *parameters, const char *error, bool continues, void *userdata) {
+        json_object *v;
+
+        if (!error && json_object_object_get_ex(parameters, "contextsOwingSave", &v))
+                *(int64_t *) userdata = json_object_get_int64(v);
+        return 0;
+}
+
+/* Waits (bounded) until the GetStatus subscription on a tells that want contexts owe a save. */
+static void wait_owing(VarlinkClient *a, const int64_t *owing, int64_t want) {
+        for (unsigned i = 0; i < 500 && *owing != want; i++) {
+                struct pollfd p = { .fd = varlink_client_get_fd(a), .events = varlink_client_get_events(a) };
+
+                (void) poll(&p, 1, 10);
+                ASSERT_TRUE(varlink_client_process(a) >= 0);
+        }
+        ASSERT_EQ(*owing, want);
+}
+
 #define SAVE_FAILED "Failed to save the state of a context"
 #define SAVE_PAID "Saved the state of a context of uid"
 
 /*
  * A DetachDevice succeeds whether or not its state can be saved (giving a device up must work),
- * and the context owes the save: tried again, logged once, until it is made. Before, the file
- * kept the vDevice until the context's next saved change: a restart of tsmd meanwhile attached
- * it again (bound), and its device stayed busy for every other guest until the context went.
+ * and the context owes the save: tried again, logged once, until it is made; an administrator's
+ * GetStatus counts it meanwhile. Before, the file kept the vDevice until the context's next
+ * saved change: a restart of tsmd meanwhile attached it again (bound), and its device stayed
+ * busy for every other guest until the context went.
  */
 TEST(a_detach_whose_state_cannot_be_saved_is_saved_once_it_can) {
         _cleanup_(json_object_putp) json_object *none = NULL;
         char token[64], id[33], dir[PATH_MAX], params[128];
-        VarlinkClient *c, *other;
-        int64_t ctx;
+        VarlinkClient *c, *other, *admin;
+        int64_t ctx, owing = -1;
         Manager m;
 
         if (geteuid() != 0)
                 SKIP("needs root to take the worker's state directory away from it");
         c = start_with_bound_context(&m, token);
         reclaim_id_of(token, id);
+        ASSERT_OK(varlink_client_connect(m.admin, &admin));
+        ASSERT_OK(varlink_client_call_async(admin, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, on_status,
+                                            &owing));
+        wait_owing(admin, &owing, 0);
         snprintf(dir, sizeof(dir), "%s/state", m.dir);
         ASSERT_OK(chmod(dir, 0500));
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
         wait_log(&m, SAVE_FAILED);
         usleep(400 * 1000); /* retries fail meanwhile */
         wait_state_file(&m, id, "VDevice=5 0000:01:00.0 bound\n", true);
+        wait_owing(admin, &owing, 1);
 
         ASSERT_OK(chmod(dir, 0700));
         wait_state_file(&m, id, "VDevice=", false);
         wait_log(&m, SAVE_PAID);
         ASSERT_EQ(log_count(&m, SAVE_FAILED), 1u);
         ASSERT_EQ(log_count(&m, SAVE_PAID), 1u);
+        wait_owing(admin, &owing, 0);
+        varlink_client_free(admin);
 
         /* After a restart of tsmd, the context has no vDevice 5, and the device is free. */
         crash_and_restart(&m);
