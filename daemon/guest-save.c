@@ -16,9 +16,10 @@
 #include "log.h"
 
 /* The first retry soon, for a failure that passes at once (a full /run someone makes room in),
- * then doubling: a lasting one (a read-only /run) costs one write per context every
- * SAVE_RETRY_MAX_USEC, and the file is at most that much behind once the disk takes it again,
- * well within the time a service manager takes to notice a crash and start tsmd again. */
+ * then doubling up to a bound: a lasting failure (a read-only /run, a full one nobody clears)
+ * costs one small write per context owing every SAVE_RETRY_MAX_USEC, a few per second with
+ * thousands owing, and once the disk takes writes again each file is at most that long behind,
+ * the window in which a restart of tsmd still finds it stale. */
 #define SAVE_RETRY_FIRST_USEC (100U * 1000U)
 #define SAVE_RETRY_MAX_USEC (30U * 1000U * 1000U)
 
