@@ -2771,6 +2771,54 @@ TEST(a_restored_context_whose_state_cannot_be_saved_is_saved_once_it_can) {
         close_context_and_stop(&m, c, ctx);
 }
 
+/* contextsOwingSave, as an administrator's GetStatus tells it now. */
+static int64_t contexts_owing_save(Manager *m) {
+        json_object *reply = NULL; /* the client's */
+        const char *error = NULL;
+        VarlinkClient *a;
+        int64_t n;
+
+        ASSERT_OK(varlink_client_connect(m->admin, &a));
+        varlink_client_set_timeout(a, 10 * 1000000ULL);
+        ASSERT_OK(varlink_client_call(a, "io.tsmd.Service.GetStatus", NULL, &reply, &error));
+        ASSERT_NULL(error);
+        n = record_int(reply, "contextsOwingSave");
+        varlink_client_free(a);
+        return n;
+}
+
+/*
+ * A context released while it owes a save owes nothing: its release removes the file, and no
+ * retry writes it again once saves are possible (nor touches the context, gone: the sanitizers
+ * would tell).
+ */
+TEST(a_context_released_while_owing_a_save_leaves_no_file) {
+        char token[64], id[33], name[64];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context(&m, token);
+        reclaim_id_of(token, id);
+        snprintf(name, sizeof(name), "%s.state", id);
+        block_saves(&m, id, true);
+        call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
+        wait_log(&m, SAVE_FAILED);
+        ASSERT_EQ(contexts_owing_save(&m), 1);
+
+        varlink_client_free(c); /* released */
+        for (unsigned i = 0; i < 500 && state_file_exists(&m, name); i++)
+                usleep(10000);
+        ASSERT_FALSE(state_file_exists(&m, name));
+        ASSERT_EQ(contexts_owing_save(&m), 0);
+        block_saves(&m, id, false);
+        usleep(1000 * 1000); /* past the retries due: 0.1, 0.3, 0.7 s */
+        ASSERT_FALSE(state_file_exists(&m, name));
+        ASSERT_FALSE(log_contains(&m, SAVE_PAID));
+        stop(&m);
+}
+
 /*
  * A worker that stops (SIGTERM, the fd store keeping its contexts for the next tsmd) owing a
  * save tries it once more on its way out, rather than leave the file as it was saved last for
