@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmctl status: the daemon's version, uptime, connections, limits and where its configuration
- * in force came from. */
+/* tsmctl status: the daemon's version, uptime, connections, limits, where its configuration
+ * in force came from, and (to administrators) the contexts whose state is not saved. */
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -78,7 +78,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *limits = NULL, *configuration = NULL;
         char message_timeout[32], idle_timeout[32];
-        int64_t up;
+        int64_t up, owing;
         int r;
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Service.GetStatus", NULL, &reply);
@@ -112,6 +112,11 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                format_timeout(get_int(limits, "idleTimeoutSec"), idle_timeout, sizeof(idle_timeout)));
         (void) json_object_object_get_ex(reply, "configuration", &configuration);
         print_configuration(configuration);
+        /* Told to administrators only, and by a tsmd that counts them. */
+        owing = get_int(reply, "contextsOwingSave");
+        if (owing >= 0)
+                printf("Unsaved state: %" PRIi64 " contexts%s\n", owing,
+                       owing > 0 ? " (a save after a change failed; tsmd tries again)" : "");
         return 0;
 }
 

@@ -40,6 +40,7 @@
 typedef struct PendingRequest PendingRequest;
 typedef struct PendingChange PendingChange;
 typedef struct PendingState PendingState;
+typedef struct GuestSaveRetry GuestSaveRetry;
 
 typedef struct GuestVDevice {
         uint32_t id;
@@ -73,6 +74,9 @@ struct GuestContext {
          * socket: the reclaim id of the token it reclaimed with, which it may be left with
          * should tsmd die meanwhile. "" otherwise. */
         char previous_reclaim_id[RECLAIM_ID_LEN + 1];
+        /* Its state file is behind what it has (a save failed): tried again until it is not,
+         * NULL otherwise (guest-save.c). */
+        GuestSaveRetry *save_retry;
 };
 
 struct GuestClient {
@@ -136,9 +140,14 @@ unsigned guest_max_contexts(const Manager *m);
 GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
 
 /* Writing a context's state file (in guest_state_dir()): what a restarted tsmd needs to
- * rebuild the context. Failure costs the ability to survive a restart: it is logged, and
- * returned for the reclaim, which renews the token only once that state is on disk. */
-int guest_context_persist(Manager *m, const GuestContext *ctx);
+ * rebuild the context (guest-save.c). A failure is returned, for the callers that make a change
+ * only once it is saved, and the context owes a save from then on: tried again on a timer, with
+ * backoff, until a save of it succeeds (a retry, or this of a later change) or it goes. Logged
+ * once when it starts owing and once when it is paid. */
+int guest_context_persist(Manager *m, GuestContext *ctx);
+/* The context goes (guest_context_free()): nothing is owed any more, its release removes the
+ * file. One kept for the next worker or tsmd (preserve) gets a last try. */
+void guest_context_save_end(Manager *m, GuestContext *ctx, bool preserve);
 
 /* Releases its vDevices (unbinding and recording them) and closes it in the monitor, or, when
  * the worker exits to be restarted, only forgets it. */

@@ -59,7 +59,7 @@ static void on_settled(int result, const void *response, size_t len, void *userd
                 v->changing = false;
                 if (result >= 0) {
                         v->bound = result > 0;
-                        guest_context_persist(s->manager, ctx);
+                        (void) guest_context_persist(s->manager, ctx); /* owed if it fails */
                 } else
                         log_warning_errno(result, "Cannot tell whether %s is bound: %m", v->pci_address);
         }
@@ -94,7 +94,7 @@ static void on_restore_unbound(int result, const void *response, size_t len, voi
         if (v && v->changing) {
                 v->changing = false;
                 v->bound = false;
-                guest_context_persist(rel->manager, ctx);
+                (void) guest_context_persist(rel->manager, ctx); /* owed if it fails */
         }
         guest_audit_release(rel, result);
         guest_release_free(rel);
@@ -112,7 +112,7 @@ static void on_restore_rebound(int result, const void *response, size_t len, voi
         if (v && v->changing) {
                 v->changing = false;
                 v->bound = result >= 0 && !v->gone;
-                guest_context_persist(rel->manager, ctx);
+                (void) guest_context_persist(rel->manager, ctx); /* owed if it fails */
         }
         guest_audit_release(rel, result);
         guest_release_free(rel);
@@ -286,9 +286,9 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
                 if (vdevice_restore_stored(m, ctx, &stored[i]) < 0)
                         break;
         }
-        /* Whatever the file said, it says now what the context has: the next worker, or tsmd,
-         * finds no stale vDevice in it. */
-        guest_context_persist(m, ctx);
+        /* Whatever the file said, it says now what the context has (or once the save owed is
+         * made): the next worker, or tsmd, finds no stale vDevice in it. */
+        (void) guest_context_persist(m, ctx);
 
         if (!GREEDY_REALLOC(m->orphans, m->allocated_orphans, m->n_orphans + 1)) {
                 guest_context_free(m, ctx);
@@ -347,8 +347,9 @@ static void on_token_sent(int result, void *userdata) {
                 if (ctx && streq(ctx->reclaim_id, ts->reclaim_id) && !isempty(ctx->previous_reclaim_id)) {
                         /* Dropped in memory whether or not it is saved now: a context held is
                          * matched by no token, so what it has in memory counts only for the
-                         * saves, and the next that succeeds, of any change, drops it there too.
-                         * Kept in memory, every later save would write it again. */
+                         * saves, and the next that succeeds, the retry of this one (guest-save.c)
+                         * or of any change, drops it there too. Kept in memory, every later save
+                         * would write it again. */
                         ctx->previous_reclaim_id[0] = 0;
                         if (guest_context_persist(ts->manager, ctx) < 0)
                                 log_warning("The reclaim token a context of uid %u was reclaimed with stays valid "

@@ -171,27 +171,6 @@ const char *guest_state_dir(const Manager *m) {
         return m->config.context_state_dir;
 }
 
-int guest_context_persist(Manager *m, const GuestContext *ctx) {
-        StoredOwner owner = { .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid };
-        _cleanup_free_ StoredVDevice *v = NULL;
-        int r;
-
-        v = new0(StoredVDevice, ctx->n_vdevices);
-        if (!v)
-                return log_oom();
-        for (size_t i = 0; i < ctx->n_vdevices; i++) {
-                v[i].id = ctx->vdevices[i].id;
-                snprintf(v[i].pci_address, sizeof(v[i].pci_address), "%s", ctx->vdevices[i].pci_address);
-                v[i].bound = ctx->vdevices[i].bound;
-                v[i].changing = ctx->vdevices[i].changing;
-        }
-        memcpy(owner.previous_reclaim_id, ctx->previous_reclaim_id, sizeof(owner.previous_reclaim_id));
-        r = context_store_save(guest_state_dir(m), ctx->reclaim_id, &owner, v, ctx->n_vdevices);
-        if (r < 0)
-                return log_warning_errno(r, "Failed to save the state of a context, it will not survive a restart: %m");
-        return 0;
-}
-
 /* SECURITY: where the service manager keeps contexts across restarts of tsmd, the state file is
  * all the next tsmd knows of a context's vDevices: a change it must know of (a vDevice attached,
  * a Bind or Unbind on its way to the TSM) is made only once it is saved, or a TDI could stay
@@ -417,12 +396,12 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
         if (r < 0)
                 return log_warning_errno(r, "The monitor could not make a context: %m");
-        guest_context_persist(m, ctx);
-
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
         guest_op_set_context(call, ctx->handle);
         *ret = TAKE_PTR(ctx);
+        /* Once held: a save that fails is owed, and tried again for as long as it is. */
+        (void) guest_context_persist(m, *ret);
         memcpy(ret_token, token, sizeof(token));
         explicit_bzero(token, sizeof(token));
         return 1;
@@ -645,9 +624,12 @@ static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
 
 void guest_context_free(Manager *m, GuestContext *ctx) {
         /* Exiting to be restarted: the monitor (or the fd store) keeps the kernel's objects
-         * alive, so leave bindings and stored state as they are for the next worker. */
+         * alive, so leave bindings and stored state as they are for the next worker (a save
+         * owed gets its last try). */
         bool preserve = m->preserve_contexts;
 
+        /* First: no retry of a save may write the file the release removes, or use ctx. */
+        guest_context_save_end(m, ctx, preserve);
         for (size_t i = 0; i < ctx->n_vdevices; i++) {
                 if (preserve) {
                         free(ctx->vdevices[i].pci_address);
@@ -947,7 +929,9 @@ static int vl_detach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 return reply_device_busy(call, v->pci_address);
         vdevice_release(userdata, ctx, v);
         *v = ctx->vdevices[--ctx->n_vdevices];
-        guest_context_persist(userdata, ctx);
+        /* Giving a device up must work: a save that fails is owed (guest-save.c). Until it is
+         * made, a restart of tsmd would attach the vDevice again. */
+        (void) guest_context_persist(userdata, ctx);
         states_flush(guest_client_of(call)); /* one made before, waiting for its requests */
         return varlink_call_reply(call, NULL);
 }
@@ -1050,11 +1034,11 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         if (result >= 0)
                 v->bound = pc->bind;
         /* Before the answer: a restart after it must not find the change still on its way. Not
-         * saved, it is stored as changing, which the next tsmd takes for a change cut off: it
-         * unbinds a kernel TSM's vDevice, an emulated one comes back unbound, and the VMM sees
-         * it unbound either way (guest_restore_context()). */
+         * saved (owed until it is, guest-save.c), it is stored as changing, which the next tsmd
+         * takes for a change cut off: it unbinds a kernel TSM's vDevice, an emulated one comes
+         * back unbound, and the VMM sees it unbound either way (guest_restore_context()). */
         if (guest_context_persist(m, ctx) < 0)
-                log_notice("The end of a %s of %s is not saved: a restart of tsmd before the next save unbinds it.",
+                log_notice("The end of a %s of %s is not saved yet: a restart of tsmd before it is unbinds it.",
                            pc->bind ? "Bind" : "Unbind", v->pci_address);
         /* InvalidState only where the state is known (the emulated platform): the kernel's TSMs
          * keep it from the host (-EOPNOTSUPP), and their error is the VMM's only clue. */
@@ -1123,7 +1107,7 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         if (r < 0) {
                 change_free(pc);
                 v->changing = false;
-                guest_context_persist(m, ctx);
+                (void) guest_context_persist(m, ctx); /* owed if it fails: stored as changing meanwhile */
                 return reply_backend_error(call, r, v->pci_address);
         }
         guest_op_set_priv_cookie(call, priv_request_get_cookie(pc->request));

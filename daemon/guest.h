@@ -40,6 +40,9 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
 void guest_restore_done(Manager *m);
 /* Releases (or, when preserving for a restart, just closes) unreclaimed contexts. */
 void guest_orphans_free(Manager *m);
+/* The contexts, orphans included, whose state file is behind what they have: a save that failed
+ * is tried again (guest-save.c). For GetStatus, told of each change (service_status_changed()). */
+size_t guest_n_contexts_owing_save(const Manager *m);
 
 /* For io.tsmd.Admin: walking clients and what they hold, and the contexts that wait to be
  * reclaimed after a restart (client NULL, context 0). */

@@ -5,6 +5,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "guest.h"
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
@@ -43,7 +44,8 @@ static int add_path(json_object *o, const char *key, const char *path) {
  * SECURITY: GetStatus is anyone's who may connect, the VMMs on the guest socket included. The
  * error quotes the files (the policy's names of clients and their uids), and the paths and
  * times say how tsmd is run: an administrator's; anyone else learns only whether tsmd serves
- * what the files on disk say.
+ * what the files on disk say. So are the contexts owing a save (build_status()): the host's
+ * disk trouble, and whether other VMs' changes are saved.
  */
 static int build_configuration(Manager *m, bool admin, json_object **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
@@ -104,7 +106,9 @@ static int build_status(Manager *m, bool admin, json_object **ret) {
             json_object_add(s, "uptimeUsec", json_object_new_int64((int64_t) (now_monotonic_usec() - m->start_usec))) < 0 ||
             json_object_add(s, "connections", json_object_new_int64(varlink_server_get_n_connections(m->server))) < 0 ||
             json_object_add(s, "limits", TAKE_PTR(l)) < 0 ||
-            json_object_add(s, "configuration", TAKE_PTR(cfg)) < 0)
+            json_object_add(s, "configuration", TAKE_PTR(cfg)) < 0 ||
+            (admin && json_object_add(s, "contextsOwingSave",
+                                      json_object_new_int64((int64_t) guest_n_contexts_owing_save(m))) < 0))
                 return -ENOMEM;
 
         *ret = TAKE_PTR(s);

@@ -1886,8 +1886,8 @@ TEST(a_worker_that_keeps_no_state_attaches_nothing_the_fd_store_keeps) {
 
 /*
  * The benign way to a stale file: the VMM detaches vDevice 5 while the state cannot be saved (a
- * full /run: here a directory the worker may not write), and the worker dies before the next
- * save. Its successor takes the monitor's record, which has no vDevice 5. Attaching id 5 to
+ * full /run: here a directory the worker may not write), and the worker dies before the save it
+ * owes is made. Its successor takes the monitor's record, which has no vDevice 5. Attaching id 5 to
  * another device meanwhile is refused (StateNotSaved) and undone in the monitor: saved late, or
  * not at all, the file would name the vDevice at its old device, where a restart of tsmd would
  * attach it again, and the kernel has it at the new one.
@@ -1927,11 +1927,11 @@ TEST(a_state_file_behind_a_failed_save_trips_no_worker) {
         ASSERT_NOT_NULL(strstr(state, "VDevice=5 0000:01:00.0 unbound\n"));
         free(state);
 
-        /* Room again (the monitor cannot give it back: it has no CAP_FOWNER), and a crash. */
-        snprintf(path, sizeof(path), "%s/state", m.dir);
-        ASSERT_OK(chmod(path, 0700));
+        /* A crash while the save is still owed (its retries fail); the next worker, the
+         * directory's owner, makes it 0700 again (the monitor cannot: it has no CAP_FOWNER). */
         (void) crash_worker(&m);
         varlink_client_free(c);
+        ASSERT_TRUE(log_contains(&m, "was mode 0500, made it 0700"));
         ASSERT_TRUE(log_contains(&m, "which the monitor does not have; dropping it"));
         snprintf(path, sizeof(path), "state/%s.state", id);
         state = read_text(&m, path);
@@ -2560,14 +2560,15 @@ static void wait_log(Manager *m, const char *needle);
 /*
  * The answer with the renewed token is out, but the state file cannot drop the token before it
  * (a full /run: here a directory the worker may not write): that one stays valid in the file
- * for a reclaim after a restart, until the context's next save that succeeds (here an Unbind's)
- * drops it, as the context's memory did. Kept in memory until a save of its own succeeded, every
- * later save would have written it again, and the token the reclaim voided would reclaim after
- * any restart to come.
+ * for a reclaim after a restart only until a save of the context succeeds. The context owes one,
+ * tried again on a timer: once the directory takes files again, the file drops the token with
+ * no change of the context to save. Before, it waited for the context's next change, and the
+ * voided token reclaimed after any restart meanwhile (a VMM that changes nothing, for days).
+ * Kept in memory until a save of its own succeeded, every later save would have written it
+ * again.
  */
-TEST(a_token_void_but_not_saved_so_is_dropped_at_the_next_save) {
-        static const char unbind[] = "{\"method\":\"io.tsmd.Guest.Unbind\",\"parameters\":{\"context\":1,\"vdeviceId\":5}}";
-        _cleanup_(json_object_putp) json_object *answer = NULL, *unbound = NULL;
+TEST(a_token_void_but_not_saved_is_dropped_once_the_save_can_be_made) {
+        _cleanup_(json_object_putp) json_object *answer = NULL;
         char t0[64], token[64], id[33], dir[PATH_MAX];
         json_object *parameters;
         VarlinkClient *c;
@@ -2595,15 +2596,14 @@ TEST(a_token_void_but_not_saved_so_is_dropped_at_the_next_save) {
         ASSERT_EQ(strlen(token), 32u);
         ASSERT_EQ(json_object_get_int64(json_object_object_get(parameters, "context")), 1);
         wait_log(&m, "stays valid for a reclaim after a restart");
-        ASSERT_OK(chmod(dir, 0700));
+        usleep(300 * 1000); /* retries fail meanwhile */
         ASSERT_TRUE(renewal_pending(&m, id));
 
-        /* The next change of the context is saved, without the token before. */
-        ASSERT_EQ(write(fd, unbind, sizeof(unbind)), (ssize_t) sizeof(unbind));
-        unbound = read_small_answer(fd);
-        ASSERT_FALSE(json_object_object_get_ex(unbound, "error", NULL));
+        /* Room again: the retry saves the file without the token before, nothing changed. */
+        ASSERT_OK(chmod(dir, 0700));
         wait_renewal_done(&m, token);
         ASSERT_FALSE(renewal_pending(&m, id));
+        wait_log(&m, "Saved the state of a context of uid");
 
         (void) crash_worker(&m);
         safe_close(fd);
@@ -2612,6 +2612,240 @@ TEST(a_token_void_but_not_saved_so_is_dropped_at_the_next_save) {
         (void) reclaim(c, token);
         varlink_client_free(c);
         stop(&m);
+}
+
+/* ---- saves owed ------------------------------------------------------------------------------- */
+
+/* Waits (bounded) until the state file of the context of reclaim id id has needle (want true),
+ * or has it no more (want false). */
+static void wait_state_file(Manager *m, const char *id, const char *needle, bool want) {
+        char name[64];
+
+        snprintf(name, sizeof(name), "state/%s.state", id);
+        for (unsigned i = 0; i < 500; i++) {
+                _cleanup_free_ char *text = read_text(m, name);
+
+                if (text[0] && !!strstr(text, needle) == want)
+                        return;
+                usleep(10000);
+        }
+        TEST_FAIL("the state file %s/%s %s '%s'", m->dir, name, want ? "lacks" : "still has", needle);
+}
+
+/* How often needle is in tsmd's log. */
+static unsigned log_count(Manager *m, const char *needle) {
+        _cleanup_free_ char *text = read_text(m, "tsmd.log");
+        unsigned n = 0;
+
+        for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        return n;
+}
+
+/* A directory where the save of the context of reclaim id id writes its new file first: every
+ * save of that context fails (EISDIR), whatever the directory's mode, which a worker starting
+ * would make 0700 again. */
+static void block_saves(Manager *m, const char *id, bool block) {
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/state/%s.state.tmp", m->dir, id);
+        if (block)
+                ASSERT_OK(mkdir(path, 0700));
+        else
+                ASSERT_OK(rmdir(path));
+}
+
+/* GetStatus with 'more': the contextsOwingSave its last reply told into *userdata (an int64_t). */
+static int on_status(VarlinkClient *c, json_object *parameters, const char *error, bool continues, void *userdata) {
+        json_object *v;
+
+        if (!error && json_object_object_get_ex(parameters, "contextsOwingSave", &v))
+                *(int64_t *) userdata = json_object_get_int64(v);
+        return 0;
+}
+
+/* Waits (bounded) until the GetStatus subscription on a tells that want contexts owe a save. */
+static void wait_owing(VarlinkClient *a, const int64_t *owing, int64_t want) {
+        for (unsigned i = 0; i < 500 && *owing != want; i++) {
+                struct pollfd p = { .fd = varlink_client_get_fd(a), .events = varlink_client_get_events(a) };
+
+                (void) poll(&p, 1, 10);
+                ASSERT_TRUE(varlink_client_process(a) >= 0);
+        }
+        ASSERT_EQ(*owing, want);
+}
+
+#define SAVE_FAILED "Failed to save the state of a context"
+#define SAVE_PAID "Saved the state of a context of uid"
+
+/*
+ * A DetachDevice succeeds whether or not its state can be saved (giving a device up must work),
+ * and the context owes the save: tried again, logged once, until it is made; an administrator's
+ * GetStatus counts it meanwhile. Before, the file kept the vDevice until the context's next
+ * saved change: a restart of tsmd meanwhile attached it again (bound), and its device stayed
+ * busy for every other guest until the context went.
+ */
+TEST(a_detach_whose_state_cannot_be_saved_is_saved_once_it_can) {
+        _cleanup_(json_object_putp) json_object *none = NULL;
+        char token[64], id[33], dir[PATH_MAX], params[128];
+        VarlinkClient *c, *other, *admin;
+        int64_t ctx, owing = -1;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to take the worker's state directory away from it");
+        c = start_with_bound_context(&m, token);
+        reclaim_id_of(token, id);
+        ASSERT_OK(varlink_client_connect(m.admin, &admin));
+        ASSERT_OK(varlink_client_call_async(admin, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, on_status,
+                                            &owing));
+        wait_owing(admin, &owing, 0);
+        snprintf(dir, sizeof(dir), "%s/state", m.dir);
+        ASSERT_OK(chmod(dir, 0500));
+        call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
+        wait_log(&m, SAVE_FAILED);
+        usleep(400 * 1000); /* retries fail meanwhile */
+        wait_state_file(&m, id, "VDevice=5 0000:01:00.0 bound\n", true);
+        wait_owing(admin, &owing, 1);
+
+        ASSERT_OK(chmod(dir, 0700));
+        wait_state_file(&m, id, "VDevice=", false);
+        wait_log(&m, SAVE_PAID);
+        ASSERT_EQ(log_count(&m, SAVE_FAILED), 1u);
+        ASSERT_EQ(log_count(&m, SAVE_PAID), 1u);
+        wait_owing(admin, &owing, 0);
+        varlink_client_free(admin);
+
+        /* After a restart of tsmd, the context has no vDevice 5, and the device is free. */
+        crash_and_restart(&m);
+        varlink_client_free(c);
+        c = connect_client(&m);
+        ctx = reclaim(c, token);
+        snprintf(params, sizeof(params), "{\"context\":%lld,\"vdeviceId\":5}", (long long) ctx);
+        ASSERT_STREQ(call_error(c, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
+        none = device_owner(&m, "0000:01:00.0");
+        ASSERT_NULL(none);
+        other = connect_client(&m);
+        call_ok(other, "io.tsmd.Guest.OpenContext", NULL);
+        call_ok(other, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+        varlink_client_free(other);
+        varlink_client_free(c);
+        stop(&m);
+}
+
+/*
+ * A restored context's state file is written anew from what the monitor kept (here: without a
+ * vDevice 9 the file names and the monitor never had). Where that save fails, it is owed like
+ * any other, and made once it can be, before anyone reclaims the context: before, the file kept
+ * the stale vDevice until the owner came back and changed something.
+ */
+TEST(a_restored_context_whose_state_cannot_be_saved_is_saved_once_it_can) {
+        char token[64], id[33], text[128], params[128];
+        VarlinkClient *c;
+        int64_t ctx;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context(&m, token);
+        reclaim_id_of(token, id);
+        block_saves(&m, id, true);
+        snprintf(text, sizeof(text), "[Context]\nUid=%u\nVDevice=5 0000:01:00.0 bound\nVDevice=9 0000:02:00.0 unbound\n",
+                 (unsigned) getuid());
+        forge_state_file_and_crash(&m, c, id, text);
+        ASSERT_TRUE(log_contains(&m, "which the monitor does not have; dropping it"));
+        wait_log(&m, SAVE_FAILED);
+        usleep(400 * 1000); /* retries fail meanwhile */
+        wait_state_file(&m, id, "VDevice=9 0000:02:00.0", true);
+
+        block_saves(&m, id, false);
+        wait_state_file(&m, id, "VDevice=9", false);
+        wait_state_file(&m, id, "VDevice=5 0000:01:00.0 bound\n", true);
+        wait_log(&m, SAVE_PAID);
+        ASSERT_EQ(log_count(&m, SAVE_FAILED), 1u);
+
+        c = connect_client(&m);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(call_ok(c, "io.tsmd.Guest.GetDeviceState", params),
+                                                                   "bound")));
+        close_context_and_stop(&m, c, ctx);
+}
+
+/* contextsOwingSave, as an administrator's GetStatus tells it now. */
+static int64_t contexts_owing_save(Manager *m) {
+        json_object *reply = NULL; /* the client's */
+        const char *error = NULL;
+        VarlinkClient *a;
+        int64_t n;
+
+        ASSERT_OK(varlink_client_connect(m->admin, &a));
+        varlink_client_set_timeout(a, 10 * 1000000ULL);
+        ASSERT_OK(varlink_client_call(a, "io.tsmd.Service.GetStatus", NULL, &reply, &error));
+        ASSERT_NULL(error);
+        n = record_int(reply, "contextsOwingSave");
+        varlink_client_free(a);
+        return n;
+}
+
+/*
+ * A context released while it owes a save owes nothing: its release removes the file, and no
+ * retry writes it again once saves are possible (nor touches the context, gone: the sanitizers
+ * would tell).
+ */
+TEST(a_context_released_while_owing_a_save_leaves_no_file) {
+        char token[64], id[33], name[64];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context(&m, token);
+        reclaim_id_of(token, id);
+        snprintf(name, sizeof(name), "%s.state", id);
+        block_saves(&m, id, true);
+        call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
+        wait_log(&m, SAVE_FAILED);
+        ASSERT_EQ(contexts_owing_save(&m), 1);
+
+        varlink_client_free(c); /* released */
+        for (unsigned i = 0; i < 500 && state_file_exists(&m, name); i++)
+                usleep(10000);
+        ASSERT_FALSE(state_file_exists(&m, name));
+        ASSERT_EQ(contexts_owing_save(&m), 0);
+        block_saves(&m, id, false);
+        usleep(1000 * 1000); /* past the retries due: 0.1, 0.3, 0.7 s */
+        ASSERT_FALSE(state_file_exists(&m, name));
+        ASSERT_FALSE(log_contains(&m, SAVE_PAID));
+        stop(&m);
+}
+
+/*
+ * A worker that stops (SIGTERM, the fd store keeping its contexts for the next tsmd) owing a
+ * save tries it once more on its way out, rather than leave the file as it was saved last for
+ * the next tsmd to take (here the retry's backoff had grown to seconds when the save became
+ * possible again).
+ */
+TEST(a_save_owed_is_tried_once_more_as_the_worker_stops) {
+        char token[64], id[33];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context(&m, token);
+        reclaim_id_of(token, id);
+        manager_wait(&m, has_stored, 5000);
+        block_saves(&m, id, true);
+        call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
+        wait_log(&m, SAVE_FAILED);
+        /* Tried at 0.1, 0.3, 0.7 and 1.5 s, next at 3.1 s. */
+        usleep(1700 * 1000);
+        block_saves(&m, id, false);
+        ASSERT_FALSE(log_contains(&m, SAVE_PAID));
+        stop(&m);
+        varlink_client_free(c);
+        wait_state_file(&m, id, "VDevice=", false);
+        ASSERT_TRUE(log_contains(&m, SAVE_PAID));
 }
 
 /* ---- a renewal cut off from the monitor --------------------------------------------------------- */

@@ -249,6 +249,7 @@ TEST(status_says_whether_the_files_on_disk_are_in_force) {
         ASSERT_NOT_NULL(strstr(out, "\nConfiguration: files on disk, loaded 20"));
         ASSERT_NOT_NULL(strstr(out, strf("\n               from %s, policy ", t.config_path)));
         ASSERT_NULL(strstr(out, "last good"));
+        ASSERT_NOT_NULL(strstr(out, "\nUnsaved state: 0 contexts\n")); /* to an administrator */
         out = mfree(out);
 
         ASSERT_FALSE(tsmd_reload(&t, "[Varlink\n"));
