@@ -19,12 +19,13 @@ static const struct option options[] = {
         { "limit", required_argument, NULL, 'l' }, {},
 };
 
-/* Errors tsmd records that no interface declares (varlink-errors.h): what a call ended with when
- * its caller went, or its connection broke. */
+/* Results tsmd records that no interface declares: what a call ended with when its caller went,
+ * or its connection broke (varlink-errors.h), and how the worker before a worker-restart ended
+ * (manager.c). */
 static const char *const undeclared_errors[] = {
-        VARLINK_ERROR_DISCONNECTED,
-        VARLINK_ERROR_TIMEOUT,
-        VARLINK_ERROR_PROTOCOL,
+        VARLINK_ERROR_DISCONNECTED, VARLINK_ERROR_TIMEOUT,    VARLINK_ERROR_PROTOCOL,
+        "io.tsmd.WorkerExited",     "io.tsmd.WorkerCrashed",  "io.tsmd.WorkerCompromised",
+        "io.tsmd.WorkerUnresponsive",
 };
 
 /* An errno's name ("EIO") or "errno-N": a late answer of the kernel's, recorded as it came. */
@@ -126,12 +127,13 @@ static void note_rotated_out(TsmClient *c, long long from) {
         if (!first || !json_object_is_type(json_object_object_get(first, "seq"), json_type_int))
                 return;
         seq = (long long) json_object_get_int64(json_object_object_get(first, "seq"));
-        if (seq > from) {
+        /* Sequence numbers start at 1: --from=0 asks for nothing rotated out. */
+        if (seq > MAX(from, 1LL)) {
                 fflush(stdout);
                 fprintf(stderr,
                         "Note: the log begins at seq %lld: the records from %lld to %lld are no longer in it (rotated out; "
                         "[Audit] Files= and MaxFileSize= in tsmd.conf keep more).\n",
-                        seq, from, seq - 1);
+                        seq, MAX(from, 1LL), seq - 1);
         }
 }
 

@@ -2,6 +2,7 @@
 /* io.tsmd.Admin: backends, devices, clients, audit query and follow, counters. Every call is
  * checked against the policy's administrators and audited. Runs in: worker. */
 
+#include <ctype.h>
 #include <limits.h>
 
 #include "admin.h"
@@ -556,23 +557,27 @@ static int device_connect(VarlinkCall *call, Manager *m, const char *address, co
 /* EmulatedDevice: the emulated platform's devices are connected to emu0 from the start and
  * have no connect step; the kernel, which the monitor asks, knows nothing of them, and
  * "NoSuchDevice" for a device ListDevices shows would send the admin looking for the wrong
- * fault. A kernel device at the address comes first, as in tsm_platform_get_device(). */
-static bool reply_if_emulated(VarlinkCall *call, Manager *m, const char *address, int *ret) {
+ * fault. A kernel device at the address comes first, as in tsm_platform_get_device(). Returns
+ * 1 when the call is answered so, 0 when the device is no emulated one, < 0 when the answer
+ * could not be built (the caller returns it: io.tsmd.System). */
+static int reply_if_emulated(VarlinkCall *call, Manager *m, const char *address) {
         TsmDeviceInfo info;
+        int r;
 
         if (tsm_platform_get_device(m->platform, address, &info) < 0 || !info.emulated)
-                return false;
-        *ret = varlink_call_error_kv(call, "io.tsmd.Admin.EmulatedDevice", "pciAddress",
-                                     json_object_new_string(address), NULL);
-        return true;
+                return 0;
+        r = varlink_call_error_kv(call, "io.tsmd.Admin.EmulatedDevice", "pciAddress",
+                                  json_object_new_string(address), NULL);
+        return r < 0 ? r : 1;
 }
 
 static int vl_connect_device(VarlinkCall *call, json_object *p, void *userdata) {
         const char *address = json_get_string(p, "pciAddress"), *tsm = json_get_string(p, "tsm");
         int r;
 
-        if (reply_if_emulated(call, userdata, address, &r))
-                return r;
+        r = reply_if_emulated(call, userdata, address);
+        if (r != 0)
+                return MIN(r, 0);
         return device_connect(call, userdata, address, tsm);
 }
 
@@ -582,8 +587,9 @@ static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdat
         InUse u = { .inventory = tsm_platform_get_inventory(m->platform), .pci_address = address };
         int r;
 
-        if (reply_if_emulated(call, m, address, &r))
-                return r;
+        r = reply_if_emulated(call, m, address);
+        if (r != 0)
+                return MIN(r, 0);
         /* SECURITY: pulling a device from under a guest is not an admin convenience. */
         guest_foreach_vdevice(m, check_in_use, &u);
         if (u.found)
@@ -606,15 +612,19 @@ static const struct {
         { "io.tsmd.Admin.GetCounters", vl_get_counters },
 };
 
+#define ADMIN_KEPT_MAX 64u
+
 /* Every admin call is recorded, with the answer it got: refusals under their error's name. The
  * record is taken even past the audit queue's bound (admin calls are few, and each waits for its
- * record), and an admin is answered even when the log has failed: reloading it is how it is
- * repaired (the record is kept then, and written once the log takes records again). Anyone else's call is a refusal like any other (audit_refused()). But a connect or
- * disconnect is not made when the log has no room for its record:
- * the room is reserved before, and held until the answer's record is committed into it, so that
- * a disk that fills while the kernel works cannot leave the host changed unrecorded. While a
- * reload reopens the log, that room cannot be known: the call waits for the reopen, postponed,
- * and is made (if its caller is still an administrator) or refused once it finished. */
+ * record), and an admin is answered even when the log cannot take it: reloading the log is how
+ * it is repaired. Such a record is kept, up to ADMIN_KEPT_MAX at a time, and written once the
+ * log takes records again; past that it is lost, logged. Anyone else's call is a refusal like
+ * any other (audit_refused()). But a connect or disconnect is not made when the log has no room
+ * for its record: the room is reserved before, and held until the answer's record is committed
+ * into it, so that a disk that fills while the kernel works cannot leave the host changed
+ * unrecorded. While a reload reopens the log, that room cannot be known: the call waits for the
+ * reopen, postponed, and is made (if its caller is still an administrator) or refused once it
+ * finished. */
 typedef struct AdminRecord {
         Manager *manager;
         VarlinkCall *call;
@@ -630,6 +640,7 @@ typedef struct AdminRecord {
         char *pci;
         const char *backend;
         AuditReservation *room; /* a device change's, from before it is made until its record */
+        bool kept;              /* counted in n_admin_kept until written */
         VarlinkMethodFunc func; /* a device change waiting for its room: made once it has it */
         json_object *answer;    /* held until the record is durable */
 } AdminRecord;
@@ -649,6 +660,8 @@ static AdminRecord *admin_record_free(AdminRecord *a) {
 static void on_admin_recorded(AuditLog *audit, uint64_t seq, int error, void *userdata) {
         AdminRecord *a = userdata;
 
+        if (a->kept)
+                a->manager->n_admin_kept--;
         if (error < 0)
                 log_error_errno(error, "Audit record of %s failed: %m", varlink_call_get_method(a->call));
         admin_record_free(a);
@@ -672,13 +685,22 @@ static void admin_record_commit(AdminRecord *a, const char *result) {
         rec.result = result;
         if (a->room)
                 r = audit_log_commit(TAKE_PTR(a->room), &rec, on_admin_recorded, a, NULL);
-        else {
-                /* Kept while the log cannot take it (full, failed), and written once it can; the
-                 * answer goes now: the admin is who repairs the log. */
-                r = audit_log_record_owed_kept(a->manager->audit, &rec, on_admin_recorded, NULL, a, NULL);
-                if (r > 0 && a->answer)
-                        (void) varlink_call_release(a->call, TAKE_PTR(a->answer));
-        }
+        else if (a->manager->n_admin_kept < ADMIN_KEPT_MAX) {
+                uint64_t seq = 0;
+
+                /* Kept while the log cannot take it (full, failed) and written once it can; not
+                 * numbered yet (kept, or held for a reopen that may fail and keep it), the answer
+                 * goes now: the admin is who repairs the log. Bounded apart from the kept records
+                 * of what tsmd did on its own, which an admin's polling must not crowd out. */
+                r = audit_log_record_owed_kept(a->manager->audit, &rec, on_admin_recorded, NULL, a, &seq);
+                if (r >= 0 && seq == 0) {
+                        a->kept = true;
+                        a->manager->n_admin_kept++;
+                        if (a->answer)
+                                (void) varlink_call_release(a->call, TAKE_PTR(a->answer));
+                }
+        } else
+                r = audit_log_record_owed(a->manager->audit, &rec, on_admin_recorded, a, NULL);
         if (r < 0) {
                 log_error_errno(r, "Audit record of %s failed: %m", rec.event);
                 admin_record_free(a);
@@ -864,6 +886,9 @@ static int admin_record_device(AdminRecord *a, json_object *p) {
         a->pci = strdup(address);
         if (!a->pci)
                 return -ENOMEM;
+        /* As sysfs spells it, which QueryAudit's filter takes: 0000:0A:00.0 is 0000:0a:00.0. */
+        for (char *q = a->pci; *q; q++)
+                *q = (char) tolower((unsigned char) *q);
         d = inventory_get_device(inv, address);
         tsm = tsm_name ? inventory_get_tsm(inv, tsm_name) : d ? inventory_device_get_tsm(inv, d) : NULL;
         if (tsm && tsm->type >= 0)

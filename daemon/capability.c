@@ -18,11 +18,11 @@ static const struct {
         { CAP_SYS_RESOURCE, "iommufd's RLIMIT_MEMLOCK accounting mode" },
         { CAP_SETUID,       "starting a worker as its own user" },
         { CAP_SETGID,       "starting a worker as its own user" },
-        { CAP_SETPCAP,      "starting a worker with an empty bounding set" },
+        { CAP_SETPCAP,      "dropping capabilities from the bounding set, tsmd's and a worker's" },
         { CAP_KILL,         "stopping a worker, which runs as another user" },
 };
 
-static bool needed(cap_value_t c) {
+bool capability_is_minimum(cap_value_t c) {
         for (size_t i = 0; i < ELEMENTSOF(tsmd_capabilities); i++)
                 if (tsmd_capabilities[i].cap == c)
                         return true;
@@ -107,23 +107,25 @@ int capability_drop_to_minimum(bool allow_more) {
                         (void) cap_set_flag(want, CAP_PERMITTED, 1, &c, CAP_SET);
                         (void) cap_set_flag(want, CAP_EFFECTIVE, 1, &c, CAP_SET);
                 } else {
-                        char *name = cap_to_name(c);
+                        _cleanup_(cap_name_freep) char *name = cap_to_name(c);
 
                         log_warning("Capability %s is not ours to keep (not in the bounding set tsmd was started "
                                     "with?): %s will fail.", strna(name), tsmd_capabilities[i].needed_for);
-                        cap_free(name);
                 }
         }
 
         /* The bounding set first (needs CAP_SETPCAP, which is still effective now). */
         for (cap_value_t c = 0; c <= last; c++) {
-                if (needed(c))
+                if (capability_is_minimum(c))
                         continue;
                 /* In the set, or unreadable: dropped (and checked below) all the same. */
                 if (bounding_has(c) != 0 && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EPERM &&
-                    errno != EINVAL)
+                    errno != EINVAL) {
+                        _cleanup_(cap_name_freep) char *name = cap_to_name(c);
+
                         return log_error_errno(-errno, "Failed to drop capability %s from the bounding set: %m",
-                                               cap_to_name(c));
+                                               strna(name));
+                }
         }
         (void) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 
@@ -136,12 +138,14 @@ int capability_drop_to_minimum(bool allow_more) {
                 return -ENOMEM;
         r = 0;
         for (cap_value_t c = 0; c <= last; c++) {
-                if (needed(c))
+                if (capability_is_minimum(c))
                         continue;
                 if ((cap_get_flag(now, c, CAP_EFFECTIVE, &v) >= 0 && v == CAP_SET) ||
                     (cap_get_flag(now, c, CAP_PERMITTED, &v) >= 0 && v == CAP_SET) || bounding_has(c) != 0) {
+                        _cleanup_(cap_name_freep) char *name = cap_to_name(c);
+
                         log_full(allow_more ? LOG_WARNING : LOG_ERR, "Capability %s could not be dropped.",
-                                 cap_to_name(c));
+                                 strna(name));
                         r = -EPERM;
                 }
         }
@@ -180,7 +184,9 @@ int capability_verify_none(void) {
         }
         for (cap_value_t c = 0; c <= capability_last_cap(); c++) {
                 if (bounding_has(c) != 0 || ambient_has(c) != 0) {
-                        log_error("Capability %s remains in the bounding or ambient set.", cap_to_name(c));
+                        _cleanup_(cap_name_freep) char *name = cap_to_name(c);
+
+                        log_error("Capability %s remains in the bounding or ambient set.", strna(name));
                         r = -EPERM;
                 }
         }

@@ -15,6 +15,14 @@
 #include "macro.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(cap_t, cap_free, NULL);
+/* cap_to_name()'s string, which cap_free() frees. */
+static inline void cap_name_freep(char **p) {
+        if (*p)
+                cap_free(*p);
+}
+
+/* Whether c is of the minimum the monitor keeps (each is logged at start if it is missing). */
+bool capability_is_minimum(cap_value_t c);
 
 /* The last capability a capability set can hold (64 bits). */
 #define CAPABILITY_LAST_POSSIBLE 63

@@ -99,6 +99,10 @@ typedef struct Manager {
          * goes (admin.c). */
         LIST_HEAD(, AdminQuery) admin_queries;
 
+        /* Administrators' records the log could not take at once (full, failed, reopening),
+         * kept until it can (admin.c): at most ADMIN_KEPT_MAX. */
+        unsigned n_admin_kept;
+
         /* io.tsmd.Admin.FollowAudit callers, until their connection goes (admin.c). */
         AdminFollower **followers;
         size_t n_followers, allocated_followers;

@@ -255,7 +255,7 @@ int main(int argc, char *argv[]) {
         const char *config_path = arg_config;
         PolicyFileTrust trust;
         DaemonConfig config, kept;
-        bool broken_files = false;
+        bool files_refused;
         int r, k;
 
         log_set_ident("tsmd");
@@ -281,7 +281,6 @@ int main(int argc, char *argv[]) {
          * so, and does not start. */
         if (!arg_check_config && !arg_dump_config && (r < 0 || !policy_loads(&config, &trust))) {
                 k = config_kept_before_restart(&kept);
-                broken_files = k < 0;
                 if (k >= 0) {
                         daemon_config_done(&config);
                         config = kept;
@@ -298,7 +297,7 @@ int main(int argc, char *argv[]) {
          * limit would fail the sockets too). */
         if (r < 0) {
                 daemon_config_done(&config);
-                return broken_files ? EX_CONFIG : EXIT_FAILURE;
+                return arg_check_config || arg_dump_config || r == -ENOMEM ? EXIT_FAILURE : EX_CONFIG;
         }
         if (arg_check_config || arg_dump_config) {
                 if (arg_dump_config)
@@ -372,13 +371,14 @@ int main(int argc, char *argv[]) {
         capability_log_effective();
 
         r = monitor_run(m);
+        /* A policy that does not load, with nothing kept: the monitor said which file and why,
+         * before it started a worker. */
+        files_refused = monitor_refused_files(m);
         /* The fds it holds go to the closer too, which then ends: nothing of it is left at a
          * clean exit (unless a close waits on a file system, which the exit would too). */
         m = monitor_free(m);
         fd_closer_stop(FD_CLOSER_STOP_USEC);
-        /* A policy that does not load, with nothing kept: the monitor said which file and why,
-         * before it started a worker. */
-        if (r < 0 && broken_files)
+        if (r < 0 && files_refused)
                 return EX_CONFIG;
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -275,16 +275,19 @@ int files_at_start(Monitor *m) {
         }
         if (!error)
                 return log_oom();
+        m->files_refused = r != -ENOMEM;
         if (stored < 0)
                 return log_error_errno(r, "%s: the configuration or policy is broken, and no configuration that loaded "
                                           "before is kept: not starting. Fix it (tsmd --check-config checks it) and "
                                           "start tsmd again.", error);
         k = last_good_restore(stored, &f.config, &f.policy, &names, &stored_error);
+        m->files_refused = m->files_refused && k != -ENOMEM;
         if (k < 0)
                 return log_error_errno(k, "%s: the configuration or policy is broken, and the one kept from before the "
                                           "restart does not load either (%s%s%m): not starting. Fix it (tsmd "
                                           "--check-config checks it) and start tsmd again.",
                                        error, strempty(stored_error), stored_error ? ", " : "");
+        m->files_refused = false;
         log_error("%s: the configuration or policy is broken, serving the configuration that last loaded, from "
                   "before the restart: %s. Fix it and reload.", error, strna(names));
         f.fd = TAKE_FD(stored);

@@ -33,6 +33,7 @@ struct Monitor {
         Policy *policy; /* for the gates only (scope_granted(), device_listed()); NULL: none loaded */
         int last_good;  /* the bytes of the files that loaded last, sealed (last-good.h); -EBADF: none */
         int stored_last_good; /* the fd store's, from before a restart of tsmd, until the start took it or not */
+        bool files_refused;   /* files_at_start() would not start on the files: monitor_refused_files() */
         LoadedFiles reload_files; /* what the worker's RELOAD loaded, until it commits it */
 
         char *worker_path; /* for logs: it runs from worker_binary */

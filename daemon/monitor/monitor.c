@@ -821,6 +821,10 @@ finish:
         return r;
 }
 
+bool monitor_refused_files(const Monitor *m) {
+        return m->files_refused;
+}
+
 int monitor_run(Monitor *m) {
         int r;
 

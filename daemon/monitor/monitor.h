@@ -34,3 +34,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Monitor *, monitor_free);
 int monitor_listen(Monitor *m);
 /* Starts the worker and runs until SIGTERM/SIGINT and the worker's exit. */
 int monitor_run(Monitor *m);
+/* Whether monitor_run() failed because the configuration or policy does not load and nothing
+ * that loaded before is kept: files only a person can fix (out of memory is not that). */
+bool monitor_refused_files(const Monitor *m);

@@ -640,6 +640,26 @@ TEST(records_name_the_rule_that_allowed_them) {
         tsmd_teardown(&t);
 }
 
+/* A device change's record names its device as sysfs spells it, as QueryAudit's filter takes it:
+ * an address given in capitals is found by its lower-case spelling (rv-today). */
+TEST(device_change_record_spells_the_address_as_sysfs_does) {
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), NULL);
+        c = tsmd_connect(&t);
+        (void) tsmd_call(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"0000:0A:00.0\",\"tsm\":\"tsm0\"}", NULL);
+        audit_read(&t, &l);
+        at = line_of(&l, 0, "io.tsmd.Admin.ConnectDevice");
+        ASSERT_TRUE(at > 0);
+        expect_str(l.rec[at - 1], "pci", "0000:0a:00.0", at);
+        audit_lines_done(&l);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- a client killed mid-request ---------------------------------------------------------- */
 
 TEST(client_killed_mid_request_is_recorded) {
@@ -1739,6 +1759,70 @@ TEST(admin_call_while_the_log_is_full_is_answered_and_recorded_once_there_is_roo
         audit_lines_done(&l);
 
         stop_and_unmount_full_audit_fs(&t, c);
+}
+
+/* At most 64 administrators' records are kept at a time: an admin's polling while the disk is
+ * full must not take the room the records of what tsmd did on its own need (rv-today). Past
+ * that, a call is answered all the same and its record lost, logged. */
+TEST(admin_records_kept_are_bounded) {
+        const char *filler;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t n = 0;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        filler = reload_onto_full_audit_fs(&t);
+        c = tsmd_connect(&t);
+        for (unsigned i = 0; i < 80; i++)
+                CALL_OK(c, "io.tsmd.Admin.ListDevices", NULL);
+        ASSERT_TRUE(tsmd_wait_log(&t, "Audit record of io.tsmd.Admin.ListDevices failed", 1, TSMD_WAIT_USEC));
+
+        (void) owed_record_once_there_is_room(&t, filler, "io.tsmd.Admin.ListDevices", &l);
+        audit_lines_done(&l);
+        /* Written once there is room, in one go; the reload's own record may hold one of the 64. */
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; n < 63 && now_usec() < deadline;) {
+                sleep_usec(20 * USEC_PER_MSEC);
+                audit_read(&t, &l);
+                n = 0;
+                for (size_t i = 0; i < l.n; i++)
+                        if (streq(JSTR(l.rec[i], "event"), "io.tsmd.Admin.ListDevices"))
+                                n++;
+                audit_lines_done(&l);
+        }
+        if (n < 63 || n > 64)
+                TEST_FAIL("%zu ListDevices records kept, not 63 or 64 of the 80", n);
+        stop_and_unmount_full_audit_fs(&t, c);
+}
+
+/* An administrator's call that comes while a reload moves the log to a full file system: its
+ * record is held for the reopen, which then cannot take it, and kept; the answer goes at once all
+ * the same (rv-today: it waited, held, until the log took records again). */
+TEST(admin_call_during_a_reopen_onto_a_full_disk_is_answered) {
+        VarlinkClient *a, *b;
+        AsyncCall reload = {}, list = {};
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        start(&t, CONF_ZERO(), "info");
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+        (void) mount_audit_fs(&t, 64, true);
+        for (unsigned i = 0; i < 8; i++) {
+                tsmd_call_async(a, "io.tsmd.Service.Reload", NULL, 0, &reload);
+                tsmd_call_async(b, "io.tsmd.Admin.ListDevices", NULL, 0, &list);
+                if (!tsmd_async_wait(b, &list, 1, 3 * USEC_PER_SEC))
+                        TEST_FAIL("round %u: ListDevices not answered within 3 s of a reload onto a full disk", i);
+                if (list.errors[0])
+                        TEST_FAIL("round %u: ListDevices failed: %s", i, list.errors[0]);
+                ASSERT_TRUE(tsmd_async_wait(a, &reload, 1, TSMD_WAIT_USEC));
+                async_call_done(&reload);
+                async_call_done(&list);
+                reload = list = (AsyncCall) {};
+        }
+        stop_and_unmount_full_audit_fs(&t, a);
+        varlink_client_free(b);
 }
 
 /* A worker killed while the audit file system is full: the next one records how it ended, once

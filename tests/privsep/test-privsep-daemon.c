@@ -591,9 +591,10 @@ TEST(the_monitors_own_out_of_memory_is_no_backend_error) {
 
 /* So is the monitor's out of memory as it takes a ConnectDevice (the proxy answers in its
  * place): io.tsmd.System ENOMEM, not ConnectFailed, which says the kernel refused. The next one
- * reaches the monitor, which has no such device to connect (the emulated ones need none). */
+ * reaches the monitor, which has no such device to connect. (Not an emulated device: the worker
+ * answers EmulatedDevice for those without asking the monitor.) */
 TEST(the_monitors_own_out_of_memory_is_no_failed_connect) {
-        const char *params = "{\"pciAddress\":\"" DEV1 "\",\"tsm\":\"tsm0\"}";
+        const char *params = "{\"pciAddress\":\"0000:09:00.0\",\"tsm\":\"tsm0\"}";
         _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
         int64_t seq;
         Setup s;
