@@ -281,8 +281,10 @@ TsmClient *tsm_client_free(TsmClient *c);
  * A blocking call that times out returns -ETIMEDOUT and is abandoned, not the connection
  * (hanging up would make tsmd release every context on it, unbinding the VM's devices): its
  * contexts, vDevices, bindings and pending asynchronous calls stay. What tsmd does for the call
- * goes on (a Bind may complete; tsm_device_get_state() tells), and its reply, which comes in
- * call order, is dropped when it comes (an fd with it closed); later calls wait behind it.
+ * goes on (a Bind may complete: tsm_device_get_state() tells; a context an abandoned
+ * OpenContext or AdoptContext made is the connection's, unknown to the VMM, until it closes),
+ * and its reply, which comes in call order, is dropped when it comes (an fd with it closed);
+ * later calls wait behind it.
  * Abandoned calls are bounded: a call that times out while 8 abandoned ones are still
  * unanswered gives the connection up as lost (tsmd is stuck, not slow), -ECONNRESET for it and
  * every pending asynchronous call. Asynchronous calls have no timeout of their own. Kept across
