@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Varlink client: blocking and loop-integrated calls. Runs in: clients. */
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -22,12 +23,15 @@ typedef struct Pending {
         void *userdata;
         unsigned flags;
         uint64_t id;
+        bool abandoned; /* a blocking call that timed out (VARLINK_CLIENT_ABANDON_TIMED_OUT) */
 } Pending;
 
 struct VarlinkClient {
         VarlinkStream *stream;
         VarlinkLimits limits;
         uint64_t timeout_usec;
+        unsigned client_flags;
+        size_t n_abandoned;
         bool dead;
         int dead_error;
 
@@ -172,6 +176,10 @@ void varlink_client_set_timeout(VarlinkClient *c, uint64_t usec) {
         c->timeout_usec = usec;
 }
 
+void varlink_client_set_flags(VarlinkClient *c, unsigned flags) {
+        c->client_flags = flags;
+}
+
 int varlink_client_get_fd(const VarlinkClient *c) {
         return c->stream ? varlink_stream_get_fd(c->stream) : -ENOTCONN;
 }
@@ -257,12 +265,19 @@ static int pending_push(VarlinkClient *c, const Pending *p) {
 }
 
 static void pending_pop(VarlinkClient *c) {
+        if (pending_at(c, 0)->abandoned)
+                c->n_abandoned--;
         c->pending_head = (c->pending_head + 1) % c->allocated_pending;
         c->n_pending--;
 }
 
 static int deliver(VarlinkClient *c, const Pending *p, json_object *parameters, const char *error,
                    bool continues) {
+        if (p->abandoned) {
+                /* Nobody waits for it any more: nothing of it stays. */
+                varlink_client_close_reply_fds(c);
+                return 0;
+        }
         if (p->id == c->wait_id && !p->callback) {
                 if (c->wait_callback) {
                         int r = c->wait_callback(c, parameters, error, continues, c->wait_userdata);
@@ -278,6 +293,25 @@ static int deliver(VarlinkClient *c, const Pending *p, json_object *parameters, 
         return p->callback ? p->callback(c, parameters, error, continues, p->userdata) : 0;
 }
 
+/* VARLINK_CLIENT_KEEP_FD: the socket is closed all the same (what the peer sent and we did not
+ * read goes with it, fds included), but its number stays taken by a socket whose peer is gone,
+ * which reports POLLHUP, until varlink_client_free(). dup3() replaces it in one step: no fd
+ * opened meanwhile by another thread can take the number. Without an fd to spare, shutdown()
+ * is the hang-up. */
+static void client_hang_up_keeping_fd(VarlinkClient *c) {
+        int fd = varlink_stream_get_fd(c->stream), pair[2];
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) >= 0) {
+                safe_close(pair[1]);
+                if (dup3(pair[0], fd, O_CLOEXEC) >= 0) {
+                        safe_close(pair[0]);
+                        return;
+                }
+                safe_close(pair[0]);
+        }
+        (void) shutdown(fd, SHUT_RDWR);
+}
+
 /* The connection is unusable: it is closed, and every waiting caller learns it exactly once. */
 static int client_die(VarlinkClient *c, int error) {
         const char *name = error == -ETIMEDOUT ? VARLINK_ERROR_TIMEOUT :
@@ -290,7 +324,10 @@ static int client_die(VarlinkClient *c, int error) {
                 /* Closed now, not by varlink_client_free(): the server releases what the
                  * connection held only once it sees the hang-up, and after a timeout a late
                  * reply must never be read as the answer to a later call. */
-                c->stream = varlink_stream_free(c->stream);
+                if (c->client_flags & VARLINK_CLIENT_KEEP_FD)
+                        client_hang_up_keeping_fd(c);
+                else
+                        c->stream = varlink_stream_free(c->stream);
         }
         while (c->n_pending > 0) {
                 Pending p = *pending_at(c, 0);
@@ -434,6 +471,26 @@ static int client_send(VarlinkClient *c, const char *method, json_object *parame
         return 0;
 }
 
+/* The blocking call being waited for timed out. */
+static int client_timeout(VarlinkClient *c) {
+        if (!(c->client_flags & VARLINK_CLIENT_ABANDON_TIMED_OUT))
+                return client_die(c, -ETIMEDOUT);
+        /* Each one abandoned is a reply the peer still owes: past a few, it is not slow but
+         * stuck, and the queue behind them would only grow. */
+        if (c->n_abandoned >= VARLINK_CLIENT_ABANDONED_MAX)
+                return client_die(c, -ECONNRESET);
+        for (size_t i = 0; i < c->n_pending; i++) {
+                Pending *p = pending_at(c, i);
+
+                if (p->id == c->wait_id && !p->callback) {
+                        p->abandoned = true;
+                        c->n_abandoned++;
+                        break;
+                }
+        }
+        return -ETIMEDOUT;
+}
+
 static int client_wait(VarlinkClient *c) {
         uint64_t deadline = c->timeout_usec > 0 ? usec_add(now_monotonic_usec(), c->timeout_usec) : 0;
         int r;
@@ -453,7 +510,7 @@ static int client_wait(VarlinkClient *c) {
                 if (deadline > 0) {
                         uint64_t n = now_monotonic_usec();
                         if (n >= deadline)
-                                return client_die(c, -ETIMEDOUT);
+                                return client_timeout(c);
                         timeout_ms = usec_to_poll_timeout(deadline - n);
                 }
                 pfd.events = varlink_client_get_events(c);

@@ -37,6 +37,25 @@ int varlink_client_set_limits(VarlinkClient *c, const VarlinkLimits *limits);
 /* Timeout for blocking calls, in microseconds; 0 waits forever. Default 45 s, as sd-varlink. */
 void varlink_client_set_timeout(VarlinkClient *c, uint64_t usec);
 
+typedef enum VarlinkClientFlags {
+        /* A blocking call that times out is abandoned, not the connection: it returns
+         * -ETIMEDOUT, and its reply, which still comes in its turn (replies come in call
+         * order), is read and dropped, its fds closed; later calls wait behind it. A call that
+         * times out while VARLINK_CLIENT_ABANDONED_MAX abandoned ones are still unanswered
+         * gives the connection up as lost instead (-ECONNRESET): the peer is stuck. Without
+         * the flag a timeout closes the connection (-ETIMEDOUT). */
+        VARLINK_CLIENT_ABANDON_TIMED_OUT = 1U << 0,
+        /* A connection that died keeps its fd number until varlink_client_free(): the socket
+         * is closed (the peer sees the hang-up) but a dead one takes its number (poll(2)
+         * reports POLLHUP), so that an event loop still watching the number never watches an
+         * fd opened later under it. varlink_client_get_fd() keeps returning it. */
+        VARLINK_CLIENT_KEEP_FD = 1U << 1,
+} VarlinkClientFlags;
+#define VARLINK_CLIENT_ABANDONED_MAX 8U
+
+/* VarlinkClientFlags; none by default. */
+void varlink_client_set_flags(VarlinkClient *c, unsigned flags);
+
 /* Attaches an fd (ownership passes) to the next call; returns its index in that call. A call
  * that fails closes the fds pushed for it, whether it failed before queueing (-ENOBUFS with
  * the output queue full, -E2BIG, -ENOMEM) or not. */
@@ -72,7 +91,8 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
 int varlink_client_call_async(VarlinkClient *c, const char *method, json_object *parameters,
                               unsigned flags, VarlinkReplyFunc callback, void *userdata);
 
-/* The socket; -ENOTCONN once the connection died (it is closed then). */
+/* The socket; -ENOTCONN once the connection died (it is closed then), unless
+ * VARLINK_CLIENT_KEEP_FD. */
 int varlink_client_get_fd(const VarlinkClient *c);
 /* poll(2) events to wait for: POLLIN while replies are expected, POLLOUT while output waits. */
 short varlink_client_get_events(const VarlinkClient *c);

@@ -62,6 +62,10 @@ static int client_setup_connection(TsmClient *c) {
                 limits.max_depth = TSM_GUEST_DEPTH_MAX;
         }
         varlink_client_set_timeout(c->vc, c->timeout_usec);
+        /* A timeout must not hang up: tsmd would release every context of the connection,
+         * unbinding the VM's devices for one slow Bind. And the fd number stays the caller's
+         * loop's until it reconnects or frees the client, lost connection or not (tsm.h). */
+        varlink_client_set_flags(c->vc, VARLINK_CLIENT_ABANDON_TIMED_OUT | VARLINK_CLIENT_KEEP_FD);
         return varlink_client_set_limits(c->vc, &limits);
 }
 
@@ -195,7 +199,8 @@ _public_ const char *tsm_client_get_error_message(const TsmClient *c) {
 /* tsm_client_get_fd(): see tsm.h. */
 _public_ int tsm_client_get_fd(const TsmClient *c) {
         assert_return(c, -EINVAL);
-        if (!c->vc || !varlink_client_is_connected(c->vc))
+        /* A lost connection's too: its number stays taken until a reconnect (tsm.h). */
+        if (!c->vc)
                 return -ENOTCONN;
         return varlink_client_get_fd(c->vc);
 }
@@ -294,8 +299,9 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
                 return -ECANCELED;
         if (r < 0)
                 /* Either the connection died (and every pending callback ran with that), or
-                 * the call was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and
-                 * the connection goes on: nothing it holds is lost for a local hiccup. */
+                 * the call timed out (-ETIMEDOUT: abandoned, its late reply to be dropped) or
+                 * was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and the
+                 * connection goes on: nothing it holds is lost for a local hiccup. */
                 return ltsm_error_set_failed(c, r);
         if (error)
                 /* Replies read together with this answer are delivered now, as after a reply. */
@@ -326,6 +332,10 @@ int ltsm_client_call_done(TsmClient *c, int r) {
         (void) varlink_client_process(c->vc);
         if (ltsm_client_leave(c))
                 return -ECANCELED; /* as if it came while the call waited */
+        /* The callbacks set the error state for themselves: the call's is its own (cleared
+         * for success or a failure without a Varlink error, ltsm_client_call_done_error()
+         * restores tsmd's). */
+        ltsm_error_clear(c);
         return r;
 }
 

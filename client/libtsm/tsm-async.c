@@ -9,9 +9,17 @@
 #include "json-util.h"
 #include "libtsm-internal.h"
 
+/* Before a callback without a Varlink error: the name of an earlier call's error must not
+ * look like this one's (tsm.h). */
+static void error_clear_for(TsmClient *c, int error) {
+        if (error == 0 || error == -ENODATA)
+                ltsm_error_clear(c);
+}
+
 static void request_callback(TsmOp *op, int error, const void *response, size_t len) {
         TsmClient *c = op->client;
 
+        error_clear_for(c, error);
         c->n_dispatching++;
         op->request_callback(c, error, response, len, op->userdata);
         c->n_dispatching--;
@@ -20,6 +28,7 @@ static void request_callback(TsmOp *op, int error, const void *response, size_t 
 static void event_callback(TsmOp *op, int error, const TsmEvent *event) {
         TsmClient *c = op->client;
 
+        error_clear_for(c, error);
         c->n_dispatching++;
         op->event_callback(c, error, event, op->userdata);
         c->n_dispatching--;

@@ -197,7 +197,7 @@ int ltsm_error_set_local(TsmClient *c, int r) {
                 break;
         case -ETIMEDOUT:
                 name = VARLINK_ERROR_TIMEOUT;
-                message = "tsmd did not answer in time; the connection was closed";
+                message = "tsmd did not answer in time; the call was abandoned, the connection goes on";
                 break;
         case -EPROTO:
                 name = VARLINK_ERROR_PROTOCOL;

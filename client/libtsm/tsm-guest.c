@@ -111,7 +111,7 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
                 if (r == -ECANCELED)
                         return r;
                 /* Lost meanwhile: said as such, -EMFILE promising that the connection goes on. */
-                if (r < 0 && tsm_client_get_fd(c) < 0)
+                if (r < 0 && (!c->vc || !varlink_client_is_connected(c->vc)))
                         return r;
                 return ltsm_error_set_local(c, -EMFILE);
         }

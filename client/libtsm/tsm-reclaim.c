@@ -7,6 +7,14 @@
 
 #include "libtsm-internal.h"
 
+/* SECURITY: a token takes its context, devices bound, back (its uid's): none stays in freed
+ * memory for a core dump or the next allocation to show. */
+static void token_free(char *token) {
+        if (token)
+                explicit_bzero(token, strlen(token));
+        free(token);
+}
+
 static ssize_t token_find(const TsmClient *c, uint64_t context) {
         for (size_t i = 0; i < c->n_tokens; i++)
                 if (c->tokens[i].context == context)
@@ -20,7 +28,7 @@ int ltsm_tokens_remember(TsmClient *c, uint64_t context, const char *token) {
         if (!copy)
                 return -ENOMEM;
         if (!GREEDY_REALLOC(c->tokens, c->allocated_tokens, c->n_tokens + 1)) {
-                free(copy);
+                token_free(copy);
                 return -ENOMEM;
         }
         ltsm_tokens_forget(c, context);
@@ -33,13 +41,13 @@ void ltsm_tokens_forget(TsmClient *c, uint64_t context) {
 
         if (i < 0)
                 return;
-        free(c->tokens[i].token);
+        token_free(c->tokens[i].token);
         c->tokens[i] = c->tokens[--c->n_tokens];
 }
 
 void ltsm_tokens_clear(TsmClient *c) {
         for (size_t i = 0; i < c->n_tokens; i++)
-                free(c->tokens[i].token);
+                token_free(c->tokens[i].token);
         c->n_tokens = 0;
 }
 
@@ -63,6 +71,7 @@ _public_ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char 
         copy = strdup(c->tokens[i].token);
         if (!copy)
                 return ltsm_error_set_local(c, -ENOMEM);
+        ltsm_error_clear(c);
         *ret_token = copy;
         return 0;
 }

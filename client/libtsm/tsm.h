@@ -41,8 +41,8 @@
  * Unbind or guest request to device A made before it (a Bind is an SPDM exchange: as long as
  * the TSM takes), and a blocking call waits for every asynchronous call before it. Only guest
  * requests (tsm_guest_request_async()) and events have an asynchronous form; Attach, Detach,
- * Bind, Unbind, GetDeviceState and the context calls block. A blocking call that times out
- * closes its connection, and with it every context on it (tsm_client_set_timeout()). A VMM:
+ * Bind, Unbind, GetDeviceState and the context calls block. A blocking call that times out is
+ * abandoned, not its connection: every context on it stays (tsm_client_set_timeout()). A VMM:
  *
  *  - makes no blocking call on a vCPU thread or in its main loop: guest requests go through
  *    tsm_guest_request_async() from the loop (tsm_client_get_fd(), tsm_client_get_events(),
@@ -115,7 +115,8 @@
  * Local failures, with the error name libtsm reports for them:
  *
  *   connection lost during the call           -ECONNRESET  io.tsmd.Disconnected
- *   no reply within the timeout                -ETIMEDOUT   io.tsmd.TimedOut (connection closed)
+ *   no reply within the timeout                -ETIMEDOUT   io.tsmd.TimedOut (the call abandoned;
+ *                                                           the connection goes on)
  *   tsmd violated the wire protocol            -EPROTO      io.tsmd.Protocol (connection closed)
  *   call on a connection known to be lost      -ENOTCONN    io.tsmd.Disconnected
  *   a reply that does not match the interface  -EBADMSG     (NULL)
@@ -143,14 +144,16 @@
  * the call is done. So is an error whose name is not a Varlink error name (an interface name,
  * '.', then [A-Z][A-Za-z0-9]*): no escape sequence or newline reaches the VMM as a name.
  *
- * No error tsmd sends maps to -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO, so after one of
- * them the connection is gone (and with it every context it held): libtsm has closed its
- * socket, and tsm_client_reconnect() makes a new one. tsm_client_get_fd() < 0 says the same at
- * any time; after any other error the connection goes on, but for the refusal of the connection
- * (-EUSERS named io.tsmd.TooManyConnections or TooManyConnectionsPerUid): tsmd closed it
- * after that answer, and its next call fails as on a lost connection. It held nothing, so
- * nothing is lost; nor did tsmd restart: a new connection is refused the same way until
- * others close, so back off rather than reconnect at once.
+ * No error tsmd sends maps to -ECONNRESET, -ENOTCONN, -ETIMEDOUT or -EPROTO. After -ECONNRESET,
+ * -ENOTCONN or -EPROTO the connection is gone (and with it every context it held): libtsm has
+ * closed its socket, and tsm_client_reconnect() makes a new one. Until then (or
+ * tsm_client_free()) a socket whose peer is gone keeps its fd number, which the caller's loop
+ * may still watch, so that it is never that of an fd opened meanwhile (poll(2) reports POLLHUP
+ * on it). After any other error, -ETIMEDOUT included, the connection goes on, but for the
+ * refusal of the connection (-EUSERS named io.tsmd.TooManyConnections or
+ * TooManyConnectionsPerUid): tsmd closed it after that answer, and its next call fails as on a
+ * lost connection. It held nothing, so nothing is lost; nor did tsmd restart: a new connection
+ * is refused the same way until others close, so back off rather than reconnect at once.
  *
  * -ECANCELED: the client is gone. A blocking call (and tsm_client_reconnect()) runs the
  * callbacks of earlier asynchronous calls whose replies arrive meanwhile. If one of them calls
@@ -289,9 +292,16 @@ TsmClient *tsm_client_free(TsmClient *c);
  * @usec: microseconds; 0 waits forever (as, in effect, does UINT64_MAX: a deadline past the
  *        end of the clock never comes)
  *
- * A blocking call that times out returns -ETIMEDOUT and closes the connection (a late reply
- * could not be told apart from the next one): every pending asynchronous call fails with
- * -ETIMEDOUT too. Asynchronous calls have no timeout of their own. Kept across
+ * A blocking call that times out returns -ETIMEDOUT and is abandoned, not the connection
+ * (hanging up would make tsmd release every context on it, unbinding the VM's devices): its
+ * contexts, vDevices, bindings and pending asynchronous calls stay. What tsmd does for the call
+ * goes on (a Bind may complete: tsm_device_get_state() tells; a context an abandoned
+ * OpenContext or AdoptContext made is the connection's, unknown to the VMM, until it closes),
+ * and its reply, which comes in call order, is dropped when it comes (an fd with it closed);
+ * later calls wait behind it.
+ * Abandoned calls are bounded: a call that times out while 8 abandoned ones are still
+ * unanswered gives the connection up as lost (tsmd is stuck, not slow), -ECONNRESET for it and
+ * every pending asynchronous call. Asynchronous calls have no timeout of their own. Kept across
  * tsm_client_reconnect().
  *
  * Return: 0 or -EINVAL.
@@ -325,9 +335,10 @@ int tsm_client_reconnect(TsmClient *c);
  * @c: the client
  *
  * The name ("io.tsmd.Guest.Denied", "io.tsmd.Disconnected", ...) of the error the most recent
- * failed call got. A blocking call that succeeds clears it; an asynchronous call that fails
- * sets it before its callback runs. Local failures that are not about the connection
- * (-EINVAL, -ENOMEM, -EBADMSG, ...) clear it too. tsmd's names are checked against the Varlink
+ * failed call got. A call that succeeds clears it (NULL after it), as does an asynchronous
+ * call's callback with no error; an asynchronous call that fails sets it before its callback
+ * runs. Local failures that are not about the connection (-EINVAL, -ENOMEM, -EBADMSG, ...)
+ * clear it too. So after a success it is NULL, never an earlier call's. tsmd's names are checked against the Varlink
  * grammar (see above), so the name is safe to print.
  *
  * Return: the name, borrowed until the next call on @c; NULL if there is none or @c is NULL.
@@ -353,9 +364,10 @@ const char *tsm_client_get_error_message(const TsmClient *c);
  * @c: the client
  *
  * Return: the connection's socket (owned by @c: do not close or read it); it changes with
- * tsm_client_reconnect(). -EINVAL; -ENOTCONN if there is no connection: also once it was
- * lost (-ECONNRESET, -ETIMEDOUT, -EPROTO), as libtsm closes the socket then, so take it out
- * of the event loop.
+ * tsm_client_reconnect(). Once the connection is lost (-ECONNRESET, -EPROTO) the same number,
+ * now a socket whose peer is gone: poll(2) reports POLLHUP on it, and it stays open until
+ * tsm_client_reconnect() or tsm_client_free() (take it out of the event loop before either). -EINVAL; -ENOTCONN if
+ * there is no connection (a reconnect failed).
  */
 int tsm_client_get_fd(const TsmClient *c);
 
@@ -443,6 +455,9 @@ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
  * what a closed connection held, unbinding its devices (their TDIs back in config_unlocked):
  * the new process's tsm_context_reclaim() with the old token fails with -ENOENT
  * (ReclaimRefused), and it attaches and binds anew, the guest accepting the devices again.
+ *
+ * libtsm wipes its own copies of a token before freeing them (explicit_bzero()); wipe and free
+ * the copy returned alike once it is stored.
  *
  * Return: 0; -ENOENT if the context is not one of this connection's, tsmd gave it no token, or
  * memory ran out keeping it; -ENOMEM.

@@ -107,6 +107,14 @@ static void wait_readable(TsmClient *c) {
         ASSERT_EQ(poll(&p, 1, 1000), 1);
 }
 
+/* The connection is lost, and its fd number still the client's (tsm.h): open until a
+ * reconnect or free, so that a loop still watching it never watches an fd opened since. */
+static bool connection_lost(TsmClient *c) {
+        int fd = tsm_client_get_fd(c);
+
+        return c->vc && !varlink_client_is_connected(c->vc) && fd >= 0 && fcntl(fd, F_GETFD) >= 0;
+}
+
 /* A client connected to a fresh socket, and the server's end of that connection. */
 static TsmClient *connect_pair(char *path, size_t size, int *ret_listen_fd, int *ret_server_fd) {
         TsmClient *c = NULL;
@@ -260,24 +268,6 @@ TEST(connect_full_backlog_times_out) {
         unlink(path);
 }
 
-/* After a timeout the connection is really closed: tsmd sees the hang-up and releases what
- * the connection held, and the caller's loop has no fd left to watch. */
-TEST(timeout_closes_connection) {
-        char path[108], buf[4096], *reply = NULL;
-        int l, s;
-        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
-
-        ASSERT_OK(tsm_client_set_timeout(c, 100 * 1000));
-        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", NULL, &reply), ETIMEDOUT);
-        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.TimedOut");
-        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
-        ASSERT_EQ(tsm_client_get_events(c), 0);
-
-        ASSERT_TRUE(read_message(s, buf, sizeof(buf))); /* the call */
-        ASSERT_TRUE(sees_hangup(s));
-        pair_done(c, path, l, s);
-}
-
 typedef struct LateReply {
         int fd;
         unsigned delay_msec;
@@ -339,7 +329,7 @@ TEST(protocol_error_closes_connection) {
         write_message(s, "this is not JSON");
         ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", NULL, &reply), EPROTO);
         ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
-        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(connection_lost(c));
         ASSERT_TRUE(sees_hangup(s));
         /* From now on every entry point says -ENOTCONN, and names it as tsm.h's table does:
          * the loop's, too, whose name was the earlier failure's. */
@@ -425,7 +415,7 @@ TEST(peer_errors_never_look_local) {
                 }
                 ASSERT_ERRNO(a.error, ECONNRESET);
                 ASSERT_STREQ(a.name, "io.tsmd.Disconnected");
-                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+                ASSERT_TRUE(connection_lost(c));
                 free(a.name);
         }
         pair_done(c, path, l, s);
@@ -494,7 +484,7 @@ TEST(malformed_error_names_are_protocol_errors) {
                         TEST_FAIL("%s: taken for an answer", name);
                 else
                         ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
-                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+                ASSERT_TRUE(connection_lost(c));
                 ASSERT_TRUE(sees_hangup(s));
                 pair_done(c, path, l, s);
         }
@@ -654,7 +644,7 @@ static int call_with_reply(char *text, bool tool, char **ret_json) {
         else
                 r = tsm_context_close(c, 1);
         if (r == -EPROTO)
-                ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+                ASSERT_TRUE(connection_lost(c));
         shutdown(s, SHUT_RDWR);
         ASSERT_EQ(pthread_join(thread, NULL), 0);
         pair_done(c, path, l, s);
@@ -878,7 +868,7 @@ TEST(emfile_then_connection_lost) {
         ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
         ASSERT_ERRNO(r, ECONNRESET);
         ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
-        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(connection_lost(c));
         ASSERT_EQ(ctx, 0U);
         ASSERT_EQ(iommufd, -1);
         pair_done(c, path, ls, s);
@@ -1107,7 +1097,7 @@ TEST(too_many_fds_refused) {
                 ASSERT_ERRNO(tsm_context_open(c, &ctx, &iommufd), EPROTO);
                 ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
                 ASSERT_EQ(iommufd, -1);
-                ASSERT_TRUE(tsm_client_get_fd(c) < 0);
+                ASSERT_TRUE(connection_lost(c));
                 /* Closed by now, not at tsm_client_free(). */
                 for (size_t j = 0; j < counts[i]; j++) {
                         if (!pipe_widowed(rd[j]))
@@ -1250,7 +1240,7 @@ TEST(any_death_is_connection_lost) {
         ASSERT_TRUE(dup3(p[0], tsm_client_get_fd(c), O_CLOEXEC) >= 0);
         ASSERT_ERRNO(tsm_context_close(c, 1), ECONNRESET);
         ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
-        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(connection_lost(c));
         ASSERT_EQ(a.n, 1U);
         ASSERT_ERRNO(a.error, ECONNRESET);
         free(a.name);
@@ -1482,7 +1472,7 @@ TEST(any_death_is_connection_lost_more) {
         ASSERT_ERRNO(tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_more_count, &n),
                      ECONNRESET);
         ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
-        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(connection_lost(c));
         ASSERT_EQ(n, 0U);
         close(p[0]);
         close(p[1]);
@@ -2197,7 +2187,7 @@ TEST(watch_stream_fds_and_errors) {
         ASSERT_EQ(e.n_destroys, 1U);
         ASSERT_TRUE(pipe_widowed(p[0]));
         ASSERT_TRUE(pipe_widowed(q[0]));
-        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+        ASSERT_TRUE(connection_lost(c));
         ASSERT_TRUE(sees_hangup(s));
         close(p[0]);
         close(q[0]);
@@ -2242,27 +2232,6 @@ TEST(free_from_watch_callback) {
                         ASSERT_OK(e.errors[j]);
                 freed_pair_done(path, l, s);
         }
-}
-
-/* A blocking call that times out closes the connection, and every asynchronous call pending on
- * it fails with -ETIMEDOUT too, named io.tsmd.TimedOut (tsm.h, tsm_client_set_timeout()). */
-TEST(timeout_fails_pending_async_calls) {
-        char path[108];
-        AsyncResult a = {};
-        int l, s;
-        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
-
-        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
-        ASSERT_OK(tsm_client_set_timeout(c, 100 * 1000));
-        ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
-        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.TimedOut");
-        ASSERT_EQ(a.n, 1U);
-        ASSERT_ERRNO(a.error, ETIMEDOUT);
-        ASSERT_STREQ(a.name, "io.tsmd.TimedOut");
-        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
-        ASSERT_TRUE(sees_hangup(s));
-        free(a.name);
-        pair_done(c, path, l, s);
 }
 
 /* tsm_client_free() from a callback tsm_client_reconnect() runs (-ECANCELED for a call of the
@@ -2517,6 +2486,210 @@ TEST(reclaim_tokens_kept_and_forgotten) {
         close(p[0]);
         for (unsigned i = 0; i < 4; i++)
                 ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s2 >= 0);
+        close(s2);
+        pair_done(c, path, l, s);
+}
+
+/* A blocking call that times out is abandoned, not its connection: closing it would make tsmd
+ * release every context on it, unbinding the VM's devices for one slow Bind. The call returns
+ * -ETIMEDOUT; an asynchronous call made before it still gets its answer; the late answer (an
+ * error here, with an fd) is dropped when it comes, its fd closed, and the next call gets its
+ * own answer. */
+TEST(timeout_abandons_the_call_only) {
+        char path[108], buf[4096];
+        AsyncResult a = {};
+        int l, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        ASSERT_OK(tsm_client_set_timeout(c, 100 * 1000));
+        ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.TimedOut");
+        ASSERT_EQ(a.n, 0U);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf))); /* the request */
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf))); /* CloseContext 1 */
+        ASSERT_FALSE(sees_hangup(s));
+
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"error\":\"io.tsmd.Guest.NoSuchContext\",\"parameters\":{\"context\":1}}", p[1]);
+        close(p[1]);
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 2));
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_OK(a.error);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "\"context\":2"));
+        ASSERT_FALSE(sees_hangup(s));
+        close(p[0]);
+        free(a.name);
+        pair_done(c, path, l, s);
+}
+
+/* Abandoned calls are bounded: one that times out while VARLINK_CLIENT_ABANDONED_MAX are still
+ * unanswered gives the connection up (tsmd is stuck, not slow), as lost: -ECONNRESET, for the
+ * pending asynchronous calls too, and tsmd sees the hang-up. An abandoned call answered
+ * meanwhile no longer counts. */
+TEST(timeouts_past_the_bound_lose_the_connection) {
+        char path[108];
+        AsyncResult a = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000));
+        for (unsigned i = 0; i < VARLINK_CLIENT_ABANDONED_MAX; i++)
+                ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
+        write_message(s, "{\"parameters\":{}}"); /* the first one's, late */
+        ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
+        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        ASSERT_ERRNO(tsm_context_close(c, 1), ECONNRESET);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_ERRNO(a.error, ECONNRESET);
+        ASSERT_STREQ(a.name, "io.tsmd.Disconnected");
+        ASSERT_TRUE(connection_lost(c));
+        ASSERT_TRUE(sees_hangup(s));
+        ASSERT_ERRNO(tsm_context_close(c, 1), ENOTCONN);
+        free(a.name);
+        pair_done(c, path, l, s);
+}
+
+/* A lost connection keeps its fd number until tsm_client_reconnect() or tsm_client_free():
+ * an event loop still watching the number sees POLLHUP there, never an fd opened since (an
+ * iommufd a later call returns, say). Whether the loss shows in tsm_client_process() or in a
+ * blocking call, and when libtsm hangs up itself (a protocol violation): tsmd sees that. */
+TEST(lost_connection_keeps_its_fd) {
+        for (unsigned i = 0; i < 3; i++) {
+                char path[108], *reply = NULL;
+                struct pollfd pf;
+                int l, s, fd, other;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                fd = tsm_client_get_fd(c);
+                ASSERT_TRUE(fd >= 0);
+                if (i == 0) {
+                        ASSERT_OK(shutdown(s, SHUT_RDWR));
+                        ASSERT_ERRNO(tsm_client_process(c), ECONNRESET);
+                } else if (i == 1) {
+                        ASSERT_OK(shutdown(s, SHUT_RDWR));
+                        ASSERT_ERRNO(tsm_context_close(c, 1), ECONNRESET);
+                } else {
+                        write_message(s, "this is not JSON");
+                        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", NULL, &reply), EPROTO);
+                        ASSERT_TRUE(sees_hangup(s));
+                }
+                ASSERT_EQ(tsm_client_get_fd(c), fd);
+                ASSERT_TRUE(connection_lost(c));
+                other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                ASSERT_TRUE(other >= 0);
+                ASSERT_TRUE(other != fd);
+                close(other);
+                pf = (struct pollfd){ .fd = fd, .events = (short) tsm_client_get_events(c) };
+                ASSERT_EQ(poll(&pf, 1, 0), 1);
+                ASSERT_TRUE(pf.revents & POLLHUP);
+                ASSERT_ERRNO(tsm_client_process(c), ENOTCONN);
+                ASSERT_EQ(tsm_client_get_fd(c), fd);
+                pair_done(c, path, l, s);
+        }
+}
+
+/* Success clears the error state too, so that an earlier call's error name is never taken for
+ * this one's (tsm.h): an asynchronous callback that succeeds, a blocking call that succeeds
+ * while the failed answer of a request made during its wait came with its own, and
+ * tsm_context_get_reclaim_token(). */
+TEST(success_clears_error_name) {
+        static const char answers[] = "{\"parameters\":{\"response\":\"eA==\"}}\0"
+                                      "{\"parameters\":{}}\0"
+                                      "{\"error\":\"io.tsmd.Guest.Denied\",\"parameters\":{}}";
+        char path[108], *token = NULL;
+        AsyncResult a = {};
+        Chained ch = {};
+        uint64_t ctx;
+        int l, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.ReclaimRefused", NULL), -ENOENT);
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        wait_readable(c);
+        ASSERT_EQ(tsm_client_process(c), 1);
+        ASSERT_EQ(a.n, 1U);
+        ASSERT_OK(a.error);
+        ASSERT_NULL(a.name);
+
+        ASSERT_EQ(send(s, answers, sizeof(answers), MSG_NOSIGNAL), (ssize_t) sizeof(answers));
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_first, &ch, NULL));
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_EQ(ch.second.n, 1U);
+        ASSERT_ERRNO(ch.second.error, EACCES);
+        ASSERT_STREQ(ch.second.name, "io.tsmd.Guest.Denied");
+        ASSERT_NULL(tsm_client_get_error_name(c));
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"context\":6,\"fileDescriptor\":0,\"reclaimToken\":\"t6\"}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.ReclaimRefused", NULL), -ENOENT);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 6, &token));
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        free(token);
+        close(p[0]);
+        free(a.name);
+        free(ch.first.name);
+        free(ch.second.name);
+        pair_done(c, path, l, s);
+}
+
+#define TOKEN_64 "KKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKK"
+
+static char *token_of(TsmClient *c, uint64_t context) {
+        for (size_t i = 0; i < c->n_tokens; i++)
+                if (c->tokens[i].context == context)
+                        return c->tokens[i].token;
+        TEST_FAIL("no token for context %" PRIu64, context);
+}
+
+/* Whether the freed token at p still shows: past its first 32 bytes, which the allocator may
+ * take for its own bookkeeping. Reads freed memory, on purpose. */
+__attribute__((no_sanitize("address"))) static bool token_still_there(const volatile char *p) {
+        for (size_t i = 32; i < strlen(TOKEN_64); i++)
+                if (p[i] == 'K')
+                        return true;
+        return false;
+}
+
+/* SECURITY: a reclaim token takes its context back: one libtsm lets go of (forgotten with its
+ * context, replaced, dropped by a reconnect) is wiped before it is freed, not left for a core
+ * dump or the next allocation to show. */
+TEST(reclaim_tokens_wiped) {
+        char path[108];
+        const char *t;
+        int l, s, s2;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(ltsm_tokens_remember(c, 1, TOKEN_64));
+        t = token_of(c, 1);
+        ltsm_tokens_forget(c, 1);
+        ASSERT_FALSE(token_still_there(t));
+
+        ASSERT_OK(ltsm_tokens_remember(c, 2, TOKEN_64));
+        t = token_of(c, 2);
+        ASSERT_OK(ltsm_tokens_remember(c, 2, "renewed"));
+        ASSERT_FALSE(token_still_there(t));
+
+        ASSERT_OK(ltsm_tokens_remember(c, 3, TOKEN_64));
+        t = token_of(c, 3);
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_FALSE(token_still_there(t));
+
         s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
         ASSERT_TRUE(s2 >= 0);
         close(s2);
