@@ -61,6 +61,28 @@ void tsmctl_fputs_escaped(const char *s, EscapeFlags flags, FILE *f) {
                 fputs("?", f);
 }
 
+void tsmctl_print_settings(json_object *names, FILE *f) {
+        size_t n = json_object_is_type(names, json_type_array) ? json_object_array_length(names) : 0;
+
+        for (size_t i = 0; i < n; i++) {
+                const char *name = json_object_get_string(json_object_array_get_idx(names, i)),
+                           *dot = name ? strchr(name, '.') : NULL;
+                _cleanup_free_ char *section = dot ? strndup(name, dot - name) : NULL;
+
+                if (i > 0)
+                        fputs(", ", f);
+                if (!section) {
+                        tsmctl_fputs_escaped(name ?: "?", 0, f);
+                        continue;
+                }
+                fputc('[', f);
+                tsmctl_fputs_escaped(section, 0, f);
+                fputs("] ", f);
+                tsmctl_fputs_escaped(dot + 1, 0, f);
+                fputc('=', f);
+        }
+}
+
 /*
  * json-c escapes every C0 control in a string (\n, \t, ..., \u001b), but writes DEL, C1
  * controls and bytes that are no UTF-8 as they came (a JSON string from the parser can hold

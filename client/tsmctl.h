@@ -87,6 +87,9 @@ size_t tsmctl_display_width(const char *s);
 void tsmctl_print_padded(FILE *f, const char *s, size_t width);
 /* Prints s (NULL: nothing) escaped. */
 void tsmctl_fputs_escaped(const char *s, EscapeFlags flags, FILE *f);
+/* Prints tsmd's names of settings ("Audit.SyncMode") as tsmd.conf spells them, escaped:
+ * "[Audit] SyncMode=, [Guest] MaxContexts=" (nothing for none). */
+void tsmctl_print_settings(json_object *names, FILE *f);
 /* Prints o as JSON text with json-c's flags, and a newline: valid JSON that a terminal takes
  * as text (no control character, valid UTF-8). */
 void tsmctl_print_json_ext(json_object *o, int flags);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmctl metrics: counters and latency histograms in the Prometheus text format. */
+/* tsmctl metrics: counters and latency histograms in the Prometheus text format, and gauges of
+ * what monitoring alerts on (configuration stale, audit log not writable). */
 
 #include <ctype.h>
 #include <stdio.h>
@@ -44,7 +45,7 @@ static bool is_label_name(const char *s) {
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
-        json_object *reply, *list, *stale;
+        json_object *reply, *list, *stale, *writable, *refused;
         int r;
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.GetCounters", NULL, &reply);
@@ -65,6 +66,20 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                        "# TYPE tsmd_configuration_stale gauge\n"
                        "tsmd_configuration_stale %d\n",
                        json_object_get_boolean(stale) ? 1 : 0);
+        writable = json_object_object_get(reply, "auditWritable");
+        if (writable && json_object_is_type(writable, json_type_boolean))
+                printf("# HELP tsmd_audit_writable 1 while the audit log takes records; 0 while it is full or failed "
+                       "and the calls that need a record are refused.\n"
+                       "# TYPE tsmd_audit_writable gauge\n"
+                       "tsmd_audit_writable %d\n",
+                       json_object_get_boolean(writable) ? 1 : 0);
+        refused = json_object_object_get(reply, "auditRefusedCalls");
+        if (refused && json_object_is_type(refused, json_type_int))
+                printf("# HELP tsmd_audit_refused_calls_total Calls refused because the audit log could not take "
+                       "their record (in no record).\n"
+                       "# TYPE tsmd_audit_refused_calls_total counter\n"
+                       "tsmd_audit_refused_calls_total %lld\n",
+                       (long long) json_object_get_int64(refused));
         puts("# HELP tsmd_calls_total Audited calls, by uid, backend, scope or result.\n"
              "# TYPE tsmd_calls_total counter");
         for (size_t i = 0; i < json_object_array_length(list); i++) {

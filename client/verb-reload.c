@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* tsmctl reload: reread tsmd.conf and the policy (as SIGHUP); a bad file is named, the old
- * configuration stays in force. */
+ * configuration stays in force; settings tsmd reads only as it starts are named if they changed. */
 
 #include <stdio.h>
 
@@ -9,16 +9,23 @@
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
-        json_object *reply;
+        json_object *reply, *pending;
         int r;
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Service.Reload", NULL, &reply);
         if (r > 0)
                 return r;
-        if (o->json)
+        if (o->json) {
                 tsmctl_print_json(reply);
-        else
-                puts("Configuration and policy reloaded.");
+                return 0;
+        }
+        puts("Configuration and policy reloaded.");
+        pending = json_get_array(reply, "pendingRestart");
+        if (pending && json_object_array_length(pending) > 0) {
+                fputs("Not applied by this reload, taking effect when tsmd restarts: ", stdout);
+                tsmctl_print_settings(pending, stdout);
+                putchar('\n');
+        }
         return 0;
 }
 

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmctl status: the daemon's version, uptime, connections, limits, where its configuration
- * in force came from, and (to administrators) the contexts whose state is not saved. */
+/* tsmctl status: the daemon's version, uptime, connections, limits, whether its audit log takes
+ * records (first, when it does not), where its configuration in force came from, which of its
+ * settings wait for a restart, and (to administrators) the contexts whose state is not saved. */
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "json-util.h"
@@ -39,6 +42,7 @@ static const char *format_time(int64_t usec, char *buf, size_t size) {
  * to administrators only). */
 static void print_configuration(json_object *c) {
         _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
+        json_object *pending;
         /* The error quotes the files, and the paths are what tsmd was given: escaped as all. */
         const char *source = tsmctl_esc(&e, json_get_string(c, "source")),
                    *error = tsmctl_esc(&e, json_get_string(c, "error")),
@@ -71,13 +75,51 @@ static void print_configuration(json_object *c) {
         if (config || policy)
                 printf("               from %s, policy %s%s%s\n", strna(config), strna(policy),
                        dropins ? ", drop-ins in " : "", strempty(dropins));
+        pending = json_get_array(c, "pendingRestart");
+        if (pending && json_object_array_length(pending) > 0) {
+                fputs("               not applied until tsmd restarts: ", stdout);
+                tsmctl_print_settings(pending, stdout);
+                putchar('\n');
+        }
+}
+
+/* Whether the audit log takes records; if not, every call that needs one is refused: said
+ * first, with since when and why (told to administrators only) and what makes it take them
+ * again. */
+static void print_audit(json_object *a) {
+        _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
+        const char *state = tsmctl_esc(&e, json_get_string(a, "state"));
+        int64_t error = get_int(a, "errno");
+        char since[64];
+
+        if (!state) {
+                printf("   Audit log: unknown\n");
+                return;
+        }
+        if (streq(state, "ok")) {
+                printf("   Audit log: ok\n");
+                return;
+        }
+        printf("   Audit log: %s", streq(state, "full") ? "FULL" : streq(state, "failed") ? "FAILED" : state);
+        if (get_int(a, "sinceUsec") > 0)
+                printf(" since %s", format_time(get_int(a, "sinceUsec"), since, sizeof(since)));
+        if (error > 0 && error < INT_MAX)
+                printf(": %s (errno %" PRIi64 ")", strerror((int) error), error);
+        putchar('\n');
+        if (streq(state, "full"))
+                printf("              calls that need a record are refused (AuditFailed) until its file system "
+                       "has room\n");
+        else if (streq(state, "failed"))
+                printf("              calls that need a record are refused (AuditFailed) until a reload reopens "
+                       "it (tsmctl reload)\n");
 }
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
-        json_object *reply, *limits = NULL, *configuration = NULL;
+        json_object *reply, *limits = NULL, *configuration = NULL, *audit = NULL;
         char message_timeout[32], idle_timeout[32];
+        bool audit_first;
         int64_t up, owing;
         int r;
 
@@ -89,11 +131,19 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return 0;
         }
 
+        /* Not ok: the first thing to see. */
+        (void) json_object_object_get_ex(reply, "audit", &audit);
+        audit_first = json_get_string(audit, "state") && !streq(json_get_string(audit, "state"), "ok");
+        if (audit_first)
+                print_audit(audit);
+
         up = get_int(reply, "uptimeUsec") / 1000000;
         printf("     Version: %s\n      Uptime: %" PRIi64 "d %02" PRIi64 ":%02" PRIi64 ":%02" PRIi64 "\n"
                " Connections: %" PRIi64 "\n",
                strna(tsmctl_esc(&e, json_get_string(reply, "version"))), up / 86400, up / 3600 % 24, up / 60 % 60,
                up % 60, get_int(reply, "connections"));
+        if (!audit_first)
+                print_audit(audit);
         (void) json_object_object_get_ex(reply, "limits", &limits);
         printf("      Limits: message %" PRIi64 " bytes, unread replies %" PRIi64 " bytes,\n"
                "              depth %" PRIi64 ", %" PRIi64 " JSON values, %" PRIi64 " fds/message,\n"

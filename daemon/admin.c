@@ -422,19 +422,24 @@ static int vl_get_counters(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         CounterState s = { .counters = json_object_new_array() };
         json_object *reply;
+        AuditLogStatus st;
         int r = 0;
 
         if (!s.counters)
                 return -ENOMEM;
         for (AuditCounterDimension d = 0; d < _AUDIT_COUNTER_DIMENSION_MAX && r >= 0; d++)
                 r = audit_counters_foreach(audit_log_get_counters(m->audit), d, on_counter, &s);
+        if (r >= 0)
+                r = audit_log_get_status(m->audit, &st);
         if (r < 0) {
                 json_object_put(s.counters);
                 return r;
         }
         reply = json_object_new_object();
         if (!reply || json_object_add(reply, "counters", s.counters) < 0 ||
-            json_object_add(reply, "configurationStale", json_object_new_boolean(m->config_state.stale)) < 0) {
+            json_object_add(reply, "configurationStale", json_object_new_boolean(m->config_state.stale)) < 0 ||
+            json_object_add(reply, "auditWritable", json_object_new_boolean(st.health.state == AUDIT_HEALTH_OK)) < 0 ||
+            json_object_add(reply, "auditRefusedCalls", json_object_new_int64((int64_t) st.n_refused_unrecorded)) < 0) {
                 json_object_put(reply);
                 return -ENOMEM;
         }

@@ -592,30 +592,26 @@ int daemon_config_format_start_only(const DaemonConfig *c, char **ret) {
         return 0;
 }
 
-int daemon_config_start_only_changes(const DaemonConfig *running, const DaemonConfig *new, char **ret) {
-        _cleanup_free_ char *list = NULL;
-        size_t n = 0;
+int daemon_config_foreach_start_only(const DaemonConfig *running, const DaemonConfig *new,
+                                     DaemonConfigSettingCallback cb, void *userdata) {
+        int n = 0, r;
 
-        assert(running);
-        assert(new);
-        assert(ret);
+        assert(!running || new);
+        assert(cb);
 
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
                 char a[32], b[32];
-                char *l;
 
-                if (!it->at_start ||
-                    streq(format_value(it, running, a, sizeof(a)), format_value(it, new, b, sizeof(b))))
+                if (!it->at_start || (running && streq(format_value(it, running, a, sizeof(a)),
+                                                       format_value(it, new, b, sizeof(b)))))
                         continue;
-                if (asprintf(&l, "%s%s[%s] %s=", strempty(list), list ? ", " : "", it->section, it->key) < 0)
-                        return -ENOMEM;
-                free(list);
-                list = l;
+                r = cb(it->section, it->key, userdata);
+                if (r < 0)
+                        return r;
                 n++;
         }
-        *ret = TAKE_PTR(list);
-        return (int) n;
+        return n;
 }
 
 int daemon_config_log_load_error(const char *path, int error, unsigned line, const char *message) {

@@ -72,10 +72,13 @@ void daemon_config_dump(const DaemonConfig *c, FILE *f);
  * over those of the files it starts from. 0 or -ENOMEM. */
 int daemon_config_format_start_only(const DaemonConfig *c, char **ret);
 
-/* The settings a reload does not apply (read when tsmd starts) whose value
- * differs between the two: their number, and in *ret their names ("[Audit] Directory=, ...";
- * NULL if none). */
-int daemon_config_start_only_changes(const DaemonConfig *running, const DaemonConfig *new, char **ret);
+/* Calls cb with the section and key ("Audit", "Directory") of each setting a reload does not apply
+ * (read when tsmd starts) whose value differs between running and new, in the order of
+ * --dump-config; with running NULL, of every one. Returns the number of calls, or the first
+ * negative return of cb, which stops there. */
+typedef int (*DaemonConfigSettingCallback)(const char *section, const char *key, void *userdata);
+int daemon_config_foreach_start_only(const DaemonConfig *running, const DaemonConfig *new,
+                                     DaemonConfigSettingCallback cb, void *userdata);
 
 /* Parses "16M", "4096", "64K" into bytes (base 1024). */
 int parse_size(const char *s, uint64_t *ret);

@@ -163,17 +163,79 @@ static void config_state_stale_at_start(Manager *m) {
                                                                "worker (its log says why)");
 }
 
+/* Settings read at start that differ between two configurations: their names for GetStatus
+ * ("Audit.SyncMode") and their list for the log ("[Audit] SyncMode=, ..."). */
+typedef struct StartOnly {
+        char **names;
+        size_t n, allocated;
+        char *text;
+} StartOnly;
+
+static void pending_restart_free(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+static void start_only_done(StartOnly *s) {
+        pending_restart_free(s->names, s->n);
+        free(s->text);
+        *s = (StartOnly) {};
+}
+
+static int start_only_add(const char *section, const char *key, void *userdata) {
+        StartOnly *s = userdata;
+        char *name, *text;
+
+        if (!GREEDY_REALLOC(s->names, s->allocated, s->n + 1) || asprintf(&name, "%s.%s", section, key) < 0)
+                return -ENOMEM;
+        s->names[s->n++] = name;
+        if (asprintf(&text, "%s%s[%s] %s=", strempty(s->text), s->text ? ", " : "", section, key) < 0)
+                return -ENOMEM;
+        free(s->text);
+        s->text = text;
+        return 0;
+}
+
+/* The settings read at start that new gives other values than running has, which tsmd keeps until
+ * it restarts: what GetStatus names as waiting for it from now on. Returns their list for the log
+ * (NULL if none); out of memory, what was named stays. */
+static char *pending_restart_update(Manager *m, const DaemonConfig *running, const DaemonConfig *new) {
+        _cleanup_(start_only_done) StartOnly later = {};
+
+        if (daemon_config_foreach_start_only(running, new, start_only_add, &later) < 0) {
+                log_oom();
+                return NULL;
+        }
+        pending_restart_free(m->pending_restart, m->n_pending_restart);
+        m->pending_restart = TAKE_PTR(later.names);
+        m->n_pending_restart = later.n;
+        later.n = 0;
+        return TAKE_PTR(later.text);
+}
+
 /* The settings read at start as tsmd started with them (HELLO), over those of the files: a reload
  * since then named them as not applied until tsmd restarts, and the directories are those the
  * monitor gave the worker and locked at its start, which it could not give another one now. */
 static int keep_start_settings(Manager *m) {
         const char *message = NULL;
+        DaemonConfig start;
         unsigned line = 0;
         int r;
 
         if (!m->hello.start_settings)
                 return 0;
-        r = daemon_config_load_text(&m->config, m->hello.start_settings, &line, &message);
+        /* Those the files give other values wait for a restart of tsmd, as the reload that loaded
+         * them said: still, for this worker's GetStatus. */
+        r = daemon_config_init(&start);
+        if (r < 0)
+                return log_oom();
+        r = daemon_config_load_text(&start, m->hello.start_settings, &line, &message);
+        if (r >= 0)
+                free(pending_restart_update(m, &start, &m->config));
+        daemon_config_done(&start);
+        if (r >= 0)
+                r = daemon_config_load_text(&m->config, m->hello.start_settings, &line, &message);
         if (r < 0)
                 return log_error_errno(r, "The settings read at start that tsmd passed do not load (line %u: %s): %m",
                                        line, strna(message));
@@ -232,6 +294,10 @@ uint64_t manager_audit_wait_usec(Manager *m) {
         return m->config.platform.request_timeout_usec ?: TSM_REQUEST_TIMEOUT_USEC_DEFAULT;
 }
 
+static void on_audit_health(AuditLog *a, const AuditHealth *health, void *userdata) {
+        service_status_changed(userdata);
+}
+
 static int open_audit(Manager *m, int audit_dir_fd) {
         AuditLogStatus status;
         AuditConfig ac;
@@ -257,6 +323,8 @@ static int open_audit(Manager *m, int audit_dir_fd) {
         if (r < 0)
                 return log_error_errno(r, "Cannot open the audit log in '%s', refusing to serve unaudited: %m",
                                        strna(m->config.audit_dir));
+        /* GetStatus subscribers hear when the log fails, fills or takes records again. */
+        audit_log_set_health_callback(m->audit, on_audit_health, m);
         /* What the workers before wrote (guest-late.c), before this one writes anything. */
         if (audit_log_get_status(m->audit, &status) >= 0)
                 m->audit_seq_at_open = status.last_committed_seq;
@@ -480,11 +548,12 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
         m->config.max_response_size = config.max_response_size;
         warn_unfit_limits(m);
 
-        /* The rest is read at start: say so rather than seem to have applied it. */
+        /* The rest is read at start: say so rather than seem to have applied it (and GetStatus
+         * and the Reload call's answer name them). */
         {
-                _cleanup_free_ char *later = NULL;
+                _cleanup_free_ char *later = pending_restart_update(m, &m->config, &config);
 
-                if (daemon_config_start_only_changes(&m->config, &config, &later) > 0)
+                if (later)
                         log_notice("Not applied by this reload, taking effect when tsmd restarts: %s", later);
         }
         daemon_config_done(&config);
@@ -726,6 +795,8 @@ Manager *manager_free(Manager *m) {
          * held for it numbered), while the caller's connection, the server's interfaces and the
          * refusal budgets are there. Calls waiting for it to act are refused. */
         audit_log_stop(m->audit);
+        if (m->audit)
+                audit_log_set_health_callback(m->audit, NULL, NULL);
 
         for (size_t i = 0; i < m->n_status_subscribers; i++)
                 varlink_call_unref(m->status_subscribers[i]);
@@ -769,6 +840,7 @@ Manager *manager_free(Manager *m) {
         if (m->base)
                 event_base_free(m->base);
         daemon_config_done(&m->config);
+        pending_restart_free(m->pending_restart, m->n_pending_restart);
         config_state_done(&m->config_state);
         return mfree(m);
 }

@@ -61,6 +61,11 @@ typedef struct Manager {
         PrivSlotCounter slots; /* the client slots handed out */
         Policy *policy;  /* replaced whole on reload */
         ConfigState config_state;
+        /* The settings read at start that the files in force give other values than those tsmd
+         * started with, waiting for a restart of tsmd: "Audit.SyncMode", in --dump-config's order
+         * (io.tsmd.Service.GetStatus, Reload's answer). */
+        char **pending_restart;
+        size_t n_pending_restart;
         AuditLog *audit;
         /* Refusals recorded one by one per uid, the rest summarized (audit-budget.h). */
         AuditBudget *refusal_budget;

@@ -40,6 +40,19 @@ static int add_path(json_object *o, const char *key, const char *path) {
         return add_string(o, key, shown);
 }
 
+/* The settings waiting for a restart of tsmd (pendingRestart). */
+static int build_pending_restart(Manager *m, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *a = json_object_new_array();
+
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_pending_restart; i++)
+                if (json_array_append(a, json_object_new_string(m->pending_restart[i])) < 0)
+                        return -ENOMEM;
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
 /*
  * SECURITY: GetStatus is anyone's who may connect, the VMMs on the guest socket included. The
  * error quotes the files (the policy's names of clients and their uids), and the paths and
@@ -50,6 +63,7 @@ static int add_path(json_object *o, const char *key, const char *path) {
 static int build_configuration(Manager *m, bool admin, json_object **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         const ConfigState *cs = &m->config_state;
+        _cleanup_(json_object_putp) json_object *pending = NULL;
         _cleanup_free_ char *error = NULL;
 
         if (!o || json_object_add(o, "source", json_object_new_string(cs->stale ? "last_good" : "disk")) < 0)
@@ -61,13 +75,40 @@ static int build_configuration(Manager *m, bool admin, json_object **ret) {
                                 return -ENOMEM;
                         reload_message_shorten(error);
                 }
+                if (build_pending_restart(m, &pending) < 0)
+                        return -ENOMEM;
                 if (add_path(o, "configFile", m->config_path) < 0 ||
                     add_path(o, "policyFile", cs->policy_file) < 0 ||
                     add_path(o, "policyDropInDirectory", cs->policy_dropin_dir) < 0 ||
                     json_object_add(o, "loadedUsec", json_object_new_int64((int64_t) cs->loaded_usec)) < 0 ||
                     (cs->stale &&
                      json_object_add(o, "failedUsec", json_object_new_int64((int64_t) cs->failed_usec)) < 0) ||
-                    add_string(o, "error", error) < 0)
+                    add_string(o, "error", error) < 0 ||
+                    json_object_add(o, "pendingRestart", TAKE_PTR(pending)) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+/* SECURITY: whether the log takes records is anyone's to know (a VMM's next call would tell it);
+ * since when and why, as the configuration's details, an administrator's. */
+static int build_audit(Manager *m, bool admin, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        AuditLogStatus st;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        r = audit_log_get_status(m->audit, &st);
+        if (r < 0)
+                return r;
+        if (json_object_add(o, "state", json_object_new_string(audit_health_state_to_string(st.health.state))) < 0)
+                return -ENOMEM;
+        if (admin) {
+                if ((st.health.error < 0 ? json_object_add(o, "errno", json_object_new_int(-st.health.error))
+                                         : json_object_add_null(o, "errno")) < 0 ||
+                    json_object_add(o, "sinceUsec", json_object_new_int64((int64_t) st.health.since_usec)) < 0)
                         return -ENOMEM;
         }
         *ret = TAKE_PTR(o);
@@ -75,7 +116,7 @@ static int build_configuration(Manager *m, bool admin, json_object **ret) {
 }
 
 static int build_status(Manager *m, bool admin, json_object **ret) {
-        _cleanup_(json_object_putp) json_object *s = NULL, *l = NULL, *cfg = NULL;
+        _cleanup_(json_object_putp) json_object *s = NULL, *l = NULL, *cfg = NULL, *audit = NULL;
         const VarlinkLimits *lim = varlink_server_get_limits(m->server);
         int r;
 
@@ -100,6 +141,9 @@ static int build_status(Manager *m, bool admin, json_object **ret) {
         r = build_configuration(m, admin, &cfg);
         if (r < 0)
                 return r;
+        r = build_audit(m, admin, &audit);
+        if (r < 0)
+                return r;
 
         s = json_object_new_object();
         if (!s || json_object_add(s, "version", json_object_new_string(PACKAGE_VERSION)) < 0 ||
@@ -108,7 +152,8 @@ static int build_status(Manager *m, bool admin, json_object **ret) {
             json_object_add(s, "limits", TAKE_PTR(l)) < 0 ||
             json_object_add(s, "configuration", TAKE_PTR(cfg)) < 0 ||
             (admin && json_object_add(s, "contextsOwingSave",
-                                      json_object_new_int64((int64_t) guest_n_contexts_owing_save(m))) < 0))
+                                      json_object_new_int64((int64_t) guest_n_contexts_owing_save(m))) < 0) ||
+            json_object_add(s, "audit", TAKE_PTR(audit)) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(s);
@@ -225,11 +270,19 @@ static int vl_method_set_log_level(VarlinkCall *call, json_object *parameters, v
  * daemon, and the call's record lands in the reopened log. */
 static void on_reloaded(Manager *m, int error, const char *message, void *userdata) {
         _cleanup_(varlink_call_unrefp) VarlinkCall *call = userdata;
+        _cleanup_(json_object_putp) json_object *pending = NULL;
         _cleanup_free_ char *shortened = NULL;
-        json_object *p;
+        json_object *p = NULL;
 
         if (error >= 0) {
-                (void) varlink_call_reply(call, NULL);
+                /* What it did not apply, for the administrator who asked (not only tsmd's log). */
+                if (build_pending_restart(m, &pending) < 0 || !(p = json_object_new_object()) ||
+                    json_object_add(p, "pendingRestart", TAKE_PTR(pending)) < 0) {
+                        json_object_put(p);
+                        (void) varlink_call_error_errno(call, -ENOMEM);
+                        return;
+                }
+                (void) varlink_call_reply(call, p);
                 return;
         }
         if (error == -ESHUTDOWN) {
@@ -274,6 +327,29 @@ static int vl_method_reload(VarlinkCall *call, json_object *parameters, void *us
         return r;
 }
 
+static int add_setting_name(const char *section, const char *key, void *userdata) {
+        _cleanup_free_ char *name = NULL;
+
+        if (asprintf(&name, "%s.%s", section, key) < 0)
+                return -ENOMEM;
+        return json_array_append(userdata, json_object_new_string(name));
+}
+
+/* Reload's answer at its longest: every setting read at start waits for a restart. */
+static int reply_bound_reload(size_t *max) {
+        _cleanup_(json_object_putp) json_object *p = json_object_new_object(), *all = json_object_new_array();
+        int r;
+
+        if (!p || !all)
+                return -ENOMEM;
+        r = daemon_config_foreach_start_only(NULL, NULL, add_setting_name, all);
+        if (r < 0)
+                return r;
+        if (json_object_add(p, "pendingRestart", TAKE_PTR(all)) < 0)
+                return -ENOMEM;
+        return reply_bound_reply(TAKE_PTR(p), max);
+}
+
 /* Reload and SetLogLevel act. A message of RELOAD_MESSAGE_MAX characters that each need
  * escaping ('"') is the longest ReloadFailed. */
 static int reply_bound(const char *method, size_t *ret) {
@@ -281,6 +357,8 @@ static int reply_bound(const char *method, size_t *ret) {
         int r;
 
         r = reply_bound_reply(NULL, &max);
+        if (r >= 0 && streq(method, "io.tsmd.Service.Reload"))
+                r = reply_bound_reload(&max);
         if (r >= 0)
                 r = reply_bound_common(&max);
         if (r >= 0 && streq(method, "io.tsmd.Service.SetLogLevel"))

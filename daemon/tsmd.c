@@ -57,7 +57,7 @@ static void help(void) {
                "                        or tsmd-worker next to tsmd in a build tree)\n"
                "     --worker-user=USER Run the worker as USER (default: " TSMD_WORKER_USER ")\n"
                "     --check-config     Check the configuration and exit\n"
-               "     --dump-config      Print the effective configuration and exit\n");
+               "     --dump-config      Print the configuration the files give and exit\n");
 }
 
 static int parse_argv(int argc, char *argv[]) {

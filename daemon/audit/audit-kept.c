@@ -189,7 +189,7 @@ int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *rec, AuditCommitC
         if (r >= 0) {
                 AuditReservation *res;
 
-                r = audit_log_reserve_full(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, &res);
+                r = audit_log_reserve_full(a, false, /* call= */ false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, &res);
                 if (r >= 0) {
                         /* Held, if a reopen is pending: kept after it if the log cannot take it then. */
                         res->owed_kept = true;

@@ -15,6 +15,7 @@ struct AuditReservation {
         AuditReservation *prev, *next; /* in log->reservations while uncommitted */
         bool committed;
         bool charged; /* to uid's share in pool */
+        bool call;    /* a call's, before it runs: its refusal is counted (n_refused_unrecorded) */
         uid_t uid;
         AuditPool pool;
         unsigned generation; /* 0: never queued (then a failure is not the files') */
@@ -71,6 +72,14 @@ struct AuditLog {
         unsigned generation; /* bumped by reopen: old failures do not fail the new files; from 1 */
         int failed;
 
+        /* What an administrator is told (audit_log_get_status()), and the owner on a change;
+         * while FULL, the timer looks for room. */
+        AuditHealth health;
+        AuditHealthCallback health_callback;
+        void *health_userdata;
+        struct event *health_timer;
+        uint64_t n_refused_unrecorded;
+
         uint64_t planned_total;
         unsigned n_reserved, n_in_flight;
         AuditReservation *reservations;
@@ -108,7 +117,7 @@ AuditReservation *audit_reservation_free(AuditReservation *r);
 void audit_reservation_unlink(AuditLog *a, AuditReservation *r);
 void audit_reservation_link(AuditLog *a, AuditReservation *r);
 int audit_log_check_space(AuditLog *a);
-int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
+int audit_log_reserve_full(AuditLog *a, bool bounded, bool call, uid_t uid, AuditPool pool, uint64_t timeout_usec,
                            AuditReservedCallback cb, void *userdata, AuditReservation **ret);
 int audit_log_commit_copied(AuditLog *a, AuditReservation *r);
 

@@ -32,6 +32,11 @@
  * callers the policy names, max_in_flight_unnamed over all others (a pool of their own, so that
  * they cannot take the named callers' room), and max_in_flight_per_uid for any one uid
  * (audit-shares.c), so that one uid cannot take all of either.
+ *
+ * Health. What an administrator is told of the log (AuditHealth) follows what refuses records:
+ * the failed state (FAILED, until a reopen works), else the last space check (FULL, until one
+ * finds room: a reservation's, a kept record's, or while FULL the health timer's, so that room
+ * made by hand shows without a call). Calls refused for it are counted, as they are in no record.
  */
 
 #include <inttypes.h>
@@ -53,6 +58,59 @@ struct AuditListener {
         bool floating;
         bool dead;
 };
+
+static const char *const audit_health_state_table[_AUDIT_HEALTH_STATE_MAX] = {
+        [AUDIT_HEALTH_OK] = "ok",
+        [AUDIT_HEALTH_FULL] = "full",
+        [AUDIT_HEALTH_FAILED] = "failed",
+};
+DEFINE_STRING_TABLE_LOOKUP(audit_health_state, AuditHealthState);
+
+/* Takes the state (error: why, for one other than OK), tells the owner if that is a change, and
+ * while FULL, looks for room again later. */
+static void health_set(AuditLog *a, AuditHealthState state, int error) {
+        struct timeval tv = timeval_from_usec(AUDIT_HEALTH_RETRY_USEC);
+
+        if (state == AUDIT_HEALTH_OK)
+                error = 0;
+        if (a->health_timer) {
+                if (state != AUDIT_HEALTH_FULL)
+                        (void) evtimer_del(a->health_timer);
+                else if (!evtimer_pending(a->health_timer, NULL))
+                        (void) evtimer_add(a->health_timer, &tv);
+        }
+        if (state == a->health.state && error == a->health.error)
+                return;
+        if (state != a->health.state)
+                a->health.since_usec = now_realtime_usec();
+        a->health.state = state;
+        a->health.error = error;
+        if (a->health_callback)
+                a->health_callback(a, &a->health, a->health_userdata);
+}
+
+/* A space check's outcome, unless the failed state says more. */
+static int health_space(AuditLog *a, int r) {
+        if (a->failed == 0)
+                health_set(a, r < 0 ? AUDIT_HEALTH_FULL : AUDIT_HEALTH_OK, r);
+        return r;
+}
+
+static void on_health_timer(evutil_socket_t fd, short what, void *userdata) {
+        AuditLog *a = userdata;
+
+        /* A reopen pending decides once it finished (reopen_finished()); the failed state, at one. */
+        if (a->failed < 0 || a->reopen_pending || a->health.state != AUDIT_HEALTH_FULL)
+                return;
+        (void) audit_log_check_space(a); /* FULL again: rearmed */
+}
+
+/* A call's reservation refused (error) because the log cannot take its record: counted. */
+static int refused(AuditLog *a, bool call, int error) {
+        if (call)
+                a->n_refused_unrecorded++;
+        return error;
+}
 
 void audit_config_init(AuditConfig *c) {
         assert(c);
@@ -142,6 +200,8 @@ static void waiting_arm(AuditLog *a) {
 static void waiting_answer(AuditLog *a, AuditReservation *r, int error) {
         waiting_unlink(a, r);
         if (error < 0) {
+                /* Not when tsmd stops: the log could have taken it. */
+                (void) refused(a, r->call && error != -ESHUTDOWN, error);
                 reservation_uncharge(a, r);
                 r->log = NULL;
         } else
@@ -210,8 +270,11 @@ static void dispatch_one(AuditLog *a, AuditReservation *res) {
         a->n_in_flight--;
         reservation_uncharge(a, res);
         if (error < 0) {
+                /* Its call ran, and is answered AuditFailed: refused, unrecorded. */
+                (void) refused(a, res->call, error);
                 if (a->failed == 0 && res->generation == a->generation) {
                         a->failed = error;
+                        health_set(a, AUDIT_HEALTH_FAILED, error);
                         log_error_errno(error,
                                         "Audit log '%s' failed, refusing requests until it is "
                                         "reopened: %m",
@@ -291,9 +354,19 @@ static int config_check(const AuditConfig *c) {
         return 0;
 }
 
-/* The sequence goes on from what the files say, never below what was acknowledged. */
-static void resume(AuditLog *a, const AuditResumeInfo *info) {
-        if (info->last_seq < a->last_committed_seq)
+/* The sequence goes on from what the files say, never below what was acknowledged. Files that end
+ * before it in the directory tsmd had open were cut outside tsmd; in another one at its path (an
+ * administrator's repair: a new file system mounted over it) the records before are in the old
+ * one, which is no loss. */
+static void resume(AuditLog *a, const AuditResumeInfo *info, bool directory_changed) {
+        if (info->last_seq < a->last_committed_seq && directory_changed)
+                log_notice("Audit log '%s' is another directory now (a file system mounted over it?), whose records "
+                           "end at seq %" PRIu64 "; those up to seq %" PRIu64 " are in the one it replaced. "
+                           "Continuing at seq %" PRIu64 ".",
+                           a->directory, info->last_seq, a->last_committed_seq, a->last_committed_seq + 1);
+        else if (directory_changed)
+                log_notice("Audit log directory '%s' is another one now, continuing there.", a->directory);
+        else if (info->last_seq < a->last_committed_seq)
                 log_error("Audit log '%s' ends at seq %" PRIu64 " but seq %" PRIu64
                           " was acknowledged: records were lost outside tsmd.",
                           a->directory, info->last_seq, a->last_committed_seq);
@@ -388,12 +461,10 @@ static void reopen_finished(AuditLog *a) {
         a->waiters_tail = &a->waiters;
         if (r < 0) {
                 a->failed = r;
+                health_set(a, AUDIT_HEALTH_FAILED, r);
                 log_error_errno(r, "Failed to reopen audit log '%s': %m", a->directory);
         } else {
-                if (a->reopen.directory_changed)
-                        log_notice("Audit log directory '%s' is another one now, continuing there.",
-                                   a->directory);
-                resume(a, &a->reopen.resume);
+                resume(a, &a->reopen.resume, a->reopen.directory_changed);
                 if (a->failed < 0)
                         log_notice("Audit log '%s' reopened, continuing at seq %" PRIu64 ".",
                                    a->directory, a->next_seq);
@@ -439,6 +510,9 @@ static void reopen_finished(AuditLog *a) {
                 audit_kept_arm(a);
                 /* After them: the room they take in the new files is no one else's. */
                 waiting_grant(a);
+                /* Whether the files it opened have room, whether anything asked or not. */
+                if (a->failed == 0)
+                        (void) audit_log_check_space(a);
         }
 
         while (waiters) {
@@ -487,7 +561,7 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         r = audit_files_resume(a->files, &info);
         if (r < 0)
                 return r;
-        resume(a, &info);
+        resume(a, &info, /* directory_changed= */ false);
 
         r = audit_counters_new(&a->counters);
         if (r < 0)
@@ -515,6 +589,9 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         a->kept_timer = evtimer_new(base, audit_kept_on_timer, a);
         if (!a->kept_timer)
                 return -ENOMEM;
+        a->health_timer = evtimer_new(base, on_health_timer, a);
+        if (!a->health_timer)
+                return -ENOMEM;
 
         if (c->journal) {
                 if (access(JOURNAL_SOCKET, W_OK) < 0)
@@ -529,6 +606,8 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
         r = audit_sync_start(a->sync, 0);
         if (r < 0)
                 return r;
+        a->health = (AuditHealth) { .state = AUDIT_HEALTH_OK, .since_usec = now_realtime_usec() };
+        (void) audit_log_check_space(a); /* FULL from the start, if so */
 
         log_debug("Audit log '%s' continues at seq %" PRIu64 ".", a->directory, a->next_seq);
         *ret = TAKE_PTR(a);
@@ -570,6 +649,8 @@ AuditLog *audit_log_free(AuditLog *a) {
 
         assert(a->listener_walks == 0);
 
+        /* The owner goes: what its last records come to is no news to it. */
+        a->health_callback = NULL;
         /* If the owner did not already. */
         audit_log_stop(a);
         /* First: their threads read a->files, and their callbacks may still look at the log. */
@@ -587,6 +668,8 @@ AuditLog *audit_log_free(AuditLog *a) {
                 event_free(a->wait_timer);
         if (a->kept_timer)
                 event_free(a->kept_timer);
+        if (a->health_timer)
+                event_free(a->health_timer);
         audit_journal_free(a->journal);
 
         while (a->listeners) {
@@ -648,7 +731,7 @@ int audit_log_reopen_full(AuditLog *a, AuditReopenCallback cb, void *userdata) {
         return 0;
 }
 
-int audit_log_check_space(AuditLog *a) {
+static int check_space(AuditLog *a) {
         uint64_t need = a->planned_total + (uint64_t) (a->n_reserved + 1) * AUDIT_RECORD_MAX;
         AuditSyncSpace space;
         struct statvfs sv;
@@ -678,9 +761,21 @@ int audit_log_check_space(AuditLog *a) {
         return 0;
 }
 
+int audit_log_check_space(AuditLog *a) {
+        AuditSyncSpace space;
+        int r;
+
+        r = check_space(a);
+        /* A failure the thread saw fails the log once its completion is dispatched: not FULL. */
+        audit_sync_get_space(a->sync, &space);
+        if (r < 0 && space.failed < 0)
+                return r;
+        return health_space(a, r);
+}
+
 /* pool _AUDIT_POOL_INVALID: charged to no uid (owed records, and tests of the total). With cb
  * (a call that acts), waits for a pending reopen: returns 1 then. */
-int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool, uint64_t timeout_usec,
+int audit_log_reserve_full(AuditLog *a, bool bounded, bool call, uid_t uid, AuditPool pool, uint64_t timeout_usec,
                            AuditReservedCallback cb, void *userdata, AuditReservation **ret) {
         AuditReservation *res;
         bool wait;
@@ -691,14 +786,14 @@ int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool,
         assert_return(pool == _AUDIT_POOL_INVALID || (pool >= 0 && pool < _AUDIT_POOL_MAX), -EINVAL);
 
         if (a->failed < 0)
-                return a->failed;
+                return refused(a, call, a->failed);
         /* SECURITY: records kept while the log could not take them go before anything reserved
          * after them; while they wait, so does everything else, during a reopen too (they are
          * tried once it finished, reopen_finished(), with the reason they waited until then). */
         if (a->kept_head) {
                 r = a->reopen_pending ? a->kept_error : audit_kept_flush(a);
                 if (r < 0)
-                        return r;
+                        return refused(a, call, r);
         }
         /* SECURITY: a bounded queue; past it the daemon sheds load instead of growing. The
          * unnamed pool's records are bounded by that pool alone: they cannot fill this one. */
@@ -712,7 +807,7 @@ int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool,
         if (!a->reopen_pending) {
                 r = audit_log_check_space(a);
                 if (r < 0)
-                        return r;
+                        return refused(a, call, r);
         }
 
         res = new0(AuditReservation, 1);
@@ -730,6 +825,7 @@ int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool,
                 res->pool = pool;
         }
         res->log = a;
+        res->call = call;
         if (wait) {
                 res->waiting = true;
                 res->deadline = timeout_usec > 0 ? usec_add(now_monotonic_usec(), timeout_usec) : UINT64_MAX;
@@ -753,26 +849,27 @@ int audit_log_reserve_full(AuditLog *a, bool bounded, uid_t uid, AuditPool pool,
 }
 
 int audit_log_reserve(AuditLog *a, AuditReservation **ret) {
-        return audit_log_reserve_full(a, true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL, ret);
+        return audit_log_reserve_full(a, true, /* call= */ false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, 0, NULL, NULL,
+                                      ret);
 }
 
 int audit_log_reserve_for(AuditLog *a, uid_t uid, AuditPool pool, AuditReservation **ret) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
-        return audit_log_reserve_full(a, true, uid, pool, 0, NULL, NULL, ret);
+        return audit_log_reserve_full(a, true, /* call= */ true, uid, pool, 0, NULL, NULL, ret);
 }
 
 int audit_log_reserve_to_act(AuditLog *a, uid_t uid, AuditPool pool, uint64_t timeout_usec, AuditReservedCallback cb,
                              void *userdata, AuditReservation **ret) {
         assert_return(pool >= 0 && pool < _AUDIT_POOL_MAX, -EINVAL);
         assert_return(cb, -EINVAL);
-        return audit_log_reserve_full(a, true, uid, pool, timeout_usec, cb, userdata, ret);
+        return audit_log_reserve_full(a, true, /* call= */ true, uid, pool, timeout_usec, cb, userdata, ret);
 }
 
 int audit_log_reserve_owed_to_act(AuditLog *a, uint64_t timeout_usec, AuditReservedCallback cb, void *userdata,
                                   AuditReservation **ret) {
         assert_return(cb, -EINVAL);
-        return audit_log_reserve_full(a, false, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, timeout_usec, cb, userdata,
-                                      ret);
+        return audit_log_reserve_full(a, false, /* call= */ true, AUDIT_UID_INVALID, _AUDIT_POOL_INVALID, timeout_usec,
+                                      cb, userdata, ret);
 }
 
 bool audit_reservation_is_waiting(const AuditReservation *r) {
@@ -868,7 +965,8 @@ static int record(AuditLog *a, bool bounded, AuditPool pool, const AuditRecord *
         assert_return(a, -EINVAL);
         assert_return(rec, -EINVAL);
 
-        r = audit_log_reserve_full(a, bounded, rec->uid, pool, 0, NULL, NULL, &res);
+        /* A refusal's record, or one of what happened: no call refused for want of it. */
+        r = audit_log_reserve_full(a, bounded, /* call= */ false, rec->uid, pool, 0, NULL, NULL, &res);
         if (r < 0)
                 return r;
         return commit(res, rec, cb, numbered, userdata, ret_seq);
@@ -960,6 +1058,13 @@ int audit_log_query(AuditLog *a, const AuditQueryFilter *f, size_t limit, AuditQ
         return audit_query_runner_start(a->queries, &g, limit, cb, userdata, ret);
 }
 
+void audit_log_set_health_callback(AuditLog *a, AuditHealthCallback cb, void *userdata) {
+        assert(a);
+
+        a->health_callback = cb;
+        a->health_userdata = userdata;
+}
+
 AuditCounters *audit_log_get_counters(AuditLog *a) {
         return a ? a->counters : NULL;
 }
@@ -970,6 +1075,8 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
 
         *ret = (AuditLogStatus){
                 .failed = a->failed,
+                .health = a->health,
+                .n_refused_unrecorded = a->n_refused_unrecorded,
                 .next_seq = a->next_seq,
                 .last_committed_seq = a->last_committed_seq,
                 .n_reserved = a->n_reserved,

@@ -81,8 +81,39 @@ typedef void (*AuditListenerCallback)(AuditLog *a, const AuditRecord *record, co
                                       size_t len, void *userdata);
 typedef void (*AuditDestroyCallback)(void *userdata);
 
+/* Whether the log takes records, as an administrator is told (io.tsmd.Service.GetStatus). */
+typedef enum AuditHealthState {
+        AUDIT_HEALTH_OK,
+        /* Its last space check (a reservation's, or the retry's while in this state) found no room
+         * for one more record (-ENOSPC, -EDQUOT) or the file system read-only (-EROFS): it takes
+         * records again by itself once there is room. */
+        AUDIT_HEALTH_FULL,
+        /* A write or sync failed, or the reopen that was to repair it: refuses every record until a
+         * reopen works. */
+        AUDIT_HEALTH_FAILED,
+        _AUDIT_HEALTH_STATE_MAX,
+        _AUDIT_HEALTH_STATE_INVALID = -EINVAL,
+} AuditHealthState;
+
+const char *audit_health_state_to_string(AuditHealthState s);
+AuditHealthState audit_health_state_from_string(const char *s);
+
+typedef struct AuditHealth {
+        AuditHealthState state;
+        int error;           /* -errno with state FULL or FAILED (the latest), else 0 */
+        uint64_t since_usec; /* CLOCK_REALTIME when it came to state (at the open, for OK) */
+} AuditHealth;
+
+/* While the log is FULL, how often it looks for room though nothing asks it to. */
+#define AUDIT_HEALTH_RETRY_USEC (1000u * 1000u)
+
 typedef struct AuditLogStatus {
         int failed;                  /* 0, or the error every reserve returns */
+        AuditHealth health;
+        /* Reservations of calls (audit_log_reserve_for(), _to_act(), _owed_to_act()) the log
+         * refused failed or full, waiting ones refused so after a reopen or at their deadline, and
+         * those whose record failed once committed: since the open, kept in memory alone. */
+        uint64_t n_refused_unrecorded;
         uint64_t next_seq;
         uint64_t last_committed_seq; /* last seq known durable (from the files at open) */
         unsigned n_reserved;
@@ -234,6 +265,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AuditListener *, audit_listener_free);
  * running when the log is freed is reported with -ECANCELED. */
 int audit_log_query(AuditLog *a, const AuditQueryFilter *f, size_t limit, AuditQueryDoneCallback cb,
                     void *userdata, AuditQuery **ret);
+
+/* Called from the event loop when the log's health (its state, or the error of a state other
+ * than OK) changed, with the new one. Must not call into the log. */
+typedef void (*AuditHealthCallback)(AuditLog *a, const AuditHealth *health, void *userdata);
+/* cb NULL: none. */
+void audit_log_set_health_callback(AuditLog *a, AuditHealthCallback cb, void *userdata);
 
 /* Counters over the records committed since open (borrowed). */
 AuditCounters *audit_log_get_counters(AuditLog *a);

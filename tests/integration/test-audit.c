@@ -1634,6 +1634,85 @@ static void stop_and_unmount_full_audit_fs(Tsmd *t, VarlinkClient *c) {
         tsmd_teardown(t);
 }
 
+/* The audit state as GetStatus says it. */
+static json_object *status_audit(json_object *status) {
+        json_object *a = NULL;
+
+        ASSERT_TRUE(json_object_object_get_ex(status, "audit", &a));
+        ASSERT_NOT_NULL(a);
+        return a;
+}
+
+/* Waits (bounded) for a subscriber's next status that says the audit log is in state. */
+static json_object *wait_status_audit(VarlinkClient *s, AsyncCall *st, const char *state) {
+        for (size_t n = st->n + 1; n <= ASYNC_MAX_REPLIES; n++) {
+                json_object *a;
+
+                if (!tsmd_async_wait(s, st, n, 3 * TSMD_WAIT_USEC))
+                        TEST_FAIL("no status with the audit log %s came", state);
+                ASSERT_NULL(st->errors[n - 1]);
+                a = status_audit(st->params[n - 1]);
+                if (streq(JSTR(a, "state"), state))
+                        return a;
+        }
+        TEST_FAIL("no status with the audit log %s came in %u", state, ASYNC_MAX_REPLIES);
+}
+
+/* An administrator sees whether the audit log takes records: GetStatus's audit state (its
+ * subscribers told of each change), GetCounters' gauge, and the number of calls refused for it,
+ * which no record has. Before, only tsmd's own log said so, rate limited. And a log moved by a
+ * reload to another file system is no loss of records: a notice, not an error. */
+TEST(status_and_counters_say_whether_the_log_takes_records) {
+        VarlinkClient *c, *s;
+        AsyncCall st = {};
+        const char *filler;
+        json_object *r, *a;
+        uint64_t full_since;
+        int64_t ctx;
+        Tsmd t;
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        c = start_with_dev1(&t, &ctx);
+        s = tsmd_connect(&t);
+        tsmd_call_async(s, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &st);
+        ASSERT_TRUE(tsmd_async_wait(s, &st, 1, TSMD_WAIT_USEC));
+        a = status_audit(st.params[0]);
+        ASSERT_TRUE(json_matches(a, "{\"state\":\"ok\",\"errno\":null}"));
+        ASSERT_TRUE(JINT(a, "sinceUsec") > 0);
+        r = CALL_OK(c, "io.tsmd.Admin.GetCounters", NULL);
+        ASSERT_TRUE(json_matches(r, "{\"auditWritable\":true,\"auditRefusedCalls\":0}"));
+
+        /* The repair the docs describe, onto a file system that is full: records up to seq 2 were
+         * acknowledged, the new one has none, and that is no loss. */
+        filler = reload_onto_full_audit_fs(&t);
+        ASSERT_TRUE(tsmd_log_contains(&t, "is another directory now"));
+        ASSERT_TRUE(tsmd_log_contains(&t, "are in the one it replaced. Continuing at seq "));
+        ASSERT_FALSE(tsmd_log_contains(&t, "records were lost outside tsmd"));
+
+        CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("AuditFailed"), "{\"errno\":28}");
+        CALL_ERROR(c, G "OpenContext", NULL, E_GUEST("AuditFailed"), "{\"errno\":28}");
+        a = wait_status_audit(s, &st, "full");
+        ASSERT_TRUE(json_matches(a, "{\"errno\":28}"));
+        full_since = (uint64_t) JINT(a, "sinceUsec");
+        r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL);
+        ASSERT_TRUE(json_matches(status_audit(r), "{\"state\":\"full\",\"errno\":28}"));
+        r = CALL_OK(c, "io.tsmd.Admin.GetCounters", NULL);
+        ASSERT_TRUE(json_matches(r, "{\"auditWritable\":false,\"auditRefusedCalls\":2}"));
+
+        /* Room again: it says so by itself, no call or reload needed; the count stays. */
+        ASSERT_OK(truncate(filler, 0));
+        a = wait_status_audit(s, &st, "ok");
+        ASSERT_TRUE(json_matches(a, "{\"errno\":null}"));
+        ASSERT_TRUE((uint64_t) JINT(a, "sinceUsec") >= full_since);
+        r = CALL_OK(c, "io.tsmd.Admin.GetCounters", NULL);
+        ASSERT_TRUE(json_matches(r, "{\"auditWritable\":true,\"auditRefusedCalls\":2}"));
+        CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 1));
+
+        async_call_done(&st);
+        varlink_client_free(s);
+        stop_and_unmount_full_audit_fs(&t, c);
+}
+
 /* A VMM hangs up while the audit file system is full: its device is unbound all the same (it is
  * released), and the record of that, which the log cannot take, is kept and written once there is
  * room again, with no call or reload needed, saying when it happened (before, it was dropped, and

@@ -942,26 +942,55 @@ TEST(reload_of_a_config_file_only_root_reads) {
         tsmd_teardown(&t);
 }
 
+/* GetStatus's configuration.pendingRestart, as JSON text. */
+static const char *pending_restart(Tsmd *t) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = tsmd_connect(t);
+        json_object *r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL), *cfg = NULL, *p = NULL;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "configuration", &cfg));
+        ASSERT_TRUE(json_object_object_get_ex(cfg, "pendingRestart", &p));
+        return strf("%s", json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN));
+}
+
 /* A reload applies what it can at run time and names what it does not (read at start), rather
- * than seem to have applied it; and so it stays until tsmd restarts, a worker restarted since
- * keeping what tsmd started with: the next reload names the same. */
+ * than seem to have applied it: in tsmd's log, in the Reload call's answer and in GetStatus (before,
+ * in the log alone); and so it stays until tsmd restarts, a worker restarted since keeping what
+ * tsmd started with: GetStatus still names them, and the next reload names the same. A reload
+ * back to what tsmd started with names none. */
 TEST(reload_names_what_it_does_not_apply) {
         static const char notice[] = "Not applied by this reload";
-        static const char config[] = "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n"
+        static const char start[] = "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n",
+                          config[] = "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\n"
                                      "[Audit]\nMaxFileSize=1048576\n[Guest]\nReclaimTimeoutSec=30\nMaxContexts=10\n",
                           named[] = "Not applied by this reload, taking effect when tsmd restarts: [Guest] "
-                                    "MaxContexts=, [Guest] ReclaimTimeoutSec=, [Audit] MaxFileSize=";
+                                    "MaxContexts=, [Guest] ReclaimTimeoutSec=, [Audit] MaxFileSize=",
+                          names[] = "[\"Guest.MaxContexts\",\"Guest.ReclaimTimeoutSec\",\"Audit.MaxFileSize\"]";
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *r;
         Tsmd t;
 
-        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=32\n");
+        tsmd_start_config(&t, start);
+        ASSERT_STREQ(pending_restart(&t), "[]");
         ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=48\n"));
         ASSERT_FALSE(tsmd_log_contains(&t, notice));
+        ASSERT_STREQ(pending_restart(&t), "[]");
 
         ASSERT_TRUE(tsmd_reload(&t, config));
         ASSERT_EQ(tsmd_log_count(&t, named), 1u);
+        ASSERT_STREQ(pending_restart(&t), names);
         tsmd_kill_worker(&t);
+        ASSERT_STREQ(pending_restart(&t), names);
         ASSERT_TRUE(tsmd_reload(&t, config));
         ASSERT_EQ(tsmd_log_count(&t, named), 2u);
+
+        /* The answer names them to the administrator who reloads. */
+        c = tsmd_connect(&t);
+        r = CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        ASSERT_TRUE(json_matches(r, strf("{\"pendingRestart\":%s}", names)));
+        tsmd_write_config(&t, start);
+        r = CALL_OK(c, "io.tsmd.Service.Reload", NULL);
+        ASSERT_TRUE(json_matches(r, "{\"pendingRestart\":[]}"));
+        ASSERT_STREQ(pending_restart(&t), "[]");
         tsmd_teardown(&t);
 }
 

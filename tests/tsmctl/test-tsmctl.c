@@ -7,14 +7,17 @@
  */
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-login.h>
 
+#include "config.h"
 #include "harness.h"
 #include "json-util.h"
 #include "guest-calls.h"
@@ -273,6 +276,88 @@ TEST(status_says_whether_the_files_on_disk_are_in_force) {
         out = mfree(out);
         out = tsmctl_metrics(&t);
         ASSERT_NOT_NULL(strstr(out, "\ntsmd_configuration_stale 0\n"));
+        tsmd_teardown(&t);
+}
+
+/* tsmctl reload and status name the settings a reload did not apply, read only as tsmd starts
+ * (before, tsmd's log alone did); the status says the audit log takes records. */
+TEST(reload_and_status_name_the_settings_waiting_for_a_restart) {
+        static const char config[] = "[Platform]\nMode=emulated\n";
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "reload", NULL };
+        _cleanup_free_ char *out = NULL, *json = NULL;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, config);
+        argv[2] = t.socket;
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, "\n   Audit log: ok\n"));
+        ASSERT_NULL(strstr(out, "restarts"));
+        out = mfree(out);
+
+        tsmd_write_config(&t, "[Platform]\nMode=emulated\n[Audit]\nSyncMode=per-record\nMaxQueries=8\n");
+        status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
+        print_comment(out);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_STREQ(out, "Configuration and policy reloaded.\n"
+                          "Not applied by this reload, taking effect when tsmd restarts: [Audit] SyncMode=, "
+                          "[Audit] MaxQueries=\n");
+        out = mfree(out);
+        out = tsmctl_status(&t);
+        ASSERT_NOT_NULL(strstr(out, "\n               not applied until tsmd restarts: [Audit] SyncMode=, "
+                                    "[Audit] MaxQueries=\n"));
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        json = mfree(json);
+        assert_matches_idl("io.tsmd.Service", "Reload", tsmctl_json(&t, "reload", &json));
+        ASSERT_NOT_NULL(strstr(json, "\"Audit.SyncMode\""));
+        tsmd_teardown(&t);
+}
+
+/* When the audit log takes no records (here its directory is a full file system), tsmctl status
+ * says so first, with since when, why and what brings it back, and metrics has it as a gauge
+ * (before, tsmd's log alone said it, rate limited). */
+TEST(status_and_metrics_say_when_the_audit_log_takes_no_records) {
+        static const char config[] = "[Platform]\nMode=emulated\n";
+        _cleanup_free_ char *out = NULL, *json = NULL;
+        struct passwd *worker = getpwnam(TSMD_WORKER_USER);
+        const char *audit;
+        Tsmd t = {};
+
+        tsmd_private_mount_namespace("mounting a full file system over tsmd's audit directory");
+        if (!worker)
+                SKIP("no user " TSMD_WORKER_USER);
+        tsmd_start_config(&t, config);
+        audit = strf("%s/audit", t.dir);
+        if (mount("tsmd-test-audit", audit, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0750") < 0)
+                TEST_FAIL("mounting a tmpfs on %s: %s", audit, strerror(errno));
+        ASSERT_OK(chown(audit, worker->pw_uid, worker->pw_gid));
+        {
+                _cleanup_close_ int fd = open(strf("%s/filler", audit), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                char block[4096] = {};
+
+                ASSERT_OK(fd);
+                while (write(fd, block, sizeof(block)) > 0)
+                        ;
+                ASSERT_EQ(errno, ENOSPC);
+        }
+        ASSERT_TRUE(tsmd_reload(&t, config));
+
+        out = tsmctl_status(&t);
+        ASSERT_TRUE(strneq(out, "   Audit log: FULL since 20", strlen("   Audit log: FULL since 20")));
+        ASSERT_NOT_NULL(strstr(out, ": No space left on device (errno 28)\n"
+                                    "              calls that need a record are refused (AuditFailed) until its "
+                                    "file system has room\n     Version: "));
+        out = mfree(out);
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        json = mfree(json);
+        assert_matches_idl("io.tsmd.Admin", "GetCounters", tsmctl_json(&t, "metrics", &json));
+        out = tsmctl_metrics(&t);
+        ASSERT_NOT_NULL(strstr(out, "\n# TYPE tsmd_audit_writable gauge\ntsmd_audit_writable 0\n"));
+        ASSERT_NOT_NULL(strstr(out, "\n# TYPE tsmd_audit_refused_calls_total counter\n"
+                                    "tsmd_audit_refused_calls_total 0\n"));
+
+        tsmd_stop(&t);
+        (void) umount2(audit, MNT_DETACH);
         tsmd_teardown(&t);
 }
 
