@@ -592,8 +592,9 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         if (sd_watchdog_enabled(false, &watchdog_usec) > 0 && watchdog_usec / 2 < 1000000)
                 tick = timeval_from_usec(MAX(watchdog_usec / 2, 1000ULL));
         if (!m->sigterm || !m->sigint || !m->sighup || !m->sigchld || !m->restart_timer || !m->stop_timer ||
-            !m->kill_timer || !m->tick || !m->status_timer || event_add(m->sigterm, NULL) < 0 || event_add(m->sigint, NULL) < 0 ||
-            event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 || event_add(m->tick, &tick) < 0)
+            !m->kill_timer || !m->tick || !m->status_timer || event_add(m->sigterm, NULL) < 0 ||
+            event_add(m->sigint, NULL) < 0 || event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 ||
+            event_add(m->tick, &tick) < 0)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);
