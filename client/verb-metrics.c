@@ -43,9 +43,21 @@ static bool is_label_name(const char *s) {
         return true;
 }
 
+/* One value of GetCounters' reply (key, of type: a boolean as 0 or 1) as a metric of its own, if
+ * tsmd sent it (an older one does not). */
+static void print_single(json_object *reply, const char *key, json_type type, const char *name, const char *kind,
+                         const char *help) {
+        json_object *v = json_object_object_get(reply, key);
+
+        if (!v || !json_object_is_type(v, type))
+                return;
+        printf("# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, kind, name,
+               type == json_type_boolean ? (long long) json_object_get_boolean(v) : (long long) json_object_get_int64(v));
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
-        json_object *reply, *list, *stale, *writable, *refused;
+        json_object *reply, *list;
         int r;
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.GetCounters", NULL, &reply);
@@ -59,27 +71,13 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         r = tsmctl_reply_array(reply, "io.tsmd.Admin.GetCounters", "counters", &list);
         if (r > 0)
                 return r;
-        stale = json_object_object_get(reply, "configurationStale");
-        if (stale && json_object_is_type(stale, json_type_boolean))
-                printf("# HELP tsmd_configuration_stale 1 while the files on disk do not load and an older "
-                       "configuration and policy are in force.\n"
-                       "# TYPE tsmd_configuration_stale gauge\n"
-                       "tsmd_configuration_stale %d\n",
-                       json_object_get_boolean(stale) ? 1 : 0);
-        writable = json_object_object_get(reply, "auditWritable");
-        if (writable && json_object_is_type(writable, json_type_boolean))
-                printf("# HELP tsmd_audit_writable 1 while the audit log takes records; 0 while it is full or failed "
-                       "and the calls that need a record are refused.\n"
-                       "# TYPE tsmd_audit_writable gauge\n"
-                       "tsmd_audit_writable %d\n",
-                       json_object_get_boolean(writable) ? 1 : 0);
-        refused = json_object_object_get(reply, "auditRefusedCalls");
-        if (refused && json_object_is_type(refused, json_type_int))
-                printf("# HELP tsmd_audit_refused_calls_total Calls refused because the audit log could not take "
-                       "their record (in no record).\n"
-                       "# TYPE tsmd_audit_refused_calls_total counter\n"
-                       "tsmd_audit_refused_calls_total %lld\n",
-                       (long long) json_object_get_int64(refused));
+        print_single(reply, "configurationStale", json_type_boolean, "tsmd_configuration_stale", "gauge",
+                     "1 while the files on disk do not load and an older configuration and policy are in force.");
+        print_single(reply, "auditWritable", json_type_boolean, "tsmd_audit_writable", "gauge",
+                     "1 while the audit log takes records; 0 while it is full or failed and the calls that need a "
+                     "record are refused.");
+        print_single(reply, "auditRefusedCalls", json_type_int, "tsmd_audit_refused_calls_total", "counter",
+                     "Calls refused because the audit log could not take their record (in no record).");
         puts("# HELP tsmd_calls_total Audited calls, by uid, backend, scope or result.\n"
              "# TYPE tsmd_calls_total counter");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
