@@ -516,6 +516,24 @@ static bool same_pipe(int fd, int rd) {
         return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
+/* The next message is text, with the write end of the pipe whose read end is pipe_read as its
+ * one fd (-EBADF: with none). */
+static void expect_next(VarlinkStream *s, const char *text, int pipe_read) {
+        json_object *o;
+        int *fds = NULL;
+        size_t n = 0;
+
+        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), text);
+        ASSERT_EQ(n, pipe_read >= 0 ? 1U : 0U);
+        if (pipe_read >= 0) {
+                ASSERT_TRUE(same_pipe(fds[0], pipe_read));
+                close(fds[0]);
+        }
+        free(fds);
+        json_object_put(o);
+}
+
 /* Whether the last write end of the pipe whose read end is rd was closed. */
 static bool pipe_widowed(int rd) {
         struct pollfd p = { .fd = rd, .events = POLLIN };
@@ -544,9 +562,8 @@ static char *padded_message(size_t n, size_t *ret_size) {
  * never meet in a read, and each message gets its own, whenever the stream reads. */
 TEST(fds_of_pipelined_messages_each_their_own) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
-        int rd[3], wr[3], *fds = NULL, peer;
-        size_t n = 0, size;
-        json_object *o;
+        int rd[3], wr[3], peer;
+        size_t size;
         char *big;
         VarlinkStream *s;
 
@@ -561,36 +578,14 @@ TEST(fds_of_pipelined_messages_each_their_own) {
         /* All four queued: the read ends with the first one's fd. */
         ASSERT_EQ(varlink_stream_read(s), 2);
         ASSERT_EQ(varlink_stream_get_input_size(s), 8U);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_STREQ(str(o), "{\"a\":1}");
-        ASSERT_EQ(n, 1U);
-        ASSERT_TRUE(same_pipe(fds[0], rd[0]));
-        close(fds[0]);
-        free(fds);
-        json_object_put(o);
+        expect_next(s, "{\"a\":1}", rd[0]);
 
         /* The next takes "b" (no fds) with "c" and its fd: "c"'s, not "b"'s. */
         ASSERT_EQ(varlink_stream_read(s), 2);
         ASSERT_EQ(varlink_stream_get_input_size(s), 16U);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_STREQ(str(o), "{\"b\":2}");
-        ASSERT_EQ(n, 0U);
-        free(fds);
-        json_object_put(o);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_STREQ(str(o), "{\"c\":3}");
-        ASSERT_EQ(n, 1U);
-        ASSERT_TRUE(same_pipe(fds[0], rd[1]));
-        close(fds[0]);
-        free(fds);
-        json_object_put(o);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_STREQ(str(o), "{\"d\":4}");
-        ASSERT_EQ(n, 1U);
-        ASSERT_TRUE(same_pipe(fds[0], rd[2]));
-        close(fds[0]);
-        free(fds);
-        json_object_put(o);
+        expect_next(s, "{\"b\":2}", -EBADF);
+        expect_next(s, "{\"c\":3}", rd[1]);
+        expect_next(s, "{\"d\":4}", rd[2]);
 
         /* A message longer than a read, with its fd, then one with another: the second read
          * brings the first one's rest and the second one with its fd. */
@@ -607,20 +602,8 @@ TEST(fds_of_pipelined_messages_each_their_own) {
         ASSERT_EQ(varlink_stream_read(s), 2);
         ASSERT_EQ(varlink_stream_get_input_n_fds(s), 2U);
         ASSERT_EQ(varlink_stream_get_input_size(s), size + 8);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_STREQ(str(o), "{\"l\":1}");
-        ASSERT_EQ(n, 1U);
-        ASSERT_TRUE(same_pipe(fds[0], rd[0]));
-        close(fds[0]);
-        free(fds);
-        json_object_put(o);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_STREQ(str(o), "{\"e\":5}");
-        ASSERT_EQ(n, 1U);
-        ASSERT_TRUE(same_pipe(fds[0], rd[1]));
-        close(fds[0]);
-        free(fds);
-        json_object_put(o);
+        expect_next(s, "{\"l\":1}", rd[0]);
+        expect_next(s, "{\"e\":5}", rd[1]);
 
         for (unsigned i = 0; i < 2; i++) {
                 close(rd[i]);
