@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -38,6 +39,13 @@ typedef struct RemoveList {
         char paths[TEST_REMOVE_MAX][PATH_MAX];
 } RemoveList;
 static RemoveList *remove_at_end;
+
+static double seconds_now(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 /* Before main(), so that a program with its own fork loop (a benchmark) has it too. */
 static void __attribute__((constructor)) remove_list_map(void) {
@@ -124,6 +132,7 @@ int test_main(int argc, char *argv[]) {
 
         for (size_t i = 0; i < test_n_cases; i++) {
                 const TestCase *t = &test_cases[i];
+                double started;
                 int status;
                 pid_t pid;
 
@@ -131,6 +140,7 @@ int test_main(int argc, char *argv[]) {
                         continue;
 
                 fflush(NULL);
+                started = seconds_now();
                 pid = fork();
                 if (pid < 0) {
                         perror("fork");
@@ -179,6 +189,11 @@ int test_main(int argc, char *argv[]) {
                                 printf("not ok - %s (exit %d)\n", t->name, WEXITSTATUS(status));
                         failed++;
                 }
+                /* Where a suite's time goes, for keeping CI short: a TAP comment, which parsers
+                 * skip. */
+                double took = seconds_now() - started;
+                if (took >= 1.0)
+                        printf("# %s took %.1f s\n", t->name, took);
         }
 
         printf("1..%u\n", passed + failed + skipped);
