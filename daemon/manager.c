@@ -28,11 +28,27 @@
  * monitor's own: it holds the VMs' contexts, and a worker it replaces is no reason to stop). */
 #define HEARTBEAT_SEC 5
 
+/* The audit log's state as STATUS says it (tsm-priv.h). */
+static uint32_t status_audit(Manager *m) {
+        AuditLogStatus s;
+
+        if (!m->audit || audit_log_get_status(m->audit, &s) < 0)
+                return TSM_PRIV_AUDIT_OK;
+        switch (s.health.state) {
+        case AUDIT_HEALTH_FULL:
+                return TSM_PRIV_AUDIT_FULL;
+        case AUDIT_HEALTH_FAILED:
+                return TSM_PRIV_AUDIT_FAILED;
+        default:
+                return TSM_PRIV_AUDIT_OK;
+        }
+}
+
 /* The monitor turns it into the service manager's STATUS= (and takes it as a sign of life:
  * see HEARTBEAT_SEC). */
 void manager_update_status(Manager *m) {
         (void) priv_send_status(m->channel, varlink_server_get_n_connections(m->server),
-                                m->n_pending_requests, m->draining);
+                                m->n_pending_requests, m->draining, status_audit(m));
 }
 
 void manager_request_finished(Manager *m) {
@@ -296,6 +312,8 @@ uint64_t manager_audit_wait_usec(Manager *m) {
 
 static void on_audit_health(AuditLog *a, const AuditHealth *health, void *userdata) {
         service_status_changed(userdata);
+        /* And systemctl status, where an administrator looks first. */
+        manager_update_status(userdata);
 }
 
 static int open_audit(Manager *m, int audit_dir_fd) {

@@ -34,13 +34,14 @@ int priv_send_ready(PrivChannel *c) {
         return priv_channel_send_now(c, &m);
 }
 
-int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining) {
+int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining, uint32_t audit) {
         struct tsm_priv_status m;
 
         tsm_priv_init(&m, TSM_PRIV_STATUS, 0, 0);
         m.n_clients = n_clients;
         m.n_pending = n_pending;
         m.draining = draining;
+        m.audit = audit;
         return priv_channel_send_now(c, &m);
 }
 

@@ -68,7 +68,7 @@ void priv_channel_set_late_callback(PrivChannel *c, PrivLateCallback cb, void *u
 int priv_send_late_ack(PrivChannel *c, uint64_t id, uint64_t seq, bool durable);
 
 int priv_send_ready(PrivChannel *c);
-int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining);
+int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining, uint32_t audit);
 
 /* reclaim_id names the context in the fd store (fdstore.h): never the token. -EMFILE: the
  * monitor holds as many contexts as it may. */

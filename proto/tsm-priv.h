@@ -69,9 +69,10 @@
  * TSM_PRIV_REPLY_MONITOR_OWN; 17: a datagram without fds may carry several messages; 18: HELLO
  * says when the monitor started, and carries the settings read at start, which the worker keeps
  * over its files'; 19: a failed CONNECT_DEVICE or DISCONNECT_DEVICE reply says whether its
- * result is the monitor's own too): a worker binary newer or older than its running monitor
- * refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 19U
+ * result is the monitor's own too; 20: STATUS says whether the audit log takes records, where
+ * its __reserved was): a worker binary newer or older than its running monitor refuses the HELLO
+ * rather than misreading it. */
+#define TSM_PRIV_VERSION 20U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -250,12 +251,21 @@ struct tsm_priv_ready {
         struct tsm_priv_hdr hdr;
 };
 
+/* STATUS's audit: whether the audit log takes records (the worker's AuditHealthState, in a
+ * numbering of the channel's own), for the service manager's STATUS=. */
+enum {
+        TSM_PRIV_AUDIT_OK = 0,
+        TSM_PRIV_AUDIT_FULL = 1,
+        TSM_PRIV_AUDIT_FAILED = 2,
+        _TSM_PRIV_AUDIT_MAX,
+};
+
 struct tsm_priv_status {
         struct tsm_priv_hdr hdr;
         uint32_t n_clients;
         uint32_t n_pending;
         uint32_t draining; /* 0 or 1 */
-        uint32_t __reserved;
+        uint32_t audit;    /* TSM_PRIV_AUDIT_* */
 };
 
 /* OPEN_CONTEXT and ADOPT_CONTEXT: a new context for a client slot (never slot 0). The uid and

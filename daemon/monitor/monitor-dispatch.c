@@ -521,10 +521,10 @@ static int priv_status(MonitorDispatch *d, const PrivMessage *m, const void *pay
                        const char **ret_reason) {
         const struct tsm_priv_status *s = &m->status;
 
-        if (s->__reserved != 0)
-                return violation(-EBADMSG, "reserved field not zero", ret_reason);
         if (s->draining > 1)
                 return violation(-EBADMSG, "draining neither 0 nor 1", ret_reason);
+        if (s->audit >= _TSM_PRIV_AUDIT_MAX)
+                return violation(-EBADMSG, "audit state unknown", ret_reason);
         if (d->cb.status)
                 d->cb.status(s, d->userdata);
         return 0;

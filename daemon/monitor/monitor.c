@@ -360,11 +360,17 @@ static void on_worker_ready(void *userdata) {
 }
 
 static void on_worker_status(const struct tsm_priv_status *s, void *userdata) {
+        static const char *const audit[_TSM_PRIV_AUDIT_MAX] = {
+                [TSM_PRIV_AUDIT_OK] = "",
+                [TSM_PRIV_AUDIT_FULL] = "Audit log full, refusing what it cannot record; ",
+                [TSM_PRIV_AUDIT_FAILED] = "Audit log failed, refusing what it cannot record; ",
+        };
         Monitor *m = userdata;
 
-        notify_status(m, "%s%u clients, %u requests in flight, %zu contexts, platform %s.",
-                      s->draining ? "Stopping: " : "", s->n_clients, s->n_pending, monitor_contexts_size(m->contexts),
-                      tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
+        /* The dispatch checked s->audit. */
+        notify_status(m, "%s%s%u clients, %u requests in flight, %zu contexts, platform %s.",
+                      s->draining ? "Stopping: " : "", audit[s->audit], s->n_clients, s->n_pending,
+                      monitor_contexts_size(m->contexts), tsm_platform_is_emulated(m->platform) ? "emulated" : "kernel");
 }
 
 /* A reply the worker did not take in time (or could not be sent at all): it is wedged, or

@@ -753,6 +753,7 @@ TEST(status_ready_reload) {
         s.n_clients = 3;
         s.n_pending = 2;
         s.draining = 1;
+        s.audit = TSM_PRIV_AUDIT_FAILED;
         ASSERT_OK(tsm_priv_send(f->worker, &s, NULL, 0, -EBADF));
         ASSERT_OK(tsm_priv_send(f->worker, &s, NULL, 0, -EBADF));
         process_ok(f); /* all three at once */
@@ -762,6 +763,7 @@ TEST(status_ready_reload) {
         ASSERT_EQ(f->status.n_clients, 3);
         ASSERT_EQ(f->status.n_pending, 2);
         ASSERT_EQ(f->status.draining, 1);
+        ASSERT_EQ(f->status.audit, TSM_PRIV_AUDIT_FAILED);
 
         /* A load hands over the files' memfd, or the error and nothing; the commit applies. */
         tsm_priv_init(&reload, TSM_PRIV_RELOAD, 0, 0);
@@ -3328,7 +3330,7 @@ TEST(violation_out_of_state) {
                 "close-other-slot", "attach-id-0", "attach-other-address",
                 "attach-again",
                 "attach-address-string", "attach-state", "attach-bound", "vdevice-reserved", "unknown-scope", "scope-string",
-                "scope-junk", "over-max-request", "second-ready", "status-reserved", "status-draining",
+                "scope-junk", "over-max-request", "second-ready", "status-audit", "status-draining",
                 "device-tsm", "device-string", "detach-other-slot", "bind-detached", "request-orphan-slot",
                 "settle-other-slot", "settle-not-attached", "backend-unknown",
                 "request-reserved",
@@ -3472,11 +3474,11 @@ TEST(violation_out_of_state) {
                         process_ok(f);
                         expect_violation(f, &m, "READY");
                         ASSERT_EQ(f->n_ready, 1);
-                } else if (streq(c, "status-reserved") || streq(c, "status-draining")) {
+                } else if (streq(c, "status-audit") || streq(c, "status-draining")) {
                         struct tsm_priv_status m;
                         tsm_priv_init(&m, TSM_PRIV_STATUS, 0, 0);
-                        if (streq(c, "status-reserved"))
-                                m.__reserved = 1;
+                        if (streq(c, "status-audit"))
+                                m.audit = _TSM_PRIV_AUDIT_MAX;
                         else
                                 m.draining = 2;
                         expect_violation(f, &m, "STATUS");

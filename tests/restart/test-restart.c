@@ -682,6 +682,77 @@ TEST(status_is_sent_about_once_a_second) {
         ASSERT_EQ(manager_exit_status(&m), 0);
 }
 
+static bool status_says_audit_full(Manager *m) {
+        return strneq(m->status, "Audit log full, ", 16);
+}
+
+/* An audit disk full is in STATUS= (systemctl status), where an administrator looks first, for
+ * as long as it lasts: tsmd refuses what it cannot record meanwhile. */
+TEST(status_says_while_the_audit_log_takes_no_records) {
+        const struct passwd *pw = getpwnam(TSMD_WORKER_USER);
+        char audit[256], filler[300], block[4096];
+        VarlinkClient *c;
+        int fd;
+        Manager m;
+
+        if (geteuid() != 0 || !pw)
+                SKIP("needs root and the worker's user, to give the worker a full audit file system");
+        platform_test_sandbox(false);
+        manager_init(&m);
+        snprintf(audit, sizeof(audit), "%s/audit", m.dir);
+        snprintf(filler, sizeof(filler), "%s/filler", audit);
+        ASSERT_OK(mkdir(audit, 0750));
+        ASSERT_OK(mount("tsmd-test-audit", audit, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0750"));
+        ASSERT_OK(chown(audit, pw->pw_uid, pw->pw_gid));
+        manager_start_ready(&m);
+        manager_wait(&m, status_says_no_clients, 3000);
+        ASSERT_TRUE(status_says_no_clients(&m));
+
+        fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ASSERT_OK(fd);
+        memset(block, 'x', sizeof(block));
+        while (write(fd, block, sizeof(block)) > 0)
+                ;
+        ASSERT_EQ(errno, ENOSPC);
+        safe_close(fd);
+        /* Contexts opened and closed until their records are past the page the log's file had. */
+        c = connect_client(&m);
+        for (unsigned i = 0;; i++) {
+                json_object *reply = NULL;
+                const char *error = NULL;
+                char params[64];
+
+                ASSERT_TRUE(i < 100);
+                ASSERT_OK(varlink_client_call(c, "io.tsmd.Guest.OpenContext", NULL, &reply, &error));
+                if (!error) {
+                        snprintf(params, sizeof(params), "{\"context\":%d}",
+                                 json_object_get_int(json_object_object_get(reply, "context")));
+                        ASSERT_OK(varlink_client_call(c, "io.tsmd.Guest.CloseContext", json_tokener_parse(params),
+                                                      &reply, &error));
+                }
+                if (error) {
+                        ASSERT_STREQ(error, "io.tsmd.Guest.AuditFailed");
+                        break;
+                }
+        }
+        manager_wait(&m, status_says_audit_full, 3000);
+        if (!status_says_audit_full(&m))
+                TEST_FAIL("STATUS=%s", m.status);
+        ASSERT_NOT_NULL(strstr(m.status, "1 clients"));
+
+        /* Room again: the log says so by itself within a second, and STATUS= with it. */
+        ASSERT_OK(truncate(filler, 0));
+        manager_wait(&m, status_says_one_client, 4000);
+        ASSERT_TRUE(status_says_one_client(&m));
+        call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+
+        varlink_client_free(c);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(manager_exit_status(&m), 0);
+        expect_no_sanitizer_report(&m);
+        (void) umount2(audit, MNT_DETACH);
+}
+
 /* The service manager kills a service that misses WATCHDOG_USEC: pings come at half of it
  * (sd_watchdog_enabled(3)) when that is under the monitor's one-second tick. */
 TEST(watchdog_pings_within_a_short_interval) {
