@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmctl audit [--from=SEQ] [--to=SEQ] [--uid=UID] [--device=PCI] [--scope=S] [--result=R] [--limit=N] */
+/* tsmctl audit [--from=SEQ] [--to=SEQ] [--uid=UID] [--device=PCI] [--scope=S] [--result=R]
+ *              [--event=NAME] [--since=TIME] [--until=TIME] [--limit=N] */
 
 #include <getopt.h>
 #include <stdio.h>
 
+#include "audit-event.h"
 #include "json-util.h"
+#include "time-parse.h"
 #include "tsmctl.h"
 #include "varlink-errors.h"
 #include "varlink-idl.h"
@@ -16,8 +19,14 @@ static const struct option options[] = {
         { "from", required_argument, NULL, 'f' },  { "to", required_argument, NULL, 't' },
         { "uid", required_argument, NULL, 'u' },   { "device", required_argument, NULL, 'd' },
         { "scope", required_argument, NULL, 's' }, { "result", required_argument, NULL, 'r' },
-        { "limit", required_argument, NULL, 'l' }, {},
+        { "event", required_argument, NULL, 'e' }, { "since", required_argument, NULL, 'S' },
+        { "until", required_argument, NULL, 'U' }, { "limit", required_argument, NULL, 'l' },
+        { "list-events", no_argument, NULL, 'L' }, /* for shell completion */
+        {},
 };
+
+#define TIME_FORMS "YYYY-MM-DD [HH:MM[:SS]] (local time), @SECONDS, now, today, yesterday, or -N/+N with a unit " \
+                   "(s, min, h, d, w: -15min, -2h)"
 
 /* Results tsmd records that no interface declares: what a call ended with when its caller went,
  * or its connection broke (varlink-errors.h), and how the worker before a worker-restart ended
@@ -94,7 +103,8 @@ static int resolve_result(const char *value, char **ret) {
 }
 
 /* tsmd refused a filter (InvalidParameter): which option, and why, in the command's words. */
-static void explain_invalid(TsmClient *c, const char *device, const char *scope) {
+static void explain_invalid(TsmClient *c, const char *device, const char *scope, const char *since,
+                            const char *until) {
         const char *error = c ? tsm_client_get_error_name(c) : NULL,
                    *message = c ? tsm_client_get_error_message(c) : NULL;
 
@@ -107,6 +117,9 @@ static void explain_invalid(TsmClient *c, const char *device, const char *scope)
                 fprintf(stderr, "--scope=%s: no TSM backend has a scope of that name (info, state-change, "
                         "debug-read, ...). A refused request's unknown scope is found with "
                         "--result=NoSuchScope.\n", scope);
+        else if (until && streq(message, "parameter=untilUsec"))
+                fprintf(stderr, "--until=%s is before --since=%s: no record can be in that window.\n", until,
+                        strna(since));
 }
 
 /* With --from=SEQ: whether the log still begins at or before SEQ. Rotation drops the oldest file
@@ -137,11 +150,67 @@ static void note_rotated_out(TsmClient *c, long long from) {
         }
 }
 
+/* --list-events: the events records can have, one a line, for shell completion: those tsmd
+ * writes under a name of its own, then every method an interface built in declares. */
+static int list_events(void) {
+        for (AuditEvent e = 0; e < _AUDIT_EVENT_MAX; e++)
+                printf("%s\n", audit_event_to_string(e));
+        for (size_t i = 0; varlink_builtin_idl[i]; i++) {
+                _cleanup_(varlink_interface_freep) VarlinkInterface *iface = NULL;
+
+                if (varlink_interface_parse(varlink_builtin_idl[i], &iface, NULL, NULL) < 0) {
+                        fprintf(stderr, "Out of memory.\n");
+                        return EXIT_GENERIC;
+                }
+                for (size_t j = 0; j < varlink_interface_get_n_methods(iface); j++)
+                        printf("%s.%s\n", varlink_interface_get_name(iface),
+                               varlink_symbol_get_name(varlink_interface_get_method_by_index(iface, j)));
+        }
+        return 0;
+}
+
+/* --event=: one a record can have, or the reason why not (EXIT_USAGE). */
+static int check_event(const char *value) {
+        int r = audit_event_is_known(value);
+
+        if (r < 0) {
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_GENERIC;
+        }
+        if (r == 0) {
+                fprintf(stderr,
+                        "--event=%s: tsmd writes no record of that event: give one of its own (guest-request, "
+                        "open-context, reload, ...) or a method's full name (io.tsmd.Admin.ListDevices).\n",
+                        value);
+                return EXIT_USAGE;
+        }
+        return 0;
+}
+
+/* --since=/--until=: a time as journalctl takes it, relative to now (one now for both). */
+static int parse_time_option(const char *option, const char *value, uint64_t now_usec, int64_t *ret) {
+        uint64_t usec;
+        int r;
+
+        r = time_parse(value, now_usec, &usec);
+        if (r == -ERANGE) {
+                fprintf(stderr, "--%s=%s: out of range (before 1970, or too far ahead).\n", option, value);
+                return EXIT_USAGE;
+        }
+        if (r < 0) {
+                fprintf(stderr, "--%s=%s: not a time: give " TIME_FORMS ".\n", option, value);
+                return EXIT_USAGE;
+        }
+        *ret = (int64_t) usec;
+        return 0;
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *params = json_object_new_object(), *reply, *list, *last;
-        const char *device = NULL, *scope = NULL;
+        const char *device = NULL, *scope = NULL, *since = NULL, *until = NULL;
         long long limit = QUERY_LIMIT_MAX, from = -1;
+        uint64_t now = now_realtime_usec();
         size_t n;
         int r, opt;
 
@@ -153,15 +222,33 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         while ((opt = getopt_long(argc + 1, argv - 1, "", options, NULL)) >= 0) {
                 const char *key = opt == 'f' ? "fromSeq" : opt == 't' ? "toSeq" : opt == 'u' ? "uid" :
                                   opt == 'd' ? "pciAddress" : opt == 's' ? "scope" : opt == 'r' ? "result" :
+                                  opt == 'e' ? "event" : opt == 'S' ? "sinceUsec" : opt == 'U' ? "untilUsec" :
                                   opt == 'l' ? "limit" : NULL;
                 char *end;
                 long long v;
 
+                if (opt == 'L') {
+                        json_object_put(params);
+                        return list_events();
+                }
                 if (!key) {
                         json_object_put(params);
                         return EXIT_USAGE;
                 }
-                if (strchr("ftul", opt)) {
+                if (strchr("SU", opt)) {
+                        int64_t usec;
+
+                        r = parse_time_option(opt == 'S' ? "since" : "until", optarg, now, &usec);
+                        if (r > 0) {
+                                json_object_put(params);
+                                return r;
+                        }
+                        if (opt == 'S')
+                                since = optarg;
+                        else
+                                until = optarg;
+                        r = json_object_add(params, key, json_object_new_int64(usec));
+                } else if (strchr("ftul", opt)) {
                         errno = 0;
                         v = strtoll(optarg, &end, 10);
                         /* ERANGE: strtoll() gave LLONG_MAX, which nobody asked for. */
@@ -184,6 +271,13 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                 return r;
                         }
                         r = json_object_add(params, key, json_object_new_string(result));
+                } else if (opt == 'e') {
+                        r = check_event(optarg);
+                        if (r > 0) {
+                                json_object_put(params);
+                                return r;
+                        }
+                        r = json_object_add(params, key, json_object_new_string(optarg));
                 } else {
                         if (opt == 'd')
                                 device = optarg;
@@ -200,7 +294,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.QueryAudit", params, &reply);
         if (r > 0) {
-                explain_invalid(c, device, scope);
+                explain_invalid(c, device, scope, since, until);
                 return r;
         }
         r = tsmctl_reply_array(reply, "io.tsmd.Admin.QueryAudit", "records", &list);
@@ -232,7 +326,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
 
 const TsmctlVerb verb_audit = {
         .name = "audit",
-        .usage = "[--from=SEQ] [--to=SEQ] [--uid=UID] [--device=PCI] [--scope=S] [--result=R] [--limit=N]",
+        .usage = "[--from=SEQ] [--to=SEQ] [--uid=UID] [--device=PCI] [--scope=S] [--result=R] [--event=NAME] "
+                 "[--since=TIME] [--until=TIME] [--limit=N]",
         .summary = "Query the audit log",
         .max_args = 0,
         .options = options,

@@ -29,14 +29,14 @@
 #include "tsm-platform.h"
 #include "varlink-errors.h"
 
-static const char *const late_events[_TSM_PRIV_LATE_OP_MAX] = {
-        [TSM_PRIV_LATE_GUEST_REQUEST] = "guest-request-late",
-        [TSM_PRIV_LATE_BIND] = "bind-late",
-        [TSM_PRIV_LATE_UNBIND] = "unbind-late",
-        [TSM_PRIV_LATE_BIND_UNDO] = "bind-undo",
-        [TSM_PRIV_LATE_CONNECT] = "connect-device-late",
-        [TSM_PRIV_LATE_DISCONNECT] = "disconnect-device-late",
-        [TSM_PRIV_LATE_LOST] = "late-lost",
+static const AuditEvent late_events[_TSM_PRIV_LATE_OP_MAX] = {
+        [TSM_PRIV_LATE_GUEST_REQUEST] = AUDIT_EVENT_GUEST_REQUEST_LATE,
+        [TSM_PRIV_LATE_BIND] = AUDIT_EVENT_BIND_LATE,
+        [TSM_PRIV_LATE_UNBIND] = AUDIT_EVENT_UNBIND_LATE,
+        [TSM_PRIV_LATE_BIND_UNDO] = AUDIT_EVENT_BIND_UNDO,
+        [TSM_PRIV_LATE_CONNECT] = AUDIT_EVENT_CONNECT_DEVICE_LATE,
+        [TSM_PRIV_LATE_DISCONNECT] = AUDIT_EVENT_DISCONNECT_DEVICE_LATE,
+        [TSM_PRIV_LATE_LOST] = AUDIT_EVENT_LATE_LOST,
 };
 
 /* A LATE whose record could not be queued, to be tried again. */
@@ -161,7 +161,7 @@ static int late_record(Manager *m, const struct tsm_priv_late *l, bool checked) 
         if (!lost && late_origin_held(m, l->request_cookie))
                 return -EAGAIN;
 
-        rec.event = late_events[l->op];
+        rec.event = audit_event_to_string(late_events[l->op]);
         rec.late_id = l->id;
         if (lost) {
                 /* The monitor had no room for them (kept for a worker, unacknowledged): who and

@@ -15,7 +15,7 @@
 /* The event of a call naming a method tsmd does not declare: its name is the client's choice,
  * recorded only cut to UNKNOWN_METHOD_MAX bytes (in the record's "method"), and never a key of
  * the refusal summaries. */
-#define UNKNOWN_METHOD_EVENT "unknown-method"
+#define UNKNOWN_METHOD_EVENT audit_event_to_string(AUDIT_EVENT_UNKNOWN_METHOD)
 #define UNKNOWN_METHOD_MAX 64u
 /* A scope name no backend of the device declares: the client's too, recorded cut as short. */
 #define UNKNOWN_SCOPE_MAX 64u
@@ -176,7 +176,8 @@ static void on_record_committed(AuditLog *a, uint64_t seq, int error, void *user
                                op->ops ? "answering AuditFailed" : "its client is gone", strna(line));
                 json_object_put(answer);
                 answer = audit_failed_message(error);
-        } else if (streq(op->event, "guest-request") && !json_object_object_get_ex(answer, "error", NULL) &&
+        } else if (streq(op->event, audit_event_to_string(AUDIT_EVENT_GUEST_REQUEST)) &&
+                   !json_object_object_get_ex(answer, "error", NULL) &&
                    json_object_object_get_ex(answer, "parameters", &params))
                 (void) json_object_add_literal(params, "auditSequence", json_object_new_int64((int64_t) seq));
 
@@ -325,7 +326,7 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, bool acts, Varlin
                 return varlink_call_postpone(call);
 
         /* A subscription has no final answer to wait for: it is recorded when made. */
-        if (streq(event, "watch-events")) {
+        if (streq(event, audit_event_to_string(AUDIT_EVENT_WATCH_EVENTS))) {
                 AuditReservation *res = TAKE_PTR(op->reservation);
                 AuditRecord rec;
 
@@ -349,7 +350,7 @@ void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call, const char *
         /* Not a call at all (an invalid call object): the record says "call". A method no
          * interface declares is the client's string: under a fixed event, cut short. */
         if (isempty(method))
-                event = "call";
+                event = audit_event_to_string(AUDIT_EVENT_CALL);
         else if (!varlink_call_method_is_declared(call)) {
                 event = UNKNOWN_METHOD_EVENT;
                 if (audit_string_bound(method, UNKNOWN_METHOD_MAX, &cut) < 0)

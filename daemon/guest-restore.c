@@ -154,7 +154,7 @@ static void vdevice_restore_change(Manager *m, GuestContext *ctx, GuestVDevice *
 static void vdevice_unbind_unknown(Manager *m, GuestContext *ctx, GuestVDevice *v) {
         log_notice("A restart cut off a bind or unbind of %s (vDevice %u of uid %u), unbinding it.", v->pci_address,
                    v->id, (unsigned) ctx->uid);
-        vdevice_restore_change(m, ctx, v, false, "restore-unbind", on_restore_unbound);
+        vdevice_restore_change(m, ctx, v, false, audit_event_to_string(AUDIT_EVENT_RESTORE_UNBIND), on_restore_unbound);
 }
 
 /* A vDevice the monitor has (RESTORED_VDEVICE), as it has it. One whose bind or unbind the
@@ -199,7 +199,8 @@ static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDe
         if (stored->changing && !info.emulated)
                 vdevice_unbind_unknown(m, ctx, v);
         else if (v->bound && info.emulated)
-                vdevice_restore_change(m, ctx, v, true, "restore-bind", on_restore_rebound);
+                vdevice_restore_change(m, ctx, v, true, audit_event_to_string(AUDIT_EVENT_RESTORE_BIND),
+                                       on_restore_rebound);
         return 0;
 }
 

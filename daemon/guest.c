@@ -528,7 +528,7 @@ void guest_audit_release(const Release *rel, int result) {
          * recorded not done as a Bind or Unbind is. Denied: the monitor's gate refused a
          * restore-bind (of a device no policy rule lists any more), as it would a Bind; an
          * unbind (release, restore-unbind) passes no gate, its EPERM is the kernel's. */
-        gate_refused = result == -EPERM && streq(rel->event, "restore-bind");
+        gate_refused = result == -EPERM && streq(rel->event, audit_event_to_string(AUDIT_EVENT_RESTORE_BIND));
         rec.result = result >= 0            ? "ok" :
                      result == -ETIMEDOUT   ? GUEST_ERROR("Timeout") :
                      result == -ENODEV      ? GUEST_ERROR("DeviceGone") :
@@ -565,7 +565,7 @@ void guest_audit_context_release(Manager *m, const GuestContext *ctx) {
 
         if (m->preserve_contexts)
                 return;
-        rec.event = "release-context";
+        rec.event = audit_event_to_string(AUDIT_EVENT_RELEASE_CONTEXT);
         rec.uid = ctx->uid;
         rec.gid = ctx->gid;
         rec.pid = ctx->pid;
@@ -596,9 +596,10 @@ static void vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v) {
                 Release *rel = new0(Release, 1);
 
                 if (rel)
-                        *rel = (Release){ .manager = m, .event = "release", .uid = ctx->uid, .gid = ctx->gid,
-                                          .pid = ctx->pid, .context = ctx->handle, .context_id = ctx->id,
-                                          .vdevice = v->id, .pci_address = strdup(v->pci_address) };
+                        *rel = (Release){ .manager = m, .event = audit_event_to_string(AUDIT_EVENT_RELEASE),
+                                          .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid,
+                                          .context = ctx->handle, .context_id = ctx->id, .vdevice = v->id,
+                                          .pci_address = strdup(v->pci_address) };
                 if (!rel || !rel->pci_address) {
                         /* The monitor unbinds it at the detach below all the same, unrecorded. */
                         log_oom();
@@ -1585,23 +1586,23 @@ GuestClient *guest_client_free(GuestClient *c) {
 
 typedef struct GuestMethod {
         const char *name;
-        const char *event; /* the audit record's event */
+        AuditEvent event;  /* the audit record's */
         VarlinkMethodFunc func;
         bool reads_only;   /* changes nothing, forwards nothing to a backend */
 } GuestMethod;
 
 static const GuestMethod guest_methods[] = {
-        { "io.tsmd.Guest.OpenContext", "open-context", vl_open_context },
-        { "io.tsmd.Guest.AdoptContext", "adopt-context", vl_adopt_context },
-        { "io.tsmd.Guest.ReclaimContext", "reclaim-context", guest_vl_reclaim_context },
-        { "io.tsmd.Guest.CloseContext", "close-context", vl_close_context },
-        { "io.tsmd.Guest.AttachDevice", "attach", vl_attach_device },
-        { "io.tsmd.Guest.DetachDevice", "detach", vl_detach_device },
-        { "io.tsmd.Guest.Bind", "bind", vl_bind },
-        { "io.tsmd.Guest.Unbind", "unbind", vl_unbind },
-        { "io.tsmd.Guest.GetDeviceState", "get-state", vl_get_device_state, .reads_only = true },
-        { "io.tsmd.Guest.GuestRequest", "guest-request", vl_guest_request },
-        { "io.tsmd.Guest.WatchEvents", "watch-events", vl_watch_events, .reads_only = true },
+        { "io.tsmd.Guest.OpenContext", AUDIT_EVENT_OPEN_CONTEXT, vl_open_context },
+        { "io.tsmd.Guest.AdoptContext", AUDIT_EVENT_ADOPT_CONTEXT, vl_adopt_context },
+        { "io.tsmd.Guest.ReclaimContext", AUDIT_EVENT_RECLAIM_CONTEXT, guest_vl_reclaim_context },
+        { "io.tsmd.Guest.CloseContext", AUDIT_EVENT_CLOSE_CONTEXT, vl_close_context },
+        { "io.tsmd.Guest.AttachDevice", AUDIT_EVENT_ATTACH, vl_attach_device },
+        { "io.tsmd.Guest.DetachDevice", AUDIT_EVENT_DETACH, vl_detach_device },
+        { "io.tsmd.Guest.Bind", AUDIT_EVENT_BIND, vl_bind },
+        { "io.tsmd.Guest.Unbind", AUDIT_EVENT_UNBIND, vl_unbind },
+        { "io.tsmd.Guest.GetDeviceState", AUDIT_EVENT_GET_STATE, vl_get_device_state, .reads_only = true },
+        { "io.tsmd.Guest.GuestRequest", AUDIT_EVENT_GUEST_REQUEST, vl_guest_request },
+        { "io.tsmd.Guest.WatchEvents", AUDIT_EVENT_WATCH_EVENTS, vl_watch_events, .reads_only = true },
 };
 
 static int guest_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
@@ -1611,8 +1612,8 @@ static int guest_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
                 if (streq(guest_methods[i].name, varlink_call_get_method(call)))
                         method = &guest_methods[i];
         assert(method);
-        return guest_op_run(userdata, &guest_client_of(call)->ops, method->event, !method->reads_only, method->func,
-                            call, p);
+        return guest_op_run(userdata, &guest_client_of(call)->ops, audit_event_to_string(method->event),
+                            !method->reads_only, method->func, call, p);
 }
 
 int guest_methods_register(Manager *m) {

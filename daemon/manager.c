@@ -401,7 +401,7 @@ static void audit_previous_worker(Manager *m) {
 
         if (m->hello.previous_end == TSM_PRIV_WORKER_FIRST)
                 return;
-        rec.event = "worker-restart";
+        rec.event = audit_event_to_string(AUDIT_EVENT_WORKER_RESTART);
         rec.result = results[m->hello.previous_end];
         /* Kept if the log cannot take it now (full, failed), written once it can: no worker after
          * this one knows of it. */
@@ -462,7 +462,7 @@ static void audit_signalled_reload(Manager *m, int error) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         int r;
 
-        rec.event = "reload";
+        rec.event = audit_event_to_string(AUDIT_EVENT_RELOAD);
         rec.result = error >= 0 ? "ok" : error == -ESHUTDOWN ? "io.tsmd.Service.Stopping" : "io.tsmd.Service.ReloadFailed";
         /* Made already: kept if the reopened log cannot take it (full, failed), written once it can. */
         r = audit_log_record_owed_kept(m->audit, &rec, on_reload_recorded, NULL, NULL, NULL);

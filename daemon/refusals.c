@@ -31,10 +31,10 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
          * counted in its refusal summary (audit-budget.h), as are those the audit log has no
          * room for. Nothing waits for this record: the connection is gone, or never was. */
         if (!audit_budget_take(m->refusal_budget, peer->uid)) {
-                audit_budget_count(m->refusal_budget, peer->uid, "connection", error);
+                audit_budget_count(m->refusal_budget, peer->uid, audit_event_to_string(AUDIT_EVENT_CONNECTION), error);
                 return;
         }
-        rec.event = "connection";
+        rec.event = audit_event_to_string(AUDIT_EVENT_CONNECTION);
         rec.uid = peer->uid;
         rec.gid = peer->gid;
         rec.pid = peer->pid;
@@ -44,7 +44,7 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
         if (r < 0) {
                 log_debug_errno(r, "Refused connection of uid %u (%s) not recorded by itself: %m", (unsigned) peer->uid,
                                 error);
-                audit_budget_count(m->refusal_budget, peer->uid, "connection", error);
+                audit_budget_count(m->refusal_budget, peer->uid, audit_event_to_string(AUDIT_EVENT_CONNECTION), error);
         }
 }
 

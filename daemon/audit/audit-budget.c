@@ -19,7 +19,7 @@
 #define BUDGET_UIDS_MAX 256u
 #define BUDGET_KINDS_MAX 16u
 #define BUDGET_TALLIES_MAX 256u
-#define BUDGET_OTHER_EVENT "refusal"
+#define BUDGET_OTHER_EVENT audit_event_to_string(AUDIT_EVENT_REFUSAL)
 
 typedef struct Tally {
         char *event, *result;

@@ -151,8 +151,8 @@ static int kept_add(AuditLog *a, const AuditRecord *rec, AuditCommitCallback cb,
 lost:
         log_full_ratelimited(&lost_log, LOG_ERR,
                              "Audit log '%s' cannot take the record of %s (%s), and %u owed records are kept already: "
-                             "lost, counted in a " KEPT_LOST_EVENT " record.",
-                             a->directory, event, strerror(-error), a->config.max_kept);
+                             "lost, counted in a %s record.",
+                             a->directory, event, strerror(-error), a->config.max_kept, KEPT_LOST_EVENT);
         return -ENOBUFS;
 }
 

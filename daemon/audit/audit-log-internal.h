@@ -7,7 +7,7 @@
 #include "audit-log.h"
 
 /* The event of the summary that stands for the kept records lost past max_kept. */
-#define KEPT_LOST_EVENT "records-lost"
+#define KEPT_LOST_EVENT audit_event_to_string(AUDIT_EVENT_RECORDS_LOST)
 
 struct AuditReservation {
         AuditSyncItem item; /* first: the sync queue links it */

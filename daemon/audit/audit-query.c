@@ -45,6 +45,32 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
         f.pci = json_get_string(params, "pciAddress");
         f.scope = json_get_string(params, "scope");
         f.result = json_get_string(params, "result");
+        f.event = json_get_string(params, "event");
+        if (f.event) {
+                int r = audit_event_is_known(f.event);
+
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        *ret_invalid = "event";
+                        return -EINVAL;
+                }
+        }
+        if (json_object_object_get_ex(params, "sinceUsec", &v) && v) {
+                if (json_object_get_int64(v) < 0) {
+                        *ret_invalid = "sinceUsec";
+                        return -EINVAL;
+                }
+                f.since_usec = (uint64_t) json_object_get_int64(v);
+        }
+        if (json_object_object_get_ex(params, "untilUsec", &v) && v) {
+                /* An empty window (until == since) is a question with an answer: none. */
+                if (json_object_get_int64(v) < 0 || (uint64_t) json_object_get_int64(v) < f.since_usec) {
+                        *ret_invalid = "untilUsec";
+                        return -EINVAL;
+                }
+                f.until_usec = (uint64_t) json_object_get_int64(v);
+        }
         if (json_object_object_get_ex(params, "limit", &v) && v)
                 limit = CLAMP(json_object_get_int64(v), (int64_t) 0, (int64_t) AUDIT_QUERY_LIMIT_MAX);
 
@@ -67,8 +93,18 @@ bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t 
                     json_object_get_uint64(v) != (uint64_t) f->uid)
                         return false;
         }
-        return string_matches(record, "pci", f->pci) && string_matches(record, "scope", f->scope) &&
-               string_matches(record, "result", f->result) && string_matches(record, "event", f->event);
+        if (!string_matches(record, "pci", f->pci) || !string_matches(record, "scope", f->scope) ||
+            !string_matches(record, "result", f->result) || !string_matches(record, "event", f->event))
+                return false;
+        if (f->since_usec > 0 || f->until_usec != UINT64_MAX) {
+                const char *time = json_get_string(record, "time");
+                uint64_t t;
+
+                /* A record whose time does not read is in no window. */
+                if (!time || audit_parse_time(time, &t) < 0 || t < f->since_usec || t >= f->until_usec)
+                        return false;
+        }
+        return true;
 }
 
 bool audit_line_peek_seq(const char *line, size_t len, uint64_t *ret) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Reading the audit files back: records with seq in [from, to], optionally only those of one
- * uid, PCI device, scope, result or event, oldest first. Used by `tsmctl audit query`.
+ * uid, PCI device, scope, result or event, or of a time window, oldest first. Used by `tsmctl audit query`.
  * Lines that do not parse (damage inside a file) are skipped and counted. Reads the files
  * synchronously, through the AuditFileOps seam: the worker runs it in a query thread
  * (audit-query-runner.h), never in its event loop.
@@ -26,9 +26,14 @@ typedef struct AuditQueryFilter {
         const char *scope;  /* NULL: any */
         const char *result; /* NULL: any */
         const char *event;  /* NULL: any */
+        /* CLOCK_REALTIME microseconds of the record's "time". Unlike seq, time may go back in the
+         * log (the clock is set back): each record is judged on its own, nothing skipped for it. */
+        uint64_t since_usec; /* inclusive; 0: no bound */
+        uint64_t until_usec; /* exclusive; UINT64_MAX: no bound */
 } AuditQueryFilter;
 
-#define AUDIT_QUERY_FILTER_INIT ((AuditQueryFilter){ .seq_to = UINT64_MAX, .uid = AUDIT_UID_INVALID })
+#define AUDIT_QUERY_FILTER_INIT                                                                    \
+        ((AuditQueryFilter){ .seq_to = UINT64_MAX, .uid = AUDIT_UID_INVALID, .until_usec = UINT64_MAX })
 
 /* Called for each matching record (the object is borrowed: json_object_get() to keep it).
  * Return 0 to go on, > 0 to stop the query (it then returns 0), < 0 to abort with that error. */
@@ -48,8 +53,10 @@ typedef struct AuditQueryStats {
 
 /* The filter and limit io.tsmd.Admin.QueryAudit's parameters ask for; params has been checked
  * against the IDL (each field absent, null or of its type). Strings are borrowed from params.
- * -EINVAL with the parameter's name in *ret_invalid for a uid no record can have: one outside
- * 0..4294967294 would have been taken for another ((uid_t) -1 for "any"). */
+ * -EINVAL with the parameter's name in *ret_invalid for a value no record can have, which would
+ * match nothing or be taken for another: a uid outside 0..4294967294 ((uid_t) -1 is "any"), an
+ * event tsmd never writes (audit_event_is_known()), a negative time, or untilUsec before
+ * sinceUsec. */
 int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, size_t *ret_limit,
                              const char **ret_invalid);
 

@@ -166,6 +166,56 @@ int audit_format_time(uint64_t realtime_usec, char buf[static AUDIT_TIME_STRLEN]
         return 0;
 }
 
+/* Reads n digits at s; -1 if one is not a digit. */
+static int digits(const char *s, size_t n) {
+        int v = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -1;
+                v = v * 10 + (s[i] - '0');
+        }
+        return v;
+}
+
+int audit_parse_time(const char *s, uint64_t *ret) {
+        /* "2024-05-06T07:08:09.123456Z": the separators' places, then the numbers'. */
+        static const struct {
+                size_t at;
+                char c;
+        } seps[] = { { 4, '-' }, { 7, '-' }, { 10, 'T' }, { 13, ':' }, { 16, ':' }, { 19, '.' }, { 26, 'Z' } };
+        int year, mon, day, hour, min, sec, usec;
+        struct tm tm;
+        time_t t;
+
+        assert(ret);
+
+        if (!s || strlen(s) != AUDIT_TIME_STRLEN - 1)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(seps); i++)
+                if (s[seps[i].at] != seps[i].c)
+                        return -EINVAL;
+        year = digits(s, 4);
+        mon = digits(s + 5, 2);
+        day = digits(s + 8, 2);
+        hour = digits(s + 11, 2);
+        min = digits(s + 14, 2);
+        sec = digits(s + 17, 2);
+        usec = digits(s + 20, 6);
+        if (year < 1970 || mon < 1 || mon > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 || min < 0 ||
+            min > 59 || sec < 0 || sec > 59 || usec < 0)
+                return -EINVAL;
+
+        tm = (struct tm){ .tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day,
+                          .tm_hour = hour, .tm_min = min, .tm_sec = sec };
+        t = timegm(&tm);
+        /* timegm() moves a day past its month's end into the next: not a time of ours. */
+        if (t < 0 || tm.tm_mday != day)
+                return -EINVAL;
+        *ret = (uint64_t) t * 1000000u + (uint64_t) usec;
+        return 0;
+}
+
 /* ---- the line writer ----------------------------------------------------------------------
  *
  * Writes a record straight into one buffer: building json-c objects for a flat record of

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "audit-event.h"
 #include "macro.h"
 
 /* Upper bound of one serialized record, '\n' included. Reservations are made in these units. */
@@ -34,7 +35,7 @@
 
 typedef struct AuditRecord {
         /* Set by the caller. Strings may be NULL (→ null), except event. */
-        const char *event;  /* "guest-request", "open-context", "denied", ... */
+        const char *event;  /* audit_event_to_string(), or a declared method's name (audit-event.h) */
         /* The client; in what tsmd does on a client's behalf without a call ("release",
          * "restore-unbind", "restore-bind"), the context's owner as it was when it opened (or reclaimed) the
          * context, also across restarts: the process may have exited by then. */
@@ -112,6 +113,9 @@ int audit_record_serialize(const AuditRecord *r, char **ret_line, size_t *ret_le
 
 /* Formats CLOCK_REALTIME microseconds as RFC 3339 UTC with microseconds. */
 int audit_format_time(uint64_t realtime_usec, char buf[static AUDIT_TIME_STRLEN]);
+/* Its inverse: CLOCK_REALTIME microseconds of a time exactly as audit_format_time() writes it;
+ * -EINVAL for anything else. */
+int audit_parse_time(const char *s, uint64_t *ret);
 
 /* Parses one line (without its '\n') as a record: a JSON object with a non-negative integer
  * "seq". Returns -EBADMSG otherwise. tok is reused (see json_tokener_new_strict()). ret_obj

@@ -1750,6 +1750,156 @@ TEST(query_skips_damage) {
         fixture_done(&f);
 }
 
+/* Appends a record of seq, event and time to dir's audit.log, as the log writes it. */
+static void append_record(const char *dir, uint64_t seq, const char *event, uint64_t realtime_usec) {
+        AuditRecord r = sample_record();
+        _cleanup_free_ char *line = NULL;
+        size_t len;
+
+        r.seq = seq;
+        r.event = event;
+        r.realtime_usec = realtime_usec;
+        ASSERT_OK(audit_record_serialize(&r, &line, &len));
+        append_bytes(dir, "audit.log", line, len);
+}
+
+/* Runs q over the file, expecting exactly the seqs want[0..n). */
+static void expect_seqs(const Fixture *f, const AuditQueryFilter *q, const uint64_t *want, size_t n) {
+        Collected c;
+
+        query_file(f, q, &c, NULL);
+        if (c.n != n)
+                TEST_FAIL("%zu records matched, expected %zu", c.n, n);
+        for (size_t i = 0; i < n; i++)
+                ASSERT_EQ(c.seqs[i], want[i]);
+}
+
+/* The event filter and the time window: time is judged record by record, seq order being no
+ * time order once the clock was set back (seq 4 is older than all before it). */
+TEST(query_by_event_and_time_window) {
+        const uint64_t t0 = UINT64_C(1700000000000000); /* 2023-11-14T22:13:20Z */
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        Fixture f = { .dir = test_dir_new() };
+
+        append_record(f.dir, 1, "open-context", t0);
+        append_record(f.dir, 2, "bind", t0 + 1000000);
+        append_record(f.dir, 3, "bind", t0 + 2000000);
+        append_record(f.dir, 4, "bind", t0 - 10000000); /* the clock stepped back */
+        append_record(f.dir, 5, "guest-request", t0 + 3000000);
+        append_record(f.dir, 6, "bind", t0 + 3000001);
+        /* A record whose time does not read is in no window, but found without one. */
+        {
+                static const char line[] = "{\"seq\":7,\"time\":\"yesterday\",\"event\":\"bind\"}\n";
+
+                append_bytes(f.dir, "audit.log", line, strlen(line));
+        }
+
+        q.event = "bind";
+        expect_seqs(&f, &q, (const uint64_t[]){ 2, 3, 4, 6, 7 }, 5);
+        q.event = "close-context";
+        expect_seqs(&f, &q, NULL, 0);
+
+        /* since inclusive, until exclusive, to the microsecond. */
+        q = AUDIT_QUERY_FILTER_INIT;
+        q.since_usec = t0 + 1000000;
+        q.until_usec = t0 + 3000000;
+        expect_seqs(&f, &q, (const uint64_t[]){ 2, 3 }, 2);
+        q.until_usec = t0 + 3000001;
+        expect_seqs(&f, &q, (const uint64_t[]){ 2, 3, 5 }, 3);
+        /* Past a record after the window (seq 5, 6), one inside it still comes (seq 4). */
+        q.since_usec = t0 - 10000000;
+        q.until_usec = t0;
+        expect_seqs(&f, &q, (const uint64_t[]){ 4 }, 1);
+        q.until_usec = UINT64_MAX;
+        q.since_usec = t0 + 3000000;
+        expect_seqs(&f, &q, (const uint64_t[]){ 5, 6 }, 2);
+        q = AUDIT_QUERY_FILTER_INIT;
+        q.until_usec = t0 + 1;
+        expect_seqs(&f, &q, (const uint64_t[]){ 1, 4 }, 2);
+        q.until_usec = t0;
+        q.since_usec = t0;
+        expect_seqs(&f, &q, NULL, 0);
+
+        /* With the seq range and the event. */
+        q = AUDIT_QUERY_FILTER_INIT;
+        q.seq_from = 3;
+        q.event = "bind";
+        q.since_usec = t0 - 20000000;
+        q.until_usec = t0 + 2500000;
+        expect_seqs(&f, &q, (const uint64_t[]){ 3, 4 }, 2);
+        test_dir_remove(f.dir);
+}
+
+/* QueryAudit's parameters: an event no record can have, a negative time or an until before since
+ * is refused by name (InvalidParameter), where it matched nothing. */
+TEST(query_params_refuse_what_no_record_has) {
+        static const struct {
+                const char *params, *invalid;
+        } bad[] = {
+                { "{\"event\":\"bogus\"}", "event" },
+                { "{\"event\":\"\"}", "event" },
+                { "{\"event\":\"Bind\"}", "event" },
+                { "{\"event\":\"io.tsmd.Admin.Bogus\"}", "event" },
+                { "{\"event\":\"io.tsmd.Nothing.ListDevices\"}", "event" },
+                { "{\"event\":\"ListDevices\"}", "event" },
+                { "{\"sinceUsec\":-1}", "sinceUsec" },
+                { "{\"untilUsec\":-1}", "untilUsec" },
+                { "{\"sinceUsec\":2,\"untilUsec\":1}", "untilUsec" },
+                { "{\"uid\":-1}", "uid" },
+        };
+        static const char *const good[] = {
+                "{\"event\":\"guest-request\"}", "{\"event\":\"records-lost\"}",
+                "{\"event\":\"io.tsmd.Admin.ListDevices\"}", "{\"event\":\"io.tsmd.Guest.OpenContext\"}",
+                "{\"event\":\"org.varlink.service.GetInfo\"}", "{\"sinceUsec\":0,\"untilUsec\":0}",
+                "{\"sinceUsec\":5,\"untilUsec\":5}", "{\"sinceUsec\":null,\"untilUsec\":null,\"event\":null}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_json_ json_object *p = json_tokener_parse(bad[i].params);
+                const char *invalid = NULL;
+                AuditQueryFilter q;
+                size_t limit;
+
+                ASSERT_NOT_NULL(p);
+                ASSERT_ERRNO(audit_query_params_parse(p, &q, &limit, &invalid), EINVAL);
+                ASSERT_STREQ(invalid, bad[i].invalid);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_json_ json_object *p = json_tokener_parse(good[i]);
+                const char *invalid = NULL;
+                AuditQueryFilter q;
+                size_t limit;
+
+                ASSERT_NOT_NULL(p);
+                if (audit_query_params_parse(p, &q, &limit, &invalid) < 0)
+                        TEST_FAIL("%s refused (%s)", good[i], strna(invalid));
+        }
+
+        {
+                _cleanup_json_ json_object *p =
+                        json_tokener_parse("{\"event\":\"bind\",\"sinceUsec\":3,\"untilUsec\":9}");
+                const char *invalid = NULL;
+                AuditQueryFilter q;
+                size_t limit;
+
+                ASSERT_OK(audit_query_params_parse(p, &q, &limit, &invalid));
+                ASSERT_STREQ(q.event, "bind");
+                ASSERT_EQ(q.since_usec, 3u);
+                ASSERT_EQ(q.until_usec, 9u);
+        }
+        {
+                _cleanup_json_ json_object *p = json_tokener_parse("{}");
+                const char *invalid = NULL;
+                AuditQueryFilter q;
+                size_t limit;
+
+                ASSERT_OK(audit_query_params_parse(p, &q, &limit, &invalid));
+                ASSERT_NULL(q.event);
+                ASSERT_EQ(q.since_usec, 0u);
+                ASSERT_EQ(q.until_usec, UINT64_MAX);
+        }
+}
+
 typedef struct ListenerState {
         uint64_t seqs[200];
         size_t n;

@@ -423,6 +423,37 @@ TEST(line_parse_rejects) {
         ASSERT_EQ(seq == UINT64_MAX, 1);
 }
 
+/* A record's time reads back to the microsecond it was written with (QueryAudit's time window),
+ * and nothing but that form reads. */
+TEST(time_parses_back) {
+        static const uint64_t times[] = { 0, 1, 999999, 1000000, UINT64_C(1700000000123456),
+                                          UINT64_C(951782400000000) /* 2000-02-29 */,
+                                          UINT64_C(253402300799999999) /* 9999-12-31T23:59:59.999999Z */ };
+        static const char *const bad[] = {
+                "", "2024-05-06T07:08:09.123456", "2024-05-06T07:08:09.123456z", "2024-05-06 07:08:09.123456Z",
+                "2024-05-06T07:08:09.12345Z", "2024-05-06T07:08:09.1234567Z", "2024-13-06T07:08:09.123456Z",
+                "2024-00-06T07:08:09.123456Z", "2024-02-30T07:08:09.123456Z", "2023-02-29T07:08:09.123456Z",
+                "2024-05-06T24:08:09.123456Z", "2024-05-06T07:60:09.123456Z", "2024-05-06T07:08:60.123456Z",
+                "2024-05-06T07:08:09.12345xZ", "1969-12-31T23:59:59.999999Z", "+024-05-06T07:08:09.123456Z",
+                "2024-05-06T07:08:09.123456Z ", "yesterday",
+        };
+        uint64_t t;
+
+        for (size_t i = 0; i < ELEMENTSOF(times); i++) {
+                char buf[AUDIT_TIME_STRLEN];
+
+                ASSERT_OK(audit_format_time(times[i], buf));
+                ASSERT_OK(audit_parse_time(buf, &t));
+                ASSERT_EQ(t, times[i]);
+        }
+        ASSERT_OK(audit_parse_time("2024-02-29T00:00:00.000001Z", &t));
+        ASSERT_EQ(t, UINT64_C(1709164800000001));
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (audit_parse_time(bad[i], &t) != -EINVAL)
+                        TEST_FAIL("read '%s'", bad[i]);
+        ASSERT_ERRNO(audit_parse_time(NULL, &t), EINVAL);
+}
+
 TEST(journal_fields) {
         AuditRecord r = sample_record();
         char **fields;

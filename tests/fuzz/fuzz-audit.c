@@ -10,7 +10,10 @@
  *     before and after, and a second resume finds the same last record and cuts nothing;
  *   - a filtered query answers only records that match, at most the limit; and where the
  *     sequence numbers of every line grow through the files (as tsmd writes them), exactly
- *     those of the whole log that match, although it skips files and bisects to fromSeq.
+ *     those of the whole log that match, although it skips files and bisects to fromSeq
+ *     (the time window as well, whose times need not grow);
+ *   - a record's time reads (audit_parse_time()) exactly when it is as the log writes it, to
+ *     the same microsecond.
  *
  * Input: sections separated by 0x1e bytes (ASCII RS). The first is QueryAudit's parameters as
  * JSON (anything that is not an object the IDL accepts queries with {}); each further one is a
@@ -24,6 +27,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit-files.h"
@@ -225,8 +229,31 @@ static bool string_is(json_object *record, const char *key, const char *want) {
                          streq(json_object_get_string(v), want));
 }
 
+/* A record's time as the log writes it, read without audit_parse_time(): strptime() and
+ * timegm(), kept only where formatting it back gives the same text (which rules out what
+ * strptime() lets by: one-digit fields, Feb 30, a sign). */
+static bool time_of(json_object *record, uint64_t *ret) {
+        const char *s = json_get_string(record, "time"), *end;
+        char back[AUDIT_TIME_STRLEN];
+        struct tm tm = {};
+        unsigned usec;
+        uint64_t t;
+
+        if (!s)
+                return false;
+        end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!end || sscanf(end, ".%6uZ", &usec) != 1 || timegm(&tm) < 0)
+                return false;
+        t = (uint64_t) timegm(&tm) * 1000000u + usec;
+        if (audit_format_time(t, back) < 0 || !streq(back, s))
+                return false;
+        *ret = t;
+        return true;
+}
+
 /* The filter's meaning, written out again rather than calling audit_query_match(). */
 static bool matches(const AuditQueryFilter *f, json_object *record) {
+        uint64_t t;
         uint64_t seq = seq_of(record);
         json_object *v;
 
@@ -235,6 +262,9 @@ static bool matches(const AuditQueryFilter *f, json_object *record) {
         if (f->uid != AUDIT_UID_INVALID &&
             !(json_object_object_get_ex(record, "uid", &v) && json_object_is_type(v, json_type_int) &&
               json_object_get_int64(v) == (int64_t) f->uid))
+                return false;
+        if ((f->since_usec > 0 || f->until_usec != UINT64_MAX) &&
+            !(time_of(record, &t) && t >= f->since_usec && t < f->until_usec))
                 return false;
         return string_is(record, "pci", f->pci) && string_is(record, "scope", f->scope) &&
                string_is(record, "result", f->result) && string_is(record, "event", f->event);
@@ -309,11 +339,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 CHECK(again.repaired_bytes == 0 && again.last_seq == info.last_seq);
         }
 
+        /* Times read as the log writes them, and only those. */
+        for (size_t i = 0; i < json_object_array_length(after ?: before); i++) {
+                json_object *rec = json_object_array_get_idx(after ?: before, i);
+                const char *time = json_get_string(rec, "time");
+                uint64_t mine = 0, oracle = 0;
+                bool ok = time && audit_parse_time(time, &mine) >= 0;
+
+                CHECK(ok == time_of(rec, &oracle) && mine == oracle);
+        }
+
         /* The parameters' filter. */
         params = parse_params(sections[0], lens[0]);
         r = audit_query_params_parse(params, &filter, &limit, &invalid);
         if (r < 0) {
-                CHECK(r == -EINVAL && streq(invalid, "uid"));
+                CHECK(r == -EINVAL && (streq(invalid, "uid") || streq(invalid, "event") ||
+                                       streq(invalid, "sinceUsec") || streq(invalid, "untilUsec")));
                 return 0;
         }
         CHECK(limit <= AUDIT_QUERY_LIMIT_MAX);

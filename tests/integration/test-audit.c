@@ -2431,6 +2431,80 @@ TEST(query_refuses_a_uid_no_record_can_have) {
         tsmd_teardown(&t);
 }
 
+static uint64_t realtime_usec(void) {
+        struct timespec ts;
+
+        ASSERT_OK(clock_gettime(CLOCK_REALTIME, &ts));
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* Runs a QueryAudit expecting records of event only (any, if NULL), at least min of them;
+ * returns how many. */
+static size_t query_expect(Tsmd *t, const char *params, const char *event, size_t min) {
+        json_object *records = tsmd_audit_query(t, params);
+        size_t n = json_object_array_length(records);
+
+        if (n < min)
+                TEST_FAIL("QueryAudit %s: %zu records, expected at least %zu", params, n, min);
+        for (size_t i = 0; event && i < n; i++)
+                ASSERT_STREQ(JSTR(json_object_array_get_idx(records, i), "event"), event);
+        json_object_put(records);
+        return n;
+}
+
+/* QueryAudit by event (one tsmd writes, or a method's full name) and by a time window; an event
+ * no record can have, a negative time or an until before since is refused by name, where each
+ * answered no record. */
+TEST(query_by_event_and_time) {
+        uint64_t before, after;
+        VarlinkClient *a;
+        int64_t seq;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), "info");
+        a = tsmd_connect(&t);
+        before = realtime_usec();
+        (void) guest_open_context(a);
+        after = realtime_usec();
+        (void) CALL_OK(a, "io.tsmd.Admin.ListDevices", NULL);
+        seq = tsmd_audit_last_seq(&t);
+
+        ASSERT_EQ(query_expect(&t, "{\"event\":\"open-context\"}", "open-context", 1), 1u);
+        (void) query_expect(&t, "{\"event\":\"io.tsmd.Admin.ListDevices\"}", "io.tsmd.Admin.ListDevices", 1);
+        ASSERT_EQ(query_expect(&t, "{\"event\":\"guest-request\"}", NULL, 0), 0u);
+
+        /* The open-context's record is in [before, after], the window since inclusive, until
+         * exclusive; the ListDevices's is after it. */
+        ASSERT_EQ(query_expect(&t, strf("{\"event\":\"open-context\",\"sinceUsec\":%" PRIu64
+                                        ",\"untilUsec\":%" PRIu64 "}", before, after + 1), "open-context", 1), 1u);
+        ASSERT_EQ(query_expect(&t, strf("{\"sinceUsec\":%" PRIu64 ",\"untilUsec\":%" PRIu64 "}", before, after + 1),
+                               "open-context", 1), 1u);
+        ASSERT_EQ(query_expect(&t, strf("{\"event\":\"open-context\",\"sinceUsec\":%" PRIu64 "}", after + 1),
+                               NULL, 0), 0u);
+        ASSERT_EQ(query_expect(&t, strf("{\"event\":\"io.tsmd.Admin.ListDevices\",\"sinceUsec\":%" PRIu64 "}",
+                                        after + 1), "io.tsmd.Admin.ListDevices", 1), 1u);
+        ASSERT_EQ(query_expect(&t, strf("{\"event\":\"open-context\",\"untilUsec\":%" PRIu64 "}", before), NULL, 0),
+                  0u);
+        ASSERT_EQ(query_expect(&t, strf("{\"sinceUsec\":%" PRIu64 ",\"untilUsec\":%" PRIu64 "}", before, before),
+                               NULL, 0), 0u);
+
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"event\":\"bogus\"}", "org.varlink.service.InvalidParameter",
+                   "{\"parameter\":\"event\"}");
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"event\":\"io.tsmd.Admin.Bogus\"}",
+                   "org.varlink.service.InvalidParameter", "{\"parameter\":\"event\"}");
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"sinceUsec\":-1}", "org.varlink.service.InvalidParameter",
+                   "{\"parameter\":\"sinceUsec\"}");
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"untilUsec\":-5}", "org.varlink.service.InvalidParameter",
+                   "{\"parameter\":\"untilUsec\"}");
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"sinceUsec\":2,\"untilUsec\":1}",
+                   "org.varlink.service.InvalidParameter", "{\"parameter\":\"untilUsec\"}");
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"sinceUsec\":\"yesterday\"}",
+                   "org.varlink.service.InvalidParameter", "{\"parameter\":\"sinceUsec\"}");
+        tsmd_expect_audit(&t, seq, "io.tsmd.Admin.QueryAudit", "org.varlink.service.InvalidParameter", 6);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* MaxQueries= queries at once; the one beyond is refused by name, not queued. */
 TEST(query_number_is_bounded) {
         AsyncCall query = {};

@@ -66,7 +66,16 @@ check "--socket=" yes tsmctl devices --so
 check "--timeout=" yes tsmctl --json status --ti
 check "--help" no tsmctl metrics --he
 check "--help --socket= --json --timeout=" no tsmctl status -
-check "--from= --to= --uid= --device= --scope= --result= --limit= --help --socket= --json --timeout=" no tsmctl audit --
+check "--from= --to= --uid= --device= --scope= --result= --event= --since= --until= --limit= --help --socket= --json --timeout=" no tsmctl audit --
+check "--event=" yes tsmctl audit --ev
+# The events records can have, as tsmctl lists them; the times that have names.
+check "guest-request guest-request-late" no tsmctl audit --event = guest-r
+check "io.tsmd.Admin.QueryAudit" no tsmctl audit --event = io.tsmd.Admin.Q
+check "reclaim-context records-lost" no tsmctl --json audit --event rec
+check "today tomorrow" no tsmctl audit --since = to
+check "yesterday" no tsmctl audit --from = 3 --until = y
+check "" no tsmctl audit --since = -15
+check "" no tsmctl audit --event = bogus
 check "--json" no tsmctl audit --from = 3 --js
 check "" no tsmctl audit --from =
 check "" no tsmctl call -- --js
@@ -90,6 +99,9 @@ check "status" no tsmctl --timeout=5 --json st
 check "--socket=" yes tsmctl --so
 check "--json" no tsmctl status --socket=/tmp/x --js
 check "--socket=" yes tsmctl status --so
+check "--event=guest-request --event=guest-request-late" no tsmctl audit --event=guest-r
+check "--since=yesterday" no tsmctl audit --since=y
+check "" no tsmctl audit --until=-2h
 
 echo "1..$n"
 exit $failed

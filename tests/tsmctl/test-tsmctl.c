@@ -783,6 +783,92 @@ TEST(audit_refuses_filters_that_match_nothing) {
         tsmd_teardown(&t);
 }
 
+/* Runs tsmctl --json audit with one or two options, expecting exit 0; returns the number of
+ * records, each checked to be of event (if not NULL). */
+static size_t audit_json(Tsmd *t, const char *opt1, const char *opt2, const char *event) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--socket", t->socket, "--json", "audit", opt1, opt2, NULL };
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        json_object *records;
+        int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("tsmctl audit %s %s: exit %d: %s", opt1, strempty(opt2), WEXITSTATUS(status), err);
+        o = json_tokener_parse(out);
+        records = json_get_array(o, "records");
+        ASSERT_NOT_NULL(records);
+        for (size_t i = 0; event && i < json_object_array_length(records); i++)
+                ASSERT_STREQ(json_get_string(json_object_array_get_idx(records, i), "event"), event);
+        return json_object_array_length(records);
+}
+
+/* tsmctl audit --event= (checked by tsmctl against the events records can have, which
+ * --list-events lists for completion), and --since=/--until= in journalctl's forms, refused by
+ * option name when they do not parse or make an empty window's reverse. */
+TEST(audit_event_since_until) {
+        static const struct {
+                const char *arg1, *arg2;
+                const char *says;
+        } bad[] = {
+                { "--event=bogus", NULL, "--event=bogus: tsmd writes no record of that event" },
+                { "--event=ListBackends", NULL, "--event=ListBackends: tsmd writes no record of that event" },
+                { "--since=bogus", NULL, "--since=bogus: not a time: give YYYY-MM-DD" },
+                { "--until=-15", NULL, "--until=-15: not a time" },
+                { "--since=2024-02-30", NULL, "--since=2024-02-30: not a time" },
+                { "--until=1969-12-31", NULL, "--until=1969-12-31: out of range" },
+                { "--since=+1h", "--until=-1h", "--until=-1h is before --since=+1h" },
+        };
+        _cleanup_free_ char *list = NULL;
+        VarlinkClient *c;
+        char since_sec[32];
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        snprintf(since_sec, sizeof(since_sec), "--since=@%" PRIu64, now_realtime_usec() / 1000000u);
+        c = tsmd_connect(&t);
+        (void) CALL_OK(c, "io.tsmd.Admin.ListBackends", NULL);
+        varlink_client_free(c);
+
+        ASSERT_EQ(audit_json(&t, "--event=io.tsmd.Admin.ListBackends", NULL, "io.tsmd.Admin.ListBackends"), 1u);
+        ASSERT_EQ(audit_json(&t, "--event=guest-request", NULL, NULL), 0u);
+        ASSERT_EQ(audit_json(&t, "--event=io.tsmd.Admin.ListBackends", since_sec, "io.tsmd.Admin.ListBackends"), 1u);
+        ASSERT_EQ(audit_json(&t, "--event=io.tsmd.Admin.ListBackends", "--since=-1h", NULL), 1u);
+        ASSERT_EQ(audit_json(&t, "--event=io.tsmd.Admin.ListBackends", "--since=2024-01-01", NULL), 1u);
+        ASSERT_EQ(audit_json(&t, "--event=io.tsmd.Admin.ListBackends", "--since=yesterday", NULL), 1u);
+        ASSERT_EQ(audit_json(&t, "--event=io.tsmd.Admin.ListBackends", "--until=+1h", NULL), 1u);
+        ASSERT_EQ(audit_json(&t, "--event=io.tsmd.Admin.ListBackends", "--until=now", NULL), 1u);
+        ASSERT_GE(audit_json(&t, "--since=-1h", "--until=tomorrow", NULL), 1u);
+        ASSERT_EQ(audit_json(&t, "--since=+1h", NULL, NULL), 0u);
+        ASSERT_EQ(audit_json(&t, "--until=-1h", NULL, NULL), 0u);
+        ASSERT_EQ(audit_json(&t, "--until=2024-01-01 00:00", NULL, NULL), 0u);
+        ASSERT_EQ(audit_json(&t, "--until=@0", NULL, NULL), 0u);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", bad[i].arg1, bad[i].arg2, NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 2 || !strstr(err, bad[i].says))
+                        TEST_FAIL("tsmctl audit %s %s: exit %d, stderr does not say '%s': %s", bad[i].arg1,
+                                  strempty(bad[i].arg2), WEXITSTATUS(status), bad[i].says, err);
+                ASSERT_STREQ(out, "");
+        }
+
+        /* What completion offers: the events tsmd writes, and every declared method. */
+        {
+                const char *argv[] = { TSMCTL_PATH, "audit", "--list-events", NULL };
+                int status = run_capture(argv, &list, NULL, 10 * 1000000ULL);
+
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                ASSERT_TRUE(strneq(list, "open-context\n", strlen("open-context\n")));
+                ASSERT_NOT_NULL(strstr(list, "\nguest-request\n"));
+                ASSERT_NOT_NULL(strstr(list, "\nrecords-lost\n"));
+                ASSERT_NOT_NULL(strstr(list, "\nio.tsmd.Admin.QueryAudit\n"));
+                ASSERT_NOT_NULL(strstr(list, "\norg.varlink.service.GetInfo\n"));
+        }
+        tsmd_teardown(&t);
+}
+
 /* tsmctl audit --from=1 after rotation dropped the oldest records says where the log begins now,
  * on stderr, instead of starting later silently; from a seq the log still has, nothing. */
 TEST(audit_from_says_what_rotated_out) {
