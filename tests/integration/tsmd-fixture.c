@@ -665,6 +665,10 @@ void tsmd_stop(Tsmd *t) {
         }
 }
 
+uint64_t tsmd_wait_usec(void) {
+        return (tsmd_under_valgrind() ? 4 : 1) * 5 * USEC_PER_SEC;
+}
+
 bool tsmd_under_valgrind(void) {
         return !isempty(getenv("TSMD_TEST_VALGRIND")) || !isempty(getenv("TSMD_TEST_CALLGRIND"));
 }
