@@ -539,5 +539,10 @@ typedef union TsmPrivControl {
 } TsmPrivControl;
 
 /* The receive rules of tsm_priv_receive() applied to a datagram of n bytes that recvmsg() (or
- * recvmmsg()) filled into mh: takes up to max_fds fds, returns n or the error. */
-ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max_fds, size_t *ret_n_fds);
+ * recvmmsg()) filled into mh: takes up to max_fds fds, returns n or the error. With ret_fds_lost,
+ * a datagram whose fds came and none was taken (the receiver gave them no room, or had no fd
+ * left: the kernel drops what it cannot install, unopened) is returned as n bytes with no fd and
+ * *ret_fds_lost true, for the receiver to answer as its own failure: not -EPROTO, the sender's
+ * (whether it sent one fd or more cannot be told then). */
+ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max_fds, size_t *ret_n_fds,
+                          bool *ret_fds_lost);
