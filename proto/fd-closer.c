@@ -284,6 +284,19 @@ bool fd_closer_congested(uid_t peer, unsigned max_per_peer) {
         return congested;
 }
 
+size_t fd_closer_n_waiting(uid_t peer) {
+        const PeerCount *p;
+        size_t n;
+
+        if (!closer.running)
+                return 0;
+        pthread_mutex_lock(&closer.lock);
+        p = peer_find(peer);
+        n = p ? p->n : 0;
+        pthread_mutex_unlock(&closer.lock);
+        return n;
+}
+
 int fd_closer_wait_idle(uint64_t timeout_usec) {
         int r;
 

@@ -180,6 +180,7 @@ void tsm_priv_outbox_flush(TsmPrivOutbox *o, int channel) {
 struct TsmPrivInbox {
         size_t n;  /* messages */
         bool more; /* every datagram slot was filled */
+        size_t max_fds; /* datagrams given room for an fd */
         struct mmsghdr mm[TSM_PRIV_BATCH_MAX];
         struct iovec iov[TSM_PRIV_BATCH_MAX];
         TsmPrivControl control[TSM_PRIV_BATCH_MAX];
@@ -199,6 +200,7 @@ int tsm_priv_inbox_new(TsmPrivInbox **ret) {
                 return -ENOMEM;
         in->n = 0;
         in->more = false;
+        in->max_fds = TSM_PRIV_BATCH_MAX;
         *ret = in;
         return 0;
 }
@@ -225,12 +227,16 @@ int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
 
         tsm_priv_inbox_clear(in);
         for (size_t i = 0; i < TSM_PRIV_BATCH_MAX; i++) {
+                bool room = i < in->max_fds;
+
                 in->iov[i] = (struct iovec) { .iov_base = in->buf[i], .iov_len = TSM_PRIV_DATAGRAM_MAX };
+                /* Room for one fd exactly: the kernel drops what is beyond unopened (MSG_CTRUNC,
+                 * tsm_priv_received()), where room for more would open each, to be closed. */
                 in->mm[i] = (struct mmsghdr) { .msg_hdr = {
                         .msg_iov = &in->iov[i],
                         .msg_iovlen = 1,
-                        .msg_control = &in->control[i],
-                        .msg_controllen = sizeof(in->control[i].buf),
+                        .msg_control = room ? &in->control[i] : NULL,
+                        .msg_controllen = room ? CMSG_LEN(sizeof(int) * ELEMENTSOF(in->d[0].fds)) : 0,
                 } };
         }
 
@@ -247,9 +253,9 @@ int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
 
                 d->buf = in->buf[i];
                 d->len = tsm_priv_received(&in->mm[i].msg_hdr, (ssize_t) in->mm[i].msg_len, d->fds,
-                                           ELEMENTSOF(d->fds), &d->n_fds);
+                                           ELEMENTSOF(d->fds), &d->n_fds, &d->fds_lost);
                 /* An fd's datagram is its message alone: tsm_priv_check() holds it to its length. */
-                if (d->len <= 0 || d->n_fds > 0)
+                if (d->len <= 0 || d->n_fds > 0 || d->fds_lost)
                         continue;
                 m = tsm_priv_unpack(d->buf, (size_t) d->len, spans);
                 for (size_t j = 0; j < m; j++)
@@ -261,6 +267,10 @@ int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
         }
         in->more = (size_t) k == TSM_PRIV_BATCH_MAX;
         return (int) in->n;
+}
+
+void tsm_priv_inbox_limit_fds(TsmPrivInbox *in, size_t n) {
+        in->max_fds = MIN(n, (size_t) TSM_PRIV_BATCH_MAX);
 }
 
 bool tsm_priv_inbox_more(const TsmPrivInbox *in) {

@@ -63,6 +63,10 @@ typedef struct TsmPrivReceived {
         ssize_t len;  /* as tsm_priv_receive() returns it: bytes, 0 for EOF, or -EMSGSIZE/-EPROTO */
         int fds[1];   /* a taker sets the entry to -EBADF; the rest are closed by the next receive */
         size_t n_fds;
+        /* Fds came with it that were not taken (len: its bytes, n_fds 0): the receive gave its
+         * datagram no room (tsm_priv_inbox_limit_fds()), or the process had no fd left. The
+         * kernel dropped them unopened. */
+        bool fds_lost;
 } TsmPrivReceived;
 
 typedef struct TsmPrivInbox TsmPrivInbox;
@@ -73,8 +77,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPrivInbox *, tsm_priv_inbox_free);
 
 /* Receives what is there, up to TSM_PRIV_BATCH_MAX datagrams, without blocking. Returns how
  * many messages they held (then tsm_priv_inbox_get(0..n-1)), -EAGAIN if none, or the socket's
- * error. Closes the fds the last batch left. */
+ * error. Closes the fds the last batch left. A datagram gets room for one fd (a message carries
+ * one at most: more are -EPROTO). */
 int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel);
+/* The receives from now on take n fds at most, those of the first n datagrams (at first:
+ * TSM_PRIV_BATCH_MAX, every one's); the kernel drops the others' unopened (fds_lost), so
+ * without a close, which for a file of a FUSE file system may wait on its server (fd-closer.h). */
+void tsm_priv_inbox_limit_fds(TsmPrivInbox *in, size_t n);
 TsmPrivReceived *tsm_priv_inbox_get(TsmPrivInbox *in, size_t i);
 /* Whether the last receive took as many datagrams as it could: the socket may hold more. If
  * not, it was empty then. */

@@ -222,9 +222,13 @@ int tsm_priv_send(int channel, const void *msg, const void *payload, size_t payl
         return (size_t) n == h->size + payload_len ? 0 : -EIO;
 }
 
-ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max_fds, size_t *ret_n_fds) {
+ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max_fds, size_t *ret_n_fds,
+                          bool *ret_fds_lost) {
         size_t n_fds = 0;
         bool excess = false;
+
+        if (ret_fds_lost)
+                *ret_fds_lost = false;
 
         for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
                 if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -240,6 +244,13 @@ ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max
                                 excess = true;
                         }
                 }
+        }
+        /* MSG_CTRUNC with no fd at all: the kernel installed none of those that came, as it
+         * installs what there is room for first and stops at the first it cannot (no fd left). */
+        if (ret_fds_lost && n_fds == 0 && !excess && (mh->msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == MSG_CTRUNC) {
+                *ret_fds_lost = true;
+                *ret_n_fds = 0;
+                return n;
         }
         /* SECURITY: the worker's fds may be a client's, of a file system the client serves,
          * whose close waits on it (fd-closer.h). */
@@ -264,7 +275,7 @@ ssize_t tsm_priv_receive(int channel, void *buf, int *ret_fds, size_t max_fds, s
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
-        return tsm_priv_received(&mh, n, ret_fds, max_fds, ret_n_fds);
+        return tsm_priv_received(&mh, n, ret_fds, max_fds, ret_n_fds, NULL);
 }
 
 ssize_t tsm_priv_reader_receive(TsmPrivReader *r, int channel, const uint8_t **ret_msg, int *ret_fds,

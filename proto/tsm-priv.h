@@ -27,6 +27,9 @@
  *   -ENXIO    no TSM serves the device
  *   -EBADF    an adopted fd is not an iommufd
  *   -EMFILE   the monitor holds as many contexts as it may (HELLO's max_contexts)
+ *   -ENOBUFS  the monitor did not take the fd that came with the message (ADOPT_CONTEXT): it had
+ *             no fd left, or takes none while fds a worker passed wait to be closed
+ *             (monitor-dispatch.h); TSM_PRIV_REPLY_MONITOR_OWN in value
  *   -EPERM    the monitor's policy gate: no rule lists the device for its backend (ATTACH_VDEVICE,
  *             BIND_VDEVICE) or grants the scope for it (GUEST_REQUEST)
  *   -EOPNOTSUPP  the backend or UAPI cannot do it
@@ -70,9 +73,10 @@
  * says when the monitor started, and carries the settings read at start, which the worker keeps
  * over its files'; 19: a failed CONNECT_DEVICE or DISCONNECT_DEVICE reply says whether its
  * result is the monitor's own too; 20: STATUS says whether the audit log takes records, where
- * its __reserved was): a worker binary newer or older than its running monitor refuses the HELLO
- * rather than misreading it. */
-#define TSM_PRIV_VERSION 20U
+ * its __reserved was; 21: ADOPT_CONTEXT's fd is a character device or a memfd, anything else a
+ * violation, and one the monitor did not take is answered -ENOBUFS): a worker binary newer or
+ * older than its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 21U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -270,7 +274,9 @@ struct tsm_priv_status {
 
 /* OPEN_CONTEXT and ADOPT_CONTEXT: a new context for a client slot (never slot 0). The uid and
  * reclaim id name it in the fd store, so the owner can reclaim it after a restart. SECURITY:
- * the id, never the token: the monitor names things others may list (fdstore.h). */
+ * the id, never the token: the monitor names things others may list (fdstore.h). ADOPT_CONTEXT's
+ * fd is a character device or a memfd (the worker passes no other): a close of any other kind of
+ * file may wait on its file system, a client's FUSE server, for as long as it likes. */
 struct tsm_priv_new_context {
         struct tsm_priv_hdr hdr;
         uint32_t slot;
@@ -549,5 +555,10 @@ typedef union TsmPrivControl {
 } TsmPrivControl;
 
 /* The receive rules of tsm_priv_receive() applied to a datagram of n bytes that recvmsg() (or
- * recvmmsg()) filled into mh: takes up to max_fds fds, returns n or the error. */
-ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max_fds, size_t *ret_n_fds);
+ * recvmmsg()) filled into mh: takes up to max_fds fds, returns n or the error. With ret_fds_lost,
+ * a datagram whose fds came and none was taken (the receiver gave them no room, or had no fd
+ * left: the kernel drops what it cannot install, unopened) is returned as n bytes with no fd and
+ * *ret_fds_lost true, for the receiver to answer as its own failure: not -EPROTO, the sender's
+ * (whether it sent one fd or more cannot be told then). */
+ssize_t tsm_priv_received(struct msghdr *mh, ssize_t n, int *ret_fds, size_t max_fds, size_t *ret_n_fds,
+                          bool *ret_fds_lost);

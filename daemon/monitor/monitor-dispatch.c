@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "backend.h"
@@ -114,6 +115,7 @@ struct MonitorDispatch {
         RateLimit scope_refusal_log; /* a worker can ask for ungranted scopes as often as it likes */
         RateLimit device_refusal_log; /* and for devices no rule lists */
         RateLimit contexts_full_log;  /* and for contexts past the cap */
+        RateLimit fd_lost_log;        /* and fds not taken (MONITOR_WORKER_FDS_CLOSING_MAX) */
         TsmPrivWorkerEnd previous_end; /* for the next HELLO */
         uint32_t previous_status;
         const char *start_settings; /* HELLO's payload, with its NUL; borrowed; NULL: none */
@@ -123,6 +125,7 @@ struct MonitorDispatch {
         size_t last_good_reason_len;                    /* its payload length; 0: none */
         uint64_t generation; /* of the worker served: one more at each start */
         bool compromised;    /* it broke a rule: nothing more is taken from it */
+        bool fds_limited;    /* the last receive took fds of some datagrams only (inbox_receive()) */
         /* LATE messages until a worker acknowledges them recorded, oldest first (an array of
          * MONITOR_LATE_KEPT_MAX, made at the first), and the LOST that counts those dropped for
          * want of room (id 0: none), kept the same way but apart: it needs no room of theirs. */
@@ -154,10 +157,14 @@ typedef enum MonitorPermit {
 } MonitorPermit;
 
 _Static_assert(_TSM_PRIV_TYPE_MAX <= 32, "seen_once has a bit per type");
+_Static_assert(MONITOR_WORKER_FDS_CLOSING_MAX >= TSM_PRIV_BATCH_MAX,
+               "with nothing waiting to be closed, every datagram of a batch may carry its fd");
 
 /*
  * A handler gets a message whose shape tsm_priv_check() accepted, its payload (NULL if none)
- * and its fd (-EBADF if none; the handler may take it). It answers the worker itself and
+ * and its fd (-EBADF if none; the handler may take it). For a type that carries an fd, -EBADF
+ * means one came that the monitor did not take (inbox_receive()): the handler checks what it
+ * can without it, then answers reply_fd_lost(). It answers the worker itself and
  * returns 0; or, when the message breaks a rule, a negative errno with *ret_reason set (no
  * answer goes out); or the send error with *ret_reason untouched.
  */
@@ -244,6 +251,23 @@ static int reply_own(MonitorDispatch *d, const PrivMessage *m, int result) {
  * answers only later, from the callback. */
 static int reply_not_started(MonitorDispatch *d, const PrivMessage *m, int result) {
         return result == -ENOMEM ? reply_own(d, m, result) : reply(d, m, result, 0, -EBADF);
+}
+
+/* The fd that came with m was not taken: the monitor had no fd left, or took none while fds a
+ * worker passed wait to be closed (MONITOR_WORKER_FDS_CLOSING_MAX). Its own failure, not the
+ * worker's: a correct worker sends such messages too. */
+static int reply_fd_lost(MonitorDispatch *d, const PrivMessage *m) {
+        if (d->fds_limited)
+                log_full_ratelimited(&d->fd_lost_log, LOG_WARNING,
+                                     "Not taking the fd the worker passed with %s: %zu fds a worker passed wait to be "
+                                     "closed behind a close some file system holds. Failing it with ENOBUFS.",
+                                     tsm_priv_type_to_string(m->hdr.type), fd_closer_n_waiting(FD_CLOSER_PEER_NONE));
+        else
+                log_full_ratelimited(&d->fd_lost_log, LOG_WARNING,
+                                     "No fd left to receive the one the worker passed with %s (RLIMIT_NOFILE "
+                                     "reached), failing it with ENOBUFS.",
+                                     tsm_priv_type_to_string(m->hdr.type));
+        return reply_own(d, m, -ENOBUFS);
 }
 
 /* ---- late answers of the kernel ----------------------------------------------------------- */
@@ -435,6 +459,22 @@ static bool late_take_acks_in(MonitorDispatch *d, size_t from, size_t k) {
         return true;
 }
 
+/* Receives the next batch from the worker, taking its fds (take_fds) only as far as
+ * MONITOR_WORKER_FDS_CLOSING_MAX allows: SECURITY, each may be a client's of a FUSE file system
+ * it serves, whose close, on the closer's thread, waits on it, holding every fd queued after it
+ * open. Those the monitor does not take, the kernel drops unopened (fds_lost). */
+static int inbox_receive(MonitorDispatch *d, bool take_fds) {
+        size_t waiting;
+
+        /* What the last batch left goes to be closed first: it counts. */
+        tsm_priv_inbox_clear(d->inbox);
+        waiting = take_fds ? MIN(fd_closer_n_waiting(FD_CLOSER_PEER_NONE), (size_t) MONITOR_WORKER_FDS_CLOSING_MAX)
+                           : MONITOR_WORKER_FDS_CLOSING_MAX;
+        tsm_priv_inbox_limit_fds(d->inbox, MONITOR_WORKER_FDS_CLOSING_MAX - waiting);
+        d->fds_limited = MONITOR_WORKER_FDS_CLOSING_MAX - waiting < TSM_PRIV_BATCH_MAX;
+        return tsm_priv_inbox_receive(d->inbox, d->channel);
+}
+
 /* The LATE_ACKs an ended worker sent that are still unread: what it acknowledged counts, or the
  * next worker would record again what this one did. Bounded: a worker being killed may still be
  * writing. */
@@ -442,7 +482,7 @@ static void late_take_acks(MonitorDispatch *d) {
         bool broken = false;
 
         for (unsigned b = 0; b < 64 && !broken; b++) {
-                int k = tsm_priv_inbox_receive(d->inbox, d->channel);
+                int k = inbox_receive(d, false);
 
                 if (k < 0)
                         break;
@@ -627,6 +667,23 @@ static int priv_open_context(MonitorDispatch *d, const PrivMessage *m, const voi
         return reply(d, m, 0, id, copy);
 }
 
+/* SECURITY: what a correct worker passes with ADOPT_CONTEXT (its fd_may_be_iommufd(), guest.c):
+ * a character device or a memfd, whose close goes to the driver or to shmem, never to the file
+ * system the fd was opened on. Anything else is no client's junk let through but the worker's
+ * doing: a file of some file system, maybe a FUSE one a client serves and never answers, whose
+ * close would hold the monitor's closer and every fd after it (fd-closer.h). Asks nothing of
+ * that file system (statx() of what the kernel has cached, F_GET_SEALS). Returns whether fd is
+ * of such a kind, or -errno where the monitor cannot tell (its own failure: the worker could). */
+static int adopt_fd_kind_ok(int fd) {
+        struct stat st;
+        int r;
+
+        r = fstat_cached(fd, &st);
+        if (r < 0)
+                return r;
+        return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
+}
+
 static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                               const char **ret_reason) {
         const struct tsm_priv_new_context *n = &m->new_context;
@@ -636,10 +693,18 @@ static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const vo
         r = check_new_context(d, n, ret_reason);
         if (r < 0)
                 return r;
+        if (*fd < 0)
+                return reply_fd_lost(d, m);
+        r = adopt_fd_kind_ok(*fd);
+        if (r < 0)
+                return reply_own(d, m, r);
+        if (r == 0)
+                return violation(-EBADF, "adopted fd neither a character device nor a memfd", ret_reason);
         if (contexts_full(d))
                 return reply(d, m, -EMFILE, 0, -EBADF);
 
-        /* Not a violation: the fd comes from a client, and clients pass junk. */
+        /* Not a violation: the fd comes from a client, and clients pass junk (of the kinds
+         * above: /dev/null, a memfd of their own). */
         r = monitor_iommufd_verify(d->platform, *fd);
         if (r < 0) {
                 log_debug_errno(r, "Refusing to adopt an fd of uid %" PRIu32 ": %m", n->uid);
@@ -1327,6 +1392,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         d->scope_refusal_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         d->device_refusal_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         d->contexts_full_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
+        d->fd_lost_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         if (cb)
                 d->cb = *cb;
         d->userdata = userdata;
@@ -1535,6 +1601,10 @@ static int process_message(MonitorDispatch *d, TsmPrivReceived *dg, const char *
                 fd = TAKE_FD(dg->fds[0]); /* closed on every path, unless a handler takes it */
                 dg->n_fds = 0;
         }
+        /* One came, at least, and was not taken: the shape is checked as if it had been (a type
+         * that carries none is the worker's fault all the same), the handler answers the rest. */
+        if (n >= 0 && dg->fds_lost)
+                n_fds = 1;
         /* SECURITY: on SOCK_SEQPACKET a read of no bytes is end of file, or a record of no bytes,
          * which no worker sends: a worker that sent one and stays is no worker of ours. Only end
          * of file leaves the worker's side shut. (With an fd it is a record: too short, below.) */
@@ -1609,7 +1679,7 @@ int monitor_dispatch_process(MonitorDispatch *d, const char **ret_reason) {
                         d->inbox_n = d->inbox_next = 0;
                         if (drained || handled >= MONITOR_MESSAGES_PER_WAKEUP)
                                 break;
-                        k = tsm_priv_inbox_receive(d->inbox, d->channel);
+                        k = inbox_receive(d, true);
                         if (k == -EAGAIN)
                                 break;
                         if (k == -ECONNRESET)

@@ -9,7 +9,8 @@
  *
  * Replies (struct tsm_priv_reply, the request's cookie echoed): result 0 or -errno as in
  * tsm-priv.h (OPEN_CONTEXT and ADOPT_CONTEXT: -EMFILE once the table holds its maximum, see
- * monitor_contexts_set_max()); value: OPEN_CONTEXT and ADOPT_CONTEXT the new context's id,
+ * monitor_contexts_set_max(); ADOPT_CONTEXT: -ENOBUFS when the monitor did not take its fd,
+ * MONITOR_WORKER_FDS_CLOSING_MAX); value: OPEN_CONTEXT and ADOPT_CONTEXT the new context's id,
  * GET_VDEVICE_STATE and GET_DEVICE_STATE the TdispState, SETTLE_VDEVICE 1 if bound, else 0.
  * OPEN_CONTEXT and RECLAIM_CONTEXT replies carry a duplicate of the context's fd when they
  * succeed; GUEST_REQUEST replies carry the response as payload, and come from the event loop,
@@ -68,6 +69,18 @@ typedef struct MonitorDispatch MonitorDispatch;
  * must not keep the loop from its watchdog ping, signals, timers and the kernel lanes'
  * completions: the rest waits for the next round. */
 #define MONITOR_MESSAGES_PER_WAKEUP 128U
+
+/* SECURITY: the fds a worker passed that the monitor holds to close, at most. The monitor closes
+ * those whose close may wait on a FUSE server on a thread of its own (fd-closer.h), one after
+ * another: one close a client's server never answers holds every fd queued after it open, past
+ * the worker's life. A correct worker passes none such (ADOPT_CONTEXT's fd is a character device
+ * or a memfd, or the worker is killed), but a compromised one may, and its successors again; so
+ * the monitor takes an fd from the channel only while fewer than this wait to be closed (the
+ * kernel drops the others unopened, which waits on nobody), and a message whose fd it did not
+ * take is answered -ENOBUFS, the monitor's own failure (TSM_PRIV_REPLY_MONITOR_OWN), as is one
+ * whose fd it had no room for (RLIMIT_NOFILE). A batch of datagrams is received at once: with
+ * nothing waiting, each may carry its fd. */
+#define MONITOR_WORKER_FDS_CLOSING_MAX 32U
 
 /* Run from monitor_dispatch_process() (stalled: from the event loop's callbacks too); they must
  * not stop or free the dispatch. */

@@ -16,8 +16,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -902,7 +904,7 @@ TEST(answers_not_violations) {
         uint32_t a, b, c;
         size_t len;
         Reply rep;
-        int p[2], fd;
+        int fd;
 
         a = open_context(f, SLOT, ID_A, NULL);
         b = open_context(f, OTHER_SLOT, ID_B, NULL);
@@ -918,15 +920,22 @@ TEST(answers_not_violations) {
         ASSERT_ERRNO(attach(f, SLOT, a, 2, DEV_A, NULL), EBUSY);
         ASSERT_OK(attach(f, OTHER_SLOT, b, 1, DEV_B, NULL));
 
-        /* Adopting what is not an iommufd. */
-        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        /* Adopting what is not an iommufd, of the kinds a worker passes on: a character device,
+         * a memfd of the client's own, each opened for reading and writing or not. */
         {
-                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
-                ASSERT_ERRNO(call_full(f, &m, NULL, 0, p[0], &rep), EBADF);
-                ASSERT_EQ(rep.fd, -1);
+                int junk[] = { open("/dev/null", O_RDWR | O_CLOEXEC), open("/dev/null", O_RDONLY | O_CLOEXEC),
+                               memfd_create("test-not-iommufd", MFD_CLOEXEC | MFD_ALLOW_SEALING) };
+
+                for (size_t i = 0; i < ELEMENTSOF(junk); i++) {
+                        struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
+
+                        ASSERT_OK(junk[i]);
+                        ASSERT_ERRNO(call_full(f, &m, NULL, 0, junk[i], &rep), EBADF);
+                        ASSERT_EQ(rep.r.value, 0u); /* the client's doing, not the monitor's */
+                        ASSERT_EQ(rep.fd, -1);
+                        close(junk[i]);
+                }
         }
-        close(p[0]);
-        close(p[1]);
         ASSERT_EQ(monitor_contexts_size(f->contexts), 2);
 
         /* Adopting what the monitor hands out (here the emulated stand-in) works. */
@@ -2962,12 +2971,14 @@ TEST(contexts_bounded) {
 }
 
 /* SECURITY: an fd the worker forwards with ADOPT_CONTEXT is a client's, maybe of a FUSE file
- * system the client serves and never answers (tests/fuse-hold.h; root, SKIP otherwise): the
- * monitor neither asks that file system what the fd is (fstat()'s GETATTR) nor closes the fd
- * it refuses itself (FLUSH), either of which would wait for as long as the client likes. The
- * refusal comes at once and the monitor goes on, with the IOMMU device a character device
- * (IommuDevice=/dev/zero) and without one (the emulated stand-in). This process is the monitor:
- * the server holds its requests too, so it closes its own copy once the server is gone. */
+ * system the client serves and never answers (tests/fuse-hold.h; root, SKIP otherwise). A
+ * correct worker passes on no such fd (it is no character device or memfd): the monitor tells
+ * without asking that file system what the fd is (fstat()'s GETATTR), ends the worker as
+ * compromised, and does not close the fd itself (FLUSH), either of which would wait for as long
+ * as the client likes. That comes at once and the next worker is served, with the IOMMU device a
+ * character device (IommuDevice=/dev/zero) and without one (the emulated stand-in). This
+ * process is the monitor: the server holds its requests too, so it closes its own copy once the
+ * server is gone. */
 TEST(a_fuse_fd_to_adopt_waits_on_no_server) {
         static const char *const devices[] = { "/dev/zero", "/nonexistent/tsmd-test-iommu" };
 
@@ -2981,7 +2992,6 @@ TEST(a_fuse_fd_to_adopt_waits_on_no_server) {
                 int fd, ctx_fd, r;
                 FuseHold h;
                 uint64_t t;
-                Reply rep;
 
                 ASSERT_NOT_NULL(f);
                 setup_platform(f, &config);
@@ -2993,12 +3003,13 @@ TEST(a_fuse_fd_to_adopt_waits_on_no_server) {
                 ASSERT_OK(fd);
 
                 t = now_monotonic_usec();
-                ASSERT_ERRNO(call_full(f, &m, NULL, 0, fd, &rep), EBADF);
-                ASSERT_EQ(rep.fd, -1);
+                ASSERT_ERRNO(expect_violation_full(f, &m, sizeof(m), fd, "ADOPT_CONTEXT"), EBADF);
+                worker_stop(f);
+                ASSERT_EQ(worker_start(f, NULL, 0), 0);
                 open_context(f, SLOT, ID_A, &ctx_fd);
                 close(ctx_fd);
                 t = now_monotonic_usec() - t;
-                fprintf(stderr, "IommuDevice=%s: the refusal and the next context took %" PRIu64 " us\n",
+                fprintf(stderr, "IommuDevice=%s: the violation and the next worker's context took %" PRIu64 " us\n",
                         devices[i], t);
                 if (t > SEC_USEC)
                         TEST_FAIL("the monitor waited %" PRIu64 " ms on the FUSE server", t / 1000);
@@ -3011,6 +3022,157 @@ TEST(a_fuse_fd_to_adopt_waits_on_no_server) {
                 fd_closer_stop(5 * SEC_USEC); /* and its fd of the mount table */
                 fixture_free(f);
         }
+}
+
+/* As a compromised worker: n ADOPT_CONTEXTs in a row, each with fd, then the monitor's rounds
+ * on them. Returns how many were answered, each -ENOBUFS as the monitor's own failure (it took
+ * no fd), or -1 if the monitor ended the worker (a violation: at the first). */
+static int adopt_flood(Fixture *f, int fd, unsigned n) {
+        const char *reason = NULL;
+        int r;
+
+        for (unsigned i = 0; i < n; i++) {
+                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
+
+                send_raw(f, &m, sizeof(m), fd);
+        }
+        do
+                r = monitor_dispatch_process(f->dispatch, &reason);
+        while (r > 0);
+        if (r < 0) {
+                ASSERT_NOT_NULL(reason);
+                fprintf(stderr, "compromised worker: %s: %s\n", monitor_dispatch_get_violation_type(f->dispatch),
+                        reason);
+                return -1;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                struct tsm_priv_reply rep;
+
+                receive(f, TSM_PRIV_REPLY, &rep, sizeof(rep), NULL, NULL);
+                ASSERT_ERRNO(rep.result, ENOBUFS);
+                ASSERT_EQ(rep.value, TSM_PRIV_REPLY_MONITOR_OWN);
+        }
+        nothing_waiting(f);
+        return (int) n;
+}
+
+/* SECURITY: what a compromised worker leaves the monitor holding past its life is bounded. Each
+ * of several workers in turn passes one FUSE fd of a client's (whose server never answers) with
+ * ADOPT_CONTEXT, again and again, more than a batch. The first worker is ended at its first;
+ * the fds its batch brought wait to be closed behind that one's close, which the server holds.
+ * From then on the monitor takes no fd off the channel (the kernel drops them unopened): each
+ * such call, a later worker's, is answered -ENOBUFS as the monitor's own failure, as is an
+ * honest worker's adopt while they wait; calls without fds are served as ever. Never more than
+ * MONITOR_WORKER_FDS_CLOSING_MAX are held, where each call kept one until the fd table was full,
+ * OPEN_CONTEXT failed EMFILE and every worker that adopted a context was taken for compromised.
+ * Once the server answers (dies), they are closed and adopting works again. */
+TEST(fds_held_for_closing_are_bounded) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+        };
+        struct tsm_priv_new_context m;
+        Fixture *f = malloc(sizeof(Fixture));
+        int fuse_fd, ctx_fd, fd, r;
+        size_t before;
+        FuseHold h;
+        Reply rep;
+
+        ASSERT_NOT_NULL(f);
+        setup_platform(f, &config);
+        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, FUSE_HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        ASSERT_OK(fd_closer_start()); /* as tsmd's main() does */
+        fuse_fd = fuse_hold_open(&h, O_RDWR);
+        ASSERT_OK(fuse_fd);
+        /* An honest client's iommufd (the emulated stand-in), to adopt under another id. */
+        open_context(f, SLOT, ID_A, &ctx_fd);
+        before = test_count_fds();
+
+        for (unsigned w = 0; w < 4; w++) {
+                r = adopt_flood(f, fuse_fd, 2 * TSM_PRIV_BATCH_MAX);
+                ASSERT_EQ(r, w == 0 ? -1 : (int) (2 * TSM_PRIV_BATCH_MAX));
+                fprintf(stderr, "worker %u: the monitor holds %zu fds more, %zu waiting to be closed\n", w,
+                        test_count_fds() - before, fd_closer_n_waiting(FD_CLOSER_PEER_NONE));
+                ASSERT_LE(test_count_fds() - before, (size_t) MONITOR_WORKER_FDS_CLOSING_MAX);
+                ASSERT_LE(fd_closer_n_waiting(FD_CLOSER_PEER_NONE), (size_t) MONITOR_WORKER_FDS_CLOSING_MAX);
+                worker_stop(f);
+                ASSERT_EQ(worker_start(f, (struct tsm_priv_restored_context[1]){}, 1), 1);
+        }
+        ASSERT_GE(fd_closer_n_waiting(FD_CLOSER_PEER_NONE), 1u);
+
+        /* An honest worker meanwhile: its adopt fails, not as a violation; the rest works. */
+        m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_B);
+        ASSERT_ERRNO(call_full(f, &m, NULL, 0, ctx_fd, &rep), ENOBUFS);
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+        open_context(f, SLOT, ID_C, &fd);
+        close(fd);
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 2);
+
+        /* The server's death ends the closes: the monitor takes fds again. */
+        fuse_hold_stop(&h);
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
+        ASSERT_EQ(fd_closer_n_waiting(FD_CLOSER_PEER_NONE), 0u);
+        m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_B);
+        ASSERT_OK(call_full(f, &m, NULL, 0, ctx_fd, &rep));
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 3);
+
+        close(fuse_fd);
+        close(ctx_fd);
+        fd_closer_stop(5 * SEC_USEC);
+        fixture_free(f);
+}
+
+/* The monitor out of fds (RLIMIT_NOFILE) cannot take the fd that comes with an ADOPT_CONTEXT:
+ * its own failure, answered -ENOBUFS as such, where it took that for a message without its fd
+ * and ended an honest worker as compromised. An fd with a message that carries none stays a
+ * violation: the kernel's word that one came is enough. */
+TEST(own_fd_limit_is_no_violation) {
+        Fixture *f = fixture();
+        struct tsm_priv_new_context m;
+        struct rlimit saved, low;
+        int dups[256], ctx_fd, fd;
+        size_t n_dups = 0;
+        Reply rep;
+
+        open_context(f, SLOT, ID_A, &ctx_fd);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        low = saved;
+        low.rlim_cur = MIN(saved.rlim_cur, (rlim_t) ELEMENTSOF(dups));
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+        while (n_dups < ELEMENTSOF(dups) && (fd = fcntl(ctx_fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+                dups[n_dups++] = fd;
+        ASSERT_EQ(errno, EMFILE);
+
+        m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_B);
+        ASSERT_ERRNO(call_full(f, &m, NULL, 0, ctx_fd, &rep), ENOBUFS);
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 1);
+
+        /* With room again, the same adopt works. */
+        for (size_t i = 0; i < n_dups; i++)
+                close(dups[i]);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_B);
+        ASSERT_OK(call_full(f, &m, NULL, 0, ctx_fd, &rep));
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 2);
+
+        /* An fd on an OPEN_CONTEXT, at the limit or not, is the worker's doing. */
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+        n_dups = 0;
+        while (n_dups < ELEMENTSOF(dups) && (fd = fcntl(ctx_fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+                dups[n_dups++] = fd;
+        ASSERT_EQ(errno, EMFILE);
+        m = new_context_msg(TSM_PRIV_OPEN_CONTEXT, SLOT, 1000, ID_C);
+        ASSERT_ERRNO(expect_violation_full(f, &m, sizeof(m), ctx_fd, "OPEN_CONTEXT"), EPROTO);
+        for (size_t i = 0; i < n_dups; i++)
+                close(dups[i]);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_EQ(monitor_contexts_size(f->contexts), 2);
+
+        close(ctx_fd);
+        fixture_free(f);
 }
 
 TEST(worker_gone) {
@@ -3188,6 +3350,49 @@ TEST(violation_device_names) {
                         ASSERT_EQ(monitor_contexts_size(f->contexts), 0);
                         fixture_free(f);
                 }
+}
+
+/* SECURITY: ADOPT_CONTEXT's fd is what a correct worker passes on (fd_may_be_iommufd(),
+ * guest.c): a character device or a memfd, whose close reaches no file system. Any other kind is
+ * the worker's doing, a violation, however right the message is: a pipe, a socket, a directory,
+ * an anonymous inode, a file of a file system other than shmem (procfs here; FUSE in
+ * a_fuse_fd_to_adopt_waits_on_no_server), an O_PATH fd of a memfd (no seals to read). */
+TEST(violation_adopt_fd_kind) {
+        static const char *const cases[] = { "pipe", "socket", "directory", "eventfd", "procfs", "o-path-memfd" };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
+                Fixture *f = fixture();
+                const char *c = cases[i];
+                int fd, p[2];
+
+                if (streq(c, "pipe")) {
+                        ASSERT_OK(pipe2(p, O_CLOEXEC));
+                        close(p[1]);
+                        fd = p[0];
+                } else if (streq(c, "socket"))
+                        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                else if (streq(c, "directory"))
+                        fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                else if (streq(c, "eventfd"))
+                        fd = eventfd(0, EFD_CLOEXEC);
+                else if (streq(c, "procfs"))
+                        fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+                else {
+                        char path[64];
+                        int memfd = memfd_create("test-o-path", MFD_CLOEXEC);
+
+                        ASSERT_OK(memfd);
+                        snprintf(path, sizeof(path), "/proc/self/fd/%i", memfd);
+                        fd = open(path, O_PATH | O_CLOEXEC);
+                        close(memfd);
+                }
+                ASSERT_OK(fd);
+                ASSERT_ERRNO(expect_violation_full(f, &m, sizeof(m), fd, "ADOPT_CONTEXT"), EBADF);
+                ASSERT_EQ(monitor_contexts_size(f->contexts), 0);
+                close(fd);
+                fixture_free(f);
+        }
 }
 
 /* Sends an OPEN_CONTEXT or ADOPT_CONTEXT that must be refused, with an fd for ADOPT. */

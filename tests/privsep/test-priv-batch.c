@@ -2,9 +2,9 @@
 /*
  * Batched sending and receiving on the channel (proto/tsm-priv-batch.h): order across batch
  * boundaries, payloads, messages packed into datagrams and unpacked (tsm_priv_unpack()'s rules),
- * fds taken or closed, every receive error per datagram, the failure callback (which may queue
- * more), and that a receive with datagram slots to spare means the socket was empty. Runs in:
- * tests.
+ * fds taken or closed, or not opened past a limit, every receive error per datagram, the
+ * failure callback (which may queue more), and that a receive with datagram slots to spare
+ * means the socket was empty. Runs in: tests.
  */
 
 #include <fcntl.h>
@@ -592,6 +592,87 @@ TEST(fds_and_errors_per_datagram) {
         tsm_priv_inbox_clear(in);
         ASSERT_EQ(n_open_fds(), fds_before + 2); /* sv[1] and the taken fd */
         safe_close(taken);
+        safe_close(sv[1]);
+        ASSERT_EQ(n_open_fds(), fds_before);
+}
+
+/* Sends m with n_fds copies of fd on it, in one datagram. */
+static void send_with_fds(int channel, const struct tsm_priv_reply *m, int fd, size_t n_fds) {
+        int fds[4] = { fd, fd, fd, fd };
+        union {
+                struct cmsghdr c;
+                uint8_t b[CMSG_SPACE(sizeof(fds))];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) m, .iov_len = sizeof(*m) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds) };
+
+        ASSERT_LE(n_fds, ELEMENTSOF(fds));
+        control.c.cmsg_level = SOL_SOCKET;
+        control.c.cmsg_type = SCM_RIGHTS;
+        control.c.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+        memcpy(CMSG_DATA(&control.c), fds, sizeof(int) * n_fds);
+        ASSERT_EQ(sendmsg(channel, &mh, 0), (ssize_t) sizeof(*m));
+}
+
+/* SECURITY: a receiver bounds the fds it takes (the monitor: those it must close that may wait
+ * on a FUSE server): past tsm_priv_inbox_limit_fds() a datagram's fd is not opened at all (the
+ * kernel drops it, which closes nothing, so waits on nobody), and its message comes whole,
+ * saying so (fds_lost), for the receiver to answer as its own failure. A datagram's second fd is
+ * never opened either; its message is -EPROTO, the sender's fault, as before. */
+TEST(fds_past_the_limit_are_dropped_unopened) {
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        struct tsm_priv_reply m = reply_msg(7, 0);
+        size_t fds_before = n_open_fds();
+        int sv[2], devnull, taken;
+        TsmPrivReceived *d;
+
+        channel(sv);
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+        ASSERT_OK(devnull = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        for (unsigned i = 0; i < 3; i++)
+                send_with_fds(sv[0], &m, devnull, 1);
+
+        tsm_priv_inbox_limit_fds(in, 1);
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 3);
+        d = tsm_priv_inbox_get(in, 0);
+        ASSERT_EQ(d->len, (ssize_t) sizeof(m));
+        ASSERT_EQ(d->n_fds, 1);
+        ASSERT_FALSE(d->fds_lost);
+        taken = TAKE_FD(d->fds[0]);
+        for (size_t i = 1; i < 3; i++) {
+                d = tsm_priv_inbox_get(in, i);
+                ASSERT_EQ(d->len, (ssize_t) sizeof(m));
+                ASSERT_EQ(d->n_fds, 0);
+                ASSERT_TRUE(d->fds_lost);
+                ASSERT_TRUE(memcmp(d->buf, &m, sizeof(m)) == 0);
+        }
+        ASSERT_EQ(n_open_fds(), fds_before + 4); /* the channel, /dev/null and the one fd taken */
+        safe_close(taken);
+
+        /* None at all; then every datagram's again, but never a second fd of one. */
+        tsm_priv_inbox_limit_fds(in, 0);
+        send_with_fds(sv[0], &m, devnull, 1);
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+        ASSERT_TRUE(tsm_priv_inbox_get(in, 0)->fds_lost);
+        ASSERT_EQ(n_open_fds(), fds_before + 3);
+        tsm_priv_inbox_limit_fds(in, TSM_PRIV_BATCH_MAX);
+        send_with_fds(sv[0], &m, devnull, 4);
+        send_with_fds(sv[0], &m, devnull, 1);
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 2);
+        d = tsm_priv_inbox_get(in, 0);
+        ASSERT_ERRNO(d->len, EPROTO);
+        ASSERT_EQ(d->n_fds, 0);
+        ASSERT_FALSE(d->fds_lost);
+        d = tsm_priv_inbox_get(in, 1);
+        ASSERT_EQ(d->n_fds, 1);
+        ASSERT_FALSE(d->fds_lost);
+        ASSERT_EQ(n_open_fds(), fds_before + 4); /* the first one of four closed, three never opened */
+        tsm_priv_inbox_clear(in);
+        ASSERT_EQ(n_open_fds(), fds_before + 3);
+
+        safe_close(devnull);
+        safe_close(sv[0]);
         safe_close(sv[1]);
         ASSERT_EQ(n_open_fds(), fds_before);
 }
