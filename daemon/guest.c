@@ -18,6 +18,7 @@
 #include "config.h"
 #include "base64.h"
 #include "context-store.h"
+#include "fd-fuse.h"
 #include "fdstore.h"
 #include "guest-internal.h"
 #include "guest-op.h"
@@ -323,18 +324,12 @@ unsigned guest_max_contexts(const Manager *m) {
         return MIN(m->config.max_contexts, m->hello.max_contexts);
 }
 
-/* SECURITY: whether fd could be what AdoptContext wants, judged as the monitor does but coarser:
- * the IOMMU character device or the emulated stand-in, a memfd (F_GET_SEALS answers for shmem
- * files only). Anything else the monitor would refuse, and have to close: for an fd of a FUSE
- * file system the client serves, a close that waits on the client, with the monitor's closes
- * after it (fd-closer.h). The close of a character device or a memfd goes to its driver or to
- * shmem, never to the file system the fd was opened on. Nothing here calls into that either. */
+/* SECURITY: whether fd could be what AdoptContext wants, judged as the monitor does first, the
+ * coarse part: anything but a character device or a memfd the monitor would take for the worker's
+ * doing (a violation), and it would have to close it: for an fd of a FUSE file system the client
+ * serves, a close that waits on the client, with the monitor's closes after it (fd-closer.h). */
 static bool fd_may_be_iommufd(int fd) {
-        struct stat st;
-
-        if (fstat_cached(fd, &st) < 0)
-                return false;
-        return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
+        return fd_is_device_or_memfd(fd) > 0;
 }
 
 /* Makes a context for the calling client: the monitor opens a fresh iommufd (adopt_fd < 0,

@@ -179,6 +179,16 @@ static bool dev_may_be_fuse(dev_t dev) {
         return fuse;
 }
 
+int fd_is_device_or_memfd(int fd) {
+        struct stat st;
+        int r;
+
+        r = fstat_cached(fd, &st);
+        if (r < 0)
+                return r;
+        return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
+}
+
 bool fd_may_reach_fuse(int fd) {
         struct stat st;
         int flags;

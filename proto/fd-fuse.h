@@ -24,3 +24,9 @@ void fd_fuse_stop(void);
  * is), an anonymous inode, a memfd or tmpfs file, and a file of a mount the table has whose type
  * is no FUSE; true for everything else. Thread-safe. */
 bool fd_may_reach_fuse(int fd);
+
+/* Whether fd is of the kinds an iommufd or its emulated stand-in can be, a character device or a
+ * memfd (seals are had by shmem files only), whose close goes to the driver or to shmem, never
+ * to a file system: what the worker passes the monitor to adopt, and the monitor takes no other.
+ * Asks no file system. Returns 1 if so, 0 if not, -errno if fd cannot be told. */
+int fd_is_device_or_memfd(int fd);

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "fd-closer.h"
+#include "fd-fuse.h"
 #include "fdstore.h"
 #include "idle-flush.h"
 #include "log.h"
@@ -667,23 +668,6 @@ static int priv_open_context(MonitorDispatch *d, const PrivMessage *m, const voi
         return reply(d, m, 0, id, copy);
 }
 
-/* SECURITY: what a correct worker passes with ADOPT_CONTEXT (its fd_may_be_iommufd(), guest.c):
- * a character device or a memfd, whose close goes to the driver or to shmem, never to the file
- * system the fd was opened on. Anything else is no client's junk let through but the worker's
- * doing: a file of some file system, maybe a FUSE one a client serves and never answers, whose
- * close would hold the monitor's closer and every fd after it (fd-closer.h). Asks nothing of
- * that file system (statx() of what the kernel has cached, F_GET_SEALS). Returns whether fd is
- * of such a kind, or -errno where the monitor cannot tell (its own failure: the worker could). */
-static int adopt_fd_kind_ok(int fd) {
-        struct stat st;
-        int r;
-
-        r = fstat_cached(fd, &st);
-        if (r < 0)
-                return r;
-        return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
-}
-
 static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                               const char **ret_reason) {
         const struct tsm_priv_new_context *n = &m->new_context;
@@ -695,7 +679,11 @@ static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const vo
                 return r;
         if (*fd < 0)
                 return reply_fd_lost(d, m);
-        r = adopt_fd_kind_ok(*fd);
+        /* SECURITY: a correct worker passes only these (its fd_may_be_iommufd(), guest.c): any
+         * other is no client's junk let through but the worker's doing, a file of some file system,
+         * maybe a FUSE one a client serves and never answers, whose close would hold the closer
+         * and every fd after it. An fd the monitor cannot tell is its own failure. */
+        r = fd_is_device_or_memfd(*fd);
         if (r < 0)
                 return reply_own(d, m, r);
         if (r == 0)
