@@ -331,6 +331,18 @@ static void on_sigchld(evutil_socket_t sig, short what, void *userdata) {
 
 /* ---- the worker's requests of the monitor itself ---------------------------------------- */
 
+/* Gives up on a worker still starting past WORKER_START_MAX_USEC: wedged, it holds the sockets.
+ * Returns whether it did. */
+static bool worker_start_overdue(Monitor *m, uint64_t now) {
+        if (m->worker_ready || now - m->worker_start_usec <= WORKER_START_MAX_USEC)
+                return false;
+        log_error("Worker %d did not get ready in %llu s, killing it.", (int) m->worker_pid,
+                  WORKER_START_MAX_USEC / 1000000);
+        m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
+        worker_kill(m, SIGKILL);
+        return true;
+}
+
 static void on_worker_ready(void *userdata) {
         Monitor *m = userdata;
 
@@ -340,6 +352,11 @@ static void on_worker_ready(void *userdata) {
                 log_debug("Ignoring the READY of worker %d, which is being killed.", (int) m->worker_pid);
                 return;
         }
+        /* Nor is one read past the time for it (from its start, as on_tick() counts): after a
+         * wait (the monitor stopped, starved of CPU) libevent runs what woke it before the
+         * timers due then, so on_tick() may not have given up on the worker yet. */
+        if (!m->stopping && worker_start_overdue(m, now_monotonic_usec()))
+                return;
         m->worker_ready = true;
         /* Nor may anything say READY=1 after STOPPING=1: the service manager would take tsmd for
          * running again. */
@@ -461,14 +478,12 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         (void) monitor_notify_droppable("WATCHDOG=1");
         if (m->worker_pid <= 0 || m->stopping || m->worker_killed_for != TSM_PRIV_WORKER_FIRST) /* being killed */
                 return;
-        if (m->worker_ready && now - m->last_sign_of_life_usec > WORKER_SILENCE_MAX_USEC)
-                log_error("Worker %d has not spoken for %llu s, killing it.", (int) m->worker_pid,
-                          WORKER_SILENCE_MAX_USEC / 1000000);
-        else if (!m->worker_ready && now - m->worker_start_usec > WORKER_START_MAX_USEC)
-                log_error("Worker %d did not get ready in %llu s, killing it.", (int) m->worker_pid,
-                          WORKER_START_MAX_USEC / 1000000);
-        else
+        if (worker_start_overdue(m, now))
                 return;
+        if (!m->worker_ready || now - m->last_sign_of_life_usec <= WORKER_SILENCE_MAX_USEC)
+                return;
+        log_error("Worker %d has not spoken for %llu s, killing it.", (int) m->worker_pid,
+                  WORKER_SILENCE_MAX_USEC / 1000000);
         m->worker_ready = false;
         m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
         worker_kill(m, SIGKILL);

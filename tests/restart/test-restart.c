@@ -23,6 +23,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "base64.h"
 #include "config.h"
@@ -3163,15 +3164,21 @@ static char process_state(pid_t pid) {
         return p && p[1] == ' ' ? p[2] : 0;
 }
 
+/* Stops the monitor (SIGSTOP), waiting (bounded) until it is stopped. */
+static void monitor_stop(Manager *m) {
+        ASSERT_OK(kill(m->pid, SIGSTOP));
+        for (unsigned i = 0; i < 1000 && process_state(m->pid) != 'T'; i++)
+                usleep(1000);
+        ASSERT_EQ(process_state(m->pid), 'T');
+}
+
 /* Stops the monitor (SIGSTOP) where it waits for events, not in the middle of handling one: what
- * it finds when it goes on is all new to it then, and its epoll_wait() fails with EINTR first,
- * so that its timers run before it reads anything. */
+ * it finds when it goes on is all new to it then. Its epoll_wait() fails with EINTR then, and
+ * its timers run before it reads anything, unless an event woke it just before the stop (the
+ * worker's heartbeat): that one it returns, and the monitor reads the channel first. */
 static void monitor_stop_idle(Manager *m) {
         for (unsigned i = 0; i < 200; i++) {
-                ASSERT_OK(kill(m->pid, SIGSTOP));
-                for (unsigned j = 0; j < 1000 && process_state(m->pid) != 'T'; j++)
-                        usleep(1000);
-                ASSERT_EQ(process_state(m->pid), 'T');
+                monitor_stop(m);
                 if (in_epoll_wait(m->pid))
                         return;
                 ASSERT_OK(kill(m->pid, SIGCONT));
@@ -3182,8 +3189,10 @@ static void monitor_stop_idle(Manager *m) {
 
 /* A worker that sends READY while the monitor gives up on it as unresponsive (not ready 15 s
  * after its start) is dead by the time the monitor reads it: no READY=1 for it, the first start
- * is not done. The monitor, stopped, wakes to its overdue check, kills the worker, and only then
- * reads the READY queued meanwhile (worker-proxy's, the worker's own held back). */
+ * is not done. The monitor, stopped, mostly wakes to its overdue check, kills the worker, and
+ * only then reads the READY queued meanwhile (worker-proxy's, the worker's own held back); woken
+ * by the worker's heartbeat just before the stop, it reads the READY first, past the time for
+ * it (no_ready_read_past_the_start_limit). */
 TEST(no_ready_from_a_worker_given_up_on) {
         pid_t proxy;
         uint64_t t0;
@@ -3221,6 +3230,67 @@ TEST(no_ready_from_a_worker_given_up_on) {
         ASSERT_EQ(manager_exit_status(&m), 0);
         manager_drain(&m);
         ASSERT_TRUE(m.stopping);
+        ASSERT_FALSE(m.ready);
+}
+
+/* Sleeps until CLOCK_MONOTONIC reads usec (manager_wait() counts its polls, which run late under
+ * load); for a monitor stopped, which notifies nothing meanwhile. */
+static void sleep_until(uint64_t usec) {
+        struct timespec ts = { .tv_sec = (time_t) (usec / 1000000), .tv_nsec = (long) (usec % 1000000) * 1000 };
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                ;
+}
+
+/* A READY the monitor reads past the 15 s a worker has for it (WORKER_START_MAX_USEC) does not
+ * count, though the once-a-second check that gives up on the worker has not run since: the
+ * worker is killed all the same, no READY=1. The test places the READY between the two: a
+ * monitor stopped over a second runs its overdue tick as it goes on, and the next a second
+ * later (libevent's persistent timer, late, starts again from then); it goes on 14.5 s after
+ * the worker's start, is stopped again after that tick, is sent READY, and goes on once the
+ * 15 s are past, before its next tick. */
+TEST(no_ready_read_past_the_start_limit) {
+        uint64_t started;
+        pid_t proxy;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("the monitor starts its worker as another user: needs root");
+        manager_init(&m);
+        manager_use_proxy(&m);
+        manager_capture_log(&m);
+        proxy_control(&m, "hold-ready");
+        manager_start(&m);
+        wait_log(&m, "Started worker"); /* logged as it takes the worker's start time */
+        started = now_monotonic_usec();
+        wait_log(&m, "holding the worker's READY back"); /* its signals are set up: SIGUSR1 injects */
+        proxy = worker_of(m.pid);
+
+        monitor_stop(&m);
+        manager_drain(&m); /* the pings of before: the next is the tick as it goes on */
+        sleep_until(started + 14500 * 1000ULL);
+        m.watchdog = false;
+        ASSERT_OK(kill(m.pid, SIGCONT));
+        manager_wait(&m, has_watchdog, 5000);
+        ASSERT_TRUE(m.watchdog);
+        ASSERT_FALSE(log_contains(&m, "did not get ready in 15 s")); /* 14.5 s, not over 15 */
+
+        monitor_stop(&m);
+        proxy_control(&m, "ready-twice");
+        ASSERT_OK(kill(proxy, SIGUSR1));
+        wait_log(&m, "injecting 'ready-twice'");
+        proxy_control(&m, "hold-ready"); /* the next worker's READY is held back too */
+        sleep_until(started + 15050 * 1000ULL);
+        ASSERT_OK(kill(m.pid, SIGCONT));
+
+        wait_log(&m, "did not get ready in 15 s");
+        worker_replaced(&m, proxy);
+        proxy_took_control(&m);
+        manager_drain(&m);
+        ASSERT_FALSE(m.ready);
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(manager_exit_status(&m), 0);
+        manager_drain(&m);
         ASSERT_FALSE(m.ready);
 }
 
