@@ -230,8 +230,16 @@ void peer_identity_narrow_groups(PeerIdentity *id, const GidSet *groups_of_inter
 /*
  * A pidfd for the peer, or -ESRCH when the peer's process is gone (or was never visible).
  * SO_PEERPIDFD refers to exactly the process that connected. Where the kernel lacks it,
- * pidfd_open(pid) is the best there is: it is only racy against a pid reuse between the
- * peer's exit and this call, which needs the whole pid space to wrap in that window.
+ * pidfd_open(pid) is the best there is, and it is not proof: a client that exits between its
+ * connect() and this call (tsmd's accept, which a flood of connections can hold back for as
+ * long as it lasts) frees its pid, and the process that takes it next, of another unit and
+ * another uid, lends this connection its unit. Nothing closes that window on those kernels: no
+ * interface tells when the connection was made (to compare with the start time of the pidfd's
+ * process, /proc/<pid>/stat's field 22), nor the process SO_PEERCRED's pid stood for then, and
+ * a start time before the accept is what the pid's next holder may have too. So a rule that
+ * trusts Units= alone is unsafe there (policy_unit_only_rules(), warned of at each load);
+ * one with Users= or Groups= too admits no uid or group it does not name, whichever unit a
+ * reuse lends.
  */
 static int get_peer_pidfd(int fd, pid_t pid, PeerIdentityFlags flags) {
         int pidfd;
@@ -270,6 +278,20 @@ static int get_peer_pidfd(int fd, pid_t pid, PeerIdentityFlags flags) {
                 return negative_errno();
         }
         return pidfd;
+}
+
+int peer_identity_kernel_has_peerpidfd(void) {
+        _cleanup_close_ int a = -EBADF, b = -EBADF, pidfd = -EBADF;
+        socklen_t len = sizeof(pidfd);
+        int pair[2];
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                return negative_errno();
+        a = pair[0];
+        b = pair[1];
+        if (getsockopt(a, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) >= 0)
+                return 1;
+        return errno == ENOPROTOOPT ? 0 : negative_errno();
 }
 
 int pidfd_fdinfo_get_pid(int pidfd, pid_t *ret) {

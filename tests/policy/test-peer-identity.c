@@ -29,6 +29,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <systemd/sd-login.h>
 
 #include "harness.h"
@@ -728,6 +729,17 @@ static pid_t fork_sleeper(void) {
                         pause();
         }
         return pid;
+}
+
+/* Whether the kernel names peers by pidfd: SO_PEERPIDFD came in Linux 6.5 (tsmd warns of rules
+ * on Units= alone without it). */
+TEST(kernel_has_peerpidfd) {
+        struct utsname u;
+        unsigned major, minor;
+
+        ASSERT_OK(uname(&u));
+        ASSERT_EQ(sscanf(u.release, "%u.%u", &major, &minor), 2);
+        ASSERT_EQ(peer_identity_kernel_has_peerpidfd(), major > 6 || (major == 6 && minor >= 5) ? 1 : 0);
 }
 
 TEST(pidfd_liveness) {
