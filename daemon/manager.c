@@ -111,9 +111,10 @@ static void log_policy_loaded(const Policy *p) {
         if (r <= 0)
                 return;
         log_warning("This kernel does not name a client by pidfd (SO_PEERPIDFD, Linux 6.5): its unit is read by "
-                    "pid, which a client that exits before tsmd accepts its connection leaves to whichever process "
-                    "takes it next. Client rules matching on Units= alone admit any user that way: %s. Add Users= "
-                    "or Groups= to them (tsmd-policy.conf(5)).", names);
+                    "pid, and a client that exits before tsmd accepts its connection leaves that pid to the next "
+                    "process of its uid to take it, whatever that process's unit. Client rules that match on Units= "
+                    "alone, with neither Users= nor Groups=: %s. Pair them with Users= naming the uids their VMMs "
+                    "run as (tsmd-policy.conf(5)).", names);
 }
 
 /* Loads the policy named by the configuration; on failure *ret_message says why. */

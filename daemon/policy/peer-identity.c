@@ -227,22 +227,48 @@ void peer_identity_narrow_groups(PeerIdentity *id, const GidSet *groups_of_inter
                 id->groups = shrunk;
 }
 
+/* Whether the effective uid of pid, as its /proc/<pid>/status says (which anyone may read), is
+ * uid: 1 or 0; -errno if that cannot be read. */
+static int pid_has_euid(pid_t pid, uid_t uid) {
+        char path[sizeof("/proc//status") + 11], line[256];
+        int r = -ENODATA;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return negative_errno();
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long ruid, euid;
+
+                if (strncmp(line, "Uid:", 4) != 0)
+                        continue;
+                r = sscanf(line + 4, "%lu %lu", &ruid, &euid) == 2 ? euid == (unsigned long) uid : -EIO;
+                break;
+        }
+        if (r == -ENODATA && ferror(f))
+                r = -EIO;
+        fclose(f);
+        return r;
+}
+
 /*
  * A pidfd for the peer, or -ESRCH when the peer's process is gone (or was never visible).
  * SO_PEERPIDFD refers to exactly the process that connected. Where the kernel lacks it,
  * pidfd_open(pid) is the best there is, and it is not proof: a client that exits between its
  * connect() and this call (tsmd's accept, which a flood of connections can hold back for as
- * long as it lasts) frees its pid, and the process that takes it next, of another unit and
- * another uid, lends this connection its unit. Nothing closes that window on those kernels: no
- * interface tells when the connection was made (to compare with the start time of the pidfd's
- * process, /proc/<pid>/stat's field 22), nor the process SO_PEERCRED's pid stood for then, and
- * a start time before the accept is what the pid's next holder may have too. So a rule that
- * trusts Units= alone is unsafe there (policy_unit_only_rules(), warned of at each load);
- * one with Users= or Groups= too admits no uid or group it does not name, whichever unit a
- * reuse lends.
+ * long as it lasts) frees its pid, and the process that takes it next, of another unit, lends
+ * this connection its unit. Nothing closes that window on those kernels: no interface tells
+ * when the connection was made (to compare with the start time of the pidfd's process,
+ * /proc/<pid>/stat's field 22), nor the process SO_PEERCRED's pid stood for then, and a start
+ * time before the accept is what the pid's next holder may have too. What can be checked
+ * narrows it: the process found must run as the uid the peer connected as, so that only a
+ * process of the client's own uid lends it a unit. A rule that trusts Units= alone is still
+ * unsafe there (policy_unit_only_rules(), warned of at each load); one with Users= or Groups=
+ * too admits no uid or group it does not name, whichever unit a reuse lends.
  */
-static int get_peer_pidfd(int fd, pid_t pid, PeerIdentityFlags flags) {
-        int pidfd;
+static int get_peer_pidfd(int fd, pid_t pid, uid_t uid, PeerIdentityFlags flags) {
+        int pidfd, r;
 
         if (!(flags & PEER_IDENTITY_NO_PEERPIDFD)) {
                 socklen_t len = sizeof(pidfd);
@@ -276,6 +302,15 @@ static int get_peer_pidfd(int fd, pid_t pid, PeerIdentityFlags flags) {
                 if (errno == ENOSYS || errno == EPERM)
                         return -EOPNOTSUPP;
                 return negative_errno();
+        }
+        /* SECURITY: a process of another uid holds the pid: not the peer, whose uid SO_PEERCRED
+         * gave, unless it changed uid since its connect(), which then costs it its unit. Read
+         * after pidfd_open(): peer_identity_read_unit()'s liveness check, later, proves that it
+         * was the pidfd's process. */
+        r = pid_has_euid(pid, uid);
+        if (r <= 0) {
+                safe_close(pidfd);
+                return r == -ENOMEM ? r : -ESRCH;
         }
         return pidfd;
 }
@@ -501,7 +536,7 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, const GidSet
         if (r < 0)
                 return r;
 
-        pidfd = get_peer_pidfd(fd, id.pid, flags);
+        pidfd = get_peer_pidfd(fd, id.pid, id.uid, flags);
         if (pidfd == -ENOMEM || pidfd == -EMFILE || pidfd == -ENFILE)
                 return pidfd;
         /* Any other failure leaves pidfd negative, and read_unit() then reports no unit. */

@@ -1654,7 +1654,7 @@ TEST(a_reload_that_cannot_read_a_clients_groups_again_disconnects_it) {
  * process to take it: the worker names the rules that match on Units= alone, at start and at
  * each reload, and not those with Users= or Groups= too. A kernel with it hears of none.
  */
-#define UNITS_ALONE_WARNING "Client rules matching on Units= alone admit any user that way: "
+#define UNITS_ALONE_WARNING "Client rules that match on Units= alone, with neither Users= nor Groups=: "
 TEST(rules_on_units_alone_named_without_so_peerpidfd) {
         static const TsmdFile files[] = { { "policy.conf",
                 "[Client:by-unit]\nUnits=vm-*.service\nDevices=" DEV1 "\n"
@@ -1663,7 +1663,7 @@ TEST(rules_on_units_alone_named_without_so_peerpidfd) {
                 "[Client:by-user]\nUsers=root\nDevices=" DEV2 "\n"
                 "[Client:also-by-unit]\nUnits=qemu-*.scope\nDevices=" DEV2 "\n" } };
         const char *const env[] = { "LD_PRELOAD=" NO_PEERPIDFD_PRELOAD, tsmd_preload_asan_env(), NULL };
-        const char *warning = UNITS_ALONE_WARNING "by-unit, also-by-unit. Add Users= or Groups=";
+        const char *warning = UNITS_ALONE_WARNING "by-unit, also-by-unit. Pair them with Users=";
         Tsmd t;
 
         tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files),
