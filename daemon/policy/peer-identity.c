@@ -2,7 +2,8 @@
 /*
  * Peer identity of a Varlink client: SO_PEERCRED, SO_PEERGROUPS (those the caller asks about:
  * a peer may be in 65536), and the systemd unit of the peer read by pid but verified through a
- * pidfd, so that a pid reused by another process can never lend its unit to the client.
+ * pidfd, so that a pid reused by another process while it is read can never lend its unit to
+ * the client (before Linux 6.5, one reused before the accept can: see get_peer_pidfd()).
  * Runs in: worker.
  */
 
@@ -310,7 +311,7 @@ static int get_peer_pidfd(int fd, pid_t pid, uid_t uid, PeerIdentityFlags flags)
         r = pid_has_euid(pid, uid);
         if (r <= 0) {
                 safe_close(pidfd);
-                return r == -ENOMEM ? r : -ESRCH;
+                return r == -ENOMEM || r == -EMFILE || r == -ENFILE ? r : -ESRCH;
         }
         return pidfd;
 }
