@@ -111,6 +111,28 @@ static void on_monitor_gone(void *userdata) {
  * one a VMM that took it over could have written. */
 #define WORKER_TRUST ((const PolicyFileTrust) { .owner = 0, .worker_gid = getegid() })
 
+/* SECURITY: on a kernel without SO_PEERPIDFD a client's unit is read by pid, which a client that
+ * exits before its accept may hand on (peer-identity.c): rules that trust Units= alone are named
+ * at each load, the start's and each reload's. */
+static void log_policy_loaded(const Policy *p) {
+        _cleanup_free_ char *names = NULL;
+        int r;
+
+        log_info("Policy loaded: %zu client rules.", policy_n_rules(p));
+        if (peer_identity_kernel_has_peerpidfd() > 0)
+                return;
+        r = policy_unit_only_rules(p, &names);
+        if (r < 0)
+                log_oom();
+        if (r <= 0)
+                return;
+        log_warning("This kernel does not name a client by pidfd (SO_PEERPIDFD, Linux 6.5): its unit is read by "
+                    "pid, and a client that exits before tsmd accepts its connection leaves that pid to the next "
+                    "process of its uid to take it, whatever that process's unit. Client rules that match on Units= "
+                    "alone, with neither Users= nor Groups=: %s. Pair them with Users= naming the uids their VMMs "
+                    "run as (tsmd-policy.conf(5)).", names);
+}
+
 /* Loads the policy named by the configuration; on failure *ret_message says why. */
 static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) {
         _cleanup_free_ char *error = NULL;
@@ -122,7 +144,7 @@ static int load_policy(const DaemonConfig *c, Policy **ret, char **ret_message) 
                         *ret_message = TAKE_PTR(error);
                 return r;
         }
-        log_info("Policy loaded: %zu client rules.", policy_n_rules(*ret));
+        log_policy_loaded(*ret);
         return 0;
 }
 
@@ -296,7 +318,7 @@ static int load_files(Manager *m, bool config_optional) {
                           "Fix the files and reload.", strna(names));
         } else
                 log_debug("Started from the files tsmd loaded: %s.", strna(names));
-        log_info("Policy loaded: %zu client rules.", policy_n_rules(m->policy));
+        log_policy_loaded(m->policy);
         return keep_start_settings(m);
 }
 
@@ -544,6 +566,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
          * about before anything asks it about a client. */
         old = m->policy;
         m->policy = p;
+        log_policy_loaded(p);
         guest_policy_changed(m, old);
         policy_unref(old);
         admin_recheck_followers(m);

@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -86,6 +88,7 @@
  * fresh one. The whole process, not the thread: a thread left behind would keep serving. */
 #define KILL BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS)
 #define ALLOW BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+#define FAIL(e) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
 #define ON_NR(nr, action) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), action
 
 static const struct sock_filter worker_filter[] = {
@@ -165,6 +168,31 @@ static const struct sock_filter worker_filter[] = {
         ON_NR(__NR_finit_module, KILL),
         ON_NR(__NR_delete_module, KILL),
         ON_NR(__NR_open_by_handle_at, KILL),
+        /* SECURITY: sockets of the families and protocols the worker uses, and no other: AF_UNIX
+         * (Varlink, sd_notify(), the journal mirror, NSS lookups of the policy's names), and of
+         * AF_NETLINK only NETLINK_KOBJECT_UEVENT (sd-device's monitor, for hot-plug). The unit's
+         * RestrictAddressFamilies=AF_UNIX AF_NETLINK lets it have any netlink protocol:
+         * NETLINK_SOCK_DIAG lists every socket on the host and its peer, NETLINK_ROUTE the
+         * network, NETLINK_AUDIT and the rest reach further into the kernel.
+         * Failing, not killing: an NSS module (libnss-ldap) may try AF_INET, and gets what
+         * RestrictAddressFamilies= gives it, EAFNOSUPPORT. The arguments are ints: the low 32
+         * bits are all the kernel reads. Where socket() can also go through socketcall() (i386,
+         * s390x, ppc64), whose arguments are in memory, that way is not checked: as systemd's
+         * RestrictAddressFamilies=, which is not enforced on those at all. */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 8),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 5, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_NETLINK, 1, 0),
+        FAIL(EAFNOSUPPORT),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NETLINK_KOBJECT_UEVENT, 1, 0),
+        FAIL(EPROTONOSUPPORT),
+        ALLOW,
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socketpair, 0, 4),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 1, 0),
+        FAIL(EAFNOSUPPORT),
+        ALLOW,
         /* prctl(PR_SET_PDEATHSIG) would undo the SIGKILL the worker gets when the monitor dies
          * (worker-spawn.c), or make it a signal it ignores: only SIGKILL, what it already is,
          * passes (LeakSanitizer's helper sets that for itself). The option is an int; the

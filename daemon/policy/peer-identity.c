@@ -2,7 +2,8 @@
 /*
  * Peer identity of a Varlink client: SO_PEERCRED, SO_PEERGROUPS (those the caller asks about:
  * a peer may be in 65536), and the systemd unit of the peer read by pid but verified through a
- * pidfd, so that a pid reused by another process can never lend its unit to the client.
+ * pidfd, so that a pid reused by another process while it is read can never lend its unit to
+ * the client (before Linux 6.5, one reused before the accept can: see get_peer_pidfd()).
  * Runs in: worker.
  */
 
@@ -227,14 +228,48 @@ void peer_identity_narrow_groups(PeerIdentity *id, const GidSet *groups_of_inter
                 id->groups = shrunk;
 }
 
+/* Whether the effective uid of pid, as its /proc/<pid>/status says (which anyone may read), is
+ * uid: 1 or 0; -errno if that cannot be read. */
+static int pid_has_euid(pid_t pid, uid_t uid) {
+        char path[sizeof("/proc//status") + 11], line[256];
+        int r = -ENODATA;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%i/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return negative_errno();
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long ruid, euid;
+
+                if (strncmp(line, "Uid:", 4) != 0)
+                        continue;
+                r = sscanf(line + 4, "%lu %lu", &ruid, &euid) == 2 ? euid == (unsigned long) uid : -EIO;
+                break;
+        }
+        if (r == -ENODATA && ferror(f))
+                r = -EIO;
+        fclose(f);
+        return r;
+}
+
 /*
  * A pidfd for the peer, or -ESRCH when the peer's process is gone (or was never visible).
  * SO_PEERPIDFD refers to exactly the process that connected. Where the kernel lacks it,
- * pidfd_open(pid) is the best there is: it is only racy against a pid reuse between the
- * peer's exit and this call, which needs the whole pid space to wrap in that window.
+ * pidfd_open(pid) is the best there is, and it is not proof: a client that exits between its
+ * connect() and this call (tsmd's accept, which a flood of connections can hold back for as
+ * long as it lasts) frees its pid, and the process that takes it next, of another unit, lends
+ * this connection its unit. Nothing closes that window on those kernels: no interface tells
+ * when the connection was made (to compare with the start time of the pidfd's process,
+ * /proc/<pid>/stat's field 22), nor the process SO_PEERCRED's pid stood for then, and a start
+ * time before the accept is what the pid's next holder may have too. What can be checked
+ * narrows it: the process found must run as the uid the peer connected as, so that only a
+ * process of the client's own uid lends it a unit. A rule that trusts Units= alone is still
+ * unsafe there (policy_unit_only_rules(), warned of at each load); one with Users= or Groups=
+ * too admits no uid or group it does not name, whichever unit a reuse lends.
  */
-static int get_peer_pidfd(int fd, pid_t pid, PeerIdentityFlags flags) {
-        int pidfd;
+static int get_peer_pidfd(int fd, pid_t pid, uid_t uid, PeerIdentityFlags flags) {
+        int pidfd, r;
 
         if (!(flags & PEER_IDENTITY_NO_PEERPIDFD)) {
                 socklen_t len = sizeof(pidfd);
@@ -269,7 +304,30 @@ static int get_peer_pidfd(int fd, pid_t pid, PeerIdentityFlags flags) {
                         return -EOPNOTSUPP;
                 return negative_errno();
         }
+        /* SECURITY: a process of another uid holds the pid: not the peer, whose uid SO_PEERCRED
+         * gave, unless it changed uid since its connect(), which then costs it its unit. Read
+         * after pidfd_open(): peer_identity_read_unit()'s liveness check, later, proves that it
+         * was the pidfd's process. */
+        r = pid_has_euid(pid, uid);
+        if (r <= 0) {
+                safe_close(pidfd);
+                return r == -ENOMEM || r == -EMFILE || r == -ENFILE ? r : -ESRCH;
+        }
         return pidfd;
+}
+
+int peer_identity_kernel_has_peerpidfd(void) {
+        _cleanup_close_ int a = -EBADF, b = -EBADF, pidfd = -EBADF;
+        socklen_t len = sizeof(pidfd);
+        int pair[2];
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                return negative_errno();
+        a = pair[0];
+        b = pair[1];
+        if (getsockopt(a, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) >= 0)
+                return 1;
+        return errno == ENOPROTOOPT ? 0 : negative_errno();
 }
 
 int pidfd_fdinfo_get_pid(int pidfd, pid_t *ret) {
@@ -479,7 +537,7 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, const GidSet
         if (r < 0)
                 return r;
 
-        pidfd = get_peer_pidfd(fd, id.pid, flags);
+        pidfd = get_peer_pidfd(fd, id.pid, id.uid, flags);
         if (pidfd == -ENOMEM || pidfd == -EMFILE || pidfd == -ENFILE)
                 return pidfd;
         /* Any other failure leaves pidfd negative, and read_unit() then reports no unit. */

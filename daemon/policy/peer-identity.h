@@ -96,6 +96,11 @@ bool peer_identity_may_be_same_process(const PeerIdentity *a, const PeerIdentity
  * the groups of interest the identity was read with, only the primary gid counts. */
 bool peer_identity_in_group(const PeerIdentity *id, gid_t gid);
 
+/* Whether this kernel names a socket's peer by pidfd (SO_PEERPIDFD, Linux 6.5): 1, 0 if it does
+ * not (a peer's unit is then read by pid, which a pid reuse may make another's: see
+ * get_peer_pidfd()), or -errno if that cannot be told. */
+int peer_identity_kernel_has_peerpidfd(void);
+
 /* ---- lower-level pieces, exposed so the tests can drive each path on any kernel ---- */
 
 typedef enum PeerIdentityFlags {

@@ -182,6 +182,28 @@ size_t policy_n_rules(const Policy *p) {
         return p ? p->n_rules : 0;
 }
 
+int policy_unit_only_rules(const Policy *p, char **ret) {
+        _cleanup_free_ char *names = NULL;
+        int n = 0;
+
+        assert_return(ret, -EINVAL);
+
+        for (size_t i = 0; p && i < p->n_rules; i++) {
+                const PolicyRule *r = p->rules[i];
+                char *joined;
+
+                if (r->units.n == 0 || r->users.n > 0 || r->groups.n > 0)
+                        continue;
+                if (asprintf(&joined, "%s%s%s", strempty(names), names ? ", " : "", r->name) < 0)
+                        return -ENOMEM;
+                free(names);
+                names = joined;
+                n++;
+        }
+        *ret = TAKE_PTR(names);
+        return n;
+}
+
 static bool is_hex(char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }

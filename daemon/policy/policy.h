@@ -180,6 +180,15 @@ const char *policy_get_rule_name(const Policy *p, const PeerIdentity *id, const 
  * unless these are a subset of those. NULL p: none. Lives as long as the Policy. */
 const GidSet *policy_groups_of_interest(const Policy *p);
 
+/* The names of the client rules that match on Units= with neither Users= nor Groups=, in rule
+ * order and ", "-separated, in *ret (NULL when there is none); returns how many, or -ENOMEM.
+ * SECURITY: such a rule trusts the unit alone, which without SO_PEERPIDFD (Linux < 6.5) is read
+ * through the pid SO_PEERCRED gives: a client that exits before tsmd accepts its connection
+ * lends it the unit of whichever process of its uid takes that pid next (peer-identity.c), so
+ * the rule may admit a client of any uid one of the unit's processes runs as. tsmd warns of them
+ * on such kernels. */
+int policy_unit_only_rules(const Policy *p, char **ret);
+
 /* Number of client rules, for status output. */
 size_t policy_n_rules(const Policy *p);
 

@@ -25,6 +25,7 @@
 #include "emu-device.h"
 #include "tdisp.h"
 #include "guest-calls.h"
+#include "peer-identity.h"
 #include "tsmd-fixture.h"
 #include "varlink-errors.h"
 
@@ -1644,6 +1645,51 @@ TEST(a_reload_that_cannot_read_a_clients_groups_again_disconnects_it) {
 
         varlink_client_free(unreadable);
         varlink_client_free(readable);
+        tsmd_teardown(&t);
+}
+
+/*
+ * SECURITY: without SO_PEERPIDFD (Linux < 6.5; here the preload makes this kernel one) a client's
+ * unit is read by its pid, which a client that exits before its accept leaves to the next
+ * process to take it: the worker names the rules that match on Units= alone, at start and at
+ * each reload, and not those with Users= or Groups= too. A kernel with it hears of none.
+ */
+#define UNITS_ALONE_WARNING "Client rules that match on Units= alone, with neither Users= nor Groups=: "
+TEST(rules_on_units_alone_named_without_so_peerpidfd) {
+        static const TsmdFile files[] = { { "policy.conf",
+                "[Client:by-unit]\nUnits=vm-*.service\nDevices=" DEV1 "\n"
+                "[Client:by-unit-and-user]\nUsers=root\nUnits=vm-*.service\nDevices=" DEV1 "\n"
+                "[Client:by-unit-and-group]\nGroups=0\nUnits=vm-*.service\nDevices=" DEV1 "\n"
+                "[Client:by-user]\nUsers=root\nDevices=" DEV2 "\n"
+                "[Client:also-by-unit]\nUnits=qemu-*.scope\nDevices=" DEV2 "\n" } };
+        const char *const env[] = { "LD_PRELOAD=" NO_PEERPIDFD_PRELOAD, tsmd_preload_asan_env(), NULL };
+        const char *warning = UNITS_ALONE_WARNING "by-unit, also-by-unit. Pair them with Users=";
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files),
+                                        .env = env });
+        ASSERT_TRUE(tsmd_wait_log(&t, warning, 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        ASSERT_TRUE(tsmd_wait_log(&t, warning, 2, TSMD_WAIT_USEC));
+        ASSERT_EQ(tsmd_log_count(&t, UNITS_ALONE_WARNING), 2U);
+        tsmd_teardown(&t);
+
+        /* Users= on each: nothing to name. */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .env = env, .files = (const TsmdFile[]) { {
+                "policy.conf", "[Client:by-unit-and-user]\nUsers=root\nUnits=vm-*.service\nDevices=" DEV1 "\n" } },
+                .n_files = 1 });
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        ASSERT_EQ(tsmd_log_count(&t, UNITS_ALONE_WARNING), 0U);
+        tsmd_teardown(&t);
+
+        /* This kernel as it is, if it has SO_PEERPIDFD. */
+        if (peer_identity_kernel_has_peerpidfd() <= 0) {
+                printf("# this kernel has no SO_PEERPIDFD: no run without the preload\n");
+                return;
+        }
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        ASSERT_EQ(tsmd_log_count(&t, UNITS_ALONE_WARNING), 0U);
         tsmd_teardown(&t);
 }
 

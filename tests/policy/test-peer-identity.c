@@ -29,6 +29,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <systemd/sd-login.h>
 
 #include "harness.h"
@@ -293,8 +294,9 @@ static void move_to_cgroup(void) {
         close(fd);
 }
 
-/* Starts a child that runs setup() and then becomes our peer. lfd: listener for PEER_CONNECT. */
-static Peer spawn_peer(PeerHow how, int lfd, void (*setup)(void)) {
+/* Starts a child that runs setup() and then becomes our peer, running connected() once it is,
+ * before we accept. lfd: listener for PEER_CONNECT. */
+static Peer spawn_peer_full(PeerHow how, int lfd, void (*setup)(void), void (*connected)(void)) {
         int channel[2];
         Peer peer;
 
@@ -320,6 +322,8 @@ static Peer spawn_peer(PeerHow how, int lfd, void (*setup)(void)) {
                         fd = connect_socket();
                         if (fd < 0)
                                 _exit(6);
+                        if (connected)
+                                connected();
                         if (write(channel[1], "c", 1) != 1)
                                 _exit(7);
                 }
@@ -342,6 +346,10 @@ static Peer spawn_peer(PeerHow how, int lfd, void (*setup)(void)) {
         }
         ASSERT_OK(peer.fd);
         return peer;
+}
+
+static Peer spawn_peer(PeerHow how, int lfd, void (*setup)(void)) {
+        return spawn_peer_full(how, lfd, setup, NULL);
 }
 
 /* Lets the child exit and reaps it; returns its exit status. */
@@ -715,6 +723,38 @@ TEST(exited_peer_has_no_unit_or_cgroup) {
                 fprintf(stderr, "note: no cgroup here; the live/dead contrast is weaker\n");
 }
 
+/* SECURITY: without SO_PEERPIDFD the unit is read through the peer's pid when the connection is
+ * accepted, and the process holding that pid by then must run as the uid the peer connected as:
+ * a pid reused by a process of another uid lends no unit. Here the peer itself changes uid
+ * between its connect() and our accept, which looks the same; with SO_PEERPIDFD its pidfd
+ * proves it is the peer, and its cgroup is read. */
+TEST(pid_held_by_another_uid_lends_no_unit) {
+        TMPDIR_GUARD;
+        _cleanup_close_ int lfd = -EBADF;
+        _cleanup_free_ char *cgroup = self_lookup(sd_pid_get_cgroup);
+
+        if (geteuid() != 0)
+                SKIP("needs root (the peer changes uid)");
+        if (!cgroup)
+                SKIP("no cgroup here to tell a unit read from none");
+        lfd = listen_socket();
+
+        for (size_t v = 0; v < ELEMENTSOF(flag_variants); v++) {
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+                Peer peer = spawn_peer_full(PEER_CONNECT, lfd, NULL, drop_to_other_user);
+
+                ASSERT_OK(peer_identity_from_socket_full(peer.fd, flag_variants[v], NULL, &id));
+                ASSERT_EQ(id.uid, 0); /* as it connected */
+                ASSERT_EQ(id.pid, peer.pid);
+                if (flag_variants[v] & PEER_IDENTITY_NO_PEERPIDFD) {
+                        ASSERT_NULL(id.unit);
+                        ASSERT_NULL(id.cgroup);
+                } else if (peer_identity_kernel_has_peerpidfd() > 0 && !streq_null(id.cgroup, cgroup))
+                        TEST_FAIL("cgroup '%s', expected '%s'", strna(id.cgroup), strna(cgroup));
+                ASSERT_EQ(finish_peer(&peer), 0);
+        }
+}
+
 static pid_t fork_sleeper(void) {
         pid_t pid;
 
@@ -728,6 +768,17 @@ static pid_t fork_sleeper(void) {
                         pause();
         }
         return pid;
+}
+
+/* Whether the kernel names peers by pidfd: SO_PEERPIDFD came in Linux 6.5 (tsmd warns of rules
+ * on Units= alone without it). */
+TEST(kernel_has_peerpidfd) {
+        struct utsname u;
+        unsigned major, minor;
+
+        ASSERT_OK(uname(&u));
+        ASSERT_EQ(sscanf(u.release, "%u.%u", &major, &minor), 2);
+        ASSERT_EQ(peer_identity_kernel_has_peerpidfd(), major > 6 || (major == 6 && minor >= 5) ? 1 : 0);
 }
 
 TEST(pidfd_liveness) {

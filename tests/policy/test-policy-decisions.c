@@ -494,6 +494,33 @@ TEST(ref_counting) {
         ASSERT_NULL(policy_ref(NULL));
 }
 
+/* The rules that trust a unit alone (tsmd names them where the kernel has no SO_PEERPIDFD): those
+ * with Units= and neither Users= nor Groups=, in rule order, as the files merged leave them. */
+TEST(unit_only_rules) {
+        const PolicySource sources[] = {
+                { "main.conf", "[Client:a]\nUnits=vm-a.service\nDevices=*\n"
+                               "[Client:b]\nUnits=vm-b.service\nDevices=*\n"
+                               "[Client:c]\nUsers=7\nUnits=vm-c.service\nDevices=*\n"
+                               "[Client:d]\nUnits=vm-d.service\nDevices=*\n" },
+                /* b gains a group, c loses its user. */
+                { "10-drop.conf", "[Client:b]\nGroups=9\n[Client:c]\nUsers=\n" },
+        };
+        _cleanup_free_ char *names = NULL, *error = NULL, *none = NULL;
+        _cleanup_(policy_unrefp) Policy *p = load(), *merged = NULL;
+
+        ASSERT_EQ(policy_unit_only_rules(p, &names), 2);
+        ASSERT_STREQ(names, "units, escaped");
+        names = mfree(names);
+
+        ASSERT_OK(policy_load_from_text(sources, ELEMENTSOF(sources), &merged, &error));
+        ASSERT_EQ(policy_unit_only_rules(merged, &names), 3);
+        ASSERT_STREQ(names, "a, c, d");
+
+        ASSERT_EQ(policy_unit_only_rules(NULL, &none), 0);
+        ASSERT_NULL(none);
+        ASSERT_ERRNO(policy_unit_only_rules(merged, NULL), EINVAL);
+}
+
 /* What a client's groups are asked about: every Groups= of the rules and of [Admin], in order,
  * each once; what a later file's assignment replaced is not. */
 TEST(groups_of_interest) {

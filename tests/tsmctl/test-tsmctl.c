@@ -1232,6 +1232,103 @@ static int run_fake(const char *path, const char *const *args, const char *repli
         return WEXITSTATUS(status);
 }
 
+/* A fake tsmd at path that, before it answers reply to the one call, writes what
+ * /proc/<pid>/status says of its peer (SO_PEERCRED) to status_path. */
+static pid_t fake_tsmd_reading_peer(const char *path, const char *status_path, const char *reply) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        pid_t pid;
+
+        ASSERT_TRUE(l >= 0 && strlen(path) < sizeof(sa.sun_path));
+        strcpy(sa.sun_path, path);
+        ASSERT_OK(bind(l, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(listen(l, 1));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                _cleanup_free_ char *status = NULL;
+                struct ucred ucred;
+                socklen_t len = sizeof(ucred);
+                int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+                char ch;
+
+                if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &ucred, &len) < 0)
+                        _exit(1);
+                /* tsmctl waits for the answer: the process read is the one that called. */
+                while (read(fd, &ch, 1) == 1 && ch != 0)
+                        ;
+                status = read_file(strf("/proc/%d/status", (int) ucred.pid));
+                if (!status)
+                        _exit(2);
+                write_file(status_path, status);
+                if (write(fd, reply, strlen(reply) + 1) != (ssize_t) strlen(reply) + 1)
+                        _exit(3);
+                while (read(fd, &ch, 1) > 0)
+                        ;
+                _exit(0);
+        }
+        close(l);
+        return pid;
+}
+
+/* The value of field (as "CapEff:") in a /proc/<pid>/status text; aborts the test without it. */
+static const char *status_field(const char *status, const char *field) {
+        static char value[64];
+        const char *p = strstr(status, field);
+        size_t n;
+
+        if (!p)
+                TEST_FAIL("no %s in:\n%s", field, status);
+        p += strlen(field);
+        p += strspn(p, " \t");
+        n = strcspn(p, "\n");
+        ASSERT_TRUE(n < sizeof(value));
+        memcpy(value, p, n);
+        value[n] = 0;
+        return value;
+}
+
+/* tsmd.service's ExecReload= runs tsmctl as root with the unit's capabilities, and tsmctl parses
+ * what the worker answers: it keeps no capability for that (none in any set, the bounding set
+ * too, no-new-privileges), as its peer sees it while it waits for the answer, and its uid,
+ * which the policy names administrators by. */
+TEST(tsmctl_drops_every_capability) {
+        _cleanup_free_ char *out = NULL, *err = NULL, *status = NULL, *mine = NULL;
+        const char *path = fake_socket_path("fake-caps");
+        _cleanup_free_ char *status_path = strdup(strf("%s.status", path));
+        const char *argv[] = { TSMCTL_PATH, "--socket", path, "reload", NULL };
+        pid_t pid;
+        int st;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a process with capabilities to drop)");
+        /* Otherwise the test proves nothing: tsmctl starts with what this process has. */
+        mine = read_file("/proc/self/status");
+        ASSERT_NOT_NULL(mine);
+        if (streq(status_field(mine, "CapBnd:"), "0000000000000000"))
+                SKIP("this process has an empty bounding set");
+
+        ASSERT_NOT_NULL(status_path);
+        pid = fake_tsmd_reading_peer(path, status_path, "{\"parameters\":{}}");
+        st = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+        ASSERT_OK(unlink(path));
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                TEST_FAIL("tsmctl reload: %s %d: %s", WIFEXITED(st) ? "exit" : "signal",
+                          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), err);
+        status = read_file(status_path);
+        ASSERT_NOT_NULL(status);
+        ASSERT_OK(unlink(status_path));
+
+        ASSERT_STREQ(status_field(status, "CapInh:"), "0000000000000000");
+        ASSERT_STREQ(status_field(status, "CapPrm:"), "0000000000000000");
+        ASSERT_STREQ(status_field(status, "CapEff:"), "0000000000000000");
+        ASSERT_STREQ(status_field(status, "CapBnd:"), "0000000000000000");
+        ASSERT_STREQ(status_field(status, "CapAmb:"), "0000000000000000");
+        ASSERT_STREQ(status_field(status, "NoNewPrivs:"), "1");
+        ASSERT_TRUE(strneq(status_field(status, "Uid:"), "0\t0\t0\t0", 7));
+}
+
 /* The value of the JSON string HOSTILE. */
 static json_object *hostile_value(void) {
         json_object *v = json_tokener_parse("\"" HOSTILE "\"");
