@@ -115,22 +115,8 @@ static void on_monitor_gone(void *userdata) {
  * exits before its accept may hand on (peer-identity.c): rules that trust Units= alone are named
  * at each load, the start's and each reload's. */
 static void log_policy_loaded(const Policy *p) {
-        _cleanup_free_ char *names = NULL;
-        int r;
-
         log_info("Policy loaded: %zu client rules.", policy_n_rules(p));
-        if (peer_identity_kernel_has_peerpidfd() > 0)
-                return;
-        r = policy_unit_only_rules(p, &names);
-        if (r < 0)
-                log_oom();
-        if (r <= 0)
-                return;
-        log_warning("This kernel does not name a client by pidfd (SO_PEERPIDFD, Linux 6.5): its unit is read by "
-                    "pid, and a client that exits before tsmd accepts its connection leaves that pid to the next "
-                    "process of its uid to take it, whatever that process's unit. Client rules that match on Units= "
-                    "alone, with neither Users= nor Groups=: %s. Pair them with Users= naming the uids their VMMs "
-                    "run as (tsmd-policy.conf(5)).", names);
+        policy_warn_unit_only_rules(p);
 }
 
 /* Loads the policy named by the configuration; on failure *ret_message says why. */

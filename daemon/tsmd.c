@@ -204,6 +204,7 @@ static int check_policy(const DaemonConfig *c, bool dump) {
                 return log_error_errno(r, "%s.", error);
         if (r < 0)
                 return log_error_errno(r, "Failed to load the policy: %m");
+        policy_warn_unit_only_rules(p);
         if (!dump)
                 return 0;
 

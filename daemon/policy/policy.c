@@ -12,6 +12,7 @@
 
 #include "backend.h"
 #include "ini.h"
+#include "log.h"
 #include "policy-internal.h"
 #include "tsm-priv.h"
 
@@ -202,6 +203,24 @@ int policy_unit_only_rules(const Policy *p, char **ret) {
         }
         *ret = TAKE_PTR(names);
         return n;
+}
+
+void policy_warn_unit_only_rules(const Policy *p) {
+        _cleanup_free_ char *names = NULL;
+        int r;
+
+        if (peer_identity_kernel_has_peerpidfd() > 0)
+                return;
+        r = policy_unit_only_rules(p, &names);
+        if (r < 0)
+                log_oom();
+        if (r <= 0)
+                return;
+        log_warning("This kernel does not name a client by pidfd (SO_PEERPIDFD, Linux 6.5): its unit is read by "
+                    "pid, and a client that exits before tsmd accepts its connection leaves that pid to the next "
+                    "process of its uid to take it, whatever that process's unit. Client rules that match on Units= "
+                    "alone, with neither Users= nor Groups=: %s. Pair them with Users= naming the uids their VMMs "
+                    "run as (tsmd-policy.conf(5)).", names);
 }
 
 static bool is_hex(char c) {

@@ -184,10 +184,14 @@ const GidSet *policy_groups_of_interest(const Policy *p);
  * order and ", "-separated, in *ret (NULL when there is none); returns how many, or -ENOMEM.
  * SECURITY: such a rule trusts the unit alone, which without SO_PEERPIDFD (Linux < 6.5) is read
  * through the pid SO_PEERCRED gives: a client that exits before tsmd accepts its connection
- * lends it the unit of whichever process of its uid takes that pid next (peer-identity.c), so
- * the rule may admit a client of any uid one of the unit's processes runs as. tsmd warns of them
- * on such kernels. */
+ * lends it the unit of whichever process takes that pid next, if that one runs as the client's
+ * uid (peer-identity.c checks that much), so the rule may admit any process of a uid one of the
+ * unit's processes runs as. */
 int policy_unit_only_rules(const Policy *p, char **ret);
+
+/* Warns, on a kernel without SO_PEERPIDFD, of the rules policy_unit_only_rules() names: at each
+ * load of the worker, and at --check-config. */
+void policy_warn_unit_only_rules(const Policy *p);
 
 /* Number of client rules, for status output. */
 size_t policy_n_rules(const Policy *p);

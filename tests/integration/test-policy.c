@@ -1672,6 +1672,19 @@ TEST(rules_on_units_alone_named_without_so_peerpidfd) {
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
         ASSERT_TRUE(tsmd_wait_log(&t, warning, 2, TSMD_WAIT_USEC));
         ASSERT_EQ(tsmd_log_count(&t, UNITS_ALONE_WARNING), 2U);
+        /* And --check-config, before a start or reload shows it. */
+        {
+                const char *argv[] = { TSMD_PATH, strf("--config=%s", t.config_path), "--check-config", NULL };
+                _cleanup_free_ char *out = NULL, *err = NULL;
+
+                ASSERT_OK(setenv("LD_PRELOAD", NO_PEERPIDFD_PRELOAD, 1));
+                ASSERT_OK(putenv((char *) tsmd_preload_asan_env()));
+                ASSERT_EQ(run_capture(argv, &out, &err, 10 * USEC_PER_SEC), 0);
+                ASSERT_STREQ(out, "configuration OK\n");
+                if (!strstr(err, warning))
+                        TEST_FAIL("no warning from --check-config: %s", err);
+                ASSERT_OK(unsetenv("LD_PRELOAD"));
+        }
         tsmd_teardown(&t);
 
         /* Users= on each: nothing to name. */
