@@ -3187,6 +3187,21 @@ static void monitor_stop_idle(Manager *m) {
         TEST_FAIL("the monitor was never stopped while it waited for events");
 }
 
+/* The monitor gave up on the worker (proxy) as not ready in time: it is replaced, and no READY=1
+ * goes out, neither for it nor after the stop that ends the test. */
+static void expect_given_up_never_ready(Manager *m, pid_t proxy) {
+        wait_log(m, "did not get ready in 15 s");
+        worker_replaced(m, proxy);
+        proxy_took_control(m);
+        manager_drain(m);
+        ASSERT_FALSE(m->ready);
+        kill(m->pid, SIGTERM);
+        ASSERT_EQ(manager_exit_status(m), 0);
+        manager_drain(m);
+        ASSERT_TRUE(m->stopping);
+        ASSERT_FALSE(m->ready);
+}
+
 /* A worker that sends READY while the monitor gives up on it as unresponsive (not ready 15 s
  * after its start) is dead by the time the monitor reads it: no READY=1 for it, the first start
  * is not done. The monitor, stopped, mostly wakes to its overdue check, kills the worker, and
@@ -3221,16 +3236,7 @@ TEST(no_ready_from_a_worker_given_up_on) {
         manager_wait(&m, NULL, (int) ((t0 + 16 * 1000000ULL - now_monotonic_usec()) / 1000));
         ASSERT_OK(kill(m.pid, SIGCONT));
 
-        wait_log(&m, "did not get ready in 15 s");
-        worker_replaced(&m, proxy);
-        proxy_took_control(&m);
-        manager_drain(&m);
-        ASSERT_FALSE(m.ready);
-        kill(m.pid, SIGTERM);
-        ASSERT_EQ(manager_exit_status(&m), 0);
-        manager_drain(&m);
-        ASSERT_TRUE(m.stopping);
-        ASSERT_FALSE(m.ready);
+        expect_given_up_never_ready(&m, proxy);
 }
 
 /* Sleeps until CLOCK_MONOTONIC reads usec (manager_wait() counts its polls, which run late under
@@ -3283,15 +3289,7 @@ TEST(no_ready_read_past_the_start_limit) {
         sleep_until(started + 15050 * 1000ULL);
         ASSERT_OK(kill(m.pid, SIGCONT));
 
-        wait_log(&m, "did not get ready in 15 s");
-        worker_replaced(&m, proxy);
-        proxy_took_control(&m);
-        manager_drain(&m);
-        ASSERT_FALSE(m.ready);
-        kill(m.pid, SIGTERM);
-        ASSERT_EQ(manager_exit_status(&m), 0);
-        manager_drain(&m);
-        ASSERT_FALSE(m.ready);
+        expect_given_up_never_ready(&m, proxy);
 }
 
 /* After STOPPING=1 no READY=1: a worker's READY that comes after SIGTERM (worker-proxy, stopped,
