@@ -104,9 +104,10 @@ static int carrier_new(int fd, int *ret_carrier) {
         return 0;
 }
 
-int fdstore_put_moving(int fd, uid_t uid, const char *new_id, const char *old_id) {
+/* Stores a carrier of fd under name. */
+static int put_carrier(int fd, const char *name) {
         _cleanup_close_ int carrier = -EBADF;
-        char msg[160];
+        char msg[192];
         int r;
 
         if (!fdstore_available())
@@ -115,18 +116,44 @@ int fdstore_put_moving(int fd, uid_t uid, const char *new_id, const char *old_id
         if (r < 0)
                 return r;
         /* Not polled: systemd would drop a socket that reports a hangup. */
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=" FDSTORE_PREFIX "%u.%s.%s", (unsigned) uid, new_id,
-                 old_id);
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
         r = sd_pid_notify_with_fds(0, false, msg, &carrier, 1);
         if (r < 0)
                 return r;
         return r == 0 ? -EOPNOTSUPP : 0;
 }
 
+int fdstore_put_moving(int fd, uid_t uid, const char *new_id, const char *old_id) {
+        char name[128];
+
+        snprintf(name, sizeof(name), FDSTORE_PREFIX "%u.%s.%s", (unsigned) uid, new_id, old_id);
+        return put_carrier(fd, name);
+}
+
 int fdstore_remove_moving(uid_t uid, const char *new_id, const char *old_id) {
         if (!fdstore_available())
                 return -EOPNOTSUPP;
         return sd_notifyf(false, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_PREFIX "%u.%s.%s", (unsigned) uid, new_id, old_id);
+}
+
+/* "ctxid.<uid>.<reclaim id>[.<from>].shared" (fdstore.h). */
+static void shared_name(uid_t uid, const char *reclaim_id, const char *from, char ret[static 128]) {
+        snprintf(ret, 128, FDSTORE_PREFIX "%u.%s%s%s" FDSTORE_SHARED_SUFFIX, (unsigned) uid, reclaim_id,
+                 isempty(from) ? "" : ".", strempty(from));
+}
+
+int fdstore_put_shared(int fd, uid_t uid, const char *reclaim_id, const char *from) {
+        char name[128];
+
+        shared_name(uid, reclaim_id, from, name);
+        return put_carrier(fd, name);
+}
+
+int fdstore_remove_shared(uid_t uid, const char *reclaim_id, const char *from) {
+        char name[128];
+
+        shared_name(uid, reclaim_id, from, name);
+        return fdstore_remove_name(name);
 }
 
 int fdstore_carried_fd(int carrier, int *ret_fd) {
@@ -224,6 +251,36 @@ int fdstore_parse_moving_name(const char *name, uid_t *ret_uid, char ret_new_id[
         memcpy(ret_new_id, rest, RECLAIM_ID_LEN);
         ret_new_id[RECLAIM_ID_LEN] = 0;
         memcpy(ret_old_id, rest + RECLAIM_ID_LEN + 1, RECLAIM_ID_LEN + 1);
+        return 0;
+}
+
+int fdstore_parse_shared_name(const char *name, uid_t *ret_uid, char ret_reclaim_id[static RECLAIM_ID_LEN + 1],
+                              char ret_from[static RECLAIM_ID_LEN + 1]) {
+        const size_t suffix_len = strlen(FDSTORE_SHARED_SUFFIX);
+        const char *rest;
+        size_t n;
+        uid_t uid;
+
+        if (!name || !has_prefix(name, FDSTORE_PREFIX))
+                return -EINVAL;
+        if (parse_uid(name + strlen(FDSTORE_PREFIX), &uid, &rest) < 0)
+                return -EINVAL;
+        /* "<id>.shared" or "<id>.<from>.shared" */
+        n = strlen(rest);
+        if (n <= suffix_len || !streq(rest + n - suffix_len, FDSTORE_SHARED_SUFFIX))
+                return -EINVAL;
+        n -= suffix_len;
+        if (n != RECLAIM_ID_LEN && (n != 2 * RECLAIM_ID_LEN + 1 || rest[RECLAIM_ID_LEN] != '.'))
+                return -EINVAL;
+        if (strspn(rest, "0123456789abcdef") != RECLAIM_ID_LEN ||
+            (n > RECLAIM_ID_LEN && strspn(rest + RECLAIM_ID_LEN + 1, "0123456789abcdef") != RECLAIM_ID_LEN))
+                return -EINVAL;
+        *ret_uid = uid;
+        memcpy(ret_reclaim_id, rest, RECLAIM_ID_LEN);
+        ret_reclaim_id[RECLAIM_ID_LEN] = 0;
+        if (n > RECLAIM_ID_LEN)
+                memcpy(ret_from, rest + RECLAIM_ID_LEN + 1, RECLAIM_ID_LEN);
+        ret_from[n > RECLAIM_ID_LEN ? RECLAIM_ID_LEN : 0] = 0;
         return 0;
 }
 

@@ -27,8 +27,17 @@
  * goes, the fd comes in under the new one, and the carrier goes; whenever tsmd dies, the store
  * holds the fd under one of the names, and a start settles it: the carrier is dropped where the
  * fd is there under either id, and stands for it under the new one where it is alone
- * (monitor_contexts_restore_done()). Runs in: monitor (the store) and worker (reclaim tokens
- * and ids).
+ * (monitor_contexts_restore_done()).
+ *
+ * Shared: several contexts may hold one file description (AdoptContext of the VM's one iommufd
+ * on several connections), and systemd would keep the first one's entry only, dropping the others
+ * without an error. So a context whose file another context has goes in a carrier of its own,
+ * "ctxid.<uid>.<id>.shared", and each context has its own entry, whichever of them ends first. A
+ * rename of one (or of one with such a sibling) puts the new entry in first, as a carrier,
+ * "ctxid.<uid>.<new id>.<old id>.shared", then takes the old name out: a start that finds the
+ * context under both ids keeps the old one (the rename was cut off before its end, and its answer
+ * never left), and takes the new entry out (monitor_contexts_restore_done()). Runs in: monitor
+ * (the store) and worker (reclaim tokens and ids).
  */
 #pragma once
 
@@ -36,6 +45,7 @@
 
 #define FDSTORE_PREFIX "ctxid."
 #define FDSTORE_PREFIX_LEGACY "ctx." /* the token itself after it: read, never written */
+#define FDSTORE_SHARED_SUFFIX ".shared" /* a shared context's carrier (Shared above) */
 #define RECLAIM_TOKEN_LEN 32         /* hex digits: 128 random bits */
 #define RECLAIM_ID_LEN 32            /* hex digits: 128 bits of SHA-256(token) */
 
@@ -55,6 +65,10 @@ int fdstore_remove(uid_t uid, const char *reclaim_id);
  * changes from old_id to new_id (see Renames above). */
 int fdstore_put_moving(int fd, uid_t uid, const char *new_id, const char *old_id);
 int fdstore_remove_moving(uid_t uid, const char *new_id, const char *old_id);
+/* Stores a carrier of fd as "ctxid.<uid>.<reclaim_id>.shared", or, renamed from from (not NULL),
+ * "ctxid.<uid>.<reclaim_id>.<from>.shared" (see Shared above). */
+int fdstore_put_shared(int fd, uid_t uid, const char *reclaim_id, const char *from);
+int fdstore_remove_shared(uid_t uid, const char *reclaim_id, const char *from);
 /* The fd a carrier handed back holds, a copy of it (the carrier keeps it). -EBADMSG if it holds
  * something else. */
 int fdstore_carried_fd(int carrier, int *ret_fd);
@@ -79,6 +93,11 @@ int fdstore_parse_name(const char *name, uid_t *ret_uid, char ret_reclaim_id[sta
 /* Parses a carrier's name; -EINVAL if name is no carrier's. (fdstore_parse_name() refuses it.) */
 int fdstore_parse_moving_name(const char *name, uid_t *ret_uid, char ret_new_id[static RECLAIM_ID_LEN + 1],
                               char ret_old_id[static RECLAIM_ID_LEN + 1]);
+
+/* Parses a shared context's name; -EINVAL if name is no such name. *ret_from is "" if it names
+ * no id the context was renamed from. (fdstore_parse_name() and _parse_moving_name() refuse it.) */
+int fdstore_parse_shared_name(const char *name, uid_t *ret_uid, char ret_reclaim_id[static RECLAIM_ID_LEN + 1],
+                              char ret_from[static RECLAIM_ID_LEN + 1]);
 
 /* True if s is exactly 32 lowercase hex digits, as tokens and reclaim ids are. */
 bool reclaim_hex_is_valid(const char *s);

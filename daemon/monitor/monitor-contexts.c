@@ -47,13 +47,21 @@ int monitor_contexts_new(MonitorContexts **ret) {
         return 0;
 }
 
+/* Takes ctx's entry out of the fd store, under the name it is stored under: the old-style one
+ * if the rename failed, its carrier's if it is shared. */
+static int context_unstore(MonitorContext *ctx) {
+        if (ctx->legacy_name)
+                return fdstore_remove_name(ctx->legacy_name);
+        if (ctx->shared)
+                return fdstore_remove_shared(ctx->uid, ctx->reclaim_id, ctx->shared_from);
+        return fdstore_remove(ctx->uid, ctx->reclaim_id);
+}
+
 static void context_free(MonitorContexts *c, MonitorContext *ctx, bool preserve) {
         TAILQ_REMOVE(&c->contexts, ctx, entry);
         c->n_contexts--;
         if (ctx->stored && !preserve) {
-                /* Under the name it is stored under: the old-style one, if the rename failed. */
-                int r = ctx->legacy_name ? fdstore_remove_name(ctx->legacy_name)
-                                         : fdstore_remove(ctx->uid, ctx->reclaim_id);
+                int r = context_unstore(ctx);
                 if (r < 0)
                         log_warning_errno(r, "Failed to remove context %" PRIu32
                                           " from the fd store, ignoring: %m", ctx->id);
@@ -123,6 +131,41 @@ static int context_insert(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, 
         return 0;
 }
 
+/* The context but except whose fd is fd's file description, as the kernel tells (kcmp()): 1 and
+ * *ret if one is, 0 if none is, -errno if the kernel cannot tell. */
+static int find_same_file(MonitorContexts *c, int fd, const MonitorContext *except, MonitorContext **ret) {
+        MonitorContext *ctx;
+
+        TAILQ_FOREACH(ctx, &c->contexts, entry) {
+                long r;
+
+                if (ctx == except)
+                        continue;
+                r = syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, ctx->fd, fd);
+                if (r < 0)
+                        return negative_errno();
+                if (r == 0) {
+                        *ret = ctx;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
+/* Whether ctx's entry in the fd store is to be a carrier of its own (fdstore.h, Shared): another
+ * context holds its file description, whose entry may be that file description itself, which
+ * systemd keeps one copy of. Not knowing, it is: systemd takes every carrier. */
+static bool context_needs_carrier(MonitorContexts *c, MonitorContext *ctx) {
+        MonitorContext *other;
+        int r;
+
+        r = find_same_file(c, ctx->fd, ctx, &other);
+        if (r < 0)
+                log_debug_errno(r, "Cannot tell whether context %" PRIu32 " shares its file with another, "
+                                "storing it in a carrier: %m", ctx->id);
+        return r != 0;
+}
+
 int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *reclaim_id,
                          uint32_t *ret_id) {
         MonitorContext *ctx;
@@ -136,12 +179,19 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
                 return r;
 
         if (fdstore_available()) {
-                r = fdstore_put(ctx->fd, uid, reclaim_id);
+                /* SECURITY: an AdoptContext of an iommufd another context holds (the VM's one
+                 * iommufd on several connections) must not leave this one out of the store
+                 * without a word, to be forgotten at a restart with what it has bound. */
+                bool shared = context_needs_carrier(c, ctx);
+
+                r = shared ? fdstore_put_shared(ctx->fd, uid, reclaim_id, NULL) : fdstore_put(ctx->fd, uid, reclaim_id);
                 if (r < 0)
                         log_warning_errno(r, "Failed to store context %" PRIu32 " with the service manager, "
                                           "it will not survive a restart of tsmd: %m", ctx->id);
-                else
+                else {
                         ctx->stored = true;
+                        ctx->shared = shared;
+                }
         }
 
         if (ret_id)
@@ -168,9 +218,44 @@ static int carrier_keep(MonitorContexts *c, int fd, const char *fdname, uint32_t
         return 1;
 }
 
+/* Restores the context a shared context's carrier holds (fdstore.h, Shared), taking carrier. */
+static int shared_restore(MonitorContexts *c, int carrier, const char *fdname, uid_t uid, const char *reclaim_id,
+                          const char *from, uint32_t *ret_id) {
+        MonitorContext *ctx;
+        int fd, r;
+
+        /* A copy: systemd keeps the carrier, and the fd in it, for the next start. */
+        r = fdstore_carried_fd(carrier, &fd);
+        safe_close(carrier);
+        if (r < 0)
+                log_warning_errno(r, "Dropping a context of uid %u the fd store kept in a carrier that holds no fd: %m",
+                                  (unsigned) uid);
+        else
+                r = context_insert(c, fd, TSM_PRIV_SLOT_WORKER, uid, reclaim_id, &ctx);
+        if (r < 0 && r != -EEXIST && r != -ENOMEM) {
+                /* Holding nothing, or past the maximum: it would come back at every start, and
+                 * never be reclaimed. */
+                int k = fdstore_remove_name(fdname);
+                if (k < 0 && k != -EOPNOTSUPP)
+                        log_warning_errno(k, "Failed to remove context of uid %u from the fd store, ignoring: %m",
+                                          (unsigned) uid);
+        }
+        if (r < 0)
+                return r;
+        ctx->partial = true;
+        /* Not stored again: the service manager has it already. */
+        ctx->stored = ctx->shared = true;
+        strcpy(ctx->shared_from, from);
+        log_info("Restored context %" PRIu32 " of uid %u from the fd store (one of several of its file).", ctx->id,
+                 (unsigned) uid);
+        if (ret_id)
+                *ret_id = ctx->id;
+        return 0;
+}
+
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id) {
         _cleanup_free_ char *legacy_name = NULL;
-        char reclaim_id[RECLAIM_ID_LEN + 1];
+        char reclaim_id[RECLAIM_ID_LEN + 1], from[RECLAIM_ID_LEN + 1];
         MonitorContext *ctx;
         bool legacy;
         uid_t uid;
@@ -182,6 +267,8 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
         r = carrier_keep(c, fd, fdname, ret_id);
         if (r != -EINVAL)
                 return r;
+        if (fdstore_parse_shared_name(fdname, &uid, reclaim_id, from) >= 0)
+                return shared_restore(c, fd, fdname, uid, reclaim_id, from, ret_id);
         r = fdstore_parse_name(fdname, &uid, reclaim_id, &legacy);
         if (r < 0) {
                 safe_close(fd);
@@ -247,24 +334,6 @@ int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uin
         return 0;
 }
 
-/* The context whose fd is fd's file description, as the kernel tells (kcmp()): 1 and *ret if
- * one is, 0 if none is, -errno if the kernel cannot tell. */
-static int find_same_file(MonitorContexts *c, int fd, MonitorContext **ret) {
-        MonitorContext *ctx;
-
-        TAILQ_FOREACH(ctx, &c->contexts, entry) {
-                long r = syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, ctx->fd, fd);
-
-                if (r < 0)
-                        return negative_errno();
-                if (r == 0) {
-                        *ret = ctx;
-                        return 1;
-                }
-        }
-        return 0;
-}
-
 /* The carrier whose context is here under either of its ids is done: its rename had got as far
  * as storing the fd under its new name, or not as far as taking the old one out. One alone stands
  * for its context: the fd goes in under the new id, as the rename would have put it, then the
@@ -288,7 +357,7 @@ static void carrier_settle(MonitorContexts *c, Carrier *k) {
         /* SECURITY: a carrier left behind (its removal failed) by a rename done long ago, the
          * context renamed since: restored under its id, a second context of the fd would come
          * back reclaimable by a token that is void. */
-        r = find_same_file(c, fd, &known);
+        r = find_same_file(c, fd, NULL, &known);
         if (r < 0) {
                 /* Not knowing, it stays where it is, for a start that can tell. */
                 log_warning_errno(r, "Cannot tell whether a renamed context of uid %u in the fd store is one "
@@ -333,11 +402,54 @@ drop:
         safe_close(k->fd);
 }
 
+/* A shared context's rename cut off (fdstore.h, Shared): the context came back under the id it
+ * was renamed from too. The rename had not taken the old name out, so its answer never left: the
+ * VMM has the old token, and the worker the old id's state. The new entry goes. */
+static void shared_renames_settle(MonitorContexts *c) {
+        MonitorContext *ctx, *next, *old;
+
+        for (ctx = TAILQ_FIRST(&c->contexts); ctx; ctx = next) {
+                next = TAILQ_NEXT(ctx, entry);
+                if (!ctx->shared || isempty(ctx->shared_from))
+                        continue;
+                old = monitor_contexts_find_reclaim_id(c, ctx->shared_from);
+                if (!old || old == ctx || old->uid != ctx->uid)
+                        continue;
+                log_info("Kept context %" PRIu32 " of uid %u under the name it had, a rename a restart cut off "
+                         "undone.", old->id, (unsigned) old->uid);
+                context_free(c, ctx, false);
+        }
+}
+
 void monitor_contexts_restore_done(MonitorContexts *c) {
+        shared_renames_settle(c);
         for (size_t i = 0; i < c->n_carriers; i++)
                 carrier_settle(c, &c->carriers[i]);
         c->carriers = mfree(c->carriers);
         c->n_carriers = c->allocated_carriers = 0;
+}
+
+/* The shared context's rename (fdstore.h, Shared): the new entry in first, a carrier naming the
+ * old id, then the old name out. */
+static int rename_shared(MonitorContext *ctx, const char *reclaim_id) {
+        int r;
+
+        r = fdstore_put_shared(ctx->fd, ctx->uid, reclaim_id, ctx->reclaim_id);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, keeping its "
+                                         "name: %m", ctx->id);
+        /* SECURITY: the old name goes, and for good, as below. */
+        r = context_unstore(ctx);
+        if (r < 0) {
+                /* Should the new entry stay too, a start keeps the old name, as here. */
+                (void) fdstore_remove_shared(ctx->uid, reclaim_id, ctx->reclaim_id);
+                return log_warning_errno(r, "Failed to take context %" PRIu32 " out of the fd store to rename it, "
+                                         "keeping its name: %m", ctx->id);
+        }
+        ctx->legacy_name = mfree(ctx->legacy_name);
+        ctx->shared = true;
+        memcpy(ctx->shared_from, ctx->reclaim_id, sizeof(ctx->shared_from));
+        return 0;
 }
 
 int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char *reclaim_id) {
@@ -348,7 +460,13 @@ int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char 
         if (monitor_contexts_find_reclaim_id(c, reclaim_id))
                 return -EEXIST;
 
-        if (ctx->stored) {
+        if (ctx->stored && context_needs_carrier(c, ctx)) {
+                /* Not the way below: dying with the fd in the rename's carrier alone, the context
+                 * would come back as a stale carrier of another context's file, dropped. */
+                r = rename_shared(ctx, reclaim_id);
+                if (r < 0)
+                        return r;
+        } else if (ctx->stored) {
                 /* The fd stays in the store, under one name or the other, whenever tsmd dies: a
                  * carrier holds it in the store while it changes names (fdstore.h). */
                 r = fdstore_put_moving(ctx->fd, ctx->uid, reclaim_id, ctx->reclaim_id);
@@ -357,13 +475,16 @@ int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char 
                                                  "keeping its name: %m", ctx->id);
                 /* SECURITY: the old name goes, and for good: under it, the next tsmd would
                  * restore the context by the old token's id, which the VMM is done with. */
-                r = ctx->legacy_name ? fdstore_remove_name(ctx->legacy_name) : fdstore_remove(ctx->uid, ctx->reclaim_id);
+                r = context_unstore(ctx);
                 if (r < 0) {
                         (void) fdstore_remove_moving(ctx->uid, reclaim_id, ctx->reclaim_id);
                         return log_warning_errno(r, "Failed to take context %" PRIu32 " out of the fd store "
                                                  "to rename it, keeping its name: %m", ctx->id);
                 }
                 ctx->legacy_name = mfree(ctx->legacy_name);
+                /* Its file its own now (its siblings ended): under its name, as any. */
+                ctx->shared = false;
+                ctx->shared_from[0] = 0;
                 r = fdstore_put(ctx->fd, ctx->uid, reclaim_id);
                 if (r < 0) {
                         log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, "

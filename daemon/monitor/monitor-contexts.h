@@ -43,7 +43,14 @@ typedef struct MonitorContext {
         uint32_t slot;
         uid_t uid;
         char reclaim_id[RECLAIM_ID_LEN + 1];
-        bool stored; /* the fd is in systemd's fd store: under legacy_name if set, else uid and reclaim_id */
+        /* The fd is in systemd's fd store: under legacy_name if set, else in a carrier if shared,
+         * else under uid and reclaim_id. */
+        bool stored;
+        /* Stored in a carrier of its own (fdstore.h, Shared): another context holds its file
+         * description, and systemd keeps one copy of that. Under shared_from too if that is set:
+         * the id it was renamed from, so that a start finding both keeps the old one. */
+        bool shared;
+        char shared_from[RECLAIM_ID_LEN + 1];
         /* Restored under the name a tsmd before this one gave it ("ctx.<uid>.<token>"), and
          * systemd did not take it out of the store: the fd is stored under that name still (it
          * drops a second copy of an fd it holds), so that name is the one to remove when the
@@ -115,10 +122,13 @@ bool monitor_contexts_is_full(const MonitorContexts *c);
 
 /*
  * Adds a context for slot, taking fd (closed on failure too). When the fd store is available
- * the fd is stored there under uid and reclaim_id (a failure to store is logged, not fatal:
- * the context then just does not survive a restart of tsmd). Returns 0 and the new id in
- * *ret_id (may be NULL); -EINVAL for a bad reclaim id or uid, -EEXIST if the reclaim id names
- * a context already, -EMFILE if the table is full, -ENOSPC once ids run out, -ENOMEM.
+ * the fd is stored there under uid and reclaim_id, in a carrier of its own if another context
+ * holds its file description (an AdoptContext of the same iommufd; or if the kernel cannot tell:
+ * fdstore.h, Shared), as systemd keeps one copy of a file description. A failure to store is
+ * logged, not fatal: the context then just does not survive a restart of tsmd. Returns 0 and
+ * the new id in *ret_id (may be NULL); -EINVAL for a bad reclaim id or uid, -EEXIST if the
+ * reclaim id names a context already, -EMFILE if the table is full, -ENOSPC once ids run out,
+ * -ENOMEM.
  */
 int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, const char *reclaim_id,
                          uint32_t *ret_id);
@@ -129,21 +139,26 @@ int monitor_contexts_add(MonitorContexts *c, int fd, uint32_t slot, uid_t uid, c
  * One under a legacy name (its token) has the old name taken out of the store, then is stored
  * again under its reclaim id; if the old name cannot be taken out, it stays stored under that name
  * (legacy_name), not under both. */
-/* A rename's carrier (fdstore.h) is kept for monitor_contexts_restore_done(): 1, *ret_id 0. */
+/* A rename's carrier (fdstore.h) is kept for monitor_contexts_restore_done(): 1, *ret_id 0. A
+ * shared context's carrier is restored as the context it carries (-EBADMSG, and out of the store,
+ * if it carries none), shared still. */
 int monitor_contexts_restore(MonitorContexts *c, int fd, const char *fdname, uint32_t *ret_id);
 /* Once every fd the service manager handed back is in: settles the renames a restart cut off.
- * A carrier is taken out of the store where its context came back under either of its names;
- * else its context is restored (as by _restore()) under the new name, stored under it, and then
- * the carrier is taken out. */
+ * A shared context's renamed entry is taken out, and its context ended, where the context came
+ * back under the id it was renamed from too. A carrier is taken out of the store where its
+ * context came back under either of its names; else its context is restored (as by _restore())
+ * under the new name, stored under it, and then the carrier is taken out. */
 void monitor_contexts_restore_done(MonitorContexts *c);
 
 /* Names ctx by reclaim_id from now on (a reclaim renewed its token), in the fd store too if it
  * is stored, so that it is there under one name whenever tsmd dies (fdstore.h): a carrier goes
  * in, then the old name goes out, the fd goes in under the new one, and the carrier goes out.
- * -EINVAL for a bad reclaim id, -EEXIST if it names a context already; what the notification
- * gave (changing nothing) if the carrier cannot be stored or the old name taken out. A failure to
- * store under the new name is logged: the context survives restarts of the worker then, not of
- * tsmd. */
+ * One whose file description another context holds (or where the kernel cannot tell) goes in
+ * under the new name first, in a carrier of its own naming the old id, then the old name goes
+ * out (fdstore.h, Shared). -EINVAL for a bad reclaim id, -EEXIST if it names a context already;
+ * what the notification gave (changing nothing) if the carrier cannot be stored or the old name
+ * taken out. A failure to store under the new name is logged: the context survives restarts of
+ * the worker then, not of tsmd. */
 int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char *reclaim_id);
 
 /* Borrowed, valid until the context is removed; NULL if there is none. */

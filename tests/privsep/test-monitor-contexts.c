@@ -184,6 +184,21 @@ TEST(restore) {
                 "ctxid.1000." ID_A "." "0123456789ABCDEF0123456789abcdef",
                 "ctxid.1000." ID_A "x" ID_B,
                 "ctxid.1000." ID_A "." ID_B "." ID_C,
+                /* Shared contexts' carriers (fdstore.h): the id, and one it was renamed from. */
+                "ctxid.1000.shared",
+                "ctxid.1000..shared",
+                "ctxid.1000." ID_A "shared",
+                "ctxid.1000." ID_A ".Shared",
+                "ctxid.1000." ID_A ".shared.",
+                "ctxid.1000." ID_A "..shared",
+                "ctxid.1000." ID_A "0.shared",
+                "ctxid.1000." "0123456789ABCDEF0123456789abcdef.shared",
+                "ctxid.1000." ID_A "." "0123456789ABCDEF0123456789abcdef.shared",
+                "ctxid.1000." ID_A "x" ID_B ".shared",
+                "ctxid.1000." ID_A "." ID_B "0.shared",
+                "ctxid.1000." ID_A "." ID_B "." ID_C ".shared",
+                "ctxid.4294967295." ID_A ".shared",
+                "ctx.1000." ID_A ".shared",
                 /* The names a tsmd before this one gave, with the token in the id's place. */
                 "ctx.",
                 "ctx.1000",
@@ -427,7 +442,7 @@ static const char *notify_next(Notify *n, char *text, size_t size, int *ret_fd) 
         return text;
 }
 
-/* carrier is a rename's carrier (fdstore.h) of the fd whose pipe's other end is other: a
+/* carrier is a carrier (a rename's, a shared context's: fdstore.h) of the fd whose pipe's other end is other: a
  * datagram socket with that fd in flight, which a peek leaves there. Closes carrier. */
 static void expect_carrier_of(int carrier, int other) {
         struct stat st_fd, st_other;
@@ -826,6 +841,247 @@ TEST(fdstore_rename_cut_off) {
         close(p.r);
 
         notify_done(&n);
+}
+
+/* Whether a and b are one file description, as the kernel tells. */
+static bool same_file(int a, int b) {
+        long r = syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, a, b);
+
+        ASSERT_GE(r, 0);
+        return r == 0;
+}
+
+/*
+ * Two contexts of one file description (an AdoptContext of the iommufd another context has):
+ * systemd keeps one copy of a file description, so the second goes in a carrier of its own, and
+ * each is taken out under its own name when it ends, whichever ends first.
+ */
+TEST(fdstore_shared) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        struct event_base *base = event_base_new();
+        TsmPlatform *p = emulated_platform(base);
+        Probe pa = probe_new(), pb = probe_new();
+        MonitorContext *ctx;
+        char text[256];
+        uint32_t a, a2, a3, b, b2;
+        Notify n;
+        int fd;
+
+        notify_setup(&n);
+        ASSERT_OK(monitor_contexts_new(&c));
+        for (unsigned order = 0; order < 2; order++) {
+                ASSERT_OK(monitor_contexts_add(c, fcntl(pa.w, F_DUPFD_CLOEXEC, 3), 1, 1000, ID_A, &a));
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_A);
+                close(fd);
+                ctx = monitor_contexts_get(c, a);
+                ASSERT_TRUE(ctx->stored);
+                ASSERT_FALSE(ctx->shared);
+                /* Another file: under its name, as any. */
+                ASSERT_OK(monitor_contexts_add(c, fcntl(pb.w, F_DUPFD_CLOEXEC, 3), 1, 1000, ID_B, &b));
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_B);
+                close(fd);
+                ASSERT_FALSE(monitor_contexts_get(c, b)->shared);
+                /* The same file description again, on another slot. */
+                ASSERT_OK(monitor_contexts_add(c, fcntl(pa.w, F_DUPFD_CLOEXEC, 3), 2, 1000, ID_C, &a2));
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd),
+                             "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_C ".shared");
+                expect_carrier_of(fd, pa.r);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+                ctx = monitor_contexts_get(c, a2);
+                ASSERT_TRUE(ctx->stored);
+                ASSERT_TRUE(ctx->shared);
+                ASSERT_STREQ(ctx->shared_from, "");
+
+                /* Each out under its own name, whichever ends first. */
+                const char *removed_a = "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A,
+                           *removed_a2 = "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C ".shared";
+                ASSERT_OK(monitor_contexts_remove(c, p, order == 0 ? a : a2));
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), order == 0 ? removed_a : removed_a2);
+                ASSERT_OK(monitor_contexts_remove(c, p, order == 0 ? a2 : a));
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), order == 0 ? removed_a2 : removed_a);
+                ASSERT_OK(monitor_contexts_remove(c, p, b));
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_B);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        }
+
+        /* Renamed, one of two (either): the new entry in first, a carrier naming the old id, then
+         * the old name out. */
+        ASSERT_OK(monitor_contexts_add(c, fcntl(pa.w, F_DUPFD_CLOEXEC, 3), 1, 1000, ID_A, &a));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_A);
+        close(fd);
+        ASSERT_OK(monitor_contexts_add(c, fcntl(pa.w, F_DUPFD_CLOEXEC, 3), 2, 1000, ID_B, &a2));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_B ".shared");
+        close(fd);
+        ctx = monitor_contexts_get(c, a);
+        ASSERT_OK(monitor_contexts_rename(c, ctx, ID_C));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd),
+                     "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_C "." ID_A ".shared");
+        expect_carrier_of(fd, pa.r);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_TRUE(ctx->stored);
+        ASSERT_TRUE(ctx->shared);
+        ASSERT_STREQ(ctx->shared_from, ID_A);
+        ASSERT_STREQ(ctx->reclaim_id, ID_C);
+        ctx = monitor_contexts_get(c, a2);
+        ASSERT_OK(monitor_contexts_rename(c, ctx, ID_L));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd),
+                     "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_L "." ID_B ".shared");
+        expect_carrier_of(fd, pa.r);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_B ".shared");
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_STREQ(ctx->shared_from, ID_B);
+
+        /* Its old name cannot be taken out: the new entry goes again, and it keeps its name. */
+        fail_remove = true;
+        ASSERT_ERRNO(monitor_contexts_rename(c, ctx, ID_M), EIO);
+        fail_remove = false;
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd),
+                     "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_M "." ID_L ".shared");
+        close(fd);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_STREQ(ctx->reclaim_id, ID_L);
+        ASSERT_STREQ(ctx->shared_from, ID_B);
+        ASSERT_TRUE(ctx->stored);
+
+        /* The other ends: renamed now, the one left is the only one of its file, and goes the way
+         * any goes, through a rename's carrier, under its name. */
+        ASSERT_OK(monitor_contexts_remove(c, p, a));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A ".shared");
+        ASSERT_OK(monitor_contexts_rename(c, ctx, ID_A));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_A "." ID_L);
+        close(fd);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_L "." ID_B ".shared");
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_A);
+        ASSERT_GE(fd, 0);
+        ASSERT_TRUE(same_file(fd, pa.w));
+        close(fd);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A "." ID_L);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_FALSE(ctx->shared);
+        ASSERT_STREQ(ctx->shared_from, "");
+
+        /* Another of its file: in a carrier again; another file's under its name. */
+        ASSERT_OK(monitor_contexts_add(c, fcntl(pa.w, F_DUPFD_CLOEXEC, 3), 3, 1000, ID_C, &a3));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_C ".shared");
+        close(fd);
+        ASSERT_OK(monitor_contexts_add(c, fcntl(pb.w, F_DUPFD_CLOEXEC, 3), 3, 1000, ID_B, &b2));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_B);
+        close(fd);
+
+        /* Stopping for good: each out under its own name. */
+        c = monitor_contexts_free(c, false);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C ".shared");
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_B);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        close(pa.w);
+        close(pb.w);
+        ASSERT_TRUE(probe_closed(&pa));
+        ASSERT_TRUE(probe_closed(&pb));
+
+        notify_done(&n);
+        tsm_platform_free(p);
+        event_base_free(base);
+        close(pa.r);
+        close(pb.r);
+}
+
+/*
+ * A shared context's carrier handed back: the context it carries comes back, shared still, and
+ * stored (nothing is stored again). One holding nothing, or past the maximum, is dropped, out of
+ * the store too. A rename cut off before the old name went out (both come back) keeps the old
+ * name, the one the VMM's token has: the new entry goes, whichever came first.
+ */
+TEST(fdstore_shared_restore) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        Probe pa = probe_new(), pn = probe_new(), po = probe_new();
+        MonitorContext *ctx;
+        char text[256];
+        uint32_t id;
+        Notify n;
+        int fd;
+
+        notify_setup(&n);
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_OK(monitor_contexts_restore(c, fcntl(pa.w, F_DUPFD_CLOEXEC, 3), "ctxid.1000." ID_A, NULL));
+        ASSERT_OK(monitor_contexts_restore(c, carrier_of(pa.w), "ctxid.1000." ID_B ".shared", &id));
+        ASSERT_OK(monitor_contexts_restore(c, carrier_of(pa.w), "ctxid.1000." ID_C "." ID_M ".shared", NULL));
+        ctx = monitor_contexts_get(c, id);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_STREQ(ctx->reclaim_id, ID_B);
+        ASSERT_EQ(ctx->uid, 1000u);
+        ASSERT_EQ(ctx->slot, TSM_PRIV_SLOT_WORKER);
+        ASSERT_TRUE(ctx->partial);
+        ASSERT_TRUE(ctx->stored);
+        ASSERT_TRUE(ctx->shared);
+        ASSERT_STREQ(ctx->shared_from, "");
+        ASSERT_TRUE(same_file(ctx->fd, pa.w));
+        ctx = monitor_contexts_find_reclaim_id(c, ID_C);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_STREQ(ctx->shared_from, ID_M);
+        /* ID_M is not here: nothing to settle. */
+        monitor_contexts_restore_done(c);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_EQ(monitor_contexts_size(c), 3u);
+        /* A renamed one ended: out under the name that says where it came from. */
+        c = monitor_contexts_free(c, false);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_B ".shared");
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd),
+                     "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_M ".shared");
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+
+        /* A carrier of nothing, and one past the maximum. */
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_ERRNO(monitor_contexts_restore(c, carrier_of(-1), "ctxid.1000." ID_A ".shared", NULL), EBADMSG);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A ".shared");
+        monitor_contexts_set_max(c, 0);
+        ASSERT_ERRNO(monitor_contexts_restore(c, carrier_of(po.w), "ctxid.1000." ID_B "." ID_A ".shared", NULL),
+                     EMFILE);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd),
+                     "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_B "." ID_A ".shared");
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        close(po.w);
+        ASSERT_TRUE(probe_closed(&po));
+        c = monitor_contexts_free(c, true);
+
+        /* A rename cut off: the old name (direct, or shared) and the new entry, either first. */
+        for (unsigned order = 0; order < 4; order++) {
+                const char *old = order < 2 ? "ctxid.1000." ID_A : "ctxid.1000." ID_A ".shared";
+                int old_fd = order < 2 ? fcntl(pn.w, F_DUPFD_CLOEXEC, 3) : carrier_of(pn.w);
+
+                ASSERT_OK(monitor_contexts_new(&c));
+                if (order % 2 == 0)
+                        ASSERT_OK(monitor_contexts_restore(c, old_fd, old, NULL));
+                ASSERT_OK(monitor_contexts_restore(c, carrier_of(pn.w), "ctxid.1000." ID_C "." ID_A ".shared", NULL));
+                if (order % 2 == 1)
+                        ASSERT_OK(monitor_contexts_restore(c, old_fd, old, NULL));
+                /* Another uid's, renamed from an id like it: not the same context. */
+                ASSERT_OK(monitor_contexts_restore(c, carrier_of(pn.w), "ctxid.1001." ID_B "." ID_A ".shared", NULL));
+                ASSERT_EQ(monitor_contexts_size(c), 3u);
+                monitor_contexts_restore_done(c);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd),
+                             "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A ".shared");
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+                ASSERT_EQ(monitor_contexts_size(c), 2u);
+                ctx = monitor_contexts_find_reclaim_id(c, ID_A);
+                ASSERT_NOT_NULL(ctx);
+                ASSERT_EQ(ctx->shared, order >= 2);
+                ASSERT_NULL(monitor_contexts_find_reclaim_id(c, ID_C));
+                ASSERT_NOT_NULL(monitor_contexts_find_reclaim_id(c, ID_B));
+                c = monitor_contexts_free(c, true);
+                ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        }
+
+        close(pa.w);
+        close(pn.w);
+        ASSERT_TRUE(probe_closed(&pa));
+        ASSERT_TRUE(probe_closed(&pn));
+        notify_done(&n);
+        close(pa.r);
+        close(pn.r);
+        close(po.r);
 }
 
 /* A carrier whose fd the kernel cannot compare with the contexts restored (kcmp() refused, as a

@@ -3976,4 +3976,247 @@ TEST(a_restart_with_broken_files_and_a_damaged_kept_set_does_not_start) {
         ASSERT_FALSE(m.ready);
 }
 
+/* ---- contexts sharing one iommufd ------------------------------------------------------------- */
+
+/* The reclaim id token's context is stored under, if name is one of a context's own (a shared
+ * one's carrier too, not a rename's): "ctxid.<uid>.<id>" or "ctxid.<uid>.<id>[.<from>].shared". */
+static bool names_context_of(const char *name, const char *token, bool *ret_shared) {
+        char id[33], prefix[64];
+        const char *rest;
+
+        reclaim_id_of(token, id);
+        snprintf(prefix, sizeof(prefix), "ctxid.%u.%s", (unsigned) getuid(), id);
+        if (!strneq(name, prefix, strlen(prefix)))
+                return false;
+        rest = name + strlen(prefix);
+        *ret_shared = !isempty(rest);
+        if (*ret_shared && !streq(rest, ".shared") &&
+            (strlen(rest) != 1 + 32 + strlen(".shared") || !streq(rest + 33, ".shared")))
+                TEST_FAIL("fd store entry '%s' is no context's", name);
+        return true;
+}
+
+/* Whether the carrier (a shared context's entry: a datagram socket with an fd in flight) carries
+ * fd's file description. */
+static bool carries(int carrier, int fd) {
+        int carried;
+        bool same;
+
+        ASSERT_OK(fdstore_carried_fd(carrier, &carried));
+        same = same_file(carried, fd);
+        close(carried);
+        return same;
+}
+
+/* The fd store holds an entry for each of the n contexts of tokens, all of fd's file description,
+ * and no other context's: the file description itself under one name at most (systemd keeps one
+ * copy of it), the others each in a carrier of its own. */
+static void expect_stored_contexts(Manager *m, int fd, char (*tokens)[64], size_t n) {
+        size_t n_contexts = 0;
+
+        manager_drain(m);
+        for (size_t i = 0; i < m->n_store; i++) {
+                const char *name = m->store[i].name;
+                bool found = false, shared = false;
+
+                if (!strneq(name, "ctxid.", 6) || is_carrier_name(name))
+                        continue;
+                n_contexts++;
+                for (size_t t = 0; t < n && !found; t++)
+                        found = names_context_of(name, tokens[t], &shared);
+                if (!found)
+                        TEST_FAIL("fd store entry '%s' is no open context's", name);
+                ASSERT_TRUE(shared ? carries(m->store[i].fd, fd) : same_file(m->store[i].fd, fd));
+        }
+        ASSERT_EQ(n_contexts, n);
+}
+
+/* The vDevice of params is bound, as a kernel TSM has it (whose TDI state the host does not see). */
+static void expect_kernel_bound(VarlinkClient *c, const char *params) {
+        json_object *reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(reply, "bound")));
+}
+
+/* tsmd killed, and started again with the fd store as it left it. */
+static void crash_keeping_store(Manager *m) {
+        manager_drain(m);
+        kill(m->pid, SIGKILL);
+        ASSERT_EQ(manager_exit_status(m), 128 + SIGKILL);
+        manager_start_ready(m);
+}
+
+/*
+ * The VM's one iommufd on two connections (README: AdoptContext, as a way around one connection's
+ * queue), each context with a vDevice of its own bound on a kernel TSM. systemd keeps one copy of
+ * a file description, and dropped the second context's FDSTORE=1 without a word: a restart lost
+ * it, and nothing unbound its vDevice at its release. Each context must come back, across every
+ * restart, reclaimable with its own token whichever closes first, and its release unbind its
+ * vDevice.
+ */
+static void contexts_of_one_iommufd(bool adopter_closes_first) {
+        static const unsigned vdevice[2] = { 5, 7 };
+        static const char *const address[2] = { "0000:01:00.0", "0000:02:00.0" };
+        char token[2][64], closed[64], kept[64], params[2][128], calls[128], want[256];
+        VarlinkClient *c[2];
+        json_object *reply;
+        int64_t ctx[2];
+        unsigned first = adopter_closes_first ? 1 : 0, other = 1 - first;
+        int fd;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        manager_init_kernel(&m);
+        manager_start_ready(&m);
+
+        c[0] = connect_client(&m);
+        reply = call_ok(c[0], "io.tsmd.Guest.OpenContext", NULL);
+        fd = varlink_client_take_fd(c[0], (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor")));
+        ASSERT_TRUE(fd >= 0);
+        snprintf(token[0], sizeof(token[0]), "%s", json_get_string(reply, "reclaimToken"));
+        ctx[0] = json_object_get_int64(json_object_object_get(reply, "context"));
+        c[1] = connect_client(&m);
+        ASSERT_OK(varlink_client_push_fd(c[1], fcntl(fd, F_DUPFD_CLOEXEC, 3)));
+        reply = call_ok(c[1], "io.tsmd.Guest.AdoptContext", "{\"fileDescriptor\":0}");
+        snprintf(token[1], sizeof(token[1]), "%s", json_get_string(reply, "reclaimToken"));
+        ctx[1] = json_object_get_int64(json_object_object_get(reply, "context"));
+        calls[0] = 0;
+        for (unsigned i = 0; i < 2; i++) {
+                char attach[160];
+
+                snprintf(attach, sizeof(attach), "{\"context\":%lld,\"vdeviceId\":%u,\"pciAddress\":\"%s\"}",
+                         (long long) ctx[i], vdevice[i], address[i]);
+                call_ok(c[i], "io.tsmd.Guest.AttachDevice", attach);
+                snprintf(params[i], sizeof(params[i]), "{\"context\":%lld,\"vdeviceId\":%u}", (long long) ctx[i],
+                         vdevice[i]);
+                call_ok(c[i], "io.tsmd.Guest.Bind", params[i]);
+                snprintf(calls + strlen(calls), sizeof(calls) - strlen(calls), "op %u 1\n", vdevice[i]);
+                expect_kernel_calls(&m, calls);
+        }
+        expect_stored_contexts(&m, fd, token, 2);
+
+        /* Both come back, and each VMM reclaims its own: renewed tokens, renamed entries. */
+        crash_keeping_store(&m);
+        for (unsigned i = 0; i < 2; i++) {
+                varlink_client_free(c[i]);
+                c[i] = connect_client(&m);
+                ctx[i] = reclaim_vdevice(c[i], token[i], vdevice[i], params[i], sizeof(params[i]));
+                expect_kernel_bound(c[i], params[i]);
+        }
+        expect_kernel_calls(&m, calls); /* the kernel kept the bindings */
+        expect_stored_contexts(&m, fd, token, 2);
+
+        /* One closes: its vDevice is unbound, and the other stays in the store. */
+        snprintf(want, sizeof(want), "{\"context\":%lld}", (long long) ctx[first]);
+        call_ok(c[first], "io.tsmd.Guest.CloseContext", want);
+        snprintf(calls + strlen(calls), sizeof(calls) - strlen(calls), "op %u 2\n", vdevice[first]);
+        expect_kernel_calls(&m, calls);
+        memcpy(closed, token[first], sizeof(closed));
+        memcpy(kept, token[other], sizeof(kept));
+        expect_stored_contexts(&m, fd, &kept, 1);
+
+        /* Restarted again: the other reclaims, the closed one is gone. */
+        crash_keeping_store(&m);
+        varlink_client_free(c[first]);
+        varlink_client_free(c[other]);
+        c[0] = connect_client(&m);
+        snprintf(want, sizeof(want), "{\"reclaimToken\":\"%s\"}", closed);
+        ASSERT_STREQ(call_error(c[0], "io.tsmd.Guest.ReclaimContext", want), "io.tsmd.Guest.ReclaimRefused");
+        varlink_client_free(c[0]);
+        c[1] = connect_client(&m);
+        (void) reclaim_vdevice(c[1], kept, vdevice[other], params[1], sizeof(params[1]));
+        expect_kernel_bound(c[1], params[1]);
+        expect_stored_contexts(&m, fd, &kept, 1);
+
+        /* Its VMM hangs up: released, its vDevice unbound, and out of the store. */
+        varlink_client_free(c[1]);
+        snprintf(calls + strlen(calls), sizeof(calls) - strlen(calls), "op %u 2\n", vdevice[other]);
+        expect_kernel_calls(&m, calls);
+        manager_wait(&m, store_removed, 5000);
+        expect_stored_contexts(&m, fd, token, 0);
+
+        close(fd);
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+}
+
+TEST(contexts_of_one_iommufd_survive_restarts_the_opener_closing_first) {
+        contexts_of_one_iommufd(false);
+}
+
+TEST(contexts_of_one_iommufd_survive_restarts_the_adopter_closing_first) {
+        contexts_of_one_iommufd(true);
+}
+
+/*
+ * tsmd killed inside the rename (a reclaim's renewal) of a context whose iommufd another context
+ * holds: after the new entry went in, a carrier naming the old id (1), and after the old one went
+ * out (2). Either way each context comes back once, reclaimable with the token its VMM has, and
+ * the store then holds one entry for each: the new entry of a rename cut off before the old name
+ * went out is dropped (the answer never left), not restored as a third context.
+ */
+TEST(a_crash_inside_a_shared_context_rename_keeps_both) {
+        if (geteuid() != 0)
+                SKIP("needs root to read the worker's state directory");
+        for (unsigned n = 1; n <= 2; n++) {
+                _cleanup_free_ char *left = NULL;
+                char token[2][64], params[128];
+                json_object *reply = NULL;
+                const char *error = NULL;
+                VarlinkClient *c[2];
+                int fd, r;
+                Manager m;
+                FILE *f;
+
+                fprintf(stderr, "# killed after the rename's notification %u\n", n);
+                manager_init(&m);
+                manager_capture_log(&m);
+                snprintf(m.crash, sizeof(m.crash), "%s/crash-after", m.dir);
+                manager_start_ready(&m);
+                c[0] = connect_client(&m);
+                reply = call_ok(c[0], "io.tsmd.Guest.OpenContext", NULL);
+                fd = varlink_client_take_fd(c[0], (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor")));
+                ASSERT_TRUE(fd >= 0);
+                snprintf(token[0], sizeof(token[0]), "%s", json_get_string(reply, "reclaimToken"));
+                c[1] = connect_client(&m);
+                ASSERT_OK(varlink_client_push_fd(c[1], fcntl(fd, F_DUPFD_CLOEXEC, 3)));
+                reply = call_ok(c[1], "io.tsmd.Guest.AdoptContext", "{\"fileDescriptor\":0}");
+                snprintf(token[1], sizeof(token[1]), "%s", json_get_string(reply, "reclaimToken"));
+                call_ok(c[1], "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":5,\"pciAddress\":\"0000:01:00.0\"}");
+                call_ok(c[1], "io.tsmd.Guest.Bind", "{\"context\":1,\"vdeviceId\":5}");
+                expect_stored_contexts(&m, fd, token, 2);
+                (void) crash_worker(&m);
+                varlink_client_free(c[0]);
+                varlink_client_free(c[1]);
+                manager_drain(&m);
+
+                f = fopen(m.crash, "we");
+                ASSERT_NOT_NULL(f);
+                fprintf(f, "%u", n);
+                ASSERT_EQ(fclose(f), 0);
+                c[1] = connect_client(&m);
+                snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token[1]);
+                r = varlink_client_call(c[1], "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply, &error);
+                ASSERT_TRUE(r < 0 || error); /* tsmd died on the way */
+                ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
+                varlink_client_free(c[1]);
+                left = read_text(&m, "crash-after");
+                ASSERT_STREQ(left, ""); /* it was counted down to the end */
+
+                manager_drain(&m);
+                manager_start_ready(&m);
+                c[0] = connect_client(&m);
+                (void) reclaim(c[0], token[0]);
+                c[1] = connect_client(&m);
+                reclaim_bound(c[1], token[1]);
+                wait_renewal_done(&m, token[1]);
+                expect_stored_contexts(&m, fd, token, 2);
+                varlink_client_free(c[0]);
+                varlink_client_free(c[1]);
+                close(fd);
+                stop(&m);
+        }
+}
+
 TEST_MAIN();

@@ -89,6 +89,20 @@ hold_context() {
     for _ in $(seq 100); do [ -s "$1" ] && break; sleep 0.1; done
     test -s "$1"
 }
+# hold_shared_contexts TOKEN-FILE: as hold_context, the context's iommufd adopted on a second
+# connection, whose context has the vDevice (the first's token in TOKEN-FILE.open).
+hold_shared_contexts() {
+    rm -f "$1" "$1.open"
+    python3 "$in/vmm-reclaim.py" hold-shared /run/tsmd/io.tsmd.Guest "$1" &
+    holder=$!
+    for _ in $(seq 100); do [ -s "$1" ] && break; sleep 0.1; done
+    test -s "$1" -a -s "$1.open"
+}
+# fd_store_holds N: systemd's fd store holds N fds, once it read tsmd's notifications (bounded).
+fd_store_holds() {
+    for _ in $(seq 50); do [ "$(prop tsmd.service NFileDescriptorStore)" = "$1" ] && break; sleep 0.1; done
+    is "$1" prop tsmd.service NFileDescriptorStore
+}
 # Restart=on-failure: active again, another monitor than $pid (RestartSec=1s).
 restarted_after_crash() {
     for _ in $(seq 100); do
@@ -179,6 +193,19 @@ check "systemctl kill -s KILL tsmd" systemctl kill --signal=SIGKILL tsmd.service
 check "the VMM saw its connection end at the crash" wait_holder
 check "systemd restarts tsmd after the crash" restarted_after_crash
 check "the VMM reclaims its context after the crash" python3 "$in/vmm-reclaim.py" reclaim /run/tsmd/io.tsmd.Guest "$(cat "$out/token2")"
+
+# Two contexts of one iommufd (AdoptContext of it on a second connection): systemd keeps one copy
+# of a file description, and drops a second FDSTORE=1 of it without an error; each context has an
+# entry of its own all the same (the second a carrier), and both come back after a crash.
+pid=$(main_pid)
+check "a VMM holds two contexts of one iommufd" hold_shared_contexts "$out/token4"
+check "tsmd stored both contexts and the configuration in force" fd_store_holds 3
+check "systemctl kill -s KILL tsmd with two contexts of one iommufd" systemctl kill --signal=SIGKILL tsmd.service
+check "the VMM saw its connections end at that crash" wait_holder
+check "systemd restarts tsmd after that crash" restarted_after_crash
+check "the VMM reclaims the adopted context" python3 "$in/vmm-reclaim.py" reclaim /run/tsmd/io.tsmd.Guest "$(cat "$out/token4")"
+check "the VMM reclaims the opened context" python3 "$in/vmm-reclaim.py" reclaim-empty /run/tsmd/io.tsmd.Guest "$(cat "$out/token4.open")"
+check "the fd store holds the configuration in force only" fd_store_holds 1
 
 # A crash inside the fd store rename of a reclaim, killed by a preloaded library after the
 # rename's second notification: systemd holds the context's carrier alone (the old name is out,
