@@ -47,6 +47,9 @@ static uint32_t status_audit(Manager *m) {
 /* The monitor turns it into the service manager's STATUS= (and takes it as a sign of life:
  * see HEARTBEAT_SEC). */
 void manager_update_status(Manager *m) {
+        /* The log's health may change while the worker starts, before its server is there. */
+        if (!m->server)
+                return;
         (void) priv_send_status(m->channel, varlink_server_get_n_connections(m->server),
                                 m->n_pending_requests, m->draining, status_audit(m));
 }

@@ -38,6 +38,7 @@ typedef struct FdCloser {
         Entry *queue;        /* a ring of fds to close */
         size_t size, head, n;
         size_t closing;      /* taken off the queue, its close() not returned yet */
+        size_t left_open;    /* not queued (no thread, no room) and never to be closed */
         PeerCount *peers;    /* sorted by peer; room for size (each has an fd queued) */
         size_t n_peers;
         pthread_t thread;
@@ -246,12 +247,14 @@ int fd_closer_close_for(int fd, uid_t peer) {
          * none stays single-threaded: a second thread, idle, made each of the monitor's guest
          * requests 10-20 us slower at one client (BENCHMARKS.md, the fourteenth session). If it
          * cannot start, the fd stays open, as when the queue is full (below). */
-        if (!closer.running && thread_start_locked() < 0)
+        if (!closer.running && thread_start_locked() < 0) {
                 log_warning("Cannot start the thread that closes fds a peer's file system may hold, leaving fd %i open.",
                             fd);
-        else if (closer.n >= closer.size)
+                closer.left_open++;
+        } else if (closer.n >= closer.size) {
                 log_debug("No room to close fd %i without waiting on it, leaving it open.", fd);
-        else {
+                closer.left_open++;
+        } else {
                 closer.queue[(closer.head + closer.n) % closer.size] = (Entry){ .fd = fd, .peer = peer };
                 closer.n++;
                 peer_add(peer);
@@ -288,11 +291,10 @@ size_t fd_closer_n_waiting(uid_t peer) {
         const PeerCount *p;
         size_t n;
 
-        if (!closer.running)
-                return 0;
         pthread_mutex_lock(&closer.lock);
-        p = peer_find(peer);
-        n = p ? p->n : 0;
+        p = closer.running ? peer_find(peer) : NULL;
+        /* Those left open count against every peer: whose they were is not kept, and they stay. */
+        n = (p ? p->n : 0) + closer.left_open;
         pthread_mutex_unlock(&closer.lock);
         return n;
 }

@@ -58,9 +58,10 @@ static inline void fd_closer_closep(int *fd) {
  * waiting), lest they fill its fd table; other peers' fds, up to the quarter, it may. */
 bool fd_closer_congested(uid_t peer, unsigned max_per_peer);
 
-/* How many of peer's fds wait to be closed: queued, or in a close that has not returned. A
- * process that must bound what it holds so takes no more of that peer's fds than the difference
- * (the monitor: monitor-dispatch.c). */
+/* How many of peer's fds wait to be closed: queued, or in a close that has not returned; and every
+ * fd left open because it could not be queued (no thread, no room), which never closes. A process
+ * that must bound what it holds so takes no more of that peer's fds than the difference (the
+ * monitor: monitor-dispatch.c). */
 size_t fd_closer_n_waiting(uid_t peer);
 
 /* Waits until every fd handed over so far is closed: 0, or -ETIMEDOUT (a close still waits on

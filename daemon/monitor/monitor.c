@@ -332,12 +332,12 @@ static void on_sigchld(evutil_socket_t sig, short what, void *userdata) {
 /* ---- the worker's requests of the monitor itself ---------------------------------------- */
 
 /* Gives up on a worker still starting past WORKER_START_MAX_USEC: wedged, it holds the sockets.
- * Returns whether it did. */
-static bool worker_start_overdue(Monitor *m, uint64_t now) {
+ * ready_late: its READY is what the monitor reads now. Returns whether it did. */
+static bool worker_start_overdue(Monitor *m, uint64_t now, bool ready_late) {
         if (m->worker_ready || now - m->worker_start_usec <= WORKER_START_MAX_USEC)
                 return false;
-        log_error("Worker %d did not get ready in %llu s, killing it.", (int) m->worker_pid,
-                  WORKER_START_MAX_USEC / 1000000);
+        log_error("Worker %d did not get ready in %llu s%s, killing it.", (int) m->worker_pid,
+                  WORKER_START_MAX_USEC / 1000000, ready_late ? " (its READY came after that)" : "");
         m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
         worker_kill(m, SIGKILL);
         return true;
@@ -355,7 +355,7 @@ static void on_worker_ready(void *userdata) {
         /* Nor is one read past the time for it (from its start, as on_tick() counts): after a
          * wait (the monitor stopped, starved of CPU) libevent runs what woke it before the
          * timers due then, so on_tick() may not have given up on the worker yet. */
-        if (!m->stopping && worker_start_overdue(m, now_monotonic_usec()))
+        if (!m->stopping && worker_start_overdue(m, now_monotonic_usec(), true))
                 return;
         m->worker_ready = true;
         /* Nor may anything say READY=1 after STOPPING=1: the service manager would take tsmd for
@@ -478,7 +478,7 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
         (void) monitor_notify_droppable("WATCHDOG=1");
         if (m->worker_pid <= 0 || m->stopping || m->worker_killed_for != TSM_PRIV_WORKER_FIRST) /* being killed */
                 return;
-        if (worker_start_overdue(m, now))
+        if (worker_start_overdue(m, now, false))
                 return;
         if (!m->worker_ready || now - m->last_sign_of_life_usec <= WORKER_SILENCE_MAX_USEC)
                 return;

@@ -7,6 +7,7 @@
  * Runs in: tests.
  */
 
+#include <sys/resource.h>
 
 #include "fd-closer.h"
 #include "fuse-hold.h"
@@ -154,6 +155,39 @@ TEST(only_what_may_wait_waits_counted_by_peer) {
         ASSERT_FALSE(fd_closer_congested(1000, 0));
         ASSERT_FALSE(fd_closer_congested(1001, 0));
         ASSERT_EQ(test_count_fds(), before - 2); /* the server's socket, and fuse */
+        fd_closer_stop(5 * SEC);
+}
+
+/* SECURITY: an fd the closer could not queue (its queue full: RLIMIT_NOFILE raised past what it was
+ * made for) stays open for good, and counts as waiting for every peer: a process that bounds what
+ * it holds for a peer (the monitor) must not take 32 more for each one left so. */
+TEST(fds_left_open_count_as_waiting) {
+        struct rlimit rl, small = { .rlim_cur = 4, .rlim_max = 0 };
+        FuseHold h;
+        int fuse, r;
+
+        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &rl));
+        small.rlim_max = rl.rlim_max;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &small)); /* a queue of 4 */
+        ASSERT_OK(fd_closer_start());
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+
+        /* One held in its close, four queued behind it, the sixth left open. */
+        ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1000), -EBADF);
+        ASSERT_ERRNO(fd_closer_wait_idle(SEC / 5), ETIMEDOUT); /* the closer took it */
+        for (unsigned i = 0; i < 5; i++)
+                ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1000), -EBADF);
+        ASSERT_EQ(fd_closer_n_waiting(1000), 6u);
+        ASSERT_EQ(fd_closer_n_waiting(1001), 1u);
+
+        fuse_hold_stop(&h);
+        close(fuse);
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        ASSERT_EQ(fd_closer_n_waiting(1000), 1u);
         fd_closer_stop(5 * SEC);
 }
 
