@@ -1811,6 +1811,14 @@ static VarlinkClient *start_with_bound_context(Manager *m, char token[static 64]
         return c;
 }
 
+/* The same, with the context's reclaim id, which names its state file and its fd store entry. */
+static VarlinkClient *start_with_bound_context_id(Manager *m, char token[static 64], char ret_id[static 33]) {
+        VarlinkClient *c = start_with_bound_context(m, token);
+
+        reclaim_id_of(token, ret_id);
+        return c;
+}
+
 /* Writes text to <dir>/state/name, as root. */
 static void plant_state_file(Manager *m, const char *name, const char *text) {
         char path[PATH_MAX];
@@ -1855,8 +1863,7 @@ TEST(a_forged_state_file_trips_no_worker) {
 
         if (geteuid() != 0)
                 SKIP("needs root to write the worker's state file");
-        c = start_with_bound_context(&m, token);
-        reclaim_id_of(token, id);
+        c = start_with_bound_context_id(&m, token, id);
 
         snprintf(text, sizeof(text), "[Context]\nUid=%u\nVDevice=5 0000:02:00.0 bound\nVDevice=9 0000:02:00.0 unbound\n",
                  (unsigned) getuid());
@@ -1898,8 +1905,7 @@ TEST(a_state_file_naming_another_uid_is_not_taken) {
 
         if (geteuid() != 0)
                 SKIP("needs root to write the worker's state file");
-        c = start_with_bound_context(&m, token);
-        reclaim_id_of(token, id);
+        c = start_with_bound_context_id(&m, token, id);
 
         forge_state_file_and_crash(&m, c, id, "[Context]\nUid=4242\nGid=4242\nPid=4242\nVDevice=5 0000:01:00.0 bound\n"
                                                "VDevice=9 0000:02:00.0 unbound\n");
@@ -2084,8 +2090,7 @@ TEST(an_upgrade_renames_what_was_named_by_a_token) {
 
         if (geteuid() != 0)
                 SKIP("needs root to plant the worker's state file");
-        c = start_with_bound_context(&m, token);
-        reclaim_id_of(token, id);
+        c = start_with_bound_context_id(&m, token, id);
         manager_wait(&m, has_stored, 5000);
         ASSERT_TRUE(stored_context(&m, NULL) >= 0);
         kill(m.pid, SIGKILL);
@@ -2156,8 +2161,7 @@ TEST(state_of_contexts_that_are_gone_is_removed) {
 
         if (geteuid() != 0)
                 SKIP("needs root to plant files in the worker's state directory");
-        c = start_with_bound_context(&m, token);
-        reclaim_id_of(token, id);
+        c = start_with_bound_context_id(&m, token, id);
         snprintf(own, sizeof(own), "%s.state", id);
         manager_wait(&m, has_stored, 5000);
         for (size_t i = 0; i < ELEMENTSOF(gone); i++)
@@ -2766,8 +2770,7 @@ TEST(a_detach_whose_state_cannot_be_saved_is_saved_once_it_can) {
 
         if (geteuid() != 0)
                 SKIP("needs root to take the worker's state directory away from it");
-        c = start_with_bound_context(&m, token);
-        reclaim_id_of(token, id);
+        c = start_with_bound_context_id(&m, token, id);
         ASSERT_OK(varlink_client_connect(m.admin, &admin));
         ASSERT_OK(varlink_client_call_async(admin, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, on_status,
                                             &owing));
@@ -2819,8 +2822,7 @@ TEST(a_restored_context_whose_state_cannot_be_saved_is_saved_once_it_can) {
 
         if (geteuid() != 0)
                 SKIP("needs root to write the worker's state directory");
-        c = start_with_bound_context(&m, token);
-        reclaim_id_of(token, id);
+        c = start_with_bound_context_id(&m, token, id);
         block_saves(&m, id, true);
         snprintf(text, sizeof(text), "[Context]\nUid=%u\nVDevice=5 0000:01:00.0 bound\nVDevice=9 0000:02:00.0 unbound\n",
                  (unsigned) getuid());
@@ -2871,8 +2873,7 @@ TEST(a_context_released_while_owing_a_save_leaves_no_file) {
 
         if (geteuid() != 0)
                 SKIP("needs root to write the worker's state directory");
-        c = start_with_bound_context(&m, token);
-        reclaim_id_of(token, id);
+        c = start_with_bound_context_id(&m, token, id);
         snprintf(name, sizeof(name), "%s.state", id);
         block_saves(&m, id, true);
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
@@ -2904,8 +2905,7 @@ TEST(a_save_owed_is_tried_once_more_as_the_worker_stops) {
 
         if (geteuid() != 0)
                 SKIP("needs root to write the worker's state directory");
-        c = start_with_bound_context(&m, token);
-        reclaim_id_of(token, id);
+        c = start_with_bound_context_id(&m, token, id);
         manager_wait(&m, has_stored, 5000);
         block_saves(&m, id, true);
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");

@@ -367,15 +367,13 @@ TEST(input_never_exceeds_the_message_size) {
         close(peer);
 }
 
-static void send_fds(int sock, const void *data, size_t len, unsigned n) {
+/* Sends len bytes of data with the n fds given attached (none: a plain send). */
+static void send_these_fds(int sock, const void *data, size_t len, const int *fds, unsigned n) {
         char control[CMSG_SPACE(sizeof(int) * 8)] = {};
         struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        int fds[8];
 
         ASSERT_TRUE(n <= 8);
-        for (unsigned i = 0; i < n; i++)
-                fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (n > 0) {
                 struct cmsghdr *c;
 
@@ -388,6 +386,16 @@ static void send_fds(int sock, const void *data, size_t len, unsigned n) {
                 memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
         }
         ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) len);
+}
+
+/* Sends len bytes of data with n fds of /dev/null attached. */
+static void send_fds(int sock, const void *data, size_t len, unsigned n) {
+        int fds[8];
+
+        ASSERT_TRUE(n <= 8);
+        for (unsigned i = 0; i < n; i++)
+                fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        send_these_fds(sock, data, len, fds, n);
         for (unsigned i = 0; i < n; i++)
                 close(fds[i]);
 }
@@ -475,26 +483,6 @@ TEST(fds_over_limit_or_not_allowed) {
         close(peer);
 }
 
-/* Sends len bytes of data with the n fds given attached (none: a plain send). */
-static void send_these_fds(int sock, const void *data, size_t len, const int *fds, unsigned n) {
-        char control[CMSG_SPACE(sizeof(int) * 8)] = {};
-        struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        ASSERT_TRUE(n <= 8);
-        if (n > 0) {
-                struct cmsghdr *c;
-
-                mh.msg_control = control;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-        }
-        ASSERT_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t) len);
-}
 
 /* n pipes: their read ends in rd, the write ends (sent, then closed) in wr. */
 static void pipes(int *rd, int *wr, unsigned n) {
