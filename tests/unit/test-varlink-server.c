@@ -73,6 +73,8 @@ typedef struct TestServer {
         bool admin_listener;
         int stop_pipe[2];
         struct event *stop_event;
+        int asleep_pipe[2]; /* Sleep writes a byte here as it starts sleeping */
+        int wake_pipe[2];   /* and ends its sleep early on a byte here */
 
         VarlinkCall *deferred[64];
         VarlinkCall *postponed[64]; /* Postpone's, run (or refused) by Resume */
@@ -275,9 +277,15 @@ static int m_round(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_reply(call, o);
 }
 
-/* Sleep: blocks the server's loop, so that what clients send meanwhile is all ready at once. */
+/* Sleep: blocks the server's loop, so that what clients send meanwhile is all ready at once; it
+ * says when it starts (server_sleep() waits for that) and ends at a byte on wake_pipe. */
 static int m_sleep(VarlinkCall *call, json_object *p, void *userdata) {
-        usleep((useconds_t) json_object_get_int64(json_object_object_get(p, "ms")) * 1000);
+        struct pollfd w = { .fd = ts.wake_pipe[0], .events = POLLIN };
+        char c;
+
+        ASSERT_EQ(write(ts.asleep_pipe[1], "z", 1), 1);
+        if (poll(&w, 1, (int) json_object_get_int64(json_object_object_get(p, "ms"))) == 1)
+                ASSERT_EQ(read(ts.wake_pipe[0], &c, 1), 1);
         return varlink_call_reply(call, NULL);
 }
 
@@ -529,6 +537,8 @@ static void server_start(const VarlinkLimits *limits) {
                 varlink_server_set_holds_callback(ts.server, on_holds);
 
         ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
+        ASSERT_OK(pipe2(ts.asleep_pipe, O_CLOEXEC));
+        ASSERT_OK(pipe2(ts.wake_pipe, O_CLOEXEC));
         ts.stop_event = event_new(ts.base, ts.stop_pipe[0], EV_READ, on_stop, NULL);
         event_add(ts.stop_event, NULL);
         ts.rounds = 0;
@@ -543,6 +553,11 @@ static void server_start(const VarlinkLimits *limits) {
 static void server_stop(void) {
         ASSERT_EQ(write(ts.stop_pipe[1], "x", 1), 1);
         pthread_join(ts.thread, NULL);
+        for (unsigned i = 0; i < 2; i++) {
+                close(ts.stop_pipe[i]);
+                close(ts.asleep_pipe[i]);
+                close(ts.wake_pipe[i]);
+        }
         for (unsigned i = 0; i < 64; i++) {
                 ts.deferred[i] = varlink_call_unref(ts.deferred[i]);
                 ts.held[i] = varlink_call_unref(ts.held[i]);
@@ -671,13 +686,33 @@ static void raw_expect_refused(int fd, const char *error) {
 
 /* Whether the server hung up on fd within 10 s, leaving data to read (nothing is read). */
 static bool raw_closed_soon_after_data(int fd) {
+        uint64_t deadline = now_monotonic_usec() + 10 * 1000000ULL;
         struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
 
-        for (unsigned i = 0; i < 1000; i++) {
+        /* Bounded by time, not by tries: with data there before the hang-up, poll() returns at
+         * once. */
+        while (now_monotonic_usec() < deadline) {
                 if (poll(&p, 1, 10) == 1 && (p.revents & POLLRDHUP))
                         return p.revents & POLLIN;
+                if (p.revents & POLLIN)
+                        usleep(1000);
         }
         return false;
+}
+
+/* Puts the server's loop to sleep in a Sleep call on fd and returns once it sleeps, so that what
+ * the test sends until server_wake() is all there when the loop looks next. */
+static void server_sleep(int fd) {
+        struct pollfd p = { .fd = ts.asleep_pipe[0], .events = POLLIN };
+        char c;
+
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Sleep\",\"parameters\":{\"ms\":10000}}");
+        ASSERT_EQ(poll(&p, 1, 10000), 1);
+        ASSERT_EQ(read(ts.asleep_pipe[0], &c, 1), 1);
+}
+
+static void server_wake(void) {
+        ASSERT_EQ(write(ts.wake_pipe[1], "w", 1), 1);
 }
 
 /* Sends n bytes on a new connection and expects a hangup without an answer. */
@@ -2600,10 +2635,10 @@ TEST(large_messages_yield_per_connection) {
         server_start(NULL);
         sleeper = raw_connect();
         fd = raw_connect_roomy();
-        raw_call(sleeper, "{\"method\":\"io.tsmd.Test.Sleep\",\"parameters\":{\"ms\":500}}");
-        usleep(100000);
+        server_sleep(sleeper);
         for (unsigned i = 0; i < 3; i++)
                 raw_send(fd, m, len);
+        server_wake();
         ASSERT_STREQ(raw_recv(sleeper), "{\"parameters\":{}}");
         for (unsigned i = 0; i < 3; i++)
                 r[i] = round_of(raw_recv(fd));
@@ -2628,10 +2663,10 @@ TEST(large_messages_yield_per_round) {
         sleeper = raw_connect();
         for (unsigned i = 0; i < N; i++)
                 fds[i] = raw_connect_roomy();
-        raw_call(sleeper, "{\"method\":\"io.tsmd.Test.Sleep\",\"parameters\":{\"ms\":500}}");
-        usleep(100000);
+        server_sleep(sleeper);
         for (unsigned i = 0; i < N; i++)
                 raw_send(fds[i], m, len);
+        server_wake();
         ASSERT_STREQ(raw_recv(sleeper), "{\"parameters\":{}}");
         for (unsigned i = 0; i < N; i++) {
                 r[i] = round_of(raw_recv(fds[i]));
@@ -2788,11 +2823,11 @@ TEST(limit_refusal_answers_the_first_call) {
         l.max_connections = 1;
         server_start(&l);
         sleeper = raw_connect();
-        raw_call(sleeper, "{\"method\":\"io.tsmd.Test.Sleep\",\"parameters\":{\"ms\":500}}");
-        usleep(100000);
+        server_sleep(sleeper);
         /* Before: the server, asleep, accepts it only after the call is in. */
         fd = raw_connect();
         raw_call(fd, call);
+        server_wake();
         ASSERT_STREQ(raw_recv(fd), refusal);
         ASSERT_EQ(raw_end_of(fd), ECONNRESET);
         close(fd);
