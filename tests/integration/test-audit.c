@@ -662,6 +662,11 @@ TEST(device_change_record_spells_the_address_as_sysfs_does) {
 
 /* ---- a client killed mid-request ---------------------------------------------------------- */
 
+/* The emulated device's answer takes this long: the kill falls well inside it, and tsmd has long
+ * read the request by then, even on a loaded machine (CI's parallel tests, ASan). */
+#define KILLED_REQUEST_LATENCY_USEC 2000000 /* 2 s, into tsmd.conf as it is */
+#define KILLED_REQUEST_KILL_AFTER_USEC (500 * USEC_PER_MSEC)
+
 TEST(client_killed_mid_request_is_recorded) {
         Tsmd t;
         int notify[2], status;
@@ -672,7 +677,7 @@ TEST(client_killed_mid_request_is_recorded) {
         AuditLines l;
         pid_t pid;
 
-        start(&t, CONF_ZERO("EmulatedLatencyUSec=500000\n"), NULL);
+        start(&t, CONF_ZERO("EmulatedLatencyUSec=" STRINGIFY(KILLED_REQUEST_LATENCY_USEC) "\n"), NULL);
 
         ASSERT_OK(pipe2(notify, O_CLOEXEC));
         fflush(NULL);
@@ -707,8 +712,8 @@ TEST(client_killed_mid_request_is_recorded) {
         }
         close(notify[0]);
 
-        /* tsmd has the request (its answer is due 500 ms after it): kill the client. */
-        sleep_usec(100 * USEC_PER_MSEC);
+        /* tsmd has the request (its answer is due 2 s after it): kill the client. */
+        sleep_usec(KILLED_REQUEST_KILL_AFTER_USEC);
         audit_read(&t, &l);
         ASSERT_EQ(l.n, 3); /* open, attach, bind; the request is not answered, so not recorded */
         audit_lines_done(&l);
@@ -719,7 +724,7 @@ TEST(client_killed_mid_request_is_recorded) {
         audit_wait(&t, 6, &l);
         audit_lines_done(&l);
         /* Past the moment the cancelled request would have completed: still exactly six. */
-        uint64_t until = killed_at + 800 * USEC_PER_MSEC;
+        uint64_t until = killed_at + KILLED_REQUEST_LATENCY_USEC;
         if (until > now_usec())
                 sleep_usec(until - now_usec());
         ASSERT_TRUE(tsmd_is_running(&t));

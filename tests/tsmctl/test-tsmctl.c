@@ -7,6 +7,7 @@
  */
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -483,6 +484,32 @@ TEST(devices_shows_a_bind_on_its_way) {
         tsmd_teardown(&t);
 }
 
+/* Reads fd into buf (NUL-terminated, *len bytes so far) until it holds every one of needles,
+ * bounded by TSMD_WAIT_USEC. */
+static void read_until(int fd, char *buf, size_t size, size_t *len, const char *const *needles) {
+        uint64_t deadline = now_monotonic_usec() + TSMD_WAIT_USEC;
+
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                bool all = true;
+                ssize_t n;
+
+                buf[*len] = 0;
+                for (size_t i = 0; needles[i]; i++)
+                        all = all && strstr(buf, needles[i]);
+                if (all)
+                        return;
+                if (now_monotonic_usec() > deadline)
+                        TEST_FAIL("waiting for %s in: %s", needles[0], buf);
+                if (poll(&p, 1, 100) != 1)
+                        continue;
+                n = read(fd, buf + *len, size - 1 - *len);
+                if (n <= 0)
+                        TEST_FAIL("the output ended (%zd) waiting for %s in: %s", n, needles[0], buf);
+                *len += (size_t) n;
+        }
+}
+
 TEST(clients_and_monitor) {
         _cleanup_free_ char *out = NULL;
         const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "clients", NULL };
@@ -526,21 +553,19 @@ TEST(clients_and_monitor) {
                 _exit(127);
         }
         close(pipefd[1]);
-        usleep(300000);
-        guest_activity(&t);
-        usleep(300000);
+        {
+                static char buf[8192];
+                size_t len = 0;
+
+                /* The header comes out with the first record, the FollowAudit call's own: tsmd
+                 * follows by then, and every record the activity commits comes next. */
+                read_until(pipefd[0], buf, sizeof(buf), &len, (const char *[]) { "\n", NULL });
+                ASSERT_TRUE(strneq(buf, "SEQ ", 4));
+                guest_activity(&t);
+                read_until(pipefd[0], buf, sizeof(buf), &len, (const char *[]) { " open-context ", " unbind ", NULL });
+        }
         kill(pid, SIGTERM);
         (void) waitpid(pid, &status, 0);
-        {
-                char buf[8192];
-                ssize_t n = read(pipefd[0], buf, sizeof(buf) - 1);
-
-                ASSERT_TRUE(n > 0);
-                buf[n] = 0;
-                ASSERT_TRUE(strneq(buf, "SEQ ", 4));
-                ASSERT_NOT_NULL(strstr(buf, " open-context "));
-                ASSERT_NOT_NULL(strstr(buf, " unbind "));
-        }
         close(pipefd[0]);
         tsmd_teardown(&t);
 }
