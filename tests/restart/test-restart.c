@@ -395,7 +395,10 @@ static int stored_last_good(Manager *m) {
 
 /* Reads notifications for up to timeout_ms, or until pred is true. */
 static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms) {
-        for (int waited = 0; waited < timeout_ms && !(pred && pred(m)); waited += 10) {
+        /* Bounded by the clock: a flood of notifications has poll() return at once. */
+        uint64_t deadline = now_monotonic_usec() + (uint64_t) timeout_ms * 1000;
+
+        while (now_monotonic_usec() < deadline && !(pred && pred(m))) {
                 char buf[4096], control[CMSG_SPACE(sizeof(int) * 8) + CMSG_SPACE(sizeof(struct ucred))];
                 struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) - 1 };
                 struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
@@ -456,6 +459,19 @@ static bool is_ready(Manager *m) {
         return m->ready;
 }
 
+static const char *removed_wanted;
+
+static bool removed_is_wanted(Manager *m) {
+        return streq(m->removed_name, removed_wanted);
+}
+
+/* Waits (bounded) for the monitor to take name out of the fd store (a rename's second step). */
+static void wait_removed(Manager *m, const char *name) {
+        removed_wanted = name;
+        manager_wait(m, removed_is_wanted, 5000);
+        ASSERT_STREQ(m->removed_name, name);
+}
+
 /* Starts tsmd and waits (bounded) for its READY=1. */
 static void manager_start_ready(Manager *m) {
         manager_start(m);
@@ -513,7 +529,7 @@ static void manager_wait(Manager *m, bool (*pred)(Manager *m), int timeout_ms);
 static int manager_exit_status(Manager *m) {
         int status;
 
-        for (int i = 0; i < 1000; i++) {
+        for (uint64_t deadline = now_monotonic_usec() + 10 * 1000000ULL; now_monotonic_usec() < deadline;) {
                 pid_t r = waitpid(m->pid, &status, WNOHANG);
                 if (r == m->pid)
                         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -2431,7 +2447,7 @@ TEST(each_reclaim_renews_the_token) {
         wait_renewal_done(&m, token);
         expect_token_hidden(&m, token);
         ASSERT_FALSE(state_file_exists(&m, old_state));
-        ASSERT_STREQ(m.removed_name, old_name);
+        wait_removed(&m, old_name);
         ASSERT_FALSE(log_contains(&m, t0));
 
         /* A restart of tsmd: the fd store has it under the new name alone. */
@@ -2567,8 +2583,7 @@ TEST(a_crash_before_the_renewed_token_is_out_leaves_the_old_one) {
                 for (unsigned i = 0; i < 500 && !renewal_pending(&m, id); i++)
                         usleep(10000);
                 ASSERT_TRUE(renewal_pending(&m, id));
-                manager_drain(&m);
-                ASSERT_STREQ(m.removed_name, old_name); /* the monitor renamed it */
+                wait_removed(&m, old_name); /* the monitor renamed it */
 
                 if (whole_tsmd)
                         crash_and_restart(&m);
@@ -2742,7 +2757,7 @@ static int on_status(VarlinkClient *c, json_object *parameters, const char *erro
 
 /* Waits (bounded) until the GetStatus subscription on a tells that want contexts owe a save. */
 static void wait_owing(VarlinkClient *a, const int64_t *owing, int64_t want) {
-        for (unsigned i = 0; i < 500 && *owing != want; i++) {
+        for (uint64_t deadline = now_monotonic_usec() + 5 * 1000000ULL; now_monotonic_usec() < deadline && *owing != want;) {
                 struct pollfd p = { .fd = varlink_client_get_fd(a), .events = varlink_client_get_events(a) };
 
                 (void) poll(&p, 1, 10);
@@ -2910,8 +2925,9 @@ TEST(a_save_owed_is_tried_once_more_as_the_worker_stops) {
         block_saves(&m, id, true);
         call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
         wait_log(&m, SAVE_FAILED);
-        /* Tried at 0.1, 0.3, 0.7 and 1.5 s, next at 3.1 s. */
-        usleep(1700 * 1000);
+        /* Tried at 0.1, 0.3, 0.7 and 1.5 s, next at 3.1 s: unblocked halfway between the two,
+         * where neither a late retry nor a late wake-up of the test crosses one. */
+        usleep(2300 * 1000);
         block_saves(&m, id, false);
         ASSERT_FALSE(log_contains(&m, SAVE_PAID));
         stop(&m);
@@ -3017,7 +3033,7 @@ TEST(a_renewal_cut_off_from_the_monitor_keeps_the_old_token) {
                         ASSERT_TRUE(log_contains(&m, "hanging up on the worker"));
                         manager_drain(&m);
                         if (renamed)
-                                ASSERT_STREQ(m.removed_name, old_name);
+                                wait_removed(&m, old_name);
                         else {
                                 const char *name;
 
