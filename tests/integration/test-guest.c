@@ -2158,6 +2158,10 @@ TEST(connection_past_max_connections_per_uid_refused_by_name) {
         tsmd_teardown(&t);
 }
 
+/* A stop that waits for nothing is over within this (an ASan tsmd's exit on a loaded machine
+ * included), well before the 10 s a stop gives its clients to finish. */
+#define STOP_PROMPT_MAX_USEC (4 * USEC_PER_SEC)
+
 TEST(sigterm_with_clients_connected) {
         Tsmd t;
         VarlinkClient *idle, *watcher, *busy, *other;
@@ -2204,7 +2208,7 @@ TEST(sigterm_with_clients_connected) {
 
         /* ...then tsmd exits with status 0 (bounded) and every client sees the hang-up. */
         tsmd_stop(&t);
-        ASSERT_LE(now_usec() - t0, 3 * USEC_PER_SEC);
+        ASSERT_LE(now_usec() - t0, 1 * USEC_PER_SEC + STOP_PROMPT_MAX_USEC); /* the answer's 1 s, then */
 
         ASSERT_TRUE(tsmd_wait_hangup(idle, TSMD_WAIT_USEC));
         ASSERT_TRUE(tsmd_async_wait(watcher, &we, 2, TSMD_WAIT_USEC));
@@ -2238,7 +2242,7 @@ TEST(sigterm_when_idle_exits_at_once) {
         bind_device(c, ctx, 1);
         uint64_t t0 = now_usec();
         tsmd_stop(&t);
-        ASSERT_LE(now_usec() - t0, 1 * USEC_PER_SEC);
+        ASSERT_LE(now_usec() - t0, STOP_PROMPT_MAX_USEC);
         ASSERT_TRUE(tsmd_wait_hangup(c, TSMD_WAIT_USEC));
         varlink_client_free(c);
         tsmd_teardown(&t);
