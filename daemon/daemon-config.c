@@ -120,6 +120,16 @@ static const ConfigItem config_items[] = {
         START_ITEM("Audit", "RefusalRecordsPerUid", CONFIG_UNSIGNED, audit_refusals_per_uid, 0, 1U << 20),
         START_ITEM("Audit", "RefusalIntervalSec", CONFIG_UNSIGNED, audit_refusal_interval_sec, 1, 86400),
         START_ITEM("Audit", "MaxQueries", CONFIG_UNSIGNED, audit_max_queries, 1, 64),
+        /* Read at start by the monitor, which runs the timers, and kept by each worker (its beat,
+         * its drain). A stop at its longest stays below tsmd.service's TimeoutStopSec=. */
+        START_ITEM("Worker", "StartTimeoutSec", CONFIG_UNSIGNED, worker_start_timeout_sec, 1, 3600),
+        START_ITEM("Worker", "WatchdogSec", CONFIG_UNSIGNED, worker_watchdog_sec, 1, 600),
+        START_ITEM("Worker", "StopTimeoutSec", CONFIG_UNSIGNED, worker_stop_timeout_sec, 1,
+                   WORKER_STOP_TIMEOUT_SEC_MAX),
+        START_ITEM("Worker", "KillTimeoutSec", CONFIG_UNSIGNED, worker_kill_timeout_sec, 1,
+                   WORKER_KILL_TIMEOUT_SEC_MAX),
+        START_ITEM("Worker", "DrainTimeoutSec", CONFIG_UNSIGNED, worker_drain_timeout_sec, 1,
+                   WORKER_STOP_TIMEOUT_SEC_MAX - 1),
 };
 
 int daemon_config_init(DaemonConfig *c) {
@@ -147,6 +157,11 @@ int daemon_config_init(DaemonConfig *c) {
                 .audit_refusals_per_uid = AUDIT_REFUSALS_PER_UID_DEFAULT,
                 .audit_refusal_interval_sec = AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT,
                 .audit_max_queries = AUDIT_MAX_QUERIES_DEFAULT,
+                .worker_start_timeout_sec = WORKER_START_TIMEOUT_SEC_DEFAULT,
+                .worker_watchdog_sec = WORKER_WATCHDOG_SEC_DEFAULT,
+                .worker_stop_timeout_sec = WORKER_STOP_TIMEOUT_SEC_DEFAULT,
+                .worker_kill_timeout_sec = WORKER_KILL_TIMEOUT_SEC_DEFAULT,
+                .worker_drain_timeout_sec = WORKER_DRAIN_TIMEOUT_SEC_DEFAULT,
         };
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
                 if (config_items[i].type == CONFIG_PATH) {
@@ -498,6 +513,13 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                  * log): one for both is refused as another tsmd's would be. */
                 line = 0;
                 st.message = "[Audit] Directory and [Guest] ContextStateDirectory must differ";
+                r = -EINVAL;
+        }
+        if (r >= 0 && copy.worker_drain_timeout_sec >= copy.worker_stop_timeout_sec) {
+                /* A worker still draining when its stop time is up is killed: its requests in
+                 * flight go unrecorded. It gets the rest for its last unbinds (manager.c). */
+                line = 0;
+                st.message = "[Worker] DrainTimeoutSec must be less than StopTimeoutSec";
                 r = -EINVAL;
         }
         if (r < 0) {

@@ -39,7 +39,24 @@ typedef struct DaemonConfig {
         unsigned audit_refusals_per_uid;      /* refusals recorded one by one per uid and interval */
         unsigned audit_refusal_interval_sec;  /* ...the rest summarized at its end */
         unsigned audit_max_queries;           /* QueryAudit threads at once */
+
+        /* The worker's life, as the monitor watches it; read at start. */
+        unsigned worker_start_timeout_sec; /* from its start to READY */
+        unsigned worker_watchdog_sec;      /* silence once serving; it beats a third of this */
+        unsigned worker_stop_timeout_sec;  /* from SIGTERM to its exit, then SIGKILL */
+        unsigned worker_kill_timeout_sec;  /* from SIGKILL to its exit, then given up on */
+        unsigned worker_drain_timeout_sec; /* the worker's own wait on requests in flight at a stop */
 } DaemonConfig;
+
+/* [Worker]'s defaults. A stop's bound, StopTimeoutSec= plus KillTimeoutSec= at their maxima,
+ * stays below tsmd.service's TimeoutStopSec=, which is systemd's kill of the whole unit. */
+#define WORKER_START_TIMEOUT_SEC_DEFAULT 15U
+#define WORKER_WATCHDOG_SEC_DEFAULT 15U
+#define WORKER_STOP_TIMEOUT_SEC_DEFAULT 15U
+#define WORKER_KILL_TIMEOUT_SEC_DEFAULT 5U
+#define WORKER_DRAIN_TIMEOUT_SEC_DEFAULT 10U
+#define WORKER_STOP_TIMEOUT_SEC_MAX 60U
+#define WORKER_KILL_TIMEOUT_SEC_MAX 20U
 
 /* The built-in defaults. -ENOMEM, with nothing left to free, if a default path cannot be copied. */
 int daemon_config_init(DaemonConfig *c);

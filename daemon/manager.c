@@ -11,6 +11,7 @@
 #include "config.h"
 #include "context-store.h"
 #include "daemon-config-trusted.h"
+#include "event-util.h"
 #include "guest.h"
 #include "idle-flush.h"
 #include "last-good.h"
@@ -19,14 +20,15 @@
 #include "refusals.h"
 #include "varlink-service.h"
 
-/* How long a graceful stop waits for guest requests in flight. */
-#define DRAIN_TIMEOUT_SEC 10
-/* At exit, how long the monitor may stay silent while the last releases' unbinds complete. */
+/* A graceful stop waits [Worker] DrainTimeoutSec= for guest requests in flight. At exit, the
+ * monitor may stay silent this long while the last releases' unbinds complete, and never past
+ * the rest of StopTimeoutSec=, after which it kills us. */
 #define FINISH_TIMEOUT_USEC (5ULL * 1000000ULL)
-/* How often the worker says it is alive, from its event loop: a wedged loop goes quiet, and
- * the monitor kills it after 15 s and starts another (the service manager's watchdog is the
- * monitor's own: it holds the VMs' contexts, and a worker it replaces is no reason to stop). */
-#define HEARTBEAT_SEC 5
+/* The worker says it is alive from its event loop three times per [Worker] WatchdogSec=: a
+ * wedged loop goes quiet, and the monitor kills it after WatchdogSec= and starts another (the
+ * service manager's watchdog is the monitor's own: it holds the VMs' contexts, and a worker it
+ * replaces is no reason to stop). */
+#define HEARTBEATS_PER_WATCHDOG 3
 
 /* The audit log's state as STATUS says it (tsm-priv.h). */
 static uint32_t status_audit(Manager *m) {
@@ -45,7 +47,7 @@ static uint32_t status_audit(Manager *m) {
 }
 
 /* The monitor turns it into the service manager's STATUS= (and takes it as a sign of life:
- * see HEARTBEAT_SEC). */
+ * see HEARTBEATS_PER_WATCHDOG). */
 void manager_update_status(Manager *m) {
         /* The log's health may change while the worker starts, before its server is there. */
         if (!m->server)
@@ -65,13 +67,13 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *userdata) {
         Manager *m = userdata;
 
         log_warning("%u requests still in flight after %us, exiting anyway.", m->n_pending_requests,
-                    DRAIN_TIMEOUT_SEC);
+                    m->config.worker_drain_timeout_sec);
         (void) event_base_loopexit(m->base, NULL);
 }
 
 static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
-        struct timeval tv = { .tv_sec = DRAIN_TIMEOUT_SEC };
         Manager *m = userdata;
+        struct timeval tv = { .tv_sec = m->config.worker_drain_timeout_sec };
 
         if (m->draining)
                 return;
@@ -805,7 +807,8 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
                 return -ENOMEM;
 
         {
-                struct timeval tv = { .tv_sec = HEARTBEAT_SEC };
+                struct timeval tv = timeval_from_usec(m->config.worker_watchdog_sec * 1000000ULL /
+                                                      HEARTBEATS_PER_WATCHDOG);
 
                 m->heartbeat = event_new(m->base, -1, EV_PERSIST, on_heartbeat, m);
                 if (!m->heartbeat || event_add(m->heartbeat, &tv) < 0)
@@ -843,7 +846,10 @@ Manager *manager_free(Manager *m) {
         /* The unbinds of those releases complete in the monitor; their records are written
          * when they do, and must be before the log closes. */
         if (m->channel)
-                priv_channel_finish(m->channel, FINISH_TIMEOUT_USEC);
+                priv_channel_finish(m->channel,
+                                    MIN(FINISH_TIMEOUT_USEC, (uint64_t) (m->config.worker_stop_timeout_sec -
+                                                                         m->config.worker_drain_timeout_sec) *
+                                                                     1000000ULL));
         /* After every client: their last records (releases) must reach the disk. */
         admin_forget_followers(m, NULL);
         admin_forget_queries(m, NULL);

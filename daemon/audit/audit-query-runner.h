@@ -2,10 +2,10 @@
 /*
  * Audit queries off the event loop: each runs in a thread of its own over a snapshot of the
  * files (the sync thread may write and rotate meanwhile), collects up to a limit of records, and
- * is reported back on the loop. A log of Files=100 x MaxFileSize=1T cannot be read in the 15 s
- * the monitor grants the loop, and it need not be: the loop never waits for a query, not even to
- * cancel one. At most max_queries run at once; each holds a thread, two 64 KiB buffers and the
- * records it found until it is reported.
+ * is reported back on the loop. A log of Files=100 x MaxFileSize=1T cannot be read in the time
+ * the monitor grants the loop ([Worker] WatchdogSec=), and it need not be: the loop never waits
+ * for a query, not even to cancel one. At most max_queries run at once; each holds a thread, two
+ * 64 KiB buffers and the records it found until it is reported.
  * Runs in: worker (event loop thread; the query threads touch the loop only through an eventfd).
  */
 #pragma once

@@ -44,7 +44,7 @@ struct Monitor {
         int state_dir_lock; /* dir-lock.h: held for our life; -EBADF: none */
         int audit_dir_lock; /* the same, of the audit directory, which each worker locks through it */
         pid_t worker_pid;
-        /* Killed workers given up on (not exited STOP_KILL_TIMEOUT_SEC after SIGKILL, held in the
+        /* Killed workers given up on (not exited KillTimeoutSec= after SIGKILL, held in the
          * kernel): reaped when they go, and nothing else. */
         pid_t *lingering;
         size_t n_lingering, allocated_lingering;

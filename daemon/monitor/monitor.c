@@ -31,14 +31,13 @@
 #define BACKOFF_MIN_USEC (100 * 1000ULL)
 #define BACKOFF_MAX_USEC (30 * 1000 * 1000ULL)
 #define BACKOFF_RESET_USEC (60 * 1000 * 1000ULL)
-/* The worker says it is alive every 5 s (manager.c); three missed beats and it is wedged. */
-#define WORKER_SILENCE_MAX_USEC (15 * 1000 * 1000ULL)
-/* A worker has as long to say READY after it starts (it loads its files, opens the audit log
- * and reclaims the contexts first): one that does not is wedged too, and holds the sockets. */
-#define WORKER_START_MAX_USEC WORKER_SILENCE_MAX_USEC
-/* How long a stopping worker may take (its own drain allows 10 s), and then to exit once killed. */
-#define STOP_TIMEOUT_SEC 15
-#define STOP_KILL_TIMEOUT_SEC 5
+/* The worker's limits are [Worker]'s, read at start (tsmd.conf(5)). It says it is alive three
+ * times per WatchdogSec= (manager.c): three missed beats and it is wedged. It has StartTimeoutSec=
+ * to say READY after it starts (it loads its files, opens the audit log and reclaims the contexts
+ * first): one that does not is wedged too, and holds the sockets. A stopping one has
+ * StopTimeoutSec= (its own drain, DrainTimeoutSec=, is shorter), and then KillTimeoutSec= to exit
+ * once killed. */
+#define SEC_TO_USEC(s) ((uint64_t) (s) * 1000 * 1000ULL)
 /* Killed workers left to the kernel at once (each keeps its memory and fds until it goes): past
  * that, the next worker waits for the current one to exit, as all did before. */
 #define LINGERING_MAX 8
@@ -86,7 +85,7 @@ _printf_(2, 3) static void notify_status(Monitor *m, const char *format, ...) {
 /* ---- the worker's life ----------------------------------------------------------------- */
 
 static void worker_kill(Monitor *m, int sig) {
-        struct timeval tv = { .tv_sec = STOP_KILL_TIMEOUT_SEC };
+        struct timeval tv = { .tv_sec = m->config.worker_kill_timeout_sec };
 
         if (m->worker_pid <= 0)
                 return;
@@ -267,7 +266,7 @@ static void worker_exited(Monitor *m, int status) {
         worker_gone(m);
 }
 
-/* A worker killed while we run on (not stopping) has not exited in STOP_KILL_TIMEOUT_SEC. A
+/* A worker killed while we run on (not stopping) has not exited in KillTimeoutSec=. A
  * killed process ends once each of its threads leaves the kernel, and one waiting there
  * uninterruptibly (the close of a client's fd that its FUSE server does not answer, fd-closer.h)
  * keeps it until then: the next worker starts meanwhile, or nobody is served for as long as the
@@ -277,7 +276,7 @@ static void worker_exited(Monitor *m, int status) {
  * directory's lock, which each worker takes through the fd we hold it by (worker_dirs_lock()).
  * (A write of the audit log it was inside the kernel for at the kill ends at the page it was
  * copying, the kernel's buffered writes stopping at a fatal signal: only a disk stalled for
- * all of the 5 s could have that page land after the next worker read the log.) It stays our
+ * all of KillTimeoutSec= could have that page land after the next worker read the log.) It stays our
  * child, reaped when it goes (on_sigchld()). */
 static void on_kill_timeout(evutil_socket_t fd, short what, void *userdata) {
         Monitor *m = userdata;
@@ -286,7 +285,7 @@ static void on_kill_timeout(evutil_socket_t fd, short what, void *userdata) {
                 return;
         if (m->n_lingering >= LINGERING_MAX) {
                 log_error("Worker %d has not exited %us after SIGKILL, nor have %zu workers before it: the next "
-                          "starts once it exits.", (int) m->worker_pid, STOP_KILL_TIMEOUT_SEC, m->n_lingering);
+                          "starts once it exits.", (int) m->worker_pid, m->config.worker_kill_timeout_sec, m->n_lingering);
                 return;
         }
         if (!GREEDY_REALLOC(m->lingering, m->allocated_lingering, m->n_lingering + 1)) {
@@ -296,7 +295,7 @@ static void on_kill_timeout(evutil_socket_t fd, short what, void *userdata) {
         m->lingering[m->n_lingering++] = m->worker_pid;
         log_error("Worker %d has not exited %us after SIGKILL (a thread of it waits in the kernel, such as on a close "
                   "a FUSE server does not answer): starting the next one; it is reaped when the kernel lets it go.",
-                  (int) m->worker_pid, STOP_KILL_TIMEOUT_SEC);
+                  (int) m->worker_pid, m->config.worker_kill_timeout_sec);
         monitor_dispatch_set_previous_worker(m->dispatch,
                                              m->worker_killed_for != TSM_PRIV_WORKER_FIRST ? m->worker_killed_for
                                                                                             : TSM_PRIV_WORKER_CRASHED,
@@ -331,13 +330,13 @@ static void on_sigchld(evutil_socket_t sig, short what, void *userdata) {
 
 /* ---- the worker's requests of the monitor itself ---------------------------------------- */
 
-/* Gives up on a worker still starting past WORKER_START_MAX_USEC: wedged, it holds the sockets.
+/* Gives up on a worker still starting past StartTimeoutSec=: wedged, it holds the sockets.
  * ready_late: its READY is what the monitor reads now. Returns whether it did. */
 static bool worker_start_overdue(Monitor *m, uint64_t now, bool ready_late) {
-        if (m->worker_ready || now - m->worker_start_usec <= WORKER_START_MAX_USEC)
+        if (m->worker_ready || now - m->worker_start_usec <= SEC_TO_USEC(m->config.worker_start_timeout_sec))
                 return false;
-        log_error("Worker %d did not get ready in %llu s%s, killing it.", (int) m->worker_pid,
-                  WORKER_START_MAX_USEC / 1000000, ready_late ? " (its READY came after that)" : "");
+        log_error("Worker %d did not get ready in %u s%s, killing it.", (int) m->worker_pid,
+                  m->config.worker_start_timeout_sec, ready_late ? " (its READY came after that)" : "");
         m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
         worker_kill(m, SIGKILL);
         return true;
@@ -406,11 +405,12 @@ static void on_worker_stalled(int error, void *userdata) {
 /* ---- signals and the watchdog ---------------------------------------------------------- */
 
 static void on_stop_timeout(evutil_socket_t fd, short what, void *userdata) {
-        struct timeval tv = { .tv_sec = STOP_KILL_TIMEOUT_SEC };
         Monitor *m = userdata;
+        struct timeval tv = { .tv_sec = m->config.worker_kill_timeout_sec };
 
         if (!m->stop_killed) {
-                log_warning("Worker %d did not stop in %us, killing it.", (int) m->worker_pid, STOP_TIMEOUT_SEC);
+                log_warning("Worker %d did not stop in %us, killing it.", (int) m->worker_pid,
+                            m->config.worker_stop_timeout_sec);
                 worker_kill(m, SIGKILL);
                 m->stop_killed = true;
                 (void) evtimer_add(m->stop_timer, &tv);
@@ -422,13 +422,13 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *userdata) {
          * stop stays bounded, and the worker goes when the kernel lets it. */
         log_error("Worker %d has not exited %us after SIGKILL (a thread of it waits in the kernel, such as on a close "
                   "a FUSE server does not answer): exiting without it.",
-                  (int) m->worker_pid, STOP_KILL_TIMEOUT_SEC);
+                  (int) m->worker_pid, m->config.worker_kill_timeout_sec);
         (void) event_base_loopexit(m->base, NULL);
 }
 
 static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
-        struct timeval tv = { .tv_sec = STOP_TIMEOUT_SEC };
         Monitor *m = userdata;
+        struct timeval tv = { .tv_sec = m->config.worker_stop_timeout_sec };
 
         if (m->stopping)
                 return;
@@ -480,10 +480,10 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
                 return;
         if (worker_start_overdue(m, now, false))
                 return;
-        if (!m->worker_ready || now - m->last_sign_of_life_usec <= WORKER_SILENCE_MAX_USEC)
+        if (!m->worker_ready || now - m->last_sign_of_life_usec <= SEC_TO_USEC(m->config.worker_watchdog_sec))
                 return;
-        log_error("Worker %d has not spoken for %llu s, killing it.", (int) m->worker_pid,
-                  WORKER_SILENCE_MAX_USEC / 1000000);
+        log_error("Worker %d has not spoken for %u s, killing it.", (int) m->worker_pid,
+                  m->config.worker_watchdog_sec);
         m->worker_ready = false;
         m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
         worker_kill(m, SIGKILL);

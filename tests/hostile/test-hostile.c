@@ -2670,7 +2670,8 @@ TEST(a_uid_holding_the_closer_is_refused_fds_alone) {
 
 /* SECURITY: a worker whose closer waits on a FLUSH its FUSE server never answers cannot exit,
  * even killed (the kernel waits for the answer uninterruptibly). A stop of tsmd does not wait
- * with it: the monitor kills it after its 15 s, waits 5 s more, and exits, saying why. */
+ * with it: the monitor kills it after [Worker] StopTimeoutSec= (15 s by default, 3 here), waits
+ * KillTimeoutSec= more (5 s, 2 here), and exits, saying why. */
 TEST(a_stop_does_not_wait_for_a_worker_a_fuse_server_holds) {
         uint64_t start, deadline;
         VarlinkClient *a;
@@ -2680,7 +2681,7 @@ TEST(a_stop_does_not_wait_for_a_worker_a_fuse_server_holds) {
         Tsmd t;
 
         fuse_hold_needed();
-        tsmd_start_config(&t, CONF(""));
+        tsmd_start_config(&t, CONF("[Worker]\nStopTimeoutSec=3\nDrainTimeoutSec=1\nKillTimeoutSec=2\n"));
         pids[0] = t.pid;
         pids[1] = tsmd_worker_pid(&t);
         ASSERT_OK(fuse_hold_start(&h, pids, ELEMENTSOF(pids), true, 60 * USEC_PER_SEC));
@@ -2690,15 +2691,19 @@ TEST(a_stop_does_not_wait_for_a_worker_a_fuse_server_holds) {
         call_with_fds(varlink_client_get_fd(a), ADOPT_FD_0, fd, 1, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
         close(fd);
 
+        /* Well within the defaults' 20 s: the settings are what count. */
         start = now_usec();
-        deadline = start + 40 * USEC_PER_SEC;
+        deadline = start + 15 * USEC_PER_SEC;
         tsmd_kill(&t, SIGTERM);
         while (tsmd_is_running(&t)) {
                 if (now_usec() > deadline)
-                        TEST_FAIL("tsmd did not exit within 40 s of SIGTERM with its worker held");
+                        TEST_FAIL("tsmd did not exit within 15 s of SIGTERM with its worker held");
                 sleep_usec(10 * USEC_PER_MSEC);
         }
         fprintf(stderr, "# tsmd exited %.1f s after SIGTERM\n", (double) (now_usec() - start) / USEC_PER_SEC);
+        ASSERT_GE(now_usec() - start, 4 * USEC_PER_SEC);
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("Worker %d did not stop in 3s, killing it.", (int) pids[1])));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("Worker %d has not exited 2s after SIGKILL", (int) pids[1])));
         ASSERT_TRUE(tsmd_log_contains(&t, "exiting without it."));
         ASSERT_TRUE(WIFEXITED(tsmd_terminate(&t)));
 
@@ -2751,7 +2756,8 @@ static pid_t wait_worker_other_than(Tsmd *t, pid_t old, uint64_t timeout_usec) {
 
 /* SECURITY: a worker whose closer waits on a FLUSH its FUSE server never answers cannot exit,
  * even killed. One killed while tsmd runs on (here by the test: silent, the monitor kills it
- * after 15 s) is given up on 5 s after its SIGKILL: the next worker starts and serves (the audit
+ * after [Worker] WatchdogSec=, 15 s by default, 4 here) is given up on KillTimeoutSec= (5 s, 2
+ * here) after its SIGKILL: the next worker starts and serves (the audit
  * log included, whose directory's lock the old one still holds) while it lingers. Once the server
  * is gone it exits and is reaped, and nothing else happens: no restart, the new worker serves on. */
 TEST(a_worker_a_fuse_server_holds_is_replaced_once_killed) {
@@ -2763,7 +2769,7 @@ TEST(a_worker_a_fuse_server_holds_is_replaced_once_killed) {
         Tsmd t;
 
         fuse_hold_needed();
-        tsmd_start_config(&t, CONF(""));
+        tsmd_start_config(&t, CONF("[Worker]\nWatchdogSec=4\nKillTimeoutSec=2\n"));
         pids[0] = t.pid;
         pids[1] = old = tsmd_worker_pid(&t);
         ASSERT_OK(fuse_hold_start(&h, pids, ELEMENTSOF(pids), true, 90 * USEC_PER_SEC));
@@ -2775,10 +2781,12 @@ TEST(a_worker_a_fuse_server_holds_is_replaced_once_killed) {
 
         start = now_usec();
         ASSERT_OK(kill(old, SIGKILL));
-        next = wait_worker_other_than(&t, old, 40 * USEC_PER_SEC);
+        /* Well within the defaults' 20 s: the settings are what count. */
+        next = wait_worker_other_than(&t, old, 15 * USEC_PER_SEC);
         fprintf(stderr, "# worker %d started %.1f s after the SIGKILL of %d\n", (int) next,
                 (double) (now_usec() - start) / USEC_PER_SEC, (int) old);
-        ASSERT_TRUE(tsmd_log_contains(&t, strf("Worker %d has not exited 5s after SIGKILL", (int) old)));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("Worker %d has not spoken for 4 s, killing it.", (int) old)));
+        ASSERT_TRUE(tsmd_log_contains(&t, strf("Worker %d has not exited 2s after SIGKILL", (int) old)));
         ASSERT_TRUE(tsmd_log_contains(&t, "starting the next one; it is reaped when the kernel lets it go."));
         /* The old one is still there, held: its pid is not the new one's. */
         ASSERT_EQ(fuse_hold_tgid(old), old);

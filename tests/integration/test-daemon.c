@@ -150,7 +150,7 @@ TEST(check_config_bad_names_file_and_line) {
                   "MaxRecordsInFlight, MaxRecordsInFlightPerUid, MaxRecordsInFlightUnnamed, RefusalRecordsPerUid, "
                   "RefusalIntervalSec, MaxQueries)." },
                 { "[NoSuchSection]\nMode=emulated\n", 1,
-                  "unknown section [NoSuchSection] (valid: [Varlink], [Platform], [Guest], [Policy], [Audit])." },
+                  "unknown section [NoSuchSection] (valid: [Varlink], [Platform], [Guest], [Policy], [Audit], [Worker])." },
                 /* tsmd.conf(5): an unknown section is an error, keys or not. */
                 { "[Varlink]\nMaxJsonDepth=8\n[Gest]\n#MaxContextsPerClient=4\n", 3, "unknown section [Gest] (valid: [Varlink]," },
                 /* "Plain non-negative integers": no sign, as sizes take none. */
@@ -190,6 +190,8 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Audit]\nMaxRecordsInFlightUnnamed=0\n", 2, "value out of range for MaxRecordsInFlightUnnamed= (1 to 1048576)" },
                 { "[Audit]\nRefusalRecordsPerUid=1048577\n", 2, "value out of range for RefusalRecordsPerUid= (0 to 1048576)" },
                 { "[Audit]\nRefusalIntervalSec=0\n", 2, "value out of range for RefusalIntervalSec= (1 to 86400)" },
+                { "[Worker]\nStartTimeoutSec=0\n", 2, "value out of range for StartTimeoutSec= (1 to 3600)" },
+                { "[Worker]\nStopTimeoutSec=61\n", 2, "value out of range for StopTimeoutSec= (1 to 60)" },
                 /* A key given twice: which value counts is left to no one's guess. */
                 { "[Varlink]\nMaxConnections=10\n# more\nMaxConnections=1000\n", 4,
                   "MaxConnections= is already set on line 2 of this file" },
@@ -1184,22 +1186,24 @@ TEST(a_worker_that_exits_keeps_its_exit_status) {
 }
 
 /* A worker that does not stop after SIGTERM (stuck: here stopped by SIGSTOP) does not keep tsmd
- * from exiting: after 15 s the monitor kills it, says so, and exits 0 (it was asked to stop). */
+ * from exiting: after [Worker] StopTimeoutSec= (3 s here, 15 by default) the monitor kills it,
+ * says so, and exits 0 (it was asked to stop). */
 TEST(a_worker_that_does_not_stop_is_killed_after_the_stop_timeout) {
         uint64_t start;
         pid_t worker;
         int status;
         Tsmd t;
 
-        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Worker]\nStopTimeoutSec=3\nDrainTimeoutSec=1\n");
         worker = tsmd_worker_pid(&t);
         ASSERT_TRUE(worker > 0);
         ASSERT_OK(kill(worker, SIGSTOP));
         start = now_usec();
         tsmd_kill(&t, SIGTERM);
-        if (!tsmd_wait_log(&t, strf("Worker %d did not stop in 15s, killing it.", (int) worker), 1, 20 * USEC_PER_SEC))
-                TEST_FAIL("tsmd did not give up on its stopped worker within 20 s");
-        ASSERT_GE(now_usec() - start, 14 * USEC_PER_SEC);
+        /* Well before the default's 15 s: the setting is what counts. */
+        if (!tsmd_wait_log(&t, strf("Worker %d did not stop in 3s, killing it.", (int) worker), 1, 12 * USEC_PER_SEC))
+                TEST_FAIL("tsmd did not give up on its stopped worker within 12 s");
+        ASSERT_GE(now_usec() - start, 2 * USEC_PER_SEC);
         status = tsmd_terminate(&t);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         ASSERT_ERRNO(kill(worker, 0) < 0 ? -errno : 0, ESRCH); /* killed, and reaped */

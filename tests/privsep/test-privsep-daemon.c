@@ -53,8 +53,14 @@
  * requests before it, and room to spare: well inside systemd's WatchdogSec=30s. */
 #define STALL_KILL_USEC (10 * USEC_PER_SEC)
 
-/* The monitor's silence limit (monitor.c) and its once-a-second check, with room to spare. */
-#define WEDGED_KILL_USEC (20 * USEC_PER_SEC)
+/* The limits the cases below set, [Worker] WatchdogSec= and StartTimeoutSec= (15 s each by
+ * default), so as not to wait those out: long enough that a worker under load (ASan, four tests
+ * on two cores) is not taken for a wedged one before the test makes it one. */
+#define WATCHDOG_SEC 4
+#define START_TIMEOUT_SEC 5
+/* Either limit and the monitor's once-a-second check, with room to spare; less than the default
+ * limits, so that only the setting meets it. */
+#define WEDGED_KILL_USEC (12 * USEC_PER_SEC)
 
 typedef struct Setup {
         Tsmd t;
@@ -187,7 +193,8 @@ static void copy_file(const char *src, const char *dst, mode_t mode) {
         ASSERT_OK(fchmod(out, mode));
 }
 
-/* guest_extra: more of tsmd.conf's [Guest] section; nofile: tsmd's RLIMIT_NOFILE, NULL: ours. */
+/* guest_extra: more of tsmd.conf's [Guest] section (and sections after it); nofile: tsmd's
+ * RLIMIT_NOFILE, NULL: ours. */
 static void setup_full(Setup *s, const TsmdFile *files, size_t n_files, const char *guest_extra,
                        const struct rlimit *nofile) {
         static const char *const args[] = { "--worker=" WORKER_PROXY_PATH, NULL };
@@ -750,17 +757,21 @@ TEST(wedged_worker) {
         Setup s;
         int guard;
 
-        setup(&s);
+        setup_full(&s, NULL, 0, "[Worker]\nWatchdogSec=" STRINGIFY(WATCHDOG_SEC) "\n", NULL);
         guard = guard_stopped(s.worker);
         ASSERT_OK(kill(s.worker, SIGSTOP));
         start = now_usec();
 
         /* Its heartbeats stop; the monitor kills what sits in its seat and starts another. */
-        if (!tsmd_wait_log(&s.t, strf("Worker %d has not spoken for 15 s, killing it.", (int) s.proxy), 1,
-                           WEDGED_KILL_USEC))
+        if (!tsmd_wait_log(&s.t, strf("Worker %d has not spoken for " STRINGIFY(WATCHDOG_SEC) " s, killing it.",
+                                      (int) s.proxy),
+                           1, WEDGED_KILL_USEC))
                 TEST_FAIL("a silent worker was not killed within %llu s",
                           (unsigned long long) (WEDGED_KILL_USEC / USEC_PER_SEC));
         fprintf(stderr, "# silent worker killed after %.1f s\n", (double) (now_usec() - start) / USEC_PER_SEC);
+        /* Not at once: its last beat came at most a third of the limit before the stop, later
+         * under load. */
+        ASSERT_GE(now_usec() - start, USEC_PER_SEC);
 
         /* The monitor's SIGKILL hit the proxy only. Woken, the real worker finds its channel
          * closed and ends; until then it holds the audit log, and its successor cannot start. */
@@ -776,8 +787,8 @@ TEST(wedged_worker) {
 }
 
 /* A restarted worker that never says READY (its proxy holds it back, as a worker hanging in its
- * start would look to the monitor) is killed once the start limit (15 s from its start) is past,
- * and replaced as an unresponsive one is: it must not keep the sockets forever. */
+ * start would look to the monitor) is killed once the start limit (StartTimeoutSec= from its
+ * start) is past, and replaced as an unresponsive one is: it must not keep the sockets forever. */
 TEST(worker_never_ready) {
         struct passwd *pw = getpwnam("tsmd");
         uint64_t start, deadline;
@@ -786,7 +797,7 @@ TEST(worker_never_ready) {
         pid_t first;
         Setup s;
 
-        setup(&s);
+        setup_full(&s, NULL, 0, "[Worker]\nStartTimeoutSec=" STRINGIFY(START_TIMEOUT_SEC) "\n", NULL);
         ASSERT_NOT_NULL(pw);
         write_file(s.control, "hold-ready");
         ASSERT_OK(chown(s.control, pw->pw_uid, pw->pw_gid));
@@ -807,11 +818,15 @@ TEST(worker_never_ready) {
                         TEST_FAIL("the proxy %d started no worker", (int) s.proxy);
                 sleep_usec(5 * USEC_PER_MSEC);
         }
-        if (!tsmd_wait_log(&s.t, strf("Worker %d did not get ready in 15 s, killing it.", (int) s.proxy), 1,
-                           WEDGED_KILL_USEC))
+        if (!tsmd_wait_log(&s.t,
+                           strf("Worker %d did not get ready in " STRINGIFY(START_TIMEOUT_SEC) " s, killing it.",
+                                (int) s.proxy),
+                           1, WEDGED_KILL_USEC))
                 TEST_FAIL("a worker that never got ready was not killed within %llu s",
                           (unsigned long long) (WEDGED_KILL_USEC / USEC_PER_SEC));
         fprintf(stderr, "# never-ready worker killed after %.1f s\n", (double) (now_usec() - start) / USEC_PER_SEC);
+        /* start came after the worker's own start: the limit, less what that took. */
+        ASSERT_GE(now_usec() - start, (START_TIMEOUT_SEC - 1) * USEC_PER_SEC);
         expect_replaced(&s);
 
         /* On record as unresponsive, by the worker after it. */

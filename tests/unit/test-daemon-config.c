@@ -4,10 +4,12 @@
  * none is, and a load that fails frees all it allocated and leaves the configuration in force as
  * it was. strdup() is replaced
  * here, for the code linked into this binary, by one that fails at a chosen call.
+ * And [Worker]'s limits: their defaults, what each takes and what is refused, by name.
  * Runs in: tests.
  */
 
 #include <errno.h>
+#include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,159 @@ TEST(load_out_of_memory_frees_its_copy) {
         }
         /* The copy's six strings and the load's own (a section name, a value). */
         ASSERT_GE(failures, 6u);
+}
+
+/* ---- [Worker] ------------------------------------------------------------------------------- */
+
+/* Loads text over the defaults: its return, with the message in *ret_message (NULL on success). */
+static int load_worker(const char *text, DaemonConfig *c, unsigned *ret_line, const char **ret_message) {
+        ASSERT_OK(daemon_config_init(c));
+        *ret_line = 0;
+        *ret_message = NULL;
+        return daemon_config_load_text(c, text, ret_line, ret_message);
+}
+
+/* The defaults are the limits tsmd had built in before they were settings. */
+TEST(worker_defaults) {
+        DaemonConfig c;
+
+        ASSERT_OK(daemon_config_init(&c));
+        ASSERT_EQ(c.worker_start_timeout_sec, 15u);
+        ASSERT_EQ(c.worker_watchdog_sec, 15u);
+        ASSERT_EQ(c.worker_stop_timeout_sec, 15u);
+        ASSERT_EQ(c.worker_kill_timeout_sec, 5u);
+        ASSERT_EQ(c.worker_drain_timeout_sec, 10u);
+        daemon_config_done(&c);
+}
+
+TEST(worker_keys_are_parsed) {
+        const char *message;
+        DaemonConfig c;
+        unsigned line;
+
+        ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=2\nWatchdogSec=3\nStopTimeoutSec=4\nKillTimeoutSec=1\n"
+                              "DrainTimeoutSec=3\n",
+                              &c, &line, &message));
+        ASSERT_EQ(c.worker_start_timeout_sec, 2u);
+        ASSERT_EQ(c.worker_watchdog_sec, 3u);
+        ASSERT_EQ(c.worker_stop_timeout_sec, 4u);
+        ASSERT_EQ(c.worker_kill_timeout_sec, 1u);
+        ASSERT_EQ(c.worker_drain_timeout_sec, 3u);
+        daemon_config_done(&c);
+
+        /* Each at its maxima: the stop, StopTimeoutSec= plus KillTimeoutSec=, stays below
+         * tsmd.service's TimeoutStopSec=90s. */
+        ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=3600\nWatchdogSec=600\nStopTimeoutSec=60\nKillTimeoutSec=20\n"
+                              "DrainTimeoutSec=59\n",
+                              &c, &line, &message));
+        ASSERT_EQ(c.worker_start_timeout_sec, 3600u);
+        ASSERT_EQ(c.worker_watchdog_sec, 600u);
+        ASSERT_EQ(c.worker_stop_timeout_sec, 60u);
+        ASSERT_EQ(c.worker_kill_timeout_sec, 20u);
+        ASSERT_EQ(c.worker_drain_timeout_sec, 59u);
+        ASSERT_LE(c.worker_stop_timeout_sec + c.worker_kill_timeout_sec, 89u);
+        daemon_config_done(&c);
+
+        /* Read at start: each is among the settings the monitor hands every worker it starts. */
+        ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=2\nWatchdogSec=3\nStopTimeoutSec=4\nKillTimeoutSec=1\n"
+                              "DrainTimeoutSec=3\n",
+                              &c, &line, &message));
+        {
+                char *text = NULL;
+
+                ASSERT_OK(daemon_config_format_start_only(&c, &text));
+                ASSERT_NOT_NULL(strstr(text, "[Worker]\nStartTimeoutSec=2\nWatchdogSec=3\nStopTimeoutSec=4\n"
+                                             "KillTimeoutSec=1\nDrainTimeoutSec=3\n"));
+                free(text);
+        }
+        daemon_config_done(&c);
+}
+
+/* 0 (no limit, or an instant kill) and absurd values are refused by name and range, and the
+ * configuration in force stays. */
+TEST(worker_keys_out_of_range_are_refused) {
+        static const struct {
+                const char *text, *message;
+        } bad[] = {
+                { "[Worker]\nStartTimeoutSec=0\n", "value out of range for StartTimeoutSec= (1 to 3600)" },
+                { "[Worker]\nStartTimeoutSec=3601\n", "value out of range for StartTimeoutSec= (1 to 3600)" },
+                { "[Worker]\nWatchdogSec=0\n", "value out of range for WatchdogSec= (1 to 600)" },
+                { "[Worker]\nWatchdogSec=601\n", "value out of range for WatchdogSec= (1 to 600)" },
+                { "[Worker]\nStopTimeoutSec=0\n", "value out of range for StopTimeoutSec= (1 to 60)" },
+                { "[Worker]\nStopTimeoutSec=61\n", "value out of range for StopTimeoutSec= (1 to 60)" },
+                { "[Worker]\nKillTimeoutSec=0\n", "value out of range for KillTimeoutSec= (1 to 20)" },
+                { "[Worker]\nKillTimeoutSec=21\n", "value out of range for KillTimeoutSec= (1 to 20)" },
+                { "[Worker]\nDrainTimeoutSec=0\n", "value out of range for DrainTimeoutSec= (1 to 59)" },
+                { "[Worker]\nDrainTimeoutSec=60\n", "value out of range for DrainTimeoutSec= (1 to 59)" },
+                { "[Worker]\nWatchdogSec=-1\n", "invalid value for WatchdogSec=: not a non-negative integer" },
+                { "[Worker]\nStartTimeoutSec=2s\n", "invalid value for StartTimeoutSec=: not a non-negative integer" },
+                { "[Worker]\nStopTimeoutSec=1.5\n", "invalid value for StopTimeoutSec=: not a non-negative integer" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                const char *message;
+                DaemonConfig c;
+                unsigned line;
+                int r;
+
+                r = load_worker(bad[i].text, &c, &line, &message);
+                ASSERT_TRUE(r == -ERANGE || r == -EINVAL);
+                ASSERT_EQ(line, 2u);
+                ASSERT_STREQ(message, bad[i].message);
+                ASSERT_EQ(c.worker_start_timeout_sec, 15u);
+                ASSERT_EQ(c.worker_watchdog_sec, 15u);
+                ASSERT_EQ(c.worker_stop_timeout_sec, 15u);
+                ASSERT_EQ(c.worker_kill_timeout_sec, 5u);
+                ASSERT_EQ(c.worker_drain_timeout_sec, 10u);
+                daemon_config_done(&c);
+        }
+}
+
+/* A drain as long as the stop's time or longer would have the worker killed while it waits: the
+ * pair is refused, also where only one of them is set (the other at its default). */
+TEST(worker_drain_must_end_before_the_stop_timeout) {
+        static const char *const bad[] = {
+                "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=5\n",
+                "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=8\n",
+                "[Worker]\nStopTimeoutSec=10\n", /* DrainTimeoutSec=10 */
+                "[Worker]\nDrainTimeoutSec=15\n", /* StopTimeoutSec=15 */
+        };
+        const char *message;
+        DaemonConfig c;
+        unsigned line;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                ASSERT_ERRNO(load_worker(bad[i], &c, &line, &message), EINVAL);
+                ASSERT_EQ(line, 0u);
+                ASSERT_STREQ(message, "[Worker] DrainTimeoutSec must be less than StopTimeoutSec");
+                ASSERT_EQ(c.worker_stop_timeout_sec, 15u);
+                ASSERT_EQ(c.worker_drain_timeout_sec, 10u);
+                daemon_config_done(&c);
+        }
+
+        ASSERT_OK(load_worker("[Worker]\nStopTimeoutSec=2\nDrainTimeoutSec=1\n", &c, &line, &message));
+        ASSERT_EQ(c.worker_stop_timeout_sec, 2u);
+        ASSERT_EQ(c.worker_drain_timeout_sec, 1u);
+        daemon_config_done(&c);
+        ASSERT_OK(load_worker("[Worker]\nDrainTimeoutSec=14\n", &c, &line, &message));
+        ASSERT_EQ(c.worker_drain_timeout_sec, 14u);
+        daemon_config_done(&c);
+}
+
+/* The section's keys are listed to an admin who misspelt one, and the section among the others. */
+TEST(worker_section_is_known) {
+        const char *message;
+        DaemonConfig c;
+        unsigned line;
+
+        ASSERT_ERRNO(load_worker("[Worker]\nStartTimeout=20\n", &c, &line, &message), EINVAL);
+        ASSERT_STREQ(message, "unknown key 'StartTimeout' in [Worker] (valid: StartTimeoutSec, WatchdogSec, "
+                              "StopTimeoutSec, KillTimeoutSec, DrainTimeoutSec)");
+        daemon_config_done(&c);
+        ASSERT_ERRNO(load_worker("[Workers]\n", &c, &line, &message), EINVAL);
+        ASSERT_STREQ(message, "unknown section [Workers] (valid: [Varlink], [Platform], [Guest], [Policy], [Audit], "
+                              "[Worker])");
+        daemon_config_done(&c);
 }
 
 TEST_MAIN();
