@@ -122,14 +122,15 @@ static const ConfigItem config_items[] = {
         START_ITEM("Audit", "MaxQueries", CONFIG_UNSIGNED, audit_max_queries, 1, 64),
         /* Read at start by the monitor, which runs the timers, and kept by each worker (its beat,
          * its drain). A stop at its longest stays below tsmd.service's TimeoutStopSec=. */
-        START_ITEM("Worker", "StartTimeoutSec", CONFIG_UNSIGNED, worker_start_timeout_sec, 1, 3600),
+        START_ITEM("Worker", "StartTimeoutSec", CONFIG_UNSIGNED, worker_start_timeout_sec, 1,
+                   WORKER_START_TIMEOUT_SEC_MAX),
         START_ITEM("Worker", "WatchdogSec", CONFIG_UNSIGNED, worker_watchdog_sec, 1, 600),
         START_ITEM("Worker", "StopTimeoutSec", CONFIG_UNSIGNED, worker_stop_timeout_sec, 1,
                    WORKER_STOP_TIMEOUT_SEC_MAX),
         START_ITEM("Worker", "KillTimeoutSec", CONFIG_UNSIGNED, worker_kill_timeout_sec, 1,
                    WORKER_KILL_TIMEOUT_SEC_MAX),
         START_ITEM("Worker", "DrainTimeoutSec", CONFIG_UNSIGNED, worker_drain_timeout_sec, 1,
-                   WORKER_STOP_TIMEOUT_SEC_MAX - 1),
+                   WORKER_STOP_TIMEOUT_SEC_MAX - WORKER_STOP_SPARE_SEC),
 };
 
 int daemon_config_init(DaemonConfig *c) {
@@ -456,6 +457,14 @@ static bool same_path(const char *a, const char *b) {
         }
 }
 
+/* " (the default)" for a value this file did not set that is the built-in one, "" otherwise. */
+static const char *default_here(const LoadState *st, size_t offset, bool is_default) {
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (config_items[i].offset == offset)
+                        return st->set_on_line[i] == 0 && is_default ? " (the default)" : "";
+        return "";
+}
+
 static int config_load(DaemonConfig *c, const char *path, const char *text, unsigned *ret_line,
                        const char **ret_message) {
         _cleanup_free_ char *buf = NULL;
@@ -515,11 +524,21 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                 st.message = "[Audit] Directory and [Guest] ContextStateDirectory must differ";
                 r = -EINVAL;
         }
-        if (r >= 0 && copy.worker_drain_timeout_sec >= copy.worker_stop_timeout_sec) {
+        if (r >= 0 && copy.worker_drain_timeout_sec + WORKER_STOP_SPARE_SEC > copy.worker_stop_timeout_sec) {
                 /* A worker still draining when its stop time is up is killed: its requests in
-                 * flight go unrecorded. It gets the rest for its last unbinds (manager.c). */
+                 * flight go unrecorded. After the drain it waits for its last unbinds, and
+                 * closes the audit log in the last second (manager.c). */
                 line = 0;
-                st.message = "[Worker] DrainTimeoutSec must be less than StopTimeoutSec";
+                snprintf(range_message, sizeof(range_message),
+                         "[Worker] DrainTimeoutSec=%u%s must be at most StopTimeoutSec=%u%s less %u s",
+                         copy.worker_drain_timeout_sec,
+                         default_here(&st, offsetof(DaemonConfig, worker_drain_timeout_sec),
+                                      copy.worker_drain_timeout_sec == WORKER_DRAIN_TIMEOUT_SEC_DEFAULT),
+                         copy.worker_stop_timeout_sec,
+                         default_here(&st, offsetof(DaemonConfig, worker_stop_timeout_sec),
+                                      copy.worker_stop_timeout_sec == WORKER_STOP_TIMEOUT_SEC_DEFAULT),
+                         WORKER_STOP_SPARE_SEC);
+                st.message = range_message;
                 r = -EINVAL;
         }
         if (r < 0) {

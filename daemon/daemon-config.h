@@ -49,13 +49,18 @@ typedef struct DaemonConfig {
 } DaemonConfig;
 
 /* [Worker]'s defaults. A stop's bound, StopTimeoutSec= plus KillTimeoutSec= at their maxima,
- * stays below tsmd.service's TimeoutStopSec=, which is systemd's kill of the whole unit. */
+ * stays below tsmd.service's TimeoutStopSec=, which is systemd's kill of the whole unit; the
+ * first worker's StartTimeoutSec= below its TimeoutStartSec= (both 90 s), with 10 s for the
+ * monitor's own start and exit. */
 #define WORKER_START_TIMEOUT_SEC_DEFAULT 15U
 #define WORKER_WATCHDOG_SEC_DEFAULT 15U
 #define WORKER_STOP_TIMEOUT_SEC_DEFAULT 15U
 #define WORKER_KILL_TIMEOUT_SEC_DEFAULT 5U
 #define WORKER_DRAIN_TIMEOUT_SEC_DEFAULT 10U
+#define WORKER_START_TIMEOUT_SEC_MAX 80U
 #define WORKER_STOP_TIMEOUT_SEC_MAX 60U
+/* The stop's time a drain leaves: the last unbinds' wait, then the audit log's close. */
+#define WORKER_STOP_SPARE_SEC 2U
 #define WORKER_KILL_TIMEOUT_SEC_MAX 20U
 
 /* The built-in defaults. -ENOMEM, with nothing left to free, if a default path cannot be copied. */

@@ -21,14 +21,18 @@
 #include "varlink-service.h"
 
 /* A graceful stop waits [Worker] DrainTimeoutSec= for guest requests in flight. At exit, the
- * monitor may stay silent this long while the last releases' unbinds complete, and never past
- * the rest of StopTimeoutSec=, after which it kills us. */
+ * monitor may stay silent this long between the answers to the last releases' unbinds; the
+ * wait ends FINISH_SPARE_USEC before StopTimeoutSec= from the stop is up (the monitor kills us
+ * then), whatever the answers, leaving that second for closing the audit log. */
 #define FINISH_TIMEOUT_USEC (5ULL * 1000000ULL)
+#define FINISH_SPARE_USEC (1ULL * 1000000ULL)
 /* The worker says it is alive from its event loop three times per [Worker] WatchdogSec=: a
  * wedged loop goes quiet, and the monitor kills it after WatchdogSec= and starts another (the
  * service manager's watchdog is the monitor's own: it holds the VMs' contexts, and a worker it
- * replaces is no reason to stop). */
+ * replaces is no reason to stop). The beat is also the only periodic STATUS, so at least every
+ * HEARTBEAT_MAX_USEC. */
 #define HEARTBEATS_PER_WATCHDOG 3
+#define HEARTBEAT_MAX_USEC (5ULL * 1000000ULL)
 
 /* The audit log's state as STATUS says it (tsm-priv.h). */
 static uint32_t status_audit(Manager *m) {
@@ -78,6 +82,7 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
         if (m->draining)
                 return;
         m->draining = true;
+        m->stop_usec = now_monotonic_usec();
         /* With a service manager keeping the monitor's fds, exiting means being restarted or
          * stopped: either way the kernel objects are the fd store's to keep or drop. */
         m->preserve_contexts = m->hello.fdstore;
@@ -807,8 +812,9 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
                 return -ENOMEM;
 
         {
-                struct timeval tv = timeval_from_usec(m->config.worker_watchdog_sec * 1000000ULL /
-                                                      HEARTBEATS_PER_WATCHDOG);
+                struct timeval tv = timeval_from_usec(MIN(m->config.worker_watchdog_sec * 1000000ULL /
+                                                              HEARTBEATS_PER_WATCHDOG,
+                                                          HEARTBEAT_MAX_USEC));
 
                 m->heartbeat = event_new(m->base, -1, EV_PERSIST, on_heartbeat, m);
                 if (!m->heartbeat || event_add(m->heartbeat, &tv) < 0)
@@ -817,6 +823,15 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
 
         *ret = TAKE_PTR(m);
         return 0;
+}
+
+/* The end of the wait for the last unbinds: StopTimeoutSec= from the stop (from now, for an
+ * exit no signal asked for), less the spare for the audit log's close (the configuration
+ * leaves StopTimeoutSec= at least 3 s). */
+static uint64_t finish_deadline(const Manager *m) {
+        uint64_t stop = (uint64_t) m->config.worker_stop_timeout_sec * 1000000ULL;
+
+        return (m->stop_usec > 0 ? m->stop_usec : now_monotonic_usec()) + stop - MIN(stop, FINISH_SPARE_USEC);
 }
 
 Manager *manager_free(Manager *m) {
@@ -846,10 +861,7 @@ Manager *manager_free(Manager *m) {
         /* The unbinds of those releases complete in the monitor; their records are written
          * when they do, and must be before the log closes. */
         if (m->channel)
-                priv_channel_finish(m->channel,
-                                    MIN(FINISH_TIMEOUT_USEC, (uint64_t) (m->config.worker_stop_timeout_sec -
-                                                                         m->config.worker_drain_timeout_sec) *
-                                                                     1000000ULL));
+                priv_channel_finish(m->channel, FINISH_TIMEOUT_USEC, finish_deadline(m));
         /* After every client: their last records (releases) must reach the disk. */
         admin_forget_followers(m, NULL);
         admin_forget_queries(m, NULL);

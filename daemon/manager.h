@@ -98,6 +98,7 @@ typedef struct Manager {
         struct event *sigterm, *sigint, *sighup;
         struct event *heartbeat, *drain_timeout;
         bool draining;       /* SIGTERM: no new connections, finishing what is in flight */
+        uint64_t stop_usec;  /* when it came (now_monotonic_usec()), 0 before */
         unsigned n_pending_requests;
 
         /* io.tsmd.Admin.QueryAudit calls whose query runs, until it ends or their connection

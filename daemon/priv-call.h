@@ -159,6 +159,7 @@ bool priv_request_answered(const PrivRequest *r);
 bool priv_request_monitor_own(const PrivRequest *r);
 
 /* At exit, with the loop stopped: waits for the answers someone still waits for (the unbinds of
- * the last releases) until the monitor stays silent for timeout_usec, then fails the rest
+ * the last releases) until the monitor stays silent for timeout_usec or the clock
+ * (now_monotonic_usec()) reaches deadline_usec, whichever comes first, then fails the rest
  * (-ETIMEDOUT, or -ECONNRESET without a monitor): every callback runs before its owner goes. */
-void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec);
+void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec, uint64_t deadline_usec);

@@ -444,20 +444,24 @@ static bool anyone_waits(PrivChannel *c) {
         return false;
 }
 
-void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec) {
-        int timeout_msec = (int) MIN(DIV_ROUND_UP(timeout_usec, 1000), (uint64_t) INT_MAX);
+void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec, uint64_t deadline_usec) {
         PrivRequest *r;
 
         if (!c->gone) {
                 outbox_flush(c);
                 on_deferred(-1, EV_TIMEOUT, c); /* replies that came during a call */
         }
-        /* Until the monitor has been silent for the timeout: each answer shows it still works. */
+        /* Until the monitor has been silent for the timeout: each answer shows it still works,
+         * but answers one by one must not carry the wait past the deadline. */
         while (!c->gone && anyone_waits(c)) {
                 struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                uint64_t now = now_monotonic_usec(), wait_usec;
                 int k;
 
-                k = poll(&p, 1, timeout_msec);
+                if (now >= deadline_usec)
+                        break;
+                wait_usec = MIN(timeout_usec, deadline_usec - now);
+                k = poll(&p, 1, (int) MIN(DIV_ROUND_UP(wait_usec, 1000), (uint64_t) INT_MAX));
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k <= 0)

@@ -52,6 +52,7 @@ struct Monitor {
         struct event *ev_channel;
         struct event *ev_channel_again; /* messages read and not handled: the next round's */
         uint64_t worker_start_usec, last_sign_of_life_usec, backoff_usec;
+        uint64_t worker_draining_usec; /* when its STATUS first said draining, 0 before */
         bool worker_ready; /* the current worker sent READY */
         bool reload_pending; /* SIGHUP came before a worker could take it: sent at READY */
         TsmPrivWorkerEnd worker_killed_for; /* COMPROMISED or UNRESPONSIVE once the monitor kills it */

@@ -164,6 +164,7 @@ static int worker_start(Monitor *m) {
                 return log_error_errno(r, "Failed to start the worker '%s': %m", m->worker_path);
         theirs = safe_close(theirs);
         m->worker_start_usec = m->last_sign_of_life_usec = now_monotonic_usec();
+        m->worker_draining_usec = 0;
         m->worker_ready = false;
         log_info("Started worker %s as pid %d (uid %u).", m->worker_path, (int) m->worker_pid,
                  (unsigned) m->worker_uid);
@@ -383,6 +384,10 @@ static void on_worker_status(const struct tsm_priv_status *s, void *userdata) {
         };
         Monitor *m = userdata;
 
+        /* A worker stopping by itself (SIGTERMed alone) beats no more once its loop ends: from
+         * here it has StopTimeoutSec= to exit, not WatchdogSec= of silence (on_tick()). */
+        if (s->draining && m->worker_draining_usec == 0)
+                m->worker_draining_usec = now_monotonic_usec();
         /* The dispatch checked s->audit. */
         notify_status(m, "%s%s%u clients, %u requests in flight, %zu contexts, platform %s.",
                       s->draining ? "Stopping: " : "", audit[s->audit], s->n_clients, s->n_pending,
@@ -480,6 +485,16 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
                 return;
         if (worker_start_overdue(m, now, false))
                 return;
+        if (m->worker_draining_usec > 0) {
+                if (now - m->worker_draining_usec <= SEC_TO_USEC(m->config.worker_stop_timeout_sec))
+                        return;
+                log_error("Worker %d did not exit in %u s after it began to stop, killing it.", (int) m->worker_pid,
+                          m->config.worker_stop_timeout_sec);
+                m->worker_ready = false;
+                m->worker_killed_for = TSM_PRIV_WORKER_UNRESPONSIVE;
+                worker_kill(m, SIGKILL);
+                return;
+        }
         if (!m->worker_ready || now - m->last_sign_of_life_usec <= SEC_TO_USEC(m->config.worker_watchdog_sec))
                 return;
         log_error("Worker %d has not spoken for %u s, killing it.", (int) m->worker_pid,

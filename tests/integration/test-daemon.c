@@ -190,7 +190,7 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Audit]\nMaxRecordsInFlightUnnamed=0\n", 2, "value out of range for MaxRecordsInFlightUnnamed= (1 to 1048576)" },
                 { "[Audit]\nRefusalRecordsPerUid=1048577\n", 2, "value out of range for RefusalRecordsPerUid= (0 to 1048576)" },
                 { "[Audit]\nRefusalIntervalSec=0\n", 2, "value out of range for RefusalIntervalSec= (1 to 86400)" },
-                { "[Worker]\nStartTimeoutSec=0\n", 2, "value out of range for StartTimeoutSec= (1 to 3600)" },
+                { "[Worker]\nStartTimeoutSec=0\n", 2, "value out of range for StartTimeoutSec= (1 to 80)" },
                 { "[Worker]\nStopTimeoutSec=61\n", 2, "value out of range for StopTimeoutSec= (1 to 60)" },
                 /* A key given twice: which value counts is left to no one's guess. */
                 { "[Varlink]\nMaxConnections=10\n# more\nMaxConnections=1000\n", 4,
@@ -256,6 +256,13 @@ TEST(check_config_bad_names_file_and_line) {
                                     "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage");
         expect_check_config_refuses(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFds=15\n", "MaxFds (unless 0)");
         write_file(path, "[Varlink]\nMaxFdsPerMessage=8\nMaxFdsPerUid=16\nMaxFds=16\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+        /* A drain must leave 2 s of the stop's time: the last unbinds, the audit log's close. */
+        expect_check_config_refuses(path, "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=4\n",
+                                    "[Worker] DrainTimeoutSec=4 must be at most StopTimeoutSec=5 less 2 s");
+        expect_check_config_refuses(path, "[Worker]\nStopTimeoutSec=11\n",
+                                    "DrainTimeoutSec=10 (the default) must be at most StopTimeoutSec=11 less 2 s");
+        write_file(path, "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=3\n");
         ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
         /* One directory for the audit log and the contexts' state, however spelled. */
         expect_check_config_refuses(path, "[Audit]\nDirectory=/var/lib//tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd/\n",

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -437,9 +438,60 @@ TEST(requests_failed_at_the_end_may_cancel_the_next) {
 
         fixture_start(&f, false);
         fill_share_and_wait_two(&f, 100);
-        priv_channel_finish(f.channel, 1000);
+        priv_channel_finish(f.channel, 1000, UINT64_MAX);
         ASSERT_NULL(to_cancel);
         ASSERT_EQ(f.n_failed, (unsigned) SLOT_MAX + 1);
+        fixture_stop(&f);
+}
+
+static void on_answer_or_timeout(int result, const void *response, size_t len, void *userdata) {
+        if (result == 0)
+                fixture->n_answered++;
+        else {
+                ASSERT_EQ(result, -ETIMEDOUT);
+                fixture->n_failed++;
+        }
+}
+
+/* At the worker's end, a monitor that answers one by one, each well within the silence window,
+ * does not carry the wait past its deadline (the worker's stop time, after which the monitor
+ * kills it): the rest fail then. */
+TEST(the_end_waits_for_answers_until_its_deadline_only) {
+        uint32_t ids[8], cookies[8];
+        uint64_t start, took;
+        Fixture f = {};
+        size_t n;
+        pid_t pid;
+        int status;
+
+        fixture_start(&f, false);
+        for (uint32_t id = 1; id <= ELEMENTSOF(ids); id++)
+                submit(id, on_answer_or_timeout);
+        run_worker();
+        n = monitor_receive(ids, cookies, ELEMENTSOF(ids));
+        ASSERT_EQ(n, ELEMENTSOF(ids));
+
+        /* The monitor: an answer every 200 ms, 1.6 s for all. */
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                for (size_t i = 0; i < n; i++) {
+                        usleep(200 * 1000);
+                        monitor_answer(cookies[i]);
+                }
+                _exit(EXIT_SUCCESS);
+        }
+
+        start = now_monotonic_usec();
+        priv_channel_finish(f.channel, 1000 * 1000, start + 500 * 1000);
+        took = now_monotonic_usec() - start;
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        ASSERT_GE(took, 500 * 1000ULL);
+        ASSERT_LE(took, 1200 * 1000ULL);
+        ASSERT_LE(f.n_answered, (unsigned) n - 1);
+        ASSERT_EQ(f.n_answered + f.n_failed, (unsigned) n);
         fixture_stop(&f);
 }
 

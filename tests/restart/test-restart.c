@@ -3413,6 +3413,25 @@ TEST(reload_while_stopping_is_refused) {
         varlink_client_free(c);
 }
 
+/* The worker's beat is also the only STATUS= that comes unasked: at least every 5 s, not a
+ * third of a long WatchdogSec= (200 s here). */
+TEST(status_is_sent_at_least_every_five_seconds) {
+        Manager m;
+
+        manager_init(&m);
+        config_set(&m, "Worker", "WatchdogSec", "600");
+        manager_start_ready(&m);
+        manager_wait(&m, status_says_no_clients, 3000);
+        ASSERT_TRUE(status_says_no_clients(&m));
+        m.n_status = 0;
+        manager_wait(&m, NULL, 11000);
+        ASSERT_GE(m.n_status, 2u);
+        ASSERT_TRUE(status_says_no_clients(&m));
+
+        kill(m.pid, SIGTERM);
+        ASSERT_EQ(manager_exit_status(&m), 0);
+}
+
 /* A request in flight that never ends (here a Bind of an emulated device slower than the drain)
  * does not keep a stopping worker forever: it gives up after [Worker] DrainTimeoutSec= (2 s here,
  * 10 by default), saying how many it left, and tsmd exits with status 0, long before the

@@ -168,38 +168,39 @@ TEST(worker_keys_are_parsed) {
         unsigned line;
 
         ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=2\nWatchdogSec=3\nStopTimeoutSec=4\nKillTimeoutSec=1\n"
-                              "DrainTimeoutSec=3\n",
+                              "DrainTimeoutSec=2\n",
                               &c, &line, &message));
         ASSERT_EQ(c.worker_start_timeout_sec, 2u);
         ASSERT_EQ(c.worker_watchdog_sec, 3u);
         ASSERT_EQ(c.worker_stop_timeout_sec, 4u);
         ASSERT_EQ(c.worker_kill_timeout_sec, 1u);
-        ASSERT_EQ(c.worker_drain_timeout_sec, 3u);
+        ASSERT_EQ(c.worker_drain_timeout_sec, 2u);
         daemon_config_done(&c);
 
         /* Each at its maxima: the stop, StopTimeoutSec= plus KillTimeoutSec=, stays below
-         * tsmd.service's TimeoutStopSec=90s. */
-        ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=3600\nWatchdogSec=600\nStopTimeoutSec=60\nKillTimeoutSec=20\n"
-                              "DrainTimeoutSec=59\n",
+         * tsmd.service's TimeoutStopSec=90s, the first start below its TimeoutStartSec=90s. */
+        ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=80\nWatchdogSec=600\nStopTimeoutSec=60\nKillTimeoutSec=20\n"
+                              "DrainTimeoutSec=58\n",
                               &c, &line, &message));
-        ASSERT_EQ(c.worker_start_timeout_sec, 3600u);
+        ASSERT_EQ(c.worker_start_timeout_sec, 80u);
         ASSERT_EQ(c.worker_watchdog_sec, 600u);
         ASSERT_EQ(c.worker_stop_timeout_sec, 60u);
         ASSERT_EQ(c.worker_kill_timeout_sec, 20u);
-        ASSERT_EQ(c.worker_drain_timeout_sec, 59u);
+        ASSERT_EQ(c.worker_drain_timeout_sec, 58u);
         ASSERT_LE(c.worker_stop_timeout_sec + c.worker_kill_timeout_sec, 89u);
+        ASSERT_LE(c.worker_start_timeout_sec, 89u);
         daemon_config_done(&c);
 
         /* Read at start: each is among the settings the monitor hands every worker it starts. */
         ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=2\nWatchdogSec=3\nStopTimeoutSec=4\nKillTimeoutSec=1\n"
-                              "DrainTimeoutSec=3\n",
+                              "DrainTimeoutSec=2\n",
                               &c, &line, &message));
         {
                 char *text = NULL;
 
                 ASSERT_OK(daemon_config_format_start_only(&c, &text));
                 ASSERT_NOT_NULL(strstr(text, "[Worker]\nStartTimeoutSec=2\nWatchdogSec=3\nStopTimeoutSec=4\n"
-                                             "KillTimeoutSec=1\nDrainTimeoutSec=3\n"));
+                                             "KillTimeoutSec=1\nDrainTimeoutSec=2\n"));
                 free(text);
         }
         daemon_config_done(&c);
@@ -211,16 +212,16 @@ TEST(worker_keys_out_of_range_are_refused) {
         static const struct {
                 const char *text, *message;
         } bad[] = {
-                { "[Worker]\nStartTimeoutSec=0\n", "value out of range for StartTimeoutSec= (1 to 3600)" },
-                { "[Worker]\nStartTimeoutSec=3601\n", "value out of range for StartTimeoutSec= (1 to 3600)" },
+                { "[Worker]\nStartTimeoutSec=0\n", "value out of range for StartTimeoutSec= (1 to 80)" },
+                { "[Worker]\nStartTimeoutSec=81\n", "value out of range for StartTimeoutSec= (1 to 80)" },
                 { "[Worker]\nWatchdogSec=0\n", "value out of range for WatchdogSec= (1 to 600)" },
                 { "[Worker]\nWatchdogSec=601\n", "value out of range for WatchdogSec= (1 to 600)" },
                 { "[Worker]\nStopTimeoutSec=0\n", "value out of range for StopTimeoutSec= (1 to 60)" },
                 { "[Worker]\nStopTimeoutSec=61\n", "value out of range for StopTimeoutSec= (1 to 60)" },
                 { "[Worker]\nKillTimeoutSec=0\n", "value out of range for KillTimeoutSec= (1 to 20)" },
                 { "[Worker]\nKillTimeoutSec=21\n", "value out of range for KillTimeoutSec= (1 to 20)" },
-                { "[Worker]\nDrainTimeoutSec=0\n", "value out of range for DrainTimeoutSec= (1 to 59)" },
-                { "[Worker]\nDrainTimeoutSec=60\n", "value out of range for DrainTimeoutSec= (1 to 59)" },
+                { "[Worker]\nDrainTimeoutSec=0\n", "value out of range for DrainTimeoutSec= (1 to 58)" },
+                { "[Worker]\nDrainTimeoutSec=59\n", "value out of range for DrainTimeoutSec= (1 to 58)" },
                 { "[Worker]\nWatchdogSec=-1\n", "invalid value for WatchdogSec=: not a non-negative integer" },
                 { "[Worker]\nStartTimeoutSec=2s\n", "invalid value for StartTimeoutSec=: not a non-negative integer" },
                 { "[Worker]\nStopTimeoutSec=1.5\n", "invalid value for StopTimeoutSec=: not a non-negative integer" },
@@ -245,34 +246,49 @@ TEST(worker_keys_out_of_range_are_refused) {
         }
 }
 
-/* A drain as long as the stop's time or longer would have the worker killed while it waits: the
- * pair is refused, also where only one of them is set (the other at its default). */
+/* A drain that leaves less than 2 s of the stop's time would have the worker killed while it
+ * waits for its last unbinds or closes its audit log: the pair is refused, also where only one
+ * of them is set (the other at its default, said so), naming both with their values. */
 TEST(worker_drain_must_end_before_the_stop_timeout) {
-        static const char *const bad[] = {
-                "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=5\n",
-                "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=8\n",
-                "[Worker]\nStopTimeoutSec=10\n", /* DrainTimeoutSec=10 */
-                "[Worker]\nDrainTimeoutSec=15\n", /* StopTimeoutSec=15 */
+        static const struct {
+                const char *text, *message;
+        } bad[] = {
+                { "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=5\n",
+                  "[Worker] DrainTimeoutSec=5 must be at most StopTimeoutSec=5 less 2 s" },
+                { "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=8\n",
+                  "[Worker] DrainTimeoutSec=8 must be at most StopTimeoutSec=5 less 2 s" },
+                { "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=4\n",
+                  "[Worker] DrainTimeoutSec=4 must be at most StopTimeoutSec=5 less 2 s" },
+                { "[Worker]\nStopTimeoutSec=11\n",
+                  "[Worker] DrainTimeoutSec=10 (the default) must be at most StopTimeoutSec=11 less 2 s" },
+                { "[Worker]\nDrainTimeoutSec=14\n",
+                  "[Worker] DrainTimeoutSec=14 must be at most StopTimeoutSec=15 (the default) less 2 s" },
+                /* Set to the default's value is set. */
+                { "[Worker]\nStopTimeoutSec=15\nDrainTimeoutSec=14\n",
+                  "[Worker] DrainTimeoutSec=14 must be at most StopTimeoutSec=15 less 2 s" },
         };
         const char *message;
         DaemonConfig c;
         unsigned line;
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                ASSERT_ERRNO(load_worker(bad[i], &c, &line, &message), EINVAL);
+                ASSERT_ERRNO(load_worker(bad[i].text, &c, &line, &message), EINVAL);
                 ASSERT_EQ(line, 0u);
-                ASSERT_STREQ(message, "[Worker] DrainTimeoutSec must be less than StopTimeoutSec");
+                ASSERT_STREQ(message, bad[i].message);
                 ASSERT_EQ(c.worker_stop_timeout_sec, 15u);
                 ASSERT_EQ(c.worker_drain_timeout_sec, 10u);
                 daemon_config_done(&c);
         }
 
-        ASSERT_OK(load_worker("[Worker]\nStopTimeoutSec=2\nDrainTimeoutSec=1\n", &c, &line, &message));
-        ASSERT_EQ(c.worker_stop_timeout_sec, 2u);
+        ASSERT_OK(load_worker("[Worker]\nStopTimeoutSec=3\nDrainTimeoutSec=1\n", &c, &line, &message));
+        ASSERT_EQ(c.worker_stop_timeout_sec, 3u);
         ASSERT_EQ(c.worker_drain_timeout_sec, 1u);
         daemon_config_done(&c);
-        ASSERT_OK(load_worker("[Worker]\nDrainTimeoutSec=14\n", &c, &line, &message));
-        ASSERT_EQ(c.worker_drain_timeout_sec, 14u);
+        ASSERT_OK(load_worker("[Worker]\nDrainTimeoutSec=13\n", &c, &line, &message));
+        ASSERT_EQ(c.worker_drain_timeout_sec, 13u);
+        daemon_config_done(&c);
+        ASSERT_OK(load_worker("[Worker]\nStopTimeoutSec=12\n", &c, &line, &message));
+        ASSERT_EQ(c.worker_stop_timeout_sec, 12u);
         daemon_config_done(&c);
 }
 
