@@ -149,16 +149,22 @@ static int load_worker(const char *text, DaemonConfig *c, unsigned *ret_line, co
         return daemon_config_load_text(c, text, ret_line, ret_message);
 }
 
+/* Expects [Worker]'s five values in c. */
+static void expect_worker(const DaemonConfig *c, unsigned start, unsigned watchdog, unsigned stop, unsigned kill,
+                          unsigned drain) {
+        ASSERT_EQ(c->worker_start_timeout_sec, start);
+        ASSERT_EQ(c->worker_watchdog_sec, watchdog);
+        ASSERT_EQ(c->worker_stop_timeout_sec, stop);
+        ASSERT_EQ(c->worker_kill_timeout_sec, kill);
+        ASSERT_EQ(c->worker_drain_timeout_sec, drain);
+}
+
 /* The defaults are the limits tsmd had built in before they were settings. */
 TEST(worker_defaults) {
         DaemonConfig c;
 
         ASSERT_OK(daemon_config_init(&c));
-        ASSERT_EQ(c.worker_start_timeout_sec, 15u);
-        ASSERT_EQ(c.worker_watchdog_sec, 15u);
-        ASSERT_EQ(c.worker_stop_timeout_sec, 15u);
-        ASSERT_EQ(c.worker_kill_timeout_sec, 5u);
-        ASSERT_EQ(c.worker_drain_timeout_sec, 10u);
+        expect_worker(&c, 15, 15, 15, 5, 10);
         daemon_config_done(&c);
 }
 
@@ -170,11 +176,7 @@ TEST(worker_keys_are_parsed) {
         ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=2\nWatchdogSec=3\nStopTimeoutSec=4\nKillTimeoutSec=1\n"
                               "DrainTimeoutSec=2\n",
                               &c, &line, &message));
-        ASSERT_EQ(c.worker_start_timeout_sec, 2u);
-        ASSERT_EQ(c.worker_watchdog_sec, 3u);
-        ASSERT_EQ(c.worker_stop_timeout_sec, 4u);
-        ASSERT_EQ(c.worker_kill_timeout_sec, 1u);
-        ASSERT_EQ(c.worker_drain_timeout_sec, 2u);
+        expect_worker(&c, 2, 3, 4, 1, 2);
         daemon_config_done(&c);
 
         /* Each at its maxima: the stop, StopTimeoutSec= plus KillTimeoutSec=, stays below
@@ -182,11 +184,7 @@ TEST(worker_keys_are_parsed) {
         ASSERT_OK(load_worker("[Worker]\nStartTimeoutSec=80\nWatchdogSec=600\nStopTimeoutSec=60\nKillTimeoutSec=20\n"
                               "DrainTimeoutSec=58\n",
                               &c, &line, &message));
-        ASSERT_EQ(c.worker_start_timeout_sec, 80u);
-        ASSERT_EQ(c.worker_watchdog_sec, 600u);
-        ASSERT_EQ(c.worker_stop_timeout_sec, 60u);
-        ASSERT_EQ(c.worker_kill_timeout_sec, 20u);
-        ASSERT_EQ(c.worker_drain_timeout_sec, 58u);
+        expect_worker(&c, 80, 600, 60, 20, 58);
         ASSERT_LE(c.worker_stop_timeout_sec + c.worker_kill_timeout_sec, 89u);
         ASSERT_LE(c.worker_start_timeout_sec, 89u);
         daemon_config_done(&c);
@@ -237,11 +235,7 @@ TEST(worker_keys_out_of_range_are_refused) {
                 ASSERT_TRUE(r == -ERANGE || r == -EINVAL);
                 ASSERT_EQ(line, 2u);
                 ASSERT_STREQ(message, bad[i].message);
-                ASSERT_EQ(c.worker_start_timeout_sec, 15u);
-                ASSERT_EQ(c.worker_watchdog_sec, 15u);
-                ASSERT_EQ(c.worker_stop_timeout_sec, 15u);
-                ASSERT_EQ(c.worker_kill_timeout_sec, 5u);
-                ASSERT_EQ(c.worker_drain_timeout_sec, 10u);
+                expect_worker(&c, 15, 15, 15, 5, 10);
                 daemon_config_done(&c);
         }
 }
