@@ -3413,8 +3413,13 @@ TEST(reload_while_stopping_is_refused) {
         varlink_client_free(c);
 }
 
-/* The worker's beat is also the only STATUS= that comes unasked: at least every 5 s, not a
- * third of a long WatchdogSec= (200 s here). */
+static bool has_status(Manager *m) {
+        return m->n_status > 0;
+}
+
+/* The worker's beat is also the only STATUS= that comes unasked: at least every 5 s (the next
+ * within 5 s of the last, 8 s with room for a loaded machine), not a third of a long
+ * WatchdogSec= (200 s here). */
 TEST(status_is_sent_at_least_every_five_seconds) {
         Manager m;
 
@@ -3424,8 +3429,8 @@ TEST(status_is_sent_at_least_every_five_seconds) {
         manager_wait(&m, status_says_no_clients, 3000);
         ASSERT_TRUE(status_says_no_clients(&m));
         m.n_status = 0;
-        manager_wait(&m, NULL, 11000);
-        ASSERT_GE(m.n_status, 2u);
+        manager_wait(&m, has_status, 8000);
+        ASSERT_GE(m.n_status, 1u);
         ASSERT_TRUE(status_says_no_clients(&m));
 
         kill(m.pid, SIGTERM);
