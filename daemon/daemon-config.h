@@ -42,7 +42,7 @@ typedef struct DaemonConfig {
 
         /* The worker's life, as the monitor watches it; read at start. */
         unsigned worker_start_timeout_sec; /* from its start to READY */
-        unsigned worker_watchdog_sec;      /* silence once serving; it beats a third of this */
+        unsigned worker_watchdog_sec;      /* silence once serving; it beats 3 times as often, >= every 5 s */
         unsigned worker_stop_timeout_sec;  /* from SIGTERM to its exit, then SIGKILL */
         unsigned worker_kill_timeout_sec;  /* from SIGKILL to its exit, then given up on */
         unsigned worker_drain_timeout_sec; /* the worker's own wait on requests in flight at a stop */
