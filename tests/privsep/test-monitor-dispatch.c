@@ -2970,6 +2970,22 @@ TEST(contexts_bounded) {
         fixture_free(f);
 }
 
+
+/* The platform set up, a FUSE server holding this process's requests (a skip without FUSE), the
+ * fd closer started as tsmd's main() does, and a file of the server's opened: its fd. */
+static int setup_with_fuse(Fixture *f, const TsmPlatformConfig *config, FuseHold *h) {
+        int fd, r;
+
+        setup_platform(f, config);
+        r = fuse_hold_start(h, (pid_t[]) { getpid() }, 1, true, FUSE_HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        ASSERT_OK(fd_closer_start());
+        fd = fuse_hold_open(h, O_RDWR);
+        ASSERT_OK(fd);
+        return fd;
+}
+
 /* SECURITY: an fd the worker forwards with ADOPT_CONTEXT is a client's, maybe of a FUSE file
  * system the client serves and never answers (tests/fuse-hold.h; root, SKIP otherwise). A
  * correct worker passes on no such fd (it is no character device or memfd): the monitor tells
@@ -2989,18 +3005,12 @@ TEST(a_fuse_fd_to_adopt_waits_on_no_server) {
                 };
                 struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
                 Fixture *f = malloc(sizeof(Fixture));
-                int fd, ctx_fd, r;
+                int fd, ctx_fd;
                 FuseHold h;
                 uint64_t t;
 
                 ASSERT_NOT_NULL(f);
-                setup_platform(f, &config);
-                r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, FUSE_HOLD_USEC);
-                if (r < 0)
-                        SKIP("no FUSE mount here: %s", strerror(-r));
-                ASSERT_OK(fd_closer_start()); /* as tsmd's main() does */
-                fd = fuse_hold_open(&h, O_RDWR);
-                ASSERT_OK(fd);
+                fd = setup_with_fuse(f, &config, &h);
 
                 t = now_monotonic_usec();
                 ASSERT_ERRNO(expect_violation_full(f, &m, sizeof(m), fd, "ADOPT_CONTEXT"), EBADF);
@@ -3079,13 +3089,7 @@ TEST(fds_held_for_closing_are_bounded) {
         Reply rep;
 
         ASSERT_NOT_NULL(f);
-        setup_platform(f, &config);
-        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, FUSE_HOLD_USEC);
-        if (r < 0)
-                SKIP("no FUSE mount here: %s", strerror(-r));
-        ASSERT_OK(fd_closer_start()); /* as tsmd's main() does */
-        fuse_fd = fuse_hold_open(&h, O_RDWR);
-        ASSERT_OK(fuse_fd);
+        fuse_fd = setup_with_fuse(f, &config, &h);
         /* An honest client's iommufd (the emulated stand-in), to adopt under another id. */
         open_context(f, SLOT, ID_A, &ctx_fd);
         before = test_count_fds();

@@ -946,17 +946,24 @@ TEST(audit_from_says_what_rotated_out) {
         tsmd_teardown(&t);
 }
 
-/* A fake tsmd at path: reads one call, answers the len bytes of replies (NUL-terminated
- * messages, one or more), waits for the hangup; returns its pid. */
-static pid_t fake_tsmd_replies(const char *path, const char *replies, size_t len) {
+/* The listening socket of a fake tsmd at path (for one connection). */
+static int fake_tsmd_listen(const char *path) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        pid_t pid;
 
         ASSERT_TRUE(l >= 0 && strlen(path) < sizeof(sa.sun_path));
         strcpy(sa.sun_path, path);
         ASSERT_OK(bind(l, (struct sockaddr *) &sa, sizeof(sa)));
         ASSERT_OK(listen(l, 1));
+        return l;
+}
+
+/* A fake tsmd at path: reads one call, answers the len bytes of replies (NUL-terminated
+ * messages, one or more), waits for the hangup; returns its pid. */
+static pid_t fake_tsmd_replies(const char *path, const char *replies, size_t len) {
+        int l = fake_tsmd_listen(path);
+        pid_t pid;
+
         pid = fork();
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
@@ -1260,14 +1267,9 @@ static int run_fake(const char *path, const char *const *args, const char *repli
 /* A fake tsmd at path that, before it answers reply to the one call, writes what
  * /proc/<pid>/status says of its peer (SO_PEERCRED) to status_path. */
 static pid_t fake_tsmd_reading_peer(const char *path, const char *status_path, const char *reply) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int l = fake_tsmd_listen(path);
         pid_t pid;
 
-        ASSERT_TRUE(l >= 0 && strlen(path) < sizeof(sa.sun_path));
-        strcpy(sa.sun_path, path);
-        ASSERT_OK(bind(l, (struct sockaddr *) &sa, sizeof(sa)));
-        ASSERT_OK(listen(l, 1));
         pid = fork();
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
