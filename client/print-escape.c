@@ -6,7 +6,9 @@
  * (escape.h); JSON stays JSON with the same values, see tsmctl_print_json_ext().
  */
 
+#include <locale.h>
 #include <stdio.h>
+#include <wchar.h>
 
 #include "tsmctl.h"
 
@@ -28,16 +30,38 @@ const char *tsmctl_esc(TsmctlEscapes *e, const char *s) {
         return copy;
 }
 
+/* libc's character widths are the LC_CTYPE locale's, and tsmctl sets none from the
+ * environment (its output does not change with it): C.UTF-8's, which every glibc since 2.35
+ * has. NULL where it is missing. */
+static locale_t width_locale(void) {
+        static locale_t l;
+        static bool tried;
+
+        if (!tried) {
+                l = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
+                tried = true;
+        }
+        return l;
+}
+
 /*
- * Display columns of text tsmctl_esc() returned: valid UTF-8 with no control character, so
- * one column per code point. No wcwidth() tables: East Asian wide characters (two columns)
- * and combining marks (none) are counted as one, which is off for them only.
+ * Display columns of text tsmctl_esc() returned: valid UTF-8 with no control character. An
+ * East Asian wide character takes two columns, a combining mark none (wcwidth()); without
+ * the C.UTF-8 locale, every code point one.
  */
 size_t tsmctl_display_width(const char *s) {
+        locale_t l = width_locale(), old = l ? uselocale(l) : (locale_t) 0;
         size_t w = 0;
 
-        for (const unsigned char *p = (const unsigned char *) strempty(s); *p; w++)
-                p += MAX(utf8_sequence_len(p), (size_t) 1); /* invalid: not from tsmctl_esc(), one byte on */
+        for (const unsigned char *p = (const unsigned char *) strempty(s); *p;) {
+                size_t n = utf8_sequence_len(p);
+                int cw = n > 0 && l ? wcwidth((wchar_t) utf8_code_point(p, n)) : 1;
+
+                w += cw >= 0 ? (size_t) cw : 1; /* unprintable: not from tsmctl_esc() */
+                p += MAX(n, (size_t) 1);        /* invalid: not from tsmctl_esc(), one byte on */
+        }
+        if (l)
+                uselocale(old);
         return w;
 }
 
@@ -85,10 +109,11 @@ void tsmctl_print_settings(json_object *names, FILE *f) {
 
 /*
  * json-c escapes every C0 control in a string (\n, \t, ..., \u001b), but writes DEL, C1
- * controls and bytes that are no UTF-8 as they came (a JSON string from the parser can hold
- * any byte). Here those become \u007f, \u0080..\u009f (the same values, escaped) and U+FFFD
- * for each invalid byte (JSON is UTF-8: no JSON text can carry them, and a parser that
- * checks replaces them so too). json-c's own text outside strings is ASCII: its newlines stay.
+ * controls, bidirectional formatting characters and bytes that are no UTF-8 as they came (a
+ * JSON string from the parser can hold any byte). Here those become \u007f, \u0080..\u009f,
+ * \u202e and its kin (the same values, escaped) and U+FFFD for each invalid byte (JSON is
+ * UTF-8: no JSON text can carry them, and a parser that checks replaces them so too). json-c's
+ * own text outside strings is ASCII: its newlines stay.
  */
 static void fputs_json_safe(const char *text, FILE *f) {
         for (const unsigned char *p = (const unsigned char *) text; *p;) {
@@ -100,9 +125,9 @@ static void fputs_json_safe(const char *text, FILE *f) {
                 } else if (n == 1 && ((*p < 0x20 && *p != '\n') || *p == 0x7f)) {
                         fprintf(f, "\\u%04x", *p);
                         p++;
-                } else if (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) {
-                        fprintf(f, "\\u%04x", p[1]);
-                        p += 2;
+                } else if ((n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) || utf8_is_bidi_control(p, n)) {
+                        fprintf(f, "\\u%04x", (unsigned) utf8_code_point(p, n));
+                        p += n;
                 } else {
                         fwrite(p, 1, n, f);
                         p += n;

@@ -40,6 +40,15 @@ size_t utf8_sequence_len(const unsigned char *s) {
         return n;
 }
 
+uint32_t utf8_code_point(const unsigned char *s, size_t n) {
+        static const unsigned char lead_mask[] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
+        uint32_t c = s[0] & lead_mask[n];
+
+        for (size_t i = 1; i < n; i++)
+                c = c << 6 | (s[i] & 0x3f);
+        return c;
+}
+
 /* The escape of a byte shown as \X, or 0 if it is shown as \xNN. */
 static char c_escape(unsigned char c) {
         switch (c) {
@@ -62,6 +71,15 @@ static char c_escape(unsigned char c) {
         }
 }
 
+bool utf8_is_bidi_control(const unsigned char *s, size_t n) {
+        if (n == 2)
+                return s[0] == 0xd8 && s[1] == 0x9c;
+        if (n != 3 || s[0] != 0xe2)
+                return false;
+        return (s[1] == 0x80 && (s[2] == 0x8e || s[2] == 0x8f || (s[2] >= 0xaa && s[2] <= 0xae))) ||
+               (s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9);
+}
+
 /* How the character at s is shown: *ret_in bytes of s go as they are (*ret_raw true) or
  * escaped byte by byte. */
 static void next_char(const unsigned char *s, EscapeFlags flags, size_t *ret_in, bool *ret_raw) {
@@ -75,7 +93,8 @@ static void next_char(const unsigned char *s, EscapeFlags flags, size_t *ret_in,
                 *ret_raw = (s[0] >= 0x20 && s[0] != 0x7f) || (s[0] == '\n' && (flags & ESCAPE_KEEP_NEWLINE));
         } else {
                 *ret_in = n;
-                *ret_raw = !(s[0] == 0xc2 && s[1] <= 0x9f); /* U+0080..U+009F: C1 */
+                *ret_raw = !(s[0] == 0xc2 && s[1] <= 0x9f) && /* U+0080..U+009F: C1 */
+                           !utf8_is_bidi_control(s, n);
         }
 }
 

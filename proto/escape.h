@@ -5,15 +5,18 @@
  * rewrites what the reader sees (a line hidden, the title set, a fake prompt), and invalid
  * UTF-8 is taken apart by the terminal in ways of its own (a raw 0x9b is CSI to an 8-bit
  * one). As systemd's cescape(): C0 controls are shown as \a \b \t \n \v \f \r or \xNN, DEL
- * and C1 controls (U+0080..U+009F) and every byte of invalid UTF-8 as \xNN (the bytes as
- * they came, "\xc2\x9b" for U+009B); valid printable UTF-8 is left as it is, the backslash
- * too, so the text "\x1b" and an escaped ESC look alike (--json tells them apart). libc only:
- * the monitor's log uses it. Runs in: monitor, worker and clients.
+ * and C1 controls (U+0080..U+009F), the bidirectional formatting characters (U+202E and its
+ * kin, which make a terminal that does bidi show text out of order) and every byte of
+ * invalid UTF-8 as \xNN (the bytes as they came, "\xc2\x9b" for U+009B); valid printable
+ * UTF-8 is left as it is, the backslash too, so the text "\x1b" and an escaped ESC look alike
+ * (--json tells them apart). libc only: the monitor's log uses it. Runs in: monitor, worker
+ * and clients.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum EscapeFlags {
         /* Newline is shown as itself (multi-line text: an interface description). */
@@ -23,6 +26,15 @@ typedef enum EscapeFlags {
 /* Length of the valid UTF-8 sequence at s, or 0 if s does not start one (RFC 3629: no
  * overlongs, no surrogates, nothing above U+10FFFF). Reads no further than a NUL. */
 size_t utf8_sequence_len(const unsigned char *s);
+
+/* The code point of the n-byte sequence at s, which utf8_sequence_len() found valid. */
+uint32_t utf8_code_point(const unsigned char *s, size_t n);
+
+/* Whether the n-byte UTF-8 character at s is a bidirectional formatting character: U+061C,
+ * U+200E, U+200F, U+202A..U+202E, U+2066..U+2069. A terminal that does bidi (VTE, mlterm)
+ * reorders the text after one ("Trojan Source"), so a string that holds one can show other
+ * text than it is: a name read backwards, a column that seems to say what another does. */
+bool utf8_is_bidi_control(const unsigned char *s, size_t n);
 
 /* Whether s (NULL: yes) would be printed as it is. */
 bool terminal_is_safe(const char *s, EscapeFlags flags);

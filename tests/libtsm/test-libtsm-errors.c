@@ -134,6 +134,12 @@ TEST(error_messages) {
         json_object_put(p);
         ASSERT_STREQ(tsm_client_get_error_message(&c), "e=?2J?[1A?\xc3\xa9");
 
+        /* And the bidirectional formatting characters (U+202E: what follows shows reversed). */
+        p = parse("{\"e\": \"\\u202egnp.exe\\u2066\\u061c\\u2010\"}");
+        ASSERT_EQ(ltsm_error_set_reply(&c, "com.example.Other", p), -EBADR);
+        json_object_put(p);
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "e=?gnp.exe??\xe2\x80\x90");
+
         /* No parameters: an empty message. */
         ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Guest.DeviceBusy", NULL), -EBUSY);
         ASSERT_STREQ(tsm_client_get_error_message(&c), "");

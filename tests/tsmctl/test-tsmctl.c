@@ -1200,17 +1200,19 @@ TEST(odd_replies) {
 
 /* A string as JSON text, with what rewrites a terminal: OSC (set the title) ended by BEL,
  * erase the screen, cursor up (to hide the line before), CSI as C1 (U+009B), DEL, a tab, an
- * OSC 8 hyperlink ended by ESC \, and a printable é that stays. */
+ * OSC 8 hyperlink ended by ESC \, a printable é that stays, and a right-to-left override
+ * (U+202E), after which a terminal that does bidi shows "gnp.exe" as "exe.png". */
 #define HOSTILE                                                                                    \
         "x\\u001b]0;pwned\\u0007\\u001b[2J\\u001b[1A\\u009b31m\\u007f\\t"                          \
-        "\\u001b]8;;http://e.example/\\u001b\\\\L\\u001b]8;;\\u001b\\\\|\\u00e9"
+        "\\u001b]8;;http://e.example/\\u001b\\\\L\\u001b]8;;\\u001b\\\\|\\u00e9\\u202egnp.exe"
 /* The same, as tsmctl shows it. */
 #define HOSTILE_ESCAPED                                                                            \
         "x\\x1b]0;pwned\\a\\x1b[2J\\x1b[1A\\xc2\\x9b31m\\x7f\\t"                                   \
-        "\\x1b]8;;http://e.example/\\x1b\\L\\x1b]8;;\\x1b\\|\xc3\xa9"
+        "\\x1b]8;;http://e.example/\\x1b\\L\\x1b]8;;\\x1b\\|\xc3\xa9\\xe2\\x80\\xaegnp.exe"
 
-/* Fails unless text is valid UTF-8 with no control character but newline: no C0, DEL or
- * C1. Decoded here on its own, not with the code under test. */
+/* Fails unless text is valid UTF-8 with no control character but newline (no C0, DEL or C1)
+ * and no bidirectional formatting character. Decoded here on its own, not with the code
+ * under test. */
 static void assert_terminal_safe(const char *what, const char *text) {
         const unsigned char *p = (const unsigned char *) text;
 
@@ -1237,6 +1239,9 @@ static void assert_terminal_safe(const char *what, const char *text) {
                         TEST_FAIL("%s: invalid UTF-8 (U+%04X) at %zu:\n%s", what, cp, i, text);
                 if ((cp < 0x20 && cp != '\n') || (cp >= 0x7f && cp <= 0x9f))
                         TEST_FAIL("%s: control character U+%04X at %zu:\n%s", what, cp, i, text);
+                if (cp == 0x61c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+                    (cp >= 0x2066 && cp <= 0x2069))
+                        TEST_FAIL("%s: bidirectional formatting character U+%04X at %zu:\n%s", what, cp, i, text);
                 i += n;
         }
 }
@@ -1519,18 +1524,30 @@ TEST(metrics_labels_escaped) {
         ASSERT_EQ(count_lines_with(out, label), 5U); /* calls, errors, +Inf bucket, sum, count */
 }
 
-/* The display column (code points, as tsmctl counts them) at which p starts in its line. */
+/* The display column at which p starts in its line: a column per code point, but two for the
+ * CJK ideographs (U+4E00..U+9FFF) and none for the combining diacritics (U+0300..U+036F), the
+ * only wide and zero-width characters the cases below use. */
 static size_t display_column(const char *line, const char *p) {
         size_t col = 0;
 
-        for (; line < p; line++)
-                col += ((unsigned char) *line & 0xc0) != 0x80; /* not a continuation byte */
+        for (const unsigned char *c = (const unsigned char *) line; c < (const unsigned char *) p; c++) {
+                if ((*c & 0xc0) == 0x80)
+                        continue; /* a continuation byte */
+                if (*c >= 0xe4 && *c <= 0xe9)
+                        col += 2; /* U+4000..U+9FFF: the cases use ideographs only there */
+                else if (*c == 0xcc || (*c == 0xcd && c[1] <= 0xaf))
+                        col += 0; /* U+0300..U+036F */
+                else
+                        col++;
+        }
         return col;
 }
 
-/* Table columns line up by what the terminal shows, not by bytes: multibyte UTF-8 (é, ü) and
- * escaped values in one column leave the next one where the header has it. Each case: the
- * cells of the header and the rows, in order; every cell starts at its header's column. */
+/* Table columns line up by what the terminal shows, not by bytes or code points: multibyte
+ * UTF-8 (é, ü), wide characters (中, two columns), combining marks (e + U+0301, one column
+ * for both) and escaped values in one column leave the next one where the header has it.
+ * Each case: the cells of the header and the rows, in order; every cell starts at its
+ * header's column. */
 TEST(table_columns_align_by_display_width) {
 #define MAX_CELLS 9
         static const struct {
@@ -1547,6 +1564,13 @@ TEST(table_columns_align_by_display_width) {
                     { "0000:01:00.0", "-", "em\xc3\xbc", "tdx-\xc3\xbc\xc3\xbc", "CONFIG_LOCKED", "-" },
                     { "d\xc3\xa9v", "d\xc3\xa9\\x1b", "e\\x1b", "b\\x1b[1m\xc3\xa9", "RUN", "-" },
                     { "0000:03:00.1", "0000:03:00.0", "x", "plain", "ERROR", "-" } } },
+                { "devices",
+                  "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\",\"tsm\":\"\\u4e2d\\u6587\","
+                  "\"backend\":\"te\\u0301st\",\"state\":\"RUN\"},{\"pciAddress\":\"0000:02:00.0\",\"tsm\":\"ab\","
+                  "\"backend\":\"b\",\"state\":\"ERROR\"}]}}",
+                  { { "DEVICE", "DSM", "TSM", "BACKEND", "STATE", "OWNER" },
+                    { "0000:01:00.0", "-", "\xe4\xb8\xad\xe6\x96\x87", "te\xcc\x81st", "RUN", "-" },
+                    { "0000:02:00.0", "-", "ab", "b", "ERROR", "-" } } },
                 { "backends",
                   "{\"parameters\":{\"platform\":\"p\",\"backends\":[{\"tsm\":\"em\\u00fc\",\"type\":"
                   "\"t\\u0007\\u00e9\",\"parentDriver\":\"dr\\u00fc\",\"uapi\":\"1.\\u00e9\",\"devices\":1},"
@@ -1640,7 +1664,7 @@ TEST(protocol_errors_are_failures_not_unreachable) {
 }
 
 /* --json (and call, and monitor --json) stays JSON with the same values: json-c escapes the C0
- * controls, tsmctl the DEL and C1 ones json-c writes as they are. */
+ * controls, tsmctl the DEL, C1 and bidirectional ones json-c writes as they are. */
 TEST(json_output_keeps_values_and_is_terminal_safe) {
         static const char devices[] = "{\"parameters\":{\"devices\":[{\"pciAddress\":\"" HOSTILE "\"}]}}";
         static const char followed[] = "{\"parameters\":{},\"continues\":true}\0"
@@ -1672,6 +1696,7 @@ TEST(json_output_keeps_values_and_is_terminal_safe) {
                         TEST_FAIL("tsmctl %s: %s", cases[i].args[0], out);
                 ASSERT_NOT_NULL(strstr(out, "\\u001b]0;pwned\\u0007"));
                 ASSERT_NOT_NULL(strstr(out, "\\u009b31m\\u007f"));
+                ASSERT_NOT_NULL(strstr(out, "\\u202egnp.exe"));
         }
 }
 

@@ -51,6 +51,21 @@ TEST(controls_c1_and_invalid_utf8_are_escaped) {
         check("x\xe2\x82", 0, "x\\xe2\\x82");                       /* cut short at the end */
 }
 
+/* The bidirectional formatting characters, which a terminal that does bidi obeys: "\u202e"
+ * before "cod.exe" shows "exe.doc". Escaped byte by byte as C1 is; their neighbours in the
+ * same blocks (U+200D, U+2010, U+202F, U+2065, U+206A, U+061B) stay. */
+TEST(bidirectional_controls_are_escaped) {
+        check("a\xe2\x80\xae" "cod.exe", 0, "a\\xe2\\x80\\xae" "cod.exe");  /* U+202E RLO */
+        check("\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad", 0,     /* U+202A..U+202D */
+              "\\xe2\\x80\\xaa\\xe2\\x80\\xab\\xe2\\x80\\xac\\xe2\\x80\\xad");
+        check("\xe2\x80\x8e\xe2\x80\x8f", 0, "\\xe2\\x80\\x8e\\xe2\\x80\\x8f"); /* LRM, RLM */
+        check("\xe2\x81\xa6x\xe2\x81\xa9", 0, "\\xe2\\x81\\xa6x\\xe2\\x81\\xa9"); /* LRI, PDI */
+        check("\xe2\x81\xa7\xe2\x81\xa8", 0, "\\xe2\\x81\\xa7\\xe2\\x81\\xa8"); /* RLI, FSI */
+        check("\xd8\x9c", 0, "\\xd8\\x9c");                                  /* U+061C ALM */
+        check("\xe2\x80\x8d\xe2\x80\x90\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa\xd8\x9b", 0,
+              "\xe2\x80\x8d\xe2\x80\x90\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa\xd8\x9b");
+}
+
 TEST(null_is_empty_and_safe) {
         char buf[4] = "zzz";
         _cleanup_free_ char *heap = NULL;
