@@ -645,6 +645,7 @@ typedef struct AdminRecord {
         char *pci;
         const char *backend;
         AuditReservation *room; /* a device change's, from before it is made until its record */
+        bool made;              /* a device change tried (its room committed): no answer unrecorded */
         bool kept;              /* counted in n_admin_kept until written */
         VarlinkMethodFunc func; /* a device change waiting for its room: made once it has it */
         json_object *answer;    /* held until the record is durable */
@@ -662,12 +663,65 @@ static AdminRecord *admin_record_free(AdminRecord *a) {
         return mfree(a);
 }
 
+static void admin_fill_record(const AdminRecord *a, const char *result, AuditRecord *ret) {
+        *ret = AUDIT_RECORD_INIT;
+        ret->event = varlink_call_get_method(a->call);
+        if (a->identified) {
+                ret->uid = a->uid;
+                ret->gid = a->gid;
+                ret->pid = a->pid;
+                ret->unit = a->unit;
+        }
+        ret->pci = a->pci;
+        ret->backend = a->backend;
+        ret->result = result;
+}
+
+/* The result an answer records: its error's name, or "ok". */
+static const char *answer_result(json_object *answer) {
+        json_object *error;
+
+        return json_object_object_get_ex(answer, "error", &error) ? json_object_get_string(error) : "ok";
+}
+
+static json_object *audit_failed_message(int error) {
+        json_object *p = json_object_new_object(), *m = NULL;
+
+        if (p && json_object_add_literal(p, "errno", json_object_new_int(abs(error))) >= 0)
+                (void) varlink_message_new_error("io.tsmd.Admin.AuditFailed", TAKE_PTR(p), &m);
+        json_object_put(p);
+        return m;
+}
+
+/* SECURITY: a device change made, whose record then failed: its answer is not given, as a
+ * guest request's is not (guest-op.c). The host may be changed: what was done goes to the
+ * journal at critical priority, and the admin gets AuditFailed, not the answer that it worked. */
+static void admin_change_unrecorded(AdminRecord *a, int error) {
+        _cleanup_free_ char *line = NULL;
+        AuditRecord rec;
+        size_t len;
+
+        admin_fill_record(a, answer_result(a->answer), &rec);
+        rec.realtime_usec = now_realtime_usec(); /* when it was lost; it has no seq */
+        rec.monotonic_usec = now_monotonic_usec();
+        if (audit_record_serialize(&rec, &line, &len) >= 0 && len > 0)
+                line[len - 1] = 0; /* the newline */
+        log_full_errno(LOG_CRIT, error, "Audit log failed after %s ran, answering AuditFailed; unrecorded: %s (%m)",
+                       rec.event, strna(line));
+        json_object_put(TAKE_PTR(a->answer));
+        /* Released as the held answer is (the interceptor had its turn); NULL (no memory)
+         * drops the connection: its admin must not wait. */
+        (void) varlink_call_release(a->call, audit_failed_message(error));
+}
+
 static void on_admin_recorded(AuditLog *audit, uint64_t seq, int error, void *userdata) {
         AdminRecord *a = userdata;
 
         if (a->kept)
                 a->manager->n_admin_kept--;
-        if (error < 0)
+        if (error < 0 && a->made && a->answer)
+                admin_change_unrecorded(a, error);
+        else if (error < 0)
                 log_error_errno(error, "Audit record of %s failed: %m", varlink_call_get_method(a->call));
         admin_record_free(a);
 }
@@ -675,21 +729,14 @@ static void on_admin_recorded(AuditLog *audit, uint64_t seq, int error, void *us
 /* Records the call (into the room held for it, if any) with result; its answer, if one is held,
  * goes once the record is durable. Takes a. */
 static void admin_record_commit(AdminRecord *a, const char *result) {
-        AuditRecord rec = AUDIT_RECORD_INIT;
+        AuditRecord rec;
         int r;
 
-        rec.event = varlink_call_get_method(a->call);
-        if (a->identified) {
-                rec.uid = a->uid;
-                rec.gid = a->gid;
-                rec.pid = a->pid;
-                rec.unit = a->unit;
-        }
-        rec.pci = a->pci;
-        rec.backend = a->backend;
-        rec.result = result;
-        if (a->room)
+        admin_fill_record(a, result, &rec);
+        if (a->room) {
+                a->made = true;
                 r = audit_log_commit(TAKE_PTR(a->room), &rec, on_admin_recorded, a, NULL);
+        }
         else if (a->manager->n_admin_kept < ADMIN_KEPT_MAX) {
                 uint64_t seq = 0;
 
@@ -706,10 +753,8 @@ static void admin_record_commit(AdminRecord *a, const char *result) {
                 }
         } else
                 r = audit_log_record_owed(a->manager->audit, &rec, on_admin_recorded, a, NULL);
-        if (r < 0) {
-                log_error_errno(r, "Audit record of %s failed: %m", rec.event);
-                admin_record_free(a);
-        }
+        if (r < 0)
+                on_admin_recorded(a->manager->audit, 0, r, a);
 }
 
 /* A call of someone who is no administrator, refused: as any refusal, recorded by itself within
@@ -753,8 +798,7 @@ static void audit_refused(Manager *m, VarlinkCall *call, const char *result, jso
 
 static void on_admin_answer(VarlinkCall *call, json_object *message, void *userdata) {
         AdminRecord *a = userdata;
-        json_object *error;
-        const char *result = json_object_object_get_ex(message, "error", &error) ? json_object_get_string(error) : "ok";
+        const char *result = answer_result(message);
 
         /* SECURITY: only an administrator's calls are owed a record past every bound (one that
          * holds room for a device change has its record's place already). A refusal is answered

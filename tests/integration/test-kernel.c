@@ -1095,6 +1095,50 @@ TEST(a_connect_holds_its_record_until_answered) {
         teardown(&e);
 }
 
+/* A connect whose record fails after the kernel made it (the room was reserved: the write of
+ * the record itself fails, EFBIG past the worker's RLIMIT_FSIZE, a stand-in for an I/O error)
+ * is not answered as made: AuditFailed, as a guest request's would be, and the log refuses
+ * everything until it is repaired and reloaded. The host did change: the device is connected. */
+TEST(a_connect_whose_record_fails_is_answered_audit_failed) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL, *vmm = NULL;
+        _cleanup_free_ char *written = NULL;
+        AsyncCall connect = {};
+        HeldWrite h;
+        struct stat st;
+        json_object *r;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        connect_hold(&e, &h);
+        admin = tsmd_connect(&e.tsmd);
+        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
+        connect_wait_writing(&e, &h);
+        /* Every answered record is on disk, the connect's room reserved: no write may grow the
+         * file any more. */
+        ASSERT_OK(stat(strf("%s/audit/audit.log", e.tsmd.dir), &st));
+        tsmd_set_worker_fsize(&e.tsmd, (rlim_t) st.st_size);
+
+        written = connect_release(&h);
+        ASSERT_STREQ(written, "tsm1");
+        ASSERT_TRUE(tsmd_async_wait(admin, &connect, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(connect.errors[0], "io.tsmd.Admin.AuditFailed");
+        ASSERT_TRUE(json_matches(connect.params[0], strf("{\"errno\":%d}", EFBIG)));
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, "io.tsmd.Admin.AuditFailed", NULL);
+
+        tsmd_set_worker_fsize(&e.tsmd, RLIM_INFINITY);
+        /* The reload reopens the log (the same tsmd.conf). */
+        ASSERT_TRUE(tsmd_reload(&e.tsmd, strf("[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE
+                                              "\nRequestTimeoutUSec=%" PRIu64 "\n", 5 * USEC_PER_SEC)));
+        ASSERT_EQ(tsmd_audit_count(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok"), 0u);
+        vmm = tsmd_connect_guest(&e.tsmd);
+        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(open_context(vmm), 13, NVME_ADDR));
+        ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
+
+        async_call_done(&connect);
+        varlink_client_free(TAKE_PTR(vmm));
+        teardown(&e);
+}
+
 /* ---- late answers of the kernel --------------------------------------------------------- */
 
 /* A state-changing guest request the kernel holds past RequestTimeoutUSec=: the VMM is told

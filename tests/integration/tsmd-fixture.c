@@ -849,6 +849,28 @@ pid_t tsmd_worker_pid(Tsmd *t) {
         return (pid_t) strtol(s, NULL, 10);
 }
 
+/* prlimit() on a process of another uid takes CAP_SYS_RESOURCE, which a container's root may
+ * lack: asked as the worker's own user. */
+void tsmd_set_worker_fsize(Tsmd *t, rlim_t cur) {
+        struct rlimit lim = { .rlim_cur = cur, .rlim_max = RLIM_INFINITY };
+        pid_t worker = tsmd_worker_pid(t), pid;
+        struct stat st;
+        int status;
+
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(stat(strf("/proc/%d", (int) worker), &st));
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                if (setresgid(st.st_gid, st.st_gid, st.st_gid) < 0 || setresuid(st.st_uid, st.st_uid, st.st_uid) < 0 ||
+                    prlimit(worker, RLIMIT_FSIZE, &lim, NULL) < 0)
+                        _exit(1);
+                _exit(0);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* Monitor and worker: what tsmd holds is the sum of both. */
 static size_t tsmd_pids(Tsmd *t, pid_t ret[static 2]) {
         pid_t w = tsmd_worker_pid(t);

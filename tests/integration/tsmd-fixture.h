@@ -165,6 +165,9 @@ bool tsmd_wait_log(Tsmd *t, const char *needle, unsigned n, uint64_t timeout_use
 
 /* The worker's pid, or 0 while the monitor restarts it. */
 pid_t tsmd_worker_pid(Tsmd *t);
+/* Sets the worker's RLIMIT_FSIZE (soft; RLIM_INFINITY lifts it): writes past cur then fail
+ * EFBIG (the worker ignores SIGXFSZ), a stand-in for an I/O error of the audit log's disk. */
+void tsmd_set_worker_fsize(Tsmd *t, rlim_t cur);
 /* The open fds of one process. */
 unsigned tsmd_count_fds_of(pid_t pid);
 /* The threads of pid (its /proc/<pid>/status). */
