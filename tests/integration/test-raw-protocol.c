@@ -309,7 +309,8 @@ TEST(introspection_errors) {
 
 /* ---- numbers in int fields --------------------------------------------------------------- */
 
-/* A JSON number that is no int64: InvalidParameter naming the field. */
+/* JSON that is no int64 (numbers with a fraction or an exponent, or out of range, and other
+ * types): InvalidParameter naming the field, the connection kept. */
 static const char *const not_int[] = {
         "1.0", "1.5", "-0.0", "0.0", "1e3", "1E3", "1e0", "1e+0", "10e-1", "0e0", "-1.0",
         "9223372036854775808",  /* 2^63 */
