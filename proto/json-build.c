@@ -215,9 +215,9 @@ static bool read_hinted_string(Builder *b, const char **ret, size_t *ret_len) {
         return true;
 }
 
-/* As json-c's tokener: an integer is an int64 if it fits, a uint64 above INT64_MAX (the check
- * refused what fits neither); a number with a fraction or an exponent is a double that keeps
- * its text for serialization, read in the C locale (json-c switches to it while it parses). */
+/* As json-c's tokener: an integer is an int64 if it fits, a uint64 above INT64_MAX; a number
+ * with a fraction or an exponent, or an integer that fits neither, is a double that keeps its
+ * text for serialization, read in the C locale (json-c switches to it while it parses). */
 static int read_number(Builder *b, json_object **ret) {
         const unsigned char *start = b->p;
         char small[32], *text = small; /* every int64 and uint64 fits, most doubles */
@@ -241,21 +241,31 @@ static int read_number(Builder *b, json_object **ret) {
         text[n] = 0;
 
         if (!is_double) {
-                if (text[0] == '-')
-                        *ret = json_object_new_int64(strtoll(text, NULL, 10));
-                else {
-                        unsigned long long u = strtoull(text, NULL, 10);
+                bool negative = text[0] == '-';
+                long long i = 0;
+                unsigned long long u = 0;
 
-                        *ret = u <= INT64_MAX ? json_object_new_int64((int64_t) u) : json_object_new_uint64(u);
+                errno = 0;
+                if (negative)
+                        i = strtoll(text, NULL, 10);
+                else
+                        u = strtoull(text, NULL, 10);
+                /* Past int64 and uint64 (json-c would clamp it to the nearest end, a number the
+                 * peer never sent) it is still a JSON number: kept as the double it is, which an
+                 * int field refuses by name. */
+                if (errno != ERANGE) {
+                        *ret = negative || u <= INT64_MAX ? json_object_new_int64(negative ? i : (int64_t) u) :
+                                                            json_object_new_uint64(u);
+                        return *ret ? 0 : -ENOMEM;
                 }
-        } else {
-                if (!b->c_locale) {
-                        b->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t) 0);
-                        if (!b->c_locale)
-                                return -ENOMEM;
-                }
-                *ret = json_object_new_double_s(strtod_l(text, NULL, b->c_locale), text);
         }
+
+        if (!b->c_locale) {
+                b->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t) 0);
+                if (!b->c_locale)
+                        return -ENOMEM;
+        }
+        *ret = json_object_new_double_s(strtod_l(text, NULL, b->c_locale), text);
         return *ret ? 0 : -ENOMEM;
 }
 

@@ -7,7 +7,8 @@
  * copied once, straight from the text. The tree is the one json-c's tokener
  * (JSON_TOKENER_STRICT) builds: the same types (int64, uint64 above INT64_MAX, doubles that
  * keep their text), the same strings and member order (tests/unit/test-json-build.c compares
- * both on random texts). Iterative, like the check: nesting costs no stack.
+ * both on random texts); but an integer past uint64 or below int64 is a double here, where
+ * json-c clamps it. Iterative, like the check: nesting costs no stack.
  * Runs in: worker, clients.
  */
 #pragma once

@@ -8,6 +8,7 @@
 typedef struct Scanner {
         const unsigned char *p, *end;
         JsonStringHints *hints; /* or NULL */
+        JsonStrictFlags flags;
 } Scanner;
 
 static void skip_ws(Scanner *s) {
@@ -165,7 +166,8 @@ static bool scan_number(Scanner *s) {
                 s->p++;
         else if (!scan_digits(s))
                 return false;
-        if ((s->p >= s->end || (*s->p != '.' && *s->p != 'e' && *s->p != 'E')) &&
+        if (!(s->flags & JSON_STRICT_ANY_NUMBER) &&
+            (s->p >= s->end || (*s->p != '.' && *s->p != 'e' && *s->p != 'E')) &&
             integer_out_of_range(digits, (size_t) (s->p - digits), negative))
                 return false;
         if (s->p < s->end && *s->p == '.') {
@@ -193,16 +195,16 @@ static bool scan_literal(Scanner *s, const char *lit) {
 }
 
 int json_strict_check(const char *text, size_t len, unsigned max_depth, size_t max_values, size_t *ret_n_members) {
-        return json_strict_check_full(text, len, max_depth, max_values, ret_n_members, NULL);
+        return json_strict_check_full(text, len, max_depth, max_values, 0, ret_n_members, NULL);
 }
 
-int json_strict_check_full(const char *text, size_t len, unsigned max_depth, size_t max_values,
+int json_strict_check_full(const char *text, size_t len, unsigned max_depth, size_t max_values, JsonStrictFlags flags,
                            size_t *ret_n_members, JsonStringHints *ret_hints) {
         /* The container stack is a bit string: 1 = object, 0 = array. */
         uint64_t stack_small[64];
         _cleanup_free_ uint64_t *stack_big = NULL;
         uint64_t *stack = stack_small;
-        Scanner s = { (const unsigned char *) text, (const unsigned char *) text + len, ret_hints };
+        Scanner s = { (const unsigned char *) text, (const unsigned char *) text + len, ret_hints, flags };
         size_t n_members = 0, n_values = 0;
         unsigned depth = 0;
 

@@ -40,7 +40,17 @@ typedef struct JsonStringHints {
         size_t n;
 } JsonStringHints;
 
-/* json_strict_check(), noting such strings in *ret_hints (filled even when the text is refused,
- * where it must not be used). */
-int json_strict_check_full(const char *text, size_t len, unsigned max_depth, size_t max_values,
+typedef enum JsonStrictFlags {
+        /* An integer past int64 and uint64 is a number like any other (RFC 8259 leaves the
+         * range to the reader), not refused: json_build_checked() keeps it as a double, never
+         * clamped as json-c would, and json_parse_strict_full() takes numbers past a double's
+         * range (1e400, infinite) too. Varlink messages are read so: such a number in an int
+         * field is then refused by name, as any other value that is no int. Objects and arrays
+         * only (json-c reads a bare scalar, and clamps). */
+        JSON_STRICT_ANY_NUMBER = 1 << 0,
+} JsonStrictFlags;
+
+/* json_strict_check() with flags, noting such strings in *ret_hints (filled even when the text
+ * is refused, where it must not be used). */
+int json_strict_check_full(const char *text, size_t len, unsigned max_depth, size_t max_values, JsonStrictFlags flags,
                            size_t *ret_n_members, JsonStringHints *ret_hints);

@@ -25,25 +25,26 @@ int json_tokener_new_strict(unsigned depth, json_tokener **ret) {
         return 0;
 }
 
-/* Counts object members and refuses numbers json-c could not represent. */
-static int json_count_members(json_object *o, size_t *n) {
+/* Counts object members and refuses numbers json-c could not represent (infinite: 1e400),
+ * unless any number is taken (JSON_STRICT_ANY_NUMBER). */
+static int json_count_members(json_object *o, JsonStrictFlags flags, size_t *n) {
         switch (json_object_get_type(o)) {
         case json_type_object: {
                 json_object_object_foreach(o, key, value) {
                         (void) key;
                         (*n)++;
-                        if (json_count_members(value, n) < 0)
+                        if (json_count_members(value, flags, n) < 0)
                                 return -EBADMSG;
                 }
                 return 0;
         }
         case json_type_array:
                 for (size_t i = 0; i < json_object_array_length(o); i++)
-                        if (json_count_members(json_object_array_get_idx(o, i), n) < 0)
+                        if (json_count_members(json_object_array_get_idx(o, i), flags, n) < 0)
                                 return -EBADMSG;
                 return 0;
         case json_type_double:
-                return isfinite(json_object_get_double(o)) ? 0 : -EBADMSG;
+                return (flags & JSON_STRICT_ANY_NUMBER) || isfinite(json_object_get_double(o)) ? 0 : -EBADMSG;
         default:
                 return 0;
         }
@@ -51,10 +52,16 @@ static int json_count_members(json_object *o, size_t *n) {
 
 int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, const char *text, size_t len,
                       json_object **ret) {
+        return json_parse_strict_full(tok, max_depth, max_values, 0, text, len, ret);
+}
+
+int json_parse_strict_full(json_tokener *tok, unsigned max_depth, size_t max_values, JsonStrictFlags flags,
+                           const char *text, size_t len, json_object **ret) {
         enum json_tokener_error err;
         JsonStringHints hints;
         json_object *obj;
         size_t off, end, n_members = 0, n_parsed = 0;
+        bool container;
         int r;
 
         assert(tok);
@@ -64,15 +71,20 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
         if (len > INT32_MAX)
                 return -EMSGSIZE;
 
-        r = json_strict_check_full(text, len, max_depth, max_values, &n_members, &hints);
+        /* Objects and arrays (every Varlink message) are built without json-c's tokener, which
+         * costs most on long strings; a bare scalar keeps json-c's own reading of it, which
+         * clamps what is out of range: refused then, whatever the flags. */
+        for (off = 0; off < len && strchr(" \t\r\n", text[off]) && text[off]; off++)
+                ;
+        container = off < len && (text[off] == '{' || text[off] == '[');
+        if (!container)
+                flags &= ~JSON_STRICT_ANY_NUMBER;
+
+        r = json_strict_check_full(text, len, max_depth, max_values, flags, &n_members, &hints);
         if (r < 0)
                 return r;
 
-        /* Objects and arrays (every Varlink message) are built without json-c's tokener, which
-         * costs most on long strings; a bare scalar keeps json-c's own reading of it. */
-        for (off = 0; off < len && strchr(" \t\r\n", text[off]) && text[off]; off++)
-                ;
-        if (off < len && (text[off] == '{' || text[off] == '[')) {
+        if (container) {
                 r = json_build_checked_full(text, len, max_depth, &hints, &obj);
                 if (r < 0)
                         return r;
@@ -104,7 +116,7 @@ int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, 
         }
 
         /* json-c keeps the last of duplicate keys: a member went missing if counts differ. */
-        if (json_count_members(obj, &n_parsed) < 0 || n_parsed != n_members) {
+        if (json_count_members(obj, flags, &n_parsed) < 0 || n_parsed != n_members) {
                 json_object_put(obj);
                 return -EBADMSG;
         }

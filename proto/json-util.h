@@ -4,6 +4,7 @@
 
 #include <json-c/json.h>
 
+#include "json-strict.h"
 #include "macro.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_object *, json_object_put, NULL);
@@ -20,6 +21,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_tokener *, json_tokener_free, NULL);
  * with too many values (checked before json-c allocates anything), -EMSGSIZE past 2 GiB. */
 int json_parse_strict(json_tokener *tok, unsigned max_depth, size_t max_values, const char *text, size_t len,
                       json_object **ret);
+/* The same with flags (json-strict.h): JSON_STRICT_ANY_NUMBER for a Varlink message, where a
+ * number no int64, uint64 or finite double holds is a double (in an object or array). */
+int json_parse_strict_full(json_tokener *tok, unsigned max_depth, size_t max_values, JsonStrictFlags flags,
+                           const char *text, size_t len, json_object **ret);
 
 /* Creates a tokener with an explicit depth limit and the strict flags, for json_parse_strict()
  * (which checks every byte, UTF-8 included, before json-c sees the text). */

@@ -82,8 +82,10 @@ bool varlink_method_requires_more(const VarlinkSymbol *method);
  * fields. `parameters` may be NULL (JSON null), which is treated as {}. Rules (as sd-varlink):
  *  - a declared field that is missing or null is invalid unless its type is nullable (?T);
  *  - a key that is not a declared field is invalid;
- *  - bool: JSON boolean; int: JSON integer that fits int64 (json-c stores integers above
- *    INT64_MAX as uint64: refused; unlike sd-varlink, strings are not accepted for int);
+ *  - bool: JSON boolean; int: JSON integer (no fraction, no exponent: 1.0 and 1e3 are refused)
+ *    that fits int64 (json-c stores integers above INT64_MAX as uint64, and json-build ones past
+ *    uint64 as doubles: refused; unlike sd-varlink, neither strings nor integral doubles are
+ *    accepted for int);
  *    float: JSON integer or finite double; string: JSON string without embedded NUL;
  *    object: any JSON object; enum: JSON string equal to one of the values;
  *    struct: JSON object validated recursively; []T: JSON array of T; [string]T: JSON object

@@ -113,6 +113,7 @@ static void conn_schedule(VarlinkConn *c);
 static void conn_update_timeout(VarlinkConn *c);
 static void conn_watch_hangup(VarlinkConn *c);
 static void conn_end_of_input(VarlinkConn *c);
+static void conn_close_after_answers(VarlinkConn *c);
 static bool fd_hung_up(int fd);
 static int call_flush_outputs(VarlinkCall *call);
 static void server_update_timeouts(VarlinkServer *s);
@@ -1512,12 +1513,16 @@ static void conn_process(VarlinkConn *c) {
                 if (r < 0) {
                         const char *error = stream_refusal(r);
 
-                        if (error) {
-                                log_debug_errno(r, "Dropping client connection (%s): %m", error);
-                                varlink_server_refused(c->server, &c->peer, c, NULL, error);
-                        } else
+                        if (!error) {
                                 log_debug_errno(r, "Dropping client connection: %m");
-                        conn_disconnect(c);
+                                conn_disconnect(c);
+                                break;
+                        }
+                        log_debug_errno(r, "Dropping client connection (%s): %m", error);
+                        varlink_server_refused(c->server, &c->peer, c, NULL, error);
+                        /* The calls before it were valid and are answered (sd-varlink writes a
+                         * reply before it parses the next message); nothing after it is read. */
+                        conn_close_after_answers(c);
                         break;
                 }
                 if (r == 0) {
@@ -1551,14 +1556,20 @@ static void conn_process(VarlinkConn *c) {
 
 /* The client sent its last byte (shutdown(SHUT_WR), as socat does when its input ends, or a
  * close seen by the read before the hang-up): what it called is answered, then the connection
- * goes. A message it left unfinished never completes and is dropped. Until the answers are out,
- * a close of its end is watched for, which ends the connection at once, as it would have. */
+ * goes. A message it left unfinished never completes and is dropped. */
 static void conn_end_of_input(VarlinkConn *c) {
         size_t unfinished = varlink_stream_get_input_size(c->stream);
 
         if (unfinished > 0)
                 log_debug("Client ended its input in the middle of a message (%zu bytes), dropping that.",
                           unfinished);
+        conn_close_after_answers(c);
+}
+
+/* Reads no more from c, and closes it once what it called is answered. Until the answers are
+ * out, a close of the peer's end is watched for, which ends the connection at once, as it
+ * would have. */
+static void conn_close_after_answers(VarlinkConn *c) {
         /* Nothing owed: gone now, its slot free for the next connection of its uid. */
         if (TAILQ_EMPTY(&c->calls) && varlink_stream_get_output_size(c->stream) == 0) {
                 conn_disconnect(c);

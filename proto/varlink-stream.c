@@ -475,7 +475,9 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         start = s->in_offset;
         text = s->in_buf + s->in_start;
 
-        r = json_parse_strict(s->tokener, s->in_max_depth, s->in_max_json_values ?: SIZE_MAX, text, len, &msg);
+        /* A number no int64 holds is still a number: in an int field it is refused by name. */
+        r = json_parse_strict_full(s->tokener, s->in_max_depth, s->in_max_json_values ?: SIZE_MAX,
+                                   JSON_STRICT_ANY_NUMBER, text, len, &msg);
 
         s->in_start += len + 1;
         input_release_if_empty(s);

@@ -363,7 +363,7 @@ TEST(long_strings_from_the_check) {
                 ASSERT_LE(t.n, sizeof(t.buf) - 2);
                 t.buf[t.n] = 0;
 
-                ASSERT_OK(json_strict_check_full(t.buf, t.n, 6, SIZE_MAX, NULL, &hints));
+                ASSERT_OK(json_strict_check_full(t.buf, t.n, 6, SIZE_MAX, 0, NULL, &hints));
                 ASSERT_EQ(hints.n, (size_t) MIN(strings, JSON_STRING_HINTS_MAX));
                 for (size_t i = 0; i < hints.n; i++) {
                         ASSERT_EQ(hints.strings[i].len, JSON_STRING_HINT_MIN + i * 100);
@@ -387,7 +387,7 @@ TEST(long_string_note_checked) {
         put_str(&t, "[");
         put_plain_string(&t, JSON_STRING_HINT_MIN);
         put_str(&t, ",\"x\"]");
-        ASSERT_OK(json_strict_check_full(t.buf, t.n, 2, SIZE_MAX, NULL, &hints));
+        ASSERT_OK(json_strict_check_full(t.buf, t.n, 2, SIZE_MAX, 0, NULL, &hints));
         ASSERT_EQ(hints.n, (size_t) 1);
         ASSERT_OK(json_build_checked(t.buf, t.n, 2, &want));
 
@@ -446,6 +446,44 @@ TEST(bare_scalars_as_before) {
 
                 ASSERT_OK(json_parse_strict(tok, 4, SIZE_MAX, "12", 2, &o));
                 ASSERT_EQ(json_object_get_int64(o), 12);
+        }
+}
+
+/* Numbers no int64, uint64 or finite double holds: refused by default (json-c would clamp
+ * them), doubles that keep their text with JSON_STRICT_ANY_NUMBER, but for a bare scalar, which
+ * json-c reads. */
+TEST(numbers_out_of_range) {
+        static const char *const numbers[] = {
+                "18446744073709551616", "-9223372036854775809", "99999999999999999999999", "1e400", "-1e400",
+        };
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+
+        ASSERT_OK(json_tokener_new_strict(4, &tok));
+        for (size_t i = 0; i < ELEMENTSOF(numbers); i++) {
+                _cleanup_json_ json_object *o = NULL;
+                json_object *v = NULL;
+                char text[64];
+
+                snprintf(text, sizeof(text), "{\"n\":%s}", numbers[i]);
+                ASSERT_ERRNO(json_parse_strict(tok, 4, SIZE_MAX, text, strlen(text), &v), EBADMSG);
+                ASSERT_ERRNO(json_parse_strict_full(tok, 4, SIZE_MAX, JSON_STRICT_ANY_NUMBER, numbers[i],
+                                                    strlen(numbers[i]), &v),
+                             EBADMSG);
+                ASSERT_OK(json_parse_strict_full(tok, 4, SIZE_MAX, JSON_STRICT_ANY_NUMBER, text, strlen(text), &o));
+                ASSERT_TRUE(json_object_object_get_ex(o, "n", &v));
+                ASSERT_TRUE(json_object_is_type(v, json_type_double));
+                ASSERT_STREQ(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), numbers[i]);
+                ASSERT_EQ(signbit(json_object_get_double(v)) != 0, numbers[i][0] == '-');
+        }
+        /* What fits stays an integer. */
+        {
+                _cleanup_json_ json_object *o = NULL;
+
+                ASSERT_OK(json_parse_strict_full(tok, 4, SIZE_MAX, JSON_STRICT_ANY_NUMBER,
+                                                 "[18446744073709551615,-9223372036854775808,-0]", 46, &o));
+                ASSERT_EQ(json_object_get_uint64(json_object_array_get_idx(o, 0)), UINT64_MAX);
+                ASSERT_EQ(json_object_get_int64(json_object_array_get_idx(o, 1)), INT64_MIN);
+                ASSERT_TRUE(json_object_is_type(json_object_array_get_idx(o, 2), json_type_int));
         }
 }
 

@@ -1262,6 +1262,34 @@ TEST(protocol_violations) {
         server_stop();
 }
 
+/* The calls a client made before a message that ends its connection (malformed, too deep, ...)
+ * were valid: they are answered, one answered later too, before the hang-up (sd-varlink writes a
+ * reply before it parses the next message). Nothing after the bad message runs. */
+TEST(calls_before_a_malformed_message_are_answered) {
+        static const char msgs[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"a\"}}\0"
+                                   "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":7}}\0"
+                                   "{\"method\":01}\0"
+                                   "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"b\"}}";
+        VarlinkClient *c;
+        int fd;
+
+        server_start(NULL);
+        fd = raw_connect();
+        raw_send(fd, msgs, sizeof(msgs));
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"a\"}}");
+        ASSERT_FALSE(raw_closed_soon(fd)); /* the deferred call is owed its answer */
+        c = client_new();
+        ASSERT_EQ(release(c, 7), 7);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"id\":7}}");
+        ASSERT_NULL(raw_recv(fd));
+        close(fd);
+
+        /* Nothing owed: the hang-up is at once. */
+        raw_expect_hangup("{\"method\":01}", sizeof("{\"method\":01}"));
+        varlink_client_free(c);
+        server_stop();
+}
+
 /* Debug builds check every reply: one that is not UTF-8, which no strict peer reads, is logged
  * as not matching the IDL, and the tests that read tsmd's log fail on it. */
 TEST(reply_not_utf8_logged) {

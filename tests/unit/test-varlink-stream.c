@@ -230,12 +230,10 @@ TEST(malformed_messages) {
                 { "{\"a\":\"\\ud800\"}", EBADMSG },     /* lone surrogate */
                 { "{\"a\":\"\\udc00\\ud800\"}", EBADMSG },
                 { "{\"a\":\"x\ty\"}", EBADMSG },        /* raw control character */
-                { "{\"a\":-Infinity}", EBADMSG },  { "{\"a\":1e999}", EBADMSG },
+                { "{\"a\":-Infinity}", EBADMSG }, { "{\"a\":0x10}", EBADMSG },
                 { "{\"a\":01}", EBADMSG },         { "{\"a\":\"\xed\xa0\x80\"}", EBADMSG },
                 { "{\"a\":\"\xc0\xaf\"}", EBADMSG }, /* overlong */
                 { "{\"a\":1}{\"b\":2}", EBADMSG }, { "{\"a\" 1}", EBADMSG },
-                { "{\"a\":-9223372036854775809}", EBADMSG },  /* json-c would clamp it */
-                { "{\"a\":18446744073709551616}", EBADMSG },
                 { "{\"a\\u0000b\":1}", EBADMSG },        /* json-c would see "a" */
                 { "{\"o\":{\"\\u0000\":1}}", EBADMSG },
         };
@@ -266,6 +264,34 @@ TEST(valid_json_accepted) {
 
                 put(peer, ok[i], strlen(ok[i]) + 1);
                 ASSERT_EQ(pump(s, &o), 1);
+                json_object_put(o);
+                varlink_stream_free(s);
+                close(peer);
+        }
+}
+
+/* A number no int64, uint64 or finite double holds is still JSON: a double that keeps its text,
+ * never clamped (json-c would make -9223372036854775809 INT64_MIN), for the IDL validation to
+ * refuse by name in an int field. */
+TEST(numbers_past_int64_are_doubles) {
+        static const char *const numbers[] = {
+                "-9223372036854775809", "18446744073709551616", "-18446744073709551616",
+                "123456789012345678901234567890", "1e400", "-1e400",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(numbers); i++) {
+                char text[128];
+                json_object *o = NULL, *a;
+                int peer;
+                VarlinkStream *s = stream_pair(NULL, &peer);
+
+                snprintf(text, sizeof(text), "{\"a\":[%s]}", numbers[i]);
+                put(peer, text, strlen(text) + 1);
+                ASSERT_EQ(pump(s, &o), 1);
+                a = json_object_array_get_idx(json_object_object_get(o, "a"), 0);
+                ASSERT_TRUE(json_object_is_type(a, json_type_double));
+                ASSERT_STREQ(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN), numbers[i]);
+                ASSERT_EQ(json_object_get_double(a) < 0, numbers[i][0] == '-');
                 json_object_put(o);
                 varlink_stream_free(s);
                 close(peer);
