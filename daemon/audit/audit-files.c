@@ -148,7 +148,7 @@ int audit_files_reopen_directory(AuditFiles *f) {
         safe_close(f->dir_fd);
         f->dir_fd = TAKE_FD(fd);
         pthread_mutex_unlock(&f->rotate_lock);
-        f->size = f->alloc_end = 0;
+        f->size = f->synced = f->alloc_end = 0;
         return 1;
 }
 
@@ -408,7 +408,7 @@ int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
 
                 r = scan_tail(f, name, fd, (uint64_t) st.st_size, tok, &found, &seq, &cut,
                               &anomalies);
-                if (r < 0 && found_newest) {
+                if (r == -EBADMSG && found_newest) {
                         /* Older than the file the log continues in, and never written again:
                          * queries skip its damage. */
                         log_warning("Audit log '%s/%s': damaged tail, leaving its sequence numbers out.",
