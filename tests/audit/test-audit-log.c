@@ -724,37 +724,65 @@ TEST(torn_tail_zero_run_before_later_blocks) {
         }
 }
 
+/* A record after the zeros (a later block of the batch that reached the disk) is kept, as
+ * queries return it: resume cuts nothing a query answers. Zeros before the last record are
+ * damage queries skip. */
+TEST(torn_tail_keeps_a_record_after_zeros) {
+        static const char torn[] = "{\"seq\":6,\"ti", after[] = "me\":1}\n{\"seq\":9}\n";
+        const size_t zeros = 69632;
+        _cleanup_free_ char *nuls = calloc(1, zeros);
+        AuditLogStatus st;
+        Fixture f;
+
+        ASSERT_NOT_NULL(nuls);
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+        fixture_close(&f);
+        append_bytes(f.dir, "audit.log", torn, strlen(torn));
+        append_bytes(f.dir, "audit.log", nuls, zeros);
+        append_bytes(f.dir, "audit.log", after, strlen(after));
+
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.repaired_bytes, 0);
+        ASSERT_EQ(st.next_seq, 10);
+        fixture_done(&f);
+}
+
 /* A complete line without a NUL is not what a crash leaves (a record of another tsmd version
  * may look so): after the last record, after zeros, or in a file with none, it is refused, not
  * cut. */
 TEST(resume_refuses_a_complete_line_that_is_no_record) {
-        static const char *const lines[] = { "{\"seq\":6,\"time\":}\n", "{\"seq\":6,\"time\":}\n{\"se",
-                                             "{\"seq\":6,\"ti", "me\":1}\nnot a record\n{\"se" };
-        const size_t zeros = 69632;
-        _cleanup_free_ char *nuls = calloc(1, zeros);
+        static const struct {
+                size_t records, zeros;
+                const char *before, *after;
+        } cases[] = {
+                { 5, 0, "{\"seq\":6,\"time\":}\n", "" },
+                { 5, 0, "{\"seq\":6,\"time\":}\n{\"se", "" },
+                { 5, 69632, "{\"seq\":6,\"ti", "me\":1}\nnot a record\n{\"se" },
+                { 0, 0, "not a record\n", "" },
+        };
 
-        ASSERT_NOT_NULL(nuls);
-        for (size_t k = 0; k <= 3; k++) {
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                _cleanup_free_ char *nuls = calloc(1, cases[k].zeros + 1);
                 struct stat before, after;
                 char path[PATH_MAX];
                 AuditLog *a = NULL;
                 Fixture f;
 
+                ASSERT_NOT_NULL(nuls);
                 fixture_init(&f);
-                if (k < 3) {
+                if (cases[k].records > 0) {
                         fixture_open(&f);
-                        commit_n(&f, 5);
-                        wait_acks(&f, 5);
+                        commit_n(&f, cases[k].records);
+                        wait_acks(&f, cases[k].records);
                         fixture_close(&f);
                 }
-                if (k < 2)
-                        append_bytes(f.dir, "audit.log", lines[k], strlen(lines[k]));
-                else if (k == 2) {
-                        append_bytes(f.dir, "audit.log", lines[2], strlen(lines[2]));
-                        append_bytes(f.dir, "audit.log", nuls, zeros);
-                        append_bytes(f.dir, "audit.log", lines[3], strlen(lines[3]));
-                } else
-                        append_bytes(f.dir, "audit.log", "not a record\n", 13);
+                append_bytes(f.dir, "audit.log", cases[k].before, strlen(cases[k].before));
+                append_bytes(f.dir, "audit.log", nuls, cases[k].zeros);
+                append_bytes(f.dir, "audit.log", cases[k].after, strlen(cases[k].after));
                 snprintf(path, sizeof(path), "%s/audit.log", f.dir);
                 ASSERT_OK(stat(path, &before));
 
