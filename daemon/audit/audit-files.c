@@ -350,9 +350,10 @@ static int open_current(AuditFiles *f) {
  * records a predecessor (a worker killed in fdatasync(), a crashed one) left may be in the page
  * cache only. fdatasync() waits for writeback in flight, and reports a writeback error
  * (errseq, since Linux 4.13) that came after our open, or before it if no open file has seen
- * it yet (since 4.16); an error another one saw already is not reported again, and the pages it
- * left are clean but may not be on the disk: dropping the clean pages (POSIX_FADV_DONTNEED,
- * advice a file system may ignore) makes the scan read what is on the disk where it can. */
+ * it yet (since 4.16; while the inode stays cached); an error another one saw already is not
+ * reported again, and the pages it left are clean but may not be on the disk: dropping the
+ * clean pages (POSIX_FADV_DONTNEED, advice a file system may ignore) makes the scan read what
+ * is on the disk where it can. */
 static int sync_before_trust(AuditFiles *f, const char *name, int fd) {
         int r;
 
