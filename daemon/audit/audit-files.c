@@ -5,8 +5,9 @@
  * Crash safety of rotation: every step is one atomic rename or create, and every record in
  * a file was synced before any newer file was created (audit_files_rotate()'s contract). So
  * after a crash at any point the newest file that holds a record holds the last written
- * one: resume walks audit.log, audit.log.1, ... and continues after the first record it
- * finds. A crash between the renames leaves a hole in the numbering (audit.log.2 missing),
+ * one: resume walks audit.log, audit.log.1, ..., repairs the tail of the first file with a
+ * record (and of the newer ones), and continues after the highest seq in any file's tail (an
+ * older file may hold higher ones: a directory a reload left, found again). A crash between the renames leaves a hole in the numbering (audit.log.2 missing),
  * which only moves up with the next rotation; queries skip missing files.
  */
 
@@ -147,7 +148,7 @@ int audit_files_reopen_directory(AuditFiles *f) {
         safe_close(f->dir_fd);
         f->dir_fd = TAKE_FD(fd);
         pthread_mutex_unlock(&f->rotate_lock);
-        f->size = f->alloc_end = 0;
+        f->size = f->synced = f->alloc_end = 0;
         return 1;
 }
 
@@ -178,103 +179,138 @@ static int pread_full(int fd, void *buf, size_t n, uint64_t offset) {
         return 0;
 }
 
-/* Where the NUL bytes that end a file begin (size if it ends in none). A crash can leave the
- * blocks of a batch that had not reached the disk as zeros inside the file's new size, as
- * long as a whole batch (up to MaxRecordsInFlight= records, far beyond the tail window); a
- * record never holds a NUL, so all of them are torn. */
-static int nul_tail_start(int fd, uint64_t size, char *buf, uint64_t *ret) {
-        uint64_t end = size;
-        int r;
+/* Where the first complete line in buf[from, to) that holds no NUL starts, or -1. */
+static ssize_t first_clean_line(const char *buf, size_t from, size_t to) {
+        for (size_t pos = from; pos < to;) {
+                const char *nl = memchr(buf + pos, '\n', to - pos);
 
-        while (end > 0) {
-                size_t n = (size_t) MIN(end, (uint64_t) AUDIT_TAIL_WINDOW);
-
-                r = pread_full(fd, buf, n, end - n);
-                if (r < 0)
-                        return r;
-                while (n > 0 && buf[n - 1] == 0)
-                        n--, end--;
-                if (n > 0)
+                if (!nl)
                         break;
+                if (!memchr(buf + pos, 0, (size_t) (nl - (buf + pos))))
+                        return (ssize_t) pos;
+                pos = (size_t) (nl - buf) + 1;
         }
-        *ret = end;
-        return 0;
+        return -1;
 }
 
-/* Scans the tail of one file. On return *ret_found says whether a complete record was found
- * (its seq in *ret_last_seq), *ret_cut how many bytes after it are torn. */
+/* Scans the tail of one file. What a crash leaves after the last record: a partial last line,
+ * and the blocks of a batch that had not reached the disk as zeros inside the file's new size
+ * (a whole batch, up to MaxRecordsInFlight= records, far beyond the window), possibly followed
+ * by blocks of the same batch that did. A record never holds a NUL, so lines that hold one are
+ * torn, and a window with zeros but no record is stepped back from, to end where the first of
+ * those lines began (nothing after a lost block was acknowledged: every acknowledgement follows
+ * an fdatasync of the whole file). A complete line without a NUL that does not parse is not
+ * what a crash leaves (a record of another tsmd version?): after the last record, it is
+ * refused rather than cut, as is a window of such lines. On return *ret_found says whether a
+ * record was found, *ret_max_seq is the highest seq among them (a regression must not make
+ * resume number a record twice), *ret_cut how many bytes after the last one are torn. */
 static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, json_tokener *tok,
-                     bool *ret_found, uint64_t *ret_last_seq, uint64_t *ret_cut,
+                     bool *ret_found, uint64_t *ret_max_seq, uint64_t *ret_cut,
                      unsigned *ret_anomalies) {
         _cleanup_free_ char *buf = NULL;
-        size_t w, start = 0, good_end = 0;
-        uint64_t end, base, last_seq = 0, prev = 0;
+        size_t w, start, good_end;
+        uint64_t end = size, base, max_seq = 0;
         unsigned anomalies = 0;
-        bool found = false, have_prev = false;
+        bool found = false;
+        ssize_t clean;
         int r;
 
         buf = malloc(MIN(size, (uint64_t) AUDIT_TAIL_WINDOW) ?: 1);
         if (!buf)
                 return -ENOMEM;
-        r = nul_tail_start(fd, size, buf, &end);
-        if (r < 0)
-                return r;
-        w = (size_t) MIN(end, (uint64_t) AUDIT_TAIL_WINDOW);
-        base = end - w;
-        r = pread_full(fd, buf, w, base);
-        if (r < 0)
-                return r;
 
-        /* A window that does not start at offset 0 starts inside a line: skip to the next. */
-        if (base > 0) {
-                char *nl = memchr(buf, '\n', w);
-                start = nl ? (size_t) (nl - buf) + 1 : w;
-        }
+        for (;;) {
+                uint64_t prev = 0;
+                bool have_prev = false;
+                char *nul, *nl;
+                size_t cut_at;
 
-        /* Walk the complete lines forward: the last one that parses ends the good part; lines
-         * after it (and bytes after the last '\n') are the torn tail. */
-        for (size_t pos = start; pos < w;) {
-                char *nl = memchr(buf + pos, '\n', w - pos);
-                uint64_t seq;
+                w = (size_t) MIN(end, (uint64_t) AUDIT_TAIL_WINDOW);
+                base = end - w;
+                r = pread_full(fd, buf, w, base);
+                if (r < 0)
+                        return r;
 
-                if (!nl)
-                        break;
-                r = audit_line_parse(tok, buf + pos, (size_t) (nl - (buf + pos)), NULL, &seq);
-                if (r >= 0) {
-                        if (have_prev && seq != prev + 1) {
-                                anomalies++;
-                                log_warning("Audit log '%s/%s': sequence %s from %" PRIu64
-                                            " to %" PRIu64 ", continuing.",
-                                            f->directory, name, seq > prev ? "gap" : "regression",
-                                            prev, seq);
-                        }
-                        prev = seq;
-                        have_prev = true;
-                        found = true;
-                        last_seq = seq;
-                        good_end = (size_t) (nl - buf) + 1;
-                } else if (found) {
-                        /* A bad line followed by good ones is damage inside the file, not a
-                         * torn tail: queries skip it, resume must not cut good records. */
-                        log_warning("Audit log '%s/%s': unparsable line at offset %" PRIu64
-                                    ", ignoring.",
-                                    f->directory, name, base + pos);
+                /* A window that does not start at offset 0 starts inside a line: skip to the
+                 * next. */
+                start = 0;
+                if (base > 0) {
+                        nl = memchr(buf, '\n', w);
+                        start = nl ? (size_t) (nl - buf) + 1 : w;
                 }
-                pos = (size_t) (nl - buf) + 1;
+
+                /* Walk the complete lines forward: the last one that parses ends the good
+                 * part. */
+                good_end = start;
+                for (size_t pos = start; pos < w;) {
+                        uint64_t seq;
+
+                        nl = memchr(buf + pos, '\n', w - pos);
+                        if (!nl)
+                                break;
+                        r = audit_line_parse(tok, buf + pos, (size_t) (nl - (buf + pos)), NULL, &seq);
+                        if (r >= 0) {
+                                if (have_prev && seq != prev + 1) {
+                                        anomalies++;
+                                        log_warning("Audit log '%s/%s': sequence %s from %" PRIu64
+                                                    " to %" PRIu64 ", continuing.",
+                                                    f->directory, name, seq > prev ? "gap" : "regression",
+                                                    prev, seq);
+                                }
+                                prev = seq;
+                                have_prev = true;
+                                found = true;
+                                max_seq = MAX(max_seq, seq);
+                                good_end = (size_t) (nl - buf) + 1;
+                        } else if (found)
+                                /* A bad line followed by good ones is damage inside the file,
+                                 * not a torn tail: queries skip it, resume must not cut good
+                                 * records. */
+                                log_warning("Audit log '%s/%s': unparsable line at offset %" PRIu64
+                                            ", ignoring.",
+                                            f->directory, name, base + pos);
+                        pos = (size_t) (nl - buf) + 1;
+                }
+
+                nul = found ? NULL : memchr(buf, 0, w);
+                if (!nul)
+                        break;
+
+                /* Zeros and no record: the torn tail begins with the line that holds the first
+                 * NUL, in the window or (in the line it starts inside of) before. */
+                if ((size_t) (nul - buf) < start)
+                        cut_at = 0;
+                else {
+                        nl = memrchr(buf + start, '\n', (size_t) (nul - (buf + start)));
+                        cut_at = nl ? (size_t) (nl - buf) + 1 : start;
+                }
+                clean = first_clean_line(buf, MAX(cut_at, start), w);
+                if (clean >= 0)
+                        return log_error_errno(-EBADMSG,
+                                               "Audit log '%s/%s': complete line at offset %" PRIu64
+                                               " after zeros is no record and no torn write, "
+                                               "refusing to cut it.",
+                                               f->directory, name, base + (size_t) clean);
+                /* Again, with a whole window before that line. */
+                end = base + cut_at;
         }
 
-        if (!found) {
-                if (base > 0)
-                        /* A whole window of garbage is not a torn write: refuse to guess. */
-                        return log_error_errno(-EBADMSG,
-                                               "Audit log '%s/%s': no record in its last %zu bytes, "
-                                               "refusing to cut it.",
-                                               f->directory, name, w);
-                good_end = 0;
-        }
+        if (!found && base > 0)
+                /* A whole window of garbage is not a torn write: refuse to guess. */
+                return log_error_errno(-EBADMSG,
+                                       "Audit log '%s/%s': no record in its last %zu bytes, "
+                                       "refusing to cut it.",
+                                       f->directory, name, w);
+        clean = first_clean_line(buf, good_end, w);
+        if (clean >= 0)
+                return log_error_errno(-EBADMSG,
+                                       "Audit log '%s/%s': complete line at offset %" PRIu64
+                                       " after its last record is no record and no torn write, "
+                                       "refusing to cut it.",
+                                       f->directory, name, base + (size_t) clean);
 
         *ret_found = found;
-        *ret_last_seq = last_seq;
+        *ret_max_seq = max_seq;
         *ret_cut = size - (base + good_end);
         *ret_anomalies = anomalies;
         return 0;
@@ -304,14 +340,34 @@ static int open_current(AuditFiles *f) {
         }
         safe_close(f->fd);
         f->fd = fd;
-        f->size = f->alloc_end = (uint64_t) st.st_size;
+        /* audit_files_resume() synced what it holds. */
+        f->size = f->synced = f->alloc_end = (uint64_t) st.st_size;
         /* The file may have just been created (first start, or a crash mid-rotation). */
         return f->ops->fsync(f->dir_fd);
+}
+
+/* Makes what a file holds as durable as what we wrote ourselves, before it is trusted: the
+ * records a predecessor (a worker killed in fdatasync(), a crashed one) left may be in the page
+ * cache only. fdatasync() waits for writeback in flight, and reports a writeback error
+ * (errseq, since Linux 4.13) that came after our open, or before it if no open file has seen
+ * it yet (since 4.16; while the inode stays cached); an error another one saw already is not
+ * reported again, and the pages it left are clean but may not be on the disk: dropping the
+ * clean pages (POSIX_FADV_DONTNEED, advice a file system may ignore) makes the scan read what
+ * is on the disk where it can. */
+static int sync_before_trust(AuditFiles *f, const char *name, int fd) {
+        int r;
+
+        r = f->ops->fdatasync(fd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to sync audit log '%s/%s': %m", f->directory, name);
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        return 0;
 }
 
 int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         AuditResumeInfo info = {};
+        bool found_newest = false;
         int r;
 
         assert(f);
@@ -323,6 +379,8 @@ int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
         if (r < 0)
                 return r;
 
+        /* Every file, not only the newest with a record: one older may hold higher seqs,
+         * which must not be written twice. */
         for (unsigned i = 0; i < f->n_files; i++) {
                 char name[sizeof(AUDIT_FILE_NAME) + 12];
                 _cleanup_close_ int fd = -EBADF;
@@ -345,12 +403,25 @@ int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
                                                f->directory, name);
                 if (st.st_size == 0)
                         continue;
+                r = sync_before_trust(f, name, fd);
+                if (r < 0)
+                        return r;
 
                 r = scan_tail(f, name, fd, (uint64_t) st.st_size, tok, &found, &seq, &cut,
                               &anomalies);
+                if (r == -EBADMSG && found_newest) {
+                        /* Older than the file the log continues in, and never written again:
+                         * queries skip its damage. */
+                        log_warning("Audit log '%s/%s': damaged tail, leaving its sequence numbers out.",
+                                    f->directory, name);
+                        continue;
+                }
                 if (r < 0)
                         return r;
                 info.n_anomalies += anomalies;
+                info.last_seq = MAX(info.last_seq, seq);
+                if (found_newest)
+                        continue;
 
                 if (cut > 0) {
                         uint64_t keep = (uint64_t) st.st_size - cut;
@@ -366,10 +437,7 @@ int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
                                     f->directory, name, cut, keep);
                         info.repaired_bytes += cut;
                 }
-                if (found) {
-                        info.last_seq = seq;
-                        break;
-                }
+                found_newest = found;
         }
 
         r = open_current(f);
@@ -378,6 +446,20 @@ int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
                                        f->directory);
 
         *ret = info;
+        return 0;
+}
+
+int audit_files_take_back(AuditFiles *f) {
+        int r;
+
+        assert(f);
+
+        if (f->fd < 0 || f->size <= f->synced)
+                return 0;
+        r = f->ops->ftruncate(f->fd, (off_t) f->synced);
+        if (r < 0)
+                return r;
+        f->size = f->synced;
         return 0;
 }
 
@@ -401,15 +483,16 @@ int audit_files_preallocate(AuditFiles *f, uint64_t end) {
         return 0;
 }
 
-int audit_files_rotate(AuditFiles *f) {
+int audit_files_rotate(AuditFiles *f, uint64_t prealloc_size, uint64_t min_size) {
+        _cleanup_close_ int old_fd = -EBADF;
+        uint64_t old_size, old_alloc_end;
         int fd, r = 0;
 
         assert(f);
         assert(f->fd >= 0);
 
-        /* The old file never grows again: give its preallocated tail back to the new one. */
-        if (f->alloc_end > f->size)
-                (void) f->ops->ftruncate(f->fd, (off_t) f->size);
+        old_size = f->size;
+        old_alloc_end = f->alloc_end;
 
         pthread_mutex_lock(&f->rotate_lock);
         /* Oldest first, so each rename replaces a file that was already copied up; the
@@ -432,14 +515,31 @@ int audit_files_rotate(AuditFiles *f) {
                 goto unlock;
         }
         (void) fchmod(fd, AUDIT_FILE_MODE);
-        safe_close(f->fd);
+        old_fd = f->fd;
         f->fd = fd;
-        f->size = f->alloc_end = 0;
+        f->size = f->synced = f->alloc_end = 0;
         /* The renames and the new name must be durable before a record in the new file is
          * acknowledged. */
         r = f->ops->fsync(f->dir_fd);
 unlock:
         pthread_mutex_unlock(&f->rotate_lock);
+        if (old_fd < 0)
+                return r;
+
+        /* The room reserved against the old file's preallocated tail moves to the new one:
+         * taken there before the old tail is given back, so that no other writer of the file
+         * system can take it in between. Only when the new file cannot get it otherwise (a
+         * nearly full disk) does the old tail go first. Failing only shrinks the margin, which
+         * the next reserve sees. */
+        if (r >= 0 && audit_files_preallocate(f, MAX(prealloc_size, min_size)) == -ENOSPC &&
+            min_size > 0 && audit_files_preallocate(f, min_size) == -ENOSPC && old_alloc_end > old_size) {
+                (void) f->ops->ftruncate(old_fd, (off_t) old_size);
+                old_alloc_end = old_size;
+                (void) audit_files_preallocate(f, min_size);
+        }
+        /* The old file never grows again. */
+        if (old_alloc_end > old_size)
+                (void) f->ops->ftruncate(old_fd, (off_t) old_size);
         return r;
 }
 

@@ -31,6 +31,8 @@ typedef struct AuditFiles {
         /* The newest file, open for writing; owned by the writer. */
         int fd;
         uint64_t size;      /* bytes of records in it */
+        uint64_t synced;    /* bytes of it a sync of ours covered; < size only between a write
+                             * and its sync, or after either failed */
         uint64_t alloc_end; /* preallocated (FALLOC_FL_KEEP_SIZE) up to here; >= size */
 
         /* Held across the renames of a rotation, so a snapshot never sees one file twice or
@@ -39,7 +41,7 @@ typedef struct AuditFiles {
 } AuditFiles;
 
 typedef struct AuditResumeInfo {
-        uint64_t last_seq;       /* seq of the last complete record; 0 if none */
+        uint64_t last_seq;       /* highest seq of a record in any file's tail; 0 if none */
         uint64_t repaired_bytes; /* bytes cut from torn tails */
         unsigned n_anomalies;    /* sequence gaps/regressions seen in the tails read */
 } AuditResumeInfo;
@@ -60,16 +62,25 @@ int audit_files_reopen_directory(AuditFiles *f);
 AuditFiles *audit_files_free(AuditFiles *f);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditFiles *, audit_files_free);
 
-/* Finds the last complete record in the newest file that has one, cuts torn tails (with a
- * warning each), reports sequence anomalies, and opens audit.log for appending (creating it
- * if a crash happened mid-rotation). Closes a previously open audit.log first. */
+/* Syncs every file (failing on an error: what it reads must be durable), cuts torn tails of
+ * the newest file that has a record and of the newer ones (with a warning each; a tail it
+ * cannot tell from damage is refused with -EBADMSG), finds the highest seq in the tails of
+ * all, reports sequence anomalies, and opens audit.log for appending (creating it if a crash
+ * happened mid-rotation). Closes a previously open audit.log first. */
 int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret);
 
-/* Starts a new audit.log: releases the old file's preallocated tail, shifts every file one
- * up (dropping the oldest), creates the new file and syncs the directory. The caller has
- * synced the old file's data first, so no record in a newer file can exist without the
- * records before it. */
-int audit_files_rotate(AuditFiles *f);
+/* Cuts the open audit.log back to what our last successful sync covered, after a write or
+ * sync failed: the failed bytes may be in the page cache only, where no later sync of them
+ * reports the error again. Fails (and the caller must not write to or resume from the file)
+ * while the cut fails. */
+int audit_files_take_back(AuditFiles *f);
+
+/* Starts a new audit.log: shifts every file one up (dropping the oldest), creates the new
+ * file, preallocates prealloc_size in it (at least min_size, the room promised in the old
+ * one), only then releases the old file's preallocated tail (before, only if the new file
+ * cannot get min_size otherwise), and syncs the directory. The caller has synced the old
+ * file's data first, so no record in a newer file can exist without the records before it. */
+int audit_files_rotate(AuditFiles *f, uint64_t prealloc_size, uint64_t min_size);
 
 /* Extends the preallocation of audit.log to at least `end` bytes. */
 int audit_files_preallocate(AuditFiles *f, uint64_t end);

@@ -354,7 +354,8 @@ static int config_check(const AuditConfig *c) {
         return 0;
 }
 
-/* The sequence goes on from what the files say, never below what was acknowledged. Files that end
+/* The sequence goes on from what the files say, never below what was acknowledged; what they say
+ * is durable (audit_files_resume() synced it), so it counts as committed. Files that end
  * before it in the directory tsmd had open were cut outside tsmd; in another one at its path (an
  * administrator's repair: a new file system mounted over it) the records before are in the old
  * one, which is no loss. */

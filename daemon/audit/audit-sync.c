@@ -130,7 +130,7 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
         AuditSyncItem *segment = batch;
         /* queued: bytes of this segment, for the caller's count; unwritten: those of them still
          * in iov, as the rest are in f->size already. */
-        uint64_t segment_start = f->size, queued = 0, unwritten = 0, margin;
+        uint64_t queued = 0, unwritten = 0, margin;
         size_t n = 0;
         int r;
 
@@ -146,25 +146,21 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
                         stats->n_syncs++;
                         if (r < 0)
                                 goto fail;
+                        /* Acknowledged: a failure from here on must not take it back. */
+                        f->synced = f->size;
                         complete_range(segment, i, 0);
                         *written += queued;
                         n = 0;
                         queued = unwritten = 0;
                         segment = i;
-                        /* Acknowledged: a failure from here on must not take it back. */
-                        segment_start = f->size;
+                        /* Reservations were counted against the old file's unused tail: the
+                         * new one takes at least as much. */
                         margin = f->alloc_end > f->size ? f->alloc_end - f->size : 0;
 
-                        r = audit_files_rotate(f);
+                        r = audit_files_rotate(f, s->prealloc_size, margin);
                         if (r < 0)
                                 goto fail;
                         stats->n_rotations++;
-                        segment_start = 0;
-                        /* The old file's unused tail was given back; take at least as much
-                         * in the new one, since reservations were counted against it. Failing
-                         * only shrinks the margin, which the next reserve sees. */
-                        if (audit_files_preallocate(f, s->prealloc_size) == -ENOSPC && margin > 0)
-                                (void) audit_files_preallocate(f, margin);
                 }
 
                 if (n == IOV_BATCH) {
@@ -186,16 +182,17 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
         stats->n_syncs++;
         if (r < 0)
                 goto fail;
+        f->synced = f->size;
         complete_range(segment, NULL, 0);
         *written += queued;
         return 0;
 
 fail:
         complete_range(segment, NULL, r);
-        /* Best effort: take back what was written but not acknowledged, so the file holds
-         * exactly the acknowledged records and resume continues right after them. */
-        if (f->size > segment_start && f->ops->ftruncate(f->fd, (off_t) segment_start) >= 0)
-                f->size = segment_start;
+        /* Take back what was written but not acknowledged, so the file holds exactly the
+         * acknowledged records. Only tried here: the reopen must manage it (see
+         * reopen_files()). */
+        (void) audit_files_take_back(f);
         return r;
 }
 
@@ -252,8 +249,16 @@ static int reopen_files(AuditSync *s, AuditSyncReopen *ro) {
         r = audit_files_reopen_directory(s->files);
         if (r >= 0) {
                 ro->directory_changed = r > 0;
-                r = audit_files_resume(s->files, &ro->resume);
+                /* SECURITY: after a failed write or sync the bytes past the last good sync may
+                 * be in the page cache only, clean, their error reported once: a resume would
+                 * read them as records, and no later sync would write or fail them. Appending
+                 * after them would put acknowledged records behind bytes a power loss turns
+                 * into zeros. While the cut fails the reopen does. (Another directory: the old
+                 * one and its file are left.) */
+                r = audit_files_take_back(s->files);
         }
+        if (r >= 0)
+                r = audit_files_resume(s->files, &ro->resume);
         ro->item.error = r;
         return ro->item.error;
 }

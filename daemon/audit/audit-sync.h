@@ -29,7 +29,8 @@ typedef struct AuditSyncItem {
 
 /* A reopen, queued like a record and carried out in its place: after every item before it
  * was written or failed, the thread opens the directory again if another one is at its path
- * now (audit_files_reopen_directory()), resumes from the files (audit_files_resume()) and
+ * now (audit_files_reopen_directory()), else cuts what failed back out of the file
+ * (audit_files_take_back()), resumes from the files (audit_files_resume()) and
  * starts a new stream there, failed with the error if that did not work, healthy otherwise.
  * Items after it go to the new stream: a failure of the old files does not fail them. */
 typedef struct AuditSyncReopen {

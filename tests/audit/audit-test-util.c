@@ -60,11 +60,15 @@ static int f_fallocate(int fd, int mode, off_t offset, off_t len) {
         atomic_fetch_add(&faults.n_fallocate, 1);
         if (fail_now(&faults.fallocate_errno, 0, NULL))
                 return -atomic_load(&faults.fallocate_errno);
+        if (atomic_load(&faults.fallocate_enospc_after_ftruncate) && atomic_load(&faults.n_ftruncate) > 0)
+                return -ENOSPC;
         return audit_file_ops_default.fallocate(fd, mode, offset, len);
 }
 
 static int f_ftruncate(int fd, off_t length) {
         atomic_fetch_add(&faults.n_ftruncate, 1);
+        if (fail_now(&faults.ftruncate_errno, 0, NULL))
+                return -atomic_load(&faults.ftruncate_errno);
         return audit_file_ops_default.ftruncate(fd, length);
 }
 

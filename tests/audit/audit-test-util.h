@@ -24,6 +24,10 @@ typedef struct Faults {
         atomic_int pwritev_errno;
         atomic_int fallocate_errno;
         atomic_int renameat_errno;
+        atomic_int ftruncate_errno;
+        /* Another writer of the file system takes every block the log gives back: from the
+         * first ftruncate on, fallocate fails with ENOSPC. */
+        atomic_bool fallocate_enospc_after_ftruncate;
         /* Report this many bytes free (>= 0), or the truth (< 0). */
         atomic_llong fstatvfs_avail;
         /* Slow disk: sleep this long in every fdatasync. */

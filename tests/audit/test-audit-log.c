@@ -105,6 +105,20 @@ static void wait_healthy(Fixture *f) {
         }
 }
 
+/* Runs the loop until the pending reopen finished. */
+static void wait_reopened(Fixture *f) {
+        AuditLogStatus st;
+
+        for (unsigned i = 0;; i++) {
+                ASSERT_OK(audit_log_get_status(f->log, &st));
+                if (!st.reopen_pending)
+                        return;
+                if (i > 6000)
+                        TEST_FAIL("the reopen did not finish");
+                run_once(f);
+        }
+}
+
 /* All acks so far succeeded, in order, with seqs first..first+n-1. */
 static void assert_acks_ok(const Fixture *f, uint64_t first) {
         ASSERT_FALSE(f->acks.out_of_order);
@@ -623,8 +637,9 @@ TEST(torn_tail_partial_line) {
         fixture_done(&f);
 }
 
+/* Lines after the last record that hold NULs are torn: a record holds none. */
 TEST(torn_tail_unparsable_lines) {
-        static const char torn[] = "{\"seq\":6,\"time\":}\n\x00\x00\x00garbage\n";
+        static const char torn[] = "{\"seq\":6,\"ti\x00\x00me\":}\n\x00\x00\x00garbage\n";
         AuditLogStatus st;
         Fixture f;
 
@@ -672,6 +687,111 @@ TEST(torn_tail_long_zero_run) {
         assert_acks_ok(&f, 1);
         assert_files(&f, 1, 7);
         fixture_done(&f);
+}
+
+/* The zeros a crash leaves need not end the file: blocks of the same batch after them may have
+ * reached the disk, a line end or part of a line. Resume steps back across a zero run longer
+ * than its window and cuts from the line it began in (it refused to start). */
+TEST(torn_tail_zero_run_before_later_blocks) {
+        static const char torn[] = "{\"seq\":6,\"ti";
+        static const char *const after[] = { "me\":\"x\"}\n", "{\"seq\":9,\"ti" };
+        const size_t zeros = 69632;
+        _cleanup_free_ char *nuls = calloc(1, zeros);
+
+        ASSERT_NOT_NULL(nuls);
+        for (size_t k = 0; k < ELEMENTSOF(after); k++) {
+                AuditLogStatus st;
+                Fixture f;
+
+                fixture_init(&f);
+                fixture_open(&f);
+                commit_n(&f, 5);
+                wait_acks(&f, 5);
+                fixture_close(&f);
+                append_bytes(f.dir, "audit.log", torn, strlen(torn));
+                append_bytes(f.dir, "audit.log", nuls, zeros);
+                append_bytes(f.dir, "audit.log", after[k], strlen(after[k]));
+
+                fixture_open(&f);
+                ASSERT_OK(audit_log_get_status(f.log, &st));
+                ASSERT_EQ(st.repaired_bytes, strlen(torn) + zeros + strlen(after[k]));
+                ASSERT_EQ(st.next_seq, 6);
+                commit_n(&f, 2);
+                wait_acks(&f, 7);
+                assert_acks_ok(&f, 1);
+                assert_files(&f, 1, 7);
+                fixture_done(&f);
+        }
+}
+
+/* A record after the zeros (a later block of the batch that reached the disk) is kept, as
+ * queries return it: resume cuts nothing a query answers. Zeros before the last record are
+ * damage queries skip. */
+TEST(torn_tail_keeps_a_record_after_zeros) {
+        static const char torn[] = "{\"seq\":6,\"ti", after[] = "me\":1}\n{\"seq\":9}\n";
+        const size_t zeros = 69632;
+        _cleanup_free_ char *nuls = calloc(1, zeros);
+        AuditLogStatus st;
+        Fixture f;
+
+        ASSERT_NOT_NULL(nuls);
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+        fixture_close(&f);
+        append_bytes(f.dir, "audit.log", torn, strlen(torn));
+        append_bytes(f.dir, "audit.log", nuls, zeros);
+        append_bytes(f.dir, "audit.log", after, strlen(after));
+
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.repaired_bytes, 0);
+        ASSERT_EQ(st.next_seq, 10);
+        fixture_done(&f);
+}
+
+/* A complete line without a NUL is not what a crash leaves (a record of another tsmd version
+ * may look so): after the last record, after zeros, or in a file with none, it is refused, not
+ * cut. */
+TEST(resume_refuses_a_complete_line_that_is_no_record) {
+        static const struct {
+                size_t records, zeros;
+                const char *before, *after;
+        } cases[] = {
+                { 5, 0, "{\"seq\":6,\"time\":}\n", "" },
+                { 5, 0, "{\"seq\":6,\"time\":}\n{\"se", "" },
+                { 5, 69632, "{\"seq\":6,\"ti", "me\":1}\nnot a record\n{\"se" },
+                { 0, 0, "not a record\n", "" },
+        };
+
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                _cleanup_free_ char *nuls = calloc(1, cases[k].zeros + 1);
+                struct stat before, after;
+                char path[PATH_MAX];
+                AuditLog *a = NULL;
+                Fixture f;
+
+                ASSERT_NOT_NULL(nuls);
+                fixture_init(&f);
+                if (cases[k].records > 0) {
+                        fixture_open(&f);
+                        commit_n(&f, cases[k].records);
+                        wait_acks(&f, cases[k].records);
+                        fixture_close(&f);
+                }
+                append_bytes(f.dir, "audit.log", cases[k].before, strlen(cases[k].before));
+                append_bytes(f.dir, "audit.log", nuls, cases[k].zeros);
+                append_bytes(f.dir, "audit.log", cases[k].after, strlen(cases[k].after));
+                snprintf(path, sizeof(path), "%s/audit.log", f.dir);
+                ASSERT_OK(stat(path, &before));
+
+                ASSERT_ERRNO(audit_log_open(f.base, &f.config, &a), EBADMSG);
+                ASSERT_NULL(a);
+                ASSERT_OK(stat(path, &after));
+                ASSERT_EQ(after.st_size, before.st_size);
+                fixture_done(&f);
+        }
 }
 
 TEST(torn_tail_whole_file_garbage) {
@@ -802,8 +922,105 @@ TEST(sequence_gap_detected) {
         fixture_open(&f);
         ASSERT_OK(audit_log_get_status(f.log, &st));
         ASSERT_EQ(st.n_anomalies, 2); /* the gap 2→5 and the regression 5→4 */
-        ASSERT_EQ(st.next_seq, 5);
+        ASSERT_EQ(st.next_seq, 6); /* after the highest: 5 is written once */
         ASSERT_EQ(st.repaired_bytes, 0);
+        fixture_done(&f);
+}
+
+/* An older file may hold higher seqs than the newest one (a reload moved the log, a restart
+ * finds the old directory again): resume continues after the highest of every file's tail. */
+TEST(resume_continues_after_the_highest_seq_of_every_file) {
+        static const char older[] = "{\"seq\":10}\n{\"seq\":11}\n";
+        static const char newer[] = "{\"seq\":1}\n{\"seq\":2}\n";
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        append_bytes(f.dir, "audit.log.2", older, strlen(older));
+        append_bytes(f.dir, "audit.log", newer, strlen(newer));
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.next_seq, 12);
+        ASSERT_EQ(st.last_committed_seq, 11);
+        fixture_done(&f);
+}
+
+/* What resume trusts is durable: it syncs the files it reads (a predecessor killed in its
+ * fdatasync, or one that crashed, may have left records in the page cache only), and does not
+ * open the log when that fails. */
+TEST(resume_syncs_what_it_trusts) {
+        static const char unsynced[] = "{\"seq\":6}\n";
+        AuditLog *a = NULL;
+        AuditLogStatus st;
+        unsigned syncs;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+        fixture_close(&f);
+        append_bytes(f.dir, "audit.log", unsynced, strlen(unsynced));
+
+        atomic_store(&faults.fdatasync_errno, EIO);
+        ASSERT_ERRNO(audit_log_open(f.base, &f.config, &a), EIO);
+        ASSERT_NULL(a);
+
+        atomic_store(&faults.fdatasync_errno, 0);
+        syncs = atomic_load(&faults.n_fdatasync);
+        fixture_open(&f);
+        ASSERT_GE(atomic_load(&faults.n_fdatasync) - syncs, 1);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.last_committed_seq, 6);
+        ASSERT_EQ(st.next_seq, 7);
+
+        /* A reopen resumes the same way. */
+        atomic_store(&faults.fdatasync_errno, EIO);
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
+        wait_reopened(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.failed, -EIO);
+        fixture_done(&f);
+}
+
+/* A failed write's bytes may stay in the page cache (clean, their error reported once) and never
+ * reach the disk: a reopen must not resume from them, or the records appended after them sit
+ * behind bytes a power loss turns into zeros. It cuts the file back to the last good sync first,
+ * and fails while it cannot. */
+TEST(reopen_takes_back_failed_records_first) {
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        commit_n(&f, 5);
+        wait_acks(&f, 5);
+
+        atomic_store(&faults.fdatasync_errno, EIO);
+        atomic_store(&faults.ftruncate_errno, EIO);
+        reserve_then_commit(&f, 3);
+        wait_acks(&f, 8);
+        for (size_t i = 5; i < 8; i++)
+                ASSERT_EQ(f.acks.errors[i], -EIO);
+
+        atomic_store(&faults.fdatasync_errno, 0);
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
+        wait_reopened(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.failed, -EIO);
+        ASSERT_EQ(st.last_committed_seq, 5);
+
+        atomic_store(&faults.ftruncate_errno, 0);
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
+        wait_healthy(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.last_committed_seq, 5);
+        ASSERT_EQ(st.next_seq, 6);
+        commit_n(&f, 2);
+        wait_acks(&f, 10);
+        ASSERT_EQ(f.acks.errors[8], 0);
+        ASSERT_EQ(f.acks.seqs[8], 6);
+        assert_files(&f, 1, 7);
         fixture_done(&f);
 }
 
@@ -942,6 +1159,35 @@ TEST(fallocate_enospc_refuses_reserve) {
         ASSERT_OK(audit_log_commit(res, &(AuditRecord){ .event = "x" }, ack_callback, &f.acks, NULL));
         wait_acks(&f, 1);
         assert_acks_ok(&f, 1);
+        fixture_done(&f);
+}
+
+/* Records reserved against the old file's preallocated tail are written to the new one after a
+ * rotation: the new file takes that room before the old tail is given back, where another writer
+ * of a nearly full file system could take it (here, every block given back is taken). */
+TEST(rotation_takes_new_room_before_giving_back_the_old) {
+        AuditReservation *res;
+        AuditLogStatus st;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 10;
+        fixture_open(&f);
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+
+        atomic_store(&faults.n_ftruncate, 0);
+        atomic_store(&faults.fallocate_enospc_after_ftruncate, true);
+        atomic_store(&faults.fstatvfs_avail, 0);
+        reserve_then_commit(&f, 12); /* past the ~9 records a file takes: one rotation */
+        wait_acks(&f, 13);
+        assert_acks_ok(&f, 1);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.sync.n_rotations, 1);
+        ASSERT_GE(atomic_load(&faults.n_ftruncate), 1);
+        ASSERT_OK(audit_log_reserve(f.log, &res));
+        audit_log_cancel(res);
         fixture_done(&f);
 }
 
@@ -1138,20 +1384,6 @@ TEST(owed_records_kept_while_failed_are_written_after_the_reopen) {
         ASSERT_EQ(f.acks.errors[4], -EIO);
         atomic_store(&faults.pwritev_errno, 0);
         fixture_done(&f);
-}
-
-/* Runs the loop until the pending reopen finished. */
-static void wait_reopened(Fixture *f) {
-        AuditLogStatus st;
-
-        for (unsigned i = 0;; i++) {
-                ASSERT_OK(audit_log_get_status(f->log, &st));
-                if (!st.reopen_pending)
-                        return;
-                if (i > 6000)
-                        TEST_FAIL("the reopen did not finish");
-                run_once(f);
-        }
 }
 
 /* Kept while the file system is full when a reload reopens the log: they still go first. A
