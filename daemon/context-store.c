@@ -90,7 +90,7 @@ int context_store_save(const char *dir, const char *reclaim_id, const StoredOwne
         }
         TAKE_FD(fd); /* the FILE has it */
 
-        fprintf(f, "[Context]\nUid=%u\n", (unsigned) owner->uid);
+        fprintf(f, "[Context]\nVersion=%u\nUid=%u\n", CONTEXT_STORE_VERSION, (unsigned) owner->uid);
         if (owner->gid != (gid_t) -1)
                 fprintf(f, "Gid=%u\n", (unsigned) owner->gid);
         if (owner->pid > 0)
@@ -100,6 +100,7 @@ int context_store_save(const char *dir, const char *reclaim_id, const StoredOwne
         for (size_t i = 0; i < n; i++)
                 fprintf(f, "VDevice=%u %s %s\n", v[i].id, v[i].pci_address,
                         v[i].changing ? "changing" : v[i].bound ? "bound" : "unbound");
+        fprintf(f, "End=%zu\n", n);
         if (fflush(f) != 0 || ferror(f)) {
                 r = negative_errno();
                 fclose(f);
@@ -147,7 +148,8 @@ int context_store_sweep(const char *dir, bool (*keep)(const char *reclaim_id, vo
 
 typedef struct LoadState {
         StoredOwner owner;
-        bool have_uid, have_gid, have_pid, have_previous;
+        bool have_uid, have_gid, have_pid, have_previous, have_version, have_end;
+        unsigned long end; /* End='s count of vDevices */
         StoredVDevice *v;
         size_t n, allocated;
 } LoadState;
@@ -209,8 +211,13 @@ static int on_assignment(const char *section, const char *key, const char *value
         LoadState *st = userdata;
         unsigned long v;
 
-        if (!streq(section, "Context"))
+        /* Nothing after the end: a file that goes on is no file context_store_save() wrote. */
+        if (!streq(section, "Context") || st->have_end)
                 return -EBADMSG;
+        if (streq(key, "Version"))
+                return parse_id(value, CONTEXT_STORE_VERSION, CONTEXT_STORE_VERSION, &st->have_version, &v);
+        if (streq(key, "End"))
+                return parse_id(value, 0, CONTEXT_STORE_MAX_VDEVICES, &st->have_end, &st->end);
         /* (uid_t) -1 and (gid_t) -1 mean "none" everywhere, never an owner. */
         if (streq(key, "Uid")) {
                 if (parse_id(value, 0, (uid_t) -1 - 1, &st->have_uid, &v) < 0)
@@ -267,6 +274,13 @@ int context_store_load(const char *dir, const char *reclaim_id, StoredOwner *ret
         r = ini_parse_file(path, 1024 * 1024, on_assignment, &st, NULL);
         if (r >= 0 && !st.have_uid)
                 r = -EBADMSG;
+        /* A file of this version ends in End=, naming as many vDevices as it had: one cut off
+         * (a crash of the file system, a disk full in a copy) is damaged, also where it was cut
+         * at a line's end. One without Version= is of a tsmd before, which wrote no end. */
+        if (r >= 0 && st.have_version && (!st.have_end || st.end != st.n))
+                r = -EBADMSG;
+        if (r >= 0 && st.have_end && !st.have_version)
+                r = -EBADMSG;
         if (r < 0) {
                 free(st.v);
                 return r;
@@ -275,6 +289,64 @@ int context_store_load(const char *dir, const char *reclaim_id, StoredOwner *ret
         *ret = st.v;
         *ret_n = st.n;
         return 0;
+}
+
+static bool is_damaged_name(const char *name) {
+        size_t n = strlen(name), k = strlen(CONTEXT_STORE_DAMAGED_SUFFIX);
+
+        return n > k && streq(name + n - k, CONTEXT_STORE_DAMAGED_SUFFIX);
+}
+
+/* The damaged files in dir. */
+static int damaged_count(int dfd, size_t *ret) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        size_t n = 0;
+        int fd;
+
+        fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        d = fdopendir(fd);
+        if (!d) {
+                int r = negative_errno();
+
+                safe_close(fd);
+                return r;
+        }
+        while ((errno = 0, de = readdir(d)))
+                n += is_damaged_name(de->d_name);
+        if (errno > 0)
+                return -errno;
+        *ret = n;
+        return 0;
+}
+
+int context_store_set_aside(const char *dir, const char *reclaim_id) {
+        char name[NAME_MAX + 1], aside[NAME_MAX + 1];
+        _cleanup_close_ int dfd = -EBADF;
+        struct stat st;
+        size_t n = 0;
+        int r;
+
+        if ((size_t) snprintf(name, sizeof(name), "%s.state", reclaim_id) >= sizeof(name) ||
+            (size_t) snprintf(aside, sizeof(aside), "%s.state" CONTEXT_STORE_DAMAGED_SUFFIX, reclaim_id) >=
+                    sizeof(aside))
+                return -ENAMETOOLONG;
+        dfd = dir_open(dir, &st);
+        if (dfd < 0)
+                return dfd;
+        /* One of the id's replaces the one before: a context's file damaged twice is kept once. */
+        if (faccessat(dfd, aside, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno != ENOENT)
+                        return negative_errno();
+                r = damaged_count(dfd, &n);
+                if (r < 0)
+                        return r;
+                if (n >= CONTEXT_STORE_DAMAGED_MAX)
+                        return -ENOSPC;
+        }
+        return RET_NERRNO(renameat(dfd, name, dfd, aside));
 }
 
 int context_store_remove(const char *dir, const char *reclaim_id) {

@@ -4,9 +4,12 @@
  * which vDevices it had, bound, unbound, or changing (a bind or unbind was on its way, so a
  * restart cannot know where it ended). One small file per context, <reclaim id>.state (never
  * the reclaim token: fdstore.h), replaced atomically on every change; nothing in it is secret.
- * The file has no version: a key is added as optional, so that files written before it still
- * load (an older tsmd refuses a newer file as damaged, and restores its context without
- * vDevices). Runs in: worker.
+ * A key is added as optional, so that files written before it still load (an older tsmd
+ * refuses a newer file as damaged, and restores its context without vDevices). Version=2 (the
+ * first key) says the file ends in End=<number of vDevices>: a file cut off at a line's end is
+ * told from a whole one; files without it, of a tsmd before, load as they did. A damaged file
+ * is set aside (context_store_set_aside()), for whoever looks into what its context had.
+ * Runs in: worker.
  */
 #pragma once
 
@@ -35,6 +38,13 @@ typedef struct StoredOwner {
 } StoredOwner;
 
 #define CONTEXT_STORE_MAX_VDEVICES 4096U
+#define CONTEXT_STORE_VERSION 2U
+
+/* <reclaim id>.state.damaged: a file context_store_load() refused, kept for an admin (the sweep
+ * leaves it). At most CONTEXT_STORE_DAMAGED_MAX of them, each a file of one context: a worker
+ * made to write garbage into every file fills no disk with them; the admin removes them. */
+#define CONTEXT_STORE_DAMAGED_SUFFIX ".damaged"
+#define CONTEXT_STORE_DAMAGED_MAX 32U
 
 /* Makes dir (if missing) and makes it 0700, as its owner: the names in it are reclaim ids, and
  * those a tsmd before them left are reclaim tokens (context_store_adopt_legacy()). -EPERM if it
@@ -49,6 +59,9 @@ int context_store_save(const char *dir, const char *reclaim_id, const StoredOwne
 int context_store_load(const char *dir, const char *reclaim_id, StoredOwner *ret_owner, StoredVDevice **ret,
                        size_t *ret_n);
 int context_store_remove(const char *dir, const char *reclaim_id);
+/* Renames the state of reclaim_id to <reclaim id>.state.damaged, replacing the id's one before.
+ * -ENOSPC, changing nothing, if CONTEXT_STORE_DAMAGED_MAX others are there already. */
+int context_store_set_aside(const char *dir, const char *reclaim_id);
 /* Removes every state file in dir, and leftover of a save, whose reclaim id keep() does not
  * want: the state of contexts that are gone (closed while no tsmd ran, lost with a service
  * manager's fd store, or named by its reclaim token by an older tsmd and never restored).

@@ -145,6 +145,8 @@ GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
  * backoff, until a save of it succeeds (a retry, or this of a later change) or it goes. Logged
  * once when it starts owing and once when it is paid. */
 int guest_context_persist(Manager *m, GuestContext *ctx);
+/* Tries now every save owed, but except's: the first failure, or 0 once none is owed. */
+int guest_pay_owed_saves(Manager *m, const GuestContext *except);
 /* The context goes (guest_context_free()): nothing is owed any more, its release removes the
  * file. One kept for the next worker or tsmd (preserve) gets a last try. */
 void guest_context_save_end(Manager *m, GuestContext *ctx, bool preserve);

@@ -173,11 +173,42 @@ static int vdevice_restore_kept(Manager *m, GuestContext *ctx, const struct tsm_
         return 0;
 }
 
+/* The restored context that holds the device at address, or NULL. */
+static GuestContext *orphan_holding(Manager *m, const char *pci_address) {
+        for (size_t i = 0; i < m->n_orphans; i++)
+                for (size_t j = 0; j < m->orphans[i]->n_vdevices; j++) {
+                        const GuestVDevice *v = &m->orphans[i]->vdevices[j];
+
+                        if (!v->gone && streq(v->pci_address, pci_address))
+                                return m->orphans[i];
+                }
+        return NULL;
+}
+
+/* A stored vDevice that is not attached again: gone for its VMM, which may have bound it; the
+ * log says which context and why, for whoever looks for its TDI. Two files naming one device
+ * (-EBUSY) is the state of a context gone stale: the context restored first keeps it, as the
+ * monitor has no other word on which of them the kernel has it in. */
+static void vdevice_log_unrestored(Manager *m, const GuestContext *ctx, const GuestVDevice *v, int error) {
+        const GuestContext *holder = error == -EBUSY ? orphan_holding(m, v->pci_address) : NULL;
+
+        if (holder)
+                log_warning("State files of two contexts name %s: vDevice %u of the context of uid %u "
+                            "(reclaim id %s) is gone, the context of uid %u (reclaim id %s) restored first "
+                            "keeps the device.", v->pci_address, v->id, (unsigned) ctx->uid, ctx->reclaim_id,
+                            (unsigned) holder->uid, holder->reclaim_id);
+        else
+                log_warning_errno(error, "Cannot attach %s again as vDevice %u of the context of uid %u "
+                                  "(reclaim id %s), taking it for gone: %m", v->pci_address, v->id,
+                                  (unsigned) ctx->uid, ctx->reclaim_id);
+}
+
 /* A vDevice only the state file knows of, in a context the fd store handed back to a new tsmd:
  * attached in the monitor again. */
 static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDevice *stored) {
         GuestVDevice *v = &ctx->vdevices[ctx->n_vdevices];
         TsmDeviceInfo info;
+        int r;
 
         *v = (GuestVDevice){ .id = stored->id };
         v->pci_address = strdup(stored->pci_address);
@@ -189,9 +220,12 @@ static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDe
          * monitor: it is brought back to where the guest left it. A change cut off on its way
          * left the kernel's state unknown, and the new emulated TSM's unbound. */
         v->bound = stored->bound && !stored->changing;
-        if (tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
-            priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address,
-                                     v->bound && !info.emulated) < 0) {
+        r = tsm_platform_get_device(m->platform, v->pci_address, &info);
+        if (r >= 0)
+                r = priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, v->id, v->pci_address,
+                                             v->bound && !info.emulated);
+        if (r < 0) {
+                vdevice_log_unrestored(m, ctx, v, r);
                 v->bound = false;
                 v->gone = v->unattached = true;
                 return 0;
@@ -202,6 +236,56 @@ static int vdevice_restore_stored(Manager *m, GuestContext *ctx, const StoredVDe
                 vdevice_restore_change(m, ctx, v, true, audit_event_to_string(AUDIT_EVENT_RESTORE_BIND),
                                        on_restore_rebound);
         return 0;
+}
+
+/* The state file of ctx did not load: renamed aside before the restore writes it anew (with the
+ * vDevices the monitor has, none after a restart of tsmd), so that what it said, a TDI it had
+ * bound among it, is still there for an admin to read; and the log names it. */
+static void state_set_aside(Manager *m, const GuestContext *ctx, int error) {
+        int r = error == -ENOMEM ? error : context_store_set_aside(guest_state_dir(m), ctx->reclaim_id);
+
+        if (r >= 0)
+                log_warning_errno(error, "State of the context of uid %u (reclaim id %s) is unreadable, restoring "
+                                  "it with the vDevices the monitor has only; kept as '%s/%s.state"
+                                  CONTEXT_STORE_DAMAGED_SUFFIX "': %m", (unsigned) ctx->uid, ctx->reclaim_id,
+                                  guest_state_dir(m), ctx->reclaim_id);
+        else
+                log_warning_errno(error, "State of the context of uid %u (reclaim id %s) in '%s' is unreadable, "
+                                  "restoring it with the vDevices the monitor has only, and it cannot be kept "
+                                  "aside (%s): %m", (unsigned) ctx->uid, ctx->reclaim_id, guest_state_dir(m),
+                                  r == -ENOSPC ? "too many are" : strerror(-r));
+}
+
+/* A reclaim's answer may not have reached the VMM before the restart: it reclaims with the token
+ * it had before, or with the one answered (reclaim_rename()). SECURITY: after a restart of the
+ * worker alone, the previous id is the monitor's, which a reclaim set, and only while the file
+ * names it too (the worker drops it there once the answer is out): a worker made to write
+ * another into the file cannot make a token valid for the workers after it. Only a context the
+ * fd store handed back has the file's, which the monitor keeps from now on. */
+static void previous_restore(Manager *m, GuestContext *ctx, const struct tsm_priv_restored_context *rc,
+                             const char *stored) {
+        int r;
+
+        if (isempty(stored))
+                return;
+        if (!rc->partial) {
+                if (streq(rc->previous_reclaim_id, stored))
+                        memcpy(ctx->previous_reclaim_id, stored, sizeof(ctx->previous_reclaim_id));
+                else
+                        log_warning("State of the context of uid %u (reclaim id %s) names a previous reclaim "
+                                    "id the monitor does not have; dropping it.", (unsigned) ctx->uid,
+                                    ctx->reclaim_id);
+                return;
+        }
+        /* Not kept unless the monitor has it: it takes a reclaim with an id it does not know for
+         * a violation. */
+        r = priv_send_restored_previous(m->channel, ctx->id, stored);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot tell the monitor the previous reclaim id of the context of uid %u, "
+                                  "dropping it: %m", (unsigned) ctx->uid);
+                return;
+        }
+        memcpy(ctx->previous_reclaim_id, stored, sizeof(ctx->previous_reclaim_id));
 }
 
 /* A kept context this worker cannot take is closed in the monitor too: nobody could reclaim it,
@@ -245,7 +329,7 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
                 }
         }
         if (r < 0 && r != -ENOENT)
-                log_warning_errno(r, "State of a stored context is unreadable, restoring it without vDevices: %m");
+                state_set_aside(m, ctx, r);
         else if (r >= 0 && owner.uid != ctx->uid) {
                 /* SECURITY: the fd name and the state must agree on the owner. */
                 log_warning("Stored context state names uid %u, the fd uid %u; dropping it.", (unsigned) owner.uid,
@@ -254,9 +338,7 @@ int guest_restore_context(Manager *m, const struct tsm_priv_restored_context *rc
         } else if (r >= 0) {
                 ctx->gid = owner.gid;
                 ctx->pid = owner.pid;
-                /* A reclaim's answer may not have reached the VMM before the restart: it
-                 * reclaims with the token it had before, or with the one answered. */
-                memcpy(ctx->previous_reclaim_id, owner.previous_reclaim_id, sizeof(ctx->previous_reclaim_id));
+                previous_restore(m, ctx, rc, owner.previous_reclaim_id);
         }
 
         ctx->vdevices = new0(GuestVDevice, MAX(rc->n_vdevices + n, (size_t) 1));
@@ -404,7 +486,7 @@ static int reclaim_rename(Manager *m, GuestClient *c, GuestContext *ctx, const c
                 renewed = false;
         }
 
-        r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, ctx->reclaim_id, ret_fd);
+        r = priv_call_reclaim_context(m->channel, c->slot, ctx->id, ctx->reclaim_id, presented_id, ret_fd);
         if (r < 0) {
                 /* Lost with the channel, the monitor may have renamed it or not: both files
                  * stay, and the next worker keeps the one of the name the monitor has. */

@@ -8,7 +8,9 @@
  * context's memory, and a restart of tsmd (or of the worker) would take it for what the context
  * has: a detached vDevice attached again, a void token that reclaims. So a failed save is not
  * forgotten: the context owes one, tried again on a timer until a save succeeds (that one, or
- * one of a later change) or the context goes. Runs in: worker.
+ * one of a later change) or the context goes; and a change that must be saved first waits for
+ * every save owed (guest_pay_owed_saves()), as a stale file may name the device it takes.
+ * Runs in: worker.
  */
 
 #include "event-util.h"
@@ -129,6 +131,41 @@ int guest_context_persist(Manager *m, GuestContext *ctx) {
                 return r;
         }
         save_paid(m, ctx);
+        return 0;
+}
+
+static int pay_owed(Manager *m, GuestContext *ctx) {
+        int r;
+
+        if (!ctx->save_retry)
+                return 0;
+        r = context_save(m, ctx);
+        if (r < 0) {
+                save_owed(m, ctx, r);
+                return r;
+        }
+        save_paid(m, ctx);
+        return 0;
+}
+
+int guest_pay_owed_saves(Manager *m, const GuestContext *except) {
+        GuestClient *c;
+        int r;
+
+        /* The first failure ends it: one write a call while the directory takes none. */
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        if (c->contexts[i] != except) {
+                                r = pay_owed(m, c->contexts[i]);
+                                if (r < 0)
+                                        return r;
+                        }
+        for (size_t i = 0; i < m->n_orphans; i++)
+                if (m->orphans[i] != except) {
+                        r = pay_owed(m, m->orphans[i]);
+                        if (r < 0)
+                                return r;
+                }
         return 0;
 }
 

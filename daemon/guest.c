@@ -175,10 +175,17 @@ const char *guest_state_dir(const Manager *m) {
 /* SECURITY: where the service manager keeps contexts across restarts of tsmd, the state file is
  * all the next tsmd knows of a context's vDevices: a change it must know of (a vDevice attached,
  * a Bind or Unbind on its way to the TSM) is made only once it is saved, or a TDI could stay
- * locked that nobody unbinds. A restart of the worker alone has the monitor's record. */
+ * locked that nobody unbinds. Every save owed is made first: the file of a context whose detach
+ * was not saved still names the device, and after a restart of tsmd both files would claim it
+ * (the first restored would win, whoever holds it now). A restart of the worker alone has the
+ * monitor's record. */
 static int persist_before_change(Manager *m, GuestContext *ctx) {
-        int r = guest_context_persist(m, ctx);
+        int r = 0;
 
+        if (m->hello.fdstore)
+                r = guest_pay_owed_saves(m, ctx);
+        if (r >= 0)
+                r = guest_context_persist(m, ctx);
         return m->hello.fdstore ? r : 0;
 }
 

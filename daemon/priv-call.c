@@ -57,6 +57,19 @@ static int copy_string(char *field, size_t size, const char *s) {
         return 0;
 }
 
+int priv_send_restored_previous(PrivChannel *c, uint32_t context, const char *previous_reclaim_id) {
+        struct tsm_priv_restored_previous m;
+        int r;
+
+        tsm_priv_init(&m, TSM_PRIV_RESTORED_PREVIOUS, 0, 0);
+        m.context = context;
+        r = copy_string(m.previous_reclaim_id, sizeof(m.previous_reclaim_id), previous_reclaim_id);
+        if (r < 0)
+                return r;
+        /* Before READY, which goes at once too. */
+        return priv_channel_send_now(c, &m);
+}
+
 static int new_context(PrivChannel *c, uint32_t type, uint32_t slot, uid_t uid, const char *reclaim_id, int fd,
                        uint32_t *ret_context, int *ret_fd) {
         struct tsm_priv_new_context m;
@@ -96,7 +109,8 @@ static int context_op(PrivChannel *c, uint32_t type, uint32_t slot, uint32_t con
         return call(c, &m, -EBADF, &reply, ret_fd);
 }
 
-int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, const char *reclaim_id, int *ret_fd) {
+int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, const char *reclaim_id,
+                              const char *presented_id, int *ret_fd) {
         struct tsm_priv_reclaim_context m;
         struct tsm_priv_reply reply;
         int r;
@@ -105,6 +119,8 @@ int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, c
         m.slot = slot;
         m.context = context;
         r = copy_string(m.reclaim_id, sizeof(m.reclaim_id), reclaim_id);
+        if (r >= 0)
+                r = copy_string(m.previous_reclaim_id, sizeof(m.previous_reclaim_id), presented_id);
         if (r < 0)
                 return r;
         return call(c, &m, -EBADF, &reply, ret_fd);

@@ -67,6 +67,9 @@ void priv_channel_set_late_callback(PrivChannel *c, PrivLateCallback cb, void *u
  * next). */
 int priv_send_late_ack(PrivChannel *c, uint64_t id, uint64_t seq, bool durable);
 
+/* The previous reclaim id a partial context's state file names (RESTORED_PREVIOUS), before READY. */
+int priv_send_restored_previous(PrivChannel *c, uint32_t context, const char *previous_reclaim_id);
+
 int priv_send_ready(PrivChannel *c);
 int priv_send_status(PrivChannel *c, unsigned n_clients, unsigned n_pending, bool draining, uint32_t audit);
 
@@ -84,9 +87,11 @@ int priv_call_open_context(PrivChannel *c, uint32_t slot, uid_t uid, const char 
 /* fd is not taken. -EBADF: not an iommufd; -ENODEV: no IOMMU on this host; -EMFILE as above. */
 int priv_call_adopt_context(PrivChannel *c, uint32_t slot, uid_t uid, const char *reclaim_id, int fd,
                             uint32_t *ret_context);
-/* Also renames the context to reclaim_id, its new token's (the old name is void then). -EIO if
- * the monitor could not take the old name out of the fd store: nothing changed. */
-int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, const char *reclaim_id, int *ret_fd);
+/* Also renames the context to reclaim_id, its new token's (the old name is void then), keeping
+ * presented_id, the id of the token reclaimed with, as its previous. -EIO if the monitor could
+ * not take the old name out of the fd store: nothing changed. */
+int priv_call_reclaim_context(PrivChannel *c, uint32_t slot, uint32_t context, const char *reclaim_id,
+                              const char *presented_id, int *ret_fd);
 /* The guest requests of the context (for a detach: of the vDevice) still waiting in the worker
  * fail first, -ENODEV, from within the call, as those the monitor holds fail when it is done;
  * a bind or unbind that waited behind them (a release's unbind) goes before the call. */

@@ -576,7 +576,8 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret) {
                 if (tsm_priv_check(msg, (size_t) n, n_fds, TSM_PRIV_FROM_MONITOR, &rc, sizeof(rc), NULL, &reason) >= 0 &&
                     rc.hdr.type == TSM_PRIV_RESTORED_CONTEXT && h.n_sockets == hello.n_sockets && !last_good_due &&
                     h.n_restored < hello.n_restored && n_vdevices_due == 0 &&
-                    tsm_priv_check_string(rc.reclaim_id, sizeof(rc.reclaim_id)) && rc.partial <= 1) {
+                    tsm_priv_check_string(rc.reclaim_id, sizeof(rc.reclaim_id)) && rc.partial <= 1 &&
+                    tsm_priv_check_string(rc.previous_reclaim_id, sizeof(rc.previous_reclaim_id))) {
                         if (!GREEDY_REALLOC(h.restored, allocated_restored, h.n_restored + 1))
                                 return -ENOMEM;
                         h.restored[h.n_restored++] = rc;

@@ -41,6 +41,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(LAST_GOOD, tsm_priv_last_good, M, TSM_PRIV_REASON_MAX + 1, 1),
         TYPE(LATE, tsm_priv_late, M, 0, 0),
         TYPE(LATE_ACK, tsm_priv_late_ack, W, 0, 0),
+        TYPE(RESTORED_PREVIOUS, tsm_priv_restored_previous, W, 0, 0),
 };
 #undef TYPE
 #undef M

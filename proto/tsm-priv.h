@@ -74,9 +74,11 @@
  * over its files'; 19: a failed CONNECT_DEVICE or DISCONNECT_DEVICE reply says whether its
  * result is the monitor's own too; 20: STATUS says whether the audit log takes records, where
  * its __reserved was; 21: ADOPT_CONTEXT's fd is a character device or a memfd, anything else a
- * violation, and one the monitor did not take is answered -ENOBUFS): a worker binary newer or
- * older than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 21U
+ * violation, and one the monitor did not take is answered -ENOBUFS; 22: the monitor keeps a
+ * context's previous reclaim id: RECLAIM_CONTEXT says the id the VMM reclaimed with,
+ * RESTORED_CONTEXT carries it, and RESTORED_PREVIOUS tells it of a partial context's): a worker
+ * binary newer or older than its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 22U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -148,6 +150,7 @@ typedef enum TsmPrivType {
         TSM_PRIV_LATE,                /* a kernel call given up on, answered after all */
         /* worker -> monitor, not answered (appended) */
         TSM_PRIV_LATE_ACK,            /* a LATE is being recorded, or is recorded */
+        TSM_PRIV_RESTORED_PREVIOUS,   /* a partial context's previous reclaim id, before READY */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
@@ -217,7 +220,11 @@ struct tsm_priv_listen_socket {
  * the new worker takes the RESTORED_VDEVICE messages as they are and attaches nothing of the
  * file's. Only a context the fd store handed back to a new tsmd (partial) may have vDevices the
  * monitor has not heard of; the worker attaches those from the file, until one has restored
- * the context (READY).
+ * the context (READY). The same for the previous reclaim id (a reclaim's token that stays valid
+ * while the renewed one may not have reached the VMM): the monitor's, which a reclaim set
+ * (RECLAIM_CONTEXT), and only as long as the file names it too (the worker drops it from the
+ * file once the VMM has the new token); a partial context's is the file's, which the worker
+ * tells the monitor (RESTORED_PREVIOUS).
  */
 struct tsm_priv_restored_context {
         struct tsm_priv_hdr hdr;
@@ -227,6 +234,17 @@ struct tsm_priv_restored_context {
         uint32_t n_vdevices; /* RESTORED_VDEVICE messages that follow this one */
         uint32_t partial;    /* 1: from the fd store, not restored by a worker since: the state
                               * file's other vDevices are to be attached; else 0 */
+        char previous_reclaim_id[TSM_PRIV_RECLAIM_ID_MAX]; /* "" if none */
+};
+
+/* RESTORED_PREVIOUS: the previous reclaim id the state file of a partial context names (slot 0,
+ * before READY), for the monitor to keep. SECURITY: a violation for any other context: the
+ * monitor's record of one a worker restored is not the worker's to change but by a reclaim. */
+struct tsm_priv_restored_previous {
+        struct tsm_priv_hdr hdr;
+        uint32_t context;
+        uint32_t __reserved;
+        char previous_reclaim_id[TSM_PRIV_RECLAIM_ID_MAX];
 };
 
 struct tsm_priv_restored_vdevice {
@@ -296,12 +314,16 @@ struct tsm_priv_context {
  * reclaim rotates the token (README "Reclaim tokens are renewed"). The old name is taken out
  * of the fd store before the fd goes in under the new one (systemd keeps no second copy of an
  * fd it has); -EIO, changing nothing, if it cannot be. SECURITY: a reclaim id that names
- * another context is a violation, as for a new context. */
+ * another context is a violation, as for a new context. previous_reclaim_id is the id of the
+ * token the VMM reclaimed with: the context's ("" says it too) or its previous one, else a
+ * violation. Renamed, the context keeps it as its previous, which a worker restarted before the
+ * VMM has the new token accepts too (RESTORED_CONTEXT). */
 struct tsm_priv_reclaim_context {
         struct tsm_priv_hdr hdr;
         uint32_t slot;
         uint32_t context;
         char reclaim_id[TSM_PRIV_RECLAIM_ID_MAX];
+        char previous_reclaim_id[TSM_PRIV_RECLAIM_ID_MAX];
 };
 
 /* A vDevice the monitor does not have. state is 0, or TSM_PRIV_VDEVICE_BOUND on a restore's
@@ -445,14 +467,15 @@ struct tsm_priv_reply {
 _Static_assert(sizeof(struct tsm_priv_hdr) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_hello) == 72, "no padding");
 _Static_assert(sizeof(struct tsm_priv_listen_socket) == 32, "no padding");
-_Static_assert(sizeof(struct tsm_priv_restored_context) == 80, "no padding");
+_Static_assert(sizeof(struct tsm_priv_restored_context) == 120, "no padding");
+_Static_assert(sizeof(struct tsm_priv_restored_previous) == 72, "no padding");
 _Static_assert(sizeof(struct tsm_priv_restored_vdevice) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_last_good) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_ready) == 24, "no padding");
 _Static_assert(sizeof(struct tsm_priv_status) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_new_context) == 72, "no padding");
 _Static_assert(sizeof(struct tsm_priv_context) == 32, "no padding");
-_Static_assert(sizeof(struct tsm_priv_reclaim_context) == 72, "no padding");
+_Static_assert(sizeof(struct tsm_priv_reclaim_context) == 112, "no padding");
 _Static_assert(sizeof(struct tsm_priv_attach_vdevice) == 56, "no padding");
 _Static_assert(sizeof(struct tsm_priv_vdevice) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_device) == 56, "no padding");

@@ -48,10 +48,13 @@ int monitor_contexts_new(MonitorContexts **ret) {
 }
 
 /* Takes ctx's entry out of the fd store, under the name it is stored under: the old-style one
- * if the rename failed, its carrier's if it is shared. */
+ * if the rename failed, its rename's carrier if the new name failed, its carrier's if it is
+ * shared. */
 static int context_unstore(MonitorContext *ctx) {
         if (ctx->legacy_name)
                 return fdstore_remove_name(ctx->legacy_name);
+        if (!isempty(ctx->carried_from))
+                return fdstore_remove_moving(ctx->uid, ctx->reclaim_id, ctx->carried_from);
         if (ctx->shared)
                 return fdstore_remove_shared(ctx->uid, ctx->reclaim_id, ctx->shared_from);
         return fdstore_remove(ctx->uid, ctx->reclaim_id);
@@ -384,13 +387,17 @@ static void carrier_settle(MonitorContexts *c, Carrier *k) {
                 goto drop;
         }
         ctx->partial = true;
-        r = fdstore_put(ctx->fd, ctx->uid, ctx->reclaim_id);
-        if (r < 0)
-                log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, "
-                                  "it will not survive a restart of tsmd: %m", ctx->id);
-        ctx->stored = r >= 0;
+        ctx->stored = true;
         log_info("Restored context %" PRIu32 " of uid %u from the fd store, from a rename a restart cut off.", ctx->id,
                  (unsigned) ctx->uid);
+        r = fdstore_put(ctx->fd, ctx->uid, ctx->reclaim_id);
+        if (r < 0) {
+                /* The carrier stays, as after the rename's own put failed (monitor_contexts_rename()). */
+                log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, keeping "
+                                  "it in the fd store in its rename's carrier: %m", ctx->id);
+                memcpy(ctx->carried_from, k->old_id, sizeof(ctx->carried_from));
+                goto keep;
+        }
         goto drop;
 keep:
         safe_close(k->fd);
@@ -447,6 +454,7 @@ static int rename_shared(MonitorContext *ctx, const char *reclaim_id) {
                                          "keeping its name: %m", ctx->id);
         }
         ctx->legacy_name = mfree(ctx->legacy_name);
+        ctx->carried_from[0] = 0;
         ctx->shared = true;
         memcpy(ctx->shared_from, ctx->reclaim_id, sizeof(ctx->shared_from));
         return 0;
@@ -487,16 +495,21 @@ int monitor_contexts_rename(MonitorContexts *c, MonitorContext *ctx, const char 
                 ctx->shared_from[0] = 0;
                 r = fdstore_put(ctx->fd, ctx->uid, reclaim_id);
                 if (r < 0) {
-                        log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, "
-                                          "it will not survive a restart of tsmd: %m", ctx->id);
-                        ctx->stored = false;
+                        /* The carrier stays, the one entry that holds the fd: a start restores the
+                         * context from it under its new name (carrier_settle()), its end takes it
+                         * out. */
+                        log_warning_errno(r, "Failed to store context %" PRIu32 " under its new name, keeping "
+                                          "it in the fd store in its rename's carrier: %m", ctx->id);
+                        memcpy(ctx->carried_from, ctx->reclaim_id, sizeof(ctx->carried_from));
+                } else {
+                        ctx->carried_from[0] = 0;
+                        r = fdstore_remove_moving(ctx->uid, reclaim_id, ctx->reclaim_id);
+                        if (r < 0)
+                                /* The next start finds the context under its name, and drops the
+                                 * carrier; one of a context that ended by then comes back, unreclaimed. */
+                                log_warning_errno(r, "Failed to take the carrier of context %" PRIu32
+                                                  " out of the fd store, ignoring: %m", ctx->id);
                 }
-                r = fdstore_remove_moving(ctx->uid, reclaim_id, ctx->reclaim_id);
-                if (r < 0)
-                        /* The next start finds the context under its name, and drops the carrier;
-                         * one of a context that ended by then comes back, unreclaimed. */
-                        log_warning_errno(r, "Failed to take the carrier of context %" PRIu32 " out of the fd "
-                                          "store, ignoring: %m", ctx->id);
         }
         memcpy(ctx->reclaim_id, reclaim_id, sizeof(ctx->reclaim_id));
         return 0;

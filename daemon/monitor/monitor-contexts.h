@@ -51,11 +51,17 @@ typedef struct MonitorContext {
          * the id it was renamed from, so that a start finding both keeps the old one. */
         bool shared;
         char shared_from[RECLAIM_ID_LEN + 1];
+        /* Stored only in its rename's carrier ("ctxid.<uid>.<reclaim_id>.<carried_from>"): the
+         * fd store would not take it under its new name. "" if not. */
+        char carried_from[RECLAIM_ID_LEN + 1];
         /* Restored under the name a tsmd before this one gave it ("ctx.<uid>.<token>"), and
          * systemd did not take it out of the store: the fd is stored under that name still (it
          * drops a second copy of an fd it holds), so that name is the one to remove when the
          * context ends, and the next start tries the rename again. NULL once renamed. */
         char *legacy_name;
+        /* The reclaim id of the token it was reclaimed with last, renewed since (RECLAIM_CONTEXT),
+         * or the one a partial context's state file names (RESTORED_PREVIOUS); "" if none. */
+        char previous_reclaim_id[RECLAIM_ID_LEN + 1];
         /* Handed back by the fd store, and no worker has restored it since (READY): it may have
          * vDevices only the state file knows of. Else vdevices are all it has. */
         bool partial;

@@ -36,6 +36,7 @@ typedef union PrivMessage {
         struct tsm_priv_guest_request guest_request;
         struct tsm_priv_reload reload;
         struct tsm_priv_late_ack late_ack;
+        struct tsm_priv_restored_previous restored_previous;
 } PrivMessage;
 
 /* Who a kernel call is for, should it be given up on while the kernel runs it: the lanes copy
@@ -709,8 +710,10 @@ static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const vo
 static int priv_reclaim_context(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                 const char **ret_reason) {
         const struct tsm_priv_reclaim_context *c = &m->reclaim_context;
+        char previous[RECLAIM_ID_LEN + 1];
         _cleanup_close_ int copy = -EBADF;
         MonitorContext *ctx, *named;
+        const char *presented;
         int r;
 
         if (c->slot == TSM_PRIV_SLOT_WORKER)
@@ -728,20 +731,53 @@ static int priv_reclaim_context(MonitorDispatch *d, const PrivMessage *m, const 
         named = monitor_contexts_find_reclaim_id(d->contexts, c->reclaim_id);
         if (named && named != ctx)
                 return violation(-EPERM, "reclaim id names another context", ret_reason);
+        /* SECURITY: the token reclaimed with is the context's or its previous one, as the
+         * monitor told the worker (RESTORED_CONTEXT): kept as the previous one, it must be one
+         * the VMM had, never one a worker made up. */
+        if (!tsm_priv_check_string(c->previous_reclaim_id, sizeof(c->previous_reclaim_id)))
+                return violation(-EBADMSG, "previous reclaim id not a NUL-terminated string", ret_reason);
+        presented = isempty(c->previous_reclaim_id) ? ctx->reclaim_id : c->previous_reclaim_id;
+        if (!streq(presented, ctx->reclaim_id) &&
+            (isempty(ctx->previous_reclaim_id) || !streq(presented, ctx->previous_reclaim_id)))
+                return violation(-EPERM, "reclaim with an id the context does not have", ret_reason);
 
         copy = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 3);
         if (copy < 0)
                 return reply(d, m, negative_errno(), 0, -EBADF);
         if (!named) {
+                memcpy(previous, presented, sizeof(previous));
                 r = monitor_contexts_rename(d->contexts, ctx, c->reclaim_id);
                 if (r < 0)
                         return reply(d, m, r, 0, -EBADF);
+                memcpy(ctx->previous_reclaim_id, previous, sizeof(previous));
         }
         ctx->slot = c->slot;
 
         log_info("Context %" PRIu32 " of uid %u reclaimed (slot %" PRIu32 ").", ctx->id, (unsigned) ctx->uid,
                  c->slot);
         return reply(d, m, 0, 0, copy);
+}
+
+static int priv_restored_previous(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                                  const char **ret_reason) {
+        const struct tsm_priv_restored_previous *p = &m->restored_previous;
+        MonitorContext *ctx;
+        int r;
+
+        if (p->__reserved != 0)
+                return violation(-EBADMSG, "reserved field set", ret_reason);
+        if (!tsm_priv_check_string(p->previous_reclaim_id, sizeof(p->previous_reclaim_id)) ||
+            !reclaim_hex_is_valid(p->previous_reclaim_id))
+                return violation(-EBADMSG, "reclaim id not 32 lowercase hex digits", ret_reason);
+        r = lookup_context(d, TSM_PRIV_SLOT_WORKER, p->context, &ctx, ret_reason);
+        if (r < 0)
+                return r;
+        /* SECURITY: the state file's word, as for its vDevices (ATTACH_VDEVICE): only where the
+         * monitor has none, and only before READY. */
+        if (!ctx->partial)
+                return violation(-EPERM, "previous reclaim id of a context the monitor knows whole", ret_reason);
+        memcpy(ctx->previous_reclaim_id, p->previous_reclaim_id, sizeof(ctx->previous_reclaim_id));
+        return 0;
 }
 
 static void fail_requests_of(MonitorDispatch *d, uint32_t context, uint32_t vdevice);
@@ -1359,6 +1395,7 @@ static const struct {
         [TSM_PRIV_RELOAD] = { priv_reload, MON_PERMIT | MON_ANSWERED },
         [TSM_PRIV_SETTLE_VDEVICE] = { priv_settle_vdevice, MON_PERMIT | MON_ANSWERED },
         [TSM_PRIV_LATE_ACK] = { priv_late_ack, MON_PERMIT },
+        [TSM_PRIV_RESTORED_PREVIOUS] = { priv_restored_previous, MON_PERMIT },
 };
 
 int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, MonitorContexts *contexts,
@@ -1523,6 +1560,7 @@ int monitor_dispatch_start(MonitorDispatch *d, int channel, const MonitorListenS
                 memcpy(rc.reclaim_id, ctx->reclaim_id, sizeof(ctx->reclaim_id));
                 rc.n_vdevices = (uint32_t) ctx->n_vdevices;
                 rc.partial = ctx->partial;
+                memcpy(rc.previous_reclaim_id, ctx->previous_reclaim_id, sizeof(ctx->previous_reclaim_id));
                 r = tsm_priv_send(channel, &rc, NULL, 0, -EBADF);
                 if (r < 0)
                         return r;

@@ -5,6 +5,7 @@
  * notification socket this test plays). Runs in: tests.
  */
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -491,8 +492,22 @@ static int carrier_of(int fd) {
  * definition comes first), failing every FDSTOREREMOVE of a "ctx." name while set, and
  * passing everything else on.
  */
-static bool fail_legacy_remove, fail_remove;
+static bool fail_legacy_remove, fail_remove, fail_put;
 static unsigned n_failed_removes;
+
+/* The same for storing: while fail_put is set, a context's entry under its own name (not a
+ * carrier, which is not polled) is refused, as a service manager whose FileDescriptorStoreMax=
+ * is reached refuses it. */
+int sd_pid_notify_with_fds(pid_t pid, int unset_environment, const char *state, const int *fds, unsigned n_fds) {
+        static int (*real)(pid_t, int, const char *, const int *, unsigned);
+
+        if (fail_put && strncmp(state, "FDSTORE=1\nFDNAME=", strlen("FDSTORE=1\nFDNAME=")) == 0)
+                return -ENOBUFS;
+        if (!real)
+                real = dlsym(RTLD_NEXT, "sd_pid_notify_with_fds");
+        ASSERT_NOT_NULL(real);
+        return real(pid, unset_environment, state, fds, n_fds);
+}
 
 int sd_notifyf(int unset_environment, const char *format, ...) {
         _cleanup_free_ char *text = NULL;
@@ -714,6 +729,66 @@ TEST(fdstore_rename) {
  * The carrier may come before or after the context's own name. One holding no fd, or one past
  * the maximum, is dropped, out of the store too.
  */
+/* The fd store takes the rename's carrier but not the new name: the carrier, the one entry that
+ * holds the fd, stays until the context ends, and a start restores the context from it. */
+TEST(fdstore_rename_new_name_refused) {
+        _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
+        struct event_base *base = event_base_new();
+        TsmPlatform *p = emulated_platform(base);
+        Probe pa = probe_new();
+        MonitorContext *ctx;
+        char text[256];
+        uint32_t a;
+        Notify n;
+        int fd;
+
+        notify_setup(&n);
+        ASSERT_OK(monitor_contexts_new(&c));
+        ASSERT_OK(monitor_contexts_add(c, pa.w, 1, 1000, ID_A, &a));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDNAME=ctxid.1000." ID_A);
+        close(fd);
+        ctx = monitor_contexts_get(c, a);
+
+        fail_put = true;
+        ASSERT_OK(monitor_contexts_rename(c, ctx, ID_C));
+        fail_put = false;
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTORE=1\nFDPOLL=0\nFDNAME=ctxid.1000." ID_C "." ID_A);
+        expect_carrier_of(fd, pa.r);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), ""); /* the carrier stays */
+        ASSERT_STREQ(ctx->reclaim_id, ID_C);
+        ASSERT_TRUE(ctx->stored);
+
+        /* Its end takes the carrier out, the name it is stored under. */
+        ASSERT_OK(monitor_contexts_remove(c, p, a));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_C "." ID_A);
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ASSERT_TRUE(probe_closed(&pa));
+        close(pa.r);
+
+        /* A start that restores a context from its carrier, and whose put under the new name is
+         * refused, keeps the carrier too. */
+        Probe pc = probe_new();
+        ASSERT_EQ(monitor_contexts_restore(c, carrier_of(pc.w), "ctxid.1000." ID_B "." ID_A, NULL), 1);
+        close(pc.w);
+        fail_put = true;
+        monitor_contexts_restore_done(c);
+        fail_put = false;
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "");
+        ctx = monitor_contexts_find_reclaim_id(c, ID_B);
+        ASSERT_NOT_NULL(ctx);
+        ASSERT_TRUE(ctx->stored);
+        ASSERT_OK(monitor_contexts_remove(c, p, ctx->id));
+        ASSERT_STREQ(notify_next(&n, text, sizeof(text), &fd), "FDSTOREREMOVE=1\nFDNAME=ctxid.1000." ID_B "." ID_A);
+        ASSERT_TRUE(probe_closed(&pc));
+        close(pc.r);
+
+        c = monitor_contexts_free(c, false);
+        tsm_platform_free(p);
+        event_base_free(base);
+        notify_done(&n);
+}
+
 TEST(fdstore_rename_cut_off) {
         _cleanup_(monitor_contexts_free_preservep) MonitorContexts *c = NULL;
         MonitorContext *ctx;

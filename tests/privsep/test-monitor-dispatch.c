@@ -3736,4 +3736,96 @@ TEST(violation_out_of_state) {
         }
 }
 
+static struct tsm_priv_restored_previous restored_previous_msg(uint32_t context, const char *reclaim_id) {
+        struct tsm_priv_restored_previous m;
+
+        tsm_priv_init(&m, TSM_PRIV_RESTORED_PREVIOUS, 0, 0);
+        m.context = context;
+        m.__reserved = 0;
+        memset(m.previous_reclaim_id, 0, sizeof(m.previous_reclaim_id));
+        strcpy(m.previous_reclaim_id, reclaim_id);
+        return m;
+}
+
+/*
+ * SECURITY: a context's previous reclaim id (the token a reclaim renewed, valid while the new one
+ * may not have reached the VMM) is the monitor's: a reclaim sets it to the id it was made with,
+ * which must be the context's or its previous one, and a new worker hears it (RESTORED_CONTEXT).
+ * The state file's word counts for a context the fd store handed back only (RESTORED_PREVIOUS),
+ * before READY: a worker cannot make up a token valid for the workers after it.
+ */
+TEST(the_previous_reclaim_id_is_the_monitors) {
+        Fixture *f = fixture();
+        struct tsm_priv_restored_context restored[4];
+        struct tsm_priv_restored_previous prev;
+        struct tsm_priv_reclaim_context m;
+        struct tsm_priv_ready ready;
+        char renamed[TSM_PRIV_RECLAIM_ID_MAX];
+        Reply rep;
+        uint32_t a, b;
+        int p[2];
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        ASSERT_OK(monitor_contexts_restore(f->contexts, p[1], "ctxid.1000." ID_B, &b));
+        close(p[0]);
+        monitor_contexts_get(f->contexts, b)->stored = false; /* no service manager here to rename it in */
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_STREQ(restored[0].previous_reclaim_id, "");
+        ASSERT_STREQ(restored[1].previous_reclaim_id, "");
+        ASSERT_EQ(restored[1].partial, 1u);
+
+        /* The partial one's state file names one: the monitor keeps it. Not a malformed one. */
+        prev = restored_previous_msg(b, "0011");
+        expect_violation(f, &prev, "RESTORED_PREVIOUS");
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        prev = restored_previous_msg(b, ID_C);
+        ASSERT_OK(tsm_priv_send(f->worker, &prev, NULL, 0, -EBADF));
+        process_ok(f);
+        tsm_priv_init(&ready, TSM_PRIV_READY, 0, 0);
+        ASSERT_OK(tsm_priv_send(f->worker, &ready, NULL, 0, -EBADF));
+        process_ok(f);
+
+        /* After READY, or for a context the monitor knows whole, it is a violation. */
+        prev = restored_previous_msg(b, ID_D);
+        expect_violation(f, &prev, "RESTORED_PREVIOUS");
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_STREQ(restored[1].previous_reclaim_id, ID_C);
+        ASSERT_EQ(restored[1].partial, 0u);
+        prev = restored_previous_msg(a, ID_D);
+        expect_violation(f, &prev, "RESTORED_PREVIOUS");
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+
+        /* A reclaim made with an id the context does not have is a violation. */
+        m = reclaim_msg(42, b);
+        strcpy(m.previous_reclaim_id, ID_A);
+        expect_violation(f, &m, "RECLAIM_CONTEXT");
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+
+        /* Made with the previous one: that stays the previous one, under the new name. */
+        m = reclaim_msg(42, b);
+        strcpy(m.previous_reclaim_id, ID_C);
+        ASSERT_OK(call(f, &m, &rep));
+        close(rep.fd);
+        memcpy(renamed, reclaim_msg_id, sizeof(renamed));
+        ASSERT_STREQ(monitor_contexts_get(f->contexts, b)->reclaim_id, renamed);
+        ASSERT_STREQ(monitor_contexts_get(f->contexts, b)->previous_reclaim_id, ID_C);
+
+        /* Made with its own ("" says so too): that one is the previous one from then on. */
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 2);
+        ASSERT_STREQ(restored[1].reclaim_id, renamed);
+        ASSERT_STREQ(restored[1].previous_reclaim_id, ID_C);
+        m = reclaim_msg(42, b);
+        ASSERT_OK(call(f, &m, &rep));
+        close(rep.fd);
+        ASSERT_STREQ(monitor_contexts_get(f->contexts, b)->previous_reclaim_id, renamed);
+        fixture_free(f);
+}
+
 TEST_MAIN();

@@ -1306,7 +1306,7 @@ TEST(a_late_answer_without_memory_leaves_the_call_its_reply) {
 
         fail_alloc_of_size = sizeof(struct late_queued_layout);
         saved = log_capture_begin();
-        ASSERT_OK(priv_call_reclaim_context(f.channel, SLOT, CONTEXT, RECLAIM_ID, &fd));
+        ASSERT_OK(priv_call_reclaim_context(f.channel, SLOT, CONTEXT, RECLAIM_ID, "", &fd));
         log = log_capture_end(saved);
         ASSERT_EQ(fail_alloc_of_size, 0u); /* it was asked for, and refused */
         ASSERT_TRUE(fd >= 0);
@@ -1361,7 +1361,7 @@ TEST(another_answer_without_memory_ends_the_channel) {
         monitor_reply(cookies[0] + 1, p[1]);
 
         f.gone_ok = true;
-        ASSERT_ERRNO(priv_call_reclaim_context(f.channel, SLOT, CONTEXT, RECLAIM_ID, &fd), ECONNRESET);
+        ASSERT_ERRNO(priv_call_reclaim_context(f.channel, SLOT, CONTEXT, RECLAIM_ID, "", &fd), ECONNRESET);
         ASSERT_EQ(fail_alloc_of_size, 0u);
         ASSERT_EQ(fd, -EBADF);
         ASSERT_TRUE(priv_channel_is_gone(f.channel));

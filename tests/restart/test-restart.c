@@ -4300,4 +4300,257 @@ TEST(a_crash_inside_a_shared_context_rename_keeps_both) {
         }
 }
 
+/* Opens a context on c with vDevice vdevice at address, its token into token. */
+static void open_context_with(VarlinkClient *c, unsigned vdevice, const char *address, char token[static 64]) {
+        json_object *reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        char params[128];
+
+        snprintf(token, 64, "%s", json_get_string(reply, "reclaimToken"));
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        snprintf(params, sizeof(params), "{\"context\":1,\"vdeviceId\":%u,\"pciAddress\":\"%s\"}", vdevice, address);
+        call_ok(c, "io.tsmd.Guest.AttachDevice", params);
+}
+
+/*
+ * SECURITY: a detach whose save failed leaves the context's state file naming the device until
+ * a retry saves it (with backoff, up to 30 s). Another VM's AttachDevice of that device used to
+ * go ahead meanwhile: after a crash of tsmd both files claimed it, the context restored first
+ * got it, and the other's vDevice came back gone, its TDI bound and never unbound. The attach
+ * makes every save owed first, and is refused while one fails.
+ */
+TEST(a_device_an_unsaved_detach_names_goes_to_no_other_context) {
+        _cleanup_(json_object_putp) json_object *owner = NULL;
+        _cleanup_free_ char *state = NULL;
+        char tok_a[64], tok_b[64], id_a[33], name[64], params[128];
+        VarlinkClient *a, *b;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to block the saves of the worker's state");
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        a = connect_client(&m);
+        open_context_with(a, 5, "0000:01:00.0", tok_a);
+        reclaim_id_of(tok_a, id_a);
+        snprintf(name, sizeof(name), "state/%s.state", id_a);
+
+        /* A's saves fail: its detach is made, the save owed. */
+        block_saves(&m, id_a, true);
+        call_ok(a, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
+        b = connect_client(&m);
+        {
+                json_object *reply = call_ok(b, "io.tsmd.Guest.OpenContext", NULL);
+
+                snprintf(tok_b, sizeof(tok_b), "%s", json_get_string(reply, "reclaimToken"));
+                safe_close(varlink_client_take_fd(b, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
+        }
+        expect_state_not_saved_errno(b, "io.tsmd.Guest.AttachDevice",
+                                     "{\"context\":1,\"vdeviceId\":7,\"pciAddress\":\"0000:01:00.0\"}", EISDIR);
+        owner = device_owner(&m, "0000:01:00.0");
+        ASSERT_NULL(owner);
+
+        /* The saves work again, between two retries (at 1.5 s, then 3.1 s): the attach makes
+         * A's owed save itself, and goes ahead. */
+        manager_wait(&m, NULL, 1600);
+        block_saves(&m, id_a, false);
+        call_ok(b, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":7,\"pciAddress\":\"0000:01:00.0\"}");
+        state = read_text(&m, name);
+        ASSERT_NULL(strstr(state, "VDevice="));
+        call_ok(b, "io.tsmd.Guest.Bind", "{\"context\":1,\"vdeviceId\":7}");
+
+        /* After a crash of tsmd, the device is B's, bound, and A has no vDevice. */
+        manager_drain(&m);
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
+        manager_start_ready(&m);
+        varlink_client_free(a);
+        varlink_client_free(b);
+        json_object_put(owner);
+        owner = device_owner(&m, "0000:01:00.0");
+        ASSERT_NOT_NULL(owner);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(owner, "vdeviceId")), 7);
+        b = connect_client(&m);
+        (void) reclaim_vdevice(b, tok_b, 7, params, sizeof(params));
+        expect_bound(b, params, true, "config_locked");
+        a = connect_client(&m);
+        (void) reclaim_vdevice(a, tok_a, 5, params, sizeof(params));
+        ASSERT_STREQ(call_error(a, "io.tsmd.Guest.GetDeviceState", params), "io.tsmd.Guest.NoSuchVDevice");
+        ASSERT_FALSE(log_contains(&m, "State files of two contexts name"));
+        varlink_client_free(a);
+        varlink_client_free(b);
+        stop(&m);
+}
+
+/* The line of tsmd's log that holds needle ("" if none; malloc'd). */
+static char *log_line(Manager *m, const char *needle) {
+        _cleanup_free_ char *text = read_text(m, "tsmd.log");
+        const char *p = strstr(text, needle), *start, *end;
+
+        if (!p)
+                return strdup("");
+        for (start = p; start > text && start[-1] != '\n'; start--)
+                ;
+        end = strchrnul(p, '\n');
+        return strndup(start, (size_t) (end - start));
+}
+
+/* Two state files name one device (one written by a worker made to): the restore gives it to
+ * the context restored first, and says so naming both, where the other's vDevice went gone
+ * without a word. */
+TEST(two_state_files_naming_one_device_are_logged) {
+        _cleanup_free_ char *line = NULL;
+        char tok_a[64], tok_b[64], id_a[33], id_b[33], name[64], text[128];
+        VarlinkClient *a, *b;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        a = connect_client(&m);
+        open_context_with(a, 5, "0000:01:00.0", tok_a);
+        b = connect_client(&m);
+        open_context_with(b, 7, "0000:02:00.0", tok_b);
+        reclaim_id_of(tok_a, id_a);
+        reclaim_id_of(tok_b, id_b);
+        manager_drain(&m);
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
+        varlink_client_free(a);
+        varlink_client_free(b);
+
+        snprintf(name, sizeof(name), "%s.state", id_b);
+        snprintf(text, sizeof(text), "[Context]\nUid=%u\nVDevice=7 0000:01:00.0 unbound\n", (unsigned) getuid());
+        plant_state_file(&m, name, text);
+        manager_start_ready(&m);
+        line = log_line(&m, "State files of two contexts name 0000:01:00.0");
+        ASSERT_NOT_NULL(strstr(line, id_a));
+        ASSERT_NOT_NULL(strstr(line, id_b));
+        stop(&m);
+}
+
+/*
+ * A state file that does not load (cut off by a crash of the file system, or written so) is
+ * renamed <reclaim id>.state.damaged, where the restore used to overwrite it at once: what it
+ * said, a TDI recorded bound among it, stays for an admin, and the log names the context and
+ * the file. A file of this tsmd that was cut at a line's end is damaged too: it lacks its End=.
+ */
+TEST(a_damaged_state_file_is_kept_aside_and_named) {
+        char token[64], id[33], name[64], aside[96], text[160];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context_id(&m, token, id);
+        snprintf(name, sizeof(name), "%s.state", id);
+        snprintf(aside, sizeof(aside), "state/%s.state.damaged", id);
+        for (int cut_at_line_end = 0; cut_at_line_end <= 1; cut_at_line_end++) {
+                _cleanup_free_ char *kept = NULL, *state = NULL, *line = NULL;
+                _cleanup_(json_object_putp) json_object *owner = NULL;
+
+                manager_drain(&m);
+                manager_wait(&m, has_stored, 5000);
+                kill(m.pid, SIGKILL);
+                ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
+                varlink_client_free(c);
+                c = NULL;
+                if (cut_at_line_end)
+                        snprintf(text, sizeof(text), "[Context]\nVersion=2\nUid=%u\nVDevice=5 0000:01:00.0 bound\n",
+                                 (unsigned) getuid());
+                else
+                        snprintf(text, sizeof(text), "[Context]\nUid=%u\nVDevice=5 0000:01:00.0 bound\n"
+                                 "VDevice=6 0000:02:00.0 bou", (unsigned) getuid());
+                plant_state_file(&m, name, text);
+                manager_start_ready(&m);
+
+                kept = read_text(&m, aside);
+                ASSERT_STREQ(kept, text);
+                line = log_line(&m, "is unreadable");
+                ASSERT_NOT_NULL(strstr(line, id));
+                ASSERT_NOT_NULL(strstr(line, ".state.damaged"));
+                snprintf(text, sizeof(text), "state/%s", name);
+                state = read_text(&m, text);
+                ASSERT_NOT_NULL(strstr(state, "End=0\n"));
+                owner = device_owner(&m, "0000:01:00.0");
+                ASSERT_NULL(owner);
+        }
+        stop(&m);
+}
+
+/*
+ * SECURITY: after a restart of the worker, the previous reclaim id (a reclaim's token that
+ * counts while its renewed one may not have reached the VMM) is the monitor's, not whatever
+ * the state file says: a PreviousReclaimId= a worker was made to write into it reclaimed the
+ * context with a token its VMM never had, after any number of restarts of the worker (each
+ * honest one wrote it again).
+ */
+TEST(a_forged_previous_reclaim_id_reclaims_nothing) {
+        char token[64], id[33], forged_id[33], text[256], forged[64] = "00112233445566778899aabbccddeeff", reason[256];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context_id(&m, token, id);
+        reclaim_id_of(forged, forged_id);
+        snprintf(text, sizeof(text), "[Context]\nUid=%u\nPreviousReclaimId=%s\nVDevice=5 0000:01:00.0 bound\n",
+                 (unsigned) getuid(), forged_id);
+        forge_state_file_and_crash(&m, c, id, text);
+        (void) crash_worker(&m);
+        reclaim_refused(&m, forged, reason);
+        ASSERT_TRUE(log_contains(&m, "names a previous reclaim id the monitor does not have"));
+        c = connect_client(&m);
+        reclaim_bound(c, token);
+        varlink_client_free(c);
+        ASSERT_FALSE(log_contains(&m, "Compromised worker"));
+        stop(&m);
+}
+
+/*
+ * The monitor keeps the previous reclaim id of a context the fd store handed back (the state
+ * file's, RESTORED_PREVIOUS): tsmd dies after a reclaim renewed the token but before its answer
+ * was out, then the worker of the next tsmd dies too before the VMM comes back. The token the
+ * VMM has, the one before, still reclaims.
+ */
+TEST(the_old_token_survives_a_restart_of_tsmd_then_of_its_worker) {
+        char t0[64], token[64], id[33], old_name[128];
+        VarlinkClient *c;
+        Manager m;
+        int fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to read the worker's state directory");
+        c = start_with_bound_context(&m, t0);
+        manager_wait(&m, has_stored, 5000);
+        reclaim_id_of(t0, id);
+        snprintf(old_name, sizeof(old_name), "ctxid.%u.%s", (unsigned) getuid(), id);
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+
+        fd = reclaim_behind_unread_answers(&m, t0, 400);
+        for (unsigned i = 0; i < 500 && !renewal_pending(&m, id); i++)
+                usleep(10000);
+        ASSERT_TRUE(renewal_pending(&m, id));
+        wait_removed(&m, old_name); /* the monitor renamed it */
+        crash_and_restart(&m);
+        safe_close(fd);
+        (void) crash_worker(&m);
+
+        c = connect_client(&m);
+        snprintf(token, sizeof(token), "%s", t0);
+        reclaim_bound(c, token);
+        wait_renewal_done(&m, token);
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+        expect_token_void(&m, t0);
+        c = connect_client(&m);
+        reclaim_bound(c, token);
+        varlink_client_free(c);
+        ASSERT_FALSE(log_contains(&m, "Compromised worker"));
+        stop(&m);
+}
+
 TEST_MAIN();

@@ -6,7 +6,7 @@
  * earlier version named by its reclaim token is found by the reclaim id and renamed; state
  * goes only into a directory nobody else may list, each file 0600; a restore hashes each of
  * those names once, however many contexts it looks up; the state of contexts that are gone is
- * swept.
+ * swept, a damaged file set aside, boundedly.
  */
 
 #include <fcntl.h>
@@ -134,6 +134,17 @@ TEST(damaged_files_are_refused) {
                 "[Context]\nUid=5\nPreviousReclaimId=8b4ed76aac5ba5c555bbf28f7295c6b\n",
                 "[Context]\nUid=5\nPreviousReclaimId=\n",
                 "[Context]\nUid=5\nPreviousReclaimId=" ID_L "\nPreviousReclaimId=" ID_L "\n",
+                /* A file of this version ends in End=, naming its vDevices: cut at a line's end, it
+                 * lacks it or has too few; nothing follows it; a version not known is no file. */
+                "[Context]\nVersion=2\nUid=5\nVDevice=1 0000:01:00.0 bound\n",
+                "[Context]\nVersion=2\nUid=5\nVDevice=1 0000:01:00.0 bound\nEnd=2\n",
+                "[Context]\nVersion=2\nUid=5\nVDevice=1 0000:01:00.0 bound\nEnd=0\n",
+                "[Context]\nVersion=2\nUid=5\nEnd=0\nVDevice=1 0000:01:00.0 bound\n",
+                "[Context]\nVersion=2\nUid=5\nEnd=0\nEnd=0\n",
+                "[Context]\nVersion=2\nUid=5\nEnd=x\n",
+                "[Context]\nVersion=3\nUid=5\nEnd=0\n",
+                "[Context]\nVersion=2\nVersion=2\nUid=5\nEnd=0\n",
+                "[Context]\nUid=5\nEnd=0\n", /* an end without a version is no file either */
         };
         StoredVDevice *v = NULL;
         StoredOwner owner;
@@ -155,9 +166,15 @@ TEST(damaged_files_are_refused) {
         ASSERT_TRUE(v[0].bound && !v[0].changing);
         ASSERT_TRUE(!v[1].bound && !v[1].changing);
         free(v);
+        /* This version's, whole. */
+        write_state("[Context]\nVersion=2\nUid=5\nVDevice=7 0000:01:00.0 bound\nEnd=1\n");
+        ASSERT_OK(context_store_load(dir, ID, &owner, &v, &n));
+        ASSERT_EQ(n, 1U);
+        free(v);
         ASSERT_OK(context_store_remove(dir, ID));
         ASSERT_OK(rmdir(dir));
 }
+
 
 static bool exists(const char *path) {
         return access(path, F_OK) == 0;
@@ -404,6 +421,48 @@ TEST(sweep_removes_the_state_of_contexts_that_are_gone) {
         }
         ASSERT_OK(rmdir(dir));
         ASSERT_ERRNO(context_store_sweep(dir, keep_id, (void *) ID), ENOENT);
+}
+
+/* A damaged file is set aside as <reclaim id>.state.damaged, which the sweep leaves; one of the
+ * same id replaces the one before, and past CONTEXT_STORE_DAMAGED_MAX of them none is added. */
+TEST(damaged_files_are_set_aside_boundedly) {
+        char name[64], path[256];
+        struct stat st;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        ASSERT_ERRNO(context_store_set_aside(dir, ID), ENOENT);
+        write_state("[Context]\nUid=5\nVDevice=1 0000:01:00.0 bou");
+        ASSERT_OK(context_store_set_aside(dir, ID));
+        ASSERT_FALSE(exists_in_dir(ID ".state"));
+        ASSERT_TRUE(exists_in_dir(ID ".state.damaged"));
+        ASSERT_EQ(context_store_sweep(dir, keep_id, (void *) ID_L), 0);
+        ASSERT_TRUE(exists_in_dir(ID ".state.damaged"));
+
+        /* Its own replaces it, even with the others at the bound. */
+        for (unsigned i = 1; i < CONTEXT_STORE_DAMAGED_MAX; i++) {
+                snprintf(name, sizeof(name), "%032x.state.damaged", i);
+                write_file(name, "x");
+        }
+        write_state("[Context]\nUid=6\n");
+        ASSERT_OK(context_store_set_aside(dir, ID));
+        snprintf(path, sizeof(path), "%s/" ID ".state.damaged", dir);
+        ASSERT_OK(stat(path, &st));
+        ASSERT_EQ(st.st_size, (off_t) strlen("[Context]\nUid=6\n"));
+
+        /* Another id's is not kept past the bound: its file stays where it is. */
+        write_file(ID_L ".state", "damaged");
+        ASSERT_ERRNO(context_store_set_aside(dir, ID_L), ENOSPC);
+        ASSERT_TRUE(exists_in_dir(ID_L ".state"));
+        ASSERT_FALSE(exists_in_dir(ID_L ".state.damaged"));
+
+        for (unsigned i = 1; i < CONTEXT_STORE_DAMAGED_MAX; i++) {
+                snprintf(path, sizeof(path), "%s/%032x.state.damaged", dir, i);
+                ASSERT_OK(unlink(path));
+        }
+        snprintf(path, sizeof(path), "%s/" ID ".state.damaged", dir);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(context_store_remove(dir, ID_L));
+        ASSERT_OK(rmdir(dir));
 }
 
 TEST_MAIN();
