@@ -100,7 +100,8 @@ static void held_sync(EmuTsm *t, EmuDevice *d) {
                 explicit_bzero(h->nonce, sizeof(h->nonce));
                 h->has_nonce = false;
         }
-        /* A binding lasts while the TDI is locked: STOP, a reset or ERROR end it. */
+        /* The host's lock lasts while the TDI is locked: STOP, a reset or ERROR end it (bound),
+         * not the binding itself. */
         if (s != TDISP_STATE_CONFIG_LOCKED && s != TDISP_STATE_RUN)
                 h->bound = h->bound_kept = false;
         if (emu_device_is_removed(d) || (!h->has_nonce && !h->bound && !h->binding))
