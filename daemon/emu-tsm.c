@@ -21,6 +21,12 @@ typedef struct Held {
          * for the restore's bind. */
         bool bound;
         bool bound_kept;
+        /* The TDI's binding as the kernel keeps it (pdev->tsm->tdi), which guest requests need:
+         * from a bind that succeeded (or a restore of one whose lock held) to the unbind, the
+         * release or the device's removal. The TDI leaving the lock (a guest's STOP, a reset,
+         * ERROR) ends bound, not this; a bind that fails leaves it as it was, as the monitor's
+         * and the worker's records of the vDevice stay. */
+        bool binding;
         LIST_ENTRY(Held) entry;
 } Held;
 
@@ -94,10 +100,11 @@ static void held_sync(EmuTsm *t, EmuDevice *d) {
                 explicit_bzero(h->nonce, sizeof(h->nonce));
                 h->has_nonce = false;
         }
-        /* A binding lasts while the TDI is locked: STOP, a reset or ERROR end it. */
+        /* The host's lock lasts while the TDI is locked: STOP, a reset or ERROR end it (bound),
+         * not the binding itself. */
         if (s != TDISP_STATE_CONFIG_LOCKED && s != TDISP_STATE_RUN)
                 h->bound = h->bound_kept = false;
-        if (emu_device_is_removed(d) || (!h->has_nonce && !h->bound))
+        if (emu_device_is_removed(d) || (!h->has_nonce && !h->bound && !h->binding))
                 held_free(h);
 }
 
@@ -178,13 +185,14 @@ int emu_tsm_bind(EmuTsm *t, EmuDevice *d) {
          * guest left it (RUN stays RUN). */
         if (h->bound) {
                 h->bound_kept = false;
+                h->binding = true;
                 held_sync(t, d);
                 return 0;
         }
         /* Written only on success: a TDI locked already keeps the nonce held for it. */
         r = emu_device_bind(d, h->nonce);
         if (r >= 0)
-                h->has_nonce = h->bound = true;
+                h->has_nonce = h->bound = h->binding = true;
         held_sync(t, d);
         return tsm_gave_up(r);
 }
@@ -200,7 +208,7 @@ int emu_tsm_unbind(EmuTsm *t, EmuDevice *d) {
          * it: the next bind asks the device. */
         h = held_find(t, d);
         if (h)
-                h->bound = h->bound_kept = false;
+                h->bound = h->bound_kept = h->binding = false;
         r = emu_device_unbind(d);
         held_sync(t, d);
         return tsm_gave_up(r);
@@ -271,9 +279,21 @@ int emu_tsm_restore(EmuTsm *t, EmuDevice *d, const uint8_t *nonce, bool bound) {
                 explicit_bzero(h->nonce, TDISP_NONCE_SIZE);
         h->has_nonce = nonce;
         h->bound = h->bound_kept = bound;
-        /* What the TDI's state does not allow is dropped at once, as after any exchange. */
+        h->binding = false;
+        /* What the TDI's state does not allow is dropped at once, as after any exchange. A
+         * binding whose lock did not last comes back unbound: the restore's bind locks the TDI
+         * again, and if it fails, the worker has the vDevice unbound too. */
         held_sync(t, d);
+        h = held_find(t, d);
+        if (h)
+                h->binding = h->bound;
         return 0;
+}
+
+bool emu_tsm_is_bound(const EmuTsm *t, const EmuDevice *d) {
+        const Held *h = t ? held_find(t, d) : NULL;
+
+        return h && h->binding;
 }
 
 bool emu_tsm_holds_binding(const EmuTsm *t, const EmuDevice *d) {

@@ -58,5 +58,10 @@ bool emu_tsm_get_nonce(const EmuTsm *t, const EmuDevice *d, uint8_t ret[static T
  * bound d, which emu_tsm_bind() then finds done without asking the device while the TDI is
  * still CONFIG_LOCKED or RUN. What d's TDI state rules out is dropped. -ENOMEM. */
 int emu_tsm_restore(EmuTsm *t, EmuDevice *d, const uint8_t *nonce, bool bound);
+/* Whether the host's binding of d's TDI holds, as the kernel's pci_tsm_guest_req() needs it:
+ * from a bind that succeeded (or a restore of a binding whose TDI is still locked) to the
+ * unbind, release or forgetting of d, whatever the TDI's state meanwhile (a guest's STOP, a
+ * reset or ERROR end its lock, not its binding). A failed bind leaves it as it was. */
+bool emu_tsm_is_bound(const EmuTsm *t, const EmuDevice *d);
 /* Whether a binding emu_tsm_restore() kept for d waits for its bind still. */
 bool emu_tsm_holds_binding(const EmuTsm *t, const EmuDevice *d);

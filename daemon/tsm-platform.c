@@ -123,10 +123,18 @@ static uint64_t usec_until(uint64_t deadline_usec) {
         return deadline_usec > now ? deadline_usec - now : 0;
 }
 
-/* The emulated device takes r up now: it answers after its latency, unless r's deadline comes
- * first. */
+/* A guest request the emulated TSM refuses unasked, as the kernel's pci_tsm_guest_req() does one
+ * whose TDI is not bound (ENXIO): only binds and unbinds, which wait in the same line, change
+ * that, so the calls made before r count and those after it do not, as on a kernel lane. */
+static bool emu_refuses(const TsmRequest *r) {
+        return r->op == TSM_OP_REQUEST && !emu_tsm_is_bound(r->platform->emu_tsm, r->emu);
+}
+
+/* The emulated device takes r up now: it answers after its latency (at once for a request its
+ * TSM refuses: no exchange), unless r's deadline comes first. */
 static void emu_serve(TsmRequest *r) {
-        uint64_t latency = r->platform->config.emulated_latency_usec, left = usec_until(r->deadline_usec);
+        uint64_t latency = emu_refuses(r) ? 0 : r->platform->config.emulated_latency_usec,
+                 left = usec_until(r->deadline_usec);
 
         if (r->waiting) {
                 TAILQ_REMOVE(&r->platform->emu_waiting, r, waiting_entry);
@@ -178,13 +186,17 @@ static void emu_submit(TsmRequest *r, EmuDevice *d) {
 /* The emulated device answers now, after its latency: if it was unplugged meanwhile, it says so
  * itself (-ENODEV). Returns false if it does not answer at all. The emulated TSM (emu-tsm.h)
  * makes the exchange, as a kernel TSM would: it keeps the nonce of a LOCK and starts the TDI
- * with it when the guest accepts the device. */
+ * with it when the guest accepts the device, and takes guest requests for a bound TDI only. */
 static bool emu_answer(TsmRequest *r) {
         EmuTsm *t = r->platform->emu_tsm;
         int k;
 
         switch (r->op) {
         case TSM_OP_REQUEST:
+                if (emu_refuses(r)) {
+                        k = -ENXIO;
+                        break;
+                }
                 k = emu_tsm_request(t, r->emu, r->emu_scope, r->request, r->request_len, r->response,
                                     r->response_size, &r->response_len);
                 if (k == -ETIMEDOUT)

@@ -110,7 +110,10 @@ int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_st
  * timeout (-ENODEV at once if the device goes away first). A device takes its calls one at a
  * time, in order, and the time a request waits for its turn counts: a kernel request runs on
  * its device's lane (kernel-lanes.h), where one that times out is left to finish, unanswered;
- * an emulated device works like its DOE mailbox would. */
+ * an emulated device works like its DOE mailbox would. A TDI the host has not bound (or has
+ * unbound) is refused with -ENXIO, as the kernel's pci_tsm_guest_req() refuses it: by the
+ * emulated TSM when the request's turn comes (emu_tsm_is_bound()), so that a bind made before
+ * it counts, as on a kernel lane. */
 typedef struct TsmRequest TsmRequest;
 typedef void (*TsmRequestCallback)(TsmRequest *r, int result, void *userdata);
 

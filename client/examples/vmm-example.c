@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * What a VMM does with tsmd, start to finish: open an iommufd context, attach the vDevice it
- * assigned to its guest, learn the backend and its named scopes, bind (TDISP lock), forward
- * the guest's TDISP requests as the guest accepts the device (it reads the interface report
+ * assigned to its guest, learn the backend and its named scopes, bind (TDISP lock: guest
+ * requests need it), forward the guest's TDISP requests as the guest accepts the device (it reads the interface report
  * and starts the TDI, which the TSM completes with the nonce it kept at the bind), unbind.
  * Runs against the emulated platform out of the box.
  *
@@ -185,13 +185,15 @@ int main(int argc, char *argv[]) {
                        json_object_get_boolean(json_object_object_get(s, "allowed")) ? "allowed" : "not granted");
         }
 
-        printf("guest requests:\n");
-        guest_request(ctx, "info", TDISP_MSG_GET_VERSION, NULL, 0, resp, sizeof(resp));
-        guest_request(ctx, "info", TDISP_MSG_GET_CAPABILITIES, (const uint8_t[4]){}, 4, resp, sizeof(resp));
-
+        /* Bound first: a TSM takes guest requests for a bound TDI only (else BackendError
+         * DeviceNotBound), the emulated one as the kernel's. */
         p = params("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", ctx);
         reply = call("io.tsmd.Guest.Bind", json_object_get(p));
         printf("bound: TDI state %s\n", json_get_string(reply, "state") ?: "(not visible)");
+
+        printf("guest requests:\n");
+        guest_request(ctx, "info", TDISP_MSG_GET_VERSION, NULL, 0, resp, sizeof(resp));
+        guest_request(ctx, "info", TDISP_MSG_GET_CAPABILITIES, (const uint8_t[4]){}, 4, resp, sizeof(resp));
 
         /* The guest accepts the device. The payloads here are the emulated backend's (raw
          * TDISP); a kernel TSM's guest speaks its own format. The TSM locked the TDI at the Bind

@@ -703,7 +703,9 @@ bool tsm_scope_is_allowed(const TsmScope *s);
  * the policy does not grant); -E2BIG (PayloadTooLarge, above); -ENODEV (DeviceGone); -EBUSY
  * (DeviceBusy: retry later); -ETIME (Timeout); -EIO (AuditFailed); see the table. A backend's
  * errno is passed through (BackendError): before acting on -EBUSY, -ENODEV or -EACCES, check
- * tsm_client_get_error_name(). -ENOBUFS (more than @resp_size came) only from a tsmd that
+ * tsm_client_get_error_name(). -ENXIO (BackendError DeviceNotBound): the vDevice is not bound
+ * (tsm_device_bind() first; one made before this call counts, answered or not), from the
+ * emulated platform as from a kernel TSM. -ENOBUFS (more than @resp_size came) only from a tsmd that
  * broke its side of the protocol.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */

@@ -82,6 +82,8 @@ static void active_setup(Tsmd *t, Active *a) {
                 close(fd);
         CALL_OK(a->c, G "AttachDevice",
                 strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"" DEVICE "\"}", a->ctx));
+        /* Bound, as guest requests need. */
+        CALL_OK(a->c, G "Bind", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", a->ctx));
         ASSERT_OK(tdisp_function_id_from_pci(0, 1, 0, &fid));
         ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, fid, NULL, 0, msg, sizeof(msg), &len));
         a->b64req = b64(msg, len);

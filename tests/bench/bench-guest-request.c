@@ -374,6 +374,8 @@ static void client_setup(Tsmd *t, Client *cl, unsigned i) {
                 close(fd);
         CALL_OK(cl->c, G "AttachDevice",
                 strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"%s\"}", cl->ctx, addr));
+        /* Bound, as guest requests need. */
+        CALL_OK(cl->c, G "Bind", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", cl->ctx));
 }
 
 static void client_set_workload(Client *cl, const Workload *w) {

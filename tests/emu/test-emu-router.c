@@ -7,7 +7,9 @@
  * likewise, a device removed meanwhile fails it at once with -ENODEV, a cancelled or freed
  * request never calls back, and a reload switches a listed device's fault on and off in place;
  * the emulated TSM keeps the nonce of the LOCK it made at a bind and starts the TDI with it when
- * the guest accepts the device; a device's nonces do not repeat across restarts and reloads.
+ * the guest accepts the device, and takes guest requests only for a TDI the host has bound (else
+ * ENXIO, as the kernel's pci_tsm_guest_req()), a bind made before a request counting for it; a
+ * device's nonces do not repeat across restarts and reloads.
  * Runs in: tests.
  */
 
@@ -132,6 +134,42 @@ static TdispState state_of(Router *r, const char *address) {
         return emu_device_get_state(emu_platform_find_device(tsm_platform_get_emulated(r->p), address));
 }
 
+static void on_bound(TsmRequest *req, int result, void *userdata) {
+        Done *d = userdata;
+
+        ASSERT_FALSE(d->called);
+        d->called = true;
+        d->result = result;
+        d->at = now_monotonic_usec() - d->start;
+}
+
+/* The host binds (bind) or unbinds the TDI at address, as a VMM must before its guest's
+ * requests: done when this returns. */
+static void set_bound(Router *r, const char *address, bool bind) {
+        TsmTarget t = { .pci_address = address, .iommufd = -EBADF };
+        Done d = { .start = now_monotonic_usec() };
+
+        ASSERT_OK(bind ? tsm_platform_bind(r->p, &t, on_bound, &d, NULL)
+                       : tsm_platform_unbind(r->p, &t, on_bound, &d, NULL));
+        run_until(r, &d.called, 2 * SLACK_USEC);
+        ASSERT_TRUE(d.called);
+        ASSERT_OK(d.result);
+}
+
+/* A router over devices (no faults), each bound, with faults switched on afterwards as a reload
+ * does (NULL: none). */
+static void router_new_bound(Router *r, const char *devices, const char *faulty, uint64_t latency_usec,
+                             uint64_t timeout_usec) {
+        EmuPlatform *emu;
+
+        router_new(r, devices, latency_usec, timeout_usec);
+        emu = tsm_platform_get_emulated(r->p);
+        for (size_t i = 0; i < emu_platform_get_n_devices(emu); i++)
+                set_bound(r, emu_device_get_address(emu_platform_get_device(emu, i)), true);
+        if (faulty)
+                ASSERT_OK(tsm_platform_set_emulated_devices(r->p, faulty));
+}
+
 /* One spelling per device, sysfs's: an address the admin wrote in upper case is served in lower
  * case, and no other spelling finds it (a real device at the lower-case address comes first,
  * so another spelling must not reach the emulated one it shadows). */
@@ -155,12 +193,12 @@ TEST(devices_are_found_only_as_sysfs_spells_them) {
 
 TEST(hanging_device_times_out) {
         Router r;
-        Done hung, fine, lock;
+        Done hung, fine, stop;
 
-        router_new(&r, DEV1 ":fault=timeout," DEV2, 20 * MSEC, 300 * MSEC);
+        router_new_bound(&r, DEV1 "," DEV2, DEV1 ":fault=timeout," DEV2, 20 * MSEC, 300 * MSEC);
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &hung);
         (void) submit(&r, DEV2, TDISP_MSG_GET_VERSION, &fine);
-        (void) submit(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock);
+        (void) submit(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, &stop);
 
         /* The healthy device answers after its latency, meanwhile. */
         run_until(&r, &fine.called, SLACK_USEC);
@@ -172,25 +210,16 @@ TEST(hanging_device_times_out) {
 
         /* The one behind it in the device's mailbox waits with it, until its own deadline. */
         run_until(&r, &hung.called, 300 * MSEC + SLACK_USEC);
-        run_until(&r, &lock.called, SLACK_USEC);
-        ASSERT_TRUE(hung.called && lock.called);
+        run_until(&r, &stop.called, SLACK_USEC);
+        ASSERT_TRUE(hung.called && stop.called);
         ASSERT_ERRNO(hung.result, ETIMEDOUT);
-        ASSERT_ERRNO(lock.result, ETIMEDOUT);
+        ASSERT_ERRNO(stop.result, ETIMEDOUT);
         /* At the deadline: not at the answer's due time, not long after. */
         ASSERT_GE(hung.at + EARLY_USEC, 300 * MSEC);
         ASSERT_LE(hung.at, 300 * MSEC + SLACK_USEC);
         /* The device never acted on what it did not answer. */
-        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
         router_free(&r);
-}
-
-static void on_bound(TsmRequest *req, int result, void *userdata) {
-        Done *d = userdata;
-
-        ASSERT_FALSE(d->called);
-        d->called = true;
-        d->result = result;
-        d->at = now_monotonic_usec() - d->start;
 }
 
 /* Like a DOE mailbox, a device takes one exchange at a time, binds included, in the order they
@@ -202,7 +231,7 @@ TEST(timeouts_are_logged_a_burst_at_a_time) {
         _cleanup_free_ char *text = NULL;
         int saved;
 
-        router_new(&r, DEV1 ":fault=timeout", 0, 50 * MSEC);
+        router_new_bound(&r, DEV1, DEV1 ":fault=timeout", 0, 50 * MSEC);
         saved = log_capture_begin();
         for (size_t i = 0; i < ELEMENTSOF(d); i++)
                 (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &d[i]);
@@ -222,6 +251,9 @@ TEST(one_exchange_at_a_time) {
         Done first, second, bind, third, other;
 
         router_new(&r, DEV1 "," DEV2, 50 * MSEC, 5000 * MSEC);
+        set_bound(&r, DEV2, true);
+        /* DEV1 is not bound yet: its TSM refuses at once what comes before the bind, and takes
+         * what comes after it, before the bind is answered. */
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &first);
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &second);
         bind = (Done){ .start = now_monotonic_usec() };
@@ -229,24 +261,35 @@ TEST(one_exchange_at_a_time) {
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &third);
         (void) submit(&r, DEV2, TDISP_MSG_GET_VERSION, &other);
 
-        run_until(&r, &first.called, SLACK_USEC);
-        ASSERT_FALSE(second.called || bind.called || third.called);
         run_until(&r, &second.called, SLACK_USEC);
-        ASSERT_TRUE(other.called); /* DEV2's, at the same time as DEV1's first */
+        ASSERT_TRUE(first.called);
+        ASSERT_ERRNO(first.result, ENXIO);
+        ASSERT_ERRNO(second.result, ENXIO);
+        ASSERT_FALSE(bind.called || third.called || other.called);
+        ASSERT_LE(second.at, 50 * MSEC); /* no exchange with the device */
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED); /* the bind's turn is next */
         run_until(&r, &bind.called, SLACK_USEC);
+        ASSERT_TRUE(other.called); /* DEV2's, at the same time as DEV1's bind */
         ASSERT_OK(bind.result);
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
         ASSERT_FALSE(third.called);
         run_until(&r, &third.called, SLACK_USEC);
-
-        ASSERT_OK(first.result);
         ASSERT_OK(third.result);
+        ASSERT_EQ(third.type, TDISP_MSG_VERSION);
+        ASSERT_GE(bind.at + EARLY_USEC, 50 * MSEC);
+        ASSERT_GE(third.at + EARLY_USEC, 100 * MSEC);
+        ASSERT_LE(other.at, 50 * MSEC + SLACK_USEC);
+
+        /* Bound: each exchange in turn, after its latency. */
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &first);
+        (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &second);
+        run_until(&r, &first.called, SLACK_USEC);
+        ASSERT_FALSE(second.called);
+        run_until(&r, &second.called, SLACK_USEC);
+        ASSERT_OK(first.result);
+        ASSERT_OK(second.result);
         ASSERT_GE(first.at + EARLY_USEC, 50 * MSEC);
         ASSERT_GE(second.at + EARLY_USEC, 100 * MSEC);
-        ASSERT_GE(bind.at + EARLY_USEC, 150 * MSEC);
-        ASSERT_GE(third.at + EARLY_USEC, 200 * MSEC);
-        ASSERT_LE(other.at, 50 * MSEC + SLACK_USEC);
         router_free(&r);
 }
 
@@ -254,12 +297,12 @@ TEST(one_exchange_at_a_time) {
 TEST(cancelled_while_waiting) {
         TsmTarget t = { .pci_address = DEV1, .iommufd = -EBADF };
         Router r;
-        Done first, bind = {}, third;
+        Done first, unbind = {}, third;
         TsmRequest *req = NULL;
 
-        router_new(&r, DEV1, 100 * MSEC, 5000 * MSEC);
+        router_new_bound(&r, DEV1, NULL, 100 * MSEC, 5000 * MSEC);
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &first);
-        ASSERT_OK(tsm_platform_bind(r.p, &t, on_bound, &bind, &req));
+        ASSERT_OK(tsm_platform_unbind(r.p, &t, on_bound, &unbind, &req));
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &third);
         run_until(&r, NULL, 20 * MSEC);
         tsm_request_cancel(req);
@@ -269,26 +312,26 @@ TEST(cancelled_while_waiting) {
         ASSERT_OK(first.result);
         ASSERT_OK(third.result);
         ASSERT_GE(third.at + EARLY_USEC, 200 * MSEC);
-        ASSERT_FALSE(bind.called);
-        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED); /* the bind never ran */
+        ASSERT_FALSE(unbind.called);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED); /* the unbind never ran */
         router_free(&r);
 }
 
 /* Slower than the deadline is as good as never: the request fails before the device acts. */
 TEST(slow_device_times_out) {
         Router r;
-        Done lock;
+        Done stop;
 
-        router_new(&r, DEV1, 400 * MSEC, 100 * MSEC);
-        (void) submit(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock);
-        run_until(&r, &lock.called, 100 * MSEC + SLACK_USEC);
-        ASSERT_TRUE(lock.called);
-        ASSERT_ERRNO(lock.result, ETIMEDOUT);
-        ASSERT_GE(lock.at + EARLY_USEC, 100 * MSEC);
-        ASSERT_TRUE(lock.at < 400 * MSEC);
+        router_new_bound(&r, DEV1, NULL, 400 * MSEC, 100 * MSEC);
+        (void) submit(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, &stop);
+        run_until(&r, &stop.called, 100 * MSEC + SLACK_USEC);
+        ASSERT_TRUE(stop.called);
+        ASSERT_ERRNO(stop.result, ETIMEDOUT);
+        ASSERT_GE(stop.at + EARLY_USEC, 100 * MSEC);
+        ASSERT_TRUE(stop.at < 400 * MSEC);
         /* Past the time the device would have answered: it was never asked. */
         run_until(&r, NULL, 400 * MSEC);
-        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
         router_free(&r);
 }
 
@@ -296,7 +339,7 @@ TEST(removed_while_hanging) {
         Router r;
         Done hung;
 
-        router_new(&r, DEV1 ":fault=timeout," DEV2, 0, 5000 * MSEC);
+        router_new_bound(&r, DEV1 "," DEV2, DEV1 ":fault=timeout," DEV2, 0, 5000 * MSEC);
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &hung);
         run_until(&r, NULL, 50 * MSEC); /* the answer was due, and did not come */
         ASSERT_FALSE(hung.called);
@@ -316,7 +359,7 @@ TEST(cancelled_and_freed_while_hanging) {
         Done cancelled, left;
         TsmRequest *req;
 
-        router_new(&r, DEV1 ":fault=timeout", 0, 100 * MSEC);
+        router_new_bound(&r, DEV1, DEV1 ":fault=timeout", 0, 100 * MSEC);
         req = submit(&r, DEV1, TDISP_MSG_GET_VERSION, &cancelled);
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &left);
         run_until(&r, NULL, 20 * MSEC);
@@ -351,9 +394,8 @@ TEST(reload_switches_faults) {
         Router r;
         EmuDevice *dev;
 
-        router_new(&r, DEV1, 0, 1000 * MSEC);
+        router_new_bound(&r, DEV1, NULL, 0, 1000 * MSEC);
         dev = emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1);
-        ASSERT_OK(emu_device_bind(dev, NULL));
 
         for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
                 Done d;
@@ -366,11 +408,12 @@ TEST(reload_switches_faults) {
                 if (d.result != steps[i].result || (d.result >= 0 && d.type != steps[i].type))
                         TEST_FAIL("after '%s': result %d type 0x%02x, expected %d 0x%02x", steps[i].devices, d.result,
                                   d.type, steps[i].result, steps[i].type);
-                /* Busy and ERROR answers leave the TDI as it was; "gone" resets it. */
+                /* Busy and ERROR answers leave the TDI as it was; "gone" resets it, which ends
+                 * its lock, not its binding: the bind after it locks it again. */
                 ASSERT_EQ(emu_device_get_state(dev), i == 1 || i == 2 ? TDISP_STATE_CONFIG_UNLOCKED
                                                                       : TDISP_STATE_CONFIG_LOCKED);
                 if (i == 2)
-                        ASSERT_OK(emu_device_bind(dev, NULL));
+                        set_bound(&r, DEV1, true);
         }
         ASSERT_EQ(emu_device_get_config(dev)->n_mmio_ranges, EMU_MMIO_RANGES_DEFAULT);
         /* A bad list changes nothing. */
@@ -424,17 +467,20 @@ TEST(guest_start_after_bind_runs_with_the_tsm_nonce) {
         router_free(&r);
 }
 
-/* A guest that locks the TDI itself gets the LOCK_INTERFACE_RESPONSE without the nonce, which
- * stays with the TSM; what the guest then sends as nonce does not matter. A TDI locked where
- * the router did not see it (here: behind its back) has no nonce held, and even the right one
- * from the guest does not start it. */
+/* A guest that locks the TDI itself (bound, after its STOP) gets the LOCK_INTERFACE_RESPONSE
+ * without the nonce, which stays with the TSM; what the guest then sends as nonce does not
+ * matter. A TDI locked where the router did not see it (here: behind its back) has no nonce
+ * held, and even the right one from the guest does not start it. */
 TEST(guest_lock_keeps_the_nonce_in_the_tsm) {
         TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
         uint8_t zero[TDISP_NONCE_SIZE] = {}, nonce[TDISP_NONCE_SIZE];
         Router r;
         Done locked, start, stop;
 
-        router_new(&r, DEV1, 0, 5000 * MSEC);
+        router_new_bound(&r, DEV1, NULL, 0, 5000 * MSEC);
+        submit_state_change(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, &stop);
+        run_until(&r, &stop.called, SLACK_USEC);
+        ASSERT_EQ(stop.type, TDISP_MSG_STOP_INTERFACE_RSP);
         submit_state_change(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), &locked);
         run_until(&r, &locked.called, SLACK_USEC);
         ASSERT_EQ(locked.type, TDISP_MSG_LOCK_INTERFACE_RSP);
@@ -456,6 +502,54 @@ TEST(guest_lock_keeps_the_nonce_in_the_tsm) {
         router_free(&r);
 }
 
+/* The result of a GET_VERSION to address (0: answered). */
+static int version_result(Router *r, const char *address) {
+        Done d;
+
+        (void) submit(r, address, TDISP_MSG_GET_VERSION, &d);
+        run_until(r, &d.called, SLACK_USEC);
+        ASSERT_TRUE(d.called);
+        if (d.result >= 0)
+                ASSERT_EQ(d.type, TDISP_MSG_VERSION);
+        return d.result;
+}
+
+/* As the kernel's pci_tsm_guest_req() answers ENXIO for a TDI not bound, the emulated TSM takes
+ * guest requests only from the host's bind to its unbind, without asking the device otherwise:
+ * a guest cannot lock a TDI nobody bound. The binding outlasts the TDI's lock (a guest's STOP),
+ * as the kernel's does, but not an unbind, nor the device leaving the platform. */
+TEST(guest_requests_need_a_bound_tdi) {
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        Router r;
+        Done d;
+
+        router_new(&r, DEV1 "," DEV2, 0, 5000 * MSEC);
+        ASSERT_ERRNO(version_result(&r, DEV1), ENXIO);
+        submit_state_change(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), &d);
+        run_until(&r, &d.called, SLACK_USEC);
+        ASSERT_ERRNO(d.result, ENXIO);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED); /* never asked */
+
+        set_bound(&r, DEV1, true);
+        ASSERT_OK(version_result(&r, DEV1));
+        ASSERT_ERRNO(version_result(&r, DEV2), ENXIO); /* bound is per device */
+        submit_state_change(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, &d);
+        run_until(&r, &d.called, SLACK_USEC);
+        ASSERT_EQ(d.type, TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(version_result(&r, DEV1));
+
+        set_bound(&r, DEV1, false);
+        ASSERT_ERRNO(version_result(&r, DEV1), ENXIO);
+
+        /* Removed bound and added back: another device, which nobody bound. */
+        set_bound(&r, DEV1, true);
+        ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV2));
+        ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV1 "," DEV2));
+        ASSERT_ERRNO(version_result(&r, DEV1), ENXIO);
+        router_free(&r);
+}
+
 static bool held_bound(const char *pci_address, bool *ret_bound, void *userdata) {
         *ret_bound = true;
         return true;
@@ -466,7 +560,8 @@ static bool held_none(const char *pci_address, bool *ret_bound, void *userdata) 
 }
 
 /* Across a restart of tsmd (emu-state.h): a bound device in RUN saved by one platform comes back
- * in RUN in the next, bound: the restore's bind finds it so. A stop before the restore is done
+ * in RUN in the next, bound (its guest's requests served): the restore's bind finds it so, and
+ * an unbind ends it. A stop before the restore is done
  * (nothing holds the device yet) keeps it as it came; once done, a device nothing holds is
  * released, and a stop keeps nothing. */
 TEST(emulated_state_across_restarts) {
@@ -497,8 +592,10 @@ TEST(emulated_state_across_restarts) {
         ASSERT_OK(tsm_platform_save_emulated(b.p, held_none, NULL, &fd2, &n));
         ASSERT_TRUE(fd2 >= 0);
         ASSERT_EQ(n, 1u);
+        ASSERT_OK(version_result(&b, DEV1)); /* the binding came back with the TDI */
         tsm_platform_emulated_restored(b.p, held_none, NULL);
         ASSERT_EQ(state_of(&b, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_ERRNO(version_result(&b, DEV1), ENXIO); /* released: unbound */
         ASSERT_OK(tsm_platform_save_emulated(b.p, held_none, NULL, &none, &n));
         ASSERT_EQ(none, -EBADF);
         ASSERT_EQ(n, 0u);
@@ -512,6 +609,9 @@ TEST(emulated_state_across_restarts) {
         run_until(&c, &bind.called, SLACK_USEC);
         ASSERT_OK(bind.result);
         ASSERT_EQ(state_of(&c, DEV1), TDISP_STATE_RUN);
+        ASSERT_OK(version_result(&c, DEV1));
+        set_bound(&c, DEV1, false);
+        ASSERT_ERRNO(version_result(&c, DEV1), ENXIO);
         router_free(&c);
         safe_close(fd);
         safe_close(fd2);

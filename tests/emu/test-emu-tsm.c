@@ -4,7 +4,9 @@
  * made at a bind, or that a guest's LOCK got, completes the guest's START_INTERFACE_REQUEST with
  * it whatever nonce bytes the guest sent, never hands it to the guest, and drops it once used or
  * once the TDI is no longer CONFIG_LOCKED, so that a START it holds no nonce for fails at the
- * device (INVALID_NONCE, or INVALID_INTERFACE_STATE if the TDI is not locked).
+ * device (INVALID_NONCE, or INVALID_INTERFACE_STATE if the TDI is not locked); it holds the
+ * TDI's binding from the host's bind to its unbind, as the kernel does, for the router to refuse
+ * guest requests without one.
  * Runs in: tests.
  */
 
@@ -280,6 +282,72 @@ TEST(failed_bind_holds_nothing) {
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
         ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
         /* Freed with a nonce held (ASan: nothing leaks). */
+        fixture_free(&f);
+}
+
+/* The TDI's binding, which guest requests need (the router refuses them without: ENXIO, as the
+ * kernel's pci_tsm_guest_req()), is the kernel's: from a bind that succeeded to the unbind, the
+ * release or the device's removal. The TDI leaving its lock (a guest's STOP, ERROR, a reset) does
+ * not end it, and a bind that fails leaves it as it was. */
+TEST(binding_lasts_from_bind_to_unbind) {
+        Fixture f;
+
+        fixture_new(&f);
+        ASSERT_FALSE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_OK(emu_device_inject_fault(f.d, EMU_FAULT_BUSY, 1));
+        ASSERT_ERRNO(emu_tsm_bind(f.tsm, f.d), EBUSY);
+        ASSERT_FALSE(emu_tsm_is_bound(f.tsm, f.d));
+
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_EQ(guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0).buf[1],
+                  TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_OK(emu_device_inject_fault(f.d, EMU_FAULT_BUSY, 1));
+        ASSERT_ERRNO(emu_tsm_bind(f.tsm, f.d), EBUSY); /* asks: the lock is gone */
+        ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_EQ(emu_device_trigger_tdi_error(f.d), 1);
+        ASSERT_OK(guest(&f, EMU_SCOPE_INFO, TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0).result);
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_ERROR);
+        ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
+        ASSERT_FALSE(emu_tsm_is_bound(f.tsm, f.d));
+
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_release(f.tsm, f.d));
+        ASSERT_FALSE(emu_tsm_is_bound(f.tsm, f.d));
+
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_OK(emu_platform_remove_device(f.platform, DEV1));
+        emu_tsm_forget_removed(f.tsm);
+        ASSERT_FALSE(emu_tsm_is_bound(f.tsm, f.d));
+        fixture_free(&f);
+}
+
+/* A restore brings a binding back while its TDI is still locked; one whose lock did not last
+ * (or none) comes back unbound, for the restore's bind to lock the TDI again. */
+TEST(restore_brings_back_a_binding_still_locked) {
+        uint8_t nonce[TDISP_NONCE_SIZE];
+        Fixture f;
+
+        fixture_new(&f);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_TRUE(emu_tsm_get_nonce(f.tsm, f.d, nonce));
+        ASSERT_OK(emu_tsm_restore(f.tsm, f.d, nonce, false));
+        ASSERT_FALSE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_restore(f.tsm, f.d, nonce, true));
+        ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d)); /* the restore's */
+        ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
+
+        ASSERT_EQ(guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0).buf[1],
+                  TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_OK(emu_tsm_restore(f.tsm, f.d, NULL, true));
+        ASSERT_FALSE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d)); /* locks it again */
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
         fixture_free(&f);
 }
 

@@ -20,6 +20,8 @@ void good_connect(Tsmd *t, Good *g, uint64_t latency_usec) {
         g->c = tsmd_connect_guest(t);
         g->ctx = guest_open_context(g->c);
         CALL_OK(g->c, "io.tsmd.Guest.AttachDevice", guest_attach_params(g->ctx, 1, GOOD_DEV));
+        /* Bound, as a VMM's guest requests need (else DeviceNotBound). */
+        CALL_OK(g->c, "io.tsmd.Guest.Bind", guest_vdev_params(g->ctx, 1));
         ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, guest_function_id(GOOD_DEV), NULL, 0, msg, sizeof(msg), &len));
         enc = b64(msg, len);
         snprintf(g->params, sizeof(g->params),

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The well-behaved VMM of the hostile suites: a context with DEV2 attached, asking TDISP
+ * The well-behaved VMM of the hostile suites: a context with DEV2 attached and bound, asking TDISP
  * GET_VERSION in scope "info". Its latency bound is relative to its own baseline, measured in
  * the same run before the attack (good_measure_baseline()): GOOD_LATENCY_FACTOR times the
  * slowest of up to GOOD_BASELINE_REQUESTS requests, but never less than GOOD_FLOOR_USEC, which a

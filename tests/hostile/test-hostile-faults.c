@@ -234,6 +234,20 @@ static void vmm_attach_own_process(Tsmd *t, Vmm *v, const char *address) {
         CALL_OK(v->c, G "AttachDevice", guest_attach_params(v->ctx, 1, address));
 }
 
+/* The VMM binds its vDevice 1, as its guest's requests need (else DeviceNotBound); then, with
+ * faulty (not NULL), tsmd is reloaded with that configuration: a device that refuses or never
+ * answers is bound while it still works, and its fault armed after. */
+static void vmm_bind(Tsmd *t, Vmm *v, const char *faulty) {
+        CALL_OK(v->c, G "Bind", guest_vdev_params(v->ctx, 1));
+        if (!faulty)
+                return;
+        ASSERT_TRUE(tsmd_reload(t, faulty));
+        /* An audited call, answered once its record is durable, so after the reload's own
+         * record, which may still hold a record's room in flight when the log line tsmd_reload()
+         * waits for comes: what the case counts starts after. */
+        CALL_OK(v->c, G "GetDeviceState", guest_vdev_params(v->ctx, 1));
+}
+
 /* A GuestRequest on the VMM's vDevice 1 that must be refused with error and pciAddress DEV1. */
 static void vmm_refused(Vmm *v, const char *error) {
         CALL_ERROR(v->c, G "GuestRequest", version_params(v->ctx, 1, DEV1), error, "{\"pciAddress\":\"" DEV1 "\"}");
@@ -309,10 +323,10 @@ static unsigned churn(Tsmd *t, Vmm *v, Good *g, void (*check)(AsyncCall *a)) {
 }
 
 /*
- * The device answers at once, but wrongly, for as long as the fault is armed: every request
- * of its VMM is refused by name (or answered with the device's ERROR), one at a time and in
- * bursts, and so is a bind; the good client does not notice. Then a reload clears the fault
- * and the same vDevice works again, no re-attach needed.
+ * The device answers at once, but wrongly, for as long as the fault is armed: a bind is refused,
+ * and (bound while the fault was off) every request of its VMM is refused by name (or answered
+ * with the device's ERROR), one at a time and in bursts; the good client does not notice. Then a
+ * reload clears the fault and the same vDevice works again, no re-attach needed.
  */
 static void quick_fault(const QuickFault *f) {
         Tsmd t;
@@ -326,6 +340,9 @@ static void quick_fault(const QuickFault *f) {
         good_connect(&t, &g, 0);
         b = baseline_take(&t, &g);
         vmm_attach(&t, &v, DEV1);
+        CALL_ERROR(v.c, G "Bind", guest_vdev_params(v.ctx, 1), f->bind_error, NULL);
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, "")));
+        vmm_bind(&t, &v, CONF(strf(DEV1 ":fault=%s," DEV2, f->fault), ""));
 
         for (unsigned i = 0; i < N_SEQUENTIAL; i++) {
                 if (f->request_error)
@@ -343,7 +360,6 @@ static void quick_fault(const QuickFault *f) {
         expected_error = f->request_error;
         vmm_burst(&v, &g, N_BURST, TSMD_WAIT_USEC, f->request_error ? check_expected_error : check_tdisp_error);
         n_churn = churn(&t, &v, &g, f->request_error ? check_expected_error : check_tdisp_error);
-        CALL_ERROR(v.c, G "Bind", guest_vdev_params(v.ctx, 1), f->bind_error, NULL);
         good_check(&g);
 
         /* Each refusal (or ERROR answer) has its record, under the device's address. */
@@ -356,7 +372,7 @@ static void quick_fault(const QuickFault *f) {
         ASSERT_EQ(response_type(CALL_OK(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1)), NULL), TDISP_MSG_VERSION);
         r = CALL_OK(v.c, G "Bind", guest_vdev_params(v.ctx, 1));
         ASSERT_STREQ(JSTR(r, "state"), "config_locked");
-        expect_audited(&t, b.seq, DEV1, "bind", "ok", 1);
+        expect_audited(&t, b.seq, DEV1, "bind", "ok", 2);
 
         varlink_client_free(v.c);
         expect_recovered(&t, &g, &b);
@@ -403,6 +419,16 @@ TEST(backend_hang) {
         b = baseline_take(&t, &g);
         vmm_attach(&t, &v, DEV1);
 
+        /* Bind and unbind have no deadline to wait for: a device that does not answer fails them
+         * as soon as it takes them up, the TSM having given up (BackendError Timeout: not tsmd's
+         * Timeout, which says the call may still complete). */
+        CALL_ERROR(v.c, G "Bind", guest_vdev_params(v.ctx, 1), E_GUEST("BackendError"),
+                   "{\"name\":\"Timeout\",\"errno\":" STRINGIFY(ETIME) "}");
+        ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, strf("RequestTimeoutUSec=%llu\n",
+                                                            (unsigned long long) HANG_TIMEOUT_USEC))));
+        vmm_bind(&t, &v, CONF(DEV1 ":fault=timeout," DEV2, strf("RequestTimeoutUSec=%llu\n",
+                                                              (unsigned long long) HANG_TIMEOUT_USEC)));
+
         /* One request: refused by name at the deadline, not before and not much after. */
         start = now_usec();
         vmm_refused(&v, E_GUEST("Timeout"));
@@ -436,12 +462,6 @@ TEST(backend_hang) {
         fprintf(stderr, "# %u hanging requests refused with Timeout after %llu ms\n", N_HANGING,
                 (unsigned long long) (took / USEC_PER_MSEC));
         good_check(&g);
-
-        /* Bind and unbind have no deadline to wait for: a device that does not answer fails them
-         * as soon as it takes them up, the TSM having given up (BackendError Timeout: not tsmd's
-         * Timeout, which says the call may still complete). */
-        CALL_ERROR(v.c, G "Bind", guest_vdev_params(v.ctx, 1), E_GUEST("BackendError"),
-                   "{\"name\":\"Timeout\",\"errno\":" STRINGIFY(ETIME) "}");
 
         /* Every timeout has its record. */
         expect_audited(&t, b.seq, DEV1, "guest-request", E_GUEST("Timeout"), 1 + N_HANGING);
@@ -493,19 +513,30 @@ TEST(hanging_clients_do_not_starve_others) {
         Baseline b;
         Vmm v[STARVE_CONNS];
         uint64_t took;
-        char devices[256];
+        char devices[256], working[256];
 
         snprintf(devices, sizeof(devices), DEV2);
-        for (unsigned i = 0; i < STARVE_CONNS; i++)
+        snprintf(working, sizeof(working), DEV2);
+        for (unsigned i = 0; i < STARVE_CONNS; i++) {
                 snprintf(devices + strlen(devices), sizeof(devices) - strlen(devices), ",0000:%02x:00.0:fault=timeout", 0x10 + i);
-        tsmd_start_config(&t, CONF(devices, strf("RequestTimeoutUSec=%llu\n", (unsigned long long) STARVE_TIMEOUT_USEC)));
+                snprintf(working + strlen(working), sizeof(working) - strlen(working), ",0000:%02x:00.0", 0x10 + i);
+        }
+        /* The devices work until their VMMs have bound them. */
+        tsmd_start_config(&t, CONF(working, strf("RequestTimeoutUSec=%llu\n", (unsigned long long) STARVE_TIMEOUT_USEC)));
         good_connect(&t, &g, 0);
         b = baseline_take(&t, &g);
+        for (unsigned i = 0; i < STARVE_CONNS; i++) {
+                char address[16];
+
+                snprintf(address, sizeof(address), "0000:%02x:00.0", 0x10 + i);
+                vmm_attach_own_process(&t, &v[i], address);
+                vmm_bind(&t, &v[i], NULL);
+        }
+        ASSERT_TRUE(tsmd_reload(&t, CONF(devices, strf("RequestTimeoutUSec=%llu\n", (unsigned long long) STARVE_TIMEOUT_USEC))));
         for (unsigned i = 0; i < STARVE_CONNS; i++) {
                 char address[16], params[512];
 
                 snprintf(address, sizeof(address), "0000:%02x:00.0", 0x10 + i);
-                vmm_attach_own_process(&t, &v[i], address);
                 snprintf(params, sizeof(params), "%s", version_params(v[i].ctx, 1, address));
                 for (unsigned j = 0; j < STARVE_PER_CONN; j++)
                         tsmd_call_async(v[i].c, G "GuestRequest", params, 0, &calls[i][j]);
@@ -562,12 +593,15 @@ static void pending_calls_round(unsigned max_pending_calls) {
         Baseline b;
         Vmm v;
 
-        tsmd_start_config(&t, CONF(DEV2 "," HANGING_DEV ":fault=timeout",
+        tsmd_start_config(&t, CONF(DEV2 "," HANGING_DEV,
                                    strf("RequestTimeoutUSec=%llu\n[Varlink]\nMaxPendingCalls=%u\n",
                                         (unsigned long long) PENDING_TIMEOUT_USEC, max_pending_calls)));
         good_connect(&t, &g, 0);
         b = baseline_take(&t, &g);
         vmm_attach(&t, &v, HANGING_DEV);
+        vmm_bind(&t, &v, CONF(DEV2 "," HANGING_DEV ":fault=timeout",
+                              strf("RequestTimeoutUSec=%llu\n[Varlink]\nMaxPendingCalls=%u\n",
+                                   (unsigned long long) PENDING_TIMEOUT_USEC, max_pending_calls)));
 
         for (unsigned i = 0; i < PENDING_HANGING; i++)
                 tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, HANGING_DEV), 0, &calls[i]);
@@ -652,7 +686,7 @@ TEST(a_full_audit_queue_refuses_calls_but_records_releases) {
         Baseline b;
         Vmm hang, leaving;
 
-        tsmd_start_config(&t, CONF(DEV1 "," DEV2 "," HANGING_DEV ":fault=timeout",
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2 "," HANGING_DEV,
                                    strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlight=2\nRefusalIntervalSec=1\n",
                                         (unsigned long long) QUEUE_TIMEOUT_USEC)));
         good_connect(&t, &g, 0);
@@ -660,6 +694,9 @@ TEST(a_full_audit_queue_refuses_calls_but_records_releases) {
         vmm_attach(&t, &leaving, DEV1);
         CALL_OK(leaving.c, G "Bind", guest_vdev_params(leaving.ctx, 1));
         vmm_attach(&t, &hang, HANGING_DEV);
+        vmm_bind(&t, &hang, CONF(DEV1 "," DEV2 "," HANGING_DEV ":fault=timeout",
+                                 strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlight=2\nRefusalIntervalSec=1\n",
+                                      (unsigned long long) QUEUE_TIMEOUT_USEC)));
 
         for (unsigned i = 0; i < ELEMENTSOF(hanging); i++)
                 tsmd_call_async(hang.c, G "GuestRequest", version_params(hang.ctx, 1, HANGING_DEV), 0, &hanging[i]);
@@ -717,7 +754,7 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as a second uid");
-        tsmd_start_config(&t, CONF(DEV1 "," DEV2 "," HANGING_DEV ":fault=timeout",
+        tsmd_start_config(&t, CONF(DEV1 "," DEV2 "," HANGING_DEV,
                                    strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlightPerUid=2\n"
                                         "RefusalIntervalSec=1\n",
                                         (unsigned long long) QUEUE_TIMEOUT_USEC)));
@@ -727,6 +764,10 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
         rss0 = tsmd_rss_kib(&t);
         worker = tsmd_worker_pid(&t);
         vmm_attach(&t, &hang, HANGING_DEV);
+        vmm_bind(&t, &hang, CONF(DEV1 "," DEV2 "," HANGING_DEV ":fault=timeout",
+                                 strf("RequestTimeoutUSec=%llu\n[Audit]\nMaxRecordsInFlightPerUid=2\n"
+                                      "RefusalIntervalSec=1\n",
+                                      (unsigned long long) QUEUE_TIMEOUT_USEC)));
         for (unsigned i = 0; i < ELEMENTSOF(hanging); i++)
                 tsmd_call_async(hang.c, G "GuestRequest", version_params(hang.ctx, 1, HANGING_DEV), 0, &hanging[i]);
         tsmd_pump(hang.c, 100 * USEC_PER_MSEC);
@@ -742,6 +783,7 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
         other = tsmd_connect_as(&t, NOBODY, NOBODY);
         ctx = guest_open_context(other);
         CALL_OK(other, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(other, G "Bind", guest_vdev_params(ctx, 1));
         CALL_OK(other, G "GuestRequest", version_params(ctx, 1, DEV1));
         ASSERT_EQ(hanging[0].n, 0U); /* all of it while root's requests hung */
 
@@ -835,6 +877,7 @@ TEST(device_removed_mid_request) {
                         TEST_FAIL("AttachDevice(" DEV1 ") after it came back: %s", e);
                 sleep_usec(5 * USEC_PER_MSEC);
         }
+        CALL_OK(v.c, G "Bind", guest_vdev_params(v.ctx, 2));
         ASSERT_EQ(response_type(CALL_OK(v.c, G "GuestRequest", version_params(v.ctx, 2, DEV1)), NULL), TDISP_MSG_VERSION);
 
         varlink_client_free(v.c);
@@ -1204,6 +1247,7 @@ TEST(audit_slow_disk) {
         dev = start_on_loop_disk(&t, &g, &b, SLOW_BOUND_USEC);
         fast = good_median(&g);
         vmm_attach(&t, &v, DEV1);
+        vmm_bind(&t, &v, NULL);
 
         throttle_start(&th, b.worker, dev, SLOW_IOPS);
         slow = good_median(&g);
@@ -1404,6 +1448,7 @@ TEST(audit_io_error_after_hangup) {
 
         dev = start_on_loop_disk(&t, &g, &b, SLOW_BOUND_USEC);
         vmm_attach(&t, &v, DEV1);
+        vmm_bind(&t, &v, NULL);
 
         /* A record of the good client's stuck in a slow sync (the throttle lets a burst
          * through after a pause, so not every sync is slow). */

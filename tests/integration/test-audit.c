@@ -2236,8 +2236,13 @@ static void room_flood(Tsmd *t, const char *method, const char *event, const cha
                         continue;
                 ctx = JINT(r, "context");
                 close(varlink_client_take_fd(c, (size_t) JINT(r, "fileDescriptor")));
-                if (root_call(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1), &failed, &r))
+                /* Bound for the request, unbound after it: the device is left clean, for the
+                 * next round to attach at once. */
+                if (root_call(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1), &failed, &r) &&
+                    root_call(c, G "Bind", guest_vdev_params(ctx, 1), &failed, &r)) {
                         (void) root_call(c, G "GuestRequest", request_params(ctx, 1, "info", &m), &failed, &r);
+                        (void) root_call(c, G "Unbind", guest_vdev_params(ctx, 1), &failed, &r);
+                }
                 /* Closed in the end, or the next round could not attach. */
                 for (unsigned i = 0; !root_call(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx), &failed, &r); i++)
                         if (i > 1000)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * io.tsmd.Guest end to end: the real tsmd on its emulated TDISP platform, driven over its
- * socket the way a VMM would: contexts (and the fds behind them), vDevices, binding, guest
- * requests in each scope carrying real TDISP messages, per-connection ownership, limits,
+ * socket the way a VMM would: contexts (and the fds behind them), vDevices, binding (which guest
+ * requests need, as on a kernel TSM), guest requests in each scope carrying real TDISP messages, per-connection ownership, limits,
  * clients that die or leave mid-request, hot removal of emulated devices on reload with
  * WatchEvents, and shutdown with clients connected.
  *
@@ -676,13 +676,14 @@ static void named_number_out_of_memory(const char *fail) {
         c = tsmd_connect(&t);
         ctx = open_context(c, NULL);
         attach(c, ctx, 7, DEV1);
+        bind_device(c, ctx, 7);
 
         CALL_ERROR(c, G "CloseContext", "{\"context\":4242424242}", VARLINK_ERROR_SYSTEM, enomem);
         CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 4242424242), VARLINK_ERROR_SYSTEM, enomem);
         CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 4242424242), VARLINK_ERROR_SYSTEM, enomem);
         /* The numbers that do not fail get their named errors, and the context is as it was. */
         CALL_ERROR(c, G "CloseContext", "{\"context\":4242}", E_GUEST("NoSuchContext"), "{\"context\":4242}");
-        ASSERT_EQ(guest_tdi_state(c, ctx, 7, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_EQ(guest_tdi_state(c, ctx, 7, DEV1), TDISP_STATE_CONFIG_LOCKED);
 
         varlink_client_free(c);
         tsmd_teardown(&t);
@@ -1004,6 +1005,7 @@ TEST(limit_request_and_response_size) {
         a = tsmd_connect(&t);
         ctx = open_context(a, NULL);
         attach(a, ctx, 1, DEV1);
+        bind_device(a, ctx, 1);
 
         /* Within the scope's 20 bytes, beyond the cap. */
         CALL_ERROR(a, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), E_GUEST("PayloadTooLarge"),
@@ -1074,6 +1076,7 @@ TEST(response_capped_to_what_the_reply_can_carry) {
         c = tsmd_connect(&t);
         ctx = open_context(c, NULL);
         attach(c, ctx, 1, DEV1);
+        bind_device(c, ctx, 1);
         seq = tsmd_audit_last_seq(&t);
 
         /* A response of exactly the bound: its reply fits however long its auditSequence, and the
@@ -1118,7 +1121,10 @@ TEST(response_capped_to_what_the_reply_can_carry) {
          * response, the emulated device refuses before it changes anything. A LOCK_INTERFACE (a
          * 48-byte answer) offered 47 bytes leaves the TDI unlocked. (No request that changes the
          * device's state answers more than its own message's size plus the reply's envelope, so
-         * none can be refused by the connection's bound itself.) */
+         * none can be refused by the connection's bound itself.) The guest unlocks the TDI the
+         * Bind locked first (STOP), for a LOCK of its own. */
+        m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, DEV1, NULL, 0);
+        ASSERT_EQ(guest_ok(c, ctx, 1, "state-change", &m, 1).buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
         m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV1, &lock, sizeof(lock));
         CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "state-change", &m, sizeof(TdispLockInterfaceResponse) - 1),
                    E_GUEST("PayloadTooLarge"), "{\"field\":\"maxResponseSize\",\"limit\":47}");
@@ -1234,8 +1240,8 @@ static void expect_next_guest_gets_it_unlocked(Tsmd *t, const char *address) {
         varlink_client_free(b);
 }
 
-/* A guest that locked and started its TDI itself (scope state-change, no Bind through tsmd)
- * and left: the next guest gets the device unlocked, and can bind it. */
+/* A guest that locked and started its TDI itself (scope state-change, after a STOP of the lock
+ * of the host's Bind) and left: the next guest gets the device unlocked, and can bind it. */
 TEST(release_unlocks_what_the_guest_locked) {
         TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
         uint8_t nonce[TDISP_NONCE_SIZE];
@@ -1248,6 +1254,9 @@ TEST(release_unlocks_what_the_guest_locked) {
         a = tsmd_connect(&t);
         ca = open_context(a, NULL);
         attach(a, ca, 5, DEV2);
+        bind_device(a, ca, 5);
+        m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, DEV2, NULL, 0);
+        ASSERT_EQ(guest_ok(a, ca, 5, "state-change", &m, 1).buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
         m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV2, &lock, sizeof(lock));
         r = guest_ok(a, ca, 5, "state-change", &m, 1);
         ASSERT_EQ(r.buf[1], TDISP_MSG_LOCK_INTERFACE_RSP);
@@ -1281,7 +1290,8 @@ static uint64_t guest_debug_reg(VarlinkClient *c, int64_t ctx, int64_t vdev, con
 }
 
 /* A guest that wrote the emulated device's debug registers (configuration and scratch) and
- * left: the next guest, of another uid where the test may switch, reads their power-on values. */
+ * left, its VMM having unbound the device: the next guest, of another uid where the test may
+ * switch, reads their power-on values. */
 TEST(release_resets_what_the_guest_wrote_to_registers) {
         const TsmdFile policy = {
                 "policy.conf", strf("[Client:tests]\nUsers=%u %u\nDevices=*\nScopes=info state-change debug-read debug-write\n",
@@ -1296,15 +1306,17 @@ TEST(release_resets_what_the_guest_wrote_to_registers) {
         a = tsmd_connect(&t);
         ca = open_context(a, NULL);
         attach(a, ca, 1, DEV1);
+        bind_device(a, ca, 1);
         config_value = guest_debug_reg(a, ca, 1, DEV1, EMU_DEBUG_OP_READ, config_reg, 0);
         scratch_value = guest_debug_reg(a, ca, 1, DEV1, EMU_DEBUG_OP_READ, scratch_reg, 0);
         ASSERT_EQ(guest_debug_reg(a, ca, 1, DEV1, EMU_DEBUG_OP_WRITE, config_reg, ~config_value), ~config_value);
         ASSERT_EQ(guest_debug_reg(a, ca, 1, DEV1, EMU_DEBUG_OP_WRITE, scratch_reg, 0x5ec2e75ec2e7), 0x5ec2e75ec2e7);
-        ASSERT_EQ(guest_tdi_state(a, ca, 1, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_STREQ(JSTR(CALL_OK(a, G "Unbind", guest_vdev_params(ca, 1)), "state"), "config_unlocked");
         varlink_client_free(a);
 
         b = tsmd_can_switch_uid() ? tsmd_connect_as(&t, NOBODY, NOBODY) : tsmd_connect_guest(&t);
         cb = attach_when_free(b, 1, DEV1);
+        bind_device(b, cb, 1);
         ASSERT_EQ(guest_debug_reg(b, cb, 1, DEV1, EMU_DEBUG_OP_READ, config_reg, 0), config_value);
         ASSERT_EQ(guest_debug_reg(b, cb, 1, DEV1, EMU_DEBUG_OP_READ, scratch_reg, 0), scratch_value);
         varlink_client_free(b);
@@ -1616,13 +1628,16 @@ static void queued_requests_round(Going going) {
         const char *hang = "\"pciAddress\":\"" HANG_DEV "\"";
         size_t n_after = 0;
 
-        tsmd_start_config(&t, CONF_EMU("/dev/zero", DEV2 "," HANG_DEV ":fault=timeout",
-                                       "RequestTimeoutUSec=" QUEUED_TIMEOUT "\n"));
+        tsmd_start_config(&t, CONF_EMU("/dev/zero", DEV2 "," HANG_DEV, "RequestTimeoutUSec=" QUEUED_TIMEOUT "\n"));
         worker = tsmd_worker_pid(&t);
         ASSERT_TRUE(worker > 0);
         c = tsmd_connect(&t);
         ctx = open_context(c, NULL);
         attach(c, ctx, 1, HANG_DEV);
+        /* Bound, then hanging: a device that never answers never binds either. */
+        bind_device(c, ctx, 1);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU("/dev/zero", DEV2 "," HANG_DEV ":fault=timeout",
+                                             "RequestTimeoutUSec=" QUEUED_TIMEOUT "\n")));
         seq = tsmd_audit_last_seq(&t);
 
         for (size_t i = 0; i < QUEUED_REQUESTS; i++)
@@ -1668,6 +1683,7 @@ static void queued_requests_round(Going going) {
                 /* The new attachment works, and only what is sent to it runs there. */
                 Msg m2 = tdisp_msg(TDISP_MSG_GET_VERSION, DEV2, NULL, 0);
 
+                bind_device(c, ctx, 1);
                 CALL_OK(c, G "GuestRequest", request_params(ctx, 1, "info", &m2, 4096));
                 tsmd_expect_audit(&t, seq, "guest-request", "ok", 1);
                 ASSERT_EQ(tsmd_audit_count_where(&t, seq, hang, "guest-request", "ok"), 0U);
@@ -1701,7 +1717,8 @@ TEST(close_context_fails_requests_queued_in_tsmd) {
 /*
  * A Bind or Unbind pipelined behind more guest requests of its vDevice than the monitor holds
  * for one client: the device gets the calls in the order they were made, so each request runs
- * in the state it was sent in, and one sent after the change in the state the change left.
+ * in the state it was sent in, and one sent after the change in the state the change left (after
+ * an Unbind, refused: the TDI is not bound).
  * (The change went to the monitor at once, past the requests tsmd queued, and those ran in the
  * state it produced, their answers still in order.)
  */
@@ -1749,15 +1766,21 @@ static void change_behind_queued_requests(bool bind) {
         static AsyncCall calls[PIPELINED_REQUESTS], change, last;
         Msg m = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_STATE, DEV1, NULL, 0);
         uint8_t before = bind ? TDISP_STATE_CONFIG_UNLOCKED : TDISP_STATE_CONFIG_LOCKED;
-        uint8_t after = bind ? TDISP_STATE_CONFIG_LOCKED : TDISP_STATE_CONFIG_UNLOCKED;
+        uint8_t after = TDISP_STATE_CONFIG_LOCKED; /* after a Bind */
         Tsmd t;
         VarlinkClient *c;
         int64_t ctx;
         pid_t worker;
 
         c = start_slow_with_dev1(&t, &worker, &ctx);
-        if (!bind)
-                bind_device(c, ctx, 1);
+        /* Bound, as guest requests need; for a Bind to change the TDI state, its guest unlocked
+         * it (STOP). */
+        bind_device(c, ctx, 1);
+        if (bind) {
+                Msg stop = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, DEV1, NULL, 0);
+
+                ASSERT_EQ(guest_ok(c, ctx, 1, "state-change", &stop, 1).buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
+        }
 
         queue_requests(c, ctx, &m, calls);
         tsmd_call_async(c, bind ? G "Bind" : G "Unbind", guest_vdev_params(ctx, 1), 0, &change);
@@ -1772,7 +1795,13 @@ static void change_behind_queued_requests(bool bind) {
         ASSERT_NULL(change.errors[0]);
         ASSERT_STREQ(JSTR(change.params[0], "state"), bind ? "config_locked" : "config_unlocked");
         ASSERT_TRUE(tsmd_async_wait(c, &last, 1, TSMD_WAIT_USEC));
-        ASSERT_EQ(async_tdi_state(&last, PIPELINED_REQUESTS), after);
+        if (bind)
+                ASSERT_EQ(async_tdi_state(&last, PIPELINED_REQUESTS), after);
+        else {
+                /* Unbound, as a kernel TSM has it. */
+                ASSERT_STREQ(last.errors[0], E_GUEST("BackendError"));
+                ASSERT_TRUE(json_matches(last.params[0], "{\"name\":\"DeviceNotBound\",\"errno\":6}"));
+        }
         ASSERT_EQ(tsmd_worker_pid(&t), worker);
 
         queued_calls_done(calls, &change);
@@ -1789,9 +1818,9 @@ TEST(unbind_waits_for_requests_queued_in_tsmd) {
         change_behind_queued_requests(false);
 }
 
-/* The client hangs up while its Bind waits in tsmd behind its requests: the Bind never goes, nor
- * an unbind at the release of a vDevice it left unbound, and the next guest gets the device
- * unlocked. */
+/* The client hangs up while its second Bind (its guest had unlocked the TDI) waits in tsmd behind
+ * its requests: that Bind never goes, the release unbinds what the first bound, and the next
+ * guest gets the device unlocked. */
 TEST(hangup_while_a_bind_waits_behind_queued_requests) {
         static AsyncCall calls[PIPELINED_REQUESTS], change;
         Msg m = tdisp_msg(TDISP_MSG_GET_DEVICE_INTERFACE_STATE, DEV1, NULL, 0);
@@ -1801,6 +1830,12 @@ TEST(hangup_while_a_bind_waits_behind_queued_requests) {
         pid_t worker;
 
         c = start_slow_with_dev1(&t, &worker, &ctx);
+        bind_device(c, ctx, 1);
+        {
+                Msg stop = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, DEV1, NULL, 0);
+
+                ASSERT_EQ(guest_ok(c, ctx, 1, "state-change", &stop, 1).buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
+        }
         queue_requests(c, ctx, &m, calls);
         tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 1), 0, &change);
         /* The first answer: tsmd read the calls sent with it, and the Bind waits (for 300 ms). */
@@ -1811,8 +1846,7 @@ TEST(hangup_while_a_bind_waits_behind_queued_requests) {
 
         /* Attached once the release is done: the monitor logged any bind or unbind by then. */
         expect_next_guest_gets_it_unlocked(&t, DEV1);
-        ASSERT_FALSE(tsmd_log_contains(&t, "Bound " DEV1 " (vDevice 1 of context 1)"));
-        ASSERT_FALSE(tsmd_log_contains(&t, "Unbound " DEV1 " (vDevice 1 of context 1)"));
+        ASSERT_EQ(tsmd_log_count(&t, "Bound " DEV1 " (vDevice 1 of context 1)"), 1U); /* the first only */
         ASSERT_TRUE(tsmd_log_contains(&t, "Bound " DEV1 " (vDevice 1 of context 2)"));
         ASSERT_EQ(tsmd_worker_pid(&t), worker);
         ASSERT_FALSE(tsmd_log_contains(&t, "Compromised worker"));
@@ -1898,6 +1932,8 @@ TEST(get_device_state_answers_after_the_calls_before_it) {
         expect_state_after(c, ctx, G "Bind", guest_vdev_params(ctx, 1), "config_locked", true);
         expect_state_after(c, ctx, G "GuestRequest", request_params(ctx, 1, "state-change", &start, 4096), "run", true);
         expect_state_after(c, ctx, G "Unbind", guest_vdev_params(ctx, 1), "config_unlocked", false);
+        /* Bound again: the request below reaches the device, and takes its time. */
+        expect_state_after(c, ctx, G "Bind", guest_vdev_params(ctx, 1), "config_locked", true);
 
         tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &get, 4096), 0, &gr);
         tsmd_call_async(c, G "GetDeviceState", guest_vdev_params(ctx, 1), 0, &st);
@@ -1994,13 +2030,85 @@ TEST(bind_twice_answers_the_state) {
         ASSERT_EQ(r.buf[1], TDISP_MSG_START_INTERFACE_RSP);
         ASSERT_STREQ(JSTR(CALL_OK(a, G "Bind", guest_vdev_params(ctx, 1)), "state"), "run");
 
+        /* A TDI its guest locked itself (after a STOP of the Bind's lock): a Bind asks the device,
+         * which refuses it. */
         attach(a, ctx, 2, DEV2);
+        bind_device(a, ctx, 2);
+        m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, DEV2, NULL, 0);
+        ASSERT_EQ(guest_ok(a, ctx, 2, "state-change", &m, 1).buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
         m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV2, &lock, sizeof(lock));
         r = guest_ok(a, ctx, 2, "state-change", &m, 1);
         ASSERT_EQ(r.buf[1], TDISP_MSG_LOCK_INTERFACE_RSP);
         CALL_ERROR(a, G "Bind", guest_vdev_params(ctx, 2), E_GUEST("InvalidState"), "{\"state\":\"config_locked\"}");
 
         varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* As a kernel TSM's guest request path answers ENXIO for a TDI not bound (pci_tsm_guest_req()),
+ * a GuestRequest on an emulated vDevice its VMM never bound, or unbound, fails BackendError
+ * DeviceNotBound (errno 6), the kernel's name for it, without reaching the device, and is
+ * recorded as any failed request. A Bind sent before the request counts for it though not
+ * answered yet, as on a kernel device's lane, where the calls run in the order they were made. */
+TEST(guest_request_needs_a_bound_vdevice) {
+        static const char not_bound[] = "{\"name\":\"DeviceNotBound\",\"errno\":6}";
+        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        Msg version = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0), m;
+        _cleanup_(json_object_putp) json_object *records = NULL;
+        static AsyncCall calls[3];
+        json_object *rec, *v;
+        VarlinkClient *c;
+        int64_t ctx, seq;
+        Tsmd t;
+
+        tsmd_start_config(&t, CONF_ZERO());
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, DEV1);
+        seq = tsmd_audit_last_seq(&t);
+
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "info", &version, 4096), E_GUEST("BackendError"),
+                   not_bound);
+        m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV1, &lock, sizeof(lock));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "state-change", &m, 4096), E_GUEST("BackendError"),
+                   not_bound);
+        ASSERT_STREQ(state_of(c, ctx, 1, NULL), "config_unlocked"); /* the device never saw the LOCK */
+        tsmd_expect_audit(&t, seq, "guest-request", E_GUEST("BackendError"), 2);
+        records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"scope\":\"info\",\"limit\":1}", seq + 1));
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        rec = json_object_array_get_idx(records, 0);
+        ASSERT_STREQ(JSTR(rec, "event"), "guest-request");
+        ASSERT_STREQ(JSTR(rec, "result"), E_GUEST("BackendError"));
+        ASSERT_STREQ(JSTR(rec, "pci"), DEV1);
+        ASSERT_STREQ(JSTR(rec, "backend"), "emulated");
+        ASSERT_EQ(JINT(rec, "scopeNumber"), 0);
+        ASSERT_EQ(JINT(rec, "requestSize"), (int64_t) version.len);
+        ASSERT_TRUE(json_object_object_get_ex(rec, "responseSize", &v));
+        ASSERT_NULL(v);
+
+        bind_device(c, ctx, 1);
+        ASSERT_EQ(guest_ok(c, ctx, 1, "info", &version, 0).buf[1], TDISP_MSG_VERSION);
+        CALL_OK(c, G "Unbind", guest_vdev_params(ctx, 1));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "info", &version, 4096), E_GUEST("BackendError"),
+                   not_bound);
+
+        /* Sent together, none answered before the next is sent: a request before the Bind
+         * fails, the one after it is served. */
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &version, 4096), 0, &calls[0]);
+        tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 1), 0, &calls[1]);
+        tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &version, 4096), 0, &calls[2]);
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                ASSERT_TRUE(tsmd_async_wait(c, &calls[i], 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(calls[0].errors[0], E_GUEST("BackendError"));
+        ASSERT_TRUE(json_matches(calls[0].params[0], not_bound));
+        ASSERT_NULL(calls[1].errors[0]);
+        ASSERT_NULL(calls[2].errors[0]);
+        tsmd_expect_audit(&t, seq, "guest-request", E_GUEST("BackendError"), 4);
+        tsmd_expect_audit(&t, seq, "guest-request", "ok", 2);
+
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                async_call_done(&calls[i]);
+        varlink_client_free(c);
         tsmd_teardown(&t);
 }
 

@@ -453,6 +453,29 @@ TEST(the_kernel_out_of_memory_is_a_backend_error) {
         teardown(&e);
 }
 
+/* A guest request on a TDI the kernel finds not bound (pci_tsm_guest_req()'s ENXIO): BackendError
+ * DeviceNotBound, errno 6, recorded so; the very answer the emulated platform gives a vDevice not
+ * bound (test-guest.c, guest_request_needs_a_bound_vdevice). */
+TEST(a_request_on_a_tdi_the_kernel_finds_unbound_is_device_not_bound) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        fail_calls(&e, 11, ENXIO);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
+        fail_calls(&e, 11, 0);
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* tsmd's own out of memory is not the kernel's: a guest request the worker cannot send to the
  * monitor (its channel's ENOMEM, after the request was queued) is io.tsmd.System ENOMEM, as
  * README's error list has it, not BackendError OutOfMemory, and recorded so. It reached no

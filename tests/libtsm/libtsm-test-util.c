@@ -58,6 +58,7 @@ uint64_t setup_device(TsmClient *c, const char *pci_address, uint32_t vdevice_id
 
         ASSERT_OK(tsm_context_open(c, &ctx, &fd));
         ASSERT_OK(tsm_device_attach(c, ctx, vdevice_id, pci_address, -1, NULL));
+        ASSERT_OK(tsm_device_bind(c, ctx, vdevice_id, NULL));
         if (ret_iommufd)
                 *ret_iommufd = fd;
         else

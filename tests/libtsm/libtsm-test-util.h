@@ -30,7 +30,8 @@ int tdisp_response_type(const void *resp, size_t len);
  * *ret_process (may be NULL). */
 bool pump_until(TsmClient *c, const unsigned *counter, unsigned n, uint64_t timeout_usec, int *ret_process);
 
-/* Opens a context and attaches pci_address as vDevice vdevice_id; returns the context. */
+/* Opens a context, attaches pci_address as vDevice vdevice_id and binds it, as guest requests
+ * need; returns the context. */
 uint64_t setup_device(TsmClient *c, const char *pci_address, uint32_t vdevice_id, int *ret_iommufd);
 
 #define ASSERT_ERROR_NAME(c, name) ASSERT_STREQ(tsm_client_get_error_name(c), (name))

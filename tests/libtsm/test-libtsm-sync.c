@@ -84,11 +84,12 @@ TEST(guest_flow) {
         info = tsm_device_info_free(info);
         ASSERT_NULL(info);
 
-        /* GET_TDISP_VERSION in scope "info" is answered with TDISP_VERSION. */
+        /* Not bound yet: the TSM refuses the guest's request, the emulated one as the kernel's
+         * (BackendError DeviceNotBound, its errno passed through). */
         len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
-        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
-        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
-        ASSERT_EQ(resp[0], TDISP_VERSION_1_0);
+        ASSERT_ERRNO(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len), ENXIO);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Guest.BackendError");
+        ASSERT_STREQ(tsm_client_get_error_message(c), "name=DeviceNotBound, errno=6");
 
         ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
         ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_UNLOCKED);
@@ -100,6 +101,11 @@ TEST(guest_flow) {
         ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
         ASSERT_TRUE(bound);
         ASSERT_OK(tsm_device_get_state(c, ctx, 1, NULL, NULL));
+
+        /* GET_TDISP_VERSION in scope "info" is answered with TDISP_VERSION. */
+        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
+        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+        ASSERT_EQ(resp[0], TDISP_VERSION_1_0);
 
         len = tdisp_request(DEV0, TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0, req, sizeof(req));
         ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), NULL));
@@ -308,6 +314,7 @@ TEST(named_errors) {
         b = connect_to(&t);
         ASSERT_OK(tsm_context_open(a, &ctx_a, NULL));
         ASSERT_OK(tsm_device_attach(a, ctx_a, 1, DEV0, -1, &info));
+        ASSERT_OK(tsm_device_bind(a, ctx_a, 1, NULL));
         max_request = (size_t) tsm_scope_get_max_request_size(tsm_device_info_find_scope(info, "info"));
         tsm_device_info_free(info);
         len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
@@ -345,12 +352,15 @@ TEST(named_errors) {
         ASSERT_ERRNO(tsm_device_attach(a, ctx_a2, 1, DEV0, -1, NULL), EBUSY);
         ASSERT_ERROR_NAME(a, "io.tsmd.Guest.DeviceBusy");
 
-        /* Binding a TDI the guest locked itself: the device refuses the TSM's lock. */
+        /* Binding a TDI the guest locked itself (after its STOP of the lock of the bind above):
+         * the device refuses the TSM's lock. */
         {
                 TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
                 uint8_t lreq[64];
-                size_t llen = tdisp_request(DEV0, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), lreq, sizeof(lreq));
+                size_t llen = tdisp_request(DEV0, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, lreq, sizeof(lreq));
 
+                ASSERT_OK(tsm_guest_request(a, ctx_a, 1, "state-change", lreq, llen, resp, sizeof(resp), NULL));
+                llen = tdisp_request(DEV0, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), lreq, sizeof(lreq));
                 ASSERT_OK(tsm_guest_request(a, ctx_a, 1, "state-change", lreq, llen, resp, sizeof(resp), NULL));
         }
         ASSERT_ERRNO(tsm_device_bind(a, ctx_a, 1, NULL), EBADFD);

@@ -983,6 +983,7 @@ TEST(answers_not_violations) {
                 strcpy(m.scope, "no-such-scope");
                 ASSERT_ERRNO(call_full(f, &m, req, len, -EBADF, &rep), ENODEV);
         }
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 1, NULL));
         ASSERT_OK(guest_request(f, SLOT, a, 1, TSM_SCOPE_INFO, req, len, &rep));
 
         /* A device that went away: what uses it gets answers, and can be let go. */
@@ -1311,6 +1312,59 @@ TEST(bind_in_flight) {
 }
 
 /* Sends m (a bind or unbind) with a fresh cookie; returns once the fake kernel holds it. */
+/* Sends a BIND_VDEVICE or UNBIND_VDEVICE, then a guest request (GET_VERSION, scope info) of
+ * vDevice 1 of context a in one batch, without waiting for the first: their answers, in the
+ * order the device took them (the change's, then the request's). */
+static int change_then_request(Fixture *f, uint32_t type, uint32_t a, Reply *ret) {
+        struct tsm_priv_vdevice change = vdevice_msg(type, SLOT, a, 1);
+        struct tsm_priv_guest_request m;
+        uint8_t req[64];
+        size_t len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        Reply rep;
+
+        m = guest_request_msg(f, SLOT, a, 1, TSM_SCOPE_INFO, len);
+        change.hdr.cookie = ++f->cookie;
+        m.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &change, NULL, 0, -EBADF));
+        ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
+        process_ok(f);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, change.hdr.cookie);
+        ASSERT_OK(rep.r.result);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &ret->r, sizeof(ret->r), NULL, NULL);
+        ASSERT_EQ(ret->r.hdr.cookie, m.hdr.cookie);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0);
+        return ret->r.result;
+}
+
+/* As the kernel's pci_tsm_guest_req() refuses a guest request for a TDI not bound (ENXIO), the
+ * emulated TSM refuses one for a vDevice never bound or unbound: the TSM's answer, not the
+ * monitor's own, and nothing reaches the device. A bind sent before the request counts, though
+ * not answered yet when the request comes, as on a kernel device's lane; an unbind likewise. */
+TEST(guest_requests_need_the_tdi_bound) {
+        Fixture *f = fixture();
+        uint8_t req[64];
+        uint32_t a;
+        size_t len;
+        Reply rep;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_LOCK_INTERFACE_REQ, req, sizeof(req));
+        ASSERT_ERRNO(guest_request(f, SLOT, a, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep), ENXIO);
+        ASSERT_EQ(rep.r.value, 0u); /* the TSM's answer */
+        ASSERT_EQ(rep.r.hdr.payload_len, 0u);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+
+        ASSERT_OK(change_then_request(f, TSM_PRIV_BIND_VDEVICE, a, &rep));
+        ASSERT_GE(rep.r.hdr.payload_len, sizeof(TdispHeader)); /* the VERSION */
+        ASSERT_ERRNO(change_then_request(f, TSM_PRIV_UNBIND_VDEVICE, a, &rep), ENXIO);
+        ASSERT_EQ(rep.r.value, 0u);
+        fixture_free(f);
+}
+
 static void send_into_held_kernel(Fixture *f, struct tsm_priv_vdevice *m) {
         m->hdr.cookie = ++f->cookie;
         ASSERT_OK(tsm_priv_send(f->worker, m, NULL, 0, -EBADF));
@@ -2333,6 +2387,7 @@ TEST(worker_not_reading_is_stalled) {
         ASSERT_NOT_NULL(req);
         id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL));
         ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(device(f, DEV_A)), EMU_VENDOR_ID_DEFAULT,
                                               EMU_DEBUG_OP_MEM_READ, 0, EMU_DEBUG_MEM_XFER_MAX, NULL, req,
                                               EMU_DEBUG_MSG_MAX, &len));
@@ -2652,6 +2707,7 @@ TEST(opt_in_scopes_gated) {
 
         id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL));
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
         ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(device(f, DEV_A)), EMU_VENDOR_ID_DEFAULT,
                                               EMU_DEBUG_OP_MEM_READ, 0, 16, NULL, dbg, sizeof(dbg), &dbg_len));
@@ -2696,15 +2752,15 @@ TEST(opt_in_scopes_gated) {
  * rule listing the device) never reaches it, whatever the worker says. */
 TEST(default_scopes_gated) {
         Fixture *f = fixture();
-        uint8_t req[64], body[sizeof(TdispLockInterfaceParams)] = {};
+        uint8_t req[64];
         uint32_t id;
         size_t len;
         Reply rep;
 
         id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
-        ASSERT_OK(tdisp_build_request(TDISP_MSG_LOCK_INTERFACE_REQ, emu_device_get_function_id(device(f, DEV_A)), body,
-                                      sizeof(body), req, sizeof(req), &len));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_STOP_INTERFACE_REQ, req, sizeof(req));
 
         f->refused_scope = TSM_SCOPE_STATE_CHANGE;
         ASSERT_ERRNO(guest_request(f, SLOT, id, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep), EPERM);
@@ -2712,13 +2768,13 @@ TEST(default_scopes_gated) {
         ASSERT_EQ(rep.r.hdr.payload_len, 0u);
         ASSERT_STREQ(f->granted_address, DEV_A);
         ASSERT_STREQ(f->granted_scope, TSM_SCOPE_STATE_CHANGE);
-        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
         ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
 
-        /* Granted: the device locks. */
+        /* Granted: the device stops. */
         f->refused_scope = NULL;
         ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep));
-        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
         fixture_free(f);
 }
 
@@ -2818,6 +2874,7 @@ TEST(own_out_of_memory_is_said_so) {
                 ASSERT_TRUE(emu_device_get_state(device(f, DEV_A)) != before);
         }
 
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL));
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
         alloc_calls = 0;
         alloc_fail_at = 1;
@@ -2894,6 +2951,7 @@ TEST(request_limit) {
 
         id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL));
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
 
         /* Without the loop running, the device answers none of them. */

@@ -2,8 +2,8 @@
 /*
  * What a VMM does with tsmd on libtsm, start to finish: open an iommufd context and keep its
  * reclaim token, watch events on a second connection, attach the vDevice it assigned to its
- * guest, learn the backend and its named scopes, bind (TDISP lock), forward the guest's TDISP
- * requests (its accept of the device: the interface report, then a START the TSM completes
+ * guest, learn the backend and its named scopes, bind (TDISP lock: guest requests need it),
+ * forward the guest's TDISP requests (its accept of the device: the interface report, then a START the TSM completes
  * with the nonce it kept at the bind; then several at once through an event loop), unbind,
  * detach, close. A guest request that finds the connection lost reconnects and reclaims the
  * context (what a VMM does when tsmd's worker restarts). Runs against the emulated platform
@@ -340,10 +340,8 @@ int main(int argc, char *argv[]) {
         may_start = start && tsm_scope_is_allowed(start);
         info = tsm_device_info_free(info);
 
-        printf("guest requests:\n");
-        guest_request(&v, "info", TDISP_GET_VERSION, NULL, 0, resp, sizeof(resp));
-        guest_request(&v, "info", TDISP_GET_CAPABILITIES, (const uint8_t[4]){ 0 }, 4, resp, sizeof(resp));
-
+        /* Bound first: a TSM takes guest requests for a bound TDI only (else -ENXIO,
+         * BackendError DeviceNotBound), the emulated one as the kernel's. */
         r = tsm_device_bind(v.c, v.ctx, VDEVICE_ID, &state);
         if (r < 0)
                 die(v.c, "Bind", r);
@@ -354,6 +352,10 @@ int main(int argc, char *argv[]) {
                 for (int ch = 0; ch != '\n' && ch != EOF;)
                         ch = getchar();
         }
+
+        printf("guest requests:\n");
+        guest_request(&v, "info", TDISP_GET_VERSION, NULL, 0, resp, sizeof(resp));
+        guest_request(&v, "info", TDISP_GET_CAPABILITIES, (const uint8_t[4]){ 0 }, 4, resp, sizeof(resp));
 
         /* The guest accepts the device (raw TDISP: the emulated backend's payloads; a kernel
          * TSM's guest speaks its own format): it reads the interface report, then sends START.
