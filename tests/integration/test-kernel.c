@@ -1565,11 +1565,21 @@ static size_t audit_lines(Env *e) {
         return n;
 }
 
+/* While hold-sync holds them, lets one fdatasync() through, and waits (bounded) until one took it. */
+static void pass_one_sync(Env *e) {
+        const char *pass = strf("%s/pass-sync", e->kernel_dir);
+
+        write_file(pass, "");
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; access(pass, F_OK) >= 0; sleep_usec(5 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("no fdatasync() took %s", pass);
+}
+
 /* The same as a_late_answer_its_worker_wrote_is_not_audited_twice, with a reopen of the log
  * pending when the late answer comes: its record is numbered only after the reopen, and the
  * worker tells the monitor the seq then, before writing it. (A refusal's record waits for a slow
  * disk, the reload's reopen behind it, the late answer's behind that; the disk then finishes that
- * one sync, pass-sync, and is slow on the next, the late answer's.) */
+ * sync and the reopen's own, of the file it resumes, and is slow on the next, the late answer's.) */
 TEST(a_late_answer_recorded_after_a_reopen_is_not_audited_twice) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *d = NULL;
         const char *refused;
@@ -1607,7 +1617,8 @@ TEST(a_late_answer_recorded_after_a_reopen_is_not_audited_twice) {
         sleep_usec(200 * USEC_PER_MSEC); /* the worker had the LATE, and holds its record */
         ASSERT_EQ(audit_lines(&e), lines + 1);
 
-        write_file(strf("%s/pass-sync", e.kernel_dir), "");
+        pass_one_sync(&e); /* the refusal's record's */
+        pass_one_sync(&e); /* the reopen's, of audit.log, before it resumes after its records */
         for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
                 _cleanup_free_ char *log = read_file(strf("%s/audit/audit.log", e.tsmd.dir));
 
