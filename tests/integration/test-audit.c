@@ -1228,28 +1228,6 @@ TEST(full_disk_fails_closed) {
  * to the journal (tsmd's log here) at critical priority, and the log refuses everything until
  * it is repaired and reloaded.
  */
-/* Sets the worker's RLIMIT_FSIZE. prlimit() on a process of another uid takes
- * CAP_SYS_RESOURCE, which a container's root may lack: ask as the worker's own user. */
-static void set_worker_fsize(Tsmd *t, rlim_t cur) {
-        struct rlimit lim = { .rlim_cur = cur, .rlim_max = RLIM_INFINITY };
-        pid_t worker = tsmd_worker_pid(t), pid;
-        struct stat st;
-        int status;
-
-        ASSERT_TRUE(worker > 0);
-        ASSERT_OK(stat(strf("/proc/%d", (int) worker), &st));
-        pid = fork();
-        ASSERT_OK(pid);
-        if (pid == 0) {
-                if (setresgid(st.st_gid, st.st_gid, st.st_gid) < 0 || setresuid(st.st_uid, st.st_uid, st.st_uid) < 0 ||
-                    prlimit(worker, RLIMIT_FSIZE, &lim, NULL) < 0)
-                        _exit(1);
-                _exit(0);
-        }
-        ASSERT_EQ(waitpid(pid, &status, 0), pid);
-        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
 TEST(record_failing_after_the_call_ran) {
         Tsmd t;
         VarlinkClient *c;
@@ -1264,7 +1242,7 @@ TEST(record_failing_after_the_call_ran) {
          * writes it). */
         ASSERT_OK(stat(strf("%s/audit/audit.log", t.dir), &st));
         ASSERT_TRUE(st.st_size > 0);
-        set_worker_fsize(&t, (rlim_t) st.st_size);
+        tsmd_set_worker_fsize(&t, (rlim_t) st.st_size);
 
         error = tsmd_call(c, G "Bind", guest_vdev_params(ctx, 1), &r);
         ASSERT_STREQ(error, E_GUEST("AuditFailed"));
@@ -1272,7 +1250,7 @@ TEST(record_failing_after_the_call_ran) {
         /* The log is failed now: every call is refused until it is reopened. */
         CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 1), E_GUEST("AuditFailed"), NULL);
 
-        set_worker_fsize(&t, RLIM_INFINITY);
+        tsmd_set_worker_fsize(&t, RLIM_INFINITY);
         /* (The critical log line with the unrecorded record cannot be checked here: tsmd's own
          * log is a file under the same size limit in this test; under systemd it is a stream to
          * the journal.) */
@@ -1315,10 +1293,10 @@ TEST(record_failing_after_the_call_ran_and_its_answer_out_of_memory) {
         CALL_ERROR(c, G "NoSuchMethod", "{\"n\":27}", VARLINK_ERROR_METHOD_NOT_FOUND, NULL);
 
         ASSERT_OK(stat(strf("%s/audit/audit.log", t.dir), &st));
-        set_worker_fsize(&t, (rlim_t) st.st_size);
+        tsmd_set_worker_fsize(&t, (rlim_t) st.st_size);
         ASSERT_ERRNO(varlink_client_call(c, G "Bind", json_tokener_parse(guest_vdev_params(ctx, 1)), &reply, &error),
                      ECONNRESET);
-        set_worker_fsize(&t, RLIM_INFINITY);
+        tsmd_set_worker_fsize(&t, RLIM_INFINITY);
 
         varlink_client_free(c);
         tsmd_teardown(&t);
