@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libFuzzer target for reading the audit log back: the files as a crash, a full disk or damage
- * may leave them, resumed at start-up (audit_files_resume(): finds the last record, cuts torn
- * tails) and queried (audit_query_fds(), with the filter of io.tsmd.Admin.QueryAudit's
+ * may leave them, resumed at start-up (audit_files_resume(): finds the highest record, cuts
+ * torn tails) and queried (audit_query_fds(), with the filter of io.tsmd.Admin.QueryAudit's
  * parameters: audit_query_params_parse()). Checks what must hold, not only the absence of
  * crashes:
- *   - resume fails only by refusing a file whose whole tail window is garbage (-EBADMSG);
+ *   - resume fails only by refusing a tail it cannot tell from damage (-EBADMSG: a window of
+ *     garbage, or a complete line after the last record that holds no NUL and is no record);
  *   - resume cuts nothing a query returns: a query of everything answers the same records
  *     before and after, and a second resume finds the same last record and cuts nothing;
  *   - a filtered query answers only records that match, at most the limit; and where the
