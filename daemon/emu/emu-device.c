@@ -644,10 +644,11 @@ static const Handler *handler_find(uint8_t type) {
 }
 
 static void capabilities_fill_supported(uint8_t bitmap[static 16]) {
-        /* REQ_MSGS_SUPPORTED bit n is request code 0x81 + n (TEE-IO validator case 2.1:
-         * bits 0-6 are the mandatory GET_TDISP_VERSION..STOP_INTERFACE_REQUEST). */
+        /* REQ_MSGS_SUPPORTED: "the bit index corresponds to the message code defined in Table
+         * 11-3 minus 80h" (PCIe 6.1 11.3.7), so GET_TDISP_VERSION (81h) is bit 1, and the
+         * mandatory 81h-87h are 0xFE in the first byte (spdm-emu, TEE-IO validator case 2.1). */
         for (size_t i = 0; i < ELEMENTSOF(handlers); i++) {
-                unsigned bit = handlers[i].type - TDISP_MSG_REQUEST_FIRST;
+                unsigned bit = handlers[i].type - TDISP_REQ_MSGS_SUPPORTED_BASE;
                 bitmap[bit / 8] |= (uint8_t) (1u << (bit % 8));
         }
 }
