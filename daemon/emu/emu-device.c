@@ -220,12 +220,14 @@ static void device_make_nonce(const EmuDevice *d, uint8_t nonce[static TDISP_NON
         }
 }
 
+/* A response carries the request's version, as spdm-emu's and QEMU's responders answer: only an
+ * ERROR (VERSION_MISMATCH) can follow a request of another version than 1.0. */
 static int reply_begin(Reply *reply, const TdispHeader *req, uint8_t type, size_t body_len,
                        uint8_t **ret_body) {
         TdispHeader h = {
-                .version = TDISP_VERSION_1_0,
+                .version = req->version,
                 .message_type = type,
-                .interface_id.function_id = htole32(req ? req->interface_id.function_id : 0),
+                .interface_id.function_id = htole32(req->interface_id.function_id),
         };
 
         if (reply->size < sizeof(h) || body_len > reply->size - sizeof(h))
@@ -240,8 +242,7 @@ static int reply_begin(Reply *reply, const TdispHeader *req, uint8_t type, size_
         return 0;
 }
 
-/* req may be NULL when the request was too short to have a header: the ERROR then names
- * function 0. error_data is 0 except for UNSUPPORTED_REQUEST, which carries the code. */
+/* error_data is 0 except for UNSUPPORTED_REQUEST, which carries the code. */
 static int reply_error(Reply *reply, const TdispHeader *req, uint32_t code, uint32_t data) {
         uint8_t *body;
         int r;
@@ -254,6 +255,14 @@ static int reply_error(Reply *reply, const TdispHeader *req, uint32_t code, uint
         unaligned_write_le32(body, code);
         unaligned_write_le32(body + sizeof(uint32_t), data);
         return 0;
+}
+
+/* For a request too short to have a header: the ERROR names function 0 and carries the
+ * request's version byte, 1.0 if it has none. */
+static int reply_error_short(Reply *reply, const uint8_t *msg, size_t len, uint32_t code) {
+        TdispHeader h = { .version = len > 0 ? msg[0] : TDISP_VERSION_1_0 };
+
+        return reply_error(reply, &h, code, 0);
 }
 
 static int handle_get_version(EmuDevice *d, const Request *req, Reply *reply) {
@@ -692,7 +701,7 @@ static int device_dispatch(EmuDevice *d, const uint8_t *msg, size_t len, Reply *
         size_t body_size;
 
         if (tdisp_header_decode(msg, len, &req.header) < 0)
-                return reply_error(reply, NULL, TDISP_ERROR_INVALID_REQUEST, 0);
+                return reply_error_short(reply, msg, len, TDISP_ERROR_INVALID_REQUEST);
 
         if (req.header.version != TDISP_VERSION_1_0)
                 return reply_error(reply, &req.header, TDISP_ERROR_VERSION_MISMATCH, 0);
@@ -745,8 +754,9 @@ static int device_process(EmuDevice *d, const uint8_t *msg, size_t len, Reply *r
                 fault_consume(d);
                 return -ENODEV;
         case EMU_FAULT_TDISP_ERROR:
-                r = reply_error(reply, tdisp_header_decode(msg, len, &h) >= 0 ? &h : NULL,
-                                d->fault_error_code, 0);
+                r = tdisp_header_decode(msg, len, &h) >= 0 ?
+                                    reply_error(reply, &h, d->fault_error_code, 0) :
+                                    reply_error_short(reply, msg, len, d->fault_error_code);
                 if (r < 0)
                         return r; /* not consumed: the caller did not get to see it */
                 fault_consume(d);

@@ -839,13 +839,26 @@ TEST(malformed_header) {
         size_t msg_len, len;
         uint32_t code, data;
 
-        /* Wrong version, whatever the message. */
+        /* Wrong version, whatever the message. The ERROR carries the request's version, as
+         * spdm-emu's and QEMU's responders answer, and so does one to a message too short to
+         * have a header. */
         static const uint8_t versions[] = { 0x00, 0x01, 0x11, 0x20, 0xff };
         for (size_t i = 0; i < ELEMENTSOF(versions); i++) {
                 msg_len = build(TDISP_MSG_GET_VERSION, FID1, NULL, 0, msg, sizeof(msg));
                 msg[0] = versions[i];
                 ASSERT_OK(request(d, EMU_SCOPE_INFO, msg, msg_len, resp, &len));
-                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_VERSION_MISMATCH);
+                ASSERT_EQ(len, sizeof(TdispErrorResponse));
+                ASSERT_EQ(resp[0], versions[i]);
+                ASSERT_EQ(resp[1], TDISP_MSG_ERROR);
+                ASSERT_OK(tdisp_error_decode(resp, len, &code, &data));
+                ASSERT_EQ(code, TDISP_ERROR_VERSION_MISMATCH);
+
+                ASSERT_OK(request(d, EMU_SCOPE_INFO, msg, sizeof(TdispHeader) - 1, resp, &len));
+                ASSERT_EQ(len, sizeof(TdispErrorResponse));
+                ASSERT_EQ(resp[0], versions[i]);
+                ASSERT_EQ(resp[1], TDISP_MSG_ERROR);
+                ASSERT_OK(tdisp_error_decode(resp, len, &code, &data));
+                ASSERT_EQ(code, TDISP_ERROR_INVALID_REQUEST);
         }
 
         /* Types the device does not implement, including response codes, in any scope:
