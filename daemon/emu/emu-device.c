@@ -85,7 +85,9 @@ typedef struct Reply {
 
 typedef struct Handler {
         uint8_t type;
-        EmuScope scope; /* for the debug VDM the op decides between the two debug scopes */
+        /* The guest scope that carries it, _EMU_SCOPE_INVALID for none (the TSM's own); for the
+         * debug VDM the op decides between the two debug scopes. */
+        EmuScope scope;
         int (*process)(EmuDevice *d, const Request *req, Reply *reply);
 } Handler;
 
@@ -631,17 +633,22 @@ static int handle_vdm(EmuDevice *d, const Request *req, Reply *reply) {
         }
 }
 
-/* The requests this device implements, and the scope each belongs to. BIND_P2P_STREAM,
- * UNBIND_P2P_STREAM and SET_MMIO_ATTRIBUTE (optional in TDISP 1.0) and the later
- * SET_TDISP_CONFIG are answered with UNSUPPORTED_REQUEST, and are not advertised. */
+/* The requests this device implements, and the guest scope each is carried in: what a kernel
+ * TSM lets a guest send. include/linux/pci-tsm.h has STATE_CHANGE as "UNLOCKED->LOCKED,
+ * LOCKED->RUN, or other architecture specific state changes to support those transitions", and
+ * the Arm CCA host takes only the transition to RUN there, leaving locking and stopping to the
+ * host: LOCK and STOP are the TSM's own, sent at the host's bind and unbind, and no guest scope
+ * carries them (_EMU_SCOPE_INVALID). BIND_P2P_STREAM, UNBIND_P2P_STREAM and SET_MMIO_ATTRIBUTE
+ * (optional in TDISP 1.0) and the later SET_TDISP_CONFIG are answered with UNSUPPORTED_REQUEST,
+ * and are not advertised. */
 static const Handler handlers[] = {
         { TDISP_MSG_GET_VERSION, EMU_SCOPE_INFO, handle_get_version },
         { TDISP_MSG_GET_CAPABILITIES, EMU_SCOPE_INFO, handle_get_capabilities },
-        { TDISP_MSG_LOCK_INTERFACE_REQ, EMU_SCOPE_STATE_CHANGE, handle_lock_interface },
+        { TDISP_MSG_LOCK_INTERFACE_REQ, _EMU_SCOPE_INVALID, handle_lock_interface },
         { TDISP_MSG_GET_DEVICE_INTERFACE_REPORT, EMU_SCOPE_INFO, handle_get_device_interface_report },
         { TDISP_MSG_GET_DEVICE_INTERFACE_STATE, EMU_SCOPE_INFO, handle_get_device_interface_state },
         { TDISP_MSG_START_INTERFACE_REQ, EMU_SCOPE_STATE_CHANGE, handle_start_interface },
-        { TDISP_MSG_STOP_INTERFACE_REQ, EMU_SCOPE_STATE_CHANGE, handle_stop_interface },
+        { TDISP_MSG_STOP_INTERFACE_REQ, _EMU_SCOPE_INVALID, handle_stop_interface },
         { TDISP_MSG_VDM_REQ, EMU_SCOPE_DEBUG_READ, handle_vdm },
 };
 
@@ -676,6 +683,8 @@ static bool request_permitted(const uint8_t *msg, size_t len, EmuScope scope) {
         h = handler_find(msg[offsetof(TdispHeader, message_type)]);
         if (!h)
                 return true;
+        if (h->scope < 0)
+                return false; /* the TSM's own: LOCK, STOP */
 
         if (h->type != TDISP_MSG_VDM_REQ)
                 return h->scope == scope;
@@ -789,6 +798,30 @@ int emu_device_request(
 
         if (!request_permitted(req, req_len, scope))
                 return -EPERM;
+
+        r = device_process(d, req, req_len, &reply);
+        if (r < 0)
+                return r;
+
+        *ret_resp_len = reply.len;
+        return 0;
+}
+
+int emu_device_host_request(
+                EmuDevice *d,
+                const void *req,
+                size_t req_len,
+                void *resp,
+                size_t resp_size,
+                size_t *ret_resp_len) {
+
+        Reply reply = { .buf = resp, .size = resp_size };
+        int r;
+
+        assert_return(d, -EINVAL);
+        assert_return(req || req_len == 0, -EINVAL);
+        assert_return(resp || resp_size == 0, -EINVAL);
+        assert_return(ret_resp_len, -EINVAL);
 
         r = device_process(d, req, req_len, &reply);
         if (r < 0)

@@ -35,10 +35,20 @@ static size_t build(uint8_t type, uint32_t fid, const void *body, size_t body_le
         return len;
 }
 
+/* Not a scope: the TSM's own channel (emu_device_host_request()), which LOCK and STOP take. */
+#define SCOPE_HOST ((EmuScope) 100)
+
+static int request_sized(EmuDevice *d, EmuScope scope, const void *msg, size_t msg_len, uint8_t *resp,
+                         size_t resp_size, size_t *ret_len) {
+        if (scope == SCOPE_HOST)
+                return emu_device_host_request(d, msg, msg_len, resp, resp_size, ret_len);
+        return emu_device_request(d, scope, msg, msg_len, resp, resp_size, ret_len);
+}
+
 /* Sends raw bytes, with room for any response. */
 static int request(EmuDevice *d, EmuScope scope, const void *msg, size_t msg_len,
                    uint8_t resp[static EMU_RESPONSE_MAX], size_t *ret_len) {
-        return emu_device_request(d, scope, msg, msg_len, resp, EMU_RESPONSE_MAX, ret_len);
+        return request_sized(d, scope, msg, msg_len, resp, EMU_RESPONSE_MAX, ret_len);
 }
 
 /* Sends type+body to d in scope and returns the response length; the request must produce
@@ -55,11 +65,13 @@ static size_t send_scoped(EmuDevice *d, EmuScope scope, uint8_t type, const void
         return resp_len;
 }
 
+/* The scope a guest sends type in, or the TSM's own channel for LOCK and STOP. */
 static EmuScope scope_of(uint8_t type) {
         switch (type) {
         case TDISP_MSG_LOCK_INTERFACE_REQ:
-        case TDISP_MSG_START_INTERFACE_REQ:
         case TDISP_MSG_STOP_INTERFACE_REQ:
+                return SCOPE_HOST;
+        case TDISP_MSG_START_INTERFACE_REQ:
                 return EMU_SCOPE_STATE_CHANGE;
         default:
                 return EMU_SCOPE_INFO;
@@ -821,8 +833,8 @@ TEST(malformed_lengths) {
                         ASSERT_NOT_NULL(copy);
                         memcpy(copy, msg, n);
 
-                        ASSERT_OK(emu_device_request(d, scope_of(types[t]), copy, n, resp,
-                                                     sizeof(resp), &len));
+                        ASSERT_OK(request_sized(d, scope_of(types[t]), copy, n, resp, sizeof(resp),
+                                                &len));
                         ASSERT_EQ(error_code_of(resp, len, n >= sizeof(TdispHeader) ? FID1 : 0),
                                   TDISP_ERROR_INVALID_REQUEST);
                         ASSERT_EQ(emu_device_get_state(d), TDISP_STATE_CONFIG_LOCKED);
@@ -890,7 +902,7 @@ TEST(malformed_header) {
         for (size_t b = 2; b < 4; b++) {
                 msg_len = build(TDISP_MSG_STOP_INTERFACE_REQ, FID1, NULL, 0, msg, sizeof(msg));
                 msg[b] = 1;
-                ASSERT_OK(request(d, EMU_SCOPE_STATE_CHANGE, msg, msg_len, resp, &len));
+                ASSERT_OK(request(d, SCOPE_HOST, msg, msg_len, resp, &len));
                 ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
         }
 
@@ -919,6 +931,7 @@ TEST(scope_enforcement) {
                         body_len = valid_body(types[t], nonce, body);
                         msg_len = build(types[t], FID1, body, body_len, msg, sizeof(msg));
 
+                        /* LOCK and STOP are the TSM's own: refused in every guest scope. */
                         r = request(d, s, msg, msg_len, resp, &len);
                         if (s == scope_of(types[t])) {
                                 ASSERT_OK(r);
@@ -1018,7 +1031,7 @@ TEST(fault_busy_timeout) {
                 ASSERT_OK(emu_device_inject_fault(d, faults[f].fault, 1));
                 msg_len = build(TDISP_MSG_LOCK_INTERFACE_REQ, FID1, &LOCK_DEFAULT,
                                               sizeof(LOCK_DEFAULT), msg, sizeof(msg));
-                ASSERT_ERRNO(request(d, EMU_SCOPE_STATE_CHANGE, msg, msg_len, resp, &len),
+                ASSERT_ERRNO(request(d, SCOPE_HOST, msg, msg_len, resp, &len),
                              faults[f].error);
                 ASSERT_EQ(emu_device_get_state(d), TDISP_STATE_CONFIG_UNLOCKED);
                 ASSERT_OK(try_get_version(d, resp, &len));
@@ -1168,23 +1181,21 @@ TEST(enobufs) {
                 msg_len = build(types[t], FID1, body, body_len, msg, sizeof(msg));
 
                 /* What the twin answers with enough room... */
-                ASSERT_OK(emu_device_request(twin, scope_of(types[t]), msg, msg_len, expected,
-                                             sizeof(expected),
-                                             &expected_len));
+                ASSERT_OK(request_sized(twin, scope_of(types[t]), msg, msg_len, expected, sizeof(expected),
+                                        &expected_len));
                 ASSERT_NE(expected[1], TDISP_MSG_ERROR);
 
                 /* ...does not fit one byte less (nor in nothing), and nothing happened: the
                  * state is the same, and a LOCK did not consume a nonce. */
                 for (size_t size = 0; size < expected_len; size++) {
                         len = 0;
-                        ASSERT_ERRNO(emu_device_request(d, scope_of(types[t]), msg, msg_len, resp,
-                                                        size, &len),
+                        ASSERT_ERRNO(request_sized(d, scope_of(types[t]), msg, msg_len, resp, size, &len),
                                      ENOBUFS);
                         ASSERT_EQ(len, 0);
                         ASSERT_EQ(emu_device_get_state(d), before);
                 }
 
-                ASSERT_OK(emu_device_request(d, scope_of(types[t]), msg, msg_len, resp, expected_len, &len));
+                ASSERT_OK(request_sized(d, scope_of(types[t]), msg, msg_len, resp, expected_len, &len));
                 ASSERT_EQ(len, expected_len);
                 ASSERT_MEMEQ(resp, expected, len);
         }

@@ -357,15 +357,15 @@ TEST(one_record_per_call_in_call_order) {
         } reqs[] = {
                 { TDISP_MSG_GET_VERSION, "info", 0 },
                 { TDISP_MSG_GET_DEVICE_INTERFACE_STATE, "info", 0 },
-                { TDISP_MSG_LOCK_INTERFACE_REQ, "state-change", 1 }, /* refused by the device: ERROR */
-                { TDISP_MSG_STOP_INTERFACE_REQ, "state-change", 1 },
+                { TDISP_MSG_START_INTERFACE_REQ, "state-change", 1 }, /* no nonce: the device's ERROR */
+                { TDISP_MSG_START_INTERFACE_REQ, "state-change", 1 }, /* with: RUN */
                 { TDISP_MSG_GET_VERSION, "info", 0 },
                 { TDISP_MSG_GET_DEVICE_INTERFACE_STATE, "info", 0 },
         };
-        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        uint8_t nonce[TDISP_NONCE_SIZE] = {};
         for (size_t i = 0; i < ELEMENTSOF(reqs); i++) {
-                if (reqs[i].type == TDISP_MSG_LOCK_INTERFACE_REQ)
-                        m = tdisp_msg(reqs[i].type, DEV1, &lock, sizeof(lock));
+                if (reqs[i].type == TDISP_MSG_START_INTERFACE_REQ && i == 3)
+                        m = tdisp_msg(reqs[i].type, DEV1, nonce, sizeof(nonce));
                 else
                         m = tdisp_msg(reqs[i].type, DEV1, NULL, 0);
                 resp_len = guest_ok(c, ctx, 1, reqs[i].scope, &m, &seq[n_seq]);
