@@ -639,8 +639,8 @@ static int handle_vdm(EmuDevice *d, const Request *req, Reply *reply) {
  * the Arm CCA host takes only the transition to RUN there, leaving locking and stopping to the
  * host: LOCK and STOP are the TSM's own, sent at the host's bind and unbind, and no guest scope
  * carries them (_EMU_SCOPE_INVALID). BIND_P2P_STREAM, UNBIND_P2P_STREAM and SET_MMIO_ATTRIBUTE
- * (optional in TDISP 1.0) and the later SET_TDISP_CONFIG are answered with UNSUPPORTED_REQUEST,
- * and are not advertised. */
+ * (optional in TDISP 1.0) and the later SET_TDISP_CONFIG, like any other code, are refused in
+ * every guest scope, answered with UNSUPPORTED_REQUEST on the TSM's channel, and not advertised. */
 static const Handler handlers[] = {
         { TDISP_MSG_GET_VERSION, EMU_SCOPE_INFO, handle_get_version },
         { TDISP_MSG_GET_CAPABILITIES, EMU_SCOPE_INFO, handle_get_capabilities },
@@ -674,17 +674,18 @@ static bool request_permitted(const uint8_t *msg, size_t len, EmuScope scope) {
         EmuDebugMessage m;
 
         /* SECURITY: this is the TSM backend's check of guest requests against the scope
-         * they were sent in, done before the device sees the request. A message too short
-         * to name a type, or of a type the device does not implement, is let through in
-         * any scope: it is answered with an ERROR and cannot change anything. */
+         * they were sent in, done before the device sees the request. Every request code has
+         * one guest scope or none; a message too short to have a code, or whose code no
+         * scope carries (LOCK and STOP, the TSM's own; BIND_P2P_STREAM, UNBIND_P2P_STREAM,
+         * SET_MMIO_ATTRIBUTE and SET_TDISP_CONFIG, the host's business and not implemented;
+         * response codes; unknown codes), is refused in every scope: a TSM cannot tell what
+         * it would do. */
         if (len < offsetof(TdispHeader, message_type) + 1)
-                return true;
+                return false;
 
         h = handler_find(msg[offsetof(TdispHeader, message_type)]);
-        if (!h)
-                return true;
-        if (h->scope < 0)
-                return false; /* the TSM's own: LOCK, STOP */
+        if (!h || h->scope < 0)
+                return false;
 
         if (h->type != TDISP_MSG_VDM_REQ)
                 return h->scope == scope;

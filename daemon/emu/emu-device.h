@@ -23,7 +23,9 @@ typedef struct EmuDevice EmuDevice;
 /* The kernel's PCI TSM request scopes, with the values of IOMMU_VDEVICE_TSM_REQ_SCOPE_PCI_*
  * (iommufd TSM series v5): a guest's request is processed only in the scope its message belongs
  * to. LOCK_INTERFACE and STOP_INTERFACE belong to none: the TSM sends them at the host's bind
- * and unbind (emu_device_bind(), emu_device_host_request()). */
+ * and unbind (emu_device_bind(), emu_device_host_request()), nor do the requests the device does
+ * not implement (BIND_P2P_STREAM, UNBIND_P2P_STREAM, SET_MMIO_ATTRIBUTE, SET_TDISP_CONFIG),
+ * response codes, unknown codes, and messages too short to have a code. */
 typedef enum EmuScope {
         EMU_SCOPE_INFO = 0,         /* GET_TDISP_VERSION, GET_TDISP_CAPABILITIES,
                                      * GET_DEVICE_INTERFACE_REPORT, GET_DEVICE_INTERFACE_STATE */

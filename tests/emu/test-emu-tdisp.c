@@ -826,6 +826,7 @@ TEST(malformed_lengths) {
                 for (size_t n = 0; n <= full + 1; n++) {
                         /* Exact copies on the heap, so ASan/valgrind see any overread. */
                         _cleanup_free_ uint8_t *copy = NULL;
+                        int r;
 
                         if (n == full)
                                 continue;
@@ -833,8 +834,13 @@ TEST(malformed_lengths) {
                         ASSERT_NOT_NULL(copy);
                         memcpy(copy, msg, n);
 
-                        ASSERT_OK(request_sized(d, scope_of(types[t]), copy, n, resp, sizeof(resp),
-                                                &len));
+                        /* Too short to have a type: no guest scope carries it. */
+                        r = request_sized(d, scope_of(types[t]), copy, n, resp, sizeof(resp), &len);
+                        if (n < 2 && scope_of(types[t]) != SCOPE_HOST) {
+                                ASSERT_ERRNO(r, EPERM);
+                                continue;
+                        }
+                        ASSERT_OK(r);
                         ASSERT_EQ(error_code_of(resp, len, n >= sizeof(TdispHeader) ? FID1 : 0),
                                   TDISP_ERROR_INVALID_REQUEST);
                         ASSERT_EQ(emu_device_get_state(d), TDISP_STATE_CONFIG_LOCKED);
@@ -873,17 +879,25 @@ TEST(malformed_header) {
                 ASSERT_EQ(code, TDISP_ERROR_INVALID_REQUEST);
         }
 
-        /* Types the device does not implement, including response codes, in any scope:
-         * UNSUPPORTED_REQUEST with the code as error data. */
+        /* Types the device does not implement, including response codes: no guest scope
+         * carries them (a TSM cannot tell what they would do), nor a message too short to have a
+         * type; on the TSM's own channel, UNSUPPORTED_REQUEST with the code as error data. */
         static const uint8_t types[] = { 0x00, 0x01, 0x7f, 0x80, 0x88, 0x89, 0x8a, 0x8c, 0x8d, 0xff };
-        for (size_t i = 0; i < ELEMENTSOF(types); i++)
+        for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+                msg_len = build(types[i], FID1, NULL, 0, msg, sizeof(msg));
                 for (EmuScope s = 0; s < _EMU_SCOPE_MAX; s++) {
-                        msg_len = build(types[i], FID1, NULL, 0, msg, sizeof(msg));
-                        ASSERT_OK(request(d, s, msg, msg_len, resp, &len));
-                        ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_UNSUPPORTED_REQUEST);
-                        ASSERT_OK(tdisp_error_decode(resp, len, &code, &data));
-                        ASSERT_EQ(data, types[i]);
+                        len = 0;
+                        ASSERT_ERRNO(request(d, s, msg, msg_len, resp, &len), EPERM);
+                        ASSERT_EQ(len, 0);
                 }
+                ASSERT_OK(request(d, SCOPE_HOST, msg, msg_len, resp, &len));
+                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_UNSUPPORTED_REQUEST);
+                ASSERT_OK(tdisp_error_decode(resp, len, &code, &data));
+                ASSERT_EQ(data, types[i]);
+        }
+        for (size_t n = 0; n < 2; n++)
+                for (EmuScope s = 0; s < _EMU_SCOPE_MAX; s++)
+                        ASSERT_ERRNO(request(d, s, "\x10\x81", n, resp, &len), EPERM);
 
         /* Another function, or the interface id's reserved bytes set: not this TDI. The
          * ERROR names the interface that was asked for. */
@@ -1115,9 +1129,11 @@ TEST(fault_tdisp_error) {
         ASSERT_OK(try_get_version(d, resp, &len));
         ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INSUFFICIENT_ENTROPY);
 
-        /* The plain TDISP_ERROR fault says UNSPECIFIED; it also answers garbage. */
+        /* The plain TDISP_ERROR fault says UNSPECIFIED; it also answers garbage (no guest's:
+         * a message too short to have a type reaches the device from the TSM only). */
         ASSERT_OK(emu_device_inject_fault(d, EMU_FAULT_TDISP_ERROR, 1));
-        ASSERT_OK(request(d, EMU_SCOPE_INFO, "\x10", 1, resp, &len));
+        ASSERT_ERRNO(request(d, EMU_SCOPE_INFO, "\x10", 1, resp, &len), EPERM);
+        ASSERT_OK(request(d, SCOPE_HOST, "\x10", 1, resp, &len));
         ASSERT_EQ(error_code_of(resp, len, 0), TDISP_ERROR_UNSPECIFIED);
 
         /* Host side: a busy device fails bind with -EBUSY, other errors with -EIO. */

@@ -247,7 +247,14 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
         json_object *b = CALL_OK(c, G "Bind", guest_vdev_params(ctx, vdev));
         ASSERT_STREQ(JSTR(b, "state"), "run");
 
-        /* A message sent in the wrong scope is refused before the device sees it. */
+        /* A message sent in the wrong scope is refused before the device sees it, and so is
+         * one no scope carries: a request the device does not implement, an unknown code. */
+        m = tdisp_msg(TDISP_MSG_BIND_P2P_STREAM_REQ, address, NULL, 0);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "info", &m, 4096), E_SCOPE_REFUSED, NULL);
+        m = tdisp_msg(TDISP_MSG_SET_MMIO_ATTRIBUTE_REQ, address, NULL, 0);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "info", &m, 4096), E_SCOPE_REFUSED, NULL);
+        m = tdisp_msg(0xf0, address, NULL, 0);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
         m = tdisp_msg(TDISP_MSG_GET_VERSION, address, NULL, 0);
         CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
         m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, address, NULL, 0);
