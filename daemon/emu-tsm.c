@@ -143,6 +143,11 @@ int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, si
 
         r = emu_device_request(d, scope, msg, req_len, resp, resp_size, ret_resp_len);
         explicit_bzero(start, sizeof(start));
+        /* A message its scope does not carry: the kernel's TSMs answer EINVAL (cca_tsm_guest_req(),
+         * as pci_tsm_guest_req() for the scopes it forbids), BackendError InvalidScopeOrArgument
+         * above, not the EPERM that tsmd's own policy refusal (Denied) is. */
+        if (r == -EPERM)
+                r = -EINVAL;
 
         /* SECURITY: never a nonce to the guest. The device answers no guest's LOCK; should it
          * ever, the TSM's secret is zeroed all the same. */

@@ -31,7 +31,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(EmuTsm *, emu_tsm_free);
 /* A guest's request, as emu_device_request() takes it. A START_INTERFACE_REQUEST of the right
  * size in scope STATE_CHANGE goes to the device with the nonce held for it in place of the
  * guest's bytes (zeros if none is held, which the device refuses like any wrong nonce: a START
- * needs the bind's LOCK before it). */
+ * needs the bind's LOCK before it). A message its scope does not carry (emu_device_request()'s
+ * -EPERM) fails -EINVAL, as the kernel's TSMs answer it. */
 int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, size_t req_len, void *resp,
                     size_t resp_size, size_t *ret_resp_len);
 /* The host's bind (LOCK_INTERFACE_REQUEST), unbind (STOP) and release, as emu_device_*() do

@@ -381,10 +381,12 @@ TEST(one_record_per_call_in_call_order) {
                    "{\"reason\":\"scope 'debug-read' not granted\"}");
         WANT_DEV1("guest-request", E_GUEST("Denied"));
         in_scope(&w[n - 1], "debug-read", 2, ANY_I, NUL_I);
-        /* A message of the wrong scope: refused by the backend, after decoding. */
+        /* A message of the wrong scope: refused by the backend (EINVAL, as a kernel TSM's), after
+         * decoding. */
         m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "state-change", &m), E_GUEST("Denied"), NULL);
-        WANT_DEV1("guest-request", E_GUEST("Denied"));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "state-change", &m), E_GUEST("BackendError"),
+                   "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}");
+        WANT_DEV1("guest-request", E_GUEST("BackendError"));
         in_scope(&w[n - 1], "state-change", 1, (int64_t) m.len, NUL_I);
 
         /* Refused before the scope is resolved, or because it names none the backend declares:

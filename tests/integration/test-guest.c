@@ -31,8 +31,11 @@
 
 #define G "io.tsmd.Guest."
 #define E_GUEST(name) "io.tsmd.Guest." name
-/* A message the scope it was sent in does not carry, as the emulated TSM refuses it. */
-#define E_SCOPE_REFUSED E_GUEST("Denied")
+/* A message the scope it was sent in does not carry, as the emulated TSM refuses it: the kernel's
+ * TSMs' EINVAL, by the same name as from them (test-kernel.c,
+ * a_request_the_kernel_finds_invalid_is_invalid_scope_or_argument). */
+#define E_SCOPE_REFUSED E_GUEST("BackendError")
+#define SCOPE_REFUSED "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}"
 
 #define DEV1 "0000:01:00.0"
 #define DEV2 "0000:02:00.0"
@@ -219,9 +222,9 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
          * TSM's, at Bind and Unbind), refused in any scope before the device sees them, as a
          * kernel TSM refuses them. */
         m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, address, &lock, sizeof(lock));
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, address, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_CONFIG_LOCKED);
 
         /* The guest accepts the device as with a real TSM: it reads the interface report and
@@ -242,7 +245,7 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
         /* Neither can STOP take the TDI out of RUN, nor a second Bind change it: the TDI is
          * bound already, and the Bind answers at once, as the kernel's pci_tsm_bind() does. */
         m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, address, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_RUN);
         json_object *b = CALL_OK(c, G "Bind", guest_vdev_params(ctx, vdev));
         ASSERT_STREQ(JSTR(b, "state"), "run");
@@ -250,15 +253,15 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
         /* A message sent in the wrong scope is refused before the device sees it, and so is
          * one no scope carries: a request the device does not implement, an unknown code. */
         m = tdisp_msg(TDISP_MSG_BIND_P2P_STREAM_REQ, address, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "info", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "info", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         m = tdisp_msg(TDISP_MSG_SET_MMIO_ATTRIBUTE_REQ, address, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "info", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "info", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         m = tdisp_msg(0xf0, address, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         m = tdisp_msg(TDISP_MSG_GET_VERSION, address, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "state-change", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, address, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "info", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, vdev, "info", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         ASSERT_EQ(guest_tdi_state(c, ctx, vdev, address), TDISP_STATE_RUN);
 
         /* Debug scopes exist on the emulated backend but are not granted. */
@@ -2010,9 +2013,9 @@ TEST(bind_twice_answers_the_state) {
         attach(a, ctx, 2, DEV2);
         bind_device(a, ctx, 2);
         m = tdisp_msg(TDISP_MSG_STOP_INTERFACE_REQ, DEV2, NULL, 0);
-        CALL_ERROR(a, G "GuestRequest", request_params(ctx, 2, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(a, G "GuestRequest", request_params(ctx, 2, "state-change", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV2, &lock, sizeof(lock));
-        CALL_ERROR(a, G "GuestRequest", request_params(ctx, 2, "state-change", &m, 4096), E_SCOPE_REFUSED, NULL);
+        CALL_ERROR(a, G "GuestRequest", request_params(ctx, 2, "state-change", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         ASSERT_STREQ(JSTR(CALL_OK(a, G "Bind", guest_vdev_params(ctx, 2)), "state"), "config_locked");
 
         varlink_client_free(a);

@@ -301,9 +301,10 @@ TEST(fd_lost_in_a_full_worker) {
         tsmd_instance_done(&t);
 }
 
-/* A message the scope it was sent in does not carry, as the emulated TSM refuses it. */
-#define SCOPE_REFUSED_ERRNO EACCES
-#define SCOPE_REFUSED_NAME "io.tsmd.Guest.Denied"
+/* A message the scope it was sent in does not carry, as the emulated TSM refuses it: the kernel's
+ * TSMs' EINVAL, BackendError InvalidScopeOrArgument. */
+#define SCOPE_REFUSED_ERRNO EINVAL
+#define SCOPE_REFUSED_NAME "io.tsmd.Guest.BackendError"
 
 TEST(named_errors) {
         TsmdInstance t;
