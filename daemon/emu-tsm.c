@@ -199,8 +199,8 @@ int emu_tsm_unbind(EmuTsm *t, EmuDevice *d) {
         assert(t);
         assert(d);
 
-        /* The binding ends whatever the device answers, as the kernel's pci_tsm_unbind() ends
-         * it: the next bind asks the device. */
+        /* The binding ends whatever the device answers, as the kernel's pci_tsm_unbind() (void)
+         * ends it: the next bind asks the device. */
         h = held_find(t, d);
         if (h)
                 h->bound = h->bound_kept = h->binding = false;

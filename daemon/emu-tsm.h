@@ -36,7 +36,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(EmuTsm *, emu_tsm_free);
 int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, size_t req_len, void *resp,
                     size_t resp_size, size_t *ret_resp_len);
 /* The host's bind (LOCK_INTERFACE_REQUEST), unbind (STOP) and release, as emu_device_*() do
- * them; the bind's nonce is kept. A bind of a TDI bound already (emu_tsm_is_bound(), or a
+ * them; the bind's nonce is kept. An unbind cannot fail, as the kernel's pci_tsm_unbind() is
+ * void: the binding ends whatever the device answers, and what emu_tsm_unbind() returns is the
+ * device's answer to the STOP, for the caller to log, not to fail the unbind with. A bind of a TDI bound already (emu_tsm_is_bound(), or a
  * binding a restore kept) is 0 without asking the device, whatever the TDI's state, as the
  * kernel's pci_tsm_bind() is; an unbind ends the binding whatever the device answers. A release
  * forgets the device's nonce whatever the outcome: the device goes to another guest, which

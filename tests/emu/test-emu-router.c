@@ -526,6 +526,31 @@ static int version_result(Router *r, const char *address) {
         return d.result;
 }
 
+/* An unbind cannot fail, as the kernel's pci_tsm_unbind() is void: whatever fault the device has,
+ * the unbind is done and the binding dropped (guest requests refused: not bound). A device that
+ * did not take the STOP keeps its TDI as it was; an unbind once it answers again unlocks it. */
+TEST(unbind_succeeds_whatever_the_device_answers) {
+        static const char *const faulty[] = {
+                DEV1 ":fault=busy", DEV1 ":fault=timeout", DEV1 ":fault=tdisp-error", DEV1 ":fault=gone",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(faulty); i++) {
+                EmuDevice *dev;
+                Router r;
+
+                router_new_bound(&r, DEV1, faulty[i], 0, 1000 * MSEC);
+                dev = emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1);
+                set_bound(&r, DEV1, false);
+                ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV1));
+                ASSERT_ERRNO(version_result(&r, DEV1), ENXIO);
+                set_bound(&r, DEV1, false);
+                ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_UNLOCKED);
+                set_bound(&r, DEV1, true);
+                ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_LOCKED);
+                router_free(&r);
+        }
+}
+
 /* As the kernel's pci_tsm_guest_req() answers ENXIO for a TDI not bound, the emulated TSM takes
  * guest requests only from the host's bind to its unbind, without asking the device otherwise:
  * a guest cannot even ask a TDI nobody bound. The binding outlasts the TDI's lock (a reset), as
