@@ -16,14 +16,14 @@ typedef struct Held {
         bool has_nonce;
         uint8_t nonce[TDISP_NONCE_SIZE];
         /* Bound by the host (emu_tsm_bind(), or before a restart of tsmd), with the TDI still
-         * locked: a bind finds it done, as the kernel's pci_tsm_bind() answers 0 for a TDI
-         * bound already. bound_kept: the binding came back with emu_tsm_restore() and waits
-         * for the restore's bind. */
+         * locked: what a restore brings back. bound_kept: the binding came back with
+         * emu_tsm_restore() and waits for the restore's bind. */
         bool bound;
         bool bound_kept;
         /* The TDI's binding as the kernel keeps it (pdev->tsm->tdi), which guest requests need:
          * from a bind that succeeded (or a restore of one whose lock held) to the unbind, the
-         * release or the device's removal. The TDI leaving the lock (a guest's STOP, a reset,
+         * release or the device's removal; a bind finds it done, as the kernel's
+         * pci_tsm_bind() answers 0 for a TDI bound already. The TDI leaving the lock (a reset,
          * ERROR) ends bound, not this; a bind that fails leaves it as it was, as the monitor's
          * and the worker's records of the vDevice stay. */
         bool binding;
@@ -88,7 +88,7 @@ static int held_get(EmuTsm *t, EmuDevice *d, Held **ret) {
 }
 
 /* TDISP: the nonce is good for one START, in CONFIG_LOCKED. Once the TDI has left that state
- * (START done, STOP, an unbind, a reset, ERROR) or its device is gone, the TSM has nothing to
+ * (START done, an unbind, a reset, ERROR) or its device is gone, the TSM has nothing to
  * start it with. */
 static void held_sync(EmuTsm *t, EmuDevice *d) {
         Held *h = held_find(t, d);
@@ -100,8 +100,8 @@ static void held_sync(EmuTsm *t, EmuDevice *d) {
                 explicit_bzero(h->nonce, sizeof(h->nonce));
                 h->has_nonce = false;
         }
-        /* The host's lock lasts while the TDI is locked: STOP, a reset or ERROR end it (bound),
-         * not the binding itself. */
+        /* The host's lock lasts while the TDI is locked: an unbind, a reset or ERROR end it
+         * (bound), only the first the binding itself. */
         if (s != TDISP_STATE_CONFIG_LOCKED && s != TDISP_STATE_RUN)
                 h->bound = h->bound_kept = false;
         if (emu_device_is_removed(d) || (!h->has_nonce && !h->bound && !h->binding))
@@ -124,9 +124,9 @@ int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, si
         assert(d);
         assert(ret_resp_len);
 
-        /* Only what the device would take as a START or LOCK (scope STATE_CHANGE; a START of its
-         * exact size, the only one it looks at the nonce of); in other scopes the device refuses
-         * them unseen. */
+        /* Only what the device would take as a START (scope STATE_CHANGE, of its exact size, the
+         * only one it looks at the nonce of); in other scopes the device refuses it unseen, as it
+         * refuses a guest's LOCK or STOP in any: those are the TSM's own. */
         if (scope == EMU_SCOPE_STATE_CHANGE && req_len == sizeof(start) &&
             message_is(req, req_len, TDISP_MSG_START_INTERFACE_REQ)) {
                 /* SECURITY: the TSM completes the guest's START with the nonce it holds, in a
@@ -139,27 +139,21 @@ int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, si
                 else
                         memset(start + NONCE_OFFSET, 0, TDISP_NONCE_SIZE);
                 msg = start;
-        } else if (scope == EMU_SCOPE_STATE_CHANGE && message_is(req, req_len, TDISP_MSG_LOCK_INTERFACE_REQ)) {
-                r = held_get(t, d, &h);
-                if (r < 0)
-                        return r;
         }
 
         r = emu_device_request(d, scope, msg, req_len, resp, resp_size, ret_resp_len);
         explicit_bzero(start, sizeof(start));
+        /* A message its scope does not carry: the kernel's TSMs answer EINVAL (cca_tsm_guest_req(),
+         * as pci_tsm_guest_req() for the scopes it forbids), BackendError InvalidScopeOrArgument
+         * above, not the EPERM that tsmd's own policy refusal (Denied) is. */
+        if (r == -EPERM)
+                r = -EINVAL;
 
+        /* SECURITY: never a nonce to the guest. The device answers no guest's LOCK; should it
+         * ever, the TSM's secret is zeroed all the same. */
         if (r >= 0 && *ret_resp_len == sizeof(TdispLockInterfaceResponse) &&
-            message_is(resp, *ret_resp_len, TDISP_MSG_LOCK_INTERFACE_RSP)) {
-                uint8_t *nonce = (uint8_t *) resp + NONCE_OFFSET;
-
-                /* h is d's: only a LOCK is answered with a LOCK_INTERFACE_RESPONSE. */
-                if (h) {
-                        memcpy(h->nonce, nonce, TDISP_NONCE_SIZE);
-                        h->has_nonce = true;
-                }
-                /* SECURITY: the guest gets the response without the TSM's secret. */
-                explicit_bzero(nonce, TDISP_NONCE_SIZE);
-        }
+            message_is(resp, *ret_resp_len, TDISP_MSG_LOCK_INTERFACE_RSP))
+                explicit_bzero((uint8_t *) resp + NONCE_OFFSET, TDISP_NONCE_SIZE);
         held_sync(t, d);
         return r;
 }
@@ -181,9 +175,10 @@ int emu_tsm_bind(EmuTsm *t, EmuDevice *d) {
         r = held_get(t, d, &h);
         if (r < 0)
                 return r;
-        /* Bound already (before tsmd restarted too): nothing to send, the TDI is where the
-         * guest left it (RUN stays RUN). */
-        if (h->bound) {
+        /* Bound already (before tsmd restarted too): nothing to send, the TDI is where it is
+         * (RUN stays RUN; ERROR or unlocked by a reset stays so until the host unbinds), as the
+         * kernel's pci_tsm_bind() answers 0 for a TDI bound already. */
+        if (h->bound || h->binding) {
                 h->bound_kept = false;
                 h->binding = true;
                 held_sync(t, d);
@@ -204,8 +199,8 @@ int emu_tsm_unbind(EmuTsm *t, EmuDevice *d) {
         assert(t);
         assert(d);
 
-        /* The binding ends whatever the device answers, as the kernel's pci_tsm_unbind() ends
-         * it: the next bind asks the device. */
+        /* The binding ends whatever the device answers, as the kernel's pci_tsm_unbind() (void)
+         * ends it: the next bind asks the device. */
         h = held_find(t, d);
         if (h)
                 h->bound = h->bound_kept = h->binding = false;

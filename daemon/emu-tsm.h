@@ -5,12 +5,13 @@
  * and holds the START_INTERFACE nonce the device returned; when the guest accepts the device,
  * the TSM sends START_INTERFACE_REQUEST with that nonce, and the guest never sees it. Every
  * exchange of tsmd's router with an emulated device goes through here so that the emulated
- * platform does the same: per device, the nonce of the last LOCK seen (a bind's, or a guest's
- * LOCK_INTERFACE_REQUEST whose answer passed through), put into the guest's START, dropped once
- * used or once the TDI is no longer CONFIG_LOCKED.
+ * platform does the same: per device, the nonce of the bind's LOCK, put into the guest's START,
+ * dropped once used or once the TDI is no longer CONFIG_LOCKED. A guest cannot LOCK or STOP the
+ * TDI itself: the device refuses those in every scope (emu-device.h), as a kernel TSM takes only
+ * the transition to RUN from a guest and leaves locking and unlocking to the host.
  *
  * SECURITY: the nonces are the TSM's secrets: never logged, never in a guest's response (a
- * LOCK_INTERFACE_RESPONSE reaches the guest with its nonce zeroed) nor in any buffer that
+ * LOCK_INTERFACE_RESPONSE would reach the guest with its nonce zeroed) nor in any buffer that
  * leaves here but the monitor's own snapshot across a restart of tsmd (emu-state.h, which zeroes
  * its copies), zeroed (explicit_bzero) when dropped. Pure: no I/O, no clock.
  * Runs in: monitor (the router, tsm-platform.c), tests.
@@ -30,14 +31,16 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(EmuTsm *, emu_tsm_free);
 /* A guest's request, as emu_device_request() takes it. A START_INTERFACE_REQUEST of the right
  * size in scope STATE_CHANGE goes to the device with the nonce held for it in place of the
  * guest's bytes (zeros if none is held, which the device refuses like any wrong nonce: a START
- * needs a LOCK before it); from a LOCK_INTERFACE_RESPONSE the nonce is kept and zeroed in
- * resp. -ENOMEM, without asking the device, if a LOCK's nonce could not be kept. */
+ * needs the bind's LOCK before it). A message its scope does not carry (emu_device_request()'s
+ * -EPERM) fails -EINVAL, as the kernel's TSMs answer it. */
 int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, size_t req_len, void *resp,
                     size_t resp_size, size_t *ret_resp_len);
 /* The host's bind (LOCK_INTERFACE_REQUEST), unbind (STOP) and release, as emu_device_*() do
- * them; the bind's nonce is kept. A bind of a TDI the host bound and that is still locked
- * (CONFIG_LOCKED or RUN) is 0 without asking the device, as the kernel's pci_tsm_bind() is for
- * a TDI bound already; an unbind ends the binding whatever the device answers. A release
+ * them; the bind's nonce is kept. An unbind cannot fail, as the kernel's pci_tsm_unbind() is
+ * void: the binding ends whatever the device answers, and what emu_tsm_unbind() returns is the
+ * device's answer to the STOP, for the caller to log, not to fail the unbind with. A bind of a TDI bound already (emu_tsm_is_bound(), or a
+ * binding a restore kept) is 0 without asking the device, whatever the TDI's state, as the
+ * kernel's pci_tsm_bind() is; an unbind ends the binding whatever the device answers. A release
  * forgets the device's nonce whatever the outcome: the device goes to another guest, which
  * must be bound anew. */
 int emu_tsm_bind(EmuTsm *t, EmuDevice *d);
@@ -60,8 +63,8 @@ bool emu_tsm_get_nonce(const EmuTsm *t, const EmuDevice *d, uint8_t ret[static T
 int emu_tsm_restore(EmuTsm *t, EmuDevice *d, const uint8_t *nonce, bool bound);
 /* Whether the host's binding of d's TDI holds, as the kernel's pci_tsm_guest_req() needs it:
  * from a bind that succeeded (or a restore of a binding whose TDI is still locked) to the
- * unbind, release or forgetting of d, whatever the TDI's state meanwhile (a guest's STOP, a
- * reset or ERROR end its lock, not its binding). A failed bind leaves it as it was. */
+ * unbind, release or forgetting of d, whatever the TDI's state meanwhile (a reset or ERROR end
+ * its lock, not its binding). A failed bind leaves it as it was. */
 bool emu_tsm_is_bound(const EmuTsm *t, const EmuDevice *d);
 /* Whether a binding emu_tsm_restore() kept for d waits for its bind still. */
 bool emu_tsm_holds_binding(const EmuTsm *t, const EmuDevice *d);

@@ -206,7 +206,13 @@ static bool emu_answer(TsmRequest *r) {
                 k = emu_tsm_bind(t, r->emu);
                 break;
         case TSM_OP_UNBIND:
+                /* As the kernel's pci_tsm_unbind(), which is void: done once the binding is
+                 * dropped, whatever the device made of the STOP. */
                 k = emu_tsm_unbind(t, r->emu);
+                if (k < 0)
+                        log_warning_errno(k, "Emulated device %s did not take the unbind's STOP, unbound all the same: %m",
+                                          r->pci_address);
+                k = 0;
                 break;
         case TSM_OP_RELEASE:
                 k = emu_tsm_release(t, r->emu);

@@ -561,7 +561,9 @@ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_id);
  * An SPDM exchange with the device: tsmd answers when the TSM is done, however long that
  * takes, and serves other devices meanwhile; tsm_client_set_timeout() still bounds the wait.
  * The TSM keeps the START_INTERFACE nonce: the guest accepts the device (config_locked -> run)
- * with a START_INTERFACE_REQUEST in scope "state-change", which the TSM completes with it.
+ * with a START_INTERFACE_REQUEST in scope "state-change", which the TSM completes with it; a
+ * guest's LOCK_INTERFACE or STOP_INTERFACE is refused in every scope. A Bind of a vDevice bound
+ * already is 0, nothing sent, whatever the TDI's state (@ret_state tells it).
  *
  * Blocks: every later call on @c waits for it, guest requests to other devices included (see
  * "One connection answers in call order" above).

@@ -85,7 +85,9 @@ typedef struct Reply {
 
 typedef struct Handler {
         uint8_t type;
-        EmuScope scope; /* for the debug VDM the op decides between the two debug scopes */
+        /* The guest scope that carries it, _EMU_SCOPE_INVALID for none (the TSM's own); for the
+         * debug VDM the op decides between the two debug scopes. */
+        EmuScope scope;
         int (*process)(EmuDevice *d, const Request *req, Reply *reply);
 } Handler;
 
@@ -220,12 +222,14 @@ static void device_make_nonce(const EmuDevice *d, uint8_t nonce[static TDISP_NON
         }
 }
 
+/* A response carries the request's version, as spdm-emu's and QEMU's responders answer: only an
+ * ERROR (VERSION_MISMATCH) can follow a request of another version than 1.0. */
 static int reply_begin(Reply *reply, const TdispHeader *req, uint8_t type, size_t body_len,
                        uint8_t **ret_body) {
         TdispHeader h = {
-                .version = TDISP_VERSION_1_0,
+                .version = req->version,
                 .message_type = type,
-                .interface_id.function_id = htole32(req ? req->interface_id.function_id : 0),
+                .interface_id.function_id = htole32(req->interface_id.function_id),
         };
 
         if (reply->size < sizeof(h) || body_len > reply->size - sizeof(h))
@@ -240,8 +244,7 @@ static int reply_begin(Reply *reply, const TdispHeader *req, uint8_t type, size_
         return 0;
 }
 
-/* req may be NULL when the request was too short to have a header: the ERROR then names
- * function 0. error_data is 0 except for UNSUPPORTED_REQUEST, which carries the code. */
+/* error_data is 0 except for UNSUPPORTED_REQUEST, which carries the code. */
 static int reply_error(Reply *reply, const TdispHeader *req, uint32_t code, uint32_t data) {
         uint8_t *body;
         int r;
@@ -254,6 +257,14 @@ static int reply_error(Reply *reply, const TdispHeader *req, uint32_t code, uint
         unaligned_write_le32(body, code);
         unaligned_write_le32(body + sizeof(uint32_t), data);
         return 0;
+}
+
+/* For a request too short to have a header: the ERROR names function 0 and carries the
+ * request's version byte, 1.0 if it has none. */
+static int reply_error_short(Reply *reply, const uint8_t *msg, size_t len, uint32_t code) {
+        TdispHeader h = { .version = len > 0 ? msg[0] : TDISP_VERSION_1_0 };
+
+        return reply_error(reply, &h, code, 0);
 }
 
 static int handle_get_version(EmuDevice *d, const Request *req, Reply *reply) {
@@ -622,17 +633,22 @@ static int handle_vdm(EmuDevice *d, const Request *req, Reply *reply) {
         }
 }
 
-/* The requests this device implements, and the scope each belongs to. BIND_P2P_STREAM,
- * UNBIND_P2P_STREAM and SET_MMIO_ATTRIBUTE (optional in TDISP 1.0) and the later
- * SET_TDISP_CONFIG are answered with UNSUPPORTED_REQUEST, and are not advertised. */
+/* The requests this device implements, and the guest scope each is carried in: what a kernel
+ * TSM lets a guest send. include/linux/pci-tsm.h has STATE_CHANGE as "UNLOCKED->LOCKED,
+ * LOCKED->RUN, or other architecture specific state changes to support those transitions", and
+ * the Arm CCA host takes only the transition to RUN there, leaving locking and stopping to the
+ * host: LOCK and STOP are the TSM's own, sent at the host's bind and unbind, and no guest scope
+ * carries them (_EMU_SCOPE_INVALID). BIND_P2P_STREAM, UNBIND_P2P_STREAM and SET_MMIO_ATTRIBUTE
+ * (optional in TDISP 1.0) and the later SET_TDISP_CONFIG, like any other code, are refused in
+ * every guest scope, answered with UNSUPPORTED_REQUEST on the TSM's channel, and not advertised. */
 static const Handler handlers[] = {
         { TDISP_MSG_GET_VERSION, EMU_SCOPE_INFO, handle_get_version },
         { TDISP_MSG_GET_CAPABILITIES, EMU_SCOPE_INFO, handle_get_capabilities },
-        { TDISP_MSG_LOCK_INTERFACE_REQ, EMU_SCOPE_STATE_CHANGE, handle_lock_interface },
+        { TDISP_MSG_LOCK_INTERFACE_REQ, _EMU_SCOPE_INVALID, handle_lock_interface },
         { TDISP_MSG_GET_DEVICE_INTERFACE_REPORT, EMU_SCOPE_INFO, handle_get_device_interface_report },
         { TDISP_MSG_GET_DEVICE_INTERFACE_STATE, EMU_SCOPE_INFO, handle_get_device_interface_state },
         { TDISP_MSG_START_INTERFACE_REQ, EMU_SCOPE_STATE_CHANGE, handle_start_interface },
-        { TDISP_MSG_STOP_INTERFACE_REQ, EMU_SCOPE_STATE_CHANGE, handle_stop_interface },
+        { TDISP_MSG_STOP_INTERFACE_REQ, _EMU_SCOPE_INVALID, handle_stop_interface },
         { TDISP_MSG_VDM_REQ, EMU_SCOPE_DEBUG_READ, handle_vdm },
 };
 
@@ -644,10 +660,11 @@ static const Handler *handler_find(uint8_t type) {
 }
 
 static void capabilities_fill_supported(uint8_t bitmap[static 16]) {
-        /* REQ_MSGS_SUPPORTED bit n is request code 0x81 + n (TEE-IO validator case 2.1:
-         * bits 0-6 are the mandatory GET_TDISP_VERSION..STOP_INTERFACE_REQUEST). */
+        /* REQ_MSGS_SUPPORTED: "the bit index corresponds to the message code defined in Table
+         * 11-3 minus 80h" (PCIe 6.1 11.3.7), so GET_TDISP_VERSION (81h) is bit 1, and the
+         * mandatory 81h-87h are 0xFE in the first byte (spdm-emu, TEE-IO validator case 2.1). */
         for (size_t i = 0; i < ELEMENTSOF(handlers); i++) {
-                unsigned bit = handlers[i].type - TDISP_MSG_REQUEST_FIRST;
+                unsigned bit = handlers[i].type - TDISP_REQ_MSGS_SUPPORTED_BASE;
                 bitmap[bit / 8] |= (uint8_t) (1u << (bit % 8));
         }
 }
@@ -657,15 +674,18 @@ static bool request_permitted(const uint8_t *msg, size_t len, EmuScope scope) {
         EmuDebugMessage m;
 
         /* SECURITY: this is the TSM backend's check of guest requests against the scope
-         * they were sent in, done before the device sees the request. A message too short
-         * to name a type, or of a type the device does not implement, is let through in
-         * any scope: it is answered with an ERROR and cannot change anything. */
+         * they were sent in, done before the device sees the request. Every request code has
+         * one guest scope or none; a message too short to have a code, or whose code no
+         * scope carries (LOCK and STOP, the TSM's own; BIND_P2P_STREAM, UNBIND_P2P_STREAM,
+         * SET_MMIO_ATTRIBUTE and SET_TDISP_CONFIG, the host's business and not implemented;
+         * response codes; unknown codes), is refused in every scope: a TSM cannot tell what
+         * it would do. */
         if (len < offsetof(TdispHeader, message_type) + 1)
-                return true;
+                return false;
 
         h = handler_find(msg[offsetof(TdispHeader, message_type)]);
-        if (!h)
-                return true;
+        if (!h || h->scope < 0)
+                return false;
 
         if (h->type != TDISP_MSG_VDM_REQ)
                 return h->scope == scope;
@@ -691,7 +711,7 @@ static int device_dispatch(EmuDevice *d, const uint8_t *msg, size_t len, Reply *
         size_t body_size;
 
         if (tdisp_header_decode(msg, len, &req.header) < 0)
-                return reply_error(reply, NULL, TDISP_ERROR_INVALID_REQUEST, 0);
+                return reply_error_short(reply, msg, len, TDISP_ERROR_INVALID_REQUEST);
 
         if (req.header.version != TDISP_VERSION_1_0)
                 return reply_error(reply, &req.header, TDISP_ERROR_VERSION_MISMATCH, 0);
@@ -744,8 +764,9 @@ static int device_process(EmuDevice *d, const uint8_t *msg, size_t len, Reply *r
                 fault_consume(d);
                 return -ENODEV;
         case EMU_FAULT_TDISP_ERROR:
-                r = reply_error(reply, tdisp_header_decode(msg, len, &h) >= 0 ? &h : NULL,
-                                d->fault_error_code, 0);
+                r = tdisp_header_decode(msg, len, &h) >= 0 ?
+                                    reply_error(reply, &h, d->fault_error_code, 0) :
+                                    reply_error_short(reply, msg, len, d->fault_error_code);
                 if (r < 0)
                         return r; /* not consumed: the caller did not get to see it */
                 fault_consume(d);
@@ -778,6 +799,30 @@ int emu_device_request(
 
         if (!request_permitted(req, req_len, scope))
                 return -EPERM;
+
+        r = device_process(d, req, req_len, &reply);
+        if (r < 0)
+                return r;
+
+        *ret_resp_len = reply.len;
+        return 0;
+}
+
+int emu_device_host_request(
+                EmuDevice *d,
+                const void *req,
+                size_t req_len,
+                void *resp,
+                size_t resp_size,
+                size_t *ret_resp_len) {
+
+        Reply reply = { .buf = resp, .size = resp_size };
+        int r;
+
+        assert_return(d, -EINVAL);
+        assert_return(req || req_len == 0, -EINVAL);
+        assert_return(resp || resp_size == 0, -EINVAL);
+        assert_return(ret_resp_len, -EINVAL);
 
         r = device_process(d, req, req_len, &reply);
         if (r < 0)

@@ -21,11 +21,15 @@
 typedef struct EmuDevice EmuDevice;
 
 /* The kernel's PCI TSM request scopes, with the values of IOMMU_VDEVICE_TSM_REQ_SCOPE_PCI_*
- * (iommufd TSM series v5): a request is processed only in the scope its message belongs to. */
+ * (iommufd TSM series v5): a guest's request is processed only in the scope its message belongs
+ * to. LOCK_INTERFACE and STOP_INTERFACE belong to none: the TSM sends them at the host's bind
+ * and unbind (emu_device_bind(), emu_device_host_request()), nor do the requests the device does
+ * not implement (BIND_P2P_STREAM, UNBIND_P2P_STREAM, SET_MMIO_ATTRIBUTE, SET_TDISP_CONFIG),
+ * response codes, unknown codes, and messages too short to have a code. */
 typedef enum EmuScope {
         EMU_SCOPE_INFO = 0,         /* GET_TDISP_VERSION, GET_TDISP_CAPABILITIES,
                                      * GET_DEVICE_INTERFACE_REPORT, GET_DEVICE_INTERFACE_STATE */
-        EMU_SCOPE_STATE_CHANGE = 1, /* LOCK_INTERFACE, START_INTERFACE, STOP_INTERFACE */
+        EMU_SCOPE_STATE_CHANGE = 1, /* START_INTERFACE (CONFIG_LOCKED->RUN) */
         EMU_SCOPE_DEBUG_READ = 2,   /* debug VDM, read */
         EMU_SCOPE_DEBUG_WRITE = 3,  /* debug VDM, write */
         _EMU_SCOPE_MAX,
@@ -141,6 +145,17 @@ TdispState emu_device_get_state(const EmuDevice *d);
 int emu_device_request(
                 EmuDevice *d,
                 EmuScope scope,
+                const void *req,
+                size_t req_len,
+                void *resp,
+                size_t resp_size,
+                size_t *ret_resp_len);
+
+/* The TSM's own exchange with the device, as a TSM sends LOCK_INTERFACE (with the parameters it
+ * chose) and STOP_INTERFACE on the host's behalf: any message, no scope check, otherwise as
+ * emu_device_request() (never -EPERM). Tests and fuzzers drive the state machine through it. */
+int emu_device_host_request(
+                EmuDevice *d,
                 const void *req,
                 size_t req_len,
                 void *resp,

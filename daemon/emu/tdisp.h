@@ -52,8 +52,9 @@ typedef enum TdispMessageType {
         TDISP_MSG_SET_TDISP_CONFIG_REQ = 0x8C, /* later ECN (XT mode), not TDISP 1.0 */
 } TdispMessageType;
 
-/* The first request code; bit n of CAPABILITIES.req_msgs_supported stands for code 0x81 + n. */
-#define TDISP_MSG_REQUEST_FIRST TDISP_MSG_GET_VERSION
+/* Bit n of CAPABILITIES.req_msgs_supported stands for request code 0x80 + n (PCIe 6.1 11.3.7:
+ * "the message code ... minus 80h"): bit 0 is no request. */
+#define TDISP_REQ_MSGS_SUPPORTED_BASE 0x80u
 
 /* ERROR.error_code values. */
 typedef enum TdispErrorCode {

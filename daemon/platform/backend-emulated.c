@@ -46,7 +46,7 @@ static const TsmScopeDesc emulated_scopes[] = {
                 .max_request = TDISP_START_REQ,
                 .max_response = TDISP_LOCK_RSP,
                 .default_allowed = true,
-                .description = "LOCK_INTERFACE, START_INTERFACE, STOP_INTERFACE and related requests",
+                .description = "START_INTERFACE (config_locked -> run); LOCK and STOP are the host's Bind and Unbind",
         },
         {
                 .name = TSM_SCOPE_DEBUG_READ,

@@ -409,11 +409,16 @@ TEST(reload_switches_faults) {
                         TEST_FAIL("after '%s': result %d type 0x%02x, expected %d 0x%02x", steps[i].devices, d.result,
                                   d.type, steps[i].result, steps[i].type);
                 /* Busy and ERROR answers leave the TDI as it was; "gone" resets it, which ends
-                 * its lock, not its binding: the bind after it locks it again. */
+                 * its lock, not its binding (a bind finds it bound): the host unbinds and binds
+                 * again to lock it. */
                 ASSERT_EQ(emu_device_get_state(dev), i == 1 || i == 2 ? TDISP_STATE_CONFIG_UNLOCKED
                                                                       : TDISP_STATE_CONFIG_LOCKED);
-                if (i == 2)
+                if (i == 2) {
                         set_bound(&r, DEV1, true);
+                        ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_UNLOCKED);
+                        set_bound(&r, DEV1, false);
+                        set_bound(&r, DEV1, true);
+                }
         }
         ASSERT_EQ(emu_device_get_config(dev)->n_mmio_ranges, EMU_MMIO_RANGES_DEFAULT);
         /* A bad list changes nothing. */
@@ -436,7 +441,7 @@ TEST(guest_start_after_bind_runs_with_the_tsm_nonce) {
         TsmTarget t = { .pci_address = DEV1, .iommufd = -EBADF };
         uint8_t guess[TDISP_NONCE_SIZE] = {};
         Router r;
-        Done bind, start, again, stop;
+        Done bind, start, again;
 
         router_new(&r, DEV1, 0, 5000 * MSEC);
         bind = (Done){ .start = now_monotonic_usec() };
@@ -456,10 +461,8 @@ TEST(guest_start_after_bind_runs_with_the_tsm_nonce) {
         ASSERT_EQ(again.type, TDISP_MSG_ERROR);
         ASSERT_EQ(error_of(&again), TDISP_ERROR_INVALID_INTERFACE_STATE);
 
-        /* STOP: no LOCK, no START. */
-        submit_state_change(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, &stop);
-        run_until(&r, &stop.called, SLACK_USEC);
-        ASSERT_EQ(stop.type, TDISP_MSG_STOP_INTERFACE_RSP);
+        /* Unlocked (as by a reset), still bound: no LOCK, no START. */
+        ASSERT_OK(emu_device_unbind(emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1)));
         submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, guess, sizeof(guess), &again);
         run_until(&r, &again.called, SLACK_USEC);
         ASSERT_EQ(error_of(&again), TDISP_ERROR_INVALID_INTERFACE_STATE);
@@ -467,33 +470,42 @@ TEST(guest_start_after_bind_runs_with_the_tsm_nonce) {
         router_free(&r);
 }
 
-/* A guest that locks the TDI itself (bound, after its STOP) gets the LOCK_INTERFACE_RESPONSE
- * without the nonce, which stays with the TSM; what the guest then sends as nonce does not
- * matter. A TDI locked where the router did not see it (here: behind its back) has no nonce
- * held, and even the right one from the guest does not start it. */
-TEST(guest_lock_keeps_the_nonce_in_the_tsm) {
-        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+/* A guest can neither STOP the TDI the host bound nor LOCK it with parameters of its own: the
+ * emulated TSM refuses both in scope state-change, as a kernel TSM takes only the transition to
+ * RUN from a guest, and the host's lock and nonce stay. A TDI locked where the router did not
+ * see it (here: behind its back) has no nonce held, and even the right one from the guest does
+ * not start it. */
+TEST(guest_cannot_stop_or_lock_the_tdi) {
+        TdispLockInterfaceParams lock = {
+                .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE | TDISP_LOCK_FLAG_LOCK_MSIX),
+                .mmio_reporting_offset = htole64(UINT64_C(0x10000000)),
+        };
         uint8_t zero[TDISP_NONCE_SIZE] = {}, nonce[TDISP_NONCE_SIZE];
+        EmuDevice *dev;
+        EmuDeviceSaved saved;
         Router r;
         Done locked, start, stop;
 
         router_new_bound(&r, DEV1, NULL, 0, 5000 * MSEC);
+        dev = emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1);
         submit_state_change(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, &stop);
         run_until(&r, &stop.called, SLACK_USEC);
-        ASSERT_EQ(stop.type, TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_ERRNO(stop.result, EINVAL); /* as the kernel's TSMs answer it */
         submit_state_change(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), &locked);
         run_until(&r, &locked.called, SLACK_USEC);
-        ASSERT_EQ(locked.type, TDISP_MSG_LOCK_INTERFACE_RSP);
-        ASSERT_EQ(locked.len, sizeof(TdispLockInterfaceResponse));
-        ASSERT_MEMEQ(locked.resp + offsetof(TdispLockInterfaceResponse, start_interface_nonce), zero, sizeof(zero));
+        ASSERT_ERRNO(locked.result, EINVAL);
+        emu_device_save(dev, &saved);
+        ASSERT_EQ(saved.lock.flags, TDISP_LOCK_FLAG_NO_FW_UPDATE); /* the host's */
+        ASSERT_EQ(saved.lock.mmio_reporting_offset, 0u);
         submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero), &start);
         run_until(&r, &start.called, SLACK_USEC);
         ASSERT_EQ(start.type, TDISP_MSG_START_INTERFACE_RSP);
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_RUN);
+        set_bound(&r, DEV1, true); /* bound already: 0, as the kernel's pci_tsm_bind() */
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_RUN);
 
-        submit_state_change(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, &stop);
-        run_until(&r, &stop.called, SLACK_USEC);
-        ASSERT_OK(emu_device_bind(emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1), nonce));
+        ASSERT_OK(emu_device_unbind(dev));
+        ASSERT_OK(emu_device_bind(dev, nonce));
         submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, nonce, sizeof(nonce), &start);
         run_until(&r, &start.called, SLACK_USEC);
         ASSERT_EQ(start.type, TDISP_MSG_ERROR);
@@ -514,18 +526,43 @@ static int version_result(Router *r, const char *address) {
         return d.result;
 }
 
+/* An unbind cannot fail, as the kernel's pci_tsm_unbind() is void: whatever fault the device has,
+ * the unbind is done and the binding dropped (guest requests refused: not bound). A device that
+ * did not take the STOP keeps its TDI as it was; an unbind once it answers again unlocks it. */
+TEST(unbind_succeeds_whatever_the_device_answers) {
+        static const char *const faulty[] = {
+                DEV1 ":fault=busy", DEV1 ":fault=timeout", DEV1 ":fault=tdisp-error", DEV1 ":fault=gone",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(faulty); i++) {
+                EmuDevice *dev;
+                Router r;
+
+                router_new_bound(&r, DEV1, faulty[i], 0, 1000 * MSEC);
+                dev = emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1);
+                set_bound(&r, DEV1, false);
+                ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV1));
+                ASSERT_ERRNO(version_result(&r, DEV1), ENXIO);
+                set_bound(&r, DEV1, false);
+                ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_UNLOCKED);
+                set_bound(&r, DEV1, true);
+                ASSERT_EQ(emu_device_get_state(dev), TDISP_STATE_CONFIG_LOCKED);
+                router_free(&r);
+        }
+}
+
 /* As the kernel's pci_tsm_guest_req() answers ENXIO for a TDI not bound, the emulated TSM takes
  * guest requests only from the host's bind to its unbind, without asking the device otherwise:
- * a guest cannot lock a TDI nobody bound. The binding outlasts the TDI's lock (a guest's STOP),
- * as the kernel's does, but not an unbind, nor the device leaving the platform. */
+ * a guest cannot even ask a TDI nobody bound. The binding outlasts the TDI's lock (a reset), as
+ * the kernel's does, but not an unbind, nor the device leaving the platform. */
 TEST(guest_requests_need_a_bound_tdi) {
-        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        uint8_t zero[TDISP_NONCE_SIZE] = {};
         Router r;
         Done d;
 
         router_new(&r, DEV1 "," DEV2, 0, 5000 * MSEC);
         ASSERT_ERRNO(version_result(&r, DEV1), ENXIO);
-        submit_state_change(&r, DEV1, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), &d);
+        submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero), &d);
         run_until(&r, &d.called, SLACK_USEC);
         ASSERT_ERRNO(d.result, ENXIO);
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED); /* never asked */
@@ -533,9 +570,9 @@ TEST(guest_requests_need_a_bound_tdi) {
         set_bound(&r, DEV1, true);
         ASSERT_OK(version_result(&r, DEV1));
         ASSERT_ERRNO(version_result(&r, DEV2), ENXIO); /* bound is per device */
-        submit_state_change(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, &d);
-        run_until(&r, &d.called, SLACK_USEC);
-        ASSERT_EQ(d.type, TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV1 ":fault=gone," DEV2));
+        ASSERT_ERRNO(version_result(&r, DEV1), ENODEV); /* a reset */
+        ASSERT_OK(tsm_platform_set_emulated_devices(r.p, DEV1 "," DEV2));
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_UNLOCKED);
         ASSERT_OK(version_result(&r, DEV1));
 

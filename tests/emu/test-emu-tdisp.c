@@ -35,10 +35,20 @@ static size_t build(uint8_t type, uint32_t fid, const void *body, size_t body_le
         return len;
 }
 
+/* Not a scope: the TSM's own channel (emu_device_host_request()), which LOCK and STOP take. */
+#define SCOPE_HOST ((EmuScope) 100)
+
+static int request_sized(EmuDevice *d, EmuScope scope, const void *msg, size_t msg_len, uint8_t *resp,
+                         size_t resp_size, size_t *ret_len) {
+        if (scope == SCOPE_HOST)
+                return emu_device_host_request(d, msg, msg_len, resp, resp_size, ret_len);
+        return emu_device_request(d, scope, msg, msg_len, resp, resp_size, ret_len);
+}
+
 /* Sends raw bytes, with room for any response. */
 static int request(EmuDevice *d, EmuScope scope, const void *msg, size_t msg_len,
                    uint8_t resp[static EMU_RESPONSE_MAX], size_t *ret_len) {
-        return emu_device_request(d, scope, msg, msg_len, resp, EMU_RESPONSE_MAX, ret_len);
+        return request_sized(d, scope, msg, msg_len, resp, EMU_RESPONSE_MAX, ret_len);
 }
 
 /* Sends type+body to d in scope and returns the response length; the request must produce
@@ -55,11 +65,13 @@ static size_t send_scoped(EmuDevice *d, EmuScope scope, uint8_t type, const void
         return resp_len;
 }
 
+/* The scope a guest sends type in, or the TSM's own channel for LOCK and STOP. */
 static EmuScope scope_of(uint8_t type) {
         switch (type) {
         case TDISP_MSG_LOCK_INTERFACE_REQ:
-        case TDISP_MSG_START_INTERFACE_REQ:
         case TDISP_MSG_STOP_INTERFACE_REQ:
+                return SCOPE_HOST;
+        case TDISP_MSG_START_INTERFACE_REQ:
                 return EMU_SCOPE_STATE_CHANGE;
         default:
                 return EMU_SCOPE_INFO;
@@ -247,8 +259,8 @@ TEST(get_capabilities_golden) {
                 0x10, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, /* TDISP_CAPABILITIES */
                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
                 0x00, 0x00, 0x00, 0x00,                         /* DSM_CAPS */
-                0x7f, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* REQ_MSGS_SUPPORTED: 0x81-0x87, */
-                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /*   0x8b (VDM) */
+                0xfe, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* REQ_MSGS_SUPPORTED, bit = code - 0x80: */
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /*   0x81-0x87, 0x8b (VDM) */
                 0x17, 0x00,                                     /* LOCK flags: all but BIND_P2P */
                 0x00, 0x00, 0x00,                               /* reserved */
                 0x34,                                           /* DEV_ADDR_WIDTH 52 */
@@ -814,6 +826,7 @@ TEST(malformed_lengths) {
                 for (size_t n = 0; n <= full + 1; n++) {
                         /* Exact copies on the heap, so ASan/valgrind see any overread. */
                         _cleanup_free_ uint8_t *copy = NULL;
+                        int r;
 
                         if (n == full)
                                 continue;
@@ -821,8 +834,13 @@ TEST(malformed_lengths) {
                         ASSERT_NOT_NULL(copy);
                         memcpy(copy, msg, n);
 
-                        ASSERT_OK(emu_device_request(d, scope_of(types[t]), copy, n, resp,
-                                                     sizeof(resp), &len));
+                        /* Too short to have a type: no guest scope carries it. */
+                        r = request_sized(d, scope_of(types[t]), copy, n, resp, sizeof(resp), &len);
+                        if (n < 2 && scope_of(types[t]) != SCOPE_HOST) {
+                                ASSERT_ERRNO(r, EPERM);
+                                continue;
+                        }
+                        ASSERT_OK(r);
                         ASSERT_EQ(error_code_of(resp, len, n >= sizeof(TdispHeader) ? FID1 : 0),
                                   TDISP_ERROR_INVALID_REQUEST);
                         ASSERT_EQ(emu_device_get_state(d), TDISP_STATE_CONFIG_LOCKED);
@@ -839,26 +857,47 @@ TEST(malformed_header) {
         size_t msg_len, len;
         uint32_t code, data;
 
-        /* Wrong version, whatever the message. */
+        /* Wrong version, whatever the message. The ERROR carries the request's version, as
+         * spdm-emu's and QEMU's responders answer, and so does one to a message too short to
+         * have a header. */
         static const uint8_t versions[] = { 0x00, 0x01, 0x11, 0x20, 0xff };
         for (size_t i = 0; i < ELEMENTSOF(versions); i++) {
                 msg_len = build(TDISP_MSG_GET_VERSION, FID1, NULL, 0, msg, sizeof(msg));
                 msg[0] = versions[i];
                 ASSERT_OK(request(d, EMU_SCOPE_INFO, msg, msg_len, resp, &len));
-                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_VERSION_MISMATCH);
+                ASSERT_EQ(len, sizeof(TdispErrorResponse));
+                ASSERT_EQ(resp[0], versions[i]);
+                ASSERT_EQ(resp[1], TDISP_MSG_ERROR);
+                ASSERT_OK(tdisp_error_decode(resp, len, &code, &data));
+                ASSERT_EQ(code, TDISP_ERROR_VERSION_MISMATCH);
+
+                ASSERT_OK(request(d, EMU_SCOPE_INFO, msg, sizeof(TdispHeader) - 1, resp, &len));
+                ASSERT_EQ(len, sizeof(TdispErrorResponse));
+                ASSERT_EQ(resp[0], versions[i]);
+                ASSERT_EQ(resp[1], TDISP_MSG_ERROR);
+                ASSERT_OK(tdisp_error_decode(resp, len, &code, &data));
+                ASSERT_EQ(code, TDISP_ERROR_INVALID_REQUEST);
         }
 
-        /* Types the device does not implement, including response codes, in any scope:
-         * UNSUPPORTED_REQUEST with the code as error data. */
+        /* Types the device does not implement, including response codes: no guest scope
+         * carries them (a TSM cannot tell what they would do), nor a message too short to have a
+         * type; on the TSM's own channel, UNSUPPORTED_REQUEST with the code as error data. */
         static const uint8_t types[] = { 0x00, 0x01, 0x7f, 0x80, 0x88, 0x89, 0x8a, 0x8c, 0x8d, 0xff };
-        for (size_t i = 0; i < ELEMENTSOF(types); i++)
+        for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+                msg_len = build(types[i], FID1, NULL, 0, msg, sizeof(msg));
                 for (EmuScope s = 0; s < _EMU_SCOPE_MAX; s++) {
-                        msg_len = build(types[i], FID1, NULL, 0, msg, sizeof(msg));
-                        ASSERT_OK(request(d, s, msg, msg_len, resp, &len));
-                        ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_UNSUPPORTED_REQUEST);
-                        ASSERT_OK(tdisp_error_decode(resp, len, &code, &data));
-                        ASSERT_EQ(data, types[i]);
+                        len = 0;
+                        ASSERT_ERRNO(request(d, s, msg, msg_len, resp, &len), EPERM);
+                        ASSERT_EQ(len, 0);
                 }
+                ASSERT_OK(request(d, SCOPE_HOST, msg, msg_len, resp, &len));
+                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_UNSUPPORTED_REQUEST);
+                ASSERT_OK(tdisp_error_decode(resp, len, &code, &data));
+                ASSERT_EQ(data, types[i]);
+        }
+        for (size_t n = 0; n < 2; n++)
+                for (EmuScope s = 0; s < _EMU_SCOPE_MAX; s++)
+                        ASSERT_ERRNO(request(d, s, "\x10\x81", n, resp, &len), EPERM);
 
         /* Another function, or the interface id's reserved bytes set: not this TDI. The
          * ERROR names the interface that was asked for. */
@@ -877,7 +916,7 @@ TEST(malformed_header) {
         for (size_t b = 2; b < 4; b++) {
                 msg_len = build(TDISP_MSG_STOP_INTERFACE_REQ, FID1, NULL, 0, msg, sizeof(msg));
                 msg[b] = 1;
-                ASSERT_OK(request(d, EMU_SCOPE_STATE_CHANGE, msg, msg_len, resp, &len));
+                ASSERT_OK(request(d, SCOPE_HOST, msg, msg_len, resp, &len));
                 ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
         }
 
@@ -906,6 +945,7 @@ TEST(scope_enforcement) {
                         body_len = valid_body(types[t], nonce, body);
                         msg_len = build(types[t], FID1, body, body_len, msg, sizeof(msg));
 
+                        /* LOCK and STOP are the TSM's own: refused in every guest scope. */
                         r = request(d, s, msg, msg_len, resp, &len);
                         if (s == scope_of(types[t])) {
                                 ASSERT_OK(r);
@@ -1005,7 +1045,7 @@ TEST(fault_busy_timeout) {
                 ASSERT_OK(emu_device_inject_fault(d, faults[f].fault, 1));
                 msg_len = build(TDISP_MSG_LOCK_INTERFACE_REQ, FID1, &LOCK_DEFAULT,
                                               sizeof(LOCK_DEFAULT), msg, sizeof(msg));
-                ASSERT_ERRNO(request(d, EMU_SCOPE_STATE_CHANGE, msg, msg_len, resp, &len),
+                ASSERT_ERRNO(request(d, SCOPE_HOST, msg, msg_len, resp, &len),
                              faults[f].error);
                 ASSERT_EQ(emu_device_get_state(d), TDISP_STATE_CONFIG_UNLOCKED);
                 ASSERT_OK(try_get_version(d, resp, &len));
@@ -1089,9 +1129,11 @@ TEST(fault_tdisp_error) {
         ASSERT_OK(try_get_version(d, resp, &len));
         ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INSUFFICIENT_ENTROPY);
 
-        /* The plain TDISP_ERROR fault says UNSPECIFIED; it also answers garbage. */
+        /* The plain TDISP_ERROR fault says UNSPECIFIED; it also answers garbage (no guest's:
+         * a message too short to have a type reaches the device from the TSM only). */
         ASSERT_OK(emu_device_inject_fault(d, EMU_FAULT_TDISP_ERROR, 1));
-        ASSERT_OK(request(d, EMU_SCOPE_INFO, "\x10", 1, resp, &len));
+        ASSERT_ERRNO(request(d, EMU_SCOPE_INFO, "\x10", 1, resp, &len), EPERM);
+        ASSERT_OK(request(d, SCOPE_HOST, "\x10", 1, resp, &len));
         ASSERT_EQ(error_code_of(resp, len, 0), TDISP_ERROR_UNSPECIFIED);
 
         /* Host side: a busy device fails bind with -EBUSY, other errors with -EIO. */
@@ -1155,23 +1197,21 @@ TEST(enobufs) {
                 msg_len = build(types[t], FID1, body, body_len, msg, sizeof(msg));
 
                 /* What the twin answers with enough room... */
-                ASSERT_OK(emu_device_request(twin, scope_of(types[t]), msg, msg_len, expected,
-                                             sizeof(expected),
-                                             &expected_len));
+                ASSERT_OK(request_sized(twin, scope_of(types[t]), msg, msg_len, expected, sizeof(expected),
+                                        &expected_len));
                 ASSERT_NE(expected[1], TDISP_MSG_ERROR);
 
                 /* ...does not fit one byte less (nor in nothing), and nothing happened: the
                  * state is the same, and a LOCK did not consume a nonce. */
                 for (size_t size = 0; size < expected_len; size++) {
                         len = 0;
-                        ASSERT_ERRNO(emu_device_request(d, scope_of(types[t]), msg, msg_len, resp,
-                                                        size, &len),
+                        ASSERT_ERRNO(request_sized(d, scope_of(types[t]), msg, msg_len, resp, size, &len),
                                      ENOBUFS);
                         ASSERT_EQ(len, 0);
                         ASSERT_EQ(emu_device_get_state(d), before);
                 }
 
-                ASSERT_OK(emu_device_request(d, scope_of(types[t]), msg, msg_len, resp, expected_len, &len));
+                ASSERT_OK(request_sized(d, scope_of(types[t]), msg, msg_len, resp, expected_len, &len));
                 ASSERT_EQ(len, expected_len);
                 ASSERT_MEMEQ(resp, expected, len);
         }

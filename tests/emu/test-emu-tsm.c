@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The emulated TSM as TDISP requester (daemon/emu-tsm.c): it keeps the nonce of the LOCK it
- * made at a bind, or that a guest's LOCK got, completes the guest's START_INTERFACE_REQUEST with
+ * made at a bind (a guest can neither LOCK nor STOP), completes the guest's START_INTERFACE_REQUEST with
  * it whatever nonce bytes the guest sent, never hands it to the guest, and drops it once used or
  * once the TDI is no longer CONFIG_LOCKED, so that a START it holds no nonce for fails at the
  * device (INVALID_NONCE, or INVALID_INTERFACE_STATE if the TDI is not locked); it holds the
@@ -100,13 +100,11 @@ TEST(bind_then_guest_start_reaches_run) {
         fixture_free(&f);
 }
 
-/* A bind of a TDI the host bound is done without asking the device, as the kernel's
+/* A bind of a TDI bound already is done without asking the device, as the kernel's
  * pci_tsm_bind() answers 0 for a TDI bound already: in CONFIG_LOCKED (the nonce held stays the
- * one the guest's START gets) and in RUN. A STOP ends the binding, and so does an unbind: the
- * next bind locks the TDI again. A TDI the guest locked itself was never bound by the host:
- * the bind asks the device, which refuses it. */
+ * one the guest's START gets), in RUN, and in ERROR (the host unbinds to recover, as on a kernel
+ * TSM). An unbind ends the binding: the next bind locks the TDI again. */
 TEST(bind_of_a_bound_tdi_asks_nothing) {
-        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
         uint8_t first[TDISP_NONCE_SIZE], again[TDISP_NONCE_SIZE];
         EmuDeviceSaved saved;
         Fixture f;
@@ -125,52 +123,67 @@ TEST(bind_of_a_bound_tdi_asks_nothing) {
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
         ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_RUN);
 
-        ASSERT_EQ(guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0).buf[1],
-                  TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_EQ(emu_device_trigger_tdi_error(f.d), 1);
+        ASSERT_OK(emu_device_inject_fault(f.d, EMU_FAULT_BUSY, 1)); /* would fail a bind that asks */
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_ERROR);
+        emu_device_clear_fault(f.d);
         emu_device_save(f.d, &saved);
-        ASSERT_EQ(saved.n_locks, 2u);
+        ASSERT_EQ(saved.n_locks, 1u);
+
         ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
         ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_UNLOCKED);
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
         emu_device_save(f.d, &saved);
-        ASSERT_EQ(saved.n_locks, 3u);
+        ASSERT_EQ(saved.n_locks, 2u);
         ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
-
-        ASSERT_EQ(guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock)).buf[1],
-                  TDISP_MSG_LOCK_INTERFACE_RSP);
-        ASSERT_ERRNO(emu_tsm_bind(f.tsm, f.d), EALREADY);
         fixture_free(&f);
 }
 
-/* A guest may still lock the TDI itself (scope state-change): the TSM keeps the nonce, the guest's
- * LOCK_INTERFACE_RESPONSE comes without it, and its START works all the same. */
-TEST(guest_lock_nonce_stays_with_the_tsm) {
-        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+/* A guest cannot take the TDI from the host: LOCK and STOP are the TSM's (a kernel TSM takes only
+ * the transition to RUN from a guest), refused in every scope, unseen by the device. So a guest
+ * cannot STOP the TDI the host bound and LOCK it again with parameters of its own (MSI-X locked,
+ * another reporting offset): the TDI keeps the host's lock, the host's bind still finds it
+ * bound, and the guest's START uses the host's nonce. */
+TEST(guest_cannot_stop_or_lock) {
+        TdispLockInterfaceParams lock = {
+                .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE | TDISP_LOCK_FLAG_LOCK_MSIX),
+                .mmio_reporting_offset = htole64(UINT64_C(0x10000000)),
+        };
+        EmuDeviceSaved saved;
         Answer a;
         Fixture f;
 
         fixture_new(&f);
-        a = guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock));
-        ASSERT_OK(a.result);
-        ASSERT_EQ(a.buf[1], TDISP_MSG_LOCK_INTERFACE_RSP);
-        ASSERT_EQ(a.len, sizeof(TdispLockInterfaceResponse));
-        ASSERT_MEMEQ(a.buf + offsetof(TdispLockInterfaceResponse, start_interface_nonce), zero, sizeof(zero));
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        for (EmuScope s = 0; s < _EMU_SCOPE_MAX; s++) {
+                a = guest(&f, s, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0);
+                ASSERT_ERRNO(a.result, EINVAL); /* as the kernel's TSMs answer it */
+                a = guest(&f, s, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock));
+                ASSERT_ERRNO(a.result, EINVAL);
+        }
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_LOCKED);
+        emu_device_save(f.d, &saved);
+        ASSERT_EQ(saved.n_locks, 1u);
+        ASSERT_EQ(saved.lock.flags, TDISP_LOCK_FLAG_NO_FW_UPDATE);
+        ASSERT_EQ(saved.lock.mmio_reporting_offset, 0u);
         ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
 
         /* A START in another scope is refused unseen and uses nothing. */
         a = guest(&f, EMU_SCOPE_INFO, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero));
-        ASSERT_ERRNO(a.result, EPERM);
+        ASSERT_ERRNO(a.result, EINVAL);
         /* One of the wrong size is malformed: the device refuses it before any nonce. */
         a = guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero) - 1);
         ASSERT_OK(a.result);
         ASSERT_EQ(a.buf[1], TDISP_MSG_ERROR);
         ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
-        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_LOCKED);
 
         ASSERT_EQ(guest_start(&f, zero, NULL), TDISP_MSG_START_INTERFACE_RSP);
         ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_RUN);
-        ASSERT_FALSE(emu_tsm_holds_nonce(f.tsm, f.d));
+        a = guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0);
+        ASSERT_ERRNO(a.result, EINVAL);
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_RUN);
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
         fixture_free(&f);
 }
 
@@ -197,7 +210,6 @@ TEST(start_the_tsm_holds_no_nonce_for_fails) {
 }
 
 typedef enum Unlock {
-        UNLOCK_GUEST_STOP,
         UNLOCK_UNBIND,
         UNLOCK_RELEASE,
         UNLOCK_RESET,     /* fault gone */
@@ -218,11 +230,6 @@ TEST(nonce_dropped_when_the_tdi_is_unlocked) {
                 ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
                 ASSERT_TRUE(emu_tsm_holds_nonce(f.tsm, f.d));
                 switch (u) {
-                case UNLOCK_GUEST_STOP:
-                        a = guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0);
-                        ASSERT_OK(a.result);
-                        ASSERT_EQ(a.buf[1], TDISP_MSG_STOP_INTERFACE_RSP);
-                        break;
                 case UNLOCK_UNBIND:
                         ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
                         break;
@@ -287,8 +294,8 @@ TEST(failed_bind_holds_nothing) {
 
 /* The TDI's binding, which guest requests need (the router refuses them without: ENXIO, as the
  * kernel's pci_tsm_guest_req()), is the kernel's: from a bind that succeeded to the unbind, the
- * release or the device's removal. The TDI leaving its lock (a guest's STOP, ERROR, a reset) does
- * not end it, and a bind that fails leaves it as it was. */
+ * release or the device's removal. The TDI leaving its lock (ERROR, a reset) does not end it (a
+ * bind then asks nothing), and a bind that fails leaves it as it was. */
 TEST(binding_lasts_from_bind_to_unbind) {
         Fixture f;
 
@@ -300,12 +307,13 @@ TEST(binding_lasts_from_bind_to_unbind) {
 
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
         ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
-        ASSERT_EQ(guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0).buf[1],
-                  TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_OK(emu_device_inject_fault(f.d, EMU_FAULT_GONE, 1)); /* a reset: the lock is gone */
+        ASSERT_ERRNO(guest(&f, EMU_SCOPE_INFO, TDISP_MSG_GET_VERSION, NULL, 0).result, ENODEV);
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_UNLOCKED);
         ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
-        ASSERT_OK(emu_device_inject_fault(f.d, EMU_FAULT_BUSY, 1));
-        ASSERT_ERRNO(emu_tsm_bind(f.tsm, f.d), EBUSY); /* asks: the lock is gone */
-        ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d)); /* bound already: not asked */
+        ASSERT_EQ(emu_device_get_state(f.d), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
         ASSERT_EQ(emu_device_trigger_tdi_error(f.d), 1);
         ASSERT_OK(guest(&f, EMU_SCOPE_INFO, TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0).result);
@@ -341,8 +349,7 @@ TEST(restore_brings_back_a_binding_still_locked) {
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d)); /* the restore's */
         ASSERT_TRUE(emu_tsm_is_bound(f.tsm, f.d));
 
-        ASSERT_EQ(guest(&f, EMU_SCOPE_STATE_CHANGE, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0).buf[1],
-                  TDISP_MSG_STOP_INTERFACE_RSP);
+        ASSERT_OK(emu_device_unbind(f.d)); /* the lock lost behind the TSM's back (as by a reset) */
         ASSERT_OK(emu_tsm_restore(f.tsm, f.d, NULL, true));
         ASSERT_FALSE(emu_tsm_is_bound(f.tsm, f.d));
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d)); /* locks it again */

@@ -99,13 +99,15 @@ static void fuzz_config(const uint8_t *data, size_t size) {
         }
 }
 
-static void check_response(const EmuDevice *d, const uint8_t *resp, size_t len, size_t size,
-                           uint8_t nonce[static TDISP_NONCE_SIZE]) {
+/* req/req_len: what was asked, whose version byte every answer carries (1.0 if it has none). */
+static void check_response(const EmuDevice *d, const uint8_t *req, size_t req_len, const uint8_t *resp,
+                           size_t len, size_t size, uint8_t nonce[static TDISP_NONCE_SIZE]) {
         TdispHeader h;
 
         CHECK(len <= size);
         CHECK(tdisp_header_decode(resp, len, &h) == 0);
-        CHECK(h.version == TDISP_VERSION_1_0);
+        CHECK(h.version == (req_len > 0 ? req[0] : TDISP_VERSION_1_0));
+        CHECK(h.version == TDISP_VERSION_1_0 || h.message_type == TDISP_MSG_ERROR);
         CHECK(h.reserved[0] == 0 && h.reserved[1] == 0 && h.interface_id.reserved == 0);
         CHECK(h.message_type < 0x80); /* a response, never a request */
 
@@ -193,7 +195,7 @@ static void fuzz_requests(const uint8_t *data, size_t size) {
                         CHECK(r == 0 || r == -EPERM || r == -EBUSY || r == -ETIMEDOUT ||
                               r == -ENODEV || r == -ENOBUFS);
                         if (r == 0)
-                                check_response(d, resp, len, resp_size, nonce);
+                                check_response(d, req, n, resp, len, resp_size, nonce);
                         else {
                                 CHECK(len == SIZE_MAX);
                                 /* Only a device dropping off the bus changes state on failure. */

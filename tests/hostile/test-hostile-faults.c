@@ -370,6 +370,9 @@ static void quick_fault(const QuickFault *f) {
         /* The fault cleared by a reload: the same vDevice works again. */
         ASSERT_TRUE(tsmd_reload(&t, CONF(DEV1 "," DEV2, "")));
         ASSERT_EQ(response_type(CALL_OK(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1)), NULL), TDISP_MSG_VERSION);
+        /* Still bound (a Bind would answer 0, whatever a reset by "gone" left), so the VMM
+         * unbinds for its Bind to lock the TDI again, as on a kernel TSM. */
+        CALL_OK(v.c, G "Unbind", guest_vdev_params(v.ctx, 1));
         r = CALL_OK(v.c, G "Bind", guest_vdev_params(v.ctx, 1));
         ASSERT_STREQ(JSTR(r, "state"), "config_locked");
         expect_audited(&t, b.seq, DEV1, "bind", "ok", 2);

@@ -357,15 +357,15 @@ TEST(one_record_per_call_in_call_order) {
         } reqs[] = {
                 { TDISP_MSG_GET_VERSION, "info", 0 },
                 { TDISP_MSG_GET_DEVICE_INTERFACE_STATE, "info", 0 },
-                { TDISP_MSG_LOCK_INTERFACE_REQ, "state-change", 1 }, /* refused by the device: ERROR */
-                { TDISP_MSG_STOP_INTERFACE_REQ, "state-change", 1 },
+                { TDISP_MSG_START_INTERFACE_REQ, "state-change", 1 }, /* no nonce: the device's ERROR */
+                { TDISP_MSG_START_INTERFACE_REQ, "state-change", 1 }, /* with: RUN */
                 { TDISP_MSG_GET_VERSION, "info", 0 },
                 { TDISP_MSG_GET_DEVICE_INTERFACE_STATE, "info", 0 },
         };
-        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
+        uint8_t nonce[TDISP_NONCE_SIZE] = {};
         for (size_t i = 0; i < ELEMENTSOF(reqs); i++) {
-                if (reqs[i].type == TDISP_MSG_LOCK_INTERFACE_REQ)
-                        m = tdisp_msg(reqs[i].type, DEV1, &lock, sizeof(lock));
+                if (reqs[i].type == TDISP_MSG_START_INTERFACE_REQ && i == 3)
+                        m = tdisp_msg(reqs[i].type, DEV1, nonce, sizeof(nonce));
                 else
                         m = tdisp_msg(reqs[i].type, DEV1, NULL, 0);
                 resp_len = guest_ok(c, ctx, 1, reqs[i].scope, &m, &seq[n_seq]);
@@ -381,10 +381,12 @@ TEST(one_record_per_call_in_call_order) {
                    "{\"reason\":\"scope 'debug-read' not granted\"}");
         WANT_DEV1("guest-request", E_GUEST("Denied"));
         in_scope(&w[n - 1], "debug-read", 2, ANY_I, NUL_I);
-        /* A message of the wrong scope: refused by the backend, after decoding. */
+        /* A message of the wrong scope: refused by the backend (EINVAL, as a kernel TSM's), after
+         * decoding. */
         m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "state-change", &m), E_GUEST("Denied"), NULL);
-        WANT_DEV1("guest-request", E_GUEST("Denied"));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "state-change", &m), E_GUEST("BackendError"),
+                   "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}");
+        WANT_DEV1("guest-request", E_GUEST("BackendError"));
         in_scope(&w[n - 1], "state-change", 1, (int64_t) m.len, NUL_I);
 
         /* Refused before the scope is resolved, or because it names none the backend declares:

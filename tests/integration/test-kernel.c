@@ -476,6 +476,30 @@ TEST(a_request_on_a_tdi_the_kernel_finds_unbound_is_device_not_bound) {
         teardown(&e);
 }
 
+/* A guest request the kernel refuses as invalid (EINVAL: a TSM driver's answer to a message its
+ * scope does not carry, pci_tsm_guest_req()'s to a debug scope): BackendError
+ * InvalidScopeOrArgument, errno 22, the very answer the emulated platform gives a message its
+ * scope does not carry (test-guest.c, E_SCOPE_REFUSED), not the policy's Denied. */
+TEST(a_request_the_kernel_finds_invalid_is_invalid_scope_or_argument) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        fail_calls(&e, 11, EINVAL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}");
+        fail_calls(&e, 11, 0);
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* tsmd's own out of memory is not the kernel's: a guest request the worker cannot send to the
  * monitor (its channel's ENOMEM, after the request was queued) is io.tsmd.System ENOMEM, as
  * README's error list has it, not BackendError OutOfMemory, and recorded so. It reached no

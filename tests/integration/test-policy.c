@@ -52,13 +52,11 @@ typedef struct Msg {
         size_t len;
 } Msg;
 
+/* A message of type with no body. */
 static Msg tdisp_msg(uint8_t type, const char *address) {
-        TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
-        bool is_lock = type == TDISP_MSG_LOCK_INTERFACE_REQ;
         Msg m = {};
 
-        ASSERT_OK(tdisp_build_request(type, guest_function_id(address), is_lock ? &lock : NULL, is_lock ? sizeof(lock) : 0,
-                                      m.buf, sizeof(m.buf), &m.len));
+        ASSERT_OK(tdisp_build_request(type, guest_function_id(address), NULL, 0, m.buf, sizeof(m.buf), &m.len));
         return m;
 }
 
@@ -78,15 +76,14 @@ static const char *request_params(int64_t ctx, int64_t vdev, const char *scope, 
                     ctx, vdev, scope, enc);
 }
 
-/* The requests used below, each valid in its scope on a CONFIG_LOCKED device and changing
- * nothing: GET_VERSION (info), LOCK_INTERFACE (state-change; refused by the device with a
- * TDISP ERROR, as it is locked already), a debug READ (debug-read) and WRITE to a scratch
- * register (debug-write). */
+/* The requests used below, each carried by its scope and changing nothing: GET_VERSION (info),
+ * START_INTERFACE without its nonce (state-change; refused by the device with a TDISP ERROR, as
+ * it is malformed), a debug READ (debug-read) and WRITE to a scratch register (debug-write). */
 static Msg scope_msg(const char *scope, const char *address) {
         if (streq(scope, "info"))
                 return tdisp_msg(TDISP_MSG_GET_VERSION, address);
         if (streq(scope, "state-change"))
-                return tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, address);
+                return tdisp_msg(TDISP_MSG_START_INTERFACE_REQ, address);
         if (streq(scope, "debug-read"))
                 return debug_msg(address, EMU_DEBUG_OP_READ);
         return debug_msg(address, EMU_DEBUG_OP_WRITE);

@@ -301,6 +301,11 @@ TEST(fd_lost_in_a_full_worker) {
         tsmd_instance_done(&t);
 }
 
+/* A message the scope it was sent in does not carry, as the emulated TSM refuses it: the kernel's
+ * TSMs' EINVAL, BackendError InvalidScopeOrArgument. */
+#define SCOPE_REFUSED_ERRNO EINVAL
+#define SCOPE_REFUSED_NAME "io.tsmd.Guest.BackendError"
+
 TEST(named_errors) {
         TsmdInstance t;
         TsmClient *a, *b;
@@ -352,20 +357,17 @@ TEST(named_errors) {
         ASSERT_ERRNO(tsm_device_attach(a, ctx_a2, 1, DEV0, -1, NULL), EBUSY);
         ASSERT_ERROR_NAME(a, "io.tsmd.Guest.DeviceBusy");
 
-        /* Binding a TDI the guest locked itself (after its STOP of the lock of the bind above):
-         * the device refuses the TSM's lock. */
+        /* A guest cannot STOP the TDI the bind above locked (the host's, as on a kernel TSM),
+         * and a Bind of it, bound already, answers as the kernel's pci_tsm_bind() does: 0. */
         {
-                TdispLockInterfaceParams lock = { .flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE) };
                 uint8_t lreq[64];
                 size_t llen = tdisp_request(DEV0, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, lreq, sizeof(lreq));
 
-                ASSERT_OK(tsm_guest_request(a, ctx_a, 1, "state-change", lreq, llen, resp, sizeof(resp), NULL));
-                llen = tdisp_request(DEV0, TDISP_MSG_LOCK_INTERFACE_REQ, &lock, sizeof(lock), lreq, sizeof(lreq));
-                ASSERT_OK(tsm_guest_request(a, ctx_a, 1, "state-change", lreq, llen, resp, sizeof(resp), NULL));
+                ASSERT_ERRNO(tsm_guest_request(a, ctx_a, 1, "state-change", lreq, llen, resp, sizeof(resp), NULL),
+                             SCOPE_REFUSED_ERRNO);
+                ASSERT_ERROR_NAME(a, SCOPE_REFUSED_NAME);
         }
-        ASSERT_ERRNO(tsm_device_bind(a, ctx_a, 1, NULL), EBADFD);
-        ASSERT_ERROR_NAME(a, "io.tsmd.Guest.InvalidState");
-        ASSERT_STREQ(tsm_client_get_error_message(a), "state=config_locked");
+        ASSERT_OK(tsm_device_bind(a, ctx_a, 1, NULL));
 
         /* A request over the scope's limit. */
         big = calloc(1, max_request + 1);

@@ -713,9 +713,10 @@ TEST(lifecycle) {
         ASSERT_OK(tdisp_header_decode(rep.payload, rep.r.hdr.payload_len, &h));
         ASSERT_EQ(h.message_type, TDISP_MSG_VERSION);
 
-        /* The device refuses a request outside its scope: an answer, not a violation. */
-        ASSERT_ERRNO(guest_request(f, SLOT, id, 5, TSM_SCOPE_STATE_CHANGE, req, len, &rep), EPERM);
-        ASSERT_EQ(rep.r.value, 0u); /* the device's refusal, not the monitor's gate */
+        /* The TSM refuses a request outside its scope (EINVAL, as a kernel TSM): an answer, not a
+         * violation. */
+        ASSERT_ERRNO(guest_request(f, SLOT, id, 5, TSM_SCOPE_STATE_CHANGE, req, len, &rep), EINVAL);
+        ASSERT_EQ(rep.r.value, 0u); /* the TSM's refusal, not the monitor's gate */
         /* An empty request reaches the device, which has its say. */
         (void) guest_request(f, SLOT, id, 5, TSM_SCOPE_INFO, NULL, 0, &rep);
 
@@ -2760,7 +2761,9 @@ TEST(default_scopes_gated) {
         id = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, id, 1, DEV_A, NULL));
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, id, 1, NULL));
-        len = tdisp_request(f, DEV_A, TDISP_MSG_STOP_INTERFACE_REQ, req, sizeof(req));
+        /* A START: its nonce (zeros here) the TSM fills in. */
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_START_INTERFACE_REQ, emu_device_get_function_id(device(f, DEV_A)),
+                                      (const uint8_t[TDISP_NONCE_SIZE]){}, TDISP_NONCE_SIZE, req, sizeof(req), &len));
 
         f->refused_scope = TSM_SCOPE_STATE_CHANGE;
         ASSERT_ERRNO(guest_request(f, SLOT, id, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep), EPERM);
@@ -2771,10 +2774,10 @@ TEST(default_scopes_gated) {
         ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_LOCKED);
         ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
 
-        /* Granted: the device stops. */
+        /* Granted: the TDI starts. */
         f->refused_scope = NULL;
         ASSERT_OK(guest_request(f, SLOT, id, 1, TSM_SCOPE_STATE_CHANGE, req, len, &rep));
-        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_RUN);
         fixture_free(f);
 }
 
