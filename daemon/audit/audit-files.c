@@ -7,8 +7,9 @@
  * after a crash at any point the newest file that holds a record holds the last written
  * one: resume walks audit.log, audit.log.1, ..., repairs the tail of the first file with a
  * record (and of the newer ones), and continues after the highest seq in any file's tail (an
- * older file may hold higher ones: a directory a reload left, found again). A crash between the renames leaves a hole in the numbering (audit.log.2 missing),
- * which only moves up with the next rotation; queries skip missing files.
+ * older file may hold higher ones: a directory a reload left, found again). A crash between
+ * the renames leaves a hole in the numbering (audit.log.2 missing), which only moves up with
+ * the next rotation; queries skip missing files.
  */
 
 #include <fcntl.h>
