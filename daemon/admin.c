@@ -684,12 +684,11 @@ static const char *answer_result(json_object *answer) {
         return json_object_object_get_ex(answer, "error", &error) ? json_object_get_string(error) : "ok";
 }
 
+/* NULL without memory. */
 static json_object *audit_failed_message(int error) {
-        json_object *p = json_object_new_object(), *m = NULL;
+        json_object *m = NULL;
 
-        if (p && json_object_add_literal(p, "errno", json_object_new_int(abs(error))) >= 0)
-                (void) varlink_message_new_error("io.tsmd.Admin.AuditFailed", TAKE_PTR(p), &m);
-        json_object_put(p);
+        (void) varlink_message_new_error_errno("io.tsmd.Admin.AuditFailed", error, &m);
         return m;
 }
 

@@ -145,12 +145,11 @@ void guest_ops_abandon(GuestOps *ops) {
         }
 }
 
+/* NULL without memory. */
 static json_object *audit_failed_message(int error) {
-        json_object *p = json_object_new_object(), *m = NULL;
+        json_object *m = NULL;
 
-        if (p && json_object_add_literal(p, "errno", json_object_new_int(abs(error))) >= 0)
-                (void) varlink_message_new_error("io.tsmd.Guest.AuditFailed", TAKE_PTR(p), &m);
-        json_object_put(p);
+        (void) varlink_message_new_error_errno("io.tsmd.Guest.AuditFailed", error, &m);
         return m;
 }
 

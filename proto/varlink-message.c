@@ -331,3 +331,13 @@ int varlink_message_new_error(const char *error, json_object *parameters, json_o
         *ret = TAKE_PTR(m);
         return 0;
 }
+
+int varlink_message_new_error_errno(const char *error, int errnum, json_object **ret) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_object_add_literal(p, "errno", json_object_new_int(abs(errnum))) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_message_new_error(error, p, ret);
+}

@@ -46,6 +46,8 @@ int varlink_message_new_call(const char *method, json_object *parameters, unsign
                              json_object **ret);
 int varlink_message_new_reply(json_object *parameters, bool continues, json_object **ret);
 int varlink_message_new_error(const char *error, json_object *parameters, json_object **ret);
+/* An error whose one parameter is {"errno": |errnum|} (AuditFailed, ConnectFailed, ...). */
+int varlink_message_new_error_errno(const char *error, int errnum, json_object **ret);
 
 /* Interface names are reverse-domain names (at most 253 bytes as DNS has them); with a dot
  * and a method name, 255 holds any real one. */

@@ -82,6 +82,15 @@ static void wait_acks(Fixture *f, size_t n) {
         run_until(f->base, &f->acks.n, n);
 }
 
+/* A closed log of n records: to query its file directly, or to damage it before the next open. */
+static void fixture_with_records(Fixture *f, size_t n) {
+        fixture_init(f);
+        fixture_open(f);
+        commit_n(f, n);
+        wait_acks(f, n);
+        fixture_close(f);
+}
+
 /* One round of the loop, at most 10 ms. */
 static void run_once(Fixture *f) {
         struct timeval tv = { 0, 10000 };
@@ -618,11 +627,7 @@ TEST(torn_tail_partial_line) {
         AuditLogStatus st;
         Fixture f;
 
-        fixture_init(&f);
-        fixture_open(&f);
-        commit_n(&f, 5);
-        wait_acks(&f, 5);
-        fixture_close(&f);
+        fixture_with_records(&f, 5);
         append_bytes(f.dir, "audit.log", torn, strlen(torn));
 
         fixture_open(&f);
@@ -643,11 +648,7 @@ TEST(torn_tail_unparsable_lines) {
         AuditLogStatus st;
         Fixture f;
 
-        fixture_init(&f);
-        fixture_open(&f);
-        commit_n(&f, 5);
-        wait_acks(&f, 5);
-        fixture_close(&f);
+        fixture_with_records(&f, 5);
         append_bytes(f.dir, "audit.log", torn, sizeof(torn) - 1);
 
         fixture_open(&f);
@@ -670,11 +671,7 @@ TEST(torn_tail_long_zero_run) {
         Fixture f;
 
         ASSERT_NOT_NULL(nuls);
-        fixture_init(&f);
-        fixture_open(&f);
-        commit_n(&f, 5);
-        wait_acks(&f, 5);
-        fixture_close(&f);
+        fixture_with_records(&f, 5);
         append_bytes(f.dir, "audit.log", torn, strlen(torn));
         append_bytes(f.dir, "audit.log", nuls, zeros);
 
@@ -703,11 +700,7 @@ TEST(torn_tail_zero_run_before_later_blocks) {
                 AuditLogStatus st;
                 Fixture f;
 
-                fixture_init(&f);
-                fixture_open(&f);
-                commit_n(&f, 5);
-                wait_acks(&f, 5);
-                fixture_close(&f);
+                fixture_with_records(&f, 5);
                 append_bytes(f.dir, "audit.log", torn, strlen(torn));
                 append_bytes(f.dir, "audit.log", nuls, zeros);
                 append_bytes(f.dir, "audit.log", after[k], strlen(after[k]));
@@ -735,11 +728,7 @@ TEST(torn_tail_keeps_a_record_after_zeros) {
         Fixture f;
 
         ASSERT_NOT_NULL(nuls);
-        fixture_init(&f);
-        fixture_open(&f);
-        commit_n(&f, 5);
-        wait_acks(&f, 5);
-        fixture_close(&f);
+        fixture_with_records(&f, 5);
         append_bytes(f.dir, "audit.log", torn, strlen(torn));
         append_bytes(f.dir, "audit.log", nuls, zeros);
         append_bytes(f.dir, "audit.log", after, strlen(after));
@@ -824,11 +813,7 @@ TEST(resume_refuses_a_window_of_garbage_and_a_log_not_a_file) {
         ASSERT_NOT_NULL(garbage);
         for (size_t i = 0; i < n; i++)
                 garbage[i] = i % 64 == 63 ? '\n' : 'x';
-        fixture_init(&f);
-        fixture_open(&f);
-        commit_n(&f, 5);
-        wait_acks(&f, 5);
-        fixture_close(&f);
+        fixture_with_records(&f, 5);
         append_bytes(f.dir, "audit.log", garbage, n);
         snprintf(path, sizeof(path), "%s/audit.log", f.dir);
         ASSERT_OK(stat(path, &before));
@@ -955,11 +940,7 @@ TEST(resume_syncs_what_it_trusts) {
         unsigned syncs;
         Fixture f;
 
-        fixture_init(&f);
-        fixture_open(&f);
-        commit_n(&f, 5);
-        wait_acks(&f, 5);
-        fixture_close(&f);
+        fixture_with_records(&f, 5);
         append_bytes(f.dir, "audit.log", unsynced, strlen(unsynced));
 
         atomic_store(&faults.fdatasync_errno, EIO);
@@ -1910,15 +1891,6 @@ TEST(query_by_range_and_filters) {
         query_log(&f, &q, &c);
         ASSERT_EQ(c.n, 7);
         fixture_done(&f);
-}
-
-/* A closed log of n records, to query its file directly. */
-static void fixture_with_records(Fixture *f, size_t n) {
-        fixture_init(f);
-        fixture_open(f);
-        commit_n(f, n);
-        wait_acks(f, n);
-        fixture_close(f);
 }
 
 /* Runs q over the log's current file, collecting into *c (reset first). */
