@@ -33,7 +33,7 @@
 #define E_GUEST(name) "io.tsmd.Guest." name
 /* A message the scope it was sent in does not carry, as the emulated TSM refuses it: the kernel's
  * TSMs' EINVAL, by the same name as from them (test-kernel.c,
- * a_request_the_kernel_finds_invalid_is_invalid_scope_or_argument). */
+ * a_request_the_kernel_refuses_is_named_as_on_the_emulator). */
 #define E_SCOPE_REFUSED E_GUEST("BackendError")
 #define SCOPE_REFUSED "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}"
 

@@ -453,10 +453,20 @@ TEST(the_kernel_out_of_memory_is_a_backend_error) {
         teardown(&e);
 }
 
-/* A guest request on a TDI the kernel finds not bound (pci_tsm_guest_req()'s ENXIO): BackendError
- * DeviceNotBound, errno 6, recorded so; the very answer the emulated platform gives a vDevice not
- * bound (test-guest.c, guest_request_needs_a_bound_vdevice). */
-TEST(a_request_on_a_tdi_the_kernel_finds_unbound_is_device_not_bound) {
+/* A guest request the kernel refuses gets the very answer the emulated platform gives for the
+ * same cause (test-guest.c), recorded so: a TDI it finds not bound (pci_tsm_guest_req()'s
+ * ENXIO; guest_request_needs_a_bound_vdevice) is BackendError DeviceNotBound, errno 6; a
+ * message invalid in its scope (EINVAL: a TSM driver's answer to a message its scope does not
+ * carry, pci_tsm_guest_req()'s to a debug scope; E_SCOPE_REFUSED) is BackendError
+ * InvalidScopeOrArgument, errno 22, not the policy's Denied. */
+TEST(a_request_the_kernel_refuses_is_named_as_on_the_emulator) {
+        static const struct {
+                int error;
+                const char *detail;
+        } cases[] = {
+                { ENXIO, "{\"name\":\"DeviceNotBound\",\"errno\":6}" },
+                { EINVAL, "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}" },
+        };
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         int64_t ctx, seq;
         Env e;
@@ -464,37 +474,15 @@ TEST(a_request_on_a_tdi_the_kernel_finds_unbound_is_device_not_bound) {
         setup(&e, 5 * USEC_PER_SEC);
         c = tsmd_connect_guest(&e.tsmd);
         ctx = nic_context(c, NULL);
-        seq = tsmd_audit_last_seq(&e.tsmd);
 
-        fail_calls(&e, 11, ENXIO);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
-                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
-        fail_calls(&e, 11, 0);
-        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
-
-        varlink_client_free(TAKE_PTR(c));
-        teardown(&e);
-}
-
-/* A guest request the kernel refuses as invalid (EINVAL: a TSM driver's answer to a message its
- * scope does not carry, pci_tsm_guest_req()'s to a debug scope): BackendError
- * InvalidScopeOrArgument, errno 22, the very answer the emulated platform gives a message its
- * scope does not carry (test-guest.c, E_SCOPE_REFUSED), not the policy's Denied. */
-TEST(a_request_the_kernel_finds_invalid_is_invalid_scope_or_argument) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
-        int64_t ctx, seq;
-        Env e;
-
-        setup(&e, 5 * USEC_PER_SEC);
-        c = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, NULL);
-        seq = tsmd_audit_last_seq(&e.tsmd);
-
-        fail_calls(&e, 11, EINVAL);
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
-                   "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}");
-        fail_calls(&e, 11, 0);
-        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                seq = tsmd_audit_last_seq(&e.tsmd);
+                fail_calls(&e, 11, cases[i].error);
+                CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                           cases[i].detail);
+                fail_calls(&e, 11, 0);
+                tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+        }
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
