@@ -135,17 +135,7 @@ int guest_context_persist(Manager *m, GuestContext *ctx) {
 }
 
 static int pay_owed(Manager *m, GuestContext *ctx) {
-        int r;
-
-        if (!ctx->save_retry)
-                return 0;
-        r = context_save(m, ctx);
-        if (r < 0) {
-                save_owed(m, ctx, r);
-                return r;
-        }
-        save_paid(m, ctx);
-        return 0;
+        return ctx->save_retry ? guest_context_persist(m, ctx) : 0;
 }
 
 int guest_pay_owed_saves(Manager *m, const GuestContext *except) {

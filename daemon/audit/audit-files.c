@@ -194,6 +194,15 @@ static ssize_t first_clean_line(const char *buf, size_t from, size_t to) {
         return -1;
 }
 
+/* A complete line without a NUL at offset, after what (zeros, the last record), that is no
+ * record: no torn write leaves one. */
+static int refuse_clean_line(AuditFiles *f, const char *name, uint64_t offset, const char *after) {
+        return log_error_errno(-EBADMSG,
+                               "Audit log '%s/%s': complete line at offset %" PRIu64 " after %s is no record "
+                               "and no torn write, refusing to cut it.",
+                               f->directory, name, offset, after);
+}
+
 /* Scans the tail of one file. What a crash leaves after the last record: a partial last line,
  * and the blocks of a batch that had not reached the disk as zeros inside the file's new size
  * (a whole batch, up to MaxRecordsInFlight= records, far beyond the window), possibly followed
@@ -287,11 +296,7 @@ static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, jso
                 }
                 clean = first_clean_line(buf, MAX(cut_at, start), w);
                 if (clean >= 0)
-                        return log_error_errno(-EBADMSG,
-                                               "Audit log '%s/%s': complete line at offset %" PRIu64
-                                               " after zeros is no record and no torn write, "
-                                               "refusing to cut it.",
-                                               f->directory, name, base + (size_t) clean);
+                        return refuse_clean_line(f, name, base + (size_t) clean, "zeros");
                 /* Again, with a whole window before that line. */
                 end = base + cut_at;
         }
@@ -304,11 +309,7 @@ static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, jso
                                        f->directory, name, w);
         clean = first_clean_line(buf, good_end, w);
         if (clean >= 0)
-                return log_error_errno(-EBADMSG,
-                                       "Audit log '%s/%s': complete line at offset %" PRIu64
-                                       " after its last record is no record and no torn write, "
-                                       "refusing to cut it.",
-                                       f->directory, name, base + (size_t) clean);
+                return refuse_clean_line(f, name, base + (size_t) clean, "its last record");
 
         *ret_found = found;
         *ret_max_seq = max_seq;
