@@ -776,20 +776,14 @@ static int device_process(EmuDevice *d, const uint8_t *msg, size_t len, Reply *r
         }
 }
 
-int emu_device_request(
-                EmuDevice *d,
-                EmuScope scope,
-                const void *req,
-                size_t req_len,
-                void *resp,
-                size_t resp_size,
-                size_t *ret_resp_len) {
-
+/* One exchange with the device: a guest's in scope (checked), or the TSM's own (scope < 0). */
+static int exchange(EmuDevice *d, int scope, const void *req, size_t req_len, void *resp, size_t resp_size,
+                    size_t *ret_resp_len) {
         Reply reply = { .buf = resp, .size = resp_size };
         int r;
 
         assert_return(d, -EINVAL);
-        assert_return(scope >= 0 && scope < _EMU_SCOPE_MAX, -EINVAL);
+        assert_return(scope < _EMU_SCOPE_MAX, -EINVAL);
         assert_return(req || req_len == 0, -EINVAL);
         assert_return(resp || resp_size == 0, -EINVAL);
         assert_return(ret_resp_len, -EINVAL);
@@ -797,7 +791,7 @@ int emu_device_request(
         if (d->removed)
                 return -ENODEV;
 
-        if (!request_permitted(req, req_len, scope))
+        if (scope >= 0 && !request_permitted(req, req_len, (EmuScope) scope))
                 return -EPERM;
 
         r = device_process(d, req, req_len, &reply);
@@ -808,6 +802,19 @@ int emu_device_request(
         return 0;
 }
 
+int emu_device_request(
+                EmuDevice *d,
+                EmuScope scope,
+                const void *req,
+                size_t req_len,
+                void *resp,
+                size_t resp_size,
+                size_t *ret_resp_len) {
+
+        assert_return(scope >= 0, -EINVAL);
+        return exchange(d, scope, req, req_len, resp, resp_size, ret_resp_len);
+}
+
 int emu_device_host_request(
                 EmuDevice *d,
                 const void *req,
@@ -816,20 +823,7 @@ int emu_device_host_request(
                 size_t resp_size,
                 size_t *ret_resp_len) {
 
-        Reply reply = { .buf = resp, .size = resp_size };
-        int r;
-
-        assert_return(d, -EINVAL);
-        assert_return(req || req_len == 0, -EINVAL);
-        assert_return(resp || resp_size == 0, -EINVAL);
-        assert_return(ret_resp_len, -EINVAL);
-
-        r = device_process(d, req, req_len, &reply);
-        if (r < 0)
-                return r;
-
-        *ret_resp_len = reply.len;
-        return 0;
+        return exchange(d, -1, req, req_len, resp, resp_size, ret_resp_len);
 }
 
 /* Sends a request on the host's behalf and turns the answer into an errno. */

@@ -1165,6 +1165,7 @@ TEST(removed_device) {
                 msg_len = build(TDISP_MSG_STOP_INTERFACE_REQ, FID1, NULL, 0, msg, sizeof(msg));
                 ASSERT_ERRNO(request(d, s, msg, msg_len, resp, &len), ENODEV);
         }
+        ASSERT_ERRNO(emu_device_host_request(d, msg, msg_len, resp, sizeof(resp), &len), ENODEV); /* the TSM's too */
         ASSERT_EQ(len, 0);
         ASSERT_ERRNO(emu_device_bind(d, NULL), ENODEV);
         ASSERT_ERRNO(emu_device_unbind(d), ENODEV);
