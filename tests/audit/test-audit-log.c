@@ -148,6 +148,21 @@ static void assert_files(const Fixture *f, uint64_t first, uint64_t last) {
                 ASSERT_EQ(seqs[i], first + i);
 }
 
+/* Opens the log of f, whose resume cut repaired bytes of torn tail and continues at next_seq,
+ * and writes n more records after those: they follow on in the files, acknowledged in order. */
+static void expect_resumed(Fixture *f, uint64_t repaired, uint64_t next_seq, size_t n) {
+        AuditLogStatus st;
+
+        fixture_open(f);
+        ASSERT_OK(audit_log_get_status(f->log, &st));
+        ASSERT_EQ(st.repaired_bytes, repaired);
+        ASSERT_EQ(st.next_seq, next_seq);
+        commit_n(f, n);
+        wait_acks(f, next_seq - 1 + n);
+        assert_acks_ok(f, 1);
+        assert_files(f, 1, next_seq - 1 + n);
+}
+
 static bool file_exists(const Fixture *f, const char *name) {
         char path[4096];
 
@@ -624,20 +639,12 @@ static void check_first_record_repaired(Fixture *f, uint64_t seq, uint64_t repai
 
 TEST(torn_tail_partial_line) {
         static const char torn[] = "{\"seq\":6,\"time\":\"20";
-        AuditLogStatus st;
         Fixture f;
 
         fixture_with_records(&f, 5);
         append_bytes(f.dir, "audit.log", torn, strlen(torn));
 
-        fixture_open(&f);
-        ASSERT_OK(audit_log_get_status(f.log, &st));
-        ASSERT_EQ(st.repaired_bytes, strlen(torn));
-        ASSERT_EQ(st.next_seq, 6);
-        commit_n(&f, 5);
-        wait_acks(&f, 10);
-        assert_acks_ok(&f, 1);
-        assert_files(&f, 1, 10);
+        expect_resumed(&f, strlen(torn), 6, 5);
         check_first_record_repaired(&f, 6, strlen(torn));
         fixture_done(&f);
 }
@@ -645,19 +652,12 @@ TEST(torn_tail_partial_line) {
 /* Lines after the last record that hold NULs are torn: a record holds none. */
 TEST(torn_tail_unparsable_lines) {
         static const char torn[] = "{\"seq\":6,\"ti\x00\x00me\":}\n\x00\x00\x00garbage\n";
-        AuditLogStatus st;
         Fixture f;
 
         fixture_with_records(&f, 5);
         append_bytes(f.dir, "audit.log", torn, sizeof(torn) - 1);
 
-        fixture_open(&f);
-        ASSERT_OK(audit_log_get_status(f.log, &st));
-        ASSERT_EQ(st.repaired_bytes, sizeof(torn) - 1);
-        ASSERT_EQ(st.next_seq, 6);
-        commit_n(&f, 1);
-        wait_acks(&f, 6);
-        assert_files(&f, 1, 6);
+        expect_resumed(&f, sizeof(torn) - 1, 6, 1);
         fixture_done(&f);
 }
 
@@ -667,7 +667,6 @@ TEST(torn_tail_long_zero_run) {
         static const char torn[] = "{\"seq\":6,\"ti";
         const size_t zeros = 3 * AUDIT_TAIL_WINDOW + 123;
         _cleanup_free_ char *nuls = calloc(1, zeros);
-        AuditLogStatus st;
         Fixture f;
 
         ASSERT_NOT_NULL(nuls);
@@ -675,14 +674,7 @@ TEST(torn_tail_long_zero_run) {
         append_bytes(f.dir, "audit.log", torn, strlen(torn));
         append_bytes(f.dir, "audit.log", nuls, zeros);
 
-        fixture_open(&f);
-        ASSERT_OK(audit_log_get_status(f.log, &st));
-        ASSERT_EQ(st.repaired_bytes, strlen(torn) + zeros);
-        ASSERT_EQ(st.next_seq, 6);
-        commit_n(&f, 2);
-        wait_acks(&f, 7);
-        assert_acks_ok(&f, 1);
-        assert_files(&f, 1, 7);
+        expect_resumed(&f, strlen(torn) + zeros, 6, 2);
         fixture_done(&f);
 }
 
@@ -697,7 +689,6 @@ TEST(torn_tail_zero_run_before_later_blocks) {
 
         ASSERT_NOT_NULL(nuls);
         for (size_t k = 0; k < ELEMENTSOF(after); k++) {
-                AuditLogStatus st;
                 Fixture f;
 
                 fixture_with_records(&f, 5);
@@ -705,14 +696,7 @@ TEST(torn_tail_zero_run_before_later_blocks) {
                 append_bytes(f.dir, "audit.log", nuls, zeros);
                 append_bytes(f.dir, "audit.log", after[k], strlen(after[k]));
 
-                fixture_open(&f);
-                ASSERT_OK(audit_log_get_status(f.log, &st));
-                ASSERT_EQ(st.repaired_bytes, strlen(torn) + zeros + strlen(after[k]));
-                ASSERT_EQ(st.next_seq, 6);
-                commit_n(&f, 2);
-                wait_acks(&f, 7);
-                assert_acks_ok(&f, 1);
-                assert_files(&f, 1, 7);
+                expect_resumed(&f, strlen(torn) + zeros + strlen(after[k]), 6, 2);
                 fixture_done(&f);
         }
 }
@@ -784,18 +768,11 @@ TEST(resume_refuses_a_complete_line_that_is_no_record) {
 }
 
 TEST(torn_tail_whole_file_garbage) {
-        AuditLogStatus st;
         Fixture f;
 
         fixture_init(&f);
         append_bytes(f.dir, "audit.log", "{\"se", 4);
-        fixture_open(&f);
-        ASSERT_OK(audit_log_get_status(f.log, &st));
-        ASSERT_EQ(st.repaired_bytes, 4);
-        ASSERT_EQ(st.next_seq, 1);
-        commit_n(&f, 2);
-        wait_acks(&f, 2);
-        assert_files(&f, 1, 2);
+        expect_resumed(&f, 4, 1, 2);
         fixture_done(&f);
 }
 
