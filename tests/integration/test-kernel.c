@@ -1015,6 +1015,18 @@ static char *connect_release(HeldWrite *h) {
 
 #define CONNECT_NVME "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm1\"}"
 
+/* An admin connection whose ConnectDevice of the NVMe (into *connect) the kernel holds in its
+ * write to tsm/connect until connect_release(). */
+static VarlinkClient *connect_held(Env *e, HeldWrite *h, AsyncCall *connect) {
+        VarlinkClient *admin;
+
+        connect_hold(e, h);
+        admin = tsmd_connect(&e->tsmd);
+        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, connect);
+        connect_wait_writing(e, h);
+        return admin;
+}
+
 /* The kernel's connect is an SPDM session and IDE key setup inside the write to tsm/connect:
  * seconds. Meanwhile neither process waits for it: another admin connection is answered, the
  * NIC's guest request goes through the kernel, and a second change of the device's connection
@@ -1078,10 +1090,7 @@ TEST(a_connect_outlives_its_admin) {
         Env e;
 
         setup(&e, 5 * USEC_PER_SEC);
-        connect_hold(&e, &h);
-        admin = tsmd_connect(&e.tsmd);
-        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
-        connect_wait_writing(&e, &h);
+        admin = connect_held(&e, &h, &connect);
         varlink_client_free(TAKE_PTR(admin));
         async_call_done(&connect);
         ASSERT_EQ(tsmd_audit_count(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok"), 0u);
@@ -1112,10 +1121,7 @@ TEST(a_connect_holds_its_record_until_answered) {
         vmm = tsmd_connect_guest(&e.tsmd);
         (void) open_context(vmm);
 
-        connect_hold(&e, &h);
-        admin = tsmd_connect(&e.tsmd);
-        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
-        connect_wait_writing(&e, &h);
+        admin = connect_held(&e, &h, &connect);
         CALL_ERROR(vmm, G "OpenContext", NULL, E_GUEST("AuditFailed"), strf("{\"errno\":%d}", ENOBUFS));
 
         written = connect_release(&h);
@@ -1144,10 +1150,7 @@ TEST(a_connect_whose_record_fails_is_answered_audit_failed) {
         Env e;
 
         setup(&e, 5 * USEC_PER_SEC);
-        connect_hold(&e, &h);
-        admin = tsmd_connect(&e.tsmd);
-        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
-        connect_wait_writing(&e, &h);
+        admin = connect_held(&e, &h, &connect);
         /* Every answered record is on disk, the connect's room reserved: no write may grow the
          * file any more. */
         ASSERT_OK(stat(strf("%s/audit/audit.log", e.tsmd.dir), &st));
@@ -1406,10 +1409,7 @@ TEST(a_connect_answered_after_its_worker_died_is_audited) {
         Env e;
 
         setup(&e, 5 * USEC_PER_SEC);
-        connect_hold(&e, &h);
-        admin = tsmd_connect(&e.tsmd);
-        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
-        connect_wait_writing(&e, &h);
+        admin = connect_held(&e, &h, &connect);
         tsmd_kill_worker(&e.tsmd);
         async_call_done(&connect);
         varlink_client_free(TAKE_PTR(admin));
@@ -1933,10 +1933,7 @@ TEST(a_connect_whose_worker_died_and_device_went_is_audited_once) {
         Env e;
 
         setup_env(&e, 5 * USEC_PER_SEC, "", true);
-        connect_hold(&e, &h);
-        admin = tsmd_connect(&e.tsmd);
-        tsmd_call_async(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, 0, &connect);
-        connect_wait_writing(&e, &h);
+        admin = connect_held(&e, &h, &connect);
         tsmd_kill_worker(&e.tsmd);
         async_call_done(&connect);
         varlink_client_free(TAKE_PTR(admin));
