@@ -128,62 +128,8 @@ static int raw_open(Tsmd *t) {
         return fd;
 }
 
-/* Sends all of it; false if the peer is gone (EPIPE/ECONNRESET). */
-static bool raw_send(int fd, const void *p, size_t n) {
-        const char *s = p;
-
-        while (n > 0) {
-                ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
-                        return false;
-                if (k < 0)
-                        TEST_FAIL("send: %s", strerror(errno));
-                s += k;
-                n -= (size_t) k;
-        }
-        return true;
-}
-
 static bool raw_call(int fd, const char *s) {
-        return raw_send(fd, s, strlen(s) + 1);
-}
-
-/* Reads one NUL-terminated message (malloc'd); NULL on EOF. Fails the test on a timeout. */
-static char *raw_recv(int fd, uint64_t timeout_usec) {
-        size_t n = 0, size = 4096;
-        char *buf = malloc(size);
-        uint64_t deadline = now_usec() + timeout_usec;
-
-        ASSERT_NOT_NULL(buf);
-        for (;;) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                uint64_t now = now_usec();
-                ssize_t k;
-
-                if (now >= deadline)
-                        TEST_FAIL("no message and no hangup from tsmd within %llu ms",
-                                  (unsigned long long) (timeout_usec / USEC_PER_MSEC));
-                if (poll(&p, 1, (int) ((deadline - now) / USEC_PER_MSEC) + 1) <= 0)
-                        continue;
-                k = recv(fd, buf + n, 1, 0);
-                if (k == 0 || (k < 0 && errno == ECONNRESET)) {
-                        free(buf);
-                        return NULL;
-                }
-                if (k < 0 && errno == EINTR)
-                        continue;
-                ASSERT_EQ(k, 1);
-                if (buf[n] == 0)
-                        return buf;
-                if (++n == size) {
-                        size *= 2;
-                        buf = realloc(buf, size);
-                        ASSERT_NOT_NULL(buf);
-                }
-        }
+        return tsmd_raw_send(fd, s, strlen(s) + 1);
 }
 
 /* True if tsmd hangs up within the timeout, without sending anything first. */
@@ -201,7 +147,7 @@ static bool raw_closed_silently(int fd, uint64_t timeout_usec) {
 /* True if tsmd refuses the connection by name within the timeout: the error (of a connection
  * limit) as the answer to its first call, then the hang-up. */
 static bool raw_refused(int fd, const char *error, uint64_t timeout_usec) {
-        _cleanup_free_ char *m = raw_recv(fd, timeout_usec);
+        _cleanup_free_ char *m = tsmd_raw_recv(fd, timeout_usec);
 
         return m && streq(m, strf("{\"error\":\"%s\",\"parameters\":{}}", error)) && raw_closed_silently(fd, timeout_usec);
 }
@@ -237,7 +183,7 @@ static size_t unknown_method_refusals(Tsmd *t, int64_t after, const char *method
 
 /* Expects exactly this reply (compared as JSON; params NULL: any parameters). */
 static void raw_expect_reply(int fd, const char *error, const char *params) {
-        _cleanup_free_ char *m = raw_recv(fd, TSMD_WAIT_USEC);
+        _cleanup_free_ char *m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
         json_object *o, *want;
 
         if (!m)
@@ -329,7 +275,7 @@ TEST(oversize_message_and_endless_bytes) {
                 memcpy(big + 5000 - 3, "\"}}", 3);
                 big[5000] = 0;
         }
-        (void) raw_send(fd, big, 5001);
+        (void) tsmd_raw_send(fd, big, 5001);
         ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
         close(fd);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 1);
@@ -341,7 +287,7 @@ TEST(oversize_message_and_endless_bytes) {
         while (sent < (64u << 20)) {
                 struct pollfd p = { .fd = fd, .events = POLLIN };
 
-                if (!raw_send(fd, big, 1 << 16)) {
+                if (!tsmd_raw_send(fd, big, 1 << 16)) {
                         closed = true;
                         break;
                 }
@@ -362,7 +308,7 @@ TEST(oversize_message_and_endless_bytes) {
         fd = raw_open(&t);
         raw_expect_alive(fd);
         memset(big, 'x', 1 << 16);
-        (void) raw_send(fd, big, 8192);
+        (void) tsmd_raw_send(fd, big, 8192);
         ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
         close(fd);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 3);
@@ -464,12 +410,12 @@ static void slowloris_round(Tsmd *t, Good *g, const Baseline *b, uint64_t durati
 
         for (unsigned i = 0; i < SLOW_CONNS; i++) {
                 fds[i] = raw_open(t);
-                ASSERT_TRUE(raw_send(fds[i], slow_head, 1));
+                ASSERT_TRUE(tsmd_raw_send(fds[i], slow_head, 1));
         }
         end = now_usec() + duration_usec;
         for (size_t pos = 1; now_usec() < end; pos++, ticks++) {
                 for (unsigned i = 0; i < SLOW_CONNS; i++)
-                        ASSERT_TRUE(raw_send(fds[i], pos < sizeof(slow_head) - 1 ? &slow_head[pos] : "a", 1));
+                        ASSERT_TRUE(tsmd_raw_send(fds[i], pos < sizeof(slow_head) - 1 ? &slow_head[pos] : "a", 1));
                 good_check(g);
                 sleep_usec(50 * USEC_PER_MSEC);
         }
@@ -534,7 +480,7 @@ TEST(slowloris_timeout) {
                 for (unsigned i = 0; i < SLOW_CONNS; i++) {
                         if (closed_at[i] > 0)
                                 continue;
-                        if (raw_closed_silently(slow[i], 0) || (send_byte && !raw_send(slow[i], &slow_head[pos], 1))) {
+                        if (raw_closed_silently(slow[i], 0) || (send_byte && !tsmd_raw_send(slow[i], &slow_head[pos], 1))) {
                                 closed_at[i] = now - start;
                                 n_closed++;
                         }
@@ -586,7 +532,7 @@ static void expect_silent_close(Tsmd *t, const char *what, const void *msg, size
         int64_t seq = tsmd_audit_last_seq(t);
         int fd = raw_open(t);
 
-        (void) raw_send(fd, msg, len);
+        (void) tsmd_raw_send(fd, msg, len);
         if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
                 TEST_FAIL("%s: tsmd did not close the connection silently", what);
         close(fd);
@@ -752,7 +698,7 @@ TEST(log_escapes_what_clients_chose) {
         fd = raw_open(&t);
         ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{},"
                                  "\"x\\u001b]0;pwned\\u0007\\u001b\\u009b\\n<0>tsmd: forged\\u009b\":1}"));
-        free(raw_recv(fd, TSMD_WAIT_USEC)); /* InvalidParameter, then it hangs up */
+        free(tsmd_raw_recv(fd, TSMD_WAIT_USEC)); /* InvalidParameter, then it hangs up */
         close(fd);
         if (!tsmd_wait_log(&t, "Invalid call object (key 'x", 1, TSMD_WAIT_USEC))
                 TEST_FAIL("the refused call object was not logged");
@@ -1056,11 +1002,11 @@ TEST(disconnect_mid_request_and_mid_stream) {
 
                 ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{}}"));
                 ASSERT_OK(shutdown(fd, SHUT_WR));
-                m = raw_recv(fd, TSMD_WAIT_USEC);
+                m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
                 ASSERT_NOT_NULL(m);
                 ASSERT_NOT_NULL(strstr(m, "\"reclaimToken\""));
                 free(m);
-                ASSERT_NULL(raw_recv(fd, TSMD_WAIT_USEC));
+                ASSERT_NULL(tsmd_raw_recv(fd, TSMD_WAIT_USEC));
                 close(fd);
                 good_check(&g);
         }
@@ -1122,7 +1068,7 @@ TEST(disconnect_mid_request_and_mid_stream) {
 
 /* Expects a successful reply whose parameters hold (at least) want; returns them (owned). */
 static json_object *raw_expect_ok(int fd, const char *want) {
-        _cleanup_free_ char *m = raw_recv(fd, TSMD_WAIT_USEC);
+        _cleanup_free_ char *m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
         json_object *o, *params;
 
         if (!m)
@@ -1149,7 +1095,7 @@ static void raw_send_together(int fd, const char *const *calls, size_t n) {
                 memcpy(buf + len, calls[i], k);
                 len += k;
         }
-        ASSERT_TRUE(raw_send(fd, buf, len));
+        ASSERT_TRUE(tsmd_raw_send(fd, buf, len));
 }
 
 #define VDEV_CALL(method, ctx) \
@@ -1189,7 +1135,7 @@ TEST(lifecycle_calls_raced_against_a_bind) {
 
                         ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"" G "AttachDevice\",\"parameters\":{\"context\":%" PRIi64
                                                       ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}}", ctx)));
-                        reply = raw_recv(fd, TSMD_WAIT_USEC);
+                        reply = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
                         ASSERT_NOT_NULL(reply);
                         if (!strstr(reply, "\"error\""))
                                 break;
@@ -1232,7 +1178,7 @@ TEST(lifecycle_calls_raced_against_a_bind) {
                                                       "{\"context\":%" PRIi64 "}}", ctx)));
                 json_object_put(raw_expect_ok(fd, "{}"));
                 ASSERT_TRUE(raw_call(fd, "{\"method\":\"" G "OpenContext\",\"parameters\":{}}"));
-                m = raw_recv(fd, TSMD_WAIT_USEC); /* still serving this connection */
+                m = tsmd_raw_recv(fd, TSMD_WAIT_USEC); /* still serving this connection */
                 ASSERT_NOT_NULL(m);
                 free(m);
                 close(fd);
@@ -1384,7 +1330,7 @@ static unsigned long groups_round(Tsmd *t, const Baseline *b, const gid_t *group
                         fds[i] = raw_open(t);
                         if (!raw_call(fds[i], "{\"method\":\"org.varlink.service.GetInfo\"}"))
                                 _exit(3);
-                        reply = raw_recv(fds[i], TSMD_WAIT_USEC);
+                        reply = tsmd_raw_recv(fds[i], TSMD_WAIT_USEC);
                         if (!reply || !strstr(reply, "\"parameters\""))
                                 _exit(4);
                 }
@@ -1564,10 +1510,10 @@ TEST(json_value_bomb) {
         good_during_start(&g);
         for (unsigned i = 0; i < BOMBS; i++) {
                 fds[i] = bomb_open(&t, &owners[i]);
-                ASSERT_TRUE(raw_send(fds[i], bomb, n - 1));
+                ASSERT_TRUE(tsmd_raw_send(fds[i], bomb, n - 1));
         }
         for (unsigned i = 0; i < BOMBS; i++)
-                ASSERT_TRUE(raw_send(fds[i], "", 1));
+                ASSERT_TRUE(tsmd_raw_send(fds[i], "", 1));
         for (unsigned i = 0; i < BOMBS; i++) {
                 ASSERT_TRUE(raw_closed_silently(fds[i], TSMD_WAIT_USEC));
                 if (owners[i])
@@ -1768,7 +1714,7 @@ TEST(connections_that_never_call_time_out) {
         begin = now_usec();
         silent = raw_open(&t);
         partial = raw_open(&t);
-        ASSERT_TRUE(raw_send(partial, start, sizeof(start) - 1));
+        ASSERT_TRUE(tsmd_raw_send(partial, start, sizeof(start) - 1));
         while ((silent_at == 0 || partial_at == 0) && now_usec() - begin < 10 * USEC_PER_SEC) {
                 if (silent_at == 0 && raw_closed_silently(silent, 0))
                         silent_at = now_usec() - begin;
@@ -1865,7 +1811,7 @@ TEST(pending_call_flood) {
          * dropped by the kernel since nothing receives it). */
         fd = raw_open(&t);
         ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{}}"));
-        m = raw_recv(fd, TSMD_WAIT_USEC);
+        m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
         ASSERT_NOT_NULL(m);
         {
                 json_object *o = json_tokener_parse(m), *p;
@@ -1877,13 +1823,13 @@ TEST(pending_call_flood) {
         free(m);
         ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"io.tsmd.Guest.AttachDevice\",\"parameters\":{\"context\":%" PRIi64
                                       ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\"}}", ctx)));
-        m = raw_recv(fd, TSMD_WAIT_USEC);
+        m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
         ASSERT_NOT_NULL(m);
         ASSERT_NULL(strstr(m, "\"error\""));
         free(m);
         ASSERT_TRUE(raw_call(fd, strf("{\"method\":\"io.tsmd.Guest.Bind\",\"parameters\":{\"context\":%" PRIi64
                                       ",\"vdeviceId\":1}}", ctx)));
-        m = raw_recv(fd, TSMD_WAIT_USEC);
+        m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
         ASSERT_NOT_NULL(m);
         ASSERT_NULL(strstr(m, "\"error\""));
         free(m);
@@ -1989,7 +1935,7 @@ static void subscribe_too_large(int fd) {
         _cleanup_free_ char *m = NULL;
 
         ASSERT_TRUE(raw_call(fd, "{\"method\":\"io.tsmd.Service.GetStatus\",\"more\":true}"));
-        m = raw_recv(fd, TSMD_WAIT_USEC);
+        m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
         if (!m || !strstr(m, "\"error\":\"" VARLINK_ERROR_REPLY_TOO_LARGE "\""))
                 TEST_FAIL("GetStatus: expected %s, got %s", VARLINK_ERROR_REPLY_TOO_LARGE, m ?: "a hangup");
 }
@@ -2107,7 +2053,7 @@ typedef struct Churn {
 static void churn_close(Tsmd *t, const void *msg, size_t len) {
         int fd = raw_open(t);
 
-        (void) raw_send(fd, msg, len);
+        (void) tsmd_raw_send(fd, msg, len);
         if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
                 TEST_FAIL("tsmd did not close a connection refused for its message");
         close(fd);
@@ -2127,7 +2073,7 @@ static void churn_past_per_uid(Tsmd *t, void *userdata) {
 
                 fourth = raw_open(t);
                 if (raw_call(fourth, "{\"method\":\"io.tsmd.Service.Ping\"}"))
-                        m = raw_recv(fourth, TSMD_WAIT_USEC);
+                        m = tsmd_raw_recv(fourth, TSMD_WAIT_USEC);
                 if (m && !strstr(m, "\"error\""))
                         break;
                 if ((m && !strstr(m, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID)) || now_usec() > deadline)
@@ -2456,7 +2402,7 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
          * take. */
         if (nobody) {
                 send_call_with_fd(varlink_client_get_fd(nobody), "{\"method\":\"io.tsmd.Guest.OpenContext\"}", fd);
-                _cleanup_free_ char *m = raw_recv(varlink_client_get_fd(nobody), TSMD_WAIT_USEC);
+                _cleanup_free_ char *m = tsmd_raw_recv(varlink_client_get_fd(nobody), TSMD_WAIT_USEC);
                 if (!m)
                         TEST_FAIL("tsmd hung up on OpenContext with a FUSE fd attached");
                 fprintf(stderr, "# OpenContext of uid %u with a FUSE fd attached: %s\n", NOBODY, m);
@@ -2560,7 +2506,7 @@ static void adopt_iommufd(int sock, bool lost) {
                 raw_expect_reply(sock, "io.tsmd.System", "{\"errno\":24,\"errnoName\":\"EMFILE\"}");
                 return;
         }
-        m = raw_recv(sock, TSMD_WAIT_USEC);
+        m = tsmd_raw_recv(sock, TSMD_WAIT_USEC);
         if (!m || !strstr(m, "\"context\"") || strstr(m, "\"error\""))
                 TEST_FAIL("AdoptContext with an iommufd: %s", m ?: "hung up");
 }

@@ -61,61 +61,12 @@ static int raw_open(Tsmd *t, Socket s) {
 }
 
 static void raw_send(int fd, const void *p, size_t n) {
-        const char *s = p;
-
-        while (n > 0) {
-                ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        TEST_FAIL("send: %s", strerror(errno));
-                s += k;
-                n -= (size_t) k;
-        }
-}
-
-/* One NUL-terminated message (malloc'd), or NULL on a hang-up. Fails the test on a timeout, and
- * on bytes after which tsmd hangs up without their NUL. */
-static char *raw_recv(int fd) {
-        size_t n = 0, size = 1024;
-        char *buf = malloc(size);
-        uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
-
-        ASSERT_NOT_NULL(buf);
-        for (;;) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                uint64_t now = now_usec();
-                ssize_t k;
-
-                if (now >= deadline)
-                        TEST_FAIL("no message and no hang-up from tsmd in time");
-                if (poll(&p, 1, (int) ((deadline - now) / USEC_PER_MSEC) + 1) <= 0)
-                        continue;
-                if (n == size) {
-                        size *= 2;
-                        buf = realloc(buf, size);
-                        ASSERT_NOT_NULL(buf);
-                }
-                /* A byte at a time: what follows the NUL is the next message's. */
-                k = recv(fd, buf + n, 1, 0);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k == 0 || (k < 0 && errno == ECONNRESET)) {
-                        if (n > 0)
-                                TEST_FAIL("tsmd hung up within a message: %.*s", (int) n, buf);
-                        free(buf);
-                        return NULL;
-                }
-                if (k < 0)
-                        TEST_FAIL("recv: %s", strerror(errno));
-                if (buf[n++] == '\0')
-                        return buf;
-        }
+        if (!tsmd_raw_send(fd, p, n))
+                TEST_FAIL("send: tsmd hung up");
 }
 
 static void expect_reply(int fd, const char *what, const char *want) {
-        _cleanup_free_ char *m = raw_recv(fd);
+        _cleanup_free_ char *m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
 
         if (!m)
                 TEST_FAIL("%s: tsmd hung up instead of answering %s", what, want);
@@ -124,7 +75,7 @@ static void expect_reply(int fd, const char *what, const char *want) {
 }
 
 static void expect_hangup(int fd, const char *what) {
-        _cleanup_free_ char *m = raw_recv(fd);
+        _cleanup_free_ char *m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
 
         if (m)
                 TEST_FAIL("%s: expected a hang-up, got %s", what, m);
@@ -198,7 +149,7 @@ static json_object *raw_call_ok(Tsmd *t, Socket s, const char *call) {
         int fd = raw_open(t, s);
 
         raw_send(fd, call, strlen(call) + 1);
-        m = raw_recv(fd);
+        m = tsmd_raw_recv(fd, TSMD_WAIT_USEC);
         close(fd);
         if (!m)
                 TEST_FAIL("%s: tsmd hung up", call);

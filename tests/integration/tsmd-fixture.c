@@ -263,6 +263,61 @@ int tsmd_raw_connect(const char *path) {
         return fd;
 }
 
+bool tsmd_raw_send(int fd, const void *p, size_t n) {
+        const char *s = p;
+
+        while (n > 0) {
+                ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
+                        return false;
+                if (k < 0)
+                        TEST_FAIL("send: %s", strerror(errno));
+                s += k;
+                n -= (size_t) k;
+        }
+        return true;
+}
+
+char *tsmd_raw_recv(int fd, uint64_t timeout_usec) {
+        size_t n = 0, size = 4096;
+        char *buf = malloc(size);
+        uint64_t deadline = now_usec() + timeout_usec;
+
+        ASSERT_NOT_NULL(buf);
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                uint64_t now = now_usec();
+                ssize_t k;
+
+                if (now >= deadline)
+                        TEST_FAIL("no message and no hang-up from tsmd within %llu ms",
+                                  (unsigned long long) (timeout_usec / USEC_PER_MSEC));
+                if (poll(&p, 1, (int) ((deadline - now) / USEC_PER_MSEC) + 1) <= 0)
+                        continue;
+                if (n == size) {
+                        size *= 2;
+                        buf = realloc(buf, size);
+                        ASSERT_NOT_NULL(buf);
+                }
+                k = recv(fd, buf + n, 1, 0);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k == 0 || (k < 0 && errno == ECONNRESET)) {
+                        if (n > 0)
+                                TEST_FAIL("tsmd hung up within a message: %.*s", (int) n, buf);
+                        free(buf);
+                        return NULL;
+                }
+                if (k < 0)
+                        TEST_FAIL("recv: %s", strerror(errno));
+                if (buf[n++] == '\0')
+                        return buf;
+        }
+}
+
 static void format_status(int status, char *buf, size_t size) {
         if (WIFEXITED(status))
                 snprintf(buf, size, "exit status %d", WEXITSTATUS(status));

@@ -232,6 +232,13 @@ void tsmd_expect_audit_at(const char *file, int line, Tsmd *t, int64_t after, co
 
 /* A connected AF_UNIX socket to tsmd, for raw-protocol use; -errno on failure. */
 int tsmd_raw_connect(const char *path);
+/* Sends all n bytes at p on a raw socket; false if tsmd is gone (EPIPE, ECONNRESET), any other
+ * failure fails the test. */
+bool tsmd_raw_send(int fd, const void *p, size_t n);
+/* Reads one NUL-terminated message (malloc'd) from a raw socket, or NULL on a hang-up. Fails
+ * the test when neither comes within timeout_usec, and on a hang-up within a message (tsmd
+ * never sends half of one). A byte at a time: what follows the NUL is the next message's. */
+char *tsmd_raw_recv(int fd, uint64_t timeout_usec);
 
 /* printf into one of a ring of static buffers (for JSON parameters). */
 const char *strf(const char *format, ...) _printf_(1, 2);
