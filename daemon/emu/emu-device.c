@@ -677,7 +677,7 @@ static bool request_permitted(const uint8_t *msg, size_t len, EmuScope scope) {
          * they were sent in, done before the device sees the request. Every request code has
          * one guest scope or none; a message too short to have a code, or whose code no
          * scope carries (LOCK and STOP, the TSM's own; BIND_P2P_STREAM, UNBIND_P2P_STREAM,
-         * SET_MMIO_ATTRIBUTE and SET_TDISP_CONFIG, the host's business and not implemented;
+         * SET_MMIO_ATTRIBUTE and SET_TDISP_CONFIG, the host's business, which this model has not;
          * response codes; unknown codes), is refused in every scope: a TSM cannot tell what
          * it would do. */
         if (len < offsetof(TdispHeader, message_type) + 1)
