@@ -383,6 +383,32 @@ TEST(tsm_change_rescans_devices_even_if_the_tsm_is_unreadable) {
         teardown(&c);
 }
 
+/* A TSM's "change" rescans the devices: with an entry among them that cannot be opened (a link
+ * loop), sd-device's enumerator listed nothing, and the rescan removed every device. Now that
+ * entry is skipped and the rest read: what changed shows, nothing is removed. */
+TEST(a_tsm_change_with_an_entry_that_cannot_be_opened_removes_nothing) {
+        char path[PATH_MAX];
+        Ctx c;
+        ssize_t i;
+
+        setup(&c, "two-tsms");
+        ASSERT_EQ(inventory_n_devices(c.inv), 10u);
+        snprintf(path, sizeof(path), "%s/bus/pci/devices/0000:0f:00.0", c.root);
+        ASSERT_OK(symlink("0000:0f:00.0", path));
+        ASSERT_OK(sysfs_fixture_write_attr(c.root, VIRTIO, "tsm/connect", ""));
+        send_event(&c, "change", TSM1, "tsm");
+        run_until_events(&c, 1);
+
+        ASSERT_EQ(inventory_n_devices(c.inv), 10u);
+        ASSERT_EQ(inventory_n_tsms(c.inv), 2u);
+        for (size_t k = 0; k < c.n; k++)
+                ASSERT_TRUE(c.type[k] != INVENTORY_DEVICE_REMOVED && c.type[k] != INVENTORY_TSM_REMOVED);
+        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:00:04.0");
+        ASSERT_TRUE(i >= 0);
+        ASSERT_EQ(c.changes[i], INVENTORY_CHANGE_TDISP);
+        teardown(&c);
+}
+
 /* What changes between a first scan and the monitor listening sends uevents nobody hears: the
  * monitor looks again once it listens, instead of leaving it to the rescan ten minutes on. */
 TEST(changes_before_the_monitor_listens_are_not_lost) {
