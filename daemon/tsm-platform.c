@@ -287,12 +287,16 @@ static void request_finish(TsmRequest *r, int result) {
 
 /* Everything in flight to a device that is gone fails with -ENODEV. What the backend answered
  * already keeps its answer (its callback is due): the device acted before it went, and a
- * kernel call it answered will not answer late. */
-static void fail_requests_for(TsmPlatform *p, const char *pci_address) {
+ * kernel call it answered will not answer late. A connect or disconnect of a device that is
+ * still there (removed false) goes on: it is what changed the device, seen by a look before
+ * the kernel's write returned; it looks again when it ends, and until then the device's
+ * connection is busy. */
+static void fail_requests_for(TsmPlatform *p, const char *pci_address, bool removed) {
         TsmRequest *r;
 
         TAILQ_FOREACH(r, &p->requests, entry)
-                if (!r->completed && (!pci_address || streq(r->pci_address, pci_address))) {
+                if (!r->completed && (!pci_address || streq(r->pci_address, pci_address)) &&
+                    (removed || (r->op != TSM_OP_CONNECT && r->op != TSM_OP_DISCONNECT))) {
                         (void) evtimer_del(r->timer);
                         request_abandon_call(r);
                         request_finish(r, -ENODEV);
@@ -333,14 +337,14 @@ static int kernel_device(TsmPlatform *p, const char *pci_address, TsmDeviceInfo 
         return 0;
 }
 
-/* What was attached to the device is gone (the device, or the backend that served it): its
- * requests fail, the callback marks its vDevices gone. */
-static void device_gone(TsmPlatform *p, const char *pci_address, const char *why) {
+/* What was attached to the device is gone (the device, removed, or the backend that served it):
+ * its requests fail, the callback marks its vDevices gone. */
+static void device_gone(TsmPlatform *p, const char *pci_address, bool removed, const char *why) {
         TsmDeviceInfo info;
         EmuDevice *e;
 
         log_info("Device %s %s.", pci_address, why);
-        fail_requests_for(p, pci_address);
+        fail_requests_for(p, pci_address, removed);
         if (p->gone_callback)
                 p->gone_callback(p, pci_address, p->gone_userdata);
 
@@ -365,13 +369,14 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
         switch (ev->type) {
         case INVENTORY_DEVICE_REMOVED:
                 if (served_by_kernel(inv, ev->device) || !emulated_at(p, ev->device->address))
-                        device_gone(p, ev->device->address, "is gone");
+                        device_gone(p, ev->device->address, /* removed= */ true, "is gone");
                 break;
         case INVENTORY_DEVICE_ADDED:
                 /* A real device a TSM serves, at an address the emulator also has: it is served
                  * by that TSM from now on, and what was attached to the emulated one is gone. */
                 if (emulated_at(p, ev->device->address) && kernel_device(p, ev->device->address, &info) >= 0)
-                        device_gone(p, ev->device->address, "is served by its TSM now, not emulated");
+                        device_gone(p, ev->device->address, /* removed= */ false,
+                                    "is served by its TSM now, not emulated");
                 break;
         case INVENTORY_DEVICE_CHANGED:
                 /* Disconnected, connected to another TSM (or to one, where it was emulated),
@@ -383,7 +388,8 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                                     INVENTORY_CHANGE_IDS | INVENTORY_CHANGE_SYSPATH)) &&
                     (served_by_kernel(inv, ev->old_device) || served_by_kernel(inv, ev->device) ||
                      !emulated_at(p, ev->device->address)))
-                        device_gone(p, ev->device->address, "changed its TSM, identity or TDISP support");
+                        device_gone(p, ev->device->address, /* removed= */ false,
+                                    "changed its TSM, identity or TDISP support");
                 break;
         case INVENTORY_TSM_CHANGED:
                 /* A TSM of another kind under the same name (a driver swapped): its devices'
@@ -393,7 +399,8 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                                 const InventoryDevice *d = inventory_device_at(inv, i);
 
                                 if (d->connected_tsm && streq(d->connected_tsm, ev->tsm->name))
-                                        device_gone(p, d->address, "is served by a TSM of another kind now");
+                                        device_gone(p, d->address, /* removed= */ false,
+                                                    "is served by a TSM of another kind now");
                         }
                 break;
         case INVENTORY_TSM_REMOVED:
@@ -407,7 +414,7 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
 
                         if (d->connected_tsm && streq(d->connected_tsm, ev->tsm->name) &&
                             ((d->tdisp_capable && ev->tsm->type >= 0) || !emulated_at(p, d->address)))
-                                device_gone(p, d->address, "lost its TSM");
+                                device_gone(p, d->address, /* removed= */ false, "lost its TSM");
                 }
                 break;
         case INVENTORY_TSM_ADDED:
@@ -423,7 +430,8 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
 
                         if (d->connected_tsm && streq(d->connected_tsm, ev->tsm->name) &&
                             emulated_at(p, d->address) && served_by_kernel(inv, d))
-                                device_gone(p, d->address, "is served by its TSM now, not emulated");
+                                device_gone(p, d->address, /* removed= */ false,
+                                            "is served by its TSM now, not emulated");
                 }
                 break;
         default:
@@ -603,7 +611,7 @@ int tsm_platform_set_emulated_devices(TsmPlatform *p, const char *devices) {
                         snprintf(address, sizeof(address), "%s", emu_device_get_address(d));
                         (void) emu_platform_remove_device(p->emu, address);
                         if (served)
-                                device_gone(p, address, "is no longer emulated");
+                                device_gone(p, address, /* removed= */ false, "is no longer emulated");
                         else
                                 log_info("Emulated device %s removed (its TSM serves the address).", address);
                 }

@@ -522,45 +522,156 @@ static int put_pci_from_device(Discovery *d, sd_device *dev) {
         return r < 0 ? r : 0;
 }
 
-static int scan_subsystem(Discovery *d, const char *subsystem,
-                          int (*put)(Discovery *d, sd_device *dev)) {
-        _cleanup_(sd_device_enumerator_unrefp) sd_device_enumerator *e = NULL;
-        int r;
+/* A device sysfs lists (an entry of /sys/bus/pci/devices or /sys/class/tsm), opened. */
+typedef struct ScanEntry {
+        sd_device *dev;
+        const char *syspath; /* dev's */
+} ScanEntry;
 
-        r = sd_device_enumerator_new(&e);
-        if (r < 0)
-                return r;
-        r = sd_device_enumerator_add_match_subsystem(e, subsystem, true);
-        if (r < 0)
-                return r;
-        /* Devices without a device node count as initialized anyway, but be explicit: tsmd
-         * must not depend on udev having processed a device. */
-        r = sd_device_enumerator_allow_uninitialized(e);
-        if (r < 0)
-                return r;
+static int scan_entry_compare(const void *a, const void *b) {
+        return strcmp(((const ScanEntry *) a)->syspath, ((const ScanEntry *) b)->syspath);
+}
 
-        for (sd_device *dev = sd_device_enumerator_get_device_first(e); dev;
-             dev = sd_device_enumerator_get_device_next(e)) {
-                const char *syspath = NULL;
+static void strv_free_n(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
 
-                r = put(d, dev);
-                if (r == -ENOMEM)
-                        return r;
-                if (r == -ENAMETOOLONG && streq(subsystem, "pci")) {
-                        /* Said once, at the first scan: the rescans find it again. */
-                        (void) sd_device_get_syspath(dev, &syspath);
-                        log_full(d->scanned ? LOG_DEBUG : LOG_WARNING,
-                                 "Skipping %s device %s: its address is longer than the %u characters tsmd serves "
-                                 "(a PCI domain of %u hex digits at most).", subsystem, strna(syspath),
-                                 (unsigned) PCI_ADDRESS_LEN_MAX, (unsigned) (PCI_ADDRESS_LEN_MAX - 8));
-                } else if (r < 0) {
-                        (void) sd_device_get_syspath(dev, &syspath);
-                        log_full_errno(is_gone(r) || r == -EINVAL ? LOG_DEBUG : LOG_WARNING, r,
-                                       "Skipping %s device %s: %m", subsystem, strna(syspath));
+/*
+ * The names in dir, sysfs's list of the devices of a bus or class: none when dir does not exist
+ * (no such bus or class on this machine). Read whole before any is opened, so that opening them
+ * costs no descriptor on top of the directory's. Any other error is returned: it is no proof that
+ * the list is empty or shorter, which sd-device's enumerator (252) cannot tell apart, as it lists
+ * nothing at all after any error, one entry that fails to open included.
+ */
+static int list_devices(const char *dir, char ***ret, size_t *ret_n) {
+        char **names = NULL;
+        size_t n = 0, allocated = 0;
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        d = opendir(dir);
+        if (!d) {
+                if (errno != ENOENT)
+                        return negative_errno();
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        for (;;) {
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        r = -errno; /* 0 at the end */
+                        break;
                 }
+                if (de->d_name[0] == '.')
+                        continue;
+                /* As sd-device: a device is a directory, or a link to one. */
+                if (de->d_type != DT_DIR && de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
+                        continue;
+                if (!GREEDY_REALLOC(names, allocated, n + 1) || !(names[n] = strdup(de->d_name))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        closedir(d);
+        if (r < 0) {
+                strv_free_n(names, n);
+                return r;
         }
 
+        *ret = names;
+        *ret_n = n;
         return 0;
+}
+
+/* An entry listed but not opened this time: not gone, so kept as it was. */
+static void keep_listed(Discovery *d, const char *name, bool is_tsm) {
+        if (is_tsm)
+                (void) inventory_keep_tsm(d->inv, name);
+        else if (pci_address_is_valid(name))
+                (void) inventory_keep_device(d->inv, name);
+}
+
+/*
+ * Puts every device dir lists, in syspath order (the functions of a slot one after the other, as
+ * the DSM cache of a scan wants them). What is gone (ENOENT, ENODEV) is left out, and the sweep
+ * that follows removes it; what fails otherwise is kept. An error is returned only when the list
+ * itself could not be read, or memory ran out: then nothing may be swept.
+ */
+static int scan_subsystem(Discovery *d, const char *dir, bool is_tsm, int (*put)(Discovery *d, sd_device *dev)) {
+        const char *subsystem = is_tsm ? "tsm" : "pci";
+        ScanEntry *entries = NULL;
+        char **names = NULL;
+        size_t n_names = 0, n = 0;
+        int r;
+
+        r = list_devices(dir, &names, &n_names);
+        if (r < 0)
+                return r;
+        entries = new0(ScanEntry, n_names);
+        if (!entries) {
+                r = -ENOMEM;
+                goto finish;
+        }
+
+        for (size_t i = 0; i < n_names; i++) {
+                _cleanup_free_ char *path = NULL;
+                sd_device *dev;
+
+                if (asprintf(&path, "%s/%s", dir, names[i]) < 0) {
+                        r = -ENOMEM;
+                        goto finish;
+                }
+                r = sd_device_new_from_syspath(&dev, path);
+                if (r == -ENOMEM)
+                        goto finish;
+                if (is_gone(r)) {
+                        log_debug_errno(r, "Skipping %s device %s: %m", subsystem, path);
+                        continue;
+                }
+                if (r < 0) {
+                        /* A link loop, a permission, no descriptor left: unreadable, not gone. */
+                        keep_listed(d, names[i], is_tsm);
+                        log_warning_errno(r, "Failed to open %s device %s, keeping it as it was: %m", subsystem,
+                                          path);
+                        continue;
+                }
+                r = sd_device_get_syspath(dev, &entries[n].syspath);
+                if (r < 0) {
+                        sd_device_unref(dev);
+                        goto finish;
+                }
+                entries[n++].dev = dev;
+        }
+        qsort(entries, n, sizeof(ScanEntry), scan_entry_compare);
+
+        for (size_t i = 0; i < n; i++) {
+                r = put(d, entries[i].dev);
+                if (r == -ENOMEM)
+                        goto finish;
+                if (r == -ENAMETOOLONG && !is_tsm)
+                        /* Said once, at the first scan: the rescans find it again. */
+                        log_full(d->scanned ? LOG_DEBUG : LOG_WARNING,
+                                 "Skipping %s device %s: its address is longer than the %u characters tsmd serves "
+                                 "(a PCI domain of %u hex digits at most).", subsystem, entries[i].syspath,
+                                 (unsigned) PCI_ADDRESS_LEN_MAX, (unsigned) (PCI_ADDRESS_LEN_MAX - 8));
+                else if (r < 0)
+                        log_full_errno(is_gone(r) || r == -EINVAL ? LOG_DEBUG : LOG_WARNING, r,
+                                       "Skipping %s device %s: %m", subsystem, entries[i].syspath);
+        }
+        r = 0;
+
+finish:
+        for (size_t i = 0; i < n; i++)
+                sd_device_unref(entries[i].dev);
+        free(entries);
+        strv_free_n(names, n_names);
+        return r;
 }
 
 int discovery_new(Inventory *inv, struct event_base *base, Discovery **ret) {
@@ -601,7 +712,7 @@ static int scan_pci(Discovery *d) {
         int r;
 
         d->scanning = true;
-        r = scan_subsystem(d, "pci", put_pci_from_device);
+        r = scan_subsystem(d, "/sys/bus/pci/devices", /* is_tsm= */ false, put_pci_from_device);
         d->scanning = false;
         /* What it read is stale by the next look. */
         dsm_candidate_done(&d->scan_dsm);
@@ -615,7 +726,9 @@ int discovery_scan(Discovery *d) {
 
         inventory_sync_begin(d->inv);
 
-        r = scan_subsystem(d, "tsm", put_tsm_from_device);
+        /* A list that could not be read sweeps nothing: what was known stays until a rescan
+         * reads it (the caller says the inventory may be stale). */
+        r = scan_subsystem(d, "/sys/class/tsm", /* is_tsm= */ true, put_tsm_from_device);
         if (r < 0)
                 return r;
         r = scan_pci(d);
@@ -735,14 +848,26 @@ static int refresh_dependents(Discovery *d, const char *address) {
         return r;
 }
 
+typedef enum PciChange {
+        PCI_LOOK,     /* changed, or tsmd's own look */
+        PCI_REMOVED,
+        PCI_REPLACED, /* a new pci_dev at a known address */
+} PciChange;
+
 /* A PCI device's uevent, or tsmd's own look after writing its tsm/connect: a DSM's change is its
  * dependents' as well. */
-static int refresh_pci(Discovery *d, const char *syspath, const char *sysname, bool removed) {
+static int refresh_pci(Discovery *d, const char *syspath, const char *sysname, PciChange change) {
         bool was_dsm = inventory_device_is_dsm(inventory_get_device(d->inv, sysname));
         int r, k;
 
-        r = removed ? forget(d, syspath, sysname, /* is_tsm= */ false)
-                    : refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ false);
+        if (change == PCI_REPLACED) {
+                /* Not the device known there, however alike: removed, then added. */
+                r = inventory_remove_device(d->inv, sysname);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+        r = change == PCI_REMOVED ? forget(d, syspath, sysname, /* is_tsm= */ false)
+                                  : refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ false);
         if (r == -ENOMEM)
                 return r;
         if (!was_dsm && !inventory_device_is_dsm(inventory_get_device(d->inv, sysname)))
@@ -761,11 +886,11 @@ int discovery_refresh_device(Discovery *d, const char *address) {
         if (asprintf(&syspath, "/sys/bus/pci/devices/%s", address) < 0)
                 return -ENOMEM;
 
-        return refresh_pci(d, syspath, address, /* removed= */ false);
+        return refresh_pci(d, syspath, address, PCI_LOOK);
 }
 
 static int handle_uevent(Discovery *d, sd_device *dev) {
-        const char *subsystem, *syspath, *sysname;
+        const char *subsystem, *syspath, *sysname, *synth_uuid;
         sd_device_action_t action;
         int r, k;
 
@@ -809,7 +934,15 @@ static int handle_uevent(Discovery *d, sd_device *dev) {
                         /* The old name is only in DEVPATH_OLD; a rescan drops it reliably. */
                         return rescan_devices(d);
 
-                return refresh_pci(d, syspath, sysname, action == SD_DEVICE_REMOVE);
+                /* The kernel adds a pci_dev once: an "add" at an address known already is another
+                 * device, whose predecessor's "remove" was lost (a receive buffer overflowing,
+                 * udevd restarting), even when it looks the same. An "add" replayed from
+                 * userspace (udevadm trigger, at boot too) carries SYNTH_UUID, and only says look. */
+                if (action == SD_DEVICE_ADD && inventory_get_device(d->inv, sysname) &&
+                    sd_device_get_property_value(dev, "SYNTH_UUID", &synth_uuid) == -ENOENT)
+                        return refresh_pci(d, syspath, sysname, PCI_REPLACED);
+
+                return refresh_pci(d, syspath, sysname, action == SD_DEVICE_REMOVE ? PCI_REMOVED : PCI_LOOK);
         }
 
         return 0;

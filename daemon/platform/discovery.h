@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Discovery: fills an Inventory from sysfs with sd-device (enumerating the "tsm" and "pci"
- * subsystems) and keeps it current from udev's hotplug events (sd_device_monitor on the udev
+ * Discovery: fills an Inventory from sysfs with sd-device (listing the "tsm" class and the "pci"
+ * bus itself, opening each entry with sd-device) and keeps it current from udev's hotplug events (sd_device_monitor on the udev
  * netlink group, filtered on tsm and pci), driven from a libevent loop. sd-event is only used
  * as the monitor's dispatcher; it is never run as a loop (see SYSFS.md).
  *
@@ -37,7 +37,13 @@ int discovery_enter_sysfs_root(const char *root);
 int discovery_new(Inventory *inv, struct event_base *base, Discovery **ret);
 Discovery *discovery_free(Discovery *d);
 
-/* Full enumeration; reconciles the inventory (adds, changes, and removes what vanished). */
+/*
+ * Full enumeration of /sys/class/tsm and /sys/bus/pci/devices; reconciles the inventory (adds,
+ * changes, and removes what vanished). A device listed that cannot be opened or read this time
+ * (other than ENOENT/ENODEV, which mean gone) is kept as it was. When a list cannot be read
+ * (opendir() or readdir() failing: EMFILE, ENOMEM, ...) the error is returned and nothing is
+ * removed.
+ */
 int discovery_scan(Discovery *d);
 
 /*

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 
 #define NIC "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
 #define NVME "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
+#define GPU "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"
 
 typedef struct EventLog {
         InventoryEventType type[MAX_LOG];
@@ -499,6 +501,137 @@ TEST(unreadable_tsm_is_kept) {
         ASSERT_OK(sysfs_fixture_remove(root, "/devices/pci0000:00/0000:00:18.2/tsm/tsm0"));
         ASSERT_OK(discovery_scan(d));
         ASSERT_NULL(inventory_get_tsm(inv, "tsm0"));
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+/* In place of the entry sysfs lists for a device (a link to its directory), a link to itself:
+ * opening it fails with ELOOP. */
+static void loop_entry(const char *root, const char *list, const char *name) {
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/%s/%s", root, list, name);
+        ASSERT_TRUE(unlink(path) >= 0 || errno == ENOENT);
+        ASSERT_OK(symlink(name, path));
+}
+
+static size_t n_removals(const EventLog *log) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < log->n; i++)
+                n += log->type[i] == INVENTORY_DEVICE_REMOVED || log->type[i] == INVENTORY_TSM_REMOVED;
+        return n;
+}
+
+/* sd-device's enumerator (252) lists nothing at all once any entry fails to open, which a rescan
+ * took for "no devices": every device and TSM was removed. An entry that cannot be opened (a link
+ * loop: ELOOP; EACCES alike) is skipped, said so, and what it was stays; the other entries are
+ * read as ever, and what is gone is still removed. */
+TEST(an_entry_that_cannot_be_opened_removes_nothing) {
+        _cleanup_free_ char *text = NULL;
+        char path[PATH_MAX];
+        const char *root;
+        Discovery *d;
+        Inventory *inv;
+        EventLog log = {};
+        int saved, r;
+
+        inv = scan_watched_two_tsms(&root, &d, &log);
+        ASSERT_EQ(inventory_n_devices(inv), 10u);
+
+        /* An entry no device was known at, and the NVMe drive's and tsm0's own. */
+        loop_entry(root, "bus/pci/devices", "0000:0f:00.0");
+        loop_entry(root, "bus/pci/devices", "0000:03:00.0");
+        loop_entry(root, "class/tsm", "tsm0");
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "tsm/connect", ""));
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "authenticated", ""));
+        saved = log_capture_begin();
+        r = discovery_scan(d);
+        text = log_capture_end(saved);
+        ASSERT_OK(r);
+        ASSERT_EQ(inventory_n_devices(inv), 10u);
+        ASSERT_EQ(inventory_n_tsms(inv), 2u);
+        ASSERT_EQ(n_removals(&log), 0u);
+        ASSERT_NOT_NULL(inventory_get_tsm(inv, "tsm0"));
+        ASSERT_NULL(device(inv, "0000:03:00.0")->connected_tsm);
+        ASSERT_TRUE(device(inv, "0000:03:00.0")->tdisp_capable);
+        /* Read all the same: the NIC's disconnect shows. */
+        ASSERT_NULL(device(inv, "0000:01:00.0")->connected_tsm);
+        ASSERT_EQ(count_occurrences(text, "Failed to open pci device /sys/bus/pci/devices/0000:0f:00.0, keeping it as "
+                                          "it was: Too many levels of symbolic links"),
+                  1u);
+        ASSERT_EQ(count_occurrences(text, "Failed to open pci device /sys/bus/pci/devices/0000:03:00.0"), 1u);
+        ASSERT_EQ(count_occurrences(text, "Failed to open tsm device /sys/class/tsm/tsm0"), 1u);
+
+        /* Gone for real, with entries that cannot be opened beside them: removed. */
+        ASSERT_OK(sysfs_fixture_remove(root, GPU));
+        ASSERT_OK(sysfs_fixture_remove(root, "/devices/faux/tdx_host/tsm/tsm1"));
+        log.n = 0;
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_EQ(log.n, 2u);
+        ASSERT_EQ(log.type[0], INVENTORY_TSM_REMOVED);
+        ASSERT_STREQ(log.key[0], "tsm1");
+        ASSERT_EQ(log.type[1], INVENTORY_DEVICE_REMOVED);
+        ASSERT_STREQ(log.key[1], "0000:02:00.0");
+
+        /* No longer listed at all: removed. */
+        snprintf(path, sizeof(path), "%s/bus/pci/devices/0000:03:00.0", root);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_NULL(inventory_get_device(inv, "0000:03:00.0"));
+        ASSERT_EQ(inventory_n_devices(inv), 8u);
+        ASSERT_NOT_NULL(inventory_get_tsm(inv, "tsm0"));
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+/* Descriptors run out (RLIMIT_NOFILE reached, by tsmd or its guests' many connections): sd-device
+ * could then list nothing, and a rescan removed every device and TSM. A list that cannot be read
+ * now fails the scan, which removes nothing; entries that cannot be opened are kept. From none
+ * free (the list cannot be opened) to a few (entries cannot, or can all). */
+TEST(a_scan_without_descriptors_removes_nothing) {
+        int fds[512];
+        struct rlimit saved, low;
+        const char *root;
+        Discovery *d;
+        Inventory *inv;
+        EventLog log = {};
+
+        inv = scan_watched_two_tsms(&root, &d, &log);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        low = saved;
+        low.rlim_cur = MIN(saved.rlim_cur, (rlim_t) ELEMENTSOF(fds));
+
+        for (unsigned n_free = 0; n_free <= 4; n_free++) {
+                size_t n = 0;
+                int r;
+
+                ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+                while (n < ELEMENTSOF(fds) && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+                        n++;
+                ASSERT_EQ(errno, EMFILE);
+                for (unsigned i = 0; i < n_free; i++)
+                        safe_close(fds[--n]);
+                r = discovery_scan(d);
+                close_many(fds, n);
+                ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+
+                ASSERT_EQ(n_removals(&log), 0u);
+                ASSERT_EQ(inventory_n_devices(inv), 10u);
+                ASSERT_EQ(inventory_n_tsms(inv), 2u);
+                ASSERT_STREQ(device(inv, "0000:02:00.0")->connected_tsm, "tsm1");
+                /* The list itself could not be opened: said so. */
+                if (n_free == 0 || r < 0)
+                        ASSERT_ERRNO(r, EMFILE);
+        }
+
+        /* With descriptors again, a device gone is removed. */
+        ASSERT_OK(sysfs_fixture_remove(root, GPU));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_EQ(n_removals(&log), 1u);
+        ASSERT_NULL(inventory_get_device(inv, "0000:02:00.0"));
 
         discovery_free(d);
         inventory_free(inv);

@@ -94,11 +94,16 @@ static void teardown(Ctx *c) {
         event_base_free(c->base);
 }
 
-static void send_event(Ctx *c, const char *action, const char *devpath, const char *subsystem) {
-        int r = uevent_send(action, devpath, subsystem, NULL, ++c->seqnum);
+static void send_event_extra(Ctx *c, const char *action, const char *devpath, const char *subsystem,
+                             char *const *extra) {
+        int r = uevent_send(action, devpath, subsystem, extra, ++c->seqnum);
 
         if (r < 0)
                 TEST_FAIL("uevent_send %s %s: %s", action, devpath, strerror(-r));
+}
+
+static void send_event(Ctx *c, const char *action, const char *devpath, const char *subsystem) {
+        send_event_extra(c, action, devpath, subsystem, NULL);
 }
 
 /* Runs the libevent loop until the monitor has applied n events in total (5 s at most). */
@@ -380,6 +385,67 @@ TEST(tsm_change_rescans_devices_even_if_the_tsm_is_unreadable) {
         i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:00:04.0");
         ASSERT_TRUE(i >= 0);
         ASSERT_EQ(c.changes[i], INVENTORY_CHANGE_TDISP);
+        teardown(&c);
+}
+
+/* A TSM's "change" rescans the devices: with an entry among them that cannot be opened (a link
+ * loop), sd-device's enumerator listed nothing, and the rescan removed every device. Now that
+ * entry is skipped and the rest read: what changed shows, nothing is removed. */
+TEST(a_tsm_change_with_an_entry_that_cannot_be_opened_removes_nothing) {
+        char path[PATH_MAX];
+        Ctx c;
+        ssize_t i;
+
+        setup(&c, "two-tsms");
+        ASSERT_EQ(inventory_n_devices(c.inv), 10u);
+        snprintf(path, sizeof(path), "%s/bus/pci/devices/0000:0f:00.0", c.root);
+        ASSERT_OK(symlink("0000:0f:00.0", path));
+        ASSERT_OK(sysfs_fixture_write_attr(c.root, VIRTIO, "tsm/connect", ""));
+        send_event(&c, "change", TSM1, "tsm");
+        run_until_events(&c, 1);
+
+        ASSERT_EQ(inventory_n_devices(c.inv), 10u);
+        ASSERT_EQ(inventory_n_tsms(c.inv), 2u);
+        for (size_t k = 0; k < c.n; k++)
+                ASSERT_TRUE(c.type[k] != INVENTORY_DEVICE_REMOVED && c.type[k] != INVENTORY_TSM_REMOVED);
+        i = find_event(&c, 0, INVENTORY_DEVICE_CHANGED, "0000:00:04.0");
+        ASSERT_TRUE(i >= 0);
+        ASSERT_EQ(c.changes[i], INVENTORY_CHANGE_TDISP);
+        teardown(&c);
+}
+
+/* The kernel sends "add" once per pci_dev: an "add" at an address known already is another device,
+ * whose predecessor's "remove" was lost (a receive buffer overflowing, udevd restarting). It
+ * replaces the one known, removed then added, even when it looks the same. An "add" replayed by
+ * udevadm trigger (SYNTH_UUID, with a UUID or 0) is only a look. */
+TEST(an_add_at_a_known_address_is_another_device) {
+        char *replayed[] = { (char *) "SYNTH_UUID=0", NULL };
+        char *replayed_uuid[] = { (char *) "SYNTH_UUID=6f0a5a9c-3c1e-4c61-9d5e-2b1f0c0a8e11", NULL };
+        Ctx c;
+
+        setup(&c, "two-tsms");
+        send_event_extra(&c, "add", NVME, "pci", replayed);
+        send_event_extra(&c, "add", NVME, "pci", replayed_uuid);
+        run_until_events(&c, 2);
+        ASSERT_EQ(c.n, 0u);
+
+        /* The NVMe drive replaced by one alike, its "remove" lost. */
+        send_event(&c, "add", NVME, "pci");
+        run_until_events(&c, 3);
+        ASSERT_EQ(c.n, 2u);
+        ASSERT_EQ(c.type[0], INVENTORY_DEVICE_REMOVED);
+        ASSERT_STREQ(c.key[0], "0000:03:00.0");
+        ASSERT_EQ(c.type[1], INVENTORY_DEVICE_ADDED);
+        ASSERT_STREQ(c.key[1], "0000:03:00.0");
+        ASSERT_TRUE(inventory_get_device(c.inv, "0000:03:00.0")->tdisp_capable);
+
+        /* Its replacement gone before the "add" was read: removed all the same. */
+        ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
+        send_event(&c, "add", NVME, "pci");
+        run_until_events(&c, 4);
+        ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
+        ASSERT_EQ(c.n, 3u);
+        ASSERT_EQ(c.type[2], INVENTORY_DEVICE_REMOVED);
         teardown(&c);
 }
 

@@ -31,6 +31,7 @@
 #define NIC_FN1 "0000:01:00.1" /* no tsm/: served through the NIC, its DSM */
 #define NVME "0000:03:00.0" /* a DSM not connected */
 #define NIC_CONNECT "devices/pci0000:00/0000:00:01.1/0000:01:00.0/tsm/connect"
+#define NIC_DEVPATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
 #define VDEV_NIC 11
 #define VDEV_GPU 22
 #define TIMEOUT_USEC 300000ULL
@@ -305,6 +306,67 @@ TEST(device_moved_to_another_tsm_is_gone) {
         ASSERT_STREQ(info.tsm, "tsm1");
         ASSERT_OK(tsm_platform_get_device(t.platform, NIC_FN1, &info));
         ASSERT_STREQ(info.tsm, "tsm1");
+        router_teardown(&t);
+}
+
+/* A disconnect of the NIC whose kernel write waits on the NIC's lane, behind a request the kernel
+ * holds. */
+static void disconnect_held(Router *t, Done *held, Done *disconnect) {
+        fake_kernel_hold(true);
+        request(t, NIC, VDEV_NIC, TSM_SCOPE_INFO, held);
+        fake_kernel_wait_inside(1);
+        ASSERT_OK(tsm_platform_disconnect(t->platform, NIC, on_done, disconnect, NULL));
+}
+
+/* The kernel's disconnect shows in sysfs before its write returns: a look meanwhile (a rescan, a
+ * TSM's uevent) sees the NIC disconnected, and what was attached to it is gone, its request too.
+ * The disconnect itself goes on, answered by the kernel (not NoSuchDevice for a disconnect that
+ * was made), and until then the NIC's connection is busy: no second change races it. */
+TEST(a_disconnect_seen_before_its_write_returns_goes_on) {
+        Router t;
+        Done held = {}, disconnect = {}, other = {};
+        char gone[16] = {};
+
+        router_setup(&t);
+        tsm_platform_set_device_gone_callback(t.platform, on_gone, gone);
+        disconnect_held(&t, &held, &disconnect);
+
+        ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_DEVPATH, "tsm/connect", ""));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
+        ASSERT_STREQ(gone, "nf");
+        run_until(&t, &held, 1);
+        ASSERT_EQ(held.result, -ENODEV);
+        run_for_a_while(&t);
+        ASSERT_EQ(disconnect.n, 0u);
+        ASSERT_ERRNO(tsm_platform_disconnect(t.platform, NIC, on_done, &other, NULL), EBUSY);
+        ASSERT_ERRNO(tsm_platform_connect(t.platform, NIC, "tsm1", on_done, &other, NULL), EBUSY);
+
+        fake_kernel_hold(false);
+        run_until(&t, &disconnect, 1);
+        ASSERT_EQ(disconnect.result, 0);
+        ASSERT_EQ(other.n, 0u);
+        ASSERT_STREQ(gone, "nf");
+        router_teardown(&t);
+}
+
+/* A device removed takes its disconnect along: there is nothing left to disconnect. */
+TEST(a_removed_device_fails_its_disconnect) {
+        Router t;
+        Done held = {}, disconnect = {};
+        char gone[16] = {};
+
+        router_setup(&t);
+        tsm_platform_set_device_gone_callback(t.platform, on_gone, gone);
+        disconnect_held(&t, &held, &disconnect);
+
+        ASSERT_OK(sysfs_fixture_remove(t.sysfs, NIC_DEVPATH));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
+        run_until(&t, &disconnect, 1);
+        ASSERT_EQ(disconnect.result, -ENODEV);
+        run_until(&t, &held, 1);
+        ASSERT_EQ(held.result, -ENODEV);
+        ASSERT_EQ(gone[0], 'n');
+        fake_kernel_hold(false);
         router_teardown(&t);
 }
 
