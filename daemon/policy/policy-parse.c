@@ -856,10 +856,10 @@ static int parse_text(Loader *l, const char *name, const char *text) {
  * a test) may write policy, and never the unprivileged worker, which a VMM could take over: a
  * policy it wrote would outlive it and reach the monitor's scope gate at the next reload.
  * A POSIX access ACL grants more than the mode shows: with one, the group bits are the mask,
- * and the owning group writes only if ACL_GROUP_OBJ and the mask both say so. Any user or group
- * the ACL names with write (through the mask) is refused, the worker's or not, unless it is
- * root or the trusted owner by uid; an ACL we cannot parse is refused. (A default ACL only
- * shapes new files, and those are checked in turn.) */
+ * and the owning group writes only if ACL_GROUP_OBJ and the mask both say so. A group the ACL
+ * names with write (through the mask) is judged as the owning group is, refused if it is the
+ * worker's; a user, unless it is root or the trusted owner; an ACL we cannot parse is refused.
+ * (A default ACL only shapes new files, and those are checked in turn.) */
 static int check_writers(Loader *l, int fd, const struct stat *st) {
         _cleanup_free_ char *reason = NULL;
         int r;
@@ -970,20 +970,16 @@ static int load_dropins(Loader *l, const char *dir) {
         size_t n = 0, allocated = 0;
         DIR *d;
         struct dirent *de;
-        struct stat st;
         int dup_fd, r = 0;
 
         l->file = dir;
 
+        /* SECURITY: whoever can add, remove or rename an entry here chooses the policy (a
+         * symlink to any root-owned file, a FIFO that fails every load), so the directory is
+         * checked as the directories above it are, by the lookup (path-trust.h). */
         r = open_trusted(l, AT_FDCWD, NULL, dir, PATH_TRUST_DIRECTORY, " directory", &dfd);
         if (r == -ENOENT)
                 return 0;
-        if (r < 0)
-                return r;
-        if (fstat(dfd, &st) < 0)
-                return loader_error(l, 0, negative_errno(), "cannot stat: %m");
-        /* SECURITY: whoever can add a file here can write policy. */
-        r = check_writers(l, dfd, &st);
         if (r < 0)
                 return r;
 
