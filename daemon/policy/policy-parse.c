@@ -359,6 +359,11 @@ static bool endswith(const char *s, const char *suffix) {
         return a >= b && streq(s + a - b, suffix);
 }
 
+/* Whether a unit value (checked by glob_check() already) is a glob. */
+static bool unit_is_glob(const char *u) {
+        return u[strcspn(u, "*?[")] != 0;
+}
+
 static int parse_units(Loader *l, unsigned line, char **words, size_t n, StrList *ret) {
         int r;
 
@@ -1055,6 +1060,18 @@ static int validate(Loader *l) {
                                             "rule '%s' sets none of Users=, Groups=, Units=, so it "
                                             "would match every client",
                                             r->name);
+                /* SECURITY: nor would a unit glob alone ("*", "session-*.scope", "*.service"):
+                 * every login is in a session-N.scope, every user manager in user@UID.service. */
+                if (r->users.n == 0 && r->groups.n == 0)
+                        for (size_t j = 0; j < r->units.n; j++)
+                                if (unit_is_glob(r->units.items[j]))
+                                        return loader_error(
+                                                l, r->line, -EINVAL,
+                                                "rule '%s' matches Units=%.*s without Users= or Groups=: a "
+                                                "unit glob may match any user's login session "
+                                                "(session-N.scope) or user manager (user@UID.service); "
+                                                "add Users= or Groups=, or name the units exactly",
+                                                r->name, quoted_len(r->units.items[j]), r->units.items[j]);
         }
 
         return 0;

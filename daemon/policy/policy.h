@@ -23,13 +23,15 @@
  * of [Client:NAME] form one rule, ordered by its first appearance. Assigning a key again in a
  * later file replaces the earlier value completely (lists are not appended). Assigning a key
  * twice in one file is an error, so a list is never silently cut to its last line. An empty
- * assignment ("Devices=") resets the key to unset.
+ * assignment ("Devices=") resets the key to unset; in [Defaults], an empty Scopes= means no
+ * scopes (as an empty assignment empties a list in systemd).
  *
  * Decisions:
  *   - A client matches a rule when every identity key the rule sets matches: Users= (uid is
  *     one of them), Groups= (primary or a supplementary group is one of them), Units= (the
  *     peer's verified system unit matches one of the fnmatch globs). A rule must set at least
- *     one identity key. Unset keys do not constrain.
+ *     one identity key, and Users= or Groups= if its Units= has a glob (logins are in
+ *     session-N.scope, user managers in user@UID.service). Unset keys do not constrain.
  *   - A request for device D on backend B in scope S is allowed iff some matching rule lists
  *     D in Devices= (fnmatch globs over "DDDD:BB:DD.F"), allows B (Backends= unset: any
  *     backend), and grants S: its own Scopes= if set, else [Defaults] Scopes=. A scope that

@@ -1670,11 +1670,11 @@ TEST(a_reload_that_cannot_read_a_clients_groups_again_disconnects_it) {
 #define UNITS_ALONE_WARNING "Client rules that match on Units= alone, with neither Users= nor Groups=: "
 TEST(rules_on_units_alone_named_without_so_peerpidfd) {
         static const TsmdFile files[] = { { "policy.conf",
-                "[Client:by-unit]\nUnits=vm-*.service\nDevices=" DEV1 "\n"
+                "[Client:by-unit]\nUnits=vm-a.service\nDevices=" DEV1 "\n"
                 "[Client:by-unit-and-user]\nUsers=root\nUnits=vm-*.service\nDevices=" DEV1 "\n"
                 "[Client:by-unit-and-group]\nGroups=0\nUnits=vm-*.service\nDevices=" DEV1 "\n"
                 "[Client:by-user]\nUsers=root\nDevices=" DEV2 "\n"
-                "[Client:also-by-unit]\nUnits=qemu-*.scope\nDevices=" DEV2 "\n" } };
+                "[Client:also-by-unit]\nUnits=qemu-a.scope\nDevices=" DEV2 "\n" } };
         const char *const env[] = { "LD_PRELOAD=" NO_PEERPIDFD_PRELOAD, tsmd_preload_asan_env(), NULL };
         const char *warning = UNITS_ALONE_WARNING "by-unit, also-by-unit. Pair them with Users=";
         Tsmd t;

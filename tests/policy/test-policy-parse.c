@@ -155,7 +155,60 @@ static const ErrorCase error_cases[] = {
           "t.conf:4: rule 'empty' sets none of Users=, Groups=, Units=, so it would match every client" },
         { "[Client:a]\nUsers=\nGroups=\nUnits=\nDevices=*\n", EINVAL,
           "t.conf:1: rule 'a' sets none of Users=, Groups=, Units=, so it would match every client" },
+        /* Every login process is in a session-N.scope, every user manager in user@UID.service:
+         * a unit glob alone may match every local user. */
+        { "[Client:all]\nUnits=*\nDevices=*\nScopes=debug-write\n", EINVAL,
+          "t.conf:1: rule 'all' matches Units=* without Users= or Groups=: a unit glob may match any "
+          "user's login session (session-N.scope) or user manager (user@UID.service); add Users= or "
+          "Groups=, or name the units exactly" },
+        { "[Client:s]\nUnits=vm-a.service session-*.scope\nDevices=*\n", EINVAL,
+          "t.conf:1: rule 's' matches Units=session-*.scope without Users= or Groups=: a unit glob may "
+          "match any user's login session (session-N.scope) or user manager (user@UID.service); add "
+          "Users= or Groups=, or name the units exactly" },
+        { "[Client:u]\nUnits=user@100?.service\nDevices=*\n", EINVAL,
+          "t.conf:1: rule 'u' matches Units=user@100?.service without Users= or Groups=: a unit glob may "
+          "match any user's login session (session-N.scope) or user manager (user@UID.service); add "
+          "Users= or Groups=, or name the units exactly" },
+        { "[Client:b]\nUnits=[a-z]m.scope\nDevices=*\n", EINVAL,
+          "t.conf:1: rule 'b' matches Units=[a-z]m.scope without Users= or Groups=: a unit glob may "
+          "match any user's login session (session-N.scope) or user manager (user@UID.service); add "
+          "Users= or Groups=, or name the units exactly" },
 };
+
+/* A unit glob with Users= or Groups=, or units named exactly, are fine. */
+TEST(unit_globs_with_an_identity) {
+        static const char *const good[] = {
+                "[Client:a]\nUsers=107\nUnits=machine-*.scope\nDevices=*\n",
+                "[Client:a]\nGroups=36\nUnits=*\nDevices=*\n",
+                "[Client:a]\nUnits=vm-web1.service machine-qemu\\x2d1\\x2dweb1.scope\nDevices=*\n",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_(policy_unrefp) Policy *p = NULL;
+                _cleanup_free_ char *error = NULL;
+                const PolicySource src = { "t.conf", good[i] };
+
+                if (policy_load_from_text(&src, 1, &p, &error) < 0)
+                        TEST_FAIL("case %zu refused: %s", i, strna(error));
+        }
+
+        /* Checked once the files are merged: a drop-in's empty Users= takes the identity away. */
+        {
+                const PolicySource sources[] = {
+                        { "main.conf", "[Client:m]\nUsers=1\nUnits=machine-*.scope\nDevices=*\n" },
+                        { "10-drop.conf", "[Client:m]\nUsers=\n" },
+                };
+                _cleanup_free_ char *error = NULL;
+                Policy *p = NULL;
+
+                ASSERT_ERRNO(policy_load_from_text(sources, ELEMENTSOF(sources), &p, &error), EINVAL);
+                ASSERT_STREQ(error, "main.conf:1: rule 'm' matches Units=machine-*.scope without Users= or "
+                                    "Groups=: a unit glob may match any user's login session (session-N.scope) "
+                                    "or user manager (user@UID.service); add Users= or Groups=, or name the "
+                                    "units exactly");
+                ASSERT_NULL(p);
+        }
+}
 
 TEST(error_messages) {
         for (size_t i = 0; i < ELEMENTSOF(error_cases); i++) {
