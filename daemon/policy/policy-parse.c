@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -49,8 +50,21 @@ typedef struct Header {
         char *name;
 } Header;
 
+/* A Users=/Groups= name as the load resolved it. */
+typedef struct ResolvedName {
+        char *name;
+        bool group;
+        uint32_t id;
+} ResolvedName;
+
 typedef struct Loader {
         Policy *policy;
+
+        /* Every name resolved so far, each once, so one load resolves a name one way. With
+         * names_fixed, only these: the names a load resolved before (policy_load_resolved()). */
+        ResolvedName *names;
+        size_t n_names, n_names_allocated;
+        bool names_fixed;
 
         /* The file being parsed. */
         const char *file;
@@ -264,6 +278,48 @@ static int lookup_name(const char *name, bool group, uint32_t *ret) {
         }
 }
 
+static int resolved_name_add(Loader *l, const char *name, bool group, uint32_t id) {
+        char *copy;
+
+        copy = strdup(name);
+        if (!copy)
+                return -ENOMEM;
+        if (!GREEDY_REALLOC(l->names, l->n_names_allocated, l->n_names + 1)) {
+                free(copy);
+                return -ENOMEM;
+        }
+        l->names[l->n_names++] = (ResolvedName) { .name = copy, .group = group, .id = id };
+        return 0;
+}
+
+/* A name as this load resolves it: as it did already, else (unless names_fixed) through NSS. */
+static int resolve_name(Loader *l, const char *name, bool group, uint32_t *ret) {
+        uint32_t id;
+        int r;
+
+        for (size_t i = 0; i < l->n_names; i++)
+                if (l->names[i].group == group && streq(l->names[i].name, name)) {
+                        *ret = l->names[i].id;
+                        return 0;
+                }
+        if (l->names_fixed)
+                return -ENOENT;
+
+        r = lookup_name(name, group, &id);
+        if (r < 0)
+                return r;
+        r = resolved_name_add(l, name, group, id);
+        if (r < 0)
+                return r;
+        *ret = id;
+        return 0;
+}
+
+static bool id_is_valid(uint32_t id) {
+        /* -1 means "no id" to the kernel; 65535 is the 16-bit -1. */
+        return id != UINT32_MAX && id != UINT16_MAX;
+}
+
 static int parse_ids(Loader *l, unsigned line, PolicyKey key, char **words, size_t n, IdList *ret) {
         bool group = key == POLICY_KEY_GROUPS;
         const char *what = group ? "group" : "user";
@@ -274,16 +330,15 @@ static int parse_ids(Loader *l, unsigned line, PolicyKey key, char **words, size
                 uint32_t id;
 
                 if (w[strspn(w, "0123456789")] == 0) {
-                        /* All digits is an id, never a name. -1 means "no id" to the kernel;
-                         * 65535 is the 16-bit -1. */
-                        if (!parse_uint32_strict(w, &id) || id == UINT32_MAX || id == UINT16_MAX)
+                        /* All digits is an id, never a name. */
+                        if (!parse_uint32_strict(w, &id) || !id_is_valid(id))
                                 return loader_error(l, line, -EINVAL, "'%.*s' is not a valid %s ID",
                                                     quoted_len(w), w, what);
                 } else if (!user_name_is_valid(w))
                         return loader_error(l, line, -EINVAL, "'%.*s' is not a valid %s name or ID",
                                             quoted_len(w), w, what);
                 else {
-                        r = lookup_name(w, group, &id);
+                        r = resolve_name(l, w, group, &id);
                         if (r == -ENOENT)
                                 return loader_error(l, line, r, "unknown %s '%.*s'", what,
                                                     quoted_len(w), w);
@@ -1079,6 +1134,10 @@ static int validate(Loader *l) {
 
 static void loader_done(Loader *l) {
         headers_clear(l);
+        for (size_t i = 0; i < l->n_names; i++)
+                free(l->names[i].name);
+        l->names = mfree(l->names);
+        l->n_names = l->n_names_allocated = 0;
         l->policy = policy_unref(l->policy);
         l->error = mfree(l->error);
 }
@@ -1091,6 +1150,25 @@ static int loader_init(Loader *l) {
         return set_builtin_default_scopes(&l->policy->default_scopes);
 }
 
+/* The names resolved, one "user NAME ID" or "group NAME ID" a line, into the policy. */
+static int format_resolved_names(Loader *l) {
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        f = open_memstream(&text, &size);
+        if (!f)
+                return -ENOMEM;
+        for (size_t i = 0; i < l->n_names; i++)
+                fprintf(f, "%s %s %" PRIu32 "\n", l->names[i].group ? "group" : "user", l->names[i].name,
+                        l->names[i].id);
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        free(l->policy->resolved_names);
+        l->policy->resolved_names = TAKE_PTR(text);
+        return 0;
+}
+
 static int loader_finish(Loader *l, int r, Policy **ret, char **ret_error) {
         if (r >= 0) {
                 l->file = "(policy)";
@@ -1098,6 +1176,8 @@ static int loader_finish(Loader *l, int r, Policy **ret, char **ret_error) {
         }
         if (r >= 0)
                 r = policy_collect_groups_of_interest(l->policy);
+        if (r >= 0)
+                r = format_resolved_names(l);
         headers_clear(l);
 
         if (r < 0) {
@@ -1145,8 +1225,55 @@ int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, cha
                                 ret, ret_error);
 }
 
+/* Takes the names of policy_resolved_names()'s text, strictly: what does not parse is not
+ * what a load wrote. */
+static int load_resolved_names(Loader *l, const char *text) {
+        unsigned line = 0;
+        int r;
+
+        l->file = "(resolved names)";
+        l->names_fixed = true;
+        for (const char *p = text; *p;) {
+                _cleanup_free_ char *text_line = NULL, *buf = NULL;
+                _cleanup_free_ char **words = NULL;
+                size_t len = strcspn(p, "\n"), n;
+                uint32_t id;
+                bool group;
+
+                line++;
+                if (p[len] != '\n')
+                        return loader_error(l, line, -EBADMSG, "line not terminated");
+                text_line = strndup(p, len);
+                if (!text_line)
+                        return -ENOMEM;
+                p += len + 1;
+
+                r = split_words(text_line, &buf, &words, &n);
+                if (r < 0)
+                        return r;
+                if (n != 3 || !(streq(words[0], "user") || streq(words[0], "group")) ||
+                    !user_name_is_valid(words[1]) || words[1][strspn(words[1], "0123456789")] == 0 ||
+                    !parse_uint32_strict(words[2], &id) || !id_is_valid(id))
+                        return loader_error(l, line, -EBADMSG, "expected \"user|group NAME ID\"");
+                group = streq(words[0], "group");
+                for (size_t i = 0; i < l->n_names; i++)
+                        if (l->names[i].group == group && streq(l->names[i].name, words[1]))
+                                return loader_error(l, line, -EBADMSG, "%s '%s' named twice", words[0],
+                                                    words[1]);
+                r = resolved_name_add(l, words[1], group, id);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy **ret,
                           char **ret_error) {
+        return policy_load_resolved(sources, n_sources, NULL, ret, ret_error);
+}
+
+int policy_load_resolved(const PolicySource *sources, size_t n_sources, const char *resolved_names,
+                         Policy **ret, char **ret_error) {
         _cleanup_(loader_done) Loader l = {};
         int r;
 
@@ -1154,6 +1281,8 @@ int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy 
         assert_return(ret, -EINVAL);
 
         r = loader_init(&l);
+        if (r >= 0 && resolved_names)
+                r = load_resolved_names(&l, resolved_names);
         for (size_t i = 0; i < n_sources && r >= 0; i++) {
                 assert_return(sources[i].name && sources[i].text, -EINVAL);
                 r = parse_text(&l, sources[i].name, sources[i].text);

@@ -119,6 +119,21 @@ typedef struct PolicySource {
 int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy **ret,
                           char **ret_error);
 
+/*
+ * policy_load_from_text() resolving Users=/Groups= names only as resolved_names says (NULL: through
+ * NSS, as policy_load_from_text()), the text of policy_resolved_names() of a load of the same
+ * sources: the same policy again, without asking the name services, who may answer otherwise by
+ * now (a user deleted, or recreated under another uid) or answer another process otherwise (a
+ * sandboxed worker, LDAP). A name it does not list is unknown; a text not as written there is
+ * -EBADMSG, "(resolved names):line: ..." in *ret_error.
+ */
+int policy_load_resolved(const PolicySource *sources, size_t n_sources, const char *resolved_names,
+                         Policy **ret, char **ret_error);
+
+/* The Users=/Groups= names the load of p resolved, each once, one "user NAME ID" or
+ * "group NAME ID" a line ("" for none), for policy_load_resolved(). Owned by p. */
+const char *policy_resolved_names(const Policy *p);
+
 /* Reference counting. Not atomic: a Policy is shared within one thread (the event loop). */
 Policy *policy_ref(Policy *p);
 Policy *policy_unref(Policy *p);
