@@ -731,14 +731,11 @@ static int apply_key(Loader *l, unsigned line, const Section *sec, PolicyKey key
                 bool defaults = sec->kind == SECTION_DEFAULTS;
                 StrList *target = defaults ? &p->default_scopes : &rule->scopes;
 
+                /* Empty: in [Defaults], no scopes (as an empty assignment empties a list in
+                 * systemd); in a rule, [Defaults]' scopes. */
                 r = parse_scopes(l, line, defaults, words, n, &list);
                 if (r < 0)
                         return r;
-                if (defaults && n == 0) {
-                        r = set_builtin_default_scopes(&list);
-                        if (r < 0)
-                                return r;
-                }
                 str_list_done(target);
                 *target = list;
                 list = (StrList){};

@@ -524,6 +524,37 @@ TEST(dropins) {
         ASSERT_EQ(v, 7);
 }
 
+static char *dump(const Policy *p);
+
+/* An empty [Defaults] Scopes= means no default scopes, as an empty assignment empties a list in
+ * systemd: a rule without Scopes= of its own then grants none; and the dump says so again. */
+TEST(empty_default_scopes) {
+        const PolicySource src[] = {
+                { "main.conf", "[Defaults]\nScopes=info\n[Client:a]\nUsers=1000\nDevices=*\n"
+                               "[Client:b]\nUsers=2000\nDevices=*\nScopes=info\n" },
+                { "10-none.conf", "[Defaults]\nScopes=\n" },
+        };
+        _cleanup_(policy_unrefp) Policy *p = NULL, *q = NULL;
+        _cleanup_free_ char *error = NULL, *d = NULL;
+        PeerIdentity u1000 = { .uid = 1000, .gid = 1000 }, u2000 = { .uid = 2000, .gid = 2000 };
+        const char *reason = NULL;
+
+        ASSERT_OK(policy_load_from_text(src, ELEMENTSOF(src), &p, &error));
+        ASSERT_OK(policy_check_device(p, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL));
+        ASSERT_ERRNO(policy_check_scope(p, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, "info", &reason), EPERM);
+        ASSERT_STREQ(reason, "scope 'info' not granted");
+        ASSERT_ERRNO(policy_check_scope(p, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, "state-change", NULL),
+                     EPERM);
+        ASSERT_OK(policy_check_scope(p, &u2000, "0000:01:00.0", TSM_BACKEND_EMULATED, "info", NULL));
+
+        /* The dump's empty Scopes= loads as the same. */
+        d = dump(p);
+        ASSERT_NOT_NULL(strstr(d, "\n[Defaults]\nScopes=\n"));
+        const PolicySource again = { "dump", d };
+        ASSERT_OK(policy_load_from_text(&again, 1, &q, &error));
+        ASSERT_ERRNO(policy_check_scope(q, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, "info", NULL), EPERM);
+}
+
 TEST(dropin_only_and_cross_file_override_is_not_duplicate) {
         _cleanup_(policy_unrefp) Policy *p = NULL;
         _cleanup_free_ char *error = NULL;
