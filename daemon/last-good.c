@@ -114,6 +114,9 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
                         return load_failed(r, policy_error, true, ret_error, ret_policy_failed);
                 }
         }
+        /* The names as resolved now, so a restore resolves them the same, asking nobody. */
+        if (r >= 0)
+                r = append_entry("", policy_resolved_names(policy), &fd);
         if (r >= 0)
                 r = RET_NERRNO(fcntl(fd, F_ADD_SEALS, LAST_GOOD_SEALS));
         if (r < 0) {
@@ -132,7 +135,7 @@ int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, cha
         _cleanup_free_ PolicySource *sources = NULL;
         _cleanup_free_ char *names = NULL;
         size_t n_sources = 0, allocated = 0, names_size = 0;
-        const char *data, *p, *end, *config_name, *config_text;
+        const char *data, *p, *end, *config_name, *config_text, *resolved_names = NULL;
         const char *message = NULL;
         Policy *policy = NULL;
         DaemonConfig config;
@@ -195,8 +198,12 @@ int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, cha
                         config_name = name;
                         config_text = text;
                 } else if (isempty(name)) {
-                        r = -EBADMSG;
-                        goto out_unmap;
+                        /* The resolved names, last; a tsmd before them kept none. */
+                        if (p < end) {
+                                r = -EBADMSG;
+                                goto out_unmap;
+                        }
+                        resolved_names = text;
                 } else {
                         if (!GREEDY_REALLOC(sources, allocated, n_sources + 1)) {
                                 r = -ENOMEM;
@@ -223,7 +230,7 @@ int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, cha
                         goto out_unmap;
                 }
         }
-        r = policy_load_from_text(sources, n_sources, &policy, ret_error);
+        r = policy_load_resolved(sources, n_sources, resolved_names, &policy, ret_error);
         if (r >= 0 && fclose(f) < 0) {
                 policy = policy_unref(policy);
                 r = -ENOMEM;

@@ -23,7 +23,13 @@
  * the seals are checked as for a worker.
  *
  * Contents: entries of a name, a NUL, a text and a NUL: first tsmd.conf (an empty name: there
- * was none, the built-in defaults), then every policy file in the order it was parsed.
+ * was none, the built-in defaults), then every policy file in the order it was parsed, then an
+ * empty name with the Users=/Groups= names as the load resolved them (policy_resolved_names()).
+ * A restore resolves names only from those: it is what was loaded, not a new load whose names
+ * the name services answer otherwise by now (a user deleted, or recreated under another uid),
+ * or answer the sandboxed worker otherwise than the root monitor (LDAP). A memfd kept by a
+ * tsmd before the names had none (its fd store's, at an upgrade): restored resolving through
+ * NSS, as that tsmd did.
  *
  * Runs in: monitor (last_good_load()) and worker (last_good_restore()).
  */

@@ -53,15 +53,24 @@ int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrus
                 return reason_set(ret_reason, "writable by group %u, the unprivileged worker's; refusing to use it",
                                   (unsigned) st->st_gid), -EPERM;
 
+        /* A group an ACL names is judged as the owning group is (chmod g+w and setfacl g:G:rw
+         * give G the same), a user as any user other than the owner. */
         for (size_t i = 0; acl && i < acl->n_named; i++) {
                 const FileAclEntry *e = &acl->named[i];
 
                 if (!(file_acl_masked(acl, e->perm) & FILE_ACL_WRITE))
                         continue;
-                if (e->tag == FILE_ACL_USER && (e->id == 0 || e->id == trust->owner))
-                        continue;
-                return reason_set(ret_reason, "writable by %s %u through an ACL; refusing to use it",
-                                  e->tag == FILE_ACL_USER ? "uid" : "gid", (unsigned) e->id), -EPERM;
+                if (e->tag == FILE_ACL_USER) {
+                        if (e->id == 0 || e->id == trust->owner)
+                                continue;
+                        return reason_set(ret_reason, "writable by uid %u through an ACL; refusing to use it",
+                                          (unsigned) e->id), -EPERM;
+                }
+                if (trust->worker_gid != GID_INVALID && e->id == trust->worker_gid)
+                        return reason_set(ret_reason,
+                                          "writable by gid %u, the unprivileged worker's, through an ACL; "
+                                          "refusing to use it",
+                                          (unsigned) e->id), -EPERM;
         }
         return 0;
 }

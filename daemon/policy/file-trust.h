@@ -17,10 +17,11 @@
 
 /*
  * Checks who may write the open file fd (st: its fstat()): its owner must be root or
- * trust->owner; nobody may write it through "other", nor trust->worker_gid through the owning
- * group; no user or group a POSIX access ACL names may write it (but root and trust->owner by
- * uid); an ACL it cannot parse is refused. Returns 0, or -EPERM (the error reading the ACL)
- * with *ret_reason a new string saying why, ending in "; refusing to use it".
+ * trust->owner; nobody may write it through "other", nor trust->worker_gid, whether as the
+ * owning group or as a group a POSIX access ACL names (any other group may: an admins' group);
+ * no user an ACL names may write it but root and trust->owner; an ACL it cannot parse is
+ * refused. Returns 0, or -EPERM (the error reading the ACL) with *ret_reason a new string
+ * saying why, ending in "; refusing to use it".
  */
 int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrust *trust, char **ret_reason);
 

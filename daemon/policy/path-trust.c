@@ -73,11 +73,13 @@ static int read_dir_acl(int fd, FileAcl **ret) {
 /*
  * SECURITY: may anybody but root and the trusted owner add, remove or rename entries of this
  * directory? Returns 0 if not; 1 if others may but the sticky bit confines them to their own
- * entries; -EPERM if others may; another -errno if we cannot tell. The same writers count as
- * for a policy file (policy-parse.c), and more: here the owning group is refused whoever it is,
- * as OpenSSH refuses it, because nobody chose to delegate a directory above the policy.
+ * entries (only if sticky_ok); -EPERM if others may; another -errno if we cannot tell. The same
+ * writers count as for a policy file (policy-parse.c), and more: here the owning group is
+ * refused whoever it is, as OpenSSH refuses it, because nobody chose to delegate a directory
+ * above the policy, nor the target directory (a drop-in directory), where a group could only
+ * add symlinks to root's files, take files away or plant entries that fail every load.
  */
-static int check_dir(Walk *w, int fd, const struct stat *st, const char *path) {
+static int check_dir(Walk *w, int fd, const struct stat *st, const char *path, bool sticky_ok) {
         _cleanup_(file_acl_freep) FileAcl *acl = NULL;
         char what[64] = "";
         int r;
@@ -115,7 +117,7 @@ static int check_dir(Walk *w, int fd, const struct stat *st, const char *path) {
                 }
         if (!what[0])
                 return 0;
-        if (st->st_mode & S_ISVTX)
+        if (sticky_ok && (st->st_mode & S_ISVTX))
                 return 1;
         return walk_fail(w, -EPERM, "directory %s is %s", display(path), what);
 }
@@ -131,7 +133,7 @@ static int walk_enter(Walk *w, int fd, char *path) {
                 free(path);
                 return r;
         }
-        r = check_dir(w, fd, &st, path);
+        r = check_dir(w, fd, &st, path, /* sticky_ok= */ true);
         if (r < 0) {
                 safe_close(fd);
                 free(path);
@@ -211,6 +213,22 @@ static int open_target(Walk *w, const char *name, const struct stat *st, PathTru
          * looked at, so not opened; the next load looks again. */
         if (st2.st_dev != st->st_dev || st2.st_ino != st->st_ino)
                 return -ESTALE;
+        /* SECURITY: a directory whose entries are the files (a drop-in directory): whoever may
+         * add, remove or rename them chooses the policy, sticky bit or not. */
+        if (flags & PATH_TRUST_DIRECTORY) {
+                _cleanup_free_ char *path = NULL;
+                int r;
+
+                if (streq(name, "."))
+                        path = strdup(w->path);
+                else if (asprintf(&path, "%s/%s", w->path, name) < 0)
+                        path = NULL;
+                if (!path)
+                        return -ENOMEM;
+                r = check_dir(w, fd, &st2, path, /* sticky_ok= */ false);
+                if (r < 0)
+                        return r;
+        }
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -31,8 +31,11 @@ typedef enum PathTrustFlags {
  *     lookup takes from it (a directory, a symlink or the file) is owned by root or by owner:
  *     then only they can rename or remove that entry.
  * A symlink's target is looked up the same way, from "/" or from the symlink's directory (which
- * was checked), so a symlink may only lead from one checked directory into others. The target
- * itself is not checked: it is the caller's (a file's rules are not a directory's).
+ * was checked), so a symlink may only lead from one checked directory into others. A target
+ * file is not checked: it is the caller's (a file's rules are not a directory's). A target
+ * directory (PATH_TRUST_DIRECTORY: a drop-in directory, whose entries are the files) is
+ * checked as the directories on the way are, but without the sticky bit's exception: whoever
+ * may add entries to it can plant symlinks, or entries that fail every load.
  *
  * The target is opened only if it is a regular file, a directory or /dev/null (a masked
  * drop-in), as its O_PATH lookup shows: never a device (whose opening can act), a FIFO or a

@@ -82,6 +82,9 @@ struct Policy {
 
         /* Every gid of the rules' and [Admin]'s Groups=: what a client's groups are asked about. */
         GidSet groups_of_interest;
+
+        /* The Users=/Groups= names the load resolved (policy_resolved_names()). */
+        char *resolved_names;
 };
 
 Policy *policy_new_empty(void);

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -49,8 +50,21 @@ typedef struct Header {
         char *name;
 } Header;
 
+/* A Users=/Groups= name as the load resolved it. */
+typedef struct ResolvedName {
+        char *name;
+        bool group;
+        uint32_t id;
+} ResolvedName;
+
 typedef struct Loader {
         Policy *policy;
+
+        /* Every name resolved so far, each once, so one load resolves a name one way. With
+         * names_fixed, only these: the names a load resolved before (policy_load_resolved()). */
+        ResolvedName *names;
+        size_t n_names, n_names_allocated;
+        bool names_fixed;
 
         /* The file being parsed. */
         const char *file;
@@ -264,6 +278,48 @@ static int lookup_name(const char *name, bool group, uint32_t *ret) {
         }
 }
 
+static int resolved_name_add(Loader *l, const char *name, bool group, uint32_t id) {
+        char *copy;
+
+        copy = strdup(name);
+        if (!copy)
+                return -ENOMEM;
+        if (!GREEDY_REALLOC(l->names, l->n_names_allocated, l->n_names + 1)) {
+                free(copy);
+                return -ENOMEM;
+        }
+        l->names[l->n_names++] = (ResolvedName) { .name = copy, .group = group, .id = id };
+        return 0;
+}
+
+/* A name as this load resolves it: as it did already, else (unless names_fixed) through NSS. */
+static int resolve_name(Loader *l, const char *name, bool group, uint32_t *ret) {
+        uint32_t id;
+        int r;
+
+        for (size_t i = 0; i < l->n_names; i++)
+                if (l->names[i].group == group && streq(l->names[i].name, name)) {
+                        *ret = l->names[i].id;
+                        return 0;
+                }
+        if (l->names_fixed)
+                return -ENOENT;
+
+        r = lookup_name(name, group, &id);
+        if (r < 0)
+                return r;
+        r = resolved_name_add(l, name, group, id);
+        if (r < 0)
+                return r;
+        *ret = id;
+        return 0;
+}
+
+static bool id_is_valid(uint32_t id) {
+        /* -1 means "no id" to the kernel; 65535 is the 16-bit -1. */
+        return id != UINT32_MAX && id != UINT16_MAX;
+}
+
 static int parse_ids(Loader *l, unsigned line, PolicyKey key, char **words, size_t n, IdList *ret) {
         bool group = key == POLICY_KEY_GROUPS;
         const char *what = group ? "group" : "user";
@@ -274,16 +330,15 @@ static int parse_ids(Loader *l, unsigned line, PolicyKey key, char **words, size
                 uint32_t id;
 
                 if (w[strspn(w, "0123456789")] == 0) {
-                        /* All digits is an id, never a name. -1 means "no id" to the kernel;
-                         * 65535 is the 16-bit -1. */
-                        if (!parse_uint32_strict(w, &id) || id == UINT32_MAX || id == UINT16_MAX)
+                        /* All digits is an id, never a name. */
+                        if (!parse_uint32_strict(w, &id) || !id_is_valid(id))
                                 return loader_error(l, line, -EINVAL, "'%.*s' is not a valid %s ID",
                                                     quoted_len(w), w, what);
                 } else if (!user_name_is_valid(w))
                         return loader_error(l, line, -EINVAL, "'%.*s' is not a valid %s name or ID",
                                             quoted_len(w), w, what);
                 else {
-                        r = lookup_name(w, group, &id);
+                        r = resolve_name(l, w, group, &id);
                         if (r == -ENOENT)
                                 return loader_error(l, line, r, "unknown %s '%.*s'", what,
                                                     quoted_len(w), w);
@@ -357,6 +412,11 @@ static const char *glob_check(const char *g, bool (*char_ok)(char), bool *ret_is
 static bool endswith(const char *s, const char *suffix) {
         size_t a = strlen(s), b = strlen(suffix);
         return a >= b && streq(s + a - b, suffix);
+}
+
+/* Whether a unit value (checked by glob_check() already) is a glob. */
+static bool unit_is_glob(const char *u) {
+        return u[strcspn(u, "*?[")] != 0;
 }
 
 static int parse_units(Loader *l, unsigned line, char **words, size_t n, StrList *ret) {
@@ -671,14 +731,11 @@ static int apply_key(Loader *l, unsigned line, const Section *sec, PolicyKey key
                 bool defaults = sec->kind == SECTION_DEFAULTS;
                 StrList *target = defaults ? &p->default_scopes : &rule->scopes;
 
+                /* Empty: in [Defaults], no scopes (as an empty assignment empties a list in
+                 * systemd); in a rule, [Defaults]' scopes. */
                 r = parse_scopes(l, line, defaults, words, n, &list);
                 if (r < 0)
                         return r;
-                if (defaults && n == 0) {
-                        r = set_builtin_default_scopes(&list);
-                        if (r < 0)
-                                return r;
-                }
                 str_list_done(target);
                 *target = list;
                 list = (StrList){};
@@ -856,10 +913,10 @@ static int parse_text(Loader *l, const char *name, const char *text) {
  * a test) may write policy, and never the unprivileged worker, which a VMM could take over: a
  * policy it wrote would outlive it and reach the monitor's scope gate at the next reload.
  * A POSIX access ACL grants more than the mode shows: with one, the group bits are the mask,
- * and the owning group writes only if ACL_GROUP_OBJ and the mask both say so. Any user or group
- * the ACL names with write (through the mask) is refused, the worker's or not, unless it is
- * root or the trusted owner by uid; an ACL we cannot parse is refused. (A default ACL only
- * shapes new files, and those are checked in turn.) */
+ * and the owning group writes only if ACL_GROUP_OBJ and the mask both say so. A group the ACL
+ * names with write (through the mask) is judged as the owning group is, refused if it is the
+ * worker's; a user, unless it is root or the trusted owner; an ACL we cannot parse is refused.
+ * (A default ACL only shapes new files, and those are checked in turn.) */
 static int check_writers(Loader *l, int fd, const struct stat *st) {
         _cleanup_free_ char *reason = NULL;
         int r;
@@ -970,20 +1027,16 @@ static int load_dropins(Loader *l, const char *dir) {
         size_t n = 0, allocated = 0;
         DIR *d;
         struct dirent *de;
-        struct stat st;
         int dup_fd, r = 0;
 
         l->file = dir;
 
+        /* SECURITY: whoever can add, remove or rename an entry here chooses the policy (a
+         * symlink to any root-owned file, a FIFO that fails every load), so the directory is
+         * checked as the directories above it are, by the lookup (path-trust.h). */
         r = open_trusted(l, AT_FDCWD, NULL, dir, PATH_TRUST_DIRECTORY, " directory", &dfd);
         if (r == -ENOENT)
                 return 0;
-        if (r < 0)
-                return r;
-        if (fstat(dfd, &st) < 0)
-                return loader_error(l, 0, negative_errno(), "cannot stat: %m");
-        /* SECURITY: whoever can add a file here can write policy. */
-        r = check_writers(l, dfd, &st);
         if (r < 0)
                 return r;
 
@@ -1059,6 +1112,18 @@ static int validate(Loader *l) {
                                             "rule '%s' sets none of Users=, Groups=, Units=, so it "
                                             "would match every client",
                                             r->name);
+                /* SECURITY: nor would a unit glob alone ("*", "session-*.scope", "*.service"):
+                 * every login is in a session-N.scope, every user manager in user@UID.service. */
+                if (r->users.n == 0 && r->groups.n == 0)
+                        for (size_t j = 0; j < r->units.n; j++)
+                                if (unit_is_glob(r->units.items[j]))
+                                        return loader_error(
+                                                l, r->line, -EINVAL,
+                                                "rule '%s' matches Units=%.*s without Users= or Groups=: a "
+                                                "unit glob may match any user's login session "
+                                                "(session-N.scope) or user manager (user@UID.service); "
+                                                "add Users= or Groups=, or name the units exactly",
+                                                r->name, quoted_len(r->units.items[j]), r->units.items[j]);
         }
 
         return 0;
@@ -1066,6 +1131,10 @@ static int validate(Loader *l) {
 
 static void loader_done(Loader *l) {
         headers_clear(l);
+        for (size_t i = 0; i < l->n_names; i++)
+                free(l->names[i].name);
+        l->names = mfree(l->names);
+        l->n_names = l->n_names_allocated = 0;
         l->policy = policy_unref(l->policy);
         l->error = mfree(l->error);
 }
@@ -1078,6 +1147,25 @@ static int loader_init(Loader *l) {
         return set_builtin_default_scopes(&l->policy->default_scopes);
 }
 
+/* The names resolved, one "user NAME ID" or "group NAME ID" a line, into the policy. */
+static int format_resolved_names(Loader *l) {
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        f = open_memstream(&text, &size);
+        if (!f)
+                return -ENOMEM;
+        for (size_t i = 0; i < l->n_names; i++)
+                fprintf(f, "%s %s %" PRIu32 "\n", l->names[i].group ? "group" : "user", l->names[i].name,
+                        l->names[i].id);
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        free(l->policy->resolved_names);
+        l->policy->resolved_names = TAKE_PTR(text);
+        return 0;
+}
+
 static int loader_finish(Loader *l, int r, Policy **ret, char **ret_error) {
         if (r >= 0) {
                 l->file = "(policy)";
@@ -1085,6 +1173,8 @@ static int loader_finish(Loader *l, int r, Policy **ret, char **ret_error) {
         }
         if (r >= 0)
                 r = policy_collect_groups_of_interest(l->policy);
+        if (r >= 0)
+                r = format_resolved_names(l);
         headers_clear(l);
 
         if (r < 0) {
@@ -1132,8 +1222,55 @@ int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, cha
                                 ret, ret_error);
 }
 
+/* Takes the names of policy_resolved_names()'s text, strictly: what does not parse is not
+ * what a load wrote. */
+static int load_resolved_names(Loader *l, const char *text) {
+        unsigned line = 0;
+        int r;
+
+        l->file = "(resolved names)";
+        l->names_fixed = true;
+        for (const char *p = text; *p;) {
+                _cleanup_free_ char *text_line = NULL, *buf = NULL;
+                _cleanup_free_ char **words = NULL;
+                size_t len = strcspn(p, "\n"), n;
+                uint32_t id;
+                bool group;
+
+                line++;
+                if (p[len] != '\n')
+                        return loader_error(l, line, -EBADMSG, "line not terminated");
+                text_line = strndup(p, len);
+                if (!text_line)
+                        return -ENOMEM;
+                p += len + 1;
+
+                r = split_words(text_line, &buf, &words, &n);
+                if (r < 0)
+                        return r;
+                if (n != 3 || !(streq(words[0], "user") || streq(words[0], "group")) ||
+                    !user_name_is_valid(words[1]) || words[1][strspn(words[1], "0123456789")] == 0 ||
+                    !parse_uint32_strict(words[2], &id) || !id_is_valid(id))
+                        return loader_error(l, line, -EBADMSG, "expected \"user|group NAME ID\"");
+                group = streq(words[0], "group");
+                for (size_t i = 0; i < l->n_names; i++)
+                        if (l->names[i].group == group && streq(l->names[i].name, words[1]))
+                                return loader_error(l, line, -EBADMSG, "%s '%s' named twice", words[0],
+                                                    words[1]);
+                r = resolved_name_add(l, words[1], group, id);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy **ret,
                           char **ret_error) {
+        return policy_load_resolved(sources, n_sources, NULL, ret, ret_error);
+}
+
+int policy_load_resolved(const PolicySource *sources, size_t n_sources, const char *resolved_names,
+                         Policy **ret, char **ret_error) {
         _cleanup_(loader_done) Loader l = {};
         int r;
 
@@ -1141,6 +1278,8 @@ int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy 
         assert_return(ret, -EINVAL);
 
         r = loader_init(&l);
+        if (r >= 0 && resolved_names)
+                r = load_resolved_names(&l, resolved_names);
         for (size_t i = 0; i < n_sources && r >= 0; i++) {
                 assert_return(sources[i].name && sources[i].text, -EINVAL);
                 r = parse_text(&l, sources[i].name, sources[i].text);

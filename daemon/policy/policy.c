@@ -157,6 +157,7 @@ static Policy *policy_free(Policy *p) {
         id_list_done(&p->admin_users);
         id_list_done(&p->admin_groups);
         free(p->groups_of_interest.gids);
+        free(p->resolved_names);
         return mfree(p);
 }
 
@@ -177,6 +178,10 @@ Policy *policy_unref(Policy *p) {
         if (--p->n_ref > 0)
                 return NULL;
         return policy_free(p);
+}
+
+const char *policy_resolved_names(const Policy *p) {
+        return p ? strempty(p->resolved_names) : "";
 }
 
 size_t policy_n_rules(const Policy *p) {

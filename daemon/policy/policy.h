@@ -23,13 +23,15 @@
  * of [Client:NAME] form one rule, ordered by its first appearance. Assigning a key again in a
  * later file replaces the earlier value completely (lists are not appended). Assigning a key
  * twice in one file is an error, so a list is never silently cut to its last line. An empty
- * assignment ("Devices=") resets the key to unset.
+ * assignment ("Devices=") resets the key to unset; in [Defaults], an empty Scopes= means no
+ * scopes (as an empty assignment empties a list in systemd).
  *
  * Decisions:
  *   - A client matches a rule when every identity key the rule sets matches: Users= (uid is
  *     one of them), Groups= (primary or a supplementary group is one of them), Units= (the
  *     peer's verified system unit matches one of the fnmatch globs). A rule must set at least
- *     one identity key. Unset keys do not constrain.
+ *     one identity key, and Users= or Groups= if its Units= has a glob (logins are in
+ *     session-N.scope, user managers in user@UID.service). Unset keys do not constrain.
  *   - A request for device D on backend B in scope S is allowed iff some matching rule lists
  *     D in Devices= (fnmatch globs over "DDDD:BB:DD.F"), allows B (Backends= unset: any
  *     backend), and grants S: its own Scopes= if set, else [Defaults] Scopes=. A scope that
@@ -116,6 +118,21 @@ typedef struct PolicySource {
  * fuzzing, and a parent that read the files itself). */
 int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy **ret,
                           char **ret_error);
+
+/*
+ * policy_load_from_text() resolving Users=/Groups= names only as resolved_names says (NULL: through
+ * NSS, as policy_load_from_text()), the text of policy_resolved_names() of a load of the same
+ * sources: the same policy again, without asking the name services, who may answer otherwise by
+ * now (a user deleted, or recreated under another uid) or answer another process otherwise (a
+ * sandboxed worker, LDAP). A name it does not list is unknown; a text not as written there is
+ * -EBADMSG, "(resolved names):line: ..." in *ret_error.
+ */
+int policy_load_resolved(const PolicySource *sources, size_t n_sources, const char *resolved_names,
+                         Policy **ret, char **ret_error);
+
+/* The Users=/Groups= names the load of p resolved, each once, one "user NAME ID" or
+ * "group NAME ID" a line ("" for none), for policy_load_resolved(). Owned by p. */
+const char *policy_resolved_names(const Policy *p);
 
 /* Reference counting. Not atomic: a Policy is shared within one thread (the event loop). */
 Policy *policy_ref(Policy *p);

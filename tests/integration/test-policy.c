@@ -566,16 +566,27 @@ TEST(acl_writable_policy_files_are_refused) {
         /* The worker's group, by name: the mode says root:root 0664. */
         TACL_SET(path, TA_USER_OBJ(TACL_RW), TA_GROUP_OBJ(TACL_R), TA_GROUP(worker->pw_gid, TACL_RW),
                  TA_MASK(TACL_RW), TA_OTHER(TACL_R));
-        expect_reload_refused(a, ctx, strf("%s: writable by gid %u through an ACL; refusing to use it", path,
-                                           (unsigned) worker->pw_gid));
+        expect_reload_refused(a, ctx,
+                              strf("%s: writable by gid %u, the unprivileged worker's, through an ACL; refusing to "
+                                   "use it",
+                                   path, (unsigned) worker->pw_gid));
         tacl_remove(path);
         ASSERT_OK(chmod(path, 0644));
 
         /* The worker's user, by name, on the directory. */
         TACL_SET(dir, TA_USER_OBJ(7), TA_USER(worker->pw_uid, 7), TA_GROUP_OBJ(5), TA_MASK(7), TA_OTHER(5));
-        expect_reload_refused(a, ctx, strf("%s: writable by uid %u through an ACL; refusing to use it", dir,
-                                           (unsigned) worker->pw_uid));
+        expect_reload_refused(a, ctx, strf("%s: directory %s is writable by uid %u through an ACL; refusing to use it",
+                                           dir, dir, (unsigned) worker->pw_uid));
         tacl_remove(dir);
+        ASSERT_OK(chmod(dir, 0755));
+
+        /* The drop-in directory writable by another group, by the mode: it could link root's files
+         * in, or take drop-ins away, so it is held to the rules of the directories above it. */
+        ASSERT_OK(chown(dir, 0, OTHER_UID));
+        ASSERT_OK(chmod(dir, 0775));
+        expect_reload_refused(a, ctx, strf("%s: directory %s is writable by group %u; refusing to use it", dir, dir,
+                                           (unsigned) OTHER_UID));
+        ASSERT_OK(chown(dir, 0, 0));
         ASSERT_OK(chmod(dir, 0755));
 
         /* The worker's group owns the drop-in and may write it through its own entry. */
@@ -589,6 +600,11 @@ TEST(acl_writable_policy_files_are_refused) {
                  TA_OTHER(TACL_R));
         CALL_OK(a, "io.tsmd.Service.Reload", NULL);
         expect_scope_denied(a, ctx, 1, "state-change", DEV1);
+
+        /* Another group named with write, as the owning group with chmod 664 would be: accepted. */
+        TACL_SET(path, TA_USER_OBJ(TACL_RW), TA_GROUP_OBJ(TACL_R), TA_GROUP(OTHER_UID, TACL_RW), TA_MASK(TACL_RW),
+                 TA_OTHER(TACL_R));
+        CALL_OK(a, "io.tsmd.Service.Reload", NULL);
 
         varlink_client_free(a);
         tsmd_teardown(&t);
@@ -1654,11 +1670,11 @@ TEST(a_reload_that_cannot_read_a_clients_groups_again_disconnects_it) {
 #define UNITS_ALONE_WARNING "Client rules that match on Units= alone, with neither Users= nor Groups=: "
 TEST(rules_on_units_alone_named_without_so_peerpidfd) {
         static const TsmdFile files[] = { { "policy.conf",
-                "[Client:by-unit]\nUnits=vm-*.service\nDevices=" DEV1 "\n"
+                "[Client:by-unit]\nUnits=vm-a.service\nDevices=" DEV1 "\n"
                 "[Client:by-unit-and-user]\nUsers=root\nUnits=vm-*.service\nDevices=" DEV1 "\n"
                 "[Client:by-unit-and-group]\nGroups=0\nUnits=vm-*.service\nDevices=" DEV1 "\n"
                 "[Client:by-user]\nUsers=root\nDevices=" DEV2 "\n"
-                "[Client:also-by-unit]\nUnits=qemu-*.scope\nDevices=" DEV2 "\n" } };
+                "[Client:also-by-unit]\nUnits=qemu-a.scope\nDevices=" DEV2 "\n" } };
         const char *const env[] = { "LD_PRELOAD=" NO_PEERPIDFD_PRELOAD, tsmd_preload_asan_env(), NULL };
         const char *warning = UNITS_ALONE_WARNING "by-unit, also-by-unit. Pair them with Users=";
         Tsmd t;

@@ -155,7 +155,60 @@ static const ErrorCase error_cases[] = {
           "t.conf:4: rule 'empty' sets none of Users=, Groups=, Units=, so it would match every client" },
         { "[Client:a]\nUsers=\nGroups=\nUnits=\nDevices=*\n", EINVAL,
           "t.conf:1: rule 'a' sets none of Users=, Groups=, Units=, so it would match every client" },
+        /* Every login process is in a session-N.scope, every user manager in user@UID.service:
+         * a unit glob alone may match every local user. */
+        { "[Client:all]\nUnits=*\nDevices=*\nScopes=debug-write\n", EINVAL,
+          "t.conf:1: rule 'all' matches Units=* without Users= or Groups=: a unit glob may match any "
+          "user's login session (session-N.scope) or user manager (user@UID.service); add Users= or "
+          "Groups=, or name the units exactly" },
+        { "[Client:s]\nUnits=vm-a.service session-*.scope\nDevices=*\n", EINVAL,
+          "t.conf:1: rule 's' matches Units=session-*.scope without Users= or Groups=: a unit glob may "
+          "match any user's login session (session-N.scope) or user manager (user@UID.service); add "
+          "Users= or Groups=, or name the units exactly" },
+        { "[Client:u]\nUnits=user@100?.service\nDevices=*\n", EINVAL,
+          "t.conf:1: rule 'u' matches Units=user@100?.service without Users= or Groups=: a unit glob may "
+          "match any user's login session (session-N.scope) or user manager (user@UID.service); add "
+          "Users= or Groups=, or name the units exactly" },
+        { "[Client:b]\nUnits=[a-z]m.scope\nDevices=*\n", EINVAL,
+          "t.conf:1: rule 'b' matches Units=[a-z]m.scope without Users= or Groups=: a unit glob may "
+          "match any user's login session (session-N.scope) or user manager (user@UID.service); add "
+          "Users= or Groups=, or name the units exactly" },
 };
+
+/* A unit glob with Users= or Groups=, or units named exactly, are fine. */
+TEST(unit_globs_with_an_identity) {
+        static const char *const good[] = {
+                "[Client:a]\nUsers=107\nUnits=machine-*.scope\nDevices=*\n",
+                "[Client:a]\nGroups=36\nUnits=*\nDevices=*\n",
+                "[Client:a]\nUnits=vm-web1.service machine-qemu\\x2d1\\x2dweb1.scope\nDevices=*\n",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_(policy_unrefp) Policy *p = NULL;
+                _cleanup_free_ char *error = NULL;
+                const PolicySource src = { "t.conf", good[i] };
+
+                if (policy_load_from_text(&src, 1, &p, &error) < 0)
+                        TEST_FAIL("case %zu refused: %s", i, strna(error));
+        }
+
+        /* Checked once the files are merged: a drop-in's empty Users= takes the identity away. */
+        {
+                const PolicySource sources[] = {
+                        { "main.conf", "[Client:m]\nUsers=1\nUnits=machine-*.scope\nDevices=*\n" },
+                        { "10-drop.conf", "[Client:m]\nUsers=\n" },
+                };
+                _cleanup_free_ char *error = NULL;
+                Policy *p = NULL;
+
+                ASSERT_ERRNO(policy_load_from_text(sources, ELEMENTSOF(sources), &p, &error), EINVAL);
+                ASSERT_STREQ(error, "main.conf:1: rule 'm' matches Units=machine-*.scope without Users= or "
+                                    "Groups=: a unit glob may match any user's login session (session-N.scope) "
+                                    "or user manager (user@UID.service); add Users= or Groups=, or name the "
+                                    "units exactly");
+                ASSERT_NULL(p);
+        }
+}
 
 TEST(error_messages) {
         for (size_t i = 0; i < ELEMENTSOF(error_cases); i++) {
@@ -471,6 +524,37 @@ TEST(dropins) {
         ASSERT_EQ(v, 7);
 }
 
+static char *dump(const Policy *p);
+
+/* An empty [Defaults] Scopes= means no default scopes, as an empty assignment empties a list in
+ * systemd: a rule without Scopes= of its own then grants none; and the dump says so again. */
+TEST(empty_default_scopes) {
+        const PolicySource src[] = {
+                { "main.conf", "[Defaults]\nScopes=info\n[Client:a]\nUsers=1000\nDevices=*\n"
+                               "[Client:b]\nUsers=2000\nDevices=*\nScopes=info\n" },
+                { "10-none.conf", "[Defaults]\nScopes=\n" },
+        };
+        _cleanup_(policy_unrefp) Policy *p = NULL, *q = NULL;
+        _cleanup_free_ char *error = NULL, *d = NULL;
+        PeerIdentity u1000 = { .uid = 1000, .gid = 1000 }, u2000 = { .uid = 2000, .gid = 2000 };
+        const char *reason = NULL;
+
+        ASSERT_OK(policy_load_from_text(src, ELEMENTSOF(src), &p, &error));
+        ASSERT_OK(policy_check_device(p, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL));
+        ASSERT_ERRNO(policy_check_scope(p, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, "info", &reason), EPERM);
+        ASSERT_STREQ(reason, "scope 'info' not granted");
+        ASSERT_ERRNO(policy_check_scope(p, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, "state-change", NULL),
+                     EPERM);
+        ASSERT_OK(policy_check_scope(p, &u2000, "0000:01:00.0", TSM_BACKEND_EMULATED, "info", NULL));
+
+        /* The dump's empty Scopes= loads as the same. */
+        d = dump(p);
+        ASSERT_NOT_NULL(strstr(d, "\n[Defaults]\nScopes=\n"));
+        const PolicySource again = { "dump", d };
+        ASSERT_OK(policy_load_from_text(&again, 1, &q, &error));
+        ASSERT_ERRNO(policy_check_scope(q, &u1000, "0000:01:00.0", TSM_BACKEND_EMULATED, "info", NULL), EPERM);
+}
+
 TEST(dropin_only_and_cross_file_override_is_not_duplicate) {
         _cleanup_(policy_unrefp) Policy *p = NULL;
         _cleanup_free_ char *error = NULL;
@@ -588,9 +672,13 @@ TEST(unsafe_and_odd_files) {
         ASSERT_OK(unlink(f));
         f = mfree(f);
 
-        /* A world-writable drop-in directory. */
+        /* A world-writable drop-in directory, sticky or not: whoever adds an entry to it can
+         * fail every load (a FIFO, above), sticky bit or not. */
         ASSERT_OK(chmod(dir, 0777));
-        ASSERT_TRUE(asprintf(&expected, "%s: writable by every user; refusing to use it", dir) > 0);
+        ASSERT_TRUE(asprintf(&expected, "%s: directory %s is writable by every user; refusing to use it", dir,
+                             dir) > 0);
+        expect_file_error(NULL, dir, EPERM, expected);
+        ASSERT_OK(chmod(dir, 01777));
         expect_file_error(NULL, dir, EPERM, expected);
         expected = mfree(expected);
         ASSERT_OK(chmod(dir, 0755));
@@ -621,9 +709,9 @@ static bool opened_since(int watch) {
         return opened;
 }
 
-/* SECURITY: a member of a group that may add drop-ins (accepted: not the worker's) makes one a
- * symlink to a FIFO or a device: refused without being opened, for the opening of a device can
- * act (a watchdog reboots the host), and the loader may be root's tsmd --check-config. */
+/* SECURITY: a drop-in that is a symlink to a FIFO or a device (root's mistake, or the
+ * --check-config user's): refused without being opened, for the opening of a device can act (a
+ * watchdog reboots the host), and the loader may be root's tsmd --check-config. */
 TEST(dropin_symlink_to_a_device_or_fifo_is_not_opened) {
         static const PolicyFileTrust root_only = { .owner = 0, .worker_gid = 4243 };
         _cleanup_free_ char *dir = NULL, *fifo = NULL, *device = NULL, *link = NULL, *expected = NULL;
@@ -719,6 +807,31 @@ static void expect_trusted(const char *main_file, const char *dir, const PolicyF
                 TEST_FAIL("refused: %s", strna(error));
 }
 
+static void make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid) {
+        ASSERT_OK(mkdir(path, 0700));
+        ASSERT_OK(chown(path, uid, gid));
+        ASSERT_OK(chmod(path, mode)); /* after chown(), which clears S_ISVTX for nobody but
+                                       * would clear set-id bits; and past the umask */
+}
+
+/* "path: directory dir is what; refusing to use it" */
+static void expect_dir_refused(const char *main_file, const char *dir, const PolicyFileTrust *trust,
+                               const char *path, const char *message) {
+        _cleanup_free_ char *full = NULL;
+
+        ASSERT_TRUE(asprintf(&full, "directory %s", message) > 0);
+        expect_untrusted(main_file, dir, trust, path, full);
+}
+
+/* The same for the drop-in directory dir: "dir: directory dir what; refusing to use it" */
+static void expect_dropin_dir_refused(const char *main_file, const char *dir, const PolicyFileTrust *trust,
+                                      const char *what) {
+        _cleanup_free_ char *message = NULL;
+
+        ASSERT_TRUE(asprintf(&message, "%s %s", dir, what) > 0);
+        expect_dir_refused(main_file, dir, trust, dir, message);
+}
+
 /* A policy file and a drop-in directory with one drop-in, root's, 0644 and 0755, in the
  * test's directory. */
 static void make_policy_tree(char **ret_main_file, char **ret_dir, char **ret_dropin) {
@@ -764,21 +877,79 @@ TEST(worker_writable_files_refused) {
 
         ASSERT_OK(chown(dir, 0, 4243));
         ASSERT_OK(chmod(dir, 0775));
-        expect_untrusted(main_file, dir, &root_only, dir, by_group);
+        expect_dropin_dir_refused(main_file, dir, &root_only, "is writable by group 4243");
+        ASSERT_OK(chmod(dir, 0755));
 
-        /* Another group may write them (an admins' group); policy_load() knows no worker. */
-        ASSERT_OK(chown(dir, 0, 4244));
+        /* Another group may write the files (an admins' group); policy_load() knows no worker. */
         ASSERT_OK(chown(main_file, 0, 4244));
         ASSERT_OK(chmod(main_file, 0664));
+        ASSERT_OK(chown(dropin, 0, 4244));
+        ASSERT_OK(chmod(dropin, 0664));
         expect_trusted(main_file, dir, &root_only);
-        ASSERT_OK(chown(dir, 0, 4243));
         ASSERT_OK(chown(main_file, 0, 4243));
+        ASSERT_OK(chown(dropin, 0, 4243));
         expect_trusted(main_file, dir, &(const PolicyFileTrust) { .owner = 0, .worker_gid = GID_INVALID });
 }
 
-/* SECURITY: a POSIX ACL lets others write what the mode bits alone would not: every user or
- * group it names with write (through the mask) is refused, the worker's or not, but root and the
- * trusted owner by name. The file, a drop-in, the directory. */
+/* SECURITY: the drop-in directory is held to the rules of the directories above it, not of the
+ * files: a group that may write it, whichever group, cannot add a file of its own (refused: not
+ * root's) but could link root's files in (a backup granting more), take drop-ins away, or plant
+ * an entry that fails every load so that a revocation never takes effect. */
+TEST(dropin_directory_writable_by_a_group_refused) {
+        static const PolicyFileTrust root_only = { .owner = 0, .worker_gid = 4243 };
+        static const PolicyFileTrust no_worker = { .owner = 0, .worker_gid = GID_INVALID };
+        _cleanup_free_ char *dir = NULL, *backup = NULL, *link = NULL, *fifo = NULL, *msg = NULL;
+
+        if (geteuid() != 0)
+                SKIP("needs root to chown the directory to another group");
+
+        TMPDIR_GUARD;
+        dir = path_of("policy.d");
+        backup = path_of("backup.conf");
+        link = path_of("policy.d/20-backup.conf");
+        fifo = path_of("policy.d/30-fifo.conf");
+        make_dir(dir, 0755, 0, 4244);
+        write_file(backup, 0644, "[Client:all]\nUsers=4242\nDevices=*\nScopes=info debug-write\n");
+        expect_trusted(NULL, dir, &root_only);
+
+        /* What a member of group 4244 could do with 0775: a symlink of its own to root's file. */
+        ASSERT_OK(chmod(dir, 0775));
+        ASSERT_OK(symlink(backup, link));
+        ASSERT_OK(lchown(link, 4242, 4244));
+        ASSERT_TRUE(asprintf(&msg, "%s is writable by group 4244", dir) > 0);
+        expect_dir_refused(NULL, dir, &root_only, dir, msg);
+        expect_dir_refused(NULL, dir, &no_worker, dir, msg);
+        /* A FIFO of its own: refused for the directory, not for the FIFO it would fail at. */
+        ASSERT_OK(unlink(link));
+        ASSERT_OK(mkfifo(fifo, 0644));
+        expect_dir_refused(NULL, dir, &root_only, dir, msg);
+        ASSERT_OK(unlink(fifo));
+
+        /* Through an ACL's owning group entry or a named group, the same. */
+        ASSERT_OK(chmod(dir, 0755));
+        expect_trusted(NULL, dir, &root_only);
+        TACL_SET(dir, TA_USER_OBJ(7), TA_GROUP_OBJ(5), TA_GROUP(4245, 7), TA_MASK(7), TA_OTHER(5));
+        msg = mfree(msg);
+        ASSERT_TRUE(asprintf(&msg, "%s is writable by gid 4245 through an ACL", dir) > 0);
+        expect_dir_refused(NULL, dir, &no_worker, dir, msg);
+        tacl_remove(dir);
+
+        /* Reached through a symlink, the directory it leads to is the one checked. */
+        {
+                _cleanup_free_ char *real = path_of("real.d"), *linked = path_of("linked.d");
+
+                make_dir(real, 0775, 0, 4244);
+                ASSERT_OK(symlink(real, linked));
+                msg = mfree(msg);
+                ASSERT_TRUE(asprintf(&msg, "%s is writable by group 4244", real) > 0);
+                expect_dir_refused(NULL, linked, &no_worker, linked, msg);
+        }
+}
+
+/* SECURITY: a POSIX ACL lets others write what the mode bits alone would not: every user it
+ * names with write (through the mask) is refused but root and the trusted owner, and a group it
+ * names is judged as the owning group is: refused if it is the worker's. The file, a drop-in,
+ * the directory. */
 TEST(acl_writers_refused) {
         static const PolicyFileTrust root_only = { .owner = 0, .worker_gid = 4243 };
         _cleanup_free_ char *main_file = NULL, *dir = NULL, *dropin = NULL;
@@ -802,36 +973,28 @@ TEST(acl_writers_refused) {
         expect_untrusted(main_file, dir, &root_only, main_file, "writable by uid 4242 through an ACL");
         tacl_remove(main_file);
 
-        /* A group by name: the worker's, or any other. */
+        /* A group by name, judged as the owning group is (chmod 664 to it): the worker's is
+         * refused, another one (an admins' group) may write the files. */
         TACL_SET(dropin, TA_USER_OBJ(6), TA_GROUP_OBJ(4), TA_GROUP(4243, 6), TA_MASK(6), TA_OTHER(4));
-        expect_untrusted(main_file, dir, &root_only, dropin, "writable by gid 4243 through an ACL");
+        expect_untrusted(main_file, dir, &root_only, dropin,
+                         "writable by gid 4243, the unprivileged worker's, through an ACL");
+        TACL_SET(dropin, TA_USER_OBJ(6), TA_GROUP_OBJ(4), TA_GROUP(4245, 6), TA_MASK(6), TA_OTHER(4));
+        expect_trusted(main_file, dir, &root_only);
+        TACL_SET(main_file, TA_USER_OBJ(6), TA_GROUP_OBJ(4), TA_GROUP(4245, 6), TA_MASK(6), TA_OTHER(4));
+        expect_trusted(main_file, dir, &root_only);
+        tacl_remove(main_file);
+        ASSERT_OK(chmod(main_file, 0644));
         tacl_remove(dropin);
+        ASSERT_OK(chmod(dropin, 0644));
+        /* The drop-in directory is not a file: no group may write it (dropin_directory_...). */
         TACL_SET(dir, TA_USER_OBJ(7), TA_GROUP_OBJ(5), TA_GROUP(4244, 7), TA_MASK(7), TA_OTHER(5));
-        expect_untrusted(main_file, dir, &root_only, dir, "writable by gid 4244 through an ACL");
-        expect_untrusted(main_file, dir, &(const PolicyFileTrust) { .owner = 0, .worker_gid = GID_INVALID },
-                         dir, "writable by gid 4244 through an ACL");
+        expect_dropin_dir_refused(main_file, dir, &root_only, "is writable by gid 4244 through an ACL");
         /* Read and search only. */
         TACL_SET(dir, TA_USER_OBJ(7), TA_GROUP_OBJ(5), TA_GROUP(4244, 5), TA_MASK(5), TA_OTHER(5));
         expect_trusted(main_file, dir, &root_only);
 }
 
 /* ---- the directories on the way (path-trust.h) ---- */
-
-static void make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid) {
-        ASSERT_OK(mkdir(path, 0700));
-        ASSERT_OK(chown(path, uid, gid));
-        ASSERT_OK(chmod(path, mode)); /* after chown(), which clears S_ISVTX for nobody but
-                                       * would clear set-id bits; and past the umask */
-}
-
-/* "path: directory dir is what; refusing to use it" */
-static void expect_dir_refused(const char *main_file, const char *dir, const PolicyFileTrust *trust,
-                               const char *path, const char *message) {
-        _cleanup_free_ char *full = NULL;
-
-        ASSERT_TRUE(asprintf(&full, "directory %s", message) > 0);
-        expect_untrusted(main_file, dir, trust, path, full);
-}
 
 /* SECURITY: a directory above the policy that others can write lets them rename the policy
  * away and put another file (an older root-owned copy, a hard link) in its place. Refused
@@ -1193,7 +1356,7 @@ TEST(acl_owning_group_writes_through_its_entry) {
         tacl_remove(main_file); /* which leaves the mask in the mode */
         ASSERT_OK(chmod(main_file, 0644));
         TACL_SET(dir, TA_USER_OBJ(7), TA_USER(0, 7), TA_GROUP_OBJ(7), TA_MASK(7), TA_OTHER(5));
-        expect_untrusted(main_file, dir, &root_only, dir, by_group);
+        expect_dropin_dir_refused(main_file, dir, &root_only, "is writable by group 4243");
 }
 
 /* The kernel stores no malformed ACL, so this fgetxattr(), ahead of libc's in the link, hands
@@ -1249,10 +1412,10 @@ TEST(unparsable_acl_refused) {
 
         fake_acl_size = tacl_blob(3, minimal, ELEMENTSOF(minimal), blob);
         expect_untrusted(main_file, NULL, &mine, main_file, "has a POSIX ACL of an unknown version");
-        expect_untrusted(NULL, dir, &mine, dir, "has a POSIX ACL of an unknown version");
+        expect_dropin_dir_refused(NULL, dir, &mine, "has a POSIX ACL of an unknown version");
         fake_acl_size = tacl_blob(2, unmasked, ELEMENTSOF(unmasked), blob);
         expect_untrusted(main_file, NULL, &mine, main_file, "has a malformed POSIX ACL");
-        expect_untrusted(NULL, dir, &mine, dir, "has a malformed POSIX ACL");
+        expect_dropin_dir_refused(NULL, dir, &mine, "has a malformed POSIX ACL");
         fake_acl_size = tacl_blob(2, minimal, ELEMENTSOF(minimal), blob) - 1;
         expect_untrusted(main_file, NULL, &mine, main_file, "has a malformed POSIX ACL");
 

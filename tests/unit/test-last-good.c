@@ -330,6 +330,8 @@ static int memfd_with(const char *data, size_t size, unsigned seals) {
 
 #define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 #define GOOD "\0\0policy.conf\0[Client:a]\nUsers=root\nDevices=*\n"
+/* GOOD with the resolved names (last-good.h), and its size */
+#define WITH_NAMES(names) GOOD "\0\0" names, sizeof(GOOD "\0\0" names)
 
 /* A worker starts from nothing but what the monitor sealed, and well formed. */
 TEST(restore_refuses_unsealed_or_malformed) {
@@ -340,6 +342,7 @@ TEST(restore_refuses_unsealed_or_malformed) {
                 int error;
         } cases[] = {
                 { GOOD, sizeof(GOOD), SEALS, 0 },
+                { WITH_NAMES("user root 0\n"), SEALS, 0 }, /* root resolved */
                 { GOOD, sizeof(GOOD), 0, EPERM },
                 { GOOD, sizeof(GOOD), F_SEAL_SHRINK | F_SEAL_GROW, EPERM },
                 { GOOD, sizeof(GOOD), F_SEAL_WRITE, EPERM },
@@ -347,7 +350,19 @@ TEST(restore_refuses_unsealed_or_malformed) {
                 { GOOD, sizeof(GOOD) - 1, SEALS, EBADMSG },  /* no final NUL */
                 { "\0\0name\0", 7, SEALS, EBADMSG },          /* a name without its text */
                 { "\0text\0", 6, SEALS, EBADMSG },            /* text of no configuration file */
-                { "\0\0\0text\0", 8, SEALS, EBADMSG },        /* a policy file without a name */
+                { "\0\0\0text\0", 8, SEALS, EBADMSG },        /* resolved names that are none */
+                /* A policy file without a name, unless last (the resolved names). */
+                { "\0\0\0\0p\0[Client:a]\nUsers=0\n", sizeof("\0\0\0\0p\0[Client:a]\nUsers=0\n"), SEALS, EBADMSG },
+                /* Resolved names, strictly as written. */
+                { WITH_NAMES("user root 0"), SEALS, EBADMSG }, /* unterminated */
+                { WITH_NAMES("person root 0\n"), SEALS, EBADMSG },
+                { WITH_NAMES("user root\n"), SEALS, EBADMSG },
+                { WITH_NAMES("user root 4294967295\n"), SEALS, EBADMSG },
+                { WITH_NAMES("user 0 0\n"), SEALS, EBADMSG },
+                { WITH_NAMES("user root 0\nuser root 1\n"), SEALS, EBADMSG },
+                /* Names resolved, but not the one the policy names: unknown, not asked of NSS. */
+                { WITH_NAMES("group root 0\n"), SEALS, ENOENT },
+                { WITH_NAMES(""), SEALS, ENOENT },
                 { "c\0[Guest]\nBogus=1\n\0", 19, SEALS, EINVAL },
                 { "\0\0p\0[Client:a]\nDevices=*\n\0", 26, SEALS, EINVAL }, /* no identity key */
         };
@@ -372,6 +387,76 @@ TEST(restore_refuses_unsealed_or_malformed) {
                         ASSERT_NULL(names);
                 }
         }
+}
+
+/* A kept set restores as it was loaded: Users=/Groups= names as they were resolved then, asking
+ * the name services nothing, which may answer otherwise by now (a user deleted, or recreated
+ * under another uid) or answer the sandboxed worker otherwise than the monitor (LDAP). */
+TEST(restore_resolves_no_names) {
+        static const char policy[] = "p.conf\0[Client:a]\nUsers=root tsmd-test-no-such-user\nDevices=*\n"
+                                     "[Client:b]\nGroups=root\nDevices=*\n";
+        static const char tail[] = "\0\0user root 0\ngroup root 0\n";
+        static const char names[] = "user root 4321\nuser tsmd-test-no-such-user 4322\ngroup root 4323\n";
+        PeerIdentity uid0 = { .uid = 0, .gid = 7 }, uid4321 = { .uid = 4321, .gid = 7 },
+                     uid4322 = { .uid = 4322, .gid = 7 }, gid4323 = { .uid = 7, .gid = 4323 },
+                     gid0 = { .uid = 7, .gid = 0 };
+        _cleanup_free_ char *data = NULL, *list = NULL, *error = NULL;
+        _cleanup_(policy_unrefp) Policy *p = NULL, *q = NULL;
+        _cleanup_close_ int fd = -EBADF, kept = -EBADF;
+        size_t size;
+        DaemonConfig c;
+
+        size = 2 + sizeof(policy) + 1 + sizeof(names);
+        data = malloc(size);
+        ASSERT_NOT_NULL(data);
+        memcpy(data, "\0\0", 2);
+        memcpy(data + 2, policy, sizeof(policy));
+        data[2 + sizeof(policy)] = 0;
+        memcpy(data + 3 + sizeof(policy), names, sizeof(names));
+        fd = memfd_with(data, size, SEALS);
+
+        ASSERT_OK(last_good_restore(fd, &c, &p, &list, &error));
+        ASSERT_STREQ(list, "'p.conf'");
+        ASSERT_OK(policy_check_device(p, &uid4321, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL));
+        ASSERT_OK(policy_check_device(p, &uid4322, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL));
+        ASSERT_OK(policy_check_device(p, &gid4323, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL));
+        ASSERT_ERRNO(policy_check_device(p, &uid0, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL), EPERM);
+        ASSERT_ERRNO(policy_check_device(p, &gid0, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL), EPERM);
+        daemon_config_done(&c);
+
+        /* What a load keeps: the names it resolved, each once, after the files. */
+        if (geteuid() != 0)
+                SKIP("the policy files must be root's");
+        setup();
+        write_text("policy.conf", "[Client:a]\nUsers=root 0 root\nDevices=0000:01:00.0\n"
+                                  "[Client:c]\nGroups=root\nUsers=root\nDevices=*\n");
+        load(&c, &q, &kept);
+        daemon_config_done(&c);
+        data = mfree(data);
+        data = contents(kept, &size);
+        ASSERT_TRUE(size > sizeof(tail));
+        ASSERT_TRUE(memcmp(data + size - sizeof(tail), tail, sizeof(tail)) == 0); /* with its NUL */
+        cleanup();
+}
+
+/* A set kept by a tsmd before the resolved names (in the fd store at an upgrade) restores as
+ * that tsmd restored it, through NSS. */
+TEST(restore_of_a_set_without_resolved_names) {
+        static const char old[] = "\0\0p.conf\0[Client:a]\nUsers=root\nDevices=*\n";
+        static const char unknown[] = "\0\0p.conf\0[Client:a]\nUsers=tsmd-test-no-such-user\nDevices=*\n";
+        PeerIdentity uid0 = { .uid = 0, .gid = 0 };
+        _cleanup_free_ char *list = NULL, *error = NULL;
+        _cleanup_(policy_unrefp) Policy *p = NULL, *q = NULL;
+        _cleanup_close_ int fd = memfd_with(old, sizeof(old), SEALS),
+                            fd_unknown = memfd_with(unknown, sizeof(unknown), SEALS);
+        DaemonConfig c;
+
+        ASSERT_OK(last_good_restore(fd, &c, &p, &list, &error));
+        ASSERT_OK(policy_check_device(p, &uid0, "0000:01:00.0", TSM_BACKEND_EMULATED, NULL));
+        daemon_config_done(&c);
+        list = mfree(list);
+        ASSERT_ERRNO(last_good_restore(fd_unknown, &c, &q, &list, &error), ENOENT);
+        ASSERT_STREQ(error, "p.conf:2: unknown user 'tsmd-test-no-such-user'");
 }
 
 TEST_MAIN();
