@@ -33,9 +33,8 @@ static int guest_errors_bound(size_t *max) {
         size_t denied, reclaim, backend_name = 0, scope = 0, backend = 0, uapi = sizeof("emulated") - 1;
         int r = 0;
 
-        denied = MAX(policy_reason_max_length(),
-                     MAX(MAX(strlen(GUEST_REASON_BACKEND_REFUSED), strlen(GUEST_REASON_NO_CLIENT_RULE)),
-                         MAX(strlen(GUEST_REASON_DEVICE_NOT_LISTED), strlen(GUEST_REASON_SCOPE_NOT_GRANTED))));
+        denied = MAX(MAX(policy_reason_max_length(), strlen(GUEST_REASON_NO_CLIENT_RULE)),
+                     MAX(strlen(GUEST_REASON_DEVICE_NOT_LISTED), strlen(GUEST_REASON_SCOPE_NOT_GRANTED)));
         for (int e = 1; e < 4096; e++)
                 backend_name = MAX(backend_name, strlen(iommufd_tsm_error_name(-e)));
         for (TsmBackendType b = 0; b < _TSM_BACKEND_TYPE_MAX; b++) {
