@@ -544,6 +544,38 @@ TEST(a_debug_scope_the_kernel_refuses_is_a_backend_error) {
         teardown(&e);
 }
 
+/* ENODEV means "no VM" from the kernel's TSM_OP alone (v5 checks the vIOMMU's KVM file there, and
+ * there only): a Bind on a vDevice whose vIOMMU has none is BackendError NoVmAssociated (ENOLINK),
+ * not DeviceGone. A guest request's ENODEV (a TSM driver's) is BackendError NoDevice (ENOMEDIUM):
+ * it claims no VM. */
+TEST(the_kernels_enodev_is_named_by_its_call) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *novm;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+
+        novm = strf("%s/novm-11", e.kernel_dir);
+        write_file(novm, "");
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"),
+                   strf("{\"name\":\"NoVmAssociated\",\"errno\":%d}", ENOLINK));
+        ASSERT_OK(unlink(novm));
+        change(c, G "Bind", ctx, 11);
+
+        fail_calls(&e, 11, ENODEV);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   strf("{\"name\":\"NoDevice\",\"errno\":%d}", ENOMEDIUM));
+        fail_calls(&e, 11, 0);
+        request_ok(c, ctx, 11, "info", 0);
+        expect_kernel_calls(&e, "op 11 1\nop 11 1\nreq 11 0\nreq 11 0\n");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* tsmd's own out of memory is not the kernel's: a guest request the worker cannot send to the
  * monitor (its channel's ENOMEM, after the request was queued) is io.tsmd.System ENOMEM, as
  * README's error list has it, not BackendError OutOfMemory, and recorded so. It reached no
