@@ -1187,13 +1187,18 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
                 goto finish;
         }
 
+        /* A TSM offered no response buffer may take part of the request: result is the bytes it
+         * left (the kernel's residue), said in the record and the reply, not dropped as if all
+         * were taken. */
         guest_op_set_response_size(call, len);
+        guest_op_set_request_unconsumed(call, (uint64_t) result);
         r = base64_encode(resp, len, &b64);
         if (r < 0)
                 goto finish;
         reply = json_object_new_object();
         if (!reply || json_object_add_literal(reply, "response", json_object_new_string_fast(b64, strlen(b64))) < 0 ||
-            json_object_add_literal(reply, "scopeNumber", json_object_new_int64(pr->scope_number)) < 0) {
+            json_object_add_literal(reply, "scopeNumber", json_object_new_int64(pr->scope_number)) < 0 ||
+            (result > 0 && json_object_add_literal(reply, "requestUnconsumed", json_object_new_int64(result)) < 0)) {
                 json_object_put(reply);
                 r = -ENOMEM;
                 goto finish;

@@ -359,6 +359,48 @@ TEST(max_response_size_zero_keeps_requests_that_want_a_response_from_the_kernel)
         teardown(&e);
 }
 
+/* Offered no response buffer (maxResponseSize 0), a kernel TSM may consume only part of the
+ * request, and the kernel's answer, its residue, is the bytes it left: the reply says so
+ * (requestUnconsumed), and so does the request's audit record; for a request taken whole,
+ * neither has the field. The fake's TSM takes FAKE_KERNEL_CONSUMED (16) bytes. */
+TEST(a_request_the_tsm_consumed_in_part_says_what_it_left) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *r, *records, *rec, *v;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = bound_nic_context(c, NULL);
+
+        /* GET_TDISP_VERSION's header and 4 bytes more. */
+        r = CALL_OK(c, G "GuestRequest",
+                    strf("{\"context\":%" PRIi64 ",\"vdeviceId\":11,\"scope\":\"state-change\","
+                         "\"request\":\"EIEAAAAAAAAAAAAAAAAAAAAAAAA=\",\"maxResponseSize\":0}", ctx));
+        ASSERT_STREQ(JSTR(r, "response"), "");
+        ASSERT_EQ(JINT(r, "requestUnconsumed"), 4);
+        seq = JINT(r, "auditSequence");
+        r = CALL_OK(c, G "GuestRequest",
+                    strf("{\"context\":%" PRIi64 ",\"vdeviceId\":11,\"scope\":\"state-change\","
+                         "\"request\":\"" TDISP_VERSION_REQUEST "\",\"maxResponseSize\":0}", ctx));
+        ASSERT_FALSE(json_object_object_get_ex(r, "requestUnconsumed", NULL));
+        expect_kernel_calls(&e, "op 11 1\nreq 11 1\nreq 11 1\n");
+
+        records = audit_of(&e.tsmd, NIC_ADDR);
+        rec = json_object_array_get_idx(records, find_record(records, 0, "guest-request", "ok"));
+        ASSERT_EQ(JINT(rec, "seq"), seq);
+        ASSERT_EQ(JINT(rec, "requestSize"), 20);
+        ASSERT_EQ(JINT(rec, "responseSize"), 0);
+        ASSERT_EQ(JINT(rec, "requestUnconsumed"), 4);
+        rec = json_object_array_get_idx(records, find_record(records, find_record(records, 0, "guest-request", "ok") + 1,
+                                                             "guest-request", "ok"));
+        ASSERT_FALSE(json_object_object_get_ex(rec, "requestUnconsumed", &v));
+        json_object_put(records);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* Makes the kernel fail calls for vDevice vdevice with errno e (0: no more). */
 static void fail_calls(Env *e, uint32_t vdevice, int errnum) {
         const char *path = strf("%s/fail-%u", e->kernel_dir, vdevice);

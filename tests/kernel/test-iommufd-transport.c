@@ -288,6 +288,45 @@ TEST(residue_without_response_buffer) {
         ASSERT_EQ(resp_len, 77);
 }
 
+/* The request bytes the TSM did not consume are the caller's to know: the residue without a
+ * response buffer; with one, the residue counts the response, and every request byte was
+ * taken. */
+TEST(request_unconsumed) {
+        uint8_t req[16] = {}, resp[8];
+        size_t resp_len = 77, unconsumed = 77;
+
+        fake_install();
+        fake.ret = 5;
+        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                           &unconsumed));
+        ASSERT_EQ(resp_len, 0);
+        ASSERT_EQ(unconsumed, 5);
+
+        fake_install();
+        fake.ret = 0;
+        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                           &unconsumed));
+        ASSERT_EQ(unconsumed, 0);
+
+        fake_install();
+        fake.ret = 5;
+        unconsumed = 77;
+        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), resp, sizeof(resp),
+                                           &resp_len, &unconsumed));
+        ASSERT_EQ(resp_len, 3);
+        ASSERT_EQ(unconsumed, 0);
+
+        /* Impossible residues leave both alone. */
+        fake_install();
+        fake.ret = 17;
+        resp_len = unconsumed = 77;
+        ASSERT_ERRNO(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                              &unconsumed),
+                     EIO);
+        ASSERT_EQ(resp_len, 77);
+        ASSERT_EQ(unconsumed, 77);
+}
+
 TEST(errno_passthrough) {
         static const int errnos[] = { ENOENT, EINVAL, EOPNOTSUPP, ENXIO, ENODEV, EBUSY, EFAULT,
                                       EIO, ETIMEDOUT, EINTR, E2BIG, ENOTTY, EPERM };
