@@ -21,7 +21,6 @@
 
 /* The reasons of the Denied, BadFileDescriptor and ReclaimRefused the methods give, which
  * guest-reply-bound.c measures. */
-#define GUEST_REASON_BACKEND_REFUSED "the backend refused this message in this scope"
 #define GUEST_REASON_NO_CLIENT_RULE "no policy rule matches the client"
 /* The monitor's own gates, in its words: on devices (ATTACH_VDEVICE and BIND_VDEVICE answered
  * -EPERM, TSM_PRIV_REPLY_MONITOR_OWN), and on scopes (GUEST_REQUEST answered so). */

@@ -39,6 +39,7 @@ struct GuestOp {
         char *unknown_scope; /* the client's text, cut short; scope points to it */
         int64_t scope_number;
         uint64_t request_size, response_size;
+        uint64_t request_unconsumed; /* 0: all taken */
         uint32_t priv_cookie; /* 0: none */
         Policy *rule_policy;  /* holds rule */
         const char *rule;
@@ -93,6 +94,7 @@ static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *r
         rec->scope_number = op->scope_number;
         rec->request_size = op->request_size;
         rec->response_size = op->response_size;
+        rec->request_unconsumed = op->request_unconsumed;
         rec->rule = op->rule;
         rec->result = result;
         rec->latency_usec = now_monotonic_usec() - op->start_usec;
@@ -439,6 +441,13 @@ void guest_op_set_response_size(VarlinkCall *call, uint64_t size) {
 
         if (op)
                 op->response_size = size;
+}
+
+void guest_op_set_request_unconsumed(VarlinkCall *call, uint64_t size) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->request_unconsumed = size;
 }
 
 void guest_op_set_rule(VarlinkCall *call, Policy *policy, const char *rule) {

@@ -60,6 +60,8 @@ void guest_op_set_scope(VarlinkCall *call, const char *scope, int64_t number);
 void guest_op_set_unknown_scope(VarlinkCall *call, const char *scope);
 void guest_op_set_request_size(VarlinkCall *call, uint64_t size);
 void guest_op_set_response_size(VarlinkCall *call, uint64_t size);
+/* The request bytes a TSM offered no response buffer did not consume (0: all). */
+void guest_op_set_request_unconsumed(VarlinkCall *call, uint64_t size);
 /* The NAME of the [Client:NAME] rule of policy that allowed the call (NULL: none): the call holds
  * a reference on policy until it is recorded, as a reload may replace it meanwhile. */
 void guest_op_set_rule(VarlinkCall *call, Policy *policy, const char *rule);

@@ -33,9 +33,8 @@ static int guest_errors_bound(size_t *max) {
         size_t denied, reclaim, backend_name = 0, scope = 0, backend = 0, uapi = sizeof("emulated") - 1;
         int r = 0;
 
-        denied = MAX(policy_reason_max_length(),
-                     MAX(MAX(strlen(GUEST_REASON_BACKEND_REFUSED), strlen(GUEST_REASON_NO_CLIENT_RULE)),
-                         MAX(strlen(GUEST_REASON_DEVICE_NOT_LISTED), strlen(GUEST_REASON_SCOPE_NOT_GRANTED))));
+        denied = MAX(MAX(policy_reason_max_length(), strlen(GUEST_REASON_NO_CLIENT_RULE)),
+                     MAX(strlen(GUEST_REASON_DEVICE_NOT_LISTED), strlen(GUEST_REASON_SCOPE_NOT_GRANTED)));
         for (int e = 1; e < 4096; e++)
                 backend_name = MAX(backend_name, strlen(iommufd_tsm_error_name(-e)));
         for (TsmBackendType b = 0; b < _TSM_BACKEND_TYPE_MAX; b++) {
@@ -138,7 +137,8 @@ static int attach_reply_bound(size_t *max) {
 
 /* What each method that acts replies when it succeeds, at its longest. GuestRequest sizes the
  * response it asks the backend for by the room its reply has (reply_max_response() in
- * guest.c): only its errors are bounded here. */
+ * guest.c); bounded here is its reply without a response, which may say the request bytes a
+ * TSM offered no response buffer left (requestUnconsumed). */
 static int success_bound(const char *method, size_t *max, unsigned *ret_fds) {
         char token[RECLAIM_TOKEN_LEN + 1];
         json_object *reply;
@@ -167,7 +167,18 @@ static int success_bound(const char *method, size_t *max, unsigned *ret_fds) {
                 }
                 return reply_bound_reply(reply, max);
         }
-        if (streq(method, "CloseContext") || streq(method, "DetachDevice") || streq(method, "GuestRequest"))
+        if (streq(method, "GuestRequest")) {
+                reply = json_object_new_object();
+                if (!reply || json_object_add(reply, "response", json_object_new_string("")) < 0 ||
+                    json_object_add(reply, "scopeNumber", reply_bound_int()) < 0 ||
+                    json_object_add(reply, "requestUnconsumed", reply_bound_int()) < 0 ||
+                    json_object_add(reply, "auditSequence", reply_bound_int()) < 0) {
+                        json_object_put(reply);
+                        return -ENOMEM;
+                }
+                return reply_bound_reply(reply, max);
+        }
+        if (streq(method, "CloseContext") || streq(method, "DetachDevice"))
                 return reply_bound_reply(NULL, max);
         return -ENOENT;
 }

@@ -119,7 +119,10 @@ static int reply_backend_errno(VarlinkCall *call, int r) {
 }
 
 /* Maps what the platform or a backend said to the interface's named errors. -ENOMEM is left
- * unanswered (io.tsmd.System): the worker's own; see reply_tsm_error(). */
+ * unanswered (io.tsmd.System): the worker's own; see reply_tsm_error(). A backend's -EPERM is
+ * BackendError PermissionDenied: the kernel says so where its caller, tsmd's monitor, lacks a
+ * privilege (the v5 UAPI: DEBUG_WRITE "requires CAP_SYS_RAW_IO"), which no policy rule decides;
+ * Denied is the policy's, with the rule its reason names. */
 static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address) {
         switch (r) {
         case -ENODEV:
@@ -131,8 +134,6 @@ static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address
         case -ETIMEDOUT:
                 return varlink_call_error_kv(call, GUEST_ERROR("Timeout"),
                                              "pciAddress", json_object_new_string(pci_address), NULL);
-        case -EPERM:
-                return reply_denied(call, GUEST_REASON_BACKEND_REFUSED);
         case -ENOMEM:
                 return r;
         default:
@@ -144,7 +145,7 @@ static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address
  * -ENOMEM there is the backend's (the kernel's), BackendError OutOfMemory. One the worker could
  * not send (its channel's -ENOMEM), or the monitor's own (priv_request_monitor_own()), is tsmd's,
  * left unanswered (io.tsmd.System). So is an -EPERM of the monitor's policy gate its refusal,
- * Denied with gate_reason, not a backend's refusal of the message. */
+ * Denied with gate_reason, where the backend's -EPERM is BackendError PermissionDenied. */
 static int reply_tsm_error(VarlinkCall *call, const PrivRequest *req, int r, const char *pci_address,
                            const char *gate_reason) {
         if (priv_request_monitor_own(req))
@@ -1186,13 +1187,18 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
                 goto finish;
         }
 
+        /* A TSM offered no response buffer may take part of the request: result is the bytes it
+         * left (the kernel's residue), said in the record and the reply, not dropped as if all
+         * were taken. */
         guest_op_set_response_size(call, len);
+        guest_op_set_request_unconsumed(call, (uint64_t) result);
         r = base64_encode(resp, len, &b64);
         if (r < 0)
                 goto finish;
         reply = json_object_new_object();
         if (!reply || json_object_add_literal(reply, "response", json_object_new_string_fast(b64, strlen(b64))) < 0 ||
-            json_object_add_literal(reply, "scopeNumber", json_object_new_int64(pr->scope_number)) < 0) {
+            json_object_add_literal(reply, "scopeNumber", json_object_new_int64(pr->scope_number)) < 0 ||
+            (result > 0 && json_object_add_literal(reply, "requestUnconsumed", json_object_new_int64(result)) < 0)) {
                 json_object_put(reply);
                 r = -ENOMEM;
                 goto finish;

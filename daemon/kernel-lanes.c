@@ -62,6 +62,7 @@ struct KernelCall {
         size_t request_len;
         void *response;
         size_t response_size, response_len;
+        size_t request_unconsumed; /* a request's, offered no response buffer */
         int result;
 
         /* A bind abandoned in the kernel: its undo, until the bind returns. */
@@ -145,8 +146,9 @@ static int write_file_at(const char *path, const void *data, size_t len) {
 static int call_run(KernelCall *c) {
         switch (c->op) {
         case KERNEL_OP_REQUEST:
-                return iommufd_tsm_request(c->fd, c->version, c->vdevice_id, c->scope_number, c->request,
-                                           c->request_len, c->response, c->response_size, &c->response_len);
+                return iommufd_tsm_request_full(c->fd, c->version, c->vdevice_id, c->scope_number, c->request,
+                                                c->request_len, c->response, c->response_size, &c->response_len,
+                                                &c->request_unconsumed);
         case KERNEL_OP_BIND:
                 return iommufd_tsm_bind(c->fd, c->version, c->vdevice_id);
         case KERNEL_OP_UNBIND:
@@ -638,6 +640,13 @@ void *kernel_call_take_response(KernelCall *c, size_t *ret_len) {
         if (ret_len)
                 *ret_len = c->result >= 0 ? c->response_len : 0;
         return TAKE_PTR(c->response);
+}
+
+size_t kernel_call_get_request_unconsumed(const KernelCall *c) {
+        assert(c);
+        assert(c->state == KERNEL_CALL_DONE);
+
+        return c->op == KERNEL_OP_REQUEST && c->result >= 0 ? c->request_unconsumed : 0;
 }
 
 unsigned kernel_lanes_n_threads(KernelLanes *l) {

@@ -129,6 +129,9 @@ void kernel_call_delivered(KernelCall *c);
 /* In the callback: the response buffer (response_size bytes, of which the kernel wrote
  * *ret_len), now the caller's to free. */
 void *kernel_call_take_response(KernelCall *c, size_t *ret_len);
+/* In the callback: a request's bytes the TSM did not consume, offered no response buffer (the
+ * kernel's residue then); 0 for any other call. */
+size_t kernel_call_get_request_unconsumed(const KernelCall *c);
 
 /* Threads running or waiting for work (for tests and counters). */
 unsigned kernel_lanes_n_threads(KernelLanes *l);

@@ -115,7 +115,7 @@ int priv_call_reload(PrivChannel *c, int *ret_fd, char **ret_reason, bool *ret_p
 int priv_call_reload_commit(PrivChannel *c);
 
 /* One guest request in flight. The callback runs once with the result (a negative errno, or the
- * reply's value: 0 but where a call says otherwise) and the response (valid during the callback
+ * reply's value: the request bytes the TSM did not consume, tsm-priv.h) and the response (valid during the callback
  * only, and only until it makes another priv_call), unless cancelled first: from the event loop,
  * or, for a request the kernel refused to take, inside whatever priv_call_*() flushed the
  * outbox. Beyond TSM_PRIV_REQUESTS_MAX in flight, or an eighth of that for

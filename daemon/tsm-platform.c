@@ -40,6 +40,7 @@ struct TsmRequest {
         size_t request_len;
         uint8_t *response;
         size_t response_size, response_len;
+        size_t request_unconsumed; /* kernel: the TSM's residue, offered no response buffer */
         int result;
         bool completed; /* result is final; only the callback is left */
         bool answers_late; /* its kernel call was given up on in the kernel: the late callback has it */
@@ -734,6 +735,7 @@ static void on_kernel_call_done(KernelCall *c, int result, void *userdata) {
          * answer late. */
         kernel_call_keep(c);
         r->response = kernel_call_take_response(c, &r->response_len);
+        r->request_unconsumed = kernel_call_get_request_unconsumed(c);
         (void) evtimer_del(r->timer); /* the deadline */
         request_finish(r, result);
 }
@@ -1132,6 +1134,10 @@ void tsm_request_cancel(TsmRequest *r) {
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len) {
         *ret_len = r->response_len;
         return r->response;
+}
+
+size_t tsm_request_get_request_unconsumed(const TsmRequest *r) {
+        return r->request_unconsumed;
 }
 
 const char *tsm_request_get_pci_address(const TsmRequest *r) {

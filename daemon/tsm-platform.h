@@ -200,4 +200,8 @@ bool tsm_request_answers_late(const TsmRequest *r);
  * on in the kernel does: what the device did is told all the same. */
 void tsm_request_cancel(TsmRequest *r);
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len);
+/* In the callback of a request that succeeded: the request bytes the kernel's TSM did not
+ * consume, offered no response buffer (its residue); 0 otherwise, and on the emulated platform,
+ * whose device takes the whole message or refuses it. */
+size_t tsm_request_get_request_unconsumed(const TsmRequest *r);
 const char *tsm_request_get_pci_address(const TsmRequest *r);

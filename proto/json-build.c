@@ -41,6 +41,7 @@ static const char *const known_keys[][8] = {
         [13] = { "auditSequence" },
         [14] = { "fileDescriptor", "maxRequestSize" },
         [15] = { "maxResponseSize" },
+        [17] = { "requestUnconsumed" },
         [18] = { "vfioFileDescriptor" },
 };
 

@@ -76,9 +76,10 @@
  * its __reserved was; 21: ADOPT_CONTEXT's fd is a character device or a memfd, anything else a
  * violation, and one the monitor did not take is answered -ENOBUFS; 22: the monitor keeps a
  * context's previous reclaim id: RECLAIM_CONTEXT says the id the VMM reclaimed with,
- * RESTORED_CONTEXT carries it, and RESTORED_PREVIOUS tells it of a partial context's): a worker
+ * RESTORED_CONTEXT carries it, and RESTORED_PREVIOUS tells it of a partial context's; 23:
+ * GUEST_REQUEST's reply value says how many request bytes the TSM did not consume): a worker
  * binary newer or older than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 22U
+#define TSM_PRIV_VERSION 23U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -135,7 +136,9 @@ typedef enum TsmPrivType {
         TSM_PRIV_UNBIND_VDEVICE,
         TSM_PRIV_GET_VDEVICE_STATE,   /* reply value: TdispState */
         TSM_PRIV_GET_DEVICE_STATE,    /* reply value: TdispState (emulated devices) */
-        TSM_PRIV_GUEST_REQUEST,       /* + payload; reply + payload, possibly later */
+        TSM_PRIV_GUEST_REQUEST,       /* + payload; reply + payload, possibly later; reply
+                                       * value: the request bytes the TSM did not consume,
+                                       * offered no response buffer (a kernel's residue) */
         TSM_PRIV_CONNECT_DEVICE,      /* answered when the kernel is done (SPDM and IDE setup: */
         TSM_PRIV_DISCONNECT_DEVICE,   /* seconds), as a bind is; one per device at a time */
         TSM_PRIV_RELOAD,              /* the monitor loads the files (reply + fd), or applies them */

@@ -126,6 +126,8 @@ int audit_journal_format(const AuditRecord *r, char ***ret, size_t *ret_n) {
                 ADD("TSMD_REQUEST_SIZE=%" PRIu64, r->request_size);
         if (r->response_size != AUDIT_U64_NONE)
                 ADD("TSMD_RESPONSE_SIZE=%" PRIu64, r->response_size);
+        if (r->request_unconsumed > 0)
+                ADD("TSMD_REQUEST_UNCONSUMED=%" PRIu64, r->request_unconsumed);
         if (r->result)
                 ADD("TSMD_RESULT=%s", r->result);
         if (r->latency_usec != AUDIT_U64_NONE)

@@ -374,6 +374,8 @@ int audit_record_serialize(const AuditRecord *rec, char **ret_line, size_t *ret_
         put_u64(&w, "scopeNumber", (uint64_t) rec->scope_number, rec->scope_number < 0);
         put_u64(&w, "requestSize", rec->request_size, rec->request_size == AUDIT_U64_NONE);
         put_u64(&w, "responseSize", rec->response_size, rec->response_size == AUDIT_U64_NONE);
+        if (rec->request_unconsumed > 0)
+                put_u64(&w, "requestUnconsumed", rec->request_unconsumed, false);
         put_string(&w, "result", rec->result);
         put_u64(&w, "latencyUsec", rec->latency_usec, rec->latency_usec == AUDIT_U64_NONE);
         if (rec->method)

@@ -53,6 +53,9 @@ typedef struct AuditRecord {
         int64_t scope_number; /* AUDIT_SCOPE_NUMBER_NONE */
         uint64_t request_size;  /* AUDIT_U64_NONE */
         uint64_t response_size; /* AUDIT_U64_NONE */
+        /* A guest request whose TSM, offered no response buffer, consumed only part of it: the
+         * bytes it left (the kernel's residue); 0: field omitted, all of it taken. */
+        uint64_t request_unconsumed;
         const char *result;     /* "ok" or an error name; NULL: not known */
         uint64_t latency_usec;  /* AUDIT_U64_NONE */
         /* A call refused for naming no method tsmd serves (event "unknown-method"): the name as

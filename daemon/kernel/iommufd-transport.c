@@ -253,14 +253,17 @@ int iommufd_probe_uapi(const char *path, TsmUapiVersion *ret_version) {
 
 /* ---- Bind / unbind --------------------------------------------------------------------- */
 
-/* The TSM ioctls answer ENODEV for a vIOMMU without a VM (v4, v5), where everything above the
- * transport reads ENODEV as "the device is gone": a VMM that forgot KVM_DEV_VFIO_FILE_ADD
- * would be told its device was unplugged. It travels as ENOLINK, named NoVmAssociated. Likewise
- * ETIMEDOUT, a TSM's own SPDM or DOE timeout: above, it means tsmd gave up on a call the kernel
- * still runs (RequestTimeoutUSec=), whose answer is still to come; this one has answered. It
- * travels as ETIME, named Timeout. */
-static int kernel_errno(int r) {
-        return r == -ENODEV ? -ENOLINK : r == -ETIMEDOUT ? -ETIME : r;
+/* Everything above the transport reads ENODEV as "the device is gone", and ETIMEDOUT as a call
+ * tsmd gave up on (RequestTimeoutUSec=), whose answer is still to come. The kernel means neither:
+ * its ETIMEDOUT is a TSM's own SPDM or DOE timeout, answered, and travels as ETIME, named
+ * Timeout. Its ENODEV means one thing from TSM_OP: the vDevice's vIOMMU has no VM (v5 checks the
+ * KVM file there, and there only), a VMM that forgot KVM_DEV_VFIO_FILE_ADD, which travels as
+ * ENOLINK, named NoVmAssociated. From a request (no VM check in v5: a TSM driver's answer) it
+ * travels as ENOMEDIUM, named NoDevice, which claims no VM it cannot know of. */
+static int kernel_errno(int r, bool op) {
+        if (r == -ENODEV)
+                return op ? -ENOLINK : -ENOMEDIUM;
+        return r == -ETIMEDOUT ? -ETIME : r;
 }
 
 static int tsm_op(int fd, TsmUapiVersion version, uint32_t vdevice_id, uint32_t op_type) {
@@ -296,7 +299,7 @@ static int tsm_op(int fd, TsmUapiVersion version, uint32_t vdevice_id, uint32_t 
                 return -EINVAL;
         }
         if (r < 0)
-                return kernel_errno(r);
+                return kernel_errno(r, true);
         /* The handler returns 0 or -errno; anything else is a kernel we do not understand. */
         if (r > 0)
                 return -EIO;
@@ -321,7 +324,7 @@ static uint64_t to_uptr(const void *p, size_t len) {
         return len > 0 ? (uint64_t) (uintptr_t) p : 0;
 }
 
-int iommufd_tsm_request(
+int iommufd_tsm_request_full(
                 int fd,
                 TsmUapiVersion version,
                 uint32_t vdevice_id,
@@ -330,7 +333,8 @@ int iommufd_tsm_request(
                 size_t req_len,
                 void *resp,
                 size_t resp_size,
-                size_t *ret_resp_len) {
+                size_t *ret_resp_len,
+                size_t *ret_req_unconsumed) {
 
         size_t residue;
         int r;
@@ -382,7 +386,7 @@ int iommufd_tsm_request(
                 return -EINVAL;
         }
         if (r < 0)
-                return kernel_errno(r);
+                return kernel_errno(r, false);
 
         /*
          * A non-negative return is the residue: bytes of the response buffer the TSM left
@@ -396,13 +400,32 @@ int iommufd_tsm_request(
                         return -EIO;
                 if (ret_resp_len)
                         *ret_resp_len = resp_size - residue;
+                if (ret_req_unconsumed)
+                        *ret_req_unconsumed = 0;
         } else {
                 if (residue > req_len)
                         return -EIO;
                 if (ret_resp_len)
                         *ret_resp_len = 0;
+                if (ret_req_unconsumed)
+                        *ret_req_unconsumed = residue;
         }
         return 0;
+}
+
+int iommufd_tsm_request(
+                int fd,
+                TsmUapiVersion version,
+                uint32_t vdevice_id,
+                uint32_t scope_number,
+                const void *req,
+                size_t req_len,
+                void *resp,
+                size_t resp_size,
+                size_t *ret_resp_len) {
+
+        return iommufd_tsm_request_full(fd, version, vdevice_id, scope_number, req, req_len, resp, resp_size,
+                                        ret_resp_len, NULL);
 }
 
 /* ---- Named errors ---------------------------------------------------------------------- */
@@ -445,7 +468,9 @@ static const IommufdTsmError iommufd_tsm_errors[] = {
         { EBUSY, "DeviceBusy",
           "The TDI is already bound to another VM, or the object is in use." },
         { ENOLINK, "NoVmAssociated",
-          "The vDevice's vIOMMU has no KVM VM associated (the VMM did not add the VFIO file to KVM; the kernel says ENODEV)." },
+          "The vDevice's vIOMMU has no KVM VM associated (the VMM did not add the VFIO file to KVM; the kernel's TSM_OP says ENODEV)." },
+        { ENOMEDIUM, "NoDevice",
+          "The TSM found no device behind the vDevice (the kernel's TSM request says ENODEV)." },
         { ENXIO, "DeviceNotBound",
           "The device is not connected to a link TSM, or its TDI is not bound." },
         { E2BIG, "PayloadTooLarge",

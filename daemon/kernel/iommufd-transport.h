@@ -66,7 +66,21 @@ int iommufd_tsm_unbind(int fd, TsmUapiVersion version, uint32_t vdevice_id);
 /* Forwards one guest request to the TSM behind @vdevice_id. @scope_number is the raw UAPI
  * number: backend-defined in v4, one of the global PCI scopes (0..3) in v5. @req/@req_len
  * is the payload, @resp/@resp_size the response buffer (either may be NULL with length 0).
- * On success returns 0 and sets *ret_resp_len (optional) to the bytes the kernel wrote. */
+ * On success returns 0 and sets *ret_resp_len (optional) to the bytes the kernel wrote, and
+ * *ret_req_unconsumed (optional) to the request bytes the TSM did not consume: the kernel's
+ * residue where there is no response buffer (a partly consumed request), else 0. */
+int iommufd_tsm_request_full(
+                int fd,
+                TsmUapiVersion version,
+                uint32_t vdevice_id,
+                uint32_t scope_number,
+                const void *req,
+                size_t req_len,
+                void *resp,
+                size_t resp_size,
+                size_t *ret_resp_len,
+                size_t *ret_req_unconsumed);
+/* The same, the request bytes not consumed not asked for. */
 int iommufd_tsm_request(
                 int fd,
                 TsmUapiVersion version,

@@ -1254,17 +1254,21 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
         MonitorRequest *mr = userdata;
         MonitorDispatch *d = mr->dispatch;
         const void *response = NULL;
-        size_t len = 0;
+        size_t len = 0, unconsumed = 0;
 
         if (result >= 0) {
                 response = tsm_request_get_response(req, &len);
-                if (len > TSM_PRIV_PAYLOAD_MAX) { /* max_response was capped; never happens */
+                unconsumed = tsm_request_get_request_unconsumed(req);
+                /* max_response was capped, and a request is at most TSM_PRIV_PAYLOAD_MAX: never
+                 * happens. */
+                if (len > TSM_PRIV_PAYLOAD_MAX || unconsumed > TSM_PRIV_PAYLOAD_MAX) {
                         result = -ENOBUFS;
                         response = NULL;
-                        len = 0;
+                        len = unconsumed = 0;
                 }
         }
-        (void) reply_full(d, mr->cookie, result < 0 ? result : 0, 0, response, len, -EBADF);
+        /* The value: the request bytes the TSM did not consume (tsm-priv.h). */
+        (void) reply_full(d, mr->cookie, result < 0 ? result : 0, (uint32_t) unconsumed, response, len, -EBADF);
         request_free(mr);
 }
 

@@ -165,6 +165,8 @@ static char *reference_line(const AuditRecord *r) {
                                         json_object_add(o, "scopeNumber", json_object_new_int64(r->scope_number)));
         add_ref_u64(o, "requestSize", r->request_size, r->request_size == AUDIT_U64_NONE);
         add_ref_u64(o, "responseSize", r->response_size, r->response_size == AUDIT_U64_NONE);
+        if (r->request_unconsumed > 0)
+                add_ref_u64(o, "requestUnconsumed", r->request_unconsumed, false);
         add_ref_string(o, "result", r->result);
         add_ref_u64(o, "latencyUsec", r->latency_usec, r->latency_usec == AUDIT_U64_NONE);
         if (r->method)
@@ -241,6 +243,7 @@ TEST(writer_matches_json_c) {
                 r.count = i % 17 ? 0 : x;
                 r.original_seq = i % 19 ? 0 : x;
                 r.late_id = i % 23 ? 0 : x >> 2;
+                r.request_unconsumed = i % 29 ? 0 : x >> 4;
                 assert_matches_reference(&r);
         }
 }
@@ -353,7 +356,8 @@ TEST(worst_case_fits) {
         r.context_id = r.vdevice_id = r.request_size = r.response_size = r.latency_usec =
                 UINT64_MAX - 1;
         r.scope_number = INT64_MAX;
-        r.seq = r.monotonic_usec = r.repaired_bytes = r.count = r.original_seq = r.late_id = UINT64_MAX;
+        r.seq = r.monotonic_usec = r.repaired_bytes = r.count = r.original_seq = r.late_id = r.request_unconsumed =
+                UINT64_MAX;
         r.realtime_usec = UINT64_C(253402300799999999); /* 9999-12-31T23:59:59.999999Z */
         line = serialize(&r);
         o = parse(line);

@@ -51,7 +51,8 @@ typedef struct Env {
 
 /* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel; extra
  * is appended to its tsmd.conf. hotplug: a network namespace of its own too, for fake uevents. */
-static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug) {
+static void setup_env_full(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug,
+                           const char *policy) {
         static char dir_env[256];
         const char *env[] = {
                 "LD_PRELOAD=" FAKE_KERNEL_PRELOAD,
@@ -92,10 +93,16 @@ static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, 
         tsmd_start(&e->tsmd, &(TsmdOptions) {
                 .config = strf("[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\nRequestTimeoutUSec=%" PRIu64 "\n%s",
                                request_timeout_usec, extra),
+                .files = policy ? &(TsmdFile){ "policy.conf", policy } : NULL,
+                .n_files = policy ? 1 : 0,
                 .sysfs_root = e->root,
                 .env = env,
         });
         ASSERT_TRUE(tsmd_log_contains(&e->tsmd, "Kernel speaks the v5 iommufd TSM UAPI."));
+}
+
+static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug) {
+        setup_env_full(e, request_timeout_usec, extra, hotplug, NULL);
 }
 
 static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra) {
@@ -104,6 +111,11 @@ static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra)
 
 static void setup(Env *e, uint64_t request_timeout_usec) {
         setup_full(e, request_timeout_usec, "");
+}
+
+/* With policy as policy.conf, where the test daemon's default grants no debug scope. */
+static void setup_policy(Env *e, const char *policy) {
+        setup_env_full(e, 5 * USEC_PER_SEC, "", false, policy);
 }
 
 static void teardown(Env *e) {
@@ -187,6 +199,15 @@ static void change(VarlinkClient *c, const char *method, int64_t ctx, int64_t vd
 
         ASSERT_TRUE(json_object_object_get_ex(r, "state", &state));
         ASSERT_NULL(state);
+}
+
+/* nic_context() with vDevice 11 bound: the kernel answers a guest request for a TDI not bound
+ * ENXIO (pci_tsm_guest_req()), before it reaches the TSM. */
+static int64_t bound_nic_context(VarlinkClient *c, char *token) {
+        int64_t ctx = nic_context(c, token);
+
+        change(c, G "Bind", ctx, 11);
+        return ctx;
 }
 
 static const char *request_params(int64_t ctx, int64_t vdev, const char *scope) {
@@ -327,12 +348,54 @@ TEST(max_response_size_zero_keeps_requests_that_want_a_response_from_the_kernel)
                    "{\"field\":\"maxResponseSize\",\"limit\":0}");
         expect_kernel_calls(&e, "op 11 1\n");
 
-        /* Wanting none, it reaches the kernel (whose fake has a response, so no room for it). */
+        /* Wanting none, it reaches the kernel (whose TSM takes it whole, offered no buffer). */
         (void) tsmd_call(c, G "GuestRequest",
                          strf("{\"context\":%" PRIi64 ",\"vdeviceId\":11,\"scope\":\"state-change\",\"request\":\""
                               TDISP_VERSION_REQUEST "\",\"maxResponseSize\":0}", ctx),
                          &r);
         expect_kernel_calls(&e, "op 11 1\nreq 11 1\n");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* Offered no response buffer (maxResponseSize 0), a kernel TSM may consume only part of the
+ * request, and the kernel's answer, its residue, is the bytes it left: the reply says so
+ * (requestUnconsumed), and so does the request's audit record; for a request taken whole,
+ * neither has the field. The fake's TSM takes FAKE_KERNEL_CONSUMED (16) bytes. */
+TEST(a_request_the_tsm_consumed_in_part_says_what_it_left) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *r, *records, *rec, *v;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = bound_nic_context(c, NULL);
+
+        /* GET_TDISP_VERSION's header and 4 bytes more. */
+        r = CALL_OK(c, G "GuestRequest",
+                    strf("{\"context\":%" PRIi64 ",\"vdeviceId\":11,\"scope\":\"state-change\","
+                         "\"request\":\"EIEAAAAAAAAAAAAAAAAAAAAAAAA=\",\"maxResponseSize\":0}", ctx));
+        ASSERT_STREQ(JSTR(r, "response"), "");
+        ASSERT_EQ(JINT(r, "requestUnconsumed"), 4);
+        seq = JINT(r, "auditSequence");
+        r = CALL_OK(c, G "GuestRequest",
+                    strf("{\"context\":%" PRIi64 ",\"vdeviceId\":11,\"scope\":\"state-change\","
+                         "\"request\":\"" TDISP_VERSION_REQUEST "\",\"maxResponseSize\":0}", ctx));
+        ASSERT_FALSE(json_object_object_get_ex(r, "requestUnconsumed", NULL));
+        expect_kernel_calls(&e, "op 11 1\nreq 11 1\nreq 11 1\n");
+
+        records = audit_of(&e.tsmd, NIC_ADDR);
+        rec = json_object_array_get_idx(records, find_record(records, 0, "guest-request", "ok"));
+        ASSERT_EQ(JINT(rec, "seq"), seq);
+        ASSERT_EQ(JINT(rec, "requestSize"), 20);
+        ASSERT_EQ(JINT(rec, "responseSize"), 0);
+        ASSERT_EQ(JINT(rec, "requestUnconsumed"), 4);
+        rec = json_object_array_get_idx(records, find_record(records, find_record(records, 0, "guest-request", "ok") + 1,
+                                                             "guest-request", "ok"));
+        ASSERT_FALSE(json_object_object_get_ex(rec, "requestUnconsumed", &v));
+        json_object_put(records);
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
@@ -389,31 +452,6 @@ TEST(a_bind_the_kernel_fails_is_a_backend_error) {
         teardown(&e);
 }
 
-/* A kernel TSM that refuses a Bind (EPERM) is the backend refusing, said in its words, not the
- * monitor's policy gate (which says the device is in no rule): the monitor tells its own refusal
- * apart (TSM_PRIV_REPLY_MONITOR_OWN), the errno alone cannot. */
-TEST(a_bind_the_kernel_refuses_is_the_backends_refusal) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
-        json_object *err;
-        int64_t ctx, seq;
-        Env e;
-
-        setup(&e, 5 * USEC_PER_SEC);
-        c = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, NULL);
-        seq = tsmd_audit_last_seq(&e.tsmd);
-
-        fail_calls(&e, 11, EPERM);
-        err = CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("Denied"), NULL);
-        ASSERT_STREQ(JSTR(err, "reason"), "the backend refused this message in this scope");
-        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("Denied"), 1);
-        fail_calls(&e, 11, 0);
-        change(c, G "Bind", ctx, 11);
-
-        varlink_client_free(TAKE_PTR(c));
-        teardown(&e);
-}
-
 /* The kernel fails vDevice 11's Bind with error, then (bound) its guest request in scope: both
  * answered BackendError with detail. The kernel still fails its calls on return. */
 static void kernel_fails_bind_and_request(Env *e, VarlinkClient *c, int64_t ctx, int error, const char *detail,
@@ -424,6 +462,34 @@ static void kernel_fails_bind_and_request(Env *e, VarlinkClient *c, int64_t ctx,
         change(c, G "Bind", ctx, 11);
         fail_calls(e, 11, error);
         CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, scope), E_GUEST("BackendError"), detail);
+}
+
+/* A kernel that refuses a call EPERM says its caller, tsmd's monitor, lacks a privilege (the v5
+ * UAPI: DEBUG_WRITE "requires CAP_SYS_RAW_IO"), not that a policy rule refuses: BackendError
+ * PermissionDenied, errno 1, recorded so, not the policy's Denied, whose reason names a rule.
+ * (The monitor's own gate, which tells its refusal apart with TSM_PRIV_REPLY_MONITOR_OWN, stays
+ * Denied: test-privsep-daemon.c.) */
+TEST(a_call_the_kernel_refuses_for_want_of_a_privilege_is_a_backend_error) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *eperm = "{\"name\":\"PermissionDenied\",\"errno\":1}";
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        kernel_fails_bind_and_request(&e, c, ctx, EPERM, eperm, "state-change");
+        fail_calls(&e, 11, 0);
+
+        tsmd_expect_audit(&e.tsmd, seq, "bind", E_GUEST("BackendError"), 1);
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+        ASSERT_EQ(tsmd_audit_count(&e.tsmd, seq, "bind", E_GUEST("Denied")), 0U);
+        ASSERT_EQ(tsmd_audit_count(&e.tsmd, seq, "guest-request", E_GUEST("Denied")), 0U);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
 }
 
 /* The kernel out of memory is the backend's failure, told as such (BackendError OutOfMemory,
@@ -457,16 +523,9 @@ TEST(the_kernel_out_of_memory_is_a_backend_error) {
  * same cause (test-guest.c), recorded so: a TDI it finds not bound (pci_tsm_guest_req()'s
  * ENXIO; guest_request_needs_a_bound_vdevice) is BackendError DeviceNotBound, errno 6; a
  * message invalid in its scope (EINVAL: a TSM driver's answer to a message its scope does not
- * carry, pci_tsm_guest_req()'s to a debug scope; E_SCOPE_REFUSED) is BackendError
- * InvalidScopeOrArgument, errno 22, not the policy's Denied. */
+ * carry; E_SCOPE_REFUSED) is BackendError InvalidScopeOrArgument, errno 22, not the policy's
+ * Denied. */
 TEST(a_request_the_kernel_refuses_is_named_as_on_the_emulator) {
-        static const struct {
-                int error;
-                const char *detail;
-        } cases[] = {
-                { ENXIO, "{\"name\":\"DeviceNotBound\",\"errno\":6}" },
-                { EINVAL, "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}" },
-        };
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         int64_t ctx, seq;
         Env e;
@@ -475,14 +534,85 @@ TEST(a_request_the_kernel_refuses_is_named_as_on_the_emulator) {
         c = tsmd_connect_guest(&e.tsmd);
         ctx = nic_context(c, NULL);
 
-        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                seq = tsmd_audit_last_seq(&e.tsmd);
-                fail_calls(&e, 11, cases[i].error);
-                CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
-                           cases[i].detail);
-                fail_calls(&e, 11, 0);
-                tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
-        }
+        /* Never bound: the kernel's own answer, before any TSM. */
+        seq = tsmd_audit_last_seq(&e.tsmd);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+        expect_kernel_calls(&e, "req 11 0\n");
+
+        change(c, G "Bind", ctx, 11);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+        fail_calls(&e, 11, EINVAL);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}");
+        fail_calls(&e, 11, 0);
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 1);
+
+        /* Unbound again: refused as before the Bind. */
+        change(c, G "Unbind", ctx, 11);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
+        expect_kernel_calls(&e, "req 11 0\nop 11 1\nreq 11 0\nop 11 2\nreq 11 0\n");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The kernel's PCI TSM core refuses both debug scopes (pci_tsm_guest_req(): EINVAL for every scope
+ * past STATE_CHANGE), of a TDI bound, whatever the policy grants: a VMM granted them gets
+ * BackendError InvalidScopeOrArgument, errno 22, each request having reached the kernel with its
+ * scope's number, recorded so. */
+TEST(a_debug_scope_the_kernel_refuses_is_a_backend_error) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        int64_t ctx, seq;
+        Env e;
+
+        setup_policy(&e, "[Client:tests]\nUsers=root\nDevices=*\nScopes=info state-change debug-read debug-write\n");
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = bound_nic_context(c, NULL);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "debug-read"), E_GUEST("BackendError"),
+                   "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}");
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "debug-write"), E_GUEST("BackendError"),
+                   "{\"name\":\"InvalidScopeOrArgument\",\"errno\":22}");
+        expect_kernel_calls(&e, "op 11 1\nreq 11 2\nreq 11 3\n");
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", E_GUEST("BackendError"), 2);
+        /* The scopes the kernel takes are served all the same. */
+        request_ok(c, ctx, 11, "state-change", 1);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* ENODEV means "no VM" from the kernel's TSM_OP alone (v5 checks the vIOMMU's KVM file there, and
+ * there only): a Bind on a vDevice whose vIOMMU has none is BackendError NoVmAssociated (ENOLINK),
+ * not DeviceGone. A guest request's ENODEV (a TSM driver's) is BackendError NoDevice (ENOMEDIUM):
+ * it claims no VM. */
+TEST(the_kernels_enodev_is_named_by_its_call) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *novm;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+
+        novm = strf("%s/novm-11", e.kernel_dir);
+        write_file(novm, "");
+        CALL_ERROR(c, G "Bind", guest_vdev_params(ctx, 11), E_GUEST("BackendError"),
+                   strf("{\"name\":\"NoVmAssociated\",\"errno\":%d}", ENOLINK));
+        ASSERT_OK(unlink(novm));
+        change(c, G "Bind", ctx, 11);
+
+        fail_calls(&e, 11, ENODEV);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   strf("{\"name\":\"NoDevice\",\"errno\":%d}", ENOMEDIUM));
+        fail_calls(&e, 11, 0);
+        request_ok(c, ctx, 11, "info", 0);
+        expect_kernel_calls(&e, "op 11 1\nop 11 1\nreq 11 0\nreq 11 0\n");
 
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
@@ -1235,7 +1365,7 @@ TEST(a_late_failure_is_audited) {
 
         setup(&e, 300 * USEC_PER_MSEC);
         c = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, NULL);
+        ctx = bound_nic_context(c, NULL);
         hold(&e, 11, true);
         fail(&e, 11, EIO);
         tsmd_call_async(c, G "GuestRequest", request_params(ctx, 11, "info"), 0, &held);
@@ -1344,14 +1474,14 @@ TEST(a_flood_of_late_answers_is_bounded) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         const unsigned n = 6;
         size_t one_by_one = 0, summarized = 0;
-        char calls[128] = "";
+        char calls[128] = "op 11 1\n";
         json_object *records;
         int64_t ctx;
         Env e;
 
         setup_full(&e, 100 * USEC_PER_MSEC, "[Audit]\nRefusalRecordsPerUid=2\nRefusalIntervalSec=2\n");
         c = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, NULL);
+        ctx = bound_nic_context(c, NULL);
         for (unsigned i = 0; i < n; i++) {
                 AsyncCall held = {};
 
@@ -1440,7 +1570,7 @@ TEST(a_late_answer_its_worker_never_read_is_audited) {
 
         setup(&e, 300 * USEC_PER_MSEC);
         c = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, NULL);
+        ctx = bound_nic_context(c, NULL);
         state_change_times_out(&e, c, ctx);
 
         worker = tsmd_worker_pid(&e.tsmd);
@@ -1481,7 +1611,7 @@ static void kill_worker_holding_sync(Env *e) {
  * durable (its disk is slow) has told the monitor the seq it wrote it under, before it wrote it:
  * the next worker finds that seq in the file, and does not record it again. */
 static void late_answer_written_not_synced(Env *e, VarlinkClient *c) {
-        int64_t ctx = nic_context(c, NULL);
+        int64_t ctx = bound_nic_context(c, NULL);
 
         state_change_times_out(e, c, ctx);
         wait_record(&e->tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
@@ -1604,7 +1734,7 @@ TEST(a_late_answer_recorded_after_a_reopen_is_not_audited_twice) {
         ASSERT_OK(chmod(e.kernel_dir, 0777));
         c = tsmd_connect_guest(&e.tsmd);
         d = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, NULL);
+        ctx = bound_nic_context(c, NULL);
         state_change_times_out(&e, c, ctx);
         wait_record(&e.tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
 
@@ -1820,7 +1950,7 @@ TEST(a_late_answer_names_a_release_held_for_a_reopen) {
 /* The audit log fails (its disk does), and then the kernel answers a timed-out request late:
  * the worker cannot queue the record, so it does not acknowledge the answer, and keeps it. */
 static void late_answer_while_the_log_fails(Env *e, VarlinkClient *c) {
-        int64_t ctx = nic_context(c, NULL);
+        int64_t ctx = bound_nic_context(c, NULL);
 
         state_change_times_out(e, c, ctx);
         wait_record(&e->tsmd, NIC_ADDR, "guest-request", E_GUEST("Timeout")); /* durable */
@@ -1896,7 +2026,7 @@ TEST(a_late_answer_while_no_worker_runs_is_audited) {
         for (unsigned i = 0; i < 4; i++)
                 tsmd_kill_worker(&e.tsmd);
         c = tsmd_connect_guest(&e.tsmd);
-        ctx = nic_context(c, token);
+        ctx = bound_nic_context(c, token);
         state_change_times_out(&e, c, ctx);
         varlink_client_free(TAKE_PTR(c));
 

@@ -288,6 +288,45 @@ TEST(residue_without_response_buffer) {
         ASSERT_EQ(resp_len, 77);
 }
 
+/* The request bytes the TSM did not consume are the caller's to know: the residue without a
+ * response buffer; with one, the residue counts the response, and every request byte was
+ * taken. */
+TEST(request_unconsumed) {
+        uint8_t req[16] = {}, resp[8];
+        size_t resp_len = 77, unconsumed = 77;
+
+        fake_install();
+        fake.ret = 5;
+        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                           &unconsumed));
+        ASSERT_EQ(resp_len, 0);
+        ASSERT_EQ(unconsumed, 5);
+
+        fake_install();
+        fake.ret = 0;
+        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                           &unconsumed));
+        ASSERT_EQ(unconsumed, 0);
+
+        fake_install();
+        fake.ret = 5;
+        unconsumed = 77;
+        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), resp, sizeof(resp),
+                                           &resp_len, &unconsumed));
+        ASSERT_EQ(resp_len, 3);
+        ASSERT_EQ(unconsumed, 0);
+
+        /* Impossible residues leave both alone. */
+        fake_install();
+        fake.ret = 17;
+        resp_len = unconsumed = 77;
+        ASSERT_ERRNO(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                              &unconsumed),
+                     EIO);
+        ASSERT_EQ(resp_len, 77);
+        ASSERT_EQ(unconsumed, 77);
+}
+
 TEST(errno_passthrough) {
         static const int errnos[] = { ENOENT, EINVAL, EOPNOTSUPP, ENXIO, ENODEV, EBUSY, EFAULT,
                                       EIO, ETIMEDOUT, EINTR, E2BIG, ENOTTY, EPERM };
@@ -295,22 +334,26 @@ TEST(errno_passthrough) {
         size_t resp_len;
 
         for (size_t i = 0; i < ELEMENTSOF(errnos); i++) {
-                /* All as the kernel said, but ENODEV (no VM), which above means a device gone,
-                 * and ETIMEDOUT, which above means tsmd gave up on a call still in the kernel. */
-                int expected = errnos[i] == ENODEV ? -ENOLINK : errnos[i] == ETIMEDOUT ? -ETIME : -errnos[i];
+                /* All as the kernel said, but ENODEV, which above means a device gone (from
+                 * TSM_OP: no VM, NoVmAssociated; from a request, which v5 makes no VM check for:
+                 * NoDevice), and ETIMEDOUT, which above means tsmd gave up on a call still in
+                 * the kernel. */
+                int expected = errnos[i] == ETIMEDOUT ? -ETIME : -errnos[i];
+                int expected_op = errnos[i] == ENODEV ? -ENOLINK : expected;
+                int expected_request = errnos[i] == ENODEV ? -ENOMEDIUM : expected;
 
                 fake_install();
                 fake.ret = -errnos[i];
                 resp_len = 555;
                 ASSERT_EQ(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp),
                                               &resp_len),
-                          expected);
+                          expected_request);
                 ASSERT_EQ(resp_len, 555);
                 ASSERT_EQ(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, 0, req, sizeof(req), resp, sizeof(resp),
                                               &resp_len),
-                          expected);
-                ASSERT_EQ(iommufd_tsm_bind(FAKE_FD, TSM_UAPI_V5, 1), expected);
-                ASSERT_EQ(iommufd_tsm_unbind(FAKE_FD, TSM_UAPI_V4, 1), expected);
+                          expected_request);
+                ASSERT_EQ(iommufd_tsm_bind(FAKE_FD, TSM_UAPI_V5, 1), expected_op);
+                ASSERT_EQ(iommufd_tsm_unbind(FAKE_FD, TSM_UAPI_V4, 1), expected_op);
                 ASSERT_EQ(fake.n_calls, 4);
         }
 }
@@ -632,6 +675,7 @@ TEST(error_names) {
                 { EACCES, "PermissionDenied" },
                 { EBUSY, "DeviceBusy" },
                 { ENOLINK, "NoVmAssociated" },
+                { ENOMEDIUM, "NoDevice" },
                 { ENXIO, "DeviceNotBound" },
                 { E2BIG, "PayloadTooLarge" },
                 { EFAULT, "BadBuffer" },

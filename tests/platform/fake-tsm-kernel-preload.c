@@ -5,12 +5,18 @@
  * character device in $TSMD_FAKE_KERNEL_DEVICE, and this ioctl() answers the iommufd TSM
  * ioctls made on fds of that device as a v5 kernel would; every other ioctl goes to libc.
  * The test is another process, so it steers through files in $TSMD_FAKE_KERNEL_DIR:
- *   calls      one line per call, appended as the call enters the kernel:
- *              "op VDEVICE TYPE" or "req VDEVICE SCOPE" (the probe on vDevice 0 is not logged)
- *   hold-ID    while it exists, calls for vDevice ID wait inside the kernel, as on a device
+ *   calls      one line per call that finds its vDevice, appended as the call enters the
+ *              kernel, refused ones too: "op VDEVICE TYPE" or "req VDEVICE SCOPE" (the probe on
+ *              vDevice 0 is not logged)
+ *   bound-ID   the kernel's: exists while vDevice ID is bound (a bind makes it, an unbind
+ *              removes it); kept in files, as the kernel keeps bindings across restarts of tsmd
+ *   novm-ID    while it exists, vDevice ID's vIOMMU has no KVM VM: its TSM_OP calls fail
+ *              ENODEV, as for a VMM that did not add the VFIO file to its VM
+ *   hold-ID    while it exists, calls for vDevice ID that pass the kernel's checks (the TDI
+ *              bound, a scope the PCI TSM core takes) wait inside the kernel, as on a device
  *              whose firmware takes its time
- *   fail-ID    while it exists, calls for vDevice ID fail (after any hold) with the errno
- *              written in it as a decimal number, as a TSM or kernel that gives up would
+ *   fail-ID    while it exists, those calls fail (after any hold) with the errno written in it
+ *              as a decimal number, as a TSM or kernel that gives up would
  *   hold-sync  while it exists, fdatasync() waits (in either process: the worker's audit log
  *              has it), as on a disk that takes its time: what was written is in the file, and
  *              not known durable yet (the directory must be one the worker's user can reach)
@@ -134,6 +140,43 @@ static int failure_of(uint32_t vdevice) {
         return errno_in(name);
 }
 
+static bool exists(const char *prefix, uint32_t vdevice) {
+        char name[32], path[512];
+        const char *p;
+
+        snprintf(name, sizeof(name), "%s-%u", prefix, vdevice);
+        p = control_path(path, sizeof(path), name);
+        return p && access(p, F_OK) >= 0;
+}
+
+static bool is_bound(void *userdata, uint32_t vdevice) {
+        return exists("bound", vdevice);
+}
+
+static void set_bound(void *userdata, uint32_t vdevice, bool bound) {
+        char name[32], path[512];
+        const char *p;
+        int fd;
+
+        snprintf(name, sizeof(name), "bound-%u", vdevice);
+        p = control_path(path, sizeof(path), name);
+        if (!p)
+                return;
+        if (!bound) {
+                (void) unlink(p);
+                return;
+        }
+        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0)
+                close(fd);
+}
+
+static bool has_vm(void *userdata, uint32_t vdevice) {
+        return !exists("novm", vdevice);
+}
+
+static const FakeKernelState state = { .is_bound = is_bound, .set_bound = set_bound, .has_vm = has_vm };
+
 static int fake_ioctl(unsigned long request, void *arg) {
         FakeKernelCall call;
         int r, probe_answer;
@@ -144,11 +187,14 @@ static int fake_ioctl(unsigned long request, void *arg) {
         if (r < 0)
                 return r;
         log_call(&call);
+        r = fake_kernel_v5_check(&call, &state);
+        if (r < 0)
+                return r;
         wait_while_held(call.vdevice);
         r = failure_of(call.vdevice);
         if (r < 0)
                 return r;
-        return fake_kernel_v5_answer(request, arg);
+        return fake_kernel_v5_answer(request, arg, &call, &state);
 }
 
 /* Exported in spite of -fvisibility=hidden: this is the symbol that interposes libc's. */

@@ -21,6 +21,8 @@ static struct {
         unsigned n_inside;
         size_t n_calls;
         FakeKernelCall calls[FAKE_KERNEL_CALLS_MAX];
+        size_t n_bound;
+        uint32_t bound[FAKE_KERNEL_BOUND_MAX];
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER };
 
 static int fake_open(void *userdata, const char *path, int flags) {
@@ -32,6 +34,30 @@ static int fake_open(void *userdata, const char *path, int flags) {
 static int fake_close(void *userdata, int fd) {
         return close(fd) < 0 ? -errno : 0;
 }
+
+/* Under fake.lock. */
+static bool is_bound(void *userdata, uint32_t vdevice) {
+        for (size_t i = 0; i < fake.n_bound; i++)
+                if (fake.bound[i] == vdevice)
+                        return true;
+        return false;
+}
+
+/* Under fake.lock. */
+static void set_bound(void *userdata, uint32_t vdevice, bool bound) {
+        for (size_t i = 0; i < fake.n_bound; i++)
+                if (fake.bound[i] == vdevice) {
+                        if (!bound)
+                                fake.bound[i] = fake.bound[--fake.n_bound];
+                        return;
+                }
+        if (!bound)
+                return;
+        ASSERT_TRUE(fake.n_bound < FAKE_KERNEL_BOUND_MAX);
+        fake.bound[fake.n_bound++] = vdevice;
+}
+
+static const FakeKernelState fake_state = { .is_bound = is_bound, .set_bound = set_bound };
 
 static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) {
         FakeKernelCall call;
@@ -47,15 +73,21 @@ static int fake_ioctl(void *userdata, int fd, unsigned long request, void *arg) 
         if (fake.n_calls < FAKE_KERNEL_CALLS_MAX)
                 fake.calls[fake.n_calls] = call;
         fake.n_calls++;
+        /* Refused before the TSM works: nothing to hold. */
+        r = fake_kernel_v5_check(&call, &fake_state);
+        if (r < 0) {
+                pthread_mutex_unlock(&fake.lock);
+                return r;
+        }
         fake.n_inside++;
         pthread_cond_broadcast(&fake.changed);
         while (call.vdevice == fake.held_vdevice && fake.hold)
                 pthread_cond_wait(&fake.changed, &fake.lock);
         fake.n_inside--;
         pthread_cond_broadcast(&fake.changed);
+        r = fake_kernel_v5_answer(request, arg, &call, &fake_state);
         pthread_mutex_unlock(&fake.lock);
 
-        r = fake_kernel_v5_answer(request, arg);
         ASSERT_TRUE(r != -ENOSPC);
         return r;
 }
@@ -67,12 +99,19 @@ void fake_kernel_install(uint32_t held_vdevice) {
         fake.held_vdevice = held_vdevice;
         fake.hold = false;
         fake.n_calls = 0;
+        fake.n_bound = 0;
         pthread_mutex_unlock(&fake.lock);
         iommufd_set_syscalls(&fake_syscalls);
 }
 
 void fake_kernel_uninstall(void) {
         iommufd_set_syscalls(NULL);
+}
+
+void fake_kernel_set_bound(uint32_t vdevice) {
+        pthread_mutex_lock(&fake.lock);
+        set_bound(NULL, vdevice, true);
+        pthread_mutex_unlock(&fake.lock);
 }
 
 void fake_kernel_hold(bool hold) {

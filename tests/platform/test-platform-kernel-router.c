@@ -102,8 +102,24 @@ static void router_setup_full(Router *t, bool with_uevents) {
         ASSERT_OK(t->iommufd = open("/dev/null", O_RDWR | O_CLOEXEC));
 }
 
+static void run_until(Router *t, Done *d, unsigned n);
+
+/* As the VMM binds it before its guest's requests: the kernel answers those of a TDI not bound
+ * ENXIO (pci_tsm_guest_req()). */
+static void bind_vdevice(Router *t, const char *device, uint32_t vdevice) {
+        TsmTarget target = { .pci_address = device, .iommufd = t->iommufd, .vdevice_id = vdevice };
+        Done d = {};
+
+        ASSERT_OK(tsm_platform_bind(t->platform, &target, on_done, &d, NULL));
+        run_until(t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+}
+
+/* The NIC and the GPU bound. */
 static void router_setup(Router *t) {
         router_setup_full(t, false);
+        bind_vdevice(t, NIC, VDEV_NIC);
+        bind_vdevice(t, GPU, VDEV_GPU);
 }
 
 static void router_teardown(Router *t) {
@@ -153,12 +169,34 @@ TEST(request_reaches_the_kernel_and_is_answered) {
         Done d = {};
 
         router_setup(&t);
-        request(&t, GPU, VDEV_GPU, TSM_SCOPE_DEBUG_READ, &d);
+        request(&t, GPU, VDEV_GPU, TSM_SCOPE_STATE_CHANGE, &d);
         run_until(&t, &d, 1);
         ASSERT_EQ(d.result, 0);
         ASSERT_EQ(d.response_len, 4u);
         ASSERT_MEMEQ(d.response, "pong", 4);
+        ASSERT_EQ(last_call(false).value, 1u); /* v5 PCI_STATE_CHANGE */
+        router_teardown(&t);
+}
+
+/* The kernel takes a debug scope's number, and the PCI TSM core refuses it (pci_tsm_guest_req():
+ * EINVAL for every scope past STATE_CHANGE); a TDI not bound it refuses ENXIO. */
+TEST(request_the_kernel_refuses_is_its_answer) {
+        Router t;
+        Done d = {};
+
+        router_setup(&t);
+        request(&t, GPU, VDEV_GPU, TSM_SCOPE_DEBUG_READ, &d);
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, -EINVAL);
         ASSERT_EQ(last_call(false).value, 2u); /* v5 PCI_DEBUG_READ */
+        request(&t, GPU, VDEV_GPU, TSM_SCOPE_DEBUG_WRITE, &d);
+        run_until(&t, &d, 2);
+        ASSERT_EQ(d.result, -EINVAL);
+        ASSERT_EQ(last_call(false).value, 3u); /* v5 PCI_DEBUG_WRITE */
+
+        request(&t, GPU, VDEV_GPU + 1, TSM_SCOPE_INFO, &d);
+        run_until(&t, &d, 3);
+        ASSERT_EQ(d.result, -ENXIO);
         router_teardown(&t);
 }
 
@@ -387,13 +425,14 @@ TEST(a_function_of_a_connected_dsm_is_served_by_its_tsm) {
         ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
         ASSERT_FALSE(info.emulated);
 
-        request(&t, NIC_FN1, VDEV_NIC, TSM_SCOPE_DEBUG_READ, &d);
-        run_until(&t, &d, 1);
-        ASSERT_EQ(d.result, 0);
-        ASSERT_EQ(last_call(false).value, 2u); /* v5 PCI_DEBUG_READ */
         ASSERT_OK(tsm_platform_bind(t.platform, &fn1, on_done, &bind, NULL));
         run_until(&t, &bind, 1);
         ASSERT_EQ(bind.result, 0);
+        ASSERT_EQ(last_call(true).vdevice, VDEV_NIC);
+        request(&t, NIC_FN1, VDEV_NIC, TSM_SCOPE_STATE_CHANGE, &d);
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_EQ(last_call(false).value, 1u); /* v5 PCI_STATE_CHANGE */
 
         ASSERT_ERRNO(tsm_platform_connect(t.platform, NIC_FN1, "tsm1", on_done, &d, NULL), EXDEV);
         ASSERT_ERRNO(tsm_platform_disconnect(t.platform, NIC_FN1, on_done, &d, NULL), EXDEV);
@@ -558,6 +597,7 @@ TEST(removed_tsm_takes_its_devices_along) {
         Router t;
 
         router_setup_full(&t, true);
+        bind_vdevice(&t, NIC, VDEV_NIC);
         tsm_platform_set_device_gone_callback(t.platform, on_gone, gone);
         fake_kernel_hold(true);
         request(&t, NIC, VDEV_NIC, TSM_SCOPE_INFO, &held);

@@ -333,7 +333,9 @@ static Fixture *fixture(void) {
 }
 
 /* The kernel's TSMs: the two-TSM fixture sysfs (in a private mount namespace, as root; the
- * test SKIPs otherwise), behind a fake v5 kernel that holds VDEV_HELD's calls when told. */
+ * test SKIPs otherwise), behind a fake v5 kernel that holds VDEV_HELD's calls when told, and has
+ * its TDI bound from the start (as by a tsmd before this monitor): guest requests find it bound,
+ * as the kernel's pci_tsm_guest_req() needs, without a bind's call among those the case counts. */
 static Fixture *kernel_fixture_timeout(uint64_t request_timeout_usec) {
         TsmPlatformConfig config = {
                 .mode = TSM_PLATFORM_KERNEL,
@@ -347,6 +349,7 @@ static Fixture *kernel_fixture_timeout(uint64_t request_timeout_usec) {
         platform_test_sandbox(false);
         root = platform_test_fixture("two-tsms", NULL);
         fake_kernel_install(VDEV_HELD);
+        fake_kernel_set_bound(VDEV_HELD);
         setup_platform(f, &config);
         f->sysfs = root;
         return f;
@@ -1390,6 +1393,7 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         ctx = monitor_contexts_get(f->contexts, a);
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
         ASSERT_OK(attach(f, SLOT, a, 22, GPU, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 22, NULL)); /* its requests need it */
 
         fake_kernel_hold(true);
         bind.context = a;
@@ -1409,11 +1413,12 @@ TEST(kernel_bind_runs_on_the_devices_lane) {
         receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
         ASSERT_EQ(rep.r.hdr.cookie, bind.hdr.cookie);
         ASSERT_OK(rep.r.result);
-        LOOP_UNTIL(f, fake_kernel_calls(calls, 0) >= 3);
-        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 3u);
-        ASSERT_TRUE(calls[0].op && calls[0].vdevice == VDEV_HELD && calls[0].value == TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
-        ASSERT_TRUE(!calls[1].op && calls[1].vdevice == 22);
-        ASSERT_TRUE(calls[2].op && calls[2].vdevice == VDEV_HELD && calls[2].value == TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
+        LOOP_UNTIL(f, fake_kernel_calls(calls, 0) >= 4);
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 4u);
+        ASSERT_TRUE(calls[0].op && calls[0].vdevice == 22 && calls[0].value == TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
+        ASSERT_TRUE(calls[1].op && calls[1].vdevice == VDEV_HELD && calls[1].value == TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
+        ASSERT_TRUE(!calls[2].op && calls[2].vdevice == 22);
+        ASSERT_TRUE(calls[3].op && calls[3].vdevice == VDEV_HELD && calls[3].value == TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
         nothing_waiting(f); /* the release's unbind is the monitor's own */
         LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
 

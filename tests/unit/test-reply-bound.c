@@ -152,7 +152,7 @@ TEST(errors_fit_every_bound) {
                         (int) policy_reason_max_length(), 0);
         ASSERT_LE(error_size(GUEST_ERROR("ReclaimRefused"), "reason", json_object_new_string(reason), NULL, NULL),
                   smallest);
-        ASSERT_LE(error_size(GUEST_ERROR("Denied"), "reason", json_object_new_string(GUEST_REASON_BACKEND_REFUSED),
+        ASSERT_LE(error_size(GUEST_ERROR("Denied"), "reason", json_object_new_string(GUEST_REASON_DEVICE_NOT_LISTED),
                              NULL, NULL),
                   smallest);
         ASSERT_LE(error_size(GUEST_ERROR("LimitReached"), "limit", json_object_new_string("contexts-total"), "max",
