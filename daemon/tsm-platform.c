@@ -391,6 +391,14 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                      !emulated_at(p, ev->device->address)))
                         device_gone(p, ev->device->address, /* removed= */ false,
                                     "changed its TSM, identity or TDISP support");
+                /* The kernel ends a binding without a word: a disconnect unbinds every TDI of the
+                 * DSM first, and a disconnect and reconnect to the same TSM by another tool leaves
+                 * tsm/connect as it was. tsm/bound tells (SYSFS.md). FIXME: the vDevices bound on
+                 * it are not marked unbound from this yet. */
+                if ((ev->changes & INVENTORY_CHANGE_BOUND) && ev->old_device->bound == 1 && ev->device->bound == 0 &&
+                    !p->view)
+                        log_notice("Device %s: the kernel has no TDI of it bound any more (tsm/bound is empty); "
+                                   "a vDevice bound on it is not.", ev->device->address);
                 break;
         case INVENTORY_TSM_CHANGED:
                 /* A TSM of another kind under the same name (a driver swapped): its devices'

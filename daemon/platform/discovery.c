@@ -307,11 +307,12 @@ static int dsm_candidate_read(Discovery *d, char *syspath, bool cache, DsmCandid
         if (r > 0) {
                 _cleanup_free_ char *dir = NULL;
 
-                c.has_tsm = true;
                 if (asprintf(&dir, "%s/tsm", syspath) < 0)
                         r = -ENOMEM;
                 else
                         r = read_attribute_line(dir, "connect", &c.connect);
+                /* Only a DSM's tsm/ has connect: a function one manages shows tsm/ too (SYSFS.md). */
+                c.has_tsm = r >= 0 && c.connect;
                 if (r >= 0 && isempty(c.connect))
                         c.connect = mfree(c.connect);
         }
@@ -338,6 +339,7 @@ static int dsm_candidate_read(Discovery *d, char *syspath, bool cache, DsmCandid
  * switch speaks for it. The kernel takes function 0 when it is connected, else the upstream
  * port if that is; while neither is connected, the one to connect is the first with tsm/.
  * Returns 1 and the DSM's syspath and tsm/connect contents (NULL: not connected), or 0 for none.
+ * Guesswork where the kernel does not say (older kernels: read_device() believes tsm/dsm).
  */
 static int find_dsm(Discovery *d, const char *syspath, char **ret_syspath, char **ret_connect) {
         _cleanup_free_ char *pf = NULL, *pf0 = NULL, *uport = NULL, *link = NULL;
@@ -409,11 +411,40 @@ finish:
         return r;
 }
 
+/*
+ * The DSM a function managed by another names in its tsm/dsm (the kernel's own answer: its
+ * pci_tsm's dsm_dev), as find_dsm() returns one: 1 with its syspath and tsm/connect contents
+ * (NULL: not connected) and whether it shows tsm/connect at all, 0 if it is not in sysfs.
+ */
+static int read_named_dsm(Discovery *d, const char *address, char **ret_syspath, char **ret_connect,
+                          bool *ret_has_connect) {
+        _cleanup_free_ char *link = NULL;
+        DsmCandidate c;
+        char *syspath;
+        int r;
+
+        /* The bus link resolves to the device wherever it sits in the topology. */
+        if (asprintf(&link, "/sys/bus/pci/devices/%s", address) < 0)
+                return -ENOMEM;
+        syspath = realpath(link, NULL);
+        if (!syspath)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : negative_errno();
+
+        r = dsm_candidate_read(d, syspath, /* cache= */ true, &c);
+        if (r < 0)
+                return r;
+        *ret_syspath = TAKE_PTR(c.syspath);
+        *ret_connect = TAKE_PTR(c.connect);
+        *ret_has_connect = c.has_tsm;
+        return 1;
+}
+
 /* *ret owns its strings (inventory_device_done()). */
 static int read_device(Discovery *disc, sd_device *dev, InventoryDevice *ret) {
-        const char *address, *syspath, *driver, *connect, *auth;
+        const char *address, *syspath, *driver, *connect = NULL, *auth, *bound = NULL, *dsm = NULL;
         _cleanup_free_ char *dsm_syspath = NULL, *dsm_connect = NULL;
-        InventoryDevice d = { .authenticated = -1 };
+        InventoryDevice d = { .authenticated = -1, .bound = -1 };
+        bool has_tsm, dsm_has_connect = false;
         int r;
 
         r = sd_device_get_sysname(dev, &address);
@@ -433,25 +464,21 @@ static int read_device(Discovery *disc, sd_device *dev, InventoryDevice *ret) {
         r = has_tsm_attribute_group(syspath);
         if (r < 0)
                 return r;
-        d.tdisp_capable = r > 0;
-
-        connect = NULL;
-        if (d.tdisp_capable) {
+        has_tsm = r > 0;
+        if (has_tsm) {
+                /* A DSM's tsm/ has connect; mainline shows tsm/ on every function a connected DSM
+                 * manages as well, with dsm and bound but no connect (SYSFS.md). */
                 r = get_optional_sysattr(dev, "tsm/connect", &connect);
                 if (r < 0)
                         return r;
-                /* The kernel prints "\n" when not connected; sd-device strips the newline. */
-                if (isempty(connect))
-                        connect = NULL;
-        } else {
-                /* tsm/ shows only on a DSM; the functions it speaks for are connected with it.
-                 * The kernel probes them then whatever their TEE capability says (the DSM
-                 * decides): one it refused fails at bind, with the kernel's error. */
-                r = find_dsm(disc, syspath, &dsm_syspath, &dsm_connect);
+                r = get_optional_sysattr(dev, "tsm/bound", &bound);
                 if (r < 0)
                         return r;
-                d.tdisp_capable = r > 0;
-                connect = dsm_connect;
+                if (!connect) {
+                        r = get_optional_sysattr(dev, "tsm/dsm", &dsm);
+                        if (r < 0)
+                                return r;
+                }
         }
 
         r = get_optional_sysattr(dev, "authenticated", &auth);
@@ -460,6 +487,44 @@ static int read_device(Discovery *disc, sd_device *dev, InventoryDevice *ret) {
         if (auth)
                 /* Reads like tsm/connect (the TSM name or ""); early drafts printed 0/1. */
                 d.authenticated = !isempty(auth) && !streq(auth, "0");
+        if (bound)
+                /* The TSM name while a TDI of the function is bound, else "". */
+                d.bound = !isempty(bound);
+
+        if (connect) {
+                d.tdisp_capable = true;
+                /* The kernel prints "\n" when not connected; sd-device strips the newline. */
+                if (isempty(connect))
+                        connect = NULL;
+        } else {
+                /* Its DSM is another function, connected for it. */
+                r = 0;
+                if (!isempty(dsm)) {
+                        if (pci_address_is_valid(dsm) && !streq(dsm, address))
+                                r = read_named_dsm(disc, dsm, &dsm_syspath, &dsm_connect, &dsm_has_connect);
+                        else
+                                log_debug("PCI device %s: its tsm/dsm '%s' names no other function, ignoring.",
+                                          address, dsm);
+                        if (r < 0)
+                                return r;
+                }
+                /* Older kernels name none, and show tsm/ only on a DSM: found as the kernel's
+                 * find_dsm_dev() finds it. The kernel probes the functions then whatever their
+                 * TEE capability says (the DSM decides): one it refused fails at bind, with the
+                 * kernel's error. */
+                if (r == 0) {
+                        r = find_dsm(disc, syspath, &dsm_syspath, &dsm_connect);
+                        if (r < 0)
+                                return r;
+                        dsm_has_connect = r > 0;
+                }
+                d.tdisp_capable = r > 0 || has_tsm;
+                connect = dsm_connect;
+                /* Where its DSM shows no connect (a race with its removal), the function's own
+                 * authenticated names the TSM its context is with, as connect_show() does. */
+                if (!dsm_has_connect && has_tsm && auth && strneq(auth, "tsm", 3))
+                        connect = auth;
+        }
 
         d.address = strdup(address);
         d.syspath = strdup(syspath);
@@ -504,7 +569,7 @@ static int put_tsm_from_device(Discovery *d, sd_device *dev) {
 }
 
 static int put_pci_from_device(Discovery *d, sd_device *dev) {
-        _cleanup_(inventory_device_done) InventoryDevice dv = { .authenticated = -1 };
+        _cleanup_(inventory_device_done) InventoryDevice dv = { .authenticated = -1, .bound = -1 };
         const char *address;
         int r;
 

@@ -90,7 +90,7 @@ void inventory_device_done(InventoryDevice *d) {
         free(d->driver);
         free(d->dsm_address);
         free(d->connected_tsm);
-        *d = (InventoryDevice) { .authenticated = -1 };
+        *d = (InventoryDevice) { .authenticated = -1, .bound = -1 };
 }
 
 static int tsm_copy(const InventoryTsm *src, InventoryTsm *ret) {
@@ -117,6 +117,7 @@ static int device_copy(const InventoryDevice *src, InventoryDevice *ret) {
                 .class_code = src->class_code,
                 .tdisp_capable = src->tdisp_capable,
                 .authenticated = src->authenticated,
+                .bound = src->bound,
         };
 
         if (strdup_or_null(src->address, &d.address) < 0 ||
@@ -165,6 +166,8 @@ static unsigned device_diff(const InventoryDevice *a, const InventoryDevice *b) 
                 c |= INVENTORY_CHANGE_CONNECT;
         if (a->authenticated != b->authenticated)
                 c |= INVENTORY_CHANGE_AUTH;
+        if (a->bound != b->bound)
+                c |= INVENTORY_CHANGE_BOUND;
         return c;
 }
 
@@ -493,6 +496,7 @@ int inventory_put_device(Inventory *inv, const InventoryDevice *d) {
         assert_return(d, -EINVAL);
         assert_return(pci_address_is_valid(d->address), -EINVAL);
         assert_return(d->authenticated >= -1 && d->authenticated <= 1, -EINVAL);
+        assert_return(d->bound >= -1 && d->bound <= 1, -EINVAL);
 
         if (find_device(inv, d->address, &i)) {
                 e = inv->devices[i];

@@ -37,15 +37,21 @@ typedef struct InventoryDevice {
         uint16_t vendor_id;
         uint16_t device_id;
         uint32_t class_code; /* 24-bit class/subclass/prog-if */
-        /* A TDI tsmd can route: it has a tsm/ directory (it is a DSM), or its DSM does. */
+        /* A TDI tsmd can route: it has a tsm/ directory (it is a DSM, or one manages it), or its
+         * DSM does. */
         bool tdisp_capable;
-        /* The DSM that speaks for it when that is another function (function 0 of its slot, for a
-         * VF its PF's, or the switch upstream port above it: SYSFS.md), NULL if it is its own
-         * DSM or has none. Only a DSM is connected or disconnected. */
+        /* The DSM that speaks for it when that is another function (its tsm/dsm where the kernel
+         * shows one; else function 0 of its slot, for a VF its PF's, or the switch upstream port
+         * above it: SYSFS.md), NULL if it is its own DSM or has none. Only a DSM is connected or
+         * disconnected. */
         char *dsm_address;
         /* Its DSM's tsm/connect contents (its own, for a DSM): NULL when empty or tsm/ absent. */
         char *connected_tsm;
-        int authenticated;   /* its own attribute: -1 absent (any function but a DSM), 0 no, 1 yes */
+        /* Its own attribute: -1 absent (older kernels show it on a DSM only), 0 no, 1 yes. */
+        int authenticated;
+        /* Its tsm/bound (the TSM name while a TDI of it is bound, else empty): -1 absent (older
+         * kernels; a DSM without TEE, or a function no DSM manages), 0 empty, 1 bound. */
+        int bound;
 } InventoryDevice;
 
 typedef enum InventoryEventType {
@@ -73,6 +79,7 @@ enum {
         INVENTORY_CHANGE_CONNECT = 1U << 6,    /* tsm/connect */
         INVENTORY_CHANGE_AUTH = 1U << 7,       /* authenticated */
         INVENTORY_CHANGE_DSM = 1U << 8,        /* another DSM speaks for it */
+        INVENTORY_CHANGE_BOUND = 1U << 9,      /* tsm/bound */
 };
 
 typedef struct InventoryEvent {

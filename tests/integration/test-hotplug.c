@@ -386,6 +386,35 @@ TEST(connect_and_disconnect_through_admin) {
         teardown(&e);
 }
 
+/* managed-functions.sysfs: a mainline kernel shows tsm/ (dsm, bound; no connect) on the functions a
+ * connected DSM manages. Each is served through its DSM and is no DSM to Admin: its connect or
+ * disconnect is refused, naming the DSM. */
+TEST(a_function_a_dsm_manages_is_connected_through_it) {
+        Env e;
+        VarlinkClient *c;
+        json_object *r;
+        int64_t ctx;
+
+        setup(&e, "managed-functions", NULL);
+        c = tsmd_connect(&e.tsmd);
+        ctx = open_context(c);
+
+        r = attach_eventually(c, ctx, 1, NIC_FN1_ADDR);
+        expect_kernel_attach(r, TSM_BACKEND_SEV_TIO, "tsm0");
+        r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 2, "0000:04:00.0"));
+        expect_kernel_attach(r, TSM_BACKEND_TDX_CONNECT, "tsm1");
+
+        CALL_ERROR(c, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NIC_FN1_ADDR "\",\"tsm\":\"tsm1\"}",
+                   "io.tsmd.Admin.NotDsm", "{\"pciAddress\":\"" NIC_FN1_ADDR "\",\"dsm\":\"" NIC_ADDR "\"}");
+        CALL_ERROR(c, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"0000:04:00.1\"}",
+                   "io.tsmd.Admin.NotDsm", "{\"pciAddress\":\"0000:04:00.1\",\"dsm\":\"0000:02:00.0\"}");
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.NotDsm", 1);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.NotDsm", 1);
+
+        varlink_client_free(c);
+        teardown(&e);
+}
+
 /* tsmctl's output for argv (exit status 0 expected), as a JSON object. */
 static json_object *tsmctl_json(Env *e, const char *verb, const char *a1, const char *a2) {
         const char *argv[] = { TSMCTL_PATH, "--json", strf("--socket=%s", e->tsmd.socket), verb, a1, a2, NULL };

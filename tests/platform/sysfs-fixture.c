@@ -208,6 +208,7 @@ static unsigned long get_hex(const Entry *e, const char *key, unsigned long def)
 static int make_pci(const char *root, const char *dir, const Entry *e) {
         const char *addr = basename_of(e->devpath), *driver = entry_get(e, "driver");
         const char *tsm = entry_get(e, "tsm"), *auth = entry_get(e, "auth"), *physfn = entry_get(e, "physfn");
+        const char *dsm = entry_get(e, "dsm"), *bound = entry_get(e, "bound");
         unsigned long vendor = get_hex(e, "vendor", 0x8086), device = get_hex(e, "device", 0xffff);
         unsigned long class = get_hex(e, "class", 0xff0000);
         unsigned long svendor = get_hex(e, "subsys_vendor", vendor);
@@ -243,7 +244,7 @@ static int make_pci(const char *root, const char *dir, const Entry *e) {
         if (r < 0)
                 return r;
 
-        if (tsm) {
+        if (tsm || dsm || bound) {
                 _cleanup_free_ char *tsmdir = NULL;
 
                 if (asprintf(&tsmdir, "%s/tsm", dir) < 0)
@@ -251,14 +252,27 @@ static int make_pci(const char *root, const char *dir, const Entry *e) {
                 r = mkdir_p(tsmdir, 0755);
                 if (r < 0)
                         return r;
-                r = write_filef(tsmdir, "connect", 0644, "%s\n", tsm);
-                if (r < 0)
-                        return r;
-                r = write_filef(tsmdir, "disconnect", 0200, "%s", "");
-                if (r < 0)
-                        return r;
-                if (!auth)
-                        auth = tsm;
+                /* Only a DSM has connect and disconnect; a function it manages has dsm and bound. */
+                if (tsm) {
+                        r = write_filef(tsmdir, "connect", 0644, "%s\n", tsm);
+                        if (r < 0)
+                                return r;
+                        r = write_filef(tsmdir, "disconnect", 0200, "%s", "");
+                        if (r < 0)
+                                return r;
+                        if (!auth)
+                                auth = tsm;
+                }
+                if (dsm) {
+                        r = write_filef(tsmdir, "dsm", 0444, "%s\n", dsm);
+                        if (r < 0)
+                                return r;
+                }
+                if (bound) {
+                        r = write_filef(tsmdir, "bound", 0444, "%s\n", bound);
+                        if (r < 0)
+                                return r;
+                }
         }
         if (auth) {
                 r = write_filef(dir, "authenticated", 0444, "%s\n", auth);

@@ -14,7 +14,10 @@
  *            driver; tsm=<connect contents> creates tsm/{connect,disconnect} (value may be
  *            empty = not connected); auth=<contents> overrides the authenticated file, which
  *            otherwise mirrors tsm= (the kernel's authenticated_show() is connect_show());
- *            physfn=<devpath> makes it a virtual function of that PF (the kernel's physfn link)
+ *            physfn=<devpath> makes it a virtual function of that PF (the kernel's physfn link);
+ *            dsm=<contents> and bound=<contents> create tsm/dsm and tsm/bound (mainline kernels
+ *            since the sub-function attributes: a DSM has all four, a function it manages only
+ *            these two, and auth= then says what its authenticated reads)
  *   faux     a faux-bus device (driver faux_driver)
  *   busdev   a device on bus=<name> with optional driver=<name> (auxiliary, arm_smccc, ...)
  *   tsm      a tsm class device; key pci_mode=<link|devsec> (absent: no attribute)

@@ -303,6 +303,97 @@ TEST(virtual_functions_and_endpoints_behind_a_switch_find_their_dsm) {
         inventory_free(inv);
 }
 
+/* Mainline kernels show tsm/ on every function a connected DSM manages too, with tsm/dsm naming
+ * the DSM and tsm/bound, but no connect (managed-functions.sysfs): such a function is served
+ * through its DSM, connected with it, and is no DSM itself. */
+TEST(managed_functions_are_served_through_the_dsm_their_tsm_dsm_names) {
+        static const struct {
+                const char *address, *dsm, *tsm;
+                TsmBackendType type;
+        } managed[] = {
+                { "0000:01:00.1", "0000:01:00.0", "tsm0", TSM_BACKEND_SEV_TIO },
+                { "0000:01:02.0", "0000:01:00.0", "tsm0", TSM_BACKEND_SEV_TIO }, /* a VF */
+                /* Function 0 of an endpoint whose switch is its DSM. */
+                { "0000:04:00.0", "0000:02:00.0", "tsm1", TSM_BACKEND_TDX_CONNECT },
+                { "0000:04:00.1", "0000:02:00.0", "tsm1", TSM_BACKEND_TDX_CONNECT },
+        };
+        Discovery *d;
+        Inventory *inv;
+        uint32_t n;
+
+        platform_test_sandbox(false);
+        platform_test_fixture("managed-functions", NULL);
+        inv = scan(&d);
+
+        for (size_t i = 0; i < ELEMENTSOF(managed); i++) {
+                const InventoryDevice *f = device(inv, managed[i].address);
+
+                ASSERT_TRUE(f->tdisp_capable);
+                ASSERT_FALSE(inventory_device_is_dsm(f));
+                ASSERT_STREQ(f->dsm_address, managed[i].dsm);
+                ASSERT_STREQ(f->connected_tsm, managed[i].tsm);
+                ASSERT_EQ(inventory_device_get_tsm(inv, f)->type, managed[i].type);
+                ASSERT_EQ(f->authenticated, 1);
+                ASSERT_EQ(f->bound, 0);
+                /* A guest request's scope is its DSM's TSM's. */
+                ASSERT_OK(inventory_device_scope_number(inv, managed[i].address, TSM_SCOPE_STATE_CHANGE,
+                                                        TSM_UAPI_V5, &n));
+                ASSERT_EQ(n, 1);
+        }
+        ASSERT_ERRNO(inventory_device_scope_number(inv, "0000:04:00.1", TSM_SCOPE_DEBUG_READ, TSM_UAPI_V4, &n),
+                     EOPNOTSUPP); /* TDX Connect's v4 table, not SEV-TIO's */
+
+        /* The DSMs: their own, tsm/bound read as the kernel has it. */
+        ASSERT_TRUE(inventory_device_is_dsm(device(inv, "0000:01:00.0")));
+        ASSERT_STREQ(device(inv, "0000:01:00.0")->connected_tsm, "tsm0");
+        ASSERT_EQ(device(inv, "0000:01:00.0")->bound, 1);
+        ASSERT_TRUE(inventory_device_is_dsm(device(inv, "0000:02:00.0")));
+        ASSERT_EQ(device(inv, "0000:02:00.0")->bound, 0);
+        ASSERT_TRUE(inventory_device_is_dsm(device(inv, "0000:05:00.0")));
+        ASSERT_NULL(device(inv, "0000:05:00.0")->connected_tsm);
+        ASSERT_STREQ(device(inv, "0000:05:00.1")->dsm_address, "0000:05:00.0");
+        ASSERT_NULL(device(inv, "0000:05:00.1")->connected_tsm);
+        ASSERT_EQ(device(inv, "0000:05:00.1")->bound, -1);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+/* tsm/dsm is the kernel's own answer (the pci_tsm's dsm_dev): believed over what the topology
+ * suggests (here function 0 of the slot, connected as well), which is guesswork for kernels
+ * that show no tsm/dsm. */
+TEST(tsm_dsm_is_believed_over_the_topology) {
+        Discovery *d;
+        Inventory *inv;
+
+        platform_test_sandbox(false);
+        platform_test_fixture(
+                NULL,
+                "device /devices/pci0000:00\n"
+                "pci /devices/pci0000:00/0000:00:18.2 vendor=0x1022 device=0x14ca class=0x108000 driver=ccp\n"
+                "tsm /devices/pci0000:00/0000:00:18.2/tsm/tsm0\n"
+                "device /devices/faux\n"
+                "faux /devices/faux/tdx_host\n"
+                "tsm /devices/faux/tdx_host/tsm/tsm1\n"
+                "pci /devices/pci0000:00/0000:00:01.1 class=0x060400 driver=pcieport\n"
+                "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.0 class=0x020000 tsm=tsm0\n"
+                "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.1 class=0x020000 dsm=0000:03:00.0 auth=tsm1\n"
+                "pci /devices/pci0000:00/0000:00:03.1 class=0x060400 driver=pcieport\n"
+                "pci /devices/pci0000:00/0000:00:03.1/0000:03:00.0 class=0x020000 tsm=tsm1\n"
+                /* Names no other function: the topology decides. */
+                "pci /devices/pci0000:00/0000:00:01.1/0000:01:00.2 class=0x020000 dsm=0000:01:00.2 auth=tsm0\n");
+        inv = scan(&d);
+
+        ASSERT_STREQ(device(inv, "0000:01:00.1")->dsm_address, "0000:03:00.0");
+        ASSERT_STREQ(device(inv, "0000:01:00.1")->connected_tsm, "tsm1");
+        ASSERT_STREQ(device(inv, "0000:01:00.2")->dsm_address, "0000:01:00.0");
+        ASSERT_STREQ(device(inv, "0000:01:00.2")->connected_tsm, "tsm0");
+        ASSERT_EQ(device(inv, "0000:01:00.2")->bound, -1);
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
 TEST(unrecognised_parent_is_listed_without_a_type) {
         Discovery *d;
         Inventory *inv;

@@ -21,6 +21,7 @@
 #include "fake-tsm-kernel.h"
 #include "harness.h"
 #include "iommufd-uapi.h"
+#include "log-capture.h"
 #include "platform-test-util.h"
 #include "sysfs-fixture.h"
 #include "tsm-platform.h"
@@ -30,8 +31,9 @@
 #define GPU "0000:02:00.0" /* on tsm1, TDX Connect */
 #define NIC_FN1 "0000:01:00.1" /* no tsm/: served through the NIC, its DSM */
 #define NVME "0000:03:00.0" /* a DSM not connected */
-#define NIC_CONNECT "devices/pci0000:00/0000:00:01.1/0000:01:00.0/tsm/connect"
 #define NIC_DEVPATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
+#define NIC_CONNECT "devices/pci0000:00/0000:00:01.1/0000:01:00.0/tsm/connect"
+#define NIC_FN1_DEVPATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.1"
 #define VDEV_NIC 11
 #define VDEV_GPU 22
 #define TIMEOUT_USEC 300000ULL
@@ -436,6 +438,57 @@ TEST(a_function_of_a_connected_dsm_is_served_by_its_tsm) {
 
         ASSERT_ERRNO(tsm_platform_connect(t.platform, NIC_FN1, "tsm1", on_done, &d, NULL), EXDEV);
         ASSERT_ERRNO(tsm_platform_disconnect(t.platform, NIC_FN1, on_done, &d, NULL), EXDEV);
+        router_teardown(&t);
+}
+
+/* Mainline kernels give the NIC's function 1 a tsm/ of its own once its DSM connects, with
+ * tsm/dsm and tsm/bound but no connect (managed-functions.sysfs): it is served as before, through
+ * its DSM, and is still no DSM to connect or disconnect. */
+TEST(a_function_the_dsm_manages_is_served_by_its_tsm) {
+        TsmDeviceInfo info;
+        Router t;
+        Done d = {};
+
+        router_setup(&t);
+        ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_FN1_DEVPATH, "tsm/dsm", NIC));
+        ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_FN1_DEVPATH, "tsm/bound", ""));
+        ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_FN1_DEVPATH, "authenticated", "tsm0"));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC_FN1));
+        ASSERT_OK(tsm_platform_get_device(t.platform, NIC_FN1, &info));
+        ASSERT_STREQ(info.tsm, "tsm0");
+        ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
+
+        request(&t, NIC_FN1, VDEV_NIC, TSM_SCOPE_DEBUG_READ, &d);
+        run_until(&t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_EQ(last_call(false).value, 2u); /* v5 PCI_DEBUG_READ */
+
+        ASSERT_ERRNO(tsm_platform_connect(t.platform, NIC_FN1, "tsm1", on_done, &d, NULL), EXDEV);
+        ASSERT_ERRNO(tsm_platform_disconnect(t.platform, NIC_FN1, on_done, &d, NULL), EXDEV);
+        router_teardown(&t);
+}
+
+/* tsm/bound (mainline) empty where it named the TSM: the kernel ended the binding (a disconnect,
+ * perhaps followed by a reconnect to the same TSM, which tsm/connect does not show), which no
+ * uevent announces. Read, and said. */
+TEST(a_binding_the_kernel_ended_is_logged) {
+        Router t;
+        char *text;
+        int saved;
+
+        router_setup(&t);
+        ASSERT_EQ(inventory_get_device(tsm_platform_get_inventory(t.platform), NIC)->bound, -1);
+        ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_DEVPATH, "tsm/bound", "tsm0"));
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
+        ASSERT_EQ(inventory_get_device(tsm_platform_get_inventory(t.platform), NIC)->bound, 1);
+
+        ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_DEVPATH, "tsm/bound", ""));
+        saved = log_capture_begin();
+        ASSERT_OK(tsm_platform_refresh_device(t.platform, NIC));
+        text = log_capture_end(saved);
+        ASSERT_EQ(inventory_get_device(tsm_platform_get_inventory(t.platform), NIC)->bound, 0);
+        ASSERT_NOT_NULL(strstr(text, "Device " NIC ": the kernel has no TDI of it bound any more"));
+        free(text);
         router_teardown(&t);
 }
 
