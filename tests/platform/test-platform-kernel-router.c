@@ -458,10 +458,10 @@ TEST(a_function_the_dsm_manages_is_served_by_its_tsm) {
         ASSERT_STREQ(info.tsm, "tsm0");
         ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
 
-        request(&t, NIC_FN1, VDEV_NIC, TSM_SCOPE_DEBUG_READ, &d);
+        request(&t, NIC_FN1, VDEV_NIC, TSM_SCOPE_STATE_CHANGE, &d);
         run_until(&t, &d, 1);
         ASSERT_EQ(d.result, 0);
-        ASSERT_EQ(last_call(false).value, 2u); /* v5 PCI_DEBUG_READ */
+        ASSERT_EQ(last_call(false).value, 1u); /* v5 PCI_STATE_CHANGE */
 
         ASSERT_ERRNO(tsm_platform_connect(t.platform, NIC_FN1, "tsm1", on_done, &d, NULL), EXDEV);
         ASSERT_ERRNO(tsm_platform_disconnect(t.platform, NIC_FN1, on_done, &d, NULL), EXDEV);
