@@ -131,6 +131,17 @@ static int get_optional(int (*getter)(sd_device *, const char **), sd_device *de
         return 0;
 }
 
+/* A name the kernel gave (a driver's), if it is one: printable ASCII without spaces. What is not
+ * goes nowhere (a reply must be UTF-8, a log line one line): unknown, as if absent. */
+static const char *kernel_name_or_null(const char *s) {
+        if (isempty(s))
+                return NULL;
+        for (const char *p = s; *p; p++)
+                if (*p <= ' ' || *p > '~')
+                        return NULL;
+        return s;
+}
+
 static int read_tsm(sd_device *dev, InventoryTsm *ret) {
         const char *name, *syspath, *pci_mode;
         const char *p_syspath = NULL, *p_subsystem = NULL, *p_driver = NULL, *p_sysname = NULL;
@@ -174,7 +185,7 @@ static int read_tsm(sd_device *dev, InventoryTsm *ret) {
                 .type = tsm_backend_type_from_parent(p_subsystem, p_driver, p_sysname),
                 .parent_syspath = (char *) p_syspath,
                 .parent_subsystem = (char *) p_subsystem,
-                .parent_driver = (char *) p_driver,
+                .parent_driver = (char *) kernel_name_or_null(p_driver),
                 .parent_sysname = (char *) p_sysname,
                 .pci_mode = (char *) pci_mode,
         };
@@ -195,16 +206,38 @@ static int parse_hex(const char *s, unsigned long max, unsigned long *ret) {
         return 0;
 }
 
-static void read_ids(sd_device *dev, InventoryDevice *d) {
+/* An ID the kernel prints ("0x8086"): 0 when absent or not one. A read that fails otherwise
+ * (EISDIR, EMFILE, EINTR) is returned: the device is unreadable this time, not another. */
+static int read_id(sd_device *dev, const char *attr, unsigned long max, unsigned long *ret) {
         const char *v;
-        unsigned long n;
+        int r;
 
-        if (sd_device_get_sysattr_value(dev, "vendor", &v) >= 0 && parse_hex(v, 0xffff, &n) >= 0)
-                d->vendor_id = (uint16_t) n;
-        if (sd_device_get_sysattr_value(dev, "device", &v) >= 0 && parse_hex(v, 0xffff, &n) >= 0)
-                d->device_id = (uint16_t) n;
-        if (sd_device_get_sysattr_value(dev, "class", &v) >= 0 && parse_hex(v, 0xffffff, &n) >= 0)
-                d->class_code = (uint32_t) n;
+        *ret = 0;
+        r = sd_device_get_sysattr_value(dev, attr, &v);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (parse_hex(v, max, ret) < 0)
+                *ret = 0;
+        return 0;
+}
+
+static int read_ids(sd_device *dev, InventoryDevice *d) {
+        unsigned long vendor, device, class;
+        int r;
+
+        r = read_id(dev, "vendor", 0xffff, &vendor);
+        if (r >= 0)
+                r = read_id(dev, "device", 0xffff, &device);
+        if (r >= 0)
+                r = read_id(dev, "class", 0xffffff, &class);
+        if (r < 0)
+                return r;
+        d->vendor_id = (uint16_t) vendor;
+        d->device_id = (uint16_t) device;
+        d->class_code = (uint32_t) class;
+        return 0;
 }
 
 /*
@@ -459,7 +492,9 @@ static int read_device(Discovery *disc, sd_device *dev, InventoryDevice *ret) {
         if (r < 0)
                 return r;
 
-        read_ids(dev, &d);
+        r = read_ids(dev, &d);
+        if (r < 0)
+                return r;
 
         r = has_tsm_attribute_group(syspath);
         if (r < 0)
@@ -524,6 +559,14 @@ static int read_device(Discovery *disc, sd_device *dev, InventoryDevice *ret) {
                  * authenticated names the TSM its context is with, as connect_show() does. */
                 if (!dsm_has_connect && has_tsm && auth && strneq(auth, "tsm", 3))
                         connect = auth;
+        }
+
+        /* The kernel prints "tsm%d" (connect_show()); anything else names no TSM tsmd could
+         * route to, nor text a reply may carry: connected to none it knows. */
+        if (connect && !tsm_name_is_valid(connect)) {
+                log_full(disc->scanned ? LOG_DEBUG : LOG_WARNING,
+                         "PCI device %s: its TSM connection reads as no TSM name, taking it for none.", address);
+                connect = NULL;
         }
 
         d.address = strdup(address);

@@ -392,7 +392,7 @@ int inventory_device_scope_number(const Inventory *inv, const char *address,
         return tsm_backend_scope_number(b, scope_name, v, ret);
 }
 
-static bool tsm_name_is_valid(const char *s) {
+bool tsm_name_is_valid(const char *s) {
         /* The kernel names them "tsm%d"; connect_store() parses exactly that. */
         if (!s || !strneq(s, "tsm", 3) || !isdigit((unsigned char) s[3]))
                 return false;

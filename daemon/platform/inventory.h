@@ -171,6 +171,8 @@ bool inventory_device_is_dsm(const InventoryDevice *d);
  * longer than four digits, e.g. the devsec sample's 10000:). Lowercase hex only, and at most
  * PCI_ADDRESS_LEN_MAX characters. */
 bool pci_address_is_valid(const char *s);
+/* A TSM's name as the kernel gives it: "tsm" and a number. */
+bool tsm_name_is_valid(const char *s);
 /* Whether s is a PCI address as the kernel names devices (a domain of up to 8 digits) that is
  * longer than tsmd serves: discovery skips such a device, and says so. */
 bool pci_address_is_too_long(const char *s);

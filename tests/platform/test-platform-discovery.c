@@ -554,6 +554,14 @@ TEST(unreadable_device_is_kept) {
         ASSERT_EQ(log.n, 0u);
         ASSERT_STREQ(device(inv, "0000:01:00.0")->connected_tsm, "tsm0");
 
+        /* Another's IDs, read first: not another device with IDs 0. */
+        snprintf(path, sizeof(path), "%s%s/vendor", root, GPU);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(mkdir(path, 0755));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_EQ(log.n, 0u);
+        ASSERT_EQ(device(inv, "0000:02:00.0")->vendor_id, 0x10de);
+
         /* Gone for real: removed, and its function 1 has no DSM any more. */
         ASSERT_OK(sysfs_fixture_remove(root, NIC));
         ASSERT_OK(discovery_scan(d));
@@ -563,6 +571,35 @@ TEST(unreadable_device_is_kept) {
         ASSERT_EQ(log.changes[0], INVENTORY_CHANGE_TDISP | INVENTORY_CHANGE_DSM | INVENTORY_CHANGE_CONNECT);
         ASSERT_EQ(log.type[1], INVENTORY_DEVICE_REMOVED);
         ASSERT_STREQ(log.key[1], "0000:01:00.0");
+
+        discovery_free(d);
+        inventory_free(inv);
+}
+
+/* What the kernel names is text a reply carries (ListDevices' "tsm", ListBackends'
+ * "parentDriver"), which must be UTF-8: a connection that reads as no TSM name is none, a
+ * driver name that is not printable ASCII is unknown. */
+TEST(kernel_names_that_are_no_names_are_left_out) {
+        char path[PATH_MAX];
+        const char *root;
+        Discovery *d;
+        Inventory *inv;
+        EventLog log = {};
+
+        inv = scan_watched_two_tsms(&root, &d, &log);
+        ASSERT_STREQ(inventory_get_tsm(inv, "tsm0")->parent_driver, "ccp");
+
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "tsm/connect", "tsm0\xff"));
+        snprintf(path, sizeof(path), "%s/devices/pci0000:00/0000:00:18.2/driver", root);
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(symlink("../../../bus/pci/drivers/cc\x1b[2Jp", path));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_NULL(device(inv, "0000:01:00.0")->connected_tsm);
+        ASSERT_NULL(inventory_get_tsm(inv, "tsm0")->parent_driver);
+
+        ASSERT_OK(sysfs_fixture_write_attr(root, NIC, "tsm/connect", "tsm0"));
+        ASSERT_OK(discovery_scan(d));
+        ASSERT_STREQ(device(inv, "0000:01:00.0")->connected_tsm, "tsm0");
 
         discovery_free(d);
         inventory_free(inv);
