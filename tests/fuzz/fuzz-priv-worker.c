@@ -6,11 +6,15 @@
  * the guest requests, binds, settles, connects and disconnects in flight, and LATEs), while a
  * call waits for its own reply (take_or_keep(): other answers and LATEs kept for the loop), and
  * as the start sequence (priv_channel_read_hello()). A monitor that breaks a rule ends the
- * channel (the worker exits then), never the worker by a crash. Checks what the worker hands
- * on, not only the absence of crashes: every request's callback runs exactly once, with a result
- * and response a monitor may give; a LATE handed on is one late_valid() takes; what the worker
- * sends is well formed; a blocking call's reason is checked text. Runs in: tests (fuzzing
- * builds only).
+ * channel (the worker exits then), never the worker by a crash. A LATE the channel takes goes
+ * on to the worker's real recording of it (guest-late.c: guest_audit_late()), with the state that
+ * needs of a Manager: an audit log (in a scratch directory, kept from input to input as a
+ * worker's is from one to the next), its budget of late answers and the emulated platform's view;
+ * the worker's clients and contexts are none. Checks what the worker hands on, not only the
+ * absence of crashes: every request's callback runs exactly once, with a result and response a
+ * monitor may give; a LATE handed on is one late_valid() takes; what the worker sends is well
+ * formed, and acknowledges only LATEs it was sent; a blocking call's reason is checked text.
+ * Runs in: tests (fuzzing builds only).
  *
  * The requests in flight at the start, by cookie (the channel numbers from 1, seeds name them):
  *   1-4  guest requests of slot 1, context 1, vDevices 1-4 (max_response 4096)
@@ -30,13 +34,23 @@
  */
 
 #include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 
+#include "audit-budget.h"
+#include "audit-defaults.h"
+#include "audit-log.h"
+#include "daemon-config.h"
+#include "guest.h"
 #include "log.h"
+#include "manager.h"
 #include "priv-call.h"
 #include "priv-reader.h"
+#include "tsm-platform.h"
 #include "tsm-priv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -49,6 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define N_REQUESTS 8U
 #define MAX_RESPONSE 4096U
+/* LATE ids sent that an acknowledgement may name (past this many, acknowledgements go unchecked). */
+#define LATE_IDS_MAX 64U
 
 typedef struct Request {
         unsigned n_callbacks;
@@ -62,9 +78,16 @@ typedef struct Fuzz {
         unsigned n_gone;
         uint32_t next_cookie; /* the cookie the channel gives its next message */
         Request requests[N_REQUESTS];
+        uint64_t late_ids[LATE_IDS_MAX];
+        size_t n_late_ids; /* LATE_IDS_MAX + 1: too many to check */
+        Manager *manager; /* what guest_audit_late() needs of one */
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
         TsmPrivReader reader; /* what the worker sent, a message at a time */
 } Fuzz;
+
+/* In memory where there is some: the audit log syncs its records. */
+static char dir[] = "/dev/shm/tsmd-fuzz-priv-worker-XXXXXX";
+static TsmPlatform *platform;
 
 static void on_gone(void *userdata) {
         Fuzz *f = userdata;
@@ -86,6 +109,8 @@ static void on_answer(int result, const void *response, size_t response_len, voi
 }
 
 static void on_late(const struct tsm_priv_late *l, void *userdata) {
+        Fuzz *f = userdata;
+
         /* What late_valid() lets through: priv-channel.c never hands on more. */
         CHECK(l->id != 0 && l->hdr.cookie == 0);
         CHECK(l->op >= TSM_PRIV_LATE_GUEST_REQUEST && l->op < _TSM_PRIV_LATE_OP_MAX);
@@ -94,6 +119,35 @@ static void on_late(const struct tsm_priv_late *l, void *userdata) {
         CHECK(tsm_priv_check_string(l->pci_address, sizeof(l->pci_address)));
         CHECK(tsm_priv_check_string(l->scope, sizeof(l->scope)));
         CHECK(tsm_priv_check_string(l->tsm, sizeof(l->tsm)));
+        /* As the worker's own callback does (manager.c). */
+        guest_audit_late(f->manager, l);
+}
+
+static void late_sent(Fuzz *f, const uint8_t *msg, size_t len) {
+        struct tsm_priv_late l;
+        struct tsm_priv_hdr h;
+
+        if (len < sizeof(l))
+                return;
+        memcpy(&h, msg, sizeof(h));
+        if (h.type != TSM_PRIV_LATE)
+                return;
+        memcpy(&l, msg, sizeof(l));
+        if (f->n_late_ids < LATE_IDS_MAX)
+                f->late_ids[f->n_late_ids++] = l.id;
+        else
+                f->n_late_ids = LATE_IDS_MAX + 1;
+}
+
+/* SECURITY: the worker makes the monitor forget only what it was told (the monitor kills a worker
+ * that acknowledges anything else). */
+static void check_late_ack(Fuzz *f, const struct tsm_priv_late_ack *a) {
+        if (f->n_late_ids > LATE_IDS_MAX)
+                return;
+        for (size_t i = 0; i < f->n_late_ids; i++)
+                if (f->late_ids[i] == a->id)
+                        return;
+        CHECK(false);
 }
 
 /* Reads what the worker sent: each a well-formed message of its own, never an fd. */
@@ -115,6 +169,8 @@ static void drain(Fuzz *f) {
                 d = tsm_priv_type_desc(h->type);
                 CHECK(d);
                 CHECK(tsm_priv_check(f->buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, msg, d->size, NULL, &reason) >= 0);
+                if (h->type == TSM_PRIV_LATE_ACK)
+                        check_late_ack(f, (const struct tsm_priv_late_ack *) msg);
                 close_many(fds, n_fds);
         }
 }
@@ -155,6 +211,16 @@ static void send_datagram(Fuzz *f, const void *dgram, size_t len, size_t n_fds) 
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
         int p[2] = { -EBADF, -EBADF };
 
+        /* The LATEs in it, as the worker will split it (a datagram with fds is one message). */
+        if (n_fds > 0 || len == 0)
+                late_sent(f, dgram, len);
+        else {
+                TsmPrivSpan spans[TSM_PRIV_PACK_MAX];
+                size_t n = tsm_priv_unpack(dgram, len, spans);
+
+                for (size_t i = 0; i < n; i++)
+                        late_sent(f, (const uint8_t *) dgram + spans[i].offset, spans[i].len);
+        }
         if (n_fds > 0) {
                 CHECK(pipe2(p, O_CLOEXEC) >= 0);
                 mh.msg_control = &control;
@@ -251,6 +317,69 @@ static void read_hello(Fuzz *f) {
         CHECK(h.last_good_fd >= 0 || !h.last_good_stale);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        (void) remove(path);
+        return 0;
+}
+
+static void dir_remove(void) {
+        (void) nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void setup(void) {
+        static struct event_base *base;
+        DaemonConfig config;
+        const char *message = NULL;
+        unsigned line = 0;
+
+        /* Every malformed message is logged as an error: not what a fuzzer should print. */
+        log_set_max_level(LOG_CRIT);
+        if (access("/dev/shm", W_OK) < 0)
+                memcpy(dir, "/tmp/////", strlen("/dev/shm/"));
+        CHECK(mkdtemp(dir));
+        CHECK(atexit(dir_remove) == 0);
+        /* The worker's view of the emulated platform, as manager_new() makes it. */
+        base = event_base_new();
+        CHECK(base);
+        CHECK(daemon_config_init(&config) >= 0);
+        CHECK(daemon_config_load_text(&config, "[Platform]\nMode=emulated\n", &line, &message) >= 0);
+        CHECK(tsm_platform_new_view(base, &config.platform, true, 0, &platform) >= 0);
+        daemon_config_done(&config);
+}
+
+/* What guest_audit_late() needs of a Manager, the audit log opened as manager.c opens it. */
+static Manager *manager_new_for_late(struct event_base *base, PrivChannel *channel) {
+        AuditLogStatus status;
+        AuditConfig ac;
+        Manager *m;
+
+        m = new0(Manager, 1);
+        CHECK(m);
+        m->base = base;
+        m->channel = channel;
+        m->platform = platform;
+        audit_config_init(&ac);
+        ac.directory = dir;
+        ac.max_file_size = 16384;
+        ac.n_files = 2;
+        ac.journal = false;
+        CHECK(audit_log_open(base, &ac, &m->audit) >= 0);
+        if (audit_log_get_status(m->audit, &status) >= 0)
+                m->audit_seq_at_open = status.last_committed_seq;
+        CHECK(audit_budget_new(m->audit, base, AUDIT_REFUSALS_PER_UID_DEFAULT,
+                               AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT * 1000000ULL, &m->late_budget) >= 0);
+        return m;
+}
+
+/* In manager_free()'s order (audit_log_stop() first, then priv_channel_finish()): the log's
+ * pending callbacks run while the channel is there. */
+static void manager_free_for_late(Manager *m) {
+        m->late_budget = audit_budget_free(m->late_budget);
+        guest_late_free_unrecorded(m);
+        m->audit = audit_log_free(m->audit);
+        free(m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static bool initialized;
         Fuzz *f;
@@ -261,8 +390,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1 || size > 256 * 1024)
                 return 0;
         if (!initialized) {
-                /* Every malformed message is logged as an error: not what a fuzzer should print. */
-                log_set_max_level(LOG_CRIT);
+                setup();
                 initialized = true;
         }
 
@@ -280,6 +408,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         f->monitor = sv[0];
         CHECK(fcntl(f->monitor, F_SETFL, O_NONBLOCK) >= 0);
         CHECK(priv_channel_new(f->base, sv[1], on_gone, f, &f->channel) >= 0);
+        f->manager = manager_new_for_late(f->base, f->channel);
         priv_channel_set_late_callback(f->channel, on_late, f);
         if (!hello)
                 submit_requests(f);
@@ -318,7 +447,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 run_loop(f);
 
         /* The rest fail now, as when the worker exits: every callback runs exactly once. */
+        audit_log_stop(f->manager->audit);
         priv_channel_finish(f->channel, 0, 0);
+        manager_free_for_late(f->manager);
+        drain(f);
         for (size_t i = 0; i < N_REQUESTS && !hello; i++)
                 CHECK(f->requests[i].n_callbacks == 1);
         CHECK(f->n_gone <= 1);
