@@ -24,6 +24,11 @@
  * State a run keeps from input to input, as a long-lived worker does: the audit log (bounded:
  * rotated over two small files), the emulated devices' states and connections, the log level
  * (set back to LOG_CRIT after each input: SetLogLevel may raise it).
+ *
+ * Not reached here: contexts restored after a restart (the worker starts with none, so
+ * ReclaimContext finds no orphan), the kernel's TSMs (the emulated platform only), late answers
+ * (only a kernel call is given up on: fuzz-priv-worker feeds them), a reload the monitor carries
+ * out (its hook is unset: Reload is refused, -EOPNOTSUPP), several clients at once, a VFIO fd.
  */
 
 #include <fcntl.h>
