@@ -4,6 +4,7 @@
  * waits for its own), and the start (HELLO). The typed calls over it are priv-call.c's.
  * Runs in: worker. */
 
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -240,6 +241,12 @@ static int parse_reply(const void *buf, size_t len, size_t n_fds, struct tsm_pri
         r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, ret, sizeof(*ret), ret_payload, &reason);
         if (r < 0 || ret->hdr.type != TSM_PRIV_REPLY) {
                 log_error("Monitor sent a malformed message: %s.", reason ?: "not a reply");
+                return -EPROTO;
+        }
+        /* SECURITY: 0 or -errno, as a LATE's (late_valid()): the result is returned and logged
+         * as an errno, whose negation must exist (INT_MIN's does not). */
+        if (ret->result > 0 || ret->result <= -4096) {
+                log_error("Monitor sent a reply whose result is no errno: %" PRIi32 ".", ret->result);
                 return -EPROTO;
         }
         return 0;

@@ -1228,6 +1228,50 @@ TEST(malformed_late_answers_end_the_channel) {
         }
 }
 
+/* A REPLY's result is 0 or -errno, as a LATE's: any other is a monitor that breaks the rules, not
+ * a result to hand on (the worker negates and logs it as an errno; INT32_MIN has no negation),
+ * whether the loop reads it or a call that waits for its own. */
+TEST(replies_whose_result_is_no_errno_end_the_channel) {
+        static const int32_t results[] = { 1, -4096, INT32_MIN };
+
+        for (size_t i = 0; i < ELEMENTSOF(results); i++) {
+                struct tsm_priv_reply rep;
+                uint32_t ids[2], cookies[2];
+                Ended e = {};
+                Fixture f = {};
+                int state = -1;
+
+                fixture_start(&f, false);
+                f.gone_ok = true;
+                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
+                                                  on_ended, &e, &e.request));
+                run_worker();
+                ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 1u);
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, cookies[0], 0);
+                rep.result = results[i];
+                ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+                run_worker();
+                if (e.called || !f.gone)
+                        TEST_FAIL("result %" PRIi32 " was taken", results[i]);
+                priv_channel_finish(f.channel, 0, 0);
+                ASSERT_TRUE(e.called);
+                ASSERT_EQ(e.result, -ECONNRESET);
+                ASSERT_FALSE(e.answered);
+                fixture_stop(&f);
+
+                /* The call's reply, there before the call (cookie 1: its first message). */
+                fixture_start(&f, false);
+                f.gone_ok = true;
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0);
+                rep.result = results[i];
+                ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+                ASSERT_ERRNO(priv_call_get_vdevice_state(f.channel, SLOT, CONTEXT, 1, &state), ECONNRESET);
+                ASSERT_TRUE(priv_channel_is_gone(f.channel));
+                ASSERT_EQ(state, -1);
+                fixture_stop(&f);
+        }
+}
+
 static ino_t inode_of(int fd) {
         struct stat st;
 
