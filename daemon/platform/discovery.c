@@ -478,6 +478,7 @@ static int read_device(Discovery *disc, sd_device *dev, InventoryDevice *ret) {
         _cleanup_free_ char *dsm_syspath = NULL, *dsm_connect = NULL;
         InventoryDevice d = { .authenticated = -1, .bound = -1 };
         bool has_tsm, dsm_has_connect = false;
+        struct stat st;
         int r;
 
         r = sd_device_get_sysname(dev, &address);
@@ -495,6 +496,10 @@ static int read_device(Discovery *disc, sd_device *dev, InventoryDevice *ret) {
         r = read_ids(dev, &d);
         if (r < 0)
                 return r;
+        /* Which pci_dev it is: kernfs numbers each object's directory anew. */
+        if (stat(syspath, &st) < 0)
+                return negative_errno();
+        d.instance = (uint64_t) st.st_ino;
 
         r = has_tsm_attribute_group(syspath);
         if (r < 0)
@@ -956,26 +961,16 @@ static int refresh_dependents(Discovery *d, const char *address) {
         return r;
 }
 
-typedef enum PciChange {
-        PCI_LOOK,     /* changed, or tsmd's own look */
-        PCI_REMOVED,
-        PCI_REPLACED, /* a new pci_dev at a known address */
-} PciChange;
-
 /* A PCI device's uevent, or tsmd's own look after writing its tsm/connect: a DSM's change is its
- * dependents' as well. */
-static int refresh_pci(Discovery *d, const char *syspath, const char *sysname, PciChange change) {
+ * dependents' as well. A new pci_dev at a known address (its predecessor's "remove" lost) is told
+ * by its sysfs directory's inode, by the inventory, whatever the uevent says: an "add" replayed
+ * by udevadm trigger, or read after a rescan saw the device, is only a look. */
+static int refresh_pci(Discovery *d, const char *syspath, const char *sysname, bool removed) {
         bool was_dsm = inventory_device_is_dsm(inventory_get_device(d->inv, sysname));
         int r, k;
 
-        if (change == PCI_REPLACED) {
-                /* Not the device known there, however alike: removed, then added. */
-                r = inventory_remove_device(d->inv, sysname);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-        }
-        r = change == PCI_REMOVED ? forget(d, syspath, sysname, /* is_tsm= */ false)
-                                  : refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ false);
+        r = removed ? forget(d, syspath, sysname, /* is_tsm= */ false)
+                    : refresh_by_syspath(d, syspath, sysname, /* is_tsm= */ false);
         if (r == -ENOMEM)
                 return r;
         if (!was_dsm && !inventory_device_is_dsm(inventory_get_device(d->inv, sysname)))
@@ -994,11 +989,11 @@ int discovery_refresh_device(Discovery *d, const char *address) {
         if (asprintf(&syspath, "/sys/bus/pci/devices/%s", address) < 0)
                 return -ENOMEM;
 
-        return refresh_pci(d, syspath, address, PCI_LOOK);
+        return refresh_pci(d, syspath, address, /* removed= */ false);
 }
 
 static int handle_uevent(Discovery *d, sd_device *dev) {
-        const char *subsystem, *syspath, *sysname, *synth_uuid;
+        const char *subsystem, *syspath, *sysname;
         sd_device_action_t action;
         int r, k;
 
@@ -1042,15 +1037,7 @@ static int handle_uevent(Discovery *d, sd_device *dev) {
                         /* The old name is only in DEVPATH_OLD; a rescan drops it reliably. */
                         return rescan_devices(d);
 
-                /* The kernel adds a pci_dev once: an "add" at an address known already is another
-                 * device, whose predecessor's "remove" was lost (a receive buffer overflowing,
-                 * udevd restarting), even when it looks the same. An "add" replayed from
-                 * userspace (udevadm trigger, at boot too) carries SYNTH_UUID, and only says look. */
-                if (action == SD_DEVICE_ADD && inventory_get_device(d->inv, sysname) &&
-                    sd_device_get_property_value(dev, "SYNTH_UUID", &synth_uuid) == -ENOENT)
-                        return refresh_pci(d, syspath, sysname, PCI_REPLACED);
-
-                return refresh_pci(d, syspath, sysname, action == SD_DEVICE_REMOVE ? PCI_REMOVED : PCI_LOOK);
+                return refresh_pci(d, syspath, sysname, action == SD_DEVICE_REMOVE);
         }
 
         return 0;

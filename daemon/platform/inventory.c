@@ -118,6 +118,7 @@ static int device_copy(const InventoryDevice *src, InventoryDevice *ret) {
                 .tdisp_capable = src->tdisp_capable,
                 .authenticated = src->authenticated,
                 .bound = src->bound,
+                .instance = src->instance,
         };
 
         if (strdup_or_null(src->address, &d.address) < 0 ||
@@ -485,6 +486,12 @@ int inventory_put_tsm(Inventory *inv, const InventoryTsm *t) {
         return 1;
 }
 
+static void remove_device_at(Inventory *inv, size_t i);
+
+static bool is_another_device(const InventoryDevice *known, const InventoryDevice *d) {
+        return known->instance != 0 && d->instance != 0 && known->instance != d->instance;
+}
+
 int inventory_put_device(Inventory *inv, const InventoryDevice *d) {
         InventoryDevice copy, old_device;
         DeviceEntry *e;
@@ -498,7 +505,11 @@ int inventory_put_device(Inventory *inv, const InventoryDevice *d) {
         assert_return(d->authenticated >= -1 && d->authenticated <= 1, -EINVAL);
         assert_return(d->bound >= -1 && d->bound <= 1, -EINVAL);
 
-        if (find_device(inv, d->address, &i)) {
+        if (find_device(inv, d->address, &i) && is_another_device(&inv->devices[i]->device, d))
+                /* Its "remove" missed (lost, or between two rescans without uevents): the
+                 * device known goes, with what was attached to it, and this one comes. */
+                remove_device_at(inv, i);
+        else if (find_device(inv, d->address, &i)) {
                 e = inv->devices[i];
                 e->generation = inv->generation;
 

@@ -52,6 +52,9 @@ typedef struct InventoryDevice {
         /* Its tsm/bound (the TSM name while a TDI of it is bound, else empty): -1 absent (older
          * kernels; a DSM without TEE, or a function no DSM manages), 0 empty, 1 bound. */
         int bound;
+        /* The inode of its sysfs directory, the kernel's object for this pci_dev (0 unknown):
+         * a device removed and another added at its address has another, however alike. */
+        uint64_t instance;
 } InventoryDevice;
 
 typedef enum InventoryEventType {

@@ -414,22 +414,30 @@ TEST(a_tsm_change_with_an_entry_that_cannot_be_opened_removes_nothing) {
         teardown(&c);
 }
 
-/* The kernel sends "add" once per pci_dev: an "add" at an address known already is another device,
- * whose predecessor's "remove" was lost (a receive buffer overflowing, udevd restarting). It
- * replaces the one known, removed then added, even when it looks the same. An "add" replayed by
- * udevadm trigger (SYNTH_UUID, with a UUID or 0) is only a look. */
-TEST(an_add_at_a_known_address_is_another_device) {
+/* The NVMe drive pulled and another alike put in its slot: a new directory, a new kernfs object. */
+static void replace_nvme(Ctx *c) {
+        ASSERT_OK(sysfs_fixture_remove(c->root, NVME));
+        ASSERT_OK(sysfs_fixture_apply_line(c->root, "pci " NVME " vendor=0x144d device=0xa80a class=0x010802 "
+                                                    "driver=nvme tsm="));
+}
+
+/* A device removed and another added at its address is another device, however alike, what was
+ * attached to the old one gone: its "remove" lost (a receive buffer overflowing, udevd
+ * restarting) or never sent (no uevents: the rescan compares). Its sysfs directory tells, another
+ * kernfs object. An "add" of the device known (replayed by udevadm trigger, SYNTH_UUID, or read
+ * after a rescan saw the device first) is only a look. */
+TEST(a_device_replaced_at_its_address_is_another_device) {
         char *replayed[] = { (char *) "SYNTH_UUID=0", NULL };
-        char *replayed_uuid[] = { (char *) "SYNTH_UUID=6f0a5a9c-3c1e-4c61-9d5e-2b1f0c0a8e11", NULL };
         Ctx c;
 
         setup(&c, "two-tsms");
         send_event_extra(&c, "add", NVME, "pci", replayed);
-        send_event_extra(&c, "add", NVME, "pci", replayed_uuid);
+        send_event(&c, "add", NVME, "pci");
         run_until_events(&c, 2);
         ASSERT_EQ(c.n, 0u);
 
-        /* The NVMe drive replaced by one alike, its "remove" lost. */
+        /* Replaced, its "remove" lost. */
+        replace_nvme(&c);
         send_event(&c, "add", NVME, "pci");
         run_until_events(&c, 3);
         ASSERT_EQ(c.n, 2u);
@@ -439,13 +447,22 @@ TEST(an_add_at_a_known_address_is_another_device) {
         ASSERT_STREQ(c.key[1], "0000:03:00.0");
         ASSERT_TRUE(inventory_get_device(c.inv, "0000:03:00.0")->tdisp_capable);
 
+        /* Replaced again, no uevent at all: the rescan tells. */
+        replace_nvme(&c);
+        ASSERT_OK(discovery_scan(c.d));
+        ASSERT_EQ(c.n, 4u);
+        ASSERT_EQ(c.type[2], INVENTORY_DEVICE_REMOVED);
+        ASSERT_EQ(c.type[3], INVENTORY_DEVICE_ADDED);
+        ASSERT_OK(discovery_scan(c.d));
+        ASSERT_EQ(c.n, 4u);
+
         /* Its replacement gone before the "add" was read: removed all the same. */
         ASSERT_OK(sysfs_fixture_remove(c.root, NVME));
         send_event(&c, "add", NVME, "pci");
         run_until_events(&c, 4);
         ASSERT_NULL(inventory_get_device(c.inv, "0000:03:00.0"));
-        ASSERT_EQ(c.n, 3u);
-        ASSERT_EQ(c.type[2], INVENTORY_DEVICE_REMOVED);
+        ASSERT_EQ(c.n, 5u);
+        ASSERT_EQ(c.type[4], INVENTORY_DEVICE_REMOVED);
         teardown(&c);
 }
 
