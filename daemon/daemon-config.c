@@ -99,6 +99,7 @@ static const ConfigItem config_items[] = {
         PATH_ITEM("Platform", "IommuDevice", platform.iommu_device, "/dev/iommu", true),
         ITEM("Platform", "EmulatedDevices", CONFIG_DEVICE_LIST, platform.emulated_devices, 0, 0),
         START_ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
+        START_ITEM("Platform", "EmulatedDebugScopes", CONFIG_BOOL, platform.emulated_debug_scopes, 0, 0),
         START_ITEM("Platform", "RequestTimeoutUSec", CONFIG_UINT64, platform.request_timeout_usec, 1000, 600000000),
         ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
         START_ITEM("Guest", "MaxContexts", CONFIG_UNSIGNED, max_contexts, 1, 1U << 20),

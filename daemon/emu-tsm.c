@@ -32,6 +32,7 @@ typedef struct Held {
 
 struct EmuTsm {
         LIST_HEAD(, Held) held;
+        bool debug_scopes; /* serves DEBUG_READ and DEBUG_WRITE, as no mainline kernel does */
 };
 
 int emu_tsm_new(EmuTsm **ret) {
@@ -113,6 +114,33 @@ static bool message_is(const void *msg, size_t len, uint8_t type) {
                ((const uint8_t *) msg)[offsetof(TdispHeader, message_type)] == type;
 }
 
+void emu_tsm_set_debug_scopes(EmuTsm *t, bool serve) {
+        assert(t);
+        t->debug_scopes = serve;
+}
+
+/* The kernel's PCI TSM core forbids "requests that are not directly related to TDISP
+ * operations" (pci_tsm_guest_req(): scope > PCI_TSM_REQ_STATE_CHANGE is -EINVAL), first of all. */
+static bool scope_served(const EmuTsm *t, EmuScope scope) {
+        return t->debug_scopes || (scope != EMU_SCOPE_DEBUG_READ && scope != EMU_SCOPE_DEBUG_WRITE);
+}
+
+int emu_tsm_check_request(const EmuTsm *t, const EmuDevice *d, EmuScope scope, const void *req, size_t req_len) {
+        assert(t);
+        assert(d);
+
+        if (!scope_served(t, scope))
+                return -EINVAL;
+        if (!emu_tsm_is_bound(t, d))
+                return -ENXIO;
+        /* As the kernel's TSMs answer it (cca_tsm_guest_req(), as pci_tsm_guest_req() for the
+         * scopes it forbids): BackendError InvalidScopeOrArgument above, not the EPERM that
+         * tsmd's own policy refusal (Denied) is. */
+        if (!emu_scope_carries(scope, req, req_len))
+                return -EINVAL;
+        return 0;
+}
+
 int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, size_t req_len, void *resp,
                     size_t resp_size, size_t *ret_resp_len) {
         uint8_t start[sizeof(TdispStartInterfaceRequest)];
@@ -123,6 +151,9 @@ int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, si
         assert(t);
         assert(d);
         assert(ret_resp_len);
+
+        if (!scope_served(t, scope))
+                return -EINVAL;
 
         /* Only what the device would take as a START (scope STATE_CHANGE, of its exact size, the
          * only one it looks at the nonce of); in other scopes the device refuses it unseen, as it
@@ -143,9 +174,7 @@ int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, si
 
         r = emu_device_request(d, scope, msg, req_len, resp, resp_size, ret_resp_len);
         explicit_bzero(start, sizeof(start));
-        /* A message its scope does not carry: the kernel's TSMs answer EINVAL (cca_tsm_guest_req(),
-         * as pci_tsm_guest_req() for the scopes it forbids), BackendError InvalidScopeOrArgument
-         * above, not the EPERM that tsmd's own policy refusal (Denied) is. */
+        /* A message its scope does not carry, as emu_tsm_check_request() refuses it. */
         if (r == -EPERM)
                 r = -EINVAL;
 

@@ -8,7 +8,8 @@
  * platform does the same: per device, the nonce of the bind's LOCK, put into the guest's START,
  * dropped once used or once the TDI is no longer CONFIG_LOCKED. A guest cannot LOCK or STOP the
  * TDI itself: the device refuses those in every scope (emu-device.h), as a kernel TSM takes only
- * the transition to RUN from a guest and leaves locking and unlocking to the host.
+ * the transition to RUN from a guest and leaves locking and unlocking to the host. Nor does it
+ * take the debug scopes unless told to, as mainline kernels refuse them.
  *
  * SECURITY: the nonces are the TSM's secrets: never logged, never in a guest's response (a
  * LOCK_INTERFACE_RESPONSE would reach the guest with its nonce zeroed) nor in any buffer that
@@ -28,11 +29,22 @@ int emu_tsm_new(EmuTsm **ret);
 EmuTsm *emu_tsm_free(EmuTsm *t);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EmuTsm *, emu_tsm_free);
 
-/* A guest's request, as emu_device_request() takes it. A START_INTERFACE_REQUEST of the right
- * size in scope STATE_CHANGE goes to the device with the nonce held for it in place of the
- * guest's bytes (zeros if none is held, which the device refuses like any wrong nonce: a START
- * needs the bind's LOCK before it). A message its scope does not carry (emu_device_request()'s
- * -EPERM) fails -EINVAL, as the kernel's TSMs answer it. */
+/* Whether the TSM serves guest requests in the debug scopes (DEBUG_READ, DEBUG_WRITE): not
+ * unless set, as mainline kernels' pci_tsm_guest_req() refuses every scope past STATE_CHANGE
+ * (-EINVAL) before a TSM driver sees it ([Platform] EmulatedDebugScopes=). */
+void emu_tsm_set_debug_scopes(EmuTsm *t, bool serve);
+
+/* What the TSM refuses a guest's request with before any exchange with the device, in the
+ * kernel's order: a debug scope it does not serve (-EINVAL, pci_tsm_guest_req()), a TDI the host
+ * has not bound (-ENXIO, emu_tsm_is_bound(); likewise), a message its scope does not carry
+ * (-EINVAL, the TSM driver's guest_req, as cca_tsm_guest_req()). 0: the device gets it. */
+int emu_tsm_check_request(const EmuTsm *t, const EmuDevice *d, EmuScope scope, const void *req, size_t req_len);
+
+/* A guest's request, as emu_device_request() takes it, refused as emu_tsm_check_request() does
+ * but for the binding (the caller's to check, with the device's other exchanges in line). A
+ * START_INTERFACE_REQUEST of the right size in scope STATE_CHANGE goes to the device with the
+ * nonce held for it in place of the guest's bytes (zeros if none is held, which the device
+ * refuses like any wrong nonce: a START needs the bind's LOCK before it). */
 int emu_tsm_request(EmuTsm *t, EmuDevice *d, EmuScope scope, const void *req, size_t req_len, void *resp,
                     size_t resp_size, size_t *ret_resp_len);
 /* The host's bind (LOCK_INTERFACE_REQUEST), unbind (STOP) and release, as emu_device_*() do

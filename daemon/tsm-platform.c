@@ -49,6 +49,7 @@ struct TsmRequest {
         bool serving;
         bool waiting; /* in the platform's emu_waiting */
         bool answer_due; /* the timer is the emulated device's answer, not the deadline */
+        int refusal; /* emulated: what its TSM refuses it with, unasked, when its turn comes (0: none) */
         uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX for none (bind, unbind, connect) */
         struct event *timer;
         TsmRequestCallback callback;
@@ -124,18 +125,24 @@ static uint64_t usec_until(uint64_t deadline_usec) {
         return deadline_usec > now ? deadline_usec - now : 0;
 }
 
-/* A guest request the emulated TSM refuses unasked, as the kernel's pci_tsm_guest_req() does one
- * whose TDI is not bound (ENXIO): only binds and unbinds, which wait in the same line, change
- * that, so the calls made before r count and those after it do not, as on a kernel lane. */
-static bool emu_refuses(const TsmRequest *r) {
-        return r->op == TSM_OP_REQUEST && !emu_tsm_is_bound(r->platform->emu_tsm, r->emu);
+/* What the emulated TSM refuses a guest request with unasked, as a kernel TSM refuses before it
+ * talks to the device (emu_tsm_check_request(): a debug scope it does not serve, a TDI not bound,
+ * a message its scope does not carry). Judged when the device takes r up: only binds and unbinds,
+ * which wait in the same line, change the binding, so the calls made before r count and those
+ * after it do not, as on a kernel lane. */
+static int emu_refusal(const TsmRequest *r) {
+        if (r->op != TSM_OP_REQUEST)
+                return 0;
+        return emu_tsm_check_request(r->platform->emu_tsm, r->emu, r->emu_scope, r->request, r->request_len);
 }
 
 /* The emulated device takes r up now: it answers after its latency (at once for a request its
  * TSM refuses: no exchange), unless r's deadline comes first. */
 static void emu_serve(TsmRequest *r) {
-        uint64_t latency = emu_refuses(r) ? 0 : r->platform->config.emulated_latency_usec,
-                 left = usec_until(r->deadline_usec);
+        uint64_t latency, left = usec_until(r->deadline_usec);
+
+        r->refusal = emu_refusal(r);
+        latency = r->refusal < 0 ? 0 : r->platform->config.emulated_latency_usec;
 
         if (r->waiting) {
                 TAILQ_REMOVE(&r->platform->emu_waiting, r, waiting_entry);
@@ -194,8 +201,8 @@ static bool emu_answer(TsmRequest *r) {
 
         switch (r->op) {
         case TSM_OP_REQUEST:
-                if (emu_refuses(r)) {
-                        k = -ENXIO;
+                if (r->refusal < 0) {
+                        k = r->refusal;
                         break;
                 }
                 k = emu_tsm_request(t, r->emu, r->emu_scope, r->request, r->request_len, r->response,
@@ -468,6 +475,7 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
         TAILQ_INIT(&p->emu_waiting);
         p->config.mode = config->mode;
         p->config.emulated_latency_usec = config->emulated_latency_usec;
+        p->config.emulated_debug_scopes = config->emulated_debug_scopes;
         p->config.request_timeout_usec = config->request_timeout_usec ?: TSM_REQUEST_TIMEOUT_USEC_DEFAULT;
         p->config.iommu_device = strdup(config->iommu_device ?: "/dev/iommu");
         if (!p->config.iommu_device)
@@ -518,6 +526,7 @@ static int platform_new(struct event_base *base, const TsmPlatformConfig *config
                         r = emu_tsm_new(&p->emu_tsm);
                         if (r < 0)
                                 return r;
+                        emu_tsm_set_debug_scopes(p->emu_tsm, config->emulated_debug_scopes);
                         r = emu_state_salt_nonces(p->emu);
                         if (r < 0)
                                 return log_error_errno(r, "Failed to salt the emulated nonces: %m");

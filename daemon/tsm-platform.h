@@ -41,6 +41,9 @@ typedef struct TsmPlatformConfig {
         char *emulated_devices;  /* emu-config syntax; NULL: the default set */
         uint64_t emulated_latency_usec; /* how long an emulated TDISP exchange takes; a device
                                          * takes one at a time, in order */
+        /* The emulated TSM serves guest requests in the debug scopes, which mainline kernels
+         * refuse (EINVAL): for the emulator's debug protocol and the large-payload benchmarks. */
+        bool emulated_debug_scopes;
         /* A backend that never answers must not hold a VMM's call forever: a request still
          * unanswered after this long fails with -ETIMEDOUT. 0: the default. */
         uint64_t request_timeout_usec;
@@ -112,8 +115,10 @@ int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_st
  * its device's lane (kernel-lanes.h), where one that times out is left to finish, unanswered;
  * an emulated device works like its DOE mailbox would. A TDI the host has not bound (or has
  * unbound) is refused with -ENXIO, as the kernel's pci_tsm_guest_req() refuses it: by the
- * emulated TSM when the request's turn comes (emu_tsm_is_bound()), so that a bind made before
- * it counts, as on a kernel lane. */
+ * emulated TSM when the request's turn comes, so that a bind made before it counts, as on a
+ * kernel lane; so are, with -EINVAL, a debug scope it does not serve (emulated_debug_scopes) and a
+ * message its scope does not carry (emu_tsm_check_request()), all at once, taking no exchange
+ * with the device (no emulated latency). */
 typedef struct TsmRequest TsmRequest;
 typedef void (*TsmRequestCallback)(TsmRequest *r, int result, void *userdata);
 

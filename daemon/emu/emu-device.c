@@ -669,7 +669,9 @@ static void capabilities_fill_supported(uint8_t bitmap[static 16]) {
         }
 }
 
-static bool request_permitted(const uint8_t *msg, size_t len, EmuScope scope) {
+bool emu_scope_carries(EmuScope scope, const void *req, size_t req_len) {
+        const uint8_t *msg = req;
+        size_t len = req_len;
         const Handler *h;
         EmuDebugMessage m;
 
@@ -791,7 +793,7 @@ static int exchange(EmuDevice *d, int scope, const void *req, size_t req_len, vo
         if (d->removed)
                 return -ENODEV;
 
-        if (scope >= 0 && !request_permitted(req, req_len, (EmuScope) scope))
+        if (scope >= 0 && !emu_scope_carries((EmuScope) scope, req, req_len))
                 return -EPERM;
 
         r = device_process(d, req, req_len, &reply);

@@ -39,6 +39,10 @@ typedef enum EmuScope {
 const char *emu_scope_to_string(EmuScope s);
 EmuScope emu_scope_from_string(const char *s);
 
+/* Whether scope carries the guest message req (any bytes): the check emu_device_request() makes
+ * before the device sees it (-EPERM), which a TSM makes before any exchange with the device. */
+bool emu_scope_carries(EmuScope scope, const void *req, size_t req_len);
+
 /* The emulator's debug protocol, carried in TDISP VDM_REQUEST/VDM_RESPONSE with registry id
  * PCI-SIG and the device's own vendor id (2 bytes). The vendor data is one EmuDebugPayload:
  * READ returns a register, WRITE sets one and returns the new value. Registers 0-3 are read

@@ -4,7 +4,9 @@
  * match. Its requests never reach the kernel either; the numbers exist so the emulated
  * transport takes its scope exactly like the kernel transports do (by backend + name +
  * version), and it mirrors the kernel's pci_tsm_req_scope, including the debug scopes that a
- * software model can safely offer (still off by default).
+ * software model can safely offer (still off by default: never granted by the policy unless a
+ * rule names them, and refused by the emulated TSM, as by mainline kernels, unless [Platform]
+ * EmulatedDebugScopes=yes).
  *
  * Runs in: monitor and worker.
  */
@@ -54,7 +56,8 @@ static const TsmScopeDesc emulated_scopes[] = {
                 .max_request = TDISP_VDM_MAX,
                 .max_response = TDISP_VDM_MAX,
                 .default_allowed = false,
-                .description = "Read-only vendor-defined (VDM) debug queries of the emulated device",
+                .description = "Read-only vendor-defined (VDM) debug queries of the emulated device "
+                               "(refused unless EmulatedDebugScopes=yes, as by mainline kernels)",
         },
         {
                 .name = TSM_SCOPE_DEBUG_WRITE,
@@ -62,7 +65,8 @@ static const TsmScopeDesc emulated_scopes[] = {
                 .max_request = TDISP_VDM_MAX,
                 .max_response = TDISP_VDM_MAX,
                 .default_allowed = false,
-                .description = "Vendor-defined (VDM) debug state changes of the emulated device",
+                .description = "Vendor-defined (VDM) debug state changes of the emulated device "
+                               "(refused unless EmulatedDebugScopes=yes, as by mainline kernels)",
         },
 };
 

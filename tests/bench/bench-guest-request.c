@@ -611,7 +611,9 @@ static char *config_text(const char *sync_mode, bool journal, unsigned n_devices
         static char buf[INI_LINE_MAX + 1024];
         size_t o;
 
-        o = (size_t) snprintf(buf, sizeof(buf), "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDevices=");
+        /* The emulated TSM serves the debug scopes only when told to, as no mainline kernel does. */
+        o = (size_t) snprintf(buf, sizeof(buf),
+                              "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDebugScopes=yes\nEmulatedDevices=");
         for (unsigned i = 0; i < n_devices; i++) {
                 char addr[EMU_PCI_ADDRESS_STRLEN + 1];
                 device_address(i, addr);

@@ -8,8 +8,10 @@
  * request never calls back, and a reload switches a listed device's fault on and off in place;
  * the emulated TSM keeps the nonce of the LOCK it made at a bind and starts the TDI with it when
  * the guest accepts the device, and takes guest requests only for a TDI the host has bound (else
- * ENXIO, as the kernel's pci_tsm_guest_req()), a bind made before a request counting for it; a
- * device's nonces do not repeat across restarts and reloads.
+ * ENXIO, as the kernel's pci_tsm_guest_req()), a bind made before a request counting for it, and
+ * in the debug scopes only when configured to (else EINVAL, as mainline kernels); what the TSM
+ * refuses takes no exchange (no latency); a device's nonces do not repeat across restarts and
+ * reloads.
  * Runs in: tests.
  */
 
@@ -67,18 +69,24 @@ typedef struct Router {
         TsmPlatform *p;
 } Router;
 
-static void router_new(Router *r, const char *devices, uint64_t latency_usec, uint64_t timeout_usec) {
+static void router_new_full(Router *r, const char *devices, uint64_t latency_usec, uint64_t timeout_usec,
+                            bool debug_scopes) {
         TsmPlatformConfig config = {
                 .mode = TSM_PLATFORM_EMULATED,
                 .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
                 .emulated_devices = (char *) devices,
                 .emulated_latency_usec = latency_usec,
                 .request_timeout_usec = timeout_usec,
+                .emulated_debug_scopes = debug_scopes,
         };
 
         r->base = event_base_new();
         ASSERT_NOT_NULL(r->base);
         ASSERT_OK(tsm_platform_new(r->base, &config, &r->p));
+}
+
+static void router_new(Router *r, const char *devices, uint64_t latency_usec, uint64_t timeout_usec) {
+        router_new_full(r, devices, latency_usec, timeout_usec, false);
 }
 
 static void router_free(Router *r) {
@@ -104,18 +112,25 @@ static TsmRequest *submit(Router *r, const char *address, uint8_t type, Done *d)
         return req;
 }
 
+/* A message (any bytes) to address in scope. */
+static void submit_msg(Router *r, const char *address, const char *scope, const void *msg, size_t len, Done *d) {
+        TsmTarget t = { .pci_address = address, .iommufd = -EBADF };
+
+        *d = (Done) { .start = now_monotonic_usec() };
+        ASSERT_OK(tsm_platform_request(r->p, &t, scope, msg, len, 4096, on_done, d, NULL));
+        ASSERT_FALSE(d->called);
+}
+
 /* A request of this type with this body, in scope state-change. */
 static void submit_state_change(Router *r, const char *address, uint8_t type, const void *body, size_t body_len,
                                 Done *d) {
         EmuDevice *dev = emu_platform_find_device(tsm_platform_get_emulated(r->p), address);
-        TsmTarget t = { .pci_address = address, .iommufd = -EBADF };
         uint8_t msg[64];
         size_t len;
 
         ASSERT_NOT_NULL(dev);
         ASSERT_OK(tdisp_build_request(type, emu_device_get_function_id(dev), body, body_len, msg, sizeof(msg), &len));
-        *d = (Done) { .start = now_monotonic_usec() };
-        ASSERT_OK(tsm_platform_request(r->p, &t, "state-change", msg, len, 4096, on_done, d, NULL));
+        submit_msg(r, address, "state-change", msg, len, d);
 }
 
 /* Runs the loop until *flag or for at most usec. */
@@ -192,13 +207,15 @@ TEST(devices_are_found_only_as_sysfs_spells_them) {
 }
 
 TEST(hanging_device_times_out) {
+        uint8_t zero[TDISP_NONCE_SIZE] = {};
         Router r;
-        Done hung, fine, stop;
+        Done hung, fine, start;
 
         router_new_bound(&r, DEV1 "," DEV2, DEV1 ":fault=timeout," DEV2, 20 * MSEC, 300 * MSEC);
         (void) submit(&r, DEV1, TDISP_MSG_GET_VERSION, &hung);
         (void) submit(&r, DEV2, TDISP_MSG_GET_VERSION, &fine);
-        (void) submit(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, &stop);
+        /* The guest's START, which the TSM completes with its nonce: the TDI would run. */
+        submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero), &start);
 
         /* The healthy device answers after its latency, meanwhile. */
         run_until(&r, &fine.called, SLACK_USEC);
@@ -210,10 +227,10 @@ TEST(hanging_device_times_out) {
 
         /* The one behind it in the device's mailbox waits with it, until its own deadline. */
         run_until(&r, &hung.called, 300 * MSEC + SLACK_USEC);
-        run_until(&r, &stop.called, SLACK_USEC);
-        ASSERT_TRUE(hung.called && stop.called);
+        run_until(&r, &start.called, SLACK_USEC);
+        ASSERT_TRUE(hung.called && start.called);
         ASSERT_ERRNO(hung.result, ETIMEDOUT);
-        ASSERT_ERRNO(stop.result, ETIMEDOUT);
+        ASSERT_ERRNO(start.result, ETIMEDOUT);
         /* At the deadline: not at the answer's due time, not long after. */
         ASSERT_GE(hung.at + EARLY_USEC, 300 * MSEC);
         ASSERT_LE(hung.at, 300 * MSEC + SLACK_USEC);
@@ -319,16 +336,17 @@ TEST(cancelled_while_waiting) {
 
 /* Slower than the deadline is as good as never: the request fails before the device acts. */
 TEST(slow_device_times_out) {
+        uint8_t zero[TDISP_NONCE_SIZE] = {};
         Router r;
-        Done stop;
+        Done start;
 
         router_new_bound(&r, DEV1, NULL, 400 * MSEC, 100 * MSEC);
-        (void) submit(&r, DEV1, TDISP_MSG_STOP_INTERFACE_REQ, &stop);
-        run_until(&r, &stop.called, 100 * MSEC + SLACK_USEC);
-        ASSERT_TRUE(stop.called);
-        ASSERT_ERRNO(stop.result, ETIMEDOUT);
-        ASSERT_GE(stop.at + EARLY_USEC, 100 * MSEC);
-        ASSERT_TRUE(stop.at < 400 * MSEC);
+        submit_state_change(&r, DEV1, TDISP_MSG_START_INTERFACE_REQ, zero, sizeof(zero), &start);
+        run_until(&r, &start.called, 100 * MSEC + SLACK_USEC);
+        ASSERT_TRUE(start.called);
+        ASSERT_ERRNO(start.result, ETIMEDOUT);
+        ASSERT_GE(start.at + EARLY_USEC, 100 * MSEC);
+        ASSERT_TRUE(start.at < 400 * MSEC);
         /* Past the time the device would have answered: it was never asked. */
         run_until(&r, NULL, 400 * MSEC);
         ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
@@ -587,6 +605,81 @@ TEST(guest_requests_need_a_bound_tdi) {
         router_free(&r);
 }
 
+/* A debug READ or WRITE of a scratch register of address's device, in scope. */
+static void submit_debug(Router *r, const char *address, const char *scope, uint8_t op, uint64_t value, Done *d) {
+        EmuDevice *dev = emu_platform_find_device(tsm_platform_get_emulated(r->p), address);
+        uint8_t msg[sizeof(EmuDebugMessage)];
+        size_t len;
+
+        ASSERT_NOT_NULL(dev);
+        ASSERT_OK(emu_debug_build_request(emu_device_get_function_id(dev), EMU_VENDOR_ID_DEFAULT, op,
+                                          EMU_DEBUG_REG_SCRATCH_FIRST, value, msg, sizeof(msg), &len));
+        submit_msg(r, address, scope, msg, len, d);
+}
+
+/* The scratch register a debug WRITE would change, as the device holds it. */
+static uint64_t scratch_of(Router *r, const char *address) {
+        EmuDeviceSaved saved;
+
+        emu_device_save(emu_platform_find_device(tsm_platform_get_emulated(r->p), address), &saved);
+        return saved.regs[EMU_DEBUG_REG_SCRATCH_FIRST];
+}
+
+/* Far more than a refusal may take: a refusal answered after it was an exchange. */
+#define LONG_LATENCY_USEC (30000 * MSEC)
+
+/* As mainline kernels' pci_tsm_guest_req() refuses every scope past state-change (EINVAL) before
+ * a TSM driver sees it, the emulated TSM refuses the debug scopes unless configured to serve
+ * them: before it looks at the binding (EINVAL on a TDI not bound too), the device never asked. */
+TEST(debug_scopes_refused_unless_served) {
+        static const char *const scopes[] = { "debug-read", "debug-write" };
+        Router r;
+        Done d;
+
+        router_new(&r, DEV1 "," DEV2, 0, 5000 * MSEC);
+        set_bound(&r, DEV1, true);
+        for (size_t i = 0; i < ELEMENTSOF(scopes); i++) {
+                uint8_t op = i == 0 ? EMU_DEBUG_OP_READ : EMU_DEBUG_OP_WRITE;
+
+                submit_debug(&r, DEV1, scopes[i], op, 0x5ec2e7, &d);
+                run_until(&r, &d.called, SLACK_USEC);
+                ASSERT_TRUE(d.called);
+                ASSERT_ERRNO(d.result, EINVAL);
+                submit_debug(&r, DEV2, scopes[i], op, 0x5ec2e7, &d);
+                run_until(&r, &d.called, SLACK_USEC);
+                ASSERT_ERRNO(d.result, EINVAL); /* not ENXIO: the scope is refused first */
+        }
+        ASSERT_EQ(scratch_of(&r, DEV1), 0u);
+        ASSERT_OK(version_result(&r, DEV1)); /* the other scopes are served */
+        router_free(&r);
+}
+
+/* Configured to serve them, the TSM takes the debug scopes like any other: each an exchange with
+ * the device, after its latency, in the scope its operation belongs to. */
+TEST(debug_scopes_served_when_configured) {
+        Router r;
+        Done d;
+
+        router_new_full(&r, DEV1, 20 * MSEC, 5000 * MSEC, true);
+        set_bound(&r, DEV1, true);
+        submit_debug(&r, DEV1, "debug-write", EMU_DEBUG_OP_WRITE, 0x5ec2e7, &d);
+        run_until(&r, &d.called, SLACK_USEC);
+        ASSERT_OK(d.result);
+        ASSERT_EQ(d.type, TDISP_MSG_VDM_RSP);
+        ASSERT_GE(d.at + EARLY_USEC, 20 * MSEC);
+        ASSERT_EQ(scratch_of(&r, DEV1), 0x5ec2e7u);
+        submit_debug(&r, DEV1, "debug-read", EMU_DEBUG_OP_READ, 0, &d);
+        run_until(&r, &d.called, SLACK_USEC);
+        ASSERT_OK(d.result);
+        ASSERT_EQ(d.type, TDISP_MSG_VDM_RSP);
+        /* A WRITE is not a read's business. */
+        submit_debug(&r, DEV1, "debug-read", EMU_DEBUG_OP_WRITE, 1, &d);
+        run_until(&r, &d.called, SLACK_USEC);
+        ASSERT_ERRNO(d.result, EINVAL);
+        ASSERT_EQ(scratch_of(&r, DEV1), 0x5ec2e7u);
+        router_free(&r);
+}
+
 static bool held_bound(const char *pci_address, bool *ret_bound, void *userdata) {
         *ret_bound = true;
         return true;
@@ -652,6 +745,74 @@ TEST(emulated_state_across_restarts) {
         router_free(&c);
         safe_close(fd);
         safe_close(fd2);
+}
+
+/* A router over DEV1, bound (CONFIG_LOCKED), and DEV2, whose devices take latency_usec per
+ * exchange: DEV1 bound by a router of no latency and brought over as across a restart of tsmd,
+ * so that the bind's latency is not waited out. */
+static void router_new_bound_slow(Router *r, uint64_t latency_usec) {
+        int fd = -EBADF;
+        Router a;
+        size_t n;
+
+        router_new(&a, DEV1 "," DEV2, 0, 5000 * MSEC);
+        set_bound(&a, DEV1, true);
+        ASSERT_OK(tsm_platform_save_emulated(a.p, held_bound, NULL, &fd, &n));
+        ASSERT_EQ(n, 1u);
+        router_free(&a);
+        router_new(r, DEV1 "," DEV2, latency_usec, 2 * latency_usec);
+        ASSERT_OK(tsm_platform_load_emulated(r->p, fd, &n));
+        ASSERT_EQ(n, 1u);
+        safe_close(fd);
+}
+
+/* What the TSM refuses it refuses before any exchange with the device, as a kernel TSM does: no
+ * EmulatedLatencyUSec for a debug scope it does not serve, a message its scope does not carry
+ * (the guest's STOP or LOCK, GET_TDISP_VERSION in state-change, a message too short to have a
+ * code), nor a TDI not bound. What it serves takes the latency. */
+TEST(tsm_refusals_take_no_exchange) {
+        uint8_t version[sizeof(TdispHeader)], stop[sizeof(TdispHeader)], junk = 0x10;
+        const struct {
+                const char *address, *scope;
+                const void *msg;
+                size_t len;
+                int result;
+        } refused[] = {
+                { DEV1, "state-change", stop, sizeof(stop), -EINVAL },
+                { DEV1, "state-change", version, sizeof(version), -EINVAL },
+                { DEV1, "info", &junk, 1, -EINVAL },
+                { DEV2, "info", version, sizeof(version), -ENXIO },
+        };
+        EmuDevice *dev;
+        Router r;
+        Done d, served;
+        size_t len;
+
+        router_new_bound_slow(&r, LONG_LATENCY_USEC);
+        dev = emu_platform_find_device(tsm_platform_get_emulated(r.p), DEV1);
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, emu_device_get_function_id(dev), NULL, 0, version,
+                                      sizeof(version), &len));
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_STOP_INTERFACE_REQ, emu_device_get_function_id(dev), NULL, 0, stop,
+                                      sizeof(stop), &len));
+
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+                submit_msg(&r, refused[i].address, refused[i].scope, refused[i].msg, refused[i].len, &d);
+                run_until(&r, &d.called, SLACK_USEC);
+                ASSERT_TRUE(d.called);
+                ASSERT_EQ(d.result, refused[i].result);
+                ASSERT_TRUE(d.at < SLACK_USEC);
+        }
+        submit_debug(&r, DEV1, "debug-read", EMU_DEBUG_OP_READ, 0, &d);
+        run_until(&r, &d.called, SLACK_USEC);
+        ASSERT_TRUE(d.called);
+        ASSERT_ERRNO(d.result, EINVAL);
+
+        /* Served: the device takes its time. */
+        submit_msg(&r, DEV1, "info", version, sizeof(version), &served);
+        run_until(&r, &served.called, SLACK_USEC);
+        ASSERT_FALSE(served.called);
+        ASSERT_EQ(state_of(&r, DEV1), TDISP_STATE_CONFIG_LOCKED);
+        router_free(&r);
 }
 
 /* The nonce of a LOCK the host's bind makes on the emulated device at address, which is then

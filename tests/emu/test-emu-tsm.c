@@ -6,7 +6,8 @@
  * once the TDI is no longer CONFIG_LOCKED, so that a START it holds no nonce for fails at the
  * device (INVALID_NONCE, or INVALID_INTERFACE_STATE if the TDI is not locked); it holds the
  * TDI's binding from the host's bind to its unbind, as the kernel does, for the router to refuse
- * guest requests without one.
+ * guest requests without one; it serves the debug scopes only when told to (EINVAL, as mainline
+ * kernels, otherwise).
  * Runs in: tests.
  */
 
@@ -371,6 +372,8 @@ TEST(state_carried_across_a_restart) {
 
         fixture_new(&f);
         fixture_new(&g);
+        emu_tsm_set_debug_scopes(f.tsm, true);
+        emu_tsm_set_debug_scopes(g.tsm, true);
         ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
         ASSERT_OK(emu_debug_build_mem_request(emu_device_get_function_id(f.d), EMU_VENDOR_ID_DEFAULT,
                                               EMU_DEBUG_OP_MEM_WRITE, 16, sizeof(data), data, msg, sizeof(msg), &len));
@@ -399,6 +402,52 @@ TEST(state_carried_across_a_restart) {
         ASSERT_OK(emu_tsm_request(g.tsm, g.d, EMU_SCOPE_DEBUG_READ, msg, len, resp, sizeof(resp), &len));
         ASSERT_MEMEQ(resp + len - sizeof(data), data, sizeof(data));
         fixture_free(&g);
+}
+
+/* A guest's debug READ or WRITE of register reg, through the TSM in scope. */
+static Answer guest_debug(Fixture *f, EmuScope scope, uint8_t op, uint32_t reg, uint64_t value) {
+        uint8_t msg[sizeof(EmuDebugMessage)];
+        size_t len;
+        Answer a = {};
+
+        ASSERT_OK(emu_debug_build_request(emu_device_get_function_id(f->d), EMU_VENDOR_ID_DEFAULT, op, reg, value, msg,
+                                          sizeof(msg), &len));
+        a.result = emu_tsm_request(f->tsm, f->d, scope, msg, len, a.buf, sizeof(a.buf), &a.len);
+        return a;
+}
+
+/* Mainline kernels' pci_tsm_guest_req() refuses every scope past STATE_CHANGE with EINVAL before a
+ * TSM driver sees it: so does the emulated TSM, unless told to serve the debug scopes, first of
+ * its checks (a TDI not bound too), the device never asked. */
+TEST(debug_scopes_refused_unless_served) {
+        const uint32_t reg = EMU_DEBUG_REG_SCRATCH_FIRST;
+        uint8_t msg[sizeof(EmuDebugMessage)];
+        EmuDeviceSaved saved;
+        Fixture f;
+        size_t len;
+
+        fixture_new(&f);
+        ASSERT_OK(emu_debug_build_request(emu_device_get_function_id(f.d), EMU_VENDOR_ID_DEFAULT, EMU_DEBUG_OP_READ, reg,
+                                          0, msg, sizeof(msg), &len));
+        ASSERT_ERRNO(emu_tsm_check_request(f.tsm, f.d, EMU_SCOPE_DEBUG_READ, msg, len), EINVAL); /* not ENXIO */
+        ASSERT_OK(emu_tsm_bind(f.tsm, f.d));
+        ASSERT_ERRNO(emu_tsm_check_request(f.tsm, f.d, EMU_SCOPE_DEBUG_READ, msg, len), EINVAL);
+        ASSERT_ERRNO(guest_debug(&f, EMU_SCOPE_DEBUG_READ, EMU_DEBUG_OP_READ, reg, 0).result, EINVAL);
+        ASSERT_ERRNO(guest_debug(&f, EMU_SCOPE_DEBUG_WRITE, EMU_DEBUG_OP_WRITE, reg, 0x5ec2e7).result, EINVAL);
+        emu_device_save(f.d, &saved);
+        ASSERT_EQ(saved.regs[reg], 0u);
+        ASSERT_OK(guest(&f, EMU_SCOPE_INFO, TDISP_MSG_GET_VERSION, NULL, 0).result);
+
+        /* Served: the device's answers, in the scope of each operation only. */
+        emu_tsm_set_debug_scopes(f.tsm, true);
+        ASSERT_EQ(guest_debug(&f, EMU_SCOPE_DEBUG_WRITE, EMU_DEBUG_OP_WRITE, reg, 0x5ec2e7).buf[1], TDISP_MSG_VDM_RSP);
+        ASSERT_EQ(guest_debug(&f, EMU_SCOPE_DEBUG_READ, EMU_DEBUG_OP_READ, reg, 0).buf[1], TDISP_MSG_VDM_RSP);
+        ASSERT_ERRNO(guest_debug(&f, EMU_SCOPE_DEBUG_READ, EMU_DEBUG_OP_WRITE, reg, 1).result, EINVAL);
+        emu_device_save(f.d, &saved);
+        ASSERT_EQ(saved.regs[reg], 0x5ec2e7u);
+        ASSERT_OK(emu_tsm_unbind(f.tsm, f.d));
+        ASSERT_ERRNO(emu_tsm_check_request(f.tsm, f.d, EMU_SCOPE_DEBUG_READ, msg, len), ENXIO);
+        fixture_free(&f);
 }
 
 /* A restore is the saved state whole: one without a nonce (a second record for the device)

@@ -142,6 +142,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         TsmPlatformConfig config = {
                 .mode = TSM_PLATFORM_EMULATED,
                 .iommu_device = (char *) "/nonexistent/tsmd-fuzz-iommu",
+                /* The corpus's debug-read and debug-write requests reach the device's debug
+                 * protocol, as before the TSM refused the debug scopes by default. */
+                .emulated_debug_scopes = true,
         };
         static Worker w;
         struct event_base *base;

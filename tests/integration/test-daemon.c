@@ -83,6 +83,7 @@ static const char good_config[] =
         "IommuDevice=/dev/zero\n"
         "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"
         "EmulatedLatencyUSec=1000\n"
+        "EmulatedDebugScopes=yes\n"
         "RequestTimeoutUSec=2000000\n"
         "\n"
         "[Guest]\n"
@@ -174,6 +175,8 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Varlink]\nMaxMessageSize=+1M\n", 2, "not a size" },
                 { "[Platform]\nMode=fast\n", 2, "invalid value for Mode=: not one of auto, kernel, emulated" },
                 { "[Audit]\nJournal=maybe\n", 2, "invalid value for Journal=: not a boolean (yes/no)" },
+                { "[Platform]\nEmulatedDebugScopes=maybe\n", 2,
+                  "invalid value for EmulatedDebugScopes=: not a boolean (yes/no)" },
                 { "[Audit]\nSyncMode=never\n", 2, "invalid value for SyncMode=: not a sync mode (group, per-record)" },
                 { "[Platform]\nEmulatedDevices=0000:1:00.0\n", 2, "invalid value for EmulatedDevices=: not a valid device list" },
                 { "[Guest]\nMaxContextsPerClient=0\n", 2, "value out of range for MaxContextsPerClient= (1 to 4096)" },
@@ -326,6 +329,7 @@ TEST(dump_config_round_trips) {
         ASSERT_NOT_NULL(strstr(dump1, "[Platform]\n"));
         ASSERT_NOT_NULL(strstr(dump1, "Mode=emulated\n"));
         ASSERT_NOT_NULL(strstr(dump1, "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "EmulatedDebugScopes=yes\n"));
         ASSERT_NOT_NULL(strstr(dump1, "[Guest]\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxContextsPerClient=3\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxContexts=100\n"));
@@ -1334,7 +1338,7 @@ TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
         write_file(scratch_path(dir, "tsmd.conf"), "[Platform]\nMode=emulated\nBogus=1\n");
         {
                 _cleanup_free_ char *err = NULL;
-                const char *want = strf("%s/tsmd.conf:3: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, RequestTimeoutUSec)", dir);
+                const char *want = strf("%s/tsmd.conf:3: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, EmulatedDebugScopes, RequestTimeoutUSec)", dir);
 
                 ASSERT_TRUE(exited_with(start_in(dir, &err), EX_CONFIG));
                 if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))

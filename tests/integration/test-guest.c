@@ -1062,7 +1062,7 @@ TEST(response_capped_to_what_the_reply_can_carry) {
         Msg m;
         Tsmd t;
 
-        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO("[Varlink]\nMaxMessageSize=64K\n"),
+        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO("EmulatedDebugScopes=yes\n[Varlink]\nMaxMessageSize=64K\n"),
                                        .files = &policy, .n_files = 1 });
         c = tsmd_connect(&t);
         ctx = open_context(c, NULL);
@@ -1283,7 +1283,7 @@ TEST(release_resets_what_the_guest_wrote_to_registers) {
         int64_t ca, cb;
         Tsmd t;
 
-        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO(""), .files = &policy, .n_files = 1 });
+        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO("EmulatedDebugScopes=yes\n"), .files = &policy, .n_files = 1 });
         a = tsmd_connect(&t);
         ca = open_context(a, NULL);
         attach(a, ca, 1, DEV1);
@@ -1301,6 +1301,57 @@ TEST(release_resets_what_the_guest_wrote_to_registers) {
         ASSERT_EQ(guest_debug_reg(b, cb, 1, DEV1, EMU_DEBUG_OP_READ, config_reg, 0), config_value);
         ASSERT_EQ(guest_debug_reg(b, cb, 1, DEV1, EMU_DEBUG_OP_READ, scratch_reg, 0), scratch_value);
         varlink_client_free(b);
+        tsmd_teardown(&t);
+}
+
+/* How long each exchange with the emulated device takes below: far more than a refusal may. */
+#define DEBUG_REFUSAL_LATENCY_USEC 2000000
+
+/* Mainline kernels refuse the debug scopes (pci_tsm_guest_req(): EINVAL past state-change,
+ * before a TSM driver or the device sees them), and so does the emulated platform unless
+ * [Platform] EmulatedDebugScopes=yes, whatever the policy grants: BackendError
+ * InvalidScopeOrArgument, recorded like any failed request, answered at once (no exchange with
+ * the device, so no EmulatedLatencyUSec), on a TDI not bound too (the scope is refused first). */
+TEST(debug_scopes_refused_unless_the_emulated_tsm_serves_them) {
+        const TsmdFile policy = {
+                "policy.conf", strf("[Client:tests]\nUsers=%u\nDevices=*\nScopes=info state-change debug-read debug-write\n",
+                                    (unsigned) getuid()) };
+        VarlinkClient *c;
+        int64_t ctx, seq;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions){ .config = CONF_ZERO("EmulatedLatencyUSec=" STRINGIFY(DEBUG_REFUSAL_LATENCY_USEC) "\n"),
+                                       .files = &policy, .n_files = 1 });
+        c = tsmd_connect(&t);
+        ctx = open_context(c, NULL);
+        attach(c, ctx, 1, DEV1);
+        seq = tsmd_audit_last_seq(&t);
+        for (int bound = 0; bound < 2; bound++) {
+                if (bound)
+                        bind_device(c, ctx, 1); /* an exchange: the latency */
+                for (int write = 0; write < 2; write++) {
+                        uint64_t t0;
+                        Msg m = {};
+
+                        ASSERT_OK(emu_debug_build_request(guest_function_id(DEV1), EMU_VENDOR_ID_DEFAULT,
+                                                          write ? EMU_DEBUG_OP_WRITE : EMU_DEBUG_OP_READ,
+                                                          EMU_DEBUG_REG_SCRATCH_FIRST, write ? 0x5ec2e7 : 0, m.buf,
+                                                          sizeof(m.buf), &m.len));
+                        t0 = now_usec();
+                        CALL_ERROR(c, G "GuestRequest",
+                                   request_params(ctx, 1, write ? "debug-write" : "debug-read", &m, 4096),
+                                   E_SCOPE_REFUSED, SCOPE_REFUSED);
+                        if (now_usec() - t0 >= DEBUG_REFUSAL_LATENCY_USEC / 2)
+                                TEST_FAIL("a debug request refused by the TSM took %.1f s, as an exchange would",
+                                          (double) (now_usec() - t0) / USEC_PER_SEC);
+                }
+        }
+        tsmd_expect_audit(&t, seq, "guest-request", E_SCOPE_REFUSED, 4);
+        ASSERT_EQ(tsmd_audit_count_where(&t, seq, "\"scope\":\"debug-write\"", "guest-request", E_SCOPE_REFUSED), 2U);
+        /* Unbound, the device has nothing to release (the refused write wrote nothing): the stop
+         * waits for no exchange. */
+        ASSERT_STREQ(JSTR(CALL_OK(c, G "Unbind", guest_vdev_params(ctx, 1)), "state"), "config_unlocked");
+        varlink_client_free(c);
         tsmd_teardown(&t);
 }
 

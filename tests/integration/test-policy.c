@@ -44,6 +44,9 @@
 #define CONF_EMU(devices, extra)                                                                   \
         "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDevices=" devices "\n" extra
 #define CONF_ZERO CONF_EMU(DEV1 "," DEV2, "")
+/* The same with the emulated TSM serving the debug scopes (as mainline kernels do not), for the
+ * policy to grant or refuse them. */
+#define CONF_DEBUG CONF_EMU(DEV1 "," DEV2, "EmulatedDebugScopes=yes\n")
 
 /* ---- calls -------------------------------------------------------------------------------- */
 
@@ -311,7 +314,7 @@ TEST(rule_grants_one_device_and_scope) {
         int64_t ctx;
 
         need_root();
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_DEBUG, .files = files, .n_files = ELEMENTSOF(files) });
         b = tsmd_connect_as(&t, NOBODY, NOBODY);
         root = tsmd_connect(&t);
 
@@ -339,7 +342,7 @@ TEST(rule_grants_one_device_and_scope) {
         /* A drop-in grants debug-read explicitly (replacing the rule's Scopes=). */
         ASSERT_OK(mkdir(strf("%s/policy.d", t.dir), 0755));
         write_file(strf("%s/policy.d/50-debug.conf", t.dir), "[Client:nobody-vm]\nScopes=info debug-read\n");
-        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        ASSERT_TRUE(tsmd_reload(&t, CONF_DEBUG));
         expect_scope_ok(b, ctx, 1, "debug-read", DEV1);
         expect_scope_ok(b, ctx, 1, "info", DEV1);
         expect_scope_denied(b, ctx, 1, "debug-write", DEV1);
@@ -356,7 +359,7 @@ TEST(rule_grants_one_device_and_scope) {
         /* Masking the drop-in takes the grant away again. */
         ASSERT_OK(unlink(strf("%s/policy.d/50-debug.conf", t.dir)));
         ASSERT_OK(symlink("/dev/null", strf("%s/policy.d/50-debug.conf", t.dir)));
-        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        ASSERT_TRUE(tsmd_reload(&t, CONF_DEBUG));
         CALL_OK(b, G "Bind", guest_vdev_params(ctx, 3));
         expect_scope_denied(b, ctx, 3, "debug-read", DEV1);
         expect_scope_ok(b, ctx, 3, "info", DEV1);
@@ -773,7 +776,7 @@ TEST(a_restarted_worker_serves_the_last_good_configuration) {
         /* Broken at line 5, it would take DEV2 away. */
         tsmd_write_config(&t, CONF_EMU(DEV1, "Bogus=1\n"));
         tsmd_kill_worker(&t);
-        ASSERT_TRUE(tsmd_log_contains(&t, "tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, RequestTimeoutUSec)."));
+        ASSERT_TRUE(tsmd_log_contains(&t, "tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, EmulatedDebugScopes, RequestTimeoutUSec)."));
         ASSERT_TRUE(tsmd_log_contains(&t, "serving with the last configuration and policy that loaded"));
         expect_devices(&t, true);
         ASSERT_EQ(tsmd_log_count(&t, "Device " DEV2 " is no longer emulated."), 0U);
@@ -994,7 +997,7 @@ TEST(status_names_a_broken_configuration_file) {
         root = tsmd_connect(&t);
         cfg = status_configuration(root);
         ASSERT_STREQ(JSTR(cfg, "source"), "last_good");
-        ASSERT_STREQ(JSTR(cfg, "error"), strf("%s/tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, RequestTimeoutUSec)", t.dir));
+        ASSERT_STREQ(JSTR(cfg, "error"), strf("%s/tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, EmulatedDebugScopes, RequestTimeoutUSec)", t.dir));
         expect_devices(&t, true);
 
         ASSERT_TRUE(tsmd_reload(&t, CONF_EMU(DEV1, "")));
@@ -1044,7 +1047,7 @@ TEST(a_refusal_says_what_only_the_monitor_could_read) {
         tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
         root = tsmd_connect(&t);
         policy_why = strdupa(strf("%s/policy.conf:4: unknown key 'Bogus'", t.dir));
-        config_why = strdupa(strf("%s/tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, RequestTimeoutUSec)", t.dir));
+        config_why = strdupa(strf("%s/tsmd.conf:5: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, EmulatedDebugScopes, RequestTimeoutUSec)", t.dir));
 
         tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
         ASSERT_OK(chmod(strf("%s/policy.conf", t.dir), 0600));

@@ -305,6 +305,8 @@ static void setup(Fixture *f) {
                 /* No IOMMU here, whatever the host has: the emulated stand-in is handed out. */
                 .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
                 .emulated_latency_usec = 0,
+                /* Served, as mainline kernels do not: the tests' large payloads are MEM_READs. */
+                .emulated_debug_scopes = true,
         };
 
         setup_platform(f, &config);

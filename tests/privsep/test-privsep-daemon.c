@@ -45,8 +45,11 @@
 
 /* No IOMMU device: the monitor hands out memfds, each its own inode, so "the same kernel
  * object" can be told from "another open of the same device". */
+/* The debug scopes served (as mainline kernels do not): the cases' large payloads are MEM_READs,
+ * and the policy decides which of them are refused. */
 #define CONFIG                                                                                     \
         "[Platform]\nMode=emulated\nIommuDevice=/nonexistent/tsmd-test/iommu\nEmulatedDevices=" DEV1 "\n" \
+        "EmulatedDebugScopes=yes\n"                                                               \
         "[Guest]\nContextStateDirectory=%s/state\n"
 
 /* The monitor's send timeout (monitor-dispatch.h, 5 s), the emulated device's time for the

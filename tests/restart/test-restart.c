@@ -3634,6 +3634,13 @@ TEST(a_full_notify_queue_does_not_block_the_monitor) {
 
 #define EMU_POLICY "[Client:tests]\nUsers=root 65534\nDevices=*\nScopes=info state-change debug-read debug-write\n"
 
+/* EMU_POLICY, with the emulated TSM serving the debug scopes it grants (as mainline kernels do
+ * not): the guest writes and reads its device's memory through them. */
+static void emu_policy_write(Manager *m) {
+        policy_write(m, EMU_POLICY);
+        config_set(m, "Platform", "EmulatedDebugScopes", "yes");
+}
+
 /* The admin's view of the TDI state of the emulated device at address. */
 static void expect_admin_state(Manager *m, const char *address, const char *state) {
         VarlinkClient *admin;
@@ -3740,7 +3747,7 @@ static void stop_with_running_device(Manager *m, char token[static 64], const ui
 /* A tsmd of the emulated policy, started and stopped with a guest's device running. */
 static void start_and_stop_with_running_device(Manager *m, char token[static 64], const uint8_t *pattern, size_t n) {
         manager_init(m);
-        policy_write(m, EMU_POLICY);
+        emu_policy_write(m);
         manager_capture_log(m);
         manager_start_ready(m);
         stop_with_running_device(m, token, pattern, n);
@@ -3841,7 +3848,7 @@ TEST(an_emulated_device_removed_from_the_config_is_not_resurrected) {
 
         memset(pattern, 0x5a, sizeof(pattern));
         manager_init(&m);
-        policy_write(&m, EMU_POLICY);
+        emu_policy_write(&m);
         config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0,0000:02:00.0");
         manager_capture_log(&m);
         manager_start_ready(&m);

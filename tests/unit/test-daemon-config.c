@@ -4,7 +4,8 @@
  * none is, and a load that fails frees all it allocated and leaves the configuration in force as
  * it was. strdup() is replaced
  * here, for the code linked into this binary, by one that fails at a chosen call.
- * And [Worker]'s limits: their defaults, what each takes and what is refused, by name.
+ * And [Worker]'s limits: their defaults, what each takes and what is refused, by name; and
+ * [Platform] EmulatedDebugScopes=.
  * Runs in: tests.
  */
 
@@ -300,6 +301,48 @@ TEST(worker_section_is_known) {
         ASSERT_STREQ(message, "unknown section [Workers] (valid: [Varlink], [Platform], [Guest], [Policy], [Audit], "
                               "[Worker])");
         daemon_config_done(&c);
+}
+
+/* ---- [Platform] EmulatedDebugScopes= --------------------------------------------------------- */
+
+/* Off unless set, as mainline kernels refuse the debug scopes; a boolean, anything else refused by
+ * name with the configuration in force kept; read at start, so among the settings every worker
+ * gets from the monitor. */
+TEST(emulated_debug_scopes_is_a_boolean_read_at_start) {
+        static const char *const bad[] = { "maybe", "2", "yes please", "" };
+        _cleanup_free_ char *text = NULL;
+        const char *message;
+        DaemonConfig c;
+        unsigned line;
+
+        ASSERT_OK(daemon_config_init(&c));
+        ASSERT_FALSE(c.platform.emulated_debug_scopes);
+        ASSERT_OK(daemon_config_format_start_only(&c, &text));
+        ASSERT_NOT_NULL(strstr(text, "\nEmulatedDebugScopes=no\n"));
+        daemon_config_done(&c);
+        text = mfree(text);
+
+        ASSERT_OK(load_worker("[Platform]\nEmulatedDebugScopes=yes\n", &c, &line, &message));
+        ASSERT_TRUE(c.platform.emulated_debug_scopes);
+        ASSERT_OK(daemon_config_format_start_only(&c, &text));
+        ASSERT_NOT_NULL(strstr(text, "[Platform]\n"));
+        ASSERT_NOT_NULL(strstr(text, "\nEmulatedDebugScopes=yes\n"));
+        ASSERT_ERRNO(daemon_config_load_text(&c, "[Platform]\nEmulatedDebugScopes=nope\n", &line, &message), EINVAL);
+        ASSERT_TRUE(c.platform.emulated_debug_scopes); /* kept */
+        ASSERT_OK(daemon_config_load_text(&c, "[Platform]\nEmulatedDebugScopes=off\n", &line, &message));
+        ASSERT_FALSE(c.platform.emulated_debug_scopes);
+        daemon_config_done(&c);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char conf[64];
+
+                snprintf(conf, sizeof(conf), "[Platform]\nEmulatedDebugScopes=%s\n", bad[i]);
+                ASSERT_ERRNO(load_worker(conf, &c, &line, &message), EINVAL);
+                ASSERT_EQ(line, 2u);
+                ASSERT_STREQ(message, "invalid value for EmulatedDebugScopes=: not a boolean (yes/no)");
+                ASSERT_FALSE(c.platform.emulated_debug_scopes);
+                daemon_config_done(&c);
+        }
 }
 
 TEST_MAIN();
