@@ -87,6 +87,7 @@ struct Policy {
         char *resolved_names;
 };
 
+PolicyRule *policy_rule_free(PolicyRule *r);
 Policy *policy_new_empty(void);
 
 void id_list_done(IdList *l);

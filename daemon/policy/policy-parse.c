@@ -24,6 +24,7 @@
 #include "file-acl.h"
 #include "file-trust.h"
 #include "ini.h"
+#include "log.h"
 #include "path-trust.h"
 #include "policy-internal.h"
 
@@ -65,6 +66,9 @@ typedef struct Loader {
         ResolvedName *names;
         size_t n_names, n_names_allocated;
         bool names_fixed;
+        /* The set a tsmd before kept (last-good), with that tsmd's meanings: see
+         * policy_load_resolved(). */
+        bool kept_before;
 
         /* The file being parsed. */
         const char *file;
@@ -734,6 +738,15 @@ static int apply_key(Loader *l, unsigned line, const Section *sec, PolicyKey key
                 /* Empty: in [Defaults], no scopes (as an empty assignment empties a list in
                  * systemd); in a rule, [Defaults]' scopes. */
                 r = parse_scopes(l, line, defaults, words, n, &list);
+                if (r >= 0 && defaults && n == 0 && l->kept_before)
+                        /* Its meaning before: the built-in scopes. */
+                        r = set_builtin_default_scopes(&list);
+                else if (r >= 0 && defaults && n == 0)
+                        /* Said, as it meant the built-in scopes before: an upgrade changes what
+                         * the same file grants. */
+                        log_notice("%s:%u: an empty [Defaults] Scopes= means no default scopes (before, it "
+                                   "meant \"info state-change\"): rules without Scopes= grant none.",
+                                   l->file, line);
                 if (r < 0)
                         return r;
                 str_list_done(target);
@@ -1114,16 +1127,31 @@ static int validate(Loader *l) {
                                             r->name);
                 /* SECURITY: nor would a unit glob alone ("*", "session-*.scope", "*.service"):
                  * every login is in a session-N.scope, every user manager in user@UID.service. */
+                const char *glob = NULL;
                 if (r->users.n == 0 && r->groups.n == 0)
-                        for (size_t j = 0; j < r->units.n; j++)
+                        for (size_t j = 0; j < r->units.n && !glob; j++)
                                 if (unit_is_glob(r->units.items[j]))
-                                        return loader_error(
-                                                l, r->line, -EINVAL,
-                                                "rule '%s' matches Units=%.*s without Users= or Groups=: a "
-                                                "unit glob may match any user's login session "
-                                                "(session-N.scope) or user manager (user@UID.service); "
-                                                "add Users= or Groups=, or name the units exactly",
-                                                r->name, quoted_len(r->units.items[j]), r->units.items[j]);
+                                        glob = r->units.items[j];
+                if (glob && !l->kept_before)
+                        return loader_error(l, r->line, -EINVAL,
+                                            "rule '%s' matches Units=%.*s without Users= or Groups=: a "
+                                            "unit glob may match any user's login session "
+                                            "(session-N.scope) or user manager (user@UID.service); "
+                                            "add Users= or Groups=, or name the units exactly",
+                                            r->name, quoted_len(glob), glob);
+                if (glob) {
+                        /* A set a tsmd before kept, which allowed it: refusing the set would stop
+                         * the first start after an upgrade over files this refuses as well, and
+                         * release every context in the fd store. The rule goes, failing closed. */
+                        log_warning("%s:%u: rule '%s' matches Units=%.*s without Users= or Groups=, which this "
+                                    "tsmd refuses: dropped from the configuration kept from before the "
+                                    "upgrade, its clients denied until the policy is fixed.",
+                                    l->file, r->line, r->name, quoted_len(glob), glob);
+                        policy_rule_free(p->rules[i]);
+                        memmove(p->rules + i, p->rules + i + 1, (p->n_rules - i - 1) * sizeof(PolicyRule *));
+                        p->n_rules--;
+                        i--;
+                }
         }
 
         return 0;
@@ -1264,13 +1292,8 @@ static int load_resolved_names(Loader *l, const char *text) {
         return 0;
 }
 
-int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy **ret,
-                          char **ret_error) {
-        return policy_load_resolved(sources, n_sources, NULL, ret, ret_error);
-}
-
-int policy_load_resolved(const PolicySource *sources, size_t n_sources, const char *resolved_names,
-                         Policy **ret, char **ret_error) {
+static int load_texts(const PolicySource *sources, size_t n_sources, const char *resolved_names,
+                      bool kept_before, Policy **ret, char **ret_error) {
         _cleanup_(loader_done) Loader l = {};
         int r;
 
@@ -1278,6 +1301,7 @@ int policy_load_resolved(const PolicySource *sources, size_t n_sources, const ch
         assert_return(ret, -EINVAL);
 
         r = loader_init(&l);
+        l.kept_before = kept_before;
         if (r >= 0 && resolved_names)
                 r = load_resolved_names(&l, resolved_names);
         for (size_t i = 0; i < n_sources && r >= 0; i++) {
@@ -1286,4 +1310,15 @@ int policy_load_resolved(const PolicySource *sources, size_t n_sources, const ch
         }
 
         return loader_finish(&l, r, ret, ret_error);
+}
+
+int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy **ret,
+                          char **ret_error) {
+        return load_texts(sources, n_sources, NULL, /* kept_before= */ false, ret, ret_error);
+}
+
+int policy_load_resolved(const PolicySource *sources, size_t n_sources, const char *resolved_names,
+                         Policy **ret, char **ret_error) {
+        return load_texts(sources, n_sources, resolved_names, /* kept_before= */ !resolved_names, ret,
+                          ret_error);
 }

@@ -131,7 +131,7 @@ Policy *policy_new_empty(void) {
         return p;
 }
 
-static PolicyRule *rule_free(PolicyRule *r) {
+PolicyRule *policy_rule_free(PolicyRule *r) {
         if (!r)
                 return NULL;
 
@@ -146,7 +146,7 @@ static PolicyRule *rule_free(PolicyRule *r) {
 
 static Policy *policy_free(Policy *p) {
         for (size_t i = 0; i < p->n_rules; i++)
-                rule_free(p->rules[i]);
+                policy_rule_free(p->rules[i]);
         free(p->rules);
 
         for (size_t i = 0; i < p->n_sources; i++)

@@ -120,12 +120,15 @@ int policy_load_from_text(const PolicySource *sources, size_t n_sources, Policy 
                           char **ret_error);
 
 /*
- * policy_load_from_text() resolving Users=/Groups= names only as resolved_names says (NULL: through
- * NSS, as policy_load_from_text()), the text of policy_resolved_names() of a load of the same
- * sources: the same policy again, without asking the name services, who may answer otherwise by
- * now (a user deleted, or recreated under another uid) or answer another process otherwise (a
- * sandboxed worker, LDAP). A name it does not list is unknown; a text not as written there is
- * -EBADMSG, "(resolved names):line: ..." in *ret_error.
+ * policy_load_from_text() resolving Users=/Groups= names only as resolved_names says, the text
+ * of policy_resolved_names() of a load of the same sources: the same policy again, without asking
+ * the name services, who may answer otherwise by now (a user deleted, or recreated under another
+ * uid) or answer another process otherwise (a sandboxed worker, LDAP). A name it does not list is
+ * unknown; a text not as written there is -EBADMSG, "(resolved names):line: ..." in *ret_error.
+ * NULL: a set kept by a tsmd before resolved names were kept, read with that tsmd's meanings,
+ * names through NSS, an empty [Defaults] Scopes= the built-in ones, and a rule whose Units= globs
+ * stand without Users= or Groups= dropped with a warning (refusing the set would stop the first
+ * start after an upgrade, and release the contexts in the fd store).
  */
 int policy_load_resolved(const PolicySource *sources, size_t n_sources, const char *resolved_names,
                          Policy **ret, char **ret_error);

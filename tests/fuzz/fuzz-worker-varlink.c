@@ -176,6 +176,7 @@ static void setup(void) {
         CHECK(atexit(dir_remove) == 0);
         snprintf(text, sizeof(text),
                  "[Platform]\nMode=emulated\nIommuDevice=/nonexistent/tsmd-fuzz-iommu\nEmulatedLatencyUSec=0\n"
+                 "EmulatedDebugScopes=yes\n"
                  "[Audit]\nDirectory=%1$s/audit\nJournal=no\nMaxFileSize=65536\nFiles=2\n"
                  "[Policy]\nFile=%1$s/policy.conf\nDropInDirectory=%1$s/policy.d\n"
                  "[Guest]\nContextStateDirectory=%1$s/contexts\n",

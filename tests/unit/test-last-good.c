@@ -459,4 +459,34 @@ TEST(restore_of_a_set_without_resolved_names) {
         ASSERT_STREQ(error, "p.conf:2: unknown user 'tsmd-test-no-such-user'");
 }
 
+/* A set a tsmd before kept, with what that tsmd allowed and meant: the first start after an
+ * upgrade over files this tsmd refuses serves it (refusing it would exit 78 and release the fd
+ * store's contexts), a rule that matches by Units= globs alone dropped, failing closed, and an
+ * empty [Defaults] Scopes= the built-in scopes, as it meant then. The same text loaded anew is
+ * refused, and its empty Scopes= means none. */
+TEST(a_set_kept_before_keeps_its_meanings) {
+        static const char old[] = "\0\0p.conf\0[Defaults]\nScopes=\n"
+                                  "[Client:by-glob]\nUnits=qemu-*.service\nDevices=*\n"
+                                  "[Client:a]\nUsers=root\nDevices=0000:01:00.0\n";
+        static const char now[] = "[Defaults]\nScopes=\n[Client:a]\nUsers=root\nDevices=0000:01:00.0\n";
+        PeerIdentity uid0 = { .uid = 0, .gid = 0 }, unit = { .uid = 1000, .gid = 1000, .unit = (char *) "qemu-a.service" };
+        PolicySource src = { .name = "p.conf", .text = old + 2 + sizeof("p.conf") };
+        _cleanup_free_ char *list = NULL, *error = NULL, *error_now = NULL;
+        _cleanup_(policy_unrefp) Policy *p = NULL, *q = NULL, *r = NULL;
+        _cleanup_close_ int fd = memfd_with(old, sizeof(old), SEALS);
+        DaemonConfig c;
+
+        ASSERT_OK(last_good_restore(fd, &c, &p, &list, &error));
+        daemon_config_done(&c);
+        ASSERT_EQ(policy_n_rules(p), 1u);
+        ASSERT_ERRNO(policy_check_device(p, &unit, "0000:02:00.0", TSM_BACKEND_EMULATED, NULL), EPERM);
+        ASSERT_OK(policy_check_scope(p, &uid0, "0000:01:00.0", TSM_BACKEND_EMULATED, "info", NULL));
+        ASSERT_OK(policy_check_scope(p, &uid0, "0000:01:00.0", TSM_BACKEND_EMULATED, "state-change", NULL));
+
+        ASSERT_ERRNO(policy_load_from_text(&src, 1, &q, &error_now), EINVAL);
+        src.text = now;
+        ASSERT_OK(policy_load_from_text(&src, 1, &r, &error_now));
+        ASSERT_ERRNO(policy_check_scope(r, &uid0, "0000:01:00.0", TSM_BACKEND_EMULATED, "info", NULL), EPERM);
+}
+
 TEST_MAIN();
