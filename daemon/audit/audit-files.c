@@ -9,7 +9,8 @@
  * record (and of the newer ones), and continues after the highest seq in any file's tail (an
  * older file may hold higher ones: a directory a reload left, found again). A crash between
  * the renames leaves a hole in the numbering (audit.log.2 missing), which only moves up with
- * the next rotation; queries skip missing files.
+ * the next rotation; queries skip missing files. The new file is made (and its room taken)
+ * as audit.log.new before the first rename: one a crash left is no record's, and goes.
  */
 
 #include <fcntl.h>
@@ -322,6 +323,9 @@ static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, jso
  * files'), whatever the umask: the unit's is 0077. */
 #define AUDIT_FILE_MODE 0640
 
+/* The new audit.log until a rotation names it so: no reader, resume or query looks at it. */
+#define AUDIT_FILE_NAME_NEW AUDIT_FILE_NAME ".new"
+
 static int open_current(AuditFiles *f) {
         struct stat st;
         int fd;
@@ -446,6 +450,8 @@ int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to open audit log '%s/" AUDIT_FILE_NAME "': %m",
                                        f->directory);
+        /* A rotation's new file that a crash left before it was named: its room is given back. */
+        (void) unlinkat(f->dir_fd, AUDIT_FILE_NAME_NEW, 0);
 
         *ret = info;
         return 0;
@@ -485,16 +491,59 @@ int audit_files_preallocate(AuditFiles *f, uint64_t end) {
         return 0;
 }
 
+/* The new file of a rotation, under AUDIT_FILE_NAME_NEW, with prealloc_size preallocated (at
+ * least min_size: -ENOSPC, leaving none, if that cannot be had). *ret_alloc_end: how much it got. */
+static int rotate_new_file(AuditFiles *f, uint64_t prealloc_size, uint64_t min_size, uint64_t *ret_alloc_end) {
+        _cleanup_close_ int fd = -EBADF;
+        uint64_t want = MAX(prealloc_size, min_size);
+        int r;
+
+        if (want > INT64_MAX)
+                return -EFBIG;
+        /* A crash's leftover, never written to. */
+        if (unlinkat(f->dir_fd, AUDIT_FILE_NAME_NEW, 0) < 0 && errno != ENOENT)
+                return -errno;
+        fd = f->ops->openat(f->dir_fd, AUDIT_FILE_NAME_NEW, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                            AUDIT_FILE_MODE);
+        if (fd < 0)
+                return fd;
+        (void) fchmod(fd, AUDIT_FILE_MODE);
+        /* KEEP_SIZE, as audit_files_preallocate(). */
+        r = want > 0 ? f->ops->fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t) want) : 0;
+        if (r == -ENOSPC && min_size > 0 && min_size < want) {
+                want = min_size;
+                r = f->ops->fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t) want);
+        }
+        if (r == -ENOSPC && min_size > 0) {
+                (void) unlinkat(f->dir_fd, AUDIT_FILE_NAME_NEW, 0);
+                return -ENOSPC;
+        }
+        /* Not all that was wanted (nothing was promised), or no fallocate here: none. */
+        *ret_alloc_end = r >= 0 ? want : 0;
+        return TAKE_FD(fd);
+}
+
 int audit_files_rotate(AuditFiles *f, uint64_t prealloc_size, uint64_t min_size) {
-        _cleanup_close_ int old_fd = -EBADF;
-        uint64_t old_size, old_alloc_end;
-        int fd, r = 0;
+        _cleanup_close_ int old_fd = -EBADF, fd = -EBADF;
+        uint64_t old_size, old_alloc_end, alloc_end = 0;
+        int r = 0;
 
         assert(f);
         assert(f->fd >= 0);
 
         old_size = f->size;
         old_alloc_end = f->alloc_end;
+
+        /* The room reserved against the old file's preallocated tail (min_size) moves to the new
+         * file: taken there before anything changes, and before the old tail is given back, so
+         * that no other writer of the file system can take it in between. Where it cannot be had
+         * (a full disk), nothing changes: the records go into the old tail, which has their room,
+         * and the log is full once that is used, as without a rotation. */
+        fd = rotate_new_file(f, prealloc_size, min_size, &alloc_end);
+        if (fd == -ENOSPC)
+                return 1;
+        if (fd < 0)
+                return fd;
 
         pthread_mutex_lock(&f->rotate_lock);
         /* Oldest first, so each rename replaces a file that was already copied up; the
@@ -510,37 +559,23 @@ int audit_files_rotate(AuditFiles *f, uint64_t prealloc_size, uint64_t min_size)
                 if (r < 0)
                         goto unlock;
         }
-        fd = f->ops->openat(f->dir_fd, AUDIT_FILE_NAME,
-                            O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, AUDIT_FILE_MODE);
-        if (fd < 0) {
-                r = fd;
+        r = f->ops->renameat(f->dir_fd, AUDIT_FILE_NAME_NEW, f->dir_fd, AUDIT_FILE_NAME);
+        if (r < 0)
                 goto unlock;
-        }
-        (void) fchmod(fd, AUDIT_FILE_MODE);
         old_fd = f->fd;
-        f->fd = fd;
-        f->size = f->synced = f->alloc_end = 0;
+        f->fd = TAKE_FD(fd);
+        f->size = f->synced = 0;
+        f->alloc_end = alloc_end;
         /* The renames and the new name must be durable before a record in the new file is
          * acknowledged. */
         r = f->ops->fsync(f->dir_fd);
 unlock:
         pthread_mutex_unlock(&f->rotate_lock);
-        if (old_fd < 0)
-                return r;
+        if (fd >= 0)
+                (void) unlinkat(f->dir_fd, AUDIT_FILE_NAME_NEW, 0);
 
-        /* The room reserved against the old file's preallocated tail moves to the new one:
-         * taken there before the old tail is given back, so that no other writer of the file
-         * system can take it in between. Only when the new file cannot get it otherwise (a
-         * nearly full disk) does the old tail go first. Failing only shrinks the margin, which
-         * the next reserve sees. */
-        if (r >= 0 && audit_files_preallocate(f, MAX(prealloc_size, min_size)) == -ENOSPC &&
-            min_size > 0 && audit_files_preallocate(f, min_size) == -ENOSPC && old_alloc_end > old_size) {
-                (void) f->ops->ftruncate(old_fd, (off_t) old_size);
-                old_alloc_end = old_size;
-                (void) audit_files_preallocate(f, min_size);
-        }
         /* The old file never grows again. */
-        if (old_alloc_end > old_size)
+        if (old_fd >= 0 && old_alloc_end > old_size)
                 (void) f->ops->ftruncate(old_fd, (off_t) old_size);
         return r;
 }

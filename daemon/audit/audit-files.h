@@ -75,11 +75,14 @@ int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret);
  * while the cut fails. */
 int audit_files_take_back(AuditFiles *f);
 
-/* Starts a new audit.log: shifts every file one up (dropping the oldest), creates the new
- * file, preallocates prealloc_size in it (at least min_size, the room promised in the old
- * one), only then releases the old file's preallocated tail (before, only if the new file
- * cannot get min_size otherwise), and syncs the directory. The caller has synced the old
- * file's data first, so no record in a newer file can exist without the records before it. */
+/* Starts a new audit.log: creates the new file (as audit.log.new) and preallocates prealloc_size
+ * in it (at least min_size, the room promised in the old one), then shifts every file one up
+ * (dropping the oldest), names the new one audit.log and syncs the directory, and only then
+ * releases the old file's preallocated tail: 0. Returns 1, changing nothing, if the new file
+ * cannot get min_size (or cannot be created for want of room, ENOSPC): the old file stays
+ * audit.log, open for appending, its tail holding the room promised, and the log is full once
+ * that is used. The caller has synced the old file's data first, so no record in a newer file
+ * can exist without the records before it. */
 int audit_files_rotate(AuditFiles *f, uint64_t prealloc_size, uint64_t min_size);
 
 /* Extends the preallocation of audit.log to at least `end` bytes. */

@@ -131,13 +131,14 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
         /* queued: bytes of this segment, for the caller's count; unwritten: those of them still
          * in iov, as the rest are in f->size already. */
         uint64_t queued = 0, unwritten = 0, margin;
+        bool no_room = false; /* for a new file: this batch stays in the old one */
         size_t n = 0;
         int r;
 
         for (AuditSyncItem *i = batch; i; i = i->next) {
                 uint64_t end = f->size + unwritten;
 
-                if (end > 0 && end + i->len > f->max_file_size) {
+                if (!no_room && end > 0 && end + i->len > f->max_file_size) {
                         /* Everything before i must be durable before a newer file exists. */
                         r = write_iov(f, iov, n);
                         if (r < 0)
@@ -160,7 +161,12 @@ static int write_batch(AuditSync *s, AuditSyncItem *batch, uint64_t *written, Au
                         r = audit_files_rotate(f, s->prealloc_size, margin);
                         if (r < 0)
                                 goto fail;
-                        stats->n_rotations++;
+                        if (r > 0)
+                                /* Not rotated: the old file's tail has the room reserved, past
+                                 * max_file_size. The next batch tries again. */
+                                no_room = true;
+                        else
+                                stats->n_rotations++;
                 }
 
                 if (n == IOV_BATCH) {

@@ -27,10 +27,23 @@ static int f_openat(int dirfd, const char *path, int flags, mode_t mode) {
         return audit_file_ops_default.openat(dirfd, path, flags, mode);
 }
 
+/* Whether the file has blocks for every byte up to end (it is written without holes). */
+static bool has_blocks_to(int fd, uint64_t end) {
+        struct stat st;
+
+        return fstat(fd, &st) >= 0 && (uint64_t) st.st_blocks * 512u >= end;
+}
+
 static ssize_t f_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset) {
+        uint64_t end = (uint64_t) offset;
+
         atomic_fetch_add(&faults.n_pwritev, 1);
         if (fail_now(&faults.pwritev_errno, 0, NULL))
                 return -atomic_load(&faults.pwritev_errno);
+        for (int i = 0; i < iovcnt; i++)
+                end += iov[i].iov_len;
+        if (atomic_load(&faults.disk_full) && !has_blocks_to(fd, end))
+                return -ENOSPC;
         return audit_file_ops_default.pwritev(fd, iov, iovcnt, offset);
 }
 
@@ -61,6 +74,8 @@ static int f_fallocate(int fd, int mode, off_t offset, off_t len) {
         if (fail_now(&faults.fallocate_errno, 0, NULL))
                 return -atomic_load(&faults.fallocate_errno);
         if (atomic_load(&faults.fallocate_enospc_after_ftruncate) && atomic_load(&faults.n_ftruncate) > 0)
+                return -ENOSPC;
+        if (atomic_load(&faults.disk_full))
                 return -ENOSPC;
         return audit_file_ops_default.fallocate(fd, mode, offset, len);
 }

@@ -28,6 +28,9 @@ typedef struct Faults {
         /* Another writer of the file system takes every block the log gives back: from the
          * first ftruncate on, fallocate fails with ENOSPC. */
         atomic_bool fallocate_enospc_after_ftruncate;
+        /* A file system another writer keeps full: fallocate fails with ENOSPC, and so does a
+         * write that needs a block its file does not have (past what it preallocated). */
+        atomic_bool disk_full;
         /* Report this many bytes free (>= 0), or the truth (< 0). */
         atomic_llong fstatvfs_avail;
         /* Slow disk: sleep this long in every fdatasync. */

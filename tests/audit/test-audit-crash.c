@@ -194,7 +194,9 @@ TEST(real_full_filesystem) {
         if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0)
                 SKIP("making mounts private: %m");
         mnt = test_dir_new();
-        if (mount("tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") < 0)
+        /* Room for files to rotate before it is full: a new file takes the room reserved in the
+         * old one (up to eight near-maximum records here) while the old one still holds it. */
+        if (mount("tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0700") < 0)
                 SKIP("mounting tmpfs: %m");
         snprintf(logdir, sizeof(logdir), "%s/log", mnt);
 

@@ -1149,6 +1149,97 @@ TEST(rotation_takes_new_room_before_giving_back_the_old) {
         fixture_done(&f);
 }
 
+/* A disk so full that the new file of a rotation cannot get the room reserved against the old
+ * file's tail (another writer takes every block given back): it ends as a full disk does without
+ * a rotation. The log does not rotate, the records reserved go into the old tail, which has their
+ * room, and once that is used the log is full (reservations refused with ENOSPC, an owed record
+ * kept), not failed: everything reserved is acknowledged and in the files, and once there is room
+ * again the log takes the kept record, rotates and goes on by itself. */
+TEST(rotation_without_room_for_the_new_file_ends_full_not_failed) {
+        AuditRecord r = sample_record();
+        AuditReservation *res;
+        AuditLogStatus st;
+        uint64_t seq = 99;
+        size_t n = 1;
+        int k;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 10;
+        f.config.prealloc_size = 16 * AUDIT_RECORD_MAX;
+        fixture_open(&f);
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+
+        atomic_store(&faults.disk_full, true);
+        atomic_store(&faults.fstatvfs_avail, 0);
+        reserve_then_commit(&f, 12); /* past the ~9 records a file takes */
+        n += 12;
+        wait_acks(&f, n);
+        assert_acks_ok(&f, 1);
+        /* Then one at a time, until the old tail is used. */
+        for (;;) {
+                ASSERT_LE(n, 1000U);
+                k = audit_log_reserve(f.log, &res);
+                if (k < 0)
+                        break;
+                ASSERT_OK(audit_log_commit(res, &r, ack_callback, &f.acks, NULL));
+                wait_acks(&f, ++n);
+        }
+        ASSERT_ERRNO(k, ENOSPC);
+        assert_acks_ok(&f, 1);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.failed, 0);
+        ASSERT_EQ(st.health.state, AUDIT_HEALTH_FULL);
+        ASSERT_EQ(st.health.error, -ENOSPC);
+        ASSERT_EQ(st.sync.n_rotations, 0U);
+        ASSERT_TRUE(file_size(&f, "audit.log") > AUDIT_RECORD_MAX); /* past max_file_size */
+        ASSERT_FALSE(file_exists(&f, "audit.log.new"));
+        r.event = "release";
+        ASSERT_EQ(audit_log_record_owed_kept(f.log, &r, ack_callback, NULL, &f.acks, &seq), 1);
+        ASSERT_EQ(seq, 0U);
+        assert_files(&f, 1, n);
+
+        atomic_store(&faults.disk_full, false);
+        atomic_store(&faults.fstatvfs_avail, -1);
+        for (unsigned i = 0;; i++) {
+                k = audit_log_reserve(f.log, &res);
+                if (k >= 0)
+                        break;
+                ASSERT_ERRNO(k, ENOSPC);
+                ASSERT_LE(i, 1000U);
+                usleep(1000);
+        }
+        ASSERT_OK(audit_log_commit(res, &r, ack_callback, &f.acks, NULL));
+        n += 2; /* the kept record, then this one */
+        wait_acks(&f, n);
+        assert_acks_ok(&f, 1);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.failed, 0);
+        ASSERT_EQ(st.health.state, AUDIT_HEALTH_OK);
+        ASSERT_EQ(st.sync.n_rotations, 1U);
+        ASSERT_FALSE(file_exists(&f, "audit.log.new"));
+        assert_files(&f, 1, n);
+        fixture_done(&f);
+}
+
+/* A rotation makes its new file, and takes its room, as audit.log.new before the first rename: one
+ * a crash left there holds no record, and goes at the next open (its room given back). */
+TEST(new_file_a_crash_left_goes_at_open) {
+        Fixture f;
+
+        fixture_with_records(&f, 3);
+        append_bytes(f.dir, "audit.log.new", "", 0);
+        fixture_open(&f);
+        ASSERT_FALSE(file_exists(&f, "audit.log.new"));
+        commit_n(&f, 1);
+        wait_acks(&f, 4);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 4);
+        fixture_done(&f);
+}
+
 TEST(no_fallocate_falls_back_to_statvfs) {
         AuditReservation *res;
         Fixture f;
