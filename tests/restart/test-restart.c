@@ -2532,7 +2532,8 @@ static int reclaim_behind_unread_answers(Manager *m, const char *token, unsigned
 }
 
 /* Some state file says a reclaim took the context with the token whose id is id, and the answer
- * with the renewed one has not gone out entirely. */
+ * with the renewed one has not gone out entirely. A save's temporary (.state.tmp) is no state
+ * file: it is written, and synced, before it takes the name. */
 static bool renewal_pending(Manager *m, const char *id) {
         char path[PATH_MAX], want[64];
         struct dirent *de;
@@ -2545,8 +2546,9 @@ static bool renewal_pending(Manager *m, const char *id) {
         ASSERT_NOT_NULL(d);
         while (!found && (de = readdir(d))) {
                 _cleanup_free_ char *text = NULL;
+                size_t n = strlen(de->d_name);
 
-                if (de->d_name[0] == '.')
+                if (de->d_name[0] == '.' || n < strlen(".state") || !streq(de->d_name + n - strlen(".state"), ".state"))
                         continue;
                 snprintf(path, sizeof(path), "state/%s", de->d_name);
                 text = read_text(m, path);
