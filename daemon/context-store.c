@@ -109,7 +109,11 @@ int context_store_save(const char *dir, const char *reclaim_id, const StoredOwne
         }
         fclose(f);
 
-        /* Readers see the old file or the new one, never half of one. */
+        /* Readers see the old file or the new one, never half of one. No fsync(): the files
+         * matter only to a restart of tsmd within this boot, across which the page cache keeps
+         * them (a power loss ends the contexts, the fd store with them, and the next start
+         * sweeps the files), and a sync on a disk would hold the worker's loop for a flush on
+         * every change of every context. */
         if (renameat(dfd, tmp, dfd, name) < 0) {
                 r = negative_errno();
                 (void) unlinkat(dfd, tmp, 0);
